@@ -501,10 +501,16 @@ class ResidualFork(Stage):
         return self.channels * self.height * self.width
 
     def latency(self):
-        return 1
+        return 2            # the input's skid buffer, the fork
 
     def memories(self):
         return [_mem(self, "skip fifo", self.depth, self.x_shape.width)]
+
+    def estimate(self):
+        # the input's skid buffer (two registers, a 2:1 mux) beside the fork's fixed cost
+        est = super().estimate()
+        xw = self.x_shape.width
+        return dict(est, luts=est["luts"] + xw, ffs=est["ffs"] + 2 * xw + 1)
 
     def describe(self):
         return {"skip_fifo_depth": self.depth, "stride": self.stride,

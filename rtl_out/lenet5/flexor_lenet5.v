@@ -3596,8 +3596,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
+  wire [1:0] \$124 ;
+  wire [1:0] \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
@@ -3609,8 +3609,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
+  wire [1:0] \$136 ;
+  wire [1:0] \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire [9:0] \$14 ;
@@ -3619,10 +3619,10 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [5:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire [5:0] \$147 ;
-  wire [6:0] \$148 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
   wire \$150 ;
@@ -3633,11 +3633,11 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$155 ;
   wire \$156 ;
   wire \$157 ;
-  wire [6:0] \$158 ;
-  wire [6:0] \$159 ;
+  wire \$158 ;
+  wire \$159 ;
   wire [5:0] \$16 ;
-  wire [6:0] \$160 ;
-  wire [7:0] \$161 ;
+  wire \$160 ;
+  wire \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
@@ -3645,10 +3645,10 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [5:0] \$169 ;
+  wire \$169 ;
   wire [5:0] \$17 ;
-  wire [5:0] \$170 ;
-  wire [5:0] \$171 ;
+  wire \$170 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
@@ -3660,8 +3660,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
+  wire [1:0] \$182 ;
+  wire [1:0] \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
@@ -3669,12 +3669,12 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$188 ;
   wire \$189 ;
   wire [8:0] \$19 ;
-  wire [5:0] \$190 ;
-  wire [5:0] \$191 ;
-  wire [5:0] \$192 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
+  wire [1:0] \$194 ;
+  wire [1:0] \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
@@ -3683,88 +3683,550 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire [8:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire [6:0] \$202 ;
-  wire [6:0] \$203 ;
-  wire [6:0] \$204 ;
-  wire [7:0] \$205 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
   wire \$206 ;
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
   wire \$21 ;
-  reg [4:0] \$210 ;
-  reg [7:0] \$211 ;
-  reg \$212 ;
-  reg [4:0] \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg [2:0] \$216 ;
-  reg [5:0] \$217 ;
-  reg [2:0] \$218 ;
-  reg [7:0] \$219 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [4:0] \$220 ;
-  reg [5:0] \$221 ;
-  reg [5:0] \$222 ;
-  reg [4:0] \$223 ;
-  reg [5:0] \$224 ;
-  reg \$225 ;
-  reg [2:0] \$226 ;
-  reg [7:0] \$227 ;
-  reg [2:0] \$228 ;
-  reg [7:0] \$229 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
-  reg \$230 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [1:0] \$242 ;
+  wire [1:0] \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire [5:0] \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire [1:0] \$254 ;
+  wire [1:0] \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
   wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire [3:0] \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire [3:0] \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire [1:0] \$302 ;
+  wire [1:0] \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire [6:0] \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire [1:0] \$314 ;
+  wire [1:0] \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
   wire [3:0] \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
   wire [3:0] \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
   wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire [1:0] \$363 ;
+  wire [1:0] \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
   wire [6:0] \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire [1:0] \$375 ;
+  wire [1:0] \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire [8:0] \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire [8:0] \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
   wire [9:0] \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
   wire [8:0] \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire [1:0] \$424 ;
+  wire [1:0] \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
   wire [9:0] \$43 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire [1:0] \$436 ;
+  wire [1:0] \$437 ;
+  wire \$438 ;
+  wire \$439 ;
   wire \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
   wire [1:0] \$45 ;
+  wire \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
   wire [1:0] \$46 ;
+  wire \$460 ;
+  wire \$461 ;
+  wire \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire \$468 ;
+  wire \$469 ;
   wire \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire \$479 ;
   wire \$48 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire [1:0] \$485 ;
+  wire [1:0] \$486 ;
+  wire \$487 ;
+  wire \$488 ;
+  wire \$489 ;
   wire [6:0] \$49 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
+  wire \$493 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire [1:0] \$497 ;
+  wire [1:0] \$498 ;
+  wire \$499 ;
   wire \$5 ;
   wire [7:0] \$50 ;
+  wire \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire \$503 ;
+  wire \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire \$507 ;
+  wire \$508 ;
+  wire \$509 ;
   wire \$51 ;
+  wire \$510 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire \$513 ;
+  wire \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire \$517 ;
+  wire \$518 ;
+  wire \$519 ;
   wire [5:0] \$52 ;
+  wire \$520 ;
+  wire \$521 ;
+  wire \$522 ;
+  wire \$523 ;
+  wire \$524 ;
+  wire \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
+  wire \$529 ;
   wire [5:0] \$53 ;
+  wire \$530 ;
+  wire \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire \$539 ;
   wire \$54 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire \$545 ;
+  wire [1:0] \$546 ;
+  wire [1:0] \$547 ;
+  wire \$548 ;
+  wire \$549 ;
   wire [6:0] \$55 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire \$556 ;
+  wire \$557 ;
+  wire [1:0] \$558 ;
+  wire [1:0] \$559 ;
   wire [6:0] \$56 ;
+  wire \$560 ;
+  wire \$561 ;
+  wire \$562 ;
+  wire \$563 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire \$567 ;
+  wire \$568 ;
+  wire \$569 ;
   wire \$57 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire \$579 ;
   wire [6:0] \$58 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire \$589 ;
   wire [6:0] \$59 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire \$597 ;
+  wire \$598 ;
+  wire \$599 ;
   wire \$6 ;
   wire \$60 ;
+  wire \$600 ;
+  wire \$601 ;
+  wire \$602 ;
+  wire \$603 ;
+  wire \$604 ;
+  wire \$605 ;
+  wire \$606 ;
+  wire [1:0] \$607 ;
+  wire [1:0] \$608 ;
+  wire \$609 ;
   wire [6:0] \$61 ;
+  wire \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire \$617 ;
+  wire \$618 ;
+  wire [1:0] \$619 ;
   wire [6:0] \$62 ;
+  wire [1:0] \$620 ;
+  wire \$621 ;
+  wire \$622 ;
+  wire \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire \$626 ;
+  wire \$627 ;
+  wire \$628 ;
+  wire \$629 ;
   wire \$63 ;
+  wire \$630 ;
+  wire \$631 ;
+  wire \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  wire \$636 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire \$639 ;
   wire \$64 ;
+  wire \$640 ;
+  wire \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire \$645 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire \$649 ;
   wire [5:0] \$65 ;
+  wire \$650 ;
+  wire \$651 ;
+  wire \$652 ;
+  wire \$653 ;
+  wire \$654 ;
+  wire \$655 ;
+  wire \$656 ;
+  wire \$657 ;
+  wire \$658 ;
+  wire \$659 ;
   wire [5:0] \$66 ;
+  wire \$660 ;
+  wire \$661 ;
+  wire \$662 ;
+  wire \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire \$666 ;
+  wire \$667 ;
+  wire \$668 ;
+  wire \$669 ;
   wire \$67 ;
+  wire \$670 ;
+  wire \$671 ;
+  reg [4:0] \$672 ;
+  reg [7:0] \$673 ;
+  reg \$674 ;
+  reg [4:0] \$675 ;
+  reg \$676 ;
+  reg \$677 ;
+  reg [2:0] \$678 ;
+  reg [5:0] \$679 ;
   wire [6:0] \$68 ;
+  reg [2:0] \$680 ;
+  reg [7:0] \$681 ;
+  reg [4:0] \$682 ;
+  reg [5:0] \$683 ;
+  reg [5:0] \$684 ;
+  reg [4:0] \$685 ;
+  reg [5:0] \$686 ;
+  reg \$687 ;
+  reg [2:0] \$688 ;
+  reg [7:0] \$689 ;
   wire [6:0] \$69 ;
+  reg [2:0] \$690 ;
+  reg [7:0] \$691 ;
+  reg \$692 ;
   wire \$7 ;
   wire \$70 ;
   wire [3:0] \$71 ;
@@ -3809,6 +4271,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   input clk;
   wire clk;
   reg [5:0] col_addr = 6'h3e;
+  wire [6:0] d;
   wire [7:0] i__payload;
   wire [7:0] \i__payload$25 ;
   wire [8:0] \i__payload$41 ;
@@ -4045,6 +4508,384 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     end
   end
   assign rd__data = _0_;
+  assign \$300  = w_row == 5'h1b;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = \$301  ? 2'h2 : 2'h1;
+  assign \$303  = \$298  ? \$302  : 2'h0;
+  assign \$304  = \$303  == 1'h1;
+  assign \$305  = kx == 3'h4;
+  assign \$306  = take & \$305 ;
+  assign \$307  = ky == 3'h4;
+  assign \$308  = \$306  & \$307 ;
+  assign \$311  = ox == 5'h1b;
+  assign \$312  = \$310  & \$311 ;
+  assign \$313  = oy == 5'h1b;
+  assign \$314  = \$313  ? 2'h2 : 2'h1;
+  assign \$315  = \$312  ? \$314  : 2'h0;
+  assign \$316  = \$315  == 2'h2;
+  assign \$317  = \$304  & \$316 ;
+  assign \$318  = w_px == 5'h1b;
+  assign \$319  = write & \$318 ;
+  assign \$320  = ~ ahead;
+  assign \$321  = w_row == 5'h1b;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = \$319  & \$322 ;
+  assign \$324  = ahead | \$323 ;
+  assign \$325  = switch ? 1'h0 : \$324 ;
+  assign \$326  = kx == 3'h4;
+  assign \$327  = take & \$326 ;
+  assign \$328  = ky == 3'h4;
+  assign \$329  = \$327  & \$328 ;
+  assign \$332  = ox == 5'h1b;
+  assign \$333  = \$331  & \$332 ;
+  assign \$334  = oy == 5'h1b;
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = r_done | \$335 ;
+  assign \$337  = switch ? 1'h0 : \$336 ;
+  assign \$338  = ~ \$337 ;
+  assign \$339  = $signed({ 1'h0, w_row }) < $signed(6'h27);
+  assign \$340  = \$338  & \$339 ;
+  assign \$341  = w_row < 5'h1b;
+  assign \$342  = kx == 3'h4;
+  assign \$343  = take & \$342 ;
+  assign \$344  = ky == 3'h4;
+  assign \$345  = \$343  & \$344 ;
+  assign \$348  = ox == 5'h1b;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = oy == 5'h1b;
+  assign \$351  = \$349  & \$350 ;
+  assign \$352  = r_done | \$351 ;
+  assign \$353  = switch ? 1'h0 : \$352 ;
+  assign \$354  = w_row < 2'h3;
+  assign \$355  = \$353  | \$354 ;
+  assign \$356  = \$341  & \$355 ;
+  assign \$357  = \$325  ? \$340  : \$356 ;
+  assign \$358  = w_px == 5'h1b;
+  assign \$359  = write & \$358 ;
+  assign \$360  = ~ ahead;
+  assign \$361  = w_row == 5'h1b;
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = \$362  ? 2'h2 : 2'h1;
+  assign \$364  = \$359  ? \$363  : 2'h0;
+  assign \$365  = \$364  == 1'h1;
+  assign \$366  = kx == 3'h4;
+  assign \$367  = take & \$366 ;
+  assign \$368  = ky == 3'h4;
+  assign \$369  = \$367  & \$368 ;
+  assign \$372  = ox == 5'h1b;
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = oy == 5'h1b;
+  assign \$375  = \$374  ? 2'h2 : 2'h1;
+  assign \$376  = \$373  ? \$375  : 2'h0;
+  assign \$377  = \$376  == 1'h1;
+  assign \$378  = \$365  & \$377 ;
+  assign \$379  = w_px == 5'h1b;
+  assign \$380  = write & \$379 ;
+  assign \$381  = ~ ahead;
+  assign \$382  = w_row == 5'h1b;
+  assign \$383  = \$381  & \$382 ;
+  assign \$384  = \$380  & \$383 ;
+  assign \$385  = ahead | \$384 ;
+  assign \$386  = switch ? 1'h0 : \$385 ;
+  assign \$387  = kx == 3'h4;
+  assign \$388  = take & \$387 ;
+  assign \$389  = ky == 3'h4;
+  assign \$390  = \$388  & \$389 ;
+  assign \$393  = ox == 5'h1b;
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = oy == 5'h1b;
+  assign \$396  = \$394  & \$395 ;
+  assign \$397  = r_done | \$396 ;
+  assign \$398  = switch ? 1'h0 : \$397 ;
+  assign \$399  = ~ \$398 ;
+  assign \$400  = $signed(d) < $signed(6'h2a);
+  assign \$401  = \$399  & \$400 ;
+  assign \$402  = w_row < 5'h1b;
+  assign \$403  = kx == 3'h4;
+  assign \$404  = take & \$403 ;
+  assign \$405  = ky == 3'h4;
+  assign \$406  = \$404  & \$405 ;
+  assign \$409  = ox == 5'h1b;
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = oy == 5'h1b;
+  assign \$412  = \$410  & \$411 ;
+  assign \$413  = r_done | \$412 ;
+  assign \$414  = switch ? 1'h0 : \$413 ;
+  assign \$415  = $signed(d) < $signed(4'h6);
+  assign \$416  = \$414  | \$415 ;
+  assign \$417  = \$402  & \$416 ;
+  assign \$418  = \$386  ? \$401  : \$417 ;
+  assign \$419  = w_px == 5'h1b;
+  assign \$420  = write & \$419 ;
+  assign \$421  = ~ ahead;
+  assign \$422  = w_row == 5'h1b;
+  assign \$423  = \$421  & \$422 ;
+  assign \$424  = \$423  ? 2'h2 : 2'h1;
+  assign \$425  = \$420  ? \$424  : 2'h0;
+  assign \$426  = \$425  == 1'h1;
+  assign \$427  = kx == 3'h4;
+  assign \$428  = take & \$427 ;
+  assign \$429  = ky == 3'h4;
+  assign \$430  = \$428  & \$429 ;
+  assign \$433  = ox == 5'h1b;
+  assign \$434  = \$432  & \$433 ;
+  assign \$435  = oy == 5'h1b;
+  assign \$436  = \$435  ? 2'h2 : 2'h1;
+  assign \$437  = \$434  ? \$436  : 2'h0;
+  assign \$438  = ! \$437 ;
+  assign \$439  = \$426  & \$438 ;
+  assign \$440  = w_px == 5'h1b;
+  assign \$441  = write & \$440 ;
+  assign \$442  = ~ ahead;
+  assign \$443  = w_row == 5'h1b;
+  assign \$444  = \$442  & \$443 ;
+  assign \$445  = \$441  & \$444 ;
+  assign \$446  = ahead | \$445 ;
+  assign \$447  = switch ? 1'h0 : \$446 ;
+  assign \$448  = kx == 3'h4;
+  assign \$449  = take & \$448 ;
+  assign \$450  = ky == 3'h4;
+  assign \$451  = \$449  & \$450 ;
+  assign \$454  = ox == 5'h1b;
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = oy == 5'h1b;
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = r_done | \$457 ;
+  assign \$459  = switch ? 1'h0 : \$458 ;
+  assign \$460  = ~ \$459 ;
+  assign \$461  = $signed(d) < $signed(6'h29);
+  assign \$462  = \$460  & \$461 ;
+  assign \$463  = w_row < 5'h1b;
+  assign \$464  = kx == 3'h4;
+  assign \$465  = take & \$464 ;
+  assign \$466  = ky == 3'h4;
+  assign \$467  = \$465  & \$466 ;
+  assign \$470  = ox == 5'h1b;
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = oy == 5'h1b;
+  assign \$473  = \$471  & \$472 ;
+  assign \$474  = r_done | \$473 ;
+  assign \$475  = switch ? 1'h0 : \$474 ;
+  assign \$476  = $signed(d) < $signed(4'h5);
+  assign \$477  = \$475  | \$476 ;
+  assign \$478  = \$463  & \$477 ;
+  assign \$479  = \$447  ? \$462  : \$478 ;
+  assign \$480  = w_px == 5'h1b;
+  assign \$481  = write & \$480 ;
+  assign \$482  = ~ ahead;
+  assign \$483  = w_row == 5'h1b;
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = \$484  ? 2'h2 : 2'h1;
+  assign \$486  = \$481  ? \$485  : 2'h0;
+  assign \$487  = ! \$486 ;
+  assign \$488  = kx == 3'h4;
+  assign \$489  = take & \$488 ;
+  assign \$490  = ky == 3'h4;
+  assign \$491  = \$489  & \$490 ;
+  assign \$494  = ox == 5'h1b;
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = oy == 5'h1b;
+  assign \$497  = \$496  ? 2'h2 : 2'h1;
+  assign \$498  = \$495  ? \$497  : 2'h0;
+  assign \$499  = \$498  == 2'h2;
+  assign \$500  = \$487  & \$499 ;
+  assign \$501  = w_px == 5'h1b;
+  assign \$502  = write & \$501 ;
+  assign \$503  = ~ ahead;
+  assign \$504  = w_row == 5'h1b;
+  assign \$505  = \$503  & \$504 ;
+  assign \$506  = \$502  & \$505 ;
+  assign \$507  = ahead | \$506 ;
+  assign \$508  = switch ? 1'h0 : \$507 ;
+  assign \$509  = kx == 3'h4;
+  assign \$510  = take & \$509 ;
+  assign \$511  = ky == 3'h4;
+  assign \$512  = \$510  & \$511 ;
+  assign \$515  = ox == 5'h1b;
+  assign \$516  = \$514  & \$515 ;
+  assign \$517  = oy == 5'h1b;
+  assign \$518  = \$516  & \$517 ;
+  assign \$519  = r_done | \$518 ;
+  assign \$520  = switch ? 1'h0 : \$519 ;
+  assign \$521  = ~ \$520 ;
+  assign \$522  = $signed({ 1'h0, w_row }) < $signed(6'h28);
+  assign \$523  = \$521  & \$522 ;
+  assign \$524  = w_row < 5'h1c;
+  assign \$525  = kx == 3'h4;
+  assign \$526  = take & \$525 ;
+  assign \$527  = ky == 3'h4;
+  assign \$528  = \$526  & \$527 ;
+  assign \$531  = ox == 5'h1b;
+  assign \$532  = \$530  & \$531 ;
+  assign \$533  = oy == 5'h1b;
+  assign \$534  = \$532  & \$533 ;
+  assign \$535  = r_done | \$534 ;
+  assign \$536  = switch ? 1'h0 : \$535 ;
+  assign \$537  = w_row < 3'h4;
+  assign \$538  = \$536  | \$537 ;
+  assign \$539  = \$524  & \$538 ;
+  assign \$540  = \$508  ? \$523  : \$539 ;
+  assign \$541  = w_px == 5'h1b;
+  assign \$542  = write & \$541 ;
+  assign \$543  = ~ ahead;
+  assign \$544  = w_row == 5'h1b;
+  assign \$545  = \$543  & \$544 ;
+  assign \$546  = \$545  ? 2'h2 : 2'h1;
+  assign \$547  = \$542  ? \$546  : 2'h0;
+  assign \$548  = ! \$547 ;
+  assign \$549  = kx == 3'h4;
+  assign \$550  = take & \$549 ;
+  assign \$551  = ky == 3'h4;
+  assign \$552  = \$550  & \$551 ;
+  assign \$555  = ox == 5'h1b;
+  assign \$556  = \$554  & \$555 ;
+  assign \$557  = oy == 5'h1b;
+  assign \$558  = \$557  ? 2'h2 : 2'h1;
+  assign \$559  = \$556  ? \$558  : 2'h0;
+  assign \$560  = \$559  == 1'h1;
+  assign \$561  = \$548  & \$560 ;
+  assign \$562  = w_px == 5'h1b;
+  assign \$563  = write & \$562 ;
+  assign \$564  = ~ ahead;
+  assign \$565  = w_row == 5'h1b;
+  assign \$566  = \$564  & \$565 ;
+  assign \$567  = \$563  & \$566 ;
+  assign \$568  = ahead | \$567 ;
+  assign \$569  = switch ? 1'h0 : \$568 ;
+  assign \$570  = kx == 3'h4;
+  assign \$571  = take & \$570 ;
+  assign \$572  = ky == 3'h4;
+  assign \$573  = \$571  & \$572 ;
+  assign \$576  = ox == 5'h1b;
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = oy == 5'h1b;
+  assign \$579  = \$577  & \$578 ;
+  assign \$580  = r_done | \$579 ;
+  assign \$581  = switch ? 1'h0 : \$580 ;
+  assign \$582  = ~ \$581 ;
+  assign \$583  = $signed(d) < $signed(6'h2b);
+  assign \$584  = \$582  & \$583 ;
+  assign \$585  = w_row < 5'h1c;
+  assign \$586  = kx == 3'h4;
+  assign \$587  = take & \$586 ;
+  assign \$588  = ky == 3'h4;
+  assign \$589  = \$587  & \$588 ;
+  assign \$592  = ox == 5'h1b;
+  assign \$593  = \$591  & \$592 ;
+  assign \$594  = oy == 5'h1b;
+  assign \$595  = \$593  & \$594 ;
+  assign \$596  = r_done | \$595 ;
+  assign \$597  = switch ? 1'h0 : \$596 ;
+  assign \$598  = $signed(d) < $signed(4'h7);
+  assign \$599  = \$597  | \$598 ;
+  assign \$600  = \$585  & \$599 ;
+  assign \$601  = \$569  ? \$584  : \$600 ;
+  assign \$602  = w_px == 5'h1b;
+  assign \$603  = write & \$602 ;
+  assign \$604  = ~ ahead;
+  assign \$605  = w_row == 5'h1b;
+  assign \$606  = \$604  & \$605 ;
+  assign \$607  = \$606  ? 2'h2 : 2'h1;
+  assign \$608  = \$603  ? \$607  : 2'h0;
+  assign \$609  = ! \$608 ;
+  assign \$610  = kx == 3'h4;
+  assign \$611  = take & \$610 ;
+  assign \$612  = ky == 3'h4;
+  assign \$613  = \$611  & \$612 ;
+  assign \$616  = ox == 5'h1b;
+  assign \$617  = \$615  & \$616 ;
+  assign \$618  = oy == 5'h1b;
+  assign \$619  = \$618  ? 2'h2 : 2'h1;
+  assign \$620  = \$617  ? \$619  : 2'h0;
+  assign \$621  = ! \$620 ;
+  assign \$622  = \$609  & \$621 ;
+  assign \$623  = w_px == 5'h1b;
+  assign \$624  = write & \$623 ;
+  assign \$625  = ~ ahead;
+  assign \$626  = w_row == 5'h1b;
+  assign \$627  = \$625  & \$626 ;
+  assign \$628  = \$624  & \$627 ;
+  assign \$629  = ahead | \$628 ;
+  assign \$630  = switch ? 1'h0 : \$629 ;
+  assign \$631  = kx == 3'h4;
+  assign \$632  = take & \$631 ;
+  assign \$633  = ky == 3'h4;
+  assign \$634  = \$632  & \$633 ;
+  assign \$637  = ox == 5'h1b;
+  assign \$638  = \$636  & \$637 ;
+  assign \$639  = oy == 5'h1b;
+  assign \$640  = \$638  & \$639 ;
+  assign \$641  = r_done | \$640 ;
+  assign \$642  = switch ? 1'h0 : \$641 ;
+  assign \$643  = ~ \$642 ;
+  assign \$644  = $signed(d) < $signed(6'h2a);
+  assign \$645  = \$643  & \$644 ;
+  assign \$646  = w_row < 5'h1c;
+  assign \$647  = kx == 3'h4;
+  assign \$648  = take & \$647 ;
+  assign \$649  = ky == 3'h4;
+  assign \$650  = \$648  & \$649 ;
+  assign \$653  = ox == 5'h1b;
+  assign \$654  = \$652  & \$653 ;
+  assign \$655  = oy == 5'h1b;
+  assign \$656  = \$654  & \$655 ;
+  assign \$657  = r_done | \$656 ;
+  assign \$658  = switch ? 1'h0 : \$657 ;
+  assign \$659  = $signed(d) < $signed(4'h6);
+  assign \$660  = \$658  | \$659 ;
+  assign \$661  = \$646  & \$660 ;
+  assign \$662  = \$630  ? \$645  : \$661 ;
+  assign \$663  = \$622  ? \$662  : 1'h0;
+  assign \$664  = \$561  ? \$601  : \$663 ;
+  assign \$665  = \$500  ? \$540  : \$664 ;
+  assign \$666  = \$439  ? \$479  : \$665 ;
+  assign \$667  = \$378  ? \$418  : \$666 ;
+  assign \$668  = \$317  ? \$357  : \$667 ;
+  assign \$669  = \$257  ? \$296  : \$668 ;
+  assign \$670  = \$197  ? \$236  : \$669 ;
+  assign \$671  = \$139  ? \$176  : \$670 ;
+  always @(posedge clk)
+    w_px <= \$672 ;
+  always @(posedge clk)
+    wr__addr <= \$673 ;
+  always @(posedge clk)
+    ahead <= \$674 ;
+  always @(posedge clk)
+    w_row <= \$675 ;
+  always @(posedge clk)
+    \i__valid$34  <= \$676 ;
+  always @(posedge clk)
+    pad_reg <= \$677 ;
+  always @(posedge clk)
+    kx <= \$678 ;
+  always @(posedge clk)
+    col_addr <= \$679 ;
+  always @(posedge clk)
+    ky <= \$680 ;
+  always @(posedge clk)
+    row_addr <= \$681 ;
+  always @(posedge clk)
+    ox <= \$682 ;
+  always @(posedge clk)
+    ix0 <= \$683 ;
+  always @(posedge clk)
+    ix0c <= \$684 ;
+  always @(posedge clk)
+    oy <= \$685 ;
+  always @(posedge clk)
+    low <= \$686 ;
+  always @(posedge clk)
+    r_done <= \$687 ;
+  always @(posedge clk)
+    base_slot <= \$688 ;
+  always @(posedge clk)
+    base_row <= \$689 ;
+  always @(posedge clk)
+    img_slot <= \$690 ;
+  always @(posedge clk)
+    img_row <= \$691 ;
+  always @(posedge clk)
+    \i__ready$18  <= \$692 ;
   assign i__payload = o__payload[8] ? 8'h00 : o__payload[7:0];
   assign \$1  = $signed(low) + $signed({ 1'h0, ky });
   assign \$2  = $signed(ix0) + $signed({ 1'h0, kx });
@@ -4066,6 +4907,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign advance = \$13  | \i__ready$35 ;
   assign take = advance & avail;
   assign \$14  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
+  assign d = $signed({ 1'h0, w_row }) - $signed(low);
   assign \$15  = w_px == 5'h1b;
   assign \$16  = w_px + 1'h1;
   assign \$17  = \$15  ? 6'h00 : \$16 ;
@@ -4170,9 +5012,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$121  = ~ ahead;
   assign \$122  = w_row == 5'h1b;
   assign \$123  = \$121  & \$122 ;
-  assign \$124  = \$120  & \$123 ;
-  assign \$125  = ahead | \$124 ;
-  assign \$126  = switch ? 1'h0 : \$125 ;
+  assign \$124  = \$123  ? 2'h2 : 2'h1;
+  assign \$125  = \$120  ? \$124  : 2'h0;
+  assign \$126  = \$125  == 2'h2;
   assign \$127  = kx == 3'h4;
   assign \$128  = take & \$127 ;
   assign \$129  = ky == 3'h4;
@@ -4180,116 +5022,149 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$133  = ox == 5'h1b;
   assign \$134  = \$132  & \$133 ;
   assign \$135  = oy == 5'h1b;
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = r_done | \$136 ;
-  assign \$138  = switch ? 1'h0 : \$137 ;
-  assign \$139  = ~ \$138 ;
+  assign \$136  = \$135  ? 2'h2 : 2'h1;
+  assign \$137  = \$134  ? \$136  : 2'h0;
+  assign \$138  = \$137  == 2'h2;
+  assign \$139  = \$126  & \$138 ;
   assign \$140  = w_px == 5'h1b;
   assign \$141  = write & \$140 ;
   assign \$142  = ~ ahead;
   assign \$143  = w_row == 5'h1b;
   assign \$144  = \$142  & \$143 ;
-  assign \$145  = w_row + 1'h1;
-  assign \$146  = \$144  ? 6'h00 : \$145 ;
-  assign \$147  = \$141  ? \$146  : { 1'h0, w_row };
-  assign \$148  = \$147  + 5'h1c;
-  assign \$149  = kx == 3'h4;
-  assign \$150  = take & \$149 ;
-  assign \$151  = ky == 3'h4;
-  assign \$152  = \$150  & \$151 ;
-  assign \$155  = ox == 5'h1b;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = oy == 5'h1b;
-  assign \$158  = $signed(low) + $signed(2'h1);
-  assign \$159  = \$157  ? 7'h7e : \$158 ;
-  assign \$160  = \$156  ? \$159  : { low[5], low };
-  assign \$161  = $signed(\$160 ) + $signed(4'h6);
-  assign \$162  = $signed({ 1'h0, \$148  }) < $signed(\$161 );
-  assign \$163  = \$139  & \$162 ;
-  assign \$164  = w_px == 5'h1b;
-  assign \$165  = write & \$164 ;
-  assign \$166  = ~ ahead;
-  assign \$167  = w_row == 5'h1b;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = w_row + 1'h1;
-  assign \$170  = \$168  ? 6'h00 : \$169 ;
-  assign \$171  = \$165  ? \$170  : { 1'h0, w_row };
-  assign \$172  = \$171  < 5'h1c;
-  assign \$173  = kx == 3'h4;
-  assign \$174  = take & \$173 ;
-  assign \$175  = ky == 3'h4;
-  assign \$176  = \$174  & \$175 ;
-  assign \$179  = ox == 5'h1b;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = oy == 5'h1b;
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = r_done | \$182 ;
-  assign \$184  = switch ? 1'h0 : \$183 ;
-  assign \$185  = w_px == 5'h1b;
-  assign \$186  = write & \$185 ;
-  assign \$187  = ~ ahead;
-  assign \$188  = w_row == 5'h1b;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = w_row + 1'h1;
-  assign \$191  = \$189  ? 6'h00 : \$190 ;
-  assign \$192  = \$186  ? \$191  : { 1'h0, w_row };
-  assign \$193  = kx == 3'h4;
-  assign \$194  = take & \$193 ;
-  assign \$195  = ky == 3'h4;
-  assign \$196  = \$194  & \$195 ;
-  assign \$199  = ox == 5'h1b;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = oy == 5'h1b;
-  assign \$202  = $signed(low) + $signed(2'h1);
-  assign \$203  = \$201  ? 7'h7e : \$202 ;
-  assign \$204  = \$200  ? \$203  : { low[5], low };
-  assign \$205  = $signed(\$204 ) + $signed(4'h6);
-  assign \$206  = $signed({ 1'h0, \$192  }) < $signed(\$205 );
-  assign \$207  = \$184  | \$206 ;
-  assign \$208  = \$172  & \$207 ;
-  assign \$209  = \$126  ? \$163  : \$208 ;
-  always @(posedge clk)
-    w_px <= \$210 ;
-  always @(posedge clk)
-    wr__addr <= \$211 ;
-  always @(posedge clk)
-    ahead <= \$212 ;
-  always @(posedge clk)
-    w_row <= \$213 ;
-  always @(posedge clk)
-    \i__valid$34  <= \$214 ;
-  always @(posedge clk)
-    pad_reg <= \$215 ;
-  always @(posedge clk)
-    kx <= \$216 ;
-  always @(posedge clk)
-    col_addr <= \$217 ;
-  always @(posedge clk)
-    ky <= \$218 ;
-  always @(posedge clk)
-    row_addr <= \$219 ;
-  always @(posedge clk)
-    ox <= \$220 ;
-  always @(posedge clk)
-    ix0 <= \$221 ;
-  always @(posedge clk)
-    ix0c <= \$222 ;
-  always @(posedge clk)
-    oy <= \$223 ;
-  always @(posedge clk)
-    low <= \$224 ;
-  always @(posedge clk)
-    r_done <= \$225 ;
-  always @(posedge clk)
-    base_slot <= \$226 ;
-  always @(posedge clk)
-    base_row <= \$227 ;
-  always @(posedge clk)
-    img_slot <= \$228 ;
-  always @(posedge clk)
-    img_row <= \$229 ;
-  always @(posedge clk)
-    \i__ready$18  <= \$230 ;
+  assign \$145  = \$141  & \$144 ;
+  assign \$146  = ahead | \$145 ;
+  assign \$147  = switch ? 1'h0 : \$146 ;
+  assign \$148  = kx == 3'h4;
+  assign \$149  = take & \$148 ;
+  assign \$150  = ky == 3'h4;
+  assign \$151  = \$149  & \$150 ;
+  assign \$154  = ox == 5'h1b;
+  assign \$155  = \$153  & \$154 ;
+  assign \$156  = oy == 5'h1b;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = r_done | \$157 ;
+  assign \$159  = switch ? 1'h0 : \$158 ;
+  assign \$160  = ~ \$159 ;
+  assign \$162  = kx == 3'h4;
+  assign \$163  = take & \$162 ;
+  assign \$164  = ky == 3'h4;
+  assign \$165  = \$163  & \$164 ;
+  assign \$168  = ox == 5'h1b;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = oy == 5'h1b;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = r_done | \$171 ;
+  assign \$173  = switch ? 1'h0 : \$172 ;
+  assign \$176  = \$147  ? 1'h0 : 1'h1;
+  assign \$177  = w_px == 5'h1b;
+  assign \$178  = write & \$177 ;
+  assign \$179  = ~ ahead;
+  assign \$180  = w_row == 5'h1b;
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = \$181  ? 2'h2 : 2'h1;
+  assign \$183  = \$178  ? \$182  : 2'h0;
+  assign \$184  = \$183  == 2'h2;
+  assign \$185  = kx == 3'h4;
+  assign \$186  = take & \$185 ;
+  assign \$187  = ky == 3'h4;
+  assign \$188  = \$186  & \$187 ;
+  assign \$191  = ox == 5'h1b;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = oy == 5'h1b;
+  assign \$194  = \$193  ? 2'h2 : 2'h1;
+  assign \$195  = \$192  ? \$194  : 2'h0;
+  assign \$196  = \$195  == 1'h1;
+  assign \$197  = \$184  & \$196 ;
+  assign \$198  = w_px == 5'h1b;
+  assign \$199  = write & \$198 ;
+  assign \$200  = ~ ahead;
+  assign \$201  = w_row == 5'h1b;
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = \$199  & \$202 ;
+  assign \$204  = ahead | \$203 ;
+  assign \$205  = switch ? 1'h0 : \$204 ;
+  assign \$206  = kx == 3'h4;
+  assign \$207  = take & \$206 ;
+  assign \$208  = ky == 3'h4;
+  assign \$209  = \$207  & \$208 ;
+  assign \$212  = ox == 5'h1b;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = oy == 5'h1b;
+  assign \$215  = \$213  & \$214 ;
+  assign \$216  = r_done | \$215 ;
+  assign \$217  = switch ? 1'h0 : \$216 ;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = $signed(low) > $signed(6'h15);
+  assign \$220  = \$218  & \$219 ;
+  assign \$221  = kx == 3'h4;
+  assign \$222  = take & \$221 ;
+  assign \$223  = ky == 3'h4;
+  assign \$224  = \$222  & \$223 ;
+  assign \$227  = ox == 5'h1b;
+  assign \$228  = \$226  & \$227 ;
+  assign \$229  = oy == 5'h1b;
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = r_done | \$230 ;
+  assign \$232  = switch ? 1'h0 : \$231 ;
+  assign \$233  = $signed(low) > $signed(4'h9);
+  assign \$234  = \$232  | \$233 ;
+  assign \$236  = \$205  ? \$220  : \$235 ;
+  assign \$237  = w_px == 5'h1b;
+  assign \$238  = write & \$237 ;
+  assign \$239  = ~ ahead;
+  assign \$240  = w_row == 5'h1b;
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = \$241  ? 2'h2 : 2'h1;
+  assign \$243  = \$238  ? \$242  : 2'h0;
+  assign \$244  = \$243  == 2'h2;
+  assign \$245  = kx == 3'h4;
+  assign \$246  = take & \$245 ;
+  assign \$247  = ky == 3'h4;
+  assign \$248  = \$246  & \$247 ;
+  assign \$251  = ox == 5'h1b;
+  assign \$252  = \$250  & \$251 ;
+  assign \$253  = oy == 5'h1b;
+  assign \$254  = \$253  ? 2'h2 : 2'h1;
+  assign \$255  = \$252  ? \$254  : 2'h0;
+  assign \$256  = ! \$255 ;
+  assign \$257  = \$244  & \$256 ;
+  assign \$258  = w_px == 5'h1b;
+  assign \$259  = write & \$258 ;
+  assign \$260  = ~ ahead;
+  assign \$261  = w_row == 5'h1b;
+  assign \$262  = \$260  & \$261 ;
+  assign \$263  = \$259  & \$262 ;
+  assign \$264  = ahead | \$263 ;
+  assign \$265  = switch ? 1'h0 : \$264 ;
+  assign \$266  = kx == 3'h4;
+  assign \$267  = take & \$266 ;
+  assign \$268  = ky == 3'h4;
+  assign \$269  = \$267  & \$268 ;
+  assign \$272  = ox == 5'h1b;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = oy == 5'h1b;
+  assign \$275  = \$273  & \$274 ;
+  assign \$276  = r_done | \$275 ;
+  assign \$277  = switch ? 1'h0 : \$276 ;
+  assign \$278  = ~ \$277 ;
+  assign \$279  = $signed(low) > $signed(6'h16);
+  assign \$280  = \$278  & \$279 ;
+  assign \$281  = kx == 3'h4;
+  assign \$282  = take & \$281 ;
+  assign \$283  = ky == 3'h4;
+  assign \$284  = \$282  & \$283 ;
+  assign \$287  = ox == 5'h1b;
+  assign \$288  = \$286  & \$287 ;
+  assign \$289  = oy == 5'h1b;
+  assign \$290  = \$288  & \$289 ;
+  assign \$291  = r_done | \$290 ;
+  assign \$292  = switch ? 1'h0 : \$291 ;
+  assign \$293  = $signed(low) > $signed(4'ha);
+  assign \$294  = \$292  | \$293 ;
+  assign \$296  = \$265  ? \$280  : \$295 ;
+  assign \$297  = w_px == 5'h1b;
+  assign \$298  = write & \$297 ;
+  assign \$299  = ~ ahead;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
     .i__ready(\i__ready$35 ),
@@ -4297,8 +5172,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$259$0 (rd__data),
-    .\port$4181$0 (pad_reg),
+    .\port$5089$0 (pad_reg),
+    .\port$722$0 (rd__data),
     .rst(rst)
   );
   \flexor_lenet5.conv1_window.out_reg  out_reg (
@@ -4313,313 +5188,139 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$210  = w_px;
+    \$672  = w_px;
     if (write) begin
-      \$210  = \$17 [4:0];
+      \$672  = \$17 [4:0];
     end
     if (rst) begin
-      \$210  = 5'h00;
+      \$672  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$211  = wr__addr;
+    \$673  = wr__addr;
     if (write) begin
-      \$211  = \$20 [7:0];
+      \$673  = \$20 [7:0];
     end
     if (rst) begin
-      \$211  = 8'h00;
+      \$673  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$212  = ahead;
+    \$674  = ahead;
     if (write) begin
       if (\$21 ) begin
         if (\$24 ) begin
-          \$212  = 1'h1;
+          \$674  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$212  = 1'h0;
+      \$674  = 1'h0;
     end
     if (rst) begin
-      \$212  = 1'h0;
+      \$674  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$213  = w_row;
+    \$675  = w_row;
     if (write) begin
       if (\$21 ) begin
         (* full_case = 32'd1 *)
         if (\$24 ) begin
-          \$213  = 5'h00;
+          \$675  = 5'h00;
         end else begin
-          \$213  = \$25 [4:0];
+          \$675  = \$25 [4:0];
         end
       end
     end
     if (rst) begin
-      \$213  = 5'h00;
+      \$675  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$214  = \i__valid$34 ;
+    \$676  = \i__valid$34 ;
     if (advance) begin
-      \$214  = avail;
+      \$676  = avail;
     end
     if (rst) begin
-      \$214  = 1'h0;
+      \$676  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$215  = pad_reg;
+    \$677  = pad_reg;
     if (take) begin
-      \$215  = pad;
+      \$677  = pad;
     end
     if (rst) begin
-      \$215  = 1'h0;
+      \$677  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$216  = kx;
+    \$678  = kx;
     if (take) begin
-      \$216  = \$28 [2:0];
+      \$678  = \$28 [2:0];
     end
     if (rst) begin
-      \$216  = 3'h0;
+      \$678  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$217  = col_addr;
+    \$679  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$30 ) begin
-        \$217  = \$31 [5:0];
+        \$679  = \$31 [5:0];
       end else begin
         (* full_case = 32'd1 *)
         if (\$36 ) begin
-          \$217  = \$37 [5:0];
+          \$679  = \$37 [5:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$48 ) begin
-            \$217  = \$50 [5:0];
+            \$679  = \$50 [5:0];
           end else begin
-            \$217  = \$62 [5:0];
+            \$679  = \$62 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$217  = 6'h3e;
+      \$679  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$218  = ky;
+    \$680  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$30 ) begin
       end else begin
-        \$218  = \$34 [2:0];
+        \$680  = \$34 [2:0];
       end
     end
     if (rst) begin
-      \$218  = 3'h0;
+      \$680  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$219  = row_addr;
+    \$681  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$36 ) begin
-          \$219  = \$43 [7:0];
+          \$681  = \$43 [7:0];
         end else begin
-          \$219  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$48 ) begin
-          end else begin
-            if (\$63 ) begin
-              (* full_case = 32'd1 *)
-              if (\$70 ) begin
-              end else begin
-                \$219  = \$88 [7:0];
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$219  = \$118 [7:0];
-    end
-    if (rst) begin
-      \$219  = 8'h70;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$220  = ox;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$36 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$48 ) begin
-          end else begin
-            \$220  = \$53 [4:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$220  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$221  = ix0;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$36 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$48 ) begin
-          end else begin
-            \$221  = \$56 [5:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$221  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$222  = ix0c;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$36 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$48 ) begin
-          end else begin
-            \$222  = \$59 [5:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$222  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$223  = oy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$36 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$48 ) begin
-          end else begin
-            if (\$63 ) begin
-              \$223  = \$66 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$223  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$224  = low;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$36 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$48 ) begin
-          end else begin
-            if (\$63 ) begin
-              \$224  = \$69 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$224  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$225  = r_done;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$36 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$48 ) begin
-          end else begin
-            if (\$63 ) begin
-              if (\$70 ) begin
-                \$225  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$225  = 1'h0;
-    end
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$226  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$30 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$36 ) begin
-        end else begin
+          \$681  = base_row;
           (* full_case = 32'd1 *)
           if (\$48 ) begin
           end else begin
@@ -4627,7 +5328,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
               (* full_case = 32'd1 *)
               if (\$70 ) begin
               end else begin
-                \$226  = \$76 [2:0];
+                \$681  = \$88 [7:0];
               end
             end
           end
@@ -4635,15 +5336,158 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$226  = \$106 [2:0];
+      \$681  = \$118 [7:0];
     end
     if (rst) begin
-      \$226  = 3'h4;
+      \$681  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$227  = base_row;
+    \$682  = ox;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$36 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            \$682  = \$53 [4:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$682  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$683  = ix0;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$36 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            \$683  = \$56 [5:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$683  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$684  = ix0c;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$36 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            \$684  = \$59 [5:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$684  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$685  = oy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$36 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            if (\$63 ) begin
+              \$685  = \$66 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$685  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$686  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$36 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            if (\$63 ) begin
+              \$686  = \$69 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$686  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$687  = r_done;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$36 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            if (\$63 ) begin
+              if (\$70 ) begin
+                \$687  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$687  = 1'h0;
+    end
+    if (rst) begin
+      \$687  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$688  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$30 ) begin
@@ -4658,7 +5502,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
               (* full_case = 32'd1 *)
               if (\$70 ) begin
               end else begin
-                \$227  = \$82 [7:0];
+                \$688  = \$76 [2:0];
               end
             end
           end
@@ -4666,37 +5510,68 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$227  = \$112 [7:0];
+      \$688  = \$106 [2:0];
     end
     if (rst) begin
-      \$227  = 8'h70;
+      \$688  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$228  = img_slot;
+    \$689  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$36 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            if (\$63 ) begin
+              (* full_case = 32'd1 *)
+              if (\$70 ) begin
+              end else begin
+                \$689  = \$82 [7:0];
+              end
+            end
+          end
+        end
+      end
+    end
     if (switch) begin
-      \$228  = \$94 [2:0];
+      \$689  = \$112 [7:0];
     end
     if (rst) begin
-      \$228  = 3'h0;
+      \$689  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$229  = img_row;
+    \$690  = img_slot;
     if (switch) begin
-      \$229  = \$100 [7:0];
+      \$690  = \$94 [2:0];
     end
     if (rst) begin
-      \$229  = 8'h00;
+      \$690  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$230  = \$209 ;
+    \$691  = img_row;
+    if (switch) begin
+      \$691  = \$100 [7:0];
+    end
     if (rst) begin
-      \$230  = 1'h1;
+      \$691  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$692  = \$671 ;
+    if (rst) begin
+      \$692  = 1'h1;
     end
   end
   assign o__valid = i__valid;
@@ -4720,16 +5595,67 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$48  = 1'h0;
   assign \$131  = 1'h1;
   assign \$132  = \$130 ;
-  assign \$153  = 1'h1;
-  assign \$154  = \$152 ;
-  assign \$177  = 1'h1;
-  assign \$178  = \$176 ;
-  assign \$197  = 1'h1;
-  assign \$198  = \$196 ;
+  assign \$152  = 1'h1;
+  assign \$153  = \$151 ;
+  assign \$161  = 1'h0;
+  assign \$166  = 1'h1;
+  assign \$167  = \$165 ;
+  assign \$174  = 1'h1;
+  assign \$175  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = \$188 ;
+  assign \$210  = 1'h1;
+  assign \$211  = \$209 ;
+  assign \$225  = 1'h1;
+  assign \$226  = \$224 ;
+  assign \$235  = \$234 ;
+  assign \$249  = 1'h1;
+  assign \$250  = \$248 ;
+  assign \$270  = 1'h1;
+  assign \$271  = \$269 ;
+  assign \$285  = 1'h1;
+  assign \$286  = \$284 ;
+  assign \$295  = \$294 ;
+  assign \$309  = 1'h1;
+  assign \$310  = \$308 ;
+  assign \$330  = 1'h1;
+  assign \$331  = \$329 ;
+  assign \$346  = 1'h1;
+  assign \$347  = \$345 ;
+  assign \$370  = 1'h1;
+  assign \$371  = \$369 ;
+  assign \$391  = 1'h1;
+  assign \$392  = \$390 ;
+  assign \$407  = 1'h1;
+  assign \$408  = \$406 ;
+  assign \$431  = 1'h1;
+  assign \$432  = \$430 ;
+  assign \$452  = 1'h1;
+  assign \$453  = \$451 ;
+  assign \$468  = 1'h1;
+  assign \$469  = \$467 ;
+  assign \$492  = 1'h1;
+  assign \$493  = \$491 ;
+  assign \$513  = 1'h1;
+  assign \$514  = \$512 ;
+  assign \$529  = 1'h1;
+  assign \$530  = \$528 ;
+  assign \$553  = 1'h1;
+  assign \$554  = \$552 ;
+  assign \$574  = 1'h1;
+  assign \$575  = \$573 ;
+  assign \$590  = 1'h1;
+  assign \$591  = \$589 ;
+  assign \$614  = 1'h1;
+  assign \$615  = \$613 ;
+  assign \$635  = 1'h1;
+  assign \$636  = \$634 ;
+  assign \$651  = 1'h1;
+  assign \$652  = \$650 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$259$0 , i__valid, \port$4181$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$722$0 , i__valid, \port$5089$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -4756,10 +5682,10 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$259$0 , i
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$259$0 ;
-  wire [7:0] \port$259$0 ;
-  input \port$4181$0 ;
-  wire \port$4181$0 ;
+  input \port$5089$0 ;
+  wire \port$5089$0 ;
+  input [7:0] \port$722$0 ;
+  wire [7:0] \port$722$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -4768,7 +5694,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$259$0 , i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$4181$0 , \port$259$0  };
+  assign \$6  = full ? held : { \port$5089$0 , \port$722$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -4814,13 +5740,13 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$259$0 , i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$4181$0 , \port$259$0  };
+      \$10  = { \port$5089$0 , \port$722$0  };
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$4181$0 , \port$259$0  };
+  assign i__payload = { \port$5089$0 , \port$722$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -15234,8 +16160,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$264 ;
   wire \$265 ;
   wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
+  wire [1:0] \$267 ;
+  wire [1:0] \$268 ;
   wire \$269 ;
   wire [7:0] \$27 ;
   wire \$270 ;
@@ -15245,8 +16171,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$274 ;
   wire \$275 ;
   wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
+  wire [1:0] \$277 ;
+  wire [1:0] \$278 ;
   wire \$279 ;
   wire \$28 ;
   wire \$280 ;
@@ -15257,11 +16183,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$285 ;
   wire \$286 ;
   wire \$287 ;
-  wire [4:0] \$288 ;
-  wire [4:0] \$289 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  wire [4:0] \$290 ;
-  wire [5:0] \$291 ;
+  wire \$290 ;
+  wire \$291 ;
   wire \$292 ;
   wire \$293 ;
   wire \$294 ;
@@ -15269,12 +16195,12 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
-  wire [5:0] \$299 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [5:0] \$300 ;
-  wire [5:0] \$301 ;
-  wire [6:0] \$302 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
   wire \$303 ;
   wire \$304 ;
   wire \$305 ;
@@ -15285,9 +16211,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$31 ;
   wire \$310 ;
   wire \$311 ;
-  wire [4:0] \$312 ;
-  wire [4:0] \$313 ;
-  wire [4:0] \$314 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
@@ -15297,8 +16223,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
+  wire [1:0] \$323 ;
+  wire [1:0] \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
@@ -15308,9 +16234,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
-  wire [4:0] \$333 ;
-  wire [4:0] \$334 ;
-  wire [4:0] \$335 ;
+  wire [1:0] \$333 ;
+  wire [1:0] \$334 ;
+  wire \$335 ;
   wire \$336 ;
   wire \$337 ;
   wire \$338 ;
@@ -15319,93 +16245,537 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
-  wire [5:0] \$343 ;
-  wire [5:0] \$344 ;
-  wire [5:0] \$345 ;
-  wire [6:0] \$346 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire [7:0] \$35 ;
   wire \$350 ;
-  reg [4:0] \$351 ;
-  reg [3:0] \$352 ;
-  reg [2:0] \$353 ;
-  reg [10:0] \$354 ;
-  reg [10:0] \$355 ;
-  reg \$356 ;
-  reg [3:0] \$357 ;
-  reg [4:0] \$358 ;
-  reg [2:0] \$359 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
   wire [7:0] \$36 ;
-  reg \$360 ;
-  reg [2:0] \$361 ;
-  reg [10:0] \$362 ;
-  reg [4:0] \$363 ;
-  reg [8:0] \$364 ;
-  reg [3:0] \$365 ;
-  reg [4:0] \$366 ;
-  reg [2:0] \$367 ;
-  reg [8:0] \$368 ;
-  reg [3:0] \$369 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  reg [4:0] \$370 ;
-  reg \$371 ;
-  reg [3:0] \$372 ;
-  reg [10:0] \$373 ;
-  reg [3:0] \$374 ;
-  reg [10:0] \$375 ;
-  reg \$376 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
+  wire \$380 ;
+  wire [1:0] \$381 ;
+  wire [1:0] \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
+  wire \$390 ;
+  wire [1:0] \$391 ;
+  wire [1:0] \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
   wire [7:0] \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
   wire [7:0] \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
   wire [7:0] \$43 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire [1:0] \$439 ;
   wire [7:0] \$44 ;
+  wire [1:0] \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire [1:0] \$449 ;
   wire [7:0] \$45 ;
+  wire [1:0] \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
   wire [5:0] \$46 ;
+  wire \$460 ;
+  wire \$461 ;
+  wire \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire \$468 ;
+  wire \$469 ;
   wire [11:0] \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire \$479 ;
   wire \$48 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire \$485 ;
+  wire \$486 ;
+  wire \$487 ;
+  wire \$488 ;
+  wire \$489 ;
   wire [11:0] \$49 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
+  wire \$493 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
+  wire [1:0] \$498 ;
+  wire [1:0] \$499 ;
   wire [7:0] \$5 ;
   wire \$50 ;
+  wire \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire \$503 ;
+  wire \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire \$507 ;
+  wire [1:0] \$508 ;
+  wire [1:0] \$509 ;
   wire [11:0] \$51 ;
+  wire \$510 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire \$513 ;
+  wire \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire \$517 ;
+  wire \$518 ;
+  wire \$519 ;
   wire \$52 ;
+  wire \$520 ;
+  wire \$521 ;
+  wire \$522 ;
+  wire \$523 ;
+  wire \$524 ;
+  wire \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
+  wire \$529 ;
   wire [11:0] \$53 ;
+  wire \$530 ;
+  wire \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire \$539 ;
   wire \$54 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire \$545 ;
+  wire \$546 ;
+  wire \$547 ;
+  wire \$548 ;
+  wire \$549 ;
   wire [11:0] \$55 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire \$556 ;
+  wire [1:0] \$557 ;
+  wire [1:0] \$558 ;
+  wire \$559 ;
   wire \$56 ;
+  wire \$560 ;
+  wire \$561 ;
+  wire \$562 ;
+  wire \$563 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire [1:0] \$567 ;
+  wire [1:0] \$568 ;
+  wire \$569 ;
   wire \$57 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire \$579 ;
   wire \$58 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire \$589 ;
   wire \$59 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire \$597 ;
+  wire \$598 ;
+  wire \$599 ;
   wire [7:0] \$6 ;
   wire \$60 ;
+  wire \$600 ;
+  wire \$601 ;
+  wire \$602 ;
+  wire \$603 ;
+  wire \$604 ;
+  wire \$605 ;
+  wire \$606 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire \$609 ;
   wire \$61 ;
+  wire \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire [1:0] \$616 ;
+  wire [1:0] \$617 ;
+  wire \$618 ;
+  wire \$619 ;
   wire \$62 ;
+  wire \$620 ;
+  wire \$621 ;
+  wire \$622 ;
+  wire \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire [1:0] \$626 ;
+  wire [1:0] \$627 ;
+  wire \$628 ;
+  wire \$629 ;
   wire \$63 ;
+  wire \$630 ;
+  wire \$631 ;
+  wire \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  wire \$636 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire \$639 ;
   wire \$64 ;
+  wire \$640 ;
+  wire \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire \$645 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire \$649 ;
   wire [12:0] \$65 ;
+  wire \$650 ;
+  wire \$651 ;
+  wire \$652 ;
+  wire \$653 ;
+  wire \$654 ;
+  wire \$655 ;
+  wire \$656 ;
+  wire \$657 ;
+  wire \$658 ;
+  wire \$659 ;
   wire \$66 ;
+  wire \$660 ;
+  wire \$661 ;
+  wire \$662 ;
+  wire \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire \$666 ;
+  wire \$667 ;
+  wire \$668 ;
+  wire \$669 ;
   wire [5:0] \$67 ;
+  wire \$670 ;
+  wire \$671 ;
+  wire \$672 ;
+  wire \$673 ;
+  wire \$674 ;
+  wire [1:0] \$675 ;
+  wire [1:0] \$676 ;
+  wire \$677 ;
+  wire \$678 ;
+  wire \$679 ;
   wire [13:0] \$68 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
+  wire \$683 ;
+  wire \$684 ;
+  wire [1:0] \$685 ;
+  wire [1:0] \$686 ;
+  wire \$687 ;
+  wire \$688 ;
+  wire \$689 ;
   wire [12:0] \$69 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire \$696 ;
+  wire \$697 ;
+  wire \$698 ;
+  wire \$699 ;
   wire [7:0] \$7 ;
   wire \$70 ;
+  wire \$700 ;
+  wire \$701 ;
+  wire \$702 ;
+  wire \$703 ;
+  wire \$704 ;
+  wire \$705 ;
+  wire \$706 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
   wire [5:0] \$71 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire \$714 ;
+  wire \$715 ;
+  wire \$716 ;
+  wire \$717 ;
+  wire \$718 ;
+  wire \$719 ;
   wire [13:0] \$72 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire \$722 ;
+  wire \$723 ;
+  wire \$724 ;
+  wire \$725 ;
+  wire \$726 ;
+  wire \$727 ;
+  wire \$728 ;
+  wire \$729 ;
   wire [12:0] \$73 ;
+  wire \$730 ;
+  wire \$731 ;
+  wire \$732 ;
+  wire \$733 ;
+  wire [1:0] \$734 ;
+  wire [1:0] \$735 ;
+  wire \$736 ;
+  wire \$737 ;
+  wire \$738 ;
+  wire \$739 ;
   wire \$74 ;
+  wire \$740 ;
+  wire \$741 ;
+  wire \$742 ;
+  wire \$743 ;
+  wire [1:0] \$744 ;
+  wire [1:0] \$745 ;
+  wire \$746 ;
+  wire \$747 ;
+  wire \$748 ;
+  wire \$749 ;
   wire [5:0] \$75 ;
+  wire \$750 ;
+  wire \$751 ;
+  wire \$752 ;
+  wire \$753 ;
+  wire \$754 ;
+  wire \$755 ;
+  wire \$756 ;
+  wire \$757 ;
+  wire \$758 ;
+  wire \$759 ;
   wire [13:0] \$76 ;
+  wire \$760 ;
+  wire \$761 ;
+  wire \$762 ;
+  wire \$763 ;
+  wire \$764 ;
+  wire \$765 ;
+  wire \$766 ;
+  wire \$767 ;
+  wire \$768 ;
+  wire \$769 ;
   wire [12:0] \$77 ;
+  wire \$770 ;
+  wire \$771 ;
+  wire \$772 ;
+  wire \$773 ;
+  wire \$774 ;
+  wire \$775 ;
+  wire \$776 ;
+  wire \$777 ;
+  wire \$778 ;
+  wire \$779 ;
   wire \$78 ;
+  wire \$780 ;
+  wire \$781 ;
+  wire \$782 ;
+  wire \$783 ;
+  wire \$784 ;
+  wire \$785 ;
+  wire \$786 ;
+  wire \$787 ;
+  wire \$788 ;
+  wire \$789 ;
   wire [5:0] \$79 ;
+  wire \$790 ;
+  wire \$791 ;
+  wire \$792 ;
+  wire \$793 ;
+  wire \$794 ;
+  reg [4:0] \$795 ;
+  reg [3:0] \$796 ;
+  reg [2:0] \$797 ;
+  reg [10:0] \$798 ;
+  reg [10:0] \$799 ;
   wire [7:0] \$8 ;
   wire [13:0] \$80 ;
+  reg \$800 ;
+  reg [3:0] \$801 ;
+  reg [4:0] \$802 ;
+  reg [2:0] \$803 ;
+  reg \$804 ;
+  reg [2:0] \$805 ;
+  reg [10:0] \$806 ;
+  reg [4:0] \$807 ;
+  reg [8:0] \$808 ;
+  reg [3:0] \$809 ;
   wire [12:0] \$81 ;
+  reg [4:0] \$810 ;
+  reg [2:0] \$811 ;
+  reg [8:0] \$812 ;
+  reg [3:0] \$813 ;
+  reg [4:0] \$814 ;
+  reg \$815 ;
+  reg [3:0] \$816 ;
+  reg [10:0] \$817 ;
+  reg [3:0] \$818 ;
+  reg [10:0] \$819 ;
   wire [13:0] \$82 ;
+  reg \$820 ;
   wire \$83 ;
   wire [5:0] \$84 ;
   wire [5:0] \$85 ;
@@ -15464,6 +16834,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire can_write;
   input clk;
   wire clk;
+  wire [5:0] d;
   wire [39:0] i__payload;
   input [7:0] \i__payload$23 ;
   wire [7:0] \i__payload$23 ;
@@ -20864,184 +22235,6 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   assign \$signature__data$65  = _4_;
-  assign \$1  = o__payload[42:40] == 3'h4;
-  assign \$2  = o__payload[42:40] == 2'h3;
-  assign \$3  = o__payload[42:40] == 2'h2;
-  assign \$4  = o__payload[42:40] == 1'h1;
-  assign \$5  = \$4  ? o__payload[15:8] : o__payload[7:0];
-  assign \$6  = \$3  ? o__payload[23:16] : \$5 ;
-  assign \$7  = \$2  ? o__payload[31:24] : \$6 ;
-  assign \$8  = \$1  ? o__payload[39:32] : \$7 ;
-  assign \$9  = o__payload[43] ? 8'h00 : \$8 ;
-  assign \$10  = o__payload[42:40] == 3'h4;
-  assign \$11  = o__payload[42:40] == 2'h3;
-  assign \$12  = o__payload[42:40] == 2'h2;
-  assign \$13  = o__payload[42:40] == 1'h1;
-  assign \$14  = \$13  ? o__payload[23:16] : o__payload[15:8];
-  assign \$15  = \$12  ? o__payload[31:24] : \$14 ;
-  assign \$16  = \$11  ? o__payload[39:32] : \$15 ;
-  assign \$17  = \$10  ? o__payload[7:0] : \$16 ;
-  assign \$18  = o__payload[44] ? 8'h00 : \$17 ;
-  assign \$19  = o__payload[42:40] == 3'h4;
-  assign \$20  = o__payload[42:40] == 2'h3;
-  assign \$21  = o__payload[42:40] == 2'h2;
-  assign \$22  = o__payload[42:40] == 1'h1;
-  assign \$23  = \$22  ? o__payload[31:24] : o__payload[23:16];
-  assign \$24  = \$21  ? o__payload[39:32] : \$23 ;
-  assign \$25  = \$20  ? o__payload[7:0] : \$24 ;
-  assign \$26  = \$19  ? o__payload[15:8] : \$25 ;
-  assign \$27  = o__payload[45] ? 8'h00 : \$26 ;
-  assign \$28  = o__payload[42:40] == 3'h4;
-  assign \$29  = o__payload[42:40] == 2'h3;
-  assign \$30  = o__payload[42:40] == 2'h2;
-  assign \$31  = o__payload[42:40] == 1'h1;
-  assign \$32  = \$31  ? o__payload[39:32] : o__payload[31:24];
-  assign \$33  = \$30  ? o__payload[7:0] : \$32 ;
-  assign \$34  = \$29  ? o__payload[15:8] : \$33 ;
-  assign \$35  = \$28  ? o__payload[23:16] : \$34 ;
-  assign \$36  = o__payload[46] ? 8'h00 : \$35 ;
-  assign \$37  = o__payload[42:40] == 3'h4;
-  assign \$38  = o__payload[42:40] == 2'h3;
-  assign \$39  = o__payload[42:40] == 2'h2;
-  assign \$40  = o__payload[42:40] == 1'h1;
-  assign \$41  = \$40  ? o__payload[7:0] : o__payload[39:32];
-  assign \$42  = \$39  ? o__payload[15:8] : \$41 ;
-  assign \$43  = \$38  ? o__payload[23:16] : \$42 ;
-  assign \$44  = \$37  ? o__payload[31:24] : \$43 ;
-  assign \$45  = o__payload[47] ? 8'h00 : \$44 ;
-  assign \$46  = $signed(low) + $signed({ 1'h0, ky });
-  assign write = \i__valid$18  & \i__ready$15 ;
-  assign \$47  = w_grp + w_c;
-  assign \$48  = ! w_b;
-  assign \$signature__en  = write & \$48 ;
-  assign \$49  = w_grp + w_c;
-  assign \$50  = w_b == 1'h1;
-  assign \$signature__en$28  = write & \$50 ;
-  assign \$51  = w_grp + w_c;
-  assign \$52  = w_b == 2'h2;
-  assign \$signature__en$31  = write & \$52 ;
-  assign \$53  = w_grp + w_c;
-  assign \$54  = w_b == 2'h3;
-  assign \$signature__en$34  = write & \$54 ;
-  assign \$55  = w_grp + w_c;
-  assign \$56  = w_b == 3'h4;
-  assign \$signature__en$37  = write & \$56 ;
-  assign switch = r_done & ahead;
-  assign \$57  = ~ r_done;
-  assign \$58  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$59  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$60  = \$58  | \$59 ;
-  assign \$61  = \$60  | ahead;
-  assign \$62  = $signed(\$46 [4:0]) < $signed({ 1'h0, w_row });
-  assign \$63  = \$61  | \$62 ;
-  assign avail = \$57  & \$63 ;
-  assign \$64  = ~ \i__valid$44 ;
-  assign advance = \$64  | \i__ready$45 ;
-  assign take = advance & avail;
-  assign \$65  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$66  = r0 > 1'h0;
-  assign \$67  = \$66  ? 6'h20 : 6'h00;
-  assign \$68  = $signed(\$65 ) + $signed({ 1'h0, \$67  });
-  assign \$69  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$70  = r0 > 1'h1;
-  assign \$71  = \$70  ? 6'h20 : 6'h00;
-  assign \$72  = $signed(\$69 ) + $signed({ 1'h0, \$71  });
-  assign \$73  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$74  = r0 > 2'h2;
-  assign \$75  = \$74  ? 6'h20 : 6'h00;
-  assign \$76  = $signed(\$73 ) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$78  = r0 > 2'h3;
-  assign \$79  = \$78  ? 6'h20 : 6'h00;
-  assign \$80  = $signed(\$77 ) + $signed({ 1'h0, \$79  });
-  assign \$81  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$82  = $signed(\$81 ) + $signed(1'h0);
-  assign \$83  = w_c == 5'h1f;
-  assign \$84  = w_c + 1'h1;
-  assign \$85  = \$83  ? 6'h00 : \$84 ;
-  assign \$86  = w_c == 5'h1f;
-  assign \$87  = w_x == 4'hd;
-  assign \$88  = w_x + 1'h1;
-  assign \$89  = \$87  ? 5'h00 : \$88 ;
-  assign \$90  = w_b == 3'h4;
-  assign \$91  = w_x == 4'hd;
-  assign \$92  = \$90  | \$91 ;
-  assign \$93  = w_b + 1'h1;
-  assign \$94  = \$92  ? 4'h0 : \$93 ;
-  assign \$95  = w_x == 4'hd;
-  assign \$96  = w_b == 3'h4;
-  assign \$97  = w_rowbase + 7'h60;
-  assign \$98  = \$97  >= 11'h420;
-  assign \$99  = w_rowbase + 7'h60;
-  assign \$100  = \$99  - 11'h420;
-  assign \$101  = w_rowbase + 7'h60;
-  assign \$102  = \$98  ? \$100  : { 1'h0, \$101  };
-  assign \$103  = w_rowbase + 7'h60;
-  assign \$104  = \$103  >= 11'h420;
-  assign \$105  = w_rowbase + 7'h60;
-  assign \$106  = \$105  - 11'h420;
-  assign \$107  = w_rowbase + 7'h60;
-  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
-  assign \$109  = ~ ahead;
-  assign \$110  = w_row == 4'hd;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = w_row + 1'h1;
-  assign \$113  = w_grp + 6'h20;
-  assign \$114  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$115  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$116  = \$114  | \$115 ;
-  assign \$117  = $signed(ix0) + $signed(1'h0);
-  assign \$118  = $signed(\$117 ) < $signed(1'h0);
-  assign \$119  = \$116  | \$118 ;
-  assign \$120  = $signed(ix0) + $signed(1'h0);
-  assign \$121  = $signed(\$120 ) >= $signed(5'h0e);
-  assign \$122  = \$119  | \$121 ;
-  assign \$123  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$124  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$125  = \$123  | \$124 ;
-  assign \$126  = $signed(ix0) + $signed(2'h1);
-  assign \$127  = $signed(\$126 ) < $signed(1'h0);
-  assign \$128  = \$125  | \$127 ;
-  assign \$129  = $signed(ix0) + $signed(2'h1);
-  assign \$130  = $signed(\$129 ) >= $signed(5'h0e);
-  assign \$131  = \$128  | \$130 ;
-  assign \$132  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$133  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$134  = \$132  | \$133 ;
-  assign \$135  = $signed(ix0) + $signed(3'h2);
-  assign \$136  = $signed(\$135 ) < $signed(1'h0);
-  assign \$137  = \$134  | \$136 ;
-  assign \$138  = $signed(ix0) + $signed(3'h2);
-  assign \$139  = $signed(\$138 ) >= $signed(5'h0e);
-  assign \$140  = \$137  | \$139 ;
-  assign \$141  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$142  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$143  = \$141  | \$142 ;
-  assign \$144  = $signed(ix0) + $signed(3'h3);
-  assign \$145  = $signed(\$144 ) < $signed(1'h0);
-  assign \$146  = \$143  | \$145 ;
-  assign \$147  = $signed(ix0) + $signed(3'h3);
-  assign \$148  = $signed(\$147 ) >= $signed(5'h0e);
-  assign \$149  = \$146  | \$148 ;
-  assign \$150  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$151  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$152  = \$150  | \$151 ;
-  assign \$153  = $signed(ix0) + $signed(4'h4);
-  assign \$154  = $signed(\$153 ) < $signed(1'h0);
-  assign \$155  = \$152  | \$154 ;
-  assign \$156  = $signed(ix0) + $signed(4'h4);
-  assign \$157  = $signed(\$156 ) >= $signed(5'h0e);
-  assign \$158  = \$155  | \$157 ;
-  assign \$159  = ky == 3'h4;
-  assign \$160  = ky + 1'h1;
-  assign \$161  = \$159  ? 4'h0 : \$160 ;
-  assign \$162  = ky == 3'h4;
-  assign \$163  = ~ \$162 ;
-  assign \$164  = row_addr + 7'h60;
-  assign \$165  = \$164  >= 11'h420;
-  assign \$166  = row_addr + 7'h60;
-  assign \$167  = \$166  - 11'h420;
-  assign \$168  = row_addr + 7'h60;
   assign \$169  = \$165  ? \$167  : { 1'h0, \$168  };
   assign \$170  = c == 5'h1f;
   assign \$171  = c + 1'h1;
@@ -21140,9 +22333,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   assign \$264  = ~ ahead;
   assign \$265  = w_row == 4'hd;
   assign \$266  = \$264  & \$265 ;
-  assign \$267  = \$263  & \$266 ;
-  assign \$268  = ahead | \$267 ;
-  assign \$269  = switch ? 1'h0 : \$268 ;
+  assign \$267  = \$266  ? 2'h2 : 2'h1;
+  assign \$268  = \$263  ? \$267  : 2'h0;
+  assign \$269  = \$268  == 2'h2;
   assign \$270  = ky == 3'h4;
   assign \$271  = take & \$270 ;
   assign \$272  = c == 5'h1f;
@@ -21150,10 +22343,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   assign \$274  = ox == 4'hd;
   assign \$275  = \$273  & \$274 ;
   assign \$276  = oy == 4'hd;
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = r_done | \$277 ;
-  assign \$279  = switch ? 1'h0 : \$278 ;
-  assign \$280  = ~ \$279 ;
+  assign \$277  = \$276  ? 2'h2 : 2'h1;
+  assign \$278  = \$275  ? \$277  : 2'h0;
+  assign \$279  = \$278  == 2'h2;
+  assign \$280  = \$269  & \$279 ;
   assign \$281  = w_c == 5'h1f;
   assign \$282  = write & \$281 ;
   assign \$283  = w_x == 4'hd;
@@ -21161,121 +22354,739 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   assign \$285  = ~ ahead;
   assign \$286  = w_row == 4'hd;
   assign \$287  = \$285  & \$286 ;
-  assign \$288  = w_row + 1'h1;
-  assign \$289  = \$287  ? 5'h00 : \$288 ;
-  assign \$290  = \$284  ? \$289  : { 1'h0, w_row };
-  assign \$291  = \$290  + 4'he;
-  assign \$292  = ky == 3'h4;
-  assign \$293  = take & \$292 ;
-  assign \$294  = c == 5'h1f;
-  assign \$295  = \$293  & \$294 ;
-  assign \$296  = ox == 4'hd;
-  assign \$297  = \$295  & \$296 ;
-  assign \$298  = oy == 4'hd;
-  assign \$299  = $signed(low) + $signed(2'h1);
-  assign \$300  = \$298  ? 6'h3e : \$299 ;
-  assign \$301  = \$297  ? \$300  : { low[4], low };
-  assign \$302  = $signed(\$301 ) + $signed(5'h0b);
-  assign \$303  = $signed({ 1'h0, \$291  }) < $signed(\$302 );
-  assign \$304  = \$280  & \$303 ;
-  assign \$305  = w_c == 5'h1f;
-  assign \$306  = write & \$305 ;
-  assign \$307  = w_x == 4'hd;
+  assign \$288  = \$284  & \$287 ;
+  assign \$289  = ahead | \$288 ;
+  assign \$290  = switch ? 1'h0 : \$289 ;
+  assign \$291  = ky == 3'h4;
+  assign \$292  = take & \$291 ;
+  assign \$293  = c == 5'h1f;
+  assign \$294  = \$292  & \$293 ;
+  assign \$295  = ox == 4'hd;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = oy == 4'hd;
+  assign \$298  = \$296  & \$297 ;
+  assign \$299  = r_done | \$298 ;
+  assign \$300  = switch ? 1'h0 : \$299 ;
+  assign \$301  = ~ \$300 ;
+  assign \$303  = ky == 3'h4;
+  assign \$304  = take & \$303 ;
+  assign \$305  = c == 5'h1f;
+  assign \$306  = \$304  & \$305 ;
+  assign \$307  = ox == 4'hd;
   assign \$308  = \$306  & \$307 ;
-  assign \$309  = ~ ahead;
-  assign \$310  = w_row == 4'hd;
-  assign \$311  = \$309  & \$310 ;
-  assign \$312  = w_row + 1'h1;
-  assign \$313  = \$311  ? 5'h00 : \$312 ;
-  assign \$314  = \$308  ? \$313  : { 1'h0, w_row };
-  assign \$315  = \$314  < 4'he;
-  assign \$316  = ky == 3'h4;
-  assign \$317  = take & \$316 ;
-  assign \$318  = c == 5'h1f;
+  assign \$309  = oy == 4'hd;
+  assign \$310  = \$308  & \$309 ;
+  assign \$311  = r_done | \$310 ;
+  assign \$312  = switch ? 1'h0 : \$311 ;
+  assign \$315  = \$290  ? 1'h0 : 1'h1;
+  assign \$316  = w_c == 5'h1f;
+  assign \$317  = write & \$316 ;
+  assign \$318  = w_x == 4'hd;
   assign \$319  = \$317  & \$318 ;
-  assign \$320  = ox == 4'hd;
-  assign \$321  = \$319  & \$320 ;
-  assign \$322  = oy == 4'hd;
-  assign \$323  = \$321  & \$322 ;
-  assign \$324  = r_done | \$323 ;
-  assign \$325  = switch ? 1'h0 : \$324 ;
-  assign \$326  = w_c == 5'h1f;
-  assign \$327  = write & \$326 ;
-  assign \$328  = w_x == 4'hd;
+  assign \$320  = ~ ahead;
+  assign \$321  = w_row == 4'hd;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = \$322  ? 2'h2 : 2'h1;
+  assign \$324  = \$319  ? \$323  : 2'h0;
+  assign \$325  = \$324  == 2'h2;
+  assign \$326  = ky == 3'h4;
+  assign \$327  = take & \$326 ;
+  assign \$328  = c == 5'h1f;
   assign \$329  = \$327  & \$328 ;
-  assign \$330  = ~ ahead;
-  assign \$331  = w_row == 4'hd;
-  assign \$332  = \$330  & \$331 ;
-  assign \$333  = w_row + 1'h1;
-  assign \$334  = \$332  ? 5'h00 : \$333 ;
-  assign \$335  = \$329  ? \$334  : { 1'h0, w_row };
-  assign \$336  = ky == 3'h4;
-  assign \$337  = take & \$336 ;
-  assign \$338  = c == 5'h1f;
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = ox == 4'hd;
-  assign \$341  = \$339  & \$340 ;
-  assign \$342  = oy == 4'hd;
-  assign \$343  = $signed(low) + $signed(2'h1);
-  assign \$344  = \$342  ? 6'h3e : \$343 ;
-  assign \$345  = \$341  ? \$344  : { low[4], low };
-  assign \$346  = $signed(\$345 ) + $signed(5'h0b);
-  assign \$347  = $signed({ 1'h0, \$335  }) < $signed(\$346 );
-  assign \$348  = \$325  | \$347 ;
-  assign \$349  = \$315  & \$348 ;
-  assign \$350  = \$269  ? \$304  : \$349 ;
+  assign \$330  = ox == 4'hd;
+  assign \$331  = \$329  & \$330 ;
+  assign \$332  = oy == 4'hd;
+  assign \$333  = \$332  ? 2'h2 : 2'h1;
+  assign \$334  = \$331  ? \$333  : 2'h0;
+  assign \$335  = \$334  == 1'h1;
+  assign \$336  = \$325  & \$335 ;
+  assign \$337  = w_c == 5'h1f;
+  assign \$338  = write & \$337 ;
+  assign \$339  = w_x == 4'hd;
+  assign \$340  = \$338  & \$339 ;
+  assign \$341  = ~ ahead;
+  assign \$342  = w_row == 4'hd;
+  assign \$343  = \$341  & \$342 ;
+  assign \$344  = \$340  & \$343 ;
+  assign \$345  = ahead | \$344 ;
+  assign \$346  = switch ? 1'h0 : \$345 ;
+  assign \$347  = ky == 3'h4;
+  assign \$348  = take & \$347 ;
+  assign \$349  = c == 5'h1f;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = ox == 4'hd;
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = oy == 4'hd;
+  assign \$354  = \$352  & \$353 ;
+  assign \$355  = r_done | \$354 ;
+  assign \$356  = switch ? 1'h0 : \$355 ;
+  assign \$357  = ~ \$356 ;
+  assign \$358  = $signed(low) > $signed(3'h2);
+  assign \$359  = \$357  & \$358 ;
+  assign \$360  = ky == 3'h4;
+  assign \$361  = take & \$360 ;
+  assign \$362  = c == 5'h1f;
+  assign \$363  = \$361  & \$362 ;
+  assign \$364  = ox == 4'hd;
+  assign \$365  = \$363  & \$364 ;
+  assign \$366  = oy == 4'hd;
+  assign \$367  = \$365  & \$366 ;
+  assign \$368  = r_done | \$367 ;
+  assign \$369  = switch ? 1'h0 : \$368 ;
+  assign \$370  = $signed(low) > $signed(5'h14);
+  assign \$371  = \$369  | \$370 ;
+  assign \$373  = \$346  ? \$359  : \$372 ;
+  assign \$374  = w_c == 5'h1f;
+  assign \$375  = write & \$374 ;
+  assign \$376  = w_x == 4'hd;
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = ~ ahead;
+  assign \$379  = w_row == 4'hd;
+  assign \$380  = \$378  & \$379 ;
+  assign \$381  = \$380  ? 2'h2 : 2'h1;
+  assign \$382  = \$377  ? \$381  : 2'h0;
+  assign \$383  = \$382  == 2'h2;
+  assign \$384  = ky == 3'h4;
+  assign \$385  = take & \$384 ;
+  assign \$386  = c == 5'h1f;
+  assign \$387  = \$385  & \$386 ;
+  assign \$388  = ox == 4'hd;
+  assign \$389  = \$387  & \$388 ;
+  assign \$390  = oy == 4'hd;
+  assign \$391  = \$390  ? 2'h2 : 2'h1;
+  assign \$392  = \$389  ? \$391  : 2'h0;
+  assign \$393  = ! \$392 ;
+  assign \$394  = \$383  & \$393 ;
+  assign \$395  = w_c == 5'h1f;
+  assign \$396  = write & \$395 ;
+  assign \$397  = w_x == 4'hd;
+  assign \$398  = \$396  & \$397 ;
+  assign \$399  = ~ ahead;
+  assign \$400  = w_row == 4'hd;
+  assign \$401  = \$399  & \$400 ;
+  assign \$402  = \$398  & \$401 ;
+  assign \$403  = ahead | \$402 ;
+  assign \$404  = switch ? 1'h0 : \$403 ;
+  assign \$405  = ky == 3'h4;
+  assign \$406  = take & \$405 ;
+  assign \$407  = c == 5'h1f;
+  assign \$408  = \$406  & \$407 ;
+  assign \$409  = ox == 4'hd;
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = oy == 4'hd;
+  assign \$412  = \$410  & \$411 ;
+  assign \$413  = r_done | \$412 ;
+  assign \$414  = switch ? 1'h0 : \$413 ;
+  assign \$415  = ~ \$414 ;
+  assign \$416  = $signed(low) > $signed(3'h3);
+  assign \$417  = \$415  & \$416 ;
+  assign \$418  = ky == 3'h4;
+  assign \$419  = take & \$418 ;
+  assign \$420  = c == 5'h1f;
+  assign \$421  = \$419  & \$420 ;
+  assign \$422  = ox == 4'hd;
+  assign \$423  = \$421  & \$422 ;
+  assign \$424  = oy == 4'hd;
+  assign \$425  = \$423  & \$424 ;
+  assign \$426  = r_done | \$425 ;
+  assign \$427  = switch ? 1'h0 : \$426 ;
+  assign \$428  = $signed(low) > $signed(5'h15);
+  assign \$429  = \$427  | \$428 ;
+  assign \$431  = \$404  ? \$417  : \$430 ;
+  assign \$432  = w_c == 5'h1f;
+  assign \$433  = write & \$432 ;
+  assign \$434  = w_x == 4'hd;
+  assign \$435  = \$433  & \$434 ;
+  assign \$436  = ~ ahead;
+  assign \$437  = w_row == 4'hd;
+  assign \$438  = \$436  & \$437 ;
+  assign \$439  = \$438  ? 2'h2 : 2'h1;
+  assign \$440  = \$435  ? \$439  : 2'h0;
+  assign \$441  = \$440  == 1'h1;
+  assign \$442  = ky == 3'h4;
+  assign \$443  = take & \$442 ;
+  assign \$444  = c == 5'h1f;
+  assign \$445  = \$443  & \$444 ;
+  assign \$446  = ox == 4'hd;
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = oy == 4'hd;
+  assign \$449  = \$448  ? 2'h2 : 2'h1;
+  assign \$450  = \$447  ? \$449  : 2'h0;
+  assign \$451  = \$450  == 2'h2;
+  assign \$452  = \$441  & \$451 ;
+  assign \$453  = w_c == 5'h1f;
+  assign \$454  = write & \$453 ;
+  assign \$455  = w_x == 4'hd;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = ~ ahead;
+  assign \$458  = w_row == 4'hd;
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = \$456  & \$459 ;
+  assign \$461  = ahead | \$460 ;
+  assign \$462  = switch ? 1'h0 : \$461 ;
+  assign \$463  = ky == 3'h4;
+  assign \$464  = take & \$463 ;
+  assign \$465  = c == 5'h1f;
+  assign \$466  = \$464  & \$465 ;
+  assign \$467  = ox == 4'hd;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = oy == 4'hd;
+  assign \$470  = \$468  & \$469 ;
+  assign \$471  = r_done | \$470 ;
+  assign \$472  = switch ? 1'h0 : \$471 ;
+  assign \$473  = ~ \$472 ;
+  assign \$474  = $signed({ 1'h0, w_row }) < $signed(4'ha);
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = w_row < 4'hd;
+  assign \$477  = ky == 3'h4;
+  assign \$478  = take & \$477 ;
+  assign \$479  = c == 5'h1f;
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = ox == 4'hd;
+  assign \$482  = \$480  & \$481 ;
+  assign \$483  = oy == 4'hd;
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = r_done | \$484 ;
+  assign \$486  = switch ? 1'h0 : \$485 ;
+  assign \$487  = w_row < 4'h8;
+  assign \$488  = \$486  | \$487 ;
+  assign \$489  = \$476  & \$488 ;
+  assign \$490  = \$462  ? \$475  : \$489 ;
+  assign \$491  = w_c == 5'h1f;
+  assign \$492  = write & \$491 ;
+  assign \$493  = w_x == 4'hd;
+  assign \$494  = \$492  & \$493 ;
+  assign \$495  = ~ ahead;
+  assign \$496  = w_row == 4'hd;
+  assign \$497  = \$495  & \$496 ;
+  assign \$498  = \$497  ? 2'h2 : 2'h1;
+  assign \$499  = \$494  ? \$498  : 2'h0;
+  assign \$500  = \$499  == 1'h1;
+  assign \$501  = ky == 3'h4;
+  assign \$502  = take & \$501 ;
+  assign \$503  = c == 5'h1f;
+  assign \$504  = \$502  & \$503 ;
+  assign \$505  = ox == 4'hd;
+  assign \$506  = \$504  & \$505 ;
+  assign \$507  = oy == 4'hd;
+  assign \$508  = \$507  ? 2'h2 : 2'h1;
+  assign \$509  = \$506  ? \$508  : 2'h0;
+  assign \$510  = \$509  == 1'h1;
+  assign \$511  = \$500  & \$510 ;
+  assign \$512  = w_c == 5'h1f;
+  assign \$513  = write & \$512 ;
+  assign \$514  = w_x == 4'hd;
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = ~ ahead;
+  assign \$517  = w_row == 4'hd;
+  assign \$518  = \$516  & \$517 ;
+  assign \$519  = \$515  & \$518 ;
+  assign \$520  = ahead | \$519 ;
+  assign \$521  = switch ? 1'h0 : \$520 ;
+  assign \$522  = ky == 3'h4;
+  assign \$523  = take & \$522 ;
+  assign \$524  = c == 5'h1f;
+  assign \$525  = \$523  & \$524 ;
+  assign \$526  = ox == 4'hd;
+  assign \$527  = \$525  & \$526 ;
+  assign \$528  = oy == 4'hd;
+  assign \$529  = \$527  & \$528 ;
+  assign \$530  = r_done | \$529 ;
+  assign \$531  = switch ? 1'h0 : \$530 ;
+  assign \$532  = ~ \$531 ;
+  assign \$533  = $signed(d) < $signed(3'h5);
+  assign \$534  = \$532  & \$533 ;
+  assign \$535  = w_row < 4'hd;
+  assign \$536  = ky == 3'h4;
+  assign \$537  = take & \$536 ;
+  assign \$538  = c == 5'h1f;
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = ox == 4'hd;
+  assign \$541  = \$539  & \$540 ;
+  assign \$542  = oy == 4'hd;
+  assign \$543  = \$541  & \$542 ;
+  assign \$544  = r_done | \$543 ;
+  assign \$545  = switch ? 1'h0 : \$544 ;
+  assign \$546  = $signed(d) < $signed(5'h0b);
+  assign \$547  = \$545  | \$546 ;
+  assign \$548  = \$535  & \$547 ;
+  assign \$549  = \$521  ? \$534  : \$548 ;
+  assign \$550  = w_c == 5'h1f;
+  assign \$551  = write & \$550 ;
+  assign \$552  = w_x == 4'hd;
+  assign \$553  = \$551  & \$552 ;
+  assign \$554  = ~ ahead;
+  assign \$555  = w_row == 4'hd;
+  assign \$556  = \$554  & \$555 ;
+  assign \$557  = \$556  ? 2'h2 : 2'h1;
+  assign \$558  = \$553  ? \$557  : 2'h0;
+  assign \$559  = \$558  == 1'h1;
+  assign \$560  = ky == 3'h4;
+  assign \$561  = take & \$560 ;
+  assign \$562  = c == 5'h1f;
+  assign \$563  = \$561  & \$562 ;
+  assign \$564  = ox == 4'hd;
+  assign \$565  = \$563  & \$564 ;
+  assign \$566  = oy == 4'hd;
+  assign \$567  = \$566  ? 2'h2 : 2'h1;
+  assign \$568  = \$565  ? \$567  : 2'h0;
+  assign \$569  = ! \$568 ;
+  assign \$570  = \$559  & \$569 ;
+  assign \$571  = w_c == 5'h1f;
+  assign \$572  = write & \$571 ;
+  assign \$573  = w_x == 4'hd;
+  assign \$574  = \$572  & \$573 ;
+  assign \$575  = ~ ahead;
+  assign \$576  = w_row == 4'hd;
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = \$574  & \$577 ;
+  assign \$579  = ahead | \$578 ;
+  assign \$580  = switch ? 1'h0 : \$579 ;
+  assign \$581  = ky == 3'h4;
+  assign \$582  = take & \$581 ;
+  assign \$583  = c == 5'h1f;
+  assign \$584  = \$582  & \$583 ;
+  assign \$585  = ox == 4'hd;
+  assign \$586  = \$584  & \$585 ;
+  assign \$587  = oy == 4'hd;
+  assign \$588  = \$586  & \$587 ;
+  assign \$589  = r_done | \$588 ;
+  assign \$590  = switch ? 1'h0 : \$589 ;
+  assign \$591  = ~ \$590 ;
+  assign \$592  = $signed(d) < $signed(3'h4);
+  assign \$593  = \$591  & \$592 ;
+  assign \$594  = w_row < 4'hd;
+  assign \$595  = ky == 3'h4;
+  assign \$596  = take & \$595 ;
+  assign \$597  = c == 5'h1f;
+  assign \$598  = \$596  & \$597 ;
+  assign \$599  = ox == 4'hd;
+  assign \$600  = \$598  & \$599 ;
+  assign \$601  = oy == 4'hd;
+  assign \$602  = \$600  & \$601 ;
+  assign \$603  = r_done | \$602 ;
+  assign \$604  = switch ? 1'h0 : \$603 ;
+  assign \$605  = $signed(d) < $signed(5'h0a);
+  assign \$606  = \$604  | \$605 ;
+  assign \$607  = \$594  & \$606 ;
+  assign \$608  = \$580  ? \$593  : \$607 ;
+  assign \$609  = w_c == 5'h1f;
+  assign \$610  = write & \$609 ;
+  assign \$611  = w_x == 4'hd;
+  assign \$612  = \$610  & \$611 ;
+  assign \$613  = ~ ahead;
+  assign \$614  = w_row == 4'hd;
+  assign \$615  = \$613  & \$614 ;
+  assign \$616  = \$615  ? 2'h2 : 2'h1;
+  assign \$617  = \$612  ? \$616  : 2'h0;
+  assign \$618  = ! \$617 ;
+  assign \$619  = ky == 3'h4;
+  assign \$620  = take & \$619 ;
+  assign \$621  = c == 5'h1f;
+  assign \$622  = \$620  & \$621 ;
+  assign \$623  = ox == 4'hd;
+  assign \$624  = \$622  & \$623 ;
+  assign \$625  = oy == 4'hd;
+  assign \$626  = \$625  ? 2'h2 : 2'h1;
+  assign \$627  = \$624  ? \$626  : 2'h0;
+  assign \$628  = \$627  == 2'h2;
+  assign \$629  = \$618  & \$628 ;
+  assign \$630  = w_c == 5'h1f;
+  assign \$631  = write & \$630 ;
+  assign \$632  = w_x == 4'hd;
+  assign \$633  = \$631  & \$632 ;
+  assign \$634  = ~ ahead;
+  assign \$635  = w_row == 4'hd;
+  assign \$636  = \$634  & \$635 ;
+  assign \$637  = \$633  & \$636 ;
+  assign \$638  = ahead | \$637 ;
+  assign \$639  = switch ? 1'h0 : \$638 ;
+  assign \$640  = ky == 3'h4;
+  assign \$641  = take & \$640 ;
+  assign \$642  = c == 5'h1f;
+  assign \$643  = \$641  & \$642 ;
+  assign \$644  = ox == 4'hd;
+  assign \$645  = \$643  & \$644 ;
+  assign \$646  = oy == 4'hd;
+  assign \$647  = \$645  & \$646 ;
+  assign \$648  = r_done | \$647 ;
+  assign \$649  = switch ? 1'h0 : \$648 ;
+  assign \$650  = ~ \$649 ;
+  assign \$651  = $signed({ 1'h0, w_row }) < $signed(4'hb);
+  assign \$652  = \$650  & \$651 ;
+  assign \$653  = w_row < 4'he;
+  assign \$654  = ky == 3'h4;
+  assign \$655  = take & \$654 ;
+  assign \$656  = c == 5'h1f;
+  assign \$657  = \$655  & \$656 ;
+  assign \$658  = ox == 4'hd;
+  assign \$659  = \$657  & \$658 ;
+  assign \$660  = oy == 4'hd;
+  assign \$661  = \$659  & \$660 ;
+  assign \$662  = r_done | \$661 ;
+  assign \$663  = switch ? 1'h0 : \$662 ;
+  assign \$664  = w_row < 4'h9;
+  assign \$665  = \$663  | \$664 ;
+  assign \$666  = \$653  & \$665 ;
+  assign \$667  = \$639  ? \$652  : \$666 ;
+  assign \$668  = w_c == 5'h1f;
+  assign \$669  = write & \$668 ;
+  assign \$670  = w_x == 4'hd;
+  assign \$671  = \$669  & \$670 ;
+  assign \$672  = ~ ahead;
+  assign \$673  = w_row == 4'hd;
+  assign \$674  = \$672  & \$673 ;
+  assign \$675  = \$674  ? 2'h2 : 2'h1;
+  assign \$676  = \$671  ? \$675  : 2'h0;
+  assign \$677  = ! \$676 ;
+  assign \$678  = ky == 3'h4;
+  assign \$679  = take & \$678 ;
+  assign \$680  = c == 5'h1f;
+  assign \$681  = \$679  & \$680 ;
+  assign \$682  = ox == 4'hd;
+  assign \$683  = \$681  & \$682 ;
+  assign \$684  = oy == 4'hd;
+  assign \$685  = \$684  ? 2'h2 : 2'h1;
+  assign \$686  = \$683  ? \$685  : 2'h0;
+  assign \$687  = \$686  == 1'h1;
+  assign \$688  = \$677  & \$687 ;
+  assign \$689  = w_c == 5'h1f;
+  assign \$690  = write & \$689 ;
+  assign \$691  = w_x == 4'hd;
+  assign \$692  = \$690  & \$691 ;
+  assign \$693  = ~ ahead;
+  assign \$694  = w_row == 4'hd;
+  assign \$695  = \$693  & \$694 ;
+  assign \$696  = \$692  & \$695 ;
+  assign \$697  = ahead | \$696 ;
+  assign \$698  = switch ? 1'h0 : \$697 ;
+  assign \$699  = ky == 3'h4;
+  assign \$700  = take & \$699 ;
+  assign \$701  = c == 5'h1f;
+  assign \$702  = \$700  & \$701 ;
+  assign \$703  = ox == 4'hd;
+  assign \$704  = \$702  & \$703 ;
+  assign \$705  = oy == 4'hd;
+  assign \$706  = \$704  & \$705 ;
+  assign \$707  = r_done | \$706 ;
+  assign \$708  = switch ? 1'h0 : \$707 ;
+  assign \$709  = ~ \$708 ;
+  assign \$710  = $signed(d) < $signed(2'h2);
+  assign \$711  = \$709  & \$710 ;
+  assign \$712  = w_row < 4'he;
+  assign \$713  = ky == 3'h4;
+  assign \$714  = take & \$713 ;
+  assign \$715  = c == 5'h1f;
+  assign \$716  = \$714  & \$715 ;
+  assign \$717  = ox == 4'hd;
+  assign \$718  = \$716  & \$717 ;
+  assign \$719  = oy == 4'hd;
+  assign \$720  = \$718  & \$719 ;
+  assign \$721  = r_done | \$720 ;
+  assign \$722  = switch ? 1'h0 : \$721 ;
+  assign \$723  = $signed(d) < $signed(5'h0c);
+  assign \$724  = \$722  | \$723 ;
+  assign \$725  = \$712  & \$724 ;
+  assign \$726  = \$698  ? \$711  : \$725 ;
+  assign \$727  = w_c == 5'h1f;
+  assign \$728  = write & \$727 ;
+  assign \$729  = w_x == 4'hd;
+  assign \$730  = \$728  & \$729 ;
+  assign \$731  = ~ ahead;
+  assign \$732  = w_row == 4'hd;
+  assign \$733  = \$731  & \$732 ;
+  assign \$734  = \$733  ? 2'h2 : 2'h1;
+  assign \$735  = \$730  ? \$734  : 2'h0;
+  assign \$736  = ! \$735 ;
+  assign \$737  = ky == 3'h4;
+  assign \$738  = take & \$737 ;
+  assign \$739  = c == 5'h1f;
+  assign \$740  = \$738  & \$739 ;
+  assign \$741  = ox == 4'hd;
+  assign \$742  = \$740  & \$741 ;
+  assign \$743  = oy == 4'hd;
+  assign \$744  = \$743  ? 2'h2 : 2'h1;
+  assign \$745  = \$742  ? \$744  : 2'h0;
+  assign \$746  = ! \$745 ;
+  assign \$747  = \$736  & \$746 ;
+  assign \$748  = w_c == 5'h1f;
+  assign \$749  = write & \$748 ;
+  assign \$750  = w_x == 4'hd;
+  assign \$751  = \$749  & \$750 ;
+  assign \$752  = ~ ahead;
+  assign \$753  = w_row == 4'hd;
+  assign \$754  = \$752  & \$753 ;
+  assign \$755  = \$751  & \$754 ;
+  assign \$756  = ahead | \$755 ;
+  assign \$757  = switch ? 1'h0 : \$756 ;
+  assign \$758  = ky == 3'h4;
+  assign \$759  = take & \$758 ;
+  assign \$760  = c == 5'h1f;
+  assign \$761  = \$759  & \$760 ;
+  assign \$762  = ox == 4'hd;
+  assign \$763  = \$761  & \$762 ;
+  assign \$764  = oy == 4'hd;
+  assign \$765  = \$763  & \$764 ;
+  assign \$766  = r_done | \$765 ;
+  assign \$767  = switch ? 1'h0 : \$766 ;
+  assign \$768  = ~ \$767 ;
+  assign \$769  = $signed(d) < $signed(3'h5);
+  assign \$770  = \$768  & \$769 ;
+  assign \$771  = w_row < 4'he;
+  assign \$772  = ky == 3'h4;
+  assign \$773  = take & \$772 ;
+  assign \$774  = c == 5'h1f;
+  assign \$775  = \$773  & \$774 ;
+  assign \$776  = ox == 4'hd;
+  assign \$777  = \$775  & \$776 ;
+  assign \$778  = oy == 4'hd;
+  assign \$779  = \$777  & \$778 ;
+  assign \$780  = r_done | \$779 ;
+  assign \$781  = switch ? 1'h0 : \$780 ;
+  assign \$782  = $signed(d) < $signed(5'h0b);
+  assign \$783  = \$781  | \$782 ;
+  assign \$784  = \$771  & \$783 ;
+  assign \$785  = \$757  ? \$770  : \$784 ;
+  assign \$786  = \$747  ? \$785  : 1'h0;
+  assign \$787  = \$688  ? \$726  : \$786 ;
+  assign \$788  = \$629  ? \$667  : \$787 ;
+  assign \$789  = \$570  ? \$608  : \$788 ;
+  assign \$790  = \$511  ? \$549  : \$789 ;
+  assign \$791  = \$452  ? \$490  : \$790 ;
+  assign \$792  = \$394  ? \$431  : \$791 ;
+  assign \$793  = \$336  ? \$373  : \$792 ;
+  assign \$794  = \$280  ? \$315  : \$793 ;
   always @(posedge clk)
-    w_c <= \$351 ;
+    w_c <= \$795 ;
   always @(posedge clk)
-    w_x <= \$352 ;
+    w_x <= \$796 ;
   always @(posedge clk)
-    w_b <= \$353 ;
+    w_b <= \$797 ;
   always @(posedge clk)
-    w_rowbase <= \$354 ;
+    w_rowbase <= \$798 ;
   always @(posedge clk)
-    w_grp <= \$355 ;
+    w_grp <= \$799 ;
   always @(posedge clk)
-    ahead <= \$356 ;
+    ahead <= \$800 ;
   always @(posedge clk)
-    w_row <= \$357 ;
+    w_row <= \$801 ;
   always @(posedge clk)
-    pads <= \$358 ;
+    pads <= \$802 ;
   always @(posedge clk)
-    rot <= \$359 ;
+    rot <= \$803 ;
   always @(posedge clk)
-    \i__valid$44  <= \$360 ;
+    \i__valid$44  <= \$804 ;
   always @(posedge clk)
-    ky <= \$361 ;
+    ky <= \$805 ;
   always @(posedge clk)
-    row_addr <= \$362 ;
+    row_addr <= \$806 ;
   always @(posedge clk)
-    c <= \$363 ;
+    c <= \$807 ;
   always @(posedge clk)
-    qc <= \$364 ;
+    qc <= \$808 ;
   always @(posedge clk)
-    ox <= \$365 ;
+    ox <= \$809 ;
   always @(posedge clk)
-    ix0 <= \$366 ;
+    ix0 <= \$810 ;
   always @(posedge clk)
-    r0 <= \$367 ;
+    r0 <= \$811 ;
   always @(posedge clk)
-    q0c <= \$368 ;
+    q0c <= \$812 ;
   always @(posedge clk)
-    oy <= \$369 ;
+    oy <= \$813 ;
   always @(posedge clk)
-    low <= \$370 ;
+    low <= \$814 ;
   always @(posedge clk)
-    r_done <= \$371 ;
+    r_done <= \$815 ;
   always @(posedge clk)
-    base_slot <= \$372 ;
+    base_slot <= \$816 ;
   always @(posedge clk)
-    base_row <= \$373 ;
+    base_row <= \$817 ;
   always @(posedge clk)
-    img_slot <= \$374 ;
+    img_slot <= \$818 ;
   always @(posedge clk)
-    img_row <= \$375 ;
+    img_row <= \$819 ;
   always @(posedge clk)
-    \i__ready$15  <= \$376 ;
+    \i__ready$15  <= \$820 ;
+  assign \$1  = o__payload[42:40] == 3'h4;
+  assign \$2  = o__payload[42:40] == 2'h3;
+  assign \$3  = o__payload[42:40] == 2'h2;
+  assign \$4  = o__payload[42:40] == 1'h1;
+  assign \$5  = \$4  ? o__payload[15:8] : o__payload[7:0];
+  assign \$6  = \$3  ? o__payload[23:16] : \$5 ;
+  assign \$7  = \$2  ? o__payload[31:24] : \$6 ;
+  assign \$8  = \$1  ? o__payload[39:32] : \$7 ;
+  assign \$9  = o__payload[43] ? 8'h00 : \$8 ;
+  assign \$10  = o__payload[42:40] == 3'h4;
+  assign \$11  = o__payload[42:40] == 2'h3;
+  assign \$12  = o__payload[42:40] == 2'h2;
+  assign \$13  = o__payload[42:40] == 1'h1;
+  assign \$14  = \$13  ? o__payload[23:16] : o__payload[15:8];
+  assign \$15  = \$12  ? o__payload[31:24] : \$14 ;
+  assign \$16  = \$11  ? o__payload[39:32] : \$15 ;
+  assign \$17  = \$10  ? o__payload[7:0] : \$16 ;
+  assign \$18  = o__payload[44] ? 8'h00 : \$17 ;
+  assign \$19  = o__payload[42:40] == 3'h4;
+  assign \$20  = o__payload[42:40] == 2'h3;
+  assign \$21  = o__payload[42:40] == 2'h2;
+  assign \$22  = o__payload[42:40] == 1'h1;
+  assign \$23  = \$22  ? o__payload[31:24] : o__payload[23:16];
+  assign \$24  = \$21  ? o__payload[39:32] : \$23 ;
+  assign \$25  = \$20  ? o__payload[7:0] : \$24 ;
+  assign \$26  = \$19  ? o__payload[15:8] : \$25 ;
+  assign \$27  = o__payload[45] ? 8'h00 : \$26 ;
+  assign \$28  = o__payload[42:40] == 3'h4;
+  assign \$29  = o__payload[42:40] == 2'h3;
+  assign \$30  = o__payload[42:40] == 2'h2;
+  assign \$31  = o__payload[42:40] == 1'h1;
+  assign \$32  = \$31  ? o__payload[39:32] : o__payload[31:24];
+  assign \$33  = \$30  ? o__payload[7:0] : \$32 ;
+  assign \$34  = \$29  ? o__payload[15:8] : \$33 ;
+  assign \$35  = \$28  ? o__payload[23:16] : \$34 ;
+  assign \$36  = o__payload[46] ? 8'h00 : \$35 ;
+  assign \$37  = o__payload[42:40] == 3'h4;
+  assign \$38  = o__payload[42:40] == 2'h3;
+  assign \$39  = o__payload[42:40] == 2'h2;
+  assign \$40  = o__payload[42:40] == 1'h1;
+  assign \$41  = \$40  ? o__payload[7:0] : o__payload[39:32];
+  assign \$42  = \$39  ? o__payload[15:8] : \$41 ;
+  assign \$43  = \$38  ? o__payload[23:16] : \$42 ;
+  assign \$44  = \$37  ? o__payload[31:24] : \$43 ;
+  assign \$45  = o__payload[47] ? 8'h00 : \$44 ;
+  assign \$46  = $signed(low) + $signed({ 1'h0, ky });
+  assign write = \i__valid$18  & \i__ready$15 ;
+  assign \$47  = w_grp + w_c;
+  assign \$48  = ! w_b;
+  assign \$signature__en  = write & \$48 ;
+  assign \$49  = w_grp + w_c;
+  assign \$50  = w_b == 1'h1;
+  assign \$signature__en$28  = write & \$50 ;
+  assign \$51  = w_grp + w_c;
+  assign \$52  = w_b == 2'h2;
+  assign \$signature__en$31  = write & \$52 ;
+  assign \$53  = w_grp + w_c;
+  assign \$54  = w_b == 2'h3;
+  assign \$signature__en$34  = write & \$54 ;
+  assign \$55  = w_grp + w_c;
+  assign \$56  = w_b == 3'h4;
+  assign \$signature__en$37  = write & \$56 ;
+  assign switch = r_done & ahead;
+  assign \$57  = ~ r_done;
+  assign \$58  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$59  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$60  = \$58  | \$59 ;
+  assign \$61  = \$60  | ahead;
+  assign \$62  = $signed(\$46 [4:0]) < $signed({ 1'h0, w_row });
+  assign \$63  = \$61  | \$62 ;
+  assign avail = \$57  & \$63 ;
+  assign \$64  = ~ \i__valid$44 ;
+  assign advance = \$64  | \i__ready$45 ;
+  assign take = advance & avail;
+  assign \$65  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$66  = r0 > 1'h0;
+  assign \$67  = \$66  ? 6'h20 : 6'h00;
+  assign \$68  = $signed(\$65 ) + $signed({ 1'h0, \$67  });
+  assign \$69  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$70  = r0 > 1'h1;
+  assign \$71  = \$70  ? 6'h20 : 6'h00;
+  assign \$72  = $signed(\$69 ) + $signed({ 1'h0, \$71  });
+  assign \$73  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$74  = r0 > 2'h2;
+  assign \$75  = \$74  ? 6'h20 : 6'h00;
+  assign \$76  = $signed(\$73 ) + $signed({ 1'h0, \$75  });
+  assign \$77  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$78  = r0 > 2'h3;
+  assign \$79  = \$78  ? 6'h20 : 6'h00;
+  assign \$80  = $signed(\$77 ) + $signed({ 1'h0, \$79  });
+  assign \$81  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$82  = $signed(\$81 ) + $signed(1'h0);
+  assign d = $signed({ 1'h0, w_row }) - $signed(low);
+  assign \$83  = w_c == 5'h1f;
+  assign \$84  = w_c + 1'h1;
+  assign \$85  = \$83  ? 6'h00 : \$84 ;
+  assign \$86  = w_c == 5'h1f;
+  assign \$87  = w_x == 4'hd;
+  assign \$88  = w_x + 1'h1;
+  assign \$89  = \$87  ? 5'h00 : \$88 ;
+  assign \$90  = w_b == 3'h4;
+  assign \$91  = w_x == 4'hd;
+  assign \$92  = \$90  | \$91 ;
+  assign \$93  = w_b + 1'h1;
+  assign \$94  = \$92  ? 4'h0 : \$93 ;
+  assign \$95  = w_x == 4'hd;
+  assign \$96  = w_b == 3'h4;
+  assign \$97  = w_rowbase + 7'h60;
+  assign \$98  = \$97  >= 11'h420;
+  assign \$99  = w_rowbase + 7'h60;
+  assign \$100  = \$99  - 11'h420;
+  assign \$101  = w_rowbase + 7'h60;
+  assign \$102  = \$98  ? \$100  : { 1'h0, \$101  };
+  assign \$103  = w_rowbase + 7'h60;
+  assign \$104  = \$103  >= 11'h420;
+  assign \$105  = w_rowbase + 7'h60;
+  assign \$106  = \$105  - 11'h420;
+  assign \$107  = w_rowbase + 7'h60;
+  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
+  assign \$109  = ~ ahead;
+  assign \$110  = w_row == 4'hd;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = w_row + 1'h1;
+  assign \$113  = w_grp + 6'h20;
+  assign \$114  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$115  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$116  = \$114  | \$115 ;
+  assign \$117  = $signed(ix0) + $signed(1'h0);
+  assign \$118  = $signed(\$117 ) < $signed(1'h0);
+  assign \$119  = \$116  | \$118 ;
+  assign \$120  = $signed(ix0) + $signed(1'h0);
+  assign \$121  = $signed(\$120 ) >= $signed(5'h0e);
+  assign \$122  = \$119  | \$121 ;
+  assign \$123  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$124  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$125  = \$123  | \$124 ;
+  assign \$126  = $signed(ix0) + $signed(2'h1);
+  assign \$127  = $signed(\$126 ) < $signed(1'h0);
+  assign \$128  = \$125  | \$127 ;
+  assign \$129  = $signed(ix0) + $signed(2'h1);
+  assign \$130  = $signed(\$129 ) >= $signed(5'h0e);
+  assign \$131  = \$128  | \$130 ;
+  assign \$132  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$133  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$134  = \$132  | \$133 ;
+  assign \$135  = $signed(ix0) + $signed(3'h2);
+  assign \$136  = $signed(\$135 ) < $signed(1'h0);
+  assign \$137  = \$134  | \$136 ;
+  assign \$138  = $signed(ix0) + $signed(3'h2);
+  assign \$139  = $signed(\$138 ) >= $signed(5'h0e);
+  assign \$140  = \$137  | \$139 ;
+  assign \$141  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$142  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$143  = \$141  | \$142 ;
+  assign \$144  = $signed(ix0) + $signed(3'h3);
+  assign \$145  = $signed(\$144 ) < $signed(1'h0);
+  assign \$146  = \$143  | \$145 ;
+  assign \$147  = $signed(ix0) + $signed(3'h3);
+  assign \$148  = $signed(\$147 ) >= $signed(5'h0e);
+  assign \$149  = \$146  | \$148 ;
+  assign \$150  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$151  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$152  = \$150  | \$151 ;
+  assign \$153  = $signed(ix0) + $signed(4'h4);
+  assign \$154  = $signed(\$153 ) < $signed(1'h0);
+  assign \$155  = \$152  | \$154 ;
+  assign \$156  = $signed(ix0) + $signed(4'h4);
+  assign \$157  = $signed(\$156 ) >= $signed(5'h0e);
+  assign \$158  = \$155  | \$157 ;
+  assign \$159  = ky == 3'h4;
+  assign \$160  = ky + 1'h1;
+  assign \$161  = \$159  ? 4'h0 : \$160 ;
+  assign \$162  = ky == 3'h4;
+  assign \$163  = ~ \$162 ;
+  assign \$164  = row_addr + 7'h60;
+  assign \$165  = \$164  >= 11'h420;
+  assign \$166  = row_addr + 7'h60;
+  assign \$167  = \$166  - 11'h420;
+  assign \$168  = row_addr + 7'h60;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__ready(\i__ready$45 ),
@@ -21283,13 +23094,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1282$0 (\$signature__data$61 ),
-    .\port$1285$0 (\$signature__data$62 ),
-    .\port$1288$0 (\$signature__data$63 ),
-    .\port$1291$0 (\$signature__data$64 ),
-    .\port$1294$0 (\$signature__data$65 ),
-    .\port$4616$0 (pads),
-    .\port$4618$0 (rot),
+    .\port$2190$0 (\$signature__data$61 ),
+    .\port$2193$0 (\$signature__data$62 ),
+    .\port$2196$0 (\$signature__data$63 ),
+    .\port$2199$0 (\$signature__data$64 ),
+    .\port$2202$0 (\$signature__data$65 ),
+    .\port$5524$0 (pads),
+    .\port$5526$0 (rot),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.out_reg  out_reg (
@@ -21299,164 +23110,164 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     .o__payload(\o__payload$6 ),
     .o__ready(\o__ready$8 ),
     .o__valid(\o__valid$10 ),
-    .\port$887$0 (\$9 ),
-    .\port$896$0 (\$18 ),
-    .\port$905$0 (\$27 ),
-    .\port$914$0 (\$36 ),
-    .\port$923$0 (\$45 ),
+    .\port$1350$0 (\$9 ),
+    .\port$1359$0 (\$18 ),
+    .\port$1368$0 (\$27 ),
+    .\port$1377$0 (\$36 ),
+    .\port$1386$0 (\$45 ),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$351  = w_c;
+    \$795  = w_c;
     if (write) begin
-      \$351  = \$85 [4:0];
+      \$795  = \$85 [4:0];
     end
     if (rst) begin
-      \$351  = 5'h00;
+      \$795  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$352  = w_x;
+    \$796  = w_x;
     if (write) begin
       if (\$86 ) begin
-        \$352  = \$89 [3:0];
+        \$796  = \$89 [3:0];
       end
     end
     if (rst) begin
-      \$352  = 4'h0;
+      \$796  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$353  = w_b;
+    \$797  = w_b;
     if (write) begin
       if (\$86 ) begin
-        \$353  = \$94 [2:0];
+        \$797  = \$94 [2:0];
       end
     end
     if (rst) begin
-      \$353  = 3'h0;
+      \$797  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$354  = w_rowbase;
+    \$798  = w_rowbase;
     if (write) begin
       if (\$86 ) begin
         if (\$95 ) begin
-          \$354  = \$102 [10:0];
+          \$798  = \$102 [10:0];
         end
       end
     end
     if (rst) begin
-      \$354  = 11'h000;
+      \$798  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$355  = w_grp;
+    \$799  = w_grp;
     if (write) begin
       if (\$86 ) begin
         if (\$95 ) begin
-          \$355  = \$108 [10:0];
+          \$799  = \$108 [10:0];
         end else if (\$96 ) begin
-          \$355  = \$113 [10:0];
+          \$799  = \$113 [10:0];
         end
       end
     end
     if (rst) begin
-      \$355  = 11'h000;
+      \$799  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$356  = ahead;
+    \$800  = ahead;
     if (write) begin
       if (\$86 ) begin
         if (\$95 ) begin
           if (\$111 ) begin
-            \$356  = 1'h1;
+            \$800  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$356  = 1'h0;
+      \$800  = 1'h0;
     end
     if (rst) begin
-      \$356  = 1'h0;
+      \$800  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$357  = w_row;
+    \$801  = w_row;
     if (write) begin
       if (\$86 ) begin
         if (\$95 ) begin
           (* full_case = 32'd1 *)
           if (\$111 ) begin
-            \$357  = 4'h0;
+            \$801  = 4'h0;
           end else begin
-            \$357  = \$112 [3:0];
+            \$801  = \$112 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$357  = 4'h0;
+      \$801  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$358  = pads;
+    \$802  = pads;
     if (take) begin
-      \$358  = { \$158 , \$149 , \$140 , \$131 , \$122  };
+      \$802  = { \$158 , \$149 , \$140 , \$131 , \$122  };
     end
     if (rst) begin
-      \$358  = 5'h00;
+      \$802  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$359  = rot;
+    \$803  = rot;
     if (take) begin
-      \$359  = r0;
+      \$803  = r0;
     end
     if (rst) begin
-      \$359  = 3'h0;
+      \$803  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$360  = \i__valid$44 ;
+    \$804  = \i__valid$44 ;
     if (advance) begin
-      \$360  = avail;
+      \$804  = avail;
     end
     if (rst) begin
-      \$360  = 1'h0;
+      \$804  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$361  = ky;
+    \$805  = ky;
     if (take) begin
-      \$361  = \$161 [2:0];
+      \$805  = \$161 [2:0];
     end
     if (rst) begin
-      \$361  = 3'h0;
+      \$805  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$362  = row_addr;
+    \$806  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
-        \$362  = \$169 [10:0];
+        \$806  = \$169 [10:0];
       end else begin
-        \$362  = base_row;
+        \$806  = base_row;
         (* full_case = 32'd1 *)
         if (\$174 ) begin
         end else begin
@@ -21464,73 +23275,55 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
             (* full_case = 32'd1 *)
             if (\$211 ) begin
             end else begin
-              \$362  = \$229 [10:0];
+              \$806  = \$229 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$362  = \$259 [10:0];
+      \$806  = \$259 [10:0];
     end
     if (rst) begin
-      \$362  = 11'h360;
+      \$806  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$363  = c;
+    \$807  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
       end else begin
-        \$363  = \$172 [4:0];
+        \$807  = \$172 [4:0];
       end
     end
     if (rst) begin
-      \$363  = 5'h00;
+      \$807  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$364  = qc;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-          \$364  = \$175 [8:0];
-        end else begin
-          \$364  = \$203 [8:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$364  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$365  = ox;
+    \$808  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$174 ) begin
+          \$808  = \$175 [8:0];
         end else begin
-          \$365  = \$178 [3:0];
+          \$808  = \$203 [8:0];
         end
       end
     end
     if (rst) begin
-      \$365  = 4'h0;
+      \$808  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$366  = ix0;
+    \$809  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
@@ -21538,17 +23331,17 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
         (* full_case = 32'd1 *)
         if (\$174 ) begin
         end else begin
-          \$366  = \$181 [4:0];
+          \$809  = \$178 [3:0];
         end
       end
     end
     if (rst) begin
-      \$366  = 5'h1e;
+      \$809  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$367  = r0;
+    \$810  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
@@ -21556,17 +23349,17 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
         (* full_case = 32'd1 *)
         if (\$174 ) begin
         end else begin
-          \$367  = \$189 [2:0];
+          \$810  = \$181 [4:0];
         end
       end
     end
     if (rst) begin
-      \$367  = 3'h3;
+      \$810  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$368  = q0c;
+    \$811  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
@@ -21574,17 +23367,17 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
         (* full_case = 32'd1 *)
         if (\$174 ) begin
         end else begin
-          \$368  = \$196 [8:0];
+          \$811  = \$189 [2:0];
         end
       end
     end
     if (rst) begin
-      \$368  = 9'h1e0;
+      \$811  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$369  = oy;
+    \$812  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
@@ -21592,19 +23385,17 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
         (* full_case = 32'd1 *)
         if (\$174 ) begin
         end else begin
-          if (\$204 ) begin
-            \$369  = \$207 [3:0];
-          end
+          \$812  = \$196 [8:0];
         end
       end
     end
     if (rst) begin
-      \$369  = 4'h0;
+      \$812  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$370  = low;
+    \$813  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
@@ -21613,18 +23404,38 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
         if (\$174 ) begin
         end else begin
           if (\$204 ) begin
-            \$370  = \$210 [4:0];
+            \$813  = \$207 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$370  = 5'h1e;
+      \$813  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$371  = r_done;
+    \$814  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$163 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$174 ) begin
+        end else begin
+          if (\$204 ) begin
+            \$814  = \$210 [4:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$814  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$815  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
@@ -21634,49 +23445,22 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
         end else begin
           if (\$204 ) begin
             if (\$211 ) begin
-              \$371  = 1'h1;
+              \$815  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$371  = 1'h0;
+      \$815  = 1'h0;
     end
     if (rst) begin
-      \$371  = 1'h0;
+      \$815  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$372  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          if (\$204 ) begin
-            (* full_case = 32'd1 *)
-            if (\$211 ) begin
-            end else begin
-              \$372  = \$217 [3:0];
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$372  = \$247 [3:0];
-    end
-    if (rst) begin
-      \$372  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$373  = base_row;
+    \$816  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$163 ) begin
@@ -21688,44 +23472,71 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
             (* full_case = 32'd1 *)
             if (\$211 ) begin
             end else begin
-              \$373  = \$223 [10:0];
+              \$816  = \$217 [3:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$373  = \$253 [10:0];
+      \$816  = \$247 [3:0];
     end
     if (rst) begin
-      \$373  = 11'h360;
+      \$816  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$374  = img_slot;
+    \$817  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$163 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$174 ) begin
+        end else begin
+          if (\$204 ) begin
+            (* full_case = 32'd1 *)
+            if (\$211 ) begin
+            end else begin
+              \$817  = \$223 [10:0];
+            end
+          end
+        end
+      end
+    end
     if (switch) begin
-      \$374  = \$235 [3:0];
+      \$817  = \$253 [10:0];
     end
     if (rst) begin
-      \$374  = 4'h0;
+      \$817  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$375  = img_row;
+    \$818  = img_slot;
     if (switch) begin
-      \$375  = \$241 [10:0];
+      \$818  = \$235 [3:0];
     end
     if (rst) begin
-      \$375  = 11'h000;
+      \$818  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$376  = \$350 ;
+    \$819  = img_row;
+    if (switch) begin
+      \$819  = \$241 [10:0];
+    end
     if (rst) begin
-      \$376  = 1'h1;
+      \$819  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$820  = \$794 ;
+    if (rst) begin
+      \$820  = 1'h1;
     end
   end
   assign o__valid = i__valid;
@@ -21757,10 +23568,15 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   assign \$signature__addr$58  = \$82 [10:0];
   assign \$signature__en$59  = take;
   assign \i__payload$60  = { pads, rot, \$signature__data$65 , \$signature__data$64 , \$signature__data$63 , \$signature__data$62 , \$signature__data$61  };
+  assign \$302  = 1'h0;
+  assign \$313  = 1'h1;
+  assign \$314  = 1'h1;
+  assign \$372  = \$371 ;
+  assign \$430  = \$429 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1282$0 , \port$1285$0 , \port$1288$0 , \port$1291$0 , \port$1294$0 , \port$4616$0 , \port$4618$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , \port$2193$0 , \port$2196$0 , \port$2199$0 , \port$2202$0 , \port$5524$0 , \port$5526$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -21787,20 +23603,20 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1282$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1282$0 ;
-  wire [7:0] \port$1282$0 ;
-  input [7:0] \port$1285$0 ;
-  wire [7:0] \port$1285$0 ;
-  input [7:0] \port$1288$0 ;
-  wire [7:0] \port$1288$0 ;
-  input [7:0] \port$1291$0 ;
-  wire [7:0] \port$1291$0 ;
-  input [7:0] \port$1294$0 ;
-  wire [7:0] \port$1294$0 ;
-  input [4:0] \port$4616$0 ;
-  wire [4:0] \port$4616$0 ;
-  input [2:0] \port$4618$0 ;
-  wire [2:0] \port$4618$0 ;
+  input [7:0] \port$2190$0 ;
+  wire [7:0] \port$2190$0 ;
+  input [7:0] \port$2193$0 ;
+  wire [7:0] \port$2193$0 ;
+  input [7:0] \port$2196$0 ;
+  wire [7:0] \port$2196$0 ;
+  input [7:0] \port$2199$0 ;
+  wire [7:0] \port$2199$0 ;
+  input [7:0] \port$2202$0 ;
+  wire [7:0] \port$2202$0 ;
+  input [4:0] \port$5524$0 ;
+  wire [4:0] \port$5524$0 ;
+  input [2:0] \port$5526$0 ;
+  wire [2:0] \port$5526$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -21809,7 +23625,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1282$0 , 
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$4616$0 , \port$4618$0 , \port$1294$0 , \port$1291$0 , \port$1288$0 , \port$1285$0 , \port$1282$0  };
+  assign \$6  = full ? held : { \port$5524$0 , \port$5526$0 , \port$2202$0 , \port$2199$0 , \port$2196$0 , \port$2193$0 , \port$2190$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -21855,17 +23671,17 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1282$0 , 
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$4616$0 , \port$4618$0 , \port$1294$0 , \port$1291$0 , \port$1288$0 , \port$1285$0 , \port$1282$0  };
+      \$10  = { \port$5524$0 , \port$5526$0 , \port$2202$0 , \port$2199$0 , \port$2196$0 , \port$2193$0 , \port$2190$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$4616$0 , \port$4618$0 , \port$1294$0 , \port$1291$0 , \port$1288$0 , \port$1285$0 , \port$1282$0  };
+  assign i__payload = { \port$5524$0 , \port$5526$0 , \port$2202$0 , \port$2199$0 , \port$2196$0 , \port$2193$0 , \port$2190$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$887$0 , \port$896$0 , \port$905$0 , \port$914$0 , \port$923$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1350$0 , \port$1359$0 , \port$1368$0 , \port$1377$0 , \port$1386$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21885,16 +23701,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$887$0 , \port$896$0 , \po
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$887$0 ;
-  wire [7:0] \port$887$0 ;
-  input [7:0] \port$896$0 ;
-  wire [7:0] \port$896$0 ;
-  input [7:0] \port$905$0 ;
-  wire [7:0] \port$905$0 ;
-  input [7:0] \port$914$0 ;
-  wire [7:0] \port$914$0 ;
-  input [7:0] \port$923$0 ;
-  wire [7:0] \port$923$0 ;
+  input [7:0] \port$1350$0 ;
+  wire [7:0] \port$1350$0 ;
+  input [7:0] \port$1359$0 ;
+  wire [7:0] \port$1359$0 ;
+  input [7:0] \port$1368$0 ;
+  wire [7:0] \port$1368$0 ;
+  input [7:0] \port$1377$0 ;
+  wire [7:0] \port$1377$0 ;
+  input [7:0] \port$1386$0 ;
+  wire [7:0] \port$1386$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21919,13 +23735,13 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$887$0 , \port$896$0 , \po
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$923$0 , \port$914$0 , \port$905$0 , \port$896$0 , \port$887$0  };
+      \$5  = { \port$1386$0 , \port$1377$0 , \port$1368$0 , \port$1359$0 , \port$1350$0  };
     end
     if (rst) begin
       \$5  = 40'h0000000000;
     end
   end
-  assign i__payload = { \port$923$0 , \port$914$0 , \port$905$0 , \port$896$0 , \port$887$0  };
+  assign i__payload = { \port$1386$0 , \port$1377$0 , \port$1368$0 , \port$1359$0 , \port$1350$0  };
 endmodule
 
 (* generator = "Amaranth" *)
