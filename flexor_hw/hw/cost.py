@@ -85,9 +85,13 @@ def memory(kind, depth, width, *, rom=False, logic=False, style=None, family="ec
     (``style``: ``"block"`` or ``"distributed"``; ``logic``: LUT RAM), else where Yosys
     puts it. On the iCE40 (``family="ice40"``) block RAMs are SB_RAM40_4K and every RAM
     goes to them (there is no LUT RAM)."""
-    if family == "ice40":
-        return _ice40_memory(kind, depth, width, rom=rom, logic=logic)
     bits, ffs = depth * width, 0
+    if family == "ice40" and not (rom and (logic or bits <= LOGIC_ROM_BITS)):
+        # the fewest SB_RAM40_4K of one configuration (the placed digits MLP: its units'
+        # 14 × 80 and 26 × 80 vector memories took 5 blocks each)
+        blocks = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in SB_RAM40_CONFIGS)
+        return {"kind": kind, "depth": depth, "width": width, "bits": bits,
+                "block_rams": blocks, "luts": 0, "ffs": 0}
     if rom:
         in_bram = bits > LOGIC_ROM_BITS and not logic
         if in_bram:     # banks side by side: their row registered, then the bank chosen
@@ -137,16 +141,3 @@ LOGIC_ROM_LUTS = 1.5
 
 #: The iCE40's block RAM (SB_RAM40_4K, 4 Kbit) configurations, words × bits.
 SB_RAM40_CONFIGS = [(256, 16), (512, 8), (1024, 4), (2048, 2)]
-
-
-def _ice40_memory(kind, depth, width, *, rom, logic):
-    """:func:`memory` on the iCE40: a ROM in logic as on the ECP5; any other memory in the
-    fewest SB_RAM40_4K of one configuration (the placed digits MLP: its units' 14 × 80 and
-    26 × 80 vector memories took 5 blocks each)."""
-    bits = depth * width
-    if rom and (logic or bits <= LOGIC_ROM_BITS):
-        return {"kind": kind, "depth": depth, "width": width, "bits": bits, "block_rams": 0,
-                "luts": round(LOGIC_ROM_LUTS * math.ceil(depth / 16) * width), "ffs": 0}
-    blocks = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in SB_RAM40_CONFIGS)
-    return {"kind": kind, "depth": depth, "width": width, "bits": bits, "block_rams": blocks,
-            "luts": 0, "ffs": 0}

@@ -341,11 +341,12 @@ def test_ice40_builds_register_the_read_address_not_the_word(tmp_path):
         assert ("xdata_d1" in v) == word_register, target
 
 
-@pytest.mark.parametrize("sf", [4, 5, 6, 7])
+@pytest.mark.parametrize("sf", [1, 2, 5, 6, 7])
 def test_first_step_never_outruns_the_weight_stream(sf):
     """A unit whose first vector arrives in fewer beats than the weight stream takes to
-    prime checks the stream's valid; one whose vector takes longer does not need to. Both
-    exact, with vectors back to back from reset (latency-2 ROM: primed after 7 edges)."""
+    prime checks the stream's valid (without it, SF 1 and 2 step on words not yet read);
+    one whose vector takes longer does not need to. All exact, with vectors back to back
+    from reset (latency-2 ROM: primed after 7 edges)."""
     from flexor_hw.gateware.weight_stream import prime_cycles
     assert prime_cycles(2) == 7
     f = 10 * sf
