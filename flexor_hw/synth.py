@@ -84,6 +84,16 @@ def _defines(family):
     return f"-D{ECP5_DEFINE} " if family == "ecp5" else ""
 
 
+def block_ram_output_registers(family, work, netlist):
+    """On the ECP5, the flip-flops that register block RAM data moved into the blocks'
+    output registers in the netlist nextpnr reads (:mod:`flexor_hw.outreg`): ``(ports,
+    flops)``. Elsewhere nothing moves."""
+    if family != "ecp5":
+        return 0, 0
+    from .outreg import absorb_in_file
+    return absorb_in_file(os.path.join(work, netlist))
+
+
 def _run(cmd, label, cwd, log, quiet, phases=None):
     """Run a tool, showing elapsed time while it works; raise SynthError on failure.
     ``phases``: a dict to fill with the seconds at which each of :data:`PNR_PHASES` began
@@ -461,8 +471,11 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         with open(os.path.join(work, "stat.json")) as f:
             cells = json.load(f)["design"]["num_cells_by_type"]
         kinds = _CELLS[family]
+        outreg_ports, outreg_flops = block_ram_output_registers(family, work, "netlist.json")
         result = {"target": target, "top": top, "luts": _count(cells, kinds["lut"]),
-                  "ffs": _count(cells, kinds["ff"]), "brams": _count(cells, kinds["bram"]),
+                  "ffs": _count(cells, kinds["ff"]) - outreg_flops,
+                  "brams": _count(cells, kinds["bram"]),
+                  "block_ram_output_registers": outreg_ports,
                   "dsps": _count(cells, kinds["dsp"]), "rom_bits": manifest["rom_bits"],
                   "const_rom_bits": manifest["const_rom_bits"],
                   "bits_per_weight": manifest["bits_per_weight"],
