@@ -158,3 +158,29 @@ def test_imported_checkpoints_on_verilator(arch, tmp_path):
                     workdir=tmp_path / "u", quiet=True)
     assert report["mismatches"] == 0
     assert report["measured_cycles_per_inference"] == manifest["cycles_per_inference"]
+
+
+@pytest.mark.slow
+def test_resnet32_folded_for_the_85k_on_verilator(tmp_path):
+    """The paper's ResNet-32 (FleXOR 3×3 convs at n_in 6 / n_out 10, int8 first conv and fc,
+    option-A shortcuts; random calibrated weights) as folded for the ECP5-85k: 2 images on
+    Verilator, bit-exact, unstalled at exactly the manifest's cycles per image, within 1.15×
+    the ideal. (ResNet-20 and ResNet-32 with more images: benchmarks/bench_resnet_fold.py
+    --verilator N.)"""
+    from flexor_hw.toolchain import SimulatorMissing, require_simulator
+    try:
+        require_simulator("verilator")
+    except SimulatorMissing as e:
+        pytest.skip(str(e))
+    blocks = ["res16"] * 5 + ["res32s2"] + ["res32"] * 4 + ["res64s2"] + ["res64"] * 4
+    pkg = random_graph((3, 32, 32), "ic16k3p1," + ",".join(blocks) + ",gap,ifc10", q=1,
+                       n_in=6, n_out=10, seed=1, calibration=16, name="resnet32")
+    save(pkg, tmp_path / "r32.flexor.npz")
+    manifest = build(tmp_path / "r32.flexor.npz", tmp_path / "rtl", target="ecp5-85k",
+                     argmax=True, quiet=True)
+    assert manifest["cycles_per_inference"] <= 1.15 * manifest["ideal_cycles_per_inference"]
+    x = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32))
+    report = verify(tmp_path / "rtl", sim="verilator", inputs=x, in_stall=0, out_stall=0,
+                    workdir=tmp_path / "v", quiet=True)
+    assert report["mismatches"] == 0, report["first_mismatches"]
+    assert report["measured_cycles_per_inference"] == manifest["cycles_per_inference"]
