@@ -142,8 +142,10 @@ def hardware_top(graph, files=None):
     ``files`` (``{node: (weights, constants)}``) the ROMs read ``$readmemh`` files (for
     emission); without, they hold their contents (for Amaranth's simulator)."""
     from .gateware.top import DataflowTop
+    # a stage without ROM files still learns that it is emitted ({}): its multipliers are
+    # then flexor_mul instances (a MULT18X18D holding the registers on the ECP5)
     units = [(_unit_name(st),
-              lambda st=st: st.unit(None if files is None else files.get(st.name)))
+              lambda st=st: st.unit(None if files is None else files.get(st.name, {})))
              for st in graph.stages]
     skips = {_unit_name(st): _clean(st.add) for st in graph.stages if st.kind == "fork"}
     return DataflowTop(units, skips, in_shape=graph.stages[0].x_shape,
