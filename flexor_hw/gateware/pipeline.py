@@ -51,9 +51,13 @@ class StreamRegister(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         free = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(free)
+        # the payload without a reset (only ``valid`` says what it holds): its flip-flops
+        # take the data alone, so on the ECP5 a block RAM's data register can move into the
+        # block (flexor_hw.outreg)
+        data = Signal(self.o.payload.shape(), reset_less=True)
+        m.d.comb += [self.i.ready.eq(free), self.o.payload.eq(data)]
         with m.If(free):
-            m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+            m.d.sync += [self.o.valid.eq(self.i.valid), data.eq(self.i.payload)]
         return m
 
 

@@ -11,6 +11,13 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
 
 
+#: A line buffer's reader never reads the place its writer writes in the same cycle (a row
+#: is read once it is complete; a padding element's read is discarded): Yosys need not
+#: order a read and a write of one address (without this, it puts a mux and a register of
+#: the write data behind the block RAM to give the old word).
+NO_RW_CHECK = {"no_rw_check": 1}
+
+
 def _positive(name, value, minimum=1):
     try:
         value = operator.index(value)
@@ -122,7 +129,8 @@ class SlidingWindow(wiring.Component):
         oh, ow = self.output_size
         R = self.buffer_rows
 
-        m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[],
+                                               attrs=NO_RW_CHECK)
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
@@ -296,7 +304,7 @@ class RowWindow(SlidingWindow):
 
         banks = []
         for b in range(kw):
-            mem = memory.Memory(shape=self._shape, depth=RBC, init=[])
+            mem = memory.Memory(shape=self._shape, depth=RBC, init=[], attrs=NO_RW_CHECK)
             m.submodules[f"bank{b}"] = mem
             banks.append((mem.write_port(), mem.read_port(domain="sync")))
 
@@ -410,19 +418,24 @@ class RowWindow(SlidingWindow):
 
 def _registered_output(m, unit, width, finish):
     """The stream a window's reader drives, ``width`` raw bits: the block RAMs' read data and
-    what selects from it, into a :class:`~.pipeline.SkidBuffer`, so that a memory's data
-    (5.6 ns from the clock on the ECP5) ends in a register behind one 2:1 mux.
+    what selects from it, into a register of their own (a :class:`~.pipeline.StreamRegister`
+    whose data flip-flops the memory's data alone feed: on the ECP5, ``synth`` moves them
+    into the block RAMs' output registers, and the data, 5.6 ns from the clock without,
+    leave the blocks registered), then a :class:`~.pipeline.SkidBuffer`, so that the
+    reader's ``advance`` is one gate of flip-flops.
     ``finish(bits)`` makes the output's payload from the register's bits (padding and the
     kernel row's rotation) into a :class:`~.pipeline.StreamRegister`: the consumer (a width
     converter beside a wide unit) sits far from the line buffers, and that route was the
     placed LeNet-5's longest path (9.7 of 11.4 ns routing on the ECP5-25k)."""
     from .pipeline import SkidBuffer, StreamRegister
+    m.submodules.read = read = StreamRegister(width)
     m.submodules.out = skid = SkidBuffer(width)
     m.submodules.out_reg = reg = StreamRegister(unit.o.payload.shape())
+    wiring.connect(m, read.o, skid.i)
     m.d.comb += [reg.i.valid.eq(skid.o.valid), skid.o.ready.eq(reg.i.ready),
                  reg.i.payload.eq(finish(skid.o.payload))]
     wiring.connect(m, reg.o, wiring.flipped(unit.o))
-    return skid.i
+    return read.i
 
 
 def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low, r_done,

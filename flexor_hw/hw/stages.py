@@ -201,8 +201,12 @@ class SlidingWindow(Stage):
         # the output's register beside the unit's fixed cost
         io = COST["window_io"]
         ffs = c["ffs"] + io["ffs_per_out_bit"] * self.x_shape.width * self.simd + io["ffs"]
-        return _with_memories({"luts": c["luts"], "ffs": ffs, "brams": 0, "dsps": 0},
-                              self.memories())
+        mems = self.memories()
+        # the line buffer's data register: inside the block RAMs on the ECP5 (synth moves it
+        # there), flip-flops where the buffer is LUT RAM or on the iCE40
+        if self.family != "ecp5" or not all(mem["block_rams"] for mem in mems):
+            ffs += self.x_shape.width * self.simd
+        return _with_memories({"luts": c["luts"], "ffs": ffs, "brams": 0, "dsps": 0}, mems)
 
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,

@@ -113,11 +113,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
-    .\i__ready$18 (i__ready),
-    .\i__valid$21 (i__valid),
-    .\o__payload$6 (\i__payload$11 ),
-    .\o__ready$8 (\o__ready$15 ),
-    .\o__valid$10 (\i__valid$13 ),
+    .\i__ready$24 (i__ready),
+    .\i__valid$27 (i__valid),
+    .\o__payload$12 (\i__payload$11 ),
+    .\o__ready$14 (\o__ready$15 ),
+    .\o__valid$16 (\i__valid$13 ),
     .rst(rst),
     .wr__data(i__payload)
   );
@@ -143,12 +143,12 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .\i__payload$23 (\i__payload$29 ),
-    .\i__ready$15 (\o__ready$33 ),
-    .\i__valid$18 (\i__valid$31 ),
-    .\o__payload$6 (\i__payload$35 ),
-    .\o__ready$8 (\o__ready$39 ),
-    .\o__valid$10 (\i__valid$37 ),
+    .\i__payload$29 (\i__payload$29 ),
+    .\i__ready$21 (\o__ready$33 ),
+    .\i__valid$24 (\i__valid$31 ),
+    .\o__payload$12 (\i__payload$35 ),
+    .\o__ready$14 (\o__ready$39 ),
+    .\o__valid$16 (\i__valid$37 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
@@ -3566,7 +3566,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__valid$10 , \o__payload$6 , \o__ready$8 , wr__data);
+module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__valid$16 , \o__payload$12 , \o__ready$14 , wr__data);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [6:0] \$1 ;
   wire \$10 ;
@@ -4272,17 +4272,20 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire clk;
   reg [5:0] col_addr = 6'h3e;
   wire [6:0] d;
-  wire [7:0] i__payload;
-  wire [7:0] \i__payload$25 ;
-  wire [8:0] \i__payload$41 ;
+  wire [8:0] i__payload;
+  wire [7:0] \i__payload$10 ;
+  wire [7:0] \i__payload$31 ;
+  wire [8:0] \i__payload$47 ;
   wire i__ready;
-  output \i__ready$18 ;
-  reg \i__ready$18  = 1'h1;
-  wire \i__ready$35 ;
+  output \i__ready$24 ;
+  reg \i__ready$24  = 1'h1;
+  wire \i__ready$41 ;
+  wire \i__ready$9 ;
   wire i__valid;
-  input \i__valid$21 ;
-  wire \i__valid$21 ;
-  reg \i__valid$34  = 1'h0;
+  input \i__valid$27 ;
+  wire \i__valid$27 ;
+  reg \i__valid$40  = 1'h0;
+  wire \i__valid$6 ;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
   wire [5:0] ix;
@@ -4293,17 +4296,20 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg [2:0] ky = 3'h0;
   reg [5:0] low = 6'h3e;
   wire [8:0] o__payload;
-  output [7:0] \o__payload$6 ;
-  wire [7:0] \o__payload$6 ;
-  wire [7:0] \o__payload$7 ;
+  wire [8:0] \o__payload$11 ;
+  output [7:0] \o__payload$12 ;
+  wire [7:0] \o__payload$12 ;
+  wire [7:0] \o__payload$13 ;
   wire o__ready;
-  input \o__ready$8 ;
+  input \o__ready$14 ;
+  wire \o__ready$14 ;
+  wire \o__ready$15 ;
   wire \o__ready$8 ;
-  wire \o__ready$9 ;
   wire o__valid;
-  output \o__valid$10 ;
-  wire \o__valid$10 ;
-  wire \o__valid$11 ;
+  output \o__valid$16 ;
+  wire \o__valid$16 ;
+  wire \o__valid$17 ;
+  wire \o__valid$7 ;
   reg [4:0] ox = 5'h00;
   reg [4:0] oy = 5'h00;
   wire pad;
@@ -4326,6 +4332,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire [7:0] wr__data;
   wire wr__en;
   wire write;
+  (* no_rw_check = 32'd1 *)
   reg [7:0] mem [167:0];
   initial begin
     mem[0] = 8'h00;
@@ -4853,7 +4860,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @(posedge clk)
     w_row <= \$675 ;
   always @(posedge clk)
-    \i__valid$34  <= \$676 ;
+    \i__valid$40  <= \$676 ;
   always @(posedge clk)
     pad_reg <= \$677 ;
   always @(posedge clk)
@@ -4885,11 +4892,11 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @(posedge clk)
     img_row <= \$691 ;
   always @(posedge clk)
-    \i__ready$18  <= \$692 ;
-  assign i__payload = o__payload[8] ? 8'h00 : o__payload[7:0];
+    \i__ready$24  <= \$692 ;
+  assign \i__payload$10  = \o__payload$11 [8] ? 8'h00 : \o__payload$11 [7:0];
   assign \$1  = $signed(low) + $signed({ 1'h0, ky });
   assign \$2  = $signed(ix0) + $signed({ 1'h0, kx });
-  assign write = \i__valid$21  & \i__ready$18 ;
+  assign write = \i__valid$27  & \i__ready$24 ;
   assign switch = r_done & ahead;
   assign \$3  = $signed(\$1 [5:0]) < $signed(1'h0);
   assign \$4  = $signed(\$1 [5:0]) >= $signed(6'h1c);
@@ -4903,8 +4910,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$11  = $signed(\$1 [5:0]) < $signed({ 1'h0, w_row });
   assign \$12  = \$10  | \$11 ;
   assign avail = \$9  & \$12 ;
-  assign \$13  = ~ \i__valid$34 ;
-  assign advance = \$13  | \i__ready$35 ;
+  assign \$13  = ~ \i__valid$40 ;
+  assign advance = \$13  | \i__ready$41 ;
   assign take = advance & avail;
   assign \$14  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
   assign d = $signed({ 1'h0, w_row }) - $signed(low);
@@ -5167,23 +5174,33 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$299  = ~ ahead;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
-    .i__ready(\i__ready$35 ),
-    .i__valid(\i__valid$34 ),
-    .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(i__valid),
-    .\port$5089$0 (pad_reg),
-    .\port$722$0 (rd__data),
+    .i__payload(i__payload),
+    .i__ready(o__ready),
+    .i__valid(i__valid),
+    .o__payload(\o__payload$11 ),
+    .o__ready(\o__ready$8 ),
+    .o__valid(\i__valid$6 ),
     .rst(rst)
   );
   \flexor_lenet5.conv1_window.out_reg  out_reg (
     .clk(clk),
-    .i__payload(i__payload),
-    .i__ready(o__ready),
-    .i__valid(i__valid),
-    .o__payload(\o__payload$6 ),
-    .o__ready(\o__ready$8 ),
-    .o__valid(\o__valid$10 ),
+    .i__payload(\i__payload$10 ),
+    .i__ready(\o__ready$8 ),
+    .i__valid(\i__valid$6 ),
+    .o__payload(\o__payload$12 ),
+    .o__ready(\o__ready$14 ),
+    .o__valid(\o__valid$16 ),
+    .rst(rst)
+  );
+  \flexor_lenet5.conv1_window.read  read (
+    .clk(clk),
+    .i__ready(\i__ready$41 ),
+    .i__valid(\i__valid$40 ),
+    .o__payload(i__payload),
+    .o__ready(o__ready),
+    .o__valid(i__valid),
+    .\port$5101$0 (pad_reg),
+    .\port$728$0 (rd__data),
     .rst(rst)
   );
   always @* begin
@@ -5242,7 +5259,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$676  = \i__valid$34 ;
+    \$676  = \i__valid$40 ;
     if (advance) begin
       \$676  = avail;
     end
@@ -5574,20 +5591,23 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       \$692  = 1'h1;
     end
   end
-  assign o__valid = i__valid;
+  assign o__payload = i__payload;
   assign i__ready = o__ready;
-  assign \o__payload$7  = \o__payload$6 ;
-  assign \o__ready$9  = \o__ready$8 ;
-  assign \o__valid$11  = \o__valid$10 ;
+  assign o__valid = i__valid;
+  assign \o__valid$7  = \i__valid$6 ;
+  assign \i__ready$9  = \o__ready$8 ;
+  assign \o__payload$13  = \o__payload$12 ;
+  assign \o__ready$15  = \o__ready$14 ;
+  assign \o__valid$17  = \o__valid$16 ;
   assign iy = \$1 [5:0];
   assign ix = \$2 [5:0];
-  assign can_write = \i__ready$18 ;
+  assign can_write = \i__ready$24 ;
   assign w_addr = wr__addr;
-  assign \i__payload$25  = wr__data;
+  assign \i__payload$31  = wr__data;
   assign wr__en = write;
   assign rd__addr = \$14 [7:0];
   assign rd__en = take;
-  assign \i__payload$41  = { pad_reg, rd__data };
+  assign \i__payload$47  = { pad_reg, rd__data };
   assign \$44  = 1'h1;
   assign \$45  = 2'h1;
   assign \$46  = 2'h0;
@@ -5655,7 +5675,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$722$0 , i__valid, \port$5089$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -5671,6 +5691,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$722$0 , i
   wire clk;
   reg full = 1'h0;
   reg [8:0] held = 9'h000;
+  input [8:0] i__payload;
   wire [8:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -5682,10 +5703,6 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$722$0 , i
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$5089$0 ;
-  wire \port$5089$0 ;
-  input [7:0] \port$722$0 ;
-  wire [7:0] \port$722$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -5694,7 +5711,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$722$0 , i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5089$0 , \port$722$0  };
+  assign \$6  = full ? held : i__payload;
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -5740,13 +5757,12 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$722$0 , i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5089$0 , \port$722$0  };
+      \$10  = i__payload;
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$5089$0 , \port$722$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5759,6 +5775,8 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
   reg [7:0] \$5 ;
   input clk;
   wire clk;
+  (* init = 8'h00 *)
+  wire [7:0] data;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -5797,15 +5815,71 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
     if (\$3 ) begin
       \$5  = i__payload;
     end
+  end
+  assign data = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$728$0 , i__valid, \port$5101$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg [8:0] \$5 ;
+  input clk;
+  wire clk;
+  (* init = 9'h000 *)
+  wire [8:0] data;
+  wire [8:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [8:0] o__payload;
+  reg [8:0] o__payload = 9'h000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input \port$5101$0 ;
+  wire \port$5101$0 ;
+  input [7:0] \port$728$0 ;
+  wire [7:0] \port$728$0 ;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    o__valid <= \$4 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  assign \$1  = ~ o__valid;
+  assign i__ready = \$1  | o__ready;
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$4  = o__valid;
+    if (\$3 ) begin
+      \$4  = i__valid;
+    end
     if (rst) begin
-      \$5  = 8'h00;
+      \$4  = 1'h0;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$5  = o__payload;
+    if (\$3 ) begin
+      \$5  = { \port$5101$0 , \port$728$0  };
+    end
+  end
+  assign data = o__payload;
+  assign i__payload = { \port$5101$0 , \port$728$0  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -5904,7 +5978,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   always @(posedge clk)
     word <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$23  = o__payload;
     if (\$13 ) begin
       \$23  = word;
@@ -5914,28 +5988,28 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$24  = valid_next;
     if (rst) begin
       \$24  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$25  = \$signal ;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$26  = \$16 ;
     if (rst) begin
       \$26  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$27  = beat;
     if (take) begin
       \$27  = \$18 [4:0];
@@ -5945,7 +6019,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$28  = last;
     if (take) begin
       \$28  = \$20 ;
@@ -5955,7 +6029,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$29  = at;
     if (take) begin
       \$29  = \$22 ;
@@ -5965,7 +6039,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$30  = word;
     if (take) begin
       \$30  = { i__payload, word[199:8] };
@@ -5979,7 +6053,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire [17:0] \$100 ;
@@ -9719,7 +9793,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [4:0];
@@ -9729,42 +9803,42 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$148  = w_data;
     if (rst) begin
       \$148  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$149  = \$25 [3:0];
     if (rst) begin
       \$149  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$150  = \$29 ;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$151  = \$30 [3:0];
     if (rst) begin
       \$151  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$152  = \$34 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$153  = w_count;
     if (take) begin
       \$153  = \$37 [3:0];
@@ -9774,7 +9848,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$154  = w_full;
     if (take) begin
       if (\$38 ) begin
@@ -9789,49 +9863,49 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$155  = \$39 ;
     if (rst) begin
       \$155  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$156  = gap_zero_next;
     if (rst) begin
       \$156  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$157  = \$signal ;
     if (rst) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$158  = n_last_next;
     if (rst) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$159  = \$40 ;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$160  = r_next;
     if (rst) begin
       \$160  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$161  = s_idx;
     if (step) begin
       \$161  = \$42 [3:0];
@@ -9841,7 +9915,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$162  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -9853,7 +9927,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$163  = active;
     if (\$45 ) begin
       \$163  = 1'h0;
@@ -9866,7 +9940,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$164  = r_base;
     if (load) begin
       \$164  = { 1'h0, \$46  };
@@ -9876,7 +9950,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$165  = w_half;
     if (load) begin
       \$165  = \$47 ;
@@ -9886,7 +9960,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$166  = gap;
     if (\$48 ) begin
       \$166  = 3'h3;
@@ -9898,273 +9972,273 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$167  = step;
     if (rst) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$168  = \$51 ;
     if (rst) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$169  = s_last;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$170  = \o__payload$810 ;
     if (rst) begin
       \$170  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$171  = \$52 [3:0];
     if (rst) begin
       \$171  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$172  = \$53 [3:0];
     if (rst) begin
       \$172  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$173  = \$55 [0];
     if (rst) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$174  = r_page_a0;
     if (rst) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$175  = \$56 [3:0];
     if (rst) begin
       \$175  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$176  = \$57 [3:0];
     if (rst) begin
       \$176  = 4'h9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$177  = \$59 [0];
     if (rst) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$178  = r_page_a1;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$179  = \$60 [3:0];
     if (rst) begin
       \$179  = 4'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$180  = \$61 [3:0];
     if (rst) begin
       \$180  = 4'ha;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$181  = \$63 [0];
     if (rst) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$182  = r_page_a2;
     if (rst) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$183  = \$64 [3:0];
     if (rst) begin
       \$183  = 4'h3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$184  = \$65 [3:0];
     if (rst) begin
       \$184  = 4'hb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$185  = \$67 [0];
     if (rst) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$186  = r_page_a3;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$187  = \$68 [3:0];
     if (rst) begin
       \$187  = 4'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$188  = \$69 [3:0];
     if (rst) begin
       \$188  = 4'hc;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$189  = \$71 [0];
     if (rst) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$190  = r_page_a4;
     if (rst) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$191  = \$72 [3:0];
     if (rst) begin
       \$191  = 4'h5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$192  = \$73 [3:0];
     if (rst) begin
       \$192  = 4'hd;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$193  = \$75 [0];
     if (rst) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$194  = r_page_a5;
     if (rst) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$195  = \$76 [3:0];
     if (rst) begin
       \$195  = 4'h6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$196  = \$77 [3:0];
     if (rst) begin
       \$196  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$197  = \$79 [0];
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$198  = r_page_a6;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$199  = \$80 [3:0];
     if (rst) begin
       \$199  = 4'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$200  = \$81 [3:0];
     if (rst) begin
       \$200  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$201  = \$83 [0];
     if (rst) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$202  = r_page_a7;
     if (rst) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$203  = { \$99 , \$97 , \$95 , \$93 , \$91 , \$89 , \$87 , \$85  };
     if (rst) begin
       \$203  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$204  = { \o$847 , \o$846 , o };
     if (rst) begin
       \$204  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$205  = xdata_d1[7:0];
@@ -10176,7 +10250,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$206  = xdata_d1[15:8];
@@ -10188,7 +10262,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$207  = xdata_d1[23:16];
@@ -10200,7 +10274,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$208  = xdata_d1[31:24];
@@ -10212,7 +10286,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$209  = xdata_d1[39:32];
@@ -10224,7 +10298,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$210  = xdata_d1[47:40];
@@ -10236,7 +10310,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$211  = xdata_d1[55:48];
@@ -10248,7 +10322,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$212  = xdata_d1[63:56];
@@ -10260,7 +10334,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$213  = xdata_d1[71:64];
@@ -10272,7 +10346,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$214  = xdata_d1[79:72];
@@ -10284,7 +10358,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$215  = xdata_d1[87:80];
@@ -10296,7 +10370,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$216  = xdata_d1[95:88];
@@ -10308,7 +10382,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$217  = xdata_d1[103:96];
@@ -10320,7 +10394,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$218  = xdata_d1[111:104];
@@ -10332,7 +10406,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$219  = xdata_d1[119:112];
@@ -10344,7 +10418,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$220  = xdata_d1[127:120];
@@ -10356,7 +10430,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$221  = xdata_d1[135:128];
@@ -10368,7 +10442,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$222  = xdata_d1[143:136];
@@ -10380,7 +10454,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$223  = xdata_d1[151:144];
@@ -10392,7 +10466,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$224  = xdata_d1[159:152];
@@ -10404,7 +10478,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
       \$225  = xdata_d1[167:160];
@@ -10416,7 +10490,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
       \$226  = xdata_d1[175:168];
@@ -10428,7 +10502,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
       \$227  = xdata_d1[183:176];
@@ -10440,7 +10514,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
       \$228  = xdata_d1[191:184];
@@ -10452,7 +10526,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
       \$229  = xdata_d1[199:192];
@@ -10464,7 +10538,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
       \$230  = xdata_d1[207:200];
@@ -10476,7 +10550,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
       \$231  = xdata_d1[215:208];
@@ -10488,7 +10562,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
       \$232  = xdata_d1[223:216];
@@ -10500,7 +10574,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
       \$233  = xdata_d1[231:224];
@@ -10512,7 +10586,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
       \$234  = xdata_d1[239:232];
@@ -10524,7 +10598,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
       \$235  = xdata_d1[247:240];
@@ -10536,7 +10610,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
       \$236  = xdata_d1[255:248];
@@ -10548,7 +10622,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
       \$237  = xdata_d1[263:256];
@@ -10560,7 +10634,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
       \$238  = xdata_d1[271:264];
@@ -10572,7 +10646,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
       \$239  = xdata_d1[279:272];
@@ -10584,7 +10658,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
       \$240  = xdata_d1[287:280];
@@ -10596,7 +10670,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
       \$241  = xdata_d1[295:288];
@@ -10608,7 +10682,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
       \$242  = xdata_d1[303:296];
@@ -10620,7 +10694,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
       \$243  = xdata_d1[311:304];
@@ -10632,7 +10706,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
       \$244  = xdata_d1[319:312];
@@ -10644,7 +10718,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
       \$245  = xdata_d1[327:320];
@@ -10656,7 +10730,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
       \$246  = xdata_d1[335:328];
@@ -10668,7 +10742,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
       \$247  = xdata_d1[343:336];
@@ -10680,7 +10754,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
       \$248  = xdata_d1[351:344];
@@ -10692,7 +10766,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
       \$249  = xdata_d1[359:352];
@@ -10704,7 +10778,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
       \$250  = xdata_d1[367:360];
@@ -10716,7 +10790,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
       \$251  = xdata_d1[375:368];
@@ -10728,7 +10802,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
       \$252  = xdata_d1[383:376];
@@ -10740,7 +10814,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
       \$253  = xdata_d1[391:384];
@@ -10752,7 +10826,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
       \$254  = xdata_d1[399:392];
@@ -10764,7 +10838,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
       \$255  = xdata_d1[407:400];
@@ -10776,7 +10850,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
       \$256  = xdata_d1[415:408];
@@ -10788,7 +10862,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
       \$257  = xdata_d1[423:416];
@@ -10800,7 +10874,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
       \$258  = xdata_d1[431:424];
@@ -10812,7 +10886,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
       \$259  = xdata_d1[439:432];
@@ -10824,7 +10898,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
       \$260  = xdata_d1[447:440];
@@ -10836,7 +10910,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
       \$261  = xdata_d1[455:448];
@@ -10848,7 +10922,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
       \$262  = xdata_d1[463:456];
@@ -10860,7 +10934,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
       \$263  = xdata_d1[471:464];
@@ -10872,7 +10946,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
       \$264  = xdata_d1[479:472];
@@ -10884,154 +10958,154 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$265  = t0_0_w1_0;
     if (rst) begin
       \$265  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$266  = t0_0_w1_2;
     if (rst) begin
       \$266  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$267  = t0_0_w1_4;
     if (rst) begin
       \$267  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$268  = t0_0_w1_6;
     if (rst) begin
       \$268  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$269  = t0_0_w1_8;
     if (rst) begin
       \$269  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$270  = t0_0_w1_10;
     if (rst) begin
       \$270  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$271  = t0_0_w1_12;
     if (rst) begin
       \$271  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$272  = t0_0_w1_14;
     if (rst) begin
       \$272  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$273  = t0_0_w1_16;
     if (rst) begin
       \$273  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$274  = t0_0_w1_18;
     if (rst) begin
       \$274  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$275  = t0_0_w1_20;
     if (rst) begin
       \$275  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$276  = t0_0_w1_22;
     if (rst) begin
       \$276  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$277  = t0_0_w1_24;
     if (rst) begin
       \$277  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$278  = t0_0_w1_26;
     if (rst) begin
       \$278  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$279  = t0_0_w1_28;
     if (rst) begin
       \$279  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$280  = t0_0_w3_0;
     if (rst) begin
       \$280  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$281  = t0_0_w3_2;
     if (rst) begin
       \$281  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$282  = t0_0_w3_4;
     if (rst) begin
       \$282  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$283  = t0_0_w3_6;
     if (rst) begin
       \$283  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$284  = t0_0_w5_0;
     if (rst) begin
       \$284  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$285  = { \o$852 , \o$851 , \o$850  };
     if (rst) begin
       \$285  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
       \$286  = xdata_d1[7:0];
@@ -11043,7 +11117,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
       \$287  = xdata_d1[15:8];
@@ -11055,7 +11129,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
       \$288  = xdata_d1[23:16];
@@ -11067,7 +11141,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
       \$289  = xdata_d1[31:24];
@@ -11079,7 +11153,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
       \$290  = xdata_d1[39:32];
@@ -11091,7 +11165,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
       \$291  = xdata_d1[47:40];
@@ -11103,7 +11177,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
       \$292  = xdata_d1[55:48];
@@ -11115,7 +11189,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
       \$293  = xdata_d1[63:56];
@@ -11127,7 +11201,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
       \$294  = xdata_d1[71:64];
@@ -11139,7 +11213,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
       \$295  = xdata_d1[79:72];
@@ -11151,7 +11225,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
       \$296  = xdata_d1[87:80];
@@ -11163,7 +11237,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
       \$297  = xdata_d1[95:88];
@@ -11175,7 +11249,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
       \$298  = xdata_d1[103:96];
@@ -11187,7 +11261,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
       \$299  = xdata_d1[111:104];
@@ -11199,7 +11273,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
       \$300  = xdata_d1[119:112];
@@ -11211,7 +11285,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
       \$301  = xdata_d1[127:120];
@@ -11223,7 +11297,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
       \$302  = xdata_d1[135:128];
@@ -11235,7 +11309,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
       \$303  = xdata_d1[143:136];
@@ -11247,7 +11321,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
       \$304  = xdata_d1[151:144];
@@ -11259,7 +11333,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
       \$305  = xdata_d1[159:152];
@@ -11271,7 +11345,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
       \$306  = xdata_d1[167:160];
@@ -11283,7 +11357,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
       \$307  = xdata_d1[175:168];
@@ -11295,7 +11369,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
       \$308  = xdata_d1[183:176];
@@ -11307,7 +11381,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
       \$309  = xdata_d1[191:184];
@@ -11319,7 +11393,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
       \$310  = xdata_d1[199:192];
@@ -11331,7 +11405,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
       \$311  = xdata_d1[207:200];
@@ -11343,7 +11417,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
       \$312  = xdata_d1[215:208];
@@ -11355,7 +11429,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
       \$313  = xdata_d1[223:216];
@@ -11367,7 +11441,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
       \$314  = xdata_d1[231:224];
@@ -11379,7 +11453,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
       \$315  = xdata_d1[239:232];
@@ -11391,7 +11465,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
       \$316  = xdata_d1[247:240];
@@ -11403,7 +11477,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
       \$317  = xdata_d1[255:248];
@@ -11415,7 +11489,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
       \$318  = xdata_d1[263:256];
@@ -11427,7 +11501,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
       \$319  = xdata_d1[271:264];
@@ -11439,7 +11513,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
       \$320  = xdata_d1[279:272];
@@ -11451,7 +11525,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
       \$321  = xdata_d1[287:280];
@@ -11463,7 +11537,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
       \$322  = xdata_d1[295:288];
@@ -11475,7 +11549,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
       \$323  = xdata_d1[303:296];
@@ -11487,7 +11561,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
       \$324  = xdata_d1[311:304];
@@ -11499,7 +11573,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
       \$325  = xdata_d1[319:312];
@@ -11511,7 +11585,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
       \$326  = xdata_d1[327:320];
@@ -11523,7 +11597,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
       \$327  = xdata_d1[335:328];
@@ -11535,7 +11609,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
       \$328  = xdata_d1[343:336];
@@ -11547,7 +11621,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
       \$329  = xdata_d1[351:344];
@@ -11559,7 +11633,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
       \$330  = xdata_d1[359:352];
@@ -11571,7 +11645,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
       \$331  = xdata_d1[367:360];
@@ -11583,7 +11657,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
       \$332  = xdata_d1[375:368];
@@ -11595,7 +11669,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
       \$333  = xdata_d1[383:376];
@@ -11607,7 +11681,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
       \$334  = xdata_d1[391:384];
@@ -11619,7 +11693,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
       \$335  = xdata_d1[399:392];
@@ -11631,7 +11705,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
       \$336  = xdata_d1[407:400];
@@ -11643,7 +11717,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
       \$337  = xdata_d1[415:408];
@@ -11655,7 +11729,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
       \$338  = xdata_d1[423:416];
@@ -11667,7 +11741,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
       \$339  = xdata_d1[431:424];
@@ -11679,7 +11753,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
       \$340  = xdata_d1[439:432];
@@ -11691,7 +11765,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
       \$341  = xdata_d1[447:440];
@@ -11703,7 +11777,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
       \$342  = xdata_d1[455:448];
@@ -11715,7 +11789,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
       \$343  = xdata_d1[463:456];
@@ -11727,7 +11801,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
       \$344  = xdata_d1[471:464];
@@ -11739,7 +11813,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
       \$345  = xdata_d1[479:472];
@@ -11751,154 +11825,154 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$346  = t1_0_w1_0;
     if (rst) begin
       \$346  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$347  = t1_0_w1_2;
     if (rst) begin
       \$347  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$348  = t1_0_w1_4;
     if (rst) begin
       \$348  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$349  = t1_0_w1_6;
     if (rst) begin
       \$349  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$350  = t1_0_w1_8;
     if (rst) begin
       \$350  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$351  = t1_0_w1_10;
     if (rst) begin
       \$351  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$352  = t1_0_w1_12;
     if (rst) begin
       \$352  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$353  = t1_0_w1_14;
     if (rst) begin
       \$353  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$354  = t1_0_w1_16;
     if (rst) begin
       \$354  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$355  = t1_0_w1_18;
     if (rst) begin
       \$355  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$356  = t1_0_w1_20;
     if (rst) begin
       \$356  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$357  = t1_0_w1_22;
     if (rst) begin
       \$357  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$358  = t1_0_w1_24;
     if (rst) begin
       \$358  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$359  = t1_0_w1_26;
     if (rst) begin
       \$359  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$360  = t1_0_w1_28;
     if (rst) begin
       \$360  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$361  = t1_0_w3_0;
     if (rst) begin
       \$361  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$362  = t1_0_w3_2;
     if (rst) begin
       \$362  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$363  = t1_0_w3_4;
     if (rst) begin
       \$363  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$364  = t1_0_w3_6;
     if (rst) begin
       \$364  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$365  = t1_0_w5_0;
     if (rst) begin
       \$365  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$366  = { \o$857 , \o$856 , \o$855  };
     if (rst) begin
       \$366  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
       \$367  = xdata_d1[7:0];
@@ -11910,7 +11984,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
       \$368  = xdata_d1[15:8];
@@ -11922,7 +11996,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
       \$369  = xdata_d1[23:16];
@@ -11934,7 +12008,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
       \$370  = xdata_d1[31:24];
@@ -11946,7 +12020,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
       \$371  = xdata_d1[39:32];
@@ -11958,7 +12032,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
       \$372  = xdata_d1[47:40];
@@ -11970,7 +12044,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
       \$373  = xdata_d1[55:48];
@@ -11982,7 +12056,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
       \$374  = xdata_d1[63:56];
@@ -11994,7 +12068,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
       \$375  = xdata_d1[71:64];
@@ -12006,7 +12080,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
       \$376  = xdata_d1[79:72];
@@ -12018,7 +12092,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
       \$377  = xdata_d1[87:80];
@@ -12030,7 +12104,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
       \$378  = xdata_d1[95:88];
@@ -12042,7 +12116,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
       \$379  = xdata_d1[103:96];
@@ -12054,7 +12128,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
       \$380  = xdata_d1[111:104];
@@ -12066,7 +12140,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
       \$381  = xdata_d1[119:112];
@@ -12078,7 +12152,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
       \$382  = xdata_d1[127:120];
@@ -12090,7 +12164,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
       \$383  = xdata_d1[135:128];
@@ -12102,7 +12176,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
       \$384  = xdata_d1[143:136];
@@ -12114,7 +12188,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
       \$385  = xdata_d1[151:144];
@@ -12126,7 +12200,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
       \$386  = xdata_d1[159:152];
@@ -12138,7 +12212,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
       \$387  = xdata_d1[167:160];
@@ -12150,7 +12224,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
       \$388  = xdata_d1[175:168];
@@ -12162,7 +12236,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
       \$389  = xdata_d1[183:176];
@@ -12174,7 +12248,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
       \$390  = xdata_d1[191:184];
@@ -12186,7 +12260,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
       \$391  = xdata_d1[199:192];
@@ -12198,7 +12272,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
       \$392  = xdata_d1[207:200];
@@ -12210,7 +12284,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
       \$393  = xdata_d1[215:208];
@@ -12222,7 +12296,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
       \$394  = xdata_d1[223:216];
@@ -12234,7 +12308,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
       \$395  = xdata_d1[231:224];
@@ -12246,7 +12320,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
       \$396  = xdata_d1[239:232];
@@ -12258,7 +12332,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
       \$397  = xdata_d1[247:240];
@@ -12270,7 +12344,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
       \$398  = xdata_d1[255:248];
@@ -12282,7 +12356,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
       \$399  = xdata_d1[263:256];
@@ -12294,7 +12368,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
       \$400  = xdata_d1[271:264];
@@ -12306,7 +12380,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
       \$401  = xdata_d1[279:272];
@@ -12318,7 +12392,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
       \$402  = xdata_d1[287:280];
@@ -12330,7 +12404,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
       \$403  = xdata_d1[295:288];
@@ -12342,7 +12416,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
       \$404  = xdata_d1[303:296];
@@ -12354,7 +12428,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
       \$405  = xdata_d1[311:304];
@@ -12366,7 +12440,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
       \$406  = xdata_d1[319:312];
@@ -12378,7 +12452,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
       \$407  = xdata_d1[327:320];
@@ -12390,7 +12464,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
       \$408  = xdata_d1[335:328];
@@ -12402,7 +12476,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
       \$409  = xdata_d1[343:336];
@@ -12414,7 +12488,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
       \$410  = xdata_d1[351:344];
@@ -12426,7 +12500,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
       \$411  = xdata_d1[359:352];
@@ -12438,7 +12512,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
       \$412  = xdata_d1[367:360];
@@ -12450,7 +12524,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
       \$413  = xdata_d1[375:368];
@@ -12462,7 +12536,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
       \$414  = xdata_d1[383:376];
@@ -12474,7 +12548,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
       \$415  = xdata_d1[391:384];
@@ -12486,7 +12560,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
       \$416  = xdata_d1[399:392];
@@ -12498,7 +12572,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
       \$417  = xdata_d1[407:400];
@@ -12510,7 +12584,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
       \$418  = xdata_d1[415:408];
@@ -12522,7 +12596,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
       \$419  = xdata_d1[423:416];
@@ -12534,7 +12608,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
       \$420  = xdata_d1[431:424];
@@ -12546,7 +12620,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
       \$421  = xdata_d1[439:432];
@@ -12558,7 +12632,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
       \$422  = xdata_d1[447:440];
@@ -12570,7 +12644,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
       \$423  = xdata_d1[455:448];
@@ -12582,7 +12656,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
       \$424  = xdata_d1[463:456];
@@ -12594,7 +12668,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
       \$425  = xdata_d1[471:464];
@@ -12606,7 +12680,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
       \$426  = xdata_d1[479:472];
@@ -12618,154 +12692,154 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$427  = t2_0_w1_0;
     if (rst) begin
       \$427  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$428  = t2_0_w1_2;
     if (rst) begin
       \$428  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$429  = t2_0_w1_4;
     if (rst) begin
       \$429  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$430  = t2_0_w1_6;
     if (rst) begin
       \$430  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$431  = t2_0_w1_8;
     if (rst) begin
       \$431  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$432  = t2_0_w1_10;
     if (rst) begin
       \$432  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$433  = t2_0_w1_12;
     if (rst) begin
       \$433  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$434  = t2_0_w1_14;
     if (rst) begin
       \$434  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$435  = t2_0_w1_16;
     if (rst) begin
       \$435  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$436  = t2_0_w1_18;
     if (rst) begin
       \$436  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$437  = t2_0_w1_20;
     if (rst) begin
       \$437  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$438  = t2_0_w1_22;
     if (rst) begin
       \$438  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$439  = t2_0_w1_24;
     if (rst) begin
       \$439  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$440  = t2_0_w1_26;
     if (rst) begin
       \$440  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$441  = t2_0_w1_28;
     if (rst) begin
       \$441  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$442  = t2_0_w3_0;
     if (rst) begin
       \$442  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$443  = t2_0_w3_2;
     if (rst) begin
       \$443  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$444  = t2_0_w3_4;
     if (rst) begin
       \$444  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$445  = t2_0_w3_6;
     if (rst) begin
       \$445  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$446  = t2_0_w5_0;
     if (rst) begin
       \$446  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$447  = { \o$862 , \o$861 , \o$860  };
     if (rst) begin
       \$447  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
       \$448  = xdata_d1[7:0];
@@ -12777,7 +12851,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
       \$449  = xdata_d1[15:8];
@@ -12789,7 +12863,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
       \$450  = xdata_d1[23:16];
@@ -12801,7 +12875,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
       \$451  = xdata_d1[31:24];
@@ -12813,7 +12887,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
       \$452  = xdata_d1[39:32];
@@ -12825,7 +12899,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
       \$453  = xdata_d1[47:40];
@@ -12837,7 +12911,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
       \$454  = xdata_d1[55:48];
@@ -12849,7 +12923,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
       \$455  = xdata_d1[63:56];
@@ -12861,7 +12935,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
       \$456  = xdata_d1[71:64];
@@ -12873,7 +12947,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
       \$457  = xdata_d1[79:72];
@@ -12885,7 +12959,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
       \$458  = xdata_d1[87:80];
@@ -12897,7 +12971,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
       \$459  = xdata_d1[95:88];
@@ -12909,7 +12983,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
       \$460  = xdata_d1[103:96];
@@ -12921,7 +12995,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
       \$461  = xdata_d1[111:104];
@@ -12933,7 +13007,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
       \$462  = xdata_d1[119:112];
@@ -12945,7 +13019,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
       \$463  = xdata_d1[127:120];
@@ -12957,7 +13031,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
       \$464  = xdata_d1[135:128];
@@ -12969,7 +13043,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
       \$465  = xdata_d1[143:136];
@@ -12981,7 +13055,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
       \$466  = xdata_d1[151:144];
@@ -12993,7 +13067,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
       \$467  = xdata_d1[159:152];
@@ -13005,7 +13079,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
       \$468  = xdata_d1[167:160];
@@ -13017,7 +13091,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
       \$469  = xdata_d1[175:168];
@@ -13029,7 +13103,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
       \$470  = xdata_d1[183:176];
@@ -13041,7 +13115,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
       \$471  = xdata_d1[191:184];
@@ -13053,7 +13127,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
       \$472  = xdata_d1[199:192];
@@ -13065,7 +13139,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
       \$473  = xdata_d1[207:200];
@@ -13077,7 +13151,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
       \$474  = xdata_d1[215:208];
@@ -13089,7 +13163,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
       \$475  = xdata_d1[223:216];
@@ -13101,7 +13175,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
       \$476  = xdata_d1[231:224];
@@ -13113,7 +13187,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
       \$477  = xdata_d1[239:232];
@@ -13125,7 +13199,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
       \$478  = xdata_d1[247:240];
@@ -13137,7 +13211,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
       \$479  = xdata_d1[255:248];
@@ -13149,7 +13223,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
       \$480  = xdata_d1[263:256];
@@ -13161,7 +13235,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
       \$481  = xdata_d1[271:264];
@@ -13173,7 +13247,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
       \$482  = xdata_d1[279:272];
@@ -13185,7 +13259,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
       \$483  = xdata_d1[287:280];
@@ -13197,7 +13271,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
       \$484  = xdata_d1[295:288];
@@ -13209,7 +13283,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
       \$485  = xdata_d1[303:296];
@@ -13221,7 +13295,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
       \$486  = xdata_d1[311:304];
@@ -13233,7 +13307,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
       \$487  = xdata_d1[319:312];
@@ -13245,7 +13319,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
       \$488  = xdata_d1[327:320];
@@ -13257,7 +13331,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
       \$489  = xdata_d1[335:328];
@@ -13269,7 +13343,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
       \$490  = xdata_d1[343:336];
@@ -13281,7 +13355,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
       \$491  = xdata_d1[351:344];
@@ -13293,7 +13367,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
       \$492  = xdata_d1[359:352];
@@ -13305,7 +13379,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
       \$493  = xdata_d1[367:360];
@@ -13317,7 +13391,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
       \$494  = xdata_d1[375:368];
@@ -13329,7 +13403,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
       \$495  = xdata_d1[383:376];
@@ -13341,7 +13415,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
       \$496  = xdata_d1[391:384];
@@ -13353,7 +13427,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
       \$497  = xdata_d1[399:392];
@@ -13365,7 +13439,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
       \$498  = xdata_d1[407:400];
@@ -13377,7 +13451,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
       \$499  = xdata_d1[415:408];
@@ -13389,7 +13463,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
       \$500  = xdata_d1[423:416];
@@ -13401,7 +13475,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
       \$501  = xdata_d1[431:424];
@@ -13413,7 +13487,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
       \$502  = xdata_d1[439:432];
@@ -13425,7 +13499,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
       \$503  = xdata_d1[447:440];
@@ -13437,7 +13511,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
       \$504  = xdata_d1[455:448];
@@ -13449,7 +13523,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
       \$505  = xdata_d1[463:456];
@@ -13461,7 +13535,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
       \$506  = xdata_d1[471:464];
@@ -13473,7 +13547,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
       \$507  = xdata_d1[479:472];
@@ -13485,406 +13559,406 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$508  = t3_0_w1_0;
     if (rst) begin
       \$508  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$509  = t3_0_w1_2;
     if (rst) begin
       \$509  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$510  = t3_0_w1_4;
     if (rst) begin
       \$510  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$511  = t3_0_w1_6;
     if (rst) begin
       \$511  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$512  = t3_0_w1_8;
     if (rst) begin
       \$512  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$513  = t3_0_w1_10;
     if (rst) begin
       \$513  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$514  = t3_0_w1_12;
     if (rst) begin
       \$514  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$515  = t3_0_w1_14;
     if (rst) begin
       \$515  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$516  = t3_0_w1_16;
     if (rst) begin
       \$516  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$517  = t3_0_w1_18;
     if (rst) begin
       \$517  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$518  = t3_0_w1_20;
     if (rst) begin
       \$518  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$519  = t3_0_w1_22;
     if (rst) begin
       \$519  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$520  = t3_0_w1_24;
     if (rst) begin
       \$520  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$521  = t3_0_w1_26;
     if (rst) begin
       \$521  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$522  = t3_0_w1_28;
     if (rst) begin
       \$522  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$523  = t3_0_w3_0;
     if (rst) begin
       \$523  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$524  = t3_0_w3_2;
     if (rst) begin
       \$524  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$525  = t3_0_w3_4;
     if (rst) begin
       \$525  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$526  = t3_0_w3_6;
     if (rst) begin
       \$526  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$527  = t3_0_w5_0;
     if (rst) begin
       \$527  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$528  = xdata_d1;
     if (rst) begin
       \$528  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$529  = xsum_w1_0;
     if (rst) begin
       \$529  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$530  = xsum_w1_2;
     if (rst) begin
       \$530  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$531  = xsum_w1_4;
     if (rst) begin
       \$531  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$532  = xsum_w1_6;
     if (rst) begin
       \$532  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$533  = xsum_w1_8;
     if (rst) begin
       \$533  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$534  = xsum_w1_10;
     if (rst) begin
       \$534  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$535  = xsum_w1_12;
     if (rst) begin
       \$535  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$536  = xsum_w1_14;
     if (rst) begin
       \$536  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$537  = xsum_w1_16;
     if (rst) begin
       \$537  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$538  = xsum_w1_18;
     if (rst) begin
       \$538  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$539  = xsum_w1_20;
     if (rst) begin
       \$539  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$540  = xsum_w1_22;
     if (rst) begin
       \$540  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$541  = xsum_w1_24;
     if (rst) begin
       \$541  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$542  = xsum_w1_26;
     if (rst) begin
       \$542  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$543  = xsum_w1_28;
     if (rst) begin
       \$543  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$544  = xsum_w3_0;
     if (rst) begin
       \$544  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$545  = xsum_w3_2;
     if (rst) begin
       \$545  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$546  = xsum_w3_4;
     if (rst) begin
       \$546  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$547  = xsum_w3_6;
     if (rst) begin
       \$547  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$548  = xsum_w5_0;
     if (rst) begin
       \$548  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$549  = \$signal$807 ;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$550  = v2_d1;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$551  = v2_d2;
     if (rst) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$552  = v2_d3;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$553  = v2_d4;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$554  = \$signal$808 ;
     if (rst) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$555  = first2_d1;
     if (rst) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$556  = first2_d2;
     if (rst) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$557  = first2_d3;
     if (rst) begin
       \$557  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$558  = first2_d4;
     if (rst) begin
       \$558  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$559  = last1;
     if (rst) begin
       \$559  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$560  = last2_d1;
     if (rst) begin
       \$560  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$561  = last2_d2;
     if (rst) begin
       \$561  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$562  = last2_d3;
     if (rst) begin
       \$562  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$563  = last2_d4;
     if (rst) begin
       \$563  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$564  = group_end;
     if (rst) begin
       \$564  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$565  = xacc;
     if (v2_d5) begin
       \$565  = \$101 [17:0];
@@ -13894,7 +13968,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$566  = xfin;
     if (group_end) begin
       \$566  = \$103 [17:0];
@@ -13904,7 +13978,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$567  = acc0_0;
     if (v2_d5) begin
       \$567  = \$105 [17:0];
@@ -13914,7 +13988,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$568  = fin0_0;
     if (group_end) begin
       \$568  = \$107 [17:0];
@@ -13924,7 +13998,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$569  = bank0_0;
     if (done) begin
       \$569  = \$109 [18:0];
@@ -13936,7 +14010,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$570  = acc1_0;
     if (v2_d5) begin
       \$570  = \$111 [17:0];
@@ -13946,7 +14020,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$571  = fin1_0;
     if (group_end) begin
       \$571  = \$113 [17:0];
@@ -13956,7 +14030,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$572  = bank1_0;
     if (done) begin
       \$572  = \$115 [18:0];
@@ -13968,7 +14042,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$573  = acc2_0;
     if (v2_d5) begin
       \$573  = \$117 [17:0];
@@ -13978,7 +14052,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$574  = fin2_0;
     if (group_end) begin
       \$574  = \$119 [17:0];
@@ -13988,7 +14062,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$575  = bank2_0;
     if (done) begin
       \$575  = \$121 [18:0];
@@ -14000,7 +14074,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$576  = acc3_0;
     if (v2_d5) begin
       \$576  = \$123 [17:0];
@@ -14010,7 +14084,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$577  = fin3_0;
     if (group_end) begin
       \$577  = \$125 [17:0];
@@ -14020,7 +14094,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$578  = bank3_0;
     if (done) begin
       \$578  = \$127 [18:0];
@@ -14030,7 +14104,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$579  = ser_left;
     if (done) begin
       \$579  = 3'h4;
@@ -14042,7 +14116,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$580  = addr;
     if (ser) begin
       \$580  = \$131 [5:0];
@@ -14052,175 +14126,175 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$581  = \$132 ;
     if (rst) begin
       \$581  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$582  = \$134 ;
     if (rst) begin
       \$582  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$583  = bank0_0;
     if (rst) begin
       \$583  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$584  = \$signal$893 ;
     if (rst) begin
       \$584  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$585  = data[31:13];
     if (rst) begin
       \$585  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$586  = \$135 ;
     if (rst) begin
       \$586  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$587  = \$138 ;
     if (rst) begin
       \$587  = 47'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$588  = rq0_beta;
     if (rst) begin
       \$588  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$589  = \$139 [30:0];
     if (rst) begin
       \$589  = 31'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$590  = \$140 [14:0];
     if (rst) begin
       \$590  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$591  = \$142 ;
     if (rst) begin
       \$591  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$592  = \$144 ;
     if (rst) begin
       \$592  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$593  = vb;
     if (rst) begin
       \$593  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$594  = v_out_d1;
     if (rst) begin
       \$594  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$595  = v_out_d2;
     if (rst) begin
       \$595  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$596  = v_out_d3;
     if (rst) begin
       \$596  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$597  = ka;
     if (rst) begin
       \$597  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$598  = skipped_d1;
     if (rst) begin
       \$598  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$599  = skipped_d2;
     if (rst) begin
       \$599  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$600  = skipped_d3;
     if (rst) begin
       \$600  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$601  = skipped_d4;
     if (rst) begin
       \$601  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$602  = \$145 ;
     if (rst) begin
       \$602  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$603  = \$147 ;
     if (rst) begin
       \$603  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$604  = \$24 [3:0];
     if (rst) begin
       \$604  = 4'hc;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$605  = credits_room_next;
     if (rst) begin
       \$605  = 1'h1;
@@ -15197,7 +15271,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
   wire [4:0] \$11 ;
@@ -15356,7 +15430,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   always @(posedge clk)
     rd <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$42  = w_port__addr;
     if (push) begin
       \$42  = \$20 [3:0];
@@ -15366,35 +15440,35 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$43  = \$28 [3:0];
     if (rst) begin
       \$43  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$44  = \$35 ;
     if (rst) begin
       \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$36  = \$8 ;
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$37  = w_port__data;
     if (rst) begin
       \$37  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$38  = rd_inc;
     if (pop) begin
       \$38  = \$11 [3:0];
@@ -15404,7 +15478,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$39  = o__valid;
     if (head_free) begin
       \$39  = \$13 ;
@@ -15414,7 +15488,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
@@ -15424,7 +15498,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$41  = rd;
     if (pop) begin
       \$41  = \$17 [3:0];
@@ -15510,7 +15584,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -15832,56 +15906,56 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
   always @(posedge clk)
     slot3 <= \$137 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$123  = \$15 ;
     if (rst) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$124  = \$25 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$125  = \$35 ;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$126  = \$45 ;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$127  = \$55 ;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$128  = \$81 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$129  = v1;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$130  = addr;
     if (\$107 ) begin
       \$130  = \$110 [7:0];
@@ -15891,7 +15965,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$131  = primed;
     if (at4) begin
       \$131  = 1'h1;
@@ -15901,7 +15975,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$132  = \$signal ;
     if (\$112 ) begin
       \$132  = \$115 [1:0];
@@ -15911,7 +15985,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$133  = wptr;
     if (v2) begin
       \$133  = \$118 [1:0];
@@ -15921,7 +15995,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$134  = slot0;
     if (v2) begin
       if (\$119 ) begin
@@ -15933,7 +16007,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$135  = slot1;
     if (v2) begin
       if (\$120 ) begin
@@ -15945,7 +16019,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$136  = slot2;
     if (v2) begin
       if (\$121 ) begin
@@ -15957,7 +16031,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$137  = slot3;
     if (v2) begin
       if (\$122 ) begin
@@ -15972,8 +16046,8 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__ready$15 , \o__valid$10 , \o__payload$6 , \o__ready$8 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__ready$21 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [12:0] \$100 ;
@@ -16795,35 +16869,35 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire \$98 ;
   wire [11:0] \$99 ;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$26 ;
-  wire [10:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [10:0] \$signature__addr$35 ;
-  wire [10:0] \$signature__addr$47 ;
-  wire [10:0] \$signature__addr$52 ;
-  wire [10:0] \$signature__addr$54 ;
-  wire [10:0] \$signature__addr$56 ;
+  wire [10:0] \$signature__addr$38 ;
+  wire [10:0] \$signature__addr$41 ;
+  wire [10:0] \$signature__addr$53 ;
   wire [10:0] \$signature__addr$58 ;
+  wire [10:0] \$signature__addr$60 ;
+  wire [10:0] \$signature__addr$62 ;
+  wire [10:0] \$signature__addr$64 ;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$27 ;
-  wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$33 ;
   wire [7:0] \$signature__data$36 ;
-  wire [7:0] \$signature__data$61 ;
-  wire [7:0] \$signature__data$62 ;
-  wire [7:0] \$signature__data$63 ;
-  wire [7:0] \$signature__data$64 ;
-  wire [7:0] \$signature__data$65 ;
+  wire [7:0] \$signature__data$39 ;
+  wire [7:0] \$signature__data$42 ;
+  wire [7:0] \$signature__data$67 ;
+  wire [7:0] \$signature__data$68 ;
+  wire [7:0] \$signature__data$69 ;
+  wire [7:0] \$signature__data$70 ;
+  wire [7:0] \$signature__data$71 ;
   wire \$signature__en ;
-  wire \$signature__en$28 ;
-  wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
-  wire \$signature__en$51 ;
-  wire \$signature__en$53 ;
-  wire \$signature__en$55 ;
+  wire \$signature__en$40 ;
+  wire \$signature__en$43 ;
   wire \$signature__en$57 ;
   wire \$signature__en$59 ;
+  wire \$signature__en$61 ;
+  wire \$signature__en$63 ;
+  wire \$signature__en$65 ;
   wire advance;
   reg ahead = 1'h0;
   wire avail;
@@ -16835,18 +16909,21 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   input clk;
   wire clk;
   wire [5:0] d;
-  wire [39:0] i__payload;
-  input [7:0] \i__payload$23 ;
-  wire [7:0] \i__payload$23 ;
-  wire [47:0] \i__payload$60 ;
+  wire [47:0] i__payload;
+  wire [39:0] \i__payload$10 ;
+  input [7:0] \i__payload$29 ;
+  wire [7:0] \i__payload$29 ;
+  wire [47:0] \i__payload$66 ;
   wire i__ready;
-  output \i__ready$15 ;
-  reg \i__ready$15  = 1'h1;
-  wire \i__ready$45 ;
+  output \i__ready$21 ;
+  reg \i__ready$21  = 1'h1;
+  wire \i__ready$51 ;
+  wire \i__ready$9 ;
   wire i__valid;
-  input \i__valid$18 ;
-  wire \i__valid$18 ;
-  reg \i__valid$44  = 1'h0;
+  input \i__valid$24 ;
+  wire \i__valid$24 ;
+  reg \i__valid$50  = 1'h0;
+  wire \i__valid$6 ;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
   reg [4:0] ix0 = 5'h1e;
@@ -16854,17 +16931,20 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
   wire [47:0] o__payload;
-  output [39:0] \o__payload$6 ;
-  wire [39:0] \o__payload$6 ;
-  wire [39:0] \o__payload$7 ;
+  wire [47:0] \o__payload$11 ;
+  output [39:0] \o__payload$12 ;
+  wire [39:0] \o__payload$12 ;
+  wire [39:0] \o__payload$13 ;
   wire o__ready;
-  input \o__ready$8 ;
+  input \o__ready$14 ;
+  wire \o__ready$14 ;
+  wire \o__ready$15 ;
   wire \o__ready$8 ;
-  wire \o__ready$9 ;
   wire o__valid;
-  output \o__valid$10 ;
-  wire \o__valid$10 ;
-  wire \o__valid$11 ;
+  output \o__valid$16 ;
+  wire \o__valid$16 ;
+  wire \o__valid$17 ;
+  wire \o__valid$7 ;
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
@@ -16885,6 +16965,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   reg [10:0] w_rowbase = 11'h000;
   reg [3:0] w_x = 4'h0;
   wire write;
+  (* no_rw_check = 32'd1 *)
   reg [7:0] bank0 [1055:0];
   initial begin
     bank0[0] = 8'h00;
@@ -17946,7 +18027,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      bank0[\$47 [10:0]] <= \i__payload$23 ;
+      bank0[\$47 [10:0]] <= \i__payload$29 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
@@ -17954,7 +18035,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
       _0_ <= bank0[\$68 [10:0]];
     end
   end
-  assign \$signature__data$61  = _0_;
+  assign \$signature__data$67  = _0_;
+  (* no_rw_check = 32'd1 *)
   reg [7:0] bank1 [1055:0];
   initial begin
     bank1[0] = 8'h00;
@@ -19015,8 +19097,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     bank1[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$28 )
-      bank1[\$49 [10:0]] <= \i__payload$23 ;
+    if (\$signature__en$34 )
+      bank1[\$49 [10:0]] <= \i__payload$29 ;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
@@ -19024,7 +19106,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
       _1_ <= bank1[\$72 [10:0]];
     end
   end
-  assign \$signature__data$62  = _1_;
+  assign \$signature__data$68  = _1_;
+  (* no_rw_check = 32'd1 *)
   reg [7:0] bank2 [1055:0];
   initial begin
     bank2[0] = 8'h00;
@@ -20085,8 +20168,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     bank2[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$31 )
-      bank2[\$51 [10:0]] <= \i__payload$23 ;
+    if (\$signature__en$37 )
+      bank2[\$51 [10:0]] <= \i__payload$29 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
@@ -20094,7 +20177,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
       _2_ <= bank2[\$76 [10:0]];
     end
   end
-  assign \$signature__data$63  = _2_;
+  assign \$signature__data$69  = _2_;
+  (* no_rw_check = 32'd1 *)
   reg [7:0] bank3 [1055:0];
   initial begin
     bank3[0] = 8'h00;
@@ -21155,8 +21239,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     bank3[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$34 )
-      bank3[\$53 [10:0]] <= \i__payload$23 ;
+    if (\$signature__en$40 )
+      bank3[\$53 [10:0]] <= \i__payload$29 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
@@ -21164,7 +21248,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
       _3_ <= bank3[\$80 [10:0]];
     end
   end
-  assign \$signature__data$64  = _3_;
+  assign \$signature__data$70  = _3_;
+  (* no_rw_check = 32'd1 *)
   reg [7:0] bank4 [1055:0];
   initial begin
     bank4[0] = 8'h00;
@@ -22225,8 +22310,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     bank4[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$37 )
-      bank4[\$55 [10:0]] <= \i__payload$23 ;
+    if (\$signature__en$43 )
+      bank4[\$55 [10:0]] <= \i__payload$29 ;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
@@ -22234,7 +22319,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
       _4_ <= bank4[\$82 [10:0]];
     end
   end
-  assign \$signature__data$65  = _4_;
+  assign \$signature__data$71  = _4_;
   assign \$169  = \$165  ? \$167  : { 1'h0, \$168  };
   assign \$170  = c == 5'h1f;
   assign \$171  = c + 1'h1;
@@ -22875,7 +22960,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   always @(posedge clk)
     rot <= \$803 ;
   always @(posedge clk)
-    \i__valid$44  <= \$804 ;
+    \i__valid$50  <= \$804 ;
   always @(posedge clk)
     ky <= \$805 ;
   always @(posedge clk)
@@ -22907,69 +22992,69 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   always @(posedge clk)
     img_row <= \$819 ;
   always @(posedge clk)
-    \i__ready$15  <= \$820 ;
-  assign \$1  = o__payload[42:40] == 3'h4;
-  assign \$2  = o__payload[42:40] == 2'h3;
-  assign \$3  = o__payload[42:40] == 2'h2;
-  assign \$4  = o__payload[42:40] == 1'h1;
-  assign \$5  = \$4  ? o__payload[15:8] : o__payload[7:0];
-  assign \$6  = \$3  ? o__payload[23:16] : \$5 ;
-  assign \$7  = \$2  ? o__payload[31:24] : \$6 ;
-  assign \$8  = \$1  ? o__payload[39:32] : \$7 ;
-  assign \$9  = o__payload[43] ? 8'h00 : \$8 ;
-  assign \$10  = o__payload[42:40] == 3'h4;
-  assign \$11  = o__payload[42:40] == 2'h3;
-  assign \$12  = o__payload[42:40] == 2'h2;
-  assign \$13  = o__payload[42:40] == 1'h1;
-  assign \$14  = \$13  ? o__payload[23:16] : o__payload[15:8];
-  assign \$15  = \$12  ? o__payload[31:24] : \$14 ;
-  assign \$16  = \$11  ? o__payload[39:32] : \$15 ;
-  assign \$17  = \$10  ? o__payload[7:0] : \$16 ;
-  assign \$18  = o__payload[44] ? 8'h00 : \$17 ;
-  assign \$19  = o__payload[42:40] == 3'h4;
-  assign \$20  = o__payload[42:40] == 2'h3;
-  assign \$21  = o__payload[42:40] == 2'h2;
-  assign \$22  = o__payload[42:40] == 1'h1;
-  assign \$23  = \$22  ? o__payload[31:24] : o__payload[23:16];
-  assign \$24  = \$21  ? o__payload[39:32] : \$23 ;
-  assign \$25  = \$20  ? o__payload[7:0] : \$24 ;
-  assign \$26  = \$19  ? o__payload[15:8] : \$25 ;
-  assign \$27  = o__payload[45] ? 8'h00 : \$26 ;
-  assign \$28  = o__payload[42:40] == 3'h4;
-  assign \$29  = o__payload[42:40] == 2'h3;
-  assign \$30  = o__payload[42:40] == 2'h2;
-  assign \$31  = o__payload[42:40] == 1'h1;
-  assign \$32  = \$31  ? o__payload[39:32] : o__payload[31:24];
-  assign \$33  = \$30  ? o__payload[7:0] : \$32 ;
-  assign \$34  = \$29  ? o__payload[15:8] : \$33 ;
-  assign \$35  = \$28  ? o__payload[23:16] : \$34 ;
-  assign \$36  = o__payload[46] ? 8'h00 : \$35 ;
-  assign \$37  = o__payload[42:40] == 3'h4;
-  assign \$38  = o__payload[42:40] == 2'h3;
-  assign \$39  = o__payload[42:40] == 2'h2;
-  assign \$40  = o__payload[42:40] == 1'h1;
-  assign \$41  = \$40  ? o__payload[7:0] : o__payload[39:32];
-  assign \$42  = \$39  ? o__payload[15:8] : \$41 ;
-  assign \$43  = \$38  ? o__payload[23:16] : \$42 ;
-  assign \$44  = \$37  ? o__payload[31:24] : \$43 ;
-  assign \$45  = o__payload[47] ? 8'h00 : \$44 ;
+    \i__ready$21  <= \$820 ;
+  assign \$1  = \o__payload$11 [42:40] == 3'h4;
+  assign \$2  = \o__payload$11 [42:40] == 2'h3;
+  assign \$3  = \o__payload$11 [42:40] == 2'h2;
+  assign \$4  = \o__payload$11 [42:40] == 1'h1;
+  assign \$5  = \$4  ? \o__payload$11 [15:8] : \o__payload$11 [7:0];
+  assign \$6  = \$3  ? \o__payload$11 [23:16] : \$5 ;
+  assign \$7  = \$2  ? \o__payload$11 [31:24] : \$6 ;
+  assign \$8  = \$1  ? \o__payload$11 [39:32] : \$7 ;
+  assign \$9  = \o__payload$11 [43] ? 8'h00 : \$8 ;
+  assign \$10  = \o__payload$11 [42:40] == 3'h4;
+  assign \$11  = \o__payload$11 [42:40] == 2'h3;
+  assign \$12  = \o__payload$11 [42:40] == 2'h2;
+  assign \$13  = \o__payload$11 [42:40] == 1'h1;
+  assign \$14  = \$13  ? \o__payload$11 [23:16] : \o__payload$11 [15:8];
+  assign \$15  = \$12  ? \o__payload$11 [31:24] : \$14 ;
+  assign \$16  = \$11  ? \o__payload$11 [39:32] : \$15 ;
+  assign \$17  = \$10  ? \o__payload$11 [7:0] : \$16 ;
+  assign \$18  = \o__payload$11 [44] ? 8'h00 : \$17 ;
+  assign \$19  = \o__payload$11 [42:40] == 3'h4;
+  assign \$20  = \o__payload$11 [42:40] == 2'h3;
+  assign \$21  = \o__payload$11 [42:40] == 2'h2;
+  assign \$22  = \o__payload$11 [42:40] == 1'h1;
+  assign \$23  = \$22  ? \o__payload$11 [31:24] : \o__payload$11 [23:16];
+  assign \$24  = \$21  ? \o__payload$11 [39:32] : \$23 ;
+  assign \$25  = \$20  ? \o__payload$11 [7:0] : \$24 ;
+  assign \$26  = \$19  ? \o__payload$11 [15:8] : \$25 ;
+  assign \$27  = \o__payload$11 [45] ? 8'h00 : \$26 ;
+  assign \$28  = \o__payload$11 [42:40] == 3'h4;
+  assign \$29  = \o__payload$11 [42:40] == 2'h3;
+  assign \$30  = \o__payload$11 [42:40] == 2'h2;
+  assign \$31  = \o__payload$11 [42:40] == 1'h1;
+  assign \$32  = \$31  ? \o__payload$11 [39:32] : \o__payload$11 [31:24];
+  assign \$33  = \$30  ? \o__payload$11 [7:0] : \$32 ;
+  assign \$34  = \$29  ? \o__payload$11 [15:8] : \$33 ;
+  assign \$35  = \$28  ? \o__payload$11 [23:16] : \$34 ;
+  assign \$36  = \o__payload$11 [46] ? 8'h00 : \$35 ;
+  assign \$37  = \o__payload$11 [42:40] == 3'h4;
+  assign \$38  = \o__payload$11 [42:40] == 2'h3;
+  assign \$39  = \o__payload$11 [42:40] == 2'h2;
+  assign \$40  = \o__payload$11 [42:40] == 1'h1;
+  assign \$41  = \$40  ? \o__payload$11 [7:0] : \o__payload$11 [39:32];
+  assign \$42  = \$39  ? \o__payload$11 [15:8] : \$41 ;
+  assign \$43  = \$38  ? \o__payload$11 [23:16] : \$42 ;
+  assign \$44  = \$37  ? \o__payload$11 [31:24] : \$43 ;
+  assign \$45  = \o__payload$11 [47] ? 8'h00 : \$44 ;
   assign \$46  = $signed(low) + $signed({ 1'h0, ky });
-  assign write = \i__valid$18  & \i__ready$15 ;
+  assign write = \i__valid$24  & \i__ready$21 ;
   assign \$47  = w_grp + w_c;
   assign \$48  = ! w_b;
   assign \$signature__en  = write & \$48 ;
   assign \$49  = w_grp + w_c;
   assign \$50  = w_b == 1'h1;
-  assign \$signature__en$28  = write & \$50 ;
+  assign \$signature__en$34  = write & \$50 ;
   assign \$51  = w_grp + w_c;
   assign \$52  = w_b == 2'h2;
-  assign \$signature__en$31  = write & \$52 ;
+  assign \$signature__en$37  = write & \$52 ;
   assign \$53  = w_grp + w_c;
   assign \$54  = w_b == 2'h3;
-  assign \$signature__en$34  = write & \$54 ;
+  assign \$signature__en$40  = write & \$54 ;
   assign \$55  = w_grp + w_c;
   assign \$56  = w_b == 3'h4;
-  assign \$signature__en$37  = write & \$56 ;
+  assign \$signature__en$43  = write & \$56 ;
   assign switch = r_done & ahead;
   assign \$57  = ~ r_done;
   assign \$58  = $signed(\$46 [4:0]) < $signed(1'h0);
@@ -22979,8 +23064,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   assign \$62  = $signed(\$46 [4:0]) < $signed({ 1'h0, w_row });
   assign \$63  = \$61  | \$62 ;
   assign avail = \$57  & \$63 ;
-  assign \$64  = ~ \i__valid$44 ;
-  assign advance = \$64  | \i__ready$45 ;
+  assign \$64  = ~ \i__valid$50 ;
+  assign advance = \$64  | \i__ready$51 ;
   assign take = advance & avail;
   assign \$65  = $signed({ 1'h0, row_addr }) + $signed(qc);
   assign \$66  = r0 > 1'h0;
@@ -23089,36 +23174,46 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   assign \$168  = row_addr + 7'h60;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
-    .i__ready(\i__ready$45 ),
-    .i__valid(\i__valid$44 ),
-    .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(i__valid),
-    .\port$2190$0 (\$signature__data$61 ),
-    .\port$2193$0 (\$signature__data$62 ),
-    .\port$2196$0 (\$signature__data$63 ),
-    .\port$2199$0 (\$signature__data$64 ),
-    .\port$2202$0 (\$signature__data$65 ),
-    .\port$5524$0 (pads),
-    .\port$5526$0 (rot),
+    .i__payload(i__payload),
+    .i__ready(o__ready),
+    .i__valid(i__valid),
+    .o__payload(\o__payload$11 ),
+    .o__ready(\o__ready$8 ),
+    .o__valid(\i__valid$6 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.out_reg  out_reg (
     .clk(clk),
-    .i__ready(o__ready),
-    .i__valid(i__valid),
-    .o__payload(\o__payload$6 ),
-    .o__ready(\o__ready$8 ),
-    .o__valid(\o__valid$10 ),
-    .\port$1350$0 (\$9 ),
-    .\port$1359$0 (\$18 ),
-    .\port$1368$0 (\$27 ),
-    .\port$1377$0 (\$36 ),
-    .\port$1386$0 (\$45 ),
+    .i__ready(\o__ready$8 ),
+    .i__valid(\i__valid$6 ),
+    .o__payload(\o__payload$12 ),
+    .o__ready(\o__ready$14 ),
+    .o__valid(\o__valid$16 ),
+    .\port$1356$0 (\$9 ),
+    .\port$1365$0 (\$18 ),
+    .\port$1374$0 (\$27 ),
+    .\port$1383$0 (\$36 ),
+    .\port$1392$0 (\$45 ),
+    .rst(rst)
+  );
+  \flexor_lenet5.conv2_window.read  read (
+    .clk(clk),
+    .i__ready(\i__ready$51 ),
+    .i__valid(\i__valid$50 ),
+    .o__payload(i__payload),
+    .o__ready(o__ready),
+    .o__valid(i__valid),
+    .\port$2202$0 (\$signature__data$67 ),
+    .\port$2205$0 (\$signature__data$68 ),
+    .\port$2208$0 (\$signature__data$69 ),
+    .\port$2211$0 (\$signature__data$70 ),
+    .\port$2214$0 (\$signature__data$71 ),
+    .\port$5542$0 (pads),
+    .\port$5544$0 (rot),
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$795  = w_c;
     if (write) begin
       \$795  = \$85 [4:0];
@@ -23128,7 +23223,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$796  = w_x;
     if (write) begin
       if (\$86 ) begin
@@ -23140,7 +23235,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$797  = w_b;
     if (write) begin
       if (\$86 ) begin
@@ -23152,7 +23247,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$798  = w_rowbase;
     if (write) begin
       if (\$86 ) begin
@@ -23166,7 +23261,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$799  = w_grp;
     if (write) begin
       if (\$86 ) begin
@@ -23182,7 +23277,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$800  = ahead;
     if (write) begin
       if (\$86 ) begin
@@ -23201,7 +23296,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$801  = w_row;
     if (write) begin
       if (\$86 ) begin
@@ -23220,7 +23315,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$802  = pads;
     if (take) begin
       \$802  = { \$158 , \$149 , \$140 , \$131 , \$122  };
@@ -23230,7 +23325,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$803  = rot;
     if (take) begin
       \$803  = r0;
@@ -23240,8 +23335,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$804  = \i__valid$44 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$804  = \i__valid$50 ;
     if (advance) begin
       \$804  = avail;
     end
@@ -23250,7 +23345,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$805  = ky;
     if (take) begin
       \$805  = \$161 [2:0];
@@ -23260,7 +23355,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$806  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23289,7 +23384,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$807  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23303,7 +23398,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$808  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23322,7 +23417,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$809  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23340,7 +23435,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$810  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23358,7 +23453,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$811  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23376,7 +23471,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$812  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23394,7 +23489,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$813  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23414,7 +23509,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$814  = low;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23434,7 +23529,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$815  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23459,7 +23554,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$816  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23486,7 +23581,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$817  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23513,7 +23608,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$818  = img_slot;
     if (switch) begin
       \$818  = \$235 [3:0];
@@ -23523,7 +23618,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$819  = img_row;
     if (switch) begin
       \$819  = \$241 [10:0];
@@ -23533,41 +23628,44 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$820  = \$794 ;
     if (rst) begin
       \$820  = 1'h1;
     end
   end
-  assign o__valid = i__valid;
+  assign o__payload = i__payload;
   assign i__ready = o__ready;
-  assign i__payload = { \$45 , \$36 , \$27 , \$18 , \$9  };
-  assign \o__payload$7  = \o__payload$6 ;
-  assign \o__ready$9  = \o__ready$8 ;
-  assign \o__valid$11  = \o__valid$10 ;
+  assign o__valid = i__valid;
+  assign \o__valid$7  = \i__valid$6 ;
+  assign \i__ready$9  = \o__ready$8 ;
+  assign \i__payload$10  = { \$45 , \$36 , \$27 , \$18 , \$9  };
+  assign \o__payload$13  = \o__payload$12 ;
+  assign \o__ready$15  = \o__ready$14 ;
+  assign \o__valid$17  = \o__valid$16 ;
   assign iy = \$46 [4:0];
-  assign can_write = \i__ready$15 ;
+  assign can_write = \i__ready$21 ;
   assign \$signature__addr  = \$47 [10:0];
-  assign \$signature__data  = \i__payload$23 ;
-  assign \$signature__addr$26  = \$49 [10:0];
-  assign \$signature__data$27  = \i__payload$23 ;
-  assign \$signature__addr$29  = \$51 [10:0];
-  assign \$signature__data$30  = \i__payload$23 ;
-  assign \$signature__addr$32  = \$53 [10:0];
-  assign \$signature__data$33  = \i__payload$23 ;
-  assign \$signature__addr$35  = \$55 [10:0];
-  assign \$signature__data$36  = \i__payload$23 ;
-  assign \$signature__addr$47  = \$68 [10:0];
-  assign \$signature__en$51  = take;
-  assign \$signature__addr$52  = \$72 [10:0];
-  assign \$signature__en$53  = take;
-  assign \$signature__addr$54  = \$76 [10:0];
-  assign \$signature__en$55  = take;
-  assign \$signature__addr$56  = \$80 [10:0];
+  assign \$signature__data  = \i__payload$29 ;
+  assign \$signature__addr$32  = \$49 [10:0];
+  assign \$signature__data$33  = \i__payload$29 ;
+  assign \$signature__addr$35  = \$51 [10:0];
+  assign \$signature__data$36  = \i__payload$29 ;
+  assign \$signature__addr$38  = \$53 [10:0];
+  assign \$signature__data$39  = \i__payload$29 ;
+  assign \$signature__addr$41  = \$55 [10:0];
+  assign \$signature__data$42  = \i__payload$29 ;
+  assign \$signature__addr$53  = \$68 [10:0];
   assign \$signature__en$57  = take;
-  assign \$signature__addr$58  = \$82 [10:0];
+  assign \$signature__addr$58  = \$72 [10:0];
   assign \$signature__en$59  = take;
-  assign \i__payload$60  = { pads, rot, \$signature__data$65 , \$signature__data$64 , \$signature__data$63 , \$signature__data$62 , \$signature__data$61  };
+  assign \$signature__addr$60  = \$76 [10:0];
+  assign \$signature__en$61  = take;
+  assign \$signature__addr$62  = \$80 [10:0];
+  assign \$signature__en$63  = take;
+  assign \$signature__addr$64  = \$82 [10:0];
+  assign \$signature__en$65  = take;
+  assign \i__payload$66  = { pads, rot, \$signature__data$71 , \$signature__data$70 , \$signature__data$69 , \$signature__data$68 , \$signature__data$67  };
   assign \$302  = 1'h0;
   assign \$313  = 1'h1;
   assign \$314  = 1'h1;
@@ -23576,8 +23674,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , \port$2193$0 , \port$2196$0 , \port$2199$0 , \port$2202$0 , \port$5524$0 , \port$5526$0 , i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
   wire \$2 ;
@@ -23592,6 +23690,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , 
   wire clk;
   reg full = 1'h0;
   reg [47:0] held = 48'h000000000000;
+  input [47:0] i__payload;
   wire [47:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -23603,20 +23702,6 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$2190$0 ;
-  wire [7:0] \port$2190$0 ;
-  input [7:0] \port$2193$0 ;
-  wire [7:0] \port$2193$0 ;
-  input [7:0] \port$2196$0 ;
-  wire [7:0] \port$2196$0 ;
-  input [7:0] \port$2199$0 ;
-  wire [7:0] \port$2199$0 ;
-  input [7:0] \port$2202$0 ;
-  wire [7:0] \port$2202$0 ;
-  input [4:0] \port$5524$0 ;
-  wire [4:0] \port$5524$0 ;
-  input [2:0] \port$5526$0 ;
-  wire [2:0] \port$5526$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -23625,7 +23710,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , 
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5524$0 , \port$5526$0 , \port$2202$0 , \port$2199$0 , \port$2196$0 , \port$2193$0 , \port$2190$0  };
+  assign \$6  = full ? held : i__payload;
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -23635,7 +23720,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , 
   always @(posedge clk)
     held <= \$10 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$7  = o__valid;
     if (\$2 ) begin
       \$7  = \$5 ;
@@ -23645,7 +23730,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$8  = o__payload;
     if (\$2 ) begin
       \$8  = \$6 ;
@@ -23655,7 +23740,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$9  = full;
     if (\$2 ) begin
       \$9  = 1'h0;
@@ -23667,22 +23752,21 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$2190$0 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5524$0 , \port$5526$0 , \port$2202$0 , \port$2199$0 , \port$2196$0 , \port$2193$0 , \port$2190$0  };
+      \$10  = i__payload;
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$5524$0 , \port$5526$0 , \port$2202$0 , \port$2199$0 , \port$2196$0 , \port$2193$0 , \port$2190$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1350$0 , \port$1359$0 , \port$1368$0 , \port$1377$0 , \port$1386$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1356$0 , \port$1365$0 , \port$1374$0 , \port$1383$0 , \port$1392$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23690,6 +23774,8 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1350$0 , \port$1359$0 , \
   reg [39:0] \$5 ;
   input clk;
   wire clk;
+  (* init = 40'h0000000000 *)
+  wire [39:0] data;
   wire [39:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -23701,16 +23787,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1350$0 , \port$1359$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1350$0 ;
-  wire [7:0] \port$1350$0 ;
-  input [7:0] \port$1359$0 ;
-  wire [7:0] \port$1359$0 ;
-  input [7:0] \port$1368$0 ;
-  wire [7:0] \port$1368$0 ;
-  input [7:0] \port$1377$0 ;
-  wire [7:0] \port$1377$0 ;
-  input [7:0] \port$1386$0 ;
-  wire [7:0] \port$1386$0 ;
+  input [7:0] \port$1356$0 ;
+  wire [7:0] \port$1356$0 ;
+  input [7:0] \port$1365$0 ;
+  wire [7:0] \port$1365$0 ;
+  input [7:0] \port$1374$0 ;
+  wire [7:0] \port$1374$0 ;
+  input [7:0] \port$1383$0 ;
+  wire [7:0] \port$1383$0 ;
+  input [7:0] \port$1392$0 ;
+  wire [7:0] \port$1392$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23722,7 +23808,7 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1350$0 , \port$1359$0 , \
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$4  = o__valid;
     if (\$3 ) begin
       \$4  = i__valid;
@@ -23732,21 +23818,87 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1350$0 , \port$1359$0 , \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1386$0 , \port$1377$0 , \port$1368$0 , \port$1359$0 , \port$1350$0  };
-    end
-    if (rst) begin
-      \$5  = 40'h0000000000;
+      \$5  = { \port$1392$0 , \port$1383$0 , \port$1374$0 , \port$1365$0 , \port$1356$0  };
     end
   end
-  assign i__payload = { \port$1386$0 , \port$1377$0 , \port$1368$0 , \port$1359$0 , \port$1350$0  };
+  assign data = o__payload;
+  assign i__payload = { \port$1392$0 , \port$1383$0 , \port$1374$0 , \port$1365$0 , \port$1356$0  };
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2202$0 , \port$2205$0 , \port$2208$0 , \port$2211$0 , \port$2214$0 , \port$5542$0 , \port$5544$0 , i__valid, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg [47:0] \$5 ;
+  input clk;
+  wire clk;
+  (* init = 48'h000000000000 *)
+  wire [47:0] data;
+  wire [47:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [47:0] o__payload;
+  reg [47:0] o__payload = 48'h000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input [7:0] \port$2202$0 ;
+  wire [7:0] \port$2202$0 ;
+  input [7:0] \port$2205$0 ;
+  wire [7:0] \port$2205$0 ;
+  input [7:0] \port$2208$0 ;
+  wire [7:0] \port$2208$0 ;
+  input [7:0] \port$2211$0 ;
+  wire [7:0] \port$2211$0 ;
+  input [7:0] \port$2214$0 ;
+  wire [7:0] \port$2214$0 ;
+  input [4:0] \port$5542$0 ;
+  wire [4:0] \port$5542$0 ;
+  input [2:0] \port$5544$0 ;
+  wire [2:0] \port$5544$0 ;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    o__valid <= \$4 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  assign \$1  = ~ o__valid;
+  assign i__ready = \$1  | o__ready;
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$4  = o__valid;
+    if (\$3 ) begin
+      \$4  = i__valid;
+    end
+    if (rst) begin
+      \$4  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$5  = o__payload;
+    if (\$3 ) begin
+      \$5  = { \port$5542$0 , \port$5544$0 , \port$2214$0 , \port$2211$0 , \port$2208$0 , \port$2205$0 , \port$2202$0  };
+    end
+  end
+  assign data = o__payload;
+  assign i__payload = { \port$5542$0 , \port$5544$0 , \port$2214$0 , \port$2211$0 , \port$2208$0 , \port$2205$0 , \port$2202$0  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -23847,7 +23999,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   always @(posedge clk)
     word <= \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$24  = o__payload;
     if (\$13 ) begin
       \$24  = word;
@@ -23857,28 +24009,28 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$25  = valid_next;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$26  = \$signal ;
     if (rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$27  = \$16 ;
     if (rst) begin
       \$27  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$28  = beat;
     if (take) begin
       \$28  = \$18 [7:0];
@@ -23888,7 +24040,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$29  = last;
     if (take) begin
       \$29  = \$20 ;
@@ -23898,7 +24050,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$30  = at;
     if (take) begin
       \$30  = \$22 ;
@@ -23908,7 +24060,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$31  = word;
     if (take) begin
       \$31  = \$23 ;
@@ -23922,7 +24074,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$184 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [19:0] \$100 ;
@@ -25533,7 +25685,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$17 [8:0];
@@ -25543,28 +25695,28 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$173  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
     if (rst) begin
       \$173  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$174  = \$27 [8:0];
     if (rst) begin
       \$174  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$175  = \$28 ;
     if (rst) begin
       \$175  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$176  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25579,7 +25731,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$177  = pix;
     if (take) begin
       if (\$29 ) begin
@@ -25596,7 +25748,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$178  = \$like ;
     if (take) begin
       if (\$29 ) begin
@@ -25613,7 +25765,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$179  = p_lane;
     if (take) begin
       if (\$29 ) begin
@@ -25630,7 +25782,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$180  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25650,7 +25802,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$181  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25670,7 +25822,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$182  = w_full;
     if (take) begin
       if (\$29 ) begin
@@ -25687,49 +25839,49 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$183  = \$63 ;
     if (rst) begin
       \$183  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$184  = gap_zero_next;
     if (rst) begin
       \$184  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$185  = \$signal$28 ;
     if (rst) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$186  = n_last_next;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$187  = \$64 ;
     if (rst) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$188  = r_next;
     if (rst) begin
       \$188  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$189  = s_idx;
     if (step) begin
       \$189  = \$66 [7:0];
@@ -25739,7 +25891,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$190  = addr;
     if (step) begin
       if (s_last) begin
@@ -25751,7 +25903,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$191  = active;
     if (\$69 ) begin
       \$191  = 1'h0;
@@ -25764,7 +25916,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$192  = r_base;
     if (load) begin
       \$192  = { 1'h0, \$70  };
@@ -25774,7 +25926,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$193  = w_half;
     if (load) begin
       \$193  = \$71 ;
@@ -25784,7 +25936,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$194  = gap;
     if (\$72 ) begin
       \$194  = 2'h1;
@@ -25796,7 +25948,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$195  = col;
     if (step) begin
       \$195  = \$75 ;
@@ -25806,7 +25958,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$196  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -25818,7 +25970,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$197  = row_ph1;
     if (step) begin
       if (s_last) begin
@@ -25830,63 +25982,63 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$198  = \$91 [4:0];
     if (rst) begin
       \$198  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$199  = \$97 [4:0];
     if (rst) begin
       \$199  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$200  = step;
     if (rst) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$201  = \$98 ;
     if (rst) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$202  = s_last;
     if (rst) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$203  = \o__payload$209 ;
     if (rst) begin
       \$203  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$204  = r_next;
     if (rst) begin
       \$204  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$205  = \port__data$211 ;
     if (rst) begin
       \$205  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$206  = carry0_0;
     if (\$signal$207 ) begin
       \$206  = word1[7:0];
@@ -25896,14 +26048,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$207  = \$117 ;
     if (rst) begin
       \$207  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$208  = xdata_d1[7:0];
@@ -25915,7 +26067,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$209  = xdata_d1[15:8];
@@ -25927,7 +26079,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$210  = xdata_d1[23:16];
@@ -25939,7 +26091,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$211  = xdata_d1[31:24];
@@ -25951,7 +26103,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$212  = xdata_d1[39:32];
@@ -25963,7 +26115,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$213  = xdata_d1[47:40];
@@ -25975,7 +26127,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$214  = xdata_d1[55:48];
@@ -25987,7 +26139,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$215  = xdata_d1[63:56];
@@ -25999,7 +26151,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$216  = xdata_d1[71:64];
@@ -26011,7 +26163,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$217  = xdata_d1[79:72];
@@ -26023,7 +26175,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$218  = xdata_d1[87:80];
@@ -26035,7 +26187,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$219  = xdata_d1[95:88];
@@ -26047,7 +26199,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$220  = xdata_d1[103:96];
@@ -26059,7 +26211,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$221  = xdata_d1[111:104];
@@ -26071,7 +26223,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$222  = xdata_d1[119:112];
@@ -26083,7 +26235,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$223  = xdata_d1[127:120];
@@ -26095,7 +26247,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$224  = xdata_d1[135:128];
@@ -26107,7 +26259,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$225  = xdata_d1[143:136];
@@ -26119,7 +26271,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$226  = xdata_d1[151:144];
@@ -26131,7 +26283,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$227  = xdata_d1[159:152];
@@ -26143,63 +26295,63 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$228  = t0_0_w1_0;
     if (rst) begin
       \$228  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$229  = t0_0_w1_2;
     if (rst) begin
       \$229  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$230  = t0_0_w1_4;
     if (rst) begin
       \$230  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$231  = t0_0_w1_6;
     if (rst) begin
       \$231  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$232  = t0_0_w1_8;
     if (rst) begin
       \$232  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$233  = t0_0_w3_0;
     if (rst) begin
       \$233  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$234  = t0_0_l2_4;
     if (rst) begin
       \$234  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$235  = t0_0_w4_0;
     if (rst) begin
       \$235  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$236  = carry1_0;
     if (\$signal$207 ) begin
       \$236  = word1[15:8];
@@ -26209,14 +26361,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$237  = \$136 ;
     if (rst) begin
       \$237  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
       \$238  = xdata_d1[7:0];
@@ -26228,7 +26380,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
       \$239  = xdata_d1[15:8];
@@ -26240,7 +26392,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
       \$240  = xdata_d1[23:16];
@@ -26252,7 +26404,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
       \$241  = xdata_d1[31:24];
@@ -26264,7 +26416,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
       \$242  = xdata_d1[39:32];
@@ -26276,7 +26428,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
       \$243  = xdata_d1[47:40];
@@ -26288,7 +26440,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
       \$244  = xdata_d1[55:48];
@@ -26300,7 +26452,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
       \$245  = xdata_d1[63:56];
@@ -26312,7 +26464,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
       \$246  = xdata_d1[71:64];
@@ -26324,7 +26476,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
       \$247  = xdata_d1[79:72];
@@ -26336,7 +26488,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
       \$248  = xdata_d1[87:80];
@@ -26348,7 +26500,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
       \$249  = xdata_d1[95:88];
@@ -26360,7 +26512,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
       \$250  = xdata_d1[103:96];
@@ -26372,7 +26524,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
       \$251  = xdata_d1[111:104];
@@ -26384,7 +26536,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
       \$252  = xdata_d1[119:112];
@@ -26396,7 +26548,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
       \$253  = xdata_d1[127:120];
@@ -26408,7 +26560,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
       \$254  = xdata_d1[135:128];
@@ -26420,7 +26572,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
       \$255  = xdata_d1[143:136];
@@ -26432,7 +26584,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
       \$256  = xdata_d1[151:144];
@@ -26444,7 +26596,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
       \$257  = xdata_d1[159:152];
@@ -26456,238 +26608,238 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$258  = t1_0_w1_0;
     if (rst) begin
       \$258  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$259  = t1_0_w1_2;
     if (rst) begin
       \$259  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$260  = t1_0_w1_4;
     if (rst) begin
       \$260  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$261  = t1_0_w1_6;
     if (rst) begin
       \$261  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$262  = t1_0_w1_8;
     if (rst) begin
       \$262  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$263  = t1_0_w3_0;
     if (rst) begin
       \$263  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$264  = t1_0_l2_4;
     if (rst) begin
       \$264  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$265  = t1_0_w4_0;
     if (rst) begin
       \$265  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$266  = xdata_d1;
     if (rst) begin
       \$266  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$267  = xsum_w1_0;
     if (rst) begin
       \$267  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$268  = xsum_w1_2;
     if (rst) begin
       \$268  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$269  = xsum_w1_4;
     if (rst) begin
       \$269  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$270  = xsum_w1_6;
     if (rst) begin
       \$270  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$271  = xsum_w1_8;
     if (rst) begin
       \$271  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$272  = xsum_w3_0;
     if (rst) begin
       \$272  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$273  = xsum_l2_4;
     if (rst) begin
       \$273  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$274  = xsum_w4_0;
     if (rst) begin
       \$274  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$275  = \$signal$207 ;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$276  = v2_d1;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$277  = v2_d2;
     if (rst) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$278  = v2_d3;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$279  = v2_d4;
     if (rst) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$280  = \$signal$40 ;
     if (rst) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$281  = first2_d1;
     if (rst) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$282  = first2_d2;
     if (rst) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$283  = first2_d3;
     if (rst) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$284  = first2_d4;
     if (rst) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$285  = last1;
     if (rst) begin
       \$285  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$286  = last2_d1;
     if (rst) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$287  = last2_d2;
     if (rst) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$288  = last2_d3;
     if (rst) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$289  = last2_d4;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$290  = group_end;
     if (rst) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$291  = xacc;
     if (v2_d5) begin
       \$291  = \$138 [19:0];
@@ -26697,7 +26849,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$292  = xfin;
     if (group_end) begin
       \$292  = \$140 [19:0];
@@ -26707,7 +26859,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$293  = acc0_0;
     if (v2_d5) begin
       \$293  = \$142 [19:0];
@@ -26717,7 +26869,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$294  = fin0_0;
     if (group_end) begin
       \$294  = \$144 [19:0];
@@ -26727,7 +26879,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$295  = bank0_0;
     if (done) begin
       \$295  = \$146 [20:0];
@@ -26739,7 +26891,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$296  = acc1_0;
     if (v2_d5) begin
       \$296  = \$148 [19:0];
@@ -26749,7 +26901,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$297  = fin1_0;
     if (group_end) begin
       \$297  = \$150 [19:0];
@@ -26759,7 +26911,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$298  = bank1_0;
     if (done) begin
       \$298  = \$152 [20:0];
@@ -26769,7 +26921,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$299  = ser_left;
     if (done) begin
       \$299  = 2'h2;
@@ -26781,7 +26933,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$300  = \addr$170 ;
     if (ser) begin
       \$300  = \$156 [8:0];
@@ -26791,175 +26943,175 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$301  = \$157 ;
     if (rst) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$302  = \$159 ;
     if (rst) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$303  = bank0_0;
     if (rst) begin
       \$303  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$304  = \$signal$246 ;
     if (rst) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$305  = \data$173 [29:13];
     if (rst) begin
       \$305  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$306  = \$160 ;
     if (rst) begin
       \$306  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$307  = \$163 ;
     if (rst) begin
       \$307  = 49'h0000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$308  = rq0_beta;
     if (rst) begin
       \$308  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$309  = \$164 [32:0];
     if (rst) begin
       \$309  = 33'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$310  = \$165 [16:0];
     if (rst) begin
       \$310  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$311  = \$167 ;
     if (rst) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$312  = \$169 ;
     if (rst) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$313  = vb;
     if (rst) begin
       \$313  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$314  = v_out_d1;
     if (rst) begin
       \$314  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$315  = v_out_d2;
     if (rst) begin
       \$315  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$316  = v_out_d3;
     if (rst) begin
       \$316  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$317  = ka;
     if (rst) begin
       \$317  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$318  = skipped_d1;
     if (rst) begin
       \$318  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$319  = skipped_d2;
     if (rst) begin
       \$319  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$320  = skipped_d3;
     if (rst) begin
       \$320  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$321  = skipped_d4;
     if (rst) begin
       \$321  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$322  = \$170 ;
     if (rst) begin
       \$322  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$323  = \$172 ;
     if (rst) begin
       \$323  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$324  = \$26 [2:0];
     if (rst) begin
       \$324  = 3'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$325  = credits_room_next;
     if (rst) begin
       \$325  = 1'h1;
@@ -27313,7 +27465,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -27441,14 +27593,14 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
   always @(posedge clk)
     used <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$44  = \$35 ;
     if (rst) begin
       \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$36  = buf0;
     if (\$7 ) begin
       \$36  = w_data;
@@ -27458,7 +27610,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$37  = buf1;
     if (\$9 ) begin
       \$37  = w_data;
@@ -27468,7 +27620,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$38  = buf2;
     if (\$11 ) begin
       \$38  = w_data;
@@ -27478,7 +27630,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$39  = o__valid;
     if (head_free) begin
       \$39  = \$13 ;
@@ -27488,7 +27640,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
@@ -27498,7 +27650,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$41  = rd;
     if (pop) begin
       \$41  = \$17 [1:0];
@@ -27508,7 +27660,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$42  = wr;
     if (push) begin
       \$42  = \$20 [1:0];
@@ -27518,7 +27670,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$43  = \$28 [1:0];
     if (rst) begin
       \$43  = 2'h0;
@@ -27620,7 +27772,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -28024,70 +28176,70 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   always @(posedge clk)
     slot4 <= \$175 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$158  = \$17 ;
     if (rst) begin
       \$158  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$159  = \$27 ;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$160  = \$37 ;
     if (rst) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$161  = \$47 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$162  = \$57 ;
     if (rst) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$163  = \$67 ;
     if (rst) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$164  = \$104 ;
     if (rst) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$165  = v1;
     if (rst) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$166  = v2;
     if (rst) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$167  = addr;
     if (\$141 ) begin
       \$167  = \$144 [15:0];
@@ -28097,7 +28249,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$168  = primed;
     if (at5) begin
       \$168  = 1'h1;
@@ -28107,7 +28259,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$169  = \$signal ;
     if (\$146 ) begin
       \$169  = \$149 [2:0];
@@ -28117,7 +28269,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$170  = wptr;
     if (v3) begin
       \$170  = \$152 [2:0];
@@ -28127,7 +28279,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$171  = slot0;
     if (v3) begin
       if (\$153 ) begin
@@ -28139,7 +28291,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$172  = slot1;
     if (v3) begin
       if (\$154 ) begin
@@ -28151,7 +28303,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$173  = slot2;
     if (v3) begin
       if (\$155 ) begin
@@ -28163,7 +28315,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$174  = slot3;
     if (v3) begin
       if (\$156 ) begin
@@ -28175,7 +28327,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$175  = slot4;
     if (v3) begin
       if (\$157 ) begin
@@ -28191,7 +28343,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -28292,7 +28444,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   always @(posedge clk)
     word <= \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$24  = o__payload;
     if (\$13 ) begin
       \$24  = word;
@@ -28302,28 +28454,28 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$25  = valid_next;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$26  = \$signal ;
     if (rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$27  = \$16 ;
     if (rst) begin
       \$27  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$28  = beat;
     if (take) begin
       \$28  = \$18 [8:0];
@@ -28333,7 +28485,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$29  = last;
     if (take) begin
       \$29  = \$20 ;
@@ -28343,7 +28495,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$30  = at;
     if (take) begin
       \$30  = \$22 ;
@@ -28353,7 +28505,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$31  = word;
     if (take) begin
       \$31  = \$23 ;
@@ -28367,7 +28519,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -29875,7 +30027,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [5:0];
@@ -29885,70 +30037,70 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$165  = w_data;
     if (rst) begin
       \$165  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$166  = \$22 [3:0];
     if (rst) begin
       \$166  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$167  = \$26 ;
     if (rst) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$168  = \$27 [3:0];
     if (rst) begin
       \$168  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$169  = \$31 ;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$170  = \$32 [3:0];
     if (rst) begin
       \$170  = 4'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$171  = \$36 ;
     if (rst) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$172  = \$37 [3:0];
     if (rst) begin
       \$172  = 4'h3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$173  = \$41 ;
     if (rst) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$174  = w_count;
     if (take) begin
       \$174  = \$44 [4:0];
@@ -29958,7 +30110,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$175  = w_full;
     if (take) begin
       if (\$45 ) begin
@@ -29973,49 +30125,49 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$176  = \$46 ;
     if (rst) begin
       \$176  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$177  = 1'h1;
     if (rst) begin
       \$177  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$178  = \$signal ;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$179  = n_last_next;
     if (rst) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$180  = \$47 ;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$181  = r_next;
     if (rst) begin
       \$181  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$182  = s_idx;
     if (step) begin
       \$182  = \$49 [4:0];
@@ -30025,7 +30177,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$183  = addr;
     if (step) begin
       if (s_last) begin
@@ -30037,7 +30189,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$184  = active;
     if (\$52 ) begin
       \$184  = 1'h0;
@@ -30050,7 +30202,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$185  = r_base;
     if (load) begin
       \$185  = { 1'h0, \$53  };
@@ -30060,7 +30212,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$186  = w_half;
     if (load) begin
       \$186  = \$54 ;
@@ -30070,7 +30222,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$187  = col;
     if (step) begin
       \$187  = \$55 ;
@@ -30080,7 +30232,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$188  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -30092,175 +30244,175 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$189  = \$66 [4:0];
     if (rst) begin
       \$189  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$190  = step;
     if (rst) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$191  = \$67 ;
     if (rst) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$192  = s_last;
     if (rst) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$193  = \o__payload$225 ;
     if (rst) begin
       \$193  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$194  = \$68 [3:0];
     if (rst) begin
       \$194  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$195  = \$69 [3:0];
     if (rst) begin
       \$195  = 4'h3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$196  = \$70 [3:0];
     if (rst) begin
       \$196  = 4'h6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$197  = \$71 [3:0];
     if (rst) begin
       \$197  = 4'h9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$198  = \$77 [1:0];
     if (rst) begin
       \$198  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$199  = r_page_a0;
     if (rst) begin
       \$199  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$200  = \$78 [3:0];
     if (rst) begin
       \$200  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$201  = \$79 [3:0];
     if (rst) begin
       \$201  = 4'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$202  = \$80 [3:0];
     if (rst) begin
       \$202  = 4'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$203  = \$81 [3:0];
     if (rst) begin
       \$203  = 4'ha;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$204  = \$87 [1:0];
     if (rst) begin
       \$204  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$205  = r_page_a1;
     if (rst) begin
       \$205  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$206  = \$88 [3:0];
     if (rst) begin
       \$206  = 4'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$207  = \$89 [3:0];
     if (rst) begin
       \$207  = 4'h5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$208  = \$90 [3:0];
     if (rst) begin
       \$208  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$209  = \$91 [3:0];
     if (rst) begin
       \$209  = 4'hb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$210  = \$97 [1:0];
     if (rst) begin
       \$210  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$211  = r_page_a2;
     if (rst) begin
       \$211  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$212  = { \$115 , \$109 , \$103  };
     if (rst) begin
       \$212  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$213  = carry0_0;
     if (\$signal$223 ) begin
       \$213  = \i$112 ;
@@ -30270,14 +30422,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$214  = \$134 ;
     if (rst) begin
       \$214  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$215  = xdata_d1[7:0];
@@ -30289,7 +30441,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$216  = xdata_d1[15:8];
@@ -30301,7 +30453,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$217  = xdata_d1[23:16];
@@ -30313,7 +30465,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$218  = xdata_d1[31:24];
@@ -30325,7 +30477,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$219  = xdata_d1[39:32];
@@ -30337,7 +30489,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$220  = xdata_d1[47:40];
@@ -30349,7 +30501,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$221  = xdata_d1[55:48];
@@ -30361,7 +30513,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$222  = xdata_d1[63:56];
@@ -30373,7 +30525,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$223  = xdata_d1[71:64];
@@ -30385,7 +30537,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$224  = xdata_d1[79:72];
@@ -30397,7 +30549,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$225  = xdata_d1[87:80];
@@ -30409,7 +30561,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$226  = xdata_d1[95:88];
@@ -30421,7 +30573,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$227  = xdata_d1[103:96];
@@ -30433,7 +30585,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$228  = xdata_d1[111:104];
@@ -30445,7 +30597,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$229  = xdata_d1[119:112];
@@ -30457,7 +30609,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$230  = xdata_d1[127:120];
@@ -30469,7 +30621,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$231  = xdata_d1[135:128];
@@ -30481,7 +30633,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$232  = xdata_d1[143:136];
@@ -30493,7 +30645,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$233  = xdata_d1[151:144];
@@ -30505,7 +30657,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$234  = xdata_d1[159:152];
@@ -30517,238 +30669,238 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$235  = t0_0_w1_0;
     if (rst) begin
       \$235  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$236  = t0_0_w1_2;
     if (rst) begin
       \$236  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$237  = t0_0_w1_4;
     if (rst) begin
       \$237  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$238  = t0_0_w1_6;
     if (rst) begin
       \$238  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$239  = t0_0_w1_8;
     if (rst) begin
       \$239  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$240  = t0_0_w3_0;
     if (rst) begin
       \$240  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$241  = t0_0_l2_4;
     if (rst) begin
       \$241  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$242  = t0_0_w4_0;
     if (rst) begin
       \$242  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$243  = xdata_d1;
     if (rst) begin
       \$243  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$244  = xsum_w1_0;
     if (rst) begin
       \$244  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$245  = xsum_w1_2;
     if (rst) begin
       \$245  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$246  = xsum_w1_4;
     if (rst) begin
       \$246  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$247  = xsum_w1_6;
     if (rst) begin
       \$247  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$248  = xsum_w1_8;
     if (rst) begin
       \$248  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$249  = xsum_w3_0;
     if (rst) begin
       \$249  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$250  = xsum_l2_4;
     if (rst) begin
       \$250  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$251  = xsum_w4_0;
     if (rst) begin
       \$251  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$252  = \$signal$223 ;
     if (rst) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$253  = v2_d1;
     if (rst) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$254  = v2_d2;
     if (rst) begin
       \$254  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$255  = v2_d3;
     if (rst) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$256  = v2_d4;
     if (rst) begin
       \$256  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$257  = \$signal$109 ;
     if (rst) begin
       \$257  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$258  = first2_d1;
     if (rst) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$259  = first2_d2;
     if (rst) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$260  = first2_d3;
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$261  = first2_d4;
     if (rst) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$262  = last1;
     if (rst) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$263  = last2_d1;
     if (rst) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$264  = last2_d2;
     if (rst) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$265  = last2_d3;
     if (rst) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$266  = last2_d4;
     if (rst) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$267  = group_end;
     if (rst) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$268  = xacc;
     if (v2_d5) begin
       \$268  = \$136 [16:0];
@@ -30758,7 +30910,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$269  = xfin;
     if (group_end) begin
       \$269  = \$138 [16:0];
@@ -30768,7 +30920,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$270  = acc0_0;
     if (v2_d5) begin
       \$270  = \$140 [16:0];
@@ -30778,7 +30930,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$271  = fin0_0;
     if (group_end) begin
       \$271  = \$142 [16:0];
@@ -30788,7 +30940,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$272  = bank0_0;
     if (done) begin
       \$272  = \$144 [17:0];
@@ -30798,7 +30950,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$273  = ser_left;
     if (done) begin
       \$273  = 1'h1;
@@ -30810,7 +30962,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$274  = \addr$191 ;
     if (ser) begin
       \$274  = \$148 [3:0];
@@ -30820,175 +30972,175 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$275  = \$149 ;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$276  = \$151 ;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$277  = bank0_0;
     if (rst) begin
       \$277  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$278  = \$signal$271 ;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$279  = \data$194 [39:19];
     if (rst) begin
       \$279  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$280  = \$152 ;
     if (rst) begin
       \$280  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$281  = \$155 ;
     if (rst) begin
       \$281  = 52'h0000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$282  = rq0_beta;
     if (rst) begin
       \$282  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$283  = \$156 [35:0];
     if (rst) begin
       \$283  = 36'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$284  = \$157 [19:0];
     if (rst) begin
       \$284  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$285  = \$159 ;
     if (rst) begin
       \$285  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$286  = \$161 ;
     if (rst) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$287  = vb;
     if (rst) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$288  = v_out_d1;
     if (rst) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$289  = v_out_d2;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$290  = v_out_d3;
     if (rst) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$291  = ka;
     if (rst) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$292  = skipped_d1;
     if (rst) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$293  = skipped_d2;
     if (rst) begin
       \$293  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$294  = skipped_d3;
     if (rst) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$295  = skipped_d4;
     if (rst) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$296  = \$162 ;
     if (rst) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$297  = \$164 ;
     if (rst) begin
       \$297  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$298  = \$21 [1:0];
     if (rst) begin
       \$298  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$299  = credits_room_next;
     if (rst) begin
       \$299  = 1'h1;
@@ -31254,7 +31406,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -31363,7 +31515,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
@@ -31373,7 +31525,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -31383,7 +31535,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
@@ -31393,7 +31545,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -31403,7 +31555,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -31413,14 +31565,14 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$36  = \$23 [0];
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$37  = \$30 ;
     if (rst) begin
       \$37  = 1'h1;
@@ -31522,7 +31674,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -31844,56 +31996,56 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   always @(posedge clk)
     slot3 <= \$137 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$123  = \$15 ;
     if (rst) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$124  = \$25 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$125  = \$35 ;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$126  = \$45 ;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$127  = \$55 ;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$128  = \$81 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$129  = v1;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$130  = addr;
     if (\$107 ) begin
       \$130  = \$110 [8:0];
@@ -31903,7 +32055,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$131  = primed;
     if (at4) begin
       \$131  = 1'h1;
@@ -31913,7 +32065,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$132  = \$signal ;
     if (\$112 ) begin
       \$132  = \$115 [1:0];
@@ -31923,7 +32075,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$133  = wptr;
     if (v2) begin
       \$133  = \$118 [1:0];
@@ -31933,7 +32085,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$134  = slot0;
     if (v2) begin
       if (\$119 ) begin
@@ -31945,7 +32097,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$135  = slot1;
     if (v2) begin
       if (\$120 ) begin
@@ -31957,7 +32109,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$136  = slot2;
     if (v2) begin
       if (\$121 ) begin
@@ -31969,7 +32121,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$137  = slot3;
     if (v2) begin
       if (\$122 ) begin
@@ -31985,7 +32137,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__payload, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -32709,7 +32861,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     .w_port__data(\$signal$21 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$61  = cg;
     if (take) begin
       \$61  = \$22 [4:0];
@@ -32719,7 +32871,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$62  = x;
     if (take) begin
       if (\$23 ) begin
@@ -32731,7 +32883,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$63  = \$signal$38 ;
     if (take) begin
       if (\$23 ) begin
@@ -32743,7 +32895,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$64  = \$signal$17 ;
     if (take) begin
       if (\$23 ) begin
@@ -32755,7 +32907,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$65  = y;
     if (take) begin
       if (\$23 ) begin
@@ -32769,7 +32921,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$66  = \$signal$40 ;
     if (take) begin
       if (\$23 ) begin
@@ -32783,133 +32935,133 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$67  = take;
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$68  = \$48 ;
     if (rst) begin
       \$68  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$69  = \$51 ;
     if (rst) begin
       \$69  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$70  = \$54 ;
     if (rst) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$71  = \$12 [8:0];
     if (rst) begin
       \$71  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$72  = i__payload;
     if (rst) begin
       \$72  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$73  = \$signal ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$74  = \$signal$41 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$75  = \$signal$9 ;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$76  = \$signal$10 ;
     if (rst) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$77  = addr1;
     if (rst) begin
       \$77  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$78  = \$signal$43 ;
     if (rst) begin
       \$78  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$79  = \$signature__data ;
     if (rst) begin
       \$79  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$80  = \$55 ;
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$81  = wport__addr;
     if (rst) begin
       \$81  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$82  = \$signal$21 ;
     if (rst) begin
       \$82  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$83  = \$signal$28 ;
     if (rst) begin
       \$83  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$84  = \$58 ;
     if (rst) begin
       \$84  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$85  = \$60 ;
     if (rst) begin
       \$85  = 1'h0;
@@ -32933,7 +33085,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -33024,7 +33176,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -33034,7 +33186,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -33044,7 +33196,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -33066,7 +33218,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -33790,7 +33942,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     .w_port__data(\$signal$21 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$61  = cg;
     if (take) begin
       \$61  = \$22 [5:0];
@@ -33800,7 +33952,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$62  = x;
     if (take) begin
       if (\$23 ) begin
@@ -33812,7 +33964,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$63  = \$signal$38 ;
     if (take) begin
       if (\$23 ) begin
@@ -33824,7 +33976,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$64  = \$signal$17 ;
     if (take) begin
       if (\$23 ) begin
@@ -33836,7 +33988,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$65  = y;
     if (take) begin
       if (\$23 ) begin
@@ -33850,7 +34002,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$66  = \$signal$40 ;
     if (take) begin
       if (\$23 ) begin
@@ -33864,133 +34016,133 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$67  = take;
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$68  = \$48 ;
     if (rst) begin
       \$68  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$69  = \$51 ;
     if (rst) begin
       \$69  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$70  = \$54 ;
     if (rst) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$71  = \$12 [8:0];
     if (rst) begin
       \$71  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$72  = i__payload;
     if (rst) begin
       \$72  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$73  = \$signal ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$74  = \$signal$41 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$75  = \$signal$9 ;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$76  = \$signal$10 ;
     if (rst) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$77  = addr1;
     if (rst) begin
       \$77  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$78  = \$signal$43 ;
     if (rst) begin
       \$78  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$79  = \$signature__data ;
     if (rst) begin
       \$79  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$80  = \$55 ;
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$81  = wport__addr;
     if (rst) begin
       \$81  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$82  = \$signal$21 ;
     if (rst) begin
       \$82  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$83  = \$signal$28 ;
     if (rst) begin
       \$83  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$84  = \$58 ;
     if (rst) begin
       \$84  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$85  = \$60 ;
     if (rst) begin
       \$85  = 1'h0;
@@ -34014,7 +34166,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34105,7 +34257,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -34115,7 +34267,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -34125,7 +34277,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
