@@ -316,27 +316,34 @@ def _critical_path(pnr_report):
             "to": steps[-1]["to"]["cell"], "modules": modules}
 
 
-def slow_nets(pnr_report, period_ns, top=10, share=0.4):
-    """The routed nets with an arc longer than ``share`` of the clock period, from nextpnr's
-    detailed timing report: ``{"nets": [...], "modules": [...]}``, the ``top`` slowest nets
-    (name, driver, fan-out, longest arc in ns) and the driving modules with the most such
-    nets (their count and longest arc): where the routing that misses timing is."""
-    limit = share * period_ns
-    nets = []
+def late_endpoints(pnr_report, period_ns, top=10):
+    """The register inputs that data reach after the clock period, from nextpnr's detailed
+    timing report (its endpoints' ``delay`` is ``[the last net's delay, the arrival after
+    the launching clock edge]``; paths launched from inputs without a clock, such as the
+    reset, are left out): ``{"period_ns", "count", "endpoints": [...], "modules": [...]}``,
+    the ``top`` latest endpoints (cell, port, arrival, the last net's delay and driver) and
+    the module and port groups with the most of them (their count and latest arrival):
+    where the design misses its clock, beyond the one critical path."""
+    late = []
     for net in pnr_report.get("detailed_net_timings", []):
-        delays = [e["delay"][-1] for e in net.get("endpoints", []) if e.get("delay")]
-        if delays and max(delays) > limit:
-            nets.append({"net": net.get("net", "?"), "driver": net.get("driver", "?"),
-                         "fanout": len(delays), "delay_ns": round(max(delays), 2)})
-    nets.sort(key=lambda n: -n["delay_ns"])
-    modules = {}
-    for n in nets:
-        mod = modules.setdefault(_module_of(n["driver"]), {"nets": 0, "delay_ns": 0.0})
-        mod["nets"] += 1
-        mod["delay_ns"] = max(mod["delay_ns"], n["delay_ns"])
-    ranked = sorted(modules.items(), key=lambda kv: (-kv[1]["nets"], -kv[1]["delay_ns"]))
-    return {"over_ns": round(limit, 2), "count": len(nets), "nets": nets[:top],
-            "modules": [{"module": k, **v} for k, v in ranked[:top]]}
+        if "posedge" not in net.get("event", "posedge"):
+            continue                        # launched by no clock (an input, the reset)
+        for e in net.get("endpoints", []):
+            d = e.get("delay")
+            if d and d[-1] > period_ns:
+                late.append({"cell": e.get("cell", "?"), "port": e.get("port", "?"),
+                             "arrival_ns": round(d[-1], 2), "net_ns": round(d[0], 2),
+                             "driver": net.get("driver", "?")})
+    late.sort(key=lambda e: -e["arrival_ns"])
+    groups = {}
+    for e in late:
+        g = groups.setdefault((_module_of(e["cell"]), e["port"]),
+                              {"endpoints": 0, "arrival_ns": 0.0})
+        g["endpoints"] += 1
+        g["arrival_ns"] = max(g["arrival_ns"], e["arrival_ns"])
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1]["endpoints"], -kv[1]["arrival_ns"]))
+    return {"period_ns": round(period_ns, 3), "count": len(late), "endpoints": late[:top],
+            "modules": [{"module": m, "port": p, **v} for (m, p), v in ranked[:top]]}
 
 
 def _phase_seconds(phases, total):
@@ -517,7 +524,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
                 result["utilization"] = {k: v for k, v in pnr_report["utilization"].items()
                                          if v["used"]}
                 result["critical_path"] = _critical_path(pnr_report)
-                result["slow_nets"] = slow_nets(pnr_report, 1000 / clock_mhz)
+                result["late_endpoints"] = late_endpoints(pnr_report, 1000 / clock_mhz)
                 pnr_ok = True
             except SynthError as e:
                 pnr_error = str(e)
@@ -570,12 +577,12 @@ def markdown(result):
     if result.get("endpoints_failing") is not None:
         lines += [f"Endpoints below the target after routing: {result['endpoints_failing']} "
                   f"(nextpnr's slack histogram, `slack_histogram_ps` in the JSON report)", ""]
-    slow = result.get("slow_nets")
-    if slow and slow["modules"]:
-        lines += [f"Nets with an arc over {slow['over_ns']:g} ns of routing: {slow['count']}; "
-                  "most from " + ", ".join(f"`{m['module']}` ({m['nets']}, up to "
-                                           f"{m['delay_ns']:.1f} ns)"
-                                           for m in slow["modules"][:5]), ""]
+    late = result.get("late_endpoints")
+    if late and late["modules"]:
+        lines += [f"Register inputs reached after {late['period_ns']:g} ns: {late['count']}; "
+                  "most in " + ", ".join(f"`{m['module']}` .{m['port']} ({m['endpoints']}, "
+                                         f"up to {m['arrival_ns']:.1f} ns)"
+                                         for m in late["modules"][:6]), ""]
     if result.get("pnr_phase_seconds"):
         lines += ["nextpnr: " + ", ".join(f"{k} {v:.0f} s" for k, v in
                                           result["pnr_phase_seconds"].items()), ""]

@@ -59,9 +59,12 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert hist and all(lo < hi for lo, hi, n in hist)
     assert report["endpoints_failing"] == sum(n for lo, hi, n in hist if lo < 0)
     assert (report["endpoints_failing"] > 0) == (not report["timing_met"])
-    slow = report["slow_nets"]          # from nextpnr's detailed timing report
-    assert slow["over_ns"] == pytest.approx(0.4 * 1000 / 50)
-    assert all(n["delay_ns"] > slow["over_ns"] for n in slow["nets"])
+    late = report["late_endpoints"]     # from nextpnr's detailed timing report
+    assert late["period_ns"] == pytest.approx(1000 / 50)
+    assert all(e["arrival_ns"] > late["period_ns"] for e in late["endpoints"])
+    # the latest register input is where the critical path ends, when the target is missed
+    if late["endpoints"]:
+        assert late["endpoints"][0]["arrival_ns"] == pytest.approx(cp["delay_ns"], abs=0.5)
 
 
 @pytest.mark.synth
@@ -232,23 +235,28 @@ def test_pnr_progress_names_the_phase_and_router_iteration(tmp_path):
     assert _pnr_progress(str(tmp_path / "none.log"), {}, 1.0) == ""
 
 
-def test_slow_nets_ranks_routing_by_module():
-    from flexor_hw.synth import slow_nets
+def test_late_endpoints_rank_register_inputs_by_module():
+    from flexor_hw.synth import late_endpoints
 
-    def net(name, driver, *delays):
-        return {"net": name, "driver": driver,
-                "endpoints": [{"cell": "x", "port": "A", "delay": [0.1, d]} for d in delays]}
+    def net(driver, *arrivals, event="posedge clk"):
+        return {"net": driver + "_n", "driver": driver, "event": event,
+                "endpoints": [{"cell": f"{driver.split('.')[0]}.r{i}_TRELLIS_FF_Q", "port": "DI",
+                               "delay": [0.5, a]} for i, a in enumerate(arrivals)]}
     report = {"detailed_net_timings": [
-        net("a", "conv2.r_addr_b3_TRELLIS_FF_Q_1", 6.0, 1.0, 2.0),
-        net("b", "conv2.w_en_q0_TRELLIS_FF_Q", 4.5),
-        net("c", "fc1.rom.row_TRELLIS_FF_Q_7", 5.0),
-        net("d", "pool1.cmp_LUT4_Z", 3.9),            # under 40 % of 10 ns
+        net("conv2.a_LUT4_Z", 12.0, 9.0, 10.5),
+        net("conv2.b_LUT4_Z", 11.0),
+        net("fc1.rom.row_TRELLIS_FF_Q_7", 13.0),
+        net("pool1.cmp_LUT4_Z", 9.9),                     # in time
+        net("rst$TRELLIS_IO_IN", 18.0, event="<async>"),   # launched by no clock
         {"net": "e", "driver": "clk", "endpoints": []}]}
-    slow = slow_nets(report, 10.0)
-    assert slow["over_ns"] == 4.0 and slow["count"] == 3
-    assert [n["net"] for n in slow["nets"]] == ["a", "c", "b"]
-    assert slow["nets"][0] == {"net": "a", "driver": "conv2.r_addr_b3_TRELLIS_FF_Q_1",
-                               "fanout": 3, "delay_ns": 6.0}
-    assert slow["modules"] == [{"module": "conv2", "nets": 2, "delay_ns": 6.0},
-                               {"module": "fc1.rom", "nets": 1, "delay_ns": 5.0}]
-    assert slow_nets({}, 10.0)["count"] == 0
+    late = late_endpoints(report, 10.0)
+    assert late["period_ns"] == 10.0 and late["count"] == 4
+    assert [e["arrival_ns"] for e in late["endpoints"]] == [13.0, 12.0, 11.0, 10.5]
+    assert late["endpoints"][0] == {"cell": "fc1.r0_TRELLIS_FF_Q", "port": "DI",
+                                    "arrival_ns": 13.0, "net_ns": 0.5,
+                                    "driver": "fc1.rom.row_TRELLIS_FF_Q_7"}
+    assert late["modules"] == [{"module": "conv2", "port": "DI", "endpoints": 3,
+                                "arrival_ns": 12.0},
+                               {"module": "fc1", "port": "DI", "endpoints": 1,
+                                "arrival_ns": 13.0}]
+    assert late_endpoints({}, 10.0)["count"] == 0
