@@ -152,9 +152,11 @@ class SlidingWindow(wiring.Component):
         base_slot = Signal(range(R), init=(-ph) % R)                      # slot of row low
         ix0 = Signal(range(-pw, (ow - 1) * sw - pw + 1), init=-pw)        # ox·sw − pw
         r_done = Signal()          # the reader has read its whole image
-        iy = Signal(range(-ph, (oh - 1) * sh - ph + kh))
-        ix = Signal(range(-pw, (ow - 1) * sw - pw + kw))
-        m.d.comb += [iy.eq(low + ky), ix.eq(ix0 + kx)]
+        # iy = low + ky and ix = ix0 + kx: registers that follow the counters (their adders
+        # sat on the path from the counters through ``avail`` and ``take`` to every
+        # counter's enable: LeNet-5's longest, placed on the ECP5-25k)
+        iy = Signal(range(-ph, (oh - 1) * sh - ph + kh), init=-ph)
+        ix = Signal(range(-pw, (ow - 1) * sw - pw + kw), init=-pw)
 
         # The writer may fill a row unless its slot still holds a row the reader needs
         # (stream rows before the reader's ``low`` are free: row r of the next image is row
@@ -234,6 +236,15 @@ class SlidingWindow(wiring.Component):
                                      col_addr.eq(Mux(last_ox, col_lo, ix0c + sw * C))]
                         with m.If(last_ox):
                             _next_output_row(m, rows, last_oy)
+        with m.If(take):
+            with m.If(~last_kx):
+                m.d.sync += ix.eq(ix + 1)
+            with m.Elif(last_ky & last_c):
+                m.d.sync += ix.eq(Mux(last_ox, -pw, ix0 + sw))
+            with m.Else():
+                m.d.sync += ix.eq(ix0)
+            with m.If(last_kx):
+                _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
         # (A switch comes only once the reader is done: no take in the same cycle.)
         with m.If(switch):
             _hand_over(m, rows)
@@ -325,8 +336,7 @@ class RowWindow(SlidingWindow):
         base_slot = Signal(range(R), init=(-ph) % R)
         ix0 = Signal(range(-pw, (ow - 1) * sw - pw + 1), init=-pw)        # ox·sw − pw
         r_done = Signal()
-        iy = Signal(range(-ph, (oh - 1) * sh - ph + kh))
-        m.d.comb += iy.eq(low + ky)
+        iy = Signal(range(-ph, (oh - 1) * sh - ph + kh), init=-ph)     # low + ky, a register
 
         can_write = Signal(init=1)      # a register (_write_room)
         write = Signal()
@@ -408,12 +418,26 @@ class RowWindow(SlidingWindow):
                                  qc.eq(Mux(last_ox, q0c.init, next_q0c))]
                     with m.If(last_ox):
                         _next_output_row(m, rows, last_oy)
+        with m.If(take):
+            _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
         with m.If(switch):
             _hand_over(m, rows)
         _write_room(m, can_write, write & (w_c == C - 1) & (w_x == W - 1),
                     take & last_ky & last_c & last_ox, last_oy, switch, ahead, w_row, low,
                     r_done, H, R, sh, ph)
         return m
+
+
+def _next_iy(m, iy, low, last_ky, row_end, last_oy, sh, ph):
+    """``iy = low + ky`` as it follows a step of ``ky`` (under the caller's condition): the
+    next kernel row, or the window's first row of the same output row, of the next one
+    (``row_end``), or of the next image."""
+    with m.If(~last_ky):
+        m.d.sync += iy.eq(iy + 1)
+    with m.Elif(row_end):
+        m.d.sync += iy.eq(Mux(last_oy, -ph, low + sh))
+    with m.Else():
+        m.d.sync += iy.eq(low)
 
 
 def _registered_output(m, unit, width, finish):

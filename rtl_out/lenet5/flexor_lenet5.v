@@ -113,8 +113,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
-    .\i__ready$24 (i__ready),
-    .\i__valid$27 (i__valid),
+    .\i__ready$18 (i__ready),
+    .\i__valid$21 (i__valid),
     .\o__payload$12 (\i__payload$11 ),
     .\o__ready$14 (\o__ready$15 ),
     .\o__valid$16 (\i__valid$13 ),
@@ -143,9 +143,9 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .\i__payload$29 (\i__payload$29 ),
-    .\i__ready$21 (\o__ready$33 ),
-    .\i__valid$24 (\i__valid$31 ),
+    .\i__payload$26 (\i__payload$29 ),
+    .\i__ready$18 (\o__ready$33 ),
+    .\i__valid$21 (\i__valid$31 ),
     .\o__payload$12 (\i__payload$35 ),
     .\o__ready$14 (\o__ready$39 ),
     .\o__valid$16 (\i__valid$37 ),
@@ -3566,57 +3566,57 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__valid$16 , \o__payload$12 , \o__ready$14 , wr__data);
+module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , wr__data);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [6:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
-  wire [9:0] \$100 ;
-  wire [3:0] \$101 ;
-  wire \$102 ;
-  wire [3:0] \$103 ;
-  wire [4:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire [4:0] \$106 ;
-  wire [8:0] \$107 ;
-  wire \$108 ;
-  wire [8:0] \$109 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [6:0] \$102 ;
+  wire \$103 ;
+  wire [6:0] \$104 ;
+  wire [6:0] \$105 ;
+  wire [3:0] \$106 ;
+  wire \$107 ;
+  wire [3:0] \$108 ;
+  wire [4:0] \$109 ;
   wire \$11 ;
-  wire [9:0] \$110 ;
-  wire [8:0] \$111 ;
-  wire [9:0] \$112 ;
-  wire [8:0] \$113 ;
-  wire \$114 ;
-  wire [8:0] \$115 ;
-  wire [9:0] \$116 ;
-  wire [8:0] \$117 ;
-  wire [9:0] \$118 ;
+  wire [3:0] \$110 ;
+  wire [4:0] \$111 ;
+  wire [8:0] \$112 ;
+  wire \$113 ;
+  wire [8:0] \$114 ;
+  wire [9:0] \$115 ;
+  wire [8:0] \$116 ;
+  wire [9:0] \$117 ;
+  wire [3:0] \$118 ;
   wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [1:0] \$124 ;
-  wire [1:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire [9:0] \$12 ;
+  wire [3:0] \$120 ;
+  wire [4:0] \$121 ;
+  wire [3:0] \$122 ;
+  wire [4:0] \$123 ;
+  wire [8:0] \$124 ;
+  wire \$125 ;
+  wire [8:0] \$126 ;
+  wire [9:0] \$127 ;
+  wire [8:0] \$128 ;
+  wire [9:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
+  wire [8:0] \$130 ;
   wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [1:0] \$136 ;
-  wire [1:0] \$137 ;
+  wire [8:0] \$132 ;
+  wire [9:0] \$133 ;
+  wire [8:0] \$134 ;
+  wire [9:0] \$135 ;
+  wire \$136 ;
+  wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [9:0] \$14 ;
+  wire [5:0] \$14 ;
   wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
+  wire [1:0] \$141 ;
+  wire [1:0] \$142 ;
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
@@ -3624,18 +3624,18 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [5:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
+  wire [1:0] \$153 ;
+  wire [1:0] \$154 ;
   wire \$155 ;
   wire \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [5:0] \$16 ;
+  wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -3646,7 +3646,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [5:0] \$17 ;
+  wire [8:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -3657,31 +3657,31 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire \$18 ;
+  wire [8:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
-  wire [1:0] \$182 ;
-  wire [1:0] \$183 ;
+  wire \$182 ;
+  wire \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [8:0] \$19 ;
+  wire \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
-  wire [1:0] \$194 ;
-  wire [1:0] \$195 ;
+  wire \$194 ;
+  wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire \$199 ;
-  wire [6:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire \$200 ;
+  wire [1:0] \$199 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire [1:0] \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
@@ -3693,8 +3693,8 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
+  wire [1:0] \$211 ;
+  wire [1:0] \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire \$215 ;
@@ -3713,7 +3713,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire \$23 ;
+  wire [5:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -3727,27 +3727,27 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$24 ;
   wire \$240 ;
   wire \$241 ;
-  wire [1:0] \$242 ;
-  wire [1:0] \$243 ;
+  wire \$242 ;
+  wire \$243 ;
   wire \$244 ;
   wire \$245 ;
   wire \$246 ;
   wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  wire [5:0] \$25 ;
+  wire [3:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
-  wire [1:0] \$254 ;
-  wire [1:0] \$255 ;
+  wire \$254 ;
+  wire \$255 ;
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
+  wire [1:0] \$259 ;
+  wire [3:0] \$26 ;
+  wire [1:0] \$260 ;
   wire \$261 ;
   wire \$262 ;
   wire \$263 ;
@@ -3757,10 +3757,10 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [3:0] \$27 ;
+  wire \$27 ;
   wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
+  wire [1:0] \$271 ;
+  wire [1:0] \$272 ;
   wire \$273 ;
   wire \$274 ;
   wire \$275 ;
@@ -3768,7 +3768,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
-  wire [3:0] \$28 ;
+  wire \$28 ;
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
@@ -3779,7 +3779,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
-  wire \$29 ;
+  wire [6:0] \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
@@ -3794,27 +3794,27 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire [1:0] \$302 ;
-  wire [1:0] \$303 ;
+  wire \$302 ;
+  wire \$303 ;
   wire \$304 ;
   wire \$305 ;
   wire \$306 ;
   wire \$307 ;
   wire \$308 ;
   wire \$309 ;
-  wire [6:0] \$31 ;
+  wire [3:0] \$31 ;
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
   wire \$313 ;
-  wire [1:0] \$314 ;
-  wire [1:0] \$315 ;
+  wire \$314 ;
+  wire \$315 ;
   wire \$316 ;
   wire \$317 ;
   wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
+  wire [1:0] \$319 ;
+  wire [3:0] \$32 ;
+  wire [1:0] \$320 ;
   wire \$321 ;
   wire \$322 ;
   wire \$323 ;
@@ -3824,10 +3824,10 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
-  wire [3:0] \$33 ;
+  wire \$33 ;
   wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
+  wire [1:0] \$331 ;
+  wire [1:0] \$332 ;
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
@@ -3835,7 +3835,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
-  wire [3:0] \$34 ;
+  wire \$34 ;
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
@@ -3846,7 +3846,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire \$35 ;
+  wire [6:0] \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
@@ -3857,31 +3857,31 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$357 ;
   wire \$358 ;
   wire \$359 ;
-  wire \$36 ;
+  wire [8:0] \$36 ;
   wire \$360 ;
   wire \$361 ;
   wire \$362 ;
-  wire [1:0] \$363 ;
-  wire [1:0] \$364 ;
+  wire \$363 ;
+  wire \$364 ;
   wire \$365 ;
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
   wire \$369 ;
-  wire [6:0] \$37 ;
+  wire \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
   wire \$373 ;
   wire \$374 ;
-  wire [1:0] \$375 ;
-  wire [1:0] \$376 ;
+  wire \$375 ;
+  wire \$376 ;
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire [8:0] \$38 ;
-  wire \$380 ;
-  wire \$381 ;
+  wire [1:0] \$380 ;
+  wire [1:0] \$381 ;
   wire \$382 ;
   wire \$383 ;
   wire \$384 ;
@@ -3890,11 +3890,11 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
-  wire \$39 ;
+  wire [9:0] \$39 ;
   wire \$390 ;
   wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
+  wire [1:0] \$392 ;
+  wire [1:0] \$393 ;
   wire \$394 ;
   wire \$395 ;
   wire \$396 ;
@@ -3924,32 +3924,32 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire [8:0] \$42 ;
+  wire \$42 ;
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
   wire \$423 ;
-  wire [1:0] \$424 ;
-  wire [1:0] \$425 ;
+  wire \$424 ;
+  wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire [9:0] \$43 ;
+  wire [1:0] \$43 ;
   wire \$430 ;
   wire \$431 ;
   wire \$432 ;
   wire \$433 ;
   wire \$434 ;
   wire \$435 ;
-  wire [1:0] \$436 ;
-  wire [1:0] \$437 ;
+  wire \$436 ;
+  wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire \$44 ;
+  wire [1:0] \$44 ;
   wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
+  wire [1:0] \$441 ;
+  wire [1:0] \$442 ;
   wire \$443 ;
   wire \$444 ;
   wire \$445 ;
@@ -3957,18 +3957,18 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
-  wire [1:0] \$45 ;
+  wire \$45 ;
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
+  wire [1:0] \$453 ;
+  wire [1:0] \$454 ;
   wire \$455 ;
   wire \$456 ;
   wire \$457 ;
   wire \$458 ;
   wire \$459 ;
-  wire [1:0] \$46 ;
+  wire \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
@@ -3979,7 +3979,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$467 ;
   wire \$468 ;
   wire \$469 ;
-  wire \$47 ;
+  wire [6:0] \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
@@ -3990,18 +3990,18 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$477 ;
   wire \$478 ;
   wire \$479 ;
-  wire \$48 ;
+  wire [7:0] \$48 ;
   wire \$480 ;
   wire \$481 ;
   wire \$482 ;
   wire \$483 ;
   wire \$484 ;
-  wire [1:0] \$485 ;
-  wire [1:0] \$486 ;
+  wire \$485 ;
+  wire \$486 ;
   wire \$487 ;
   wire \$488 ;
   wire \$489 ;
-  wire [6:0] \$49 ;
+  wire \$49 ;
   wire \$490 ;
   wire \$491 ;
   wire \$492 ;
@@ -4009,33 +4009,33 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
-  wire [1:0] \$497 ;
-  wire [1:0] \$498 ;
+  wire \$497 ;
+  wire \$498 ;
   wire \$499 ;
   wire \$5 ;
-  wire [7:0] \$50 ;
+  wire [5:0] \$50 ;
   wire \$500 ;
   wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
+  wire [1:0] \$502 ;
+  wire [1:0] \$503 ;
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
   wire \$507 ;
   wire \$508 ;
   wire \$509 ;
-  wire \$51 ;
+  wire [5:0] \$51 ;
   wire \$510 ;
   wire \$511 ;
   wire \$512 ;
   wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
+  wire [1:0] \$514 ;
+  wire [1:0] \$515 ;
   wire \$516 ;
   wire \$517 ;
   wire \$518 ;
   wire \$519 ;
-  wire [5:0] \$52 ;
+  wire \$52 ;
   wire \$520 ;
   wire \$521 ;
   wire \$522 ;
@@ -4046,7 +4046,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$527 ;
   wire \$528 ;
   wire \$529 ;
-  wire [5:0] \$53 ;
+  wire [6:0] \$53 ;
   wire \$530 ;
   wire \$531 ;
   wire \$532 ;
@@ -4057,18 +4057,18 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire \$54 ;
+  wire [6:0] \$54 ;
   wire \$540 ;
   wire \$541 ;
   wire \$542 ;
   wire \$543 ;
   wire \$544 ;
   wire \$545 ;
-  wire [1:0] \$546 ;
-  wire [1:0] \$547 ;
+  wire \$546 ;
+  wire \$547 ;
   wire \$548 ;
   wire \$549 ;
-  wire [6:0] \$55 ;
+  wire \$55 ;
   wire \$550 ;
   wire \$551 ;
   wire \$552 ;
@@ -4077,31 +4077,31 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$555 ;
   wire \$556 ;
   wire \$557 ;
-  wire [1:0] \$558 ;
-  wire [1:0] \$559 ;
+  wire \$558 ;
+  wire \$559 ;
   wire [6:0] \$56 ;
   wire \$560 ;
   wire \$561 ;
   wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
+  wire [1:0] \$563 ;
+  wire [1:0] \$564 ;
   wire \$565 ;
   wire \$566 ;
   wire \$567 ;
   wire \$568 ;
   wire \$569 ;
-  wire \$57 ;
+  wire [6:0] \$57 ;
   wire \$570 ;
   wire \$571 ;
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
+  wire [1:0] \$575 ;
+  wire [1:0] \$576 ;
   wire \$577 ;
   wire \$578 ;
   wire \$579 ;
-  wire [6:0] \$58 ;
+  wire \$58 ;
   wire \$580 ;
   wire \$581 ;
   wire \$582 ;
@@ -4124,7 +4124,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [6:0] \$60 ;
   wire \$600 ;
   wire \$601 ;
   wire \$602 ;
@@ -4132,10 +4132,10 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$604 ;
   wire \$605 ;
   wire \$606 ;
-  wire [1:0] \$607 ;
-  wire [1:0] \$608 ;
+  wire \$607 ;
+  wire \$608 ;
   wire \$609 ;
-  wire [6:0] \$61 ;
+  wire \$61 ;
   wire \$610 ;
   wire \$611 ;
   wire \$612 ;
@@ -4145,30 +4145,30 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$616 ;
   wire \$617 ;
   wire \$618 ;
-  wire [1:0] \$619 ;
-  wire [6:0] \$62 ;
-  wire [1:0] \$620 ;
+  wire \$619 ;
+  wire \$62 ;
+  wire \$620 ;
   wire \$621 ;
   wire \$622 ;
   wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
+  wire [1:0] \$624 ;
+  wire [1:0] \$625 ;
   wire \$626 ;
   wire \$627 ;
   wire \$628 ;
   wire \$629 ;
-  wire \$63 ;
+  wire [5:0] \$63 ;
   wire \$630 ;
   wire \$631 ;
   wire \$632 ;
   wire \$633 ;
   wire \$634 ;
   wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
+  wire [1:0] \$636 ;
+  wire [1:0] \$637 ;
   wire \$638 ;
   wire \$639 ;
-  wire \$64 ;
+  wire [5:0] \$64 ;
   wire \$640 ;
   wire \$641 ;
   wire \$642 ;
@@ -4179,7 +4179,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$647 ;
   wire \$648 ;
   wire \$649 ;
-  wire [5:0] \$65 ;
+  wire \$65 ;
   wire \$650 ;
   wire \$651 ;
   wire \$652 ;
@@ -4190,7 +4190,7 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$657 ;
   wire \$658 ;
   wire \$659 ;
-  wire [5:0] \$66 ;
+  wire [6:0] \$66 ;
   wire \$660 ;
   wire \$661 ;
   wire \$662 ;
@@ -4201,65 +4201,84 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire \$667 ;
   wire \$668 ;
   wire \$669 ;
-  wire \$67 ;
+  wire [6:0] \$67 ;
   wire \$670 ;
   wire \$671 ;
-  reg [4:0] \$672 ;
-  reg [7:0] \$673 ;
-  reg \$674 ;
-  reg [4:0] \$675 ;
-  reg \$676 ;
-  reg \$677 ;
-  reg [2:0] \$678 ;
-  reg [5:0] \$679 ;
-  wire [6:0] \$68 ;
-  reg [2:0] \$680 ;
-  reg [7:0] \$681 ;
-  reg [4:0] \$682 ;
-  reg [5:0] \$683 ;
-  reg [5:0] \$684 ;
-  reg [4:0] \$685 ;
-  reg [5:0] \$686 ;
-  reg \$687 ;
-  reg [2:0] \$688 ;
-  reg [7:0] \$689 ;
-  wire [6:0] \$69 ;
-  reg [2:0] \$690 ;
-  reg [7:0] \$691 ;
-  reg \$692 ;
+  wire \$672 ;
+  wire \$673 ;
+  wire \$674 ;
+  wire \$675 ;
+  wire \$676 ;
+  wire \$677 ;
+  wire \$678 ;
+  wire \$679 ;
+  wire \$68 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
+  wire \$683 ;
+  wire \$684 ;
+  wire \$685 ;
+  wire \$686 ;
+  wire \$687 ;
+  wire \$688 ;
+  reg [4:0] \$689 ;
+  wire [3:0] \$69 ;
+  reg [7:0] \$690 ;
+  reg \$691 ;
+  reg [4:0] \$692 ;
+  reg \$693 ;
+  reg \$694 ;
+  reg [2:0] \$695 ;
+  reg [5:0] \$696 ;
+  reg [2:0] \$697 ;
+  reg [7:0] \$698 ;
+  reg [4:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
+  reg [5:0] \$700 ;
+  reg [5:0] \$701 ;
+  reg [4:0] \$702 ;
+  reg [5:0] \$703 ;
+  reg \$704 ;
+  reg [2:0] \$705 ;
+  reg [7:0] \$706 ;
+  reg [5:0] \$707 ;
+  reg [5:0] \$708 ;
+  reg [2:0] \$709 ;
   wire [3:0] \$71 ;
-  wire \$72 ;
+  reg [7:0] \$710 ;
+  reg \$711 ;
+  wire [4:0] \$72 ;
   wire [3:0] \$73 ;
   wire [4:0] \$74 ;
-  wire [3:0] \$75 ;
-  wire [4:0] \$76 ;
+  wire [8:0] \$75 ;
+  wire \$76 ;
   wire [8:0] \$77 ;
-  wire \$78 ;
+  wire [9:0] \$78 ;
   wire [8:0] \$79 ;
   wire \$8 ;
   wire [9:0] \$80 ;
   wire [8:0] \$81 ;
-  wire [9:0] \$82 ;
+  wire \$82 ;
   wire [8:0] \$83 ;
-  wire \$84 ;
+  wire [9:0] \$84 ;
   wire [8:0] \$85 ;
   wire [9:0] \$86 ;
-  wire [8:0] \$87 ;
-  wire [9:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [3:0] \$91 ;
-  wire [4:0] \$92 ;
-  wire [3:0] \$93 ;
-  wire [4:0] \$94 ;
-  wire [8:0] \$95 ;
+  wire \$91 ;
+  wire [6:0] \$92 ;
+  wire \$93 ;
+  wire [6:0] \$94 ;
+  wire [6:0] \$95 ;
   wire \$96 ;
-  wire [8:0] \$97 ;
-  wire [9:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire advance;
   reg ahead = 1'h0;
   wire avail;
@@ -4274,24 +4293,24 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   wire [6:0] d;
   wire [8:0] i__payload;
   wire [7:0] \i__payload$10 ;
-  wire [7:0] \i__payload$31 ;
-  wire [8:0] \i__payload$47 ;
+  wire [7:0] \i__payload$25 ;
+  wire [8:0] \i__payload$43 ;
   wire i__ready;
-  output \i__ready$24 ;
-  reg \i__ready$24  = 1'h1;
-  wire \i__ready$41 ;
+  output \i__ready$18 ;
+  reg \i__ready$18  = 1'h1;
+  wire \i__ready$37 ;
   wire \i__ready$9 ;
   wire i__valid;
-  input \i__valid$27 ;
-  wire \i__valid$27 ;
-  reg \i__valid$40  = 1'h0;
+  input \i__valid$21 ;
+  wire \i__valid$21 ;
+  reg \i__valid$36  = 1'h0;
   wire \i__valid$6 ;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
-  wire [5:0] ix;
+  reg [5:0] ix = 6'h3e;
   reg [5:0] ix0 = 6'h3e;
   reg [5:0] ix0c = 6'h3e;
-  wire [5:0] iy;
+  reg [5:0] iy = 6'h3e;
   reg [2:0] kx = 3'h0;
   reg [2:0] ky = 3'h0;
   reg [5:0] low = 6'h3e;
@@ -4511,667 +4530,684 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   reg [7:0] _0_;
   always @(posedge clk) begin
     if (take) begin
-      _0_ <= mem[\$14 [7:0]];
+      _0_ <= mem[\$12 [7:0]];
     end
   end
   assign rd__data = _0_;
-  assign \$300  = w_row == 5'h1b;
-  assign \$301  = \$299  & \$300 ;
-  assign \$302  = \$301  ? 2'h2 : 2'h1;
-  assign \$303  = \$298  ? \$302  : 2'h0;
-  assign \$304  = \$303  == 1'h1;
-  assign \$305  = kx == 3'h4;
-  assign \$306  = take & \$305 ;
-  assign \$307  = ky == 3'h4;
-  assign \$308  = \$306  & \$307 ;
-  assign \$311  = ox == 5'h1b;
-  assign \$312  = \$310  & \$311 ;
-  assign \$313  = oy == 5'h1b;
-  assign \$314  = \$313  ? 2'h2 : 2'h1;
-  assign \$315  = \$312  ? \$314  : 2'h0;
-  assign \$316  = \$315  == 2'h2;
-  assign \$317  = \$304  & \$316 ;
-  assign \$318  = w_px == 5'h1b;
-  assign \$319  = write & \$318 ;
-  assign \$320  = ~ ahead;
-  assign \$321  = w_row == 5'h1b;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = \$319  & \$322 ;
-  assign \$324  = ahead | \$323 ;
-  assign \$325  = switch ? 1'h0 : \$324 ;
-  assign \$326  = kx == 3'h4;
-  assign \$327  = take & \$326 ;
-  assign \$328  = ky == 3'h4;
-  assign \$329  = \$327  & \$328 ;
-  assign \$332  = ox == 5'h1b;
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = oy == 5'h1b;
-  assign \$335  = \$333  & \$334 ;
-  assign \$336  = r_done | \$335 ;
-  assign \$337  = switch ? 1'h0 : \$336 ;
-  assign \$338  = ~ \$337 ;
-  assign \$339  = $signed({ 1'h0, w_row }) < $signed(6'h27);
-  assign \$340  = \$338  & \$339 ;
-  assign \$341  = w_row < 5'h1b;
-  assign \$342  = kx == 3'h4;
-  assign \$343  = take & \$342 ;
-  assign \$344  = ky == 3'h4;
-  assign \$345  = \$343  & \$344 ;
-  assign \$348  = ox == 5'h1b;
-  assign \$349  = \$347  & \$348 ;
-  assign \$350  = oy == 5'h1b;
-  assign \$351  = \$349  & \$350 ;
-  assign \$352  = r_done | \$351 ;
-  assign \$353  = switch ? 1'h0 : \$352 ;
-  assign \$354  = w_row < 2'h3;
-  assign \$355  = \$353  | \$354 ;
-  assign \$356  = \$341  & \$355 ;
-  assign \$357  = \$325  ? \$340  : \$356 ;
-  assign \$358  = w_px == 5'h1b;
-  assign \$359  = write & \$358 ;
-  assign \$360  = ~ ahead;
-  assign \$361  = w_row == 5'h1b;
-  assign \$362  = \$360  & \$361 ;
-  assign \$363  = \$362  ? 2'h2 : 2'h1;
-  assign \$364  = \$359  ? \$363  : 2'h0;
-  assign \$365  = \$364  == 1'h1;
-  assign \$366  = kx == 3'h4;
-  assign \$367  = take & \$366 ;
-  assign \$368  = ky == 3'h4;
-  assign \$369  = \$367  & \$368 ;
-  assign \$372  = ox == 5'h1b;
-  assign \$373  = \$371  & \$372 ;
-  assign \$374  = oy == 5'h1b;
-  assign \$375  = \$374  ? 2'h2 : 2'h1;
-  assign \$376  = \$373  ? \$375  : 2'h0;
-  assign \$377  = \$376  == 1'h1;
-  assign \$378  = \$365  & \$377 ;
-  assign \$379  = w_px == 5'h1b;
-  assign \$380  = write & \$379 ;
-  assign \$381  = ~ ahead;
-  assign \$382  = w_row == 5'h1b;
-  assign \$383  = \$381  & \$382 ;
-  assign \$384  = \$380  & \$383 ;
-  assign \$385  = ahead | \$384 ;
-  assign \$386  = switch ? 1'h0 : \$385 ;
-  assign \$387  = kx == 3'h4;
-  assign \$388  = take & \$387 ;
-  assign \$389  = ky == 3'h4;
-  assign \$390  = \$388  & \$389 ;
-  assign \$393  = ox == 5'h1b;
-  assign \$394  = \$392  & \$393 ;
-  assign \$395  = oy == 5'h1b;
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = r_done | \$396 ;
-  assign \$398  = switch ? 1'h0 : \$397 ;
-  assign \$399  = ~ \$398 ;
-  assign \$400  = $signed(d) < $signed(6'h2a);
-  assign \$401  = \$399  & \$400 ;
-  assign \$402  = w_row < 5'h1b;
-  assign \$403  = kx == 3'h4;
-  assign \$404  = take & \$403 ;
-  assign \$405  = ky == 3'h4;
-  assign \$406  = \$404  & \$405 ;
-  assign \$409  = ox == 5'h1b;
-  assign \$410  = \$408  & \$409 ;
-  assign \$411  = oy == 5'h1b;
-  assign \$412  = \$410  & \$411 ;
-  assign \$413  = r_done | \$412 ;
-  assign \$414  = switch ? 1'h0 : \$413 ;
-  assign \$415  = $signed(d) < $signed(4'h6);
-  assign \$416  = \$414  | \$415 ;
-  assign \$417  = \$402  & \$416 ;
-  assign \$418  = \$386  ? \$401  : \$417 ;
-  assign \$419  = w_px == 5'h1b;
-  assign \$420  = write & \$419 ;
-  assign \$421  = ~ ahead;
-  assign \$422  = w_row == 5'h1b;
-  assign \$423  = \$421  & \$422 ;
-  assign \$424  = \$423  ? 2'h2 : 2'h1;
-  assign \$425  = \$420  ? \$424  : 2'h0;
-  assign \$426  = \$425  == 1'h1;
-  assign \$427  = kx == 3'h4;
-  assign \$428  = take & \$427 ;
-  assign \$429  = ky == 3'h4;
-  assign \$430  = \$428  & \$429 ;
-  assign \$433  = ox == 5'h1b;
-  assign \$434  = \$432  & \$433 ;
-  assign \$435  = oy == 5'h1b;
-  assign \$436  = \$435  ? 2'h2 : 2'h1;
-  assign \$437  = \$434  ? \$436  : 2'h0;
-  assign \$438  = ! \$437 ;
-  assign \$439  = \$426  & \$438 ;
-  assign \$440  = w_px == 5'h1b;
-  assign \$441  = write & \$440 ;
-  assign \$442  = ~ ahead;
-  assign \$443  = w_row == 5'h1b;
-  assign \$444  = \$442  & \$443 ;
-  assign \$445  = \$441  & \$444 ;
-  assign \$446  = ahead | \$445 ;
-  assign \$447  = switch ? 1'h0 : \$446 ;
-  assign \$448  = kx == 3'h4;
-  assign \$449  = take & \$448 ;
-  assign \$450  = ky == 3'h4;
-  assign \$451  = \$449  & \$450 ;
-  assign \$454  = ox == 5'h1b;
-  assign \$455  = \$453  & \$454 ;
-  assign \$456  = oy == 5'h1b;
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = r_done | \$457 ;
-  assign \$459  = switch ? 1'h0 : \$458 ;
-  assign \$460  = ~ \$459 ;
-  assign \$461  = $signed(d) < $signed(6'h29);
-  assign \$462  = \$460  & \$461 ;
-  assign \$463  = w_row < 5'h1b;
-  assign \$464  = kx == 3'h4;
-  assign \$465  = take & \$464 ;
-  assign \$466  = ky == 3'h4;
-  assign \$467  = \$465  & \$466 ;
-  assign \$470  = ox == 5'h1b;
-  assign \$471  = \$469  & \$470 ;
-  assign \$472  = oy == 5'h1b;
-  assign \$473  = \$471  & \$472 ;
-  assign \$474  = r_done | \$473 ;
-  assign \$475  = switch ? 1'h0 : \$474 ;
-  assign \$476  = $signed(d) < $signed(4'h5);
-  assign \$477  = \$475  | \$476 ;
-  assign \$478  = \$463  & \$477 ;
-  assign \$479  = \$447  ? \$462  : \$478 ;
-  assign \$480  = w_px == 5'h1b;
-  assign \$481  = write & \$480 ;
-  assign \$482  = ~ ahead;
-  assign \$483  = w_row == 5'h1b;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = \$484  ? 2'h2 : 2'h1;
-  assign \$486  = \$481  ? \$485  : 2'h0;
-  assign \$487  = ! \$486 ;
-  assign \$488  = kx == 3'h4;
-  assign \$489  = take & \$488 ;
-  assign \$490  = ky == 3'h4;
-  assign \$491  = \$489  & \$490 ;
-  assign \$494  = ox == 5'h1b;
-  assign \$495  = \$493  & \$494 ;
-  assign \$496  = oy == 5'h1b;
-  assign \$497  = \$496  ? 2'h2 : 2'h1;
-  assign \$498  = \$495  ? \$497  : 2'h0;
-  assign \$499  = \$498  == 2'h2;
-  assign \$500  = \$487  & \$499 ;
-  assign \$501  = w_px == 5'h1b;
-  assign \$502  = write & \$501 ;
-  assign \$503  = ~ ahead;
-  assign \$504  = w_row == 5'h1b;
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = \$502  & \$505 ;
-  assign \$507  = ahead | \$506 ;
-  assign \$508  = switch ? 1'h0 : \$507 ;
-  assign \$509  = kx == 3'h4;
-  assign \$510  = take & \$509 ;
-  assign \$511  = ky == 3'h4;
-  assign \$512  = \$510  & \$511 ;
-  assign \$515  = ox == 5'h1b;
-  assign \$516  = \$514  & \$515 ;
-  assign \$517  = oy == 5'h1b;
-  assign \$518  = \$516  & \$517 ;
-  assign \$519  = r_done | \$518 ;
-  assign \$520  = switch ? 1'h0 : \$519 ;
-  assign \$521  = ~ \$520 ;
-  assign \$522  = $signed({ 1'h0, w_row }) < $signed(6'h28);
-  assign \$523  = \$521  & \$522 ;
-  assign \$524  = w_row < 5'h1c;
-  assign \$525  = kx == 3'h4;
-  assign \$526  = take & \$525 ;
-  assign \$527  = ky == 3'h4;
-  assign \$528  = \$526  & \$527 ;
-  assign \$531  = ox == 5'h1b;
-  assign \$532  = \$530  & \$531 ;
-  assign \$533  = oy == 5'h1b;
-  assign \$534  = \$532  & \$533 ;
-  assign \$535  = r_done | \$534 ;
-  assign \$536  = switch ? 1'h0 : \$535 ;
-  assign \$537  = w_row < 3'h4;
-  assign \$538  = \$536  | \$537 ;
-  assign \$539  = \$524  & \$538 ;
-  assign \$540  = \$508  ? \$523  : \$539 ;
-  assign \$541  = w_px == 5'h1b;
-  assign \$542  = write & \$541 ;
-  assign \$543  = ~ ahead;
-  assign \$544  = w_row == 5'h1b;
-  assign \$545  = \$543  & \$544 ;
-  assign \$546  = \$545  ? 2'h2 : 2'h1;
-  assign \$547  = \$542  ? \$546  : 2'h0;
-  assign \$548  = ! \$547 ;
-  assign \$549  = kx == 3'h4;
-  assign \$550  = take & \$549 ;
-  assign \$551  = ky == 3'h4;
-  assign \$552  = \$550  & \$551 ;
-  assign \$555  = ox == 5'h1b;
-  assign \$556  = \$554  & \$555 ;
-  assign \$557  = oy == 5'h1b;
-  assign \$558  = \$557  ? 2'h2 : 2'h1;
-  assign \$559  = \$556  ? \$558  : 2'h0;
-  assign \$560  = \$559  == 1'h1;
-  assign \$561  = \$548  & \$560 ;
-  assign \$562  = w_px == 5'h1b;
-  assign \$563  = write & \$562 ;
-  assign \$564  = ~ ahead;
-  assign \$565  = w_row == 5'h1b;
-  assign \$566  = \$564  & \$565 ;
-  assign \$567  = \$563  & \$566 ;
-  assign \$568  = ahead | \$567 ;
-  assign \$569  = switch ? 1'h0 : \$568 ;
-  assign \$570  = kx == 3'h4;
-  assign \$571  = take & \$570 ;
-  assign \$572  = ky == 3'h4;
-  assign \$573  = \$571  & \$572 ;
-  assign \$576  = ox == 5'h1b;
-  assign \$577  = \$575  & \$576 ;
-  assign \$578  = oy == 5'h1b;
-  assign \$579  = \$577  & \$578 ;
-  assign \$580  = r_done | \$579 ;
-  assign \$581  = switch ? 1'h0 : \$580 ;
-  assign \$582  = ~ \$581 ;
-  assign \$583  = $signed(d) < $signed(6'h2b);
-  assign \$584  = \$582  & \$583 ;
-  assign \$585  = w_row < 5'h1c;
-  assign \$586  = kx == 3'h4;
-  assign \$587  = take & \$586 ;
-  assign \$588  = ky == 3'h4;
-  assign \$589  = \$587  & \$588 ;
-  assign \$592  = ox == 5'h1b;
-  assign \$593  = \$591  & \$592 ;
-  assign \$594  = oy == 5'h1b;
-  assign \$595  = \$593  & \$594 ;
-  assign \$596  = r_done | \$595 ;
-  assign \$597  = switch ? 1'h0 : \$596 ;
-  assign \$598  = $signed(d) < $signed(4'h7);
-  assign \$599  = \$597  | \$598 ;
-  assign \$600  = \$585  & \$599 ;
-  assign \$601  = \$569  ? \$584  : \$600 ;
-  assign \$602  = w_px == 5'h1b;
-  assign \$603  = write & \$602 ;
-  assign \$604  = ~ ahead;
-  assign \$605  = w_row == 5'h1b;
-  assign \$606  = \$604  & \$605 ;
-  assign \$607  = \$606  ? 2'h2 : 2'h1;
-  assign \$608  = \$603  ? \$607  : 2'h0;
-  assign \$609  = ! \$608 ;
-  assign \$610  = kx == 3'h4;
-  assign \$611  = take & \$610 ;
-  assign \$612  = ky == 3'h4;
-  assign \$613  = \$611  & \$612 ;
-  assign \$616  = ox == 5'h1b;
-  assign \$617  = \$615  & \$616 ;
-  assign \$618  = oy == 5'h1b;
-  assign \$619  = \$618  ? 2'h2 : 2'h1;
-  assign \$620  = \$617  ? \$619  : 2'h0;
-  assign \$621  = ! \$620 ;
-  assign \$622  = \$609  & \$621 ;
-  assign \$623  = w_px == 5'h1b;
-  assign \$624  = write & \$623 ;
-  assign \$625  = ~ ahead;
-  assign \$626  = w_row == 5'h1b;
-  assign \$627  = \$625  & \$626 ;
-  assign \$628  = \$624  & \$627 ;
-  assign \$629  = ahead | \$628 ;
-  assign \$630  = switch ? 1'h0 : \$629 ;
-  assign \$631  = kx == 3'h4;
-  assign \$632  = take & \$631 ;
-  assign \$633  = ky == 3'h4;
-  assign \$634  = \$632  & \$633 ;
-  assign \$637  = ox == 5'h1b;
-  assign \$638  = \$636  & \$637 ;
-  assign \$639  = oy == 5'h1b;
-  assign \$640  = \$638  & \$639 ;
-  assign \$641  = r_done | \$640 ;
-  assign \$642  = switch ? 1'h0 : \$641 ;
-  assign \$643  = ~ \$642 ;
-  assign \$644  = $signed(d) < $signed(6'h2a);
-  assign \$645  = \$643  & \$644 ;
-  assign \$646  = w_row < 5'h1c;
-  assign \$647  = kx == 3'h4;
-  assign \$648  = take & \$647 ;
-  assign \$649  = ky == 3'h4;
-  assign \$650  = \$648  & \$649 ;
-  assign \$653  = ox == 5'h1b;
-  assign \$654  = \$652  & \$653 ;
-  assign \$655  = oy == 5'h1b;
-  assign \$656  = \$654  & \$655 ;
-  assign \$657  = r_done | \$656 ;
-  assign \$658  = switch ? 1'h0 : \$657 ;
-  assign \$659  = $signed(d) < $signed(4'h6);
-  assign \$660  = \$658  | \$659 ;
-  assign \$661  = \$646  & \$660 ;
-  assign \$662  = \$630  ? \$645  : \$661 ;
-  assign \$663  = \$622  ? \$662  : 1'h0;
-  assign \$664  = \$561  ? \$601  : \$663 ;
-  assign \$665  = \$500  ? \$540  : \$664 ;
-  assign \$666  = \$439  ? \$479  : \$665 ;
-  assign \$667  = \$378  ? \$418  : \$666 ;
-  assign \$668  = \$317  ? \$357  : \$667 ;
-  assign \$669  = \$257  ? \$296  : \$668 ;
-  assign \$670  = \$197  ? \$236  : \$669 ;
-  assign \$671  = \$139  ? \$176  : \$670 ;
-  always @(posedge clk)
-    w_px <= \$672 ;
-  always @(posedge clk)
-    wr__addr <= \$673 ;
-  always @(posedge clk)
-    ahead <= \$674 ;
-  always @(posedge clk)
-    w_row <= \$675 ;
-  always @(posedge clk)
-    \i__valid$40  <= \$676 ;
-  always @(posedge clk)
-    pad_reg <= \$677 ;
-  always @(posedge clk)
-    kx <= \$678 ;
-  always @(posedge clk)
-    col_addr <= \$679 ;
-  always @(posedge clk)
-    ky <= \$680 ;
-  always @(posedge clk)
-    row_addr <= \$681 ;
-  always @(posedge clk)
-    ox <= \$682 ;
-  always @(posedge clk)
-    ix0 <= \$683 ;
-  always @(posedge clk)
-    ix0c <= \$684 ;
-  always @(posedge clk)
-    oy <= \$685 ;
-  always @(posedge clk)
-    low <= \$686 ;
-  always @(posedge clk)
-    r_done <= \$687 ;
-  always @(posedge clk)
-    base_slot <= \$688 ;
-  always @(posedge clk)
-    base_row <= \$689 ;
-  always @(posedge clk)
-    img_slot <= \$690 ;
-  always @(posedge clk)
-    img_row <= \$691 ;
-  always @(posedge clk)
-    \i__ready$24  <= \$692 ;
-  assign \i__payload$10  = \o__payload$11 [8] ? 8'h00 : \o__payload$11 [7:0];
-  assign \$1  = $signed(low) + $signed({ 1'h0, ky });
-  assign \$2  = $signed(ix0) + $signed({ 1'h0, kx });
-  assign write = \i__valid$27  & \i__ready$24 ;
-  assign switch = r_done & ahead;
-  assign \$3  = $signed(\$1 [5:0]) < $signed(1'h0);
-  assign \$4  = $signed(\$1 [5:0]) >= $signed(6'h1c);
-  assign \$5  = \$3  | \$4 ;
-  assign \$6  = $signed(\$2 [5:0]) < $signed(1'h0);
-  assign \$7  = \$5  | \$6 ;
-  assign \$8  = $signed(\$2 [5:0]) >= $signed(6'h1c);
-  assign pad = \$7  | \$8 ;
-  assign \$9  = ~ r_done;
-  assign \$10  = pad | ahead;
-  assign \$11  = $signed(\$1 [5:0]) < $signed({ 1'h0, w_row });
-  assign \$12  = \$10  | \$11 ;
-  assign avail = \$9  & \$12 ;
-  assign \$13  = ~ \i__valid$40 ;
-  assign advance = \$13  | \i__ready$41 ;
-  assign take = advance & avail;
-  assign \$14  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
-  assign d = $signed({ 1'h0, w_row }) - $signed(low);
-  assign \$15  = w_px == 5'h1b;
-  assign \$16  = w_px + 1'h1;
-  assign \$17  = \$15  ? 6'h00 : \$16 ;
-  assign \$18  = wr__addr == 8'ha7;
-  assign \$19  = wr__addr + 1'h1;
-  assign \$20  = \$18  ? 9'h000 : \$19 ;
-  assign \$21  = w_px == 5'h1b;
-  assign \$22  = ~ ahead;
-  assign \$23  = w_row == 5'h1b;
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = w_row + 1'h1;
-  assign \$26  = kx == 3'h4;
-  assign \$27  = kx + 1'h1;
-  assign \$28  = \$26  ? 4'h0 : \$27 ;
-  assign \$29  = kx == 3'h4;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = $signed(col_addr) + $signed(2'h1);
-  assign \$32  = ky == 3'h4;
-  assign \$33  = ky + 1'h1;
-  assign \$34  = \$32  ? 4'h0 : \$33 ;
-  assign \$35  = ky == 3'h4;
-  assign \$36  = ~ \$35 ;
-  assign \$37  = $signed(ix0c) + $signed(1'h0);
-  assign \$38  = row_addr + 5'h1c;
-  assign \$39  = \$38  >= 8'ha8;
-  assign \$40  = row_addr + 5'h1c;
-  assign \$41  = \$40  - 8'ha8;
-  assign \$42  = row_addr + 5'h1c;
-  assign \$43  = \$39  ? \$41  : { 1'h0, \$42  };
-  assign \$49  = $signed(ix0c) + $signed(1'h0);
-  assign \$50  = $signed(\$49 ) + $signed(2'h1);
-  assign \$51  = ox == 5'h1b;
-  assign \$52  = ox + 1'h1;
-  assign \$53  = \$51  ? 6'h00 : \$52 ;
-  assign \$54  = ox == 5'h1b;
-  assign \$55  = $signed(ix0) + $signed(2'h1);
-  assign \$56  = \$54  ? 7'h7e : \$55 ;
-  assign \$57  = ox == 5'h1b;
-  assign \$58  = $signed(ix0c) + $signed(2'h1);
-  assign \$59  = \$57  ? 7'h7e : \$58 ;
-  assign \$60  = ox == 5'h1b;
-  assign \$61  = $signed(ix0c) + $signed(2'h1);
-  assign \$62  = \$60  ? 7'h7e : \$61 ;
-  assign \$63  = ox == 5'h1b;
-  assign \$64  = oy == 5'h1b;
-  assign \$65  = oy + 1'h1;
-  assign \$66  = \$64  ? 6'h00 : \$65 ;
-  assign \$67  = oy == 5'h1b;
-  assign \$68  = $signed(low) + $signed(2'h1);
-  assign \$69  = \$67  ? 7'h7e : \$68 ;
-  assign \$70  = oy == 5'h1b;
-  assign \$71  = base_slot + 1'h1;
-  assign \$72  = \$71  >= 3'h6;
-  assign \$73  = base_slot + 1'h1;
-  assign \$74  = \$73  - 3'h6;
-  assign \$75  = base_slot + 1'h1;
-  assign \$76  = \$72  ? \$74  : { 1'h0, \$75  };
-  assign \$77  = base_row + 5'h1c;
-  assign \$78  = \$77  >= 8'ha8;
-  assign \$79  = base_row + 5'h1c;
-  assign \$80  = \$79  - 8'ha8;
-  assign \$81  = base_row + 5'h1c;
-  assign \$82  = \$78  ? \$80  : { 1'h0, \$81  };
-  assign \$83  = base_row + 5'h1c;
-  assign \$84  = \$83  >= 8'ha8;
-  assign \$85  = base_row + 5'h1c;
-  assign \$86  = \$85  - 8'ha8;
-  assign \$87  = base_row + 5'h1c;
-  assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
-  assign \$89  = img_slot + 3'h4;
-  assign \$90  = \$89  >= 3'h6;
-  assign \$91  = img_slot + 3'h4;
-  assign \$92  = \$91  - 3'h6;
-  assign \$93  = img_slot + 3'h4;
-  assign \$94  = \$90  ? \$92  : { 1'h0, \$93  };
-  assign \$95  = img_row + 7'h70;
-  assign \$96  = \$95  >= 8'ha8;
-  assign \$97  = img_row + 7'h70;
-  assign \$98  = \$97  - 8'ha8;
-  assign \$99  = img_row + 7'h70;
-  assign \$100  = \$96  ? \$98  : { 1'h0, \$99  };
-  assign \$101  = img_slot + 2'h2;
-  assign \$102  = \$101  >= 3'h6;
-  assign \$103  = img_slot + 2'h2;
-  assign \$104  = \$103  - 3'h6;
-  assign \$105  = img_slot + 2'h2;
-  assign \$106  = \$102  ? \$104  : { 1'h0, \$105  };
-  assign \$107  = img_row + 6'h38;
-  assign \$108  = \$107  >= 8'ha8;
-  assign \$109  = img_row + 6'h38;
-  assign \$110  = \$109  - 8'ha8;
-  assign \$111  = img_row + 6'h38;
-  assign \$112  = \$108  ? \$110  : { 1'h0, \$111  };
-  assign \$113  = img_row + 6'h38;
-  assign \$114  = \$113  >= 8'ha8;
-  assign \$115  = img_row + 6'h38;
-  assign \$116  = \$115  - 8'ha8;
-  assign \$117  = img_row + 6'h38;
-  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
-  assign \$119  = w_px == 5'h1b;
-  assign \$120  = write & \$119 ;
-  assign \$121  = ~ ahead;
-  assign \$122  = w_row == 5'h1b;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = \$123  ? 2'h2 : 2'h1;
-  assign \$125  = \$120  ? \$124  : 2'h0;
-  assign \$126  = \$125  == 2'h2;
-  assign \$127  = kx == 3'h4;
-  assign \$128  = take & \$127 ;
-  assign \$129  = ky == 3'h4;
-  assign \$130  = \$128  & \$129 ;
-  assign \$133  = ox == 5'h1b;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = oy == 5'h1b;
-  assign \$136  = \$135  ? 2'h2 : 2'h1;
-  assign \$137  = \$134  ? \$136  : 2'h0;
-  assign \$138  = \$137  == 2'h2;
-  assign \$139  = \$126  & \$138 ;
-  assign \$140  = w_px == 5'h1b;
-  assign \$141  = write & \$140 ;
-  assign \$142  = ~ ahead;
-  assign \$143  = w_row == 5'h1b;
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  & \$144 ;
-  assign \$146  = ahead | \$145 ;
-  assign \$147  = switch ? 1'h0 : \$146 ;
-  assign \$148  = kx == 3'h4;
-  assign \$149  = take & \$148 ;
-  assign \$150  = ky == 3'h4;
-  assign \$151  = \$149  & \$150 ;
-  assign \$154  = ox == 5'h1b;
-  assign \$155  = \$153  & \$154 ;
-  assign \$156  = oy == 5'h1b;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = r_done | \$157 ;
-  assign \$159  = switch ? 1'h0 : \$158 ;
-  assign \$160  = ~ \$159 ;
-  assign \$162  = kx == 3'h4;
-  assign \$163  = take & \$162 ;
-  assign \$164  = ky == 3'h4;
-  assign \$165  = \$163  & \$164 ;
-  assign \$168  = ox == 5'h1b;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = oy == 5'h1b;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = r_done | \$171 ;
-  assign \$173  = switch ? 1'h0 : \$172 ;
-  assign \$176  = \$147  ? 1'h0 : 1'h1;
-  assign \$177  = w_px == 5'h1b;
-  assign \$178  = write & \$177 ;
-  assign \$179  = ~ ahead;
-  assign \$180  = w_row == 5'h1b;
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = \$181  ? 2'h2 : 2'h1;
-  assign \$183  = \$178  ? \$182  : 2'h0;
-  assign \$184  = \$183  == 2'h2;
-  assign \$185  = kx == 3'h4;
-  assign \$186  = take & \$185 ;
-  assign \$187  = ky == 3'h4;
-  assign \$188  = \$186  & \$187 ;
-  assign \$191  = ox == 5'h1b;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = oy == 5'h1b;
-  assign \$194  = \$193  ? 2'h2 : 2'h1;
-  assign \$195  = \$192  ? \$194  : 2'h0;
-  assign \$196  = \$195  == 1'h1;
-  assign \$197  = \$184  & \$196 ;
-  assign \$198  = w_px == 5'h1b;
-  assign \$199  = write & \$198 ;
-  assign \$200  = ~ ahead;
-  assign \$201  = w_row == 5'h1b;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = \$199  & \$202 ;
-  assign \$204  = ahead | \$203 ;
-  assign \$205  = switch ? 1'h0 : \$204 ;
-  assign \$206  = kx == 3'h4;
-  assign \$207  = take & \$206 ;
-  assign \$208  = ky == 3'h4;
-  assign \$209  = \$207  & \$208 ;
-  assign \$212  = ox == 5'h1b;
-  assign \$213  = \$211  & \$212 ;
-  assign \$214  = oy == 5'h1b;
-  assign \$215  = \$213  & \$214 ;
-  assign \$216  = r_done | \$215 ;
-  assign \$217  = switch ? 1'h0 : \$216 ;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = $signed(low) > $signed(6'h15);
-  assign \$220  = \$218  & \$219 ;
-  assign \$221  = kx == 3'h4;
-  assign \$222  = take & \$221 ;
-  assign \$223  = ky == 3'h4;
-  assign \$224  = \$222  & \$223 ;
-  assign \$227  = ox == 5'h1b;
-  assign \$228  = \$226  & \$227 ;
-  assign \$229  = oy == 5'h1b;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = r_done | \$230 ;
-  assign \$232  = switch ? 1'h0 : \$231 ;
-  assign \$233  = $signed(low) > $signed(4'h9);
-  assign \$234  = \$232  | \$233 ;
-  assign \$236  = \$205  ? \$220  : \$235 ;
-  assign \$237  = w_px == 5'h1b;
-  assign \$238  = write & \$237 ;
-  assign \$239  = ~ ahead;
-  assign \$240  = w_row == 5'h1b;
-  assign \$241  = \$239  & \$240 ;
-  assign \$242  = \$241  ? 2'h2 : 2'h1;
-  assign \$243  = \$238  ? \$242  : 2'h0;
-  assign \$244  = \$243  == 2'h2;
-  assign \$245  = kx == 3'h4;
-  assign \$246  = take & \$245 ;
-  assign \$247  = ky == 3'h4;
-  assign \$248  = \$246  & \$247 ;
-  assign \$251  = ox == 5'h1b;
-  assign \$252  = \$250  & \$251 ;
-  assign \$253  = oy == 5'h1b;
-  assign \$254  = \$253  ? 2'h2 : 2'h1;
-  assign \$255  = \$252  ? \$254  : 2'h0;
-  assign \$256  = ! \$255 ;
-  assign \$257  = \$244  & \$256 ;
-  assign \$258  = w_px == 5'h1b;
-  assign \$259  = write & \$258 ;
-  assign \$260  = ~ ahead;
-  assign \$261  = w_row == 5'h1b;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = \$259  & \$262 ;
-  assign \$264  = ahead | \$263 ;
-  assign \$265  = switch ? 1'h0 : \$264 ;
-  assign \$266  = kx == 3'h4;
-  assign \$267  = take & \$266 ;
-  assign \$268  = ky == 3'h4;
-  assign \$269  = \$267  & \$268 ;
-  assign \$272  = ox == 5'h1b;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = oy == 5'h1b;
-  assign \$275  = \$273  & \$274 ;
-  assign \$276  = r_done | \$275 ;
-  assign \$277  = switch ? 1'h0 : \$276 ;
-  assign \$278  = ~ \$277 ;
-  assign \$279  = $signed(low) > $signed(6'h16);
-  assign \$280  = \$278  & \$279 ;
-  assign \$281  = kx == 3'h4;
-  assign \$282  = take & \$281 ;
-  assign \$283  = ky == 3'h4;
-  assign \$284  = \$282  & \$283 ;
-  assign \$287  = ox == 5'h1b;
-  assign \$288  = \$286  & \$287 ;
-  assign \$289  = oy == 5'h1b;
+  assign \$281  = ahead | \$280 ;
+  assign \$282  = switch ? 1'h0 : \$281 ;
+  assign \$283  = kx == 3'h4;
+  assign \$284  = take & \$283 ;
+  assign \$285  = ky == 3'h4;
+  assign \$286  = \$284  & \$285 ;
+  assign \$289  = ox == 5'h1b;
   assign \$290  = \$288  & \$289 ;
-  assign \$291  = r_done | \$290 ;
-  assign \$292  = switch ? 1'h0 : \$291 ;
-  assign \$293  = $signed(low) > $signed(4'ha);
-  assign \$294  = \$292  | \$293 ;
-  assign \$296  = \$265  ? \$280  : \$295 ;
-  assign \$297  = w_px == 5'h1b;
-  assign \$298  = write & \$297 ;
-  assign \$299  = ~ ahead;
+  assign \$291  = oy == 5'h1b;
+  assign \$292  = \$290  & \$291 ;
+  assign \$293  = r_done | \$292 ;
+  assign \$294  = switch ? 1'h0 : \$293 ;
+  assign \$295  = ~ \$294 ;
+  assign \$296  = $signed(low) > $signed(6'h16);
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = kx == 3'h4;
+  assign \$299  = take & \$298 ;
+  assign \$300  = ky == 3'h4;
+  assign \$301  = \$299  & \$300 ;
+  assign \$304  = ox == 5'h1b;
+  assign \$305  = \$303  & \$304 ;
+  assign \$306  = oy == 5'h1b;
+  assign \$307  = \$305  & \$306 ;
+  assign \$308  = r_done | \$307 ;
+  assign \$309  = switch ? 1'h0 : \$308 ;
+  assign \$310  = $signed(low) > $signed(4'ha);
+  assign \$311  = \$309  | \$310 ;
+  assign \$313  = \$282  ? \$297  : \$312 ;
+  assign \$314  = w_px == 5'h1b;
+  assign \$315  = write & \$314 ;
+  assign \$316  = ~ ahead;
+  assign \$317  = w_row == 5'h1b;
+  assign \$318  = \$316  & \$317 ;
+  assign \$319  = \$318  ? 2'h2 : 2'h1;
+  assign \$320  = \$315  ? \$319  : 2'h0;
+  assign \$321  = \$320  == 1'h1;
+  assign \$322  = kx == 3'h4;
+  assign \$323  = take & \$322 ;
+  assign \$324  = ky == 3'h4;
+  assign \$325  = \$323  & \$324 ;
+  assign \$328  = ox == 5'h1b;
+  assign \$329  = \$327  & \$328 ;
+  assign \$330  = oy == 5'h1b;
+  assign \$331  = \$330  ? 2'h2 : 2'h1;
+  assign \$332  = \$329  ? \$331  : 2'h0;
+  assign \$333  = \$332  == 2'h2;
+  assign \$334  = \$321  & \$333 ;
+  assign \$335  = w_px == 5'h1b;
+  assign \$336  = write & \$335 ;
+  assign \$337  = ~ ahead;
+  assign \$338  = w_row == 5'h1b;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = \$336  & \$339 ;
+  assign \$341  = ahead | \$340 ;
+  assign \$342  = switch ? 1'h0 : \$341 ;
+  assign \$343  = kx == 3'h4;
+  assign \$344  = take & \$343 ;
+  assign \$345  = ky == 3'h4;
+  assign \$346  = \$344  & \$345 ;
+  assign \$349  = ox == 5'h1b;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = oy == 5'h1b;
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = r_done | \$352 ;
+  assign \$354  = switch ? 1'h0 : \$353 ;
+  assign \$355  = ~ \$354 ;
+  assign \$356  = $signed({ 1'h0, w_row }) < $signed(6'h27);
+  assign \$357  = \$355  & \$356 ;
+  assign \$358  = w_row < 5'h1b;
+  assign \$359  = kx == 3'h4;
+  assign \$360  = take & \$359 ;
+  assign \$361  = ky == 3'h4;
+  assign \$362  = \$360  & \$361 ;
+  assign \$365  = ox == 5'h1b;
+  assign \$366  = \$364  & \$365 ;
+  assign \$367  = oy == 5'h1b;
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = r_done | \$368 ;
+  assign \$370  = switch ? 1'h0 : \$369 ;
+  assign \$371  = w_row < 2'h3;
+  assign \$372  = \$370  | \$371 ;
+  assign \$373  = \$358  & \$372 ;
+  assign \$374  = \$342  ? \$357  : \$373 ;
+  assign \$375  = w_px == 5'h1b;
+  assign \$376  = write & \$375 ;
+  assign \$377  = ~ ahead;
+  assign \$378  = w_row == 5'h1b;
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = \$379  ? 2'h2 : 2'h1;
+  assign \$381  = \$376  ? \$380  : 2'h0;
+  assign \$382  = \$381  == 1'h1;
+  assign \$383  = kx == 3'h4;
+  assign \$384  = take & \$383 ;
+  assign \$385  = ky == 3'h4;
+  assign \$386  = \$384  & \$385 ;
+  assign \$389  = ox == 5'h1b;
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = oy == 5'h1b;
+  assign \$392  = \$391  ? 2'h2 : 2'h1;
+  assign \$393  = \$390  ? \$392  : 2'h0;
+  assign \$394  = \$393  == 1'h1;
+  assign \$395  = \$382  & \$394 ;
+  assign \$396  = w_px == 5'h1b;
+  assign \$397  = write & \$396 ;
+  assign \$398  = ~ ahead;
+  assign \$399  = w_row == 5'h1b;
+  assign \$400  = \$398  & \$399 ;
+  assign \$401  = \$397  & \$400 ;
+  assign \$402  = ahead | \$401 ;
+  assign \$403  = switch ? 1'h0 : \$402 ;
+  assign \$404  = kx == 3'h4;
+  assign \$405  = take & \$404 ;
+  assign \$406  = ky == 3'h4;
+  assign \$407  = \$405  & \$406 ;
+  assign \$410  = ox == 5'h1b;
+  assign \$411  = \$409  & \$410 ;
+  assign \$412  = oy == 5'h1b;
+  assign \$413  = \$411  & \$412 ;
+  assign \$414  = r_done | \$413 ;
+  assign \$415  = switch ? 1'h0 : \$414 ;
+  assign \$416  = ~ \$415 ;
+  assign \$417  = $signed(d) < $signed(6'h2a);
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = w_row < 5'h1b;
+  assign \$420  = kx == 3'h4;
+  assign \$421  = take & \$420 ;
+  assign \$422  = ky == 3'h4;
+  assign \$423  = \$421  & \$422 ;
+  assign \$426  = ox == 5'h1b;
+  assign \$427  = \$425  & \$426 ;
+  assign \$428  = oy == 5'h1b;
+  assign \$429  = \$427  & \$428 ;
+  assign \$430  = r_done | \$429 ;
+  assign \$431  = switch ? 1'h0 : \$430 ;
+  assign \$432  = $signed(d) < $signed(4'h6);
+  assign \$433  = \$431  | \$432 ;
+  assign \$434  = \$419  & \$433 ;
+  assign \$435  = \$403  ? \$418  : \$434 ;
+  assign \$436  = w_px == 5'h1b;
+  assign \$437  = write & \$436 ;
+  assign \$438  = ~ ahead;
+  assign \$439  = w_row == 5'h1b;
+  assign \$440  = \$438  & \$439 ;
+  assign \$441  = \$440  ? 2'h2 : 2'h1;
+  assign \$442  = \$437  ? \$441  : 2'h0;
+  assign \$443  = \$442  == 1'h1;
+  assign \$444  = kx == 3'h4;
+  assign \$445  = take & \$444 ;
+  assign \$446  = ky == 3'h4;
+  assign \$447  = \$445  & \$446 ;
+  assign \$450  = ox == 5'h1b;
+  assign \$451  = \$449  & \$450 ;
+  assign \$452  = oy == 5'h1b;
+  assign \$453  = \$452  ? 2'h2 : 2'h1;
+  assign \$454  = \$451  ? \$453  : 2'h0;
+  assign \$455  = ! \$454 ;
+  assign \$456  = \$443  & \$455 ;
+  assign \$457  = w_px == 5'h1b;
+  assign \$458  = write & \$457 ;
+  assign \$459  = ~ ahead;
+  assign \$460  = w_row == 5'h1b;
+  assign \$461  = \$459  & \$460 ;
+  assign \$462  = \$458  & \$461 ;
+  assign \$463  = ahead | \$462 ;
+  assign \$464  = switch ? 1'h0 : \$463 ;
+  assign \$465  = kx == 3'h4;
+  assign \$466  = take & \$465 ;
+  assign \$467  = ky == 3'h4;
+  assign \$468  = \$466  & \$467 ;
+  assign \$471  = ox == 5'h1b;
+  assign \$472  = \$470  & \$471 ;
+  assign \$473  = oy == 5'h1b;
+  assign \$474  = \$472  & \$473 ;
+  assign \$475  = r_done | \$474 ;
+  assign \$476  = switch ? 1'h0 : \$475 ;
+  assign \$477  = ~ \$476 ;
+  assign \$478  = $signed(d) < $signed(6'h29);
+  assign \$479  = \$477  & \$478 ;
+  assign \$480  = w_row < 5'h1b;
+  assign \$481  = kx == 3'h4;
+  assign \$482  = take & \$481 ;
+  assign \$483  = ky == 3'h4;
+  assign \$484  = \$482  & \$483 ;
+  assign \$487  = ox == 5'h1b;
+  assign \$488  = \$486  & \$487 ;
+  assign \$489  = oy == 5'h1b;
+  assign \$490  = \$488  & \$489 ;
+  assign \$491  = r_done | \$490 ;
+  assign \$492  = switch ? 1'h0 : \$491 ;
+  assign \$493  = $signed(d) < $signed(4'h5);
+  assign \$494  = \$492  | \$493 ;
+  assign \$495  = \$480  & \$494 ;
+  assign \$496  = \$464  ? \$479  : \$495 ;
+  assign \$497  = w_px == 5'h1b;
+  assign \$498  = write & \$497 ;
+  assign \$499  = ~ ahead;
+  assign \$500  = w_row == 5'h1b;
+  assign \$501  = \$499  & \$500 ;
+  assign \$502  = \$501  ? 2'h2 : 2'h1;
+  assign \$503  = \$498  ? \$502  : 2'h0;
+  assign \$504  = ! \$503 ;
+  assign \$505  = kx == 3'h4;
+  assign \$506  = take & \$505 ;
+  assign \$507  = ky == 3'h4;
+  assign \$508  = \$506  & \$507 ;
+  assign \$511  = ox == 5'h1b;
+  assign \$512  = \$510  & \$511 ;
+  assign \$513  = oy == 5'h1b;
+  assign \$514  = \$513  ? 2'h2 : 2'h1;
+  assign \$515  = \$512  ? \$514  : 2'h0;
+  assign \$516  = \$515  == 2'h2;
+  assign \$517  = \$504  & \$516 ;
+  assign \$518  = w_px == 5'h1b;
+  assign \$519  = write & \$518 ;
+  assign \$520  = ~ ahead;
+  assign \$521  = w_row == 5'h1b;
+  assign \$522  = \$520  & \$521 ;
+  assign \$523  = \$519  & \$522 ;
+  assign \$524  = ahead | \$523 ;
+  assign \$525  = switch ? 1'h0 : \$524 ;
+  assign \$526  = kx == 3'h4;
+  assign \$527  = take & \$526 ;
+  assign \$528  = ky == 3'h4;
+  assign \$529  = \$527  & \$528 ;
+  assign \$532  = ox == 5'h1b;
+  assign \$533  = \$531  & \$532 ;
+  assign \$534  = oy == 5'h1b;
+  assign \$535  = \$533  & \$534 ;
+  assign \$536  = r_done | \$535 ;
+  assign \$537  = switch ? 1'h0 : \$536 ;
+  assign \$538  = ~ \$537 ;
+  assign \$539  = $signed({ 1'h0, w_row }) < $signed(6'h28);
+  assign \$540  = \$538  & \$539 ;
+  assign \$541  = w_row < 5'h1c;
+  assign \$542  = kx == 3'h4;
+  assign \$543  = take & \$542 ;
+  assign \$544  = ky == 3'h4;
+  assign \$545  = \$543  & \$544 ;
+  assign \$548  = ox == 5'h1b;
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = oy == 5'h1b;
+  assign \$551  = \$549  & \$550 ;
+  assign \$552  = r_done | \$551 ;
+  assign \$553  = switch ? 1'h0 : \$552 ;
+  assign \$554  = w_row < 3'h4;
+  assign \$555  = \$553  | \$554 ;
+  assign \$556  = \$541  & \$555 ;
+  assign \$557  = \$525  ? \$540  : \$556 ;
+  assign \$558  = w_px == 5'h1b;
+  assign \$559  = write & \$558 ;
+  assign \$560  = ~ ahead;
+  assign \$561  = w_row == 5'h1b;
+  assign \$562  = \$560  & \$561 ;
+  assign \$563  = \$562  ? 2'h2 : 2'h1;
+  assign \$564  = \$559  ? \$563  : 2'h0;
+  assign \$565  = ! \$564 ;
+  assign \$566  = kx == 3'h4;
+  assign \$567  = take & \$566 ;
+  assign \$568  = ky == 3'h4;
+  assign \$569  = \$567  & \$568 ;
+  assign \$572  = ox == 5'h1b;
+  assign \$573  = \$571  & \$572 ;
+  assign \$574  = oy == 5'h1b;
+  assign \$575  = \$574  ? 2'h2 : 2'h1;
+  assign \$576  = \$573  ? \$575  : 2'h0;
+  assign \$577  = \$576  == 1'h1;
+  assign \$578  = \$565  & \$577 ;
+  assign \$579  = w_px == 5'h1b;
+  assign \$580  = write & \$579 ;
+  assign \$581  = ~ ahead;
+  assign \$582  = w_row == 5'h1b;
+  assign \$583  = \$581  & \$582 ;
+  assign \$584  = \$580  & \$583 ;
+  assign \$585  = ahead | \$584 ;
+  assign \$586  = switch ? 1'h0 : \$585 ;
+  assign \$587  = kx == 3'h4;
+  assign \$588  = take & \$587 ;
+  assign \$589  = ky == 3'h4;
+  assign \$590  = \$588  & \$589 ;
+  assign \$593  = ox == 5'h1b;
+  assign \$594  = \$592  & \$593 ;
+  assign \$595  = oy == 5'h1b;
+  assign \$596  = \$594  & \$595 ;
+  assign \$597  = r_done | \$596 ;
+  assign \$598  = switch ? 1'h0 : \$597 ;
+  assign \$599  = ~ \$598 ;
+  assign \$600  = $signed(d) < $signed(6'h2b);
+  assign \$601  = \$599  & \$600 ;
+  assign \$602  = w_row < 5'h1c;
+  assign \$603  = kx == 3'h4;
+  assign \$604  = take & \$603 ;
+  assign \$605  = ky == 3'h4;
+  assign \$606  = \$604  & \$605 ;
+  assign \$609  = ox == 5'h1b;
+  assign \$610  = \$608  & \$609 ;
+  assign \$611  = oy == 5'h1b;
+  assign \$612  = \$610  & \$611 ;
+  assign \$613  = r_done | \$612 ;
+  assign \$614  = switch ? 1'h0 : \$613 ;
+  assign \$615  = $signed(d) < $signed(4'h7);
+  assign \$616  = \$614  | \$615 ;
+  assign \$617  = \$602  & \$616 ;
+  assign \$618  = \$586  ? \$601  : \$617 ;
+  assign \$619  = w_px == 5'h1b;
+  assign \$620  = write & \$619 ;
+  assign \$621  = ~ ahead;
+  assign \$622  = w_row == 5'h1b;
+  assign \$623  = \$621  & \$622 ;
+  assign \$624  = \$623  ? 2'h2 : 2'h1;
+  assign \$625  = \$620  ? \$624  : 2'h0;
+  assign \$626  = ! \$625 ;
+  assign \$627  = kx == 3'h4;
+  assign \$628  = take & \$627 ;
+  assign \$629  = ky == 3'h4;
+  assign \$630  = \$628  & \$629 ;
+  assign \$633  = ox == 5'h1b;
+  assign \$634  = \$632  & \$633 ;
+  assign \$635  = oy == 5'h1b;
+  assign \$636  = \$635  ? 2'h2 : 2'h1;
+  assign \$637  = \$634  ? \$636  : 2'h0;
+  assign \$638  = ! \$637 ;
+  assign \$639  = \$626  & \$638 ;
+  assign \$640  = w_px == 5'h1b;
+  assign \$641  = write & \$640 ;
+  assign \$642  = ~ ahead;
+  assign \$643  = w_row == 5'h1b;
+  assign \$644  = \$642  & \$643 ;
+  assign \$645  = \$641  & \$644 ;
+  assign \$646  = ahead | \$645 ;
+  assign \$647  = switch ? 1'h0 : \$646 ;
+  assign \$648  = kx == 3'h4;
+  assign \$649  = take & \$648 ;
+  assign \$650  = ky == 3'h4;
+  assign \$651  = \$649  & \$650 ;
+  assign \$654  = ox == 5'h1b;
+  assign \$655  = \$653  & \$654 ;
+  assign \$656  = oy == 5'h1b;
+  assign \$657  = \$655  & \$656 ;
+  assign \$658  = r_done | \$657 ;
+  assign \$659  = switch ? 1'h0 : \$658 ;
+  assign \$660  = ~ \$659 ;
+  assign \$661  = $signed(d) < $signed(6'h2a);
+  assign \$662  = \$660  & \$661 ;
+  assign \$663  = w_row < 5'h1c;
+  assign \$664  = kx == 3'h4;
+  assign \$665  = take & \$664 ;
+  assign \$666  = ky == 3'h4;
+  assign \$667  = \$665  & \$666 ;
+  assign \$670  = ox == 5'h1b;
+  assign \$671  = \$669  & \$670 ;
+  assign \$672  = oy == 5'h1b;
+  assign \$673  = \$671  & \$672 ;
+  assign \$674  = r_done | \$673 ;
+  assign \$675  = switch ? 1'h0 : \$674 ;
+  assign \$676  = $signed(d) < $signed(4'h6);
+  assign \$677  = \$675  | \$676 ;
+  assign \$678  = \$663  & \$677 ;
+  assign \$679  = \$647  ? \$662  : \$678 ;
+  assign \$680  = \$639  ? \$679  : 1'h0;
+  assign \$681  = \$578  ? \$618  : \$680 ;
+  assign \$682  = \$517  ? \$557  : \$681 ;
+  assign \$683  = \$456  ? \$496  : \$682 ;
+  assign \$684  = \$395  ? \$435  : \$683 ;
+  assign \$685  = \$334  ? \$374  : \$684 ;
+  assign \$686  = \$274  ? \$313  : \$685 ;
+  assign \$687  = \$214  ? \$253  : \$686 ;
+  assign \$688  = \$156  ? \$193  : \$687 ;
+  always @(posedge clk)
+    w_px <= \$689 ;
+  always @(posedge clk)
+    wr__addr <= \$690 ;
+  always @(posedge clk)
+    ahead <= \$691 ;
+  always @(posedge clk)
+    w_row <= \$692 ;
+  always @(posedge clk)
+    \i__valid$36  <= \$693 ;
+  always @(posedge clk)
+    pad_reg <= \$694 ;
+  always @(posedge clk)
+    kx <= \$695 ;
+  always @(posedge clk)
+    col_addr <= \$696 ;
+  always @(posedge clk)
+    ky <= \$697 ;
+  always @(posedge clk)
+    row_addr <= \$698 ;
+  always @(posedge clk)
+    ox <= \$699 ;
+  always @(posedge clk)
+    ix0 <= \$700 ;
+  always @(posedge clk)
+    ix0c <= \$701 ;
+  always @(posedge clk)
+    oy <= \$702 ;
+  always @(posedge clk)
+    low <= \$703 ;
+  always @(posedge clk)
+    r_done <= \$704 ;
+  always @(posedge clk)
+    base_slot <= \$705 ;
+  always @(posedge clk)
+    base_row <= \$706 ;
+  always @(posedge clk)
+    ix <= \$707 ;
+  always @(posedge clk)
+    iy <= \$708 ;
+  always @(posedge clk)
+    img_slot <= \$709 ;
+  always @(posedge clk)
+    img_row <= \$710 ;
+  always @(posedge clk)
+    \i__ready$18  <= \$711 ;
+  assign \i__payload$10  = \o__payload$11 [8] ? 8'h00 : \o__payload$11 [7:0];
+  assign write = \i__valid$21  & \i__ready$18 ;
+  assign switch = r_done & ahead;
+  assign \$1  = $signed(iy) < $signed(1'h0);
+  assign \$2  = $signed(iy) >= $signed(6'h1c);
+  assign \$3  = \$1  | \$2 ;
+  assign \$4  = $signed(ix) < $signed(1'h0);
+  assign \$5  = \$3  | \$4 ;
+  assign \$6  = $signed(ix) >= $signed(6'h1c);
+  assign pad = \$5  | \$6 ;
+  assign \$7  = ~ r_done;
+  assign \$8  = pad | ahead;
+  assign \$9  = $signed(iy) < $signed({ 1'h0, w_row });
+  assign \$10  = \$8  | \$9 ;
+  assign avail = \$7  & \$10 ;
+  assign \$11  = ~ \i__valid$36 ;
+  assign advance = \$11  | \i__ready$37 ;
+  assign take = advance & avail;
+  assign \$12  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
+  assign d = $signed({ 1'h0, w_row }) - $signed(low);
+  assign \$13  = w_px == 5'h1b;
+  assign \$14  = w_px + 1'h1;
+  assign \$15  = \$13  ? 6'h00 : \$14 ;
+  assign \$16  = wr__addr == 8'ha7;
+  assign \$17  = wr__addr + 1'h1;
+  assign \$18  = \$16  ? 9'h000 : \$17 ;
+  assign \$19  = w_px == 5'h1b;
+  assign \$20  = ~ ahead;
+  assign \$21  = w_row == 5'h1b;
+  assign \$22  = \$20  & \$21 ;
+  assign \$23  = w_row + 1'h1;
+  assign \$24  = kx == 3'h4;
+  assign \$25  = kx + 1'h1;
+  assign \$26  = \$24  ? 4'h0 : \$25 ;
+  assign \$27  = kx == 3'h4;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = $signed(col_addr) + $signed(2'h1);
+  assign \$30  = ky == 3'h4;
+  assign \$31  = ky + 1'h1;
+  assign \$32  = \$30  ? 4'h0 : \$31 ;
+  assign \$33  = ky == 3'h4;
+  assign \$34  = ~ \$33 ;
+  assign \$35  = $signed(ix0c) + $signed(1'h0);
+  assign \$36  = row_addr + 5'h1c;
+  assign \$37  = \$36  >= 8'ha8;
+  assign \$38  = row_addr + 5'h1c;
+  assign \$39  = \$38  - 8'ha8;
+  assign \$40  = row_addr + 5'h1c;
+  assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
+  assign \$47  = $signed(ix0c) + $signed(1'h0);
+  assign \$48  = $signed(\$47 ) + $signed(2'h1);
+  assign \$49  = ox == 5'h1b;
+  assign \$50  = ox + 1'h1;
+  assign \$51  = \$49  ? 6'h00 : \$50 ;
+  assign \$52  = ox == 5'h1b;
+  assign \$53  = $signed(ix0) + $signed(2'h1);
+  assign \$54  = \$52  ? 7'h7e : \$53 ;
+  assign \$55  = ox == 5'h1b;
+  assign \$56  = $signed(ix0c) + $signed(2'h1);
+  assign \$57  = \$55  ? 7'h7e : \$56 ;
+  assign \$58  = ox == 5'h1b;
+  assign \$59  = $signed(ix0c) + $signed(2'h1);
+  assign \$60  = \$58  ? 7'h7e : \$59 ;
+  assign \$61  = ox == 5'h1b;
+  assign \$62  = oy == 5'h1b;
+  assign \$63  = oy + 1'h1;
+  assign \$64  = \$62  ? 6'h00 : \$63 ;
+  assign \$65  = oy == 5'h1b;
+  assign \$66  = $signed(low) + $signed(2'h1);
+  assign \$67  = \$65  ? 7'h7e : \$66 ;
+  assign \$68  = oy == 5'h1b;
+  assign \$69  = base_slot + 1'h1;
+  assign \$70  = \$69  >= 3'h6;
+  assign \$71  = base_slot + 1'h1;
+  assign \$72  = \$71  - 3'h6;
+  assign \$73  = base_slot + 1'h1;
+  assign \$74  = \$70  ? \$72  : { 1'h0, \$73  };
+  assign \$75  = base_row + 5'h1c;
+  assign \$76  = \$75  >= 8'ha8;
+  assign \$77  = base_row + 5'h1c;
+  assign \$78  = \$77  - 8'ha8;
+  assign \$79  = base_row + 5'h1c;
+  assign \$80  = \$76  ? \$78  : { 1'h0, \$79  };
+  assign \$81  = base_row + 5'h1c;
+  assign \$82  = \$81  >= 8'ha8;
+  assign \$83  = base_row + 5'h1c;
+  assign \$84  = \$83  - 8'ha8;
+  assign \$85  = base_row + 5'h1c;
+  assign \$86  = \$82  ? \$84  : { 1'h0, \$85  };
+  assign \$87  = kx == 3'h4;
+  assign \$88  = ~ \$87 ;
+  assign \$89  = ky == 3'h4;
+  assign \$92  = $signed(ix) + $signed(2'h1);
+  assign \$93  = ox == 5'h1b;
+  assign \$94  = $signed(ix0) + $signed(2'h1);
+  assign \$95  = \$93  ? 7'h7e : \$94 ;
+  assign \$96  = kx == 3'h4;
+  assign \$97  = ky == 3'h4;
+  assign \$98  = ~ \$97 ;
+  assign \$100  = ox == 5'h1b;
+  assign \$102  = $signed(iy) + $signed(2'h1);
+  assign \$103  = oy == 5'h1b;
+  assign \$104  = $signed(low) + $signed(2'h1);
+  assign \$105  = \$103  ? 7'h7e : \$104 ;
+  assign \$106  = img_slot + 3'h4;
+  assign \$107  = \$106  >= 3'h6;
+  assign \$108  = img_slot + 3'h4;
+  assign \$109  = \$108  - 3'h6;
+  assign \$110  = img_slot + 3'h4;
+  assign \$111  = \$107  ? \$109  : { 1'h0, \$110  };
+  assign \$112  = img_row + 7'h70;
+  assign \$113  = \$112  >= 8'ha8;
+  assign \$114  = img_row + 7'h70;
+  assign \$115  = \$114  - 8'ha8;
+  assign \$116  = img_row + 7'h70;
+  assign \$117  = \$113  ? \$115  : { 1'h0, \$116  };
+  assign \$118  = img_slot + 2'h2;
+  assign \$119  = \$118  >= 3'h6;
+  assign \$120  = img_slot + 2'h2;
+  assign \$121  = \$120  - 3'h6;
+  assign \$122  = img_slot + 2'h2;
+  assign \$123  = \$119  ? \$121  : { 1'h0, \$122  };
+  assign \$124  = img_row + 6'h38;
+  assign \$125  = \$124  >= 8'ha8;
+  assign \$126  = img_row + 6'h38;
+  assign \$127  = \$126  - 8'ha8;
+  assign \$128  = img_row + 6'h38;
+  assign \$129  = \$125  ? \$127  : { 1'h0, \$128  };
+  assign \$130  = img_row + 6'h38;
+  assign \$131  = \$130  >= 8'ha8;
+  assign \$132  = img_row + 6'h38;
+  assign \$133  = \$132  - 8'ha8;
+  assign \$134  = img_row + 6'h38;
+  assign \$135  = \$131  ? \$133  : { 1'h0, \$134  };
+  assign \$136  = w_px == 5'h1b;
+  assign \$137  = write & \$136 ;
+  assign \$138  = ~ ahead;
+  assign \$139  = w_row == 5'h1b;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = \$140  ? 2'h2 : 2'h1;
+  assign \$142  = \$137  ? \$141  : 2'h0;
+  assign \$143  = \$142  == 2'h2;
+  assign \$144  = kx == 3'h4;
+  assign \$145  = take & \$144 ;
+  assign \$146  = ky == 3'h4;
+  assign \$147  = \$145  & \$146 ;
+  assign \$150  = ox == 5'h1b;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = oy == 5'h1b;
+  assign \$153  = \$152  ? 2'h2 : 2'h1;
+  assign \$154  = \$151  ? \$153  : 2'h0;
+  assign \$155  = \$154  == 2'h2;
+  assign \$156  = \$143  & \$155 ;
+  assign \$157  = w_px == 5'h1b;
+  assign \$158  = write & \$157 ;
+  assign \$159  = ~ ahead;
+  assign \$160  = w_row == 5'h1b;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$158  & \$161 ;
+  assign \$163  = ahead | \$162 ;
+  assign \$164  = switch ? 1'h0 : \$163 ;
+  assign \$165  = kx == 3'h4;
+  assign \$166  = take & \$165 ;
+  assign \$167  = ky == 3'h4;
+  assign \$168  = \$166  & \$167 ;
+  assign \$171  = ox == 5'h1b;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = oy == 5'h1b;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = r_done | \$174 ;
+  assign \$176  = switch ? 1'h0 : \$175 ;
+  assign \$177  = ~ \$176 ;
+  assign \$179  = kx == 3'h4;
+  assign \$180  = take & \$179 ;
+  assign \$181  = ky == 3'h4;
+  assign \$182  = \$180  & \$181 ;
+  assign \$185  = ox == 5'h1b;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = oy == 5'h1b;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = r_done | \$188 ;
+  assign \$190  = switch ? 1'h0 : \$189 ;
+  assign \$193  = \$164  ? 1'h0 : 1'h1;
+  assign \$194  = w_px == 5'h1b;
+  assign \$195  = write & \$194 ;
+  assign \$196  = ~ ahead;
+  assign \$197  = w_row == 5'h1b;
+  assign \$198  = \$196  & \$197 ;
+  assign \$199  = \$198  ? 2'h2 : 2'h1;
+  assign \$200  = \$195  ? \$199  : 2'h0;
+  assign \$201  = \$200  == 2'h2;
+  assign \$202  = kx == 3'h4;
+  assign \$203  = take & \$202 ;
+  assign \$204  = ky == 3'h4;
+  assign \$205  = \$203  & \$204 ;
+  assign \$208  = ox == 5'h1b;
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = oy == 5'h1b;
+  assign \$211  = \$210  ? 2'h2 : 2'h1;
+  assign \$212  = \$209  ? \$211  : 2'h0;
+  assign \$213  = \$212  == 1'h1;
+  assign \$214  = \$201  & \$213 ;
+  assign \$215  = w_px == 5'h1b;
+  assign \$216  = write & \$215 ;
+  assign \$217  = ~ ahead;
+  assign \$218  = w_row == 5'h1b;
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = \$216  & \$219 ;
+  assign \$221  = ahead | \$220 ;
+  assign \$222  = switch ? 1'h0 : \$221 ;
+  assign \$223  = kx == 3'h4;
+  assign \$224  = take & \$223 ;
+  assign \$225  = ky == 3'h4;
+  assign \$226  = \$224  & \$225 ;
+  assign \$229  = ox == 5'h1b;
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = oy == 5'h1b;
+  assign \$232  = \$230  & \$231 ;
+  assign \$233  = r_done | \$232 ;
+  assign \$234  = switch ? 1'h0 : \$233 ;
+  assign \$235  = ~ \$234 ;
+  assign \$236  = $signed(low) > $signed(6'h15);
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = kx == 3'h4;
+  assign \$239  = take & \$238 ;
+  assign \$240  = ky == 3'h4;
+  assign \$241  = \$239  & \$240 ;
+  assign \$244  = ox == 5'h1b;
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = oy == 5'h1b;
+  assign \$247  = \$245  & \$246 ;
+  assign \$248  = r_done | \$247 ;
+  assign \$249  = switch ? 1'h0 : \$248 ;
+  assign \$250  = $signed(low) > $signed(4'h9);
+  assign \$251  = \$249  | \$250 ;
+  assign \$253  = \$222  ? \$237  : \$252 ;
+  assign \$254  = w_px == 5'h1b;
+  assign \$255  = write & \$254 ;
+  assign \$256  = ~ ahead;
+  assign \$257  = w_row == 5'h1b;
+  assign \$258  = \$256  & \$257 ;
+  assign \$259  = \$258  ? 2'h2 : 2'h1;
+  assign \$260  = \$255  ? \$259  : 2'h0;
+  assign \$261  = \$260  == 2'h2;
+  assign \$262  = kx == 3'h4;
+  assign \$263  = take & \$262 ;
+  assign \$264  = ky == 3'h4;
+  assign \$265  = \$263  & \$264 ;
+  assign \$268  = ox == 5'h1b;
+  assign \$269  = \$267  & \$268 ;
+  assign \$270  = oy == 5'h1b;
+  assign \$271  = \$270  ? 2'h2 : 2'h1;
+  assign \$272  = \$269  ? \$271  : 2'h0;
+  assign \$273  = ! \$272 ;
+  assign \$274  = \$261  & \$273 ;
+  assign \$275  = w_px == 5'h1b;
+  assign \$276  = write & \$275 ;
+  assign \$277  = ~ ahead;
+  assign \$278  = w_row == 5'h1b;
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = \$276  & \$279 ;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -5194,158 +5230,158 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   );
   \flexor_lenet5.conv1_window.read  read (
     .clk(clk),
-    .i__ready(\i__ready$41 ),
-    .i__valid(\i__valid$40 ),
+    .i__ready(\i__ready$37 ),
+    .i__valid(\i__valid$36 ),
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$5101$0 (pad_reg),
-    .\port$728$0 (rd__data),
+    .\port$5141$0 (pad_reg),
+    .\port$755$0 (rd__data),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$672  = w_px;
+    \$689  = w_px;
     if (write) begin
-      \$672  = \$17 [4:0];
+      \$689  = \$15 [4:0];
     end
     if (rst) begin
-      \$672  = 5'h00;
+      \$689  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$673  = wr__addr;
+    \$690  = wr__addr;
     if (write) begin
-      \$673  = \$20 [7:0];
+      \$690  = \$18 [7:0];
     end
     if (rst) begin
-      \$673  = 8'h00;
+      \$690  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$674  = ahead;
+    \$691  = ahead;
     if (write) begin
-      if (\$21 ) begin
-        if (\$24 ) begin
-          \$674  = 1'h1;
+      if (\$19 ) begin
+        if (\$22 ) begin
+          \$691  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$674  = 1'h0;
+      \$691  = 1'h0;
     end
     if (rst) begin
-      \$674  = 1'h0;
+      \$691  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$675  = w_row;
+    \$692  = w_row;
     if (write) begin
-      if (\$21 ) begin
+      if (\$19 ) begin
         (* full_case = 32'd1 *)
-        if (\$24 ) begin
-          \$675  = 5'h00;
+        if (\$22 ) begin
+          \$692  = 5'h00;
         end else begin
-          \$675  = \$25 [4:0];
+          \$692  = \$23 [4:0];
         end
       end
     end
     if (rst) begin
-      \$675  = 5'h00;
+      \$692  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$676  = \i__valid$40 ;
+    \$693  = \i__valid$36 ;
     if (advance) begin
-      \$676  = avail;
+      \$693  = avail;
     end
     if (rst) begin
-      \$676  = 1'h0;
+      \$693  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$677  = pad_reg;
+    \$694  = pad_reg;
     if (take) begin
-      \$677  = pad;
+      \$694  = pad;
     end
     if (rst) begin
-      \$677  = 1'h0;
+      \$694  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$678  = kx;
+    \$695  = kx;
     if (take) begin
-      \$678  = \$28 [2:0];
+      \$695  = \$26 [2:0];
     end
     if (rst) begin
-      \$678  = 3'h0;
+      \$695  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$679  = col_addr;
+    \$696  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
-        \$679  = \$31 [5:0];
+      if (\$28 ) begin
+        \$696  = \$29 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
-          \$679  = \$37 [5:0];
+        if (\$34 ) begin
+          \$696  = \$35 [5:0];
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
-            \$679  = \$50 [5:0];
+          if (\$46 ) begin
+            \$696  = \$48 [5:0];
           end else begin
-            \$679  = \$62 [5:0];
+            \$696  = \$60 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$679  = 6'h3e;
+      \$696  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$680  = ky;
+    \$697  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
-        \$680  = \$34 [2:0];
+        \$697  = \$32 [2:0];
       end
     end
     if (rst) begin
-      \$680  = 3'h0;
+      \$697  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$681  = row_addr;
+    \$698  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
-          \$681  = \$43 [7:0];
+        if (\$34 ) begin
+          \$698  = \$41 [7:0];
         end else begin
-          \$681  = base_row;
+          \$698  = base_row;
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            if (\$63 ) begin
+            if (\$61 ) begin
               (* full_case = 32'd1 *)
-              if (\$70 ) begin
+              if (\$68 ) begin
               end else begin
-                \$681  = \$88 [7:0];
+                \$698  = \$86 [7:0];
               end
             end
           end
@@ -5353,142 +5389,142 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
       end
     end
     if (switch) begin
-      \$681  = \$118 [7:0];
+      \$698  = \$135 [7:0];
     end
     if (rst) begin
-      \$681  = 8'h70;
+      \$698  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$682  = ox;
+    \$699  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
+        if (\$34 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            \$682  = \$53 [4:0];
+            \$699  = \$51 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$682  = 5'h00;
+      \$699  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$683  = ix0;
+    \$700  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
+        if (\$34 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            \$683  = \$56 [5:0];
+            \$700  = \$54 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$683  = 6'h3e;
+      \$700  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$684  = ix0c;
+    \$701  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
+        if (\$34 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            \$684  = \$59 [5:0];
+            \$701  = \$57 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$684  = 6'h3e;
+      \$701  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$685  = oy;
+    \$702  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
+        if (\$34 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            if (\$63 ) begin
-              \$685  = \$66 [4:0];
+            if (\$61 ) begin
+              \$702  = \$64 [4:0];
             end
           end
         end
       end
     end
     if (rst) begin
-      \$685  = 5'h00;
+      \$702  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$686  = low;
+    \$703  = low;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
+        if (\$34 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            if (\$63 ) begin
-              \$686  = \$69 [5:0];
+            if (\$61 ) begin
+              \$703  = \$67 [5:0];
             end
           end
         end
       end
     end
     if (rst) begin
-      \$686  = 6'h3e;
+      \$703  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$687  = r_done;
+    \$704  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
+        if (\$34 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            if (\$63 ) begin
-              if (\$70 ) begin
-                \$687  = 1'h1;
+            if (\$61 ) begin
+              if (\$68 ) begin
+                \$704  = 1'h1;
               end
             end
           end
@@ -5496,30 +5532,30 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
       end
     end
     if (switch) begin
-      \$687  = 1'h0;
+      \$704  = 1'h0;
     end
     if (rst) begin
-      \$687  = 1'h0;
+      \$704  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$688  = base_slot;
+    \$705  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
+        if (\$34 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            if (\$63 ) begin
+            if (\$61 ) begin
               (* full_case = 32'd1 *)
-              if (\$70 ) begin
+              if (\$68 ) begin
               end else begin
-                \$688  = \$76 [2:0];
+                \$705  = \$74 [2:0];
               end
             end
           end
@@ -5527,30 +5563,30 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
       end
     end
     if (switch) begin
-      \$688  = \$106 [2:0];
+      \$705  = \$123 [2:0];
     end
     if (rst) begin
-      \$688  = 3'h4;
+      \$705  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$689  = base_row;
+    \$706  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
+        if (\$34 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$46 ) begin
           end else begin
-            if (\$63 ) begin
+            if (\$61 ) begin
               (* full_case = 32'd1 *)
-              if (\$70 ) begin
+              if (\$68 ) begin
               end else begin
-                \$689  = \$82 [7:0];
+                \$706  = \$80 [7:0];
               end
             end
           end
@@ -5558,37 +5594,73 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
       end
     end
     if (switch) begin
-      \$689  = \$112 [7:0];
+      \$706  = \$129 [7:0];
     end
     if (rst) begin
-      \$689  = 8'h70;
+      \$706  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$690  = img_slot;
+    \$707  = ix;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$88 ) begin
+        \$707  = \$92 [5:0];
+      end else if (\$91 ) begin
+        \$707  = \$95 [5:0];
+      end else begin
+        \$707  = ix0;
+      end
+    end
+    if (rst) begin
+      \$707  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$708  = iy;
+    if (take) begin
+      if (\$96 ) begin
+        (* full_case = 32'd1 *)
+        if (\$98 ) begin
+          \$708  = \$102 [5:0];
+        end else if (\$101 ) begin
+          \$708  = \$105 [5:0];
+        end else begin
+          \$708  = low;
+        end
+      end
+    end
+    if (rst) begin
+      \$708  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$709  = img_slot;
     if (switch) begin
-      \$690  = \$94 [2:0];
+      \$709  = \$111 [2:0];
     end
     if (rst) begin
-      \$690  = 3'h0;
+      \$709  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$691  = img_row;
+    \$710  = img_row;
     if (switch) begin
-      \$691  = \$100 [7:0];
+      \$710  = \$117 [7:0];
     end
     if (rst) begin
-      \$691  = 8'h00;
+      \$710  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$692  = \$671 ;
+    \$711  = \$688 ;
     if (rst) begin
-      \$692  = 1'h1;
+      \$711  = 1'h1;
     end
   end
   assign o__payload = i__payload;
@@ -5599,79 +5671,81 @@ module \flexor_lenet5.conv1_window (\i__valid$27 , clk, rst, \i__ready$24 , \o__
   assign \o__payload$13  = \o__payload$12 ;
   assign \o__ready$15  = \o__ready$14 ;
   assign \o__valid$17  = \o__valid$16 ;
-  assign iy = \$1 [5:0];
-  assign ix = \$2 [5:0];
-  assign can_write = \i__ready$24 ;
+  assign can_write = \i__ready$18 ;
   assign w_addr = wr__addr;
-  assign \i__payload$31  = wr__data;
+  assign \i__payload$25  = wr__data;
   assign wr__en = write;
-  assign rd__addr = \$14 [7:0];
+  assign rd__addr = \$12 [7:0];
   assign rd__en = take;
-  assign \i__payload$47  = { pad_reg, rd__data };
-  assign \$44  = 1'h1;
-  assign \$45  = 2'h1;
-  assign \$46  = 2'h0;
-  assign \$47  = 1'h1;
-  assign \$48  = 1'h0;
-  assign \$131  = 1'h1;
-  assign \$132  = \$130 ;
-  assign \$152  = 1'h1;
-  assign \$153  = \$151 ;
-  assign \$161  = 1'h0;
-  assign \$166  = 1'h1;
-  assign \$167  = \$165 ;
-  assign \$174  = 1'h1;
-  assign \$175  = 1'h1;
-  assign \$189  = 1'h1;
-  assign \$190  = \$188 ;
-  assign \$210  = 1'h1;
-  assign \$211  = \$209 ;
-  assign \$225  = 1'h1;
-  assign \$226  = \$224 ;
-  assign \$235  = \$234 ;
-  assign \$249  = 1'h1;
-  assign \$250  = \$248 ;
-  assign \$270  = 1'h1;
-  assign \$271  = \$269 ;
-  assign \$285  = 1'h1;
-  assign \$286  = \$284 ;
-  assign \$295  = \$294 ;
-  assign \$309  = 1'h1;
-  assign \$310  = \$308 ;
-  assign \$330  = 1'h1;
-  assign \$331  = \$329 ;
-  assign \$346  = 1'h1;
-  assign \$347  = \$345 ;
-  assign \$370  = 1'h1;
-  assign \$371  = \$369 ;
-  assign \$391  = 1'h1;
-  assign \$392  = \$390 ;
-  assign \$407  = 1'h1;
-  assign \$408  = \$406 ;
-  assign \$431  = 1'h1;
-  assign \$432  = \$430 ;
-  assign \$452  = 1'h1;
-  assign \$453  = \$451 ;
-  assign \$468  = 1'h1;
-  assign \$469  = \$467 ;
-  assign \$492  = 1'h1;
-  assign \$493  = \$491 ;
-  assign \$513  = 1'h1;
-  assign \$514  = \$512 ;
-  assign \$529  = 1'h1;
-  assign \$530  = \$528 ;
-  assign \$553  = 1'h1;
-  assign \$554  = \$552 ;
-  assign \$574  = 1'h1;
-  assign \$575  = \$573 ;
-  assign \$590  = 1'h1;
-  assign \$591  = \$589 ;
-  assign \$614  = 1'h1;
-  assign \$615  = \$613 ;
-  assign \$635  = 1'h1;
-  assign \$636  = \$634 ;
-  assign \$651  = 1'h1;
-  assign \$652  = \$650 ;
+  assign \i__payload$43  = { pad_reg, rd__data };
+  assign \$42  = 1'h1;
+  assign \$43  = 2'h1;
+  assign \$44  = 2'h0;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h0;
+  assign \$90  = 1'h1;
+  assign \$91  = \$89 ;
+  assign \$99  = 1'h1;
+  assign \$101  = \$100 ;
+  assign \$148  = 1'h1;
+  assign \$149  = \$147 ;
+  assign \$169  = 1'h1;
+  assign \$170  = \$168 ;
+  assign \$178  = 1'h0;
+  assign \$183  = 1'h1;
+  assign \$184  = \$182 ;
+  assign \$191  = 1'h1;
+  assign \$192  = 1'h1;
+  assign \$206  = 1'h1;
+  assign \$207  = \$205 ;
+  assign \$227  = 1'h1;
+  assign \$228  = \$226 ;
+  assign \$242  = 1'h1;
+  assign \$243  = \$241 ;
+  assign \$252  = \$251 ;
+  assign \$266  = 1'h1;
+  assign \$267  = \$265 ;
+  assign \$287  = 1'h1;
+  assign \$288  = \$286 ;
+  assign \$302  = 1'h1;
+  assign \$303  = \$301 ;
+  assign \$312  = \$311 ;
+  assign \$326  = 1'h1;
+  assign \$327  = \$325 ;
+  assign \$347  = 1'h1;
+  assign \$348  = \$346 ;
+  assign \$363  = 1'h1;
+  assign \$364  = \$362 ;
+  assign \$387  = 1'h1;
+  assign \$388  = \$386 ;
+  assign \$408  = 1'h1;
+  assign \$409  = \$407 ;
+  assign \$424  = 1'h1;
+  assign \$425  = \$423 ;
+  assign \$448  = 1'h1;
+  assign \$449  = \$447 ;
+  assign \$469  = 1'h1;
+  assign \$470  = \$468 ;
+  assign \$485  = 1'h1;
+  assign \$486  = \$484 ;
+  assign \$509  = 1'h1;
+  assign \$510  = \$508 ;
+  assign \$530  = 1'h1;
+  assign \$531  = \$529 ;
+  assign \$546  = 1'h1;
+  assign \$547  = \$545 ;
+  assign \$570  = 1'h1;
+  assign \$571  = \$569 ;
+  assign \$591  = 1'h1;
+  assign \$592  = \$590 ;
+  assign \$607  = 1'h1;
+  assign \$608  = \$606 ;
+  assign \$631  = 1'h1;
+  assign \$632  = \$630 ;
+  assign \$652  = 1'h1;
+  assign \$653  = \$651 ;
+  assign \$668  = 1'h1;
+  assign \$669  = \$667 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5820,7 +5894,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$728$0 , i__valid, \port$5101$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$755$0 , i__valid, \port$5141$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5842,10 +5916,10 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$728$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$5101$0 ;
-  wire \port$5101$0 ;
-  input [7:0] \port$728$0 ;
-  wire [7:0] \port$728$0 ;
+  input \port$5141$0 ;
+  wire \port$5141$0 ;
+  input [7:0] \port$755$0 ;
+  wire [7:0] \port$755$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -5870,11 +5944,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$728$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5101$0 , \port$728$0  };
+      \$5  = { \port$5141$0 , \port$755$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5101$0 , \port$728$0  };
+  assign i__payload = { \port$5141$0 , \port$755$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16046,196 +16120,196 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__ready$21 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
+module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [12:0] \$100 ;
-  wire [11:0] \$101 ;
-  wire [12:0] \$102 ;
-  wire [11:0] \$103 ;
-  wire \$104 ;
-  wire [11:0] \$105 ;
-  wire [12:0] \$106 ;
-  wire [11:0] \$107 ;
-  wire [12:0] \$108 ;
+  wire [11:0] \$100 ;
+  wire [12:0] \$101 ;
+  wire [11:0] \$102 ;
+  wire \$103 ;
+  wire [11:0] \$104 ;
+  wire [12:0] \$105 ;
+  wire [11:0] \$106 ;
+  wire [12:0] \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire [4:0] \$112 ;
-  wire [11:0] \$113 ;
+  wire [4:0] \$111 ;
+  wire [11:0] \$112 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  wire [5:0] \$117 ;
+  wire [5:0] \$116 ;
+  wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
+  wire [5:0] \$119 ;
   wire \$12 ;
-  wire [5:0] \$120 ;
+  wire \$120 ;
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire \$125 ;
-  wire [5:0] \$126 ;
+  wire [5:0] \$125 ;
+  wire \$126 ;
   wire \$127 ;
-  wire \$128 ;
-  wire [5:0] \$129 ;
+  wire [5:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire [5:0] \$135 ;
+  wire [5:0] \$134 ;
+  wire \$135 ;
   wire \$136 ;
-  wire \$137 ;
-  wire [5:0] \$138 ;
+  wire [5:0] \$137 ;
+  wire \$138 ;
   wire \$139 ;
   wire [7:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
-  wire [5:0] \$144 ;
+  wire [5:0] \$143 ;
+  wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire [5:0] \$147 ;
+  wire [5:0] \$146 ;
+  wire \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire [7:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire \$152 ;
-  wire [5:0] \$153 ;
+  wire [5:0] \$152 ;
+  wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire [5:0] \$156 ;
+  wire [5:0] \$155 ;
+  wire \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [3:0] \$159 ;
   wire [7:0] \$16 ;
   wire [3:0] \$160 ;
-  wire [3:0] \$161 ;
+  wire \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire [11:0] \$164 ;
-  wire \$165 ;
-  wire [11:0] \$166 ;
-  wire [12:0] \$167 ;
-  wire [11:0] \$168 ;
-  wire [12:0] \$169 ;
+  wire [11:0] \$163 ;
+  wire \$164 ;
+  wire [11:0] \$165 ;
+  wire [12:0] \$166 ;
+  wire [11:0] \$167 ;
+  wire [12:0] \$168 ;
+  wire \$169 ;
   wire [7:0] \$17 ;
-  wire \$170 ;
+  wire [5:0] \$170 ;
   wire [5:0] \$171 ;
-  wire [5:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
-  wire [9:0] \$175 ;
-  wire \$176 ;
+  wire [9:0] \$174 ;
+  wire \$175 ;
+  wire [4:0] \$176 ;
   wire [4:0] \$177 ;
-  wire [4:0] \$178 ;
-  wire \$179 ;
+  wire \$178 ;
+  wire [5:0] \$179 ;
   wire [7:0] \$18 ;
   wire [5:0] \$180 ;
-  wire [5:0] \$181 ;
-  wire \$182 ;
-  wire [3:0] \$183 ;
-  wire \$184 ;
-  wire [3:0] \$185 ;
-  wire [4:0] \$186 ;
-  wire [3:0] \$187 ;
+  wire \$181 ;
+  wire [3:0] \$182 ;
+  wire \$183 ;
+  wire [3:0] \$184 ;
+  wire [4:0] \$185 ;
+  wire [3:0] \$186 ;
+  wire [4:0] \$187 ;
   wire [4:0] \$188 ;
-  wire [4:0] \$189 ;
+  wire \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire [3:0] \$191 ;
-  wire \$192 ;
-  wire [1:0] \$193 ;
-  wire [7:0] \$194 ;
+  wire [3:0] \$190 ;
+  wire \$191 ;
+  wire [1:0] \$192 ;
+  wire [7:0] \$193 ;
+  wire [9:0] \$194 ;
   wire [9:0] \$195 ;
-  wire [9:0] \$196 ;
-  wire \$197 ;
-  wire [3:0] \$198 ;
-  wire \$199 ;
+  wire \$196 ;
+  wire [3:0] \$197 ;
+  wire \$198 ;
+  wire [1:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [1:0] \$200 ;
-  wire [7:0] \$201 ;
+  wire [7:0] \$200 ;
+  wire [9:0] \$201 ;
   wire [9:0] \$202 ;
-  wire [9:0] \$203 ;
+  wire \$203 ;
   wire \$204 ;
-  wire \$205 ;
+  wire [4:0] \$205 ;
   wire [4:0] \$206 ;
-  wire [4:0] \$207 ;
-  wire \$208 ;
+  wire \$207 ;
+  wire [5:0] \$208 ;
   wire [5:0] \$209 ;
   wire \$21 ;
-  wire [5:0] \$210 ;
-  wire \$211 ;
-  wire [4:0] \$212 ;
-  wire \$213 ;
-  wire [4:0] \$214 ;
-  wire [5:0] \$215 ;
-  wire [4:0] \$216 ;
-  wire [5:0] \$217 ;
-  wire [11:0] \$218 ;
-  wire \$219 ;
+  wire \$210 ;
+  wire [4:0] \$211 ;
+  wire \$212 ;
+  wire [4:0] \$213 ;
+  wire [5:0] \$214 ;
+  wire [4:0] \$215 ;
+  wire [5:0] \$216 ;
+  wire [11:0] \$217 ;
+  wire \$218 ;
+  wire [11:0] \$219 ;
   wire \$22 ;
-  wire [11:0] \$220 ;
-  wire [12:0] \$221 ;
-  wire [11:0] \$222 ;
-  wire [12:0] \$223 ;
-  wire [11:0] \$224 ;
-  wire \$225 ;
-  wire [11:0] \$226 ;
-  wire [12:0] \$227 ;
-  wire [11:0] \$228 ;
-  wire [12:0] \$229 ;
+  wire [12:0] \$220 ;
+  wire [11:0] \$221 ;
+  wire [12:0] \$222 ;
+  wire [11:0] \$223 ;
+  wire \$224 ;
+  wire [11:0] \$225 ;
+  wire [12:0] \$226 ;
+  wire [11:0] \$227 ;
+  wire [12:0] \$228 ;
+  wire \$229 ;
   wire [7:0] \$23 ;
-  wire [4:0] \$230 ;
+  wire \$230 ;
   wire \$231 ;
-  wire [4:0] \$232 ;
-  wire [5:0] \$233 ;
-  wire [4:0] \$234 ;
-  wire [5:0] \$235 ;
-  wire [11:0] \$236 ;
-  wire \$237 ;
-  wire [11:0] \$238 ;
-  wire [12:0] \$239 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire [5:0] \$234 ;
+  wire \$235 ;
+  wire [5:0] \$236 ;
+  wire [5:0] \$237 ;
+  wire [4:0] \$238 ;
+  wire \$239 ;
   wire [7:0] \$24 ;
-  wire [11:0] \$240 ;
-  wire [12:0] \$241 ;
+  wire [4:0] \$240 ;
+  wire [5:0] \$241 ;
   wire [4:0] \$242 ;
-  wire \$243 ;
-  wire [4:0] \$244 ;
-  wire [5:0] \$245 ;
-  wire [4:0] \$246 ;
-  wire [5:0] \$247 ;
+  wire [5:0] \$243 ;
+  wire [11:0] \$244 ;
+  wire \$245 ;
+  wire [11:0] \$246 ;
+  wire [12:0] \$247 ;
   wire [11:0] \$248 ;
-  wire \$249 ;
+  wire [12:0] \$249 ;
   wire [7:0] \$25 ;
-  wire [11:0] \$250 ;
-  wire [12:0] \$251 ;
-  wire [11:0] \$252 ;
-  wire [12:0] \$253 ;
-  wire [11:0] \$254 ;
-  wire \$255 ;
+  wire [4:0] \$250 ;
+  wire \$251 ;
+  wire [4:0] \$252 ;
+  wire [5:0] \$253 ;
+  wire [4:0] \$254 ;
+  wire [5:0] \$255 ;
   wire [11:0] \$256 ;
-  wire [12:0] \$257 ;
+  wire \$257 ;
   wire [11:0] \$258 ;
   wire [12:0] \$259 ;
   wire [7:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
+  wire [11:0] \$260 ;
+  wire [12:0] \$261 ;
+  wire [11:0] \$262 ;
   wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire [1:0] \$267 ;
-  wire [1:0] \$268 ;
+  wire [11:0] \$264 ;
+  wire [12:0] \$265 ;
+  wire [11:0] \$266 ;
+  wire [12:0] \$267 ;
+  wire \$268 ;
   wire \$269 ;
   wire [7:0] \$27 ;
   wire \$270 ;
@@ -16243,10 +16317,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire [1:0] \$277 ;
-  wire [1:0] \$278 ;
+  wire [1:0] \$275 ;
+  wire [1:0] \$276 ;
+  wire \$277 ;
+  wire \$278 ;
   wire \$279 ;
   wire \$28 ;
   wire \$280 ;
@@ -16254,8 +16328,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$282 ;
   wire \$283 ;
   wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
+  wire [1:0] \$285 ;
+  wire [1:0] \$286 ;
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
@@ -16297,8 +16371,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire [1:0] \$323 ;
-  wire [1:0] \$324 ;
+  wire \$323 ;
+  wire \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
@@ -16306,10 +16380,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$329 ;
   wire [7:0] \$33 ;
   wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire [1:0] \$333 ;
-  wire [1:0] \$334 ;
+  wire [1:0] \$331 ;
+  wire [1:0] \$332 ;
+  wire \$333 ;
+  wire \$334 ;
   wire \$335 ;
   wire \$336 ;
   wire \$337 ;
@@ -16317,8 +16391,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$339 ;
   wire [7:0] \$34 ;
   wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
+  wire [1:0] \$341 ;
+  wire [1:0] \$342 ;
   wire \$343 ;
   wire \$344 ;
   wire \$345 ;
@@ -16361,29 +16435,29 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$379 ;
   wire \$38 ;
   wire \$380 ;
-  wire [1:0] \$381 ;
-  wire [1:0] \$382 ;
+  wire \$381 ;
+  wire \$382 ;
   wire \$383 ;
   wire \$384 ;
   wire \$385 ;
   wire \$386 ;
   wire \$387 ;
   wire \$388 ;
-  wire \$389 ;
+  wire [1:0] \$389 ;
   wire \$39 ;
-  wire \$390 ;
-  wire [1:0] \$391 ;
-  wire [1:0] \$392 ;
+  wire [1:0] \$390 ;
+  wire \$391 ;
+  wire \$392 ;
   wire \$393 ;
   wire \$394 ;
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
-  wire \$399 ;
+  wire [1:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$400 ;
+  wire [1:0] \$400 ;
   wire \$401 ;
   wire \$402 ;
   wire \$403 ;
@@ -16425,30 +16499,30 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$436 ;
   wire \$437 ;
   wire \$438 ;
-  wire [1:0] \$439 ;
+  wire \$439 ;
   wire [7:0] \$44 ;
-  wire [1:0] \$440 ;
+  wire \$440 ;
   wire \$441 ;
   wire \$442 ;
   wire \$443 ;
   wire \$444 ;
   wire \$445 ;
   wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire [1:0] \$449 ;
+  wire [1:0] \$447 ;
+  wire [1:0] \$448 ;
+  wire \$449 ;
   wire [7:0] \$45 ;
-  wire [1:0] \$450 ;
+  wire \$450 ;
   wire \$451 ;
   wire \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
+  wire [1:0] \$457 ;
+  wire [1:0] \$458 ;
   wire \$459 ;
-  wire [5:0] \$46 ;
+  wire [11:0] \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
@@ -16459,7 +16533,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$467 ;
   wire \$468 ;
   wire \$469 ;
-  wire [11:0] \$47 ;
+  wire \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
@@ -16470,7 +16544,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$477 ;
   wire \$478 ;
   wire \$479 ;
-  wire \$48 ;
+  wire [11:0] \$48 ;
   wire \$480 ;
   wire \$481 ;
   wire \$482 ;
@@ -16481,7 +16555,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$487 ;
   wire \$488 ;
   wire \$489 ;
-  wire [11:0] \$49 ;
+  wire \$49 ;
   wire \$490 ;
   wire \$491 ;
   wire \$492 ;
@@ -16490,32 +16564,32 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
-  wire [1:0] \$498 ;
-  wire [1:0] \$499 ;
+  wire \$498 ;
+  wire \$499 ;
   wire [7:0] \$5 ;
-  wire \$50 ;
+  wire [11:0] \$50 ;
   wire \$500 ;
   wire \$501 ;
   wire \$502 ;
   wire \$503 ;
   wire \$504 ;
   wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire [1:0] \$508 ;
-  wire [1:0] \$509 ;
-  wire [11:0] \$51 ;
+  wire [1:0] \$506 ;
+  wire [1:0] \$507 ;
+  wire \$508 ;
+  wire \$509 ;
+  wire \$51 ;
   wire \$510 ;
   wire \$511 ;
   wire \$512 ;
   wire \$513 ;
   wire \$514 ;
   wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
+  wire [1:0] \$516 ;
+  wire [1:0] \$517 ;
   wire \$518 ;
   wire \$519 ;
-  wire \$52 ;
+  wire [11:0] \$52 ;
   wire \$520 ;
   wire \$521 ;
   wire \$522 ;
@@ -16526,7 +16600,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$527 ;
   wire \$528 ;
   wire \$529 ;
-  wire [11:0] \$53 ;
+  wire \$53 ;
   wire \$530 ;
   wire \$531 ;
   wire \$532 ;
@@ -16537,7 +16611,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire \$54 ;
+  wire [11:0] \$54 ;
   wire \$540 ;
   wire \$541 ;
   wire \$542 ;
@@ -16548,7 +16622,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$547 ;
   wire \$548 ;
   wire \$549 ;
-  wire [11:0] \$55 ;
+  wire \$55 ;
   wire \$550 ;
   wire \$551 ;
   wire \$552 ;
@@ -16556,8 +16630,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$554 ;
   wire \$555 ;
   wire \$556 ;
-  wire [1:0] \$557 ;
-  wire [1:0] \$558 ;
+  wire \$557 ;
+  wire \$558 ;
   wire \$559 ;
   wire \$56 ;
   wire \$560 ;
@@ -16565,10 +16639,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$562 ;
   wire \$563 ;
   wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire [1:0] \$567 ;
-  wire [1:0] \$568 ;
+  wire [1:0] \$565 ;
+  wire [1:0] \$566 ;
+  wire \$567 ;
+  wire \$568 ;
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
@@ -16576,8 +16650,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
+  wire [1:0] \$575 ;
+  wire [1:0] \$576 ;
   wire \$577 ;
   wire \$578 ;
   wire \$579 ;
@@ -16622,8 +16696,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$613 ;
   wire \$614 ;
   wire \$615 ;
-  wire [1:0] \$616 ;
-  wire [1:0] \$617 ;
+  wire \$616 ;
+  wire \$617 ;
   wire \$618 ;
   wire \$619 ;
   wire \$62 ;
@@ -16631,10 +16705,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$621 ;
   wire \$622 ;
   wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire [1:0] \$626 ;
-  wire [1:0] \$627 ;
+  wire [1:0] \$624 ;
+  wire [1:0] \$625 ;
+  wire \$626 ;
+  wire \$627 ;
   wire \$628 ;
   wire \$629 ;
   wire \$63 ;
@@ -16642,13 +16716,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$631 ;
   wire \$632 ;
   wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
+  wire [1:0] \$634 ;
+  wire [1:0] \$635 ;
   wire \$636 ;
   wire \$637 ;
   wire \$638 ;
   wire \$639 ;
-  wire \$64 ;
+  wire [12:0] \$64 ;
   wire \$640 ;
   wire \$641 ;
   wire \$642 ;
@@ -16659,7 +16733,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$647 ;
   wire \$648 ;
   wire \$649 ;
-  wire [12:0] \$65 ;
+  wire \$65 ;
   wire \$650 ;
   wire \$651 ;
   wire \$652 ;
@@ -16670,7 +16744,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$657 ;
   wire \$658 ;
   wire \$659 ;
-  wire \$66 ;
+  wire [5:0] \$66 ;
   wire \$660 ;
   wire \$661 ;
   wire \$662 ;
@@ -16681,41 +16755,41 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$667 ;
   wire \$668 ;
   wire \$669 ;
-  wire [5:0] \$67 ;
+  wire [13:0] \$67 ;
   wire \$670 ;
   wire \$671 ;
   wire \$672 ;
   wire \$673 ;
   wire \$674 ;
-  wire [1:0] \$675 ;
-  wire [1:0] \$676 ;
+  wire \$675 ;
+  wire \$676 ;
   wire \$677 ;
   wire \$678 ;
   wire \$679 ;
-  wire [13:0] \$68 ;
+  wire [12:0] \$68 ;
   wire \$680 ;
   wire \$681 ;
   wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire [1:0] \$685 ;
-  wire [1:0] \$686 ;
+  wire [1:0] \$683 ;
+  wire [1:0] \$684 ;
+  wire \$685 ;
+  wire \$686 ;
   wire \$687 ;
   wire \$688 ;
   wire \$689 ;
-  wire [12:0] \$69 ;
+  wire \$69 ;
   wire \$690 ;
   wire \$691 ;
   wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
+  wire [1:0] \$693 ;
+  wire [1:0] \$694 ;
   wire \$695 ;
   wire \$696 ;
   wire \$697 ;
   wire \$698 ;
   wire \$699 ;
   wire [7:0] \$7 ;
-  wire \$70 ;
+  wire [5:0] \$70 ;
   wire \$700 ;
   wire \$701 ;
   wire \$702 ;
@@ -16726,7 +16800,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$707 ;
   wire \$708 ;
   wire \$709 ;
-  wire [5:0] \$71 ;
+  wire [13:0] \$71 ;
   wire \$710 ;
   wire \$711 ;
   wire \$712 ;
@@ -16737,7 +16811,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$717 ;
   wire \$718 ;
   wire \$719 ;
-  wire [13:0] \$72 ;
+  wire [12:0] \$72 ;
   wire \$720 ;
   wire \$721 ;
   wire \$722 ;
@@ -16748,40 +16822,40 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$727 ;
   wire \$728 ;
   wire \$729 ;
-  wire [12:0] \$73 ;
+  wire \$73 ;
   wire \$730 ;
   wire \$731 ;
   wire \$732 ;
   wire \$733 ;
-  wire [1:0] \$734 ;
-  wire [1:0] \$735 ;
+  wire \$734 ;
+  wire \$735 ;
   wire \$736 ;
   wire \$737 ;
   wire \$738 ;
   wire \$739 ;
-  wire \$74 ;
+  wire [5:0] \$74 ;
   wire \$740 ;
   wire \$741 ;
-  wire \$742 ;
-  wire \$743 ;
-  wire [1:0] \$744 ;
-  wire [1:0] \$745 ;
+  wire [1:0] \$742 ;
+  wire [1:0] \$743 ;
+  wire \$744 ;
+  wire \$745 ;
   wire \$746 ;
   wire \$747 ;
   wire \$748 ;
   wire \$749 ;
-  wire [5:0] \$75 ;
+  wire [13:0] \$75 ;
   wire \$750 ;
   wire \$751 ;
-  wire \$752 ;
-  wire \$753 ;
+  wire [1:0] \$752 ;
+  wire [1:0] \$753 ;
   wire \$754 ;
   wire \$755 ;
   wire \$756 ;
   wire \$757 ;
   wire \$758 ;
   wire \$759 ;
-  wire [13:0] \$76 ;
+  wire [12:0] \$76 ;
   wire \$760 ;
   wire \$761 ;
   wire \$762 ;
@@ -16792,7 +16866,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$767 ;
   wire \$768 ;
   wire \$769 ;
-  wire [12:0] \$77 ;
+  wire \$77 ;
   wire \$770 ;
   wire \$771 ;
   wire \$772 ;
@@ -16803,7 +16877,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$777 ;
   wire \$778 ;
   wire \$779 ;
-  wire \$78 ;
+  wire [5:0] \$78 ;
   wire \$780 ;
   wire \$781 ;
   wire \$782 ;
@@ -16814,90 +16888,99 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire \$787 ;
   wire \$788 ;
   wire \$789 ;
-  wire [5:0] \$79 ;
+  wire [13:0] \$79 ;
   wire \$790 ;
   wire \$791 ;
   wire \$792 ;
   wire \$793 ;
   wire \$794 ;
-  reg [4:0] \$795 ;
-  reg [3:0] \$796 ;
-  reg [2:0] \$797 ;
-  reg [10:0] \$798 ;
-  reg [10:0] \$799 ;
+  wire \$795 ;
+  wire \$796 ;
+  wire \$797 ;
+  wire \$798 ;
+  wire \$799 ;
   wire [7:0] \$8 ;
-  wire [13:0] \$80 ;
-  reg \$800 ;
-  reg [3:0] \$801 ;
-  reg [4:0] \$802 ;
-  reg [2:0] \$803 ;
-  reg \$804 ;
+  wire [12:0] \$80 ;
+  wire \$800 ;
+  wire \$801 ;
+  wire \$802 ;
+  reg [4:0] \$803 ;
+  reg [3:0] \$804 ;
   reg [2:0] \$805 ;
   reg [10:0] \$806 ;
-  reg [4:0] \$807 ;
-  reg [8:0] \$808 ;
+  reg [10:0] \$807 ;
+  reg \$808 ;
   reg [3:0] \$809 ;
-  wire [12:0] \$81 ;
+  wire [13:0] \$81 ;
   reg [4:0] \$810 ;
   reg [2:0] \$811 ;
-  reg [8:0] \$812 ;
-  reg [3:0] \$813 ;
-  reg [4:0] \$814 ;
-  reg \$815 ;
-  reg [3:0] \$816 ;
-  reg [10:0] \$817 ;
-  reg [3:0] \$818 ;
-  reg [10:0] \$819 ;
-  wire [13:0] \$82 ;
-  reg \$820 ;
-  wire \$83 ;
+  reg \$812 ;
+  reg [2:0] \$813 ;
+  reg [10:0] \$814 ;
+  reg [4:0] \$815 ;
+  reg [8:0] \$816 ;
+  reg [3:0] \$817 ;
+  reg [4:0] \$818 ;
+  reg [2:0] \$819 ;
+  wire \$82 ;
+  reg [8:0] \$820 ;
+  reg [3:0] \$821 ;
+  reg [4:0] \$822 ;
+  reg \$823 ;
+  reg [3:0] \$824 ;
+  reg [10:0] \$825 ;
+  reg [4:0] \$826 ;
+  reg [3:0] \$827 ;
+  reg [10:0] \$828 ;
+  reg \$829 ;
+  wire [5:0] \$83 ;
   wire [5:0] \$84 ;
-  wire [5:0] \$85 ;
+  wire \$85 ;
   wire \$86 ;
-  wire \$87 ;
+  wire [4:0] \$87 ;
   wire [4:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire \$89 ;
   wire [7:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
+  wire [3:0] \$92 ;
   wire [3:0] \$93 ;
-  wire [3:0] \$94 ;
+  wire \$94 ;
   wire \$95 ;
-  wire \$96 ;
-  wire [11:0] \$97 ;
-  wire \$98 ;
-  wire [11:0] \$99 ;
+  wire [11:0] \$96 ;
+  wire \$97 ;
+  wire [11:0] \$98 ;
+  wire [12:0] \$99 ;
   wire [10:0] \$signature__addr ;
+  wire [10:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [10:0] \$signature__addr$35 ;
   wire [10:0] \$signature__addr$38 ;
-  wire [10:0] \$signature__addr$41 ;
-  wire [10:0] \$signature__addr$53 ;
+  wire [10:0] \$signature__addr$51 ;
+  wire [10:0] \$signature__addr$56 ;
   wire [10:0] \$signature__addr$58 ;
   wire [10:0] \$signature__addr$60 ;
   wire [10:0] \$signature__addr$62 ;
-  wire [10:0] \$signature__addr$64 ;
   wire [7:0] \$signature__data ;
+  wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$33 ;
   wire [7:0] \$signature__data$36 ;
   wire [7:0] \$signature__data$39 ;
-  wire [7:0] \$signature__data$42 ;
+  wire [7:0] \$signature__data$65 ;
+  wire [7:0] \$signature__data$66 ;
   wire [7:0] \$signature__data$67 ;
   wire [7:0] \$signature__data$68 ;
   wire [7:0] \$signature__data$69 ;
-  wire [7:0] \$signature__data$70 ;
-  wire [7:0] \$signature__data$71 ;
   wire \$signature__en ;
+  wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
   wire \$signature__en$40 ;
-  wire \$signature__en$43 ;
+  wire \$signature__en$55 ;
   wire \$signature__en$57 ;
   wire \$signature__en$59 ;
   wire \$signature__en$61 ;
   wire \$signature__en$63 ;
-  wire \$signature__en$65 ;
   wire advance;
   reg ahead = 1'h0;
   wire avail;
@@ -16911,23 +16994,23 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   wire [5:0] d;
   wire [47:0] i__payload;
   wire [39:0] \i__payload$10 ;
-  input [7:0] \i__payload$29 ;
-  wire [7:0] \i__payload$29 ;
-  wire [47:0] \i__payload$66 ;
+  input [7:0] \i__payload$26 ;
+  wire [7:0] \i__payload$26 ;
+  wire [47:0] \i__payload$64 ;
   wire i__ready;
-  output \i__ready$21 ;
-  reg \i__ready$21  = 1'h1;
-  wire \i__ready$51 ;
+  output \i__ready$18 ;
+  reg \i__ready$18  = 1'h1;
+  wire \i__ready$49 ;
   wire \i__ready$9 ;
   wire i__valid;
-  input \i__valid$24 ;
-  wire \i__valid$24 ;
-  reg \i__valid$50  = 1'h0;
+  input \i__valid$21 ;
+  wire \i__valid$21 ;
+  reg \i__valid$48  = 1'h0;
   wire \i__valid$6 ;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
   reg [4:0] ix0 = 5'h1e;
-  wire [4:0] iy;
+  reg [4:0] iy = 5'h1e;
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
   wire [47:0] o__payload;
@@ -18027,15 +18110,15 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      bank0[\$47 [10:0]] <= \i__payload$29 ;
+      bank0[\$46 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
     if (take) begin
-      _0_ <= bank0[\$68 [10:0]];
+      _0_ <= bank0[\$67 [10:0]];
     end
   end
-  assign \$signature__data$67  = _0_;
+  assign \$signature__data$65  = _0_;
   (* no_rw_check = 32'd1 *)
   reg [7:0] bank1 [1055:0];
   initial begin
@@ -19097,16 +19180,16 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
     bank1[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$34 )
-      bank1[\$49 [10:0]] <= \i__payload$29 ;
+    if (\$signature__en$31 )
+      bank1[\$48 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
     if (take) begin
-      _1_ <= bank1[\$72 [10:0]];
+      _1_ <= bank1[\$71 [10:0]];
     end
   end
-  assign \$signature__data$68  = _1_;
+  assign \$signature__data$66  = _1_;
   (* no_rw_check = 32'd1 *)
   reg [7:0] bank2 [1055:0];
   initial begin
@@ -20168,16 +20251,16 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
     bank2[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$37 )
-      bank2[\$51 [10:0]] <= \i__payload$29 ;
+    if (\$signature__en$34 )
+      bank2[\$50 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
     if (take) begin
-      _2_ <= bank2[\$76 [10:0]];
+      _2_ <= bank2[\$75 [10:0]];
     end
   end
-  assign \$signature__data$69  = _2_;
+  assign \$signature__data$67  = _2_;
   (* no_rw_check = 32'd1 *)
   reg [7:0] bank3 [1055:0];
   initial begin
@@ -21239,16 +21322,16 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
     bank3[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$40 )
-      bank3[\$53 [10:0]] <= \i__payload$29 ;
+    if (\$signature__en$37 )
+      bank3[\$52 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
     if (take) begin
-      _3_ <= bank3[\$80 [10:0]];
+      _3_ <= bank3[\$79 [10:0]];
     end
   end
-  assign \$signature__data$70  = _3_;
+  assign \$signature__data$68  = _3_;
   (* no_rw_check = 32'd1 *)
   reg [7:0] bank4 [1055:0];
   initial begin
@@ -22310,689 +22393,708 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
     bank4[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$43 )
-      bank4[\$55 [10:0]] <= \i__payload$29 ;
+    if (\$signature__en$40 )
+      bank4[\$54 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
     if (take) begin
-      _4_ <= bank4[\$82 [10:0]];
+      _4_ <= bank4[\$81 [10:0]];
     end
   end
-  assign \$signature__data$71  = _4_;
-  assign \$169  = \$165  ? \$167  : { 1'h0, \$168  };
-  assign \$170  = c == 5'h1f;
-  assign \$171  = c + 1'h1;
-  assign \$172  = \$170  ? 6'h00 : \$171 ;
-  assign \$173  = c == 5'h1f;
-  assign \$174  = ~ \$173 ;
-  assign \$175  = $signed(qc) + $signed(2'h1);
-  assign \$176  = ox == 4'hd;
-  assign \$177  = ox + 1'h1;
-  assign \$178  = \$176  ? 5'h00 : \$177 ;
-  assign \$179  = ox == 4'hd;
-  assign \$180  = $signed(ix0) + $signed(2'h1);
-  assign \$181  = \$179  ? 6'h3e : \$180 ;
-  assign \$182  = ox == 4'hd;
-  assign \$183  = r0 + 1'h1;
-  assign \$184  = \$183  >= 3'h5;
-  assign \$185  = r0 + 1'h1;
-  assign \$186  = \$185  - 3'h5;
-  assign \$187  = r0 + 1'h1;
-  assign \$188  = \$184  ? \$186  : { 1'h0, \$187  };
-  assign \$189  = \$182  ? 5'h03 : \$188 ;
-  assign \$190  = ox == 4'hd;
-  assign \$191  = r0 + 1'h1;
-  assign \$192  = \$191  >= 3'h5;
-  assign \$193  = 1'h0 + \$192 ;
-  assign \$194  = \$193  * 6'h20;
-  assign \$195  = $signed(q0c) + $signed({ 1'h0, \$194  });
-  assign \$196  = \$190  ? 10'h3e0 : \$195 ;
-  assign \$197  = ox == 4'hd;
-  assign \$198  = r0 + 1'h1;
-  assign \$199  = \$198  >= 3'h5;
-  assign \$200  = 1'h0 + \$199 ;
-  assign \$201  = \$200  * 6'h20;
-  assign \$202  = $signed(q0c) + $signed({ 1'h0, \$201  });
-  assign \$203  = \$197  ? 10'h3e0 : \$202 ;
-  assign \$204  = ox == 4'hd;
-  assign \$205  = oy == 4'hd;
-  assign \$206  = oy + 1'h1;
-  assign \$207  = \$205  ? 5'h00 : \$206 ;
-  assign \$208  = oy == 4'hd;
-  assign \$209  = $signed(low) + $signed(2'h1);
-  assign \$210  = \$208  ? 6'h3e : \$209 ;
-  assign \$211  = oy == 4'hd;
-  assign \$212  = base_slot + 1'h1;
-  assign \$213  = \$212  >= 4'hb;
-  assign \$214  = base_slot + 1'h1;
-  assign \$215  = \$214  - 4'hb;
-  assign \$216  = base_slot + 1'h1;
-  assign \$217  = \$213  ? \$215  : { 1'h0, \$216  };
-  assign \$218  = base_row + 7'h60;
-  assign \$219  = \$218  >= 11'h420;
-  assign \$220  = base_row + 7'h60;
-  assign \$221  = \$220  - 11'h420;
-  assign \$222  = base_row + 7'h60;
-  assign \$223  = \$219  ? \$221  : { 1'h0, \$222  };
-  assign \$224  = base_row + 7'h60;
-  assign \$225  = \$224  >= 11'h420;
-  assign \$226  = base_row + 7'h60;
-  assign \$227  = \$226  - 11'h420;
-  assign \$228  = base_row + 7'h60;
-  assign \$229  = \$225  ? \$227  : { 1'h0, \$228  };
-  assign \$230  = img_slot + 2'h3;
-  assign \$231  = \$230  >= 4'hb;
-  assign \$232  = img_slot + 2'h3;
-  assign \$233  = \$232  - 4'hb;
-  assign \$234  = img_slot + 2'h3;
-  assign \$235  = \$231  ? \$233  : { 1'h0, \$234  };
-  assign \$236  = img_row + 9'h120;
-  assign \$237  = \$236  >= 11'h420;
-  assign \$238  = img_row + 9'h120;
-  assign \$239  = \$238  - 11'h420;
-  assign \$240  = img_row + 9'h120;
-  assign \$241  = \$237  ? \$239  : { 1'h0, \$240  };
-  assign \$242  = img_slot + 1'h1;
-  assign \$243  = \$242  >= 4'hb;
-  assign \$244  = img_slot + 1'h1;
-  assign \$245  = \$244  - 4'hb;
-  assign \$246  = img_slot + 1'h1;
-  assign \$247  = \$243  ? \$245  : { 1'h0, \$246  };
-  assign \$248  = img_row + 7'h60;
-  assign \$249  = \$248  >= 11'h420;
-  assign \$250  = img_row + 7'h60;
-  assign \$251  = \$250  - 11'h420;
-  assign \$252  = img_row + 7'h60;
-  assign \$253  = \$249  ? \$251  : { 1'h0, \$252  };
-  assign \$254  = img_row + 7'h60;
-  assign \$255  = \$254  >= 11'h420;
+  assign \$signature__data$69  = _4_;
+  assign \$160  = \$158  ? 4'h0 : \$159 ;
+  assign \$161  = ky == 3'h4;
+  assign \$162  = ~ \$161 ;
+  assign \$163  = row_addr + 7'h60;
+  assign \$164  = \$163  >= 11'h420;
+  assign \$165  = row_addr + 7'h60;
+  assign \$166  = \$165  - 11'h420;
+  assign \$167  = row_addr + 7'h60;
+  assign \$168  = \$164  ? \$166  : { 1'h0, \$167  };
+  assign \$169  = c == 5'h1f;
+  assign \$170  = c + 1'h1;
+  assign \$171  = \$169  ? 6'h00 : \$170 ;
+  assign \$172  = c == 5'h1f;
+  assign \$173  = ~ \$172 ;
+  assign \$174  = $signed(qc) + $signed(2'h1);
+  assign \$175  = ox == 4'hd;
+  assign \$176  = ox + 1'h1;
+  assign \$177  = \$175  ? 5'h00 : \$176 ;
+  assign \$178  = ox == 4'hd;
+  assign \$179  = $signed(ix0) + $signed(2'h1);
+  assign \$180  = \$178  ? 6'h3e : \$179 ;
+  assign \$181  = ox == 4'hd;
+  assign \$182  = r0 + 1'h1;
+  assign \$183  = \$182  >= 3'h5;
+  assign \$184  = r0 + 1'h1;
+  assign \$185  = \$184  - 3'h5;
+  assign \$186  = r0 + 1'h1;
+  assign \$187  = \$183  ? \$185  : { 1'h0, \$186  };
+  assign \$188  = \$181  ? 5'h03 : \$187 ;
+  assign \$189  = ox == 4'hd;
+  assign \$190  = r0 + 1'h1;
+  assign \$191  = \$190  >= 3'h5;
+  assign \$192  = 1'h0 + \$191 ;
+  assign \$193  = \$192  * 6'h20;
+  assign \$194  = $signed(q0c) + $signed({ 1'h0, \$193  });
+  assign \$195  = \$189  ? 10'h3e0 : \$194 ;
+  assign \$196  = ox == 4'hd;
+  assign \$197  = r0 + 1'h1;
+  assign \$198  = \$197  >= 3'h5;
+  assign \$199  = 1'h0 + \$198 ;
+  assign \$200  = \$199  * 6'h20;
+  assign \$201  = $signed(q0c) + $signed({ 1'h0, \$200  });
+  assign \$202  = \$196  ? 10'h3e0 : \$201 ;
+  assign \$203  = ox == 4'hd;
+  assign \$204  = oy == 4'hd;
+  assign \$205  = oy + 1'h1;
+  assign \$206  = \$204  ? 5'h00 : \$205 ;
+  assign \$207  = oy == 4'hd;
+  assign \$208  = $signed(low) + $signed(2'h1);
+  assign \$209  = \$207  ? 6'h3e : \$208 ;
+  assign \$210  = oy == 4'hd;
+  assign \$211  = base_slot + 1'h1;
+  assign \$212  = \$211  >= 4'hb;
+  assign \$213  = base_slot + 1'h1;
+  assign \$214  = \$213  - 4'hb;
+  assign \$215  = base_slot + 1'h1;
+  assign \$216  = \$212  ? \$214  : { 1'h0, \$215  };
+  assign \$217  = base_row + 7'h60;
+  assign \$218  = \$217  >= 11'h420;
+  assign \$219  = base_row + 7'h60;
+  assign \$220  = \$219  - 11'h420;
+  assign \$221  = base_row + 7'h60;
+  assign \$222  = \$218  ? \$220  : { 1'h0, \$221  };
+  assign \$223  = base_row + 7'h60;
+  assign \$224  = \$223  >= 11'h420;
+  assign \$225  = base_row + 7'h60;
+  assign \$226  = \$225  - 11'h420;
+  assign \$227  = base_row + 7'h60;
+  assign \$228  = \$224  ? \$226  : { 1'h0, \$227  };
+  assign \$229  = ky == 3'h4;
+  assign \$230  = ~ \$229 ;
+  assign \$231  = c == 5'h1f;
+  assign \$232  = ox == 4'hd;
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = $signed(iy) + $signed(2'h1);
+  assign \$235  = oy == 4'hd;
+  assign \$236  = $signed(low) + $signed(2'h1);
+  assign \$237  = \$235  ? 6'h3e : \$236 ;
+  assign \$238  = img_slot + 2'h3;
+  assign \$239  = \$238  >= 4'hb;
+  assign \$240  = img_slot + 2'h3;
+  assign \$241  = \$240  - 4'hb;
+  assign \$242  = img_slot + 2'h3;
+  assign \$243  = \$239  ? \$241  : { 1'h0, \$242  };
+  assign \$244  = img_row + 9'h120;
+  assign \$245  = \$244  >= 11'h420;
+  assign \$246  = img_row + 9'h120;
+  assign \$247  = \$246  - 11'h420;
+  assign \$248  = img_row + 9'h120;
+  assign \$249  = \$245  ? \$247  : { 1'h0, \$248  };
+  assign \$250  = img_slot + 1'h1;
+  assign \$251  = \$250  >= 4'hb;
+  assign \$252  = img_slot + 1'h1;
+  assign \$253  = \$252  - 4'hb;
+  assign \$254  = img_slot + 1'h1;
+  assign \$255  = \$251  ? \$253  : { 1'h0, \$254  };
   assign \$256  = img_row + 7'h60;
-  assign \$257  = \$256  - 11'h420;
+  assign \$257  = \$256  >= 11'h420;
   assign \$258  = img_row + 7'h60;
-  assign \$259  = \$255  ? \$257  : { 1'h0, \$258  };
-  assign \$260  = w_c == 5'h1f;
-  assign \$261  = write & \$260 ;
-  assign \$262  = w_x == 4'hd;
-  assign \$263  = \$261  & \$262 ;
-  assign \$264  = ~ ahead;
-  assign \$265  = w_row == 4'hd;
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = \$266  ? 2'h2 : 2'h1;
-  assign \$268  = \$263  ? \$267  : 2'h0;
-  assign \$269  = \$268  == 2'h2;
-  assign \$270  = ky == 3'h4;
-  assign \$271  = take & \$270 ;
-  assign \$272  = c == 5'h1f;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = ox == 4'hd;
-  assign \$275  = \$273  & \$274 ;
-  assign \$276  = oy == 4'hd;
-  assign \$277  = \$276  ? 2'h2 : 2'h1;
-  assign \$278  = \$275  ? \$277  : 2'h0;
-  assign \$279  = \$278  == 2'h2;
-  assign \$280  = \$269  & \$279 ;
-  assign \$281  = w_c == 5'h1f;
-  assign \$282  = write & \$281 ;
-  assign \$283  = w_x == 4'hd;
-  assign \$284  = \$282  & \$283 ;
-  assign \$285  = ~ ahead;
-  assign \$286  = w_row == 4'hd;
-  assign \$287  = \$285  & \$286 ;
-  assign \$288  = \$284  & \$287 ;
-  assign \$289  = ahead | \$288 ;
-  assign \$290  = switch ? 1'h0 : \$289 ;
-  assign \$291  = ky == 3'h4;
-  assign \$292  = take & \$291 ;
-  assign \$293  = c == 5'h1f;
-  assign \$294  = \$292  & \$293 ;
-  assign \$295  = ox == 4'hd;
-  assign \$296  = \$294  & \$295 ;
-  assign \$297  = oy == 4'hd;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = r_done | \$298 ;
-  assign \$300  = switch ? 1'h0 : \$299 ;
-  assign \$301  = ~ \$300 ;
-  assign \$303  = ky == 3'h4;
-  assign \$304  = take & \$303 ;
-  assign \$305  = c == 5'h1f;
+  assign \$259  = \$258  - 11'h420;
+  assign \$260  = img_row + 7'h60;
+  assign \$261  = \$257  ? \$259  : { 1'h0, \$260  };
+  assign \$262  = img_row + 7'h60;
+  assign \$263  = \$262  >= 11'h420;
+  assign \$264  = img_row + 7'h60;
+  assign \$265  = \$264  - 11'h420;
+  assign \$266  = img_row + 7'h60;
+  assign \$267  = \$263  ? \$265  : { 1'h0, \$266  };
+  assign \$268  = w_c == 5'h1f;
+  assign \$269  = write & \$268 ;
+  assign \$270  = w_x == 4'hd;
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = ~ ahead;
+  assign \$273  = w_row == 4'hd;
+  assign \$274  = \$272  & \$273 ;
+  assign \$275  = \$274  ? 2'h2 : 2'h1;
+  assign \$276  = \$271  ? \$275  : 2'h0;
+  assign \$277  = \$276  == 2'h2;
+  assign \$278  = ky == 3'h4;
+  assign \$279  = take & \$278 ;
+  assign \$280  = c == 5'h1f;
+  assign \$281  = \$279  & \$280 ;
+  assign \$282  = ox == 4'hd;
+  assign \$283  = \$281  & \$282 ;
+  assign \$284  = oy == 4'hd;
+  assign \$285  = \$284  ? 2'h2 : 2'h1;
+  assign \$286  = \$283  ? \$285  : 2'h0;
+  assign \$287  = \$286  == 2'h2;
+  assign \$288  = \$277  & \$287 ;
+  assign \$289  = w_c == 5'h1f;
+  assign \$290  = write & \$289 ;
+  assign \$291  = w_x == 4'hd;
+  assign \$292  = \$290  & \$291 ;
+  assign \$293  = ~ ahead;
+  assign \$294  = w_row == 4'hd;
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = \$292  & \$295 ;
+  assign \$297  = ahead | \$296 ;
+  assign \$298  = switch ? 1'h0 : \$297 ;
+  assign \$299  = ky == 3'h4;
+  assign \$300  = take & \$299 ;
+  assign \$301  = c == 5'h1f;
+  assign \$302  = \$300  & \$301 ;
+  assign \$303  = ox == 4'hd;
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = oy == 4'hd;
   assign \$306  = \$304  & \$305 ;
-  assign \$307  = ox == 4'hd;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = oy == 4'hd;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = r_done | \$310 ;
-  assign \$312  = switch ? 1'h0 : \$311 ;
-  assign \$315  = \$290  ? 1'h0 : 1'h1;
-  assign \$316  = w_c == 5'h1f;
-  assign \$317  = write & \$316 ;
-  assign \$318  = w_x == 4'hd;
-  assign \$319  = \$317  & \$318 ;
-  assign \$320  = ~ ahead;
-  assign \$321  = w_row == 4'hd;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = \$322  ? 2'h2 : 2'h1;
-  assign \$324  = \$319  ? \$323  : 2'h0;
-  assign \$325  = \$324  == 2'h2;
-  assign \$326  = ky == 3'h4;
-  assign \$327  = take & \$326 ;
-  assign \$328  = c == 5'h1f;
-  assign \$329  = \$327  & \$328 ;
-  assign \$330  = ox == 4'hd;
-  assign \$331  = \$329  & \$330 ;
-  assign \$332  = oy == 4'hd;
-  assign \$333  = \$332  ? 2'h2 : 2'h1;
-  assign \$334  = \$331  ? \$333  : 2'h0;
-  assign \$335  = \$334  == 1'h1;
-  assign \$336  = \$325  & \$335 ;
-  assign \$337  = w_c == 5'h1f;
-  assign \$338  = write & \$337 ;
-  assign \$339  = w_x == 4'hd;
-  assign \$340  = \$338  & \$339 ;
-  assign \$341  = ~ ahead;
-  assign \$342  = w_row == 4'hd;
-  assign \$343  = \$341  & \$342 ;
-  assign \$344  = \$340  & \$343 ;
-  assign \$345  = ahead | \$344 ;
-  assign \$346  = switch ? 1'h0 : \$345 ;
-  assign \$347  = ky == 3'h4;
-  assign \$348  = take & \$347 ;
-  assign \$349  = c == 5'h1f;
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = ox == 4'hd;
-  assign \$352  = \$350  & \$351 ;
-  assign \$353  = oy == 4'hd;
-  assign \$354  = \$352  & \$353 ;
-  assign \$355  = r_done | \$354 ;
-  assign \$356  = switch ? 1'h0 : \$355 ;
-  assign \$357  = ~ \$356 ;
-  assign \$358  = $signed(low) > $signed(3'h2);
-  assign \$359  = \$357  & \$358 ;
-  assign \$360  = ky == 3'h4;
-  assign \$361  = take & \$360 ;
-  assign \$362  = c == 5'h1f;
-  assign \$363  = \$361  & \$362 ;
-  assign \$364  = ox == 4'hd;
-  assign \$365  = \$363  & \$364 ;
-  assign \$366  = oy == 4'hd;
+  assign \$307  = r_done | \$306 ;
+  assign \$308  = switch ? 1'h0 : \$307 ;
+  assign \$309  = ~ \$308 ;
+  assign \$311  = ky == 3'h4;
+  assign \$312  = take & \$311 ;
+  assign \$313  = c == 5'h1f;
+  assign \$314  = \$312  & \$313 ;
+  assign \$315  = ox == 4'hd;
+  assign \$316  = \$314  & \$315 ;
+  assign \$317  = oy == 4'hd;
+  assign \$318  = \$316  & \$317 ;
+  assign \$319  = r_done | \$318 ;
+  assign \$320  = switch ? 1'h0 : \$319 ;
+  assign \$323  = \$298  ? 1'h0 : 1'h1;
+  assign \$324  = w_c == 5'h1f;
+  assign \$325  = write & \$324 ;
+  assign \$326  = w_x == 4'hd;
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = ~ ahead;
+  assign \$329  = w_row == 4'hd;
+  assign \$330  = \$328  & \$329 ;
+  assign \$331  = \$330  ? 2'h2 : 2'h1;
+  assign \$332  = \$327  ? \$331  : 2'h0;
+  assign \$333  = \$332  == 2'h2;
+  assign \$334  = ky == 3'h4;
+  assign \$335  = take & \$334 ;
+  assign \$336  = c == 5'h1f;
+  assign \$337  = \$335  & \$336 ;
+  assign \$338  = ox == 4'hd;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = oy == 4'hd;
+  assign \$341  = \$340  ? 2'h2 : 2'h1;
+  assign \$342  = \$339  ? \$341  : 2'h0;
+  assign \$343  = \$342  == 1'h1;
+  assign \$344  = \$333  & \$343 ;
+  assign \$345  = w_c == 5'h1f;
+  assign \$346  = write & \$345 ;
+  assign \$347  = w_x == 4'hd;
+  assign \$348  = \$346  & \$347 ;
+  assign \$349  = ~ ahead;
+  assign \$350  = w_row == 4'hd;
+  assign \$351  = \$349  & \$350 ;
+  assign \$352  = \$348  & \$351 ;
+  assign \$353  = ahead | \$352 ;
+  assign \$354  = switch ? 1'h0 : \$353 ;
+  assign \$355  = ky == 3'h4;
+  assign \$356  = take & \$355 ;
+  assign \$357  = c == 5'h1f;
+  assign \$358  = \$356  & \$357 ;
+  assign \$359  = ox == 4'hd;
+  assign \$360  = \$358  & \$359 ;
+  assign \$361  = oy == 4'hd;
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = r_done | \$362 ;
+  assign \$364  = switch ? 1'h0 : \$363 ;
+  assign \$365  = ~ \$364 ;
+  assign \$366  = $signed(low) > $signed(3'h2);
   assign \$367  = \$365  & \$366 ;
-  assign \$368  = r_done | \$367 ;
-  assign \$369  = switch ? 1'h0 : \$368 ;
-  assign \$370  = $signed(low) > $signed(5'h14);
-  assign \$371  = \$369  | \$370 ;
-  assign \$373  = \$346  ? \$359  : \$372 ;
-  assign \$374  = w_c == 5'h1f;
-  assign \$375  = write & \$374 ;
-  assign \$376  = w_x == 4'hd;
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = ~ ahead;
-  assign \$379  = w_row == 4'hd;
-  assign \$380  = \$378  & \$379 ;
-  assign \$381  = \$380  ? 2'h2 : 2'h1;
-  assign \$382  = \$377  ? \$381  : 2'h0;
-  assign \$383  = \$382  == 2'h2;
-  assign \$384  = ky == 3'h4;
-  assign \$385  = take & \$384 ;
-  assign \$386  = c == 5'h1f;
-  assign \$387  = \$385  & \$386 ;
-  assign \$388  = ox == 4'hd;
-  assign \$389  = \$387  & \$388 ;
-  assign \$390  = oy == 4'hd;
-  assign \$391  = \$390  ? 2'h2 : 2'h1;
-  assign \$392  = \$389  ? \$391  : 2'h0;
-  assign \$393  = ! \$392 ;
-  assign \$394  = \$383  & \$393 ;
-  assign \$395  = w_c == 5'h1f;
-  assign \$396  = write & \$395 ;
-  assign \$397  = w_x == 4'hd;
-  assign \$398  = \$396  & \$397 ;
-  assign \$399  = ~ ahead;
-  assign \$400  = w_row == 4'hd;
-  assign \$401  = \$399  & \$400 ;
-  assign \$402  = \$398  & \$401 ;
-  assign \$403  = ahead | \$402 ;
-  assign \$404  = switch ? 1'h0 : \$403 ;
-  assign \$405  = ky == 3'h4;
-  assign \$406  = take & \$405 ;
-  assign \$407  = c == 5'h1f;
-  assign \$408  = \$406  & \$407 ;
-  assign \$409  = ox == 4'hd;
-  assign \$410  = \$408  & \$409 ;
-  assign \$411  = oy == 4'hd;
-  assign \$412  = \$410  & \$411 ;
-  assign \$413  = r_done | \$412 ;
-  assign \$414  = switch ? 1'h0 : \$413 ;
-  assign \$415  = ~ \$414 ;
-  assign \$416  = $signed(low) > $signed(3'h3);
-  assign \$417  = \$415  & \$416 ;
-  assign \$418  = ky == 3'h4;
-  assign \$419  = take & \$418 ;
-  assign \$420  = c == 5'h1f;
-  assign \$421  = \$419  & \$420 ;
-  assign \$422  = ox == 4'hd;
-  assign \$423  = \$421  & \$422 ;
-  assign \$424  = oy == 4'hd;
+  assign \$368  = ky == 3'h4;
+  assign \$369  = take & \$368 ;
+  assign \$370  = c == 5'h1f;
+  assign \$371  = \$369  & \$370 ;
+  assign \$372  = ox == 4'hd;
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = oy == 4'hd;
+  assign \$375  = \$373  & \$374 ;
+  assign \$376  = r_done | \$375 ;
+  assign \$377  = switch ? 1'h0 : \$376 ;
+  assign \$378  = $signed(low) > $signed(5'h14);
+  assign \$379  = \$377  | \$378 ;
+  assign \$381  = \$354  ? \$367  : \$380 ;
+  assign \$382  = w_c == 5'h1f;
+  assign \$383  = write & \$382 ;
+  assign \$384  = w_x == 4'hd;
+  assign \$385  = \$383  & \$384 ;
+  assign \$386  = ~ ahead;
+  assign \$387  = w_row == 4'hd;
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = \$388  ? 2'h2 : 2'h1;
+  assign \$390  = \$385  ? \$389  : 2'h0;
+  assign \$391  = \$390  == 2'h2;
+  assign \$392  = ky == 3'h4;
+  assign \$393  = take & \$392 ;
+  assign \$394  = c == 5'h1f;
+  assign \$395  = \$393  & \$394 ;
+  assign \$396  = ox == 4'hd;
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = oy == 4'hd;
+  assign \$399  = \$398  ? 2'h2 : 2'h1;
+  assign \$400  = \$397  ? \$399  : 2'h0;
+  assign \$401  = ! \$400 ;
+  assign \$402  = \$391  & \$401 ;
+  assign \$403  = w_c == 5'h1f;
+  assign \$404  = write & \$403 ;
+  assign \$405  = w_x == 4'hd;
+  assign \$406  = \$404  & \$405 ;
+  assign \$407  = ~ ahead;
+  assign \$408  = w_row == 4'hd;
+  assign \$409  = \$407  & \$408 ;
+  assign \$410  = \$406  & \$409 ;
+  assign \$411  = ahead | \$410 ;
+  assign \$412  = switch ? 1'h0 : \$411 ;
+  assign \$413  = ky == 3'h4;
+  assign \$414  = take & \$413 ;
+  assign \$415  = c == 5'h1f;
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = ox == 4'hd;
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = oy == 4'hd;
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = r_done | \$420 ;
+  assign \$422  = switch ? 1'h0 : \$421 ;
+  assign \$423  = ~ \$422 ;
+  assign \$424  = $signed(low) > $signed(3'h3);
   assign \$425  = \$423  & \$424 ;
-  assign \$426  = r_done | \$425 ;
-  assign \$427  = switch ? 1'h0 : \$426 ;
-  assign \$428  = $signed(low) > $signed(5'h15);
-  assign \$429  = \$427  | \$428 ;
-  assign \$431  = \$404  ? \$417  : \$430 ;
-  assign \$432  = w_c == 5'h1f;
-  assign \$433  = write & \$432 ;
-  assign \$434  = w_x == 4'hd;
-  assign \$435  = \$433  & \$434 ;
-  assign \$436  = ~ ahead;
-  assign \$437  = w_row == 4'hd;
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = \$438  ? 2'h2 : 2'h1;
-  assign \$440  = \$435  ? \$439  : 2'h0;
-  assign \$441  = \$440  == 1'h1;
-  assign \$442  = ky == 3'h4;
-  assign \$443  = take & \$442 ;
-  assign \$444  = c == 5'h1f;
-  assign \$445  = \$443  & \$444 ;
-  assign \$446  = ox == 4'hd;
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = oy == 4'hd;
-  assign \$449  = \$448  ? 2'h2 : 2'h1;
-  assign \$450  = \$447  ? \$449  : 2'h0;
-  assign \$451  = \$450  == 2'h2;
-  assign \$452  = \$441  & \$451 ;
-  assign \$453  = w_c == 5'h1f;
-  assign \$454  = write & \$453 ;
-  assign \$455  = w_x == 4'hd;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = ~ ahead;
-  assign \$458  = w_row == 4'hd;
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = \$456  & \$459 ;
-  assign \$461  = ahead | \$460 ;
-  assign \$462  = switch ? 1'h0 : \$461 ;
-  assign \$463  = ky == 3'h4;
-  assign \$464  = take & \$463 ;
-  assign \$465  = c == 5'h1f;
-  assign \$466  = \$464  & \$465 ;
-  assign \$467  = ox == 4'hd;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = oy == 4'hd;
-  assign \$470  = \$468  & \$469 ;
-  assign \$471  = r_done | \$470 ;
-  assign \$472  = switch ? 1'h0 : \$471 ;
-  assign \$473  = ~ \$472 ;
-  assign \$474  = $signed({ 1'h0, w_row }) < $signed(4'ha);
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = w_row < 4'hd;
-  assign \$477  = ky == 3'h4;
-  assign \$478  = take & \$477 ;
-  assign \$479  = c == 5'h1f;
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = ox == 4'hd;
-  assign \$482  = \$480  & \$481 ;
-  assign \$483  = oy == 4'hd;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = r_done | \$484 ;
-  assign \$486  = switch ? 1'h0 : \$485 ;
-  assign \$487  = w_row < 4'h8;
-  assign \$488  = \$486  | \$487 ;
-  assign \$489  = \$476  & \$488 ;
-  assign \$490  = \$462  ? \$475  : \$489 ;
-  assign \$491  = w_c == 5'h1f;
-  assign \$492  = write & \$491 ;
-  assign \$493  = w_x == 4'hd;
-  assign \$494  = \$492  & \$493 ;
-  assign \$495  = ~ ahead;
-  assign \$496  = w_row == 4'hd;
-  assign \$497  = \$495  & \$496 ;
-  assign \$498  = \$497  ? 2'h2 : 2'h1;
-  assign \$499  = \$494  ? \$498  : 2'h0;
-  assign \$500  = \$499  == 1'h1;
-  assign \$501  = ky == 3'h4;
-  assign \$502  = take & \$501 ;
-  assign \$503  = c == 5'h1f;
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = ox == 4'hd;
-  assign \$506  = \$504  & \$505 ;
-  assign \$507  = oy == 4'hd;
-  assign \$508  = \$507  ? 2'h2 : 2'h1;
-  assign \$509  = \$506  ? \$508  : 2'h0;
-  assign \$510  = \$509  == 1'h1;
-  assign \$511  = \$500  & \$510 ;
-  assign \$512  = w_c == 5'h1f;
-  assign \$513  = write & \$512 ;
-  assign \$514  = w_x == 4'hd;
-  assign \$515  = \$513  & \$514 ;
-  assign \$516  = ~ ahead;
-  assign \$517  = w_row == 4'hd;
-  assign \$518  = \$516  & \$517 ;
-  assign \$519  = \$515  & \$518 ;
-  assign \$520  = ahead | \$519 ;
-  assign \$521  = switch ? 1'h0 : \$520 ;
-  assign \$522  = ky == 3'h4;
-  assign \$523  = take & \$522 ;
-  assign \$524  = c == 5'h1f;
-  assign \$525  = \$523  & \$524 ;
-  assign \$526  = ox == 4'hd;
-  assign \$527  = \$525  & \$526 ;
-  assign \$528  = oy == 4'hd;
-  assign \$529  = \$527  & \$528 ;
-  assign \$530  = r_done | \$529 ;
-  assign \$531  = switch ? 1'h0 : \$530 ;
-  assign \$532  = ~ \$531 ;
-  assign \$533  = $signed(d) < $signed(3'h5);
-  assign \$534  = \$532  & \$533 ;
-  assign \$535  = w_row < 4'hd;
-  assign \$536  = ky == 3'h4;
-  assign \$537  = take & \$536 ;
-  assign \$538  = c == 5'h1f;
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = ox == 4'hd;
-  assign \$541  = \$539  & \$540 ;
-  assign \$542  = oy == 4'hd;
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = r_done | \$543 ;
-  assign \$545  = switch ? 1'h0 : \$544 ;
-  assign \$546  = $signed(d) < $signed(5'h0b);
-  assign \$547  = \$545  | \$546 ;
-  assign \$548  = \$535  & \$547 ;
-  assign \$549  = \$521  ? \$534  : \$548 ;
-  assign \$550  = w_c == 5'h1f;
-  assign \$551  = write & \$550 ;
-  assign \$552  = w_x == 4'hd;
-  assign \$553  = \$551  & \$552 ;
-  assign \$554  = ~ ahead;
-  assign \$555  = w_row == 4'hd;
-  assign \$556  = \$554  & \$555 ;
-  assign \$557  = \$556  ? 2'h2 : 2'h1;
-  assign \$558  = \$553  ? \$557  : 2'h0;
-  assign \$559  = \$558  == 1'h1;
-  assign \$560  = ky == 3'h4;
-  assign \$561  = take & \$560 ;
-  assign \$562  = c == 5'h1f;
-  assign \$563  = \$561  & \$562 ;
-  assign \$564  = ox == 4'hd;
-  assign \$565  = \$563  & \$564 ;
-  assign \$566  = oy == 4'hd;
-  assign \$567  = \$566  ? 2'h2 : 2'h1;
-  assign \$568  = \$565  ? \$567  : 2'h0;
-  assign \$569  = ! \$568 ;
-  assign \$570  = \$559  & \$569 ;
-  assign \$571  = w_c == 5'h1f;
-  assign \$572  = write & \$571 ;
-  assign \$573  = w_x == 4'hd;
-  assign \$574  = \$572  & \$573 ;
-  assign \$575  = ~ ahead;
-  assign \$576  = w_row == 4'hd;
-  assign \$577  = \$575  & \$576 ;
-  assign \$578  = \$574  & \$577 ;
-  assign \$579  = ahead | \$578 ;
-  assign \$580  = switch ? 1'h0 : \$579 ;
-  assign \$581  = ky == 3'h4;
-  assign \$582  = take & \$581 ;
-  assign \$583  = c == 5'h1f;
-  assign \$584  = \$582  & \$583 ;
-  assign \$585  = ox == 4'hd;
-  assign \$586  = \$584  & \$585 ;
-  assign \$587  = oy == 4'hd;
-  assign \$588  = \$586  & \$587 ;
-  assign \$589  = r_done | \$588 ;
-  assign \$590  = switch ? 1'h0 : \$589 ;
-  assign \$591  = ~ \$590 ;
-  assign \$592  = $signed(d) < $signed(3'h4);
-  assign \$593  = \$591  & \$592 ;
-  assign \$594  = w_row < 4'hd;
-  assign \$595  = ky == 3'h4;
-  assign \$596  = take & \$595 ;
-  assign \$597  = c == 5'h1f;
-  assign \$598  = \$596  & \$597 ;
-  assign \$599  = ox == 4'hd;
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = oy == 4'hd;
-  assign \$602  = \$600  & \$601 ;
-  assign \$603  = r_done | \$602 ;
-  assign \$604  = switch ? 1'h0 : \$603 ;
-  assign \$605  = $signed(d) < $signed(5'h0a);
-  assign \$606  = \$604  | \$605 ;
-  assign \$607  = \$594  & \$606 ;
-  assign \$608  = \$580  ? \$593  : \$607 ;
-  assign \$609  = w_c == 5'h1f;
-  assign \$610  = write & \$609 ;
-  assign \$611  = w_x == 4'hd;
-  assign \$612  = \$610  & \$611 ;
-  assign \$613  = ~ ahead;
-  assign \$614  = w_row == 4'hd;
-  assign \$615  = \$613  & \$614 ;
-  assign \$616  = \$615  ? 2'h2 : 2'h1;
-  assign \$617  = \$612  ? \$616  : 2'h0;
-  assign \$618  = ! \$617 ;
-  assign \$619  = ky == 3'h4;
-  assign \$620  = take & \$619 ;
-  assign \$621  = c == 5'h1f;
-  assign \$622  = \$620  & \$621 ;
-  assign \$623  = ox == 4'hd;
-  assign \$624  = \$622  & \$623 ;
-  assign \$625  = oy == 4'hd;
-  assign \$626  = \$625  ? 2'h2 : 2'h1;
-  assign \$627  = \$624  ? \$626  : 2'h0;
-  assign \$628  = \$627  == 2'h2;
-  assign \$629  = \$618  & \$628 ;
-  assign \$630  = w_c == 5'h1f;
-  assign \$631  = write & \$630 ;
-  assign \$632  = w_x == 4'hd;
-  assign \$633  = \$631  & \$632 ;
-  assign \$634  = ~ ahead;
-  assign \$635  = w_row == 4'hd;
-  assign \$636  = \$634  & \$635 ;
-  assign \$637  = \$633  & \$636 ;
-  assign \$638  = ahead | \$637 ;
-  assign \$639  = switch ? 1'h0 : \$638 ;
-  assign \$640  = ky == 3'h4;
-  assign \$641  = take & \$640 ;
-  assign \$642  = c == 5'h1f;
-  assign \$643  = \$641  & \$642 ;
-  assign \$644  = ox == 4'hd;
-  assign \$645  = \$643  & \$644 ;
-  assign \$646  = oy == 4'hd;
-  assign \$647  = \$645  & \$646 ;
-  assign \$648  = r_done | \$647 ;
-  assign \$649  = switch ? 1'h0 : \$648 ;
-  assign \$650  = ~ \$649 ;
-  assign \$651  = $signed({ 1'h0, w_row }) < $signed(4'hb);
-  assign \$652  = \$650  & \$651 ;
-  assign \$653  = w_row < 4'he;
-  assign \$654  = ky == 3'h4;
-  assign \$655  = take & \$654 ;
-  assign \$656  = c == 5'h1f;
-  assign \$657  = \$655  & \$656 ;
-  assign \$658  = ox == 4'hd;
-  assign \$659  = \$657  & \$658 ;
-  assign \$660  = oy == 4'hd;
-  assign \$661  = \$659  & \$660 ;
-  assign \$662  = r_done | \$661 ;
-  assign \$663  = switch ? 1'h0 : \$662 ;
-  assign \$664  = w_row < 4'h9;
-  assign \$665  = \$663  | \$664 ;
-  assign \$666  = \$653  & \$665 ;
-  assign \$667  = \$639  ? \$652  : \$666 ;
-  assign \$668  = w_c == 5'h1f;
-  assign \$669  = write & \$668 ;
-  assign \$670  = w_x == 4'hd;
-  assign \$671  = \$669  & \$670 ;
-  assign \$672  = ~ ahead;
-  assign \$673  = w_row == 4'hd;
-  assign \$674  = \$672  & \$673 ;
-  assign \$675  = \$674  ? 2'h2 : 2'h1;
-  assign \$676  = \$671  ? \$675  : 2'h0;
-  assign \$677  = ! \$676 ;
-  assign \$678  = ky == 3'h4;
-  assign \$679  = take & \$678 ;
-  assign \$680  = c == 5'h1f;
-  assign \$681  = \$679  & \$680 ;
-  assign \$682  = ox == 4'hd;
-  assign \$683  = \$681  & \$682 ;
-  assign \$684  = oy == 4'hd;
-  assign \$685  = \$684  ? 2'h2 : 2'h1;
-  assign \$686  = \$683  ? \$685  : 2'h0;
-  assign \$687  = \$686  == 1'h1;
-  assign \$688  = \$677  & \$687 ;
-  assign \$689  = w_c == 5'h1f;
-  assign \$690  = write & \$689 ;
-  assign \$691  = w_x == 4'hd;
-  assign \$692  = \$690  & \$691 ;
-  assign \$693  = ~ ahead;
-  assign \$694  = w_row == 4'hd;
-  assign \$695  = \$693  & \$694 ;
-  assign \$696  = \$692  & \$695 ;
-  assign \$697  = ahead | \$696 ;
-  assign \$698  = switch ? 1'h0 : \$697 ;
-  assign \$699  = ky == 3'h4;
-  assign \$700  = take & \$699 ;
-  assign \$701  = c == 5'h1f;
-  assign \$702  = \$700  & \$701 ;
-  assign \$703  = ox == 4'hd;
-  assign \$704  = \$702  & \$703 ;
-  assign \$705  = oy == 4'hd;
-  assign \$706  = \$704  & \$705 ;
-  assign \$707  = r_done | \$706 ;
-  assign \$708  = switch ? 1'h0 : \$707 ;
-  assign \$709  = ~ \$708 ;
-  assign \$710  = $signed(d) < $signed(2'h2);
-  assign \$711  = \$709  & \$710 ;
-  assign \$712  = w_row < 4'he;
-  assign \$713  = ky == 3'h4;
-  assign \$714  = take & \$713 ;
-  assign \$715  = c == 5'h1f;
-  assign \$716  = \$714  & \$715 ;
-  assign \$717  = ox == 4'hd;
-  assign \$718  = \$716  & \$717 ;
-  assign \$719  = oy == 4'hd;
-  assign \$720  = \$718  & \$719 ;
-  assign \$721  = r_done | \$720 ;
-  assign \$722  = switch ? 1'h0 : \$721 ;
-  assign \$723  = $signed(d) < $signed(5'h0c);
-  assign \$724  = \$722  | \$723 ;
-  assign \$725  = \$712  & \$724 ;
-  assign \$726  = \$698  ? \$711  : \$725 ;
-  assign \$727  = w_c == 5'h1f;
-  assign \$728  = write & \$727 ;
-  assign \$729  = w_x == 4'hd;
-  assign \$730  = \$728  & \$729 ;
-  assign \$731  = ~ ahead;
-  assign \$732  = w_row == 4'hd;
-  assign \$733  = \$731  & \$732 ;
-  assign \$734  = \$733  ? 2'h2 : 2'h1;
-  assign \$735  = \$730  ? \$734  : 2'h0;
-  assign \$736  = ! \$735 ;
-  assign \$737  = ky == 3'h4;
-  assign \$738  = take & \$737 ;
-  assign \$739  = c == 5'h1f;
-  assign \$740  = \$738  & \$739 ;
-  assign \$741  = ox == 4'hd;
-  assign \$742  = \$740  & \$741 ;
-  assign \$743  = oy == 4'hd;
-  assign \$744  = \$743  ? 2'h2 : 2'h1;
-  assign \$745  = \$742  ? \$744  : 2'h0;
-  assign \$746  = ! \$745 ;
-  assign \$747  = \$736  & \$746 ;
-  assign \$748  = w_c == 5'h1f;
-  assign \$749  = write & \$748 ;
-  assign \$750  = w_x == 4'hd;
-  assign \$751  = \$749  & \$750 ;
-  assign \$752  = ~ ahead;
-  assign \$753  = w_row == 4'hd;
-  assign \$754  = \$752  & \$753 ;
-  assign \$755  = \$751  & \$754 ;
-  assign \$756  = ahead | \$755 ;
-  assign \$757  = switch ? 1'h0 : \$756 ;
-  assign \$758  = ky == 3'h4;
-  assign \$759  = take & \$758 ;
-  assign \$760  = c == 5'h1f;
-  assign \$761  = \$759  & \$760 ;
-  assign \$762  = ox == 4'hd;
-  assign \$763  = \$761  & \$762 ;
-  assign \$764  = oy == 4'hd;
-  assign \$765  = \$763  & \$764 ;
-  assign \$766  = r_done | \$765 ;
-  assign \$767  = switch ? 1'h0 : \$766 ;
-  assign \$768  = ~ \$767 ;
-  assign \$769  = $signed(d) < $signed(3'h5);
-  assign \$770  = \$768  & \$769 ;
-  assign \$771  = w_row < 4'he;
-  assign \$772  = ky == 3'h4;
-  assign \$773  = take & \$772 ;
-  assign \$774  = c == 5'h1f;
-  assign \$775  = \$773  & \$774 ;
-  assign \$776  = ox == 4'hd;
-  assign \$777  = \$775  & \$776 ;
-  assign \$778  = oy == 4'hd;
-  assign \$779  = \$777  & \$778 ;
-  assign \$780  = r_done | \$779 ;
-  assign \$781  = switch ? 1'h0 : \$780 ;
-  assign \$782  = $signed(d) < $signed(5'h0b);
-  assign \$783  = \$781  | \$782 ;
-  assign \$784  = \$771  & \$783 ;
-  assign \$785  = \$757  ? \$770  : \$784 ;
-  assign \$786  = \$747  ? \$785  : 1'h0;
-  assign \$787  = \$688  ? \$726  : \$786 ;
-  assign \$788  = \$629  ? \$667  : \$787 ;
-  assign \$789  = \$570  ? \$608  : \$788 ;
-  assign \$790  = \$511  ? \$549  : \$789 ;
-  assign \$791  = \$452  ? \$490  : \$790 ;
-  assign \$792  = \$394  ? \$431  : \$791 ;
-  assign \$793  = \$336  ? \$373  : \$792 ;
-  assign \$794  = \$280  ? \$315  : \$793 ;
+  assign \$426  = ky == 3'h4;
+  assign \$427  = take & \$426 ;
+  assign \$428  = c == 5'h1f;
+  assign \$429  = \$427  & \$428 ;
+  assign \$430  = ox == 4'hd;
+  assign \$431  = \$429  & \$430 ;
+  assign \$432  = oy == 4'hd;
+  assign \$433  = \$431  & \$432 ;
+  assign \$434  = r_done | \$433 ;
+  assign \$435  = switch ? 1'h0 : \$434 ;
+  assign \$436  = $signed(low) > $signed(5'h15);
+  assign \$437  = \$435  | \$436 ;
+  assign \$439  = \$412  ? \$425  : \$438 ;
+  assign \$440  = w_c == 5'h1f;
+  assign \$441  = write & \$440 ;
+  assign \$442  = w_x == 4'hd;
+  assign \$443  = \$441  & \$442 ;
+  assign \$444  = ~ ahead;
+  assign \$445  = w_row == 4'hd;
+  assign \$446  = \$444  & \$445 ;
+  assign \$447  = \$446  ? 2'h2 : 2'h1;
+  assign \$448  = \$443  ? \$447  : 2'h0;
+  assign \$449  = \$448  == 1'h1;
+  assign \$450  = ky == 3'h4;
+  assign \$451  = take & \$450 ;
+  assign \$452  = c == 5'h1f;
+  assign \$453  = \$451  & \$452 ;
+  assign \$454  = ox == 4'hd;
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = oy == 4'hd;
+  assign \$457  = \$456  ? 2'h2 : 2'h1;
+  assign \$458  = \$455  ? \$457  : 2'h0;
+  assign \$459  = \$458  == 2'h2;
+  assign \$460  = \$449  & \$459 ;
+  assign \$461  = w_c == 5'h1f;
+  assign \$462  = write & \$461 ;
+  assign \$463  = w_x == 4'hd;
+  assign \$464  = \$462  & \$463 ;
+  assign \$465  = ~ ahead;
+  assign \$466  = w_row == 4'hd;
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = \$464  & \$467 ;
+  assign \$469  = ahead | \$468 ;
+  assign \$470  = switch ? 1'h0 : \$469 ;
+  assign \$471  = ky == 3'h4;
+  assign \$472  = take & \$471 ;
+  assign \$473  = c == 5'h1f;
+  assign \$474  = \$472  & \$473 ;
+  assign \$475  = ox == 4'hd;
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = oy == 4'hd;
+  assign \$478  = \$476  & \$477 ;
+  assign \$479  = r_done | \$478 ;
+  assign \$480  = switch ? 1'h0 : \$479 ;
+  assign \$481  = ~ \$480 ;
+  assign \$482  = $signed({ 1'h0, w_row }) < $signed(4'ha);
+  assign \$483  = \$481  & \$482 ;
+  assign \$484  = w_row < 4'hd;
+  assign \$485  = ky == 3'h4;
+  assign \$486  = take & \$485 ;
+  assign \$487  = c == 5'h1f;
+  assign \$488  = \$486  & \$487 ;
+  assign \$489  = ox == 4'hd;
+  assign \$490  = \$488  & \$489 ;
+  assign \$491  = oy == 4'hd;
+  assign \$492  = \$490  & \$491 ;
+  assign \$493  = r_done | \$492 ;
+  assign \$494  = switch ? 1'h0 : \$493 ;
+  assign \$495  = w_row < 4'h8;
+  assign \$496  = \$494  | \$495 ;
+  assign \$497  = \$484  & \$496 ;
+  assign \$498  = \$470  ? \$483  : \$497 ;
+  assign \$499  = w_c == 5'h1f;
+  assign \$500  = write & \$499 ;
+  assign \$501  = w_x == 4'hd;
+  assign \$502  = \$500  & \$501 ;
+  assign \$503  = ~ ahead;
+  assign \$504  = w_row == 4'hd;
+  assign \$505  = \$503  & \$504 ;
+  assign \$506  = \$505  ? 2'h2 : 2'h1;
+  assign \$507  = \$502  ? \$506  : 2'h0;
+  assign \$508  = \$507  == 1'h1;
+  assign \$509  = ky == 3'h4;
+  assign \$510  = take & \$509 ;
+  assign \$511  = c == 5'h1f;
+  assign \$512  = \$510  & \$511 ;
+  assign \$513  = ox == 4'hd;
+  assign \$514  = \$512  & \$513 ;
+  assign \$515  = oy == 4'hd;
+  assign \$516  = \$515  ? 2'h2 : 2'h1;
+  assign \$517  = \$514  ? \$516  : 2'h0;
+  assign \$518  = \$517  == 1'h1;
+  assign \$519  = \$508  & \$518 ;
+  assign \$520  = w_c == 5'h1f;
+  assign \$521  = write & \$520 ;
+  assign \$522  = w_x == 4'hd;
+  assign \$523  = \$521  & \$522 ;
+  assign \$524  = ~ ahead;
+  assign \$525  = w_row == 4'hd;
+  assign \$526  = \$524  & \$525 ;
+  assign \$527  = \$523  & \$526 ;
+  assign \$528  = ahead | \$527 ;
+  assign \$529  = switch ? 1'h0 : \$528 ;
+  assign \$530  = ky == 3'h4;
+  assign \$531  = take & \$530 ;
+  assign \$532  = c == 5'h1f;
+  assign \$533  = \$531  & \$532 ;
+  assign \$534  = ox == 4'hd;
+  assign \$535  = \$533  & \$534 ;
+  assign \$536  = oy == 4'hd;
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = r_done | \$537 ;
+  assign \$539  = switch ? 1'h0 : \$538 ;
+  assign \$540  = ~ \$539 ;
+  assign \$541  = $signed(d) < $signed(3'h5);
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = w_row < 4'hd;
+  assign \$544  = ky == 3'h4;
+  assign \$545  = take & \$544 ;
+  assign \$546  = c == 5'h1f;
+  assign \$547  = \$545  & \$546 ;
+  assign \$548  = ox == 4'hd;
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = oy == 4'hd;
+  assign \$551  = \$549  & \$550 ;
+  assign \$552  = r_done | \$551 ;
+  assign \$553  = switch ? 1'h0 : \$552 ;
+  assign \$554  = $signed(d) < $signed(5'h0b);
+  assign \$555  = \$553  | \$554 ;
+  assign \$556  = \$543  & \$555 ;
+  assign \$557  = \$529  ? \$542  : \$556 ;
+  assign \$558  = w_c == 5'h1f;
+  assign \$559  = write & \$558 ;
+  assign \$560  = w_x == 4'hd;
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = ~ ahead;
+  assign \$563  = w_row == 4'hd;
+  assign \$564  = \$562  & \$563 ;
+  assign \$565  = \$564  ? 2'h2 : 2'h1;
+  assign \$566  = \$561  ? \$565  : 2'h0;
+  assign \$567  = \$566  == 1'h1;
+  assign \$568  = ky == 3'h4;
+  assign \$569  = take & \$568 ;
+  assign \$570  = c == 5'h1f;
+  assign \$571  = \$569  & \$570 ;
+  assign \$572  = ox == 4'hd;
+  assign \$573  = \$571  & \$572 ;
+  assign \$574  = oy == 4'hd;
+  assign \$575  = \$574  ? 2'h2 : 2'h1;
+  assign \$576  = \$573  ? \$575  : 2'h0;
+  assign \$577  = ! \$576 ;
+  assign \$578  = \$567  & \$577 ;
+  assign \$579  = w_c == 5'h1f;
+  assign \$580  = write & \$579 ;
+  assign \$581  = w_x == 4'hd;
+  assign \$582  = \$580  & \$581 ;
+  assign \$583  = ~ ahead;
+  assign \$584  = w_row == 4'hd;
+  assign \$585  = \$583  & \$584 ;
+  assign \$586  = \$582  & \$585 ;
+  assign \$587  = ahead | \$586 ;
+  assign \$588  = switch ? 1'h0 : \$587 ;
+  assign \$589  = ky == 3'h4;
+  assign \$590  = take & \$589 ;
+  assign \$591  = c == 5'h1f;
+  assign \$592  = \$590  & \$591 ;
+  assign \$593  = ox == 4'hd;
+  assign \$594  = \$592  & \$593 ;
+  assign \$595  = oy == 4'hd;
+  assign \$596  = \$594  & \$595 ;
+  assign \$597  = r_done | \$596 ;
+  assign \$598  = switch ? 1'h0 : \$597 ;
+  assign \$599  = ~ \$598 ;
+  assign \$600  = $signed(d) < $signed(3'h4);
+  assign \$601  = \$599  & \$600 ;
+  assign \$602  = w_row < 4'hd;
+  assign \$603  = ky == 3'h4;
+  assign \$604  = take & \$603 ;
+  assign \$605  = c == 5'h1f;
+  assign \$606  = \$604  & \$605 ;
+  assign \$607  = ox == 4'hd;
+  assign \$608  = \$606  & \$607 ;
+  assign \$609  = oy == 4'hd;
+  assign \$610  = \$608  & \$609 ;
+  assign \$611  = r_done | \$610 ;
+  assign \$612  = switch ? 1'h0 : \$611 ;
+  assign \$613  = $signed(d) < $signed(5'h0a);
+  assign \$614  = \$612  | \$613 ;
+  assign \$615  = \$602  & \$614 ;
+  assign \$616  = \$588  ? \$601  : \$615 ;
+  assign \$617  = w_c == 5'h1f;
+  assign \$618  = write & \$617 ;
+  assign \$619  = w_x == 4'hd;
+  assign \$620  = \$618  & \$619 ;
+  assign \$621  = ~ ahead;
+  assign \$622  = w_row == 4'hd;
+  assign \$623  = \$621  & \$622 ;
+  assign \$624  = \$623  ? 2'h2 : 2'h1;
+  assign \$625  = \$620  ? \$624  : 2'h0;
+  assign \$626  = ! \$625 ;
+  assign \$627  = ky == 3'h4;
+  assign \$628  = take & \$627 ;
+  assign \$629  = c == 5'h1f;
+  assign \$630  = \$628  & \$629 ;
+  assign \$631  = ox == 4'hd;
+  assign \$632  = \$630  & \$631 ;
+  assign \$633  = oy == 4'hd;
+  assign \$634  = \$633  ? 2'h2 : 2'h1;
+  assign \$635  = \$632  ? \$634  : 2'h0;
+  assign \$636  = \$635  == 2'h2;
+  assign \$637  = \$626  & \$636 ;
+  assign \$638  = w_c == 5'h1f;
+  assign \$639  = write & \$638 ;
+  assign \$640  = w_x == 4'hd;
+  assign \$641  = \$639  & \$640 ;
+  assign \$642  = ~ ahead;
+  assign \$643  = w_row == 4'hd;
+  assign \$644  = \$642  & \$643 ;
+  assign \$645  = \$641  & \$644 ;
+  assign \$646  = ahead | \$645 ;
+  assign \$647  = switch ? 1'h0 : \$646 ;
+  assign \$648  = ky == 3'h4;
+  assign \$649  = take & \$648 ;
+  assign \$650  = c == 5'h1f;
+  assign \$651  = \$649  & \$650 ;
+  assign \$652  = ox == 4'hd;
+  assign \$653  = \$651  & \$652 ;
+  assign \$654  = oy == 4'hd;
+  assign \$655  = \$653  & \$654 ;
+  assign \$656  = r_done | \$655 ;
+  assign \$657  = switch ? 1'h0 : \$656 ;
+  assign \$658  = ~ \$657 ;
+  assign \$659  = $signed({ 1'h0, w_row }) < $signed(4'hb);
+  assign \$660  = \$658  & \$659 ;
+  assign \$661  = w_row < 4'he;
+  assign \$662  = ky == 3'h4;
+  assign \$663  = take & \$662 ;
+  assign \$664  = c == 5'h1f;
+  assign \$665  = \$663  & \$664 ;
+  assign \$666  = ox == 4'hd;
+  assign \$667  = \$665  & \$666 ;
+  assign \$668  = oy == 4'hd;
+  assign \$669  = \$667  & \$668 ;
+  assign \$670  = r_done | \$669 ;
+  assign \$671  = switch ? 1'h0 : \$670 ;
+  assign \$672  = w_row < 4'h9;
+  assign \$673  = \$671  | \$672 ;
+  assign \$674  = \$661  & \$673 ;
+  assign \$675  = \$647  ? \$660  : \$674 ;
+  assign \$676  = w_c == 5'h1f;
+  assign \$677  = write & \$676 ;
+  assign \$678  = w_x == 4'hd;
+  assign \$679  = \$677  & \$678 ;
+  assign \$680  = ~ ahead;
+  assign \$681  = w_row == 4'hd;
+  assign \$682  = \$680  & \$681 ;
+  assign \$683  = \$682  ? 2'h2 : 2'h1;
+  assign \$684  = \$679  ? \$683  : 2'h0;
+  assign \$685  = ! \$684 ;
+  assign \$686  = ky == 3'h4;
+  assign \$687  = take & \$686 ;
+  assign \$688  = c == 5'h1f;
+  assign \$689  = \$687  & \$688 ;
+  assign \$690  = ox == 4'hd;
+  assign \$691  = \$689  & \$690 ;
+  assign \$692  = oy == 4'hd;
+  assign \$693  = \$692  ? 2'h2 : 2'h1;
+  assign \$694  = \$691  ? \$693  : 2'h0;
+  assign \$695  = \$694  == 1'h1;
+  assign \$696  = \$685  & \$695 ;
+  assign \$697  = w_c == 5'h1f;
+  assign \$698  = write & \$697 ;
+  assign \$699  = w_x == 4'hd;
+  assign \$700  = \$698  & \$699 ;
+  assign \$701  = ~ ahead;
+  assign \$702  = w_row == 4'hd;
+  assign \$703  = \$701  & \$702 ;
+  assign \$704  = \$700  & \$703 ;
+  assign \$705  = ahead | \$704 ;
+  assign \$706  = switch ? 1'h0 : \$705 ;
+  assign \$707  = ky == 3'h4;
+  assign \$708  = take & \$707 ;
+  assign \$709  = c == 5'h1f;
+  assign \$710  = \$708  & \$709 ;
+  assign \$711  = ox == 4'hd;
+  assign \$712  = \$710  & \$711 ;
+  assign \$713  = oy == 4'hd;
+  assign \$714  = \$712  & \$713 ;
+  assign \$715  = r_done | \$714 ;
+  assign \$716  = switch ? 1'h0 : \$715 ;
+  assign \$717  = ~ \$716 ;
+  assign \$718  = $signed(d) < $signed(2'h2);
+  assign \$719  = \$717  & \$718 ;
+  assign \$720  = w_row < 4'he;
+  assign \$721  = ky == 3'h4;
+  assign \$722  = take & \$721 ;
+  assign \$723  = c == 5'h1f;
+  assign \$724  = \$722  & \$723 ;
+  assign \$725  = ox == 4'hd;
+  assign \$726  = \$724  & \$725 ;
+  assign \$727  = oy == 4'hd;
+  assign \$728  = \$726  & \$727 ;
+  assign \$729  = r_done | \$728 ;
+  assign \$730  = switch ? 1'h0 : \$729 ;
+  assign \$731  = $signed(d) < $signed(5'h0c);
+  assign \$732  = \$730  | \$731 ;
+  assign \$733  = \$720  & \$732 ;
+  assign \$734  = \$706  ? \$719  : \$733 ;
+  assign \$735  = w_c == 5'h1f;
+  assign \$736  = write & \$735 ;
+  assign \$737  = w_x == 4'hd;
+  assign \$738  = \$736  & \$737 ;
+  assign \$739  = ~ ahead;
+  assign \$740  = w_row == 4'hd;
+  assign \$741  = \$739  & \$740 ;
+  assign \$742  = \$741  ? 2'h2 : 2'h1;
+  assign \$743  = \$738  ? \$742  : 2'h0;
+  assign \$744  = ! \$743 ;
+  assign \$745  = ky == 3'h4;
+  assign \$746  = take & \$745 ;
+  assign \$747  = c == 5'h1f;
+  assign \$748  = \$746  & \$747 ;
+  assign \$749  = ox == 4'hd;
+  assign \$750  = \$748  & \$749 ;
+  assign \$751  = oy == 4'hd;
+  assign \$752  = \$751  ? 2'h2 : 2'h1;
+  assign \$753  = \$750  ? \$752  : 2'h0;
+  assign \$754  = ! \$753 ;
+  assign \$755  = \$744  & \$754 ;
+  assign \$756  = w_c == 5'h1f;
+  assign \$757  = write & \$756 ;
+  assign \$758  = w_x == 4'hd;
+  assign \$759  = \$757  & \$758 ;
+  assign \$760  = ~ ahead;
+  assign \$761  = w_row == 4'hd;
+  assign \$762  = \$760  & \$761 ;
+  assign \$763  = \$759  & \$762 ;
+  assign \$764  = ahead | \$763 ;
+  assign \$765  = switch ? 1'h0 : \$764 ;
+  assign \$766  = ky == 3'h4;
+  assign \$767  = take & \$766 ;
+  assign \$768  = c == 5'h1f;
+  assign \$769  = \$767  & \$768 ;
+  assign \$770  = ox == 4'hd;
+  assign \$771  = \$769  & \$770 ;
+  assign \$772  = oy == 4'hd;
+  assign \$773  = \$771  & \$772 ;
+  assign \$774  = r_done | \$773 ;
+  assign \$775  = switch ? 1'h0 : \$774 ;
+  assign \$776  = ~ \$775 ;
+  assign \$777  = $signed(d) < $signed(3'h5);
+  assign \$778  = \$776  & \$777 ;
+  assign \$779  = w_row < 4'he;
+  assign \$780  = ky == 3'h4;
+  assign \$781  = take & \$780 ;
+  assign \$782  = c == 5'h1f;
+  assign \$783  = \$781  & \$782 ;
+  assign \$784  = ox == 4'hd;
+  assign \$785  = \$783  & \$784 ;
+  assign \$786  = oy == 4'hd;
+  assign \$787  = \$785  & \$786 ;
+  assign \$788  = r_done | \$787 ;
+  assign \$789  = switch ? 1'h0 : \$788 ;
+  assign \$790  = $signed(d) < $signed(5'h0b);
+  assign \$791  = \$789  | \$790 ;
+  assign \$792  = \$779  & \$791 ;
+  assign \$793  = \$765  ? \$778  : \$792 ;
+  assign \$794  = \$755  ? \$793  : 1'h0;
+  assign \$795  = \$696  ? \$734  : \$794 ;
+  assign \$796  = \$637  ? \$675  : \$795 ;
+  assign \$797  = \$578  ? \$616  : \$796 ;
+  assign \$798  = \$519  ? \$557  : \$797 ;
+  assign \$799  = \$460  ? \$498  : \$798 ;
+  assign \$800  = \$402  ? \$439  : \$799 ;
+  assign \$801  = \$344  ? \$381  : \$800 ;
+  assign \$802  = \$288  ? \$323  : \$801 ;
   always @(posedge clk)
-    w_c <= \$795 ;
+    w_c <= \$803 ;
   always @(posedge clk)
-    w_x <= \$796 ;
+    w_x <= \$804 ;
   always @(posedge clk)
-    w_b <= \$797 ;
+    w_b <= \$805 ;
   always @(posedge clk)
-    w_rowbase <= \$798 ;
+    w_rowbase <= \$806 ;
   always @(posedge clk)
-    w_grp <= \$799 ;
+    w_grp <= \$807 ;
   always @(posedge clk)
-    ahead <= \$800 ;
+    ahead <= \$808 ;
   always @(posedge clk)
-    w_row <= \$801 ;
+    w_row <= \$809 ;
   always @(posedge clk)
-    pads <= \$802 ;
+    pads <= \$810 ;
   always @(posedge clk)
-    rot <= \$803 ;
+    rot <= \$811 ;
   always @(posedge clk)
-    \i__valid$50  <= \$804 ;
+    \i__valid$48  <= \$812 ;
   always @(posedge clk)
-    ky <= \$805 ;
+    ky <= \$813 ;
   always @(posedge clk)
-    row_addr <= \$806 ;
+    row_addr <= \$814 ;
   always @(posedge clk)
-    c <= \$807 ;
+    c <= \$815 ;
   always @(posedge clk)
-    qc <= \$808 ;
+    qc <= \$816 ;
   always @(posedge clk)
-    ox <= \$809 ;
+    ox <= \$817 ;
   always @(posedge clk)
-    ix0 <= \$810 ;
+    ix0 <= \$818 ;
   always @(posedge clk)
-    r0 <= \$811 ;
+    r0 <= \$819 ;
   always @(posedge clk)
-    q0c <= \$812 ;
+    q0c <= \$820 ;
   always @(posedge clk)
-    oy <= \$813 ;
+    oy <= \$821 ;
   always @(posedge clk)
-    low <= \$814 ;
+    low <= \$822 ;
   always @(posedge clk)
-    r_done <= \$815 ;
+    r_done <= \$823 ;
   always @(posedge clk)
-    base_slot <= \$816 ;
+    base_slot <= \$824 ;
   always @(posedge clk)
-    base_row <= \$817 ;
+    base_row <= \$825 ;
   always @(posedge clk)
-    img_slot <= \$818 ;
+    iy <= \$826 ;
   always @(posedge clk)
-    img_row <= \$819 ;
+    img_slot <= \$827 ;
   always @(posedge clk)
-    \i__ready$21  <= \$820 ;
+    img_row <= \$828 ;
+  always @(posedge clk)
+    \i__ready$18  <= \$829 ;
   assign \$1  = \o__payload$11 [42:40] == 3'h4;
   assign \$2  = \o__payload$11 [42:40] == 2'h3;
   assign \$3  = \o__payload$11 [42:40] == 2'h2;
@@ -23038,140 +23140,131 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   assign \$43  = \$38  ? \o__payload$11 [23:16] : \$42 ;
   assign \$44  = \$37  ? \o__payload$11 [31:24] : \$43 ;
   assign \$45  = \o__payload$11 [47] ? 8'h00 : \$44 ;
-  assign \$46  = $signed(low) + $signed({ 1'h0, ky });
-  assign write = \i__valid$24  & \i__ready$21 ;
-  assign \$47  = w_grp + w_c;
-  assign \$48  = ! w_b;
-  assign \$signature__en  = write & \$48 ;
-  assign \$49  = w_grp + w_c;
-  assign \$50  = w_b == 1'h1;
-  assign \$signature__en$34  = write & \$50 ;
-  assign \$51  = w_grp + w_c;
-  assign \$52  = w_b == 2'h2;
-  assign \$signature__en$37  = write & \$52 ;
-  assign \$53  = w_grp + w_c;
-  assign \$54  = w_b == 2'h3;
-  assign \$signature__en$40  = write & \$54 ;
-  assign \$55  = w_grp + w_c;
-  assign \$56  = w_b == 3'h4;
-  assign \$signature__en$43  = write & \$56 ;
+  assign write = \i__valid$21  & \i__ready$18 ;
+  assign \$46  = w_grp + w_c;
+  assign \$47  = ! w_b;
+  assign \$signature__en  = write & \$47 ;
+  assign \$48  = w_grp + w_c;
+  assign \$49  = w_b == 1'h1;
+  assign \$signature__en$31  = write & \$49 ;
+  assign \$50  = w_grp + w_c;
+  assign \$51  = w_b == 2'h2;
+  assign \$signature__en$34  = write & \$51 ;
+  assign \$52  = w_grp + w_c;
+  assign \$53  = w_b == 2'h3;
+  assign \$signature__en$37  = write & \$53 ;
+  assign \$54  = w_grp + w_c;
+  assign \$55  = w_b == 3'h4;
+  assign \$signature__en$40  = write & \$55 ;
   assign switch = r_done & ahead;
-  assign \$57  = ~ r_done;
-  assign \$58  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$59  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$60  = \$58  | \$59 ;
-  assign \$61  = \$60  | ahead;
-  assign \$62  = $signed(\$46 [4:0]) < $signed({ 1'h0, w_row });
-  assign \$63  = \$61  | \$62 ;
-  assign avail = \$57  & \$63 ;
-  assign \$64  = ~ \i__valid$50 ;
-  assign advance = \$64  | \i__ready$51 ;
+  assign \$56  = ~ r_done;
+  assign \$57  = $signed(iy) < $signed(1'h0);
+  assign \$58  = $signed(iy) >= $signed(5'h0e);
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = \$59  | ahead;
+  assign \$61  = $signed(iy) < $signed({ 1'h0, w_row });
+  assign \$62  = \$60  | \$61 ;
+  assign avail = \$56  & \$62 ;
+  assign \$63  = ~ \i__valid$48 ;
+  assign advance = \$63  | \i__ready$49 ;
   assign take = advance & avail;
-  assign \$65  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$66  = r0 > 1'h0;
-  assign \$67  = \$66  ? 6'h20 : 6'h00;
-  assign \$68  = $signed(\$65 ) + $signed({ 1'h0, \$67  });
-  assign \$69  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$70  = r0 > 1'h1;
-  assign \$71  = \$70  ? 6'h20 : 6'h00;
-  assign \$72  = $signed(\$69 ) + $signed({ 1'h0, \$71  });
-  assign \$73  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$74  = r0 > 2'h2;
-  assign \$75  = \$74  ? 6'h20 : 6'h00;
-  assign \$76  = $signed(\$73 ) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$78  = r0 > 2'h3;
-  assign \$79  = \$78  ? 6'h20 : 6'h00;
-  assign \$80  = $signed(\$77 ) + $signed({ 1'h0, \$79  });
-  assign \$81  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$82  = $signed(\$81 ) + $signed(1'h0);
+  assign \$64  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$65  = r0 > 1'h0;
+  assign \$66  = \$65  ? 6'h20 : 6'h00;
+  assign \$67  = $signed(\$64 ) + $signed({ 1'h0, \$66  });
+  assign \$68  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$69  = r0 > 1'h1;
+  assign \$70  = \$69  ? 6'h20 : 6'h00;
+  assign \$71  = $signed(\$68 ) + $signed({ 1'h0, \$70  });
+  assign \$72  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$73  = r0 > 2'h2;
+  assign \$74  = \$73  ? 6'h20 : 6'h00;
+  assign \$75  = $signed(\$72 ) + $signed({ 1'h0, \$74  });
+  assign \$76  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$77  = r0 > 2'h3;
+  assign \$78  = \$77  ? 6'h20 : 6'h00;
+  assign \$79  = $signed(\$76 ) + $signed({ 1'h0, \$78  });
+  assign \$80  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$81  = $signed(\$80 ) + $signed(1'h0);
   assign d = $signed({ 1'h0, w_row }) - $signed(low);
-  assign \$83  = w_c == 5'h1f;
-  assign \$84  = w_c + 1'h1;
-  assign \$85  = \$83  ? 6'h00 : \$84 ;
-  assign \$86  = w_c == 5'h1f;
-  assign \$87  = w_x == 4'hd;
-  assign \$88  = w_x + 1'h1;
-  assign \$89  = \$87  ? 5'h00 : \$88 ;
-  assign \$90  = w_b == 3'h4;
-  assign \$91  = w_x == 4'hd;
-  assign \$92  = \$90  | \$91 ;
-  assign \$93  = w_b + 1'h1;
-  assign \$94  = \$92  ? 4'h0 : \$93 ;
-  assign \$95  = w_x == 4'hd;
-  assign \$96  = w_b == 3'h4;
-  assign \$97  = w_rowbase + 7'h60;
-  assign \$98  = \$97  >= 11'h420;
-  assign \$99  = w_rowbase + 7'h60;
-  assign \$100  = \$99  - 11'h420;
-  assign \$101  = w_rowbase + 7'h60;
-  assign \$102  = \$98  ? \$100  : { 1'h0, \$101  };
-  assign \$103  = w_rowbase + 7'h60;
-  assign \$104  = \$103  >= 11'h420;
-  assign \$105  = w_rowbase + 7'h60;
-  assign \$106  = \$105  - 11'h420;
-  assign \$107  = w_rowbase + 7'h60;
-  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
-  assign \$109  = ~ ahead;
-  assign \$110  = w_row == 4'hd;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = w_row + 1'h1;
-  assign \$113  = w_grp + 6'h20;
-  assign \$114  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$115  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$116  = \$114  | \$115 ;
-  assign \$117  = $signed(ix0) + $signed(1'h0);
-  assign \$118  = $signed(\$117 ) < $signed(1'h0);
-  assign \$119  = \$116  | \$118 ;
-  assign \$120  = $signed(ix0) + $signed(1'h0);
-  assign \$121  = $signed(\$120 ) >= $signed(5'h0e);
-  assign \$122  = \$119  | \$121 ;
-  assign \$123  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$124  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$125  = \$123  | \$124 ;
-  assign \$126  = $signed(ix0) + $signed(2'h1);
-  assign \$127  = $signed(\$126 ) < $signed(1'h0);
-  assign \$128  = \$125  | \$127 ;
-  assign \$129  = $signed(ix0) + $signed(2'h1);
-  assign \$130  = $signed(\$129 ) >= $signed(5'h0e);
-  assign \$131  = \$128  | \$130 ;
-  assign \$132  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$133  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$134  = \$132  | \$133 ;
-  assign \$135  = $signed(ix0) + $signed(3'h2);
-  assign \$136  = $signed(\$135 ) < $signed(1'h0);
-  assign \$137  = \$134  | \$136 ;
-  assign \$138  = $signed(ix0) + $signed(3'h2);
-  assign \$139  = $signed(\$138 ) >= $signed(5'h0e);
-  assign \$140  = \$137  | \$139 ;
-  assign \$141  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$142  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$143  = \$141  | \$142 ;
-  assign \$144  = $signed(ix0) + $signed(3'h3);
-  assign \$145  = $signed(\$144 ) < $signed(1'h0);
-  assign \$146  = \$143  | \$145 ;
-  assign \$147  = $signed(ix0) + $signed(3'h3);
-  assign \$148  = $signed(\$147 ) >= $signed(5'h0e);
-  assign \$149  = \$146  | \$148 ;
-  assign \$150  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$151  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$152  = \$150  | \$151 ;
-  assign \$153  = $signed(ix0) + $signed(4'h4);
-  assign \$154  = $signed(\$153 ) < $signed(1'h0);
-  assign \$155  = \$152  | \$154 ;
-  assign \$156  = $signed(ix0) + $signed(4'h4);
-  assign \$157  = $signed(\$156 ) >= $signed(5'h0e);
-  assign \$158  = \$155  | \$157 ;
-  assign \$159  = ky == 3'h4;
-  assign \$160  = ky + 1'h1;
-  assign \$161  = \$159  ? 4'h0 : \$160 ;
-  assign \$162  = ky == 3'h4;
-  assign \$163  = ~ \$162 ;
-  assign \$164  = row_addr + 7'h60;
-  assign \$165  = \$164  >= 11'h420;
-  assign \$166  = row_addr + 7'h60;
-  assign \$167  = \$166  - 11'h420;
-  assign \$168  = row_addr + 7'h60;
+  assign \$82  = w_c == 5'h1f;
+  assign \$83  = w_c + 1'h1;
+  assign \$84  = \$82  ? 6'h00 : \$83 ;
+  assign \$85  = w_c == 5'h1f;
+  assign \$86  = w_x == 4'hd;
+  assign \$87  = w_x + 1'h1;
+  assign \$88  = \$86  ? 5'h00 : \$87 ;
+  assign \$89  = w_b == 3'h4;
+  assign \$90  = w_x == 4'hd;
+  assign \$91  = \$89  | \$90 ;
+  assign \$92  = w_b + 1'h1;
+  assign \$93  = \$91  ? 4'h0 : \$92 ;
+  assign \$94  = w_x == 4'hd;
+  assign \$95  = w_b == 3'h4;
+  assign \$96  = w_rowbase + 7'h60;
+  assign \$97  = \$96  >= 11'h420;
+  assign \$98  = w_rowbase + 7'h60;
+  assign \$99  = \$98  - 11'h420;
+  assign \$100  = w_rowbase + 7'h60;
+  assign \$101  = \$97  ? \$99  : { 1'h0, \$100  };
+  assign \$102  = w_rowbase + 7'h60;
+  assign \$103  = \$102  >= 11'h420;
+  assign \$104  = w_rowbase + 7'h60;
+  assign \$105  = \$104  - 11'h420;
+  assign \$106  = w_rowbase + 7'h60;
+  assign \$107  = \$103  ? \$105  : { 1'h0, \$106  };
+  assign \$108  = ~ ahead;
+  assign \$109  = w_row == 4'hd;
+  assign \$110  = \$108  & \$109 ;
+  assign \$111  = w_row + 1'h1;
+  assign \$112  = w_grp + 6'h20;
+  assign \$113  = $signed(iy) < $signed(1'h0);
+  assign \$114  = $signed(iy) >= $signed(5'h0e);
+  assign \$115  = \$113  | \$114 ;
+  assign \$116  = $signed(ix0) + $signed(1'h0);
+  assign \$117  = $signed(\$116 ) < $signed(1'h0);
+  assign \$118  = \$115  | \$117 ;
+  assign \$119  = $signed(ix0) + $signed(1'h0);
+  assign \$120  = $signed(\$119 ) >= $signed(5'h0e);
+  assign \$121  = \$118  | \$120 ;
+  assign \$122  = $signed(iy) < $signed(1'h0);
+  assign \$123  = $signed(iy) >= $signed(5'h0e);
+  assign \$124  = \$122  | \$123 ;
+  assign \$125  = $signed(ix0) + $signed(2'h1);
+  assign \$126  = $signed(\$125 ) < $signed(1'h0);
+  assign \$127  = \$124  | \$126 ;
+  assign \$128  = $signed(ix0) + $signed(2'h1);
+  assign \$129  = $signed(\$128 ) >= $signed(5'h0e);
+  assign \$130  = \$127  | \$129 ;
+  assign \$131  = $signed(iy) < $signed(1'h0);
+  assign \$132  = $signed(iy) >= $signed(5'h0e);
+  assign \$133  = \$131  | \$132 ;
+  assign \$134  = $signed(ix0) + $signed(3'h2);
+  assign \$135  = $signed(\$134 ) < $signed(1'h0);
+  assign \$136  = \$133  | \$135 ;
+  assign \$137  = $signed(ix0) + $signed(3'h2);
+  assign \$138  = $signed(\$137 ) >= $signed(5'h0e);
+  assign \$139  = \$136  | \$138 ;
+  assign \$140  = $signed(iy) < $signed(1'h0);
+  assign \$141  = $signed(iy) >= $signed(5'h0e);
+  assign \$142  = \$140  | \$141 ;
+  assign \$143  = $signed(ix0) + $signed(3'h3);
+  assign \$144  = $signed(\$143 ) < $signed(1'h0);
+  assign \$145  = \$142  | \$144 ;
+  assign \$146  = $signed(ix0) + $signed(3'h3);
+  assign \$147  = $signed(\$146 ) >= $signed(5'h0e);
+  assign \$148  = \$145  | \$147 ;
+  assign \$149  = $signed(iy) < $signed(1'h0);
+  assign \$150  = $signed(iy) >= $signed(5'h0e);
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = $signed(ix0) + $signed(4'h4);
+  assign \$153  = $signed(\$152 ) < $signed(1'h0);
+  assign \$154  = \$151  | \$153 ;
+  assign \$155  = $signed(ix0) + $signed(4'h4);
+  assign \$156  = $signed(\$155 ) >= $signed(5'h0e);
+  assign \$157  = \$154  | \$156 ;
+  assign \$158  = ky == 3'h4;
+  assign \$159  = ky + 1'h1;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -23189,166 +23282,58 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1356$0 (\$9 ),
-    .\port$1365$0 (\$18 ),
-    .\port$1374$0 (\$27 ),
-    .\port$1383$0 (\$36 ),
-    .\port$1392$0 (\$45 ),
+    .\port$1383$0 (\$9 ),
+    .\port$1392$0 (\$18 ),
+    .\port$1401$0 (\$27 ),
+    .\port$1410$0 (\$36 ),
+    .\port$1419$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
     .clk(clk),
-    .i__ready(\i__ready$51 ),
-    .i__valid(\i__valid$50 ),
+    .i__ready(\i__ready$49 ),
+    .i__valid(\i__valid$48 ),
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$2202$0 (\$signature__data$67 ),
-    .\port$2205$0 (\$signature__data$68 ),
-    .\port$2208$0 (\$signature__data$69 ),
-    .\port$2211$0 (\$signature__data$70 ),
-    .\port$2214$0 (\$signature__data$71 ),
-    .\port$5542$0 (pads),
-    .\port$5544$0 (rot),
+    .\port$2242$0 (\$signature__data$65 ),
+    .\port$2245$0 (\$signature__data$66 ),
+    .\port$2248$0 (\$signature__data$67 ),
+    .\port$2251$0 (\$signature__data$68 ),
+    .\port$2254$0 (\$signature__data$69 ),
+    .\port$5586$0 (pads),
+    .\port$5588$0 (rot),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$795  = w_c;
+    \$803  = w_c;
     if (write) begin
-      \$795  = \$85 [4:0];
+      \$803  = \$84 [4:0];
     end
     if (rst) begin
-      \$795  = 5'h00;
+      \$803  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$796  = w_x;
+    \$804  = w_x;
     if (write) begin
-      if (\$86 ) begin
-        \$796  = \$89 [3:0];
+      if (\$85 ) begin
+        \$804  = \$88 [3:0];
       end
     end
     if (rst) begin
-      \$796  = 4'h0;
+      \$804  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$797  = w_b;
+    \$805  = w_b;
     if (write) begin
-      if (\$86 ) begin
-        \$797  = \$94 [2:0];
+      if (\$85 ) begin
+        \$805  = \$93 [2:0];
       end
-    end
-    if (rst) begin
-      \$797  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$798  = w_rowbase;
-    if (write) begin
-      if (\$86 ) begin
-        if (\$95 ) begin
-          \$798  = \$102 [10:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$798  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$799  = w_grp;
-    if (write) begin
-      if (\$86 ) begin
-        if (\$95 ) begin
-          \$799  = \$108 [10:0];
-        end else if (\$96 ) begin
-          \$799  = \$113 [10:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$799  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$800  = ahead;
-    if (write) begin
-      if (\$86 ) begin
-        if (\$95 ) begin
-          if (\$111 ) begin
-            \$800  = 1'h1;
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$800  = 1'h0;
-    end
-    if (rst) begin
-      \$800  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$801  = w_row;
-    if (write) begin
-      if (\$86 ) begin
-        if (\$95 ) begin
-          (* full_case = 32'd1 *)
-          if (\$111 ) begin
-            \$801  = 4'h0;
-          end else begin
-            \$801  = \$112 [3:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$801  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$802  = pads;
-    if (take) begin
-      \$802  = { \$158 , \$149 , \$140 , \$131 , \$122  };
-    end
-    if (rst) begin
-      \$802  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$803  = rot;
-    if (take) begin
-      \$803  = r0;
-    end
-    if (rst) begin
-      \$803  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$804  = \i__valid$50 ;
-    if (advance) begin
-      \$804  = avail;
-    end
-    if (rst) begin
-      \$804  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$805  = ky;
-    if (take) begin
-      \$805  = \$161 [2:0];
     end
     if (rst) begin
       \$805  = 3'h0;
@@ -23356,77 +23341,65 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$806  = row_addr;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-        \$806  = \$169 [10:0];
-      end else begin
-        \$806  = base_row;
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          if (\$204 ) begin
-            (* full_case = 32'd1 *)
-            if (\$211 ) begin
-            end else begin
-              \$806  = \$229 [10:0];
-            end
+    \$806  = w_rowbase;
+    if (write) begin
+      if (\$85 ) begin
+        if (\$94 ) begin
+          \$806  = \$101 [10:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$806  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$807  = w_grp;
+    if (write) begin
+      if (\$85 ) begin
+        if (\$94 ) begin
+          \$807  = \$107 [10:0];
+        end else if (\$95 ) begin
+          \$807  = \$112 [10:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$807  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$808  = ahead;
+    if (write) begin
+      if (\$85 ) begin
+        if (\$94 ) begin
+          if (\$110 ) begin
+            \$808  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$806  = \$259 [10:0];
+      \$808  = 1'h0;
     end
     if (rst) begin
-      \$806  = 11'h360;
+      \$808  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$807  = c;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        \$807  = \$172 [4:0];
-      end
-    end
-    if (rst) begin
-      \$807  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$808  = qc;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-          \$808  = \$175 [8:0];
-        end else begin
-          \$808  = \$203 [8:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$808  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$809  = ox;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          \$809  = \$178 [3:0];
+    \$809  = w_row;
+    if (write) begin
+      if (\$85 ) begin
+        if (\$94 ) begin
+          (* full_case = 32'd1 *)
+          if (\$110 ) begin
+            \$809  = 4'h0;
+          end else begin
+            \$809  = \$111 [3:0];
+          end
         end
       end
     end
@@ -23436,202 +23409,339 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$810  = ix0;
+    \$810  = pads;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          \$810  = \$181 [4:0];
-        end
-      end
+      \$810  = { \$157 , \$148 , \$139 , \$130 , \$121  };
     end
     if (rst) begin
-      \$810  = 5'h1e;
+      \$810  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$811  = r0;
+    \$811  = rot;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          \$811  = \$189 [2:0];
-        end
-      end
+      \$811  = r0;
     end
     if (rst) begin
-      \$811  = 3'h3;
+      \$811  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$812  = q0c;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          \$812  = \$196 [8:0];
-        end
-      end
+    \$812  = \i__valid$48 ;
+    if (advance) begin
+      \$812  = avail;
     end
     if (rst) begin
-      \$812  = 9'h1e0;
+      \$812  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$813  = oy;
+    \$813  = ky;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          if (\$204 ) begin
-            \$813  = \$207 [3:0];
-          end
-        end
-      end
+      \$813  = \$160 [2:0];
     end
     if (rst) begin
-      \$813  = 4'h0;
+      \$813  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$814  = low;
+    \$814  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$163 ) begin
+      if (\$162 ) begin
+        \$814  = \$168 [10:0];
       end else begin
+        \$814  = base_row;
         (* full_case = 32'd1 *)
-        if (\$174 ) begin
+        if (\$173 ) begin
         end else begin
-          if (\$204 ) begin
-            \$814  = \$210 [4:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$814  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$815  = r_done;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          if (\$204 ) begin
-            if (\$211 ) begin
-              \$815  = 1'h1;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$815  = 1'h0;
-    end
-    if (rst) begin
-      \$815  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$816  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$163 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$174 ) begin
-        end else begin
-          if (\$204 ) begin
+          if (\$203 ) begin
             (* full_case = 32'd1 *)
-            if (\$211 ) begin
+            if (\$210 ) begin
             end else begin
-              \$816  = \$217 [3:0];
+              \$814  = \$228 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$816  = \$247 [3:0];
+      \$814  = \$267 [10:0];
     end
     if (rst) begin
-      \$816  = 4'h9;
+      \$814  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$817  = base_row;
+    \$815  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$163 ) begin
+      if (\$162 ) begin
+      end else begin
+        \$815  = \$171 [4:0];
+      end
+    end
+    if (rst) begin
+      \$815  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$816  = qc;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$174 ) begin
+        if (\$173 ) begin
+          \$816  = \$174 [8:0];
         end else begin
-          if (\$204 ) begin
-            (* full_case = 32'd1 *)
-            if (\$211 ) begin
-            end else begin
-              \$817  = \$223 [10:0];
+          \$816  = \$202 [8:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$816  = 9'h1e0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$817  = ox;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          \$817  = \$177 [3:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$817  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$818  = ix0;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          \$818  = \$180 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$818  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$819  = r0;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          \$819  = \$188 [2:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$819  = 3'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$820  = q0c;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          \$820  = \$195 [8:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$820  = 9'h1e0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$821  = oy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          if (\$203 ) begin
+            \$821  = \$206 [3:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$821  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$822  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          if (\$203 ) begin
+            \$822  = \$209 [4:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$822  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$823  = r_done;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          if (\$203 ) begin
+            if (\$210 ) begin
+              \$823  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$817  = \$253 [10:0];
+      \$823  = 1'h0;
     end
     if (rst) begin
-      \$817  = 11'h360;
+      \$823  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$818  = img_slot;
+    \$824  = base_slot;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          if (\$203 ) begin
+            (* full_case = 32'd1 *)
+            if (\$210 ) begin
+            end else begin
+              \$824  = \$216 [3:0];
+            end
+          end
+        end
+      end
+    end
     if (switch) begin
-      \$818  = \$235 [3:0];
+      \$824  = \$255 [3:0];
     end
     if (rst) begin
-      \$818  = 4'h0;
+      \$824  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$819  = img_row;
+    \$825  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          if (\$203 ) begin
+            (* full_case = 32'd1 *)
+            if (\$210 ) begin
+            end else begin
+              \$825  = \$222 [10:0];
+            end
+          end
+        end
+      end
+    end
     if (switch) begin
-      \$819  = \$241 [10:0];
+      \$825  = \$261 [10:0];
     end
     if (rst) begin
-      \$819  = 11'h000;
+      \$825  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$820  = \$794 ;
+    \$826  = iy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$230 ) begin
+        \$826  = \$234 [4:0];
+      end else if (\$233 ) begin
+        \$826  = \$237 [4:0];
+      end else begin
+        \$826  = low;
+      end
+    end
     if (rst) begin
-      \$820  = 1'h1;
+      \$826  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$827  = img_slot;
+    if (switch) begin
+      \$827  = \$243 [3:0];
+    end
+    if (rst) begin
+      \$827  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$828  = img_row;
+    if (switch) begin
+      \$828  = \$249 [10:0];
+    end
+    if (rst) begin
+      \$828  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$829  = \$802 ;
+    if (rst) begin
+      \$829  = 1'h1;
     end
   end
   assign o__payload = i__payload;
@@ -23643,34 +23753,33 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$24 , \i__payload$29 , \i__rea
   assign \o__payload$13  = \o__payload$12 ;
   assign \o__ready$15  = \o__ready$14 ;
   assign \o__valid$17  = \o__valid$16 ;
-  assign iy = \$46 [4:0];
-  assign can_write = \i__ready$21 ;
-  assign \$signature__addr  = \$47 [10:0];
-  assign \$signature__data  = \i__payload$29 ;
-  assign \$signature__addr$32  = \$49 [10:0];
-  assign \$signature__data$33  = \i__payload$29 ;
-  assign \$signature__addr$35  = \$51 [10:0];
-  assign \$signature__data$36  = \i__payload$29 ;
-  assign \$signature__addr$38  = \$53 [10:0];
-  assign \$signature__data$39  = \i__payload$29 ;
-  assign \$signature__addr$41  = \$55 [10:0];
-  assign \$signature__data$42  = \i__payload$29 ;
-  assign \$signature__addr$53  = \$68 [10:0];
+  assign can_write = \i__ready$18 ;
+  assign \$signature__addr  = \$46 [10:0];
+  assign \$signature__data  = \i__payload$26 ;
+  assign \$signature__addr$29  = \$48 [10:0];
+  assign \$signature__data$30  = \i__payload$26 ;
+  assign \$signature__addr$32  = \$50 [10:0];
+  assign \$signature__data$33  = \i__payload$26 ;
+  assign \$signature__addr$35  = \$52 [10:0];
+  assign \$signature__data$36  = \i__payload$26 ;
+  assign \$signature__addr$38  = \$54 [10:0];
+  assign \$signature__data$39  = \i__payload$26 ;
+  assign \$signature__addr$51  = \$67 [10:0];
+  assign \$signature__en$55  = take;
+  assign \$signature__addr$56  = \$71 [10:0];
   assign \$signature__en$57  = take;
-  assign \$signature__addr$58  = \$72 [10:0];
+  assign \$signature__addr$58  = \$75 [10:0];
   assign \$signature__en$59  = take;
-  assign \$signature__addr$60  = \$76 [10:0];
+  assign \$signature__addr$60  = \$79 [10:0];
   assign \$signature__en$61  = take;
-  assign \$signature__addr$62  = \$80 [10:0];
+  assign \$signature__addr$62  = \$81 [10:0];
   assign \$signature__en$63  = take;
-  assign \$signature__addr$64  = \$82 [10:0];
-  assign \$signature__en$65  = take;
-  assign \i__payload$66  = { pads, rot, \$signature__data$71 , \$signature__data$70 , \$signature__data$69 , \$signature__data$68 , \$signature__data$67  };
-  assign \$302  = 1'h0;
-  assign \$313  = 1'h1;
-  assign \$314  = 1'h1;
-  assign \$372  = \$371 ;
-  assign \$430  = \$429 ;
+  assign \i__payload$64  = { pads, rot, \$signature__data$69 , \$signature__data$68 , \$signature__data$67 , \$signature__data$66 , \$signature__data$65  };
+  assign \$310  = 1'h0;
+  assign \$321  = 1'h1;
+  assign \$322  = 1'h1;
+  assign \$380  = \$379 ;
+  assign \$438  = \$437 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23765,7 +23874,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1356$0 , \port$1365$0 , \port$1374$0 , \port$1383$0 , \port$1392$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1383$0 , \port$1392$0 , \port$1401$0 , \port$1410$0 , \port$1419$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23787,16 +23896,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1356$0 , \port$1365$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1356$0 ;
-  wire [7:0] \port$1356$0 ;
-  input [7:0] \port$1365$0 ;
-  wire [7:0] \port$1365$0 ;
-  input [7:0] \port$1374$0 ;
-  wire [7:0] \port$1374$0 ;
   input [7:0] \port$1383$0 ;
   wire [7:0] \port$1383$0 ;
   input [7:0] \port$1392$0 ;
   wire [7:0] \port$1392$0 ;
+  input [7:0] \port$1401$0 ;
+  wire [7:0] \port$1401$0 ;
+  input [7:0] \port$1410$0 ;
+  wire [7:0] \port$1410$0 ;
+  input [7:0] \port$1419$0 ;
+  wire [7:0] \port$1419$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23821,15 +23930,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1356$0 , \port$1365$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1392$0 , \port$1383$0 , \port$1374$0 , \port$1365$0 , \port$1356$0  };
+      \$5  = { \port$1419$0 , \port$1410$0 , \port$1401$0 , \port$1392$0 , \port$1383$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1392$0 , \port$1383$0 , \port$1374$0 , \port$1365$0 , \port$1356$0  };
+  assign i__payload = { \port$1419$0 , \port$1410$0 , \port$1401$0 , \port$1392$0 , \port$1383$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2202$0 , \port$2205$0 , \port$2208$0 , \port$2211$0 , \port$2214$0 , \port$5542$0 , \port$5544$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2242$0 , \port$2245$0 , \port$2248$0 , \port$2251$0 , \port$2254$0 , \port$5586$0 , \port$5588$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23851,20 +23960,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2202$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$2202$0 ;
-  wire [7:0] \port$2202$0 ;
-  input [7:0] \port$2205$0 ;
-  wire [7:0] \port$2205$0 ;
-  input [7:0] \port$2208$0 ;
-  wire [7:0] \port$2208$0 ;
-  input [7:0] \port$2211$0 ;
-  wire [7:0] \port$2211$0 ;
-  input [7:0] \port$2214$0 ;
-  wire [7:0] \port$2214$0 ;
-  input [4:0] \port$5542$0 ;
-  wire [4:0] \port$5542$0 ;
-  input [2:0] \port$5544$0 ;
-  wire [2:0] \port$5544$0 ;
+  input [7:0] \port$2242$0 ;
+  wire [7:0] \port$2242$0 ;
+  input [7:0] \port$2245$0 ;
+  wire [7:0] \port$2245$0 ;
+  input [7:0] \port$2248$0 ;
+  wire [7:0] \port$2248$0 ;
+  input [7:0] \port$2251$0 ;
+  wire [7:0] \port$2251$0 ;
+  input [7:0] \port$2254$0 ;
+  wire [7:0] \port$2254$0 ;
+  input [4:0] \port$5586$0 ;
+  wire [4:0] \port$5586$0 ;
+  input [2:0] \port$5588$0 ;
+  wire [2:0] \port$5588$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23889,11 +23998,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2202$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5542$0 , \port$5544$0 , \port$2214$0 , \port$2211$0 , \port$2208$0 , \port$2205$0 , \port$2202$0  };
+      \$5  = { \port$5586$0 , \port$5588$0 , \port$2254$0 , \port$2251$0 , \port$2248$0 , \port$2245$0 , \port$2242$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5542$0 , \port$5544$0 , \port$2214$0 , \port$2211$0 , \port$2208$0 , \port$2205$0 , \port$2202$0  };
+  assign i__payload = { \port$5586$0 , \port$5588$0 , \port$2254$0 , \port$2251$0 , \port$2248$0 , \port$2245$0 , \port$2242$0  };
 endmodule
 
 (* generator = "Amaranth" *)
