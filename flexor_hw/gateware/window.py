@@ -484,8 +484,12 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
     wraps = ~ahead & (w_row == H - 1)           # the writer's next row is the next image's
     ahead_n = Mux(switch, 0, ahead | (wr_end & wraps))
     r_done_n = Mux(switch, 0, r_done | (rd_end & last_oy))
-    d = Signal(range(-((H + 1) * sh + ph + R + 1), H + ph + R + 2))
-    m.d.comb += d.eq(w_row - low)
+    # d = w_row − low, a register that follows both (its adder was on the path into the
+    # compares)
+    d = Signal(range(-((H + 1) * sh + ph + R + 1), H + ph + R + 2), init=ph)
+    w_next = Mux(wr_end, Mux(wraps, 0, w_row + 1), w_row)
+    step = Mux(wr_end, Mux(wraps, 1 - H, 1), 0) - Mux(rd_end, sh, 0)
+    m.d.sync += d.eq(Mux(rd_end & last_oy, w_next + ph, d + step))
 
     def lt(wk, lk, c):
         """``W + c < L``: W the writer's next row (``w_row + wk``, or 0 for None), L the

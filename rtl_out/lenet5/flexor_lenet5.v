@@ -3615,8 +3615,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$139 ;
   wire [5:0] \$14 ;
   wire \$140 ;
-  wire [1:0] \$141 ;
-  wire [1:0] \$142 ;
+  wire \$141 ;
+  wire \$142 ;
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
@@ -3626,18 +3626,18 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$149 ;
   wire [5:0] \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [1:0] \$153 ;
-  wire [1:0] \$154 ;
+  wire [5:0] \$151 ;
+  wire [5:0] \$152 ;
+  wire [5:0] \$153 ;
+  wire [6:0] \$154 ;
   wire \$155 ;
   wire \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
+  wire [5:0] \$160 ;
+  wire [5:0] \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
@@ -3648,17 +3648,17 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$169 ;
   wire [8:0] \$17 ;
   wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
+  wire [6:0] \$171 ;
+  wire [7:0] \$172 ;
+  wire [7:0] \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
+  wire [1:0] \$179 ;
   wire [8:0] \$18 ;
-  wire \$180 ;
+  wire [1:0] \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
@@ -3670,18 +3670,18 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
+  wire [1:0] \$191 ;
+  wire [1:0] \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [1:0] \$199 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [1:0] \$200 ;
+  wire \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
@@ -3693,8 +3693,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire [1:0] \$211 ;
-  wire [1:0] \$212 ;
+  wire \$211 ;
+  wire \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire \$215 ;
@@ -3721,8 +3721,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
+  wire [1:0] \$237 ;
+  wire [1:0] \$238 ;
   wire \$239 ;
   wire \$24 ;
   wire \$240 ;
@@ -3734,9 +3734,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$246 ;
   wire \$247 ;
   wire \$248 ;
-  wire \$249 ;
+  wire [1:0] \$249 ;
   wire [3:0] \$25 ;
-  wire \$250 ;
+  wire [1:0] \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
@@ -3745,9 +3745,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire [1:0] \$259 ;
+  wire \$259 ;
   wire [3:0] \$26 ;
-  wire [1:0] \$260 ;
+  wire \$260 ;
   wire \$261 ;
   wire \$262 ;
   wire \$263 ;
@@ -3759,8 +3759,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$269 ;
   wire \$27 ;
   wire \$270 ;
-  wire [1:0] \$271 ;
-  wire [1:0] \$272 ;
+  wire \$271 ;
+  wire \$272 ;
   wire \$273 ;
   wire \$274 ;
   wire \$275 ;
@@ -3787,8 +3787,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$294 ;
   wire \$295 ;
   wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
+  wire [1:0] \$297 ;
+  wire [1:0] \$298 ;
   wire \$299 ;
   wire \$3 ;
   wire \$30 ;
@@ -3801,9 +3801,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$306 ;
   wire \$307 ;
   wire \$308 ;
-  wire \$309 ;
+  wire [1:0] \$309 ;
   wire [3:0] \$31 ;
-  wire \$310 ;
+  wire [1:0] \$310 ;
   wire \$311 ;
   wire \$312 ;
   wire \$313 ;
@@ -3812,9 +3812,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$316 ;
   wire \$317 ;
   wire \$318 ;
-  wire [1:0] \$319 ;
+  wire \$319 ;
   wire [3:0] \$32 ;
-  wire [1:0] \$320 ;
+  wire \$320 ;
   wire \$321 ;
   wire \$322 ;
   wire \$323 ;
@@ -3826,8 +3826,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$329 ;
   wire \$33 ;
   wire \$330 ;
-  wire [1:0] \$331 ;
-  wire [1:0] \$332 ;
+  wire \$331 ;
+  wire \$332 ;
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
@@ -3854,8 +3854,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$354 ;
   wire \$355 ;
   wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
+  wire [1:0] \$357 ;
+  wire [1:0] \$358 ;
   wire \$359 ;
   wire [8:0] \$36 ;
   wire \$360 ;
@@ -3867,9 +3867,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire \$369 ;
+  wire [1:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
+  wire [1:0] \$370 ;
   wire \$371 ;
   wire \$372 ;
   wire \$373 ;
@@ -3880,8 +3880,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$378 ;
   wire \$379 ;
   wire [8:0] \$38 ;
-  wire [1:0] \$380 ;
-  wire [1:0] \$381 ;
+  wire \$380 ;
+  wire \$381 ;
   wire \$382 ;
   wire \$383 ;
   wire \$384 ;
@@ -3893,8 +3893,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire [9:0] \$39 ;
   wire \$390 ;
   wire \$391 ;
-  wire [1:0] \$392 ;
-  wire [1:0] \$393 ;
+  wire \$392 ;
+  wire \$393 ;
   wire \$394 ;
   wire \$395 ;
   wire \$396 ;
@@ -3922,8 +3922,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$415 ;
   wire \$416 ;
   wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
+  wire [1:0] \$418 ;
+  wire [1:0] \$419 ;
   wire \$42 ;
   wire \$420 ;
   wire \$421 ;
@@ -3936,8 +3936,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$428 ;
   wire \$429 ;
   wire [1:0] \$43 ;
-  wire \$430 ;
-  wire \$431 ;
+  wire [1:0] \$430 ;
+  wire [1:0] \$431 ;
   wire \$432 ;
   wire \$433 ;
   wire \$434 ;
@@ -3948,8 +3948,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$439 ;
   wire [1:0] \$44 ;
   wire \$440 ;
-  wire [1:0] \$441 ;
-  wire [1:0] \$442 ;
+  wire \$441 ;
+  wire \$442 ;
   wire \$443 ;
   wire \$444 ;
   wire \$445 ;
@@ -3961,8 +3961,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
-  wire [1:0] \$453 ;
-  wire [1:0] \$454 ;
+  wire \$453 ;
+  wire \$454 ;
   wire \$455 ;
   wire \$456 ;
   wire \$457 ;
@@ -3989,9 +3989,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$476 ;
   wire \$477 ;
   wire \$478 ;
-  wire \$479 ;
+  wire [1:0] \$479 ;
   wire [7:0] \$48 ;
-  wire \$480 ;
+  wire [1:0] \$480 ;
   wire \$481 ;
   wire \$482 ;
   wire \$483 ;
@@ -4003,8 +4003,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$489 ;
   wire \$49 ;
   wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
+  wire [1:0] \$491 ;
+  wire [1:0] \$492 ;
   wire \$493 ;
   wire \$494 ;
   wire \$495 ;
@@ -4016,8 +4016,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire [5:0] \$50 ;
   wire \$500 ;
   wire \$501 ;
-  wire [1:0] \$502 ;
-  wire [1:0] \$503 ;
+  wire \$502 ;
+  wire \$503 ;
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
@@ -4029,8 +4029,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$511 ;
   wire \$512 ;
   wire \$513 ;
-  wire [1:0] \$514 ;
-  wire [1:0] \$515 ;
+  wire \$514 ;
+  wire \$515 ;
   wire \$516 ;
   wire \$517 ;
   wire \$518 ;
@@ -4058,8 +4058,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$538 ;
   wire \$539 ;
   wire [6:0] \$54 ;
-  wire \$540 ;
-  wire \$541 ;
+  wire [1:0] \$540 ;
+  wire [1:0] \$541 ;
   wire \$542 ;
   wire \$543 ;
   wire \$544 ;
@@ -4071,8 +4071,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$55 ;
   wire \$550 ;
   wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
+  wire [1:0] \$552 ;
+  wire [1:0] \$553 ;
   wire \$554 ;
   wire \$555 ;
   wire \$556 ;
@@ -4083,8 +4083,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$560 ;
   wire \$561 ;
   wire \$562 ;
-  wire [1:0] \$563 ;
-  wire [1:0] \$564 ;
+  wire \$563 ;
+  wire \$564 ;
   wire \$565 ;
   wire \$566 ;
   wire \$567 ;
@@ -4096,8 +4096,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire [1:0] \$575 ;
-  wire [1:0] \$576 ;
+  wire \$575 ;
+  wire \$576 ;
   wire \$577 ;
   wire \$578 ;
   wire \$579 ;
@@ -4126,8 +4126,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$6 ;
   wire [6:0] \$60 ;
   wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
+  wire [1:0] \$601 ;
+  wire [1:0] \$602 ;
   wire \$603 ;
   wire \$604 ;
   wire \$605 ;
@@ -4139,8 +4139,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
+  wire [1:0] \$613 ;
+  wire [1:0] \$614 ;
   wire \$615 ;
   wire \$616 ;
   wire \$617 ;
@@ -4151,8 +4151,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$621 ;
   wire \$622 ;
   wire \$623 ;
-  wire [1:0] \$624 ;
-  wire [1:0] \$625 ;
+  wire \$624 ;
+  wire \$625 ;
   wire \$626 ;
   wire \$627 ;
   wire \$628 ;
@@ -4164,8 +4164,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$633 ;
   wire \$634 ;
   wire \$635 ;
-  wire [1:0] \$636 ;
-  wire [1:0] \$637 ;
+  wire \$636 ;
+  wire \$637 ;
   wire \$638 ;
   wire \$639 ;
   wire [5:0] \$64 ;
@@ -4193,8 +4193,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire [6:0] \$66 ;
   wire \$660 ;
   wire \$661 ;
-  wire \$662 ;
-  wire \$663 ;
+  wire [1:0] \$662 ;
+  wire [1:0] \$663 ;
   wire \$664 ;
   wire \$665 ;
   wire \$666 ;
@@ -4206,8 +4206,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$671 ;
   wire \$672 ;
   wire \$673 ;
-  wire \$674 ;
-  wire \$675 ;
+  wire [1:0] \$674 ;
+  wire [1:0] \$675 ;
   wire \$676 ;
   wire \$677 ;
   wire \$678 ;
@@ -4222,37 +4222,76 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$686 ;
   wire \$687 ;
   wire \$688 ;
-  reg [4:0] \$689 ;
+  wire \$689 ;
   wire [3:0] \$69 ;
-  reg [7:0] \$690 ;
-  reg \$691 ;
-  reg [4:0] \$692 ;
-  reg \$693 ;
-  reg \$694 ;
-  reg [2:0] \$695 ;
-  reg [5:0] \$696 ;
-  reg [2:0] \$697 ;
-  reg [7:0] \$698 ;
-  reg [4:0] \$699 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire \$696 ;
+  wire \$697 ;
+  wire \$698 ;
+  wire \$699 ;
   wire \$7 ;
   wire \$70 ;
-  reg [5:0] \$700 ;
-  reg [5:0] \$701 ;
-  reg [4:0] \$702 ;
-  reg [5:0] \$703 ;
-  reg \$704 ;
-  reg [2:0] \$705 ;
-  reg [7:0] \$706 ;
-  reg [5:0] \$707 ;
-  reg [5:0] \$708 ;
-  reg [2:0] \$709 ;
+  wire \$700 ;
+  wire \$701 ;
+  wire \$702 ;
+  wire \$703 ;
+  wire \$704 ;
+  wire \$705 ;
+  wire \$706 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
   wire [3:0] \$71 ;
-  reg [7:0] \$710 ;
-  reg \$711 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire \$714 ;
+  wire \$715 ;
+  wire \$716 ;
+  wire \$717 ;
+  wire \$718 ;
+  wire \$719 ;
   wire [4:0] \$72 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire \$722 ;
+  wire \$723 ;
+  wire \$724 ;
+  wire \$725 ;
+  wire \$726 ;
+  reg [4:0] \$727 ;
+  reg [7:0] \$728 ;
+  reg \$729 ;
   wire [3:0] \$73 ;
+  reg [4:0] \$730 ;
+  reg \$731 ;
+  reg \$732 ;
+  reg [2:0] \$733 ;
+  reg [5:0] \$734 ;
+  reg [2:0] \$735 ;
+  reg [7:0] \$736 ;
+  reg [4:0] \$737 ;
+  reg [5:0] \$738 ;
+  reg [5:0] \$739 ;
   wire [4:0] \$74 ;
+  reg [4:0] \$740 ;
+  reg [5:0] \$741 ;
+  reg \$742 ;
+  reg [2:0] \$743 ;
+  reg [7:0] \$744 ;
+  reg [5:0] \$745 ;
+  reg [5:0] \$746 ;
+  reg [2:0] \$747 ;
+  reg [7:0] \$748 ;
+  reg [6:0] \$749 ;
   wire [8:0] \$75 ;
+  reg \$750 ;
   wire \$76 ;
   wire [8:0] \$77 ;
   wire [9:0] \$78 ;
@@ -4290,7 +4329,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   input clk;
   wire clk;
   reg [5:0] col_addr = 6'h3e;
-  wire [6:0] d;
+  reg [6:0] d = 7'h02;
   wire [8:0] i__payload;
   wire [7:0] \i__payload$10 ;
   wire [7:0] \i__payload$25 ;
@@ -4534,419 +4573,488 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     end
   end
   assign rd__data = _0_;
-  assign \$281  = ahead | \$280 ;
-  assign \$282  = switch ? 1'h0 : \$281 ;
-  assign \$283  = kx == 3'h4;
-  assign \$284  = take & \$283 ;
-  assign \$285  = ky == 3'h4;
-  assign \$286  = \$284  & \$285 ;
-  assign \$289  = ox == 5'h1b;
-  assign \$290  = \$288  & \$289 ;
-  assign \$291  = oy == 5'h1b;
-  assign \$292  = \$290  & \$291 ;
-  assign \$293  = r_done | \$292 ;
-  assign \$294  = switch ? 1'h0 : \$293 ;
-  assign \$295  = ~ \$294 ;
-  assign \$296  = $signed(low) > $signed(6'h16);
-  assign \$297  = \$295  & \$296 ;
-  assign \$298  = kx == 3'h4;
-  assign \$299  = take & \$298 ;
-  assign \$300  = ky == 3'h4;
-  assign \$301  = \$299  & \$300 ;
-  assign \$304  = ox == 5'h1b;
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = oy == 5'h1b;
+  assign \$243  = \$241  & \$242 ;
+  assign \$246  = ox == 5'h1b;
+  assign \$247  = \$245  & \$246 ;
+  assign \$248  = oy == 5'h1b;
+  assign \$249  = \$248  ? 2'h2 : 2'h1;
+  assign \$250  = \$247  ? \$249  : 2'h0;
+  assign \$251  = \$250  == 1'h1;
+  assign \$252  = \$239  & \$251 ;
+  assign \$253  = w_px == 5'h1b;
+  assign \$254  = write & \$253 ;
+  assign \$255  = ~ ahead;
+  assign \$256  = w_row == 5'h1b;
+  assign \$257  = \$255  & \$256 ;
+  assign \$258  = \$254  & \$257 ;
+  assign \$259  = ahead | \$258 ;
+  assign \$260  = switch ? 1'h0 : \$259 ;
+  assign \$261  = kx == 3'h4;
+  assign \$262  = take & \$261 ;
+  assign \$263  = ky == 3'h4;
+  assign \$264  = \$262  & \$263 ;
+  assign \$267  = ox == 5'h1b;
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = oy == 5'h1b;
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = r_done | \$270 ;
+  assign \$272  = switch ? 1'h0 : \$271 ;
+  assign \$273  = ~ \$272 ;
+  assign \$274  = $signed(low) > $signed(6'h15);
+  assign \$275  = \$273  & \$274 ;
+  assign \$276  = kx == 3'h4;
+  assign \$277  = take & \$276 ;
+  assign \$278  = ky == 3'h4;
+  assign \$279  = \$277  & \$278 ;
+  assign \$282  = ox == 5'h1b;
+  assign \$283  = \$281  & \$282 ;
+  assign \$284  = oy == 5'h1b;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = r_done | \$285 ;
+  assign \$287  = switch ? 1'h0 : \$286 ;
+  assign \$288  = $signed(low) > $signed(4'h9);
+  assign \$289  = \$287  | \$288 ;
+  assign \$291  = \$260  ? \$275  : \$290 ;
+  assign \$292  = w_px == 5'h1b;
+  assign \$293  = write & \$292 ;
+  assign \$294  = ~ ahead;
+  assign \$295  = w_row == 5'h1b;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = \$296  ? 2'h2 : 2'h1;
+  assign \$298  = \$293  ? \$297  : 2'h0;
+  assign \$299  = \$298  == 2'h2;
+  assign \$300  = kx == 3'h4;
+  assign \$301  = take & \$300 ;
+  assign \$302  = ky == 3'h4;
+  assign \$303  = \$301  & \$302 ;
+  assign \$306  = ox == 5'h1b;
   assign \$307  = \$305  & \$306 ;
-  assign \$308  = r_done | \$307 ;
-  assign \$309  = switch ? 1'h0 : \$308 ;
-  assign \$310  = $signed(low) > $signed(4'ha);
-  assign \$311  = \$309  | \$310 ;
-  assign \$313  = \$282  ? \$297  : \$312 ;
-  assign \$314  = w_px == 5'h1b;
-  assign \$315  = write & \$314 ;
-  assign \$316  = ~ ahead;
-  assign \$317  = w_row == 5'h1b;
-  assign \$318  = \$316  & \$317 ;
-  assign \$319  = \$318  ? 2'h2 : 2'h1;
-  assign \$320  = \$315  ? \$319  : 2'h0;
-  assign \$321  = \$320  == 1'h1;
-  assign \$322  = kx == 3'h4;
-  assign \$323  = take & \$322 ;
-  assign \$324  = ky == 3'h4;
-  assign \$325  = \$323  & \$324 ;
-  assign \$328  = ox == 5'h1b;
-  assign \$329  = \$327  & \$328 ;
-  assign \$330  = oy == 5'h1b;
-  assign \$331  = \$330  ? 2'h2 : 2'h1;
-  assign \$332  = \$329  ? \$331  : 2'h0;
-  assign \$333  = \$332  == 2'h2;
-  assign \$334  = \$321  & \$333 ;
-  assign \$335  = w_px == 5'h1b;
-  assign \$336  = write & \$335 ;
-  assign \$337  = ~ ahead;
-  assign \$338  = w_row == 5'h1b;
+  assign \$308  = oy == 5'h1b;
+  assign \$309  = \$308  ? 2'h2 : 2'h1;
+  assign \$310  = \$307  ? \$309  : 2'h0;
+  assign \$311  = ! \$310 ;
+  assign \$312  = \$299  & \$311 ;
+  assign \$313  = w_px == 5'h1b;
+  assign \$314  = write & \$313 ;
+  assign \$315  = ~ ahead;
+  assign \$316  = w_row == 5'h1b;
+  assign \$317  = \$315  & \$316 ;
+  assign \$318  = \$314  & \$317 ;
+  assign \$319  = ahead | \$318 ;
+  assign \$320  = switch ? 1'h0 : \$319 ;
+  assign \$321  = kx == 3'h4;
+  assign \$322  = take & \$321 ;
+  assign \$323  = ky == 3'h4;
+  assign \$324  = \$322  & \$323 ;
+  assign \$327  = ox == 5'h1b;
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = oy == 5'h1b;
+  assign \$330  = \$328  & \$329 ;
+  assign \$331  = r_done | \$330 ;
+  assign \$332  = switch ? 1'h0 : \$331 ;
+  assign \$333  = ~ \$332 ;
+  assign \$334  = $signed(low) > $signed(6'h16);
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = kx == 3'h4;
+  assign \$337  = take & \$336 ;
+  assign \$338  = ky == 3'h4;
   assign \$339  = \$337  & \$338 ;
-  assign \$340  = \$336  & \$339 ;
-  assign \$341  = ahead | \$340 ;
-  assign \$342  = switch ? 1'h0 : \$341 ;
-  assign \$343  = kx == 3'h4;
-  assign \$344  = take & \$343 ;
-  assign \$345  = ky == 3'h4;
-  assign \$346  = \$344  & \$345 ;
-  assign \$349  = ox == 5'h1b;
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = oy == 5'h1b;
-  assign \$352  = \$350  & \$351 ;
-  assign \$353  = r_done | \$352 ;
-  assign \$354  = switch ? 1'h0 : \$353 ;
-  assign \$355  = ~ \$354 ;
-  assign \$356  = $signed({ 1'h0, w_row }) < $signed(6'h27);
-  assign \$357  = \$355  & \$356 ;
-  assign \$358  = w_row < 5'h1b;
-  assign \$359  = kx == 3'h4;
-  assign \$360  = take & \$359 ;
-  assign \$361  = ky == 3'h4;
-  assign \$362  = \$360  & \$361 ;
-  assign \$365  = ox == 5'h1b;
-  assign \$366  = \$364  & \$365 ;
-  assign \$367  = oy == 5'h1b;
-  assign \$368  = \$366  & \$367 ;
-  assign \$369  = r_done | \$368 ;
-  assign \$370  = switch ? 1'h0 : \$369 ;
-  assign \$371  = w_row < 2'h3;
-  assign \$372  = \$370  | \$371 ;
-  assign \$373  = \$358  & \$372 ;
-  assign \$374  = \$342  ? \$357  : \$373 ;
-  assign \$375  = w_px == 5'h1b;
-  assign \$376  = write & \$375 ;
-  assign \$377  = ~ ahead;
-  assign \$378  = w_row == 5'h1b;
-  assign \$379  = \$377  & \$378 ;
-  assign \$380  = \$379  ? 2'h2 : 2'h1;
-  assign \$381  = \$376  ? \$380  : 2'h0;
-  assign \$382  = \$381  == 1'h1;
-  assign \$383  = kx == 3'h4;
-  assign \$384  = take & \$383 ;
-  assign \$385  = ky == 3'h4;
-  assign \$386  = \$384  & \$385 ;
-  assign \$389  = ox == 5'h1b;
+  assign \$342  = ox == 5'h1b;
+  assign \$343  = \$341  & \$342 ;
+  assign \$344  = oy == 5'h1b;
+  assign \$345  = \$343  & \$344 ;
+  assign \$346  = r_done | \$345 ;
+  assign \$347  = switch ? 1'h0 : \$346 ;
+  assign \$348  = $signed(low) > $signed(4'ha);
+  assign \$349  = \$347  | \$348 ;
+  assign \$351  = \$320  ? \$335  : \$350 ;
+  assign \$352  = w_px == 5'h1b;
+  assign \$353  = write & \$352 ;
+  assign \$354  = ~ ahead;
+  assign \$355  = w_row == 5'h1b;
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = \$356  ? 2'h2 : 2'h1;
+  assign \$358  = \$353  ? \$357  : 2'h0;
+  assign \$359  = \$358  == 1'h1;
+  assign \$360  = kx == 3'h4;
+  assign \$361  = take & \$360 ;
+  assign \$362  = ky == 3'h4;
+  assign \$363  = \$361  & \$362 ;
+  assign \$366  = ox == 5'h1b;
+  assign \$367  = \$365  & \$366 ;
+  assign \$368  = oy == 5'h1b;
+  assign \$369  = \$368  ? 2'h2 : 2'h1;
+  assign \$370  = \$367  ? \$369  : 2'h0;
+  assign \$371  = \$370  == 2'h2;
+  assign \$372  = \$359  & \$371 ;
+  assign \$373  = w_px == 5'h1b;
+  assign \$374  = write & \$373 ;
+  assign \$375  = ~ ahead;
+  assign \$376  = w_row == 5'h1b;
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = \$374  & \$377 ;
+  assign \$379  = ahead | \$378 ;
+  assign \$380  = switch ? 1'h0 : \$379 ;
+  assign \$381  = kx == 3'h4;
+  assign \$382  = take & \$381 ;
+  assign \$383  = ky == 3'h4;
+  assign \$384  = \$382  & \$383 ;
+  assign \$387  = ox == 5'h1b;
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = oy == 5'h1b;
   assign \$390  = \$388  & \$389 ;
-  assign \$391  = oy == 5'h1b;
-  assign \$392  = \$391  ? 2'h2 : 2'h1;
-  assign \$393  = \$390  ? \$392  : 2'h0;
-  assign \$394  = \$393  == 1'h1;
-  assign \$395  = \$382  & \$394 ;
-  assign \$396  = w_px == 5'h1b;
-  assign \$397  = write & \$396 ;
-  assign \$398  = ~ ahead;
-  assign \$399  = w_row == 5'h1b;
+  assign \$391  = r_done | \$390 ;
+  assign \$392  = switch ? 1'h0 : \$391 ;
+  assign \$393  = ~ \$392 ;
+  assign \$394  = $signed({ 1'h0, w_row }) < $signed(6'h27);
+  assign \$395  = \$393  & \$394 ;
+  assign \$396  = w_row < 5'h1b;
+  assign \$397  = kx == 3'h4;
+  assign \$398  = take & \$397 ;
+  assign \$399  = ky == 3'h4;
   assign \$400  = \$398  & \$399 ;
-  assign \$401  = \$397  & \$400 ;
-  assign \$402  = ahead | \$401 ;
-  assign \$403  = switch ? 1'h0 : \$402 ;
-  assign \$404  = kx == 3'h4;
-  assign \$405  = take & \$404 ;
-  assign \$406  = ky == 3'h4;
-  assign \$407  = \$405  & \$406 ;
-  assign \$410  = ox == 5'h1b;
-  assign \$411  = \$409  & \$410 ;
-  assign \$412  = oy == 5'h1b;
-  assign \$413  = \$411  & \$412 ;
-  assign \$414  = r_done | \$413 ;
-  assign \$415  = switch ? 1'h0 : \$414 ;
-  assign \$416  = ~ \$415 ;
-  assign \$417  = $signed(d) < $signed(6'h2a);
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = w_row < 5'h1b;
-  assign \$420  = kx == 3'h4;
-  assign \$421  = take & \$420 ;
-  assign \$422  = ky == 3'h4;
-  assign \$423  = \$421  & \$422 ;
-  assign \$426  = ox == 5'h1b;
-  assign \$427  = \$425  & \$426 ;
-  assign \$428  = oy == 5'h1b;
-  assign \$429  = \$427  & \$428 ;
-  assign \$430  = r_done | \$429 ;
-  assign \$431  = switch ? 1'h0 : \$430 ;
-  assign \$432  = $signed(d) < $signed(4'h6);
-  assign \$433  = \$431  | \$432 ;
-  assign \$434  = \$419  & \$433 ;
-  assign \$435  = \$403  ? \$418  : \$434 ;
-  assign \$436  = w_px == 5'h1b;
-  assign \$437  = write & \$436 ;
-  assign \$438  = ~ ahead;
-  assign \$439  = w_row == 5'h1b;
-  assign \$440  = \$438  & \$439 ;
-  assign \$441  = \$440  ? 2'h2 : 2'h1;
-  assign \$442  = \$437  ? \$441  : 2'h0;
-  assign \$443  = \$442  == 1'h1;
-  assign \$444  = kx == 3'h4;
-  assign \$445  = take & \$444 ;
-  assign \$446  = ky == 3'h4;
-  assign \$447  = \$445  & \$446 ;
-  assign \$450  = ox == 5'h1b;
+  assign \$403  = ox == 5'h1b;
+  assign \$404  = \$402  & \$403 ;
+  assign \$405  = oy == 5'h1b;
+  assign \$406  = \$404  & \$405 ;
+  assign \$407  = r_done | \$406 ;
+  assign \$408  = switch ? 1'h0 : \$407 ;
+  assign \$409  = w_row < 2'h3;
+  assign \$410  = \$408  | \$409 ;
+  assign \$411  = \$396  & \$410 ;
+  assign \$412  = \$380  ? \$395  : \$411 ;
+  assign \$413  = w_px == 5'h1b;
+  assign \$414  = write & \$413 ;
+  assign \$415  = ~ ahead;
+  assign \$416  = w_row == 5'h1b;
+  assign \$417  = \$415  & \$416 ;
+  assign \$418  = \$417  ? 2'h2 : 2'h1;
+  assign \$419  = \$414  ? \$418  : 2'h0;
+  assign \$420  = \$419  == 1'h1;
+  assign \$421  = kx == 3'h4;
+  assign \$422  = take & \$421 ;
+  assign \$423  = ky == 3'h4;
+  assign \$424  = \$422  & \$423 ;
+  assign \$427  = ox == 5'h1b;
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = oy == 5'h1b;
+  assign \$430  = \$429  ? 2'h2 : 2'h1;
+  assign \$431  = \$428  ? \$430  : 2'h0;
+  assign \$432  = \$431  == 1'h1;
+  assign \$433  = \$420  & \$432 ;
+  assign \$434  = w_px == 5'h1b;
+  assign \$435  = write & \$434 ;
+  assign \$436  = ~ ahead;
+  assign \$437  = w_row == 5'h1b;
+  assign \$438  = \$436  & \$437 ;
+  assign \$439  = \$435  & \$438 ;
+  assign \$440  = ahead | \$439 ;
+  assign \$441  = switch ? 1'h0 : \$440 ;
+  assign \$442  = kx == 3'h4;
+  assign \$443  = take & \$442 ;
+  assign \$444  = ky == 3'h4;
+  assign \$445  = \$443  & \$444 ;
+  assign \$448  = ox == 5'h1b;
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = oy == 5'h1b;
   assign \$451  = \$449  & \$450 ;
-  assign \$452  = oy == 5'h1b;
-  assign \$453  = \$452  ? 2'h2 : 2'h1;
-  assign \$454  = \$451  ? \$453  : 2'h0;
-  assign \$455  = ! \$454 ;
-  assign \$456  = \$443  & \$455 ;
-  assign \$457  = w_px == 5'h1b;
-  assign \$458  = write & \$457 ;
-  assign \$459  = ~ ahead;
-  assign \$460  = w_row == 5'h1b;
+  assign \$452  = r_done | \$451 ;
+  assign \$453  = switch ? 1'h0 : \$452 ;
+  assign \$454  = ~ \$453 ;
+  assign \$455  = $signed(d) < $signed(6'h2a);
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = w_row < 5'h1b;
+  assign \$458  = kx == 3'h4;
+  assign \$459  = take & \$458 ;
+  assign \$460  = ky == 3'h4;
   assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$458  & \$461 ;
-  assign \$463  = ahead | \$462 ;
-  assign \$464  = switch ? 1'h0 : \$463 ;
-  assign \$465  = kx == 3'h4;
-  assign \$466  = take & \$465 ;
-  assign \$467  = ky == 3'h4;
-  assign \$468  = \$466  & \$467 ;
-  assign \$471  = ox == 5'h1b;
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = oy == 5'h1b;
-  assign \$474  = \$472  & \$473 ;
-  assign \$475  = r_done | \$474 ;
-  assign \$476  = switch ? 1'h0 : \$475 ;
-  assign \$477  = ~ \$476 ;
-  assign \$478  = $signed(d) < $signed(6'h29);
-  assign \$479  = \$477  & \$478 ;
-  assign \$480  = w_row < 5'h1b;
-  assign \$481  = kx == 3'h4;
-  assign \$482  = take & \$481 ;
-  assign \$483  = ky == 3'h4;
-  assign \$484  = \$482  & \$483 ;
-  assign \$487  = ox == 5'h1b;
-  assign \$488  = \$486  & \$487 ;
-  assign \$489  = oy == 5'h1b;
-  assign \$490  = \$488  & \$489 ;
-  assign \$491  = r_done | \$490 ;
-  assign \$492  = switch ? 1'h0 : \$491 ;
-  assign \$493  = $signed(d) < $signed(4'h5);
-  assign \$494  = \$492  | \$493 ;
-  assign \$495  = \$480  & \$494 ;
-  assign \$496  = \$464  ? \$479  : \$495 ;
-  assign \$497  = w_px == 5'h1b;
-  assign \$498  = write & \$497 ;
-  assign \$499  = ~ ahead;
-  assign \$500  = w_row == 5'h1b;
-  assign \$501  = \$499  & \$500 ;
-  assign \$502  = \$501  ? 2'h2 : 2'h1;
-  assign \$503  = \$498  ? \$502  : 2'h0;
-  assign \$504  = ! \$503 ;
-  assign \$505  = kx == 3'h4;
-  assign \$506  = take & \$505 ;
-  assign \$507  = ky == 3'h4;
-  assign \$508  = \$506  & \$507 ;
-  assign \$511  = ox == 5'h1b;
+  assign \$464  = ox == 5'h1b;
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = oy == 5'h1b;
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = r_done | \$467 ;
+  assign \$469  = switch ? 1'h0 : \$468 ;
+  assign \$470  = $signed(d) < $signed(4'h6);
+  assign \$471  = \$469  | \$470 ;
+  assign \$472  = \$457  & \$471 ;
+  assign \$473  = \$441  ? \$456  : \$472 ;
+  assign \$474  = w_px == 5'h1b;
+  assign \$475  = write & \$474 ;
+  assign \$476  = ~ ahead;
+  assign \$477  = w_row == 5'h1b;
+  assign \$478  = \$476  & \$477 ;
+  assign \$479  = \$478  ? 2'h2 : 2'h1;
+  assign \$480  = \$475  ? \$479  : 2'h0;
+  assign \$481  = \$480  == 1'h1;
+  assign \$482  = kx == 3'h4;
+  assign \$483  = take & \$482 ;
+  assign \$484  = ky == 3'h4;
+  assign \$485  = \$483  & \$484 ;
+  assign \$488  = ox == 5'h1b;
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = oy == 5'h1b;
+  assign \$491  = \$490  ? 2'h2 : 2'h1;
+  assign \$492  = \$489  ? \$491  : 2'h0;
+  assign \$493  = ! \$492 ;
+  assign \$494  = \$481  & \$493 ;
+  assign \$495  = w_px == 5'h1b;
+  assign \$496  = write & \$495 ;
+  assign \$497  = ~ ahead;
+  assign \$498  = w_row == 5'h1b;
+  assign \$499  = \$497  & \$498 ;
+  assign \$500  = \$496  & \$499 ;
+  assign \$501  = ahead | \$500 ;
+  assign \$502  = switch ? 1'h0 : \$501 ;
+  assign \$503  = kx == 3'h4;
+  assign \$504  = take & \$503 ;
+  assign \$505  = ky == 3'h4;
+  assign \$506  = \$504  & \$505 ;
+  assign \$509  = ox == 5'h1b;
+  assign \$510  = \$508  & \$509 ;
+  assign \$511  = oy == 5'h1b;
   assign \$512  = \$510  & \$511 ;
-  assign \$513  = oy == 5'h1b;
-  assign \$514  = \$513  ? 2'h2 : 2'h1;
-  assign \$515  = \$512  ? \$514  : 2'h0;
-  assign \$516  = \$515  == 2'h2;
-  assign \$517  = \$504  & \$516 ;
-  assign \$518  = w_px == 5'h1b;
-  assign \$519  = write & \$518 ;
-  assign \$520  = ~ ahead;
-  assign \$521  = w_row == 5'h1b;
+  assign \$513  = r_done | \$512 ;
+  assign \$514  = switch ? 1'h0 : \$513 ;
+  assign \$515  = ~ \$514 ;
+  assign \$516  = $signed(d) < $signed(6'h29);
+  assign \$517  = \$515  & \$516 ;
+  assign \$518  = w_row < 5'h1b;
+  assign \$519  = kx == 3'h4;
+  assign \$520  = take & \$519 ;
+  assign \$521  = ky == 3'h4;
   assign \$522  = \$520  & \$521 ;
-  assign \$523  = \$519  & \$522 ;
-  assign \$524  = ahead | \$523 ;
-  assign \$525  = switch ? 1'h0 : \$524 ;
-  assign \$526  = kx == 3'h4;
-  assign \$527  = take & \$526 ;
-  assign \$528  = ky == 3'h4;
-  assign \$529  = \$527  & \$528 ;
-  assign \$532  = ox == 5'h1b;
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = oy == 5'h1b;
-  assign \$535  = \$533  & \$534 ;
-  assign \$536  = r_done | \$535 ;
-  assign \$537  = switch ? 1'h0 : \$536 ;
-  assign \$538  = ~ \$537 ;
-  assign \$539  = $signed({ 1'h0, w_row }) < $signed(6'h28);
-  assign \$540  = \$538  & \$539 ;
-  assign \$541  = w_row < 5'h1c;
-  assign \$542  = kx == 3'h4;
-  assign \$543  = take & \$542 ;
-  assign \$544  = ky == 3'h4;
-  assign \$545  = \$543  & \$544 ;
-  assign \$548  = ox == 5'h1b;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = oy == 5'h1b;
-  assign \$551  = \$549  & \$550 ;
-  assign \$552  = r_done | \$551 ;
-  assign \$553  = switch ? 1'h0 : \$552 ;
-  assign \$554  = w_row < 3'h4;
-  assign \$555  = \$553  | \$554 ;
-  assign \$556  = \$541  & \$555 ;
-  assign \$557  = \$525  ? \$540  : \$556 ;
-  assign \$558  = w_px == 5'h1b;
-  assign \$559  = write & \$558 ;
-  assign \$560  = ~ ahead;
-  assign \$561  = w_row == 5'h1b;
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = \$562  ? 2'h2 : 2'h1;
-  assign \$564  = \$559  ? \$563  : 2'h0;
-  assign \$565  = ! \$564 ;
-  assign \$566  = kx == 3'h4;
-  assign \$567  = take & \$566 ;
-  assign \$568  = ky == 3'h4;
-  assign \$569  = \$567  & \$568 ;
-  assign \$572  = ox == 5'h1b;
+  assign \$525  = ox == 5'h1b;
+  assign \$526  = \$524  & \$525 ;
+  assign \$527  = oy == 5'h1b;
+  assign \$528  = \$526  & \$527 ;
+  assign \$529  = r_done | \$528 ;
+  assign \$530  = switch ? 1'h0 : \$529 ;
+  assign \$531  = $signed(d) < $signed(4'h5);
+  assign \$532  = \$530  | \$531 ;
+  assign \$533  = \$518  & \$532 ;
+  assign \$534  = \$502  ? \$517  : \$533 ;
+  assign \$535  = w_px == 5'h1b;
+  assign \$536  = write & \$535 ;
+  assign \$537  = ~ ahead;
+  assign \$538  = w_row == 5'h1b;
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = \$539  ? 2'h2 : 2'h1;
+  assign \$541  = \$536  ? \$540  : 2'h0;
+  assign \$542  = ! \$541 ;
+  assign \$543  = kx == 3'h4;
+  assign \$544  = take & \$543 ;
+  assign \$545  = ky == 3'h4;
+  assign \$546  = \$544  & \$545 ;
+  assign \$549  = ox == 5'h1b;
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = oy == 5'h1b;
+  assign \$552  = \$551  ? 2'h2 : 2'h1;
+  assign \$553  = \$550  ? \$552  : 2'h0;
+  assign \$554  = \$553  == 2'h2;
+  assign \$555  = \$542  & \$554 ;
+  assign \$556  = w_px == 5'h1b;
+  assign \$557  = write & \$556 ;
+  assign \$558  = ~ ahead;
+  assign \$559  = w_row == 5'h1b;
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = \$557  & \$560 ;
+  assign \$562  = ahead | \$561 ;
+  assign \$563  = switch ? 1'h0 : \$562 ;
+  assign \$564  = kx == 3'h4;
+  assign \$565  = take & \$564 ;
+  assign \$566  = ky == 3'h4;
+  assign \$567  = \$565  & \$566 ;
+  assign \$570  = ox == 5'h1b;
+  assign \$571  = \$569  & \$570 ;
+  assign \$572  = oy == 5'h1b;
   assign \$573  = \$571  & \$572 ;
-  assign \$574  = oy == 5'h1b;
-  assign \$575  = \$574  ? 2'h2 : 2'h1;
-  assign \$576  = \$573  ? \$575  : 2'h0;
-  assign \$577  = \$576  == 1'h1;
-  assign \$578  = \$565  & \$577 ;
-  assign \$579  = w_px == 5'h1b;
-  assign \$580  = write & \$579 ;
-  assign \$581  = ~ ahead;
-  assign \$582  = w_row == 5'h1b;
+  assign \$574  = r_done | \$573 ;
+  assign \$575  = switch ? 1'h0 : \$574 ;
+  assign \$576  = ~ \$575 ;
+  assign \$577  = $signed({ 1'h0, w_row }) < $signed(6'h28);
+  assign \$578  = \$576  & \$577 ;
+  assign \$579  = w_row < 5'h1c;
+  assign \$580  = kx == 3'h4;
+  assign \$581  = take & \$580 ;
+  assign \$582  = ky == 3'h4;
   assign \$583  = \$581  & \$582 ;
-  assign \$584  = \$580  & \$583 ;
-  assign \$585  = ahead | \$584 ;
-  assign \$586  = switch ? 1'h0 : \$585 ;
-  assign \$587  = kx == 3'h4;
-  assign \$588  = take & \$587 ;
-  assign \$589  = ky == 3'h4;
-  assign \$590  = \$588  & \$589 ;
-  assign \$593  = ox == 5'h1b;
-  assign \$594  = \$592  & \$593 ;
-  assign \$595  = oy == 5'h1b;
-  assign \$596  = \$594  & \$595 ;
-  assign \$597  = r_done | \$596 ;
-  assign \$598  = switch ? 1'h0 : \$597 ;
-  assign \$599  = ~ \$598 ;
-  assign \$600  = $signed(d) < $signed(6'h2b);
-  assign \$601  = \$599  & \$600 ;
-  assign \$602  = w_row < 5'h1c;
-  assign \$603  = kx == 3'h4;
-  assign \$604  = take & \$603 ;
-  assign \$605  = ky == 3'h4;
-  assign \$606  = \$604  & \$605 ;
-  assign \$609  = ox == 5'h1b;
-  assign \$610  = \$608  & \$609 ;
-  assign \$611  = oy == 5'h1b;
-  assign \$612  = \$610  & \$611 ;
-  assign \$613  = r_done | \$612 ;
-  assign \$614  = switch ? 1'h0 : \$613 ;
-  assign \$615  = $signed(d) < $signed(4'h7);
-  assign \$616  = \$614  | \$615 ;
-  assign \$617  = \$602  & \$616 ;
-  assign \$618  = \$586  ? \$601  : \$617 ;
-  assign \$619  = w_px == 5'h1b;
-  assign \$620  = write & \$619 ;
-  assign \$621  = ~ ahead;
-  assign \$622  = w_row == 5'h1b;
-  assign \$623  = \$621  & \$622 ;
-  assign \$624  = \$623  ? 2'h2 : 2'h1;
-  assign \$625  = \$620  ? \$624  : 2'h0;
-  assign \$626  = ! \$625 ;
-  assign \$627  = kx == 3'h4;
-  assign \$628  = take & \$627 ;
-  assign \$629  = ky == 3'h4;
-  assign \$630  = \$628  & \$629 ;
-  assign \$633  = ox == 5'h1b;
+  assign \$586  = ox == 5'h1b;
+  assign \$587  = \$585  & \$586 ;
+  assign \$588  = oy == 5'h1b;
+  assign \$589  = \$587  & \$588 ;
+  assign \$590  = r_done | \$589 ;
+  assign \$591  = switch ? 1'h0 : \$590 ;
+  assign \$592  = w_row < 3'h4;
+  assign \$593  = \$591  | \$592 ;
+  assign \$594  = \$579  & \$593 ;
+  assign \$595  = \$563  ? \$578  : \$594 ;
+  assign \$596  = w_px == 5'h1b;
+  assign \$597  = write & \$596 ;
+  assign \$598  = ~ ahead;
+  assign \$599  = w_row == 5'h1b;
+  assign \$600  = \$598  & \$599 ;
+  assign \$601  = \$600  ? 2'h2 : 2'h1;
+  assign \$602  = \$597  ? \$601  : 2'h0;
+  assign \$603  = ! \$602 ;
+  assign \$604  = kx == 3'h4;
+  assign \$605  = take & \$604 ;
+  assign \$606  = ky == 3'h4;
+  assign \$607  = \$605  & \$606 ;
+  assign \$610  = ox == 5'h1b;
+  assign \$611  = \$609  & \$610 ;
+  assign \$612  = oy == 5'h1b;
+  assign \$613  = \$612  ? 2'h2 : 2'h1;
+  assign \$614  = \$611  ? \$613  : 2'h0;
+  assign \$615  = \$614  == 1'h1;
+  assign \$616  = \$603  & \$615 ;
+  assign \$617  = w_px == 5'h1b;
+  assign \$618  = write & \$617 ;
+  assign \$619  = ~ ahead;
+  assign \$620  = w_row == 5'h1b;
+  assign \$621  = \$619  & \$620 ;
+  assign \$622  = \$618  & \$621 ;
+  assign \$623  = ahead | \$622 ;
+  assign \$624  = switch ? 1'h0 : \$623 ;
+  assign \$625  = kx == 3'h4;
+  assign \$626  = take & \$625 ;
+  assign \$627  = ky == 3'h4;
+  assign \$628  = \$626  & \$627 ;
+  assign \$631  = ox == 5'h1b;
+  assign \$632  = \$630  & \$631 ;
+  assign \$633  = oy == 5'h1b;
   assign \$634  = \$632  & \$633 ;
-  assign \$635  = oy == 5'h1b;
-  assign \$636  = \$635  ? 2'h2 : 2'h1;
-  assign \$637  = \$634  ? \$636  : 2'h0;
-  assign \$638  = ! \$637 ;
-  assign \$639  = \$626  & \$638 ;
-  assign \$640  = w_px == 5'h1b;
-  assign \$641  = write & \$640 ;
-  assign \$642  = ~ ahead;
-  assign \$643  = w_row == 5'h1b;
+  assign \$635  = r_done | \$634 ;
+  assign \$636  = switch ? 1'h0 : \$635 ;
+  assign \$637  = ~ \$636 ;
+  assign \$638  = $signed(d) < $signed(6'h2b);
+  assign \$639  = \$637  & \$638 ;
+  assign \$640  = w_row < 5'h1c;
+  assign \$641  = kx == 3'h4;
+  assign \$642  = take & \$641 ;
+  assign \$643  = ky == 3'h4;
   assign \$644  = \$642  & \$643 ;
-  assign \$645  = \$641  & \$644 ;
-  assign \$646  = ahead | \$645 ;
-  assign \$647  = switch ? 1'h0 : \$646 ;
-  assign \$648  = kx == 3'h4;
-  assign \$649  = take & \$648 ;
-  assign \$650  = ky == 3'h4;
-  assign \$651  = \$649  & \$650 ;
-  assign \$654  = ox == 5'h1b;
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = oy == 5'h1b;
-  assign \$657  = \$655  & \$656 ;
-  assign \$658  = r_done | \$657 ;
-  assign \$659  = switch ? 1'h0 : \$658 ;
-  assign \$660  = ~ \$659 ;
-  assign \$661  = $signed(d) < $signed(6'h2a);
-  assign \$662  = \$660  & \$661 ;
-  assign \$663  = w_row < 5'h1c;
-  assign \$664  = kx == 3'h4;
-  assign \$665  = take & \$664 ;
-  assign \$666  = ky == 3'h4;
-  assign \$667  = \$665  & \$666 ;
-  assign \$670  = ox == 5'h1b;
-  assign \$671  = \$669  & \$670 ;
-  assign \$672  = oy == 5'h1b;
-  assign \$673  = \$671  & \$672 ;
-  assign \$674  = r_done | \$673 ;
-  assign \$675  = switch ? 1'h0 : \$674 ;
-  assign \$676  = $signed(d) < $signed(4'h6);
-  assign \$677  = \$675  | \$676 ;
-  assign \$678  = \$663  & \$677 ;
-  assign \$679  = \$647  ? \$662  : \$678 ;
-  assign \$680  = \$639  ? \$679  : 1'h0;
-  assign \$681  = \$578  ? \$618  : \$680 ;
-  assign \$682  = \$517  ? \$557  : \$681 ;
-  assign \$683  = \$456  ? \$496  : \$682 ;
-  assign \$684  = \$395  ? \$435  : \$683 ;
-  assign \$685  = \$334  ? \$374  : \$684 ;
-  assign \$686  = \$274  ? \$313  : \$685 ;
-  assign \$687  = \$214  ? \$253  : \$686 ;
-  assign \$688  = \$156  ? \$193  : \$687 ;
+  assign \$647  = ox == 5'h1b;
+  assign \$648  = \$646  & \$647 ;
+  assign \$649  = oy == 5'h1b;
+  assign \$650  = \$648  & \$649 ;
+  assign \$651  = r_done | \$650 ;
+  assign \$652  = switch ? 1'h0 : \$651 ;
+  assign \$653  = $signed(d) < $signed(4'h7);
+  assign \$654  = \$652  | \$653 ;
+  assign \$655  = \$640  & \$654 ;
+  assign \$656  = \$624  ? \$639  : \$655 ;
+  assign \$657  = w_px == 5'h1b;
+  assign \$658  = write & \$657 ;
+  assign \$659  = ~ ahead;
+  assign \$660  = w_row == 5'h1b;
+  assign \$661  = \$659  & \$660 ;
+  assign \$662  = \$661  ? 2'h2 : 2'h1;
+  assign \$663  = \$658  ? \$662  : 2'h0;
+  assign \$664  = ! \$663 ;
+  assign \$665  = kx == 3'h4;
+  assign \$666  = take & \$665 ;
+  assign \$667  = ky == 3'h4;
+  assign \$668  = \$666  & \$667 ;
+  assign \$671  = ox == 5'h1b;
+  assign \$672  = \$670  & \$671 ;
+  assign \$673  = oy == 5'h1b;
+  assign \$674  = \$673  ? 2'h2 : 2'h1;
+  assign \$675  = \$672  ? \$674  : 2'h0;
+  assign \$676  = ! \$675 ;
+  assign \$677  = \$664  & \$676 ;
+  assign \$678  = w_px == 5'h1b;
+  assign \$679  = write & \$678 ;
+  assign \$680  = ~ ahead;
+  assign \$681  = w_row == 5'h1b;
+  assign \$682  = \$680  & \$681 ;
+  assign \$683  = \$679  & \$682 ;
+  assign \$684  = ahead | \$683 ;
+  assign \$685  = switch ? 1'h0 : \$684 ;
+  assign \$686  = kx == 3'h4;
+  assign \$687  = take & \$686 ;
+  assign \$688  = ky == 3'h4;
+  assign \$689  = \$687  & \$688 ;
+  assign \$692  = ox == 5'h1b;
+  assign \$693  = \$691  & \$692 ;
+  assign \$694  = oy == 5'h1b;
+  assign \$695  = \$693  & \$694 ;
+  assign \$696  = r_done | \$695 ;
+  assign \$697  = switch ? 1'h0 : \$696 ;
+  assign \$698  = ~ \$697 ;
+  assign \$699  = $signed(d) < $signed(6'h2a);
+  assign \$700  = \$698  & \$699 ;
+  assign \$701  = w_row < 5'h1c;
+  assign \$702  = kx == 3'h4;
+  assign \$703  = take & \$702 ;
+  assign \$704  = ky == 3'h4;
+  assign \$705  = \$703  & \$704 ;
+  assign \$708  = ox == 5'h1b;
+  assign \$709  = \$707  & \$708 ;
+  assign \$710  = oy == 5'h1b;
+  assign \$711  = \$709  & \$710 ;
+  assign \$712  = r_done | \$711 ;
+  assign \$713  = switch ? 1'h0 : \$712 ;
+  assign \$714  = $signed(d) < $signed(4'h6);
+  assign \$715  = \$713  | \$714 ;
+  assign \$716  = \$701  & \$715 ;
+  assign \$717  = \$685  ? \$700  : \$716 ;
+  assign \$718  = \$677  ? \$717  : 1'h0;
+  assign \$719  = \$616  ? \$656  : \$718 ;
+  assign \$720  = \$555  ? \$595  : \$719 ;
+  assign \$721  = \$494  ? \$534  : \$720 ;
+  assign \$722  = \$433  ? \$473  : \$721 ;
+  assign \$723  = \$372  ? \$412  : \$722 ;
+  assign \$724  = \$312  ? \$351  : \$723 ;
+  assign \$725  = \$252  ? \$291  : \$724 ;
+  assign \$726  = \$194  ? \$231  : \$725 ;
   always @(posedge clk)
-    w_px <= \$689 ;
+    w_px <= \$727 ;
   always @(posedge clk)
-    wr__addr <= \$690 ;
+    wr__addr <= \$728 ;
   always @(posedge clk)
-    ahead <= \$691 ;
+    ahead <= \$729 ;
   always @(posedge clk)
-    w_row <= \$692 ;
+    w_row <= \$730 ;
   always @(posedge clk)
-    \i__valid$36  <= \$693 ;
+    \i__valid$36  <= \$731 ;
   always @(posedge clk)
-    pad_reg <= \$694 ;
+    pad_reg <= \$732 ;
   always @(posedge clk)
-    kx <= \$695 ;
+    kx <= \$733 ;
   always @(posedge clk)
-    col_addr <= \$696 ;
+    col_addr <= \$734 ;
   always @(posedge clk)
-    ky <= \$697 ;
+    ky <= \$735 ;
   always @(posedge clk)
-    row_addr <= \$698 ;
+    row_addr <= \$736 ;
   always @(posedge clk)
-    ox <= \$699 ;
+    ox <= \$737 ;
   always @(posedge clk)
-    ix0 <= \$700 ;
+    ix0 <= \$738 ;
   always @(posedge clk)
-    ix0c <= \$701 ;
+    ix0c <= \$739 ;
   always @(posedge clk)
-    oy <= \$702 ;
+    oy <= \$740 ;
   always @(posedge clk)
-    low <= \$703 ;
+    low <= \$741 ;
   always @(posedge clk)
-    r_done <= \$704 ;
+    r_done <= \$742 ;
   always @(posedge clk)
-    base_slot <= \$705 ;
+    base_slot <= \$743 ;
   always @(posedge clk)
-    base_row <= \$706 ;
+    base_row <= \$744 ;
   always @(posedge clk)
-    ix <= \$707 ;
+    ix <= \$745 ;
   always @(posedge clk)
-    iy <= \$708 ;
+    iy <= \$746 ;
   always @(posedge clk)
-    img_slot <= \$709 ;
+    img_slot <= \$747 ;
   always @(posedge clk)
-    img_row <= \$710 ;
+    img_row <= \$748 ;
   always @(posedge clk)
-    \i__ready$18  <= \$711 ;
+    d <= \$749 ;
+  always @(posedge clk)
+    \i__ready$18  <= \$750 ;
   assign \i__payload$10  = \o__payload$11 [8] ? 8'h00 : \o__payload$11 [7:0];
   assign write = \i__valid$21  & \i__ready$18 ;
   assign switch = r_done & ahead;
@@ -4966,7 +5074,6 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign advance = \$11  | \i__ready$37 ;
   assign take = advance & avail;
   assign \$12  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
-  assign d = $signed({ 1'h0, w_row }) - $signed(low);
   assign \$13  = w_px == 5'h1b;
   assign \$14  = w_px + 1'h1;
   assign \$15  = \$13  ? 6'h00 : \$14 ;
@@ -5081,133 +5188,100 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$133  = \$132  - 8'ha8;
   assign \$134  = img_row + 6'h38;
   assign \$135  = \$131  ? \$133  : { 1'h0, \$134  };
-  assign \$136  = w_px == 5'h1b;
-  assign \$137  = write & \$136 ;
-  assign \$138  = ~ ahead;
-  assign \$139  = w_row == 5'h1b;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$140  ? 2'h2 : 2'h1;
-  assign \$142  = \$137  ? \$141  : 2'h0;
-  assign \$143  = \$142  == 2'h2;
-  assign \$144  = kx == 3'h4;
-  assign \$145  = take & \$144 ;
-  assign \$146  = ky == 3'h4;
-  assign \$147  = \$145  & \$146 ;
-  assign \$150  = ox == 5'h1b;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = oy == 5'h1b;
-  assign \$153  = \$152  ? 2'h2 : 2'h1;
-  assign \$154  = \$151  ? \$153  : 2'h0;
-  assign \$155  = \$154  == 2'h2;
-  assign \$156  = \$143  & \$155 ;
-  assign \$157  = w_px == 5'h1b;
-  assign \$158  = write & \$157 ;
-  assign \$159  = ~ ahead;
-  assign \$160  = w_row == 5'h1b;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$158  & \$161 ;
-  assign \$163  = ahead | \$162 ;
-  assign \$164  = switch ? 1'h0 : \$163 ;
-  assign \$165  = kx == 3'h4;
-  assign \$166  = take & \$165 ;
-  assign \$167  = ky == 3'h4;
-  assign \$168  = \$166  & \$167 ;
-  assign \$171  = ox == 5'h1b;
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = oy == 5'h1b;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = r_done | \$174 ;
-  assign \$176  = switch ? 1'h0 : \$175 ;
-  assign \$177  = ~ \$176 ;
-  assign \$179  = kx == 3'h4;
-  assign \$180  = take & \$179 ;
-  assign \$181  = ky == 3'h4;
-  assign \$182  = \$180  & \$181 ;
-  assign \$185  = ox == 5'h1b;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = oy == 5'h1b;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = r_done | \$188 ;
-  assign \$190  = switch ? 1'h0 : \$189 ;
-  assign \$193  = \$164  ? 1'h0 : 1'h1;
-  assign \$194  = w_px == 5'h1b;
-  assign \$195  = write & \$194 ;
-  assign \$196  = ~ ahead;
-  assign \$197  = w_row == 5'h1b;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = \$198  ? 2'h2 : 2'h1;
-  assign \$200  = \$195  ? \$199  : 2'h0;
-  assign \$201  = \$200  == 2'h2;
-  assign \$202  = kx == 3'h4;
-  assign \$203  = take & \$202 ;
-  assign \$204  = ky == 3'h4;
-  assign \$205  = \$203  & \$204 ;
-  assign \$208  = ox == 5'h1b;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = oy == 5'h1b;
-  assign \$211  = \$210  ? 2'h2 : 2'h1;
-  assign \$212  = \$209  ? \$211  : 2'h0;
-  assign \$213  = \$212  == 1'h1;
-  assign \$214  = \$201  & \$213 ;
-  assign \$215  = w_px == 5'h1b;
-  assign \$216  = write & \$215 ;
-  assign \$217  = ~ ahead;
-  assign \$218  = w_row == 5'h1b;
-  assign \$219  = \$217  & \$218 ;
-  assign \$220  = \$216  & \$219 ;
-  assign \$221  = ahead | \$220 ;
-  assign \$222  = switch ? 1'h0 : \$221 ;
-  assign \$223  = kx == 3'h4;
-  assign \$224  = take & \$223 ;
-  assign \$225  = ky == 3'h4;
+  assign \$136  = kx == 3'h4;
+  assign \$137  = take & \$136 ;
+  assign \$138  = ky == 3'h4;
+  assign \$139  = \$137  & \$138 ;
+  assign \$142  = ox == 5'h1b;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = oy == 5'h1b;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = w_px == 5'h1b;
+  assign \$147  = write & \$146 ;
+  assign \$148  = ~ ahead;
+  assign \$149  = w_row == 5'h1b;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = w_row + 1'h1;
+  assign \$152  = \$150  ? 6'h00 : \$151 ;
+  assign \$153  = \$147  ? \$152  : { 1'h0, w_row };
+  assign \$154  = \$153  + 2'h2;
+  assign \$155  = w_px == 5'h1b;
+  assign \$156  = write & \$155 ;
+  assign \$157  = ~ ahead;
+  assign \$158  = w_row == 5'h1b;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = \$159  ? 6'h25 : 6'h01;
+  assign \$161  = \$156  ? \$160  : 6'h00;
+  assign \$162  = kx == 3'h4;
+  assign \$163  = take & \$162 ;
+  assign \$164  = ky == 3'h4;
+  assign \$165  = \$163  & \$164 ;
+  assign \$168  = ox == 5'h1b;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = \$169  ? 1'h1 : 1'h0;
+  assign \$171  = $signed(\$161 ) - $signed({ 1'h0, \$170  });
+  assign \$172  = $signed(d) + $signed(\$171 );
+  assign \$173  = \$145  ? { 1'h0, \$154  } : \$172 ;
+  assign \$174  = w_px == 5'h1b;
+  assign \$175  = write & \$174 ;
+  assign \$176  = ~ ahead;
+  assign \$177  = w_row == 5'h1b;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$178  ? 2'h2 : 2'h1;
+  assign \$180  = \$175  ? \$179  : 2'h0;
+  assign \$181  = \$180  == 2'h2;
+  assign \$182  = kx == 3'h4;
+  assign \$183  = take & \$182 ;
+  assign \$184  = ky == 3'h4;
+  assign \$185  = \$183  & \$184 ;
+  assign \$188  = ox == 5'h1b;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = oy == 5'h1b;
+  assign \$191  = \$190  ? 2'h2 : 2'h1;
+  assign \$192  = \$189  ? \$191  : 2'h0;
+  assign \$193  = \$192  == 2'h2;
+  assign \$194  = \$181  & \$193 ;
+  assign \$195  = w_px == 5'h1b;
+  assign \$196  = write & \$195 ;
+  assign \$197  = ~ ahead;
+  assign \$198  = w_row == 5'h1b;
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = \$196  & \$199 ;
+  assign \$201  = ahead | \$200 ;
+  assign \$202  = switch ? 1'h0 : \$201 ;
+  assign \$203  = kx == 3'h4;
+  assign \$204  = take & \$203 ;
+  assign \$205  = ky == 3'h4;
+  assign \$206  = \$204  & \$205 ;
+  assign \$209  = ox == 5'h1b;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = oy == 5'h1b;
+  assign \$212  = \$210  & \$211 ;
+  assign \$213  = r_done | \$212 ;
+  assign \$214  = switch ? 1'h0 : \$213 ;
+  assign \$215  = ~ \$214 ;
+  assign \$217  = kx == 3'h4;
+  assign \$218  = take & \$217 ;
+  assign \$219  = ky == 3'h4;
+  assign \$220  = \$218  & \$219 ;
+  assign \$223  = ox == 5'h1b;
+  assign \$224  = \$222  & \$223 ;
+  assign \$225  = oy == 5'h1b;
   assign \$226  = \$224  & \$225 ;
-  assign \$229  = ox == 5'h1b;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = oy == 5'h1b;
-  assign \$232  = \$230  & \$231 ;
-  assign \$233  = r_done | \$232 ;
-  assign \$234  = switch ? 1'h0 : \$233 ;
-  assign \$235  = ~ \$234 ;
-  assign \$236  = $signed(low) > $signed(6'h15);
-  assign \$237  = \$235  & \$236 ;
-  assign \$238  = kx == 3'h4;
-  assign \$239  = take & \$238 ;
-  assign \$240  = ky == 3'h4;
-  assign \$241  = \$239  & \$240 ;
-  assign \$244  = ox == 5'h1b;
-  assign \$245  = \$243  & \$244 ;
-  assign \$246  = oy == 5'h1b;
-  assign \$247  = \$245  & \$246 ;
-  assign \$248  = r_done | \$247 ;
-  assign \$249  = switch ? 1'h0 : \$248 ;
-  assign \$250  = $signed(low) > $signed(4'h9);
-  assign \$251  = \$249  | \$250 ;
-  assign \$253  = \$222  ? \$237  : \$252 ;
-  assign \$254  = w_px == 5'h1b;
-  assign \$255  = write & \$254 ;
-  assign \$256  = ~ ahead;
-  assign \$257  = w_row == 5'h1b;
-  assign \$258  = \$256  & \$257 ;
-  assign \$259  = \$258  ? 2'h2 : 2'h1;
-  assign \$260  = \$255  ? \$259  : 2'h0;
-  assign \$261  = \$260  == 2'h2;
-  assign \$262  = kx == 3'h4;
-  assign \$263  = take & \$262 ;
-  assign \$264  = ky == 3'h4;
-  assign \$265  = \$263  & \$264 ;
-  assign \$268  = ox == 5'h1b;
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = oy == 5'h1b;
-  assign \$271  = \$270  ? 2'h2 : 2'h1;
-  assign \$272  = \$269  ? \$271  : 2'h0;
-  assign \$273  = ! \$272 ;
-  assign \$274  = \$261  & \$273 ;
-  assign \$275  = w_px == 5'h1b;
-  assign \$276  = write & \$275 ;
-  assign \$277  = ~ ahead;
-  assign \$278  = w_row == 5'h1b;
-  assign \$279  = \$277  & \$278 ;
-  assign \$280  = \$276  & \$279 ;
+  assign \$227  = r_done | \$226 ;
+  assign \$228  = switch ? 1'h0 : \$227 ;
+  assign \$231  = \$202  ? 1'h0 : 1'h1;
+  assign \$232  = w_px == 5'h1b;
+  assign \$233  = write & \$232 ;
+  assign \$234  = ~ ahead;
+  assign \$235  = w_row == 5'h1b;
+  assign \$236  = \$234  & \$235 ;
+  assign \$237  = \$236  ? 2'h2 : 2'h1;
+  assign \$238  = \$233  ? \$237  : 2'h0;
+  assign \$239  = \$238  == 2'h2;
+  assign \$240  = kx == 3'h4;
+  assign \$241  = take & \$240 ;
+  assign \$242  = ky == 3'h4;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -5235,319 +5309,145 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$5141$0 (pad_reg),
-    .\port$755$0 (rd__data),
+    .\port$5215$0 (pad_reg),
+    .\port$792$0 (rd__data),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$689  = w_px;
+    \$727  = w_px;
     if (write) begin
-      \$689  = \$15 [4:0];
+      \$727  = \$15 [4:0];
     end
     if (rst) begin
-      \$689  = 5'h00;
+      \$727  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$690  = wr__addr;
+    \$728  = wr__addr;
     if (write) begin
-      \$690  = \$18 [7:0];
+      \$728  = \$18 [7:0];
     end
     if (rst) begin
-      \$690  = 8'h00;
+      \$728  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$691  = ahead;
+    \$729  = ahead;
     if (write) begin
       if (\$19 ) begin
         if (\$22 ) begin
-          \$691  = 1'h1;
+          \$729  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$691  = 1'h0;
+      \$729  = 1'h0;
     end
     if (rst) begin
-      \$691  = 1'h0;
+      \$729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$692  = w_row;
+    \$730  = w_row;
     if (write) begin
       if (\$19 ) begin
         (* full_case = 32'd1 *)
         if (\$22 ) begin
-          \$692  = 5'h00;
+          \$730  = 5'h00;
         end else begin
-          \$692  = \$23 [4:0];
+          \$730  = \$23 [4:0];
         end
       end
     end
     if (rst) begin
-      \$692  = 5'h00;
+      \$730  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$693  = \i__valid$36 ;
+    \$731  = \i__valid$36 ;
     if (advance) begin
-      \$693  = avail;
+      \$731  = avail;
     end
     if (rst) begin
-      \$693  = 1'h0;
+      \$731  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$694  = pad_reg;
+    \$732  = pad_reg;
     if (take) begin
-      \$694  = pad;
+      \$732  = pad;
     end
     if (rst) begin
-      \$694  = 1'h0;
+      \$732  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$695  = kx;
+    \$733  = kx;
     if (take) begin
-      \$695  = \$26 [2:0];
+      \$733  = \$26 [2:0];
     end
     if (rst) begin
-      \$695  = 3'h0;
+      \$733  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$696  = col_addr;
+    \$734  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$28 ) begin
-        \$696  = \$29 [5:0];
+        \$734  = \$29 [5:0];
       end else begin
         (* full_case = 32'd1 *)
         if (\$34 ) begin
-          \$696  = \$35 [5:0];
+          \$734  = \$35 [5:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$46 ) begin
-            \$696  = \$48 [5:0];
+            \$734  = \$48 [5:0];
           end else begin
-            \$696  = \$60 [5:0];
+            \$734  = \$60 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$696  = 6'h3e;
+      \$734  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$697  = ky;
+    \$735  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$28 ) begin
       end else begin
-        \$697  = \$32 [2:0];
+        \$735  = \$32 [2:0];
       end
     end
     if (rst) begin
-      \$697  = 3'h0;
+      \$735  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$698  = row_addr;
+    \$736  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$28 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$34 ) begin
-          \$698  = \$41 [7:0];
+          \$736  = \$41 [7:0];
         end else begin
-          \$698  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$46 ) begin
-          end else begin
-            if (\$61 ) begin
-              (* full_case = 32'd1 *)
-              if (\$68 ) begin
-              end else begin
-                \$698  = \$86 [7:0];
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$698  = \$135 [7:0];
-    end
-    if (rst) begin
-      \$698  = 8'h70;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$699  = ox;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$28 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$34 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$46 ) begin
-          end else begin
-            \$699  = \$51 [4:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$699  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$700  = ix0;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$28 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$34 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$46 ) begin
-          end else begin
-            \$700  = \$54 [5:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$700  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$701  = ix0c;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$28 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$34 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$46 ) begin
-          end else begin
-            \$701  = \$57 [5:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$701  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$702  = oy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$28 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$34 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$46 ) begin
-          end else begin
-            if (\$61 ) begin
-              \$702  = \$64 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$702  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$703  = low;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$28 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$34 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$46 ) begin
-          end else begin
-            if (\$61 ) begin
-              \$703  = \$67 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$703  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$704  = r_done;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$28 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$34 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$46 ) begin
-          end else begin
-            if (\$61 ) begin
-              if (\$68 ) begin
-                \$704  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$704  = 1'h0;
-    end
-    if (rst) begin
-      \$704  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$705  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$28 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$34 ) begin
-        end else begin
+          \$736  = base_row;
           (* full_case = 32'd1 *)
           if (\$46 ) begin
           end else begin
@@ -5555,7 +5455,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
               (* full_case = 32'd1 *)
               if (\$68 ) begin
               end else begin
-                \$705  = \$74 [2:0];
+                \$736  = \$86 [7:0];
               end
             end
           end
@@ -5563,15 +5463,158 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$705  = \$123 [2:0];
+      \$736  = \$135 [7:0];
     end
     if (rst) begin
-      \$705  = 3'h4;
+      \$736  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$706  = base_row;
+    \$737  = ox;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$28 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$34 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$46 ) begin
+          end else begin
+            \$737  = \$51 [4:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$737  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$738  = ix0;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$28 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$34 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$46 ) begin
+          end else begin
+            \$738  = \$54 [5:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$738  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$739  = ix0c;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$28 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$34 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$46 ) begin
+          end else begin
+            \$739  = \$57 [5:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$739  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$740  = oy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$28 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$34 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$46 ) begin
+          end else begin
+            if (\$61 ) begin
+              \$740  = \$64 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$740  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$741  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$28 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$34 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$46 ) begin
+          end else begin
+            if (\$61 ) begin
+              \$741  = \$67 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$741  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$742  = r_done;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$28 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$34 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$46 ) begin
+          end else begin
+            if (\$61 ) begin
+              if (\$68 ) begin
+                \$742  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$742  = 1'h0;
+    end
+    if (rst) begin
+      \$742  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$743  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$28 ) begin
@@ -5586,7 +5629,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
               (* full_case = 32'd1 *)
               if (\$68 ) begin
               end else begin
-                \$706  = \$80 [7:0];
+                \$743  = \$74 [2:0];
               end
             end
           end
@@ -5594,73 +5637,111 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$706  = \$129 [7:0];
+      \$743  = \$123 [2:0];
     end
     if (rst) begin
-      \$706  = 8'h70;
+      \$743  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$707  = ix;
+    \$744  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$28 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$34 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$46 ) begin
+          end else begin
+            if (\$61 ) begin
+              (* full_case = 32'd1 *)
+              if (\$68 ) begin
+              end else begin
+                \$744  = \$80 [7:0];
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$744  = \$129 [7:0];
+    end
+    if (rst) begin
+      \$744  = 8'h70;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$745  = ix;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$88 ) begin
-        \$707  = \$92 [5:0];
+        \$745  = \$92 [5:0];
       end else if (\$91 ) begin
-        \$707  = \$95 [5:0];
+        \$745  = \$95 [5:0];
       end else begin
-        \$707  = ix0;
+        \$745  = ix0;
       end
     end
     if (rst) begin
-      \$707  = 6'h3e;
+      \$745  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$708  = iy;
+    \$746  = iy;
     if (take) begin
       if (\$96 ) begin
         (* full_case = 32'd1 *)
         if (\$98 ) begin
-          \$708  = \$102 [5:0];
+          \$746  = \$102 [5:0];
         end else if (\$101 ) begin
-          \$708  = \$105 [5:0];
+          \$746  = \$105 [5:0];
         end else begin
-          \$708  = low;
+          \$746  = low;
         end
       end
     end
     if (rst) begin
-      \$708  = 6'h3e;
+      \$746  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$709  = img_slot;
+    \$747  = img_slot;
     if (switch) begin
-      \$709  = \$111 [2:0];
+      \$747  = \$111 [2:0];
     end
     if (rst) begin
-      \$709  = 3'h0;
+      \$747  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$710  = img_row;
+    \$748  = img_row;
     if (switch) begin
-      \$710  = \$117 [7:0];
+      \$748  = \$117 [7:0];
     end
     if (rst) begin
-      \$710  = 8'h00;
+      \$748  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$711  = \$688 ;
+    \$749  = \$173 [6:0];
     if (rst) begin
-      \$711  = 1'h1;
+      \$749  = 7'h02;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$750  = \$726 ;
+    if (rst) begin
+      \$750  = 1'h1;
     end
   end
   assign o__payload = i__payload;
@@ -5687,65 +5768,69 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$91  = \$89 ;
   assign \$99  = 1'h1;
   assign \$101  = \$100 ;
-  assign \$148  = 1'h1;
-  assign \$149  = \$147 ;
-  assign \$169  = 1'h1;
-  assign \$170  = \$168 ;
-  assign \$178  = 1'h0;
-  assign \$183  = 1'h1;
-  assign \$184  = \$182 ;
-  assign \$191  = 1'h1;
-  assign \$192  = 1'h1;
-  assign \$206  = 1'h1;
-  assign \$207  = \$205 ;
-  assign \$227  = 1'h1;
-  assign \$228  = \$226 ;
-  assign \$242  = 1'h1;
-  assign \$243  = \$241 ;
-  assign \$252  = \$251 ;
-  assign \$266  = 1'h1;
-  assign \$267  = \$265 ;
-  assign \$287  = 1'h1;
-  assign \$288  = \$286 ;
-  assign \$302  = 1'h1;
-  assign \$303  = \$301 ;
-  assign \$312  = \$311 ;
-  assign \$326  = 1'h1;
-  assign \$327  = \$325 ;
-  assign \$347  = 1'h1;
-  assign \$348  = \$346 ;
-  assign \$363  = 1'h1;
-  assign \$364  = \$362 ;
-  assign \$387  = 1'h1;
-  assign \$388  = \$386 ;
-  assign \$408  = 1'h1;
-  assign \$409  = \$407 ;
-  assign \$424  = 1'h1;
-  assign \$425  = \$423 ;
-  assign \$448  = 1'h1;
-  assign \$449  = \$447 ;
-  assign \$469  = 1'h1;
-  assign \$470  = \$468 ;
-  assign \$485  = 1'h1;
-  assign \$486  = \$484 ;
-  assign \$509  = 1'h1;
-  assign \$510  = \$508 ;
-  assign \$530  = 1'h1;
-  assign \$531  = \$529 ;
-  assign \$546  = 1'h1;
-  assign \$547  = \$545 ;
-  assign \$570  = 1'h1;
-  assign \$571  = \$569 ;
-  assign \$591  = 1'h1;
-  assign \$592  = \$590 ;
-  assign \$607  = 1'h1;
-  assign \$608  = \$606 ;
-  assign \$631  = 1'h1;
-  assign \$632  = \$630 ;
-  assign \$652  = 1'h1;
-  assign \$653  = \$651 ;
-  assign \$668  = 1'h1;
-  assign \$669  = \$667 ;
+  assign \$140  = 1'h1;
+  assign \$141  = \$139 ;
+  assign \$166  = 1'h1;
+  assign \$167  = \$165 ;
+  assign \$186  = 1'h1;
+  assign \$187  = \$185 ;
+  assign \$207  = 1'h1;
+  assign \$208  = \$206 ;
+  assign \$216  = 1'h0;
+  assign \$221  = 1'h1;
+  assign \$222  = \$220 ;
+  assign \$229  = 1'h1;
+  assign \$230  = 1'h1;
+  assign \$244  = 1'h1;
+  assign \$245  = \$243 ;
+  assign \$265  = 1'h1;
+  assign \$266  = \$264 ;
+  assign \$280  = 1'h1;
+  assign \$281  = \$279 ;
+  assign \$290  = \$289 ;
+  assign \$304  = 1'h1;
+  assign \$305  = \$303 ;
+  assign \$325  = 1'h1;
+  assign \$326  = \$324 ;
+  assign \$340  = 1'h1;
+  assign \$341  = \$339 ;
+  assign \$350  = \$349 ;
+  assign \$364  = 1'h1;
+  assign \$365  = \$363 ;
+  assign \$385  = 1'h1;
+  assign \$386  = \$384 ;
+  assign \$401  = 1'h1;
+  assign \$402  = \$400 ;
+  assign \$425  = 1'h1;
+  assign \$426  = \$424 ;
+  assign \$446  = 1'h1;
+  assign \$447  = \$445 ;
+  assign \$462  = 1'h1;
+  assign \$463  = \$461 ;
+  assign \$486  = 1'h1;
+  assign \$487  = \$485 ;
+  assign \$507  = 1'h1;
+  assign \$508  = \$506 ;
+  assign \$523  = 1'h1;
+  assign \$524  = \$522 ;
+  assign \$547  = 1'h1;
+  assign \$548  = \$546 ;
+  assign \$568  = 1'h1;
+  assign \$569  = \$567 ;
+  assign \$584  = 1'h1;
+  assign \$585  = \$583 ;
+  assign \$608  = 1'h1;
+  assign \$609  = \$607 ;
+  assign \$629  = 1'h1;
+  assign \$630  = \$628 ;
+  assign \$645  = 1'h1;
+  assign \$646  = \$644 ;
+  assign \$669  = 1'h1;
+  assign \$670  = \$668 ;
+  assign \$690  = 1'h1;
+  assign \$691  = \$689 ;
+  assign \$706  = 1'h1;
+  assign \$707  = \$705 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5894,7 +5979,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$755$0 , i__valid, \port$5141$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$792$0 , i__valid, \port$5215$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5916,10 +6001,10 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$755$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$5141$0 ;
-  wire \port$5141$0 ;
-  input [7:0] \port$755$0 ;
-  wire [7:0] \port$755$0 ;
+  input \port$5215$0 ;
+  wire \port$5215$0 ;
+  input [7:0] \port$792$0 ;
+  wire [7:0] \port$792$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -5944,11 +6029,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$755$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5141$0 , \port$755$0  };
+      \$5  = { \port$5215$0 , \port$792$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5141$0 , \port$755$0  };
+  assign i__payload = { \port$5215$0 , \port$792$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16317,8 +16402,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire [1:0] \$275 ;
-  wire [1:0] \$276 ;
+  wire \$275 ;
+  wire \$276 ;
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
@@ -16326,10 +16411,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire [1:0] \$285 ;
-  wire [1:0] \$286 ;
+  wire [4:0] \$283 ;
+  wire [4:0] \$284 ;
+  wire [4:0] \$285 ;
+  wire [5:0] \$286 ;
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
@@ -16338,8 +16423,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$291 ;
   wire \$292 ;
   wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
+  wire [4:0] \$294 ;
+  wire [4:0] \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
@@ -16349,9 +16434,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
+  wire [5:0] \$303 ;
+  wire [6:0] \$304 ;
+  wire [6:0] \$305 ;
   wire \$306 ;
   wire \$307 ;
   wire \$308 ;
@@ -16360,8 +16445,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
+  wire [1:0] \$313 ;
+  wire [1:0] \$314 ;
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
@@ -16371,8 +16456,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
+  wire [1:0] \$323 ;
+  wire [1:0] \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
@@ -16380,8 +16465,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$329 ;
   wire [7:0] \$33 ;
   wire \$330 ;
-  wire [1:0] \$331 ;
-  wire [1:0] \$332 ;
+  wire \$331 ;
+  wire \$332 ;
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
@@ -16391,8 +16476,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$339 ;
   wire [7:0] \$34 ;
   wire \$340 ;
-  wire [1:0] \$341 ;
-  wire [1:0] \$342 ;
+  wire \$341 ;
+  wire \$342 ;
   wire \$343 ;
   wire \$344 ;
   wire \$345 ;
@@ -16421,9 +16506,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire \$369 ;
+  wire [1:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
+  wire [1:0] \$370 ;
   wire \$371 ;
   wire \$372 ;
   wire \$373 ;
@@ -16432,9 +16517,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$376 ;
   wire \$377 ;
   wire \$378 ;
-  wire \$379 ;
+  wire [1:0] \$379 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [1:0] \$380 ;
   wire \$381 ;
   wire \$382 ;
   wire \$383 ;
@@ -16443,9 +16528,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$386 ;
   wire \$387 ;
   wire \$388 ;
-  wire [1:0] \$389 ;
+  wire \$389 ;
   wire \$39 ;
-  wire [1:0] \$390 ;
+  wire \$390 ;
   wire \$391 ;
   wire \$392 ;
   wire \$393 ;
@@ -16454,10 +16539,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
-  wire [1:0] \$399 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [1:0] \$400 ;
+  wire \$400 ;
   wire \$401 ;
   wire \$402 ;
   wire \$403 ;
@@ -16486,8 +16571,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$424 ;
   wire \$425 ;
   wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
+  wire [1:0] \$427 ;
+  wire [1:0] \$428 ;
   wire \$429 ;
   wire [7:0] \$43 ;
   wire \$430 ;
@@ -16497,8 +16582,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$434 ;
   wire \$435 ;
   wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
+  wire [1:0] \$437 ;
+  wire [1:0] \$438 ;
   wire \$439 ;
   wire [7:0] \$44 ;
   wire \$440 ;
@@ -16508,8 +16593,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$444 ;
   wire \$445 ;
   wire \$446 ;
-  wire [1:0] \$447 ;
-  wire [1:0] \$448 ;
+  wire \$447 ;
+  wire \$448 ;
   wire \$449 ;
   wire [7:0] \$45 ;
   wire \$450 ;
@@ -16519,8 +16604,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire [1:0] \$457 ;
-  wire [1:0] \$458 ;
+  wire \$457 ;
+  wire \$458 ;
   wire \$459 ;
   wire [11:0] \$46 ;
   wire \$460 ;
@@ -16550,8 +16635,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$482 ;
   wire \$483 ;
   wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
+  wire [1:0] \$485 ;
+  wire [1:0] \$486 ;
   wire \$487 ;
   wire \$488 ;
   wire \$489 ;
@@ -16561,8 +16646,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
+  wire [1:0] \$495 ;
+  wire [1:0] \$496 ;
   wire \$497 ;
   wire \$498 ;
   wire \$499 ;
@@ -16574,8 +16659,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$503 ;
   wire \$504 ;
   wire \$505 ;
-  wire [1:0] \$506 ;
-  wire [1:0] \$507 ;
+  wire \$506 ;
+  wire \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
@@ -16585,8 +16670,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$513 ;
   wire \$514 ;
   wire \$515 ;
-  wire [1:0] \$516 ;
-  wire [1:0] \$517 ;
+  wire \$516 ;
+  wire \$517 ;
   wire \$518 ;
   wire \$519 ;
   wire [11:0] \$52 ;
@@ -16616,8 +16701,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$541 ;
   wire \$542 ;
   wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
+  wire [1:0] \$544 ;
+  wire [1:0] \$545 ;
   wire \$546 ;
   wire \$547 ;
   wire \$548 ;
@@ -16627,8 +16712,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$551 ;
   wire \$552 ;
   wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
+  wire [1:0] \$554 ;
+  wire [1:0] \$555 ;
   wire \$556 ;
   wire \$557 ;
   wire \$558 ;
@@ -16639,8 +16724,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$562 ;
   wire \$563 ;
   wire \$564 ;
-  wire [1:0] \$565 ;
-  wire [1:0] \$566 ;
+  wire \$565 ;
+  wire \$566 ;
   wire \$567 ;
   wire \$568 ;
   wire \$569 ;
@@ -16650,8 +16735,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire [1:0] \$575 ;
-  wire [1:0] \$576 ;
+  wire \$575 ;
+  wire \$576 ;
   wire \$577 ;
   wire \$578 ;
   wire \$579 ;
@@ -16682,8 +16767,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$600 ;
   wire \$601 ;
   wire \$602 ;
-  wire \$603 ;
-  wire \$604 ;
+  wire [1:0] \$603 ;
+  wire [1:0] \$604 ;
   wire \$605 ;
   wire \$606 ;
   wire \$607 ;
@@ -16693,8 +16778,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
+  wire [1:0] \$613 ;
+  wire [1:0] \$614 ;
   wire \$615 ;
   wire \$616 ;
   wire \$617 ;
@@ -16705,8 +16790,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$621 ;
   wire \$622 ;
   wire \$623 ;
-  wire [1:0] \$624 ;
-  wire [1:0] \$625 ;
+  wire \$624 ;
+  wire \$625 ;
   wire \$626 ;
   wire \$627 ;
   wire \$628 ;
@@ -16716,8 +16801,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$631 ;
   wire \$632 ;
   wire \$633 ;
-  wire [1:0] \$634 ;
-  wire [1:0] \$635 ;
+  wire \$634 ;
+  wire \$635 ;
   wire \$636 ;
   wire \$637 ;
   wire \$638 ;
@@ -16747,8 +16832,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire [5:0] \$66 ;
   wire \$660 ;
   wire \$661 ;
-  wire \$662 ;
-  wire \$663 ;
+  wire [1:0] \$662 ;
+  wire [1:0] \$663 ;
   wire \$664 ;
   wire \$665 ;
   wire \$666 ;
@@ -16758,8 +16843,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire [13:0] \$67 ;
   wire \$670 ;
   wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
+  wire [1:0] \$672 ;
+  wire [1:0] \$673 ;
   wire \$674 ;
   wire \$675 ;
   wire \$676 ;
@@ -16770,8 +16855,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$680 ;
   wire \$681 ;
   wire \$682 ;
-  wire [1:0] \$683 ;
-  wire [1:0] \$684 ;
+  wire \$683 ;
+  wire \$684 ;
   wire \$685 ;
   wire \$686 ;
   wire \$687 ;
@@ -16781,8 +16866,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$690 ;
   wire \$691 ;
   wire \$692 ;
-  wire [1:0] \$693 ;
-  wire [1:0] \$694 ;
+  wire \$693 ;
+  wire \$694 ;
   wire \$695 ;
   wire \$696 ;
   wire \$697 ;
@@ -16813,8 +16898,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$719 ;
   wire [12:0] \$72 ;
   wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
+  wire [1:0] \$721 ;
+  wire [1:0] \$722 ;
   wire \$723 ;
   wire \$724 ;
   wire \$725 ;
@@ -16824,8 +16909,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$729 ;
   wire \$73 ;
   wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
+  wire [1:0] \$731 ;
+  wire [1:0] \$732 ;
   wire \$733 ;
   wire \$734 ;
   wire \$735 ;
@@ -16836,8 +16921,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire [5:0] \$74 ;
   wire \$740 ;
   wire \$741 ;
-  wire [1:0] \$742 ;
-  wire [1:0] \$743 ;
+  wire \$742 ;
+  wire \$743 ;
   wire \$744 ;
   wire \$745 ;
   wire \$746 ;
@@ -16847,8 +16932,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire [13:0] \$75 ;
   wire \$750 ;
   wire \$751 ;
-  wire [1:0] \$752 ;
-  wire [1:0] \$753 ;
+  wire \$752 ;
+  wire \$753 ;
   wire \$754 ;
   wire \$755 ;
   wire \$756 ;
@@ -16878,8 +16963,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$778 ;
   wire \$779 ;
   wire [5:0] \$78 ;
-  wire \$780 ;
-  wire \$781 ;
+  wire [1:0] \$780 ;
+  wire [1:0] \$781 ;
   wire \$782 ;
   wire \$783 ;
   wire \$784 ;
@@ -16889,8 +16974,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$788 ;
   wire \$789 ;
   wire [13:0] \$79 ;
-  wire \$790 ;
-  wire \$791 ;
+  wire [1:0] \$790 ;
+  wire [1:0] \$791 ;
   wire \$792 ;
   wire \$793 ;
   wire \$794 ;
@@ -16904,39 +16989,78 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$800 ;
   wire \$801 ;
   wire \$802 ;
-  reg [4:0] \$803 ;
-  reg [3:0] \$804 ;
-  reg [2:0] \$805 ;
-  reg [10:0] \$806 ;
-  reg [10:0] \$807 ;
-  reg \$808 ;
-  reg [3:0] \$809 ;
+  wire \$803 ;
+  wire \$804 ;
+  wire \$805 ;
+  wire \$806 ;
+  wire \$807 ;
+  wire \$808 ;
+  wire \$809 ;
   wire [13:0] \$81 ;
-  reg [4:0] \$810 ;
-  reg [2:0] \$811 ;
-  reg \$812 ;
-  reg [2:0] \$813 ;
-  reg [10:0] \$814 ;
-  reg [4:0] \$815 ;
-  reg [8:0] \$816 ;
-  reg [3:0] \$817 ;
-  reg [4:0] \$818 ;
-  reg [2:0] \$819 ;
+  wire \$810 ;
+  wire \$811 ;
+  wire \$812 ;
+  wire \$813 ;
+  wire \$814 ;
+  wire \$815 ;
+  wire \$816 ;
+  wire \$817 ;
+  wire \$818 ;
+  wire \$819 ;
   wire \$82 ;
-  reg [8:0] \$820 ;
-  reg [3:0] \$821 ;
-  reg [4:0] \$822 ;
-  reg \$823 ;
-  reg [3:0] \$824 ;
-  reg [10:0] \$825 ;
-  reg [4:0] \$826 ;
-  reg [3:0] \$827 ;
-  reg [10:0] \$828 ;
-  reg \$829 ;
+  wire \$820 ;
+  wire \$821 ;
+  wire \$822 ;
+  wire \$823 ;
+  wire \$824 ;
+  wire \$825 ;
+  wire \$826 ;
+  wire \$827 ;
+  wire \$828 ;
+  wire \$829 ;
   wire [5:0] \$83 ;
+  wire \$830 ;
+  wire \$831 ;
+  wire \$832 ;
+  wire \$833 ;
+  wire \$834 ;
+  wire \$835 ;
+  wire \$836 ;
+  wire \$837 ;
+  wire \$838 ;
+  wire \$839 ;
   wire [5:0] \$84 ;
+  wire \$840 ;
+  reg [4:0] \$841 ;
+  reg [3:0] \$842 ;
+  reg [2:0] \$843 ;
+  reg [10:0] \$844 ;
+  reg [10:0] \$845 ;
+  reg \$846 ;
+  reg [3:0] \$847 ;
+  reg [4:0] \$848 ;
+  reg [2:0] \$849 ;
   wire \$85 ;
+  reg \$850 ;
+  reg [2:0] \$851 ;
+  reg [10:0] \$852 ;
+  reg [4:0] \$853 ;
+  reg [8:0] \$854 ;
+  reg [3:0] \$855 ;
+  reg [4:0] \$856 ;
+  reg [2:0] \$857 ;
+  reg [8:0] \$858 ;
+  reg [3:0] \$859 ;
   wire \$86 ;
+  reg [4:0] \$860 ;
+  reg \$861 ;
+  reg [3:0] \$862 ;
+  reg [10:0] \$863 ;
+  reg [4:0] \$864 ;
+  reg [3:0] \$865 ;
+  reg [10:0] \$866 ;
+  reg [5:0] \$867 ;
+  reg \$868 ;
   wire [4:0] \$87 ;
   wire [4:0] \$88 ;
   wire \$89 ;
@@ -16991,7 +17115,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire can_write;
   input clk;
   wire clk;
-  wire [5:0] d;
+  reg [5:0] d = 6'h02;
   wire [47:0] i__payload;
   wire [39:0] \i__payload$10 ;
   input [7:0] \i__payload$26 ;
@@ -22403,6 +22527,44 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     end
   end
   assign \$signature__data$69  = _4_;
+  assign \$122  = $signed(iy) < $signed(1'h0);
+  assign \$123  = $signed(iy) >= $signed(5'h0e);
+  assign \$124  = \$122  | \$123 ;
+  assign \$125  = $signed(ix0) + $signed(2'h1);
+  assign \$126  = $signed(\$125 ) < $signed(1'h0);
+  assign \$127  = \$124  | \$126 ;
+  assign \$128  = $signed(ix0) + $signed(2'h1);
+  assign \$129  = $signed(\$128 ) >= $signed(5'h0e);
+  assign \$130  = \$127  | \$129 ;
+  assign \$131  = $signed(iy) < $signed(1'h0);
+  assign \$132  = $signed(iy) >= $signed(5'h0e);
+  assign \$133  = \$131  | \$132 ;
+  assign \$134  = $signed(ix0) + $signed(3'h2);
+  assign \$135  = $signed(\$134 ) < $signed(1'h0);
+  assign \$136  = \$133  | \$135 ;
+  assign \$137  = $signed(ix0) + $signed(3'h2);
+  assign \$138  = $signed(\$137 ) >= $signed(5'h0e);
+  assign \$139  = \$136  | \$138 ;
+  assign \$140  = $signed(iy) < $signed(1'h0);
+  assign \$141  = $signed(iy) >= $signed(5'h0e);
+  assign \$142  = \$140  | \$141 ;
+  assign \$143  = $signed(ix0) + $signed(3'h3);
+  assign \$144  = $signed(\$143 ) < $signed(1'h0);
+  assign \$145  = \$142  | \$144 ;
+  assign \$146  = $signed(ix0) + $signed(3'h3);
+  assign \$147  = $signed(\$146 ) >= $signed(5'h0e);
+  assign \$148  = \$145  | \$147 ;
+  assign \$149  = $signed(iy) < $signed(1'h0);
+  assign \$150  = $signed(iy) >= $signed(5'h0e);
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = $signed(ix0) + $signed(4'h4);
+  assign \$153  = $signed(\$152 ) < $signed(1'h0);
+  assign \$154  = \$151  | \$153 ;
+  assign \$155  = $signed(ix0) + $signed(4'h4);
+  assign \$156  = $signed(\$155 ) >= $signed(5'h0e);
+  assign \$157  = \$154  | \$156 ;
+  assign \$158  = ky == 3'h4;
+  assign \$159  = ky + 1'h1;
   assign \$160  = \$158  ? 4'h0 : \$159 ;
   assign \$161  = ky == 3'h4;
   assign \$162  = ~ \$161 ;
@@ -22511,232 +22673,232 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$265  = \$264  - 11'h420;
   assign \$266  = img_row + 7'h60;
   assign \$267  = \$263  ? \$265  : { 1'h0, \$266  };
-  assign \$268  = w_c == 5'h1f;
-  assign \$269  = write & \$268 ;
-  assign \$270  = w_x == 4'hd;
+  assign \$268  = ky == 3'h4;
+  assign \$269  = take & \$268 ;
+  assign \$270  = c == 5'h1f;
   assign \$271  = \$269  & \$270 ;
-  assign \$272  = ~ ahead;
-  assign \$273  = w_row == 4'hd;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = \$274  ? 2'h2 : 2'h1;
-  assign \$276  = \$271  ? \$275  : 2'h0;
-  assign \$277  = \$276  == 2'h2;
-  assign \$278  = ky == 3'h4;
-  assign \$279  = take & \$278 ;
-  assign \$280  = c == 5'h1f;
-  assign \$281  = \$279  & \$280 ;
-  assign \$282  = ox == 4'hd;
-  assign \$283  = \$281  & \$282 ;
-  assign \$284  = oy == 4'hd;
-  assign \$285  = \$284  ? 2'h2 : 2'h1;
-  assign \$286  = \$283  ? \$285  : 2'h0;
-  assign \$287  = \$286  == 2'h2;
-  assign \$288  = \$277  & \$287 ;
-  assign \$289  = w_c == 5'h1f;
-  assign \$290  = write & \$289 ;
-  assign \$291  = w_x == 4'hd;
-  assign \$292  = \$290  & \$291 ;
-  assign \$293  = ~ ahead;
-  assign \$294  = w_row == 4'hd;
-  assign \$295  = \$293  & \$294 ;
-  assign \$296  = \$292  & \$295 ;
-  assign \$297  = ahead | \$296 ;
-  assign \$298  = switch ? 1'h0 : \$297 ;
-  assign \$299  = ky == 3'h4;
-  assign \$300  = take & \$299 ;
-  assign \$301  = c == 5'h1f;
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = ox == 4'hd;
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = oy == 4'hd;
-  assign \$306  = \$304  & \$305 ;
-  assign \$307  = r_done | \$306 ;
-  assign \$308  = switch ? 1'h0 : \$307 ;
-  assign \$309  = ~ \$308 ;
-  assign \$311  = ky == 3'h4;
-  assign \$312  = take & \$311 ;
-  assign \$313  = c == 5'h1f;
-  assign \$314  = \$312  & \$313 ;
-  assign \$315  = ox == 4'hd;
-  assign \$316  = \$314  & \$315 ;
-  assign \$317  = oy == 4'hd;
-  assign \$318  = \$316  & \$317 ;
-  assign \$319  = r_done | \$318 ;
-  assign \$320  = switch ? 1'h0 : \$319 ;
-  assign \$323  = \$298  ? 1'h0 : 1'h1;
-  assign \$324  = w_c == 5'h1f;
-  assign \$325  = write & \$324 ;
-  assign \$326  = w_x == 4'hd;
-  assign \$327  = \$325  & \$326 ;
-  assign \$328  = ~ ahead;
-  assign \$329  = w_row == 4'hd;
+  assign \$272  = ox == 4'hd;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = oy == 4'hd;
+  assign \$275  = \$273  & \$274 ;
+  assign \$276  = w_c == 5'h1f;
+  assign \$277  = write & \$276 ;
+  assign \$278  = w_x == 4'hd;
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = ~ ahead;
+  assign \$281  = w_row == 4'hd;
+  assign \$282  = \$280  & \$281 ;
+  assign \$283  = w_row + 1'h1;
+  assign \$284  = \$282  ? 5'h00 : \$283 ;
+  assign \$285  = \$279  ? \$284  : { 1'h0, w_row };
+  assign \$286  = \$285  + 2'h2;
+  assign \$287  = w_c == 5'h1f;
+  assign \$288  = write & \$287 ;
+  assign \$289  = w_x == 4'hd;
+  assign \$290  = \$288  & \$289 ;
+  assign \$291  = ~ ahead;
+  assign \$292  = w_row == 4'hd;
+  assign \$293  = \$291  & \$292 ;
+  assign \$294  = \$293  ? 5'h13 : 5'h01;
+  assign \$295  = \$290  ? \$294  : 5'h00;
+  assign \$296  = ky == 3'h4;
+  assign \$297  = take & \$296 ;
+  assign \$298  = c == 5'h1f;
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = ox == 4'hd;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = \$301  ? 1'h1 : 1'h0;
+  assign \$303  = $signed(\$295 ) - $signed({ 1'h0, \$302  });
+  assign \$304  = $signed(d) + $signed(\$303 );
+  assign \$305  = \$275  ? { 1'h0, \$286  } : \$304 ;
+  assign \$306  = w_c == 5'h1f;
+  assign \$307  = write & \$306 ;
+  assign \$308  = w_x == 4'hd;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = ~ ahead;
+  assign \$311  = w_row == 4'hd;
+  assign \$312  = \$310  & \$311 ;
+  assign \$313  = \$312  ? 2'h2 : 2'h1;
+  assign \$314  = \$309  ? \$313  : 2'h0;
+  assign \$315  = \$314  == 2'h2;
+  assign \$316  = ky == 3'h4;
+  assign \$317  = take & \$316 ;
+  assign \$318  = c == 5'h1f;
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = ox == 4'hd;
+  assign \$321  = \$319  & \$320 ;
+  assign \$322  = oy == 4'hd;
+  assign \$323  = \$322  ? 2'h2 : 2'h1;
+  assign \$324  = \$321  ? \$323  : 2'h0;
+  assign \$325  = \$324  == 2'h2;
+  assign \$326  = \$315  & \$325 ;
+  assign \$327  = w_c == 5'h1f;
+  assign \$328  = write & \$327 ;
+  assign \$329  = w_x == 4'hd;
   assign \$330  = \$328  & \$329 ;
-  assign \$331  = \$330  ? 2'h2 : 2'h1;
-  assign \$332  = \$327  ? \$331  : 2'h0;
-  assign \$333  = \$332  == 2'h2;
-  assign \$334  = ky == 3'h4;
-  assign \$335  = take & \$334 ;
-  assign \$336  = c == 5'h1f;
-  assign \$337  = \$335  & \$336 ;
-  assign \$338  = ox == 4'hd;
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = oy == 4'hd;
-  assign \$341  = \$340  ? 2'h2 : 2'h1;
-  assign \$342  = \$339  ? \$341  : 2'h0;
-  assign \$343  = \$342  == 1'h1;
-  assign \$344  = \$333  & \$343 ;
-  assign \$345  = w_c == 5'h1f;
-  assign \$346  = write & \$345 ;
-  assign \$347  = w_x == 4'hd;
-  assign \$348  = \$346  & \$347 ;
-  assign \$349  = ~ ahead;
-  assign \$350  = w_row == 4'hd;
-  assign \$351  = \$349  & \$350 ;
-  assign \$352  = \$348  & \$351 ;
-  assign \$353  = ahead | \$352 ;
-  assign \$354  = switch ? 1'h0 : \$353 ;
-  assign \$355  = ky == 3'h4;
-  assign \$356  = take & \$355 ;
-  assign \$357  = c == 5'h1f;
-  assign \$358  = \$356  & \$357 ;
-  assign \$359  = ox == 4'hd;
-  assign \$360  = \$358  & \$359 ;
-  assign \$361  = oy == 4'hd;
-  assign \$362  = \$360  & \$361 ;
-  assign \$363  = r_done | \$362 ;
-  assign \$364  = switch ? 1'h0 : \$363 ;
-  assign \$365  = ~ \$364 ;
-  assign \$366  = $signed(low) > $signed(3'h2);
-  assign \$367  = \$365  & \$366 ;
-  assign \$368  = ky == 3'h4;
-  assign \$369  = take & \$368 ;
-  assign \$370  = c == 5'h1f;
-  assign \$371  = \$369  & \$370 ;
-  assign \$372  = ox == 4'hd;
-  assign \$373  = \$371  & \$372 ;
-  assign \$374  = oy == 4'hd;
+  assign \$331  = ~ ahead;
+  assign \$332  = w_row == 4'hd;
+  assign \$333  = \$331  & \$332 ;
+  assign \$334  = \$330  & \$333 ;
+  assign \$335  = ahead | \$334 ;
+  assign \$336  = switch ? 1'h0 : \$335 ;
+  assign \$337  = ky == 3'h4;
+  assign \$338  = take & \$337 ;
+  assign \$339  = c == 5'h1f;
+  assign \$340  = \$338  & \$339 ;
+  assign \$341  = ox == 4'hd;
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = oy == 4'hd;
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = r_done | \$344 ;
+  assign \$346  = switch ? 1'h0 : \$345 ;
+  assign \$347  = ~ \$346 ;
+  assign \$349  = ky == 3'h4;
+  assign \$350  = take & \$349 ;
+  assign \$351  = c == 5'h1f;
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = ox == 4'hd;
+  assign \$354  = \$352  & \$353 ;
+  assign \$355  = oy == 4'hd;
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = r_done | \$356 ;
+  assign \$358  = switch ? 1'h0 : \$357 ;
+  assign \$361  = \$336  ? 1'h0 : 1'h1;
+  assign \$362  = w_c == 5'h1f;
+  assign \$363  = write & \$362 ;
+  assign \$364  = w_x == 4'hd;
+  assign \$365  = \$363  & \$364 ;
+  assign \$366  = ~ ahead;
+  assign \$367  = w_row == 4'hd;
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = \$368  ? 2'h2 : 2'h1;
+  assign \$370  = \$365  ? \$369  : 2'h0;
+  assign \$371  = \$370  == 2'h2;
+  assign \$372  = ky == 3'h4;
+  assign \$373  = take & \$372 ;
+  assign \$374  = c == 5'h1f;
   assign \$375  = \$373  & \$374 ;
-  assign \$376  = r_done | \$375 ;
-  assign \$377  = switch ? 1'h0 : \$376 ;
-  assign \$378  = $signed(low) > $signed(5'h14);
-  assign \$379  = \$377  | \$378 ;
-  assign \$381  = \$354  ? \$367  : \$380 ;
-  assign \$382  = w_c == 5'h1f;
-  assign \$383  = write & \$382 ;
-  assign \$384  = w_x == 4'hd;
-  assign \$385  = \$383  & \$384 ;
-  assign \$386  = ~ ahead;
-  assign \$387  = w_row == 4'hd;
-  assign \$388  = \$386  & \$387 ;
-  assign \$389  = \$388  ? 2'h2 : 2'h1;
-  assign \$390  = \$385  ? \$389  : 2'h0;
-  assign \$391  = \$390  == 2'h2;
-  assign \$392  = ky == 3'h4;
-  assign \$393  = take & \$392 ;
-  assign \$394  = c == 5'h1f;
-  assign \$395  = \$393  & \$394 ;
-  assign \$396  = ox == 4'hd;
-  assign \$397  = \$395  & \$396 ;
-  assign \$398  = oy == 4'hd;
-  assign \$399  = \$398  ? 2'h2 : 2'h1;
-  assign \$400  = \$397  ? \$399  : 2'h0;
-  assign \$401  = ! \$400 ;
-  assign \$402  = \$391  & \$401 ;
-  assign \$403  = w_c == 5'h1f;
-  assign \$404  = write & \$403 ;
-  assign \$405  = w_x == 4'hd;
-  assign \$406  = \$404  & \$405 ;
-  assign \$407  = ~ ahead;
-  assign \$408  = w_row == 4'hd;
+  assign \$376  = ox == 4'hd;
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = oy == 4'hd;
+  assign \$379  = \$378  ? 2'h2 : 2'h1;
+  assign \$380  = \$377  ? \$379  : 2'h0;
+  assign \$381  = \$380  == 1'h1;
+  assign \$382  = \$371  & \$381 ;
+  assign \$383  = w_c == 5'h1f;
+  assign \$384  = write & \$383 ;
+  assign \$385  = w_x == 4'hd;
+  assign \$386  = \$384  & \$385 ;
+  assign \$387  = ~ ahead;
+  assign \$388  = w_row == 4'hd;
+  assign \$389  = \$387  & \$388 ;
+  assign \$390  = \$386  & \$389 ;
+  assign \$391  = ahead | \$390 ;
+  assign \$392  = switch ? 1'h0 : \$391 ;
+  assign \$393  = ky == 3'h4;
+  assign \$394  = take & \$393 ;
+  assign \$395  = c == 5'h1f;
+  assign \$396  = \$394  & \$395 ;
+  assign \$397  = ox == 4'hd;
+  assign \$398  = \$396  & \$397 ;
+  assign \$399  = oy == 4'hd;
+  assign \$400  = \$398  & \$399 ;
+  assign \$401  = r_done | \$400 ;
+  assign \$402  = switch ? 1'h0 : \$401 ;
+  assign \$403  = ~ \$402 ;
+  assign \$404  = $signed(low) > $signed(3'h2);
+  assign \$405  = \$403  & \$404 ;
+  assign \$406  = ky == 3'h4;
+  assign \$407  = take & \$406 ;
+  assign \$408  = c == 5'h1f;
   assign \$409  = \$407  & \$408 ;
-  assign \$410  = \$406  & \$409 ;
-  assign \$411  = ahead | \$410 ;
-  assign \$412  = switch ? 1'h0 : \$411 ;
-  assign \$413  = ky == 3'h4;
-  assign \$414  = take & \$413 ;
-  assign \$415  = c == 5'h1f;
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = ox == 4'hd;
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = oy == 4'hd;
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = r_done | \$420 ;
-  assign \$422  = switch ? 1'h0 : \$421 ;
-  assign \$423  = ~ \$422 ;
-  assign \$424  = $signed(low) > $signed(3'h3);
-  assign \$425  = \$423  & \$424 ;
-  assign \$426  = ky == 3'h4;
-  assign \$427  = take & \$426 ;
-  assign \$428  = c == 5'h1f;
-  assign \$429  = \$427  & \$428 ;
-  assign \$430  = ox == 4'hd;
-  assign \$431  = \$429  & \$430 ;
-  assign \$432  = oy == 4'hd;
+  assign \$410  = ox == 4'hd;
+  assign \$411  = \$409  & \$410 ;
+  assign \$412  = oy == 4'hd;
+  assign \$413  = \$411  & \$412 ;
+  assign \$414  = r_done | \$413 ;
+  assign \$415  = switch ? 1'h0 : \$414 ;
+  assign \$416  = $signed(low) > $signed(5'h14);
+  assign \$417  = \$415  | \$416 ;
+  assign \$419  = \$392  ? \$405  : \$418 ;
+  assign \$420  = w_c == 5'h1f;
+  assign \$421  = write & \$420 ;
+  assign \$422  = w_x == 4'hd;
+  assign \$423  = \$421  & \$422 ;
+  assign \$424  = ~ ahead;
+  assign \$425  = w_row == 4'hd;
+  assign \$426  = \$424  & \$425 ;
+  assign \$427  = \$426  ? 2'h2 : 2'h1;
+  assign \$428  = \$423  ? \$427  : 2'h0;
+  assign \$429  = \$428  == 2'h2;
+  assign \$430  = ky == 3'h4;
+  assign \$431  = take & \$430 ;
+  assign \$432  = c == 5'h1f;
   assign \$433  = \$431  & \$432 ;
-  assign \$434  = r_done | \$433 ;
-  assign \$435  = switch ? 1'h0 : \$434 ;
-  assign \$436  = $signed(low) > $signed(5'h15);
-  assign \$437  = \$435  | \$436 ;
-  assign \$439  = \$412  ? \$425  : \$438 ;
-  assign \$440  = w_c == 5'h1f;
-  assign \$441  = write & \$440 ;
-  assign \$442  = w_x == 4'hd;
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = ~ ahead;
-  assign \$445  = w_row == 4'hd;
-  assign \$446  = \$444  & \$445 ;
-  assign \$447  = \$446  ? 2'h2 : 2'h1;
-  assign \$448  = \$443  ? \$447  : 2'h0;
-  assign \$449  = \$448  == 1'h1;
-  assign \$450  = ky == 3'h4;
-  assign \$451  = take & \$450 ;
-  assign \$452  = c == 5'h1f;
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = ox == 4'hd;
-  assign \$455  = \$453  & \$454 ;
-  assign \$456  = oy == 4'hd;
-  assign \$457  = \$456  ? 2'h2 : 2'h1;
-  assign \$458  = \$455  ? \$457  : 2'h0;
-  assign \$459  = \$458  == 2'h2;
-  assign \$460  = \$449  & \$459 ;
-  assign \$461  = w_c == 5'h1f;
-  assign \$462  = write & \$461 ;
-  assign \$463  = w_x == 4'hd;
-  assign \$464  = \$462  & \$463 ;
-  assign \$465  = ~ ahead;
-  assign \$466  = w_row == 4'hd;
+  assign \$434  = ox == 4'hd;
+  assign \$435  = \$433  & \$434 ;
+  assign \$436  = oy == 4'hd;
+  assign \$437  = \$436  ? 2'h2 : 2'h1;
+  assign \$438  = \$435  ? \$437  : 2'h0;
+  assign \$439  = ! \$438 ;
+  assign \$440  = \$429  & \$439 ;
+  assign \$441  = w_c == 5'h1f;
+  assign \$442  = write & \$441 ;
+  assign \$443  = w_x == 4'hd;
+  assign \$444  = \$442  & \$443 ;
+  assign \$445  = ~ ahead;
+  assign \$446  = w_row == 4'hd;
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = \$444  & \$447 ;
+  assign \$449  = ahead | \$448 ;
+  assign \$450  = switch ? 1'h0 : \$449 ;
+  assign \$451  = ky == 3'h4;
+  assign \$452  = take & \$451 ;
+  assign \$453  = c == 5'h1f;
+  assign \$454  = \$452  & \$453 ;
+  assign \$455  = ox == 4'hd;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = oy == 4'hd;
+  assign \$458  = \$456  & \$457 ;
+  assign \$459  = r_done | \$458 ;
+  assign \$460  = switch ? 1'h0 : \$459 ;
+  assign \$461  = ~ \$460 ;
+  assign \$462  = $signed(low) > $signed(3'h3);
+  assign \$463  = \$461  & \$462 ;
+  assign \$464  = ky == 3'h4;
+  assign \$465  = take & \$464 ;
+  assign \$466  = c == 5'h1f;
   assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$464  & \$467 ;
-  assign \$469  = ahead | \$468 ;
-  assign \$470  = switch ? 1'h0 : \$469 ;
-  assign \$471  = ky == 3'h4;
-  assign \$472  = take & \$471 ;
-  assign \$473  = c == 5'h1f;
-  assign \$474  = \$472  & \$473 ;
-  assign \$475  = ox == 4'hd;
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = oy == 4'hd;
-  assign \$478  = \$476  & \$477 ;
-  assign \$479  = r_done | \$478 ;
-  assign \$480  = switch ? 1'h0 : \$479 ;
-  assign \$481  = ~ \$480 ;
-  assign \$482  = $signed({ 1'h0, w_row }) < $signed(4'ha);
-  assign \$483  = \$481  & \$482 ;
-  assign \$484  = w_row < 4'hd;
-  assign \$485  = ky == 3'h4;
-  assign \$486  = take & \$485 ;
-  assign \$487  = c == 5'h1f;
-  assign \$488  = \$486  & \$487 ;
-  assign \$489  = ox == 4'hd;
-  assign \$490  = \$488  & \$489 ;
-  assign \$491  = oy == 4'hd;
-  assign \$492  = \$490  & \$491 ;
-  assign \$493  = r_done | \$492 ;
-  assign \$494  = switch ? 1'h0 : \$493 ;
-  assign \$495  = w_row < 4'h8;
-  assign \$496  = \$494  | \$495 ;
-  assign \$497  = \$484  & \$496 ;
-  assign \$498  = \$470  ? \$483  : \$497 ;
+  assign \$468  = ox == 4'hd;
+  assign \$469  = \$467  & \$468 ;
+  assign \$470  = oy == 4'hd;
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = r_done | \$471 ;
+  assign \$473  = switch ? 1'h0 : \$472 ;
+  assign \$474  = $signed(low) > $signed(5'h15);
+  assign \$475  = \$473  | \$474 ;
+  assign \$477  = \$450  ? \$463  : \$476 ;
+  assign \$478  = w_c == 5'h1f;
+  assign \$479  = write & \$478 ;
+  assign \$480  = w_x == 4'hd;
+  assign \$481  = \$479  & \$480 ;
+  assign \$482  = ~ ahead;
+  assign \$483  = w_row == 4'hd;
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = \$484  ? 2'h2 : 2'h1;
+  assign \$486  = \$481  ? \$485  : 2'h0;
+  assign \$487  = \$486  == 1'h1;
+  assign \$488  = ky == 3'h4;
+  assign \$489  = take & \$488 ;
+  assign \$490  = c == 5'h1f;
+  assign \$491  = \$489  & \$490 ;
+  assign \$492  = ox == 4'hd;
+  assign \$493  = \$491  & \$492 ;
+  assign \$494  = oy == 4'hd;
+  assign \$495  = \$494  ? 2'h2 : 2'h1;
+  assign \$496  = \$493  ? \$495  : 2'h0;
+  assign \$497  = \$496  == 2'h2;
+  assign \$498  = \$487  & \$497 ;
   assign \$499  = w_c == 5'h1f;
   assign \$500  = write & \$499 ;
   assign \$501  = w_x == 4'hd;
@@ -22744,9 +22906,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$503  = ~ ahead;
   assign \$504  = w_row == 4'hd;
   assign \$505  = \$503  & \$504 ;
-  assign \$506  = \$505  ? 2'h2 : 2'h1;
-  assign \$507  = \$502  ? \$506  : 2'h0;
-  assign \$508  = \$507  == 1'h1;
+  assign \$506  = \$502  & \$505 ;
+  assign \$507  = ahead | \$506 ;
+  assign \$508  = switch ? 1'h0 : \$507 ;
   assign \$509  = ky == 3'h4;
   assign \$510  = take & \$509 ;
   assign \$511  = c == 5'h1f;
@@ -22754,48 +22916,48 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$513  = ox == 4'hd;
   assign \$514  = \$512  & \$513 ;
   assign \$515  = oy == 4'hd;
-  assign \$516  = \$515  ? 2'h2 : 2'h1;
-  assign \$517  = \$514  ? \$516  : 2'h0;
-  assign \$518  = \$517  == 1'h1;
-  assign \$519  = \$508  & \$518 ;
-  assign \$520  = w_c == 5'h1f;
-  assign \$521  = write & \$520 ;
-  assign \$522  = w_x == 4'hd;
-  assign \$523  = \$521  & \$522 ;
-  assign \$524  = ~ ahead;
-  assign \$525  = w_row == 4'hd;
+  assign \$516  = \$514  & \$515 ;
+  assign \$517  = r_done | \$516 ;
+  assign \$518  = switch ? 1'h0 : \$517 ;
+  assign \$519  = ~ \$518 ;
+  assign \$520  = $signed({ 1'h0, w_row }) < $signed(4'ha);
+  assign \$521  = \$519  & \$520 ;
+  assign \$522  = w_row < 4'hd;
+  assign \$523  = ky == 3'h4;
+  assign \$524  = take & \$523 ;
+  assign \$525  = c == 5'h1f;
   assign \$526  = \$524  & \$525 ;
-  assign \$527  = \$523  & \$526 ;
-  assign \$528  = ahead | \$527 ;
-  assign \$529  = switch ? 1'h0 : \$528 ;
-  assign \$530  = ky == 3'h4;
-  assign \$531  = take & \$530 ;
-  assign \$532  = c == 5'h1f;
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = ox == 4'hd;
-  assign \$535  = \$533  & \$534 ;
-  assign \$536  = oy == 4'hd;
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = r_done | \$537 ;
-  assign \$539  = switch ? 1'h0 : \$538 ;
-  assign \$540  = ~ \$539 ;
-  assign \$541  = $signed(d) < $signed(3'h5);
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = w_row < 4'hd;
-  assign \$544  = ky == 3'h4;
-  assign \$545  = take & \$544 ;
-  assign \$546  = c == 5'h1f;
-  assign \$547  = \$545  & \$546 ;
-  assign \$548  = ox == 4'hd;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = oy == 4'hd;
-  assign \$551  = \$549  & \$550 ;
-  assign \$552  = r_done | \$551 ;
-  assign \$553  = switch ? 1'h0 : \$552 ;
-  assign \$554  = $signed(d) < $signed(5'h0b);
-  assign \$555  = \$553  | \$554 ;
-  assign \$556  = \$543  & \$555 ;
-  assign \$557  = \$529  ? \$542  : \$556 ;
+  assign \$527  = ox == 4'hd;
+  assign \$528  = \$526  & \$527 ;
+  assign \$529  = oy == 4'hd;
+  assign \$530  = \$528  & \$529 ;
+  assign \$531  = r_done | \$530 ;
+  assign \$532  = switch ? 1'h0 : \$531 ;
+  assign \$533  = w_row < 4'h8;
+  assign \$534  = \$532  | \$533 ;
+  assign \$535  = \$522  & \$534 ;
+  assign \$536  = \$508  ? \$521  : \$535 ;
+  assign \$537  = w_c == 5'h1f;
+  assign \$538  = write & \$537 ;
+  assign \$539  = w_x == 4'hd;
+  assign \$540  = \$538  & \$539 ;
+  assign \$541  = ~ ahead;
+  assign \$542  = w_row == 4'hd;
+  assign \$543  = \$541  & \$542 ;
+  assign \$544  = \$543  ? 2'h2 : 2'h1;
+  assign \$545  = \$540  ? \$544  : 2'h0;
+  assign \$546  = \$545  == 1'h1;
+  assign \$547  = ky == 3'h4;
+  assign \$548  = take & \$547 ;
+  assign \$549  = c == 5'h1f;
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = ox == 4'hd;
+  assign \$552  = \$550  & \$551 ;
+  assign \$553  = oy == 4'hd;
+  assign \$554  = \$553  ? 2'h2 : 2'h1;
+  assign \$555  = \$552  ? \$554  : 2'h0;
+  assign \$556  = \$555  == 1'h1;
+  assign \$557  = \$546  & \$556 ;
   assign \$558  = w_c == 5'h1f;
   assign \$559  = write & \$558 ;
   assign \$560  = w_x == 4'hd;
@@ -22803,9 +22965,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$562  = ~ ahead;
   assign \$563  = w_row == 4'hd;
   assign \$564  = \$562  & \$563 ;
-  assign \$565  = \$564  ? 2'h2 : 2'h1;
-  assign \$566  = \$561  ? \$565  : 2'h0;
-  assign \$567  = \$566  == 1'h1;
+  assign \$565  = \$561  & \$564 ;
+  assign \$566  = ahead | \$565 ;
+  assign \$567  = switch ? 1'h0 : \$566 ;
   assign \$568  = ky == 3'h4;
   assign \$569  = take & \$568 ;
   assign \$570  = c == 5'h1f;
@@ -22813,48 +22975,48 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$572  = ox == 4'hd;
   assign \$573  = \$571  & \$572 ;
   assign \$574  = oy == 4'hd;
-  assign \$575  = \$574  ? 2'h2 : 2'h1;
-  assign \$576  = \$573  ? \$575  : 2'h0;
-  assign \$577  = ! \$576 ;
-  assign \$578  = \$567  & \$577 ;
-  assign \$579  = w_c == 5'h1f;
-  assign \$580  = write & \$579 ;
-  assign \$581  = w_x == 4'hd;
-  assign \$582  = \$580  & \$581 ;
-  assign \$583  = ~ ahead;
-  assign \$584  = w_row == 4'hd;
+  assign \$575  = \$573  & \$574 ;
+  assign \$576  = r_done | \$575 ;
+  assign \$577  = switch ? 1'h0 : \$576 ;
+  assign \$578  = ~ \$577 ;
+  assign \$579  = $signed(d) < $signed(3'h5);
+  assign \$580  = \$578  & \$579 ;
+  assign \$581  = w_row < 4'hd;
+  assign \$582  = ky == 3'h4;
+  assign \$583  = take & \$582 ;
+  assign \$584  = c == 5'h1f;
   assign \$585  = \$583  & \$584 ;
-  assign \$586  = \$582  & \$585 ;
-  assign \$587  = ahead | \$586 ;
-  assign \$588  = switch ? 1'h0 : \$587 ;
-  assign \$589  = ky == 3'h4;
-  assign \$590  = take & \$589 ;
-  assign \$591  = c == 5'h1f;
-  assign \$592  = \$590  & \$591 ;
-  assign \$593  = ox == 4'hd;
-  assign \$594  = \$592  & \$593 ;
-  assign \$595  = oy == 4'hd;
-  assign \$596  = \$594  & \$595 ;
-  assign \$597  = r_done | \$596 ;
-  assign \$598  = switch ? 1'h0 : \$597 ;
-  assign \$599  = ~ \$598 ;
-  assign \$600  = $signed(d) < $signed(3'h4);
-  assign \$601  = \$599  & \$600 ;
-  assign \$602  = w_row < 4'hd;
-  assign \$603  = ky == 3'h4;
-  assign \$604  = take & \$603 ;
-  assign \$605  = c == 5'h1f;
-  assign \$606  = \$604  & \$605 ;
-  assign \$607  = ox == 4'hd;
-  assign \$608  = \$606  & \$607 ;
-  assign \$609  = oy == 4'hd;
-  assign \$610  = \$608  & \$609 ;
-  assign \$611  = r_done | \$610 ;
-  assign \$612  = switch ? 1'h0 : \$611 ;
-  assign \$613  = $signed(d) < $signed(5'h0a);
-  assign \$614  = \$612  | \$613 ;
-  assign \$615  = \$602  & \$614 ;
-  assign \$616  = \$588  ? \$601  : \$615 ;
+  assign \$586  = ox == 4'hd;
+  assign \$587  = \$585  & \$586 ;
+  assign \$588  = oy == 4'hd;
+  assign \$589  = \$587  & \$588 ;
+  assign \$590  = r_done | \$589 ;
+  assign \$591  = switch ? 1'h0 : \$590 ;
+  assign \$592  = $signed(d) < $signed(5'h0b);
+  assign \$593  = \$591  | \$592 ;
+  assign \$594  = \$581  & \$593 ;
+  assign \$595  = \$567  ? \$580  : \$594 ;
+  assign \$596  = w_c == 5'h1f;
+  assign \$597  = write & \$596 ;
+  assign \$598  = w_x == 4'hd;
+  assign \$599  = \$597  & \$598 ;
+  assign \$600  = ~ ahead;
+  assign \$601  = w_row == 4'hd;
+  assign \$602  = \$600  & \$601 ;
+  assign \$603  = \$602  ? 2'h2 : 2'h1;
+  assign \$604  = \$599  ? \$603  : 2'h0;
+  assign \$605  = \$604  == 1'h1;
+  assign \$606  = ky == 3'h4;
+  assign \$607  = take & \$606 ;
+  assign \$608  = c == 5'h1f;
+  assign \$609  = \$607  & \$608 ;
+  assign \$610  = ox == 4'hd;
+  assign \$611  = \$609  & \$610 ;
+  assign \$612  = oy == 4'hd;
+  assign \$613  = \$612  ? 2'h2 : 2'h1;
+  assign \$614  = \$611  ? \$613  : 2'h0;
+  assign \$615  = ! \$614 ;
+  assign \$616  = \$605  & \$615 ;
   assign \$617  = w_c == 5'h1f;
   assign \$618  = write & \$617 ;
   assign \$619  = w_x == 4'hd;
@@ -22862,9 +23024,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$621  = ~ ahead;
   assign \$622  = w_row == 4'hd;
   assign \$623  = \$621  & \$622 ;
-  assign \$624  = \$623  ? 2'h2 : 2'h1;
-  assign \$625  = \$620  ? \$624  : 2'h0;
-  assign \$626  = ! \$625 ;
+  assign \$624  = \$620  & \$623 ;
+  assign \$625  = ahead | \$624 ;
+  assign \$626  = switch ? 1'h0 : \$625 ;
   assign \$627  = ky == 3'h4;
   assign \$628  = take & \$627 ;
   assign \$629  = c == 5'h1f;
@@ -22872,48 +23034,48 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$631  = ox == 4'hd;
   assign \$632  = \$630  & \$631 ;
   assign \$633  = oy == 4'hd;
-  assign \$634  = \$633  ? 2'h2 : 2'h1;
-  assign \$635  = \$632  ? \$634  : 2'h0;
-  assign \$636  = \$635  == 2'h2;
-  assign \$637  = \$626  & \$636 ;
-  assign \$638  = w_c == 5'h1f;
-  assign \$639  = write & \$638 ;
-  assign \$640  = w_x == 4'hd;
-  assign \$641  = \$639  & \$640 ;
-  assign \$642  = ~ ahead;
-  assign \$643  = w_row == 4'hd;
+  assign \$634  = \$632  & \$633 ;
+  assign \$635  = r_done | \$634 ;
+  assign \$636  = switch ? 1'h0 : \$635 ;
+  assign \$637  = ~ \$636 ;
+  assign \$638  = $signed(d) < $signed(3'h4);
+  assign \$639  = \$637  & \$638 ;
+  assign \$640  = w_row < 4'hd;
+  assign \$641  = ky == 3'h4;
+  assign \$642  = take & \$641 ;
+  assign \$643  = c == 5'h1f;
   assign \$644  = \$642  & \$643 ;
-  assign \$645  = \$641  & \$644 ;
-  assign \$646  = ahead | \$645 ;
-  assign \$647  = switch ? 1'h0 : \$646 ;
-  assign \$648  = ky == 3'h4;
-  assign \$649  = take & \$648 ;
-  assign \$650  = c == 5'h1f;
-  assign \$651  = \$649  & \$650 ;
-  assign \$652  = ox == 4'hd;
-  assign \$653  = \$651  & \$652 ;
-  assign \$654  = oy == 4'hd;
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = r_done | \$655 ;
-  assign \$657  = switch ? 1'h0 : \$656 ;
-  assign \$658  = ~ \$657 ;
-  assign \$659  = $signed({ 1'h0, w_row }) < $signed(4'hb);
-  assign \$660  = \$658  & \$659 ;
-  assign \$661  = w_row < 4'he;
-  assign \$662  = ky == 3'h4;
-  assign \$663  = take & \$662 ;
-  assign \$664  = c == 5'h1f;
-  assign \$665  = \$663  & \$664 ;
-  assign \$666  = ox == 4'hd;
-  assign \$667  = \$665  & \$666 ;
-  assign \$668  = oy == 4'hd;
-  assign \$669  = \$667  & \$668 ;
-  assign \$670  = r_done | \$669 ;
-  assign \$671  = switch ? 1'h0 : \$670 ;
-  assign \$672  = w_row < 4'h9;
-  assign \$673  = \$671  | \$672 ;
-  assign \$674  = \$661  & \$673 ;
-  assign \$675  = \$647  ? \$660  : \$674 ;
+  assign \$645  = ox == 4'hd;
+  assign \$646  = \$644  & \$645 ;
+  assign \$647  = oy == 4'hd;
+  assign \$648  = \$646  & \$647 ;
+  assign \$649  = r_done | \$648 ;
+  assign \$650  = switch ? 1'h0 : \$649 ;
+  assign \$651  = $signed(d) < $signed(5'h0a);
+  assign \$652  = \$650  | \$651 ;
+  assign \$653  = \$640  & \$652 ;
+  assign \$654  = \$626  ? \$639  : \$653 ;
+  assign \$655  = w_c == 5'h1f;
+  assign \$656  = write & \$655 ;
+  assign \$657  = w_x == 4'hd;
+  assign \$658  = \$656  & \$657 ;
+  assign \$659  = ~ ahead;
+  assign \$660  = w_row == 4'hd;
+  assign \$661  = \$659  & \$660 ;
+  assign \$662  = \$661  ? 2'h2 : 2'h1;
+  assign \$663  = \$658  ? \$662  : 2'h0;
+  assign \$664  = ! \$663 ;
+  assign \$665  = ky == 3'h4;
+  assign \$666  = take & \$665 ;
+  assign \$667  = c == 5'h1f;
+  assign \$668  = \$666  & \$667 ;
+  assign \$669  = ox == 4'hd;
+  assign \$670  = \$668  & \$669 ;
+  assign \$671  = oy == 4'hd;
+  assign \$672  = \$671  ? 2'h2 : 2'h1;
+  assign \$673  = \$670  ? \$672  : 2'h0;
+  assign \$674  = \$673  == 2'h2;
+  assign \$675  = \$664  & \$674 ;
   assign \$676  = w_c == 5'h1f;
   assign \$677  = write & \$676 ;
   assign \$678  = w_x == 4'hd;
@@ -22921,9 +23083,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$680  = ~ ahead;
   assign \$681  = w_row == 4'hd;
   assign \$682  = \$680  & \$681 ;
-  assign \$683  = \$682  ? 2'h2 : 2'h1;
-  assign \$684  = \$679  ? \$683  : 2'h0;
-  assign \$685  = ! \$684 ;
+  assign \$683  = \$679  & \$682 ;
+  assign \$684  = ahead | \$683 ;
+  assign \$685  = switch ? 1'h0 : \$684 ;
   assign \$686  = ky == 3'h4;
   assign \$687  = take & \$686 ;
   assign \$688  = c == 5'h1f;
@@ -22931,48 +23093,48 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$690  = ox == 4'hd;
   assign \$691  = \$689  & \$690 ;
   assign \$692  = oy == 4'hd;
-  assign \$693  = \$692  ? 2'h2 : 2'h1;
-  assign \$694  = \$691  ? \$693  : 2'h0;
-  assign \$695  = \$694  == 1'h1;
-  assign \$696  = \$685  & \$695 ;
-  assign \$697  = w_c == 5'h1f;
-  assign \$698  = write & \$697 ;
-  assign \$699  = w_x == 4'hd;
-  assign \$700  = \$698  & \$699 ;
-  assign \$701  = ~ ahead;
-  assign \$702  = w_row == 4'hd;
+  assign \$693  = \$691  & \$692 ;
+  assign \$694  = r_done | \$693 ;
+  assign \$695  = switch ? 1'h0 : \$694 ;
+  assign \$696  = ~ \$695 ;
+  assign \$697  = $signed({ 1'h0, w_row }) < $signed(4'hb);
+  assign \$698  = \$696  & \$697 ;
+  assign \$699  = w_row < 4'he;
+  assign \$700  = ky == 3'h4;
+  assign \$701  = take & \$700 ;
+  assign \$702  = c == 5'h1f;
   assign \$703  = \$701  & \$702 ;
-  assign \$704  = \$700  & \$703 ;
-  assign \$705  = ahead | \$704 ;
-  assign \$706  = switch ? 1'h0 : \$705 ;
-  assign \$707  = ky == 3'h4;
-  assign \$708  = take & \$707 ;
-  assign \$709  = c == 5'h1f;
-  assign \$710  = \$708  & \$709 ;
-  assign \$711  = ox == 4'hd;
-  assign \$712  = \$710  & \$711 ;
-  assign \$713  = oy == 4'hd;
-  assign \$714  = \$712  & \$713 ;
-  assign \$715  = r_done | \$714 ;
-  assign \$716  = switch ? 1'h0 : \$715 ;
-  assign \$717  = ~ \$716 ;
-  assign \$718  = $signed(d) < $signed(2'h2);
-  assign \$719  = \$717  & \$718 ;
-  assign \$720  = w_row < 4'he;
-  assign \$721  = ky == 3'h4;
-  assign \$722  = take & \$721 ;
-  assign \$723  = c == 5'h1f;
-  assign \$724  = \$722  & \$723 ;
-  assign \$725  = ox == 4'hd;
-  assign \$726  = \$724  & \$725 ;
-  assign \$727  = oy == 4'hd;
-  assign \$728  = \$726  & \$727 ;
-  assign \$729  = r_done | \$728 ;
-  assign \$730  = switch ? 1'h0 : \$729 ;
-  assign \$731  = $signed(d) < $signed(5'h0c);
-  assign \$732  = \$730  | \$731 ;
-  assign \$733  = \$720  & \$732 ;
-  assign \$734  = \$706  ? \$719  : \$733 ;
+  assign \$704  = ox == 4'hd;
+  assign \$705  = \$703  & \$704 ;
+  assign \$706  = oy == 4'hd;
+  assign \$707  = \$705  & \$706 ;
+  assign \$708  = r_done | \$707 ;
+  assign \$709  = switch ? 1'h0 : \$708 ;
+  assign \$710  = w_row < 4'h9;
+  assign \$711  = \$709  | \$710 ;
+  assign \$712  = \$699  & \$711 ;
+  assign \$713  = \$685  ? \$698  : \$712 ;
+  assign \$714  = w_c == 5'h1f;
+  assign \$715  = write & \$714 ;
+  assign \$716  = w_x == 4'hd;
+  assign \$717  = \$715  & \$716 ;
+  assign \$718  = ~ ahead;
+  assign \$719  = w_row == 4'hd;
+  assign \$720  = \$718  & \$719 ;
+  assign \$721  = \$720  ? 2'h2 : 2'h1;
+  assign \$722  = \$717  ? \$721  : 2'h0;
+  assign \$723  = ! \$722 ;
+  assign \$724  = ky == 3'h4;
+  assign \$725  = take & \$724 ;
+  assign \$726  = c == 5'h1f;
+  assign \$727  = \$725  & \$726 ;
+  assign \$728  = ox == 4'hd;
+  assign \$729  = \$727  & \$728 ;
+  assign \$730  = oy == 4'hd;
+  assign \$731  = \$730  ? 2'h2 : 2'h1;
+  assign \$732  = \$729  ? \$731  : 2'h0;
+  assign \$733  = \$732  == 1'h1;
+  assign \$734  = \$723  & \$733 ;
   assign \$735  = w_c == 5'h1f;
   assign \$736  = write & \$735 ;
   assign \$737  = w_x == 4'hd;
@@ -22980,9 +23142,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$739  = ~ ahead;
   assign \$740  = w_row == 4'hd;
   assign \$741  = \$739  & \$740 ;
-  assign \$742  = \$741  ? 2'h2 : 2'h1;
-  assign \$743  = \$738  ? \$742  : 2'h0;
-  assign \$744  = ! \$743 ;
+  assign \$742  = \$738  & \$741 ;
+  assign \$743  = ahead | \$742 ;
+  assign \$744  = switch ? 1'h0 : \$743 ;
   assign \$745  = ky == 3'h4;
   assign \$746  = take & \$745 ;
   assign \$747  = c == 5'h1f;
@@ -22990,111 +23152,151 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$749  = ox == 4'hd;
   assign \$750  = \$748  & \$749 ;
   assign \$751  = oy == 4'hd;
-  assign \$752  = \$751  ? 2'h2 : 2'h1;
-  assign \$753  = \$750  ? \$752  : 2'h0;
-  assign \$754  = ! \$753 ;
-  assign \$755  = \$744  & \$754 ;
-  assign \$756  = w_c == 5'h1f;
-  assign \$757  = write & \$756 ;
-  assign \$758  = w_x == 4'hd;
-  assign \$759  = \$757  & \$758 ;
-  assign \$760  = ~ ahead;
-  assign \$761  = w_row == 4'hd;
+  assign \$752  = \$750  & \$751 ;
+  assign \$753  = r_done | \$752 ;
+  assign \$754  = switch ? 1'h0 : \$753 ;
+  assign \$755  = ~ \$754 ;
+  assign \$756  = $signed(d) < $signed(2'h2);
+  assign \$757  = \$755  & \$756 ;
+  assign \$758  = w_row < 4'he;
+  assign \$759  = ky == 3'h4;
+  assign \$760  = take & \$759 ;
+  assign \$761  = c == 5'h1f;
   assign \$762  = \$760  & \$761 ;
-  assign \$763  = \$759  & \$762 ;
-  assign \$764  = ahead | \$763 ;
-  assign \$765  = switch ? 1'h0 : \$764 ;
-  assign \$766  = ky == 3'h4;
-  assign \$767  = take & \$766 ;
-  assign \$768  = c == 5'h1f;
-  assign \$769  = \$767  & \$768 ;
-  assign \$770  = ox == 4'hd;
-  assign \$771  = \$769  & \$770 ;
-  assign \$772  = oy == 4'hd;
-  assign \$773  = \$771  & \$772 ;
-  assign \$774  = r_done | \$773 ;
-  assign \$775  = switch ? 1'h0 : \$774 ;
-  assign \$776  = ~ \$775 ;
-  assign \$777  = $signed(d) < $signed(3'h5);
-  assign \$778  = \$776  & \$777 ;
-  assign \$779  = w_row < 4'he;
-  assign \$780  = ky == 3'h4;
-  assign \$781  = take & \$780 ;
-  assign \$782  = c == 5'h1f;
-  assign \$783  = \$781  & \$782 ;
-  assign \$784  = ox == 4'hd;
-  assign \$785  = \$783  & \$784 ;
-  assign \$786  = oy == 4'hd;
-  assign \$787  = \$785  & \$786 ;
-  assign \$788  = r_done | \$787 ;
-  assign \$789  = switch ? 1'h0 : \$788 ;
-  assign \$790  = $signed(d) < $signed(5'h0b);
-  assign \$791  = \$789  | \$790 ;
-  assign \$792  = \$779  & \$791 ;
-  assign \$793  = \$765  ? \$778  : \$792 ;
-  assign \$794  = \$755  ? \$793  : 1'h0;
-  assign \$795  = \$696  ? \$734  : \$794 ;
-  assign \$796  = \$637  ? \$675  : \$795 ;
-  assign \$797  = \$578  ? \$616  : \$796 ;
-  assign \$798  = \$519  ? \$557  : \$797 ;
-  assign \$799  = \$460  ? \$498  : \$798 ;
-  assign \$800  = \$402  ? \$439  : \$799 ;
-  assign \$801  = \$344  ? \$381  : \$800 ;
-  assign \$802  = \$288  ? \$323  : \$801 ;
+  assign \$763  = ox == 4'hd;
+  assign \$764  = \$762  & \$763 ;
+  assign \$765  = oy == 4'hd;
+  assign \$766  = \$764  & \$765 ;
+  assign \$767  = r_done | \$766 ;
+  assign \$768  = switch ? 1'h0 : \$767 ;
+  assign \$769  = $signed(d) < $signed(5'h0c);
+  assign \$770  = \$768  | \$769 ;
+  assign \$771  = \$758  & \$770 ;
+  assign \$772  = \$744  ? \$757  : \$771 ;
+  assign \$773  = w_c == 5'h1f;
+  assign \$774  = write & \$773 ;
+  assign \$775  = w_x == 4'hd;
+  assign \$776  = \$774  & \$775 ;
+  assign \$777  = ~ ahead;
+  assign \$778  = w_row == 4'hd;
+  assign \$779  = \$777  & \$778 ;
+  assign \$780  = \$779  ? 2'h2 : 2'h1;
+  assign \$781  = \$776  ? \$780  : 2'h0;
+  assign \$782  = ! \$781 ;
+  assign \$783  = ky == 3'h4;
+  assign \$784  = take & \$783 ;
+  assign \$785  = c == 5'h1f;
+  assign \$786  = \$784  & \$785 ;
+  assign \$787  = ox == 4'hd;
+  assign \$788  = \$786  & \$787 ;
+  assign \$789  = oy == 4'hd;
+  assign \$790  = \$789  ? 2'h2 : 2'h1;
+  assign \$791  = \$788  ? \$790  : 2'h0;
+  assign \$792  = ! \$791 ;
+  assign \$793  = \$782  & \$792 ;
+  assign \$794  = w_c == 5'h1f;
+  assign \$795  = write & \$794 ;
+  assign \$796  = w_x == 4'hd;
+  assign \$797  = \$795  & \$796 ;
+  assign \$798  = ~ ahead;
+  assign \$799  = w_row == 4'hd;
+  assign \$800  = \$798  & \$799 ;
+  assign \$801  = \$797  & \$800 ;
+  assign \$802  = ahead | \$801 ;
+  assign \$803  = switch ? 1'h0 : \$802 ;
+  assign \$804  = ky == 3'h4;
+  assign \$805  = take & \$804 ;
+  assign \$806  = c == 5'h1f;
+  assign \$807  = \$805  & \$806 ;
+  assign \$808  = ox == 4'hd;
+  assign \$809  = \$807  & \$808 ;
+  assign \$810  = oy == 4'hd;
+  assign \$811  = \$809  & \$810 ;
+  assign \$812  = r_done | \$811 ;
+  assign \$813  = switch ? 1'h0 : \$812 ;
+  assign \$814  = ~ \$813 ;
+  assign \$815  = $signed(d) < $signed(3'h5);
+  assign \$816  = \$814  & \$815 ;
+  assign \$817  = w_row < 4'he;
+  assign \$818  = ky == 3'h4;
+  assign \$819  = take & \$818 ;
+  assign \$820  = c == 5'h1f;
+  assign \$821  = \$819  & \$820 ;
+  assign \$822  = ox == 4'hd;
+  assign \$823  = \$821  & \$822 ;
+  assign \$824  = oy == 4'hd;
+  assign \$825  = \$823  & \$824 ;
+  assign \$826  = r_done | \$825 ;
+  assign \$827  = switch ? 1'h0 : \$826 ;
+  assign \$828  = $signed(d) < $signed(5'h0b);
+  assign \$829  = \$827  | \$828 ;
+  assign \$830  = \$817  & \$829 ;
+  assign \$831  = \$803  ? \$816  : \$830 ;
+  assign \$832  = \$793  ? \$831  : 1'h0;
+  assign \$833  = \$734  ? \$772  : \$832 ;
+  assign \$834  = \$675  ? \$713  : \$833 ;
+  assign \$835  = \$616  ? \$654  : \$834 ;
+  assign \$836  = \$557  ? \$595  : \$835 ;
+  assign \$837  = \$498  ? \$536  : \$836 ;
+  assign \$838  = \$440  ? \$477  : \$837 ;
+  assign \$839  = \$382  ? \$419  : \$838 ;
+  assign \$840  = \$326  ? \$361  : \$839 ;
   always @(posedge clk)
-    w_c <= \$803 ;
+    w_c <= \$841 ;
   always @(posedge clk)
-    w_x <= \$804 ;
+    w_x <= \$842 ;
   always @(posedge clk)
-    w_b <= \$805 ;
+    w_b <= \$843 ;
   always @(posedge clk)
-    w_rowbase <= \$806 ;
+    w_rowbase <= \$844 ;
   always @(posedge clk)
-    w_grp <= \$807 ;
+    w_grp <= \$845 ;
   always @(posedge clk)
-    ahead <= \$808 ;
+    ahead <= \$846 ;
   always @(posedge clk)
-    w_row <= \$809 ;
+    w_row <= \$847 ;
   always @(posedge clk)
-    pads <= \$810 ;
+    pads <= \$848 ;
   always @(posedge clk)
-    rot <= \$811 ;
+    rot <= \$849 ;
   always @(posedge clk)
-    \i__valid$48  <= \$812 ;
+    \i__valid$48  <= \$850 ;
   always @(posedge clk)
-    ky <= \$813 ;
+    ky <= \$851 ;
   always @(posedge clk)
-    row_addr <= \$814 ;
+    row_addr <= \$852 ;
   always @(posedge clk)
-    c <= \$815 ;
+    c <= \$853 ;
   always @(posedge clk)
-    qc <= \$816 ;
+    qc <= \$854 ;
   always @(posedge clk)
-    ox <= \$817 ;
+    ox <= \$855 ;
   always @(posedge clk)
-    ix0 <= \$818 ;
+    ix0 <= \$856 ;
   always @(posedge clk)
-    r0 <= \$819 ;
+    r0 <= \$857 ;
   always @(posedge clk)
-    q0c <= \$820 ;
+    q0c <= \$858 ;
   always @(posedge clk)
-    oy <= \$821 ;
+    oy <= \$859 ;
   always @(posedge clk)
-    low <= \$822 ;
+    low <= \$860 ;
   always @(posedge clk)
-    r_done <= \$823 ;
+    r_done <= \$861 ;
   always @(posedge clk)
-    base_slot <= \$824 ;
+    base_slot <= \$862 ;
   always @(posedge clk)
-    base_row <= \$825 ;
+    base_row <= \$863 ;
   always @(posedge clk)
-    iy <= \$826 ;
+    iy <= \$864 ;
   always @(posedge clk)
-    img_slot <= \$827 ;
+    img_slot <= \$865 ;
   always @(posedge clk)
-    img_row <= \$828 ;
+    img_row <= \$866 ;
   always @(posedge clk)
-    \i__ready$18  <= \$829 ;
+    d <= \$867 ;
+  always @(posedge clk)
+    \i__ready$18  <= \$868 ;
   assign \$1  = \o__payload$11 [42:40] == 3'h4;
   assign \$2  = \o__payload$11 [42:40] == 2'h3;
   assign \$3  = \o__payload$11 [42:40] == 2'h2;
@@ -23186,7 +23388,6 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$79  = $signed(\$76 ) + $signed({ 1'h0, \$78  });
   assign \$80  = $signed({ 1'h0, row_addr }) + $signed(qc);
   assign \$81  = $signed(\$80 ) + $signed(1'h0);
-  assign d = $signed({ 1'h0, w_row }) - $signed(low);
   assign \$82  = w_c == 5'h1f;
   assign \$83  = w_c + 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 ;
@@ -23227,44 +23428,6 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$119  = $signed(ix0) + $signed(1'h0);
   assign \$120  = $signed(\$119 ) >= $signed(5'h0e);
   assign \$121  = \$118  | \$120 ;
-  assign \$122  = $signed(iy) < $signed(1'h0);
-  assign \$123  = $signed(iy) >= $signed(5'h0e);
-  assign \$124  = \$122  | \$123 ;
-  assign \$125  = $signed(ix0) + $signed(2'h1);
-  assign \$126  = $signed(\$125 ) < $signed(1'h0);
-  assign \$127  = \$124  | \$126 ;
-  assign \$128  = $signed(ix0) + $signed(2'h1);
-  assign \$129  = $signed(\$128 ) >= $signed(5'h0e);
-  assign \$130  = \$127  | \$129 ;
-  assign \$131  = $signed(iy) < $signed(1'h0);
-  assign \$132  = $signed(iy) >= $signed(5'h0e);
-  assign \$133  = \$131  | \$132 ;
-  assign \$134  = $signed(ix0) + $signed(3'h2);
-  assign \$135  = $signed(\$134 ) < $signed(1'h0);
-  assign \$136  = \$133  | \$135 ;
-  assign \$137  = $signed(ix0) + $signed(3'h2);
-  assign \$138  = $signed(\$137 ) >= $signed(5'h0e);
-  assign \$139  = \$136  | \$138 ;
-  assign \$140  = $signed(iy) < $signed(1'h0);
-  assign \$141  = $signed(iy) >= $signed(5'h0e);
-  assign \$142  = \$140  | \$141 ;
-  assign \$143  = $signed(ix0) + $signed(3'h3);
-  assign \$144  = $signed(\$143 ) < $signed(1'h0);
-  assign \$145  = \$142  | \$144 ;
-  assign \$146  = $signed(ix0) + $signed(3'h3);
-  assign \$147  = $signed(\$146 ) >= $signed(5'h0e);
-  assign \$148  = \$145  | \$147 ;
-  assign \$149  = $signed(iy) < $signed(1'h0);
-  assign \$150  = $signed(iy) >= $signed(5'h0e);
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = $signed(ix0) + $signed(4'h4);
-  assign \$153  = $signed(\$152 ) < $signed(1'h0);
-  assign \$154  = \$151  | \$153 ;
-  assign \$155  = $signed(ix0) + $signed(4'h4);
-  assign \$156  = $signed(\$155 ) >= $signed(5'h0e);
-  assign \$157  = \$154  | \$156 ;
-  assign \$158  = ky == 3'h4;
-  assign \$159  = ky + 1'h1;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -23282,11 +23445,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1383$0 (\$9 ),
-    .\port$1392$0 (\$18 ),
-    .\port$1401$0 (\$27 ),
-    .\port$1410$0 (\$36 ),
-    .\port$1419$0 (\$45 ),
+    .\port$1420$0 (\$9 ),
+    .\port$1429$0 (\$18 ),
+    .\port$1438$0 (\$27 ),
+    .\port$1447$0 (\$36 ),
+    .\port$1456$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -23296,166 +23459,166 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$2242$0 (\$signature__data$65 ),
-    .\port$2245$0 (\$signature__data$66 ),
-    .\port$2248$0 (\$signature__data$67 ),
-    .\port$2251$0 (\$signature__data$68 ),
-    .\port$2254$0 (\$signature__data$69 ),
-    .\port$5586$0 (pads),
-    .\port$5588$0 (rot),
+    .\port$2316$0 (\$signature__data$65 ),
+    .\port$2319$0 (\$signature__data$66 ),
+    .\port$2322$0 (\$signature__data$67 ),
+    .\port$2325$0 (\$signature__data$68 ),
+    .\port$2328$0 (\$signature__data$69 ),
+    .\port$5662$0 (pads),
+    .\port$5664$0 (rot),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$803  = w_c;
+    \$841  = w_c;
     if (write) begin
-      \$803  = \$84 [4:0];
+      \$841  = \$84 [4:0];
     end
     if (rst) begin
-      \$803  = 5'h00;
+      \$841  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$804  = w_x;
+    \$842  = w_x;
     if (write) begin
       if (\$85 ) begin
-        \$804  = \$88 [3:0];
+        \$842  = \$88 [3:0];
       end
     end
     if (rst) begin
-      \$804  = 4'h0;
+      \$842  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$805  = w_b;
+    \$843  = w_b;
     if (write) begin
       if (\$85 ) begin
-        \$805  = \$93 [2:0];
+        \$843  = \$93 [2:0];
       end
     end
     if (rst) begin
-      \$805  = 3'h0;
+      \$843  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$806  = w_rowbase;
+    \$844  = w_rowbase;
     if (write) begin
       if (\$85 ) begin
         if (\$94 ) begin
-          \$806  = \$101 [10:0];
+          \$844  = \$101 [10:0];
         end
       end
     end
     if (rst) begin
-      \$806  = 11'h000;
+      \$844  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$807  = w_grp;
+    \$845  = w_grp;
     if (write) begin
       if (\$85 ) begin
         if (\$94 ) begin
-          \$807  = \$107 [10:0];
+          \$845  = \$107 [10:0];
         end else if (\$95 ) begin
-          \$807  = \$112 [10:0];
+          \$845  = \$112 [10:0];
         end
       end
     end
     if (rst) begin
-      \$807  = 11'h000;
+      \$845  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$808  = ahead;
+    \$846  = ahead;
     if (write) begin
       if (\$85 ) begin
         if (\$94 ) begin
           if (\$110 ) begin
-            \$808  = 1'h1;
+            \$846  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$808  = 1'h0;
+      \$846  = 1'h0;
     end
     if (rst) begin
-      \$808  = 1'h0;
+      \$846  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$809  = w_row;
+    \$847  = w_row;
     if (write) begin
       if (\$85 ) begin
         if (\$94 ) begin
           (* full_case = 32'd1 *)
           if (\$110 ) begin
-            \$809  = 4'h0;
+            \$847  = 4'h0;
           end else begin
-            \$809  = \$111 [3:0];
+            \$847  = \$111 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$809  = 4'h0;
+      \$847  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$810  = pads;
+    \$848  = pads;
     if (take) begin
-      \$810  = { \$157 , \$148 , \$139 , \$130 , \$121  };
+      \$848  = { \$157 , \$148 , \$139 , \$130 , \$121  };
     end
     if (rst) begin
-      \$810  = 5'h00;
+      \$848  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$811  = rot;
+    \$849  = rot;
     if (take) begin
-      \$811  = r0;
+      \$849  = r0;
     end
     if (rst) begin
-      \$811  = 3'h0;
+      \$849  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$812  = \i__valid$48 ;
+    \$850  = \i__valid$48 ;
     if (advance) begin
-      \$812  = avail;
+      \$850  = avail;
     end
     if (rst) begin
-      \$812  = 1'h0;
+      \$850  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$813  = ky;
+    \$851  = ky;
     if (take) begin
-      \$813  = \$160 [2:0];
+      \$851  = \$160 [2:0];
     end
     if (rst) begin
-      \$813  = 3'h0;
+      \$851  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$814  = row_addr;
+    \$852  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
-        \$814  = \$168 [10:0];
+        \$852  = \$168 [10:0];
       end else begin
-        \$814  = base_row;
+        \$852  = base_row;
         (* full_case = 32'd1 *)
         if (\$173 ) begin
         end else begin
@@ -23463,73 +23626,55 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
             (* full_case = 32'd1 *)
             if (\$210 ) begin
             end else begin
-              \$814  = \$228 [10:0];
+              \$852  = \$228 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$814  = \$267 [10:0];
+      \$852  = \$267 [10:0];
     end
     if (rst) begin
-      \$814  = 11'h360;
+      \$852  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$815  = c;
+    \$853  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
       end else begin
-        \$815  = \$171 [4:0];
+        \$853  = \$171 [4:0];
       end
     end
     if (rst) begin
-      \$815  = 5'h00;
+      \$853  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$816  = qc;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$162 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$173 ) begin
-          \$816  = \$174 [8:0];
-        end else begin
-          \$816  = \$202 [8:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$816  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$817  = ox;
+    \$854  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$173 ) begin
+          \$854  = \$174 [8:0];
         end else begin
-          \$817  = \$177 [3:0];
+          \$854  = \$202 [8:0];
         end
       end
     end
     if (rst) begin
-      \$817  = 4'h0;
+      \$854  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$818  = ix0;
+    \$855  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
@@ -23537,17 +23682,17 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         (* full_case = 32'd1 *)
         if (\$173 ) begin
         end else begin
-          \$818  = \$180 [4:0];
+          \$855  = \$177 [3:0];
         end
       end
     end
     if (rst) begin
-      \$818  = 5'h1e;
+      \$855  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$819  = r0;
+    \$856  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
@@ -23555,17 +23700,17 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         (* full_case = 32'd1 *)
         if (\$173 ) begin
         end else begin
-          \$819  = \$188 [2:0];
+          \$856  = \$180 [4:0];
         end
       end
     end
     if (rst) begin
-      \$819  = 3'h3;
+      \$856  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$820  = q0c;
+    \$857  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
@@ -23573,17 +23718,17 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         (* full_case = 32'd1 *)
         if (\$173 ) begin
         end else begin
-          \$820  = \$195 [8:0];
+          \$857  = \$188 [2:0];
         end
       end
     end
     if (rst) begin
-      \$820  = 9'h1e0;
+      \$857  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$821  = oy;
+    \$858  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
@@ -23591,19 +23736,17 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         (* full_case = 32'd1 *)
         if (\$173 ) begin
         end else begin
-          if (\$203 ) begin
-            \$821  = \$206 [3:0];
-          end
+          \$858  = \$195 [8:0];
         end
       end
     end
     if (rst) begin
-      \$821  = 4'h0;
+      \$858  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$822  = low;
+    \$859  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
@@ -23612,18 +23755,38 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         if (\$173 ) begin
         end else begin
           if (\$203 ) begin
-            \$822  = \$209 [4:0];
+            \$859  = \$206 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$822  = 5'h1e;
+      \$859  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$823  = r_done;
+    \$860  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          if (\$203 ) begin
+            \$860  = \$209 [4:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$860  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$861  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
@@ -23633,49 +23796,22 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end else begin
           if (\$203 ) begin
             if (\$210 ) begin
-              \$823  = 1'h1;
+              \$861  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$823  = 1'h0;
+      \$861  = 1'h0;
     end
     if (rst) begin
-      \$823  = 1'h0;
+      \$861  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$824  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$162 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$173 ) begin
-        end else begin
-          if (\$203 ) begin
-            (* full_case = 32'd1 *)
-            if (\$210 ) begin
-            end else begin
-              \$824  = \$216 [3:0];
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$824  = \$255 [3:0];
-    end
-    if (rst) begin
-      \$824  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$825  = base_row;
+    \$862  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$162 ) begin
@@ -23687,61 +23823,95 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
             (* full_case = 32'd1 *)
             if (\$210 ) begin
             end else begin
-              \$825  = \$222 [10:0];
+              \$862  = \$216 [3:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$825  = \$261 [10:0];
+      \$862  = \$255 [3:0];
     end
     if (rst) begin
-      \$825  = 11'h360;
+      \$862  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$826  = iy;
+    \$863  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$162 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$173 ) begin
+        end else begin
+          if (\$203 ) begin
+            (* full_case = 32'd1 *)
+            if (\$210 ) begin
+            end else begin
+              \$863  = \$222 [10:0];
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$863  = \$261 [10:0];
+    end
+    if (rst) begin
+      \$863  = 11'h360;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$864  = iy;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$230 ) begin
-        \$826  = \$234 [4:0];
+        \$864  = \$234 [4:0];
       end else if (\$233 ) begin
-        \$826  = \$237 [4:0];
+        \$864  = \$237 [4:0];
       end else begin
-        \$826  = low;
+        \$864  = low;
       end
     end
     if (rst) begin
-      \$826  = 5'h1e;
+      \$864  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$827  = img_slot;
+    \$865  = img_slot;
     if (switch) begin
-      \$827  = \$243 [3:0];
+      \$865  = \$243 [3:0];
     end
     if (rst) begin
-      \$827  = 4'h0;
+      \$865  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$828  = img_row;
+    \$866  = img_row;
     if (switch) begin
-      \$828  = \$249 [10:0];
+      \$866  = \$249 [10:0];
     end
     if (rst) begin
-      \$828  = 11'h000;
+      \$866  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$829  = \$802 ;
+    \$867  = \$305 [5:0];
     if (rst) begin
-      \$829  = 1'h1;
+      \$867  = 6'h02;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$868  = \$840 ;
+    if (rst) begin
+      \$868  = 1'h1;
     end
   end
   assign o__payload = i__payload;
@@ -23775,11 +23945,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$signature__addr$62  = \$81 [10:0];
   assign \$signature__en$63  = take;
   assign \i__payload$64  = { pads, rot, \$signature__data$69 , \$signature__data$68 , \$signature__data$67 , \$signature__data$66 , \$signature__data$65  };
-  assign \$310  = 1'h0;
-  assign \$321  = 1'h1;
-  assign \$322  = 1'h1;
-  assign \$380  = \$379 ;
-  assign \$438  = \$437 ;
+  assign \$348  = 1'h0;
+  assign \$359  = 1'h1;
+  assign \$360  = 1'h1;
+  assign \$418  = \$417 ;
+  assign \$476  = \$475 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23874,7 +24044,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1383$0 , \port$1392$0 , \port$1401$0 , \port$1410$0 , \port$1419$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1420$0 , \port$1429$0 , \port$1438$0 , \port$1447$0 , \port$1456$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23896,16 +24066,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1383$0 , \port$1392$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1383$0 ;
-  wire [7:0] \port$1383$0 ;
-  input [7:0] \port$1392$0 ;
-  wire [7:0] \port$1392$0 ;
-  input [7:0] \port$1401$0 ;
-  wire [7:0] \port$1401$0 ;
-  input [7:0] \port$1410$0 ;
-  wire [7:0] \port$1410$0 ;
-  input [7:0] \port$1419$0 ;
-  wire [7:0] \port$1419$0 ;
+  input [7:0] \port$1420$0 ;
+  wire [7:0] \port$1420$0 ;
+  input [7:0] \port$1429$0 ;
+  wire [7:0] \port$1429$0 ;
+  input [7:0] \port$1438$0 ;
+  wire [7:0] \port$1438$0 ;
+  input [7:0] \port$1447$0 ;
+  wire [7:0] \port$1447$0 ;
+  input [7:0] \port$1456$0 ;
+  wire [7:0] \port$1456$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23930,15 +24100,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1383$0 , \port$1392$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1419$0 , \port$1410$0 , \port$1401$0 , \port$1392$0 , \port$1383$0  };
+      \$5  = { \port$1456$0 , \port$1447$0 , \port$1438$0 , \port$1429$0 , \port$1420$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1419$0 , \port$1410$0 , \port$1401$0 , \port$1392$0 , \port$1383$0  };
+  assign i__payload = { \port$1456$0 , \port$1447$0 , \port$1438$0 , \port$1429$0 , \port$1420$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2242$0 , \port$2245$0 , \port$2248$0 , \port$2251$0 , \port$2254$0 , \port$5586$0 , \port$5588$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2316$0 , \port$2319$0 , \port$2322$0 , \port$2325$0 , \port$2328$0 , \port$5662$0 , \port$5664$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23960,20 +24130,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2242$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$2242$0 ;
-  wire [7:0] \port$2242$0 ;
-  input [7:0] \port$2245$0 ;
-  wire [7:0] \port$2245$0 ;
-  input [7:0] \port$2248$0 ;
-  wire [7:0] \port$2248$0 ;
-  input [7:0] \port$2251$0 ;
-  wire [7:0] \port$2251$0 ;
-  input [7:0] \port$2254$0 ;
-  wire [7:0] \port$2254$0 ;
-  input [4:0] \port$5586$0 ;
-  wire [4:0] \port$5586$0 ;
-  input [2:0] \port$5588$0 ;
-  wire [2:0] \port$5588$0 ;
+  input [7:0] \port$2316$0 ;
+  wire [7:0] \port$2316$0 ;
+  input [7:0] \port$2319$0 ;
+  wire [7:0] \port$2319$0 ;
+  input [7:0] \port$2322$0 ;
+  wire [7:0] \port$2322$0 ;
+  input [7:0] \port$2325$0 ;
+  wire [7:0] \port$2325$0 ;
+  input [7:0] \port$2328$0 ;
+  wire [7:0] \port$2328$0 ;
+  input [4:0] \port$5662$0 ;
+  wire [4:0] \port$5662$0 ;
+  input [2:0] \port$5664$0 ;
+  wire [2:0] \port$5664$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23998,11 +24168,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2242$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5586$0 , \port$5588$0 , \port$2254$0 , \port$2251$0 , \port$2248$0 , \port$2245$0 , \port$2242$0  };
+      \$5  = { \port$5662$0 , \port$5664$0 , \port$2328$0 , \port$2325$0 , \port$2322$0 , \port$2319$0 , \port$2316$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5586$0 , \port$5588$0 , \port$2254$0 , \port$2251$0 , \port$2248$0 , \port$2245$0 , \port$2242$0  };
+  assign i__payload = { \port$5662$0 , \port$5664$0 , \port$2328$0 , \port$2325$0 , \port$2322$0 , \port$2319$0 , \port$2316$0  };
 endmodule
 
 (* generator = "Amaranth" *)
