@@ -511,10 +511,11 @@ class ResidualFork(Stage):
         return [_mem(self, "skip fifo", self.depth, self.x_shape.width)]
 
     def estimate(self):
-        # the input's skid buffer (two registers, a 2:1 mux) beside the fork's fixed cost
+        # the input's skid buffer (two registers, a 2:1 mux) and the skip FIFO's output
+        # register beside the fork's fixed cost
         est = super().estimate()
         xw = self.x_shape.width
-        return dict(est, luts=est["luts"] + xw, ffs=est["ffs"] + 2 * xw + 1)
+        return dict(est, luts=est["luts"] + xw, ffs=est["ffs"] + 3 * xw + 2)
 
     def describe(self):
         return {"skip_fifo_depth": self.depth, "stride": self.stride,
