@@ -318,9 +318,11 @@ def _critical_path(pnr_report):
 
 def late_endpoints(pnr_report, period_ns, top=10):
     """The register inputs that data reach after the clock period, from nextpnr's detailed
-    timing report (its endpoints' ``delay`` is ``[the last net's delay, the arrival after
-    the launching clock edge]``; paths launched from inputs without a clock, such as the
-    reset, are left out): ``{"period_ns", "count", "endpoints": [...], "modules": [...]}``,
+    timing report (its endpoints' ``delay`` is ``[the last net's delay, the latest arrival
+    after the launching edge]``). Nets launched by no clock are left out, and so are the
+    flip-flops' reset pins (``LSR``), which the reset input reaches untimed; an arrival
+    elsewhere can still be the reset's, through logic, so these are an upper bound beside
+    the slack histogram. ``{"period_ns", "count", "endpoints": [...], "modules": [...]}``,
     the ``top`` latest endpoints (cell, port, arrival, the last net's delay and driver) and
     the module and port groups with the most of them (their count and latest arrival):
     where the design misses its clock, beyond the one critical path."""
@@ -330,7 +332,7 @@ def late_endpoints(pnr_report, period_ns, top=10):
             continue                        # launched by no clock (an input, the reset)
         for e in net.get("endpoints", []):
             d = e.get("delay")
-            if d and d[-1] > period_ns:
+            if d and d[-1] > period_ns and e.get("port") != "LSR":
                 late.append({"cell": e.get("cell", "?"), "port": e.get("port", "?"),
                              "arrival_ns": round(d[-1], 2), "net_ns": round(d[0], 2),
                              "driver": net.get("driver", "?")})

@@ -248,6 +248,8 @@ def test_late_endpoints_rank_register_inputs_by_module():
         net("fc1.rom.row_TRELLIS_FF_Q_7", 13.0),
         net("pool1.cmp_LUT4_Z", 9.9),                     # in time
         net("rst$TRELLIS_IO_IN", 18.0, event="<async>"),   # launched by no clock
+        {"net": "m", "driver": "conv2.m_LSR_LUT4_Z", "event": "posedge clk",  # a reset pin
+         "endpoints": [{"cell": "conv2.m_TRELLIS_FF_Q", "port": "LSR", "delay": [9.0, 15.0]}]},
         {"net": "e", "driver": "clk", "endpoints": []}]}
     late = late_endpoints(report, 10.0)
     assert late["period_ns"] == 10.0 and late["count"] == 4
