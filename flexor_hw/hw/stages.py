@@ -552,7 +552,7 @@ class ResidualAdd(Stage):
         return self.skip_beats
 
     def latency(self):
-        return 4
+        return 5            # four registered stages and the FIFO's head
 
     def describe(self):
         return {"fork": self.fork}

@@ -108,8 +108,8 @@ def test_residual_add_keeps_a_beat_a_cycle_and_its_ready_off_the_output():
     taken = [t for t, _, _ in trace[:-1]]
     valid = [v for _, v, _ in trace[:-1]]
     assert all(taken)                                   # never refused, unstalled
-    assert valid[:4] == [0] * 4 and all(valid[4:])      # out 4 cycles after in, then each cycle
-    assert [o for _, v, o in trace[4:n + 4]] == \
+    assert valid[:5] == [0] * 5 and all(valid[5:])      # out 5 cycles after in, then each cycle
+    assert [o for _, v, o in trace[5:n + 5]] == \
         [max(-256, min(255, (3 * (t % 200) + 5 * ((3 * t) % 200) + 2) >> 2)) for t in range(n)]
     takes, last_ready, drained = trace[-1]
     assert takes >= 1 and last_ready == 0   # taken as the output stalls, until all reserved
