@@ -18,6 +18,14 @@ __all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
 NO_RW_CHECK = {"no_rw_check": 1}
 
 
+def _line_buffer_attrs(depth, width):
+    """A line buffer's memory attributes: :data:`NO_RW_CHECK`, and the place the cost model
+    counts it in (:func:`~flexor_hw.hw.cost.ram_style`: without the read/write ordering,
+    Yosys's own choice moved LeNet-5's 1.3-Kbit conv1 buffer from LUT RAM to a block RAM)."""
+    from ..hw.cost import ram_style
+    return dict(NO_RW_CHECK, ram_style=ram_style(depth, width))
+
+
 def _positive(name, value, minimum=1):
     try:
         value = operator.index(value)
@@ -130,7 +138,8 @@ class SlidingWindow(wiring.Component):
         R = self.buffer_rows
 
         m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[],
-                                               attrs=NO_RW_CHECK)
+                                               attrs=_line_buffer_attrs(R * W * C,
+                                                                        self._shape.width))
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
@@ -315,7 +324,8 @@ class RowWindow(SlidingWindow):
 
         banks = []
         for b in range(kw):
-            mem = memory.Memory(shape=self._shape, depth=RBC, init=[], attrs=NO_RW_CHECK)
+            mem = memory.Memory(shape=self._shape, depth=RBC, init=[],
+                                attrs=_line_buffer_attrs(RBC, self._shape.width))
             m.submodules[f"bank{b}"] = mem
             banks.append((mem.write_port(), mem.read_port(domain="sync")))
 

@@ -4391,6 +4391,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire wr__en;
   wire write;
   (* no_rw_check = 32'd1 *)
+  (* ram_style = "distributed" *)
   reg [7:0] mem [167:0];
   initial begin
     mem[0] = 8'h00;
@@ -17173,6 +17174,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   reg [3:0] w_x = 4'h0;
   wire write;
   (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
   reg [7:0] bank0 [1055:0];
   initial begin
     bank0[0] = 8'h00;
@@ -18244,6 +18246,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   assign \$signature__data$65  = _0_;
   (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
   initial begin
     bank1[0] = 8'h00;
@@ -19315,6 +19318,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   assign \$signature__data$66  = _1_;
   (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
   initial begin
     bank2[0] = 8'h00;
@@ -20386,6 +20390,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   assign \$signature__data$67  = _2_;
   (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
   initial begin
     bank3[0] = 8'h00;
@@ -21457,6 +21462,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   assign \$signature__data$68  = _3_;
   (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
   initial begin
     bank4[0] = 8'h00;
