@@ -45,10 +45,11 @@ COST = {
     # and 57 FF beside the accumulators' LUT RAM; the product with A in a MULT18X18D)
     "gap": {"luts": 180, "ffs": 60, "dsps": 1},
     "fork": {"luts": 120, "ffs": 90},
-    # three registered stages (operands, products, sum), the output FIFO (LUT RAM) and its
-    # credits; the two products on MULT18X18D holding their operands' and product's
-    # registers (Yosys, a 4-channel add: 165 LUT4, 55 FF, 2 DSP; with the registers in the
-    # fabric, ResNet-20's adds took 192 LUT4 and 138 FF)
+    # registered operands, products and sum, the output FIFO (LUT RAM) and its credits; the
+    # two products on MULT18X18D holding their operands' and product's registers (Yosys, a
+    # 4-channel add: 165 LUT4, 55 FF, 2 DSP; with the registers in the fabric, ResNet-20's
+    # adds took 192 LUT4 and 138 FF). The products' second registers, in the fabric, are
+    # counted by the stage (ResidualAdd.estimate).
     "add": {"luts": 150, "ffs": 70, "dsps": 2},
     "argmax": {"luts": 35, "ffs": 60},
     "quantizer": {"luts": 20, "ffs": 20, "luts_per_threshold": 0.5},

@@ -554,6 +554,15 @@ class ResidualAdd(Stage):
     def latency(self):
         return 5            # four registered stages and the FIFO's head
 
+    def estimate(self):
+        # the products' registers in the fabric (after the multipliers) beside the fixed cost
+        from amaranth.hdl import Const, Signal
+        est = super().estimate()
+        k = self.consts
+        products = ((Signal(self.x_shape) * Const(k.A_a)).shape().width
+                    + (Signal(int_shape(*self.skip_range)) * Const(k.A_b)).shape().width)
+        return dict(est, ffs=est["ffs"] + products)
+
     def describe(self):
         return {"fork": self.fork}
 
