@@ -486,14 +486,34 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
     (``rd_end``, the image with ``last_oy``), and the hand-over (``switch``). A value a cycle
     old would cost a cycle whenever the reader frees a row the writer waits for; where the
     units run at the window's rate, that reaches the window's own reader."""
-    # Every compare is of registers with constants: the next state differs from this one by
-    # the writer's row end (its row + 1, or row 0 of the next image) and the reader's (low +
-    # sh, or -ph at the image's end), so the room is evaluated for each case beside the
-    # events, which then choose (the compare of next-state values behind the events' muxes
-    # was the placed LeNet-5's longest path, 14.5 ns).
-    wraps = ~ahead & (w_row == H - 1)           # the writer's next row is the next image's
-    ahead_n = Mux(switch, 0, ahead | (wr_end & wraps))
-    r_done_n = Mux(switch, 0, r_done | (rd_end & last_oy))
+    # The next state differs from this one by the writer's row end (its row + 1, or row 0
+    # of the next image) and the reader's (low + sh, or -ph at the image's end), so the
+    # room is evaluated for each case beside the events, which then choose (the compare of
+    # next-state values behind the events' muxes was the placed LeNet-5's longest path).
+    # Every compare of a register with a constant is the sign of a register of its own
+    # (``x − K``, or ``K − x``), which follows ``x`` by the same steps: the compares' carry
+    # chains were the rest of the path into the flip-flop.
+    signs = {}
+
+    def below(kind, k):
+        """Whether ``w_row < k`` (kind "w") or ``low > k`` ("low"): the sign of a
+        register."""
+        if (kind, k) in signs:
+            return signs[kind, k]
+        lo, hi = {"w": (-k, H - k), "low": (k - lows[1], k - lows[0])}[kind]
+        if lo >= 0 or hi < 0:
+            signs[kind, k] = Const(int(hi < 0))
+            return signs[kind, k]
+        init = {"w": -k, "low": k + ph}[kind]
+        reg = Signal(range(lo, hi + 1), init=init, name=f"room_{kind}_{k}".replace("-", "m"))
+        updates.append((kind, k, reg))
+        signs[kind, k] = reg[-1]
+        return reg[-1]
+
+    lows = (-ph, (H + 1) * sh)                  # a bound on low's range (low = oy·sh − ph)
+    updates = []
+    # the writer's next row is the next image's
+    wraps = ~ahead & ~below("w", H - 1) & below("w", H)
     # d = w_row − low, a register that follows both (its adder was on the path into the
     # compares)
     d = Signal(range(-((H + 1) * sh + ph + R + 1), H + ph + R + 2), init=ph)
@@ -507,23 +527,47 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
         if wk is not None and lk is not None:
             return d < lk - wk - c
         if wk is None and lk is not None:
-            return low > c - lk
+            return below("low", c - lk)
         if wk is not None:
-            return w_row < -ph - wk - c
+            return below("w", -ph - wk - c)
         return Const(int(c < -ph))
 
-    def room(wk, lk):
-        below_h = Const(1) if wk is None else (w_row < H - wk)
-        return Mux(ahead_n, ~r_done_n & lt(wk, lk, H - R),
-                   below_h & (r_done_n | lt(wk, lk, -R)))
+    # The events come last: each of the four cases (writer's row end or not, reader's row
+    # end or not) is evaluated from registers, and the events choose among them in the
+    # last gates before the flip-flop (they come through the handshakes: the input's valid,
+    # the reader's take). With neither event nor hand-over the state stays, and so does
+    # the room.
+    def after(w_end, r_end):
+        """The room after the writer's event (False: none; else a row end, which wraps
+        to the next image with ``wraps``) and the reader's (likewise, the image's end with
+        ``last_oy``)."""
+        ahead_e = Mux(switch, 0, ahead | wraps) if w_end else Mux(switch, 0, ahead)
+        r_done_e = Mux(switch, 0, r_done | last_oy) if r_end else Mux(switch, 0, r_done)
 
-    w_case = Mux(wr_end, Mux(wraps, 2, 1), 0)
-    r_case = Mux(rd_end, Mux(last_oy, 2, 1), 0)
-    choice = Const(0)
-    for wi, wk in enumerate((0, 1, None)):
-        for ri, lk in enumerate((0, sh, None)):
-            choice = Mux((w_case == wi) & (r_case == ri), room(wk, lk), choice)
-    m.d.sync += can_write.eq(choice)
+        def at(wk, lk):
+            below_h = Const(1) if wk is None else below("w", H - wk)
+            return Mux(ahead_e, ~r_done_e & lt(wk, lk, H - R),
+                       below_h & (r_done_e | lt(wk, lk, -R)))
+
+        def by_reader(wk):
+            if not r_end:
+                return at(wk, 0)
+            return Mux(last_oy, at(wk, None), at(wk, sh))
+
+        if not w_end:
+            return by_reader(0)
+        return Mux(wraps, by_reader(None), by_reader(1))
+
+    stay = Mux(switch, after(False, False), can_write)
+    m.d.sync += can_write.eq(Mux(rd_end, Mux(wr_end, after(True, True), after(False, True)),
+                                 Mux(wr_end, after(True, False), stay)))
+    # the registers follow w_row (+1 at the writer's row end, 0 when it wraps) and low (+sh
+    # at the reader's, -ph at the image's end)
+    for kind, k, reg in updates:
+        if kind == "w":
+            m.d.sync += reg.eq(Mux(wr_end, Mux(wraps, -k, reg + 1), reg))
+        else:
+            m.d.sync += reg.eq(Mux(rd_end, Mux(last_oy, k + ph, reg - sh), reg))
 
 
 @dataclass
