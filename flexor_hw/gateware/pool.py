@@ -196,12 +196,16 @@ class GlobalAvgPool(wiring.Component):
     ``clamp((A · Σ_hw x + round) >> F, lo, hi)`` per channel, in channel order.
 
     The accumulators are one memory (LUT RAM: a read, then the add and write a cycle later
-    from registers), not a register per channel behind a ``C``-way multiplexer. Takes
-    ``pixels · channels`` beats, waits a cycle for the last write, then gives ``channels``
-    beats, :data:`EMIT_CYCLES` cycles each (read, product, clamp; it takes no input while it
-    gives them). Parameters are plain integers: ``A`` and ``frac_bits`` from
-    the host's constants (:class:`flexor_hw.ops.pool.PoolConstants`), the clamp ``y_lo,
-    y_hi``.
+    from registers), not a register per channel behind a ``C``-way multiplexer, in two banks:
+    while one image's sums are given out, the next image accumulates in the other bank, so
+    the input takes a beat every cycle, one image after another (a unit that took no input
+    while it gave its ``C`` results held the unit before it back: a ResNet's last conv, at the
+    network's rate, lost the cycles it waited). Gives ``channels`` beats an image,
+    :data:`EMIT_CYCLES` cycles each (read, product, clamp), starting three cycles after the
+    image's last beat; an image whose beats all arrive before the last one's results are
+    given waits (:meth:`cycles_per_image`). Parameters are plain integers: ``A`` and
+    ``frac_bits`` from the host's constants (:class:`flexor_hw.ops.pool.PoolConstants`), the
+    clamp ``y_lo, y_hi``.
     """
 
     #: Cycles per output beat: the accumulator read into a register, its product with ``A``
@@ -218,6 +222,12 @@ class GlobalAvgPool(wiring.Component):
         super().__init__({"i": In(stream.Signature(self._in)),
                           "o": Out(stream.Signature(self._out))})
 
+    @staticmethod
+    def cycles(channels, pixels):
+        """Cycles per image, unstalled: a beat a cycle, or, where an image has fewer beats
+        than its results take, the results and the start of their read (measured)."""
+        return max(channels * pixels, GlobalAvgPool.EMIT_CYCLES * channels + 1)
+
     def elaborate(self, platform):
         from amaranth.hdl import signed
         m = Module()
@@ -226,42 +236,55 @@ class GlobalAvgPool(wiring.Component):
         lo = -(1 << (width - 1)) if is_signed else 0
         hi = (1 << (width - is_signed)) - 1
         acc_shape = signed(max(-lo * n, hi * n).bit_length() + 1)
-        m.submodules.accs = accs = memory.Memory(shape=acc_shape, depth=max(2, C), init=[])
-        rport, wport = accs.read_port(domain="comb"), accs.write_port()
+        cw = Shape.cast(range(max(2, C))).width
+        # bank b, channel c at address b·2^cw + c
+        m.submodules.accs = accs = memory.Memory(shape=acc_shape, depth=2 << cw, init=[])
+        rport, eport = accs.read_port(domain="comb"), accs.read_port(domain="comb")
+        wport = accs.write_port()
         c = Signal(range(max(2, C)))
         pix = Signal(range(max(2, n)))
+        bank = Signal()                 # the bank the input accumulates in
         emitting = Signal()
-        done = Signal()                 # the image's last beat was taken; its write is pending
+        e_bank = Signal()               # the bank being given out
+        done = Signal()                 # an image's last beat was taken; its write is pending
+        pending = Signal()              # an image's sums wait to be given out
         take = Signal()
-        m.d.comb += [self.i.ready.eq(~emitting & ~done), take.eq(self.i.valid & self.i.ready)]
+        # the input waits only where it would accumulate in the bank being given out
+        m.d.comb += [self.i.ready.eq(~(emitting & (bank == e_bank))),
+                     take.eq(self.i.valid & self.i.ready)]
         # Read, then add and write a cycle later from registers (a channel's next beat comes
         # C beats later; with one channel, the pending sum is forwarded).
         v_r, first_r = Signal(), Signal()
-        c_r = Signal.like(c)
+        a_r = Signal(cw + 1)
         acc_r, x_r = Signal(acc_shape), Signal.like(self.i.payload)
         total = Signal(acc_shape)
-        m.d.comb += total.eq(Mux(first_r, 0, acc_r) + x_r)
+        m.d.comb += [total.eq(Mux(first_r, 0, acc_r) + x_r), rport.addr.eq(Cat(c, bank))]
         read = rport.data if C > 1 else Mux(v_r, total, rport.data)
-        m.d.sync += [v_r.eq(take), first_r.eq(pix == 0), c_r.eq(c), acc_r.eq(read),
-                     x_r.eq(self.i.payload), done.eq(0)]
-        m.d.comb += [wport.addr.eq(c_r), wport.data.eq(total), wport.en.eq(v_r)]
-        with m.If(done):
-            m.d.sync += emitting.eq(1)
+        m.d.sync += [v_r.eq(take), first_r.eq(pix == 0), a_r.eq(Cat(c, bank)),
+                     acc_r.eq(read), x_r.eq(self.i.payload), done.eq(0)]
+        m.d.comb += [wport.addr.eq(a_r), wport.data.eq(total), wport.en.eq(v_r)]
         with m.If(take):
             m.d.sync += c.eq(Mux(c == C - 1, 0, c + 1))
             with m.If(c == C - 1):
                 m.d.sync += pix.eq(Mux(pix == n - 1, 0, pix + 1))
                 with m.If(pix == n - 1):
-                    m.d.sync += done.eq(1)
+                    m.d.sync += [done.eq(1), bank.eq(~bank)]
 
         # Emit, one channel at a time: the accumulator read into the multiplier's operand
         # register, the product into its output register (both inside a MULT18X18D on the
         # ECP5: a bare one between fabric registers took 4.5 ns of logic), the clamp into the
-        # output register. The address holds through the first two.
+        # output register. The address holds through the first two. An image's results start
+        # once its last write is done and the image before has given all of its own.
         e = Signal(range(max(2, C)))
-        m.d.comb += rport.addr.eq(Mux(emitting, e, c))
-        prod = const_product(m, rport.data, self._A, "mul", self._emit)
+        m.d.comb += eport.addr.eq(Cat(e, e_bank))
+        prod = const_product(m, eport.data, self._A, "mul", self._emit)
         phase = Signal(2)                       # 0 read, 1 product, 2 output
+        with m.If(done):
+            m.d.sync += pending.eq(1)
+        with m.If(pending & ~emitting):
+            # the pending image's bank is the one the input left (its next image cannot
+            # end while the results are given out)
+            m.d.sync += [emitting.eq(1), pending.eq(0), e_bank.eq(~bank)]
         with m.If(emitting):
             with m.If(phase != 2):
                 m.d.sync += phase.eq(phase + 1)

@@ -82,11 +82,13 @@ def ram_style(depth, width, style=None):
     return "distributed" if depth <= 16 or depth * width <= SMALL_RAM_BITS else "block"
 
 
-def memory(kind, depth, width, *, rom=False, logic=False, style=None, family="ecp5"):
+def memory(kind, depth, width, *, rom=False, logic=False, style=None, family="ecp5",
+           read_ports=1):
     """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: a ROM in block
     RAM, or logic with ``logic``; a RAM in block RAM or LUT RAM as the Verilog asks
     (``style``: ``"block"`` or ``"distributed"``; ``logic``: LUT RAM), else where Yosys
-    puts it. On the iCE40 (``family="ice40"``) block RAMs are SB_RAM40_4K and every RAM
+    puts it. LUT RAM has one read port: each further one is a copy (``read_ports``).
+    On the iCE40 (``family="ice40"``) block RAMs are SB_RAM40_4K and every RAM
     goes to them (there is no LUT RAM)."""
     bits, ffs = depth * width, 0
     if family == "ice40" and not (rom and (logic or bits <= LOGIC_ROM_BITS)):
@@ -116,7 +118,7 @@ def memory(kind, depth, width, *, rom=False, logic=False, style=None, family="ec
             blocks, stacked = _one_configuration(depth, width)
             luts = CASCADE_LUTS_PER_MUX * width * (stacked - 1)
         else:
-            luts = LUTRAM_LUTS * math.ceil(width / 4) * math.ceil(depth / 16)
+            luts = LUTRAM_LUTS * math.ceil(width / 4) * math.ceil(depth / 16) * read_ports
     return {"kind": kind, "depth": depth, "width": width, "bits": bits,
             "block_rams": blocks if in_bram else 0, "luts": round(luts), "ffs": ffs}
 

@@ -461,11 +461,14 @@ class GlobalAvgPool(Stage):
 
     def cycles_per_image(self):
         from ..gateware.pool import GlobalAvgPool as Unit
-        return self.channels * self.pixels + 1 + Unit.EMIT_CYCLES * self.channels
+        return Unit.cycles(self.channels, self.pixels)
 
     def memories(self):
-        return [_mem(self, "accumulators", self.channels,
-                        self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1)]
+        # two banks (one image's sums given out while the next accumulates), read
+        # asynchronously by the adder and by the output: LUT RAM, twice
+        return [_mem(self, "accumulators", 2 << max(1, (self.channels - 1).bit_length()),
+                        self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1,
+                        style="distributed", read_ports=2)]
 
     def describe(self):
         return {"channels": self.channels, "pixels": self.pixels}

@@ -46,6 +46,30 @@ def test_global_avgpool_matches_golden(c, h, w, frac_bits):
     assert run.outputs == outs[gap.name].reshape(-1).tolist()
 
 
+@pytest.mark.parametrize("c, h, w", [(3, 4, 4), (4, 1, 1), (5, 1, 2), (2, 2, 2), (1, 3, 1)])
+def test_global_avgpool_rate(c, h, w):
+    """Unstalled, images follow one another at ``cycles(c, h·w)`` apart: a beat a cycle
+    while one image's sums are given out and the next accumulates, or the results' pace
+    where an image has fewer beats."""
+    from flexor_hw.gateware.pool import GlobalAvgPool
+    from flexor_hw.golden import graph_constants, run_graph_int
+    from flexor_hw.synthetic import random_graph
+    pkg = random_graph((c, h, w), f"c{c}k1,gap", seed=c + h, calibration=8)
+    n = 6
+    x = np.random.default_rng(c).integers(0, 256, (n, c, h, w))
+    outs = run_graph_int(pkg, x, 16)
+    k = graph_constants(pkg, 16)[pkg.nodes[1].name]
+    dut = GlobalAvgPool(8, signed(9), c, h * w, k.A, k.frac_bits, k.y_lo, k.y_hi)
+    beats = outs["conv1"].transpose(0, 2, 3, 1).reshape(-1)
+    run = run_stream(dut, beats.tolist(), n * c)
+    assert run.outputs == outs[pkg.nodes[1].name].reshape(-1).tolist()
+    ends = run.out_cycles[c - 1::c]
+    period = GlobalAvgPool.cycles(c, h * w)
+    assert [b - a for a, b in zip(ends, ends[1:])] == [period] * (n - 1)
+    if c * h * w >= period:         # the input never waits
+        assert run.in_cycles[-1] - run.in_cycles[0] == len(beats) - 1
+
+
 def _pack(values, simd, width):
     """Beats of ``simd`` consecutive values, two's complement fields LSB first."""
     mask = (1 << width) - 1
