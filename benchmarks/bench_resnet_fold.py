@@ -89,9 +89,14 @@ def verilator(pkg, rtl, manifest, n, tmp):
     report = verify(rtl, sim="verilator", inputs=x, in_stall=0.0, out_stall=0.0,
                     workdir=os.path.join(tmp, "v"), quiet=True)
     measured, cycles = report["measured_cycles_per_inference"], manifest["cycles_per_inference"]
+    gaps = report["cycles_between_outputs"]
+    steady = next((k for k in range(len(gaps)) if set(gaps[k:]) == {cycles}), None)
     print(f"  verilator: {n} images, {report['mismatches']} mismatches; measured "
-          f"{measured:,.0f} cycles per image, the manifest {cycles:,} "
-          f"({'equal' if measured == cycles else f'{measured / cycles:.4f}×'}); build "
+          f"{measured:,.1f} cycles per image on average, the manifest {cycles:,} "
+          f"({'equal' if measured == cycles else f'{measured / cycles:.4f}×'}); between "
+          f"outputs {', '.join(f'{g:,}' for g in gaps[:6])}{' …' if len(gaps) > 6 else ''}"
+          + (f" (the manifest's from image {steady + 2} on)" if steady is not None else
+             " (never the manifest's throughout)") + "; build "
           f"{report['build_seconds']:.0f} s, {report['sim_cycles_per_s']:,.0f} cycles/s, "
           f"{time.perf_counter() - t:.0f} s in all", flush=True)
 

@@ -334,6 +334,8 @@ def _run_hdl(sim, design, manifest, tb_dir, workdir, env, config, flat_x, expect
         "sim_cycles_per_s": summary["cycles"] / test_s if test_s > 0 else None,
         "measured_cycles_per_inference": (float(np.diff(ends).mean()) if len(ends) > 1
                                           else None),
+        # image by image: the pipeline's filling, then its steady rate
+        "cycles_between_outputs": [int(g) for g in np.diff(ends)],
         "measured_latency_cycles": int(ends[0]) - summary["last_in_cycle"] if ends else None,
         "outputs": got,
     }
@@ -492,6 +494,7 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
             "cycles_per_inference": manifest["cycles_per_inference"],
             "ideal_cycles_per_inference": ideal,
             "measured_cycles_per_inference": result["measured_cycles_per_inference"],
+            "cycles_between_outputs": result.get("cycles_between_outputs"),
             "latency_cycles": manifest["latency_cycles"],
             "measured_latency_cycles": result.get("measured_latency_cycles"),
             "mismatches": result["mismatches"],
