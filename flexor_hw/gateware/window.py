@@ -136,6 +136,7 @@ class SlidingWindow(wiring.Component):
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
         R = self.buffer_rows
+        d = _rows_done(H, R, sh, ph)
 
         m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[],
                                                attrs=_line_buffer_attrs(R * W * C,
@@ -192,7 +193,7 @@ class SlidingWindow(wiring.Component):
         pad = Signal()
         avail = Signal()
         m.d.comb += [pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
-                     avail.eq(~r_done & (pad | ahead | (iy < w_row)))]
+                     avail.eq(~r_done & (pad | ahead | _ky_below(ky, d, kh)))]
         advance = Signal()             # the output register takes a new value (or empties)
         m.d.comb += advance.eq(~src.valid | src.ready)
         take = Signal()
@@ -216,7 +217,7 @@ class SlidingWindow(wiring.Component):
         rows = _Rows(R, H, sh, ph, WC, wrap, oy, low, r_done, ahead, img_slot, img_row,
                      base_slot, base_row, row_addr)
 
-        m.d.comb += [rd.addr.eq(row_addr + col_addr), rd.en.eq(take),
+        m.d.comb += [rd.addr.eq(row_addr + col_addr), rd.en.eq(advance),
                      src.payload.eq(Cat(rd.data, pad_reg))]
         with m.If(advance):
             m.d.sync += src.valid.eq(avail)
@@ -259,7 +260,7 @@ class SlidingWindow(wiring.Component):
             _hand_over(m, rows)
         _write_room(m, can_write, write & (w_px == W * C - 1),
                     take & last_kx & last_ky & last_c & last_ox, last_oy, switch, ahead, w_row,
-                    low, r_done, H, R, sh, ph)
+                    low, r_done, d, H, R, sh, ph)
         return m
 
 
@@ -300,6 +301,7 @@ class RowWindow(SlidingWindow):
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
         R = self.buffer_rows
+        d = _rows_done(H, R, sh, ph)
         Wb = -(-W // kw)                        # column groups: pixel x in group x // kw
         xw = self._shape.width
         rw = Shape.cast(range(kw)).width
@@ -386,7 +388,7 @@ class RowWindow(SlidingWindow):
         base_row = Signal(range(RBC), init=base_slot.init * BWC)
         img_row = Signal(range(RBC))
         avail = Signal()
-        m.d.comb += avail.eq(~r_done & ((iy < 0) | (iy >= H) | ahead | (iy < w_row)))
+        m.d.comb += avail.eq(~r_done & ((iy < 0) | (iy >= H) | ahead | _ky_below(ky, d, kh)))
         advance = Signal()
         m.d.comb += advance.eq(~src.valid | src.ready)
         take = Signal()
@@ -400,7 +402,7 @@ class RowWindow(SlidingWindow):
         for b, (_, rd) in enumerate(banks):
             # columns left of the rotation point sit one group further on
             addr = row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0)
-            m.d.comb += [rd.addr.eq(addr), rd.en.eq(take)]
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(advance)]
         m.d.comb += src.payload.eq(Cat(*[rd.data for _, rd in banks], rot, pads))
         with m.If(advance):
             m.d.sync += src.valid.eq(avail)
@@ -434,7 +436,7 @@ class RowWindow(SlidingWindow):
             _hand_over(m, rows)
         _write_room(m, can_write, write & (w_c == C - 1) & (w_x == W - 1),
                     take & last_ky & last_c & last_ox, last_oy, switch, ahead, w_row, low,
-                    r_done, H, R, sh, ph)
+                    r_done, d, H, R, sh, ph)
         return m
 
 
@@ -472,7 +474,33 @@ def _registered_output(m, unit, width, finish):
     return read.i
 
 
-def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low, r_done,
+def _rows_done(H, R, sh, ph):
+    """``d = w_row − low``: the rows the writer has completed from the reader's ``low`` on
+    (when it is not ahead), a register that follows both (:func:`_write_room`; its adder
+    was on the path into the room's compares)."""
+    return Signal(range(-((H + 1) * sh + ph + R + 1), H + ph + R + 2), init=ph, name="d")
+
+
+def _ky_below(ky, d, kh):
+    """Whether the reader's row ``iy = low + ky`` is complete, ``iy < w_row``, as
+    ``ky < d`` (0 ≤ ky < kh) in LUTs: ``d`` at least ``2^b`` (b the bits of ``ky``), or
+    non-negative below it with its low bits above ``ky``. The compare of ``iy`` with
+    ``w_row``, a carry chain, led the reader's ``take`` into every counter's enable and
+    the line buffer's read enable (the placed ResNet-20's longest path)."""
+    b = max(1, (kh - 1).bit_length())
+    width = len(d)
+    sign = d[width - 1]
+    high = d[b:width - 1].any() if width - 1 > b else Const(0)
+    low = d[:b]
+
+    def at_least(c):                    # low ≥ c, by its values: no adder
+        return Cat(*[low == v for v in range(c, 1 << b)]).any()
+
+    low_above = Cat(*[(ky == j) & at_least(j + 1) for j in range(kh) if j + 1 < 1 << b]).any()
+    return ~sign & (high | low_above)
+
+
+def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low, r_done, d,
                 H, R, sh, ph):
     """``can_write`` as a register: the writer may fill a row unless its slot still holds
     a row the reader needs (stream rows before the reader's ``low`` are free: row r of the
@@ -514,9 +542,7 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
     updates = []
     # the writer's next row is the next image's
     wraps = ~ahead & ~below("w", H - 1) & below("w", H)
-    # d = w_row − low, a register that follows both (its adder was on the path into the
-    # compares)
-    d = Signal(range(-((H + 1) * sh + ph + R + 1), H + ph + R + 2), init=ph)
+    # d = w_row − low (:func:`_rows_done`) follows both
     w_next = Mux(wr_end, Mux(wraps, 0, w_row + 1), w_row)
     step = Mux(wr_end, Mux(wraps, 1 - H, 1), 0) - Mux(rd_end, sh, 0)
     m.d.sync += d.eq(Mux(rd_end & last_oy, w_next + ph, d + step))

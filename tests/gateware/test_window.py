@@ -98,3 +98,34 @@ def test_input_ready_is_a_register(cls):
     top = top[:top.index("endmodule")]
     assert re.search(r"^\s*reg i__ready = 1'h1;", top, re.MULTILINE)
     assert re.search(r"^\s*i__ready <= ", top, re.MULTILINE)
+
+
+@pytest.mark.parametrize("kh", [1, 2, 3, 4, 5, 7])
+def test_ky_below_is_the_compare(kh):
+    """The reader's ``iy < w_row`` as ``ky < d`` in LUTs equals the compare for every ``ky``
+    of the kernel and every ``d`` its register holds."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+
+    from flexor_hw.gateware.window import _ky_below, _rows_done
+    d = _rows_done(12, 2 * kh + 1, 2, kh // 2)
+    ky = Signal(range(kh))
+    out = Signal()
+    m = Module()
+    m.d.comb += out.eq(_ky_below(ky, d, kh))
+    width = len(d)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    wrong = []
+
+    async def bench(ctx):
+        for dv in range(lo, hi + 1):
+            for k in range(kh):
+                ctx.set(d, dv)
+                ctx.set(ky, k)
+                if ctx.get(out) != (k < dv):
+                    wrong.append((k, dv))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == []
