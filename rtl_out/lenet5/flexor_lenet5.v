@@ -3570,95 +3570,95 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [6:0] \$102 ;
-  wire \$103 ;
+  wire [6:0] \$100 ;
+  wire [6:0] \$101 ;
+  wire \$102 ;
+  wire [6:0] \$103 ;
   wire [6:0] \$104 ;
-  wire [6:0] \$105 ;
-  wire [3:0] \$106 ;
-  wire \$107 ;
-  wire [3:0] \$108 ;
-  wire [4:0] \$109 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [5:0] \$107 ;
+  wire [5:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [3:0] \$110 ;
-  wire [4:0] \$111 ;
-  wire [8:0] \$112 ;
-  wire \$113 ;
-  wire [8:0] \$114 ;
-  wire [9:0] \$115 ;
-  wire [8:0] \$116 ;
-  wire [9:0] \$117 ;
-  wire [3:0] \$118 ;
-  wire \$119 ;
-  wire [9:0] \$12 ;
-  wire [3:0] \$120 ;
-  wire [4:0] \$121 ;
-  wire [3:0] \$122 ;
-  wire [4:0] \$123 ;
-  wire [8:0] \$124 ;
-  wire \$125 ;
-  wire [8:0] \$126 ;
-  wire [9:0] \$127 ;
-  wire [8:0] \$128 ;
-  wire [9:0] \$129 ;
+  wire [6:0] \$110 ;
+  wire [6:0] \$111 ;
+  wire \$112 ;
+  wire [3:0] \$113 ;
+  wire \$114 ;
+  wire [3:0] \$115 ;
+  wire [4:0] \$116 ;
+  wire [3:0] \$117 ;
+  wire [4:0] \$118 ;
+  wire [8:0] \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire [8:0] \$121 ;
+  wire [9:0] \$122 ;
+  wire [8:0] \$123 ;
+  wire [9:0] \$124 ;
+  wire [8:0] \$125 ;
+  wire \$126 ;
+  wire [8:0] \$127 ;
+  wire [9:0] \$128 ;
+  wire [8:0] \$129 ;
   wire \$13 ;
-  wire [8:0] \$130 ;
+  wire [9:0] \$130 ;
   wire \$131 ;
-  wire [8:0] \$132 ;
-  wire [9:0] \$133 ;
-  wire [8:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire \$136 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [6:0] \$136 ;
   wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [5:0] \$14 ;
+  wire [6:0] \$138 ;
+  wire [6:0] \$139 ;
+  wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
+  wire [6:0] \$146 ;
   wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [5:0] \$15 ;
-  wire \$150 ;
-  wire [5:0] \$151 ;
-  wire [5:0] \$152 ;
-  wire [5:0] \$153 ;
-  wire [6:0] \$154 ;
-  wire \$155 ;
-  wire \$156 ;
+  wire [6:0] \$148 ;
+  wire [6:0] \$149 ;
+  wire \$15 ;
+  wire [3:0] \$150 ;
+  wire \$151 ;
+  wire [3:0] \$152 ;
+  wire [4:0] \$153 ;
+  wire [3:0] \$154 ;
+  wire [4:0] \$155 ;
+  wire [8:0] \$156 ;
   wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
+  wire [8:0] \$158 ;
+  wire [9:0] \$159 ;
   wire \$16 ;
-  wire [5:0] \$160 ;
-  wire [5:0] \$161 ;
-  wire \$162 ;
+  wire [8:0] \$160 ;
+  wire [9:0] \$161 ;
+  wire [3:0] \$162 ;
   wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
+  wire [3:0] \$164 ;
+  wire [4:0] \$165 ;
+  wire [3:0] \$166 ;
+  wire [4:0] \$167 ;
+  wire [8:0] \$168 ;
   wire \$169 ;
-  wire [8:0] \$17 ;
-  wire \$170 ;
-  wire [6:0] \$171 ;
-  wire [7:0] \$172 ;
-  wire [7:0] \$173 ;
-  wire \$174 ;
+  wire \$17 ;
+  wire [8:0] \$170 ;
+  wire [9:0] \$171 ;
+  wire [8:0] \$172 ;
+  wire [9:0] \$173 ;
+  wire [8:0] \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire [1:0] \$179 ;
-  wire [8:0] \$18 ;
-  wire [1:0] \$180 ;
+  wire [8:0] \$176 ;
+  wire [9:0] \$177 ;
+  wire [8:0] \$178 ;
+  wire [9:0] \$179 ;
+  wire \$18 ;
+  wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
@@ -3670,15 +3670,15 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire [1:0] \$191 ;
-  wire [1:0] \$192 ;
+  wire \$191 ;
+  wire \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [5:0] \$196 ;
+  wire [5:0] \$197 ;
+  wire [5:0] \$198 ;
+  wire [6:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
@@ -3687,8 +3687,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
+  wire [5:0] \$206 ;
+  wire [5:0] \$207 ;
   wire \$208 ;
   wire \$209 ;
   wire \$21 ;
@@ -3699,9 +3699,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [6:0] \$217 ;
+  wire [7:0] \$218 ;
+  wire [7:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
@@ -3713,7 +3713,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [5:0] \$23 ;
+  wire \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -3721,8 +3721,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire [1:0] \$237 ;
-  wire [1:0] \$238 ;
+  wire \$237 ;
+  wire \$238 ;
   wire \$239 ;
   wire \$24 ;
   wire \$240 ;
@@ -3734,9 +3734,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$246 ;
   wire \$247 ;
   wire \$248 ;
-  wire [1:0] \$249 ;
-  wire [3:0] \$25 ;
-  wire [1:0] \$250 ;
+  wire \$249 ;
+  wire \$25 ;
+  wire \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
@@ -3746,7 +3746,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire [3:0] \$26 ;
+  wire \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -3779,7 +3779,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
-  wire [6:0] \$29 ;
+  wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
@@ -3787,8 +3787,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$294 ;
   wire \$295 ;
   wire \$296 ;
-  wire [1:0] \$297 ;
-  wire [1:0] \$298 ;
+  wire \$297 ;
+  wire \$298 ;
   wire \$299 ;
   wire \$3 ;
   wire \$30 ;
@@ -3801,9 +3801,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$306 ;
   wire \$307 ;
   wire \$308 ;
-  wire [1:0] \$309 ;
-  wire [3:0] \$31 ;
-  wire [1:0] \$310 ;
+  wire \$309 ;
+  wire \$31 ;
+  wire \$310 ;
   wire \$311 ;
   wire \$312 ;
   wire \$313 ;
@@ -3813,7 +3813,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$317 ;
   wire \$318 ;
   wire \$319 ;
-  wire [3:0] \$32 ;
+  wire \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
@@ -3846,7 +3846,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire [6:0] \$35 ;
+  wire \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
@@ -3854,10 +3854,10 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$354 ;
   wire \$355 ;
   wire \$356 ;
-  wire [1:0] \$357 ;
-  wire [1:0] \$358 ;
+  wire \$357 ;
+  wire \$358 ;
   wire \$359 ;
-  wire [8:0] \$36 ;
+  wire \$36 ;
   wire \$360 ;
   wire \$361 ;
   wire \$362 ;
@@ -3867,9 +3867,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire [1:0] \$369 ;
+  wire \$369 ;
   wire \$37 ;
-  wire [1:0] \$370 ;
+  wire \$370 ;
   wire \$371 ;
   wire \$372 ;
   wire \$373 ;
@@ -3879,7 +3879,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
-  wire [8:0] \$38 ;
+  wire \$38 ;
   wire \$380 ;
   wire \$381 ;
   wire \$382 ;
@@ -3890,433 +3890,158 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
-  wire [9:0] \$39 ;
+  wire \$39 ;
   wire \$390 ;
   wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
+  wire [6:0] \$392 ;
+  wire [6:0] \$393 ;
+  wire [6:0] \$394 ;
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire \$4 ;
-  wire [8:0] \$40 ;
+  wire \$40 ;
   wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
+  wire [6:0] \$401 ;
+  wire [6:0] \$402 ;
+  wire [6:0] \$403 ;
   wire \$404 ;
   wire \$405 ;
   wire \$406 ;
   wire \$407 ;
   wire \$408 ;
   wire \$409 ;
-  wire [9:0] \$41 ;
+  wire \$41 ;
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
+  wire [6:0] \$413 ;
+  wire [6:0] \$414 ;
+  wire [6:0] \$415 ;
   wire \$416 ;
   wire \$417 ;
-  wire [1:0] \$418 ;
-  wire [1:0] \$419 ;
+  wire \$418 ;
+  wire \$419 ;
   wire \$42 ;
   wire \$420 ;
   wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
+  wire [6:0] \$422 ;
+  wire [6:0] \$423 ;
+  wire [6:0] \$424 ;
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire [1:0] \$43 ;
-  wire [1:0] \$430 ;
-  wire [1:0] \$431 ;
-  wire \$432 ;
-  wire \$433 ;
+  wire \$43 ;
+  wire \$430 ;
+  wire [6:0] \$431 ;
+  wire [6:0] \$432 ;
+  wire [6:0] \$433 ;
   wire \$434 ;
   wire \$435 ;
   wire \$436 ;
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire [1:0] \$44 ;
+  wire \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
+  wire [6:0] \$443 ;
+  wire [6:0] \$444 ;
+  wire [6:0] \$445 ;
+  reg [4:0] \$446 ;
+  reg [7:0] \$447 ;
+  reg \$448 ;
+  reg [4:0] \$449 ;
   wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg [2:0] \$452 ;
+  reg [5:0] \$453 ;
+  reg [2:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg [4:0] \$456 ;
+  reg [5:0] \$457 ;
+  reg [5:0] \$458 ;
+  reg [4:0] \$459 ;
   wire \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  wire [6:0] \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire [1:0] \$479 ;
-  wire [7:0] \$48 ;
-  wire [1:0] \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
+  reg [5:0] \$460 ;
+  reg \$461 ;
+  reg [2:0] \$462 ;
+  reg [7:0] \$463 ;
+  reg [5:0] \$464 ;
+  reg [5:0] \$465 ;
+  reg [2:0] \$466 ;
+  reg [7:0] \$467 ;
+  reg [6:0] \$468 ;
+  reg \$469 ;
+  wire \$47 ;
+  reg [5:0] \$470 ;
+  reg [5:0] \$471 ;
+  reg [5:0] \$472 ;
+  reg [5:0] \$473 ;
+  reg [5:0] \$474 ;
+  reg [5:0] \$475 ;
+  wire \$48 ;
   wire \$49 ;
-  wire \$490 ;
-  wire [1:0] \$491 ;
-  wire [1:0] \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
-  wire [5:0] \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
+  wire \$50 ;
+  wire \$51 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
-  wire [6:0] \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
-  wire [6:0] \$54 ;
-  wire [1:0] \$540 ;
-  wire [1:0] \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
+  wire \$53 ;
+  wire \$54 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire [1:0] \$552 ;
-  wire [1:0] \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  wire [6:0] \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
-  wire [6:0] \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
-  wire \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
-  wire [6:0] \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  wire [9:0] \$56 ;
+  wire \$57 ;
+  wire [5:0] \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [6:0] \$60 ;
-  wire \$600 ;
-  wire [1:0] \$601 ;
-  wire [1:0] \$602 ;
-  wire \$603 ;
-  wire \$604 ;
-  wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
-  wire \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire [1:0] \$613 ;
-  wire [1:0] \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
-  wire \$619 ;
-  wire \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
-  wire [5:0] \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
-  wire [5:0] \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
+  wire \$60 ;
+  wire [8:0] \$61 ;
+  wire [8:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
   wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
-  wire [6:0] \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire [1:0] \$662 ;
-  wire [1:0] \$663 ;
-  wire \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire [6:0] \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
-  wire [1:0] \$674 ;
-  wire [1:0] \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire \$678 ;
-  wire \$679 ;
+  wire \$66 ;
+  wire [5:0] \$67 ;
   wire \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
   wire [3:0] \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
-  wire [3:0] \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
-  wire [4:0] \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  reg [4:0] \$727 ;
-  reg [7:0] \$728 ;
-  reg \$729 ;
-  wire [3:0] \$73 ;
-  reg [4:0] \$730 ;
-  reg \$731 ;
-  reg \$732 ;
-  reg [2:0] \$733 ;
-  reg [5:0] \$734 ;
-  reg [2:0] \$735 ;
-  reg [7:0] \$736 ;
-  reg [4:0] \$737 ;
-  reg [5:0] \$738 ;
-  reg [5:0] \$739 ;
-  wire [4:0] \$74 ;
-  reg [4:0] \$740 ;
-  reg [5:0] \$741 ;
-  reg \$742 ;
-  reg [2:0] \$743 ;
-  reg [7:0] \$744 ;
-  reg [5:0] \$745 ;
-  reg [5:0] \$746 ;
-  reg [2:0] \$747 ;
-  reg [7:0] \$748 ;
-  reg [6:0] \$749 ;
-  wire [8:0] \$75 ;
-  reg \$750 ;
-  wire \$76 ;
-  wire [8:0] \$77 ;
-  wire [9:0] \$78 ;
-  wire [8:0] \$79 ;
+  wire [3:0] \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire [6:0] \$73 ;
+  wire \$74 ;
+  wire [3:0] \$75 ;
+  wire [3:0] \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [6:0] \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
-  wire [8:0] \$81 ;
-  wire \$82 ;
-  wire [8:0] \$83 ;
-  wire [9:0] \$84 ;
-  wire [8:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
+  wire [8:0] \$80 ;
+  wire \$81 ;
+  wire [8:0] \$82 ;
+  wire [9:0] \$83 ;
+  wire [8:0] \$84 ;
+  wire [9:0] \$85 ;
+  wire \$86 ;
+  wire [1:0] \$87 ;
+  wire [1:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire [6:0] \$92 ;
+  wire [6:0] \$91 ;
+  wire [7:0] \$92 ;
   wire \$93 ;
-  wire [6:0] \$94 ;
-  wire [6:0] \$95 ;
+  wire [5:0] \$94 ;
+  wire [5:0] \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
+  wire [6:0] \$97 ;
+  wire [6:0] \$98 ;
   wire \$99 ;
   wire advance;
   reg ahead = 1'h0;
@@ -4333,16 +4058,16 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire [8:0] i__payload;
   wire [7:0] \i__payload$10 ;
   wire [7:0] \i__payload$25 ;
-  wire [8:0] \i__payload$43 ;
+  wire [8:0] \i__payload$44 ;
   wire i__ready;
   output \i__ready$18 ;
   reg \i__ready$18  = 1'h1;
-  wire \i__ready$37 ;
+  wire \i__ready$38 ;
   wire \i__ready$9 ;
   wire i__valid;
   input \i__valid$21 ;
   wire \i__valid$21 ;
-  reg \i__valid$36  = 1'h0;
+  reg \i__valid$37  = 1'h0;
   wire \i__valid$6 ;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
@@ -4376,6 +4101,12 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire [7:0] rd__addr;
   wire [7:0] rd__data;
   wire rd__en;
+  reg [5:0] room_low_21 = 6'h17;
+  reg [5:0] room_low_22 = 6'h18;
+  reg [5:0] room_w_27 = 6'h25;
+  reg [5:0] room_w_28 = 6'h24;
+  reg [5:0] room_w_3 = 6'h3d;
+  reg [5:0] room_w_4 = 6'h3c;
   reg [7:0] row_addr = 8'h70;
   input rst;
   wire rst;
@@ -4569,493 +4300,11 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    if (take) begin
-      _0_ <= mem[\$12 [7:0]];
+    if (advance) begin
+      _0_ <= mem[\$56 [7:0]];
     end
   end
   assign rd__data = _0_;
-  assign \$243  = \$241  & \$242 ;
-  assign \$246  = ox == 5'h1b;
-  assign \$247  = \$245  & \$246 ;
-  assign \$248  = oy == 5'h1b;
-  assign \$249  = \$248  ? 2'h2 : 2'h1;
-  assign \$250  = \$247  ? \$249  : 2'h0;
-  assign \$251  = \$250  == 1'h1;
-  assign \$252  = \$239  & \$251 ;
-  assign \$253  = w_px == 5'h1b;
-  assign \$254  = write & \$253 ;
-  assign \$255  = ~ ahead;
-  assign \$256  = w_row == 5'h1b;
-  assign \$257  = \$255  & \$256 ;
-  assign \$258  = \$254  & \$257 ;
-  assign \$259  = ahead | \$258 ;
-  assign \$260  = switch ? 1'h0 : \$259 ;
-  assign \$261  = kx == 3'h4;
-  assign \$262  = take & \$261 ;
-  assign \$263  = ky == 3'h4;
-  assign \$264  = \$262  & \$263 ;
-  assign \$267  = ox == 5'h1b;
-  assign \$268  = \$266  & \$267 ;
-  assign \$269  = oy == 5'h1b;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = r_done | \$270 ;
-  assign \$272  = switch ? 1'h0 : \$271 ;
-  assign \$273  = ~ \$272 ;
-  assign \$274  = $signed(low) > $signed(6'h15);
-  assign \$275  = \$273  & \$274 ;
-  assign \$276  = kx == 3'h4;
-  assign \$277  = take & \$276 ;
-  assign \$278  = ky == 3'h4;
-  assign \$279  = \$277  & \$278 ;
-  assign \$282  = ox == 5'h1b;
-  assign \$283  = \$281  & \$282 ;
-  assign \$284  = oy == 5'h1b;
-  assign \$285  = \$283  & \$284 ;
-  assign \$286  = r_done | \$285 ;
-  assign \$287  = switch ? 1'h0 : \$286 ;
-  assign \$288  = $signed(low) > $signed(4'h9);
-  assign \$289  = \$287  | \$288 ;
-  assign \$291  = \$260  ? \$275  : \$290 ;
-  assign \$292  = w_px == 5'h1b;
-  assign \$293  = write & \$292 ;
-  assign \$294  = ~ ahead;
-  assign \$295  = w_row == 5'h1b;
-  assign \$296  = \$294  & \$295 ;
-  assign \$297  = \$296  ? 2'h2 : 2'h1;
-  assign \$298  = \$293  ? \$297  : 2'h0;
-  assign \$299  = \$298  == 2'h2;
-  assign \$300  = kx == 3'h4;
-  assign \$301  = take & \$300 ;
-  assign \$302  = ky == 3'h4;
-  assign \$303  = \$301  & \$302 ;
-  assign \$306  = ox == 5'h1b;
-  assign \$307  = \$305  & \$306 ;
-  assign \$308  = oy == 5'h1b;
-  assign \$309  = \$308  ? 2'h2 : 2'h1;
-  assign \$310  = \$307  ? \$309  : 2'h0;
-  assign \$311  = ! \$310 ;
-  assign \$312  = \$299  & \$311 ;
-  assign \$313  = w_px == 5'h1b;
-  assign \$314  = write & \$313 ;
-  assign \$315  = ~ ahead;
-  assign \$316  = w_row == 5'h1b;
-  assign \$317  = \$315  & \$316 ;
-  assign \$318  = \$314  & \$317 ;
-  assign \$319  = ahead | \$318 ;
-  assign \$320  = switch ? 1'h0 : \$319 ;
-  assign \$321  = kx == 3'h4;
-  assign \$322  = take & \$321 ;
-  assign \$323  = ky == 3'h4;
-  assign \$324  = \$322  & \$323 ;
-  assign \$327  = ox == 5'h1b;
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = oy == 5'h1b;
-  assign \$330  = \$328  & \$329 ;
-  assign \$331  = r_done | \$330 ;
-  assign \$332  = switch ? 1'h0 : \$331 ;
-  assign \$333  = ~ \$332 ;
-  assign \$334  = $signed(low) > $signed(6'h16);
-  assign \$335  = \$333  & \$334 ;
-  assign \$336  = kx == 3'h4;
-  assign \$337  = take & \$336 ;
-  assign \$338  = ky == 3'h4;
-  assign \$339  = \$337  & \$338 ;
-  assign \$342  = ox == 5'h1b;
-  assign \$343  = \$341  & \$342 ;
-  assign \$344  = oy == 5'h1b;
-  assign \$345  = \$343  & \$344 ;
-  assign \$346  = r_done | \$345 ;
-  assign \$347  = switch ? 1'h0 : \$346 ;
-  assign \$348  = $signed(low) > $signed(4'ha);
-  assign \$349  = \$347  | \$348 ;
-  assign \$351  = \$320  ? \$335  : \$350 ;
-  assign \$352  = w_px == 5'h1b;
-  assign \$353  = write & \$352 ;
-  assign \$354  = ~ ahead;
-  assign \$355  = w_row == 5'h1b;
-  assign \$356  = \$354  & \$355 ;
-  assign \$357  = \$356  ? 2'h2 : 2'h1;
-  assign \$358  = \$353  ? \$357  : 2'h0;
-  assign \$359  = \$358  == 1'h1;
-  assign \$360  = kx == 3'h4;
-  assign \$361  = take & \$360 ;
-  assign \$362  = ky == 3'h4;
-  assign \$363  = \$361  & \$362 ;
-  assign \$366  = ox == 5'h1b;
-  assign \$367  = \$365  & \$366 ;
-  assign \$368  = oy == 5'h1b;
-  assign \$369  = \$368  ? 2'h2 : 2'h1;
-  assign \$370  = \$367  ? \$369  : 2'h0;
-  assign \$371  = \$370  == 2'h2;
-  assign \$372  = \$359  & \$371 ;
-  assign \$373  = w_px == 5'h1b;
-  assign \$374  = write & \$373 ;
-  assign \$375  = ~ ahead;
-  assign \$376  = w_row == 5'h1b;
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = \$374  & \$377 ;
-  assign \$379  = ahead | \$378 ;
-  assign \$380  = switch ? 1'h0 : \$379 ;
-  assign \$381  = kx == 3'h4;
-  assign \$382  = take & \$381 ;
-  assign \$383  = ky == 3'h4;
-  assign \$384  = \$382  & \$383 ;
-  assign \$387  = ox == 5'h1b;
-  assign \$388  = \$386  & \$387 ;
-  assign \$389  = oy == 5'h1b;
-  assign \$390  = \$388  & \$389 ;
-  assign \$391  = r_done | \$390 ;
-  assign \$392  = switch ? 1'h0 : \$391 ;
-  assign \$393  = ~ \$392 ;
-  assign \$394  = $signed({ 1'h0, w_row }) < $signed(6'h27);
-  assign \$395  = \$393  & \$394 ;
-  assign \$396  = w_row < 5'h1b;
-  assign \$397  = kx == 3'h4;
-  assign \$398  = take & \$397 ;
-  assign \$399  = ky == 3'h4;
-  assign \$400  = \$398  & \$399 ;
-  assign \$403  = ox == 5'h1b;
-  assign \$404  = \$402  & \$403 ;
-  assign \$405  = oy == 5'h1b;
-  assign \$406  = \$404  & \$405 ;
-  assign \$407  = r_done | \$406 ;
-  assign \$408  = switch ? 1'h0 : \$407 ;
-  assign \$409  = w_row < 2'h3;
-  assign \$410  = \$408  | \$409 ;
-  assign \$411  = \$396  & \$410 ;
-  assign \$412  = \$380  ? \$395  : \$411 ;
-  assign \$413  = w_px == 5'h1b;
-  assign \$414  = write & \$413 ;
-  assign \$415  = ~ ahead;
-  assign \$416  = w_row == 5'h1b;
-  assign \$417  = \$415  & \$416 ;
-  assign \$418  = \$417  ? 2'h2 : 2'h1;
-  assign \$419  = \$414  ? \$418  : 2'h0;
-  assign \$420  = \$419  == 1'h1;
-  assign \$421  = kx == 3'h4;
-  assign \$422  = take & \$421 ;
-  assign \$423  = ky == 3'h4;
-  assign \$424  = \$422  & \$423 ;
-  assign \$427  = ox == 5'h1b;
-  assign \$428  = \$426  & \$427 ;
-  assign \$429  = oy == 5'h1b;
-  assign \$430  = \$429  ? 2'h2 : 2'h1;
-  assign \$431  = \$428  ? \$430  : 2'h0;
-  assign \$432  = \$431  == 1'h1;
-  assign \$433  = \$420  & \$432 ;
-  assign \$434  = w_px == 5'h1b;
-  assign \$435  = write & \$434 ;
-  assign \$436  = ~ ahead;
-  assign \$437  = w_row == 5'h1b;
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = \$435  & \$438 ;
-  assign \$440  = ahead | \$439 ;
-  assign \$441  = switch ? 1'h0 : \$440 ;
-  assign \$442  = kx == 3'h4;
-  assign \$443  = take & \$442 ;
-  assign \$444  = ky == 3'h4;
-  assign \$445  = \$443  & \$444 ;
-  assign \$448  = ox == 5'h1b;
-  assign \$449  = \$447  & \$448 ;
-  assign \$450  = oy == 5'h1b;
-  assign \$451  = \$449  & \$450 ;
-  assign \$452  = r_done | \$451 ;
-  assign \$453  = switch ? 1'h0 : \$452 ;
-  assign \$454  = ~ \$453 ;
-  assign \$455  = $signed(d) < $signed(6'h2a);
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = w_row < 5'h1b;
-  assign \$458  = kx == 3'h4;
-  assign \$459  = take & \$458 ;
-  assign \$460  = ky == 3'h4;
-  assign \$461  = \$459  & \$460 ;
-  assign \$464  = ox == 5'h1b;
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = oy == 5'h1b;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = r_done | \$467 ;
-  assign \$469  = switch ? 1'h0 : \$468 ;
-  assign \$470  = $signed(d) < $signed(4'h6);
-  assign \$471  = \$469  | \$470 ;
-  assign \$472  = \$457  & \$471 ;
-  assign \$473  = \$441  ? \$456  : \$472 ;
-  assign \$474  = w_px == 5'h1b;
-  assign \$475  = write & \$474 ;
-  assign \$476  = ~ ahead;
-  assign \$477  = w_row == 5'h1b;
-  assign \$478  = \$476  & \$477 ;
-  assign \$479  = \$478  ? 2'h2 : 2'h1;
-  assign \$480  = \$475  ? \$479  : 2'h0;
-  assign \$481  = \$480  == 1'h1;
-  assign \$482  = kx == 3'h4;
-  assign \$483  = take & \$482 ;
-  assign \$484  = ky == 3'h4;
-  assign \$485  = \$483  & \$484 ;
-  assign \$488  = ox == 5'h1b;
-  assign \$489  = \$487  & \$488 ;
-  assign \$490  = oy == 5'h1b;
-  assign \$491  = \$490  ? 2'h2 : 2'h1;
-  assign \$492  = \$489  ? \$491  : 2'h0;
-  assign \$493  = ! \$492 ;
-  assign \$494  = \$481  & \$493 ;
-  assign \$495  = w_px == 5'h1b;
-  assign \$496  = write & \$495 ;
-  assign \$497  = ~ ahead;
-  assign \$498  = w_row == 5'h1b;
-  assign \$499  = \$497  & \$498 ;
-  assign \$500  = \$496  & \$499 ;
-  assign \$501  = ahead | \$500 ;
-  assign \$502  = switch ? 1'h0 : \$501 ;
-  assign \$503  = kx == 3'h4;
-  assign \$504  = take & \$503 ;
-  assign \$505  = ky == 3'h4;
-  assign \$506  = \$504  & \$505 ;
-  assign \$509  = ox == 5'h1b;
-  assign \$510  = \$508  & \$509 ;
-  assign \$511  = oy == 5'h1b;
-  assign \$512  = \$510  & \$511 ;
-  assign \$513  = r_done | \$512 ;
-  assign \$514  = switch ? 1'h0 : \$513 ;
-  assign \$515  = ~ \$514 ;
-  assign \$516  = $signed(d) < $signed(6'h29);
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = w_row < 5'h1b;
-  assign \$519  = kx == 3'h4;
-  assign \$520  = take & \$519 ;
-  assign \$521  = ky == 3'h4;
-  assign \$522  = \$520  & \$521 ;
-  assign \$525  = ox == 5'h1b;
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = oy == 5'h1b;
-  assign \$528  = \$526  & \$527 ;
-  assign \$529  = r_done | \$528 ;
-  assign \$530  = switch ? 1'h0 : \$529 ;
-  assign \$531  = $signed(d) < $signed(4'h5);
-  assign \$532  = \$530  | \$531 ;
-  assign \$533  = \$518  & \$532 ;
-  assign \$534  = \$502  ? \$517  : \$533 ;
-  assign \$535  = w_px == 5'h1b;
-  assign \$536  = write & \$535 ;
-  assign \$537  = ~ ahead;
-  assign \$538  = w_row == 5'h1b;
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = \$539  ? 2'h2 : 2'h1;
-  assign \$541  = \$536  ? \$540  : 2'h0;
-  assign \$542  = ! \$541 ;
-  assign \$543  = kx == 3'h4;
-  assign \$544  = take & \$543 ;
-  assign \$545  = ky == 3'h4;
-  assign \$546  = \$544  & \$545 ;
-  assign \$549  = ox == 5'h1b;
-  assign \$550  = \$548  & \$549 ;
-  assign \$551  = oy == 5'h1b;
-  assign \$552  = \$551  ? 2'h2 : 2'h1;
-  assign \$553  = \$550  ? \$552  : 2'h0;
-  assign \$554  = \$553  == 2'h2;
-  assign \$555  = \$542  & \$554 ;
-  assign \$556  = w_px == 5'h1b;
-  assign \$557  = write & \$556 ;
-  assign \$558  = ~ ahead;
-  assign \$559  = w_row == 5'h1b;
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = \$557  & \$560 ;
-  assign \$562  = ahead | \$561 ;
-  assign \$563  = switch ? 1'h0 : \$562 ;
-  assign \$564  = kx == 3'h4;
-  assign \$565  = take & \$564 ;
-  assign \$566  = ky == 3'h4;
-  assign \$567  = \$565  & \$566 ;
-  assign \$570  = ox == 5'h1b;
-  assign \$571  = \$569  & \$570 ;
-  assign \$572  = oy == 5'h1b;
-  assign \$573  = \$571  & \$572 ;
-  assign \$574  = r_done | \$573 ;
-  assign \$575  = switch ? 1'h0 : \$574 ;
-  assign \$576  = ~ \$575 ;
-  assign \$577  = $signed({ 1'h0, w_row }) < $signed(6'h28);
-  assign \$578  = \$576  & \$577 ;
-  assign \$579  = w_row < 5'h1c;
-  assign \$580  = kx == 3'h4;
-  assign \$581  = take & \$580 ;
-  assign \$582  = ky == 3'h4;
-  assign \$583  = \$581  & \$582 ;
-  assign \$586  = ox == 5'h1b;
-  assign \$587  = \$585  & \$586 ;
-  assign \$588  = oy == 5'h1b;
-  assign \$589  = \$587  & \$588 ;
-  assign \$590  = r_done | \$589 ;
-  assign \$591  = switch ? 1'h0 : \$590 ;
-  assign \$592  = w_row < 3'h4;
-  assign \$593  = \$591  | \$592 ;
-  assign \$594  = \$579  & \$593 ;
-  assign \$595  = \$563  ? \$578  : \$594 ;
-  assign \$596  = w_px == 5'h1b;
-  assign \$597  = write & \$596 ;
-  assign \$598  = ~ ahead;
-  assign \$599  = w_row == 5'h1b;
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = \$600  ? 2'h2 : 2'h1;
-  assign \$602  = \$597  ? \$601  : 2'h0;
-  assign \$603  = ! \$602 ;
-  assign \$604  = kx == 3'h4;
-  assign \$605  = take & \$604 ;
-  assign \$606  = ky == 3'h4;
-  assign \$607  = \$605  & \$606 ;
-  assign \$610  = ox == 5'h1b;
-  assign \$611  = \$609  & \$610 ;
-  assign \$612  = oy == 5'h1b;
-  assign \$613  = \$612  ? 2'h2 : 2'h1;
-  assign \$614  = \$611  ? \$613  : 2'h0;
-  assign \$615  = \$614  == 1'h1;
-  assign \$616  = \$603  & \$615 ;
-  assign \$617  = w_px == 5'h1b;
-  assign \$618  = write & \$617 ;
-  assign \$619  = ~ ahead;
-  assign \$620  = w_row == 5'h1b;
-  assign \$621  = \$619  & \$620 ;
-  assign \$622  = \$618  & \$621 ;
-  assign \$623  = ahead | \$622 ;
-  assign \$624  = switch ? 1'h0 : \$623 ;
-  assign \$625  = kx == 3'h4;
-  assign \$626  = take & \$625 ;
-  assign \$627  = ky == 3'h4;
-  assign \$628  = \$626  & \$627 ;
-  assign \$631  = ox == 5'h1b;
-  assign \$632  = \$630  & \$631 ;
-  assign \$633  = oy == 5'h1b;
-  assign \$634  = \$632  & \$633 ;
-  assign \$635  = r_done | \$634 ;
-  assign \$636  = switch ? 1'h0 : \$635 ;
-  assign \$637  = ~ \$636 ;
-  assign \$638  = $signed(d) < $signed(6'h2b);
-  assign \$639  = \$637  & \$638 ;
-  assign \$640  = w_row < 5'h1c;
-  assign \$641  = kx == 3'h4;
-  assign \$642  = take & \$641 ;
-  assign \$643  = ky == 3'h4;
-  assign \$644  = \$642  & \$643 ;
-  assign \$647  = ox == 5'h1b;
-  assign \$648  = \$646  & \$647 ;
-  assign \$649  = oy == 5'h1b;
-  assign \$650  = \$648  & \$649 ;
-  assign \$651  = r_done | \$650 ;
-  assign \$652  = switch ? 1'h0 : \$651 ;
-  assign \$653  = $signed(d) < $signed(4'h7);
-  assign \$654  = \$652  | \$653 ;
-  assign \$655  = \$640  & \$654 ;
-  assign \$656  = \$624  ? \$639  : \$655 ;
-  assign \$657  = w_px == 5'h1b;
-  assign \$658  = write & \$657 ;
-  assign \$659  = ~ ahead;
-  assign \$660  = w_row == 5'h1b;
-  assign \$661  = \$659  & \$660 ;
-  assign \$662  = \$661  ? 2'h2 : 2'h1;
-  assign \$663  = \$658  ? \$662  : 2'h0;
-  assign \$664  = ! \$663 ;
-  assign \$665  = kx == 3'h4;
-  assign \$666  = take & \$665 ;
-  assign \$667  = ky == 3'h4;
-  assign \$668  = \$666  & \$667 ;
-  assign \$671  = ox == 5'h1b;
-  assign \$672  = \$670  & \$671 ;
-  assign \$673  = oy == 5'h1b;
-  assign \$674  = \$673  ? 2'h2 : 2'h1;
-  assign \$675  = \$672  ? \$674  : 2'h0;
-  assign \$676  = ! \$675 ;
-  assign \$677  = \$664  & \$676 ;
-  assign \$678  = w_px == 5'h1b;
-  assign \$679  = write & \$678 ;
-  assign \$680  = ~ ahead;
-  assign \$681  = w_row == 5'h1b;
-  assign \$682  = \$680  & \$681 ;
-  assign \$683  = \$679  & \$682 ;
-  assign \$684  = ahead | \$683 ;
-  assign \$685  = switch ? 1'h0 : \$684 ;
-  assign \$686  = kx == 3'h4;
-  assign \$687  = take & \$686 ;
-  assign \$688  = ky == 3'h4;
-  assign \$689  = \$687  & \$688 ;
-  assign \$692  = ox == 5'h1b;
-  assign \$693  = \$691  & \$692 ;
-  assign \$694  = oy == 5'h1b;
-  assign \$695  = \$693  & \$694 ;
-  assign \$696  = r_done | \$695 ;
-  assign \$697  = switch ? 1'h0 : \$696 ;
-  assign \$698  = ~ \$697 ;
-  assign \$699  = $signed(d) < $signed(6'h2a);
-  assign \$700  = \$698  & \$699 ;
-  assign \$701  = w_row < 5'h1c;
-  assign \$702  = kx == 3'h4;
-  assign \$703  = take & \$702 ;
-  assign \$704  = ky == 3'h4;
-  assign \$705  = \$703  & \$704 ;
-  assign \$708  = ox == 5'h1b;
-  assign \$709  = \$707  & \$708 ;
-  assign \$710  = oy == 5'h1b;
-  assign \$711  = \$709  & \$710 ;
-  assign \$712  = r_done | \$711 ;
-  assign \$713  = switch ? 1'h0 : \$712 ;
-  assign \$714  = $signed(d) < $signed(4'h6);
-  assign \$715  = \$713  | \$714 ;
-  assign \$716  = \$701  & \$715 ;
-  assign \$717  = \$685  ? \$700  : \$716 ;
-  assign \$718  = \$677  ? \$717  : 1'h0;
-  assign \$719  = \$616  ? \$656  : \$718 ;
-  assign \$720  = \$555  ? \$595  : \$719 ;
-  assign \$721  = \$494  ? \$534  : \$720 ;
-  assign \$722  = \$433  ? \$473  : \$721 ;
-  assign \$723  = \$372  ? \$412  : \$722 ;
-  assign \$724  = \$312  ? \$351  : \$723 ;
-  assign \$725  = \$252  ? \$291  : \$724 ;
-  assign \$726  = \$194  ? \$231  : \$725 ;
-  always @(posedge clk)
-    w_px <= \$727 ;
-  always @(posedge clk)
-    wr__addr <= \$728 ;
-  always @(posedge clk)
-    ahead <= \$729 ;
-  always @(posedge clk)
-    w_row <= \$730 ;
-  always @(posedge clk)
-    \i__valid$36  <= \$731 ;
-  always @(posedge clk)
-    pad_reg <= \$732 ;
-  always @(posedge clk)
-    kx <= \$733 ;
-  always @(posedge clk)
-    col_addr <= \$734 ;
-  always @(posedge clk)
-    ky <= \$735 ;
-  always @(posedge clk)
-    row_addr <= \$736 ;
-  always @(posedge clk)
-    ox <= \$737 ;
-  always @(posedge clk)
-    ix0 <= \$738 ;
-  always @(posedge clk)
-    ix0c <= \$739 ;
-  always @(posedge clk)
-    oy <= \$740 ;
-  always @(posedge clk)
-    low <= \$741 ;
-  always @(posedge clk)
-    r_done <= \$742 ;
-  always @(posedge clk)
-    base_slot <= \$743 ;
-  always @(posedge clk)
-    base_row <= \$744 ;
-  always @(posedge clk)
-    ix <= \$745 ;
-  always @(posedge clk)
-    iy <= \$746 ;
-  always @(posedge clk)
-    img_slot <= \$747 ;
-  always @(posedge clk)
-    img_row <= \$748 ;
-  always @(posedge clk)
-    d <= \$749 ;
-  always @(posedge clk)
-    \i__ready$18  <= \$750 ;
   assign \i__payload$10  = \o__payload$11 [8] ? 8'h00 : \o__payload$11 [7:0];
   assign write = \i__valid$21  & \i__ready$18 ;
   assign switch = r_done & ahead;
@@ -5068,221 +4317,478 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign pad = \$5  | \$6 ;
   assign \$7  = ~ r_done;
   assign \$8  = pad | ahead;
-  assign \$9  = $signed(iy) < $signed({ 1'h0, w_row });
-  assign \$10  = \$8  | \$9 ;
-  assign avail = \$7  & \$10 ;
-  assign \$11  = ~ \i__valid$36 ;
-  assign advance = \$11  | \i__ready$37 ;
+  assign \$9  = ~ d[6];
+  assign \$10  = | d[5:3];
+  assign \$11  = ! ky;
+  assign \$12  = d[2:0] == 1'h1;
+  assign \$13  = d[2:0] == 2'h2;
+  assign \$14  = d[2:0] == 2'h3;
+  assign \$15  = d[2:0] == 3'h4;
+  assign \$16  = d[2:0] == 3'h5;
+  assign \$17  = d[2:0] == 3'h6;
+  assign \$18  = d[2:0] == 3'h7;
+  assign \$19  = | { \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
+  assign \$20  = \$11  & \$19 ;
+  assign \$21  = ky == 1'h1;
+  assign \$22  = d[2:0] == 2'h2;
+  assign \$23  = d[2:0] == 2'h3;
+  assign \$24  = d[2:0] == 3'h4;
+  assign \$25  = d[2:0] == 3'h5;
+  assign \$26  = d[2:0] == 3'h6;
+  assign \$27  = d[2:0] == 3'h7;
+  assign \$28  = | { \$27 , \$26 , \$25 , \$24 , \$23 , \$22  };
+  assign \$29  = \$21  & \$28 ;
+  assign \$30  = ky == 2'h2;
+  assign \$31  = d[2:0] == 2'h3;
+  assign \$32  = d[2:0] == 3'h4;
+  assign \$33  = d[2:0] == 3'h5;
+  assign \$34  = d[2:0] == 3'h6;
+  assign \$35  = d[2:0] == 3'h7;
+  assign \$36  = | { \$35 , \$34 , \$33 , \$32 , \$31  };
+  assign \$37  = \$30  & \$36 ;
+  assign \$38  = ky == 2'h3;
+  assign \$39  = d[2:0] == 3'h4;
+  assign \$40  = d[2:0] == 3'h5;
+  assign \$41  = d[2:0] == 3'h6;
+  assign \$42  = d[2:0] == 3'h7;
+  assign \$43  = | { \$42 , \$41 , \$40 , \$39  };
+  assign \$44  = \$38  & \$43 ;
+  assign \$45  = ky == 3'h4;
+  assign \$46  = d[2:0] == 3'h5;
+  assign \$47  = d[2:0] == 3'h6;
+  assign \$48  = d[2:0] == 3'h7;
+  assign \$49  = | { \$48 , \$47 , \$46  };
+  assign \$50  = \$45  & \$49 ;
+  assign \$51  = | { \$50 , \$44 , \$37 , \$29 , \$20  };
+  assign \$52  = \$10  | \$51 ;
+  assign \$53  = \$9  & \$52 ;
+  assign \$54  = \$8  | \$53 ;
+  assign avail = \$7  & \$54 ;
+  assign \$55  = ~ \i__valid$37 ;
+  assign advance = \$55  | \i__ready$38 ;
   assign take = advance & avail;
-  assign \$12  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
-  assign \$13  = w_px == 5'h1b;
-  assign \$14  = w_px + 1'h1;
-  assign \$15  = \$13  ? 6'h00 : \$14 ;
-  assign \$16  = wr__addr == 8'ha7;
-  assign \$17  = wr__addr + 1'h1;
-  assign \$18  = \$16  ? 9'h000 : \$17 ;
-  assign \$19  = w_px == 5'h1b;
-  assign \$20  = ~ ahead;
-  assign \$21  = w_row == 5'h1b;
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = w_row + 1'h1;
-  assign \$24  = kx == 3'h4;
-  assign \$25  = kx + 1'h1;
-  assign \$26  = \$24  ? 4'h0 : \$25 ;
-  assign \$27  = kx == 3'h4;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = $signed(col_addr) + $signed(2'h1);
-  assign \$30  = ky == 3'h4;
-  assign \$31  = ky + 1'h1;
-  assign \$32  = \$30  ? 4'h0 : \$31 ;
-  assign \$33  = ky == 3'h4;
-  assign \$34  = ~ \$33 ;
-  assign \$35  = $signed(ix0c) + $signed(1'h0);
-  assign \$36  = row_addr + 5'h1c;
-  assign \$37  = \$36  >= 8'ha8;
-  assign \$38  = row_addr + 5'h1c;
-  assign \$39  = \$38  - 8'ha8;
-  assign \$40  = row_addr + 5'h1c;
-  assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
-  assign \$47  = $signed(ix0c) + $signed(1'h0);
-  assign \$48  = $signed(\$47 ) + $signed(2'h1);
-  assign \$49  = ox == 5'h1b;
-  assign \$50  = ox + 1'h1;
-  assign \$51  = \$49  ? 6'h00 : \$50 ;
-  assign \$52  = ox == 5'h1b;
-  assign \$53  = $signed(ix0) + $signed(2'h1);
-  assign \$54  = \$52  ? 7'h7e : \$53 ;
-  assign \$55  = ox == 5'h1b;
-  assign \$56  = $signed(ix0c) + $signed(2'h1);
-  assign \$57  = \$55  ? 7'h7e : \$56 ;
-  assign \$58  = ox == 5'h1b;
-  assign \$59  = $signed(ix0c) + $signed(2'h1);
-  assign \$60  = \$58  ? 7'h7e : \$59 ;
-  assign \$61  = ox == 5'h1b;
-  assign \$62  = oy == 5'h1b;
-  assign \$63  = oy + 1'h1;
-  assign \$64  = \$62  ? 6'h00 : \$63 ;
-  assign \$65  = oy == 5'h1b;
-  assign \$66  = $signed(low) + $signed(2'h1);
-  assign \$67  = \$65  ? 7'h7e : \$66 ;
-  assign \$68  = oy == 5'h1b;
-  assign \$69  = base_slot + 1'h1;
-  assign \$70  = \$69  >= 3'h6;
-  assign \$71  = base_slot + 1'h1;
-  assign \$72  = \$71  - 3'h6;
-  assign \$73  = base_slot + 1'h1;
-  assign \$74  = \$70  ? \$72  : { 1'h0, \$73  };
-  assign \$75  = base_row + 5'h1c;
-  assign \$76  = \$75  >= 8'ha8;
-  assign \$77  = base_row + 5'h1c;
-  assign \$78  = \$77  - 8'ha8;
-  assign \$79  = base_row + 5'h1c;
-  assign \$80  = \$76  ? \$78  : { 1'h0, \$79  };
-  assign \$81  = base_row + 5'h1c;
-  assign \$82  = \$81  >= 8'ha8;
-  assign \$83  = base_row + 5'h1c;
-  assign \$84  = \$83  - 8'ha8;
-  assign \$85  = base_row + 5'h1c;
-  assign \$86  = \$82  ? \$84  : { 1'h0, \$85  };
-  assign \$87  = kx == 3'h4;
-  assign \$88  = ~ \$87 ;
-  assign \$89  = ky == 3'h4;
-  assign \$92  = $signed(ix) + $signed(2'h1);
+  assign \$56  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
+  assign \$57  = w_px == 5'h1b;
+  assign \$58  = w_px + 1'h1;
+  assign \$59  = \$57  ? 6'h00 : \$58 ;
+  assign \$60  = wr__addr == 8'ha7;
+  assign \$61  = wr__addr + 1'h1;
+  assign \$62  = \$60  ? 9'h000 : \$61 ;
+  assign \$63  = w_px == 5'h1b;
+  assign \$64  = ~ ahead;
+  assign \$65  = w_row == 5'h1b;
+  assign \$66  = \$64  & \$65 ;
+  assign \$67  = w_row + 1'h1;
+  assign \$68  = kx == 3'h4;
+  assign \$69  = kx + 1'h1;
+  assign \$70  = \$68  ? 4'h0 : \$69 ;
+  assign \$71  = kx == 3'h4;
+  assign \$72  = ~ \$71 ;
+  assign \$73  = $signed(col_addr) + $signed(2'h1);
+  assign \$74  = ky == 3'h4;
+  assign \$75  = ky + 1'h1;
+  assign \$76  = \$74  ? 4'h0 : \$75 ;
+  assign \$77  = ky == 3'h4;
+  assign \$78  = ~ \$77 ;
+  assign \$79  = $signed(ix0c) + $signed(1'h0);
+  assign \$80  = row_addr + 5'h1c;
+  assign \$81  = \$80  >= 8'ha8;
+  assign \$82  = row_addr + 5'h1c;
+  assign \$83  = \$82  - 8'ha8;
+  assign \$84  = row_addr + 5'h1c;
+  assign \$85  = \$81  ? \$83  : { 1'h0, \$84  };
+  assign \$91  = $signed(ix0c) + $signed(1'h0);
+  assign \$92  = $signed(\$91 ) + $signed(2'h1);
   assign \$93  = ox == 5'h1b;
-  assign \$94  = $signed(ix0) + $signed(2'h1);
-  assign \$95  = \$93  ? 7'h7e : \$94 ;
-  assign \$96  = kx == 3'h4;
-  assign \$97  = ky == 3'h4;
-  assign \$98  = ~ \$97 ;
-  assign \$100  = ox == 5'h1b;
-  assign \$102  = $signed(iy) + $signed(2'h1);
-  assign \$103  = oy == 5'h1b;
-  assign \$104  = $signed(low) + $signed(2'h1);
-  assign \$105  = \$103  ? 7'h7e : \$104 ;
-  assign \$106  = img_slot + 3'h4;
-  assign \$107  = \$106  >= 3'h6;
-  assign \$108  = img_slot + 3'h4;
-  assign \$109  = \$108  - 3'h6;
-  assign \$110  = img_slot + 3'h4;
-  assign \$111  = \$107  ? \$109  : { 1'h0, \$110  };
-  assign \$112  = img_row + 7'h70;
-  assign \$113  = \$112  >= 8'ha8;
-  assign \$114  = img_row + 7'h70;
-  assign \$115  = \$114  - 8'ha8;
-  assign \$116  = img_row + 7'h70;
-  assign \$117  = \$113  ? \$115  : { 1'h0, \$116  };
-  assign \$118  = img_slot + 2'h2;
-  assign \$119  = \$118  >= 3'h6;
-  assign \$120  = img_slot + 2'h2;
-  assign \$121  = \$120  - 3'h6;
-  assign \$122  = img_slot + 2'h2;
-  assign \$123  = \$119  ? \$121  : { 1'h0, \$122  };
-  assign \$124  = img_row + 6'h38;
-  assign \$125  = \$124  >= 8'ha8;
-  assign \$126  = img_row + 6'h38;
-  assign \$127  = \$126  - 8'ha8;
-  assign \$128  = img_row + 6'h38;
-  assign \$129  = \$125  ? \$127  : { 1'h0, \$128  };
-  assign \$130  = img_row + 6'h38;
-  assign \$131  = \$130  >= 8'ha8;
-  assign \$132  = img_row + 6'h38;
-  assign \$133  = \$132  - 8'ha8;
-  assign \$134  = img_row + 6'h38;
-  assign \$135  = \$131  ? \$133  : { 1'h0, \$134  };
-  assign \$136  = kx == 3'h4;
-  assign \$137  = take & \$136 ;
-  assign \$138  = ky == 3'h4;
-  assign \$139  = \$137  & \$138 ;
-  assign \$142  = ox == 5'h1b;
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = oy == 5'h1b;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = w_px == 5'h1b;
-  assign \$147  = write & \$146 ;
-  assign \$148  = ~ ahead;
-  assign \$149  = w_row == 5'h1b;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = w_row + 1'h1;
-  assign \$152  = \$150  ? 6'h00 : \$151 ;
-  assign \$153  = \$147  ? \$152  : { 1'h0, w_row };
-  assign \$154  = \$153  + 2'h2;
-  assign \$155  = w_px == 5'h1b;
-  assign \$156  = write & \$155 ;
-  assign \$157  = ~ ahead;
-  assign \$158  = w_row == 5'h1b;
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = \$159  ? 6'h25 : 6'h01;
-  assign \$161  = \$156  ? \$160  : 6'h00;
-  assign \$162  = kx == 3'h4;
-  assign \$163  = take & \$162 ;
-  assign \$164  = ky == 3'h4;
-  assign \$165  = \$163  & \$164 ;
-  assign \$168  = ox == 5'h1b;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = \$169  ? 1'h1 : 1'h0;
-  assign \$171  = $signed(\$161 ) - $signed({ 1'h0, \$170  });
-  assign \$172  = $signed(d) + $signed(\$171 );
-  assign \$173  = \$145  ? { 1'h0, \$154  } : \$172 ;
-  assign \$174  = w_px == 5'h1b;
-  assign \$175  = write & \$174 ;
-  assign \$176  = ~ ahead;
-  assign \$177  = w_row == 5'h1b;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = \$178  ? 2'h2 : 2'h1;
-  assign \$180  = \$175  ? \$179  : 2'h0;
-  assign \$181  = \$180  == 2'h2;
-  assign \$182  = kx == 3'h4;
-  assign \$183  = take & \$182 ;
-  assign \$184  = ky == 3'h4;
-  assign \$185  = \$183  & \$184 ;
-  assign \$188  = ox == 5'h1b;
+  assign \$94  = ox + 1'h1;
+  assign \$95  = \$93  ? 6'h00 : \$94 ;
+  assign \$96  = ox == 5'h1b;
+  assign \$97  = $signed(ix0) + $signed(2'h1);
+  assign \$98  = \$96  ? 7'h7e : \$97 ;
+  assign \$99  = ox == 5'h1b;
+  assign \$100  = $signed(ix0c) + $signed(2'h1);
+  assign \$101  = \$99  ? 7'h7e : \$100 ;
+  assign \$102  = ox == 5'h1b;
+  assign \$103  = $signed(ix0c) + $signed(2'h1);
+  assign \$104  = \$102  ? 7'h7e : \$103 ;
+  assign \$105  = ox == 5'h1b;
+  assign \$106  = oy == 5'h1b;
+  assign \$107  = oy + 1'h1;
+  assign \$108  = \$106  ? 6'h00 : \$107 ;
+  assign \$109  = oy == 5'h1b;
+  assign \$110  = $signed(low) + $signed(2'h1);
+  assign \$111  = \$109  ? 7'h7e : \$110 ;
+  assign \$112  = oy == 5'h1b;
+  assign \$113  = base_slot + 1'h1;
+  assign \$114  = \$113  >= 3'h6;
+  assign \$115  = base_slot + 1'h1;
+  assign \$116  = \$115  - 3'h6;
+  assign \$117  = base_slot + 1'h1;
+  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
+  assign \$119  = base_row + 5'h1c;
+  assign \$120  = \$119  >= 8'ha8;
+  assign \$121  = base_row + 5'h1c;
+  assign \$122  = \$121  - 8'ha8;
+  assign \$123  = base_row + 5'h1c;
+  assign \$124  = \$120  ? \$122  : { 1'h0, \$123  };
+  assign \$125  = base_row + 5'h1c;
+  assign \$126  = \$125  >= 8'ha8;
+  assign \$127  = base_row + 5'h1c;
+  assign \$128  = \$127  - 8'ha8;
+  assign \$129  = base_row + 5'h1c;
+  assign \$130  = \$126  ? \$128  : { 1'h0, \$129  };
+  assign \$131  = kx == 3'h4;
+  assign \$132  = ~ \$131 ;
+  assign \$133  = ky == 3'h4;
+  assign \$136  = $signed(ix) + $signed(2'h1);
+  assign \$137  = ox == 5'h1b;
+  assign \$138  = $signed(ix0) + $signed(2'h1);
+  assign \$139  = \$137  ? 7'h7e : \$138 ;
+  assign \$140  = kx == 3'h4;
+  assign \$141  = ky == 3'h4;
+  assign \$142  = ~ \$141 ;
+  assign \$144  = ox == 5'h1b;
+  assign \$146  = $signed(iy) + $signed(2'h1);
+  assign \$147  = oy == 5'h1b;
+  assign \$148  = $signed(low) + $signed(2'h1);
+  assign \$149  = \$147  ? 7'h7e : \$148 ;
+  assign \$150  = img_slot + 3'h4;
+  assign \$151  = \$150  >= 3'h6;
+  assign \$152  = img_slot + 3'h4;
+  assign \$153  = \$152  - 3'h6;
+  assign \$154  = img_slot + 3'h4;
+  assign \$155  = \$151  ? \$153  : { 1'h0, \$154  };
+  assign \$156  = img_row + 7'h70;
+  assign \$157  = \$156  >= 8'ha8;
+  assign \$158  = img_row + 7'h70;
+  assign \$159  = \$158  - 8'ha8;
+  assign \$160  = img_row + 7'h70;
+  assign \$161  = \$157  ? \$159  : { 1'h0, \$160  };
+  assign \$162  = img_slot + 2'h2;
+  assign \$163  = \$162  >= 3'h6;
+  assign \$164  = img_slot + 2'h2;
+  assign \$165  = \$164  - 3'h6;
+  assign \$166  = img_slot + 2'h2;
+  assign \$167  = \$163  ? \$165  : { 1'h0, \$166  };
+  assign \$168  = img_row + 6'h38;
+  assign \$169  = \$168  >= 8'ha8;
+  assign \$170  = img_row + 6'h38;
+  assign \$171  = \$170  - 8'ha8;
+  assign \$172  = img_row + 6'h38;
+  assign \$173  = \$169  ? \$171  : { 1'h0, \$172  };
+  assign \$174  = img_row + 6'h38;
+  assign \$175  = \$174  >= 8'ha8;
+  assign \$176  = img_row + 6'h38;
+  assign \$177  = \$176  - 8'ha8;
+  assign \$178  = img_row + 6'h38;
+  assign \$179  = \$175  ? \$177  : { 1'h0, \$178  };
+  assign \$180  = kx == 3'h4;
+  assign \$181  = take & \$180 ;
+  assign \$182  = ky == 3'h4;
+  assign \$183  = \$181  & \$182 ;
+  assign \$186  = ox == 5'h1b;
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = oy == 5'h1b;
   assign \$189  = \$187  & \$188 ;
-  assign \$190  = oy == 5'h1b;
-  assign \$191  = \$190  ? 2'h2 : 2'h1;
-  assign \$192  = \$189  ? \$191  : 2'h0;
-  assign \$193  = \$192  == 2'h2;
-  assign \$194  = \$181  & \$193 ;
-  assign \$195  = w_px == 5'h1b;
-  assign \$196  = write & \$195 ;
-  assign \$197  = ~ ahead;
-  assign \$198  = w_row == 5'h1b;
-  assign \$199  = \$197  & \$198 ;
-  assign \$200  = \$196  & \$199 ;
-  assign \$201  = ahead | \$200 ;
-  assign \$202  = switch ? 1'h0 : \$201 ;
-  assign \$203  = kx == 3'h4;
-  assign \$204  = take & \$203 ;
-  assign \$205  = ky == 3'h4;
-  assign \$206  = \$204  & \$205 ;
-  assign \$209  = ox == 5'h1b;
-  assign \$210  = \$208  & \$209 ;
-  assign \$211  = oy == 5'h1b;
-  assign \$212  = \$210  & \$211 ;
-  assign \$213  = r_done | \$212 ;
-  assign \$214  = switch ? 1'h0 : \$213 ;
-  assign \$215  = ~ \$214 ;
-  assign \$217  = kx == 3'h4;
-  assign \$218  = take & \$217 ;
-  assign \$219  = ky == 3'h4;
-  assign \$220  = \$218  & \$219 ;
-  assign \$223  = ox == 5'h1b;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = oy == 5'h1b;
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = r_done | \$226 ;
-  assign \$228  = switch ? 1'h0 : \$227 ;
-  assign \$231  = \$202  ? 1'h0 : 1'h1;
-  assign \$232  = w_px == 5'h1b;
-  assign \$233  = write & \$232 ;
-  assign \$234  = ~ ahead;
-  assign \$235  = w_row == 5'h1b;
-  assign \$236  = \$234  & \$235 ;
-  assign \$237  = \$236  ? 2'h2 : 2'h1;
-  assign \$238  = \$233  ? \$237  : 2'h0;
-  assign \$239  = \$238  == 2'h2;
-  assign \$240  = kx == 3'h4;
-  assign \$241  = take & \$240 ;
-  assign \$242  = ky == 3'h4;
+  assign \$190  = w_px == 5'h1b;
+  assign \$191  = write & \$190 ;
+  assign \$192  = ~ ahead;
+  assign \$193  = ~ room_w_27[5];
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$194  & room_w_28[5];
+  assign \$196  = w_row + 1'h1;
+  assign \$197  = \$195  ? 6'h00 : \$196 ;
+  assign \$198  = \$191  ? \$197  : { 1'h0, w_row };
+  assign \$199  = \$198  + 2'h2;
+  assign \$200  = w_px == 5'h1b;
+  assign \$201  = write & \$200 ;
+  assign \$202  = ~ ahead;
+  assign \$203  = ~ room_w_27[5];
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = \$204  & room_w_28[5];
+  assign \$206  = \$205  ? 6'h25 : 6'h01;
+  assign \$207  = \$201  ? \$206  : 6'h00;
+  assign \$208  = kx == 3'h4;
+  assign \$209  = take & \$208 ;
+  assign \$210  = ky == 3'h4;
+  assign \$211  = \$209  & \$210 ;
+  assign \$214  = ox == 5'h1b;
+  assign \$215  = \$213  & \$214 ;
+  assign \$216  = \$215  ? 1'h1 : 1'h0;
+  assign \$217  = $signed(\$207 ) - $signed({ 1'h0, \$216  });
+  assign \$218  = $signed(d) + $signed(\$217 );
+  assign \$219  = \$189  ? { 1'h0, \$199  } : \$218 ;
+  assign \$220  = kx == 3'h4;
+  assign \$221  = take & \$220 ;
+  assign \$222  = ky == 3'h4;
+  assign \$223  = \$221  & \$222 ;
+  assign \$226  = ox == 5'h1b;
+  assign \$227  = \$225  & \$226 ;
+  assign \$228  = w_px == 5'h1b;
+  assign \$229  = write & \$228 ;
+  assign \$230  = ~ ahead;
+  assign \$231  = ~ room_w_27[5];
+  assign \$232  = \$230  & \$231 ;
+  assign \$233  = \$232  & room_w_28[5];
+  assign \$234  = oy == 5'h1b;
+  assign \$235  = ~ ahead;
+  assign \$236  = ~ room_w_27[5];
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = \$237  & room_w_28[5];
+  assign \$239  = ahead | \$238 ;
+  assign \$240  = switch ? 1'h0 : \$239 ;
+  assign \$241  = oy == 5'h1b;
+  assign \$242  = r_done | \$241 ;
+  assign \$243  = switch ? 1'h0 : \$242 ;
+  assign \$244  = ~ \$243 ;
+  assign \$246  = oy == 5'h1b;
+  assign \$247  = r_done | \$246 ;
+  assign \$248  = switch ? 1'h0 : \$247 ;
+  assign \$251  = \$240  ? 1'h0 : 1'h1;
+  assign \$252  = ~ ahead;
+  assign \$253  = ~ room_w_27[5];
+  assign \$254  = \$252  & \$253 ;
+  assign \$255  = \$254  & room_w_28[5];
+  assign \$256  = ahead | \$255 ;
+  assign \$257  = switch ? 1'h0 : \$256 ;
+  assign \$258  = oy == 5'h1b;
+  assign \$259  = r_done | \$258 ;
+  assign \$260  = switch ? 1'h0 : \$259 ;
+  assign \$261  = ~ \$260 ;
+  assign \$262  = \$261  & room_low_21[5];
+  assign \$263  = oy == 5'h1b;
+  assign \$264  = r_done | \$263 ;
+  assign \$265  = switch ? 1'h0 : \$264 ;
+  assign \$268  = \$257  ? \$262  : 1'h1;
+  assign \$269  = \$234  ? \$251  : \$268 ;
+  assign \$270  = oy == 5'h1b;
+  assign \$271  = ~ ahead;
+  assign \$272  = ~ room_w_27[5];
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = \$273  & room_w_28[5];
+  assign \$275  = ahead | \$274 ;
+  assign \$276  = switch ? 1'h0 : \$275 ;
+  assign \$277  = oy == 5'h1b;
+  assign \$278  = r_done | \$277 ;
+  assign \$279  = switch ? 1'h0 : \$278 ;
+  assign \$280  = ~ \$279 ;
+  assign \$282  = oy == 5'h1b;
+  assign \$283  = r_done | \$282 ;
+  assign \$284  = switch ? 1'h0 : \$283 ;
+  assign \$285  = \$284  | room_w_3[5];
+  assign \$286  = room_w_27[5] & \$285 ;
+  assign \$287  = \$276  ? 1'h0 : \$286 ;
+  assign \$288  = ~ ahead;
+  assign \$289  = ~ room_w_27[5];
+  assign \$290  = \$288  & \$289 ;
+  assign \$291  = \$290  & room_w_28[5];
+  assign \$292  = ahead | \$291 ;
+  assign \$293  = switch ? 1'h0 : \$292 ;
+  assign \$294  = oy == 5'h1b;
+  assign \$295  = r_done | \$294 ;
+  assign \$296  = switch ? 1'h0 : \$295 ;
+  assign \$297  = ~ \$296 ;
+  assign \$298  = $signed(d) < $signed(6'h2a);
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = oy == 5'h1b;
+  assign \$301  = r_done | \$300 ;
+  assign \$302  = switch ? 1'h0 : \$301 ;
+  assign \$303  = $signed(d) < $signed(4'h6);
+  assign \$304  = \$302  | \$303 ;
+  assign \$305  = room_w_27[5] & \$304 ;
+  assign \$306  = \$293  ? \$299  : \$305 ;
+  assign \$307  = \$270  ? \$287  : \$306 ;
+  assign \$308  = \$233  ? \$269  : \$307 ;
+  assign \$309  = oy == 5'h1b;
+  assign \$310  = switch ? 1'h0 : ahead;
+  assign \$311  = oy == 5'h1b;
+  assign \$312  = r_done | \$311 ;
+  assign \$313  = switch ? 1'h0 : \$312 ;
+  assign \$314  = ~ \$313 ;
+  assign \$316  = oy == 5'h1b;
+  assign \$317  = r_done | \$316 ;
+  assign \$318  = switch ? 1'h0 : \$317 ;
+  assign \$319  = \$318  | room_w_4[5];
+  assign \$320  = room_w_28[5] & \$319 ;
+  assign \$321  = \$310  ? 1'h0 : \$320 ;
+  assign \$322  = switch ? 1'h0 : ahead;
+  assign \$323  = oy == 5'h1b;
+  assign \$324  = r_done | \$323 ;
+  assign \$325  = switch ? 1'h0 : \$324 ;
+  assign \$326  = ~ \$325 ;
+  assign \$327  = $signed(d) < $signed(6'h2b);
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = oy == 5'h1b;
+  assign \$330  = r_done | \$329 ;
+  assign \$331  = switch ? 1'h0 : \$330 ;
+  assign \$332  = $signed(d) < $signed(4'h7);
+  assign \$333  = \$331  | \$332 ;
+  assign \$334  = room_w_28[5] & \$333 ;
+  assign \$335  = \$322  ? \$328  : \$334 ;
+  assign \$336  = \$309  ? \$321  : \$335 ;
+  assign \$337  = \$229  ? \$308  : \$336 ;
+  assign \$338  = w_px == 5'h1b;
+  assign \$339  = write & \$338 ;
+  assign \$340  = ~ ahead;
+  assign \$341  = ~ room_w_27[5];
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = \$342  & room_w_28[5];
+  assign \$344  = ~ ahead;
+  assign \$345  = ~ room_w_27[5];
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = \$346  & room_w_28[5];
+  assign \$348  = ahead | \$347 ;
+  assign \$349  = switch ? 1'h0 : \$348 ;
+  assign \$350  = switch ? 1'h0 : r_done;
+  assign \$351  = ~ \$350 ;
+  assign \$352  = \$351  & room_low_22[5];
+  assign \$353  = switch ? 1'h0 : r_done;
+  assign \$356  = \$349  ? \$352  : 1'h1;
+  assign \$357  = ~ ahead;
+  assign \$358  = ~ room_w_27[5];
+  assign \$359  = \$357  & \$358 ;
+  assign \$360  = \$359  & room_w_28[5];
+  assign \$361  = ahead | \$360 ;
+  assign \$362  = switch ? 1'h0 : \$361 ;
+  assign \$363  = switch ? 1'h0 : r_done;
+  assign \$364  = ~ \$363 ;
+  assign \$365  = $signed(d) < $signed(6'h29);
+  assign \$366  = \$364  & \$365 ;
+  assign \$367  = switch ? 1'h0 : r_done;
+  assign \$368  = $signed(d) < $signed(4'h5);
+  assign \$369  = \$367  | \$368 ;
+  assign \$370  = room_w_27[5] & \$369 ;
+  assign \$371  = \$362  ? \$366  : \$370 ;
+  assign \$372  = \$343  ? \$356  : \$371 ;
+  assign \$373  = switch ? 1'h0 : ahead;
+  assign \$374  = switch ? 1'h0 : r_done;
+  assign \$375  = ~ \$374 ;
+  assign \$376  = $signed(d) < $signed(6'h2a);
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = switch ? 1'h0 : r_done;
+  assign \$379  = $signed(d) < $signed(4'h6);
+  assign \$380  = \$378  | \$379 ;
+  assign \$381  = room_w_28[5] & \$380 ;
+  assign \$382  = \$373  ? \$377  : \$381 ;
+  assign \$383  = switch ? \$382  : \i__ready$18 ;
+  assign \$384  = \$339  ? \$372  : \$383 ;
+  assign \$385  = \$227  ? \$337  : \$384 ;
+  assign \$386  = w_px == 5'h1b;
+  assign \$387  = write & \$386 ;
+  assign \$388  = ~ ahead;
+  assign \$389  = ~ room_w_27[5];
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$390  & room_w_28[5];
+  assign \$392  = $signed(room_w_27) + $signed(2'h1);
+  assign \$393  = \$391  ? 7'h65 : \$392 ;
+  assign \$394  = \$387  ? \$393  : { room_w_27[5], room_w_27 };
+  assign \$395  = w_px == 5'h1b;
+  assign \$396  = write & \$395 ;
+  assign \$397  = ~ ahead;
+  assign \$398  = ~ room_w_27[5];
+  assign \$399  = \$397  & \$398 ;
+  assign \$400  = \$399  & room_w_28[5];
+  assign \$401  = $signed(room_w_28) + $signed(2'h1);
+  assign \$402  = \$400  ? 7'h64 : \$401 ;
+  assign \$403  = \$396  ? \$402  : { room_w_28[5], room_w_28 };
+  assign \$404  = kx == 3'h4;
+  assign \$405  = take & \$404 ;
+  assign \$406  = ky == 3'h4;
+  assign \$407  = \$405  & \$406 ;
+  assign \$410  = ox == 5'h1b;
+  assign \$411  = \$409  & \$410 ;
+  assign \$412  = oy == 5'h1b;
+  assign \$413  = $signed(room_low_21) - $signed(2'h1);
+  assign \$414  = \$412  ? 7'h17 : \$413 ;
+  assign \$415  = \$411  ? \$414  : { room_low_21[5], room_low_21 };
+  assign \$416  = w_px == 5'h1b;
+  assign \$417  = write & \$416 ;
+  assign \$418  = ~ ahead;
+  assign \$419  = ~ room_w_27[5];
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = \$420  & room_w_28[5];
+  assign \$422  = $signed(room_w_3) + $signed(2'h1);
+  assign \$423  = \$421  ? 7'h7d : \$422 ;
+  assign \$424  = \$417  ? \$423  : { room_w_3[5], room_w_3 };
+  assign \$425  = w_px == 5'h1b;
+  assign \$426  = write & \$425 ;
+  assign \$427  = ~ ahead;
+  assign \$428  = ~ room_w_27[5];
+  assign \$429  = \$427  & \$428 ;
+  assign \$430  = \$429  & room_w_28[5];
+  assign \$431  = $signed(room_w_4) + $signed(2'h1);
+  assign \$432  = \$430  ? 7'h7c : \$431 ;
+  assign \$433  = \$426  ? \$432  : { room_w_4[5], room_w_4 };
+  assign \$434  = kx == 3'h4;
+  assign \$435  = take & \$434 ;
+  assign \$436  = ky == 3'h4;
+  assign \$437  = \$435  & \$436 ;
+  assign \$440  = ox == 5'h1b;
+  assign \$441  = \$439  & \$440 ;
+  assign \$442  = oy == 5'h1b;
+  assign \$443  = $signed(room_low_22) - $signed(2'h1);
+  assign \$444  = \$442  ? 7'h18 : \$443 ;
+  assign \$445  = \$441  ? \$444  : { room_low_22[5], room_low_22 };
+  always @(posedge clk)
+    w_px <= \$446 ;
+  always @(posedge clk)
+    wr__addr <= \$447 ;
+  always @(posedge clk)
+    ahead <= \$448 ;
+  always @(posedge clk)
+    w_row <= \$449 ;
+  always @(posedge clk)
+    \i__valid$37  <= \$450 ;
+  always @(posedge clk)
+    pad_reg <= \$451 ;
+  always @(posedge clk)
+    kx <= \$452 ;
+  always @(posedge clk)
+    col_addr <= \$453 ;
+  always @(posedge clk)
+    ky <= \$454 ;
+  always @(posedge clk)
+    row_addr <= \$455 ;
+  always @(posedge clk)
+    ox <= \$456 ;
+  always @(posedge clk)
+    ix0 <= \$457 ;
+  always @(posedge clk)
+    ix0c <= \$458 ;
+  always @(posedge clk)
+    oy <= \$459 ;
+  always @(posedge clk)
+    low <= \$460 ;
+  always @(posedge clk)
+    r_done <= \$461 ;
+  always @(posedge clk)
+    base_slot <= \$462 ;
+  always @(posedge clk)
+    base_row <= \$463 ;
+  always @(posedge clk)
+    ix <= \$464 ;
+  always @(posedge clk)
+    iy <= \$465 ;
+  always @(posedge clk)
+    img_slot <= \$466 ;
+  always @(posedge clk)
+    img_row <= \$467 ;
+  always @(posedge clk)
+    d <= \$468 ;
+  always @(posedge clk)
+    \i__ready$18  <= \$469 ;
+  always @(posedge clk)
+    room_w_27 <= \$470 ;
+  always @(posedge clk)
+    room_w_28 <= \$471 ;
+  always @(posedge clk)
+    room_low_21 <= \$472 ;
+  always @(posedge clk)
+    room_w_3 <= \$473 ;
+  always @(posedge clk)
+    room_w_4 <= \$474 ;
+  always @(posedge clk)
+    room_low_22 <= \$475 ;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -5305,158 +4811,158 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   );
   \flexor_lenet5.conv1_window.read  read (
     .clk(clk),
-    .i__ready(\i__ready$37 ),
-    .i__valid(\i__valid$36 ),
+    .i__ready(\i__ready$38 ),
+    .i__valid(\i__valid$37 ),
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$5215$0 (pad_reg),
-    .\port$792$0 (rd__data),
+    .\port$4677$0 (pad_reg),
+    .\port$511$0 (rd__data),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$727  = w_px;
+    \$446  = w_px;
     if (write) begin
-      \$727  = \$15 [4:0];
+      \$446  = \$59 [4:0];
     end
     if (rst) begin
-      \$727  = 5'h00;
+      \$446  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$728  = wr__addr;
+    \$447  = wr__addr;
     if (write) begin
-      \$728  = \$18 [7:0];
+      \$447  = \$62 [7:0];
     end
     if (rst) begin
-      \$728  = 8'h00;
+      \$447  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$729  = ahead;
+    \$448  = ahead;
     if (write) begin
-      if (\$19 ) begin
-        if (\$22 ) begin
-          \$729  = 1'h1;
+      if (\$63 ) begin
+        if (\$66 ) begin
+          \$448  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$729  = 1'h0;
+      \$448  = 1'h0;
     end
     if (rst) begin
-      \$729  = 1'h0;
+      \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$730  = w_row;
+    \$449  = w_row;
     if (write) begin
-      if (\$19 ) begin
+      if (\$63 ) begin
         (* full_case = 32'd1 *)
-        if (\$22 ) begin
-          \$730  = 5'h00;
+        if (\$66 ) begin
+          \$449  = 5'h00;
         end else begin
-          \$730  = \$23 [4:0];
+          \$449  = \$67 [4:0];
         end
       end
     end
     if (rst) begin
-      \$730  = 5'h00;
+      \$449  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$731  = \i__valid$36 ;
+    \$450  = \i__valid$37 ;
     if (advance) begin
-      \$731  = avail;
+      \$450  = avail;
     end
     if (rst) begin
-      \$731  = 1'h0;
+      \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$732  = pad_reg;
+    \$451  = pad_reg;
     if (take) begin
-      \$732  = pad;
+      \$451  = pad;
     end
     if (rst) begin
-      \$732  = 1'h0;
+      \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$733  = kx;
+    \$452  = kx;
     if (take) begin
-      \$733  = \$26 [2:0];
+      \$452  = \$70 [2:0];
     end
     if (rst) begin
-      \$733  = 3'h0;
+      \$452  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$734  = col_addr;
+    \$453  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
-        \$734  = \$29 [5:0];
+      if (\$72 ) begin
+        \$453  = \$73 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
-          \$734  = \$35 [5:0];
+        if (\$78 ) begin
+          \$453  = \$79 [5:0];
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
-            \$734  = \$48 [5:0];
+          if (\$90 ) begin
+            \$453  = \$92 [5:0];
           end else begin
-            \$734  = \$60 [5:0];
+            \$453  = \$104 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$734  = 6'h3e;
+      \$453  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$735  = ky;
+    \$454  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
-        \$735  = \$32 [2:0];
+        \$454  = \$76 [2:0];
       end
     end
     if (rst) begin
-      \$735  = 3'h0;
+      \$454  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$736  = row_addr;
+    \$455  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
-          \$736  = \$41 [7:0];
+        if (\$78 ) begin
+          \$455  = \$85 [7:0];
         end else begin
-          \$736  = base_row;
+          \$455  = base_row;
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            if (\$61 ) begin
+            if (\$105 ) begin
               (* full_case = 32'd1 *)
-              if (\$68 ) begin
+              if (\$112 ) begin
               end else begin
-                \$736  = \$86 [7:0];
+                \$455  = \$130 [7:0];
               end
             end
           end
@@ -5464,142 +4970,142 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$736  = \$135 [7:0];
+      \$455  = \$179 [7:0];
     end
     if (rst) begin
-      \$736  = 8'h70;
+      \$455  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$737  = ox;
+    \$456  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
+        if (\$78 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            \$737  = \$51 [4:0];
+            \$456  = \$95 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$737  = 5'h00;
+      \$456  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$738  = ix0;
+    \$457  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
+        if (\$78 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            \$738  = \$54 [5:0];
+            \$457  = \$98 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$738  = 6'h3e;
+      \$457  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$739  = ix0c;
+    \$458  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
+        if (\$78 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            \$739  = \$57 [5:0];
+            \$458  = \$101 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$739  = 6'h3e;
+      \$458  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$740  = oy;
+    \$459  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
+        if (\$78 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            if (\$61 ) begin
-              \$740  = \$64 [4:0];
+            if (\$105 ) begin
+              \$459  = \$108 [4:0];
             end
           end
         end
       end
     end
     if (rst) begin
-      \$740  = 5'h00;
+      \$459  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$741  = low;
+    \$460  = low;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
+        if (\$78 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            if (\$61 ) begin
-              \$741  = \$67 [5:0];
+            if (\$105 ) begin
+              \$460  = \$111 [5:0];
             end
           end
         end
       end
     end
     if (rst) begin
-      \$741  = 6'h3e;
+      \$460  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$742  = r_done;
+    \$461  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
+        if (\$78 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            if (\$61 ) begin
-              if (\$68 ) begin
-                \$742  = 1'h1;
+            if (\$105 ) begin
+              if (\$112 ) begin
+                \$461  = 1'h1;
               end
             end
           end
@@ -5607,30 +5113,30 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$742  = 1'h0;
+      \$461  = 1'h0;
     end
     if (rst) begin
-      \$742  = 1'h0;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$743  = base_slot;
+    \$462  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
+        if (\$78 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            if (\$61 ) begin
+            if (\$105 ) begin
               (* full_case = 32'd1 *)
-              if (\$68 ) begin
+              if (\$112 ) begin
               end else begin
-                \$743  = \$74 [2:0];
+                \$462  = \$118 [2:0];
               end
             end
           end
@@ -5638,30 +5144,30 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$743  = \$123 [2:0];
+      \$462  = \$167 [2:0];
     end
     if (rst) begin
-      \$743  = 3'h4;
+      \$462  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$744  = base_row;
+    \$463  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$72 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
+        if (\$78 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$46 ) begin
+          if (\$90 ) begin
           end else begin
-            if (\$61 ) begin
+            if (\$105 ) begin
               (* full_case = 32'd1 *)
-              if (\$68 ) begin
+              if (\$112 ) begin
               end else begin
-                \$744  = \$80 [7:0];
+                \$463  = \$124 [7:0];
               end
             end
           end
@@ -5669,80 +5175,122 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$744  = \$129 [7:0];
+      \$463  = \$173 [7:0];
     end
     if (rst) begin
-      \$744  = 8'h70;
+      \$463  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$745  = ix;
+    \$464  = ix;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$88 ) begin
-        \$745  = \$92 [5:0];
-      end else if (\$91 ) begin
-        \$745  = \$95 [5:0];
+      if (\$132 ) begin
+        \$464  = \$136 [5:0];
+      end else if (\$135 ) begin
+        \$464  = \$139 [5:0];
       end else begin
-        \$745  = ix0;
+        \$464  = ix0;
       end
     end
     if (rst) begin
-      \$745  = 6'h3e;
+      \$464  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$746  = iy;
+    \$465  = iy;
     if (take) begin
-      if (\$96 ) begin
+      if (\$140 ) begin
         (* full_case = 32'd1 *)
-        if (\$98 ) begin
-          \$746  = \$102 [5:0];
-        end else if (\$101 ) begin
-          \$746  = \$105 [5:0];
+        if (\$142 ) begin
+          \$465  = \$146 [5:0];
+        end else if (\$145 ) begin
+          \$465  = \$149 [5:0];
         end else begin
-          \$746  = low;
+          \$465  = low;
         end
       end
     end
     if (rst) begin
-      \$746  = 6'h3e;
+      \$465  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$747  = img_slot;
+    \$466  = img_slot;
     if (switch) begin
-      \$747  = \$111 [2:0];
+      \$466  = \$155 [2:0];
     end
     if (rst) begin
-      \$747  = 3'h0;
+      \$466  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$748  = img_row;
+    \$467  = img_row;
     if (switch) begin
-      \$748  = \$117 [7:0];
+      \$467  = \$161 [7:0];
     end
     if (rst) begin
-      \$748  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$749  = \$173 [6:0];
-    if (rst) begin
-      \$749  = 7'h02;
+      \$467  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$750  = \$726 ;
+    \$468  = \$219 [6:0];
     if (rst) begin
-      \$750  = 1'h1;
+      \$468  = 7'h02;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$469  = \$385 ;
+    if (rst) begin
+      \$469  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$470  = \$394 [5:0];
+    if (rst) begin
+      \$470  = 6'h25;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$471  = \$403 [5:0];
+    if (rst) begin
+      \$471  = 6'h24;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$472  = \$415 [5:0];
+    if (rst) begin
+      \$472  = 6'h17;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$473  = \$424 [5:0];
+    if (rst) begin
+      \$473  = 6'h3d;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$474  = \$433 [5:0];
+    if (rst) begin
+      \$474  = 6'h3c;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$475  = \$445 [5:0];
+    if (rst) begin
+      \$475  = 6'h18;
     end
   end
   assign o__payload = i__payload;
@@ -5757,81 +5305,37 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign w_addr = wr__addr;
   assign \i__payload$25  = wr__data;
   assign wr__en = write;
-  assign rd__addr = \$12 [7:0];
-  assign rd__en = take;
-  assign \i__payload$43  = { pad_reg, rd__data };
-  assign \$42  = 1'h1;
-  assign \$43  = 2'h1;
-  assign \$44  = 2'h0;
-  assign \$45  = 1'h1;
-  assign \$46  = 1'h0;
-  assign \$90  = 1'h1;
-  assign \$91  = \$89 ;
-  assign \$99  = 1'h1;
-  assign \$101  = \$100 ;
-  assign \$140  = 1'h1;
-  assign \$141  = \$139 ;
-  assign \$166  = 1'h1;
-  assign \$167  = \$165 ;
-  assign \$186  = 1'h1;
-  assign \$187  = \$185 ;
-  assign \$207  = 1'h1;
-  assign \$208  = \$206 ;
-  assign \$216  = 1'h0;
-  assign \$221  = 1'h1;
-  assign \$222  = \$220 ;
-  assign \$229  = 1'h1;
-  assign \$230  = 1'h1;
-  assign \$244  = 1'h1;
-  assign \$245  = \$243 ;
-  assign \$265  = 1'h1;
-  assign \$266  = \$264 ;
-  assign \$280  = 1'h1;
-  assign \$281  = \$279 ;
-  assign \$290  = \$289 ;
-  assign \$304  = 1'h1;
-  assign \$305  = \$303 ;
-  assign \$325  = 1'h1;
-  assign \$326  = \$324 ;
-  assign \$340  = 1'h1;
-  assign \$341  = \$339 ;
-  assign \$350  = \$349 ;
-  assign \$364  = 1'h1;
-  assign \$365  = \$363 ;
-  assign \$385  = 1'h1;
-  assign \$386  = \$384 ;
-  assign \$401  = 1'h1;
-  assign \$402  = \$400 ;
-  assign \$425  = 1'h1;
-  assign \$426  = \$424 ;
-  assign \$446  = 1'h1;
-  assign \$447  = \$445 ;
-  assign \$462  = 1'h1;
-  assign \$463  = \$461 ;
-  assign \$486  = 1'h1;
-  assign \$487  = \$485 ;
-  assign \$507  = 1'h1;
-  assign \$508  = \$506 ;
-  assign \$523  = 1'h1;
-  assign \$524  = \$522 ;
-  assign \$547  = 1'h1;
-  assign \$548  = \$546 ;
-  assign \$568  = 1'h1;
-  assign \$569  = \$567 ;
-  assign \$584  = 1'h1;
-  assign \$585  = \$583 ;
-  assign \$608  = 1'h1;
-  assign \$609  = \$607 ;
-  assign \$629  = 1'h1;
-  assign \$630  = \$628 ;
-  assign \$645  = 1'h1;
-  assign \$646  = \$644 ;
-  assign \$669  = 1'h1;
-  assign \$670  = \$668 ;
-  assign \$690  = 1'h1;
-  assign \$691  = \$689 ;
-  assign \$706  = 1'h1;
-  assign \$707  = \$705 ;
+  assign rd__addr = \$56 [7:0];
+  assign rd__en = advance;
+  assign \i__payload$44  = { pad_reg, rd__data };
+  assign \$86  = 1'h1;
+  assign \$87  = 2'h1;
+  assign \$88  = 2'h0;
+  assign \$89  = 1'h1;
+  assign \$90  = 1'h0;
+  assign \$134  = 1'h1;
+  assign \$135  = \$133 ;
+  assign \$143  = 1'h1;
+  assign \$145  = \$144 ;
+  assign \$184  = 1'h1;
+  assign \$185  = \$183 ;
+  assign \$212  = 1'h1;
+  assign \$213  = \$211 ;
+  assign \$224  = 1'h1;
+  assign \$225  = \$223 ;
+  assign \$245  = 1'h0;
+  assign \$249  = 1'h1;
+  assign \$250  = 1'h1;
+  assign \$266  = 1'h1;
+  assign \$267  = 1'h1;
+  assign \$281  = 1'h0;
+  assign \$315  = 1'h0;
+  assign \$354  = 1'h1;
+  assign \$355  = 1'h1;
+  assign \$408  = 1'h1;
+  assign \$409  = \$407 ;
+  assign \$438  = 1'h1;
+  assign \$439  = \$437 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5980,7 +5484,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$792$0 , i__valid, \port$5215$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , i__valid, \port$4677$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6002,10 +5506,10 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$792$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$5215$0 ;
-  wire \port$5215$0 ;
-  input [7:0] \port$792$0 ;
-  wire [7:0] \port$792$0 ;
+  input \port$4677$0 ;
+  wire \port$4677$0 ;
+  input [7:0] \port$511$0 ;
+  wire [7:0] \port$511$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -6030,11 +5534,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$792$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5215$0 , \port$792$0  };
+      \$5  = { \port$4677$0 , \port$511$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5215$0 , \port$792$0  };
+  assign i__payload = { \port$4677$0 , \port$511$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16210,244 +15714,244 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [11:0] \$100 ;
-  wire [12:0] \$101 ;
-  wire [11:0] \$102 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
   wire \$103 ;
-  wire [11:0] \$104 ;
-  wire [12:0] \$105 ;
-  wire [11:0] \$106 ;
-  wire [12:0] \$107 ;
-  wire \$108 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire [12:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [4:0] \$111 ;
-  wire [11:0] \$112 ;
+  wire [5:0] \$110 ;
+  wire [13:0] \$111 ;
+  wire [12:0] \$112 ;
   wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [5:0] \$116 ;
+  wire [5:0] \$114 ;
+  wire [13:0] \$115 ;
+  wire [12:0] \$116 ;
   wire \$117 ;
-  wire \$118 ;
-  wire [5:0] \$119 ;
+  wire [5:0] \$118 ;
+  wire [13:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
+  wire [12:0] \$120 ;
   wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire [5:0] \$125 ;
+  wire [5:0] \$122 ;
+  wire [13:0] \$123 ;
+  wire [12:0] \$124 ;
+  wire [13:0] \$125 ;
   wire \$126 ;
-  wire \$127 ;
+  wire [5:0] \$127 ;
   wire [5:0] \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
+  wire [4:0] \$131 ;
+  wire [4:0] \$132 ;
   wire \$133 ;
-  wire [5:0] \$134 ;
+  wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
-  wire [5:0] \$137 ;
+  wire [3:0] \$136 ;
+  wire [3:0] \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire [7:0] \$14 ;
-  wire \$140 ;
+  wire [11:0] \$140 ;
   wire \$141 ;
-  wire \$142 ;
-  wire [5:0] \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [5:0] \$146 ;
+  wire [11:0] \$142 ;
+  wire [12:0] \$143 ;
+  wire [11:0] \$144 ;
+  wire [12:0] \$145 ;
+  wire [11:0] \$146 ;
   wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [11:0] \$148 ;
+  wire [12:0] \$149 ;
   wire [7:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire [5:0] \$152 ;
+  wire [11:0] \$150 ;
+  wire [12:0] \$151 ;
+  wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [5:0] \$155 ;
-  wire \$156 ;
+  wire [4:0] \$155 ;
+  wire [11:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [3:0] \$159 ;
+  wire \$159 ;
   wire [7:0] \$16 ;
-  wire [3:0] \$160 ;
+  wire [5:0] \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [11:0] \$163 ;
+  wire [5:0] \$163 ;
   wire \$164 ;
-  wire [11:0] \$165 ;
-  wire [12:0] \$166 ;
-  wire [11:0] \$167 ;
-  wire [12:0] \$168 ;
-  wire \$169 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire [5:0] \$169 ;
   wire [7:0] \$17 ;
-  wire [5:0] \$170 ;
-  wire [5:0] \$171 ;
-  wire \$172 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire [5:0] \$172 ;
   wire \$173 ;
-  wire [9:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
-  wire [4:0] \$176 ;
-  wire [4:0] \$177 ;
-  wire \$178 ;
-  wire [5:0] \$179 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire [5:0] \$178 ;
+  wire \$179 ;
   wire [7:0] \$18 ;
-  wire [5:0] \$180 ;
-  wire \$181 ;
-  wire [3:0] \$182 ;
+  wire \$180 ;
+  wire [5:0] \$181 ;
+  wire \$182 ;
   wire \$183 ;
-  wire [3:0] \$184 ;
-  wire [4:0] \$185 ;
-  wire [3:0] \$186 ;
-  wire [4:0] \$187 ;
-  wire [4:0] \$188 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire [5:0] \$187 ;
+  wire \$188 ;
   wire \$189 ;
   wire \$19 ;
-  wire [3:0] \$190 ;
+  wire [5:0] \$190 ;
   wire \$191 ;
-  wire [1:0] \$192 ;
-  wire [7:0] \$193 ;
-  wire [9:0] \$194 ;
-  wire [9:0] \$195 ;
-  wire \$196 ;
-  wire [3:0] \$197 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire [5:0] \$196 ;
+  wire \$197 ;
   wire \$198 ;
-  wire [1:0] \$199 ;
+  wire [5:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [7:0] \$200 ;
-  wire [9:0] \$201 ;
-  wire [9:0] \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire [4:0] \$205 ;
-  wire [4:0] \$206 ;
-  wire \$207 ;
-  wire [5:0] \$208 ;
-  wire [5:0] \$209 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire [3:0] \$203 ;
+  wire [3:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire [11:0] \$207 ;
+  wire \$208 ;
+  wire [11:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [4:0] \$211 ;
-  wire \$212 ;
-  wire [4:0] \$213 ;
+  wire [12:0] \$210 ;
+  wire [11:0] \$211 ;
+  wire [12:0] \$212 ;
+  wire \$213 ;
   wire [5:0] \$214 ;
-  wire [4:0] \$215 ;
-  wire [5:0] \$216 ;
-  wire [11:0] \$217 ;
-  wire \$218 ;
-  wire [11:0] \$219 ;
+  wire [5:0] \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire [9:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [12:0] \$220 ;
-  wire [11:0] \$221 ;
-  wire [12:0] \$222 ;
-  wire [11:0] \$223 ;
-  wire \$224 ;
-  wire [11:0] \$225 ;
-  wire [12:0] \$226 ;
-  wire [11:0] \$227 ;
-  wire [12:0] \$228 ;
-  wire \$229 ;
+  wire [4:0] \$220 ;
+  wire [4:0] \$221 ;
+  wire \$222 ;
+  wire [5:0] \$223 ;
+  wire [5:0] \$224 ;
+  wire \$225 ;
+  wire [3:0] \$226 ;
+  wire \$227 ;
+  wire [3:0] \$228 ;
+  wire [4:0] \$229 ;
   wire [7:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
+  wire [3:0] \$230 ;
+  wire [4:0] \$231 ;
+  wire [4:0] \$232 ;
   wire \$233 ;
-  wire [5:0] \$234 ;
+  wire [3:0] \$234 ;
   wire \$235 ;
-  wire [5:0] \$236 ;
-  wire [5:0] \$237 ;
-  wire [4:0] \$238 ;
-  wire \$239 ;
+  wire [1:0] \$236 ;
+  wire [7:0] \$237 ;
+  wire [9:0] \$238 ;
+  wire [9:0] \$239 ;
   wire [7:0] \$24 ;
-  wire [4:0] \$240 ;
-  wire [5:0] \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [11:0] \$244 ;
-  wire \$245 ;
-  wire [11:0] \$246 ;
-  wire [12:0] \$247 ;
-  wire [11:0] \$248 ;
-  wire [12:0] \$249 ;
+  wire \$240 ;
+  wire [3:0] \$241 ;
+  wire \$242 ;
+  wire [1:0] \$243 ;
+  wire [7:0] \$244 ;
+  wire [9:0] \$245 ;
+  wire [9:0] \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire [4:0] \$249 ;
   wire [7:0] \$25 ;
   wire [4:0] \$250 ;
   wire \$251 ;
-  wire [4:0] \$252 ;
+  wire [5:0] \$252 ;
   wire [5:0] \$253 ;
-  wire [4:0] \$254 ;
-  wire [5:0] \$255 ;
-  wire [11:0] \$256 ;
-  wire \$257 ;
-  wire [11:0] \$258 ;
-  wire [12:0] \$259 ;
+  wire \$254 ;
+  wire [4:0] \$255 ;
+  wire \$256 ;
+  wire [4:0] \$257 ;
+  wire [5:0] \$258 ;
+  wire [4:0] \$259 ;
   wire [7:0] \$26 ;
-  wire [11:0] \$260 ;
-  wire [12:0] \$261 ;
-  wire [11:0] \$262 ;
-  wire \$263 ;
-  wire [11:0] \$264 ;
-  wire [12:0] \$265 ;
-  wire [11:0] \$266 ;
-  wire [12:0] \$267 ;
+  wire [5:0] \$260 ;
+  wire [11:0] \$261 ;
+  wire \$262 ;
+  wire [11:0] \$263 ;
+  wire [12:0] \$264 ;
+  wire [11:0] \$265 ;
+  wire [12:0] \$266 ;
+  wire [11:0] \$267 ;
   wire \$268 ;
-  wire \$269 ;
+  wire [11:0] \$269 ;
   wire [7:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
+  wire [12:0] \$270 ;
+  wire [11:0] \$271 ;
+  wire [12:0] \$272 ;
   wire \$273 ;
   wire \$274 ;
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire \$278 ;
+  wire [5:0] \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire [4:0] \$283 ;
+  wire [5:0] \$280 ;
+  wire [5:0] \$281 ;
+  wire [4:0] \$282 ;
+  wire \$283 ;
   wire [4:0] \$284 ;
-  wire [4:0] \$285 ;
-  wire [5:0] \$286 ;
-  wire \$287 ;
-  wire \$288 ;
+  wire [5:0] \$285 ;
+  wire [4:0] \$286 ;
+  wire [5:0] \$287 ;
+  wire [11:0] \$288 ;
   wire \$289 ;
   wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
+  wire [11:0] \$290 ;
+  wire [12:0] \$291 ;
+  wire [11:0] \$292 ;
+  wire [12:0] \$293 ;
   wire [4:0] \$294 ;
-  wire [4:0] \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  wire \$295 ;
+  wire [4:0] \$296 ;
+  wire [5:0] \$297 ;
+  wire [4:0] \$298 ;
+  wire [5:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$300 ;
+  wire [11:0] \$300 ;
   wire \$301 ;
-  wire \$302 ;
-  wire [5:0] \$303 ;
-  wire [6:0] \$304 ;
-  wire [6:0] \$305 ;
-  wire \$306 ;
+  wire [11:0] \$302 ;
+  wire [12:0] \$303 ;
+  wire [11:0] \$304 ;
+  wire [12:0] \$305 ;
+  wire [11:0] \$306 ;
   wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
+  wire [11:0] \$308 ;
+  wire [12:0] \$309 ;
   wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
+  wire [11:0] \$310 ;
+  wire [12:0] \$311 ;
   wire \$312 ;
-  wire [1:0] \$313 ;
-  wire [1:0] \$314 ;
+  wire \$313 ;
+  wire \$314 ;
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
@@ -16457,16 +15961,16 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire [1:0] \$323 ;
-  wire [1:0] \$324 ;
+  wire \$323 ;
+  wire \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
+  wire [4:0] \$328 ;
+  wire [4:0] \$329 ;
   wire [7:0] \$33 ;
-  wire \$330 ;
-  wire \$331 ;
+  wire [4:0] \$330 ;
+  wire [5:0] \$331 ;
   wire \$332 ;
   wire \$333 ;
   wire \$334 ;
@@ -16476,8 +15980,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$338 ;
   wire \$339 ;
   wire [7:0] \$34 ;
-  wire \$340 ;
-  wire \$341 ;
+  wire [4:0] \$340 ;
+  wire [4:0] \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
@@ -16485,10 +15989,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$346 ;
   wire \$347 ;
   wire \$348 ;
-  wire \$349 ;
+  wire [5:0] \$349 ;
   wire [7:0] \$35 ;
-  wire \$350 ;
-  wire \$351 ;
+  wire [6:0] \$350 ;
+  wire [6:0] \$351 ;
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
@@ -16507,9 +16011,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire [1:0] \$369 ;
+  wire \$369 ;
   wire \$37 ;
-  wire [1:0] \$370 ;
+  wire \$370 ;
   wire \$371 ;
   wire \$372 ;
   wire \$373 ;
@@ -16518,9 +16022,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$376 ;
   wire \$377 ;
   wire \$378 ;
-  wire [1:0] \$379 ;
+  wire \$379 ;
   wire \$38 ;
-  wire [1:0] \$380 ;
+  wire \$380 ;
   wire \$381 ;
   wire \$382 ;
   wire \$383 ;
@@ -16572,8 +16076,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$424 ;
   wire \$425 ;
   wire \$426 ;
-  wire [1:0] \$427 ;
-  wire [1:0] \$428 ;
+  wire \$427 ;
+  wire \$428 ;
   wire \$429 ;
   wire [7:0] \$43 ;
   wire \$430 ;
@@ -16583,8 +16087,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$434 ;
   wire \$435 ;
   wire \$436 ;
-  wire [1:0] \$437 ;
-  wire [1:0] \$438 ;
+  wire \$437 ;
+  wire \$438 ;
   wire \$439 ;
   wire [7:0] \$44 ;
   wire \$440 ;
@@ -16636,8 +16140,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$482 ;
   wire \$483 ;
   wire \$484 ;
-  wire [1:0] \$485 ;
-  wire [1:0] \$486 ;
+  wire \$485 ;
+  wire \$486 ;
   wire \$487 ;
   wire \$488 ;
   wire \$489 ;
@@ -16647,8 +16151,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire [1:0] \$495 ;
-  wire [1:0] \$496 ;
+  wire \$495 ;
+  wire \$496 ;
   wire \$497 ;
   wire \$498 ;
   wire \$499 ;
@@ -16684,10 +16188,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$525 ;
   wire \$526 ;
   wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
+  wire [5:0] \$528 ;
+  wire [5:0] \$529 ;
   wire \$53 ;
-  wire \$530 ;
+  wire [5:0] \$530 ;
   wire \$531 ;
   wire \$532 ;
   wire \$533 ;
@@ -16696,33 +16200,33 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$536 ;
   wire \$537 ;
   wire \$538 ;
-  wire \$539 ;
+  wire [5:0] \$539 ;
   wire [11:0] \$54 ;
-  wire \$540 ;
-  wire \$541 ;
+  wire [5:0] \$540 ;
+  wire [5:0] \$541 ;
   wire \$542 ;
   wire \$543 ;
-  wire [1:0] \$544 ;
-  wire [1:0] \$545 ;
+  wire \$544 ;
+  wire \$545 ;
   wire \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire \$549 ;
+  wire [5:0] \$549 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
+  wire [5:0] \$550 ;
+  wire [5:0] \$551 ;
   wire \$552 ;
   wire \$553 ;
-  wire [1:0] \$554 ;
-  wire [1:0] \$555 ;
+  wire \$554 ;
+  wire \$555 ;
   wire \$556 ;
   wire \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
+  wire [4:0] \$560 ;
+  wire [4:0] \$561 ;
+  wire [4:0] \$562 ;
   wire \$563 ;
   wire \$564 ;
   wire \$565 ;
@@ -16732,9 +16236,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
+  wire [5:0] \$571 ;
+  wire [5:0] \$572 ;
+  wire [5:0] \$573 ;
   wire \$574 ;
   wire \$575 ;
   wire \$576 ;
@@ -16743,369 +16247,118 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$579 ;
   wire \$58 ;
   wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
+  wire [5:0] \$581 ;
+  wire [5:0] \$582 ;
+  wire [5:0] \$583 ;
+  reg [4:0] \$584 ;
+  reg [3:0] \$585 ;
+  reg [2:0] \$586 ;
+  reg [10:0] \$587 ;
+  reg [10:0] \$588 ;
+  reg \$589 ;
   wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  reg [3:0] \$590 ;
+  reg [4:0] \$591 ;
+  reg [2:0] \$592 ;
+  reg \$593 ;
+  reg [2:0] \$594 ;
+  reg [10:0] \$595 ;
+  reg [4:0] \$596 ;
+  reg [8:0] \$597 ;
+  reg [3:0] \$598 ;
+  reg [4:0] \$599 ;
   wire [7:0] \$6 ;
   wire \$60 ;
-  wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire [1:0] \$603 ;
-  wire [1:0] \$604 ;
-  wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
+  reg [2:0] \$600 ;
+  reg [8:0] \$601 ;
+  reg [3:0] \$602 ;
+  reg [4:0] \$603 ;
+  reg \$604 ;
+  reg [3:0] \$605 ;
+  reg [10:0] \$606 ;
+  reg [4:0] \$607 ;
+  reg [3:0] \$608 ;
+  reg [10:0] \$609 ;
   wire \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire [1:0] \$613 ;
-  wire [1:0] \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
-  wire \$619 ;
+  reg [5:0] \$610 ;
+  reg \$611 ;
+  reg [4:0] \$612 ;
+  reg [4:0] \$613 ;
+  reg [4:0] \$614 ;
+  reg [3:0] \$615 ;
+  reg [4:0] \$616 ;
+  reg [4:0] \$617 ;
   wire \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
   wire \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
-  wire [12:0] \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
+  wire \$64 ;
   wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
-  wire [5:0] \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire [1:0] \$662 ;
-  wire [1:0] \$663 ;
-  wire \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire [13:0] \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire [1:0] \$672 ;
-  wire [1:0] \$673 ;
-  wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire \$678 ;
-  wire \$679 ;
-  wire [12:0] \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
   wire \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
   wire [7:0] \$7 ;
-  wire [5:0] \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
-  wire [13:0] \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
-  wire [12:0] \$72 ;
-  wire \$720 ;
-  wire [1:0] \$721 ;
-  wire [1:0] \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire \$727 ;
-  wire \$728 ;
-  wire \$729 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
   wire \$73 ;
-  wire \$730 ;
-  wire [1:0] \$731 ;
-  wire [1:0] \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  wire \$737 ;
-  wire \$738 ;
-  wire \$739 ;
-  wire [5:0] \$74 ;
-  wire \$740 ;
-  wire \$741 ;
-  wire \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire \$746 ;
-  wire \$747 ;
-  wire \$748 ;
-  wire \$749 ;
-  wire [13:0] \$75 ;
-  wire \$750 ;
-  wire \$751 ;
-  wire \$752 ;
-  wire \$753 ;
-  wire \$754 ;
-  wire \$755 ;
-  wire \$756 ;
-  wire \$757 ;
-  wire \$758 ;
-  wire \$759 ;
-  wire [12:0] \$76 ;
-  wire \$760 ;
-  wire \$761 ;
-  wire \$762 ;
-  wire \$763 ;
-  wire \$764 ;
-  wire \$765 ;
-  wire \$766 ;
-  wire \$767 ;
-  wire \$768 ;
-  wire \$769 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
   wire \$77 ;
-  wire \$770 ;
-  wire \$771 ;
-  wire \$772 ;
-  wire \$773 ;
-  wire \$774 ;
-  wire \$775 ;
-  wire \$776 ;
-  wire \$777 ;
-  wire \$778 ;
-  wire \$779 ;
-  wire [5:0] \$78 ;
-  wire [1:0] \$780 ;
-  wire [1:0] \$781 ;
-  wire \$782 ;
-  wire \$783 ;
-  wire \$784 ;
-  wire \$785 ;
-  wire \$786 ;
-  wire \$787 ;
-  wire \$788 ;
-  wire \$789 ;
-  wire [13:0] \$79 ;
-  wire [1:0] \$790 ;
-  wire [1:0] \$791 ;
-  wire \$792 ;
-  wire \$793 ;
-  wire \$794 ;
-  wire \$795 ;
-  wire \$796 ;
-  wire \$797 ;
-  wire \$798 ;
-  wire \$799 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [7:0] \$8 ;
-  wire [12:0] \$80 ;
-  wire \$800 ;
-  wire \$801 ;
-  wire \$802 ;
-  wire \$803 ;
-  wire \$804 ;
-  wire \$805 ;
-  wire \$806 ;
-  wire \$807 ;
-  wire \$808 ;
-  wire \$809 ;
-  wire [13:0] \$81 ;
-  wire \$810 ;
-  wire \$811 ;
-  wire \$812 ;
-  wire \$813 ;
-  wire \$814 ;
-  wire \$815 ;
-  wire \$816 ;
-  wire \$817 ;
-  wire \$818 ;
-  wire \$819 ;
+  wire \$80 ;
+  wire \$81 ;
   wire \$82 ;
-  wire \$820 ;
-  wire \$821 ;
-  wire \$822 ;
-  wire \$823 ;
-  wire \$824 ;
-  wire \$825 ;
-  wire \$826 ;
-  wire \$827 ;
-  wire \$828 ;
-  wire \$829 ;
-  wire [5:0] \$83 ;
-  wire \$830 ;
-  wire \$831 ;
-  wire \$832 ;
-  wire \$833 ;
-  wire \$834 ;
-  wire \$835 ;
-  wire \$836 ;
-  wire \$837 ;
-  wire \$838 ;
-  wire \$839 ;
-  wire [5:0] \$84 ;
-  wire \$840 ;
-  reg [4:0] \$841 ;
-  reg [3:0] \$842 ;
-  reg [2:0] \$843 ;
-  reg [10:0] \$844 ;
-  reg [10:0] \$845 ;
-  reg \$846 ;
-  reg [3:0] \$847 ;
-  reg [4:0] \$848 ;
-  reg [2:0] \$849 ;
+  wire \$83 ;
+  wire \$84 ;
   wire \$85 ;
-  reg \$850 ;
-  reg [2:0] \$851 ;
-  reg [10:0] \$852 ;
-  reg [4:0] \$853 ;
-  reg [8:0] \$854 ;
-  reg [3:0] \$855 ;
-  reg [4:0] \$856 ;
-  reg [2:0] \$857 ;
-  reg [8:0] \$858 ;
-  reg [3:0] \$859 ;
   wire \$86 ;
-  reg [4:0] \$860 ;
-  reg \$861 ;
-  reg [3:0] \$862 ;
-  reg [10:0] \$863 ;
-  reg [4:0] \$864 ;
-  reg [3:0] \$865 ;
-  reg [10:0] \$866 ;
-  reg [5:0] \$867 ;
-  reg \$868 ;
-  wire [4:0] \$87 ;
-  wire [4:0] \$88 ;
+  wire \$87 ;
+  wire \$88 ;
   wire \$89 ;
   wire [7:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire [3:0] \$92 ;
-  wire [3:0] \$93 ;
+  wire \$92 ;
+  wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire [11:0] \$96 ;
+  wire \$96 ;
   wire \$97 ;
-  wire [11:0] \$98 ;
-  wire [12:0] \$99 ;
+  wire \$98 ;
+  wire \$99 ;
   wire [10:0] \$signature__addr ;
   wire [10:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [10:0] \$signature__addr$35 ;
   wire [10:0] \$signature__addr$38 ;
-  wire [10:0] \$signature__addr$51 ;
-  wire [10:0] \$signature__addr$56 ;
-  wire [10:0] \$signature__addr$58 ;
-  wire [10:0] \$signature__addr$60 ;
-  wire [10:0] \$signature__addr$62 ;
+  wire [10:0] \$signature__addr$52 ;
+  wire [10:0] \$signature__addr$57 ;
+  wire [10:0] \$signature__addr$59 ;
+  wire [10:0] \$signature__addr$61 ;
+  wire [10:0] \$signature__addr$63 ;
   wire [7:0] \$signature__data ;
   wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$33 ;
   wire [7:0] \$signature__data$36 ;
   wire [7:0] \$signature__data$39 ;
-  wire [7:0] \$signature__data$65 ;
   wire [7:0] \$signature__data$66 ;
   wire [7:0] \$signature__data$67 ;
   wire [7:0] \$signature__data$68 ;
   wire [7:0] \$signature__data$69 ;
+  wire [7:0] \$signature__data$70 ;
   wire \$signature__en ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
   wire \$signature__en$40 ;
-  wire \$signature__en$55 ;
-  wire \$signature__en$57 ;
-  wire \$signature__en$59 ;
-  wire \$signature__en$61 ;
-  wire \$signature__en$63 ;
+  wire \$signature__en$56 ;
+  wire \$signature__en$58 ;
+  wire \$signature__en$60 ;
+  wire \$signature__en$62 ;
+  wire \$signature__en$64 ;
   wire advance;
   reg ahead = 1'h0;
   wire avail;
@@ -17121,16 +16374,16 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire [39:0] \i__payload$10 ;
   input [7:0] \i__payload$26 ;
   wire [7:0] \i__payload$26 ;
-  wire [47:0] \i__payload$64 ;
+  wire [47:0] \i__payload$65 ;
   wire i__ready;
   output \i__ready$18 ;
   reg \i__ready$18  = 1'h1;
-  wire \i__ready$49 ;
+  wire \i__ready$50 ;
   wire \i__ready$9 ;
   wire i__valid;
   input \i__valid$21 ;
   wire \i__valid$21 ;
-  reg \i__valid$48  = 1'h0;
+  reg \i__valid$49  = 1'h0;
   wire \i__valid$6 ;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
@@ -17160,6 +16413,12 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
   reg r_done = 1'h0;
+  reg [4:0] room_low_2 = 5'h04;
+  reg [4:0] room_low_3 = 5'h05;
+  reg [4:0] room_w_13 = 5'h13;
+  reg [4:0] room_w_14 = 5'h12;
+  reg [3:0] room_w_8 = 4'h8;
+  reg [4:0] room_w_9 = 5'h17;
   reg [2:0] rot = 3'h0;
   reg [10:0] row_addr = 11'h360;
   input rst;
@@ -18240,11 +17499,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    if (take) begin
-      _0_ <= bank0[\$67 [10:0]];
+    if (advance) begin
+      _0_ <= bank0[\$111 [10:0]];
     end
   end
-  assign \$signature__data$65  = _0_;
+  assign \$signature__data$66  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -19312,11 +18571,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
-    if (take) begin
-      _1_ <= bank1[\$71 [10:0]];
+    if (advance) begin
+      _1_ <= bank1[\$115 [10:0]];
     end
   end
-  assign \$signature__data$66  = _1_;
+  assign \$signature__data$67  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -20384,11 +19643,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    if (take) begin
-      _2_ <= bank2[\$75 [10:0]];
+    if (advance) begin
+      _2_ <= bank2[\$119 [10:0]];
     end
   end
-  assign \$signature__data$67  = _2_;
+  assign \$signature__data$68  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -21456,11 +20715,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    if (take) begin
-      _3_ <= bank3[\$79 [10:0]];
+    if (advance) begin
+      _3_ <= bank3[\$123 [10:0]];
     end
   end
-  assign \$signature__data$68  = _3_;
+  assign \$signature__data$69  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -22528,781 +21787,281 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
-    if (take) begin
-      _4_ <= bank4[\$81 [10:0]];
+    if (advance) begin
+      _4_ <= bank4[\$125 [10:0]];
     end
   end
-  assign \$signature__data$69  = _4_;
-  assign \$122  = $signed(iy) < $signed(1'h0);
-  assign \$123  = $signed(iy) >= $signed(5'h0e);
-  assign \$124  = \$122  | \$123 ;
-  assign \$125  = $signed(ix0) + $signed(2'h1);
-  assign \$126  = $signed(\$125 ) < $signed(1'h0);
-  assign \$127  = \$124  | \$126 ;
-  assign \$128  = $signed(ix0) + $signed(2'h1);
-  assign \$129  = $signed(\$128 ) >= $signed(5'h0e);
-  assign \$130  = \$127  | \$129 ;
-  assign \$131  = $signed(iy) < $signed(1'h0);
-  assign \$132  = $signed(iy) >= $signed(5'h0e);
-  assign \$133  = \$131  | \$132 ;
-  assign \$134  = $signed(ix0) + $signed(3'h2);
-  assign \$135  = $signed(\$134 ) < $signed(1'h0);
-  assign \$136  = \$133  | \$135 ;
-  assign \$137  = $signed(ix0) + $signed(3'h2);
-  assign \$138  = $signed(\$137 ) >= $signed(5'h0e);
-  assign \$139  = \$136  | \$138 ;
-  assign \$140  = $signed(iy) < $signed(1'h0);
-  assign \$141  = $signed(iy) >= $signed(5'h0e);
-  assign \$142  = \$140  | \$141 ;
-  assign \$143  = $signed(ix0) + $signed(3'h3);
-  assign \$144  = $signed(\$143 ) < $signed(1'h0);
-  assign \$145  = \$142  | \$144 ;
-  assign \$146  = $signed(ix0) + $signed(3'h3);
-  assign \$147  = $signed(\$146 ) >= $signed(5'h0e);
-  assign \$148  = \$145  | \$147 ;
-  assign \$149  = $signed(iy) < $signed(1'h0);
-  assign \$150  = $signed(iy) >= $signed(5'h0e);
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = $signed(ix0) + $signed(4'h4);
-  assign \$153  = $signed(\$152 ) < $signed(1'h0);
-  assign \$154  = \$151  | \$153 ;
-  assign \$155  = $signed(ix0) + $signed(4'h4);
-  assign \$156  = $signed(\$155 ) >= $signed(5'h0e);
-  assign \$157  = \$154  | \$156 ;
-  assign \$158  = ky == 3'h4;
-  assign \$159  = ky + 1'h1;
-  assign \$160  = \$158  ? 4'h0 : \$159 ;
-  assign \$161  = ky == 3'h4;
-  assign \$162  = ~ \$161 ;
-  assign \$163  = row_addr + 7'h60;
-  assign \$164  = \$163  >= 11'h420;
-  assign \$165  = row_addr + 7'h60;
-  assign \$166  = \$165  - 11'h420;
-  assign \$167  = row_addr + 7'h60;
-  assign \$168  = \$164  ? \$166  : { 1'h0, \$167  };
-  assign \$169  = c == 5'h1f;
-  assign \$170  = c + 1'h1;
-  assign \$171  = \$169  ? 6'h00 : \$170 ;
-  assign \$172  = c == 5'h1f;
-  assign \$173  = ~ \$172 ;
-  assign \$174  = $signed(qc) + $signed(2'h1);
-  assign \$175  = ox == 4'hd;
-  assign \$176  = ox + 1'h1;
-  assign \$177  = \$175  ? 5'h00 : \$176 ;
-  assign \$178  = ox == 4'hd;
-  assign \$179  = $signed(ix0) + $signed(2'h1);
-  assign \$180  = \$178  ? 6'h3e : \$179 ;
-  assign \$181  = ox == 4'hd;
-  assign \$182  = r0 + 1'h1;
-  assign \$183  = \$182  >= 3'h5;
-  assign \$184  = r0 + 1'h1;
-  assign \$185  = \$184  - 3'h5;
-  assign \$186  = r0 + 1'h1;
-  assign \$187  = \$183  ? \$185  : { 1'h0, \$186  };
-  assign \$188  = \$181  ? 5'h03 : \$187 ;
-  assign \$189  = ox == 4'hd;
-  assign \$190  = r0 + 1'h1;
-  assign \$191  = \$190  >= 3'h5;
-  assign \$192  = 1'h0 + \$191 ;
-  assign \$193  = \$192  * 6'h20;
-  assign \$194  = $signed(q0c) + $signed({ 1'h0, \$193  });
-  assign \$195  = \$189  ? 10'h3e0 : \$194 ;
-  assign \$196  = ox == 4'hd;
-  assign \$197  = r0 + 1'h1;
-  assign \$198  = \$197  >= 3'h5;
-  assign \$199  = 1'h0 + \$198 ;
-  assign \$200  = \$199  * 6'h20;
-  assign \$201  = $signed(q0c) + $signed({ 1'h0, \$200  });
-  assign \$202  = \$196  ? 10'h3e0 : \$201 ;
-  assign \$203  = ox == 4'hd;
-  assign \$204  = oy == 4'hd;
-  assign \$205  = oy + 1'h1;
-  assign \$206  = \$204  ? 5'h00 : \$205 ;
-  assign \$207  = oy == 4'hd;
-  assign \$208  = $signed(low) + $signed(2'h1);
-  assign \$209  = \$207  ? 6'h3e : \$208 ;
-  assign \$210  = oy == 4'hd;
-  assign \$211  = base_slot + 1'h1;
-  assign \$212  = \$211  >= 4'hb;
-  assign \$213  = base_slot + 1'h1;
-  assign \$214  = \$213  - 4'hb;
-  assign \$215  = base_slot + 1'h1;
-  assign \$216  = \$212  ? \$214  : { 1'h0, \$215  };
-  assign \$217  = base_row + 7'h60;
-  assign \$218  = \$217  >= 11'h420;
-  assign \$219  = base_row + 7'h60;
-  assign \$220  = \$219  - 11'h420;
-  assign \$221  = base_row + 7'h60;
-  assign \$222  = \$218  ? \$220  : { 1'h0, \$221  };
-  assign \$223  = base_row + 7'h60;
-  assign \$224  = \$223  >= 11'h420;
-  assign \$225  = base_row + 7'h60;
-  assign \$226  = \$225  - 11'h420;
-  assign \$227  = base_row + 7'h60;
-  assign \$228  = \$224  ? \$226  : { 1'h0, \$227  };
-  assign \$229  = ky == 3'h4;
-  assign \$230  = ~ \$229 ;
-  assign \$231  = c == 5'h1f;
-  assign \$232  = ox == 4'hd;
-  assign \$233  = \$231  & \$232 ;
-  assign \$234  = $signed(iy) + $signed(2'h1);
-  assign \$235  = oy == 4'hd;
-  assign \$236  = $signed(low) + $signed(2'h1);
-  assign \$237  = \$235  ? 6'h3e : \$236 ;
-  assign \$238  = img_slot + 2'h3;
-  assign \$239  = \$238  >= 4'hb;
-  assign \$240  = img_slot + 2'h3;
-  assign \$241  = \$240  - 4'hb;
-  assign \$242  = img_slot + 2'h3;
-  assign \$243  = \$239  ? \$241  : { 1'h0, \$242  };
-  assign \$244  = img_row + 9'h120;
-  assign \$245  = \$244  >= 11'h420;
-  assign \$246  = img_row + 9'h120;
-  assign \$247  = \$246  - 11'h420;
-  assign \$248  = img_row + 9'h120;
-  assign \$249  = \$245  ? \$247  : { 1'h0, \$248  };
-  assign \$250  = img_slot + 1'h1;
-  assign \$251  = \$250  >= 4'hb;
-  assign \$252  = img_slot + 1'h1;
-  assign \$253  = \$252  - 4'hb;
-  assign \$254  = img_slot + 1'h1;
-  assign \$255  = \$251  ? \$253  : { 1'h0, \$254  };
-  assign \$256  = img_row + 7'h60;
-  assign \$257  = \$256  >= 11'h420;
-  assign \$258  = img_row + 7'h60;
-  assign \$259  = \$258  - 11'h420;
-  assign \$260  = img_row + 7'h60;
-  assign \$261  = \$257  ? \$259  : { 1'h0, \$260  };
-  assign \$262  = img_row + 7'h60;
-  assign \$263  = \$262  >= 11'h420;
-  assign \$264  = img_row + 7'h60;
-  assign \$265  = \$264  - 11'h420;
-  assign \$266  = img_row + 7'h60;
-  assign \$267  = \$263  ? \$265  : { 1'h0, \$266  };
-  assign \$268  = ky == 3'h4;
-  assign \$269  = take & \$268 ;
-  assign \$270  = c == 5'h1f;
-  assign \$271  = \$269  & \$270 ;
-  assign \$272  = ox == 4'hd;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = oy == 4'hd;
-  assign \$275  = \$273  & \$274 ;
-  assign \$276  = w_c == 5'h1f;
-  assign \$277  = write & \$276 ;
-  assign \$278  = w_x == 4'hd;
-  assign \$279  = \$277  & \$278 ;
-  assign \$280  = ~ ahead;
-  assign \$281  = w_row == 4'hd;
-  assign \$282  = \$280  & \$281 ;
-  assign \$283  = w_row + 1'h1;
-  assign \$284  = \$282  ? 5'h00 : \$283 ;
-  assign \$285  = \$279  ? \$284  : { 1'h0, w_row };
-  assign \$286  = \$285  + 2'h2;
-  assign \$287  = w_c == 5'h1f;
-  assign \$288  = write & \$287 ;
-  assign \$289  = w_x == 4'hd;
-  assign \$290  = \$288  & \$289 ;
-  assign \$291  = ~ ahead;
-  assign \$292  = w_row == 4'hd;
-  assign \$293  = \$291  & \$292 ;
-  assign \$294  = \$293  ? 5'h13 : 5'h01;
-  assign \$295  = \$290  ? \$294  : 5'h00;
-  assign \$296  = ky == 3'h4;
-  assign \$297  = take & \$296 ;
-  assign \$298  = c == 5'h1f;
-  assign \$299  = \$297  & \$298 ;
-  assign \$300  = ox == 4'hd;
-  assign \$301  = \$299  & \$300 ;
-  assign \$302  = \$301  ? 1'h1 : 1'h0;
-  assign \$303  = $signed(\$295 ) - $signed({ 1'h0, \$302  });
-  assign \$304  = $signed(d) + $signed(\$303 );
-  assign \$305  = \$275  ? { 1'h0, \$286  } : \$304 ;
-  assign \$306  = w_c == 5'h1f;
-  assign \$307  = write & \$306 ;
-  assign \$308  = w_x == 4'hd;
-  assign \$309  = \$307  & \$308 ;
-  assign \$310  = ~ ahead;
-  assign \$311  = w_row == 4'hd;
-  assign \$312  = \$310  & \$311 ;
-  assign \$313  = \$312  ? 2'h2 : 2'h1;
-  assign \$314  = \$309  ? \$313  : 2'h0;
-  assign \$315  = \$314  == 2'h2;
-  assign \$316  = ky == 3'h4;
-  assign \$317  = take & \$316 ;
-  assign \$318  = c == 5'h1f;
-  assign \$319  = \$317  & \$318 ;
-  assign \$320  = ox == 4'hd;
-  assign \$321  = \$319  & \$320 ;
-  assign \$322  = oy == 4'hd;
-  assign \$323  = \$322  ? 2'h2 : 2'h1;
-  assign \$324  = \$321  ? \$323  : 2'h0;
-  assign \$325  = \$324  == 2'h2;
-  assign \$326  = \$315  & \$325 ;
-  assign \$327  = w_c == 5'h1f;
-  assign \$328  = write & \$327 ;
-  assign \$329  = w_x == 4'hd;
-  assign \$330  = \$328  & \$329 ;
-  assign \$331  = ~ ahead;
-  assign \$332  = w_row == 4'hd;
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = \$330  & \$333 ;
-  assign \$335  = ahead | \$334 ;
-  assign \$336  = switch ? 1'h0 : \$335 ;
-  assign \$337  = ky == 3'h4;
-  assign \$338  = take & \$337 ;
-  assign \$339  = c == 5'h1f;
-  assign \$340  = \$338  & \$339 ;
-  assign \$341  = ox == 4'hd;
-  assign \$342  = \$340  & \$341 ;
-  assign \$343  = oy == 4'hd;
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = r_done | \$344 ;
-  assign \$346  = switch ? 1'h0 : \$345 ;
-  assign \$347  = ~ \$346 ;
-  assign \$349  = ky == 3'h4;
-  assign \$350  = take & \$349 ;
-  assign \$351  = c == 5'h1f;
-  assign \$352  = \$350  & \$351 ;
-  assign \$353  = ox == 4'hd;
-  assign \$354  = \$352  & \$353 ;
-  assign \$355  = oy == 4'hd;
-  assign \$356  = \$354  & \$355 ;
-  assign \$357  = r_done | \$356 ;
-  assign \$358  = switch ? 1'h0 : \$357 ;
-  assign \$361  = \$336  ? 1'h0 : 1'h1;
-  assign \$362  = w_c == 5'h1f;
-  assign \$363  = write & \$362 ;
-  assign \$364  = w_x == 4'hd;
-  assign \$365  = \$363  & \$364 ;
-  assign \$366  = ~ ahead;
-  assign \$367  = w_row == 4'hd;
-  assign \$368  = \$366  & \$367 ;
-  assign \$369  = \$368  ? 2'h2 : 2'h1;
-  assign \$370  = \$365  ? \$369  : 2'h0;
-  assign \$371  = \$370  == 2'h2;
-  assign \$372  = ky == 3'h4;
-  assign \$373  = take & \$372 ;
-  assign \$374  = c == 5'h1f;
-  assign \$375  = \$373  & \$374 ;
-  assign \$376  = ox == 4'hd;
-  assign \$377  = \$375  & \$376 ;
+  assign \$signature__data$70  = _4_;
+  assign \$373  = oy == 4'hd;
+  assign \$374  = r_done | \$373 ;
+  assign \$375  = switch ? 1'h0 : \$374 ;
+  assign \$376  = ~ \$375 ;
   assign \$378  = oy == 4'hd;
-  assign \$379  = \$378  ? 2'h2 : 2'h1;
-  assign \$380  = \$377  ? \$379  : 2'h0;
-  assign \$381  = \$380  == 1'h1;
-  assign \$382  = \$371  & \$381 ;
-  assign \$383  = w_c == 5'h1f;
-  assign \$384  = write & \$383 ;
-  assign \$385  = w_x == 4'hd;
+  assign \$379  = r_done | \$378 ;
+  assign \$380  = switch ? 1'h0 : \$379 ;
+  assign \$383  = \$372  ? 1'h0 : 1'h1;
+  assign \$384  = ~ ahead;
+  assign \$385  = ~ room_w_13[4];
   assign \$386  = \$384  & \$385 ;
-  assign \$387  = ~ ahead;
-  assign \$388  = w_row == 4'hd;
-  assign \$389  = \$387  & \$388 ;
-  assign \$390  = \$386  & \$389 ;
-  assign \$391  = ahead | \$390 ;
+  assign \$387  = \$386  & room_w_14[4];
+  assign \$388  = ahead | \$387 ;
+  assign \$389  = switch ? 1'h0 : \$388 ;
+  assign \$390  = oy == 4'hd;
+  assign \$391  = r_done | \$390 ;
   assign \$392  = switch ? 1'h0 : \$391 ;
-  assign \$393  = ky == 3'h4;
-  assign \$394  = take & \$393 ;
-  assign \$395  = c == 5'h1f;
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = ox == 4'hd;
-  assign \$398  = \$396  & \$397 ;
-  assign \$399  = oy == 4'hd;
-  assign \$400  = \$398  & \$399 ;
-  assign \$401  = r_done | \$400 ;
-  assign \$402  = switch ? 1'h0 : \$401 ;
-  assign \$403  = ~ \$402 ;
-  assign \$404  = $signed(low) > $signed(3'h2);
+  assign \$393  = ~ \$392 ;
+  assign \$394  = \$393  & room_low_2[4];
+  assign \$395  = oy == 4'hd;
+  assign \$396  = r_done | \$395 ;
+  assign \$397  = switch ? 1'h0 : \$396 ;
+  assign \$400  = \$389  ? \$394  : 1'h1;
+  assign \$401  = \$366  ? \$383  : \$400 ;
+  assign \$402  = oy == 4'hd;
+  assign \$403  = ~ ahead;
+  assign \$404  = ~ room_w_13[4];
   assign \$405  = \$403  & \$404 ;
-  assign \$406  = ky == 3'h4;
-  assign \$407  = take & \$406 ;
-  assign \$408  = c == 5'h1f;
-  assign \$409  = \$407  & \$408 ;
-  assign \$410  = ox == 4'hd;
-  assign \$411  = \$409  & \$410 ;
-  assign \$412  = oy == 4'hd;
-  assign \$413  = \$411  & \$412 ;
-  assign \$414  = r_done | \$413 ;
-  assign \$415  = switch ? 1'h0 : \$414 ;
-  assign \$416  = $signed(low) > $signed(5'h14);
-  assign \$417  = \$415  | \$416 ;
-  assign \$419  = \$392  ? \$405  : \$418 ;
-  assign \$420  = w_c == 5'h1f;
-  assign \$421  = write & \$420 ;
-  assign \$422  = w_x == 4'hd;
-  assign \$423  = \$421  & \$422 ;
-  assign \$424  = ~ ahead;
-  assign \$425  = w_row == 4'hd;
-  assign \$426  = \$424  & \$425 ;
-  assign \$427  = \$426  ? 2'h2 : 2'h1;
-  assign \$428  = \$423  ? \$427  : 2'h0;
-  assign \$429  = \$428  == 2'h2;
-  assign \$430  = ky == 3'h4;
-  assign \$431  = take & \$430 ;
-  assign \$432  = c == 5'h1f;
-  assign \$433  = \$431  & \$432 ;
-  assign \$434  = ox == 4'hd;
-  assign \$435  = \$433  & \$434 ;
-  assign \$436  = oy == 4'hd;
-  assign \$437  = \$436  ? 2'h2 : 2'h1;
-  assign \$438  = \$435  ? \$437  : 2'h0;
-  assign \$439  = ! \$438 ;
-  assign \$440  = \$429  & \$439 ;
-  assign \$441  = w_c == 5'h1f;
-  assign \$442  = write & \$441 ;
-  assign \$443  = w_x == 4'hd;
-  assign \$444  = \$442  & \$443 ;
-  assign \$445  = ~ ahead;
-  assign \$446  = w_row == 4'hd;
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = \$444  & \$447 ;
-  assign \$449  = ahead | \$448 ;
+  assign \$406  = \$405  & room_w_14[4];
+  assign \$407  = ahead | \$406 ;
+  assign \$408  = switch ? 1'h0 : \$407 ;
+  assign \$409  = oy == 4'hd;
+  assign \$410  = r_done | \$409 ;
+  assign \$411  = switch ? 1'h0 : \$410 ;
+  assign \$412  = ~ \$411 ;
+  assign \$414  = oy == 4'hd;
+  assign \$415  = r_done | \$414 ;
+  assign \$416  = switch ? 1'h0 : \$415 ;
+  assign \$417  = \$416  | room_w_8[3];
+  assign \$418  = room_w_13[4] & \$417 ;
+  assign \$419  = \$408  ? 1'h0 : \$418 ;
+  assign \$420  = ~ ahead;
+  assign \$421  = ~ room_w_13[4];
+  assign \$422  = \$420  & \$421 ;
+  assign \$423  = \$422  & room_w_14[4];
+  assign \$424  = ahead | \$423 ;
+  assign \$425  = switch ? 1'h0 : \$424 ;
+  assign \$426  = oy == 4'hd;
+  assign \$427  = r_done | \$426 ;
+  assign \$428  = switch ? 1'h0 : \$427 ;
+  assign \$429  = ~ \$428 ;
+  assign \$430  = $signed(d) < $signed(3'h5);
+  assign \$431  = \$429  & \$430 ;
+  assign \$432  = oy == 4'hd;
+  assign \$433  = r_done | \$432 ;
+  assign \$434  = switch ? 1'h0 : \$433 ;
+  assign \$435  = $signed(d) < $signed(5'h0b);
+  assign \$436  = \$434  | \$435 ;
+  assign \$437  = room_w_13[4] & \$436 ;
+  assign \$438  = \$425  ? \$431  : \$437 ;
+  assign \$439  = \$402  ? \$419  : \$438 ;
+  assign \$440  = \$365  ? \$401  : \$439 ;
+  assign \$441  = oy == 4'hd;
+  assign \$442  = switch ? 1'h0 : ahead;
+  assign \$443  = oy == 4'hd;
+  assign \$444  = r_done | \$443 ;
+  assign \$445  = switch ? 1'h0 : \$444 ;
+  assign \$446  = ~ \$445 ;
+  assign \$448  = oy == 4'hd;
+  assign \$449  = r_done | \$448 ;
   assign \$450  = switch ? 1'h0 : \$449 ;
-  assign \$451  = ky == 3'h4;
-  assign \$452  = take & \$451 ;
-  assign \$453  = c == 5'h1f;
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = ox == 4'hd;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = oy == 4'hd;
-  assign \$458  = \$456  & \$457 ;
-  assign \$459  = r_done | \$458 ;
-  assign \$460  = switch ? 1'h0 : \$459 ;
-  assign \$461  = ~ \$460 ;
-  assign \$462  = $signed(low) > $signed(3'h3);
-  assign \$463  = \$461  & \$462 ;
-  assign \$464  = ky == 3'h4;
-  assign \$465  = take & \$464 ;
-  assign \$466  = c == 5'h1f;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = ox == 4'hd;
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = oy == 4'hd;
-  assign \$471  = \$469  & \$470 ;
-  assign \$472  = r_done | \$471 ;
-  assign \$473  = switch ? 1'h0 : \$472 ;
-  assign \$474  = $signed(low) > $signed(5'h15);
-  assign \$475  = \$473  | \$474 ;
-  assign \$477  = \$450  ? \$463  : \$476 ;
-  assign \$478  = w_c == 5'h1f;
-  assign \$479  = write & \$478 ;
-  assign \$480  = w_x == 4'hd;
-  assign \$481  = \$479  & \$480 ;
-  assign \$482  = ~ ahead;
-  assign \$483  = w_row == 4'hd;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = \$484  ? 2'h2 : 2'h1;
-  assign \$486  = \$481  ? \$485  : 2'h0;
-  assign \$487  = \$486  == 1'h1;
-  assign \$488  = ky == 3'h4;
-  assign \$489  = take & \$488 ;
-  assign \$490  = c == 5'h1f;
-  assign \$491  = \$489  & \$490 ;
-  assign \$492  = ox == 4'hd;
+  assign \$451  = \$450  | room_w_9[4];
+  assign \$452  = room_w_14[4] & \$451 ;
+  assign \$453  = \$442  ? 1'h0 : \$452 ;
+  assign \$454  = switch ? 1'h0 : ahead;
+  assign \$455  = oy == 4'hd;
+  assign \$456  = r_done | \$455 ;
+  assign \$457  = switch ? 1'h0 : \$456 ;
+  assign \$458  = ~ \$457 ;
+  assign \$459  = $signed(d) < $signed(2'h2);
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = oy == 4'hd;
+  assign \$462  = r_done | \$461 ;
+  assign \$463  = switch ? 1'h0 : \$462 ;
+  assign \$464  = $signed(d) < $signed(5'h0c);
+  assign \$465  = \$463  | \$464 ;
+  assign \$466  = room_w_14[4] & \$465 ;
+  assign \$467  = \$454  ? \$460  : \$466 ;
+  assign \$468  = \$441  ? \$453  : \$467 ;
+  assign \$469  = \$361  ? \$440  : \$468 ;
+  assign \$470  = w_c == 5'h1f;
+  assign \$471  = write & \$470 ;
+  assign \$472  = w_x == 4'hd;
+  assign \$473  = \$471  & \$472 ;
+  assign \$474  = ~ ahead;
+  assign \$475  = ~ room_w_13[4];
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = \$476  & room_w_14[4];
+  assign \$478  = ~ ahead;
+  assign \$479  = ~ room_w_13[4];
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = \$480  & room_w_14[4];
+  assign \$482  = ahead | \$481 ;
+  assign \$483  = switch ? 1'h0 : \$482 ;
+  assign \$484  = switch ? 1'h0 : r_done;
+  assign \$485  = ~ \$484 ;
+  assign \$486  = \$485  & room_low_3[4];
+  assign \$487  = switch ? 1'h0 : r_done;
+  assign \$490  = \$483  ? \$486  : 1'h1;
+  assign \$491  = ~ ahead;
+  assign \$492  = ~ room_w_13[4];
   assign \$493  = \$491  & \$492 ;
-  assign \$494  = oy == 4'hd;
-  assign \$495  = \$494  ? 2'h2 : 2'h1;
-  assign \$496  = \$493  ? \$495  : 2'h0;
-  assign \$497  = \$496  == 2'h2;
-  assign \$498  = \$487  & \$497 ;
-  assign \$499  = w_c == 5'h1f;
-  assign \$500  = write & \$499 ;
-  assign \$501  = w_x == 4'hd;
-  assign \$502  = \$500  & \$501 ;
-  assign \$503  = ~ ahead;
-  assign \$504  = w_row == 4'hd;
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = \$502  & \$505 ;
-  assign \$507  = ahead | \$506 ;
-  assign \$508  = switch ? 1'h0 : \$507 ;
-  assign \$509  = ky == 3'h4;
-  assign \$510  = take & \$509 ;
-  assign \$511  = c == 5'h1f;
-  assign \$512  = \$510  & \$511 ;
-  assign \$513  = ox == 4'hd;
-  assign \$514  = \$512  & \$513 ;
-  assign \$515  = oy == 4'hd;
-  assign \$516  = \$514  & \$515 ;
-  assign \$517  = r_done | \$516 ;
-  assign \$518  = switch ? 1'h0 : \$517 ;
-  assign \$519  = ~ \$518 ;
-  assign \$520  = $signed({ 1'h0, w_row }) < $signed(4'ha);
-  assign \$521  = \$519  & \$520 ;
-  assign \$522  = w_row < 4'hd;
-  assign \$523  = ky == 3'h4;
-  assign \$524  = take & \$523 ;
-  assign \$525  = c == 5'h1f;
+  assign \$494  = \$493  & room_w_14[4];
+  assign \$495  = ahead | \$494 ;
+  assign \$496  = switch ? 1'h0 : \$495 ;
+  assign \$497  = switch ? 1'h0 : r_done;
+  assign \$498  = ~ \$497 ;
+  assign \$499  = $signed(d) < $signed(3'h4);
+  assign \$500  = \$498  & \$499 ;
+  assign \$501  = switch ? 1'h0 : r_done;
+  assign \$502  = $signed(d) < $signed(5'h0a);
+  assign \$503  = \$501  | \$502 ;
+  assign \$504  = room_w_13[4] & \$503 ;
+  assign \$505  = \$496  ? \$500  : \$504 ;
+  assign \$506  = \$477  ? \$490  : \$505 ;
+  assign \$507  = switch ? 1'h0 : ahead;
+  assign \$508  = switch ? 1'h0 : r_done;
+  assign \$509  = ~ \$508 ;
+  assign \$510  = $signed(d) < $signed(3'h5);
+  assign \$511  = \$509  & \$510 ;
+  assign \$512  = switch ? 1'h0 : r_done;
+  assign \$513  = $signed(d) < $signed(5'h0b);
+  assign \$514  = \$512  | \$513 ;
+  assign \$515  = room_w_14[4] & \$514 ;
+  assign \$516  = \$507  ? \$511  : \$515 ;
+  assign \$517  = switch ? \$516  : \i__ready$18 ;
+  assign \$518  = \$473  ? \$506  : \$517 ;
+  assign \$519  = \$357  ? \$469  : \$518 ;
+  assign \$520  = w_c == 5'h1f;
+  assign \$521  = write & \$520 ;
+  assign \$522  = w_x == 4'hd;
+  assign \$523  = \$521  & \$522 ;
+  assign \$524  = ~ ahead;
+  assign \$525  = ~ room_w_13[4];
   assign \$526  = \$524  & \$525 ;
-  assign \$527  = ox == 4'hd;
-  assign \$528  = \$526  & \$527 ;
-  assign \$529  = oy == 4'hd;
-  assign \$530  = \$528  & \$529 ;
-  assign \$531  = r_done | \$530 ;
-  assign \$532  = switch ? 1'h0 : \$531 ;
-  assign \$533  = w_row < 4'h8;
-  assign \$534  = \$532  | \$533 ;
-  assign \$535  = \$522  & \$534 ;
-  assign \$536  = \$508  ? \$521  : \$535 ;
-  assign \$537  = w_c == 5'h1f;
-  assign \$538  = write & \$537 ;
-  assign \$539  = w_x == 4'hd;
-  assign \$540  = \$538  & \$539 ;
-  assign \$541  = ~ ahead;
-  assign \$542  = w_row == 4'hd;
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = \$543  ? 2'h2 : 2'h1;
-  assign \$545  = \$540  ? \$544  : 2'h0;
-  assign \$546  = \$545  == 1'h1;
-  assign \$547  = ky == 3'h4;
-  assign \$548  = take & \$547 ;
-  assign \$549  = c == 5'h1f;
-  assign \$550  = \$548  & \$549 ;
-  assign \$551  = ox == 4'hd;
-  assign \$552  = \$550  & \$551 ;
-  assign \$553  = oy == 4'hd;
-  assign \$554  = \$553  ? 2'h2 : 2'h1;
-  assign \$555  = \$552  ? \$554  : 2'h0;
-  assign \$556  = \$555  == 1'h1;
-  assign \$557  = \$546  & \$556 ;
-  assign \$558  = w_c == 5'h1f;
-  assign \$559  = write & \$558 ;
-  assign \$560  = w_x == 4'hd;
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = ~ ahead;
-  assign \$563  = w_row == 4'hd;
-  assign \$564  = \$562  & \$563 ;
-  assign \$565  = \$561  & \$564 ;
-  assign \$566  = ahead | \$565 ;
-  assign \$567  = switch ? 1'h0 : \$566 ;
-  assign \$568  = ky == 3'h4;
-  assign \$569  = take & \$568 ;
-  assign \$570  = c == 5'h1f;
-  assign \$571  = \$569  & \$570 ;
-  assign \$572  = ox == 4'hd;
-  assign \$573  = \$571  & \$572 ;
-  assign \$574  = oy == 4'hd;
-  assign \$575  = \$573  & \$574 ;
-  assign \$576  = r_done | \$575 ;
-  assign \$577  = switch ? 1'h0 : \$576 ;
-  assign \$578  = ~ \$577 ;
-  assign \$579  = $signed(d) < $signed(3'h5);
-  assign \$580  = \$578  & \$579 ;
-  assign \$581  = w_row < 4'hd;
-  assign \$582  = ky == 3'h4;
-  assign \$583  = take & \$582 ;
-  assign \$584  = c == 5'h1f;
-  assign \$585  = \$583  & \$584 ;
-  assign \$586  = ox == 4'hd;
-  assign \$587  = \$585  & \$586 ;
-  assign \$588  = oy == 4'hd;
-  assign \$589  = \$587  & \$588 ;
-  assign \$590  = r_done | \$589 ;
-  assign \$591  = switch ? 1'h0 : \$590 ;
-  assign \$592  = $signed(d) < $signed(5'h0b);
-  assign \$593  = \$591  | \$592 ;
-  assign \$594  = \$581  & \$593 ;
-  assign \$595  = \$567  ? \$580  : \$594 ;
-  assign \$596  = w_c == 5'h1f;
-  assign \$597  = write & \$596 ;
-  assign \$598  = w_x == 4'hd;
-  assign \$599  = \$597  & \$598 ;
-  assign \$600  = ~ ahead;
-  assign \$601  = w_row == 4'hd;
-  assign \$602  = \$600  & \$601 ;
-  assign \$603  = \$602  ? 2'h2 : 2'h1;
-  assign \$604  = \$599  ? \$603  : 2'h0;
-  assign \$605  = \$604  == 1'h1;
-  assign \$606  = ky == 3'h4;
-  assign \$607  = take & \$606 ;
-  assign \$608  = c == 5'h1f;
-  assign \$609  = \$607  & \$608 ;
-  assign \$610  = ox == 4'hd;
-  assign \$611  = \$609  & \$610 ;
-  assign \$612  = oy == 4'hd;
-  assign \$613  = \$612  ? 2'h2 : 2'h1;
-  assign \$614  = \$611  ? \$613  : 2'h0;
-  assign \$615  = ! \$614 ;
-  assign \$616  = \$605  & \$615 ;
-  assign \$617  = w_c == 5'h1f;
-  assign \$618  = write & \$617 ;
-  assign \$619  = w_x == 4'hd;
-  assign \$620  = \$618  & \$619 ;
-  assign \$621  = ~ ahead;
-  assign \$622  = w_row == 4'hd;
-  assign \$623  = \$621  & \$622 ;
-  assign \$624  = \$620  & \$623 ;
-  assign \$625  = ahead | \$624 ;
-  assign \$626  = switch ? 1'h0 : \$625 ;
-  assign \$627  = ky == 3'h4;
-  assign \$628  = take & \$627 ;
-  assign \$629  = c == 5'h1f;
-  assign \$630  = \$628  & \$629 ;
-  assign \$631  = ox == 4'hd;
-  assign \$632  = \$630  & \$631 ;
-  assign \$633  = oy == 4'hd;
-  assign \$634  = \$632  & \$633 ;
-  assign \$635  = r_done | \$634 ;
-  assign \$636  = switch ? 1'h0 : \$635 ;
-  assign \$637  = ~ \$636 ;
-  assign \$638  = $signed(d) < $signed(3'h4);
-  assign \$639  = \$637  & \$638 ;
-  assign \$640  = w_row < 4'hd;
-  assign \$641  = ky == 3'h4;
-  assign \$642  = take & \$641 ;
-  assign \$643  = c == 5'h1f;
-  assign \$644  = \$642  & \$643 ;
-  assign \$645  = ox == 4'hd;
-  assign \$646  = \$644  & \$645 ;
-  assign \$647  = oy == 4'hd;
-  assign \$648  = \$646  & \$647 ;
-  assign \$649  = r_done | \$648 ;
-  assign \$650  = switch ? 1'h0 : \$649 ;
-  assign \$651  = $signed(d) < $signed(5'h0a);
-  assign \$652  = \$650  | \$651 ;
-  assign \$653  = \$640  & \$652 ;
-  assign \$654  = \$626  ? \$639  : \$653 ;
-  assign \$655  = w_c == 5'h1f;
-  assign \$656  = write & \$655 ;
-  assign \$657  = w_x == 4'hd;
-  assign \$658  = \$656  & \$657 ;
-  assign \$659  = ~ ahead;
-  assign \$660  = w_row == 4'hd;
-  assign \$661  = \$659  & \$660 ;
-  assign \$662  = \$661  ? 2'h2 : 2'h1;
-  assign \$663  = \$658  ? \$662  : 2'h0;
-  assign \$664  = ! \$663 ;
-  assign \$665  = ky == 3'h4;
-  assign \$666  = take & \$665 ;
-  assign \$667  = c == 5'h1f;
-  assign \$668  = \$666  & \$667 ;
-  assign \$669  = ox == 4'hd;
-  assign \$670  = \$668  & \$669 ;
-  assign \$671  = oy == 4'hd;
-  assign \$672  = \$671  ? 2'h2 : 2'h1;
-  assign \$673  = \$670  ? \$672  : 2'h0;
-  assign \$674  = \$673  == 2'h2;
-  assign \$675  = \$664  & \$674 ;
-  assign \$676  = w_c == 5'h1f;
-  assign \$677  = write & \$676 ;
-  assign \$678  = w_x == 4'hd;
-  assign \$679  = \$677  & \$678 ;
-  assign \$680  = ~ ahead;
-  assign \$681  = w_row == 4'hd;
-  assign \$682  = \$680  & \$681 ;
-  assign \$683  = \$679  & \$682 ;
-  assign \$684  = ahead | \$683 ;
-  assign \$685  = switch ? 1'h0 : \$684 ;
-  assign \$686  = ky == 3'h4;
-  assign \$687  = take & \$686 ;
-  assign \$688  = c == 5'h1f;
-  assign \$689  = \$687  & \$688 ;
-  assign \$690  = ox == 4'hd;
-  assign \$691  = \$689  & \$690 ;
-  assign \$692  = oy == 4'hd;
-  assign \$693  = \$691  & \$692 ;
-  assign \$694  = r_done | \$693 ;
-  assign \$695  = switch ? 1'h0 : \$694 ;
-  assign \$696  = ~ \$695 ;
-  assign \$697  = $signed({ 1'h0, w_row }) < $signed(4'hb);
-  assign \$698  = \$696  & \$697 ;
-  assign \$699  = w_row < 4'he;
-  assign \$700  = ky == 3'h4;
-  assign \$701  = take & \$700 ;
-  assign \$702  = c == 5'h1f;
-  assign \$703  = \$701  & \$702 ;
-  assign \$704  = ox == 4'hd;
-  assign \$705  = \$703  & \$704 ;
-  assign \$706  = oy == 4'hd;
-  assign \$707  = \$705  & \$706 ;
-  assign \$708  = r_done | \$707 ;
-  assign \$709  = switch ? 1'h0 : \$708 ;
-  assign \$710  = w_row < 4'h9;
-  assign \$711  = \$709  | \$710 ;
-  assign \$712  = \$699  & \$711 ;
-  assign \$713  = \$685  ? \$698  : \$712 ;
-  assign \$714  = w_c == 5'h1f;
-  assign \$715  = write & \$714 ;
-  assign \$716  = w_x == 4'hd;
-  assign \$717  = \$715  & \$716 ;
-  assign \$718  = ~ ahead;
-  assign \$719  = w_row == 4'hd;
-  assign \$720  = \$718  & \$719 ;
-  assign \$721  = \$720  ? 2'h2 : 2'h1;
-  assign \$722  = \$717  ? \$721  : 2'h0;
-  assign \$723  = ! \$722 ;
-  assign \$724  = ky == 3'h4;
-  assign \$725  = take & \$724 ;
-  assign \$726  = c == 5'h1f;
-  assign \$727  = \$725  & \$726 ;
-  assign \$728  = ox == 4'hd;
-  assign \$729  = \$727  & \$728 ;
-  assign \$730  = oy == 4'hd;
-  assign \$731  = \$730  ? 2'h2 : 2'h1;
-  assign \$732  = \$729  ? \$731  : 2'h0;
-  assign \$733  = \$732  == 1'h1;
-  assign \$734  = \$723  & \$733 ;
-  assign \$735  = w_c == 5'h1f;
-  assign \$736  = write & \$735 ;
-  assign \$737  = w_x == 4'hd;
-  assign \$738  = \$736  & \$737 ;
-  assign \$739  = ~ ahead;
-  assign \$740  = w_row == 4'hd;
-  assign \$741  = \$739  & \$740 ;
-  assign \$742  = \$738  & \$741 ;
-  assign \$743  = ahead | \$742 ;
-  assign \$744  = switch ? 1'h0 : \$743 ;
-  assign \$745  = ky == 3'h4;
-  assign \$746  = take & \$745 ;
-  assign \$747  = c == 5'h1f;
-  assign \$748  = \$746  & \$747 ;
-  assign \$749  = ox == 4'hd;
-  assign \$750  = \$748  & \$749 ;
-  assign \$751  = oy == 4'hd;
-  assign \$752  = \$750  & \$751 ;
-  assign \$753  = r_done | \$752 ;
-  assign \$754  = switch ? 1'h0 : \$753 ;
-  assign \$755  = ~ \$754 ;
-  assign \$756  = $signed(d) < $signed(2'h2);
-  assign \$757  = \$755  & \$756 ;
-  assign \$758  = w_row < 4'he;
-  assign \$759  = ky == 3'h4;
-  assign \$760  = take & \$759 ;
-  assign \$761  = c == 5'h1f;
-  assign \$762  = \$760  & \$761 ;
-  assign \$763  = ox == 4'hd;
-  assign \$764  = \$762  & \$763 ;
-  assign \$765  = oy == 4'hd;
-  assign \$766  = \$764  & \$765 ;
-  assign \$767  = r_done | \$766 ;
-  assign \$768  = switch ? 1'h0 : \$767 ;
-  assign \$769  = $signed(d) < $signed(5'h0c);
-  assign \$770  = \$768  | \$769 ;
-  assign \$771  = \$758  & \$770 ;
-  assign \$772  = \$744  ? \$757  : \$771 ;
-  assign \$773  = w_c == 5'h1f;
-  assign \$774  = write & \$773 ;
-  assign \$775  = w_x == 4'hd;
-  assign \$776  = \$774  & \$775 ;
-  assign \$777  = ~ ahead;
-  assign \$778  = w_row == 4'hd;
-  assign \$779  = \$777  & \$778 ;
-  assign \$780  = \$779  ? 2'h2 : 2'h1;
-  assign \$781  = \$776  ? \$780  : 2'h0;
-  assign \$782  = ! \$781 ;
-  assign \$783  = ky == 3'h4;
-  assign \$784  = take & \$783 ;
-  assign \$785  = c == 5'h1f;
-  assign \$786  = \$784  & \$785 ;
-  assign \$787  = ox == 4'hd;
-  assign \$788  = \$786  & \$787 ;
-  assign \$789  = oy == 4'hd;
-  assign \$790  = \$789  ? 2'h2 : 2'h1;
-  assign \$791  = \$788  ? \$790  : 2'h0;
-  assign \$792  = ! \$791 ;
-  assign \$793  = \$782  & \$792 ;
-  assign \$794  = w_c == 5'h1f;
-  assign \$795  = write & \$794 ;
-  assign \$796  = w_x == 4'hd;
-  assign \$797  = \$795  & \$796 ;
-  assign \$798  = ~ ahead;
-  assign \$799  = w_row == 4'hd;
-  assign \$800  = \$798  & \$799 ;
-  assign \$801  = \$797  & \$800 ;
-  assign \$802  = ahead | \$801 ;
-  assign \$803  = switch ? 1'h0 : \$802 ;
-  assign \$804  = ky == 3'h4;
-  assign \$805  = take & \$804 ;
-  assign \$806  = c == 5'h1f;
-  assign \$807  = \$805  & \$806 ;
-  assign \$808  = ox == 4'hd;
-  assign \$809  = \$807  & \$808 ;
-  assign \$810  = oy == 4'hd;
-  assign \$811  = \$809  & \$810 ;
-  assign \$812  = r_done | \$811 ;
-  assign \$813  = switch ? 1'h0 : \$812 ;
-  assign \$814  = ~ \$813 ;
-  assign \$815  = $signed(d) < $signed(3'h5);
-  assign \$816  = \$814  & \$815 ;
-  assign \$817  = w_row < 4'he;
-  assign \$818  = ky == 3'h4;
-  assign \$819  = take & \$818 ;
-  assign \$820  = c == 5'h1f;
-  assign \$821  = \$819  & \$820 ;
-  assign \$822  = ox == 4'hd;
-  assign \$823  = \$821  & \$822 ;
-  assign \$824  = oy == 4'hd;
-  assign \$825  = \$823  & \$824 ;
-  assign \$826  = r_done | \$825 ;
-  assign \$827  = switch ? 1'h0 : \$826 ;
-  assign \$828  = $signed(d) < $signed(5'h0b);
-  assign \$829  = \$827  | \$828 ;
-  assign \$830  = \$817  & \$829 ;
-  assign \$831  = \$803  ? \$816  : \$830 ;
-  assign \$832  = \$793  ? \$831  : 1'h0;
-  assign \$833  = \$734  ? \$772  : \$832 ;
-  assign \$834  = \$675  ? \$713  : \$833 ;
-  assign \$835  = \$616  ? \$654  : \$834 ;
-  assign \$836  = \$557  ? \$595  : \$835 ;
-  assign \$837  = \$498  ? \$536  : \$836 ;
-  assign \$838  = \$440  ? \$477  : \$837 ;
-  assign \$839  = \$382  ? \$419  : \$838 ;
-  assign \$840  = \$326  ? \$361  : \$839 ;
+  assign \$527  = \$526  & room_w_14[4];
+  assign \$528  = $signed(room_w_13) + $signed(2'h1);
+  assign \$529  = \$527  ? 6'h33 : \$528 ;
+  assign \$530  = \$523  ? \$529  : { room_w_13[4], room_w_13 };
+  assign \$531  = w_c == 5'h1f;
+  assign \$532  = write & \$531 ;
+  assign \$533  = w_x == 4'hd;
+  assign \$534  = \$532  & \$533 ;
+  assign \$535  = ~ ahead;
+  assign \$536  = ~ room_w_13[4];
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = \$537  & room_w_14[4];
+  assign \$539  = $signed(room_w_14) + $signed(2'h1);
+  assign \$540  = \$538  ? 6'h32 : \$539 ;
+  assign \$541  = \$534  ? \$540  : { room_w_14[4], room_w_14 };
+  assign \$542  = ky == 3'h4;
+  assign \$543  = take & \$542 ;
+  assign \$544  = c == 5'h1f;
+  assign \$545  = \$543  & \$544 ;
+  assign \$546  = ox == 4'hd;
+  assign \$547  = \$545  & \$546 ;
+  assign \$548  = oy == 4'hd;
+  assign \$549  = $signed(room_low_2) - $signed(2'h1);
+  assign \$550  = \$548  ? 6'h04 : \$549 ;
+  assign \$551  = \$547  ? \$550  : { room_low_2[4], room_low_2 };
+  assign \$552  = w_c == 5'h1f;
+  assign \$553  = write & \$552 ;
+  assign \$554  = w_x == 4'hd;
+  assign \$555  = \$553  & \$554 ;
+  assign \$556  = ~ ahead;
+  assign \$557  = ~ room_w_13[4];
+  assign \$558  = \$556  & \$557 ;
+  assign \$559  = \$558  & room_w_14[4];
+  assign \$560  = $signed(room_w_8) + $signed(2'h1);
+  assign \$561  = \$559  ? 5'h18 : \$560 ;
+  assign \$562  = \$555  ? \$561  : { room_w_8[3], room_w_8 };
+  assign \$563  = w_c == 5'h1f;
+  assign \$564  = write & \$563 ;
+  assign \$565  = w_x == 4'hd;
+  assign \$566  = \$564  & \$565 ;
+  assign \$567  = ~ ahead;
+  assign \$568  = ~ room_w_13[4];
+  assign \$569  = \$567  & \$568 ;
+  assign \$570  = \$569  & room_w_14[4];
+  assign \$571  = $signed(room_w_9) + $signed(2'h1);
+  assign \$572  = \$570  ? 6'h37 : \$571 ;
+  assign \$573  = \$566  ? \$572  : { room_w_9[4], room_w_9 };
+  assign \$574  = ky == 3'h4;
+  assign \$575  = take & \$574 ;
+  assign \$576  = c == 5'h1f;
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = ox == 4'hd;
+  assign \$579  = \$577  & \$578 ;
+  assign \$580  = oy == 4'hd;
+  assign \$581  = $signed(room_low_3) - $signed(2'h1);
+  assign \$582  = \$580  ? 6'h05 : \$581 ;
+  assign \$583  = \$579  ? \$582  : { room_low_3[4], room_low_3 };
   always @(posedge clk)
-    w_c <= \$841 ;
+    w_c <= \$584 ;
   always @(posedge clk)
-    w_x <= \$842 ;
+    w_x <= \$585 ;
   always @(posedge clk)
-    w_b <= \$843 ;
+    w_b <= \$586 ;
   always @(posedge clk)
-    w_rowbase <= \$844 ;
+    w_rowbase <= \$587 ;
   always @(posedge clk)
-    w_grp <= \$845 ;
+    w_grp <= \$588 ;
   always @(posedge clk)
-    ahead <= \$846 ;
+    ahead <= \$589 ;
   always @(posedge clk)
-    w_row <= \$847 ;
+    w_row <= \$590 ;
   always @(posedge clk)
-    pads <= \$848 ;
+    pads <= \$591 ;
   always @(posedge clk)
-    rot <= \$849 ;
+    rot <= \$592 ;
   always @(posedge clk)
-    \i__valid$48  <= \$850 ;
+    \i__valid$49  <= \$593 ;
   always @(posedge clk)
-    ky <= \$851 ;
+    ky <= \$594 ;
   always @(posedge clk)
-    row_addr <= \$852 ;
+    row_addr <= \$595 ;
   always @(posedge clk)
-    c <= \$853 ;
+    c <= \$596 ;
   always @(posedge clk)
-    qc <= \$854 ;
+    qc <= \$597 ;
   always @(posedge clk)
-    ox <= \$855 ;
+    ox <= \$598 ;
   always @(posedge clk)
-    ix0 <= \$856 ;
+    ix0 <= \$599 ;
   always @(posedge clk)
-    r0 <= \$857 ;
+    r0 <= \$600 ;
   always @(posedge clk)
-    q0c <= \$858 ;
+    q0c <= \$601 ;
   always @(posedge clk)
-    oy <= \$859 ;
+    oy <= \$602 ;
   always @(posedge clk)
-    low <= \$860 ;
+    low <= \$603 ;
   always @(posedge clk)
-    r_done <= \$861 ;
+    r_done <= \$604 ;
   always @(posedge clk)
-    base_slot <= \$862 ;
+    base_slot <= \$605 ;
   always @(posedge clk)
-    base_row <= \$863 ;
+    base_row <= \$606 ;
   always @(posedge clk)
-    iy <= \$864 ;
+    iy <= \$607 ;
   always @(posedge clk)
-    img_slot <= \$865 ;
+    img_slot <= \$608 ;
   always @(posedge clk)
-    img_row <= \$866 ;
+    img_row <= \$609 ;
   always @(posedge clk)
-    d <= \$867 ;
+    d <= \$610 ;
   always @(posedge clk)
-    \i__ready$18  <= \$868 ;
+    \i__ready$18  <= \$611 ;
+  always @(posedge clk)
+    room_w_13 <= \$612 ;
+  always @(posedge clk)
+    room_w_14 <= \$613 ;
+  always @(posedge clk)
+    room_low_2 <= \$614 ;
+  always @(posedge clk)
+    room_w_8 <= \$615 ;
+  always @(posedge clk)
+    room_w_9 <= \$616 ;
+  always @(posedge clk)
+    room_low_3 <= \$617 ;
   assign \$1  = \o__payload$11 [42:40] == 3'h4;
   assign \$2  = \o__payload$11 [42:40] == 2'h3;
   assign \$3  = \o__payload$11 [42:40] == 2'h2;
@@ -23370,70 +22129,321 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$58  = $signed(iy) >= $signed(5'h0e);
   assign \$59  = \$57  | \$58 ;
   assign \$60  = \$59  | ahead;
-  assign \$61  = $signed(iy) < $signed({ 1'h0, w_row });
-  assign \$62  = \$60  | \$61 ;
-  assign avail = \$56  & \$62 ;
-  assign \$63  = ~ \i__valid$48 ;
-  assign advance = \$63  | \i__ready$49 ;
+  assign \$61  = ~ d[5];
+  assign \$62  = | d[4:3];
+  assign \$63  = ! ky;
+  assign \$64  = d[2:0] == 1'h1;
+  assign \$65  = d[2:0] == 2'h2;
+  assign \$66  = d[2:0] == 2'h3;
+  assign \$67  = d[2:0] == 3'h4;
+  assign \$68  = d[2:0] == 3'h5;
+  assign \$69  = d[2:0] == 3'h6;
+  assign \$70  = d[2:0] == 3'h7;
+  assign \$71  = | { \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64  };
+  assign \$72  = \$63  & \$71 ;
+  assign \$73  = ky == 1'h1;
+  assign \$74  = d[2:0] == 2'h2;
+  assign \$75  = d[2:0] == 2'h3;
+  assign \$76  = d[2:0] == 3'h4;
+  assign \$77  = d[2:0] == 3'h5;
+  assign \$78  = d[2:0] == 3'h6;
+  assign \$79  = d[2:0] == 3'h7;
+  assign \$80  = | { \$79 , \$78 , \$77 , \$76 , \$75 , \$74  };
+  assign \$81  = \$73  & \$80 ;
+  assign \$82  = ky == 2'h2;
+  assign \$83  = d[2:0] == 2'h3;
+  assign \$84  = d[2:0] == 3'h4;
+  assign \$85  = d[2:0] == 3'h5;
+  assign \$86  = d[2:0] == 3'h6;
+  assign \$87  = d[2:0] == 3'h7;
+  assign \$88  = | { \$87 , \$86 , \$85 , \$84 , \$83  };
+  assign \$89  = \$82  & \$88 ;
+  assign \$90  = ky == 2'h3;
+  assign \$91  = d[2:0] == 3'h4;
+  assign \$92  = d[2:0] == 3'h5;
+  assign \$93  = d[2:0] == 3'h6;
+  assign \$94  = d[2:0] == 3'h7;
+  assign \$95  = | { \$94 , \$93 , \$92 , \$91  };
+  assign \$96  = \$90  & \$95 ;
+  assign \$97  = ky == 3'h4;
+  assign \$98  = d[2:0] == 3'h5;
+  assign \$99  = d[2:0] == 3'h6;
+  assign \$100  = d[2:0] == 3'h7;
+  assign \$101  = | { \$100 , \$99 , \$98  };
+  assign \$102  = \$97  & \$101 ;
+  assign \$103  = | { \$102 , \$96 , \$89 , \$81 , \$72  };
+  assign \$104  = \$62  | \$103 ;
+  assign \$105  = \$61  & \$104 ;
+  assign \$106  = \$60  | \$105 ;
+  assign avail = \$56  & \$106 ;
+  assign \$107  = ~ \i__valid$49 ;
+  assign advance = \$107  | \i__ready$50 ;
   assign take = advance & avail;
-  assign \$64  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$65  = r0 > 1'h0;
-  assign \$66  = \$65  ? 6'h20 : 6'h00;
-  assign \$67  = $signed(\$64 ) + $signed({ 1'h0, \$66  });
-  assign \$68  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$69  = r0 > 1'h1;
-  assign \$70  = \$69  ? 6'h20 : 6'h00;
-  assign \$71  = $signed(\$68 ) + $signed({ 1'h0, \$70  });
-  assign \$72  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$73  = r0 > 2'h2;
-  assign \$74  = \$73  ? 6'h20 : 6'h00;
-  assign \$75  = $signed(\$72 ) + $signed({ 1'h0, \$74  });
-  assign \$76  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$77  = r0 > 2'h3;
-  assign \$78  = \$77  ? 6'h20 : 6'h00;
-  assign \$79  = $signed(\$76 ) + $signed({ 1'h0, \$78  });
-  assign \$80  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$81  = $signed(\$80 ) + $signed(1'h0);
-  assign \$82  = w_c == 5'h1f;
-  assign \$83  = w_c + 1'h1;
-  assign \$84  = \$82  ? 6'h00 : \$83 ;
-  assign \$85  = w_c == 5'h1f;
-  assign \$86  = w_x == 4'hd;
-  assign \$87  = w_x + 1'h1;
-  assign \$88  = \$86  ? 5'h00 : \$87 ;
-  assign \$89  = w_b == 3'h4;
-  assign \$90  = w_x == 4'hd;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = w_b + 1'h1;
-  assign \$93  = \$91  ? 4'h0 : \$92 ;
-  assign \$94  = w_x == 4'hd;
-  assign \$95  = w_b == 3'h4;
-  assign \$96  = w_rowbase + 7'h60;
-  assign \$97  = \$96  >= 11'h420;
-  assign \$98  = w_rowbase + 7'h60;
-  assign \$99  = \$98  - 11'h420;
-  assign \$100  = w_rowbase + 7'h60;
-  assign \$101  = \$97  ? \$99  : { 1'h0, \$100  };
-  assign \$102  = w_rowbase + 7'h60;
-  assign \$103  = \$102  >= 11'h420;
-  assign \$104  = w_rowbase + 7'h60;
-  assign \$105  = \$104  - 11'h420;
-  assign \$106  = w_rowbase + 7'h60;
-  assign \$107  = \$103  ? \$105  : { 1'h0, \$106  };
-  assign \$108  = ~ ahead;
-  assign \$109  = w_row == 4'hd;
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = w_row + 1'h1;
-  assign \$112  = w_grp + 6'h20;
-  assign \$113  = $signed(iy) < $signed(1'h0);
-  assign \$114  = $signed(iy) >= $signed(5'h0e);
-  assign \$115  = \$113  | \$114 ;
-  assign \$116  = $signed(ix0) + $signed(1'h0);
-  assign \$117  = $signed(\$116 ) < $signed(1'h0);
-  assign \$118  = \$115  | \$117 ;
-  assign \$119  = $signed(ix0) + $signed(1'h0);
-  assign \$120  = $signed(\$119 ) >= $signed(5'h0e);
-  assign \$121  = \$118  | \$120 ;
+  assign \$108  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$109  = r0 > 1'h0;
+  assign \$110  = \$109  ? 6'h20 : 6'h00;
+  assign \$111  = $signed(\$108 ) + $signed({ 1'h0, \$110  });
+  assign \$112  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$113  = r0 > 1'h1;
+  assign \$114  = \$113  ? 6'h20 : 6'h00;
+  assign \$115  = $signed(\$112 ) + $signed({ 1'h0, \$114  });
+  assign \$116  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$117  = r0 > 2'h2;
+  assign \$118  = \$117  ? 6'h20 : 6'h00;
+  assign \$119  = $signed(\$116 ) + $signed({ 1'h0, \$118  });
+  assign \$120  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$121  = r0 > 2'h3;
+  assign \$122  = \$121  ? 6'h20 : 6'h00;
+  assign \$123  = $signed(\$120 ) + $signed({ 1'h0, \$122  });
+  assign \$124  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$125  = $signed(\$124 ) + $signed(1'h0);
+  assign \$126  = w_c == 5'h1f;
+  assign \$127  = w_c + 1'h1;
+  assign \$128  = \$126  ? 6'h00 : \$127 ;
+  assign \$129  = w_c == 5'h1f;
+  assign \$130  = w_x == 4'hd;
+  assign \$131  = w_x + 1'h1;
+  assign \$132  = \$130  ? 5'h00 : \$131 ;
+  assign \$133  = w_b == 3'h4;
+  assign \$134  = w_x == 4'hd;
+  assign \$135  = \$133  | \$134 ;
+  assign \$136  = w_b + 1'h1;
+  assign \$137  = \$135  ? 4'h0 : \$136 ;
+  assign \$138  = w_x == 4'hd;
+  assign \$139  = w_b == 3'h4;
+  assign \$140  = w_rowbase + 7'h60;
+  assign \$141  = \$140  >= 11'h420;
+  assign \$142  = w_rowbase + 7'h60;
+  assign \$143  = \$142  - 11'h420;
+  assign \$144  = w_rowbase + 7'h60;
+  assign \$145  = \$141  ? \$143  : { 1'h0, \$144  };
+  assign \$146  = w_rowbase + 7'h60;
+  assign \$147  = \$146  >= 11'h420;
+  assign \$148  = w_rowbase + 7'h60;
+  assign \$149  = \$148  - 11'h420;
+  assign \$150  = w_rowbase + 7'h60;
+  assign \$151  = \$147  ? \$149  : { 1'h0, \$150  };
+  assign \$152  = ~ ahead;
+  assign \$153  = w_row == 4'hd;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = w_row + 1'h1;
+  assign \$156  = w_grp + 6'h20;
+  assign \$157  = $signed(iy) < $signed(1'h0);
+  assign \$158  = $signed(iy) >= $signed(5'h0e);
+  assign \$159  = \$157  | \$158 ;
+  assign \$160  = $signed(ix0) + $signed(1'h0);
+  assign \$161  = $signed(\$160 ) < $signed(1'h0);
+  assign \$162  = \$159  | \$161 ;
+  assign \$163  = $signed(ix0) + $signed(1'h0);
+  assign \$164  = $signed(\$163 ) >= $signed(5'h0e);
+  assign \$165  = \$162  | \$164 ;
+  assign \$166  = $signed(iy) < $signed(1'h0);
+  assign \$167  = $signed(iy) >= $signed(5'h0e);
+  assign \$168  = \$166  | \$167 ;
+  assign \$169  = $signed(ix0) + $signed(2'h1);
+  assign \$170  = $signed(\$169 ) < $signed(1'h0);
+  assign \$171  = \$168  | \$170 ;
+  assign \$172  = $signed(ix0) + $signed(2'h1);
+  assign \$173  = $signed(\$172 ) >= $signed(5'h0e);
+  assign \$174  = \$171  | \$173 ;
+  assign \$175  = $signed(iy) < $signed(1'h0);
+  assign \$176  = $signed(iy) >= $signed(5'h0e);
+  assign \$177  = \$175  | \$176 ;
+  assign \$178  = $signed(ix0) + $signed(3'h2);
+  assign \$179  = $signed(\$178 ) < $signed(1'h0);
+  assign \$180  = \$177  | \$179 ;
+  assign \$181  = $signed(ix0) + $signed(3'h2);
+  assign \$182  = $signed(\$181 ) >= $signed(5'h0e);
+  assign \$183  = \$180  | \$182 ;
+  assign \$184  = $signed(iy) < $signed(1'h0);
+  assign \$185  = $signed(iy) >= $signed(5'h0e);
+  assign \$186  = \$184  | \$185 ;
+  assign \$187  = $signed(ix0) + $signed(3'h3);
+  assign \$188  = $signed(\$187 ) < $signed(1'h0);
+  assign \$189  = \$186  | \$188 ;
+  assign \$190  = $signed(ix0) + $signed(3'h3);
+  assign \$191  = $signed(\$190 ) >= $signed(5'h0e);
+  assign \$192  = \$189  | \$191 ;
+  assign \$193  = $signed(iy) < $signed(1'h0);
+  assign \$194  = $signed(iy) >= $signed(5'h0e);
+  assign \$195  = \$193  | \$194 ;
+  assign \$196  = $signed(ix0) + $signed(4'h4);
+  assign \$197  = $signed(\$196 ) < $signed(1'h0);
+  assign \$198  = \$195  | \$197 ;
+  assign \$199  = $signed(ix0) + $signed(4'h4);
+  assign \$200  = $signed(\$199 ) >= $signed(5'h0e);
+  assign \$201  = \$198  | \$200 ;
+  assign \$202  = ky == 3'h4;
+  assign \$203  = ky + 1'h1;
+  assign \$204  = \$202  ? 4'h0 : \$203 ;
+  assign \$205  = ky == 3'h4;
+  assign \$206  = ~ \$205 ;
+  assign \$207  = row_addr + 7'h60;
+  assign \$208  = \$207  >= 11'h420;
+  assign \$209  = row_addr + 7'h60;
+  assign \$210  = \$209  - 11'h420;
+  assign \$211  = row_addr + 7'h60;
+  assign \$212  = \$208  ? \$210  : { 1'h0, \$211  };
+  assign \$213  = c == 5'h1f;
+  assign \$214  = c + 1'h1;
+  assign \$215  = \$213  ? 6'h00 : \$214 ;
+  assign \$216  = c == 5'h1f;
+  assign \$217  = ~ \$216 ;
+  assign \$218  = $signed(qc) + $signed(2'h1);
+  assign \$219  = ox == 4'hd;
+  assign \$220  = ox + 1'h1;
+  assign \$221  = \$219  ? 5'h00 : \$220 ;
+  assign \$222  = ox == 4'hd;
+  assign \$223  = $signed(ix0) + $signed(2'h1);
+  assign \$224  = \$222  ? 6'h3e : \$223 ;
+  assign \$225  = ox == 4'hd;
+  assign \$226  = r0 + 1'h1;
+  assign \$227  = \$226  >= 3'h5;
+  assign \$228  = r0 + 1'h1;
+  assign \$229  = \$228  - 3'h5;
+  assign \$230  = r0 + 1'h1;
+  assign \$231  = \$227  ? \$229  : { 1'h0, \$230  };
+  assign \$232  = \$225  ? 5'h03 : \$231 ;
+  assign \$233  = ox == 4'hd;
+  assign \$234  = r0 + 1'h1;
+  assign \$235  = \$234  >= 3'h5;
+  assign \$236  = 1'h0 + \$235 ;
+  assign \$237  = \$236  * 6'h20;
+  assign \$238  = $signed(q0c) + $signed({ 1'h0, \$237  });
+  assign \$239  = \$233  ? 10'h3e0 : \$238 ;
+  assign \$240  = ox == 4'hd;
+  assign \$241  = r0 + 1'h1;
+  assign \$242  = \$241  >= 3'h5;
+  assign \$243  = 1'h0 + \$242 ;
+  assign \$244  = \$243  * 6'h20;
+  assign \$245  = $signed(q0c) + $signed({ 1'h0, \$244  });
+  assign \$246  = \$240  ? 10'h3e0 : \$245 ;
+  assign \$247  = ox == 4'hd;
+  assign \$248  = oy == 4'hd;
+  assign \$249  = oy + 1'h1;
+  assign \$250  = \$248  ? 5'h00 : \$249 ;
+  assign \$251  = oy == 4'hd;
+  assign \$252  = $signed(low) + $signed(2'h1);
+  assign \$253  = \$251  ? 6'h3e : \$252 ;
+  assign \$254  = oy == 4'hd;
+  assign \$255  = base_slot + 1'h1;
+  assign \$256  = \$255  >= 4'hb;
+  assign \$257  = base_slot + 1'h1;
+  assign \$258  = \$257  - 4'hb;
+  assign \$259  = base_slot + 1'h1;
+  assign \$260  = \$256  ? \$258  : { 1'h0, \$259  };
+  assign \$261  = base_row + 7'h60;
+  assign \$262  = \$261  >= 11'h420;
+  assign \$263  = base_row + 7'h60;
+  assign \$264  = \$263  - 11'h420;
+  assign \$265  = base_row + 7'h60;
+  assign \$266  = \$262  ? \$264  : { 1'h0, \$265  };
+  assign \$267  = base_row + 7'h60;
+  assign \$268  = \$267  >= 11'h420;
+  assign \$269  = base_row + 7'h60;
+  assign \$270  = \$269  - 11'h420;
+  assign \$271  = base_row + 7'h60;
+  assign \$272  = \$268  ? \$270  : { 1'h0, \$271  };
+  assign \$273  = ky == 3'h4;
+  assign \$274  = ~ \$273 ;
+  assign \$275  = c == 5'h1f;
+  assign \$276  = ox == 4'hd;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = $signed(iy) + $signed(2'h1);
+  assign \$279  = oy == 4'hd;
+  assign \$280  = $signed(low) + $signed(2'h1);
+  assign \$281  = \$279  ? 6'h3e : \$280 ;
+  assign \$282  = img_slot + 2'h3;
+  assign \$283  = \$282  >= 4'hb;
+  assign \$284  = img_slot + 2'h3;
+  assign \$285  = \$284  - 4'hb;
+  assign \$286  = img_slot + 2'h3;
+  assign \$287  = \$283  ? \$285  : { 1'h0, \$286  };
+  assign \$288  = img_row + 9'h120;
+  assign \$289  = \$288  >= 11'h420;
+  assign \$290  = img_row + 9'h120;
+  assign \$291  = \$290  - 11'h420;
+  assign \$292  = img_row + 9'h120;
+  assign \$293  = \$289  ? \$291  : { 1'h0, \$292  };
+  assign \$294  = img_slot + 1'h1;
+  assign \$295  = \$294  >= 4'hb;
+  assign \$296  = img_slot + 1'h1;
+  assign \$297  = \$296  - 4'hb;
+  assign \$298  = img_slot + 1'h1;
+  assign \$299  = \$295  ? \$297  : { 1'h0, \$298  };
+  assign \$300  = img_row + 7'h60;
+  assign \$301  = \$300  >= 11'h420;
+  assign \$302  = img_row + 7'h60;
+  assign \$303  = \$302  - 11'h420;
+  assign \$304  = img_row + 7'h60;
+  assign \$305  = \$301  ? \$303  : { 1'h0, \$304  };
+  assign \$306  = img_row + 7'h60;
+  assign \$307  = \$306  >= 11'h420;
+  assign \$308  = img_row + 7'h60;
+  assign \$309  = \$308  - 11'h420;
+  assign \$310  = img_row + 7'h60;
+  assign \$311  = \$307  ? \$309  : { 1'h0, \$310  };
+  assign \$312  = ky == 3'h4;
+  assign \$313  = take & \$312 ;
+  assign \$314  = c == 5'h1f;
+  assign \$315  = \$313  & \$314 ;
+  assign \$316  = ox == 4'hd;
+  assign \$317  = \$315  & \$316 ;
+  assign \$318  = oy == 4'hd;
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = w_c == 5'h1f;
+  assign \$321  = write & \$320 ;
+  assign \$322  = w_x == 4'hd;
+  assign \$323  = \$321  & \$322 ;
+  assign \$324  = ~ ahead;
+  assign \$325  = ~ room_w_13[4];
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = \$326  & room_w_14[4];
+  assign \$328  = w_row + 1'h1;
+  assign \$329  = \$327  ? 5'h00 : \$328 ;
+  assign \$330  = \$323  ? \$329  : { 1'h0, w_row };
+  assign \$331  = \$330  + 2'h2;
+  assign \$332  = w_c == 5'h1f;
+  assign \$333  = write & \$332 ;
+  assign \$334  = w_x == 4'hd;
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = ~ ahead;
+  assign \$337  = ~ room_w_13[4];
+  assign \$338  = \$336  & \$337 ;
+  assign \$339  = \$338  & room_w_14[4];
+  assign \$340  = \$339  ? 5'h13 : 5'h01;
+  assign \$341  = \$335  ? \$340  : 5'h00;
+  assign \$342  = ky == 3'h4;
+  assign \$343  = take & \$342 ;
+  assign \$344  = c == 5'h1f;
+  assign \$345  = \$343  & \$344 ;
+  assign \$346  = ox == 4'hd;
+  assign \$347  = \$345  & \$346 ;
+  assign \$348  = \$347  ? 1'h1 : 1'h0;
+  assign \$349  = $signed(\$341 ) - $signed({ 1'h0, \$348  });
+  assign \$350  = $signed(d) + $signed(\$349 );
+  assign \$351  = \$319  ? { 1'h0, \$331  } : \$350 ;
+  assign \$352  = ky == 3'h4;
+  assign \$353  = take & \$352 ;
+  assign \$354  = c == 5'h1f;
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = ox == 4'hd;
+  assign \$357  = \$355  & \$356 ;
+  assign \$358  = w_c == 5'h1f;
+  assign \$359  = write & \$358 ;
+  assign \$360  = w_x == 4'hd;
+  assign \$361  = \$359  & \$360 ;
+  assign \$362  = ~ ahead;
+  assign \$363  = ~ room_w_13[4];
+  assign \$364  = \$362  & \$363 ;
+  assign \$365  = \$364  & room_w_14[4];
+  assign \$366  = oy == 4'hd;
+  assign \$367  = ~ ahead;
+  assign \$368  = ~ room_w_13[4];
+  assign \$369  = \$367  & \$368 ;
+  assign \$370  = \$369  & room_w_14[4];
+  assign \$371  = ahead | \$370 ;
+  assign \$372  = switch ? 1'h0 : \$371 ;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -23451,473 +22461,515 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1420$0 (\$9 ),
-    .\port$1429$0 (\$18 ),
-    .\port$1438$0 (\$27 ),
-    .\port$1447$0 (\$36 ),
-    .\port$1456$0 (\$45 ),
+    .\port$1139$0 (\$9 ),
+    .\port$1148$0 (\$18 ),
+    .\port$1157$0 (\$27 ),
+    .\port$1166$0 (\$36 ),
+    .\port$1175$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
     .clk(clk),
-    .i__ready(\i__ready$49 ),
-    .i__valid(\i__valid$48 ),
+    .i__ready(\i__ready$50 ),
+    .i__valid(\i__valid$49 ),
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$2316$0 (\$signature__data$65 ),
-    .\port$2319$0 (\$signature__data$66 ),
-    .\port$2322$0 (\$signature__data$67 ),
-    .\port$2325$0 (\$signature__data$68 ),
-    .\port$2328$0 (\$signature__data$69 ),
-    .\port$5662$0 (pads),
-    .\port$5664$0 (rot),
+    .\port$1778$0 (\$signature__data$66 ),
+    .\port$1781$0 (\$signature__data$67 ),
+    .\port$1784$0 (\$signature__data$68 ),
+    .\port$1787$0 (\$signature__data$69 ),
+    .\port$1790$0 (\$signature__data$70 ),
+    .\port$5136$0 (pads),
+    .\port$5138$0 (rot),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$841  = w_c;
+    \$584  = w_c;
     if (write) begin
-      \$841  = \$84 [4:0];
+      \$584  = \$128 [4:0];
     end
     if (rst) begin
-      \$841  = 5'h00;
+      \$584  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$842  = w_x;
+    \$585  = w_x;
     if (write) begin
-      if (\$85 ) begin
-        \$842  = \$88 [3:0];
+      if (\$129 ) begin
+        \$585  = \$132 [3:0];
       end
     end
     if (rst) begin
-      \$842  = 4'h0;
+      \$585  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$843  = w_b;
+    \$586  = w_b;
     if (write) begin
-      if (\$85 ) begin
-        \$843  = \$93 [2:0];
+      if (\$129 ) begin
+        \$586  = \$137 [2:0];
       end
     end
     if (rst) begin
-      \$843  = 3'h0;
+      \$586  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$844  = w_rowbase;
+    \$587  = w_rowbase;
     if (write) begin
-      if (\$85 ) begin
-        if (\$94 ) begin
-          \$844  = \$101 [10:0];
+      if (\$129 ) begin
+        if (\$138 ) begin
+          \$587  = \$145 [10:0];
         end
       end
     end
     if (rst) begin
-      \$844  = 11'h000;
+      \$587  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$845  = w_grp;
+    \$588  = w_grp;
     if (write) begin
-      if (\$85 ) begin
-        if (\$94 ) begin
-          \$845  = \$107 [10:0];
-        end else if (\$95 ) begin
-          \$845  = \$112 [10:0];
+      if (\$129 ) begin
+        if (\$138 ) begin
+          \$588  = \$151 [10:0];
+        end else if (\$139 ) begin
+          \$588  = \$156 [10:0];
         end
       end
     end
     if (rst) begin
-      \$845  = 11'h000;
+      \$588  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$846  = ahead;
+    \$589  = ahead;
     if (write) begin
-      if (\$85 ) begin
-        if (\$94 ) begin
-          if (\$110 ) begin
-            \$846  = 1'h1;
+      if (\$129 ) begin
+        if (\$138 ) begin
+          if (\$154 ) begin
+            \$589  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$846  = 1'h0;
+      \$589  = 1'h0;
     end
     if (rst) begin
-      \$846  = 1'h0;
+      \$589  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$847  = w_row;
+    \$590  = w_row;
     if (write) begin
-      if (\$85 ) begin
-        if (\$94 ) begin
+      if (\$129 ) begin
+        if (\$138 ) begin
           (* full_case = 32'd1 *)
-          if (\$110 ) begin
-            \$847  = 4'h0;
+          if (\$154 ) begin
+            \$590  = 4'h0;
           end else begin
-            \$847  = \$111 [3:0];
+            \$590  = \$155 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$847  = 4'h0;
+      \$590  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$848  = pads;
+    \$591  = pads;
     if (take) begin
-      \$848  = { \$157 , \$148 , \$139 , \$130 , \$121  };
+      \$591  = { \$201 , \$192 , \$183 , \$174 , \$165  };
     end
     if (rst) begin
-      \$848  = 5'h00;
+      \$591  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$849  = rot;
+    \$592  = rot;
     if (take) begin
-      \$849  = r0;
+      \$592  = r0;
     end
     if (rst) begin
-      \$849  = 3'h0;
+      \$592  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$850  = \i__valid$48 ;
+    \$593  = \i__valid$49 ;
     if (advance) begin
-      \$850  = avail;
+      \$593  = avail;
     end
     if (rst) begin
-      \$850  = 1'h0;
+      \$593  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$851  = ky;
+    \$594  = ky;
     if (take) begin
-      \$851  = \$160 [2:0];
+      \$594  = \$204 [2:0];
     end
     if (rst) begin
-      \$851  = 3'h0;
+      \$594  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$852  = row_addr;
+    \$595  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
-        \$852  = \$168 [10:0];
+      if (\$206 ) begin
+        \$595  = \$212 [10:0];
       end else begin
-        \$852  = base_row;
+        \$595  = base_row;
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          if (\$203 ) begin
+          if (\$247 ) begin
             (* full_case = 32'd1 *)
-            if (\$210 ) begin
+            if (\$254 ) begin
             end else begin
-              \$852  = \$228 [10:0];
+              \$595  = \$272 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$852  = \$267 [10:0];
+      \$595  = \$311 [10:0];
     end
     if (rst) begin
-      \$852  = 11'h360;
+      \$595  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$853  = c;
+    \$596  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
-        \$853  = \$171 [4:0];
+        \$596  = \$215 [4:0];
       end
     end
     if (rst) begin
-      \$853  = 5'h00;
+      \$596  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$854  = qc;
+    \$597  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
-          \$854  = \$174 [8:0];
+        if (\$217 ) begin
+          \$597  = \$218 [8:0];
         end else begin
-          \$854  = \$202 [8:0];
+          \$597  = \$246 [8:0];
         end
       end
     end
     if (rst) begin
-      \$854  = 9'h1e0;
+      \$597  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$855  = ox;
+    \$598  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          \$855  = \$177 [3:0];
+          \$598  = \$221 [3:0];
         end
       end
     end
     if (rst) begin
-      \$855  = 4'h0;
+      \$598  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$856  = ix0;
+    \$599  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          \$856  = \$180 [4:0];
+          \$599  = \$224 [4:0];
         end
       end
     end
     if (rst) begin
-      \$856  = 5'h1e;
+      \$599  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$857  = r0;
+    \$600  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          \$857  = \$188 [2:0];
+          \$600  = \$232 [2:0];
         end
       end
     end
     if (rst) begin
-      \$857  = 3'h3;
+      \$600  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$858  = q0c;
+    \$601  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          \$858  = \$195 [8:0];
+          \$601  = \$239 [8:0];
         end
       end
     end
     if (rst) begin
-      \$858  = 9'h1e0;
+      \$601  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$859  = oy;
+    \$602  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          if (\$203 ) begin
-            \$859  = \$206 [3:0];
+          if (\$247 ) begin
+            \$602  = \$250 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$859  = 4'h0;
+      \$602  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$860  = low;
+    \$603  = low;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          if (\$203 ) begin
-            \$860  = \$209 [4:0];
+          if (\$247 ) begin
+            \$603  = \$253 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$860  = 5'h1e;
+      \$603  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$861  = r_done;
+    \$604  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          if (\$203 ) begin
-            if (\$210 ) begin
-              \$861  = 1'h1;
+          if (\$247 ) begin
+            if (\$254 ) begin
+              \$604  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$861  = 1'h0;
+      \$604  = 1'h0;
     end
     if (rst) begin
-      \$861  = 1'h0;
+      \$604  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$862  = base_slot;
+    \$605  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          if (\$203 ) begin
+          if (\$247 ) begin
             (* full_case = 32'd1 *)
-            if (\$210 ) begin
+            if (\$254 ) begin
             end else begin
-              \$862  = \$216 [3:0];
+              \$605  = \$260 [3:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$862  = \$255 [3:0];
+      \$605  = \$299 [3:0];
     end
     if (rst) begin
-      \$862  = 4'h9;
+      \$605  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$863  = base_row;
+    \$606  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$162 ) begin
+      if (\$206 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$173 ) begin
+        if (\$217 ) begin
         end else begin
-          if (\$203 ) begin
+          if (\$247 ) begin
             (* full_case = 32'd1 *)
-            if (\$210 ) begin
+            if (\$254 ) begin
             end else begin
-              \$863  = \$222 [10:0];
+              \$606  = \$266 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$863  = \$261 [10:0];
+      \$606  = \$305 [10:0];
     end
     if (rst) begin
-      \$863  = 11'h360;
+      \$606  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$864  = iy;
+    \$607  = iy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$230 ) begin
-        \$864  = \$234 [4:0];
-      end else if (\$233 ) begin
-        \$864  = \$237 [4:0];
+      if (\$274 ) begin
+        \$607  = \$278 [4:0];
+      end else if (\$277 ) begin
+        \$607  = \$281 [4:0];
       end else begin
-        \$864  = low;
+        \$607  = low;
       end
     end
     if (rst) begin
-      \$864  = 5'h1e;
+      \$607  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$865  = img_slot;
+    \$608  = img_slot;
     if (switch) begin
-      \$865  = \$243 [3:0];
+      \$608  = \$287 [3:0];
     end
     if (rst) begin
-      \$865  = 4'h0;
+      \$608  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$866  = img_row;
+    \$609  = img_row;
     if (switch) begin
-      \$866  = \$249 [10:0];
+      \$609  = \$293 [10:0];
     end
     if (rst) begin
-      \$866  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$867  = \$305 [5:0];
-    if (rst) begin
-      \$867  = 6'h02;
+      \$609  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$868  = \$840 ;
+    \$610  = \$351 [5:0];
     if (rst) begin
-      \$868  = 1'h1;
+      \$610  = 6'h02;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$611  = \$519 ;
+    if (rst) begin
+      \$611  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$612  = \$530 [4:0];
+    if (rst) begin
+      \$612  = 5'h13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$613  = \$541 [4:0];
+    if (rst) begin
+      \$613  = 5'h12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$614  = \$551 [4:0];
+    if (rst) begin
+      \$614  = 5'h04;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$615  = \$562 [3:0];
+    if (rst) begin
+      \$615  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$616  = \$573 [4:0];
+    if (rst) begin
+      \$616  = 5'h17;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$617  = \$583 [4:0];
+    if (rst) begin
+      \$617  = 5'h05;
     end
   end
   assign o__payload = i__payload;
@@ -23940,22 +22992,26 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$signature__data$36  = \i__payload$26 ;
   assign \$signature__addr$38  = \$54 [10:0];
   assign \$signature__data$39  = \i__payload$26 ;
-  assign \$signature__addr$51  = \$67 [10:0];
-  assign \$signature__en$55  = take;
-  assign \$signature__addr$56  = \$71 [10:0];
-  assign \$signature__en$57  = take;
-  assign \$signature__addr$58  = \$75 [10:0];
-  assign \$signature__en$59  = take;
-  assign \$signature__addr$60  = \$79 [10:0];
-  assign \$signature__en$61  = take;
-  assign \$signature__addr$62  = \$81 [10:0];
-  assign \$signature__en$63  = take;
-  assign \i__payload$64  = { pads, rot, \$signature__data$69 , \$signature__data$68 , \$signature__data$67 , \$signature__data$66 , \$signature__data$65  };
-  assign \$348  = 1'h0;
-  assign \$359  = 1'h1;
-  assign \$360  = 1'h1;
-  assign \$418  = \$417 ;
-  assign \$476  = \$475 ;
+  assign \$signature__addr$52  = \$111 [10:0];
+  assign \$signature__en$56  = advance;
+  assign \$signature__addr$57  = \$115 [10:0];
+  assign \$signature__en$58  = advance;
+  assign \$signature__addr$59  = \$119 [10:0];
+  assign \$signature__en$60  = advance;
+  assign \$signature__addr$61  = \$123 [10:0];
+  assign \$signature__en$62  = advance;
+  assign \$signature__addr$63  = \$125 [10:0];
+  assign \$signature__en$64  = advance;
+  assign \i__payload$65  = { pads, rot, \$signature__data$70 , \$signature__data$69 , \$signature__data$68 , \$signature__data$67 , \$signature__data$66  };
+  assign \$377  = 1'h0;
+  assign \$381  = 1'h1;
+  assign \$382  = 1'h1;
+  assign \$398  = 1'h1;
+  assign \$399  = 1'h1;
+  assign \$413  = 1'h0;
+  assign \$447  = 1'h0;
+  assign \$488  = 1'h1;
+  assign \$489  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -24050,7 +23106,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1420$0 , \port$1429$0 , \port$1438$0 , \port$1447$0 , \port$1456$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1139$0 , \port$1148$0 , \port$1157$0 , \port$1166$0 , \port$1175$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -24072,16 +23128,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1420$0 , \port$1429$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1420$0 ;
-  wire [7:0] \port$1420$0 ;
-  input [7:0] \port$1429$0 ;
-  wire [7:0] \port$1429$0 ;
-  input [7:0] \port$1438$0 ;
-  wire [7:0] \port$1438$0 ;
-  input [7:0] \port$1447$0 ;
-  wire [7:0] \port$1447$0 ;
-  input [7:0] \port$1456$0 ;
-  wire [7:0] \port$1456$0 ;
+  input [7:0] \port$1139$0 ;
+  wire [7:0] \port$1139$0 ;
+  input [7:0] \port$1148$0 ;
+  wire [7:0] \port$1148$0 ;
+  input [7:0] \port$1157$0 ;
+  wire [7:0] \port$1157$0 ;
+  input [7:0] \port$1166$0 ;
+  wire [7:0] \port$1166$0 ;
+  input [7:0] \port$1175$0 ;
+  wire [7:0] \port$1175$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -24106,15 +23162,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1420$0 , \port$1429$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1456$0 , \port$1447$0 , \port$1438$0 , \port$1429$0 , \port$1420$0  };
+      \$5  = { \port$1175$0 , \port$1166$0 , \port$1157$0 , \port$1148$0 , \port$1139$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1456$0 , \port$1447$0 , \port$1438$0 , \port$1429$0 , \port$1420$0  };
+  assign i__payload = { \port$1175$0 , \port$1166$0 , \port$1157$0 , \port$1148$0 , \port$1139$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2316$0 , \port$2319$0 , \port$2322$0 , \port$2325$0 , \port$2328$0 , \port$5662$0 , \port$5664$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 , \port$1781$0 , \port$1784$0 , \port$1787$0 , \port$1790$0 , \port$5136$0 , \port$5138$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -24136,20 +23192,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2316$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$2316$0 ;
-  wire [7:0] \port$2316$0 ;
-  input [7:0] \port$2319$0 ;
-  wire [7:0] \port$2319$0 ;
-  input [7:0] \port$2322$0 ;
-  wire [7:0] \port$2322$0 ;
-  input [7:0] \port$2325$0 ;
-  wire [7:0] \port$2325$0 ;
-  input [7:0] \port$2328$0 ;
-  wire [7:0] \port$2328$0 ;
-  input [4:0] \port$5662$0 ;
-  wire [4:0] \port$5662$0 ;
-  input [2:0] \port$5664$0 ;
-  wire [2:0] \port$5664$0 ;
+  input [7:0] \port$1778$0 ;
+  wire [7:0] \port$1778$0 ;
+  input [7:0] \port$1781$0 ;
+  wire [7:0] \port$1781$0 ;
+  input [7:0] \port$1784$0 ;
+  wire [7:0] \port$1784$0 ;
+  input [7:0] \port$1787$0 ;
+  wire [7:0] \port$1787$0 ;
+  input [7:0] \port$1790$0 ;
+  wire [7:0] \port$1790$0 ;
+  input [4:0] \port$5136$0 ;
+  wire [4:0] \port$5136$0 ;
+  input [2:0] \port$5138$0 ;
+  wire [2:0] \port$5138$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -24174,11 +23230,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$2316$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5662$0 , \port$5664$0 , \port$2328$0 , \port$2325$0 , \port$2322$0 , \port$2319$0 , \port$2316$0  };
+      \$5  = { \port$5136$0 , \port$5138$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5662$0 , \port$5664$0 , \port$2328$0 , \port$2325$0 , \port$2322$0 , \port$2319$0 , \port$2316$0  };
+  assign i__payload = { \port$5136$0 , \port$5138$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
 endmodule
 
 (* generator = "Amaranth" *)
