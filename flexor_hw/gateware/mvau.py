@@ -188,6 +188,11 @@ class MvauParams:
         return self.rom_bits + self.head_width * self.nf
 
     @property
+    def heads_prefetched(self):
+        """The row groups' heads are read a group ahead (:func:`_head_prefetch`)."""
+        return self.carry and self.sf >= HEAD_PREFETCH_STEPS
+
+    @property
     def head_width(self):
         """Bits of a row group's head word (a carrying unit's): a slice per PE row and plane."""
         return self.q * self.pe * self.n_in if self.carry else 0
@@ -354,10 +359,14 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.rom, m.submodules.consts = rom, crom
         head = None
         if p.carry:             # a row group's first slices, read as its first step issues
+            # (or, where a group takes HEAD_PREFETCH_STEPS steps or more, the next group's
+            # read ahead: :func:`_head_prefetch`)
+            ahead = {"latency": 2, "page_words": HEAD_PAGE_WORDS} if p.heads_prefetched else {}
             if self._init_files is None:
-                head = Rom(p.head_width, words=p.head_words)
+                head = Rom(p.head_width, words=p.head_words, logic=True, **ahead)
             else:
-                head = Rom(p.head_width, depth=p.nf, init_file=self._init_files[2], logic=True)
+                head = Rom(p.head_width, depth=p.nf, init_file=self._init_files[2], logic=True,
+                           **ahead)
             m.submodules.heads = head
         m.submodules.weights = weights = WeightStream(rom)
 
@@ -415,8 +424,12 @@ class MatrixVectorUnit(wiring.Component):
         load = Signal()
         m.d.comb += load.eq(w_full & (~active | vector_end))
         m.d.comb += weights.o.ready.eq(step)
-        if head is not None:
+        head_bits = None
+        if head is not None and p.heads_prefetched:
+            head_bits = _head_prefetch(m, head, step & s_last, n_last, nf)
+        elif head is not None:
             m.d.comb += head.addr.eq(n_idx)
+            head_bits = head.data
         r_next = Signal.like(r_addr)        # the read address, registered in every bank
         m.d.comb += r_next.eq(r_addr)
         m.d.sync += r_addr.eq(r_next)
@@ -497,7 +510,7 @@ class MatrixVectorUnit(wiring.Component):
                         with m.If(v1):
                             m.d.sync += held.eq(enc[-1])
                         h = (i * pe + j) * n_in
-                        enc = [Mux(first1, head.data[h:h + n_in], held)] + enc
+                        enc = [Mux(first1, head_bits[h:h + n_in], held)] + enc
                     dec = []
                     for k in range(p.slots):
                         d = XorDecoder(p.xor[i])
@@ -766,6 +779,32 @@ class _VectorMemory:
                 word = Mux(page == g, pages[g], word)
             data.append(word)
         return Cat(*data)
+
+
+#: A unit whose row groups take this many steps or more reads the next group's head while
+#: a group runs, from a logic ROM in pages of :data:`HEAD_PAGE_WORDS` words (two cycles).
+HEAD_PREFETCH_STEPS = 3
+HEAD_PAGE_WORDS = 16
+
+
+def _head_prefetch(m, head, group_end, n_last, nf):
+    """The row group's head, a register: the next group's read from ``head`` (a two-cycle
+    ROM) while a group runs and taken as it ends (``group_end``, the vector's end with
+    ``n_last``); the first group's read after reset. A head decoded in one cycle from the
+    group counter (a 256-word logic ROM on LeNet-5's fc1) was the placed design's longest
+    path, 9.7 ns of routing. A group of three steps or more leaves the ROM the two cycles it
+    needs: its next head is addressed from the group's first step on."""
+    succ = Signal(range(max(2, nf)), init=1 % nf, name="head_next")    # the next group
+    boot = Signal(range(head.latency + 2), init=head.latency + 1, name="head_boot")
+    held = Signal(head.width, name="head")
+    m.d.comb += head.addr.eq(Mux(boot != 0, 0, succ))
+    with m.If(boot != 0):
+        m.d.sync += boot.eq(boot - 1)
+    with m.If((boot == 1) | group_end):          # group 0's head after reset; the next's
+        m.d.sync += held.eq(head.data)
+    with m.If(group_end):
+        m.d.sync += succ.eq(Mux(n_last, 1 % nf, Mux(succ == nf - 1, 0, succ + 1)))
+    return held
 
 
 def _mod_add(value, const, n):

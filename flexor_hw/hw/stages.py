@@ -342,8 +342,14 @@ def mvau_logic(p):
     rows = p.pe * p.q
     xw = p.x_width
     carried = p.q * p.pe * p.n_in if p.carry else 0     # the carried slice and its select
+    # heads read a group ahead: the ROM's page (or word) registers and the head's, and the
+    # choice of the page
+    from ..gateware.mvau import HEAD_PAGE_WORDS
+    head_pages = -(-p.nf // HEAD_PAGE_WORDS) if p.nf > HEAD_PAGE_WORDS else 1
+    ahead_ffs = (head_pages + 1) * p.head_width if p.heads_prefetched else 0
+    ahead_luts = -(-(head_pages - 1) // 3) * p.head_width if p.heads_prefetched else 0
     luts = (c["luts"] + c["luts_per_lane"] * lanes + c["luts_per_column"] * p.simd
-            + decoded + select + carried
+            + decoded + select + carried + ahead_luts
             + c["luts_per_row_bit"] * rows * t_width
             + c["luts_per_word_bit"] * p.rom_width
             + c["luts_per_requantizer"] * p.out_simd)
@@ -354,7 +360,7 @@ def mvau_logic(p):
            # what counts there, and the placed digits MLP took fewer with them)
            + (p.simd * xw + lanes) * (p.bits_register and not p.address_register)
            + (2 * p.sf - 1).bit_length() * p.address_register
-           + c["ffs_per_row_bit"] * rows * t_width + carried
+           + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
             "dsps": p.out_simd * p.q * p.product_terms}

@@ -167,7 +167,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$57 ),
     .i__valid(\i__valid$55 ),
     .o__payload(\i__payload$59 ),
-    .\o__ready$184 (\o__ready$63 ),
+    .\o__ready$186 (\o__ready$63 ),
     .o__valid(\i__valid$61 ),
     .rst(rst)
   );
@@ -186,7 +186,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$205 (\o__ready$75 ),
+    .\o__ready$207 (\o__ready$75 ),
     .o__valid(\i__valid$73 ),
     .rst(rst),
     .w_data(\i__payload$65 )
@@ -4816,7 +4816,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4677$0 (pad_reg),
+    .\port$4713$0 (pad_reg),
     .\port$511$0 (rd__data),
     .rst(rst)
   );
@@ -5484,7 +5484,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , i__valid, \port$4677$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , i__valid, \port$4713$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5506,8 +5506,8 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4677$0 ;
-  wire \port$4677$0 ;
+  input \port$4713$0 ;
+  wire \port$4713$0 ;
   input [7:0] \port$511$0 ;
   wire [7:0] \port$511$0 ;
   input rst;
@@ -5534,11 +5534,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4677$0 , \port$511$0  };
+      \$5  = { \port$4713$0 , \port$511$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4677$0 , \port$511$0  };
+  assign i__payload = { \port$4713$0 , \port$511$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22480,8 +22480,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .\port$1784$0 (\$signature__data$68 ),
     .\port$1787$0 (\$signature__data$69 ),
     .\port$1790$0 (\$signature__data$70 ),
-    .\port$5136$0 (pads),
-    .\port$5138$0 (rot),
+    .\port$5172$0 (pads),
+    .\port$5174$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -23170,7 +23170,7 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1139$0 , \port$1148$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 , \port$1781$0 , \port$1784$0 , \port$1787$0 , \port$1790$0 , \port$5136$0 , \port$5138$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 , \port$1781$0 , \port$1784$0 , \port$1787$0 , \port$1790$0 , \port$5172$0 , \port$5174$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23202,10 +23202,10 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 ,
   wire [7:0] \port$1787$0 ;
   input [7:0] \port$1790$0 ;
   wire [7:0] \port$1790$0 ;
-  input [4:0] \port$5136$0 ;
-  wire [4:0] \port$5136$0 ;
-  input [2:0] \port$5138$0 ;
-  wire [2:0] \port$5138$0 ;
+  input [4:0] \port$5172$0 ;
+  wire [4:0] \port$5172$0 ;
+  input [2:0] \port$5174$0 ;
+  wire [2:0] \port$5174$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23230,11 +23230,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5136$0 , \port$5138$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
+      \$5  = { \port$5172$0 , \port$5174$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5136$0 , \port$5138$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
+  assign i__payload = { \port$5172$0 , \port$5174$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23414,20 +23414,20 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$184 , clk);
+module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$186 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire [19:0] \$100 ;
-  wire [19:0] \$101 ;
-  wire [19:0] \$102 ;
-  wire [19:0] \$103 ;
-  wire [19:0] \$104 ;
-  wire [19:0] \$105 ;
-  wire [19:0] \$106 ;
-  wire [19:0] \$107 ;
-  wire [19:0] \$108 ;
-  wire [19:0] \$109 ;
+  wire [6:0] \$100 ;
+  wire [5:0] \$101 ;
+  wire [6:0] \$102 ;
+  wire [5:0] \$103 ;
+  wire \$104 ;
+  wire [5:0] \$105 ;
+  wire [6:0] \$106 ;
+  wire [5:0] \$107 ;
+  wire [6:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
   wire [19:0] \$110 ;
   wire [19:0] \$111 ;
@@ -23459,304 +23459,318 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [19:0] \$135 ;
   wire [19:0] \$136 ;
   wire [19:0] \$137 ;
-  wire [20:0] \$138 ;
+  wire [19:0] \$138 ;
   wire [19:0] \$139 ;
   wire \$14 ;
-  wire [20:0] \$140 ;
+  wire [19:0] \$140 ;
   wire [19:0] \$141 ;
-  wire [20:0] \$142 ;
+  wire [19:0] \$142 ;
   wire [19:0] \$143 ;
-  wire [20:0] \$144 ;
-  wire [20:0] \$145 ;
-  wire [21:0] \$146 ;
+  wire [19:0] \$144 ;
+  wire [19:0] \$145 ;
+  wire [19:0] \$146 ;
   wire [19:0] \$147 ;
-  wire [20:0] \$148 ;
-  wire [19:0] \$149 ;
+  wire [19:0] \$148 ;
+  wire [20:0] \$149 ;
   wire \$15 ;
-  wire [20:0] \$150 ;
+  wire [19:0] \$150 ;
   wire [20:0] \$151 ;
-  wire [21:0] \$152 ;
-  wire [2:0] \$153 ;
-  wire \$154 ;
-  wire [9:0] \$155 ;
-  wire [9:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [9:0] \$16 ;
-  wire [17:0] \$160 ;
-  wire [30:0] \$161 ;
-  wire [47:0] \$162 ;
-  wire [48:0] \$163 ;
-  wire [49:0] \$164 ;
-  wire [32:0] \$165 ;
-  wire [32:0] \$166 ;
-  wire \$167 ;
-  wire [32:0] \$168 ;
+  wire [19:0] \$152 ;
+  wire [20:0] \$153 ;
+  wire [19:0] \$154 ;
+  wire [20:0] \$155 ;
+  wire [20:0] \$156 ;
+  wire [21:0] \$157 ;
+  wire [19:0] \$158 ;
+  wire [20:0] \$159 ;
+  wire \$16 ;
+  wire [19:0] \$160 ;
+  wire [20:0] \$161 ;
+  wire [20:0] \$162 ;
+  wire [21:0] \$163 ;
+  wire [2:0] \$164 ;
+  wire \$165 ;
+  wire [9:0] \$166 ;
+  wire [9:0] \$167 ;
+  wire \$168 ;
   wire \$169 ;
   wire [9:0] \$17 ;
   wire \$170 ;
-  wire \$171 ;
-  wire [1:0] \$172 ;
-  reg [159:0] \$173 ;
-  reg [8:0] \$174 ;
-  reg [19:0] \$175 ;
-  reg [5:0] \$176 ;
-  reg [5:0] \$177 ;
-  reg [7:0] \$178 ;
-  reg [4:0] \$179 ;
-  wire [7:0] \$18 ;
-  reg [7:0] \$180 ;
-  reg [4:0] \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg [8:0] \$188 ;
+  wire [17:0] \$171 ;
+  wire [30:0] \$172 ;
+  wire [47:0] \$173 ;
+  wire [48:0] \$174 ;
+  wire [49:0] \$175 ;
+  wire [32:0] \$176 ;
+  wire [32:0] \$177 ;
+  wire \$178 ;
+  wire [32:0] \$179 ;
+  wire [9:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire [1:0] \$183 ;
+  reg [159:0] \$184 ;
+  reg [8:0] \$185 ;
+  reg [19:0] \$186 ;
+  reg [5:0] \$187 ;
+  reg [5:0] \$188 ;
   reg [7:0] \$189 ;
-  wire \$19 ;
-  reg [7:0] \$190 ;
-  reg \$191 ;
-  reg [8:0] \$192 ;
+  wire [7:0] \$19 ;
+  reg [4:0] \$190 ;
+  reg [7:0] \$191 ;
+  reg [4:0] \$192 ;
   reg \$193 ;
-  reg [1:0] \$194 ;
-  reg [4:0] \$195 ;
-  reg [4:0] \$196 ;
-  reg [4:0] \$197 ;
-  reg [4:0] \$198 ;
-  reg [4:0] \$199 ;
+  reg \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg [1:0] \$199 ;
   wire [9:0] \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg [15:0] \$203 ;
-  reg [8:0] \$204 ;
-  reg [159:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg [19:0] \$207 ;
-  reg [7:0] \$208 ;
-  reg [7:0] \$209 ;
+  reg [15:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [8:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg \$205 ;
+  reg [8:0] \$206 ;
+  reg \$207 ;
+  reg [1:0] \$208 ;
+  reg [4:0] \$209 ;
   wire \$21 ;
-  reg [7:0] \$210 ;
-  reg [7:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg [7:0] \$213 ;
-  reg [7:0] \$214 ;
-  reg [7:0] \$215 ;
-  reg [7:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [7:0] \$219 ;
-  wire [16:0] \$22 ;
+  reg [4:0] \$210 ;
+  reg [4:0] \$211 ;
+  reg [4:0] \$212 ;
+  reg [4:0] \$213 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg [15:0] \$217 ;
+  reg [8:0] \$218 ;
+  reg [159:0] \$219 ;
+  wire \$22 ;
   reg [7:0] \$220 ;
-  reg [7:0] \$221 ;
+  reg [19:0] \$221 ;
   reg [7:0] \$222 ;
   reg [7:0] \$223 ;
   reg [7:0] \$224 ;
   reg [7:0] \$225 ;
   reg [7:0] \$226 ;
   reg [7:0] \$227 ;
-  reg [9:0] \$228 ;
-  reg [9:0] \$229 ;
+  reg [7:0] \$228 ;
+  reg [7:0] \$229 ;
   wire [16:0] \$23 ;
-  reg [9:0] \$230 ;
-  reg [9:0] \$231 ;
-  reg [9:0] \$232 ;
-  reg [11:0] \$233 ;
-  reg [9:0] \$234 ;
-  reg [12:0] \$235 ;
+  reg [7:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [7:0] \$233 ;
+  reg [7:0] \$234 ;
+  reg [7:0] \$235 ;
   reg [7:0] \$236 ;
-  reg [19:0] \$237 ;
+  reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire [3:0] \$24 ;
+  wire [16:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
-  reg [7:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [7:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg [7:0] \$247 ;
-  reg [7:0] \$248 ;
-  reg [7:0] \$249 ;
-  wire [1:0] \$25 ;
+  reg [9:0] \$242 ;
+  reg [9:0] \$243 ;
+  reg [9:0] \$244 ;
+  reg [9:0] \$245 ;
+  reg [9:0] \$246 ;
+  reg [11:0] \$247 ;
+  reg [9:0] \$248 ;
+  reg [12:0] \$249 ;
+  wire [3:0] \$25 ;
   reg [7:0] \$250 ;
-  reg [7:0] \$251 ;
+  reg [19:0] \$251 ;
   reg [7:0] \$252 ;
   reg [7:0] \$253 ;
   reg [7:0] \$254 ;
   reg [7:0] \$255 ;
   reg [7:0] \$256 ;
   reg [7:0] \$257 ;
-  reg [9:0] \$258 ;
-  reg [9:0] \$259 ;
-  wire [4:0] \$26 ;
-  reg [9:0] \$260 ;
-  reg [9:0] \$261 ;
-  reg [9:0] \$262 ;
-  reg [11:0] \$263 ;
-  reg [9:0] \$264 ;
-  reg [12:0] \$265 ;
-  reg [159:0] \$266 ;
-  reg [9:0] \$267 ;
-  reg [9:0] \$268 ;
-  reg [9:0] \$269 ;
-  wire [9:0] \$27 ;
-  reg [9:0] \$270 ;
-  reg [9:0] \$271 ;
-  reg [11:0] \$272 ;
+  reg [7:0] \$258 ;
+  reg [7:0] \$259 ;
+  wire [1:0] \$26 ;
+  reg [7:0] \$260 ;
+  reg [7:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [7:0] \$264 ;
+  reg [7:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
+  reg [7:0] \$269 ;
+  wire [4:0] \$27 ;
+  reg [7:0] \$270 ;
+  reg [7:0] \$271 ;
+  reg [9:0] \$272 ;
   reg [9:0] \$273 ;
-  reg [12:0] \$274 ;
-  reg \$275 ;
-  reg \$276 ;
-  reg \$277 ;
-  reg \$278 ;
-  reg \$279 ;
-  wire [19:0] \$28 ;
-  reg \$280 ;
-  reg \$281 ;
-  reg \$282 ;
-  reg \$283 ;
-  reg \$284 ;
-  reg \$285 ;
-  reg \$286 ;
-  reg \$287 ;
-  reg \$288 ;
+  reg [9:0] \$274 ;
+  reg [9:0] \$275 ;
+  reg [9:0] \$276 ;
+  reg [11:0] \$277 ;
+  reg [9:0] \$278 ;
+  reg [12:0] \$279 ;
+  wire [9:0] \$28 ;
+  reg [159:0] \$280 ;
+  reg [9:0] \$281 ;
+  reg [9:0] \$282 ;
+  reg [9:0] \$283 ;
+  reg [9:0] \$284 ;
+  reg [9:0] \$285 ;
+  reg [11:0] \$286 ;
+  reg [9:0] \$287 ;
+  reg [12:0] \$288 ;
   reg \$289 ;
-  wire \$29 ;
+  wire [19:0] \$29 ;
   reg \$290 ;
-  reg [19:0] \$291 ;
-  reg [19:0] \$292 ;
-  reg [19:0] \$293 ;
-  reg [19:0] \$294 ;
-  reg [20:0] \$295 ;
-  reg [19:0] \$296 ;
-  reg [19:0] \$297 ;
-  reg [20:0] \$298 ;
-  reg [1:0] \$299 ;
+  reg \$291 ;
+  reg \$292 ;
+  reg \$293 ;
+  reg \$294 ;
+  reg \$295 ;
+  reg \$296 ;
+  reg \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
-  reg [8:0] \$300 ;
+  reg \$300 ;
   reg \$301 ;
   reg \$302 ;
-  reg [20:0] \$303 ;
+  reg \$303 ;
   reg \$304 ;
-  reg [16:0] \$305 ;
-  reg [17:0] \$306 ;
-  reg [48:0] \$307 ;
-  reg [17:0] \$308 ;
-  reg [32:0] \$309 ;
-  wire [6:0] \$31 ;
-  reg [16:0] \$310 ;
-  reg \$311 ;
-  reg \$312 ;
-  reg \$313 ;
-  reg \$314 ;
+  reg [19:0] \$305 ;
+  reg [19:0] \$306 ;
+  reg [19:0] \$307 ;
+  reg [19:0] \$308 ;
+  reg [20:0] \$309 ;
+  wire \$31 ;
+  reg [19:0] \$310 ;
+  reg [19:0] \$311 ;
+  reg [20:0] \$312 ;
+  reg [1:0] \$313 ;
+  reg [8:0] \$314 ;
   reg \$315 ;
   reg \$316 ;
-  reg \$317 ;
+  reg [20:0] \$317 ;
   reg \$318 ;
-  reg \$319 ;
-  wire [8:0] \$32 ;
-  reg \$320 ;
-  reg \$321 ;
-  reg \$322 ;
-  reg [1:0] \$323 ;
-  reg [2:0] \$324 ;
+  reg [16:0] \$319 ;
+  wire [6:0] \$32 ;
+  reg [17:0] \$320 ;
+  reg [48:0] \$321 ;
+  reg [17:0] \$322 ;
+  reg [32:0] \$323 ;
+  reg [16:0] \$324 ;
   reg \$325 ;
-  wire [5:0] \$33 ;
-  wire \$34 ;
-  wire [9:0] \$35 ;
-  wire [5:0] \$36 ;
-  wire \$37 ;
-  wire [5:0] \$38 ;
-  wire [6:0] \$39 ;
+  reg \$326 ;
+  reg \$327 ;
+  reg \$328 ;
+  reg \$329 ;
+  wire [8:0] \$33 ;
+  reg \$330 ;
+  reg \$331 ;
+  reg \$332 ;
+  reg \$333 ;
+  reg \$334 ;
+  reg \$335 ;
+  reg \$336 ;
+  reg [1:0] \$337 ;
+  reg [2:0] \$338 ;
+  reg \$339 ;
+  wire [5:0] \$34 ;
+  wire \$35 ;
+  wire [9:0] \$36 ;
+  wire [5:0] \$37 ;
+  wire \$38 ;
+  wire [5:0] \$39 ;
   wire [50:0] \$4 ;
-  wire [5:0] \$40 ;
-  wire [6:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [5:0] \$43 ;
-  wire \$44 ;
-  wire [9:0] \$45 ;
-  wire [5:0] \$46 ;
-  wire \$47 ;
-  wire [5:0] \$48 ;
-  wire [6:0] \$49 ;
+  wire [6:0] \$40 ;
+  wire [5:0] \$41 ;
+  wire [6:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire \$45 ;
+  wire [9:0] \$46 ;
+  wire [5:0] \$47 ;
+  wire \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [6:0] \$51 ;
+  wire [6:0] \$50 ;
+  wire [5:0] \$51 ;
   wire [6:0] \$52 ;
-  wire [8:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire \$55 ;
-  wire [9:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire \$58 ;
-  wire [5:0] \$59 ;
+  wire [6:0] \$53 ;
+  wire [8:0] \$54 ;
+  wire [5:0] \$55 ;
+  wire \$56 ;
+  wire [9:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire [6:0] \$62 ;
-  wire \$63 ;
+  wire [5:0] \$60 ;
+  wire [6:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire [6:0] \$63 ;
   wire \$64 ;
-  wire [8:0] \$65 ;
-  wire [8:0] \$66 ;
-  wire [8:0] \$67 ;
-  wire [8:0] \$68 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [2:0] \$67 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [7:0] \$70 ;
+  wire \$70 ;
   wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
-  wire [2:0] \$74 ;
-  wire [4:0] \$75 ;
-  wire \$76 ;
-  wire [5:0] \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire [8:0] \$73 ;
+  wire [8:0] \$74 ;
+  wire [8:0] \$75 ;
+  wire [8:0] \$76 ;
+  wire [8:0] \$77 ;
+  wire [8:0] \$78 ;
+  wire [8:0] \$79 ;
   wire \$8 ;
-  wire [6:0] \$80 ;
-  wire \$81 ;
-  wire [5:0] \$82 ;
-  wire [5:0] \$83 ;
-  wire [6:0] \$84 ;
-  wire [6:0] \$85 ;
-  wire [5:0] \$86 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [4:0] \$86 ;
   wire \$87 ;
   wire [5:0] \$88 ;
-  wire [6:0] \$89 ;
+  wire [5:0] \$89 ;
   wire \$9 ;
-  wire [5:0] \$90 ;
+  wire [6:0] \$90 ;
   wire [6:0] \$91 ;
-  wire [5:0] \$92 ;
-  wire \$93 ;
+  wire \$92 ;
+  wire [5:0] \$93 ;
   wire [5:0] \$94 ;
   wire [6:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire [6:0] \$97 ;
+  wire [6:0] \$96 ;
+  wire [5:0] \$97 ;
   wire \$98 ;
-  wire [19:0] \$99 ;
+  wire [5:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$207  = 1'h0;
-  reg \$signal$246  = 1'h0;
-  wire \$signal$28 ;
-  reg \$signal$40  = 1'h0;
+  reg \$signal$210  = 1'h0;
+  reg \$signal$249  = 1'h0;
+  wire \$signal$29 ;
+  reg \$signal$42  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$176 ;
+  wire [12:0] \a$178 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
-  reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$170  = 9'h000;
-  wire [15:0] \addr$265 ;
+  wire [7:0] addr;
+  reg [8:0] \addr$172  = 9'h000;
+  wire [15:0] \addr$268 ;
   wire [16:0] b;
-  wire [3:0] \b$177 ;
+  wire [3:0] \b$179 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -23772,9 +23786,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
-  wire [15:0] data;
-  wire [29:0] \data$173 ;
-  wire [15:0] \data$266 ;
+  wire [29:0] data;
+  wire [15:0] \data$204 ;
+  wire [15:0] \data$269 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -23788,10 +23802,13 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
+  reg [15:0] head = 16'h0000;
+  reg [1:0] head_boot = 2'h3;
+  reg [7:0] head_next = 8'h01;
   wire [7:0] i;
-  wire [7:0] \i$43 ;
-  wire [7:0] \i$90 ;
+  wire [7:0] \i$45 ;
   wire [7:0] \i$92 ;
+  wire [7:0] \i$94 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -23847,37 +23864,36 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [7:0] m1_0_7 = 8'h00;
   reg [7:0] m1_0_8 = 8'h00;
   reg [7:0] m1_0_9 = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] n_idx;
+  reg [7:0] n_idx = 8'h00;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$214 ;
-  wire [19:0] \o$218 ;
-  wire [19:0] \o$219 ;
+  wire [19:0] \o$217 ;
+  wire [19:0] \o$221 ;
+  wire [19:0] \o$222 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$183 ;
-  wire [15:0] \o__payload$209 ;
+  wire [7:0] \o__payload$185 ;
+  wire [15:0] \o__payload$212 ;
   wire o__ready;
-  input \o__ready$184 ;
-  wire \o__ready$184 ;
-  wire \o__ready$185 ;
+  input \o__ready$186 ;
+  wire \o__ready$186 ;
+  wire \o__ready$187 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$187 ;
+  wire \o__valid$189 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$253 ;
+  wire [16:0] \p$256 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   reg [8:0] port__addr = 9'h000;
-  reg [8:0] \port__addr$36  = 9'h000;
+  reg [8:0] \port__addr$38  = 9'h000;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$211 ;
+  wire [159:0] \port__data$214 ;
   reg [19:0] port__en = 20'h00000;
-  wire \port__en$38 ;
+  wire \port__en$40 ;
   reg [8:0] r_addr = 9'h000;
   (* init = 9'h000 *)
   wire [8:0] r_addr_b0;
@@ -24020,11 +24036,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   (* init = 9'h000 *)
   wire [8:0] w_addr_p0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$188 ;
+  wire [7:0] \w_data$190 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$189  = 1'h0;
+  reg \w_en$191  = 1'h0;
   (* init = 20'h00000 *)
   wire [19:0] w_en_p0;
   reg w_full = 1'h0;
@@ -24441,9 +24457,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   reg [159:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$36 ];
+    _0_ <= vectors[\port__addr$38 ];
   end
-  assign \port__data$211  = _0_;
+  assign \port__data$214  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -24457,21 +24473,23 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$9  = step & sn_last;
   assign \$10  = \$8  | \$9 ;
   assign load = w_full & \$10 ;
-  assign \$11  = s_idx == 8'h9b;
-  assign \$12  = s_last ? 1'h0 : \$11 ;
-  assign \$signal$28  = step ? \$12  : s_last;
-  assign \$13  = step & s_last;
-  assign \$14  = addr == 8'hfe;
-  assign \$15  = n_last ? 1'h0 : \$14 ;
-  assign n_last_next = \$13  ? \$15  : n_last;
-  assign \$16  = r_addr + 1'h1;
-  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
-  assign \$18  = w_half ? 8'h9d : 8'h00;
-  assign \$19  = step & s_last;
-  assign \$20  = gap == 1'h1;
-  assign \$21  = gap_zero | \$20 ;
-  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
-  assign i = \$signal$40  ? data[7:0] : carry0_0;
+  assign \$11  = | head_boot;
+  assign addr = \$11  ? 8'h00 : head_next;
+  assign \$12  = s_idx == 8'h9b;
+  assign \$13  = s_last ? 1'h0 : \$12 ;
+  assign \$signal$29  = step ? \$13  : s_last;
+  assign \$14  = step & s_last;
+  assign \$15  = n_idx == 8'hfe;
+  assign \$16  = n_last ? 1'h0 : \$15 ;
+  assign n_last_next = \$14  ? \$16  : n_last;
+  assign \$17  = r_addr + 1'h1;
+  assign \$18  = s_last ? { 1'h0, r_base } : \$17 ;
+  assign \$19  = w_half ? 8'h9d : 8'h00;
+  assign \$20  = step & s_last;
+  assign \$21  = gap == 1'h1;
+  assign \$22  = gap_zero | \$21 ;
+  assign gap_zero_next = \$20  ? 1'h0 : \$22 ;
+  assign i = \$signal$42  ? head[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -24491,7 +24509,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign \i$90  = \$signal$40  ? data[15:8] : carry1_0;
+  assign \i$92  = \$signal$42  ? head[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -24532,443 +24550,459 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$22  = rq0_over ? 17'h000ff : rq0_shifted;
-  assign \$23  = rq0_under ? 17'h00000 : \$22 ;
-  assign \$24  = credits_space + credits_returned;
-  assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$26  = \$24  - \$25 ;
-  assign credits_room_next = \$26 [2:0] >= 2'h2;
-  assign \$27  = \$2 [8:0] - 1'h0;
-  assign \$29  = c == 6'h3f;
-  assign \$30  = pix == 6'h30;
-  assign \$31  = pix + 1'h1;
-  assign \$32  = \$like  + 1'h0;
-  assign \$33  = p_lane + 1'h1;
-  assign \$34  = \$33  >= 5'h14;
-  assign \$35  = \$32  + \$34 ;
-  assign \$36  = p_lane + 1'h1;
-  assign \$37  = \$36  >= 5'h14;
-  assign \$38  = p_lane + 1'h1;
-  assign \$39  = \$38  - 5'h14;
-  assign \$40  = p_lane + 1'h1;
-  assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
-  assign \$42  = \$like  + 1'h0;
-  assign \$43  = p_lane + 1'h1;
-  assign \$44  = \$43  >= 5'h14;
-  assign \$45  = \$42  + \$44 ;
-  assign \$46  = p_lane + 1'h1;
-  assign \$47  = \$46  >= 5'h14;
-  assign \$48  = p_lane + 1'h1;
-  assign \$49  = \$48  - 5'h14;
-  assign \$50  = p_lane + 1'h1;
-  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
-  assign \$52  = c + 1'h1;
-  assign \$53  = \$signal  + 2'h2;
-  assign \$54  = lane + 4'h9;
-  assign \$55  = \$54  >= 5'h14;
-  assign \$56  = \$53  + \$55 ;
-  assign \$57  = lane + 4'h9;
-  assign \$58  = \$57  >= 5'h14;
-  assign \$59  = lane + 4'h9;
-  assign \$60  = \$59  - 5'h14;
-  assign \$61  = lane + 4'h9;
-  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
-  assign \$63  = credits_room_next & gap_zero_next;
-  assign \$64  = \$signal$28  & n_last_next;
-  assign \$65  = s_idx + 1'h1;
-  assign \$66  = s_last ? 9'h000 : \$65 ;
-  assign \$67  = addr + 1'h1;
-  assign \$68  = n_last ? 9'h000 : \$67 ;
-  assign \$69  = step & sn_last;
-  assign \$70  = w_half ? 8'h9d : 8'h00;
-  assign \$71  = ~ w_half;
-  assign \$72  = step & s_last;
-  assign \$73  = ~ gap_zero;
-  assign \$74  = gap - 1'h1;
-  assign \$75  = s_last ? 5'h00 : col;
-  assign \$76  = row_ph0 >= 4'h8;
-  assign \$77  = row_ph0 - 4'h8;
-  assign \$78  = row_ph0 + 4'hc;
-  assign \$79  = \$76  ? { \$77 [5], \$77  } : { 1'h0, \$78  };
-  assign \$80  = n_last ? 7'h00 : \$79 ;
-  assign \$81  = row_ph1 >= 4'h8;
-  assign \$82  = row_ph1 - 4'h8;
-  assign \$83  = row_ph1 + 4'hc;
-  assign \$84  = \$81  ? { \$82 [5], \$82  } : { 1'h0, \$83  };
-  assign \$85  = n_last ? 7'h10 : \$84 ;
-  assign \$86  = row_ph0 + col;
-  assign \$87  = \$86  >= 5'h14;
-  assign \$88  = row_ph0 + col;
-  assign \$89  = \$88  - 5'h14;
-  assign \$90  = row_ph0 + col;
-  assign \$91  = \$87  ? \$89  : { 1'h0, \$90  };
-  assign \$92  = row_ph1 + col;
-  assign \$93  = \$92  >= 5'h14;
-  assign \$94  = row_ph1 + col;
-  assign \$95  = \$94  - 5'h14;
-  assign \$96  = row_ph1 + col;
-  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
-  assign \$98  = ! s_idx;
-  assign \$100  = off1_0[0] ? o : { \o$214 [15:0], o[19:16] };
-  assign \$101  = off1_0[1] ? \$99  : \$100 ;
-  assign \$103  = off1_0[0] ? o : { \o$214 [11:0], o[19:12] };
-  assign \$104  = off1_0[1] ? \$102  : \$103 ;
-  assign \$106  = off1_0[0] ? o : { \o$214 [7:0], o[19:8] };
-  assign \$107  = off1_0[1] ? \$105  : \$106 ;
-  assign \$108  = off1_0[2] ? \$104  : \$107 ;
-  assign \$110  = off1_0[0] ? o : { \o$214 [3:0], o[19:4] };
-  assign \$111  = off1_0[1] ? \$109  : \$110 ;
-  assign \$115  = off1_0[2] ? \$111  : \$114 ;
-  assign \$116  = off1_0[3] ? \$108  : \$115 ;
-  assign \$117  = off1_0[4] ? \$101  : \$116 ;
-  assign \$119  = off1_1[0] ? \o$218  : { \o$219 [15:0], \o$218 [19:16] };
-  assign \$120  = off1_1[1] ? \$118  : \$119 ;
-  assign \$122  = off1_1[0] ? \o$218  : { \o$219 [11:0], \o$218 [19:12] };
-  assign \$123  = off1_1[1] ? \$121  : \$122 ;
-  assign \$125  = off1_1[0] ? \o$218  : { \o$219 [7:0], \o$218 [19:8] };
-  assign \$126  = off1_1[1] ? \$124  : \$125 ;
-  assign \$127  = off1_1[2] ? \$123  : \$126 ;
-  assign \$129  = off1_1[0] ? \o$218  : { \o$219 [3:0], \o$218 [19:4] };
-  assign \$130  = off1_1[1] ? \$128  : \$129 ;
-  assign \$134  = off1_1[2] ? \$130  : \$133 ;
-  assign \$135  = off1_1[3] ? \$127  : \$134 ;
-  assign \$136  = off1_1[4] ? \$120  : \$135 ;
-  assign \$137  = first2_d5 ? 20'h00000 : xacc;
-  assign \$138  = \$137  + xsum_l5_0;
-  assign \$139  = first2_d5 ? 20'h00000 : xacc;
-  assign \$140  = \$139  + xsum_l5_0;
-  assign \$141  = first2_d5 ? 20'h00000 : acc0_0;
-  assign \$142  = \$141  + t0_0_l5_0;
-  assign \$143  = first2_d5 ? 20'h00000 : acc0_0;
-  assign \$144  = \$143  + t0_0_l5_0;
-  assign \$146  = \$145  - xfin;
-  assign \$147  = first2_d5 ? 20'h00000 : acc1_0;
-  assign \$148  = \$147  + t1_0_l5_0;
-  assign \$149  = first2_d5 ? 20'h00000 : acc1_0;
-  assign \$150  = \$149  + t1_0_l5_0;
-  assign \$152  = \$151  - xfin;
-  assign \$153  = ser_left - 1'h1;
-  assign \$154  = \addr$170  == 9'h1ff;
-  assign \$155  = \addr$170  + 1'h1;
-  assign \$156  = \$154  ? 10'h000 : \$155 ;
-  assign \$160  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$163  = $signed(\$161 ) + $signed(\$162 );
-  assign \$164  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$167  = $signed(\$166 ) < $signed(1'h0);
-  assign \$169  = $signed(\$168 ) > $signed(9'h0ff);
-  assign \$170  = step & s_last;
-  assign \$171  = o__valid & \o__ready$184 ;
-  assign \$172  = \$171  + skipped_d5;
+  assign \$23  = rq0_over ? 17'h000ff : rq0_shifted;
+  assign \$24  = rq0_under ? 17'h00000 : \$23 ;
+  assign \$25  = credits_space + credits_returned;
+  assign \$26  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$27  = \$25  - \$26 ;
+  assign credits_room_next = \$27 [2:0] >= 2'h2;
+  assign \$28  = \$2 [8:0] - 1'h0;
+  assign \$30  = c == 6'h3f;
+  assign \$31  = pix == 6'h30;
+  assign \$32  = pix + 1'h1;
+  assign \$33  = \$like  + 1'h0;
+  assign \$34  = p_lane + 1'h1;
+  assign \$35  = \$34  >= 5'h14;
+  assign \$36  = \$33  + \$35 ;
+  assign \$37  = p_lane + 1'h1;
+  assign \$38  = \$37  >= 5'h14;
+  assign \$39  = p_lane + 1'h1;
+  assign \$40  = \$39  - 5'h14;
+  assign \$41  = p_lane + 1'h1;
+  assign \$42  = \$38  ? \$40  : { 1'h0, \$41  };
+  assign \$43  = \$like  + 1'h0;
+  assign \$44  = p_lane + 1'h1;
+  assign \$45  = \$44  >= 5'h14;
+  assign \$46  = \$43  + \$45 ;
+  assign \$47  = p_lane + 1'h1;
+  assign \$48  = \$47  >= 5'h14;
+  assign \$49  = p_lane + 1'h1;
+  assign \$50  = \$49  - 5'h14;
+  assign \$51  = p_lane + 1'h1;
+  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
+  assign \$53  = c + 1'h1;
+  assign \$54  = \$signal  + 2'h2;
+  assign \$55  = lane + 4'h9;
+  assign \$56  = \$55  >= 5'h14;
+  assign \$57  = \$54  + \$56 ;
+  assign \$58  = lane + 4'h9;
+  assign \$59  = \$58  >= 5'h14;
+  assign \$60  = lane + 4'h9;
+  assign \$61  = \$60  - 5'h14;
+  assign \$62  = lane + 4'h9;
+  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
+  assign \$64  = credits_room_next & gap_zero_next;
+  assign \$65  = \$signal$29  & n_last_next;
+  assign \$66  = | head_boot;
+  assign \$67  = head_boot - 1'h1;
+  assign \$68  = head_boot == 1'h1;
+  assign \$69  = step & s_last;
+  assign \$70  = \$68  | \$69 ;
+  assign \$71  = step & s_last;
+  assign \$72  = head_next == 8'hff;
+  assign \$73  = head_next + 1'h1;
+  assign \$74  = \$72  ? 9'h000 : \$73 ;
+  assign \$75  = n_last ? 9'h001 : \$74 ;
+  assign \$76  = s_idx + 1'h1;
+  assign \$77  = s_last ? 9'h000 : \$76 ;
+  assign \$78  = n_idx + 1'h1;
+  assign \$79  = n_last ? 9'h000 : \$78 ;
+  assign \$80  = step & sn_last;
+  assign \$81  = w_half ? 8'h9d : 8'h00;
+  assign \$82  = ~ w_half;
+  assign \$83  = step & s_last;
+  assign \$84  = ~ gap_zero;
+  assign \$85  = gap - 1'h1;
+  assign \$86  = s_last ? 5'h00 : col;
+  assign \$87  = row_ph0 >= 4'h8;
+  assign \$88  = row_ph0 - 4'h8;
+  assign \$89  = row_ph0 + 4'hc;
+  assign \$90  = \$87  ? { \$88 [5], \$88  } : { 1'h0, \$89  };
+  assign \$91  = n_last ? 7'h00 : \$90 ;
+  assign \$92  = row_ph1 >= 4'h8;
+  assign \$93  = row_ph1 - 4'h8;
+  assign \$94  = row_ph1 + 4'hc;
+  assign \$95  = \$92  ? { \$93 [5], \$93  } : { 1'h0, \$94  };
+  assign \$96  = n_last ? 7'h10 : \$95 ;
+  assign \$97  = row_ph0 + col;
+  assign \$98  = \$97  >= 5'h14;
+  assign \$99  = row_ph0 + col;
+  assign \$100  = \$99  - 5'h14;
+  assign \$101  = row_ph0 + col;
+  assign \$102  = \$98  ? \$100  : { 1'h0, \$101  };
+  assign \$103  = row_ph1 + col;
+  assign \$104  = \$103  >= 5'h14;
+  assign \$105  = row_ph1 + col;
+  assign \$106  = \$105  - 5'h14;
+  assign \$107  = row_ph1 + col;
+  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
+  assign \$109  = ! s_idx;
+  assign \$111  = off1_0[0] ? o : { \o$217 [15:0], o[19:16] };
+  assign \$112  = off1_0[1] ? \$110  : \$111 ;
+  assign \$114  = off1_0[0] ? o : { \o$217 [11:0], o[19:12] };
+  assign \$115  = off1_0[1] ? \$113  : \$114 ;
+  assign \$117  = off1_0[0] ? o : { \o$217 [7:0], o[19:8] };
+  assign \$118  = off1_0[1] ? \$116  : \$117 ;
+  assign \$119  = off1_0[2] ? \$115  : \$118 ;
+  assign \$121  = off1_0[0] ? o : { \o$217 [3:0], o[19:4] };
+  assign \$122  = off1_0[1] ? \$120  : \$121 ;
+  assign \$126  = off1_0[2] ? \$122  : \$125 ;
+  assign \$127  = off1_0[3] ? \$119  : \$126 ;
+  assign \$128  = off1_0[4] ? \$112  : \$127 ;
+  assign \$130  = off1_1[0] ? \o$221  : { \o$222 [15:0], \o$221 [19:16] };
+  assign \$131  = off1_1[1] ? \$129  : \$130 ;
+  assign \$133  = off1_1[0] ? \o$221  : { \o$222 [11:0], \o$221 [19:12] };
+  assign \$134  = off1_1[1] ? \$132  : \$133 ;
+  assign \$136  = off1_1[0] ? \o$221  : { \o$222 [7:0], \o$221 [19:8] };
+  assign \$137  = off1_1[1] ? \$135  : \$136 ;
+  assign \$138  = off1_1[2] ? \$134  : \$137 ;
+  assign \$140  = off1_1[0] ? \o$221  : { \o$222 [3:0], \o$221 [19:4] };
+  assign \$141  = off1_1[1] ? \$139  : \$140 ;
+  assign \$145  = off1_1[2] ? \$141  : \$144 ;
+  assign \$146  = off1_1[3] ? \$138  : \$145 ;
+  assign \$147  = off1_1[4] ? \$131  : \$146 ;
+  assign \$148  = first2_d5 ? 20'h00000 : xacc;
+  assign \$149  = \$148  + xsum_l5_0;
+  assign \$150  = first2_d5 ? 20'h00000 : xacc;
+  assign \$151  = \$150  + xsum_l5_0;
+  assign \$152  = first2_d5 ? 20'h00000 : acc0_0;
+  assign \$153  = \$152  + t0_0_l5_0;
+  assign \$154  = first2_d5 ? 20'h00000 : acc0_0;
+  assign \$155  = \$154  + t0_0_l5_0;
+  assign \$157  = \$156  - xfin;
+  assign \$158  = first2_d5 ? 20'h00000 : acc1_0;
+  assign \$159  = \$158  + t1_0_l5_0;
+  assign \$160  = first2_d5 ? 20'h00000 : acc1_0;
+  assign \$161  = \$160  + t1_0_l5_0;
+  assign \$163  = \$162  - xfin;
+  assign \$164  = ser_left - 1'h1;
+  assign \$165  = \addr$172  == 9'h1ff;
+  assign \$166  = \addr$172  + 1'h1;
+  assign \$167  = \$165  ? 10'h000 : \$166 ;
+  assign \$171  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$174  = $signed(\$172 ) + $signed(\$173 );
+  assign \$175  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$178  = $signed(\$177 ) < $signed(1'h0);
+  assign \$180  = $signed(\$179 ) > $signed(9'h0ff);
+  assign \$181  = step & s_last;
+  assign \$182  = o__valid & \o__ready$186 ;
+  assign \$183  = \$182  + skipped_d5;
   always @(posedge clk)
-    port__data <= \$173 ;
+    port__data <= \$184 ;
   always @(posedge clk)
-    port__addr <= \$174 ;
+    port__addr <= \$185 ;
   always @(posedge clk)
-    port__en <= \$175 ;
+    port__en <= \$186 ;
   always @(posedge clk)
-    c <= \$176 ;
+    c <= \$187 ;
   always @(posedge clk)
-    pix <= \$177 ;
+    pix <= \$188 ;
   always @(posedge clk)
-    \$like  <= \$178 ;
+    \$like  <= \$189 ;
   always @(posedge clk)
-    p_lane <= \$179 ;
+    p_lane <= \$190 ;
   always @(posedge clk)
-    \$signal  <= \$180 ;
+    \$signal  <= \$191 ;
   always @(posedge clk)
-    lane <= \$181 ;
+    lane <= \$192 ;
   always @(posedge clk)
-    w_full <= \$182 ;
+    w_full <= \$193 ;
   always @(posedge clk)
-    can_end <= \$183 ;
+    can_end <= \$194 ;
   always @(posedge clk)
-    gap_zero <= \$184 ;
+    gap_zero <= \$195 ;
   always @(posedge clk)
-    s_last <= \$185 ;
+    s_last <= \$196 ;
   always @(posedge clk)
-    n_last <= \$186 ;
+    n_last <= \$197 ;
   always @(posedge clk)
-    sn_last <= \$187 ;
+    sn_last <= \$198 ;
   always @(posedge clk)
-    r_addr <= \$188 ;
+    head_boot <= \$199 ;
   always @(posedge clk)
-    s_idx <= \$189 ;
+    head <= \$200 ;
   always @(posedge clk)
-    addr <= \$190 ;
+    head_next <= \$201 ;
   always @(posedge clk)
-    active <= \$191 ;
+    r_addr <= \$202 ;
   always @(posedge clk)
-    r_base <= \$192 ;
+    s_idx <= \$203 ;
   always @(posedge clk)
-    w_half <= \$193 ;
+    n_idx <= \$204 ;
   always @(posedge clk)
-    gap <= \$194 ;
+    active <= \$205 ;
   always @(posedge clk)
-    col <= \$195 ;
+    r_base <= \$206 ;
   always @(posedge clk)
-    row_ph0 <= \$196 ;
+    w_half <= \$207 ;
   always @(posedge clk)
-    row_ph1 <= \$197 ;
+    gap <= \$208 ;
   always @(posedge clk)
-    off1_0 <= \$198 ;
+    col <= \$209 ;
   always @(posedge clk)
-    off1_1 <= \$199 ;
+    row_ph0 <= \$210 ;
   always @(posedge clk)
-    \$signal$207  <= \$200 ;
+    row_ph1 <= \$211 ;
   always @(posedge clk)
-    \$signal$40  <= \$201 ;
+    off1_0 <= \$212 ;
   always @(posedge clk)
-    last1 <= \$202 ;
+    off1_1 <= \$213 ;
   always @(posedge clk)
-    word1 <= \$203 ;
+    \$signal$210  <= \$214 ;
   always @(posedge clk)
-    \port__addr$36  <= \$204 ;
+    \$signal$42  <= \$215 ;
   always @(posedge clk)
-    xdata_d1 <= \$205 ;
+    last1 <= \$216 ;
   always @(posedge clk)
-    carry0_0 <= \$206 ;
+    word1 <= \$217 ;
   always @(posedge clk)
-    w0_0 <= \$207 ;
+    \port__addr$38  <= \$218 ;
   always @(posedge clk)
-    m0_0_0 <= \$208 ;
+    xdata_d1 <= \$219 ;
   always @(posedge clk)
-    m0_0_1 <= \$209 ;
+    carry0_0 <= \$220 ;
   always @(posedge clk)
-    m0_0_2 <= \$210 ;
+    w0_0 <= \$221 ;
   always @(posedge clk)
-    m0_0_3 <= \$211 ;
+    m0_0_0 <= \$222 ;
   always @(posedge clk)
-    m0_0_4 <= \$212 ;
+    m0_0_1 <= \$223 ;
   always @(posedge clk)
-    m0_0_5 <= \$213 ;
+    m0_0_2 <= \$224 ;
   always @(posedge clk)
-    m0_0_6 <= \$214 ;
+    m0_0_3 <= \$225 ;
   always @(posedge clk)
-    m0_0_7 <= \$215 ;
+    m0_0_4 <= \$226 ;
   always @(posedge clk)
-    m0_0_8 <= \$216 ;
+    m0_0_5 <= \$227 ;
   always @(posedge clk)
-    m0_0_9 <= \$217 ;
+    m0_0_6 <= \$228 ;
   always @(posedge clk)
-    m0_0_10 <= \$218 ;
+    m0_0_7 <= \$229 ;
   always @(posedge clk)
-    m0_0_11 <= \$219 ;
+    m0_0_8 <= \$230 ;
   always @(posedge clk)
-    m0_0_12 <= \$220 ;
+    m0_0_9 <= \$231 ;
   always @(posedge clk)
-    m0_0_13 <= \$221 ;
+    m0_0_10 <= \$232 ;
   always @(posedge clk)
-    m0_0_14 <= \$222 ;
+    m0_0_11 <= \$233 ;
   always @(posedge clk)
-    m0_0_15 <= \$223 ;
+    m0_0_12 <= \$234 ;
   always @(posedge clk)
-    m0_0_16 <= \$224 ;
+    m0_0_13 <= \$235 ;
   always @(posedge clk)
-    m0_0_17 <= \$225 ;
+    m0_0_14 <= \$236 ;
   always @(posedge clk)
-    m0_0_18 <= \$226 ;
+    m0_0_15 <= \$237 ;
   always @(posedge clk)
-    m0_0_19 <= \$227 ;
+    m0_0_16 <= \$238 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$228 ;
+    m0_0_17 <= \$239 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$229 ;
+    m0_0_18 <= \$240 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$230 ;
+    m0_0_19 <= \$241 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$231 ;
+    t0_0_l2_0 <= \$242 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$232 ;
+    t0_0_l2_1 <= \$243 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$233 ;
+    t0_0_l2_2 <= \$244 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$234 ;
+    t0_0_l2_3 <= \$245 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$235 ;
+    t0_0_l2_4 <= \$246 ;
   always @(posedge clk)
-    carry1_0 <= \$236 ;
+    t0_0_l4_0 <= \$247 ;
   always @(posedge clk)
-    w1_0 <= \$237 ;
+    t0_0_l4_1 <= \$248 ;
   always @(posedge clk)
-    m1_0_0 <= \$238 ;
+    t0_0_l5_0 <= \$249 ;
   always @(posedge clk)
-    m1_0_1 <= \$239 ;
+    carry1_0 <= \$250 ;
   always @(posedge clk)
-    m1_0_2 <= \$240 ;
+    w1_0 <= \$251 ;
   always @(posedge clk)
-    m1_0_3 <= \$241 ;
+    m1_0_0 <= \$252 ;
   always @(posedge clk)
-    m1_0_4 <= \$242 ;
+    m1_0_1 <= \$253 ;
   always @(posedge clk)
-    m1_0_5 <= \$243 ;
+    m1_0_2 <= \$254 ;
   always @(posedge clk)
-    m1_0_6 <= \$244 ;
+    m1_0_3 <= \$255 ;
   always @(posedge clk)
-    m1_0_7 <= \$245 ;
+    m1_0_4 <= \$256 ;
   always @(posedge clk)
-    m1_0_8 <= \$246 ;
+    m1_0_5 <= \$257 ;
   always @(posedge clk)
-    m1_0_9 <= \$247 ;
+    m1_0_6 <= \$258 ;
   always @(posedge clk)
-    m1_0_10 <= \$248 ;
+    m1_0_7 <= \$259 ;
   always @(posedge clk)
-    m1_0_11 <= \$249 ;
+    m1_0_8 <= \$260 ;
   always @(posedge clk)
-    m1_0_12 <= \$250 ;
+    m1_0_9 <= \$261 ;
   always @(posedge clk)
-    m1_0_13 <= \$251 ;
+    m1_0_10 <= \$262 ;
   always @(posedge clk)
-    m1_0_14 <= \$252 ;
+    m1_0_11 <= \$263 ;
   always @(posedge clk)
-    m1_0_15 <= \$253 ;
+    m1_0_12 <= \$264 ;
   always @(posedge clk)
-    m1_0_16 <= \$254 ;
+    m1_0_13 <= \$265 ;
   always @(posedge clk)
-    m1_0_17 <= \$255 ;
+    m1_0_14 <= \$266 ;
   always @(posedge clk)
-    m1_0_18 <= \$256 ;
+    m1_0_15 <= \$267 ;
   always @(posedge clk)
-    m1_0_19 <= \$257 ;
+    m1_0_16 <= \$268 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$258 ;
+    m1_0_17 <= \$269 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$259 ;
+    m1_0_18 <= \$270 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$260 ;
+    m1_0_19 <= \$271 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$261 ;
+    t1_0_l2_0 <= \$272 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$262 ;
+    t1_0_l2_1 <= \$273 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$263 ;
+    t1_0_l2_2 <= \$274 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$264 ;
+    t1_0_l2_3 <= \$275 ;
   always @(posedge clk)
-    t1_0_l5_0 <= \$265 ;
+    t1_0_l2_4 <= \$276 ;
   always @(posedge clk)
-    xword_d1 <= \$266 ;
+    t1_0_l4_0 <= \$277 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$267 ;
+    t1_0_l4_1 <= \$278 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$268 ;
+    t1_0_l5_0 <= \$279 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$269 ;
+    xword_d1 <= \$280 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$270 ;
+    xsum_l2_0 <= \$281 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$271 ;
+    xsum_l2_1 <= \$282 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$272 ;
+    xsum_l2_2 <= \$283 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$273 ;
+    xsum_l2_3 <= \$284 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$274 ;
+    xsum_l2_4 <= \$285 ;
   always @(posedge clk)
-    v2_d1 <= \$275 ;
+    xsum_l4_0 <= \$286 ;
   always @(posedge clk)
-    v2_d2 <= \$276 ;
+    xsum_l4_1 <= \$287 ;
   always @(posedge clk)
-    v2_d3 <= \$277 ;
+    xsum_l5_0 <= \$288 ;
   always @(posedge clk)
-    v2_d4 <= \$278 ;
+    v2_d1 <= \$289 ;
   always @(posedge clk)
-    v2_d5 <= \$279 ;
+    v2_d2 <= \$290 ;
   always @(posedge clk)
-    first2_d1 <= \$280 ;
+    v2_d3 <= \$291 ;
   always @(posedge clk)
-    first2_d2 <= \$281 ;
+    v2_d4 <= \$292 ;
   always @(posedge clk)
-    first2_d3 <= \$282 ;
+    v2_d5 <= \$293 ;
   always @(posedge clk)
-    first2_d4 <= \$283 ;
+    first2_d1 <= \$294 ;
   always @(posedge clk)
-    first2_d5 <= \$284 ;
+    first2_d2 <= \$295 ;
   always @(posedge clk)
-    last2_d1 <= \$285 ;
+    first2_d3 <= \$296 ;
   always @(posedge clk)
-    last2_d2 <= \$286 ;
+    first2_d4 <= \$297 ;
   always @(posedge clk)
-    last2_d3 <= \$287 ;
+    first2_d5 <= \$298 ;
   always @(posedge clk)
-    last2_d4 <= \$288 ;
+    last2_d1 <= \$299 ;
   always @(posedge clk)
-    last2_d5 <= \$289 ;
+    last2_d2 <= \$300 ;
   always @(posedge clk)
-    done <= \$290 ;
+    last2_d3 <= \$301 ;
   always @(posedge clk)
-    xacc <= \$291 ;
+    last2_d4 <= \$302 ;
   always @(posedge clk)
-    xfin <= \$292 ;
+    last2_d5 <= \$303 ;
   always @(posedge clk)
-    acc0_0 <= \$293 ;
+    done <= \$304 ;
   always @(posedge clk)
-    fin0_0 <= \$294 ;
+    xacc <= \$305 ;
   always @(posedge clk)
-    bank0_0 <= \$295 ;
+    xfin <= \$306 ;
   always @(posedge clk)
-    acc1_0 <= \$296 ;
+    acc0_0 <= \$307 ;
   always @(posedge clk)
-    fin1_0 <= \$297 ;
+    fin0_0 <= \$308 ;
   always @(posedge clk)
-    bank1_0 <= \$298 ;
+    bank0_0 <= \$309 ;
   always @(posedge clk)
-    ser_left <= \$299 ;
+    acc1_0 <= \$310 ;
   always @(posedge clk)
-    \addr$170  <= \$300 ;
+    fin1_0 <= \$311 ;
   always @(posedge clk)
-    \$signal$246  <= \$301 ;
+    bank1_0 <= \$312 ;
   always @(posedge clk)
-    ka <= \$302 ;
+    ser_left <= \$313 ;
   always @(posedge clk)
-    sa0_0 <= \$303 ;
+    \addr$172  <= \$314 ;
   always @(posedge clk)
-    vb <= \$304 ;
+    \$signal$249  <= \$315 ;
   always @(posedge clk)
-    rq0_beta_b <= \$305 ;
+    ka <= \$316 ;
   always @(posedge clk)
-    rq0_beta <= \$306 ;
+    sa0_0 <= \$317 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$307 ;
+    vb <= \$318 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$308 ;
+    rq0_beta_b <= \$319 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$309 ;
+    rq0_beta <= \$320 ;
   always @(posedge clk)
-    rq0_shifted <= \$310 ;
+    rq0_acc_s1_0 <= \$321 ;
   always @(posedge clk)
-    rq0_under <= \$311 ;
+    rq0_acc_s1_1 <= \$322 ;
   always @(posedge clk)
-    rq0_over <= \$312 ;
+    rq0_acc_s2_0 <= \$323 ;
   always @(posedge clk)
-    v_out_d1 <= \$313 ;
+    rq0_shifted <= \$324 ;
   always @(posedge clk)
-    v_out_d2 <= \$314 ;
+    rq0_under <= \$325 ;
   always @(posedge clk)
-    v_out_d3 <= \$315 ;
+    rq0_over <= \$326 ;
   always @(posedge clk)
-    \w_en$189  <= \$316 ;
+    v_out_d1 <= \$327 ;
   always @(posedge clk)
-    skipped_d1 <= \$317 ;
+    v_out_d2 <= \$328 ;
   always @(posedge clk)
-    skipped_d2 <= \$318 ;
+    v_out_d3 <= \$329 ;
   always @(posedge clk)
-    skipped_d3 <= \$319 ;
+    \w_en$191  <= \$330 ;
   always @(posedge clk)
-    skipped_d4 <= \$320 ;
+    skipped_d1 <= \$331 ;
   always @(posedge clk)
-    skipped_d5 <= \$321 ;
+    skipped_d2 <= \$332 ;
   always @(posedge clk)
-    group_ended_d1 <= \$322 ;
+    skipped_d3 <= \$333 ;
   always @(posedge clk)
-    credits_returned <= \$323 ;
+    skipped_d4 <= \$334 ;
   always @(posedge clk)
-    credits_space <= \$324 ;
+    skipped_d5 <= \$335 ;
   always @(posedge clk)
-    credits_room <= \$325 ;
+    group_ended_d1 <= \$336 ;
+  always @(posedge clk)
+    credits_returned <= \$337 ;
+  always @(posedge clk)
+    credits_space <= \$338 ;
+  always @(posedge clk)
+    credits_room <= \$339 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$170 ),
+    .addr(\addr$172 ),
     .clk(clk),
-    .data(\data$173 )
+    .data(data)
   );
   \flexor_lenet5.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -24976,52 +25010,52 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$214 )
+    .o(\o$217 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$90 ),
-    .o(\o$218 )
+    .i(\i$92 ),
+    .o(\o$221 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$219 )
+    .o(\o$222 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$184 ),
+    .o__ready(\o__ready$186 ),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$23 [7:0]),
-    .w_en(\w_en$189 )
+    .w_data(\$24 [7:0]),
+    .w_en(\w_en$191 )
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(\data$204 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$265 ),
+    .addr(\addr$268 ),
     .clk(clk),
-    .data(\data$266 )
+    .data(\data$269 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$173 [12:0]),
+    .a(data[12:0]),
     .b(sa0_0[16:0]),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc1.rq0_mul0_0_17  rq0_mul0_0_17 (
-    .a(\data$173 [12:0]),
+    .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$253 )
+    .p(\p$256 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$265 ),
+    .addr(\addr$268 ),
     .clk(clk),
-    .data(\data$266 ),
-    .o__payload(\o__payload$209 ),
+    .data(\data$269 ),
+    .o__payload(\o__payload$212 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -25029,203 +25063,77 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$17 [8:0];
+      r_next = \$18 [8:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$18  };
+      r_next = { 1'h0, \$19  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$173  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
+    \$184  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
     if (rst) begin
-      \$173  = 160'h0000000000000000000000000000000000000000;
+      \$184  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$174  = \$27 [8:0];
+    \$185  = \$28 [8:0];
     if (rst) begin
-      \$174  = 9'h000;
+      \$185  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$175  = \$28 ;
+    \$186  = \$29 ;
     if (rst) begin
-      \$175  = 20'h00000;
+      \$186  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$176  = c;
+    \$187  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        \$176  = 6'h00;
+      if (\$30 ) begin
+        \$187  = 6'h00;
       end else begin
-        \$176  = \$52 [5:0];
+        \$187  = \$53 [5:0];
       end
     end
     if (rst) begin
-      \$176  = 6'h00;
+      \$187  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$177  = pix;
+    \$188  = pix;
     if (take) begin
-      if (\$29 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$177  = 6'h00;
+        if (\$31 ) begin
+          \$188  = 6'h00;
         end else begin
-          \$177  = \$31 [5:0];
+          \$188  = \$32 [5:0];
         end
       end
     end
     if (rst) begin
-      \$177  = 6'h00;
+      \$188  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$178  = \$like ;
+    \$189  = \$like ;
     if (take) begin
-      if (\$29 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$178  = 8'h00;
+        if (\$31 ) begin
+          \$189  = 8'h00;
         end else begin
-          \$178  = \$35 [7:0];
+          \$189  = \$36 [7:0];
         end
       end
-    end
-    if (rst) begin
-      \$178  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$179  = p_lane;
-    if (take) begin
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$179  = 5'h00;
-        end else begin
-          \$179  = \$41 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$179  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$180  = \$signal ;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$180  = 8'h00;
-        end else begin
-          \$180  = \$45 [7:0];
-        end
-      end else begin
-        \$180  = \$56 [7:0];
-      end
-    end
-    if (rst) begin
-      \$180  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$181  = lane;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$181  = 5'h00;
-        end else begin
-          \$181  = \$51 [4:0];
-        end
-      end else begin
-        \$181  = \$62 [4:0];
-      end
-    end
-    if (rst) begin
-      \$181  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$182  = w_full;
-    if (take) begin
-      if (\$29 ) begin
-        if (\$30 ) begin
-          \$182  = 1'h1;
-        end
-      end
-    end
-    if (load) begin
-      \$182  = 1'h0;
-    end
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$183  = \$63 ;
-    if (rst) begin
-      \$183  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$184  = gap_zero_next;
-    if (rst) begin
-      \$184  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$185  = \$signal$28 ;
-    if (rst) begin
-      \$185  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$186  = n_last_next;
-    if (rst) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$187  = \$64 ;
-    if (rst) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$188  = r_next;
-    if (rst) begin
-      \$188  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$189  = s_idx;
-    if (step) begin
-      \$189  = \$66 [7:0];
     end
     if (rst) begin
       \$189  = 8'h00;
@@ -25233,44 +25141,73 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$190  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$190  = \$68 [7:0];
+    \$190  = p_lane;
+    if (take) begin
+      if (\$30 ) begin
+        (* full_case = 32'd1 *)
+        if (\$31 ) begin
+          \$190  = 5'h00;
+        end else begin
+          \$190  = \$42 [4:0];
+        end
       end
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$190  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$191  = active;
-    if (\$69 ) begin
-      \$191  = 1'h0;
-    end
-    if (load) begin
-      \$191  = 1'h1;
+    \$191  = \$signal ;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+        (* full_case = 32'd1 *)
+        if (\$31 ) begin
+          \$191  = 8'h00;
+        end else begin
+          \$191  = \$46 [7:0];
+        end
+      end else begin
+        \$191  = \$57 [7:0];
+      end
     end
     if (rst) begin
-      \$191  = 1'h0;
+      \$191  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$192  = r_base;
-    if (load) begin
-      \$192  = { 1'h0, \$70  };
+    \$192  = lane;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$30 ) begin
+        (* full_case = 32'd1 *)
+        if (\$31 ) begin
+          \$192  = 5'h00;
+        end else begin
+          \$192  = \$52 [4:0];
+        end
+      end else begin
+        \$192  = \$63 [4:0];
+      end
     end
     if (rst) begin
-      \$192  = 9'h000;
+      \$192  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$193  = w_half;
+    \$193  = w_full;
+    if (take) begin
+      if (\$30 ) begin
+        if (\$31 ) begin
+          \$193  = 1'h1;
+        end
+      end
+    end
     if (load) begin
-      \$193  = \$71 ;
+      \$193  = 1'h0;
     end
     if (rst) begin
       \$193  = 1'h0;
@@ -25278,424 +25215,425 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$194  = gap;
-    if (\$72 ) begin
-      \$194  = 2'h1;
-    end else if (\$73 ) begin
-      \$194  = \$74 [1:0];
-    end
+    \$194  = \$64 ;
     if (rst) begin
-      \$194  = 2'h0;
+      \$194  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$195  = col;
+    \$195  = gap_zero_next;
+    if (rst) begin
+      \$195  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$196  = \$signal$29 ;
+    if (rst) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$197  = n_last_next;
+    if (rst) begin
+      \$197  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$198  = \$65 ;
+    if (rst) begin
+      \$198  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$199  = head_boot;
+    if (\$66 ) begin
+      \$199  = \$67 [1:0];
+    end
+    if (rst) begin
+      \$199  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$200  = head;
+    if (\$70 ) begin
+      \$200  = \data$204 ;
+    end
+    if (rst) begin
+      \$200  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$201  = head_next;
+    if (\$71 ) begin
+      \$201  = \$75 [7:0];
+    end
+    if (rst) begin
+      \$201  = 8'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$202  = r_next;
+    if (rst) begin
+      \$202  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$203  = s_idx;
     if (step) begin
-      \$195  = \$75 ;
+      \$203  = \$77 [7:0];
     end
     if (rst) begin
-      \$195  = 5'h00;
+      \$203  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$196  = row_ph0;
+    \$204  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$196  = \$80 [4:0];
+        \$204  = \$79 [7:0];
       end
     end
     if (rst) begin
-      \$196  = 5'h00;
+      \$204  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$197  = row_ph1;
+    \$205  = active;
+    if (\$80 ) begin
+      \$205  = 1'h0;
+    end
+    if (load) begin
+      \$205  = 1'h1;
+    end
+    if (rst) begin
+      \$205  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$206  = r_base;
+    if (load) begin
+      \$206  = { 1'h0, \$81  };
+    end
+    if (rst) begin
+      \$206  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$207  = w_half;
+    if (load) begin
+      \$207  = \$82 ;
+    end
+    if (rst) begin
+      \$207  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$208  = gap;
+    if (\$83 ) begin
+      \$208  = 2'h1;
+    end else if (\$84 ) begin
+      \$208  = \$85 [1:0];
+    end
+    if (rst) begin
+      \$208  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$209  = col;
+    if (step) begin
+      \$209  = \$86 ;
+    end
+    if (rst) begin
+      \$209  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$210  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$197  = \$85 [4:0];
+        \$210  = \$91 [4:0];
       end
     end
     if (rst) begin
-      \$197  = 5'h10;
+      \$210  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$198  = \$91 [4:0];
+    \$211  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$211  = \$96 [4:0];
+      end
+    end
     if (rst) begin
-      \$198  = 5'h00;
+      \$211  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$199  = \$97 [4:0];
+    \$212  = \$102 [4:0];
     if (rst) begin
-      \$199  = 5'h00;
+      \$212  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$200  = step;
+    \$213  = \$108 [4:0];
     if (rst) begin
-      \$200  = 1'h0;
+      \$213  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$201  = \$98 ;
+    \$214  = step;
     if (rst) begin
-      \$201  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$202  = s_last;
+    \$215  = \$109 ;
     if (rst) begin
-      \$202  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$203  = \o__payload$209 ;
+    \$216  = s_last;
     if (rst) begin
-      \$203  = 16'h0000;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$204  = r_next;
+    \$217  = \o__payload$212 ;
     if (rst) begin
-      \$204  = 9'h000;
+      \$217  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$205  = \port__data$211 ;
+    \$218  = r_next;
     if (rst) begin
-      \$205  = 160'h0000000000000000000000000000000000000000;
+      \$218  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$206  = carry0_0;
-    if (\$signal$207 ) begin
-      \$206  = word1[7:0];
-    end
+    \$219  = \port__data$214 ;
     if (rst) begin
-      \$206  = 8'h00;
+      \$219  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$207  = \$117 ;
+    \$220  = carry0_0;
+    if (\$signal$210 ) begin
+      \$220  = word1[7:0];
+    end
     if (rst) begin
-      \$207  = 20'h00000;
+      \$220  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$221  = \$128 ;
+    if (rst) begin
+      \$221  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$208  = xdata_d1[7:0];
+      \$222  = xdata_d1[7:0];
     end else begin
-      \$208  = 8'h00;
+      \$222  = 8'h00;
     end
     if (rst) begin
-      \$208  = 8'h00;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$209  = xdata_d1[15:8];
+      \$223  = xdata_d1[15:8];
     end else begin
-      \$209  = 8'h00;
+      \$223  = 8'h00;
     end
     if (rst) begin
-      \$209  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$210  = xdata_d1[23:16];
+      \$224  = xdata_d1[23:16];
     end else begin
-      \$210  = 8'h00;
+      \$224  = 8'h00;
     end
     if (rst) begin
-      \$210  = 8'h00;
+      \$224  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$211  = xdata_d1[31:24];
+      \$225  = xdata_d1[31:24];
     end else begin
-      \$211  = 8'h00;
+      \$225  = 8'h00;
     end
     if (rst) begin
-      \$211  = 8'h00;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$212  = xdata_d1[39:32];
+      \$226  = xdata_d1[39:32];
     end else begin
-      \$212  = 8'h00;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$212  = 8'h00;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$213  = xdata_d1[47:40];
+      \$227  = xdata_d1[47:40];
     end else begin
-      \$213  = 8'h00;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$213  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$214  = xdata_d1[55:48];
+      \$228  = xdata_d1[55:48];
     end else begin
-      \$214  = 8'h00;
+      \$228  = 8'h00;
     end
     if (rst) begin
-      \$214  = 8'h00;
+      \$228  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$215  = xdata_d1[63:56];
+      \$229  = xdata_d1[63:56];
     end else begin
-      \$215  = 8'h00;
+      \$229  = 8'h00;
     end
     if (rst) begin
-      \$215  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$216  = xdata_d1[71:64];
+      \$230  = xdata_d1[71:64];
     end else begin
-      \$216  = 8'h00;
+      \$230  = 8'h00;
     end
     if (rst) begin
-      \$216  = 8'h00;
+      \$230  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$217  = xdata_d1[79:72];
+      \$231  = xdata_d1[79:72];
     end else begin
-      \$217  = 8'h00;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$217  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$218  = xdata_d1[87:80];
+      \$232  = xdata_d1[87:80];
     end else begin
-      \$218  = 8'h00;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$218  = 8'h00;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$219  = xdata_d1[95:88];
+      \$233  = xdata_d1[95:88];
     end else begin
-      \$219  = 8'h00;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$219  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$220  = xdata_d1[103:96];
+      \$234  = xdata_d1[103:96];
     end else begin
-      \$220  = 8'h00;
+      \$234  = 8'h00;
     end
     if (rst) begin
-      \$220  = 8'h00;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$221  = xdata_d1[111:104];
+      \$235  = xdata_d1[111:104];
     end else begin
-      \$221  = 8'h00;
+      \$235  = 8'h00;
     end
     if (rst) begin
-      \$221  = 8'h00;
+      \$235  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$222  = xdata_d1[119:112];
+      \$236  = xdata_d1[119:112];
     end else begin
-      \$222  = 8'h00;
-    end
-    if (rst) begin
-      \$222  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$223  = xdata_d1[127:120];
-    end else begin
-      \$223  = 8'h00;
-    end
-    if (rst) begin
-      \$223  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[16]) begin
-      \$224  = xdata_d1[135:128];
-    end else begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[17]) begin
-      \$225  = xdata_d1[143:136];
-    end else begin
-      \$225  = 8'h00;
-    end
-    if (rst) begin
-      \$225  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[18]) begin
-      \$226  = xdata_d1[151:144];
-    end else begin
-      \$226  = 8'h00;
-    end
-    if (rst) begin
-      \$226  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[19]) begin
-      \$227  = xdata_d1[159:152];
-    end else begin
-      \$227  = 8'h00;
-    end
-    if (rst) begin
-      \$227  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$228  = t0_0_w1_0;
-    if (rst) begin
-      \$228  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$229  = t0_0_w1_2;
-    if (rst) begin
-      \$229  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$230  = t0_0_w1_4;
-    if (rst) begin
-      \$230  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$231  = t0_0_w1_6;
-    if (rst) begin
-      \$231  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$232  = t0_0_w1_8;
-    if (rst) begin
-      \$232  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$233  = t0_0_w3_0;
-    if (rst) begin
-      \$233  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$234  = t0_0_l2_4;
-    if (rst) begin
-      \$234  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$235  = t0_0_w4_0;
-    if (rst) begin
-      \$235  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$236  = carry1_0;
-    if (\$signal$207 ) begin
-      \$236  = word1[15:8];
+      \$236  = 8'h00;
     end
     if (rst) begin
       \$236  = 8'h00;
@@ -25703,759 +25641,885 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$237  = \$136 ;
+    (* full_case = 32'd1 *)
+    if (w0_0[15]) begin
+      \$237  = xdata_d1[127:120];
+    end else begin
+      \$237  = 8'h00;
+    end
     if (rst) begin
-      \$237  = 20'h00000;
+      \$237  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[16]) begin
+      \$238  = xdata_d1[135:128];
+    end else begin
+      \$238  = 8'h00;
+    end
+    if (rst) begin
+      \$238  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[17]) begin
+      \$239  = xdata_d1[143:136];
+    end else begin
+      \$239  = 8'h00;
+    end
+    if (rst) begin
+      \$239  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[18]) begin
+      \$240  = xdata_d1[151:144];
+    end else begin
+      \$240  = 8'h00;
+    end
+    if (rst) begin
+      \$240  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[19]) begin
+      \$241  = xdata_d1[159:152];
+    end else begin
+      \$241  = 8'h00;
+    end
+    if (rst) begin
+      \$241  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$242  = t0_0_w1_0;
+    if (rst) begin
+      \$242  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$243  = t0_0_w1_2;
+    if (rst) begin
+      \$243  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$244  = t0_0_w1_4;
+    if (rst) begin
+      \$244  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$245  = t0_0_w1_6;
+    if (rst) begin
+      \$245  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$246  = t0_0_w1_8;
+    if (rst) begin
+      \$246  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$247  = t0_0_w3_0;
+    if (rst) begin
+      \$247  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$248  = t0_0_l2_4;
+    if (rst) begin
+      \$248  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$249  = t0_0_w4_0;
+    if (rst) begin
+      \$249  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$250  = carry1_0;
+    if (\$signal$210 ) begin
+      \$250  = word1[15:8];
+    end
+    if (rst) begin
+      \$250  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$251  = \$147 ;
+    if (rst) begin
+      \$251  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$238  = xdata_d1[7:0];
+      \$252  = xdata_d1[7:0];
     end else begin
-      \$238  = 8'h00;
+      \$252  = 8'h00;
     end
     if (rst) begin
-      \$238  = 8'h00;
+      \$252  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$239  = xdata_d1[15:8];
+      \$253  = xdata_d1[15:8];
     end else begin
-      \$239  = 8'h00;
+      \$253  = 8'h00;
     end
     if (rst) begin
-      \$239  = 8'h00;
+      \$253  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$240  = xdata_d1[23:16];
+      \$254  = xdata_d1[23:16];
     end else begin
-      \$240  = 8'h00;
+      \$254  = 8'h00;
     end
     if (rst) begin
-      \$240  = 8'h00;
+      \$254  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$241  = xdata_d1[31:24];
+      \$255  = xdata_d1[31:24];
     end else begin
-      \$241  = 8'h00;
+      \$255  = 8'h00;
     end
     if (rst) begin
-      \$241  = 8'h00;
+      \$255  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$242  = xdata_d1[39:32];
+      \$256  = xdata_d1[39:32];
     end else begin
-      \$242  = 8'h00;
+      \$256  = 8'h00;
     end
     if (rst) begin
-      \$242  = 8'h00;
+      \$256  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$243  = xdata_d1[47:40];
+      \$257  = xdata_d1[47:40];
     end else begin
-      \$243  = 8'h00;
+      \$257  = 8'h00;
     end
     if (rst) begin
-      \$243  = 8'h00;
+      \$257  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$244  = xdata_d1[55:48];
+      \$258  = xdata_d1[55:48];
     end else begin
-      \$244  = 8'h00;
+      \$258  = 8'h00;
     end
     if (rst) begin
-      \$244  = 8'h00;
+      \$258  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$245  = xdata_d1[63:56];
+      \$259  = xdata_d1[63:56];
     end else begin
-      \$245  = 8'h00;
+      \$259  = 8'h00;
     end
     if (rst) begin
-      \$245  = 8'h00;
+      \$259  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$246  = xdata_d1[71:64];
+      \$260  = xdata_d1[71:64];
     end else begin
-      \$246  = 8'h00;
+      \$260  = 8'h00;
     end
     if (rst) begin
-      \$246  = 8'h00;
+      \$260  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$247  = xdata_d1[79:72];
+      \$261  = xdata_d1[79:72];
     end else begin
-      \$247  = 8'h00;
+      \$261  = 8'h00;
     end
     if (rst) begin
-      \$247  = 8'h00;
+      \$261  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$248  = xdata_d1[87:80];
+      \$262  = xdata_d1[87:80];
     end else begin
-      \$248  = 8'h00;
+      \$262  = 8'h00;
     end
     if (rst) begin
-      \$248  = 8'h00;
+      \$262  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$249  = xdata_d1[95:88];
+      \$263  = xdata_d1[95:88];
     end else begin
-      \$249  = 8'h00;
+      \$263  = 8'h00;
     end
     if (rst) begin
-      \$249  = 8'h00;
+      \$263  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$250  = xdata_d1[103:96];
+      \$264  = xdata_d1[103:96];
     end else begin
-      \$250  = 8'h00;
+      \$264  = 8'h00;
     end
     if (rst) begin
-      \$250  = 8'h00;
+      \$264  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$251  = xdata_d1[111:104];
+      \$265  = xdata_d1[111:104];
     end else begin
-      \$251  = 8'h00;
+      \$265  = 8'h00;
     end
     if (rst) begin
-      \$251  = 8'h00;
+      \$265  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$252  = xdata_d1[119:112];
+      \$266  = xdata_d1[119:112];
     end else begin
-      \$252  = 8'h00;
+      \$266  = 8'h00;
     end
     if (rst) begin
-      \$252  = 8'h00;
+      \$266  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$253  = xdata_d1[127:120];
+      \$267  = xdata_d1[127:120];
     end else begin
-      \$253  = 8'h00;
+      \$267  = 8'h00;
     end
     if (rst) begin
-      \$253  = 8'h00;
+      \$267  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$254  = xdata_d1[135:128];
+      \$268  = xdata_d1[135:128];
     end else begin
-      \$254  = 8'h00;
+      \$268  = 8'h00;
     end
     if (rst) begin
-      \$254  = 8'h00;
+      \$268  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$255  = xdata_d1[143:136];
+      \$269  = xdata_d1[143:136];
     end else begin
-      \$255  = 8'h00;
+      \$269  = 8'h00;
     end
     if (rst) begin
-      \$255  = 8'h00;
+      \$269  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$256  = xdata_d1[151:144];
+      \$270  = xdata_d1[151:144];
     end else begin
-      \$256  = 8'h00;
+      \$270  = 8'h00;
     end
     if (rst) begin
-      \$256  = 8'h00;
+      \$270  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$257  = xdata_d1[159:152];
+      \$271  = xdata_d1[159:152];
     end else begin
-      \$257  = 8'h00;
+      \$271  = 8'h00;
     end
     if (rst) begin
-      \$257  = 8'h00;
+      \$271  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$258  = t1_0_w1_0;
+    \$272  = t1_0_w1_0;
     if (rst) begin
-      \$258  = 10'h000;
+      \$272  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$259  = t1_0_w1_2;
-    if (rst) begin
-      \$259  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$260  = t1_0_w1_4;
-    if (rst) begin
-      \$260  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$261  = t1_0_w1_6;
-    if (rst) begin
-      \$261  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$262  = t1_0_w1_8;
-    if (rst) begin
-      \$262  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$263  = t1_0_w3_0;
-    if (rst) begin
-      \$263  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$264  = t1_0_l2_4;
-    if (rst) begin
-      \$264  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$265  = t1_0_w4_0;
-    if (rst) begin
-      \$265  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$266  = xdata_d1;
-    if (rst) begin
-      \$266  = 160'h0000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$267  = xsum_w1_0;
-    if (rst) begin
-      \$267  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$268  = xsum_w1_2;
-    if (rst) begin
-      \$268  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$269  = xsum_w1_4;
-    if (rst) begin
-      \$269  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$270  = xsum_w1_6;
-    if (rst) begin
-      \$270  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$271  = xsum_w1_8;
-    if (rst) begin
-      \$271  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$272  = xsum_w3_0;
-    if (rst) begin
-      \$272  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$273  = xsum_l2_4;
+    \$273  = t1_0_w1_2;
     if (rst) begin
       \$273  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$274  = xsum_w4_0;
+    \$274  = t1_0_w1_4;
     if (rst) begin
-      \$274  = 13'h0000;
+      \$274  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$275  = \$signal$207 ;
+    \$275  = t1_0_w1_6;
     if (rst) begin
-      \$275  = 1'h0;
+      \$275  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$276  = v2_d1;
+    \$276  = t1_0_w1_8;
     if (rst) begin
-      \$276  = 1'h0;
+      \$276  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$277  = v2_d2;
+    \$277  = t1_0_w3_0;
     if (rst) begin
-      \$277  = 1'h0;
+      \$277  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$278  = v2_d3;
+    \$278  = t1_0_l2_4;
     if (rst) begin
-      \$278  = 1'h0;
+      \$278  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$279  = v2_d4;
+    \$279  = t1_0_w4_0;
     if (rst) begin
-      \$279  = 1'h0;
+      \$279  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$280  = \$signal$40 ;
+    \$280  = xdata_d1;
     if (rst) begin
-      \$280  = 1'h0;
+      \$280  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$281  = first2_d1;
+    \$281  = xsum_w1_0;
     if (rst) begin
-      \$281  = 1'h0;
+      \$281  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$282  = first2_d2;
+    \$282  = xsum_w1_2;
     if (rst) begin
-      \$282  = 1'h0;
+      \$282  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$283  = first2_d3;
+    \$283  = xsum_w1_4;
     if (rst) begin
-      \$283  = 1'h0;
+      \$283  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$284  = first2_d4;
+    \$284  = xsum_w1_6;
     if (rst) begin
-      \$284  = 1'h0;
+      \$284  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$285  = last1;
+    \$285  = xsum_w1_8;
     if (rst) begin
-      \$285  = 1'h0;
+      \$285  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$286  = last2_d1;
+    \$286  = xsum_w3_0;
     if (rst) begin
-      \$286  = 1'h0;
+      \$286  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$287  = last2_d2;
+    \$287  = xsum_l2_4;
     if (rst) begin
-      \$287  = 1'h0;
+      \$287  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$288  = last2_d3;
+    \$288  = xsum_w4_0;
     if (rst) begin
-      \$288  = 1'h0;
+      \$288  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$289  = last2_d4;
+    \$289  = \$signal$210 ;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$290  = group_end;
+    \$290  = v2_d1;
     if (rst) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$291  = xacc;
-    if (v2_d5) begin
-      \$291  = \$138 [19:0];
-    end
+    \$291  = v2_d2;
     if (rst) begin
-      \$291  = 20'h00000;
+      \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$292  = xfin;
-    if (group_end) begin
-      \$292  = \$140 [19:0];
-    end
+    \$292  = v2_d3;
     if (rst) begin
-      \$292  = 20'h00000;
+      \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$293  = acc0_0;
-    if (v2_d5) begin
-      \$293  = \$142 [19:0];
-    end
+    \$293  = v2_d4;
     if (rst) begin
-      \$293  = 20'h00000;
+      \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$294  = fin0_0;
-    if (group_end) begin
-      \$294  = \$144 [19:0];
-    end
+    \$294  = \$signal$42 ;
     if (rst) begin
-      \$294  = 20'h00000;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$295  = bank0_0;
-    if (done) begin
-      \$295  = \$146 [20:0];
-    end else if (ser) begin
-      \$295  = bank1_0;
-    end
+    \$295  = first2_d1;
     if (rst) begin
-      \$295  = 21'h000000;
+      \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$296  = acc1_0;
-    if (v2_d5) begin
-      \$296  = \$148 [19:0];
-    end
+    \$296  = first2_d2;
     if (rst) begin
-      \$296  = 20'h00000;
+      \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$297  = fin1_0;
-    if (group_end) begin
-      \$297  = \$150 [19:0];
-    end
+    \$297  = first2_d3;
     if (rst) begin
-      \$297  = 20'h00000;
+      \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$298  = bank1_0;
-    if (done) begin
-      \$298  = \$152 [20:0];
-    end
+    \$298  = first2_d4;
     if (rst) begin
-      \$298  = 21'h000000;
+      \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$299  = ser_left;
-    if (done) begin
-      \$299  = 2'h2;
-    end else if (ser) begin
-      \$299  = \$153 [1:0];
-    end
+    \$299  = last1;
     if (rst) begin
-      \$299  = 2'h0;
+      \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$300  = \addr$170 ;
-    if (ser) begin
-      \$300  = \$156 [8:0];
-    end
+    \$300  = last2_d1;
     if (rst) begin
-      \$300  = 9'h000;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$301  = \$157 ;
+    \$301  = last2_d2;
     if (rst) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$302  = \$159 ;
+    \$302  = last2_d3;
     if (rst) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$303  = bank0_0;
+    \$303  = last2_d4;
     if (rst) begin
-      \$303  = 21'h000000;
+      \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$304  = \$signal$246 ;
+    \$304  = group_end;
     if (rst) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$305  = \data$173 [29:13];
+    \$305  = xacc;
+    if (v2_d5) begin
+      \$305  = \$149 [19:0];
+    end
     if (rst) begin
-      \$305  = 17'h00000;
+      \$305  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$306  = \$160 ;
+    \$306  = xfin;
+    if (group_end) begin
+      \$306  = \$151 [19:0];
+    end
     if (rst) begin
-      \$306  = 18'h00000;
+      \$306  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$307  = \$163 ;
+    \$307  = acc0_0;
+    if (v2_d5) begin
+      \$307  = \$153 [19:0];
+    end
     if (rst) begin
-      \$307  = 49'h0000000000000;
+      \$307  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$308  = rq0_beta;
+    \$308  = fin0_0;
+    if (group_end) begin
+      \$308  = \$155 [19:0];
+    end
     if (rst) begin
-      \$308  = 18'h00000;
+      \$308  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$309  = \$164 [32:0];
+    \$309  = bank0_0;
+    if (done) begin
+      \$309  = \$157 [20:0];
+    end else if (ser) begin
+      \$309  = bank1_0;
+    end
     if (rst) begin
-      \$309  = 33'h000000000;
+      \$309  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$310  = \$165 [16:0];
+    \$310  = acc1_0;
+    if (v2_d5) begin
+      \$310  = \$159 [19:0];
+    end
     if (rst) begin
-      \$310  = 17'h00000;
+      \$310  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$311  = \$167 ;
+    \$311  = fin1_0;
+    if (group_end) begin
+      \$311  = \$161 [19:0];
+    end
     if (rst) begin
-      \$311  = 1'h0;
+      \$311  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$312  = \$169 ;
+    \$312  = bank1_0;
+    if (done) begin
+      \$312  = \$163 [20:0];
+    end
     if (rst) begin
-      \$312  = 1'h0;
+      \$312  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$313  = vb;
+    \$313  = ser_left;
+    if (done) begin
+      \$313  = 2'h2;
+    end else if (ser) begin
+      \$313  = \$164 [1:0];
+    end
     if (rst) begin
-      \$313  = 1'h0;
+      \$313  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$314  = v_out_d1;
+    \$314  = \addr$172 ;
+    if (ser) begin
+      \$314  = \$167 [8:0];
+    end
     if (rst) begin
-      \$314  = 1'h0;
+      \$314  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$315  = v_out_d2;
+    \$315  = \$168 ;
     if (rst) begin
       \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$316  = v_out_d3;
+    \$316  = \$170 ;
     if (rst) begin
       \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$317  = ka;
+    \$317  = bank0_0;
     if (rst) begin
-      \$317  = 1'h0;
+      \$317  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$318  = skipped_d1;
+    \$318  = \$signal$249 ;
     if (rst) begin
       \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$319  = skipped_d2;
+    \$319  = data[29:13];
     if (rst) begin
-      \$319  = 1'h0;
+      \$319  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$320  = skipped_d3;
+    \$320  = \$171 ;
     if (rst) begin
-      \$320  = 1'h0;
+      \$320  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$321  = skipped_d4;
+    \$321  = \$174 ;
     if (rst) begin
-      \$321  = 1'h0;
+      \$321  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$322  = \$170 ;
+    \$322  = rq0_beta;
     if (rst) begin
-      \$322  = 1'h0;
+      \$322  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$323  = \$172 ;
+    \$323  = \$175 [32:0];
     if (rst) begin
-      \$323  = 2'h0;
+      \$323  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$324  = \$26 [2:0];
+    \$324  = \$176 [16:0];
     if (rst) begin
-      \$324  = 3'h4;
+      \$324  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$325  = credits_room_next;
+    \$325  = \$178 ;
     if (rst) begin
-      \$325  = 1'h1;
+      \$325  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$326  = \$180 ;
+    if (rst) begin
+      \$326  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$327  = vb;
+    if (rst) begin
+      \$327  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$328  = v_out_d1;
+    if (rst) begin
+      \$328  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$329  = v_out_d2;
+    if (rst) begin
+      \$329  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$330  = v_out_d3;
+    if (rst) begin
+      \$330  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$331  = ka;
+    if (rst) begin
+      \$331  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$332  = skipped_d1;
+    if (rst) begin
+      \$332  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$333  = skipped_d2;
+    if (rst) begin
+      \$333  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$334  = skipped_d3;
+    if (rst) begin
+      \$334  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$335  = skipped_d4;
+    if (rst) begin
+      \$335  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$336  = \$181 ;
+    if (rst) begin
+      \$336  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$337  = \$183 ;
+    if (rst) begin
+      \$337  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$338  = \$27 [2:0];
+    if (rst) begin
+      \$338  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$339  = credits_room_next;
+    if (rst) begin
+      \$339  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -26465,50 +26529,49 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign w_data = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   assign w_en = \$4 [19:0];
   assign o__ready = step;
-  assign n_idx = addr;
-  assign r_addr_b0 = \port__addr$36 ;
-  assign \port__en$38  = 1'h1;
-  assign \i$43  = word1[7:0];
-  assign \i$92  = word1[15:8];
+  assign r_addr_b0 = \port__addr$38 ;
+  assign \port__en$40  = 1'h1;
+  assign \i$45  = word1[7:0];
+  assign \i$94  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$170 ;
-  assign a = \data$173 [12:0];
+  assign beat = \addr$172 ;
+  assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$176  = \data$173 [12:0];
-  assign \b$177  = sa0_0[20:17];
-  assign rq0_y = \$23 [7:0];
-  assign \o__payload$183  = o__payload;
-  assign \o__ready$185  = \o__ready$184 ;
-  assign \o__valid$187  = o__valid;
-  assign \w_data$188  = \$23 [7:0];
-  assign v_out_d4 = \w_en$189 ;
-  assign space_next = \$26 [2:0];
+  assign \a$178  = data[12:0];
+  assign \b$179  = sa0_0[20:17];
+  assign rq0_y = \$24 [7:0];
+  assign \o__payload$185  = o__payload;
+  assign \o__ready$187  = \o__ready$186 ;
+  assign \o__valid$189  = o__valid;
+  assign \w_data$190  = \$24 [7:0];
+  assign v_out_d4 = \w_en$191 ;
+  assign space_next = \$27 [2:0];
   assign \$5  = active;
-  assign \$28  = \$4 [19:0];
-  assign \$99  = o;
-  assign \$102  = o;
-  assign \$105  = o;
-  assign \$109  = o;
-  assign \$112  = o;
+  assign \$29  = \$4 [19:0];
+  assign \$110  = o;
   assign \$113  = o;
-  assign \$114  = \$113 ;
-  assign \$118  = \o$218 ;
-  assign \$121  = \o$218 ;
-  assign \$124  = \o$218 ;
-  assign \$128  = \o$218 ;
-  assign \$131  = \o$218 ;
-  assign \$132  = \o$218 ;
-  assign \$133  = \$132 ;
-  assign \$145  = { fin0_0, 1'h0 };
-  assign \$151  = { fin1_0, 1'h0 };
-  assign \$157  = ser;
-  assign \$158  = 1'h0;
-  assign \$159  = 1'h0;
-  assign \$161  = { p[29], p };
-  assign \$162  = { \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 , 17'h00000 };
-  assign \$165  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$166  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$168  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$116  = o;
+  assign \$120  = o;
+  assign \$123  = o;
+  assign \$124  = o;
+  assign \$125  = \$124 ;
+  assign \$129  = \o$221 ;
+  assign \$132  = \o$221 ;
+  assign \$135  = \o$221 ;
+  assign \$139  = \o$221 ;
+  assign \$142  = \o$221 ;
+  assign \$143  = \o$221 ;
+  assign \$144  = \$143 ;
+  assign \$156  = { fin0_0, 1'h0 };
+  assign \$162  = { fin1_0, 1'h0 };
+  assign \$168  = ser;
+  assign \$169  = 1'h0;
+  assign \$170  = 1'h0;
+  assign \$172  = { p[29], p };
+  assign \$173  = { \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 , 17'h00000 };
+  assign \$176  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$177  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$179  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27020,7 +27083,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.heads (data, addr, clk);
+module \flexor_lenet5.fc1.heads (addr, data, clk);
   input [7:0] addr;
   wire [7:0] addr;
   input clk;
@@ -27031,7 +27094,8 @@ module \flexor_lenet5.fc1.heads (data, addr, clk);
     .ADDR_WIDTH(32'd8),
     .DEPTH(32'd256),
     .INIT_FILE("flexor_lenet5_l2_heads.hex"),
-    .LATENCY(32'd1),
+    .LATENCY(32'd2),
+    .PAGE_BITS(32'd4),
     .WIDTH(32'd16)
   ) rom (
     .addr(addr),
@@ -27859,39 +27923,39 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [63:0] \$101 ;
-  wire [63:0] \$102 ;
-  wire [63:0] \$103 ;
-  wire \$104 ;
+  wire [6:0] \$100 ;
+  wire [6:0] \$101 ;
+  wire [6:0] \$102 ;
+  wire \$103 ;
+  wire [1:0] \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire [63:0] \$107 ;
-  wire [63:0] \$108 ;
-  wire [63:0] \$109 ;
+  wire [2:0] \$106 ;
+  wire \$107 ;
+  wire [3:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire \$112 ;
-  wire [31:0] \$113 ;
-  wire [31:0] \$114 ;
-  wire [31:0] \$115 ;
-  wire [19:0] \$116 ;
-  wire [19:0] \$117 ;
-  wire [19:0] \$118 ;
-  wire [19:0] \$119 ;
+  wire [63:0] \$112 ;
+  wire [63:0] \$113 ;
+  wire [63:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [63:0] \$118 ;
+  wire [63:0] \$119 ;
   wire \$12 ;
-  wire [19:0] \$120 ;
-  wire [19:0] \$121 ;
-  wire [19:0] \$122 ;
-  wire [19:0] \$123 ;
-  wire [19:0] \$124 ;
-  wire [19:0] \$125 ;
-  wire [19:0] \$126 ;
+  wire [63:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [31:0] \$124 ;
+  wire [31:0] \$125 ;
+  wire [31:0] \$126 ;
   wire [19:0] \$127 ;
   wire [19:0] \$128 ;
   wire [19:0] \$129 ;
@@ -27901,279 +27965,293 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [19:0] \$132 ;
   wire [19:0] \$133 ;
   wire [19:0] \$134 ;
-  wire [16:0] \$135 ;
-  wire [17:0] \$136 ;
-  wire [16:0] \$137 ;
-  wire [17:0] \$138 ;
-  wire [16:0] \$139 ;
-  wire [6:0] \$14 ;
-  wire [17:0] \$140 ;
-  wire [16:0] \$141 ;
-  wire [17:0] \$142 ;
-  wire [17:0] \$143 ;
-  wire [18:0] \$144 ;
-  wire [1:0] \$145 ;
-  wire \$146 ;
-  wire [4:0] \$147 ;
-  wire [4:0] \$148 ;
-  wire \$149 ;
+  wire [19:0] \$135 ;
+  wire [19:0] \$136 ;
+  wire [19:0] \$137 ;
+  wire [19:0] \$138 ;
+  wire [19:0] \$139 ;
+  wire \$14 ;
+  wire [19:0] \$140 ;
+  wire [19:0] \$141 ;
+  wire [19:0] \$142 ;
+  wire [19:0] \$143 ;
+  wire [19:0] \$144 ;
+  wire [19:0] \$145 ;
+  wire [16:0] \$146 ;
+  wire [17:0] \$147 ;
+  wire [16:0] \$148 ;
+  wire [17:0] \$149 ;
   wire [6:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire [21:0] \$152 ;
-  wire [35:0] \$153 ;
-  wire [50:0] \$154 ;
-  wire [51:0] \$155 ;
-  wire [52:0] \$156 ;
-  wire [35:0] \$157 ;
-  wire [35:0] \$158 ;
-  wire \$159 ;
-  wire [4:0] \$16 ;
-  wire [35:0] \$160 ;
+  wire [16:0] \$150 ;
+  wire [17:0] \$151 ;
+  wire [16:0] \$152 ;
+  wire [17:0] \$153 ;
+  wire [17:0] \$154 ;
+  wire [18:0] \$155 ;
+  wire [1:0] \$156 ;
+  wire \$157 ;
+  wire [4:0] \$158 ;
+  wire [4:0] \$159 ;
+  wire [6:0] \$16 ;
+  wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire [1:0] \$164 ;
-  reg [159:0] \$165 ;
-  reg [3:0] \$166 ;
-  reg \$167 ;
-  reg [3:0] \$168 ;
-  reg \$169 ;
-  wire [19:0] \$17 ;
-  reg [3:0] \$170 ;
-  reg \$171 ;
-  reg [3:0] \$172 ;
-  reg \$173 ;
-  reg [4:0] \$174 ;
-  reg \$175 ;
-  reg \$176 ;
-  reg \$177 ;
+  wire [21:0] \$163 ;
+  wire [35:0] \$164 ;
+  wire [50:0] \$165 ;
+  wire [51:0] \$166 ;
+  wire [52:0] \$167 ;
+  wire [35:0] \$168 ;
+  wire [35:0] \$169 ;
+  wire [4:0] \$17 ;
+  wire \$170 ;
+  wire [35:0] \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire [1:0] \$175 ;
+  reg [159:0] \$176 ;
+  reg [3:0] \$177 ;
   reg \$178 ;
-  reg \$179 ;
+  reg [3:0] \$179 ;
   wire [19:0] \$18 ;
   reg \$180 ;
-  reg [5:0] \$181 ;
-  reg [4:0] \$182 ;
+  reg [3:0] \$181 ;
+  reg \$182 ;
   reg [3:0] \$183 ;
   reg \$184 ;
-  reg [5:0] \$185 ;
+  reg [4:0] \$185 ;
   reg \$186 ;
-  reg [4:0] \$187 ;
-  reg [4:0] \$188 ;
-  reg [4:0] \$189 ;
-  wire [2:0] \$19 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg \$189 ;
+  wire [19:0] \$19 ;
   reg \$190 ;
   reg \$191 ;
-  reg \$192 ;
+  reg [1:0] \$192 ;
   reg [15:0] \$193 ;
   reg [3:0] \$194 ;
-  reg [3:0] \$195 ;
-  reg [3:0] \$196 ;
+  reg [5:0] \$195 ;
+  reg [4:0] \$196 ;
   reg [3:0] \$197 ;
-  reg [1:0] \$198 ;
-  reg [1:0] \$199 ;
+  reg \$198 ;
+  reg [5:0] \$199 ;
   wire [6:0] \$2 ;
-  wire \$20 ;
-  reg [3:0] \$200 ;
-  reg [3:0] \$201 ;
-  reg [3:0] \$202 ;
-  reg [3:0] \$203 ;
-  reg [1:0] \$204 ;
-  reg [1:0] \$205 ;
-  reg [3:0] \$206 ;
-  reg [3:0] \$207 ;
+  wire [2:0] \$20 ;
+  reg \$200 ;
+  reg [4:0] \$201 ;
+  reg [4:0] \$202 ;
+  reg [4:0] \$203 ;
+  reg \$204 ;
+  reg \$205 ;
+  reg \$206 ;
+  reg [15:0] \$207 ;
   reg [3:0] \$208 ;
   reg [3:0] \$209 ;
-  wire [3:0] \$21 ;
-  reg [1:0] \$210 ;
-  reg [1:0] \$211 ;
-  reg [159:0] \$212 ;
-  reg [15:0] \$213 ;
-  reg [19:0] \$214 ;
-  reg [7:0] \$215 ;
-  reg [7:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [7:0] \$219 ;
-  wire [6:0] \$22 ;
-  reg [7:0] \$220 ;
-  reg [7:0] \$221 ;
-  reg [7:0] \$222 ;
-  reg [7:0] \$223 ;
-  reg [7:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [7:0] \$227 ;
-  reg [7:0] \$228 ;
+  wire \$21 ;
+  reg [3:0] \$210 ;
+  reg [3:0] \$211 ;
+  reg [1:0] \$212 ;
+  reg [1:0] \$213 ;
+  reg [3:0] \$214 ;
+  reg [3:0] \$215 ;
+  reg [3:0] \$216 ;
+  reg [3:0] \$217 ;
+  reg [1:0] \$218 ;
+  reg [1:0] \$219 ;
+  wire [3:0] \$22 ;
+  reg [3:0] \$220 ;
+  reg [3:0] \$221 ;
+  reg [3:0] \$222 ;
+  reg [3:0] \$223 ;
+  reg [1:0] \$224 ;
+  reg [1:0] \$225 ;
+  reg [159:0] \$226 ;
+  reg [15:0] \$227 ;
+  reg [19:0] \$228 ;
   reg [7:0] \$229 ;
-  wire \$23 ;
+  wire [6:0] \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
   reg [7:0] \$232 ;
   reg [7:0] \$233 ;
   reg [7:0] \$234 ;
-  reg [9:0] \$235 ;
-  reg [9:0] \$236 ;
-  reg [9:0] \$237 ;
-  reg [9:0] \$238 ;
-  reg [9:0] \$239 ;
+  reg [7:0] \$235 ;
+  reg [7:0] \$236 ;
+  reg [7:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg [7:0] \$239 ;
   wire \$24 ;
-  reg [11:0] \$240 ;
-  reg [9:0] \$241 ;
-  reg [12:0] \$242 ;
-  reg [159:0] \$243 ;
-  reg [9:0] \$244 ;
-  reg [9:0] \$245 ;
-  reg [9:0] \$246 ;
-  reg [9:0] \$247 ;
-  reg [9:0] \$248 ;
-  reg [11:0] \$249 ;
+  reg [7:0] \$240 ;
+  reg [7:0] \$241 ;
+  reg [7:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg [7:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg [7:0] \$248 ;
+  reg [9:0] \$249 ;
   wire \$25 ;
   reg [9:0] \$250 ;
-  reg [12:0] \$251 ;
-  reg \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg \$258 ;
-  reg \$259 ;
+  reg [9:0] \$251 ;
+  reg [9:0] \$252 ;
+  reg [9:0] \$253 ;
+  reg [11:0] \$254 ;
+  reg [9:0] \$255 ;
+  reg [12:0] \$256 ;
+  reg [159:0] \$257 ;
+  reg [9:0] \$258 ;
+  reg [9:0] \$259 ;
   wire \$26 ;
-  reg \$260 ;
-  reg \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
+  reg [9:0] \$260 ;
+  reg [9:0] \$261 ;
+  reg [9:0] \$262 ;
+  reg [11:0] \$263 ;
+  reg [9:0] \$264 ;
+  reg [12:0] \$265 ;
   reg \$266 ;
   reg \$267 ;
-  reg [16:0] \$268 ;
-  reg [16:0] \$269 ;
-  wire [6:0] \$27 ;
-  reg [16:0] \$270 ;
-  reg [16:0] \$271 ;
-  reg [17:0] \$272 ;
+  reg \$268 ;
+  reg \$269 ;
+  wire \$27 ;
+  reg \$270 ;
+  reg \$271 ;
+  reg \$272 ;
   reg \$273 ;
-  reg [3:0] \$274 ;
+  reg \$274 ;
   reg \$275 ;
   reg \$276 ;
-  reg [17:0] \$277 ;
+  reg \$277 ;
   reg \$278 ;
-  reg [20:0] \$279 ;
-  wire \$28 ;
-  reg [21:0] \$280 ;
-  reg [51:0] \$281 ;
-  reg [21:0] \$282 ;
-  reg [35:0] \$283 ;
-  reg [19:0] \$284 ;
-  reg \$285 ;
-  reg \$286 ;
+  reg \$279 ;
+  wire [6:0] \$28 ;
+  reg \$280 ;
+  reg \$281 ;
+  reg [16:0] \$282 ;
+  reg [16:0] \$283 ;
+  reg [16:0] \$284 ;
+  reg [16:0] \$285 ;
+  reg [17:0] \$286 ;
   reg \$287 ;
-  reg \$288 ;
+  reg [3:0] \$288 ;
   reg \$289 ;
   wire \$29 ;
   reg \$290 ;
-  reg \$291 ;
+  reg [17:0] \$291 ;
   reg \$292 ;
-  reg \$293 ;
-  reg \$294 ;
-  reg \$295 ;
-  reg \$296 ;
-  reg [1:0] \$297 ;
-  reg [1:0] \$298 ;
+  reg [20:0] \$293 ;
+  reg [21:0] \$294 ;
+  reg [51:0] \$295 ;
+  reg [21:0] \$296 ;
+  reg [35:0] \$297 ;
+  reg [19:0] \$298 ;
   reg \$299 ;
   wire \$3 ;
   wire \$30 ;
+  reg \$300 ;
+  reg \$301 ;
+  reg \$302 ;
+  reg \$303 ;
+  reg \$304 ;
+  reg \$305 ;
+  reg \$306 ;
+  reg \$307 ;
+  reg \$308 ;
+  reg \$309 ;
   wire \$31 ;
-  wire [6:0] \$32 ;
-  wire \$33 ;
+  reg \$310 ;
+  reg [1:0] \$311 ;
+  reg [1:0] \$312 ;
+  reg \$313 ;
+  wire \$32 ;
+  wire [6:0] \$33 ;
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [6:0] \$37 ;
-  wire \$38 ;
+  wire \$37 ;
+  wire [6:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
-  wire [5:0] \$43 ;
+  wire \$43 ;
   wire [5:0] \$44 ;
-  wire \$45 ;
+  wire [5:0] \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire [5:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [4:0] \$51 ;
+  wire [2:0] \$50 ;
+  wire \$51 ;
   wire \$52 ;
-  wire [4:0] \$53 ;
+  wire \$53 ;
   wire \$54 ;
-  wire [4:0] \$55 ;
-  wire \$56 ;
-  wire [5:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire [6:0] \$59 ;
+  wire \$55 ;
+  wire [4:0] \$56 ;
+  wire [4:0] \$57 ;
+  wire [4:0] \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire \$62 ;
-  wire [5:0] \$63 ;
-  wire [6:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire [6:0] \$66 ;
+  wire [5:0] \$60 ;
+  wire [4:0] \$61 ;
+  wire [4:0] \$62 ;
+  wire \$63 ;
+  wire [4:0] \$64 ;
+  wire \$65 ;
+  wire [4:0] \$66 ;
   wire \$67 ;
-  wire [6:0] \$68 ;
-  wire [6:0] \$69 ;
+  wire [5:0] \$68 ;
+  wire [5:0] \$69 ;
   wire \$7 ;
   wire [6:0] \$70 ;
   wire [6:0] \$71 ;
-  wire \$72 ;
-  wire [1:0] \$73 ;
-  wire \$74 ;
-  wire [2:0] \$75 ;
-  wire \$76 ;
-  wire [3:0] \$77 ;
-  wire [6:0] \$78 ;
+  wire [5:0] \$72 ;
+  wire \$73 ;
+  wire [5:0] \$74 ;
+  wire [6:0] \$75 ;
+  wire [5:0] \$76 ;
+  wire [6:0] \$77 ;
+  wire \$78 ;
   wire [6:0] \$79 ;
   wire \$8 ;
   wire [6:0] \$80 ;
   wire [6:0] \$81 ;
-  wire \$82 ;
-  wire [1:0] \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire \$86 ;
-  wire [3:0] \$87 ;
-  wire [6:0] \$88 ;
+  wire [6:0] \$82 ;
+  wire \$83 ;
+  wire [1:0] \$84 ;
+  wire \$85 ;
+  wire [2:0] \$86 ;
+  wire \$87 ;
+  wire [3:0] \$88 ;
   wire [6:0] \$89 ;
   wire \$9 ;
   wire [6:0] \$90 ;
   wire [6:0] \$91 ;
-  wire \$92 ;
-  wire [1:0] \$93 ;
-  wire \$94 ;
-  wire [2:0] \$95 ;
-  wire \$96 ;
-  wire [3:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire [6:0] \$92 ;
+  wire \$93 ;
+  wire [1:0] \$94 ;
+  wire \$95 ;
+  wire [2:0] \$96 ;
+  wire \$97 ;
+  wire [3:0] \$98 ;
+  wire [6:0] \$99 ;
   wire \$signal ;
-  reg \$signal$109  = 1'h0;
-  reg \$signal$223  = 1'h0;
-  reg \$signal$271  = 1'h0;
+  reg \$signal$111  = 1'h0;
+  reg \$signal$226  = 1'h0;
+  reg \$signal$274  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$197 ;
+  wire [1:0] \a$199 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
-  reg [3:0] addr = 4'h0;
-  reg [3:0] \addr$191  = 4'h0;
-  wire [8:0] \addr$290 ;
+  wire [3:0] addr;
+  reg [3:0] \addr$193  = 4'h0;
+  wire [8:0] \addr$293 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$198 ;
+  wire [17:0] \b$200 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -28186,9 +28264,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
-  wire [15:0] data;
-  wire [39:0] \data$194 ;
-  wire [15:0] \data$291 ;
+  wire [39:0] data;
+  wire [15:0] \data$222 ;
+  wire [15:0] \data$294 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -28200,8 +28278,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
+  reg [15:0] head = 16'h0000;
+  reg [1:0] head_boot = 2'h3;
+  reg [3:0] head_next = 4'h1;
   wire [15:0] i;
-  reg [15:0] \i$112  = 16'h0000;
+  reg [15:0] \i$114  = 16'h0000;
   wire [159:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -28235,31 +28316,31 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg [7:0] m0_0_7 = 8'h00;
   reg [7:0] m0_0_8 = 8'h00;
   reg [7:0] m0_0_9 = 8'h00;
-  (* init = 4'h0 *)
-  wire [3:0] n_idx;
+  reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$247 ;
+  wire [19:0] \o$250 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$204 ;
-  wire [15:0] \o__payload$225 ;
+  wire [15:0] \o__payload$206 ;
+  wire [15:0] \o__payload$228 ;
   wire o__ready;
-  input \o__ready$205 ;
-  wire \o__ready$205 ;
-  wire \o__ready$206 ;
+  input \o__ready$207 ;
+  wire \o__ready$207 ;
+  wire \o__ready$208 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$208 ;
+  wire \o__valid$210 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$278 ;
+  wire [19:0] \p$281 ;
   reg [3:0] port__addr = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$10 ;
-  reg [3:0] \port__addr$102  = 4'h8;
-  reg [3:0] \port__addr$105  = 4'hb;
+  reg [3:0] \port__addr$101  = 4'h5;
+  reg [3:0] \port__addr$104  = 4'h8;
+  reg [3:0] \port__addr$107  = 4'hb;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$13 ;
   reg [3:0] \port__addr$16  = 4'h1;
@@ -28277,33 +28358,32 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [3:0] \port__addr$43 ;
   (* init = 4'h3 *)
   wire [3:0] \port__addr$46 ;
-  reg [3:0] \port__addr$72  = 4'h0;
-  reg [3:0] \port__addr$75  = 4'h3;
-  reg [3:0] \port__addr$78  = 4'h6;
-  reg [3:0] \port__addr$81  = 4'h9;
-  reg [3:0] \port__addr$84  = 4'h1;
-  reg [3:0] \port__addr$87  = 4'h4;
-  reg [3:0] \port__addr$90  = 4'h7;
-  reg [3:0] \port__addr$93  = 4'ha;
-  reg [3:0] \port__addr$96  = 4'h2;
-  reg [3:0] \port__addr$99  = 4'h5;
+  reg [3:0] \port__addr$74  = 4'h0;
+  reg [3:0] \port__addr$77  = 4'h3;
+  reg [3:0] \port__addr$80  = 4'h6;
+  reg [3:0] \port__addr$83  = 4'h9;
+  reg [3:0] \port__addr$86  = 4'h1;
+  reg [3:0] \port__addr$89  = 4'h4;
+  reg [3:0] \port__addr$92  = 4'h7;
+  reg [3:0] \port__addr$95  = 4'ha;
+  reg [3:0] \port__addr$98  = 4'h2;
   wire [63:0] port__data;
   wire [63:0] \port__data$11 ;
   wire [31:0] \port__data$14 ;
   wire [63:0] \port__data$18 ;
   wire [63:0] \port__data$22 ;
-  wire [63:0] \port__data$233 ;
-  wire [63:0] \port__data$234 ;
-  wire [63:0] \port__data$235 ;
   wire [63:0] \port__data$236 ;
   wire [63:0] \port__data$237 ;
   wire [63:0] \port__data$238 ;
   wire [63:0] \port__data$239 ;
   wire [63:0] \port__data$240 ;
-  wire [31:0] \port__data$241 ;
-  wire [31:0] \port__data$242 ;
-  wire [31:0] \port__data$243 ;
+  wire [63:0] \port__data$241 ;
+  wire [63:0] \port__data$242 ;
+  wire [63:0] \port__data$243 ;
   wire [31:0] \port__data$244 ;
+  wire [31:0] \port__data$245 ;
+  wire [31:0] \port__data$246 ;
+  wire [31:0] \port__data$247 ;
   wire [31:0] \port__data$25 ;
   wire [63:0] \port__data$29 ;
   wire [63:0] \port__data$33 ;
@@ -28312,9 +28392,10 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [63:0] \port__data$44 ;
   wire [31:0] \port__data$47 ;
   reg port__en = 1'h0;
-  wire \port__en$101 ;
-  wire \port__en$104 ;
-  wire \port__en$107 ;
+  wire \port__en$100 ;
+  wire \port__en$103 ;
+  wire \port__en$106 ;
+  wire \port__en$109 ;
   (* init = 1'h0 *)
   wire \port__en$12 ;
   (* init = 1'h0 *)
@@ -28334,15 +28415,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire \port__en$45 ;
   (* init = 1'h0 *)
   wire \port__en$48 ;
-  wire \port__en$74 ;
-  wire \port__en$77 ;
-  wire \port__en$80 ;
-  wire \port__en$83 ;
-  wire \port__en$86 ;
-  wire \port__en$89 ;
-  wire \port__en$92 ;
-  wire \port__en$95 ;
-  wire \port__en$98 ;
+  wire \port__en$76 ;
+  wire \port__en$79 ;
+  wire \port__en$82 ;
+  wire \port__en$85 ;
+  wire \port__en$88 ;
+  wire \port__en$91 ;
+  wire \port__en$94 ;
+  wire \port__en$97 ;
   reg [5:0] r_addr = 6'h00;
   (* init = 4'h0 *)
   wire [3:0] r_addr_b0_p0;
@@ -28474,10 +28554,10 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg [4:0] w_count = 5'h00;
   input [159:0] w_data;
   wire [159:0] w_data;
-  wire [15:0] \w_data$209 ;
+  wire [15:0] \w_data$211 ;
   reg [159:0] w_data_q = 160'h0000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$210  = 1'h0;
+  reg \w_en$212  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   (* init = 1'h0 *)
@@ -28563,9 +28643,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$72 ];
+    _0_ <= vectors0_p0[\port__addr$74 ];
   end
-  assign \port__data$233  = _0_;
+  assign \port__data$236  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [12:0];
   initial begin
@@ -28589,9 +28669,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$75 ];
+    _1_ <= vectors0_p1[\port__addr$77 ];
   end
-  assign \port__data$234  = _1_;
+  assign \port__data$237  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [12:0];
   initial begin
@@ -28615,9 +28695,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$78 ];
+    _2_ <= vectors0_p2[\port__addr$80 ];
   end
-  assign \port__data$235  = _2_;
+  assign \port__data$238  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p3 [12:0];
   initial begin
@@ -28641,9 +28721,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors0_p3[\port__addr$81 ];
+    _3_ <= vectors0_p3[\port__addr$83 ];
   end
-  assign \port__data$236  = _3_;
+  assign \port__data$239  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [12:0];
   initial begin
@@ -28667,9 +28747,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors1_p0[\port__addr$84 ];
+    _4_ <= vectors1_p0[\port__addr$86 ];
   end
-  assign \port__data$237  = _4_;
+  assign \port__data$240  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [12:0];
   initial begin
@@ -28693,9 +28773,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors1_p1[\port__addr$87 ];
+    _5_ <= vectors1_p1[\port__addr$89 ];
   end
-  assign \port__data$238  = _5_;
+  assign \port__data$241  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [12:0];
   initial begin
@@ -28719,9 +28799,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors1_p2[\port__addr$90 ];
+    _6_ <= vectors1_p2[\port__addr$92 ];
   end
-  assign \port__data$239  = _6_;
+  assign \port__data$242  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p3 [12:0];
   initial begin
@@ -28745,9 +28825,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors1_p3[\port__addr$93 ];
+    _7_ <= vectors1_p3[\port__addr$95 ];
   end
-  assign \port__data$240  = _7_;
+  assign \port__data$243  = _7_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p0 [12:0];
   initial begin
@@ -28771,9 +28851,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [31:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors2_p0[\port__addr$96 ];
+    _8_ <= vectors2_p0[\port__addr$98 ];
   end
-  assign \port__data$241  = _8_;
+  assign \port__data$244  = _8_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p1 [12:0];
   initial begin
@@ -28797,9 +28877,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [31:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors2_p1[\port__addr$99 ];
+    _9_ <= vectors2_p1[\port__addr$101 ];
   end
-  assign \port__data$242  = _9_;
+  assign \port__data$245  = _9_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p2 [12:0];
   initial begin
@@ -28823,9 +28903,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [31:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors2_p2[\port__addr$102 ];
+    _10_ <= vectors2_p2[\port__addr$104 ];
   end
-  assign \port__data$243  = _10_;
+  assign \port__data$246  = _10_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p3 [12:0];
   initial begin
@@ -28849,9 +28929,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [31:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors2_p3[\port__addr$105 ];
+    _11_ <= vectors2_p3[\port__addr$107 ];
   end
-  assign \port__data$244  = _11_;
+  assign \port__data$247  = _11_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -28863,17 +28943,19 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full & \$8 ;
-  assign \$9  = s_idx == 5'h18;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = addr == 4'h8;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 5'h1a : 5'h00;
-  assign i = \$signal$109  ? data : carry0_0;
+  assign \$9  = | head_boot;
+  assign addr = \$9  ? 4'h0 : head_next;
+  assign \$10  = s_idx == 5'h18;
+  assign \$11  = s_last ? 1'h0 : \$10 ;
+  assign \$signal  = step ? \$11  : s_last;
+  assign \$12  = step & s_last;
+  assign \$13  = n_idx == 4'h8;
+  assign \$14  = n_last ? 1'h0 : \$13 ;
+  assign n_last_next = \$12  ? \$14  : n_last;
+  assign \$15  = r_addr + 1'h1;
+  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
+  assign \$17  = w_half ? 5'h1a : 5'h00;
+  assign i = \$signal$111  ? head : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -28913,457 +28995,473 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d5 & last2_d5;
-  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
-  assign \$19  = credits_space + credits_returned;
-  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$21  = \$19  - \$20 ;
-  assign credits_room_next = \$21 [1:0] >= 1'h1;
-  assign \$22  = \$2 [5:0] - 1'h0;
-  assign \$23  = \$2 [5:0] >= 1'h0;
-  assign \$24  = \$2 [5:0] < 4'hd;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$25  ? take : 1'h0;
-  assign \$27  = \$2 [5:0] - 4'hd;
-  assign \$28  = \$2 [5:0] >= 4'hd;
-  assign \$29  = \$2 [5:0] < 5'h1a;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$30  ? take : 1'h0;
-  assign \$32  = \$2 [5:0] - 5'h1a;
-  assign \$33  = \$2 [5:0] >= 5'h1a;
-  assign \$34  = \$2 [5:0] < 6'h27;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? take : 1'h0;
-  assign \$37  = \$2 [5:0] - 6'h27;
-  assign \$38  = \$2 [5:0] >= 6'h27;
-  assign \$39  = \$2 [5:0] < 6'h34;
-  assign \$40  = \$38  & \$39 ;
-  assign \$41  = \$40  ? take : 1'h0;
-  assign \$42  = w_count == 5'h19;
-  assign \$43  = w_count + 1'h1;
-  assign \$44  = \$42  ? 6'h00 : \$43 ;
-  assign \$45  = w_count == 5'h19;
-  assign \$47  = \$signal  & n_last_next;
-  assign \$48  = s_idx + 1'h1;
-  assign \$49  = s_last ? 6'h00 : \$48 ;
-  assign \$50  = addr + 1'h1;
-  assign \$51  = n_last ? 5'h00 : \$50 ;
-  assign \$52  = step & sn_last;
-  assign \$53  = w_half ? 5'h1a : 5'h00;
-  assign \$54  = ~ w_half;
-  assign \$55  = s_last ? 5'h00 : col;
-  assign \$56  = row_ph0 >= 4'h8;
-  assign \$57  = row_ph0 - 4'h8;
-  assign \$58  = row_ph0 + 4'hc;
-  assign \$59  = \$56  ? { \$57 [5], \$57  } : { 1'h0, \$58  };
-  assign \$60  = n_last ? 7'h00 : \$59 ;
-  assign \$61  = row_ph0 + col;
-  assign \$62  = \$61  >= 5'h14;
-  assign \$63  = row_ph0 + col;
-  assign \$64  = \$63  - 5'h14;
-  assign \$65  = row_ph0 + col;
-  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
-  assign \$67  = ! s_idx;
-  assign \$68  = r_next - 1'h0;
-  assign \$69  = r_next - 4'hd;
-  assign \$70  = r_next - 5'h1a;
-  assign \$71  = r_next - 6'h27;
-  assign \$72  = r_next >= 4'hd;
-  assign \$73  = 1'h0 + \$72 ;
-  assign \$74  = r_next >= 5'h1a;
-  assign \$75  = \$73  + \$74 ;
-  assign \$76  = r_next >= 6'h27;
-  assign \$77  = \$75  + \$76 ;
-  assign \$78  = r_next - 1'h0;
-  assign \$79  = r_next - 4'hd;
-  assign \$80  = r_next - 5'h1a;
-  assign \$81  = r_next - 6'h27;
-  assign \$82  = r_next >= 4'hd;
-  assign \$83  = 1'h0 + \$82 ;
-  assign \$84  = r_next >= 5'h1a;
-  assign \$85  = \$83  + \$84 ;
-  assign \$86  = r_next >= 6'h27;
-  assign \$87  = \$85  + \$86 ;
-  assign \$88  = r_next - 1'h0;
-  assign \$89  = r_next - 4'hd;
-  assign \$90  = r_next - 5'h1a;
-  assign \$91  = r_next - 6'h27;
-  assign \$92  = r_next >= 4'hd;
-  assign \$93  = 1'h0 + \$92 ;
-  assign \$94  = r_next >= 5'h1a;
-  assign \$95  = \$93  + \$94 ;
-  assign \$96  = r_next >= 6'h27;
-  assign \$97  = \$95  + \$96 ;
-  assign \$98  = r_page_b0 == 2'h3;
-  assign \$99  = r_page_b0 == 2'h2;
-  assign \$100  = r_page_b0 == 1'h1;
-  assign \$101  = \$100  ? \port__data$234  : \port__data$233 ;
-  assign \$102  = \$99  ? \port__data$235  : \$101 ;
-  assign \$103  = \$98  ? \port__data$236  : \$102 ;
-  assign \$104  = r_page_b1 == 2'h3;
-  assign \$105  = r_page_b1 == 2'h2;
-  assign \$106  = r_page_b1 == 1'h1;
-  assign \$107  = \$106  ? \port__data$238  : \port__data$237 ;
-  assign \$108  = \$105  ? \port__data$239  : \$107 ;
-  assign \$109  = \$104  ? \port__data$240  : \$108 ;
-  assign \$110  = r_page_b2 == 2'h3;
-  assign \$111  = r_page_b2 == 2'h2;
-  assign \$112  = r_page_b2 == 1'h1;
-  assign \$113  = \$112  ? \port__data$242  : \port__data$241 ;
-  assign \$114  = \$111  ? \port__data$243  : \$113 ;
-  assign \$115  = \$110  ? \port__data$244  : \$114 ;
-  assign \$117  = off1_0[0] ? o : { \o$247 [15:0], o[19:16] };
-  assign \$118  = off1_0[1] ? \$116  : \$117 ;
-  assign \$120  = off1_0[0] ? o : { \o$247 [11:0], o[19:12] };
-  assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$123  = off1_0[0] ? o : { \o$247 [7:0], o[19:8] };
-  assign \$124  = off1_0[1] ? \$122  : \$123 ;
-  assign \$125  = off1_0[2] ? \$121  : \$124 ;
-  assign \$127  = off1_0[0] ? o : { \o$247 [3:0], o[19:4] };
-  assign \$128  = off1_0[1] ? \$126  : \$127 ;
-  assign \$132  = off1_0[2] ? \$128  : \$131 ;
-  assign \$133  = off1_0[3] ? \$125  : \$132 ;
-  assign \$134  = off1_0[4] ? \$118  : \$133 ;
-  assign \$135  = first2_d5 ? 17'h00000 : xacc;
-  assign \$136  = \$135  + xsum_l5_0;
-  assign \$137  = first2_d5 ? 17'h00000 : xacc;
-  assign \$138  = \$137  + xsum_l5_0;
-  assign \$139  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$140  = \$139  + t0_0_l5_0;
-  assign \$141  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$142  = \$141  + t0_0_l5_0;
-  assign \$144  = \$143  - xfin;
-  assign \$145  = ser_left - 1'h1;
-  assign \$146  = \addr$191  == 4'h9;
-  assign \$147  = \addr$191  + 1'h1;
-  assign \$148  = \$146  ? 5'h00 : \$147 ;
-  assign \$152  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$155  = $signed(\$153 ) + $signed(\$154 );
-  assign \$156  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$159  = $signed(\$158 ) < $signed(16'h8000);
-  assign \$161  = $signed(\$160 ) > $signed(16'h7fff);
-  assign \$162  = step & s_last;
-  assign \$163  = o__valid & \o__ready$205 ;
-  assign \$164  = \$163  + skipped_d5;
+  assign \$18  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$19  = rq0_under ? 20'hf8000 : \$18 ;
+  assign \$20  = credits_space + credits_returned;
+  assign \$21  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$22  = \$20  - \$21 ;
+  assign credits_room_next = \$22 [1:0] >= 1'h1;
+  assign \$23  = \$2 [5:0] - 1'h0;
+  assign \$24  = \$2 [5:0] >= 1'h0;
+  assign \$25  = \$2 [5:0] < 4'hd;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = \$26  ? take : 1'h0;
+  assign \$28  = \$2 [5:0] - 4'hd;
+  assign \$29  = \$2 [5:0] >= 4'hd;
+  assign \$30  = \$2 [5:0] < 5'h1a;
+  assign \$31  = \$29  & \$30 ;
+  assign \$32  = \$31  ? take : 1'h0;
+  assign \$33  = \$2 [5:0] - 5'h1a;
+  assign \$34  = \$2 [5:0] >= 5'h1a;
+  assign \$35  = \$2 [5:0] < 6'h27;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = \$36  ? take : 1'h0;
+  assign \$38  = \$2 [5:0] - 6'h27;
+  assign \$39  = \$2 [5:0] >= 6'h27;
+  assign \$40  = \$2 [5:0] < 6'h34;
+  assign \$41  = \$39  & \$40 ;
+  assign \$42  = \$41  ? take : 1'h0;
+  assign \$43  = w_count == 5'h19;
+  assign \$44  = w_count + 1'h1;
+  assign \$45  = \$43  ? 6'h00 : \$44 ;
+  assign \$46  = w_count == 5'h19;
+  assign \$48  = \$signal  & n_last_next;
+  assign \$49  = | head_boot;
+  assign \$50  = head_boot - 1'h1;
+  assign \$51  = head_boot == 1'h1;
+  assign \$52  = step & s_last;
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = step & s_last;
+  assign \$55  = head_next == 4'h9;
+  assign \$56  = head_next + 1'h1;
+  assign \$57  = \$55  ? 5'h00 : \$56 ;
+  assign \$58  = n_last ? 5'h01 : \$57 ;
+  assign \$59  = s_idx + 1'h1;
+  assign \$60  = s_last ? 6'h00 : \$59 ;
+  assign \$61  = n_idx + 1'h1;
+  assign \$62  = n_last ? 5'h00 : \$61 ;
+  assign \$63  = step & sn_last;
+  assign \$64  = w_half ? 5'h1a : 5'h00;
+  assign \$65  = ~ w_half;
+  assign \$66  = s_last ? 5'h00 : col;
+  assign \$67  = row_ph0 >= 4'h8;
+  assign \$68  = row_ph0 - 4'h8;
+  assign \$69  = row_ph0 + 4'hc;
+  assign \$70  = \$67  ? { \$68 [5], \$68  } : { 1'h0, \$69  };
+  assign \$71  = n_last ? 7'h00 : \$70 ;
+  assign \$72  = row_ph0 + col;
+  assign \$73  = \$72  >= 5'h14;
+  assign \$74  = row_ph0 + col;
+  assign \$75  = \$74  - 5'h14;
+  assign \$76  = row_ph0 + col;
+  assign \$77  = \$73  ? \$75  : { 1'h0, \$76  };
+  assign \$78  = ! s_idx;
+  assign \$79  = r_next - 1'h0;
+  assign \$80  = r_next - 4'hd;
+  assign \$81  = r_next - 5'h1a;
+  assign \$82  = r_next - 6'h27;
+  assign \$83  = r_next >= 4'hd;
+  assign \$84  = 1'h0 + \$83 ;
+  assign \$85  = r_next >= 5'h1a;
+  assign \$86  = \$84  + \$85 ;
+  assign \$87  = r_next >= 6'h27;
+  assign \$88  = \$86  + \$87 ;
+  assign \$89  = r_next - 1'h0;
+  assign \$90  = r_next - 4'hd;
+  assign \$91  = r_next - 5'h1a;
+  assign \$92  = r_next - 6'h27;
+  assign \$93  = r_next >= 4'hd;
+  assign \$94  = 1'h0 + \$93 ;
+  assign \$95  = r_next >= 5'h1a;
+  assign \$96  = \$94  + \$95 ;
+  assign \$97  = r_next >= 6'h27;
+  assign \$98  = \$96  + \$97 ;
+  assign \$99  = r_next - 1'h0;
+  assign \$100  = r_next - 4'hd;
+  assign \$101  = r_next - 5'h1a;
+  assign \$102  = r_next - 6'h27;
+  assign \$103  = r_next >= 4'hd;
+  assign \$104  = 1'h0 + \$103 ;
+  assign \$105  = r_next >= 5'h1a;
+  assign \$106  = \$104  + \$105 ;
+  assign \$107  = r_next >= 6'h27;
+  assign \$108  = \$106  + \$107 ;
+  assign \$109  = r_page_b0 == 2'h3;
+  assign \$110  = r_page_b0 == 2'h2;
+  assign \$111  = r_page_b0 == 1'h1;
+  assign \$112  = \$111  ? \port__data$237  : \port__data$236 ;
+  assign \$113  = \$110  ? \port__data$238  : \$112 ;
+  assign \$114  = \$109  ? \port__data$239  : \$113 ;
+  assign \$115  = r_page_b1 == 2'h3;
+  assign \$116  = r_page_b1 == 2'h2;
+  assign \$117  = r_page_b1 == 1'h1;
+  assign \$118  = \$117  ? \port__data$241  : \port__data$240 ;
+  assign \$119  = \$116  ? \port__data$242  : \$118 ;
+  assign \$120  = \$115  ? \port__data$243  : \$119 ;
+  assign \$121  = r_page_b2 == 2'h3;
+  assign \$122  = r_page_b2 == 2'h2;
+  assign \$123  = r_page_b2 == 1'h1;
+  assign \$124  = \$123  ? \port__data$245  : \port__data$244 ;
+  assign \$125  = \$122  ? \port__data$246  : \$124 ;
+  assign \$126  = \$121  ? \port__data$247  : \$125 ;
+  assign \$128  = off1_0[0] ? o : { \o$250 [15:0], o[19:16] };
+  assign \$129  = off1_0[1] ? \$127  : \$128 ;
+  assign \$131  = off1_0[0] ? o : { \o$250 [11:0], o[19:12] };
+  assign \$132  = off1_0[1] ? \$130  : \$131 ;
+  assign \$134  = off1_0[0] ? o : { \o$250 [7:0], o[19:8] };
+  assign \$135  = off1_0[1] ? \$133  : \$134 ;
+  assign \$136  = off1_0[2] ? \$132  : \$135 ;
+  assign \$138  = off1_0[0] ? o : { \o$250 [3:0], o[19:4] };
+  assign \$139  = off1_0[1] ? \$137  : \$138 ;
+  assign \$143  = off1_0[2] ? \$139  : \$142 ;
+  assign \$144  = off1_0[3] ? \$136  : \$143 ;
+  assign \$145  = off1_0[4] ? \$129  : \$144 ;
+  assign \$146  = first2_d5 ? 17'h00000 : xacc;
+  assign \$147  = \$146  + xsum_l5_0;
+  assign \$148  = first2_d5 ? 17'h00000 : xacc;
+  assign \$149  = \$148  + xsum_l5_0;
+  assign \$150  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$151  = \$150  + t0_0_l5_0;
+  assign \$152  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$153  = \$152  + t0_0_l5_0;
+  assign \$155  = \$154  - xfin;
+  assign \$156  = ser_left - 1'h1;
+  assign \$157  = \addr$193  == 4'h9;
+  assign \$158  = \addr$193  + 1'h1;
+  assign \$159  = \$157  ? 5'h00 : \$158 ;
+  assign \$163  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$166  = $signed(\$164 ) + $signed(\$165 );
+  assign \$167  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$170  = $signed(\$169 ) < $signed(16'h8000);
+  assign \$172  = $signed(\$171 ) > $signed(16'h7fff);
+  assign \$173  = step & s_last;
+  assign \$174  = o__valid & \o__ready$207 ;
+  assign \$175  = \$174  + skipped_d5;
   always @(posedge clk)
-    w_data_q <= \$165 ;
+    w_data_q <= \$176 ;
   always @(posedge clk)
-    port__addr <= \$166 ;
+    port__addr <= \$177 ;
   always @(posedge clk)
-    port__en <= \$167 ;
+    port__en <= \$178 ;
   always @(posedge clk)
-    \port__addr$16  <= \$168 ;
+    \port__addr$16  <= \$179 ;
   always @(posedge clk)
-    \port__en$19  <= \$169 ;
+    \port__en$19  <= \$180 ;
   always @(posedge clk)
-    \port__addr$27  <= \$170 ;
+    \port__addr$27  <= \$181 ;
   always @(posedge clk)
-    \port__en$30  <= \$171 ;
+    \port__en$30  <= \$182 ;
   always @(posedge clk)
-    \port__addr$38  <= \$172 ;
+    \port__addr$38  <= \$183 ;
   always @(posedge clk)
-    \port__en$41  <= \$173 ;
+    \port__en$41  <= \$184 ;
   always @(posedge clk)
-    w_count <= \$174 ;
+    w_count <= \$185 ;
   always @(posedge clk)
-    w_full <= \$175 ;
+    w_full <= \$186 ;
   always @(posedge clk)
-    can_end <= \$176 ;
+    can_end <= \$187 ;
   always @(posedge clk)
-    gap_zero <= \$177 ;
+    gap_zero <= \$188 ;
   always @(posedge clk)
-    s_last <= \$178 ;
+    s_last <= \$189 ;
   always @(posedge clk)
-    n_last <= \$179 ;
+    n_last <= \$190 ;
   always @(posedge clk)
-    sn_last <= \$180 ;
+    sn_last <= \$191 ;
   always @(posedge clk)
-    r_addr <= \$181 ;
+    head_boot <= \$192 ;
   always @(posedge clk)
-    s_idx <= \$182 ;
+    head <= \$193 ;
   always @(posedge clk)
-    addr <= \$183 ;
+    head_next <= \$194 ;
   always @(posedge clk)
-    active <= \$184 ;
+    r_addr <= \$195 ;
   always @(posedge clk)
-    r_base <= \$185 ;
+    s_idx <= \$196 ;
   always @(posedge clk)
-    w_half <= \$186 ;
+    n_idx <= \$197 ;
   always @(posedge clk)
-    col <= \$187 ;
+    active <= \$198 ;
   always @(posedge clk)
-    row_ph0 <= \$188 ;
+    r_base <= \$199 ;
   always @(posedge clk)
-    off1_0 <= \$189 ;
+    w_half <= \$200 ;
   always @(posedge clk)
-    \$signal$223  <= \$190 ;
+    col <= \$201 ;
   always @(posedge clk)
-    \$signal$109  <= \$191 ;
+    row_ph0 <= \$202 ;
   always @(posedge clk)
-    last1 <= \$192 ;
+    off1_0 <= \$203 ;
   always @(posedge clk)
-    \i$112  <= \$193 ;
+    \$signal$226  <= \$204 ;
   always @(posedge clk)
-    \port__addr$72  <= \$194 ;
+    \$signal$111  <= \$205 ;
   always @(posedge clk)
-    \port__addr$75  <= \$195 ;
+    last1 <= \$206 ;
   always @(posedge clk)
-    \port__addr$78  <= \$196 ;
+    \i$114  <= \$207 ;
   always @(posedge clk)
-    \port__addr$81  <= \$197 ;
+    \port__addr$74  <= \$208 ;
   always @(posedge clk)
-    r_page_a0 <= \$198 ;
+    \port__addr$77  <= \$209 ;
   always @(posedge clk)
-    r_page_b0 <= \$199 ;
+    \port__addr$80  <= \$210 ;
   always @(posedge clk)
-    \port__addr$84  <= \$200 ;
+    \port__addr$83  <= \$211 ;
   always @(posedge clk)
-    \port__addr$87  <= \$201 ;
+    r_page_a0 <= \$212 ;
   always @(posedge clk)
-    \port__addr$90  <= \$202 ;
+    r_page_b0 <= \$213 ;
   always @(posedge clk)
-    \port__addr$93  <= \$203 ;
+    \port__addr$86  <= \$214 ;
   always @(posedge clk)
-    r_page_a1 <= \$204 ;
+    \port__addr$89  <= \$215 ;
   always @(posedge clk)
-    r_page_b1 <= \$205 ;
+    \port__addr$92  <= \$216 ;
   always @(posedge clk)
-    \port__addr$96  <= \$206 ;
+    \port__addr$95  <= \$217 ;
   always @(posedge clk)
-    \port__addr$99  <= \$207 ;
+    r_page_a1 <= \$218 ;
   always @(posedge clk)
-    \port__addr$102  <= \$208 ;
+    r_page_b1 <= \$219 ;
   always @(posedge clk)
-    \port__addr$105  <= \$209 ;
+    \port__addr$98  <= \$220 ;
   always @(posedge clk)
-    r_page_a2 <= \$210 ;
+    \port__addr$101  <= \$221 ;
   always @(posedge clk)
-    r_page_b2 <= \$211 ;
+    \port__addr$104  <= \$222 ;
   always @(posedge clk)
-    xdata_d1 <= \$212 ;
+    \port__addr$107  <= \$223 ;
   always @(posedge clk)
-    carry0_0 <= \$213 ;
+    r_page_a2 <= \$224 ;
   always @(posedge clk)
-    w0_0 <= \$214 ;
+    r_page_b2 <= \$225 ;
   always @(posedge clk)
-    m0_0_0 <= \$215 ;
+    xdata_d1 <= \$226 ;
   always @(posedge clk)
-    m0_0_1 <= \$216 ;
+    carry0_0 <= \$227 ;
   always @(posedge clk)
-    m0_0_2 <= \$217 ;
+    w0_0 <= \$228 ;
   always @(posedge clk)
-    m0_0_3 <= \$218 ;
+    m0_0_0 <= \$229 ;
   always @(posedge clk)
-    m0_0_4 <= \$219 ;
+    m0_0_1 <= \$230 ;
   always @(posedge clk)
-    m0_0_5 <= \$220 ;
+    m0_0_2 <= \$231 ;
   always @(posedge clk)
-    m0_0_6 <= \$221 ;
+    m0_0_3 <= \$232 ;
   always @(posedge clk)
-    m0_0_7 <= \$222 ;
+    m0_0_4 <= \$233 ;
   always @(posedge clk)
-    m0_0_8 <= \$223 ;
+    m0_0_5 <= \$234 ;
   always @(posedge clk)
-    m0_0_9 <= \$224 ;
+    m0_0_6 <= \$235 ;
   always @(posedge clk)
-    m0_0_10 <= \$225 ;
+    m0_0_7 <= \$236 ;
   always @(posedge clk)
-    m0_0_11 <= \$226 ;
+    m0_0_8 <= \$237 ;
   always @(posedge clk)
-    m0_0_12 <= \$227 ;
+    m0_0_9 <= \$238 ;
   always @(posedge clk)
-    m0_0_13 <= \$228 ;
+    m0_0_10 <= \$239 ;
   always @(posedge clk)
-    m0_0_14 <= \$229 ;
+    m0_0_11 <= \$240 ;
   always @(posedge clk)
-    m0_0_15 <= \$230 ;
+    m0_0_12 <= \$241 ;
   always @(posedge clk)
-    m0_0_16 <= \$231 ;
+    m0_0_13 <= \$242 ;
   always @(posedge clk)
-    m0_0_17 <= \$232 ;
+    m0_0_14 <= \$243 ;
   always @(posedge clk)
-    m0_0_18 <= \$233 ;
+    m0_0_15 <= \$244 ;
   always @(posedge clk)
-    m0_0_19 <= \$234 ;
+    m0_0_16 <= \$245 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$235 ;
+    m0_0_17 <= \$246 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$236 ;
+    m0_0_18 <= \$247 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$237 ;
+    m0_0_19 <= \$248 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$238 ;
+    t0_0_l2_0 <= \$249 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$239 ;
+    t0_0_l2_1 <= \$250 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$240 ;
+    t0_0_l2_2 <= \$251 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$241 ;
+    t0_0_l2_3 <= \$252 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$242 ;
+    t0_0_l2_4 <= \$253 ;
   always @(posedge clk)
-    xword_d1 <= \$243 ;
+    t0_0_l4_0 <= \$254 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$244 ;
+    t0_0_l4_1 <= \$255 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$245 ;
+    t0_0_l5_0 <= \$256 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$246 ;
+    xword_d1 <= \$257 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$247 ;
+    xsum_l2_0 <= \$258 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$248 ;
+    xsum_l2_1 <= \$259 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$249 ;
+    xsum_l2_2 <= \$260 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$250 ;
+    xsum_l2_3 <= \$261 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$251 ;
+    xsum_l2_4 <= \$262 ;
   always @(posedge clk)
-    v2_d1 <= \$252 ;
+    xsum_l4_0 <= \$263 ;
   always @(posedge clk)
-    v2_d2 <= \$253 ;
+    xsum_l4_1 <= \$264 ;
   always @(posedge clk)
-    v2_d3 <= \$254 ;
+    xsum_l5_0 <= \$265 ;
   always @(posedge clk)
-    v2_d4 <= \$255 ;
+    v2_d1 <= \$266 ;
   always @(posedge clk)
-    v2_d5 <= \$256 ;
+    v2_d2 <= \$267 ;
   always @(posedge clk)
-    first2_d1 <= \$257 ;
+    v2_d3 <= \$268 ;
   always @(posedge clk)
-    first2_d2 <= \$258 ;
+    v2_d4 <= \$269 ;
   always @(posedge clk)
-    first2_d3 <= \$259 ;
+    v2_d5 <= \$270 ;
   always @(posedge clk)
-    first2_d4 <= \$260 ;
+    first2_d1 <= \$271 ;
   always @(posedge clk)
-    first2_d5 <= \$261 ;
+    first2_d2 <= \$272 ;
   always @(posedge clk)
-    last2_d1 <= \$262 ;
+    first2_d3 <= \$273 ;
   always @(posedge clk)
-    last2_d2 <= \$263 ;
+    first2_d4 <= \$274 ;
   always @(posedge clk)
-    last2_d3 <= \$264 ;
+    first2_d5 <= \$275 ;
   always @(posedge clk)
-    last2_d4 <= \$265 ;
+    last2_d1 <= \$276 ;
   always @(posedge clk)
-    last2_d5 <= \$266 ;
+    last2_d2 <= \$277 ;
   always @(posedge clk)
-    done <= \$267 ;
+    last2_d3 <= \$278 ;
   always @(posedge clk)
-    xacc <= \$268 ;
+    last2_d4 <= \$279 ;
   always @(posedge clk)
-    xfin <= \$269 ;
+    last2_d5 <= \$280 ;
   always @(posedge clk)
-    acc0_0 <= \$270 ;
+    done <= \$281 ;
   always @(posedge clk)
-    fin0_0 <= \$271 ;
+    xacc <= \$282 ;
   always @(posedge clk)
-    bank0_0 <= \$272 ;
+    xfin <= \$283 ;
   always @(posedge clk)
-    ser_left <= \$273 ;
+    acc0_0 <= \$284 ;
   always @(posedge clk)
-    \addr$191  <= \$274 ;
+    fin0_0 <= \$285 ;
   always @(posedge clk)
-    \$signal$271  <= \$275 ;
+    bank0_0 <= \$286 ;
   always @(posedge clk)
-    ka <= \$276 ;
+    ser_left <= \$287 ;
   always @(posedge clk)
-    b <= \$277 ;
+    \addr$193  <= \$288 ;
   always @(posedge clk)
-    vb <= \$278 ;
+    \$signal$274  <= \$289 ;
   always @(posedge clk)
-    rq0_beta_b <= \$279 ;
+    ka <= \$290 ;
   always @(posedge clk)
-    rq0_beta <= \$280 ;
+    b <= \$291 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$281 ;
+    vb <= \$292 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$282 ;
+    rq0_beta_b <= \$293 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$283 ;
+    rq0_beta <= \$294 ;
   always @(posedge clk)
-    rq0_shifted <= \$284 ;
+    rq0_acc_s1_0 <= \$295 ;
   always @(posedge clk)
-    rq0_under <= \$285 ;
+    rq0_acc_s1_1 <= \$296 ;
   always @(posedge clk)
-    rq0_over <= \$286 ;
+    rq0_acc_s2_0 <= \$297 ;
   always @(posedge clk)
-    v_out_d1 <= \$287 ;
+    rq0_shifted <= \$298 ;
   always @(posedge clk)
-    v_out_d2 <= \$288 ;
+    rq0_under <= \$299 ;
   always @(posedge clk)
-    v_out_d3 <= \$289 ;
+    rq0_over <= \$300 ;
   always @(posedge clk)
-    \w_en$210  <= \$290 ;
+    v_out_d1 <= \$301 ;
   always @(posedge clk)
-    skipped_d1 <= \$291 ;
+    v_out_d2 <= \$302 ;
   always @(posedge clk)
-    skipped_d2 <= \$292 ;
+    v_out_d3 <= \$303 ;
   always @(posedge clk)
-    skipped_d3 <= \$293 ;
+    \w_en$212  <= \$304 ;
   always @(posedge clk)
-    skipped_d4 <= \$294 ;
+    skipped_d1 <= \$305 ;
   always @(posedge clk)
-    skipped_d5 <= \$295 ;
+    skipped_d2 <= \$306 ;
   always @(posedge clk)
-    group_ended_d1 <= \$296 ;
+    skipped_d3 <= \$307 ;
   always @(posedge clk)
-    credits_returned <= \$297 ;
+    skipped_d4 <= \$308 ;
   always @(posedge clk)
-    credits_space <= \$298 ;
+    skipped_d5 <= \$309 ;
   always @(posedge clk)
-    credits_room <= \$299 ;
+    group_ended_d1 <= \$310 ;
+  always @(posedge clk)
+    credits_returned <= \$311 ;
+  always @(posedge clk)
+    credits_space <= \$312 ;
+  always @(posedge clk)
+    credits_room <= \$313 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$191 ),
+    .addr(\addr$193 ),
     .clk(clk),
-    .data(\data$194 )
+    .data(data)
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$112 ),
-    .o(\o$247 )
+    .i(\i$114 ),
+    .o(\o$250 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$205 ),
+    .o__ready(\o__ready$207 ),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$18 [15:0]),
-    .w_en(\w_en$210 )
+    .w_data(\$19 [15:0]),
+    .w_en(\w_en$212 )
   );
   \flexor_lenet5.fc2.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(\data$222 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$290 ),
+    .addr(\addr$293 ),
     .clk(clk),
-    .data(\data$291 )
+    .data(\data$294 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$194 [16:0]),
+    .a(data[16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$194 [18:17]),
+    .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$278 )
+    .p(\p$281 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$290 ),
+    .addr(\addr$293 ),
     .clk(clk),
-    .data(\data$291 ),
-    .o__payload(\o__payload$225 ),
+    .data(\data$294 ),
+    .o__payload(\o__payload$228 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -29371,192 +29469,95 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [5:0];
+      r_next = \$16 [5:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = { 1'h0, \$17  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$165  = w_data;
+    \$176  = w_data;
     if (rst) begin
-      \$165  = 160'h0000000000000000000000000000000000000000;
+      \$176  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$166  = \$22 [3:0];
+    \$177  = \$23 [3:0];
     if (rst) begin
-      \$166  = 4'h0;
+      \$177  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$167  = \$26 ;
-    if (rst) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$168  = \$27 [3:0];
-    if (rst) begin
-      \$168  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$169  = \$31 ;
-    if (rst) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$170  = \$32 [3:0];
-    if (rst) begin
-      \$170  = 4'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$171  = \$36 ;
-    if (rst) begin
-      \$171  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$172  = \$37 [3:0];
-    if (rst) begin
-      \$172  = 4'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$173  = \$41 ;
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$174  = w_count;
-    if (take) begin
-      \$174  = \$44 [4:0];
-    end
-    if (rst) begin
-      \$174  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$175  = w_full;
-    if (take) begin
-      if (\$45 ) begin
-        \$175  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$175  = 1'h0;
-    end
-    if (rst) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$176  = \$46 ;
-    if (rst) begin
-      \$176  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$177  = 1'h1;
-    if (rst) begin
-      \$177  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$178  = \$signal ;
+    \$178  = \$27 ;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$179  = n_last_next;
+    \$179  = \$28 [3:0];
     if (rst) begin
-      \$179  = 1'h0;
+      \$179  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$180  = \$47 ;
+    \$180  = \$32 ;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$181  = r_next;
+    \$181  = \$33 [3:0];
     if (rst) begin
-      \$181  = 6'h00;
+      \$181  = 4'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$182  = s_idx;
-    if (step) begin
-      \$182  = \$49 [4:0];
-    end
+    \$182  = \$37 ;
     if (rst) begin
-      \$182  = 5'h00;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$183  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$183  = \$51 [3:0];
+    \$183  = \$38 [3:0];
+    if (rst) begin
+      \$183  = 4'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$184  = \$42 ;
+    if (rst) begin
+      \$184  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$185  = w_count;
+    if (take) begin
+      \$185  = \$45 [4:0];
+    end
+    if (rst) begin
+      \$185  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$186  = w_full;
+    if (take) begin
+      if (\$46 ) begin
+        \$186  = 1'h1;
       end
     end
-    if (rst) begin
-      \$183  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$184  = active;
-    if (\$52 ) begin
-      \$184  = 1'h0;
-    end
     if (load) begin
-      \$184  = 1'h1;
-    end
-    if (rst) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$185  = r_base;
-    if (load) begin
-      \$185  = { 1'h0, \$53  };
-    end
-    if (rst) begin
-      \$185  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$186  = w_half;
-    if (load) begin
-      \$186  = \$54 ;
+      \$186  = 1'h0;
     end
     if (rst) begin
       \$186  = 1'h0;
@@ -29564,927 +29565,1054 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$187  = col;
-    if (step) begin
-      \$187  = \$55 ;
-    end
+    \$187  = \$47 ;
     if (rst) begin
-      \$187  = 5'h00;
+      \$187  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$188  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$188  = \$60 [4:0];
-      end
-    end
+    \$188  = 1'h1;
     if (rst) begin
-      \$188  = 5'h00;
+      \$188  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$189  = \$66 [4:0];
+    \$189  = \$signal ;
     if (rst) begin
-      \$189  = 5'h00;
+      \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$190  = step;
+    \$190  = n_last_next;
     if (rst) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$191  = \$67 ;
+    \$191  = \$48 ;
     if (rst) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$192  = s_last;
+    \$192  = head_boot;
+    if (\$49 ) begin
+      \$192  = \$50 [1:0];
+    end
     if (rst) begin
-      \$192  = 1'h0;
+      \$192  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$193  = \o__payload$225 ;
+    \$193  = head;
+    if (\$53 ) begin
+      \$193  = \data$222 ;
+    end
     if (rst) begin
       \$193  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$194  = \$68 [3:0];
+    \$194  = head_next;
+    if (\$54 ) begin
+      \$194  = \$58 [3:0];
+    end
     if (rst) begin
-      \$194  = 4'h0;
+      \$194  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$195  = \$69 [3:0];
+    \$195  = r_next;
     if (rst) begin
-      \$195  = 4'h3;
+      \$195  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$196  = \$70 [3:0];
+    \$196  = s_idx;
+    if (step) begin
+      \$196  = \$60 [4:0];
+    end
     if (rst) begin
-      \$196  = 4'h6;
+      \$196  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$197  = \$71 [3:0];
+    \$197  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$197  = \$62 [3:0];
+      end
+    end
     if (rst) begin
-      \$197  = 4'h9;
+      \$197  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$198  = \$77 [1:0];
+    \$198  = active;
+    if (\$63 ) begin
+      \$198  = 1'h0;
+    end
+    if (load) begin
+      \$198  = 1'h1;
+    end
     if (rst) begin
-      \$198  = 2'h0;
+      \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$199  = r_page_a0;
+    \$199  = r_base;
+    if (load) begin
+      \$199  = { 1'h0, \$64  };
+    end
     if (rst) begin
-      \$199  = 2'h0;
+      \$199  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$200  = \$78 [3:0];
+    \$200  = w_half;
+    if (load) begin
+      \$200  = \$65 ;
+    end
     if (rst) begin
-      \$200  = 4'h1;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$201  = \$79 [3:0];
+    \$201  = col;
+    if (step) begin
+      \$201  = \$66 ;
+    end
     if (rst) begin
-      \$201  = 4'h4;
+      \$201  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$202  = \$80 [3:0];
+    \$202  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$202  = \$71 [4:0];
+      end
+    end
     if (rst) begin
-      \$202  = 4'h7;
+      \$202  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$203  = \$81 [3:0];
+    \$203  = \$77 [4:0];
     if (rst) begin
-      \$203  = 4'ha;
+      \$203  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$204  = \$87 [1:0];
+    \$204  = step;
     if (rst) begin
-      \$204  = 2'h0;
+      \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$205  = r_page_a1;
+    \$205  = \$78 ;
     if (rst) begin
-      \$205  = 2'h0;
+      \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$206  = \$88 [3:0];
+    \$206  = s_last;
     if (rst) begin
-      \$206  = 4'h2;
+      \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$207  = \$89 [3:0];
+    \$207  = \o__payload$228 ;
     if (rst) begin
-      \$207  = 4'h5;
+      \$207  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$208  = \$90 [3:0];
+    \$208  = \$79 [3:0];
     if (rst) begin
-      \$208  = 4'h8;
+      \$208  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$209  = \$91 [3:0];
+    \$209  = \$80 [3:0];
     if (rst) begin
-      \$209  = 4'hb;
+      \$209  = 4'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$210  = \$97 [1:0];
+    \$210  = \$81 [3:0];
     if (rst) begin
-      \$210  = 2'h0;
+      \$210  = 4'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$211  = r_page_a2;
+    \$211  = \$82 [3:0];
     if (rst) begin
-      \$211  = 2'h0;
+      \$211  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$212  = { \$115 , \$109 , \$103  };
+    \$212  = \$88 [1:0];
     if (rst) begin
-      \$212  = 160'h0000000000000000000000000000000000000000;
+      \$212  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$213  = carry0_0;
-    if (\$signal$223 ) begin
-      \$213  = \i$112 ;
-    end
+    \$213  = r_page_a0;
     if (rst) begin
-      \$213  = 16'h0000;
+      \$213  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$214  = \$134 ;
+    \$214  = \$89 [3:0];
     if (rst) begin
-      \$214  = 20'h00000;
+      \$214  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$215  = \$90 [3:0];
+    if (rst) begin
+      \$215  = 4'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$216  = \$91 [3:0];
+    if (rst) begin
+      \$216  = 4'h7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$217  = \$92 [3:0];
+    if (rst) begin
+      \$217  = 4'ha;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$218  = \$98 [1:0];
+    if (rst) begin
+      \$218  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$219  = r_page_a1;
+    if (rst) begin
+      \$219  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$220  = \$99 [3:0];
+    if (rst) begin
+      \$220  = 4'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$221  = \$100 [3:0];
+    if (rst) begin
+      \$221  = 4'h5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$222  = \$101 [3:0];
+    if (rst) begin
+      \$222  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$223  = \$102 [3:0];
+    if (rst) begin
+      \$223  = 4'hb;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$224  = \$108 [1:0];
+    if (rst) begin
+      \$224  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$225  = r_page_a2;
+    if (rst) begin
+      \$225  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$226  = { \$126 , \$120 , \$114  };
+    if (rst) begin
+      \$226  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$227  = carry0_0;
+    if (\$signal$226 ) begin
+      \$227  = \i$114 ;
+    end
+    if (rst) begin
+      \$227  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$228  = \$145 ;
+    if (rst) begin
+      \$228  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$215  = xdata_d1[7:0];
+      \$229  = xdata_d1[7:0];
     end else begin
-      \$215  = 8'h00;
+      \$229  = 8'h00;
     end
     if (rst) begin
-      \$215  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$216  = xdata_d1[15:8];
+      \$230  = xdata_d1[15:8];
     end else begin
-      \$216  = 8'h00;
+      \$230  = 8'h00;
     end
     if (rst) begin
-      \$216  = 8'h00;
+      \$230  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$217  = xdata_d1[23:16];
+      \$231  = xdata_d1[23:16];
     end else begin
-      \$217  = 8'h00;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$217  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$218  = xdata_d1[31:24];
+      \$232  = xdata_d1[31:24];
     end else begin
-      \$218  = 8'h00;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$218  = 8'h00;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$219  = xdata_d1[39:32];
+      \$233  = xdata_d1[39:32];
     end else begin
-      \$219  = 8'h00;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$219  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$220  = xdata_d1[47:40];
+      \$234  = xdata_d1[47:40];
     end else begin
-      \$220  = 8'h00;
+      \$234  = 8'h00;
     end
     if (rst) begin
-      \$220  = 8'h00;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$221  = xdata_d1[55:48];
+      \$235  = xdata_d1[55:48];
     end else begin
-      \$221  = 8'h00;
+      \$235  = 8'h00;
     end
     if (rst) begin
-      \$221  = 8'h00;
+      \$235  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$222  = xdata_d1[63:56];
+      \$236  = xdata_d1[63:56];
     end else begin
-      \$222  = 8'h00;
+      \$236  = 8'h00;
     end
     if (rst) begin
-      \$222  = 8'h00;
+      \$236  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$223  = xdata_d1[71:64];
+      \$237  = xdata_d1[71:64];
     end else begin
-      \$223  = 8'h00;
+      \$237  = 8'h00;
     end
     if (rst) begin
-      \$223  = 8'h00;
+      \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$224  = xdata_d1[79:72];
+      \$238  = xdata_d1[79:72];
     end else begin
-      \$224  = 8'h00;
+      \$238  = 8'h00;
     end
     if (rst) begin
-      \$224  = 8'h00;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$225  = xdata_d1[87:80];
+      \$239  = xdata_d1[87:80];
     end else begin
-      \$225  = 8'h00;
+      \$239  = 8'h00;
     end
     if (rst) begin
-      \$225  = 8'h00;
+      \$239  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$226  = xdata_d1[95:88];
+      \$240  = xdata_d1[95:88];
     end else begin
-      \$226  = 8'h00;
+      \$240  = 8'h00;
     end
     if (rst) begin
-      \$226  = 8'h00;
+      \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$227  = xdata_d1[103:96];
+      \$241  = xdata_d1[103:96];
     end else begin
-      \$227  = 8'h00;
+      \$241  = 8'h00;
     end
     if (rst) begin
-      \$227  = 8'h00;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$228  = xdata_d1[111:104];
+      \$242  = xdata_d1[111:104];
     end else begin
-      \$228  = 8'h00;
+      \$242  = 8'h00;
     end
     if (rst) begin
-      \$228  = 8'h00;
+      \$242  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$229  = xdata_d1[119:112];
+      \$243  = xdata_d1[119:112];
     end else begin
-      \$229  = 8'h00;
+      \$243  = 8'h00;
     end
     if (rst) begin
-      \$229  = 8'h00;
+      \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$230  = xdata_d1[127:120];
+      \$244  = xdata_d1[127:120];
     end else begin
-      \$230  = 8'h00;
+      \$244  = 8'h00;
     end
     if (rst) begin
-      \$230  = 8'h00;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$231  = xdata_d1[135:128];
+      \$245  = xdata_d1[135:128];
     end else begin
-      \$231  = 8'h00;
+      \$245  = 8'h00;
     end
     if (rst) begin
-      \$231  = 8'h00;
+      \$245  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$232  = xdata_d1[143:136];
+      \$246  = xdata_d1[143:136];
     end else begin
-      \$232  = 8'h00;
+      \$246  = 8'h00;
     end
     if (rst) begin
-      \$232  = 8'h00;
+      \$246  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$233  = xdata_d1[151:144];
+      \$247  = xdata_d1[151:144];
     end else begin
-      \$233  = 8'h00;
+      \$247  = 8'h00;
     end
     if (rst) begin
-      \$233  = 8'h00;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$234  = xdata_d1[159:152];
+      \$248  = xdata_d1[159:152];
     end else begin
-      \$234  = 8'h00;
+      \$248  = 8'h00;
     end
     if (rst) begin
-      \$234  = 8'h00;
+      \$248  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$235  = t0_0_w1_0;
+    \$249  = t0_0_w1_0;
     if (rst) begin
-      \$235  = 10'h000;
+      \$249  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$236  = t0_0_w1_2;
-    if (rst) begin
-      \$236  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$237  = t0_0_w1_4;
-    if (rst) begin
-      \$237  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$238  = t0_0_w1_6;
-    if (rst) begin
-      \$238  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$239  = t0_0_w1_8;
-    if (rst) begin
-      \$239  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$240  = t0_0_w3_0;
-    if (rst) begin
-      \$240  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$241  = t0_0_l2_4;
-    if (rst) begin
-      \$241  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$242  = t0_0_w4_0;
-    if (rst) begin
-      \$242  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$243  = xdata_d1;
-    if (rst) begin
-      \$243  = 160'h0000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$244  = xsum_w1_0;
-    if (rst) begin
-      \$244  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$245  = xsum_w1_2;
-    if (rst) begin
-      \$245  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$246  = xsum_w1_4;
-    if (rst) begin
-      \$246  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$247  = xsum_w1_6;
-    if (rst) begin
-      \$247  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$248  = xsum_w1_8;
-    if (rst) begin
-      \$248  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$249  = xsum_w3_0;
-    if (rst) begin
-      \$249  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$250  = xsum_l2_4;
+    \$250  = t0_0_w1_2;
     if (rst) begin
       \$250  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$251  = xsum_w4_0;
+    \$251  = t0_0_w1_4;
     if (rst) begin
-      \$251  = 13'h0000;
+      \$251  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$252  = \$signal$223 ;
+    \$252  = t0_0_w1_6;
     if (rst) begin
-      \$252  = 1'h0;
+      \$252  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$253  = v2_d1;
+    \$253  = t0_0_w1_8;
     if (rst) begin
-      \$253  = 1'h0;
+      \$253  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$254  = v2_d2;
+    \$254  = t0_0_w3_0;
     if (rst) begin
-      \$254  = 1'h0;
+      \$254  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$255  = v2_d3;
+    \$255  = t0_0_l2_4;
     if (rst) begin
-      \$255  = 1'h0;
+      \$255  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$256  = v2_d4;
+    \$256  = t0_0_w4_0;
     if (rst) begin
-      \$256  = 1'h0;
+      \$256  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$257  = \$signal$109 ;
+    \$257  = xdata_d1;
     if (rst) begin
-      \$257  = 1'h0;
+      \$257  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$258  = first2_d1;
+    \$258  = xsum_w1_0;
     if (rst) begin
-      \$258  = 1'h0;
+      \$258  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$259  = first2_d2;
+    \$259  = xsum_w1_2;
     if (rst) begin
-      \$259  = 1'h0;
+      \$259  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$260  = first2_d3;
+    \$260  = xsum_w1_4;
     if (rst) begin
-      \$260  = 1'h0;
+      \$260  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$261  = first2_d4;
+    \$261  = xsum_w1_6;
     if (rst) begin
-      \$261  = 1'h0;
+      \$261  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$262  = last1;
+    \$262  = xsum_w1_8;
     if (rst) begin
-      \$262  = 1'h0;
+      \$262  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$263  = last2_d1;
+    \$263  = xsum_w3_0;
     if (rst) begin
-      \$263  = 1'h0;
+      \$263  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$264  = last2_d2;
+    \$264  = xsum_l2_4;
     if (rst) begin
-      \$264  = 1'h0;
+      \$264  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$265  = last2_d3;
+    \$265  = xsum_w4_0;
     if (rst) begin
-      \$265  = 1'h0;
+      \$265  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$266  = last2_d4;
+    \$266  = \$signal$226 ;
     if (rst) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$267  = group_end;
+    \$267  = v2_d1;
     if (rst) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$268  = xacc;
-    if (v2_d5) begin
-      \$268  = \$136 [16:0];
-    end
+    \$268  = v2_d2;
     if (rst) begin
-      \$268  = 17'h00000;
+      \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$269  = xfin;
-    if (group_end) begin
-      \$269  = \$138 [16:0];
-    end
+    \$269  = v2_d3;
     if (rst) begin
-      \$269  = 17'h00000;
+      \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$270  = acc0_0;
-    if (v2_d5) begin
-      \$270  = \$140 [16:0];
-    end
+    \$270  = v2_d4;
     if (rst) begin
-      \$270  = 17'h00000;
+      \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$271  = fin0_0;
-    if (group_end) begin
-      \$271  = \$142 [16:0];
-    end
+    \$271  = \$signal$111 ;
     if (rst) begin
-      \$271  = 17'h00000;
+      \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$272  = bank0_0;
-    if (done) begin
-      \$272  = \$144 [17:0];
-    end
+    \$272  = first2_d1;
     if (rst) begin
-      \$272  = 18'h00000;
+      \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$273  = ser_left;
-    if (done) begin
-      \$273  = 1'h1;
-    end else if (ser) begin
-      \$273  = \$145 [0];
-    end
+    \$273  = first2_d2;
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$274  = \addr$191 ;
-    if (ser) begin
-      \$274  = \$148 [3:0];
-    end
+    \$274  = first2_d3;
     if (rst) begin
-      \$274  = 4'h0;
+      \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$275  = \$149 ;
+    \$275  = first2_d4;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$276  = \$151 ;
+    \$276  = last1;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$277  = bank0_0;
+    \$277  = last2_d1;
     if (rst) begin
-      \$277  = 18'h00000;
+      \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$278  = \$signal$271 ;
+    \$278  = last2_d2;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$279  = \data$194 [39:19];
+    \$279  = last2_d3;
     if (rst) begin
-      \$279  = 21'h000000;
+      \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$280  = \$152 ;
+    \$280  = last2_d4;
     if (rst) begin
-      \$280  = 22'h000000;
+      \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$281  = \$155 ;
+    \$281  = group_end;
     if (rst) begin
-      \$281  = 52'h0000000000000;
+      \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$282  = rq0_beta;
+    \$282  = xacc;
+    if (v2_d5) begin
+      \$282  = \$147 [16:0];
+    end
     if (rst) begin
-      \$282  = 22'h000000;
+      \$282  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$283  = \$156 [35:0];
+    \$283  = xfin;
+    if (group_end) begin
+      \$283  = \$149 [16:0];
+    end
     if (rst) begin
-      \$283  = 36'h000000000;
+      \$283  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$284  = \$157 [19:0];
+    \$284  = acc0_0;
+    if (v2_d5) begin
+      \$284  = \$151 [16:0];
+    end
     if (rst) begin
-      \$284  = 20'h00000;
+      \$284  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$285  = \$159 ;
+    \$285  = fin0_0;
+    if (group_end) begin
+      \$285  = \$153 [16:0];
+    end
     if (rst) begin
-      \$285  = 1'h0;
+      \$285  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$286  = \$161 ;
+    \$286  = bank0_0;
+    if (done) begin
+      \$286  = \$155 [17:0];
+    end
     if (rst) begin
-      \$286  = 1'h0;
+      \$286  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$287  = vb;
+    \$287  = ser_left;
+    if (done) begin
+      \$287  = 1'h1;
+    end else if (ser) begin
+      \$287  = \$156 [0];
+    end
     if (rst) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$288  = v_out_d1;
+    \$288  = \addr$193 ;
+    if (ser) begin
+      \$288  = \$159 [3:0];
+    end
     if (rst) begin
-      \$288  = 1'h0;
+      \$288  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$289  = v_out_d2;
+    \$289  = \$160 ;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$290  = v_out_d3;
+    \$290  = \$162 ;
     if (rst) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$291  = ka;
+    \$291  = bank0_0;
     if (rst) begin
-      \$291  = 1'h0;
+      \$291  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$292  = skipped_d1;
+    \$292  = \$signal$274 ;
     if (rst) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$293  = skipped_d2;
+    \$293  = data[39:19];
     if (rst) begin
-      \$293  = 1'h0;
+      \$293  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$294  = skipped_d3;
+    \$294  = \$163 ;
     if (rst) begin
-      \$294  = 1'h0;
+      \$294  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$295  = skipped_d4;
+    \$295  = \$166 ;
     if (rst) begin
-      \$295  = 1'h0;
+      \$295  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$296  = \$162 ;
+    \$296  = rq0_beta;
     if (rst) begin
-      \$296  = 1'h0;
+      \$296  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$297  = \$164 ;
+    \$297  = \$167 [35:0];
     if (rst) begin
-      \$297  = 2'h0;
+      \$297  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$298  = \$21 [1:0];
+    \$298  = \$168 [19:0];
     if (rst) begin
-      \$298  = 2'h2;
+      \$298  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$299  = credits_room_next;
+    \$299  = \$170 ;
     if (rst) begin
-      \$299  = 1'h1;
+      \$299  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$300  = \$172 ;
+    if (rst) begin
+      \$300  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$301  = vb;
+    if (rst) begin
+      \$301  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$302  = v_out_d1;
+    if (rst) begin
+      \$302  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$303  = v_out_d2;
+    if (rst) begin
+      \$303  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$304  = v_out_d3;
+    if (rst) begin
+      \$304  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$305  = ka;
+    if (rst) begin
+      \$305  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$306  = skipped_d1;
+    if (rst) begin
+      \$306  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$307  = skipped_d2;
+    if (rst) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$308  = skipped_d3;
+    if (rst) begin
+      \$308  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$309  = skipped_d4;
+    if (rst) begin
+      \$309  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$310  = \$173 ;
+    if (rst) begin
+      \$310  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$311  = \$175 ;
+    if (rst) begin
+      \$311  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$312  = \$22 [1:0];
+    if (rst) begin
+      \$312  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$313  = credits_room_next;
+    if (rst) begin
+      \$313  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -30527,64 +30655,63 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0_p0 = \port__addr$72 ;
-  assign \port__en$74  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$75 ;
-  assign \port__en$77  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$78 ;
-  assign \port__en$80  = 1'h1;
-  assign r_addr_b0_p3 = \port__addr$81 ;
-  assign \port__en$83  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$84 ;
-  assign \port__en$86  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$87 ;
-  assign \port__en$89  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$90 ;
-  assign \port__en$92  = 1'h1;
-  assign r_addr_b1_p3 = \port__addr$93 ;
-  assign \port__en$95  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$96 ;
-  assign \port__en$98  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$99 ;
-  assign \port__en$101  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$102 ;
-  assign \port__en$104  = 1'h1;
-  assign r_addr_b2_p3 = \port__addr$105 ;
-  assign \port__en$107  = 1'h1;
-  assign word1 = \i$112 ;
+  assign r_addr_b0_p0 = \port__addr$74 ;
+  assign \port__en$76  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$77 ;
+  assign \port__en$79  = 1'h1;
+  assign r_addr_b0_p2 = \port__addr$80 ;
+  assign \port__en$82  = 1'h1;
+  assign r_addr_b0_p3 = \port__addr$83 ;
+  assign \port__en$85  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$86 ;
+  assign \port__en$88  = 1'h1;
+  assign r_addr_b1_p1 = \port__addr$89 ;
+  assign \port__en$91  = 1'h1;
+  assign r_addr_b1_p2 = \port__addr$92 ;
+  assign \port__en$94  = 1'h1;
+  assign r_addr_b1_p3 = \port__addr$95 ;
+  assign \port__en$97  = 1'h1;
+  assign r_addr_b2_p0 = \port__addr$98 ;
+  assign \port__en$100  = 1'h1;
+  assign r_addr_b2_p1 = \port__addr$101 ;
+  assign \port__en$103  = 1'h1;
+  assign r_addr_b2_p2 = \port__addr$104 ;
+  assign \port__en$106  = 1'h1;
+  assign r_addr_b2_p3 = \port__addr$107 ;
+  assign \port__en$109  = 1'h1;
+  assign word1 = \i$114 ;
   assign shift = ser;
-  assign beat = \addr$191 ;
-  assign a = \data$194 [16:0];
+  assign beat = \addr$193 ;
+  assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$197  = \data$194 [18:17];
-  assign \b$198  = b;
-  assign rq0_y = \$18 [15:0];
-  assign \o__payload$204  = o__payload;
-  assign \o__ready$206  = \o__ready$205 ;
-  assign \o__valid$208  = o__valid;
-  assign \w_data$209  = \$18 [15:0];
-  assign v_out_d4 = \w_en$210 ;
-  assign space_next = \$21 [1:0];
+  assign \a$199  = data[18:17];
+  assign \b$200  = b;
+  assign rq0_y = \$19 [15:0];
+  assign \o__payload$206  = o__payload;
+  assign \o__ready$208  = \o__ready$207 ;
+  assign \o__valid$210  = o__valid;
+  assign \w_data$211  = \$19 [15:0];
+  assign v_out_d4 = \w_en$212 ;
+  assign space_next = \$22 [1:0];
   assign \$3  = active;
-  assign \$46  = credits_room_next;
-  assign \$116  = o;
-  assign \$119  = o;
-  assign \$122  = o;
-  assign \$126  = o;
-  assign \$129  = o;
+  assign \$47  = credits_room_next;
+  assign \$127  = o;
   assign \$130  = o;
-  assign \$131  = \$130 ;
-  assign \$143  = { fin0_0, 1'h0 };
-  assign \$149  = ser;
-  assign \$150  = 1'h0;
-  assign \$151  = 1'h0;
-  assign \$153  = { p[34], p };
-  assign \$154  = { \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 , 17'h00000 };
-  assign \$157  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$158  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$160  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$133  = o;
+  assign \$137  = o;
+  assign \$140  = o;
+  assign \$141  = o;
+  assign \$142  = \$141 ;
+  assign \$154  = { fin0_0, 1'h0 };
+  assign \$160  = ser;
+  assign \$161  = 1'h0;
+  assign \$162  = 1'h0;
+  assign \$164  = { p[34], p };
+  assign \$165  = { \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 , 17'h00000 };
+  assign \$168  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$169  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$171  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -30924,7 +31051,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.heads (data, addr, clk);
+module \flexor_lenet5.fc2.heads (addr, data, clk);
   input [3:0] addr;
   wire [3:0] addr;
   input clk;
@@ -30935,7 +31062,7 @@ module \flexor_lenet5.fc2.heads (data, addr, clk);
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_lenet5_l3_heads.hex"),
-    .LATENCY(32'd1),
+    .LATENCY(32'd2),
     .WIDTH(32'd16)
   ) rom (
     .addr(addr),

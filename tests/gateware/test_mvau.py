@@ -50,6 +50,8 @@ CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
     (23, 7, 1, 10, 1, 1, 6, 10, False),     # SIMD = n_out ∤ F: the shared slice is carried
     (47, 6, 3, 20, 3, 2, 6, 10, True),      # carried, q 2, a short last column block
     (31, 4, 2, 15, 2, 1, 3, 5, False),      # carried, three slices a word
+    (17, 5, 1, 10, 1, 1, 6, 10, False),     # carried, two steps a group: heads read as used
+    (23, 40, 2, 10, 1, 1, 6, 10, False),    # carried, 20 groups: heads read a group ahead
 ]
 
 
