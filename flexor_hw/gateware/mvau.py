@@ -189,8 +189,9 @@ class MvauParams:
 
     @property
     def heads_prefetched(self):
-        """The row groups' heads are read a group ahead (:func:`_head_prefetch`)."""
-        return self.carry and self.sf >= HEAD_PREFETCH_STEPS
+        """The row groups' heads are read a group ahead (:func:`_head_prefetch`): more than
+        :data:`HEAD_PREFETCH_WORDS` of them, in groups of three steps or more."""
+        return self.carry and self.sf >= 3 and self.nf > HEAD_PREFETCH_WORDS
 
     @property
     def head_width(self):
@@ -359,8 +360,7 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.rom, m.submodules.consts = rom, crom
         head = None
         if p.carry:             # a row group's first slices, read as its first step issues
-            # (or, where a group takes HEAD_PREFETCH_STEPS steps or more, the next group's
-            # read ahead: :func:`_head_prefetch`)
+            # (or the next group's read ahead: :func:`_head_prefetch`)
             ahead = {"latency": 2, "page_words": HEAD_PAGE_WORDS} if p.heads_prefetched else {}
             if self._init_files is None:
                 head = Rom(p.head_width, words=p.head_words, logic=True, **ahead)
@@ -781,9 +781,12 @@ class _VectorMemory:
         return Cat(*data)
 
 
-#: A unit whose row groups take this many steps or more reads the next group's head while
-#: a group runs, from a logic ROM in pages of :data:`HEAD_PAGE_WORDS` words (two cycles).
-HEAD_PREFETCH_STEPS = 3
+#: A unit with more row groups than this reads the next group's head while a group runs,
+#: from a logic ROM in pages of :data:`HEAD_PAGE_WORDS` words (two cycles). Up to 64 words
+#: a head bit decodes in one slice (a LUT4 pair and its wide multiplexers on the ECP5), and
+#: the read ahead's registers would cost more than they save (the digits MLP's 32 heads on
+#: the UP5K, where flip-flops take logic cells).
+HEAD_PREFETCH_WORDS = 64
 HEAD_PAGE_WORDS = 16
 
 

@@ -64,7 +64,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
-    .\o__ready$124 (\o__ready$21 ),
+    .\o__ready$122 (\o__ready$21 ),
     .o__valid(\i__valid$19 ),
     .rst(rst),
     .w_data(\i__payload$11 )
@@ -84,7 +84,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$27 ),
     .i__valid(\i__valid$25 ),
     .o__payload(\i__payload$29 ),
-    .\o__ready$99 (\o__ready$33 ),
+    .\o__ready$97 (\o__ready$33 ),
     .o__valid(\i__valid$31 ),
     .rst(rst),
     .w_data(\i__payload$23 )
@@ -437,224 +437,210 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload, \o__ready$124 , clk);
+module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload, \o__ready$122 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [10:0] \$100 ;
-  wire [11:0] \$101 ;
-  wire [10:0] \$102 ;
-  wire [11:0] \$103 ;
-  wire [11:0] \$104 ;
-  wire [12:0] \$105 ;
-  wire [10:0] \$106 ;
-  wire [11:0] \$107 ;
-  wire [10:0] \$108 ;
-  wire [11:0] \$109 ;
+  wire [12:0] \$100 ;
+  wire [2:0] \$101 ;
+  wire \$102 ;
+  wire [7:0] \$103 ;
+  wire [7:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire [21:0] \$108 ;
+  wire [30:0] \$109 ;
   wire \$11 ;
-  wire [11:0] \$110 ;
-  wire [12:0] \$111 ;
-  wire [2:0] \$112 ;
+  wire [31:0] \$110 ;
+  wire [28:0] \$111 ;
+  wire [28:0] \$112 ;
   wire \$113 ;
-  wire [7:0] \$114 ;
-  wire [7:0] \$115 ;
+  wire [28:0] \$114 ;
+  wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire \$118 ;
-  wire [21:0] \$119 ;
+  wire [1:0] \$118 ;
+  reg [49:0] \$119 ;
   wire \$12 ;
-  wire [30:0] \$120 ;
-  wire [31:0] \$121 ;
-  wire [28:0] \$122 ;
-  wire [28:0] \$123 ;
-  wire \$124 ;
-  wire [28:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire [1:0] \$129 ;
+  reg [3:0] \$120 ;
+  reg \$121 ;
+  reg [2:0] \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg [3:0] \$129 ;
   wire \$13 ;
-  reg [49:0] \$130 ;
-  reg [3:0] \$131 ;
+  reg [2:0] \$130 ;
+  reg [5:0] \$131 ;
   reg \$132 ;
-  reg [2:0] \$133 ;
+  reg [3:0] \$133 ;
   reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
-  wire \$14 ;
-  reg [1:0] \$140 ;
-  reg [11:0] \$141 ;
-  reg [5:0] \$142 ;
-  reg [3:0] \$143 ;
-  reg [2:0] \$144 ;
-  reg [5:0] \$145 ;
-  reg \$146 ;
-  reg [3:0] \$147 ;
-  reg \$148 ;
-  reg [1:0] \$149 ;
+  reg [1:0] \$135 ;
+  reg [3:0] \$136 ;
+  reg [3:0] \$137 ;
+  reg [3:0] \$138 ;
+  reg [3:0] \$139 ;
+  wire [4:0] \$14 ;
+  reg [3:0] \$140 ;
+  reg \$141 ;
+  reg \$142 ;
+  reg \$143 ;
+  reg [11:0] \$144 ;
+  reg [3:0] \$145 ;
+  reg [5:0] \$146 ;
+  reg [9:0] \$147 ;
+  reg [4:0] \$148 ;
+  reg [4:0] \$149 ;
   wire [4:0] \$15 ;
-  reg [3:0] \$150 ;
-  reg [3:0] \$151 ;
-  reg [3:0] \$152 ;
-  reg [3:0] \$153 ;
-  reg [3:0] \$154 ;
-  reg \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg [11:0] \$158 ;
-  reg [3:0] \$159 ;
-  wire [4:0] \$16 ;
+  reg [4:0] \$150 ;
+  reg [4:0] \$151 ;
+  reg [4:0] \$152 ;
+  reg [4:0] \$153 ;
+  reg [4:0] \$154 ;
+  reg [4:0] \$155 ;
+  reg [4:0] \$156 ;
+  reg [4:0] \$157 ;
+  reg [6:0] \$158 ;
+  reg [6:0] \$159 ;
+  wire [2:0] \$16 ;
   reg [5:0] \$160 ;
-  reg [9:0] \$161 ;
-  reg [4:0] \$162 ;
-  reg [4:0] \$163 ;
+  reg [8:0] \$161 ;
+  reg [5:0] \$162 ;
+  reg [9:0] \$163 ;
   reg [4:0] \$164 ;
   reg [4:0] \$165 ;
   reg [4:0] \$166 ;
   reg [4:0] \$167 ;
   reg [4:0] \$168 ;
   reg [4:0] \$169 ;
-  wire [2:0] \$17 ;
+  wire \$17 ;
   reg [4:0] \$170 ;
   reg [4:0] \$171 ;
-  reg [6:0] \$172 ;
-  reg [6:0] \$173 ;
-  reg [5:0] \$174 ;
-  reg [8:0] \$175 ;
+  reg [4:0] \$172 ;
+  reg [4:0] \$173 ;
+  reg [6:0] \$174 ;
+  reg [6:0] \$175 ;
   reg [5:0] \$176 ;
-  reg [9:0] \$177 ;
-  reg [4:0] \$178 ;
-  reg [4:0] \$179 ;
+  reg [8:0] \$177 ;
+  reg [49:0] \$178 ;
+  reg [6:0] \$179 ;
   wire \$18 ;
-  reg [4:0] \$180 ;
-  reg [4:0] \$181 ;
-  reg [4:0] \$182 ;
-  reg [4:0] \$183 ;
-  reg [4:0] \$184 ;
-  reg [4:0] \$185 ;
-  reg [4:0] \$186 ;
-  reg [4:0] \$187 ;
-  reg [6:0] \$188 ;
-  reg [6:0] \$189 ;
+  reg [6:0] \$180 ;
+  reg [5:0] \$181 ;
+  reg [8:0] \$182 ;
+  reg \$183 ;
+  reg \$184 ;
+  reg \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg \$189 ;
   wire \$19 ;
-  reg [5:0] \$190 ;
-  reg [8:0] \$191 ;
-  reg [49:0] \$192 ;
-  reg [6:0] \$193 ;
-  reg [6:0] \$194 ;
-  reg [5:0] \$195 ;
-  reg [8:0] \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg \$199 ;
+  reg \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg \$195 ;
+  reg [10:0] \$196 ;
+  reg [10:0] \$197 ;
+  reg [10:0] \$198 ;
+  reg [10:0] \$199 ;
   wire [4:0] \$2 ;
-  wire \$20 ;
-  reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg \$205 ;
+  wire [12:0] \$20 ;
+  reg [11:0] \$200 ;
+  reg [10:0] \$201 ;
+  reg [10:0] \$202 ;
+  reg [11:0] \$203 ;
+  reg [1:0] \$204 ;
+  reg [6:0] \$205 ;
   reg \$206 ;
   reg \$207 ;
-  reg \$208 ;
+  reg [11:0] \$208 ;
   reg \$209 ;
   wire [12:0] \$21 ;
-  reg [10:0] \$210 ;
-  reg [10:0] \$211 ;
-  reg [10:0] \$212 ;
-  reg [10:0] \$213 ;
-  reg [11:0] \$214 ;
-  reg [10:0] \$215 ;
-  reg [10:0] \$216 ;
-  reg [11:0] \$217 ;
-  reg [1:0] \$218 ;
-  reg [6:0] \$219 ;
-  wire [12:0] \$22 ;
+  reg [20:0] \$210 ;
+  reg [21:0] \$211 ;
+  reg [28:0] \$212 ;
+  reg [12:0] \$213 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
+  wire [4:0] \$22 ;
   reg \$220 ;
   reg \$221 ;
-  reg [11:0] \$222 ;
+  reg \$222 ;
   reg \$223 ;
-  reg [20:0] \$224 ;
-  reg [21:0] \$225 ;
-  reg [28:0] \$226 ;
-  reg [12:0] \$227 ;
-  reg \$228 ;
-  reg \$229 ;
-  wire [4:0] \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg \$237 ;
-  reg [1:0] \$238 ;
-  reg [3:0] \$239 ;
-  wire [1:0] \$24 ;
-  reg \$240 ;
-  wire [5:0] \$25 ;
-  wire [4:0] \$26 ;
+  reg [1:0] \$224 ;
+  reg [3:0] \$225 ;
+  reg \$226 ;
+  wire [1:0] \$23 ;
+  wire [5:0] \$24 ;
+  wire [4:0] \$25 ;
+  wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
+  wire [3:0] \$28 ;
   wire [3:0] \$29 ;
   wire \$3 ;
-  wire [3:0] \$30 ;
+  wire \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [2:0] \$35 ;
-  wire \$36 ;
+  wire [3:0] \$33 ;
+  wire [3:0] \$34 ;
+  wire [6:0] \$35 ;
+  wire [6:0] \$36 ;
   wire \$37 ;
-  wire \$38 ;
+  wire [2:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [6:0] \$41 ;
-  wire [6:0] \$42 ;
-  wire [6:0] \$43 ;
-  wire [3:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire [2:0] \$49 ;
+  wire \$41 ;
+  wire [2:0] \$42 ;
+  wire [3:0] \$43 ;
+  wire \$44 ;
+  wire [4:0] \$45 ;
+  wire [4:0] \$46 ;
+  wire [5:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire [2:0] \$53 ;
-  wire [3:0] \$54 ;
+  wire [4:0] \$50 ;
+  wire [4:0] \$51 ;
+  wire [5:0] \$52 ;
+  wire [5:0] \$53 ;
+  wire [4:0] \$54 ;
   wire \$55 ;
   wire [4:0] \$56 ;
-  wire [4:0] \$57 ;
-  wire [5:0] \$58 ;
+  wire [5:0] \$57 ;
+  wire [4:0] \$58 ;
   wire [5:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [4:0] \$61 ;
+  wire [4:0] \$60 ;
+  wire \$61 ;
   wire [4:0] \$62 ;
   wire [5:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [4:0] \$65 ;
+  wire [4:0] \$64 ;
+  wire [5:0] \$65 ;
   wire \$66 ;
-  wire [4:0] \$67 ;
-  wire [5:0] \$68 ;
-  wire [4:0] \$69 ;
+  wire [9:0] \$67 ;
+  wire [9:0] \$68 ;
+  wire [9:0] \$69 ;
   wire \$7 ;
-  wire [5:0] \$70 ;
-  wire [4:0] \$71 ;
-  wire \$72 ;
-  wire [4:0] \$73 ;
-  wire [5:0] \$74 ;
-  wire [4:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire \$77 ;
+  wire [9:0] \$70 ;
+  wire [9:0] \$71 ;
+  wire [9:0] \$72 ;
+  wire [9:0] \$73 ;
+  wire [9:0] \$74 ;
+  wire [9:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire [9:0] \$77 ;
   wire [9:0] \$78 ;
   wire [9:0] \$79 ;
   wire \$8 ;
@@ -663,33 +649,33 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   wire [9:0] \$82 ;
   wire [9:0] \$83 ;
   wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire [9:0] \$87 ;
-  wire [9:0] \$88 ;
-  wire [9:0] \$89 ;
+  wire [10:0] \$85 ;
+  wire [11:0] \$86 ;
+  wire [10:0] \$87 ;
+  wire [11:0] \$88 ;
+  wire [10:0] \$89 ;
   wire \$9 ;
-  wire [9:0] \$90 ;
-  wire [9:0] \$91 ;
-  wire [9:0] \$92 ;
-  wire [9:0] \$93 ;
-  wire [9:0] \$94 ;
-  wire [9:0] \$95 ;
-  wire [10:0] \$96 ;
-  wire [11:0] \$97 ;
-  wire [10:0] \$98 ;
+  wire [11:0] \$90 ;
+  wire [10:0] \$91 ;
+  wire [11:0] \$92 ;
+  wire [11:0] \$93 ;
+  wire [12:0] \$94 ;
+  wire [10:0] \$95 ;
+  wire [11:0] \$96 ;
+  wire [10:0] \$97 ;
+  wire [11:0] \$98 ;
   wire [11:0] \$99 ;
   wire \$signal ;
-  reg \$signal$144  = 1'h0;
-  reg \$signal$176  = 1'h0;
-  reg \$signal$41  = 1'h0;
+  reg \$signal$141  = 1'h0;
+  reg \$signal$173  = 1'h0;
+  reg \$signal$39  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
-  wire [5:0] addr;
-  reg [6:0] \addr$112  = 7'h00;
-  wire [8:0] \addr$190 ;
+  reg [5:0] addr = 6'h00;
+  reg [6:0] \addr$110  = 7'h00;
+  wire [8:0] \addr$187 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
@@ -705,9 +691,9 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [3:0] credits_space = 4'h8;
-  wire [38:0] data;
-  wire [11:0] \data$138 ;
-  wire [11:0] \data$191 ;
+  wire [11:0] data;
+  wire [38:0] \data$113 ;
+  wire [11:0] \data$188 ;
   reg done = 1'h0;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
@@ -720,13 +706,10 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
-  reg [11:0] head = 12'h000;
-  reg [1:0] head_boot = 2'h3;
-  reg [5:0] head_next = 6'h01;
   wire [5:0] i;
-  wire [5:0] \i$44 ;
+  wire [5:0] \i$42 ;
+  wire [5:0] \i$66 ;
   wire [5:0] \i$68 ;
-  wire [5:0] \i$70 ;
   wire [49:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -759,33 +742,34 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg [4:0] m1_0_7 = 5'h00;
   reg [4:0] m1_0_8 = 5'h00;
   reg [4:0] m1_0_9 = 5'h00;
-  reg [5:0] n_idx = 6'h00;
+  (* init = 6'h00 *)
+  wire [5:0] n_idx;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$149 ;
-  wire [9:0] \o$153 ;
-  wire [9:0] \o$154 ;
+  wire [9:0] \o$146 ;
+  wire [9:0] \o$150 ;
+  wire [9:0] \o$151 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$123 ;
-  wire [11:0] \o__payload$146 ;
+  wire [7:0] \o__payload$121 ;
+  wire [11:0] \o__payload$143 ;
   wire o__ready;
-  input \o__ready$124 ;
-  wire \o__ready$124 ;
-  wire \o__ready$125 ;
+  input \o__ready$122 ;
+  wire \o__ready$122 ;
+  wire \o__ready$123 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$127 ;
+  wire \o__valid$125 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
   reg [3:0] port__addr = 4'h0;
-  reg [3:0] \port__addr$37  = 4'h0;
+  reg [3:0] \port__addr$35  = 4'h0;
   reg [49:0] port__data = 50'h0000000000000;
-  wire [49:0] \port__data$150 ;
+  wire [49:0] \port__data$147 ;
   reg port__en = 1'h0;
-  wire \port__en$39 ;
+  wire \port__en$37 ;
   reg [3:0] r_addr = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] r_addr_b0;
@@ -878,11 +862,11 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg [2:0] w_count = 3'h0;
   input [49:0] w_data;
   wire [49:0] w_data;
-  wire [7:0] \w_data$128 ;
+  wire [7:0] \w_data$126 ;
   (* init = 50'h0000000000000 *)
   wire [49:0] w_data_q;
   wire w_en;
-  reg \w_en$129  = 1'h0;
+  reg \w_en$127  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   reg w_full = 1'h0;
@@ -936,9 +920,9 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   end
   reg [49:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$37 ];
+    _0_ <= vectors[\port__addr$35 ];
   end
-  assign \port__data$150  = _0_;
+  assign \port__data$147  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 3'h7;
@@ -950,23 +934,21 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full & \$8 ;
-  assign \$9  = | head_boot;
-  assign addr = \$9  ? 6'h00 : head_next;
-  assign \$10  = s_idx == 3'h5;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = n_idx == 6'h3e;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 3'h7 : 3'h0;
-  assign \$18  = step & s_last;
-  assign \$19  = gap == 1'h1;
-  assign \$20  = gap_zero | \$19 ;
-  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
-  assign i = \$signal$41  ? head[5:0] : carry0_0;
+  assign \$9  = s_idx == 3'h5;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = addr == 6'h3e;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 3'h7 : 3'h0;
+  assign \$17  = step & s_last;
+  assign \$18  = gap == 1'h1;
+  assign \$19  = gap_zero | \$18 ;
+  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
+  assign i = \$signal$39  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -976,7 +958,7 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign \i$68  = \$signal$41  ? head[11:6] : carry1_0;
+  assign \i$66  = \$signal$39  ? data[11:6] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -997,330 +979,314 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$21  = rq0_over ? 13'h00ff : rq0_shifted;
-  assign \$22  = rq0_under ? 13'h0000 : \$21 ;
-  assign \$23  = credits_space + credits_returned;
-  assign \$24  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$25  = \$23  - \$24 ;
-  assign credits_room_next = \$25 [3:0] >= 2'h2;
-  assign \$26  = \$2 [3:0] - 1'h0;
-  assign \$28  = w_count == 3'h6;
-  assign \$29  = w_count + 1'h1;
-  assign \$30  = \$28  ? 4'h0 : \$29 ;
-  assign \$31  = w_count == 3'h6;
-  assign \$32  = credits_room_next & gap_zero_next;
-  assign \$33  = \$signal  & n_last_next;
-  assign \$34  = | head_boot;
-  assign \$35  = head_boot - 1'h1;
-  assign \$36  = head_boot == 1'h1;
-  assign \$37  = step & s_last;
-  assign \$38  = \$36  | \$37 ;
-  assign \$39  = step & s_last;
-  assign \$40  = head_next == 6'h3f;
-  assign \$41  = head_next + 1'h1;
-  assign \$42  = \$40  ? 7'h00 : \$41 ;
-  assign \$43  = n_last ? 7'h01 : \$42 ;
-  assign \$44  = s_idx + 1'h1;
-  assign \$45  = s_last ? 4'h0 : \$44 ;
-  assign \$46  = n_idx + 1'h1;
-  assign \$47  = n_last ? 7'h00 : \$46 ;
-  assign \$48  = step & sn_last;
-  assign \$49  = w_half ? 3'h7 : 3'h0;
-  assign \$50  = ~ w_half;
-  assign \$51  = step & s_last;
-  assign \$52  = ~ gap_zero;
-  assign \$53  = gap - 1'h1;
-  assign \$54  = s_last ? 4'h0 : col;
-  assign \$55  = row_ph0 >= 2'h2;
-  assign \$56  = row_ph0 - 2'h2;
-  assign \$57  = row_ph0 + 4'h8;
-  assign \$58  = \$55  ? { \$56 [4], \$56  } : { 1'h0, \$57  };
-  assign \$59  = n_last ? 6'h00 : \$58 ;
-  assign \$60  = row_ph1 >= 2'h2;
-  assign \$61  = row_ph1 - 2'h2;
-  assign \$62  = row_ph1 + 4'h8;
-  assign \$63  = \$60  ? { \$61 [4], \$61  } : { 1'h0, \$62  };
-  assign \$64  = n_last ? 6'h04 : \$63 ;
-  assign \$65  = row_ph0 + col;
-  assign \$66  = \$65  >= 4'ha;
-  assign \$67  = row_ph0 + col;
-  assign \$68  = \$67  - 4'ha;
-  assign \$69  = row_ph0 + col;
-  assign \$70  = \$66  ? \$68  : { 1'h0, \$69  };
-  assign \$71  = row_ph1 + col;
-  assign \$72  = \$71  >= 4'ha;
-  assign \$73  = row_ph1 + col;
-  assign \$74  = \$73  - 4'ha;
-  assign \$75  = row_ph1 + col;
-  assign \$76  = \$72  ? \$74  : { 1'h0, \$75  };
-  assign \$77  = ! s_idx;
-  assign \$78  = off1_0[0] ? o : { \o$149 [7:0], o[9:8] };
-  assign \$79  = off1_0[0] ? o : { \o$149 [5:0], o[9:6] };
-  assign \$80  = off1_0[0] ? o : { \o$149 [3:0], o[9:4] };
-  assign \$81  = off1_0[1] ? \$79  : \$80 ;
-  assign \$82  = off1_0[0] ? o : { \o$149 [1:0], o[9:2] };
-  assign \$84  = off1_0[1] ? \$82  : \$83 ;
-  assign \$85  = off1_0[2] ? \$81  : \$84 ;
-  assign \$86  = off1_0[3] ? \$78  : \$85 ;
-  assign \$87  = off1_1[0] ? \o$153  : { \o$154 [7:0], \o$153 [9:8] };
-  assign \$88  = off1_1[0] ? \o$153  : { \o$154 [5:0], \o$153 [9:6] };
-  assign \$89  = off1_1[0] ? \o$153  : { \o$154 [3:0], \o$153 [9:4] };
-  assign \$90  = off1_1[1] ? \$88  : \$89 ;
-  assign \$91  = off1_1[0] ? \o$153  : { \o$154 [1:0], \o$153 [9:2] };
-  assign \$93  = off1_1[1] ? \$91  : \$92 ;
-  assign \$94  = off1_1[2] ? \$90  : \$93 ;
-  assign \$95  = off1_1[3] ? \$87  : \$94 ;
-  assign \$96  = first2_d4 ? 11'h000 : xacc;
-  assign \$97  = \$96  + xsum_l4_0;
-  assign \$98  = first2_d4 ? 11'h000 : xacc;
-  assign \$99  = \$98  + xsum_l4_0;
-  assign \$100  = first2_d4 ? 11'h000 : acc0_0;
-  assign \$101  = \$100  + t0_0_l4_0;
-  assign \$102  = first2_d4 ? 11'h000 : acc0_0;
-  assign \$103  = \$102  + t0_0_l4_0;
-  assign \$105  = \$104  - xfin;
-  assign \$106  = first2_d4 ? 11'h000 : acc1_0;
-  assign \$107  = \$106  + t1_0_l4_0;
-  assign \$108  = first2_d4 ? 11'h000 : acc1_0;
-  assign \$109  = \$108  + t1_0_l4_0;
-  assign \$111  = \$110  - xfin;
-  assign \$112  = ser_left - 1'h1;
-  assign \$113  = \addr$112  == 7'h7f;
-  assign \$114  = \addr$112  + 1'h1;
-  assign \$115  = \$113  ? 8'h00 : \$114 ;
-  assign \$119  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$121  = $signed(\$120 ) + $signed(rq0_beta);
-  assign \$124  = $signed(\$123 ) < $signed(1'h0);
-  assign \$126  = $signed(\$125 ) > $signed(9'h0ff);
-  assign \$127  = step & s_last;
-  assign \$128  = o__valid & \o__ready$124 ;
-  assign \$129  = \$128  + skipped_d4;
+  assign \$20  = rq0_over ? 13'h00ff : rq0_shifted;
+  assign \$21  = rq0_under ? 13'h0000 : \$20 ;
+  assign \$22  = credits_space + credits_returned;
+  assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$24  = \$22  - \$23 ;
+  assign credits_room_next = \$24 [3:0] >= 2'h2;
+  assign \$25  = \$2 [3:0] - 1'h0;
+  assign \$27  = w_count == 3'h6;
+  assign \$28  = w_count + 1'h1;
+  assign \$29  = \$27  ? 4'h0 : \$28 ;
+  assign \$30  = w_count == 3'h6;
+  assign \$31  = credits_room_next & gap_zero_next;
+  assign \$32  = \$signal  & n_last_next;
+  assign \$33  = s_idx + 1'h1;
+  assign \$34  = s_last ? 4'h0 : \$33 ;
+  assign \$35  = addr + 1'h1;
+  assign \$36  = n_last ? 7'h00 : \$35 ;
+  assign \$37  = step & sn_last;
+  assign \$38  = w_half ? 3'h7 : 3'h0;
+  assign \$39  = ~ w_half;
+  assign \$40  = step & s_last;
+  assign \$41  = ~ gap_zero;
+  assign \$42  = gap - 1'h1;
+  assign \$43  = s_last ? 4'h0 : col;
+  assign \$44  = row_ph0 >= 2'h2;
+  assign \$45  = row_ph0 - 2'h2;
+  assign \$46  = row_ph0 + 4'h8;
+  assign \$47  = \$44  ? { \$45 [4], \$45  } : { 1'h0, \$46  };
+  assign \$48  = n_last ? 6'h00 : \$47 ;
+  assign \$49  = row_ph1 >= 2'h2;
+  assign \$50  = row_ph1 - 2'h2;
+  assign \$51  = row_ph1 + 4'h8;
+  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
+  assign \$53  = n_last ? 6'h04 : \$52 ;
+  assign \$54  = row_ph0 + col;
+  assign \$55  = \$54  >= 4'ha;
+  assign \$56  = row_ph0 + col;
+  assign \$57  = \$56  - 4'ha;
+  assign \$58  = row_ph0 + col;
+  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
+  assign \$60  = row_ph1 + col;
+  assign \$61  = \$60  >= 4'ha;
+  assign \$62  = row_ph1 + col;
+  assign \$63  = \$62  - 4'ha;
+  assign \$64  = row_ph1 + col;
+  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
+  assign \$66  = ! s_idx;
+  assign \$67  = off1_0[0] ? o : { \o$146 [7:0], o[9:8] };
+  assign \$68  = off1_0[0] ? o : { \o$146 [5:0], o[9:6] };
+  assign \$69  = off1_0[0] ? o : { \o$146 [3:0], o[9:4] };
+  assign \$70  = off1_0[1] ? \$68  : \$69 ;
+  assign \$71  = off1_0[0] ? o : { \o$146 [1:0], o[9:2] };
+  assign \$73  = off1_0[1] ? \$71  : \$72 ;
+  assign \$74  = off1_0[2] ? \$70  : \$73 ;
+  assign \$75  = off1_0[3] ? \$67  : \$74 ;
+  assign \$76  = off1_1[0] ? \o$150  : { \o$151 [7:0], \o$150 [9:8] };
+  assign \$77  = off1_1[0] ? \o$150  : { \o$151 [5:0], \o$150 [9:6] };
+  assign \$78  = off1_1[0] ? \o$150  : { \o$151 [3:0], \o$150 [9:4] };
+  assign \$79  = off1_1[1] ? \$77  : \$78 ;
+  assign \$80  = off1_1[0] ? \o$150  : { \o$151 [1:0], \o$150 [9:2] };
+  assign \$82  = off1_1[1] ? \$80  : \$81 ;
+  assign \$83  = off1_1[2] ? \$79  : \$82 ;
+  assign \$84  = off1_1[3] ? \$76  : \$83 ;
+  assign \$85  = first2_d4 ? 11'h000 : xacc;
+  assign \$86  = \$85  + xsum_l4_0;
+  assign \$87  = first2_d4 ? 11'h000 : xacc;
+  assign \$88  = \$87  + xsum_l4_0;
+  assign \$89  = first2_d4 ? 11'h000 : acc0_0;
+  assign \$90  = \$89  + t0_0_l4_0;
+  assign \$91  = first2_d4 ? 11'h000 : acc0_0;
+  assign \$92  = \$91  + t0_0_l4_0;
+  assign \$94  = \$93  - xfin;
+  assign \$95  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$96  = \$95  + t1_0_l4_0;
+  assign \$97  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$98  = \$97  + t1_0_l4_0;
+  assign \$100  = \$99  - xfin;
+  assign \$101  = ser_left - 1'h1;
+  assign \$102  = \addr$110  == 7'h7f;
+  assign \$103  = \addr$110  + 1'h1;
+  assign \$104  = \$102  ? 8'h00 : \$103 ;
+  assign \$108  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$110  = $signed(\$109 ) + $signed(rq0_beta);
+  assign \$113  = $signed(\$112 ) < $signed(1'h0);
+  assign \$115  = $signed(\$114 ) > $signed(9'h0ff);
+  assign \$116  = step & s_last;
+  assign \$117  = o__valid & \o__ready$122 ;
+  assign \$118  = \$117  + skipped_d4;
   always @(posedge clk)
-    port__data <= \$130 ;
+    port__data <= \$119 ;
   always @(posedge clk)
-    port__addr <= \$131 ;
+    port__addr <= \$120 ;
   always @(posedge clk)
-    port__en <= \$132 ;
+    port__en <= \$121 ;
   always @(posedge clk)
-    w_count <= \$133 ;
+    w_count <= \$122 ;
   always @(posedge clk)
-    w_full <= \$134 ;
+    w_full <= \$123 ;
   always @(posedge clk)
-    can_end <= \$135 ;
+    can_end <= \$124 ;
   always @(posedge clk)
-    gap_zero <= \$136 ;
+    gap_zero <= \$125 ;
   always @(posedge clk)
-    s_last <= \$137 ;
+    s_last <= \$126 ;
   always @(posedge clk)
-    n_last <= \$138 ;
+    n_last <= \$127 ;
   always @(posedge clk)
-    sn_last <= \$139 ;
+    sn_last <= \$128 ;
   always @(posedge clk)
-    head_boot <= \$140 ;
+    r_addr <= \$129 ;
   always @(posedge clk)
-    head <= \$141 ;
+    s_idx <= \$130 ;
   always @(posedge clk)
-    head_next <= \$142 ;
+    addr <= \$131 ;
   always @(posedge clk)
-    r_addr <= \$143 ;
+    active <= \$132 ;
   always @(posedge clk)
-    s_idx <= \$144 ;
+    r_base <= \$133 ;
   always @(posedge clk)
-    n_idx <= \$145 ;
+    w_half <= \$134 ;
   always @(posedge clk)
-    active <= \$146 ;
+    gap <= \$135 ;
   always @(posedge clk)
-    r_base <= \$147 ;
+    col <= \$136 ;
   always @(posedge clk)
-    w_half <= \$148 ;
+    row_ph0 <= \$137 ;
   always @(posedge clk)
-    gap <= \$149 ;
+    row_ph1 <= \$138 ;
   always @(posedge clk)
-    col <= \$150 ;
+    off1_0 <= \$139 ;
   always @(posedge clk)
-    row_ph0 <= \$151 ;
+    off1_1 <= \$140 ;
   always @(posedge clk)
-    row_ph1 <= \$152 ;
+    \$signal$141  <= \$141 ;
   always @(posedge clk)
-    off1_0 <= \$153 ;
+    \$signal$39  <= \$142 ;
   always @(posedge clk)
-    off1_1 <= \$154 ;
+    last1 <= \$143 ;
   always @(posedge clk)
-    \$signal$144  <= \$155 ;
+    word1 <= \$144 ;
   always @(posedge clk)
-    \$signal$41  <= \$156 ;
+    \port__addr$35  <= \$145 ;
   always @(posedge clk)
-    last1 <= \$157 ;
+    carry0_0 <= \$146 ;
   always @(posedge clk)
-    word1 <= \$158 ;
+    w0_0 <= \$147 ;
   always @(posedge clk)
-    \port__addr$37  <= \$159 ;
+    m0_0_0 <= \$148 ;
   always @(posedge clk)
-    carry0_0 <= \$160 ;
+    m0_0_1 <= \$149 ;
   always @(posedge clk)
-    w0_0 <= \$161 ;
+    m0_0_2 <= \$150 ;
   always @(posedge clk)
-    m0_0_0 <= \$162 ;
+    m0_0_3 <= \$151 ;
   always @(posedge clk)
-    m0_0_1 <= \$163 ;
+    m0_0_4 <= \$152 ;
   always @(posedge clk)
-    m0_0_2 <= \$164 ;
+    m0_0_5 <= \$153 ;
   always @(posedge clk)
-    m0_0_3 <= \$165 ;
+    m0_0_6 <= \$154 ;
   always @(posedge clk)
-    m0_0_4 <= \$166 ;
+    m0_0_7 <= \$155 ;
   always @(posedge clk)
-    m0_0_5 <= \$167 ;
+    m0_0_8 <= \$156 ;
   always @(posedge clk)
-    m0_0_6 <= \$168 ;
+    m0_0_9 <= \$157 ;
   always @(posedge clk)
-    m0_0_7 <= \$169 ;
+    t0_0_l2_0 <= \$158 ;
   always @(posedge clk)
-    m0_0_8 <= \$170 ;
+    t0_0_l2_1 <= \$159 ;
   always @(posedge clk)
-    m0_0_9 <= \$171 ;
+    t0_0_l2_2 <= \$160 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$172 ;
+    t0_0_l4_0 <= \$161 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$173 ;
+    carry1_0 <= \$162 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$174 ;
+    w1_0 <= \$163 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$175 ;
+    m1_0_0 <= \$164 ;
   always @(posedge clk)
-    carry1_0 <= \$176 ;
+    m1_0_1 <= \$165 ;
   always @(posedge clk)
-    w1_0 <= \$177 ;
+    m1_0_2 <= \$166 ;
   always @(posedge clk)
-    m1_0_0 <= \$178 ;
+    m1_0_3 <= \$167 ;
   always @(posedge clk)
-    m1_0_1 <= \$179 ;
+    m1_0_4 <= \$168 ;
   always @(posedge clk)
-    m1_0_2 <= \$180 ;
+    m1_0_5 <= \$169 ;
   always @(posedge clk)
-    m1_0_3 <= \$181 ;
+    m1_0_6 <= \$170 ;
   always @(posedge clk)
-    m1_0_4 <= \$182 ;
+    m1_0_7 <= \$171 ;
   always @(posedge clk)
-    m1_0_5 <= \$183 ;
+    m1_0_8 <= \$172 ;
   always @(posedge clk)
-    m1_0_6 <= \$184 ;
+    m1_0_9 <= \$173 ;
   always @(posedge clk)
-    m1_0_7 <= \$185 ;
+    t1_0_l2_0 <= \$174 ;
   always @(posedge clk)
-    m1_0_8 <= \$186 ;
+    t1_0_l2_1 <= \$175 ;
   always @(posedge clk)
-    m1_0_9 <= \$187 ;
+    t1_0_l2_2 <= \$176 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$188 ;
+    t1_0_l4_0 <= \$177 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$189 ;
+    xword_d1 <= \$178 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$190 ;
+    xsum_l2_0 <= \$179 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$191 ;
+    xsum_l2_1 <= \$180 ;
   always @(posedge clk)
-    xword_d1 <= \$192 ;
+    xsum_l2_2 <= \$181 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$193 ;
+    xsum_l4_0 <= \$182 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$194 ;
+    v2_d1 <= \$183 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$195 ;
+    v2_d2 <= \$184 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$196 ;
+    v2_d3 <= \$185 ;
   always @(posedge clk)
-    v2_d1 <= \$197 ;
+    v2_d4 <= \$186 ;
   always @(posedge clk)
-    v2_d2 <= \$198 ;
+    first2_d1 <= \$187 ;
   always @(posedge clk)
-    v2_d3 <= \$199 ;
+    first2_d2 <= \$188 ;
   always @(posedge clk)
-    v2_d4 <= \$200 ;
+    first2_d3 <= \$189 ;
   always @(posedge clk)
-    first2_d1 <= \$201 ;
+    first2_d4 <= \$190 ;
   always @(posedge clk)
-    first2_d2 <= \$202 ;
+    last2_d1 <= \$191 ;
   always @(posedge clk)
-    first2_d3 <= \$203 ;
+    last2_d2 <= \$192 ;
   always @(posedge clk)
-    first2_d4 <= \$204 ;
+    last2_d3 <= \$193 ;
   always @(posedge clk)
-    last2_d1 <= \$205 ;
+    last2_d4 <= \$194 ;
   always @(posedge clk)
-    last2_d2 <= \$206 ;
+    done <= \$195 ;
   always @(posedge clk)
-    last2_d3 <= \$207 ;
+    xacc <= \$196 ;
   always @(posedge clk)
-    last2_d4 <= \$208 ;
+    xfin <= \$197 ;
   always @(posedge clk)
-    done <= \$209 ;
+    acc0_0 <= \$198 ;
   always @(posedge clk)
-    xacc <= \$210 ;
+    fin0_0 <= \$199 ;
   always @(posedge clk)
-    xfin <= \$211 ;
+    bank0_0 <= \$200 ;
   always @(posedge clk)
-    acc0_0 <= \$212 ;
+    acc1_0 <= \$201 ;
   always @(posedge clk)
-    fin0_0 <= \$213 ;
+    fin1_0 <= \$202 ;
   always @(posedge clk)
-    bank0_0 <= \$214 ;
+    bank1_0 <= \$203 ;
   always @(posedge clk)
-    acc1_0 <= \$215 ;
+    ser_left <= \$204 ;
   always @(posedge clk)
-    fin1_0 <= \$216 ;
+    \addr$110  <= \$205 ;
   always @(posedge clk)
-    bank1_0 <= \$217 ;
+    \$signal$173  <= \$206 ;
   always @(posedge clk)
-    ser_left <= \$218 ;
+    ka <= \$207 ;
   always @(posedge clk)
-    \addr$112  <= \$219 ;
+    b <= \$208 ;
   always @(posedge clk)
-    \$signal$176  <= \$220 ;
+    vb <= \$209 ;
   always @(posedge clk)
-    ka <= \$221 ;
+    rq0_beta_b <= \$210 ;
   always @(posedge clk)
-    b <= \$222 ;
+    rq0_beta <= \$211 ;
   always @(posedge clk)
-    vb <= \$223 ;
+    rq0_acc_s1_0 <= \$212 ;
   always @(posedge clk)
-    rq0_beta_b <= \$224 ;
+    rq0_shifted <= \$213 ;
   always @(posedge clk)
-    rq0_beta <= \$225 ;
+    rq0_under <= \$214 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$226 ;
+    rq0_over <= \$215 ;
   always @(posedge clk)
-    rq0_shifted <= \$227 ;
+    v_out_d1 <= \$216 ;
   always @(posedge clk)
-    rq0_under <= \$228 ;
+    v_out_d2 <= \$217 ;
   always @(posedge clk)
-    rq0_over <= \$229 ;
+    \w_en$127  <= \$218 ;
   always @(posedge clk)
-    v_out_d1 <= \$230 ;
+    skipped_d1 <= \$219 ;
   always @(posedge clk)
-    v_out_d2 <= \$231 ;
+    skipped_d2 <= \$220 ;
   always @(posedge clk)
-    \w_en$129  <= \$232 ;
+    skipped_d3 <= \$221 ;
   always @(posedge clk)
-    skipped_d1 <= \$233 ;
+    skipped_d4 <= \$222 ;
   always @(posedge clk)
-    skipped_d2 <= \$234 ;
+    group_ended_d1 <= \$223 ;
   always @(posedge clk)
-    skipped_d3 <= \$235 ;
+    credits_returned <= \$224 ;
   always @(posedge clk)
-    skipped_d4 <= \$236 ;
+    credits_space <= \$225 ;
   always @(posedge clk)
-    group_ended_d1 <= \$237 ;
-  always @(posedge clk)
-    credits_returned <= \$238 ;
-  always @(posedge clk)
-    credits_space <= \$239 ;
-  always @(posedge clk)
-    credits_room <= \$240 ;
+    credits_room <= \$226 ;
   \flexor_digits.fc1.consts  consts (
-    .addr(\addr$112 ),
+    .addr(\addr$110 ),
     .clk(clk),
-    .data(data)
+    .data(\data$113 )
   );
   \flexor_digits.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -1328,46 +1294,46 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[5:0]),
-    .o(\o$149 )
+    .o(\o$146 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$68 ),
-    .o(\o$153 )
+    .i(\i$66 ),
+    .o(\o$150 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[11:6]),
-    .o(\o$154 )
+    .o(\o$151 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$124 ),
+    .o__ready(\o__ready$122 ),
     .o__valid(o__valid),
     .rst(rst),
-    .w_en(\w_en$129 ),
-    .w_port__data(\$22 [7:0])
+    .w_en(\w_en$127 ),
+    .w_port__data(\$21 [7:0])
   );
   \flexor_digits.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$138 )
+    .data(data)
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$190 ),
+    .addr(\addr$187 ),
     .clk(clk),
-    .data(\data$191 )
+    .data(\data$188 )
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(data[17:0]),
+    .a(\data$113 [17:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$190 ),
+    .addr(\addr$187 ),
     .clk(clk),
-    .data(\data$191 ),
-    .o__payload(\o__payload$146 ),
+    .data(\data$188 ),
+    .o__payload(\o__payload$143 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -1375,53 +1341,150 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [3:0];
+      r_next = \$15 [3:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$17  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = w_data;
+    \$119  = w_data;
     if (rst) begin
-      \$130  = 50'h0000000000000;
+      \$119  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = \$26 [3:0];
+    \$120  = \$25 [3:0];
     if (rst) begin
-      \$131  = 4'h0;
+      \$120  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = \$27 ;
+    \$121  = \$26 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$122  = w_count;
+    if (take) begin
+      \$122  = \$29 [2:0];
+    end
+    if (rst) begin
+      \$122  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$123  = w_full;
+    if (take) begin
+      if (\$30 ) begin
+        \$123  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$123  = 1'h0;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$124  = \$31 ;
+    if (rst) begin
+      \$124  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$125  = gap_zero_next;
+    if (rst) begin
+      \$125  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$126  = \$signal ;
+    if (rst) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$127  = n_last_next;
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$128  = \$32 ;
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$129  = r_next;
+    if (rst) begin
+      \$129  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$130  = s_idx;
+    if (step) begin
+      \$130  = \$34 [2:0];
+    end
+    if (rst) begin
+      \$130  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$131  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$131  = \$36 [5:0];
+      end
+    end
+    if (rst) begin
+      \$131  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$132  = active;
+    if (\$37 ) begin
+      \$132  = 1'h0;
+    end
+    if (load) begin
+      \$132  = 1'h1;
+    end
     if (rst) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = w_count;
-    if (take) begin
-      \$133  = \$30 [2:0];
+    \$133  = r_base;
+    if (load) begin
+      \$133  = { 1'h0, \$38  };
     end
     if (rst) begin
-      \$133  = 3'h0;
+      \$133  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = w_full;
-    if (take) begin
-      if (\$31 ) begin
-        \$134  = 1'h1;
-      end
-    end
+    \$134  = w_half;
     if (load) begin
-      \$134  = 1'h0;
+      \$134  = \$39 ;
     end
     if (rst) begin
       \$134  = 1'h0;
@@ -1429,931 +1492,804 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = \$32 ;
+    \$135  = gap;
+    if (\$40 ) begin
+      \$135  = 2'h1;
+    end else if (\$41 ) begin
+      \$135  = \$42 [1:0];
+    end
     if (rst) begin
-      \$135  = 1'h1;
+      \$135  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = gap_zero_next;
-    if (rst) begin
-      \$136  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = \$signal ;
-    if (rst) begin
-      \$137  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = n_last_next;
-    if (rst) begin
-      \$138  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = \$33 ;
-    if (rst) begin
-      \$139  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = head_boot;
-    if (\$34 ) begin
-      \$140  = \$35 [1:0];
-    end
-    if (rst) begin
-      \$140  = 2'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = head;
-    if (\$38 ) begin
-      \$141  = \data$138 ;
-    end
-    if (rst) begin
-      \$141  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = head_next;
-    if (\$39 ) begin
-      \$142  = \$43 [5:0];
-    end
-    if (rst) begin
-      \$142  = 6'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = r_next;
-    if (rst) begin
-      \$143  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = s_idx;
+    \$136  = col;
     if (step) begin
-      \$144  = \$45 [2:0];
+      \$136  = \$43 ;
     end
     if (rst) begin
-      \$144  = 3'h0;
+      \$136  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = n_idx;
+    \$137  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$145  = \$47 [5:0];
+        \$137  = \$48 [3:0];
       end
     end
     if (rst) begin
-      \$145  = 6'h00;
+      \$137  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = active;
-    if (\$48 ) begin
-      \$146  = 1'h0;
-    end
-    if (load) begin
-      \$146  = 1'h1;
-    end
-    if (rst) begin
-      \$146  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = r_base;
-    if (load) begin
-      \$147  = { 1'h0, \$49  };
-    end
-    if (rst) begin
-      \$147  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = w_half;
-    if (load) begin
-      \$148  = \$50 ;
-    end
-    if (rst) begin
-      \$148  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = gap;
-    if (\$51 ) begin
-      \$149  = 2'h1;
-    end else if (\$52 ) begin
-      \$149  = \$53 [1:0];
-    end
-    if (rst) begin
-      \$149  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = col;
-    if (step) begin
-      \$150  = \$54 ;
-    end
-    if (rst) begin
-      \$150  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = row_ph0;
+    \$138  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$151  = \$59 [3:0];
+        \$138  = \$53 [3:0];
       end
     end
     if (rst) begin
-      \$151  = 4'h0;
+      \$138  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$152  = \$64 [3:0];
-      end
-    end
+    \$139  = \$59 [3:0];
     if (rst) begin
-      \$152  = 4'h4;
+      \$139  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = \$70 [3:0];
+    \$140  = \$65 [3:0];
     if (rst) begin
-      \$153  = 4'h0;
+      \$140  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = \$76 [3:0];
+    \$141  = step;
     if (rst) begin
-      \$154  = 4'h0;
+      \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = step;
+    \$142  = \$66 ;
     if (rst) begin
-      \$155  = 1'h0;
+      \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = \$77 ;
+    \$143  = s_last;
     if (rst) begin
-      \$156  = 1'h0;
+      \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = s_last;
+    \$144  = \o__payload$143 ;
     if (rst) begin
-      \$157  = 1'h0;
+      \$144  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = \o__payload$146 ;
+    \$145  = r_addr;
     if (rst) begin
-      \$158  = 12'h000;
+      \$145  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = r_addr;
+    \$146  = carry0_0;
+    if (\$signal$141 ) begin
+      \$146  = word1[5:0];
+    end
     if (rst) begin
-      \$159  = 4'h0;
+      \$146  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = carry0_0;
-    if (\$signal$144 ) begin
-      \$160  = word1[5:0];
-    end
+    \$147  = \$75 ;
     if (rst) begin
-      \$160  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = \$86 ;
-    if (rst) begin
-      \$161  = 10'h000;
+      \$147  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$162  = \port__data$150 [4:0];
+      \$148  = \port__data$147 [4:0];
     end else begin
-      \$162  = 5'h00;
+      \$148  = 5'h00;
     end
     if (rst) begin
-      \$162  = 5'h00;
+      \$148  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$163  = \port__data$150 [9:5];
+      \$149  = \port__data$147 [9:5];
     end else begin
-      \$163  = 5'h00;
+      \$149  = 5'h00;
     end
     if (rst) begin
-      \$163  = 5'h00;
+      \$149  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$164  = \port__data$150 [14:10];
+      \$150  = \port__data$147 [14:10];
     end else begin
-      \$164  = 5'h00;
+      \$150  = 5'h00;
     end
     if (rst) begin
-      \$164  = 5'h00;
+      \$150  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$165  = \port__data$150 [19:15];
+      \$151  = \port__data$147 [19:15];
     end else begin
-      \$165  = 5'h00;
+      \$151  = 5'h00;
     end
     if (rst) begin
-      \$165  = 5'h00;
+      \$151  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$166  = \port__data$150 [24:20];
+      \$152  = \port__data$147 [24:20];
     end else begin
-      \$166  = 5'h00;
+      \$152  = 5'h00;
     end
     if (rst) begin
-      \$166  = 5'h00;
+      \$152  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$167  = \port__data$150 [29:25];
+      \$153  = \port__data$147 [29:25];
     end else begin
-      \$167  = 5'h00;
+      \$153  = 5'h00;
     end
     if (rst) begin
-      \$167  = 5'h00;
+      \$153  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$168  = \port__data$150 [34:30];
+      \$154  = \port__data$147 [34:30];
     end else begin
-      \$168  = 5'h00;
+      \$154  = 5'h00;
     end
     if (rst) begin
-      \$168  = 5'h00;
+      \$154  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$169  = \port__data$150 [39:35];
+      \$155  = \port__data$147 [39:35];
     end else begin
-      \$169  = 5'h00;
+      \$155  = 5'h00;
     end
     if (rst) begin
-      \$169  = 5'h00;
+      \$155  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$170  = \port__data$150 [44:40];
+      \$156  = \port__data$147 [44:40];
     end else begin
-      \$170  = 5'h00;
+      \$156  = 5'h00;
     end
     if (rst) begin
-      \$170  = 5'h00;
+      \$156  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$171  = \port__data$150 [49:45];
+      \$157  = \port__data$147 [49:45];
     end else begin
-      \$171  = 5'h00;
+      \$157  = 5'h00;
     end
     if (rst) begin
-      \$171  = 5'h00;
+      \$157  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = t0_0_w1_0;
+    \$158  = t0_0_w1_0;
     if (rst) begin
-      \$172  = 7'h00;
+      \$158  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = t0_0_w1_2;
+    \$159  = t0_0_w1_2;
     if (rst) begin
-      \$173  = 7'h00;
+      \$159  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = t0_0_w0_8;
+    \$160  = t0_0_w0_8;
     if (rst) begin
-      \$174  = 6'h00;
+      \$160  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = t0_0_w3_0;
+    \$161  = t0_0_w3_0;
     if (rst) begin
-      \$175  = 9'h000;
+      \$161  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = carry1_0;
-    if (\$signal$144 ) begin
-      \$176  = word1[11:6];
+    \$162  = carry1_0;
+    if (\$signal$141 ) begin
+      \$162  = word1[11:6];
     end
     if (rst) begin
-      \$176  = 6'h00;
+      \$162  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = \$95 ;
+    \$163  = \$84 ;
     if (rst) begin
-      \$177  = 10'h000;
+      \$163  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$178  = \port__data$150 [4:0];
+      \$164  = \port__data$147 [4:0];
     end else begin
-      \$178  = 5'h00;
+      \$164  = 5'h00;
     end
     if (rst) begin
-      \$178  = 5'h00;
+      \$164  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$179  = \port__data$150 [9:5];
+      \$165  = \port__data$147 [9:5];
     end else begin
-      \$179  = 5'h00;
+      \$165  = 5'h00;
     end
     if (rst) begin
-      \$179  = 5'h00;
+      \$165  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$180  = \port__data$150 [14:10];
+      \$166  = \port__data$147 [14:10];
     end else begin
-      \$180  = 5'h00;
+      \$166  = 5'h00;
     end
     if (rst) begin
-      \$180  = 5'h00;
+      \$166  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$181  = \port__data$150 [19:15];
+      \$167  = \port__data$147 [19:15];
     end else begin
-      \$181  = 5'h00;
+      \$167  = 5'h00;
     end
     if (rst) begin
-      \$181  = 5'h00;
+      \$167  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$182  = \port__data$150 [24:20];
+      \$168  = \port__data$147 [24:20];
     end else begin
-      \$182  = 5'h00;
+      \$168  = 5'h00;
     end
     if (rst) begin
-      \$182  = 5'h00;
+      \$168  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$183  = \port__data$150 [29:25];
+      \$169  = \port__data$147 [29:25];
     end else begin
-      \$183  = 5'h00;
+      \$169  = 5'h00;
     end
     if (rst) begin
-      \$183  = 5'h00;
+      \$169  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$184  = \port__data$150 [34:30];
+      \$170  = \port__data$147 [34:30];
     end else begin
-      \$184  = 5'h00;
+      \$170  = 5'h00;
     end
     if (rst) begin
-      \$184  = 5'h00;
+      \$170  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$185  = \port__data$150 [39:35];
+      \$171  = \port__data$147 [39:35];
     end else begin
-      \$185  = 5'h00;
+      \$171  = 5'h00;
     end
     if (rst) begin
-      \$185  = 5'h00;
+      \$171  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$186  = \port__data$150 [44:40];
+      \$172  = \port__data$147 [44:40];
     end else begin
-      \$186  = 5'h00;
+      \$172  = 5'h00;
     end
     if (rst) begin
-      \$186  = 5'h00;
+      \$172  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$187  = \port__data$150 [49:45];
+      \$173  = \port__data$147 [49:45];
     end else begin
-      \$187  = 5'h00;
+      \$173  = 5'h00;
     end
     if (rst) begin
-      \$187  = 5'h00;
+      \$173  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = t1_0_w1_0;
+    \$174  = t1_0_w1_0;
     if (rst) begin
-      \$188  = 7'h00;
+      \$174  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = t1_0_w1_2;
+    \$175  = t1_0_w1_2;
     if (rst) begin
-      \$189  = 7'h00;
+      \$175  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = t1_0_w0_8;
+    \$176  = t1_0_w0_8;
     if (rst) begin
-      \$190  = 6'h00;
+      \$176  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = t1_0_w3_0;
+    \$177  = t1_0_w3_0;
     if (rst) begin
-      \$191  = 9'h000;
+      \$177  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = \port__data$150 ;
+    \$178  = \port__data$147 ;
     if (rst) begin
-      \$192  = 50'h0000000000000;
+      \$178  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = xsum_w1_0;
+    \$179  = xsum_w1_0;
     if (rst) begin
-      \$193  = 7'h00;
+      \$179  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = xsum_w1_2;
+    \$180  = xsum_w1_2;
     if (rst) begin
-      \$194  = 7'h00;
+      \$180  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = xsum_w0_8;
+    \$181  = xsum_w0_8;
     if (rst) begin
-      \$195  = 6'h00;
+      \$181  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = xsum_w3_0;
+    \$182  = xsum_w3_0;
     if (rst) begin
-      \$196  = 9'h000;
+      \$182  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = \$signal$144 ;
+    \$183  = \$signal$141 ;
     if (rst) begin
-      \$197  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = v2_d1;
+    \$184  = v2_d1;
     if (rst) begin
-      \$198  = 1'h0;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = v2_d2;
+    \$185  = v2_d2;
     if (rst) begin
-      \$199  = 1'h0;
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = v2_d3;
+    \$186  = v2_d3;
     if (rst) begin
-      \$200  = 1'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$signal$41 ;
+    \$187  = \$signal$39 ;
     if (rst) begin
-      \$201  = 1'h0;
+      \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = first2_d1;
+    \$188  = first2_d1;
     if (rst) begin
-      \$202  = 1'h0;
+      \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = first2_d2;
+    \$189  = first2_d2;
     if (rst) begin
-      \$203  = 1'h0;
+      \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = first2_d3;
+    \$190  = first2_d3;
     if (rst) begin
-      \$204  = 1'h0;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = last1;
+    \$191  = last1;
     if (rst) begin
-      \$205  = 1'h0;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = last2_d1;
+    \$192  = last2_d1;
+    if (rst) begin
+      \$192  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$193  = last2_d2;
+    if (rst) begin
+      \$193  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$194  = last2_d3;
+    if (rst) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$195  = group_end;
+    if (rst) begin
+      \$195  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$196  = xacc;
+    if (v2_d4) begin
+      \$196  = \$86 [10:0];
+    end
+    if (rst) begin
+      \$196  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = xfin;
+    if (group_end) begin
+      \$197  = \$88 [10:0];
+    end
+    if (rst) begin
+      \$197  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$198  = acc0_0;
+    if (v2_d4) begin
+      \$198  = \$90 [10:0];
+    end
+    if (rst) begin
+      \$198  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$199  = fin0_0;
+    if (group_end) begin
+      \$199  = \$92 [10:0];
+    end
+    if (rst) begin
+      \$199  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$200  = bank0_0;
+    if (done) begin
+      \$200  = \$94 [11:0];
+    end else if (ser) begin
+      \$200  = bank1_0;
+    end
+    if (rst) begin
+      \$200  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$201  = acc1_0;
+    if (v2_d4) begin
+      \$201  = \$96 [10:0];
+    end
+    if (rst) begin
+      \$201  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$202  = fin1_0;
+    if (group_end) begin
+      \$202  = \$98 [10:0];
+    end
+    if (rst) begin
+      \$202  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$203  = bank1_0;
+    if (done) begin
+      \$203  = \$100 [11:0];
+    end
+    if (rst) begin
+      \$203  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$204  = ser_left;
+    if (done) begin
+      \$204  = 2'h2;
+    end else if (ser) begin
+      \$204  = \$101 [1:0];
+    end
+    if (rst) begin
+      \$204  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$205  = \addr$110 ;
+    if (ser) begin
+      \$205  = \$104 [6:0];
+    end
+    if (rst) begin
+      \$205  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$206  = \$105 ;
     if (rst) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = last2_d2;
+    \$207  = \$107 ;
     if (rst) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = last2_d3;
+    \$208  = bank0_0;
     if (rst) begin
-      \$208  = 1'h0;
+      \$208  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = group_end;
+    \$209  = \$signal$173 ;
     if (rst) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = xacc;
-    if (v2_d4) begin
-      \$210  = \$97 [10:0];
-    end
+    \$210  = \data$113 [38:18];
     if (rst) begin
-      \$210  = 11'h000;
+      \$210  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = xfin;
-    if (group_end) begin
-      \$211  = \$99 [10:0];
-    end
+    \$211  = \$108 ;
     if (rst) begin
-      \$211  = 11'h000;
+      \$211  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = acc0_0;
-    if (v2_d4) begin
-      \$212  = \$101 [10:0];
-    end
+    \$212  = \$110 [28:0];
     if (rst) begin
-      \$212  = 11'h000;
+      \$212  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = fin0_0;
-    if (group_end) begin
-      \$213  = \$103 [10:0];
-    end
+    \$213  = \$111 [12:0];
     if (rst) begin
-      \$213  = 11'h000;
+      \$213  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = bank0_0;
-    if (done) begin
-      \$214  = \$105 [11:0];
-    end else if (ser) begin
-      \$214  = bank1_0;
-    end
+    \$214  = \$113 ;
     if (rst) begin
-      \$214  = 12'h000;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = acc1_0;
-    if (v2_d4) begin
-      \$215  = \$107 [10:0];
-    end
+    \$215  = \$115 ;
     if (rst) begin
-      \$215  = 11'h000;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = fin1_0;
-    if (group_end) begin
-      \$216  = \$109 [10:0];
-    end
+    \$216  = vb;
     if (rst) begin
-      \$216  = 11'h000;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = bank1_0;
-    if (done) begin
-      \$217  = \$111 [11:0];
-    end
+    \$217  = v_out_d1;
     if (rst) begin
-      \$217  = 12'h000;
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = ser_left;
-    if (done) begin
-      \$218  = 2'h2;
-    end else if (ser) begin
-      \$218  = \$112 [1:0];
-    end
+    \$218  = v_out_d2;
     if (rst) begin
-      \$218  = 2'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = \addr$112 ;
-    if (ser) begin
-      \$219  = \$115 [6:0];
-    end
+    \$219  = ka;
     if (rst) begin
-      \$219  = 7'h00;
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = \$116 ;
+    \$220  = skipped_d1;
     if (rst) begin
       \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = \$118 ;
+    \$221  = skipped_d2;
     if (rst) begin
       \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = bank0_0;
+    \$222  = skipped_d3;
     if (rst) begin
-      \$222  = 12'h000;
+      \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = \$signal$176 ;
+    \$223  = \$116 ;
     if (rst) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = data[38:18];
+    \$224  = \$118 ;
     if (rst) begin
-      \$224  = 21'h000000;
+      \$224  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = \$119 ;
+    \$225  = \$24 [3:0];
     if (rst) begin
-      \$225  = 22'h000000;
+      \$225  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = \$121 [28:0];
+    \$226  = credits_room_next;
     if (rst) begin
-      \$226  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = \$122 [12:0];
-    if (rst) begin
-      \$227  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = \$124 ;
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = \$126 ;
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = vb;
-    if (rst) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = v_out_d1;
-    if (rst) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = v_out_d2;
-    if (rst) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = ka;
-    if (rst) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = skipped_d1;
-    if (rst) begin
-      \$234  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = skipped_d2;
-    if (rst) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = skipped_d3;
-    if (rst) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = \$127 ;
-    if (rst) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = \$129 ;
-    if (rst) begin
-      \$238  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = \$25 [3:0];
-    if (rst) begin
-      \$239  = 4'h8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = credits_room_next;
-    if (rst) begin
-      \$240  = 1'h1;
+      \$226  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -2363,34 +2299,35 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$37 ;
-  assign \port__en$39  = 1'h1;
-  assign \i$44  = word1[5:0];
-  assign \i$70  = word1[11:6];
+  assign n_idx = addr;
+  assign r_addr_b0 = \port__addr$35 ;
+  assign \port__en$37  = 1'h1;
+  assign \i$42  = word1[5:0];
+  assign \i$68  = word1[11:6];
   assign shift = ser;
-  assign beat = \addr$112 ;
-  assign a = data[17:0];
+  assign beat = \addr$110 ;
+  assign a = \data$113 [17:0];
   assign sa0_0 = b;
-  assign rq0_y = \$22 [7:0];
-  assign \o__payload$123  = o__payload;
-  assign \o__ready$125  = \o__ready$124 ;
-  assign \o__valid$127  = o__valid;
-  assign \w_data$128  = \$22 [7:0];
-  assign v_out_d3 = \w_en$129 ;
-  assign space_next = \$25 [3:0];
+  assign rq0_y = \$21 [7:0];
+  assign \o__payload$121  = o__payload;
+  assign \o__ready$123  = \o__ready$122 ;
+  assign \o__valid$125  = o__valid;
+  assign \w_data$126  = \$21 [7:0];
+  assign v_out_d3 = \w_en$127 ;
+  assign space_next = \$24 [3:0];
   assign \$3  = active;
-  assign \$27  = take;
-  assign \$83  = o;
-  assign \$92  = \o$153 ;
-  assign \$104  = { fin0_0, 1'h0 };
-  assign \$110  = { fin1_0, 1'h0 };
-  assign \$116  = ser;
-  assign \$117  = 1'h0;
-  assign \$118  = 1'h0;
-  assign \$120  = { p[29], p };
-  assign \$122  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$123  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$125  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$26  = take;
+  assign \$72  = o;
+  assign \$81  = \o$150 ;
+  assign \$93  = { fin0_0, 1'h0 };
+  assign \$99  = { fin1_0, 1'h0 };
+  assign \$105  = ser;
+  assign \$106  = 1'h0;
+  assign \$107  = 1'h0;
+  assign \$109  = { p[29], p };
+  assign \$111  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$112  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2807,7 +2744,7 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.heads (addr, data, clk);
+module \flexor_digits.fc1.heads (data, addr, clk);
   input [5:0] addr;
   wire [5:0] addr;
   input clk;
@@ -2818,8 +2755,7 @@ module \flexor_digits.fc1.heads (addr, data, clk);
     .ADDR_WIDTH(32'd6),
     .DEPTH(32'd64),
     .INIT_FILE("flexor_digits_l0_heads.hex"),
-    .LATENCY(32'd2),
-    .PAGE_BITS(32'd4),
+    .LATENCY(32'd1),
     .WIDTH(32'd12)
   ) rom (
     .addr(addr),
@@ -3513,214 +3449,200 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__valid, o__payload, clk);
+module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  reg [79:0] \$100 ;
-  reg [4:0] \$101 ;
+  reg [3:0] \$100 ;
+  reg [3:0] \$101 ;
   reg \$102 ;
-  reg [3:0] \$103 ;
+  reg [4:0] \$103 ;
   reg \$104 ;
-  reg \$105 ;
-  reg \$106 ;
-  reg \$107 ;
+  reg [3:0] \$105 ;
+  reg [3:0] \$106 ;
+  reg [3:0] \$107 ;
   reg \$108 ;
   reg \$109 ;
   wire \$11 ;
-  reg [1:0] \$110 ;
+  reg \$110 ;
   reg [5:0] \$111 ;
-  reg [3:0] \$112 ;
-  reg [4:0] \$113 ;
-  reg [3:0] \$114 ;
-  reg [3:0] \$115 ;
-  reg \$116 ;
-  reg [4:0] \$117 ;
-  reg \$118 ;
-  reg [3:0] \$119 ;
+  reg [4:0] \$112 ;
+  reg [5:0] \$113 ;
+  reg [9:0] \$114 ;
+  reg [7:0] \$115 ;
+  reg [7:0] \$116 ;
+  reg [7:0] \$117 ;
+  reg [7:0] \$118 ;
+  reg [7:0] \$119 ;
   wire \$12 ;
-  reg [3:0] \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [5:0] \$125 ;
-  reg [4:0] \$126 ;
-  reg [5:0] \$127 ;
-  reg [9:0] \$128 ;
-  reg [7:0] \$129 ;
+  reg [7:0] \$120 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [9:0] \$125 ;
+  reg [9:0] \$126 ;
+  reg [8:0] \$127 ;
+  reg [11:0] \$128 ;
+  reg [79:0] \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
-  reg [7:0] \$131 ;
-  reg [7:0] \$132 ;
-  reg [7:0] \$133 ;
-  reg [7:0] \$134 ;
-  reg [7:0] \$135 ;
-  reg [7:0] \$136 ;
-  reg [7:0] \$137 ;
-  reg [7:0] \$138 ;
-  reg [9:0] \$139 ;
-  wire \$14 ;
-  reg [9:0] \$140 ;
-  reg [8:0] \$141 ;
-  reg [11:0] \$142 ;
-  reg [79:0] \$143 ;
-  reg [9:0] \$144 ;
-  reg [9:0] \$145 ;
-  reg [8:0] \$146 ;
-  reg [11:0] \$147 ;
-  reg \$148 ;
-  reg \$149 ;
+  reg [9:0] \$130 ;
+  reg [9:0] \$131 ;
+  reg [8:0] \$132 ;
+  reg [11:0] \$133 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg \$137 ;
+  reg \$138 ;
+  reg \$139 ;
+  wire [5:0] \$14 ;
+  reg \$140 ;
+  reg \$141 ;
+  reg \$142 ;
+  reg \$143 ;
+  reg \$144 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg [14:0] \$147 ;
+  reg [14:0] \$148 ;
+  reg [14:0] \$149 ;
   wire [5:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
+  reg [14:0] \$150 ;
+  reg [15:0] \$151 ;
   reg \$152 ;
-  reg \$153 ;
+  reg [3:0] \$153 ;
   reg \$154 ;
   reg \$155 ;
-  reg \$156 ;
+  reg [15:0] \$156 ;
   reg \$157 ;
-  reg \$158 ;
-  reg \$159 ;
-  wire [5:0] \$16 ;
-  reg \$160 ;
-  reg [14:0] \$161 ;
-  reg [14:0] \$162 ;
-  reg [14:0] \$163 ;
-  reg [14:0] \$164 ;
-  reg [15:0] \$165 ;
+  reg [23:0] \$158 ;
+  reg [24:0] \$159 ;
+  wire [3:0] \$16 ;
+  reg [51:0] \$160 ;
+  reg [24:0] \$161 ;
+  reg [35:0] \$162 ;
+  reg [19:0] \$163 ;
+  reg \$164 ;
+  reg \$165 ;
   reg \$166 ;
-  reg [3:0] \$167 ;
+  reg \$167 ;
   reg \$168 ;
   reg \$169 ;
-  wire [3:0] \$17 ;
-  reg [15:0] \$170 ;
+  wire [19:0] \$17 ;
+  reg \$170 ;
   reg \$171 ;
-  reg [23:0] \$172 ;
-  reg [24:0] \$173 ;
-  reg [51:0] \$174 ;
-  reg [24:0] \$175 ;
-  reg [35:0] \$176 ;
-  reg [19:0] \$177 ;
+  reg \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg [1:0] \$176 ;
+  reg [1:0] \$177 ;
   reg \$178 ;
-  reg \$179 ;
   wire [19:0] \$18 ;
-  reg \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
-  wire [19:0] \$19 ;
-  reg [1:0] \$190 ;
-  reg [1:0] \$191 ;
-  reg \$192 ;
+  wire [2:0] \$19 ;
   wire [5:0] \$2 ;
-  wire [2:0] \$20 ;
-  wire \$21 ;
-  wire [3:0] \$22 ;
-  wire [5:0] \$23 ;
+  wire \$20 ;
+  wire [3:0] \$21 ;
+  wire [5:0] \$22 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [4:0] \$25 ;
   wire [4:0] \$26 ;
-  wire [4:0] \$27 ;
+  wire \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire [2:0] \$32 ;
-  wire \$33 ;
+  wire [4:0] \$30 ;
+  wire [4:0] \$31 ;
+  wire [4:0] \$32 ;
+  wire [4:0] \$33 ;
   wire \$34 ;
-  wire \$35 ;
+  wire [3:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
-  wire [4:0] \$38 ;
+  wire [3:0] \$37 ;
+  wire \$38 ;
   wire [4:0] \$39 ;
   wire \$4 ;
   wire [4:0] \$40 ;
-  wire [4:0] \$41 ;
-  wire [4:0] \$42 ;
+  wire [5:0] \$41 ;
+  wire [5:0] \$42 ;
   wire [4:0] \$43 ;
-  wire [4:0] \$44 ;
-  wire \$45 ;
-  wire [3:0] \$46 ;
-  wire \$47 ;
-  wire [3:0] \$48 ;
+  wire \$44 ;
+  wire [4:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire [4:0] \$47 ;
+  wire [5:0] \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [4:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire [5:0] \$53 ;
-  wire [4:0] \$54 ;
-  wire \$55 ;
-  wire [4:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire [4:0] \$58 ;
-  wire [5:0] \$59 ;
+  wire [9:0] \$50 ;
+  wire [9:0] \$51 ;
+  wire [9:0] \$52 ;
+  wire [9:0] \$53 ;
+  wire [9:0] \$54 ;
+  wire [9:0] \$55 ;
+  wire [9:0] \$56 ;
+  wire [9:0] \$57 ;
+  wire [9:0] \$58 ;
+  wire [14:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [9:0] \$61 ;
-  wire [9:0] \$62 ;
-  wire [9:0] \$63 ;
-  wire [9:0] \$64 ;
-  wire [9:0] \$65 ;
-  wire [9:0] \$66 ;
-  wire [9:0] \$67 ;
-  wire [9:0] \$68 ;
-  wire [9:0] \$69 ;
+  wire [15:0] \$60 ;
+  wire [14:0] \$61 ;
+  wire [15:0] \$62 ;
+  wire [14:0] \$63 ;
+  wire [15:0] \$64 ;
+  wire [14:0] \$65 ;
+  wire [15:0] \$66 ;
+  wire [15:0] \$67 ;
+  wire [16:0] \$68 ;
+  wire [1:0] \$69 ;
   wire \$7 ;
-  wire [14:0] \$70 ;
-  wire [15:0] \$71 ;
-  wire [14:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire [14:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [14:0] \$76 ;
-  wire [15:0] \$77 ;
-  wire [15:0] \$78 ;
-  wire [16:0] \$79 ;
+  wire \$70 ;
+  wire [4:0] \$71 ;
+  wire [4:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [24:0] \$76 ;
+  wire [33:0] \$77 ;
+  wire [50:0] \$78 ;
+  wire [51:0] \$79 ;
   wire \$8 ;
-  wire [1:0] \$80 ;
-  wire \$81 ;
-  wire [4:0] \$82 ;
-  wire [4:0] \$83 ;
-  wire \$84 ;
+  wire [52:0] \$80 ;
+  wire [35:0] \$81 ;
+  wire [35:0] \$82 ;
+  wire \$83 ;
+  wire [35:0] \$84 ;
   wire \$85 ;
   wire \$86 ;
-  wire [24:0] \$87 ;
-  wire [33:0] \$88 ;
-  wire [50:0] \$89 ;
+  wire \$87 ;
+  wire [1:0] \$88 ;
+  reg [79:0] \$89 ;
   wire \$9 ;
-  wire [51:0] \$90 ;
-  wire [52:0] \$91 ;
-  wire [35:0] \$92 ;
-  wire [35:0] \$93 ;
-  wire \$94 ;
-  wire [35:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [1:0] \$99 ;
+  reg [4:0] \$90 ;
+  reg \$91 ;
+  reg [3:0] \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [4:0] \$99 ;
   wire \$signal ;
-  reg \$signal$118  = 1'h0;
-  reg \$signal$143  = 1'h0;
-  reg \$signal$39  = 1'h0;
+  reg \$signal$115  = 1'h0;
+  reg \$signal$140  = 1'h0;
+  reg \$signal$37  = 1'h0;
   wire [16:0] a;
-  wire [3:0] \a$91 ;
+  wire [3:0] \a$89 ;
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
-  wire [3:0] addr;
-  wire [7:0] \addr$162 ;
-  reg [3:0] \addr$85  = 4'h0;
+  reg [3:0] addr = 4'h0;
+  wire [7:0] \addr$159 ;
+  reg [3:0] \addr$83  = 4'h0;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$92 ;
+  wire [15:0] \b$90 ;
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -3733,9 +3655,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
-  wire [44:0] data;
-  wire [5:0] \data$114 ;
-  wire [5:0] \data$163 ;
+  wire [5:0] data;
+  wire [5:0] \data$160 ;
+  wire [44:0] \data$86 ;
   reg done = 1'h0;
   reg [14:0] fin0_0 = 15'h0000;
   reg first2_d1 = 1'h0;
@@ -3746,11 +3668,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
-  reg [5:0] head = 6'h00;
-  reg [1:0] head_boot = 2'h3;
-  reg [3:0] head_next = 4'h1;
   wire [5:0] i;
-  reg [5:0] \i$42  = 6'h00;
+  reg [5:0] \i$40  = 6'h00;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -3773,31 +3692,32 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
   reg [7:0] m0_0_7 = 8'h00;
   reg [7:0] m0_0_8 = 8'h00;
   reg [7:0] m0_0_9 = 8'h00;
-  reg [3:0] n_idx = 4'h0;
+  (* init = 4'h0 *)
+  wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$123 ;
+  wire [9:0] \o$120 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [5:0] \o__payload$120 ;
-  wire [15:0] \o__payload$98 ;
+  wire [5:0] \o__payload$117 ;
+  wire [15:0] \o__payload$96 ;
   wire o__ready;
-  wire \o__ready$100 ;
-  input \o__ready$99 ;
-  wire \o__ready$99 ;
+  input \o__ready$97 ;
+  wire \o__ready$97 ;
+  wire \o__ready$98 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$102 ;
+  wire \o__valid$100 ;
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
-  wire [19:0] \p$150 ;
+  wire [19:0] \p$147 ;
   reg [4:0] port__addr = 5'h00;
-  reg [4:0] \port__addr$35  = 5'h00;
+  reg [4:0] \port__addr$33  = 5'h00;
   reg [79:0] port__data = 80'h00000000000000000000;
-  wire [79:0] \port__data$124 ;
+  wire [79:0] \port__data$121 ;
   reg port__en = 1'h0;
-  wire \port__en$37 ;
+  wire \port__en$35 ;
   reg [4:0] r_addr = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] r_addr_b0;
@@ -3870,11 +3790,11 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
   reg [3:0] w_count = 4'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [15:0] \w_data$103 ;
+  wire [15:0] \w_data$101 ;
   (* init = 80'h00000000000000000000 *)
   wire [79:0] w_data_q;
   wire w_en;
-  reg \w_en$104  = 1'h0;
+  reg \w_en$102  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   reg w_full = 1'h0;
@@ -3941,9 +3861,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$35 ];
+    _0_ <= vectors[\port__addr$33 ];
   end
-  assign \port__data$124  = _0_;
+  assign \port__data$121  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'hd;
@@ -3955,19 +3875,17 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full & \$8 ;
-  assign \$9  = | head_boot;
-  assign addr = \$9  ? 4'h0 : head_next;
-  assign \$10  = s_idx == 4'hb;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = n_idx == 4'h8;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 4'hd : 4'h0;
-  assign i = \$signal$39  ? head : carry0_0;
+  assign \$9  = s_idx == 4'hb;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = addr == 4'h8;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 4'hd : 4'h0;
+  assign i = \$signal$37  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -3987,312 +3905,296 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d4 & last2_d4;
-  assign \$18  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$19  = rq0_under ? 20'hf8000 : \$18 ;
-  assign \$20  = credits_space + credits_returned;
-  assign \$21  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$22  = \$20  - \$21 ;
-  assign credits_room_next = \$22 [1:0] >= 1'h1;
-  assign \$23  = \$2 [4:0] - 1'h0;
-  assign \$25  = w_count == 4'hc;
-  assign \$26  = w_count + 1'h1;
-  assign \$27  = \$25  ? 5'h00 : \$26 ;
-  assign \$28  = w_count == 4'hc;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = | head_boot;
-  assign \$32  = head_boot - 1'h1;
-  assign \$33  = head_boot == 1'h1;
-  assign \$34  = step & s_last;
-  assign \$35  = \$33  | \$34 ;
-  assign \$36  = step & s_last;
-  assign \$37  = head_next == 4'h9;
-  assign \$38  = head_next + 1'h1;
-  assign \$39  = \$37  ? 5'h00 : \$38 ;
-  assign \$40  = n_last ? 5'h01 : \$39 ;
-  assign \$41  = s_idx + 1'h1;
-  assign \$42  = s_last ? 5'h00 : \$41 ;
-  assign \$43  = n_idx + 1'h1;
-  assign \$44  = n_last ? 5'h00 : \$43 ;
-  assign \$45  = step & sn_last;
-  assign \$46  = w_half ? 4'hd : 4'h0;
-  assign \$47  = ~ w_half;
-  assign \$48  = s_last ? 4'h0 : col;
-  assign \$49  = row_ph0 >= 2'h2;
-  assign \$50  = row_ph0 - 2'h2;
-  assign \$51  = row_ph0 + 4'h8;
-  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
-  assign \$53  = n_last ? 6'h00 : \$52 ;
-  assign \$54  = row_ph0 + col;
-  assign \$55  = \$54  >= 4'ha;
-  assign \$56  = row_ph0 + col;
-  assign \$57  = \$56  - 4'ha;
-  assign \$58  = row_ph0 + col;
-  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
-  assign \$60  = ! s_idx;
-  assign \$61  = off1_0[0] ? o : { \o$123 [7:0], o[9:8] };
-  assign \$62  = off1_0[0] ? o : { \o$123 [5:0], o[9:6] };
-  assign \$63  = off1_0[0] ? o : { \o$123 [3:0], o[9:4] };
-  assign \$64  = off1_0[1] ? \$62  : \$63 ;
-  assign \$65  = off1_0[0] ? o : { \o$123 [1:0], o[9:2] };
-  assign \$67  = off1_0[1] ? \$65  : \$66 ;
-  assign \$68  = off1_0[2] ? \$64  : \$67 ;
-  assign \$69  = off1_0[3] ? \$61  : \$68 ;
-  assign \$70  = first2_d4 ? 15'h0000 : xacc;
-  assign \$71  = \$70  + xsum_l4_0;
-  assign \$72  = first2_d4 ? 15'h0000 : xacc;
-  assign \$73  = \$72  + xsum_l4_0;
-  assign \$74  = first2_d4 ? 15'h0000 : acc0_0;
-  assign \$75  = \$74  + t0_0_l4_0;
-  assign \$76  = first2_d4 ? 15'h0000 : acc0_0;
-  assign \$77  = \$76  + t0_0_l4_0;
-  assign \$79  = \$78  - xfin;
-  assign \$80  = ser_left - 1'h1;
-  assign \$81  = \addr$85  == 4'h9;
-  assign \$82  = \addr$85  + 1'h1;
-  assign \$83  = \$81  ? 5'h00 : \$82 ;
-  assign \$87  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$90  = $signed(\$88 ) + $signed(\$89 );
-  assign \$91  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$94  = $signed(\$93 ) < $signed(16'h8000);
-  assign \$96  = $signed(\$95 ) > $signed(16'h7fff);
-  assign \$97  = step & s_last;
-  assign \$98  = o__valid & \o__ready$99 ;
-  assign \$99  = \$98  + skipped_d5;
+  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
+  assign \$19  = credits_space + credits_returned;
+  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$21  = \$19  - \$20 ;
+  assign credits_room_next = \$21 [1:0] >= 1'h1;
+  assign \$22  = \$2 [4:0] - 1'h0;
+  assign \$24  = w_count == 4'hc;
+  assign \$25  = w_count + 1'h1;
+  assign \$26  = \$24  ? 5'h00 : \$25 ;
+  assign \$27  = w_count == 4'hc;
+  assign \$29  = \$signal  & n_last_next;
+  assign \$30  = s_idx + 1'h1;
+  assign \$31  = s_last ? 5'h00 : \$30 ;
+  assign \$32  = addr + 1'h1;
+  assign \$33  = n_last ? 5'h00 : \$32 ;
+  assign \$34  = step & sn_last;
+  assign \$35  = w_half ? 4'hd : 4'h0;
+  assign \$36  = ~ w_half;
+  assign \$37  = s_last ? 4'h0 : col;
+  assign \$38  = row_ph0 >= 2'h2;
+  assign \$39  = row_ph0 - 2'h2;
+  assign \$40  = row_ph0 + 4'h8;
+  assign \$41  = \$38  ? { \$39 [4], \$39  } : { 1'h0, \$40  };
+  assign \$42  = n_last ? 6'h00 : \$41 ;
+  assign \$43  = row_ph0 + col;
+  assign \$44  = \$43  >= 4'ha;
+  assign \$45  = row_ph0 + col;
+  assign \$46  = \$45  - 4'ha;
+  assign \$47  = row_ph0 + col;
+  assign \$48  = \$44  ? \$46  : { 1'h0, \$47  };
+  assign \$49  = ! s_idx;
+  assign \$50  = off1_0[0] ? o : { \o$120 [7:0], o[9:8] };
+  assign \$51  = off1_0[0] ? o : { \o$120 [5:0], o[9:6] };
+  assign \$52  = off1_0[0] ? o : { \o$120 [3:0], o[9:4] };
+  assign \$53  = off1_0[1] ? \$51  : \$52 ;
+  assign \$54  = off1_0[0] ? o : { \o$120 [1:0], o[9:2] };
+  assign \$56  = off1_0[1] ? \$54  : \$55 ;
+  assign \$57  = off1_0[2] ? \$53  : \$56 ;
+  assign \$58  = off1_0[3] ? \$50  : \$57 ;
+  assign \$59  = first2_d4 ? 15'h0000 : xacc;
+  assign \$60  = \$59  + xsum_l4_0;
+  assign \$61  = first2_d4 ? 15'h0000 : xacc;
+  assign \$62  = \$61  + xsum_l4_0;
+  assign \$63  = first2_d4 ? 15'h0000 : acc0_0;
+  assign \$64  = \$63  + t0_0_l4_0;
+  assign \$65  = first2_d4 ? 15'h0000 : acc0_0;
+  assign \$66  = \$65  + t0_0_l4_0;
+  assign \$68  = \$67  - xfin;
+  assign \$69  = ser_left - 1'h1;
+  assign \$70  = \addr$83  == 4'h9;
+  assign \$71  = \addr$83  + 1'h1;
+  assign \$72  = \$70  ? 5'h00 : \$71 ;
+  assign \$76  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$79  = $signed(\$77 ) + $signed(\$78 );
+  assign \$80  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$83  = $signed(\$82 ) < $signed(16'h8000);
+  assign \$85  = $signed(\$84 ) > $signed(16'h7fff);
+  assign \$86  = step & s_last;
+  assign \$87  = o__valid & \o__ready$97 ;
+  assign \$88  = \$87  + skipped_d5;
   always @(posedge clk)
-    port__data <= \$100 ;
+    port__data <= \$89 ;
   always @(posedge clk)
-    port__addr <= \$101 ;
+    port__addr <= \$90 ;
   always @(posedge clk)
-    port__en <= \$102 ;
+    port__en <= \$91 ;
   always @(posedge clk)
-    w_count <= \$103 ;
+    w_count <= \$92 ;
   always @(posedge clk)
-    w_full <= \$104 ;
+    w_full <= \$93 ;
   always @(posedge clk)
-    can_end <= \$105 ;
+    can_end <= \$94 ;
   always @(posedge clk)
-    gap_zero <= \$106 ;
+    gap_zero <= \$95 ;
   always @(posedge clk)
-    s_last <= \$107 ;
+    s_last <= \$96 ;
   always @(posedge clk)
-    n_last <= \$108 ;
+    n_last <= \$97 ;
   always @(posedge clk)
-    sn_last <= \$109 ;
+    sn_last <= \$98 ;
   always @(posedge clk)
-    head_boot <= \$110 ;
+    r_addr <= \$99 ;
   always @(posedge clk)
-    head <= \$111 ;
+    s_idx <= \$100 ;
   always @(posedge clk)
-    head_next <= \$112 ;
+    addr <= \$101 ;
   always @(posedge clk)
-    r_addr <= \$113 ;
+    active <= \$102 ;
   always @(posedge clk)
-    s_idx <= \$114 ;
+    r_base <= \$103 ;
   always @(posedge clk)
-    n_idx <= \$115 ;
+    w_half <= \$104 ;
   always @(posedge clk)
-    active <= \$116 ;
+    col <= \$105 ;
   always @(posedge clk)
-    r_base <= \$117 ;
+    row_ph0 <= \$106 ;
   always @(posedge clk)
-    w_half <= \$118 ;
+    off1_0 <= \$107 ;
   always @(posedge clk)
-    col <= \$119 ;
+    \$signal$115  <= \$108 ;
   always @(posedge clk)
-    row_ph0 <= \$120 ;
+    \$signal$37  <= \$109 ;
   always @(posedge clk)
-    off1_0 <= \$121 ;
+    last1 <= \$110 ;
   always @(posedge clk)
-    \$signal$118  <= \$122 ;
+    \i$40  <= \$111 ;
   always @(posedge clk)
-    \$signal$39  <= \$123 ;
+    \port__addr$33  <= \$112 ;
   always @(posedge clk)
-    last1 <= \$124 ;
+    carry0_0 <= \$113 ;
   always @(posedge clk)
-    \i$42  <= \$125 ;
+    w0_0 <= \$114 ;
   always @(posedge clk)
-    \port__addr$35  <= \$126 ;
+    m0_0_0 <= \$115 ;
   always @(posedge clk)
-    carry0_0 <= \$127 ;
+    m0_0_1 <= \$116 ;
   always @(posedge clk)
-    w0_0 <= \$128 ;
+    m0_0_2 <= \$117 ;
   always @(posedge clk)
-    m0_0_0 <= \$129 ;
+    m0_0_3 <= \$118 ;
   always @(posedge clk)
-    m0_0_1 <= \$130 ;
+    m0_0_4 <= \$119 ;
   always @(posedge clk)
-    m0_0_2 <= \$131 ;
+    m0_0_5 <= \$120 ;
   always @(posedge clk)
-    m0_0_3 <= \$132 ;
+    m0_0_6 <= \$121 ;
   always @(posedge clk)
-    m0_0_4 <= \$133 ;
+    m0_0_7 <= \$122 ;
   always @(posedge clk)
-    m0_0_5 <= \$134 ;
+    m0_0_8 <= \$123 ;
   always @(posedge clk)
-    m0_0_6 <= \$135 ;
+    m0_0_9 <= \$124 ;
   always @(posedge clk)
-    m0_0_7 <= \$136 ;
+    t0_0_l2_0 <= \$125 ;
   always @(posedge clk)
-    m0_0_8 <= \$137 ;
+    t0_0_l2_1 <= \$126 ;
   always @(posedge clk)
-    m0_0_9 <= \$138 ;
+    t0_0_l2_2 <= \$127 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$139 ;
+    t0_0_l4_0 <= \$128 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$140 ;
+    xword_d1 <= \$129 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$141 ;
+    xsum_l2_0 <= \$130 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$142 ;
+    xsum_l2_1 <= \$131 ;
   always @(posedge clk)
-    xword_d1 <= \$143 ;
+    xsum_l2_2 <= \$132 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$144 ;
+    xsum_l4_0 <= \$133 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$145 ;
+    v2_d1 <= \$134 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$146 ;
+    v2_d2 <= \$135 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$147 ;
+    v2_d3 <= \$136 ;
   always @(posedge clk)
-    v2_d1 <= \$148 ;
+    v2_d4 <= \$137 ;
   always @(posedge clk)
-    v2_d2 <= \$149 ;
+    first2_d1 <= \$138 ;
   always @(posedge clk)
-    v2_d3 <= \$150 ;
+    first2_d2 <= \$139 ;
   always @(posedge clk)
-    v2_d4 <= \$151 ;
+    first2_d3 <= \$140 ;
   always @(posedge clk)
-    first2_d1 <= \$152 ;
+    first2_d4 <= \$141 ;
   always @(posedge clk)
-    first2_d2 <= \$153 ;
+    last2_d1 <= \$142 ;
   always @(posedge clk)
-    first2_d3 <= \$154 ;
+    last2_d2 <= \$143 ;
   always @(posedge clk)
-    first2_d4 <= \$155 ;
+    last2_d3 <= \$144 ;
   always @(posedge clk)
-    last2_d1 <= \$156 ;
+    last2_d4 <= \$145 ;
   always @(posedge clk)
-    last2_d2 <= \$157 ;
+    done <= \$146 ;
   always @(posedge clk)
-    last2_d3 <= \$158 ;
+    xacc <= \$147 ;
   always @(posedge clk)
-    last2_d4 <= \$159 ;
+    xfin <= \$148 ;
   always @(posedge clk)
-    done <= \$160 ;
+    acc0_0 <= \$149 ;
   always @(posedge clk)
-    xacc <= \$161 ;
+    fin0_0 <= \$150 ;
   always @(posedge clk)
-    xfin <= \$162 ;
+    bank0_0 <= \$151 ;
   always @(posedge clk)
-    acc0_0 <= \$163 ;
+    ser_left <= \$152 ;
   always @(posedge clk)
-    fin0_0 <= \$164 ;
+    \addr$83  <= \$153 ;
   always @(posedge clk)
-    bank0_0 <= \$165 ;
+    \$signal$140  <= \$154 ;
   always @(posedge clk)
-    ser_left <= \$166 ;
+    ka <= \$155 ;
   always @(posedge clk)
-    \addr$85  <= \$167 ;
+    b <= \$156 ;
   always @(posedge clk)
-    \$signal$143  <= \$168 ;
+    vb <= \$157 ;
   always @(posedge clk)
-    ka <= \$169 ;
+    rq0_beta_b <= \$158 ;
   always @(posedge clk)
-    b <= \$170 ;
+    rq0_beta <= \$159 ;
   always @(posedge clk)
-    vb <= \$171 ;
+    rq0_acc_s1_0 <= \$160 ;
   always @(posedge clk)
-    rq0_beta_b <= \$172 ;
+    rq0_acc_s1_1 <= \$161 ;
   always @(posedge clk)
-    rq0_beta <= \$173 ;
+    rq0_acc_s2_0 <= \$162 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$174 ;
+    rq0_shifted <= \$163 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$175 ;
+    rq0_under <= \$164 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$176 ;
+    rq0_over <= \$165 ;
   always @(posedge clk)
-    rq0_shifted <= \$177 ;
+    v_out_d1 <= \$166 ;
   always @(posedge clk)
-    rq0_under <= \$178 ;
+    v_out_d2 <= \$167 ;
   always @(posedge clk)
-    rq0_over <= \$179 ;
+    v_out_d3 <= \$168 ;
   always @(posedge clk)
-    v_out_d1 <= \$180 ;
+    \w_en$102  <= \$169 ;
   always @(posedge clk)
-    v_out_d2 <= \$181 ;
+    skipped_d1 <= \$170 ;
   always @(posedge clk)
-    v_out_d3 <= \$182 ;
+    skipped_d2 <= \$171 ;
   always @(posedge clk)
-    \w_en$104  <= \$183 ;
+    skipped_d3 <= \$172 ;
   always @(posedge clk)
-    skipped_d1 <= \$184 ;
+    skipped_d4 <= \$173 ;
   always @(posedge clk)
-    skipped_d2 <= \$185 ;
+    skipped_d5 <= \$174 ;
   always @(posedge clk)
-    skipped_d3 <= \$186 ;
+    group_ended_d1 <= \$175 ;
   always @(posedge clk)
-    skipped_d4 <= \$187 ;
+    credits_returned <= \$176 ;
   always @(posedge clk)
-    skipped_d5 <= \$188 ;
+    credits_space <= \$177 ;
   always @(posedge clk)
-    group_ended_d1 <= \$189 ;
-  always @(posedge clk)
-    credits_returned <= \$190 ;
-  always @(posedge clk)
-    credits_space <= \$191 ;
-  always @(posedge clk)
-    credits_room <= \$192 ;
+    credits_room <= \$178 ;
   \flexor_digits.fc2.consts  consts (
-    .addr(\addr$85 ),
+    .addr(\addr$83 ),
     .clk(clk),
-    .data(data)
+    .data(\data$86 )
   );
   \flexor_digits.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_digits.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$42 ),
-    .o(\o$123 )
+    .i(\i$40 ),
+    .o(\o$120 )
   );
   \flexor_digits.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$99 ),
+    .o__ready(\o__ready$97 ),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$19 [15:0]),
-    .w_en(\w_en$104 )
+    .w_data(\$18 [15:0]),
+    .w_en(\w_en$102 )
   );
   \flexor_digits.fc2.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$114 )
+    .data(data)
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$162 ),
+    .addr(\addr$159 ),
     .clk(clk),
-    .data(\data$163 )
+    .data(\data$160 )
   );
   \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(data[16:0]),
+    .a(\data$86 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_digits.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(data[20:17]),
+    .a(\data$86 [20:17]),
     .b(b),
     .clk(clk),
-    .p(\p$150 )
+    .p(\p$147 )
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$162 ),
+    .addr(\addr$159 ),
     .clk(clk),
-    .data(\data$163 ),
-    .o__payload(\o__payload$120 ),
+    .data(\data$160 ),
+    .o__payload(\o__payload$117 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -4300,785 +4202,755 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [4:0];
+      r_next = \$15 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$17  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = w_data;
+    \$89  = w_data;
     if (rst) begin
-      \$100  = 80'h00000000000000000000;
+      \$89  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = \$23 [4:0];
+    \$90  = \$22 [4:0];
     if (rst) begin
-      \$101  = 5'h00;
+      \$90  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = \$24 ;
+    \$91  = \$23 ;
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$92  = w_count;
+    if (take) begin
+      \$92  = \$26 [3:0];
+    end
+    if (rst) begin
+      \$92  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$93  = w_full;
+    if (take) begin
+      if (\$27 ) begin
+        \$93  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$93  = 1'h0;
+    end
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$94  = \$28 ;
+    if (rst) begin
+      \$94  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$95  = 1'h1;
+    if (rst) begin
+      \$95  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$96  = \$signal ;
+    if (rst) begin
+      \$96  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$97  = n_last_next;
+    if (rst) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$98  = \$29 ;
+    if (rst) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$99  = r_next;
+    if (rst) begin
+      \$99  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$100  = s_idx;
+    if (step) begin
+      \$100  = \$31 [3:0];
+    end
+    if (rst) begin
+      \$100  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$101  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$101  = \$33 [3:0];
+      end
+    end
+    if (rst) begin
+      \$101  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$102  = active;
+    if (\$34 ) begin
+      \$102  = 1'h0;
+    end
+    if (load) begin
+      \$102  = 1'h1;
+    end
     if (rst) begin
       \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = w_count;
-    if (take) begin
-      \$103  = \$27 [3:0];
+    \$103  = r_base;
+    if (load) begin
+      \$103  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$103  = 4'h0;
+      \$103  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = w_full;
-    if (take) begin
-      if (\$28 ) begin
-        \$104  = 1'h1;
+    \$104  = w_half;
+    if (load) begin
+      \$104  = \$36 ;
+    end
+    if (rst) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$105  = col;
+    if (step) begin
+      \$105  = \$37 ;
+    end
+    if (rst) begin
+      \$105  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$106  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$106  = \$42 [3:0];
       end
     end
-    if (load) begin
-      \$104  = 1'h0;
-    end
     if (rst) begin
-      \$104  = 1'h0;
+      \$106  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = \$29 ;
+    \$107  = \$48 [3:0];
     if (rst) begin
-      \$105  = 1'h1;
+      \$107  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = 1'h1;
-    if (rst) begin
-      \$106  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = \$signal ;
-    if (rst) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = n_last_next;
+    \$108  = step;
     if (rst) begin
       \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = \$30 ;
+    \$109  = \$49 ;
     if (rst) begin
       \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = head_boot;
-    if (\$31 ) begin
-      \$110  = \$32 [1:0];
-    end
+    \$110  = s_last;
     if (rst) begin
-      \$110  = 2'h3;
+      \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = head;
-    if (\$35 ) begin
-      \$111  = \data$114 ;
-    end
+    \$111  = \o__payload$117 ;
     if (rst) begin
       \$111  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = head_next;
-    if (\$36 ) begin
-      \$112  = \$40 [3:0];
-    end
+    \$112  = r_addr;
     if (rst) begin
-      \$112  = 4'h1;
+      \$112  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = r_next;
+    \$113  = carry0_0;
+    if (\$signal$115 ) begin
+      \$113  = \i$40 ;
+    end
     if (rst) begin
-      \$113  = 5'h00;
+      \$113  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = s_idx;
-    if (step) begin
-      \$114  = \$42 [3:0];
-    end
+    \$114  = \$58 ;
     if (rst) begin
-      \$114  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$115  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$115  = \$44 [3:0];
-      end
-    end
-    if (rst) begin
-      \$115  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$116  = active;
-    if (\$45 ) begin
-      \$116  = 1'h0;
-    end
-    if (load) begin
-      \$116  = 1'h1;
-    end
-    if (rst) begin
-      \$116  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$117  = r_base;
-    if (load) begin
-      \$117  = { 1'h0, \$46  };
-    end
-    if (rst) begin
-      \$117  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$118  = w_half;
-    if (load) begin
-      \$118  = \$47 ;
-    end
-    if (rst) begin
-      \$118  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$119  = col;
-    if (step) begin
-      \$119  = \$48 ;
-    end
-    if (rst) begin
-      \$119  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$120  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$120  = \$53 [3:0];
-      end
-    end
-    if (rst) begin
-      \$120  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$121  = \$59 [3:0];
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$122  = step;
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = \$60 ;
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = s_last;
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = \o__payload$120 ;
-    if (rst) begin
-      \$125  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = r_addr;
-    if (rst) begin
-      \$126  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = carry0_0;
-    if (\$signal$118 ) begin
-      \$127  = \i$42 ;
-    end
-    if (rst) begin
-      \$127  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = \$69 ;
-    if (rst) begin
-      \$128  = 10'h000;
+      \$114  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$129  = \port__data$124 [7:0];
+      \$115  = \port__data$121 [7:0];
     end else begin
-      \$129  = 8'h00;
+      \$115  = 8'h00;
     end
     if (rst) begin
-      \$129  = 8'h00;
+      \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$130  = \port__data$124 [15:8];
+      \$116  = \port__data$121 [15:8];
     end else begin
-      \$130  = 8'h00;
+      \$116  = 8'h00;
     end
     if (rst) begin
-      \$130  = 8'h00;
+      \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$131  = \port__data$124 [23:16];
+      \$117  = \port__data$121 [23:16];
     end else begin
-      \$131  = 8'h00;
+      \$117  = 8'h00;
     end
     if (rst) begin
-      \$131  = 8'h00;
+      \$117  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$132  = \port__data$124 [31:24];
+      \$118  = \port__data$121 [31:24];
     end else begin
-      \$132  = 8'h00;
+      \$118  = 8'h00;
     end
     if (rst) begin
-      \$132  = 8'h00;
+      \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$133  = \port__data$124 [39:32];
+      \$119  = \port__data$121 [39:32];
     end else begin
-      \$133  = 8'h00;
+      \$119  = 8'h00;
     end
     if (rst) begin
-      \$133  = 8'h00;
+      \$119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$134  = \port__data$124 [47:40];
+      \$120  = \port__data$121 [47:40];
     end else begin
-      \$134  = 8'h00;
+      \$120  = 8'h00;
     end
     if (rst) begin
-      \$134  = 8'h00;
+      \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$135  = \port__data$124 [55:48];
+      \$121  = \port__data$121 [55:48];
     end else begin
-      \$135  = 8'h00;
+      \$121  = 8'h00;
     end
     if (rst) begin
-      \$135  = 8'h00;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$136  = \port__data$124 [63:56];
+      \$122  = \port__data$121 [63:56];
     end else begin
-      \$136  = 8'h00;
+      \$122  = 8'h00;
     end
     if (rst) begin
-      \$136  = 8'h00;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$137  = \port__data$124 [71:64];
+      \$123  = \port__data$121 [71:64];
     end else begin
-      \$137  = 8'h00;
+      \$123  = 8'h00;
     end
     if (rst) begin
-      \$137  = 8'h00;
+      \$123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$138  = \port__data$124 [79:72];
+      \$124  = \port__data$121 [79:72];
     end else begin
-      \$138  = 8'h00;
+      \$124  = 8'h00;
     end
     if (rst) begin
-      \$138  = 8'h00;
+      \$124  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = t0_0_w1_0;
+    \$125  = t0_0_w1_0;
     if (rst) begin
-      \$139  = 10'h000;
+      \$125  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = t0_0_w1_2;
+    \$126  = t0_0_w1_2;
     if (rst) begin
-      \$140  = 10'h000;
+      \$126  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = t0_0_w0_8;
+    \$127  = t0_0_w0_8;
     if (rst) begin
-      \$141  = 9'h000;
+      \$127  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = t0_0_w3_0;
+    \$128  = t0_0_w3_0;
     if (rst) begin
-      \$142  = 12'h000;
+      \$128  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = \port__data$124 ;
+    \$129  = \port__data$121 ;
     if (rst) begin
-      \$143  = 80'h00000000000000000000;
+      \$129  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = xsum_w1_0;
+    \$130  = xsum_w1_0;
     if (rst) begin
-      \$144  = 10'h000;
+      \$130  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = xsum_w1_2;
+    \$131  = xsum_w1_2;
     if (rst) begin
-      \$145  = 10'h000;
+      \$131  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = xsum_w0_8;
+    \$132  = xsum_w0_8;
     if (rst) begin
-      \$146  = 9'h000;
+      \$132  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = xsum_w3_0;
+    \$133  = xsum_w3_0;
     if (rst) begin
-      \$147  = 12'h000;
+      \$133  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = \$signal$118 ;
+    \$134  = \$signal$115 ;
     if (rst) begin
-      \$148  = 1'h0;
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = v2_d1;
+    \$135  = v2_d1;
     if (rst) begin
-      \$149  = 1'h0;
+      \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = v2_d2;
+    \$136  = v2_d2;
     if (rst) begin
-      \$150  = 1'h0;
+      \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = v2_d3;
+    \$137  = v2_d3;
     if (rst) begin
-      \$151  = 1'h0;
+      \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = \$signal$39 ;
+    \$138  = \$signal$37 ;
+    if (rst) begin
+      \$138  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$139  = first2_d1;
+    if (rst) begin
+      \$139  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$140  = first2_d2;
+    if (rst) begin
+      \$140  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$141  = first2_d3;
+    if (rst) begin
+      \$141  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$142  = last1;
+    if (rst) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$143  = last2_d1;
+    if (rst) begin
+      \$143  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$144  = last2_d2;
+    if (rst) begin
+      \$144  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$145  = last2_d3;
+    if (rst) begin
+      \$145  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$146  = group_end;
+    if (rst) begin
+      \$146  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$147  = xacc;
+    if (v2_d4) begin
+      \$147  = \$60 [14:0];
+    end
+    if (rst) begin
+      \$147  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$148  = xfin;
+    if (group_end) begin
+      \$148  = \$62 [14:0];
+    end
+    if (rst) begin
+      \$148  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$149  = acc0_0;
+    if (v2_d4) begin
+      \$149  = \$64 [14:0];
+    end
+    if (rst) begin
+      \$149  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$150  = fin0_0;
+    if (group_end) begin
+      \$150  = \$66 [14:0];
+    end
+    if (rst) begin
+      \$150  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$151  = bank0_0;
+    if (done) begin
+      \$151  = \$68 [15:0];
+    end
+    if (rst) begin
+      \$151  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$152  = ser_left;
+    if (done) begin
+      \$152  = 1'h1;
+    end else if (ser) begin
+      \$152  = \$69 [0];
+    end
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = first2_d1;
+    \$153  = \addr$83 ;
+    if (ser) begin
+      \$153  = \$72 [3:0];
+    end
     if (rst) begin
-      \$153  = 1'h0;
+      \$153  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = first2_d2;
+    \$154  = \$73 ;
     if (rst) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = first2_d3;
+    \$155  = \$75 ;
     if (rst) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = last1;
+    \$156  = bank0_0;
     if (rst) begin
-      \$156  = 1'h0;
+      \$156  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = last2_d1;
+    \$157  = \$signal$140 ;
     if (rst) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = last2_d2;
+    \$158  = \data$86 [44:21];
     if (rst) begin
-      \$158  = 1'h0;
+      \$158  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = last2_d3;
+    \$159  = \$76 ;
     if (rst) begin
-      \$159  = 1'h0;
+      \$159  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = group_end;
+    \$160  = \$79 ;
     if (rst) begin
-      \$160  = 1'h0;
+      \$160  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$161  = xacc;
-    if (v2_d4) begin
-      \$161  = \$71 [14:0];
-    end
+    \$161  = rq0_beta;
     if (rst) begin
-      \$161  = 15'h0000;
+      \$161  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$162  = xfin;
-    if (group_end) begin
-      \$162  = \$73 [14:0];
-    end
+    \$162  = \$80 [35:0];
     if (rst) begin
-      \$162  = 15'h0000;
+      \$162  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$163  = acc0_0;
-    if (v2_d4) begin
-      \$163  = \$75 [14:0];
-    end
+    \$163  = \$81 [19:0];
     if (rst) begin
-      \$163  = 15'h0000;
+      \$163  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$164  = fin0_0;
-    if (group_end) begin
-      \$164  = \$77 [14:0];
-    end
+    \$164  = \$83 ;
     if (rst) begin
-      \$164  = 15'h0000;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$165  = bank0_0;
-    if (done) begin
-      \$165  = \$79 [15:0];
-    end
+    \$165  = \$85 ;
     if (rst) begin
-      \$165  = 16'h0000;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = ser_left;
-    if (done) begin
-      \$166  = 1'h1;
-    end else if (ser) begin
-      \$166  = \$80 [0];
-    end
+    \$166  = vb;
     if (rst) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$167  = \addr$85 ;
-    if (ser) begin
-      \$167  = \$83 [3:0];
-    end
+    \$167  = v_out_d1;
     if (rst) begin
-      \$167  = 4'h0;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = \$84 ;
+    \$168  = v_out_d2;
     if (rst) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = \$86 ;
+    \$169  = v_out_d3;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = bank0_0;
+    \$170  = ka;
     if (rst) begin
-      \$170  = 16'h0000;
+      \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = \$signal$143 ;
+    \$171  = skipped_d1;
     if (rst) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = data[44:21];
+    \$172  = skipped_d2;
     if (rst) begin
-      \$172  = 24'h000000;
+      \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = \$87 ;
+    \$173  = skipped_d3;
     if (rst) begin
-      \$173  = 25'h0000000;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = \$90 ;
+    \$174  = skipped_d4;
     if (rst) begin
-      \$174  = 52'h0000000000000;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = rq0_beta;
+    \$175  = \$86 ;
     if (rst) begin
-      \$175  = 25'h0000000;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = \$91 [35:0];
+    \$176  = \$88 ;
     if (rst) begin
-      \$176  = 36'h000000000;
+      \$176  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = \$92 [19:0];
+    \$177  = \$21 [1:0];
     if (rst) begin
-      \$177  = 20'h00000;
+      \$177  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = \$94 ;
+    \$178  = credits_room_next;
     if (rst) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = \$96 ;
-    if (rst) begin
-      \$179  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = vb;
-    if (rst) begin
-      \$180  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = v_out_d1;
-    if (rst) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$182  = v_out_d2;
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$183  = v_out_d3;
-    if (rst) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$184  = ka;
-    if (rst) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$185  = skipped_d1;
-    if (rst) begin
-      \$185  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$186  = skipped_d2;
-    if (rst) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$187  = skipped_d3;
-    if (rst) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$188  = skipped_d4;
-    if (rst) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$189  = \$97 ;
-    if (rst) begin
-      \$189  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$190  = \$99 ;
-    if (rst) begin
-      \$190  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$191  = \$22 [1:0];
-    if (rst) begin
-      \$191  = 2'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$192  = credits_room_next;
-    if (rst) begin
-      \$192  = 1'h1;
+      \$178  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -5088,36 +4960,37 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$99 , w_data, i__valid, o__va
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
+  assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$35 ;
-  assign \port__en$37  = 1'h1;
-  assign word1 = \i$42 ;
+  assign r_addr_b0 = \port__addr$33 ;
+  assign \port__en$35  = 1'h1;
+  assign word1 = \i$40 ;
   assign shift = ser;
-  assign beat = \addr$85 ;
-  assign a = data[16:0];
+  assign beat = \addr$83 ;
+  assign a = \data$86 [16:0];
   assign sa0_0 = b;
-  assign \a$91  = data[20:17];
-  assign \b$92  = b;
-  assign rq0_y = \$19 [15:0];
-  assign \o__payload$98  = o__payload;
-  assign \o__ready$100  = \o__ready$99 ;
-  assign \o__valid$102  = o__valid;
-  assign \w_data$103  = \$19 [15:0];
-  assign v_out_d4 = \w_en$104 ;
-  assign space_next = \$22 [1:0];
+  assign \a$89  = \data$86 [20:17];
+  assign \b$90  = b;
+  assign rq0_y = \$18 [15:0];
+  assign \o__payload$96  = o__payload;
+  assign \o__ready$98  = \o__ready$97 ;
+  assign \o__valid$100  = o__valid;
+  assign \w_data$101  = \$18 [15:0];
+  assign v_out_d4 = \w_en$102 ;
+  assign space_next = \$21 [1:0];
   assign \$3  = active;
-  assign \$24  = take;
-  assign \$29  = credits_room_next;
-  assign \$66  = o;
-  assign \$78  = { fin0_0, 1'h0 };
-  assign \$84  = ser;
-  assign \$85  = 1'h0;
-  assign \$86  = 1'h0;
-  assign \$88  = { p[32], p };
-  assign \$89  = { \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 [19], \p$150 , 17'h00000 };
-  assign \$92  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$93  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$95  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$23  = take;
+  assign \$28  = credits_room_next;
+  assign \$55  = o;
+  assign \$67  = { fin0_0, 1'h0 };
+  assign \$73  = ser;
+  assign \$74  = 1'h0;
+  assign \$75  = 1'h0;
+  assign \$77  = { p[32], p };
+  assign \$78  = { \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 , 17'h00000 };
+  assign \$81  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$82  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$84  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -5414,7 +5287,7 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2.heads (addr, data, clk);
+module \flexor_digits.fc2.heads (data, addr, clk);
   input [3:0] addr;
   wire [3:0] addr;
   input clk;
@@ -5425,7 +5298,7 @@ module \flexor_digits.fc2.heads (addr, data, clk);
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_digits_l1_heads.hex"),
-    .LATENCY(32'd2),
+    .LATENCY(32'd1),
     .WIDTH(32'd6)
   ) rom (
     .addr(addr),

@@ -186,7 +186,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$207 (\o__ready$75 ),
+    .\o__ready$205 (\o__ready$75 ),
     .o__valid(\i__valid$73 ),
     .rst(rst),
     .w_data(\i__payload$65 )
@@ -4816,7 +4816,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4713$0 (pad_reg),
+    .\port$4695$0 (pad_reg),
     .\port$511$0 (rd__data),
     .rst(rst)
   );
@@ -5484,7 +5484,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , i__valid, \port$4713$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , i__valid, \port$4695$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5506,8 +5506,8 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4713$0 ;
-  wire \port$4713$0 ;
+  input \port$4695$0 ;
+  wire \port$4695$0 ;
   input [7:0] \port$511$0 ;
   wire [7:0] \port$511$0 ;
   input rst;
@@ -5534,11 +5534,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4713$0 , \port$511$0  };
+      \$5  = { \port$4695$0 , \port$511$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4713$0 , \port$511$0  };
+  assign i__payload = { \port$4695$0 , \port$511$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22480,8 +22480,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .\port$1784$0 (\$signature__data$68 ),
     .\port$1787$0 (\$signature__data$69 ),
     .\port$1790$0 (\$signature__data$70 ),
-    .\port$5172$0 (pads),
-    .\port$5174$0 (rot),
+    .\port$5154$0 (pads),
+    .\port$5156$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -23170,7 +23170,7 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1139$0 , \port$1148$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 , \port$1781$0 , \port$1784$0 , \port$1787$0 , \port$1790$0 , \port$5172$0 , \port$5174$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 , \port$1781$0 , \port$1784$0 , \port$1787$0 , \port$1790$0 , \port$5154$0 , \port$5156$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23202,10 +23202,10 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 ,
   wire [7:0] \port$1787$0 ;
   input [7:0] \port$1790$0 ;
   wire [7:0] \port$1790$0 ;
-  input [4:0] \port$5172$0 ;
-  wire [4:0] \port$5172$0 ;
-  input [2:0] \port$5174$0 ;
-  wire [2:0] \port$5174$0 ;
+  input [4:0] \port$5154$0 ;
+  wire [4:0] \port$5154$0 ;
+  input [2:0] \port$5156$0 ;
+  wire [2:0] \port$5156$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23230,11 +23230,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5172$0 , \port$5174$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
+      \$5  = { \port$5154$0 , \port$5156$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5172$0 , \port$5174$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
+  assign i__payload = { \port$5154$0 , \port$5156$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27923,39 +27923,39 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
-  wire [6:0] \$100 ;
-  wire [6:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire \$103 ;
-  wire [1:0] \$104 ;
+  wire \$100 ;
+  wire [63:0] \$101 ;
+  wire [63:0] \$102 ;
+  wire [63:0] \$103 ;
+  wire \$104 ;
   wire \$105 ;
-  wire [2:0] \$106 ;
-  wire \$107 ;
-  wire [3:0] \$108 ;
-  wire \$109 ;
+  wire \$106 ;
+  wire [63:0] \$107 ;
+  wire [63:0] \$108 ;
+  wire [63:0] \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [63:0] \$112 ;
-  wire [63:0] \$113 ;
-  wire [63:0] \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire [63:0] \$118 ;
-  wire [63:0] \$119 ;
+  wire \$112 ;
+  wire [31:0] \$113 ;
+  wire [31:0] \$114 ;
+  wire [31:0] \$115 ;
+  wire [19:0] \$116 ;
+  wire [19:0] \$117 ;
+  wire [19:0] \$118 ;
+  wire [19:0] \$119 ;
   wire \$12 ;
-  wire [63:0] \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [31:0] \$124 ;
-  wire [31:0] \$125 ;
-  wire [31:0] \$126 ;
+  wire [19:0] \$120 ;
+  wire [19:0] \$121 ;
+  wire [19:0] \$122 ;
+  wire [19:0] \$123 ;
+  wire [19:0] \$124 ;
+  wire [19:0] \$125 ;
+  wire [19:0] \$126 ;
   wire [19:0] \$127 ;
   wire [19:0] \$128 ;
   wire [19:0] \$129 ;
@@ -27965,293 +27965,279 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   wire [19:0] \$132 ;
   wire [19:0] \$133 ;
   wire [19:0] \$134 ;
-  wire [19:0] \$135 ;
-  wire [19:0] \$136 ;
-  wire [19:0] \$137 ;
-  wire [19:0] \$138 ;
-  wire [19:0] \$139 ;
-  wire \$14 ;
-  wire [19:0] \$140 ;
-  wire [19:0] \$141 ;
-  wire [19:0] \$142 ;
-  wire [19:0] \$143 ;
-  wire [19:0] \$144 ;
-  wire [19:0] \$145 ;
-  wire [16:0] \$146 ;
-  wire [17:0] \$147 ;
-  wire [16:0] \$148 ;
-  wire [17:0] \$149 ;
+  wire [16:0] \$135 ;
+  wire [17:0] \$136 ;
+  wire [16:0] \$137 ;
+  wire [17:0] \$138 ;
+  wire [16:0] \$139 ;
+  wire [6:0] \$14 ;
+  wire [17:0] \$140 ;
+  wire [16:0] \$141 ;
+  wire [17:0] \$142 ;
+  wire [17:0] \$143 ;
+  wire [18:0] \$144 ;
+  wire [1:0] \$145 ;
+  wire \$146 ;
+  wire [4:0] \$147 ;
+  wire [4:0] \$148 ;
+  wire \$149 ;
   wire [6:0] \$15 ;
-  wire [16:0] \$150 ;
-  wire [17:0] \$151 ;
-  wire [16:0] \$152 ;
-  wire [17:0] \$153 ;
-  wire [17:0] \$154 ;
-  wire [18:0] \$155 ;
-  wire [1:0] \$156 ;
-  wire \$157 ;
-  wire [4:0] \$158 ;
-  wire [4:0] \$159 ;
-  wire [6:0] \$16 ;
-  wire \$160 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [21:0] \$152 ;
+  wire [35:0] \$153 ;
+  wire [50:0] \$154 ;
+  wire [51:0] \$155 ;
+  wire [52:0] \$156 ;
+  wire [35:0] \$157 ;
+  wire [35:0] \$158 ;
+  wire \$159 ;
+  wire [4:0] \$16 ;
+  wire [35:0] \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [21:0] \$163 ;
-  wire [35:0] \$164 ;
-  wire [50:0] \$165 ;
-  wire [51:0] \$166 ;
-  wire [52:0] \$167 ;
-  wire [35:0] \$168 ;
-  wire [35:0] \$169 ;
-  wire [4:0] \$17 ;
-  wire \$170 ;
-  wire [35:0] \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire [1:0] \$175 ;
-  reg [159:0] \$176 ;
-  reg [3:0] \$177 ;
+  wire \$163 ;
+  wire [1:0] \$164 ;
+  reg [159:0] \$165 ;
+  reg [3:0] \$166 ;
+  reg \$167 ;
+  reg [3:0] \$168 ;
+  reg \$169 ;
+  wire [19:0] \$17 ;
+  reg [3:0] \$170 ;
+  reg \$171 ;
+  reg [3:0] \$172 ;
+  reg \$173 ;
+  reg [4:0] \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg \$177 ;
   reg \$178 ;
-  reg [3:0] \$179 ;
+  reg \$179 ;
   wire [19:0] \$18 ;
   reg \$180 ;
-  reg [3:0] \$181 ;
-  reg \$182 ;
+  reg [5:0] \$181 ;
+  reg [4:0] \$182 ;
   reg [3:0] \$183 ;
   reg \$184 ;
-  reg [4:0] \$185 ;
+  reg [5:0] \$185 ;
   reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
-  wire [19:0] \$19 ;
+  reg [4:0] \$187 ;
+  reg [4:0] \$188 ;
+  reg [4:0] \$189 ;
+  wire [2:0] \$19 ;
   reg \$190 ;
   reg \$191 ;
-  reg [1:0] \$192 ;
+  reg \$192 ;
   reg [15:0] \$193 ;
   reg [3:0] \$194 ;
-  reg [5:0] \$195 ;
-  reg [4:0] \$196 ;
+  reg [3:0] \$195 ;
+  reg [3:0] \$196 ;
   reg [3:0] \$197 ;
-  reg \$198 ;
-  reg [5:0] \$199 ;
+  reg [1:0] \$198 ;
+  reg [1:0] \$199 ;
   wire [6:0] \$2 ;
-  wire [2:0] \$20 ;
-  reg \$200 ;
-  reg [4:0] \$201 ;
-  reg [4:0] \$202 ;
-  reg [4:0] \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg [15:0] \$207 ;
+  wire \$20 ;
+  reg [3:0] \$200 ;
+  reg [3:0] \$201 ;
+  reg [3:0] \$202 ;
+  reg [3:0] \$203 ;
+  reg [1:0] \$204 ;
+  reg [1:0] \$205 ;
+  reg [3:0] \$206 ;
+  reg [3:0] \$207 ;
   reg [3:0] \$208 ;
   reg [3:0] \$209 ;
-  wire \$21 ;
-  reg [3:0] \$210 ;
-  reg [3:0] \$211 ;
-  reg [1:0] \$212 ;
-  reg [1:0] \$213 ;
-  reg [3:0] \$214 ;
-  reg [3:0] \$215 ;
-  reg [3:0] \$216 ;
-  reg [3:0] \$217 ;
-  reg [1:0] \$218 ;
-  reg [1:0] \$219 ;
-  wire [3:0] \$22 ;
-  reg [3:0] \$220 ;
-  reg [3:0] \$221 ;
-  reg [3:0] \$222 ;
-  reg [3:0] \$223 ;
-  reg [1:0] \$224 ;
-  reg [1:0] \$225 ;
-  reg [159:0] \$226 ;
-  reg [15:0] \$227 ;
-  reg [19:0] \$228 ;
+  wire [3:0] \$21 ;
+  reg [1:0] \$210 ;
+  reg [1:0] \$211 ;
+  reg [159:0] \$212 ;
+  reg [15:0] \$213 ;
+  reg [19:0] \$214 ;
+  reg [7:0] \$215 ;
+  reg [7:0] \$216 ;
+  reg [7:0] \$217 ;
+  reg [7:0] \$218 ;
+  reg [7:0] \$219 ;
+  wire [6:0] \$22 ;
+  reg [7:0] \$220 ;
+  reg [7:0] \$221 ;
+  reg [7:0] \$222 ;
+  reg [7:0] \$223 ;
+  reg [7:0] \$224 ;
+  reg [7:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [7:0] \$228 ;
   reg [7:0] \$229 ;
-  wire [6:0] \$23 ;
+  wire \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
   reg [7:0] \$232 ;
   reg [7:0] \$233 ;
   reg [7:0] \$234 ;
-  reg [7:0] \$235 ;
-  reg [7:0] \$236 ;
-  reg [7:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg [7:0] \$239 ;
+  reg [9:0] \$235 ;
+  reg [9:0] \$236 ;
+  reg [9:0] \$237 ;
+  reg [9:0] \$238 ;
+  reg [9:0] \$239 ;
   wire \$24 ;
-  reg [7:0] \$240 ;
-  reg [7:0] \$241 ;
-  reg [7:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [7:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg [7:0] \$247 ;
-  reg [7:0] \$248 ;
-  reg [9:0] \$249 ;
+  reg [11:0] \$240 ;
+  reg [9:0] \$241 ;
+  reg [12:0] \$242 ;
+  reg [159:0] \$243 ;
+  reg [9:0] \$244 ;
+  reg [9:0] \$245 ;
+  reg [9:0] \$246 ;
+  reg [9:0] \$247 ;
+  reg [9:0] \$248 ;
+  reg [11:0] \$249 ;
   wire \$25 ;
   reg [9:0] \$250 ;
-  reg [9:0] \$251 ;
-  reg [9:0] \$252 ;
-  reg [9:0] \$253 ;
-  reg [11:0] \$254 ;
-  reg [9:0] \$255 ;
-  reg [12:0] \$256 ;
-  reg [159:0] \$257 ;
-  reg [9:0] \$258 ;
-  reg [9:0] \$259 ;
+  reg [12:0] \$251 ;
+  reg \$252 ;
+  reg \$253 ;
+  reg \$254 ;
+  reg \$255 ;
+  reg \$256 ;
+  reg \$257 ;
+  reg \$258 ;
+  reg \$259 ;
   wire \$26 ;
-  reg [9:0] \$260 ;
-  reg [9:0] \$261 ;
-  reg [9:0] \$262 ;
-  reg [11:0] \$263 ;
-  reg [9:0] \$264 ;
-  reg [12:0] \$265 ;
+  reg \$260 ;
+  reg \$261 ;
+  reg \$262 ;
+  reg \$263 ;
+  reg \$264 ;
+  reg \$265 ;
   reg \$266 ;
   reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
-  wire \$27 ;
-  reg \$270 ;
-  reg \$271 ;
-  reg \$272 ;
+  reg [16:0] \$268 ;
+  reg [16:0] \$269 ;
+  wire [6:0] \$27 ;
+  reg [16:0] \$270 ;
+  reg [16:0] \$271 ;
+  reg [17:0] \$272 ;
   reg \$273 ;
-  reg \$274 ;
+  reg [3:0] \$274 ;
   reg \$275 ;
   reg \$276 ;
-  reg \$277 ;
+  reg [17:0] \$277 ;
   reg \$278 ;
-  reg \$279 ;
-  wire [6:0] \$28 ;
-  reg \$280 ;
-  reg \$281 ;
-  reg [16:0] \$282 ;
-  reg [16:0] \$283 ;
-  reg [16:0] \$284 ;
-  reg [16:0] \$285 ;
-  reg [17:0] \$286 ;
+  reg [20:0] \$279 ;
+  wire \$28 ;
+  reg [21:0] \$280 ;
+  reg [51:0] \$281 ;
+  reg [21:0] \$282 ;
+  reg [35:0] \$283 ;
+  reg [19:0] \$284 ;
+  reg \$285 ;
+  reg \$286 ;
   reg \$287 ;
-  reg [3:0] \$288 ;
+  reg \$288 ;
   reg \$289 ;
   wire \$29 ;
   reg \$290 ;
-  reg [17:0] \$291 ;
+  reg \$291 ;
   reg \$292 ;
-  reg [20:0] \$293 ;
-  reg [21:0] \$294 ;
-  reg [51:0] \$295 ;
-  reg [21:0] \$296 ;
-  reg [35:0] \$297 ;
-  reg [19:0] \$298 ;
+  reg \$293 ;
+  reg \$294 ;
+  reg \$295 ;
+  reg \$296 ;
+  reg [1:0] \$297 ;
+  reg [1:0] \$298 ;
   reg \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
-  reg \$304 ;
-  reg \$305 ;
-  reg \$306 ;
-  reg \$307 ;
-  reg \$308 ;
-  reg \$309 ;
   wire \$31 ;
-  reg \$310 ;
-  reg [1:0] \$311 ;
-  reg [1:0] \$312 ;
-  reg \$313 ;
-  wire \$32 ;
-  wire [6:0] \$33 ;
+  wire [6:0] \$32 ;
+  wire \$33 ;
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire \$37 ;
-  wire [6:0] \$38 ;
+  wire [6:0] \$37 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
-  wire \$43 ;
+  wire [5:0] \$43 ;
   wire [5:0] \$44 ;
-  wire [5:0] \$45 ;
+  wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  wire [5:0] \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire [2:0] \$50 ;
-  wire \$51 ;
+  wire [4:0] \$50 ;
+  wire [4:0] \$51 ;
   wire \$52 ;
-  wire \$53 ;
+  wire [4:0] \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire [4:0] \$56 ;
-  wire [4:0] \$57 ;
-  wire [4:0] \$58 ;
-  wire [5:0] \$59 ;
+  wire [4:0] \$55 ;
+  wire \$56 ;
+  wire [5:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire [6:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire [4:0] \$61 ;
-  wire [4:0] \$62 ;
-  wire \$63 ;
-  wire [4:0] \$64 ;
-  wire \$65 ;
-  wire [4:0] \$66 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  wire [5:0] \$63 ;
+  wire [6:0] \$64 ;
+  wire [5:0] \$65 ;
+  wire [6:0] \$66 ;
   wire \$67 ;
-  wire [5:0] \$68 ;
-  wire [5:0] \$69 ;
+  wire [6:0] \$68 ;
+  wire [6:0] \$69 ;
   wire \$7 ;
   wire [6:0] \$70 ;
   wire [6:0] \$71 ;
-  wire [5:0] \$72 ;
-  wire \$73 ;
-  wire [5:0] \$74 ;
-  wire [6:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire [6:0] \$77 ;
-  wire \$78 ;
+  wire \$72 ;
+  wire [1:0] \$73 ;
+  wire \$74 ;
+  wire [2:0] \$75 ;
+  wire \$76 ;
+  wire [3:0] \$77 ;
+  wire [6:0] \$78 ;
   wire [6:0] \$79 ;
   wire \$8 ;
   wire [6:0] \$80 ;
   wire [6:0] \$81 ;
-  wire [6:0] \$82 ;
-  wire \$83 ;
-  wire [1:0] \$84 ;
-  wire \$85 ;
-  wire [2:0] \$86 ;
-  wire \$87 ;
-  wire [3:0] \$88 ;
+  wire \$82 ;
+  wire [1:0] \$83 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire \$86 ;
+  wire [3:0] \$87 ;
+  wire [6:0] \$88 ;
   wire [6:0] \$89 ;
   wire \$9 ;
   wire [6:0] \$90 ;
   wire [6:0] \$91 ;
-  wire [6:0] \$92 ;
-  wire \$93 ;
-  wire [1:0] \$94 ;
-  wire \$95 ;
-  wire [2:0] \$96 ;
-  wire \$97 ;
-  wire [3:0] \$98 ;
-  wire [6:0] \$99 ;
+  wire \$92 ;
+  wire [1:0] \$93 ;
+  wire \$94 ;
+  wire [2:0] \$95 ;
+  wire \$96 ;
+  wire [3:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$111  = 1'h0;
-  reg \$signal$226  = 1'h0;
-  reg \$signal$274  = 1'h0;
+  reg \$signal$109  = 1'h0;
+  reg \$signal$223  = 1'h0;
+  reg \$signal$271  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$199 ;
+  wire [1:0] \a$197 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
-  wire [3:0] addr;
-  reg [3:0] \addr$193  = 4'h0;
-  wire [8:0] \addr$293 ;
+  reg [3:0] addr = 4'h0;
+  reg [3:0] \addr$191  = 4'h0;
+  wire [8:0] \addr$290 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$200 ;
+  wire [17:0] \b$198 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -28264,9 +28250,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
-  wire [39:0] data;
-  wire [15:0] \data$222 ;
-  wire [15:0] \data$294 ;
+  wire [15:0] data;
+  wire [39:0] \data$194 ;
+  wire [15:0] \data$291 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -28278,11 +28264,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
-  reg [15:0] head = 16'h0000;
-  reg [1:0] head_boot = 2'h3;
-  reg [3:0] head_next = 4'h1;
   wire [15:0] i;
-  reg [15:0] \i$114  = 16'h0000;
+  reg [15:0] \i$112  = 16'h0000;
   wire [159:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -28316,31 +28299,31 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   reg [7:0] m0_0_7 = 8'h00;
   reg [7:0] m0_0_8 = 8'h00;
   reg [7:0] m0_0_9 = 8'h00;
-  reg [3:0] n_idx = 4'h0;
+  (* init = 4'h0 *)
+  wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$250 ;
+  wire [19:0] \o$247 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$206 ;
-  wire [15:0] \o__payload$228 ;
+  wire [15:0] \o__payload$204 ;
+  wire [15:0] \o__payload$225 ;
   wire o__ready;
-  input \o__ready$207 ;
-  wire \o__ready$207 ;
-  wire \o__ready$208 ;
+  input \o__ready$205 ;
+  wire \o__ready$205 ;
+  wire \o__ready$206 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$210 ;
+  wire \o__valid$208 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$281 ;
+  wire [19:0] \p$278 ;
   reg [3:0] port__addr = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$10 ;
-  reg [3:0] \port__addr$101  = 4'h5;
-  reg [3:0] \port__addr$104  = 4'h8;
-  reg [3:0] \port__addr$107  = 4'hb;
+  reg [3:0] \port__addr$102  = 4'h8;
+  reg [3:0] \port__addr$105  = 4'hb;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$13 ;
   reg [3:0] \port__addr$16  = 4'h1;
@@ -28358,32 +28341,33 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   wire [3:0] \port__addr$43 ;
   (* init = 4'h3 *)
   wire [3:0] \port__addr$46 ;
-  reg [3:0] \port__addr$74  = 4'h0;
-  reg [3:0] \port__addr$77  = 4'h3;
-  reg [3:0] \port__addr$80  = 4'h6;
-  reg [3:0] \port__addr$83  = 4'h9;
-  reg [3:0] \port__addr$86  = 4'h1;
-  reg [3:0] \port__addr$89  = 4'h4;
-  reg [3:0] \port__addr$92  = 4'h7;
-  reg [3:0] \port__addr$95  = 4'ha;
-  reg [3:0] \port__addr$98  = 4'h2;
+  reg [3:0] \port__addr$72  = 4'h0;
+  reg [3:0] \port__addr$75  = 4'h3;
+  reg [3:0] \port__addr$78  = 4'h6;
+  reg [3:0] \port__addr$81  = 4'h9;
+  reg [3:0] \port__addr$84  = 4'h1;
+  reg [3:0] \port__addr$87  = 4'h4;
+  reg [3:0] \port__addr$90  = 4'h7;
+  reg [3:0] \port__addr$93  = 4'ha;
+  reg [3:0] \port__addr$96  = 4'h2;
+  reg [3:0] \port__addr$99  = 4'h5;
   wire [63:0] port__data;
   wire [63:0] \port__data$11 ;
   wire [31:0] \port__data$14 ;
   wire [63:0] \port__data$18 ;
   wire [63:0] \port__data$22 ;
+  wire [63:0] \port__data$233 ;
+  wire [63:0] \port__data$234 ;
+  wire [63:0] \port__data$235 ;
   wire [63:0] \port__data$236 ;
   wire [63:0] \port__data$237 ;
   wire [63:0] \port__data$238 ;
   wire [63:0] \port__data$239 ;
   wire [63:0] \port__data$240 ;
-  wire [63:0] \port__data$241 ;
-  wire [63:0] \port__data$242 ;
-  wire [63:0] \port__data$243 ;
+  wire [31:0] \port__data$241 ;
+  wire [31:0] \port__data$242 ;
+  wire [31:0] \port__data$243 ;
   wire [31:0] \port__data$244 ;
-  wire [31:0] \port__data$245 ;
-  wire [31:0] \port__data$246 ;
-  wire [31:0] \port__data$247 ;
   wire [31:0] \port__data$25 ;
   wire [63:0] \port__data$29 ;
   wire [63:0] \port__data$33 ;
@@ -28392,10 +28376,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   wire [63:0] \port__data$44 ;
   wire [31:0] \port__data$47 ;
   reg port__en = 1'h0;
-  wire \port__en$100 ;
-  wire \port__en$103 ;
-  wire \port__en$106 ;
-  wire \port__en$109 ;
+  wire \port__en$101 ;
+  wire \port__en$104 ;
+  wire \port__en$107 ;
   (* init = 1'h0 *)
   wire \port__en$12 ;
   (* init = 1'h0 *)
@@ -28415,14 +28398,15 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   wire \port__en$45 ;
   (* init = 1'h0 *)
   wire \port__en$48 ;
-  wire \port__en$76 ;
-  wire \port__en$79 ;
-  wire \port__en$82 ;
-  wire \port__en$85 ;
-  wire \port__en$88 ;
-  wire \port__en$91 ;
-  wire \port__en$94 ;
-  wire \port__en$97 ;
+  wire \port__en$74 ;
+  wire \port__en$77 ;
+  wire \port__en$80 ;
+  wire \port__en$83 ;
+  wire \port__en$86 ;
+  wire \port__en$89 ;
+  wire \port__en$92 ;
+  wire \port__en$95 ;
+  wire \port__en$98 ;
   reg [5:0] r_addr = 6'h00;
   (* init = 4'h0 *)
   wire [3:0] r_addr_b0_p0;
@@ -28554,10 +28538,10 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   reg [4:0] w_count = 5'h00;
   input [159:0] w_data;
   wire [159:0] w_data;
-  wire [15:0] \w_data$211 ;
+  wire [15:0] \w_data$209 ;
   reg [159:0] w_data_q = 160'h0000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$212  = 1'h0;
+  reg \w_en$210  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   (* init = 1'h0 *)
@@ -28643,9 +28627,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$74 ];
+    _0_ <= vectors0_p0[\port__addr$72 ];
   end
-  assign \port__data$236  = _0_;
+  assign \port__data$233  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [12:0];
   initial begin
@@ -28669,9 +28653,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$77 ];
+    _1_ <= vectors0_p1[\port__addr$75 ];
   end
-  assign \port__data$237  = _1_;
+  assign \port__data$234  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [12:0];
   initial begin
@@ -28695,9 +28679,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$80 ];
+    _2_ <= vectors0_p2[\port__addr$78 ];
   end
-  assign \port__data$238  = _2_;
+  assign \port__data$235  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p3 [12:0];
   initial begin
@@ -28721,9 +28705,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors0_p3[\port__addr$83 ];
+    _3_ <= vectors0_p3[\port__addr$81 ];
   end
-  assign \port__data$239  = _3_;
+  assign \port__data$236  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [12:0];
   initial begin
@@ -28747,9 +28731,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors1_p0[\port__addr$86 ];
+    _4_ <= vectors1_p0[\port__addr$84 ];
   end
-  assign \port__data$240  = _4_;
+  assign \port__data$237  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [12:0];
   initial begin
@@ -28773,9 +28757,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors1_p1[\port__addr$89 ];
+    _5_ <= vectors1_p1[\port__addr$87 ];
   end
-  assign \port__data$241  = _5_;
+  assign \port__data$238  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [12:0];
   initial begin
@@ -28799,9 +28783,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors1_p2[\port__addr$92 ];
+    _6_ <= vectors1_p2[\port__addr$90 ];
   end
-  assign \port__data$242  = _6_;
+  assign \port__data$239  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p3 [12:0];
   initial begin
@@ -28825,9 +28809,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors1_p3[\port__addr$95 ];
+    _7_ <= vectors1_p3[\port__addr$93 ];
   end
-  assign \port__data$243  = _7_;
+  assign \port__data$240  = _7_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p0 [12:0];
   initial begin
@@ -28851,9 +28835,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [31:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors2_p0[\port__addr$98 ];
+    _8_ <= vectors2_p0[\port__addr$96 ];
   end
-  assign \port__data$244  = _8_;
+  assign \port__data$241  = _8_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p1 [12:0];
   initial begin
@@ -28877,9 +28861,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [31:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors2_p1[\port__addr$101 ];
+    _9_ <= vectors2_p1[\port__addr$99 ];
   end
-  assign \port__data$245  = _9_;
+  assign \port__data$242  = _9_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p2 [12:0];
   initial begin
@@ -28903,9 +28887,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [31:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors2_p2[\port__addr$104 ];
+    _10_ <= vectors2_p2[\port__addr$102 ];
   end
-  assign \port__data$246  = _10_;
+  assign \port__data$243  = _10_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p3 [12:0];
   initial begin
@@ -28929,9 +28913,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   end
   reg [31:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors2_p3[\port__addr$107 ];
+    _11_ <= vectors2_p3[\port__addr$105 ];
   end
-  assign \port__data$247  = _11_;
+  assign \port__data$244  = _11_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -28943,19 +28927,17 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full & \$8 ;
-  assign \$9  = | head_boot;
-  assign addr = \$9  ? 4'h0 : head_next;
-  assign \$10  = s_idx == 5'h18;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = n_idx == 4'h8;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 5'h1a : 5'h00;
-  assign i = \$signal$111  ? head : carry0_0;
+  assign \$9  = s_idx == 5'h18;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = addr == 4'h8;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 5'h1a : 5'h00;
+  assign i = \$signal$109  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -28995,473 +28977,457 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d5 & last2_d5;
-  assign \$18  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$19  = rq0_under ? 20'hf8000 : \$18 ;
-  assign \$20  = credits_space + credits_returned;
-  assign \$21  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$22  = \$20  - \$21 ;
-  assign credits_room_next = \$22 [1:0] >= 1'h1;
-  assign \$23  = \$2 [5:0] - 1'h0;
-  assign \$24  = \$2 [5:0] >= 1'h0;
-  assign \$25  = \$2 [5:0] < 4'hd;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = \$26  ? take : 1'h0;
-  assign \$28  = \$2 [5:0] - 4'hd;
-  assign \$29  = \$2 [5:0] >= 4'hd;
-  assign \$30  = \$2 [5:0] < 5'h1a;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = \$31  ? take : 1'h0;
-  assign \$33  = \$2 [5:0] - 5'h1a;
-  assign \$34  = \$2 [5:0] >= 5'h1a;
-  assign \$35  = \$2 [5:0] < 6'h27;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = \$36  ? take : 1'h0;
-  assign \$38  = \$2 [5:0] - 6'h27;
-  assign \$39  = \$2 [5:0] >= 6'h27;
-  assign \$40  = \$2 [5:0] < 6'h34;
-  assign \$41  = \$39  & \$40 ;
-  assign \$42  = \$41  ? take : 1'h0;
-  assign \$43  = w_count == 5'h19;
-  assign \$44  = w_count + 1'h1;
-  assign \$45  = \$43  ? 6'h00 : \$44 ;
-  assign \$46  = w_count == 5'h19;
-  assign \$48  = \$signal  & n_last_next;
-  assign \$49  = | head_boot;
-  assign \$50  = head_boot - 1'h1;
-  assign \$51  = head_boot == 1'h1;
-  assign \$52  = step & s_last;
-  assign \$53  = \$51  | \$52 ;
-  assign \$54  = step & s_last;
-  assign \$55  = head_next == 4'h9;
-  assign \$56  = head_next + 1'h1;
-  assign \$57  = \$55  ? 5'h00 : \$56 ;
-  assign \$58  = n_last ? 5'h01 : \$57 ;
-  assign \$59  = s_idx + 1'h1;
-  assign \$60  = s_last ? 6'h00 : \$59 ;
-  assign \$61  = n_idx + 1'h1;
-  assign \$62  = n_last ? 5'h00 : \$61 ;
-  assign \$63  = step & sn_last;
-  assign \$64  = w_half ? 5'h1a : 5'h00;
-  assign \$65  = ~ w_half;
-  assign \$66  = s_last ? 5'h00 : col;
-  assign \$67  = row_ph0 >= 4'h8;
-  assign \$68  = row_ph0 - 4'h8;
-  assign \$69  = row_ph0 + 4'hc;
-  assign \$70  = \$67  ? { \$68 [5], \$68  } : { 1'h0, \$69  };
-  assign \$71  = n_last ? 7'h00 : \$70 ;
-  assign \$72  = row_ph0 + col;
-  assign \$73  = \$72  >= 5'h14;
-  assign \$74  = row_ph0 + col;
-  assign \$75  = \$74  - 5'h14;
-  assign \$76  = row_ph0 + col;
-  assign \$77  = \$73  ? \$75  : { 1'h0, \$76  };
-  assign \$78  = ! s_idx;
-  assign \$79  = r_next - 1'h0;
-  assign \$80  = r_next - 4'hd;
-  assign \$81  = r_next - 5'h1a;
-  assign \$82  = r_next - 6'h27;
-  assign \$83  = r_next >= 4'hd;
-  assign \$84  = 1'h0 + \$83 ;
-  assign \$85  = r_next >= 5'h1a;
-  assign \$86  = \$84  + \$85 ;
-  assign \$87  = r_next >= 6'h27;
-  assign \$88  = \$86  + \$87 ;
-  assign \$89  = r_next - 1'h0;
-  assign \$90  = r_next - 4'hd;
-  assign \$91  = r_next - 5'h1a;
-  assign \$92  = r_next - 6'h27;
-  assign \$93  = r_next >= 4'hd;
-  assign \$94  = 1'h0 + \$93 ;
-  assign \$95  = r_next >= 5'h1a;
-  assign \$96  = \$94  + \$95 ;
-  assign \$97  = r_next >= 6'h27;
-  assign \$98  = \$96  + \$97 ;
-  assign \$99  = r_next - 1'h0;
-  assign \$100  = r_next - 4'hd;
-  assign \$101  = r_next - 5'h1a;
-  assign \$102  = r_next - 6'h27;
-  assign \$103  = r_next >= 4'hd;
-  assign \$104  = 1'h0 + \$103 ;
-  assign \$105  = r_next >= 5'h1a;
-  assign \$106  = \$104  + \$105 ;
-  assign \$107  = r_next >= 6'h27;
-  assign \$108  = \$106  + \$107 ;
-  assign \$109  = r_page_b0 == 2'h3;
-  assign \$110  = r_page_b0 == 2'h2;
-  assign \$111  = r_page_b0 == 1'h1;
-  assign \$112  = \$111  ? \port__data$237  : \port__data$236 ;
-  assign \$113  = \$110  ? \port__data$238  : \$112 ;
-  assign \$114  = \$109  ? \port__data$239  : \$113 ;
-  assign \$115  = r_page_b1 == 2'h3;
-  assign \$116  = r_page_b1 == 2'h2;
-  assign \$117  = r_page_b1 == 1'h1;
-  assign \$118  = \$117  ? \port__data$241  : \port__data$240 ;
-  assign \$119  = \$116  ? \port__data$242  : \$118 ;
-  assign \$120  = \$115  ? \port__data$243  : \$119 ;
-  assign \$121  = r_page_b2 == 2'h3;
-  assign \$122  = r_page_b2 == 2'h2;
-  assign \$123  = r_page_b2 == 1'h1;
-  assign \$124  = \$123  ? \port__data$245  : \port__data$244 ;
-  assign \$125  = \$122  ? \port__data$246  : \$124 ;
-  assign \$126  = \$121  ? \port__data$247  : \$125 ;
-  assign \$128  = off1_0[0] ? o : { \o$250 [15:0], o[19:16] };
-  assign \$129  = off1_0[1] ? \$127  : \$128 ;
-  assign \$131  = off1_0[0] ? o : { \o$250 [11:0], o[19:12] };
-  assign \$132  = off1_0[1] ? \$130  : \$131 ;
-  assign \$134  = off1_0[0] ? o : { \o$250 [7:0], o[19:8] };
-  assign \$135  = off1_0[1] ? \$133  : \$134 ;
-  assign \$136  = off1_0[2] ? \$132  : \$135 ;
-  assign \$138  = off1_0[0] ? o : { \o$250 [3:0], o[19:4] };
-  assign \$139  = off1_0[1] ? \$137  : \$138 ;
-  assign \$143  = off1_0[2] ? \$139  : \$142 ;
-  assign \$144  = off1_0[3] ? \$136  : \$143 ;
-  assign \$145  = off1_0[4] ? \$129  : \$144 ;
-  assign \$146  = first2_d5 ? 17'h00000 : xacc;
-  assign \$147  = \$146  + xsum_l5_0;
-  assign \$148  = first2_d5 ? 17'h00000 : xacc;
-  assign \$149  = \$148  + xsum_l5_0;
-  assign \$150  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$151  = \$150  + t0_0_l5_0;
-  assign \$152  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$153  = \$152  + t0_0_l5_0;
-  assign \$155  = \$154  - xfin;
-  assign \$156  = ser_left - 1'h1;
-  assign \$157  = \addr$193  == 4'h9;
-  assign \$158  = \addr$193  + 1'h1;
-  assign \$159  = \$157  ? 5'h00 : \$158 ;
-  assign \$163  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$166  = $signed(\$164 ) + $signed(\$165 );
-  assign \$167  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$170  = $signed(\$169 ) < $signed(16'h8000);
-  assign \$172  = $signed(\$171 ) > $signed(16'h7fff);
-  assign \$173  = step & s_last;
-  assign \$174  = o__valid & \o__ready$207 ;
-  assign \$175  = \$174  + skipped_d5;
+  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
+  assign \$19  = credits_space + credits_returned;
+  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$21  = \$19  - \$20 ;
+  assign credits_room_next = \$21 [1:0] >= 1'h1;
+  assign \$22  = \$2 [5:0] - 1'h0;
+  assign \$23  = \$2 [5:0] >= 1'h0;
+  assign \$24  = \$2 [5:0] < 4'hd;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = \$25  ? take : 1'h0;
+  assign \$27  = \$2 [5:0] - 4'hd;
+  assign \$28  = \$2 [5:0] >= 4'hd;
+  assign \$29  = \$2 [5:0] < 5'h1a;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$30  ? take : 1'h0;
+  assign \$32  = \$2 [5:0] - 5'h1a;
+  assign \$33  = \$2 [5:0] >= 5'h1a;
+  assign \$34  = \$2 [5:0] < 6'h27;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? take : 1'h0;
+  assign \$37  = \$2 [5:0] - 6'h27;
+  assign \$38  = \$2 [5:0] >= 6'h27;
+  assign \$39  = \$2 [5:0] < 6'h34;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$40  ? take : 1'h0;
+  assign \$42  = w_count == 5'h19;
+  assign \$43  = w_count + 1'h1;
+  assign \$44  = \$42  ? 6'h00 : \$43 ;
+  assign \$45  = w_count == 5'h19;
+  assign \$47  = \$signal  & n_last_next;
+  assign \$48  = s_idx + 1'h1;
+  assign \$49  = s_last ? 6'h00 : \$48 ;
+  assign \$50  = addr + 1'h1;
+  assign \$51  = n_last ? 5'h00 : \$50 ;
+  assign \$52  = step & sn_last;
+  assign \$53  = w_half ? 5'h1a : 5'h00;
+  assign \$54  = ~ w_half;
+  assign \$55  = s_last ? 5'h00 : col;
+  assign \$56  = row_ph0 >= 4'h8;
+  assign \$57  = row_ph0 - 4'h8;
+  assign \$58  = row_ph0 + 4'hc;
+  assign \$59  = \$56  ? { \$57 [5], \$57  } : { 1'h0, \$58  };
+  assign \$60  = n_last ? 7'h00 : \$59 ;
+  assign \$61  = row_ph0 + col;
+  assign \$62  = \$61  >= 5'h14;
+  assign \$63  = row_ph0 + col;
+  assign \$64  = \$63  - 5'h14;
+  assign \$65  = row_ph0 + col;
+  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
+  assign \$67  = ! s_idx;
+  assign \$68  = r_next - 1'h0;
+  assign \$69  = r_next - 4'hd;
+  assign \$70  = r_next - 5'h1a;
+  assign \$71  = r_next - 6'h27;
+  assign \$72  = r_next >= 4'hd;
+  assign \$73  = 1'h0 + \$72 ;
+  assign \$74  = r_next >= 5'h1a;
+  assign \$75  = \$73  + \$74 ;
+  assign \$76  = r_next >= 6'h27;
+  assign \$77  = \$75  + \$76 ;
+  assign \$78  = r_next - 1'h0;
+  assign \$79  = r_next - 4'hd;
+  assign \$80  = r_next - 5'h1a;
+  assign \$81  = r_next - 6'h27;
+  assign \$82  = r_next >= 4'hd;
+  assign \$83  = 1'h0 + \$82 ;
+  assign \$84  = r_next >= 5'h1a;
+  assign \$85  = \$83  + \$84 ;
+  assign \$86  = r_next >= 6'h27;
+  assign \$87  = \$85  + \$86 ;
+  assign \$88  = r_next - 1'h0;
+  assign \$89  = r_next - 4'hd;
+  assign \$90  = r_next - 5'h1a;
+  assign \$91  = r_next - 6'h27;
+  assign \$92  = r_next >= 4'hd;
+  assign \$93  = 1'h0 + \$92 ;
+  assign \$94  = r_next >= 5'h1a;
+  assign \$95  = \$93  + \$94 ;
+  assign \$96  = r_next >= 6'h27;
+  assign \$97  = \$95  + \$96 ;
+  assign \$98  = r_page_b0 == 2'h3;
+  assign \$99  = r_page_b0 == 2'h2;
+  assign \$100  = r_page_b0 == 1'h1;
+  assign \$101  = \$100  ? \port__data$234  : \port__data$233 ;
+  assign \$102  = \$99  ? \port__data$235  : \$101 ;
+  assign \$103  = \$98  ? \port__data$236  : \$102 ;
+  assign \$104  = r_page_b1 == 2'h3;
+  assign \$105  = r_page_b1 == 2'h2;
+  assign \$106  = r_page_b1 == 1'h1;
+  assign \$107  = \$106  ? \port__data$238  : \port__data$237 ;
+  assign \$108  = \$105  ? \port__data$239  : \$107 ;
+  assign \$109  = \$104  ? \port__data$240  : \$108 ;
+  assign \$110  = r_page_b2 == 2'h3;
+  assign \$111  = r_page_b2 == 2'h2;
+  assign \$112  = r_page_b2 == 1'h1;
+  assign \$113  = \$112  ? \port__data$242  : \port__data$241 ;
+  assign \$114  = \$111  ? \port__data$243  : \$113 ;
+  assign \$115  = \$110  ? \port__data$244  : \$114 ;
+  assign \$117  = off1_0[0] ? o : { \o$247 [15:0], o[19:16] };
+  assign \$118  = off1_0[1] ? \$116  : \$117 ;
+  assign \$120  = off1_0[0] ? o : { \o$247 [11:0], o[19:12] };
+  assign \$121  = off1_0[1] ? \$119  : \$120 ;
+  assign \$123  = off1_0[0] ? o : { \o$247 [7:0], o[19:8] };
+  assign \$124  = off1_0[1] ? \$122  : \$123 ;
+  assign \$125  = off1_0[2] ? \$121  : \$124 ;
+  assign \$127  = off1_0[0] ? o : { \o$247 [3:0], o[19:4] };
+  assign \$128  = off1_0[1] ? \$126  : \$127 ;
+  assign \$132  = off1_0[2] ? \$128  : \$131 ;
+  assign \$133  = off1_0[3] ? \$125  : \$132 ;
+  assign \$134  = off1_0[4] ? \$118  : \$133 ;
+  assign \$135  = first2_d5 ? 17'h00000 : xacc;
+  assign \$136  = \$135  + xsum_l5_0;
+  assign \$137  = first2_d5 ? 17'h00000 : xacc;
+  assign \$138  = \$137  + xsum_l5_0;
+  assign \$139  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$140  = \$139  + t0_0_l5_0;
+  assign \$141  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$142  = \$141  + t0_0_l5_0;
+  assign \$144  = \$143  - xfin;
+  assign \$145  = ser_left - 1'h1;
+  assign \$146  = \addr$191  == 4'h9;
+  assign \$147  = \addr$191  + 1'h1;
+  assign \$148  = \$146  ? 5'h00 : \$147 ;
+  assign \$152  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$155  = $signed(\$153 ) + $signed(\$154 );
+  assign \$156  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$159  = $signed(\$158 ) < $signed(16'h8000);
+  assign \$161  = $signed(\$160 ) > $signed(16'h7fff);
+  assign \$162  = step & s_last;
+  assign \$163  = o__valid & \o__ready$205 ;
+  assign \$164  = \$163  + skipped_d5;
   always @(posedge clk)
-    w_data_q <= \$176 ;
+    w_data_q <= \$165 ;
   always @(posedge clk)
-    port__addr <= \$177 ;
+    port__addr <= \$166 ;
   always @(posedge clk)
-    port__en <= \$178 ;
+    port__en <= \$167 ;
   always @(posedge clk)
-    \port__addr$16  <= \$179 ;
+    \port__addr$16  <= \$168 ;
   always @(posedge clk)
-    \port__en$19  <= \$180 ;
+    \port__en$19  <= \$169 ;
   always @(posedge clk)
-    \port__addr$27  <= \$181 ;
+    \port__addr$27  <= \$170 ;
   always @(posedge clk)
-    \port__en$30  <= \$182 ;
+    \port__en$30  <= \$171 ;
   always @(posedge clk)
-    \port__addr$38  <= \$183 ;
+    \port__addr$38  <= \$172 ;
   always @(posedge clk)
-    \port__en$41  <= \$184 ;
+    \port__en$41  <= \$173 ;
   always @(posedge clk)
-    w_count <= \$185 ;
+    w_count <= \$174 ;
   always @(posedge clk)
-    w_full <= \$186 ;
+    w_full <= \$175 ;
   always @(posedge clk)
-    can_end <= \$187 ;
+    can_end <= \$176 ;
   always @(posedge clk)
-    gap_zero <= \$188 ;
+    gap_zero <= \$177 ;
   always @(posedge clk)
-    s_last <= \$189 ;
+    s_last <= \$178 ;
   always @(posedge clk)
-    n_last <= \$190 ;
+    n_last <= \$179 ;
   always @(posedge clk)
-    sn_last <= \$191 ;
+    sn_last <= \$180 ;
   always @(posedge clk)
-    head_boot <= \$192 ;
+    r_addr <= \$181 ;
   always @(posedge clk)
-    head <= \$193 ;
+    s_idx <= \$182 ;
   always @(posedge clk)
-    head_next <= \$194 ;
+    addr <= \$183 ;
   always @(posedge clk)
-    r_addr <= \$195 ;
+    active <= \$184 ;
   always @(posedge clk)
-    s_idx <= \$196 ;
+    r_base <= \$185 ;
   always @(posedge clk)
-    n_idx <= \$197 ;
+    w_half <= \$186 ;
   always @(posedge clk)
-    active <= \$198 ;
+    col <= \$187 ;
   always @(posedge clk)
-    r_base <= \$199 ;
+    row_ph0 <= \$188 ;
   always @(posedge clk)
-    w_half <= \$200 ;
+    off1_0 <= \$189 ;
   always @(posedge clk)
-    col <= \$201 ;
+    \$signal$223  <= \$190 ;
   always @(posedge clk)
-    row_ph0 <= \$202 ;
+    \$signal$109  <= \$191 ;
   always @(posedge clk)
-    off1_0 <= \$203 ;
+    last1 <= \$192 ;
   always @(posedge clk)
-    \$signal$226  <= \$204 ;
+    \i$112  <= \$193 ;
   always @(posedge clk)
-    \$signal$111  <= \$205 ;
+    \port__addr$72  <= \$194 ;
   always @(posedge clk)
-    last1 <= \$206 ;
+    \port__addr$75  <= \$195 ;
   always @(posedge clk)
-    \i$114  <= \$207 ;
+    \port__addr$78  <= \$196 ;
   always @(posedge clk)
-    \port__addr$74  <= \$208 ;
+    \port__addr$81  <= \$197 ;
   always @(posedge clk)
-    \port__addr$77  <= \$209 ;
+    r_page_a0 <= \$198 ;
   always @(posedge clk)
-    \port__addr$80  <= \$210 ;
+    r_page_b0 <= \$199 ;
   always @(posedge clk)
-    \port__addr$83  <= \$211 ;
+    \port__addr$84  <= \$200 ;
   always @(posedge clk)
-    r_page_a0 <= \$212 ;
+    \port__addr$87  <= \$201 ;
   always @(posedge clk)
-    r_page_b0 <= \$213 ;
+    \port__addr$90  <= \$202 ;
   always @(posedge clk)
-    \port__addr$86  <= \$214 ;
+    \port__addr$93  <= \$203 ;
   always @(posedge clk)
-    \port__addr$89  <= \$215 ;
+    r_page_a1 <= \$204 ;
   always @(posedge clk)
-    \port__addr$92  <= \$216 ;
+    r_page_b1 <= \$205 ;
   always @(posedge clk)
-    \port__addr$95  <= \$217 ;
+    \port__addr$96  <= \$206 ;
   always @(posedge clk)
-    r_page_a1 <= \$218 ;
+    \port__addr$99  <= \$207 ;
   always @(posedge clk)
-    r_page_b1 <= \$219 ;
+    \port__addr$102  <= \$208 ;
   always @(posedge clk)
-    \port__addr$98  <= \$220 ;
+    \port__addr$105  <= \$209 ;
   always @(posedge clk)
-    \port__addr$101  <= \$221 ;
+    r_page_a2 <= \$210 ;
   always @(posedge clk)
-    \port__addr$104  <= \$222 ;
+    r_page_b2 <= \$211 ;
   always @(posedge clk)
-    \port__addr$107  <= \$223 ;
+    xdata_d1 <= \$212 ;
   always @(posedge clk)
-    r_page_a2 <= \$224 ;
+    carry0_0 <= \$213 ;
   always @(posedge clk)
-    r_page_b2 <= \$225 ;
+    w0_0 <= \$214 ;
   always @(posedge clk)
-    xdata_d1 <= \$226 ;
+    m0_0_0 <= \$215 ;
   always @(posedge clk)
-    carry0_0 <= \$227 ;
+    m0_0_1 <= \$216 ;
   always @(posedge clk)
-    w0_0 <= \$228 ;
+    m0_0_2 <= \$217 ;
   always @(posedge clk)
-    m0_0_0 <= \$229 ;
+    m0_0_3 <= \$218 ;
   always @(posedge clk)
-    m0_0_1 <= \$230 ;
+    m0_0_4 <= \$219 ;
   always @(posedge clk)
-    m0_0_2 <= \$231 ;
+    m0_0_5 <= \$220 ;
   always @(posedge clk)
-    m0_0_3 <= \$232 ;
+    m0_0_6 <= \$221 ;
   always @(posedge clk)
-    m0_0_4 <= \$233 ;
+    m0_0_7 <= \$222 ;
   always @(posedge clk)
-    m0_0_5 <= \$234 ;
+    m0_0_8 <= \$223 ;
   always @(posedge clk)
-    m0_0_6 <= \$235 ;
+    m0_0_9 <= \$224 ;
   always @(posedge clk)
-    m0_0_7 <= \$236 ;
+    m0_0_10 <= \$225 ;
   always @(posedge clk)
-    m0_0_8 <= \$237 ;
+    m0_0_11 <= \$226 ;
   always @(posedge clk)
-    m0_0_9 <= \$238 ;
+    m0_0_12 <= \$227 ;
   always @(posedge clk)
-    m0_0_10 <= \$239 ;
+    m0_0_13 <= \$228 ;
   always @(posedge clk)
-    m0_0_11 <= \$240 ;
+    m0_0_14 <= \$229 ;
   always @(posedge clk)
-    m0_0_12 <= \$241 ;
+    m0_0_15 <= \$230 ;
   always @(posedge clk)
-    m0_0_13 <= \$242 ;
+    m0_0_16 <= \$231 ;
   always @(posedge clk)
-    m0_0_14 <= \$243 ;
+    m0_0_17 <= \$232 ;
   always @(posedge clk)
-    m0_0_15 <= \$244 ;
+    m0_0_18 <= \$233 ;
   always @(posedge clk)
-    m0_0_16 <= \$245 ;
+    m0_0_19 <= \$234 ;
   always @(posedge clk)
-    m0_0_17 <= \$246 ;
+    t0_0_l2_0 <= \$235 ;
   always @(posedge clk)
-    m0_0_18 <= \$247 ;
+    t0_0_l2_1 <= \$236 ;
   always @(posedge clk)
-    m0_0_19 <= \$248 ;
+    t0_0_l2_2 <= \$237 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$249 ;
+    t0_0_l2_3 <= \$238 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$250 ;
+    t0_0_l2_4 <= \$239 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$251 ;
+    t0_0_l4_0 <= \$240 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$252 ;
+    t0_0_l4_1 <= \$241 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$253 ;
+    t0_0_l5_0 <= \$242 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$254 ;
+    xword_d1 <= \$243 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$255 ;
+    xsum_l2_0 <= \$244 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$256 ;
+    xsum_l2_1 <= \$245 ;
   always @(posedge clk)
-    xword_d1 <= \$257 ;
+    xsum_l2_2 <= \$246 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$258 ;
+    xsum_l2_3 <= \$247 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$259 ;
+    xsum_l2_4 <= \$248 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$260 ;
+    xsum_l4_0 <= \$249 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$261 ;
+    xsum_l4_1 <= \$250 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$262 ;
+    xsum_l5_0 <= \$251 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$263 ;
+    v2_d1 <= \$252 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$264 ;
+    v2_d2 <= \$253 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$265 ;
+    v2_d3 <= \$254 ;
   always @(posedge clk)
-    v2_d1 <= \$266 ;
+    v2_d4 <= \$255 ;
   always @(posedge clk)
-    v2_d2 <= \$267 ;
+    v2_d5 <= \$256 ;
   always @(posedge clk)
-    v2_d3 <= \$268 ;
+    first2_d1 <= \$257 ;
   always @(posedge clk)
-    v2_d4 <= \$269 ;
+    first2_d2 <= \$258 ;
   always @(posedge clk)
-    v2_d5 <= \$270 ;
+    first2_d3 <= \$259 ;
   always @(posedge clk)
-    first2_d1 <= \$271 ;
+    first2_d4 <= \$260 ;
   always @(posedge clk)
-    first2_d2 <= \$272 ;
+    first2_d5 <= \$261 ;
   always @(posedge clk)
-    first2_d3 <= \$273 ;
+    last2_d1 <= \$262 ;
   always @(posedge clk)
-    first2_d4 <= \$274 ;
+    last2_d2 <= \$263 ;
   always @(posedge clk)
-    first2_d5 <= \$275 ;
+    last2_d3 <= \$264 ;
   always @(posedge clk)
-    last2_d1 <= \$276 ;
+    last2_d4 <= \$265 ;
   always @(posedge clk)
-    last2_d2 <= \$277 ;
+    last2_d5 <= \$266 ;
   always @(posedge clk)
-    last2_d3 <= \$278 ;
+    done <= \$267 ;
   always @(posedge clk)
-    last2_d4 <= \$279 ;
+    xacc <= \$268 ;
   always @(posedge clk)
-    last2_d5 <= \$280 ;
+    xfin <= \$269 ;
   always @(posedge clk)
-    done <= \$281 ;
+    acc0_0 <= \$270 ;
   always @(posedge clk)
-    xacc <= \$282 ;
+    fin0_0 <= \$271 ;
   always @(posedge clk)
-    xfin <= \$283 ;
+    bank0_0 <= \$272 ;
   always @(posedge clk)
-    acc0_0 <= \$284 ;
+    ser_left <= \$273 ;
   always @(posedge clk)
-    fin0_0 <= \$285 ;
+    \addr$191  <= \$274 ;
   always @(posedge clk)
-    bank0_0 <= \$286 ;
+    \$signal$271  <= \$275 ;
   always @(posedge clk)
-    ser_left <= \$287 ;
+    ka <= \$276 ;
   always @(posedge clk)
-    \addr$193  <= \$288 ;
+    b <= \$277 ;
   always @(posedge clk)
-    \$signal$274  <= \$289 ;
+    vb <= \$278 ;
   always @(posedge clk)
-    ka <= \$290 ;
+    rq0_beta_b <= \$279 ;
   always @(posedge clk)
-    b <= \$291 ;
+    rq0_beta <= \$280 ;
   always @(posedge clk)
-    vb <= \$292 ;
+    rq0_acc_s1_0 <= \$281 ;
   always @(posedge clk)
-    rq0_beta_b <= \$293 ;
+    rq0_acc_s1_1 <= \$282 ;
   always @(posedge clk)
-    rq0_beta <= \$294 ;
+    rq0_acc_s2_0 <= \$283 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$295 ;
+    rq0_shifted <= \$284 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$296 ;
+    rq0_under <= \$285 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$297 ;
+    rq0_over <= \$286 ;
   always @(posedge clk)
-    rq0_shifted <= \$298 ;
+    v_out_d1 <= \$287 ;
   always @(posedge clk)
-    rq0_under <= \$299 ;
+    v_out_d2 <= \$288 ;
   always @(posedge clk)
-    rq0_over <= \$300 ;
+    v_out_d3 <= \$289 ;
   always @(posedge clk)
-    v_out_d1 <= \$301 ;
+    \w_en$210  <= \$290 ;
   always @(posedge clk)
-    v_out_d2 <= \$302 ;
+    skipped_d1 <= \$291 ;
   always @(posedge clk)
-    v_out_d3 <= \$303 ;
+    skipped_d2 <= \$292 ;
   always @(posedge clk)
-    \w_en$212  <= \$304 ;
+    skipped_d3 <= \$293 ;
   always @(posedge clk)
-    skipped_d1 <= \$305 ;
+    skipped_d4 <= \$294 ;
   always @(posedge clk)
-    skipped_d2 <= \$306 ;
+    skipped_d5 <= \$295 ;
   always @(posedge clk)
-    skipped_d3 <= \$307 ;
+    group_ended_d1 <= \$296 ;
   always @(posedge clk)
-    skipped_d4 <= \$308 ;
+    credits_returned <= \$297 ;
   always @(posedge clk)
-    skipped_d5 <= \$309 ;
+    credits_space <= \$298 ;
   always @(posedge clk)
-    group_ended_d1 <= \$310 ;
-  always @(posedge clk)
-    credits_returned <= \$311 ;
-  always @(posedge clk)
-    credits_space <= \$312 ;
-  always @(posedge clk)
-    credits_room <= \$313 ;
+    credits_room <= \$299 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$193 ),
+    .addr(\addr$191 ),
     .clk(clk),
-    .data(data)
+    .data(\data$194 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$114 ),
-    .o(\o$250 )
+    .i(\i$112 ),
+    .o(\o$247 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$207 ),
+    .o__ready(\o__ready$205 ),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$19 [15:0]),
-    .w_en(\w_en$212 )
+    .w_data(\$18 [15:0]),
+    .w_en(\w_en$210 )
   );
   \flexor_lenet5.fc2.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$222 )
+    .data(data)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$293 ),
+    .addr(\addr$290 ),
     .clk(clk),
-    .data(\data$294 )
+    .data(\data$291 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(data[16:0]),
+    .a(\data$194 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(data[18:17]),
+    .a(\data$194 [18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$281 )
+    .p(\p$278 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$293 ),
+    .addr(\addr$290 ),
     .clk(clk),
-    .data(\data$294 ),
-    .o__payload(\o__payload$228 ),
+    .data(\data$291 ),
+    .o__payload(\o__payload$225 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -29469,1150 +29435,1120 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [5:0];
+      r_next = \$15 [5:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$17  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$176  = w_data;
+    \$165  = w_data;
     if (rst) begin
-      \$176  = 160'h0000000000000000000000000000000000000000;
+      \$165  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$177  = \$23 [3:0];
+    \$166  = \$22 [3:0];
     if (rst) begin
-      \$177  = 4'h0;
+      \$166  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$178  = \$27 ;
+    \$167  = \$26 ;
+    if (rst) begin
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$168  = \$27 [3:0];
+    if (rst) begin
+      \$168  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$169  = \$31 ;
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$170  = \$32 [3:0];
+    if (rst) begin
+      \$170  = 4'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$171  = \$36 ;
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$172  = \$37 [3:0];
+    if (rst) begin
+      \$172  = 4'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$173  = \$41 ;
+    if (rst) begin
+      \$173  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$174  = w_count;
+    if (take) begin
+      \$174  = \$44 [4:0];
+    end
+    if (rst) begin
+      \$174  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$175  = w_full;
+    if (take) begin
+      if (\$45 ) begin
+        \$175  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$175  = 1'h0;
+    end
+    if (rst) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$176  = \$46 ;
+    if (rst) begin
+      \$176  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$177  = 1'h1;
+    if (rst) begin
+      \$177  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$178  = \$signal ;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$179  = \$28 [3:0];
+    \$179  = n_last_next;
     if (rst) begin
-      \$179  = 4'h1;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$180  = \$32 ;
+    \$180  = \$47 ;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$181  = \$33 [3:0];
+    \$181  = r_next;
     if (rst) begin
-      \$181  = 4'h2;
+      \$181  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$182  = \$37 ;
+    \$182  = s_idx;
+    if (step) begin
+      \$182  = \$49 [4:0];
+    end
     if (rst) begin
-      \$182  = 1'h0;
+      \$182  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$183  = \$38 [3:0];
+    \$183  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$183  = \$51 [3:0];
+      end
+    end
     if (rst) begin
-      \$183  = 4'h3;
+      \$183  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$184  = \$42 ;
+    \$184  = active;
+    if (\$52 ) begin
+      \$184  = 1'h0;
+    end
+    if (load) begin
+      \$184  = 1'h1;
+    end
     if (rst) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$185  = w_count;
-    if (take) begin
-      \$185  = \$45 [4:0];
+    \$185  = r_base;
+    if (load) begin
+      \$185  = { 1'h0, \$53  };
     end
     if (rst) begin
-      \$185  = 5'h00;
+      \$185  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$186  = w_full;
-    if (take) begin
-      if (\$46 ) begin
-        \$186  = 1'h1;
+    \$186  = w_half;
+    if (load) begin
+      \$186  = \$54 ;
+    end
+    if (rst) begin
+      \$186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$187  = col;
+    if (step) begin
+      \$187  = \$55 ;
+    end
+    if (rst) begin
+      \$187  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$188  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$188  = \$60 [4:0];
       end
     end
-    if (load) begin
-      \$186  = 1'h0;
-    end
     if (rst) begin
-      \$186  = 1'h0;
+      \$188  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$187  = \$47 ;
+    \$189  = \$66 [4:0];
     if (rst) begin
-      \$187  = 1'h1;
+      \$189  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$188  = 1'h1;
-    if (rst) begin
-      \$188  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$189  = \$signal ;
-    if (rst) begin
-      \$189  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$190  = n_last_next;
+    \$190  = step;
     if (rst) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$191  = \$48 ;
+    \$191  = \$67 ;
     if (rst) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$192  = head_boot;
-    if (\$49 ) begin
-      \$192  = \$50 [1:0];
-    end
+    \$192  = s_last;
     if (rst) begin
-      \$192  = 2'h3;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$193  = head;
-    if (\$53 ) begin
-      \$193  = \data$222 ;
-    end
+    \$193  = \o__payload$225 ;
     if (rst) begin
       \$193  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$194  = head_next;
-    if (\$54 ) begin
-      \$194  = \$58 [3:0];
-    end
+    \$194  = \$68 [3:0];
     if (rst) begin
-      \$194  = 4'h1;
+      \$194  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$195  = r_next;
+    \$195  = \$69 [3:0];
     if (rst) begin
-      \$195  = 6'h00;
+      \$195  = 4'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$196  = s_idx;
-    if (step) begin
-      \$196  = \$60 [4:0];
-    end
+    \$196  = \$70 [3:0];
     if (rst) begin
-      \$196  = 5'h00;
+      \$196  = 4'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$197  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$197  = \$62 [3:0];
-      end
-    end
+    \$197  = \$71 [3:0];
     if (rst) begin
-      \$197  = 4'h0;
+      \$197  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$198  = active;
-    if (\$63 ) begin
-      \$198  = 1'h0;
-    end
-    if (load) begin
-      \$198  = 1'h1;
-    end
+    \$198  = \$77 [1:0];
     if (rst) begin
-      \$198  = 1'h0;
+      \$198  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$199  = r_base;
-    if (load) begin
-      \$199  = { 1'h0, \$64  };
-    end
+    \$199  = r_page_a0;
     if (rst) begin
-      \$199  = 6'h00;
+      \$199  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$200  = w_half;
-    if (load) begin
-      \$200  = \$65 ;
-    end
+    \$200  = \$78 [3:0];
     if (rst) begin
-      \$200  = 1'h0;
+      \$200  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$201  = col;
-    if (step) begin
-      \$201  = \$66 ;
-    end
+    \$201  = \$79 [3:0];
     if (rst) begin
-      \$201  = 5'h00;
+      \$201  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$202  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$202  = \$71 [4:0];
-      end
-    end
+    \$202  = \$80 [3:0];
     if (rst) begin
-      \$202  = 5'h00;
+      \$202  = 4'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$203  = \$77 [4:0];
+    \$203  = \$81 [3:0];
     if (rst) begin
-      \$203  = 5'h00;
+      \$203  = 4'ha;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$204  = step;
+    \$204  = \$87 [1:0];
     if (rst) begin
-      \$204  = 1'h0;
+      \$204  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$205  = \$78 ;
+    \$205  = r_page_a1;
     if (rst) begin
-      \$205  = 1'h0;
+      \$205  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$206  = s_last;
+    \$206  = \$88 [3:0];
     if (rst) begin
-      \$206  = 1'h0;
+      \$206  = 4'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$207  = \o__payload$228 ;
+    \$207  = \$89 [3:0];
     if (rst) begin
-      \$207  = 16'h0000;
+      \$207  = 4'h5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$208  = \$79 [3:0];
+    \$208  = \$90 [3:0];
     if (rst) begin
-      \$208  = 4'h0;
+      \$208  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$209  = \$80 [3:0];
+    \$209  = \$91 [3:0];
     if (rst) begin
-      \$209  = 4'h3;
+      \$209  = 4'hb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$210  = \$81 [3:0];
+    \$210  = \$97 [1:0];
     if (rst) begin
-      \$210  = 4'h6;
+      \$210  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$211  = \$82 [3:0];
+    \$211  = r_page_a2;
     if (rst) begin
-      \$211  = 4'h9;
+      \$211  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$212  = \$88 [1:0];
+    \$212  = { \$115 , \$109 , \$103  };
     if (rst) begin
-      \$212  = 2'h0;
+      \$212  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$213  = r_page_a0;
+    \$213  = carry0_0;
+    if (\$signal$223 ) begin
+      \$213  = \i$112 ;
+    end
     if (rst) begin
-      \$213  = 2'h0;
+      \$213  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$214  = \$89 [3:0];
+    \$214  = \$134 ;
     if (rst) begin
-      \$214  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$215  = \$90 [3:0];
-    if (rst) begin
-      \$215  = 4'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$216  = \$91 [3:0];
-    if (rst) begin
-      \$216  = 4'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$217  = \$92 [3:0];
-    if (rst) begin
-      \$217  = 4'ha;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$218  = \$98 [1:0];
-    if (rst) begin
-      \$218  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$219  = r_page_a1;
-    if (rst) begin
-      \$219  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$220  = \$99 [3:0];
-    if (rst) begin
-      \$220  = 4'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$221  = \$100 [3:0];
-    if (rst) begin
-      \$221  = 4'h5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$222  = \$101 [3:0];
-    if (rst) begin
-      \$222  = 4'h8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$223  = \$102 [3:0];
-    if (rst) begin
-      \$223  = 4'hb;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$224  = \$108 [1:0];
-    if (rst) begin
-      \$224  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$225  = r_page_a2;
-    if (rst) begin
-      \$225  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$226  = { \$126 , \$120 , \$114  };
-    if (rst) begin
-      \$226  = 160'h0000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$227  = carry0_0;
-    if (\$signal$226 ) begin
-      \$227  = \i$114 ;
-    end
-    if (rst) begin
-      \$227  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$228  = \$145 ;
-    if (rst) begin
-      \$228  = 20'h00000;
+      \$214  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$229  = xdata_d1[7:0];
+      \$215  = xdata_d1[7:0];
     end else begin
-      \$229  = 8'h00;
+      \$215  = 8'h00;
     end
     if (rst) begin
-      \$229  = 8'h00;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$230  = xdata_d1[15:8];
+      \$216  = xdata_d1[15:8];
     end else begin
-      \$230  = 8'h00;
+      \$216  = 8'h00;
     end
     if (rst) begin
-      \$230  = 8'h00;
+      \$216  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$231  = xdata_d1[23:16];
+      \$217  = xdata_d1[23:16];
     end else begin
-      \$231  = 8'h00;
+      \$217  = 8'h00;
     end
     if (rst) begin
-      \$231  = 8'h00;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$232  = xdata_d1[31:24];
+      \$218  = xdata_d1[31:24];
     end else begin
-      \$232  = 8'h00;
+      \$218  = 8'h00;
     end
     if (rst) begin
-      \$232  = 8'h00;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$233  = xdata_d1[39:32];
+      \$219  = xdata_d1[39:32];
     end else begin
-      \$233  = 8'h00;
+      \$219  = 8'h00;
     end
     if (rst) begin
-      \$233  = 8'h00;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$234  = xdata_d1[47:40];
+      \$220  = xdata_d1[47:40];
     end else begin
-      \$234  = 8'h00;
+      \$220  = 8'h00;
     end
     if (rst) begin
-      \$234  = 8'h00;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$235  = xdata_d1[55:48];
+      \$221  = xdata_d1[55:48];
     end else begin
-      \$235  = 8'h00;
+      \$221  = 8'h00;
     end
     if (rst) begin
-      \$235  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$236  = xdata_d1[63:56];
+      \$222  = xdata_d1[63:56];
     end else begin
-      \$236  = 8'h00;
+      \$222  = 8'h00;
     end
     if (rst) begin
-      \$236  = 8'h00;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$237  = xdata_d1[71:64];
+      \$223  = xdata_d1[71:64];
     end else begin
-      \$237  = 8'h00;
+      \$223  = 8'h00;
     end
     if (rst) begin
-      \$237  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$238  = xdata_d1[79:72];
+      \$224  = xdata_d1[79:72];
     end else begin
-      \$238  = 8'h00;
+      \$224  = 8'h00;
     end
     if (rst) begin
-      \$238  = 8'h00;
+      \$224  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$239  = xdata_d1[87:80];
+      \$225  = xdata_d1[87:80];
     end else begin
-      \$239  = 8'h00;
+      \$225  = 8'h00;
     end
     if (rst) begin
-      \$239  = 8'h00;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$240  = xdata_d1[95:88];
+      \$226  = xdata_d1[95:88];
     end else begin
-      \$240  = 8'h00;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$240  = 8'h00;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$241  = xdata_d1[103:96];
+      \$227  = xdata_d1[103:96];
     end else begin
-      \$241  = 8'h00;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$241  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$242  = xdata_d1[111:104];
+      \$228  = xdata_d1[111:104];
     end else begin
-      \$242  = 8'h00;
+      \$228  = 8'h00;
     end
     if (rst) begin
-      \$242  = 8'h00;
+      \$228  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$243  = xdata_d1[119:112];
+      \$229  = xdata_d1[119:112];
     end else begin
-      \$243  = 8'h00;
+      \$229  = 8'h00;
     end
     if (rst) begin
-      \$243  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$244  = xdata_d1[127:120];
+      \$230  = xdata_d1[127:120];
     end else begin
-      \$244  = 8'h00;
+      \$230  = 8'h00;
     end
     if (rst) begin
-      \$244  = 8'h00;
+      \$230  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$245  = xdata_d1[135:128];
+      \$231  = xdata_d1[135:128];
     end else begin
-      \$245  = 8'h00;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$245  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$246  = xdata_d1[143:136];
+      \$232  = xdata_d1[143:136];
     end else begin
-      \$246  = 8'h00;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$246  = 8'h00;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$247  = xdata_d1[151:144];
+      \$233  = xdata_d1[151:144];
     end else begin
-      \$247  = 8'h00;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$247  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$248  = xdata_d1[159:152];
+      \$234  = xdata_d1[159:152];
     end else begin
-      \$248  = 8'h00;
+      \$234  = 8'h00;
     end
     if (rst) begin
-      \$248  = 8'h00;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$249  = t0_0_w1_0;
+    \$235  = t0_0_w1_0;
     if (rst) begin
-      \$249  = 10'h000;
+      \$235  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$250  = t0_0_w1_2;
+    \$236  = t0_0_w1_2;
+    if (rst) begin
+      \$236  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$237  = t0_0_w1_4;
+    if (rst) begin
+      \$237  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$238  = t0_0_w1_6;
+    if (rst) begin
+      \$238  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$239  = t0_0_w1_8;
+    if (rst) begin
+      \$239  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$240  = t0_0_w3_0;
+    if (rst) begin
+      \$240  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$241  = t0_0_l2_4;
+    if (rst) begin
+      \$241  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$242  = t0_0_w4_0;
+    if (rst) begin
+      \$242  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$243  = xdata_d1;
+    if (rst) begin
+      \$243  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$244  = xsum_w1_0;
+    if (rst) begin
+      \$244  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$245  = xsum_w1_2;
+    if (rst) begin
+      \$245  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$246  = xsum_w1_4;
+    if (rst) begin
+      \$246  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$247  = xsum_w1_6;
+    if (rst) begin
+      \$247  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$248  = xsum_w1_8;
+    if (rst) begin
+      \$248  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$249  = xsum_w3_0;
+    if (rst) begin
+      \$249  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$250  = xsum_l2_4;
     if (rst) begin
       \$250  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$251  = t0_0_w1_4;
+    \$251  = xsum_w4_0;
     if (rst) begin
-      \$251  = 10'h000;
+      \$251  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$252  = t0_0_w1_6;
+    \$252  = \$signal$223 ;
     if (rst) begin
-      \$252  = 10'h000;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$253  = t0_0_w1_8;
+    \$253  = v2_d1;
     if (rst) begin
-      \$253  = 10'h000;
+      \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$254  = t0_0_w3_0;
+    \$254  = v2_d2;
     if (rst) begin
-      \$254  = 12'h000;
+      \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$255  = t0_0_l2_4;
+    \$255  = v2_d3;
     if (rst) begin
-      \$255  = 10'h000;
+      \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$256  = t0_0_w4_0;
+    \$256  = v2_d4;
     if (rst) begin
-      \$256  = 13'h0000;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$257  = xdata_d1;
+    \$257  = \$signal$109 ;
     if (rst) begin
-      \$257  = 160'h0000000000000000000000000000000000000000;
+      \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$258  = xsum_w1_0;
+    \$258  = first2_d1;
     if (rst) begin
-      \$258  = 10'h000;
+      \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$259  = xsum_w1_2;
+    \$259  = first2_d2;
     if (rst) begin
-      \$259  = 10'h000;
+      \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$260  = xsum_w1_4;
+    \$260  = first2_d3;
     if (rst) begin
-      \$260  = 10'h000;
+      \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$261  = xsum_w1_6;
+    \$261  = first2_d4;
     if (rst) begin
-      \$261  = 10'h000;
+      \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$262  = xsum_w1_8;
+    \$262  = last1;
     if (rst) begin
-      \$262  = 10'h000;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$263  = xsum_w3_0;
+    \$263  = last2_d1;
     if (rst) begin
-      \$263  = 12'h000;
+      \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$264  = xsum_l2_4;
+    \$264  = last2_d2;
     if (rst) begin
-      \$264  = 10'h000;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$265  = xsum_w4_0;
+    \$265  = last2_d3;
     if (rst) begin
-      \$265  = 13'h0000;
+      \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$266  = \$signal$226 ;
+    \$266  = last2_d4;
     if (rst) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$267  = v2_d1;
+    \$267  = group_end;
     if (rst) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$268  = v2_d2;
+    \$268  = xacc;
+    if (v2_d5) begin
+      \$268  = \$136 [16:0];
+    end
     if (rst) begin
-      \$268  = 1'h0;
+      \$268  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$269  = v2_d3;
+    \$269  = xfin;
+    if (group_end) begin
+      \$269  = \$138 [16:0];
+    end
     if (rst) begin
-      \$269  = 1'h0;
+      \$269  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$270  = v2_d4;
+    \$270  = acc0_0;
+    if (v2_d5) begin
+      \$270  = \$140 [16:0];
+    end
     if (rst) begin
-      \$270  = 1'h0;
+      \$270  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$271  = \$signal$111 ;
+    \$271  = fin0_0;
+    if (group_end) begin
+      \$271  = \$142 [16:0];
+    end
     if (rst) begin
-      \$271  = 1'h0;
+      \$271  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$272  = first2_d1;
+    \$272  = bank0_0;
+    if (done) begin
+      \$272  = \$144 [17:0];
+    end
     if (rst) begin
-      \$272  = 1'h0;
+      \$272  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$273  = first2_d2;
+    \$273  = ser_left;
+    if (done) begin
+      \$273  = 1'h1;
+    end else if (ser) begin
+      \$273  = \$145 [0];
+    end
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$274  = first2_d3;
+    \$274  = \addr$191 ;
+    if (ser) begin
+      \$274  = \$148 [3:0];
+    end
     if (rst) begin
-      \$274  = 1'h0;
+      \$274  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$275  = first2_d4;
+    \$275  = \$149 ;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$276  = last1;
+    \$276  = \$151 ;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$277  = last2_d1;
+    \$277  = bank0_0;
     if (rst) begin
-      \$277  = 1'h0;
+      \$277  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$278  = last2_d2;
+    \$278  = \$signal$271 ;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$279  = last2_d3;
+    \$279  = \data$194 [39:19];
     if (rst) begin
-      \$279  = 1'h0;
+      \$279  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$280  = last2_d4;
+    \$280  = \$152 ;
     if (rst) begin
-      \$280  = 1'h0;
+      \$280  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$281  = group_end;
+    \$281  = \$155 ;
     if (rst) begin
-      \$281  = 1'h0;
+      \$281  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$282  = xacc;
-    if (v2_d5) begin
-      \$282  = \$147 [16:0];
-    end
+    \$282  = rq0_beta;
     if (rst) begin
-      \$282  = 17'h00000;
+      \$282  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$283  = xfin;
-    if (group_end) begin
-      \$283  = \$149 [16:0];
-    end
+    \$283  = \$156 [35:0];
     if (rst) begin
-      \$283  = 17'h00000;
+      \$283  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$284  = acc0_0;
-    if (v2_d5) begin
-      \$284  = \$151 [16:0];
-    end
+    \$284  = \$157 [19:0];
     if (rst) begin
-      \$284  = 17'h00000;
+      \$284  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$285  = fin0_0;
-    if (group_end) begin
-      \$285  = \$153 [16:0];
-    end
+    \$285  = \$159 ;
     if (rst) begin
-      \$285  = 17'h00000;
+      \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$286  = bank0_0;
-    if (done) begin
-      \$286  = \$155 [17:0];
-    end
+    \$286  = \$161 ;
     if (rst) begin
-      \$286  = 18'h00000;
+      \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$287  = ser_left;
-    if (done) begin
-      \$287  = 1'h1;
-    end else if (ser) begin
-      \$287  = \$156 [0];
-    end
+    \$287  = vb;
     if (rst) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$288  = \addr$193 ;
-    if (ser) begin
-      \$288  = \$159 [3:0];
-    end
+    \$288  = v_out_d1;
     if (rst) begin
-      \$288  = 4'h0;
+      \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$289  = \$160 ;
+    \$289  = v_out_d2;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$290  = \$162 ;
+    \$290  = v_out_d3;
     if (rst) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$291  = bank0_0;
+    \$291  = ka;
     if (rst) begin
-      \$291  = 18'h00000;
+      \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$292  = \$signal$274 ;
+    \$292  = skipped_d1;
     if (rst) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$293  = data[39:19];
+    \$293  = skipped_d2;
     if (rst) begin
-      \$293  = 21'h000000;
+      \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$294  = \$163 ;
+    \$294  = skipped_d3;
     if (rst) begin
-      \$294  = 22'h000000;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$295  = \$166 ;
+    \$295  = skipped_d4;
     if (rst) begin
-      \$295  = 52'h0000000000000;
+      \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$296  = rq0_beta;
+    \$296  = \$162 ;
     if (rst) begin
-      \$296  = 22'h000000;
+      \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$297  = \$167 [35:0];
+    \$297  = \$164 ;
     if (rst) begin
-      \$297  = 36'h000000000;
+      \$297  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$298  = \$168 [19:0];
+    \$298  = \$21 [1:0];
     if (rst) begin
-      \$298  = 20'h00000;
+      \$298  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$299  = \$170 ;
+    \$299  = credits_room_next;
     if (rst) begin
-      \$299  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$300  = \$172 ;
-    if (rst) begin
-      \$300  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$301  = vb;
-    if (rst) begin
-      \$301  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$302  = v_out_d1;
-    if (rst) begin
-      \$302  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$303  = v_out_d2;
-    if (rst) begin
-      \$303  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$304  = v_out_d3;
-    if (rst) begin
-      \$304  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$305  = ka;
-    if (rst) begin
-      \$305  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$306  = skipped_d1;
-    if (rst) begin
-      \$306  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$307  = skipped_d2;
-    if (rst) begin
-      \$307  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$308  = skipped_d3;
-    if (rst) begin
-      \$308  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$309  = skipped_d4;
-    if (rst) begin
-      \$309  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$310  = \$173 ;
-    if (rst) begin
-      \$310  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$311  = \$175 ;
-    if (rst) begin
-      \$311  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$312  = \$22 [1:0];
-    if (rst) begin
-      \$312  = 2'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$313  = credits_room_next;
-    if (rst) begin
-      \$313  = 1'h1;
+      \$299  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -30655,63 +30591,64 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$207 , w_data, i__valid, o__v
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
+  assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0_p0 = \port__addr$74 ;
-  assign \port__en$76  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$77 ;
-  assign \port__en$79  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$80 ;
-  assign \port__en$82  = 1'h1;
-  assign r_addr_b0_p3 = \port__addr$83 ;
-  assign \port__en$85  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$86 ;
-  assign \port__en$88  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$89 ;
-  assign \port__en$91  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$92 ;
-  assign \port__en$94  = 1'h1;
-  assign r_addr_b1_p3 = \port__addr$95 ;
-  assign \port__en$97  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$98 ;
-  assign \port__en$100  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$101 ;
-  assign \port__en$103  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$104 ;
-  assign \port__en$106  = 1'h1;
-  assign r_addr_b2_p3 = \port__addr$107 ;
-  assign \port__en$109  = 1'h1;
-  assign word1 = \i$114 ;
+  assign r_addr_b0_p0 = \port__addr$72 ;
+  assign \port__en$74  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$75 ;
+  assign \port__en$77  = 1'h1;
+  assign r_addr_b0_p2 = \port__addr$78 ;
+  assign \port__en$80  = 1'h1;
+  assign r_addr_b0_p3 = \port__addr$81 ;
+  assign \port__en$83  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$84 ;
+  assign \port__en$86  = 1'h1;
+  assign r_addr_b1_p1 = \port__addr$87 ;
+  assign \port__en$89  = 1'h1;
+  assign r_addr_b1_p2 = \port__addr$90 ;
+  assign \port__en$92  = 1'h1;
+  assign r_addr_b1_p3 = \port__addr$93 ;
+  assign \port__en$95  = 1'h1;
+  assign r_addr_b2_p0 = \port__addr$96 ;
+  assign \port__en$98  = 1'h1;
+  assign r_addr_b2_p1 = \port__addr$99 ;
+  assign \port__en$101  = 1'h1;
+  assign r_addr_b2_p2 = \port__addr$102 ;
+  assign \port__en$104  = 1'h1;
+  assign r_addr_b2_p3 = \port__addr$105 ;
+  assign \port__en$107  = 1'h1;
+  assign word1 = \i$112 ;
   assign shift = ser;
-  assign beat = \addr$193 ;
-  assign a = data[16:0];
+  assign beat = \addr$191 ;
+  assign a = \data$194 [16:0];
   assign sa0_0 = b;
-  assign \a$199  = data[18:17];
-  assign \b$200  = b;
-  assign rq0_y = \$19 [15:0];
-  assign \o__payload$206  = o__payload;
-  assign \o__ready$208  = \o__ready$207 ;
-  assign \o__valid$210  = o__valid;
-  assign \w_data$211  = \$19 [15:0];
-  assign v_out_d4 = \w_en$212 ;
-  assign space_next = \$22 [1:0];
+  assign \a$197  = \data$194 [18:17];
+  assign \b$198  = b;
+  assign rq0_y = \$18 [15:0];
+  assign \o__payload$204  = o__payload;
+  assign \o__ready$206  = \o__ready$205 ;
+  assign \o__valid$208  = o__valid;
+  assign \w_data$209  = \$18 [15:0];
+  assign v_out_d4 = \w_en$210 ;
+  assign space_next = \$21 [1:0];
   assign \$3  = active;
-  assign \$47  = credits_room_next;
-  assign \$127  = o;
+  assign \$46  = credits_room_next;
+  assign \$116  = o;
+  assign \$119  = o;
+  assign \$122  = o;
+  assign \$126  = o;
+  assign \$129  = o;
   assign \$130  = o;
-  assign \$133  = o;
-  assign \$137  = o;
-  assign \$140  = o;
-  assign \$141  = o;
-  assign \$142  = \$141 ;
-  assign \$154  = { fin0_0, 1'h0 };
-  assign \$160  = ser;
-  assign \$161  = 1'h0;
-  assign \$162  = 1'h0;
-  assign \$164  = { p[34], p };
-  assign \$165  = { \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 [19], \p$281 , 17'h00000 };
-  assign \$168  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$169  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$171  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$131  = \$130 ;
+  assign \$143  = { fin0_0, 1'h0 };
+  assign \$149  = ser;
+  assign \$150  = 1'h0;
+  assign \$151  = 1'h0;
+  assign \$153  = { p[34], p };
+  assign \$154  = { \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 , 17'h00000 };
+  assign \$157  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$158  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$160  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -31051,7 +30988,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.heads (addr, data, clk);
+module \flexor_lenet5.fc2.heads (data, addr, clk);
   input [3:0] addr;
   wire [3:0] addr;
   input clk;
@@ -31062,7 +30999,7 @@ module \flexor_lenet5.fc2.heads (addr, data, clk);
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_lenet5_l3_heads.hex"),
-    .LATENCY(32'd2),
+    .LATENCY(32'd1),
     .WIDTH(32'd16)
   ) rom (
     .addr(addr),

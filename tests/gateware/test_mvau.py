@@ -50,8 +50,8 @@ CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
     (23, 7, 1, 10, 1, 1, 6, 10, False),     # SIMD = n_out ∤ F: the shared slice is carried
     (47, 6, 3, 20, 3, 2, 6, 10, True),      # carried, q 2, a short last column block
     (31, 4, 2, 15, 2, 1, 3, 5, False),      # carried, three slices a word
-    (17, 5, 1, 10, 1, 1, 6, 10, False),     # carried, two steps a group: heads read as used
-    (23, 40, 2, 10, 1, 1, 6, 10, False),    # carried, 20 groups: heads read a group ahead
+    (17, 70, 1, 10, 1, 1, 6, 10, False),    # carried, two steps a group: heads read as used
+    (23, 70, 1, 10, 1, 1, 6, 10, False),    # carried, 70 groups: heads read a group ahead
 ]
 
 
@@ -60,6 +60,8 @@ CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
 def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, signed):
     pkg, layer, consts = _layer(f, o, q=q, n_in=n_in, n_out=n_out, signed=signed)
     params = mvau_params(layer, consts, pe, simd, r)
+    if (f, o) in ((17, 70), (23, 70)):        # the two ways a carrying unit reads its heads
+        assert params.carry and params.heads_prefetched == (params.sf >= 3)
     x = _inputs(consts, 3, f, seed=f * o)
     got, _ = _simulate(params, x, stall=0.3, seed=pe + simd)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
