@@ -517,7 +517,8 @@ class ResidualFork(Stage):
         return 2            # the input's skid buffer, the fork
 
     def memories(self):
-        return [_mem(self, "skip fifo", self.depth, self.x_shape.width)]
+        from ..gateware.skip import ROOM_SLACK
+        return [_mem(self, "skip fifo", self.depth + ROOM_SLACK, self.x_shape.width)]
 
     def estimate(self):
         # the input's skid buffer (two registers, a 2:1 mux) and the skip FIFO's output
