@@ -228,6 +228,12 @@ class GlobalAvgPool(wiring.Component):
         than its results take, the results and the start of their read (measured)."""
         return max(channels * pixels, GlobalAvgPool.EMIT_CYCLES * channels + 1)
 
+    @staticmethod
+    def accumulator_depth(channels):
+        """Words of the accumulator memory: two banks, bank b's channel c at
+        ``b·2^w + c`` (``w`` the channel counter's bits)."""
+        return 2 << Shape.cast(range(max(2, channels))).width
+
     def elaborate(self, platform):
         from amaranth.hdl import signed
         m = Module()
@@ -237,8 +243,8 @@ class GlobalAvgPool(wiring.Component):
         hi = (1 << (width - is_signed)) - 1
         acc_shape = signed(max(-lo * n, hi * n).bit_length() + 1)
         cw = Shape.cast(range(max(2, C))).width
-        # bank b, channel c at address b·2^cw + c
-        m.submodules.accs = accs = memory.Memory(shape=acc_shape, depth=2 << cw, init=[])
+        m.submodules.accs = accs = memory.Memory(shape=acc_shape,
+                                                 depth=self.accumulator_depth(C), init=[])
         rport, eport = accs.read_port(domain="comb"), accs.read_port(domain="comb")
         wport = accs.write_port()
         c = Signal(range(max(2, C)))

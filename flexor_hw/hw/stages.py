@@ -472,7 +472,8 @@ class GlobalAvgPool(Stage):
     def memories(self):
         # two banks (one image's sums given out while the next accumulates), read
         # asynchronously by the adder and by the output: LUT RAM, twice
-        return [_mem(self, "accumulators", 2 << max(1, (self.channels - 1).bit_length()),
+        from ..gateware.pool import GlobalAvgPool as Unit
+        return [_mem(self, "accumulators", Unit.accumulator_depth(self.channels),
                         self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1,
                         style="distributed", read_ports=2)]
 
