@@ -477,7 +477,7 @@ class MatrixVectorUnit(wiring.Component):
 
         # -- stage 1: the step's weight word and flags, registered; the vector word arrives --
         v1, first1, last1 = Signal(), Signal(), Signal()
-        word1 = Signal(p.rom_width)
+        word1 = Signal(p.rom_width, reset_less=True)
         m.d.sync += [v1.eq(step), first1.eq(s_idx == 0), last1.eq(s_last),
                      word1.eq(weights.o.payload)]
         if p.address_register:
@@ -487,7 +487,7 @@ class MatrixVectorUnit(wiring.Component):
         else:
             rdata = vmem.read(m, r_next)
             # the word a cycle later, beside the registered weight bits
-            xdata = delay(m, rdata, 1, "xdata") if p.bits_register else rdata
+            xdata = delay(m, rdata, 1, "xdata", data=True) if p.bits_register else rdata
         x2 = [xdata[s * xw:(s + 1) * xw].as_signed() if xs.signed
               else xdata[s * xw:(s + 1) * xw] for s in range(simd)]
 
@@ -506,7 +506,7 @@ class MatrixVectorUnit(wiring.Component):
                     enc = [stored[k * n_in:(k + 1) * n_in] for k in range(p.slots - p.carry)]
                     if p.carry:
                         # Slot 0: the word before's last slice, or the row group's head.
-                        held = Signal(n_in, name=f"carry{j}_{i}")
+                        held = Signal(n_in, name=f"carry{j}_{i}", reset_less=True)
                         with m.If(v1):
                             m.d.sync += held.eq(enc[-1])
                         h = (i * pe + j) * n_in
@@ -530,22 +530,25 @@ class MatrixVectorUnit(wiring.Component):
                 # reset is driven by a flip-flop, not by the decoder and offset multiplexer
                 # (those nets, placed apart, were most of the slow routing of ResNet-20 on
                 # the ECP5-85k: up to 16 ns an arc).
-                bits_q = bits
+                # The register holds the bits inverted, the resets themselves: an LSR
+                # driven straight by a flip-flop (Yosys puts an inverter's LUT before a
+                # reset rather than the slice's LSR inversion).
+                clear = ~bits
                 if p.bits_register:
-                    bits_q = Signal(simd, name=f"w{j}_{i}")
-                    m.d.sync += bits_q.eq(bits)
+                    clear = Signal(simd, name=f"w{j}_{i}", reset_less=True)
+                    m.d.sync += clear.eq(~bits)
                 terms = []
                 for s in range(simd):
-                    held = Signal(xs, name=f"m{j}_{i}_{s}")
-                    with m.If(bits_q[s]):
-                        m.d.sync += held.eq(x2[s])
-                    with m.Else():
+                    held = Signal(xs, name=f"m{j}_{i}_{s}", reset_less=True)
+                    with m.If(clear[s]):
                         m.d.sync += held.eq(0)
+                    with m.Else():
+                        m.d.sync += held.eq(x2[s])
                     terms.append(held)
                 row_trees.append(_tree_sum(m, terms, part_shape, f"t{j}_{i}"))
             trees.append(row_trees)
         # Σx of the word, beside the rows' sums (one tree shared by every PE row).
-        xword = delay(m, xdata, 1, "xword")
+        xword = delay(m, xdata, 1, "xword", data=True)
         xparts = [xword[s * xw:(s + 1) * xw].as_signed() if xs.signed
                   else xword[s * xw:(s + 1) * xw] for s in range(simd)]
         word_sum = _tree_sum(m, xparts, int_shape(simd * c.x_lo, simd * c.x_hi), "xsum")
@@ -557,7 +560,7 @@ class MatrixVectorUnit(wiring.Component):
         # S = 2·T − Σx goes into the bank (S = T for unipolar planes) -----------------------
         s_shape = signed(c.s_width)
         t_shape = int_shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
-        bank = [[Signal(s_shape, name=f"bank{j}_{i}") for i in range(q)] for j in range(pe)]
+        bank = [[Signal(s_shape, name=f"bank{j}_{i}", reset_less=True) for i in range(q)] for j in range(pe)]
         group_end = Signal()
         m.d.comb += group_end.eq(v2 & last2)
         done = Signal()                                 # the group's totals are latched
@@ -565,8 +568,8 @@ class MatrixVectorUnit(wiring.Component):
         shift = Signal()
         xtotal = None
         if not p.unipolar:
-            xacc = Signal(t_shape)
-            xfin = Signal(t_shape)
+            xacc = Signal(t_shape, reset_less=True)
+            xfin = Signal(t_shape, reset_less=True)
             with m.If(v2):
                 m.d.sync += xacc.eq(Mux(first2, 0, xacc) + word_sum)
             with m.If(group_end):
@@ -574,8 +577,8 @@ class MatrixVectorUnit(wiring.Component):
             xtotal = xfin
         for j in range(pe):
             for i in range(q):
-                acc = Signal(t_shape, name=f"acc{j}_{i}")
-                fin = Signal(t_shape, name=f"fin{j}_{i}")
+                acc = Signal(t_shape, name=f"acc{j}_{i}", reset_less=True)
+                fin = Signal(t_shape, name=f"fin{j}_{i}", reset_less=True)
                 total = Mux(first2, 0, acc) + trees[j][i]
                 with m.If(v2):
                     m.d.sync += acc.eq(total)
@@ -603,7 +606,7 @@ class MatrixVectorUnit(wiring.Component):
 
         # Operands: the bank's rows now, their constants a cycle later (the ROM's read).
         va, ka = Signal(), Signal()
-        sa = [[Signal(s_shape, name=f"sa{r}_{i}") for i in range(q)] for r in range(p.out_simd)]
+        sa = [[Signal(s_shape, name=f"sa{r}_{i}", reset_less=True) for i in range(q)] for r in range(p.out_simd)]
         m.d.sync += [va.eq(ser & keep), ka.eq(ser & ~keep)]
         for r in range(p.out_simd):
             m.d.sync += [sa[r][i].eq(bank[r][i]) for i in range(q)]
@@ -676,7 +679,7 @@ class _WriteRequest:
 
     def __init__(self, addr_shape, data_width, en_width):
         self.addr = Signal(addr_shape, name="w_addr")
-        self.data = Signal(data_width, name="w_data")
+        self.data = Signal(data_width, name="w_data", reset_less=True)
         self.en = Signal(en_width, name="w_en")
 
 
@@ -738,7 +741,7 @@ class _VectorMemory:
         earliest, so the write a cycle late is in the memory before its first read."""
         en_width = self._simd if granularity else 1
         req = _WriteRequest(range(self._depth), self._simd * self._lane, en_width)
-        data = Signal(self._simd * self._lane, name="w_data_q")
+        data = Signal(self._simd * self._lane, name="w_data_q", reset_less=True)
         m.d.sync += data.eq(req.data)
         for g, (a, b) in enumerate(self._pages):
             # each page: its own registered address (already in the page) and enable
@@ -842,7 +845,8 @@ def _tree_sum(m, terms, shape, name):
         if len(terms) == 1 or level % TREE_LEVELS_PER_REGISTER == 0:
             regs = []
             for k, t in enumerate(terms):
-                reg = Signal(shape if len(terms) == 1 else t.shape(), name=f"{name}_l{level}_{k}")
+                reg = Signal(shape if len(terms) == 1 else t.shape(), name=f"{name}_l{level}_{k}",
+                             reset_less=True)
                 m.d.sync += reg.eq(t)
                 regs.append(reg)
             terms = regs
@@ -884,13 +888,15 @@ def _requantize(m, c, s, a, beta, q, name, *, emit=False):
                 m.submodules[f"{name}_mul{i}_{alo}_{slo}"] = mul
                 m.d.comb += [mul.a.eq(x), mul.b.eq(y)]
                 terms.append(mul.p << (alo + slo))
-    beta_b = Signal(signed(c.beta_width), name=f"{name}_beta_b")
+    beta_b = Signal(signed(c.beta_width), name=f"{name}_beta_b", reset_less=True)
     beta_r = Signal(signed(max(c.beta_width, c.round_const.bit_length()) + 1),
-                    name=f"{name}_beta")
+                    name=f"{name}_beta", reset_less=True)
     m.d.sync += [beta_b.eq(beta), beta_r.eq(beta_b + c.round_const)]
     acc = pipelined_sum(m, terms + [beta_r], signed(c.acc_width), f"{name}_acc")
-    shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)), name=f"{name}_shifted")
-    under, over = Signal(name=f"{name}_under"), Signal(name=f"{name}_over")
+    shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)), name=f"{name}_shifted",
+                     reset_less=True)
+    under = Signal(name=f"{name}_under", reset_less=True)
+    over = Signal(name=f"{name}_over", reset_less=True)
     floor = acc >> c.frac_bits
     m.d.sync += [shifted.eq(floor), under.eq(floor < c.y_lo), over.eq(floor > c.y_hi)]
     y = Signal(int_shape(c.y_lo, c.y_hi), name=f"{name}_y")

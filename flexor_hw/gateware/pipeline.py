@@ -1,5 +1,11 @@
 """Pipeline pieces shared by the units: shapes of integer ranges, delays, balanced adder
-trees with registers, a mux tree, and a small output FIFO with a registered head."""
+trees with registers, a mux tree, and a small output FIFO with a registered head.
+
+Registers that hold data beside a valid flag, or that a counter's first step overwrites,
+have no reset (``reset_less``): on the ECP5 all flip-flops of a logic tile share one
+LSR net, so flip-flops on the reset and flip-flops without one cannot share a tile; with
+only the control on the reset the placer packs the data path freely (and the reset reaches
+a few hundred flip-flops, not thousands)."""
 
 from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
@@ -28,13 +34,14 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        held = Signal(self.i.payload.shape())
+        held = Signal(self.i.payload.shape(), reset_less=True)
+        data = Signal(self.o.payload.shape(), reset_less=True)
         full = Signal()
-        m.d.comb += self.i.ready.eq(~full)
+        m.d.comb += [self.i.ready.eq(~full), self.o.payload.eq(data)]
         take = self.i.valid & ~full
         with m.If(~self.o.valid | self.o.ready):
             m.d.sync += [self.o.valid.eq(full | self.i.valid),
-                         self.o.payload.eq(Mux(full, held, self.i.payload)), full.eq(0)]
+                         data.eq(Mux(full, held, self.i.payload)), full.eq(0)]
         with m.Elif(take):
             m.d.sync += [held.eq(self.i.payload), full.eq(1)]
         return m
@@ -110,10 +117,11 @@ class OutputFifo(wiring.Component):
         m = Module()
         n_buf = self._depth - 1
         head_free = Signal()
-        m.d.comb += head_free.eq(~self.o.valid | self.o.ready)
+        head = Signal(self._shape, reset_less=True)
+        m.d.comb += [head_free.eq(~self.o.valid | self.o.ready), self.o.payload.eq(head)]
         if n_buf == 0:
             with m.If(head_free):
-                m.d.sync += [self.o.valid.eq(self.w_en), self.o.payload.eq(self.w_data)]
+                m.d.sync += [self.o.valid.eq(self.w_en), head.eq(self.w_data)]
             return m
 
         rd = Signal(range(max(2, n_buf)))
@@ -129,9 +137,9 @@ class OutputFifo(wiring.Component):
 
         # A write always lands in buf[wr] (its enable ignores o.ready); it counts only when
         # it does not go straight to the head.
-        waiting = Signal(self._shape)           # buf[rd]
+        waiting = Signal(self._shape, reset_less=True)  # buf[rd]
         if n_buf <= _MAX_REGISTER_BUFFER:
-            buf = [Signal(self._shape, name=f"buf{k}") for k in range(n_buf)]
+            buf = [Signal(self._shape, name=f"buf{k}", reset_less=True) for k in range(n_buf)]
             for k in range(n_buf):
                 with m.If(self.w_en & (wr == k)):
                     m.d.sync += buf[k].eq(self.w_data)
@@ -145,7 +153,7 @@ class OutputFifo(wiring.Component):
             w_port = buf.write_port()
             r_port = buf.read_port(domain="sync")
             rd_inc = Signal.like(rd, init=1)            # bump(rd); n_buf > 1 here
-            fwd, fwd_data = Signal(), Signal(self._shape)
+            fwd, fwd_data = Signal(), Signal(self._shape, reset_less=True)
             m.d.comb += [w_port.addr.eq(wr), w_port.data.eq(self.w_data),
                          w_port.en.eq(self.w_en),
                          r_port.addr.eq(Mux(pop, rd_inc, rd)), r_port.en.eq(1),
@@ -156,7 +164,7 @@ class OutputFifo(wiring.Component):
                 m.d.sync += rd_inc.eq(bump(rd_inc))
         with m.If(head_free):
             m.d.sync += [self.o.valid.eq(~empty | self.w_en),
-                         self.o.payload.eq(Mux(empty, self.w_data, waiting))]
+                         head.eq(Mux(empty, self.w_data, waiting))]
         with m.If(pop):
             m.d.sync += rd.eq(bump(rd))
         with m.If(push):
@@ -183,10 +191,12 @@ def mux_tree(index, values):
     return level[0]
 
 
-def delay(m, value, n, name, shape=None):
-    """``value`` delayed by ``n`` registers."""
+def delay(m, value, n, name, shape=None, *, data=False):
+    """``value`` delayed by ``n`` registers (``data``: registers without a reset, for values
+    that a valid flag beside them qualifies)."""
     for k in range(n):
-        reg = Signal(shape if shape is not None else len(value), name=f"{name}_d{k + 1}")
+        reg = Signal(shape if shape is not None else len(value), name=f"{name}_d{k + 1}",
+                     reset_less=data)
         m.d.sync += reg.eq(value)
         value = reg
     return value
@@ -208,7 +218,7 @@ def pipelined_sum(m, terms, shape, name):
         regs = []
         for k, t in enumerate(terms):
             reg = Signal(shape if len(terms) == 1 else Shape.cast(t.shape()),
-                         name=f"{name}_s{stage}_{k}")
+                         name=f"{name}_s{stage}_{k}", reset_less=True)
             m.d.sync += reg.eq(t)
             regs.append(reg)
         terms = regs

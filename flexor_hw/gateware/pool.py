@@ -26,16 +26,17 @@ class GroupMax(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._group
-        best = Signal(self._shape)
+        best = Signal(self._shape, reset_less=True)
+        out = Signal(self._shape, reset_less=True)
         count = Signal(range(max(2, n)))
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready), self.o.payload.eq(out)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & self.i.ready):
             value = self.i.payload
             running = Mux(count == 0, value, Mux(value > best, value, best))
             with m.If(count == n - 1):
-                m.d.sync += [count.eq(0), self.o.payload.eq(running), self.o.valid.eq(1)]
+                m.d.sync += [count.eq(0), out.eq(running), self.o.valid.eq(1)]
             with m.Else():
                 m.d.sync += [count.eq(count + 1), best.eq(running)]
         return m
@@ -138,8 +139,9 @@ class TiledMaxPool(wiring.Component):
         v2, first2, last2, keep2 = Signal(), Signal(), Signal(), Signal()
         addr1, addr2, addr3 = (Signal(range(max(2, depth)), name=f"addr{k}") for k in (1, 2, 3))
         v3 = Signal()
-        in1, in2, old2 = Signal(P * xw), Signal(P * xw), Signal(P * xw)
-        new2, new3, new4 = Signal(P * xw), Signal(P * xw), Signal(P * xw)
+        in1, in2, old2 = (Signal(P * xw, name=k, reset_less=True) for k in ("in1", "in2", "old2"))
+        new2, new3, new4 = (Signal(P * xw, name=k, reset_less=True)
+                            for k in ("new2", "new3", "new4"))
         # A word is read the cycle its beat is taken and written two cycles later, so the
         # reads of the next two beats miss those writes: the newest such word is forwarded.
         fwd_a, fwd_b = Signal(), Signal()
@@ -262,7 +264,8 @@ class GlobalAvgPool(wiring.Component):
         # C beats later; with one channel, the pending sum is forwarded).
         v_r, first_r = Signal(), Signal()
         a_r = Signal(cw + 1)
-        acc_r, x_r = Signal(acc_shape), Signal.like(self.i.payload)
+        acc_r = Signal(acc_shape, reset_less=True)
+        x_r = Signal.like(self.i.payload, reset_less=True)
         total = Signal(acc_shape)
         m.d.comb += [total.eq(Mux(first_r, 0, acc_r) + x_r), rport.addr.eq(Cat(c, bank))]
         read = rport.data if C > 1 else Mux(v_r, total, rport.data)

@@ -87,7 +87,7 @@ class Repack(wiring.Component):
         chunks = n_out // n_in
         beats = self.beats_in
         cw = n_in * w
-        word = Signal(n_out * w)
+        word = Signal(n_out * w, reset_less=True)
         at = Signal(chunks, init=1)             # the chunk the next beat fills, one-hot
         beat = Signal(range(max(2, beats)))
         last = Signal(init=beats == 1)          # beat == beats − 1
@@ -106,8 +106,10 @@ class Repack(wiring.Component):
         m.d.comb += [self.i.ready.eq(ready), take.eq(self.i.valid & ready),
                      full_next.eq(Mux(take & closes, 1, Mux(moves, 0, full))),
                      valid_next.eq(Mux(moves, 1, Mux(self.o.ready, 0, self.o.valid)))]
+        out = Signal(n_out * w, reset_less=True)
+        m.d.comb += self.o.payload.eq(out)
         with m.If(moves):
-            m.d.sync += self.o.payload.eq(word)
+            m.d.sync += out.eq(word)
         m.d.sync += [self.o.valid.eq(valid_next), full.eq(full_next),
                      ready.eq(~full_next | ~valid_next)]
         e = (beats - 1) % chunks
@@ -130,11 +132,13 @@ class Repack(wiring.Component):
     def _narrow(self, m, n_in, n_out, w):
         chunks = n_in // n_out
         beats = self.beats_out
-        held = Signal(n_in * w)
+        held = Signal(n_in * w, reset_less=True)
         left = Signal(range(chunks + 1))        # chunks of the held beat still to send
         k = Signal(range(max(2, chunks)))
         beat = Signal(range(max(2, beats)))     # output beats of the vector sent so far
         out_free = ~self.o.valid | self.o.ready
+        out = Signal(n_out * w, reset_less=True)
+        m.d.comb += self.o.payload.eq(out)
         send = Signal()
         m.d.comb += [send.eq((left != 0) & out_free),
                      self.i.ready.eq((left == 0) | ((left == 1) & out_free))]
@@ -144,14 +148,14 @@ class Repack(wiring.Component):
             sel = parts[0]
             for c in range(1, chunks):
                 sel = Mux(k == c, parts[c], sel)
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(sel),
+            m.d.sync += [self.o.valid.eq(1), out.eq(sel),
                          beat.eq(Mux(beat == beats - 1, 0, beat + 1)), k.eq(k + 1)]
             # The vector's last output beat ends the held input beat too.
             m.d.sync += left.eq(Mux(beat == beats - 1, 0, left - 1))
             tail = self._length - (beats - 1) * n_out
             if tail < n_out:
                 with m.If(beat == beats - 1):
-                    m.d.sync += self.o.payload.eq(sel[:tail * w])
+                    m.d.sync += out.eq(sel[:tail * w])
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(take):

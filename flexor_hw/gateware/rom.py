@@ -236,7 +236,7 @@ class Rom(wiring.Component):
             m.d.comb += [port.addr.eq(self.addr), port.en.eq(1)]
             data = port.data
             for k in range(self._latency - 1):
-                reg = Signal(self._width, name=f"data_{k + 1}")
+                reg = Signal(self._width, name=f"data_{k + 1}", reset_less=True)
                 m.d.sync += reg.eq(data)
                 data = reg
             m.d.comb += self.data.eq(data)

@@ -59,7 +59,7 @@ class WeightStream(wiring.Component):
         # a word in the ROM's pipeline, one flag per cycle; the last: in its output register
         flight = [Signal(name=f"v{k + 1}") for k in range(rom.latency)]
         arrives = flight[-1]
-        slots = [Signal(rom.width, name=f"slot{k}") for k in range(depth)]
+        slots = [Signal(rom.width, name=f"slot{k}", reset_less=True) for k in range(depth)]
         # How many words are held, one-hot (at[k]: k words): the pop feeds one small mux per
         # bit and no adder.
         at = [Signal(name=f"at{k}", init=k == 0) for k in range(depth + 1)]

@@ -441,58 +441,58 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [12:0] \$100 ;
-  wire [2:0] \$101 ;
-  wire \$102 ;
-  wire [7:0] \$103 ;
-  wire [7:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
+  wire [11:0] \$100 ;
+  wire [11:0] \$101 ;
+  wire [12:0] \$102 ;
+  wire [2:0] \$103 ;
+  wire \$104 ;
+  wire [7:0] \$105 ;
+  wire [7:0] \$106 ;
   wire \$107 ;
-  wire [21:0] \$108 ;
-  wire [30:0] \$109 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [31:0] \$110 ;
-  wire [28:0] \$111 ;
-  wire [28:0] \$112 ;
-  wire \$113 ;
+  wire [21:0] \$110 ;
+  wire [30:0] \$111 ;
+  wire [31:0] \$112 ;
+  wire [28:0] \$113 ;
   wire [28:0] \$114 ;
   wire \$115 ;
-  wire \$116 ;
+  wire [28:0] \$116 ;
   wire \$117 ;
-  wire [1:0] \$118 ;
-  reg [49:0] \$119 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg [3:0] \$120 ;
-  reg \$121 ;
-  reg [2:0] \$122 ;
-  reg \$123 ;
+  wire [1:0] \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg [2:0] \$123 ;
   reg \$124 ;
   reg \$125 ;
   reg \$126 ;
   reg \$127 ;
   reg \$128 ;
-  reg [3:0] \$129 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [2:0] \$130 ;
-  reg [5:0] \$131 ;
-  reg \$132 ;
-  reg [3:0] \$133 ;
-  reg \$134 ;
-  reg [1:0] \$135 ;
-  reg [3:0] \$136 ;
+  reg [3:0] \$130 ;
+  reg [2:0] \$131 ;
+  reg [5:0] \$132 ;
+  reg \$133 ;
+  reg [3:0] \$134 ;
+  reg \$135 ;
+  reg [1:0] \$136 ;
   reg [3:0] \$137 ;
   reg [3:0] \$138 ;
   reg [3:0] \$139 ;
   wire [4:0] \$14 ;
   reg [3:0] \$140 ;
-  reg \$141 ;
+  reg [3:0] \$141 ;
   reg \$142 ;
   reg \$143 ;
-  reg [11:0] \$144 ;
+  reg \$144 ;
   reg [3:0] \$145 ;
   reg [5:0] \$146 ;
-  reg [9:0] \$147 ;
+  reg [4:0] \$147 ;
   reg [4:0] \$148 ;
   reg [4:0] \$149 ;
   wire [4:0] \$15 ;
@@ -503,84 +503,62 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg [4:0] \$154 ;
   reg [4:0] \$155 ;
   reg [4:0] \$156 ;
-  reg [4:0] \$157 ;
-  reg [6:0] \$158 ;
-  reg [6:0] \$159 ;
+  reg [5:0] \$157 ;
+  reg [4:0] \$158 ;
+  reg [4:0] \$159 ;
   wire [2:0] \$16 ;
-  reg [5:0] \$160 ;
-  reg [8:0] \$161 ;
-  reg [5:0] \$162 ;
-  reg [9:0] \$163 ;
+  reg [4:0] \$160 ;
+  reg [4:0] \$161 ;
+  reg [4:0] \$162 ;
+  reg [4:0] \$163 ;
   reg [4:0] \$164 ;
   reg [4:0] \$165 ;
   reg [4:0] \$166 ;
   reg [4:0] \$167 ;
-  reg [4:0] \$168 ;
-  reg [4:0] \$169 ;
+  reg \$168 ;
+  reg \$169 ;
   wire \$17 ;
-  reg [4:0] \$170 ;
-  reg [4:0] \$171 ;
-  reg [4:0] \$172 ;
-  reg [4:0] \$173 ;
-  reg [6:0] \$174 ;
-  reg [6:0] \$175 ;
-  reg [5:0] \$176 ;
-  reg [8:0] \$177 ;
-  reg [49:0] \$178 ;
-  reg [6:0] \$179 ;
+  reg \$170 ;
+  reg \$171 ;
+  reg \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg \$177 ;
+  reg \$178 ;
+  reg \$179 ;
   wire \$18 ;
-  reg [6:0] \$180 ;
-  reg [5:0] \$181 ;
-  reg [8:0] \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
+  reg \$180 ;
+  reg [10:0] \$181 ;
+  reg [10:0] \$182 ;
+  reg [10:0] \$183 ;
+  reg [10:0] \$184 ;
+  reg [11:0] \$185 ;
+  reg [10:0] \$186 ;
+  reg [10:0] \$187 ;
+  reg [11:0] \$188 ;
+  reg [1:0] \$189 ;
   wire \$19 ;
-  reg \$190 ;
+  reg [6:0] \$190 ;
   reg \$191 ;
   reg \$192 ;
   reg \$193 ;
   reg \$194 ;
   reg \$195 ;
-  reg [10:0] \$196 ;
-  reg [10:0] \$197 ;
-  reg [10:0] \$198 ;
-  reg [10:0] \$199 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
   wire [4:0] \$2 ;
   wire [12:0] \$20 ;
-  reg [11:0] \$200 ;
-  reg [10:0] \$201 ;
-  reg [10:0] \$202 ;
-  reg [11:0] \$203 ;
-  reg [1:0] \$204 ;
-  reg [6:0] \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg [11:0] \$208 ;
-  reg \$209 ;
+  reg \$200 ;
+  reg \$201 ;
+  reg [1:0] \$202 ;
+  reg [3:0] \$203 ;
+  reg \$204 ;
   wire [12:0] \$21 ;
-  reg [20:0] \$210 ;
-  reg [21:0] \$211 ;
-  reg [28:0] \$212 ;
-  reg [12:0] \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg \$218 ;
-  reg \$219 ;
   wire [4:0] \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg [1:0] \$224 ;
-  reg [3:0] \$225 ;
-  reg \$226 ;
   wire [1:0] \$23 ;
   wire [5:0] \$24 ;
   wire [4:0] \$25 ;
@@ -649,8 +627,8 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   wire [9:0] \$82 ;
   wire [9:0] \$83 ;
   wire [9:0] \$84 ;
-  wire [10:0] \$85 ;
-  wire [11:0] \$86 ;
+  wire [9:0] \$85 ;
+  wire [9:0] \$86 ;
   wire [10:0] \$87 ;
   wire [11:0] \$88 ;
   wire [10:0] \$89 ;
@@ -658,13 +636,13 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   wire [11:0] \$90 ;
   wire [10:0] \$91 ;
   wire [11:0] \$92 ;
-  wire [11:0] \$93 ;
-  wire [12:0] \$94 ;
-  wire [10:0] \$95 ;
-  wire [11:0] \$96 ;
+  wire [10:0] \$93 ;
+  wire [11:0] \$94 ;
+  wire [11:0] \$95 ;
+  wire [12:0] \$96 ;
   wire [10:0] \$97 ;
   wire [11:0] \$98 ;
-  wire [11:0] \$99 ;
+  wire [10:0] \$99 ;
   wire \$signal ;
   reg \$signal$141  = 1'h0;
   reg \$signal$173  = 1'h0;
@@ -1034,255 +1012,257 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   assign \$73  = off1_0[1] ? \$71  : \$72 ;
   assign \$74  = off1_0[2] ? \$70  : \$73 ;
   assign \$75  = off1_0[3] ? \$67  : \$74 ;
-  assign \$76  = off1_1[0] ? \o$150  : { \o$151 [7:0], \o$150 [9:8] };
-  assign \$77  = off1_1[0] ? \o$150  : { \o$151 [5:0], \o$150 [9:6] };
-  assign \$78  = off1_1[0] ? \o$150  : { \o$151 [3:0], \o$150 [9:4] };
-  assign \$79  = off1_1[1] ? \$77  : \$78 ;
-  assign \$80  = off1_1[0] ? \o$150  : { \o$151 [1:0], \o$150 [9:2] };
-  assign \$82  = off1_1[1] ? \$80  : \$81 ;
-  assign \$83  = off1_1[2] ? \$79  : \$82 ;
-  assign \$84  = off1_1[3] ? \$76  : \$83 ;
-  assign \$85  = first2_d4 ? 11'h000 : xacc;
-  assign \$86  = \$85  + xsum_l4_0;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = off1_1[0] ? \o$150  : { \o$151 [7:0], \o$150 [9:8] };
+  assign \$78  = off1_1[0] ? \o$150  : { \o$151 [5:0], \o$150 [9:6] };
+  assign \$79  = off1_1[0] ? \o$150  : { \o$151 [3:0], \o$150 [9:4] };
+  assign \$80  = off1_1[1] ? \$78  : \$79 ;
+  assign \$81  = off1_1[0] ? \o$150  : { \o$151 [1:0], \o$150 [9:2] };
+  assign \$83  = off1_1[1] ? \$81  : \$82 ;
+  assign \$84  = off1_1[2] ? \$80  : \$83 ;
+  assign \$85  = off1_1[3] ? \$77  : \$84 ;
+  assign \$86  = ~ \$85 ;
   assign \$87  = first2_d4 ? 11'h000 : xacc;
   assign \$88  = \$87  + xsum_l4_0;
-  assign \$89  = first2_d4 ? 11'h000 : acc0_0;
-  assign \$90  = \$89  + t0_0_l4_0;
+  assign \$89  = first2_d4 ? 11'h000 : xacc;
+  assign \$90  = \$89  + xsum_l4_0;
   assign \$91  = first2_d4 ? 11'h000 : acc0_0;
   assign \$92  = \$91  + t0_0_l4_0;
-  assign \$94  = \$93  - xfin;
-  assign \$95  = first2_d4 ? 11'h000 : acc1_0;
-  assign \$96  = \$95  + t1_0_l4_0;
+  assign \$93  = first2_d4 ? 11'h000 : acc0_0;
+  assign \$94  = \$93  + t0_0_l4_0;
+  assign \$96  = \$95  - xfin;
   assign \$97  = first2_d4 ? 11'h000 : acc1_0;
   assign \$98  = \$97  + t1_0_l4_0;
-  assign \$100  = \$99  - xfin;
-  assign \$101  = ser_left - 1'h1;
-  assign \$102  = \addr$110  == 7'h7f;
-  assign \$103  = \addr$110  + 1'h1;
-  assign \$104  = \$102  ? 8'h00 : \$103 ;
-  assign \$108  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$110  = $signed(\$109 ) + $signed(rq0_beta);
-  assign \$113  = $signed(\$112 ) < $signed(1'h0);
-  assign \$115  = $signed(\$114 ) > $signed(9'h0ff);
-  assign \$116  = step & s_last;
-  assign \$117  = o__valid & \o__ready$122 ;
-  assign \$118  = \$117  + skipped_d4;
+  assign \$99  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$100  = \$99  + t1_0_l4_0;
+  assign \$102  = \$101  - xfin;
+  assign \$103  = ser_left - 1'h1;
+  assign \$104  = \addr$110  == 7'h7f;
+  assign \$105  = \addr$110  + 1'h1;
+  assign \$106  = \$104  ? 8'h00 : \$105 ;
+  assign \$110  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$112  = $signed(\$111 ) + $signed(rq0_beta);
+  assign \$115  = $signed(\$114 ) < $signed(1'h0);
+  assign \$117  = $signed(\$116 ) > $signed(9'h0ff);
+  assign \$118  = step & s_last;
+  assign \$119  = o__valid & \o__ready$122 ;
+  assign \$120  = \$119  + skipped_d4;
   always @(posedge clk)
-    port__data <= \$119 ;
+    port__data <= w_data;
   always @(posedge clk)
-    port__addr <= \$120 ;
+    port__addr <= \$121 ;
   always @(posedge clk)
-    port__en <= \$121 ;
+    port__en <= \$122 ;
   always @(posedge clk)
-    w_count <= \$122 ;
+    w_count <= \$123 ;
   always @(posedge clk)
-    w_full <= \$123 ;
+    w_full <= \$124 ;
   always @(posedge clk)
-    can_end <= \$124 ;
+    can_end <= \$125 ;
   always @(posedge clk)
-    gap_zero <= \$125 ;
+    gap_zero <= \$126 ;
   always @(posedge clk)
-    s_last <= \$126 ;
+    s_last <= \$127 ;
   always @(posedge clk)
-    n_last <= \$127 ;
+    n_last <= \$128 ;
   always @(posedge clk)
-    sn_last <= \$128 ;
+    sn_last <= \$129 ;
   always @(posedge clk)
-    r_addr <= \$129 ;
+    r_addr <= \$130 ;
   always @(posedge clk)
-    s_idx <= \$130 ;
+    s_idx <= \$131 ;
   always @(posedge clk)
-    addr <= \$131 ;
+    addr <= \$132 ;
   always @(posedge clk)
-    active <= \$132 ;
+    active <= \$133 ;
   always @(posedge clk)
-    r_base <= \$133 ;
+    r_base <= \$134 ;
   always @(posedge clk)
-    w_half <= \$134 ;
+    w_half <= \$135 ;
   always @(posedge clk)
-    gap <= \$135 ;
+    gap <= \$136 ;
   always @(posedge clk)
-    col <= \$136 ;
+    col <= \$137 ;
   always @(posedge clk)
-    row_ph0 <= \$137 ;
+    row_ph0 <= \$138 ;
   always @(posedge clk)
-    row_ph1 <= \$138 ;
+    row_ph1 <= \$139 ;
   always @(posedge clk)
-    off1_0 <= \$139 ;
+    off1_0 <= \$140 ;
   always @(posedge clk)
-    off1_1 <= \$140 ;
+    off1_1 <= \$141 ;
   always @(posedge clk)
-    \$signal$141  <= \$141 ;
+    \$signal$141  <= \$142 ;
   always @(posedge clk)
-    \$signal$39  <= \$142 ;
+    \$signal$39  <= \$143 ;
   always @(posedge clk)
-    last1 <= \$143 ;
+    last1 <= \$144 ;
   always @(posedge clk)
-    word1 <= \$144 ;
+    word1 <= \o__payload$143 ;
   always @(posedge clk)
     \port__addr$35  <= \$145 ;
   always @(posedge clk)
     carry0_0 <= \$146 ;
   always @(posedge clk)
-    w0_0 <= \$147 ;
+    w0_0 <= \$76 ;
   always @(posedge clk)
-    m0_0_0 <= \$148 ;
+    m0_0_0 <= \$147 ;
   always @(posedge clk)
-    m0_0_1 <= \$149 ;
+    m0_0_1 <= \$148 ;
   always @(posedge clk)
-    m0_0_2 <= \$150 ;
+    m0_0_2 <= \$149 ;
   always @(posedge clk)
-    m0_0_3 <= \$151 ;
+    m0_0_3 <= \$150 ;
   always @(posedge clk)
-    m0_0_4 <= \$152 ;
+    m0_0_4 <= \$151 ;
   always @(posedge clk)
-    m0_0_5 <= \$153 ;
+    m0_0_5 <= \$152 ;
   always @(posedge clk)
-    m0_0_6 <= \$154 ;
+    m0_0_6 <= \$153 ;
   always @(posedge clk)
-    m0_0_7 <= \$155 ;
+    m0_0_7 <= \$154 ;
   always @(posedge clk)
-    m0_0_8 <= \$156 ;
+    m0_0_8 <= \$155 ;
   always @(posedge clk)
-    m0_0_9 <= \$157 ;
+    m0_0_9 <= \$156 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$158 ;
+    t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= \$159 ;
+    t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= \$160 ;
+    t0_0_l2_2 <= t0_0_w0_8;
   always @(posedge clk)
-    t0_0_l4_0 <= \$161 ;
+    t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$162 ;
+    carry1_0 <= \$157 ;
   always @(posedge clk)
-    w1_0 <= \$163 ;
+    w1_0 <= \$86 ;
   always @(posedge clk)
-    m1_0_0 <= \$164 ;
+    m1_0_0 <= \$158 ;
   always @(posedge clk)
-    m1_0_1 <= \$165 ;
+    m1_0_1 <= \$159 ;
   always @(posedge clk)
-    m1_0_2 <= \$166 ;
+    m1_0_2 <= \$160 ;
   always @(posedge clk)
-    m1_0_3 <= \$167 ;
+    m1_0_3 <= \$161 ;
   always @(posedge clk)
-    m1_0_4 <= \$168 ;
+    m1_0_4 <= \$162 ;
   always @(posedge clk)
-    m1_0_5 <= \$169 ;
+    m1_0_5 <= \$163 ;
   always @(posedge clk)
-    m1_0_6 <= \$170 ;
+    m1_0_6 <= \$164 ;
   always @(posedge clk)
-    m1_0_7 <= \$171 ;
+    m1_0_7 <= \$165 ;
   always @(posedge clk)
-    m1_0_8 <= \$172 ;
+    m1_0_8 <= \$166 ;
   always @(posedge clk)
-    m1_0_9 <= \$173 ;
+    m1_0_9 <= \$167 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$174 ;
+    t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
-    t1_0_l2_1 <= \$175 ;
+    t1_0_l2_1 <= t1_0_w1_2;
   always @(posedge clk)
-    t1_0_l2_2 <= \$176 ;
+    t1_0_l2_2 <= t1_0_w0_8;
   always @(posedge clk)
-    t1_0_l4_0 <= \$177 ;
+    t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= \$178 ;
+    xword_d1 <= \port__data$147 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$179 ;
+    xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    xsum_l2_1 <= \$180 ;
+    xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= \$181 ;
+    xsum_l2_2 <= xsum_w0_8;
   always @(posedge clk)
-    xsum_l4_0 <= \$182 ;
+    xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$183 ;
+    v2_d1 <= \$168 ;
   always @(posedge clk)
-    v2_d2 <= \$184 ;
+    v2_d2 <= \$169 ;
   always @(posedge clk)
-    v2_d3 <= \$185 ;
+    v2_d3 <= \$170 ;
   always @(posedge clk)
-    v2_d4 <= \$186 ;
+    v2_d4 <= \$171 ;
   always @(posedge clk)
-    first2_d1 <= \$187 ;
+    first2_d1 <= \$172 ;
   always @(posedge clk)
-    first2_d2 <= \$188 ;
+    first2_d2 <= \$173 ;
   always @(posedge clk)
-    first2_d3 <= \$189 ;
+    first2_d3 <= \$174 ;
   always @(posedge clk)
-    first2_d4 <= \$190 ;
+    first2_d4 <= \$175 ;
   always @(posedge clk)
-    last2_d1 <= \$191 ;
+    last2_d1 <= \$176 ;
   always @(posedge clk)
-    last2_d2 <= \$192 ;
+    last2_d2 <= \$177 ;
   always @(posedge clk)
-    last2_d3 <= \$193 ;
+    last2_d3 <= \$178 ;
   always @(posedge clk)
-    last2_d4 <= \$194 ;
+    last2_d4 <= \$179 ;
   always @(posedge clk)
-    done <= \$195 ;
+    done <= \$180 ;
   always @(posedge clk)
-    xacc <= \$196 ;
+    xacc <= \$181 ;
   always @(posedge clk)
-    xfin <= \$197 ;
+    xfin <= \$182 ;
   always @(posedge clk)
-    acc0_0 <= \$198 ;
+    acc0_0 <= \$183 ;
   always @(posedge clk)
-    fin0_0 <= \$199 ;
+    fin0_0 <= \$184 ;
   always @(posedge clk)
-    bank0_0 <= \$200 ;
+    bank0_0 <= \$185 ;
   always @(posedge clk)
-    acc1_0 <= \$201 ;
+    acc1_0 <= \$186 ;
   always @(posedge clk)
-    fin1_0 <= \$202 ;
+    fin1_0 <= \$187 ;
   always @(posedge clk)
-    bank1_0 <= \$203 ;
+    bank1_0 <= \$188 ;
   always @(posedge clk)
-    ser_left <= \$204 ;
+    ser_left <= \$189 ;
   always @(posedge clk)
-    \addr$110  <= \$205 ;
+    \addr$110  <= \$190 ;
   always @(posedge clk)
-    \$signal$173  <= \$206 ;
+    \$signal$173  <= \$191 ;
   always @(posedge clk)
-    ka <= \$207 ;
+    ka <= \$192 ;
   always @(posedge clk)
-    b <= \$208 ;
+    b <= bank0_0;
   always @(posedge clk)
-    vb <= \$209 ;
+    vb <= \$193 ;
   always @(posedge clk)
-    rq0_beta_b <= \$210 ;
+    rq0_beta_b <= \data$113 [38:18];
   always @(posedge clk)
-    rq0_beta <= \$211 ;
+    rq0_beta <= \$110 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$212 ;
+    rq0_acc_s1_0 <= \$112 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$213 ;
+    rq0_shifted <= \$113 [12:0];
   always @(posedge clk)
-    rq0_under <= \$214 ;
+    rq0_under <= \$115 ;
   always @(posedge clk)
-    rq0_over <= \$215 ;
+    rq0_over <= \$117 ;
   always @(posedge clk)
-    v_out_d1 <= \$216 ;
+    v_out_d1 <= \$194 ;
   always @(posedge clk)
-    v_out_d2 <= \$217 ;
+    v_out_d2 <= \$195 ;
   always @(posedge clk)
-    \w_en$127  <= \$218 ;
+    \w_en$127  <= \$196 ;
   always @(posedge clk)
-    skipped_d1 <= \$219 ;
+    skipped_d1 <= \$197 ;
   always @(posedge clk)
-    skipped_d2 <= \$220 ;
+    skipped_d2 <= \$198 ;
   always @(posedge clk)
-    skipped_d3 <= \$221 ;
+    skipped_d3 <= \$199 ;
   always @(posedge clk)
-    skipped_d4 <= \$222 ;
+    skipped_d4 <= \$200 ;
   always @(posedge clk)
-    group_ended_d1 <= \$223 ;
+    group_ended_d1 <= \$201 ;
   always @(posedge clk)
-    credits_returned <= \$224 ;
+    credits_returned <= \$202 ;
   always @(posedge clk)
-    credits_space <= \$225 ;
+    credits_space <= \$203 ;
   always @(posedge clk)
-    credits_room <= \$226 ;
+    credits_room <= \$204 ;
   \flexor_digits.fc1.consts  consts (
     .addr(\addr$110 ),
     .clk(clk),
@@ -1349,176 +1329,157 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = w_data;
+    \$121  = \$25 [3:0];
     if (rst) begin
-      \$119  = 50'h0000000000000;
+      \$121  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = \$25 [3:0];
+    \$122  = \$26 ;
     if (rst) begin
-      \$120  = 4'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = \$26 ;
-    if (rst) begin
-      \$121  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = w_count;
+    \$123  = w_count;
     if (take) begin
-      \$122  = \$29 [2:0];
+      \$123  = \$29 [2:0];
     end
     if (rst) begin
-      \$122  = 3'h0;
+      \$123  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = w_full;
+    \$124  = w_full;
     if (take) begin
       if (\$30 ) begin
-        \$123  = 1'h1;
+        \$124  = 1'h1;
       end
     end
     if (load) begin
-      \$123  = 1'h0;
+      \$124  = 1'h0;
     end
     if (rst) begin
-      \$123  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = \$31 ;
-    if (rst) begin
-      \$124  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = gap_zero_next;
+    \$125  = \$31 ;
     if (rst) begin
       \$125  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = \$signal ;
+    \$126  = gap_zero_next;
     if (rst) begin
-      \$126  = 1'h0;
+      \$126  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = n_last_next;
+    \$127  = \$signal ;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = \$32 ;
+    \$128  = n_last_next;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = r_next;
+    \$129  = \$32 ;
     if (rst) begin
-      \$129  = 4'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = s_idx;
+    \$130  = r_next;
+    if (rst) begin
+      \$130  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$131  = s_idx;
     if (step) begin
-      \$130  = \$34 [2:0];
+      \$131  = \$34 [2:0];
     end
     if (rst) begin
-      \$130  = 3'h0;
+      \$131  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = addr;
+    \$132  = addr;
     if (step) begin
       if (s_last) begin
-        \$131  = \$36 [5:0];
+        \$132  = \$36 [5:0];
       end
     end
     if (rst) begin
-      \$131  = 6'h00;
+      \$132  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = active;
+    \$133  = active;
     if (\$37 ) begin
-      \$132  = 1'h0;
+      \$133  = 1'h0;
     end
     if (load) begin
-      \$132  = 1'h1;
+      \$133  = 1'h1;
     end
     if (rst) begin
-      \$132  = 1'h0;
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = r_base;
+    \$134  = r_base;
     if (load) begin
-      \$133  = { 1'h0, \$38  };
+      \$134  = { 1'h0, \$38  };
     end
     if (rst) begin
-      \$133  = 4'h0;
+      \$134  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = w_half;
+    \$135  = w_half;
     if (load) begin
-      \$134  = \$39 ;
+      \$135  = \$39 ;
     end
     if (rst) begin
-      \$134  = 1'h0;
+      \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = gap;
+    \$136  = gap;
     if (\$40 ) begin
-      \$135  = 2'h1;
+      \$136  = 2'h1;
     end else if (\$41 ) begin
-      \$135  = \$42 [1:0];
+      \$136  = \$42 [1:0];
     end
     if (rst) begin
-      \$135  = 2'h0;
+      \$136  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = col;
+    \$137  = col;
     if (step) begin
-      \$136  = \$43 ;
-    end
-    if (rst) begin
-      \$136  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$137  = \$48 [3:0];
-      end
+      \$137  = \$43 ;
     end
     if (rst) begin
       \$137  = 4'h0;
@@ -1526,56 +1487,61 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = row_ph1;
+    \$138  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$138  = \$53 [3:0];
+        \$138  = \$48 [3:0];
       end
     end
     if (rst) begin
-      \$138  = 4'h4;
+      \$138  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = \$59 [3:0];
+    \$139  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$139  = \$53 [3:0];
+      end
+    end
     if (rst) begin
-      \$139  = 4'h0;
+      \$139  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = \$65 [3:0];
+    \$140  = \$59 [3:0];
     if (rst) begin
       \$140  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = step;
+    \$141  = \$65 [3:0];
     if (rst) begin
-      \$141  = 1'h0;
+      \$141  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = \$66 ;
+    \$142  = step;
     if (rst) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = s_last;
+    \$143  = \$66 ;
     if (rst) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = \o__payload$143 ;
+    \$144  = s_last;
     if (rst) begin
-      \$144  = 12'h000;
+      \$144  = 1'h0;
     end
   end
   always @* begin
@@ -1591,705 +1557,461 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
     if (\$signal$141 ) begin
       \$146  = word1[5:0];
     end
-    if (rst) begin
-      \$146  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = \$75 ;
-    if (rst) begin
-      \$147  = 10'h000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$148  = \port__data$147 [4:0];
+      \$147  = 5'h00;
     end else begin
-      \$148  = 5'h00;
-    end
-    if (rst) begin
-      \$148  = 5'h00;
+      \$147  = \port__data$147 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$149  = \port__data$147 [9:5];
+      \$148  = 5'h00;
     end else begin
-      \$149  = 5'h00;
-    end
-    if (rst) begin
-      \$149  = 5'h00;
+      \$148  = \port__data$147 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$150  = \port__data$147 [14:10];
+      \$149  = 5'h00;
     end else begin
-      \$150  = 5'h00;
-    end
-    if (rst) begin
-      \$150  = 5'h00;
+      \$149  = \port__data$147 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$151  = \port__data$147 [19:15];
+      \$150  = 5'h00;
     end else begin
-      \$151  = 5'h00;
-    end
-    if (rst) begin
-      \$151  = 5'h00;
+      \$150  = \port__data$147 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$152  = \port__data$147 [24:20];
+      \$151  = 5'h00;
     end else begin
-      \$152  = 5'h00;
-    end
-    if (rst) begin
-      \$152  = 5'h00;
+      \$151  = \port__data$147 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$153  = \port__data$147 [29:25];
+      \$152  = 5'h00;
     end else begin
-      \$153  = 5'h00;
-    end
-    if (rst) begin
-      \$153  = 5'h00;
+      \$152  = \port__data$147 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$154  = \port__data$147 [34:30];
+      \$153  = 5'h00;
     end else begin
-      \$154  = 5'h00;
-    end
-    if (rst) begin
-      \$154  = 5'h00;
+      \$153  = \port__data$147 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$155  = \port__data$147 [39:35];
+      \$154  = 5'h00;
     end else begin
-      \$155  = 5'h00;
-    end
-    if (rst) begin
-      \$155  = 5'h00;
+      \$154  = \port__data$147 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$156  = \port__data$147 [44:40];
+      \$155  = 5'h00;
     end else begin
-      \$156  = 5'h00;
-    end
-    if (rst) begin
-      \$156  = 5'h00;
+      \$155  = \port__data$147 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$157  = \port__data$147 [49:45];
+      \$156  = 5'h00;
     end else begin
-      \$157  = 5'h00;
-    end
-    if (rst) begin
-      \$157  = 5'h00;
+      \$156  = \port__data$147 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = t0_0_w1_0;
-    if (rst) begin
-      \$158  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = t0_0_w1_2;
-    if (rst) begin
-      \$159  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = t0_0_w0_8;
-    if (rst) begin
-      \$160  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = t0_0_w3_0;
-    if (rst) begin
-      \$161  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = carry1_0;
+    \$157  = carry1_0;
     if (\$signal$141 ) begin
-      \$162  = word1[11:6];
-    end
-    if (rst) begin
-      \$162  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = \$84 ;
-    if (rst) begin
-      \$163  = 10'h000;
+      \$157  = word1[11:6];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$164  = \port__data$147 [4:0];
+      \$158  = 5'h00;
     end else begin
-      \$164  = 5'h00;
-    end
-    if (rst) begin
-      \$164  = 5'h00;
+      \$158  = \port__data$147 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$165  = \port__data$147 [9:5];
+      \$159  = 5'h00;
     end else begin
-      \$165  = 5'h00;
-    end
-    if (rst) begin
-      \$165  = 5'h00;
+      \$159  = \port__data$147 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$166  = \port__data$147 [14:10];
+      \$160  = 5'h00;
     end else begin
-      \$166  = 5'h00;
-    end
-    if (rst) begin
-      \$166  = 5'h00;
+      \$160  = \port__data$147 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$167  = \port__data$147 [19:15];
+      \$161  = 5'h00;
     end else begin
-      \$167  = 5'h00;
-    end
-    if (rst) begin
-      \$167  = 5'h00;
+      \$161  = \port__data$147 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$168  = \port__data$147 [24:20];
+      \$162  = 5'h00;
     end else begin
-      \$168  = 5'h00;
-    end
-    if (rst) begin
-      \$168  = 5'h00;
+      \$162  = \port__data$147 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$169  = \port__data$147 [29:25];
+      \$163  = 5'h00;
     end else begin
-      \$169  = 5'h00;
-    end
-    if (rst) begin
-      \$169  = 5'h00;
+      \$163  = \port__data$147 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$170  = \port__data$147 [34:30];
+      \$164  = 5'h00;
     end else begin
-      \$170  = 5'h00;
-    end
-    if (rst) begin
-      \$170  = 5'h00;
+      \$164  = \port__data$147 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$171  = \port__data$147 [39:35];
+      \$165  = 5'h00;
     end else begin
-      \$171  = 5'h00;
-    end
-    if (rst) begin
-      \$171  = 5'h00;
+      \$165  = \port__data$147 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$172  = \port__data$147 [44:40];
+      \$166  = 5'h00;
     end else begin
-      \$172  = 5'h00;
-    end
-    if (rst) begin
-      \$172  = 5'h00;
+      \$166  = \port__data$147 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$173  = \port__data$147 [49:45];
+      \$167  = 5'h00;
     end else begin
-      \$173  = 5'h00;
-    end
-    if (rst) begin
-      \$173  = 5'h00;
+      \$167  = \port__data$147 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = t1_0_w1_0;
+    \$168  = \$signal$141 ;
     if (rst) begin
-      \$174  = 7'h00;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = t1_0_w1_2;
+    \$169  = v2_d1;
     if (rst) begin
-      \$175  = 7'h00;
+      \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = t1_0_w0_8;
+    \$170  = v2_d2;
     if (rst) begin
-      \$176  = 6'h00;
+      \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = t1_0_w3_0;
+    \$171  = v2_d3;
     if (rst) begin
-      \$177  = 9'h000;
+      \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = \port__data$147 ;
+    \$172  = \$signal$39 ;
     if (rst) begin
-      \$178  = 50'h0000000000000;
+      \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = xsum_w1_0;
+    \$173  = first2_d1;
     if (rst) begin
-      \$179  = 7'h00;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = xsum_w1_2;
+    \$174  = first2_d2;
     if (rst) begin
-      \$180  = 7'h00;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = xsum_w0_8;
+    \$175  = first2_d3;
     if (rst) begin
-      \$181  = 6'h00;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = xsum_w3_0;
+    \$176  = last1;
     if (rst) begin
-      \$182  = 9'h000;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = \$signal$141 ;
+    \$177  = last2_d1;
     if (rst) begin
-      \$183  = 1'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = v2_d1;
+    \$178  = last2_d2;
     if (rst) begin
-      \$184  = 1'h0;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = v2_d2;
+    \$179  = last2_d3;
     if (rst) begin
-      \$185  = 1'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = v2_d3;
+    \$180  = group_end;
     if (rst) begin
-      \$186  = 1'h0;
+      \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = \$signal$39 ;
-    if (rst) begin
-      \$187  = 1'h0;
+    \$181  = xacc;
+    if (v2_d4) begin
+      \$181  = \$88 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = first2_d1;
-    if (rst) begin
-      \$188  = 1'h0;
+    \$182  = xfin;
+    if (group_end) begin
+      \$182  = \$90 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = first2_d2;
-    if (rst) begin
-      \$189  = 1'h0;
+    \$183  = acc0_0;
+    if (v2_d4) begin
+      \$183  = \$92 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = first2_d3;
-    if (rst) begin
-      \$190  = 1'h0;
+    \$184  = fin0_0;
+    if (group_end) begin
+      \$184  = \$94 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = last1;
+    \$185  = bank0_0;
+    if (done) begin
+      \$185  = \$96 [11:0];
+    end else if (ser) begin
+      \$185  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$186  = acc1_0;
+    if (v2_d4) begin
+      \$186  = \$98 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$187  = fin1_0;
+    if (group_end) begin
+      \$187  = \$100 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$188  = bank1_0;
+    if (done) begin
+      \$188  = \$102 [11:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = ser_left;
+    if (done) begin
+      \$189  = 2'h2;
+    end else if (ser) begin
+      \$189  = \$103 [1:0];
+    end
+    if (rst) begin
+      \$189  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$190  = \addr$110 ;
+    if (ser) begin
+      \$190  = \$106 [6:0];
+    end
+    if (rst) begin
+      \$190  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$191  = \$107 ;
     if (rst) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = last2_d1;
+    \$192  = \$109 ;
     if (rst) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = last2_d2;
+    \$193  = \$signal$173 ;
     if (rst) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = last2_d3;
+    \$194  = vb;
     if (rst) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = group_end;
+    \$195  = v_out_d1;
     if (rst) begin
       \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = xacc;
-    if (v2_d4) begin
-      \$196  = \$86 [10:0];
-    end
+    \$196  = v_out_d2;
     if (rst) begin
-      \$196  = 11'h000;
+      \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = xfin;
-    if (group_end) begin
-      \$197  = \$88 [10:0];
-    end
+    \$197  = ka;
     if (rst) begin
-      \$197  = 11'h000;
+      \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = acc0_0;
-    if (v2_d4) begin
-      \$198  = \$90 [10:0];
-    end
+    \$198  = skipped_d1;
     if (rst) begin
-      \$198  = 11'h000;
+      \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = fin0_0;
-    if (group_end) begin
-      \$199  = \$92 [10:0];
-    end
+    \$199  = skipped_d2;
     if (rst) begin
-      \$199  = 11'h000;
+      \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = bank0_0;
-    if (done) begin
-      \$200  = \$94 [11:0];
-    end else if (ser) begin
-      \$200  = bank1_0;
-    end
+    \$200  = skipped_d3;
     if (rst) begin
-      \$200  = 12'h000;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = acc1_0;
-    if (v2_d4) begin
-      \$201  = \$96 [10:0];
-    end
+    \$201  = \$118 ;
     if (rst) begin
-      \$201  = 11'h000;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = fin1_0;
-    if (group_end) begin
-      \$202  = \$98 [10:0];
-    end
+    \$202  = \$120 ;
     if (rst) begin
-      \$202  = 11'h000;
+      \$202  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = bank1_0;
-    if (done) begin
-      \$203  = \$100 [11:0];
-    end
+    \$203  = \$24 [3:0];
     if (rst) begin
-      \$203  = 12'h000;
+      \$203  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = ser_left;
-    if (done) begin
-      \$204  = 2'h2;
-    end else if (ser) begin
-      \$204  = \$101 [1:0];
-    end
+    \$204  = credits_room_next;
     if (rst) begin
-      \$204  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = \addr$110 ;
-    if (ser) begin
-      \$205  = \$104 [6:0];
-    end
-    if (rst) begin
-      \$205  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = \$105 ;
-    if (rst) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$107 ;
-    if (rst) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = bank0_0;
-    if (rst) begin
-      \$208  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = \$signal$173 ;
-    if (rst) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = \data$113 [38:18];
-    if (rst) begin
-      \$210  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = \$108 ;
-    if (rst) begin
-      \$211  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = \$110 [28:0];
-    if (rst) begin
-      \$212  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = \$111 [12:0];
-    if (rst) begin
-      \$213  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = \$113 ;
-    if (rst) begin
-      \$214  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = \$115 ;
-    if (rst) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = vb;
-    if (rst) begin
-      \$216  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = v_out_d1;
-    if (rst) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = v_out_d2;
-    if (rst) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = ka;
-    if (rst) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = skipped_d1;
-    if (rst) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = skipped_d2;
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = skipped_d3;
-    if (rst) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = \$116 ;
-    if (rst) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = \$118 ;
-    if (rst) begin
-      \$224  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = \$24 [3:0];
-    if (rst) begin
-      \$225  = 4'h8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = credits_room_next;
-    if (rst) begin
-      \$226  = 1'h1;
+      \$204  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -2318,16 +2040,16 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   assign \$3  = active;
   assign \$26  = take;
   assign \$72  = o;
-  assign \$81  = \o$150 ;
-  assign \$93  = { fin0_0, 1'h0 };
-  assign \$99  = { fin1_0, 1'h0 };
-  assign \$105  = ser;
-  assign \$106  = 1'h0;
-  assign \$107  = 1'h0;
-  assign \$109  = { p[29], p };
-  assign \$111  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$112  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$82  = \o$150 ;
+  assign \$95  = { fin0_0, 1'h0 };
+  assign \$101  = { fin1_0, 1'h0 };
+  assign \$107  = ser;
+  assign \$108  = 1'h0;
+  assign \$109  = 1'h0;
+  assign \$111  = { p[29], p };
+  assign \$113  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
   assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$116  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2536,15 +2258,14 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [7:0] \$37 ;
-  reg [2:0] \$38 ;
-  reg \$39 ;
+  reg [2:0] \$37 ;
+  reg \$38 ;
+  reg [7:0] \$39 ;
   wire \$4 ;
-  reg [7:0] \$40 ;
+  reg [2:0] \$40 ;
   reg [2:0] \$41 ;
   reg [2:0] \$42 ;
-  reg [2:0] \$43 ;
-  reg \$44 ;
+  reg \$43 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -2555,6 +2276,8 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   wire clk;
   reg empty = 1'h1;
   reg [7:0] fwd_data = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] head;
   wire head_free;
   output [7:0] o__payload;
   reg [7:0] o__payload = 8'h00;
@@ -2602,11 +2325,9 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   end
   assign r_port__data = _0_;
   always @(posedge clk)
-    w_port__addr <= \$42 ;
+    used <= \$42 ;
   always @(posedge clk)
-    used <= \$43 ;
-  always @(posedge clk)
-    empty <= \$44 ;
+    empty <= \$43 ;
   assign \$1  = ~ o__valid;
   assign head_free = \$1  | o__ready;
   assign \$2  = ~ empty;
@@ -2650,37 +2371,29 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   always @(posedge clk)
     \$signal  <= \$36 ;
   always @(posedge clk)
-    fwd_data <= \$37 ;
+    fwd_data <= w_port__data;
   always @(posedge clk)
-    rd_inc <= \$38 ;
+    rd_inc <= \$37 ;
   always @(posedge clk)
-    o__valid <= \$39 ;
+    o__valid <= \$38 ;
   always @(posedge clk)
-    o__payload <= \$40 ;
+    o__payload <= \$39 ;
   always @(posedge clk)
-    rd <= \$41 ;
+    rd <= \$40 ;
+  always @(posedge clk)
+    w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = w_port__addr;
-    if (push) begin
-      \$42  = \$20 [2:0];
-    end
+    \$42  = \$28 [2:0];
     if (rst) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = \$28 [2:0];
+    \$43  = \$35 ;
     if (rst) begin
-      \$43  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$35 ;
-    if (rst) begin
-      \$44  = 1'h1;
+      \$43  = 1'h1;
     end
   end
   always @* begin
@@ -2692,51 +2405,52 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$37  = w_port__data;
-    if (rst) begin
-      \$37  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$38  = rd_inc;
+    \$37  = rd_inc;
     if (pop) begin
-      \$38  = \$11 [2:0];
+      \$37  = \$11 [2:0];
     end
     if (rst) begin
-      \$38  = 3'h1;
+      \$37  = 3'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$39  = o__valid;
+    \$38  = o__valid;
     if (head_free) begin
-      \$39  = \$13 ;
+      \$38  = \$13 ;
     end
     if (rst) begin
-      \$39  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$40  = o__payload;
+    \$39  = o__payload;
     if (head_free) begin
-      \$40  = \$14 ;
-    end
-    if (rst) begin
-      \$40  = 8'h00;
+      \$39  = \$14 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = rd;
+    \$40  = rd;
     if (pop) begin
-      \$41  = \$17 [2:0];
+      \$40  = \$17 [2:0];
+    end
+    if (rst) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = w_port__addr;
+    if (push) begin
+      \$41  = \$20 [2:0];
     end
     if (rst) begin
       \$41  = 3'h0;
     end
   end
+  assign head = o__payload;
   assign wr = w_port__addr;
   assign w_data = w_port__data;
   assign w_port__en = w_en;
@@ -3229,9 +2943,6 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
         \$134  = data;
       end
     end
-    if (rst) begin
-      \$134  = 12'h000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
@@ -3240,9 +2951,6 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
       if (\$120 ) begin
         \$135  = data;
       end
-    end
-    if (rst) begin
-      \$135  = 12'h000;
     end
   end
   always @* begin
@@ -3253,9 +2961,6 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
         \$136  = data;
       end
     end
-    if (rst) begin
-      \$136  = 12'h000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
@@ -3264,9 +2969,6 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
       if (\$122 ) begin
         \$137  = data;
       end
-    end
-    if (rst) begin
-      \$137  = 12'h000;
     end
   end
   assign raddr = addr;
@@ -3325,6 +3027,8 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 80'h00000000000000000000 *)
+  wire [79:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst;
@@ -3379,9 +3083,6 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
     \$24  = o__payload;
     if (\$13 ) begin
       \$24  = word;
-    end
-    if (rst) begin
-      \$24  = 80'h00000000000000000000;
     end
   end
   always @* begin
@@ -3441,11 +3142,9 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
     if (take) begin
       \$31  = \$23 ;
     end
-    if (rst) begin
-      \$31  = 80'h00000000000000000000;
-    end
   end
   assign ready = i__ready;
+  assign out = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3465,10 +3164,10 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg \$109 ;
   wire \$11 ;
   reg \$110 ;
-  reg [5:0] \$111 ;
-  reg [4:0] \$112 ;
-  reg [5:0] \$113 ;
-  reg [9:0] \$114 ;
+  reg [4:0] \$111 ;
+  reg [5:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
   reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
@@ -3478,67 +3177,47 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg [7:0] \$120 ;
   reg [7:0] \$121 ;
   reg [7:0] \$122 ;
-  reg [7:0] \$123 ;
-  reg [7:0] \$124 ;
-  reg [9:0] \$125 ;
-  reg [9:0] \$126 ;
-  reg [8:0] \$127 ;
-  reg [11:0] \$128 ;
-  reg [79:0] \$129 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [9:0] \$130 ;
-  reg [9:0] \$131 ;
-  reg [8:0] \$132 ;
-  reg [11:0] \$133 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg \$133 ;
   reg \$134 ;
   reg \$135 ;
-  reg \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
+  reg [14:0] \$136 ;
+  reg [14:0] \$137 ;
+  reg [14:0] \$138 ;
+  reg [14:0] \$139 ;
   wire [5:0] \$14 ;
-  reg \$140 ;
+  reg [15:0] \$140 ;
   reg \$141 ;
-  reg \$142 ;
+  reg [3:0] \$142 ;
   reg \$143 ;
   reg \$144 ;
   reg \$145 ;
   reg \$146 ;
-  reg [14:0] \$147 ;
-  reg [14:0] \$148 ;
-  reg [14:0] \$149 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg \$149 ;
   wire [5:0] \$15 ;
-  reg [14:0] \$150 ;
-  reg [15:0] \$151 ;
+  reg \$150 ;
+  reg \$151 ;
   reg \$152 ;
-  reg [3:0] \$153 ;
+  reg \$153 ;
   reg \$154 ;
   reg \$155 ;
-  reg [15:0] \$156 ;
-  reg \$157 ;
-  reg [23:0] \$158 ;
-  reg [24:0] \$159 ;
+  reg [1:0] \$156 ;
+  reg [1:0] \$157 ;
+  reg \$158 ;
   wire [3:0] \$16 ;
-  reg [51:0] \$160 ;
-  reg [24:0] \$161 ;
-  reg [35:0] \$162 ;
-  reg [19:0] \$163 ;
-  reg \$164 ;
-  reg \$165 ;
-  reg \$166 ;
-  reg \$167 ;
-  reg \$168 ;
-  reg \$169 ;
   wire [19:0] \$17 ;
-  reg \$170 ;
-  reg \$171 ;
-  reg \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg [1:0] \$176 ;
-  reg [1:0] \$177 ;
-  reg \$178 ;
   wire [19:0] \$18 ;
   wire [2:0] \$19 ;
   wire [5:0] \$2 ;
@@ -3584,40 +3263,40 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire [9:0] \$56 ;
   wire [9:0] \$57 ;
   wire [9:0] \$58 ;
-  wire [14:0] \$59 ;
+  wire [9:0] \$59 ;
   wire \$6 ;
-  wire [15:0] \$60 ;
-  wire [14:0] \$61 ;
-  wire [15:0] \$62 ;
-  wire [14:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire [14:0] \$65 ;
-  wire [15:0] \$66 ;
+  wire [14:0] \$60 ;
+  wire [15:0] \$61 ;
+  wire [14:0] \$62 ;
+  wire [15:0] \$63 ;
+  wire [14:0] \$64 ;
+  wire [15:0] \$65 ;
+  wire [14:0] \$66 ;
   wire [15:0] \$67 ;
-  wire [16:0] \$68 ;
-  wire [1:0] \$69 ;
+  wire [15:0] \$68 ;
+  wire [16:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [4:0] \$71 ;
+  wire [1:0] \$70 ;
+  wire \$71 ;
   wire [4:0] \$72 ;
-  wire \$73 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [24:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire [50:0] \$78 ;
-  wire [51:0] \$79 ;
+  wire \$76 ;
+  wire [24:0] \$77 ;
+  wire [33:0] \$78 ;
+  wire [50:0] \$79 ;
   wire \$8 ;
-  wire [52:0] \$80 ;
-  wire [35:0] \$81 ;
+  wire [51:0] \$80 ;
+  wire [52:0] \$81 ;
   wire [35:0] \$82 ;
-  wire \$83 ;
-  wire [35:0] \$84 ;
-  wire \$85 ;
+  wire [35:0] \$83 ;
+  wire \$84 ;
+  wire [35:0] \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire [1:0] \$88 ;
-  reg [79:0] \$89 ;
+  wire \$88 ;
+  wire [1:0] \$89 ;
   wire \$9 ;
   reg [4:0] \$90 ;
   reg \$91 ;
@@ -3945,29 +3624,30 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   assign \$56  = off1_0[1] ? \$54  : \$55 ;
   assign \$57  = off1_0[2] ? \$53  : \$56 ;
   assign \$58  = off1_0[3] ? \$50  : \$57 ;
-  assign \$59  = first2_d4 ? 15'h0000 : xacc;
-  assign \$60  = \$59  + xsum_l4_0;
-  assign \$61  = first2_d4 ? 15'h0000 : xacc;
-  assign \$62  = \$61  + xsum_l4_0;
-  assign \$63  = first2_d4 ? 15'h0000 : acc0_0;
-  assign \$64  = \$63  + t0_0_l4_0;
-  assign \$65  = first2_d4 ? 15'h0000 : acc0_0;
-  assign \$66  = \$65  + t0_0_l4_0;
-  assign \$68  = \$67  - xfin;
-  assign \$69  = ser_left - 1'h1;
-  assign \$70  = \addr$83  == 4'h9;
-  assign \$71  = \addr$83  + 1'h1;
-  assign \$72  = \$70  ? 5'h00 : \$71 ;
-  assign \$76  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$79  = $signed(\$77 ) + $signed(\$78 );
-  assign \$80  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$83  = $signed(\$82 ) < $signed(16'h8000);
-  assign \$85  = $signed(\$84 ) > $signed(16'h7fff);
-  assign \$86  = step & s_last;
-  assign \$87  = o__valid & \o__ready$97 ;
-  assign \$88  = \$87  + skipped_d5;
+  assign \$59  = ~ \$58 ;
+  assign \$60  = first2_d4 ? 15'h0000 : xacc;
+  assign \$61  = \$60  + xsum_l4_0;
+  assign \$62  = first2_d4 ? 15'h0000 : xacc;
+  assign \$63  = \$62  + xsum_l4_0;
+  assign \$64  = first2_d4 ? 15'h0000 : acc0_0;
+  assign \$65  = \$64  + t0_0_l4_0;
+  assign \$66  = first2_d4 ? 15'h0000 : acc0_0;
+  assign \$67  = \$66  + t0_0_l4_0;
+  assign \$69  = \$68  - xfin;
+  assign \$70  = ser_left - 1'h1;
+  assign \$71  = \addr$83  == 4'h9;
+  assign \$72  = \addr$83  + 1'h1;
+  assign \$73  = \$71  ? 5'h00 : \$72 ;
+  assign \$77  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$80  = $signed(\$78 ) + $signed(\$79 );
+  assign \$81  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$84  = $signed(\$83 ) < $signed(16'h8000);
+  assign \$86  = $signed(\$85 ) > $signed(16'h7fff);
+  assign \$87  = step & s_last;
+  assign \$88  = o__valid & \o__ready$97 ;
+  assign \$89  = \$88  + skipped_d5;
   always @(posedge clk)
-    port__data <= \$89 ;
+    port__data <= w_data;
   always @(posedge clk)
     port__addr <= \$90 ;
   always @(posedge clk)
@@ -4011,141 +3691,141 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   always @(posedge clk)
     last1 <= \$110 ;
   always @(posedge clk)
-    \i$40  <= \$111 ;
+    \i$40  <= \o__payload$117 ;
   always @(posedge clk)
-    \port__addr$33  <= \$112 ;
+    \port__addr$33  <= \$111 ;
   always @(posedge clk)
-    carry0_0 <= \$113 ;
+    carry0_0 <= \$112 ;
   always @(posedge clk)
-    w0_0 <= \$114 ;
+    w0_0 <= \$59 ;
   always @(posedge clk)
-    m0_0_0 <= \$115 ;
+    m0_0_0 <= \$113 ;
   always @(posedge clk)
-    m0_0_1 <= \$116 ;
+    m0_0_1 <= \$114 ;
   always @(posedge clk)
-    m0_0_2 <= \$117 ;
+    m0_0_2 <= \$115 ;
   always @(posedge clk)
-    m0_0_3 <= \$118 ;
+    m0_0_3 <= \$116 ;
   always @(posedge clk)
-    m0_0_4 <= \$119 ;
+    m0_0_4 <= \$117 ;
   always @(posedge clk)
-    m0_0_5 <= \$120 ;
+    m0_0_5 <= \$118 ;
   always @(posedge clk)
-    m0_0_6 <= \$121 ;
+    m0_0_6 <= \$119 ;
   always @(posedge clk)
-    m0_0_7 <= \$122 ;
+    m0_0_7 <= \$120 ;
   always @(posedge clk)
-    m0_0_8 <= \$123 ;
+    m0_0_8 <= \$121 ;
   always @(posedge clk)
-    m0_0_9 <= \$124 ;
+    m0_0_9 <= \$122 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$125 ;
+    t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= \$126 ;
+    t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= \$127 ;
+    t0_0_l2_2 <= t0_0_w0_8;
   always @(posedge clk)
-    t0_0_l4_0 <= \$128 ;
+    t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= \$129 ;
+    xword_d1 <= \port__data$121 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$130 ;
+    xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    xsum_l2_1 <= \$131 ;
+    xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= \$132 ;
+    xsum_l2_2 <= xsum_w0_8;
   always @(posedge clk)
-    xsum_l4_0 <= \$133 ;
+    xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$134 ;
+    v2_d1 <= \$123 ;
   always @(posedge clk)
-    v2_d2 <= \$135 ;
+    v2_d2 <= \$124 ;
   always @(posedge clk)
-    v2_d3 <= \$136 ;
+    v2_d3 <= \$125 ;
   always @(posedge clk)
-    v2_d4 <= \$137 ;
+    v2_d4 <= \$126 ;
   always @(posedge clk)
-    first2_d1 <= \$138 ;
+    first2_d1 <= \$127 ;
   always @(posedge clk)
-    first2_d2 <= \$139 ;
+    first2_d2 <= \$128 ;
   always @(posedge clk)
-    first2_d3 <= \$140 ;
+    first2_d3 <= \$129 ;
   always @(posedge clk)
-    first2_d4 <= \$141 ;
+    first2_d4 <= \$130 ;
   always @(posedge clk)
-    last2_d1 <= \$142 ;
+    last2_d1 <= \$131 ;
   always @(posedge clk)
-    last2_d2 <= \$143 ;
+    last2_d2 <= \$132 ;
   always @(posedge clk)
-    last2_d3 <= \$144 ;
+    last2_d3 <= \$133 ;
   always @(posedge clk)
-    last2_d4 <= \$145 ;
+    last2_d4 <= \$134 ;
   always @(posedge clk)
-    done <= \$146 ;
+    done <= \$135 ;
   always @(posedge clk)
-    xacc <= \$147 ;
+    xacc <= \$136 ;
   always @(posedge clk)
-    xfin <= \$148 ;
+    xfin <= \$137 ;
   always @(posedge clk)
-    acc0_0 <= \$149 ;
+    acc0_0 <= \$138 ;
   always @(posedge clk)
-    fin0_0 <= \$150 ;
+    fin0_0 <= \$139 ;
   always @(posedge clk)
-    bank0_0 <= \$151 ;
+    bank0_0 <= \$140 ;
   always @(posedge clk)
-    ser_left <= \$152 ;
+    ser_left <= \$141 ;
   always @(posedge clk)
-    \addr$83  <= \$153 ;
+    \addr$83  <= \$142 ;
   always @(posedge clk)
-    \$signal$140  <= \$154 ;
+    \$signal$140  <= \$143 ;
   always @(posedge clk)
-    ka <= \$155 ;
+    ka <= \$144 ;
   always @(posedge clk)
-    b <= \$156 ;
+    b <= bank0_0;
   always @(posedge clk)
-    vb <= \$157 ;
+    vb <= \$145 ;
   always @(posedge clk)
-    rq0_beta_b <= \$158 ;
+    rq0_beta_b <= \data$86 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$159 ;
+    rq0_beta <= \$77 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$160 ;
+    rq0_acc_s1_0 <= \$80 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$161 ;
+    rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$162 ;
+    rq0_acc_s2_0 <= \$81 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$163 ;
+    rq0_shifted <= \$82 [19:0];
   always @(posedge clk)
-    rq0_under <= \$164 ;
+    rq0_under <= \$84 ;
   always @(posedge clk)
-    rq0_over <= \$165 ;
+    rq0_over <= \$86 ;
   always @(posedge clk)
-    v_out_d1 <= \$166 ;
+    v_out_d1 <= \$146 ;
   always @(posedge clk)
-    v_out_d2 <= \$167 ;
+    v_out_d2 <= \$147 ;
   always @(posedge clk)
-    v_out_d3 <= \$168 ;
+    v_out_d3 <= \$148 ;
   always @(posedge clk)
-    \w_en$102  <= \$169 ;
+    \w_en$102  <= \$149 ;
   always @(posedge clk)
-    skipped_d1 <= \$170 ;
+    skipped_d1 <= \$150 ;
   always @(posedge clk)
-    skipped_d2 <= \$171 ;
+    skipped_d2 <= \$151 ;
   always @(posedge clk)
-    skipped_d3 <= \$172 ;
+    skipped_d3 <= \$152 ;
   always @(posedge clk)
-    skipped_d4 <= \$173 ;
+    skipped_d4 <= \$153 ;
   always @(posedge clk)
-    skipped_d5 <= \$174 ;
+    skipped_d5 <= \$154 ;
   always @(posedge clk)
-    group_ended_d1 <= \$175 ;
+    group_ended_d1 <= \$155 ;
   always @(posedge clk)
-    credits_returned <= \$176 ;
+    credits_returned <= \$156 ;
   always @(posedge clk)
-    credits_space <= \$177 ;
+    credits_space <= \$157 ;
   always @(posedge clk)
-    credits_room <= \$178 ;
+    credits_room <= \$158 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$83 ),
     .clk(clk),
@@ -4206,13 +3886,6 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
     end
     if (load) begin
       r_next = { 1'h0, \$16  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$89  = w_data;
-    if (rst) begin
-      \$89  = 80'h00000000000000000000;
     end
   end
   always @* begin
@@ -4403,554 +4076,366 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = \o__payload$117 ;
+    \$111  = r_addr;
     if (rst) begin
-      \$111  = 6'h00;
+      \$111  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = r_addr;
-    if (rst) begin
-      \$112  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = carry0_0;
+    \$112  = carry0_0;
     if (\$signal$115 ) begin
-      \$113  = \i$40 ;
-    end
-    if (rst) begin
-      \$113  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = \$58 ;
-    if (rst) begin
-      \$114  = 10'h000;
+      \$112  = \i$40 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$115  = \port__data$121 [7:0];
+      \$113  = 8'h00;
     end else begin
-      \$115  = 8'h00;
-    end
-    if (rst) begin
-      \$115  = 8'h00;
+      \$113  = \port__data$121 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$116  = \port__data$121 [15:8];
+      \$114  = 8'h00;
     end else begin
-      \$116  = 8'h00;
-    end
-    if (rst) begin
-      \$116  = 8'h00;
+      \$114  = \port__data$121 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$117  = \port__data$121 [23:16];
+      \$115  = 8'h00;
     end else begin
-      \$117  = 8'h00;
-    end
-    if (rst) begin
-      \$117  = 8'h00;
+      \$115  = \port__data$121 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$118  = \port__data$121 [31:24];
+      \$116  = 8'h00;
     end else begin
-      \$118  = 8'h00;
-    end
-    if (rst) begin
-      \$118  = 8'h00;
+      \$116  = \port__data$121 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$119  = \port__data$121 [39:32];
+      \$117  = 8'h00;
     end else begin
-      \$119  = 8'h00;
-    end
-    if (rst) begin
-      \$119  = 8'h00;
+      \$117  = \port__data$121 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$120  = \port__data$121 [47:40];
+      \$118  = 8'h00;
     end else begin
-      \$120  = 8'h00;
-    end
-    if (rst) begin
-      \$120  = 8'h00;
+      \$118  = \port__data$121 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$121  = \port__data$121 [55:48];
+      \$119  = 8'h00;
     end else begin
-      \$121  = 8'h00;
-    end
-    if (rst) begin
-      \$121  = 8'h00;
+      \$119  = \port__data$121 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$122  = \port__data$121 [63:56];
+      \$120  = 8'h00;
     end else begin
-      \$122  = 8'h00;
-    end
-    if (rst) begin
-      \$122  = 8'h00;
+      \$120  = \port__data$121 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$123  = \port__data$121 [71:64];
+      \$121  = 8'h00;
     end else begin
-      \$123  = 8'h00;
-    end
-    if (rst) begin
-      \$123  = 8'h00;
+      \$121  = \port__data$121 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$124  = \port__data$121 [79:72];
+      \$122  = 8'h00;
     end else begin
-      \$124  = 8'h00;
-    end
-    if (rst) begin
-      \$124  = 8'h00;
+      \$122  = \port__data$121 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = t0_0_w1_0;
+    \$123  = \$signal$115 ;
     if (rst) begin
-      \$125  = 10'h000;
+      \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = t0_0_w1_2;
+    \$124  = v2_d1;
     if (rst) begin
-      \$126  = 10'h000;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = t0_0_w0_8;
+    \$125  = v2_d2;
     if (rst) begin
-      \$127  = 9'h000;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = t0_0_w3_0;
+    \$126  = v2_d3;
     if (rst) begin
-      \$128  = 12'h000;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$129  = \port__data$121 ;
+    \$127  = \$signal$37 ;
     if (rst) begin
-      \$129  = 80'h00000000000000000000;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$130  = xsum_w1_0;
+    \$128  = first2_d1;
     if (rst) begin
-      \$130  = 10'h000;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$131  = xsum_w1_2;
+    \$129  = first2_d2;
     if (rst) begin
-      \$131  = 10'h000;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$132  = xsum_w0_8;
+    \$130  = first2_d3;
     if (rst) begin
-      \$132  = 9'h000;
+      \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$133  = xsum_w3_0;
+    \$131  = last1;
     if (rst) begin
-      \$133  = 12'h000;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$134  = \$signal$115 ;
+    \$132  = last2_d1;
+    if (rst) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$133  = last2_d2;
+    if (rst) begin
+      \$133  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$134  = last2_d3;
     if (rst) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$135  = v2_d1;
+    \$135  = group_end;
     if (rst) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$136  = v2_d2;
-    if (rst) begin
-      \$136  = 1'h0;
+    \$136  = xacc;
+    if (v2_d4) begin
+      \$136  = \$61 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$137  = v2_d3;
-    if (rst) begin
-      \$137  = 1'h0;
+    \$137  = xfin;
+    if (group_end) begin
+      \$137  = \$63 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = \$signal$37 ;
-    if (rst) begin
-      \$138  = 1'h0;
+    \$138  = acc0_0;
+    if (v2_d4) begin
+      \$138  = \$65 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = first2_d1;
-    if (rst) begin
-      \$139  = 1'h0;
+    \$139  = fin0_0;
+    if (group_end) begin
+      \$139  = \$67 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = first2_d2;
-    if (rst) begin
-      \$140  = 1'h0;
+    \$140  = bank0_0;
+    if (done) begin
+      \$140  = \$69 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = first2_d3;
+    \$141  = ser_left;
+    if (done) begin
+      \$141  = 1'h1;
+    end else if (ser) begin
+      \$141  = \$70 [0];
+    end
     if (rst) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = last1;
+    \$142  = \addr$83 ;
+    if (ser) begin
+      \$142  = \$73 [3:0];
+    end
     if (rst) begin
-      \$142  = 1'h0;
+      \$142  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = last2_d1;
+    \$143  = \$74 ;
     if (rst) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = last2_d2;
+    \$144  = \$76 ;
     if (rst) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = last2_d3;
+    \$145  = \$signal$140 ;
     if (rst) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = group_end;
+    \$146  = vb;
     if (rst) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = xacc;
-    if (v2_d4) begin
-      \$147  = \$60 [14:0];
-    end
+    \$147  = v_out_d1;
     if (rst) begin
-      \$147  = 15'h0000;
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = xfin;
-    if (group_end) begin
-      \$148  = \$62 [14:0];
-    end
+    \$148  = v_out_d2;
     if (rst) begin
-      \$148  = 15'h0000;
+      \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = acc0_0;
-    if (v2_d4) begin
-      \$149  = \$64 [14:0];
-    end
+    \$149  = v_out_d3;
     if (rst) begin
-      \$149  = 15'h0000;
+      \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = fin0_0;
-    if (group_end) begin
-      \$150  = \$66 [14:0];
-    end
+    \$150  = ka;
     if (rst) begin
-      \$150  = 15'h0000;
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = bank0_0;
-    if (done) begin
-      \$151  = \$68 [15:0];
-    end
+    \$151  = skipped_d1;
     if (rst) begin
-      \$151  = 16'h0000;
+      \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = ser_left;
-    if (done) begin
-      \$152  = 1'h1;
-    end else if (ser) begin
-      \$152  = \$69 [0];
-    end
+    \$152  = skipped_d2;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = \addr$83 ;
-    if (ser) begin
-      \$153  = \$72 [3:0];
-    end
+    \$153  = skipped_d3;
     if (rst) begin
-      \$153  = 4'h0;
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = \$73 ;
+    \$154  = skipped_d4;
     if (rst) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = \$75 ;
+    \$155  = \$87 ;
     if (rst) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = bank0_0;
+    \$156  = \$89 ;
     if (rst) begin
-      \$156  = 16'h0000;
+      \$156  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = \$signal$140 ;
+    \$157  = \$21 [1:0];
     if (rst) begin
-      \$157  = 1'h0;
+      \$157  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = \data$86 [44:21];
+    \$158  = credits_room_next;
     if (rst) begin
-      \$158  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = \$76 ;
-    if (rst) begin
-      \$159  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = \$79 ;
-    if (rst) begin
-      \$160  = 52'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$161  = rq0_beta;
-    if (rst) begin
-      \$161  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$162  = \$80 [35:0];
-    if (rst) begin
-      \$162  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$163  = \$81 [19:0];
-    if (rst) begin
-      \$163  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$164  = \$83 ;
-    if (rst) begin
-      \$164  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$165  = \$85 ;
-    if (rst) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = vb;
-    if (rst) begin
-      \$166  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$167  = v_out_d1;
-    if (rst) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = v_out_d2;
-    if (rst) begin
-      \$168  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = v_out_d3;
-    if (rst) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = ka;
-    if (rst) begin
-      \$170  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = skipped_d1;
-    if (rst) begin
-      \$171  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = skipped_d2;
-    if (rst) begin
-      \$172  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = skipped_d3;
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = skipped_d4;
-    if (rst) begin
-      \$174  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = \$86 ;
-    if (rst) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = \$88 ;
-    if (rst) begin
-      \$176  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = \$21 [1:0];
-    if (rst) begin
-      \$177  = 2'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = credits_room_next;
-    if (rst) begin
-      \$178  = 1'h1;
+      \$158  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -4982,15 +4467,15 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   assign \$23  = take;
   assign \$28  = credits_room_next;
   assign \$55  = o;
-  assign \$67  = { fin0_0, 1'h0 };
-  assign \$73  = ser;
-  assign \$74  = 1'h0;
+  assign \$68  = { fin0_0, 1'h0 };
+  assign \$74  = ser;
   assign \$75  = 1'h0;
-  assign \$77  = { p[32], p };
-  assign \$78  = { \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 , 17'h00000 };
-  assign \$81  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$76  = 1'h0;
+  assign \$78  = { p[32], p };
+  assign \$79  = { \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 , 17'h00000 };
   assign \$82  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$84  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$83  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$85  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -5139,6 +4624,8 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
   input clk;
   wire clk;
   reg empty = 1'h1;
+  (* init = 16'h0000 *)
+  wire [15:0] head;
   wire head_free;
   output [15:0] o__payload;
   reg [15:0] o__payload = 16'h0000;
@@ -5213,18 +4700,12 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     if (\$6 ) begin
       \$33  = w_data;
     end
-    if (rst) begin
-      \$33  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$34  = buf1;
     if (\$8 ) begin
       \$34  = w_data;
-    end
-    if (rst) begin
-      \$34  = 16'h0000;
     end
   end
   always @* begin
@@ -5242,9 +4723,6 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     \$36  = o__payload;
     if (head_free) begin
       \$36  = \$11 ;
-    end
-    if (rst) begin
-      \$36  = 16'h0000;
     end
   end
   always @* begin
@@ -5281,6 +4759,7 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
       \$40  = 1'h1;
     end
   end
+  assign head = o__payload;
   assign \$7  = wr;
   assign \$12  = rd;
   assign \$15  = wr;
@@ -5797,9 +5276,6 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
         \$134  = data;
       end
     end
-    if (rst) begin
-      \$134  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
@@ -5808,9 +5284,6 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
       if (\$120 ) begin
         \$135  = data;
       end
-    end
-    if (rst) begin
-      \$135  = 6'h00;
     end
   end
   always @* begin
@@ -5821,9 +5294,6 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
         \$136  = data;
       end
     end
-    if (rst) begin
-      \$136  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
@@ -5832,9 +5302,6 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
       if (\$122 ) begin
         \$137  = data;
       end
-    end
-    if (rst) begin
-      \$137  = 6'h00;
     end
   end
   assign raddr = addr;
@@ -5893,6 +5360,8 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 50'h0000000000000 *)
+  wire [49:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst;
@@ -5947,9 +5416,6 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
     \$24  = o__payload;
     if (\$13 ) begin
       \$24  = word;
-    end
-    if (rst) begin
-      \$24  = 50'h0000000000000;
     end
   end
   always @* begin
@@ -6009,11 +5475,9 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
     if (take) begin
       \$31  = \$23 ;
     end
-    if (rst) begin
-      \$31  = 50'h0000000000000;
-    end
   end
   assign ready = i__ready;
+  assign out = o__payload;
 endmodule
 
 // flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line),

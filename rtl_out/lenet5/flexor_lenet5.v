@@ -574,8 +574,8 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [1:0] \$1 ;
   wire \$10 ;
-  wire [1:0] \$100 ;
-  reg [199:0] \$101 ;
+  wire \$100 ;
+  wire [1:0] \$101 ;
   reg \$102 ;
   reg \$103 ;
   reg \$104 ;
@@ -599,13 +599,13 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg \$120 ;
   reg \$121 ;
   reg \$122 ;
-  reg [31:0] \$123 ;
+  reg \$123 ;
   reg \$124 ;
   reg \$125 ;
   reg \$126 ;
-  reg \$127 ;
-  reg [199:0] \$128 ;
-  reg [24:0] \$129 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
   reg [7:0] \$130 ;
   reg [7:0] \$131 ;
@@ -631,32 +631,32 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire [1:0] \$15 ;
   reg [7:0] \$150 ;
   reg [7:0] \$151 ;
-  reg [7:0] \$152 ;
-  reg [7:0] \$153 ;
-  reg [7:0] \$154 ;
-  reg [9:0] \$155 ;
-  reg [9:0] \$156 ;
-  reg [9:0] \$157 ;
-  reg [9:0] \$158 ;
-  reg [9:0] \$159 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg \$154 ;
+  reg \$155 ;
+  reg \$156 ;
+  reg \$157 ;
+  reg \$158 ;
+  reg \$159 ;
   wire \$16 ;
-  reg [9:0] \$160 ;
-  reg [7:0] \$161 ;
-  reg [11:0] \$162 ;
-  reg [11:0] \$163 ;
-  reg [12:0] \$164 ;
-  reg [199:0] \$165 ;
-  reg [9:0] \$166 ;
-  reg [9:0] \$167 ;
-  reg [9:0] \$168 ;
-  reg [9:0] \$169 ;
+  reg \$160 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg \$163 ;
+  reg \$164 ;
+  reg \$165 ;
+  reg \$166 ;
+  reg \$167 ;
+  reg [12:0] \$168 ;
+  reg [12:0] \$169 ;
   wire [10:0] \$17 ;
-  reg [9:0] \$170 ;
-  reg [9:0] \$171 ;
-  reg [7:0] \$172 ;
-  reg [11:0] \$173 ;
-  reg [11:0] \$174 ;
-  reg [12:0] \$175 ;
+  reg [12:0] \$170 ;
+  reg [12:0] \$171 ;
+  reg [13:0] \$172 ;
+  reg \$173 ;
+  reg [4:0] \$174 ;
+  reg \$175 ;
   reg \$176 ;
   reg \$177 ;
   reg \$178 ;
@@ -667,44 +667,13 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg \$182 ;
   reg \$183 ;
   reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
+  reg [1:0] \$185 ;
+  reg [4:0] \$186 ;
   reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
   wire [5:0] \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg [12:0] \$192 ;
-  reg [12:0] \$193 ;
-  reg [12:0] \$194 ;
-  reg [12:0] \$195 ;
-  reg [13:0] \$196 ;
-  reg \$197 ;
-  reg [4:0] \$198 ;
-  reg \$199 ;
   wire [2:0] \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg [13:0] \$201 ;
-  reg \$202 ;
-  reg [20:0] \$203 ;
-  reg [21:0] \$204 ;
-  reg [26:0] \$205 ;
-  reg [10:0] \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
   wire \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg [1:0] \$216 ;
-  reg [4:0] \$217 ;
-  reg \$218 ;
   wire [6:0] \$22 ;
   wire [1:0] \$23 ;
   wire \$24 ;
@@ -762,33 +731,33 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire [24:0] \$71 ;
   wire [24:0] \$72 ;
   wire [24:0] \$73 ;
-  wire [12:0] \$74 ;
-  wire [13:0] \$75 ;
-  wire [12:0] \$76 ;
-  wire [13:0] \$77 ;
-  wire [12:0] \$78 ;
-  wire [13:0] \$79 ;
+  wire [24:0] \$74 ;
+  wire [12:0] \$75 ;
+  wire [13:0] \$76 ;
+  wire [12:0] \$77 ;
+  wire [13:0] \$78 ;
+  wire [12:0] \$79 ;
   wire \$8 ;
-  wire [12:0] \$80 ;
-  wire [13:0] \$81 ;
+  wire [13:0] \$80 ;
+  wire [12:0] \$81 ;
   wire [13:0] \$82 ;
-  wire [14:0] \$83 ;
-  wire [1:0] \$84 ;
-  wire \$85 ;
-  wire [5:0] \$86 ;
+  wire [13:0] \$83 ;
+  wire [14:0] \$84 ;
+  wire [1:0] \$85 ;
+  wire \$86 ;
   wire [5:0] \$87 ;
-  wire \$88 ;
+  wire [5:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [21:0] \$91 ;
-  wire [29:0] \$92 ;
-  wire [30:0] \$93 ;
-  wire [26:0] \$94 ;
+  wire \$91 ;
+  wire [21:0] \$92 ;
+  wire [29:0] \$93 ;
+  wire [30:0] \$94 ;
   wire [26:0] \$95 ;
-  wire \$96 ;
-  wire [26:0] \$97 ;
-  wire \$98 ;
+  wire [26:0] \$96 ;
+  wire \$97 ;
+  wire [26:0] \$98 ;
   wire \$99 ;
   wire \$signal ;
   reg \$signal$183  = 1'h0;
@@ -1267,27 +1236,28 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   assign \$71  = off1_0[2] ? \$67  : \$70 ;
   assign \$72  = off1_0[3] ? \$64  : \$71 ;
   assign \$73  = off1_0[4] ? \$57  : \$72 ;
-  assign \$74  = first2_d5 ? 13'h0000 : xacc;
-  assign \$75  = \$74  + xsum_l5_0;
-  assign \$76  = first2_d5 ? 13'h0000 : xacc;
-  assign \$77  = \$76  + xsum_l5_0;
-  assign \$78  = first2_d5 ? 13'h0000 : acc0_0;
-  assign \$79  = \$78  + t0_0_l5_0;
-  assign \$80  = first2_d5 ? 13'h0000 : acc0_0;
-  assign \$81  = \$80  + t0_0_l5_0;
-  assign \$83  = \$82  - xfin;
-  assign \$84  = ser_left - 1'h1;
-  assign \$85  = addr == 5'h1f;
-  assign \$86  = addr + 1'h1;
-  assign \$87  = \$85  ? 6'h00 : \$86 ;
-  assign \$91  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$93  = $signed(\$92 ) + $signed(rq0_beta);
-  assign \$96  = $signed(\$95 ) < $signed(1'h0);
-  assign \$98  = $signed(\$97 ) > $signed(9'h0ff);
-  assign \$99  = \o__valid$168  & \o__ready$166 ;
-  assign \$100  = \$99  + skipped_d4;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = first2_d5 ? 13'h0000 : xacc;
+  assign \$76  = \$75  + xsum_l5_0;
+  assign \$77  = first2_d5 ? 13'h0000 : xacc;
+  assign \$78  = \$77  + xsum_l5_0;
+  assign \$79  = first2_d5 ? 13'h0000 : acc0_0;
+  assign \$80  = \$79  + t0_0_l5_0;
+  assign \$81  = first2_d5 ? 13'h0000 : acc0_0;
+  assign \$82  = \$81  + t0_0_l5_0;
+  assign \$84  = \$83  - xfin;
+  assign \$85  = ser_left - 1'h1;
+  assign \$86  = addr == 5'h1f;
+  assign \$87  = addr + 1'h1;
+  assign \$88  = \$86  ? 6'h00 : \$87 ;
+  assign \$92  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$94  = $signed(\$93 ) + $signed(rq0_beta);
+  assign \$97  = $signed(\$96 ) < $signed(1'h0);
+  assign \$99  = $signed(\$98 ) > $signed(9'h0ff);
+  assign \$100  = \o__valid$168  & \o__ready$166 ;
+  assign \$101  = \$100  + skipped_d4;
   always @(posedge clk)
-    w_data_q <= \$101 ;
+    w_data_q <= w_data;
   always @(posedge clk)
     port__addr <= \$102 ;
   always @(posedge clk)
@@ -1331,197 +1301,197 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk)
     last1 <= \$122 ;
   always @(posedge clk)
-    word1 <= \$123 ;
+    word1 <= \o__payload$186 ;
   always @(posedge clk)
-    \port__addr$42  <= \$124 ;
+    \port__addr$42  <= \$123 ;
   always @(posedge clk)
-    \port__addr$45  <= \$125 ;
+    \port__addr$45  <= \$124 ;
   always @(posedge clk)
-    \port__addr$48  <= \$126 ;
+    \port__addr$48  <= \$125 ;
   always @(posedge clk)
-    \port__addr$51  <= \$127 ;
+    \port__addr$51  <= \$126 ;
   always @(posedge clk)
-    xdata_d1 <= \$128 ;
+    xdata_d1 <= { \port__data$191 , \port__data$190 , \port__data$189 , \port__data$188  };
   always @(posedge clk)
-    w0_0 <= \$129 ;
+    w0_0 <= \$74 ;
   always @(posedge clk)
-    m0_0_0 <= \$130 ;
+    m0_0_0 <= \$127 ;
   always @(posedge clk)
-    m0_0_1 <= \$131 ;
+    m0_0_1 <= \$128 ;
   always @(posedge clk)
-    m0_0_2 <= \$132 ;
+    m0_0_2 <= \$129 ;
   always @(posedge clk)
-    m0_0_3 <= \$133 ;
+    m0_0_3 <= \$130 ;
   always @(posedge clk)
-    m0_0_4 <= \$134 ;
+    m0_0_4 <= \$131 ;
   always @(posedge clk)
-    m0_0_5 <= \$135 ;
+    m0_0_5 <= \$132 ;
   always @(posedge clk)
-    m0_0_6 <= \$136 ;
+    m0_0_6 <= \$133 ;
   always @(posedge clk)
-    m0_0_7 <= \$137 ;
+    m0_0_7 <= \$134 ;
   always @(posedge clk)
-    m0_0_8 <= \$138 ;
+    m0_0_8 <= \$135 ;
   always @(posedge clk)
-    m0_0_9 <= \$139 ;
+    m0_0_9 <= \$136 ;
   always @(posedge clk)
-    m0_0_10 <= \$140 ;
+    m0_0_10 <= \$137 ;
   always @(posedge clk)
-    m0_0_11 <= \$141 ;
+    m0_0_11 <= \$138 ;
   always @(posedge clk)
-    m0_0_12 <= \$142 ;
+    m0_0_12 <= \$139 ;
   always @(posedge clk)
-    m0_0_13 <= \$143 ;
+    m0_0_13 <= \$140 ;
   always @(posedge clk)
-    m0_0_14 <= \$144 ;
+    m0_0_14 <= \$141 ;
   always @(posedge clk)
-    m0_0_15 <= \$145 ;
+    m0_0_15 <= \$142 ;
   always @(posedge clk)
-    m0_0_16 <= \$146 ;
+    m0_0_16 <= \$143 ;
   always @(posedge clk)
-    m0_0_17 <= \$147 ;
+    m0_0_17 <= \$144 ;
   always @(posedge clk)
-    m0_0_18 <= \$148 ;
+    m0_0_18 <= \$145 ;
   always @(posedge clk)
-    m0_0_19 <= \$149 ;
+    m0_0_19 <= \$146 ;
   always @(posedge clk)
-    m0_0_20 <= \$150 ;
+    m0_0_20 <= \$147 ;
   always @(posedge clk)
-    m0_0_21 <= \$151 ;
+    m0_0_21 <= \$148 ;
   always @(posedge clk)
-    m0_0_22 <= \$152 ;
+    m0_0_22 <= \$149 ;
   always @(posedge clk)
-    m0_0_23 <= \$153 ;
+    m0_0_23 <= \$150 ;
   always @(posedge clk)
-    m0_0_24 <= \$154 ;
+    m0_0_24 <= \$151 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$155 ;
+    t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= \$156 ;
+    t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= \$157 ;
+    t0_0_l2_2 <= t0_0_w1_4;
   always @(posedge clk)
-    t0_0_l2_3 <= \$158 ;
+    t0_0_l2_3 <= t0_0_w1_6;
   always @(posedge clk)
-    t0_0_l2_4 <= \$159 ;
+    t0_0_l2_4 <= t0_0_w1_8;
   always @(posedge clk)
-    t0_0_l2_5 <= \$160 ;
+    t0_0_l2_5 <= t0_0_w1_10;
   always @(posedge clk)
-    t0_0_l2_6 <= \$161 ;
+    t0_0_l2_6 <= m0_0_24;
   always @(posedge clk)
-    t0_0_l4_0 <= \$162 ;
+    t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    t0_0_l4_1 <= \$163 ;
+    t0_0_l4_1 <= t0_0_w3_2;
   always @(posedge clk)
-    t0_0_l5_0 <= \$164 ;
+    t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    xword_d1 <= \$165 ;
+    xword_d1 <= xdata_d1;
   always @(posedge clk)
-    xsum_l2_0 <= \$166 ;
+    xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    xsum_l2_1 <= \$167 ;
+    xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= \$168 ;
+    xsum_l2_2 <= xsum_w1_4;
   always @(posedge clk)
-    xsum_l2_3 <= \$169 ;
+    xsum_l2_3 <= xsum_w1_6;
   always @(posedge clk)
-    xsum_l2_4 <= \$170 ;
+    xsum_l2_4 <= xsum_w1_8;
   always @(posedge clk)
-    xsum_l2_5 <= \$171 ;
+    xsum_l2_5 <= xsum_w1_10;
   always @(posedge clk)
-    xsum_l2_6 <= \$172 ;
+    xsum_l2_6 <= xword_d1[199:192];
   always @(posedge clk)
-    xsum_l4_0 <= \$173 ;
+    xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    xsum_l4_1 <= \$174 ;
+    xsum_l4_1 <= xsum_w3_2;
   always @(posedge clk)
-    xsum_l5_0 <= \$175 ;
+    xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    v2_d1 <= \$176 ;
+    v2_d1 <= \$152 ;
   always @(posedge clk)
-    v2_d2 <= \$177 ;
+    v2_d2 <= \$153 ;
   always @(posedge clk)
-    v2_d3 <= \$178 ;
+    v2_d3 <= \$154 ;
   always @(posedge clk)
-    v2_d4 <= \$179 ;
+    v2_d4 <= \$155 ;
   always @(posedge clk)
-    v2_d5 <= \$180 ;
+    v2_d5 <= \$156 ;
   always @(posedge clk)
-    first2_d1 <= \$181 ;
+    first2_d1 <= \$157 ;
   always @(posedge clk)
-    first2_d2 <= \$182 ;
+    first2_d2 <= \$158 ;
   always @(posedge clk)
-    first2_d3 <= \$183 ;
+    first2_d3 <= \$159 ;
   always @(posedge clk)
-    first2_d4 <= \$184 ;
+    first2_d4 <= \$160 ;
   always @(posedge clk)
-    first2_d5 <= \$185 ;
+    first2_d5 <= \$161 ;
   always @(posedge clk)
-    last2_d1 <= \$186 ;
+    last2_d1 <= \$162 ;
   always @(posedge clk)
-    last2_d2 <= \$187 ;
+    last2_d2 <= \$163 ;
   always @(posedge clk)
-    last2_d3 <= \$188 ;
+    last2_d3 <= \$164 ;
   always @(posedge clk)
-    last2_d4 <= \$189 ;
+    last2_d4 <= \$165 ;
   always @(posedge clk)
-    last2_d5 <= \$190 ;
+    last2_d5 <= \$166 ;
   always @(posedge clk)
-    done <= \$191 ;
+    done <= \$167 ;
   always @(posedge clk)
-    xacc <= \$192 ;
+    xacc <= \$168 ;
   always @(posedge clk)
-    xfin <= \$193 ;
+    xfin <= \$169 ;
   always @(posedge clk)
-    acc0_0 <= \$194 ;
+    acc0_0 <= \$170 ;
   always @(posedge clk)
-    fin0_0 <= \$195 ;
+    fin0_0 <= \$171 ;
   always @(posedge clk)
-    bank0_0 <= \$196 ;
+    bank0_0 <= \$172 ;
   always @(posedge clk)
-    ser_left <= \$197 ;
+    ser_left <= \$173 ;
   always @(posedge clk)
-    addr <= \$198 ;
+    addr <= \$174 ;
   always @(posedge clk)
-    \$signal$217  <= \$199 ;
+    \$signal$217  <= \$175 ;
   always @(posedge clk)
-    ka <= \$200 ;
+    ka <= \$176 ;
   always @(posedge clk)
-    b <= \$201 ;
+    b <= bank0_0;
   always @(posedge clk)
-    vb <= \$202 ;
+    vb <= \$177 ;
   always @(posedge clk)
-    rq0_beta_b <= \$203 ;
+    rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$204 ;
+    rq0_beta <= \$92 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$205 ;
+    rq0_acc_s1_0 <= \$94 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$206 ;
+    rq0_shifted <= \$95 [10:0];
   always @(posedge clk)
-    rq0_under <= \$207 ;
+    rq0_under <= \$97 ;
   always @(posedge clk)
-    rq0_over <= \$208 ;
+    rq0_over <= \$99 ;
   always @(posedge clk)
-    v_out_d1 <= \$209 ;
+    v_out_d1 <= \$178 ;
   always @(posedge clk)
-    v_out_d2 <= \$210 ;
+    v_out_d2 <= \$179 ;
   always @(posedge clk)
-    \w_en$171  <= \$211 ;
+    \w_en$171  <= \$180 ;
   always @(posedge clk)
-    skipped_d1 <= \$212 ;
+    skipped_d1 <= \$181 ;
   always @(posedge clk)
-    skipped_d2 <= \$213 ;
+    skipped_d2 <= \$182 ;
   always @(posedge clk)
-    skipped_d3 <= \$214 ;
+    skipped_d3 <= \$183 ;
   always @(posedge clk)
-    skipped_d4 <= \$215 ;
+    skipped_d4 <= \$184 ;
   always @(posedge clk)
-    credits_returned <= \$216 ;
+    credits_returned <= \$185 ;
   always @(posedge clk)
-    credits_space <= \$217 ;
+    credits_space <= \$186 ;
   always @(posedge clk)
-    credits_room <= \$218 ;
+    credits_room <= \$187 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1572,13 +1542,6 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
     end
     if (load) begin
       r_next = \$16 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$101  = w_data;
-    if (rst) begin
-      \$101  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -1769,822 +1732,515 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = \o__payload$186 ;
+    \$123  = r_next;
     if (rst) begin
-      \$123  = 32'd0;
+      \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$124  = r_next;
     if (rst) begin
-      \$124  = 1'h0;
+      \$124  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$125  = r_next;
     if (rst) begin
-      \$125  = 1'h1;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$126  = r_next;
     if (rst) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = r_next;
-    if (rst) begin
-      \$127  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = { \port__data$191 , \port__data$190 , \port__data$189 , \port__data$188  };
-    if (rst) begin
-      \$128  = 200'h00000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = \$73 ;
-    if (rst) begin
-      \$129  = 25'h0000000;
+      \$126  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$130  = xdata_d1[7:0];
+      \$127  = 8'h00;
     end else begin
-      \$130  = 8'h00;
-    end
-    if (rst) begin
-      \$130  = 8'h00;
+      \$127  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$131  = xdata_d1[15:8];
+      \$128  = 8'h00;
     end else begin
-      \$131  = 8'h00;
-    end
-    if (rst) begin
-      \$131  = 8'h00;
+      \$128  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$132  = xdata_d1[23:16];
+      \$129  = 8'h00;
     end else begin
-      \$132  = 8'h00;
-    end
-    if (rst) begin
-      \$132  = 8'h00;
+      \$129  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$133  = xdata_d1[31:24];
+      \$130  = 8'h00;
     end else begin
-      \$133  = 8'h00;
-    end
-    if (rst) begin
-      \$133  = 8'h00;
+      \$130  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$134  = xdata_d1[39:32];
+      \$131  = 8'h00;
     end else begin
-      \$134  = 8'h00;
-    end
-    if (rst) begin
-      \$134  = 8'h00;
+      \$131  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$135  = xdata_d1[47:40];
+      \$132  = 8'h00;
     end else begin
-      \$135  = 8'h00;
-    end
-    if (rst) begin
-      \$135  = 8'h00;
+      \$132  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$136  = xdata_d1[55:48];
+      \$133  = 8'h00;
     end else begin
-      \$136  = 8'h00;
-    end
-    if (rst) begin
-      \$136  = 8'h00;
+      \$133  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$137  = xdata_d1[63:56];
+      \$134  = 8'h00;
     end else begin
-      \$137  = 8'h00;
-    end
-    if (rst) begin
-      \$137  = 8'h00;
+      \$134  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$138  = xdata_d1[71:64];
+      \$135  = 8'h00;
     end else begin
-      \$138  = 8'h00;
-    end
-    if (rst) begin
-      \$138  = 8'h00;
+      \$135  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$139  = xdata_d1[79:72];
+      \$136  = 8'h00;
     end else begin
-      \$139  = 8'h00;
-    end
-    if (rst) begin
-      \$139  = 8'h00;
+      \$136  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$140  = xdata_d1[87:80];
+      \$137  = 8'h00;
     end else begin
-      \$140  = 8'h00;
-    end
-    if (rst) begin
-      \$140  = 8'h00;
+      \$137  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$141  = xdata_d1[95:88];
+      \$138  = 8'h00;
     end else begin
-      \$141  = 8'h00;
-    end
-    if (rst) begin
-      \$141  = 8'h00;
+      \$138  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$142  = xdata_d1[103:96];
+      \$139  = 8'h00;
     end else begin
-      \$142  = 8'h00;
-    end
-    if (rst) begin
-      \$142  = 8'h00;
+      \$139  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$143  = xdata_d1[111:104];
+      \$140  = 8'h00;
     end else begin
-      \$143  = 8'h00;
-    end
-    if (rst) begin
-      \$143  = 8'h00;
+      \$140  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$144  = xdata_d1[119:112];
+      \$141  = 8'h00;
     end else begin
-      \$144  = 8'h00;
-    end
-    if (rst) begin
-      \$144  = 8'h00;
+      \$141  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$145  = xdata_d1[127:120];
+      \$142  = 8'h00;
     end else begin
-      \$145  = 8'h00;
-    end
-    if (rst) begin
-      \$145  = 8'h00;
+      \$142  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$146  = xdata_d1[135:128];
+      \$143  = 8'h00;
     end else begin
-      \$146  = 8'h00;
-    end
-    if (rst) begin
-      \$146  = 8'h00;
+      \$143  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$147  = xdata_d1[143:136];
+      \$144  = 8'h00;
     end else begin
-      \$147  = 8'h00;
-    end
-    if (rst) begin
-      \$147  = 8'h00;
+      \$144  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$148  = xdata_d1[151:144];
+      \$145  = 8'h00;
     end else begin
-      \$148  = 8'h00;
-    end
-    if (rst) begin
-      \$148  = 8'h00;
+      \$145  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$149  = xdata_d1[159:152];
+      \$146  = 8'h00;
     end else begin
-      \$149  = 8'h00;
-    end
-    if (rst) begin
-      \$149  = 8'h00;
+      \$146  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$150  = xdata_d1[167:160];
+      \$147  = 8'h00;
     end else begin
-      \$150  = 8'h00;
-    end
-    if (rst) begin
-      \$150  = 8'h00;
+      \$147  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$151  = xdata_d1[175:168];
+      \$148  = 8'h00;
     end else begin
-      \$151  = 8'h00;
-    end
-    if (rst) begin
-      \$151  = 8'h00;
+      \$148  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$152  = xdata_d1[183:176];
+      \$149  = 8'h00;
     end else begin
-      \$152  = 8'h00;
-    end
-    if (rst) begin
-      \$152  = 8'h00;
+      \$149  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$153  = xdata_d1[191:184];
+      \$150  = 8'h00;
     end else begin
-      \$153  = 8'h00;
-    end
-    if (rst) begin
-      \$153  = 8'h00;
+      \$150  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$154  = xdata_d1[199:192];
+      \$151  = 8'h00;
     end else begin
-      \$154  = 8'h00;
-    end
-    if (rst) begin
-      \$154  = 8'h00;
+      \$151  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = t0_0_w1_0;
+    \$152  = \$signal$183 ;
     if (rst) begin
-      \$155  = 10'h000;
+      \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = t0_0_w1_2;
+    \$153  = v2_d1;
     if (rst) begin
-      \$156  = 10'h000;
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = t0_0_w1_4;
+    \$154  = v2_d2;
     if (rst) begin
-      \$157  = 10'h000;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = t0_0_w1_6;
+    \$155  = v2_d3;
     if (rst) begin
-      \$158  = 10'h000;
+      \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = t0_0_w1_8;
+    \$156  = v2_d4;
     if (rst) begin
-      \$159  = 10'h000;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = t0_0_w1_10;
+    \$157  = \$signal$184 ;
     if (rst) begin
-      \$160  = 10'h000;
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = m0_0_24;
+    \$158  = first2_d1;
     if (rst) begin
-      \$161  = 8'h00;
+      \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = t0_0_w3_0;
+    \$159  = first2_d2;
     if (rst) begin
-      \$162  = 12'h000;
+      \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = t0_0_w3_2;
+    \$160  = first2_d3;
     if (rst) begin
-      \$163  = 12'h000;
+      \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = t0_0_w4_0;
+    \$161  = first2_d4;
     if (rst) begin
-      \$164  = 13'h0000;
+      \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = xdata_d1;
+    \$162  = last1;
     if (rst) begin
-      \$165  = 200'h00000000000000000000000000000000000000000000000000;
+      \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = xsum_w1_0;
+    \$163  = last2_d1;
     if (rst) begin
-      \$166  = 10'h000;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = xsum_w1_2;
+    \$164  = last2_d2;
     if (rst) begin
-      \$167  = 10'h000;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = xsum_w1_4;
+    \$165  = last2_d3;
     if (rst) begin
-      \$168  = 10'h000;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = xsum_w1_6;
+    \$166  = last2_d4;
     if (rst) begin
-      \$169  = 10'h000;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = xsum_w1_8;
+    \$167  = group_end;
     if (rst) begin
-      \$170  = 10'h000;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = xsum_w1_10;
-    if (rst) begin
-      \$171  = 10'h000;
+    \$168  = xacc;
+    if (v2_d5) begin
+      \$168  = \$76 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = xword_d1[199:192];
-    if (rst) begin
-      \$172  = 8'h00;
+    \$169  = xfin;
+    if (group_end) begin
+      \$169  = \$78 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = xsum_w3_0;
-    if (rst) begin
-      \$173  = 12'h000;
+    \$170  = acc0_0;
+    if (v2_d5) begin
+      \$170  = \$80 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = xsum_w3_2;
-    if (rst) begin
-      \$174  = 12'h000;
+    \$171  = fin0_0;
+    if (group_end) begin
+      \$171  = \$82 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = xsum_w4_0;
-    if (rst) begin
-      \$175  = 13'h0000;
+    \$172  = bank0_0;
+    if (done) begin
+      \$172  = \$84 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = \$signal$183 ;
+    \$173  = ser_left;
+    if (done) begin
+      \$173  = 1'h1;
+    end else if (ser) begin
+      \$173  = \$85 [0];
+    end
+    if (rst) begin
+      \$173  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$174  = addr;
+    if (ser) begin
+      \$174  = \$88 [4:0];
+    end
+    if (rst) begin
+      \$174  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$175  = \$89 ;
+    if (rst) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$176  = \$91 ;
     if (rst) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = v2_d1;
+    \$177  = \$signal$217 ;
     if (rst) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = v2_d2;
+    \$178  = vb;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = v2_d3;
+    \$179  = v_out_d1;
     if (rst) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = v2_d4;
+    \$180  = v_out_d2;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = \$signal$184 ;
+    \$181  = ka;
     if (rst) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = first2_d1;
+    \$182  = skipped_d1;
     if (rst) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = first2_d2;
+    \$183  = skipped_d2;
     if (rst) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = first2_d3;
+    \$184  = skipped_d3;
     if (rst) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = first2_d4;
+    \$185  = \$101 ;
     if (rst) begin
-      \$185  = 1'h0;
+      \$185  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = last1;
+    \$186  = \$22 [4:0];
     if (rst) begin
-      \$186  = 1'h0;
+      \$186  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = last2_d1;
+    \$187  = credits_room_next;
     if (rst) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = last2_d2;
-    if (rst) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = last2_d3;
-    if (rst) begin
-      \$189  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = last2_d4;
-    if (rst) begin
-      \$190  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = group_end;
-    if (rst) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = xacc;
-    if (v2_d5) begin
-      \$192  = \$75 [12:0];
-    end
-    if (rst) begin
-      \$192  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = xfin;
-    if (group_end) begin
-      \$193  = \$77 [12:0];
-    end
-    if (rst) begin
-      \$193  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = acc0_0;
-    if (v2_d5) begin
-      \$194  = \$79 [12:0];
-    end
-    if (rst) begin
-      \$194  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = fin0_0;
-    if (group_end) begin
-      \$195  = \$81 [12:0];
-    end
-    if (rst) begin
-      \$195  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = bank0_0;
-    if (done) begin
-      \$196  = \$83 [13:0];
-    end
-    if (rst) begin
-      \$196  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = ser_left;
-    if (done) begin
-      \$197  = 1'h1;
-    end else if (ser) begin
-      \$197  = \$84 [0];
-    end
-    if (rst) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = addr;
-    if (ser) begin
-      \$198  = \$87 [4:0];
-    end
-    if (rst) begin
-      \$198  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$88 ;
-    if (rst) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = \$90 ;
-    if (rst) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = bank0_0;
-    if (rst) begin
-      \$201  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$signal$217 ;
-    if (rst) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = data[35:15];
-    if (rst) begin
-      \$203  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = \$91 ;
-    if (rst) begin
-      \$204  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = \$93 [26:0];
-    if (rst) begin
-      \$205  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = \$94 [10:0];
-    if (rst) begin
-      \$206  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$96 ;
-    if (rst) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = \$98 ;
-    if (rst) begin
-      \$208  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = vb;
-    if (rst) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = v_out_d1;
-    if (rst) begin
-      \$210  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = v_out_d2;
-    if (rst) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = ka;
-    if (rst) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = skipped_d1;
-    if (rst) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = skipped_d2;
-    if (rst) begin
-      \$214  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = skipped_d3;
-    if (rst) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = \$100 ;
-    if (rst) begin
-      \$216  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = \$22 [4:0];
-    if (rst) begin
-      \$217  = 5'h13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = credits_room_next;
-    if (rst) begin
-      \$218  = 1'h1;
+      \$187  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -2637,14 +2293,14 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   assign \$68  = { \o$194 [4:0], o };
   assign \$69  = { \o$194 [4:0], o };
   assign \$70  = \$69 ;
-  assign \$82  = { fin0_0, 1'h0 };
-  assign \$88  = ser;
-  assign \$89  = 1'h0;
+  assign \$83  = { fin0_0, 1'h0 };
+  assign \$89  = ser;
   assign \$90  = 1'h0;
-  assign \$92  = { p[28], p };
-  assign \$94  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$91  = 1'h0;
+  assign \$93  = { p[28], p };
   assign \$95  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$97  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$96  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$98  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign ser = ser_left;
 endmodule
 
@@ -2838,15 +2494,14 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [7:0] \$37 ;
-  reg [4:0] \$38 ;
-  reg \$39 ;
+  reg [4:0] \$37 ;
+  reg \$38 ;
+  reg [7:0] \$39 ;
   wire \$4 ;
-  reg [7:0] \$40 ;
+  reg [4:0] \$40 ;
   reg [4:0] \$41 ;
   reg [4:0] \$42 ;
-  reg [4:0] \$43 ;
-  reg \$44 ;
+  reg \$43 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -2857,6 +2512,8 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire clk;
   reg empty = 1'h1;
   reg [7:0] fwd_data = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] head;
   wire head_free;
   output [7:0] o__payload;
   reg [7:0] o__payload = 8'h00;
@@ -2915,11 +2572,9 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   end
   assign r_port__data = _0_;
   always @(posedge clk)
-    w_port__addr <= \$42 ;
+    used <= \$42 ;
   always @(posedge clk)
-    used <= \$43 ;
-  always @(posedge clk)
-    empty <= \$44 ;
+    empty <= \$43 ;
   assign \$1  = ~ o__valid;
   assign head_free = \$1  | o__ready;
   assign \$2  = ~ empty;
@@ -2963,37 +2618,29 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   always @(posedge clk)
     \$signal  <= \$36 ;
   always @(posedge clk)
-    fwd_data <= \$37 ;
+    fwd_data <= w_port__data;
   always @(posedge clk)
-    rd_inc <= \$38 ;
+    rd_inc <= \$37 ;
   always @(posedge clk)
-    o__valid <= \$39 ;
+    o__valid <= \$38 ;
   always @(posedge clk)
-    o__payload <= \$40 ;
+    o__payload <= \$39 ;
   always @(posedge clk)
-    rd <= \$41 ;
+    rd <= \$40 ;
+  always @(posedge clk)
+    w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = w_port__addr;
-    if (push) begin
-      \$42  = \$20 [4:0];
-    end
+    \$42  = \$28 [4:0];
     if (rst) begin
       \$42  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = \$28 [4:0];
+    \$43  = \$35 ;
     if (rst) begin
-      \$43  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$35 ;
-    if (rst) begin
-      \$44  = 1'h1;
+      \$43  = 1'h1;
     end
   end
   always @* begin
@@ -3005,51 +2652,52 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$37  = w_port__data;
-    if (rst) begin
-      \$37  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$38  = rd_inc;
+    \$37  = rd_inc;
     if (pop) begin
-      \$38  = \$11 [4:0];
+      \$37  = \$11 [4:0];
     end
     if (rst) begin
-      \$38  = 5'h01;
+      \$37  = 5'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$39  = o__valid;
+    \$38  = o__valid;
     if (head_free) begin
-      \$39  = \$13 ;
+      \$38  = \$13 ;
     end
     if (rst) begin
-      \$39  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$40  = o__payload;
+    \$39  = o__payload;
     if (head_free) begin
-      \$40  = \$14 ;
-    end
-    if (rst) begin
-      \$40  = 8'h00;
+      \$39  = \$14 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = rd;
+    \$40  = rd;
     if (pop) begin
-      \$41  = \$17 [4:0];
+      \$40  = \$17 [4:0];
+    end
+    if (rst) begin
+      \$40  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = w_port__addr;
+    if (push) begin
+      \$41  = \$20 [4:0];
     end
     if (rst) begin
       \$41  = 5'h00;
     end
   end
+  assign head = o__payload;
   assign wr = w_port__addr;
   assign w_data = w_port__data;
   assign w_port__en = w_en;
@@ -3522,9 +3170,6 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
         \$134  = data;
       end
     end
-    if (rst) begin
-      \$134  = 32'd0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
@@ -3533,9 +3178,6 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
       if (\$120 ) begin
         \$135  = data;
       end
-    end
-    if (rst) begin
-      \$135  = 32'd0;
     end
   end
   always @* begin
@@ -3546,9 +3188,6 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
         \$136  = data;
       end
     end
-    if (rst) begin
-      \$136  = 32'd0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
@@ -3557,9 +3196,6 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
       if (\$122 ) begin
         \$137  = data;
       end
-    end
-    if (rst) begin
-      \$137  = 32'd0;
     end
   end
   assign raddr = addr;
@@ -4816,7 +4452,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4695$0 (pad_reg),
+    .\port$4703$0 (pad_reg),
     .\port$511$0 (rd__data),
     .rst(rst)
   );
@@ -5353,6 +4989,8 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__pa
   reg \$9 ;
   input clk;
   wire clk;
+  (* init = 9'h000 *)
+  wire [8:0] data;
   reg full = 1'h0;
   reg [8:0] held = 9'h000;
   input [8:0] i__payload;
@@ -5400,9 +5038,6 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__pa
     if (\$2 ) begin
       \$8  = \$6 ;
     end
-    if (rst) begin
-      \$8  = 9'h000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
@@ -5423,10 +5058,8 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__pa
     end else if (\$4 ) begin
       \$10  = i__payload;
     end
-    if (rst) begin
-      \$10  = 9'h000;
-    end
   end
+  assign data = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5484,7 +5117,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , i__valid, \port$4695$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , i__valid, \port$4703$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5506,8 +5139,8 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4695$0 ;
-  wire \port$4695$0 ;
+  input \port$4703$0 ;
+  wire \port$4703$0 ;
   input [7:0] \port$511$0 ;
   wire [7:0] \port$511$0 ;
   input rst;
@@ -5534,11 +5167,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4695$0 , \port$511$0  };
+      \$5  = { \port$4703$0 , \port$511$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4695$0 , \port$511$0  };
+  assign i__payload = { \port$4703$0 , \port$511$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5593,6 +5226,8 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 200'h00000000000000000000000000000000000000000000000000 *)
+  wire [199:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst;
@@ -5646,9 +5281,6 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     \$23  = o__payload;
     if (\$13 ) begin
       \$23  = word;
-    end
-    if (rst) begin
-      \$23  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -5708,11 +5340,9 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     if (take) begin
       \$30  = { i__payload, word[199:8] };
     end
-    if (rst) begin
-      \$30  = 200'h00000000000000000000000000000000000000000000000000;
-    end
   end
   assign ready = i__ready;
+  assign out = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5720,122 +5350,122 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  wire [17:0] \$100 ;
-  wire [18:0] \$101 ;
-  wire [17:0] \$102 ;
-  wire [18:0] \$103 ;
+  wire [59:0] \$100 ;
+  wire [59:0] \$101 ;
+  wire [59:0] \$102 ;
+  wire [59:0] \$103 ;
   wire [17:0] \$104 ;
   wire [18:0] \$105 ;
   wire [17:0] \$106 ;
   wire [18:0] \$107 ;
-  wire [18:0] \$108 ;
-  wire [19:0] \$109 ;
+  wire [17:0] \$108 ;
+  wire [18:0] \$109 ;
   wire \$11 ;
   wire [17:0] \$110 ;
   wire [18:0] \$111 ;
-  wire [17:0] \$112 ;
-  wire [18:0] \$113 ;
-  wire [18:0] \$114 ;
-  wire [19:0] \$115 ;
+  wire [18:0] \$112 ;
+  wire [19:0] \$113 ;
+  wire [17:0] \$114 ;
+  wire [18:0] \$115 ;
   wire [17:0] \$116 ;
   wire [18:0] \$117 ;
-  wire [17:0] \$118 ;
-  wire [18:0] \$119 ;
+  wire [18:0] \$118 ;
+  wire [19:0] \$119 ;
   wire \$12 ;
-  wire [18:0] \$120 ;
-  wire [19:0] \$121 ;
+  wire [17:0] \$120 ;
+  wire [18:0] \$121 ;
   wire [17:0] \$122 ;
   wire [18:0] \$123 ;
-  wire [17:0] \$124 ;
-  wire [18:0] \$125 ;
-  wire [18:0] \$126 ;
-  wire [19:0] \$127 ;
-  wire [3:0] \$128 ;
-  wire \$129 ;
+  wire [18:0] \$124 ;
+  wire [19:0] \$125 ;
+  wire [17:0] \$126 ;
+  wire [18:0] \$127 ;
+  wire [17:0] \$128 ;
+  wire [18:0] \$129 ;
   wire \$13 ;
-  wire [6:0] \$130 ;
-  wire [6:0] \$131 ;
-  wire \$132 ;
+  wire [18:0] \$130 ;
+  wire [19:0] \$131 ;
+  wire [3:0] \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire [19:0] \$135 ;
-  wire [30:0] \$136 ;
-  wire [45:0] \$137 ;
-  wire [46:0] \$138 ;
-  wire [47:0] \$139 ;
+  wire [6:0] \$134 ;
+  wire [6:0] \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire [19:0] \$139 ;
   wire [5:0] \$14 ;
   wire [30:0] \$140 ;
-  wire [30:0] \$141 ;
-  wire \$142 ;
-  wire [30:0] \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [45:0] \$141 ;
+  wire [46:0] \$142 ;
+  wire [47:0] \$143 ;
+  wire [30:0] \$144 ;
+  wire [30:0] \$145 ;
   wire \$146 ;
-  wire [1:0] \$147 ;
-  reg [479:0] \$148 ;
-  reg [3:0] \$149 ;
+  wire [30:0] \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire [5:0] \$15 ;
-  reg \$150 ;
-  reg [3:0] \$151 ;
-  reg \$152 ;
-  reg [3:0] \$153 ;
-  reg \$154 ;
+  wire \$150 ;
+  wire [1:0] \$151 ;
+  reg [3:0] \$152 ;
+  reg \$153 ;
+  reg [3:0] \$154 ;
   reg \$155 ;
-  reg \$156 ;
+  reg [3:0] \$156 ;
   reg \$157 ;
   reg \$158 ;
   reg \$159 ;
   wire [3:0] \$16 ;
-  reg [4:0] \$160 ;
-  reg [3:0] \$161 ;
-  reg [3:0] \$162 ;
-  reg \$163 ;
-  reg [4:0] \$164 ;
-  reg \$165 ;
-  reg [2:0] \$166 ;
-  reg \$167 ;
+  reg \$160 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg [4:0] \$163 ;
+  reg [3:0] \$164 ;
+  reg [3:0] \$165 ;
+  reg \$166 ;
+  reg [4:0] \$167 ;
   reg \$168 ;
-  reg \$169 ;
+  reg [2:0] \$169 ;
   wire \$17 ;
-  reg [191:0] \$170 ;
-  reg [3:0] \$171 ;
-  reg [3:0] \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg [3:0] \$175 ;
-  reg [3:0] \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg [3:0] \$179 ;
+  reg \$170 ;
+  reg \$171 ;
+  reg \$172 ;
+  reg [3:0] \$173 ;
+  reg [3:0] \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg [3:0] \$177 ;
+  reg [3:0] \$178 ;
+  reg \$179 ;
   wire \$18 ;
-  reg [3:0] \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg [3:0] \$183 ;
-  reg [3:0] \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg [3:0] \$187 ;
-  reg [3:0] \$188 ;
-  reg \$189 ;
+  reg \$180 ;
+  reg [3:0] \$181 ;
+  reg [3:0] \$182 ;
+  reg \$183 ;
+  reg \$184 ;
+  reg [3:0] \$185 ;
+  reg [3:0] \$186 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg [3:0] \$189 ;
   wire \$19 ;
-  reg \$190 ;
-  reg [3:0] \$191 ;
-  reg [3:0] \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg [3:0] \$195 ;
-  reg [3:0] \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg [3:0] \$199 ;
+  reg [3:0] \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg [3:0] \$193 ;
+  reg [3:0] \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg [3:0] \$197 ;
+  reg [3:0] \$198 ;
+  reg \$199 ;
   wire [5:0] \$2 ;
   wire [14:0] \$20 ;
-  reg [3:0] \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg [479:0] \$203 ;
-  reg [59:0] \$204 ;
+  reg \$200 ;
+  reg [3:0] \$201 ;
+  reg [3:0] \$202 ;
+  reg \$203 ;
+  reg \$204 ;
   reg [7:0] \$205 ;
   reg [7:0] \$206 ;
   reg [7:0] \$207 ;
@@ -5902,29 +5532,29 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$262 ;
   reg [7:0] \$263 ;
   reg [7:0] \$264 ;
-  reg [9:0] \$265 ;
-  reg [9:0] \$266 ;
-  reg [9:0] \$267 ;
-  reg [9:0] \$268 ;
-  reg [9:0] \$269 ;
+  reg [7:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
+  reg [7:0] \$269 ;
   wire \$27 ;
-  reg [9:0] \$270 ;
-  reg [9:0] \$271 ;
-  reg [9:0] \$272 ;
-  reg [9:0] \$273 ;
-  reg [9:0] \$274 ;
-  reg [9:0] \$275 ;
-  reg [9:0] \$276 ;
-  reg [9:0] \$277 ;
-  reg [9:0] \$278 ;
-  reg [9:0] \$279 ;
+  reg [7:0] \$270 ;
+  reg [7:0] \$271 ;
+  reg [7:0] \$272 ;
+  reg [7:0] \$273 ;
+  reg [7:0] \$274 ;
+  reg [7:0] \$275 ;
+  reg [7:0] \$276 ;
+  reg [7:0] \$277 ;
+  reg [7:0] \$278 ;
+  reg [7:0] \$279 ;
   wire \$28 ;
-  reg [11:0] \$280 ;
-  reg [11:0] \$281 ;
-  reg [11:0] \$282 ;
-  reg [11:0] \$283 ;
-  reg [13:0] \$284 ;
-  reg [59:0] \$285 ;
+  reg [7:0] \$280 ;
+  reg [7:0] \$281 ;
+  reg [7:0] \$282 ;
+  reg [7:0] \$283 ;
+  reg [7:0] \$284 ;
+  reg [7:0] \$285 ;
   reg [7:0] \$286 ;
   reg [7:0] \$287 ;
   reg [7:0] \$288 ;
@@ -5992,29 +5622,29 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$343 ;
   reg [7:0] \$344 ;
   reg [7:0] \$345 ;
-  reg [9:0] \$346 ;
-  reg [9:0] \$347 ;
-  reg [9:0] \$348 ;
-  reg [9:0] \$349 ;
+  reg [7:0] \$346 ;
+  reg [7:0] \$347 ;
+  reg [7:0] \$348 ;
+  reg [7:0] \$349 ;
   wire \$35 ;
-  reg [9:0] \$350 ;
-  reg [9:0] \$351 ;
-  reg [9:0] \$352 ;
-  reg [9:0] \$353 ;
-  reg [9:0] \$354 ;
-  reg [9:0] \$355 ;
-  reg [9:0] \$356 ;
-  reg [9:0] \$357 ;
-  reg [9:0] \$358 ;
-  reg [9:0] \$359 ;
+  reg [7:0] \$350 ;
+  reg [7:0] \$351 ;
+  reg [7:0] \$352 ;
+  reg [7:0] \$353 ;
+  reg [7:0] \$354 ;
+  reg [7:0] \$355 ;
+  reg [7:0] \$356 ;
+  reg [7:0] \$357 ;
+  reg [7:0] \$358 ;
+  reg [7:0] \$359 ;
   wire [4:0] \$36 ;
-  reg [9:0] \$360 ;
-  reg [11:0] \$361 ;
-  reg [11:0] \$362 ;
-  reg [11:0] \$363 ;
-  reg [11:0] \$364 ;
-  reg [13:0] \$365 ;
-  reg [59:0] \$366 ;
+  reg [7:0] \$360 ;
+  reg [7:0] \$361 ;
+  reg [7:0] \$362 ;
+  reg [7:0] \$363 ;
+  reg [7:0] \$364 ;
+  reg [7:0] \$365 ;
+  reg [7:0] \$366 ;
   reg [7:0] \$367 ;
   reg [7:0] \$368 ;
   reg [7:0] \$369 ;
@@ -6082,205 +5712,92 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$424 ;
   reg [7:0] \$425 ;
   reg [7:0] \$426 ;
-  reg [9:0] \$427 ;
-  reg [9:0] \$428 ;
-  reg [9:0] \$429 ;
+  reg [7:0] \$427 ;
+  reg [7:0] \$428 ;
+  reg [7:0] \$429 ;
   wire [4:0] \$43 ;
-  reg [9:0] \$430 ;
-  reg [9:0] \$431 ;
-  reg [9:0] \$432 ;
-  reg [9:0] \$433 ;
-  reg [9:0] \$434 ;
-  reg [9:0] \$435 ;
-  reg [9:0] \$436 ;
-  reg [9:0] \$437 ;
-  reg [9:0] \$438 ;
-  reg [9:0] \$439 ;
+  reg [7:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [7:0] \$435 ;
+  reg [7:0] \$436 ;
+  reg [7:0] \$437 ;
+  reg [7:0] \$438 ;
+  reg [7:0] \$439 ;
   wire [4:0] \$44 ;
-  reg [9:0] \$440 ;
-  reg [9:0] \$441 ;
-  reg [11:0] \$442 ;
-  reg [11:0] \$443 ;
-  reg [11:0] \$444 ;
-  reg [11:0] \$445 ;
-  reg [13:0] \$446 ;
-  reg [59:0] \$447 ;
-  reg [7:0] \$448 ;
-  reg [7:0] \$449 ;
+  reg [7:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg \$445 ;
+  reg \$446 ;
+  reg \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire \$45 ;
-  reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [7:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [7:0] \$456 ;
-  reg [7:0] \$457 ;
-  reg [7:0] \$458 ;
-  reg [7:0] \$459 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg \$452 ;
+  reg \$453 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg \$456 ;
+  reg \$457 ;
+  reg \$458 ;
+  reg \$459 ;
   wire [3:0] \$46 ;
-  reg [7:0] \$460 ;
-  reg [7:0] \$461 ;
-  reg [7:0] \$462 ;
-  reg [7:0] \$463 ;
-  reg [7:0] \$464 ;
-  reg [7:0] \$465 ;
-  reg [7:0] \$466 ;
-  reg [7:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [7:0] \$469 ;
+  reg \$460 ;
+  reg [17:0] \$461 ;
+  reg [17:0] \$462 ;
+  reg [17:0] \$463 ;
+  reg [17:0] \$464 ;
+  reg [18:0] \$465 ;
+  reg [17:0] \$466 ;
+  reg [17:0] \$467 ;
+  reg [18:0] \$468 ;
+  reg [17:0] \$469 ;
   wire \$47 ;
-  reg [7:0] \$470 ;
-  reg [7:0] \$471 ;
-  reg [7:0] \$472 ;
-  reg [7:0] \$473 ;
-  reg [7:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [7:0] \$478 ;
-  reg [7:0] \$479 ;
+  reg [17:0] \$470 ;
+  reg [18:0] \$471 ;
+  reg [17:0] \$472 ;
+  reg [17:0] \$473 ;
+  reg [18:0] \$474 ;
+  reg [2:0] \$475 ;
+  reg [5:0] \$476 ;
+  reg \$477 ;
+  reg \$478 ;
+  reg \$479 ;
   wire \$48 ;
-  reg [7:0] \$480 ;
-  reg [7:0] \$481 ;
-  reg [7:0] \$482 ;
-  reg [7:0] \$483 ;
-  reg [7:0] \$484 ;
-  reg [7:0] \$485 ;
-  reg [7:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg [7:0] \$488 ;
-  reg [7:0] \$489 ;
+  reg \$480 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg \$483 ;
+  reg \$484 ;
+  reg \$485 ;
+  reg \$486 ;
+  reg \$487 ;
+  reg \$488 ;
+  reg \$489 ;
   wire \$49 ;
-  reg [7:0] \$490 ;
-  reg [7:0] \$491 ;
-  reg [7:0] \$492 ;
-  reg [7:0] \$493 ;
-  reg [7:0] \$494 ;
-  reg [7:0] \$495 ;
-  reg [7:0] \$496 ;
-  reg [7:0] \$497 ;
-  reg [7:0] \$498 ;
-  reg [7:0] \$499 ;
+  reg [1:0] \$490 ;
+  reg [3:0] \$491 ;
+  reg \$492 ;
   wire \$5 ;
   wire [3:0] \$50 ;
-  reg [7:0] \$500 ;
-  reg [7:0] \$501 ;
-  reg [7:0] \$502 ;
-  reg [7:0] \$503 ;
-  reg [7:0] \$504 ;
-  reg [7:0] \$505 ;
-  reg [7:0] \$506 ;
-  reg [7:0] \$507 ;
-  reg [9:0] \$508 ;
-  reg [9:0] \$509 ;
   wire \$51 ;
-  reg [9:0] \$510 ;
-  reg [9:0] \$511 ;
-  reg [9:0] \$512 ;
-  reg [9:0] \$513 ;
-  reg [9:0] \$514 ;
-  reg [9:0] \$515 ;
-  reg [9:0] \$516 ;
-  reg [9:0] \$517 ;
-  reg [9:0] \$518 ;
-  reg [9:0] \$519 ;
   wire [5:0] \$52 ;
-  reg [9:0] \$520 ;
-  reg [9:0] \$521 ;
-  reg [9:0] \$522 ;
-  reg [11:0] \$523 ;
-  reg [11:0] \$524 ;
-  reg [11:0] \$525 ;
-  reg [11:0] \$526 ;
-  reg [13:0] \$527 ;
-  reg [479:0] \$528 ;
-  reg [9:0] \$529 ;
   wire [5:0] \$53 ;
-  reg [9:0] \$530 ;
-  reg [9:0] \$531 ;
-  reg [9:0] \$532 ;
-  reg [9:0] \$533 ;
-  reg [9:0] \$534 ;
-  reg [9:0] \$535 ;
-  reg [9:0] \$536 ;
-  reg [9:0] \$537 ;
-  reg [9:0] \$538 ;
-  reg [9:0] \$539 ;
   wire \$54 ;
-  reg [9:0] \$540 ;
-  reg [9:0] \$541 ;
-  reg [9:0] \$542 ;
-  reg [9:0] \$543 ;
-  reg [11:0] \$544 ;
-  reg [11:0] \$545 ;
-  reg [11:0] \$546 ;
-  reg [11:0] \$547 ;
-  reg [13:0] \$548 ;
-  reg \$549 ;
   wire [1:0] \$55 ;
-  reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
-  reg \$553 ;
-  reg \$554 ;
-  reg \$555 ;
-  reg \$556 ;
-  reg \$557 ;
-  reg \$558 ;
-  reg \$559 ;
   wire [5:0] \$56 ;
-  reg \$560 ;
-  reg \$561 ;
-  reg \$562 ;
-  reg \$563 ;
-  reg \$564 ;
-  reg [17:0] \$565 ;
-  reg [17:0] \$566 ;
-  reg [17:0] \$567 ;
-  reg [17:0] \$568 ;
-  reg [18:0] \$569 ;
   wire [5:0] \$57 ;
-  reg [17:0] \$570 ;
-  reg [17:0] \$571 ;
-  reg [18:0] \$572 ;
-  reg [17:0] \$573 ;
-  reg [17:0] \$574 ;
-  reg [18:0] \$575 ;
-  reg [17:0] \$576 ;
-  reg [17:0] \$577 ;
-  reg [18:0] \$578 ;
-  reg [2:0] \$579 ;
   wire \$58 ;
-  reg [5:0] \$580 ;
-  reg \$581 ;
-  reg \$582 ;
-  reg [18:0] \$583 ;
-  reg \$584 ;
-  reg [18:0] \$585 ;
-  reg [19:0] \$586 ;
-  reg [46:0] \$587 ;
-  reg [19:0] \$588 ;
-  reg [30:0] \$589 ;
   wire [1:0] \$59 ;
-  reg [14:0] \$590 ;
-  reg \$591 ;
-  reg \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg \$595 ;
-  reg \$596 ;
-  reg \$597 ;
-  reg \$598 ;
-  reg \$599 ;
   wire \$6 ;
   wire [5:0] \$60 ;
-  reg \$600 ;
-  reg \$601 ;
-  reg \$602 ;
-  reg [1:0] \$603 ;
-  reg [3:0] \$604 ;
-  reg \$605 ;
   wire [5:0] \$61 ;
   wire \$62 ;
   wire [1:0] \$63 ;
@@ -8022,161 +7539,118 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     _15_ <= vectors7_p1[\port__addr$126 ];
   end
   assign \port__data$843  = _15_;
-  assign \$91  = \$90  ? \port__data$835  : \port__data$834 ;
-  assign \$93  = \$92  ? \port__data$837  : \port__data$836 ;
-  assign \$95  = \$94  ? \port__data$839  : \port__data$838 ;
-  assign \$97  = \$96  ? \port__data$841  : \port__data$840 ;
-  assign \$99  = \$98  ? \port__data$843  : \port__data$842 ;
-  assign \$100  = first2_d5 ? 18'h00000 : xacc;
-  assign \$101  = \$100  + xsum_l6_0;
-  assign \$102  = first2_d5 ? 18'h00000 : xacc;
-  assign \$103  = \$102  + xsum_l6_0;
-  assign \$104  = first2_d5 ? 18'h00000 : acc0_0;
-  assign \$105  = \$104  + t0_0_l6_0;
-  assign \$106  = first2_d5 ? 18'h00000 : acc0_0;
-  assign \$107  = \$106  + t0_0_l6_0;
-  assign \$109  = \$108  - xfin;
-  assign \$110  = first2_d5 ? 18'h00000 : acc1_0;
-  assign \$111  = \$110  + t1_0_l6_0;
-  assign \$112  = first2_d5 ? 18'h00000 : acc1_0;
-  assign \$113  = \$112  + t1_0_l6_0;
-  assign \$115  = \$114  - xfin;
-  assign \$116  = first2_d5 ? 18'h00000 : acc2_0;
-  assign \$117  = \$116  + t2_0_l6_0;
-  assign \$118  = first2_d5 ? 18'h00000 : acc2_0;
-  assign \$119  = \$118  + t2_0_l6_0;
-  assign \$121  = \$120  - xfin;
-  assign \$122  = first2_d5 ? 18'h00000 : acc3_0;
-  assign \$123  = \$122  + t3_0_l6_0;
-  assign \$124  = first2_d5 ? 18'h00000 : acc3_0;
-  assign \$125  = \$124  + t3_0_l6_0;
-  assign \$127  = \$126  - xfin;
-  assign \$128  = ser_left - 1'h1;
-  assign \$129  = addr == 6'h3f;
-  assign \$130  = addr + 1'h1;
-  assign \$131  = \$129  ? 7'h00 : \$130 ;
-  assign \$135  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$138  = $signed(\$136 ) + $signed(\$137 );
-  assign \$139  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$142  = $signed(\$141 ) < $signed(1'h0);
-  assign \$144  = $signed(\$143 ) > $signed(9'h0ff);
-  assign \$145  = step & s_last;
-  assign \$146  = o__valid & \o__ready$793 ;
-  assign \$147  = \$146  + skipped_d5;
   always @(posedge clk)
-    w_data_q <= \$148 ;
+    port__addr <= \$152 ;
   always @(posedge clk)
-    port__addr <= \$149 ;
+    port__en <= \$153 ;
   always @(posedge clk)
-    port__en <= \$150 ;
+    \port__addr$31  <= \$154 ;
   always @(posedge clk)
-    \port__addr$31  <= \$151 ;
+    \port__en$34  <= \$155 ;
   always @(posedge clk)
-    \port__en$34  <= \$152 ;
+    w_count <= \$156 ;
   always @(posedge clk)
-    w_count <= \$153 ;
+    w_full <= \$157 ;
   always @(posedge clk)
-    w_full <= \$154 ;
+    can_end <= \$158 ;
   always @(posedge clk)
-    can_end <= \$155 ;
+    gap_zero <= \$159 ;
   always @(posedge clk)
-    gap_zero <= \$156 ;
+    s_last <= \$160 ;
   always @(posedge clk)
-    s_last <= \$157 ;
+    n_last <= \$161 ;
   always @(posedge clk)
-    n_last <= \$158 ;
+    sn_last <= \$162 ;
   always @(posedge clk)
-    sn_last <= \$159 ;
+    r_addr <= \$163 ;
   always @(posedge clk)
-    r_addr <= \$160 ;
+    s_idx <= \$164 ;
   always @(posedge clk)
-    s_idx <= \$161 ;
+    n_idx <= \$165 ;
   always @(posedge clk)
-    n_idx <= \$162 ;
+    active <= \$166 ;
   always @(posedge clk)
-    active <= \$163 ;
+    r_base <= \$167 ;
   always @(posedge clk)
-    r_base <= \$164 ;
+    w_half <= \$168 ;
   always @(posedge clk)
-    w_half <= \$165 ;
+    gap <= \$169 ;
   always @(posedge clk)
-    gap <= \$166 ;
+    \$signal$807  <= \$170 ;
   always @(posedge clk)
-    \$signal$807  <= \$167 ;
+    \$signal$808  <= \$171 ;
   always @(posedge clk)
-    \$signal$808  <= \$168 ;
+    last1 <= \$172 ;
   always @(posedge clk)
-    last1 <= \$169 ;
+    word1 <= \o__payload$810 ;
   always @(posedge clk)
-    word1 <= \$170 ;
+    \port__addr$81  <= \$173 ;
   always @(posedge clk)
-    \port__addr$81  <= \$171 ;
+    \port__addr$84  <= \$174 ;
   always @(posedge clk)
-    \port__addr$84  <= \$172 ;
+    r_page_a0 <= \$175 ;
   always @(posedge clk)
-    r_page_a0 <= \$173 ;
+    r_page_b0 <= \$176 ;
   always @(posedge clk)
-    r_page_b0 <= \$174 ;
+    \port__addr$87  <= \$177 ;
   always @(posedge clk)
-    \port__addr$87  <= \$175 ;
+    \port__addr$90  <= \$178 ;
   always @(posedge clk)
-    \port__addr$90  <= \$176 ;
+    r_page_a1 <= \$179 ;
   always @(posedge clk)
-    r_page_a1 <= \$177 ;
+    r_page_b1 <= \$180 ;
   always @(posedge clk)
-    r_page_b1 <= \$178 ;
+    \port__addr$93  <= \$181 ;
   always @(posedge clk)
-    \port__addr$93  <= \$179 ;
+    \port__addr$96  <= \$182 ;
   always @(posedge clk)
-    \port__addr$96  <= \$180 ;
+    r_page_a2 <= \$183 ;
   always @(posedge clk)
-    r_page_a2 <= \$181 ;
+    r_page_b2 <= \$184 ;
   always @(posedge clk)
-    r_page_b2 <= \$182 ;
+    \port__addr$99  <= \$185 ;
   always @(posedge clk)
-    \port__addr$99  <= \$183 ;
+    \port__addr$102  <= \$186 ;
   always @(posedge clk)
-    \port__addr$102  <= \$184 ;
+    r_page_a3 <= \$187 ;
   always @(posedge clk)
-    r_page_a3 <= \$185 ;
+    r_page_b3 <= \$188 ;
   always @(posedge clk)
-    r_page_b3 <= \$186 ;
+    \port__addr$105  <= \$189 ;
   always @(posedge clk)
-    \port__addr$105  <= \$187 ;
+    \port__addr$108  <= \$190 ;
   always @(posedge clk)
-    \port__addr$108  <= \$188 ;
+    r_page_a4 <= \$191 ;
   always @(posedge clk)
-    r_page_a4 <= \$189 ;
+    r_page_b4 <= \$192 ;
   always @(posedge clk)
-    r_page_b4 <= \$190 ;
+    \port__addr$111  <= \$193 ;
   always @(posedge clk)
-    \port__addr$111  <= \$191 ;
+    \port__addr$114  <= \$194 ;
   always @(posedge clk)
-    \port__addr$114  <= \$192 ;
+    r_page_a5 <= \$195 ;
   always @(posedge clk)
-    r_page_a5 <= \$193 ;
+    r_page_b5 <= \$196 ;
   always @(posedge clk)
-    r_page_b5 <= \$194 ;
+    \port__addr$117  <= \$197 ;
   always @(posedge clk)
-    \port__addr$117  <= \$195 ;
+    \port__addr$120  <= \$198 ;
   always @(posedge clk)
-    \port__addr$120  <= \$196 ;
+    r_page_a6 <= \$199 ;
   always @(posedge clk)
-    r_page_a6 <= \$197 ;
+    r_page_b6 <= \$200 ;
   always @(posedge clk)
-    r_page_b6 <= \$198 ;
+    \port__addr$123  <= \$201 ;
   always @(posedge clk)
-    \port__addr$123  <= \$199 ;
+    \port__addr$126  <= \$202 ;
   always @(posedge clk)
-    \port__addr$126  <= \$200 ;
+    r_page_a7 <= \$203 ;
   always @(posedge clk)
-    r_page_a7 <= \$201 ;
+    r_page_b7 <= \$204 ;
   always @(posedge clk)
-    r_page_b7 <= \$202 ;
+    xdata_d1 <= { \$99 , \$97 , \$95 , \$93 , \$91 , \$89 , \$87 , \$85  };
   always @(posedge clk)
-    xdata_d1 <= \$203 ;
-  always @(posedge clk)
-    w0_0 <= \$204 ;
+    w0_0 <= \$100 ;
   always @(posedge clk)
     m0_0_0 <= \$205 ;
   always @(posedge clk)
@@ -8298,687 +7772,687 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     m0_0_59 <= \$264 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$265 ;
+    t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= \$266 ;
+    t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= \$267 ;
+    t0_0_l2_2 <= t0_0_w1_4;
   always @(posedge clk)
-    t0_0_l2_3 <= \$268 ;
+    t0_0_l2_3 <= t0_0_w1_6;
   always @(posedge clk)
-    t0_0_l2_4 <= \$269 ;
+    t0_0_l2_4 <= t0_0_w1_8;
   always @(posedge clk)
-    t0_0_l2_5 <= \$270 ;
+    t0_0_l2_5 <= t0_0_w1_10;
   always @(posedge clk)
-    t0_0_l2_6 <= \$271 ;
+    t0_0_l2_6 <= t0_0_w1_12;
   always @(posedge clk)
-    t0_0_l2_7 <= \$272 ;
+    t0_0_l2_7 <= t0_0_w1_14;
   always @(posedge clk)
-    t0_0_l2_8 <= \$273 ;
+    t0_0_l2_8 <= t0_0_w1_16;
   always @(posedge clk)
-    t0_0_l2_9 <= \$274 ;
+    t0_0_l2_9 <= t0_0_w1_18;
   always @(posedge clk)
-    t0_0_l2_10 <= \$275 ;
+    t0_0_l2_10 <= t0_0_w1_20;
   always @(posedge clk)
-    t0_0_l2_11 <= \$276 ;
+    t0_0_l2_11 <= t0_0_w1_22;
   always @(posedge clk)
-    t0_0_l2_12 <= \$277 ;
+    t0_0_l2_12 <= t0_0_w1_24;
   always @(posedge clk)
-    t0_0_l2_13 <= \$278 ;
+    t0_0_l2_13 <= t0_0_w1_26;
   always @(posedge clk)
-    t0_0_l2_14 <= \$279 ;
+    t0_0_l2_14 <= t0_0_w1_28;
   always @(posedge clk)
-    t0_0_l4_0 <= \$280 ;
+    t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    t0_0_l4_1 <= \$281 ;
+    t0_0_l4_1 <= t0_0_w3_2;
   always @(posedge clk)
-    t0_0_l4_2 <= \$282 ;
+    t0_0_l4_2 <= t0_0_w3_4;
   always @(posedge clk)
-    t0_0_l4_3 <= \$283 ;
+    t0_0_l4_3 <= t0_0_w3_6;
   always @(posedge clk)
-    t0_0_l6_0 <= \$284 ;
+    t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= \$285 ;
+    w1_0 <= \$101 ;
   always @(posedge clk)
-    m1_0_0 <= \$286 ;
+    m1_0_0 <= \$265 ;
   always @(posedge clk)
-    m1_0_1 <= \$287 ;
+    m1_0_1 <= \$266 ;
   always @(posedge clk)
-    m1_0_2 <= \$288 ;
+    m1_0_2 <= \$267 ;
   always @(posedge clk)
-    m1_0_3 <= \$289 ;
+    m1_0_3 <= \$268 ;
   always @(posedge clk)
-    m1_0_4 <= \$290 ;
+    m1_0_4 <= \$269 ;
   always @(posedge clk)
-    m1_0_5 <= \$291 ;
+    m1_0_5 <= \$270 ;
   always @(posedge clk)
-    m1_0_6 <= \$292 ;
+    m1_0_6 <= \$271 ;
   always @(posedge clk)
-    m1_0_7 <= \$293 ;
+    m1_0_7 <= \$272 ;
   always @(posedge clk)
-    m1_0_8 <= \$294 ;
+    m1_0_8 <= \$273 ;
   always @(posedge clk)
-    m1_0_9 <= \$295 ;
+    m1_0_9 <= \$274 ;
   always @(posedge clk)
-    m1_0_10 <= \$296 ;
+    m1_0_10 <= \$275 ;
   always @(posedge clk)
-    m1_0_11 <= \$297 ;
+    m1_0_11 <= \$276 ;
   always @(posedge clk)
-    m1_0_12 <= \$298 ;
+    m1_0_12 <= \$277 ;
   always @(posedge clk)
-    m1_0_13 <= \$299 ;
+    m1_0_13 <= \$278 ;
   always @(posedge clk)
-    m1_0_14 <= \$300 ;
+    m1_0_14 <= \$279 ;
   always @(posedge clk)
-    m1_0_15 <= \$301 ;
+    m1_0_15 <= \$280 ;
   always @(posedge clk)
-    m1_0_16 <= \$302 ;
+    m1_0_16 <= \$281 ;
   always @(posedge clk)
-    m1_0_17 <= \$303 ;
+    m1_0_17 <= \$282 ;
   always @(posedge clk)
-    m1_0_18 <= \$304 ;
+    m1_0_18 <= \$283 ;
   always @(posedge clk)
-    m1_0_19 <= \$305 ;
+    m1_0_19 <= \$284 ;
   always @(posedge clk)
-    m1_0_20 <= \$306 ;
+    m1_0_20 <= \$285 ;
   always @(posedge clk)
-    m1_0_21 <= \$307 ;
+    m1_0_21 <= \$286 ;
   always @(posedge clk)
-    m1_0_22 <= \$308 ;
+    m1_0_22 <= \$287 ;
   always @(posedge clk)
-    m1_0_23 <= \$309 ;
+    m1_0_23 <= \$288 ;
   always @(posedge clk)
-    m1_0_24 <= \$310 ;
+    m1_0_24 <= \$289 ;
   always @(posedge clk)
-    m1_0_25 <= \$311 ;
+    m1_0_25 <= \$290 ;
   always @(posedge clk)
-    m1_0_26 <= \$312 ;
+    m1_0_26 <= \$291 ;
   always @(posedge clk)
-    m1_0_27 <= \$313 ;
+    m1_0_27 <= \$292 ;
   always @(posedge clk)
-    m1_0_28 <= \$314 ;
+    m1_0_28 <= \$293 ;
   always @(posedge clk)
-    m1_0_29 <= \$315 ;
+    m1_0_29 <= \$294 ;
   always @(posedge clk)
-    m1_0_30 <= \$316 ;
+    m1_0_30 <= \$295 ;
   always @(posedge clk)
-    m1_0_31 <= \$317 ;
+    m1_0_31 <= \$296 ;
   always @(posedge clk)
-    m1_0_32 <= \$318 ;
+    m1_0_32 <= \$297 ;
   always @(posedge clk)
-    m1_0_33 <= \$319 ;
+    m1_0_33 <= \$298 ;
   always @(posedge clk)
-    m1_0_34 <= \$320 ;
+    m1_0_34 <= \$299 ;
   always @(posedge clk)
-    m1_0_35 <= \$321 ;
+    m1_0_35 <= \$300 ;
   always @(posedge clk)
-    m1_0_36 <= \$322 ;
+    m1_0_36 <= \$301 ;
   always @(posedge clk)
-    m1_0_37 <= \$323 ;
+    m1_0_37 <= \$302 ;
   always @(posedge clk)
-    m1_0_38 <= \$324 ;
+    m1_0_38 <= \$303 ;
   always @(posedge clk)
-    m1_0_39 <= \$325 ;
+    m1_0_39 <= \$304 ;
   always @(posedge clk)
-    m1_0_40 <= \$326 ;
+    m1_0_40 <= \$305 ;
   always @(posedge clk)
-    m1_0_41 <= \$327 ;
+    m1_0_41 <= \$306 ;
   always @(posedge clk)
-    m1_0_42 <= \$328 ;
+    m1_0_42 <= \$307 ;
   always @(posedge clk)
-    m1_0_43 <= \$329 ;
+    m1_0_43 <= \$308 ;
   always @(posedge clk)
-    m1_0_44 <= \$330 ;
+    m1_0_44 <= \$309 ;
   always @(posedge clk)
-    m1_0_45 <= \$331 ;
+    m1_0_45 <= \$310 ;
   always @(posedge clk)
-    m1_0_46 <= \$332 ;
+    m1_0_46 <= \$311 ;
   always @(posedge clk)
-    m1_0_47 <= \$333 ;
+    m1_0_47 <= \$312 ;
   always @(posedge clk)
-    m1_0_48 <= \$334 ;
+    m1_0_48 <= \$313 ;
   always @(posedge clk)
-    m1_0_49 <= \$335 ;
+    m1_0_49 <= \$314 ;
   always @(posedge clk)
-    m1_0_50 <= \$336 ;
+    m1_0_50 <= \$315 ;
   always @(posedge clk)
-    m1_0_51 <= \$337 ;
+    m1_0_51 <= \$316 ;
   always @(posedge clk)
-    m1_0_52 <= \$338 ;
+    m1_0_52 <= \$317 ;
   always @(posedge clk)
-    m1_0_53 <= \$339 ;
+    m1_0_53 <= \$318 ;
   always @(posedge clk)
-    m1_0_54 <= \$340 ;
+    m1_0_54 <= \$319 ;
   always @(posedge clk)
-    m1_0_55 <= \$341 ;
+    m1_0_55 <= \$320 ;
   always @(posedge clk)
-    m1_0_56 <= \$342 ;
+    m1_0_56 <= \$321 ;
   always @(posedge clk)
-    m1_0_57 <= \$343 ;
+    m1_0_57 <= \$322 ;
   always @(posedge clk)
-    m1_0_58 <= \$344 ;
+    m1_0_58 <= \$323 ;
   always @(posedge clk)
-    m1_0_59 <= \$345 ;
+    m1_0_59 <= \$324 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$346 ;
+    t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
-    t1_0_l2_1 <= \$347 ;
+    t1_0_l2_1 <= t1_0_w1_2;
   always @(posedge clk)
-    t1_0_l2_2 <= \$348 ;
+    t1_0_l2_2 <= t1_0_w1_4;
   always @(posedge clk)
-    t1_0_l2_3 <= \$349 ;
+    t1_0_l2_3 <= t1_0_w1_6;
   always @(posedge clk)
-    t1_0_l2_4 <= \$350 ;
+    t1_0_l2_4 <= t1_0_w1_8;
   always @(posedge clk)
-    t1_0_l2_5 <= \$351 ;
+    t1_0_l2_5 <= t1_0_w1_10;
   always @(posedge clk)
-    t1_0_l2_6 <= \$352 ;
+    t1_0_l2_6 <= t1_0_w1_12;
   always @(posedge clk)
-    t1_0_l2_7 <= \$353 ;
+    t1_0_l2_7 <= t1_0_w1_14;
   always @(posedge clk)
-    t1_0_l2_8 <= \$354 ;
+    t1_0_l2_8 <= t1_0_w1_16;
   always @(posedge clk)
-    t1_0_l2_9 <= \$355 ;
+    t1_0_l2_9 <= t1_0_w1_18;
   always @(posedge clk)
-    t1_0_l2_10 <= \$356 ;
+    t1_0_l2_10 <= t1_0_w1_20;
   always @(posedge clk)
-    t1_0_l2_11 <= \$357 ;
+    t1_0_l2_11 <= t1_0_w1_22;
   always @(posedge clk)
-    t1_0_l2_12 <= \$358 ;
+    t1_0_l2_12 <= t1_0_w1_24;
   always @(posedge clk)
-    t1_0_l2_13 <= \$359 ;
+    t1_0_l2_13 <= t1_0_w1_26;
   always @(posedge clk)
-    t1_0_l2_14 <= \$360 ;
+    t1_0_l2_14 <= t1_0_w1_28;
   always @(posedge clk)
-    t1_0_l4_0 <= \$361 ;
+    t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    t1_0_l4_1 <= \$362 ;
+    t1_0_l4_1 <= t1_0_w3_2;
   always @(posedge clk)
-    t1_0_l4_2 <= \$363 ;
+    t1_0_l4_2 <= t1_0_w3_4;
   always @(posedge clk)
-    t1_0_l4_3 <= \$364 ;
+    t1_0_l4_3 <= t1_0_w3_6;
   always @(posedge clk)
-    t1_0_l6_0 <= \$365 ;
+    t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= \$366 ;
+    w2_0 <= \$102 ;
   always @(posedge clk)
-    m2_0_0 <= \$367 ;
+    m2_0_0 <= \$325 ;
   always @(posedge clk)
-    m2_0_1 <= \$368 ;
+    m2_0_1 <= \$326 ;
   always @(posedge clk)
-    m2_0_2 <= \$369 ;
+    m2_0_2 <= \$327 ;
   always @(posedge clk)
-    m2_0_3 <= \$370 ;
+    m2_0_3 <= \$328 ;
   always @(posedge clk)
-    m2_0_4 <= \$371 ;
+    m2_0_4 <= \$329 ;
   always @(posedge clk)
-    m2_0_5 <= \$372 ;
+    m2_0_5 <= \$330 ;
   always @(posedge clk)
-    m2_0_6 <= \$373 ;
+    m2_0_6 <= \$331 ;
   always @(posedge clk)
-    m2_0_7 <= \$374 ;
+    m2_0_7 <= \$332 ;
   always @(posedge clk)
-    m2_0_8 <= \$375 ;
+    m2_0_8 <= \$333 ;
   always @(posedge clk)
-    m2_0_9 <= \$376 ;
+    m2_0_9 <= \$334 ;
   always @(posedge clk)
-    m2_0_10 <= \$377 ;
+    m2_0_10 <= \$335 ;
   always @(posedge clk)
-    m2_0_11 <= \$378 ;
+    m2_0_11 <= \$336 ;
   always @(posedge clk)
-    m2_0_12 <= \$379 ;
+    m2_0_12 <= \$337 ;
   always @(posedge clk)
-    m2_0_13 <= \$380 ;
+    m2_0_13 <= \$338 ;
   always @(posedge clk)
-    m2_0_14 <= \$381 ;
+    m2_0_14 <= \$339 ;
   always @(posedge clk)
-    m2_0_15 <= \$382 ;
+    m2_0_15 <= \$340 ;
   always @(posedge clk)
-    m2_0_16 <= \$383 ;
+    m2_0_16 <= \$341 ;
   always @(posedge clk)
-    m2_0_17 <= \$384 ;
+    m2_0_17 <= \$342 ;
   always @(posedge clk)
-    m2_0_18 <= \$385 ;
+    m2_0_18 <= \$343 ;
   always @(posedge clk)
-    m2_0_19 <= \$386 ;
+    m2_0_19 <= \$344 ;
   always @(posedge clk)
-    m2_0_20 <= \$387 ;
+    m2_0_20 <= \$345 ;
   always @(posedge clk)
-    m2_0_21 <= \$388 ;
+    m2_0_21 <= \$346 ;
   always @(posedge clk)
-    m2_0_22 <= \$389 ;
+    m2_0_22 <= \$347 ;
   always @(posedge clk)
-    m2_0_23 <= \$390 ;
+    m2_0_23 <= \$348 ;
   always @(posedge clk)
-    m2_0_24 <= \$391 ;
+    m2_0_24 <= \$349 ;
   always @(posedge clk)
-    m2_0_25 <= \$392 ;
+    m2_0_25 <= \$350 ;
   always @(posedge clk)
-    m2_0_26 <= \$393 ;
+    m2_0_26 <= \$351 ;
   always @(posedge clk)
-    m2_0_27 <= \$394 ;
+    m2_0_27 <= \$352 ;
   always @(posedge clk)
-    m2_0_28 <= \$395 ;
+    m2_0_28 <= \$353 ;
   always @(posedge clk)
-    m2_0_29 <= \$396 ;
+    m2_0_29 <= \$354 ;
   always @(posedge clk)
-    m2_0_30 <= \$397 ;
+    m2_0_30 <= \$355 ;
   always @(posedge clk)
-    m2_0_31 <= \$398 ;
+    m2_0_31 <= \$356 ;
   always @(posedge clk)
-    m2_0_32 <= \$399 ;
+    m2_0_32 <= \$357 ;
   always @(posedge clk)
-    m2_0_33 <= \$400 ;
+    m2_0_33 <= \$358 ;
   always @(posedge clk)
-    m2_0_34 <= \$401 ;
+    m2_0_34 <= \$359 ;
   always @(posedge clk)
-    m2_0_35 <= \$402 ;
+    m2_0_35 <= \$360 ;
   always @(posedge clk)
-    m2_0_36 <= \$403 ;
+    m2_0_36 <= \$361 ;
   always @(posedge clk)
-    m2_0_37 <= \$404 ;
+    m2_0_37 <= \$362 ;
   always @(posedge clk)
-    m2_0_38 <= \$405 ;
+    m2_0_38 <= \$363 ;
   always @(posedge clk)
-    m2_0_39 <= \$406 ;
+    m2_0_39 <= \$364 ;
   always @(posedge clk)
-    m2_0_40 <= \$407 ;
+    m2_0_40 <= \$365 ;
   always @(posedge clk)
-    m2_0_41 <= \$408 ;
+    m2_0_41 <= \$366 ;
   always @(posedge clk)
-    m2_0_42 <= \$409 ;
+    m2_0_42 <= \$367 ;
   always @(posedge clk)
-    m2_0_43 <= \$410 ;
+    m2_0_43 <= \$368 ;
   always @(posedge clk)
-    m2_0_44 <= \$411 ;
+    m2_0_44 <= \$369 ;
   always @(posedge clk)
-    m2_0_45 <= \$412 ;
+    m2_0_45 <= \$370 ;
   always @(posedge clk)
-    m2_0_46 <= \$413 ;
+    m2_0_46 <= \$371 ;
   always @(posedge clk)
-    m2_0_47 <= \$414 ;
+    m2_0_47 <= \$372 ;
   always @(posedge clk)
-    m2_0_48 <= \$415 ;
+    m2_0_48 <= \$373 ;
   always @(posedge clk)
-    m2_0_49 <= \$416 ;
+    m2_0_49 <= \$374 ;
   always @(posedge clk)
-    m2_0_50 <= \$417 ;
+    m2_0_50 <= \$375 ;
   always @(posedge clk)
-    m2_0_51 <= \$418 ;
+    m2_0_51 <= \$376 ;
   always @(posedge clk)
-    m2_0_52 <= \$419 ;
+    m2_0_52 <= \$377 ;
   always @(posedge clk)
-    m2_0_53 <= \$420 ;
+    m2_0_53 <= \$378 ;
   always @(posedge clk)
-    m2_0_54 <= \$421 ;
+    m2_0_54 <= \$379 ;
   always @(posedge clk)
-    m2_0_55 <= \$422 ;
+    m2_0_55 <= \$380 ;
   always @(posedge clk)
-    m2_0_56 <= \$423 ;
+    m2_0_56 <= \$381 ;
   always @(posedge clk)
-    m2_0_57 <= \$424 ;
+    m2_0_57 <= \$382 ;
   always @(posedge clk)
-    m2_0_58 <= \$425 ;
+    m2_0_58 <= \$383 ;
   always @(posedge clk)
-    m2_0_59 <= \$426 ;
+    m2_0_59 <= \$384 ;
   always @(posedge clk)
-    t2_0_l2_0 <= \$427 ;
+    t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
-    t2_0_l2_1 <= \$428 ;
+    t2_0_l2_1 <= t2_0_w1_2;
   always @(posedge clk)
-    t2_0_l2_2 <= \$429 ;
+    t2_0_l2_2 <= t2_0_w1_4;
   always @(posedge clk)
-    t2_0_l2_3 <= \$430 ;
+    t2_0_l2_3 <= t2_0_w1_6;
   always @(posedge clk)
-    t2_0_l2_4 <= \$431 ;
+    t2_0_l2_4 <= t2_0_w1_8;
   always @(posedge clk)
-    t2_0_l2_5 <= \$432 ;
+    t2_0_l2_5 <= t2_0_w1_10;
   always @(posedge clk)
-    t2_0_l2_6 <= \$433 ;
+    t2_0_l2_6 <= t2_0_w1_12;
   always @(posedge clk)
-    t2_0_l2_7 <= \$434 ;
+    t2_0_l2_7 <= t2_0_w1_14;
   always @(posedge clk)
-    t2_0_l2_8 <= \$435 ;
+    t2_0_l2_8 <= t2_0_w1_16;
   always @(posedge clk)
-    t2_0_l2_9 <= \$436 ;
+    t2_0_l2_9 <= t2_0_w1_18;
   always @(posedge clk)
-    t2_0_l2_10 <= \$437 ;
+    t2_0_l2_10 <= t2_0_w1_20;
   always @(posedge clk)
-    t2_0_l2_11 <= \$438 ;
+    t2_0_l2_11 <= t2_0_w1_22;
   always @(posedge clk)
-    t2_0_l2_12 <= \$439 ;
+    t2_0_l2_12 <= t2_0_w1_24;
   always @(posedge clk)
-    t2_0_l2_13 <= \$440 ;
+    t2_0_l2_13 <= t2_0_w1_26;
   always @(posedge clk)
-    t2_0_l2_14 <= \$441 ;
+    t2_0_l2_14 <= t2_0_w1_28;
   always @(posedge clk)
-    t2_0_l4_0 <= \$442 ;
+    t2_0_l4_0 <= t2_0_w3_0;
   always @(posedge clk)
-    t2_0_l4_1 <= \$443 ;
+    t2_0_l4_1 <= t2_0_w3_2;
   always @(posedge clk)
-    t2_0_l4_2 <= \$444 ;
+    t2_0_l4_2 <= t2_0_w3_4;
   always @(posedge clk)
-    t2_0_l4_3 <= \$445 ;
+    t2_0_l4_3 <= t2_0_w3_6;
   always @(posedge clk)
-    t2_0_l6_0 <= \$446 ;
+    t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= \$447 ;
+    w3_0 <= \$103 ;
   always @(posedge clk)
-    m3_0_0 <= \$448 ;
+    m3_0_0 <= \$385 ;
   always @(posedge clk)
-    m3_0_1 <= \$449 ;
+    m3_0_1 <= \$386 ;
   always @(posedge clk)
-    m3_0_2 <= \$450 ;
+    m3_0_2 <= \$387 ;
   always @(posedge clk)
-    m3_0_3 <= \$451 ;
+    m3_0_3 <= \$388 ;
   always @(posedge clk)
-    m3_0_4 <= \$452 ;
+    m3_0_4 <= \$389 ;
   always @(posedge clk)
-    m3_0_5 <= \$453 ;
+    m3_0_5 <= \$390 ;
   always @(posedge clk)
-    m3_0_6 <= \$454 ;
+    m3_0_6 <= \$391 ;
   always @(posedge clk)
-    m3_0_7 <= \$455 ;
+    m3_0_7 <= \$392 ;
   always @(posedge clk)
-    m3_0_8 <= \$456 ;
+    m3_0_8 <= \$393 ;
   always @(posedge clk)
-    m3_0_9 <= \$457 ;
+    m3_0_9 <= \$394 ;
   always @(posedge clk)
-    m3_0_10 <= \$458 ;
+    m3_0_10 <= \$395 ;
   always @(posedge clk)
-    m3_0_11 <= \$459 ;
+    m3_0_11 <= \$396 ;
   always @(posedge clk)
-    m3_0_12 <= \$460 ;
+    m3_0_12 <= \$397 ;
   always @(posedge clk)
-    m3_0_13 <= \$461 ;
+    m3_0_13 <= \$398 ;
   always @(posedge clk)
-    m3_0_14 <= \$462 ;
+    m3_0_14 <= \$399 ;
   always @(posedge clk)
-    m3_0_15 <= \$463 ;
+    m3_0_15 <= \$400 ;
   always @(posedge clk)
-    m3_0_16 <= \$464 ;
+    m3_0_16 <= \$401 ;
   always @(posedge clk)
-    m3_0_17 <= \$465 ;
+    m3_0_17 <= \$402 ;
   always @(posedge clk)
-    m3_0_18 <= \$466 ;
+    m3_0_18 <= \$403 ;
   always @(posedge clk)
-    m3_0_19 <= \$467 ;
+    m3_0_19 <= \$404 ;
   always @(posedge clk)
-    m3_0_20 <= \$468 ;
+    m3_0_20 <= \$405 ;
   always @(posedge clk)
-    m3_0_21 <= \$469 ;
+    m3_0_21 <= \$406 ;
   always @(posedge clk)
-    m3_0_22 <= \$470 ;
+    m3_0_22 <= \$407 ;
   always @(posedge clk)
-    m3_0_23 <= \$471 ;
+    m3_0_23 <= \$408 ;
   always @(posedge clk)
-    m3_0_24 <= \$472 ;
+    m3_0_24 <= \$409 ;
   always @(posedge clk)
-    m3_0_25 <= \$473 ;
+    m3_0_25 <= \$410 ;
   always @(posedge clk)
-    m3_0_26 <= \$474 ;
+    m3_0_26 <= \$411 ;
   always @(posedge clk)
-    m3_0_27 <= \$475 ;
+    m3_0_27 <= \$412 ;
   always @(posedge clk)
-    m3_0_28 <= \$476 ;
+    m3_0_28 <= \$413 ;
   always @(posedge clk)
-    m3_0_29 <= \$477 ;
+    m3_0_29 <= \$414 ;
   always @(posedge clk)
-    m3_0_30 <= \$478 ;
+    m3_0_30 <= \$415 ;
   always @(posedge clk)
-    m3_0_31 <= \$479 ;
+    m3_0_31 <= \$416 ;
   always @(posedge clk)
-    m3_0_32 <= \$480 ;
+    m3_0_32 <= \$417 ;
   always @(posedge clk)
-    m3_0_33 <= \$481 ;
+    m3_0_33 <= \$418 ;
   always @(posedge clk)
-    m3_0_34 <= \$482 ;
+    m3_0_34 <= \$419 ;
   always @(posedge clk)
-    m3_0_35 <= \$483 ;
+    m3_0_35 <= \$420 ;
   always @(posedge clk)
-    m3_0_36 <= \$484 ;
+    m3_0_36 <= \$421 ;
   always @(posedge clk)
-    m3_0_37 <= \$485 ;
+    m3_0_37 <= \$422 ;
   always @(posedge clk)
-    m3_0_38 <= \$486 ;
+    m3_0_38 <= \$423 ;
   always @(posedge clk)
-    m3_0_39 <= \$487 ;
+    m3_0_39 <= \$424 ;
   always @(posedge clk)
-    m3_0_40 <= \$488 ;
+    m3_0_40 <= \$425 ;
   always @(posedge clk)
-    m3_0_41 <= \$489 ;
+    m3_0_41 <= \$426 ;
   always @(posedge clk)
-    m3_0_42 <= \$490 ;
+    m3_0_42 <= \$427 ;
   always @(posedge clk)
-    m3_0_43 <= \$491 ;
+    m3_0_43 <= \$428 ;
   always @(posedge clk)
-    m3_0_44 <= \$492 ;
+    m3_0_44 <= \$429 ;
   always @(posedge clk)
-    m3_0_45 <= \$493 ;
+    m3_0_45 <= \$430 ;
   always @(posedge clk)
-    m3_0_46 <= \$494 ;
+    m3_0_46 <= \$431 ;
   always @(posedge clk)
-    m3_0_47 <= \$495 ;
+    m3_0_47 <= \$432 ;
   always @(posedge clk)
-    m3_0_48 <= \$496 ;
+    m3_0_48 <= \$433 ;
   always @(posedge clk)
-    m3_0_49 <= \$497 ;
+    m3_0_49 <= \$434 ;
   always @(posedge clk)
-    m3_0_50 <= \$498 ;
+    m3_0_50 <= \$435 ;
   always @(posedge clk)
-    m3_0_51 <= \$499 ;
+    m3_0_51 <= \$436 ;
   always @(posedge clk)
-    m3_0_52 <= \$500 ;
+    m3_0_52 <= \$437 ;
   always @(posedge clk)
-    m3_0_53 <= \$501 ;
+    m3_0_53 <= \$438 ;
   always @(posedge clk)
-    m3_0_54 <= \$502 ;
+    m3_0_54 <= \$439 ;
   always @(posedge clk)
-    m3_0_55 <= \$503 ;
+    m3_0_55 <= \$440 ;
   always @(posedge clk)
-    m3_0_56 <= \$504 ;
+    m3_0_56 <= \$441 ;
   always @(posedge clk)
-    m3_0_57 <= \$505 ;
+    m3_0_57 <= \$442 ;
   always @(posedge clk)
-    m3_0_58 <= \$506 ;
+    m3_0_58 <= \$443 ;
   always @(posedge clk)
-    m3_0_59 <= \$507 ;
+    m3_0_59 <= \$444 ;
   always @(posedge clk)
-    t3_0_l2_0 <= \$508 ;
+    t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
-    t3_0_l2_1 <= \$509 ;
+    t3_0_l2_1 <= t3_0_w1_2;
   always @(posedge clk)
-    t3_0_l2_2 <= \$510 ;
+    t3_0_l2_2 <= t3_0_w1_4;
   always @(posedge clk)
-    t3_0_l2_3 <= \$511 ;
+    t3_0_l2_3 <= t3_0_w1_6;
   always @(posedge clk)
-    t3_0_l2_4 <= \$512 ;
+    t3_0_l2_4 <= t3_0_w1_8;
   always @(posedge clk)
-    t3_0_l2_5 <= \$513 ;
+    t3_0_l2_5 <= t3_0_w1_10;
   always @(posedge clk)
-    t3_0_l2_6 <= \$514 ;
+    t3_0_l2_6 <= t3_0_w1_12;
   always @(posedge clk)
-    t3_0_l2_7 <= \$515 ;
+    t3_0_l2_7 <= t3_0_w1_14;
   always @(posedge clk)
-    t3_0_l2_8 <= \$516 ;
+    t3_0_l2_8 <= t3_0_w1_16;
   always @(posedge clk)
-    t3_0_l2_9 <= \$517 ;
+    t3_0_l2_9 <= t3_0_w1_18;
   always @(posedge clk)
-    t3_0_l2_10 <= \$518 ;
+    t3_0_l2_10 <= t3_0_w1_20;
   always @(posedge clk)
-    t3_0_l2_11 <= \$519 ;
+    t3_0_l2_11 <= t3_0_w1_22;
   always @(posedge clk)
-    t3_0_l2_12 <= \$520 ;
+    t3_0_l2_12 <= t3_0_w1_24;
   always @(posedge clk)
-    t3_0_l2_13 <= \$521 ;
+    t3_0_l2_13 <= t3_0_w1_26;
   always @(posedge clk)
-    t3_0_l2_14 <= \$522 ;
+    t3_0_l2_14 <= t3_0_w1_28;
   always @(posedge clk)
-    t3_0_l4_0 <= \$523 ;
+    t3_0_l4_0 <= t3_0_w3_0;
   always @(posedge clk)
-    t3_0_l4_1 <= \$524 ;
+    t3_0_l4_1 <= t3_0_w3_2;
   always @(posedge clk)
-    t3_0_l4_2 <= \$525 ;
+    t3_0_l4_2 <= t3_0_w3_4;
   always @(posedge clk)
-    t3_0_l4_3 <= \$526 ;
+    t3_0_l4_3 <= t3_0_w3_6;
   always @(posedge clk)
-    t3_0_l6_0 <= \$527 ;
+    t3_0_l6_0 <= t3_0_w5_0;
   always @(posedge clk)
-    xword_d1 <= \$528 ;
+    xword_d1 <= xdata_d1;
   always @(posedge clk)
-    xsum_l2_0 <= \$529 ;
+    xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    xsum_l2_1 <= \$530 ;
+    xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= \$531 ;
+    xsum_l2_2 <= xsum_w1_4;
   always @(posedge clk)
-    xsum_l2_3 <= \$532 ;
+    xsum_l2_3 <= xsum_w1_6;
   always @(posedge clk)
-    xsum_l2_4 <= \$533 ;
+    xsum_l2_4 <= xsum_w1_8;
   always @(posedge clk)
-    xsum_l2_5 <= \$534 ;
+    xsum_l2_5 <= xsum_w1_10;
   always @(posedge clk)
-    xsum_l2_6 <= \$535 ;
+    xsum_l2_6 <= xsum_w1_12;
   always @(posedge clk)
-    xsum_l2_7 <= \$536 ;
+    xsum_l2_7 <= xsum_w1_14;
   always @(posedge clk)
-    xsum_l2_8 <= \$537 ;
+    xsum_l2_8 <= xsum_w1_16;
   always @(posedge clk)
-    xsum_l2_9 <= \$538 ;
+    xsum_l2_9 <= xsum_w1_18;
   always @(posedge clk)
-    xsum_l2_10 <= \$539 ;
+    xsum_l2_10 <= xsum_w1_20;
   always @(posedge clk)
-    xsum_l2_11 <= \$540 ;
+    xsum_l2_11 <= xsum_w1_22;
   always @(posedge clk)
-    xsum_l2_12 <= \$541 ;
+    xsum_l2_12 <= xsum_w1_24;
   always @(posedge clk)
-    xsum_l2_13 <= \$542 ;
+    xsum_l2_13 <= xsum_w1_26;
   always @(posedge clk)
-    xsum_l2_14 <= \$543 ;
+    xsum_l2_14 <= xsum_w1_28;
   always @(posedge clk)
-    xsum_l4_0 <= \$544 ;
+    xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    xsum_l4_1 <= \$545 ;
+    xsum_l4_1 <= xsum_w3_2;
   always @(posedge clk)
-    xsum_l4_2 <= \$546 ;
+    xsum_l4_2 <= xsum_w3_4;
   always @(posedge clk)
-    xsum_l4_3 <= \$547 ;
+    xsum_l4_3 <= xsum_w3_6;
   always @(posedge clk)
-    xsum_l6_0 <= \$548 ;
+    xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    v2_d1 <= \$549 ;
+    v2_d1 <= \$445 ;
   always @(posedge clk)
-    v2_d2 <= \$550 ;
+    v2_d2 <= \$446 ;
   always @(posedge clk)
-    v2_d3 <= \$551 ;
+    v2_d3 <= \$447 ;
   always @(posedge clk)
-    v2_d4 <= \$552 ;
+    v2_d4 <= \$448 ;
   always @(posedge clk)
-    v2_d5 <= \$553 ;
+    v2_d5 <= \$449 ;
   always @(posedge clk)
-    first2_d1 <= \$554 ;
+    first2_d1 <= \$450 ;
   always @(posedge clk)
-    first2_d2 <= \$555 ;
+    first2_d2 <= \$451 ;
   always @(posedge clk)
-    first2_d3 <= \$556 ;
+    first2_d3 <= \$452 ;
   always @(posedge clk)
-    first2_d4 <= \$557 ;
+    first2_d4 <= \$453 ;
   always @(posedge clk)
-    first2_d5 <= \$558 ;
+    first2_d5 <= \$454 ;
   always @(posedge clk)
-    last2_d1 <= \$559 ;
+    last2_d1 <= \$455 ;
   always @(posedge clk)
-    last2_d2 <= \$560 ;
+    last2_d2 <= \$456 ;
   always @(posedge clk)
-    last2_d3 <= \$561 ;
+    last2_d3 <= \$457 ;
   always @(posedge clk)
-    last2_d4 <= \$562 ;
+    last2_d4 <= \$458 ;
   always @(posedge clk)
-    last2_d5 <= \$563 ;
+    last2_d5 <= \$459 ;
   always @(posedge clk)
-    done <= \$564 ;
+    done <= \$460 ;
   always @(posedge clk)
-    xacc <= \$565 ;
+    xacc <= \$461 ;
   always @(posedge clk)
-    xfin <= \$566 ;
+    xfin <= \$462 ;
   always @(posedge clk)
-    acc0_0 <= \$567 ;
+    acc0_0 <= \$463 ;
   always @(posedge clk)
-    fin0_0 <= \$568 ;
+    fin0_0 <= \$464 ;
   always @(posedge clk)
-    bank0_0 <= \$569 ;
+    bank0_0 <= \$465 ;
   always @(posedge clk)
-    acc1_0 <= \$570 ;
+    acc1_0 <= \$466 ;
   always @(posedge clk)
-    fin1_0 <= \$571 ;
+    fin1_0 <= \$467 ;
   always @(posedge clk)
-    bank1_0 <= \$572 ;
+    bank1_0 <= \$468 ;
   always @(posedge clk)
-    acc2_0 <= \$573 ;
+    acc2_0 <= \$469 ;
   always @(posedge clk)
-    fin2_0 <= \$574 ;
+    fin2_0 <= \$470 ;
   always @(posedge clk)
-    bank2_0 <= \$575 ;
+    bank2_0 <= \$471 ;
   always @(posedge clk)
-    acc3_0 <= \$576 ;
+    acc3_0 <= \$472 ;
   always @(posedge clk)
-    fin3_0 <= \$577 ;
+    fin3_0 <= \$473 ;
   always @(posedge clk)
-    bank3_0 <= \$578 ;
+    bank3_0 <= \$474 ;
   always @(posedge clk)
-    ser_left <= \$579 ;
+    ser_left <= \$475 ;
   always @(posedge clk)
-    addr <= \$580 ;
+    addr <= \$476 ;
   always @(posedge clk)
-    \$signal$893  <= \$581 ;
+    \$signal$893  <= \$477 ;
   always @(posedge clk)
-    ka <= \$582 ;
+    ka <= \$478 ;
   always @(posedge clk)
-    sa0_0 <= \$583 ;
+    sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$584 ;
+    vb <= \$479 ;
   always @(posedge clk)
-    rq0_beta_b <= \$585 ;
+    rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$586 ;
+    rq0_beta <= \$139 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$587 ;
+    rq0_acc_s1_0 <= \$142 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$588 ;
+    rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$589 ;
+    rq0_acc_s2_0 <= \$143 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$590 ;
+    rq0_shifted <= \$144 [14:0];
   always @(posedge clk)
-    rq0_under <= \$591 ;
+    rq0_under <= \$146 ;
   always @(posedge clk)
-    rq0_over <= \$592 ;
+    rq0_over <= \$148 ;
   always @(posedge clk)
-    v_out_d1 <= \$593 ;
+    v_out_d1 <= \$480 ;
   always @(posedge clk)
-    v_out_d2 <= \$594 ;
+    v_out_d2 <= \$481 ;
   always @(posedge clk)
-    v_out_d3 <= \$595 ;
+    v_out_d3 <= \$482 ;
   always @(posedge clk)
-    \w_en$798  <= \$596 ;
+    \w_en$798  <= \$483 ;
   always @(posedge clk)
-    skipped_d1 <= \$597 ;
+    skipped_d1 <= \$484 ;
   always @(posedge clk)
-    skipped_d2 <= \$598 ;
+    skipped_d2 <= \$485 ;
   always @(posedge clk)
-    skipped_d3 <= \$599 ;
+    skipped_d3 <= \$486 ;
   always @(posedge clk)
-    skipped_d4 <= \$600 ;
+    skipped_d4 <= \$487 ;
   always @(posedge clk)
-    skipped_d5 <= \$601 ;
+    skipped_d5 <= \$488 ;
   always @(posedge clk)
-    group_ended_d1 <= \$602 ;
+    group_ended_d1 <= \$489 ;
   always @(posedge clk)
-    credits_returned <= \$603 ;
+    credits_returned <= \$490 ;
   always @(posedge clk)
-    credits_space <= \$604 ;
+    credits_space <= \$491 ;
   always @(posedge clk)
-    credits_room <= \$605 ;
+    credits_room <= \$492 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -9369,6 +8843,53 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   assign \$85  = \$84  ? \port__data$829  : \port__data$828 ;
   assign \$87  = \$86  ? \port__data$831  : \port__data$830 ;
   assign \$89  = \$88  ? \port__data$833  : \port__data$832 ;
+  assign \$91  = \$90  ? \port__data$835  : \port__data$834 ;
+  assign \$93  = \$92  ? \port__data$837  : \port__data$836 ;
+  assign \$95  = \$94  ? \port__data$839  : \port__data$838 ;
+  assign \$97  = \$96  ? \port__data$841  : \port__data$840 ;
+  assign \$99  = \$98  ? \port__data$843  : \port__data$842 ;
+  assign \$100  = ~ { \o$847 , \o$846 , o };
+  assign \$101  = ~ { \o$852 , \o$851 , \o$850  };
+  assign \$102  = ~ { \o$857 , \o$856 , \o$855  };
+  assign \$103  = ~ { \o$862 , \o$861 , \o$860  };
+  assign \$104  = first2_d5 ? 18'h00000 : xacc;
+  assign \$105  = \$104  + xsum_l6_0;
+  assign \$106  = first2_d5 ? 18'h00000 : xacc;
+  assign \$107  = \$106  + xsum_l6_0;
+  assign \$108  = first2_d5 ? 18'h00000 : acc0_0;
+  assign \$109  = \$108  + t0_0_l6_0;
+  assign \$110  = first2_d5 ? 18'h00000 : acc0_0;
+  assign \$111  = \$110  + t0_0_l6_0;
+  assign \$113  = \$112  - xfin;
+  assign \$114  = first2_d5 ? 18'h00000 : acc1_0;
+  assign \$115  = \$114  + t1_0_l6_0;
+  assign \$116  = first2_d5 ? 18'h00000 : acc1_0;
+  assign \$117  = \$116  + t1_0_l6_0;
+  assign \$119  = \$118  - xfin;
+  assign \$120  = first2_d5 ? 18'h00000 : acc2_0;
+  assign \$121  = \$120  + t2_0_l6_0;
+  assign \$122  = first2_d5 ? 18'h00000 : acc2_0;
+  assign \$123  = \$122  + t2_0_l6_0;
+  assign \$125  = \$124  - xfin;
+  assign \$126  = first2_d5 ? 18'h00000 : acc3_0;
+  assign \$127  = \$126  + t3_0_l6_0;
+  assign \$128  = first2_d5 ? 18'h00000 : acc3_0;
+  assign \$129  = \$128  + t3_0_l6_0;
+  assign \$131  = \$130  - xfin;
+  assign \$132  = ser_left - 1'h1;
+  assign \$133  = addr == 6'h3f;
+  assign \$134  = addr + 1'h1;
+  assign \$135  = \$133  ? 7'h00 : \$134 ;
+  assign \$139  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$142  = $signed(\$140 ) + $signed(\$141 );
+  assign \$143  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$146  = $signed(\$145 ) < $signed(1'h0);
+  assign \$148  = $signed(\$147 ) > $signed(9'h0ff);
+  assign \$149  = step & s_last;
+  assign \$150  = o__valid & \o__ready$793 ;
+  assign \$151  = \$150  + skipped_d5;
+  always @(posedge clk)
+    w_data_q <= w_data;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -9458,6 +8979,2916 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$153  = \$29 ;
+    if (rst) begin
+      \$153  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$154  = \$30 [3:0];
+    if (rst) begin
+      \$154  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$155  = \$34 ;
+    if (rst) begin
+      \$155  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$156  = w_count;
+    if (take) begin
+      \$156  = \$37 [3:0];
+    end
+    if (rst) begin
+      \$156  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$157  = w_full;
+    if (take) begin
+      if (\$38 ) begin
+        \$157  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$157  = 1'h0;
+    end
+    if (rst) begin
+      \$157  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$158  = \$39 ;
+    if (rst) begin
+      \$158  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$159  = gap_zero_next;
+    if (rst) begin
+      \$159  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$160  = \$signal ;
+    if (rst) begin
+      \$160  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$161  = n_last_next;
+    if (rst) begin
+      \$161  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$162  = \$40 ;
+    if (rst) begin
+      \$162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$163  = r_next;
+    if (rst) begin
+      \$163  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$164  = s_idx;
+    if (step) begin
+      \$164  = \$42 [3:0];
+    end
+    if (rst) begin
+      \$164  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$165  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$165  = \$44 [3:0];
+      end
+    end
+    if (rst) begin
+      \$165  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$166  = active;
+    if (\$45 ) begin
+      \$166  = 1'h0;
+    end
+    if (load) begin
+      \$166  = 1'h1;
+    end
+    if (rst) begin
+      \$166  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$167  = r_base;
+    if (load) begin
+      \$167  = { 1'h0, \$46  };
+    end
+    if (rst) begin
+      \$167  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$168  = w_half;
+    if (load) begin
+      \$168  = \$47 ;
+    end
+    if (rst) begin
+      \$168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$169  = gap;
+    if (\$48 ) begin
+      \$169  = 3'h3;
+    end else if (\$49 ) begin
+      \$169  = \$50 [2:0];
+    end
+    if (rst) begin
+      \$169  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$170  = step;
+    if (rst) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$171  = \$51 ;
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$172  = s_last;
+    if (rst) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$173  = \$52 [3:0];
+    if (rst) begin
+      \$173  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$174  = \$53 [3:0];
+    if (rst) begin
+      \$174  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$175  = \$55 [0];
+    if (rst) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$176  = r_page_a0;
+    if (rst) begin
+      \$176  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$177  = \$56 [3:0];
+    if (rst) begin
+      \$177  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$178  = \$57 [3:0];
+    if (rst) begin
+      \$178  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$179  = \$59 [0];
+    if (rst) begin
+      \$179  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$180  = r_page_a1;
+    if (rst) begin
+      \$180  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$181  = \$60 [3:0];
+    if (rst) begin
+      \$181  = 4'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$182  = \$61 [3:0];
+    if (rst) begin
+      \$182  = 4'ha;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$183  = \$63 [0];
+    if (rst) begin
+      \$183  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$184  = r_page_a2;
+    if (rst) begin
+      \$184  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$185  = \$64 [3:0];
+    if (rst) begin
+      \$185  = 4'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$186  = \$65 [3:0];
+    if (rst) begin
+      \$186  = 4'hb;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$187  = \$67 [0];
+    if (rst) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$188  = r_page_a3;
+    if (rst) begin
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$189  = \$68 [3:0];
+    if (rst) begin
+      \$189  = 4'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$190  = \$69 [3:0];
+    if (rst) begin
+      \$190  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$191  = \$71 [0];
+    if (rst) begin
+      \$191  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$192  = r_page_a4;
+    if (rst) begin
+      \$192  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$193  = \$72 [3:0];
+    if (rst) begin
+      \$193  = 4'h5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$194  = \$73 [3:0];
+    if (rst) begin
+      \$194  = 4'hd;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$195  = \$75 [0];
+    if (rst) begin
+      \$195  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$196  = r_page_a5;
+    if (rst) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$197  = \$76 [3:0];
+    if (rst) begin
+      \$197  = 4'h6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$198  = \$77 [3:0];
+    if (rst) begin
+      \$198  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$199  = \$79 [0];
+    if (rst) begin
+      \$199  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$200  = r_page_a6;
+    if (rst) begin
+      \$200  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$201  = \$80 [3:0];
+    if (rst) begin
+      \$201  = 4'h7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$202  = \$81 [3:0];
+    if (rst) begin
+      \$202  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$203  = \$83 [0];
+    if (rst) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$204  = r_page_a7;
+    if (rst) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[0]) begin
+      \$205  = 8'h00;
+    end else begin
+      \$205  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[1]) begin
+      \$206  = 8'h00;
+    end else begin
+      \$206  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[2]) begin
+      \$207  = 8'h00;
+    end else begin
+      \$207  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[3]) begin
+      \$208  = 8'h00;
+    end else begin
+      \$208  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[4]) begin
+      \$209  = 8'h00;
+    end else begin
+      \$209  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[5]) begin
+      \$210  = 8'h00;
+    end else begin
+      \$210  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[6]) begin
+      \$211  = 8'h00;
+    end else begin
+      \$211  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[7]) begin
+      \$212  = 8'h00;
+    end else begin
+      \$212  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[8]) begin
+      \$213  = 8'h00;
+    end else begin
+      \$213  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[9]) begin
+      \$214  = 8'h00;
+    end else begin
+      \$214  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[10]) begin
+      \$215  = 8'h00;
+    end else begin
+      \$215  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[11]) begin
+      \$216  = 8'h00;
+    end else begin
+      \$216  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[12]) begin
+      \$217  = 8'h00;
+    end else begin
+      \$217  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[13]) begin
+      \$218  = 8'h00;
+    end else begin
+      \$218  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[14]) begin
+      \$219  = 8'h00;
+    end else begin
+      \$219  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[15]) begin
+      \$220  = 8'h00;
+    end else begin
+      \$220  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[16]) begin
+      \$221  = 8'h00;
+    end else begin
+      \$221  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[17]) begin
+      \$222  = 8'h00;
+    end else begin
+      \$222  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[18]) begin
+      \$223  = 8'h00;
+    end else begin
+      \$223  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[19]) begin
+      \$224  = 8'h00;
+    end else begin
+      \$224  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[20]) begin
+      \$225  = 8'h00;
+    end else begin
+      \$225  = xdata_d1[167:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[21]) begin
+      \$226  = 8'h00;
+    end else begin
+      \$226  = xdata_d1[175:168];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[22]) begin
+      \$227  = 8'h00;
+    end else begin
+      \$227  = xdata_d1[183:176];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[23]) begin
+      \$228  = 8'h00;
+    end else begin
+      \$228  = xdata_d1[191:184];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[24]) begin
+      \$229  = 8'h00;
+    end else begin
+      \$229  = xdata_d1[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[25]) begin
+      \$230  = 8'h00;
+    end else begin
+      \$230  = xdata_d1[207:200];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[26]) begin
+      \$231  = 8'h00;
+    end else begin
+      \$231  = xdata_d1[215:208];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[27]) begin
+      \$232  = 8'h00;
+    end else begin
+      \$232  = xdata_d1[223:216];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[28]) begin
+      \$233  = 8'h00;
+    end else begin
+      \$233  = xdata_d1[231:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[29]) begin
+      \$234  = 8'h00;
+    end else begin
+      \$234  = xdata_d1[239:232];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[30]) begin
+      \$235  = 8'h00;
+    end else begin
+      \$235  = xdata_d1[247:240];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[31]) begin
+      \$236  = 8'h00;
+    end else begin
+      \$236  = xdata_d1[255:248];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[32]) begin
+      \$237  = 8'h00;
+    end else begin
+      \$237  = xdata_d1[263:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[33]) begin
+      \$238  = 8'h00;
+    end else begin
+      \$238  = xdata_d1[271:264];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[34]) begin
+      \$239  = 8'h00;
+    end else begin
+      \$239  = xdata_d1[279:272];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[35]) begin
+      \$240  = 8'h00;
+    end else begin
+      \$240  = xdata_d1[287:280];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[36]) begin
+      \$241  = 8'h00;
+    end else begin
+      \$241  = xdata_d1[295:288];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[37]) begin
+      \$242  = 8'h00;
+    end else begin
+      \$242  = xdata_d1[303:296];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[38]) begin
+      \$243  = 8'h00;
+    end else begin
+      \$243  = xdata_d1[311:304];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[39]) begin
+      \$244  = 8'h00;
+    end else begin
+      \$244  = xdata_d1[319:312];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[40]) begin
+      \$245  = 8'h00;
+    end else begin
+      \$245  = xdata_d1[327:320];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[41]) begin
+      \$246  = 8'h00;
+    end else begin
+      \$246  = xdata_d1[335:328];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[42]) begin
+      \$247  = 8'h00;
+    end else begin
+      \$247  = xdata_d1[343:336];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[43]) begin
+      \$248  = 8'h00;
+    end else begin
+      \$248  = xdata_d1[351:344];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[44]) begin
+      \$249  = 8'h00;
+    end else begin
+      \$249  = xdata_d1[359:352];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[45]) begin
+      \$250  = 8'h00;
+    end else begin
+      \$250  = xdata_d1[367:360];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[46]) begin
+      \$251  = 8'h00;
+    end else begin
+      \$251  = xdata_d1[375:368];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[47]) begin
+      \$252  = 8'h00;
+    end else begin
+      \$252  = xdata_d1[383:376];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[48]) begin
+      \$253  = 8'h00;
+    end else begin
+      \$253  = xdata_d1[391:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[49]) begin
+      \$254  = 8'h00;
+    end else begin
+      \$254  = xdata_d1[399:392];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[50]) begin
+      \$255  = 8'h00;
+    end else begin
+      \$255  = xdata_d1[407:400];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[51]) begin
+      \$256  = 8'h00;
+    end else begin
+      \$256  = xdata_d1[415:408];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[52]) begin
+      \$257  = 8'h00;
+    end else begin
+      \$257  = xdata_d1[423:416];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[53]) begin
+      \$258  = 8'h00;
+    end else begin
+      \$258  = xdata_d1[431:424];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[54]) begin
+      \$259  = 8'h00;
+    end else begin
+      \$259  = xdata_d1[439:432];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[55]) begin
+      \$260  = 8'h00;
+    end else begin
+      \$260  = xdata_d1[447:440];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[56]) begin
+      \$261  = 8'h00;
+    end else begin
+      \$261  = xdata_d1[455:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[57]) begin
+      \$262  = 8'h00;
+    end else begin
+      \$262  = xdata_d1[463:456];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[58]) begin
+      \$263  = 8'h00;
+    end else begin
+      \$263  = xdata_d1[471:464];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[59]) begin
+      \$264  = 8'h00;
+    end else begin
+      \$264  = xdata_d1[479:472];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[0]) begin
+      \$265  = 8'h00;
+    end else begin
+      \$265  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[1]) begin
+      \$266  = 8'h00;
+    end else begin
+      \$266  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[2]) begin
+      \$267  = 8'h00;
+    end else begin
+      \$267  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[3]) begin
+      \$268  = 8'h00;
+    end else begin
+      \$268  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[4]) begin
+      \$269  = 8'h00;
+    end else begin
+      \$269  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[5]) begin
+      \$270  = 8'h00;
+    end else begin
+      \$270  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[6]) begin
+      \$271  = 8'h00;
+    end else begin
+      \$271  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[7]) begin
+      \$272  = 8'h00;
+    end else begin
+      \$272  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[8]) begin
+      \$273  = 8'h00;
+    end else begin
+      \$273  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[9]) begin
+      \$274  = 8'h00;
+    end else begin
+      \$274  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[10]) begin
+      \$275  = 8'h00;
+    end else begin
+      \$275  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[11]) begin
+      \$276  = 8'h00;
+    end else begin
+      \$276  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[12]) begin
+      \$277  = 8'h00;
+    end else begin
+      \$277  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[13]) begin
+      \$278  = 8'h00;
+    end else begin
+      \$278  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[14]) begin
+      \$279  = 8'h00;
+    end else begin
+      \$279  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[15]) begin
+      \$280  = 8'h00;
+    end else begin
+      \$280  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[16]) begin
+      \$281  = 8'h00;
+    end else begin
+      \$281  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[17]) begin
+      \$282  = 8'h00;
+    end else begin
+      \$282  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[18]) begin
+      \$283  = 8'h00;
+    end else begin
+      \$283  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[19]) begin
+      \$284  = 8'h00;
+    end else begin
+      \$284  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[20]) begin
+      \$285  = 8'h00;
+    end else begin
+      \$285  = xdata_d1[167:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[21]) begin
+      \$286  = 8'h00;
+    end else begin
+      \$286  = xdata_d1[175:168];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[22]) begin
+      \$287  = 8'h00;
+    end else begin
+      \$287  = xdata_d1[183:176];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[23]) begin
+      \$288  = 8'h00;
+    end else begin
+      \$288  = xdata_d1[191:184];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[24]) begin
+      \$289  = 8'h00;
+    end else begin
+      \$289  = xdata_d1[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[25]) begin
+      \$290  = 8'h00;
+    end else begin
+      \$290  = xdata_d1[207:200];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[26]) begin
+      \$291  = 8'h00;
+    end else begin
+      \$291  = xdata_d1[215:208];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[27]) begin
+      \$292  = 8'h00;
+    end else begin
+      \$292  = xdata_d1[223:216];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[28]) begin
+      \$293  = 8'h00;
+    end else begin
+      \$293  = xdata_d1[231:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[29]) begin
+      \$294  = 8'h00;
+    end else begin
+      \$294  = xdata_d1[239:232];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[30]) begin
+      \$295  = 8'h00;
+    end else begin
+      \$295  = xdata_d1[247:240];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[31]) begin
+      \$296  = 8'h00;
+    end else begin
+      \$296  = xdata_d1[255:248];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[32]) begin
+      \$297  = 8'h00;
+    end else begin
+      \$297  = xdata_d1[263:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[33]) begin
+      \$298  = 8'h00;
+    end else begin
+      \$298  = xdata_d1[271:264];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[34]) begin
+      \$299  = 8'h00;
+    end else begin
+      \$299  = xdata_d1[279:272];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[35]) begin
+      \$300  = 8'h00;
+    end else begin
+      \$300  = xdata_d1[287:280];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[36]) begin
+      \$301  = 8'h00;
+    end else begin
+      \$301  = xdata_d1[295:288];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[37]) begin
+      \$302  = 8'h00;
+    end else begin
+      \$302  = xdata_d1[303:296];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[38]) begin
+      \$303  = 8'h00;
+    end else begin
+      \$303  = xdata_d1[311:304];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[39]) begin
+      \$304  = 8'h00;
+    end else begin
+      \$304  = xdata_d1[319:312];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[40]) begin
+      \$305  = 8'h00;
+    end else begin
+      \$305  = xdata_d1[327:320];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[41]) begin
+      \$306  = 8'h00;
+    end else begin
+      \$306  = xdata_d1[335:328];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[42]) begin
+      \$307  = 8'h00;
+    end else begin
+      \$307  = xdata_d1[343:336];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[43]) begin
+      \$308  = 8'h00;
+    end else begin
+      \$308  = xdata_d1[351:344];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[44]) begin
+      \$309  = 8'h00;
+    end else begin
+      \$309  = xdata_d1[359:352];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[45]) begin
+      \$310  = 8'h00;
+    end else begin
+      \$310  = xdata_d1[367:360];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[46]) begin
+      \$311  = 8'h00;
+    end else begin
+      \$311  = xdata_d1[375:368];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[47]) begin
+      \$312  = 8'h00;
+    end else begin
+      \$312  = xdata_d1[383:376];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[48]) begin
+      \$313  = 8'h00;
+    end else begin
+      \$313  = xdata_d1[391:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[49]) begin
+      \$314  = 8'h00;
+    end else begin
+      \$314  = xdata_d1[399:392];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[50]) begin
+      \$315  = 8'h00;
+    end else begin
+      \$315  = xdata_d1[407:400];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[51]) begin
+      \$316  = 8'h00;
+    end else begin
+      \$316  = xdata_d1[415:408];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[52]) begin
+      \$317  = 8'h00;
+    end else begin
+      \$317  = xdata_d1[423:416];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[53]) begin
+      \$318  = 8'h00;
+    end else begin
+      \$318  = xdata_d1[431:424];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[54]) begin
+      \$319  = 8'h00;
+    end else begin
+      \$319  = xdata_d1[439:432];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[55]) begin
+      \$320  = 8'h00;
+    end else begin
+      \$320  = xdata_d1[447:440];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[56]) begin
+      \$321  = 8'h00;
+    end else begin
+      \$321  = xdata_d1[455:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[57]) begin
+      \$322  = 8'h00;
+    end else begin
+      \$322  = xdata_d1[463:456];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[58]) begin
+      \$323  = 8'h00;
+    end else begin
+      \$323  = xdata_d1[471:464];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[59]) begin
+      \$324  = 8'h00;
+    end else begin
+      \$324  = xdata_d1[479:472];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[0]) begin
+      \$325  = 8'h00;
+    end else begin
+      \$325  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[1]) begin
+      \$326  = 8'h00;
+    end else begin
+      \$326  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[2]) begin
+      \$327  = 8'h00;
+    end else begin
+      \$327  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[3]) begin
+      \$328  = 8'h00;
+    end else begin
+      \$328  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[4]) begin
+      \$329  = 8'h00;
+    end else begin
+      \$329  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[5]) begin
+      \$330  = 8'h00;
+    end else begin
+      \$330  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[6]) begin
+      \$331  = 8'h00;
+    end else begin
+      \$331  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[7]) begin
+      \$332  = 8'h00;
+    end else begin
+      \$332  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[8]) begin
+      \$333  = 8'h00;
+    end else begin
+      \$333  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[9]) begin
+      \$334  = 8'h00;
+    end else begin
+      \$334  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[10]) begin
+      \$335  = 8'h00;
+    end else begin
+      \$335  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[11]) begin
+      \$336  = 8'h00;
+    end else begin
+      \$336  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[12]) begin
+      \$337  = 8'h00;
+    end else begin
+      \$337  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[13]) begin
+      \$338  = 8'h00;
+    end else begin
+      \$338  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[14]) begin
+      \$339  = 8'h00;
+    end else begin
+      \$339  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[15]) begin
+      \$340  = 8'h00;
+    end else begin
+      \$340  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[16]) begin
+      \$341  = 8'h00;
+    end else begin
+      \$341  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[17]) begin
+      \$342  = 8'h00;
+    end else begin
+      \$342  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[18]) begin
+      \$343  = 8'h00;
+    end else begin
+      \$343  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[19]) begin
+      \$344  = 8'h00;
+    end else begin
+      \$344  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[20]) begin
+      \$345  = 8'h00;
+    end else begin
+      \$345  = xdata_d1[167:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[21]) begin
+      \$346  = 8'h00;
+    end else begin
+      \$346  = xdata_d1[175:168];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[22]) begin
+      \$347  = 8'h00;
+    end else begin
+      \$347  = xdata_d1[183:176];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[23]) begin
+      \$348  = 8'h00;
+    end else begin
+      \$348  = xdata_d1[191:184];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[24]) begin
+      \$349  = 8'h00;
+    end else begin
+      \$349  = xdata_d1[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[25]) begin
+      \$350  = 8'h00;
+    end else begin
+      \$350  = xdata_d1[207:200];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[26]) begin
+      \$351  = 8'h00;
+    end else begin
+      \$351  = xdata_d1[215:208];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[27]) begin
+      \$352  = 8'h00;
+    end else begin
+      \$352  = xdata_d1[223:216];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[28]) begin
+      \$353  = 8'h00;
+    end else begin
+      \$353  = xdata_d1[231:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[29]) begin
+      \$354  = 8'h00;
+    end else begin
+      \$354  = xdata_d1[239:232];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[30]) begin
+      \$355  = 8'h00;
+    end else begin
+      \$355  = xdata_d1[247:240];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[31]) begin
+      \$356  = 8'h00;
+    end else begin
+      \$356  = xdata_d1[255:248];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[32]) begin
+      \$357  = 8'h00;
+    end else begin
+      \$357  = xdata_d1[263:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[33]) begin
+      \$358  = 8'h00;
+    end else begin
+      \$358  = xdata_d1[271:264];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[34]) begin
+      \$359  = 8'h00;
+    end else begin
+      \$359  = xdata_d1[279:272];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[35]) begin
+      \$360  = 8'h00;
+    end else begin
+      \$360  = xdata_d1[287:280];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[36]) begin
+      \$361  = 8'h00;
+    end else begin
+      \$361  = xdata_d1[295:288];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[37]) begin
+      \$362  = 8'h00;
+    end else begin
+      \$362  = xdata_d1[303:296];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[38]) begin
+      \$363  = 8'h00;
+    end else begin
+      \$363  = xdata_d1[311:304];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[39]) begin
+      \$364  = 8'h00;
+    end else begin
+      \$364  = xdata_d1[319:312];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[40]) begin
+      \$365  = 8'h00;
+    end else begin
+      \$365  = xdata_d1[327:320];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[41]) begin
+      \$366  = 8'h00;
+    end else begin
+      \$366  = xdata_d1[335:328];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[42]) begin
+      \$367  = 8'h00;
+    end else begin
+      \$367  = xdata_d1[343:336];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[43]) begin
+      \$368  = 8'h00;
+    end else begin
+      \$368  = xdata_d1[351:344];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[44]) begin
+      \$369  = 8'h00;
+    end else begin
+      \$369  = xdata_d1[359:352];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[45]) begin
+      \$370  = 8'h00;
+    end else begin
+      \$370  = xdata_d1[367:360];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[46]) begin
+      \$371  = 8'h00;
+    end else begin
+      \$371  = xdata_d1[375:368];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[47]) begin
+      \$372  = 8'h00;
+    end else begin
+      \$372  = xdata_d1[383:376];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[48]) begin
+      \$373  = 8'h00;
+    end else begin
+      \$373  = xdata_d1[391:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[49]) begin
+      \$374  = 8'h00;
+    end else begin
+      \$374  = xdata_d1[399:392];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[50]) begin
+      \$375  = 8'h00;
+    end else begin
+      \$375  = xdata_d1[407:400];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[51]) begin
+      \$376  = 8'h00;
+    end else begin
+      \$376  = xdata_d1[415:408];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[52]) begin
+      \$377  = 8'h00;
+    end else begin
+      \$377  = xdata_d1[423:416];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[53]) begin
+      \$378  = 8'h00;
+    end else begin
+      \$378  = xdata_d1[431:424];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[54]) begin
+      \$379  = 8'h00;
+    end else begin
+      \$379  = xdata_d1[439:432];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[55]) begin
+      \$380  = 8'h00;
+    end else begin
+      \$380  = xdata_d1[447:440];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[56]) begin
+      \$381  = 8'h00;
+    end else begin
+      \$381  = xdata_d1[455:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[57]) begin
+      \$382  = 8'h00;
+    end else begin
+      \$382  = xdata_d1[463:456];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[58]) begin
+      \$383  = 8'h00;
+    end else begin
+      \$383  = xdata_d1[471:464];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[59]) begin
+      \$384  = 8'h00;
+    end else begin
+      \$384  = xdata_d1[479:472];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[0]) begin
+      \$385  = 8'h00;
+    end else begin
+      \$385  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[1]) begin
+      \$386  = 8'h00;
+    end else begin
+      \$386  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[2]) begin
+      \$387  = 8'h00;
+    end else begin
+      \$387  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[3]) begin
+      \$388  = 8'h00;
+    end else begin
+      \$388  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[4]) begin
+      \$389  = 8'h00;
+    end else begin
+      \$389  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[5]) begin
+      \$390  = 8'h00;
+    end else begin
+      \$390  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[6]) begin
+      \$391  = 8'h00;
+    end else begin
+      \$391  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[7]) begin
+      \$392  = 8'h00;
+    end else begin
+      \$392  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[8]) begin
+      \$393  = 8'h00;
+    end else begin
+      \$393  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[9]) begin
+      \$394  = 8'h00;
+    end else begin
+      \$394  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[10]) begin
+      \$395  = 8'h00;
+    end else begin
+      \$395  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[11]) begin
+      \$396  = 8'h00;
+    end else begin
+      \$396  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[12]) begin
+      \$397  = 8'h00;
+    end else begin
+      \$397  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[13]) begin
+      \$398  = 8'h00;
+    end else begin
+      \$398  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[14]) begin
+      \$399  = 8'h00;
+    end else begin
+      \$399  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[15]) begin
+      \$400  = 8'h00;
+    end else begin
+      \$400  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[16]) begin
+      \$401  = 8'h00;
+    end else begin
+      \$401  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[17]) begin
+      \$402  = 8'h00;
+    end else begin
+      \$402  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[18]) begin
+      \$403  = 8'h00;
+    end else begin
+      \$403  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[19]) begin
+      \$404  = 8'h00;
+    end else begin
+      \$404  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[20]) begin
+      \$405  = 8'h00;
+    end else begin
+      \$405  = xdata_d1[167:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[21]) begin
+      \$406  = 8'h00;
+    end else begin
+      \$406  = xdata_d1[175:168];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[22]) begin
+      \$407  = 8'h00;
+    end else begin
+      \$407  = xdata_d1[183:176];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[23]) begin
+      \$408  = 8'h00;
+    end else begin
+      \$408  = xdata_d1[191:184];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[24]) begin
+      \$409  = 8'h00;
+    end else begin
+      \$409  = xdata_d1[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[25]) begin
+      \$410  = 8'h00;
+    end else begin
+      \$410  = xdata_d1[207:200];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[26]) begin
+      \$411  = 8'h00;
+    end else begin
+      \$411  = xdata_d1[215:208];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[27]) begin
+      \$412  = 8'h00;
+    end else begin
+      \$412  = xdata_d1[223:216];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[28]) begin
+      \$413  = 8'h00;
+    end else begin
+      \$413  = xdata_d1[231:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[29]) begin
+      \$414  = 8'h00;
+    end else begin
+      \$414  = xdata_d1[239:232];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[30]) begin
+      \$415  = 8'h00;
+    end else begin
+      \$415  = xdata_d1[247:240];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[31]) begin
+      \$416  = 8'h00;
+    end else begin
+      \$416  = xdata_d1[255:248];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[32]) begin
+      \$417  = 8'h00;
+    end else begin
+      \$417  = xdata_d1[263:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[33]) begin
+      \$418  = 8'h00;
+    end else begin
+      \$418  = xdata_d1[271:264];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[34]) begin
+      \$419  = 8'h00;
+    end else begin
+      \$419  = xdata_d1[279:272];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[35]) begin
+      \$420  = 8'h00;
+    end else begin
+      \$420  = xdata_d1[287:280];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[36]) begin
+      \$421  = 8'h00;
+    end else begin
+      \$421  = xdata_d1[295:288];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[37]) begin
+      \$422  = 8'h00;
+    end else begin
+      \$422  = xdata_d1[303:296];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[38]) begin
+      \$423  = 8'h00;
+    end else begin
+      \$423  = xdata_d1[311:304];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[39]) begin
+      \$424  = 8'h00;
+    end else begin
+      \$424  = xdata_d1[319:312];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[40]) begin
+      \$425  = 8'h00;
+    end else begin
+      \$425  = xdata_d1[327:320];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[41]) begin
+      \$426  = 8'h00;
+    end else begin
+      \$426  = xdata_d1[335:328];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[42]) begin
+      \$427  = 8'h00;
+    end else begin
+      \$427  = xdata_d1[343:336];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[43]) begin
+      \$428  = 8'h00;
+    end else begin
+      \$428  = xdata_d1[351:344];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[44]) begin
+      \$429  = 8'h00;
+    end else begin
+      \$429  = xdata_d1[359:352];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[45]) begin
+      \$430  = 8'h00;
+    end else begin
+      \$430  = xdata_d1[367:360];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[46]) begin
+      \$431  = 8'h00;
+    end else begin
+      \$431  = xdata_d1[375:368];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[47]) begin
+      \$432  = 8'h00;
+    end else begin
+      \$432  = xdata_d1[383:376];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[48]) begin
+      \$433  = 8'h00;
+    end else begin
+      \$433  = xdata_d1[391:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[49]) begin
+      \$434  = 8'h00;
+    end else begin
+      \$434  = xdata_d1[399:392];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[50]) begin
+      \$435  = 8'h00;
+    end else begin
+      \$435  = xdata_d1[407:400];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[51]) begin
+      \$436  = 8'h00;
+    end else begin
+      \$436  = xdata_d1[415:408];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[52]) begin
+      \$437  = 8'h00;
+    end else begin
+      \$437  = xdata_d1[423:416];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[53]) begin
+      \$438  = 8'h00;
+    end else begin
+      \$438  = xdata_d1[431:424];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[54]) begin
+      \$439  = 8'h00;
+    end else begin
+      \$439  = xdata_d1[439:432];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[55]) begin
+      \$440  = 8'h00;
+    end else begin
+      \$440  = xdata_d1[447:440];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[56]) begin
+      \$441  = 8'h00;
+    end else begin
+      \$441  = xdata_d1[455:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[57]) begin
+      \$442  = 8'h00;
+    end else begin
+      \$442  = xdata_d1[463:456];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[58]) begin
+      \$443  = 8'h00;
+    end else begin
+      \$443  = xdata_d1[471:464];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[59]) begin
+      \$444  = 8'h00;
+    end else begin
+      \$444  = xdata_d1[479:472];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$445  = \$signal$807 ;
+    if (rst) begin
+      \$445  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$446  = v2_d1;
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$447  = v2_d2;
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$448  = v2_d3;
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$449  = v2_d4;
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$450  = \$signal$808 ;
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$451  = first2_d1;
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$452  = first2_d2;
+    if (rst) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$453  = first2_d3;
+    if (rst) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$454  = first2_d4;
+    if (rst) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$455  = last1;
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$456  = last2_d1;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$457  = last2_d2;
+    if (rst) begin
+      \$457  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$458  = last2_d3;
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$459  = last2_d4;
+    if (rst) begin
+      \$459  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$460  = group_end;
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$461  = xacc;
+    if (v2_d5) begin
+      \$461  = \$105 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$462  = xfin;
+    if (group_end) begin
+      \$462  = \$107 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$463  = acc0_0;
+    if (v2_d5) begin
+      \$463  = \$109 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$464  = fin0_0;
+    if (group_end) begin
+      \$464  = \$111 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$465  = bank0_0;
+    if (done) begin
+      \$465  = \$113 [18:0];
+    end else if (ser) begin
+      \$465  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$466  = acc1_0;
+    if (v2_d5) begin
+      \$466  = \$115 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$467  = fin1_0;
+    if (group_end) begin
+      \$467  = \$117 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$468  = bank1_0;
+    if (done) begin
+      \$468  = \$119 [18:0];
+    end else if (ser) begin
+      \$468  = bank2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$469  = acc2_0;
+    if (v2_d5) begin
+      \$469  = \$121 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$470  = fin2_0;
+    if (group_end) begin
+      \$470  = \$123 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$471  = bank2_0;
+    if (done) begin
+      \$471  = \$125 [18:0];
+    end else if (ser) begin
+      \$471  = bank3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$472  = acc3_0;
+    if (v2_d5) begin
+      \$472  = \$127 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$473  = fin3_0;
+    if (group_end) begin
+      \$473  = \$129 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$474  = bank3_0;
+    if (done) begin
+      \$474  = \$131 [18:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$475  = ser_left;
+    if (done) begin
+      \$475  = 3'h4;
+    end else if (ser) begin
+      \$475  = \$132 [2:0];
+    end
+    if (rst) begin
+      \$475  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$476  = addr;
+    if (ser) begin
+      \$476  = \$135 [5:0];
+    end
+    if (rst) begin
+      \$476  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$477  = \$136 ;
+    if (rst) begin
+      \$477  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$478  = \$138 ;
+    if (rst) begin
+      \$478  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$479  = \$signal$893 ;
+    if (rst) begin
+      \$479  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$480  = vb;
+    if (rst) begin
+      \$480  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$481  = v_out_d1;
+    if (rst) begin
+      \$481  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$482  = v_out_d2;
+    if (rst) begin
+      \$482  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$483  = v_out_d3;
+    if (rst) begin
+      \$483  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$484  = ka;
+    if (rst) begin
+      \$484  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$485  = skipped_d1;
+    if (rst) begin
+      \$485  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$486  = skipped_d2;
+    if (rst) begin
+      \$486  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$487  = skipped_d3;
+    if (rst) begin
+      \$487  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$488  = skipped_d4;
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$489  = \$149 ;
+    if (rst) begin
+      \$489  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$490  = \$151 ;
+    if (rst) begin
+      \$490  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$491  = \$24 [3:0];
+    if (rst) begin
+      \$491  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$492  = credits_room_next;
+    if (rst) begin
+      \$492  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [4:0];
@@ -9468,4500 +11899,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$148  = w_data;
+    \$152  = \$25 [3:0];
     if (rst) begin
-      \$148  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$149  = \$25 [3:0];
-    if (rst) begin
-      \$149  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$150  = \$29 ;
-    if (rst) begin
-      \$150  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$151  = \$30 [3:0];
-    if (rst) begin
-      \$151  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$152  = \$34 ;
-    if (rst) begin
-      \$152  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$153  = w_count;
-    if (take) begin
-      \$153  = \$37 [3:0];
-    end
-    if (rst) begin
-      \$153  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$154  = w_full;
-    if (take) begin
-      if (\$38 ) begin
-        \$154  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$154  = 1'h0;
-    end
-    if (rst) begin
-      \$154  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$155  = \$39 ;
-    if (rst) begin
-      \$155  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$156  = gap_zero_next;
-    if (rst) begin
-      \$156  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$157  = \$signal ;
-    if (rst) begin
-      \$157  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$158  = n_last_next;
-    if (rst) begin
-      \$158  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$159  = \$40 ;
-    if (rst) begin
-      \$159  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$160  = r_next;
-    if (rst) begin
-      \$160  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$161  = s_idx;
-    if (step) begin
-      \$161  = \$42 [3:0];
-    end
-    if (rst) begin
-      \$161  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$162  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$162  = \$44 [3:0];
-      end
-    end
-    if (rst) begin
-      \$162  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$163  = active;
-    if (\$45 ) begin
-      \$163  = 1'h0;
-    end
-    if (load) begin
-      \$163  = 1'h1;
-    end
-    if (rst) begin
-      \$163  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$164  = r_base;
-    if (load) begin
-      \$164  = { 1'h0, \$46  };
-    end
-    if (rst) begin
-      \$164  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$165  = w_half;
-    if (load) begin
-      \$165  = \$47 ;
-    end
-    if (rst) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$166  = gap;
-    if (\$48 ) begin
-      \$166  = 3'h3;
-    end else if (\$49 ) begin
-      \$166  = \$50 [2:0];
-    end
-    if (rst) begin
-      \$166  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$167  = step;
-    if (rst) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$168  = \$51 ;
-    if (rst) begin
-      \$168  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$169  = s_last;
-    if (rst) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$170  = \o__payload$810 ;
-    if (rst) begin
-      \$170  = 192'h000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$171  = \$52 [3:0];
-    if (rst) begin
-      \$171  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$172  = \$53 [3:0];
-    if (rst) begin
-      \$172  = 4'h8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$173  = \$55 [0];
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$174  = r_page_a0;
-    if (rst) begin
-      \$174  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$175  = \$56 [3:0];
-    if (rst) begin
-      \$175  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$176  = \$57 [3:0];
-    if (rst) begin
-      \$176  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$177  = \$59 [0];
-    if (rst) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$178  = r_page_a1;
-    if (rst) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$179  = \$60 [3:0];
-    if (rst) begin
-      \$179  = 4'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$180  = \$61 [3:0];
-    if (rst) begin
-      \$180  = 4'ha;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$181  = \$63 [0];
-    if (rst) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$182  = r_page_a2;
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$183  = \$64 [3:0];
-    if (rst) begin
-      \$183  = 4'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$184  = \$65 [3:0];
-    if (rst) begin
-      \$184  = 4'hb;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$185  = \$67 [0];
-    if (rst) begin
-      \$185  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$186  = r_page_a3;
-    if (rst) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$187  = \$68 [3:0];
-    if (rst) begin
-      \$187  = 4'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$188  = \$69 [3:0];
-    if (rst) begin
-      \$188  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$189  = \$71 [0];
-    if (rst) begin
-      \$189  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$190  = r_page_a4;
-    if (rst) begin
-      \$190  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$191  = \$72 [3:0];
-    if (rst) begin
-      \$191  = 4'h5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$192  = \$73 [3:0];
-    if (rst) begin
-      \$192  = 4'hd;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$193  = \$75 [0];
-    if (rst) begin
-      \$193  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$194  = r_page_a5;
-    if (rst) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$195  = \$76 [3:0];
-    if (rst) begin
-      \$195  = 4'h6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$196  = \$77 [3:0];
-    if (rst) begin
-      \$196  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$197  = \$79 [0];
-    if (rst) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$198  = r_page_a6;
-    if (rst) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$199  = \$80 [3:0];
-    if (rst) begin
-      \$199  = 4'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$200  = \$81 [3:0];
-    if (rst) begin
-      \$200  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$201  = \$83 [0];
-    if (rst) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$202  = r_page_a7;
-    if (rst) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$203  = { \$99 , \$97 , \$95 , \$93 , \$91 , \$89 , \$87 , \$85  };
-    if (rst) begin
-      \$203  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$204  = { \o$847 , \o$846 , o };
-    if (rst) begin
-      \$204  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[0]) begin
-      \$205  = xdata_d1[7:0];
-    end else begin
-      \$205  = 8'h00;
-    end
-    if (rst) begin
-      \$205  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[1]) begin
-      \$206  = xdata_d1[15:8];
-    end else begin
-      \$206  = 8'h00;
-    end
-    if (rst) begin
-      \$206  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[2]) begin
-      \$207  = xdata_d1[23:16];
-    end else begin
-      \$207  = 8'h00;
-    end
-    if (rst) begin
-      \$207  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[3]) begin
-      \$208  = xdata_d1[31:24];
-    end else begin
-      \$208  = 8'h00;
-    end
-    if (rst) begin
-      \$208  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[4]) begin
-      \$209  = xdata_d1[39:32];
-    end else begin
-      \$209  = 8'h00;
-    end
-    if (rst) begin
-      \$209  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[5]) begin
-      \$210  = xdata_d1[47:40];
-    end else begin
-      \$210  = 8'h00;
-    end
-    if (rst) begin
-      \$210  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[6]) begin
-      \$211  = xdata_d1[55:48];
-    end else begin
-      \$211  = 8'h00;
-    end
-    if (rst) begin
-      \$211  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[7]) begin
-      \$212  = xdata_d1[63:56];
-    end else begin
-      \$212  = 8'h00;
-    end
-    if (rst) begin
-      \$212  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[8]) begin
-      \$213  = xdata_d1[71:64];
-    end else begin
-      \$213  = 8'h00;
-    end
-    if (rst) begin
-      \$213  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[9]) begin
-      \$214  = xdata_d1[79:72];
-    end else begin
-      \$214  = 8'h00;
-    end
-    if (rst) begin
-      \$214  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[10]) begin
-      \$215  = xdata_d1[87:80];
-    end else begin
-      \$215  = 8'h00;
-    end
-    if (rst) begin
-      \$215  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[11]) begin
-      \$216  = xdata_d1[95:88];
-    end else begin
-      \$216  = 8'h00;
-    end
-    if (rst) begin
-      \$216  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[12]) begin
-      \$217  = xdata_d1[103:96];
-    end else begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[13]) begin
-      \$218  = xdata_d1[111:104];
-    end else begin
-      \$218  = 8'h00;
-    end
-    if (rst) begin
-      \$218  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[14]) begin
-      \$219  = xdata_d1[119:112];
-    end else begin
-      \$219  = 8'h00;
-    end
-    if (rst) begin
-      \$219  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$220  = xdata_d1[127:120];
-    end else begin
-      \$220  = 8'h00;
-    end
-    if (rst) begin
-      \$220  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[16]) begin
-      \$221  = xdata_d1[135:128];
-    end else begin
-      \$221  = 8'h00;
-    end
-    if (rst) begin
-      \$221  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[17]) begin
-      \$222  = xdata_d1[143:136];
-    end else begin
-      \$222  = 8'h00;
-    end
-    if (rst) begin
-      \$222  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[18]) begin
-      \$223  = xdata_d1[151:144];
-    end else begin
-      \$223  = 8'h00;
-    end
-    if (rst) begin
-      \$223  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[19]) begin
-      \$224  = xdata_d1[159:152];
-    end else begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[20]) begin
-      \$225  = xdata_d1[167:160];
-    end else begin
-      \$225  = 8'h00;
-    end
-    if (rst) begin
-      \$225  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[21]) begin
-      \$226  = xdata_d1[175:168];
-    end else begin
-      \$226  = 8'h00;
-    end
-    if (rst) begin
-      \$226  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[22]) begin
-      \$227  = xdata_d1[183:176];
-    end else begin
-      \$227  = 8'h00;
-    end
-    if (rst) begin
-      \$227  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[23]) begin
-      \$228  = xdata_d1[191:184];
-    end else begin
-      \$228  = 8'h00;
-    end
-    if (rst) begin
-      \$228  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[24]) begin
-      \$229  = xdata_d1[199:192];
-    end else begin
-      \$229  = 8'h00;
-    end
-    if (rst) begin
-      \$229  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[25]) begin
-      \$230  = xdata_d1[207:200];
-    end else begin
-      \$230  = 8'h00;
-    end
-    if (rst) begin
-      \$230  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[26]) begin
-      \$231  = xdata_d1[215:208];
-    end else begin
-      \$231  = 8'h00;
-    end
-    if (rst) begin
-      \$231  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[27]) begin
-      \$232  = xdata_d1[223:216];
-    end else begin
-      \$232  = 8'h00;
-    end
-    if (rst) begin
-      \$232  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[28]) begin
-      \$233  = xdata_d1[231:224];
-    end else begin
-      \$233  = 8'h00;
-    end
-    if (rst) begin
-      \$233  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[29]) begin
-      \$234  = xdata_d1[239:232];
-    end else begin
-      \$234  = 8'h00;
-    end
-    if (rst) begin
-      \$234  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[30]) begin
-      \$235  = xdata_d1[247:240];
-    end else begin
-      \$235  = 8'h00;
-    end
-    if (rst) begin
-      \$235  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[31]) begin
-      \$236  = xdata_d1[255:248];
-    end else begin
-      \$236  = 8'h00;
-    end
-    if (rst) begin
-      \$236  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[32]) begin
-      \$237  = xdata_d1[263:256];
-    end else begin
-      \$237  = 8'h00;
-    end
-    if (rst) begin
-      \$237  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[33]) begin
-      \$238  = xdata_d1[271:264];
-    end else begin
-      \$238  = 8'h00;
-    end
-    if (rst) begin
-      \$238  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[34]) begin
-      \$239  = xdata_d1[279:272];
-    end else begin
-      \$239  = 8'h00;
-    end
-    if (rst) begin
-      \$239  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[35]) begin
-      \$240  = xdata_d1[287:280];
-    end else begin
-      \$240  = 8'h00;
-    end
-    if (rst) begin
-      \$240  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[36]) begin
-      \$241  = xdata_d1[295:288];
-    end else begin
-      \$241  = 8'h00;
-    end
-    if (rst) begin
-      \$241  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[37]) begin
-      \$242  = xdata_d1[303:296];
-    end else begin
-      \$242  = 8'h00;
-    end
-    if (rst) begin
-      \$242  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[38]) begin
-      \$243  = xdata_d1[311:304];
-    end else begin
-      \$243  = 8'h00;
-    end
-    if (rst) begin
-      \$243  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[39]) begin
-      \$244  = xdata_d1[319:312];
-    end else begin
-      \$244  = 8'h00;
-    end
-    if (rst) begin
-      \$244  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[40]) begin
-      \$245  = xdata_d1[327:320];
-    end else begin
-      \$245  = 8'h00;
-    end
-    if (rst) begin
-      \$245  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[41]) begin
-      \$246  = xdata_d1[335:328];
-    end else begin
-      \$246  = 8'h00;
-    end
-    if (rst) begin
-      \$246  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[42]) begin
-      \$247  = xdata_d1[343:336];
-    end else begin
-      \$247  = 8'h00;
-    end
-    if (rst) begin
-      \$247  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[43]) begin
-      \$248  = xdata_d1[351:344];
-    end else begin
-      \$248  = 8'h00;
-    end
-    if (rst) begin
-      \$248  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[44]) begin
-      \$249  = xdata_d1[359:352];
-    end else begin
-      \$249  = 8'h00;
-    end
-    if (rst) begin
-      \$249  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[45]) begin
-      \$250  = xdata_d1[367:360];
-    end else begin
-      \$250  = 8'h00;
-    end
-    if (rst) begin
-      \$250  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[46]) begin
-      \$251  = xdata_d1[375:368];
-    end else begin
-      \$251  = 8'h00;
-    end
-    if (rst) begin
-      \$251  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[47]) begin
-      \$252  = xdata_d1[383:376];
-    end else begin
-      \$252  = 8'h00;
-    end
-    if (rst) begin
-      \$252  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[48]) begin
-      \$253  = xdata_d1[391:384];
-    end else begin
-      \$253  = 8'h00;
-    end
-    if (rst) begin
-      \$253  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[49]) begin
-      \$254  = xdata_d1[399:392];
-    end else begin
-      \$254  = 8'h00;
-    end
-    if (rst) begin
-      \$254  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[50]) begin
-      \$255  = xdata_d1[407:400];
-    end else begin
-      \$255  = 8'h00;
-    end
-    if (rst) begin
-      \$255  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[51]) begin
-      \$256  = xdata_d1[415:408];
-    end else begin
-      \$256  = 8'h00;
-    end
-    if (rst) begin
-      \$256  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[52]) begin
-      \$257  = xdata_d1[423:416];
-    end else begin
-      \$257  = 8'h00;
-    end
-    if (rst) begin
-      \$257  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[53]) begin
-      \$258  = xdata_d1[431:424];
-    end else begin
-      \$258  = 8'h00;
-    end
-    if (rst) begin
-      \$258  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[54]) begin
-      \$259  = xdata_d1[439:432];
-    end else begin
-      \$259  = 8'h00;
-    end
-    if (rst) begin
-      \$259  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[55]) begin
-      \$260  = xdata_d1[447:440];
-    end else begin
-      \$260  = 8'h00;
-    end
-    if (rst) begin
-      \$260  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[56]) begin
-      \$261  = xdata_d1[455:448];
-    end else begin
-      \$261  = 8'h00;
-    end
-    if (rst) begin
-      \$261  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[57]) begin
-      \$262  = xdata_d1[463:456];
-    end else begin
-      \$262  = 8'h00;
-    end
-    if (rst) begin
-      \$262  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[58]) begin
-      \$263  = xdata_d1[471:464];
-    end else begin
-      \$263  = 8'h00;
-    end
-    if (rst) begin
-      \$263  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[59]) begin
-      \$264  = xdata_d1[479:472];
-    end else begin
-      \$264  = 8'h00;
-    end
-    if (rst) begin
-      \$264  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$265  = t0_0_w1_0;
-    if (rst) begin
-      \$265  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$266  = t0_0_w1_2;
-    if (rst) begin
-      \$266  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$267  = t0_0_w1_4;
-    if (rst) begin
-      \$267  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$268  = t0_0_w1_6;
-    if (rst) begin
-      \$268  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$269  = t0_0_w1_8;
-    if (rst) begin
-      \$269  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$270  = t0_0_w1_10;
-    if (rst) begin
-      \$270  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$271  = t0_0_w1_12;
-    if (rst) begin
-      \$271  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$272  = t0_0_w1_14;
-    if (rst) begin
-      \$272  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$273  = t0_0_w1_16;
-    if (rst) begin
-      \$273  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$274  = t0_0_w1_18;
-    if (rst) begin
-      \$274  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$275  = t0_0_w1_20;
-    if (rst) begin
-      \$275  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$276  = t0_0_w1_22;
-    if (rst) begin
-      \$276  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$277  = t0_0_w1_24;
-    if (rst) begin
-      \$277  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$278  = t0_0_w1_26;
-    if (rst) begin
-      \$278  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$279  = t0_0_w1_28;
-    if (rst) begin
-      \$279  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$280  = t0_0_w3_0;
-    if (rst) begin
-      \$280  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$281  = t0_0_w3_2;
-    if (rst) begin
-      \$281  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$282  = t0_0_w3_4;
-    if (rst) begin
-      \$282  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$283  = t0_0_w3_6;
-    if (rst) begin
-      \$283  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$284  = t0_0_w5_0;
-    if (rst) begin
-      \$284  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$285  = { \o$852 , \o$851 , \o$850  };
-    if (rst) begin
-      \$285  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[0]) begin
-      \$286  = xdata_d1[7:0];
-    end else begin
-      \$286  = 8'h00;
-    end
-    if (rst) begin
-      \$286  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[1]) begin
-      \$287  = xdata_d1[15:8];
-    end else begin
-      \$287  = 8'h00;
-    end
-    if (rst) begin
-      \$287  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[2]) begin
-      \$288  = xdata_d1[23:16];
-    end else begin
-      \$288  = 8'h00;
-    end
-    if (rst) begin
-      \$288  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[3]) begin
-      \$289  = xdata_d1[31:24];
-    end else begin
-      \$289  = 8'h00;
-    end
-    if (rst) begin
-      \$289  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[4]) begin
-      \$290  = xdata_d1[39:32];
-    end else begin
-      \$290  = 8'h00;
-    end
-    if (rst) begin
-      \$290  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[5]) begin
-      \$291  = xdata_d1[47:40];
-    end else begin
-      \$291  = 8'h00;
-    end
-    if (rst) begin
-      \$291  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[6]) begin
-      \$292  = xdata_d1[55:48];
-    end else begin
-      \$292  = 8'h00;
-    end
-    if (rst) begin
-      \$292  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[7]) begin
-      \$293  = xdata_d1[63:56];
-    end else begin
-      \$293  = 8'h00;
-    end
-    if (rst) begin
-      \$293  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[8]) begin
-      \$294  = xdata_d1[71:64];
-    end else begin
-      \$294  = 8'h00;
-    end
-    if (rst) begin
-      \$294  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[9]) begin
-      \$295  = xdata_d1[79:72];
-    end else begin
-      \$295  = 8'h00;
-    end
-    if (rst) begin
-      \$295  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[10]) begin
-      \$296  = xdata_d1[87:80];
-    end else begin
-      \$296  = 8'h00;
-    end
-    if (rst) begin
-      \$296  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[11]) begin
-      \$297  = xdata_d1[95:88];
-    end else begin
-      \$297  = 8'h00;
-    end
-    if (rst) begin
-      \$297  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[12]) begin
-      \$298  = xdata_d1[103:96];
-    end else begin
-      \$298  = 8'h00;
-    end
-    if (rst) begin
-      \$298  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[13]) begin
-      \$299  = xdata_d1[111:104];
-    end else begin
-      \$299  = 8'h00;
-    end
-    if (rst) begin
-      \$299  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[14]) begin
-      \$300  = xdata_d1[119:112];
-    end else begin
-      \$300  = 8'h00;
-    end
-    if (rst) begin
-      \$300  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[15]) begin
-      \$301  = xdata_d1[127:120];
-    end else begin
-      \$301  = 8'h00;
-    end
-    if (rst) begin
-      \$301  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[16]) begin
-      \$302  = xdata_d1[135:128];
-    end else begin
-      \$302  = 8'h00;
-    end
-    if (rst) begin
-      \$302  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[17]) begin
-      \$303  = xdata_d1[143:136];
-    end else begin
-      \$303  = 8'h00;
-    end
-    if (rst) begin
-      \$303  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[18]) begin
-      \$304  = xdata_d1[151:144];
-    end else begin
-      \$304  = 8'h00;
-    end
-    if (rst) begin
-      \$304  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[19]) begin
-      \$305  = xdata_d1[159:152];
-    end else begin
-      \$305  = 8'h00;
-    end
-    if (rst) begin
-      \$305  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[20]) begin
-      \$306  = xdata_d1[167:160];
-    end else begin
-      \$306  = 8'h00;
-    end
-    if (rst) begin
-      \$306  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[21]) begin
-      \$307  = xdata_d1[175:168];
-    end else begin
-      \$307  = 8'h00;
-    end
-    if (rst) begin
-      \$307  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[22]) begin
-      \$308  = xdata_d1[183:176];
-    end else begin
-      \$308  = 8'h00;
-    end
-    if (rst) begin
-      \$308  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[23]) begin
-      \$309  = xdata_d1[191:184];
-    end else begin
-      \$309  = 8'h00;
-    end
-    if (rst) begin
-      \$309  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[24]) begin
-      \$310  = xdata_d1[199:192];
-    end else begin
-      \$310  = 8'h00;
-    end
-    if (rst) begin
-      \$310  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[25]) begin
-      \$311  = xdata_d1[207:200];
-    end else begin
-      \$311  = 8'h00;
-    end
-    if (rst) begin
-      \$311  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[26]) begin
-      \$312  = xdata_d1[215:208];
-    end else begin
-      \$312  = 8'h00;
-    end
-    if (rst) begin
-      \$312  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[27]) begin
-      \$313  = xdata_d1[223:216];
-    end else begin
-      \$313  = 8'h00;
-    end
-    if (rst) begin
-      \$313  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[28]) begin
-      \$314  = xdata_d1[231:224];
-    end else begin
-      \$314  = 8'h00;
-    end
-    if (rst) begin
-      \$314  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[29]) begin
-      \$315  = xdata_d1[239:232];
-    end else begin
-      \$315  = 8'h00;
-    end
-    if (rst) begin
-      \$315  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[30]) begin
-      \$316  = xdata_d1[247:240];
-    end else begin
-      \$316  = 8'h00;
-    end
-    if (rst) begin
-      \$316  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[31]) begin
-      \$317  = xdata_d1[255:248];
-    end else begin
-      \$317  = 8'h00;
-    end
-    if (rst) begin
-      \$317  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[32]) begin
-      \$318  = xdata_d1[263:256];
-    end else begin
-      \$318  = 8'h00;
-    end
-    if (rst) begin
-      \$318  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[33]) begin
-      \$319  = xdata_d1[271:264];
-    end else begin
-      \$319  = 8'h00;
-    end
-    if (rst) begin
-      \$319  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[34]) begin
-      \$320  = xdata_d1[279:272];
-    end else begin
-      \$320  = 8'h00;
-    end
-    if (rst) begin
-      \$320  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[35]) begin
-      \$321  = xdata_d1[287:280];
-    end else begin
-      \$321  = 8'h00;
-    end
-    if (rst) begin
-      \$321  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[36]) begin
-      \$322  = xdata_d1[295:288];
-    end else begin
-      \$322  = 8'h00;
-    end
-    if (rst) begin
-      \$322  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[37]) begin
-      \$323  = xdata_d1[303:296];
-    end else begin
-      \$323  = 8'h00;
-    end
-    if (rst) begin
-      \$323  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[38]) begin
-      \$324  = xdata_d1[311:304];
-    end else begin
-      \$324  = 8'h00;
-    end
-    if (rst) begin
-      \$324  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[39]) begin
-      \$325  = xdata_d1[319:312];
-    end else begin
-      \$325  = 8'h00;
-    end
-    if (rst) begin
-      \$325  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[40]) begin
-      \$326  = xdata_d1[327:320];
-    end else begin
-      \$326  = 8'h00;
-    end
-    if (rst) begin
-      \$326  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[41]) begin
-      \$327  = xdata_d1[335:328];
-    end else begin
-      \$327  = 8'h00;
-    end
-    if (rst) begin
-      \$327  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[42]) begin
-      \$328  = xdata_d1[343:336];
-    end else begin
-      \$328  = 8'h00;
-    end
-    if (rst) begin
-      \$328  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[43]) begin
-      \$329  = xdata_d1[351:344];
-    end else begin
-      \$329  = 8'h00;
-    end
-    if (rst) begin
-      \$329  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[44]) begin
-      \$330  = xdata_d1[359:352];
-    end else begin
-      \$330  = 8'h00;
-    end
-    if (rst) begin
-      \$330  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[45]) begin
-      \$331  = xdata_d1[367:360];
-    end else begin
-      \$331  = 8'h00;
-    end
-    if (rst) begin
-      \$331  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[46]) begin
-      \$332  = xdata_d1[375:368];
-    end else begin
-      \$332  = 8'h00;
-    end
-    if (rst) begin
-      \$332  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[47]) begin
-      \$333  = xdata_d1[383:376];
-    end else begin
-      \$333  = 8'h00;
-    end
-    if (rst) begin
-      \$333  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[48]) begin
-      \$334  = xdata_d1[391:384];
-    end else begin
-      \$334  = 8'h00;
-    end
-    if (rst) begin
-      \$334  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[49]) begin
-      \$335  = xdata_d1[399:392];
-    end else begin
-      \$335  = 8'h00;
-    end
-    if (rst) begin
-      \$335  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[50]) begin
-      \$336  = xdata_d1[407:400];
-    end else begin
-      \$336  = 8'h00;
-    end
-    if (rst) begin
-      \$336  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[51]) begin
-      \$337  = xdata_d1[415:408];
-    end else begin
-      \$337  = 8'h00;
-    end
-    if (rst) begin
-      \$337  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[52]) begin
-      \$338  = xdata_d1[423:416];
-    end else begin
-      \$338  = 8'h00;
-    end
-    if (rst) begin
-      \$338  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[53]) begin
-      \$339  = xdata_d1[431:424];
-    end else begin
-      \$339  = 8'h00;
-    end
-    if (rst) begin
-      \$339  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[54]) begin
-      \$340  = xdata_d1[439:432];
-    end else begin
-      \$340  = 8'h00;
-    end
-    if (rst) begin
-      \$340  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[55]) begin
-      \$341  = xdata_d1[447:440];
-    end else begin
-      \$341  = 8'h00;
-    end
-    if (rst) begin
-      \$341  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[56]) begin
-      \$342  = xdata_d1[455:448];
-    end else begin
-      \$342  = 8'h00;
-    end
-    if (rst) begin
-      \$342  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[57]) begin
-      \$343  = xdata_d1[463:456];
-    end else begin
-      \$343  = 8'h00;
-    end
-    if (rst) begin
-      \$343  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[58]) begin
-      \$344  = xdata_d1[471:464];
-    end else begin
-      \$344  = 8'h00;
-    end
-    if (rst) begin
-      \$344  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[59]) begin
-      \$345  = xdata_d1[479:472];
-    end else begin
-      \$345  = 8'h00;
-    end
-    if (rst) begin
-      \$345  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$346  = t1_0_w1_0;
-    if (rst) begin
-      \$346  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$347  = t1_0_w1_2;
-    if (rst) begin
-      \$347  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$348  = t1_0_w1_4;
-    if (rst) begin
-      \$348  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$349  = t1_0_w1_6;
-    if (rst) begin
-      \$349  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$350  = t1_0_w1_8;
-    if (rst) begin
-      \$350  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$351  = t1_0_w1_10;
-    if (rst) begin
-      \$351  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$352  = t1_0_w1_12;
-    if (rst) begin
-      \$352  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$353  = t1_0_w1_14;
-    if (rst) begin
-      \$353  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$354  = t1_0_w1_16;
-    if (rst) begin
-      \$354  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$355  = t1_0_w1_18;
-    if (rst) begin
-      \$355  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$356  = t1_0_w1_20;
-    if (rst) begin
-      \$356  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$357  = t1_0_w1_22;
-    if (rst) begin
-      \$357  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$358  = t1_0_w1_24;
-    if (rst) begin
-      \$358  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$359  = t1_0_w1_26;
-    if (rst) begin
-      \$359  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$360  = t1_0_w1_28;
-    if (rst) begin
-      \$360  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$361  = t1_0_w3_0;
-    if (rst) begin
-      \$361  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$362  = t1_0_w3_2;
-    if (rst) begin
-      \$362  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$363  = t1_0_w3_4;
-    if (rst) begin
-      \$363  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$364  = t1_0_w3_6;
-    if (rst) begin
-      \$364  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$365  = t1_0_w5_0;
-    if (rst) begin
-      \$365  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$366  = { \o$857 , \o$856 , \o$855  };
-    if (rst) begin
-      \$366  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[0]) begin
-      \$367  = xdata_d1[7:0];
-    end else begin
-      \$367  = 8'h00;
-    end
-    if (rst) begin
-      \$367  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[1]) begin
-      \$368  = xdata_d1[15:8];
-    end else begin
-      \$368  = 8'h00;
-    end
-    if (rst) begin
-      \$368  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[2]) begin
-      \$369  = xdata_d1[23:16];
-    end else begin
-      \$369  = 8'h00;
-    end
-    if (rst) begin
-      \$369  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[3]) begin
-      \$370  = xdata_d1[31:24];
-    end else begin
-      \$370  = 8'h00;
-    end
-    if (rst) begin
-      \$370  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[4]) begin
-      \$371  = xdata_d1[39:32];
-    end else begin
-      \$371  = 8'h00;
-    end
-    if (rst) begin
-      \$371  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[5]) begin
-      \$372  = xdata_d1[47:40];
-    end else begin
-      \$372  = 8'h00;
-    end
-    if (rst) begin
-      \$372  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[6]) begin
-      \$373  = xdata_d1[55:48];
-    end else begin
-      \$373  = 8'h00;
-    end
-    if (rst) begin
-      \$373  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[7]) begin
-      \$374  = xdata_d1[63:56];
-    end else begin
-      \$374  = 8'h00;
-    end
-    if (rst) begin
-      \$374  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[8]) begin
-      \$375  = xdata_d1[71:64];
-    end else begin
-      \$375  = 8'h00;
-    end
-    if (rst) begin
-      \$375  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[9]) begin
-      \$376  = xdata_d1[79:72];
-    end else begin
-      \$376  = 8'h00;
-    end
-    if (rst) begin
-      \$376  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[10]) begin
-      \$377  = xdata_d1[87:80];
-    end else begin
-      \$377  = 8'h00;
-    end
-    if (rst) begin
-      \$377  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[11]) begin
-      \$378  = xdata_d1[95:88];
-    end else begin
-      \$378  = 8'h00;
-    end
-    if (rst) begin
-      \$378  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[12]) begin
-      \$379  = xdata_d1[103:96];
-    end else begin
-      \$379  = 8'h00;
-    end
-    if (rst) begin
-      \$379  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[13]) begin
-      \$380  = xdata_d1[111:104];
-    end else begin
-      \$380  = 8'h00;
-    end
-    if (rst) begin
-      \$380  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[14]) begin
-      \$381  = xdata_d1[119:112];
-    end else begin
-      \$381  = 8'h00;
-    end
-    if (rst) begin
-      \$381  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[15]) begin
-      \$382  = xdata_d1[127:120];
-    end else begin
-      \$382  = 8'h00;
-    end
-    if (rst) begin
-      \$382  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[16]) begin
-      \$383  = xdata_d1[135:128];
-    end else begin
-      \$383  = 8'h00;
-    end
-    if (rst) begin
-      \$383  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[17]) begin
-      \$384  = xdata_d1[143:136];
-    end else begin
-      \$384  = 8'h00;
-    end
-    if (rst) begin
-      \$384  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[18]) begin
-      \$385  = xdata_d1[151:144];
-    end else begin
-      \$385  = 8'h00;
-    end
-    if (rst) begin
-      \$385  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[19]) begin
-      \$386  = xdata_d1[159:152];
-    end else begin
-      \$386  = 8'h00;
-    end
-    if (rst) begin
-      \$386  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[20]) begin
-      \$387  = xdata_d1[167:160];
-    end else begin
-      \$387  = 8'h00;
-    end
-    if (rst) begin
-      \$387  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[21]) begin
-      \$388  = xdata_d1[175:168];
-    end else begin
-      \$388  = 8'h00;
-    end
-    if (rst) begin
-      \$388  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[22]) begin
-      \$389  = xdata_d1[183:176];
-    end else begin
-      \$389  = 8'h00;
-    end
-    if (rst) begin
-      \$389  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[23]) begin
-      \$390  = xdata_d1[191:184];
-    end else begin
-      \$390  = 8'h00;
-    end
-    if (rst) begin
-      \$390  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[24]) begin
-      \$391  = xdata_d1[199:192];
-    end else begin
-      \$391  = 8'h00;
-    end
-    if (rst) begin
-      \$391  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[25]) begin
-      \$392  = xdata_d1[207:200];
-    end else begin
-      \$392  = 8'h00;
-    end
-    if (rst) begin
-      \$392  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[26]) begin
-      \$393  = xdata_d1[215:208];
-    end else begin
-      \$393  = 8'h00;
-    end
-    if (rst) begin
-      \$393  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[27]) begin
-      \$394  = xdata_d1[223:216];
-    end else begin
-      \$394  = 8'h00;
-    end
-    if (rst) begin
-      \$394  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[28]) begin
-      \$395  = xdata_d1[231:224];
-    end else begin
-      \$395  = 8'h00;
-    end
-    if (rst) begin
-      \$395  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[29]) begin
-      \$396  = xdata_d1[239:232];
-    end else begin
-      \$396  = 8'h00;
-    end
-    if (rst) begin
-      \$396  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[30]) begin
-      \$397  = xdata_d1[247:240];
-    end else begin
-      \$397  = 8'h00;
-    end
-    if (rst) begin
-      \$397  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[31]) begin
-      \$398  = xdata_d1[255:248];
-    end else begin
-      \$398  = 8'h00;
-    end
-    if (rst) begin
-      \$398  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[32]) begin
-      \$399  = xdata_d1[263:256];
-    end else begin
-      \$399  = 8'h00;
-    end
-    if (rst) begin
-      \$399  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[33]) begin
-      \$400  = xdata_d1[271:264];
-    end else begin
-      \$400  = 8'h00;
-    end
-    if (rst) begin
-      \$400  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[34]) begin
-      \$401  = xdata_d1[279:272];
-    end else begin
-      \$401  = 8'h00;
-    end
-    if (rst) begin
-      \$401  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[35]) begin
-      \$402  = xdata_d1[287:280];
-    end else begin
-      \$402  = 8'h00;
-    end
-    if (rst) begin
-      \$402  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[36]) begin
-      \$403  = xdata_d1[295:288];
-    end else begin
-      \$403  = 8'h00;
-    end
-    if (rst) begin
-      \$403  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[37]) begin
-      \$404  = xdata_d1[303:296];
-    end else begin
-      \$404  = 8'h00;
-    end
-    if (rst) begin
-      \$404  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[38]) begin
-      \$405  = xdata_d1[311:304];
-    end else begin
-      \$405  = 8'h00;
-    end
-    if (rst) begin
-      \$405  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[39]) begin
-      \$406  = xdata_d1[319:312];
-    end else begin
-      \$406  = 8'h00;
-    end
-    if (rst) begin
-      \$406  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[40]) begin
-      \$407  = xdata_d1[327:320];
-    end else begin
-      \$407  = 8'h00;
-    end
-    if (rst) begin
-      \$407  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[41]) begin
-      \$408  = xdata_d1[335:328];
-    end else begin
-      \$408  = 8'h00;
-    end
-    if (rst) begin
-      \$408  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[42]) begin
-      \$409  = xdata_d1[343:336];
-    end else begin
-      \$409  = 8'h00;
-    end
-    if (rst) begin
-      \$409  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[43]) begin
-      \$410  = xdata_d1[351:344];
-    end else begin
-      \$410  = 8'h00;
-    end
-    if (rst) begin
-      \$410  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[44]) begin
-      \$411  = xdata_d1[359:352];
-    end else begin
-      \$411  = 8'h00;
-    end
-    if (rst) begin
-      \$411  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[45]) begin
-      \$412  = xdata_d1[367:360];
-    end else begin
-      \$412  = 8'h00;
-    end
-    if (rst) begin
-      \$412  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[46]) begin
-      \$413  = xdata_d1[375:368];
-    end else begin
-      \$413  = 8'h00;
-    end
-    if (rst) begin
-      \$413  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[47]) begin
-      \$414  = xdata_d1[383:376];
-    end else begin
-      \$414  = 8'h00;
-    end
-    if (rst) begin
-      \$414  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[48]) begin
-      \$415  = xdata_d1[391:384];
-    end else begin
-      \$415  = 8'h00;
-    end
-    if (rst) begin
-      \$415  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[49]) begin
-      \$416  = xdata_d1[399:392];
-    end else begin
-      \$416  = 8'h00;
-    end
-    if (rst) begin
-      \$416  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[50]) begin
-      \$417  = xdata_d1[407:400];
-    end else begin
-      \$417  = 8'h00;
-    end
-    if (rst) begin
-      \$417  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[51]) begin
-      \$418  = xdata_d1[415:408];
-    end else begin
-      \$418  = 8'h00;
-    end
-    if (rst) begin
-      \$418  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[52]) begin
-      \$419  = xdata_d1[423:416];
-    end else begin
-      \$419  = 8'h00;
-    end
-    if (rst) begin
-      \$419  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[53]) begin
-      \$420  = xdata_d1[431:424];
-    end else begin
-      \$420  = 8'h00;
-    end
-    if (rst) begin
-      \$420  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[54]) begin
-      \$421  = xdata_d1[439:432];
-    end else begin
-      \$421  = 8'h00;
-    end
-    if (rst) begin
-      \$421  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[55]) begin
-      \$422  = xdata_d1[447:440];
-    end else begin
-      \$422  = 8'h00;
-    end
-    if (rst) begin
-      \$422  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[56]) begin
-      \$423  = xdata_d1[455:448];
-    end else begin
-      \$423  = 8'h00;
-    end
-    if (rst) begin
-      \$423  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[57]) begin
-      \$424  = xdata_d1[463:456];
-    end else begin
-      \$424  = 8'h00;
-    end
-    if (rst) begin
-      \$424  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[58]) begin
-      \$425  = xdata_d1[471:464];
-    end else begin
-      \$425  = 8'h00;
-    end
-    if (rst) begin
-      \$425  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[59]) begin
-      \$426  = xdata_d1[479:472];
-    end else begin
-      \$426  = 8'h00;
-    end
-    if (rst) begin
-      \$426  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$427  = t2_0_w1_0;
-    if (rst) begin
-      \$427  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$428  = t2_0_w1_2;
-    if (rst) begin
-      \$428  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$429  = t2_0_w1_4;
-    if (rst) begin
-      \$429  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$430  = t2_0_w1_6;
-    if (rst) begin
-      \$430  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$431  = t2_0_w1_8;
-    if (rst) begin
-      \$431  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$432  = t2_0_w1_10;
-    if (rst) begin
-      \$432  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$433  = t2_0_w1_12;
-    if (rst) begin
-      \$433  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$434  = t2_0_w1_14;
-    if (rst) begin
-      \$434  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$435  = t2_0_w1_16;
-    if (rst) begin
-      \$435  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$436  = t2_0_w1_18;
-    if (rst) begin
-      \$436  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$437  = t2_0_w1_20;
-    if (rst) begin
-      \$437  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$438  = t2_0_w1_22;
-    if (rst) begin
-      \$438  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$439  = t2_0_w1_24;
-    if (rst) begin
-      \$439  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$440  = t2_0_w1_26;
-    if (rst) begin
-      \$440  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$441  = t2_0_w1_28;
-    if (rst) begin
-      \$441  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$442  = t2_0_w3_0;
-    if (rst) begin
-      \$442  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$443  = t2_0_w3_2;
-    if (rst) begin
-      \$443  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$444  = t2_0_w3_4;
-    if (rst) begin
-      \$444  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$445  = t2_0_w3_6;
-    if (rst) begin
-      \$445  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$446  = t2_0_w5_0;
-    if (rst) begin
-      \$446  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$447  = { \o$862 , \o$861 , \o$860  };
-    if (rst) begin
-      \$447  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[0]) begin
-      \$448  = xdata_d1[7:0];
-    end else begin
-      \$448  = 8'h00;
-    end
-    if (rst) begin
-      \$448  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[1]) begin
-      \$449  = xdata_d1[15:8];
-    end else begin
-      \$449  = 8'h00;
-    end
-    if (rst) begin
-      \$449  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[2]) begin
-      \$450  = xdata_d1[23:16];
-    end else begin
-      \$450  = 8'h00;
-    end
-    if (rst) begin
-      \$450  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[3]) begin
-      \$451  = xdata_d1[31:24];
-    end else begin
-      \$451  = 8'h00;
-    end
-    if (rst) begin
-      \$451  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[4]) begin
-      \$452  = xdata_d1[39:32];
-    end else begin
-      \$452  = 8'h00;
-    end
-    if (rst) begin
-      \$452  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[5]) begin
-      \$453  = xdata_d1[47:40];
-    end else begin
-      \$453  = 8'h00;
-    end
-    if (rst) begin
-      \$453  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[6]) begin
-      \$454  = xdata_d1[55:48];
-    end else begin
-      \$454  = 8'h00;
-    end
-    if (rst) begin
-      \$454  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[7]) begin
-      \$455  = xdata_d1[63:56];
-    end else begin
-      \$455  = 8'h00;
-    end
-    if (rst) begin
-      \$455  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[8]) begin
-      \$456  = xdata_d1[71:64];
-    end else begin
-      \$456  = 8'h00;
-    end
-    if (rst) begin
-      \$456  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[9]) begin
-      \$457  = xdata_d1[79:72];
-    end else begin
-      \$457  = 8'h00;
-    end
-    if (rst) begin
-      \$457  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[10]) begin
-      \$458  = xdata_d1[87:80];
-    end else begin
-      \$458  = 8'h00;
-    end
-    if (rst) begin
-      \$458  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[11]) begin
-      \$459  = xdata_d1[95:88];
-    end else begin
-      \$459  = 8'h00;
-    end
-    if (rst) begin
-      \$459  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[12]) begin
-      \$460  = xdata_d1[103:96];
-    end else begin
-      \$460  = 8'h00;
-    end
-    if (rst) begin
-      \$460  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[13]) begin
-      \$461  = xdata_d1[111:104];
-    end else begin
-      \$461  = 8'h00;
-    end
-    if (rst) begin
-      \$461  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[14]) begin
-      \$462  = xdata_d1[119:112];
-    end else begin
-      \$462  = 8'h00;
-    end
-    if (rst) begin
-      \$462  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[15]) begin
-      \$463  = xdata_d1[127:120];
-    end else begin
-      \$463  = 8'h00;
-    end
-    if (rst) begin
-      \$463  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[16]) begin
-      \$464  = xdata_d1[135:128];
-    end else begin
-      \$464  = 8'h00;
-    end
-    if (rst) begin
-      \$464  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[17]) begin
-      \$465  = xdata_d1[143:136];
-    end else begin
-      \$465  = 8'h00;
-    end
-    if (rst) begin
-      \$465  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[18]) begin
-      \$466  = xdata_d1[151:144];
-    end else begin
-      \$466  = 8'h00;
-    end
-    if (rst) begin
-      \$466  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[19]) begin
-      \$467  = xdata_d1[159:152];
-    end else begin
-      \$467  = 8'h00;
-    end
-    if (rst) begin
-      \$467  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[20]) begin
-      \$468  = xdata_d1[167:160];
-    end else begin
-      \$468  = 8'h00;
-    end
-    if (rst) begin
-      \$468  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[21]) begin
-      \$469  = xdata_d1[175:168];
-    end else begin
-      \$469  = 8'h00;
-    end
-    if (rst) begin
-      \$469  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[22]) begin
-      \$470  = xdata_d1[183:176];
-    end else begin
-      \$470  = 8'h00;
-    end
-    if (rst) begin
-      \$470  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[23]) begin
-      \$471  = xdata_d1[191:184];
-    end else begin
-      \$471  = 8'h00;
-    end
-    if (rst) begin
-      \$471  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[24]) begin
-      \$472  = xdata_d1[199:192];
-    end else begin
-      \$472  = 8'h00;
-    end
-    if (rst) begin
-      \$472  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[25]) begin
-      \$473  = xdata_d1[207:200];
-    end else begin
-      \$473  = 8'h00;
-    end
-    if (rst) begin
-      \$473  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[26]) begin
-      \$474  = xdata_d1[215:208];
-    end else begin
-      \$474  = 8'h00;
-    end
-    if (rst) begin
-      \$474  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[27]) begin
-      \$475  = xdata_d1[223:216];
-    end else begin
-      \$475  = 8'h00;
-    end
-    if (rst) begin
-      \$475  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[28]) begin
-      \$476  = xdata_d1[231:224];
-    end else begin
-      \$476  = 8'h00;
-    end
-    if (rst) begin
-      \$476  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[29]) begin
-      \$477  = xdata_d1[239:232];
-    end else begin
-      \$477  = 8'h00;
-    end
-    if (rst) begin
-      \$477  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[30]) begin
-      \$478  = xdata_d1[247:240];
-    end else begin
-      \$478  = 8'h00;
-    end
-    if (rst) begin
-      \$478  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[31]) begin
-      \$479  = xdata_d1[255:248];
-    end else begin
-      \$479  = 8'h00;
-    end
-    if (rst) begin
-      \$479  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[32]) begin
-      \$480  = xdata_d1[263:256];
-    end else begin
-      \$480  = 8'h00;
-    end
-    if (rst) begin
-      \$480  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[33]) begin
-      \$481  = xdata_d1[271:264];
-    end else begin
-      \$481  = 8'h00;
-    end
-    if (rst) begin
-      \$481  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[34]) begin
-      \$482  = xdata_d1[279:272];
-    end else begin
-      \$482  = 8'h00;
-    end
-    if (rst) begin
-      \$482  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[35]) begin
-      \$483  = xdata_d1[287:280];
-    end else begin
-      \$483  = 8'h00;
-    end
-    if (rst) begin
-      \$483  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[36]) begin
-      \$484  = xdata_d1[295:288];
-    end else begin
-      \$484  = 8'h00;
-    end
-    if (rst) begin
-      \$484  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[37]) begin
-      \$485  = xdata_d1[303:296];
-    end else begin
-      \$485  = 8'h00;
-    end
-    if (rst) begin
-      \$485  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[38]) begin
-      \$486  = xdata_d1[311:304];
-    end else begin
-      \$486  = 8'h00;
-    end
-    if (rst) begin
-      \$486  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[39]) begin
-      \$487  = xdata_d1[319:312];
-    end else begin
-      \$487  = 8'h00;
-    end
-    if (rst) begin
-      \$487  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[40]) begin
-      \$488  = xdata_d1[327:320];
-    end else begin
-      \$488  = 8'h00;
-    end
-    if (rst) begin
-      \$488  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[41]) begin
-      \$489  = xdata_d1[335:328];
-    end else begin
-      \$489  = 8'h00;
-    end
-    if (rst) begin
-      \$489  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[42]) begin
-      \$490  = xdata_d1[343:336];
-    end else begin
-      \$490  = 8'h00;
-    end
-    if (rst) begin
-      \$490  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[43]) begin
-      \$491  = xdata_d1[351:344];
-    end else begin
-      \$491  = 8'h00;
-    end
-    if (rst) begin
-      \$491  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[44]) begin
-      \$492  = xdata_d1[359:352];
-    end else begin
-      \$492  = 8'h00;
-    end
-    if (rst) begin
-      \$492  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[45]) begin
-      \$493  = xdata_d1[367:360];
-    end else begin
-      \$493  = 8'h00;
-    end
-    if (rst) begin
-      \$493  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[46]) begin
-      \$494  = xdata_d1[375:368];
-    end else begin
-      \$494  = 8'h00;
-    end
-    if (rst) begin
-      \$494  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[47]) begin
-      \$495  = xdata_d1[383:376];
-    end else begin
-      \$495  = 8'h00;
-    end
-    if (rst) begin
-      \$495  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[48]) begin
-      \$496  = xdata_d1[391:384];
-    end else begin
-      \$496  = 8'h00;
-    end
-    if (rst) begin
-      \$496  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[49]) begin
-      \$497  = xdata_d1[399:392];
-    end else begin
-      \$497  = 8'h00;
-    end
-    if (rst) begin
-      \$497  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[50]) begin
-      \$498  = xdata_d1[407:400];
-    end else begin
-      \$498  = 8'h00;
-    end
-    if (rst) begin
-      \$498  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[51]) begin
-      \$499  = xdata_d1[415:408];
-    end else begin
-      \$499  = 8'h00;
-    end
-    if (rst) begin
-      \$499  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[52]) begin
-      \$500  = xdata_d1[423:416];
-    end else begin
-      \$500  = 8'h00;
-    end
-    if (rst) begin
-      \$500  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[53]) begin
-      \$501  = xdata_d1[431:424];
-    end else begin
-      \$501  = 8'h00;
-    end
-    if (rst) begin
-      \$501  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[54]) begin
-      \$502  = xdata_d1[439:432];
-    end else begin
-      \$502  = 8'h00;
-    end
-    if (rst) begin
-      \$502  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[55]) begin
-      \$503  = xdata_d1[447:440];
-    end else begin
-      \$503  = 8'h00;
-    end
-    if (rst) begin
-      \$503  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[56]) begin
-      \$504  = xdata_d1[455:448];
-    end else begin
-      \$504  = 8'h00;
-    end
-    if (rst) begin
-      \$504  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[57]) begin
-      \$505  = xdata_d1[463:456];
-    end else begin
-      \$505  = 8'h00;
-    end
-    if (rst) begin
-      \$505  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[58]) begin
-      \$506  = xdata_d1[471:464];
-    end else begin
-      \$506  = 8'h00;
-    end
-    if (rst) begin
-      \$506  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[59]) begin
-      \$507  = xdata_d1[479:472];
-    end else begin
-      \$507  = 8'h00;
-    end
-    if (rst) begin
-      \$507  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$508  = t3_0_w1_0;
-    if (rst) begin
-      \$508  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$509  = t3_0_w1_2;
-    if (rst) begin
-      \$509  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$510  = t3_0_w1_4;
-    if (rst) begin
-      \$510  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$511  = t3_0_w1_6;
-    if (rst) begin
-      \$511  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$512  = t3_0_w1_8;
-    if (rst) begin
-      \$512  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$513  = t3_0_w1_10;
-    if (rst) begin
-      \$513  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$514  = t3_0_w1_12;
-    if (rst) begin
-      \$514  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$515  = t3_0_w1_14;
-    if (rst) begin
-      \$515  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$516  = t3_0_w1_16;
-    if (rst) begin
-      \$516  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$517  = t3_0_w1_18;
-    if (rst) begin
-      \$517  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$518  = t3_0_w1_20;
-    if (rst) begin
-      \$518  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$519  = t3_0_w1_22;
-    if (rst) begin
-      \$519  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$520  = t3_0_w1_24;
-    if (rst) begin
-      \$520  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$521  = t3_0_w1_26;
-    if (rst) begin
-      \$521  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$522  = t3_0_w1_28;
-    if (rst) begin
-      \$522  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$523  = t3_0_w3_0;
-    if (rst) begin
-      \$523  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$524  = t3_0_w3_2;
-    if (rst) begin
-      \$524  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$525  = t3_0_w3_4;
-    if (rst) begin
-      \$525  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$526  = t3_0_w3_6;
-    if (rst) begin
-      \$526  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$527  = t3_0_w5_0;
-    if (rst) begin
-      \$527  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$528  = xdata_d1;
-    if (rst) begin
-      \$528  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$529  = xsum_w1_0;
-    if (rst) begin
-      \$529  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$530  = xsum_w1_2;
-    if (rst) begin
-      \$530  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$531  = xsum_w1_4;
-    if (rst) begin
-      \$531  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$532  = xsum_w1_6;
-    if (rst) begin
-      \$532  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$533  = xsum_w1_8;
-    if (rst) begin
-      \$533  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$534  = xsum_w1_10;
-    if (rst) begin
-      \$534  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$535  = xsum_w1_12;
-    if (rst) begin
-      \$535  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$536  = xsum_w1_14;
-    if (rst) begin
-      \$536  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$537  = xsum_w1_16;
-    if (rst) begin
-      \$537  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$538  = xsum_w1_18;
-    if (rst) begin
-      \$538  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$539  = xsum_w1_20;
-    if (rst) begin
-      \$539  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$540  = xsum_w1_22;
-    if (rst) begin
-      \$540  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$541  = xsum_w1_24;
-    if (rst) begin
-      \$541  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$542  = xsum_w1_26;
-    if (rst) begin
-      \$542  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$543  = xsum_w1_28;
-    if (rst) begin
-      \$543  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$544  = xsum_w3_0;
-    if (rst) begin
-      \$544  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$545  = xsum_w3_2;
-    if (rst) begin
-      \$545  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$546  = xsum_w3_4;
-    if (rst) begin
-      \$546  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$547  = xsum_w3_6;
-    if (rst) begin
-      \$547  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$548  = xsum_w5_0;
-    if (rst) begin
-      \$548  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$549  = \$signal$807 ;
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$550  = v2_d1;
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$551  = v2_d2;
-    if (rst) begin
-      \$551  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$552  = v2_d3;
-    if (rst) begin
-      \$552  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$553  = v2_d4;
-    if (rst) begin
-      \$553  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$554  = \$signal$808 ;
-    if (rst) begin
-      \$554  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$555  = first2_d1;
-    if (rst) begin
-      \$555  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$556  = first2_d2;
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$557  = first2_d3;
-    if (rst) begin
-      \$557  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$558  = first2_d4;
-    if (rst) begin
-      \$558  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$559  = last1;
-    if (rst) begin
-      \$559  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$560  = last2_d1;
-    if (rst) begin
-      \$560  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$561  = last2_d2;
-    if (rst) begin
-      \$561  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$562  = last2_d3;
-    if (rst) begin
-      \$562  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$563  = last2_d4;
-    if (rst) begin
-      \$563  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$564  = group_end;
-    if (rst) begin
-      \$564  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$565  = xacc;
-    if (v2_d5) begin
-      \$565  = \$101 [17:0];
-    end
-    if (rst) begin
-      \$565  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$566  = xfin;
-    if (group_end) begin
-      \$566  = \$103 [17:0];
-    end
-    if (rst) begin
-      \$566  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$567  = acc0_0;
-    if (v2_d5) begin
-      \$567  = \$105 [17:0];
-    end
-    if (rst) begin
-      \$567  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$568  = fin0_0;
-    if (group_end) begin
-      \$568  = \$107 [17:0];
-    end
-    if (rst) begin
-      \$568  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$569  = bank0_0;
-    if (done) begin
-      \$569  = \$109 [18:0];
-    end else if (ser) begin
-      \$569  = bank1_0;
-    end
-    if (rst) begin
-      \$569  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$570  = acc1_0;
-    if (v2_d5) begin
-      \$570  = \$111 [17:0];
-    end
-    if (rst) begin
-      \$570  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$571  = fin1_0;
-    if (group_end) begin
-      \$571  = \$113 [17:0];
-    end
-    if (rst) begin
-      \$571  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$572  = bank1_0;
-    if (done) begin
-      \$572  = \$115 [18:0];
-    end else if (ser) begin
-      \$572  = bank2_0;
-    end
-    if (rst) begin
-      \$572  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$573  = acc2_0;
-    if (v2_d5) begin
-      \$573  = \$117 [17:0];
-    end
-    if (rst) begin
-      \$573  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$574  = fin2_0;
-    if (group_end) begin
-      \$574  = \$119 [17:0];
-    end
-    if (rst) begin
-      \$574  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$575  = bank2_0;
-    if (done) begin
-      \$575  = \$121 [18:0];
-    end else if (ser) begin
-      \$575  = bank3_0;
-    end
-    if (rst) begin
-      \$575  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$576  = acc3_0;
-    if (v2_d5) begin
-      \$576  = \$123 [17:0];
-    end
-    if (rst) begin
-      \$576  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$577  = fin3_0;
-    if (group_end) begin
-      \$577  = \$125 [17:0];
-    end
-    if (rst) begin
-      \$577  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$578  = bank3_0;
-    if (done) begin
-      \$578  = \$127 [18:0];
-    end
-    if (rst) begin
-      \$578  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$579  = ser_left;
-    if (done) begin
-      \$579  = 3'h4;
-    end else if (ser) begin
-      \$579  = \$128 [2:0];
-    end
-    if (rst) begin
-      \$579  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$580  = addr;
-    if (ser) begin
-      \$580  = \$131 [5:0];
-    end
-    if (rst) begin
-      \$580  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$581  = \$132 ;
-    if (rst) begin
-      \$581  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$582  = \$134 ;
-    if (rst) begin
-      \$582  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$583  = bank0_0;
-    if (rst) begin
-      \$583  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$584  = \$signal$893 ;
-    if (rst) begin
-      \$584  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$585  = data[31:13];
-    if (rst) begin
-      \$585  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$586  = \$135 ;
-    if (rst) begin
-      \$586  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$587  = \$138 ;
-    if (rst) begin
-      \$587  = 47'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$588  = rq0_beta;
-    if (rst) begin
-      \$588  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$589  = \$139 [30:0];
-    if (rst) begin
-      \$589  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$590  = \$140 [14:0];
-    if (rst) begin
-      \$590  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$591  = \$142 ;
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$592  = \$144 ;
-    if (rst) begin
-      \$592  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$593  = vb;
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$594  = v_out_d1;
-    if (rst) begin
-      \$594  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$595  = v_out_d2;
-    if (rst) begin
-      \$595  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$596  = v_out_d3;
-    if (rst) begin
-      \$596  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$597  = ka;
-    if (rst) begin
-      \$597  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$598  = skipped_d1;
-    if (rst) begin
-      \$598  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$599  = skipped_d2;
-    if (rst) begin
-      \$599  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$600  = skipped_d3;
-    if (rst) begin
-      \$600  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$601  = skipped_d4;
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$602  = \$145 ;
-    if (rst) begin
-      \$602  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$603  = \$147 ;
-    if (rst) begin
-      \$603  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$604  = \$24 [3:0];
-    if (rst) begin
-      \$604  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$605  = credits_room_next;
-    if (rst) begin
-      \$605  = 1'h1;
+      \$152  = 4'h0;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -14082,18 +12022,18 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   assign \$94  = r_page_b5;
   assign \$96  = r_page_b6;
   assign \$98  = r_page_b7;
-  assign \$108  = { fin0_0, 1'h0 };
-  assign \$114  = { fin1_0, 1'h0 };
-  assign \$120  = { fin2_0, 1'h0 };
-  assign \$126  = { fin3_0, 1'h0 };
-  assign \$132  = ser;
-  assign \$133  = 1'h0;
-  assign \$134  = 1'h0;
-  assign \$136  = { p[29], p };
-  assign \$137  = { \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 , 17'h00000 };
-  assign \$140  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$141  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$143  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$112  = { fin0_0, 1'h0 };
+  assign \$118  = { fin1_0, 1'h0 };
+  assign \$124  = { fin2_0, 1'h0 };
+  assign \$130  = { fin3_0, 1'h0 };
+  assign \$136  = ser;
+  assign \$137  = 1'h0;
+  assign \$138  = 1'h0;
+  assign \$140  = { p[29], p };
+  assign \$141  = { \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 , 17'h00000 };
+  assign \$144  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$145  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$147  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14966,15 +12906,14 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [7:0] \$37 ;
-  reg [3:0] \$38 ;
-  reg \$39 ;
+  reg [3:0] \$37 ;
+  reg \$38 ;
+  reg [7:0] \$39 ;
   wire \$4 ;
-  reg [7:0] \$40 ;
+  reg [3:0] \$40 ;
   reg [3:0] \$41 ;
   reg [3:0] \$42 ;
-  reg [3:0] \$43 ;
-  reg \$44 ;
+  reg \$43 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -14985,6 +12924,8 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire clk;
   reg empty = 1'h1;
   reg [7:0] fwd_data = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] head;
   wire head_free;
   output [7:0] o__payload;
   reg [7:0] o__payload = 8'h00;
@@ -15036,11 +12977,9 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   end
   assign r_port__data = _0_;
   always @(posedge clk)
-    w_port__addr <= \$42 ;
+    used <= \$42 ;
   always @(posedge clk)
-    used <= \$43 ;
-  always @(posedge clk)
-    empty <= \$44 ;
+    empty <= \$43 ;
   assign \$1  = ~ o__valid;
   assign head_free = \$1  | o__ready;
   assign \$2  = ~ empty;
@@ -15084,37 +13023,29 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   always @(posedge clk)
     \$signal  <= \$36 ;
   always @(posedge clk)
-    fwd_data <= \$37 ;
+    fwd_data <= w_port__data;
   always @(posedge clk)
-    rd_inc <= \$38 ;
+    rd_inc <= \$37 ;
   always @(posedge clk)
-    o__valid <= \$39 ;
+    o__valid <= \$38 ;
   always @(posedge clk)
-    o__payload <= \$40 ;
+    o__payload <= \$39 ;
   always @(posedge clk)
-    rd <= \$41 ;
+    rd <= \$40 ;
+  always @(posedge clk)
+    w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$42  = w_port__addr;
-    if (push) begin
-      \$42  = \$20 [3:0];
-    end
+    \$42  = \$28 [3:0];
     if (rst) begin
       \$42  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$43  = \$28 [3:0];
+    \$43  = \$35 ;
     if (rst) begin
-      \$43  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$44  = \$35 ;
-    if (rst) begin
-      \$44  = 1'h1;
+      \$43  = 1'h1;
     end
   end
   always @* begin
@@ -15126,51 +13057,52 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$37  = w_port__data;
-    if (rst) begin
-      \$37  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$38  = rd_inc;
+    \$37  = rd_inc;
     if (pop) begin
-      \$38  = \$11 [3:0];
+      \$37  = \$11 [3:0];
     end
     if (rst) begin
-      \$38  = 4'h1;
+      \$37  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$39  = o__valid;
+    \$38  = o__valid;
     if (head_free) begin
-      \$39  = \$13 ;
+      \$38  = \$13 ;
     end
     if (rst) begin
-      \$39  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$40  = o__payload;
+    \$39  = o__payload;
     if (head_free) begin
-      \$40  = \$14 ;
-    end
-    if (rst) begin
-      \$40  = 8'h00;
+      \$39  = \$14 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$41  = rd;
+    \$40  = rd;
     if (pop) begin
-      \$41  = \$17 [3:0];
+      \$40  = \$17 [3:0];
+    end
+    if (rst) begin
+      \$40  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$41  = w_port__addr;
+    if (push) begin
+      \$41  = \$20 [3:0];
     end
     if (rst) begin
       \$41  = 4'h0;
     end
   end
+  assign head = o__payload;
   assign wr = w_port__addr;
   assign w_data = w_port__data;
   assign w_port__en = w_en;
@@ -15666,9 +13598,6 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
         \$134  = data;
       end
     end
-    if (rst) begin
-      \$134  = 192'h000000000000000000000000000000000000000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
@@ -15677,9 +13606,6 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
       if (\$120 ) begin
         \$135  = data;
       end
-    end
-    if (rst) begin
-      \$135  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -15690,9 +13616,6 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
         \$136  = data;
       end
     end
-    if (rst) begin
-      \$136  = 192'h000000000000000000000000000000000000000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
@@ -15701,9 +13624,6 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
       if (\$122 ) begin
         \$137  = data;
       end
-    end
-    if (rst) begin
-      \$137  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   assign raddr = addr;
@@ -22461,11 +20381,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1139$0 (\$9 ),
-    .\port$1148$0 (\$18 ),
-    .\port$1157$0 (\$27 ),
-    .\port$1166$0 (\$36 ),
-    .\port$1175$0 (\$45 ),
+    .\port$1140$0 (\$9 ),
+    .\port$1149$0 (\$18 ),
+    .\port$1158$0 (\$27 ),
+    .\port$1167$0 (\$36 ),
+    .\port$1176$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -22475,13 +20395,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1778$0 (\$signature__data$66 ),
-    .\port$1781$0 (\$signature__data$67 ),
-    .\port$1784$0 (\$signature__data$68 ),
-    .\port$1787$0 (\$signature__data$69 ),
-    .\port$1790$0 (\$signature__data$70 ),
-    .\port$5154$0 (pads),
-    .\port$5156$0 (rot),
+    .\port$1779$0 (\$signature__data$66 ),
+    .\port$1782$0 (\$signature__data$67 ),
+    .\port$1785$0 (\$signature__data$68 ),
+    .\port$1788$0 (\$signature__data$69 ),
+    .\port$1791$0 (\$signature__data$70 ),
+    .\port$5124$0 (pads),
+    .\port$5126$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -23029,6 +20949,8 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
   reg \$9 ;
   input clk;
   wire clk;
+  (* init = 48'h000000000000 *)
+  wire [47:0] data;
   reg full = 1'h0;
   reg [47:0] held = 48'h000000000000;
   input [47:0] i__payload;
@@ -23076,9 +20998,6 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
     if (\$2 ) begin
       \$8  = \$6 ;
     end
-    if (rst) begin
-      \$8  = 48'h000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
@@ -23099,14 +21018,12 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
     end else if (\$4 ) begin
       \$10  = i__payload;
     end
-    if (rst) begin
-      \$10  = 48'h000000000000;
-    end
   end
+  assign data = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1139$0 , \port$1148$0 , \port$1157$0 , \port$1166$0 , \port$1175$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1140$0 , \port$1149$0 , \port$1158$0 , \port$1167$0 , \port$1176$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23128,16 +21045,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1139$0 , \port$1148$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1139$0 ;
-  wire [7:0] \port$1139$0 ;
-  input [7:0] \port$1148$0 ;
-  wire [7:0] \port$1148$0 ;
-  input [7:0] \port$1157$0 ;
-  wire [7:0] \port$1157$0 ;
-  input [7:0] \port$1166$0 ;
-  wire [7:0] \port$1166$0 ;
-  input [7:0] \port$1175$0 ;
-  wire [7:0] \port$1175$0 ;
+  input [7:0] \port$1140$0 ;
+  wire [7:0] \port$1140$0 ;
+  input [7:0] \port$1149$0 ;
+  wire [7:0] \port$1149$0 ;
+  input [7:0] \port$1158$0 ;
+  wire [7:0] \port$1158$0 ;
+  input [7:0] \port$1167$0 ;
+  wire [7:0] \port$1167$0 ;
+  input [7:0] \port$1176$0 ;
+  wire [7:0] \port$1176$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23162,15 +21079,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1139$0 , \port$1148$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1175$0 , \port$1166$0 , \port$1157$0 , \port$1148$0 , \port$1139$0  };
+      \$5  = { \port$1176$0 , \port$1167$0 , \port$1158$0 , \port$1149$0 , \port$1140$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1175$0 , \port$1166$0 , \port$1157$0 , \port$1148$0 , \port$1139$0  };
+  assign i__payload = { \port$1176$0 , \port$1167$0 , \port$1158$0 , \port$1149$0 , \port$1140$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 , \port$1781$0 , \port$1784$0 , \port$1787$0 , \port$1790$0 , \port$5154$0 , \port$5156$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1779$0 , \port$1782$0 , \port$1785$0 , \port$1788$0 , \port$1791$0 , \port$5124$0 , \port$5126$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23192,20 +21109,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1778$0 ;
-  wire [7:0] \port$1778$0 ;
-  input [7:0] \port$1781$0 ;
-  wire [7:0] \port$1781$0 ;
-  input [7:0] \port$1784$0 ;
-  wire [7:0] \port$1784$0 ;
-  input [7:0] \port$1787$0 ;
-  wire [7:0] \port$1787$0 ;
-  input [7:0] \port$1790$0 ;
-  wire [7:0] \port$1790$0 ;
-  input [4:0] \port$5154$0 ;
-  wire [4:0] \port$5154$0 ;
-  input [2:0] \port$5156$0 ;
-  wire [2:0] \port$5156$0 ;
+  input [7:0] \port$1779$0 ;
+  wire [7:0] \port$1779$0 ;
+  input [7:0] \port$1782$0 ;
+  wire [7:0] \port$1782$0 ;
+  input [7:0] \port$1785$0 ;
+  wire [7:0] \port$1785$0 ;
+  input [7:0] \port$1788$0 ;
+  wire [7:0] \port$1788$0 ;
+  input [7:0] \port$1791$0 ;
+  wire [7:0] \port$1791$0 ;
+  input [4:0] \port$5124$0 ;
+  wire [4:0] \port$5124$0 ;
+  input [2:0] \port$5126$0 ;
+  wire [2:0] \port$5126$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -23230,11 +21147,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1778$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5154$0 , \port$5156$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
+      \$5  = { \port$5124$0 , \port$5126$0 , \port$1791$0 , \port$1788$0 , \port$1785$0 , \port$1782$0 , \port$1779$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5154$0 , \port$5156$0 , \port$1790$0 , \port$1787$0 , \port$1784$0 , \port$1781$0 , \port$1778$0  };
+  assign i__payload = { \port$5124$0 , \port$5126$0 , \port$1791$0 , \port$1788$0 , \port$1785$0 , \port$1782$0 , \port$1779$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23290,6 +21207,8 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [479:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst;
@@ -23344,9 +21263,6 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     \$24  = o__payload;
     if (\$13 ) begin
       \$24  = word;
-    end
-    if (rst) begin
-      \$24  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -23406,11 +21322,9 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     if (take) begin
       \$31  = \$23 ;
     end
-    if (rst) begin
-      \$31  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
   end
   assign ready = i__ready;
+  assign out = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23471,7 +21385,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [19:0] \$146 ;
   wire [19:0] \$147 ;
   wire [19:0] \$148 ;
-  wire [20:0] \$149 ;
+  wire [19:0] \$149 ;
   wire \$15 ;
   wire [19:0] \$150 ;
   wire [20:0] \$151 ;
@@ -23479,80 +21393,80 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [20:0] \$153 ;
   wire [19:0] \$154 ;
   wire [20:0] \$155 ;
-  wire [20:0] \$156 ;
-  wire [21:0] \$157 ;
-  wire [19:0] \$158 ;
-  wire [20:0] \$159 ;
+  wire [19:0] \$156 ;
+  wire [20:0] \$157 ;
+  wire [20:0] \$158 ;
+  wire [21:0] \$159 ;
   wire \$16 ;
   wire [19:0] \$160 ;
   wire [20:0] \$161 ;
-  wire [20:0] \$162 ;
-  wire [21:0] \$163 ;
-  wire [2:0] \$164 ;
-  wire \$165 ;
-  wire [9:0] \$166 ;
-  wire [9:0] \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  wire [19:0] \$162 ;
+  wire [20:0] \$163 ;
+  wire [20:0] \$164 ;
+  wire [21:0] \$165 ;
+  wire [2:0] \$166 ;
+  wire \$167 ;
+  wire [9:0] \$168 ;
+  wire [9:0] \$169 ;
   wire [9:0] \$17 ;
   wire \$170 ;
-  wire [17:0] \$171 ;
-  wire [30:0] \$172 ;
-  wire [47:0] \$173 ;
-  wire [48:0] \$174 ;
-  wire [49:0] \$175 ;
-  wire [32:0] \$176 ;
-  wire [32:0] \$177 ;
-  wire \$178 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire [17:0] \$173 ;
+  wire [30:0] \$174 ;
+  wire [47:0] \$175 ;
+  wire [48:0] \$176 ;
+  wire [49:0] \$177 ;
+  wire [32:0] \$178 ;
   wire [32:0] \$179 ;
   wire [9:0] \$18 ;
   wire \$180 ;
-  wire \$181 ;
+  wire [32:0] \$181 ;
   wire \$182 ;
-  wire [1:0] \$183 ;
-  reg [159:0] \$184 ;
-  reg [8:0] \$185 ;
-  reg [19:0] \$186 ;
-  reg [5:0] \$187 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire [1:0] \$185 ;
+  reg [8:0] \$186 ;
+  reg [19:0] \$187 ;
   reg [5:0] \$188 ;
-  reg [7:0] \$189 ;
+  reg [5:0] \$189 ;
   wire [7:0] \$19 ;
-  reg [4:0] \$190 ;
-  reg [7:0] \$191 ;
-  reg [4:0] \$192 ;
-  reg \$193 ;
+  reg [7:0] \$190 ;
+  reg [4:0] \$191 ;
+  reg [7:0] \$192 ;
+  reg [4:0] \$193 ;
   reg \$194 ;
   reg \$195 ;
   reg \$196 ;
   reg \$197 ;
   reg \$198 ;
-  reg [1:0] \$199 ;
+  reg \$199 ;
   wire [9:0] \$2 ;
   wire \$20 ;
-  reg [15:0] \$200 ;
-  reg [7:0] \$201 ;
-  reg [8:0] \$202 ;
-  reg [7:0] \$203 ;
+  reg [1:0] \$200 ;
+  reg [15:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [8:0] \$203 ;
   reg [7:0] \$204 ;
-  reg \$205 ;
-  reg [8:0] \$206 ;
-  reg \$207 ;
-  reg [1:0] \$208 ;
-  reg [4:0] \$209 ;
+  reg [7:0] \$205 ;
+  reg \$206 ;
+  reg [8:0] \$207 ;
+  reg \$208 ;
+  reg [1:0] \$209 ;
   wire \$21 ;
   reg [4:0] \$210 ;
   reg [4:0] \$211 ;
   reg [4:0] \$212 ;
   reg [4:0] \$213 ;
-  reg \$214 ;
+  reg [4:0] \$214 ;
   reg \$215 ;
   reg \$216 ;
-  reg [15:0] \$217 ;
+  reg \$217 ;
   reg [8:0] \$218 ;
-  reg [159:0] \$219 ;
+  reg [7:0] \$219 ;
   wire \$22 ;
   reg [7:0] \$220 ;
-  reg [19:0] \$221 ;
+  reg [7:0] \$221 ;
   reg [7:0] \$222 ;
   reg [7:0] \$223 ;
   reg [7:0] \$224 ;
@@ -23575,17 +21489,17 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [16:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
-  reg [9:0] \$242 ;
-  reg [9:0] \$243 ;
-  reg [9:0] \$244 ;
-  reg [9:0] \$245 ;
-  reg [9:0] \$246 ;
-  reg [11:0] \$247 ;
-  reg [9:0] \$248 ;
-  reg [12:0] \$249 ;
+  reg [7:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg [7:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg [7:0] \$248 ;
+  reg [7:0] \$249 ;
   wire [3:0] \$25 ;
   reg [7:0] \$250 ;
-  reg [19:0] \$251 ;
+  reg [7:0] \$251 ;
   reg [7:0] \$252 ;
   reg [7:0] \$253 ;
   reg [7:0] \$254 ;
@@ -23596,36 +21510,36 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [7:0] \$259 ;
   wire [1:0] \$26 ;
   reg [7:0] \$260 ;
-  reg [7:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [7:0] \$263 ;
-  reg [7:0] \$264 ;
-  reg [7:0] \$265 ;
-  reg [7:0] \$266 ;
-  reg [7:0] \$267 ;
-  reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
+  reg \$261 ;
+  reg \$262 ;
+  reg \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg \$269 ;
   wire [4:0] \$27 ;
-  reg [7:0] \$270 ;
-  reg [7:0] \$271 ;
-  reg [9:0] \$272 ;
-  reg [9:0] \$273 ;
-  reg [9:0] \$274 ;
-  reg [9:0] \$275 ;
-  reg [9:0] \$276 ;
-  reg [11:0] \$277 ;
-  reg [9:0] \$278 ;
-  reg [12:0] \$279 ;
+  reg \$270 ;
+  reg \$271 ;
+  reg \$272 ;
+  reg \$273 ;
+  reg \$274 ;
+  reg \$275 ;
+  reg \$276 ;
+  reg [19:0] \$277 ;
+  reg [19:0] \$278 ;
+  reg [19:0] \$279 ;
   wire [9:0] \$28 ;
-  reg [159:0] \$280 ;
-  reg [9:0] \$281 ;
-  reg [9:0] \$282 ;
-  reg [9:0] \$283 ;
-  reg [9:0] \$284 ;
-  reg [9:0] \$285 ;
-  reg [11:0] \$286 ;
-  reg [9:0] \$287 ;
-  reg [12:0] \$288 ;
+  reg [19:0] \$280 ;
+  reg [20:0] \$281 ;
+  reg [19:0] \$282 ;
+  reg [19:0] \$283 ;
+  reg [20:0] \$284 ;
+  reg [1:0] \$285 ;
+  reg [8:0] \$286 ;
+  reg \$287 ;
+  reg \$288 ;
   reg \$289 ;
   wire [19:0] \$29 ;
   reg \$290 ;
@@ -23640,49 +21554,12 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
-  reg \$300 ;
-  reg \$301 ;
+  reg [1:0] \$300 ;
+  reg [2:0] \$301 ;
   reg \$302 ;
-  reg \$303 ;
-  reg \$304 ;
-  reg [19:0] \$305 ;
-  reg [19:0] \$306 ;
-  reg [19:0] \$307 ;
-  reg [19:0] \$308 ;
-  reg [20:0] \$309 ;
   wire \$31 ;
-  reg [19:0] \$310 ;
-  reg [19:0] \$311 ;
-  reg [20:0] \$312 ;
-  reg [1:0] \$313 ;
-  reg [8:0] \$314 ;
-  reg \$315 ;
-  reg \$316 ;
-  reg [20:0] \$317 ;
-  reg \$318 ;
-  reg [16:0] \$319 ;
   wire [6:0] \$32 ;
-  reg [17:0] \$320 ;
-  reg [48:0] \$321 ;
-  reg [17:0] \$322 ;
-  reg [32:0] \$323 ;
-  reg [16:0] \$324 ;
-  reg \$325 ;
-  reg \$326 ;
-  reg \$327 ;
-  reg \$328 ;
-  reg \$329 ;
   wire [8:0] \$33 ;
-  reg \$330 ;
-  reg \$331 ;
-  reg \$332 ;
-  reg \$333 ;
-  reg \$334 ;
-  reg \$335 ;
-  reg \$336 ;
-  reg [1:0] \$337 ;
-  reg [2:0] \$338 ;
-  reg \$339 ;
   wire [5:0] \$34 ;
   wire \$35 ;
   wire [9:0] \$36 ;
@@ -24649,356 +22526,358 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$126  = off1_0[2] ? \$122  : \$125 ;
   assign \$127  = off1_0[3] ? \$119  : \$126 ;
   assign \$128  = off1_0[4] ? \$112  : \$127 ;
-  assign \$130  = off1_1[0] ? \o$221  : { \o$222 [15:0], \o$221 [19:16] };
-  assign \$131  = off1_1[1] ? \$129  : \$130 ;
-  assign \$133  = off1_1[0] ? \o$221  : { \o$222 [11:0], \o$221 [19:12] };
-  assign \$134  = off1_1[1] ? \$132  : \$133 ;
-  assign \$136  = off1_1[0] ? \o$221  : { \o$222 [7:0], \o$221 [19:8] };
-  assign \$137  = off1_1[1] ? \$135  : \$136 ;
-  assign \$138  = off1_1[2] ? \$134  : \$137 ;
-  assign \$140  = off1_1[0] ? \o$221  : { \o$222 [3:0], \o$221 [19:4] };
-  assign \$141  = off1_1[1] ? \$139  : \$140 ;
-  assign \$145  = off1_1[2] ? \$141  : \$144 ;
-  assign \$146  = off1_1[3] ? \$138  : \$145 ;
-  assign \$147  = off1_1[4] ? \$131  : \$146 ;
-  assign \$148  = first2_d5 ? 20'h00000 : xacc;
-  assign \$149  = \$148  + xsum_l5_0;
+  assign \$129  = ~ \$128 ;
+  assign \$131  = off1_1[0] ? \o$221  : { \o$222 [15:0], \o$221 [19:16] };
+  assign \$132  = off1_1[1] ? \$130  : \$131 ;
+  assign \$134  = off1_1[0] ? \o$221  : { \o$222 [11:0], \o$221 [19:12] };
+  assign \$135  = off1_1[1] ? \$133  : \$134 ;
+  assign \$137  = off1_1[0] ? \o$221  : { \o$222 [7:0], \o$221 [19:8] };
+  assign \$138  = off1_1[1] ? \$136  : \$137 ;
+  assign \$139  = off1_1[2] ? \$135  : \$138 ;
+  assign \$141  = off1_1[0] ? \o$221  : { \o$222 [3:0], \o$221 [19:4] };
+  assign \$142  = off1_1[1] ? \$140  : \$141 ;
+  assign \$146  = off1_1[2] ? \$142  : \$145 ;
+  assign \$147  = off1_1[3] ? \$139  : \$146 ;
+  assign \$148  = off1_1[4] ? \$132  : \$147 ;
+  assign \$149  = ~ \$148 ;
   assign \$150  = first2_d5 ? 20'h00000 : xacc;
   assign \$151  = \$150  + xsum_l5_0;
-  assign \$152  = first2_d5 ? 20'h00000 : acc0_0;
-  assign \$153  = \$152  + t0_0_l5_0;
+  assign \$152  = first2_d5 ? 20'h00000 : xacc;
+  assign \$153  = \$152  + xsum_l5_0;
   assign \$154  = first2_d5 ? 20'h00000 : acc0_0;
   assign \$155  = \$154  + t0_0_l5_0;
-  assign \$157  = \$156  - xfin;
-  assign \$158  = first2_d5 ? 20'h00000 : acc1_0;
-  assign \$159  = \$158  + t1_0_l5_0;
+  assign \$156  = first2_d5 ? 20'h00000 : acc0_0;
+  assign \$157  = \$156  + t0_0_l5_0;
+  assign \$159  = \$158  - xfin;
   assign \$160  = first2_d5 ? 20'h00000 : acc1_0;
   assign \$161  = \$160  + t1_0_l5_0;
-  assign \$163  = \$162  - xfin;
-  assign \$164  = ser_left - 1'h1;
-  assign \$165  = \addr$172  == 9'h1ff;
-  assign \$166  = \addr$172  + 1'h1;
-  assign \$167  = \$165  ? 10'h000 : \$166 ;
-  assign \$171  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$174  = $signed(\$172 ) + $signed(\$173 );
-  assign \$175  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$178  = $signed(\$177 ) < $signed(1'h0);
-  assign \$180  = $signed(\$179 ) > $signed(9'h0ff);
-  assign \$181  = step & s_last;
-  assign \$182  = o__valid & \o__ready$186 ;
-  assign \$183  = \$182  + skipped_d5;
+  assign \$162  = first2_d5 ? 20'h00000 : acc1_0;
+  assign \$163  = \$162  + t1_0_l5_0;
+  assign \$165  = \$164  - xfin;
+  assign \$166  = ser_left - 1'h1;
+  assign \$167  = \addr$172  == 9'h1ff;
+  assign \$168  = \addr$172  + 1'h1;
+  assign \$169  = \$167  ? 10'h000 : \$168 ;
+  assign \$173  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$176  = $signed(\$174 ) + $signed(\$175 );
+  assign \$177  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$180  = $signed(\$179 ) < $signed(1'h0);
+  assign \$182  = $signed(\$181 ) > $signed(9'h0ff);
+  assign \$183  = step & s_last;
+  assign \$184  = o__valid & \o__ready$186 ;
+  assign \$185  = \$184  + skipped_d5;
   always @(posedge clk)
-    port__data <= \$184 ;
+    port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    port__addr <= \$185 ;
+    port__addr <= \$186 ;
   always @(posedge clk)
-    port__en <= \$186 ;
+    port__en <= \$187 ;
   always @(posedge clk)
-    c <= \$187 ;
+    c <= \$188 ;
   always @(posedge clk)
-    pix <= \$188 ;
+    pix <= \$189 ;
   always @(posedge clk)
-    \$like  <= \$189 ;
+    \$like  <= \$190 ;
   always @(posedge clk)
-    p_lane <= \$190 ;
+    p_lane <= \$191 ;
   always @(posedge clk)
-    \$signal  <= \$191 ;
+    \$signal  <= \$192 ;
   always @(posedge clk)
-    lane <= \$192 ;
+    lane <= \$193 ;
   always @(posedge clk)
-    w_full <= \$193 ;
+    w_full <= \$194 ;
   always @(posedge clk)
-    can_end <= \$194 ;
+    can_end <= \$195 ;
   always @(posedge clk)
-    gap_zero <= \$195 ;
+    gap_zero <= \$196 ;
   always @(posedge clk)
-    s_last <= \$196 ;
+    s_last <= \$197 ;
   always @(posedge clk)
-    n_last <= \$197 ;
+    n_last <= \$198 ;
   always @(posedge clk)
-    sn_last <= \$198 ;
+    sn_last <= \$199 ;
   always @(posedge clk)
-    head_boot <= \$199 ;
+    head_boot <= \$200 ;
   always @(posedge clk)
-    head <= \$200 ;
+    head <= \$201 ;
   always @(posedge clk)
-    head_next <= \$201 ;
+    head_next <= \$202 ;
   always @(posedge clk)
-    r_addr <= \$202 ;
+    r_addr <= \$203 ;
   always @(posedge clk)
-    s_idx <= \$203 ;
+    s_idx <= \$204 ;
   always @(posedge clk)
-    n_idx <= \$204 ;
+    n_idx <= \$205 ;
   always @(posedge clk)
-    active <= \$205 ;
+    active <= \$206 ;
   always @(posedge clk)
-    r_base <= \$206 ;
+    r_base <= \$207 ;
   always @(posedge clk)
-    w_half <= \$207 ;
+    w_half <= \$208 ;
   always @(posedge clk)
-    gap <= \$208 ;
+    gap <= \$209 ;
   always @(posedge clk)
-    col <= \$209 ;
+    col <= \$210 ;
   always @(posedge clk)
-    row_ph0 <= \$210 ;
+    row_ph0 <= \$211 ;
   always @(posedge clk)
-    row_ph1 <= \$211 ;
+    row_ph1 <= \$212 ;
   always @(posedge clk)
-    off1_0 <= \$212 ;
+    off1_0 <= \$213 ;
   always @(posedge clk)
-    off1_1 <= \$213 ;
+    off1_1 <= \$214 ;
   always @(posedge clk)
-    \$signal$210  <= \$214 ;
+    \$signal$210  <= \$215 ;
   always @(posedge clk)
-    \$signal$42  <= \$215 ;
+    \$signal$42  <= \$216 ;
   always @(posedge clk)
-    last1 <= \$216 ;
+    last1 <= \$217 ;
   always @(posedge clk)
-    word1 <= \$217 ;
+    word1 <= \o__payload$212 ;
   always @(posedge clk)
     \port__addr$38  <= \$218 ;
   always @(posedge clk)
-    xdata_d1 <= \$219 ;
+    xdata_d1 <= \port__data$214 ;
   always @(posedge clk)
-    carry0_0 <= \$220 ;
+    carry0_0 <= \$219 ;
   always @(posedge clk)
-    w0_0 <= \$221 ;
+    w0_0 <= \$129 ;
   always @(posedge clk)
-    m0_0_0 <= \$222 ;
+    m0_0_0 <= \$220 ;
   always @(posedge clk)
-    m0_0_1 <= \$223 ;
+    m0_0_1 <= \$221 ;
   always @(posedge clk)
-    m0_0_2 <= \$224 ;
+    m0_0_2 <= \$222 ;
   always @(posedge clk)
-    m0_0_3 <= \$225 ;
+    m0_0_3 <= \$223 ;
   always @(posedge clk)
-    m0_0_4 <= \$226 ;
+    m0_0_4 <= \$224 ;
   always @(posedge clk)
-    m0_0_5 <= \$227 ;
+    m0_0_5 <= \$225 ;
   always @(posedge clk)
-    m0_0_6 <= \$228 ;
+    m0_0_6 <= \$226 ;
   always @(posedge clk)
-    m0_0_7 <= \$229 ;
+    m0_0_7 <= \$227 ;
   always @(posedge clk)
-    m0_0_8 <= \$230 ;
+    m0_0_8 <= \$228 ;
   always @(posedge clk)
-    m0_0_9 <= \$231 ;
+    m0_0_9 <= \$229 ;
   always @(posedge clk)
-    m0_0_10 <= \$232 ;
+    m0_0_10 <= \$230 ;
   always @(posedge clk)
-    m0_0_11 <= \$233 ;
+    m0_0_11 <= \$231 ;
   always @(posedge clk)
-    m0_0_12 <= \$234 ;
+    m0_0_12 <= \$232 ;
   always @(posedge clk)
-    m0_0_13 <= \$235 ;
+    m0_0_13 <= \$233 ;
   always @(posedge clk)
-    m0_0_14 <= \$236 ;
+    m0_0_14 <= \$234 ;
   always @(posedge clk)
-    m0_0_15 <= \$237 ;
+    m0_0_15 <= \$235 ;
   always @(posedge clk)
-    m0_0_16 <= \$238 ;
+    m0_0_16 <= \$236 ;
   always @(posedge clk)
-    m0_0_17 <= \$239 ;
+    m0_0_17 <= \$237 ;
   always @(posedge clk)
-    m0_0_18 <= \$240 ;
+    m0_0_18 <= \$238 ;
   always @(posedge clk)
-    m0_0_19 <= \$241 ;
+    m0_0_19 <= \$239 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$242 ;
+    t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= \$243 ;
+    t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= \$244 ;
+    t0_0_l2_2 <= t0_0_w1_4;
   always @(posedge clk)
-    t0_0_l2_3 <= \$245 ;
+    t0_0_l2_3 <= t0_0_w1_6;
   always @(posedge clk)
-    t0_0_l2_4 <= \$246 ;
+    t0_0_l2_4 <= t0_0_w1_8;
   always @(posedge clk)
-    t0_0_l4_0 <= \$247 ;
+    t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    t0_0_l4_1 <= \$248 ;
+    t0_0_l4_1 <= t0_0_l2_4;
   always @(posedge clk)
-    t0_0_l5_0 <= \$249 ;
+    t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    carry1_0 <= \$250 ;
+    carry1_0 <= \$240 ;
   always @(posedge clk)
-    w1_0 <= \$251 ;
+    w1_0 <= \$149 ;
   always @(posedge clk)
-    m1_0_0 <= \$252 ;
+    m1_0_0 <= \$241 ;
   always @(posedge clk)
-    m1_0_1 <= \$253 ;
+    m1_0_1 <= \$242 ;
   always @(posedge clk)
-    m1_0_2 <= \$254 ;
+    m1_0_2 <= \$243 ;
   always @(posedge clk)
-    m1_0_3 <= \$255 ;
+    m1_0_3 <= \$244 ;
   always @(posedge clk)
-    m1_0_4 <= \$256 ;
+    m1_0_4 <= \$245 ;
   always @(posedge clk)
-    m1_0_5 <= \$257 ;
+    m1_0_5 <= \$246 ;
   always @(posedge clk)
-    m1_0_6 <= \$258 ;
+    m1_0_6 <= \$247 ;
   always @(posedge clk)
-    m1_0_7 <= \$259 ;
+    m1_0_7 <= \$248 ;
   always @(posedge clk)
-    m1_0_8 <= \$260 ;
+    m1_0_8 <= \$249 ;
   always @(posedge clk)
-    m1_0_9 <= \$261 ;
+    m1_0_9 <= \$250 ;
   always @(posedge clk)
-    m1_0_10 <= \$262 ;
+    m1_0_10 <= \$251 ;
   always @(posedge clk)
-    m1_0_11 <= \$263 ;
+    m1_0_11 <= \$252 ;
   always @(posedge clk)
-    m1_0_12 <= \$264 ;
+    m1_0_12 <= \$253 ;
   always @(posedge clk)
-    m1_0_13 <= \$265 ;
+    m1_0_13 <= \$254 ;
   always @(posedge clk)
-    m1_0_14 <= \$266 ;
+    m1_0_14 <= \$255 ;
   always @(posedge clk)
-    m1_0_15 <= \$267 ;
+    m1_0_15 <= \$256 ;
   always @(posedge clk)
-    m1_0_16 <= \$268 ;
+    m1_0_16 <= \$257 ;
   always @(posedge clk)
-    m1_0_17 <= \$269 ;
+    m1_0_17 <= \$258 ;
   always @(posedge clk)
-    m1_0_18 <= \$270 ;
+    m1_0_18 <= \$259 ;
   always @(posedge clk)
-    m1_0_19 <= \$271 ;
+    m1_0_19 <= \$260 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$272 ;
+    t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
-    t1_0_l2_1 <= \$273 ;
+    t1_0_l2_1 <= t1_0_w1_2;
   always @(posedge clk)
-    t1_0_l2_2 <= \$274 ;
+    t1_0_l2_2 <= t1_0_w1_4;
   always @(posedge clk)
-    t1_0_l2_3 <= \$275 ;
+    t1_0_l2_3 <= t1_0_w1_6;
   always @(posedge clk)
-    t1_0_l2_4 <= \$276 ;
+    t1_0_l2_4 <= t1_0_w1_8;
   always @(posedge clk)
-    t1_0_l4_0 <= \$277 ;
+    t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    t1_0_l4_1 <= \$278 ;
+    t1_0_l4_1 <= t1_0_l2_4;
   always @(posedge clk)
-    t1_0_l5_0 <= \$279 ;
+    t1_0_l5_0 <= t1_0_w4_0;
   always @(posedge clk)
-    xword_d1 <= \$280 ;
+    xword_d1 <= xdata_d1;
   always @(posedge clk)
-    xsum_l2_0 <= \$281 ;
+    xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    xsum_l2_1 <= \$282 ;
+    xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= \$283 ;
+    xsum_l2_2 <= xsum_w1_4;
   always @(posedge clk)
-    xsum_l2_3 <= \$284 ;
+    xsum_l2_3 <= xsum_w1_6;
   always @(posedge clk)
-    xsum_l2_4 <= \$285 ;
+    xsum_l2_4 <= xsum_w1_8;
   always @(posedge clk)
-    xsum_l4_0 <= \$286 ;
+    xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    xsum_l4_1 <= \$287 ;
+    xsum_l4_1 <= xsum_l2_4;
   always @(posedge clk)
-    xsum_l5_0 <= \$288 ;
+    xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    v2_d1 <= \$289 ;
+    v2_d1 <= \$261 ;
   always @(posedge clk)
-    v2_d2 <= \$290 ;
+    v2_d2 <= \$262 ;
   always @(posedge clk)
-    v2_d3 <= \$291 ;
+    v2_d3 <= \$263 ;
   always @(posedge clk)
-    v2_d4 <= \$292 ;
+    v2_d4 <= \$264 ;
   always @(posedge clk)
-    v2_d5 <= \$293 ;
+    v2_d5 <= \$265 ;
   always @(posedge clk)
-    first2_d1 <= \$294 ;
+    first2_d1 <= \$266 ;
   always @(posedge clk)
-    first2_d2 <= \$295 ;
+    first2_d2 <= \$267 ;
   always @(posedge clk)
-    first2_d3 <= \$296 ;
+    first2_d3 <= \$268 ;
   always @(posedge clk)
-    first2_d4 <= \$297 ;
+    first2_d4 <= \$269 ;
   always @(posedge clk)
-    first2_d5 <= \$298 ;
+    first2_d5 <= \$270 ;
   always @(posedge clk)
-    last2_d1 <= \$299 ;
+    last2_d1 <= \$271 ;
   always @(posedge clk)
-    last2_d2 <= \$300 ;
+    last2_d2 <= \$272 ;
   always @(posedge clk)
-    last2_d3 <= \$301 ;
+    last2_d3 <= \$273 ;
   always @(posedge clk)
-    last2_d4 <= \$302 ;
+    last2_d4 <= \$274 ;
   always @(posedge clk)
-    last2_d5 <= \$303 ;
+    last2_d5 <= \$275 ;
   always @(posedge clk)
-    done <= \$304 ;
+    done <= \$276 ;
   always @(posedge clk)
-    xacc <= \$305 ;
+    xacc <= \$277 ;
   always @(posedge clk)
-    xfin <= \$306 ;
+    xfin <= \$278 ;
   always @(posedge clk)
-    acc0_0 <= \$307 ;
+    acc0_0 <= \$279 ;
   always @(posedge clk)
-    fin0_0 <= \$308 ;
+    fin0_0 <= \$280 ;
   always @(posedge clk)
-    bank0_0 <= \$309 ;
+    bank0_0 <= \$281 ;
   always @(posedge clk)
-    acc1_0 <= \$310 ;
+    acc1_0 <= \$282 ;
   always @(posedge clk)
-    fin1_0 <= \$311 ;
+    fin1_0 <= \$283 ;
   always @(posedge clk)
-    bank1_0 <= \$312 ;
+    bank1_0 <= \$284 ;
   always @(posedge clk)
-    ser_left <= \$313 ;
+    ser_left <= \$285 ;
   always @(posedge clk)
-    \addr$172  <= \$314 ;
+    \addr$172  <= \$286 ;
   always @(posedge clk)
-    \$signal$249  <= \$315 ;
+    \$signal$249  <= \$287 ;
   always @(posedge clk)
-    ka <= \$316 ;
+    ka <= \$288 ;
   always @(posedge clk)
-    sa0_0 <= \$317 ;
+    sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$318 ;
+    vb <= \$289 ;
   always @(posedge clk)
-    rq0_beta_b <= \$319 ;
+    rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$320 ;
+    rq0_beta <= \$173 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$321 ;
+    rq0_acc_s1_0 <= \$176 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$322 ;
+    rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$323 ;
+    rq0_acc_s2_0 <= \$177 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$324 ;
+    rq0_shifted <= \$178 [16:0];
   always @(posedge clk)
-    rq0_under <= \$325 ;
+    rq0_under <= \$180 ;
   always @(posedge clk)
-    rq0_over <= \$326 ;
+    rq0_over <= \$182 ;
   always @(posedge clk)
-    v_out_d1 <= \$327 ;
+    v_out_d1 <= \$290 ;
   always @(posedge clk)
-    v_out_d2 <= \$328 ;
+    v_out_d2 <= \$291 ;
   always @(posedge clk)
-    v_out_d3 <= \$329 ;
+    v_out_d3 <= \$292 ;
   always @(posedge clk)
-    \w_en$191  <= \$330 ;
+    \w_en$191  <= \$293 ;
   always @(posedge clk)
-    skipped_d1 <= \$331 ;
+    skipped_d1 <= \$294 ;
   always @(posedge clk)
-    skipped_d2 <= \$332 ;
+    skipped_d2 <= \$295 ;
   always @(posedge clk)
-    skipped_d3 <= \$333 ;
+    skipped_d3 <= \$296 ;
   always @(posedge clk)
-    skipped_d4 <= \$334 ;
+    skipped_d4 <= \$297 ;
   always @(posedge clk)
-    skipped_d5 <= \$335 ;
+    skipped_d5 <= \$298 ;
   always @(posedge clk)
-    group_ended_d1 <= \$336 ;
+    group_ended_d1 <= \$299 ;
   always @(posedge clk)
-    credits_returned <= \$337 ;
+    credits_returned <= \$300 ;
   always @(posedge clk)
-    credits_space <= \$338 ;
+    credits_space <= \$301 ;
   always @(posedge clk)
-    credits_room <= \$339 ;
+    credits_room <= \$302 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$172 ),
     .clk(clk),
@@ -25071,51 +22950,27 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$184  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
+    \$186  = \$28 [8:0];
     if (rst) begin
-      \$184  = 160'h0000000000000000000000000000000000000000;
+      \$186  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$185  = \$28 [8:0];
+    \$187  = \$29 ;
     if (rst) begin
-      \$185  = 9'h000;
+      \$187  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$186  = \$29 ;
-    if (rst) begin
-      \$186  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$187  = c;
+    \$188  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$30 ) begin
-        \$187  = 6'h00;
+        \$188  = 6'h00;
       end else begin
-        \$187  = \$53 [5:0];
-      end
-    end
-    if (rst) begin
-      \$187  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$188  = pix;
-    if (take) begin
-      if (\$30 ) begin
-        (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$188  = 6'h00;
-        end else begin
-          \$188  = \$32 [5:0];
-        end
+        \$188  = \$53 [5:0];
       end
     end
     if (rst) begin
@@ -25124,184 +22979,189 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$189  = \$like ;
+    \$189  = pix;
     if (take) begin
       if (\$30 ) begin
         (* full_case = 32'd1 *)
         if (\$31 ) begin
-          \$189  = 8'h00;
+          \$189  = 6'h00;
         end else begin
-          \$189  = \$36 [7:0];
+          \$189  = \$32 [5:0];
         end
       end
     end
     if (rst) begin
-      \$189  = 8'h00;
+      \$189  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$190  = p_lane;
+    \$190  = \$like ;
     if (take) begin
       if (\$30 ) begin
         (* full_case = 32'd1 *)
         if (\$31 ) begin
-          \$190  = 5'h00;
+          \$190  = 8'h00;
         end else begin
-          \$190  = \$42 [4:0];
+          \$190  = \$36 [7:0];
         end
       end
     end
     if (rst) begin
-      \$190  = 5'h00;
+      \$190  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$191  = \$signal ;
+    \$191  = p_lane;
+    if (take) begin
+      if (\$30 ) begin
+        (* full_case = 32'd1 *)
+        if (\$31 ) begin
+          \$191  = 5'h00;
+        end else begin
+          \$191  = \$42 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$191  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$192  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$30 ) begin
         (* full_case = 32'd1 *)
         if (\$31 ) begin
-          \$191  = 8'h00;
+          \$192  = 8'h00;
         end else begin
-          \$191  = \$46 [7:0];
+          \$192  = \$46 [7:0];
         end
       end else begin
-        \$191  = \$57 [7:0];
+        \$192  = \$57 [7:0];
       end
     end
     if (rst) begin
-      \$191  = 8'h00;
+      \$192  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$192  = lane;
+    \$193  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$30 ) begin
         (* full_case = 32'd1 *)
         if (\$31 ) begin
-          \$192  = 5'h00;
+          \$193  = 5'h00;
         end else begin
-          \$192  = \$52 [4:0];
+          \$193  = \$52 [4:0];
         end
       end else begin
-        \$192  = \$63 [4:0];
+        \$193  = \$63 [4:0];
       end
     end
     if (rst) begin
-      \$192  = 5'h00;
+      \$193  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$193  = w_full;
+    \$194  = w_full;
     if (take) begin
       if (\$30 ) begin
         if (\$31 ) begin
-          \$193  = 1'h1;
+          \$194  = 1'h1;
         end
       end
     end
     if (load) begin
-      \$193  = 1'h0;
+      \$194  = 1'h0;
     end
     if (rst) begin
-      \$193  = 1'h0;
+      \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$194  = \$64 ;
-    if (rst) begin
-      \$194  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$195  = gap_zero_next;
+    \$195  = \$64 ;
     if (rst) begin
       \$195  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$196  = \$signal$29 ;
+    \$196  = gap_zero_next;
     if (rst) begin
-      \$196  = 1'h0;
+      \$196  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$197  = n_last_next;
+    \$197  = \$signal$29 ;
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$198  = \$65 ;
+    \$198  = n_last_next;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$199  = head_boot;
+    \$199  = \$65 ;
+    if (rst) begin
+      \$199  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$200  = head_boot;
     if (\$66 ) begin
-      \$199  = \$67 [1:0];
+      \$200  = \$67 [1:0];
     end
     if (rst) begin
-      \$199  = 2'h3;
+      \$200  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$200  = head;
+    \$201  = head;
     if (\$70 ) begin
-      \$200  = \data$204 ;
+      \$201  = \data$204 ;
     end
     if (rst) begin
-      \$200  = 16'h0000;
+      \$201  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$201  = head_next;
+    \$202  = head_next;
     if (\$71 ) begin
-      \$201  = \$75 [7:0];
+      \$202  = \$75 [7:0];
     end
     if (rst) begin
-      \$201  = 8'h01;
+      \$202  = 8'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$202  = r_next;
+    \$203  = r_next;
     if (rst) begin
-      \$202  = 9'h000;
+      \$203  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$203  = s_idx;
+    \$204  = s_idx;
     if (step) begin
-      \$203  = \$77 [7:0];
-    end
-    if (rst) begin
-      \$203  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$204  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$204  = \$79 [7:0];
-      end
+      \$204  = \$77 [7:0];
     end
     if (rst) begin
       \$204  = 8'h00;
@@ -25309,66 +23169,66 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$205  = active;
-    if (\$80 ) begin
-      \$205  = 1'h0;
-    end
-    if (load) begin
-      \$205  = 1'h1;
-    end
-    if (rst) begin
-      \$205  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$206  = r_base;
-    if (load) begin
-      \$206  = { 1'h0, \$81  };
-    end
-    if (rst) begin
-      \$206  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$207  = w_half;
-    if (load) begin
-      \$207  = \$82 ;
-    end
-    if (rst) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$208  = gap;
-    if (\$83 ) begin
-      \$208  = 2'h1;
-    end else if (\$84 ) begin
-      \$208  = \$85 [1:0];
-    end
-    if (rst) begin
-      \$208  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$209  = col;
-    if (step) begin
-      \$209  = \$86 ;
-    end
-    if (rst) begin
-      \$209  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$210  = row_ph0;
+    \$205  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$210  = \$91 [4:0];
+        \$205  = \$79 [7:0];
       end
+    end
+    if (rst) begin
+      \$205  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$206  = active;
+    if (\$80 ) begin
+      \$206  = 1'h0;
+    end
+    if (load) begin
+      \$206  = 1'h1;
+    end
+    if (rst) begin
+      \$206  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$207  = r_base;
+    if (load) begin
+      \$207  = { 1'h0, \$81  };
+    end
+    if (rst) begin
+      \$207  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$208  = w_half;
+    if (load) begin
+      \$208  = \$82 ;
+    end
+    if (rst) begin
+      \$208  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$209  = gap;
+    if (\$83 ) begin
+      \$209  = 2'h1;
+    end else if (\$84 ) begin
+      \$209  = \$85 [1:0];
+    end
+    if (rst) begin
+      \$209  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$210  = col;
+    if (step) begin
+      \$210  = \$86 ;
     end
     if (rst) begin
       \$210  = 5'h00;
@@ -25376,56 +23236,61 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$211  = row_ph1;
+    \$211  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$211  = \$96 [4:0];
+        \$211  = \$91 [4:0];
       end
     end
     if (rst) begin
-      \$211  = 5'h10;
+      \$211  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$212  = \$102 [4:0];
+    \$212  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$212  = \$96 [4:0];
+      end
+    end
     if (rst) begin
-      \$212  = 5'h00;
+      \$212  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$213  = \$108 [4:0];
+    \$213  = \$102 [4:0];
     if (rst) begin
       \$213  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$214  = step;
+    \$214  = \$108 [4:0];
     if (rst) begin
-      \$214  = 1'h0;
+      \$214  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$215  = \$109 ;
+    \$215  = step;
     if (rst) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$216  = s_last;
+    \$216  = \$109 ;
     if (rst) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$217  = \o__payload$212 ;
+    \$217  = s_last;
     if (rst) begin
-      \$217  = 16'h0000;
+      \$217  = 1'h0;
     end
   end
   always @* begin
@@ -25437,1089 +23302,680 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$219  = \port__data$214 ;
-    if (rst) begin
-      \$219  = 160'h0000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$220  = carry0_0;
+    \$219  = carry0_0;
     if (\$signal$210 ) begin
-      \$220  = word1[7:0];
-    end
-    if (rst) begin
-      \$220  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$221  = \$128 ;
-    if (rst) begin
-      \$221  = 20'h00000;
+      \$219  = word1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$222  = xdata_d1[7:0];
+      \$220  = 8'h00;
     end else begin
-      \$222  = 8'h00;
-    end
-    if (rst) begin
-      \$222  = 8'h00;
+      \$220  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$223  = xdata_d1[15:8];
+      \$221  = 8'h00;
     end else begin
-      \$223  = 8'h00;
-    end
-    if (rst) begin
-      \$223  = 8'h00;
+      \$221  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$224  = xdata_d1[23:16];
+      \$222  = 8'h00;
     end else begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
+      \$222  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$225  = xdata_d1[31:24];
+      \$223  = 8'h00;
     end else begin
-      \$225  = 8'h00;
-    end
-    if (rst) begin
-      \$225  = 8'h00;
+      \$223  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$226  = xdata_d1[39:32];
+      \$224  = 8'h00;
     end else begin
-      \$226  = 8'h00;
-    end
-    if (rst) begin
-      \$226  = 8'h00;
+      \$224  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$227  = xdata_d1[47:40];
+      \$225  = 8'h00;
     end else begin
-      \$227  = 8'h00;
-    end
-    if (rst) begin
-      \$227  = 8'h00;
+      \$225  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$228  = xdata_d1[55:48];
+      \$226  = 8'h00;
     end else begin
-      \$228  = 8'h00;
-    end
-    if (rst) begin
-      \$228  = 8'h00;
+      \$226  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$229  = xdata_d1[63:56];
+      \$227  = 8'h00;
     end else begin
-      \$229  = 8'h00;
-    end
-    if (rst) begin
-      \$229  = 8'h00;
+      \$227  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$230  = xdata_d1[71:64];
+      \$228  = 8'h00;
     end else begin
-      \$230  = 8'h00;
-    end
-    if (rst) begin
-      \$230  = 8'h00;
+      \$228  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$231  = xdata_d1[79:72];
+      \$229  = 8'h00;
     end else begin
-      \$231  = 8'h00;
-    end
-    if (rst) begin
-      \$231  = 8'h00;
+      \$229  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$232  = xdata_d1[87:80];
+      \$230  = 8'h00;
     end else begin
-      \$232  = 8'h00;
-    end
-    if (rst) begin
-      \$232  = 8'h00;
+      \$230  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$233  = xdata_d1[95:88];
+      \$231  = 8'h00;
     end else begin
-      \$233  = 8'h00;
-    end
-    if (rst) begin
-      \$233  = 8'h00;
+      \$231  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$234  = xdata_d1[103:96];
+      \$232  = 8'h00;
     end else begin
-      \$234  = 8'h00;
-    end
-    if (rst) begin
-      \$234  = 8'h00;
+      \$232  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$235  = xdata_d1[111:104];
+      \$233  = 8'h00;
     end else begin
-      \$235  = 8'h00;
-    end
-    if (rst) begin
-      \$235  = 8'h00;
+      \$233  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$236  = xdata_d1[119:112];
+      \$234  = 8'h00;
     end else begin
-      \$236  = 8'h00;
-    end
-    if (rst) begin
-      \$236  = 8'h00;
+      \$234  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$237  = xdata_d1[127:120];
+      \$235  = 8'h00;
     end else begin
-      \$237  = 8'h00;
-    end
-    if (rst) begin
-      \$237  = 8'h00;
+      \$235  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$238  = xdata_d1[135:128];
+      \$236  = 8'h00;
     end else begin
-      \$238  = 8'h00;
-    end
-    if (rst) begin
-      \$238  = 8'h00;
+      \$236  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$239  = xdata_d1[143:136];
+      \$237  = 8'h00;
     end else begin
-      \$239  = 8'h00;
-    end
-    if (rst) begin
-      \$239  = 8'h00;
+      \$237  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$240  = xdata_d1[151:144];
+      \$238  = 8'h00;
     end else begin
-      \$240  = 8'h00;
-    end
-    if (rst) begin
-      \$240  = 8'h00;
+      \$238  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$241  = xdata_d1[159:152];
+      \$239  = 8'h00;
     end else begin
-      \$241  = 8'h00;
-    end
-    if (rst) begin
-      \$241  = 8'h00;
+      \$239  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$242  = t0_0_w1_0;
-    if (rst) begin
-      \$242  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$243  = t0_0_w1_2;
-    if (rst) begin
-      \$243  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$244  = t0_0_w1_4;
-    if (rst) begin
-      \$244  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$245  = t0_0_w1_6;
-    if (rst) begin
-      \$245  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$246  = t0_0_w1_8;
-    if (rst) begin
-      \$246  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$247  = t0_0_w3_0;
-    if (rst) begin
-      \$247  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$248  = t0_0_l2_4;
-    if (rst) begin
-      \$248  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$249  = t0_0_w4_0;
-    if (rst) begin
-      \$249  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$250  = carry1_0;
+    \$240  = carry1_0;
     if (\$signal$210 ) begin
-      \$250  = word1[15:8];
-    end
-    if (rst) begin
-      \$250  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$251  = \$147 ;
-    if (rst) begin
-      \$251  = 20'h00000;
+      \$240  = word1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$252  = xdata_d1[7:0];
+      \$241  = 8'h00;
     end else begin
-      \$252  = 8'h00;
-    end
-    if (rst) begin
-      \$252  = 8'h00;
+      \$241  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$253  = xdata_d1[15:8];
+      \$242  = 8'h00;
     end else begin
-      \$253  = 8'h00;
-    end
-    if (rst) begin
-      \$253  = 8'h00;
+      \$242  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$254  = xdata_d1[23:16];
+      \$243  = 8'h00;
     end else begin
-      \$254  = 8'h00;
-    end
-    if (rst) begin
-      \$254  = 8'h00;
+      \$243  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$255  = xdata_d1[31:24];
+      \$244  = 8'h00;
     end else begin
-      \$255  = 8'h00;
-    end
-    if (rst) begin
-      \$255  = 8'h00;
+      \$244  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$256  = xdata_d1[39:32];
+      \$245  = 8'h00;
     end else begin
-      \$256  = 8'h00;
-    end
-    if (rst) begin
-      \$256  = 8'h00;
+      \$245  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$257  = xdata_d1[47:40];
+      \$246  = 8'h00;
     end else begin
-      \$257  = 8'h00;
-    end
-    if (rst) begin
-      \$257  = 8'h00;
+      \$246  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$258  = xdata_d1[55:48];
+      \$247  = 8'h00;
     end else begin
-      \$258  = 8'h00;
-    end
-    if (rst) begin
-      \$258  = 8'h00;
+      \$247  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$259  = xdata_d1[63:56];
+      \$248  = 8'h00;
     end else begin
-      \$259  = 8'h00;
-    end
-    if (rst) begin
-      \$259  = 8'h00;
+      \$248  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$260  = xdata_d1[71:64];
+      \$249  = 8'h00;
     end else begin
-      \$260  = 8'h00;
-    end
-    if (rst) begin
-      \$260  = 8'h00;
+      \$249  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$261  = xdata_d1[79:72];
+      \$250  = 8'h00;
     end else begin
-      \$261  = 8'h00;
-    end
-    if (rst) begin
-      \$261  = 8'h00;
+      \$250  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$262  = xdata_d1[87:80];
+      \$251  = 8'h00;
     end else begin
-      \$262  = 8'h00;
-    end
-    if (rst) begin
-      \$262  = 8'h00;
+      \$251  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$263  = xdata_d1[95:88];
+      \$252  = 8'h00;
     end else begin
-      \$263  = 8'h00;
-    end
-    if (rst) begin
-      \$263  = 8'h00;
+      \$252  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$264  = xdata_d1[103:96];
+      \$253  = 8'h00;
     end else begin
-      \$264  = 8'h00;
-    end
-    if (rst) begin
-      \$264  = 8'h00;
+      \$253  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$265  = xdata_d1[111:104];
+      \$254  = 8'h00;
     end else begin
-      \$265  = 8'h00;
-    end
-    if (rst) begin
-      \$265  = 8'h00;
+      \$254  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$266  = xdata_d1[119:112];
+      \$255  = 8'h00;
     end else begin
-      \$266  = 8'h00;
-    end
-    if (rst) begin
-      \$266  = 8'h00;
+      \$255  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$267  = xdata_d1[127:120];
+      \$256  = 8'h00;
     end else begin
-      \$267  = 8'h00;
-    end
-    if (rst) begin
-      \$267  = 8'h00;
+      \$256  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$268  = xdata_d1[135:128];
+      \$257  = 8'h00;
     end else begin
-      \$268  = 8'h00;
-    end
-    if (rst) begin
-      \$268  = 8'h00;
+      \$257  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$269  = xdata_d1[143:136];
+      \$258  = 8'h00;
     end else begin
-      \$269  = 8'h00;
-    end
-    if (rst) begin
-      \$269  = 8'h00;
+      \$258  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$270  = xdata_d1[151:144];
+      \$259  = 8'h00;
     end else begin
-      \$270  = 8'h00;
-    end
-    if (rst) begin
-      \$270  = 8'h00;
+      \$259  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$271  = xdata_d1[159:152];
+      \$260  = 8'h00;
     end else begin
-      \$271  = 8'h00;
-    end
-    if (rst) begin
-      \$271  = 8'h00;
+      \$260  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$272  = t1_0_w1_0;
+    \$261  = \$signal$210 ;
     if (rst) begin
-      \$272  = 10'h000;
+      \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$273  = t1_0_w1_2;
+    \$262  = v2_d1;
     if (rst) begin
-      \$273  = 10'h000;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$274  = t1_0_w1_4;
+    \$263  = v2_d2;
     if (rst) begin
-      \$274  = 10'h000;
+      \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$275  = t1_0_w1_6;
+    \$264  = v2_d3;
     if (rst) begin
-      \$275  = 10'h000;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$276  = t1_0_w1_8;
+    \$265  = v2_d4;
     if (rst) begin
-      \$276  = 10'h000;
+      \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$277  = t1_0_w3_0;
+    \$266  = \$signal$42 ;
     if (rst) begin
-      \$277  = 12'h000;
+      \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$278  = t1_0_l2_4;
+    \$267  = first2_d1;
     if (rst) begin
-      \$278  = 10'h000;
+      \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$279  = t1_0_w4_0;
+    \$268  = first2_d2;
     if (rst) begin
-      \$279  = 13'h0000;
+      \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$280  = xdata_d1;
+    \$269  = first2_d3;
     if (rst) begin
-      \$280  = 160'h0000000000000000000000000000000000000000;
+      \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$281  = xsum_w1_0;
+    \$270  = first2_d4;
     if (rst) begin
-      \$281  = 10'h000;
+      \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$282  = xsum_w1_2;
+    \$271  = last1;
     if (rst) begin
-      \$282  = 10'h000;
+      \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$283  = xsum_w1_4;
+    \$272  = last2_d1;
     if (rst) begin
-      \$283  = 10'h000;
+      \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$284  = xsum_w1_6;
+    \$273  = last2_d2;
     if (rst) begin
-      \$284  = 10'h000;
+      \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$285  = xsum_w1_8;
+    \$274  = last2_d3;
     if (rst) begin
-      \$285  = 10'h000;
+      \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$286  = xsum_w3_0;
+    \$275  = last2_d4;
     if (rst) begin
-      \$286  = 12'h000;
+      \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$287  = xsum_l2_4;
+    \$276  = group_end;
     if (rst) begin
-      \$287  = 10'h000;
+      \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$288  = xsum_w4_0;
-    if (rst) begin
-      \$288  = 13'h0000;
+    \$277  = xacc;
+    if (v2_d5) begin
+      \$277  = \$151 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$289  = \$signal$210 ;
+    \$278  = xfin;
+    if (group_end) begin
+      \$278  = \$153 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$279  = acc0_0;
+    if (v2_d5) begin
+      \$279  = \$155 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$280  = fin0_0;
+    if (group_end) begin
+      \$280  = \$157 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$281  = bank0_0;
+    if (done) begin
+      \$281  = \$159 [20:0];
+    end else if (ser) begin
+      \$281  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$282  = acc1_0;
+    if (v2_d5) begin
+      \$282  = \$161 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$283  = fin1_0;
+    if (group_end) begin
+      \$283  = \$163 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$284  = bank1_0;
+    if (done) begin
+      \$284  = \$165 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$285  = ser_left;
+    if (done) begin
+      \$285  = 2'h2;
+    end else if (ser) begin
+      \$285  = \$166 [1:0];
+    end
+    if (rst) begin
+      \$285  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$286  = \addr$172 ;
+    if (ser) begin
+      \$286  = \$169 [8:0];
+    end
+    if (rst) begin
+      \$286  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$287  = \$170 ;
+    if (rst) begin
+      \$287  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$288  = \$172 ;
+    if (rst) begin
+      \$288  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$289  = \$signal$249 ;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$290  = v2_d1;
+    \$290  = vb;
     if (rst) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$291  = v2_d2;
+    \$291  = v_out_d1;
     if (rst) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$292  = v2_d3;
+    \$292  = v_out_d2;
     if (rst) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$293  = v2_d4;
+    \$293  = v_out_d3;
     if (rst) begin
       \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$294  = \$signal$42 ;
+    \$294  = ka;
     if (rst) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$295  = first2_d1;
+    \$295  = skipped_d1;
     if (rst) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$296  = first2_d2;
+    \$296  = skipped_d2;
     if (rst) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$297  = first2_d3;
+    \$297  = skipped_d3;
     if (rst) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$298  = first2_d4;
+    \$298  = skipped_d4;
     if (rst) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$299  = last1;
+    \$299  = \$183 ;
     if (rst) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$300  = last2_d1;
+    \$300  = \$185 ;
     if (rst) begin
-      \$300  = 1'h0;
+      \$300  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$301  = last2_d2;
+    \$301  = \$27 [2:0];
     if (rst) begin
-      \$301  = 1'h0;
+      \$301  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$302  = last2_d3;
+    \$302  = credits_room_next;
     if (rst) begin
-      \$302  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$303  = last2_d4;
-    if (rst) begin
-      \$303  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$304  = group_end;
-    if (rst) begin
-      \$304  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$305  = xacc;
-    if (v2_d5) begin
-      \$305  = \$149 [19:0];
-    end
-    if (rst) begin
-      \$305  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$306  = xfin;
-    if (group_end) begin
-      \$306  = \$151 [19:0];
-    end
-    if (rst) begin
-      \$306  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$307  = acc0_0;
-    if (v2_d5) begin
-      \$307  = \$153 [19:0];
-    end
-    if (rst) begin
-      \$307  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$308  = fin0_0;
-    if (group_end) begin
-      \$308  = \$155 [19:0];
-    end
-    if (rst) begin
-      \$308  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$309  = bank0_0;
-    if (done) begin
-      \$309  = \$157 [20:0];
-    end else if (ser) begin
-      \$309  = bank1_0;
-    end
-    if (rst) begin
-      \$309  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$310  = acc1_0;
-    if (v2_d5) begin
-      \$310  = \$159 [19:0];
-    end
-    if (rst) begin
-      \$310  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$311  = fin1_0;
-    if (group_end) begin
-      \$311  = \$161 [19:0];
-    end
-    if (rst) begin
-      \$311  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$312  = bank1_0;
-    if (done) begin
-      \$312  = \$163 [20:0];
-    end
-    if (rst) begin
-      \$312  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$313  = ser_left;
-    if (done) begin
-      \$313  = 2'h2;
-    end else if (ser) begin
-      \$313  = \$164 [1:0];
-    end
-    if (rst) begin
-      \$313  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$314  = \addr$172 ;
-    if (ser) begin
-      \$314  = \$167 [8:0];
-    end
-    if (rst) begin
-      \$314  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$315  = \$168 ;
-    if (rst) begin
-      \$315  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$316  = \$170 ;
-    if (rst) begin
-      \$316  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$317  = bank0_0;
-    if (rst) begin
-      \$317  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$318  = \$signal$249 ;
-    if (rst) begin
-      \$318  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$319  = data[29:13];
-    if (rst) begin
-      \$319  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$320  = \$171 ;
-    if (rst) begin
-      \$320  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$321  = \$174 ;
-    if (rst) begin
-      \$321  = 49'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$322  = rq0_beta;
-    if (rst) begin
-      \$322  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$323  = \$175 [32:0];
-    if (rst) begin
-      \$323  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$324  = \$176 [16:0];
-    if (rst) begin
-      \$324  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$325  = \$178 ;
-    if (rst) begin
-      \$325  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$326  = \$180 ;
-    if (rst) begin
-      \$326  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$327  = vb;
-    if (rst) begin
-      \$327  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$328  = v_out_d1;
-    if (rst) begin
-      \$328  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$329  = v_out_d2;
-    if (rst) begin
-      \$329  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$330  = v_out_d3;
-    if (rst) begin
-      \$330  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$331  = ka;
-    if (rst) begin
-      \$331  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$332  = skipped_d1;
-    if (rst) begin
-      \$332  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$333  = skipped_d2;
-    if (rst) begin
-      \$333  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$334  = skipped_d3;
-    if (rst) begin
-      \$334  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$335  = skipped_d4;
-    if (rst) begin
-      \$335  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$336  = \$181 ;
-    if (rst) begin
-      \$336  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$337  = \$183 ;
-    if (rst) begin
-      \$337  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$338  = \$27 [2:0];
-    if (rst) begin
-      \$338  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$339  = credits_room_next;
-    if (rst) begin
-      \$339  = 1'h1;
+      \$302  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -26555,23 +24011,23 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$123  = o;
   assign \$124  = o;
   assign \$125  = \$124 ;
-  assign \$129  = \o$221 ;
-  assign \$132  = \o$221 ;
-  assign \$135  = \o$221 ;
-  assign \$139  = \o$221 ;
-  assign \$142  = \o$221 ;
+  assign \$130  = \o$221 ;
+  assign \$133  = \o$221 ;
+  assign \$136  = \o$221 ;
+  assign \$140  = \o$221 ;
   assign \$143  = \o$221 ;
-  assign \$144  = \$143 ;
-  assign \$156  = { fin0_0, 1'h0 };
-  assign \$162  = { fin1_0, 1'h0 };
-  assign \$168  = ser;
-  assign \$169  = 1'h0;
-  assign \$170  = 1'h0;
-  assign \$172  = { p[29], p };
-  assign \$173  = { \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 , 17'h00000 };
-  assign \$176  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$177  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$144  = \o$221 ;
+  assign \$145  = \$144 ;
+  assign \$158  = { fin0_0, 1'h0 };
+  assign \$164  = { fin1_0, 1'h0 };
+  assign \$170  = ser;
+  assign \$171  = 1'h0;
+  assign \$172  = 1'h0;
+  assign \$174  = { p[29], p };
+  assign \$175  = { \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 , 17'h00000 };
+  assign \$178  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$179  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$181  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -26920,6 +24376,8 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
   input clk;
   wire clk;
   reg empty = 1'h1;
+  (* init = 8'h00 *)
+  wire [7:0] head;
   wire head_free;
   output [7:0] o__payload;
   reg [7:0] o__payload = 8'h00;
@@ -27009,9 +24467,6 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     if (\$7 ) begin
       \$36  = w_data;
     end
-    if (rst) begin
-      \$36  = 8'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
@@ -27019,18 +24474,12 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     if (\$9 ) begin
       \$37  = w_data;
     end
-    if (rst) begin
-      \$37  = 8'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$38  = buf2;
     if (\$11 ) begin
       \$38  = w_data;
-    end
-    if (rst) begin
-      \$38  = 8'h00;
     end
   end
   always @* begin
@@ -27048,9 +24497,6 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
-    end
-    if (rst) begin
-      \$40  = 8'h00;
     end
   end
   always @* begin
@@ -27080,6 +24526,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
       \$43  = 2'h0;
     end
   end
+  assign head = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27691,9 +25138,6 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
         \$171  = data;
       end
     end
-    if (rst) begin
-      \$171  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
@@ -27702,9 +25146,6 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
       if (\$154 ) begin
         \$172  = data;
       end
-    end
-    if (rst) begin
-      \$172  = 16'h0000;
     end
   end
   always @* begin
@@ -27715,9 +25156,6 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
         \$173  = data;
       end
     end
-    if (rst) begin
-      \$173  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
@@ -27727,9 +25165,6 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
         \$174  = data;
       end
     end
-    if (rst) begin
-      \$174  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
@@ -27738,9 +25173,6 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
       if (\$157 ) begin
         \$175  = data;
       end
-    end
-    if (rst) begin
-      \$175  = 16'h0000;
     end
   end
   assign raddr = addr;
@@ -27799,6 +25231,8 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 160'h0000000000000000000000000000000000000000 *)
+  wire [159:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst;
@@ -27853,9 +25287,6 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
     \$24  = o__payload;
     if (\$13 ) begin
       \$24  = word;
-    end
-    if (rst) begin
-      \$24  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -27915,11 +25346,9 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
     if (take) begin
       \$31  = \$23 ;
     end
-    if (rst) begin
-      \$31  = 160'h0000000000000000000000000000000000000000;
-    end
   end
   assign ready = i__ready;
+  assign out = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27965,40 +25394,40 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [19:0] \$132 ;
   wire [19:0] \$133 ;
   wire [19:0] \$134 ;
-  wire [16:0] \$135 ;
-  wire [17:0] \$136 ;
-  wire [16:0] \$137 ;
-  wire [17:0] \$138 ;
-  wire [16:0] \$139 ;
+  wire [19:0] \$135 ;
+  wire [16:0] \$136 ;
+  wire [17:0] \$137 ;
+  wire [16:0] \$138 ;
+  wire [17:0] \$139 ;
   wire [6:0] \$14 ;
-  wire [17:0] \$140 ;
-  wire [16:0] \$141 ;
-  wire [17:0] \$142 ;
+  wire [16:0] \$140 ;
+  wire [17:0] \$141 ;
+  wire [16:0] \$142 ;
   wire [17:0] \$143 ;
-  wire [18:0] \$144 ;
-  wire [1:0] \$145 ;
-  wire \$146 ;
-  wire [4:0] \$147 ;
+  wire [17:0] \$144 ;
+  wire [18:0] \$145 ;
+  wire [1:0] \$146 ;
+  wire \$147 ;
   wire [4:0] \$148 ;
-  wire \$149 ;
+  wire [4:0] \$149 ;
   wire [6:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire [21:0] \$152 ;
-  wire [35:0] \$153 ;
-  wire [50:0] \$154 ;
-  wire [51:0] \$155 ;
-  wire [52:0] \$156 ;
-  wire [35:0] \$157 ;
+  wire \$152 ;
+  wire [21:0] \$153 ;
+  wire [35:0] \$154 ;
+  wire [50:0] \$155 ;
+  wire [51:0] \$156 ;
+  wire [52:0] \$157 ;
   wire [35:0] \$158 ;
-  wire \$159 ;
+  wire [35:0] \$159 ;
   wire [4:0] \$16 ;
-  wire [35:0] \$160 ;
-  wire \$161 ;
+  wire \$160 ;
+  wire [35:0] \$161 ;
   wire \$162 ;
   wire \$163 ;
-  wire [1:0] \$164 ;
-  reg [159:0] \$165 ;
+  wire \$164 ;
+  wire [1:0] \$165 ;
   reg [3:0] \$166 ;
   reg \$167 ;
   reg [3:0] \$168 ;
@@ -28029,31 +25458,31 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg \$190 ;
   reg \$191 ;
   reg \$192 ;
-  reg [15:0] \$193 ;
+  reg [3:0] \$193 ;
   reg [3:0] \$194 ;
   reg [3:0] \$195 ;
   reg [3:0] \$196 ;
-  reg [3:0] \$197 ;
+  reg [1:0] \$197 ;
   reg [1:0] \$198 ;
-  reg [1:0] \$199 ;
+  reg [3:0] \$199 ;
   wire [6:0] \$2 ;
   wire \$20 ;
   reg [3:0] \$200 ;
   reg [3:0] \$201 ;
   reg [3:0] \$202 ;
-  reg [3:0] \$203 ;
+  reg [1:0] \$203 ;
   reg [1:0] \$204 ;
-  reg [1:0] \$205 ;
+  reg [3:0] \$205 ;
   reg [3:0] \$206 ;
   reg [3:0] \$207 ;
   reg [3:0] \$208 ;
-  reg [3:0] \$209 ;
+  reg [1:0] \$209 ;
   wire [3:0] \$21 ;
   reg [1:0] \$210 ;
-  reg [1:0] \$211 ;
-  reg [159:0] \$212 ;
-  reg [15:0] \$213 ;
-  reg [19:0] \$214 ;
+  reg [15:0] \$211 ;
+  reg [7:0] \$212 ;
+  reg [7:0] \$213 ;
+  reg [7:0] \$214 ;
   reg [7:0] \$215 ;
   reg [7:0] \$216 ;
   reg [7:0] \$217 ;
@@ -28073,31 +25502,31 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
-  reg [7:0] \$232 ;
-  reg [7:0] \$233 ;
-  reg [7:0] \$234 ;
-  reg [9:0] \$235 ;
-  reg [9:0] \$236 ;
-  reg [9:0] \$237 ;
-  reg [9:0] \$238 ;
-  reg [9:0] \$239 ;
+  reg \$232 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg \$235 ;
+  reg \$236 ;
+  reg \$237 ;
+  reg \$238 ;
+  reg \$239 ;
   wire \$24 ;
-  reg [11:0] \$240 ;
-  reg [9:0] \$241 ;
-  reg [12:0] \$242 ;
-  reg [159:0] \$243 ;
-  reg [9:0] \$244 ;
-  reg [9:0] \$245 ;
-  reg [9:0] \$246 ;
-  reg [9:0] \$247 ;
-  reg [9:0] \$248 ;
-  reg [11:0] \$249 ;
+  reg \$240 ;
+  reg \$241 ;
+  reg \$242 ;
+  reg \$243 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg \$246 ;
+  reg \$247 ;
+  reg [16:0] \$248 ;
+  reg [16:0] \$249 ;
   wire \$25 ;
-  reg [9:0] \$250 ;
-  reg [12:0] \$251 ;
-  reg \$252 ;
+  reg [16:0] \$250 ;
+  reg [16:0] \$251 ;
+  reg [17:0] \$252 ;
   reg \$253 ;
-  reg \$254 ;
+  reg [3:0] \$254 ;
   reg \$255 ;
   reg \$256 ;
   reg \$257 ;
@@ -28112,41 +25541,12 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg \$265 ;
   reg \$266 ;
   reg \$267 ;
-  reg [16:0] \$268 ;
-  reg [16:0] \$269 ;
+  reg [1:0] \$268 ;
+  reg [1:0] \$269 ;
   wire [6:0] \$27 ;
-  reg [16:0] \$270 ;
-  reg [16:0] \$271 ;
-  reg [17:0] \$272 ;
-  reg \$273 ;
-  reg [3:0] \$274 ;
-  reg \$275 ;
-  reg \$276 ;
-  reg [17:0] \$277 ;
-  reg \$278 ;
-  reg [20:0] \$279 ;
+  reg \$270 ;
   wire \$28 ;
-  reg [21:0] \$280 ;
-  reg [51:0] \$281 ;
-  reg [21:0] \$282 ;
-  reg [35:0] \$283 ;
-  reg [19:0] \$284 ;
-  reg \$285 ;
-  reg \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
   wire \$29 ;
-  reg \$290 ;
-  reg \$291 ;
-  reg \$292 ;
-  reg \$293 ;
-  reg \$294 ;
-  reg \$295 ;
-  reg \$296 ;
-  reg [1:0] \$297 ;
-  reg [1:0] \$298 ;
-  reg \$299 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -29088,29 +26488,30 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign \$132  = off1_0[2] ? \$128  : \$131 ;
   assign \$133  = off1_0[3] ? \$125  : \$132 ;
   assign \$134  = off1_0[4] ? \$118  : \$133 ;
-  assign \$135  = first2_d5 ? 17'h00000 : xacc;
-  assign \$136  = \$135  + xsum_l5_0;
-  assign \$137  = first2_d5 ? 17'h00000 : xacc;
-  assign \$138  = \$137  + xsum_l5_0;
-  assign \$139  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$140  = \$139  + t0_0_l5_0;
-  assign \$141  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$142  = \$141  + t0_0_l5_0;
-  assign \$144  = \$143  - xfin;
-  assign \$145  = ser_left - 1'h1;
-  assign \$146  = \addr$191  == 4'h9;
-  assign \$147  = \addr$191  + 1'h1;
-  assign \$148  = \$146  ? 5'h00 : \$147 ;
-  assign \$152  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$155  = $signed(\$153 ) + $signed(\$154 );
-  assign \$156  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$159  = $signed(\$158 ) < $signed(16'h8000);
-  assign \$161  = $signed(\$160 ) > $signed(16'h7fff);
-  assign \$162  = step & s_last;
-  assign \$163  = o__valid & \o__ready$205 ;
-  assign \$164  = \$163  + skipped_d5;
+  assign \$135  = ~ \$134 ;
+  assign \$136  = first2_d5 ? 17'h00000 : xacc;
+  assign \$137  = \$136  + xsum_l5_0;
+  assign \$138  = first2_d5 ? 17'h00000 : xacc;
+  assign \$139  = \$138  + xsum_l5_0;
+  assign \$140  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$141  = \$140  + t0_0_l5_0;
+  assign \$142  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$143  = \$142  + t0_0_l5_0;
+  assign \$145  = \$144  - xfin;
+  assign \$146  = ser_left - 1'h1;
+  assign \$147  = \addr$191  == 4'h9;
+  assign \$148  = \addr$191  + 1'h1;
+  assign \$149  = \$147  ? 5'h00 : \$148 ;
+  assign \$153  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$156  = $signed(\$154 ) + $signed(\$155 );
+  assign \$157  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$160  = $signed(\$159 ) < $signed(16'h8000);
+  assign \$162  = $signed(\$161 ) > $signed(16'h7fff);
+  assign \$163  = step & s_last;
+  assign \$164  = o__valid & \o__ready$205 ;
+  assign \$165  = \$164  + skipped_d5;
   always @(posedge clk)
-    w_data_q <= \$165 ;
+    w_data_q <= w_data;
   always @(posedge clk)
     port__addr <= \$166 ;
   always @(posedge clk)
@@ -29166,219 +26567,219 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk)
     last1 <= \$192 ;
   always @(posedge clk)
-    \i$112  <= \$193 ;
+    \i$112  <= \o__payload$225 ;
   always @(posedge clk)
-    \port__addr$72  <= \$194 ;
+    \port__addr$72  <= \$193 ;
   always @(posedge clk)
-    \port__addr$75  <= \$195 ;
+    \port__addr$75  <= \$194 ;
   always @(posedge clk)
-    \port__addr$78  <= \$196 ;
+    \port__addr$78  <= \$195 ;
   always @(posedge clk)
-    \port__addr$81  <= \$197 ;
+    \port__addr$81  <= \$196 ;
   always @(posedge clk)
-    r_page_a0 <= \$198 ;
+    r_page_a0 <= \$197 ;
   always @(posedge clk)
-    r_page_b0 <= \$199 ;
+    r_page_b0 <= \$198 ;
   always @(posedge clk)
-    \port__addr$84  <= \$200 ;
+    \port__addr$84  <= \$199 ;
   always @(posedge clk)
-    \port__addr$87  <= \$201 ;
+    \port__addr$87  <= \$200 ;
   always @(posedge clk)
-    \port__addr$90  <= \$202 ;
+    \port__addr$90  <= \$201 ;
   always @(posedge clk)
-    \port__addr$93  <= \$203 ;
+    \port__addr$93  <= \$202 ;
   always @(posedge clk)
-    r_page_a1 <= \$204 ;
+    r_page_a1 <= \$203 ;
   always @(posedge clk)
-    r_page_b1 <= \$205 ;
+    r_page_b1 <= \$204 ;
   always @(posedge clk)
-    \port__addr$96  <= \$206 ;
+    \port__addr$96  <= \$205 ;
   always @(posedge clk)
-    \port__addr$99  <= \$207 ;
+    \port__addr$99  <= \$206 ;
   always @(posedge clk)
-    \port__addr$102  <= \$208 ;
+    \port__addr$102  <= \$207 ;
   always @(posedge clk)
-    \port__addr$105  <= \$209 ;
+    \port__addr$105  <= \$208 ;
   always @(posedge clk)
-    r_page_a2 <= \$210 ;
+    r_page_a2 <= \$209 ;
   always @(posedge clk)
-    r_page_b2 <= \$211 ;
+    r_page_b2 <= \$210 ;
   always @(posedge clk)
-    xdata_d1 <= \$212 ;
+    xdata_d1 <= { \$115 , \$109 , \$103  };
   always @(posedge clk)
-    carry0_0 <= \$213 ;
+    carry0_0 <= \$211 ;
   always @(posedge clk)
-    w0_0 <= \$214 ;
+    w0_0 <= \$135 ;
   always @(posedge clk)
-    m0_0_0 <= \$215 ;
+    m0_0_0 <= \$212 ;
   always @(posedge clk)
-    m0_0_1 <= \$216 ;
+    m0_0_1 <= \$213 ;
   always @(posedge clk)
-    m0_0_2 <= \$217 ;
+    m0_0_2 <= \$214 ;
   always @(posedge clk)
-    m0_0_3 <= \$218 ;
+    m0_0_3 <= \$215 ;
   always @(posedge clk)
-    m0_0_4 <= \$219 ;
+    m0_0_4 <= \$216 ;
   always @(posedge clk)
-    m0_0_5 <= \$220 ;
+    m0_0_5 <= \$217 ;
   always @(posedge clk)
-    m0_0_6 <= \$221 ;
+    m0_0_6 <= \$218 ;
   always @(posedge clk)
-    m0_0_7 <= \$222 ;
+    m0_0_7 <= \$219 ;
   always @(posedge clk)
-    m0_0_8 <= \$223 ;
+    m0_0_8 <= \$220 ;
   always @(posedge clk)
-    m0_0_9 <= \$224 ;
+    m0_0_9 <= \$221 ;
   always @(posedge clk)
-    m0_0_10 <= \$225 ;
+    m0_0_10 <= \$222 ;
   always @(posedge clk)
-    m0_0_11 <= \$226 ;
+    m0_0_11 <= \$223 ;
   always @(posedge clk)
-    m0_0_12 <= \$227 ;
+    m0_0_12 <= \$224 ;
   always @(posedge clk)
-    m0_0_13 <= \$228 ;
+    m0_0_13 <= \$225 ;
   always @(posedge clk)
-    m0_0_14 <= \$229 ;
+    m0_0_14 <= \$226 ;
   always @(posedge clk)
-    m0_0_15 <= \$230 ;
+    m0_0_15 <= \$227 ;
   always @(posedge clk)
-    m0_0_16 <= \$231 ;
+    m0_0_16 <= \$228 ;
   always @(posedge clk)
-    m0_0_17 <= \$232 ;
+    m0_0_17 <= \$229 ;
   always @(posedge clk)
-    m0_0_18 <= \$233 ;
+    m0_0_18 <= \$230 ;
   always @(posedge clk)
-    m0_0_19 <= \$234 ;
+    m0_0_19 <= \$231 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$235 ;
+    t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= \$236 ;
+    t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= \$237 ;
+    t0_0_l2_2 <= t0_0_w1_4;
   always @(posedge clk)
-    t0_0_l2_3 <= \$238 ;
+    t0_0_l2_3 <= t0_0_w1_6;
   always @(posedge clk)
-    t0_0_l2_4 <= \$239 ;
+    t0_0_l2_4 <= t0_0_w1_8;
   always @(posedge clk)
-    t0_0_l4_0 <= \$240 ;
+    t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    t0_0_l4_1 <= \$241 ;
+    t0_0_l4_1 <= t0_0_l2_4;
   always @(posedge clk)
-    t0_0_l5_0 <= \$242 ;
+    t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    xword_d1 <= \$243 ;
+    xword_d1 <= xdata_d1;
   always @(posedge clk)
-    xsum_l2_0 <= \$244 ;
+    xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    xsum_l2_1 <= \$245 ;
+    xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= \$246 ;
+    xsum_l2_2 <= xsum_w1_4;
   always @(posedge clk)
-    xsum_l2_3 <= \$247 ;
+    xsum_l2_3 <= xsum_w1_6;
   always @(posedge clk)
-    xsum_l2_4 <= \$248 ;
+    xsum_l2_4 <= xsum_w1_8;
   always @(posedge clk)
-    xsum_l4_0 <= \$249 ;
+    xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    xsum_l4_1 <= \$250 ;
+    xsum_l4_1 <= xsum_l2_4;
   always @(posedge clk)
-    xsum_l5_0 <= \$251 ;
+    xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    v2_d1 <= \$252 ;
+    v2_d1 <= \$232 ;
   always @(posedge clk)
-    v2_d2 <= \$253 ;
+    v2_d2 <= \$233 ;
   always @(posedge clk)
-    v2_d3 <= \$254 ;
+    v2_d3 <= \$234 ;
   always @(posedge clk)
-    v2_d4 <= \$255 ;
+    v2_d4 <= \$235 ;
   always @(posedge clk)
-    v2_d5 <= \$256 ;
+    v2_d5 <= \$236 ;
   always @(posedge clk)
-    first2_d1 <= \$257 ;
+    first2_d1 <= \$237 ;
   always @(posedge clk)
-    first2_d2 <= \$258 ;
+    first2_d2 <= \$238 ;
   always @(posedge clk)
-    first2_d3 <= \$259 ;
+    first2_d3 <= \$239 ;
   always @(posedge clk)
-    first2_d4 <= \$260 ;
+    first2_d4 <= \$240 ;
   always @(posedge clk)
-    first2_d5 <= \$261 ;
+    first2_d5 <= \$241 ;
   always @(posedge clk)
-    last2_d1 <= \$262 ;
+    last2_d1 <= \$242 ;
   always @(posedge clk)
-    last2_d2 <= \$263 ;
+    last2_d2 <= \$243 ;
   always @(posedge clk)
-    last2_d3 <= \$264 ;
+    last2_d3 <= \$244 ;
   always @(posedge clk)
-    last2_d4 <= \$265 ;
+    last2_d4 <= \$245 ;
   always @(posedge clk)
-    last2_d5 <= \$266 ;
+    last2_d5 <= \$246 ;
   always @(posedge clk)
-    done <= \$267 ;
+    done <= \$247 ;
   always @(posedge clk)
-    xacc <= \$268 ;
+    xacc <= \$248 ;
   always @(posedge clk)
-    xfin <= \$269 ;
+    xfin <= \$249 ;
   always @(posedge clk)
-    acc0_0 <= \$270 ;
+    acc0_0 <= \$250 ;
   always @(posedge clk)
-    fin0_0 <= \$271 ;
+    fin0_0 <= \$251 ;
   always @(posedge clk)
-    bank0_0 <= \$272 ;
+    bank0_0 <= \$252 ;
   always @(posedge clk)
-    ser_left <= \$273 ;
+    ser_left <= \$253 ;
   always @(posedge clk)
-    \addr$191  <= \$274 ;
+    \addr$191  <= \$254 ;
   always @(posedge clk)
-    \$signal$271  <= \$275 ;
+    \$signal$271  <= \$255 ;
   always @(posedge clk)
-    ka <= \$276 ;
+    ka <= \$256 ;
   always @(posedge clk)
-    b <= \$277 ;
+    b <= bank0_0;
   always @(posedge clk)
-    vb <= \$278 ;
+    vb <= \$257 ;
   always @(posedge clk)
-    rq0_beta_b <= \$279 ;
+    rq0_beta_b <= \data$194 [39:19];
   always @(posedge clk)
-    rq0_beta <= \$280 ;
+    rq0_beta <= \$153 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$281 ;
+    rq0_acc_s1_0 <= \$156 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$282 ;
+    rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$283 ;
+    rq0_acc_s2_0 <= \$157 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$284 ;
+    rq0_shifted <= \$158 [19:0];
   always @(posedge clk)
-    rq0_under <= \$285 ;
+    rq0_under <= \$160 ;
   always @(posedge clk)
-    rq0_over <= \$286 ;
+    rq0_over <= \$162 ;
   always @(posedge clk)
-    v_out_d1 <= \$287 ;
+    v_out_d1 <= \$258 ;
   always @(posedge clk)
-    v_out_d2 <= \$288 ;
+    v_out_d2 <= \$259 ;
   always @(posedge clk)
-    v_out_d3 <= \$289 ;
+    v_out_d3 <= \$260 ;
   always @(posedge clk)
-    \w_en$210  <= \$290 ;
+    \w_en$210  <= \$261 ;
   always @(posedge clk)
-    skipped_d1 <= \$291 ;
+    skipped_d1 <= \$262 ;
   always @(posedge clk)
-    skipped_d2 <= \$292 ;
+    skipped_d2 <= \$263 ;
   always @(posedge clk)
-    skipped_d3 <= \$293 ;
+    skipped_d3 <= \$264 ;
   always @(posedge clk)
-    skipped_d4 <= \$294 ;
+    skipped_d4 <= \$265 ;
   always @(posedge clk)
-    skipped_d5 <= \$295 ;
+    skipped_d5 <= \$266 ;
   always @(posedge clk)
-    group_ended_d1 <= \$296 ;
+    group_ended_d1 <= \$267 ;
   always @(posedge clk)
-    credits_returned <= \$297 ;
+    credits_returned <= \$268 ;
   always @(posedge clk)
-    credits_space <= \$298 ;
+    credits_space <= \$269 ;
   always @(posedge clk)
-    credits_room <= \$299 ;
+    credits_room <= \$270 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(\addr$191 ),
     .clk(clk),
@@ -29439,13 +26840,6 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     end
     if (load) begin
       r_next = { 1'h0, \$16  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$165  = w_data;
-    if (rst) begin
-      \$165  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -29678,877 +27072,596 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$193  = \o__payload$225 ;
+    \$193  = \$68 [3:0];
     if (rst) begin
-      \$193  = 16'h0000;
+      \$193  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$194  = \$68 [3:0];
+    \$194  = \$69 [3:0];
     if (rst) begin
-      \$194  = 4'h0;
+      \$194  = 4'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$195  = \$69 [3:0];
+    \$195  = \$70 [3:0];
     if (rst) begin
-      \$195  = 4'h3;
+      \$195  = 4'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$196  = \$70 [3:0];
+    \$196  = \$71 [3:0];
     if (rst) begin
-      \$196  = 4'h6;
+      \$196  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$197  = \$71 [3:0];
+    \$197  = \$77 [1:0];
     if (rst) begin
-      \$197  = 4'h9;
+      \$197  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$198  = \$77 [1:0];
+    \$198  = r_page_a0;
     if (rst) begin
       \$198  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$199  = r_page_a0;
+    \$199  = \$78 [3:0];
     if (rst) begin
-      \$199  = 2'h0;
+      \$199  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$200  = \$78 [3:0];
+    \$200  = \$79 [3:0];
     if (rst) begin
-      \$200  = 4'h1;
+      \$200  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$201  = \$79 [3:0];
+    \$201  = \$80 [3:0];
     if (rst) begin
-      \$201  = 4'h4;
+      \$201  = 4'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$202  = \$80 [3:0];
+    \$202  = \$81 [3:0];
     if (rst) begin
-      \$202  = 4'h7;
+      \$202  = 4'ha;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$203  = \$81 [3:0];
+    \$203  = \$87 [1:0];
     if (rst) begin
-      \$203  = 4'ha;
+      \$203  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$204  = \$87 [1:0];
+    \$204  = r_page_a1;
     if (rst) begin
       \$204  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$205  = r_page_a1;
+    \$205  = \$88 [3:0];
     if (rst) begin
-      \$205  = 2'h0;
+      \$205  = 4'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$206  = \$88 [3:0];
+    \$206  = \$89 [3:0];
     if (rst) begin
-      \$206  = 4'h2;
+      \$206  = 4'h5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$207  = \$89 [3:0];
+    \$207  = \$90 [3:0];
     if (rst) begin
-      \$207  = 4'h5;
+      \$207  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$208  = \$90 [3:0];
+    \$208  = \$91 [3:0];
     if (rst) begin
-      \$208  = 4'h8;
+      \$208  = 4'hb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$209  = \$91 [3:0];
+    \$209  = \$97 [1:0];
     if (rst) begin
-      \$209  = 4'hb;
+      \$209  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$210  = \$97 [1:0];
+    \$210  = r_page_a2;
     if (rst) begin
       \$210  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$211  = r_page_a2;
-    if (rst) begin
-      \$211  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$212  = { \$115 , \$109 , \$103  };
-    if (rst) begin
-      \$212  = 160'h0000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$213  = carry0_0;
+    \$211  = carry0_0;
     if (\$signal$223 ) begin
-      \$213  = \i$112 ;
-    end
-    if (rst) begin
-      \$213  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$214  = \$134 ;
-    if (rst) begin
-      \$214  = 20'h00000;
+      \$211  = \i$112 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$215  = xdata_d1[7:0];
+      \$212  = 8'h00;
     end else begin
-      \$215  = 8'h00;
-    end
-    if (rst) begin
-      \$215  = 8'h00;
+      \$212  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$216  = xdata_d1[15:8];
+      \$213  = 8'h00;
     end else begin
-      \$216  = 8'h00;
-    end
-    if (rst) begin
-      \$216  = 8'h00;
+      \$213  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$217  = xdata_d1[23:16];
+      \$214  = 8'h00;
     end else begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
+      \$214  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$218  = xdata_d1[31:24];
+      \$215  = 8'h00;
     end else begin
-      \$218  = 8'h00;
-    end
-    if (rst) begin
-      \$218  = 8'h00;
+      \$215  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$219  = xdata_d1[39:32];
+      \$216  = 8'h00;
     end else begin
-      \$219  = 8'h00;
-    end
-    if (rst) begin
-      \$219  = 8'h00;
+      \$216  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$220  = xdata_d1[47:40];
+      \$217  = 8'h00;
     end else begin
-      \$220  = 8'h00;
-    end
-    if (rst) begin
-      \$220  = 8'h00;
+      \$217  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$221  = xdata_d1[55:48];
+      \$218  = 8'h00;
     end else begin
-      \$221  = 8'h00;
-    end
-    if (rst) begin
-      \$221  = 8'h00;
+      \$218  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$222  = xdata_d1[63:56];
+      \$219  = 8'h00;
     end else begin
-      \$222  = 8'h00;
-    end
-    if (rst) begin
-      \$222  = 8'h00;
+      \$219  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$223  = xdata_d1[71:64];
+      \$220  = 8'h00;
     end else begin
-      \$223  = 8'h00;
-    end
-    if (rst) begin
-      \$223  = 8'h00;
+      \$220  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$224  = xdata_d1[79:72];
+      \$221  = 8'h00;
     end else begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
+      \$221  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$225  = xdata_d1[87:80];
+      \$222  = 8'h00;
     end else begin
-      \$225  = 8'h00;
-    end
-    if (rst) begin
-      \$225  = 8'h00;
+      \$222  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$226  = xdata_d1[95:88];
+      \$223  = 8'h00;
     end else begin
-      \$226  = 8'h00;
-    end
-    if (rst) begin
-      \$226  = 8'h00;
+      \$223  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$227  = xdata_d1[103:96];
+      \$224  = 8'h00;
     end else begin
-      \$227  = 8'h00;
-    end
-    if (rst) begin
-      \$227  = 8'h00;
+      \$224  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$228  = xdata_d1[111:104];
+      \$225  = 8'h00;
     end else begin
-      \$228  = 8'h00;
-    end
-    if (rst) begin
-      \$228  = 8'h00;
+      \$225  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$229  = xdata_d1[119:112];
+      \$226  = 8'h00;
     end else begin
-      \$229  = 8'h00;
-    end
-    if (rst) begin
-      \$229  = 8'h00;
+      \$226  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$230  = xdata_d1[127:120];
+      \$227  = 8'h00;
     end else begin
-      \$230  = 8'h00;
-    end
-    if (rst) begin
-      \$230  = 8'h00;
+      \$227  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$231  = xdata_d1[135:128];
+      \$228  = 8'h00;
     end else begin
-      \$231  = 8'h00;
-    end
-    if (rst) begin
-      \$231  = 8'h00;
+      \$228  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$232  = xdata_d1[143:136];
+      \$229  = 8'h00;
     end else begin
-      \$232  = 8'h00;
-    end
-    if (rst) begin
-      \$232  = 8'h00;
+      \$229  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$233  = xdata_d1[151:144];
+      \$230  = 8'h00;
     end else begin
-      \$233  = 8'h00;
-    end
-    if (rst) begin
-      \$233  = 8'h00;
+      \$230  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$234  = xdata_d1[159:152];
+      \$231  = 8'h00;
     end else begin
-      \$234  = 8'h00;
-    end
-    if (rst) begin
-      \$234  = 8'h00;
+      \$231  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$235  = t0_0_w1_0;
+    \$232  = \$signal$223 ;
     if (rst) begin
-      \$235  = 10'h000;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$236  = t0_0_w1_2;
+    \$233  = v2_d1;
     if (rst) begin
-      \$236  = 10'h000;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$237  = t0_0_w1_4;
+    \$234  = v2_d2;
     if (rst) begin
-      \$237  = 10'h000;
+      \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$238  = t0_0_w1_6;
+    \$235  = v2_d3;
     if (rst) begin
-      \$238  = 10'h000;
+      \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$239  = t0_0_w1_8;
+    \$236  = v2_d4;
     if (rst) begin
-      \$239  = 10'h000;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$240  = t0_0_w3_0;
+    \$237  = \$signal$109 ;
     if (rst) begin
-      \$240  = 12'h000;
+      \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$241  = t0_0_l2_4;
+    \$238  = first2_d1;
     if (rst) begin
-      \$241  = 10'h000;
+      \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$242  = t0_0_w4_0;
+    \$239  = first2_d2;
     if (rst) begin
-      \$242  = 13'h0000;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$243  = xdata_d1;
+    \$240  = first2_d3;
     if (rst) begin
-      \$243  = 160'h0000000000000000000000000000000000000000;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$244  = xsum_w1_0;
+    \$241  = first2_d4;
     if (rst) begin
-      \$244  = 10'h000;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$245  = xsum_w1_2;
+    \$242  = last1;
     if (rst) begin
-      \$245  = 10'h000;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$246  = xsum_w1_4;
+    \$243  = last2_d1;
     if (rst) begin
-      \$246  = 10'h000;
+      \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$247  = xsum_w1_6;
+    \$244  = last2_d2;
     if (rst) begin
-      \$247  = 10'h000;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$248  = xsum_w1_8;
+    \$245  = last2_d3;
     if (rst) begin
-      \$248  = 10'h000;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$249  = xsum_w3_0;
+    \$246  = last2_d4;
     if (rst) begin
-      \$249  = 12'h000;
+      \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$250  = xsum_l2_4;
+    \$247  = group_end;
     if (rst) begin
-      \$250  = 10'h000;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$251  = xsum_w4_0;
-    if (rst) begin
-      \$251  = 13'h0000;
+    \$248  = xacc;
+    if (v2_d5) begin
+      \$248  = \$137 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$252  = \$signal$223 ;
-    if (rst) begin
-      \$252  = 1'h0;
+    \$249  = xfin;
+    if (group_end) begin
+      \$249  = \$139 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$253  = v2_d1;
+    \$250  = acc0_0;
+    if (v2_d5) begin
+      \$250  = \$141 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$251  = fin0_0;
+    if (group_end) begin
+      \$251  = \$143 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$252  = bank0_0;
+    if (done) begin
+      \$252  = \$145 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$253  = ser_left;
+    if (done) begin
+      \$253  = 1'h1;
+    end else if (ser) begin
+      \$253  = \$146 [0];
+    end
     if (rst) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$254  = v2_d2;
+    \$254  = \addr$191 ;
+    if (ser) begin
+      \$254  = \$149 [3:0];
+    end
     if (rst) begin
-      \$254  = 1'h0;
+      \$254  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$255  = v2_d3;
+    \$255  = \$150 ;
     if (rst) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$256  = v2_d4;
+    \$256  = \$152 ;
     if (rst) begin
       \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$257  = \$signal$109 ;
+    \$257  = \$signal$271 ;
     if (rst) begin
       \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$258  = first2_d1;
+    \$258  = vb;
     if (rst) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$259  = first2_d2;
+    \$259  = v_out_d1;
     if (rst) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$260  = first2_d3;
+    \$260  = v_out_d2;
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$261  = first2_d4;
+    \$261  = v_out_d3;
     if (rst) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$262  = last1;
+    \$262  = ka;
     if (rst) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$263  = last2_d1;
+    \$263  = skipped_d1;
     if (rst) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$264  = last2_d2;
+    \$264  = skipped_d2;
     if (rst) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$265  = last2_d3;
+    \$265  = skipped_d3;
     if (rst) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$266  = last2_d4;
+    \$266  = skipped_d4;
     if (rst) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$267  = group_end;
+    \$267  = \$163 ;
     if (rst) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$268  = xacc;
-    if (v2_d5) begin
-      \$268  = \$136 [16:0];
-    end
+    \$268  = \$165 ;
     if (rst) begin
-      \$268  = 17'h00000;
+      \$268  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$269  = xfin;
-    if (group_end) begin
-      \$269  = \$138 [16:0];
-    end
+    \$269  = \$21 [1:0];
     if (rst) begin
-      \$269  = 17'h00000;
+      \$269  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$270  = acc0_0;
-    if (v2_d5) begin
-      \$270  = \$140 [16:0];
-    end
+    \$270  = credits_room_next;
     if (rst) begin
-      \$270  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$271  = fin0_0;
-    if (group_end) begin
-      \$271  = \$142 [16:0];
-    end
-    if (rst) begin
-      \$271  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$272  = bank0_0;
-    if (done) begin
-      \$272  = \$144 [17:0];
-    end
-    if (rst) begin
-      \$272  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$273  = ser_left;
-    if (done) begin
-      \$273  = 1'h1;
-    end else if (ser) begin
-      \$273  = \$145 [0];
-    end
-    if (rst) begin
-      \$273  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$274  = \addr$191 ;
-    if (ser) begin
-      \$274  = \$148 [3:0];
-    end
-    if (rst) begin
-      \$274  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$275  = \$149 ;
-    if (rst) begin
-      \$275  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$276  = \$151 ;
-    if (rst) begin
-      \$276  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$277  = bank0_0;
-    if (rst) begin
-      \$277  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$278  = \$signal$271 ;
-    if (rst) begin
-      \$278  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$279  = \data$194 [39:19];
-    if (rst) begin
-      \$279  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$280  = \$152 ;
-    if (rst) begin
-      \$280  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$281  = \$155 ;
-    if (rst) begin
-      \$281  = 52'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$282  = rq0_beta;
-    if (rst) begin
-      \$282  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$283  = \$156 [35:0];
-    if (rst) begin
-      \$283  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$284  = \$157 [19:0];
-    if (rst) begin
-      \$284  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$285  = \$159 ;
-    if (rst) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$286  = \$161 ;
-    if (rst) begin
-      \$286  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$287  = vb;
-    if (rst) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$288  = v_out_d1;
-    if (rst) begin
-      \$288  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$289  = v_out_d2;
-    if (rst) begin
-      \$289  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$290  = v_out_d3;
-    if (rst) begin
-      \$290  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$291  = ka;
-    if (rst) begin
-      \$291  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$292  = skipped_d1;
-    if (rst) begin
-      \$292  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$293  = skipped_d2;
-    if (rst) begin
-      \$293  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$294  = skipped_d3;
-    if (rst) begin
-      \$294  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$295  = skipped_d4;
-    if (rst) begin
-      \$295  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$296  = \$162 ;
-    if (rst) begin
-      \$296  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$297  = \$164 ;
-    if (rst) begin
-      \$297  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$298  = \$21 [1:0];
-    if (rst) begin
-      \$298  = 2'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$299  = credits_room_next;
-    if (rst) begin
-      \$299  = 1'h1;
+      \$270  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -30640,15 +27753,15 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign \$129  = o;
   assign \$130  = o;
   assign \$131  = \$130 ;
-  assign \$143  = { fin0_0, 1'h0 };
-  assign \$149  = ser;
-  assign \$150  = 1'h0;
+  assign \$144  = { fin0_0, 1'h0 };
+  assign \$150  = ser;
   assign \$151  = 1'h0;
-  assign \$153  = { p[34], p };
-  assign \$154  = { \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 , 17'h00000 };
-  assign \$157  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$152  = 1'h0;
+  assign \$154  = { p[34], p };
+  assign \$155  = { \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 , 17'h00000 };
   assign \$158  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$160  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$159  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$161  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -30854,6 +27967,8 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
   input clk;
   wire clk;
   reg empty = 1'h1;
+  (* init = 16'h0000 *)
+  wire [15:0] head;
   wire head_free;
   output [15:0] o__payload;
   reg [15:0] o__payload = 16'h0000;
@@ -30925,9 +28040,6 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     if (\$6 ) begin
       \$31  = w_data;
     end
-    if (rst) begin
-      \$31  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
@@ -30944,9 +28056,6 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
-    end
-    if (rst) begin
-      \$33  = 16'h0000;
     end
   end
   always @* begin
@@ -30983,6 +28092,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
       \$37  = 1'h1;
     end
   end
+  assign head = o__payload;
   assign buf0 = waiting;
   assign \$28  = used;
 endmodule
@@ -31497,9 +28607,6 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
         \$134  = data;
       end
     end
-    if (rst) begin
-      \$134  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
@@ -31508,9 +28615,6 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
       if (\$120 ) begin
         \$135  = data;
       end
-    end
-    if (rst) begin
-      \$135  = 16'h0000;
     end
   end
   always @* begin
@@ -31521,9 +28625,6 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
         \$136  = data;
       end
     end
-    if (rst) begin
-      \$136  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
@@ -31532,9 +28633,6 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
       if (\$122 ) begin
         \$137  = data;
       end
-    end
-    if (rst) begin
-      \$137  = 16'h0000;
     end
   end
   assign raddr = addr;
@@ -31612,21 +28710,16 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   wire \$7 ;
   reg \$70 ;
   reg [8:0] \$71 ;
-  reg [7:0] \$72 ;
+  reg \$72 ;
   reg \$73 ;
   reg \$74 ;
   reg \$75 ;
-  reg \$76 ;
-  reg [8:0] \$77 ;
-  reg [7:0] \$78 ;
-  reg [7:0] \$79 ;
+  reg [8:0] \$76 ;
+  reg \$77 ;
+  reg [8:0] \$78 ;
+  reg \$79 ;
   wire \$8 ;
   reg \$80 ;
-  reg [8:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [7:0] \$83 ;
-  reg \$84 ;
-  reg \$85 ;
   wire \$9 ;
   reg \$signal  = 1'h0;
   reg \$signal$10  = 1'h0;
@@ -31634,15 +28727,11 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   reg \$signal$12  = 1'h0;
   reg \$signal$13  = 1'h0;
   reg [3:0] \$signal$17  = 4'h0;
-  wire [7:0] \$signal$21 ;
   reg \$signal$22  = 1'h0;
-  reg [7:0] \$signal$23  = 8'h00;
   reg \$signal$24  = 1'h0;
-  reg [7:0] \$signal$28  = 8'h00;
   reg \$signal$38  = 1'h0;
   reg \$signal$40  = 1'h0;
   reg \$signal$41  = 1'h0;
-  reg [7:0] \$signal$43  = 8'h00;
   reg \$signal$9  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__data ;
@@ -31662,7 +28751,11 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg [7:0] in1 = 8'h00;
+  reg [7:0] in2 = 8'h00;
   wire [1:0] level;
+  wire [7:0] new2;
+  reg [7:0] new3 = 8'h00;
   reg [7:0] new4 = 8'h00;
   output [7:0] o__payload;
   wire [7:0] o__payload;
@@ -32138,20 +29231,15 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   end
   always @(posedge clk) begin
     if (wport__en)
-      maxima[wport__addr] <= \$signal$21 ;
+      maxima[wport__addr] <= new2;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
     _0_ <= maxima[\$12 [8:0]];
   end
   assign \$signature__data  = _0_;
-  assign \$13  = fwd_b ? new4 : old2;
-  assign \$14  = \$signal$24  ? \$signal$28  : \$13 ;
-  assign \$15  = \$signal$23  > \$14 ;
-  assign \$16  = \$signal$22  | \$15 ;
-  assign \$17  = fwd_b ? new4 : old2;
-  assign \$18  = \$signal$24  ? \$signal$28  : \$17 ;
-  assign \$signal$21  = \$16  ? \$signal$23  : \$18 ;
+  assign \$18  = \$signal$24  ? new3 : \$17 ;
+  assign new2 = \$16  ? in2 : \$18 ;
   assign wport__en = \$signal$11  & \$signal$13 ;
   assign \$19  = \$signal$11  & \$signal$12 ;
   assign w_en = \$19  & \$signal$13 ;
@@ -32214,33 +29302,33 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   always @(posedge clk)
     addr1 <= \$71 ;
   always @(posedge clk)
-    \$signal$43  <= \$72 ;
+    in1 <= i__payload;
   always @(posedge clk)
-    \$signal$11  <= \$73 ;
+    \$signal$11  <= \$72 ;
   always @(posedge clk)
-    \$signal$22  <= \$74 ;
+    \$signal$22  <= \$73 ;
   always @(posedge clk)
-    \$signal$12  <= \$75 ;
+    \$signal$12  <= \$74 ;
   always @(posedge clk)
-    \$signal$13  <= \$76 ;
+    \$signal$13  <= \$75 ;
   always @(posedge clk)
-    wport__addr <= \$77 ;
+    wport__addr <= \$76 ;
   always @(posedge clk)
-    \$signal$23  <= \$78 ;
+    in2 <= in1;
   always @(posedge clk)
-    old2 <= \$79 ;
+    old2 <= \$signature__data ;
   always @(posedge clk)
-    v3 <= \$80 ;
+    v3 <= \$77 ;
   always @(posedge clk)
-    addr3 <= \$81 ;
+    addr3 <= \$78 ;
   always @(posedge clk)
-    \$signal$28  <= \$82 ;
+    new3 <= new2;
   always @(posedge clk)
-    new4 <= \$83 ;
+    new4 <= new3;
   always @(posedge clk)
-    \$signal$24  <= \$84 ;
+    \$signal$24  <= \$79 ;
   always @(posedge clk)
-    fwd_b <= \$85 ;
+    fwd_b <= \$80 ;
   assign \$1  = \$signal  & \$signal$9 ;
   assign \$2  = \$1  & \$signal$10 ;
   assign \$3  = \$signal$11  & \$signal$12 ;
@@ -32255,6 +29343,11 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   assign take = i__valid & i__ready;
   assign \$11  = \$signal$17  * 6'h20;
   assign \$12  = \$11  + cg;
+  assign \$13  = fwd_b ? new4 : old2;
+  assign \$14  = \$signal$24  ? new3 : \$13 ;
+  assign \$15  = in2 > \$14 ;
+  assign \$16  = \$signal$22  | \$15 ;
+  assign \$17  = fwd_b ? new4 : old2;
   \flexor_lenet5.pool1.out  out (
     .clk(clk),
     .level(level),
@@ -32263,7 +29356,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     .r_rdy(o__valid),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(\$signal$21 )
+    .w_port__data(new2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
@@ -32376,100 +29469,65 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$72  = i__payload;
+    \$72  = \$signal ;
     if (rst) begin
-      \$72  = 8'h00;
+      \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$73  = \$signal ;
+    \$73  = \$signal$41 ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$74  = \$signal$41 ;
+    \$74  = \$signal$9 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$75  = \$signal$9 ;
+    \$75  = \$signal$10 ;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$76  = \$signal$10 ;
+    \$76  = addr1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$76  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$77  = addr1;
+    \$77  = \$55 ;
     if (rst) begin
-      \$77  = 9'h000;
+      \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$78  = \$signal$43 ;
+    \$78  = wport__addr;
     if (rst) begin
-      \$78  = 8'h00;
+      \$78  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$79  = \$signature__data ;
+    \$79  = \$58 ;
     if (rst) begin
-      \$79  = 8'h00;
+      \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$80  = \$55 ;
+    \$80  = \$60 ;
     if (rst) begin
       \$80  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$81  = wport__addr;
-    if (rst) begin
-      \$81  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$82  = \$signal$21 ;
-    if (rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$83  = \$signal$28 ;
-    if (rst) begin
-      \$83  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$84  = \$58 ;
-    if (rst) begin
-      \$84  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$85  = \$60 ;
-    if (rst) begin
-      \$85  = 1'h0;
     end
   end
   assign r_data = o__payload;
@@ -32479,8 +29537,8 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   assign \$signature__addr  = \$12 [8:0];
   assign \$signature__en  = 1'h1;
   assign addr2 = wport__addr;
-  assign wport__data = \$signal$21 ;
-  assign w_data = \$signal$21 ;
+  assign wport__data = new2;
+  assign w_data = new2;
   assign \$27  = \$signal$38 ;
   assign \$33  = \$signal$38 ;
   assign \$41  = \$signal$40 ;
@@ -32693,21 +29751,16 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire \$7 ;
   reg \$70 ;
   reg [8:0] \$71 ;
-  reg [7:0] \$72 ;
+  reg \$72 ;
   reg \$73 ;
   reg \$74 ;
   reg \$75 ;
-  reg \$76 ;
-  reg [8:0] \$77 ;
-  reg [7:0] \$78 ;
-  reg [7:0] \$79 ;
+  reg [8:0] \$76 ;
+  reg \$77 ;
+  reg [8:0] \$78 ;
+  reg \$79 ;
   wire \$8 ;
   reg \$80 ;
-  reg [8:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [7:0] \$83 ;
-  reg \$84 ;
-  reg \$85 ;
   wire \$9 ;
   reg \$signal  = 1'h0;
   reg \$signal$10  = 1'h0;
@@ -32715,15 +29768,11 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   reg \$signal$12  = 1'h0;
   reg \$signal$13  = 1'h0;
   reg [2:0] \$signal$17  = 3'h0;
-  wire [7:0] \$signal$21 ;
   reg \$signal$22  = 1'h0;
-  reg [7:0] \$signal$23  = 8'h00;
   reg \$signal$24  = 1'h0;
-  reg [7:0] \$signal$28  = 8'h00;
   reg \$signal$38  = 1'h0;
   reg \$signal$40  = 1'h0;
   reg \$signal$41  = 1'h0;
-  reg [7:0] \$signal$43  = 8'h00;
   reg \$signal$9  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__data ;
@@ -32743,7 +29792,11 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg [7:0] in1 = 8'h00;
+  reg [7:0] in2 = 8'h00;
   wire [1:0] level;
+  wire [7:0] new2;
+  reg [7:0] new3 = 8'h00;
   reg [7:0] new4 = 8'h00;
   output [7:0] o__payload;
   wire [7:0] o__payload;
@@ -33219,20 +30272,15 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   end
   always @(posedge clk) begin
     if (wport__en)
-      maxima[wport__addr] <= \$signal$21 ;
+      maxima[wport__addr] <= new2;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
     _0_ <= maxima[\$12 [8:0]];
   end
   assign \$signature__data  = _0_;
-  assign \$13  = fwd_b ? new4 : old2;
-  assign \$14  = \$signal$24  ? \$signal$28  : \$13 ;
-  assign \$15  = \$signal$23  > \$14 ;
-  assign \$16  = \$signal$22  | \$15 ;
-  assign \$17  = fwd_b ? new4 : old2;
-  assign \$18  = \$signal$24  ? \$signal$28  : \$17 ;
-  assign \$signal$21  = \$16  ? \$signal$23  : \$18 ;
+  assign \$18  = \$signal$24  ? new3 : \$17 ;
+  assign new2 = \$16  ? in2 : \$18 ;
   assign wport__en = \$signal$11  & \$signal$13 ;
   assign \$19  = \$signal$11  & \$signal$12 ;
   assign w_en = \$19  & \$signal$13 ;
@@ -33295,33 +30343,33 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   always @(posedge clk)
     addr1 <= \$71 ;
   always @(posedge clk)
-    \$signal$43  <= \$72 ;
+    in1 <= i__payload;
   always @(posedge clk)
-    \$signal$11  <= \$73 ;
+    \$signal$11  <= \$72 ;
   always @(posedge clk)
-    \$signal$22  <= \$74 ;
+    \$signal$22  <= \$73 ;
   always @(posedge clk)
-    \$signal$12  <= \$75 ;
+    \$signal$12  <= \$74 ;
   always @(posedge clk)
-    \$signal$13  <= \$76 ;
+    \$signal$13  <= \$75 ;
   always @(posedge clk)
-    wport__addr <= \$77 ;
+    wport__addr <= \$76 ;
   always @(posedge clk)
-    \$signal$23  <= \$78 ;
+    in2 <= in1;
   always @(posedge clk)
-    old2 <= \$79 ;
+    old2 <= \$signature__data ;
   always @(posedge clk)
-    v3 <= \$80 ;
+    v3 <= \$77 ;
   always @(posedge clk)
-    addr3 <= \$81 ;
+    addr3 <= \$78 ;
   always @(posedge clk)
-    \$signal$28  <= \$82 ;
+    new3 <= new2;
   always @(posedge clk)
-    new4 <= \$83 ;
+    new4 <= new3;
   always @(posedge clk)
-    \$signal$24  <= \$84 ;
+    \$signal$24  <= \$79 ;
   always @(posedge clk)
-    fwd_b <= \$85 ;
+    fwd_b <= \$80 ;
   assign \$1  = \$signal  & \$signal$9 ;
   assign \$2  = \$1  & \$signal$10 ;
   assign \$3  = \$signal$11  & \$signal$12 ;
@@ -33336,6 +30384,11 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   assign take = i__valid & i__ready;
   assign \$11  = \$signal$17  * 7'h40;
   assign \$12  = \$11  + cg;
+  assign \$13  = fwd_b ? new4 : old2;
+  assign \$14  = \$signal$24  ? new3 : \$13 ;
+  assign \$15  = in2 > \$14 ;
+  assign \$16  = \$signal$22  | \$15 ;
+  assign \$17  = fwd_b ? new4 : old2;
   \flexor_lenet5.pool2.out  out (
     .clk(clk),
     .level(level),
@@ -33344,7 +30397,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     .r_rdy(o__valid),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(\$signal$21 )
+    .w_port__data(new2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
@@ -33457,100 +30510,65 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$72  = i__payload;
+    \$72  = \$signal ;
     if (rst) begin
-      \$72  = 8'h00;
+      \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$73  = \$signal ;
+    \$73  = \$signal$41 ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$74  = \$signal$41 ;
+    \$74  = \$signal$9 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$75  = \$signal$9 ;
+    \$75  = \$signal$10 ;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$76  = \$signal$10 ;
+    \$76  = addr1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$76  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$77  = addr1;
+    \$77  = \$55 ;
     if (rst) begin
-      \$77  = 9'h000;
+      \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$78  = \$signal$43 ;
+    \$78  = wport__addr;
     if (rst) begin
-      \$78  = 8'h00;
+      \$78  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$79  = \$signature__data ;
+    \$79  = \$58 ;
     if (rst) begin
-      \$79  = 8'h00;
+      \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$80  = \$55 ;
+    \$80  = \$60 ;
     if (rst) begin
       \$80  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$81  = wport__addr;
-    if (rst) begin
-      \$81  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$82  = \$signal$21 ;
-    if (rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$83  = \$signal$28 ;
-    if (rst) begin
-      \$83  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$84  = \$58 ;
-    if (rst) begin
-      \$84  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$85  = \$60 ;
-    if (rst) begin
-      \$85  = 1'h0;
     end
   end
   assign r_data = o__payload;
@@ -33560,8 +30578,8 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   assign \$signature__addr  = \$12 [8:0];
   assign \$signature__en  = 1'h1;
   assign addr2 = wport__addr;
-  assign wport__data = \$signal$21 ;
-  assign w_data = \$signal$21 ;
+  assign wport__data = new2;
+  assign w_data = new2;
   assign \$27  = \$signal$38 ;
   assign \$33  = \$signal$38 ;
   assign \$41  = \$signal$40 ;
