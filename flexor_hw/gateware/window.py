@@ -194,11 +194,14 @@ class SlidingWindow(wiring.Component):
         avail = Signal()
         m.d.comb += [pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
                      avail.eq(~r_done & (pad | ahead | _ky_below(ky, d, kh)))]
-        advance = Signal()             # the output register takes a new value (or empties)
-        m.d.comb += advance.eq(~src.valid | src.ready)
+        # Two stages: the element's read address into a register (the address stage), then
+        # the block RAM's read into ``src`` (the read stage); no adder before the block RAM.
+        advance, reading, va = Signal(), Signal(), Signal()
+        m.d.comb += [reading.eq(~src.valid | src.ready), advance.eq(~va | reading)]
         take = Signal()
         m.d.comb += take.eq(advance & avail)
-        pad_reg = Signal()
+        pad_a = Signal(reset_less=True)
+        pad_reg = Signal(reset_less=True)
         # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R, as the sum of two registers that follow the
         # counters: row_addr = slot·W·C and col_addr = ix·C + c (any value on padding). No
         # multiplier sits between the counters and the memory (one did, and it set Fmax).
@@ -216,13 +219,17 @@ class SlidingWindow(wiring.Component):
 
         rows = _Rows(R, H, sh, ph, WC, wrap, oy, low, r_done, ahead, img_slot, img_row,
                      base_slot, base_row, row_addr)
+        steps = _row_steps(m, rows, ow * C * kh * kw)
 
-        m.d.comb += [rd.addr.eq(row_addr + col_addr), rd.en.eq(advance),
+        r_addr = Signal.like(rd.addr, reset_less=True)
+        m.d.comb += [rd.addr.eq(r_addr), rd.en.eq(reading),
                      src.payload.eq(Cat(rd.data, pad_reg))]
         with m.If(advance):
-            m.d.sync += src.valid.eq(avail)
+            m.d.sync += va.eq(avail)
         with m.If(take):
-            m.d.sync += pad_reg.eq(pad)
+            m.d.sync += [pad_a.eq(pad), r_addr.eq(row_addr + col_addr)]
+        with m.If(reading):
+            m.d.sync += [src.valid.eq(va), pad_reg.eq(pad_a)]
 
         last_kx, last_ky, last_c = kx == kw - 1, ky == kh - 1, c == C - 1
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
@@ -245,7 +252,7 @@ class SlidingWindow(wiring.Component):
                                      ix0c.eq(Mux(last_ox, col_lo, ix0c + sw * C)),
                                      col_addr.eq(Mux(last_ox, col_lo, ix0c + sw * C))]
                         with m.If(last_ox):
-                            _next_output_row(m, rows, last_oy)
+                            _next_output_row(m, rows, steps, last_oy)
         with m.If(take):
             with m.If(~last_kx):
                 m.d.sync += ix.eq(ix + 1)
@@ -257,7 +264,7 @@ class SlidingWindow(wiring.Component):
                 _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
         # (A switch comes only once the reader is done: no take in the same cycle.)
         with m.If(switch):
-            _hand_over(m, rows)
+            _hand_over(m, rows, steps)
         _write_room(m, can_write, write & (w_px == W * C - 1),
                     take & last_kx & last_ky & last_c & last_ox, last_oy, switch, ahead, w_row,
                     low, r_done, d, H, R, sh, ph)
@@ -389,26 +396,35 @@ class RowWindow(SlidingWindow):
         img_row = Signal(range(RBC))
         avail = Signal()
         m.d.comb += avail.eq(~r_done & ((iy < 0) | (iy >= H) | ahead | _ky_below(ky, d, kh)))
-        advance = Signal()
-        m.d.comb += advance.eq(~src.valid | src.ready)
+        # Two stages: the beat's read addresses into registers (the address stage), then the
+        # block RAMs' read into ``src`` (the read stage); no adder before a block RAM.
+        advance, reading, va = Signal(), Signal(), Signal()
+        m.d.comb += [reading.eq(~src.valid | src.ready), advance.eq(~va | reading)]
         take = Signal()
         m.d.comb += take.eq(advance & avail)
         row_pad = (iy < 0) | (iy >= H)
-        pads = Signal(kw)                       # element kx of the beat under read is padding
-        rot = Signal(range(kw))
+        pads_a = Signal(kw, reset_less=True)    # element kx of the beat is padding
+        rot_a = Signal(range(kw), reset_less=True)
+        pads = Signal(kw, reset_less=True)
+        rot = Signal(range(kw), reset_less=True)
         with m.If(take):
-            m.d.sync += [pads.eq(Cat(*[row_pad | (ix0 + kx < 0) | (ix0 + kx >= W)
-                                       for kx in range(kw)])), rot.eq(r0)]
+            m.d.sync += [pads_a.eq(Cat(*[row_pad | (ix0 + kx < 0) | (ix0 + kx >= W)
+                                         for kx in range(kw)])), rot_a.eq(r0)]
         for b, (_, rd) in enumerate(banks):
             # columns left of the rotation point sit one group further on
-            addr = row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0)
-            m.d.comb += [rd.addr.eq(addr), rd.en.eq(advance)]
+            addr = Signal.like(rd.addr, name=f"r_addr{b}", reset_less=True)
+            with m.If(take):
+                m.d.sync += addr.eq(row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0))
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(reading)]
         m.d.comb += src.payload.eq(Cat(*[rd.data for _, rd in banks], rot, pads))
         with m.If(advance):
-            m.d.sync += src.valid.eq(avail)
+            m.d.sync += va.eq(avail)
+        with m.If(reading):
+            m.d.sync += [src.valid.eq(va), pads.eq(pads_a), rot.eq(rot_a)]
 
         rows = _Rows(R, H, sh, ph, BWC, wrap, oy, low, r_done, ahead, img_slot, img_row,
                      base_slot, base_row, row_addr)
+        steps = _row_steps(m, rows, ow * C * kh)
         last_ky, last_c = ky == kh - 1, c == C - 1
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
         t = r0 + sw % kw
@@ -429,11 +445,11 @@ class RowWindow(SlidingWindow):
                                  q0c.eq(Mux(last_ox, q0c.init, next_q0c)),
                                  qc.eq(Mux(last_ox, q0c.init, next_q0c))]
                     with m.If(last_ox):
-                        _next_output_row(m, rows, last_oy)
+                        _next_output_row(m, rows, steps, last_oy)
         with m.If(take):
             _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
         with m.If(switch):
-            _hand_over(m, rows)
+            _hand_over(m, rows, steps)
         _write_room(m, can_write, write & (w_c == C - 1) & (w_x == W - 1),
                     take & last_ky & last_c & last_ox, last_oy, switch, ahead, w_row, low,
                     r_done, d, H, R, sh, ph)
@@ -618,27 +634,48 @@ class _Rows:
     row_addr: object
 
 
-def _next_output_row(m, r, last_oy):
+def _row_steps(m, r, beats_per_row):
+    """The slots and row addresses the reader moves to next, each ``(slot + k) mod R`` and its
+    row's address: registers that follow ``base_*`` and ``img_*`` a cycle late (a compare,
+    subtraction and mux through carry chains, 13 levels from ``img_row`` back into it, were a
+    row window's longest path), or the expressions themselves where an output row takes one
+    beat (the next row end would come before the register follows). Those move only at an
+    output row's end or at the hand-over, at least ``beats_per_row`` cycles apart."""
+    R, H, ph, sh = r.R, r.H, r.ph, r.sh
+
+    def slot_plus(slot, k):
+        s = slot + k % R
+        return Mux(s >= R, s - R, s)
+
+    steps = {"next_slot": (r.base_slot, slot_plus(r.base_slot, sh)),
+             "next_row": (r.base_row, r.wrap(r.base_row + (sh % R) * r.row_words)),
+             "img_slot": (r.img_slot, slot_plus(r.img_slot, H)),
+             "img_row": (r.img_row, r.wrap(r.img_row + (H % R) * r.row_words)),
+             "base_slot": (r.base_slot, slot_plus(r.img_slot, H - ph)),
+             "base_row": (r.base_row, r.wrap(r.img_row + ((H - ph) % R) * r.row_words))}
+    if beats_per_row < 2:
+        return {k: expr for k, (_, expr) in steps.items()}
+    regs = {}
+    for k, (like, expr) in steps.items():
+        regs[k] = Signal.like(like, name=f"step_{k}", reset_less=True)
+        m.d.sync += regs[k].eq(expr)
+    return regs
+
+
+def _next_output_row(m, r, steps, last_oy):
     """The reader moves to the next output row (or is done with the image)."""
-    next_slot = r.base_slot + r.sh % r.R
     m.d.sync += [r.oy.eq(Mux(last_oy, 0, r.oy + 1)),
                  r.low.eq(Mux(last_oy, -r.ph, r.low + r.sh))]
     with m.If(last_oy):
         m.d.sync += r.r_done.eq(1)
     with m.Else():
-        next_row = r.wrap(r.base_row + (r.sh % r.R) * r.row_words)
-        m.d.sync += [r.base_slot.eq(Mux(next_slot >= r.R, next_slot - r.R, next_slot)),
-                     r.base_row.eq(next_row), r.row_addr.eq(next_row)]
+        m.d.sync += [r.base_slot.eq(steps["next_slot"]), r.base_row.eq(steps["next_row"]),
+                     r.row_addr.eq(steps["next_row"])]
 
 
-def _hand_over(m, r):
+def _hand_over(m, r, steps):
     """The reader, done, takes over the writer's image: rows run on around the buffer."""
-    R, H, ph = r.R, r.H, r.ph
-    next_img = r.img_slot + H % R
-    next_base = r.img_slot + (H - ph) % R
-    next_base_row = r.wrap(r.img_row + ((H - ph) % R) * r.row_words)
     m.d.sync += [r.ahead.eq(0), r.r_done.eq(0),
-                 r.img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
-                 r.img_row.eq(r.wrap(r.img_row + (H % R) * r.row_words)),
-                 r.base_slot.eq(Mux(next_base >= R, next_base - R, next_base)),
-                 r.base_row.eq(next_base_row), r.row_addr.eq(next_base_row)]
+                 r.img_slot.eq(steps["img_slot"]), r.img_row.eq(steps["img_row"]),
+                 r.base_slot.eq(steps["base_slot"]), r.base_row.eq(steps["base_row"]),
+                 r.row_addr.eq(steps["base_row"])]

@@ -3206,103 +3206,103 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [6:0] \$100 ;
-  wire [6:0] \$101 ;
-  wire \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
+  wire [8:0] \$100 ;
+  wire [9:0] \$101 ;
+  wire [8:0] \$102 ;
+  wire [9:0] \$103 ;
+  wire [9:0] \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire [5:0] \$107 ;
-  wire [5:0] \$108 ;
+  wire [3:0] \$106 ;
+  wire [3:0] \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire [6:0] \$110 ;
-  wire [6:0] \$111 ;
-  wire \$112 ;
+  wire \$111 ;
+  wire [3:0] \$112 ;
   wire [3:0] \$113 ;
   wire \$114 ;
-  wire [3:0] \$115 ;
-  wire [4:0] \$116 ;
-  wire [3:0] \$117 ;
-  wire [4:0] \$118 ;
+  wire \$115 ;
+  wire [6:0] \$116 ;
+  wire [8:0] \$117 ;
+  wire \$118 ;
   wire [8:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
+  wire [9:0] \$120 ;
   wire [8:0] \$121 ;
   wire [9:0] \$122 ;
-  wire [8:0] \$123 ;
-  wire [9:0] \$124 ;
-  wire [8:0] \$125 ;
+  wire \$123 ;
+  wire [1:0] \$124 ;
+  wire [1:0] \$125 ;
   wire \$126 ;
-  wire [8:0] \$127 ;
-  wire [9:0] \$128 ;
-  wire [8:0] \$129 ;
+  wire \$127 ;
+  wire [6:0] \$128 ;
+  wire [7:0] \$129 ;
   wire \$13 ;
-  wire [9:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
+  wire \$130 ;
+  wire [5:0] \$131 ;
+  wire [5:0] \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [6:0] \$136 ;
-  wire \$137 ;
+  wire [6:0] \$134 ;
+  wire [6:0] \$135 ;
+  wire \$136 ;
+  wire [6:0] \$137 ;
   wire [6:0] \$138 ;
-  wire [6:0] \$139 ;
+  wire \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
+  wire [6:0] \$140 ;
+  wire [6:0] \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [6:0] \$146 ;
-  wire \$147 ;
+  wire [5:0] \$144 ;
+  wire [5:0] \$145 ;
+  wire \$146 ;
+  wire [6:0] \$147 ;
   wire [6:0] \$148 ;
-  wire [6:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [3:0] \$150 ;
+  wire \$150 ;
   wire \$151 ;
-  wire [3:0] \$152 ;
-  wire [4:0] \$153 ;
-  wire [3:0] \$154 ;
-  wire [4:0] \$155 ;
-  wire [8:0] \$156 ;
-  wire \$157 ;
-  wire [8:0] \$158 ;
-  wire [9:0] \$159 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire [6:0] \$155 ;
+  wire \$156 ;
+  wire [6:0] \$157 ;
+  wire [6:0] \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [8:0] \$160 ;
-  wire [9:0] \$161 ;
-  wire [3:0] \$162 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
   wire \$163 ;
-  wire [3:0] \$164 ;
-  wire [4:0] \$165 ;
-  wire [3:0] \$166 ;
-  wire [4:0] \$167 ;
-  wire [8:0] \$168 ;
+  wire \$164 ;
+  wire [6:0] \$165 ;
+  wire \$166 ;
+  wire [6:0] \$167 ;
+  wire [6:0] \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire [8:0] \$170 ;
-  wire [9:0] \$171 ;
-  wire [8:0] \$172 ;
-  wire [9:0] \$173 ;
-  wire [8:0] \$174 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
   wire \$175 ;
-  wire [8:0] \$176 ;
-  wire [9:0] \$177 ;
-  wire [8:0] \$178 ;
-  wire [9:0] \$179 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
+  wire [5:0] \$185 ;
+  wire [5:0] \$186 ;
+  wire [5:0] \$187 ;
+  wire [6:0] \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
@@ -3310,11 +3310,11 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$192 ;
   wire \$193 ;
   wire \$194 ;
-  wire \$195 ;
+  wire [5:0] \$195 ;
   wire [5:0] \$196 ;
-  wire [5:0] \$197 ;
-  wire [5:0] \$198 ;
-  wire [6:0] \$199 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
@@ -3323,9 +3323,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire [5:0] \$206 ;
-  wire [5:0] \$207 ;
-  wire \$208 ;
+  wire [6:0] \$206 ;
+  wire [7:0] \$207 ;
+  wire [7:0] \$208 ;
   wire \$209 ;
   wire \$21 ;
   wire \$210 ;
@@ -3335,9 +3335,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
-  wire [6:0] \$217 ;
-  wire [7:0] \$218 ;
-  wire [7:0] \$219 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
@@ -3517,9 +3517,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$379 ;
   wire \$38 ;
   wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
+  wire [6:0] \$381 ;
+  wire [6:0] \$382 ;
+  wire [6:0] \$383 ;
   wire \$384 ;
   wire \$385 ;
   wire \$386 ;
@@ -3527,11 +3527,11 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
+  wire [6:0] \$390 ;
+  wire [6:0] \$391 ;
   wire [6:0] \$392 ;
-  wire [6:0] \$393 ;
-  wire [6:0] \$394 ;
+  wire \$393 ;
+  wire \$394 ;
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
@@ -3540,10 +3540,10 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$4 ;
   wire \$40 ;
   wire \$400 ;
-  wire [6:0] \$401 ;
+  wire \$401 ;
   wire [6:0] \$402 ;
   wire [6:0] \$403 ;
-  wire \$404 ;
+  wire [6:0] \$404 ;
   wire \$405 ;
   wire \$406 ;
   wire \$407 ;
@@ -3551,21 +3551,21 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$409 ;
   wire \$41 ;
   wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
+  wire [6:0] \$411 ;
+  wire [6:0] \$412 ;
   wire [6:0] \$413 ;
-  wire [6:0] \$414 ;
-  wire [6:0] \$415 ;
+  wire \$414 ;
+  wire \$415 ;
   wire \$416 ;
   wire \$417 ;
   wire \$418 ;
   wire \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
+  wire [6:0] \$420 ;
+  wire [6:0] \$421 ;
   wire [6:0] \$422 ;
-  wire [6:0] \$423 ;
-  wire [6:0] \$424 ;
+  wire \$423 ;
+  wire \$424 ;
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
@@ -3573,55 +3573,47 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$429 ;
   wire \$43 ;
   wire \$430 ;
-  wire [6:0] \$431 ;
+  wire \$431 ;
   wire [6:0] \$432 ;
   wire [6:0] \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
+  wire [6:0] \$434 ;
+  reg [4:0] \$435 ;
+  reg [7:0] \$436 ;
+  reg \$437 ;
+  reg [4:0] \$438 ;
+  reg \$439 ;
   wire \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire [6:0] \$443 ;
-  wire [6:0] \$444 ;
-  wire [6:0] \$445 ;
-  reg [4:0] \$446 ;
+  reg \$440 ;
+  reg [7:0] \$441 ;
+  reg \$442 ;
+  reg \$443 ;
+  reg [2:0] \$444 ;
+  reg [5:0] \$445 ;
+  reg [2:0] \$446 ;
   reg [7:0] \$447 ;
-  reg \$448 ;
-  reg [4:0] \$449 ;
+  reg [4:0] \$448 ;
+  reg [5:0] \$449 ;
   wire \$45 ;
-  reg \$450 ;
-  reg \$451 ;
-  reg [2:0] \$452 ;
-  reg [5:0] \$453 ;
+  reg [5:0] \$450 ;
+  reg [4:0] \$451 ;
+  reg [5:0] \$452 ;
+  reg \$453 ;
   reg [2:0] \$454 ;
   reg [7:0] \$455 ;
-  reg [4:0] \$456 ;
+  reg [5:0] \$456 ;
   reg [5:0] \$457 ;
-  reg [5:0] \$458 ;
-  reg [4:0] \$459 ;
+  reg [2:0] \$458 ;
+  reg [7:0] \$459 ;
   wire \$46 ;
-  reg [5:0] \$460 ;
+  reg [6:0] \$460 ;
   reg \$461 ;
-  reg [2:0] \$462 ;
-  reg [7:0] \$463 ;
+  reg [5:0] \$462 ;
+  reg [5:0] \$463 ;
   reg [5:0] \$464 ;
   reg [5:0] \$465 ;
-  reg [2:0] \$466 ;
-  reg [7:0] \$467 ;
-  reg [6:0] \$468 ;
-  reg \$469 ;
+  reg [5:0] \$466 ;
+  reg [5:0] \$467 ;
   wire \$47 ;
-  reg [5:0] \$470 ;
-  reg [5:0] \$471 ;
-  reg [5:0] \$472 ;
-  reg [5:0] \$473 ;
-  reg [5:0] \$474 ;
-  reg [5:0] \$475 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
@@ -3631,7 +3623,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [9:0] \$56 ;
+  wire \$56 ;
   wire \$57 ;
   wire [5:0] \$58 ;
   wire [5:0] \$59 ;
@@ -3644,42 +3636,43 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$65 ;
   wire \$66 ;
   wire [5:0] \$67 ;
-  wire \$68 ;
-  wire [3:0] \$69 ;
+  wire [3:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire [3:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire [6:0] \$73 ;
-  wire \$74 ;
-  wire [3:0] \$75 ;
-  wire [3:0] \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [6:0] \$79 ;
+  wire [4:0] \$71 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
+  wire [8:0] \$74 ;
+  wire \$75 ;
+  wire [8:0] \$76 ;
+  wire [9:0] \$77 ;
+  wire [8:0] \$78 ;
+  wire [9:0] \$79 ;
   wire \$8 ;
-  wire [8:0] \$80 ;
+  wire [3:0] \$80 ;
   wire \$81 ;
-  wire [8:0] \$82 ;
-  wire [9:0] \$83 ;
-  wire [8:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire \$86 ;
-  wire [1:0] \$87 ;
-  wire [1:0] \$88 ;
-  wire \$89 ;
+  wire [3:0] \$82 ;
+  wire [4:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire [4:0] \$85 ;
+  wire [8:0] \$86 ;
+  wire \$87 ;
+  wire [8:0] \$88 ;
+  wire [9:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [6:0] \$91 ;
-  wire [7:0] \$92 ;
+  wire [8:0] \$90 ;
+  wire [9:0] \$91 ;
+  wire [3:0] \$92 ;
   wire \$93 ;
-  wire [5:0] \$94 ;
-  wire [5:0] \$95 ;
-  wire \$96 ;
-  wire [6:0] \$97 ;
-  wire [6:0] \$98 ;
+  wire [3:0] \$94 ;
+  wire [4:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire [4:0] \$97 ;
+  wire [8:0] \$98 ;
   wire \$99 ;
-  wire advance;
+  wire \$signal ;
+  wire \$signal$39 ;
   reg ahead = 1'h0;
   wire avail;
   reg [7:0] base_row = 8'h70;
@@ -3694,7 +3687,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire [8:0] i__payload;
   wire [7:0] \i__payload$10 ;
   wire [7:0] \i__payload$25 ;
-  wire [8:0] \i__payload$44 ;
+  wire [8:0] \i__payload$45 ;
   wire i__ready;
   output \i__ready$18 ;
   reg \i__ready$18  = 1'h1;
@@ -3732,9 +3725,12 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg [4:0] ox = 5'h00;
   reg [4:0] oy = 5'h00;
   wire pad;
+  reg pad_a = 1'h0;
   reg pad_reg = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] r_addr;
   reg r_done = 1'h0;
-  wire [7:0] rd__addr;
+  reg [7:0] rd__addr = 8'h00;
   wire [7:0] rd__data;
   wire rd__en;
   reg [5:0] room_low_21 = 6'h17;
@@ -3746,8 +3742,15 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg [7:0] row_addr = 8'h70;
   input rst;
   wire rst;
+  reg [7:0] step_base_row = 8'h70;
+  reg [2:0] step_base_slot = 3'h4;
+  reg [7:0] step_img_row = 8'h00;
+  reg [2:0] step_img_slot = 3'h0;
+  reg [7:0] step_next_row = 8'h70;
+  reg [2:0] step_next_slot = 3'h4;
   wire switch;
   wire take;
+  reg va = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] w_addr;
   reg [4:0] w_px = 5'h00;
@@ -3936,8 +3939,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    if (advance) begin
-      _0_ <= mem[\$56 [7:0]];
+    if (\$signal ) begin
+      _0_ <= mem[rd__addr];
     end
   end
   assign rd__data = _0_;
@@ -4001,9 +4004,10 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$54  = \$8  | \$53 ;
   assign avail = \$7  & \$54 ;
   assign \$55  = ~ \i__valid$37 ;
-  assign advance = \$55  | \i__ready$38 ;
-  assign take = advance & avail;
-  assign \$56  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
+  assign \$signal  = \$55  | \i__ready$38 ;
+  assign \$56  = ~ va;
+  assign \$signal$39  = \$56  | \$signal ;
+  assign take = \$signal$39  & avail;
   assign \$57  = w_px == 5'h1b;
   assign \$58  = w_px + 1'h1;
   assign \$59  = \$57  ? 6'h00 : \$58 ;
@@ -4015,416 +4019,423 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$65  = w_row == 5'h1b;
   assign \$66  = \$64  & \$65 ;
   assign \$67  = w_row + 1'h1;
-  assign \$68  = kx == 3'h4;
-  assign \$69  = kx + 1'h1;
-  assign \$70  = \$68  ? 4'h0 : \$69 ;
-  assign \$71  = kx == 3'h4;
-  assign \$72  = ~ \$71 ;
-  assign \$73  = $signed(col_addr) + $signed(2'h1);
-  assign \$74  = ky == 3'h4;
-  assign \$75  = ky + 1'h1;
-  assign \$76  = \$74  ? 4'h0 : \$75 ;
-  assign \$77  = ky == 3'h4;
-  assign \$78  = ~ \$77 ;
-  assign \$79  = $signed(ix0c) + $signed(1'h0);
-  assign \$80  = row_addr + 5'h1c;
-  assign \$81  = \$80  >= 8'ha8;
-  assign \$82  = row_addr + 5'h1c;
-  assign \$83  = \$82  - 8'ha8;
-  assign \$84  = row_addr + 5'h1c;
+  assign \$68  = base_slot + 1'h1;
+  assign \$69  = \$68  >= 3'h6;
+  assign \$70  = base_slot + 1'h1;
+  assign \$71  = \$70  - 3'h6;
+  assign \$72  = base_slot + 1'h1;
+  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
+  assign \$74  = base_row + 5'h1c;
+  assign \$75  = \$74  >= 8'ha8;
+  assign \$76  = base_row + 5'h1c;
+  assign \$77  = \$76  - 8'ha8;
+  assign \$78  = base_row + 5'h1c;
+  assign \$79  = \$75  ? \$77  : { 1'h0, \$78  };
+  assign \$80  = img_slot + 3'h4;
+  assign \$81  = \$80  >= 3'h6;
+  assign \$82  = img_slot + 3'h4;
+  assign \$83  = \$82  - 3'h6;
+  assign \$84  = img_slot + 3'h4;
   assign \$85  = \$81  ? \$83  : { 1'h0, \$84  };
-  assign \$91  = $signed(ix0c) + $signed(1'h0);
-  assign \$92  = $signed(\$91 ) + $signed(2'h1);
-  assign \$93  = ox == 5'h1b;
-  assign \$94  = ox + 1'h1;
-  assign \$95  = \$93  ? 6'h00 : \$94 ;
-  assign \$96  = ox == 5'h1b;
-  assign \$97  = $signed(ix0) + $signed(2'h1);
-  assign \$98  = \$96  ? 7'h7e : \$97 ;
-  assign \$99  = ox == 5'h1b;
-  assign \$100  = $signed(ix0c) + $signed(2'h1);
-  assign \$101  = \$99  ? 7'h7e : \$100 ;
-  assign \$102  = ox == 5'h1b;
-  assign \$103  = $signed(ix0c) + $signed(2'h1);
-  assign \$104  = \$102  ? 7'h7e : \$103 ;
-  assign \$105  = ox == 5'h1b;
-  assign \$106  = oy == 5'h1b;
-  assign \$107  = oy + 1'h1;
-  assign \$108  = \$106  ? 6'h00 : \$107 ;
-  assign \$109  = oy == 5'h1b;
-  assign \$110  = $signed(low) + $signed(2'h1);
-  assign \$111  = \$109  ? 7'h7e : \$110 ;
-  assign \$112  = oy == 5'h1b;
-  assign \$113  = base_slot + 1'h1;
-  assign \$114  = \$113  >= 3'h6;
-  assign \$115  = base_slot + 1'h1;
-  assign \$116  = \$115  - 3'h6;
-  assign \$117  = base_slot + 1'h1;
-  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
-  assign \$119  = base_row + 5'h1c;
-  assign \$120  = \$119  >= 8'ha8;
-  assign \$121  = base_row + 5'h1c;
-  assign \$122  = \$121  - 8'ha8;
-  assign \$123  = base_row + 5'h1c;
-  assign \$124  = \$120  ? \$122  : { 1'h0, \$123  };
-  assign \$125  = base_row + 5'h1c;
-  assign \$126  = \$125  >= 8'ha8;
-  assign \$127  = base_row + 5'h1c;
-  assign \$128  = \$127  - 8'ha8;
-  assign \$129  = base_row + 5'h1c;
-  assign \$130  = \$126  ? \$128  : { 1'h0, \$129  };
-  assign \$131  = kx == 3'h4;
-  assign \$132  = ~ \$131 ;
-  assign \$133  = ky == 3'h4;
-  assign \$136  = $signed(ix) + $signed(2'h1);
-  assign \$137  = ox == 5'h1b;
-  assign \$138  = $signed(ix0) + $signed(2'h1);
-  assign \$139  = \$137  ? 7'h7e : \$138 ;
-  assign \$140  = kx == 3'h4;
-  assign \$141  = ky == 3'h4;
-  assign \$142  = ~ \$141 ;
-  assign \$144  = ox == 5'h1b;
-  assign \$146  = $signed(iy) + $signed(2'h1);
-  assign \$147  = oy == 5'h1b;
-  assign \$148  = $signed(low) + $signed(2'h1);
-  assign \$149  = \$147  ? 7'h7e : \$148 ;
-  assign \$150  = img_slot + 3'h4;
-  assign \$151  = \$150  >= 3'h6;
-  assign \$152  = img_slot + 3'h4;
-  assign \$153  = \$152  - 3'h6;
-  assign \$154  = img_slot + 3'h4;
-  assign \$155  = \$151  ? \$153  : { 1'h0, \$154  };
-  assign \$156  = img_row + 7'h70;
-  assign \$157  = \$156  >= 8'ha8;
-  assign \$158  = img_row + 7'h70;
-  assign \$159  = \$158  - 8'ha8;
-  assign \$160  = img_row + 7'h70;
-  assign \$161  = \$157  ? \$159  : { 1'h0, \$160  };
-  assign \$162  = img_slot + 2'h2;
-  assign \$163  = \$162  >= 3'h6;
-  assign \$164  = img_slot + 2'h2;
-  assign \$165  = \$164  - 3'h6;
-  assign \$166  = img_slot + 2'h2;
-  assign \$167  = \$163  ? \$165  : { 1'h0, \$166  };
-  assign \$168  = img_row + 6'h38;
-  assign \$169  = \$168  >= 8'ha8;
-  assign \$170  = img_row + 6'h38;
-  assign \$171  = \$170  - 8'ha8;
-  assign \$172  = img_row + 6'h38;
-  assign \$173  = \$169  ? \$171  : { 1'h0, \$172  };
-  assign \$174  = img_row + 6'h38;
-  assign \$175  = \$174  >= 8'ha8;
-  assign \$176  = img_row + 6'h38;
-  assign \$177  = \$176  - 8'ha8;
-  assign \$178  = img_row + 6'h38;
-  assign \$179  = \$175  ? \$177  : { 1'h0, \$178  };
-  assign \$180  = kx == 3'h4;
-  assign \$181  = take & \$180 ;
-  assign \$182  = ky == 3'h4;
+  assign \$86  = img_row + 7'h70;
+  assign \$87  = \$86  >= 8'ha8;
+  assign \$88  = img_row + 7'h70;
+  assign \$89  = \$88  - 8'ha8;
+  assign \$90  = img_row + 7'h70;
+  assign \$91  = \$87  ? \$89  : { 1'h0, \$90  };
+  assign \$92  = img_slot + 2'h2;
+  assign \$93  = \$92  >= 3'h6;
+  assign \$94  = img_slot + 2'h2;
+  assign \$95  = \$94  - 3'h6;
+  assign \$96  = img_slot + 2'h2;
+  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
+  assign \$98  = img_row + 6'h38;
+  assign \$99  = \$98  >= 8'ha8;
+  assign \$100  = img_row + 6'h38;
+  assign \$101  = \$100  - 8'ha8;
+  assign \$102  = img_row + 6'h38;
+  assign \$103  = \$99  ? \$101  : { 1'h0, \$102  };
+  assign \$104  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
+  assign \$105  = kx == 3'h4;
+  assign \$106  = kx + 1'h1;
+  assign \$107  = \$105  ? 4'h0 : \$106 ;
+  assign \$108  = kx == 3'h4;
+  assign \$109  = ~ \$108 ;
+  assign \$110  = $signed(col_addr) + $signed(2'h1);
+  assign \$111  = ky == 3'h4;
+  assign \$112  = ky + 1'h1;
+  assign \$113  = \$111  ? 4'h0 : \$112 ;
+  assign \$114  = ky == 3'h4;
+  assign \$115  = ~ \$114 ;
+  assign \$116  = $signed(ix0c) + $signed(1'h0);
+  assign \$117  = row_addr + 5'h1c;
+  assign \$118  = \$117  >= 8'ha8;
+  assign \$119  = row_addr + 5'h1c;
+  assign \$120  = \$119  - 8'ha8;
+  assign \$121  = row_addr + 5'h1c;
+  assign \$122  = \$118  ? \$120  : { 1'h0, \$121  };
+  assign \$128  = $signed(ix0c) + $signed(1'h0);
+  assign \$129  = $signed(\$128 ) + $signed(2'h1);
+  assign \$130  = ox == 5'h1b;
+  assign \$131  = ox + 1'h1;
+  assign \$132  = \$130  ? 6'h00 : \$131 ;
+  assign \$133  = ox == 5'h1b;
+  assign \$134  = $signed(ix0) + $signed(2'h1);
+  assign \$135  = \$133  ? 7'h7e : \$134 ;
+  assign \$136  = ox == 5'h1b;
+  assign \$137  = $signed(ix0c) + $signed(2'h1);
+  assign \$138  = \$136  ? 7'h7e : \$137 ;
+  assign \$139  = ox == 5'h1b;
+  assign \$140  = $signed(ix0c) + $signed(2'h1);
+  assign \$141  = \$139  ? 7'h7e : \$140 ;
+  assign \$142  = ox == 5'h1b;
+  assign \$143  = oy == 5'h1b;
+  assign \$144  = oy + 1'h1;
+  assign \$145  = \$143  ? 6'h00 : \$144 ;
+  assign \$146  = oy == 5'h1b;
+  assign \$147  = $signed(low) + $signed(2'h1);
+  assign \$148  = \$146  ? 7'h7e : \$147 ;
+  assign \$149  = oy == 5'h1b;
+  assign \$150  = kx == 3'h4;
+  assign \$151  = ~ \$150 ;
+  assign \$152  = ky == 3'h4;
+  assign \$155  = $signed(ix) + $signed(2'h1);
+  assign \$156  = ox == 5'h1b;
+  assign \$157  = $signed(ix0) + $signed(2'h1);
+  assign \$158  = \$156  ? 7'h7e : \$157 ;
+  assign \$159  = kx == 3'h4;
+  assign \$160  = ky == 3'h4;
+  assign \$161  = ~ \$160 ;
+  assign \$163  = ox == 5'h1b;
+  assign \$165  = $signed(iy) + $signed(2'h1);
+  assign \$166  = oy == 5'h1b;
+  assign \$167  = $signed(low) + $signed(2'h1);
+  assign \$168  = \$166  ? 7'h7e : \$167 ;
+  assign \$169  = kx == 3'h4;
+  assign \$170  = take & \$169 ;
+  assign \$171  = ky == 3'h4;
+  assign \$172  = \$170  & \$171 ;
+  assign \$175  = ox == 5'h1b;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = oy == 5'h1b;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = w_px == 5'h1b;
+  assign \$180  = write & \$179 ;
+  assign \$181  = ~ ahead;
+  assign \$182  = ~ room_w_27[5];
   assign \$183  = \$181  & \$182 ;
-  assign \$186  = ox == 5'h1b;
-  assign \$187  = \$185  & \$186 ;
-  assign \$188  = oy == 5'h1b;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = w_px == 5'h1b;
-  assign \$191  = write & \$190 ;
-  assign \$192  = ~ ahead;
-  assign \$193  = ~ room_w_27[5];
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = \$194  & room_w_28[5];
-  assign \$196  = w_row + 1'h1;
-  assign \$197  = \$195  ? 6'h00 : \$196 ;
-  assign \$198  = \$191  ? \$197  : { 1'h0, w_row };
-  assign \$199  = \$198  + 2'h2;
-  assign \$200  = w_px == 5'h1b;
-  assign \$201  = write & \$200 ;
-  assign \$202  = ~ ahead;
-  assign \$203  = ~ room_w_27[5];
+  assign \$184  = \$183  & room_w_28[5];
+  assign \$185  = w_row + 1'h1;
+  assign \$186  = \$184  ? 6'h00 : \$185 ;
+  assign \$187  = \$180  ? \$186  : { 1'h0, w_row };
+  assign \$188  = \$187  + 2'h2;
+  assign \$189  = w_px == 5'h1b;
+  assign \$190  = write & \$189 ;
+  assign \$191  = ~ ahead;
+  assign \$192  = ~ room_w_27[5];
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = \$193  & room_w_28[5];
+  assign \$195  = \$194  ? 6'h25 : 6'h01;
+  assign \$196  = \$190  ? \$195  : 6'h00;
+  assign \$197  = kx == 3'h4;
+  assign \$198  = take & \$197 ;
+  assign \$199  = ky == 3'h4;
+  assign \$200  = \$198  & \$199 ;
+  assign \$203  = ox == 5'h1b;
   assign \$204  = \$202  & \$203 ;
-  assign \$205  = \$204  & room_w_28[5];
-  assign \$206  = \$205  ? 6'h25 : 6'h01;
-  assign \$207  = \$201  ? \$206  : 6'h00;
-  assign \$208  = kx == 3'h4;
-  assign \$209  = take & \$208 ;
-  assign \$210  = ky == 3'h4;
-  assign \$211  = \$209  & \$210 ;
-  assign \$214  = ox == 5'h1b;
-  assign \$215  = \$213  & \$214 ;
-  assign \$216  = \$215  ? 1'h1 : 1'h0;
-  assign \$217  = $signed(\$207 ) - $signed({ 1'h0, \$216  });
-  assign \$218  = $signed(d) + $signed(\$217 );
-  assign \$219  = \$189  ? { 1'h0, \$199  } : \$218 ;
-  assign \$220  = kx == 3'h4;
-  assign \$221  = take & \$220 ;
-  assign \$222  = ky == 3'h4;
-  assign \$223  = \$221  & \$222 ;
-  assign \$226  = ox == 5'h1b;
-  assign \$227  = \$225  & \$226 ;
-  assign \$228  = w_px == 5'h1b;
-  assign \$229  = write & \$228 ;
-  assign \$230  = ~ ahead;
-  assign \$231  = ~ room_w_27[5];
-  assign \$232  = \$230  & \$231 ;
-  assign \$233  = \$232  & room_w_28[5];
-  assign \$234  = oy == 5'h1b;
-  assign \$235  = ~ ahead;
-  assign \$236  = ~ room_w_27[5];
-  assign \$237  = \$235  & \$236 ;
-  assign \$238  = \$237  & room_w_28[5];
-  assign \$239  = ahead | \$238 ;
-  assign \$240  = switch ? 1'h0 : \$239 ;
-  assign \$241  = oy == 5'h1b;
-  assign \$242  = r_done | \$241 ;
-  assign \$243  = switch ? 1'h0 : \$242 ;
-  assign \$244  = ~ \$243 ;
-  assign \$246  = oy == 5'h1b;
-  assign \$247  = r_done | \$246 ;
-  assign \$248  = switch ? 1'h0 : \$247 ;
-  assign \$251  = \$240  ? 1'h0 : 1'h1;
-  assign \$252  = ~ ahead;
-  assign \$253  = ~ room_w_27[5];
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = \$254  & room_w_28[5];
-  assign \$256  = ahead | \$255 ;
-  assign \$257  = switch ? 1'h0 : \$256 ;
-  assign \$258  = oy == 5'h1b;
-  assign \$259  = r_done | \$258 ;
-  assign \$260  = switch ? 1'h0 : \$259 ;
-  assign \$261  = ~ \$260 ;
-  assign \$262  = \$261  & room_low_21[5];
-  assign \$263  = oy == 5'h1b;
-  assign \$264  = r_done | \$263 ;
+  assign \$205  = \$204  ? 1'h1 : 1'h0;
+  assign \$206  = $signed(\$196 ) - $signed({ 1'h0, \$205  });
+  assign \$207  = $signed(d) + $signed(\$206 );
+  assign \$208  = \$178  ? { 1'h0, \$188  } : \$207 ;
+  assign \$209  = kx == 3'h4;
+  assign \$210  = take & \$209 ;
+  assign \$211  = ky == 3'h4;
+  assign \$212  = \$210  & \$211 ;
+  assign \$215  = ox == 5'h1b;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = w_px == 5'h1b;
+  assign \$218  = write & \$217 ;
+  assign \$219  = ~ ahead;
+  assign \$220  = ~ room_w_27[5];
+  assign \$221  = \$219  & \$220 ;
+  assign \$222  = \$221  & room_w_28[5];
+  assign \$223  = oy == 5'h1b;
+  assign \$224  = ~ ahead;
+  assign \$225  = ~ room_w_27[5];
+  assign \$226  = \$224  & \$225 ;
+  assign \$227  = \$226  & room_w_28[5];
+  assign \$228  = ahead | \$227 ;
+  assign \$229  = switch ? 1'h0 : \$228 ;
+  assign \$230  = oy == 5'h1b;
+  assign \$231  = r_done | \$230 ;
+  assign \$232  = switch ? 1'h0 : \$231 ;
+  assign \$233  = ~ \$232 ;
+  assign \$235  = oy == 5'h1b;
+  assign \$236  = r_done | \$235 ;
+  assign \$237  = switch ? 1'h0 : \$236 ;
+  assign \$240  = \$229  ? 1'h0 : 1'h1;
+  assign \$241  = ~ ahead;
+  assign \$242  = ~ room_w_27[5];
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = \$243  & room_w_28[5];
+  assign \$245  = ahead | \$244 ;
+  assign \$246  = switch ? 1'h0 : \$245 ;
+  assign \$247  = oy == 5'h1b;
+  assign \$248  = r_done | \$247 ;
+  assign \$249  = switch ? 1'h0 : \$248 ;
+  assign \$250  = ~ \$249 ;
+  assign \$251  = \$250  & room_low_21[5];
+  assign \$252  = oy == 5'h1b;
+  assign \$253  = r_done | \$252 ;
+  assign \$254  = switch ? 1'h0 : \$253 ;
+  assign \$257  = \$246  ? \$251  : 1'h1;
+  assign \$258  = \$223  ? \$240  : \$257 ;
+  assign \$259  = oy == 5'h1b;
+  assign \$260  = ~ ahead;
+  assign \$261  = ~ room_w_27[5];
+  assign \$262  = \$260  & \$261 ;
+  assign \$263  = \$262  & room_w_28[5];
+  assign \$264  = ahead | \$263 ;
   assign \$265  = switch ? 1'h0 : \$264 ;
-  assign \$268  = \$257  ? \$262  : 1'h1;
-  assign \$269  = \$234  ? \$251  : \$268 ;
-  assign \$270  = oy == 5'h1b;
-  assign \$271  = ~ ahead;
-  assign \$272  = ~ room_w_27[5];
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = \$273  & room_w_28[5];
-  assign \$275  = ahead | \$274 ;
-  assign \$276  = switch ? 1'h0 : \$275 ;
-  assign \$277  = oy == 5'h1b;
-  assign \$278  = r_done | \$277 ;
-  assign \$279  = switch ? 1'h0 : \$278 ;
-  assign \$280  = ~ \$279 ;
-  assign \$282  = oy == 5'h1b;
-  assign \$283  = r_done | \$282 ;
-  assign \$284  = switch ? 1'h0 : \$283 ;
-  assign \$285  = \$284  | room_w_3[5];
-  assign \$286  = room_w_27[5] & \$285 ;
-  assign \$287  = \$276  ? 1'h0 : \$286 ;
-  assign \$288  = ~ ahead;
-  assign \$289  = ~ room_w_27[5];
-  assign \$290  = \$288  & \$289 ;
-  assign \$291  = \$290  & room_w_28[5];
-  assign \$292  = ahead | \$291 ;
-  assign \$293  = switch ? 1'h0 : \$292 ;
-  assign \$294  = oy == 5'h1b;
-  assign \$295  = r_done | \$294 ;
-  assign \$296  = switch ? 1'h0 : \$295 ;
-  assign \$297  = ~ \$296 ;
-  assign \$298  = $signed(d) < $signed(6'h2a);
-  assign \$299  = \$297  & \$298 ;
+  assign \$266  = oy == 5'h1b;
+  assign \$267  = r_done | \$266 ;
+  assign \$268  = switch ? 1'h0 : \$267 ;
+  assign \$269  = ~ \$268 ;
+  assign \$271  = oy == 5'h1b;
+  assign \$272  = r_done | \$271 ;
+  assign \$273  = switch ? 1'h0 : \$272 ;
+  assign \$274  = \$273  | room_w_3[5];
+  assign \$275  = room_w_27[5] & \$274 ;
+  assign \$276  = \$265  ? 1'h0 : \$275 ;
+  assign \$277  = ~ ahead;
+  assign \$278  = ~ room_w_27[5];
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = \$279  & room_w_28[5];
+  assign \$281  = ahead | \$280 ;
+  assign \$282  = switch ? 1'h0 : \$281 ;
+  assign \$283  = oy == 5'h1b;
+  assign \$284  = r_done | \$283 ;
+  assign \$285  = switch ? 1'h0 : \$284 ;
+  assign \$286  = ~ \$285 ;
+  assign \$287  = $signed(d) < $signed(6'h2a);
+  assign \$288  = \$286  & \$287 ;
+  assign \$289  = oy == 5'h1b;
+  assign \$290  = r_done | \$289 ;
+  assign \$291  = switch ? 1'h0 : \$290 ;
+  assign \$292  = $signed(d) < $signed(4'h6);
+  assign \$293  = \$291  | \$292 ;
+  assign \$294  = room_w_27[5] & \$293 ;
+  assign \$295  = \$282  ? \$288  : \$294 ;
+  assign \$296  = \$259  ? \$276  : \$295 ;
+  assign \$297  = \$222  ? \$258  : \$296 ;
+  assign \$298  = oy == 5'h1b;
+  assign \$299  = switch ? 1'h0 : ahead;
   assign \$300  = oy == 5'h1b;
   assign \$301  = r_done | \$300 ;
   assign \$302  = switch ? 1'h0 : \$301 ;
-  assign \$303  = $signed(d) < $signed(4'h6);
-  assign \$304  = \$302  | \$303 ;
-  assign \$305  = room_w_27[5] & \$304 ;
-  assign \$306  = \$293  ? \$299  : \$305 ;
-  assign \$307  = \$270  ? \$287  : \$306 ;
-  assign \$308  = \$233  ? \$269  : \$307 ;
-  assign \$309  = oy == 5'h1b;
-  assign \$310  = switch ? 1'h0 : ahead;
-  assign \$311  = oy == 5'h1b;
-  assign \$312  = r_done | \$311 ;
-  assign \$313  = switch ? 1'h0 : \$312 ;
-  assign \$314  = ~ \$313 ;
-  assign \$316  = oy == 5'h1b;
-  assign \$317  = r_done | \$316 ;
-  assign \$318  = switch ? 1'h0 : \$317 ;
-  assign \$319  = \$318  | room_w_4[5];
-  assign \$320  = room_w_28[5] & \$319 ;
-  assign \$321  = \$310  ? 1'h0 : \$320 ;
-  assign \$322  = switch ? 1'h0 : ahead;
-  assign \$323  = oy == 5'h1b;
-  assign \$324  = r_done | \$323 ;
-  assign \$325  = switch ? 1'h0 : \$324 ;
-  assign \$326  = ~ \$325 ;
-  assign \$327  = $signed(d) < $signed(6'h2b);
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = oy == 5'h1b;
-  assign \$330  = r_done | \$329 ;
-  assign \$331  = switch ? 1'h0 : \$330 ;
-  assign \$332  = $signed(d) < $signed(4'h7);
-  assign \$333  = \$331  | \$332 ;
-  assign \$334  = room_w_28[5] & \$333 ;
-  assign \$335  = \$322  ? \$328  : \$334 ;
-  assign \$336  = \$309  ? \$321  : \$335 ;
-  assign \$337  = \$229  ? \$308  : \$336 ;
-  assign \$338  = w_px == 5'h1b;
-  assign \$339  = write & \$338 ;
-  assign \$340  = ~ ahead;
-  assign \$341  = ~ room_w_27[5];
-  assign \$342  = \$340  & \$341 ;
-  assign \$343  = \$342  & room_w_28[5];
-  assign \$344  = ~ ahead;
-  assign \$345  = ~ room_w_27[5];
-  assign \$346  = \$344  & \$345 ;
-  assign \$347  = \$346  & room_w_28[5];
-  assign \$348  = ahead | \$347 ;
-  assign \$349  = switch ? 1'h0 : \$348 ;
-  assign \$350  = switch ? 1'h0 : r_done;
-  assign \$351  = ~ \$350 ;
-  assign \$352  = \$351  & room_low_22[5];
-  assign \$353  = switch ? 1'h0 : r_done;
-  assign \$356  = \$349  ? \$352  : 1'h1;
-  assign \$357  = ~ ahead;
-  assign \$358  = ~ room_w_27[5];
-  assign \$359  = \$357  & \$358 ;
-  assign \$360  = \$359  & room_w_28[5];
-  assign \$361  = ahead | \$360 ;
-  assign \$362  = switch ? 1'h0 : \$361 ;
+  assign \$303  = ~ \$302 ;
+  assign \$305  = oy == 5'h1b;
+  assign \$306  = r_done | \$305 ;
+  assign \$307  = switch ? 1'h0 : \$306 ;
+  assign \$308  = \$307  | room_w_4[5];
+  assign \$309  = room_w_28[5] & \$308 ;
+  assign \$310  = \$299  ? 1'h0 : \$309 ;
+  assign \$311  = switch ? 1'h0 : ahead;
+  assign \$312  = oy == 5'h1b;
+  assign \$313  = r_done | \$312 ;
+  assign \$314  = switch ? 1'h0 : \$313 ;
+  assign \$315  = ~ \$314 ;
+  assign \$316  = $signed(d) < $signed(6'h2b);
+  assign \$317  = \$315  & \$316 ;
+  assign \$318  = oy == 5'h1b;
+  assign \$319  = r_done | \$318 ;
+  assign \$320  = switch ? 1'h0 : \$319 ;
+  assign \$321  = $signed(d) < $signed(4'h7);
+  assign \$322  = \$320  | \$321 ;
+  assign \$323  = room_w_28[5] & \$322 ;
+  assign \$324  = \$311  ? \$317  : \$323 ;
+  assign \$325  = \$298  ? \$310  : \$324 ;
+  assign \$326  = \$218  ? \$297  : \$325 ;
+  assign \$327  = w_px == 5'h1b;
+  assign \$328  = write & \$327 ;
+  assign \$329  = ~ ahead;
+  assign \$330  = ~ room_w_27[5];
+  assign \$331  = \$329  & \$330 ;
+  assign \$332  = \$331  & room_w_28[5];
+  assign \$333  = ~ ahead;
+  assign \$334  = ~ room_w_27[5];
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = \$335  & room_w_28[5];
+  assign \$337  = ahead | \$336 ;
+  assign \$338  = switch ? 1'h0 : \$337 ;
+  assign \$339  = switch ? 1'h0 : r_done;
+  assign \$340  = ~ \$339 ;
+  assign \$341  = \$340  & room_low_22[5];
+  assign \$342  = switch ? 1'h0 : r_done;
+  assign \$345  = \$338  ? \$341  : 1'h1;
+  assign \$346  = ~ ahead;
+  assign \$347  = ~ room_w_27[5];
+  assign \$348  = \$346  & \$347 ;
+  assign \$349  = \$348  & room_w_28[5];
+  assign \$350  = ahead | \$349 ;
+  assign \$351  = switch ? 1'h0 : \$350 ;
+  assign \$352  = switch ? 1'h0 : r_done;
+  assign \$353  = ~ \$352 ;
+  assign \$354  = $signed(d) < $signed(6'h29);
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = switch ? 1'h0 : r_done;
+  assign \$357  = $signed(d) < $signed(4'h5);
+  assign \$358  = \$356  | \$357 ;
+  assign \$359  = room_w_27[5] & \$358 ;
+  assign \$360  = \$351  ? \$355  : \$359 ;
+  assign \$361  = \$332  ? \$345  : \$360 ;
+  assign \$362  = switch ? 1'h0 : ahead;
   assign \$363  = switch ? 1'h0 : r_done;
   assign \$364  = ~ \$363 ;
-  assign \$365  = $signed(d) < $signed(6'h29);
+  assign \$365  = $signed(d) < $signed(6'h2a);
   assign \$366  = \$364  & \$365 ;
   assign \$367  = switch ? 1'h0 : r_done;
-  assign \$368  = $signed(d) < $signed(4'h5);
+  assign \$368  = $signed(d) < $signed(4'h6);
   assign \$369  = \$367  | \$368 ;
-  assign \$370  = room_w_27[5] & \$369 ;
+  assign \$370  = room_w_28[5] & \$369 ;
   assign \$371  = \$362  ? \$366  : \$370 ;
-  assign \$372  = \$343  ? \$356  : \$371 ;
-  assign \$373  = switch ? 1'h0 : ahead;
-  assign \$374  = switch ? 1'h0 : r_done;
-  assign \$375  = ~ \$374 ;
-  assign \$376  = $signed(d) < $signed(6'h2a);
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = switch ? 1'h0 : r_done;
-  assign \$379  = $signed(d) < $signed(4'h6);
-  assign \$380  = \$378  | \$379 ;
-  assign \$381  = room_w_28[5] & \$380 ;
-  assign \$382  = \$373  ? \$377  : \$381 ;
-  assign \$383  = switch ? \$382  : \i__ready$18 ;
-  assign \$384  = \$339  ? \$372  : \$383 ;
-  assign \$385  = \$227  ? \$337  : \$384 ;
-  assign \$386  = w_px == 5'h1b;
-  assign \$387  = write & \$386 ;
-  assign \$388  = ~ ahead;
-  assign \$389  = ~ room_w_27[5];
-  assign \$390  = \$388  & \$389 ;
-  assign \$391  = \$390  & room_w_28[5];
-  assign \$392  = $signed(room_w_27) + $signed(2'h1);
-  assign \$393  = \$391  ? 7'h65 : \$392 ;
-  assign \$394  = \$387  ? \$393  : { room_w_27[5], room_w_27 };
-  assign \$395  = w_px == 5'h1b;
-  assign \$396  = write & \$395 ;
-  assign \$397  = ~ ahead;
-  assign \$398  = ~ room_w_27[5];
-  assign \$399  = \$397  & \$398 ;
-  assign \$400  = \$399  & room_w_28[5];
-  assign \$401  = $signed(room_w_28) + $signed(2'h1);
-  assign \$402  = \$400  ? 7'h64 : \$401 ;
-  assign \$403  = \$396  ? \$402  : { room_w_28[5], room_w_28 };
-  assign \$404  = kx == 3'h4;
-  assign \$405  = take & \$404 ;
-  assign \$406  = ky == 3'h4;
-  assign \$407  = \$405  & \$406 ;
-  assign \$410  = ox == 5'h1b;
-  assign \$411  = \$409  & \$410 ;
-  assign \$412  = oy == 5'h1b;
-  assign \$413  = $signed(room_low_21) - $signed(2'h1);
-  assign \$414  = \$412  ? 7'h17 : \$413 ;
-  assign \$415  = \$411  ? \$414  : { room_low_21[5], room_low_21 };
-  assign \$416  = w_px == 5'h1b;
-  assign \$417  = write & \$416 ;
-  assign \$418  = ~ ahead;
-  assign \$419  = ~ room_w_27[5];
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = \$420  & room_w_28[5];
-  assign \$422  = $signed(room_w_3) + $signed(2'h1);
-  assign \$423  = \$421  ? 7'h7d : \$422 ;
-  assign \$424  = \$417  ? \$423  : { room_w_3[5], room_w_3 };
-  assign \$425  = w_px == 5'h1b;
-  assign \$426  = write & \$425 ;
-  assign \$427  = ~ ahead;
-  assign \$428  = ~ room_w_27[5];
-  assign \$429  = \$427  & \$428 ;
-  assign \$430  = \$429  & room_w_28[5];
-  assign \$431  = $signed(room_w_4) + $signed(2'h1);
-  assign \$432  = \$430  ? 7'h7c : \$431 ;
-  assign \$433  = \$426  ? \$432  : { room_w_4[5], room_w_4 };
-  assign \$434  = kx == 3'h4;
-  assign \$435  = take & \$434 ;
-  assign \$436  = ky == 3'h4;
-  assign \$437  = \$435  & \$436 ;
-  assign \$440  = ox == 5'h1b;
-  assign \$441  = \$439  & \$440 ;
-  assign \$442  = oy == 5'h1b;
-  assign \$443  = $signed(room_low_22) - $signed(2'h1);
-  assign \$444  = \$442  ? 7'h18 : \$443 ;
-  assign \$445  = \$441  ? \$444  : { room_low_22[5], room_low_22 };
+  assign \$372  = switch ? \$371  : \i__ready$18 ;
+  assign \$373  = \$328  ? \$361  : \$372 ;
+  assign \$374  = \$216  ? \$326  : \$373 ;
+  assign \$375  = w_px == 5'h1b;
+  assign \$376  = write & \$375 ;
+  assign \$377  = ~ ahead;
+  assign \$378  = ~ room_w_27[5];
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = \$379  & room_w_28[5];
+  assign \$381  = $signed(room_w_27) + $signed(2'h1);
+  assign \$382  = \$380  ? 7'h65 : \$381 ;
+  assign \$383  = \$376  ? \$382  : { room_w_27[5], room_w_27 };
+  assign \$384  = w_px == 5'h1b;
+  assign \$385  = write & \$384 ;
+  assign \$386  = ~ ahead;
+  assign \$387  = ~ room_w_27[5];
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = \$388  & room_w_28[5];
+  assign \$390  = $signed(room_w_28) + $signed(2'h1);
+  assign \$391  = \$389  ? 7'h64 : \$390 ;
+  assign \$392  = \$385  ? \$391  : { room_w_28[5], room_w_28 };
+  assign \$393  = kx == 3'h4;
+  assign \$394  = take & \$393 ;
+  assign \$395  = ky == 3'h4;
+  assign \$396  = \$394  & \$395 ;
+  assign \$399  = ox == 5'h1b;
+  assign \$400  = \$398  & \$399 ;
+  assign \$401  = oy == 5'h1b;
+  assign \$402  = $signed(room_low_21) - $signed(2'h1);
+  assign \$403  = \$401  ? 7'h17 : \$402 ;
+  assign \$404  = \$400  ? \$403  : { room_low_21[5], room_low_21 };
+  assign \$405  = w_px == 5'h1b;
+  assign \$406  = write & \$405 ;
+  assign \$407  = ~ ahead;
+  assign \$408  = ~ room_w_27[5];
+  assign \$409  = \$407  & \$408 ;
+  assign \$410  = \$409  & room_w_28[5];
+  assign \$411  = $signed(room_w_3) + $signed(2'h1);
+  assign \$412  = \$410  ? 7'h7d : \$411 ;
+  assign \$413  = \$406  ? \$412  : { room_w_3[5], room_w_3 };
+  assign \$414  = w_px == 5'h1b;
+  assign \$415  = write & \$414 ;
+  assign \$416  = ~ ahead;
+  assign \$417  = ~ room_w_27[5];
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = \$418  & room_w_28[5];
+  assign \$420  = $signed(room_w_4) + $signed(2'h1);
+  assign \$421  = \$419  ? 7'h7c : \$420 ;
+  assign \$422  = \$415  ? \$421  : { room_w_4[5], room_w_4 };
+  assign \$423  = kx == 3'h4;
+  assign \$424  = take & \$423 ;
+  assign \$425  = ky == 3'h4;
+  assign \$426  = \$424  & \$425 ;
+  assign \$429  = ox == 5'h1b;
+  assign \$430  = \$428  & \$429 ;
+  assign \$431  = oy == 5'h1b;
+  assign \$432  = $signed(room_low_22) - $signed(2'h1);
+  assign \$433  = \$431  ? 7'h18 : \$432 ;
+  assign \$434  = \$430  ? \$433  : { room_low_22[5], room_low_22 };
   always @(posedge clk)
-    w_px <= \$446 ;
+    w_px <= \$435 ;
   always @(posedge clk)
-    wr__addr <= \$447 ;
+    wr__addr <= \$436 ;
   always @(posedge clk)
-    ahead <= \$448 ;
+    ahead <= \$437 ;
   always @(posedge clk)
-    w_row <= \$449 ;
+    w_row <= \$438 ;
   always @(posedge clk)
-    \i__valid$37  <= \$450 ;
+    step_next_slot <= \$73 [2:0];
   always @(posedge clk)
-    pad_reg <= \$451 ;
+    step_next_row <= \$79 [7:0];
   always @(posedge clk)
-    kx <= \$452 ;
+    step_img_slot <= \$85 [2:0];
   always @(posedge clk)
-    col_addr <= \$453 ;
+    step_img_row <= \$91 [7:0];
   always @(posedge clk)
-    ky <= \$454 ;
+    step_base_slot <= \$97 [2:0];
   always @(posedge clk)
-    row_addr <= \$455 ;
+    step_base_row <= \$103 [7:0];
   always @(posedge clk)
-    ox <= \$456 ;
+    va <= \$439 ;
   always @(posedge clk)
-    ix0 <= \$457 ;
+    pad_a <= \$440 ;
   always @(posedge clk)
-    ix0c <= \$458 ;
+    rd__addr <= \$441 ;
   always @(posedge clk)
-    oy <= \$459 ;
+    \i__valid$37  <= \$442 ;
   always @(posedge clk)
-    low <= \$460 ;
+    pad_reg <= \$443 ;
   always @(posedge clk)
-    r_done <= \$461 ;
+    kx <= \$444 ;
   always @(posedge clk)
-    base_slot <= \$462 ;
+    col_addr <= \$445 ;
   always @(posedge clk)
-    base_row <= \$463 ;
+    ky <= \$446 ;
   always @(posedge clk)
-    ix <= \$464 ;
+    row_addr <= \$447 ;
   always @(posedge clk)
-    iy <= \$465 ;
+    ox <= \$448 ;
   always @(posedge clk)
-    img_slot <= \$466 ;
+    ix0 <= \$449 ;
   always @(posedge clk)
-    img_row <= \$467 ;
+    ix0c <= \$450 ;
   always @(posedge clk)
-    d <= \$468 ;
+    oy <= \$451 ;
   always @(posedge clk)
-    \i__ready$18  <= \$469 ;
+    low <= \$452 ;
   always @(posedge clk)
-    room_w_27 <= \$470 ;
+    r_done <= \$453 ;
   always @(posedge clk)
-    room_w_28 <= \$471 ;
+    base_slot <= \$454 ;
   always @(posedge clk)
-    room_low_21 <= \$472 ;
+    base_row <= \$455 ;
   always @(posedge clk)
-    room_w_3 <= \$473 ;
+    ix <= \$456 ;
   always @(posedge clk)
-    room_w_4 <= \$474 ;
+    iy <= \$457 ;
   always @(posedge clk)
-    room_low_22 <= \$475 ;
+    img_slot <= \$458 ;
+  always @(posedge clk)
+    img_row <= \$459 ;
+  always @(posedge clk)
+    d <= \$460 ;
+  always @(posedge clk)
+    \i__ready$18  <= \$461 ;
+  always @(posedge clk)
+    room_w_27 <= \$462 ;
+  always @(posedge clk)
+    room_w_28 <= \$463 ;
+  always @(posedge clk)
+    room_low_21 <= \$464 ;
+  always @(posedge clk)
+    room_w_3 <= \$465 ;
+  always @(posedge clk)
+    room_w_4 <= \$466 ;
+  always @(posedge clk)
+    room_low_22 <= \$467 ;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -4452,153 +4463,174 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4703$0 (pad_reg),
-    .\port$511$0 (rd__data),
+    .\port$4701$0 (pad_reg),
+    .\port$503$0 (rd__data),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$446  = w_px;
+    \$435  = w_px;
     if (write) begin
-      \$446  = \$59 [4:0];
+      \$435  = \$59 [4:0];
     end
     if (rst) begin
-      \$446  = 5'h00;
+      \$435  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$447  = wr__addr;
+    \$436  = wr__addr;
     if (write) begin
-      \$447  = \$62 [7:0];
+      \$436  = \$62 [7:0];
     end
     if (rst) begin
-      \$447  = 8'h00;
+      \$436  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$448  = ahead;
+    \$437  = ahead;
     if (write) begin
       if (\$63 ) begin
         if (\$66 ) begin
-          \$448  = 1'h1;
+          \$437  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$448  = 1'h0;
+      \$437  = 1'h0;
     end
     if (rst) begin
-      \$448  = 1'h0;
+      \$437  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$449  = w_row;
+    \$438  = w_row;
     if (write) begin
       if (\$63 ) begin
         (* full_case = 32'd1 *)
         if (\$66 ) begin
-          \$449  = 5'h00;
+          \$438  = 5'h00;
         end else begin
-          \$449  = \$67 [4:0];
+          \$438  = \$67 [4:0];
         end
       end
     end
     if (rst) begin
-      \$449  = 5'h00;
+      \$438  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$450  = \i__valid$37 ;
-    if (advance) begin
-      \$450  = avail;
+    \$439  = va;
+    if (\$signal$39 ) begin
+      \$439  = avail;
     end
     if (rst) begin
-      \$450  = 1'h0;
+      \$439  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$451  = pad_reg;
+    \$440  = pad_a;
     if (take) begin
-      \$451  = pad;
-    end
-    if (rst) begin
-      \$451  = 1'h0;
+      \$440  = pad;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$452  = kx;
+    \$441  = rd__addr;
     if (take) begin
-      \$452  = \$70 [2:0];
-    end
-    if (rst) begin
-      \$452  = 3'h0;
+      \$441  = \$104 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$453  = col_addr;
+    \$442  = \i__valid$37 ;
+    if (\$signal ) begin
+      \$442  = va;
+    end
+    if (rst) begin
+      \$442  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$443  = pad_reg;
+    if (\$signal ) begin
+      \$443  = pad_a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$444  = kx;
+    if (take) begin
+      \$444  = \$107 [2:0];
+    end
+    if (rst) begin
+      \$444  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$445  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$72 ) begin
-        \$453  = \$73 [5:0];
+      if (\$109 ) begin
+        \$445  = \$110 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$78 ) begin
-          \$453  = \$79 [5:0];
+        if (\$115 ) begin
+          \$445  = \$116 [5:0];
         end else begin
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
-            \$453  = \$92 [5:0];
+          if (\$127 ) begin
+            \$445  = \$129 [5:0];
           end else begin
-            \$453  = \$104 [5:0];
+            \$445  = \$141 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$453  = 6'h3e;
+      \$445  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$454  = ky;
+    \$446  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$72 ) begin
+      if (\$109 ) begin
       end else begin
-        \$454  = \$76 [2:0];
+        \$446  = \$113 [2:0];
       end
     end
     if (rst) begin
-      \$454  = 3'h0;
+      \$446  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$455  = row_addr;
+    \$447  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$72 ) begin
+      if (\$109 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$78 ) begin
-          \$455  = \$85 [7:0];
+        if (\$115 ) begin
+          \$447  = \$122 [7:0];
         end else begin
-          \$455  = base_row;
+          \$447  = base_row;
           (* full_case = 32'd1 *)
-          if (\$90 ) begin
+          if (\$127 ) begin
           end else begin
-            if (\$105 ) begin
+            if (\$142 ) begin
               (* full_case = 32'd1 *)
-              if (\$112 ) begin
+              if (\$149 ) begin
               end else begin
-                \$455  = \$130 [7:0];
+                \$447  = step_next_row;
               end
             end
           end
@@ -4606,7 +4638,212 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$455  = \$179 [7:0];
+      \$447  = step_base_row;
+    end
+    if (rst) begin
+      \$447  = 8'h70;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$448  = ox;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$448  = \$132 [4:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$448  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$449  = ix0;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$449  = \$135 [5:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$449  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$450  = ix0c;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$450  = \$138 [5:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$450  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$451  = oy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            if (\$142 ) begin
+              \$451  = \$145 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$451  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$452  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            if (\$142 ) begin
+              \$452  = \$148 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$452  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$453  = r_done;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            if (\$142 ) begin
+              if (\$149 ) begin
+                \$453  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$453  = 1'h0;
+    end
+    if (rst) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$454  = base_slot;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            if (\$142 ) begin
+              (* full_case = 32'd1 *)
+              if (\$149 ) begin
+              end else begin
+                \$454  = step_next_slot;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$454  = step_base_slot;
+    end
+    if (rst) begin
+      \$454  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$455  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            if (\$142 ) begin
+              (* full_case = 32'd1 *)
+              if (\$149 ) begin
+              end else begin
+                \$455  = step_next_row;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$455  = step_base_row;
     end
     if (rst) begin
       \$455  = 8'h70;
@@ -4614,41 +4851,33 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$456  = ox;
+    \$456  = ix;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$72 ) begin
+      if (\$151 ) begin
+        \$456  = \$155 [5:0];
+      end else if (\$154 ) begin
+        \$456  = \$158 [5:0];
       end else begin
-        (* full_case = 32'd1 *)
-        if (\$78 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-          end else begin
-            \$456  = \$95 [4:0];
-          end
-        end
+        \$456  = ix0;
       end
     end
     if (rst) begin
-      \$456  = 5'h00;
+      \$456  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$457  = ix0;
+    \$457  = iy;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
+      if (\$159 ) begin
         (* full_case = 32'd1 *)
-        if (\$78 ) begin
+        if (\$161 ) begin
+          \$457  = \$165 [5:0];
+        end else if (\$164 ) begin
+          \$457  = \$168 [5:0];
         end else begin
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-          end else begin
-            \$457  = \$98 [5:0];
-          end
+          \$457  = low;
         end
       end
     end
@@ -4658,275 +4887,78 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$458  = ix0c;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$78 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-          end else begin
-            \$458  = \$101 [5:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$458  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$459  = oy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$78 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-          end else begin
-            if (\$105 ) begin
-              \$459  = \$108 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$459  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$460  = low;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$78 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-          end else begin
-            if (\$105 ) begin
-              \$460  = \$111 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$460  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$461  = r_done;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$78 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-          end else begin
-            if (\$105 ) begin
-              if (\$112 ) begin
-                \$461  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
+    \$458  = img_slot;
     if (switch) begin
-      \$461  = 1'h0;
+      \$458  = step_img_slot;
     end
     if (rst) begin
-      \$461  = 1'h0;
+      \$458  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$462  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$78 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-          end else begin
-            if (\$105 ) begin
-              (* full_case = 32'd1 *)
-              if (\$112 ) begin
-              end else begin
-                \$462  = \$118 [2:0];
-              end
-            end
-          end
-        end
-      end
-    end
+    \$459  = img_row;
     if (switch) begin
-      \$462  = \$167 [2:0];
+      \$459  = step_img_row;
     end
     if (rst) begin
-      \$462  = 3'h4;
+      \$459  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$463  = base_row;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$78 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$90 ) begin
-          end else begin
-            if (\$105 ) begin
-              (* full_case = 32'd1 *)
-              if (\$112 ) begin
-              end else begin
-                \$463  = \$124 [7:0];
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$463  = \$173 [7:0];
-    end
+    \$460  = \$208 [6:0];
     if (rst) begin
-      \$463  = 8'h70;
+      \$460  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$464  = ix;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$132 ) begin
-        \$464  = \$136 [5:0];
-      end else if (\$135 ) begin
-        \$464  = \$139 [5:0];
-      end else begin
-        \$464  = ix0;
-      end
-    end
+    \$461  = \$374 ;
     if (rst) begin
-      \$464  = 6'h3e;
+      \$461  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$465  = iy;
-    if (take) begin
-      if (\$140 ) begin
-        (* full_case = 32'd1 *)
-        if (\$142 ) begin
-          \$465  = \$146 [5:0];
-        end else if (\$145 ) begin
-          \$465  = \$149 [5:0];
-        end else begin
-          \$465  = low;
-        end
-      end
-    end
+    \$462  = \$383 [5:0];
     if (rst) begin
-      \$465  = 6'h3e;
+      \$462  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$466  = img_slot;
-    if (switch) begin
-      \$466  = \$155 [2:0];
-    end
+    \$463  = \$392 [5:0];
     if (rst) begin
-      \$466  = 3'h0;
+      \$463  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$467  = img_row;
-    if (switch) begin
-      \$467  = \$161 [7:0];
-    end
+    \$464  = \$404 [5:0];
     if (rst) begin
-      \$467  = 8'h00;
+      \$464  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$468  = \$219 [6:0];
+    \$465  = \$413 [5:0];
     if (rst) begin
-      \$468  = 7'h02;
+      \$465  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$469  = \$385 ;
+    \$466  = \$422 [5:0];
     if (rst) begin
-      \$469  = 1'h1;
+      \$466  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$470  = \$394 [5:0];
+    \$467  = \$434 [5:0];
     if (rst) begin
-      \$470  = 6'h25;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$471  = \$403 [5:0];
-    if (rst) begin
-      \$471  = 6'h24;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$472  = \$415 [5:0];
-    if (rst) begin
-      \$472  = 6'h17;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$473  = \$424 [5:0];
-    if (rst) begin
-      \$473  = 6'h3d;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$474  = \$433 [5:0];
-    if (rst) begin
-      \$474  = 6'h3c;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$475  = \$445 [5:0];
-    if (rst) begin
-      \$475  = 6'h18;
+      \$467  = 6'h18;
     end
   end
   assign o__payload = i__payload;
@@ -4941,37 +4973,37 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign w_addr = wr__addr;
   assign \i__payload$25  = wr__data;
   assign wr__en = write;
-  assign rd__addr = \$56 [7:0];
-  assign rd__en = advance;
-  assign \i__payload$44  = { pad_reg, rd__data };
-  assign \$86  = 1'h1;
-  assign \$87  = 2'h1;
-  assign \$88  = 2'h0;
-  assign \$89  = 1'h1;
-  assign \$90  = 1'h0;
-  assign \$134  = 1'h1;
-  assign \$135  = \$133 ;
-  assign \$143  = 1'h1;
-  assign \$145  = \$144 ;
-  assign \$184  = 1'h1;
-  assign \$185  = \$183 ;
-  assign \$212  = 1'h1;
-  assign \$213  = \$211 ;
-  assign \$224  = 1'h1;
-  assign \$225  = \$223 ;
-  assign \$245  = 1'h0;
-  assign \$249  = 1'h1;
-  assign \$250  = 1'h1;
-  assign \$266  = 1'h1;
-  assign \$267  = 1'h1;
-  assign \$281  = 1'h0;
-  assign \$315  = 1'h0;
-  assign \$354  = 1'h1;
-  assign \$355  = 1'h1;
-  assign \$408  = 1'h1;
-  assign \$409  = \$407 ;
-  assign \$438  = 1'h1;
-  assign \$439  = \$437 ;
+  assign r_addr = rd__addr;
+  assign rd__en = \$signal ;
+  assign \i__payload$45  = { pad_reg, rd__data };
+  assign \$123  = 1'h1;
+  assign \$124  = 2'h1;
+  assign \$125  = 2'h0;
+  assign \$126  = 1'h1;
+  assign \$127  = 1'h0;
+  assign \$153  = 1'h1;
+  assign \$154  = \$152 ;
+  assign \$162  = 1'h1;
+  assign \$164  = \$163 ;
+  assign \$173  = 1'h1;
+  assign \$174  = \$172 ;
+  assign \$201  = 1'h1;
+  assign \$202  = \$200 ;
+  assign \$213  = 1'h1;
+  assign \$214  = \$212 ;
+  assign \$234  = 1'h0;
+  assign \$238  = 1'h1;
+  assign \$239  = 1'h1;
+  assign \$255  = 1'h1;
+  assign \$256  = 1'h1;
+  assign \$270  = 1'h0;
+  assign \$304  = 1'h0;
+  assign \$343  = 1'h1;
+  assign \$344  = 1'h1;
+  assign \$397  = 1'h1;
+  assign \$398  = \$396 ;
+  assign \$427  = 1'h1;
+  assign \$428  = \$426 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5117,7 +5149,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , i__valid, \port$4703$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , i__valid, \port$4701$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5139,10 +5171,10 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4703$0 ;
-  wire \port$4703$0 ;
-  input [7:0] \port$511$0 ;
-  wire [7:0] \port$511$0 ;
+  input \port$4701$0 ;
+  wire \port$4701$0 ;
+  input [7:0] \port$503$0 ;
+  wire [7:0] \port$503$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -5167,11 +5199,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$511$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4703$0 , \port$511$0  };
+      \$5  = { \port$4701$0 , \port$503$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4703$0 , \port$511$0  };
+  assign i__payload = { \port$4701$0 , \port$503$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13642,243 +13674,243 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [12:0] \$108 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire [5:0] \$110 ;
-  wire [13:0] \$111 ;
-  wire [12:0] \$112 ;
+  wire [5:0] \$111 ;
+  wire \$112 ;
   wire \$113 ;
-  wire [5:0] \$114 ;
-  wire [13:0] \$115 ;
-  wire [12:0] \$116 ;
+  wire [4:0] \$114 ;
+  wire [4:0] \$115 ;
+  wire \$116 ;
   wire \$117 ;
-  wire [5:0] \$118 ;
-  wire [13:0] \$119 ;
+  wire \$118 ;
+  wire [3:0] \$119 ;
   wire \$12 ;
-  wire [12:0] \$120 ;
+  wire [3:0] \$120 ;
   wire \$121 ;
-  wire [5:0] \$122 ;
-  wire [13:0] \$123 ;
-  wire [12:0] \$124 ;
-  wire [13:0] \$125 ;
-  wire \$126 ;
-  wire [5:0] \$127 ;
-  wire [5:0] \$128 ;
-  wire \$129 ;
+  wire \$122 ;
+  wire [11:0] \$123 ;
+  wire \$124 ;
+  wire [11:0] \$125 ;
+  wire [12:0] \$126 ;
+  wire [11:0] \$127 ;
+  wire [12:0] \$128 ;
+  wire [11:0] \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire [4:0] \$131 ;
-  wire [4:0] \$132 ;
-  wire \$133 ;
-  wire \$134 ;
+  wire [11:0] \$131 ;
+  wire [12:0] \$132 ;
+  wire [11:0] \$133 ;
+  wire [12:0] \$134 ;
   wire \$135 ;
-  wire [3:0] \$136 ;
-  wire [3:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire [4:0] \$138 ;
+  wire [11:0] \$139 ;
   wire [7:0] \$14 ;
-  wire [11:0] \$140 ;
+  wire \$140 ;
   wire \$141 ;
-  wire [11:0] \$142 ;
-  wire [12:0] \$143 ;
-  wire [11:0] \$144 ;
-  wire [12:0] \$145 ;
-  wire [11:0] \$146 ;
+  wire \$142 ;
+  wire [5:0] \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [5:0] \$146 ;
   wire \$147 ;
-  wire [11:0] \$148 ;
-  wire [12:0] \$149 ;
+  wire \$148 ;
+  wire \$149 ;
   wire [7:0] \$15 ;
-  wire [11:0] \$150 ;
-  wire [12:0] \$151 ;
-  wire \$152 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [5:0] \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [4:0] \$155 ;
-  wire [11:0] \$156 ;
+  wire [5:0] \$155 ;
+  wire \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire [7:0] \$16 ;
-  wire [5:0] \$160 ;
-  wire \$161 ;
+  wire \$160 ;
+  wire [5:0] \$161 ;
   wire \$162 ;
-  wire [5:0] \$163 ;
-  wire \$164 ;
+  wire \$163 ;
+  wire [5:0] \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [5:0] \$169 ;
+  wire \$169 ;
   wire [7:0] \$17 ;
-  wire \$170 ;
+  wire [5:0] \$170 ;
   wire \$171 ;
-  wire [5:0] \$172 ;
-  wire \$173 ;
+  wire \$172 ;
+  wire [5:0] \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [5:0] \$178 ;
-  wire \$179 ;
+  wire \$178 ;
+  wire [5:0] \$179 ;
   wire [7:0] \$18 ;
   wire \$180 ;
-  wire [5:0] \$181 ;
-  wire \$182 ;
+  wire \$181 ;
+  wire [5:0] \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire \$185 ;
+  wire [12:0] \$185 ;
   wire \$186 ;
   wire [5:0] \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  wire [13:0] \$188 ;
+  wire [12:0] \$189 ;
   wire \$19 ;
-  wire [5:0] \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
+  wire \$190 ;
+  wire [5:0] \$191 ;
+  wire [13:0] \$192 ;
+  wire [12:0] \$193 ;
   wire \$194 ;
-  wire \$195 ;
-  wire [5:0] \$196 ;
-  wire \$197 ;
+  wire [5:0] \$195 ;
+  wire [13:0] \$196 ;
+  wire [12:0] \$197 ;
   wire \$198 ;
   wire [5:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire [3:0] \$203 ;
-  wire [3:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire [11:0] \$207 ;
-  wire \$208 ;
+  wire [13:0] \$200 ;
+  wire [12:0] \$201 ;
+  wire [13:0] \$202 ;
+  wire [4:0] \$203 ;
+  wire \$204 ;
+  wire [4:0] \$205 ;
+  wire [5:0] \$206 ;
+  wire [4:0] \$207 ;
+  wire [5:0] \$208 ;
   wire [11:0] \$209 ;
   wire \$21 ;
-  wire [12:0] \$210 ;
+  wire \$210 ;
   wire [11:0] \$211 ;
   wire [12:0] \$212 ;
-  wire \$213 ;
-  wire [5:0] \$214 ;
-  wire [5:0] \$215 ;
+  wire [11:0] \$213 ;
+  wire [12:0] \$214 ;
+  wire [4:0] \$215 ;
   wire \$216 ;
-  wire \$217 ;
-  wire [9:0] \$218 ;
-  wire \$219 ;
+  wire [4:0] \$217 ;
+  wire [5:0] \$218 ;
+  wire [4:0] \$219 ;
   wire \$22 ;
-  wire [4:0] \$220 ;
-  wire [4:0] \$221 ;
+  wire [5:0] \$220 ;
+  wire [11:0] \$221 ;
   wire \$222 ;
-  wire [5:0] \$223 ;
-  wire [5:0] \$224 ;
-  wire \$225 ;
-  wire [3:0] \$226 ;
-  wire \$227 ;
-  wire [3:0] \$228 ;
+  wire [11:0] \$223 ;
+  wire [12:0] \$224 ;
+  wire [11:0] \$225 ;
+  wire [12:0] \$226 ;
+  wire [4:0] \$227 ;
+  wire \$228 ;
   wire [4:0] \$229 ;
   wire [7:0] \$23 ;
-  wire [3:0] \$230 ;
+  wire [5:0] \$230 ;
   wire [4:0] \$231 ;
-  wire [4:0] \$232 ;
-  wire \$233 ;
-  wire [3:0] \$234 ;
-  wire \$235 ;
-  wire [1:0] \$236 ;
-  wire [7:0] \$237 ;
-  wire [9:0] \$238 ;
-  wire [9:0] \$239 ;
+  wire [5:0] \$232 ;
+  wire [11:0] \$233 ;
+  wire \$234 ;
+  wire [11:0] \$235 ;
+  wire [12:0] \$236 ;
+  wire [11:0] \$237 ;
+  wire [12:0] \$238 ;
+  wire \$239 ;
   wire [7:0] \$24 ;
-  wire \$240 ;
+  wire [3:0] \$240 ;
   wire [3:0] \$241 ;
   wire \$242 ;
-  wire [1:0] \$243 ;
-  wire [7:0] \$244 ;
-  wire [9:0] \$245 ;
-  wire [9:0] \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire [4:0] \$249 ;
+  wire \$243 ;
+  wire [11:0] \$244 ;
+  wire \$245 ;
+  wire [11:0] \$246 ;
+  wire [12:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire [12:0] \$249 ;
   wire [7:0] \$25 ;
-  wire [4:0] \$250 ;
-  wire \$251 ;
+  wire \$250 ;
+  wire [5:0] \$251 ;
   wire [5:0] \$252 ;
-  wire [5:0] \$253 ;
+  wire \$253 ;
   wire \$254 ;
-  wire [4:0] \$255 ;
+  wire [9:0] \$255 ;
   wire \$256 ;
   wire [4:0] \$257 ;
-  wire [5:0] \$258 ;
-  wire [4:0] \$259 ;
+  wire [4:0] \$258 ;
+  wire \$259 ;
   wire [7:0] \$26 ;
   wire [5:0] \$260 ;
-  wire [11:0] \$261 ;
+  wire [5:0] \$261 ;
   wire \$262 ;
-  wire [11:0] \$263 ;
-  wire [12:0] \$264 ;
-  wire [11:0] \$265 ;
-  wire [12:0] \$266 ;
-  wire [11:0] \$267 ;
-  wire \$268 ;
-  wire [11:0] \$269 ;
+  wire [3:0] \$263 ;
+  wire \$264 ;
+  wire [3:0] \$265 ;
+  wire [4:0] \$266 ;
+  wire [3:0] \$267 ;
+  wire [4:0] \$268 ;
+  wire [4:0] \$269 ;
   wire [7:0] \$27 ;
-  wire [12:0] \$270 ;
-  wire [11:0] \$271 ;
-  wire [12:0] \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
+  wire \$270 ;
+  wire [3:0] \$271 ;
+  wire \$272 ;
+  wire [1:0] \$273 ;
+  wire [7:0] \$274 ;
+  wire [9:0] \$275 ;
+  wire [9:0] \$276 ;
   wire \$277 ;
-  wire [5:0] \$278 ;
+  wire [3:0] \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire [5:0] \$280 ;
-  wire [5:0] \$281 ;
-  wire [4:0] \$282 ;
-  wire \$283 ;
-  wire [4:0] \$284 ;
-  wire [5:0] \$285 ;
+  wire [1:0] \$280 ;
+  wire [7:0] \$281 ;
+  wire [9:0] \$282 ;
+  wire [9:0] \$283 ;
+  wire \$284 ;
+  wire \$285 ;
   wire [4:0] \$286 ;
-  wire [5:0] \$287 ;
-  wire [11:0] \$288 ;
-  wire \$289 ;
+  wire [4:0] \$287 ;
+  wire \$288 ;
+  wire [5:0] \$289 ;
   wire \$29 ;
-  wire [11:0] \$290 ;
-  wire [12:0] \$291 ;
-  wire [11:0] \$292 ;
-  wire [12:0] \$293 ;
-  wire [4:0] \$294 ;
+  wire [5:0] \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
   wire \$295 ;
-  wire [4:0] \$296 ;
+  wire \$296 ;
   wire [5:0] \$297 ;
-  wire [4:0] \$298 ;
+  wire \$298 ;
   wire [5:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [11:0] \$300 ;
+  wire [5:0] \$300 ;
   wire \$301 ;
-  wire [11:0] \$302 ;
-  wire [12:0] \$303 ;
-  wire [11:0] \$304 ;
-  wire [12:0] \$305 ;
-  wire [11:0] \$306 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
   wire \$307 ;
-  wire [11:0] \$308 ;
-  wire [12:0] \$309 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  wire [11:0] \$310 ;
-  wire [12:0] \$311 ;
+  wire \$310 ;
+  wire \$311 ;
   wire \$312 ;
   wire \$313 ;
   wire \$314 ;
   wire \$315 ;
   wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
+  wire [4:0] \$317 ;
+  wire [4:0] \$318 ;
+  wire [4:0] \$319 ;
   wire [7:0] \$32 ;
-  wire \$320 ;
+  wire [5:0] \$320 ;
   wire \$321 ;
   wire \$322 ;
   wire \$323 ;
@@ -13886,22 +13918,22 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire [4:0] \$328 ;
+  wire \$328 ;
   wire [4:0] \$329 ;
   wire [7:0] \$33 ;
   wire [4:0] \$330 ;
-  wire [5:0] \$331 ;
+  wire \$331 ;
   wire \$332 ;
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
   wire \$336 ;
   wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
+  wire [5:0] \$338 ;
+  wire [6:0] \$339 ;
   wire [7:0] \$34 ;
-  wire [4:0] \$340 ;
-  wire [4:0] \$341 ;
+  wire [6:0] \$340 ;
+  wire \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
@@ -13909,10 +13941,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$346 ;
   wire \$347 ;
   wire \$348 ;
-  wire [5:0] \$349 ;
+  wire \$349 ;
   wire [7:0] \$35 ;
-  wire [6:0] \$350 ;
-  wire [6:0] \$351 ;
+  wire \$350 ;
+  wire \$351 ;
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
@@ -14096,9 +14128,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$514 ;
   wire \$515 ;
   wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
+  wire [5:0] \$517 ;
+  wire [5:0] \$518 ;
+  wire [5:0] \$519 ;
   wire [11:0] \$52 ;
   wire \$520 ;
   wire \$521 ;
@@ -14119,11 +14151,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$535 ;
   wire \$536 ;
   wire \$537 ;
-  wire \$538 ;
+  wire [5:0] \$538 ;
   wire [5:0] \$539 ;
   wire [11:0] \$54 ;
   wire [5:0] \$540 ;
-  wire [5:0] \$541 ;
+  wire \$541 ;
   wire \$542 ;
   wire \$543 ;
   wire \$544 ;
@@ -14131,10 +14163,10 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire [5:0] \$549 ;
+  wire [4:0] \$549 ;
   wire \$55 ;
-  wire [5:0] \$550 ;
-  wire [5:0] \$551 ;
+  wire [4:0] \$550 ;
+  wire [4:0] \$551 ;
   wire \$552 ;
   wire \$553 ;
   wire \$554 ;
@@ -14144,9 +14176,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$558 ;
   wire \$559 ;
   wire \$56 ;
-  wire [4:0] \$560 ;
-  wire [4:0] \$561 ;
-  wire [4:0] \$562 ;
+  wire [5:0] \$560 ;
+  wire [5:0] \$561 ;
+  wire [5:0] \$562 ;
   wire \$563 ;
   wire \$564 ;
   wire \$565 ;
@@ -14155,59 +14187,56 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$568 ;
   wire \$569 ;
   wire \$57 ;
-  wire \$570 ;
+  wire [5:0] \$570 ;
   wire [5:0] \$571 ;
   wire [5:0] \$572 ;
-  wire [5:0] \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
+  reg [4:0] \$573 ;
+  reg [3:0] \$574 ;
+  reg [2:0] \$575 ;
+  reg [10:0] \$576 ;
+  reg [10:0] \$577 ;
+  reg \$578 ;
+  reg [3:0] \$579 ;
   wire \$58 ;
-  wire \$580 ;
-  wire [5:0] \$581 ;
-  wire [5:0] \$582 ;
-  wire [5:0] \$583 ;
-  reg [4:0] \$584 ;
-  reg [3:0] \$585 ;
-  reg [2:0] \$586 ;
-  reg [10:0] \$587 ;
-  reg [10:0] \$588 ;
-  reg \$589 ;
+  reg [4:0] \$580 ;
+  reg [2:0] \$581 ;
+  reg [10:0] \$582 ;
+  reg [10:0] \$583 ;
+  reg [10:0] \$584 ;
+  reg [10:0] \$585 ;
+  reg [10:0] \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg [4:0] \$589 ;
   wire \$59 ;
-  reg [3:0] \$590 ;
-  reg [4:0] \$591 ;
-  reg [2:0] \$592 ;
-  reg \$593 ;
-  reg [2:0] \$594 ;
-  reg [10:0] \$595 ;
+  reg [2:0] \$590 ;
+  reg [2:0] \$591 ;
+  reg [10:0] \$592 ;
+  reg [4:0] \$593 ;
+  reg [8:0] \$594 ;
+  reg [3:0] \$595 ;
   reg [4:0] \$596 ;
-  reg [8:0] \$597 ;
-  reg [3:0] \$598 ;
-  reg [4:0] \$599 ;
+  reg [2:0] \$597 ;
+  reg [8:0] \$598 ;
+  reg [3:0] \$599 ;
   wire [7:0] \$6 ;
   wire \$60 ;
-  reg [2:0] \$600 ;
-  reg [8:0] \$601 ;
+  reg [4:0] \$600 ;
+  reg \$601 ;
   reg [3:0] \$602 ;
-  reg [4:0] \$603 ;
-  reg \$604 ;
+  reg [10:0] \$603 ;
+  reg [4:0] \$604 ;
   reg [3:0] \$605 ;
   reg [10:0] \$606 ;
-  reg [4:0] \$607 ;
-  reg [3:0] \$608 ;
-  reg [10:0] \$609 ;
+  reg [5:0] \$607 ;
+  reg \$608 ;
+  reg [4:0] \$609 ;
   wire \$61 ;
-  reg [5:0] \$610 ;
-  reg \$611 ;
-  reg [4:0] \$612 ;
+  reg [4:0] \$610 ;
+  reg [4:0] \$611 ;
+  reg [3:0] \$612 ;
   reg [4:0] \$613 ;
   reg [4:0] \$614 ;
-  reg [3:0] \$615 ;
-  reg [4:0] \$616 ;
-  reg [4:0] \$617 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
@@ -14249,37 +14278,38 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
+  wire \$signal ;
+  wire \$signal$51 ;
   wire [10:0] \$signature__addr ;
   wire [10:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [10:0] \$signature__addr$35 ;
   wire [10:0] \$signature__addr$38 ;
-  wire [10:0] \$signature__addr$52 ;
-  wire [10:0] \$signature__addr$57 ;
-  wire [10:0] \$signature__addr$59 ;
-  wire [10:0] \$signature__addr$61 ;
-  wire [10:0] \$signature__addr$63 ;
+  reg [10:0] \$signature__addr$54  = 11'h000;
+  reg [10:0] \$signature__addr$57  = 11'h000;
+  reg [10:0] \$signature__addr$60  = 11'h000;
+  reg [10:0] \$signature__addr$63  = 11'h000;
+  reg [10:0] \$signature__addr$66  = 11'h000;
   wire [7:0] \$signature__data ;
   wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$33 ;
   wire [7:0] \$signature__data$36 ;
   wire [7:0] \$signature__data$39 ;
-  wire [7:0] \$signature__data$66 ;
-  wire [7:0] \$signature__data$67 ;
-  wire [7:0] \$signature__data$68 ;
-  wire [7:0] \$signature__data$69 ;
   wire [7:0] \$signature__data$70 ;
+  wire [7:0] \$signature__data$71 ;
+  wire [7:0] \$signature__data$72 ;
+  wire [7:0] \$signature__data$73 ;
+  wire [7:0] \$signature__data$74 ;
   wire \$signature__en ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
   wire \$signature__en$40 ;
   wire \$signature__en$56 ;
-  wire \$signature__en$58 ;
-  wire \$signature__en$60 ;
+  wire \$signature__en$59 ;
   wire \$signature__en$62 ;
-  wire \$signature__en$64 ;
-  wire advance;
+  wire \$signature__en$65 ;
+  wire \$signature__en$68 ;
   reg ahead = 1'h0;
   wire avail;
   reg [10:0] base_row = 11'h360;
@@ -14294,7 +14324,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire [39:0] \i__payload$10 ;
   input [7:0] \i__payload$26 ;
   wire [7:0] \i__payload$26 ;
-  wire [47:0] \i__payload$65 ;
+  wire [47:0] \i__payload$69 ;
   wire i__ready;
   output \i__ready$18 ;
   reg \i__ready$18  = 1'h1;
@@ -14329,9 +14359,20 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
+  reg [4:0] pads_a = 5'h00;
   reg [8:0] q0c = 9'h1e0;
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
+  (* init = 11'h000 *)
+  wire [10:0] r_addr0;
+  (* init = 11'h000 *)
+  wire [10:0] r_addr1;
+  (* init = 11'h000 *)
+  wire [10:0] r_addr2;
+  (* init = 11'h000 *)
+  wire [10:0] r_addr3;
+  (* init = 11'h000 *)
+  wire [10:0] r_addr4;
   reg r_done = 1'h0;
   reg [4:0] room_low_2 = 5'h04;
   reg [4:0] room_low_3 = 5'h05;
@@ -14340,11 +14381,19 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   reg [3:0] room_w_8 = 4'h8;
   reg [4:0] room_w_9 = 5'h17;
   reg [2:0] rot = 3'h0;
+  reg [2:0] rot_a = 3'h0;
   reg [10:0] row_addr = 11'h360;
   input rst;
   wire rst;
+  reg [10:0] step_base_row = 11'h360;
+  reg [3:0] step_base_slot = 4'h9;
+  reg [10:0] step_img_row = 11'h000;
+  reg [3:0] step_img_slot = 4'h0;
+  reg [10:0] step_next_row = 11'h360;
+  reg [3:0] step_next_slot = 4'h9;
   wire switch;
   wire take;
+  reg va = 1'h0;
   reg [2:0] w_b = 3'h0;
   reg [4:0] w_c = 5'h00;
   reg [10:0] w_grp = 11'h000;
@@ -15419,11 +15468,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    if (advance) begin
-      _0_ <= bank0[\$111 [10:0]];
+    if (\$signal ) begin
+      _0_ <= bank0[\$signature__addr$54 ];
     end
   end
-  assign \$signature__data$66  = _0_;
+  assign \$signature__data$70  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -16491,11 +16540,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
-    if (advance) begin
-      _1_ <= bank1[\$115 [10:0]];
+    if (\$signal ) begin
+      _1_ <= bank1[\$signature__addr$57 ];
     end
   end
-  assign \$signature__data$67  = _1_;
+  assign \$signature__data$71  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -17563,11 +17612,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    if (advance) begin
-      _2_ <= bank2[\$119 [10:0]];
+    if (\$signal ) begin
+      _2_ <= bank2[\$signature__addr$60 ];
     end
   end
-  assign \$signature__data$68  = _2_;
+  assign \$signature__data$72  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -18635,11 +18684,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    if (advance) begin
-      _3_ <= bank3[\$123 [10:0]];
+    if (\$signal ) begin
+      _3_ <= bank3[\$signature__addr$63 ];
     end
   end
-  assign \$signature__data$69  = _3_;
+  assign \$signature__data$73  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -19707,149 +19756,150 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
-    if (advance) begin
-      _4_ <= bank4[\$125 [10:0]];
+    if (\$signal ) begin
+      _4_ <= bank4[\$signature__addr$66 ];
     end
   end
-  assign \$signature__data$70  = _4_;
-  assign \$373  = oy == 4'hd;
-  assign \$374  = r_done | \$373 ;
-  assign \$375  = switch ? 1'h0 : \$374 ;
-  assign \$376  = ~ \$375 ;
-  assign \$378  = oy == 4'hd;
-  assign \$379  = r_done | \$378 ;
-  assign \$380  = switch ? 1'h0 : \$379 ;
-  assign \$383  = \$372  ? 1'h0 : 1'h1;
-  assign \$384  = ~ ahead;
-  assign \$385  = ~ room_w_13[4];
-  assign \$386  = \$384  & \$385 ;
-  assign \$387  = \$386  & room_w_14[4];
-  assign \$388  = ahead | \$387 ;
-  assign \$389  = switch ? 1'h0 : \$388 ;
-  assign \$390  = oy == 4'hd;
-  assign \$391  = r_done | \$390 ;
-  assign \$392  = switch ? 1'h0 : \$391 ;
-  assign \$393  = ~ \$392 ;
-  assign \$394  = \$393  & room_low_2[4];
-  assign \$395  = oy == 4'hd;
-  assign \$396  = r_done | \$395 ;
+  assign \$signature__data$74  = _4_;
+  assign \$375  = \$373  & \$374 ;
+  assign \$376  = \$375  & room_w_14[4];
+  assign \$377  = ahead | \$376 ;
+  assign \$378  = switch ? 1'h0 : \$377 ;
+  assign \$379  = oy == 4'hd;
+  assign \$380  = r_done | \$379 ;
+  assign \$381  = switch ? 1'h0 : \$380 ;
+  assign \$382  = ~ \$381 ;
+  assign \$383  = \$382  & room_low_2[4];
+  assign \$384  = oy == 4'hd;
+  assign \$385  = r_done | \$384 ;
+  assign \$386  = switch ? 1'h0 : \$385 ;
+  assign \$389  = \$378  ? \$383  : 1'h1;
+  assign \$390  = \$355  ? \$372  : \$389 ;
+  assign \$391  = oy == 4'hd;
+  assign \$392  = ~ ahead;
+  assign \$393  = ~ room_w_13[4];
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = \$394  & room_w_14[4];
+  assign \$396  = ahead | \$395 ;
   assign \$397  = switch ? 1'h0 : \$396 ;
-  assign \$400  = \$389  ? \$394  : 1'h1;
-  assign \$401  = \$366  ? \$383  : \$400 ;
-  assign \$402  = oy == 4'hd;
-  assign \$403  = ~ ahead;
-  assign \$404  = ~ room_w_13[4];
-  assign \$405  = \$403  & \$404 ;
-  assign \$406  = \$405  & room_w_14[4];
-  assign \$407  = ahead | \$406 ;
-  assign \$408  = switch ? 1'h0 : \$407 ;
-  assign \$409  = oy == 4'hd;
-  assign \$410  = r_done | \$409 ;
-  assign \$411  = switch ? 1'h0 : \$410 ;
-  assign \$412  = ~ \$411 ;
-  assign \$414  = oy == 4'hd;
-  assign \$415  = r_done | \$414 ;
-  assign \$416  = switch ? 1'h0 : \$415 ;
-  assign \$417  = \$416  | room_w_8[3];
-  assign \$418  = room_w_13[4] & \$417 ;
-  assign \$419  = \$408  ? 1'h0 : \$418 ;
-  assign \$420  = ~ ahead;
-  assign \$421  = ~ room_w_13[4];
-  assign \$422  = \$420  & \$421 ;
-  assign \$423  = \$422  & room_w_14[4];
-  assign \$424  = ahead | \$423 ;
-  assign \$425  = switch ? 1'h0 : \$424 ;
-  assign \$426  = oy == 4'hd;
-  assign \$427  = r_done | \$426 ;
-  assign \$428  = switch ? 1'h0 : \$427 ;
-  assign \$429  = ~ \$428 ;
-  assign \$430  = $signed(d) < $signed(3'h5);
-  assign \$431  = \$429  & \$430 ;
+  assign \$398  = oy == 4'hd;
+  assign \$399  = r_done | \$398 ;
+  assign \$400  = switch ? 1'h0 : \$399 ;
+  assign \$401  = ~ \$400 ;
+  assign \$403  = oy == 4'hd;
+  assign \$404  = r_done | \$403 ;
+  assign \$405  = switch ? 1'h0 : \$404 ;
+  assign \$406  = \$405  | room_w_8[3];
+  assign \$407  = room_w_13[4] & \$406 ;
+  assign \$408  = \$397  ? 1'h0 : \$407 ;
+  assign \$409  = ~ ahead;
+  assign \$410  = ~ room_w_13[4];
+  assign \$411  = \$409  & \$410 ;
+  assign \$412  = \$411  & room_w_14[4];
+  assign \$413  = ahead | \$412 ;
+  assign \$414  = switch ? 1'h0 : \$413 ;
+  assign \$415  = oy == 4'hd;
+  assign \$416  = r_done | \$415 ;
+  assign \$417  = switch ? 1'h0 : \$416 ;
+  assign \$418  = ~ \$417 ;
+  assign \$419  = $signed(d) < $signed(3'h5);
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = oy == 4'hd;
+  assign \$422  = r_done | \$421 ;
+  assign \$423  = switch ? 1'h0 : \$422 ;
+  assign \$424  = $signed(d) < $signed(5'h0b);
+  assign \$425  = \$423  | \$424 ;
+  assign \$426  = room_w_13[4] & \$425 ;
+  assign \$427  = \$414  ? \$420  : \$426 ;
+  assign \$428  = \$391  ? \$408  : \$427 ;
+  assign \$429  = \$354  ? \$390  : \$428 ;
+  assign \$430  = oy == 4'hd;
+  assign \$431  = switch ? 1'h0 : ahead;
   assign \$432  = oy == 4'hd;
   assign \$433  = r_done | \$432 ;
   assign \$434  = switch ? 1'h0 : \$433 ;
-  assign \$435  = $signed(d) < $signed(5'h0b);
-  assign \$436  = \$434  | \$435 ;
-  assign \$437  = room_w_13[4] & \$436 ;
-  assign \$438  = \$425  ? \$431  : \$437 ;
-  assign \$439  = \$402  ? \$419  : \$438 ;
-  assign \$440  = \$365  ? \$401  : \$439 ;
-  assign \$441  = oy == 4'hd;
-  assign \$442  = switch ? 1'h0 : ahead;
-  assign \$443  = oy == 4'hd;
-  assign \$444  = r_done | \$443 ;
-  assign \$445  = switch ? 1'h0 : \$444 ;
-  assign \$446  = ~ \$445 ;
-  assign \$448  = oy == 4'hd;
-  assign \$449  = r_done | \$448 ;
-  assign \$450  = switch ? 1'h0 : \$449 ;
-  assign \$451  = \$450  | room_w_9[4];
-  assign \$452  = room_w_14[4] & \$451 ;
-  assign \$453  = \$442  ? 1'h0 : \$452 ;
-  assign \$454  = switch ? 1'h0 : ahead;
-  assign \$455  = oy == 4'hd;
-  assign \$456  = r_done | \$455 ;
-  assign \$457  = switch ? 1'h0 : \$456 ;
-  assign \$458  = ~ \$457 ;
-  assign \$459  = $signed(d) < $signed(2'h2);
-  assign \$460  = \$458  & \$459 ;
-  assign \$461  = oy == 4'hd;
-  assign \$462  = r_done | \$461 ;
-  assign \$463  = switch ? 1'h0 : \$462 ;
-  assign \$464  = $signed(d) < $signed(5'h0c);
-  assign \$465  = \$463  | \$464 ;
-  assign \$466  = room_w_14[4] & \$465 ;
-  assign \$467  = \$454  ? \$460  : \$466 ;
-  assign \$468  = \$441  ? \$453  : \$467 ;
-  assign \$469  = \$361  ? \$440  : \$468 ;
-  assign \$470  = w_c == 5'h1f;
-  assign \$471  = write & \$470 ;
-  assign \$472  = w_x == 4'hd;
-  assign \$473  = \$471  & \$472 ;
-  assign \$474  = ~ ahead;
-  assign \$475  = ~ room_w_13[4];
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$476  & room_w_14[4];
-  assign \$478  = ~ ahead;
-  assign \$479  = ~ room_w_13[4];
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = \$480  & room_w_14[4];
-  assign \$482  = ahead | \$481 ;
-  assign \$483  = switch ? 1'h0 : \$482 ;
-  assign \$484  = switch ? 1'h0 : r_done;
-  assign \$485  = ~ \$484 ;
-  assign \$486  = \$485  & room_low_3[4];
-  assign \$487  = switch ? 1'h0 : r_done;
-  assign \$490  = \$483  ? \$486  : 1'h1;
-  assign \$491  = ~ ahead;
-  assign \$492  = ~ room_w_13[4];
-  assign \$493  = \$491  & \$492 ;
-  assign \$494  = \$493  & room_w_14[4];
-  assign \$495  = ahead | \$494 ;
-  assign \$496  = switch ? 1'h0 : \$495 ;
+  assign \$435  = ~ \$434 ;
+  assign \$437  = oy == 4'hd;
+  assign \$438  = r_done | \$437 ;
+  assign \$439  = switch ? 1'h0 : \$438 ;
+  assign \$440  = \$439  | room_w_9[4];
+  assign \$441  = room_w_14[4] & \$440 ;
+  assign \$442  = \$431  ? 1'h0 : \$441 ;
+  assign \$443  = switch ? 1'h0 : ahead;
+  assign \$444  = oy == 4'hd;
+  assign \$445  = r_done | \$444 ;
+  assign \$446  = switch ? 1'h0 : \$445 ;
+  assign \$447  = ~ \$446 ;
+  assign \$448  = $signed(d) < $signed(2'h2);
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = oy == 4'hd;
+  assign \$451  = r_done | \$450 ;
+  assign \$452  = switch ? 1'h0 : \$451 ;
+  assign \$453  = $signed(d) < $signed(5'h0c);
+  assign \$454  = \$452  | \$453 ;
+  assign \$455  = room_w_14[4] & \$454 ;
+  assign \$456  = \$443  ? \$449  : \$455 ;
+  assign \$457  = \$430  ? \$442  : \$456 ;
+  assign \$458  = \$350  ? \$429  : \$457 ;
+  assign \$459  = w_c == 5'h1f;
+  assign \$460  = write & \$459 ;
+  assign \$461  = w_x == 4'hd;
+  assign \$462  = \$460  & \$461 ;
+  assign \$463  = ~ ahead;
+  assign \$464  = ~ room_w_13[4];
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = \$465  & room_w_14[4];
+  assign \$467  = ~ ahead;
+  assign \$468  = ~ room_w_13[4];
+  assign \$469  = \$467  & \$468 ;
+  assign \$470  = \$469  & room_w_14[4];
+  assign \$471  = ahead | \$470 ;
+  assign \$472  = switch ? 1'h0 : \$471 ;
+  assign \$473  = switch ? 1'h0 : r_done;
+  assign \$474  = ~ \$473 ;
+  assign \$475  = \$474  & room_low_3[4];
+  assign \$476  = switch ? 1'h0 : r_done;
+  assign \$479  = \$472  ? \$475  : 1'h1;
+  assign \$480  = ~ ahead;
+  assign \$481  = ~ room_w_13[4];
+  assign \$482  = \$480  & \$481 ;
+  assign \$483  = \$482  & room_w_14[4];
+  assign \$484  = ahead | \$483 ;
+  assign \$485  = switch ? 1'h0 : \$484 ;
+  assign \$486  = switch ? 1'h0 : r_done;
+  assign \$487  = ~ \$486 ;
+  assign \$488  = $signed(d) < $signed(3'h4);
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = switch ? 1'h0 : r_done;
+  assign \$491  = $signed(d) < $signed(5'h0a);
+  assign \$492  = \$490  | \$491 ;
+  assign \$493  = room_w_13[4] & \$492 ;
+  assign \$494  = \$485  ? \$489  : \$493 ;
+  assign \$495  = \$466  ? \$479  : \$494 ;
+  assign \$496  = switch ? 1'h0 : ahead;
   assign \$497  = switch ? 1'h0 : r_done;
   assign \$498  = ~ \$497 ;
-  assign \$499  = $signed(d) < $signed(3'h4);
+  assign \$499  = $signed(d) < $signed(3'h5);
   assign \$500  = \$498  & \$499 ;
   assign \$501  = switch ? 1'h0 : r_done;
-  assign \$502  = $signed(d) < $signed(5'h0a);
+  assign \$502  = $signed(d) < $signed(5'h0b);
   assign \$503  = \$501  | \$502 ;
-  assign \$504  = room_w_13[4] & \$503 ;
+  assign \$504  = room_w_14[4] & \$503 ;
   assign \$505  = \$496  ? \$500  : \$504 ;
-  assign \$506  = \$477  ? \$490  : \$505 ;
-  assign \$507  = switch ? 1'h0 : ahead;
-  assign \$508  = switch ? 1'h0 : r_done;
-  assign \$509  = ~ \$508 ;
-  assign \$510  = $signed(d) < $signed(3'h5);
-  assign \$511  = \$509  & \$510 ;
-  assign \$512  = switch ? 1'h0 : r_done;
-  assign \$513  = $signed(d) < $signed(5'h0b);
-  assign \$514  = \$512  | \$513 ;
-  assign \$515  = room_w_14[4] & \$514 ;
-  assign \$516  = \$507  ? \$511  : \$515 ;
-  assign \$517  = switch ? \$516  : \i__ready$18 ;
-  assign \$518  = \$473  ? \$506  : \$517 ;
-  assign \$519  = \$357  ? \$469  : \$518 ;
+  assign \$506  = switch ? \$505  : \i__ready$18 ;
+  assign \$507  = \$462  ? \$495  : \$506 ;
+  assign \$508  = \$346  ? \$458  : \$507 ;
+  assign \$509  = w_c == 5'h1f;
+  assign \$510  = write & \$509 ;
+  assign \$511  = w_x == 4'hd;
+  assign \$512  = \$510  & \$511 ;
+  assign \$513  = ~ ahead;
+  assign \$514  = ~ room_w_13[4];
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = \$515  & room_w_14[4];
+  assign \$517  = $signed(room_w_13) + $signed(2'h1);
+  assign \$518  = \$516  ? 6'h33 : \$517 ;
+  assign \$519  = \$512  ? \$518  : { room_w_13[4], room_w_13 };
   assign \$520  = w_c == 5'h1f;
   assign \$521  = write & \$520 ;
   assign \$522  = w_x == 4'hd;
@@ -19858,30 +19908,30 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$525  = ~ room_w_13[4];
   assign \$526  = \$524  & \$525 ;
   assign \$527  = \$526  & room_w_14[4];
-  assign \$528  = $signed(room_w_13) + $signed(2'h1);
-  assign \$529  = \$527  ? 6'h33 : \$528 ;
-  assign \$530  = \$523  ? \$529  : { room_w_13[4], room_w_13 };
-  assign \$531  = w_c == 5'h1f;
-  assign \$532  = write & \$531 ;
-  assign \$533  = w_x == 4'hd;
+  assign \$528  = $signed(room_w_14) + $signed(2'h1);
+  assign \$529  = \$527  ? 6'h32 : \$528 ;
+  assign \$530  = \$523  ? \$529  : { room_w_14[4], room_w_14 };
+  assign \$531  = ky == 3'h4;
+  assign \$532  = take & \$531 ;
+  assign \$533  = c == 5'h1f;
   assign \$534  = \$532  & \$533 ;
-  assign \$535  = ~ ahead;
-  assign \$536  = ~ room_w_13[4];
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = \$537  & room_w_14[4];
-  assign \$539  = $signed(room_w_14) + $signed(2'h1);
-  assign \$540  = \$538  ? 6'h32 : \$539 ;
-  assign \$541  = \$534  ? \$540  : { room_w_14[4], room_w_14 };
-  assign \$542  = ky == 3'h4;
-  assign \$543  = take & \$542 ;
-  assign \$544  = c == 5'h1f;
-  assign \$545  = \$543  & \$544 ;
-  assign \$546  = ox == 4'hd;
+  assign \$535  = ox == 4'hd;
+  assign \$536  = \$534  & \$535 ;
+  assign \$537  = oy == 4'hd;
+  assign \$538  = $signed(room_low_2) - $signed(2'h1);
+  assign \$539  = \$537  ? 6'h04 : \$538 ;
+  assign \$540  = \$536  ? \$539  : { room_low_2[4], room_low_2 };
+  assign \$541  = w_c == 5'h1f;
+  assign \$542  = write & \$541 ;
+  assign \$543  = w_x == 4'hd;
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = ~ ahead;
+  assign \$546  = ~ room_w_13[4];
   assign \$547  = \$545  & \$546 ;
-  assign \$548  = oy == 4'hd;
-  assign \$549  = $signed(room_low_2) - $signed(2'h1);
-  assign \$550  = \$548  ? 6'h04 : \$549 ;
-  assign \$551  = \$547  ? \$550  : { room_low_2[4], room_low_2 };
+  assign \$548  = \$547  & room_w_14[4];
+  assign \$549  = $signed(room_w_8) + $signed(2'h1);
+  assign \$550  = \$548  ? 5'h18 : \$549 ;
+  assign \$551  = \$544  ? \$550  : { room_w_8[3], room_w_8 };
   assign \$552  = w_c == 5'h1f;
   assign \$553  = write & \$552 ;
   assign \$554  = w_x == 4'hd;
@@ -19890,98 +19940,115 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$557  = ~ room_w_13[4];
   assign \$558  = \$556  & \$557 ;
   assign \$559  = \$558  & room_w_14[4];
-  assign \$560  = $signed(room_w_8) + $signed(2'h1);
-  assign \$561  = \$559  ? 5'h18 : \$560 ;
-  assign \$562  = \$555  ? \$561  : { room_w_8[3], room_w_8 };
-  assign \$563  = w_c == 5'h1f;
-  assign \$564  = write & \$563 ;
-  assign \$565  = w_x == 4'hd;
+  assign \$560  = $signed(room_w_9) + $signed(2'h1);
+  assign \$561  = \$559  ? 6'h37 : \$560 ;
+  assign \$562  = \$555  ? \$561  : { room_w_9[4], room_w_9 };
+  assign \$563  = ky == 3'h4;
+  assign \$564  = take & \$563 ;
+  assign \$565  = c == 5'h1f;
   assign \$566  = \$564  & \$565 ;
-  assign \$567  = ~ ahead;
-  assign \$568  = ~ room_w_13[4];
-  assign \$569  = \$567  & \$568 ;
-  assign \$570  = \$569  & room_w_14[4];
-  assign \$571  = $signed(room_w_9) + $signed(2'h1);
-  assign \$572  = \$570  ? 6'h37 : \$571 ;
-  assign \$573  = \$566  ? \$572  : { room_w_9[4], room_w_9 };
-  assign \$574  = ky == 3'h4;
-  assign \$575  = take & \$574 ;
-  assign \$576  = c == 5'h1f;
-  assign \$577  = \$575  & \$576 ;
-  assign \$578  = ox == 4'hd;
-  assign \$579  = \$577  & \$578 ;
-  assign \$580  = oy == 4'hd;
-  assign \$581  = $signed(room_low_3) - $signed(2'h1);
-  assign \$582  = \$580  ? 6'h05 : \$581 ;
-  assign \$583  = \$579  ? \$582  : { room_low_3[4], room_low_3 };
+  assign \$567  = ox == 4'hd;
+  assign \$568  = \$566  & \$567 ;
+  assign \$569  = oy == 4'hd;
+  assign \$570  = $signed(room_low_3) - $signed(2'h1);
+  assign \$571  = \$569  ? 6'h05 : \$570 ;
+  assign \$572  = \$568  ? \$571  : { room_low_3[4], room_low_3 };
   always @(posedge clk)
-    w_c <= \$584 ;
+    w_c <= \$573 ;
   always @(posedge clk)
-    w_x <= \$585 ;
+    w_x <= \$574 ;
   always @(posedge clk)
-    w_b <= \$586 ;
+    w_b <= \$575 ;
   always @(posedge clk)
-    w_rowbase <= \$587 ;
+    w_rowbase <= \$576 ;
   always @(posedge clk)
-    w_grp <= \$588 ;
+    w_grp <= \$577 ;
   always @(posedge clk)
-    ahead <= \$589 ;
+    ahead <= \$578 ;
   always @(posedge clk)
-    w_row <= \$590 ;
+    w_row <= \$579 ;
   always @(posedge clk)
-    pads <= \$591 ;
+    pads_a <= \$580 ;
   always @(posedge clk)
-    rot <= \$592 ;
+    rot_a <= \$581 ;
   always @(posedge clk)
-    \i__valid$49  <= \$593 ;
+    \$signature__addr$54  <= \$582 ;
   always @(posedge clk)
-    ky <= \$594 ;
+    \$signature__addr$57  <= \$583 ;
   always @(posedge clk)
-    row_addr <= \$595 ;
+    \$signature__addr$60  <= \$584 ;
   always @(posedge clk)
-    c <= \$596 ;
+    \$signature__addr$63  <= \$585 ;
   always @(posedge clk)
-    qc <= \$597 ;
+    \$signature__addr$66  <= \$586 ;
   always @(posedge clk)
-    ox <= \$598 ;
+    va <= \$587 ;
   always @(posedge clk)
-    ix0 <= \$599 ;
+    \i__valid$49  <= \$588 ;
   always @(posedge clk)
-    r0 <= \$600 ;
+    pads <= \$589 ;
   always @(posedge clk)
-    q0c <= \$601 ;
+    rot <= \$590 ;
   always @(posedge clk)
-    oy <= \$602 ;
+    step_next_slot <= \$208 [3:0];
   always @(posedge clk)
-    low <= \$603 ;
+    step_next_row <= \$214 [10:0];
   always @(posedge clk)
-    r_done <= \$604 ;
+    step_img_slot <= \$220 [3:0];
   always @(posedge clk)
-    base_slot <= \$605 ;
+    step_img_row <= \$226 [10:0];
   always @(posedge clk)
-    base_row <= \$606 ;
+    step_base_slot <= \$232 [3:0];
   always @(posedge clk)
-    iy <= \$607 ;
+    step_base_row <= \$238 [10:0];
   always @(posedge clk)
-    img_slot <= \$608 ;
+    ky <= \$591 ;
   always @(posedge clk)
-    img_row <= \$609 ;
+    row_addr <= \$592 ;
   always @(posedge clk)
-    d <= \$610 ;
+    c <= \$593 ;
   always @(posedge clk)
-    \i__ready$18  <= \$611 ;
+    qc <= \$594 ;
   always @(posedge clk)
-    room_w_13 <= \$612 ;
+    ox <= \$595 ;
   always @(posedge clk)
-    room_w_14 <= \$613 ;
+    ix0 <= \$596 ;
   always @(posedge clk)
-    room_low_2 <= \$614 ;
+    r0 <= \$597 ;
   always @(posedge clk)
-    room_w_8 <= \$615 ;
+    q0c <= \$598 ;
   always @(posedge clk)
-    room_w_9 <= \$616 ;
+    oy <= \$599 ;
   always @(posedge clk)
-    room_low_3 <= \$617 ;
+    low <= \$600 ;
+  always @(posedge clk)
+    r_done <= \$601 ;
+  always @(posedge clk)
+    base_slot <= \$602 ;
+  always @(posedge clk)
+    base_row <= \$603 ;
+  always @(posedge clk)
+    iy <= \$604 ;
+  always @(posedge clk)
+    img_slot <= \$605 ;
+  always @(posedge clk)
+    img_row <= \$606 ;
+  always @(posedge clk)
+    d <= \$607 ;
+  always @(posedge clk)
+    \i__ready$18  <= \$608 ;
+  always @(posedge clk)
+    room_w_13 <= \$609 ;
+  always @(posedge clk)
+    room_w_14 <= \$610 ;
+  always @(posedge clk)
+    room_low_2 <= \$611 ;
+  always @(posedge clk)
+    room_w_8 <= \$612 ;
+  always @(posedge clk)
+    room_w_9 <= \$613 ;
+  always @(posedge clk)
+    room_low_3 <= \$614 ;
   assign \$1  = \o__payload$11 [42:40] == 3'h4;
   assign \$2  = \o__payload$11 [42:40] == 2'h3;
   assign \$3  = \o__payload$11 [42:40] == 2'h2;
@@ -20097,273 +20164,273 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$106  = \$60  | \$105 ;
   assign avail = \$56  & \$106 ;
   assign \$107  = ~ \i__valid$49 ;
-  assign advance = \$107  | \i__ready$50 ;
-  assign take = advance & avail;
-  assign \$108  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$109  = r0 > 1'h0;
-  assign \$110  = \$109  ? 6'h20 : 6'h00;
-  assign \$111  = $signed(\$108 ) + $signed({ 1'h0, \$110  });
-  assign \$112  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$113  = r0 > 1'h1;
-  assign \$114  = \$113  ? 6'h20 : 6'h00;
-  assign \$115  = $signed(\$112 ) + $signed({ 1'h0, \$114  });
-  assign \$116  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$117  = r0 > 2'h2;
-  assign \$118  = \$117  ? 6'h20 : 6'h00;
-  assign \$119  = $signed(\$116 ) + $signed({ 1'h0, \$118  });
-  assign \$120  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$121  = r0 > 2'h3;
-  assign \$122  = \$121  ? 6'h20 : 6'h00;
-  assign \$123  = $signed(\$120 ) + $signed({ 1'h0, \$122  });
-  assign \$124  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$125  = $signed(\$124 ) + $signed(1'h0);
-  assign \$126  = w_c == 5'h1f;
-  assign \$127  = w_c + 1'h1;
-  assign \$128  = \$126  ? 6'h00 : \$127 ;
-  assign \$129  = w_c == 5'h1f;
-  assign \$130  = w_x == 4'hd;
-  assign \$131  = w_x + 1'h1;
-  assign \$132  = \$130  ? 5'h00 : \$131 ;
-  assign \$133  = w_b == 3'h4;
-  assign \$134  = w_x == 4'hd;
-  assign \$135  = \$133  | \$134 ;
-  assign \$136  = w_b + 1'h1;
-  assign \$137  = \$135  ? 4'h0 : \$136 ;
-  assign \$138  = w_x == 4'hd;
-  assign \$139  = w_b == 3'h4;
-  assign \$140  = w_rowbase + 7'h60;
-  assign \$141  = \$140  >= 11'h420;
-  assign \$142  = w_rowbase + 7'h60;
-  assign \$143  = \$142  - 11'h420;
-  assign \$144  = w_rowbase + 7'h60;
-  assign \$145  = \$141  ? \$143  : { 1'h0, \$144  };
-  assign \$146  = w_rowbase + 7'h60;
-  assign \$147  = \$146  >= 11'h420;
-  assign \$148  = w_rowbase + 7'h60;
-  assign \$149  = \$148  - 11'h420;
-  assign \$150  = w_rowbase + 7'h60;
-  assign \$151  = \$147  ? \$149  : { 1'h0, \$150  };
-  assign \$152  = ~ ahead;
-  assign \$153  = w_row == 4'hd;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = w_row + 1'h1;
-  assign \$156  = w_grp + 6'h20;
-  assign \$157  = $signed(iy) < $signed(1'h0);
-  assign \$158  = $signed(iy) >= $signed(5'h0e);
-  assign \$159  = \$157  | \$158 ;
-  assign \$160  = $signed(ix0) + $signed(1'h0);
-  assign \$161  = $signed(\$160 ) < $signed(1'h0);
-  assign \$162  = \$159  | \$161 ;
-  assign \$163  = $signed(ix0) + $signed(1'h0);
-  assign \$164  = $signed(\$163 ) >= $signed(5'h0e);
-  assign \$165  = \$162  | \$164 ;
-  assign \$166  = $signed(iy) < $signed(1'h0);
-  assign \$167  = $signed(iy) >= $signed(5'h0e);
-  assign \$168  = \$166  | \$167 ;
-  assign \$169  = $signed(ix0) + $signed(2'h1);
-  assign \$170  = $signed(\$169 ) < $signed(1'h0);
-  assign \$171  = \$168  | \$170 ;
-  assign \$172  = $signed(ix0) + $signed(2'h1);
-  assign \$173  = $signed(\$172 ) >= $signed(5'h0e);
-  assign \$174  = \$171  | \$173 ;
-  assign \$175  = $signed(iy) < $signed(1'h0);
-  assign \$176  = $signed(iy) >= $signed(5'h0e);
-  assign \$177  = \$175  | \$176 ;
-  assign \$178  = $signed(ix0) + $signed(3'h2);
-  assign \$179  = $signed(\$178 ) < $signed(1'h0);
-  assign \$180  = \$177  | \$179 ;
-  assign \$181  = $signed(ix0) + $signed(3'h2);
-  assign \$182  = $signed(\$181 ) >= $signed(5'h0e);
-  assign \$183  = \$180  | \$182 ;
-  assign \$184  = $signed(iy) < $signed(1'h0);
-  assign \$185  = $signed(iy) >= $signed(5'h0e);
-  assign \$186  = \$184  | \$185 ;
-  assign \$187  = $signed(ix0) + $signed(3'h3);
-  assign \$188  = $signed(\$187 ) < $signed(1'h0);
-  assign \$189  = \$186  | \$188 ;
-  assign \$190  = $signed(ix0) + $signed(3'h3);
-  assign \$191  = $signed(\$190 ) >= $signed(5'h0e);
-  assign \$192  = \$189  | \$191 ;
-  assign \$193  = $signed(iy) < $signed(1'h0);
-  assign \$194  = $signed(iy) >= $signed(5'h0e);
-  assign \$195  = \$193  | \$194 ;
-  assign \$196  = $signed(ix0) + $signed(4'h4);
-  assign \$197  = $signed(\$196 ) < $signed(1'h0);
-  assign \$198  = \$195  | \$197 ;
-  assign \$199  = $signed(ix0) + $signed(4'h4);
-  assign \$200  = $signed(\$199 ) >= $signed(5'h0e);
-  assign \$201  = \$198  | \$200 ;
-  assign \$202  = ky == 3'h4;
-  assign \$203  = ky + 1'h1;
-  assign \$204  = \$202  ? 4'h0 : \$203 ;
-  assign \$205  = ky == 3'h4;
-  assign \$206  = ~ \$205 ;
-  assign \$207  = row_addr + 7'h60;
-  assign \$208  = \$207  >= 11'h420;
-  assign \$209  = row_addr + 7'h60;
-  assign \$210  = \$209  - 11'h420;
-  assign \$211  = row_addr + 7'h60;
-  assign \$212  = \$208  ? \$210  : { 1'h0, \$211  };
-  assign \$213  = c == 5'h1f;
-  assign \$214  = c + 1'h1;
-  assign \$215  = \$213  ? 6'h00 : \$214 ;
-  assign \$216  = c == 5'h1f;
-  assign \$217  = ~ \$216 ;
-  assign \$218  = $signed(qc) + $signed(2'h1);
-  assign \$219  = ox == 4'hd;
-  assign \$220  = ox + 1'h1;
-  assign \$221  = \$219  ? 5'h00 : \$220 ;
-  assign \$222  = ox == 4'hd;
-  assign \$223  = $signed(ix0) + $signed(2'h1);
-  assign \$224  = \$222  ? 6'h3e : \$223 ;
-  assign \$225  = ox == 4'hd;
-  assign \$226  = r0 + 1'h1;
-  assign \$227  = \$226  >= 3'h5;
-  assign \$228  = r0 + 1'h1;
-  assign \$229  = \$228  - 3'h5;
-  assign \$230  = r0 + 1'h1;
-  assign \$231  = \$227  ? \$229  : { 1'h0, \$230  };
-  assign \$232  = \$225  ? 5'h03 : \$231 ;
-  assign \$233  = ox == 4'hd;
-  assign \$234  = r0 + 1'h1;
-  assign \$235  = \$234  >= 3'h5;
-  assign \$236  = 1'h0 + \$235 ;
-  assign \$237  = \$236  * 6'h20;
-  assign \$238  = $signed(q0c) + $signed({ 1'h0, \$237  });
-  assign \$239  = \$233  ? 10'h3e0 : \$238 ;
-  assign \$240  = ox == 4'hd;
-  assign \$241  = r0 + 1'h1;
-  assign \$242  = \$241  >= 3'h5;
-  assign \$243  = 1'h0 + \$242 ;
-  assign \$244  = \$243  * 6'h20;
-  assign \$245  = $signed(q0c) + $signed({ 1'h0, \$244  });
-  assign \$246  = \$240  ? 10'h3e0 : \$245 ;
-  assign \$247  = ox == 4'hd;
-  assign \$248  = oy == 4'hd;
-  assign \$249  = oy + 1'h1;
-  assign \$250  = \$248  ? 5'h00 : \$249 ;
-  assign \$251  = oy == 4'hd;
-  assign \$252  = $signed(low) + $signed(2'h1);
-  assign \$253  = \$251  ? 6'h3e : \$252 ;
-  assign \$254  = oy == 4'hd;
-  assign \$255  = base_slot + 1'h1;
-  assign \$256  = \$255  >= 4'hb;
-  assign \$257  = base_slot + 1'h1;
-  assign \$258  = \$257  - 4'hb;
-  assign \$259  = base_slot + 1'h1;
-  assign \$260  = \$256  ? \$258  : { 1'h0, \$259  };
-  assign \$261  = base_row + 7'h60;
-  assign \$262  = \$261  >= 11'h420;
-  assign \$263  = base_row + 7'h60;
-  assign \$264  = \$263  - 11'h420;
-  assign \$265  = base_row + 7'h60;
-  assign \$266  = \$262  ? \$264  : { 1'h0, \$265  };
-  assign \$267  = base_row + 7'h60;
-  assign \$268  = \$267  >= 11'h420;
-  assign \$269  = base_row + 7'h60;
-  assign \$270  = \$269  - 11'h420;
-  assign \$271  = base_row + 7'h60;
-  assign \$272  = \$268  ? \$270  : { 1'h0, \$271  };
-  assign \$273  = ky == 3'h4;
-  assign \$274  = ~ \$273 ;
-  assign \$275  = c == 5'h1f;
-  assign \$276  = ox == 4'hd;
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = $signed(iy) + $signed(2'h1);
-  assign \$279  = oy == 4'hd;
-  assign \$280  = $signed(low) + $signed(2'h1);
-  assign \$281  = \$279  ? 6'h3e : \$280 ;
-  assign \$282  = img_slot + 2'h3;
-  assign \$283  = \$282  >= 4'hb;
-  assign \$284  = img_slot + 2'h3;
-  assign \$285  = \$284  - 4'hb;
-  assign \$286  = img_slot + 2'h3;
-  assign \$287  = \$283  ? \$285  : { 1'h0, \$286  };
-  assign \$288  = img_row + 9'h120;
-  assign \$289  = \$288  >= 11'h420;
-  assign \$290  = img_row + 9'h120;
-  assign \$291  = \$290  - 11'h420;
-  assign \$292  = img_row + 9'h120;
-  assign \$293  = \$289  ? \$291  : { 1'h0, \$292  };
-  assign \$294  = img_slot + 1'h1;
-  assign \$295  = \$294  >= 4'hb;
-  assign \$296  = img_slot + 1'h1;
-  assign \$297  = \$296  - 4'hb;
-  assign \$298  = img_slot + 1'h1;
-  assign \$299  = \$295  ? \$297  : { 1'h0, \$298  };
-  assign \$300  = img_row + 7'h60;
-  assign \$301  = \$300  >= 11'h420;
-  assign \$302  = img_row + 7'h60;
-  assign \$303  = \$302  - 11'h420;
-  assign \$304  = img_row + 7'h60;
-  assign \$305  = \$301  ? \$303  : { 1'h0, \$304  };
-  assign \$306  = img_row + 7'h60;
-  assign \$307  = \$306  >= 11'h420;
-  assign \$308  = img_row + 7'h60;
-  assign \$309  = \$308  - 11'h420;
-  assign \$310  = img_row + 7'h60;
-  assign \$311  = \$307  ? \$309  : { 1'h0, \$310  };
-  assign \$312  = ky == 3'h4;
-  assign \$313  = take & \$312 ;
-  assign \$314  = c == 5'h1f;
+  assign \$signal  = \$107  | \i__ready$50 ;
+  assign \$108  = ~ va;
+  assign \$signal$51  = \$108  | \$signal ;
+  assign take = \$signal$51  & avail;
+  assign \$109  = w_c == 5'h1f;
+  assign \$110  = w_c + 1'h1;
+  assign \$111  = \$109  ? 6'h00 : \$110 ;
+  assign \$112  = w_c == 5'h1f;
+  assign \$113  = w_x == 4'hd;
+  assign \$114  = w_x + 1'h1;
+  assign \$115  = \$113  ? 5'h00 : \$114 ;
+  assign \$116  = w_b == 3'h4;
+  assign \$117  = w_x == 4'hd;
+  assign \$118  = \$116  | \$117 ;
+  assign \$119  = w_b + 1'h1;
+  assign \$120  = \$118  ? 4'h0 : \$119 ;
+  assign \$121  = w_x == 4'hd;
+  assign \$122  = w_b == 3'h4;
+  assign \$123  = w_rowbase + 7'h60;
+  assign \$124  = \$123  >= 11'h420;
+  assign \$125  = w_rowbase + 7'h60;
+  assign \$126  = \$125  - 11'h420;
+  assign \$127  = w_rowbase + 7'h60;
+  assign \$128  = \$124  ? \$126  : { 1'h0, \$127  };
+  assign \$129  = w_rowbase + 7'h60;
+  assign \$130  = \$129  >= 11'h420;
+  assign \$131  = w_rowbase + 7'h60;
+  assign \$132  = \$131  - 11'h420;
+  assign \$133  = w_rowbase + 7'h60;
+  assign \$134  = \$130  ? \$132  : { 1'h0, \$133  };
+  assign \$135  = ~ ahead;
+  assign \$136  = w_row == 4'hd;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = w_row + 1'h1;
+  assign \$139  = w_grp + 6'h20;
+  assign \$140  = $signed(iy) < $signed(1'h0);
+  assign \$141  = $signed(iy) >= $signed(5'h0e);
+  assign \$142  = \$140  | \$141 ;
+  assign \$143  = $signed(ix0) + $signed(1'h0);
+  assign \$144  = $signed(\$143 ) < $signed(1'h0);
+  assign \$145  = \$142  | \$144 ;
+  assign \$146  = $signed(ix0) + $signed(1'h0);
+  assign \$147  = $signed(\$146 ) >= $signed(5'h0e);
+  assign \$148  = \$145  | \$147 ;
+  assign \$149  = $signed(iy) < $signed(1'h0);
+  assign \$150  = $signed(iy) >= $signed(5'h0e);
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = $signed(ix0) + $signed(2'h1);
+  assign \$153  = $signed(\$152 ) < $signed(1'h0);
+  assign \$154  = \$151  | \$153 ;
+  assign \$155  = $signed(ix0) + $signed(2'h1);
+  assign \$156  = $signed(\$155 ) >= $signed(5'h0e);
+  assign \$157  = \$154  | \$156 ;
+  assign \$158  = $signed(iy) < $signed(1'h0);
+  assign \$159  = $signed(iy) >= $signed(5'h0e);
+  assign \$160  = \$158  | \$159 ;
+  assign \$161  = $signed(ix0) + $signed(3'h2);
+  assign \$162  = $signed(\$161 ) < $signed(1'h0);
+  assign \$163  = \$160  | \$162 ;
+  assign \$164  = $signed(ix0) + $signed(3'h2);
+  assign \$165  = $signed(\$164 ) >= $signed(5'h0e);
+  assign \$166  = \$163  | \$165 ;
+  assign \$167  = $signed(iy) < $signed(1'h0);
+  assign \$168  = $signed(iy) >= $signed(5'h0e);
+  assign \$169  = \$167  | \$168 ;
+  assign \$170  = $signed(ix0) + $signed(3'h3);
+  assign \$171  = $signed(\$170 ) < $signed(1'h0);
+  assign \$172  = \$169  | \$171 ;
+  assign \$173  = $signed(ix0) + $signed(3'h3);
+  assign \$174  = $signed(\$173 ) >= $signed(5'h0e);
+  assign \$175  = \$172  | \$174 ;
+  assign \$176  = $signed(iy) < $signed(1'h0);
+  assign \$177  = $signed(iy) >= $signed(5'h0e);
+  assign \$178  = \$176  | \$177 ;
+  assign \$179  = $signed(ix0) + $signed(4'h4);
+  assign \$180  = $signed(\$179 ) < $signed(1'h0);
+  assign \$181  = \$178  | \$180 ;
+  assign \$182  = $signed(ix0) + $signed(4'h4);
+  assign \$183  = $signed(\$182 ) >= $signed(5'h0e);
+  assign \$184  = \$181  | \$183 ;
+  assign \$185  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$186  = r0 > 1'h0;
+  assign \$187  = \$186  ? 6'h20 : 6'h00;
+  assign \$188  = $signed(\$185 ) + $signed({ 1'h0, \$187  });
+  assign \$189  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$190  = r0 > 1'h1;
+  assign \$191  = \$190  ? 6'h20 : 6'h00;
+  assign \$192  = $signed(\$189 ) + $signed({ 1'h0, \$191  });
+  assign \$193  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$194  = r0 > 2'h2;
+  assign \$195  = \$194  ? 6'h20 : 6'h00;
+  assign \$196  = $signed(\$193 ) + $signed({ 1'h0, \$195  });
+  assign \$197  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$198  = r0 > 2'h3;
+  assign \$199  = \$198  ? 6'h20 : 6'h00;
+  assign \$200  = $signed(\$197 ) + $signed({ 1'h0, \$199  });
+  assign \$201  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$202  = $signed(\$201 ) + $signed(1'h0);
+  assign \$203  = base_slot + 1'h1;
+  assign \$204  = \$203  >= 4'hb;
+  assign \$205  = base_slot + 1'h1;
+  assign \$206  = \$205  - 4'hb;
+  assign \$207  = base_slot + 1'h1;
+  assign \$208  = \$204  ? \$206  : { 1'h0, \$207  };
+  assign \$209  = base_row + 7'h60;
+  assign \$210  = \$209  >= 11'h420;
+  assign \$211  = base_row + 7'h60;
+  assign \$212  = \$211  - 11'h420;
+  assign \$213  = base_row + 7'h60;
+  assign \$214  = \$210  ? \$212  : { 1'h0, \$213  };
+  assign \$215  = img_slot + 2'h3;
+  assign \$216  = \$215  >= 4'hb;
+  assign \$217  = img_slot + 2'h3;
+  assign \$218  = \$217  - 4'hb;
+  assign \$219  = img_slot + 2'h3;
+  assign \$220  = \$216  ? \$218  : { 1'h0, \$219  };
+  assign \$221  = img_row + 9'h120;
+  assign \$222  = \$221  >= 11'h420;
+  assign \$223  = img_row + 9'h120;
+  assign \$224  = \$223  - 11'h420;
+  assign \$225  = img_row + 9'h120;
+  assign \$226  = \$222  ? \$224  : { 1'h0, \$225  };
+  assign \$227  = img_slot + 1'h1;
+  assign \$228  = \$227  >= 4'hb;
+  assign \$229  = img_slot + 1'h1;
+  assign \$230  = \$229  - 4'hb;
+  assign \$231  = img_slot + 1'h1;
+  assign \$232  = \$228  ? \$230  : { 1'h0, \$231  };
+  assign \$233  = img_row + 7'h60;
+  assign \$234  = \$233  >= 11'h420;
+  assign \$235  = img_row + 7'h60;
+  assign \$236  = \$235  - 11'h420;
+  assign \$237  = img_row + 7'h60;
+  assign \$238  = \$234  ? \$236  : { 1'h0, \$237  };
+  assign \$239  = ky == 3'h4;
+  assign \$240  = ky + 1'h1;
+  assign \$241  = \$239  ? 4'h0 : \$240 ;
+  assign \$242  = ky == 3'h4;
+  assign \$243  = ~ \$242 ;
+  assign \$244  = row_addr + 7'h60;
+  assign \$245  = \$244  >= 11'h420;
+  assign \$246  = row_addr + 7'h60;
+  assign \$247  = \$246  - 11'h420;
+  assign \$248  = row_addr + 7'h60;
+  assign \$249  = \$245  ? \$247  : { 1'h0, \$248  };
+  assign \$250  = c == 5'h1f;
+  assign \$251  = c + 1'h1;
+  assign \$252  = \$250  ? 6'h00 : \$251 ;
+  assign \$253  = c == 5'h1f;
+  assign \$254  = ~ \$253 ;
+  assign \$255  = $signed(qc) + $signed(2'h1);
+  assign \$256  = ox == 4'hd;
+  assign \$257  = ox + 1'h1;
+  assign \$258  = \$256  ? 5'h00 : \$257 ;
+  assign \$259  = ox == 4'hd;
+  assign \$260  = $signed(ix0) + $signed(2'h1);
+  assign \$261  = \$259  ? 6'h3e : \$260 ;
+  assign \$262  = ox == 4'hd;
+  assign \$263  = r0 + 1'h1;
+  assign \$264  = \$263  >= 3'h5;
+  assign \$265  = r0 + 1'h1;
+  assign \$266  = \$265  - 3'h5;
+  assign \$267  = r0 + 1'h1;
+  assign \$268  = \$264  ? \$266  : { 1'h0, \$267  };
+  assign \$269  = \$262  ? 5'h03 : \$268 ;
+  assign \$270  = ox == 4'hd;
+  assign \$271  = r0 + 1'h1;
+  assign \$272  = \$271  >= 3'h5;
+  assign \$273  = 1'h0 + \$272 ;
+  assign \$274  = \$273  * 6'h20;
+  assign \$275  = $signed(q0c) + $signed({ 1'h0, \$274  });
+  assign \$276  = \$270  ? 10'h3e0 : \$275 ;
+  assign \$277  = ox == 4'hd;
+  assign \$278  = r0 + 1'h1;
+  assign \$279  = \$278  >= 3'h5;
+  assign \$280  = 1'h0 + \$279 ;
+  assign \$281  = \$280  * 6'h20;
+  assign \$282  = $signed(q0c) + $signed({ 1'h0, \$281  });
+  assign \$283  = \$277  ? 10'h3e0 : \$282 ;
+  assign \$284  = ox == 4'hd;
+  assign \$285  = oy == 4'hd;
+  assign \$286  = oy + 1'h1;
+  assign \$287  = \$285  ? 5'h00 : \$286 ;
+  assign \$288  = oy == 4'hd;
+  assign \$289  = $signed(low) + $signed(2'h1);
+  assign \$290  = \$288  ? 6'h3e : \$289 ;
+  assign \$291  = oy == 4'hd;
+  assign \$292  = ky == 3'h4;
+  assign \$293  = ~ \$292 ;
+  assign \$294  = c == 5'h1f;
+  assign \$295  = ox == 4'hd;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = $signed(iy) + $signed(2'h1);
+  assign \$298  = oy == 4'hd;
+  assign \$299  = $signed(low) + $signed(2'h1);
+  assign \$300  = \$298  ? 6'h3e : \$299 ;
+  assign \$301  = ky == 3'h4;
+  assign \$302  = take & \$301 ;
+  assign \$303  = c == 5'h1f;
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = ox == 4'hd;
+  assign \$306  = \$304  & \$305 ;
+  assign \$307  = oy == 4'hd;
+  assign \$308  = \$306  & \$307 ;
+  assign \$309  = w_c == 5'h1f;
+  assign \$310  = write & \$309 ;
+  assign \$311  = w_x == 4'hd;
+  assign \$312  = \$310  & \$311 ;
+  assign \$313  = ~ ahead;
+  assign \$314  = ~ room_w_13[4];
   assign \$315  = \$313  & \$314 ;
-  assign \$316  = ox == 4'hd;
-  assign \$317  = \$315  & \$316 ;
-  assign \$318  = oy == 4'hd;
-  assign \$319  = \$317  & \$318 ;
-  assign \$320  = w_c == 5'h1f;
-  assign \$321  = write & \$320 ;
-  assign \$322  = w_x == 4'hd;
-  assign \$323  = \$321  & \$322 ;
-  assign \$324  = ~ ahead;
-  assign \$325  = ~ room_w_13[4];
-  assign \$326  = \$324  & \$325 ;
-  assign \$327  = \$326  & room_w_14[4];
-  assign \$328  = w_row + 1'h1;
-  assign \$329  = \$327  ? 5'h00 : \$328 ;
-  assign \$330  = \$323  ? \$329  : { 1'h0, w_row };
-  assign \$331  = \$330  + 2'h2;
-  assign \$332  = w_c == 5'h1f;
-  assign \$333  = write & \$332 ;
-  assign \$334  = w_x == 4'hd;
-  assign \$335  = \$333  & \$334 ;
-  assign \$336  = ~ ahead;
-  assign \$337  = ~ room_w_13[4];
-  assign \$338  = \$336  & \$337 ;
-  assign \$339  = \$338  & room_w_14[4];
-  assign \$340  = \$339  ? 5'h13 : 5'h01;
-  assign \$341  = \$335  ? \$340  : 5'h00;
-  assign \$342  = ky == 3'h4;
-  assign \$343  = take & \$342 ;
-  assign \$344  = c == 5'h1f;
-  assign \$345  = \$343  & \$344 ;
-  assign \$346  = ox == 4'hd;
-  assign \$347  = \$345  & \$346 ;
-  assign \$348  = \$347  ? 1'h1 : 1'h0;
-  assign \$349  = $signed(\$341 ) - $signed({ 1'h0, \$348  });
-  assign \$350  = $signed(d) + $signed(\$349 );
-  assign \$351  = \$319  ? { 1'h0, \$331  } : \$350 ;
-  assign \$352  = ky == 3'h4;
-  assign \$353  = take & \$352 ;
-  assign \$354  = c == 5'h1f;
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = ox == 4'hd;
-  assign \$357  = \$355  & \$356 ;
-  assign \$358  = w_c == 5'h1f;
-  assign \$359  = write & \$358 ;
-  assign \$360  = w_x == 4'hd;
-  assign \$361  = \$359  & \$360 ;
-  assign \$362  = ~ ahead;
-  assign \$363  = ~ room_w_13[4];
-  assign \$364  = \$362  & \$363 ;
-  assign \$365  = \$364  & room_w_14[4];
-  assign \$366  = oy == 4'hd;
-  assign \$367  = ~ ahead;
-  assign \$368  = ~ room_w_13[4];
-  assign \$369  = \$367  & \$368 ;
-  assign \$370  = \$369  & room_w_14[4];
-  assign \$371  = ahead | \$370 ;
-  assign \$372  = switch ? 1'h0 : \$371 ;
+  assign \$316  = \$315  & room_w_14[4];
+  assign \$317  = w_row + 1'h1;
+  assign \$318  = \$316  ? 5'h00 : \$317 ;
+  assign \$319  = \$312  ? \$318  : { 1'h0, w_row };
+  assign \$320  = \$319  + 2'h2;
+  assign \$321  = w_c == 5'h1f;
+  assign \$322  = write & \$321 ;
+  assign \$323  = w_x == 4'hd;
+  assign \$324  = \$322  & \$323 ;
+  assign \$325  = ~ ahead;
+  assign \$326  = ~ room_w_13[4];
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = \$327  & room_w_14[4];
+  assign \$329  = \$328  ? 5'h13 : 5'h01;
+  assign \$330  = \$324  ? \$329  : 5'h00;
+  assign \$331  = ky == 3'h4;
+  assign \$332  = take & \$331 ;
+  assign \$333  = c == 5'h1f;
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = ox == 4'hd;
+  assign \$336  = \$334  & \$335 ;
+  assign \$337  = \$336  ? 1'h1 : 1'h0;
+  assign \$338  = $signed(\$330 ) - $signed({ 1'h0, \$337  });
+  assign \$339  = $signed(d) + $signed(\$338 );
+  assign \$340  = \$308  ? { 1'h0, \$320  } : \$339 ;
+  assign \$341  = ky == 3'h4;
+  assign \$342  = take & \$341 ;
+  assign \$343  = c == 5'h1f;
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = ox == 4'hd;
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = w_c == 5'h1f;
+  assign \$348  = write & \$347 ;
+  assign \$349  = w_x == 4'hd;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = ~ ahead;
+  assign \$352  = ~ room_w_13[4];
+  assign \$353  = \$351  & \$352 ;
+  assign \$354  = \$353  & room_w_14[4];
+  assign \$355  = oy == 4'hd;
+  assign \$356  = ~ ahead;
+  assign \$357  = ~ room_w_13[4];
+  assign \$358  = \$356  & \$357 ;
+  assign \$359  = \$358  & room_w_14[4];
+  assign \$360  = ahead | \$359 ;
+  assign \$361  = switch ? 1'h0 : \$360 ;
+  assign \$362  = oy == 4'hd;
+  assign \$363  = r_done | \$362 ;
+  assign \$364  = switch ? 1'h0 : \$363 ;
+  assign \$365  = ~ \$364 ;
+  assign \$367  = oy == 4'hd;
+  assign \$368  = r_done | \$367 ;
+  assign \$369  = switch ? 1'h0 : \$368 ;
+  assign \$372  = \$361  ? 1'h0 : 1'h1;
+  assign \$373  = ~ ahead;
+  assign \$374  = ~ room_w_13[4];
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -20381,11 +20448,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1140$0 (\$9 ),
-    .\port$1149$0 (\$18 ),
-    .\port$1158$0 (\$27 ),
-    .\port$1167$0 (\$36 ),
-    .\port$1176$0 (\$45 ),
+    .\port$1132$0 (\$9 ),
+    .\port$1141$0 (\$18 ),
+    .\port$1150$0 (\$27 ),
+    .\port$1159$0 (\$36 ),
+    .\port$1168$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -20395,501 +20462,554 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1779$0 (\$signature__data$66 ),
-    .\port$1782$0 (\$signature__data$67 ),
-    .\port$1785$0 (\$signature__data$68 ),
-    .\port$1788$0 (\$signature__data$69 ),
-    .\port$1791$0 (\$signature__data$70 ),
-    .\port$5124$0 (pads),
-    .\port$5126$0 (rot),
+    .\port$1765$0 (\$signature__data$70 ),
+    .\port$1768$0 (\$signature__data$71 ),
+    .\port$1771$0 (\$signature__data$72 ),
+    .\port$1774$0 (\$signature__data$73 ),
+    .\port$1777$0 (\$signature__data$74 ),
+    .\port$5140$0 (pads),
+    .\port$5142$0 (rot),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$584  = w_c;
+    \$573  = w_c;
     if (write) begin
-      \$584  = \$128 [4:0];
+      \$573  = \$111 [4:0];
     end
     if (rst) begin
-      \$584  = 5'h00;
+      \$573  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$585  = w_x;
+    \$574  = w_x;
     if (write) begin
-      if (\$129 ) begin
-        \$585  = \$132 [3:0];
+      if (\$112 ) begin
+        \$574  = \$115 [3:0];
       end
     end
     if (rst) begin
-      \$585  = 4'h0;
+      \$574  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$586  = w_b;
+    \$575  = w_b;
     if (write) begin
-      if (\$129 ) begin
-        \$586  = \$137 [2:0];
+      if (\$112 ) begin
+        \$575  = \$120 [2:0];
       end
     end
     if (rst) begin
-      \$586  = 3'h0;
+      \$575  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$587  = w_rowbase;
+    \$576  = w_rowbase;
     if (write) begin
-      if (\$129 ) begin
-        if (\$138 ) begin
-          \$587  = \$145 [10:0];
+      if (\$112 ) begin
+        if (\$121 ) begin
+          \$576  = \$128 [10:0];
         end
       end
     end
     if (rst) begin
-      \$587  = 11'h000;
+      \$576  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$588  = w_grp;
+    \$577  = w_grp;
     if (write) begin
-      if (\$129 ) begin
-        if (\$138 ) begin
-          \$588  = \$151 [10:0];
-        end else if (\$139 ) begin
-          \$588  = \$156 [10:0];
+      if (\$112 ) begin
+        if (\$121 ) begin
+          \$577  = \$134 [10:0];
+        end else if (\$122 ) begin
+          \$577  = \$139 [10:0];
         end
       end
     end
     if (rst) begin
-      \$588  = 11'h000;
+      \$577  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$589  = ahead;
+    \$578  = ahead;
     if (write) begin
-      if (\$129 ) begin
-        if (\$138 ) begin
-          if (\$154 ) begin
-            \$589  = 1'h1;
+      if (\$112 ) begin
+        if (\$121 ) begin
+          if (\$137 ) begin
+            \$578  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$589  = 1'h0;
+      \$578  = 1'h0;
     end
     if (rst) begin
-      \$589  = 1'h0;
+      \$578  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$590  = w_row;
+    \$579  = w_row;
     if (write) begin
-      if (\$129 ) begin
-        if (\$138 ) begin
+      if (\$112 ) begin
+        if (\$121 ) begin
           (* full_case = 32'd1 *)
-          if (\$154 ) begin
-            \$590  = 4'h0;
+          if (\$137 ) begin
+            \$579  = 4'h0;
           end else begin
-            \$590  = \$155 [3:0];
+            \$579  = \$138 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$590  = 4'h0;
+      \$579  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$591  = pads;
+    \$580  = pads_a;
     if (take) begin
-      \$591  = { \$201 , \$192 , \$183 , \$174 , \$165  };
-    end
-    if (rst) begin
-      \$591  = 5'h00;
+      \$580  = { \$184 , \$175 , \$166 , \$157 , \$148  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$592  = rot;
+    \$581  = rot_a;
     if (take) begin
-      \$592  = r0;
-    end
-    if (rst) begin
-      \$592  = 3'h0;
+      \$581  = r0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$593  = \i__valid$49 ;
-    if (advance) begin
-      \$593  = avail;
-    end
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$594  = ky;
+    \$582  = \$signature__addr$54 ;
     if (take) begin
-      \$594  = \$204 [2:0];
-    end
-    if (rst) begin
-      \$594  = 3'h0;
+      \$582  = \$188 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$595  = row_addr;
+    \$583  = \$signature__addr$57 ;
+    if (take) begin
+      \$583  = \$192 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$584  = \$signature__addr$60 ;
+    if (take) begin
+      \$584  = \$196 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$585  = \$signature__addr$63 ;
+    if (take) begin
+      \$585  = \$200 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$586  = \$signature__addr$66 ;
+    if (take) begin
+      \$586  = \$202 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$587  = va;
+    if (\$signal$51 ) begin
+      \$587  = avail;
+    end
+    if (rst) begin
+      \$587  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$588  = \i__valid$49 ;
+    if (\$signal ) begin
+      \$588  = va;
+    end
+    if (rst) begin
+      \$588  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$589  = pads;
+    if (\$signal ) begin
+      \$589  = pads_a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$590  = rot;
+    if (\$signal ) begin
+      \$590  = rot_a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$591  = ky;
+    if (take) begin
+      \$591  = \$241 [2:0];
+    end
+    if (rst) begin
+      \$591  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$592  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
-        \$595  = \$212 [10:0];
+      if (\$243 ) begin
+        \$592  = \$249 [10:0];
       end else begin
-        \$595  = base_row;
+        \$592  = base_row;
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$247 ) begin
+          if (\$284 ) begin
             (* full_case = 32'd1 *)
-            if (\$254 ) begin
+            if (\$291 ) begin
             end else begin
-              \$595  = \$272 [10:0];
+              \$592  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$595  = \$311 [10:0];
+      \$592  = step_base_row;
     end
     if (rst) begin
-      \$595  = 11'h360;
+      \$592  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$596  = c;
+    \$593  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
-        \$596  = \$215 [4:0];
+        \$593  = \$252 [4:0];
       end
     end
     if (rst) begin
-      \$596  = 5'h00;
+      \$593  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$597  = qc;
+    \$594  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
-          \$597  = \$218 [8:0];
+        if (\$254 ) begin
+          \$594  = \$255 [8:0];
         end else begin
-          \$597  = \$246 [8:0];
+          \$594  = \$283 [8:0];
         end
       end
     end
     if (rst) begin
-      \$597  = 9'h1e0;
+      \$594  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$598  = ox;
+    \$595  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          \$598  = \$221 [3:0];
+          \$595  = \$258 [3:0];
         end
       end
     end
     if (rst) begin
-      \$598  = 4'h0;
+      \$595  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$599  = ix0;
+    \$596  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          \$599  = \$224 [4:0];
+          \$596  = \$261 [4:0];
         end
       end
     end
     if (rst) begin
-      \$599  = 5'h1e;
+      \$596  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$600  = r0;
+    \$597  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          \$600  = \$232 [2:0];
+          \$597  = \$269 [2:0];
         end
       end
     end
     if (rst) begin
-      \$600  = 3'h3;
+      \$597  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$601  = q0c;
+    \$598  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          \$601  = \$239 [8:0];
+          \$598  = \$276 [8:0];
         end
       end
     end
     if (rst) begin
-      \$601  = 9'h1e0;
+      \$598  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$602  = oy;
+    \$599  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$247 ) begin
-            \$602  = \$250 [3:0];
+          if (\$284 ) begin
+            \$599  = \$287 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$602  = 4'h0;
+      \$599  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$603  = low;
+    \$600  = low;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$247 ) begin
-            \$603  = \$253 [4:0];
+          if (\$284 ) begin
+            \$600  = \$290 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$603  = 5'h1e;
+      \$600  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$604  = r_done;
+    \$601  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$247 ) begin
-            if (\$254 ) begin
-              \$604  = 1'h1;
+          if (\$284 ) begin
+            if (\$291 ) begin
+              \$601  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$604  = 1'h0;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$604  = 1'h0;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$605  = base_slot;
+    \$602  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$247 ) begin
+          if (\$284 ) begin
             (* full_case = 32'd1 *)
-            if (\$254 ) begin
+            if (\$291 ) begin
             end else begin
-              \$605  = \$260 [3:0];
+              \$602  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$605  = \$299 [3:0];
+      \$602  = step_base_slot;
     end
     if (rst) begin
-      \$605  = 4'h9;
+      \$602  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$606  = base_row;
+    \$603  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$206 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$217 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$247 ) begin
+          if (\$284 ) begin
             (* full_case = 32'd1 *)
-            if (\$254 ) begin
+            if (\$291 ) begin
             end else begin
-              \$606  = \$266 [10:0];
+              \$603  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$606  = \$305 [10:0];
+      \$603  = step_base_row;
     end
     if (rst) begin
-      \$606  = 11'h360;
+      \$603  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$607  = iy;
+    \$604  = iy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$274 ) begin
-        \$607  = \$278 [4:0];
-      end else if (\$277 ) begin
-        \$607  = \$281 [4:0];
+      if (\$293 ) begin
+        \$604  = \$297 [4:0];
+      end else if (\$296 ) begin
+        \$604  = \$300 [4:0];
       end else begin
-        \$607  = low;
+        \$604  = low;
       end
     end
     if (rst) begin
-      \$607  = 5'h1e;
+      \$604  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$608  = img_slot;
+    \$605  = img_slot;
     if (switch) begin
-      \$608  = \$287 [3:0];
+      \$605  = step_img_slot;
     end
     if (rst) begin
-      \$608  = 4'h0;
+      \$605  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$609  = img_row;
+    \$606  = img_row;
     if (switch) begin
-      \$609  = \$293 [10:0];
+      \$606  = step_img_row;
     end
     if (rst) begin
-      \$609  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$610  = \$351 [5:0];
-    if (rst) begin
-      \$610  = 6'h02;
+      \$606  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$611  = \$519 ;
+    \$607  = \$340 [5:0];
     if (rst) begin
-      \$611  = 1'h1;
+      \$607  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$612  = \$530 [4:0];
+    \$608  = \$508 ;
     if (rst) begin
-      \$612  = 5'h13;
+      \$608  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$613  = \$541 [4:0];
+    \$609  = \$519 [4:0];
     if (rst) begin
-      \$613  = 5'h12;
+      \$609  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$614  = \$551 [4:0];
+    \$610  = \$530 [4:0];
     if (rst) begin
-      \$614  = 5'h04;
+      \$610  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$615  = \$562 [3:0];
+    \$611  = \$540 [4:0];
     if (rst) begin
-      \$615  = 4'h8;
+      \$611  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$616  = \$573 [4:0];
+    \$612  = \$551 [3:0];
     if (rst) begin
-      \$616  = 5'h17;
+      \$612  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$617  = \$583 [4:0];
+    \$613  = \$562 [4:0];
     if (rst) begin
-      \$617  = 5'h05;
+      \$613  = 5'h17;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$614  = \$572 [4:0];
+    if (rst) begin
+      \$614  = 5'h05;
     end
   end
   assign o__payload = i__payload;
@@ -20912,26 +21032,26 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$signature__data$36  = \i__payload$26 ;
   assign \$signature__addr$38  = \$54 [10:0];
   assign \$signature__data$39  = \i__payload$26 ;
-  assign \$signature__addr$52  = \$111 [10:0];
-  assign \$signature__en$56  = advance;
-  assign \$signature__addr$57  = \$115 [10:0];
-  assign \$signature__en$58  = advance;
-  assign \$signature__addr$59  = \$119 [10:0];
-  assign \$signature__en$60  = advance;
-  assign \$signature__addr$61  = \$123 [10:0];
-  assign \$signature__en$62  = advance;
-  assign \$signature__addr$63  = \$125 [10:0];
-  assign \$signature__en$64  = advance;
-  assign \i__payload$65  = { pads, rot, \$signature__data$70 , \$signature__data$69 , \$signature__data$68 , \$signature__data$67 , \$signature__data$66  };
-  assign \$377  = 1'h0;
-  assign \$381  = 1'h1;
-  assign \$382  = 1'h1;
-  assign \$398  = 1'h1;
-  assign \$399  = 1'h1;
-  assign \$413  = 1'h0;
-  assign \$447  = 1'h0;
-  assign \$488  = 1'h1;
-  assign \$489  = 1'h1;
+  assign r_addr0 = \$signature__addr$54 ;
+  assign \$signature__en$56  = \$signal ;
+  assign r_addr1 = \$signature__addr$57 ;
+  assign \$signature__en$59  = \$signal ;
+  assign r_addr2 = \$signature__addr$60 ;
+  assign \$signature__en$62  = \$signal ;
+  assign r_addr3 = \$signature__addr$63 ;
+  assign \$signature__en$65  = \$signal ;
+  assign r_addr4 = \$signature__addr$66 ;
+  assign \$signature__en$68  = \$signal ;
+  assign \i__payload$69  = { pads, rot, \$signature__data$74 , \$signature__data$73 , \$signature__data$72 , \$signature__data$71 , \$signature__data$70  };
+  assign \$366  = 1'h0;
+  assign \$370  = 1'h1;
+  assign \$371  = 1'h1;
+  assign \$387  = 1'h1;
+  assign \$388  = 1'h1;
+  assign \$402  = 1'h0;
+  assign \$436  = 1'h0;
+  assign \$477  = 1'h1;
+  assign \$478  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21023,7 +21143,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1140$0 , \port$1149$0 , \port$1158$0 , \port$1167$0 , \port$1176$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1132$0 , \port$1141$0 , \port$1150$0 , \port$1159$0 , \port$1168$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21045,16 +21165,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1140$0 , \port$1149$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1140$0 ;
-  wire [7:0] \port$1140$0 ;
-  input [7:0] \port$1149$0 ;
-  wire [7:0] \port$1149$0 ;
-  input [7:0] \port$1158$0 ;
-  wire [7:0] \port$1158$0 ;
-  input [7:0] \port$1167$0 ;
-  wire [7:0] \port$1167$0 ;
-  input [7:0] \port$1176$0 ;
-  wire [7:0] \port$1176$0 ;
+  input [7:0] \port$1132$0 ;
+  wire [7:0] \port$1132$0 ;
+  input [7:0] \port$1141$0 ;
+  wire [7:0] \port$1141$0 ;
+  input [7:0] \port$1150$0 ;
+  wire [7:0] \port$1150$0 ;
+  input [7:0] \port$1159$0 ;
+  wire [7:0] \port$1159$0 ;
+  input [7:0] \port$1168$0 ;
+  wire [7:0] \port$1168$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21079,15 +21199,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1140$0 , \port$1149$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1176$0 , \port$1167$0 , \port$1158$0 , \port$1149$0 , \port$1140$0  };
+      \$5  = { \port$1168$0 , \port$1159$0 , \port$1150$0 , \port$1141$0 , \port$1132$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1176$0 , \port$1167$0 , \port$1158$0 , \port$1149$0 , \port$1140$0  };
+  assign i__payload = { \port$1168$0 , \port$1159$0 , \port$1150$0 , \port$1141$0 , \port$1132$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1779$0 , \port$1782$0 , \port$1785$0 , \port$1788$0 , \port$1791$0 , \port$5124$0 , \port$5126$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1765$0 , \port$1768$0 , \port$1771$0 , \port$1774$0 , \port$1777$0 , i__valid, \port$5140$0 , \port$5142$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21109,20 +21229,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1779$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1779$0 ;
-  wire [7:0] \port$1779$0 ;
-  input [7:0] \port$1782$0 ;
-  wire [7:0] \port$1782$0 ;
-  input [7:0] \port$1785$0 ;
-  wire [7:0] \port$1785$0 ;
-  input [7:0] \port$1788$0 ;
-  wire [7:0] \port$1788$0 ;
-  input [7:0] \port$1791$0 ;
-  wire [7:0] \port$1791$0 ;
-  input [4:0] \port$5124$0 ;
-  wire [4:0] \port$5124$0 ;
-  input [2:0] \port$5126$0 ;
-  wire [2:0] \port$5126$0 ;
+  input [7:0] \port$1765$0 ;
+  wire [7:0] \port$1765$0 ;
+  input [7:0] \port$1768$0 ;
+  wire [7:0] \port$1768$0 ;
+  input [7:0] \port$1771$0 ;
+  wire [7:0] \port$1771$0 ;
+  input [7:0] \port$1774$0 ;
+  wire [7:0] \port$1774$0 ;
+  input [7:0] \port$1777$0 ;
+  wire [7:0] \port$1777$0 ;
+  input [4:0] \port$5140$0 ;
+  wire [4:0] \port$5140$0 ;
+  input [2:0] \port$5142$0 ;
+  wire [2:0] \port$5142$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21147,11 +21267,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1779$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5124$0 , \port$5126$0 , \port$1791$0 , \port$1788$0 , \port$1785$0 , \port$1782$0 , \port$1779$0  };
+      \$5  = { \port$5140$0 , \port$5142$0 , \port$1777$0 , \port$1774$0 , \port$1771$0 , \port$1768$0 , \port$1765$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5124$0 , \port$5126$0 , \port$1791$0 , \port$1788$0 , \port$1785$0 , \port$1782$0 , \port$1779$0  };
+  assign i__payload = { \port$5140$0 , \port$5142$0 , \port$1777$0 , \port$1774$0 , \port$1771$0 , \port$1768$0 , \port$1765$0  };
 endmodule
 
 (* generator = "Amaranth" *)
