@@ -548,10 +548,11 @@ class MatrixVectorUnit(wiring.Component):
                 row_trees.append(_tree_sum(m, terms, part_shape, f"t{j}_{i}"))
             trees.append(row_trees)
         # Σx of the word, beside the rows' sums (one tree shared by every PE row).
-        xword = delay(m, xdata, 1, "xword", data=True)
-        xparts = [xword[s * xw:(s + 1) * xw].as_signed() if xs.signed
-                  else xword[s * xw:(s + 1) * xw] for s in range(simd)]
-        word_sum = _tree_sum(m, xparts, int_shape(simd * c.x_lo, simd * c.x_hi), "xsum")
+        # (Summed from the word as it arrives and delayed at the end, beside the masks'
+        # register: a register of the sum, not of the whole word.)
+        sum_shape = int_shape(simd * c.x_lo, simd * c.x_hi)
+        word_sum = delay(m, _tree_sum(m, x2, sum_shape, "xsum"), 1, "xsum_q", sum_shape,
+                         data=True)
         v2 = delay(m, v1, p.tree_stages, "v2")
         first2 = delay(m, first1, p.tree_stages, "first2")
         last2 = delay(m, last1, p.tree_stages, "last2")
@@ -802,14 +803,18 @@ def _head_prefetch(m, head, group_end, n_last, nf):
     needs: its next head is addressed from the group's first step on."""
     succ = Signal(range(max(2, nf)), init=1 % nf, name="head_next")    # the next group
     boot = Signal(range(head.latency + 2), init=head.latency + 1, name="head_boot")
-    held = Signal(head.width, name="head")
-    m.d.comb += head.addr.eq(Mux(boot != 0, 0, succ))
+    held = Signal(head.width, name="head", reset_less=True)
+    # The ROM's address is a register of its own, 0 while booting, then the next group (its
+    # next value from the counters': the boot counter's compare and the select, before the
+    # 256 LUTs of a paged ROM's first stage, were LeNet-5's longest path placed).
+    addr = Signal.like(head.addr, name="head_addr")
+    succ_next = Mux(group_end, Mux(n_last, 1 % nf, Mux(succ == nf - 1, 0, succ + 1)), succ)
+    m.d.comb += head.addr.eq(addr)
+    m.d.sync += [addr.eq(Mux(boot >= 2, 0, succ_next)), succ.eq(succ_next)]
     with m.If(boot != 0):
         m.d.sync += boot.eq(boot - 1)
     with m.If((boot == 1) | group_end):          # group 0's head after reset; the next's
         m.d.sync += held.eq(head.data)
-    with m.If(group_end):
-        m.d.sync += succ.eq(Mux(n_last, 1 % nf, Mux(succ == nf - 1, 0, succ + 1)))
     return held
 
 

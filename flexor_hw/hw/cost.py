@@ -25,7 +25,7 @@ COST = {
         "luts_per_lane": 13.6,                  # a row's adder tree, per lane
         "luts_per_column": 6.4,                 # the Σx tree shared by the rows
         "ffs_per_lane_bit": 1.45,               # masked activation and the tree's registers
-        "ffs_per_column_bit": 2.5,              # the word's copy for Σx and its tree
+        "ffs_per_column_bit": 1.5,              # the Σx tree's registers
         "luts_per_select_bit": 1.0,             # a row's SIMD bits among its offsets, per level
         "luts_per_row_bit": 4.0,                # accumulate, totals, 2T − Σx, the bank's shift
         "ffs_per_row_bit": 3.0,

@@ -167,7 +167,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$57 ),
     .i__valid(\i__valid$55 ),
     .o__payload(\i__payload$59 ),
-    .\o__ready$186 (\o__ready$63 ),
+    .\o__ready$185 (\o__ready$63 ),
     .o__valid(\i__valid$61 ),
     .rst(rst)
   );
@@ -836,7 +836,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$194 ;
+  wire [19:0] \o$193 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$165 ;
@@ -866,10 +866,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire [63:0] \port__data$11 ;
   wire [63:0] \port__data$14 ;
   wire [7:0] \port__data$17 ;
+  wire [63:0] \port__data$187 ;
   wire [63:0] \port__data$188 ;
   wire [63:0] \port__data$189 ;
-  wire [63:0] \port__data$190 ;
-  wire [7:0] \port__data$191 ;
+  wire [7:0] \port__data$190 ;
   reg port__en = 1'h0;
   (* init = 1'h0 *)
   wire \port__en$12 ;
@@ -1014,6 +1014,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg [11:0] xsum_l4_0 = 12'h000;
   reg [11:0] xsum_l4_1 = 12'h000;
   reg [12:0] xsum_l5_0 = 13'h0000;
+  reg [12:0] xsum_q_d1 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -1062,7 +1063,6 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire [11:0] xsum_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
-  reg [199:0] xword_d1 = 200'h00000000000000000000000000000000000000000000000000;
   reg [63:0] vectors0 [1:0];
   initial begin
     vectors0[0] = 64'h0000000000000000;
@@ -1076,7 +1076,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk) begin
     _0_ <= vectors0[\port__addr$42 ];
   end
-  assign \port__data$188  = _0_;
+  assign \port__data$187  = _0_;
   reg [63:0] vectors1 [1:0];
   initial begin
     vectors1[0] = 64'h0000000000000000;
@@ -1090,7 +1090,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk) begin
     _1_ <= vectors1[\port__addr$45 ];
   end
-  assign \port__data$189  = _1_;
+  assign \port__data$188  = _1_;
   reg [63:0] vectors2 [1:0];
   initial begin
     vectors2[0] = 64'h0000000000000000;
@@ -1104,7 +1104,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk) begin
     _2_ <= vectors2[\port__addr$48 ];
   end
-  assign \port__data$190  = _2_;
+  assign \port__data$189  = _2_;
   reg [7:0] vectors3 [1:0];
   initial begin
     vectors3[0] = 8'h00;
@@ -1118,7 +1118,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk) begin
     _3_ <= vectors3[\port__addr$51 ];
   end
-  assign \port__data$191  = _3_;
+  assign \port__data$190  = _3_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 1'h1;
@@ -1164,18 +1164,18 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w3_2 = t0_0_w2_4 + t0_0_l2_6;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
-  assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
-  assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
-  assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
-  assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
-  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
-  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
-  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
-  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
-  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
-  assign xsum_w0_20 = xword_d1[167:160] + xword_d1[175:168];
-  assign xsum_w0_22 = xword_d1[183:176] + xword_d1[191:184];
+  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
+  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
+  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
+  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
+  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
+  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
+  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
+  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
+  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
+  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
+  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
+  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
   assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
@@ -1226,21 +1226,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   assign \$52  = row_ph0 + col;
   assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
   assign \$54  = ! s_idx;
-  assign \$58  = off1_0[0] ? { \o$194 , o[19:15] } : { \o$194 [4:0], o };
+  assign \$58  = off1_0[0] ? { \o$193 , o[19:15] } : { \o$193 [4:0], o };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
-  assign \$61  = off1_0[0] ? { \o$194 [4:0], o } : { \o$194 [14:0], o[19:10] };
+  assign \$61  = off1_0[0] ? { \o$193 [4:0], o } : { \o$193 [14:0], o[19:10] };
   assign \$63  = off1_0[1] ? \$61  : \$62 ;
   assign \$64  = off1_0[2] ? \$60  : \$63 ;
-  assign \$66  = off1_0[0] ? { \o$194 [9:0], o[19:5] } : { \o$194 [4:0], o };
+  assign \$66  = off1_0[0] ? { \o$193 [9:0], o[19:5] } : { \o$193 [4:0], o };
   assign \$67  = off1_0[1] ? \$65  : \$66 ;
   assign \$71  = off1_0[2] ? \$67  : \$70 ;
   assign \$72  = off1_0[3] ? \$64  : \$71 ;
   assign \$73  = off1_0[4] ? \$57  : \$72 ;
   assign \$74  = ~ \$73 ;
   assign \$75  = first2_d5 ? 13'h0000 : xacc;
-  assign \$76  = \$75  + xsum_l5_0;
+  assign \$76  = \$75  + xsum_q_d1;
   assign \$77  = first2_d5 ? 13'h0000 : xacc;
-  assign \$78  = \$77  + xsum_l5_0;
+  assign \$78  = \$77  + xsum_q_d1;
   assign \$79  = first2_d5 ? 13'h0000 : acc0_0;
   assign \$80  = \$79  + t0_0_l5_0;
   assign \$81  = first2_d5 ? 13'h0000 : acc0_0;
@@ -1311,7 +1311,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk)
     \port__addr$51  <= \$126 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$191 , \port__data$190 , \port__data$189 , \port__data$188  };
+    xdata_d1 <= { \port__data$190 , \port__data$189 , \port__data$188 , \port__data$187  };
   always @(posedge clk)
     w0_0 <= \$74 ;
   always @(posedge clk)
@@ -1385,8 +1385,6 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    xword_d1 <= xdata_d1;
-  always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     xsum_l2_1 <= xsum_w1_2;
@@ -1399,13 +1397,15 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk)
     xsum_l2_5 <= xsum_w1_10;
   always @(posedge clk)
-    xsum_l2_6 <= xword_d1[199:192];
+    xsum_l2_6 <= xdata_d1[199:192];
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
     xsum_l4_1 <= xsum_w3_2;
   always @(posedge clk)
     xsum_l5_0 <= xsum_w4_0;
+  always @(posedge clk)
+    xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
     v2_d1 <= \$152 ;
   always @(posedge clk)
@@ -1503,7 +1503,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$194 )
+    .o(\o$193 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
@@ -2284,14 +2284,14 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   assign \$9  = 1'h0;
   assign \$24  = take;
   assign \$29  = credits_room_next;
-  assign \$55  = { \o$194 [4:0], o };
-  assign \$56  = { \o$194 [4:0], o };
+  assign \$55  = { \o$193 [4:0], o };
+  assign \$56  = { \o$193 [4:0], o };
   assign \$57  = \$56 ;
-  assign \$59  = { \o$194 [4:0], o };
-  assign \$62  = { \o$194 [4:0], o };
-  assign \$65  = { \o$194 [4:0], o };
-  assign \$68  = { \o$194 [4:0], o };
-  assign \$69  = { \o$194 [4:0], o };
+  assign \$59  = { \o$193 [4:0], o };
+  assign \$62  = { \o$193 [4:0], o };
+  assign \$65  = { \o$193 [4:0], o };
+  assign \$68  = { \o$193 [4:0], o };
+  assign \$69  = { \o$193 [4:0], o };
   assign \$70  = \$69 ;
   assign \$83  = { fin0_0, 1'h0 };
   assign \$89  = ser;
@@ -4463,7 +4463,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4701$0 (pad_reg),
+    .\port$4706$0 (pad_reg),
     .\port$503$0 (rd__data),
     .rst(rst)
   );
@@ -5149,7 +5149,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , i__valid, \port$4701$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , i__valid, \port$4706$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5171,8 +5171,8 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4701$0 ;
-  wire \port$4701$0 ;
+  input \port$4706$0 ;
+  wire \port$4706$0 ;
   input [7:0] \port$503$0 ;
   wire [7:0] \port$503$0 ;
   input rst;
@@ -5199,11 +5199,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4701$0 , \port$503$0  };
+      \$5  = { \port$4706$0 , \port$503$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4701$0 , \port$503$0  };
+  assign i__payload = { \port$4706$0 , \port$503$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6186,17 +6186,17 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
+  wire [19:0] \o$845 ;
   wire [19:0] \o$846 ;
-  wire [19:0] \o$847 ;
+  wire [19:0] \o$849 ;
   wire [19:0] \o$850 ;
   wire [19:0] \o$851 ;
-  wire [19:0] \o$852 ;
+  wire [19:0] \o$854 ;
   wire [19:0] \o$855 ;
   wire [19:0] \o$856 ;
-  wire [19:0] \o$857 ;
+  wire [19:0] \o$859 ;
   wire [19:0] \o$860 ;
   wire [19:0] \o$861 ;
-  wire [19:0] \o$862 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$792 ;
@@ -6272,6 +6272,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   wire [63:0] \port__data$49 ;
   wire [63:0] \port__data$52 ;
   wire [31:0] \port__data$55 ;
+  wire [63:0] \port__data$827 ;
   wire [63:0] \port__data$828 ;
   wire [63:0] \port__data$829 ;
   wire [63:0] \port__data$830 ;
@@ -6285,9 +6286,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   wire [63:0] \port__data$838 ;
   wire [63:0] \port__data$839 ;
   wire [63:0] \port__data$840 ;
-  wire [63:0] \port__data$841 ;
+  wire [31:0] \port__data$841 ;
   wire [31:0] \port__data$842 ;
-  wire [31:0] \port__data$843 ;
   reg port__en = 1'h0;
   wire \port__en$101 ;
   wire \port__en$104 ;
@@ -7020,6 +7020,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [11:0] xsum_l4_2 = 12'h000;
   reg [11:0] xsum_l4_3 = 12'h000;
   reg [13:0] xsum_l6_0 = 14'h0000;
+  reg [13:0] xsum_q_d1 = 14'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -7138,7 +7139,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   wire [12:0] xsum_w4_2;
   (* keep = 32'd1 *)
   wire [13:0] xsum_w5_0;
-  reg [479:0] xword_d1 = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p0 [13:0];
   initial begin
@@ -7165,7 +7165,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _0_ <= vectors0_p0[\port__addr$81 ];
   end
-  assign \port__data$828  = _0_;
+  assign \port__data$827  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [13:0];
   initial begin
@@ -7192,7 +7192,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _1_ <= vectors0_p1[\port__addr$84 ];
   end
-  assign \port__data$829  = _1_;
+  assign \port__data$828  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [13:0];
   initial begin
@@ -7219,7 +7219,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _2_ <= vectors1_p0[\port__addr$87 ];
   end
-  assign \port__data$830  = _2_;
+  assign \port__data$829  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [13:0];
   initial begin
@@ -7246,7 +7246,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _3_ <= vectors1_p1[\port__addr$90 ];
   end
-  assign \port__data$831  = _3_;
+  assign \port__data$830  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [13:0];
   initial begin
@@ -7273,7 +7273,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _4_ <= vectors2_p0[\port__addr$93 ];
   end
-  assign \port__data$832  = _4_;
+  assign \port__data$831  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [13:0];
   initial begin
@@ -7300,7 +7300,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _5_ <= vectors2_p1[\port__addr$96 ];
   end
-  assign \port__data$833  = _5_;
+  assign \port__data$832  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [13:0];
   initial begin
@@ -7327,7 +7327,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _6_ <= vectors3_p0[\port__addr$99 ];
   end
-  assign \port__data$834  = _6_;
+  assign \port__data$833  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [13:0];
   initial begin
@@ -7354,7 +7354,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _7_ <= vectors3_p1[\port__addr$102 ];
   end
-  assign \port__data$835  = _7_;
+  assign \port__data$834  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [13:0];
   initial begin
@@ -7381,7 +7381,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _8_ <= vectors4_p0[\port__addr$105 ];
   end
-  assign \port__data$836  = _8_;
+  assign \port__data$835  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [13:0];
   initial begin
@@ -7408,7 +7408,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _9_ <= vectors4_p1[\port__addr$108 ];
   end
-  assign \port__data$837  = _9_;
+  assign \port__data$836  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p0 [13:0];
   initial begin
@@ -7435,7 +7435,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _10_ <= vectors5_p0[\port__addr$111 ];
   end
-  assign \port__data$838  = _10_;
+  assign \port__data$837  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p1 [13:0];
   initial begin
@@ -7462,7 +7462,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _11_ <= vectors5_p1[\port__addr$114 ];
   end
-  assign \port__data$839  = _11_;
+  assign \port__data$838  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p0 [13:0];
   initial begin
@@ -7489,7 +7489,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _12_ <= vectors6_p0[\port__addr$117 ];
   end
-  assign \port__data$840  = _12_;
+  assign \port__data$839  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p1 [13:0];
   initial begin
@@ -7516,7 +7516,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _13_ <= vectors6_p1[\port__addr$120 ];
   end
-  assign \port__data$841  = _13_;
+  assign \port__data$840  = _13_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p0 [13:0];
   initial begin
@@ -7543,7 +7543,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _14_ <= vectors7_p0[\port__addr$123 ];
   end
-  assign \port__data$842  = _14_;
+  assign \port__data$841  = _14_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p1 [13:0];
   initial begin
@@ -7570,7 +7570,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk) begin
     _15_ <= vectors7_p1[\port__addr$126 ];
   end
-  assign \port__data$843  = _15_;
+  assign \port__data$842  = _15_;
   always @(posedge clk)
     port__addr <= \$152 ;
   always @(posedge clk)
@@ -8330,8 +8330,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     t3_0_l6_0 <= t3_0_w5_0;
   always @(posedge clk)
-    xword_d1 <= xdata_d1;
-  always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     xsum_l2_1 <= xsum_w1_2;
@@ -8371,6 +8369,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     xsum_l4_3 <= xsum_w3_6;
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
+  always @(posedge clk)
+    xsum_q_d1 <= xsum_l6_0;
   always @(posedge clk)
     v2_d1 <= \$445 ;
   always @(posedge clk)
@@ -8746,36 +8746,36 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
   assign t3_0_w4_2 = t3_0_l4_2 + t3_0_l4_3;
   assign t3_0_w5_0 = t3_0_w4_0 + t3_0_w4_2;
-  assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
-  assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
-  assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
-  assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
-  assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
-  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
-  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
-  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
-  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
-  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
-  assign xsum_w0_20 = xword_d1[167:160] + xword_d1[175:168];
-  assign xsum_w0_22 = xword_d1[183:176] + xword_d1[191:184];
-  assign xsum_w0_24 = xword_d1[199:192] + xword_d1[207:200];
-  assign xsum_w0_26 = xword_d1[215:208] + xword_d1[223:216];
-  assign xsum_w0_28 = xword_d1[231:224] + xword_d1[239:232];
-  assign xsum_w0_30 = xword_d1[247:240] + xword_d1[255:248];
-  assign xsum_w0_32 = xword_d1[263:256] + xword_d1[271:264];
-  assign xsum_w0_34 = xword_d1[279:272] + xword_d1[287:280];
-  assign xsum_w0_36 = xword_d1[295:288] + xword_d1[303:296];
-  assign xsum_w0_38 = xword_d1[311:304] + xword_d1[319:312];
-  assign xsum_w0_40 = xword_d1[327:320] + xword_d1[335:328];
-  assign xsum_w0_42 = xword_d1[343:336] + xword_d1[351:344];
-  assign xsum_w0_44 = xword_d1[359:352] + xword_d1[367:360];
-  assign xsum_w0_46 = xword_d1[375:368] + xword_d1[383:376];
-  assign xsum_w0_48 = xword_d1[391:384] + xword_d1[399:392];
-  assign xsum_w0_50 = xword_d1[407:400] + xword_d1[415:408];
-  assign xsum_w0_52 = xword_d1[423:416] + xword_d1[431:424];
-  assign xsum_w0_54 = xword_d1[439:432] + xword_d1[447:440];
-  assign xsum_w0_56 = xword_d1[455:448] + xword_d1[463:456];
-  assign xsum_w0_58 = xword_d1[471:464] + xword_d1[479:472];
+  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
+  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
+  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
+  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
+  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
+  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
+  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
+  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
+  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
+  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
+  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
+  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
+  assign xsum_w0_24 = xdata_d1[199:192] + xdata_d1[207:200];
+  assign xsum_w0_26 = xdata_d1[215:208] + xdata_d1[223:216];
+  assign xsum_w0_28 = xdata_d1[231:224] + xdata_d1[239:232];
+  assign xsum_w0_30 = xdata_d1[247:240] + xdata_d1[255:248];
+  assign xsum_w0_32 = xdata_d1[263:256] + xdata_d1[271:264];
+  assign xsum_w0_34 = xdata_d1[279:272] + xdata_d1[287:280];
+  assign xsum_w0_36 = xdata_d1[295:288] + xdata_d1[303:296];
+  assign xsum_w0_38 = xdata_d1[311:304] + xdata_d1[319:312];
+  assign xsum_w0_40 = xdata_d1[327:320] + xdata_d1[335:328];
+  assign xsum_w0_42 = xdata_d1[343:336] + xdata_d1[351:344];
+  assign xsum_w0_44 = xdata_d1[359:352] + xdata_d1[367:360];
+  assign xsum_w0_46 = xdata_d1[375:368] + xdata_d1[383:376];
+  assign xsum_w0_48 = xdata_d1[391:384] + xdata_d1[399:392];
+  assign xsum_w0_50 = xdata_d1[407:400] + xdata_d1[415:408];
+  assign xsum_w0_52 = xdata_d1[423:416] + xdata_d1[431:424];
+  assign xsum_w0_54 = xdata_d1[439:432] + xdata_d1[447:440];
+  assign xsum_w0_56 = xdata_d1[455:448] + xdata_d1[463:456];
+  assign xsum_w0_58 = xdata_d1[471:464] + xdata_d1[479:472];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
   assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
@@ -8872,22 +8872,22 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   assign \$81  = r_next - 4'he;
   assign \$82  = r_next >= 4'he;
   assign \$83  = 1'h0 + \$82 ;
-  assign \$85  = \$84  ? \port__data$829  : \port__data$828 ;
-  assign \$87  = \$86  ? \port__data$831  : \port__data$830 ;
-  assign \$89  = \$88  ? \port__data$833  : \port__data$832 ;
-  assign \$91  = \$90  ? \port__data$835  : \port__data$834 ;
-  assign \$93  = \$92  ? \port__data$837  : \port__data$836 ;
-  assign \$95  = \$94  ? \port__data$839  : \port__data$838 ;
-  assign \$97  = \$96  ? \port__data$841  : \port__data$840 ;
-  assign \$99  = \$98  ? \port__data$843  : \port__data$842 ;
-  assign \$100  = ~ { \o$847 , \o$846 , o };
-  assign \$101  = ~ { \o$852 , \o$851 , \o$850  };
-  assign \$102  = ~ { \o$857 , \o$856 , \o$855  };
-  assign \$103  = ~ { \o$862 , \o$861 , \o$860  };
+  assign \$85  = \$84  ? \port__data$828  : \port__data$827 ;
+  assign \$87  = \$86  ? \port__data$830  : \port__data$829 ;
+  assign \$89  = \$88  ? \port__data$832  : \port__data$831 ;
+  assign \$91  = \$90  ? \port__data$834  : \port__data$833 ;
+  assign \$93  = \$92  ? \port__data$836  : \port__data$835 ;
+  assign \$95  = \$94  ? \port__data$838  : \port__data$837 ;
+  assign \$97  = \$96  ? \port__data$840  : \port__data$839 ;
+  assign \$99  = \$98  ? \port__data$842  : \port__data$841 ;
+  assign \$100  = ~ { \o$846 , \o$845 , o };
+  assign \$101  = ~ { \o$851 , \o$850 , \o$849  };
+  assign \$102  = ~ { \o$856 , \o$855 , \o$854  };
+  assign \$103  = ~ { \o$861 , \o$860 , \o$859  };
   assign \$104  = first2_d5 ? 18'h00000 : xacc;
-  assign \$105  = \$104  + xsum_l6_0;
+  assign \$105  = \$104  + xsum_q_d1;
   assign \$106  = first2_d5 ? 18'h00000 : xacc;
-  assign \$107  = \$106  + xsum_l6_0;
+  assign \$107  = \$106  + xsum_q_d1;
   assign \$108  = first2_d5 ? 18'h00000 : acc0_0;
   assign \$109  = \$108  + t0_0_l6_0;
   assign \$110  = first2_d5 ? 18'h00000 : acc0_0;
@@ -8933,47 +8933,47 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$846 )
+    .o(\o$845 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$847 )
+    .o(\o$846 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$850 )
+    .o(\o$849 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$851 )
+    .o(\o$850 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$852 )
+    .o(\o$851 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$855 )
+    .o(\o$854 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$856 )
+    .o(\o$855 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$857 )
+    .o(\o$856 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$860 )
+    .o(\o$859 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$861 )
+    .o(\o$860 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$862 )
+    .o(\o$861 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
@@ -20467,8 +20467,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .\port$1771$0 (\$signature__data$72 ),
     .\port$1774$0 (\$signature__data$73 ),
     .\port$1777$0 (\$signature__data$74 ),
-    .\port$5140$0 (pads),
-    .\port$5142$0 (rot),
+    .\port$5145$0 (pads),
+    .\port$5147$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -21207,7 +21207,7 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1132$0 , \port$1141$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1765$0 , \port$1768$0 , \port$1771$0 , \port$1774$0 , \port$1777$0 , i__valid, \port$5140$0 , \port$5142$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1765$0 , \port$1768$0 , \port$1771$0 , \port$1774$0 , \port$1777$0 , i__valid, \port$5145$0 , \port$5147$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21239,10 +21239,10 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1765$0 ,
   wire [7:0] \port$1774$0 ;
   input [7:0] \port$1777$0 ;
   wire [7:0] \port$1777$0 ;
-  input [4:0] \port$5140$0 ;
-  wire [4:0] \port$5140$0 ;
-  input [2:0] \port$5142$0 ;
-  wire [2:0] \port$5142$0 ;
+  input [4:0] \port$5145$0 ;
+  wire [4:0] \port$5145$0 ;
+  input [2:0] \port$5147$0 ;
+  wire [2:0] \port$5147$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21267,11 +21267,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1765$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5140$0 , \port$5142$0 , \port$1777$0 , \port$1774$0 , \port$1771$0 , \port$1768$0 , \port$1765$0  };
+      \$5  = { \port$5145$0 , \port$5147$0 , \port$1777$0 , \port$1774$0 , \port$1771$0 , \port$1768$0 , \port$1765$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5140$0 , \port$5142$0 , \port$1777$0 , \port$1774$0 , \port$1771$0 , \port$1768$0 , \port$1765$0  };
+  assign i__payload = { \port$5145$0 , \port$5147$0 , \port$1777$0 , \port$1774$0 , \port$1771$0 , \port$1768$0 , \port$1765$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21448,29 +21448,29 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$186 , clk);
+module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$185 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire [6:0] \$100 ;
+  wire \$100 ;
   wire [5:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire [5:0] \$103 ;
-  wire \$104 ;
+  wire [5:0] \$102 ;
+  wire [6:0] \$103 ;
+  wire [6:0] \$104 ;
   wire [5:0] \$105 ;
-  wire [6:0] \$106 ;
+  wire \$106 ;
   wire [5:0] \$107 ;
   wire [6:0] \$108 ;
-  wire \$109 ;
+  wire [5:0] \$109 ;
   wire \$11 ;
-  wire [19:0] \$110 ;
-  wire [19:0] \$111 ;
-  wire [19:0] \$112 ;
-  wire [19:0] \$113 ;
-  wire [19:0] \$114 ;
-  wire [19:0] \$115 ;
-  wire [19:0] \$116 ;
-  wire [19:0] \$117 ;
+  wire [6:0] \$110 ;
+  wire [5:0] \$111 ;
+  wire \$112 ;
+  wire [5:0] \$113 ;
+  wire [6:0] \$114 ;
+  wire [5:0] \$115 ;
+  wire [6:0] \$116 ;
+  wire \$117 ;
   wire [19:0] \$118 ;
   wire [19:0] \$119 ;
   wire \$12 ;
@@ -21508,91 +21508,91 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [19:0] \$149 ;
   wire \$15 ;
   wire [19:0] \$150 ;
-  wire [20:0] \$151 ;
+  wire [19:0] \$151 ;
   wire [19:0] \$152 ;
-  wire [20:0] \$153 ;
+  wire [19:0] \$153 ;
   wire [19:0] \$154 ;
-  wire [20:0] \$155 ;
+  wire [19:0] \$155 ;
   wire [19:0] \$156 ;
-  wire [20:0] \$157 ;
-  wire [20:0] \$158 ;
-  wire [21:0] \$159 ;
-  wire \$16 ;
+  wire [19:0] \$157 ;
+  wire [19:0] \$158 ;
+  wire [20:0] \$159 ;
+  wire [9:0] \$16 ;
   wire [19:0] \$160 ;
   wire [20:0] \$161 ;
   wire [19:0] \$162 ;
   wire [20:0] \$163 ;
-  wire [20:0] \$164 ;
-  wire [21:0] \$165 ;
-  wire [2:0] \$166 ;
-  wire \$167 ;
-  wire [9:0] \$168 ;
-  wire [9:0] \$169 ;
+  wire [19:0] \$164 ;
+  wire [20:0] \$165 ;
+  wire [20:0] \$166 ;
+  wire [21:0] \$167 ;
+  wire [19:0] \$168 ;
+  wire [20:0] \$169 ;
   wire [9:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire [17:0] \$173 ;
-  wire [30:0] \$174 ;
-  wire [47:0] \$175 ;
-  wire [48:0] \$176 ;
-  wire [49:0] \$177 ;
-  wire [32:0] \$178 ;
-  wire [32:0] \$179 ;
-  wire [9:0] \$18 ;
+  wire [19:0] \$170 ;
+  wire [20:0] \$171 ;
+  wire [20:0] \$172 ;
+  wire [21:0] \$173 ;
+  wire [2:0] \$174 ;
+  wire \$175 ;
+  wire [9:0] \$176 ;
+  wire [9:0] \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire [7:0] \$18 ;
   wire \$180 ;
-  wire [32:0] \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire [1:0] \$185 ;
-  reg [8:0] \$186 ;
-  reg [19:0] \$187 ;
-  reg [5:0] \$188 ;
-  reg [5:0] \$189 ;
-  wire [7:0] \$19 ;
-  reg [7:0] \$190 ;
-  reg [4:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [4:0] \$193 ;
-  reg \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg \$199 ;
+  wire [17:0] \$181 ;
+  wire [30:0] \$182 ;
+  wire [47:0] \$183 ;
+  wire [48:0] \$184 ;
+  wire [49:0] \$185 ;
+  wire [32:0] \$186 ;
+  wire [32:0] \$187 ;
+  wire \$188 ;
+  wire [32:0] \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [1:0] \$193 ;
+  reg [8:0] \$194 ;
+  reg [19:0] \$195 ;
+  reg [5:0] \$196 ;
+  reg [5:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [4:0] \$199 ;
   wire [9:0] \$2 ;
   wire \$20 ;
-  reg [1:0] \$200 ;
-  reg [15:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [8:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [7:0] \$205 ;
+  reg [7:0] \$200 ;
+  reg [4:0] \$201 ;
+  reg \$202 ;
+  reg \$203 ;
+  reg \$204 ;
+  reg \$205 ;
   reg \$206 ;
-  reg [8:0] \$207 ;
-  reg \$208 ;
-  reg [1:0] \$209 ;
+  reg \$207 ;
+  reg [7:0] \$208 ;
+  reg [7:0] \$209 ;
   wire \$21 ;
-  reg [4:0] \$210 ;
-  reg [4:0] \$211 ;
-  reg [4:0] \$212 ;
-  reg [4:0] \$213 ;
-  reg [4:0] \$214 ;
+  reg [1:0] \$210 ;
+  reg [15:0] \$211 ;
+  reg [8:0] \$212 ;
+  reg [7:0] \$213 ;
+  reg [7:0] \$214 ;
   reg \$215 ;
-  reg \$216 ;
+  reg [8:0] \$216 ;
   reg \$217 ;
-  reg [8:0] \$218 ;
-  reg [7:0] \$219 ;
-  wire \$22 ;
-  reg [7:0] \$220 ;
-  reg [7:0] \$221 ;
-  reg [7:0] \$222 ;
-  reg [7:0] \$223 ;
-  reg [7:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [7:0] \$227 ;
+  reg [1:0] \$218 ;
+  reg [4:0] \$219 ;
+  wire [16:0] \$22 ;
+  reg [4:0] \$220 ;
+  reg [4:0] \$221 ;
+  reg [4:0] \$222 ;
+  reg [4:0] \$223 ;
+  reg \$224 ;
+  reg \$225 ;
+  reg \$226 ;
+  reg [8:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
   wire [16:0] \$23 ;
@@ -21606,7 +21606,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire [16:0] \$24 ;
+  wire [3:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
@@ -21617,7 +21617,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [7:0] \$247 ;
   reg [7:0] \$248 ;
   reg [7:0] \$249 ;
-  wire [3:0] \$25 ;
+  wire [1:0] \$25 ;
   reg [7:0] \$250 ;
   reg [7:0] \$251 ;
   reg [7:0] \$252 ;
@@ -21628,18 +21628,18 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [7:0] \$257 ;
   reg [7:0] \$258 ;
   reg [7:0] \$259 ;
-  wire [1:0] \$26 ;
+  wire [4:0] \$26 ;
   reg [7:0] \$260 ;
-  reg \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
-  wire [4:0] \$27 ;
+  reg [7:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [7:0] \$264 ;
+  reg [7:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
+  reg [7:0] \$269 ;
+  wire [9:0] \$27 ;
   reg \$270 ;
   reg \$271 ;
   reg \$272 ;
@@ -21647,127 +21647,136 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg \$274 ;
   reg \$275 ;
   reg \$276 ;
-  reg [19:0] \$277 ;
-  reg [19:0] \$278 ;
-  reg [19:0] \$279 ;
-  wire [9:0] \$28 ;
-  reg [19:0] \$280 ;
-  reg [20:0] \$281 ;
-  reg [19:0] \$282 ;
-  reg [19:0] \$283 ;
-  reg [20:0] \$284 ;
-  reg [1:0] \$285 ;
-  reg [8:0] \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
-  wire [19:0] \$29 ;
-  reg \$290 ;
-  reg \$291 ;
-  reg \$292 ;
-  reg \$293 ;
-  reg \$294 ;
-  reg \$295 ;
+  reg \$277 ;
+  reg \$278 ;
+  reg \$279 ;
+  wire [19:0] \$28 ;
+  reg \$280 ;
+  reg \$281 ;
+  reg \$282 ;
+  reg \$283 ;
+  reg \$284 ;
+  reg \$285 ;
+  reg [19:0] \$286 ;
+  reg [19:0] \$287 ;
+  reg [19:0] \$288 ;
+  reg [19:0] \$289 ;
+  wire \$29 ;
+  reg [20:0] \$290 ;
+  reg [19:0] \$291 ;
+  reg [19:0] \$292 ;
+  reg [20:0] \$293 ;
+  reg [1:0] \$294 ;
+  reg [8:0] \$295 ;
   reg \$296 ;
   reg \$297 ;
   reg \$298 ;
   reg \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
-  reg [1:0] \$300 ;
-  reg [2:0] \$301 ;
+  reg \$300 ;
+  reg \$301 ;
   reg \$302 ;
-  wire \$31 ;
-  wire [6:0] \$32 ;
-  wire [8:0] \$33 ;
-  wire [5:0] \$34 ;
-  wire \$35 ;
-  wire [9:0] \$36 ;
-  wire [5:0] \$37 ;
-  wire \$38 ;
-  wire [5:0] \$39 ;
+  reg \$303 ;
+  reg \$304 ;
+  reg \$305 ;
+  reg \$306 ;
+  reg \$307 ;
+  reg \$308 ;
+  reg [1:0] \$309 ;
+  wire [6:0] \$31 ;
+  reg [2:0] \$310 ;
+  reg \$311 ;
+  wire [8:0] \$32 ;
+  wire [5:0] \$33 ;
+  wire \$34 ;
+  wire [9:0] \$35 ;
+  wire [5:0] \$36 ;
+  wire \$37 ;
+  wire [5:0] \$38 ;
+  wire [6:0] \$39 ;
   wire [50:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire [5:0] \$41 ;
-  wire [6:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire \$45 ;
-  wire [9:0] \$46 ;
-  wire [5:0] \$47 ;
-  wire \$48 ;
-  wire [5:0] \$49 ;
+  wire [5:0] \$40 ;
+  wire [6:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire \$44 ;
+  wire [9:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
-  wire [5:0] \$51 ;
+  wire [5:0] \$50 ;
+  wire [6:0] \$51 ;
   wire [6:0] \$52 ;
-  wire [6:0] \$53 ;
-  wire [8:0] \$54 ;
-  wire [5:0] \$55 ;
-  wire \$56 ;
-  wire [9:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire \$59 ;
+  wire [8:0] \$53 ;
+  wire [5:0] \$54 ;
+  wire \$55 ;
+  wire [9:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire [6:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire [6:0] \$63 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [6:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire [2:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [8:0] \$68 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire [8:0] \$73 ;
-  wire [8:0] \$74 ;
+  wire [8:0] \$70 ;
+  wire [8:0] \$71 ;
+  wire [8:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
   wire [8:0] \$75 ;
   wire [8:0] \$76 ;
   wire [8:0] \$77 ;
   wire [8:0] \$78 ;
-  wire [8:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
+  wire [2:0] \$80 ;
+  wire \$81 ;
   wire \$82 ;
   wire \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [4:0] \$86 ;
-  wire \$87 ;
-  wire [5:0] \$88 ;
-  wire [5:0] \$89 ;
+  wire [8:0] \$84 ;
+  wire [8:0] \$85 ;
+  wire [8:0] \$86 ;
+  wire [8:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
   wire \$9 ;
-  wire [6:0] \$90 ;
-  wire [6:0] \$91 ;
+  wire \$90 ;
+  wire \$91 ;
   wire \$92 ;
-  wire [5:0] \$93 ;
-  wire [5:0] \$94 ;
-  wire [6:0] \$95 ;
-  wire [6:0] \$96 ;
+  wire [2:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
+  wire [5:0] \$96 ;
   wire [5:0] \$97 ;
-  wire \$98 ;
-  wire [5:0] \$99 ;
+  wire [6:0] \$98 ;
+  wire [6:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$210  = 1'h0;
-  reg \$signal$249  = 1'h0;
-  wire \$signal$29 ;
-  reg \$signal$42  = 1'h0;
+  reg \$signal$211  = 1'h0;
+  reg \$signal$250  = 1'h0;
+  wire \$signal$28 ;
+  reg \$signal$41  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$178 ;
+  wire [12:0] \a$177 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
-  wire [7:0] addr;
-  reg [8:0] \addr$172  = 9'h000;
-  wire [15:0] \addr$268 ;
+  reg [7:0] addr = 8'h00;
+  reg [8:0] \addr$171  = 9'h000;
+  wire [15:0] \addr$269 ;
   wire [16:0] b;
-  wire [3:0] \b$179 ;
+  wire [3:0] \b$178 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -21784,8 +21793,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
   wire [29:0] data;
-  wire [15:0] \data$204 ;
-  wire [15:0] \data$269 ;
+  wire [15:0] \data$205 ;
+  wire [15:0] \data$270 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -21800,12 +21809,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire group_end;
   reg group_ended_d1 = 1'h0;
   reg [15:0] head = 16'h0000;
+  (* init = 8'h00 *)
+  wire [7:0] head_addr;
   reg [1:0] head_boot = 2'h3;
   reg [7:0] head_next = 8'h01;
   wire [7:0] i;
-  wire [7:0] \i$45 ;
-  wire [7:0] \i$92 ;
-  wire [7:0] \i$94 ;
+  wire [7:0] \i$44 ;
+  wire [7:0] \i$91 ;
+  wire [7:0] \i$93 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -21870,27 +21881,27 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [19:0] \o$222 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$185 ;
-  wire [15:0] \o__payload$212 ;
+  wire [7:0] \o__payload$184 ;
+  wire [15:0] \o__payload$213 ;
   wire o__ready;
-  input \o__ready$186 ;
+  input \o__ready$185 ;
+  wire \o__ready$185 ;
   wire \o__ready$186 ;
-  wire \o__ready$187 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$189 ;
+  wire \o__valid$188 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$256 ;
+  wire [16:0] \p$257 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   reg [8:0] port__addr = 9'h000;
-  reg [8:0] \port__addr$38  = 9'h000;
+  reg [8:0] \port__addr$37  = 9'h000;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
   wire [159:0] \port__data$214 ;
   reg [19:0] port__en = 20'h00000;
-  wire \port__en$40 ;
+  wire \port__en$39 ;
   reg [8:0] r_addr = 9'h000;
   (* init = 9'h000 *)
   wire [8:0] r_addr_b0;
@@ -22033,11 +22044,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   (* init = 9'h000 *)
   wire [8:0] w_addr_p0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$190 ;
+  wire [7:0] \w_data$189 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$191  = 1'h0;
+  reg \w_en$190  = 1'h0;
   (* init = 20'h00000 *)
   wire [19:0] w_en_p0;
   reg w_full = 1'h0;
@@ -22054,6 +22065,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [11:0] xsum_l4_0 = 12'h000;
   reg [9:0] xsum_l4_1 = 10'h000;
   reg [12:0] xsum_l5_0 = 13'h0000;
+  reg [12:0] xsum_q_d1 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -22092,7 +22104,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [11:0] xsum_w3_0;
   (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
-  reg [159:0] xword_d1 = 160'h0000000000000000000000000000000000000000;
   reg [159:0] vectors [313:0];
   initial begin
     vectors[0] = 160'h0000000000000000000000000000000000000000;
@@ -22454,7 +22465,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   reg [159:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$38 ];
+    _0_ <= vectors[\port__addr$37 ];
   end
   assign \port__data$214  = _0_;
   assign i__ready = ~ w_full;
@@ -22470,23 +22481,21 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$9  = step & sn_last;
   assign \$10  = \$8  | \$9 ;
   assign load = w_full & \$10 ;
-  assign \$11  = | head_boot;
-  assign addr = \$11  ? 8'h00 : head_next;
-  assign \$12  = s_idx == 8'h9b;
-  assign \$13  = s_last ? 1'h0 : \$12 ;
-  assign \$signal$29  = step ? \$13  : s_last;
-  assign \$14  = step & s_last;
-  assign \$15  = n_idx == 8'hfe;
-  assign \$16  = n_last ? 1'h0 : \$15 ;
-  assign n_last_next = \$14  ? \$16  : n_last;
-  assign \$17  = r_addr + 1'h1;
-  assign \$18  = s_last ? { 1'h0, r_base } : \$17 ;
-  assign \$19  = w_half ? 8'h9d : 8'h00;
-  assign \$20  = step & s_last;
-  assign \$21  = gap == 1'h1;
-  assign \$22  = gap_zero | \$21 ;
-  assign gap_zero_next = \$20  ? 1'h0 : \$22 ;
-  assign i = \$signal$42  ? head[7:0] : carry0_0;
+  assign \$11  = s_idx == 8'h9b;
+  assign \$12  = s_last ? 1'h0 : \$11 ;
+  assign \$signal$28  = step ? \$12  : s_last;
+  assign \$13  = step & s_last;
+  assign \$14  = n_idx == 8'hfe;
+  assign \$15  = n_last ? 1'h0 : \$14 ;
+  assign n_last_next = \$13  ? \$15  : n_last;
+  assign \$16  = r_addr + 1'h1;
+  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
+  assign \$18  = w_half ? 8'h9d : 8'h00;
+  assign \$19  = step & s_last;
+  assign \$20  = gap == 1'h1;
+  assign \$21  = gap_zero | \$20 ;
+  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
+  assign i = \$signal$41  ? head[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -22506,7 +22515,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign \i$92  = \$signal$42  ? head[15:8] : carry1_0;
+  assign \i$91  = \$signal$41  ? head[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -22526,16 +22535,16 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
   assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
   assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
-  assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
-  assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
-  assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
-  assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
-  assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
-  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
-  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
-  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
-  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
-  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
+  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
+  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
+  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
+  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
+  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
+  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
+  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
+  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
+  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
+  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
   assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
@@ -22547,261 +22556,272 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$23  = rq0_over ? 17'h000ff : rq0_shifted;
-  assign \$24  = rq0_under ? 17'h00000 : \$23 ;
-  assign \$25  = credits_space + credits_returned;
-  assign \$26  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$27  = \$25  - \$26 ;
-  assign credits_room_next = \$27 [2:0] >= 2'h2;
-  assign \$28  = \$2 [8:0] - 1'h0;
-  assign \$30  = c == 6'h3f;
-  assign \$31  = pix == 6'h30;
-  assign \$32  = pix + 1'h1;
-  assign \$33  = \$like  + 1'h0;
-  assign \$34  = p_lane + 1'h1;
-  assign \$35  = \$34  >= 5'h14;
-  assign \$36  = \$33  + \$35 ;
-  assign \$37  = p_lane + 1'h1;
-  assign \$38  = \$37  >= 5'h14;
-  assign \$39  = p_lane + 1'h1;
-  assign \$40  = \$39  - 5'h14;
-  assign \$41  = p_lane + 1'h1;
-  assign \$42  = \$38  ? \$40  : { 1'h0, \$41  };
-  assign \$43  = \$like  + 1'h0;
-  assign \$44  = p_lane + 1'h1;
-  assign \$45  = \$44  >= 5'h14;
-  assign \$46  = \$43  + \$45 ;
-  assign \$47  = p_lane + 1'h1;
-  assign \$48  = \$47  >= 5'h14;
-  assign \$49  = p_lane + 1'h1;
-  assign \$50  = \$49  - 5'h14;
-  assign \$51  = p_lane + 1'h1;
-  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
-  assign \$53  = c + 1'h1;
-  assign \$54  = \$signal  + 2'h2;
-  assign \$55  = lane + 4'h9;
-  assign \$56  = \$55  >= 5'h14;
-  assign \$57  = \$54  + \$56 ;
-  assign \$58  = lane + 4'h9;
-  assign \$59  = \$58  >= 5'h14;
-  assign \$60  = lane + 4'h9;
-  assign \$61  = \$60  - 5'h14;
-  assign \$62  = lane + 4'h9;
-  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
-  assign \$64  = credits_room_next & gap_zero_next;
-  assign \$65  = \$signal$29  & n_last_next;
-  assign \$66  = | head_boot;
-  assign \$67  = head_boot - 1'h1;
-  assign \$68  = head_boot == 1'h1;
-  assign \$69  = step & s_last;
-  assign \$70  = \$68  | \$69 ;
-  assign \$71  = step & s_last;
-  assign \$72  = head_next == 8'hff;
-  assign \$73  = head_next + 1'h1;
-  assign \$74  = \$72  ? 9'h000 : \$73 ;
-  assign \$75  = n_last ? 9'h001 : \$74 ;
-  assign \$76  = s_idx + 1'h1;
-  assign \$77  = s_last ? 9'h000 : \$76 ;
-  assign \$78  = n_idx + 1'h1;
-  assign \$79  = n_last ? 9'h000 : \$78 ;
-  assign \$80  = step & sn_last;
-  assign \$81  = w_half ? 8'h9d : 8'h00;
-  assign \$82  = ~ w_half;
-  assign \$83  = step & s_last;
-  assign \$84  = ~ gap_zero;
-  assign \$85  = gap - 1'h1;
-  assign \$86  = s_last ? 5'h00 : col;
-  assign \$87  = row_ph0 >= 4'h8;
-  assign \$88  = row_ph0 - 4'h8;
-  assign \$89  = row_ph0 + 4'hc;
-  assign \$90  = \$87  ? { \$88 [5], \$88  } : { 1'h0, \$89  };
-  assign \$91  = n_last ? 7'h00 : \$90 ;
-  assign \$92  = row_ph1 >= 4'h8;
-  assign \$93  = row_ph1 - 4'h8;
-  assign \$94  = row_ph1 + 4'hc;
-  assign \$95  = \$92  ? { \$93 [5], \$93  } : { 1'h0, \$94  };
-  assign \$96  = n_last ? 7'h10 : \$95 ;
-  assign \$97  = row_ph0 + col;
-  assign \$98  = \$97  >= 5'h14;
-  assign \$99  = row_ph0 + col;
-  assign \$100  = \$99  - 5'h14;
-  assign \$101  = row_ph0 + col;
-  assign \$102  = \$98  ? \$100  : { 1'h0, \$101  };
-  assign \$103  = row_ph1 + col;
-  assign \$104  = \$103  >= 5'h14;
-  assign \$105  = row_ph1 + col;
-  assign \$106  = \$105  - 5'h14;
-  assign \$107  = row_ph1 + col;
-  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
-  assign \$109  = ! s_idx;
-  assign \$111  = off1_0[0] ? o : { \o$217 [15:0], o[19:16] };
-  assign \$112  = off1_0[1] ? \$110  : \$111 ;
-  assign \$114  = off1_0[0] ? o : { \o$217 [11:0], o[19:12] };
-  assign \$115  = off1_0[1] ? \$113  : \$114 ;
-  assign \$117  = off1_0[0] ? o : { \o$217 [7:0], o[19:8] };
-  assign \$118  = off1_0[1] ? \$116  : \$117 ;
-  assign \$119  = off1_0[2] ? \$115  : \$118 ;
-  assign \$121  = off1_0[0] ? o : { \o$217 [3:0], o[19:4] };
-  assign \$122  = off1_0[1] ? \$120  : \$121 ;
-  assign \$126  = off1_0[2] ? \$122  : \$125 ;
-  assign \$127  = off1_0[3] ? \$119  : \$126 ;
-  assign \$128  = off1_0[4] ? \$112  : \$127 ;
-  assign \$129  = ~ \$128 ;
-  assign \$131  = off1_1[0] ? \o$221  : { \o$222 [15:0], \o$221 [19:16] };
-  assign \$132  = off1_1[1] ? \$130  : \$131 ;
-  assign \$134  = off1_1[0] ? \o$221  : { \o$222 [11:0], \o$221 [19:12] };
-  assign \$135  = off1_1[1] ? \$133  : \$134 ;
-  assign \$137  = off1_1[0] ? \o$221  : { \o$222 [7:0], \o$221 [19:8] };
-  assign \$138  = off1_1[1] ? \$136  : \$137 ;
-  assign \$139  = off1_1[2] ? \$135  : \$138 ;
-  assign \$141  = off1_1[0] ? \o$221  : { \o$222 [3:0], \o$221 [19:4] };
-  assign \$142  = off1_1[1] ? \$140  : \$141 ;
-  assign \$146  = off1_1[2] ? \$142  : \$145 ;
-  assign \$147  = off1_1[3] ? \$139  : \$146 ;
-  assign \$148  = off1_1[4] ? \$132  : \$147 ;
-  assign \$149  = ~ \$148 ;
-  assign \$150  = first2_d5 ? 20'h00000 : xacc;
-  assign \$151  = \$150  + xsum_l5_0;
-  assign \$152  = first2_d5 ? 20'h00000 : xacc;
-  assign \$153  = \$152  + xsum_l5_0;
-  assign \$154  = first2_d5 ? 20'h00000 : acc0_0;
-  assign \$155  = \$154  + t0_0_l5_0;
-  assign \$156  = first2_d5 ? 20'h00000 : acc0_0;
-  assign \$157  = \$156  + t0_0_l5_0;
-  assign \$159  = \$158  - xfin;
-  assign \$160  = first2_d5 ? 20'h00000 : acc1_0;
-  assign \$161  = \$160  + t1_0_l5_0;
-  assign \$162  = first2_d5 ? 20'h00000 : acc1_0;
-  assign \$163  = \$162  + t1_0_l5_0;
-  assign \$165  = \$164  - xfin;
-  assign \$166  = ser_left - 1'h1;
-  assign \$167  = \addr$172  == 9'h1ff;
-  assign \$168  = \addr$172  + 1'h1;
-  assign \$169  = \$167  ? 10'h000 : \$168 ;
-  assign \$173  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$176  = $signed(\$174 ) + $signed(\$175 );
-  assign \$177  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$180  = $signed(\$179 ) < $signed(1'h0);
-  assign \$182  = $signed(\$181 ) > $signed(9'h0ff);
-  assign \$183  = step & s_last;
-  assign \$184  = o__valid & \o__ready$186 ;
-  assign \$185  = \$184  + skipped_d5;
+  assign \$22  = rq0_over ? 17'h000ff : rq0_shifted;
+  assign \$23  = rq0_under ? 17'h00000 : \$22 ;
+  assign \$24  = credits_space + credits_returned;
+  assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$26  = \$24  - \$25 ;
+  assign credits_room_next = \$26 [2:0] >= 2'h2;
+  assign \$27  = \$2 [8:0] - 1'h0;
+  assign \$29  = c == 6'h3f;
+  assign \$30  = pix == 6'h30;
+  assign \$31  = pix + 1'h1;
+  assign \$32  = \$like  + 1'h0;
+  assign \$33  = p_lane + 1'h1;
+  assign \$34  = \$33  >= 5'h14;
+  assign \$35  = \$32  + \$34 ;
+  assign \$36  = p_lane + 1'h1;
+  assign \$37  = \$36  >= 5'h14;
+  assign \$38  = p_lane + 1'h1;
+  assign \$39  = \$38  - 5'h14;
+  assign \$40  = p_lane + 1'h1;
+  assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
+  assign \$42  = \$like  + 1'h0;
+  assign \$43  = p_lane + 1'h1;
+  assign \$44  = \$43  >= 5'h14;
+  assign \$45  = \$42  + \$44 ;
+  assign \$46  = p_lane + 1'h1;
+  assign \$47  = \$46  >= 5'h14;
+  assign \$48  = p_lane + 1'h1;
+  assign \$49  = \$48  - 5'h14;
+  assign \$50  = p_lane + 1'h1;
+  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
+  assign \$52  = c + 1'h1;
+  assign \$53  = \$signal  + 2'h2;
+  assign \$54  = lane + 4'h9;
+  assign \$55  = \$54  >= 5'h14;
+  assign \$56  = \$53  + \$55 ;
+  assign \$57  = lane + 4'h9;
+  assign \$58  = \$57  >= 5'h14;
+  assign \$59  = lane + 4'h9;
+  assign \$60  = \$59  - 5'h14;
+  assign \$61  = lane + 4'h9;
+  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
+  assign \$63  = credits_room_next & gap_zero_next;
+  assign \$64  = \$signal$28  & n_last_next;
+  assign \$65  = head_boot >= 2'h2;
+  assign \$66  = step & s_last;
+  assign \$67  = head_next == 8'hff;
+  assign \$68  = head_next + 1'h1;
+  assign \$69  = \$67  ? 9'h000 : \$68 ;
+  assign \$70  = n_last ? 9'h001 : \$69 ;
+  assign \$71  = \$66  ? \$70  : { 1'h0, head_next };
+  assign \$72  = \$65  ? 9'h000 : \$71 ;
+  assign \$73  = step & s_last;
+  assign \$74  = head_next == 8'hff;
+  assign \$75  = head_next + 1'h1;
+  assign \$76  = \$74  ? 9'h000 : \$75 ;
+  assign \$77  = n_last ? 9'h001 : \$76 ;
+  assign \$78  = \$73  ? \$77  : { 1'h0, head_next };
+  assign \$79  = | head_boot;
+  assign \$80  = head_boot - 1'h1;
+  assign \$81  = head_boot == 1'h1;
+  assign \$82  = step & s_last;
+  assign \$83  = \$81  | \$82 ;
+  assign \$84  = s_idx + 1'h1;
+  assign \$85  = s_last ? 9'h000 : \$84 ;
+  assign \$86  = n_idx + 1'h1;
+  assign \$87  = n_last ? 9'h000 : \$86 ;
+  assign \$88  = step & sn_last;
+  assign \$89  = w_half ? 8'h9d : 8'h00;
+  assign \$90  = ~ w_half;
+  assign \$91  = step & s_last;
+  assign \$92  = ~ gap_zero;
+  assign \$93  = gap - 1'h1;
+  assign \$94  = s_last ? 5'h00 : col;
+  assign \$95  = row_ph0 >= 4'h8;
+  assign \$96  = row_ph0 - 4'h8;
+  assign \$97  = row_ph0 + 4'hc;
+  assign \$98  = \$95  ? { \$96 [5], \$96  } : { 1'h0, \$97  };
+  assign \$99  = n_last ? 7'h00 : \$98 ;
+  assign \$100  = row_ph1 >= 4'h8;
+  assign \$101  = row_ph1 - 4'h8;
+  assign \$102  = row_ph1 + 4'hc;
+  assign \$103  = \$100  ? { \$101 [5], \$101  } : { 1'h0, \$102  };
+  assign \$104  = n_last ? 7'h10 : \$103 ;
+  assign \$105  = row_ph0 + col;
+  assign \$106  = \$105  >= 5'h14;
+  assign \$107  = row_ph0 + col;
+  assign \$108  = \$107  - 5'h14;
+  assign \$109  = row_ph0 + col;
+  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
+  assign \$111  = row_ph1 + col;
+  assign \$112  = \$111  >= 5'h14;
+  assign \$113  = row_ph1 + col;
+  assign \$114  = \$113  - 5'h14;
+  assign \$115  = row_ph1 + col;
+  assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
+  assign \$117  = ! s_idx;
+  assign \$119  = off1_0[0] ? o : { \o$217 [15:0], o[19:16] };
+  assign \$120  = off1_0[1] ? \$118  : \$119 ;
+  assign \$122  = off1_0[0] ? o : { \o$217 [11:0], o[19:12] };
+  assign \$123  = off1_0[1] ? \$121  : \$122 ;
+  assign \$125  = off1_0[0] ? o : { \o$217 [7:0], o[19:8] };
+  assign \$126  = off1_0[1] ? \$124  : \$125 ;
+  assign \$127  = off1_0[2] ? \$123  : \$126 ;
+  assign \$129  = off1_0[0] ? o : { \o$217 [3:0], o[19:4] };
+  assign \$130  = off1_0[1] ? \$128  : \$129 ;
+  assign \$134  = off1_0[2] ? \$130  : \$133 ;
+  assign \$135  = off1_0[3] ? \$127  : \$134 ;
+  assign \$136  = off1_0[4] ? \$120  : \$135 ;
+  assign \$137  = ~ \$136 ;
+  assign \$139  = off1_1[0] ? \o$221  : { \o$222 [15:0], \o$221 [19:16] };
+  assign \$140  = off1_1[1] ? \$138  : \$139 ;
+  assign \$142  = off1_1[0] ? \o$221  : { \o$222 [11:0], \o$221 [19:12] };
+  assign \$143  = off1_1[1] ? \$141  : \$142 ;
+  assign \$145  = off1_1[0] ? \o$221  : { \o$222 [7:0], \o$221 [19:8] };
+  assign \$146  = off1_1[1] ? \$144  : \$145 ;
+  assign \$147  = off1_1[2] ? \$143  : \$146 ;
+  assign \$149  = off1_1[0] ? \o$221  : { \o$222 [3:0], \o$221 [19:4] };
+  assign \$150  = off1_1[1] ? \$148  : \$149 ;
+  assign \$154  = off1_1[2] ? \$150  : \$153 ;
+  assign \$155  = off1_1[3] ? \$147  : \$154 ;
+  assign \$156  = off1_1[4] ? \$140  : \$155 ;
+  assign \$157  = ~ \$156 ;
+  assign \$158  = first2_d5 ? 20'h00000 : xacc;
+  assign \$159  = \$158  + xsum_q_d1;
+  assign \$160  = first2_d5 ? 20'h00000 : xacc;
+  assign \$161  = \$160  + xsum_q_d1;
+  assign \$162  = first2_d5 ? 20'h00000 : acc0_0;
+  assign \$163  = \$162  + t0_0_l5_0;
+  assign \$164  = first2_d5 ? 20'h00000 : acc0_0;
+  assign \$165  = \$164  + t0_0_l5_0;
+  assign \$167  = \$166  - xfin;
+  assign \$168  = first2_d5 ? 20'h00000 : acc1_0;
+  assign \$169  = \$168  + t1_0_l5_0;
+  assign \$170  = first2_d5 ? 20'h00000 : acc1_0;
+  assign \$171  = \$170  + t1_0_l5_0;
+  assign \$173  = \$172  - xfin;
+  assign \$174  = ser_left - 1'h1;
+  assign \$175  = \addr$171  == 9'h1ff;
+  assign \$176  = \addr$171  + 1'h1;
+  assign \$177  = \$175  ? 10'h000 : \$176 ;
+  assign \$181  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$184  = $signed(\$182 ) + $signed(\$183 );
+  assign \$185  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$188  = $signed(\$187 ) < $signed(1'h0);
+  assign \$190  = $signed(\$189 ) > $signed(9'h0ff);
+  assign \$191  = step & s_last;
+  assign \$192  = o__valid & \o__ready$185 ;
+  assign \$193  = \$192  + skipped_d5;
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    port__addr <= \$186 ;
+    port__addr <= \$194 ;
   always @(posedge clk)
-    port__en <= \$187 ;
+    port__en <= \$195 ;
   always @(posedge clk)
-    c <= \$188 ;
+    c <= \$196 ;
   always @(posedge clk)
-    pix <= \$189 ;
+    pix <= \$197 ;
   always @(posedge clk)
-    \$like  <= \$190 ;
+    \$like  <= \$198 ;
   always @(posedge clk)
-    p_lane <= \$191 ;
+    p_lane <= \$199 ;
   always @(posedge clk)
-    \$signal  <= \$192 ;
+    \$signal  <= \$200 ;
   always @(posedge clk)
-    lane <= \$193 ;
+    lane <= \$201 ;
   always @(posedge clk)
-    w_full <= \$194 ;
+    w_full <= \$202 ;
   always @(posedge clk)
-    can_end <= \$195 ;
+    can_end <= \$203 ;
   always @(posedge clk)
-    gap_zero <= \$196 ;
+    gap_zero <= \$204 ;
   always @(posedge clk)
-    s_last <= \$197 ;
+    s_last <= \$205 ;
   always @(posedge clk)
-    n_last <= \$198 ;
+    n_last <= \$206 ;
   always @(posedge clk)
-    sn_last <= \$199 ;
+    sn_last <= \$207 ;
   always @(posedge clk)
-    head_boot <= \$200 ;
+    addr <= \$208 ;
   always @(posedge clk)
-    head <= \$201 ;
+    head_next <= \$209 ;
   always @(posedge clk)
-    head_next <= \$202 ;
+    head_boot <= \$210 ;
   always @(posedge clk)
-    r_addr <= \$203 ;
+    head <= \$211 ;
   always @(posedge clk)
-    s_idx <= \$204 ;
+    r_addr <= \$212 ;
   always @(posedge clk)
-    n_idx <= \$205 ;
+    s_idx <= \$213 ;
   always @(posedge clk)
-    active <= \$206 ;
+    n_idx <= \$214 ;
   always @(posedge clk)
-    r_base <= \$207 ;
+    active <= \$215 ;
   always @(posedge clk)
-    w_half <= \$208 ;
+    r_base <= \$216 ;
   always @(posedge clk)
-    gap <= \$209 ;
+    w_half <= \$217 ;
   always @(posedge clk)
-    col <= \$210 ;
+    gap <= \$218 ;
   always @(posedge clk)
-    row_ph0 <= \$211 ;
+    col <= \$219 ;
   always @(posedge clk)
-    row_ph1 <= \$212 ;
+    row_ph0 <= \$220 ;
   always @(posedge clk)
-    off1_0 <= \$213 ;
+    row_ph1 <= \$221 ;
   always @(posedge clk)
-    off1_1 <= \$214 ;
+    off1_0 <= \$222 ;
   always @(posedge clk)
-    \$signal$210  <= \$215 ;
+    off1_1 <= \$223 ;
   always @(posedge clk)
-    \$signal$42  <= \$216 ;
+    \$signal$211  <= \$224 ;
   always @(posedge clk)
-    last1 <= \$217 ;
+    \$signal$41  <= \$225 ;
   always @(posedge clk)
-    word1 <= \o__payload$212 ;
+    last1 <= \$226 ;
   always @(posedge clk)
-    \port__addr$38  <= \$218 ;
+    word1 <= \o__payload$213 ;
+  always @(posedge clk)
+    \port__addr$37  <= \$227 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$214 ;
   always @(posedge clk)
-    carry0_0 <= \$219 ;
+    carry0_0 <= \$228 ;
   always @(posedge clk)
-    w0_0 <= \$129 ;
+    w0_0 <= \$137 ;
   always @(posedge clk)
-    m0_0_0 <= \$220 ;
+    m0_0_0 <= \$229 ;
   always @(posedge clk)
-    m0_0_1 <= \$221 ;
+    m0_0_1 <= \$230 ;
   always @(posedge clk)
-    m0_0_2 <= \$222 ;
+    m0_0_2 <= \$231 ;
   always @(posedge clk)
-    m0_0_3 <= \$223 ;
+    m0_0_3 <= \$232 ;
   always @(posedge clk)
-    m0_0_4 <= \$224 ;
+    m0_0_4 <= \$233 ;
   always @(posedge clk)
-    m0_0_5 <= \$225 ;
+    m0_0_5 <= \$234 ;
   always @(posedge clk)
-    m0_0_6 <= \$226 ;
+    m0_0_6 <= \$235 ;
   always @(posedge clk)
-    m0_0_7 <= \$227 ;
+    m0_0_7 <= \$236 ;
   always @(posedge clk)
-    m0_0_8 <= \$228 ;
+    m0_0_8 <= \$237 ;
   always @(posedge clk)
-    m0_0_9 <= \$229 ;
+    m0_0_9 <= \$238 ;
   always @(posedge clk)
-    m0_0_10 <= \$230 ;
+    m0_0_10 <= \$239 ;
   always @(posedge clk)
-    m0_0_11 <= \$231 ;
+    m0_0_11 <= \$240 ;
   always @(posedge clk)
-    m0_0_12 <= \$232 ;
+    m0_0_12 <= \$241 ;
   always @(posedge clk)
-    m0_0_13 <= \$233 ;
+    m0_0_13 <= \$242 ;
   always @(posedge clk)
-    m0_0_14 <= \$234 ;
+    m0_0_14 <= \$243 ;
   always @(posedge clk)
-    m0_0_15 <= \$235 ;
+    m0_0_15 <= \$244 ;
   always @(posedge clk)
-    m0_0_16 <= \$236 ;
+    m0_0_16 <= \$245 ;
   always @(posedge clk)
-    m0_0_17 <= \$237 ;
+    m0_0_17 <= \$246 ;
   always @(posedge clk)
-    m0_0_18 <= \$238 ;
+    m0_0_18 <= \$247 ;
   always @(posedge clk)
-    m0_0_19 <= \$239 ;
+    m0_0_19 <= \$248 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -22819,49 +22839,49 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    carry1_0 <= \$240 ;
+    carry1_0 <= \$249 ;
   always @(posedge clk)
-    w1_0 <= \$149 ;
+    w1_0 <= \$157 ;
   always @(posedge clk)
-    m1_0_0 <= \$241 ;
+    m1_0_0 <= \$250 ;
   always @(posedge clk)
-    m1_0_1 <= \$242 ;
+    m1_0_1 <= \$251 ;
   always @(posedge clk)
-    m1_0_2 <= \$243 ;
+    m1_0_2 <= \$252 ;
   always @(posedge clk)
-    m1_0_3 <= \$244 ;
+    m1_0_3 <= \$253 ;
   always @(posedge clk)
-    m1_0_4 <= \$245 ;
+    m1_0_4 <= \$254 ;
   always @(posedge clk)
-    m1_0_5 <= \$246 ;
+    m1_0_5 <= \$255 ;
   always @(posedge clk)
-    m1_0_6 <= \$247 ;
+    m1_0_6 <= \$256 ;
   always @(posedge clk)
-    m1_0_7 <= \$248 ;
+    m1_0_7 <= \$257 ;
   always @(posedge clk)
-    m1_0_8 <= \$249 ;
+    m1_0_8 <= \$258 ;
   always @(posedge clk)
-    m1_0_9 <= \$250 ;
+    m1_0_9 <= \$259 ;
   always @(posedge clk)
-    m1_0_10 <= \$251 ;
+    m1_0_10 <= \$260 ;
   always @(posedge clk)
-    m1_0_11 <= \$252 ;
+    m1_0_11 <= \$261 ;
   always @(posedge clk)
-    m1_0_12 <= \$253 ;
+    m1_0_12 <= \$262 ;
   always @(posedge clk)
-    m1_0_13 <= \$254 ;
+    m1_0_13 <= \$263 ;
   always @(posedge clk)
-    m1_0_14 <= \$255 ;
+    m1_0_14 <= \$264 ;
   always @(posedge clk)
-    m1_0_15 <= \$256 ;
+    m1_0_15 <= \$265 ;
   always @(posedge clk)
-    m1_0_16 <= \$257 ;
+    m1_0_16 <= \$266 ;
   always @(posedge clk)
-    m1_0_17 <= \$258 ;
+    m1_0_17 <= \$267 ;
   always @(posedge clk)
-    m1_0_18 <= \$259 ;
+    m1_0_18 <= \$268 ;
   always @(posedge clk)
-    m1_0_19 <= \$260 ;
+    m1_0_19 <= \$269 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -22879,8 +22899,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     t1_0_l5_0 <= t1_0_w4_0;
   always @(posedge clk)
-    xword_d1 <= xdata_d1;
-  always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     xsum_l2_1 <= xsum_w1_2;
@@ -22897,109 +22915,111 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    v2_d1 <= \$261 ;
+    xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d2 <= \$262 ;
+    v2_d1 <= \$270 ;
   always @(posedge clk)
-    v2_d3 <= \$263 ;
+    v2_d2 <= \$271 ;
   always @(posedge clk)
-    v2_d4 <= \$264 ;
+    v2_d3 <= \$272 ;
   always @(posedge clk)
-    v2_d5 <= \$265 ;
+    v2_d4 <= \$273 ;
   always @(posedge clk)
-    first2_d1 <= \$266 ;
+    v2_d5 <= \$274 ;
   always @(posedge clk)
-    first2_d2 <= \$267 ;
+    first2_d1 <= \$275 ;
   always @(posedge clk)
-    first2_d3 <= \$268 ;
+    first2_d2 <= \$276 ;
   always @(posedge clk)
-    first2_d4 <= \$269 ;
+    first2_d3 <= \$277 ;
   always @(posedge clk)
-    first2_d5 <= \$270 ;
+    first2_d4 <= \$278 ;
   always @(posedge clk)
-    last2_d1 <= \$271 ;
+    first2_d5 <= \$279 ;
   always @(posedge clk)
-    last2_d2 <= \$272 ;
+    last2_d1 <= \$280 ;
   always @(posedge clk)
-    last2_d3 <= \$273 ;
+    last2_d2 <= \$281 ;
   always @(posedge clk)
-    last2_d4 <= \$274 ;
+    last2_d3 <= \$282 ;
   always @(posedge clk)
-    last2_d5 <= \$275 ;
+    last2_d4 <= \$283 ;
   always @(posedge clk)
-    done <= \$276 ;
+    last2_d5 <= \$284 ;
   always @(posedge clk)
-    xacc <= \$277 ;
+    done <= \$285 ;
   always @(posedge clk)
-    xfin <= \$278 ;
+    xacc <= \$286 ;
   always @(posedge clk)
-    acc0_0 <= \$279 ;
+    xfin <= \$287 ;
   always @(posedge clk)
-    fin0_0 <= \$280 ;
+    acc0_0 <= \$288 ;
   always @(posedge clk)
-    bank0_0 <= \$281 ;
+    fin0_0 <= \$289 ;
   always @(posedge clk)
-    acc1_0 <= \$282 ;
+    bank0_0 <= \$290 ;
   always @(posedge clk)
-    fin1_0 <= \$283 ;
+    acc1_0 <= \$291 ;
   always @(posedge clk)
-    bank1_0 <= \$284 ;
+    fin1_0 <= \$292 ;
   always @(posedge clk)
-    ser_left <= \$285 ;
+    bank1_0 <= \$293 ;
   always @(posedge clk)
-    \addr$172  <= \$286 ;
+    ser_left <= \$294 ;
   always @(posedge clk)
-    \$signal$249  <= \$287 ;
+    \addr$171  <= \$295 ;
   always @(posedge clk)
-    ka <= \$288 ;
+    \$signal$250  <= \$296 ;
+  always @(posedge clk)
+    ka <= \$297 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$289 ;
+    vb <= \$298 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$173 ;
+    rq0_beta <= \$181 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$176 ;
+    rq0_acc_s1_0 <= \$184 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$177 [32:0];
+    rq0_acc_s2_0 <= \$185 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$178 [16:0];
+    rq0_shifted <= \$186 [16:0];
   always @(posedge clk)
-    rq0_under <= \$180 ;
+    rq0_under <= \$188 ;
   always @(posedge clk)
-    rq0_over <= \$182 ;
+    rq0_over <= \$190 ;
   always @(posedge clk)
-    v_out_d1 <= \$290 ;
+    v_out_d1 <= \$299 ;
   always @(posedge clk)
-    v_out_d2 <= \$291 ;
+    v_out_d2 <= \$300 ;
   always @(posedge clk)
-    v_out_d3 <= \$292 ;
+    v_out_d3 <= \$301 ;
   always @(posedge clk)
-    \w_en$191  <= \$293 ;
+    \w_en$190  <= \$302 ;
   always @(posedge clk)
-    skipped_d1 <= \$294 ;
+    skipped_d1 <= \$303 ;
   always @(posedge clk)
-    skipped_d2 <= \$295 ;
+    skipped_d2 <= \$304 ;
   always @(posedge clk)
-    skipped_d3 <= \$296 ;
+    skipped_d3 <= \$305 ;
   always @(posedge clk)
-    skipped_d4 <= \$297 ;
+    skipped_d4 <= \$306 ;
   always @(posedge clk)
-    skipped_d5 <= \$298 ;
+    skipped_d5 <= \$307 ;
   always @(posedge clk)
-    group_ended_d1 <= \$299 ;
+    group_ended_d1 <= \$308 ;
   always @(posedge clk)
-    credits_returned <= \$300 ;
+    credits_returned <= \$309 ;
   always @(posedge clk)
-    credits_space <= \$301 ;
+    credits_space <= \$310 ;
   always @(posedge clk)
-    credits_room <= \$302 ;
+    credits_room <= \$311 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$172 ),
+    .addr(\addr$171 ),
     .clk(clk),
     .data(data)
   );
@@ -23012,7 +23032,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .o(\o$217 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$92 ),
+    .i(\i$91 ),
     .o(\o$221 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
@@ -23022,21 +23042,21 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$186 ),
+    .o__ready(\o__ready$185 ),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$24 [7:0]),
-    .w_en(\w_en$191 )
+    .w_data(\$23 [7:0]),
+    .w_en(\w_en$190 )
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$204 )
+    .data(\data$205 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$268 ),
+    .addr(\addr$269 ),
     .clk(clk),
-    .data(\data$269 )
+    .data(\data$270 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -23048,13 +23068,13 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$256 )
+    .p(\p$257 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$268 ),
+    .addr(\addr$269 ),
     .clk(clk),
-    .data(\data$269 ),
-    .o__payload(\o__payload$212 ),
+    .data(\data$270 ),
+    .o__payload(\o__payload$213 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -23062,1040 +23082,1041 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$18 [8:0];
+      r_next = \$17 [8:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$19  };
+      r_next = { 1'h0, \$18  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$186  = \$28 [8:0];
+    \$194  = \$27 [8:0];
     if (rst) begin
-      \$186  = 9'h000;
+      \$194  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$187  = \$29 ;
+    \$195  = \$28 ;
     if (rst) begin
-      \$187  = 20'h00000;
+      \$195  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$188  = c;
+    \$196  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
-        \$188  = 6'h00;
+      if (\$29 ) begin
+        \$196  = 6'h00;
       end else begin
-        \$188  = \$53 [5:0];
+        \$196  = \$52 [5:0];
       end
     end
     if (rst) begin
-      \$188  = 6'h00;
+      \$196  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$189  = pix;
+    \$197  = pix;
     if (take) begin
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$189  = 6'h00;
+        if (\$30 ) begin
+          \$197  = 6'h00;
         end else begin
-          \$189  = \$32 [5:0];
+          \$197  = \$31 [5:0];
         end
       end
     end
     if (rst) begin
-      \$189  = 6'h00;
+      \$197  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$190  = \$like ;
+    \$198  = \$like ;
     if (take) begin
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$190  = 8'h00;
+        if (\$30 ) begin
+          \$198  = 8'h00;
         end else begin
-          \$190  = \$36 [7:0];
+          \$198  = \$35 [7:0];
         end
       end
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$198  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$191  = p_lane;
+    \$199  = p_lane;
     if (take) begin
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$191  = 5'h00;
+        if (\$30 ) begin
+          \$199  = 5'h00;
         end else begin
-          \$191  = \$42 [4:0];
+          \$199  = \$41 [4:0];
         end
       end
     end
     if (rst) begin
-      \$191  = 5'h00;
+      \$199  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$192  = \$signal ;
+    \$200  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$192  = 8'h00;
+        if (\$30 ) begin
+          \$200  = 8'h00;
         end else begin
-          \$192  = \$46 [7:0];
+          \$200  = \$45 [7:0];
         end
       end else begin
-        \$192  = \$57 [7:0];
+        \$200  = \$56 [7:0];
       end
     end
     if (rst) begin
-      \$192  = 8'h00;
+      \$200  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$193  = lane;
+    \$201  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$193  = 5'h00;
+        if (\$30 ) begin
+          \$201  = 5'h00;
         end else begin
-          \$193  = \$52 [4:0];
+          \$201  = \$51 [4:0];
         end
       end else begin
-        \$193  = \$63 [4:0];
+        \$201  = \$62 [4:0];
       end
     end
     if (rst) begin
-      \$193  = 5'h00;
+      \$201  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$194  = w_full;
+    \$202  = w_full;
     if (take) begin
-      if (\$30 ) begin
-        if (\$31 ) begin
-          \$194  = 1'h1;
+      if (\$29 ) begin
+        if (\$30 ) begin
+          \$202  = 1'h1;
         end
       end
     end
     if (load) begin
-      \$194  = 1'h0;
+      \$202  = 1'h0;
     end
     if (rst) begin
-      \$194  = 1'h0;
+      \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$195  = \$64 ;
+    \$203  = \$63 ;
     if (rst) begin
-      \$195  = 1'h1;
+      \$203  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$196  = gap_zero_next;
+    \$204  = gap_zero_next;
     if (rst) begin
-      \$196  = 1'h1;
+      \$204  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$197  = \$signal$29 ;
+    \$205  = \$signal$28 ;
     if (rst) begin
-      \$197  = 1'h0;
+      \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$198  = n_last_next;
-    if (rst) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$199  = \$65 ;
-    if (rst) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$200  = head_boot;
-    if (\$66 ) begin
-      \$200  = \$67 [1:0];
-    end
-    if (rst) begin
-      \$200  = 2'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$201  = head;
-    if (\$70 ) begin
-      \$201  = \data$204 ;
-    end
-    if (rst) begin
-      \$201  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$202  = head_next;
-    if (\$71 ) begin
-      \$202  = \$75 [7:0];
-    end
-    if (rst) begin
-      \$202  = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$203  = r_next;
-    if (rst) begin
-      \$203  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$204  = s_idx;
-    if (step) begin
-      \$204  = \$77 [7:0];
-    end
-    if (rst) begin
-      \$204  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$205  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$205  = \$79 [7:0];
-      end
-    end
-    if (rst) begin
-      \$205  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$206  = active;
-    if (\$80 ) begin
-      \$206  = 1'h0;
-    end
-    if (load) begin
-      \$206  = 1'h1;
-    end
+    \$206  = n_last_next;
     if (rst) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$207  = r_base;
-    if (load) begin
-      \$207  = { 1'h0, \$81  };
-    end
+    \$207  = \$64 ;
     if (rst) begin
-      \$207  = 9'h000;
+      \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$208  = w_half;
-    if (load) begin
-      \$208  = \$82 ;
-    end
+    \$208  = \$72 [7:0];
     if (rst) begin
-      \$208  = 1'h0;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$209  = gap;
+    \$209  = \$78 [7:0];
+    if (rst) begin
+      \$209  = 8'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$210  = head_boot;
+    if (\$79 ) begin
+      \$210  = \$80 [1:0];
+    end
+    if (rst) begin
+      \$210  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$211  = head;
     if (\$83 ) begin
-      \$209  = 2'h1;
-    end else if (\$84 ) begin
-      \$209  = \$85 [1:0];
-    end
-    if (rst) begin
-      \$209  = 2'h0;
+      \$211  = \data$205 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$210  = col;
+    \$212  = r_next;
+    if (rst) begin
+      \$212  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$213  = s_idx;
     if (step) begin
-      \$210  = \$86 ;
+      \$213  = \$85 [7:0];
     end
     if (rst) begin
-      \$210  = 5'h00;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$211  = row_ph0;
+    \$214  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$211  = \$91 [4:0];
+        \$214  = \$87 [7:0];
       end
     end
     if (rst) begin
-      \$211  = 5'h00;
+      \$214  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$212  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$212  = \$96 [4:0];
-      end
+    \$215  = active;
+    if (\$88 ) begin
+      \$215  = 1'h0;
     end
-    if (rst) begin
-      \$212  = 5'h10;
+    if (load) begin
+      \$215  = 1'h1;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$213  = \$102 [4:0];
-    if (rst) begin
-      \$213  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$214  = \$108 [4:0];
-    if (rst) begin
-      \$214  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$215  = step;
     if (rst) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$216  = \$109 ;
+    \$216  = r_base;
+    if (load) begin
+      \$216  = { 1'h0, \$89  };
+    end
     if (rst) begin
-      \$216  = 1'h0;
+      \$216  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$217  = s_last;
+    \$217  = w_half;
+    if (load) begin
+      \$217  = \$90 ;
+    end
     if (rst) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$218  = r_next;
+    \$218  = gap;
+    if (\$91 ) begin
+      \$218  = 2'h1;
+    end else if (\$92 ) begin
+      \$218  = \$93 [1:0];
+    end
     if (rst) begin
-      \$218  = 9'h000;
+      \$218  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$219  = carry0_0;
-    if (\$signal$210 ) begin
-      \$219  = word1[7:0];
+    \$219  = col;
+    if (step) begin
+      \$219  = \$94 ;
+    end
+    if (rst) begin
+      \$219  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$220  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$220  = \$99 [4:0];
+      end
+    end
+    if (rst) begin
+      \$220  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$221  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$221  = \$104 [4:0];
+      end
+    end
+    if (rst) begin
+      \$221  = 5'h10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$222  = \$110 [4:0];
+    if (rst) begin
+      \$222  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$223  = \$116 [4:0];
+    if (rst) begin
+      \$223  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$224  = step;
+    if (rst) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$225  = \$117 ;
+    if (rst) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$226  = s_last;
+    if (rst) begin
+      \$226  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$227  = r_next;
+    if (rst) begin
+      \$227  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$228  = carry0_0;
+    if (\$signal$211 ) begin
+      \$228  = word1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$220  = 8'h00;
+      \$229  = 8'h00;
     end else begin
-      \$220  = xdata_d1[7:0];
+      \$229  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$221  = 8'h00;
+      \$230  = 8'h00;
     end else begin
-      \$221  = xdata_d1[15:8];
+      \$230  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$222  = 8'h00;
+      \$231  = 8'h00;
     end else begin
-      \$222  = xdata_d1[23:16];
+      \$231  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$223  = 8'h00;
+      \$232  = 8'h00;
     end else begin
-      \$223  = xdata_d1[31:24];
+      \$232  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$224  = 8'h00;
+      \$233  = 8'h00;
     end else begin
-      \$224  = xdata_d1[39:32];
+      \$233  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$225  = 8'h00;
+      \$234  = 8'h00;
     end else begin
-      \$225  = xdata_d1[47:40];
+      \$234  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$226  = 8'h00;
+      \$235  = 8'h00;
     end else begin
-      \$226  = xdata_d1[55:48];
+      \$235  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$227  = 8'h00;
+      \$236  = 8'h00;
     end else begin
-      \$227  = xdata_d1[63:56];
+      \$236  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$228  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$228  = xdata_d1[71:64];
+      \$237  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$229  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$229  = xdata_d1[79:72];
+      \$238  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$230  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$230  = xdata_d1[87:80];
+      \$239  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$231  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$231  = xdata_d1[95:88];
+      \$240  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$232  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$232  = xdata_d1[103:96];
+      \$241  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$233  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$233  = xdata_d1[111:104];
+      \$242  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$234  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$234  = xdata_d1[119:112];
+      \$243  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$235  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$235  = xdata_d1[127:120];
+      \$244  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$236  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$236  = xdata_d1[135:128];
+      \$245  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$237  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$237  = xdata_d1[143:136];
+      \$246  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$238  = 8'h00;
+      \$247  = 8'h00;
     end else begin
-      \$238  = xdata_d1[151:144];
+      \$247  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$239  = 8'h00;
+      \$248  = 8'h00;
     end else begin
-      \$239  = xdata_d1[159:152];
+      \$248  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$240  = carry1_0;
-    if (\$signal$210 ) begin
-      \$240  = word1[15:8];
+    \$249  = carry1_0;
+    if (\$signal$211 ) begin
+      \$249  = word1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$241  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$241  = xdata_d1[7:0];
+      \$250  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$242  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$242  = xdata_d1[15:8];
+      \$251  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$243  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$243  = xdata_d1[23:16];
+      \$252  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$244  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$244  = xdata_d1[31:24];
+      \$253  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$245  = 8'h00;
+      \$254  = 8'h00;
     end else begin
-      \$245  = xdata_d1[39:32];
+      \$254  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$246  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$246  = xdata_d1[47:40];
+      \$255  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$247  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$247  = xdata_d1[55:48];
+      \$256  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$248  = 8'h00;
+      \$257  = 8'h00;
     end else begin
-      \$248  = xdata_d1[63:56];
+      \$257  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$249  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$249  = xdata_d1[71:64];
+      \$258  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$250  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$250  = xdata_d1[79:72];
+      \$259  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$251  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$251  = xdata_d1[87:80];
+      \$260  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$252  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$252  = xdata_d1[95:88];
+      \$261  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$253  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$253  = xdata_d1[103:96];
+      \$262  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$254  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$254  = xdata_d1[111:104];
+      \$263  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$255  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$255  = xdata_d1[119:112];
+      \$264  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$256  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$256  = xdata_d1[127:120];
+      \$265  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$257  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$257  = xdata_d1[135:128];
+      \$266  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$258  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$258  = xdata_d1[143:136];
+      \$267  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$259  = 8'h00;
+      \$268  = 8'h00;
     end else begin
-      \$259  = xdata_d1[151:144];
+      \$268  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$260  = 8'h00;
+      \$269  = 8'h00;
     end else begin
-      \$260  = xdata_d1[159:152];
+      \$269  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$261  = \$signal$210 ;
-    if (rst) begin
-      \$261  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$262  = v2_d1;
-    if (rst) begin
-      \$262  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$263  = v2_d2;
-    if (rst) begin
-      \$263  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$264  = v2_d3;
-    if (rst) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$265  = v2_d4;
-    if (rst) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$266  = \$signal$42 ;
-    if (rst) begin
-      \$266  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$267  = first2_d1;
-    if (rst) begin
-      \$267  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$268  = first2_d2;
-    if (rst) begin
-      \$268  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$269  = first2_d3;
-    if (rst) begin
-      \$269  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$270  = first2_d4;
+    \$270  = \$signal$211 ;
     if (rst) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$271  = last1;
+    \$271  = v2_d1;
     if (rst) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$272  = last2_d1;
+    \$272  = v2_d2;
     if (rst) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$273  = last2_d2;
+    \$273  = v2_d3;
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$274  = last2_d3;
+    \$274  = v2_d4;
     if (rst) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$275  = last2_d4;
+    \$275  = \$signal$41 ;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$276  = group_end;
+    \$276  = first2_d1;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$277  = xacc;
+    \$277  = first2_d2;
+    if (rst) begin
+      \$277  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$278  = first2_d3;
+    if (rst) begin
+      \$278  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$279  = first2_d4;
+    if (rst) begin
+      \$279  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$280  = last1;
+    if (rst) begin
+      \$280  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$281  = last2_d1;
+    if (rst) begin
+      \$281  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$282  = last2_d2;
+    if (rst) begin
+      \$282  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$283  = last2_d3;
+    if (rst) begin
+      \$283  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$284  = last2_d4;
+    if (rst) begin
+      \$284  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$285  = group_end;
+    if (rst) begin
+      \$285  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$286  = xacc;
     if (v2_d5) begin
-      \$277  = \$151 [19:0];
+      \$286  = \$159 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$278  = xfin;
+    \$287  = xfin;
     if (group_end) begin
-      \$278  = \$153 [19:0];
+      \$287  = \$161 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$279  = acc0_0;
+    \$288  = acc0_0;
     if (v2_d5) begin
-      \$279  = \$155 [19:0];
+      \$288  = \$163 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$280  = fin0_0;
+    \$289  = fin0_0;
     if (group_end) begin
-      \$280  = \$157 [19:0];
+      \$289  = \$165 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$281  = bank0_0;
+    \$290  = bank0_0;
     if (done) begin
-      \$281  = \$159 [20:0];
+      \$290  = \$167 [20:0];
     end else if (ser) begin
-      \$281  = bank1_0;
+      \$290  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$282  = acc1_0;
+    \$291  = acc1_0;
     if (v2_d5) begin
-      \$282  = \$161 [19:0];
+      \$291  = \$169 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$283  = fin1_0;
+    \$292  = fin1_0;
     if (group_end) begin
-      \$283  = \$163 [19:0];
+      \$292  = \$171 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$284  = bank1_0;
+    \$293  = bank1_0;
     if (done) begin
-      \$284  = \$165 [20:0];
+      \$293  = \$173 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$285  = ser_left;
+    \$294  = ser_left;
     if (done) begin
-      \$285  = 2'h2;
+      \$294  = 2'h2;
     end else if (ser) begin
-      \$285  = \$166 [1:0];
+      \$294  = \$174 [1:0];
     end
     if (rst) begin
-      \$285  = 2'h0;
+      \$294  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$286  = \addr$172 ;
+    \$295  = \addr$171 ;
     if (ser) begin
-      \$286  = \$169 [8:0];
+      \$295  = \$177 [8:0];
     end
     if (rst) begin
-      \$286  = 9'h000;
+      \$295  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$287  = \$170 ;
-    if (rst) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$288  = \$172 ;
-    if (rst) begin
-      \$288  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$289  = \$signal$249 ;
-    if (rst) begin
-      \$289  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$290  = vb;
-    if (rst) begin
-      \$290  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$291  = v_out_d1;
-    if (rst) begin
-      \$291  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$292  = v_out_d2;
-    if (rst) begin
-      \$292  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$293  = v_out_d3;
-    if (rst) begin
-      \$293  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$294  = ka;
-    if (rst) begin
-      \$294  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$295  = skipped_d1;
-    if (rst) begin
-      \$295  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$296  = skipped_d2;
+    \$296  = \$178 ;
     if (rst) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$297  = skipped_d3;
+    \$297  = \$180 ;
     if (rst) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$298  = skipped_d4;
+    \$298  = \$signal$250 ;
     if (rst) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$299  = \$183 ;
+    \$299  = vb;
     if (rst) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$300  = \$185 ;
+    \$300  = v_out_d1;
     if (rst) begin
-      \$300  = 2'h0;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$301  = \$27 [2:0];
+    \$301  = v_out_d2;
     if (rst) begin
-      \$301  = 3'h4;
+      \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$302  = credits_room_next;
+    \$302  = v_out_d3;
     if (rst) begin
-      \$302  = 1'h1;
+      \$302  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$303  = ka;
+    if (rst) begin
+      \$303  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$304  = skipped_d1;
+    if (rst) begin
+      \$304  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$305  = skipped_d2;
+    if (rst) begin
+      \$305  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$306  = skipped_d3;
+    if (rst) begin
+      \$306  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$307  = skipped_d4;
+    if (rst) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$308  = \$191 ;
+    if (rst) begin
+      \$308  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$309  = \$193 ;
+    if (rst) begin
+      \$309  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$310  = \$26 [2:0];
+    if (rst) begin
+      \$310  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$311  = credits_room_next;
+    if (rst) begin
+      \$311  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -24105,49 +24126,50 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign w_data = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   assign w_en = \$4 [19:0];
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$38 ;
-  assign \port__en$40  = 1'h1;
-  assign \i$45  = word1[7:0];
-  assign \i$94  = word1[15:8];
+  assign head_addr = addr;
+  assign r_addr_b0 = \port__addr$37 ;
+  assign \port__en$39  = 1'h1;
+  assign \i$44  = word1[7:0];
+  assign \i$93  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$172 ;
+  assign beat = \addr$171 ;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$178  = data[12:0];
-  assign \b$179  = sa0_0[20:17];
-  assign rq0_y = \$24 [7:0];
-  assign \o__payload$185  = o__payload;
-  assign \o__ready$187  = \o__ready$186 ;
-  assign \o__valid$189  = o__valid;
-  assign \w_data$190  = \$24 [7:0];
-  assign v_out_d4 = \w_en$191 ;
-  assign space_next = \$27 [2:0];
+  assign \a$177  = data[12:0];
+  assign \b$178  = sa0_0[20:17];
+  assign rq0_y = \$23 [7:0];
+  assign \o__payload$184  = o__payload;
+  assign \o__ready$186  = \o__ready$185 ;
+  assign \o__valid$188  = o__valid;
+  assign \w_data$189  = \$23 [7:0];
+  assign v_out_d4 = \w_en$190 ;
+  assign space_next = \$26 [2:0];
   assign \$5  = active;
-  assign \$29  = \$4 [19:0];
-  assign \$110  = o;
-  assign \$113  = o;
-  assign \$116  = o;
-  assign \$120  = o;
-  assign \$123  = o;
+  assign \$28  = \$4 [19:0];
+  assign \$118  = o;
+  assign \$121  = o;
   assign \$124  = o;
-  assign \$125  = \$124 ;
-  assign \$130  = \o$221 ;
-  assign \$133  = \o$221 ;
-  assign \$136  = \o$221 ;
-  assign \$140  = \o$221 ;
-  assign \$143  = \o$221 ;
+  assign \$128  = o;
+  assign \$131  = o;
+  assign \$132  = o;
+  assign \$133  = \$132 ;
+  assign \$138  = \o$221 ;
+  assign \$141  = \o$221 ;
   assign \$144  = \o$221 ;
-  assign \$145  = \$144 ;
-  assign \$158  = { fin0_0, 1'h0 };
-  assign \$164  = { fin1_0, 1'h0 };
-  assign \$170  = ser;
-  assign \$171  = 1'h0;
-  assign \$172  = 1'h0;
-  assign \$174  = { p[29], p };
-  assign \$175  = { \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 [16], \p$256 , 17'h00000 };
-  assign \$178  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$179  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$181  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$148  = \o$221 ;
+  assign \$151  = \o$221 ;
+  assign \$152  = \o$221 ;
+  assign \$153  = \$152 ;
+  assign \$166  = { fin0_0, 1'h0 };
+  assign \$172  = { fin1_0, 1'h0 };
+  assign \$178  = ser;
+  assign \$179  = 1'h0;
+  assign \$180  = 1'h0;
+  assign \$182  = { p[29], p };
+  assign \$183  = { \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 , 17'h00000 };
+  assign \$186  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$187  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$189  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -24650,7 +24672,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.heads (addr, data, clk);
+module \flexor_lenet5.fc1.heads (data, addr, clk);
   input [7:0] addr;
   wire [7:0] addr;
   input clk;
@@ -25824,7 +25846,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$247 ;
+  wire [19:0] \o$246 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
   wire [15:0] \o__payload$204 ;
@@ -25876,6 +25898,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [31:0] \port__data$14 ;
   wire [63:0] \port__data$18 ;
   wire [63:0] \port__data$22 ;
+  wire [63:0] \port__data$232 ;
   wire [63:0] \port__data$233 ;
   wire [63:0] \port__data$234 ;
   wire [63:0] \port__data$235 ;
@@ -25883,11 +25906,10 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [63:0] \port__data$237 ;
   wire [63:0] \port__data$238 ;
   wire [63:0] \port__data$239 ;
-  wire [63:0] \port__data$240 ;
+  wire [31:0] \port__data$240 ;
   wire [31:0] \port__data$241 ;
   wire [31:0] \port__data$242 ;
   wire [31:0] \port__data$243 ;
-  wire [31:0] \port__data$244 ;
   wire [31:0] \port__data$25 ;
   wire [63:0] \port__data$29 ;
   wire [63:0] \port__data$33 ;
@@ -26085,6 +26107,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg [11:0] xsum_l4_0 = 12'h000;
   reg [9:0] xsum_l4_1 = 10'h000;
   reg [12:0] xsum_l5_0 = 13'h0000;
+  reg [12:0] xsum_q_d1 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -26123,7 +26146,6 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [11:0] xsum_w3_0;
   (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
-  reg [159:0] xword_d1 = 160'h0000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p0 [12:0];
   initial begin
@@ -26149,7 +26171,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _0_ <= vectors0_p0[\port__addr$72 ];
   end
-  assign \port__data$233  = _0_;
+  assign \port__data$232  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [12:0];
   initial begin
@@ -26175,7 +26197,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _1_ <= vectors0_p1[\port__addr$75 ];
   end
-  assign \port__data$234  = _1_;
+  assign \port__data$233  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [12:0];
   initial begin
@@ -26201,7 +26223,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _2_ <= vectors0_p2[\port__addr$78 ];
   end
-  assign \port__data$235  = _2_;
+  assign \port__data$234  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p3 [12:0];
   initial begin
@@ -26227,7 +26249,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _3_ <= vectors0_p3[\port__addr$81 ];
   end
-  assign \port__data$236  = _3_;
+  assign \port__data$235  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [12:0];
   initial begin
@@ -26253,7 +26275,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _4_ <= vectors1_p0[\port__addr$84 ];
   end
-  assign \port__data$237  = _4_;
+  assign \port__data$236  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [12:0];
   initial begin
@@ -26279,7 +26301,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _5_ <= vectors1_p1[\port__addr$87 ];
   end
-  assign \port__data$238  = _5_;
+  assign \port__data$237  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [12:0];
   initial begin
@@ -26305,7 +26327,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _6_ <= vectors1_p2[\port__addr$90 ];
   end
-  assign \port__data$239  = _6_;
+  assign \port__data$238  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p3 [12:0];
   initial begin
@@ -26331,7 +26353,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _7_ <= vectors1_p3[\port__addr$93 ];
   end
-  assign \port__data$240  = _7_;
+  assign \port__data$239  = _7_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p0 [12:0];
   initial begin
@@ -26357,7 +26379,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _8_ <= vectors2_p0[\port__addr$96 ];
   end
-  assign \port__data$241  = _8_;
+  assign \port__data$240  = _8_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p1 [12:0];
   initial begin
@@ -26383,7 +26405,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _9_ <= vectors2_p1[\port__addr$99 ];
   end
-  assign \port__data$242  = _9_;
+  assign \port__data$241  = _9_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p2 [12:0];
   initial begin
@@ -26409,7 +26431,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _10_ <= vectors2_p2[\port__addr$102 ];
   end
-  assign \port__data$243  = _10_;
+  assign \port__data$242  = _10_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p3 [12:0];
   initial begin
@@ -26435,7 +26457,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk) begin
     _11_ <= vectors2_p3[\port__addr$105 ];
   end
-  assign \port__data$244  = _11_;
+  assign \port__data$243  = _11_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -26477,16 +26499,16 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
-  assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
-  assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
-  assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
-  assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
-  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
-  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
-  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
-  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
-  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
+  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
+  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
+  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
+  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
+  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
+  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
+  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
+  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
+  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
+  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
   assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
@@ -26581,38 +26603,38 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign \$98  = r_page_b0 == 2'h3;
   assign \$99  = r_page_b0 == 2'h2;
   assign \$100  = r_page_b0 == 1'h1;
-  assign \$101  = \$100  ? \port__data$234  : \port__data$233 ;
-  assign \$102  = \$99  ? \port__data$235  : \$101 ;
-  assign \$103  = \$98  ? \port__data$236  : \$102 ;
+  assign \$101  = \$100  ? \port__data$233  : \port__data$232 ;
+  assign \$102  = \$99  ? \port__data$234  : \$101 ;
+  assign \$103  = \$98  ? \port__data$235  : \$102 ;
   assign \$104  = r_page_b1 == 2'h3;
   assign \$105  = r_page_b1 == 2'h2;
   assign \$106  = r_page_b1 == 1'h1;
-  assign \$107  = \$106  ? \port__data$238  : \port__data$237 ;
-  assign \$108  = \$105  ? \port__data$239  : \$107 ;
-  assign \$109  = \$104  ? \port__data$240  : \$108 ;
+  assign \$107  = \$106  ? \port__data$237  : \port__data$236 ;
+  assign \$108  = \$105  ? \port__data$238  : \$107 ;
+  assign \$109  = \$104  ? \port__data$239  : \$108 ;
   assign \$110  = r_page_b2 == 2'h3;
   assign \$111  = r_page_b2 == 2'h2;
   assign \$112  = r_page_b2 == 1'h1;
-  assign \$113  = \$112  ? \port__data$242  : \port__data$241 ;
-  assign \$114  = \$111  ? \port__data$243  : \$113 ;
-  assign \$115  = \$110  ? \port__data$244  : \$114 ;
-  assign \$117  = off1_0[0] ? o : { \o$247 [15:0], o[19:16] };
+  assign \$113  = \$112  ? \port__data$241  : \port__data$240 ;
+  assign \$114  = \$111  ? \port__data$242  : \$113 ;
+  assign \$115  = \$110  ? \port__data$243  : \$114 ;
+  assign \$117  = off1_0[0] ? o : { \o$246 [15:0], o[19:16] };
   assign \$118  = off1_0[1] ? \$116  : \$117 ;
-  assign \$120  = off1_0[0] ? o : { \o$247 [11:0], o[19:12] };
+  assign \$120  = off1_0[0] ? o : { \o$246 [11:0], o[19:12] };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$123  = off1_0[0] ? o : { \o$247 [7:0], o[19:8] };
+  assign \$123  = off1_0[0] ? o : { \o$246 [7:0], o[19:8] };
   assign \$124  = off1_0[1] ? \$122  : \$123 ;
   assign \$125  = off1_0[2] ? \$121  : \$124 ;
-  assign \$127  = off1_0[0] ? o : { \o$247 [3:0], o[19:4] };
+  assign \$127  = off1_0[0] ? o : { \o$246 [3:0], o[19:4] };
   assign \$128  = off1_0[1] ? \$126  : \$127 ;
   assign \$132  = off1_0[2] ? \$128  : \$131 ;
   assign \$133  = off1_0[3] ? \$125  : \$132 ;
   assign \$134  = off1_0[4] ? \$118  : \$133 ;
   assign \$135  = ~ \$134 ;
   assign \$136  = first2_d5 ? 17'h00000 : xacc;
-  assign \$137  = \$136  + xsum_l5_0;
+  assign \$137  = \$136  + xsum_q_d1;
   assign \$138  = first2_d5 ? 17'h00000 : xacc;
-  assign \$139  = \$138  + xsum_l5_0;
+  assign \$139  = \$138  + xsum_q_d1;
   assign \$140  = first2_d5 ? 17'h00000 : acc0_0;
   assign \$141  = \$140  + t0_0_l5_0;
   assign \$142  = first2_d5 ? 17'h00000 : acc0_0;
@@ -26787,8 +26809,6 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    xword_d1 <= xdata_d1;
-  always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     xsum_l2_1 <= xsum_w1_2;
@@ -26804,6 +26824,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     xsum_l4_1 <= xsum_l2_4;
   always @(posedge clk)
     xsum_l5_0 <= xsum_w4_0;
+  always @(posedge clk)
+    xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
     v2_d1 <= \$232 ;
   always @(posedge clk)
@@ -26911,7 +26933,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
     .i(\i$112 ),
-    .o(\o$247 )
+    .o(\o$246 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
