@@ -308,6 +308,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
     from amaranth.back import verilog
 
     from .gateware.mul import mul_modules
+    from .gateware.pipeline import copy_modules
     from .gateware.rom import bank_rows, rom_modules
     from .rom_image import mvau_const_words, mvau_head_words, mvau_rom_bytes
 
@@ -362,7 +363,8 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
     text = verilog.convert(emitted, name=top_name, emit_src=False)
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
-        f.write(text.rstrip("\n") + "\n\n" + rom_modules(text) + mul_modules(text))
+        f.write(text.rstrip("\n") + "\n\n" + rom_modules(text) + mul_modules(text)
+                + copy_modules(text))
 
     units_hw = graph.mvaus
     numel = sum(st.weights.numel for st in units_hw)

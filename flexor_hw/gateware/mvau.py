@@ -4,13 +4,14 @@ from a ROM image tiled for that folding."""
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .mul import MUL_WIDTH, Multiplier
-from .pipeline import Credits, OutputFifo, delay, int_shape, mux_tree, pipelined_sum
+from .pipeline import (Credits, OutputFifo, copy_register, delay, int_shape, mux_tree,
+                       pipelined_sum)
 from .rom import Rom
 from .weight_stream import WeightStream, prime_cycles
 from .xor_decoder import XorDecoder
@@ -371,7 +372,7 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.weights = weights = WeightStream(rom)
 
         # -- input side: two halves of SF words ------------------------------------------
-        vmem = _VectorMemory(m, p)
+        vmem = _VectorMemory(m, p, emit=self._init_files is not None)
         w_half = Signal()                       # the half being written
         w_full = Signal()                       # the half holds a whole vector
         take = Signal()
@@ -548,11 +549,20 @@ class MatrixVectorUnit(wiring.Component):
                 row_trees.append(_tree_sum(m, terms, part_shape, f"t{j}_{i}"))
             trees.append(row_trees)
         # Σx of the word, beside the rows' sums (one tree shared by every PE row).
-        # (Summed from the word as it arrives and delayed at the end, beside the masks'
-        # register: a register of the sum, not of the whole word.)
+        # Where the word comes from a register, summed as it arrives and the sum delayed,
+        # beside the masks' register (a register of the sum, not of the whole word); on the
+        # iCE40 (``address_register``) the word comes straight from the block RAMs and is
+        # registered first (two adder levels behind an SB_RAM40's read were the digits
+        # MLP's longest path).
         sum_shape = int_shape(simd * c.x_lo, simd * c.x_hi)
-        word_sum = delay(m, _tree_sum(m, x2, sum_shape, "xsum"), 1, "xsum_q", sum_shape,
-                         data=True)
+        if p.address_register:
+            xword = delay(m, xdata, 1, "xword", data=True)
+            xparts = [xword[s * xw:(s + 1) * xw].as_signed() if xs.signed
+                      else xword[s * xw:(s + 1) * xw] for s in range(simd)]
+            word_sum = _tree_sum(m, xparts, sum_shape, "xsum")
+        else:
+            word_sum = delay(m, _tree_sum(m, x2, sum_shape, "xsum"), 1, "xsum_q", sum_shape,
+                             data=True)
         v2 = delay(m, v1, p.tree_stages, "v2")
         first2 = delay(m, first1, p.tree_stages, "first2")
         last2 = delay(m, last1, p.tree_stages, "last2")
@@ -703,17 +713,16 @@ class _VectorMemory:
 
     - into banks of whole lanes, at most :data:`VECTOR_BANK_BITS` bits each, each with its
       own copy of the read address register (one register fanned out to every cell of a
-      480-bit memory was the placed LeNet-5's longest path, 9.9 ns of routing; the copies
-      start from different reset values, so Yosys keeps them apart: a read before the first
-      load is never used);
+      480-bit memory was the placed LeNet-5's longest path, 9.9 ns of routing; in emitted
+      Verilog each copy is a ``flexor_copy``, which Yosys keeps apart from its twins);
     - into pages of at most :data:`PAGE_WORDS` words, each read into a register of its own;
       the page is chosen after those registers (the multiplexer between a 28-word memory's cells
       and its read register was the next longest path).
 
     Writes arrive a cycle late, from registers (:meth:`write_port`)."""
 
-    def __init__(self, m, p):
-        self._lane, self._depth = p.x_width, 2 * p.sf
+    def __init__(self, m, p, *, emit=False):
+        self._lane, self._depth, self._emit = p.x_width, 2 * p.sf, emit
         per = p.simd if p.vectors_in_block_ram else max(1, VECTOR_BANK_BITS // p.x_width)
         self._banks = [(lo, min(p.simd, lo + per)) for lo in range(0, p.simd, per)]
         pages = vector_pages(p)
@@ -764,9 +773,11 @@ class _VectorMemory:
             pages = []
             for g, (a, b) in enumerate(self._pages):
                 n = len(self._banks) * g + k
-                addr = Signal(range(b - a), init=n % (b - a),
-                              name=f"r_addr_b{k}" + (f"_p{g}" if len(self._pages) > 1 else ""))
-                m.d.sync += addr.eq(addr_next - a if len(self._pages) > 1 else addr_next)
+                width = Shape.cast(range(b - a)).width
+                addr = copy_register(
+                    m, (addr_next - a if len(self._pages) > 1 else addr_next)[:width],
+                    f"r_addr_b{k}" + (f"_p{g}" if len(self._pages) > 1 else ""),
+                    emit=self._emit)
                 port = self._mems[k, g].read_port(domain="sync")
                 m.d.comb += [port.addr.eq(addr), port.en.eq(1)]
                 pages.append(port.data)

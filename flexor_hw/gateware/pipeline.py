@@ -7,14 +7,16 @@ LSR net, so flip-flops on the reset and flip-flops without one cannot share a ti
 only the control on the reset the placer packs the data path freely (and the reset reaches
 a few hundred flip-flops, not thousands)."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed, unsigned
+import re
+
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden import value_width
 
 __all__ = ["Credits", "OutputFifo", "SkidBuffer", "StreamRegister", "delay", "mux_tree",
-           "pipelined_sum", "int_shape"]
+           "pipelined_sum", "int_shape", "copy_register", "COPY_VERILOG", "copy_modules"]
 
 
 def int_shape(lo, hi):
@@ -224,3 +226,38 @@ def pipelined_sum(m, terms, shape, name):
         terms = regs
         if len(terms) == 1:
             return terms[0]
+
+
+COPY_VERILOG = """\
+// flexor_copy: q <= d, one of several copies of a register that fans out widely. Yosys
+// merges identical flip-flops bit by bit (whatever their initial values), so each copy's
+// process is kept.
+module flexor_copy #(
+    parameter WIDTH = 1
+) (
+    input wire clk,
+    input wire [WIDTH-1:0] d,
+    output reg [WIDTH-1:0] q = 0
+);
+    (* keep *) always @(posedge clk) q <= d;
+endmodule
+"""
+
+
+def copy_modules(verilog):
+    """The register copy's module, if an emitted design instantiates it."""
+    return COPY_VERILOG if re.search(r"^\s*flexor_copy #\(", verilog, re.MULTILINE) else ""
+
+
+def copy_register(m, value, name, *, emit):
+    """``value`` registered, in a copy of its own (no reset; a read before the first load is
+    never used): with ``emit``, an instance of ``flexor_copy`` (:data:`COPY_VERILOG`) that
+    Yosys keeps apart from its twins; else a plain register, for Amaranth's simulator."""
+    reg = Signal(len(value), name=name, reset_less=True)
+    if emit:
+        m.submodules[f"{name}_copy"] = Instance("flexor_copy", p_WIDTH=len(value),
+                                                i_clk=ClockSignal("sync"), i_d=value, o_q=reg)
+    else:
+        m.d.sync += reg.eq(value)
+    return reg
+

@@ -353,7 +353,9 @@ def mvau_logic(p):
             + c["luts_per_row_bit"] * rows * t_width
             + c["luts_per_word_bit"] * p.rom_width
             + c["luts_per_requantizer"] * p.out_simd)
-    ffs = (c["ffs"] + c["ffs_per_lane_bit"] * lanes * xw + c["ffs_per_column_bit"] * p.simd * xw
+    ffs = (c["ffs"] + c["ffs_per_lane_bit"] * lanes * xw
+           # the Σx tree's registers, and on the iCE40 the word's register before it
+           + (c["ffs_per_column_bit"] + p.address_register) * p.simd * xw
            + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page
            # the weight bits and the word read (the read address on the iCE40, where the
            # bits' and a paged ROM's registers share their LUTs' logic cells: the cells are

@@ -7,7 +7,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   wire clk;
   input [4:0] i__payload;
   wire [4:0] i__payload;
-  wire [79:0] \i__payload$11 ;
+  wire [49:0] \i__payload$11 ;
   wire [7:0] \i__payload$17 ;
   wire [79:0] \i__payload$23 ;
   wire [15:0] \i__payload$29 ;
@@ -28,7 +28,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   wire \i__valid$9 ;
   output [3:0] o__payload;
   wire [3:0] o__payload;
-  wire [79:0] \o__payload$12 ;
+  wire [49:0] \o__payload$12 ;
   wire [7:0] \o__payload$18 ;
   wire [79:0] \o__payload$24 ;
   wire [15:0] \o__payload$30 ;
@@ -64,8 +64,8 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
-    .\o__ready$160 (\o__ready$21 ),
-    .\o__valid$162 (\i__valid$19 ),
+    .\o__ready$122 (\o__ready$21 ),
+    .o__valid(\i__valid$19 ),
     .rst(rst),
     .w_data(\i__payload$11 )
   );
@@ -437,72 +437,72 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__payload, \o__ready$160 , clk);
+module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload, \o__ready$122 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [12:0] \$100 ;
-  wire [10:0] \$101 ;
-  wire [11:0] \$102 ;
-  wire [10:0] \$103 ;
-  wire [11:0] \$104 ;
-  wire [11:0] \$105 ;
-  wire [12:0] \$106 ;
-  wire [2:0] \$107 ;
+  wire [11:0] \$100 ;
+  wire [11:0] \$101 ;
+  wire [12:0] \$102 ;
+  wire [2:0] \$103 ;
+  wire \$104 ;
+  wire [7:0] \$105 ;
+  wire [7:0] \$106 ;
+  wire \$107 ;
   wire \$108 ;
-  wire [7:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [7:0] \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire [21:0] \$114 ;
-  wire [30:0] \$115 ;
-  wire [31:0] \$116 ;
-  wire [28:0] \$117 ;
-  wire [28:0] \$118 ;
+  wire [21:0] \$110 ;
+  wire [30:0] \$111 ;
+  wire [31:0] \$112 ;
+  wire [28:0] \$113 ;
+  wire [28:0] \$114 ;
+  wire \$115 ;
+  wire [28:0] \$116 ;
+  wire \$117 ;
+  wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [28:0] \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [1:0] \$124 ;
-  reg [2:0] \$125 ;
+  wire [1:0] \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg [2:0] \$123 ;
+  reg \$124 ;
+  reg \$125 ;
   reg \$126 ;
-  reg [1:0] \$127 ;
+  reg \$127 ;
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg \$131 ;
-  reg \$132 ;
+  reg [3:0] \$130 ;
+  reg [2:0] \$131 ;
+  reg [5:0] \$132 ;
   reg \$133 ;
-  reg [2:0] \$134 ;
-  reg [1:0] \$135 ;
-  reg [5:0] \$136 ;
-  reg \$137 ;
-  reg [2:0] \$138 ;
-  reg \$139 ;
-  wire [3:0] \$14 ;
-  reg [1:0] \$140 ;
+  reg [3:0] \$134 ;
+  reg \$135 ;
+  reg [1:0] \$136 ;
+  reg [3:0] \$137 ;
+  reg [3:0] \$138 ;
+  reg [3:0] \$139 ;
+  wire [4:0] \$14 ;
+  reg [3:0] \$140 ;
   reg [3:0] \$141 ;
-  reg [3:0] \$142 ;
-  reg [3:0] \$143 ;
-  reg [3:0] \$144 ;
-  reg [3:0] \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg [2:0] \$149 ;
-  wire [3:0] \$15 ;
-  reg [2:0] \$150 ;
+  reg \$142 ;
+  reg \$143 ;
+  reg \$144 ;
+  reg [5:0] \$145 ;
+  reg [4:0] \$146 ;
+  reg [4:0] \$147 ;
+  reg [4:0] \$148 ;
+  reg [4:0] \$149 ;
+  wire [4:0] \$15 ;
+  reg [4:0] \$150 ;
   reg [4:0] \$151 ;
   reg [4:0] \$152 ;
   reg [4:0] \$153 ;
   reg [4:0] \$154 ;
   reg [4:0] \$155 ;
-  reg [4:0] \$156 ;
+  reg [5:0] \$156 ;
   reg [4:0] \$157 ;
   reg [4:0] \$158 ;
   reg [4:0] \$159 ;
@@ -514,31 +514,31 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   reg [4:0] \$164 ;
   reg [4:0] \$165 ;
   reg [4:0] \$166 ;
-  reg [4:0] \$167 ;
-  reg [4:0] \$168 ;
-  reg [4:0] \$169 ;
+  reg \$167 ;
+  reg \$168 ;
+  reg \$169 ;
   wire \$17 ;
-  reg [4:0] \$170 ;
-  reg [4:0] \$171 ;
-  reg [4:0] \$172 ;
-  reg [4:0] \$173 ;
-  reg [4:0] \$174 ;
-  reg [4:0] \$175 ;
-  reg [4:0] \$176 ;
-  reg [4:0] \$177 ;
-  reg [4:0] \$178 ;
-  reg [4:0] \$179 ;
+  reg \$170 ;
+  reg \$171 ;
+  reg \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg \$177 ;
+  reg \$178 ;
+  reg \$179 ;
   wire \$18 ;
-  reg [4:0] \$180 ;
-  reg [4:0] \$181 ;
-  reg [4:0] \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
+  reg [10:0] \$180 ;
+  reg [10:0] \$181 ;
+  reg [10:0] \$182 ;
+  reg [10:0] \$183 ;
+  reg [11:0] \$184 ;
+  reg [10:0] \$185 ;
+  reg [10:0] \$186 ;
+  reg [11:0] \$187 ;
+  reg [1:0] \$188 ;
+  reg [6:0] \$189 ;
   wire \$19 ;
   reg \$190 ;
   reg \$191 ;
@@ -546,47 +546,31 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   reg \$193 ;
   reg \$194 ;
   reg \$195 ;
-  reg [10:0] \$196 ;
-  reg [10:0] \$197 ;
-  reg [10:0] \$198 ;
-  reg [10:0] \$199 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
   wire [4:0] \$2 ;
   wire [12:0] \$20 ;
-  reg [11:0] \$200 ;
-  reg [10:0] \$201 ;
-  reg [10:0] \$202 ;
-  reg [11:0] \$203 ;
-  reg [1:0] \$204 ;
-  reg [6:0] \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
+  reg \$200 ;
+  reg [1:0] \$201 ;
+  reg [3:0] \$202 ;
+  reg \$203 ;
   wire [12:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg [1:0] \$217 ;
-  reg [3:0] \$218 ;
-  reg \$219 ;
   wire [4:0] \$22 ;
   wire [1:0] \$23 ;
   wire [5:0] \$24 ;
-  wire [3:0] \$25 ;
+  wire [4:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [2:0] \$28 ;
-  wire [2:0] \$29 ;
+  wire [3:0] \$28 ;
+  wire [3:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire [2:0] \$33 ;
-  wire [2:0] \$34 ;
+  wire [3:0] \$33 ;
+  wire [3:0] \$34 ;
   wire [6:0] \$35 ;
   wire [6:0] \$36 ;
   wire \$37 ;
@@ -596,93 +580,97 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   wire \$40 ;
   wire \$41 ;
   wire [2:0] \$42 ;
-  wire \$43 ;
-  wire [4:0] \$44 ;
+  wire [3:0] \$43 ;
+  wire \$44 ;
   wire [4:0] \$45 ;
-  wire [5:0] \$46 ;
+  wire [4:0] \$46 ;
   wire [5:0] \$47 ;
-  wire \$48 ;
-  wire [4:0] \$49 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire [4:0] \$50 ;
-  wire [5:0] \$51 ;
+  wire [4:0] \$51 ;
   wire [5:0] \$52 ;
-  wire \$53 ;
+  wire [5:0] \$53 ;
   wire [4:0] \$54 ;
-  wire [4:0] \$55 ;
-  wire [5:0] \$56 ;
+  wire \$55 ;
+  wire [4:0] \$56 ;
   wire [5:0] \$57 ;
   wire [4:0] \$58 ;
-  wire \$59 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
   wire [4:0] \$60 ;
-  wire [5:0] \$61 ;
+  wire \$61 ;
   wire [4:0] \$62 ;
   wire [5:0] \$63 ;
   wire [4:0] \$64 ;
-  wire \$65 ;
-  wire [4:0] \$66 ;
-  wire [5:0] \$67 ;
-  wire [4:0] \$68 ;
-  wire [5:0] \$69 ;
+  wire [5:0] \$65 ;
+  wire \$66 ;
+  wire [9:0] \$67 ;
+  wire [9:0] \$68 ;
+  wire [9:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [15:0] \$71 ;
-  wire [15:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire [15:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [15:0] \$77 ;
-  wire [15:0] \$78 ;
-  wire [15:0] \$79 ;
+  wire [9:0] \$70 ;
+  wire [9:0] \$71 ;
+  wire [9:0] \$72 ;
+  wire [9:0] \$73 ;
+  wire [9:0] \$74 ;
+  wire [9:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire [9:0] \$77 ;
+  wire [9:0] \$78 ;
+  wire [9:0] \$79 ;
   wire \$8 ;
-  wire [15:0] \$80 ;
-  wire [15:0] \$81 ;
-  wire [15:0] \$82 ;
-  wire [15:0] \$83 ;
-  wire [15:0] \$84 ;
-  wire [15:0] \$85 ;
-  wire [15:0] \$86 ;
-  wire [15:0] \$87 ;
-  wire [15:0] \$88 ;
-  wire [15:0] \$89 ;
+  wire [9:0] \$80 ;
+  wire [9:0] \$81 ;
+  wire [9:0] \$82 ;
+  wire [9:0] \$83 ;
+  wire [9:0] \$84 ;
+  wire [9:0] \$85 ;
+  wire [9:0] \$86 ;
+  wire [10:0] \$87 ;
+  wire [11:0] \$88 ;
+  wire [10:0] \$89 ;
   wire \$9 ;
-  wire [15:0] \$90 ;
+  wire [11:0] \$90 ;
   wire [10:0] \$91 ;
   wire [11:0] \$92 ;
   wire [10:0] \$93 ;
   wire [11:0] \$94 ;
-  wire [10:0] \$95 ;
-  wire [11:0] \$96 ;
+  wire [11:0] \$95 ;
+  wire [12:0] \$96 ;
   wire [10:0] \$97 ;
   wire [11:0] \$98 ;
-  wire [11:0] \$99 ;
+  wire [10:0] \$99 ;
   wire \$signal ;
-  reg \$signal$179  = 1'h0;
-  reg \$signal$180  = 1'h0;
-  reg \$signal$214  = 1'h0;
+  reg \$signal$141  = 1'h0;
+  reg \$signal$173  = 1'h0;
+  reg \$signal$39  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
-  reg [6:0] addr = 7'h00;
-  wire [7:0] \addr$228 ;
+  reg [5:0] addr = 6'h00;
+  reg [6:0] \addr$110  = 7'h00;
+  wire [8:0] \addr$187 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
   (* init = 7'h00 *)
   wire [6:0] beat;
   reg can_end = 1'h1;
+  reg [5:0] carry0_0 = 6'h00;
+  reg [5:0] carry1_0 = 6'h00;
   input clk;
   wire clk;
   reg [3:0] col = 4'h0;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [3:0] credits_space = 4'hc;
-  wire [38:0] data;
-  wire [35:0] \data$229 ;
+  reg [3:0] credits_space = 4'h8;
+  wire [11:0] data;
+  wire [38:0] \data$113 ;
+  wire [11:0] \data$188 ;
   reg done = 1'h0;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
@@ -696,12 +684,10 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  wire [5:0] \i$46 ;
-  wire [5:0] \i$47 ;
-  wire [5:0] \i$83 ;
-  wire [5:0] \i$84 ;
-  wire [5:0] \i$85 ;
-  wire [79:0] i__payload;
+  wire [5:0] \i$42 ;
+  wire [5:0] \i$66 ;
+  wire [5:0] \i$68 ;
+  wire [49:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -715,12 +701,6 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   wire load;
   reg [4:0] m0_0_0 = 5'h00;
   reg [4:0] m0_0_1 = 5'h00;
-  reg [4:0] m0_0_10 = 5'h00;
-  reg [4:0] m0_0_11 = 5'h00;
-  reg [4:0] m0_0_12 = 5'h00;
-  reg [4:0] m0_0_13 = 5'h00;
-  reg [4:0] m0_0_14 = 5'h00;
-  reg [4:0] m0_0_15 = 5'h00;
   reg [4:0] m0_0_2 = 5'h00;
   reg [4:0] m0_0_3 = 5'h00;
   reg [4:0] m0_0_4 = 5'h00;
@@ -731,12 +711,6 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   reg [4:0] m0_0_9 = 5'h00;
   reg [4:0] m1_0_0 = 5'h00;
   reg [4:0] m1_0_1 = 5'h00;
-  reg [4:0] m1_0_10 = 5'h00;
-  reg [4:0] m1_0_11 = 5'h00;
-  reg [4:0] m1_0_12 = 5'h00;
-  reg [4:0] m1_0_13 = 5'h00;
-  reg [4:0] m1_0_14 = 5'h00;
-  reg [4:0] m1_0_15 = 5'h00;
   reg [4:0] m1_0_2 = 5'h00;
   reg [4:0] m1_0_3 = 5'h00;
   reg [4:0] m1_0_4 = 5'h00;
@@ -745,51 +719,38 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   reg [4:0] m1_0_7 = 5'h00;
   reg [4:0] m1_0_8 = 5'h00;
   reg [4:0] m1_0_9 = 5'h00;
-  reg [5:0] n_idx = 6'h00;
+  (* init = 6'h00 *)
+  wire [5:0] n_idx;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$185 ;
-  wire [9:0] \o$186 ;
-  wire [9:0] \o$189 ;
-  wire [9:0] \o$190 ;
-  wire [9:0] \o$191 ;
+  wire [9:0] \o$146 ;
+  wire [9:0] \o$150 ;
+  wire [9:0] \o$151 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$159 ;
-  wire [35:0] \o__payload$182 ;
+  wire [7:0] \o__payload$121 ;
+  wire [11:0] \o__payload$143 ;
   wire o__ready;
-  input \o__ready$160 ;
-  wire \o__ready$160 ;
-  wire \o__ready$161 ;
+  input \o__ready$122 ;
+  wire \o__ready$122 ;
+  wire \o__ready$123 ;
+  output o__valid;
   wire o__valid;
-  output \o__valid$162 ;
-  wire \o__valid$162 ;
-  wire \o__valid$163 ;
+  wire \o__valid$125 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
-  reg [2:0] port__addr = 3'h0;
-  (* init = 3'h0 *)
-  wire [2:0] \port__addr$10 ;
-  reg [2:0] \port__addr$38  = 3'h0;
-  reg [2:0] \port__addr$41  = 3'h1;
-  wire [59:0] port__data;
-  wire [19:0] \port__data$11 ;
-  wire [59:0] \port__data$122 ;
-  wire [19:0] \port__data$123 ;
+  reg [3:0] port__addr = 4'h0;
+  wire [3:0] \port__addr$35 ;
+  reg [49:0] port__data = 50'h0000000000000;
+  wire [49:0] \port__data$147 ;
   reg port__en = 1'h0;
-  (* init = 1'h0 *)
-  wire \port__en$12 ;
-  wire \port__en$40 ;
-  wire \port__en$43 ;
-  reg [2:0] r_addr = 3'h0;
-  (* init = 3'h0 *)
-  wire [2:0] r_addr_b0;
-  (* init = 3'h1 *)
-  wire [2:0] r_addr_b1;
-  reg [2:0] r_base = 3'h0;
-  reg [2:0] r_next;
+  wire \port__en$37 ;
+  reg [3:0] r_addr = 4'h0;
+  wire [3:0] r_addr_b0;
+  reg [3:0] r_base = 4'h0;
+  reg [3:0] r_next;
   reg [3:0] row_ph0 = 4'h0;
   reg [3:0] row_ph1 = 4'h4;
   reg [28:0] rq0_acc_s1_0 = 29'h00000000;
@@ -801,7 +762,7 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   wire [7:0] rq0_y;
   input rst;
   wire rst;
-  reg [1:0] s_idx = 2'h0;
+  reg [2:0] s_idx = 3'h0;
   reg s_last = 1'h0;
   (* init = 12'h000 *)
   wire [11:0] sa0_0;
@@ -817,17 +778,10 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   wire step;
   reg [6:0] t0_0_l2_0 = 7'h00;
   reg [6:0] t0_0_l2_1 = 7'h00;
-  reg [6:0] t0_0_l2_2 = 7'h00;
-  reg [6:0] t0_0_l2_3 = 7'h00;
+  reg [5:0] t0_0_l2_2 = 6'h00;
   reg [8:0] t0_0_l4_0 = 9'h000;
   (* keep = 32'd1 *)
   wire [5:0] t0_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [5:0] t0_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [5:0] t0_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [5:0] t0_0_w0_14;
   (* keep = 32'd1 *)
   wire [5:0] t0_0_w0_2;
   (* keep = 32'd1 *)
@@ -841,28 +795,15 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   (* keep = 32'd1 *)
   wire [6:0] t0_0_w1_2;
   (* keep = 32'd1 *)
-  wire [6:0] t0_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [6:0] t0_0_w1_6;
-  (* keep = 32'd1 *)
   wire [7:0] t0_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [7:0] t0_0_w2_2;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w3_0;
   reg [6:0] t1_0_l2_0 = 7'h00;
   reg [6:0] t1_0_l2_1 = 7'h00;
-  reg [6:0] t1_0_l2_2 = 7'h00;
-  reg [6:0] t1_0_l2_3 = 7'h00;
+  reg [5:0] t1_0_l2_2 = 6'h00;
   reg [8:0] t1_0_l4_0 = 9'h000;
   (* keep = 32'd1 *)
   wire [5:0] t1_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [5:0] t1_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [5:0] t1_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [5:0] t1_0_w0_14;
   (* keep = 32'd1 *)
   wire [5:0] t1_0_w0_2;
   (* keep = 32'd1 *)
@@ -876,13 +817,7 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   (* keep = 32'd1 *)
   wire [6:0] t1_0_w1_2;
   (* keep = 32'd1 *)
-  wire [6:0] t1_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [6:0] t1_0_w1_6;
-  (* keep = 32'd1 *)
   wire [7:0] t1_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [7:0] t1_0_w2_2;
   (* keep = 32'd1 *)
   wire [8:0] t1_0_w3_0;
   wire take;
@@ -895,39 +830,32 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  reg [15:0] w0_0 = 16'h0000;
-  reg [15:0] w1_0 = 16'h0000;
-  wire [2:0] w_addr;
-  (* init = 3'h0 *)
-  wire [2:0] w_addr_p0;
-  reg [1:0] w_count = 2'h0;
-  input [79:0] w_data;
-  wire [79:0] w_data;
-  wire [7:0] \w_data$164 ;
-  reg [79:0] w_data_q = 80'h00000000000000000000;
+  reg [9:0] w0_0 = 10'h000;
+  reg [9:0] w1_0 = 10'h000;
+  wire [3:0] w_addr;
+  (* init = 4'h0 *)
+  wire [3:0] w_addr_p0;
+  reg [2:0] w_count = 3'h0;
+  input [49:0] w_data;
+  wire [49:0] w_data;
+  wire [7:0] \w_data$126 ;
+  (* init = 50'h0000000000000 *)
+  wire [49:0] w_data_q;
   wire w_en;
-  reg \w_en$165  = 1'h0;
+  reg \w_en$127  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
-  reg [35:0] word1 = 36'h000000000;
+  reg [11:0] word1 = 12'h000;
   reg [10:0] xacc = 11'h000;
   reg [10:0] xfin = 11'h000;
   reg [6:0] xsum_l2_0 = 7'h00;
   reg [6:0] xsum_l2_1 = 7'h00;
-  reg [6:0] xsum_l2_2 = 7'h00;
-  reg [6:0] xsum_l2_3 = 7'h00;
+  reg [5:0] xsum_l2_2 = 6'h00;
   reg [8:0] xsum_l4_0 = 9'h000;
-  reg [8:0] xsum_q_d1 = 9'h000;
   (* keep = 32'd1 *)
   wire [5:0] xsum_w0_0;
-  (* keep = 32'd1 *)
-  wire [5:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [5:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [5:0] xsum_w0_14;
   (* keep = 32'd1 *)
   wire [5:0] xsum_w0_2;
   (* keep = 32'd1 *)
@@ -941,60 +869,40 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   (* keep = 32'd1 *)
   wire [6:0] xsum_w1_2;
   (* keep = 32'd1 *)
-  wire [6:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [6:0] xsum_w1_6;
-  (* keep = 32'd1 *)
   wire [7:0] xsum_w2_0;
   (* keep = 32'd1 *)
-  wire [7:0] xsum_w2_2;
-  (* keep = 32'd1 *)
   wire [8:0] xsum_w3_0;
-  reg [59:0] vectors0 [7:0];
+  reg [49:0] xword_d1 = 50'h0000000000000;
+  reg [49:0] vectors [13:0];
   initial begin
-    vectors0[0] = 60'h000000000000000;
-    vectors0[1] = 60'h000000000000000;
-    vectors0[2] = 60'h000000000000000;
-    vectors0[3] = 60'h000000000000000;
-    vectors0[4] = 60'h000000000000000;
-    vectors0[5] = 60'h000000000000000;
-    vectors0[6] = 60'h000000000000000;
-    vectors0[7] = 60'h000000000000000;
+    vectors[0] = 50'h0000000000000;
+    vectors[1] = 50'h0000000000000;
+    vectors[2] = 50'h0000000000000;
+    vectors[3] = 50'h0000000000000;
+    vectors[4] = 50'h0000000000000;
+    vectors[5] = 50'h0000000000000;
+    vectors[6] = 50'h0000000000000;
+    vectors[7] = 50'h0000000000000;
+    vectors[8] = 50'h0000000000000;
+    vectors[9] = 50'h0000000000000;
+    vectors[10] = 50'h0000000000000;
+    vectors[11] = 50'h0000000000000;
+    vectors[12] = 50'h0000000000000;
+    vectors[13] = 50'h0000000000000;
   end
   always @(posedge clk) begin
     if (port__en)
-      vectors0[port__addr] <= w_data_q[59:0];
+      vectors[port__addr] <= port__data;
   end
-  reg [59:0] _0_;
+  reg [49:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$38 ];
+    _0_ <= vectors[\port__addr$35 ];
   end
-  assign \port__data$122  = _0_;
-  reg [19:0] vectors1 [7:0];
-  initial begin
-    vectors1[0] = 20'h00000;
-    vectors1[1] = 20'h00000;
-    vectors1[2] = 20'h00000;
-    vectors1[3] = 20'h00000;
-    vectors1[4] = 20'h00000;
-    vectors1[5] = 20'h00000;
-    vectors1[6] = 20'h00000;
-    vectors1[7] = 20'h00000;
-  end
-  always @(posedge clk) begin
-    if (port__en)
-      vectors1[port__addr] <= w_data_q[79:60];
-  end
-  reg [19:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$41 ];
-  end
-  assign \port__data$123  = _1_;
+  assign \port__data$147  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 3'h4;
+  assign \$1  = w_half * 3'h7;
   assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
   assign \$5  = \$4  | can_end;
   assign step = \$3  & \$5 ;
@@ -1002,65 +910,49 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full & \$8 ;
-  assign \$9  = s_idx == 2'h2;
+  assign \$9  = s_idx == 3'h5;
   assign \$10  = s_last ? 1'h0 : \$9 ;
   assign \$signal  = step ? \$10  : s_last;
   assign \$11  = step & s_last;
-  assign \$12  = n_idx == 6'h3e;
+  assign \$12  = addr == 6'h3e;
   assign \$13  = n_last ? 1'h0 : \$12 ;
   assign n_last_next = \$11  ? \$13  : n_last;
   assign \$14  = r_addr + 1'h1;
   assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 3'h4 : 3'h0;
+  assign \$16  = w_half ? 3'h7 : 3'h0;
   assign \$17  = step & s_last;
   assign \$18  = gap == 1'h1;
   assign \$19  = gap_zero | \$18 ;
   assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
+  assign i = \$signal$39  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
   assign t0_0_w0_6 = m0_0_6 + m0_0_7;
   assign t0_0_w0_8 = m0_0_8 + m0_0_9;
-  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
-  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
-  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
-  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
-  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
+  assign \i$66  = \$signal$39  ? data[11:6] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
   assign t1_0_w0_6 = m1_0_6 + m1_0_7;
   assign t1_0_w0_8 = m1_0_8 + m1_0_9;
-  assign t1_0_w0_10 = m1_0_10 + m1_0_11;
-  assign t1_0_w0_12 = m1_0_12 + m1_0_13;
-  assign t1_0_w0_14 = m1_0_14 + m1_0_15;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
-  assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
-  assign t1_0_w1_6 = t1_0_w0_12 + t1_0_w0_14;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
-  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
-  assign xsum_w0_0 = \port__data$122 [4:0] + \port__data$122 [9:5];
-  assign xsum_w0_2 = \port__data$122 [14:10] + \port__data$122 [19:15];
-  assign xsum_w0_4 = \port__data$122 [24:20] + \port__data$122 [29:25];
-  assign xsum_w0_6 = \port__data$122 [34:30] + \port__data$122 [39:35];
-  assign xsum_w0_8 = \port__data$122 [44:40] + \port__data$122 [49:45];
-  assign xsum_w0_10 = \port__data$122 [54:50] + \port__data$122 [59:55];
-  assign xsum_w0_12 = \port__data$123 [4:0] + \port__data$123 [9:5];
-  assign xsum_w0_14 = \port__data$123 [14:10] + \port__data$123 [19:15];
+  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
+  assign xsum_w0_0 = xword_d1[4:0] + xword_d1[9:5];
+  assign xsum_w0_2 = xword_d1[14:10] + xword_d1[19:15];
+  assign xsum_w0_4 = xword_d1[24:20] + xword_d1[29:25];
+  assign xsum_w0_6 = xword_d1[34:30] + xword_d1[39:35];
+  assign xsum_w0_8 = xword_d1[44:40] + xword_d1[49:45];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
-  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
-  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
+  assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$20  = rq0_over ? 13'h00ff : rq0_shifted;
@@ -1069,1237 +961,1091 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, \o__valid$162 , o__p
   assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
   assign \$24  = \$22  - \$23 ;
   assign credits_room_next = \$24 [3:0] >= 2'h2;
-  assign \$25  = \$2 [2:0] - 1'h0;
-  assign \$27  = w_count == 2'h3;
+  assign \$25  = \$2 [3:0] - 1'h0;
+  assign \$27  = w_count == 3'h6;
   assign \$28  = w_count + 1'h1;
-  assign \$29  = \$27  ? 3'h0 : \$28 ;
-  assign \$30  = w_count == 2'h3;
+  assign \$29  = \$27  ? 4'h0 : \$28 ;
+  assign \$30  = w_count == 3'h6;
   assign \$31  = credits_room_next & gap_zero_next;
   assign \$32  = \$signal  & n_last_next;
   assign \$33  = s_idx + 1'h1;
-  assign \$34  = s_last ? 3'h0 : \$33 ;
-  assign \$35  = n_idx + 1'h1;
+  assign \$34  = s_last ? 4'h0 : \$33 ;
+  assign \$35  = addr + 1'h1;
   assign \$36  = n_last ? 7'h00 : \$35 ;
   assign \$37  = step & sn_last;
-  assign \$38  = w_half ? 3'h4 : 3'h0;
+  assign \$38  = w_half ? 3'h7 : 3'h0;
   assign \$39  = ~ w_half;
   assign \$40  = step & s_last;
   assign \$41  = ~ gap_zero;
   assign \$42  = gap - 1'h1;
-  assign \$43  = col >= 3'h4;
-  assign \$44  = col - 3'h4;
-  assign \$45  = col + 3'h6;
-  assign \$46  = \$43  ? { \$44 [4], \$44  } : { 1'h0, \$45  };
-  assign \$47  = s_last ? 6'h00 : \$46 ;
-  assign \$48  = row_ph0 >= 2'h2;
-  assign \$49  = row_ph0 - 2'h2;
-  assign \$50  = row_ph0 + 4'h8;
-  assign \$51  = \$48  ? { \$49 [4], \$49  } : { 1'h0, \$50  };
-  assign \$52  = n_last ? 6'h00 : \$51 ;
-  assign \$53  = row_ph1 >= 2'h2;
-  assign \$54  = row_ph1 - 2'h2;
-  assign \$55  = row_ph1 + 4'h8;
-  assign \$56  = \$53  ? { \$54 [4], \$54  } : { 1'h0, \$55  };
-  assign \$57  = n_last ? 6'h04 : \$56 ;
+  assign \$43  = s_last ? 4'h0 : col;
+  assign \$44  = row_ph0 >= 2'h2;
+  assign \$45  = row_ph0 - 2'h2;
+  assign \$46  = row_ph0 + 4'h8;
+  assign \$47  = \$44  ? { \$45 [4], \$45  } : { 1'h0, \$46  };
+  assign \$48  = n_last ? 6'h00 : \$47 ;
+  assign \$49  = row_ph1 >= 2'h2;
+  assign \$50  = row_ph1 - 2'h2;
+  assign \$51  = row_ph1 + 4'h8;
+  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
+  assign \$53  = n_last ? 6'h04 : \$52 ;
+  assign \$54  = row_ph0 + col;
+  assign \$55  = \$54  >= 4'ha;
+  assign \$56  = row_ph0 + col;
+  assign \$57  = \$56  - 4'ha;
   assign \$58  = row_ph0 + col;
-  assign \$59  = \$58  >= 4'ha;
-  assign \$60  = row_ph0 + col;
-  assign \$61  = \$60  - 4'ha;
-  assign \$62  = row_ph0 + col;
-  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
+  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
+  assign \$60  = row_ph1 + col;
+  assign \$61  = \$60  >= 4'ha;
+  assign \$62  = row_ph1 + col;
+  assign \$63  = \$62  - 4'ha;
   assign \$64  = row_ph1 + col;
-  assign \$65  = \$64  >= 4'ha;
-  assign \$66  = row_ph1 + col;
-  assign \$67  = \$66  - 4'ha;
-  assign \$68  = row_ph1 + col;
-  assign \$69  = \$65  ? \$67  : { 1'h0, \$68  };
-  assign \$70  = ! s_idx;
-  assign \$71  = off1_0[0] ? { \o$185 [5:0], o } : { \o$186 [3:0], \o$185 , o[9:8] };
-  assign \$72  = off1_0[0] ? { \o$185 [5:0], o } : { \o$186 [1:0], \o$185 , o[9:6] };
-  assign \$73  = off1_0[0] ? { \o$185 [5:0], o } : { \o$185 , o[9:4] };
-  assign \$74  = off1_0[1] ? \$72  : \$73 ;
-  assign \$75  = off1_0[0] ? { \o$185 [5:0], o } : { \o$185 [7:0], o[9:2] };
-  assign \$77  = off1_0[1] ? \$75  : \$76 ;
-  assign \$78  = off1_0[2] ? \$74  : \$77 ;
-  assign \$79  = off1_0[3] ? \$71  : \$78 ;
-  assign \$80  = ~ \$79 ;
-  assign \$81  = off1_1[0] ? { \o$190 [5:0], \o$189  } : { \o$191 [3:0], \o$190 , \o$189 [9:8] };
-  assign \$82  = off1_1[0] ? { \o$190 [5:0], \o$189  } : { \o$191 [1:0], \o$190 , \o$189 [9:6] };
-  assign \$83  = off1_1[0] ? { \o$190 [5:0], \o$189  } : { \o$190 , \o$189 [9:4] };
-  assign \$84  = off1_1[1] ? \$82  : \$83 ;
-  assign \$85  = off1_1[0] ? { \o$190 [5:0], \o$189  } : { \o$190 [7:0], \o$189 [9:2] };
-  assign \$87  = off1_1[1] ? \$85  : \$86 ;
-  assign \$88  = off1_1[2] ? \$84  : \$87 ;
-  assign \$89  = off1_1[3] ? \$81  : \$88 ;
-  assign \$90  = ~ \$89 ;
-  assign \$91  = first2_d4 ? 11'h000 : xacc;
-  assign \$92  = \$91  + xsum_q_d1;
-  assign \$93  = first2_d4 ? 11'h000 : xacc;
-  assign \$94  = \$93  + xsum_q_d1;
-  assign \$95  = first2_d4 ? 11'h000 : acc0_0;
-  assign \$96  = \$95  + t0_0_l4_0;
-  assign \$97  = first2_d4 ? 11'h000 : acc0_0;
-  assign \$98  = \$97  + t0_0_l4_0;
-  assign \$100  = \$99  - xfin;
-  assign \$101  = first2_d4 ? 11'h000 : acc1_0;
-  assign \$102  = \$101  + t1_0_l4_0;
-  assign \$103  = first2_d4 ? 11'h000 : acc1_0;
-  assign \$104  = \$103  + t1_0_l4_0;
-  assign \$106  = \$105  - xfin;
-  assign \$107  = ser_left - 1'h1;
-  assign \$108  = addr == 7'h7f;
-  assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 8'h00 : \$109 ;
-  assign \$114  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$116  = $signed(\$115 ) + $signed(rq0_beta);
-  assign \$119  = $signed(\$118 ) < $signed(1'h0);
-  assign \$121  = $signed(\$120 ) > $signed(9'h0ff);
-  assign \$122  = step & s_last;
-  assign \$123  = \o__valid$162  & \o__ready$160 ;
-  assign \$124  = \$123  + skipped_d4;
+  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
+  assign \$66  = ! s_idx;
+  assign \$67  = off1_0[0] ? o : { \o$146 [7:0], o[9:8] };
+  assign \$68  = off1_0[0] ? o : { \o$146 [5:0], o[9:6] };
+  assign \$69  = off1_0[0] ? o : { \o$146 [3:0], o[9:4] };
+  assign \$70  = off1_0[1] ? \$68  : \$69 ;
+  assign \$71  = off1_0[0] ? o : { \o$146 [1:0], o[9:2] };
+  assign \$73  = off1_0[1] ? \$71  : \$72 ;
+  assign \$74  = off1_0[2] ? \$70  : \$73 ;
+  assign \$75  = off1_0[3] ? \$67  : \$74 ;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = off1_1[0] ? \o$150  : { \o$151 [7:0], \o$150 [9:8] };
+  assign \$78  = off1_1[0] ? \o$150  : { \o$151 [5:0], \o$150 [9:6] };
+  assign \$79  = off1_1[0] ? \o$150  : { \o$151 [3:0], \o$150 [9:4] };
+  assign \$80  = off1_1[1] ? \$78  : \$79 ;
+  assign \$81  = off1_1[0] ? \o$150  : { \o$151 [1:0], \o$150 [9:2] };
+  assign \$83  = off1_1[1] ? \$81  : \$82 ;
+  assign \$84  = off1_1[2] ? \$80  : \$83 ;
+  assign \$85  = off1_1[3] ? \$77  : \$84 ;
+  assign \$86  = ~ \$85 ;
+  assign \$87  = first2_d4 ? 11'h000 : xacc;
+  assign \$88  = \$87  + xsum_l4_0;
+  assign \$89  = first2_d4 ? 11'h000 : xacc;
+  assign \$90  = \$89  + xsum_l4_0;
+  assign \$91  = first2_d4 ? 11'h000 : acc0_0;
+  assign \$92  = \$91  + t0_0_l4_0;
+  assign \$93  = first2_d4 ? 11'h000 : acc0_0;
+  assign \$94  = \$93  + t0_0_l4_0;
+  assign \$96  = \$95  - xfin;
+  assign \$97  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$98  = \$97  + t1_0_l4_0;
+  assign \$99  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$100  = \$99  + t1_0_l4_0;
+  assign \$102  = \$101  - xfin;
+  assign \$103  = ser_left - 1'h1;
+  assign \$104  = \addr$110  == 7'h7f;
+  assign \$105  = \addr$110  + 1'h1;
+  assign \$106  = \$104  ? 8'h00 : \$105 ;
+  assign \$110  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$112  = $signed(\$111 ) + $signed(rq0_beta);
+  assign \$115  = $signed(\$114 ) < $signed(1'h0);
+  assign \$117  = $signed(\$116 ) > $signed(9'h0ff);
+  assign \$118  = step & s_last;
+  assign \$119  = o__valid & \o__ready$122 ;
+  assign \$120  = \$119  + skipped_d4;
   always @(posedge clk)
-    w_data_q <= w_data;
+    port__data <= w_data;
   always @(posedge clk)
-    port__addr <= \$125 ;
+    port__addr <= \$121 ;
   always @(posedge clk)
-    port__en <= \$126 ;
+    port__en <= \$122 ;
   always @(posedge clk)
-    w_count <= \$127 ;
+    w_count <= \$123 ;
   always @(posedge clk)
-    w_full <= \$128 ;
+    w_full <= \$124 ;
   always @(posedge clk)
-    can_end <= \$129 ;
+    can_end <= \$125 ;
   always @(posedge clk)
-    gap_zero <= \$130 ;
+    gap_zero <= \$126 ;
   always @(posedge clk)
-    s_last <= \$131 ;
+    s_last <= \$127 ;
   always @(posedge clk)
-    n_last <= \$132 ;
+    n_last <= \$128 ;
   always @(posedge clk)
-    sn_last <= \$133 ;
+    sn_last <= \$129 ;
   always @(posedge clk)
-    r_addr <= \$134 ;
+    r_addr <= \$130 ;
   always @(posedge clk)
-    s_idx <= \$135 ;
+    s_idx <= \$131 ;
   always @(posedge clk)
-    n_idx <= \$136 ;
+    addr <= \$132 ;
   always @(posedge clk)
-    active <= \$137 ;
+    active <= \$133 ;
   always @(posedge clk)
-    r_base <= \$138 ;
+    r_base <= \$134 ;
   always @(posedge clk)
-    w_half <= \$139 ;
+    w_half <= \$135 ;
   always @(posedge clk)
-    gap <= \$140 ;
+    gap <= \$136 ;
   always @(posedge clk)
-    col <= \$141 ;
+    col <= \$137 ;
   always @(posedge clk)
-    row_ph0 <= \$142 ;
+    row_ph0 <= \$138 ;
   always @(posedge clk)
-    row_ph1 <= \$143 ;
+    row_ph1 <= \$139 ;
   always @(posedge clk)
-    off1_0 <= \$144 ;
+    off1_0 <= \$140 ;
   always @(posedge clk)
-    off1_1 <= \$145 ;
+    off1_1 <= \$141 ;
   always @(posedge clk)
-    \$signal$179  <= \$146 ;
+    \$signal$141  <= \$142 ;
   always @(posedge clk)
-    \$signal$180  <= \$147 ;
+    \$signal$39  <= \$143 ;
   always @(posedge clk)
-    last1 <= \$148 ;
+    last1 <= \$144 ;
   always @(posedge clk)
-    word1 <= \o__payload$182 ;
+    word1 <= \o__payload$143 ;
   always @(posedge clk)
-    \port__addr$38  <= \$149 ;
+    carry0_0 <= \$145 ;
   always @(posedge clk)
-    \port__addr$41  <= \$150 ;
+    w0_0 <= \$76 ;
   always @(posedge clk)
-    w0_0 <= \$80 ;
+    m0_0_0 <= \$146 ;
   always @(posedge clk)
-    m0_0_0 <= \$151 ;
+    m0_0_1 <= \$147 ;
   always @(posedge clk)
-    m0_0_1 <= \$152 ;
+    m0_0_2 <= \$148 ;
   always @(posedge clk)
-    m0_0_2 <= \$153 ;
+    m0_0_3 <= \$149 ;
   always @(posedge clk)
-    m0_0_3 <= \$154 ;
+    m0_0_4 <= \$150 ;
   always @(posedge clk)
-    m0_0_4 <= \$155 ;
+    m0_0_5 <= \$151 ;
   always @(posedge clk)
-    m0_0_5 <= \$156 ;
+    m0_0_6 <= \$152 ;
   always @(posedge clk)
-    m0_0_6 <= \$157 ;
+    m0_0_7 <= \$153 ;
   always @(posedge clk)
-    m0_0_7 <= \$158 ;
+    m0_0_8 <= \$154 ;
   always @(posedge clk)
-    m0_0_8 <= \$159 ;
-  always @(posedge clk)
-    m0_0_9 <= \$160 ;
-  always @(posedge clk)
-    m0_0_10 <= \$161 ;
-  always @(posedge clk)
-    m0_0_11 <= \$162 ;
-  always @(posedge clk)
-    m0_0_12 <= \$163 ;
-  always @(posedge clk)
-    m0_0_13 <= \$164 ;
-  always @(posedge clk)
-    m0_0_14 <= \$165 ;
-  always @(posedge clk)
-    m0_0_15 <= \$166 ;
+    m0_0_9 <= \$155 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
     t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w1_4;
-  always @(posedge clk)
-    t0_0_l2_3 <= t0_0_w1_6;
+    t0_0_l2_2 <= t0_0_w0_8;
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    w1_0 <= \$90 ;
+    carry1_0 <= \$156 ;
   always @(posedge clk)
-    m1_0_0 <= \$167 ;
+    w1_0 <= \$86 ;
   always @(posedge clk)
-    m1_0_1 <= \$168 ;
+    m1_0_0 <= \$157 ;
   always @(posedge clk)
-    m1_0_2 <= \$169 ;
+    m1_0_1 <= \$158 ;
   always @(posedge clk)
-    m1_0_3 <= \$170 ;
+    m1_0_2 <= \$159 ;
   always @(posedge clk)
-    m1_0_4 <= \$171 ;
+    m1_0_3 <= \$160 ;
   always @(posedge clk)
-    m1_0_5 <= \$172 ;
+    m1_0_4 <= \$161 ;
   always @(posedge clk)
-    m1_0_6 <= \$173 ;
+    m1_0_5 <= \$162 ;
   always @(posedge clk)
-    m1_0_7 <= \$174 ;
+    m1_0_6 <= \$163 ;
   always @(posedge clk)
-    m1_0_8 <= \$175 ;
+    m1_0_7 <= \$164 ;
   always @(posedge clk)
-    m1_0_9 <= \$176 ;
+    m1_0_8 <= \$165 ;
   always @(posedge clk)
-    m1_0_10 <= \$177 ;
-  always @(posedge clk)
-    m1_0_11 <= \$178 ;
-  always @(posedge clk)
-    m1_0_12 <= \$179 ;
-  always @(posedge clk)
-    m1_0_13 <= \$180 ;
-  always @(posedge clk)
-    m1_0_14 <= \$181 ;
-  always @(posedge clk)
-    m1_0_15 <= \$182 ;
+    m1_0_9 <= \$166 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
     t1_0_l2_1 <= t1_0_w1_2;
   always @(posedge clk)
-    t1_0_l2_2 <= t1_0_w1_4;
-  always @(posedge clk)
-    t1_0_l2_3 <= t1_0_w1_6;
+    t1_0_l2_2 <= t1_0_w0_8;
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
+  always @(posedge clk)
+    xword_d1 <= \port__data$147 ;
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= xsum_w1_4;
-  always @(posedge clk)
-    xsum_l2_3 <= xsum_w1_6;
+    xsum_l2_2 <= xsum_w0_8;
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    xsum_q_d1 <= xsum_l4_0;
+    v2_d1 <= \$167 ;
   always @(posedge clk)
-    v2_d1 <= \$183 ;
+    v2_d2 <= \$168 ;
   always @(posedge clk)
-    v2_d2 <= \$184 ;
+    v2_d3 <= \$169 ;
   always @(posedge clk)
-    v2_d3 <= \$185 ;
+    v2_d4 <= \$170 ;
   always @(posedge clk)
-    v2_d4 <= \$186 ;
+    first2_d1 <= \$171 ;
   always @(posedge clk)
-    first2_d1 <= \$187 ;
+    first2_d2 <= \$172 ;
   always @(posedge clk)
-    first2_d2 <= \$188 ;
+    first2_d3 <= \$173 ;
   always @(posedge clk)
-    first2_d3 <= \$189 ;
+    first2_d4 <= \$174 ;
   always @(posedge clk)
-    first2_d4 <= \$190 ;
+    last2_d1 <= \$175 ;
   always @(posedge clk)
-    last2_d1 <= \$191 ;
+    last2_d2 <= \$176 ;
   always @(posedge clk)
-    last2_d2 <= \$192 ;
+    last2_d3 <= \$177 ;
   always @(posedge clk)
-    last2_d3 <= \$193 ;
+    last2_d4 <= \$178 ;
   always @(posedge clk)
-    last2_d4 <= \$194 ;
+    done <= \$179 ;
   always @(posedge clk)
-    done <= \$195 ;
+    xacc <= \$180 ;
   always @(posedge clk)
-    xacc <= \$196 ;
+    xfin <= \$181 ;
   always @(posedge clk)
-    xfin <= \$197 ;
+    acc0_0 <= \$182 ;
   always @(posedge clk)
-    acc0_0 <= \$198 ;
+    fin0_0 <= \$183 ;
   always @(posedge clk)
-    fin0_0 <= \$199 ;
+    bank0_0 <= \$184 ;
   always @(posedge clk)
-    bank0_0 <= \$200 ;
+    acc1_0 <= \$185 ;
   always @(posedge clk)
-    acc1_0 <= \$201 ;
+    fin1_0 <= \$186 ;
   always @(posedge clk)
-    fin1_0 <= \$202 ;
+    bank1_0 <= \$187 ;
   always @(posedge clk)
-    bank1_0 <= \$203 ;
+    ser_left <= \$188 ;
   always @(posedge clk)
-    ser_left <= \$204 ;
+    \addr$110  <= \$189 ;
   always @(posedge clk)
-    addr <= \$205 ;
+    \$signal$173  <= \$190 ;
   always @(posedge clk)
-    \$signal$214  <= \$206 ;
-  always @(posedge clk)
-    ka <= \$207 ;
+    ka <= \$191 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$208 ;
+    vb <= \$192 ;
   always @(posedge clk)
-    rq0_beta_b <= data[38:18];
+    rq0_beta_b <= \data$113 [38:18];
   always @(posedge clk)
-    rq0_beta <= \$114 ;
+    rq0_beta <= \$110 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$116 [28:0];
+    rq0_acc_s1_0 <= \$112 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$117 [12:0];
+    rq0_shifted <= \$113 [12:0];
   always @(posedge clk)
-    rq0_under <= \$119 ;
+    rq0_under <= \$115 ;
   always @(posedge clk)
-    rq0_over <= \$121 ;
+    rq0_over <= \$117 ;
   always @(posedge clk)
-    v_out_d1 <= \$209 ;
+    v_out_d1 <= \$193 ;
   always @(posedge clk)
-    v_out_d2 <= \$210 ;
+    v_out_d2 <= \$194 ;
   always @(posedge clk)
-    \w_en$165  <= \$211 ;
+    \w_en$127  <= \$195 ;
   always @(posedge clk)
-    skipped_d1 <= \$212 ;
+    skipped_d1 <= \$196 ;
   always @(posedge clk)
-    skipped_d2 <= \$213 ;
+    skipped_d2 <= \$197 ;
   always @(posedge clk)
-    skipped_d3 <= \$214 ;
+    skipped_d3 <= \$198 ;
   always @(posedge clk)
-    skipped_d4 <= \$215 ;
+    skipped_d4 <= \$199 ;
   always @(posedge clk)
-    group_ended_d1 <= \$216 ;
+    group_ended_d1 <= \$200 ;
   always @(posedge clk)
-    credits_returned <= \$217 ;
+    credits_returned <= \$201 ;
   always @(posedge clk)
-    credits_space <= \$218 ;
+    credits_space <= \$202 ;
   always @(posedge clk)
-    credits_room <= \$219 ;
+    credits_room <= \$203 ;
   \flexor_digits.fc1.consts  consts (
-    .addr(addr),
+    .addr(\addr$110 ),
     .clk(clk),
-    .data(data)
+    .data(\data$113 )
   );
   \flexor_digits.fc1.dec_0_0_0  dec_0_0_0 (
-    .i(word1[5:0]),
+    .i(i),
     .o(o)
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
-    .i(word1[11:6]),
-    .o(\o$185 )
-  );
-  \flexor_digits.fc1.dec_0_0_2  dec_0_0_2 (
-    .i(word1[17:12]),
-    .o(\o$186 )
+    .i(word1[5:0]),
+    .o(\o$146 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(word1[23:18]),
-    .o(\o$189 )
+    .i(\i$66 ),
+    .o(\o$150 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
-    .i(word1[29:24]),
-    .o(\o$190 )
-  );
-  \flexor_digits.fc1.dec_1_0_2  dec_1_0_2 (
-    .i(word1[35:30]),
-    .o(\o$191 )
+    .i(word1[11:6]),
+    .o(\o$151 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$160 ),
-    .o__valid(\o__valid$162 ),
+    .o__ready(\o__ready$122 ),
+    .o__valid(o__valid),
     .rst(rst),
-    .w_en(\w_en$165 ),
+    .w_en(\w_en$127 ),
     .w_port__data(\$21 [7:0])
   );
-  \flexor_digits.fc1.rom  rom (
-    .addr(\addr$228 ),
+  \flexor_digits.fc1.heads  heads (
+    .addr(addr),
     .clk(clk),
-    .data(\data$229 )
+    .data(data)
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b0_copy (
+    .clk(clk),
+    .d(r_addr),
+    .q(\port__addr$35 )
+  );
+  \flexor_digits.fc1.rom  rom (
+    .addr(\addr$187 ),
+    .clk(clk),
+    .data(\data$188 )
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(data[17:0]),
+    .a(\data$113 [17:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$228 ),
+    .addr(\addr$187 ),
     .clk(clk),
-    .data(\data$229 ),
-    .o__payload(\o__payload$182 ),
+    .data(\data$188 ),
+    .o__payload(\o__payload$143 ),
     .o__ready(step),
-    .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [2:0];
+      r_next = \$15 [3:0];
     end
     if (load) begin
-      r_next = \$16 ;
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = \$25 [2:0];
+    \$121  = \$25 [3:0];
     if (rst) begin
-      \$125  = 3'h0;
+      \$121  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = \$26 ;
+    \$122  = \$26 ;
     if (rst) begin
-      \$126  = 1'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = w_count;
+    \$123  = w_count;
     if (take) begin
-      \$127  = \$29 [1:0];
+      \$123  = \$29 [2:0];
     end
     if (rst) begin
-      \$127  = 2'h0;
+      \$123  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = w_full;
+    \$124  = w_full;
     if (take) begin
       if (\$30 ) begin
-        \$128  = 1'h1;
+        \$124  = 1'h1;
       end
     end
     if (load) begin
-      \$128  = 1'h0;
+      \$124  = 1'h0;
     end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$125  = \$31 ;
+    if (rst) begin
+      \$125  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$126  = gap_zero_next;
+    if (rst) begin
+      \$126  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$127  = \$signal ;
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$128  = n_last_next;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = \$31 ;
+    \$129  = \$32 ;
     if (rst) begin
-      \$129  = 1'h1;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = gap_zero_next;
+    \$130  = r_next;
     if (rst) begin
-      \$130  = 1'h1;
+      \$130  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = \$signal ;
+    \$131  = s_idx;
+    if (step) begin
+      \$131  = \$34 [2:0];
+    end
     if (rst) begin
-      \$131  = 1'h0;
+      \$131  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = n_last_next;
+    \$132  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$132  = \$36 [5:0];
+      end
+    end
     if (rst) begin
-      \$132  = 1'h0;
+      \$132  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = \$32 ;
+    \$133  = active;
+    if (\$37 ) begin
+      \$133  = 1'h0;
+    end
+    if (load) begin
+      \$133  = 1'h1;
+    end
     if (rst) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = r_next;
+    \$134  = r_base;
+    if (load) begin
+      \$134  = { 1'h0, \$38  };
+    end
     if (rst) begin
-      \$134  = 3'h0;
+      \$134  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = s_idx;
+    \$135  = w_half;
+    if (load) begin
+      \$135  = \$39 ;
+    end
+    if (rst) begin
+      \$135  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$136  = gap;
+    if (\$40 ) begin
+      \$136  = 2'h1;
+    end else if (\$41 ) begin
+      \$136  = \$42 [1:0];
+    end
+    if (rst) begin
+      \$136  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$137  = col;
     if (step) begin
-      \$135  = \$34 [1:0];
+      \$137  = \$43 ;
     end
     if (rst) begin
-      \$135  = 2'h0;
+      \$137  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = n_idx;
+    \$138  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$136  = \$36 [5:0];
+        \$138  = \$48 [3:0];
       end
     end
     if (rst) begin
-      \$136  = 6'h00;
+      \$138  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = active;
-    if (\$37 ) begin
-      \$137  = 1'h0;
-    end
-    if (load) begin
-      \$137  = 1'h1;
-    end
-    if (rst) begin
-      \$137  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = r_base;
-    if (load) begin
-      \$138  = \$38 ;
-    end
-    if (rst) begin
-      \$138  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = w_half;
-    if (load) begin
-      \$139  = \$39 ;
-    end
-    if (rst) begin
-      \$139  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = gap;
-    if (\$40 ) begin
-      \$140  = 2'h1;
-    end else if (\$41 ) begin
-      \$140  = \$42 [1:0];
-    end
-    if (rst) begin
-      \$140  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = col;
+    \$139  = row_ph1;
     if (step) begin
-      \$141  = \$47 [3:0];
+      if (s_last) begin
+        \$139  = \$53 [3:0];
+      end
     end
+    if (rst) begin
+      \$139  = 4'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$140  = \$59 [3:0];
+    if (rst) begin
+      \$140  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$141  = \$65 [3:0];
     if (rst) begin
       \$141  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$142  = \$52 [3:0];
-      end
-    end
+    \$142  = step;
     if (rst) begin
-      \$142  = 4'h0;
+      \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$143  = \$57 [3:0];
-      end
-    end
+    \$143  = \$66 ;
     if (rst) begin
-      \$143  = 4'h4;
+      \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = \$63 [3:0];
+    \$144  = s_last;
     if (rst) begin
-      \$144  = 4'h0;
+      \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = \$69 [3:0];
-    if (rst) begin
-      \$145  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = step;
-    if (rst) begin
-      \$146  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = \$70 ;
-    if (rst) begin
-      \$147  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = s_last;
-    if (rst) begin
-      \$148  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = r_addr;
-    if (rst) begin
-      \$149  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = r_addr;
-    if (rst) begin
-      \$150  = 3'h1;
+    \$145  = carry0_0;
+    if (\$signal$141 ) begin
+      \$145  = word1[5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$151  = 5'h00;
+      \$146  = 5'h00;
     end else begin
-      \$151  = \port__data$122 [4:0];
+      \$146  = \port__data$147 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$152  = 5'h00;
+      \$147  = 5'h00;
     end else begin
-      \$152  = \port__data$122 [9:5];
+      \$147  = \port__data$147 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$153  = 5'h00;
+      \$148  = 5'h00;
     end else begin
-      \$153  = \port__data$122 [14:10];
+      \$148  = \port__data$147 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$154  = 5'h00;
+      \$149  = 5'h00;
     end else begin
-      \$154  = \port__data$122 [19:15];
+      \$149  = \port__data$147 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$155  = 5'h00;
+      \$150  = 5'h00;
     end else begin
-      \$155  = \port__data$122 [24:20];
+      \$150  = \port__data$147 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$156  = 5'h00;
+      \$151  = 5'h00;
     end else begin
-      \$156  = \port__data$122 [29:25];
+      \$151  = \port__data$147 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$157  = 5'h00;
+      \$152  = 5'h00;
     end else begin
-      \$157  = \port__data$122 [34:30];
+      \$152  = \port__data$147 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$158  = 5'h00;
+      \$153  = 5'h00;
     end else begin
-      \$158  = \port__data$122 [39:35];
+      \$153  = \port__data$147 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$159  = 5'h00;
+      \$154  = 5'h00;
     end else begin
-      \$159  = \port__data$122 [44:40];
+      \$154  = \port__data$147 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$160  = 5'h00;
+      \$155  = 5'h00;
     end else begin
-      \$160  = \port__data$122 [49:45];
+      \$155  = \port__data$147 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[10]) begin
-      \$161  = 5'h00;
-    end else begin
-      \$161  = \port__data$122 [54:50];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[11]) begin
-      \$162  = 5'h00;
-    end else begin
-      \$162  = \port__data$122 [59:55];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[12]) begin
-      \$163  = 5'h00;
-    end else begin
-      \$163  = \port__data$123 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[13]) begin
-      \$164  = 5'h00;
-    end else begin
-      \$164  = \port__data$123 [9:5];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[14]) begin
-      \$165  = 5'h00;
-    end else begin
-      \$165  = \port__data$123 [14:10];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$166  = 5'h00;
-    end else begin
-      \$166  = \port__data$123 [19:15];
+    \$156  = carry1_0;
+    if (\$signal$141 ) begin
+      \$156  = word1[11:6];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$167  = 5'h00;
+      \$157  = 5'h00;
     end else begin
-      \$167  = \port__data$122 [4:0];
+      \$157  = \port__data$147 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$168  = 5'h00;
+      \$158  = 5'h00;
     end else begin
-      \$168  = \port__data$122 [9:5];
+      \$158  = \port__data$147 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$169  = 5'h00;
+      \$159  = 5'h00;
     end else begin
-      \$169  = \port__data$122 [14:10];
+      \$159  = \port__data$147 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$170  = 5'h00;
+      \$160  = 5'h00;
     end else begin
-      \$170  = \port__data$122 [19:15];
+      \$160  = \port__data$147 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$171  = 5'h00;
+      \$161  = 5'h00;
     end else begin
-      \$171  = \port__data$122 [24:20];
+      \$161  = \port__data$147 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$172  = 5'h00;
+      \$162  = 5'h00;
     end else begin
-      \$172  = \port__data$122 [29:25];
+      \$162  = \port__data$147 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$173  = 5'h00;
+      \$163  = 5'h00;
     end else begin
-      \$173  = \port__data$122 [34:30];
+      \$163  = \port__data$147 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$174  = 5'h00;
+      \$164  = 5'h00;
     end else begin
-      \$174  = \port__data$122 [39:35];
+      \$164  = \port__data$147 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$175  = 5'h00;
+      \$165  = 5'h00;
     end else begin
-      \$175  = \port__data$122 [44:40];
+      \$165  = \port__data$147 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$176  = 5'h00;
+      \$166  = 5'h00;
     end else begin
-      \$176  = \port__data$122 [49:45];
+      \$166  = \port__data$147 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[10]) begin
-      \$177  = 5'h00;
-    end else begin
-      \$177  = \port__data$122 [54:50];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[11]) begin
-      \$178  = 5'h00;
-    end else begin
-      \$178  = \port__data$122 [59:55];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[12]) begin
-      \$179  = 5'h00;
-    end else begin
-      \$179  = \port__data$123 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[13]) begin
-      \$180  = 5'h00;
-    end else begin
-      \$180  = \port__data$123 [9:5];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[14]) begin
-      \$181  = 5'h00;
-    end else begin
-      \$181  = \port__data$123 [14:10];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[15]) begin
-      \$182  = 5'h00;
-    end else begin
-      \$182  = \port__data$123 [19:15];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = \$signal$179 ;
+    \$167  = \$signal$141 ;
     if (rst) begin
-      \$183  = 1'h0;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = v2_d1;
+    \$168  = v2_d1;
     if (rst) begin
-      \$184  = 1'h0;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = v2_d2;
+    \$169  = v2_d2;
     if (rst) begin
-      \$185  = 1'h0;
+      \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = v2_d3;
+    \$170  = v2_d3;
     if (rst) begin
-      \$186  = 1'h0;
+      \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = \$signal$180 ;
+    \$171  = \$signal$39 ;
     if (rst) begin
-      \$187  = 1'h0;
+      \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = first2_d1;
+    \$172  = first2_d1;
     if (rst) begin
-      \$188  = 1'h0;
+      \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = first2_d2;
+    \$173  = first2_d2;
     if (rst) begin
-      \$189  = 1'h0;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = first2_d3;
+    \$174  = first2_d3;
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$175  = last1;
+    if (rst) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$176  = last2_d1;
+    if (rst) begin
+      \$176  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$177  = last2_d2;
+    if (rst) begin
+      \$177  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$178  = last2_d3;
+    if (rst) begin
+      \$178  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$179  = group_end;
+    if (rst) begin
+      \$179  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$180  = xacc;
+    if (v2_d4) begin
+      \$180  = \$88 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$181  = xfin;
+    if (group_end) begin
+      \$181  = \$90 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$182  = acc0_0;
+    if (v2_d4) begin
+      \$182  = \$92 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$183  = fin0_0;
+    if (group_end) begin
+      \$183  = \$94 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$184  = bank0_0;
+    if (done) begin
+      \$184  = \$96 [11:0];
+    end else if (ser) begin
+      \$184  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$185  = acc1_0;
+    if (v2_d4) begin
+      \$185  = \$98 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$186  = fin1_0;
+    if (group_end) begin
+      \$186  = \$100 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$187  = bank1_0;
+    if (done) begin
+      \$187  = \$102 [11:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$188  = ser_left;
+    if (done) begin
+      \$188  = 2'h2;
+    end else if (ser) begin
+      \$188  = \$103 [1:0];
+    end
+    if (rst) begin
+      \$188  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = \addr$110 ;
+    if (ser) begin
+      \$189  = \$106 [6:0];
+    end
+    if (rst) begin
+      \$189  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$190  = \$107 ;
     if (rst) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = last1;
+    \$191  = \$109 ;
     if (rst) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = last2_d1;
+    \$192  = \$signal$173 ;
     if (rst) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = last2_d2;
+    \$193  = vb;
     if (rst) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = last2_d3;
+    \$194  = v_out_d1;
     if (rst) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = group_end;
+    \$195  = v_out_d2;
     if (rst) begin
       \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = xacc;
-    if (v2_d4) begin
-      \$196  = \$92 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = xfin;
-    if (group_end) begin
-      \$197  = \$94 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = acc0_0;
-    if (v2_d4) begin
-      \$198  = \$96 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = fin0_0;
-    if (group_end) begin
-      \$199  = \$98 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = bank0_0;
-    if (done) begin
-      \$200  = \$100 [11:0];
-    end else if (ser) begin
-      \$200  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = acc1_0;
-    if (v2_d4) begin
-      \$201  = \$102 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = fin1_0;
-    if (group_end) begin
-      \$202  = \$104 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = bank1_0;
-    if (done) begin
-      \$203  = \$106 [11:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = ser_left;
-    if (done) begin
-      \$204  = 2'h2;
-    end else if (ser) begin
-      \$204  = \$107 [1:0];
-    end
+    \$196  = ka;
     if (rst) begin
-      \$204  = 2'h0;
+      \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = addr;
-    if (ser) begin
-      \$205  = \$110 [6:0];
-    end
+    \$197  = skipped_d1;
     if (rst) begin
-      \$205  = 7'h00;
+      \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = \$111 ;
+    \$198  = skipped_d2;
     if (rst) begin
-      \$206  = 1'h0;
+      \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$113 ;
+    \$199  = skipped_d3;
     if (rst) begin
-      \$207  = 1'h0;
+      \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = \$signal$214 ;
+    \$200  = \$118 ;
     if (rst) begin
-      \$208  = 1'h0;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = vb;
+    \$201  = \$120 ;
     if (rst) begin
-      \$209  = 1'h0;
+      \$201  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = v_out_d1;
+    \$202  = \$24 [3:0];
     if (rst) begin
-      \$210  = 1'h0;
+      \$202  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = v_out_d2;
+    \$203  = credits_room_next;
     if (rst) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = ka;
-    if (rst) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = skipped_d1;
-    if (rst) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = skipped_d2;
-    if (rst) begin
-      \$214  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = skipped_d3;
-    if (rst) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = \$122 ;
-    if (rst) begin
-      \$216  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = \$124 ;
-    if (rst) begin
-      \$217  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = \$24 [3:0];
-    if (rst) begin
-      \$218  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = credits_room_next;
-    if (rst) begin
-      \$219  = 1'h1;
+      \$203  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
-  assign port__data = w_data_q[59:0];
+  assign w_data_q = port__data;
   assign w_en_p0 = port__en;
-  assign \port__addr$10  = port__addr;
-  assign \port__data$11  = w_data_q[79:60];
-  assign \port__en$12  = port__en;
-  assign w_addr = \$2 [2:0];
+  assign w_addr = \$2 [3:0];
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$38 ;
-  assign \port__en$40  = 1'h1;
-  assign r_addr_b1 = \port__addr$41 ;
-  assign \port__en$43  = 1'h1;
-  assign i = word1[5:0];
-  assign \i$46  = word1[11:6];
-  assign \i$47  = word1[17:12];
-  assign \i$83  = word1[23:18];
-  assign \i$84  = word1[29:24];
-  assign \i$85  = word1[35:30];
+  assign n_idx = addr;
+  assign r_addr_b0 = \port__addr$35 ;
+  assign \port__en$37  = 1'h1;
+  assign \i$42  = word1[5:0];
+  assign \i$68  = word1[11:6];
   assign shift = ser;
-  assign beat = addr;
-  assign a = data[17:0];
+  assign beat = \addr$110 ;
+  assign a = \data$113 [17:0];
   assign sa0_0 = b;
   assign rq0_y = \$21 [7:0];
-  assign \o__payload$159  = o__payload;
-  assign \o__ready$161  = \o__ready$160 ;
-  assign \o__valid$163  = \o__valid$162 ;
-  assign \w_data$164  = \$21 [7:0];
-  assign v_out_d3 = \w_en$165 ;
+  assign \o__payload$121  = o__payload;
+  assign \o__ready$123  = \o__ready$122 ;
+  assign \o__valid$125  = o__valid;
+  assign \w_data$126  = \$21 [7:0];
+  assign v_out_d3 = \w_en$127 ;
   assign space_next = \$24 [3:0];
+  assign \$3  = active;
   assign \$26  = take;
-  assign \$76  = { \o$185 [5:0], o };
-  assign \$86  = { \o$190 [5:0], \o$189  };
-  assign \$99  = { fin0_0, 1'h0 };
-  assign \$105  = { fin1_0, 1'h0 };
-  assign \$111  = ser;
-  assign \$112  = 1'h0;
-  assign \$113  = 1'h0;
-  assign \$115  = { p[29], p };
-  assign \$117  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$118  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$120  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$72  = o;
+  assign \$82  = \o$150 ;
+  assign \$95  = { fin0_0, 1'h0 };
+  assign \$101  = { fin1_0, 1'h0 };
+  assign \$107  = ser;
+  assign \$108  = 1'h0;
+  assign \$109  = 1'h0;
+  assign \$111  = { p[29], p };
+  assign \$113  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$116  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2363,44 +2109,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_digits.fc1.dec_0_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [5:0] i;
-  wire [5:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[3] ^ i[5];
-  assign \$3  = i[1] ^ i[3];
-  assign \$4  = i[1] ^ i[2];
-  assign \$5  = i[0] ^ i[5];
-  assign \$6  = i[2] ^ i[5];
-  assign \$7  = i[0] ^ i[1];
-  assign \$8  = i[3] ^ i[5];
-  assign \$9  = i[3] ^ i[5];
-  assign \$10  = i[0] ^ i[5];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_digits.fc1.dec_0_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$2 ;
@@ -2514,67 +2222,29 @@ module \flexor_digits.fc1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.dec_1_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [5:0] i;
-  wire [5:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[3] ^ i[5];
-  assign \$3  = i[1] ^ i[3];
-  assign \$4  = i[1] ^ i[2];
-  assign \$5  = i[0] ^ i[5];
-  assign \$6  = i[2] ^ i[5];
-  assign \$7  = i[0] ^ i[1];
-  assign \$8  = i[3] ^ i[5];
-  assign \$9  = i[3] ^ i[5];
-  assign \$10  = i[0] ^ i[5];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [4:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire [3:0] \$10 ;
+  wire [3:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
-  wire [4:0] \$17 ;
+  wire [3:0] \$16 ;
+  wire [3:0] \$17 ;
   wire \$18 ;
-  wire [4:0] \$19 ;
+  wire [3:0] \$19 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
+  wire [3:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
+  wire [3:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [4:0] \$26 ;
-  wire [4:0] \$27 ;
-  wire [5:0] \$28 ;
+  wire [3:0] \$26 ;
+  wire [3:0] \$27 ;
+  wire [4:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -2584,13 +2254,13 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [3:0] \$37 ;
+  reg [2:0] \$37 ;
   reg \$38 ;
   reg [7:0] \$39 ;
   wire \$4 ;
-  reg [3:0] \$40 ;
-  reg [3:0] \$41 ;
-  reg [3:0] \$42 ;
+  reg [2:0] \$40 ;
+  reg [2:0] \$41 ;
+  reg [2:0] \$42 ;
   reg \$43 ;
   wire \$5 ;
   wire \$6 ;
@@ -2613,25 +2283,25 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [3:0] r_port__addr;
+  wire [2:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [3:0] rd = 4'h0;
-  reg [3:0] rd_inc = 4'h1;
+  reg [2:0] rd = 3'h0;
+  reg [2:0] rd_inc = 3'h1;
   input rst;
   wire rst;
-  reg [3:0] used = 4'h0;
+  reg [2:0] used = 3'h0;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [3:0] w_port__addr = 4'h0;
+  reg [2:0] w_port__addr = 3'h0;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 4'h0 *)
-  wire [3:0] wr;
-  reg [7:0] \buf  [10:0];
+  (* init = 3'h0 *)
+  wire [2:0] wr;
+  reg [7:0] \buf  [6:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -2640,10 +2310,6 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
     \buf [4] = 8'h00;
     \buf [5] = 8'h00;
     \buf [6] = 8'h00;
-    \buf [7] = 8'h00;
-    \buf [8] = 8'h00;
-    \buf [9] = 8'h00;
-    \buf [10] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -2671,18 +2337,18 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 4'ha;
+  assign \$9  = rd_inc == 3'h6;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 5'h00 : \$10 ;
+  assign \$11  = \$9  ? 4'h0 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 4'ha;
+  assign \$15  = rd == 3'h6;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 5'h00 : \$16 ;
-  assign \$18  = w_port__addr == 4'ha;
+  assign \$17  = \$15  ? 4'h0 : \$16 ;
+  assign \$18  = w_port__addr == 3'h6;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 5'h00 : \$19 ;
+  assign \$20  = \$18  ? 4'h0 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -2690,7 +2356,7 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -2714,9 +2380,9 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
     w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = \$28 [3:0];
+    \$42  = \$28 [2:0];
     if (rst) begin
-      \$42  = 4'h0;
+      \$42  = 3'h0;
     end
   end
   always @* begin
@@ -2737,10 +2403,10 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$37  = rd_inc;
     if (pop) begin
-      \$37  = \$11 [3:0];
+      \$37  = \$11 [2:0];
     end
     if (rst) begin
-      \$37  = 4'h1;
+      \$37  = 3'h1;
     end
   end
   always @* begin
@@ -2764,20 +2430,20 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$40  = rd;
     if (pop) begin
-      \$40  = \$17 [3:0];
+      \$40  = \$17 [2:0];
     end
     if (rst) begin
-      \$40  = 4'h0;
+      \$40  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$41  = w_port__addr;
     if (push) begin
-      \$41  = \$20 [3:0];
+      \$41  = \$20 [2:0];
     end
     if (rst) begin
-      \$41  = 4'h0;
+      \$41  = 3'h0;
     end
   end
   assign head = o__payload;
@@ -2788,19 +2454,40 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.rom (data, addr, clk);
-  input [7:0] addr;
-  wire [7:0] addr;
+module \flexor_digits.fc1.heads (data, addr, clk);
+  input [5:0] addr;
+  wire [5:0] addr;
   input clk;
   wire clk;
-  output [35:0] data;
-  wire [35:0] data;
+  output [11:0] data;
+  wire [11:0] data;
+  flexor_rom_logic #(
+    .ADDR_WIDTH(32'd6),
+    .DEPTH(32'd64),
+    .INIT_FILE("flexor_digits_l0_heads.hex"),
+    .LATENCY(32'd1),
+    .WIDTH(32'd12)
+  ) rom (
+    .addr(addr),
+    .clk(clk),
+    .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_digits.fc1.rom (data, addr, clk);
+  input [8:0] addr;
+  wire [8:0] addr;
+  input clk;
+  wire clk;
+  output [11:0] data;
+  wire [11:0] data;
   flexor_rom #(
-    .ADDR_WIDTH(32'd8),
-    .DEPTH(32'd256),
+    .ADDR_WIDTH(32'd9),
+    .DEPTH(32'd448),
     .INIT_FILE("flexor_digits_l0_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd36)
+    .WIDTH(32'd12)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -2833,7 +2520,7 @@ module \flexor_digits.fc1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
+module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -2846,9 +2533,9 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [8:0] \$109 ;
+  wire [9:0] \$109 ;
   wire \$11 ;
-  wire [8:0] \$110 ;
+  wire [9:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
@@ -2870,14 +2557,14 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
+  reg [8:0] \$130 ;
   reg \$131 ;
   reg [1:0] \$132 ;
   reg [1:0] \$133 ;
-  reg [35:0] \$134 ;
-  reg [35:0] \$135 ;
-  reg [35:0] \$136 ;
-  reg [35:0] \$137 ;
+  reg [11:0] \$134 ;
+  reg [11:0] \$135 ;
+  reg [11:0] \$136 ;
+  reg [11:0] \$137 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -2906,7 +2593,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [35:0] \$4 ;
+  wire [11:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -2917,7 +2604,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [35:0] \$5 ;
+  wire [11:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -2973,8 +2660,8 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire [2:0] \$98 ;
   wire [3:0] \$99 ;
   reg [1:0] \$signal  = 2'h0;
-  output [7:0] addr;
-  reg [7:0] addr = 8'h00;
+  output [8:0] addr;
+  reg [8:0] addr = 9'h000;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -2982,23 +2669,22 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg at4 = 1'h0;
   input clk;
   wire clk;
-  input [35:0] data;
-  wire [35:0] data;
-  output [35:0] o__payload;
-  wire [35:0] o__payload;
+  input [11:0] data;
+  wire [11:0] data;
+  output [11:0] o__payload;
+  wire [11:0] o__payload;
   input o__ready;
   wire o__ready;
-  output o__valid;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 8'h00 *)
-  wire [7:0] raddr;
+  (* init = 9'h000 *)
+  wire [8:0] raddr;
   input rst;
   wire rst;
-  reg [35:0] slot0 = 36'h000000000;
-  reg [35:0] slot1 = 36'h000000000;
-  reg [35:0] slot2 = 36'h000000000;
-  reg [35:0] slot3 = 36'h000000000;
+  reg [11:0] slot0 = 12'h000;
+  reg [11:0] slot1 = 12'h000;
+  reg [11:0] slot2 = 12'h000;
+  reg [11:0] slot3 = 12'h000;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
@@ -3111,9 +2797,9 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   assign \$105  = \$104  < 3'h4;
   assign \$106  = at4 & \$105 ;
   assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
-  assign \$108  = addr == 8'hff;
+  assign \$108  = addr == 9'h1bf;
   assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 9'h000 : \$109 ;
+  assign \$110  = \$108  ? 10'h000 : \$109 ;
   assign \$111  = ~ at0;
   assign \$112  = \$111  & o__ready;
   assign \$113  = \$signal  == 2'h3;
@@ -3209,10 +2895,10 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$130  = addr;
     if (\$107 ) begin
-      \$130  = \$110 [7:0];
+      \$130  = \$110 [8:0];
     end
     if (rst) begin
-      \$130  = 8'h00;
+      \$130  = 9'h000;
     end
   end
   always @* begin
@@ -3474,8 +3160,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg \$109 ;
   wire \$11 ;
   reg \$110 ;
-  reg [4:0] \$111 ;
-  reg [5:0] \$112 ;
+  reg [5:0] \$111 ;
+  reg [7:0] \$112 ;
   reg [7:0] \$113 ;
   reg [7:0] \$114 ;
   reg [7:0] \$115 ;
@@ -3486,7 +3172,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire \$12 ;
   reg [7:0] \$120 ;
   reg [7:0] \$121 ;
-  reg [7:0] \$122 ;
+  reg \$122 ;
   reg \$123 ;
   reg \$124 ;
   reg \$125 ;
@@ -3500,15 +3186,15 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg \$132 ;
   reg \$133 ;
   reg \$134 ;
-  reg \$135 ;
+  reg [14:0] \$135 ;
   reg [14:0] \$136 ;
   reg [14:0] \$137 ;
   reg [14:0] \$138 ;
-  reg [14:0] \$139 ;
+  reg [15:0] \$139 ;
   wire [5:0] \$14 ;
-  reg [15:0] \$140 ;
-  reg \$141 ;
-  reg [3:0] \$142 ;
+  reg \$140 ;
+  reg [3:0] \$141 ;
+  reg \$142 ;
   reg \$143 ;
   reg \$144 ;
   reg \$145 ;
@@ -3522,10 +3208,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg \$152 ;
   reg \$153 ;
   reg \$154 ;
-  reg \$155 ;
+  reg [1:0] \$155 ;
   reg [1:0] \$156 ;
-  reg [1:0] \$157 ;
-  reg \$158 ;
+  reg \$157 ;
   wire [3:0] \$16 ;
   wire [19:0] \$17 ;
   wire [19:0] \$18 ;
@@ -3702,13 +3387,12 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire [32:0] p;
   wire [19:0] \p$147 ;
   reg [4:0] port__addr = 5'h00;
-  reg [4:0] \port__addr$33  = 5'h00;
+  wire [4:0] \port__addr$33 ;
   reg [79:0] port__data = 80'h00000000000000000000;
-  wire [79:0] \port__data$65 ;
+  wire [79:0] \port__data$121 ;
   reg port__en = 1'h0;
   wire \port__en$35 ;
   reg [4:0] r_addr = 5'h00;
-  (* init = 5'h00 *)
   wire [4:0] r_addr_b0;
   reg [4:0] r_base = 5'h00;
   reg [4:0] r_next;
@@ -3796,7 +3480,6 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg [9:0] xsum_l2_1 = 10'h000;
   reg [8:0] xsum_l2_2 = 9'h000;
   reg [11:0] xsum_l4_0 = 12'h000;
-  reg [11:0] xsum_q_d1 = 12'h000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -3815,6 +3498,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire [10:0] xsum_w2_0;
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
+  reg [79:0] xword_d1 = 80'h00000000000000000000;
   reg [79:0] vectors [25:0];
   initial begin
     vectors[0] = 80'h00000000000000000000;
@@ -3852,7 +3536,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$33 ];
   end
-  assign \port__data$65  = _0_;
+  assign \port__data$121  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'hd;
@@ -3884,11 +3568,11 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign xsum_w0_0 = \port__data$65 [7:0] + \port__data$65 [15:8];
-  assign xsum_w0_2 = \port__data$65 [23:16] + \port__data$65 [31:24];
-  assign xsum_w0_4 = \port__data$65 [39:32] + \port__data$65 [47:40];
-  assign xsum_w0_6 = \port__data$65 [55:48] + \port__data$65 [63:56];
-  assign xsum_w0_8 = \port__data$65 [71:64] + \port__data$65 [79:72];
+  assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
+  assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
+  assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
+  assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
+  assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
@@ -3936,9 +3620,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   assign \$58  = off1_0[3] ? \$50  : \$57 ;
   assign \$59  = ~ \$58 ;
   assign \$60  = first2_d4 ? 15'h0000 : xacc;
-  assign \$61  = \$60  + xsum_q_d1;
+  assign \$61  = \$60  + xsum_l4_0;
   assign \$62  = first2_d4 ? 15'h0000 : xacc;
-  assign \$63  = \$62  + xsum_q_d1;
+  assign \$63  = \$62  + xsum_l4_0;
   assign \$64  = first2_d4 ? 15'h0000 : acc0_0;
   assign \$65  = \$64  + t0_0_l4_0;
   assign \$66  = first2_d4 ? 15'h0000 : acc0_0;
@@ -4003,31 +3687,29 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   always @(posedge clk)
     \i$40  <= \o__payload$117 ;
   always @(posedge clk)
-    \port__addr$33  <= \$111 ;
-  always @(posedge clk)
-    carry0_0 <= \$112 ;
+    carry0_0 <= \$111 ;
   always @(posedge clk)
     w0_0 <= \$59 ;
   always @(posedge clk)
-    m0_0_0 <= \$113 ;
+    m0_0_0 <= \$112 ;
   always @(posedge clk)
-    m0_0_1 <= \$114 ;
+    m0_0_1 <= \$113 ;
   always @(posedge clk)
-    m0_0_2 <= \$115 ;
+    m0_0_2 <= \$114 ;
   always @(posedge clk)
-    m0_0_3 <= \$116 ;
+    m0_0_3 <= \$115 ;
   always @(posedge clk)
-    m0_0_4 <= \$117 ;
+    m0_0_4 <= \$116 ;
   always @(posedge clk)
-    m0_0_5 <= \$118 ;
+    m0_0_5 <= \$117 ;
   always @(posedge clk)
-    m0_0_6 <= \$119 ;
+    m0_0_6 <= \$118 ;
   always @(posedge clk)
-    m0_0_7 <= \$120 ;
+    m0_0_7 <= \$119 ;
   always @(posedge clk)
-    m0_0_8 <= \$121 ;
+    m0_0_8 <= \$120 ;
   always @(posedge clk)
-    m0_0_9 <= \$122 ;
+    m0_0_9 <= \$121 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -4037,6 +3719,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
+    xword_d1 <= \port__data$121 ;
+  always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     xsum_l2_1 <= xsum_w1_2;
@@ -4045,55 +3729,53 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    xsum_q_d1 <= xsum_l4_0;
+    v2_d1 <= \$122 ;
   always @(posedge clk)
-    v2_d1 <= \$123 ;
+    v2_d2 <= \$123 ;
   always @(posedge clk)
-    v2_d2 <= \$124 ;
+    v2_d3 <= \$124 ;
   always @(posedge clk)
-    v2_d3 <= \$125 ;
+    v2_d4 <= \$125 ;
   always @(posedge clk)
-    v2_d4 <= \$126 ;
+    first2_d1 <= \$126 ;
   always @(posedge clk)
-    first2_d1 <= \$127 ;
+    first2_d2 <= \$127 ;
   always @(posedge clk)
-    first2_d2 <= \$128 ;
+    first2_d3 <= \$128 ;
   always @(posedge clk)
-    first2_d3 <= \$129 ;
+    first2_d4 <= \$129 ;
   always @(posedge clk)
-    first2_d4 <= \$130 ;
+    last2_d1 <= \$130 ;
   always @(posedge clk)
-    last2_d1 <= \$131 ;
+    last2_d2 <= \$131 ;
   always @(posedge clk)
-    last2_d2 <= \$132 ;
+    last2_d3 <= \$132 ;
   always @(posedge clk)
-    last2_d3 <= \$133 ;
+    last2_d4 <= \$133 ;
   always @(posedge clk)
-    last2_d4 <= \$134 ;
+    done <= \$134 ;
   always @(posedge clk)
-    done <= \$135 ;
+    xacc <= \$135 ;
   always @(posedge clk)
-    xacc <= \$136 ;
+    xfin <= \$136 ;
   always @(posedge clk)
-    xfin <= \$137 ;
+    acc0_0 <= \$137 ;
   always @(posedge clk)
-    acc0_0 <= \$138 ;
+    fin0_0 <= \$138 ;
   always @(posedge clk)
-    fin0_0 <= \$139 ;
+    bank0_0 <= \$139 ;
   always @(posedge clk)
-    bank0_0 <= \$140 ;
+    ser_left <= \$140 ;
   always @(posedge clk)
-    ser_left <= \$141 ;
+    \addr$83  <= \$141 ;
   always @(posedge clk)
-    \addr$83  <= \$142 ;
+    \$signal$140  <= \$142 ;
   always @(posedge clk)
-    \$signal$140  <= \$143 ;
-  always @(posedge clk)
-    ka <= \$144 ;
+    ka <= \$143 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$145 ;
+    vb <= \$144 ;
   always @(posedge clk)
     rq0_beta_b <= \data$86 [44:21];
   always @(posedge clk)
@@ -4111,31 +3793,31 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   always @(posedge clk)
     rq0_over <= \$86 ;
   always @(posedge clk)
-    v_out_d1 <= \$146 ;
+    v_out_d1 <= \$145 ;
   always @(posedge clk)
-    v_out_d2 <= \$147 ;
+    v_out_d2 <= \$146 ;
   always @(posedge clk)
-    v_out_d3 <= \$148 ;
+    v_out_d3 <= \$147 ;
   always @(posedge clk)
-    \w_en$102  <= \$149 ;
+    \w_en$102  <= \$148 ;
   always @(posedge clk)
-    skipped_d1 <= \$150 ;
+    skipped_d1 <= \$149 ;
   always @(posedge clk)
-    skipped_d2 <= \$151 ;
+    skipped_d2 <= \$150 ;
   always @(posedge clk)
-    skipped_d3 <= \$152 ;
+    skipped_d3 <= \$151 ;
   always @(posedge clk)
-    skipped_d4 <= \$153 ;
+    skipped_d4 <= \$152 ;
   always @(posedge clk)
-    skipped_d5 <= \$154 ;
+    skipped_d5 <= \$153 ;
   always @(posedge clk)
-    group_ended_d1 <= \$155 ;
+    group_ended_d1 <= \$154 ;
   always @(posedge clk)
-    credits_returned <= \$156 ;
+    credits_returned <= \$155 ;
   always @(posedge clk)
-    credits_space <= \$157 ;
+    credits_space <= \$156 ;
   always @(posedge clk)
-    credits_room <= \$158 ;
+    credits_room <= \$157 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$83 ),
     .clk(clk),
@@ -4162,6 +3844,13 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
     .addr(addr),
     .clk(clk),
     .data(data)
+  );
+  flexor_copy #(
+    .WIDTH(32'd5)
+  ) r_addr_b0_copy (
+    .clk(clk),
+    .d(r_addr),
+    .q(\port__addr$33 )
   );
   \flexor_digits.fc2.rom  rom (
     .addr(\addr$159 ),
@@ -4386,366 +4075,359 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = r_addr;
-    if (rst) begin
-      \$111  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = carry0_0;
+    \$111  = carry0_0;
     if (\$signal$115 ) begin
-      \$112  = \i$40 ;
+      \$111  = \i$40 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$113  = 8'h00;
+      \$112  = 8'h00;
     end else begin
-      \$113  = \port__data$65 [7:0];
+      \$112  = \port__data$121 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$114  = 8'h00;
+      \$113  = 8'h00;
     end else begin
-      \$114  = \port__data$65 [15:8];
+      \$113  = \port__data$121 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$115  = 8'h00;
+      \$114  = 8'h00;
     end else begin
-      \$115  = \port__data$65 [23:16];
+      \$114  = \port__data$121 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$116  = 8'h00;
+      \$115  = 8'h00;
     end else begin
-      \$116  = \port__data$65 [31:24];
+      \$115  = \port__data$121 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$117  = 8'h00;
+      \$116  = 8'h00;
     end else begin
-      \$117  = \port__data$65 [39:32];
+      \$116  = \port__data$121 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$118  = 8'h00;
+      \$117  = 8'h00;
     end else begin
-      \$118  = \port__data$65 [47:40];
+      \$117  = \port__data$121 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$119  = 8'h00;
+      \$118  = 8'h00;
     end else begin
-      \$119  = \port__data$65 [55:48];
+      \$118  = \port__data$121 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$120  = 8'h00;
+      \$119  = 8'h00;
     end else begin
-      \$120  = \port__data$65 [63:56];
+      \$119  = \port__data$121 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$121  = 8'h00;
+      \$120  = 8'h00;
     end else begin
-      \$121  = \port__data$65 [71:64];
+      \$120  = \port__data$121 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$122  = 8'h00;
+      \$121  = 8'h00;
     end else begin
-      \$122  = \port__data$65 [79:72];
+      \$121  = \port__data$121 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = \$signal$115 ;
+    \$122  = \$signal$115 ;
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$123  = v2_d1;
     if (rst) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = v2_d1;
+    \$124  = v2_d2;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = v2_d2;
+    \$125  = v2_d3;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = v2_d3;
+    \$126  = \$signal$37 ;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = \$signal$37 ;
+    \$127  = first2_d1;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = first2_d1;
+    \$128  = first2_d2;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$129  = first2_d2;
+    \$129  = first2_d3;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$130  = first2_d3;
+    \$130  = last1;
     if (rst) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$131  = last1;
+    \$131  = last2_d1;
     if (rst) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$132  = last2_d1;
+    \$132  = last2_d2;
     if (rst) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$133  = last2_d2;
+    \$133  = last2_d3;
     if (rst) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$134  = last2_d3;
+    \$134  = group_end;
     if (rst) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$135  = group_end;
-    if (rst) begin
-      \$135  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$136  = xacc;
+    \$135  = xacc;
     if (v2_d4) begin
-      \$136  = \$61 [14:0];
+      \$135  = \$61 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$137  = xfin;
+    \$136  = xfin;
     if (group_end) begin
-      \$137  = \$63 [14:0];
+      \$136  = \$63 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = acc0_0;
+    \$137  = acc0_0;
     if (v2_d4) begin
-      \$138  = \$65 [14:0];
+      \$137  = \$65 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = fin0_0;
+    \$138  = fin0_0;
     if (group_end) begin
-      \$139  = \$67 [14:0];
+      \$138  = \$67 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = bank0_0;
+    \$139  = bank0_0;
     if (done) begin
-      \$140  = \$69 [15:0];
+      \$139  = \$69 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = ser_left;
+    \$140  = ser_left;
     if (done) begin
-      \$141  = 1'h1;
+      \$140  = 1'h1;
     end else if (ser) begin
-      \$141  = \$70 [0];
+      \$140  = \$70 [0];
     end
     if (rst) begin
-      \$141  = 1'h0;
+      \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = \addr$83 ;
+    \$141  = \addr$83 ;
     if (ser) begin
-      \$142  = \$73 [3:0];
+      \$141  = \$73 [3:0];
     end
     if (rst) begin
-      \$142  = 4'h0;
+      \$141  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = \$74 ;
+    \$142  = \$74 ;
+    if (rst) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$143  = \$76 ;
     if (rst) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = \$76 ;
+    \$144  = \$signal$140 ;
     if (rst) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = \$signal$140 ;
+    \$145  = vb;
     if (rst) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = vb;
+    \$146  = v_out_d1;
     if (rst) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = v_out_d1;
+    \$147  = v_out_d2;
     if (rst) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = v_out_d2;
+    \$148  = v_out_d3;
     if (rst) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = v_out_d3;
+    \$149  = ka;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = ka;
+    \$150  = skipped_d1;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = skipped_d1;
+    \$151  = skipped_d2;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = skipped_d2;
+    \$152  = skipped_d3;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = skipped_d3;
+    \$153  = skipped_d4;
     if (rst) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = skipped_d4;
+    \$154  = \$87 ;
     if (rst) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = \$87 ;
+    \$155  = \$89 ;
     if (rst) begin
-      \$155  = 1'h0;
+      \$155  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = \$89 ;
+    \$156  = \$21 [1:0];
     if (rst) begin
-      \$156  = 2'h0;
+      \$156  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = \$21 [1:0];
+    \$157  = credits_room_next;
     if (rst) begin
-      \$157  = 2'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = credits_room_next;
-    if (rst) begin
-      \$158  = 1'h1;
+      \$157  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -5634,16 +5316,17 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [15:0] \$22 ;
-  reg [79:0] \$23 ;
-  reg \$24 ;
+  wire [9:0] \$22 ;
+  wire [49:0] \$23 ;
+  reg [49:0] \$24 ;
   reg \$25 ;
   reg \$26 ;
-  reg [5:0] \$27 ;
-  reg \$28 ;
-  reg [15:0] \$29 ;
+  reg \$27 ;
+  reg [5:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
-  reg [79:0] \$30 ;
+  reg [9:0] \$30 ;
+  reg [49:0] \$31 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -5651,7 +5334,7 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
   wire \$8 ;
   wire \$9 ;
   wire \$signal ;
-  reg [15:0] at = 16'h0001;
+  reg [9:0] at = 10'h001;
   reg [5:0] beat = 6'h00;
   input clk;
   wire clk;
@@ -5663,23 +5346,23 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
-  output [79:0] o__payload;
-  reg [79:0] o__payload = 80'h00000000000000000000;
+  output [49:0] o__payload;
+  reg [49:0] o__payload = 50'h0000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  (* init = 80'h00000000000000000000 *)
-  wire [79:0] out;
+  (* init = 50'h0000000000000 *)
+  wire [49:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst;
   wire rst;
   wire take;
   wire valid_next;
-  reg [79:0] word = 80'h00000000000000000000;
+  reg [49:0] word = 50'h0000000000000;
   assign take = i__valid & i__ready;
-  assign \$1  = at[15] | last;
+  assign \$1  = at[9] | last;
   assign \$2  = take & \$1 ;
   assign \$3  = ~ o__valid;
   assign \$4  = \$3  | o__ready;
@@ -5701,87 +5384,88 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
   assign \$18  = last ? 7'h00 : \$17 ;
   assign \$19  = beat == 6'h3e;
   assign \$20  = last ? 1'h0 : \$19 ;
-  assign \$21  = at[15] | last;
-  assign \$22  = \$21  ? 16'h0001 : { at[14:0], at[15] };
+  assign \$21  = at[9] | last;
+  assign \$22  = \$21  ? 10'h001 : { at[8:0], at[9] };
+  assign \$23  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
   always @(posedge clk)
-    o__payload <= \$23 ;
+    o__payload <= \$24 ;
   always @(posedge clk)
-    o__valid <= \$24 ;
+    o__valid <= \$25 ;
   always @(posedge clk)
-    full <= \$25 ;
+    full <= \$26 ;
   always @(posedge clk)
-    i__ready <= \$26 ;
+    i__ready <= \$27 ;
   always @(posedge clk)
-    beat <= \$27 ;
+    beat <= \$28 ;
   always @(posedge clk)
-    last <= \$28 ;
+    last <= \$29 ;
   always @(posedge clk)
-    at <= \$29 ;
+    at <= \$30 ;
   always @(posedge clk)
-    word <= \$30 ;
+    word <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$23  = o__payload;
+    \$24  = o__payload;
     if (\$13 ) begin
-      \$23  = word;
+      \$24  = word;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$24  = valid_next;
-    if (rst) begin
-      \$24  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$25  = \$signal ;
+    \$25  = valid_next;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$26  = \$16 ;
+    \$26  = \$signal ;
     if (rst) begin
-      \$26  = 1'h1;
+      \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$27  = beat;
-    if (take) begin
-      \$27  = \$18 [5:0];
-    end
+    \$27  = \$16 ;
     if (rst) begin
-      \$27  = 6'h00;
+      \$27  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$28  = last;
+    \$28  = beat;
     if (take) begin
-      \$28  = \$20 ;
+      \$28  = \$18 [5:0];
     end
     if (rst) begin
-      \$28  = 1'h0;
+      \$28  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$29  = at;
+    \$29  = last;
     if (take) begin
-      \$29  = \$22 ;
+      \$29  = \$20 ;
     end
     if (rst) begin
-      \$29  = 16'h0001;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$30  = word;
+    \$30  = at;
     if (take) begin
-      \$30  = { i__payload, word[79:5] };
+      \$30  = \$22 ;
+    end
+    if (rst) begin
+      \$30  = 10'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$31  = word;
+    if (take) begin
+      \$31  = \$23 ;
     end
   end
   assign ready = i__ready;
@@ -5970,4 +5654,16 @@ module flexor_mul #(
     assign prod = p_r;
 `endif
     assign p = prod[P_WIDTH-1:0];
+endmodule
+// flexor_copy: q <= d, one of several copies of a register that fans out widely. Yosys
+// merges identical flip-flops bit by bit (whatever their initial values), so each copy's
+// process is kept.
+module flexor_copy #(
+    parameter WIDTH = 1
+) (
+    input wire clk,
+    input wire [WIDTH-1:0] d,
+    output reg [WIDTH-1:0] q = 0
+);
+    (* keep *) always @(posedge clk) q <= d;
 endmodule

@@ -599,10 +599,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg \$120 ;
   reg \$121 ;
   reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
   reg [7:0] \$127 ;
   reg [7:0] \$128 ;
   reg [7:0] \$129 ;
@@ -626,11 +626,11 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg [7:0] \$145 ;
   reg [7:0] \$146 ;
   reg [7:0] \$147 ;
-  reg [7:0] \$148 ;
-  reg [7:0] \$149 ;
+  reg \$148 ;
+  reg \$149 ;
   wire [1:0] \$15 ;
-  reg [7:0] \$150 ;
-  reg [7:0] \$151 ;
+  reg \$150 ;
+  reg \$151 ;
   reg \$152 ;
   reg \$153 ;
   reg \$154 ;
@@ -644,18 +644,18 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg \$161 ;
   reg \$162 ;
   reg \$163 ;
-  reg \$164 ;
-  reg \$165 ;
-  reg \$166 ;
-  reg \$167 ;
-  reg [12:0] \$168 ;
-  reg [12:0] \$169 ;
+  reg [12:0] \$164 ;
+  reg [12:0] \$165 ;
+  reg [12:0] \$166 ;
+  reg [12:0] \$167 ;
+  reg [13:0] \$168 ;
+  reg \$169 ;
   wire [10:0] \$17 ;
-  reg [12:0] \$170 ;
-  reg [12:0] \$171 ;
-  reg [13:0] \$172 ;
+  reg [4:0] \$170 ;
+  reg \$171 ;
+  reg \$172 ;
   reg \$173 ;
-  reg [4:0] \$174 ;
+  reg \$174 ;
   reg \$175 ;
   reg \$176 ;
   reg \$177 ;
@@ -663,13 +663,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg \$179 ;
   wire [10:0] \$18 ;
   reg \$180 ;
-  reg \$181 ;
-  reg \$182 ;
+  reg [1:0] \$181 ;
+  reg [4:0] \$182 ;
   reg \$183 ;
-  reg \$184 ;
-  reg [1:0] \$185 ;
-  reg [4:0] \$186 ;
-  reg \$187 ;
   wire [5:0] \$19 ;
   wire [2:0] \$2 ;
   wire \$20 ;
@@ -858,10 +854,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire \port__addr$13 ;
   (* init = 1'h0 *)
   wire \port__addr$16 ;
-  reg \port__addr$42  = 1'h0;
-  reg \port__addr$45  = 1'h1;
-  reg \port__addr$48  = 1'h0;
-  reg \port__addr$51  = 1'h1;
+  wire \port__addr$42 ;
+  wire \port__addr$45 ;
+  wire \port__addr$48 ;
+  wire \port__addr$51 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$11 ;
   wire [63:0] \port__data$14 ;
@@ -882,13 +878,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire \port__en$50 ;
   wire \port__en$53 ;
   reg r_addr = 1'h0;
-  (* init = 1'h0 *)
   wire r_addr_b0;
-  (* init = 1'h1 *)
   wire r_addr_b1;
-  (* init = 1'h0 *)
   wire r_addr_b2;
-  (* init = 1'h1 *)
   wire r_addr_b3;
   reg r_base = 1'h0;
   reg r_next;
@@ -1303,67 +1295,59 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk)
     word1 <= \o__payload$186 ;
   always @(posedge clk)
-    \port__addr$42  <= \$123 ;
-  always @(posedge clk)
-    \port__addr$45  <= \$124 ;
-  always @(posedge clk)
-    \port__addr$48  <= \$125 ;
-  always @(posedge clk)
-    \port__addr$51  <= \$126 ;
-  always @(posedge clk)
     xdata_d1 <= { \port__data$190 , \port__data$189 , \port__data$188 , \port__data$187  };
   always @(posedge clk)
     w0_0 <= \$74 ;
   always @(posedge clk)
-    m0_0_0 <= \$127 ;
+    m0_0_0 <= \$123 ;
   always @(posedge clk)
-    m0_0_1 <= \$128 ;
+    m0_0_1 <= \$124 ;
   always @(posedge clk)
-    m0_0_2 <= \$129 ;
+    m0_0_2 <= \$125 ;
   always @(posedge clk)
-    m0_0_3 <= \$130 ;
+    m0_0_3 <= \$126 ;
   always @(posedge clk)
-    m0_0_4 <= \$131 ;
+    m0_0_4 <= \$127 ;
   always @(posedge clk)
-    m0_0_5 <= \$132 ;
+    m0_0_5 <= \$128 ;
   always @(posedge clk)
-    m0_0_6 <= \$133 ;
+    m0_0_6 <= \$129 ;
   always @(posedge clk)
-    m0_0_7 <= \$134 ;
+    m0_0_7 <= \$130 ;
   always @(posedge clk)
-    m0_0_8 <= \$135 ;
+    m0_0_8 <= \$131 ;
   always @(posedge clk)
-    m0_0_9 <= \$136 ;
+    m0_0_9 <= \$132 ;
   always @(posedge clk)
-    m0_0_10 <= \$137 ;
+    m0_0_10 <= \$133 ;
   always @(posedge clk)
-    m0_0_11 <= \$138 ;
+    m0_0_11 <= \$134 ;
   always @(posedge clk)
-    m0_0_12 <= \$139 ;
+    m0_0_12 <= \$135 ;
   always @(posedge clk)
-    m0_0_13 <= \$140 ;
+    m0_0_13 <= \$136 ;
   always @(posedge clk)
-    m0_0_14 <= \$141 ;
+    m0_0_14 <= \$137 ;
   always @(posedge clk)
-    m0_0_15 <= \$142 ;
+    m0_0_15 <= \$138 ;
   always @(posedge clk)
-    m0_0_16 <= \$143 ;
+    m0_0_16 <= \$139 ;
   always @(posedge clk)
-    m0_0_17 <= \$144 ;
+    m0_0_17 <= \$140 ;
   always @(posedge clk)
-    m0_0_18 <= \$145 ;
+    m0_0_18 <= \$141 ;
   always @(posedge clk)
-    m0_0_19 <= \$146 ;
+    m0_0_19 <= \$142 ;
   always @(posedge clk)
-    m0_0_20 <= \$147 ;
+    m0_0_20 <= \$143 ;
   always @(posedge clk)
-    m0_0_21 <= \$148 ;
+    m0_0_21 <= \$144 ;
   always @(posedge clk)
-    m0_0_22 <= \$149 ;
+    m0_0_22 <= \$145 ;
   always @(posedge clk)
-    m0_0_23 <= \$150 ;
+    m0_0_23 <= \$146 ;
   always @(posedge clk)
-    m0_0_24 <= \$151 ;
+    m0_0_24 <= \$147 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1407,59 +1391,59 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk)
     xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d1 <= \$152 ;
+    v2_d1 <= \$148 ;
   always @(posedge clk)
-    v2_d2 <= \$153 ;
+    v2_d2 <= \$149 ;
   always @(posedge clk)
-    v2_d3 <= \$154 ;
+    v2_d3 <= \$150 ;
   always @(posedge clk)
-    v2_d4 <= \$155 ;
+    v2_d4 <= \$151 ;
   always @(posedge clk)
-    v2_d5 <= \$156 ;
+    v2_d5 <= \$152 ;
   always @(posedge clk)
-    first2_d1 <= \$157 ;
+    first2_d1 <= \$153 ;
   always @(posedge clk)
-    first2_d2 <= \$158 ;
+    first2_d2 <= \$154 ;
   always @(posedge clk)
-    first2_d3 <= \$159 ;
+    first2_d3 <= \$155 ;
   always @(posedge clk)
-    first2_d4 <= \$160 ;
+    first2_d4 <= \$156 ;
   always @(posedge clk)
-    first2_d5 <= \$161 ;
+    first2_d5 <= \$157 ;
   always @(posedge clk)
-    last2_d1 <= \$162 ;
+    last2_d1 <= \$158 ;
   always @(posedge clk)
-    last2_d2 <= \$163 ;
+    last2_d2 <= \$159 ;
   always @(posedge clk)
-    last2_d3 <= \$164 ;
+    last2_d3 <= \$160 ;
   always @(posedge clk)
-    last2_d4 <= \$165 ;
+    last2_d4 <= \$161 ;
   always @(posedge clk)
-    last2_d5 <= \$166 ;
+    last2_d5 <= \$162 ;
   always @(posedge clk)
-    done <= \$167 ;
+    done <= \$163 ;
   always @(posedge clk)
-    xacc <= \$168 ;
+    xacc <= \$164 ;
   always @(posedge clk)
-    xfin <= \$169 ;
+    xfin <= \$165 ;
   always @(posedge clk)
-    acc0_0 <= \$170 ;
+    acc0_0 <= \$166 ;
   always @(posedge clk)
-    fin0_0 <= \$171 ;
+    fin0_0 <= \$167 ;
   always @(posedge clk)
-    bank0_0 <= \$172 ;
+    bank0_0 <= \$168 ;
   always @(posedge clk)
-    ser_left <= \$173 ;
+    ser_left <= \$169 ;
   always @(posedge clk)
-    addr <= \$174 ;
+    addr <= \$170 ;
   always @(posedge clk)
-    \$signal$217  <= \$175 ;
+    \$signal$217  <= \$171 ;
   always @(posedge clk)
-    ka <= \$176 ;
+    ka <= \$172 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$177 ;
+    vb <= \$173 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
@@ -1473,25 +1457,25 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk)
     rq0_over <= \$99 ;
   always @(posedge clk)
-    v_out_d1 <= \$178 ;
+    v_out_d1 <= \$174 ;
   always @(posedge clk)
-    v_out_d2 <= \$179 ;
+    v_out_d2 <= \$175 ;
   always @(posedge clk)
-    \w_en$171  <= \$180 ;
+    \w_en$171  <= \$176 ;
   always @(posedge clk)
-    skipped_d1 <= \$181 ;
+    skipped_d1 <= \$177 ;
   always @(posedge clk)
-    skipped_d2 <= \$182 ;
+    skipped_d2 <= \$178 ;
   always @(posedge clk)
-    skipped_d3 <= \$183 ;
+    skipped_d3 <= \$179 ;
   always @(posedge clk)
-    skipped_d4 <= \$184 ;
+    skipped_d4 <= \$180 ;
   always @(posedge clk)
-    credits_returned <= \$185 ;
+    credits_returned <= \$181 ;
   always @(posedge clk)
-    credits_space <= \$186 ;
+    credits_space <= \$182 ;
   always @(posedge clk)
-    credits_room <= \$187 ;
+    credits_room <= \$183 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1513,6 +1497,34 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
     .rst(rst),
     .w_en(\w_en$171 ),
     .w_port__data(\$18 [7:0])
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) r_addr_b0_copy (
+    .clk(clk),
+    .d(r_next),
+    .q(\port__addr$42 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) r_addr_b1_copy (
+    .clk(clk),
+    .d(r_next),
+    .q(\port__addr$45 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) r_addr_b2_copy (
+    .clk(clk),
+    .d(r_next),
+    .q(\port__addr$48 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) r_addr_b3_copy (
+    .clk(clk),
+    .d(r_next),
+    .q(\port__addr$51 )
   );
   \flexor_lenet5.conv1.rom  rom (
     .addr(\addr$231 ),
@@ -1732,515 +1744,487 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = r_next;
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = r_next;
-    if (rst) begin
-      \$124  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = r_next;
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = r_next;
-    if (rst) begin
-      \$126  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$127  = 8'h00;
+      \$123  = 8'h00;
     end else begin
-      \$127  = xdata_d1[7:0];
+      \$123  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$128  = 8'h00;
+      \$124  = 8'h00;
     end else begin
-      \$128  = xdata_d1[15:8];
+      \$124  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$129  = 8'h00;
+      \$125  = 8'h00;
     end else begin
-      \$129  = xdata_d1[23:16];
+      \$125  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$130  = 8'h00;
+      \$126  = 8'h00;
     end else begin
-      \$130  = xdata_d1[31:24];
+      \$126  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$131  = 8'h00;
+      \$127  = 8'h00;
     end else begin
-      \$131  = xdata_d1[39:32];
+      \$127  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$132  = 8'h00;
+      \$128  = 8'h00;
     end else begin
-      \$132  = xdata_d1[47:40];
+      \$128  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$133  = 8'h00;
+      \$129  = 8'h00;
     end else begin
-      \$133  = xdata_d1[55:48];
+      \$129  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$134  = 8'h00;
+      \$130  = 8'h00;
     end else begin
-      \$134  = xdata_d1[63:56];
+      \$130  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$135  = 8'h00;
+      \$131  = 8'h00;
     end else begin
-      \$135  = xdata_d1[71:64];
+      \$131  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$136  = 8'h00;
+      \$132  = 8'h00;
     end else begin
-      \$136  = xdata_d1[79:72];
+      \$132  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$137  = 8'h00;
+      \$133  = 8'h00;
     end else begin
-      \$137  = xdata_d1[87:80];
+      \$133  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$138  = 8'h00;
+      \$134  = 8'h00;
     end else begin
-      \$138  = xdata_d1[95:88];
+      \$134  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$139  = 8'h00;
+      \$135  = 8'h00;
     end else begin
-      \$139  = xdata_d1[103:96];
+      \$135  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$140  = 8'h00;
+      \$136  = 8'h00;
     end else begin
-      \$140  = xdata_d1[111:104];
+      \$136  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$141  = 8'h00;
+      \$137  = 8'h00;
     end else begin
-      \$141  = xdata_d1[119:112];
+      \$137  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$142  = 8'h00;
+      \$138  = 8'h00;
     end else begin
-      \$142  = xdata_d1[127:120];
+      \$138  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$143  = 8'h00;
+      \$139  = 8'h00;
     end else begin
-      \$143  = xdata_d1[135:128];
+      \$139  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$144  = 8'h00;
+      \$140  = 8'h00;
     end else begin
-      \$144  = xdata_d1[143:136];
+      \$140  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$145  = 8'h00;
+      \$141  = 8'h00;
     end else begin
-      \$145  = xdata_d1[151:144];
+      \$141  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$146  = 8'h00;
+      \$142  = 8'h00;
     end else begin
-      \$146  = xdata_d1[159:152];
+      \$142  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$147  = 8'h00;
+      \$143  = 8'h00;
     end else begin
-      \$147  = xdata_d1[167:160];
+      \$143  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$148  = 8'h00;
+      \$144  = 8'h00;
     end else begin
-      \$148  = xdata_d1[175:168];
+      \$144  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$149  = 8'h00;
+      \$145  = 8'h00;
     end else begin
-      \$149  = xdata_d1[183:176];
+      \$145  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$150  = 8'h00;
+      \$146  = 8'h00;
     end else begin
-      \$150  = xdata_d1[191:184];
+      \$146  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$151  = 8'h00;
+      \$147  = 8'h00;
     end else begin
-      \$151  = xdata_d1[199:192];
+      \$147  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = \$signal$183 ;
+    \$148  = \$signal$183 ;
+    if (rst) begin
+      \$148  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$149  = v2_d1;
+    if (rst) begin
+      \$149  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$150  = v2_d2;
+    if (rst) begin
+      \$150  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$151  = v2_d3;
+    if (rst) begin
+      \$151  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$152  = v2_d4;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = v2_d1;
+    \$153  = \$signal$184 ;
     if (rst) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = v2_d2;
+    \$154  = first2_d1;
     if (rst) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = v2_d3;
+    \$155  = first2_d2;
     if (rst) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = v2_d4;
+    \$156  = first2_d3;
     if (rst) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = \$signal$184 ;
+    \$157  = first2_d4;
     if (rst) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = first2_d1;
+    \$158  = last1;
     if (rst) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = first2_d2;
+    \$159  = last2_d1;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = first2_d3;
+    \$160  = last2_d2;
     if (rst) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = first2_d4;
+    \$161  = last2_d3;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = last1;
+    \$162  = last2_d4;
     if (rst) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = last2_d1;
+    \$163  = group_end;
     if (rst) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = last2_d2;
-    if (rst) begin
-      \$164  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = last2_d3;
-    if (rst) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = last2_d4;
-    if (rst) begin
-      \$166  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = group_end;
-    if (rst) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = xacc;
+    \$164  = xacc;
     if (v2_d5) begin
-      \$168  = \$76 [12:0];
+      \$164  = \$76 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = xfin;
+    \$165  = xfin;
     if (group_end) begin
-      \$169  = \$78 [12:0];
+      \$165  = \$78 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = acc0_0;
+    \$166  = acc0_0;
     if (v2_d5) begin
-      \$170  = \$80 [12:0];
+      \$166  = \$80 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = fin0_0;
+    \$167  = fin0_0;
     if (group_end) begin
-      \$171  = \$82 [12:0];
+      \$167  = \$82 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = bank0_0;
+    \$168  = bank0_0;
     if (done) begin
-      \$172  = \$84 [13:0];
+      \$168  = \$84 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = ser_left;
+    \$169  = ser_left;
     if (done) begin
-      \$173  = 1'h1;
+      \$169  = 1'h1;
     end else if (ser) begin
-      \$173  = \$85 [0];
+      \$169  = \$85 [0];
     end
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$170  = addr;
+    if (ser) begin
+      \$170  = \$88 [4:0];
+    end
+    if (rst) begin
+      \$170  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$171  = \$89 ;
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$172  = \$91 ;
+    if (rst) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$173  = \$signal$217 ;
     if (rst) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = addr;
-    if (ser) begin
-      \$174  = \$88 [4:0];
-    end
+    \$174  = vb;
     if (rst) begin
-      \$174  = 5'h00;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = \$89 ;
+    \$175  = v_out_d1;
     if (rst) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = \$91 ;
+    \$176  = v_out_d2;
     if (rst) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = \$signal$217 ;
+    \$177  = ka;
     if (rst) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = vb;
+    \$178  = skipped_d1;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = v_out_d1;
+    \$179  = skipped_d2;
     if (rst) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = v_out_d2;
+    \$180  = skipped_d3;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = ka;
+    \$181  = \$101 ;
     if (rst) begin
-      \$181  = 1'h0;
+      \$181  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = skipped_d1;
+    \$182  = \$22 [4:0];
     if (rst) begin
-      \$182  = 1'h0;
+      \$182  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = skipped_d2;
+    \$183  = credits_room_next;
     if (rst) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = skipped_d3;
-    if (rst) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = \$101 ;
-    if (rst) begin
-      \$185  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = \$22 [4:0];
-    if (rst) begin
-      \$186  = 5'h13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = credits_room_next;
-    if (rst) begin
-      \$187  = 1'h1;
+      \$183  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -4463,7 +4447,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4706$0 (pad_reg),
+    .\port$4739$0 (pad_reg),
     .\port$503$0 (rd__data),
     .rst(rst)
   );
@@ -5149,7 +5133,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , i__valid, \port$4706$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , i__valid, \port$4739$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5171,8 +5155,8 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4706$0 ;
-  wire \port$4706$0 ;
+  input \port$4739$0 ;
+  wire \port$4739$0 ;
   input [7:0] \port$503$0 ;
   wire [7:0] \port$503$0 ;
   input rst;
@@ -5199,11 +5183,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4706$0 , \port$503$0  };
+      \$5  = { \port$4739$0 , \port$503$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4706$0 , \port$503$0  };
+  assign i__payload = { \port$4739$0 , \port$503$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5382,63 +5366,63 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  wire [59:0] \$100 ;
-  wire [59:0] \$101 ;
-  wire [59:0] \$102 ;
-  wire [59:0] \$103 ;
+  wire [17:0] \$100 ;
+  wire [18:0] \$101 ;
+  wire [18:0] \$102 ;
+  wire [19:0] \$103 ;
   wire [17:0] \$104 ;
   wire [18:0] \$105 ;
   wire [17:0] \$106 ;
   wire [18:0] \$107 ;
-  wire [17:0] \$108 ;
-  wire [18:0] \$109 ;
+  wire [18:0] \$108 ;
+  wire [19:0] \$109 ;
   wire \$11 ;
   wire [17:0] \$110 ;
   wire [18:0] \$111 ;
-  wire [18:0] \$112 ;
-  wire [19:0] \$113 ;
-  wire [17:0] \$114 ;
-  wire [18:0] \$115 ;
-  wire [17:0] \$116 ;
-  wire [18:0] \$117 ;
-  wire [18:0] \$118 ;
-  wire [19:0] \$119 ;
+  wire [17:0] \$112 ;
+  wire [18:0] \$113 ;
+  wire [18:0] \$114 ;
+  wire [19:0] \$115 ;
+  wire [3:0] \$116 ;
+  wire \$117 ;
+  wire [6:0] \$118 ;
+  wire [6:0] \$119 ;
   wire \$12 ;
-  wire [17:0] \$120 ;
-  wire [18:0] \$121 ;
-  wire [17:0] \$122 ;
-  wire [18:0] \$123 ;
-  wire [18:0] \$124 ;
-  wire [19:0] \$125 ;
-  wire [17:0] \$126 ;
-  wire [18:0] \$127 ;
-  wire [17:0] \$128 ;
-  wire [18:0] \$129 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [19:0] \$123 ;
+  wire [30:0] \$124 ;
+  wire [45:0] \$125 ;
+  wire [46:0] \$126 ;
+  wire [47:0] \$127 ;
+  wire [30:0] \$128 ;
+  wire [30:0] \$129 ;
   wire \$13 ;
-  wire [18:0] \$130 ;
-  wire [19:0] \$131 ;
-  wire [3:0] \$132 ;
+  wire \$130 ;
+  wire [30:0] \$131 ;
+  wire \$132 ;
   wire \$133 ;
-  wire [6:0] \$134 ;
-  wire [6:0] \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire [19:0] \$139 ;
+  wire \$134 ;
+  wire [1:0] \$135 ;
+  wire [5:0] \$136 ;
+  wire [5:0] \$137 ;
+  wire [5:0] \$138 ;
+  wire [5:0] \$139 ;
   wire [5:0] \$14 ;
-  wire [30:0] \$140 ;
-  wire [45:0] \$141 ;
-  wire [46:0] \$142 ;
-  wire [47:0] \$143 ;
-  wire [30:0] \$144 ;
-  wire [30:0] \$145 ;
-  wire \$146 ;
-  wire [30:0] \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [5:0] \$140 ;
+  wire [5:0] \$141 ;
+  wire [5:0] \$142 ;
+  wire [5:0] \$143 ;
+  wire [5:0] \$144 ;
+  wire [5:0] \$145 ;
+  wire [5:0] \$146 ;
+  wire [5:0] \$147 ;
+  wire [5:0] \$148 ;
+  wire [5:0] \$149 ;
   wire [5:0] \$15 ;
-  wire \$150 ;
-  wire [1:0] \$151 ;
+  wire [5:0] \$150 ;
+  wire [5:0] \$151 ;
   reg [3:0] \$152 ;
   reg \$153 ;
   reg [3:0] \$154 ;
@@ -5462,42 +5446,42 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg \$170 ;
   reg \$171 ;
   reg \$172 ;
-  reg [3:0] \$173 ;
-  reg [3:0] \$174 ;
+  reg \$173 ;
+  reg \$174 ;
   reg \$175 ;
   reg \$176 ;
-  reg [3:0] \$177 ;
-  reg [3:0] \$178 ;
+  reg \$177 ;
+  reg \$178 ;
   reg \$179 ;
   wire \$18 ;
   reg \$180 ;
-  reg [3:0] \$181 ;
-  reg [3:0] \$182 ;
+  reg \$181 ;
+  reg \$182 ;
   reg \$183 ;
   reg \$184 ;
-  reg [3:0] \$185 ;
-  reg [3:0] \$186 ;
+  reg \$185 ;
+  reg \$186 ;
   reg \$187 ;
   reg \$188 ;
-  reg [3:0] \$189 ;
+  reg [7:0] \$189 ;
   wire \$19 ;
-  reg [3:0] \$190 ;
-  reg \$191 ;
-  reg \$192 ;
-  reg [3:0] \$193 ;
-  reg [3:0] \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg [3:0] \$197 ;
-  reg [3:0] \$198 ;
-  reg \$199 ;
+  reg [7:0] \$190 ;
+  reg [7:0] \$191 ;
+  reg [7:0] \$192 ;
+  reg [7:0] \$193 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [7:0] \$196 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
   wire [5:0] \$2 ;
   wire [14:0] \$20 ;
-  reg \$200 ;
-  reg [3:0] \$201 ;
-  reg [3:0] \$202 ;
-  reg \$203 ;
-  reg \$204 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
   reg [7:0] \$205 ;
   reg [7:0] \$206 ;
   reg [7:0] \$207 ;
@@ -5746,132 +5730,116 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$426 ;
   reg [7:0] \$427 ;
   reg [7:0] \$428 ;
-  reg [7:0] \$429 ;
+  reg \$429 ;
   wire [4:0] \$43 ;
-  reg [7:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [7:0] \$432 ;
-  reg [7:0] \$433 ;
-  reg [7:0] \$434 ;
-  reg [7:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg [7:0] \$437 ;
-  reg [7:0] \$438 ;
-  reg [7:0] \$439 ;
+  reg \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg \$434 ;
+  reg \$435 ;
+  reg \$436 ;
+  reg \$437 ;
+  reg \$438 ;
+  reg \$439 ;
   wire [4:0] \$44 ;
-  reg [7:0] \$440 ;
-  reg [7:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [7:0] \$443 ;
-  reg [7:0] \$444 ;
-  reg \$445 ;
-  reg \$446 ;
-  reg \$447 ;
-  reg \$448 ;
-  reg \$449 ;
+  reg \$440 ;
+  reg \$441 ;
+  reg \$442 ;
+  reg \$443 ;
+  reg \$444 ;
+  reg [17:0] \$445 ;
+  reg [17:0] \$446 ;
+  reg [17:0] \$447 ;
+  reg [17:0] \$448 ;
+  reg [18:0] \$449 ;
   wire \$45 ;
-  reg \$450 ;
-  reg \$451 ;
-  reg \$452 ;
-  reg \$453 ;
-  reg \$454 ;
-  reg \$455 ;
-  reg \$456 ;
-  reg \$457 ;
-  reg \$458 ;
-  reg \$459 ;
+  reg [17:0] \$450 ;
+  reg [17:0] \$451 ;
+  reg [18:0] \$452 ;
+  reg [17:0] \$453 ;
+  reg [17:0] \$454 ;
+  reg [18:0] \$455 ;
+  reg [17:0] \$456 ;
+  reg [17:0] \$457 ;
+  reg [18:0] \$458 ;
+  reg [2:0] \$459 ;
   wire [3:0] \$46 ;
-  reg \$460 ;
-  reg [17:0] \$461 ;
-  reg [17:0] \$462 ;
-  reg [17:0] \$463 ;
-  reg [17:0] \$464 ;
-  reg [18:0] \$465 ;
-  reg [17:0] \$466 ;
-  reg [17:0] \$467 ;
-  reg [18:0] \$468 ;
-  reg [17:0] \$469 ;
+  reg [5:0] \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg \$469 ;
   wire \$47 ;
-  reg [17:0] \$470 ;
-  reg [18:0] \$471 ;
-  reg [17:0] \$472 ;
-  reg [17:0] \$473 ;
-  reg [18:0] \$474 ;
-  reg [2:0] \$475 ;
-  reg [5:0] \$476 ;
-  reg \$477 ;
-  reg \$478 ;
-  reg \$479 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg \$472 ;
+  reg \$473 ;
+  reg [1:0] \$474 ;
+  reg [3:0] \$475 ;
+  reg \$476 ;
   wire \$48 ;
-  reg \$480 ;
-  reg \$481 ;
-  reg \$482 ;
-  reg \$483 ;
-  reg \$484 ;
-  reg \$485 ;
-  reg \$486 ;
-  reg \$487 ;
-  reg \$488 ;
-  reg \$489 ;
   wire \$49 ;
-  reg [1:0] \$490 ;
-  reg [3:0] \$491 ;
-  reg \$492 ;
   wire \$5 ;
   wire [3:0] \$50 ;
   wire \$51 ;
-  wire [5:0] \$52 ;
-  wire [5:0] \$53 ;
+  wire \$52 ;
+  wire [1:0] \$53 ;
   wire \$54 ;
   wire [1:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [5:0] \$57 ;
+  wire \$56 ;
+  wire [1:0] \$57 ;
   wire \$58 ;
   wire [1:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire [5:0] \$61 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
   wire \$62 ;
   wire [1:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [5:0] \$65 ;
+  wire \$64 ;
+  wire [1:0] \$65 ;
   wire \$66 ;
   wire [1:0] \$67 ;
-  wire [5:0] \$68 ;
-  wire [5:0] \$69 ;
+  wire \$68 ;
+  wire [63:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire [1:0] \$71 ;
-  wire [5:0] \$72 ;
-  wire [5:0] \$73 ;
+  wire [63:0] \$71 ;
+  wire \$72 ;
+  wire [63:0] \$73 ;
   wire \$74 ;
-  wire [1:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire [5:0] \$77 ;
+  wire [63:0] \$75 ;
+  wire \$76 ;
+  wire [63:0] \$77 ;
   wire \$78 ;
-  wire [1:0] \$79 ;
+  wire [63:0] \$79 ;
   wire \$8 ;
-  wire [5:0] \$80 ;
-  wire [5:0] \$81 ;
+  wire \$80 ;
+  wire [63:0] \$81 ;
   wire \$82 ;
-  wire [1:0] \$83 ;
-  wire \$84 ;
-  wire [63:0] \$85 ;
-  wire \$86 ;
-  wire [63:0] \$87 ;
-  wire \$88 ;
-  wire [63:0] \$89 ;
+  wire [31:0] \$83 ;
+  wire [59:0] \$84 ;
+  wire [59:0] \$85 ;
+  wire [59:0] \$86 ;
+  wire [59:0] \$87 ;
+  wire [17:0] \$88 ;
+  wire [18:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [63:0] \$91 ;
-  wire \$92 ;
-  wire [63:0] \$93 ;
-  wire \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire [63:0] \$97 ;
-  wire \$98 ;
-  wire [31:0] \$99 ;
+  wire [17:0] \$90 ;
+  wire [18:0] \$91 ;
+  wire [17:0] \$92 ;
+  wire [18:0] \$93 ;
+  wire [17:0] \$94 ;
+  wire [18:0] \$95 ;
+  wire [18:0] \$96 ;
+  wire [19:0] \$97 ;
+  wire [17:0] \$98 ;
+  wire [18:0] \$99 ;
   wire \$signal ;
   reg \$signal$807  = 1'h0;
   reg \$signal$808  = 1'h0;
@@ -6213,15 +6181,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [3:0] port__addr = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$10 ;
-  reg [3:0] \port__addr$102  = 4'hb;
-  reg [3:0] \port__addr$105  = 4'h4;
-  reg [3:0] \port__addr$108  = 4'hc;
-  reg [3:0] \port__addr$111  = 4'h5;
-  reg [3:0] \port__addr$114  = 4'hd;
-  reg [3:0] \port__addr$117  = 4'h6;
-  reg [3:0] \port__addr$120  = 4'h0;
-  reg [3:0] \port__addr$123  = 4'h7;
-  reg [3:0] \port__addr$126  = 4'h1;
+  wire [3:0] \port__addr$102 ;
+  wire [3:0] \port__addr$105 ;
+  wire [3:0] \port__addr$108 ;
+  wire [3:0] \port__addr$111 ;
+  wire [3:0] \port__addr$114 ;
+  wire [3:0] \port__addr$117 ;
+  wire [3:0] \port__addr$120 ;
+  wire [3:0] \port__addr$123 ;
+  wire [3:0] \port__addr$126 ;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$13 ;
   (* init = 4'h0 *)
@@ -6249,13 +6217,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   wire [3:0] \port__addr$51 ;
   (* init = 4'h1 *)
   wire [3:0] \port__addr$54 ;
-  reg [3:0] \port__addr$81  = 4'h0;
-  reg [3:0] \port__addr$84  = 4'h8;
-  reg [3:0] \port__addr$87  = 4'h1;
-  reg [3:0] \port__addr$90  = 4'h9;
-  reg [3:0] \port__addr$93  = 4'h2;
-  reg [3:0] \port__addr$96  = 4'ha;
-  reg [3:0] \port__addr$99  = 4'h3;
+  wire [3:0] \port__addr$81 ;
+  wire [3:0] \port__addr$84 ;
+  wire [3:0] \port__addr$87 ;
+  wire [3:0] \port__addr$90 ;
+  wire [3:0] \port__addr$93 ;
+  wire [3:0] \port__addr$96 ;
+  wire [3:0] \port__addr$99 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$11 ;
   wire [63:0] \port__data$14 ;
@@ -6335,37 +6303,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   wire \port__en$95 ;
   wire \port__en$98 ;
   reg [4:0] r_addr = 5'h00;
-  (* init = 4'h0 *)
   wire [3:0] r_addr_b0_p0;
-  (* init = 4'h8 *)
   wire [3:0] r_addr_b0_p1;
-  (* init = 4'h1 *)
   wire [3:0] r_addr_b1_p0;
-  (* init = 4'h9 *)
   wire [3:0] r_addr_b1_p1;
-  (* init = 4'h2 *)
   wire [3:0] r_addr_b2_p0;
-  (* init = 4'ha *)
   wire [3:0] r_addr_b2_p1;
-  (* init = 4'h3 *)
   wire [3:0] r_addr_b3_p0;
-  (* init = 4'hb *)
   wire [3:0] r_addr_b3_p1;
-  (* init = 4'h4 *)
   wire [3:0] r_addr_b4_p0;
-  (* init = 4'hc *)
   wire [3:0] r_addr_b4_p1;
-  (* init = 4'h5 *)
   wire [3:0] r_addr_b5_p0;
-  (* init = 4'hd *)
   wire [3:0] r_addr_b5_p1;
-  (* init = 4'h6 *)
   wire [3:0] r_addr_b6_p0;
-  (* init = 4'h0 *)
   wire [3:0] r_addr_b6_p1;
-  (* init = 4'h7 *)
   wire [3:0] r_addr_b7_p0;
-  (* init = 4'h1 *)
   wire [3:0] r_addr_b7_p1;
   reg [4:0] r_base = 5'h00;
   reg [4:0] r_next;
@@ -7572,22 +7524,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   assign \port__data$842  = _15_;
   always @(posedge clk)
-    port__addr <= \$152 ;
-  always @(posedge clk)
-    port__en <= \$153 ;
-  always @(posedge clk)
-    \port__addr$31  <= \$154 ;
-  always @(posedge clk)
-    \port__en$34  <= \$155 ;
-  always @(posedge clk)
-    w_count <= \$156 ;
-  always @(posedge clk)
-    w_full <= \$157 ;
-  always @(posedge clk)
-    can_end <= \$158 ;
-  always @(posedge clk)
-    gap_zero <= \$159 ;
-  always @(posedge clk)
     s_last <= \$160 ;
   always @(posedge clk)
     n_last <= \$161 ;
@@ -7616,193 +7552,161 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     word1 <= \o__payload$810 ;
   always @(posedge clk)
-    \port__addr$81  <= \$173 ;
+    r_page_a0 <= \$173 ;
   always @(posedge clk)
-    \port__addr$84  <= \$174 ;
+    r_page_b0 <= \$174 ;
   always @(posedge clk)
-    r_page_a0 <= \$175 ;
+    r_page_a1 <= \$175 ;
   always @(posedge clk)
-    r_page_b0 <= \$176 ;
+    r_page_b1 <= \$176 ;
   always @(posedge clk)
-    \port__addr$87  <= \$177 ;
+    r_page_a2 <= \$177 ;
   always @(posedge clk)
-    \port__addr$90  <= \$178 ;
+    r_page_b2 <= \$178 ;
   always @(posedge clk)
-    r_page_a1 <= \$179 ;
+    r_page_a3 <= \$179 ;
   always @(posedge clk)
-    r_page_b1 <= \$180 ;
+    r_page_b3 <= \$180 ;
   always @(posedge clk)
-    \port__addr$93  <= \$181 ;
+    r_page_a4 <= \$181 ;
   always @(posedge clk)
-    \port__addr$96  <= \$182 ;
+    r_page_b4 <= \$182 ;
   always @(posedge clk)
-    r_page_a2 <= \$183 ;
+    r_page_a5 <= \$183 ;
   always @(posedge clk)
-    r_page_b2 <= \$184 ;
+    r_page_b5 <= \$184 ;
   always @(posedge clk)
-    \port__addr$99  <= \$185 ;
+    r_page_a6 <= \$185 ;
   always @(posedge clk)
-    \port__addr$102  <= \$186 ;
+    r_page_b6 <= \$186 ;
   always @(posedge clk)
-    r_page_a3 <= \$187 ;
+    r_page_a7 <= \$187 ;
   always @(posedge clk)
-    r_page_b3 <= \$188 ;
+    r_page_b7 <= \$188 ;
   always @(posedge clk)
-    \port__addr$105  <= \$189 ;
+    xdata_d1 <= { \$83 , \$81 , \$79 , \$77 , \$75 , \$73 , \$71 , \$69  };
   always @(posedge clk)
-    \port__addr$108  <= \$190 ;
+    w0_0 <= \$84 ;
   always @(posedge clk)
-    r_page_a4 <= \$191 ;
+    m0_0_0 <= \$189 ;
   always @(posedge clk)
-    r_page_b4 <= \$192 ;
+    m0_0_1 <= \$190 ;
   always @(posedge clk)
-    \port__addr$111  <= \$193 ;
+    m0_0_2 <= \$191 ;
   always @(posedge clk)
-    \port__addr$114  <= \$194 ;
+    m0_0_3 <= \$192 ;
   always @(posedge clk)
-    r_page_a5 <= \$195 ;
+    m0_0_4 <= \$193 ;
   always @(posedge clk)
-    r_page_b5 <= \$196 ;
+    m0_0_5 <= \$194 ;
   always @(posedge clk)
-    \port__addr$117  <= \$197 ;
+    m0_0_6 <= \$195 ;
   always @(posedge clk)
-    \port__addr$120  <= \$198 ;
+    m0_0_7 <= \$196 ;
   always @(posedge clk)
-    r_page_a6 <= \$199 ;
+    m0_0_8 <= \$197 ;
   always @(posedge clk)
-    r_page_b6 <= \$200 ;
+    m0_0_9 <= \$198 ;
   always @(posedge clk)
-    \port__addr$123  <= \$201 ;
+    m0_0_10 <= \$199 ;
   always @(posedge clk)
-    \port__addr$126  <= \$202 ;
+    m0_0_11 <= \$200 ;
   always @(posedge clk)
-    r_page_a7 <= \$203 ;
+    m0_0_12 <= \$201 ;
   always @(posedge clk)
-    r_page_b7 <= \$204 ;
+    m0_0_13 <= \$202 ;
   always @(posedge clk)
-    xdata_d1 <= { \$99 , \$97 , \$95 , \$93 , \$91 , \$89 , \$87 , \$85  };
+    m0_0_14 <= \$203 ;
   always @(posedge clk)
-    w0_0 <= \$100 ;
+    m0_0_15 <= \$204 ;
   always @(posedge clk)
-    m0_0_0 <= \$205 ;
+    m0_0_16 <= \$205 ;
   always @(posedge clk)
-    m0_0_1 <= \$206 ;
+    m0_0_17 <= \$206 ;
   always @(posedge clk)
-    m0_0_2 <= \$207 ;
+    m0_0_18 <= \$207 ;
   always @(posedge clk)
-    m0_0_3 <= \$208 ;
+    m0_0_19 <= \$208 ;
   always @(posedge clk)
-    m0_0_4 <= \$209 ;
+    m0_0_20 <= \$209 ;
   always @(posedge clk)
-    m0_0_5 <= \$210 ;
+    m0_0_21 <= \$210 ;
   always @(posedge clk)
-    m0_0_6 <= \$211 ;
+    m0_0_22 <= \$211 ;
   always @(posedge clk)
-    m0_0_7 <= \$212 ;
+    m0_0_23 <= \$212 ;
   always @(posedge clk)
-    m0_0_8 <= \$213 ;
+    m0_0_24 <= \$213 ;
   always @(posedge clk)
-    m0_0_9 <= \$214 ;
+    m0_0_25 <= \$214 ;
   always @(posedge clk)
-    m0_0_10 <= \$215 ;
+    m0_0_26 <= \$215 ;
   always @(posedge clk)
-    m0_0_11 <= \$216 ;
+    m0_0_27 <= \$216 ;
   always @(posedge clk)
-    m0_0_12 <= \$217 ;
+    m0_0_28 <= \$217 ;
   always @(posedge clk)
-    m0_0_13 <= \$218 ;
+    m0_0_29 <= \$218 ;
   always @(posedge clk)
-    m0_0_14 <= \$219 ;
+    m0_0_30 <= \$219 ;
   always @(posedge clk)
-    m0_0_15 <= \$220 ;
+    m0_0_31 <= \$220 ;
   always @(posedge clk)
-    m0_0_16 <= \$221 ;
+    m0_0_32 <= \$221 ;
   always @(posedge clk)
-    m0_0_17 <= \$222 ;
+    m0_0_33 <= \$222 ;
   always @(posedge clk)
-    m0_0_18 <= \$223 ;
+    m0_0_34 <= \$223 ;
   always @(posedge clk)
-    m0_0_19 <= \$224 ;
+    m0_0_35 <= \$224 ;
   always @(posedge clk)
-    m0_0_20 <= \$225 ;
+    m0_0_36 <= \$225 ;
   always @(posedge clk)
-    m0_0_21 <= \$226 ;
+    m0_0_37 <= \$226 ;
   always @(posedge clk)
-    m0_0_22 <= \$227 ;
+    m0_0_38 <= \$227 ;
   always @(posedge clk)
-    m0_0_23 <= \$228 ;
+    m0_0_39 <= \$228 ;
   always @(posedge clk)
-    m0_0_24 <= \$229 ;
+    m0_0_40 <= \$229 ;
   always @(posedge clk)
-    m0_0_25 <= \$230 ;
+    m0_0_41 <= \$230 ;
   always @(posedge clk)
-    m0_0_26 <= \$231 ;
+    m0_0_42 <= \$231 ;
   always @(posedge clk)
-    m0_0_27 <= \$232 ;
+    m0_0_43 <= \$232 ;
   always @(posedge clk)
-    m0_0_28 <= \$233 ;
+    m0_0_44 <= \$233 ;
   always @(posedge clk)
-    m0_0_29 <= \$234 ;
+    m0_0_45 <= \$234 ;
   always @(posedge clk)
-    m0_0_30 <= \$235 ;
+    m0_0_46 <= \$235 ;
   always @(posedge clk)
-    m0_0_31 <= \$236 ;
+    m0_0_47 <= \$236 ;
   always @(posedge clk)
-    m0_0_32 <= \$237 ;
+    m0_0_48 <= \$237 ;
   always @(posedge clk)
-    m0_0_33 <= \$238 ;
+    m0_0_49 <= \$238 ;
   always @(posedge clk)
-    m0_0_34 <= \$239 ;
+    m0_0_50 <= \$239 ;
   always @(posedge clk)
-    m0_0_35 <= \$240 ;
+    m0_0_51 <= \$240 ;
   always @(posedge clk)
-    m0_0_36 <= \$241 ;
+    m0_0_52 <= \$241 ;
   always @(posedge clk)
-    m0_0_37 <= \$242 ;
+    m0_0_53 <= \$242 ;
   always @(posedge clk)
-    m0_0_38 <= \$243 ;
+    m0_0_54 <= \$243 ;
   always @(posedge clk)
-    m0_0_39 <= \$244 ;
+    m0_0_55 <= \$244 ;
   always @(posedge clk)
-    m0_0_40 <= \$245 ;
+    m0_0_56 <= \$245 ;
   always @(posedge clk)
-    m0_0_41 <= \$246 ;
+    m0_0_57 <= \$246 ;
   always @(posedge clk)
-    m0_0_42 <= \$247 ;
+    m0_0_58 <= \$247 ;
   always @(posedge clk)
-    m0_0_43 <= \$248 ;
-  always @(posedge clk)
-    m0_0_44 <= \$249 ;
-  always @(posedge clk)
-    m0_0_45 <= \$250 ;
-  always @(posedge clk)
-    m0_0_46 <= \$251 ;
-  always @(posedge clk)
-    m0_0_47 <= \$252 ;
-  always @(posedge clk)
-    m0_0_48 <= \$253 ;
-  always @(posedge clk)
-    m0_0_49 <= \$254 ;
-  always @(posedge clk)
-    m0_0_50 <= \$255 ;
-  always @(posedge clk)
-    m0_0_51 <= \$256 ;
-  always @(posedge clk)
-    m0_0_52 <= \$257 ;
-  always @(posedge clk)
-    m0_0_53 <= \$258 ;
-  always @(posedge clk)
-    m0_0_54 <= \$259 ;
-  always @(posedge clk)
-    m0_0_55 <= \$260 ;
-  always @(posedge clk)
-    m0_0_56 <= \$261 ;
-  always @(posedge clk)
-    m0_0_57 <= \$262 ;
-  always @(posedge clk)
-    m0_0_58 <= \$263 ;
-  always @(posedge clk)
-    m0_0_59 <= \$264 ;
+    m0_0_59 <= \$248 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -7844,127 +7748,127 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= \$101 ;
+    w1_0 <= \$85 ;
   always @(posedge clk)
-    m1_0_0 <= \$265 ;
+    m1_0_0 <= \$249 ;
   always @(posedge clk)
-    m1_0_1 <= \$266 ;
+    m1_0_1 <= \$250 ;
   always @(posedge clk)
-    m1_0_2 <= \$267 ;
+    m1_0_2 <= \$251 ;
   always @(posedge clk)
-    m1_0_3 <= \$268 ;
+    m1_0_3 <= \$252 ;
   always @(posedge clk)
-    m1_0_4 <= \$269 ;
+    m1_0_4 <= \$253 ;
   always @(posedge clk)
-    m1_0_5 <= \$270 ;
+    m1_0_5 <= \$254 ;
   always @(posedge clk)
-    m1_0_6 <= \$271 ;
+    m1_0_6 <= \$255 ;
   always @(posedge clk)
-    m1_0_7 <= \$272 ;
+    m1_0_7 <= \$256 ;
   always @(posedge clk)
-    m1_0_8 <= \$273 ;
+    m1_0_8 <= \$257 ;
   always @(posedge clk)
-    m1_0_9 <= \$274 ;
+    m1_0_9 <= \$258 ;
   always @(posedge clk)
-    m1_0_10 <= \$275 ;
+    m1_0_10 <= \$259 ;
   always @(posedge clk)
-    m1_0_11 <= \$276 ;
+    m1_0_11 <= \$260 ;
   always @(posedge clk)
-    m1_0_12 <= \$277 ;
+    m1_0_12 <= \$261 ;
   always @(posedge clk)
-    m1_0_13 <= \$278 ;
+    m1_0_13 <= \$262 ;
   always @(posedge clk)
-    m1_0_14 <= \$279 ;
+    m1_0_14 <= \$263 ;
   always @(posedge clk)
-    m1_0_15 <= \$280 ;
+    m1_0_15 <= \$264 ;
   always @(posedge clk)
-    m1_0_16 <= \$281 ;
+    m1_0_16 <= \$265 ;
   always @(posedge clk)
-    m1_0_17 <= \$282 ;
+    m1_0_17 <= \$266 ;
   always @(posedge clk)
-    m1_0_18 <= \$283 ;
+    m1_0_18 <= \$267 ;
   always @(posedge clk)
-    m1_0_19 <= \$284 ;
+    m1_0_19 <= \$268 ;
   always @(posedge clk)
-    m1_0_20 <= \$285 ;
+    m1_0_20 <= \$269 ;
   always @(posedge clk)
-    m1_0_21 <= \$286 ;
+    m1_0_21 <= \$270 ;
   always @(posedge clk)
-    m1_0_22 <= \$287 ;
+    m1_0_22 <= \$271 ;
   always @(posedge clk)
-    m1_0_23 <= \$288 ;
+    m1_0_23 <= \$272 ;
   always @(posedge clk)
-    m1_0_24 <= \$289 ;
+    m1_0_24 <= \$273 ;
   always @(posedge clk)
-    m1_0_25 <= \$290 ;
+    m1_0_25 <= \$274 ;
   always @(posedge clk)
-    m1_0_26 <= \$291 ;
+    m1_0_26 <= \$275 ;
   always @(posedge clk)
-    m1_0_27 <= \$292 ;
+    m1_0_27 <= \$276 ;
   always @(posedge clk)
-    m1_0_28 <= \$293 ;
+    m1_0_28 <= \$277 ;
   always @(posedge clk)
-    m1_0_29 <= \$294 ;
+    m1_0_29 <= \$278 ;
   always @(posedge clk)
-    m1_0_30 <= \$295 ;
+    m1_0_30 <= \$279 ;
   always @(posedge clk)
-    m1_0_31 <= \$296 ;
+    m1_0_31 <= \$280 ;
   always @(posedge clk)
-    m1_0_32 <= \$297 ;
+    m1_0_32 <= \$281 ;
   always @(posedge clk)
-    m1_0_33 <= \$298 ;
+    m1_0_33 <= \$282 ;
   always @(posedge clk)
-    m1_0_34 <= \$299 ;
+    m1_0_34 <= \$283 ;
   always @(posedge clk)
-    m1_0_35 <= \$300 ;
+    m1_0_35 <= \$284 ;
   always @(posedge clk)
-    m1_0_36 <= \$301 ;
+    m1_0_36 <= \$285 ;
   always @(posedge clk)
-    m1_0_37 <= \$302 ;
+    m1_0_37 <= \$286 ;
   always @(posedge clk)
-    m1_0_38 <= \$303 ;
+    m1_0_38 <= \$287 ;
   always @(posedge clk)
-    m1_0_39 <= \$304 ;
+    m1_0_39 <= \$288 ;
   always @(posedge clk)
-    m1_0_40 <= \$305 ;
+    m1_0_40 <= \$289 ;
   always @(posedge clk)
-    m1_0_41 <= \$306 ;
+    m1_0_41 <= \$290 ;
   always @(posedge clk)
-    m1_0_42 <= \$307 ;
+    m1_0_42 <= \$291 ;
   always @(posedge clk)
-    m1_0_43 <= \$308 ;
+    m1_0_43 <= \$292 ;
   always @(posedge clk)
-    m1_0_44 <= \$309 ;
+    m1_0_44 <= \$293 ;
   always @(posedge clk)
-    m1_0_45 <= \$310 ;
+    m1_0_45 <= \$294 ;
   always @(posedge clk)
-    m1_0_46 <= \$311 ;
+    m1_0_46 <= \$295 ;
   always @(posedge clk)
-    m1_0_47 <= \$312 ;
+    m1_0_47 <= \$296 ;
   always @(posedge clk)
-    m1_0_48 <= \$313 ;
+    m1_0_48 <= \$297 ;
   always @(posedge clk)
-    m1_0_49 <= \$314 ;
+    m1_0_49 <= \$298 ;
   always @(posedge clk)
-    m1_0_50 <= \$315 ;
+    m1_0_50 <= \$299 ;
   always @(posedge clk)
-    m1_0_51 <= \$316 ;
+    m1_0_51 <= \$300 ;
   always @(posedge clk)
-    m1_0_52 <= \$317 ;
+    m1_0_52 <= \$301 ;
   always @(posedge clk)
-    m1_0_53 <= \$318 ;
+    m1_0_53 <= \$302 ;
   always @(posedge clk)
-    m1_0_54 <= \$319 ;
+    m1_0_54 <= \$303 ;
   always @(posedge clk)
-    m1_0_55 <= \$320 ;
+    m1_0_55 <= \$304 ;
   always @(posedge clk)
-    m1_0_56 <= \$321 ;
+    m1_0_56 <= \$305 ;
   always @(posedge clk)
-    m1_0_57 <= \$322 ;
+    m1_0_57 <= \$306 ;
   always @(posedge clk)
-    m1_0_58 <= \$323 ;
+    m1_0_58 <= \$307 ;
   always @(posedge clk)
-    m1_0_59 <= \$324 ;
+    m1_0_59 <= \$308 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -8006,127 +7910,127 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= \$102 ;
+    w2_0 <= \$86 ;
   always @(posedge clk)
-    m2_0_0 <= \$325 ;
+    m2_0_0 <= \$309 ;
   always @(posedge clk)
-    m2_0_1 <= \$326 ;
+    m2_0_1 <= \$310 ;
   always @(posedge clk)
-    m2_0_2 <= \$327 ;
+    m2_0_2 <= \$311 ;
   always @(posedge clk)
-    m2_0_3 <= \$328 ;
+    m2_0_3 <= \$312 ;
   always @(posedge clk)
-    m2_0_4 <= \$329 ;
+    m2_0_4 <= \$313 ;
   always @(posedge clk)
-    m2_0_5 <= \$330 ;
+    m2_0_5 <= \$314 ;
   always @(posedge clk)
-    m2_0_6 <= \$331 ;
+    m2_0_6 <= \$315 ;
   always @(posedge clk)
-    m2_0_7 <= \$332 ;
+    m2_0_7 <= \$316 ;
   always @(posedge clk)
-    m2_0_8 <= \$333 ;
+    m2_0_8 <= \$317 ;
   always @(posedge clk)
-    m2_0_9 <= \$334 ;
+    m2_0_9 <= \$318 ;
   always @(posedge clk)
-    m2_0_10 <= \$335 ;
+    m2_0_10 <= \$319 ;
   always @(posedge clk)
-    m2_0_11 <= \$336 ;
+    m2_0_11 <= \$320 ;
   always @(posedge clk)
-    m2_0_12 <= \$337 ;
+    m2_0_12 <= \$321 ;
   always @(posedge clk)
-    m2_0_13 <= \$338 ;
+    m2_0_13 <= \$322 ;
   always @(posedge clk)
-    m2_0_14 <= \$339 ;
+    m2_0_14 <= \$323 ;
   always @(posedge clk)
-    m2_0_15 <= \$340 ;
+    m2_0_15 <= \$324 ;
   always @(posedge clk)
-    m2_0_16 <= \$341 ;
+    m2_0_16 <= \$325 ;
   always @(posedge clk)
-    m2_0_17 <= \$342 ;
+    m2_0_17 <= \$326 ;
   always @(posedge clk)
-    m2_0_18 <= \$343 ;
+    m2_0_18 <= \$327 ;
   always @(posedge clk)
-    m2_0_19 <= \$344 ;
+    m2_0_19 <= \$328 ;
   always @(posedge clk)
-    m2_0_20 <= \$345 ;
+    m2_0_20 <= \$329 ;
   always @(posedge clk)
-    m2_0_21 <= \$346 ;
+    m2_0_21 <= \$330 ;
   always @(posedge clk)
-    m2_0_22 <= \$347 ;
+    m2_0_22 <= \$331 ;
   always @(posedge clk)
-    m2_0_23 <= \$348 ;
+    m2_0_23 <= \$332 ;
   always @(posedge clk)
-    m2_0_24 <= \$349 ;
+    m2_0_24 <= \$333 ;
   always @(posedge clk)
-    m2_0_25 <= \$350 ;
+    m2_0_25 <= \$334 ;
   always @(posedge clk)
-    m2_0_26 <= \$351 ;
+    m2_0_26 <= \$335 ;
   always @(posedge clk)
-    m2_0_27 <= \$352 ;
+    m2_0_27 <= \$336 ;
   always @(posedge clk)
-    m2_0_28 <= \$353 ;
+    m2_0_28 <= \$337 ;
   always @(posedge clk)
-    m2_0_29 <= \$354 ;
+    m2_0_29 <= \$338 ;
   always @(posedge clk)
-    m2_0_30 <= \$355 ;
+    m2_0_30 <= \$339 ;
   always @(posedge clk)
-    m2_0_31 <= \$356 ;
+    m2_0_31 <= \$340 ;
   always @(posedge clk)
-    m2_0_32 <= \$357 ;
+    m2_0_32 <= \$341 ;
   always @(posedge clk)
-    m2_0_33 <= \$358 ;
+    m2_0_33 <= \$342 ;
   always @(posedge clk)
-    m2_0_34 <= \$359 ;
+    m2_0_34 <= \$343 ;
   always @(posedge clk)
-    m2_0_35 <= \$360 ;
+    m2_0_35 <= \$344 ;
   always @(posedge clk)
-    m2_0_36 <= \$361 ;
+    m2_0_36 <= \$345 ;
   always @(posedge clk)
-    m2_0_37 <= \$362 ;
+    m2_0_37 <= \$346 ;
   always @(posedge clk)
-    m2_0_38 <= \$363 ;
+    m2_0_38 <= \$347 ;
   always @(posedge clk)
-    m2_0_39 <= \$364 ;
+    m2_0_39 <= \$348 ;
   always @(posedge clk)
-    m2_0_40 <= \$365 ;
+    m2_0_40 <= \$349 ;
   always @(posedge clk)
-    m2_0_41 <= \$366 ;
+    m2_0_41 <= \$350 ;
   always @(posedge clk)
-    m2_0_42 <= \$367 ;
+    m2_0_42 <= \$351 ;
   always @(posedge clk)
-    m2_0_43 <= \$368 ;
+    m2_0_43 <= \$352 ;
   always @(posedge clk)
-    m2_0_44 <= \$369 ;
+    m2_0_44 <= \$353 ;
   always @(posedge clk)
-    m2_0_45 <= \$370 ;
+    m2_0_45 <= \$354 ;
   always @(posedge clk)
-    m2_0_46 <= \$371 ;
+    m2_0_46 <= \$355 ;
   always @(posedge clk)
-    m2_0_47 <= \$372 ;
+    m2_0_47 <= \$356 ;
   always @(posedge clk)
-    m2_0_48 <= \$373 ;
+    m2_0_48 <= \$357 ;
   always @(posedge clk)
-    m2_0_49 <= \$374 ;
+    m2_0_49 <= \$358 ;
   always @(posedge clk)
-    m2_0_50 <= \$375 ;
+    m2_0_50 <= \$359 ;
   always @(posedge clk)
-    m2_0_51 <= \$376 ;
+    m2_0_51 <= \$360 ;
   always @(posedge clk)
-    m2_0_52 <= \$377 ;
+    m2_0_52 <= \$361 ;
   always @(posedge clk)
-    m2_0_53 <= \$378 ;
+    m2_0_53 <= \$362 ;
   always @(posedge clk)
-    m2_0_54 <= \$379 ;
+    m2_0_54 <= \$363 ;
   always @(posedge clk)
-    m2_0_55 <= \$380 ;
+    m2_0_55 <= \$364 ;
   always @(posedge clk)
-    m2_0_56 <= \$381 ;
+    m2_0_56 <= \$365 ;
   always @(posedge clk)
-    m2_0_57 <= \$382 ;
+    m2_0_57 <= \$366 ;
   always @(posedge clk)
-    m2_0_58 <= \$383 ;
+    m2_0_58 <= \$367 ;
   always @(posedge clk)
-    m2_0_59 <= \$384 ;
+    m2_0_59 <= \$368 ;
   always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
@@ -8168,127 +8072,127 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= \$103 ;
+    w3_0 <= \$87 ;
   always @(posedge clk)
-    m3_0_0 <= \$385 ;
+    m3_0_0 <= \$369 ;
   always @(posedge clk)
-    m3_0_1 <= \$386 ;
+    m3_0_1 <= \$370 ;
   always @(posedge clk)
-    m3_0_2 <= \$387 ;
+    m3_0_2 <= \$371 ;
   always @(posedge clk)
-    m3_0_3 <= \$388 ;
+    m3_0_3 <= \$372 ;
   always @(posedge clk)
-    m3_0_4 <= \$389 ;
+    m3_0_4 <= \$373 ;
   always @(posedge clk)
-    m3_0_5 <= \$390 ;
+    m3_0_5 <= \$374 ;
   always @(posedge clk)
-    m3_0_6 <= \$391 ;
+    m3_0_6 <= \$375 ;
   always @(posedge clk)
-    m3_0_7 <= \$392 ;
+    m3_0_7 <= \$376 ;
   always @(posedge clk)
-    m3_0_8 <= \$393 ;
+    m3_0_8 <= \$377 ;
   always @(posedge clk)
-    m3_0_9 <= \$394 ;
+    m3_0_9 <= \$378 ;
   always @(posedge clk)
-    m3_0_10 <= \$395 ;
+    m3_0_10 <= \$379 ;
   always @(posedge clk)
-    m3_0_11 <= \$396 ;
+    m3_0_11 <= \$380 ;
   always @(posedge clk)
-    m3_0_12 <= \$397 ;
+    m3_0_12 <= \$381 ;
   always @(posedge clk)
-    m3_0_13 <= \$398 ;
+    m3_0_13 <= \$382 ;
   always @(posedge clk)
-    m3_0_14 <= \$399 ;
+    m3_0_14 <= \$383 ;
   always @(posedge clk)
-    m3_0_15 <= \$400 ;
+    m3_0_15 <= \$384 ;
   always @(posedge clk)
-    m3_0_16 <= \$401 ;
+    m3_0_16 <= \$385 ;
   always @(posedge clk)
-    m3_0_17 <= \$402 ;
+    m3_0_17 <= \$386 ;
   always @(posedge clk)
-    m3_0_18 <= \$403 ;
+    m3_0_18 <= \$387 ;
   always @(posedge clk)
-    m3_0_19 <= \$404 ;
+    m3_0_19 <= \$388 ;
   always @(posedge clk)
-    m3_0_20 <= \$405 ;
+    m3_0_20 <= \$389 ;
   always @(posedge clk)
-    m3_0_21 <= \$406 ;
+    m3_0_21 <= \$390 ;
   always @(posedge clk)
-    m3_0_22 <= \$407 ;
+    m3_0_22 <= \$391 ;
   always @(posedge clk)
-    m3_0_23 <= \$408 ;
+    m3_0_23 <= \$392 ;
   always @(posedge clk)
-    m3_0_24 <= \$409 ;
+    m3_0_24 <= \$393 ;
   always @(posedge clk)
-    m3_0_25 <= \$410 ;
+    m3_0_25 <= \$394 ;
   always @(posedge clk)
-    m3_0_26 <= \$411 ;
+    m3_0_26 <= \$395 ;
   always @(posedge clk)
-    m3_0_27 <= \$412 ;
+    m3_0_27 <= \$396 ;
   always @(posedge clk)
-    m3_0_28 <= \$413 ;
+    m3_0_28 <= \$397 ;
   always @(posedge clk)
-    m3_0_29 <= \$414 ;
+    m3_0_29 <= \$398 ;
   always @(posedge clk)
-    m3_0_30 <= \$415 ;
+    m3_0_30 <= \$399 ;
   always @(posedge clk)
-    m3_0_31 <= \$416 ;
+    m3_0_31 <= \$400 ;
   always @(posedge clk)
-    m3_0_32 <= \$417 ;
+    m3_0_32 <= \$401 ;
   always @(posedge clk)
-    m3_0_33 <= \$418 ;
+    m3_0_33 <= \$402 ;
   always @(posedge clk)
-    m3_0_34 <= \$419 ;
+    m3_0_34 <= \$403 ;
   always @(posedge clk)
-    m3_0_35 <= \$420 ;
+    m3_0_35 <= \$404 ;
   always @(posedge clk)
-    m3_0_36 <= \$421 ;
+    m3_0_36 <= \$405 ;
   always @(posedge clk)
-    m3_0_37 <= \$422 ;
+    m3_0_37 <= \$406 ;
   always @(posedge clk)
-    m3_0_38 <= \$423 ;
+    m3_0_38 <= \$407 ;
   always @(posedge clk)
-    m3_0_39 <= \$424 ;
+    m3_0_39 <= \$408 ;
   always @(posedge clk)
-    m3_0_40 <= \$425 ;
+    m3_0_40 <= \$409 ;
   always @(posedge clk)
-    m3_0_41 <= \$426 ;
+    m3_0_41 <= \$410 ;
   always @(posedge clk)
-    m3_0_42 <= \$427 ;
+    m3_0_42 <= \$411 ;
   always @(posedge clk)
-    m3_0_43 <= \$428 ;
+    m3_0_43 <= \$412 ;
   always @(posedge clk)
-    m3_0_44 <= \$429 ;
+    m3_0_44 <= \$413 ;
   always @(posedge clk)
-    m3_0_45 <= \$430 ;
+    m3_0_45 <= \$414 ;
   always @(posedge clk)
-    m3_0_46 <= \$431 ;
+    m3_0_46 <= \$415 ;
   always @(posedge clk)
-    m3_0_47 <= \$432 ;
+    m3_0_47 <= \$416 ;
   always @(posedge clk)
-    m3_0_48 <= \$433 ;
+    m3_0_48 <= \$417 ;
   always @(posedge clk)
-    m3_0_49 <= \$434 ;
+    m3_0_49 <= \$418 ;
   always @(posedge clk)
-    m3_0_50 <= \$435 ;
+    m3_0_50 <= \$419 ;
   always @(posedge clk)
-    m3_0_51 <= \$436 ;
+    m3_0_51 <= \$420 ;
   always @(posedge clk)
-    m3_0_52 <= \$437 ;
+    m3_0_52 <= \$421 ;
   always @(posedge clk)
-    m3_0_53 <= \$438 ;
+    m3_0_53 <= \$422 ;
   always @(posedge clk)
-    m3_0_54 <= \$439 ;
+    m3_0_54 <= \$423 ;
   always @(posedge clk)
-    m3_0_55 <= \$440 ;
+    m3_0_55 <= \$424 ;
   always @(posedge clk)
-    m3_0_56 <= \$441 ;
+    m3_0_56 <= \$425 ;
   always @(posedge clk)
-    m3_0_57 <= \$442 ;
+    m3_0_57 <= \$426 ;
   always @(posedge clk)
-    m3_0_58 <= \$443 ;
+    m3_0_58 <= \$427 ;
   always @(posedge clk)
-    m3_0_59 <= \$444 ;
+    m3_0_59 <= \$428 ;
   always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
@@ -8372,119 +8276,119 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     xsum_q_d1 <= xsum_l6_0;
   always @(posedge clk)
-    v2_d1 <= \$445 ;
+    v2_d1 <= \$429 ;
   always @(posedge clk)
-    v2_d2 <= \$446 ;
+    v2_d2 <= \$430 ;
   always @(posedge clk)
-    v2_d3 <= \$447 ;
+    v2_d3 <= \$431 ;
   always @(posedge clk)
-    v2_d4 <= \$448 ;
+    v2_d4 <= \$432 ;
   always @(posedge clk)
-    v2_d5 <= \$449 ;
+    v2_d5 <= \$433 ;
   always @(posedge clk)
-    first2_d1 <= \$450 ;
+    first2_d1 <= \$434 ;
   always @(posedge clk)
-    first2_d2 <= \$451 ;
+    first2_d2 <= \$435 ;
   always @(posedge clk)
-    first2_d3 <= \$452 ;
+    first2_d3 <= \$436 ;
   always @(posedge clk)
-    first2_d4 <= \$453 ;
+    first2_d4 <= \$437 ;
   always @(posedge clk)
-    first2_d5 <= \$454 ;
+    first2_d5 <= \$438 ;
   always @(posedge clk)
-    last2_d1 <= \$455 ;
+    last2_d1 <= \$439 ;
   always @(posedge clk)
-    last2_d2 <= \$456 ;
+    last2_d2 <= \$440 ;
   always @(posedge clk)
-    last2_d3 <= \$457 ;
+    last2_d3 <= \$441 ;
   always @(posedge clk)
-    last2_d4 <= \$458 ;
+    last2_d4 <= \$442 ;
   always @(posedge clk)
-    last2_d5 <= \$459 ;
+    last2_d5 <= \$443 ;
   always @(posedge clk)
-    done <= \$460 ;
+    done <= \$444 ;
   always @(posedge clk)
-    xacc <= \$461 ;
+    xacc <= \$445 ;
   always @(posedge clk)
-    xfin <= \$462 ;
+    xfin <= \$446 ;
   always @(posedge clk)
-    acc0_0 <= \$463 ;
+    acc0_0 <= \$447 ;
   always @(posedge clk)
-    fin0_0 <= \$464 ;
+    fin0_0 <= \$448 ;
   always @(posedge clk)
-    bank0_0 <= \$465 ;
+    bank0_0 <= \$449 ;
   always @(posedge clk)
-    acc1_0 <= \$466 ;
+    acc1_0 <= \$450 ;
   always @(posedge clk)
-    fin1_0 <= \$467 ;
+    fin1_0 <= \$451 ;
   always @(posedge clk)
-    bank1_0 <= \$468 ;
+    bank1_0 <= \$452 ;
   always @(posedge clk)
-    acc2_0 <= \$469 ;
+    acc2_0 <= \$453 ;
   always @(posedge clk)
-    fin2_0 <= \$470 ;
+    fin2_0 <= \$454 ;
   always @(posedge clk)
-    bank2_0 <= \$471 ;
+    bank2_0 <= \$455 ;
   always @(posedge clk)
-    acc3_0 <= \$472 ;
+    acc3_0 <= \$456 ;
   always @(posedge clk)
-    fin3_0 <= \$473 ;
+    fin3_0 <= \$457 ;
   always @(posedge clk)
-    bank3_0 <= \$474 ;
+    bank3_0 <= \$458 ;
   always @(posedge clk)
-    ser_left <= \$475 ;
+    ser_left <= \$459 ;
   always @(posedge clk)
-    addr <= \$476 ;
+    addr <= \$460 ;
   always @(posedge clk)
-    \$signal$893  <= \$477 ;
+    \$signal$893  <= \$461 ;
   always @(posedge clk)
-    ka <= \$478 ;
+    ka <= \$462 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$479 ;
+    vb <= \$463 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$139 ;
+    rq0_beta <= \$123 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$142 ;
+    rq0_acc_s1_0 <= \$126 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$143 [30:0];
+    rq0_acc_s2_0 <= \$127 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$144 [14:0];
+    rq0_shifted <= \$128 [14:0];
   always @(posedge clk)
-    rq0_under <= \$146 ;
+    rq0_under <= \$130 ;
   always @(posedge clk)
-    rq0_over <= \$148 ;
+    rq0_over <= \$132 ;
   always @(posedge clk)
-    v_out_d1 <= \$480 ;
+    v_out_d1 <= \$464 ;
   always @(posedge clk)
-    v_out_d2 <= \$481 ;
+    v_out_d2 <= \$465 ;
   always @(posedge clk)
-    v_out_d3 <= \$482 ;
+    v_out_d3 <= \$466 ;
   always @(posedge clk)
-    \w_en$798  <= \$483 ;
+    \w_en$798  <= \$467 ;
   always @(posedge clk)
-    skipped_d1 <= \$484 ;
+    skipped_d1 <= \$468 ;
   always @(posedge clk)
-    skipped_d2 <= \$485 ;
+    skipped_d2 <= \$469 ;
   always @(posedge clk)
-    skipped_d3 <= \$486 ;
+    skipped_d3 <= \$470 ;
   always @(posedge clk)
-    skipped_d4 <= \$487 ;
+    skipped_d4 <= \$471 ;
   always @(posedge clk)
-    skipped_d5 <= \$488 ;
+    skipped_d5 <= \$472 ;
   always @(posedge clk)
-    group_ended_d1 <= \$489 ;
+    group_ended_d1 <= \$473 ;
   always @(posedge clk)
-    credits_returned <= \$490 ;
+    credits_returned <= \$474 ;
   always @(posedge clk)
-    credits_space <= \$491 ;
+    credits_space <= \$475 ;
   always @(posedge clk)
-    credits_room <= \$492 ;
+    credits_room <= \$476 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -8840,88 +8744,104 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   assign \$49  = ~ gap_zero;
   assign \$50  = gap - 1'h1;
   assign \$51  = ! s_idx;
-  assign \$52  = r_next - 1'h0;
-  assign \$53  = r_next - 4'he;
+  assign \$52  = r_next >= 4'he;
+  assign \$53  = 1'h0 + \$52 ;
   assign \$54  = r_next >= 4'he;
   assign \$55  = 1'h0 + \$54 ;
-  assign \$56  = r_next - 1'h0;
-  assign \$57  = r_next - 4'he;
+  assign \$56  = r_next >= 4'he;
+  assign \$57  = 1'h0 + \$56 ;
   assign \$58  = r_next >= 4'he;
   assign \$59  = 1'h0 + \$58 ;
-  assign \$60  = r_next - 1'h0;
-  assign \$61  = r_next - 4'he;
+  assign \$60  = r_next >= 4'he;
+  assign \$61  = 1'h0 + \$60 ;
   assign \$62  = r_next >= 4'he;
   assign \$63  = 1'h0 + \$62 ;
-  assign \$64  = r_next - 1'h0;
-  assign \$65  = r_next - 4'he;
+  assign \$64  = r_next >= 4'he;
+  assign \$65  = 1'h0 + \$64 ;
   assign \$66  = r_next >= 4'he;
   assign \$67  = 1'h0 + \$66 ;
-  assign \$68  = r_next - 1'h0;
-  assign \$69  = r_next - 4'he;
-  assign \$70  = r_next >= 4'he;
-  assign \$71  = 1'h0 + \$70 ;
-  assign \$72  = r_next - 1'h0;
-  assign \$73  = r_next - 4'he;
-  assign \$74  = r_next >= 4'he;
-  assign \$75  = 1'h0 + \$74 ;
-  assign \$76  = r_next - 1'h0;
-  assign \$77  = r_next - 4'he;
-  assign \$78  = r_next >= 4'he;
-  assign \$79  = 1'h0 + \$78 ;
-  assign \$80  = r_next - 1'h0;
-  assign \$81  = r_next - 4'he;
-  assign \$82  = r_next >= 4'he;
-  assign \$83  = 1'h0 + \$82 ;
-  assign \$85  = \$84  ? \port__data$828  : \port__data$827 ;
-  assign \$87  = \$86  ? \port__data$830  : \port__data$829 ;
-  assign \$89  = \$88  ? \port__data$832  : \port__data$831 ;
-  assign \$91  = \$90  ? \port__data$834  : \port__data$833 ;
-  assign \$93  = \$92  ? \port__data$836  : \port__data$835 ;
-  assign \$95  = \$94  ? \port__data$838  : \port__data$837 ;
-  assign \$97  = \$96  ? \port__data$840  : \port__data$839 ;
-  assign \$99  = \$98  ? \port__data$842  : \port__data$841 ;
-  assign \$100  = ~ { \o$846 , \o$845 , o };
-  assign \$101  = ~ { \o$851 , \o$850 , \o$849  };
-  assign \$102  = ~ { \o$856 , \o$855 , \o$854  };
-  assign \$103  = ~ { \o$861 , \o$860 , \o$859  };
-  assign \$104  = first2_d5 ? 18'h00000 : xacc;
-  assign \$105  = \$104  + xsum_q_d1;
-  assign \$106  = first2_d5 ? 18'h00000 : xacc;
-  assign \$107  = \$106  + xsum_q_d1;
-  assign \$108  = first2_d5 ? 18'h00000 : acc0_0;
-  assign \$109  = \$108  + t0_0_l6_0;
-  assign \$110  = first2_d5 ? 18'h00000 : acc0_0;
-  assign \$111  = \$110  + t0_0_l6_0;
-  assign \$113  = \$112  - xfin;
-  assign \$114  = first2_d5 ? 18'h00000 : acc1_0;
-  assign \$115  = \$114  + t1_0_l6_0;
-  assign \$116  = first2_d5 ? 18'h00000 : acc1_0;
-  assign \$117  = \$116  + t1_0_l6_0;
-  assign \$119  = \$118  - xfin;
-  assign \$120  = first2_d5 ? 18'h00000 : acc2_0;
-  assign \$121  = \$120  + t2_0_l6_0;
-  assign \$122  = first2_d5 ? 18'h00000 : acc2_0;
-  assign \$123  = \$122  + t2_0_l6_0;
-  assign \$125  = \$124  - xfin;
-  assign \$126  = first2_d5 ? 18'h00000 : acc3_0;
-  assign \$127  = \$126  + t3_0_l6_0;
-  assign \$128  = first2_d5 ? 18'h00000 : acc3_0;
-  assign \$129  = \$128  + t3_0_l6_0;
-  assign \$131  = \$130  - xfin;
-  assign \$132  = ser_left - 1'h1;
-  assign \$133  = addr == 6'h3f;
-  assign \$134  = addr + 1'h1;
-  assign \$135  = \$133  ? 7'h00 : \$134 ;
-  assign \$139  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$142  = $signed(\$140 ) + $signed(\$141 );
-  assign \$143  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$146  = $signed(\$145 ) < $signed(1'h0);
-  assign \$148  = $signed(\$147 ) > $signed(9'h0ff);
-  assign \$149  = step & s_last;
-  assign \$150  = o__valid & \o__ready$793 ;
-  assign \$151  = \$150  + skipped_d5;
+  assign \$69  = \$68  ? \port__data$828  : \port__data$827 ;
+  assign \$71  = \$70  ? \port__data$830  : \port__data$829 ;
+  assign \$73  = \$72  ? \port__data$832  : \port__data$831 ;
+  assign \$75  = \$74  ? \port__data$834  : \port__data$833 ;
+  assign \$77  = \$76  ? \port__data$836  : \port__data$835 ;
+  assign \$79  = \$78  ? \port__data$838  : \port__data$837 ;
+  assign \$81  = \$80  ? \port__data$840  : \port__data$839 ;
+  assign \$83  = \$82  ? \port__data$842  : \port__data$841 ;
+  assign \$84  = ~ { \o$846 , \o$845 , o };
+  assign \$85  = ~ { \o$851 , \o$850 , \o$849  };
+  assign \$86  = ~ { \o$856 , \o$855 , \o$854  };
+  assign \$87  = ~ { \o$861 , \o$860 , \o$859  };
+  assign \$88  = first2_d5 ? 18'h00000 : xacc;
+  assign \$89  = \$88  + xsum_q_d1;
+  assign \$90  = first2_d5 ? 18'h00000 : xacc;
+  assign \$91  = \$90  + xsum_q_d1;
+  assign \$92  = first2_d5 ? 18'h00000 : acc0_0;
+  assign \$93  = \$92  + t0_0_l6_0;
+  assign \$94  = first2_d5 ? 18'h00000 : acc0_0;
+  assign \$95  = \$94  + t0_0_l6_0;
+  assign \$97  = \$96  - xfin;
+  assign \$98  = first2_d5 ? 18'h00000 : acc1_0;
+  assign \$99  = \$98  + t1_0_l6_0;
+  assign \$100  = first2_d5 ? 18'h00000 : acc1_0;
+  assign \$101  = \$100  + t1_0_l6_0;
+  assign \$103  = \$102  - xfin;
+  assign \$104  = first2_d5 ? 18'h00000 : acc2_0;
+  assign \$105  = \$104  + t2_0_l6_0;
+  assign \$106  = first2_d5 ? 18'h00000 : acc2_0;
+  assign \$107  = \$106  + t2_0_l6_0;
+  assign \$109  = \$108  - xfin;
+  assign \$110  = first2_d5 ? 18'h00000 : acc3_0;
+  assign \$111  = \$110  + t3_0_l6_0;
+  assign \$112  = first2_d5 ? 18'h00000 : acc3_0;
+  assign \$113  = \$112  + t3_0_l6_0;
+  assign \$115  = \$114  - xfin;
+  assign \$116  = ser_left - 1'h1;
+  assign \$117  = addr == 6'h3f;
+  assign \$118  = addr + 1'h1;
+  assign \$119  = \$117  ? 7'h00 : \$118 ;
+  assign \$123  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$126  = $signed(\$124 ) + $signed(\$125 );
+  assign \$127  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$130  = $signed(\$129 ) < $signed(1'h0);
+  assign \$132  = $signed(\$131 ) > $signed(9'h0ff);
+  assign \$133  = step & s_last;
+  assign \$134  = o__valid & \o__ready$793 ;
+  assign \$135  = \$134  + skipped_d5;
+  assign \$136  = r_next - 1'h0;
+  assign \$137  = r_next - 4'he;
+  assign \$138  = r_next - 1'h0;
+  assign \$139  = r_next - 4'he;
+  assign \$140  = r_next - 1'h0;
+  assign \$141  = r_next - 4'he;
+  assign \$142  = r_next - 1'h0;
+  assign \$143  = r_next - 4'he;
+  assign \$144  = r_next - 1'h0;
+  assign \$145  = r_next - 4'he;
+  assign \$146  = r_next - 1'h0;
+  assign \$147  = r_next - 4'he;
+  assign \$148  = r_next - 1'h0;
+  assign \$149  = r_next - 4'he;
+  assign \$150  = r_next - 1'h0;
+  assign \$151  = r_next - 4'he;
   always @(posedge clk)
     w_data_q <= w_data;
+  always @(posedge clk)
+    port__addr <= \$152 ;
+  always @(posedge clk)
+    port__en <= \$153 ;
+  always @(posedge clk)
+    \port__addr$31  <= \$154 ;
+  always @(posedge clk)
+    \port__en$34  <= \$155 ;
+  always @(posedge clk)
+    w_count <= \$156 ;
+  always @(posedge clk)
+    w_full <= \$157 ;
+  always @(posedge clk)
+    can_end <= \$158 ;
+  always @(posedge clk)
+    gap_zero <= \$159 ;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8984,6 +8904,118 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     .w_en(\w_en$798 ),
     .w_port__data(\$21 [7:0])
   );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b0_p0_copy (
+    .clk(clk),
+    .d(\$136 [3:0]),
+    .q(\port__addr$81 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b0_p1_copy (
+    .clk(clk),
+    .d(\$137 [3:0]),
+    .q(\port__addr$84 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b1_p0_copy (
+    .clk(clk),
+    .d(\$138 [3:0]),
+    .q(\port__addr$87 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b1_p1_copy (
+    .clk(clk),
+    .d(\$139 [3:0]),
+    .q(\port__addr$90 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b2_p0_copy (
+    .clk(clk),
+    .d(\$140 [3:0]),
+    .q(\port__addr$93 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b2_p1_copy (
+    .clk(clk),
+    .d(\$141 [3:0]),
+    .q(\port__addr$96 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b3_p0_copy (
+    .clk(clk),
+    .d(\$142 [3:0]),
+    .q(\port__addr$99 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b3_p1_copy (
+    .clk(clk),
+    .d(\$143 [3:0]),
+    .q(\port__addr$102 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b4_p0_copy (
+    .clk(clk),
+    .d(\$144 [3:0]),
+    .q(\port__addr$105 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b4_p1_copy (
+    .clk(clk),
+    .d(\$145 [3:0]),
+    .q(\port__addr$108 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b5_p0_copy (
+    .clk(clk),
+    .d(\$146 [3:0]),
+    .q(\port__addr$111 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b5_p1_copy (
+    .clk(clk),
+    .d(\$147 [3:0]),
+    .q(\port__addr$114 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b6_p0_copy (
+    .clk(clk),
+    .d(\$148 [3:0]),
+    .q(\port__addr$117 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b6_p1_copy (
+    .clk(clk),
+    .d(\$149 [3:0]),
+    .q(\port__addr$120 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b7_p0_copy (
+    .clk(clk),
+    .d(\$150 [3:0]),
+    .q(\port__addr$123 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b7_p1_copy (
+    .clk(clk),
+    .d(\$151 [3:0]),
+    .q(\port__addr$126 )
+  );
   \flexor_lenet5.conv2.rom  rom (
     .addr(\addr$912 ),
     .clk(clk),
@@ -9009,73 +9041,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     .o__ready(step),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$153  = \$29 ;
-    if (rst) begin
-      \$153  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$154  = \$30 [3:0];
-    if (rst) begin
-      \$154  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$155  = \$34 ;
-    if (rst) begin
-      \$155  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$156  = w_count;
-    if (take) begin
-      \$156  = \$37 [3:0];
-    end
-    if (rst) begin
-      \$156  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$157  = w_full;
-    if (take) begin
-      if (\$38 ) begin
-        \$157  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$157  = 1'h0;
-    end
-    if (rst) begin
-      \$157  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$158  = \$39 ;
-    if (rst) begin
-      \$158  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$159  = gap_zero_next;
-    if (rst) begin
-      \$159  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$160  = \$signal ;
-    if (rst) begin
-      \$160  = 1'h0;
-    end
-  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$161  = n_last_next;
@@ -9187,16 +9152,16 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$173  = \$52 [3:0];
+    \$173  = \$53 [0];
     if (rst) begin
-      \$173  = 4'h0;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$174  = \$53 [3:0];
+    \$174  = r_page_a0;
     if (rst) begin
-      \$174  = 4'h8;
+      \$174  = 1'h0;
     end
   end
   always @* begin
@@ -9208,23 +9173,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$176  = r_page_a0;
+    \$176  = r_page_a1;
     if (rst) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$177  = \$56 [3:0];
+    \$177  = \$57 [0];
     if (rst) begin
-      \$177  = 4'h1;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$178  = \$57 [3:0];
+    \$178  = r_page_a2;
     if (rst) begin
-      \$178  = 4'h9;
+      \$178  = 1'h0;
     end
   end
   always @* begin
@@ -9236,23 +9201,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$180  = r_page_a1;
+    \$180  = r_page_a3;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$181  = \$60 [3:0];
+    \$181  = \$61 [0];
     if (rst) begin
-      \$181  = 4'h2;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$182  = \$61 [3:0];
+    \$182  = r_page_a4;
     if (rst) begin
-      \$182  = 4'ha;
+      \$182  = 1'h0;
     end
   end
   always @* begin
@@ -9264,23 +9229,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$184  = r_page_a2;
+    \$184  = r_page_a5;
     if (rst) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$185  = \$64 [3:0];
+    \$185  = \$65 [0];
     if (rst) begin
-      \$185  = 4'h3;
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$186  = \$65 [3:0];
+    \$186  = r_page_a6;
     if (rst) begin
-      \$186  = 4'hb;
+      \$186  = 1'h0;
     end
   end
   always @* begin
@@ -9292,2631 +9257,2519 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$188  = r_page_a3;
+    \$188  = r_page_a7;
     if (rst) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$189  = \$68 [3:0];
-    if (rst) begin
-      \$189  = 4'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$190  = \$69 [3:0];
-    if (rst) begin
-      \$190  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$191  = \$71 [0];
-    if (rst) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$192  = r_page_a4;
-    if (rst) begin
-      \$192  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$193  = \$72 [3:0];
-    if (rst) begin
-      \$193  = 4'h5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$194  = \$73 [3:0];
-    if (rst) begin
-      \$194  = 4'hd;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$195  = \$75 [0];
-    if (rst) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$196  = r_page_a5;
-    if (rst) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$197  = \$76 [3:0];
-    if (rst) begin
-      \$197  = 4'h6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$198  = \$77 [3:0];
-    if (rst) begin
-      \$198  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$199  = \$79 [0];
-    if (rst) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$200  = r_page_a6;
-    if (rst) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$201  = \$80 [3:0];
-    if (rst) begin
-      \$201  = 4'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$202  = \$81 [3:0];
-    if (rst) begin
-      \$202  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$203  = \$83 [0];
-    if (rst) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$204  = r_page_a7;
-    if (rst) begin
-      \$204  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$205  = 8'h00;
+      \$189  = 8'h00;
     end else begin
-      \$205  = xdata_d1[7:0];
+      \$189  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$206  = 8'h00;
+      \$190  = 8'h00;
     end else begin
-      \$206  = xdata_d1[15:8];
+      \$190  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$207  = 8'h00;
+      \$191  = 8'h00;
     end else begin
-      \$207  = xdata_d1[23:16];
+      \$191  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$208  = 8'h00;
+      \$192  = 8'h00;
     end else begin
-      \$208  = xdata_d1[31:24];
+      \$192  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$209  = 8'h00;
+      \$193  = 8'h00;
     end else begin
-      \$209  = xdata_d1[39:32];
+      \$193  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$210  = 8'h00;
+      \$194  = 8'h00;
     end else begin
-      \$210  = xdata_d1[47:40];
+      \$194  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$211  = 8'h00;
+      \$195  = 8'h00;
     end else begin
-      \$211  = xdata_d1[55:48];
+      \$195  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$212  = 8'h00;
+      \$196  = 8'h00;
     end else begin
-      \$212  = xdata_d1[63:56];
+      \$196  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$213  = 8'h00;
+      \$197  = 8'h00;
     end else begin
-      \$213  = xdata_d1[71:64];
+      \$197  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$214  = 8'h00;
+      \$198  = 8'h00;
     end else begin
-      \$214  = xdata_d1[79:72];
+      \$198  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$215  = 8'h00;
+      \$199  = 8'h00;
     end else begin
-      \$215  = xdata_d1[87:80];
+      \$199  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$216  = 8'h00;
+      \$200  = 8'h00;
     end else begin
-      \$216  = xdata_d1[95:88];
+      \$200  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$217  = 8'h00;
+      \$201  = 8'h00;
     end else begin
-      \$217  = xdata_d1[103:96];
+      \$201  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$218  = 8'h00;
+      \$202  = 8'h00;
     end else begin
-      \$218  = xdata_d1[111:104];
+      \$202  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$219  = 8'h00;
+      \$203  = 8'h00;
     end else begin
-      \$219  = xdata_d1[119:112];
+      \$203  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$220  = 8'h00;
+      \$204  = 8'h00;
     end else begin
-      \$220  = xdata_d1[127:120];
+      \$204  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$221  = 8'h00;
+      \$205  = 8'h00;
     end else begin
-      \$221  = xdata_d1[135:128];
+      \$205  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$222  = 8'h00;
+      \$206  = 8'h00;
     end else begin
-      \$222  = xdata_d1[143:136];
+      \$206  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$223  = 8'h00;
+      \$207  = 8'h00;
     end else begin
-      \$223  = xdata_d1[151:144];
+      \$207  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$224  = 8'h00;
+      \$208  = 8'h00;
     end else begin
-      \$224  = xdata_d1[159:152];
+      \$208  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$225  = 8'h00;
+      \$209  = 8'h00;
     end else begin
-      \$225  = xdata_d1[167:160];
+      \$209  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$226  = 8'h00;
+      \$210  = 8'h00;
     end else begin
-      \$226  = xdata_d1[175:168];
+      \$210  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$227  = 8'h00;
+      \$211  = 8'h00;
     end else begin
-      \$227  = xdata_d1[183:176];
+      \$211  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$228  = 8'h00;
+      \$212  = 8'h00;
     end else begin
-      \$228  = xdata_d1[191:184];
+      \$212  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$229  = 8'h00;
+      \$213  = 8'h00;
     end else begin
-      \$229  = xdata_d1[199:192];
+      \$213  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
-      \$230  = 8'h00;
+      \$214  = 8'h00;
     end else begin
-      \$230  = xdata_d1[207:200];
+      \$214  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
-      \$231  = 8'h00;
+      \$215  = 8'h00;
     end else begin
-      \$231  = xdata_d1[215:208];
+      \$215  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
-      \$232  = 8'h00;
+      \$216  = 8'h00;
     end else begin
-      \$232  = xdata_d1[223:216];
+      \$216  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
-      \$233  = 8'h00;
+      \$217  = 8'h00;
     end else begin
-      \$233  = xdata_d1[231:224];
+      \$217  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
-      \$234  = 8'h00;
+      \$218  = 8'h00;
     end else begin
-      \$234  = xdata_d1[239:232];
+      \$218  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
-      \$235  = 8'h00;
+      \$219  = 8'h00;
     end else begin
-      \$235  = xdata_d1[247:240];
+      \$219  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
-      \$236  = 8'h00;
+      \$220  = 8'h00;
     end else begin
-      \$236  = xdata_d1[255:248];
+      \$220  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
-      \$237  = 8'h00;
+      \$221  = 8'h00;
     end else begin
-      \$237  = xdata_d1[263:256];
+      \$221  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
-      \$238  = 8'h00;
+      \$222  = 8'h00;
     end else begin
-      \$238  = xdata_d1[271:264];
+      \$222  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
-      \$239  = 8'h00;
+      \$223  = 8'h00;
     end else begin
-      \$239  = xdata_d1[279:272];
+      \$223  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
-      \$240  = 8'h00;
+      \$224  = 8'h00;
     end else begin
-      \$240  = xdata_d1[287:280];
+      \$224  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
-      \$241  = 8'h00;
+      \$225  = 8'h00;
     end else begin
-      \$241  = xdata_d1[295:288];
+      \$225  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
-      \$242  = 8'h00;
+      \$226  = 8'h00;
     end else begin
-      \$242  = xdata_d1[303:296];
+      \$226  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
-      \$243  = 8'h00;
+      \$227  = 8'h00;
     end else begin
-      \$243  = xdata_d1[311:304];
+      \$227  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
-      \$244  = 8'h00;
+      \$228  = 8'h00;
     end else begin
-      \$244  = xdata_d1[319:312];
+      \$228  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
-      \$245  = 8'h00;
+      \$229  = 8'h00;
     end else begin
-      \$245  = xdata_d1[327:320];
+      \$229  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
-      \$246  = 8'h00;
+      \$230  = 8'h00;
     end else begin
-      \$246  = xdata_d1[335:328];
+      \$230  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
-      \$247  = 8'h00;
+      \$231  = 8'h00;
     end else begin
-      \$247  = xdata_d1[343:336];
+      \$231  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
-      \$248  = 8'h00;
+      \$232  = 8'h00;
     end else begin
-      \$248  = xdata_d1[351:344];
+      \$232  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
-      \$249  = 8'h00;
+      \$233  = 8'h00;
     end else begin
-      \$249  = xdata_d1[359:352];
+      \$233  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
-      \$250  = 8'h00;
+      \$234  = 8'h00;
     end else begin
-      \$250  = xdata_d1[367:360];
+      \$234  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
-      \$251  = 8'h00;
+      \$235  = 8'h00;
     end else begin
-      \$251  = xdata_d1[375:368];
+      \$235  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
-      \$252  = 8'h00;
+      \$236  = 8'h00;
     end else begin
-      \$252  = xdata_d1[383:376];
+      \$236  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
-      \$253  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$253  = xdata_d1[391:384];
+      \$237  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
-      \$254  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$254  = xdata_d1[399:392];
+      \$238  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
-      \$255  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$255  = xdata_d1[407:400];
+      \$239  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
-      \$256  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$256  = xdata_d1[415:408];
+      \$240  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
-      \$257  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$257  = xdata_d1[423:416];
+      \$241  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
-      \$258  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$258  = xdata_d1[431:424];
+      \$242  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
-      \$259  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$259  = xdata_d1[439:432];
+      \$243  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
-      \$260  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$260  = xdata_d1[447:440];
+      \$244  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
-      \$261  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$261  = xdata_d1[455:448];
+      \$245  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
-      \$262  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$262  = xdata_d1[463:456];
+      \$246  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
-      \$263  = 8'h00;
+      \$247  = 8'h00;
     end else begin
-      \$263  = xdata_d1[471:464];
+      \$247  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
-      \$264  = 8'h00;
+      \$248  = 8'h00;
     end else begin
-      \$264  = xdata_d1[479:472];
+      \$248  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$265  = 8'h00;
+      \$249  = 8'h00;
     end else begin
-      \$265  = xdata_d1[7:0];
+      \$249  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$266  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$266  = xdata_d1[15:8];
+      \$250  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$267  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$267  = xdata_d1[23:16];
+      \$251  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$268  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$268  = xdata_d1[31:24];
+      \$252  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$269  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$269  = xdata_d1[39:32];
+      \$253  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$270  = 8'h00;
+      \$254  = 8'h00;
     end else begin
-      \$270  = xdata_d1[47:40];
+      \$254  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$271  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$271  = xdata_d1[55:48];
+      \$255  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$272  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$272  = xdata_d1[63:56];
+      \$256  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$273  = 8'h00;
+      \$257  = 8'h00;
     end else begin
-      \$273  = xdata_d1[71:64];
+      \$257  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$274  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$274  = xdata_d1[79:72];
+      \$258  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$275  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$275  = xdata_d1[87:80];
+      \$259  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$276  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$276  = xdata_d1[95:88];
+      \$260  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$277  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$277  = xdata_d1[103:96];
+      \$261  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$278  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$278  = xdata_d1[111:104];
+      \$262  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$279  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$279  = xdata_d1[119:112];
+      \$263  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$280  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$280  = xdata_d1[127:120];
+      \$264  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$281  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$281  = xdata_d1[135:128];
+      \$265  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$282  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$282  = xdata_d1[143:136];
+      \$266  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$283  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$283  = xdata_d1[151:144];
+      \$267  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$284  = 8'h00;
+      \$268  = 8'h00;
     end else begin
-      \$284  = xdata_d1[159:152];
+      \$268  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
-      \$285  = 8'h00;
+      \$269  = 8'h00;
     end else begin
-      \$285  = xdata_d1[167:160];
+      \$269  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
-      \$286  = 8'h00;
+      \$270  = 8'h00;
     end else begin
-      \$286  = xdata_d1[175:168];
+      \$270  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
-      \$287  = 8'h00;
+      \$271  = 8'h00;
     end else begin
-      \$287  = xdata_d1[183:176];
+      \$271  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
-      \$288  = 8'h00;
+      \$272  = 8'h00;
     end else begin
-      \$288  = xdata_d1[191:184];
+      \$272  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
-      \$289  = 8'h00;
+      \$273  = 8'h00;
     end else begin
-      \$289  = xdata_d1[199:192];
+      \$273  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
-      \$290  = 8'h00;
+      \$274  = 8'h00;
     end else begin
-      \$290  = xdata_d1[207:200];
+      \$274  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
-      \$291  = 8'h00;
+      \$275  = 8'h00;
     end else begin
-      \$291  = xdata_d1[215:208];
+      \$275  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
-      \$292  = 8'h00;
+      \$276  = 8'h00;
     end else begin
-      \$292  = xdata_d1[223:216];
+      \$276  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
-      \$293  = 8'h00;
+      \$277  = 8'h00;
     end else begin
-      \$293  = xdata_d1[231:224];
+      \$277  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
-      \$294  = 8'h00;
+      \$278  = 8'h00;
     end else begin
-      \$294  = xdata_d1[239:232];
+      \$278  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
-      \$295  = 8'h00;
+      \$279  = 8'h00;
     end else begin
-      \$295  = xdata_d1[247:240];
+      \$279  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
-      \$296  = 8'h00;
+      \$280  = 8'h00;
     end else begin
-      \$296  = xdata_d1[255:248];
+      \$280  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
-      \$297  = 8'h00;
+      \$281  = 8'h00;
     end else begin
-      \$297  = xdata_d1[263:256];
+      \$281  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
-      \$298  = 8'h00;
+      \$282  = 8'h00;
     end else begin
-      \$298  = xdata_d1[271:264];
+      \$282  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
-      \$299  = 8'h00;
+      \$283  = 8'h00;
     end else begin
-      \$299  = xdata_d1[279:272];
+      \$283  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
-      \$300  = 8'h00;
+      \$284  = 8'h00;
     end else begin
-      \$300  = xdata_d1[287:280];
+      \$284  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
-      \$301  = 8'h00;
+      \$285  = 8'h00;
     end else begin
-      \$301  = xdata_d1[295:288];
+      \$285  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
-      \$302  = 8'h00;
+      \$286  = 8'h00;
     end else begin
-      \$302  = xdata_d1[303:296];
+      \$286  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
-      \$303  = 8'h00;
+      \$287  = 8'h00;
     end else begin
-      \$303  = xdata_d1[311:304];
+      \$287  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
-      \$304  = 8'h00;
+      \$288  = 8'h00;
     end else begin
-      \$304  = xdata_d1[319:312];
+      \$288  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
-      \$305  = 8'h00;
+      \$289  = 8'h00;
     end else begin
-      \$305  = xdata_d1[327:320];
+      \$289  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
-      \$306  = 8'h00;
+      \$290  = 8'h00;
     end else begin
-      \$306  = xdata_d1[335:328];
+      \$290  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
-      \$307  = 8'h00;
+      \$291  = 8'h00;
     end else begin
-      \$307  = xdata_d1[343:336];
+      \$291  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
-      \$308  = 8'h00;
+      \$292  = 8'h00;
     end else begin
-      \$308  = xdata_d1[351:344];
+      \$292  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
-      \$309  = 8'h00;
+      \$293  = 8'h00;
     end else begin
-      \$309  = xdata_d1[359:352];
+      \$293  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
-      \$310  = 8'h00;
+      \$294  = 8'h00;
     end else begin
-      \$310  = xdata_d1[367:360];
+      \$294  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
-      \$311  = 8'h00;
+      \$295  = 8'h00;
     end else begin
-      \$311  = xdata_d1[375:368];
+      \$295  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
-      \$312  = 8'h00;
+      \$296  = 8'h00;
     end else begin
-      \$312  = xdata_d1[383:376];
+      \$296  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
-      \$313  = 8'h00;
+      \$297  = 8'h00;
     end else begin
-      \$313  = xdata_d1[391:384];
+      \$297  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
-      \$314  = 8'h00;
+      \$298  = 8'h00;
     end else begin
-      \$314  = xdata_d1[399:392];
+      \$298  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
-      \$315  = 8'h00;
+      \$299  = 8'h00;
     end else begin
-      \$315  = xdata_d1[407:400];
+      \$299  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
-      \$316  = 8'h00;
+      \$300  = 8'h00;
     end else begin
-      \$316  = xdata_d1[415:408];
+      \$300  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
-      \$317  = 8'h00;
+      \$301  = 8'h00;
     end else begin
-      \$317  = xdata_d1[423:416];
+      \$301  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
-      \$318  = 8'h00;
+      \$302  = 8'h00;
     end else begin
-      \$318  = xdata_d1[431:424];
+      \$302  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
-      \$319  = 8'h00;
+      \$303  = 8'h00;
     end else begin
-      \$319  = xdata_d1[439:432];
+      \$303  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
-      \$320  = 8'h00;
+      \$304  = 8'h00;
     end else begin
-      \$320  = xdata_d1[447:440];
+      \$304  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
-      \$321  = 8'h00;
+      \$305  = 8'h00;
     end else begin
-      \$321  = xdata_d1[455:448];
+      \$305  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
-      \$322  = 8'h00;
+      \$306  = 8'h00;
     end else begin
-      \$322  = xdata_d1[463:456];
+      \$306  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
-      \$323  = 8'h00;
+      \$307  = 8'h00;
     end else begin
-      \$323  = xdata_d1[471:464];
+      \$307  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
-      \$324  = 8'h00;
+      \$308  = 8'h00;
     end else begin
-      \$324  = xdata_d1[479:472];
+      \$308  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
-      \$325  = 8'h00;
+      \$309  = 8'h00;
     end else begin
-      \$325  = xdata_d1[7:0];
+      \$309  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
-      \$326  = 8'h00;
+      \$310  = 8'h00;
     end else begin
-      \$326  = xdata_d1[15:8];
+      \$310  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
-      \$327  = 8'h00;
+      \$311  = 8'h00;
     end else begin
-      \$327  = xdata_d1[23:16];
+      \$311  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
-      \$328  = 8'h00;
+      \$312  = 8'h00;
     end else begin
-      \$328  = xdata_d1[31:24];
+      \$312  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
-      \$329  = 8'h00;
+      \$313  = 8'h00;
     end else begin
-      \$329  = xdata_d1[39:32];
+      \$313  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
-      \$330  = 8'h00;
+      \$314  = 8'h00;
     end else begin
-      \$330  = xdata_d1[47:40];
+      \$314  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
-      \$331  = 8'h00;
+      \$315  = 8'h00;
     end else begin
-      \$331  = xdata_d1[55:48];
+      \$315  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
-      \$332  = 8'h00;
+      \$316  = 8'h00;
     end else begin
-      \$332  = xdata_d1[63:56];
+      \$316  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
-      \$333  = 8'h00;
+      \$317  = 8'h00;
     end else begin
-      \$333  = xdata_d1[71:64];
+      \$317  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
-      \$334  = 8'h00;
+      \$318  = 8'h00;
     end else begin
-      \$334  = xdata_d1[79:72];
+      \$318  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
-      \$335  = 8'h00;
+      \$319  = 8'h00;
     end else begin
-      \$335  = xdata_d1[87:80];
+      \$319  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
-      \$336  = 8'h00;
+      \$320  = 8'h00;
     end else begin
-      \$336  = xdata_d1[95:88];
+      \$320  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
-      \$337  = 8'h00;
+      \$321  = 8'h00;
     end else begin
-      \$337  = xdata_d1[103:96];
+      \$321  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
-      \$338  = 8'h00;
+      \$322  = 8'h00;
     end else begin
-      \$338  = xdata_d1[111:104];
+      \$322  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
-      \$339  = 8'h00;
+      \$323  = 8'h00;
     end else begin
-      \$339  = xdata_d1[119:112];
+      \$323  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
-      \$340  = 8'h00;
+      \$324  = 8'h00;
     end else begin
-      \$340  = xdata_d1[127:120];
+      \$324  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
-      \$341  = 8'h00;
+      \$325  = 8'h00;
     end else begin
-      \$341  = xdata_d1[135:128];
+      \$325  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
-      \$342  = 8'h00;
+      \$326  = 8'h00;
     end else begin
-      \$342  = xdata_d1[143:136];
+      \$326  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
-      \$343  = 8'h00;
+      \$327  = 8'h00;
     end else begin
-      \$343  = xdata_d1[151:144];
+      \$327  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
-      \$344  = 8'h00;
+      \$328  = 8'h00;
     end else begin
-      \$344  = xdata_d1[159:152];
+      \$328  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
-      \$345  = 8'h00;
+      \$329  = 8'h00;
     end else begin
-      \$345  = xdata_d1[167:160];
+      \$329  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
-      \$346  = 8'h00;
+      \$330  = 8'h00;
     end else begin
-      \$346  = xdata_d1[175:168];
+      \$330  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
-      \$347  = 8'h00;
+      \$331  = 8'h00;
     end else begin
-      \$347  = xdata_d1[183:176];
+      \$331  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
-      \$348  = 8'h00;
+      \$332  = 8'h00;
     end else begin
-      \$348  = xdata_d1[191:184];
+      \$332  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
-      \$349  = 8'h00;
+      \$333  = 8'h00;
     end else begin
-      \$349  = xdata_d1[199:192];
+      \$333  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
-      \$350  = 8'h00;
+      \$334  = 8'h00;
     end else begin
-      \$350  = xdata_d1[207:200];
+      \$334  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
-      \$351  = 8'h00;
+      \$335  = 8'h00;
     end else begin
-      \$351  = xdata_d1[215:208];
+      \$335  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
-      \$352  = 8'h00;
+      \$336  = 8'h00;
     end else begin
-      \$352  = xdata_d1[223:216];
+      \$336  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
-      \$353  = 8'h00;
+      \$337  = 8'h00;
     end else begin
-      \$353  = xdata_d1[231:224];
+      \$337  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
-      \$354  = 8'h00;
+      \$338  = 8'h00;
     end else begin
-      \$354  = xdata_d1[239:232];
+      \$338  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
-      \$355  = 8'h00;
+      \$339  = 8'h00;
     end else begin
-      \$355  = xdata_d1[247:240];
+      \$339  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
-      \$356  = 8'h00;
+      \$340  = 8'h00;
     end else begin
-      \$356  = xdata_d1[255:248];
+      \$340  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
-      \$357  = 8'h00;
+      \$341  = 8'h00;
     end else begin
-      \$357  = xdata_d1[263:256];
+      \$341  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
-      \$358  = 8'h00;
+      \$342  = 8'h00;
     end else begin
-      \$358  = xdata_d1[271:264];
+      \$342  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
-      \$359  = 8'h00;
+      \$343  = 8'h00;
     end else begin
-      \$359  = xdata_d1[279:272];
+      \$343  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
-      \$360  = 8'h00;
+      \$344  = 8'h00;
     end else begin
-      \$360  = xdata_d1[287:280];
+      \$344  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
-      \$361  = 8'h00;
+      \$345  = 8'h00;
     end else begin
-      \$361  = xdata_d1[295:288];
+      \$345  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
-      \$362  = 8'h00;
+      \$346  = 8'h00;
     end else begin
-      \$362  = xdata_d1[303:296];
+      \$346  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
-      \$363  = 8'h00;
+      \$347  = 8'h00;
     end else begin
-      \$363  = xdata_d1[311:304];
+      \$347  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
-      \$364  = 8'h00;
+      \$348  = 8'h00;
     end else begin
-      \$364  = xdata_d1[319:312];
+      \$348  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
-      \$365  = 8'h00;
+      \$349  = 8'h00;
     end else begin
-      \$365  = xdata_d1[327:320];
+      \$349  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
-      \$366  = 8'h00;
+      \$350  = 8'h00;
     end else begin
-      \$366  = xdata_d1[335:328];
+      \$350  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
-      \$367  = 8'h00;
+      \$351  = 8'h00;
     end else begin
-      \$367  = xdata_d1[343:336];
+      \$351  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
-      \$368  = 8'h00;
+      \$352  = 8'h00;
     end else begin
-      \$368  = xdata_d1[351:344];
+      \$352  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
-      \$369  = 8'h00;
+      \$353  = 8'h00;
     end else begin
-      \$369  = xdata_d1[359:352];
+      \$353  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
-      \$370  = 8'h00;
+      \$354  = 8'h00;
     end else begin
-      \$370  = xdata_d1[367:360];
+      \$354  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
-      \$371  = 8'h00;
+      \$355  = 8'h00;
     end else begin
-      \$371  = xdata_d1[375:368];
+      \$355  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
-      \$372  = 8'h00;
+      \$356  = 8'h00;
     end else begin
-      \$372  = xdata_d1[383:376];
+      \$356  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
-      \$373  = 8'h00;
+      \$357  = 8'h00;
     end else begin
-      \$373  = xdata_d1[391:384];
+      \$357  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
-      \$374  = 8'h00;
+      \$358  = 8'h00;
     end else begin
-      \$374  = xdata_d1[399:392];
+      \$358  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
-      \$375  = 8'h00;
+      \$359  = 8'h00;
     end else begin
-      \$375  = xdata_d1[407:400];
+      \$359  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
-      \$376  = 8'h00;
+      \$360  = 8'h00;
     end else begin
-      \$376  = xdata_d1[415:408];
+      \$360  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
-      \$377  = 8'h00;
+      \$361  = 8'h00;
     end else begin
-      \$377  = xdata_d1[423:416];
+      \$361  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
-      \$378  = 8'h00;
+      \$362  = 8'h00;
     end else begin
-      \$378  = xdata_d1[431:424];
+      \$362  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
-      \$379  = 8'h00;
+      \$363  = 8'h00;
     end else begin
-      \$379  = xdata_d1[439:432];
+      \$363  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
-      \$380  = 8'h00;
+      \$364  = 8'h00;
     end else begin
-      \$380  = xdata_d1[447:440];
+      \$364  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
-      \$381  = 8'h00;
+      \$365  = 8'h00;
     end else begin
-      \$381  = xdata_d1[455:448];
+      \$365  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
-      \$382  = 8'h00;
+      \$366  = 8'h00;
     end else begin
-      \$382  = xdata_d1[463:456];
+      \$366  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
-      \$383  = 8'h00;
+      \$367  = 8'h00;
     end else begin
-      \$383  = xdata_d1[471:464];
+      \$367  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
-      \$384  = 8'h00;
+      \$368  = 8'h00;
     end else begin
-      \$384  = xdata_d1[479:472];
+      \$368  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
-      \$385  = 8'h00;
+      \$369  = 8'h00;
     end else begin
-      \$385  = xdata_d1[7:0];
+      \$369  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
-      \$386  = 8'h00;
+      \$370  = 8'h00;
     end else begin
-      \$386  = xdata_d1[15:8];
+      \$370  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
-      \$387  = 8'h00;
+      \$371  = 8'h00;
     end else begin
-      \$387  = xdata_d1[23:16];
+      \$371  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
-      \$388  = 8'h00;
+      \$372  = 8'h00;
     end else begin
-      \$388  = xdata_d1[31:24];
+      \$372  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
-      \$389  = 8'h00;
+      \$373  = 8'h00;
     end else begin
-      \$389  = xdata_d1[39:32];
+      \$373  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
-      \$390  = 8'h00;
+      \$374  = 8'h00;
     end else begin
-      \$390  = xdata_d1[47:40];
+      \$374  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
-      \$391  = 8'h00;
+      \$375  = 8'h00;
     end else begin
-      \$391  = xdata_d1[55:48];
+      \$375  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
-      \$392  = 8'h00;
+      \$376  = 8'h00;
     end else begin
-      \$392  = xdata_d1[63:56];
+      \$376  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
-      \$393  = 8'h00;
+      \$377  = 8'h00;
     end else begin
-      \$393  = xdata_d1[71:64];
+      \$377  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
-      \$394  = 8'h00;
+      \$378  = 8'h00;
     end else begin
-      \$394  = xdata_d1[79:72];
+      \$378  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
-      \$395  = 8'h00;
+      \$379  = 8'h00;
     end else begin
-      \$395  = xdata_d1[87:80];
+      \$379  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
-      \$396  = 8'h00;
+      \$380  = 8'h00;
     end else begin
-      \$396  = xdata_d1[95:88];
+      \$380  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
-      \$397  = 8'h00;
+      \$381  = 8'h00;
     end else begin
-      \$397  = xdata_d1[103:96];
+      \$381  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
-      \$398  = 8'h00;
+      \$382  = 8'h00;
     end else begin
-      \$398  = xdata_d1[111:104];
+      \$382  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
-      \$399  = 8'h00;
+      \$383  = 8'h00;
     end else begin
-      \$399  = xdata_d1[119:112];
+      \$383  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
-      \$400  = 8'h00;
+      \$384  = 8'h00;
     end else begin
-      \$400  = xdata_d1[127:120];
+      \$384  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
-      \$401  = 8'h00;
+      \$385  = 8'h00;
     end else begin
-      \$401  = xdata_d1[135:128];
+      \$385  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
-      \$402  = 8'h00;
+      \$386  = 8'h00;
     end else begin
-      \$402  = xdata_d1[143:136];
+      \$386  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
-      \$403  = 8'h00;
+      \$387  = 8'h00;
     end else begin
-      \$403  = xdata_d1[151:144];
+      \$387  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
-      \$404  = 8'h00;
+      \$388  = 8'h00;
     end else begin
-      \$404  = xdata_d1[159:152];
+      \$388  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
-      \$405  = 8'h00;
+      \$389  = 8'h00;
     end else begin
-      \$405  = xdata_d1[167:160];
+      \$389  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
-      \$406  = 8'h00;
+      \$390  = 8'h00;
     end else begin
-      \$406  = xdata_d1[175:168];
+      \$390  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
-      \$407  = 8'h00;
+      \$391  = 8'h00;
     end else begin
-      \$407  = xdata_d1[183:176];
+      \$391  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
-      \$408  = 8'h00;
+      \$392  = 8'h00;
     end else begin
-      \$408  = xdata_d1[191:184];
+      \$392  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
-      \$409  = 8'h00;
+      \$393  = 8'h00;
     end else begin
-      \$409  = xdata_d1[199:192];
+      \$393  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
-      \$410  = 8'h00;
+      \$394  = 8'h00;
     end else begin
-      \$410  = xdata_d1[207:200];
+      \$394  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
-      \$411  = 8'h00;
+      \$395  = 8'h00;
     end else begin
-      \$411  = xdata_d1[215:208];
+      \$395  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
-      \$412  = 8'h00;
+      \$396  = 8'h00;
     end else begin
-      \$412  = xdata_d1[223:216];
+      \$396  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
-      \$413  = 8'h00;
+      \$397  = 8'h00;
     end else begin
-      \$413  = xdata_d1[231:224];
+      \$397  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
-      \$414  = 8'h00;
+      \$398  = 8'h00;
     end else begin
-      \$414  = xdata_d1[239:232];
+      \$398  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
-      \$415  = 8'h00;
+      \$399  = 8'h00;
     end else begin
-      \$415  = xdata_d1[247:240];
+      \$399  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
-      \$416  = 8'h00;
+      \$400  = 8'h00;
     end else begin
-      \$416  = xdata_d1[255:248];
+      \$400  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
-      \$417  = 8'h00;
+      \$401  = 8'h00;
     end else begin
-      \$417  = xdata_d1[263:256];
+      \$401  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
-      \$418  = 8'h00;
+      \$402  = 8'h00;
     end else begin
-      \$418  = xdata_d1[271:264];
+      \$402  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
-      \$419  = 8'h00;
+      \$403  = 8'h00;
     end else begin
-      \$419  = xdata_d1[279:272];
+      \$403  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
-      \$420  = 8'h00;
+      \$404  = 8'h00;
     end else begin
-      \$420  = xdata_d1[287:280];
+      \$404  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
-      \$421  = 8'h00;
+      \$405  = 8'h00;
     end else begin
-      \$421  = xdata_d1[295:288];
+      \$405  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
-      \$422  = 8'h00;
+      \$406  = 8'h00;
     end else begin
-      \$422  = xdata_d1[303:296];
+      \$406  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
-      \$423  = 8'h00;
+      \$407  = 8'h00;
     end else begin
-      \$423  = xdata_d1[311:304];
+      \$407  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
-      \$424  = 8'h00;
+      \$408  = 8'h00;
     end else begin
-      \$424  = xdata_d1[319:312];
+      \$408  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
-      \$425  = 8'h00;
+      \$409  = 8'h00;
     end else begin
-      \$425  = xdata_d1[327:320];
+      \$409  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
-      \$426  = 8'h00;
+      \$410  = 8'h00;
     end else begin
-      \$426  = xdata_d1[335:328];
+      \$410  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
-      \$427  = 8'h00;
+      \$411  = 8'h00;
     end else begin
-      \$427  = xdata_d1[343:336];
+      \$411  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
-      \$428  = 8'h00;
+      \$412  = 8'h00;
     end else begin
-      \$428  = xdata_d1[351:344];
+      \$412  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
-      \$429  = 8'h00;
+      \$413  = 8'h00;
     end else begin
-      \$429  = xdata_d1[359:352];
+      \$413  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
-      \$430  = 8'h00;
+      \$414  = 8'h00;
     end else begin
-      \$430  = xdata_d1[367:360];
+      \$414  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
-      \$431  = 8'h00;
+      \$415  = 8'h00;
     end else begin
-      \$431  = xdata_d1[375:368];
+      \$415  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
-      \$432  = 8'h00;
+      \$416  = 8'h00;
     end else begin
-      \$432  = xdata_d1[383:376];
+      \$416  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
-      \$433  = 8'h00;
+      \$417  = 8'h00;
     end else begin
-      \$433  = xdata_d1[391:384];
+      \$417  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
-      \$434  = 8'h00;
+      \$418  = 8'h00;
     end else begin
-      \$434  = xdata_d1[399:392];
+      \$418  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
-      \$435  = 8'h00;
+      \$419  = 8'h00;
     end else begin
-      \$435  = xdata_d1[407:400];
+      \$419  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
-      \$436  = 8'h00;
+      \$420  = 8'h00;
     end else begin
-      \$436  = xdata_d1[415:408];
+      \$420  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
-      \$437  = 8'h00;
+      \$421  = 8'h00;
     end else begin
-      \$437  = xdata_d1[423:416];
+      \$421  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
-      \$438  = 8'h00;
+      \$422  = 8'h00;
     end else begin
-      \$438  = xdata_d1[431:424];
+      \$422  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
-      \$439  = 8'h00;
+      \$423  = 8'h00;
     end else begin
-      \$439  = xdata_d1[439:432];
+      \$423  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
-      \$440  = 8'h00;
+      \$424  = 8'h00;
     end else begin
-      \$440  = xdata_d1[447:440];
+      \$424  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
-      \$441  = 8'h00;
+      \$425  = 8'h00;
     end else begin
-      \$441  = xdata_d1[455:448];
+      \$425  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
-      \$442  = 8'h00;
+      \$426  = 8'h00;
     end else begin
-      \$442  = xdata_d1[463:456];
+      \$426  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
-      \$443  = 8'h00;
+      \$427  = 8'h00;
     end else begin
-      \$443  = xdata_d1[471:464];
+      \$427  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
-      \$444  = 8'h00;
+      \$428  = 8'h00;
     end else begin
-      \$444  = xdata_d1[479:472];
+      \$428  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$445  = \$signal$807 ;
+    \$429  = \$signal$807 ;
     if (rst) begin
-      \$445  = 1'h0;
+      \$429  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$446  = v2_d1;
+    \$430  = v2_d1;
     if (rst) begin
-      \$446  = 1'h0;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$447  = v2_d2;
+    \$431  = v2_d2;
     if (rst) begin
-      \$447  = 1'h0;
+      \$431  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$448  = v2_d3;
+    \$432  = v2_d3;
     if (rst) begin
-      \$448  = 1'h0;
+      \$432  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$449  = v2_d4;
+    \$433  = v2_d4;
     if (rst) begin
-      \$449  = 1'h0;
+      \$433  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$450  = \$signal$808 ;
+    \$434  = \$signal$808 ;
     if (rst) begin
-      \$450  = 1'h0;
+      \$434  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$451  = first2_d1;
+    \$435  = first2_d1;
     if (rst) begin
-      \$451  = 1'h0;
+      \$435  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$452  = first2_d2;
+    \$436  = first2_d2;
     if (rst) begin
-      \$452  = 1'h0;
+      \$436  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$453  = first2_d3;
+    \$437  = first2_d3;
     if (rst) begin
-      \$453  = 1'h0;
+      \$437  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$454  = first2_d4;
+    \$438  = first2_d4;
     if (rst) begin
-      \$454  = 1'h0;
+      \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$455  = last1;
+    \$439  = last1;
     if (rst) begin
-      \$455  = 1'h0;
+      \$439  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$456  = last2_d1;
+    \$440  = last2_d1;
     if (rst) begin
-      \$456  = 1'h0;
+      \$440  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$457  = last2_d2;
+    \$441  = last2_d2;
     if (rst) begin
-      \$457  = 1'h0;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$458  = last2_d3;
+    \$442  = last2_d3;
     if (rst) begin
-      \$458  = 1'h0;
+      \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$459  = last2_d4;
+    \$443  = last2_d4;
     if (rst) begin
-      \$459  = 1'h0;
+      \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$460  = group_end;
+    \$444  = group_end;
     if (rst) begin
-      \$460  = 1'h0;
+      \$444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$461  = xacc;
+    \$445  = xacc;
     if (v2_d5) begin
-      \$461  = \$105 [17:0];
+      \$445  = \$89 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$462  = xfin;
+    \$446  = xfin;
     if (group_end) begin
-      \$462  = \$107 [17:0];
+      \$446  = \$91 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$463  = acc0_0;
+    \$447  = acc0_0;
     if (v2_d5) begin
-      \$463  = \$109 [17:0];
+      \$447  = \$93 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$464  = fin0_0;
+    \$448  = fin0_0;
     if (group_end) begin
-      \$464  = \$111 [17:0];
+      \$448  = \$95 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$465  = bank0_0;
+    \$449  = bank0_0;
     if (done) begin
-      \$465  = \$113 [18:0];
+      \$449  = \$97 [18:0];
     end else if (ser) begin
-      \$465  = bank1_0;
+      \$449  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$466  = acc1_0;
+    \$450  = acc1_0;
     if (v2_d5) begin
-      \$466  = \$115 [17:0];
+      \$450  = \$99 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$467  = fin1_0;
+    \$451  = fin1_0;
     if (group_end) begin
-      \$467  = \$117 [17:0];
+      \$451  = \$101 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$468  = bank1_0;
+    \$452  = bank1_0;
     if (done) begin
-      \$468  = \$119 [18:0];
+      \$452  = \$103 [18:0];
     end else if (ser) begin
-      \$468  = bank2_0;
+      \$452  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$469  = acc2_0;
+    \$453  = acc2_0;
     if (v2_d5) begin
-      \$469  = \$121 [17:0];
+      \$453  = \$105 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$470  = fin2_0;
+    \$454  = fin2_0;
     if (group_end) begin
-      \$470  = \$123 [17:0];
+      \$454  = \$107 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$471  = bank2_0;
+    \$455  = bank2_0;
     if (done) begin
-      \$471  = \$125 [18:0];
+      \$455  = \$109 [18:0];
     end else if (ser) begin
-      \$471  = bank3_0;
+      \$455  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$472  = acc3_0;
+    \$456  = acc3_0;
     if (v2_d5) begin
-      \$472  = \$127 [17:0];
+      \$456  = \$111 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$473  = fin3_0;
+    \$457  = fin3_0;
     if (group_end) begin
-      \$473  = \$129 [17:0];
+      \$457  = \$113 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$474  = bank3_0;
+    \$458  = bank3_0;
     if (done) begin
-      \$474  = \$131 [18:0];
+      \$458  = \$115 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$475  = ser_left;
+    \$459  = ser_left;
     if (done) begin
-      \$475  = 3'h4;
+      \$459  = 3'h4;
     end else if (ser) begin
-      \$475  = \$132 [2:0];
+      \$459  = \$116 [2:0];
     end
     if (rst) begin
-      \$475  = 3'h0;
+      \$459  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$476  = addr;
+    \$460  = addr;
     if (ser) begin
-      \$476  = \$135 [5:0];
+      \$460  = \$119 [5:0];
     end
     if (rst) begin
-      \$476  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$477  = \$136 ;
-    if (rst) begin
-      \$477  = 1'h0;
+      \$460  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$478  = \$138 ;
+    \$461  = \$120 ;
     if (rst) begin
-      \$478  = 1'h0;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$479  = \$signal$893 ;
+    \$462  = \$122 ;
     if (rst) begin
-      \$479  = 1'h0;
+      \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$480  = vb;
+    \$463  = \$signal$893 ;
     if (rst) begin
-      \$480  = 1'h0;
+      \$463  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$481  = v_out_d1;
+    \$464  = vb;
     if (rst) begin
-      \$481  = 1'h0;
+      \$464  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$482  = v_out_d2;
+    \$465  = v_out_d1;
     if (rst) begin
-      \$482  = 1'h0;
+      \$465  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$483  = v_out_d3;
+    \$466  = v_out_d2;
     if (rst) begin
-      \$483  = 1'h0;
+      \$466  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$484  = ka;
+    \$467  = v_out_d3;
     if (rst) begin
-      \$484  = 1'h0;
+      \$467  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$485  = skipped_d1;
+    \$468  = ka;
     if (rst) begin
-      \$485  = 1'h0;
+      \$468  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$486  = skipped_d2;
+    \$469  = skipped_d1;
     if (rst) begin
-      \$486  = 1'h0;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$487  = skipped_d3;
+    \$470  = skipped_d2;
     if (rst) begin
-      \$487  = 1'h0;
+      \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$488  = skipped_d4;
+    \$471  = skipped_d3;
     if (rst) begin
-      \$488  = 1'h0;
+      \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$489  = \$149 ;
+    \$472  = skipped_d4;
     if (rst) begin
-      \$489  = 1'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$490  = \$151 ;
+    \$473  = \$133 ;
     if (rst) begin
-      \$490  = 2'h0;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$491  = \$24 [3:0];
+    \$474  = \$135 ;
     if (rst) begin
-      \$491  = 4'hc;
+      \$474  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$492  = credits_room_next;
+    \$475  = \$24 [3:0];
     if (rst) begin
-      \$492  = 1'h1;
+      \$475  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$476  = credits_room_next;
+    if (rst) begin
+      \$476  = 1'h1;
     end
   end
   always @* begin
@@ -11934,6 +11787,73 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     \$152  = \$25 [3:0];
     if (rst) begin
       \$152  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$153  = \$29 ;
+    if (rst) begin
+      \$153  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$154  = \$30 [3:0];
+    if (rst) begin
+      \$154  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$155  = \$34 ;
+    if (rst) begin
+      \$155  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$156  = w_count;
+    if (take) begin
+      \$156  = \$37 [3:0];
+    end
+    if (rst) begin
+      \$156  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$157  = w_full;
+    if (take) begin
+      if (\$38 ) begin
+        \$157  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$157  = 1'h0;
+    end
+    if (rst) begin
+      \$157  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$158  = \$39 ;
+    if (rst) begin
+      \$158  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$159  = gap_zero_next;
+    if (rst) begin
+      \$159  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$160  = \$signal ;
+    if (rst) begin
+      \$160  = 1'h0;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -12046,26 +11966,26 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   assign v_out_d4 = \w_en$798 ;
   assign space_next = \$24 [3:0];
   assign \$3  = active;
-  assign \$84  = r_page_b0;
-  assign \$86  = r_page_b1;
-  assign \$88  = r_page_b2;
-  assign \$90  = r_page_b3;
-  assign \$92  = r_page_b4;
-  assign \$94  = r_page_b5;
-  assign \$96  = r_page_b6;
-  assign \$98  = r_page_b7;
-  assign \$112  = { fin0_0, 1'h0 };
-  assign \$118  = { fin1_0, 1'h0 };
-  assign \$124  = { fin2_0, 1'h0 };
-  assign \$130  = { fin3_0, 1'h0 };
-  assign \$136  = ser;
-  assign \$137  = 1'h0;
-  assign \$138  = 1'h0;
-  assign \$140  = { p[29], p };
-  assign \$141  = { \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 , 17'h00000 };
-  assign \$144  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$145  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$147  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$68  = r_page_b0;
+  assign \$70  = r_page_b1;
+  assign \$72  = r_page_b2;
+  assign \$74  = r_page_b3;
+  assign \$76  = r_page_b4;
+  assign \$78  = r_page_b5;
+  assign \$80  = r_page_b6;
+  assign \$82  = r_page_b7;
+  assign \$96  = { fin0_0, 1'h0 };
+  assign \$102  = { fin1_0, 1'h0 };
+  assign \$108  = { fin2_0, 1'h0 };
+  assign \$114  = { fin3_0, 1'h0 };
+  assign \$120  = ser;
+  assign \$121  = 1'h0;
+  assign \$122  = 1'h0;
+  assign \$124  = { p[29], p };
+  assign \$125  = { \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 , 17'h00000 };
+  assign \$128  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$129  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$131  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20448,11 +20368,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1132$0 (\$9 ),
-    .\port$1141$0 (\$18 ),
-    .\port$1150$0 (\$27 ),
-    .\port$1159$0 (\$36 ),
-    .\port$1168$0 (\$45 ),
+    .\port$1136$0 (\$9 ),
+    .\port$1145$0 (\$18 ),
+    .\port$1154$0 (\$27 ),
+    .\port$1163$0 (\$36 ),
+    .\port$1172$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -20462,13 +20382,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1765$0 (\$signature__data$70 ),
-    .\port$1768$0 (\$signature__data$71 ),
-    .\port$1771$0 (\$signature__data$72 ),
-    .\port$1774$0 (\$signature__data$73 ),
-    .\port$1777$0 (\$signature__data$74 ),
-    .\port$5145$0 (pads),
-    .\port$5147$0 (rot),
+    .\port$1769$0 (\$signature__data$70 ),
+    .\port$1772$0 (\$signature__data$71 ),
+    .\port$1775$0 (\$signature__data$72 ),
+    .\port$1778$0 (\$signature__data$73 ),
+    .\port$1781$0 (\$signature__data$74 ),
+    .\port$5170$0 (pads),
+    .\port$5172$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -21143,7 +21063,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1132$0 , \port$1141$0 , \port$1150$0 , \port$1159$0 , \port$1168$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1136$0 , \port$1145$0 , \port$1154$0 , \port$1163$0 , \port$1172$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21165,16 +21085,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1132$0 , \port$1141$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1132$0 ;
-  wire [7:0] \port$1132$0 ;
-  input [7:0] \port$1141$0 ;
-  wire [7:0] \port$1141$0 ;
-  input [7:0] \port$1150$0 ;
-  wire [7:0] \port$1150$0 ;
-  input [7:0] \port$1159$0 ;
-  wire [7:0] \port$1159$0 ;
-  input [7:0] \port$1168$0 ;
-  wire [7:0] \port$1168$0 ;
+  input [7:0] \port$1136$0 ;
+  wire [7:0] \port$1136$0 ;
+  input [7:0] \port$1145$0 ;
+  wire [7:0] \port$1145$0 ;
+  input [7:0] \port$1154$0 ;
+  wire [7:0] \port$1154$0 ;
+  input [7:0] \port$1163$0 ;
+  wire [7:0] \port$1163$0 ;
+  input [7:0] \port$1172$0 ;
+  wire [7:0] \port$1172$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21199,15 +21119,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1132$0 , \port$1141$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1168$0 , \port$1159$0 , \port$1150$0 , \port$1141$0 , \port$1132$0  };
+      \$5  = { \port$1172$0 , \port$1163$0 , \port$1154$0 , \port$1145$0 , \port$1136$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1168$0 , \port$1159$0 , \port$1150$0 , \port$1141$0 , \port$1132$0  };
+  assign i__payload = { \port$1172$0 , \port$1163$0 , \port$1154$0 , \port$1145$0 , \port$1136$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1765$0 , \port$1768$0 , \port$1771$0 , \port$1774$0 , \port$1777$0 , i__valid, \port$5145$0 , \port$5147$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1769$0 , \port$1772$0 , \port$1775$0 , \port$1778$0 , \port$1781$0 , i__valid, \port$5170$0 , \port$5172$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21229,20 +21149,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1765$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1765$0 ;
-  wire [7:0] \port$1765$0 ;
-  input [7:0] \port$1768$0 ;
-  wire [7:0] \port$1768$0 ;
-  input [7:0] \port$1771$0 ;
-  wire [7:0] \port$1771$0 ;
-  input [7:0] \port$1774$0 ;
-  wire [7:0] \port$1774$0 ;
-  input [7:0] \port$1777$0 ;
-  wire [7:0] \port$1777$0 ;
-  input [4:0] \port$5145$0 ;
-  wire [4:0] \port$5145$0 ;
-  input [2:0] \port$5147$0 ;
-  wire [2:0] \port$5147$0 ;
+  input [7:0] \port$1769$0 ;
+  wire [7:0] \port$1769$0 ;
+  input [7:0] \port$1772$0 ;
+  wire [7:0] \port$1772$0 ;
+  input [7:0] \port$1775$0 ;
+  wire [7:0] \port$1775$0 ;
+  input [7:0] \port$1778$0 ;
+  wire [7:0] \port$1778$0 ;
+  input [7:0] \port$1781$0 ;
+  wire [7:0] \port$1781$0 ;
+  input [4:0] \port$5170$0 ;
+  wire [4:0] \port$5170$0 ;
+  input [2:0] \port$5172$0 ;
+  wire [2:0] \port$5172$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21267,11 +21187,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1765$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5145$0 , \port$5147$0 , \port$1777$0 , \port$1774$0 , \port$1771$0 , \port$1768$0 , \port$1765$0  };
+      \$5  = { \port$5170$0 , \port$5172$0 , \port$1781$0 , \port$1778$0 , \port$1775$0 , \port$1772$0 , \port$1769$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5145$0 , \port$5147$0 , \port$1777$0 , \port$1774$0 , \port$1771$0 , \port$1768$0 , \port$1765$0  };
+  assign i__payload = { \port$5170$0 , \port$5172$0 , \port$1781$0 , \port$1778$0 , \port$1775$0 , \port$1772$0 , \port$1769$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21592,7 +21512,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg \$224 ;
   reg \$225 ;
   reg \$226 ;
-  reg [8:0] \$227 ;
+  reg [7:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
   wire [16:0] \$23 ;
@@ -21638,7 +21558,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [7:0] \$266 ;
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
+  reg \$269 ;
   wire [9:0] \$27 ;
   reg \$270 ;
   reg \$271 ;
@@ -21656,18 +21576,18 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg \$282 ;
   reg \$283 ;
   reg \$284 ;
-  reg \$285 ;
+  reg [19:0] \$285 ;
   reg [19:0] \$286 ;
   reg [19:0] \$287 ;
   reg [19:0] \$288 ;
-  reg [19:0] \$289 ;
+  reg [20:0] \$289 ;
   wire \$29 ;
-  reg [20:0] \$290 ;
+  reg [19:0] \$290 ;
   reg [19:0] \$291 ;
-  reg [19:0] \$292 ;
-  reg [20:0] \$293 ;
-  reg [1:0] \$294 ;
-  reg [8:0] \$295 ;
+  reg [20:0] \$292 ;
+  reg [1:0] \$293 ;
+  reg [8:0] \$294 ;
+  reg \$295 ;
   reg \$296 ;
   reg \$297 ;
   reg \$298 ;
@@ -21682,11 +21602,10 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg \$305 ;
   reg \$306 ;
   reg \$307 ;
-  reg \$308 ;
-  reg [1:0] \$309 ;
+  reg [1:0] \$308 ;
+  reg [2:0] \$309 ;
   wire [6:0] \$31 ;
-  reg [2:0] \$310 ;
-  reg \$311 ;
+  reg \$310 ;
   wire [8:0] \$32 ;
   wire [5:0] \$33 ;
   wire \$34 ;
@@ -21897,13 +21816,12 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   reg [8:0] port__addr = 9'h000;
-  reg [8:0] \port__addr$37  = 9'h000;
+  wire [8:0] \port__addr$37 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
   wire [159:0] \port__data$214 ;
   reg [19:0] port__en = 20'h00000;
   wire \port__en$39 ;
   reg [8:0] r_addr = 9'h000;
-  (* init = 9'h000 *)
   wire [8:0] r_addr_b0;
   reg [8:0] r_base = 9'h000;
   reg [8:0] r_next;
@@ -22775,53 +22693,51 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     word1 <= \o__payload$213 ;
   always @(posedge clk)
-    \port__addr$37  <= \$227 ;
-  always @(posedge clk)
     xdata_d1 <= \port__data$214 ;
   always @(posedge clk)
-    carry0_0 <= \$228 ;
+    carry0_0 <= \$227 ;
   always @(posedge clk)
     w0_0 <= \$137 ;
   always @(posedge clk)
-    m0_0_0 <= \$229 ;
+    m0_0_0 <= \$228 ;
   always @(posedge clk)
-    m0_0_1 <= \$230 ;
+    m0_0_1 <= \$229 ;
   always @(posedge clk)
-    m0_0_2 <= \$231 ;
+    m0_0_2 <= \$230 ;
   always @(posedge clk)
-    m0_0_3 <= \$232 ;
+    m0_0_3 <= \$231 ;
   always @(posedge clk)
-    m0_0_4 <= \$233 ;
+    m0_0_4 <= \$232 ;
   always @(posedge clk)
-    m0_0_5 <= \$234 ;
+    m0_0_5 <= \$233 ;
   always @(posedge clk)
-    m0_0_6 <= \$235 ;
+    m0_0_6 <= \$234 ;
   always @(posedge clk)
-    m0_0_7 <= \$236 ;
+    m0_0_7 <= \$235 ;
   always @(posedge clk)
-    m0_0_8 <= \$237 ;
+    m0_0_8 <= \$236 ;
   always @(posedge clk)
-    m0_0_9 <= \$238 ;
+    m0_0_9 <= \$237 ;
   always @(posedge clk)
-    m0_0_10 <= \$239 ;
+    m0_0_10 <= \$238 ;
   always @(posedge clk)
-    m0_0_11 <= \$240 ;
+    m0_0_11 <= \$239 ;
   always @(posedge clk)
-    m0_0_12 <= \$241 ;
+    m0_0_12 <= \$240 ;
   always @(posedge clk)
-    m0_0_13 <= \$242 ;
+    m0_0_13 <= \$241 ;
   always @(posedge clk)
-    m0_0_14 <= \$243 ;
+    m0_0_14 <= \$242 ;
   always @(posedge clk)
-    m0_0_15 <= \$244 ;
+    m0_0_15 <= \$243 ;
   always @(posedge clk)
-    m0_0_16 <= \$245 ;
+    m0_0_16 <= \$244 ;
   always @(posedge clk)
-    m0_0_17 <= \$246 ;
+    m0_0_17 <= \$245 ;
   always @(posedge clk)
-    m0_0_18 <= \$247 ;
+    m0_0_18 <= \$246 ;
   always @(posedge clk)
-    m0_0_19 <= \$248 ;
+    m0_0_19 <= \$247 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -22839,49 +22755,49 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    carry1_0 <= \$249 ;
+    carry1_0 <= \$248 ;
   always @(posedge clk)
     w1_0 <= \$157 ;
   always @(posedge clk)
-    m1_0_0 <= \$250 ;
+    m1_0_0 <= \$249 ;
   always @(posedge clk)
-    m1_0_1 <= \$251 ;
+    m1_0_1 <= \$250 ;
   always @(posedge clk)
-    m1_0_2 <= \$252 ;
+    m1_0_2 <= \$251 ;
   always @(posedge clk)
-    m1_0_3 <= \$253 ;
+    m1_0_3 <= \$252 ;
   always @(posedge clk)
-    m1_0_4 <= \$254 ;
+    m1_0_4 <= \$253 ;
   always @(posedge clk)
-    m1_0_5 <= \$255 ;
+    m1_0_5 <= \$254 ;
   always @(posedge clk)
-    m1_0_6 <= \$256 ;
+    m1_0_6 <= \$255 ;
   always @(posedge clk)
-    m1_0_7 <= \$257 ;
+    m1_0_7 <= \$256 ;
   always @(posedge clk)
-    m1_0_8 <= \$258 ;
+    m1_0_8 <= \$257 ;
   always @(posedge clk)
-    m1_0_9 <= \$259 ;
+    m1_0_9 <= \$258 ;
   always @(posedge clk)
-    m1_0_10 <= \$260 ;
+    m1_0_10 <= \$259 ;
   always @(posedge clk)
-    m1_0_11 <= \$261 ;
+    m1_0_11 <= \$260 ;
   always @(posedge clk)
-    m1_0_12 <= \$262 ;
+    m1_0_12 <= \$261 ;
   always @(posedge clk)
-    m1_0_13 <= \$263 ;
+    m1_0_13 <= \$262 ;
   always @(posedge clk)
-    m1_0_14 <= \$264 ;
+    m1_0_14 <= \$263 ;
   always @(posedge clk)
-    m1_0_15 <= \$265 ;
+    m1_0_15 <= \$264 ;
   always @(posedge clk)
-    m1_0_16 <= \$266 ;
+    m1_0_16 <= \$265 ;
   always @(posedge clk)
-    m1_0_17 <= \$267 ;
+    m1_0_17 <= \$266 ;
   always @(posedge clk)
-    m1_0_18 <= \$268 ;
+    m1_0_18 <= \$267 ;
   always @(posedge clk)
-    m1_0_19 <= \$269 ;
+    m1_0_19 <= \$268 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -22917,65 +22833,65 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d1 <= \$270 ;
+    v2_d1 <= \$269 ;
   always @(posedge clk)
-    v2_d2 <= \$271 ;
+    v2_d2 <= \$270 ;
   always @(posedge clk)
-    v2_d3 <= \$272 ;
+    v2_d3 <= \$271 ;
   always @(posedge clk)
-    v2_d4 <= \$273 ;
+    v2_d4 <= \$272 ;
   always @(posedge clk)
-    v2_d5 <= \$274 ;
+    v2_d5 <= \$273 ;
   always @(posedge clk)
-    first2_d1 <= \$275 ;
+    first2_d1 <= \$274 ;
   always @(posedge clk)
-    first2_d2 <= \$276 ;
+    first2_d2 <= \$275 ;
   always @(posedge clk)
-    first2_d3 <= \$277 ;
+    first2_d3 <= \$276 ;
   always @(posedge clk)
-    first2_d4 <= \$278 ;
+    first2_d4 <= \$277 ;
   always @(posedge clk)
-    first2_d5 <= \$279 ;
+    first2_d5 <= \$278 ;
   always @(posedge clk)
-    last2_d1 <= \$280 ;
+    last2_d1 <= \$279 ;
   always @(posedge clk)
-    last2_d2 <= \$281 ;
+    last2_d2 <= \$280 ;
   always @(posedge clk)
-    last2_d3 <= \$282 ;
+    last2_d3 <= \$281 ;
   always @(posedge clk)
-    last2_d4 <= \$283 ;
+    last2_d4 <= \$282 ;
   always @(posedge clk)
-    last2_d5 <= \$284 ;
+    last2_d5 <= \$283 ;
   always @(posedge clk)
-    done <= \$285 ;
+    done <= \$284 ;
   always @(posedge clk)
-    xacc <= \$286 ;
+    xacc <= \$285 ;
   always @(posedge clk)
-    xfin <= \$287 ;
+    xfin <= \$286 ;
   always @(posedge clk)
-    acc0_0 <= \$288 ;
+    acc0_0 <= \$287 ;
   always @(posedge clk)
-    fin0_0 <= \$289 ;
+    fin0_0 <= \$288 ;
   always @(posedge clk)
-    bank0_0 <= \$290 ;
+    bank0_0 <= \$289 ;
   always @(posedge clk)
-    acc1_0 <= \$291 ;
+    acc1_0 <= \$290 ;
   always @(posedge clk)
-    fin1_0 <= \$292 ;
+    fin1_0 <= \$291 ;
   always @(posedge clk)
-    bank1_0 <= \$293 ;
+    bank1_0 <= \$292 ;
   always @(posedge clk)
-    ser_left <= \$294 ;
+    ser_left <= \$293 ;
   always @(posedge clk)
-    \addr$171  <= \$295 ;
+    \addr$171  <= \$294 ;
   always @(posedge clk)
-    \$signal$250  <= \$296 ;
+    \$signal$250  <= \$295 ;
   always @(posedge clk)
-    ka <= \$297 ;
+    ka <= \$296 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$298 ;
+    vb <= \$297 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
@@ -22993,31 +22909,31 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     rq0_over <= \$190 ;
   always @(posedge clk)
-    v_out_d1 <= \$299 ;
+    v_out_d1 <= \$298 ;
   always @(posedge clk)
-    v_out_d2 <= \$300 ;
+    v_out_d2 <= \$299 ;
   always @(posedge clk)
-    v_out_d3 <= \$301 ;
+    v_out_d3 <= \$300 ;
   always @(posedge clk)
-    \w_en$190  <= \$302 ;
+    \w_en$190  <= \$301 ;
   always @(posedge clk)
-    skipped_d1 <= \$303 ;
+    skipped_d1 <= \$302 ;
   always @(posedge clk)
-    skipped_d2 <= \$304 ;
+    skipped_d2 <= \$303 ;
   always @(posedge clk)
-    skipped_d3 <= \$305 ;
+    skipped_d3 <= \$304 ;
   always @(posedge clk)
-    skipped_d4 <= \$306 ;
+    skipped_d4 <= \$305 ;
   always @(posedge clk)
-    skipped_d5 <= \$307 ;
+    skipped_d5 <= \$306 ;
   always @(posedge clk)
-    group_ended_d1 <= \$308 ;
+    group_ended_d1 <= \$307 ;
   always @(posedge clk)
-    credits_returned <= \$309 ;
+    credits_returned <= \$308 ;
   always @(posedge clk)
-    credits_space <= \$310 ;
+    credits_space <= \$309 ;
   always @(posedge clk)
-    credits_room <= \$311 ;
+    credits_room <= \$310 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$171 ),
     .clk(clk),
@@ -23052,6 +22968,13 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .addr(addr),
     .clk(clk),
     .data(\data$205 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd9)
+  ) r_addr_b0_copy (
+    .clk(clk),
+    .d(r_next),
+    .q(\port__addr$37 )
   );
   \flexor_lenet5.fc1.rom  rom (
     .addr(\addr$269 ),
@@ -23436,687 +23359,680 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$227  = r_next;
-    if (rst) begin
-      \$227  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$228  = carry0_0;
+    \$227  = carry0_0;
     if (\$signal$211 ) begin
-      \$228  = word1[7:0];
+      \$227  = word1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$229  = 8'h00;
+      \$228  = 8'h00;
     end else begin
-      \$229  = xdata_d1[7:0];
+      \$228  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$230  = 8'h00;
+      \$229  = 8'h00;
     end else begin
-      \$230  = xdata_d1[15:8];
+      \$229  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$231  = 8'h00;
+      \$230  = 8'h00;
     end else begin
-      \$231  = xdata_d1[23:16];
+      \$230  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$232  = 8'h00;
+      \$231  = 8'h00;
     end else begin
-      \$232  = xdata_d1[31:24];
+      \$231  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$233  = 8'h00;
+      \$232  = 8'h00;
     end else begin
-      \$233  = xdata_d1[39:32];
+      \$232  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$234  = 8'h00;
+      \$233  = 8'h00;
     end else begin
-      \$234  = xdata_d1[47:40];
+      \$233  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$235  = 8'h00;
+      \$234  = 8'h00;
     end else begin
-      \$235  = xdata_d1[55:48];
+      \$234  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$236  = 8'h00;
+      \$235  = 8'h00;
     end else begin
-      \$236  = xdata_d1[63:56];
+      \$235  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$237  = 8'h00;
+      \$236  = 8'h00;
     end else begin
-      \$237  = xdata_d1[71:64];
+      \$236  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$238  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$238  = xdata_d1[79:72];
+      \$237  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$239  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$239  = xdata_d1[87:80];
+      \$238  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$240  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$240  = xdata_d1[95:88];
+      \$239  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$241  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$241  = xdata_d1[103:96];
+      \$240  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$242  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$242  = xdata_d1[111:104];
+      \$241  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$243  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$243  = xdata_d1[119:112];
+      \$242  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$244  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$244  = xdata_d1[127:120];
+      \$243  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$245  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$245  = xdata_d1[135:128];
+      \$244  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$246  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$246  = xdata_d1[143:136];
+      \$245  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$247  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$247  = xdata_d1[151:144];
+      \$246  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$248  = 8'h00;
+      \$247  = 8'h00;
     end else begin
-      \$248  = xdata_d1[159:152];
+      \$247  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$249  = carry1_0;
+    \$248  = carry1_0;
     if (\$signal$211 ) begin
-      \$249  = word1[15:8];
+      \$248  = word1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$250  = 8'h00;
+      \$249  = 8'h00;
     end else begin
-      \$250  = xdata_d1[7:0];
+      \$249  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$251  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$251  = xdata_d1[15:8];
+      \$250  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$252  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$252  = xdata_d1[23:16];
+      \$251  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$253  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$253  = xdata_d1[31:24];
+      \$252  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$254  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$254  = xdata_d1[39:32];
+      \$253  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$255  = 8'h00;
+      \$254  = 8'h00;
     end else begin
-      \$255  = xdata_d1[47:40];
+      \$254  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$256  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$256  = xdata_d1[55:48];
+      \$255  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$257  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$257  = xdata_d1[63:56];
+      \$256  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$258  = 8'h00;
+      \$257  = 8'h00;
     end else begin
-      \$258  = xdata_d1[71:64];
+      \$257  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$259  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$259  = xdata_d1[79:72];
+      \$258  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$260  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$260  = xdata_d1[87:80];
+      \$259  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$261  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$261  = xdata_d1[95:88];
+      \$260  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$262  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$262  = xdata_d1[103:96];
+      \$261  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$263  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$263  = xdata_d1[111:104];
+      \$262  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$264  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$264  = xdata_d1[119:112];
+      \$263  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$265  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$265  = xdata_d1[127:120];
+      \$264  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$266  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$266  = xdata_d1[135:128];
+      \$265  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$267  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$267  = xdata_d1[143:136];
+      \$266  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$268  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$268  = xdata_d1[151:144];
+      \$267  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$269  = 8'h00;
+      \$268  = 8'h00;
     end else begin
-      \$269  = xdata_d1[159:152];
+      \$268  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$270  = \$signal$211 ;
+    \$269  = \$signal$211 ;
+    if (rst) begin
+      \$269  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$270  = v2_d1;
     if (rst) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$271  = v2_d1;
+    \$271  = v2_d2;
     if (rst) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$272  = v2_d2;
+    \$272  = v2_d3;
     if (rst) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$273  = v2_d3;
+    \$273  = v2_d4;
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$274  = v2_d4;
+    \$274  = \$signal$41 ;
     if (rst) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$275  = \$signal$41 ;
+    \$275  = first2_d1;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$276  = first2_d1;
+    \$276  = first2_d2;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$277  = first2_d2;
+    \$277  = first2_d3;
     if (rst) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$278  = first2_d3;
+    \$278  = first2_d4;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$279  = first2_d4;
+    \$279  = last1;
     if (rst) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$280  = last1;
+    \$280  = last2_d1;
     if (rst) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$281  = last2_d1;
+    \$281  = last2_d2;
     if (rst) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$282  = last2_d2;
+    \$282  = last2_d3;
     if (rst) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$283  = last2_d3;
+    \$283  = last2_d4;
     if (rst) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$284  = last2_d4;
+    \$284  = group_end;
     if (rst) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$285  = group_end;
-    if (rst) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$286  = xacc;
+    \$285  = xacc;
     if (v2_d5) begin
-      \$286  = \$159 [19:0];
+      \$285  = \$159 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$287  = xfin;
+    \$286  = xfin;
     if (group_end) begin
-      \$287  = \$161 [19:0];
+      \$286  = \$161 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$288  = acc0_0;
+    \$287  = acc0_0;
     if (v2_d5) begin
-      \$288  = \$163 [19:0];
+      \$287  = \$163 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$289  = fin0_0;
+    \$288  = fin0_0;
     if (group_end) begin
-      \$289  = \$165 [19:0];
+      \$288  = \$165 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$290  = bank0_0;
+    \$289  = bank0_0;
     if (done) begin
-      \$290  = \$167 [20:0];
+      \$289  = \$167 [20:0];
     end else if (ser) begin
-      \$290  = bank1_0;
+      \$289  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$291  = acc1_0;
+    \$290  = acc1_0;
     if (v2_d5) begin
-      \$291  = \$169 [19:0];
+      \$290  = \$169 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$292  = fin1_0;
+    \$291  = fin1_0;
     if (group_end) begin
-      \$292  = \$171 [19:0];
+      \$291  = \$171 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$293  = bank1_0;
+    \$292  = bank1_0;
     if (done) begin
-      \$293  = \$173 [20:0];
+      \$292  = \$173 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$294  = ser_left;
+    \$293  = ser_left;
     if (done) begin
-      \$294  = 2'h2;
+      \$293  = 2'h2;
     end else if (ser) begin
-      \$294  = \$174 [1:0];
+      \$293  = \$174 [1:0];
     end
     if (rst) begin
-      \$294  = 2'h0;
+      \$293  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$295  = \addr$171 ;
+    \$294  = \addr$171 ;
     if (ser) begin
-      \$295  = \$177 [8:0];
+      \$294  = \$177 [8:0];
     end
     if (rst) begin
-      \$295  = 9'h000;
+      \$294  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$296  = \$178 ;
+    \$295  = \$178 ;
+    if (rst) begin
+      \$295  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$296  = \$180 ;
     if (rst) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$297  = \$180 ;
+    \$297  = \$signal$250 ;
     if (rst) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$298  = \$signal$250 ;
+    \$298  = vb;
     if (rst) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$299  = vb;
+    \$299  = v_out_d1;
     if (rst) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$300  = v_out_d1;
+    \$300  = v_out_d2;
     if (rst) begin
       \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$301  = v_out_d2;
+    \$301  = v_out_d3;
     if (rst) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$302  = v_out_d3;
+    \$302  = ka;
     if (rst) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$303  = ka;
+    \$303  = skipped_d1;
     if (rst) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$304  = skipped_d1;
+    \$304  = skipped_d2;
     if (rst) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$305  = skipped_d2;
+    \$305  = skipped_d3;
     if (rst) begin
       \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$306  = skipped_d3;
+    \$306  = skipped_d4;
     if (rst) begin
       \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$307  = skipped_d4;
+    \$307  = \$191 ;
     if (rst) begin
       \$307  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$308  = \$191 ;
+    \$308  = \$193 ;
     if (rst) begin
-      \$308  = 1'h0;
+      \$308  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$309  = \$193 ;
+    \$309  = \$26 [2:0];
     if (rst) begin
-      \$309  = 2'h0;
+      \$309  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$310  = \$26 [2:0];
+    \$310  = credits_room_next;
     if (rst) begin
-      \$310  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$311  = credits_room_next;
-    if (rst) begin
-      \$311  = 1'h1;
+      \$310  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -25499,22 +25415,22 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [63:0] \$101 ;
-  wire [63:0] \$102 ;
-  wire [63:0] \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [63:0] \$107 ;
-  wire [63:0] \$108 ;
-  wire [63:0] \$109 ;
+  wire [31:0] \$101 ;
+  wire [31:0] \$102 ;
+  wire [31:0] \$103 ;
+  wire [19:0] \$104 ;
+  wire [19:0] \$105 ;
+  wire [19:0] \$106 ;
+  wire [19:0] \$107 ;
+  wire [19:0] \$108 ;
+  wire [19:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire [31:0] \$113 ;
-  wire [31:0] \$114 ;
-  wire [31:0] \$115 ;
+  wire [19:0] \$110 ;
+  wire [19:0] \$111 ;
+  wire [19:0] \$112 ;
+  wire [19:0] \$113 ;
+  wire [19:0] \$114 ;
+  wire [19:0] \$115 ;
   wire [19:0] \$116 ;
   wire [19:0] \$117 ;
   wire [19:0] \$118 ;
@@ -25524,52 +25440,52 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [19:0] \$121 ;
   wire [19:0] \$122 ;
   wire [19:0] \$123 ;
-  wire [19:0] \$124 ;
-  wire [19:0] \$125 ;
-  wire [19:0] \$126 ;
-  wire [19:0] \$127 ;
-  wire [19:0] \$128 ;
-  wire [19:0] \$129 ;
+  wire [16:0] \$124 ;
+  wire [17:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [17:0] \$127 ;
+  wire [16:0] \$128 ;
+  wire [17:0] \$129 ;
   wire \$13 ;
-  wire [19:0] \$130 ;
-  wire [19:0] \$131 ;
-  wire [19:0] \$132 ;
-  wire [19:0] \$133 ;
-  wire [19:0] \$134 ;
-  wire [19:0] \$135 ;
-  wire [16:0] \$136 ;
-  wire [17:0] \$137 ;
-  wire [16:0] \$138 ;
-  wire [17:0] \$139 ;
+  wire [16:0] \$130 ;
+  wire [17:0] \$131 ;
+  wire [17:0] \$132 ;
+  wire [18:0] \$133 ;
+  wire [1:0] \$134 ;
+  wire \$135 ;
+  wire [4:0] \$136 ;
+  wire [4:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire [6:0] \$14 ;
-  wire [16:0] \$140 ;
-  wire [17:0] \$141 ;
-  wire [16:0] \$142 ;
-  wire [17:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire [18:0] \$145 ;
-  wire [1:0] \$146 ;
-  wire \$147 ;
-  wire [4:0] \$148 ;
-  wire [4:0] \$149 ;
+  wire \$140 ;
+  wire [21:0] \$141 ;
+  wire [35:0] \$142 ;
+  wire [50:0] \$143 ;
+  wire [51:0] \$144 ;
+  wire [52:0] \$145 ;
+  wire [35:0] \$146 ;
+  wire [35:0] \$147 ;
+  wire \$148 ;
+  wire [35:0] \$149 ;
   wire [6:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire [21:0] \$153 ;
-  wire [35:0] \$154 ;
-  wire [50:0] \$155 ;
-  wire [51:0] \$156 ;
-  wire [52:0] \$157 ;
-  wire [35:0] \$158 ;
-  wire [35:0] \$159 ;
+  wire [1:0] \$153 ;
+  wire [6:0] \$154 ;
+  wire [6:0] \$155 ;
+  wire [6:0] \$156 ;
+  wire [6:0] \$157 ;
+  wire [6:0] \$158 ;
+  wire [6:0] \$159 ;
   wire [4:0] \$16 ;
-  wire \$160 ;
-  wire [35:0] \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire [1:0] \$165 ;
+  wire [6:0] \$160 ;
+  wire [6:0] \$161 ;
+  wire [6:0] \$162 ;
+  wire [6:0] \$163 ;
+  wire [6:0] \$164 ;
+  wire [6:0] \$165 ;
   reg [3:0] \$166 ;
   reg \$167 ;
   reg [3:0] \$168 ;
@@ -25600,28 +25516,28 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg \$190 ;
   reg \$191 ;
   reg \$192 ;
-  reg [3:0] \$193 ;
-  reg [3:0] \$194 ;
-  reg [3:0] \$195 ;
-  reg [3:0] \$196 ;
+  reg [1:0] \$193 ;
+  reg [1:0] \$194 ;
+  reg [1:0] \$195 ;
+  reg [1:0] \$196 ;
   reg [1:0] \$197 ;
   reg [1:0] \$198 ;
-  reg [3:0] \$199 ;
+  reg [15:0] \$199 ;
   wire [6:0] \$2 ;
   wire \$20 ;
-  reg [3:0] \$200 ;
-  reg [3:0] \$201 ;
-  reg [3:0] \$202 ;
-  reg [1:0] \$203 ;
-  reg [1:0] \$204 ;
-  reg [3:0] \$205 ;
-  reg [3:0] \$206 ;
-  reg [3:0] \$207 ;
-  reg [3:0] \$208 ;
-  reg [1:0] \$209 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg [7:0] \$207 ;
+  reg [7:0] \$208 ;
+  reg [7:0] \$209 ;
   wire [3:0] \$21 ;
-  reg [1:0] \$210 ;
-  reg [15:0] \$211 ;
+  reg [7:0] \$210 ;
+  reg [7:0] \$211 ;
   reg [7:0] \$212 ;
   reg [7:0] \$213 ;
   reg [7:0] \$214 ;
@@ -25631,62 +25547,50 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
   wire [6:0] \$22 ;
-  reg [7:0] \$220 ;
-  reg [7:0] \$221 ;
-  reg [7:0] \$222 ;
-  reg [7:0] \$223 ;
-  reg [7:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [7:0] \$227 ;
-  reg [7:0] \$228 ;
-  reg [7:0] \$229 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg \$225 ;
+  reg \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg \$229 ;
   wire \$23 ;
-  reg [7:0] \$230 ;
-  reg [7:0] \$231 ;
+  reg \$230 ;
+  reg \$231 ;
   reg \$232 ;
   reg \$233 ;
   reg \$234 ;
   reg \$235 ;
-  reg \$236 ;
-  reg \$237 ;
-  reg \$238 ;
-  reg \$239 ;
+  reg [16:0] \$236 ;
+  reg [16:0] \$237 ;
+  reg [16:0] \$238 ;
+  reg [16:0] \$239 ;
   wire \$24 ;
-  reg \$240 ;
+  reg [17:0] \$240 ;
   reg \$241 ;
-  reg \$242 ;
+  reg [3:0] \$242 ;
   reg \$243 ;
   reg \$244 ;
   reg \$245 ;
   reg \$246 ;
   reg \$247 ;
-  reg [16:0] \$248 ;
-  reg [16:0] \$249 ;
+  reg \$248 ;
+  reg \$249 ;
   wire \$25 ;
-  reg [16:0] \$250 ;
-  reg [16:0] \$251 ;
-  reg [17:0] \$252 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg \$252 ;
   reg \$253 ;
-  reg [3:0] \$254 ;
+  reg \$254 ;
   reg \$255 ;
-  reg \$256 ;
-  reg \$257 ;
+  reg [1:0] \$256 ;
+  reg [1:0] \$257 ;
   reg \$258 ;
-  reg \$259 ;
   wire \$26 ;
-  reg \$260 ;
-  reg \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg [1:0] \$268 ;
-  reg [1:0] \$269 ;
   wire [6:0] \$27 ;
-  reg \$270 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -25731,39 +25635,39 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [5:0] \$65 ;
   wire [6:0] \$66 ;
   wire \$67 ;
-  wire [6:0] \$68 ;
-  wire [6:0] \$69 ;
+  wire \$68 ;
+  wire [1:0] \$69 ;
   wire \$7 ;
-  wire [6:0] \$70 ;
-  wire [6:0] \$71 ;
+  wire \$70 ;
+  wire [2:0] \$71 ;
   wire \$72 ;
-  wire [1:0] \$73 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
-  wire [2:0] \$75 ;
+  wire [1:0] \$75 ;
   wire \$76 ;
-  wire [3:0] \$77 ;
-  wire [6:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire [2:0] \$77 ;
+  wire \$78 ;
+  wire [3:0] \$79 ;
   wire \$8 ;
-  wire [6:0] \$80 ;
-  wire [6:0] \$81 ;
+  wire \$80 ;
+  wire [1:0] \$81 ;
   wire \$82 ;
-  wire [1:0] \$83 ;
+  wire [2:0] \$83 ;
   wire \$84 ;
-  wire [2:0] \$85 ;
+  wire [3:0] \$85 ;
   wire \$86 ;
-  wire [3:0] \$87 ;
-  wire [6:0] \$88 ;
-  wire [6:0] \$89 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire [63:0] \$89 ;
   wire \$9 ;
-  wire [6:0] \$90 ;
-  wire [6:0] \$91 ;
+  wire [63:0] \$90 ;
+  wire [63:0] \$91 ;
   wire \$92 ;
-  wire [1:0] \$93 ;
+  wire \$93 ;
   wire \$94 ;
-  wire [2:0] \$95 ;
-  wire \$96 ;
-  wire [3:0] \$97 ;
+  wire [63:0] \$95 ;
+  wire [63:0] \$96 ;
+  wire [63:0] \$97 ;
   wire \$98 ;
   wire \$99 ;
   wire \$signal ;
@@ -25864,8 +25768,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg [3:0] port__addr = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$10 ;
-  reg [3:0] \port__addr$102  = 4'h8;
-  reg [3:0] \port__addr$105  = 4'hb;
+  wire [3:0] \port__addr$102 ;
+  wire [3:0] \port__addr$105 ;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$13 ;
   reg [3:0] \port__addr$16  = 4'h1;
@@ -25883,16 +25787,16 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [3:0] \port__addr$43 ;
   (* init = 4'h3 *)
   wire [3:0] \port__addr$46 ;
-  reg [3:0] \port__addr$72  = 4'h0;
-  reg [3:0] \port__addr$75  = 4'h3;
-  reg [3:0] \port__addr$78  = 4'h6;
-  reg [3:0] \port__addr$81  = 4'h9;
-  reg [3:0] \port__addr$84  = 4'h1;
-  reg [3:0] \port__addr$87  = 4'h4;
-  reg [3:0] \port__addr$90  = 4'h7;
-  reg [3:0] \port__addr$93  = 4'ha;
-  reg [3:0] \port__addr$96  = 4'h2;
-  reg [3:0] \port__addr$99  = 4'h5;
+  wire [3:0] \port__addr$72 ;
+  wire [3:0] \port__addr$75 ;
+  wire [3:0] \port__addr$78 ;
+  wire [3:0] \port__addr$81 ;
+  wire [3:0] \port__addr$84 ;
+  wire [3:0] \port__addr$87 ;
+  wire [3:0] \port__addr$90 ;
+  wire [3:0] \port__addr$93 ;
+  wire [3:0] \port__addr$96 ;
+  wire [3:0] \port__addr$99 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$11 ;
   wire [31:0] \port__data$14 ;
@@ -25950,29 +25854,17 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire \port__en$95 ;
   wire \port__en$98 ;
   reg [5:0] r_addr = 6'h00;
-  (* init = 4'h0 *)
   wire [3:0] r_addr_b0_p0;
-  (* init = 4'h3 *)
   wire [3:0] r_addr_b0_p1;
-  (* init = 4'h6 *)
   wire [3:0] r_addr_b0_p2;
-  (* init = 4'h9 *)
   wire [3:0] r_addr_b0_p3;
-  (* init = 4'h1 *)
   wire [3:0] r_addr_b1_p0;
-  (* init = 4'h4 *)
   wire [3:0] r_addr_b1_p1;
-  (* init = 4'h7 *)
   wire [3:0] r_addr_b1_p2;
-  (* init = 4'ha *)
   wire [3:0] r_addr_b1_p3;
-  (* init = 4'h2 *)
   wire [3:0] r_addr_b2_p0;
-  (* init = 4'h5 *)
   wire [3:0] r_addr_b2_p1;
-  (* init = 4'h8 *)
   wire [3:0] r_addr_b2_p2;
-  (* init = 4'hb *)
   wire [3:0] r_addr_b2_p3;
   reg [5:0] r_base = 6'h00;
   reg [5:0] r_next;
@@ -26570,88 +26462,88 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign \$65  = row_ph0 + col;
   assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
   assign \$67  = ! s_idx;
-  assign \$68  = r_next - 1'h0;
-  assign \$69  = r_next - 4'hd;
-  assign \$70  = r_next - 5'h1a;
-  assign \$71  = r_next - 6'h27;
-  assign \$72  = r_next >= 4'hd;
-  assign \$73  = 1'h0 + \$72 ;
-  assign \$74  = r_next >= 5'h1a;
-  assign \$75  = \$73  + \$74 ;
-  assign \$76  = r_next >= 6'h27;
+  assign \$68  = r_next >= 4'hd;
+  assign \$69  = 1'h0 + \$68 ;
+  assign \$70  = r_next >= 5'h1a;
+  assign \$71  = \$69  + \$70 ;
+  assign \$72  = r_next >= 6'h27;
+  assign \$73  = \$71  + \$72 ;
+  assign \$74  = r_next >= 4'hd;
+  assign \$75  = 1'h0 + \$74 ;
+  assign \$76  = r_next >= 5'h1a;
   assign \$77  = \$75  + \$76 ;
-  assign \$78  = r_next - 1'h0;
-  assign \$79  = r_next - 4'hd;
-  assign \$80  = r_next - 5'h1a;
-  assign \$81  = r_next - 6'h27;
-  assign \$82  = r_next >= 4'hd;
-  assign \$83  = 1'h0 + \$82 ;
-  assign \$84  = r_next >= 5'h1a;
+  assign \$78  = r_next >= 6'h27;
+  assign \$79  = \$77  + \$78 ;
+  assign \$80  = r_next >= 4'hd;
+  assign \$81  = 1'h0 + \$80 ;
+  assign \$82  = r_next >= 5'h1a;
+  assign \$83  = \$81  + \$82 ;
+  assign \$84  = r_next >= 6'h27;
   assign \$85  = \$83  + \$84 ;
-  assign \$86  = r_next >= 6'h27;
-  assign \$87  = \$85  + \$86 ;
-  assign \$88  = r_next - 1'h0;
-  assign \$89  = r_next - 4'hd;
-  assign \$90  = r_next - 5'h1a;
-  assign \$91  = r_next - 6'h27;
-  assign \$92  = r_next >= 4'hd;
-  assign \$93  = 1'h0 + \$92 ;
-  assign \$94  = r_next >= 5'h1a;
-  assign \$95  = \$93  + \$94 ;
-  assign \$96  = r_next >= 6'h27;
-  assign \$97  = \$95  + \$96 ;
-  assign \$98  = r_page_b0 == 2'h3;
-  assign \$99  = r_page_b0 == 2'h2;
-  assign \$100  = r_page_b0 == 1'h1;
-  assign \$101  = \$100  ? \port__data$233  : \port__data$232 ;
-  assign \$102  = \$99  ? \port__data$234  : \$101 ;
-  assign \$103  = \$98  ? \port__data$235  : \$102 ;
-  assign \$104  = r_page_b1 == 2'h3;
-  assign \$105  = r_page_b1 == 2'h2;
-  assign \$106  = r_page_b1 == 1'h1;
-  assign \$107  = \$106  ? \port__data$237  : \port__data$236 ;
-  assign \$108  = \$105  ? \port__data$238  : \$107 ;
-  assign \$109  = \$104  ? \port__data$239  : \$108 ;
-  assign \$110  = r_page_b2 == 2'h3;
-  assign \$111  = r_page_b2 == 2'h2;
-  assign \$112  = r_page_b2 == 1'h1;
-  assign \$113  = \$112  ? \port__data$241  : \port__data$240 ;
-  assign \$114  = \$111  ? \port__data$242  : \$113 ;
-  assign \$115  = \$110  ? \port__data$243  : \$114 ;
-  assign \$117  = off1_0[0] ? o : { \o$246 [15:0], o[19:16] };
-  assign \$118  = off1_0[1] ? \$116  : \$117 ;
-  assign \$120  = off1_0[0] ? o : { \o$246 [11:0], o[19:12] };
-  assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$123  = off1_0[0] ? o : { \o$246 [7:0], o[19:8] };
-  assign \$124  = off1_0[1] ? \$122  : \$123 ;
-  assign \$125  = off1_0[2] ? \$121  : \$124 ;
-  assign \$127  = off1_0[0] ? o : { \o$246 [3:0], o[19:4] };
-  assign \$128  = off1_0[1] ? \$126  : \$127 ;
-  assign \$132  = off1_0[2] ? \$128  : \$131 ;
-  assign \$133  = off1_0[3] ? \$125  : \$132 ;
-  assign \$134  = off1_0[4] ? \$118  : \$133 ;
-  assign \$135  = ~ \$134 ;
-  assign \$136  = first2_d5 ? 17'h00000 : xacc;
-  assign \$137  = \$136  + xsum_q_d1;
-  assign \$138  = first2_d5 ? 17'h00000 : xacc;
-  assign \$139  = \$138  + xsum_q_d1;
-  assign \$140  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$141  = \$140  + t0_0_l5_0;
-  assign \$142  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$143  = \$142  + t0_0_l5_0;
-  assign \$145  = \$144  - xfin;
-  assign \$146  = ser_left - 1'h1;
-  assign \$147  = \addr$191  == 4'h9;
-  assign \$148  = \addr$191  + 1'h1;
-  assign \$149  = \$147  ? 5'h00 : \$148 ;
-  assign \$153  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$156  = $signed(\$154 ) + $signed(\$155 );
-  assign \$157  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$160  = $signed(\$159 ) < $signed(16'h8000);
-  assign \$162  = $signed(\$161 ) > $signed(16'h7fff);
-  assign \$163  = step & s_last;
-  assign \$164  = o__valid & \o__ready$205 ;
-  assign \$165  = \$164  + skipped_d5;
+  assign \$86  = r_page_b0 == 2'h3;
+  assign \$87  = r_page_b0 == 2'h2;
+  assign \$88  = r_page_b0 == 1'h1;
+  assign \$89  = \$88  ? \port__data$233  : \port__data$232 ;
+  assign \$90  = \$87  ? \port__data$234  : \$89 ;
+  assign \$91  = \$86  ? \port__data$235  : \$90 ;
+  assign \$92  = r_page_b1 == 2'h3;
+  assign \$93  = r_page_b1 == 2'h2;
+  assign \$94  = r_page_b1 == 1'h1;
+  assign \$95  = \$94  ? \port__data$237  : \port__data$236 ;
+  assign \$96  = \$93  ? \port__data$238  : \$95 ;
+  assign \$97  = \$92  ? \port__data$239  : \$96 ;
+  assign \$98  = r_page_b2 == 2'h3;
+  assign \$99  = r_page_b2 == 2'h2;
+  assign \$100  = r_page_b2 == 1'h1;
+  assign \$101  = \$100  ? \port__data$241  : \port__data$240 ;
+  assign \$102  = \$99  ? \port__data$242  : \$101 ;
+  assign \$103  = \$98  ? \port__data$243  : \$102 ;
+  assign \$105  = off1_0[0] ? o : { \o$246 [15:0], o[19:16] };
+  assign \$106  = off1_0[1] ? \$104  : \$105 ;
+  assign \$108  = off1_0[0] ? o : { \o$246 [11:0], o[19:12] };
+  assign \$109  = off1_0[1] ? \$107  : \$108 ;
+  assign \$111  = off1_0[0] ? o : { \o$246 [7:0], o[19:8] };
+  assign \$112  = off1_0[1] ? \$110  : \$111 ;
+  assign \$113  = off1_0[2] ? \$109  : \$112 ;
+  assign \$115  = off1_0[0] ? o : { \o$246 [3:0], o[19:4] };
+  assign \$116  = off1_0[1] ? \$114  : \$115 ;
+  assign \$120  = off1_0[2] ? \$116  : \$119 ;
+  assign \$121  = off1_0[3] ? \$113  : \$120 ;
+  assign \$122  = off1_0[4] ? \$106  : \$121 ;
+  assign \$123  = ~ \$122 ;
+  assign \$124  = first2_d5 ? 17'h00000 : xacc;
+  assign \$125  = \$124  + xsum_q_d1;
+  assign \$126  = first2_d5 ? 17'h00000 : xacc;
+  assign \$127  = \$126  + xsum_q_d1;
+  assign \$128  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$129  = \$128  + t0_0_l5_0;
+  assign \$130  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$131  = \$130  + t0_0_l5_0;
+  assign \$133  = \$132  - xfin;
+  assign \$134  = ser_left - 1'h1;
+  assign \$135  = \addr$191  == 4'h9;
+  assign \$136  = \addr$191  + 1'h1;
+  assign \$137  = \$135  ? 5'h00 : \$136 ;
+  assign \$141  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$144  = $signed(\$142 ) + $signed(\$143 );
+  assign \$145  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$148  = $signed(\$147 ) < $signed(16'h8000);
+  assign \$150  = $signed(\$149 ) > $signed(16'h7fff);
+  assign \$151  = step & s_last;
+  assign \$152  = o__valid & \o__ready$205 ;
+  assign \$153  = \$152  + skipped_d5;
+  assign \$154  = r_next - 1'h0;
+  assign \$155  = r_next - 4'hd;
+  assign \$156  = r_next - 5'h1a;
+  assign \$157  = r_next - 6'h27;
+  assign \$158  = r_next - 1'h0;
+  assign \$159  = r_next - 4'hd;
+  assign \$160  = r_next - 5'h1a;
+  assign \$161  = r_next - 6'h27;
+  assign \$162  = r_next - 1'h0;
+  assign \$163  = r_next - 4'hd;
+  assign \$164  = r_next - 5'h1a;
+  assign \$165  = r_next - 6'h27;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
@@ -26711,87 +26603,63 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk)
     \i$112  <= \o__payload$225 ;
   always @(posedge clk)
-    \port__addr$72  <= \$193 ;
+    r_page_a0 <= \$193 ;
   always @(posedge clk)
-    \port__addr$75  <= \$194 ;
+    r_page_b0 <= \$194 ;
   always @(posedge clk)
-    \port__addr$78  <= \$195 ;
+    r_page_a1 <= \$195 ;
   always @(posedge clk)
-    \port__addr$81  <= \$196 ;
+    r_page_b1 <= \$196 ;
   always @(posedge clk)
-    r_page_a0 <= \$197 ;
+    r_page_a2 <= \$197 ;
   always @(posedge clk)
-    r_page_b0 <= \$198 ;
+    r_page_b2 <= \$198 ;
   always @(posedge clk)
-    \port__addr$84  <= \$199 ;
+    xdata_d1 <= { \$103 , \$97 , \$91  };
   always @(posedge clk)
-    \port__addr$87  <= \$200 ;
+    carry0_0 <= \$199 ;
   always @(posedge clk)
-    \port__addr$90  <= \$201 ;
+    w0_0 <= \$123 ;
   always @(posedge clk)
-    \port__addr$93  <= \$202 ;
+    m0_0_0 <= \$200 ;
   always @(posedge clk)
-    r_page_a1 <= \$203 ;
+    m0_0_1 <= \$201 ;
   always @(posedge clk)
-    r_page_b1 <= \$204 ;
+    m0_0_2 <= \$202 ;
   always @(posedge clk)
-    \port__addr$96  <= \$205 ;
+    m0_0_3 <= \$203 ;
   always @(posedge clk)
-    \port__addr$99  <= \$206 ;
+    m0_0_4 <= \$204 ;
   always @(posedge clk)
-    \port__addr$102  <= \$207 ;
+    m0_0_5 <= \$205 ;
   always @(posedge clk)
-    \port__addr$105  <= \$208 ;
+    m0_0_6 <= \$206 ;
   always @(posedge clk)
-    r_page_a2 <= \$209 ;
+    m0_0_7 <= \$207 ;
   always @(posedge clk)
-    r_page_b2 <= \$210 ;
+    m0_0_8 <= \$208 ;
   always @(posedge clk)
-    xdata_d1 <= { \$115 , \$109 , \$103  };
+    m0_0_9 <= \$209 ;
   always @(posedge clk)
-    carry0_0 <= \$211 ;
+    m0_0_10 <= \$210 ;
   always @(posedge clk)
-    w0_0 <= \$135 ;
+    m0_0_11 <= \$211 ;
   always @(posedge clk)
-    m0_0_0 <= \$212 ;
+    m0_0_12 <= \$212 ;
   always @(posedge clk)
-    m0_0_1 <= \$213 ;
+    m0_0_13 <= \$213 ;
   always @(posedge clk)
-    m0_0_2 <= \$214 ;
+    m0_0_14 <= \$214 ;
   always @(posedge clk)
-    m0_0_3 <= \$215 ;
+    m0_0_15 <= \$215 ;
   always @(posedge clk)
-    m0_0_4 <= \$216 ;
+    m0_0_16 <= \$216 ;
   always @(posedge clk)
-    m0_0_5 <= \$217 ;
+    m0_0_17 <= \$217 ;
   always @(posedge clk)
-    m0_0_6 <= \$218 ;
+    m0_0_18 <= \$218 ;
   always @(posedge clk)
-    m0_0_7 <= \$219 ;
-  always @(posedge clk)
-    m0_0_8 <= \$220 ;
-  always @(posedge clk)
-    m0_0_9 <= \$221 ;
-  always @(posedge clk)
-    m0_0_10 <= \$222 ;
-  always @(posedge clk)
-    m0_0_11 <= \$223 ;
-  always @(posedge clk)
-    m0_0_12 <= \$224 ;
-  always @(posedge clk)
-    m0_0_13 <= \$225 ;
-  always @(posedge clk)
-    m0_0_14 <= \$226 ;
-  always @(posedge clk)
-    m0_0_15 <= \$227 ;
-  always @(posedge clk)
-    m0_0_16 <= \$228 ;
-  always @(posedge clk)
-    m0_0_17 <= \$229 ;
-  always @(posedge clk)
-    m0_0_18 <= \$230 ;
-  always @(posedge clk)
-    m0_0_19 <= \$231 ;
+    m0_0_19 <= \$219 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -26827,101 +26695,101 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk)
     xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d1 <= \$232 ;
+    v2_d1 <= \$220 ;
   always @(posedge clk)
-    v2_d2 <= \$233 ;
+    v2_d2 <= \$221 ;
   always @(posedge clk)
-    v2_d3 <= \$234 ;
+    v2_d3 <= \$222 ;
   always @(posedge clk)
-    v2_d4 <= \$235 ;
+    v2_d4 <= \$223 ;
   always @(posedge clk)
-    v2_d5 <= \$236 ;
+    v2_d5 <= \$224 ;
   always @(posedge clk)
-    first2_d1 <= \$237 ;
+    first2_d1 <= \$225 ;
   always @(posedge clk)
-    first2_d2 <= \$238 ;
+    first2_d2 <= \$226 ;
   always @(posedge clk)
-    first2_d3 <= \$239 ;
+    first2_d3 <= \$227 ;
   always @(posedge clk)
-    first2_d4 <= \$240 ;
+    first2_d4 <= \$228 ;
   always @(posedge clk)
-    first2_d5 <= \$241 ;
+    first2_d5 <= \$229 ;
   always @(posedge clk)
-    last2_d1 <= \$242 ;
+    last2_d1 <= \$230 ;
   always @(posedge clk)
-    last2_d2 <= \$243 ;
+    last2_d2 <= \$231 ;
   always @(posedge clk)
-    last2_d3 <= \$244 ;
+    last2_d3 <= \$232 ;
   always @(posedge clk)
-    last2_d4 <= \$245 ;
+    last2_d4 <= \$233 ;
   always @(posedge clk)
-    last2_d5 <= \$246 ;
+    last2_d5 <= \$234 ;
   always @(posedge clk)
-    done <= \$247 ;
+    done <= \$235 ;
   always @(posedge clk)
-    xacc <= \$248 ;
+    xacc <= \$236 ;
   always @(posedge clk)
-    xfin <= \$249 ;
+    xfin <= \$237 ;
   always @(posedge clk)
-    acc0_0 <= \$250 ;
+    acc0_0 <= \$238 ;
   always @(posedge clk)
-    fin0_0 <= \$251 ;
+    fin0_0 <= \$239 ;
   always @(posedge clk)
-    bank0_0 <= \$252 ;
+    bank0_0 <= \$240 ;
   always @(posedge clk)
-    ser_left <= \$253 ;
+    ser_left <= \$241 ;
   always @(posedge clk)
-    \addr$191  <= \$254 ;
+    \addr$191  <= \$242 ;
   always @(posedge clk)
-    \$signal$271  <= \$255 ;
+    \$signal$271  <= \$243 ;
   always @(posedge clk)
-    ka <= \$256 ;
+    ka <= \$244 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$257 ;
+    vb <= \$245 ;
   always @(posedge clk)
     rq0_beta_b <= \data$194 [39:19];
   always @(posedge clk)
-    rq0_beta <= \$153 ;
+    rq0_beta <= \$141 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$156 ;
+    rq0_acc_s1_0 <= \$144 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$157 [35:0];
+    rq0_acc_s2_0 <= \$145 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$158 [19:0];
+    rq0_shifted <= \$146 [19:0];
   always @(posedge clk)
-    rq0_under <= \$160 ;
+    rq0_under <= \$148 ;
   always @(posedge clk)
-    rq0_over <= \$162 ;
+    rq0_over <= \$150 ;
   always @(posedge clk)
-    v_out_d1 <= \$258 ;
+    v_out_d1 <= \$246 ;
   always @(posedge clk)
-    v_out_d2 <= \$259 ;
+    v_out_d2 <= \$247 ;
   always @(posedge clk)
-    v_out_d3 <= \$260 ;
+    v_out_d3 <= \$248 ;
   always @(posedge clk)
-    \w_en$210  <= \$261 ;
+    \w_en$210  <= \$249 ;
   always @(posedge clk)
-    skipped_d1 <= \$262 ;
+    skipped_d1 <= \$250 ;
   always @(posedge clk)
-    skipped_d2 <= \$263 ;
+    skipped_d2 <= \$251 ;
   always @(posedge clk)
-    skipped_d3 <= \$264 ;
+    skipped_d3 <= \$252 ;
   always @(posedge clk)
-    skipped_d4 <= \$265 ;
+    skipped_d4 <= \$253 ;
   always @(posedge clk)
-    skipped_d5 <= \$266 ;
+    skipped_d5 <= \$254 ;
   always @(posedge clk)
-    group_ended_d1 <= \$267 ;
+    group_ended_d1 <= \$255 ;
   always @(posedge clk)
-    credits_returned <= \$268 ;
+    credits_returned <= \$256 ;
   always @(posedge clk)
-    credits_space <= \$269 ;
+    credits_space <= \$257 ;
   always @(posedge clk)
-    credits_room <= \$270 ;
+    credits_room <= \$258 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(\addr$191 ),
     .clk(clk),
@@ -26948,6 +26816,90 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     .addr(addr),
     .clk(clk),
     .data(data)
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b0_p0_copy (
+    .clk(clk),
+    .d(\$154 [3:0]),
+    .q(\port__addr$72 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b0_p1_copy (
+    .clk(clk),
+    .d(\$155 [3:0]),
+    .q(\port__addr$75 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b0_p2_copy (
+    .clk(clk),
+    .d(\$156 [3:0]),
+    .q(\port__addr$78 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b0_p3_copy (
+    .clk(clk),
+    .d(\$157 [3:0]),
+    .q(\port__addr$81 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b1_p0_copy (
+    .clk(clk),
+    .d(\$158 [3:0]),
+    .q(\port__addr$84 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b1_p1_copy (
+    .clk(clk),
+    .d(\$159 [3:0]),
+    .q(\port__addr$87 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b1_p2_copy (
+    .clk(clk),
+    .d(\$160 [3:0]),
+    .q(\port__addr$90 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b1_p3_copy (
+    .clk(clk),
+    .d(\$161 [3:0]),
+    .q(\port__addr$93 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b2_p0_copy (
+    .clk(clk),
+    .d(\$162 [3:0]),
+    .q(\port__addr$96 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b2_p1_copy (
+    .clk(clk),
+    .d(\$163 [3:0]),
+    .q(\port__addr$99 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b2_p2_copy (
+    .clk(clk),
+    .d(\$164 [3:0]),
+    .q(\port__addr$102 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_addr_b2_p3_copy (
+    .clk(clk),
+    .d(\$165 [3:0]),
+    .q(\port__addr$105 )
   );
   \flexor_lenet5.fc2.rom  rom (
     .addr(\addr$290 ),
@@ -27214,596 +27166,512 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$193  = \$68 [3:0];
+    \$193  = \$73 [1:0];
     if (rst) begin
-      \$193  = 4'h0;
+      \$193  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$194  = \$69 [3:0];
+    \$194  = r_page_a0;
     if (rst) begin
-      \$194  = 4'h3;
+      \$194  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$195  = \$70 [3:0];
+    \$195  = \$79 [1:0];
     if (rst) begin
-      \$195  = 4'h6;
+      \$195  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$196  = \$71 [3:0];
+    \$196  = r_page_a1;
     if (rst) begin
-      \$196  = 4'h9;
+      \$196  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$197  = \$77 [1:0];
+    \$197  = \$85 [1:0];
     if (rst) begin
       \$197  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$198  = r_page_a0;
+    \$198  = r_page_a2;
     if (rst) begin
       \$198  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$199  = \$78 [3:0];
-    if (rst) begin
-      \$199  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$200  = \$79 [3:0];
-    if (rst) begin
-      \$200  = 4'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$201  = \$80 [3:0];
-    if (rst) begin
-      \$201  = 4'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$202  = \$81 [3:0];
-    if (rst) begin
-      \$202  = 4'ha;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$203  = \$87 [1:0];
-    if (rst) begin
-      \$203  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$204  = r_page_a1;
-    if (rst) begin
-      \$204  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$205  = \$88 [3:0];
-    if (rst) begin
-      \$205  = 4'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$206  = \$89 [3:0];
-    if (rst) begin
-      \$206  = 4'h5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$207  = \$90 [3:0];
-    if (rst) begin
-      \$207  = 4'h8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$208  = \$91 [3:0];
-    if (rst) begin
-      \$208  = 4'hb;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$209  = \$97 [1:0];
-    if (rst) begin
-      \$209  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$210  = r_page_a2;
-    if (rst) begin
-      \$210  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$211  = carry0_0;
+    \$199  = carry0_0;
     if (\$signal$223 ) begin
-      \$211  = \i$112 ;
+      \$199  = \i$112 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$212  = 8'h00;
+      \$200  = 8'h00;
     end else begin
-      \$212  = xdata_d1[7:0];
+      \$200  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$213  = 8'h00;
+      \$201  = 8'h00;
     end else begin
-      \$213  = xdata_d1[15:8];
+      \$201  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$214  = 8'h00;
+      \$202  = 8'h00;
     end else begin
-      \$214  = xdata_d1[23:16];
+      \$202  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$215  = 8'h00;
+      \$203  = 8'h00;
     end else begin
-      \$215  = xdata_d1[31:24];
+      \$203  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$216  = 8'h00;
+      \$204  = 8'h00;
     end else begin
-      \$216  = xdata_d1[39:32];
+      \$204  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$217  = 8'h00;
+      \$205  = 8'h00;
     end else begin
-      \$217  = xdata_d1[47:40];
+      \$205  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$218  = 8'h00;
+      \$206  = 8'h00;
     end else begin
-      \$218  = xdata_d1[55:48];
+      \$206  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$219  = 8'h00;
+      \$207  = 8'h00;
     end else begin
-      \$219  = xdata_d1[63:56];
+      \$207  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$220  = 8'h00;
+      \$208  = 8'h00;
     end else begin
-      \$220  = xdata_d1[71:64];
+      \$208  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$221  = 8'h00;
+      \$209  = 8'h00;
     end else begin
-      \$221  = xdata_d1[79:72];
+      \$209  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$222  = 8'h00;
+      \$210  = 8'h00;
     end else begin
-      \$222  = xdata_d1[87:80];
+      \$210  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$223  = 8'h00;
+      \$211  = 8'h00;
     end else begin
-      \$223  = xdata_d1[95:88];
+      \$211  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$224  = 8'h00;
+      \$212  = 8'h00;
     end else begin
-      \$224  = xdata_d1[103:96];
+      \$212  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$225  = 8'h00;
+      \$213  = 8'h00;
     end else begin
-      \$225  = xdata_d1[111:104];
+      \$213  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$226  = 8'h00;
+      \$214  = 8'h00;
     end else begin
-      \$226  = xdata_d1[119:112];
+      \$214  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$227  = 8'h00;
+      \$215  = 8'h00;
     end else begin
-      \$227  = xdata_d1[127:120];
+      \$215  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$228  = 8'h00;
+      \$216  = 8'h00;
     end else begin
-      \$228  = xdata_d1[135:128];
+      \$216  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$229  = 8'h00;
+      \$217  = 8'h00;
     end else begin
-      \$229  = xdata_d1[143:136];
+      \$217  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$230  = 8'h00;
+      \$218  = 8'h00;
     end else begin
-      \$230  = xdata_d1[151:144];
+      \$218  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$231  = 8'h00;
+      \$219  = 8'h00;
     end else begin
-      \$231  = xdata_d1[159:152];
+      \$219  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$232  = \$signal$223 ;
+    \$220  = \$signal$223 ;
+    if (rst) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$221  = v2_d1;
+    if (rst) begin
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$222  = v2_d2;
+    if (rst) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$223  = v2_d3;
+    if (rst) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$224  = v2_d4;
+    if (rst) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$225  = \$signal$109 ;
+    if (rst) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$226  = first2_d1;
+    if (rst) begin
+      \$226  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$227  = first2_d2;
+    if (rst) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$228  = first2_d3;
+    if (rst) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$229  = first2_d4;
+    if (rst) begin
+      \$229  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$230  = last1;
+    if (rst) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$231  = last2_d1;
+    if (rst) begin
+      \$231  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$232  = last2_d2;
     if (rst) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$233  = v2_d1;
+    \$233  = last2_d3;
     if (rst) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$234  = v2_d2;
+    \$234  = last2_d4;
     if (rst) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$235  = v2_d3;
+    \$235  = group_end;
     if (rst) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$236  = v2_d4;
-    if (rst) begin
-      \$236  = 1'h0;
+    \$236  = xacc;
+    if (v2_d5) begin
+      \$236  = \$125 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$237  = \$signal$109 ;
-    if (rst) begin
-      \$237  = 1'h0;
+    \$237  = xfin;
+    if (group_end) begin
+      \$237  = \$127 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$238  = first2_d1;
-    if (rst) begin
-      \$238  = 1'h0;
+    \$238  = acc0_0;
+    if (v2_d5) begin
+      \$238  = \$129 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$239  = first2_d2;
-    if (rst) begin
-      \$239  = 1'h0;
+    \$239  = fin0_0;
+    if (group_end) begin
+      \$239  = \$131 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$240  = first2_d3;
-    if (rst) begin
-      \$240  = 1'h0;
+    \$240  = bank0_0;
+    if (done) begin
+      \$240  = \$133 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$241  = first2_d4;
+    \$241  = ser_left;
+    if (done) begin
+      \$241  = 1'h1;
+    end else if (ser) begin
+      \$241  = \$134 [0];
+    end
     if (rst) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$242  = last1;
+    \$242  = \addr$191 ;
+    if (ser) begin
+      \$242  = \$137 [3:0];
+    end
     if (rst) begin
-      \$242  = 1'h0;
+      \$242  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$243  = last2_d1;
+    \$243  = \$138 ;
     if (rst) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$244  = last2_d2;
+    \$244  = \$140 ;
     if (rst) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$245  = last2_d3;
+    \$245  = \$signal$271 ;
     if (rst) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$246  = last2_d4;
+    \$246  = vb;
     if (rst) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$247  = group_end;
+    \$247  = v_out_d1;
     if (rst) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$248  = xacc;
-    if (v2_d5) begin
-      \$248  = \$137 [16:0];
+    \$248  = v_out_d2;
+    if (rst) begin
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$249  = xfin;
-    if (group_end) begin
-      \$249  = \$139 [16:0];
+    \$249  = v_out_d3;
+    if (rst) begin
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$250  = acc0_0;
-    if (v2_d5) begin
-      \$250  = \$141 [16:0];
+    \$250  = ka;
+    if (rst) begin
+      \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$251  = fin0_0;
-    if (group_end) begin
-      \$251  = \$143 [16:0];
+    \$251  = skipped_d1;
+    if (rst) begin
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$252  = bank0_0;
-    if (done) begin
-      \$252  = \$145 [17:0];
+    \$252  = skipped_d2;
+    if (rst) begin
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$253  = ser_left;
-    if (done) begin
-      \$253  = 1'h1;
-    end else if (ser) begin
-      \$253  = \$146 [0];
-    end
+    \$253  = skipped_d3;
     if (rst) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$254  = \addr$191 ;
-    if (ser) begin
-      \$254  = \$149 [3:0];
-    end
+    \$254  = skipped_d4;
     if (rst) begin
-      \$254  = 4'h0;
+      \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$255  = \$150 ;
+    \$255  = \$151 ;
     if (rst) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$256  = \$152 ;
+    \$256  = \$153 ;
     if (rst) begin
-      \$256  = 1'h0;
+      \$256  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$257  = \$signal$271 ;
+    \$257  = \$21 [1:0];
     if (rst) begin
-      \$257  = 1'h0;
+      \$257  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$258  = vb;
+    \$258  = credits_room_next;
     if (rst) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$259  = v_out_d1;
-    if (rst) begin
-      \$259  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$260  = v_out_d2;
-    if (rst) begin
-      \$260  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$261  = v_out_d3;
-    if (rst) begin
-      \$261  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$262  = ka;
-    if (rst) begin
-      \$262  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$263  = skipped_d1;
-    if (rst) begin
-      \$263  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$264  = skipped_d2;
-    if (rst) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$265  = skipped_d3;
-    if (rst) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$266  = skipped_d4;
-    if (rst) begin
-      \$266  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$267  = \$163 ;
-    if (rst) begin
-      \$267  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$268  = \$165 ;
-    if (rst) begin
-      \$268  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$269  = \$21 [1:0];
-    if (rst) begin
-      \$269  = 2'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$270  = credits_room_next;
-    if (rst) begin
-      \$270  = 1'h1;
+      \$258  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -27888,22 +27756,22 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign space_next = \$21 [1:0];
   assign \$3  = active;
   assign \$46  = credits_room_next;
-  assign \$116  = o;
-  assign \$119  = o;
-  assign \$122  = o;
-  assign \$126  = o;
-  assign \$129  = o;
-  assign \$130  = o;
-  assign \$131  = \$130 ;
-  assign \$144  = { fin0_0, 1'h0 };
-  assign \$150  = ser;
-  assign \$151  = 1'h0;
-  assign \$152  = 1'h0;
-  assign \$154  = { p[34], p };
-  assign \$155  = { \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 , 17'h00000 };
-  assign \$158  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$159  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$161  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$104  = o;
+  assign \$107  = o;
+  assign \$110  = o;
+  assign \$114  = o;
+  assign \$117  = o;
+  assign \$118  = o;
+  assign \$119  = \$118 ;
+  assign \$132  = { fin0_0, 1'h0 };
+  assign \$138  = ser;
+  assign \$139  = 1'h0;
+  assign \$140  = 1'h0;
+  assign \$142  = { p[34], p };
+  assign \$143  = { \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 , 17'h00000 };
+  assign \$146  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$147  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$149  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -31044,4 +30912,16 @@ module flexor_mul #(
     assign prod = p_r;
 `endif
     assign p = prod[P_WIDTH-1:0];
+endmodule
+// flexor_copy: q <= d, one of several copies of a register that fans out widely. Yosys
+// merges identical flip-flops bit by bit (whatever their initial values), so each copy's
+// process is kept.
+module flexor_copy #(
+    parameter WIDTH = 1
+) (
+    input wire clk,
+    input wire [WIDTH-1:0] d,
+    output reg [WIDTH-1:0] q = 0
+);
+    (* keep *) always @(posedge clk) q <= d;
 endmodule
