@@ -1,7 +1,8 @@
 """The fork of a residual block and its skip path: the skip FIFO as a component of its own."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.hdl import Module, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import SkidBuffer, StreamRegister
@@ -41,41 +42,17 @@ class SkipFifo(wiring.Component):
         return self._depth
 
     def elaborate(self, platform):
-        from .window import _line_buffer_attrs
         m = Module()
         places = self._depth + ROOM_SLACK
-        width = self._shape.width
-        # A beat written in one cycle may be read from the next on; a read of the place
-        # written in the same cycle happens only while the memory is empty, and its word is
-        # not used: the memory needs no read/write ordering, so its word goes straight into
-        # the output register (in a block RAM, its own: the bypass Yosys adds otherwise put
-        # a LUT behind the block, ResNet-20's longest path at 96.5 MHz).
-        m.submodules.mem = mem = memory.Memory(shape=width, depth=places, init=[],
-                                               attrs=_line_buffer_attrs(places, width))
-        wp, rp = mem.write_port(), mem.read_port(domain="sync")
-        wr, rd = Signal(range(places)), Signal(range(places))
-        used = Signal(range(places + 1))        # beats taken in and not yet given out
-        avail = Signal(range(places + 1))       # beats in the memory, not yet read
+        m.submodules.buffer = fifo = SyncFIFOBuffered(width=self._shape.width, depth=places)
         room = Signal(init=1)
-        write, advance, issue = Signal(), Signal(), Signal()
-        m.d.comb += [write.eq(self.i.valid & room), advance.eq(~self.o.valid | self.o.ready),
-                     issue.eq(advance & (avail != 0)), self.i.ready.eq(room),
-                     wp.addr.eq(wr), wp.data.eq(self.i.payload), wp.en.eq(write),
-                     rp.addr.eq(rd), rp.en.eq(advance), self.o.payload.eq(rp.data)]
-
-        def bump(ptr):
-            return Mux(ptr == places - 1, 0, ptr + 1)
-
-        with m.If(write):
-            m.d.sync += wr.eq(bump(wr))
-        with m.If(issue):
-            m.d.sync += rd.eq(bump(rd))
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(avail != 0)
-        m.d.sync += [avail.eq(avail + write - issue),
-                     used.eq(used + write - (self.o.valid & self.o.ready)),
-                     # at most depth + 1 beats in: the memory never holds all its places
-                     room.eq(used < self._depth)]
+        # the level a cycle later is at most depth, so the write finds its buffer's inner
+        # FIFO (places − 1) short of full, whatever the output register holds
+        m.d.sync += room.eq(fifo.level < self._depth)
+        m.d.comb += [fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid & room),
+                     self.i.ready.eq(room),
+                     self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy),
+                     fifo.r_en.eq(self.o.ready)]
         return m
 
 
