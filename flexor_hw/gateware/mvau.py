@@ -571,7 +571,8 @@ class MatrixVectorUnit(wiring.Component):
         # S = 2·T − Σx goes into the bank (S = T for unipolar planes) -----------------------
         s_shape = signed(c.s_width)
         t_shape = int_shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
-        bank = [[Signal(s_shape, name=f"bank{j}_{i}", reset_less=True) for i in range(q)] for j in range(pe)]
+        bank = [[Signal(s_shape, name=f"bank{j}_{i}", reset_less=True) for i in range(q)]
+                for j in range(pe)]
         group_end = Signal()
         m.d.comb += group_end.eq(v2 & last2)
         done = Signal()                                 # the group's totals are latched
@@ -617,7 +618,8 @@ class MatrixVectorUnit(wiring.Component):
 
         # Operands: the bank's rows now, their constants a cycle later (the ROM's read).
         va, ka = Signal(), Signal()
-        sa = [[Signal(s_shape, name=f"sa{r}_{i}", reset_less=True) for i in range(q)] for r in range(p.out_simd)]
+        sa = [[Signal(s_shape, name=f"sa{r}_{i}", reset_less=True) for i in range(q)]
+              for r in range(p.out_simd)]
         m.d.sync += [va.eq(ser & keep), ka.eq(ser & ~keep)]
         for r in range(p.out_simd):
             m.d.sync += [sa[r][i].eq(bank[r][i]) for i in range(q)]
@@ -772,7 +774,6 @@ class _VectorMemory:
         for k in range(len(self._banks)):
             pages = []
             for g, (a, b) in enumerate(self._pages):
-                n = len(self._banks) * g + k
                 width = Shape.cast(range(b - a)).width
                 addr = copy_register(
                     m, (addr_next - a if len(self._pages) > 1 else addr_next)[:width],

@@ -194,12 +194,7 @@ class SlidingWindow(wiring.Component):
         avail = Signal()
         m.d.comb += [pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
                      avail.eq(~r_done & (pad | ahead | _ky_below(ky, d, kh)))]
-        # Two stages: the element's read address into a register (the address stage), then
-        # the block RAM's read into ``src`` (the read stage); no adder before the block RAM.
-        advance, reading, va = Signal(), Signal(), Signal()
-        m.d.comb += [reading.eq(~src.valid | src.ready), advance.eq(~va | reading)]
-        take = Signal()
-        m.d.comb += take.eq(advance & avail)
+        take, reading = _read_stages(m, src, avail)
         pad_a = Signal(reset_less=True)
         pad_reg = Signal(reset_less=True)
         # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R, as the sum of two registers that follow the
@@ -224,12 +219,10 @@ class SlidingWindow(wiring.Component):
         r_addr = Signal.like(rd.addr, reset_less=True)
         m.d.comb += [rd.addr.eq(r_addr), rd.en.eq(reading),
                      src.payload.eq(Cat(rd.data, pad_reg))]
-        with m.If(advance):
-            m.d.sync += va.eq(avail)
         with m.If(take):
             m.d.sync += [pad_a.eq(pad), r_addr.eq(row_addr + col_addr)]
         with m.If(reading):
-            m.d.sync += [src.valid.eq(va), pad_reg.eq(pad_a)]
+            m.d.sync += pad_reg.eq(pad_a)
 
         last_kx, last_ky, last_c = kx == kw - 1, ky == kh - 1, c == C - 1
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
@@ -396,12 +389,7 @@ class RowWindow(SlidingWindow):
         img_row = Signal(range(RBC))
         avail = Signal()
         m.d.comb += avail.eq(~r_done & ((iy < 0) | (iy >= H) | ahead | _ky_below(ky, d, kh)))
-        # Two stages: the beat's read addresses into registers (the address stage), then the
-        # block RAMs' read into ``src`` (the read stage); no adder before a block RAM.
-        advance, reading, va = Signal(), Signal(), Signal()
-        m.d.comb += [reading.eq(~src.valid | src.ready), advance.eq(~va | reading)]
-        take = Signal()
-        m.d.comb += take.eq(advance & avail)
+        take, reading = _read_stages(m, src, avail)
         row_pad = (iy < 0) | (iy >= H)
         pads_a = Signal(kw, reset_less=True)    # element kx of the beat is padding
         rot_a = Signal(range(kw), reset_less=True)
@@ -417,10 +405,8 @@ class RowWindow(SlidingWindow):
                 m.d.sync += addr.eq(row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0))
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(reading)]
         m.d.comb += src.payload.eq(Cat(*[rd.data for _, rd in banks], rot, pads))
-        with m.If(advance):
-            m.d.sync += va.eq(avail)
         with m.If(reading):
-            m.d.sync += [src.valid.eq(va), pads.eq(pads_a), rot.eq(rot_a)]
+            m.d.sync += [pads.eq(pads_a), rot.eq(rot_a)]
 
         rows = _Rows(R, H, sh, ph, BWC, wrap, oy, low, r_done, ahead, img_slot, img_row,
                      base_slot, base_row, row_addr)
@@ -454,6 +440,22 @@ class RowWindow(SlidingWindow):
                     take & last_ky & last_c & last_ox, last_oy, switch, ahead, w_row, low,
                     r_done, d, H, R, sh, ph)
         return m
+
+
+def _read_stages(m, src, avail):
+    """A window reader's two stages: the address stage (what the caller registers under
+    ``take``: the read addresses and what goes with the beat), then the read stage, the block
+    RAMs' read into ``src`` (whose data registers the caller loads under ``reading``, the read
+    ports' enable). No adder sits between the counters and a block RAM. Full rate: each
+    stage advances while the one after it is empty or taken. Returns ``(take, reading)``."""
+    reading, advance, staged, take = Signal(), Signal(), Signal(), Signal()
+    m.d.comb += [reading.eq(~src.valid | src.ready), advance.eq(~staged | reading),
+                 take.eq(advance & avail)]
+    with m.If(advance):
+        m.d.sync += staged.eq(avail)
+    with m.If(reading):
+        m.d.sync += src.valid.eq(staged)
+    return take, reading
 
 
 def _next_iy(m, iy, low, last_ky, row_end, last_oy, sh, ph):

@@ -3568,8 +3568,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg \$439 ;
   wire \$44 ;
   reg \$440 ;
-  reg [7:0] \$441 ;
-  reg \$442 ;
+  reg \$441 ;
+  reg [7:0] \$442 ;
   reg \$443 ;
   reg [2:0] \$444 ;
   reg [5:0] \$445 ;
@@ -3657,6 +3657,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   wire \$99 ;
   wire \$signal ;
   wire \$signal$39 ;
+  reg \$signal$40  = 1'h0;
+  wire \$signal$41 ;
   reg ahead = 1'h0;
   wire avail;
   reg [7:0] base_row = 8'h70;
@@ -3733,8 +3735,6 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg [7:0] step_next_row = 8'h70;
   reg [2:0] step_next_slot = 3'h4;
   wire switch;
-  wire take;
-  reg va = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] w_addr;
   reg [4:0] w_px = 5'h00;
@@ -3989,9 +3989,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign avail = \$7  & \$54 ;
   assign \$55  = ~ \i__valid$37 ;
   assign \$signal  = \$55  | \i__ready$38 ;
-  assign \$56  = ~ va;
+  assign \$56  = ~ \$signal$40 ;
   assign \$signal$39  = \$56  | \$signal ;
-  assign take = \$signal$39  & avail;
+  assign \$signal$41  = \$signal$39  & avail;
   assign \$57  = w_px == 5'h1b;
   assign \$58  = w_px + 1'h1;
   assign \$59  = \$57  ? 6'h00 : \$58 ;
@@ -4096,7 +4096,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$167  = $signed(low) + $signed(2'h1);
   assign \$168  = \$166  ? 7'h7e : \$167 ;
   assign \$169  = kx == 3'h4;
-  assign \$170  = take & \$169 ;
+  assign \$170  = \$signal$41  & \$169 ;
   assign \$171  = ky == 3'h4;
   assign \$172  = \$170  & \$171 ;
   assign \$175  = ox == 5'h1b;
@@ -4122,7 +4122,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$195  = \$194  ? 6'h25 : 6'h01;
   assign \$196  = \$190  ? \$195  : 6'h00;
   assign \$197  = kx == 3'h4;
-  assign \$198  = take & \$197 ;
+  assign \$198  = \$signal$41  & \$197 ;
   assign \$199  = ky == 3'h4;
   assign \$200  = \$198  & \$199 ;
   assign \$203  = ox == 5'h1b;
@@ -4132,7 +4132,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$207  = $signed(d) + $signed(\$206 );
   assign \$208  = \$178  ? { 1'h0, \$188  } : \$207 ;
   assign \$209  = kx == 3'h4;
-  assign \$210  = take & \$209 ;
+  assign \$210  = \$signal$41  & \$209 ;
   assign \$211  = ky == 3'h4;
   assign \$212  = \$210  & \$211 ;
   assign \$215  = ox == 5'h1b;
@@ -4305,7 +4305,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$391  = \$389  ? 7'h64 : \$390 ;
   assign \$392  = \$385  ? \$391  : { room_w_28[5], room_w_28 };
   assign \$393  = kx == 3'h4;
-  assign \$394  = take & \$393 ;
+  assign \$394  = \$signal$41  & \$393 ;
   assign \$395  = ky == 3'h4;
   assign \$396  = \$394  & \$395 ;
   assign \$399  = ox == 5'h1b;
@@ -4333,7 +4333,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign \$421  = \$419  ? 7'h7c : \$420 ;
   assign \$422  = \$415  ? \$421  : { room_w_4[5], room_w_4 };
   assign \$423  = kx == 3'h4;
-  assign \$424  = take & \$423 ;
+  assign \$424  = \$signal$41  & \$423 ;
   assign \$425  = ky == 3'h4;
   assign \$426  = \$424  & \$425 ;
   assign \$429  = ox == 5'h1b;
@@ -4351,6 +4351,10 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @(posedge clk)
     w_row <= \$438 ;
   always @(posedge clk)
+    \$signal$40  <= \$439 ;
+  always @(posedge clk)
+    \i__valid$37  <= \$440 ;
+  always @(posedge clk)
     step_next_slot <= \$73 [2:0];
   always @(posedge clk)
     step_next_row <= \$79 [7:0];
@@ -4363,13 +4367,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @(posedge clk)
     step_base_row <= \$103 [7:0];
   always @(posedge clk)
-    va <= \$439 ;
+    pad_a <= \$441 ;
   always @(posedge clk)
-    pad_a <= \$440 ;
-  always @(posedge clk)
-    rd__addr <= \$441 ;
-  always @(posedge clk)
-    \i__valid$37  <= \$442 ;
+    rd__addr <= \$442 ;
   always @(posedge clk)
     pad_reg <= \$443 ;
   always @(posedge clk)
@@ -4447,8 +4447,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4739$0 (pad_reg),
-    .\port$503$0 (rd__data),
+    .\port$4743$0 (pad_reg),
+    .\port$505$0 (rd__data),
     .rst(rst)
   );
   always @* begin
@@ -4507,7 +4507,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$439  = va;
+    \$439  = \$signal$40 ;
     if (\$signal$39 ) begin
       \$439  = avail;
     end
@@ -4517,26 +4517,26 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$440  = pad_a;
-    if (take) begin
-      \$440  = pad;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$441  = rd__addr;
-    if (take) begin
-      \$441  = \$104 [7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$442  = \i__valid$37 ;
+    \$440  = \i__valid$37 ;
     if (\$signal ) begin
-      \$442  = va;
+      \$440  = \$signal$40 ;
     end
     if (rst) begin
-      \$442  = 1'h0;
+      \$440  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$441  = pad_a;
+    if (\$signal$41 ) begin
+      \$441  = pad;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$442  = rd__addr;
+    if (\$signal$41 ) begin
+      \$442  = \$104 [7:0];
     end
   end
   always @* begin
@@ -4549,7 +4549,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$444  = kx;
-    if (take) begin
+    if (\$signal$41 ) begin
       \$444  = \$107 [2:0];
     end
     if (rst) begin
@@ -4559,7 +4559,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$445  = col_addr;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
         \$445  = \$110 [5:0];
@@ -4584,7 +4584,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$446  = ky;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4598,7 +4598,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$447  = row_addr;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4631,7 +4631,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$448  = ox;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4653,7 +4653,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$449  = ix0;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4675,7 +4675,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$450  = ix0c;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4697,7 +4697,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$451  = oy;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4721,7 +4721,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$452  = low;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4745,7 +4745,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$453  = r_done;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4774,7 +4774,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$454  = base_slot;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4805,7 +4805,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$455  = base_row;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -4836,7 +4836,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$456  = ix;
-    if (take) begin
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
       if (\$151 ) begin
         \$456  = \$155 [5:0];
@@ -4853,7 +4853,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$457  = iy;
-    if (take) begin
+    if (\$signal$41 ) begin
       if (\$159 ) begin
         (* full_case = 32'd1 *)
         if (\$161 ) begin
@@ -5133,7 +5133,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , i__valid, \port$4739$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , i__valid, \port$4743$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5155,10 +5155,10 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4739$0 ;
-  wire \port$4739$0 ;
-  input [7:0] \port$503$0 ;
-  wire [7:0] \port$503$0 ;
+  input \port$4743$0 ;
+  wire \port$4743$0 ;
+  input [7:0] \port$505$0 ;
+  wire [7:0] \port$505$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -5183,11 +5183,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$503$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4739$0 , \port$503$0  };
+      \$5  = { \port$4743$0 , \port$505$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4739$0 , \port$503$0  };
+  assign i__payload = { \port$4743$0 , \port$505$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14118,15 +14118,15 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   reg \$578 ;
   reg [3:0] \$579 ;
   wire \$58 ;
-  reg [4:0] \$580 ;
-  reg [2:0] \$581 ;
-  reg [10:0] \$582 ;
-  reg [10:0] \$583 ;
+  reg \$580 ;
+  reg \$581 ;
+  reg [4:0] \$582 ;
+  reg [2:0] \$583 ;
   reg [10:0] \$584 ;
   reg [10:0] \$585 ;
   reg [10:0] \$586 ;
-  reg \$587 ;
-  reg \$588 ;
+  reg [10:0] \$587 ;
+  reg [10:0] \$588 ;
   reg [4:0] \$589 ;
   wire \$59 ;
   reg [2:0] \$590 ;
@@ -14200,6 +14200,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   wire \$99 ;
   wire \$signal ;
   wire \$signal$51 ;
+  reg \$signal$52  = 1'h0;
+  wire \$signal$53 ;
   wire [10:0] \$signature__addr ;
   wire [10:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
@@ -14312,8 +14314,6 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   reg [10:0] step_next_row = 11'h360;
   reg [3:0] step_next_slot = 4'h9;
   wire switch;
-  wire take;
-  reg va = 1'h0;
   reg [2:0] w_b = 3'h0;
   reg [4:0] w_c = 5'h00;
   reg [10:0] w_grp = 11'h000;
@@ -19832,7 +19832,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$529  = \$527  ? 6'h32 : \$528 ;
   assign \$530  = \$523  ? \$529  : { room_w_14[4], room_w_14 };
   assign \$531  = ky == 3'h4;
-  assign \$532  = take & \$531 ;
+  assign \$532  = \$signal$53  & \$531 ;
   assign \$533  = c == 5'h1f;
   assign \$534  = \$532  & \$533 ;
   assign \$535  = ox == 4'hd;
@@ -19864,7 +19864,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$561  = \$559  ? 6'h37 : \$560 ;
   assign \$562  = \$555  ? \$561  : { room_w_9[4], room_w_9 };
   assign \$563  = ky == 3'h4;
-  assign \$564  = take & \$563 ;
+  assign \$564  = \$signal$53  & \$563 ;
   assign \$565  = c == 5'h1f;
   assign \$566  = \$564  & \$565 ;
   assign \$567  = ox == 4'hd;
@@ -19888,23 +19888,23 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @(posedge clk)
     w_row <= \$579 ;
   always @(posedge clk)
-    pads_a <= \$580 ;
+    \$signal$52  <= \$580 ;
   always @(posedge clk)
-    rot_a <= \$581 ;
+    \i__valid$49  <= \$581 ;
   always @(posedge clk)
-    \$signature__addr$54  <= \$582 ;
+    pads_a <= \$582 ;
   always @(posedge clk)
-    \$signature__addr$57  <= \$583 ;
+    rot_a <= \$583 ;
   always @(posedge clk)
-    \$signature__addr$60  <= \$584 ;
+    \$signature__addr$54  <= \$584 ;
   always @(posedge clk)
-    \$signature__addr$63  <= \$585 ;
+    \$signature__addr$57  <= \$585 ;
   always @(posedge clk)
-    \$signature__addr$66  <= \$586 ;
+    \$signature__addr$60  <= \$586 ;
   always @(posedge clk)
-    va <= \$587 ;
+    \$signature__addr$63  <= \$587 ;
   always @(posedge clk)
-    \i__valid$49  <= \$588 ;
+    \$signature__addr$66  <= \$588 ;
   always @(posedge clk)
     pads <= \$589 ;
   always @(posedge clk)
@@ -20085,9 +20085,9 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign avail = \$56  & \$106 ;
   assign \$107  = ~ \i__valid$49 ;
   assign \$signal  = \$107  | \i__ready$50 ;
-  assign \$108  = ~ va;
+  assign \$108  = ~ \$signal$52 ;
   assign \$signal$51  = \$108  | \$signal ;
-  assign take = \$signal$51  & avail;
+  assign \$signal$53  = \$signal$51  & avail;
   assign \$109  = w_c == 5'h1f;
   assign \$110  = w_c + 1'h1;
   assign \$111  = \$109  ? 6'h00 : \$110 ;
@@ -20281,7 +20281,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$299  = $signed(low) + $signed(2'h1);
   assign \$300  = \$298  ? 6'h3e : \$299 ;
   assign \$301  = ky == 3'h4;
-  assign \$302  = take & \$301 ;
+  assign \$302  = \$signal$53  & \$301 ;
   assign \$303  = c == 5'h1f;
   assign \$304  = \$302  & \$303 ;
   assign \$305  = ox == 4'hd;
@@ -20311,7 +20311,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$329  = \$328  ? 5'h13 : 5'h01;
   assign \$330  = \$324  ? \$329  : 5'h00;
   assign \$331  = ky == 3'h4;
-  assign \$332  = take & \$331 ;
+  assign \$332  = \$signal$53  & \$331 ;
   assign \$333  = c == 5'h1f;
   assign \$334  = \$332  & \$333 ;
   assign \$335  = ox == 4'hd;
@@ -20321,7 +20321,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   assign \$339  = $signed(d) + $signed(\$338 );
   assign \$340  = \$308  ? { 1'h0, \$320  } : \$339 ;
   assign \$341  = ky == 3'h4;
-  assign \$342  = take & \$341 ;
+  assign \$342  = \$signal$53  & \$341 ;
   assign \$343  = c == 5'h1f;
   assign \$344  = \$342  & \$343 ;
   assign \$345  = ox == 4'hd;
@@ -20368,11 +20368,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1136$0 (\$9 ),
-    .\port$1145$0 (\$18 ),
-    .\port$1154$0 (\$27 ),
-    .\port$1163$0 (\$36 ),
-    .\port$1172$0 (\$45 ),
+    .\port$1138$0 (\$9 ),
+    .\port$1147$0 (\$18 ),
+    .\port$1156$0 (\$27 ),
+    .\port$1165$0 (\$36 ),
+    .\port$1174$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -20382,13 +20382,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1769$0 (\$signature__data$70 ),
-    .\port$1772$0 (\$signature__data$71 ),
-    .\port$1775$0 (\$signature__data$72 ),
-    .\port$1778$0 (\$signature__data$73 ),
-    .\port$1781$0 (\$signature__data$74 ),
-    .\port$5170$0 (pads),
-    .\port$5172$0 (rot),
+    .\port$1773$0 (\$signature__data$70 ),
+    .\port$1776$0 (\$signature__data$71 ),
+    .\port$1779$0 (\$signature__data$72 ),
+    .\port$1782$0 (\$signature__data$73 ),
+    .\port$1785$0 (\$signature__data$74 ),
+    .\port$5174$0 (pads),
+    .\port$5176$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -20495,71 +20495,71 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$580  = pads_a;
-    if (take) begin
-      \$580  = { \$184 , \$175 , \$166 , \$157 , \$148  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$581  = rot_a;
-    if (take) begin
-      \$581  = r0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$582  = \$signature__addr$54 ;
-    if (take) begin
-      \$582  = \$188 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$583  = \$signature__addr$57 ;
-    if (take) begin
-      \$583  = \$192 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$584  = \$signature__addr$60 ;
-    if (take) begin
-      \$584  = \$196 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$585  = \$signature__addr$63 ;
-    if (take) begin
-      \$585  = \$200 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$586  = \$signature__addr$66 ;
-    if (take) begin
-      \$586  = \$202 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$587  = va;
+    \$580  = \$signal$52 ;
     if (\$signal$51 ) begin
-      \$587  = avail;
+      \$580  = avail;
     end
     if (rst) begin
-      \$587  = 1'h0;
+      \$580  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$588  = \i__valid$49 ;
+    \$581  = \i__valid$49 ;
     if (\$signal ) begin
-      \$588  = va;
+      \$581  = \$signal$52 ;
     end
     if (rst) begin
-      \$588  = 1'h0;
+      \$581  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$582  = pads_a;
+    if (\$signal$53 ) begin
+      \$582  = { \$184 , \$175 , \$166 , \$157 , \$148  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$583  = rot_a;
+    if (\$signal$53 ) begin
+      \$583  = r0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$584  = \$signature__addr$54 ;
+    if (\$signal$53 ) begin
+      \$584  = \$188 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$585  = \$signature__addr$57 ;
+    if (\$signal$53 ) begin
+      \$585  = \$192 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$586  = \$signature__addr$60 ;
+    if (\$signal$53 ) begin
+      \$586  = \$196 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$587  = \$signature__addr$63 ;
+    if (\$signal$53 ) begin
+      \$587  = \$200 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$588  = \$signature__addr$66 ;
+    if (\$signal$53 ) begin
+      \$588  = \$202 [10:0];
     end
   end
   always @* begin
@@ -20579,7 +20579,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$591  = ky;
-    if (take) begin
+    if (\$signal$53 ) begin
       \$591  = \$241 [2:0];
     end
     if (rst) begin
@@ -20589,7 +20589,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$592  = row_addr;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
         \$592  = \$249 [10:0];
@@ -20618,7 +20618,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$593  = c;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20632,7 +20632,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$594  = qc;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20651,7 +20651,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$595  = ox;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20669,7 +20669,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$596  = ix0;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20687,7 +20687,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$597  = r0;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20705,7 +20705,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$598  = q0c;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20723,7 +20723,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$599  = oy;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20743,7 +20743,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$600  = low;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20763,7 +20763,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$601  = r_done;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20788,7 +20788,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$602  = base_slot;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20815,7 +20815,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$603  = base_row;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$243 ) begin
       end else begin
@@ -20842,7 +20842,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$604  = iy;
-    if (take) begin
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
       if (\$293 ) begin
         \$604  = \$297 [4:0];
@@ -21063,7 +21063,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1136$0 , \port$1145$0 , \port$1154$0 , \port$1163$0 , \port$1172$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1138$0 , \port$1147$0 , \port$1156$0 , \port$1165$0 , \port$1174$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21085,16 +21085,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1136$0 , \port$1145$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1136$0 ;
-  wire [7:0] \port$1136$0 ;
-  input [7:0] \port$1145$0 ;
-  wire [7:0] \port$1145$0 ;
-  input [7:0] \port$1154$0 ;
-  wire [7:0] \port$1154$0 ;
-  input [7:0] \port$1163$0 ;
-  wire [7:0] \port$1163$0 ;
-  input [7:0] \port$1172$0 ;
-  wire [7:0] \port$1172$0 ;
+  input [7:0] \port$1138$0 ;
+  wire [7:0] \port$1138$0 ;
+  input [7:0] \port$1147$0 ;
+  wire [7:0] \port$1147$0 ;
+  input [7:0] \port$1156$0 ;
+  wire [7:0] \port$1156$0 ;
+  input [7:0] \port$1165$0 ;
+  wire [7:0] \port$1165$0 ;
+  input [7:0] \port$1174$0 ;
+  wire [7:0] \port$1174$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21119,15 +21119,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1136$0 , \port$1145$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1172$0 , \port$1163$0 , \port$1154$0 , \port$1145$0 , \port$1136$0  };
+      \$5  = { \port$1174$0 , \port$1165$0 , \port$1156$0 , \port$1147$0 , \port$1138$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1172$0 , \port$1163$0 , \port$1154$0 , \port$1145$0 , \port$1136$0  };
+  assign i__payload = { \port$1174$0 , \port$1165$0 , \port$1156$0 , \port$1147$0 , \port$1138$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1769$0 , \port$1772$0 , \port$1775$0 , \port$1778$0 , \port$1781$0 , i__valid, \port$5170$0 , \port$5172$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1773$0 , \port$1776$0 , \port$1779$0 , \port$1782$0 , \port$1785$0 , i__valid, \port$5174$0 , \port$5176$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21149,20 +21149,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1769$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1769$0 ;
-  wire [7:0] \port$1769$0 ;
-  input [7:0] \port$1772$0 ;
-  wire [7:0] \port$1772$0 ;
-  input [7:0] \port$1775$0 ;
-  wire [7:0] \port$1775$0 ;
-  input [7:0] \port$1778$0 ;
-  wire [7:0] \port$1778$0 ;
-  input [7:0] \port$1781$0 ;
-  wire [7:0] \port$1781$0 ;
-  input [4:0] \port$5170$0 ;
-  wire [4:0] \port$5170$0 ;
-  input [2:0] \port$5172$0 ;
-  wire [2:0] \port$5172$0 ;
+  input [7:0] \port$1773$0 ;
+  wire [7:0] \port$1773$0 ;
+  input [7:0] \port$1776$0 ;
+  wire [7:0] \port$1776$0 ;
+  input [7:0] \port$1779$0 ;
+  wire [7:0] \port$1779$0 ;
+  input [7:0] \port$1782$0 ;
+  wire [7:0] \port$1782$0 ;
+  input [7:0] \port$1785$0 ;
+  wire [7:0] \port$1785$0 ;
+  input [4:0] \port$5174$0 ;
+  wire [4:0] \port$5174$0 ;
+  input [2:0] \port$5176$0 ;
+  wire [2:0] \port$5176$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21187,11 +21187,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1769$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5170$0 , \port$5172$0 , \port$1781$0 , \port$1778$0 , \port$1775$0 , \port$1772$0 , \port$1769$0  };
+      \$5  = { \port$5174$0 , \port$5176$0 , \port$1785$0 , \port$1782$0 , \port$1779$0 , \port$1776$0 , \port$1773$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5170$0 , \port$5172$0 , \port$1781$0 , \port$1778$0 , \port$1775$0 , \port$1772$0 , \port$1769$0  };
+  assign i__payload = { \port$5174$0 , \port$5176$0 , \port$1785$0 , \port$1782$0 , \port$1779$0 , \port$1776$0 , \port$1773$0  };
 endmodule
 
 (* generator = "Amaranth" *)
