@@ -117,6 +117,9 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
             # their decoders' cells), the vector word is not (its read address is)
             device["address_register"] = True
             device["rom_page_words"] = 16       # a weight ROM in logic: a LUT4 per page bit
+        else:       # a weight ROM in logic deeper than 64 words: pages read into registers
+            # (LeNet-5's fc2, 260 × 16 bits: its ROM's decode was the longest path placed)
+            device["rom_page_words"] = 64
         what = target
     if budget:
         device.update(budget)

@@ -172,6 +172,27 @@ def test_the_fold_offers_lut_ram_only_where_the_device_has_it():
         assert unit.memories()[2]["block_rams"] == (0 if flag else 5)   # 50 × 160 bits
 
 
+def test_a_tiled_pools_maxima_go_to_lut_ram_where_block_rams_are_short():
+    from amaranth.back import verilog
+
+    from flexor_hw.hw import fold as F
+    from flexor_hw.hw.lower import lower
+    from flexor_hw.package import load
+    graph = lower(load("examples/mnist/lenet5.flexor.npz"), 16, argmax=True)
+    pool = [st for st in graph.stages if st.kind == "maxpool"][0]      # 14·32 words × 8 bits
+    budget = dict(F.DEFAULT_BUDGET)
+    short_of_brams = F._pool_memory(pool, dict(budget, weights=(0.01, 0.01, 1.0)))
+    short_of_luts = F._pool_memory(pool, dict(budget, weights=(1.0, 0.01, 0.01)))
+    assert short_of_brams.lutram is True and short_of_luts.lutram is False
+    assert short_of_brams.estimate()["brams"] == short_of_luts.estimate()["brams"] - 1
+    assert short_of_brams.estimate()["luts"] == short_of_luts.estimate()["luts"] + 6 * 2 * 28
+    assert F._pool_memory(pool, dict(budget, lut_ram=False)).lutram is None       # iCE40
+    for stage, style in ((short_of_brams, "distributed"), (short_of_luts, "block")):
+        text = verilog.convert(stage.unit(), name="pool")
+        assert f'(* ram_style = "{style}" *)' in text
+    assert "ram_style" not in verilog.convert(pool.unit(), name="pool")
+
+
 def test_ice40_memories_are_sb_ram40_blocks():
     """On the iCE40 every RAM is block RAM (no LUT RAM) in SB_RAM40_4K shapes: the placed
     digits MLP's 14 × 80 and 26 × 80 vector memories took 5 blocks each."""

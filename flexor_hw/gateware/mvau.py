@@ -4,7 +4,7 @@ from a ROM image tiled for that folding."""
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -708,6 +708,21 @@ def vector_pages(p):
     return 1 if p.vectors_in_block_ram else -(-2 * p.sf // PAGE_WORDS)
 
 
+def vector_bank_lanes(p):
+    """Lanes of one bank of a unit's vector memory: all in block RAM, else at most
+    :data:`VECTOR_BANK_BITS` bits' worth."""
+    return p.simd if p.vectors_in_block_ram else max(1, VECTOR_BANK_BITS // p.x_width)
+
+
+def vector_write_ffs(p):
+    """Flip-flops of the vector memory's write copies: each bank and page's address and
+    enable (an enable a lane on a scattered input)."""
+    per, pages = vector_bank_lanes(p), vector_pages(p)
+    banks = -(-p.simd // per)
+    addr = Shape.cast(range(-(-2 * p.sf // pages))).width
+    return pages * (banks * addr + (p.simd if p.scatter else banks))
+
+
 class _VectorMemory:
     """The unit's vector memory, ``2·SF`` words of ``SIMD`` activations. Block RAM is one
     memory (its address reaches a few blocks). LUT RAM is cut two ways, so that a read is
@@ -725,7 +740,7 @@ class _VectorMemory:
 
     def __init__(self, m, p, *, emit=False):
         self._lane, self._depth, self._emit = p.x_width, 2 * p.sf, emit
-        per = p.simd if p.vectors_in_block_ram else max(1, VECTOR_BANK_BITS // p.x_width)
+        per = vector_bank_lanes(p)
         self._banks = [(lo, min(p.simd, lo + per)) for lo in range(0, p.simd, per)]
         pages = vector_pages(p)
         size = -(-self._depth // pages)             # balanced: 28 words as two halves
@@ -745,32 +760,36 @@ class _VectorMemory:
     def write_port(self, m, granularity=None):
         """A write request (``addr``, ``data``, ``en``: one bit, or one per lane with
         ``granularity``) that reaches every bank's and page's write port a cycle later, from
-        registers, the address (already in the page) and enable one per page (through the
-        input handshake, the enable of 120 LUT-RAM cells on LeNet-5's conv2 was the placed
-        design's longest path, 11.2 ns of routing; then one address register with a page's
-        offset subtracted after it, 12.0 ns; a copy per bank and page stalled nextpnr's
-        placer). A half is read from the cycle after it is full at the
-        earliest, so the write a cycle late is in the memory before its first read."""
+        registers: the address (already in the page) and the enable in a copy per bank and
+        page (one address register per page reached the 128 LUT-RAM cells of LeNet-5's
+        conv2, 11.8-12.1 ns of routing placed; the copies, like the read address's, are
+        ``flexor_copy`` cells that Yosys keeps apart, and the enable's copies clear while the
+        reset is held, through their input). A half is read from the cycle after it is full
+        at the earliest, so the write a cycle late is in the memory before its first read."""
         en_width = self._simd if granularity else 1
         req = _WriteRequest(range(self._depth), self._simd * self._lane, en_width)
         data = Signal(self._simd * self._lane, name="w_data_q", reset_less=True)
         m.d.sync += data.eq(req.data)
+        paged = len(self._pages) > 1
         for g, (a, b) in enumerate(self._pages):
-            # each page: its own registered address (already in the page) and enable
-            hit = (req.addr >= a) & (req.addr < b) if len(self._pages) > 1 else 1
-            addr = Signal(range(b - a), init=g % (b - a), name=f"w_addr_p{g}")
-            en = Signal(en_width, name=f"w_en_p{g}")
-            m.d.sync += [addr.eq(req.addr - a), en.eq(Mux(hit, req.en, 0))]
+            hit = (req.addr >= a) & (req.addr < b) if paged else 1
+            width = Shape.cast(range(b - a)).width
+            addr_in = (req.addr - a)[:width] if paged else req.addr[:width]
+            en_in = Mux(hit & ~ResetSignal("sync"), req.en, 0)
             for k, (lo, hi) in enumerate(self._banks):
+                where = f"b{k}" + (f"_p{g}" if paged else "")
+                addr = copy_register(m, addr_in, f"w_addr_{where}", emit=self._emit)
+                en = copy_register(m, en_in[lo:hi] if granularity else en_in,
+                                   f"w_en_{where}", emit=self._emit)
                 port = self._mems[k, g].write_port(granularity=granularity)
                 m.d.comb += [port.addr.eq(addr),
                              port.data.eq(data[lo * self._lane:hi * self._lane]),
-                             port.en.eq(en[lo:hi] if granularity else en)]
+                             port.en.eq(en)]
         return req
 
     def read(self, m, addr_next):
         """The word at the address registered from ``addr_next``, a cycle later."""
-        data = []
+        data, addr_q = [], None
         for k in range(len(self._banks)):
             pages = []
             for g, (a, b) in enumerate(self._pages):
@@ -785,11 +804,14 @@ class _VectorMemory:
             if len(pages) == 1:
                 data.append(pages[0])
                 continue
-            # the page of the registered address, and of the word read from it a cycle later
-            page_a = Signal(range(len(pages)), name=f"r_page_a{k}")
-            page = Signal(range(len(pages)), name=f"r_page_b{k}")
-            m.d.sync += [page_a.eq(sum(addr_next >= a for a, _ in self._pages[1:])),
-                         page.eq(page_a)]
+            # the page of the word read a cycle later, from the registered address (the page
+            # decoded from ``addr_next``, behind the issue's adders and muxes, was the placed
+            # LeNet-5's fc2's third longest path), a copy per bank
+            if addr_q is None:
+                addr_q = Signal.like(addr_next, name="r_addr_q")
+                m.d.sync += addr_q.eq(addr_next)
+            page = copy_register(m, sum(addr_q >= a for a, _ in self._pages[1:]),
+                                 f"r_page_b{k}", emit=self._emit)
             word = pages[0]
             for g in range(1, len(pages)):
                 word = Mux(page == g, pages[g], word)

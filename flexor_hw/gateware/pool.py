@@ -89,8 +89,9 @@ class TiledMaxPool(wiring.Component):
     write.
     """
 
-    def __init__(self, shape, channels, height, width, kernel, *, simd=1):
+    def __init__(self, shape, channels, height, width, kernel, *, simd=1, ram_style=None):
         self._shape = Shape.cast(shape)
+        self._ram_style = ram_style         # "block", "distributed" or None (the tools')
         self._c = _positive("Channels", channels)
         self._h, self._w = _positive("Height", height), _positive("Width", width)
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
@@ -123,7 +124,9 @@ class TiledMaxPool(wiring.Component):
         oh, ow = self.output_size
         depth = ow * groups
 
-        m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth), init=[])
+        attrs = {"ram_style": self._ram_style} if self._ram_style else None
+        m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth), init=[],
+                                                  attrs=attrs)
         rport, wport = mem.read_port(domain="sync"), mem.write_port()
         m.submodules.out = out = fifo.SyncFIFO(width=P * xw, depth=3)
         m.d.comb += [self.o.payload.eq(out.r_data), self.o.valid.eq(out.r_rdy),

@@ -140,6 +140,20 @@ def _memory_styles(unit, lut_ram=True):
     return [(("rom_logic", a), ("vectors_lutram", b)) for a in roms for b in vecs]
 
 
+def _pool_memory(pool, budget):
+    """A tiled max pool's maxima in block RAM or LUT RAM (a memory the tools would put in
+    block RAM, of at most :data:`MAX_LUTRAM_BITS`, on a device with LUT RAM), whichever
+    scores lower under ``budget``'s weights: LUT RAM where block RAMs are what is short."""
+    from .cost import ram_style
+    if not pool.tiled or not budget.get("lut_ram", True):
+        return pool
+    mem = pool.memories()[0]
+    if ram_style(mem["depth"], mem["width"]) != "block" or mem["bits"] > MAX_LUTRAM_BITS:
+        return pool
+    options = [replace(pool, lutram=b) for b in (False, True)]
+    return min(options, key=lambda p: _score(p.estimate(), budget))
+
+
 def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
     """Estimates depend on the tiling, which takes a moment on wide layers: computed once
     per unit shape and folding (the bisection of :func:`fold_to_device` asks again and
@@ -216,6 +230,8 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
         quantum = 1
         if st.kind == "maxpool" and widen and not explicit:
             st = st.at_rate(target)
+        if st.kind == "maxpool":
+            st = _pool_memory(st, budget)
         if st.kind == "window" and widen and not explicit and st.cycles_per_image() > target:
             st = _fastest(st)
             quantum = st.simd
@@ -314,19 +330,32 @@ def fold_to_device(graph, budget, *, what="the device"):
         return g if fits(g) else None
 
     best = at_rate(floor)
-    if best is not None:
-        return best
-    # The fastest rate that fits, by bisection on cycles per image (a slower rate never
-    # needs more than a faster one).
-    lo, hi, best = floor, narrowest.cycles_per_image(), narrowest
-    while hi > lo * 1.02:
-        mid = int(math.sqrt(lo * hi))
-        folded = at_rate(mid)
-        if folded is not None:
-            hi, best = mid, folded
-        else:
-            lo = mid
-    return best
+    if best is None:
+        # The fastest rate that fits, by bisection on cycles per image (a slower rate never
+        # needs more than a faster one).
+        lo, hi, best = floor, narrowest.cycles_per_image(), narrowest
+        while hi > lo * 1.02:
+            mid = int(math.sqrt(lo * hi))
+            folded = at_rate(mid)
+            if folded is not None:
+                hi, best = mid, folded
+            else:
+                lo = mid
+    return _pools_back_to_block_ram(best, budget)
+
+
+def _pools_back_to_block_ram(graph, budget):
+    """Pools whose maxima went to LUT RAM, back in block RAM while the block RAMs last: the
+    scores price a block RAM at hundreds of LUT4 whether or not block RAMs run out, and
+    LUTs are what placing and routing a full device is short of."""
+    for k, st in enumerate(graph.stages):
+        if st.kind == "maxpool" and st.lutram:
+            stages = list(graph.stages)
+            stages[k] = replace(st, lutram=False)
+            trial = replace(graph, stages=stages)
+            if _fits(trial, budget) is None:
+                graph = trial
+    return graph
 
 
 def match_widths(graph):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
-from ..gateware.mvau import vector_pages
+from ..gateware.mvau import vector_pages, vector_write_ffs
 from ..gateware.pipeline import int_shape
 from ..gateware.rom import LOGIC_ROM_BITS, rom_layout
 from ..gateware.window import line_buffer_rows, row_window_rows
@@ -357,15 +357,28 @@ def mvau_logic(p):
            # the Σx tree's registers, and on the iCE40 the word's register before it
            + (c["ffs_per_column_bit"] + p.address_register) * p.simd * xw
            + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page
+           + vector_write_ffs(p)                        # the write address's copies
            # the weight bits and the word read (the read address on the iCE40, where the
            # bits' and a paged ROM's registers share their LUTs' logic cells: the cells are
            # what counts there, and the placed digits MLP took fewer with them)
            + (p.simd * xw + lanes) * (p.bits_register and not p.address_register)
            + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
-           + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd)
+           + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
+           + rom_page_ffs(p))
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
             "dsps": p.out_simd * p.q * p.product_terms}
+
+
+def rom_page_ffs(p):
+    """The registers of a weight ROM in logic read in pages (``rom_page_words``): a word
+    per page. None on the iCE40 (``address_register``), where each register takes the
+    logic cell of the LUT4 that decodes its page bit."""
+    logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
+    if p.address_register or not (logic and p.rom_page_words and
+                                   p.rom_depth > p.rom_page_words):
+        return 0
+    return -(-p.rom_depth // p.rom_page_words) * p.rom_width
 
 
 @register
@@ -383,6 +396,7 @@ class MaxPool(Stage):
     kernel: tuple = (2, 2)
     stride: tuple = (2, 2)
     simd: int = 1
+    lutram: bool = None         # a tiled pool's maxima in LUT RAM / block RAM / (None) by cost
 
     @property
     def tiled(self):
@@ -431,7 +445,7 @@ class MaxPool(Stage):
         if self.tiled:
             ow = self.output_size[1]
             return [_mem(self, "row maxima", ow * self.channels // self.simd,
-                            self.simd * self.x_shape.width)]
+                            self.simd * self.x_shape.width, style=self.ram_style)]
         rows = line_buffer_rows(self.height, self.kernel[0], self.stride[0])
         return [_mem(self, "line buffer", rows * self.width * self.channels, self.x_shape.width)]
 
@@ -444,15 +458,20 @@ class MaxPool(Stage):
                "ffs": round(c["ffs"] + c["ffs_per_bit"] * lanes), "brams": 0, "dsps": 0}
         return _with_memories(est, self.memories())
 
+    @property
+    def ram_style(self):
+        return None if self.lutram is None else "distributed" if self.lutram else "block"
+
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
-                "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd}
+                "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd,
+                "maxima_in_lut_ram": self.lutram}
 
     def unit(self, files=None):
         from ..gateware.pool import MaxPool as Unit, TiledMaxPool
         if self.tiled:
             return TiledMaxPool(self.x_shape, self.channels, self.height, self.width,
-                                tuple(self.kernel), simd=self.simd)
+                                tuple(self.kernel), simd=self.simd, ram_style=self.ram_style)
         return Unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
                     stride=self.stride)
 

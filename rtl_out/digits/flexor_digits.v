@@ -441,56 +441,56 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [11:0] \$100 ;
-  wire [11:0] \$101 ;
-  wire [12:0] \$102 ;
-  wire [2:0] \$103 ;
-  wire \$104 ;
-  wire [7:0] \$105 ;
-  wire [7:0] \$106 ;
+  wire [12:0] \$100 ;
+  wire [2:0] \$101 ;
+  wire \$102 ;
+  wire [7:0] \$103 ;
+  wire [7:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
   wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  wire [21:0] \$108 ;
+  wire [30:0] \$109 ;
   wire \$11 ;
-  wire [21:0] \$110 ;
-  wire [30:0] \$111 ;
-  wire [31:0] \$112 ;
-  wire [28:0] \$113 ;
+  wire [31:0] \$110 ;
+  wire [28:0] \$111 ;
+  wire [28:0] \$112 ;
+  wire \$113 ;
   wire [28:0] \$114 ;
   wire \$115 ;
-  wire [28:0] \$116 ;
+  wire \$116 ;
   wire \$117 ;
-  wire \$118 ;
+  wire [1:0] \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [1:0] \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg [2:0] \$123 ;
+  wire \$120 ;
+  wire \$121 ;
+  reg [2:0] \$122 ;
+  reg \$123 ;
   reg \$124 ;
   reg \$125 ;
   reg \$126 ;
   reg \$127 ;
   reg \$128 ;
-  reg \$129 ;
+  reg [3:0] \$129 ;
   wire \$13 ;
-  reg [3:0] \$130 ;
-  reg [2:0] \$131 ;
-  reg [5:0] \$132 ;
-  reg \$133 ;
-  reg [3:0] \$134 ;
-  reg \$135 ;
-  reg [1:0] \$136 ;
+  reg [2:0] \$130 ;
+  reg [5:0] \$131 ;
+  reg \$132 ;
+  reg [3:0] \$133 ;
+  reg \$134 ;
+  reg [1:0] \$135 ;
+  reg [3:0] \$136 ;
   reg [3:0] \$137 ;
   reg [3:0] \$138 ;
   reg [3:0] \$139 ;
   wire [4:0] \$14 ;
   reg [3:0] \$140 ;
-  reg [3:0] \$141 ;
+  reg \$141 ;
   reg \$142 ;
   reg \$143 ;
-  reg \$144 ;
-  reg [5:0] \$145 ;
+  reg [5:0] \$144 ;
+  reg [4:0] \$145 ;
   reg [4:0] \$146 ;
   reg [4:0] \$147 ;
   reg [4:0] \$148 ;
@@ -501,8 +501,8 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg [4:0] \$152 ;
   reg [4:0] \$153 ;
   reg [4:0] \$154 ;
-  reg [4:0] \$155 ;
-  reg [5:0] \$156 ;
+  reg [5:0] \$155 ;
+  reg [4:0] \$156 ;
   reg [4:0] \$157 ;
   reg [4:0] \$158 ;
   reg [4:0] \$159 ;
@@ -513,7 +513,7 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg [4:0] \$163 ;
   reg [4:0] \$164 ;
   reg [4:0] \$165 ;
-  reg [4:0] \$166 ;
+  reg \$166 ;
   reg \$167 ;
   reg \$168 ;
   reg \$169 ;
@@ -527,18 +527,18 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg \$176 ;
   reg \$177 ;
   reg \$178 ;
-  reg \$179 ;
+  reg [10:0] \$179 ;
   wire \$18 ;
   reg [10:0] \$180 ;
   reg [10:0] \$181 ;
   reg [10:0] \$182 ;
-  reg [10:0] \$183 ;
-  reg [11:0] \$184 ;
+  reg [11:0] \$183 ;
+  reg [10:0] \$184 ;
   reg [10:0] \$185 ;
-  reg [10:0] \$186 ;
-  reg [11:0] \$187 ;
-  reg [1:0] \$188 ;
-  reg [6:0] \$189 ;
+  reg [11:0] \$186 ;
+  reg [1:0] \$187 ;
+  reg [6:0] \$188 ;
+  reg \$189 ;
   wire \$19 ;
   reg \$190 ;
   reg \$191 ;
@@ -552,60 +552,59 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg \$199 ;
   wire [4:0] \$2 ;
   wire [12:0] \$20 ;
-  reg \$200 ;
-  reg [1:0] \$201 ;
-  reg [3:0] \$202 ;
-  reg \$203 ;
+  reg [1:0] \$200 ;
+  reg [3:0] \$201 ;
+  reg \$202 ;
   wire [12:0] \$21 ;
   wire [4:0] \$22 ;
   wire [1:0] \$23 ;
   wire [5:0] \$24 ;
-  wire [4:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire [3:0] \$28 ;
-  wire [3:0] \$29 ;
+  wire \$25 ;
+  wire [3:0] \$26 ;
+  wire [3:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire [3:0] \$33 ;
-  wire [3:0] \$34 ;
-  wire [6:0] \$35 ;
-  wire [6:0] \$36 ;
+  wire [3:0] \$31 ;
+  wire [3:0] \$32 ;
+  wire [6:0] \$33 ;
+  wire [6:0] \$34 ;
+  wire \$35 ;
+  wire [2:0] \$36 ;
   wire \$37 ;
-  wire [2:0] \$38 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [2:0] \$42 ;
-  wire [3:0] \$43 ;
-  wire \$44 ;
-  wire [4:0] \$45 ;
-  wire [4:0] \$46 ;
-  wire [5:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire \$49 ;
+  wire [2:0] \$40 ;
+  wire [3:0] \$41 ;
+  wire \$42 ;
+  wire [4:0] \$43 ;
+  wire [4:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire \$47 ;
+  wire [4:0] \$48 ;
+  wire [4:0] \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [4:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire [5:0] \$53 ;
+  wire [5:0] \$50 ;
+  wire [5:0] \$51 ;
+  wire [4:0] \$52 ;
+  wire \$53 ;
   wire [4:0] \$54 ;
-  wire \$55 ;
+  wire [5:0] \$55 ;
   wire [4:0] \$56 ;
   wire [5:0] \$57 ;
   wire [4:0] \$58 ;
-  wire [5:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
   wire [4:0] \$60 ;
-  wire \$61 ;
+  wire [5:0] \$61 ;
   wire [4:0] \$62 ;
   wire [5:0] \$63 ;
-  wire [4:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire \$66 ;
+  wire \$64 ;
+  wire [9:0] \$65 ;
+  wire [9:0] \$66 ;
   wire [9:0] \$67 ;
   wire [9:0] \$68 ;
   wire [9:0] \$69 ;
@@ -626,8 +625,8 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   wire [9:0] \$82 ;
   wire [9:0] \$83 ;
   wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
+  wire [10:0] \$85 ;
+  wire [11:0] \$86 ;
   wire [10:0] \$87 ;
   wire [11:0] \$88 ;
   wire [10:0] \$89 ;
@@ -635,13 +634,13 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   wire [11:0] \$90 ;
   wire [10:0] \$91 ;
   wire [11:0] \$92 ;
-  wire [10:0] \$93 ;
-  wire [11:0] \$94 ;
-  wire [11:0] \$95 ;
-  wire [12:0] \$96 ;
+  wire [11:0] \$93 ;
+  wire [12:0] \$94 ;
+  wire [10:0] \$95 ;
+  wire [11:0] \$96 ;
   wire [10:0] \$97 ;
   wire [11:0] \$98 ;
-  wire [10:0] \$99 ;
+  wire [11:0] \$99 ;
   wire \$signal ;
   reg \$signal$141  = 1'h0;
   reg \$signal$173  = 1'h0;
@@ -741,11 +740,11 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
-  reg [3:0] port__addr = 4'h0;
+  wire [3:0] port__addr;
   wire [3:0] \port__addr$35 ;
   reg [49:0] port__data = 50'h0000000000000;
   wire [49:0] \port__data$147 ;
-  reg port__en = 1'h0;
+  wire port__en;
   wire \port__en$37 ;
   reg [3:0] r_addr = 4'h0;
   wire [3:0] r_addr_b0;
@@ -833,8 +832,7 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   reg [9:0] w0_0 = 10'h000;
   reg [9:0] w1_0 = 10'h000;
   wire [3:0] w_addr;
-  (* init = 4'h0 *)
-  wire [3:0] w_addr_p0;
+  wire [3:0] w_addr_b0;
   reg [2:0] w_count = 3'h0;
   input [49:0] w_data;
   wire [49:0] w_data;
@@ -843,8 +841,7 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   wire [49:0] w_data_q;
   wire w_en;
   reg \w_en$127  = 1'h0;
-  (* init = 1'h0 *)
-  wire w_en_p0;
+  wire w_en_b0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
@@ -961,166 +958,163 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
   assign \$24  = \$22  - \$23 ;
   assign credits_room_next = \$24 [3:0] >= 2'h2;
-  assign \$25  = \$2 [3:0] - 1'h0;
-  assign \$27  = w_count == 3'h6;
-  assign \$28  = w_count + 1'h1;
-  assign \$29  = \$27  ? 4'h0 : \$28 ;
-  assign \$30  = w_count == 3'h6;
-  assign \$31  = credits_room_next & gap_zero_next;
-  assign \$32  = \$signal  & n_last_next;
-  assign \$33  = s_idx + 1'h1;
-  assign \$34  = s_last ? 4'h0 : \$33 ;
-  assign \$35  = addr + 1'h1;
-  assign \$36  = n_last ? 7'h00 : \$35 ;
-  assign \$37  = step & sn_last;
-  assign \$38  = w_half ? 3'h7 : 3'h0;
-  assign \$39  = ~ w_half;
-  assign \$40  = step & s_last;
-  assign \$41  = ~ gap_zero;
-  assign \$42  = gap - 1'h1;
-  assign \$43  = s_last ? 4'h0 : col;
-  assign \$44  = row_ph0 >= 2'h2;
-  assign \$45  = row_ph0 - 2'h2;
-  assign \$46  = row_ph0 + 4'h8;
-  assign \$47  = \$44  ? { \$45 [4], \$45  } : { 1'h0, \$46  };
-  assign \$48  = n_last ? 6'h00 : \$47 ;
-  assign \$49  = row_ph1 >= 2'h2;
-  assign \$50  = row_ph1 - 2'h2;
-  assign \$51  = row_ph1 + 4'h8;
-  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
-  assign \$53  = n_last ? 6'h04 : \$52 ;
+  assign \$25  = w_count == 3'h6;
+  assign \$26  = w_count + 1'h1;
+  assign \$27  = \$25  ? 4'h0 : \$26 ;
+  assign \$28  = w_count == 3'h6;
+  assign \$29  = credits_room_next & gap_zero_next;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 4'h0 : \$31 ;
+  assign \$33  = addr + 1'h1;
+  assign \$34  = n_last ? 7'h00 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 3'h7 : 3'h0;
+  assign \$37  = ~ w_half;
+  assign \$38  = step & s_last;
+  assign \$39  = ~ gap_zero;
+  assign \$40  = gap - 1'h1;
+  assign \$41  = s_last ? 4'h0 : col;
+  assign \$42  = row_ph0 >= 2'h2;
+  assign \$43  = row_ph0 - 2'h2;
+  assign \$44  = row_ph0 + 4'h8;
+  assign \$45  = \$42  ? { \$43 [4], \$43  } : { 1'h0, \$44  };
+  assign \$46  = n_last ? 6'h00 : \$45 ;
+  assign \$47  = row_ph1 >= 2'h2;
+  assign \$48  = row_ph1 - 2'h2;
+  assign \$49  = row_ph1 + 4'h8;
+  assign \$50  = \$47  ? { \$48 [4], \$48  } : { 1'h0, \$49  };
+  assign \$51  = n_last ? 6'h04 : \$50 ;
+  assign \$52  = row_ph0 + col;
+  assign \$53  = \$52  >= 4'ha;
   assign \$54  = row_ph0 + col;
-  assign \$55  = \$54  >= 4'ha;
+  assign \$55  = \$54  - 4'ha;
   assign \$56  = row_ph0 + col;
-  assign \$57  = \$56  - 4'ha;
-  assign \$58  = row_ph0 + col;
-  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
+  assign \$57  = \$53  ? \$55  : { 1'h0, \$56  };
+  assign \$58  = row_ph1 + col;
+  assign \$59  = \$58  >= 4'ha;
   assign \$60  = row_ph1 + col;
-  assign \$61  = \$60  >= 4'ha;
+  assign \$61  = \$60  - 4'ha;
   assign \$62  = row_ph1 + col;
-  assign \$63  = \$62  - 4'ha;
-  assign \$64  = row_ph1 + col;
-  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
-  assign \$66  = ! s_idx;
-  assign \$67  = off1_0[0] ? o : { \o$146 [7:0], o[9:8] };
-  assign \$68  = off1_0[0] ? o : { \o$146 [5:0], o[9:6] };
-  assign \$69  = off1_0[0] ? o : { \o$146 [3:0], o[9:4] };
-  assign \$70  = off1_0[1] ? \$68  : \$69 ;
-  assign \$71  = off1_0[0] ? o : { \o$146 [1:0], o[9:2] };
-  assign \$73  = off1_0[1] ? \$71  : \$72 ;
-  assign \$74  = off1_0[2] ? \$70  : \$73 ;
-  assign \$75  = off1_0[3] ? \$67  : \$74 ;
-  assign \$76  = ~ \$75 ;
-  assign \$77  = off1_1[0] ? \o$150  : { \o$151 [7:0], \o$150 [9:8] };
-  assign \$78  = off1_1[0] ? \o$150  : { \o$151 [5:0], \o$150 [9:6] };
-  assign \$79  = off1_1[0] ? \o$150  : { \o$151 [3:0], \o$150 [9:4] };
-  assign \$80  = off1_1[1] ? \$78  : \$79 ;
-  assign \$81  = off1_1[0] ? \o$150  : { \o$151 [1:0], \o$150 [9:2] };
-  assign \$83  = off1_1[1] ? \$81  : \$82 ;
-  assign \$84  = off1_1[2] ? \$80  : \$83 ;
-  assign \$85  = off1_1[3] ? \$77  : \$84 ;
-  assign \$86  = ~ \$85 ;
+  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
+  assign \$64  = ! s_idx;
+  assign \$65  = off1_0[0] ? o : { \o$146 [7:0], o[9:8] };
+  assign \$66  = off1_0[0] ? o : { \o$146 [5:0], o[9:6] };
+  assign \$67  = off1_0[0] ? o : { \o$146 [3:0], o[9:4] };
+  assign \$68  = off1_0[1] ? \$66  : \$67 ;
+  assign \$69  = off1_0[0] ? o : { \o$146 [1:0], o[9:2] };
+  assign \$71  = off1_0[1] ? \$69  : \$70 ;
+  assign \$72  = off1_0[2] ? \$68  : \$71 ;
+  assign \$73  = off1_0[3] ? \$65  : \$72 ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = off1_1[0] ? \o$150  : { \o$151 [7:0], \o$150 [9:8] };
+  assign \$76  = off1_1[0] ? \o$150  : { \o$151 [5:0], \o$150 [9:6] };
+  assign \$77  = off1_1[0] ? \o$150  : { \o$151 [3:0], \o$150 [9:4] };
+  assign \$78  = off1_1[1] ? \$76  : \$77 ;
+  assign \$79  = off1_1[0] ? \o$150  : { \o$151 [1:0], \o$150 [9:2] };
+  assign \$81  = off1_1[1] ? \$79  : \$80 ;
+  assign \$82  = off1_1[2] ? \$78  : \$81 ;
+  assign \$83  = off1_1[3] ? \$75  : \$82 ;
+  assign \$84  = ~ \$83 ;
+  assign \$85  = first2_d4 ? 11'h000 : xacc;
+  assign \$86  = \$85  + xsum_l4_0;
   assign \$87  = first2_d4 ? 11'h000 : xacc;
   assign \$88  = \$87  + xsum_l4_0;
-  assign \$89  = first2_d4 ? 11'h000 : xacc;
-  assign \$90  = \$89  + xsum_l4_0;
+  assign \$89  = first2_d4 ? 11'h000 : acc0_0;
+  assign \$90  = \$89  + t0_0_l4_0;
   assign \$91  = first2_d4 ? 11'h000 : acc0_0;
   assign \$92  = \$91  + t0_0_l4_0;
-  assign \$93  = first2_d4 ? 11'h000 : acc0_0;
-  assign \$94  = \$93  + t0_0_l4_0;
-  assign \$96  = \$95  - xfin;
+  assign \$94  = \$93  - xfin;
+  assign \$95  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$96  = \$95  + t1_0_l4_0;
   assign \$97  = first2_d4 ? 11'h000 : acc1_0;
   assign \$98  = \$97  + t1_0_l4_0;
-  assign \$99  = first2_d4 ? 11'h000 : acc1_0;
-  assign \$100  = \$99  + t1_0_l4_0;
-  assign \$102  = \$101  - xfin;
-  assign \$103  = ser_left - 1'h1;
-  assign \$104  = \addr$110  == 7'h7f;
-  assign \$105  = \addr$110  + 1'h1;
-  assign \$106  = \$104  ? 8'h00 : \$105 ;
-  assign \$110  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$112  = $signed(\$111 ) + $signed(rq0_beta);
-  assign \$115  = $signed(\$114 ) < $signed(1'h0);
-  assign \$117  = $signed(\$116 ) > $signed(9'h0ff);
-  assign \$118  = step & s_last;
-  assign \$119  = o__valid & \o__ready$122 ;
-  assign \$120  = \$119  + skipped_d4;
+  assign \$100  = \$99  - xfin;
+  assign \$101  = ser_left - 1'h1;
+  assign \$102  = \addr$110  == 7'h7f;
+  assign \$103  = \addr$110  + 1'h1;
+  assign \$104  = \$102  ? 8'h00 : \$103 ;
+  assign \$108  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$110  = $signed(\$109 ) + $signed(rq0_beta);
+  assign \$113  = $signed(\$112 ) < $signed(1'h0);
+  assign \$115  = $signed(\$114 ) > $signed(9'h0ff);
+  assign \$116  = step & s_last;
+  assign \$117  = o__valid & \o__ready$122 ;
+  assign \$118  = \$117  + skipped_d4;
+  assign \$119  = ~ rst;
+  assign \$121  = rst ? 1'h0 : take;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    port__addr <= \$121 ;
+    w_count <= \$122 ;
   always @(posedge clk)
-    port__en <= \$122 ;
+    w_full <= \$123 ;
   always @(posedge clk)
-    w_count <= \$123 ;
+    can_end <= \$124 ;
   always @(posedge clk)
-    w_full <= \$124 ;
+    gap_zero <= \$125 ;
   always @(posedge clk)
-    can_end <= \$125 ;
+    s_last <= \$126 ;
   always @(posedge clk)
-    gap_zero <= \$126 ;
+    n_last <= \$127 ;
   always @(posedge clk)
-    s_last <= \$127 ;
+    sn_last <= \$128 ;
   always @(posedge clk)
-    n_last <= \$128 ;
+    r_addr <= \$129 ;
   always @(posedge clk)
-    sn_last <= \$129 ;
+    s_idx <= \$130 ;
   always @(posedge clk)
-    r_addr <= \$130 ;
+    addr <= \$131 ;
   always @(posedge clk)
-    s_idx <= \$131 ;
+    active <= \$132 ;
   always @(posedge clk)
-    addr <= \$132 ;
+    r_base <= \$133 ;
   always @(posedge clk)
-    active <= \$133 ;
+    w_half <= \$134 ;
   always @(posedge clk)
-    r_base <= \$134 ;
+    gap <= \$135 ;
   always @(posedge clk)
-    w_half <= \$135 ;
+    col <= \$136 ;
   always @(posedge clk)
-    gap <= \$136 ;
+    row_ph0 <= \$137 ;
   always @(posedge clk)
-    col <= \$137 ;
+    row_ph1 <= \$138 ;
   always @(posedge clk)
-    row_ph0 <= \$138 ;
+    off1_0 <= \$139 ;
   always @(posedge clk)
-    row_ph1 <= \$139 ;
+    off1_1 <= \$140 ;
   always @(posedge clk)
-    off1_0 <= \$140 ;
+    \$signal$141  <= \$141 ;
   always @(posedge clk)
-    off1_1 <= \$141 ;
+    \$signal$39  <= \$142 ;
   always @(posedge clk)
-    \$signal$141  <= \$142 ;
-  always @(posedge clk)
-    \$signal$39  <= \$143 ;
-  always @(posedge clk)
-    last1 <= \$144 ;
+    last1 <= \$143 ;
   always @(posedge clk)
     word1 <= \o__payload$143 ;
   always @(posedge clk)
-    carry0_0 <= \$145 ;
+    carry0_0 <= \$144 ;
   always @(posedge clk)
-    w0_0 <= \$76 ;
+    w0_0 <= \$74 ;
   always @(posedge clk)
-    m0_0_0 <= \$146 ;
+    m0_0_0 <= \$145 ;
   always @(posedge clk)
-    m0_0_1 <= \$147 ;
+    m0_0_1 <= \$146 ;
   always @(posedge clk)
-    m0_0_2 <= \$148 ;
+    m0_0_2 <= \$147 ;
   always @(posedge clk)
-    m0_0_3 <= \$149 ;
+    m0_0_3 <= \$148 ;
   always @(posedge clk)
-    m0_0_4 <= \$150 ;
+    m0_0_4 <= \$149 ;
   always @(posedge clk)
-    m0_0_5 <= \$151 ;
+    m0_0_5 <= \$150 ;
   always @(posedge clk)
-    m0_0_6 <= \$152 ;
+    m0_0_6 <= \$151 ;
   always @(posedge clk)
-    m0_0_7 <= \$153 ;
+    m0_0_7 <= \$152 ;
   always @(posedge clk)
-    m0_0_8 <= \$154 ;
+    m0_0_8 <= \$153 ;
   always @(posedge clk)
-    m0_0_9 <= \$155 ;
+    m0_0_9 <= \$154 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1130,29 +1124,29 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$156 ;
+    carry1_0 <= \$155 ;
   always @(posedge clk)
-    w1_0 <= \$86 ;
+    w1_0 <= \$84 ;
   always @(posedge clk)
-    m1_0_0 <= \$157 ;
+    m1_0_0 <= \$156 ;
   always @(posedge clk)
-    m1_0_1 <= \$158 ;
+    m1_0_1 <= \$157 ;
   always @(posedge clk)
-    m1_0_2 <= \$159 ;
+    m1_0_2 <= \$158 ;
   always @(posedge clk)
-    m1_0_3 <= \$160 ;
+    m1_0_3 <= \$159 ;
   always @(posedge clk)
-    m1_0_4 <= \$161 ;
+    m1_0_4 <= \$160 ;
   always @(posedge clk)
-    m1_0_5 <= \$162 ;
+    m1_0_5 <= \$161 ;
   always @(posedge clk)
-    m1_0_6 <= \$163 ;
+    m1_0_6 <= \$162 ;
   always @(posedge clk)
-    m1_0_7 <= \$164 ;
+    m1_0_7 <= \$163 ;
   always @(posedge clk)
-    m1_0_8 <= \$165 ;
+    m1_0_8 <= \$164 ;
   always @(posedge clk)
-    m1_0_9 <= \$166 ;
+    m1_0_9 <= \$165 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1172,93 +1166,93 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$167 ;
+    v2_d1 <= \$166 ;
   always @(posedge clk)
-    v2_d2 <= \$168 ;
+    v2_d2 <= \$167 ;
   always @(posedge clk)
-    v2_d3 <= \$169 ;
+    v2_d3 <= \$168 ;
   always @(posedge clk)
-    v2_d4 <= \$170 ;
+    v2_d4 <= \$169 ;
   always @(posedge clk)
-    first2_d1 <= \$171 ;
+    first2_d1 <= \$170 ;
   always @(posedge clk)
-    first2_d2 <= \$172 ;
+    first2_d2 <= \$171 ;
   always @(posedge clk)
-    first2_d3 <= \$173 ;
+    first2_d3 <= \$172 ;
   always @(posedge clk)
-    first2_d4 <= \$174 ;
+    first2_d4 <= \$173 ;
   always @(posedge clk)
-    last2_d1 <= \$175 ;
+    last2_d1 <= \$174 ;
   always @(posedge clk)
-    last2_d2 <= \$176 ;
+    last2_d2 <= \$175 ;
   always @(posedge clk)
-    last2_d3 <= \$177 ;
+    last2_d3 <= \$176 ;
   always @(posedge clk)
-    last2_d4 <= \$178 ;
+    last2_d4 <= \$177 ;
   always @(posedge clk)
-    done <= \$179 ;
+    done <= \$178 ;
   always @(posedge clk)
-    xacc <= \$180 ;
+    xacc <= \$179 ;
   always @(posedge clk)
-    xfin <= \$181 ;
+    xfin <= \$180 ;
   always @(posedge clk)
-    acc0_0 <= \$182 ;
+    acc0_0 <= \$181 ;
   always @(posedge clk)
-    fin0_0 <= \$183 ;
+    fin0_0 <= \$182 ;
   always @(posedge clk)
-    bank0_0 <= \$184 ;
+    bank0_0 <= \$183 ;
   always @(posedge clk)
-    acc1_0 <= \$185 ;
+    acc1_0 <= \$184 ;
   always @(posedge clk)
-    fin1_0 <= \$186 ;
+    fin1_0 <= \$185 ;
   always @(posedge clk)
-    bank1_0 <= \$187 ;
+    bank1_0 <= \$186 ;
   always @(posedge clk)
-    ser_left <= \$188 ;
+    ser_left <= \$187 ;
   always @(posedge clk)
-    \addr$110  <= \$189 ;
+    \addr$110  <= \$188 ;
   always @(posedge clk)
-    \$signal$173  <= \$190 ;
+    \$signal$173  <= \$189 ;
   always @(posedge clk)
-    ka <= \$191 ;
+    ka <= \$190 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$192 ;
+    vb <= \$191 ;
   always @(posedge clk)
     rq0_beta_b <= \data$113 [38:18];
   always @(posedge clk)
-    rq0_beta <= \$110 ;
+    rq0_beta <= \$108 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$112 [28:0];
+    rq0_acc_s1_0 <= \$110 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$113 [12:0];
+    rq0_shifted <= \$111 [12:0];
   always @(posedge clk)
-    rq0_under <= \$115 ;
+    rq0_under <= \$113 ;
   always @(posedge clk)
-    rq0_over <= \$117 ;
+    rq0_over <= \$115 ;
   always @(posedge clk)
-    v_out_d1 <= \$193 ;
+    v_out_d1 <= \$192 ;
   always @(posedge clk)
-    v_out_d2 <= \$194 ;
+    v_out_d2 <= \$193 ;
   always @(posedge clk)
-    \w_en$127  <= \$195 ;
+    \w_en$127  <= \$194 ;
   always @(posedge clk)
-    skipped_d1 <= \$196 ;
+    skipped_d1 <= \$195 ;
   always @(posedge clk)
-    skipped_d2 <= \$197 ;
+    skipped_d2 <= \$196 ;
   always @(posedge clk)
-    skipped_d3 <= \$198 ;
+    skipped_d3 <= \$197 ;
   always @(posedge clk)
-    skipped_d4 <= \$199 ;
+    skipped_d4 <= \$198 ;
   always @(posedge clk)
-    group_ended_d1 <= \$200 ;
+    group_ended_d1 <= \$199 ;
   always @(posedge clk)
-    credits_returned <= \$201 ;
+    credits_returned <= \$200 ;
   always @(posedge clk)
-    credits_space <= \$202 ;
+    credits_space <= \$201 ;
   always @(posedge clk)
-    credits_room <= \$203 ;
+    credits_room <= \$202 ;
   \flexor_digits.fc1.consts  consts (
     .addr(\addr$110 ),
     .clk(clk),
@@ -1312,6 +1306,20 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
     .clk(clk),
     .p(p)
   );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b0_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(port__addr)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_copy (
+    .clk(clk),
+    .d(\$121 ),
+    .q(port__en)
+  );
   \flexor_digits.fc1.weights  weights (
     .addr(\addr$187 ),
     .clk(clk),
@@ -1332,157 +1340,155 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = \$25 [3:0];
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = \$26 ;
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = w_count;
+    \$122  = w_count;
     if (take) begin
-      \$123  = \$29 [2:0];
+      \$122  = \$27 [2:0];
     end
     if (rst) begin
-      \$123  = 3'h0;
+      \$122  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = w_full;
+    \$123  = w_full;
     if (take) begin
-      if (\$30 ) begin
-        \$124  = 1'h1;
+      if (\$28 ) begin
+        \$123  = 1'h1;
       end
     end
     if (load) begin
-      \$124  = 1'h0;
+      \$123  = 1'h0;
     end
     if (rst) begin
-      \$124  = 1'h0;
+      \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = \$31 ;
+    \$124  = \$29 ;
+    if (rst) begin
+      \$124  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$125  = gap_zero_next;
     if (rst) begin
       \$125  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = gap_zero_next;
+    \$126  = \$signal ;
     if (rst) begin
-      \$126  = 1'h1;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = \$signal ;
+    \$127  = n_last_next;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = n_last_next;
+    \$128  = \$30 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = \$32 ;
+    \$129  = r_next;
     if (rst) begin
-      \$129  = 1'h0;
+      \$129  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = r_next;
-    if (rst) begin
-      \$130  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = s_idx;
+    \$130  = s_idx;
     if (step) begin
-      \$131  = \$34 [2:0];
+      \$130  = \$32 [2:0];
     end
     if (rst) begin
-      \$131  = 3'h0;
+      \$130  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = addr;
+    \$131  = addr;
     if (step) begin
       if (s_last) begin
-        \$132  = \$36 [5:0];
+        \$131  = \$34 [5:0];
       end
     end
     if (rst) begin
-      \$132  = 6'h00;
+      \$131  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = active;
-    if (\$37 ) begin
-      \$133  = 1'h0;
+    \$132  = active;
+    if (\$35 ) begin
+      \$132  = 1'h0;
     end
     if (load) begin
-      \$133  = 1'h1;
+      \$132  = 1'h1;
     end
     if (rst) begin
-      \$133  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = r_base;
+    \$133  = r_base;
     if (load) begin
-      \$134  = { 1'h0, \$38  };
+      \$133  = { 1'h0, \$36  };
     end
     if (rst) begin
-      \$134  = 4'h0;
+      \$133  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = w_half;
+    \$134  = w_half;
     if (load) begin
-      \$135  = \$39 ;
+      \$134  = \$37 ;
     end
     if (rst) begin
-      \$135  = 1'h0;
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = gap;
-    if (\$40 ) begin
-      \$136  = 2'h1;
-    end else if (\$41 ) begin
-      \$136  = \$42 [1:0];
+    \$135  = gap;
+    if (\$38 ) begin
+      \$135  = 2'h1;
+    end else if (\$39 ) begin
+      \$135  = \$40 [1:0];
     end
     if (rst) begin
-      \$136  = 2'h0;
+      \$135  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = col;
+    \$136  = col;
     if (step) begin
-      \$137  = \$43 ;
+      \$136  = \$41 ;
+    end
+    if (rst) begin
+      \$136  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$137  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$137  = \$46 [3:0];
+      end
     end
     if (rst) begin
       \$137  = 4'h0;
@@ -1490,426 +1496,421 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = row_ph0;
+    \$138  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$138  = \$48 [3:0];
+        \$138  = \$51 [3:0];
       end
     end
     if (rst) begin
-      \$138  = 4'h0;
+      \$138  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$139  = \$53 [3:0];
-      end
-    end
+    \$139  = \$57 [3:0];
     if (rst) begin
-      \$139  = 4'h4;
+      \$139  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = \$59 [3:0];
+    \$140  = \$63 [3:0];
     if (rst) begin
       \$140  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = \$65 [3:0];
+    \$141  = step;
     if (rst) begin
-      \$141  = 4'h0;
+      \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = step;
+    \$142  = \$64 ;
     if (rst) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = \$66 ;
+    \$143  = s_last;
     if (rst) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = s_last;
-    if (rst) begin
-      \$144  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = carry0_0;
+    \$144  = carry0_0;
     if (\$signal$141 ) begin
-      \$145  = word1[5:0];
+      \$144  = word1[5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$146  = 5'h00;
+      \$145  = 5'h00;
     end else begin
-      \$146  = \port__data$147 [4:0];
+      \$145  = \port__data$147 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$147  = 5'h00;
+      \$146  = 5'h00;
     end else begin
-      \$147  = \port__data$147 [9:5];
+      \$146  = \port__data$147 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$148  = 5'h00;
+      \$147  = 5'h00;
     end else begin
-      \$148  = \port__data$147 [14:10];
+      \$147  = \port__data$147 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$149  = 5'h00;
+      \$148  = 5'h00;
     end else begin
-      \$149  = \port__data$147 [19:15];
+      \$148  = \port__data$147 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$150  = 5'h00;
+      \$149  = 5'h00;
     end else begin
-      \$150  = \port__data$147 [24:20];
+      \$149  = \port__data$147 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$151  = 5'h00;
+      \$150  = 5'h00;
     end else begin
-      \$151  = \port__data$147 [29:25];
+      \$150  = \port__data$147 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$152  = 5'h00;
+      \$151  = 5'h00;
     end else begin
-      \$152  = \port__data$147 [34:30];
+      \$151  = \port__data$147 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$153  = 5'h00;
+      \$152  = 5'h00;
     end else begin
-      \$153  = \port__data$147 [39:35];
+      \$152  = \port__data$147 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$154  = 5'h00;
+      \$153  = 5'h00;
     end else begin
-      \$154  = \port__data$147 [44:40];
+      \$153  = \port__data$147 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$155  = 5'h00;
+      \$154  = 5'h00;
     end else begin
-      \$155  = \port__data$147 [49:45];
+      \$154  = \port__data$147 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = carry1_0;
+    \$155  = carry1_0;
     if (\$signal$141 ) begin
-      \$156  = word1[11:6];
+      \$155  = word1[11:6];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$157  = 5'h00;
+      \$156  = 5'h00;
     end else begin
-      \$157  = \port__data$147 [4:0];
+      \$156  = \port__data$147 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$158  = 5'h00;
+      \$157  = 5'h00;
     end else begin
-      \$158  = \port__data$147 [9:5];
+      \$157  = \port__data$147 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$159  = 5'h00;
+      \$158  = 5'h00;
     end else begin
-      \$159  = \port__data$147 [14:10];
+      \$158  = \port__data$147 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$160  = 5'h00;
+      \$159  = 5'h00;
     end else begin
-      \$160  = \port__data$147 [19:15];
+      \$159  = \port__data$147 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$161  = 5'h00;
+      \$160  = 5'h00;
     end else begin
-      \$161  = \port__data$147 [24:20];
+      \$160  = \port__data$147 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$162  = 5'h00;
+      \$161  = 5'h00;
     end else begin
-      \$162  = \port__data$147 [29:25];
+      \$161  = \port__data$147 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$163  = 5'h00;
+      \$162  = 5'h00;
     end else begin
-      \$163  = \port__data$147 [34:30];
+      \$162  = \port__data$147 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$164  = 5'h00;
+      \$163  = 5'h00;
     end else begin
-      \$164  = \port__data$147 [39:35];
+      \$163  = \port__data$147 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$165  = 5'h00;
+      \$164  = 5'h00;
     end else begin
-      \$165  = \port__data$147 [44:40];
+      \$164  = \port__data$147 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$166  = 5'h00;
+      \$165  = 5'h00;
     end else begin
-      \$166  = \port__data$147 [49:45];
+      \$165  = \port__data$147 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = \$signal$141 ;
+    \$166  = \$signal$141 ;
+    if (rst) begin
+      \$166  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$167  = v2_d1;
     if (rst) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = v2_d1;
+    \$168  = v2_d2;
     if (rst) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = v2_d2;
+    \$169  = v2_d3;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = v2_d3;
+    \$170  = \$signal$39 ;
     if (rst) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = \$signal$39 ;
+    \$171  = first2_d1;
     if (rst) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = first2_d1;
+    \$172  = first2_d2;
     if (rst) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = first2_d2;
+    \$173  = first2_d3;
     if (rst) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = first2_d3;
+    \$174  = last1;
     if (rst) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = last1;
+    \$175  = last2_d1;
     if (rst) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = last2_d1;
+    \$176  = last2_d2;
     if (rst) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = last2_d2;
+    \$177  = last2_d3;
     if (rst) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = last2_d3;
+    \$178  = group_end;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = group_end;
-    if (rst) begin
-      \$179  = 1'h0;
+    \$179  = xacc;
+    if (v2_d4) begin
+      \$179  = \$86 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = xacc;
-    if (v2_d4) begin
+    \$180  = xfin;
+    if (group_end) begin
       \$180  = \$88 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = xfin;
-    if (group_end) begin
+    \$181  = acc0_0;
+    if (v2_d4) begin
       \$181  = \$90 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = acc0_0;
-    if (v2_d4) begin
+    \$182  = fin0_0;
+    if (group_end) begin
       \$182  = \$92 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = fin0_0;
-    if (group_end) begin
-      \$183  = \$94 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = bank0_0;
+    \$183  = bank0_0;
     if (done) begin
-      \$184  = \$96 [11:0];
+      \$183  = \$94 [11:0];
     end else if (ser) begin
-      \$184  = bank1_0;
+      \$183  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = acc1_0;
+    \$184  = acc1_0;
     if (v2_d4) begin
+      \$184  = \$96 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$185  = fin1_0;
+    if (group_end) begin
       \$185  = \$98 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = fin1_0;
-    if (group_end) begin
-      \$186  = \$100 [10:0];
+    \$186  = bank1_0;
+    if (done) begin
+      \$186  = \$100 [11:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = bank1_0;
+    \$187  = ser_left;
     if (done) begin
-      \$187  = \$102 [11:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = ser_left;
-    if (done) begin
-      \$188  = 2'h2;
+      \$187  = 2'h2;
     end else if (ser) begin
-      \$188  = \$103 [1:0];
+      \$187  = \$101 [1:0];
     end
     if (rst) begin
-      \$188  = 2'h0;
+      \$187  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = \addr$110 ;
+    \$188  = \addr$110 ;
     if (ser) begin
-      \$189  = \$106 [6:0];
+      \$188  = \$104 [6:0];
     end
     if (rst) begin
-      \$189  = 7'h00;
+      \$188  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = \$105 ;
+    if (rst) begin
+      \$189  = 1'h0;
     end
   end
   always @* begin
@@ -1921,63 +1922,63 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = \$109 ;
+    \$191  = \$signal$173 ;
     if (rst) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = \$signal$173 ;
+    \$192  = vb;
     if (rst) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = vb;
+    \$193  = v_out_d1;
     if (rst) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = v_out_d1;
+    \$194  = v_out_d2;
     if (rst) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = v_out_d2;
+    \$195  = ka;
     if (rst) begin
       \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = ka;
+    \$196  = skipped_d1;
     if (rst) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = skipped_d1;
+    \$197  = skipped_d2;
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = skipped_d2;
+    \$198  = skipped_d3;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = skipped_d3;
+    \$199  = \$116 ;
     if (rst) begin
       \$199  = 1'h0;
     end
@@ -1986,33 +1987,26 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$200  = \$118 ;
     if (rst) begin
-      \$200  = 1'h0;
+      \$200  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$120 ;
+    \$201  = \$24 [3:0];
     if (rst) begin
-      \$201  = 2'h0;
+      \$201  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$24 [3:0];
+    \$202  = credits_room_next;
     if (rst) begin
-      \$202  = 4'h8;
+      \$202  = 1'h1;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = credits_room_next;
-    if (rst) begin
-      \$203  = 1'h1;
-    end
-  end
-  assign w_addr_p0 = port__addr;
+  assign w_addr_b0 = port__addr;
   assign w_data_q = port__data;
-  assign w_en_p0 = port__en;
+  assign w_en_b0 = port__en;
   assign w_addr = \$2 [3:0];
   assign i__payload = w_data;
   assign w_en = take;
@@ -2034,18 +2028,18 @@ module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload
   assign v_out_d3 = \w_en$127 ;
   assign space_next = \$24 [3:0];
   assign \$3  = active;
-  assign \$26  = take;
-  assign \$72  = o;
-  assign \$82  = \o$150 ;
-  assign \$95  = { fin0_0, 1'h0 };
-  assign \$101  = { fin1_0, 1'h0 };
-  assign \$107  = ser;
-  assign \$108  = 1'h0;
-  assign \$109  = 1'h0;
-  assign \$111  = { p[29], p };
-  assign \$113  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$70  = o;
+  assign \$80  = \o$150 ;
+  assign \$93  = { fin0_0, 1'h0 };
+  assign \$99  = { fin1_0, 1'h0 };
+  assign \$105  = ser;
+  assign \$106  = 1'h0;
+  assign \$107  = 1'h0;
+  assign \$109  = { p[29], p };
+  assign \$111  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$112  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
   assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$116  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$120  = \$119 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3149,18 +3143,18 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire [4:0] \$1 ;
   wire \$10 ;
   reg [3:0] \$100 ;
-  reg [3:0] \$101 ;
-  reg \$102 ;
-  reg [4:0] \$103 ;
-  reg \$104 ;
+  reg \$101 ;
+  reg [4:0] \$102 ;
+  reg \$103 ;
+  reg [3:0] \$104 ;
   reg [3:0] \$105 ;
   reg [3:0] \$106 ;
-  reg [3:0] \$107 ;
+  reg \$107 ;
   reg \$108 ;
   reg \$109 ;
   wire \$11 ;
-  reg \$110 ;
-  reg [5:0] \$111 ;
+  reg [5:0] \$110 ;
+  reg [7:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
   reg [7:0] \$114 ;
@@ -3171,7 +3165,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg [7:0] \$119 ;
   wire \$12 ;
   reg [7:0] \$120 ;
-  reg [7:0] \$121 ;
+  reg \$121 ;
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
@@ -3185,15 +3179,15 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg \$131 ;
   reg \$132 ;
   reg \$133 ;
-  reg \$134 ;
+  reg [14:0] \$134 ;
   reg [14:0] \$135 ;
   reg [14:0] \$136 ;
   reg [14:0] \$137 ;
-  reg [14:0] \$138 ;
-  reg [15:0] \$139 ;
+  reg [15:0] \$138 ;
+  reg \$139 ;
   wire [5:0] \$14 ;
-  reg \$140 ;
-  reg [3:0] \$141 ;
+  reg [3:0] \$140 ;
+  reg \$141 ;
   reg \$142 ;
   reg \$143 ;
   reg \$144 ;
@@ -3207,10 +3201,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg \$151 ;
   reg \$152 ;
   reg \$153 ;
-  reg \$154 ;
+  reg [1:0] \$154 ;
   reg [1:0] \$155 ;
-  reg [1:0] \$156 ;
-  reg \$157 ;
+  reg \$156 ;
   wire [3:0] \$16 ;
   wire [19:0] \$17 ;
   wire [19:0] \$18 ;
@@ -3218,36 +3211,36 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire [5:0] \$2 ;
   wire \$20 ;
   wire [3:0] \$21 ;
-  wire [5:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [4:0] \$25 ;
-  wire [4:0] \$26 ;
+  wire \$22 ;
+  wire [4:0] \$23 ;
+  wire [4:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [4:0] \$28 ;
+  wire [4:0] \$29 ;
   wire \$3 ;
   wire [4:0] \$30 ;
   wire [4:0] \$31 ;
-  wire [4:0] \$32 ;
-  wire [4:0] \$33 ;
+  wire \$32 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
   wire [3:0] \$35 ;
   wire \$36 ;
-  wire [3:0] \$37 ;
-  wire \$38 ;
-  wire [4:0] \$39 ;
+  wire [4:0] \$37 ;
+  wire [4:0] \$38 ;
+  wire [5:0] \$39 ;
   wire \$4 ;
-  wire [4:0] \$40 ;
-  wire [5:0] \$41 ;
-  wire [5:0] \$42 ;
+  wire [5:0] \$40 ;
+  wire [4:0] \$41 ;
+  wire \$42 ;
   wire [4:0] \$43 ;
-  wire \$44 ;
+  wire [5:0] \$44 ;
   wire [4:0] \$45 ;
   wire [5:0] \$46 ;
-  wire [4:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire \$49 ;
+  wire \$47 ;
+  wire [9:0] \$48 ;
+  wire [9:0] \$49 ;
   wire \$5 ;
   wire [9:0] \$50 ;
   wire [9:0] \$51 ;
@@ -3257,8 +3250,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire [9:0] \$55 ;
   wire [9:0] \$56 ;
   wire [9:0] \$57 ;
-  wire [9:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire [14:0] \$58 ;
+  wire [15:0] \$59 ;
   wire \$6 ;
   wire [14:0] \$60 ;
   wire [15:0] \$61 ;
@@ -3266,43 +3259,43 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire [15:0] \$63 ;
   wire [14:0] \$64 ;
   wire [15:0] \$65 ;
-  wire [14:0] \$66 ;
-  wire [15:0] \$67 ;
-  wire [15:0] \$68 ;
-  wire [16:0] \$69 ;
+  wire [15:0] \$66 ;
+  wire [16:0] \$67 ;
+  wire [1:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [1:0] \$70 ;
-  wire \$71 ;
-  wire [4:0] \$72 ;
-  wire [4:0] \$73 ;
+  wire [4:0] \$70 ;
+  wire [4:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
   wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire [24:0] \$77 ;
-  wire [33:0] \$78 ;
-  wire [50:0] \$79 ;
+  wire [24:0] \$75 ;
+  wire [33:0] \$76 ;
+  wire [50:0] \$77 ;
+  wire [51:0] \$78 ;
+  wire [52:0] \$79 ;
   wire \$8 ;
-  wire [51:0] \$80 ;
-  wire [52:0] \$81 ;
-  wire [35:0] \$82 ;
+  wire [35:0] \$80 ;
+  wire [35:0] \$81 ;
+  wire \$82 ;
   wire [35:0] \$83 ;
   wire \$84 ;
-  wire [35:0] \$85 ;
+  wire \$85 ;
   wire \$86 ;
-  wire \$87 ;
+  wire [1:0] \$87 ;
   wire \$88 ;
-  wire [1:0] \$89 ;
+  wire \$89 ;
   wire \$9 ;
-  reg [4:0] \$90 ;
-  reg \$91 ;
-  reg [3:0] \$92 ;
+  wire \$90 ;
+  reg [3:0] \$91 ;
+  reg \$92 ;
   reg \$93 ;
   reg \$94 ;
   reg \$95 ;
   reg \$96 ;
   reg \$97 ;
-  reg \$98 ;
-  reg [4:0] \$99 ;
+  reg [4:0] \$98 ;
+  reg [3:0] \$99 ;
   wire \$signal ;
   reg \$signal$115  = 1'h0;
   reg \$signal$140  = 1'h0;
@@ -3386,11 +3379,11 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
   wire [19:0] \p$147 ;
-  reg [4:0] port__addr = 5'h00;
+  wire [4:0] port__addr;
   wire [4:0] \port__addr$33 ;
   reg [79:0] port__data = 80'h00000000000000000000;
   wire [79:0] \port__data$121 ;
-  reg port__en = 1'h0;
+  wire port__en;
   wire \port__en$35 ;
   reg [4:0] r_addr = 5'h00;
   wire [4:0] r_addr_b0;
@@ -3458,8 +3451,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   reg vb = 1'h0;
   reg [9:0] w0_0 = 10'h000;
   wire [4:0] w_addr;
-  (* init = 5'h00 *)
-  wire [4:0] w_addr_p0;
+  wire [4:0] w_addr_b0;
   reg [3:0] w_count = 4'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
@@ -3468,8 +3460,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   wire [79:0] w_data_q;
   wire w_en;
   reg \w_en$102  = 1'h0;
-  (* init = 1'h0 *)
-  wire w_en_p0;
+  wire w_en_b0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
@@ -3584,132 +3575,129 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
   assign \$21  = \$19  - \$20 ;
   assign credits_room_next = \$21 [1:0] >= 1'h1;
-  assign \$22  = \$2 [4:0] - 1'h0;
-  assign \$24  = w_count == 4'hc;
-  assign \$25  = w_count + 1'h1;
-  assign \$26  = \$24  ? 5'h00 : \$25 ;
-  assign \$27  = w_count == 4'hc;
-  assign \$29  = \$signal  & n_last_next;
-  assign \$30  = s_idx + 1'h1;
-  assign \$31  = s_last ? 5'h00 : \$30 ;
-  assign \$32  = addr + 1'h1;
-  assign \$33  = n_last ? 5'h00 : \$32 ;
-  assign \$34  = step & sn_last;
-  assign \$35  = w_half ? 4'hd : 4'h0;
-  assign \$36  = ~ w_half;
-  assign \$37  = s_last ? 4'h0 : col;
-  assign \$38  = row_ph0 >= 2'h2;
-  assign \$39  = row_ph0 - 2'h2;
-  assign \$40  = row_ph0 + 4'h8;
-  assign \$41  = \$38  ? { \$39 [4], \$39  } : { 1'h0, \$40  };
-  assign \$42  = n_last ? 6'h00 : \$41 ;
+  assign \$22  = w_count == 4'hc;
+  assign \$23  = w_count + 1'h1;
+  assign \$24  = \$22  ? 5'h00 : \$23 ;
+  assign \$25  = w_count == 4'hc;
+  assign \$27  = \$signal  & n_last_next;
+  assign \$28  = s_idx + 1'h1;
+  assign \$29  = s_last ? 5'h00 : \$28 ;
+  assign \$30  = addr + 1'h1;
+  assign \$31  = n_last ? 5'h00 : \$30 ;
+  assign \$32  = step & sn_last;
+  assign \$33  = w_half ? 4'hd : 4'h0;
+  assign \$34  = ~ w_half;
+  assign \$35  = s_last ? 4'h0 : col;
+  assign \$36  = row_ph0 >= 2'h2;
+  assign \$37  = row_ph0 - 2'h2;
+  assign \$38  = row_ph0 + 4'h8;
+  assign \$39  = \$36  ? { \$37 [4], \$37  } : { 1'h0, \$38  };
+  assign \$40  = n_last ? 6'h00 : \$39 ;
+  assign \$41  = row_ph0 + col;
+  assign \$42  = \$41  >= 4'ha;
   assign \$43  = row_ph0 + col;
-  assign \$44  = \$43  >= 4'ha;
+  assign \$44  = \$43  - 4'ha;
   assign \$45  = row_ph0 + col;
-  assign \$46  = \$45  - 4'ha;
-  assign \$47  = row_ph0 + col;
-  assign \$48  = \$44  ? \$46  : { 1'h0, \$47  };
-  assign \$49  = ! s_idx;
-  assign \$50  = off1_0[0] ? o : { \o$120 [7:0], o[9:8] };
-  assign \$51  = off1_0[0] ? o : { \o$120 [5:0], o[9:6] };
-  assign \$52  = off1_0[0] ? o : { \o$120 [3:0], o[9:4] };
-  assign \$53  = off1_0[1] ? \$51  : \$52 ;
-  assign \$54  = off1_0[0] ? o : { \o$120 [1:0], o[9:2] };
-  assign \$56  = off1_0[1] ? \$54  : \$55 ;
-  assign \$57  = off1_0[2] ? \$53  : \$56 ;
-  assign \$58  = off1_0[3] ? \$50  : \$57 ;
-  assign \$59  = ~ \$58 ;
+  assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
+  assign \$47  = ! s_idx;
+  assign \$48  = off1_0[0] ? o : { \o$120 [7:0], o[9:8] };
+  assign \$49  = off1_0[0] ? o : { \o$120 [5:0], o[9:6] };
+  assign \$50  = off1_0[0] ? o : { \o$120 [3:0], o[9:4] };
+  assign \$51  = off1_0[1] ? \$49  : \$50 ;
+  assign \$52  = off1_0[0] ? o : { \o$120 [1:0], o[9:2] };
+  assign \$54  = off1_0[1] ? \$52  : \$53 ;
+  assign \$55  = off1_0[2] ? \$51  : \$54 ;
+  assign \$56  = off1_0[3] ? \$48  : \$55 ;
+  assign \$57  = ~ \$56 ;
+  assign \$58  = first2_d4 ? 15'h0000 : xacc;
+  assign \$59  = \$58  + xsum_l4_0;
   assign \$60  = first2_d4 ? 15'h0000 : xacc;
   assign \$61  = \$60  + xsum_l4_0;
-  assign \$62  = first2_d4 ? 15'h0000 : xacc;
-  assign \$63  = \$62  + xsum_l4_0;
+  assign \$62  = first2_d4 ? 15'h0000 : acc0_0;
+  assign \$63  = \$62  + t0_0_l4_0;
   assign \$64  = first2_d4 ? 15'h0000 : acc0_0;
   assign \$65  = \$64  + t0_0_l4_0;
-  assign \$66  = first2_d4 ? 15'h0000 : acc0_0;
-  assign \$67  = \$66  + t0_0_l4_0;
-  assign \$69  = \$68  - xfin;
-  assign \$70  = ser_left - 1'h1;
-  assign \$71  = \addr$83  == 4'h9;
-  assign \$72  = \addr$83  + 1'h1;
-  assign \$73  = \$71  ? 5'h00 : \$72 ;
-  assign \$77  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$80  = $signed(\$78 ) + $signed(\$79 );
-  assign \$81  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$84  = $signed(\$83 ) < $signed(16'h8000);
-  assign \$86  = $signed(\$85 ) > $signed(16'h7fff);
-  assign \$87  = step & s_last;
-  assign \$88  = o__valid & \o__ready$97 ;
-  assign \$89  = \$88  + skipped_d5;
+  assign \$67  = \$66  - xfin;
+  assign \$68  = ser_left - 1'h1;
+  assign \$69  = \addr$83  == 4'h9;
+  assign \$70  = \addr$83  + 1'h1;
+  assign \$71  = \$69  ? 5'h00 : \$70 ;
+  assign \$75  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$78  = $signed(\$76 ) + $signed(\$77 );
+  assign \$79  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$82  = $signed(\$81 ) < $signed(16'h8000);
+  assign \$84  = $signed(\$83 ) > $signed(16'h7fff);
+  assign \$85  = step & s_last;
+  assign \$86  = o__valid & \o__ready$97 ;
+  assign \$87  = \$86  + skipped_d5;
+  assign \$88  = ~ rst;
+  assign \$90  = rst ? 1'h0 : take;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    port__addr <= \$90 ;
+    w_count <= \$91 ;
   always @(posedge clk)
-    port__en <= \$91 ;
+    w_full <= \$92 ;
   always @(posedge clk)
-    w_count <= \$92 ;
+    can_end <= \$93 ;
   always @(posedge clk)
-    w_full <= \$93 ;
+    gap_zero <= \$94 ;
   always @(posedge clk)
-    can_end <= \$94 ;
+    s_last <= \$95 ;
   always @(posedge clk)
-    gap_zero <= \$95 ;
+    n_last <= \$96 ;
   always @(posedge clk)
-    s_last <= \$96 ;
+    sn_last <= \$97 ;
   always @(posedge clk)
-    n_last <= \$97 ;
+    r_addr <= \$98 ;
   always @(posedge clk)
-    sn_last <= \$98 ;
+    s_idx <= \$99 ;
   always @(posedge clk)
-    r_addr <= \$99 ;
+    addr <= \$100 ;
   always @(posedge clk)
-    s_idx <= \$100 ;
+    active <= \$101 ;
   always @(posedge clk)
-    addr <= \$101 ;
+    r_base <= \$102 ;
   always @(posedge clk)
-    active <= \$102 ;
+    w_half <= \$103 ;
   always @(posedge clk)
-    r_base <= \$103 ;
+    col <= \$104 ;
   always @(posedge clk)
-    w_half <= \$104 ;
+    row_ph0 <= \$105 ;
   always @(posedge clk)
-    col <= \$105 ;
+    off1_0 <= \$106 ;
   always @(posedge clk)
-    row_ph0 <= \$106 ;
+    \$signal$115  <= \$107 ;
   always @(posedge clk)
-    off1_0 <= \$107 ;
+    \$signal$37  <= \$108 ;
   always @(posedge clk)
-    \$signal$115  <= \$108 ;
-  always @(posedge clk)
-    \$signal$37  <= \$109 ;
-  always @(posedge clk)
-    last1 <= \$110 ;
+    last1 <= \$109 ;
   always @(posedge clk)
     \i$40  <= \o__payload$117 ;
   always @(posedge clk)
-    carry0_0 <= \$111 ;
+    carry0_0 <= \$110 ;
   always @(posedge clk)
-    w0_0 <= \$59 ;
+    w0_0 <= \$57 ;
   always @(posedge clk)
-    m0_0_0 <= \$112 ;
+    m0_0_0 <= \$111 ;
   always @(posedge clk)
-    m0_0_1 <= \$113 ;
+    m0_0_1 <= \$112 ;
   always @(posedge clk)
-    m0_0_2 <= \$114 ;
+    m0_0_2 <= \$113 ;
   always @(posedge clk)
-    m0_0_3 <= \$115 ;
+    m0_0_3 <= \$114 ;
   always @(posedge clk)
-    m0_0_4 <= \$116 ;
+    m0_0_4 <= \$115 ;
   always @(posedge clk)
-    m0_0_5 <= \$117 ;
+    m0_0_5 <= \$116 ;
   always @(posedge clk)
-    m0_0_6 <= \$118 ;
+    m0_0_6 <= \$117 ;
   always @(posedge clk)
-    m0_0_7 <= \$119 ;
+    m0_0_7 <= \$118 ;
   always @(posedge clk)
-    m0_0_8 <= \$120 ;
+    m0_0_8 <= \$119 ;
   always @(posedge clk)
-    m0_0_9 <= \$121 ;
+    m0_0_9 <= \$120 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -3729,95 +3717,95 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$122 ;
+    v2_d1 <= \$121 ;
   always @(posedge clk)
-    v2_d2 <= \$123 ;
+    v2_d2 <= \$122 ;
   always @(posedge clk)
-    v2_d3 <= \$124 ;
+    v2_d3 <= \$123 ;
   always @(posedge clk)
-    v2_d4 <= \$125 ;
+    v2_d4 <= \$124 ;
   always @(posedge clk)
-    first2_d1 <= \$126 ;
+    first2_d1 <= \$125 ;
   always @(posedge clk)
-    first2_d2 <= \$127 ;
+    first2_d2 <= \$126 ;
   always @(posedge clk)
-    first2_d3 <= \$128 ;
+    first2_d3 <= \$127 ;
   always @(posedge clk)
-    first2_d4 <= \$129 ;
+    first2_d4 <= \$128 ;
   always @(posedge clk)
-    last2_d1 <= \$130 ;
+    last2_d1 <= \$129 ;
   always @(posedge clk)
-    last2_d2 <= \$131 ;
+    last2_d2 <= \$130 ;
   always @(posedge clk)
-    last2_d3 <= \$132 ;
+    last2_d3 <= \$131 ;
   always @(posedge clk)
-    last2_d4 <= \$133 ;
+    last2_d4 <= \$132 ;
   always @(posedge clk)
-    done <= \$134 ;
+    done <= \$133 ;
   always @(posedge clk)
-    xacc <= \$135 ;
+    xacc <= \$134 ;
   always @(posedge clk)
-    xfin <= \$136 ;
+    xfin <= \$135 ;
   always @(posedge clk)
-    acc0_0 <= \$137 ;
+    acc0_0 <= \$136 ;
   always @(posedge clk)
-    fin0_0 <= \$138 ;
+    fin0_0 <= \$137 ;
   always @(posedge clk)
-    bank0_0 <= \$139 ;
+    bank0_0 <= \$138 ;
   always @(posedge clk)
-    ser_left <= \$140 ;
+    ser_left <= \$139 ;
   always @(posedge clk)
-    \addr$83  <= \$141 ;
+    \addr$83  <= \$140 ;
   always @(posedge clk)
-    \$signal$140  <= \$142 ;
+    \$signal$140  <= \$141 ;
   always @(posedge clk)
-    ka <= \$143 ;
+    ka <= \$142 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$144 ;
+    vb <= \$143 ;
   always @(posedge clk)
     rq0_beta_b <= \data$86 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$77 ;
+    rq0_beta <= \$75 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$80 ;
+    rq0_acc_s1_0 <= \$78 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$81 [35:0];
+    rq0_acc_s2_0 <= \$79 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$82 [19:0];
+    rq0_shifted <= \$80 [19:0];
   always @(posedge clk)
-    rq0_under <= \$84 ;
+    rq0_under <= \$82 ;
   always @(posedge clk)
-    rq0_over <= \$86 ;
+    rq0_over <= \$84 ;
   always @(posedge clk)
-    v_out_d1 <= \$145 ;
+    v_out_d1 <= \$144 ;
   always @(posedge clk)
-    v_out_d2 <= \$146 ;
+    v_out_d2 <= \$145 ;
   always @(posedge clk)
-    v_out_d3 <= \$147 ;
+    v_out_d3 <= \$146 ;
   always @(posedge clk)
-    \w_en$102  <= \$148 ;
+    \w_en$102  <= \$147 ;
   always @(posedge clk)
-    skipped_d1 <= \$149 ;
+    skipped_d1 <= \$148 ;
   always @(posedge clk)
-    skipped_d2 <= \$150 ;
+    skipped_d2 <= \$149 ;
   always @(posedge clk)
-    skipped_d3 <= \$151 ;
+    skipped_d3 <= \$150 ;
   always @(posedge clk)
-    skipped_d4 <= \$152 ;
+    skipped_d4 <= \$151 ;
   always @(posedge clk)
-    skipped_d5 <= \$153 ;
+    skipped_d5 <= \$152 ;
   always @(posedge clk)
-    group_ended_d1 <= \$154 ;
+    group_ended_d1 <= \$153 ;
   always @(posedge clk)
-    credits_returned <= \$155 ;
+    credits_returned <= \$154 ;
   always @(posedge clk)
-    credits_space <= \$156 ;
+    credits_space <= \$155 ;
   always @(posedge clk)
-    credits_room <= \$157 ;
+    credits_room <= \$156 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$83 ),
     .clk(clk),
@@ -3869,6 +3857,20 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
     .clk(clk),
     .p(\p$147 )
   );
+  flexor_copy #(
+    .WIDTH(32'd5)
+  ) w_addr_b0_copy (
+    .clk(clk),
+    .d(\$2 [4:0]),
+    .q(port__addr)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_copy (
+    .clk(clk),
+    .d(\$90 ),
+    .q(port__en)
+  );
   \flexor_digits.fc2.weights  weights (
     .addr(\addr$159 ),
     .clk(clk),
@@ -3889,90 +3891,88 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = \$22 [4:0];
-    if (rst) begin
-      \$90  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = \$23 ;
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = w_count;
+    \$91  = w_count;
     if (take) begin
-      \$92  = \$26 [3:0];
+      \$91  = \$24 [3:0];
     end
     if (rst) begin
-      \$92  = 4'h0;
+      \$91  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = w_full;
+    \$92  = w_full;
     if (take) begin
-      if (\$27 ) begin
-        \$93  = 1'h1;
+      if (\$25 ) begin
+        \$92  = 1'h1;
       end
     end
     if (load) begin
-      \$93  = 1'h0;
+      \$92  = 1'h0;
     end
     if (rst) begin
-      \$93  = 1'h0;
+      \$92  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = \$28 ;
+    \$93  = \$26 ;
+    if (rst) begin
+      \$93  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$94  = 1'h1;
     if (rst) begin
       \$94  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = 1'h1;
+    \$95  = \$signal ;
     if (rst) begin
-      \$95  = 1'h1;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = \$signal ;
+    \$96  = n_last_next;
     if (rst) begin
       \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$97  = n_last_next;
+    \$97  = \$27 ;
     if (rst) begin
       \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$98  = \$29 ;
+    \$98  = r_next;
     if (rst) begin
-      \$98  = 1'h0;
+      \$98  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = r_next;
-    if (rst) begin
-      \$99  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = s_idx;
+    \$99  = s_idx;
     if (step) begin
-      \$100  = \$31 [3:0];
+      \$99  = \$29 [3:0];
+    end
+    if (rst) begin
+      \$99  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$100  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$100  = \$31 [3:0];
+      end
     end
     if (rst) begin
       \$100  = 4'h0;
@@ -3980,54 +3980,54 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = addr;
+    \$101  = active;
+    if (\$32 ) begin
+      \$101  = 1'h0;
+    end
+    if (load) begin
+      \$101  = 1'h1;
+    end
+    if (rst) begin
+      \$101  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$102  = r_base;
+    if (load) begin
+      \$102  = { 1'h0, \$33  };
+    end
+    if (rst) begin
+      \$102  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$103  = w_half;
+    if (load) begin
+      \$103  = \$34 ;
+    end
+    if (rst) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$104  = col;
+    if (step) begin
+      \$104  = \$35 ;
+    end
+    if (rst) begin
+      \$104  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$105  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$101  = \$33 [3:0];
+        \$105  = \$40 [3:0];
       end
-    end
-    if (rst) begin
-      \$101  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = active;
-    if (\$34 ) begin
-      \$102  = 1'h0;
-    end
-    if (load) begin
-      \$102  = 1'h1;
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = r_base;
-    if (load) begin
-      \$103  = { 1'h0, \$35  };
-    end
-    if (rst) begin
-      \$103  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = w_half;
-    if (load) begin
-      \$104  = \$36 ;
-    end
-    if (rst) begin
-      \$104  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = col;
-    if (step) begin
-      \$105  = \$37 ;
     end
     if (rst) begin
       \$105  = 4'h0;
@@ -4035,287 +4035,282 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$106  = \$42 [3:0];
-      end
-    end
+    \$106  = \$46 [3:0];
     if (rst) begin
       \$106  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = \$48 [3:0];
+    \$107  = step;
     if (rst) begin
-      \$107  = 4'h0;
+      \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = step;
+    \$108  = \$47 ;
     if (rst) begin
       \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = \$49 ;
+    \$109  = s_last;
     if (rst) begin
       \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = s_last;
-    if (rst) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = carry0_0;
+    \$110  = carry0_0;
     if (\$signal$115 ) begin
-      \$111  = \i$40 ;
+      \$110  = \i$40 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$112  = 8'h00;
+      \$111  = 8'h00;
     end else begin
-      \$112  = \port__data$121 [7:0];
+      \$111  = \port__data$121 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$113  = 8'h00;
+      \$112  = 8'h00;
     end else begin
-      \$113  = \port__data$121 [15:8];
+      \$112  = \port__data$121 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$114  = 8'h00;
+      \$113  = 8'h00;
     end else begin
-      \$114  = \port__data$121 [23:16];
+      \$113  = \port__data$121 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$115  = 8'h00;
+      \$114  = 8'h00;
     end else begin
-      \$115  = \port__data$121 [31:24];
+      \$114  = \port__data$121 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$116  = 8'h00;
+      \$115  = 8'h00;
     end else begin
-      \$116  = \port__data$121 [39:32];
+      \$115  = \port__data$121 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$117  = 8'h00;
+      \$116  = 8'h00;
     end else begin
-      \$117  = \port__data$121 [47:40];
+      \$116  = \port__data$121 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$118  = 8'h00;
+      \$117  = 8'h00;
     end else begin
-      \$118  = \port__data$121 [55:48];
+      \$117  = \port__data$121 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$119  = 8'h00;
+      \$118  = 8'h00;
     end else begin
-      \$119  = \port__data$121 [63:56];
+      \$118  = \port__data$121 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$120  = 8'h00;
+      \$119  = 8'h00;
     end else begin
-      \$120  = \port__data$121 [71:64];
+      \$119  = \port__data$121 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$121  = 8'h00;
+      \$120  = 8'h00;
     end else begin
-      \$121  = \port__data$121 [79:72];
+      \$120  = \port__data$121 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$122  = \$signal$115 ;
+    \$121  = \$signal$115 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$122  = v2_d1;
     if (rst) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = v2_d1;
+    \$123  = v2_d2;
     if (rst) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = v2_d2;
+    \$124  = v2_d3;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = v2_d3;
+    \$125  = \$signal$37 ;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = \$signal$37 ;
+    \$126  = first2_d1;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = first2_d1;
+    \$127  = first2_d2;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = first2_d2;
+    \$128  = first2_d3;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$129  = first2_d3;
+    \$129  = last1;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$130  = last1;
+    \$130  = last2_d1;
     if (rst) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$131  = last2_d1;
+    \$131  = last2_d2;
     if (rst) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$132  = last2_d2;
+    \$132  = last2_d3;
     if (rst) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$133  = last2_d3;
+    \$133  = group_end;
     if (rst) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$134  = group_end;
-    if (rst) begin
-      \$134  = 1'h0;
+    \$134  = xacc;
+    if (v2_d4) begin
+      \$134  = \$59 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$135  = xacc;
-    if (v2_d4) begin
+    \$135  = xfin;
+    if (group_end) begin
       \$135  = \$61 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$136  = xfin;
-    if (group_end) begin
+    \$136  = acc0_0;
+    if (v2_d4) begin
       \$136  = \$63 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$137  = acc0_0;
-    if (v2_d4) begin
+    \$137  = fin0_0;
+    if (group_end) begin
       \$137  = \$65 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = fin0_0;
-    if (group_end) begin
-      \$138  = \$67 [14:0];
+    \$138  = bank0_0;
+    if (done) begin
+      \$138  = \$67 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = bank0_0;
+    \$139  = ser_left;
     if (done) begin
-      \$139  = \$69 [15:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = ser_left;
-    if (done) begin
-      \$140  = 1'h1;
+      \$139  = 1'h1;
     end else if (ser) begin
-      \$140  = \$70 [0];
+      \$139  = \$68 [0];
     end
     if (rst) begin
-      \$140  = 1'h0;
+      \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = \addr$83 ;
+    \$140  = \addr$83 ;
     if (ser) begin
-      \$141  = \$73 [3:0];
+      \$140  = \$71 [3:0];
     end
     if (rst) begin
-      \$141  = 4'h0;
+      \$140  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$141  = \$72 ;
+    if (rst) begin
+      \$141  = 1'h0;
     end
   end
   always @* begin
@@ -4327,77 +4322,77 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = \$76 ;
+    \$143  = \$signal$140 ;
     if (rst) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = \$signal$140 ;
+    \$144  = vb;
     if (rst) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = vb;
+    \$145  = v_out_d1;
     if (rst) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = v_out_d1;
+    \$146  = v_out_d2;
     if (rst) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = v_out_d2;
+    \$147  = v_out_d3;
     if (rst) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = v_out_d3;
+    \$148  = ka;
     if (rst) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = ka;
+    \$149  = skipped_d1;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = skipped_d1;
+    \$150  = skipped_d2;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = skipped_d2;
+    \$151  = skipped_d3;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = skipped_d3;
+    \$152  = skipped_d4;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = skipped_d4;
+    \$153  = \$85 ;
     if (rst) begin
       \$153  = 1'h0;
     end
@@ -4406,33 +4401,26 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$154  = \$87 ;
     if (rst) begin
-      \$154  = 1'h0;
+      \$154  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = \$89 ;
+    \$155  = \$21 [1:0];
     if (rst) begin
-      \$155  = 2'h0;
+      \$155  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = \$21 [1:0];
+    \$156  = credits_room_next;
     if (rst) begin
-      \$156  = 2'h3;
+      \$156  = 1'h1;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = credits_room_next;
-    if (rst) begin
-      \$157  = 1'h1;
-    end
-  end
-  assign w_addr_p0 = port__addr;
+  assign w_addr_b0 = port__addr;
   assign w_data_q = port__data;
-  assign w_en_p0 = port__en;
+  assign w_en_b0 = port__en;
   assign w_addr = \$2 [4:0];
   assign i__payload = w_data;
   assign w_en = take;
@@ -4456,18 +4444,18 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__va
   assign v_out_d4 = \w_en$102 ;
   assign space_next = \$21 [1:0];
   assign \$3  = active;
-  assign \$23  = take;
-  assign \$28  = credits_room_next;
-  assign \$55  = o;
-  assign \$68  = { fin0_0, 1'h0 };
-  assign \$74  = ser;
-  assign \$75  = 1'h0;
-  assign \$76  = 1'h0;
-  assign \$78  = { p[32], p };
-  assign \$79  = { \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 , 17'h00000 };
-  assign \$82  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$26  = credits_room_next;
+  assign \$53  = o;
+  assign \$66  = { fin0_0, 1'h0 };
+  assign \$72  = ser;
+  assign \$73  = 1'h0;
+  assign \$74  = 1'h0;
+  assign \$76  = { p[32], p };
+  assign \$77  = { \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 , 17'h00000 };
+  assign \$80  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$81  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$83  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$85  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$89  = \$88 ;
   assign ser = ser_left;
 endmodule
 

