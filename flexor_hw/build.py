@@ -120,6 +120,9 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         else:       # a weight ROM in logic deeper than 64 words: pages read into registers
             # (LeNet-5's fc2, 260 × 16 bits: its ROM's decode was the longest path placed)
             device["rom_page_words"] = 64
+            # SIMD below a slice's n_out bits where a unit has time to spare (on the UP5K the
+            # logic cells it freed went to a faster digits MLP that placed below 50 MHz)
+            device["narrow_simd"] = True
         what = target
     if budget:
         device.update(budget)

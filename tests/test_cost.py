@@ -193,6 +193,27 @@ def test_a_tiled_pools_maxima_go_to_lut_ram_where_block_rams_are_short():
     assert "ram_style" not in verilog.convert(pool.unit(), name="pool")
 
 
+def test_a_unit_with_time_to_spare_takes_simd_below_n_out_where_allowed():
+    """``narrow_simd`` (the ECP5 targets): LeNet-5's fc2 (512 → 10, slices of 20 bits),
+    folded to a slow rate, takes fewer than 20 inputs a cycle and a vector memory one block
+    RAM holds; without it, 20."""
+    from flexor_hw.hw import fold as F
+    from flexor_hw.hw.lower import lower
+    from flexor_hw.package import load
+    graph = lower(load("examples/mnist/lenet5.flexor.npz"), 16, argmax=True)
+    fc2 = [st for st in graph.mvaus if st.name == "fc2"][0]
+    assert fc2.weights.n_out == 20
+    assert {1, 2, 4, 5, 10} <= set(F._simd_candidates(fc2, narrow=True))
+    assert min(F._simd_candidates(fc2)) == 20
+    wide = F.fold_unit(fc2, 40000, F.DEFAULT_BUDGET)
+    narrow = F.fold_unit(fc2, 40000, dict(F.DEFAULT_BUDGET, narrow_simd=True))
+    assert wide.simd == 20 and narrow.simd < 20
+    assert narrow.cycles_per_image() <= 40000
+    assert narrow.estimate()["luts"] < wide.estimate()["luts"]
+    vectors = [mem for mem in narrow.memories() if mem["kind"] == "activations"][0]
+    assert vectors["block_rams"] <= 1
+
+
 def test_ice40_memories_are_sb_ram40_blocks():
     """On the iCE40 every RAM is block RAM (no LUT RAM) in SB_RAM40_4K shapes: the placed
     digits MLP's 14 × 80 and 26 × 80 vector memories took 5 blocks each."""

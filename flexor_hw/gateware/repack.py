@@ -7,7 +7,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Repack"]
+from .pipeline import copy_register
+
+__all__ = ["Repack", "PIECE_BITS"]
+
+#: Widest piece of a widening repack's output register under one enable.
+PIECE_BITS = 64
 
 
 def _positive(name, value):
@@ -42,9 +47,14 @@ class Repack(wiring.Component):
         Elements per vector.
     n_in, n_out : int
         Elements per input and output beat.
+    emit : bool
+        For emitted Verilog: a wide word's registers take their enables from copies of
+        the control registers that Yosys keeps apart (:func:`~flexor_hw.gateware.pipeline.
+        copy_register`).
     """
 
-    def __init__(self, shape, length, n_in, n_out):
+    def __init__(self, shape, length, n_in, n_out, *, emit=False):
+        self._emit = emit
         self._shape = Shape.cast(shape)
         self._length = _positive("Length", length)
         self._n_in = _positive("Input width", n_in)
@@ -108,10 +118,24 @@ class Repack(wiring.Component):
                      valid_next.eq(Mux(moves, 1, Mux(self.o.ready, 0, self.o.valid)))]
         out = Signal(n_out * w, reset_less=True)
         m.d.comb += self.o.payload.eq(out)
-        with m.If(moves):
-            m.d.sync += out.eq(word)
         m.d.sync += [self.o.valid.eq(valid_next), full.eq(full_next),
                      ready.eq(~full_next | ~valid_next)]
+        # The output register in pieces of at most 64 bits, each enabled from its own copies
+        # of ``full`` and ``o.valid``: one enable reached the 480 flip-flops of LeNet-5's
+        # conv2 input, from conv2's ``w_full`` (its longest path placed at 98 MHz, 9.2 ns of
+        # routing). The copies need no reset: they equal ``full`` and ``o.valid`` but in the
+        # cycle after a reset, where ``full`` is 0 and a piece loaded then is not valid.
+        pieces = -(-n_out * w // PIECE_BITS)
+        for k in range(pieces):
+            lo, hi = k * PIECE_BITS, min(n_out * w, (k + 1) * PIECE_BITS)
+            if pieces == 1:
+                enable = moves
+            else:
+                full_k = copy_register(m, full_next, f"full_{k}", emit=self._emit)
+                valid_k = copy_register(m, valid_next, f"valid_{k}", emit=self._emit)
+                enable = full_k & (~valid_k | self.o.ready)
+            with m.If(enable):
+                m.d.sync += out[lo:hi].eq(word[lo:hi])
         e = (beats - 1) % chunks
         with m.If(take):
             m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),

@@ -49,12 +49,15 @@ def _rows_per_beat(pe, out, sf):
     return options[-1]
 
 
-def _simd_candidates(unit):
+def _simd_candidates(unit, narrow=False):
     """SIMD widths worth trying. A FleXOR unit decodes whole slices of ``n_out`` bits, so a
     SIMD below ``n_out`` would store each slice in several words (the ROM grows towards one
     bit per weight and more), and a row segment that starts inside a slice stores that slice
     again: wider SIMD wastes less. Its candidates are ``n_out`` times 1, 2, 3, 4, 6, 8, 12 …,
-    divisors of the fan-in from ``n_out`` up, and the fan-in itself. Plain units (int8
+    divisors of the fan-in from ``n_out`` up, and the fan-in itself; with ``narrow``, also
+    the divisors of ``n_out`` below it, for a unit that has time to spare (LeNet-5's fc2 at
+    4 of its 512 inputs a cycle: a 256 × 32-bit vector memory in one block RAM where 20 a
+    cycle took 960 LUT4 of LUT RAM or five blocks). Plain units (int8
     planes, the baseline) take any divisor of the fan-in and the widths of 1 to 64 steps."""
     w = unit.weights
     f = w.fan_in
@@ -66,6 +69,8 @@ def _simd_candidates(unit):
             steps |= {2 * max(steps), 3 * max(steps) // 2 * 2}
         cands = {d for d in _divisors(f) if d >= w.n_out} | \
             {k * w.n_out for k in steps if k * w.n_out <= f} | {f}
+        if narrow:
+            cands |= {d for d in _divisors(w.n_out) if d < w.n_out}
     return sorted(c for c in cands if 1 <= c <= f)
 
 
@@ -94,7 +99,7 @@ def fold_unit(unit, target, budget, quantum=1):
     the producer's beat (a row window's ``kw``), which SIMD is a multiple of where it can
     be."""
     w = unit.weights
-    simds = _simd_candidates(unit)
+    simds = _simd_candidates(unit, budget.get("narrow_simd", False))
     whole = [c for c in simds if c % quantum == 0]
     simds = whole or simds
     best = None

@@ -661,7 +661,7 @@ class Repack(Stage):
 
     def unit(self, files=None):
         from ..gateware.repack import Repack as Unit
-        return Unit(self.x_shape, self.length, self.n_in, self.n_out)
+        return Unit(self.x_shape, self.length, self.n_in, self.n_out, emit=files is not None)
 
 
 @register

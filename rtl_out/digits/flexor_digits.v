@@ -437,7 +437,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload, \o__ready$122 , clk);
+module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$122 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -2965,7 +2965,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
+module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -2975,23 +2975,26 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [7:0] \$17 ;
-  wire [7:0] \$18 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [9:0] \$22 ;
-  wire [79:0] \$23 ;
-  reg [79:0] \$24 ;
-  reg \$25 ;
-  reg \$26 ;
+  wire [7:0] \$20 ;
+  wire [7:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [9:0] \$25 ;
+  wire [79:0] \$26 ;
   reg \$27 ;
-  reg [6:0] \$28 ;
+  reg \$28 ;
   reg \$29 ;
   wire \$3 ;
-  reg [9:0] \$30 ;
-  reg [79:0] \$31 ;
+  reg [79:0] \$30 ;
+  reg [6:0] \$31 ;
+  reg \$32 ;
+  reg [9:0] \$33 ;
+  reg [79:0] \$34 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -3004,6 +3007,8 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   input clk;
   wire clk;
   reg full = 1'h0;
+  wire full_0;
+  wire full_1;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -3024,6 +3029,8 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   input rst;
   wire rst;
   wire take;
+  wire valid_0;
+  wire valid_1;
   wire valid_next;
   reg [79:0] word = 80'h00000000000000000000;
   assign take = i__valid & i__ready;
@@ -3039,98 +3046,132 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   assign \$9  = full & \$8 ;
   assign \$10  = o__ready ? 1'h0 : o__valid;
   assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ o__valid;
-  assign \$12  = \$11  | o__ready;
-  assign \$13  = full & \$12 ;
-  assign \$14  = ~ \$signal ;
-  assign \$15  = ~ valid_next;
-  assign \$16  = \$14  | \$15 ;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 8'h00 : \$17 ;
-  assign \$19  = beat == 7'h7e;
-  assign \$20  = last ? 1'h0 : \$19 ;
-  assign \$21  = at[9] | last;
-  assign \$22  = \$21  ? 10'h001 : { at[8:0], at[9] };
-  assign \$23  = last ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
+  assign \$11  = ~ \$signal ;
+  assign \$12  = ~ valid_next;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = ~ valid_0;
+  assign \$15  = \$14  | o__ready;
+  assign \$16  = full_0 & \$15 ;
+  assign \$17  = ~ valid_1;
+  assign \$18  = \$17  | o__ready;
+  assign \$19  = full_1 & \$18 ;
+  assign \$20  = beat + 1'h1;
+  assign \$21  = last ? 8'h00 : \$20 ;
+  assign \$22  = beat == 7'h7e;
+  assign \$23  = last ? 1'h0 : \$22 ;
+  assign \$24  = at[9] | last;
+  assign \$25  = \$24  ? 10'h001 : { at[8:0], at[9] };
+  assign \$26  = last ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
   always @(posedge clk)
-    o__payload <= \$24 ;
+    o__valid <= \$27 ;
   always @(posedge clk)
-    o__valid <= \$25 ;
+    full <= \$28 ;
   always @(posedge clk)
-    full <= \$26 ;
+    i__ready <= \$29 ;
   always @(posedge clk)
-    i__ready <= \$27 ;
+    o__payload <= \$30 ;
   always @(posedge clk)
-    beat <= \$28 ;
+    beat <= \$31 ;
   always @(posedge clk)
-    last <= \$29 ;
+    last <= \$32 ;
   always @(posedge clk)
-    at <= \$30 ;
+    at <= \$33 ;
   always @(posedge clk)
-    word <= \$31 ;
+    word <= \$34 ;
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_0_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_0)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_1_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_1)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_0_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_0)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_1_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_1)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$24  = o__payload;
-    if (\$13 ) begin
-      \$24  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$25  = valid_next;
+    \$27  = valid_next;
     if (rst) begin
-      \$25  = 1'h0;
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$26  = \$signal ;
+    \$28  = \$signal ;
     if (rst) begin
-      \$26  = 1'h0;
+      \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$27  = \$16 ;
+    \$29  = \$13 ;
     if (rst) begin
-      \$27  = 1'h1;
+      \$29  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$28  = beat;
+    \$30  = o__payload;
+    if (\$16 ) begin
+      \$30 [63:0] = word[63:0];
+    end
+    if (\$19 ) begin
+      \$30 [79:64] = word[79:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$31  = beat;
     if (take) begin
-      \$28  = \$18 [6:0];
+      \$31  = \$21 [6:0];
     end
     if (rst) begin
-      \$28  = 7'h00;
+      \$31  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$29  = last;
+    \$32  = last;
     if (take) begin
-      \$29  = \$20 ;
+      \$32  = \$23 ;
     end
     if (rst) begin
-      \$29  = 1'h0;
+      \$32  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$30  = at;
+    \$33  = at;
     if (take) begin
-      \$30  = \$22 ;
+      \$33  = \$25 ;
     end
     if (rst) begin
-      \$30  = 10'h001;
+      \$33  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$31  = word;
+    \$34  = word;
     if (take) begin
-      \$31  = \$23 ;
+      \$34  = \$26 ;
     end
   end
   assign ready = i__ready;
@@ -3138,7 +3179,7 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__valid, o__payload, clk);
+module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -5288,7 +5329,7 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o__valid, i__ready, i__payload);
+module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__ready, o__payload, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5306,10 +5347,10 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
   wire \$21 ;
   wire [9:0] \$22 ;
   wire [49:0] \$23 ;
-  reg [49:0] \$24 ;
+  reg \$24 ;
   reg \$25 ;
   reg \$26 ;
-  reg \$27 ;
+  reg [49:0] \$27 ;
   reg [5:0] \$28 ;
   reg \$29 ;
   wire \$3 ;
@@ -5362,12 +5403,12 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
   assign \$9  = full & \$8 ;
   assign \$10  = o__ready ? 1'h0 : o__valid;
   assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ o__valid;
-  assign \$12  = \$11  | o__ready;
-  assign \$13  = full & \$12 ;
-  assign \$14  = ~ \$signal ;
-  assign \$15  = ~ valid_next;
-  assign \$16  = \$14  | \$15 ;
+  assign \$11  = ~ \$signal ;
+  assign \$12  = ~ valid_next;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = ~ o__valid;
+  assign \$15  = \$14  | o__ready;
+  assign \$16  = full & \$15 ;
   assign \$17  = beat + 1'h1;
   assign \$18  = last ? 7'h00 : \$17 ;
   assign \$19  = beat == 6'h3e;
@@ -5376,13 +5417,13 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
   assign \$22  = \$21  ? 10'h001 : { at[8:0], at[9] };
   assign \$23  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
   always @(posedge clk)
-    o__payload <= \$24 ;
+    o__valid <= \$24 ;
   always @(posedge clk)
-    o__valid <= \$25 ;
+    full <= \$25 ;
   always @(posedge clk)
-    full <= \$26 ;
+    i__ready <= \$26 ;
   always @(posedge clk)
-    i__ready <= \$27 ;
+    o__payload <= \$27 ;
   always @(posedge clk)
     beat <= \$28 ;
   always @(posedge clk)
@@ -5393,30 +5434,30 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o_
     word <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$24  = o__payload;
-    if (\$13 ) begin
-      \$24  = word;
+    \$24  = valid_next;
+    if (rst) begin
+      \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$25  = valid_next;
+    \$25  = \$signal ;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$26  = \$signal ;
+    \$26  = \$13 ;
     if (rst) begin
-      \$26  = 1'h0;
+      \$26  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$27  = \$16 ;
-    if (rst) begin
-      \$27  = 1'h1;
+    \$27  = o__payload;
+    if (\$16 ) begin
+      \$27  = word;
     end
   end
   always @* begin

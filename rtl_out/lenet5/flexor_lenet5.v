@@ -8,7 +8,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   input [7:0] i__payload;
   wire [7:0] i__payload;
   wire [7:0] \i__payload$11 ;
-  wire [199:0] \i__payload$17 ;
+  wire [79:0] \i__payload$17 ;
   wire [7:0] \i__payload$23 ;
   wire [7:0] \i__payload$29 ;
   wire [39:0] \i__payload$35 ;
@@ -16,7 +16,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   wire [7:0] \i__payload$47 ;
   wire [7:0] \i__payload$53 ;
   wire [7:0] \i__payload$59 ;
-  wire [159:0] \i__payload$65 ;
+  wire [31:0] \i__payload$65 ;
   wire [15:0] \i__payload$71 ;
   wire [7:0] \i__payload$8 ;
   output i__ready;
@@ -50,7 +50,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   output [3:0] o__payload;
   wire [3:0] o__payload;
   wire [7:0] \o__payload$12 ;
-  wire [199:0] \o__payload$18 ;
+  wire [79:0] \o__payload$18 ;
   wire [7:0] \o__payload$24 ;
   wire [7:0] \o__payload$30 ;
   wire [39:0] \o__payload$36 ;
@@ -58,7 +58,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   wire [7:0] \o__payload$48 ;
   wire [7:0] \o__payload$54 ;
   wire [7:0] \o__payload$60 ;
-  wire [159:0] \o__payload$66 ;
+  wire [31:0] \o__payload$66 ;
   wire [15:0] \o__payload$72 ;
   wire [3:0] \o__payload$77 ;
   input o__ready;
@@ -106,8 +106,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$21 ),
     .i__valid(\i__valid$19 ),
     .o__payload(\i__payload$23 ),
-    .\o__ready$172 (\o__ready$27 ),
-    .\o__valid$174 (\i__valid$25 ),
+    .\o__ready$126 (\o__ready$27 ),
+    .\o__valid$128 (\i__valid$25 ),
     .rst(rst),
     .w_data(\i__payload$17 )
   );
@@ -186,7 +186,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$221 (\o__ready$75 ),
+    .\o__ready$68 (\o__ready$75 ),
     .o__valid(\i__valid$73 ),
     .rst(rst),
     .w_data(\i__payload$65 )
@@ -570,210 +570,248 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o__valid$174 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o__valid$128 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [1:0] \$1 ;
+  wire [2:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  wire [9:0] \$100 ;
+  wire [9:0] \$101 ;
+  wire [9:0] \$102 ;
+  wire [9:0] \$103 ;
+  wire [9:0] \$104 ;
+  wire [9:0] \$105 ;
+  wire [9:0] \$106 ;
+  wire [9:0] \$107 ;
+  wire [9:0] \$108 ;
+  wire [12:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire [13:0] \$110 ;
+  wire [12:0] \$111 ;
+  wire [13:0] \$112 ;
+  wire [12:0] \$113 ;
+  wire [13:0] \$114 ;
+  wire [12:0] \$115 ;
+  wire [13:0] \$116 ;
+  wire [13:0] \$117 ;
+  wire [14:0] \$118 ;
+  wire [12:0] \$119 ;
   wire \$12 ;
-  reg \$120 ;
-  reg [4:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [4:0] \$125 ;
-  reg [4:0] \$126 ;
-  reg [4:0] \$127 ;
-  reg \$128 ;
-  reg \$129 ;
+  wire [13:0] \$120 ;
+  wire [12:0] \$121 ;
+  wire [13:0] \$122 ;
+  wire [13:0] \$123 ;
+  wire [14:0] \$124 ;
+  wire [2:0] \$125 ;
+  wire \$126 ;
+  wire [5:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg [7:0] \$131 ;
-  reg [7:0] \$132 ;
-  reg [7:0] \$133 ;
-  reg [7:0] \$134 ;
-  reg [7:0] \$135 ;
-  reg [7:0] \$136 ;
-  reg [7:0] \$137 ;
-  reg [7:0] \$138 ;
-  reg [7:0] \$139 ;
-  wire [1:0] \$14 ;
-  reg [7:0] \$140 ;
-  reg [7:0] \$141 ;
-  reg [7:0] \$142 ;
-  reg [7:0] \$143 ;
-  reg [7:0] \$144 ;
-  reg [7:0] \$145 ;
-  reg [7:0] \$146 ;
-  reg [7:0] \$147 ;
-  reg [7:0] \$148 ;
-  reg [7:0] \$149 ;
-  wire [1:0] \$15 ;
-  reg [7:0] \$150 ;
-  reg [7:0] \$151 ;
-  reg [7:0] \$152 ;
-  reg [7:0] \$153 ;
-  reg [7:0] \$154 ;
-  reg [7:0] \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg \$158 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire [21:0] \$132 ;
+  wire [29:0] \$133 ;
+  wire [30:0] \$134 ;
+  wire [26:0] \$135 ;
+  wire [26:0] \$136 ;
+  wire \$137 ;
+  wire [26:0] \$138 ;
+  wire \$139 ;
+  wire [3:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire [1:0] \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  reg [1:0] \$149 ;
+  wire [3:0] \$15 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg \$154 ;
+  reg \$155 ;
+  reg [2:0] \$156 ;
+  reg [1:0] \$157 ;
+  reg [3:0] \$158 ;
   reg \$159 ;
-  wire \$16 ;
-  reg \$160 ;
+  wire [1:0] \$16 ;
+  reg [2:0] \$160 ;
   reg \$161 ;
-  reg \$162 ;
-  reg \$163 ;
-  reg \$164 ;
-  reg \$165 ;
-  reg \$166 ;
-  reg \$167 ;
+  reg [1:0] \$162 ;
+  reg [4:0] \$163 ;
+  reg [4:0] \$164 ;
+  reg [4:0] \$165 ;
+  reg [4:0] \$166 ;
+  reg [4:0] \$167 ;
   reg \$168 ;
   reg \$169 ;
-  wire [10:0] \$17 ;
+  wire \$17 ;
   reg \$170 ;
-  reg \$171 ;
-  reg [12:0] \$172 ;
-  reg [12:0] \$173 ;
-  reg [12:0] \$174 ;
-  reg [12:0] \$175 ;
-  reg [13:0] \$176 ;
-  reg \$177 ;
-  reg [4:0] \$178 ;
-  reg \$179 ;
-  wire [10:0] \$18 ;
-  reg \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg [1:0] \$189 ;
-  wire [5:0] \$19 ;
-  reg [4:0] \$190 ;
+  reg [7:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [7:0] \$174 ;
+  reg [7:0] \$175 ;
+  reg [7:0] \$176 ;
+  reg [7:0] \$177 ;
+  reg [7:0] \$178 ;
+  reg [7:0] \$179 ;
+  wire \$18 ;
+  reg [7:0] \$180 ;
+  reg [7:0] \$181 ;
+  reg [7:0] \$182 ;
+  reg [7:0] \$183 ;
+  reg [7:0] \$184 ;
+  reg [7:0] \$185 ;
+  reg [7:0] \$186 ;
+  reg [7:0] \$187 ;
+  reg [7:0] \$188 ;
+  reg [7:0] \$189 ;
+  wire \$19 ;
+  reg [7:0] \$190 ;
   reg \$191 ;
-  wire [2:0] \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [6:0] \$22 ;
-  wire \$23 ;
-  wire [1:0] \$24 ;
-  wire [1:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
+  wire [3:0] \$2 ;
+  wire [10:0] \$20 ;
+  reg \$200 ;
+  reg \$201 ;
+  reg \$202 ;
+  reg \$203 ;
+  reg [12:0] \$204 ;
+  reg [12:0] \$205 ;
+  reg [12:0] \$206 ;
+  reg [12:0] \$207 ;
+  reg [13:0] \$208 ;
+  reg [12:0] \$209 ;
+  wire [10:0] \$21 ;
+  reg [12:0] \$210 ;
+  reg [13:0] \$211 ;
+  reg [1:0] \$212 ;
+  reg [4:0] \$213 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
+  wire [4:0] \$22 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg [1:0] \$225 ;
+  reg [3:0] \$226 ;
+  reg \$227 ;
+  wire [1:0] \$23 ;
+  wire [5:0] \$24 ;
+  wire \$25 ;
+  wire [2:0] \$26 ;
+  wire [2:0] \$27 ;
   wire \$28 ;
-  wire [1:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [1:0] \$30 ;
-  wire [5:0] \$31 ;
-  wire [5:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
+  wire \$30 ;
+  wire [2:0] \$31 ;
+  wire [2:0] \$32 ;
+  wire [4:0] \$33 ;
+  wire [4:0] \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire [5:0] \$37 ;
-  wire [5:0] \$38 ;
-  wire [6:0] \$39 ;
+  wire [1:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [6:0] \$40 ;
+  wire [2:0] \$40 ;
   wire \$41 ;
   wire [5:0] \$42 ;
   wire [5:0] \$43 ;
   wire [6:0] \$44 ;
   wire [6:0] \$45 ;
-  wire [5:0] \$46 ;
-  wire \$47 ;
+  wire \$46 ;
+  wire [5:0] \$47 ;
   wire [5:0] \$48 ;
   wire [6:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [6:0] \$51 ;
-  wire \$52 ;
-  wire [24:0] \$53 ;
-  wire [24:0] \$54 ;
-  wire [24:0] \$55 ;
-  wire [24:0] \$56 ;
-  wire [24:0] \$57 ;
-  wire [24:0] \$58 ;
-  wire [24:0] \$59 ;
+  wire [6:0] \$50 ;
+  wire \$51 ;
+  wire [5:0] \$52 ;
+  wire [5:0] \$53 ;
+  wire [6:0] \$54 ;
+  wire [6:0] \$55 ;
+  wire [5:0] \$56 ;
+  wire \$57 ;
+  wire [5:0] \$58 ;
+  wire [6:0] \$59 ;
   wire \$6 ;
-  wire [24:0] \$60 ;
-  wire [24:0] \$61 ;
-  wire [24:0] \$62 ;
-  wire [24:0] \$63 ;
-  wire [24:0] \$64 ;
-  wire [24:0] \$65 ;
-  wire [24:0] \$66 ;
-  wire [24:0] \$67 ;
-  wire [24:0] \$68 ;
-  wire [24:0] \$69 ;
+  wire [5:0] \$60 ;
+  wire [6:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire \$63 ;
+  wire [5:0] \$64 ;
+  wire [6:0] \$65 ;
+  wire [5:0] \$66 ;
+  wire [6:0] \$67 ;
+  wire \$68 ;
+  wire [9:0] \$69 ;
   wire \$7 ;
-  wire [24:0] \$70 ;
-  wire [24:0] \$71 ;
-  wire [24:0] \$72 ;
-  wire [12:0] \$73 ;
-  wire [13:0] \$74 ;
-  wire [12:0] \$75 ;
-  wire [13:0] \$76 ;
-  wire [12:0] \$77 ;
-  wire [13:0] \$78 ;
-  wire [12:0] \$79 ;
+  wire [9:0] \$70 ;
+  wire [9:0] \$71 ;
+  wire [9:0] \$72 ;
+  wire [9:0] \$73 ;
+  wire [9:0] \$74 ;
+  wire [9:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire [9:0] \$77 ;
+  wire [9:0] \$78 ;
+  wire [9:0] \$79 ;
   wire \$8 ;
-  wire [13:0] \$80 ;
-  wire [13:0] \$81 ;
-  wire [14:0] \$82 ;
-  wire [1:0] \$83 ;
-  wire \$84 ;
-  wire [5:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
+  wire [9:0] \$80 ;
+  wire [9:0] \$81 ;
+  wire [9:0] \$82 ;
+  wire [9:0] \$83 ;
+  wire [9:0] \$84 ;
+  wire [9:0] \$85 ;
+  wire [9:0] \$86 ;
+  wire [9:0] \$87 ;
+  wire [9:0] \$88 ;
+  wire [9:0] \$89 ;
   wire \$9 ;
-  wire [21:0] \$90 ;
-  wire [29:0] \$91 ;
-  wire [30:0] \$92 ;
-  wire [26:0] \$93 ;
-  wire [26:0] \$94 ;
-  wire \$95 ;
-  wire [26:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [1:0] \$99 ;
+  wire [9:0] \$90 ;
+  wire [9:0] \$91 ;
+  wire [9:0] \$92 ;
+  wire [9:0] \$93 ;
+  wire [9:0] \$94 ;
+  wire [9:0] \$95 ;
+  wire [9:0] \$96 ;
+  wire [9:0] \$97 ;
+  wire [9:0] \$98 ;
+  wire [9:0] \$99 ;
   wire \$signal ;
-  reg \$signal$189  = 1'h0;
-  reg \$signal$190  = 1'h0;
-  reg \$signal$223  = 1'h0;
+  reg \$signal$145  = 1'h0;
+  reg \$signal$146  = 1'h0;
+  reg \$signal$180  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
+  reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$237 ;
+  wire [5:0] \addr$194 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
+  reg [13:0] bank1_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
   reg can_end = 1'h1;
@@ -783,22 +821,26 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [4:0] credits_space = 5'h13;
+  reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [31:0] \data$238 ;
+  wire [63:0] \data$195 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
+  reg [12:0] fin1_0 = 13'h0000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
   reg first2_d4 = 1'h0;
-  reg first2_d5 = 1'h0;
+  reg [1:0] gap = 2'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
+  reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$62 ;
-  wire [199:0] i__payload;
+  wire [15:0] \i$48 ;
+  wire [15:0] \i$71 ;
+  wire [15:0] \i$72 ;
+  wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -809,26 +851,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
   reg last2_d4 = 1'h0;
-  reg last2_d5 = 1'h0;
   wire load;
   reg [7:0] m0_0_0 = 8'h00;
   reg [7:0] m0_0_1 = 8'h00;
-  reg [7:0] m0_0_10 = 8'h00;
-  reg [7:0] m0_0_11 = 8'h00;
-  reg [7:0] m0_0_12 = 8'h00;
-  reg [7:0] m0_0_13 = 8'h00;
-  reg [7:0] m0_0_14 = 8'h00;
-  reg [7:0] m0_0_15 = 8'h00;
-  reg [7:0] m0_0_16 = 8'h00;
-  reg [7:0] m0_0_17 = 8'h00;
-  reg [7:0] m0_0_18 = 8'h00;
-  reg [7:0] m0_0_19 = 8'h00;
   reg [7:0] m0_0_2 = 8'h00;
-  reg [7:0] m0_0_20 = 8'h00;
-  reg [7:0] m0_0_21 = 8'h00;
-  reg [7:0] m0_0_22 = 8'h00;
-  reg [7:0] m0_0_23 = 8'h00;
-  reg [7:0] m0_0_24 = 8'h00;
   reg [7:0] m0_0_3 = 8'h00;
   reg [7:0] m0_0_4 = 8'h00;
   reg [7:0] m0_0_5 = 8'h00;
@@ -836,57 +862,57 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   reg [7:0] m0_0_7 = 8'h00;
   reg [7:0] m0_0_8 = 8'h00;
   reg [7:0] m0_0_9 = 8'h00;
-  reg [4:0] n_idx = 5'h00;
+  reg [7:0] m1_0_0 = 8'h00;
+  reg [7:0] m1_0_1 = 8'h00;
+  reg [7:0] m1_0_2 = 8'h00;
+  reg [7:0] m1_0_3 = 8'h00;
+  reg [7:0] m1_0_4 = 8'h00;
+  reg [7:0] m1_0_5 = 8'h00;
+  reg [7:0] m1_0_6 = 8'h00;
+  reg [7:0] m1_0_7 = 8'h00;
+  reg [7:0] m1_0_8 = 8'h00;
+  reg [7:0] m1_0_9 = 8'h00;
+  reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$199 ;
+  wire [19:0] \o$153 ;
+  wire [19:0] \o$156 ;
+  wire [19:0] \o$157 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$171 ;
-  wire [31:0] \o__payload$192 ;
+  wire [7:0] \o__payload$125 ;
+  wire [63:0] \o__payload$148 ;
   wire o__ready;
-  input \o__ready$172 ;
-  wire \o__ready$172 ;
-  wire \o__ready$173 ;
+  input \o__ready$126 ;
+  wire \o__ready$126 ;
+  wire \o__ready$127 ;
   wire o__valid;
-  output \o__valid$174 ;
-  wire \o__valid$174 ;
-  wire \o__valid$175 ;
+  output \o__valid$128 ;
+  wire \o__valid$128 ;
+  wire \o__valid$129 ;
   reg [4:0] off1_0 = 5'h00;
+  reg [4:0] off1_1 = 5'h00;
   wire [28:0] p;
-  wire port__addr;
-  wire \port__addr$10 ;
-  wire \port__addr$15 ;
-  wire \port__addr$20 ;
-  wire \port__addr$48 ;
-  wire \port__addr$51 ;
-  wire \port__addr$54 ;
-  wire \port__addr$57 ;
+  wire [2:0] port__addr;
+  wire [2:0] \port__addr$10 ;
+  wire [2:0] \port__addr$40 ;
+  wire [2:0] \port__addr$43 ;
   wire [63:0] port__data;
-  wire [63:0] \port__data$12 ;
-  wire [63:0] \port__data$17 ;
-  wire [63:0] \port__data$193 ;
-  wire [63:0] \port__data$194 ;
-  wire [63:0] \port__data$195 ;
-  wire [7:0] \port__data$196 ;
-  wire [7:0] \port__data$22 ;
+  wire [15:0] \port__data$12 ;
+  wire [63:0] \port__data$149 ;
+  wire [15:0] \port__data$150 ;
   wire port__en;
   wire \port__en$13 ;
-  wire \port__en$18 ;
-  wire \port__en$23 ;
-  wire \port__en$50 ;
-  wire \port__en$53 ;
-  wire \port__en$56 ;
-  wire \port__en$59 ;
-  reg r_addr = 1'h0;
-  wire r_addr_b0;
-  wire r_addr_b1;
-  wire r_addr_b2;
-  wire r_addr_b3;
-  reg r_base = 1'h0;
-  reg r_next;
+  wire \port__en$42 ;
+  wire \port__en$45 ;
+  reg [2:0] r_addr = 3'h0;
+  wire [2:0] r_addr_b0;
+  wire [2:0] r_addr_b1;
+  reg [2:0] r_base = 3'h0;
+  reg [2:0] r_next;
   reg [4:0] row_ph0 = 5'h00;
+  reg [4:0] row_ph1 = 5'h05;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
   reg [21:0] rq0_beta = 22'h000000;
   reg [20:0] rq0_beta_b = 21'h000000;
@@ -896,48 +922,28 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   wire [7:0] rq0_y;
   input rst;
   wire rst;
-  reg s_idx = 1'h0;
-  reg s_last = 1'h1;
+  reg [1:0] s_idx = 2'h0;
+  reg s_last = 1'h0;
   (* init = 14'h0000 *)
   wire [13:0] sa0_0;
   wire ser;
-  reg ser_left = 1'h0;
+  reg [1:0] ser_left = 2'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg sn_last = 1'h0;
-  wire [4:0] space_next;
+  wire [3:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
   reg [9:0] t0_0_l2_1 = 10'h000;
-  reg [9:0] t0_0_l2_2 = 10'h000;
-  reg [9:0] t0_0_l2_3 = 10'h000;
-  reg [9:0] t0_0_l2_4 = 10'h000;
-  reg [9:0] t0_0_l2_5 = 10'h000;
-  reg [7:0] t0_0_l2_6 = 8'h00;
+  reg [8:0] t0_0_l2_2 = 9'h000;
   reg [11:0] t0_0_l4_0 = 12'h000;
-  reg [11:0] t0_0_l4_1 = 12'h000;
-  reg [12:0] t0_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_18;
-  (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_22;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_4;
   (* keep = 32'd1 *)
@@ -947,90 +953,72 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_0;
   (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_10;
-  (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_8;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_0;
   (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_4;
-  (* keep = 32'd1 *)
   wire [11:0] t0_0_w3_0;
+  reg [9:0] t1_0_l2_0 = 10'h000;
+  reg [9:0] t1_0_l2_1 = 10'h000;
+  reg [8:0] t1_0_l2_2 = 9'h000;
+  reg [11:0] t1_0_l4_0 = 12'h000;
   (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_2;
+  wire [8:0] t1_0_w0_0;
   (* keep = 32'd1 *)
-  wire [12:0] t0_0_w4_0;
+  wire [8:0] t1_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t1_0_w3_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
   reg v2_d4 = 1'h0;
-  reg v2_d5 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  reg [24:0] w0_0 = 25'h0000000;
-  wire w_addr;
-  wire w_addr_b0;
-  wire w_addr_b1;
-  wire w_addr_b2;
-  wire w_addr_b3;
-  reg w_count = 1'h0;
-  input [199:0] w_data;
-  wire [199:0] w_data;
-  wire [7:0] \w_data$176 ;
-  reg [199:0] w_data_q = 200'h00000000000000000000000000000000000000000000000000;
+  reg [9:0] w0_0 = 10'h000;
+  reg [9:0] w1_0 = 10'h000;
+  wire [2:0] w_addr;
+  wire [2:0] w_addr_b0;
+  wire [2:0] w_addr_b1;
+  reg [1:0] w_count = 2'h0;
+  input [79:0] w_data;
+  wire [79:0] w_data;
+  wire [7:0] \w_data$130 ;
+  reg [79:0] w_data_q = 80'h00000000000000000000;
   wire w_en;
-  reg \w_en$177  = 1'h0;
+  reg \w_en$131  = 1'h0;
   wire w_en_b0;
   wire w_en_b1;
-  wire w_en_b2;
-  wire w_en_b3;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
-  reg [31:0] word1 = 32'd0;
+  reg [63:0] word1 = 64'h0000000000000000;
   reg [12:0] xacc = 13'h0000;
-  reg [199:0] xdata_d1 = 200'h00000000000000000000000000000000000000000000000000;
+  reg [79:0] xdata_d1 = 80'h00000000000000000000;
   reg [12:0] xfin = 13'h0000;
   reg [9:0] xsum_l2_0 = 10'h000;
   reg [9:0] xsum_l2_1 = 10'h000;
-  reg [9:0] xsum_l2_2 = 10'h000;
-  reg [9:0] xsum_l2_3 = 10'h000;
-  reg [9:0] xsum_l2_4 = 10'h000;
-  reg [9:0] xsum_l2_5 = 10'h000;
-  reg [7:0] xsum_l2_6 = 8'h00;
+  reg [8:0] xsum_l2_2 = 9'h000;
   reg [11:0] xsum_l4_0 = 12'h000;
-  reg [11:0] xsum_l4_1 = 12'h000;
-  reg [12:0] xsum_l5_0 = 13'h0000;
-  reg [12:0] xsum_q_d1 = 13'h0000;
+  reg [11:0] xsum_q_d1 = 12'h000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_18;
-  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_22;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_4;
   (* keep = 32'd1 *)
@@ -1040,31 +1028,19 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_0;
   (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_10;
-  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_8;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_0;
   (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_4;
-  (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_2;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_0;
-  reg [63:0] vectors0 [1:0];
+  reg [63:0] vectors0 [5:0];
   initial begin
     vectors0[0] = 64'h0000000000000000;
     vectors0[1] = 64'h0000000000000000;
+    vectors0[2] = 64'h0000000000000000;
+    vectors0[3] = 64'h0000000000000000;
+    vectors0[4] = 64'h0000000000000000;
+    vectors0[5] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (port__en)
@@ -1072,54 +1048,30 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$48 ];
+    _0_ <= vectors0[\port__addr$40 ];
   end
-  assign \port__data$193  = _0_;
-  reg [63:0] vectors1 [1:0];
+  assign \port__data$149  = _0_;
+  reg [15:0] vectors1 [5:0];
   initial begin
-    vectors1[0] = 64'h0000000000000000;
-    vectors1[1] = 64'h0000000000000000;
+    vectors1[0] = 16'h0000;
+    vectors1[1] = 16'h0000;
+    vectors1[2] = 16'h0000;
+    vectors1[3] = 16'h0000;
+    vectors1[4] = 16'h0000;
+    vectors1[5] = 16'h0000;
   end
   always @(posedge clk) begin
     if (\port__en$13 )
-      vectors1[\port__addr$10 ] <= w_data_q[127:64];
+      vectors1[\port__addr$10 ] <= w_data_q[79:64];
   end
-  reg [63:0] _1_;
+  reg [15:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$51 ];
+    _1_ <= vectors1[\port__addr$43 ];
   end
-  assign \port__data$194  = _1_;
-  reg [63:0] vectors2 [1:0];
-  initial begin
-    vectors2[0] = 64'h0000000000000000;
-    vectors2[1] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$18 )
-      vectors2[\port__addr$15 ] <= w_data_q[191:128];
-  end
-  reg [63:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= vectors2[\port__addr$54 ];
-  end
-  assign \port__data$195  = _2_;
-  reg [7:0] vectors3 [1:0];
-  initial begin
-    vectors3[0] = 8'h00;
-    vectors3[1] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\port__en$23 )
-      vectors3[\port__addr$20 ] <= w_data_q[199:192];
-  end
-  reg [7:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= vectors3[\port__addr$57 ];
-  end
-  assign \port__data$196  = _3_;
+  assign \port__data$150  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 1'h1;
+  assign \$1  = w_half * 2'h3;
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
@@ -1129,362 +1081,348 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full & \$8 ;
-  assign \$10  = s_last ? 1'h1 : 1'h0;
+  assign \$9  = s_idx == 1'h1;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
   assign \$signal  = step ? \$10  : s_last;
   assign \$11  = step & s_last;
-  assign \$12  = n_idx == 5'h1e;
+  assign \$12  = n_idx == 4'he;
   assign \$13  = n_last ? 1'h0 : \$12 ;
   assign n_last_next = \$11  ? \$13  : n_last;
   assign \$14  = r_addr + 1'h1;
   assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 1'h1 : 1'h0;
+  assign \$16  = w_half ? 2'h3 : 2'h0;
+  assign \$17  = step & s_last;
+  assign \$18  = gap == 1'h1;
+  assign \$19  = gap_zero | \$18 ;
+  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
   assign t0_0_w0_6 = m0_0_6 + m0_0_7;
   assign t0_0_w0_8 = m0_0_8 + m0_0_9;
-  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
-  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
-  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
-  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
-  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
-  assign t0_0_w0_20 = m0_0_20 + m0_0_21;
-  assign t0_0_w0_22 = m0_0_22 + m0_0_23;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
-  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
-  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
-  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
-  assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
-  assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
-  assign t0_0_w3_2 = t0_0_w2_4 + t0_0_l2_6;
-  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
+  assign t1_0_w0_0 = m1_0_0 + m1_0_1;
+  assign t1_0_w0_2 = m1_0_2 + m1_0_3;
+  assign t1_0_w0_4 = m1_0_4 + m1_0_5;
+  assign t1_0_w0_6 = m1_0_6 + m1_0_7;
+  assign t1_0_w0_8 = m1_0_8 + m1_0_9;
+  assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
+  assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
+  assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
+  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
   assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
   assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
-  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
-  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
-  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
-  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
-  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
-  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
-  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
-  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
-  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
-  assign xsum_w1_10 = xsum_w0_20 + xsum_w0_22;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
-  assign xsum_w2_4 = xsum_l2_4 + xsum_l2_5;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
-  assign xsum_w3_2 = xsum_w2_4 + xsum_l2_6;
-  assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
-  assign group_end = v2_d5 & last2_d5;
-  assign \$17  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$18  = rq0_under ? 11'h000 : \$17 ;
-  assign \$19  = credits_space + credits_returned;
-  assign \$20  = step & s_last;
-  assign \$21  = \$20  ? 1'h1 : 1'h0;
-  assign \$22  = \$19  - \$21 ;
-  assign credits_room_next = \$22 [4:0] >= 1'h1;
-  assign \$23  = ! w_count;
-  assign \$24  = w_count + 1'h1;
-  assign \$25  = w_count ? \$24  : 2'h0;
-  assign \$26  = ! w_count;
-  assign \$28  = \$signal  & n_last_next;
-  assign \$29  = s_idx + 1'h1;
-  assign \$30  = s_last ? 2'h0 : \$29 ;
-  assign \$31  = n_idx + 1'h1;
-  assign \$32  = n_last ? 6'h00 : \$31 ;
-  assign \$33  = step & sn_last;
-  assign \$34  = w_half ? 1'h1 : 1'h0;
-  assign \$35  = ~ w_half;
-  assign \$36  = col >= 4'hf;
-  assign \$37  = col - 4'hf;
-  assign \$38  = col + 3'h5;
-  assign \$39  = \$36  ? { \$37 [5], \$37  } : { 1'h0, \$38  };
-  assign \$40  = s_last ? 7'h00 : \$39 ;
-  assign \$41  = row_ph0 >= 4'hf;
-  assign \$42  = row_ph0 - 4'hf;
-  assign \$43  = row_ph0 + 3'h5;
+  assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
+  assign group_end = v2_d4 & last2_d4;
+  assign ser = | ser_left;
+  assign \$20  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$21  = rq0_under ? 11'h000 : \$20 ;
+  assign \$22  = credits_space + credits_returned;
+  assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$24  = \$22  - \$23 ;
+  assign credits_room_next = \$24 [3:0] >= 2'h2;
+  assign \$25  = w_count == 2'h2;
+  assign \$26  = w_count + 1'h1;
+  assign \$27  = \$25  ? 3'h0 : \$26 ;
+  assign \$28  = w_count == 2'h2;
+  assign \$29  = credits_room_next & gap_zero_next;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 3'h0 : \$31 ;
+  assign \$33  = n_idx + 1'h1;
+  assign \$34  = n_last ? 5'h00 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 2'h3 : 2'h0;
+  assign \$37  = ~ w_half;
+  assign \$38  = step & s_last;
+  assign \$39  = ~ gap_zero;
+  assign \$40  = gap - 1'h1;
+  assign \$41  = col >= 4'ha;
+  assign \$42  = col - 4'ha;
+  assign \$43  = col + 4'ha;
   assign \$44  = \$41  ? { \$42 [5], \$42  } : { 1'h0, \$43  };
-  assign \$45  = n_last ? 7'h00 : \$44 ;
-  assign \$46  = row_ph0 + col;
-  assign \$47  = \$46  >= 5'h14;
-  assign \$48  = row_ph0 + col;
-  assign \$49  = \$48  - 5'h14;
-  assign \$50  = row_ph0 + col;
-  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
-  assign \$52  = ! s_idx;
-  assign \$56  = off1_0[0] ? { \o$199 , o[19:15] } : { \o$199 [4:0], o };
-  assign \$58  = off1_0[1] ? \$56  : \$57 ;
-  assign \$59  = off1_0[0] ? { \o$199 [4:0], o } : { \o$199 [14:0], o[19:10] };
-  assign \$61  = off1_0[1] ? \$59  : \$60 ;
-  assign \$62  = off1_0[2] ? \$58  : \$61 ;
-  assign \$64  = off1_0[0] ? { \o$199 [9:0], o[19:5] } : { \o$199 [4:0], o };
-  assign \$65  = off1_0[1] ? \$63  : \$64 ;
-  assign \$69  = off1_0[2] ? \$65  : \$68 ;
-  assign \$70  = off1_0[3] ? \$62  : \$69 ;
-  assign \$71  = off1_0[4] ? \$55  : \$70 ;
-  assign \$72  = ~ \$71 ;
-  assign \$73  = first2_d5 ? 13'h0000 : xacc;
-  assign \$74  = \$73  + xsum_q_d1;
-  assign \$75  = first2_d5 ? 13'h0000 : xacc;
-  assign \$76  = \$75  + xsum_q_d1;
-  assign \$77  = first2_d5 ? 13'h0000 : acc0_0;
-  assign \$78  = \$77  + t0_0_l5_0;
-  assign \$79  = first2_d5 ? 13'h0000 : acc0_0;
-  assign \$80  = \$79  + t0_0_l5_0;
-  assign \$82  = \$81  - xfin;
-  assign \$83  = ser_left - 1'h1;
-  assign \$84  = addr == 5'h1f;
-  assign \$85  = addr + 1'h1;
-  assign \$86  = \$84  ? 6'h00 : \$85 ;
-  assign \$90  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$92  = $signed(\$91 ) + $signed(rq0_beta);
-  assign \$95  = $signed(\$94 ) < $signed(1'h0);
-  assign \$97  = $signed(\$96 ) > $signed(9'h0ff);
-  assign \$98  = \o__valid$174  & \o__ready$172 ;
-  assign \$99  = \$98  + skipped_d4;
-  assign \$100  = ~ rst;
-  assign \$102  = rst ? 1'h0 : take;
-  assign \$103  = ~ rst;
-  assign \$105  = rst ? 1'h0 : take;
-  assign \$106  = ~ rst;
-  assign \$108  = rst ? 1'h0 : take;
-  assign \$109  = ~ rst;
-  assign \$111  = rst ? 1'h0 : take;
+  assign \$45  = s_last ? 7'h00 : \$44 ;
+  assign \$46  = row_ph0 >= 4'ha;
+  assign \$47  = row_ph0 - 4'ha;
+  assign \$48  = row_ph0 + 4'ha;
+  assign \$49  = \$46  ? { \$47 [5], \$47  } : { 1'h0, \$48  };
+  assign \$50  = n_last ? 7'h00 : \$49 ;
+  assign \$51  = row_ph1 >= 4'ha;
+  assign \$52  = row_ph1 - 4'ha;
+  assign \$53  = row_ph1 + 4'ha;
+  assign \$54  = \$51  ? { \$52 [5], \$52  } : { 1'h0, \$53  };
+  assign \$55  = n_last ? 7'h05 : \$54 ;
+  assign \$56  = row_ph0 + col;
+  assign \$57  = \$56  >= 5'h14;
+  assign \$58  = row_ph0 + col;
+  assign \$59  = \$58  - 5'h14;
+  assign \$60  = row_ph0 + col;
+  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
+  assign \$62  = row_ph1 + col;
+  assign \$63  = \$62  >= 5'h14;
+  assign \$64  = row_ph1 + col;
+  assign \$65  = \$64  - 5'h14;
+  assign \$66  = row_ph1 + col;
+  assign \$67  = \$63  ? \$65  : { 1'h0, \$66  };
+  assign \$68  = ! s_idx;
+  assign \$75  = off1_0[0] ? o[9:0] : o[19:10];
+  assign \$77  = off1_0[1] ? \$75  : \$76 ;
+  assign \$78  = off1_0[2] ? \$74  : \$77 ;
+  assign \$86  = off1_0[3] ? \$78  : \$85 ;
+  assign \$87  = off1_0[4] ? \$71  : \$86 ;
+  assign \$88  = ~ \$87 ;
+  assign \$92  = off1_1[0] ? { \o$157 [4:0], \o$156 [19:15] } : \o$156 [14:5];
+  assign \$94  = off1_1[1] ? \$92  : \$93 ;
+  assign \$98  = off1_1[2] ? \$94  : \$97 ;
+  assign \$106  = off1_1[3] ? \$98  : \$105 ;
+  assign \$107  = off1_1[4] ? \$91  : \$106 ;
+  assign \$108  = ~ \$107 ;
+  assign \$109  = first2_d4 ? 13'h0000 : xacc;
+  assign \$110  = \$109  + xsum_q_d1;
+  assign \$111  = first2_d4 ? 13'h0000 : xacc;
+  assign \$112  = \$111  + xsum_q_d1;
+  assign \$113  = first2_d4 ? 13'h0000 : acc0_0;
+  assign \$114  = \$113  + t0_0_l4_0;
+  assign \$115  = first2_d4 ? 13'h0000 : acc0_0;
+  assign \$116  = \$115  + t0_0_l4_0;
+  assign \$118  = \$117  - xfin;
+  assign \$119  = first2_d4 ? 13'h0000 : acc1_0;
+  assign \$120  = \$119  + t1_0_l4_0;
+  assign \$121  = first2_d4 ? 13'h0000 : acc1_0;
+  assign \$122  = \$121  + t1_0_l4_0;
+  assign \$124  = \$123  - xfin;
+  assign \$125  = ser_left - 1'h1;
+  assign \$126  = addr == 5'h1f;
+  assign \$127  = addr + 1'h1;
+  assign \$128  = \$126  ? 6'h00 : \$127 ;
+  assign \$132  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$134  = $signed(\$133 ) + $signed(rq0_beta);
+  assign \$137  = $signed(\$136 ) < $signed(1'h0);
+  assign \$139  = $signed(\$138 ) > $signed(9'h0ff);
+  assign \$140  = step & s_last;
+  assign \$141  = \o__valid$128  & \o__ready$126 ;
+  assign \$142  = \$141  + skipped_d4;
+  assign \$143  = ~ rst;
+  assign \$145  = rst ? 1'h0 : take;
+  assign \$146  = ~ rst;
+  assign \$148  = rst ? 1'h0 : take;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$112 ;
+    w_count <= \$149 ;
   always @(posedge clk)
-    w_full <= \$113 ;
+    w_full <= \$150 ;
   always @(posedge clk)
-    can_end <= \$114 ;
+    can_end <= \$151 ;
   always @(posedge clk)
-    gap_zero <= \$115 ;
+    gap_zero <= \$152 ;
   always @(posedge clk)
-    s_last <= \$116 ;
+    s_last <= \$153 ;
   always @(posedge clk)
-    n_last <= \$117 ;
+    n_last <= \$154 ;
   always @(posedge clk)
-    sn_last <= \$118 ;
+    sn_last <= \$155 ;
   always @(posedge clk)
-    r_addr <= \$119 ;
+    r_addr <= \$156 ;
   always @(posedge clk)
-    s_idx <= \$120 ;
+    s_idx <= \$157 ;
   always @(posedge clk)
-    n_idx <= \$121 ;
+    n_idx <= \$158 ;
   always @(posedge clk)
-    active <= \$122 ;
+    active <= \$159 ;
   always @(posedge clk)
-    r_base <= \$123 ;
+    r_base <= \$160 ;
   always @(posedge clk)
-    w_half <= \$124 ;
+    w_half <= \$161 ;
   always @(posedge clk)
-    col <= \$125 ;
+    gap <= \$162 ;
   always @(posedge clk)
-    row_ph0 <= \$126 ;
+    col <= \$163 ;
   always @(posedge clk)
-    off1_0 <= \$127 ;
+    row_ph0 <= \$164 ;
   always @(posedge clk)
-    \$signal$189  <= \$128 ;
+    row_ph1 <= \$165 ;
   always @(posedge clk)
-    \$signal$190  <= \$129 ;
+    off1_0 <= \$166 ;
   always @(posedge clk)
-    last1 <= \$130 ;
+    off1_1 <= \$167 ;
   always @(posedge clk)
-    word1 <= \o__payload$192 ;
+    \$signal$145  <= \$168 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$196 , \port__data$195 , \port__data$194 , \port__data$193  };
+    \$signal$146  <= \$169 ;
   always @(posedge clk)
-    w0_0 <= \$72 ;
+    last1 <= \$170 ;
   always @(posedge clk)
-    m0_0_0 <= \$131 ;
+    word1 <= \o__payload$148 ;
   always @(posedge clk)
-    m0_0_1 <= \$132 ;
+    xdata_d1 <= { \port__data$150 , \port__data$149  };
   always @(posedge clk)
-    m0_0_2 <= \$133 ;
+    w0_0 <= \$88 ;
   always @(posedge clk)
-    m0_0_3 <= \$134 ;
+    m0_0_0 <= \$171 ;
   always @(posedge clk)
-    m0_0_4 <= \$135 ;
+    m0_0_1 <= \$172 ;
   always @(posedge clk)
-    m0_0_5 <= \$136 ;
+    m0_0_2 <= \$173 ;
   always @(posedge clk)
-    m0_0_6 <= \$137 ;
+    m0_0_3 <= \$174 ;
   always @(posedge clk)
-    m0_0_7 <= \$138 ;
+    m0_0_4 <= \$175 ;
   always @(posedge clk)
-    m0_0_8 <= \$139 ;
+    m0_0_5 <= \$176 ;
   always @(posedge clk)
-    m0_0_9 <= \$140 ;
+    m0_0_6 <= \$177 ;
   always @(posedge clk)
-    m0_0_10 <= \$141 ;
+    m0_0_7 <= \$178 ;
   always @(posedge clk)
-    m0_0_11 <= \$142 ;
+    m0_0_8 <= \$179 ;
   always @(posedge clk)
-    m0_0_12 <= \$143 ;
-  always @(posedge clk)
-    m0_0_13 <= \$144 ;
-  always @(posedge clk)
-    m0_0_14 <= \$145 ;
-  always @(posedge clk)
-    m0_0_15 <= \$146 ;
-  always @(posedge clk)
-    m0_0_16 <= \$147 ;
-  always @(posedge clk)
-    m0_0_17 <= \$148 ;
-  always @(posedge clk)
-    m0_0_18 <= \$149 ;
-  always @(posedge clk)
-    m0_0_19 <= \$150 ;
-  always @(posedge clk)
-    m0_0_20 <= \$151 ;
-  always @(posedge clk)
-    m0_0_21 <= \$152 ;
-  always @(posedge clk)
-    m0_0_22 <= \$153 ;
-  always @(posedge clk)
-    m0_0_23 <= \$154 ;
-  always @(posedge clk)
-    m0_0_24 <= \$155 ;
+    m0_0_9 <= \$180 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
     t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w1_4;
-  always @(posedge clk)
-    t0_0_l2_3 <= t0_0_w1_6;
-  always @(posedge clk)
-    t0_0_l2_4 <= t0_0_w1_8;
-  always @(posedge clk)
-    t0_0_l2_5 <= t0_0_w1_10;
-  always @(posedge clk)
-    t0_0_l2_6 <= m0_0_24;
+    t0_0_l2_2 <= t0_0_w0_8;
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    t0_0_l4_1 <= t0_0_w3_2;
+    w1_0 <= \$108 ;
   always @(posedge clk)
-    t0_0_l5_0 <= t0_0_w4_0;
+    m1_0_0 <= \$181 ;
+  always @(posedge clk)
+    m1_0_1 <= \$182 ;
+  always @(posedge clk)
+    m1_0_2 <= \$183 ;
+  always @(posedge clk)
+    m1_0_3 <= \$184 ;
+  always @(posedge clk)
+    m1_0_4 <= \$185 ;
+  always @(posedge clk)
+    m1_0_5 <= \$186 ;
+  always @(posedge clk)
+    m1_0_6 <= \$187 ;
+  always @(posedge clk)
+    m1_0_7 <= \$188 ;
+  always @(posedge clk)
+    m1_0_8 <= \$189 ;
+  always @(posedge clk)
+    m1_0_9 <= \$190 ;
+  always @(posedge clk)
+    t1_0_l2_0 <= t1_0_w1_0;
+  always @(posedge clk)
+    t1_0_l2_1 <= t1_0_w1_2;
+  always @(posedge clk)
+    t1_0_l2_2 <= t1_0_w0_8;
+  always @(posedge clk)
+    t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= xsum_w1_4;
-  always @(posedge clk)
-    xsum_l2_3 <= xsum_w1_6;
-  always @(posedge clk)
-    xsum_l2_4 <= xsum_w1_8;
-  always @(posedge clk)
-    xsum_l2_5 <= xsum_w1_10;
-  always @(posedge clk)
-    xsum_l2_6 <= xdata_d1[199:192];
+    xsum_l2_2 <= xsum_w0_8;
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    xsum_l4_1 <= xsum_w3_2;
+    xsum_q_d1 <= xsum_l4_0;
   always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
+    v2_d1 <= \$191 ;
   always @(posedge clk)
-    xsum_q_d1 <= xsum_l5_0;
+    v2_d2 <= \$192 ;
   always @(posedge clk)
-    v2_d1 <= \$156 ;
+    v2_d3 <= \$193 ;
   always @(posedge clk)
-    v2_d2 <= \$157 ;
+    v2_d4 <= \$194 ;
   always @(posedge clk)
-    v2_d3 <= \$158 ;
+    first2_d1 <= \$195 ;
   always @(posedge clk)
-    v2_d4 <= \$159 ;
+    first2_d2 <= \$196 ;
   always @(posedge clk)
-    v2_d5 <= \$160 ;
+    first2_d3 <= \$197 ;
   always @(posedge clk)
-    first2_d1 <= \$161 ;
+    first2_d4 <= \$198 ;
   always @(posedge clk)
-    first2_d2 <= \$162 ;
+    last2_d1 <= \$199 ;
   always @(posedge clk)
-    first2_d3 <= \$163 ;
+    last2_d2 <= \$200 ;
   always @(posedge clk)
-    first2_d4 <= \$164 ;
+    last2_d3 <= \$201 ;
   always @(posedge clk)
-    first2_d5 <= \$165 ;
+    last2_d4 <= \$202 ;
   always @(posedge clk)
-    last2_d1 <= \$166 ;
+    done <= \$203 ;
   always @(posedge clk)
-    last2_d2 <= \$167 ;
+    xacc <= \$204 ;
   always @(posedge clk)
-    last2_d3 <= \$168 ;
+    xfin <= \$205 ;
   always @(posedge clk)
-    last2_d4 <= \$169 ;
+    acc0_0 <= \$206 ;
   always @(posedge clk)
-    last2_d5 <= \$170 ;
+    fin0_0 <= \$207 ;
   always @(posedge clk)
-    done <= \$171 ;
+    bank0_0 <= \$208 ;
   always @(posedge clk)
-    xacc <= \$172 ;
+    acc1_0 <= \$209 ;
   always @(posedge clk)
-    xfin <= \$173 ;
+    fin1_0 <= \$210 ;
   always @(posedge clk)
-    acc0_0 <= \$174 ;
+    bank1_0 <= \$211 ;
   always @(posedge clk)
-    fin0_0 <= \$175 ;
+    ser_left <= \$212 ;
   always @(posedge clk)
-    bank0_0 <= \$176 ;
+    addr <= \$213 ;
   always @(posedge clk)
-    ser_left <= \$177 ;
+    \$signal$180  <= \$214 ;
   always @(posedge clk)
-    addr <= \$178 ;
-  always @(posedge clk)
-    \$signal$223  <= \$179 ;
-  always @(posedge clk)
-    ka <= \$180 ;
+    ka <= \$215 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$181 ;
+    vb <= \$216 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$90 ;
+    rq0_beta <= \$132 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$92 [26:0];
+    rq0_acc_s1_0 <= \$134 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$93 [10:0];
+    rq0_shifted <= \$135 [10:0];
   always @(posedge clk)
-    rq0_under <= \$95 ;
+    rq0_under <= \$137 ;
   always @(posedge clk)
-    rq0_over <= \$97 ;
+    rq0_over <= \$139 ;
   always @(posedge clk)
-    v_out_d1 <= \$182 ;
+    v_out_d1 <= \$217 ;
   always @(posedge clk)
-    v_out_d2 <= \$183 ;
+    v_out_d2 <= \$218 ;
   always @(posedge clk)
-    \w_en$177  <= \$184 ;
+    \w_en$131  <= \$219 ;
   always @(posedge clk)
-    skipped_d1 <= \$185 ;
+    skipped_d1 <= \$220 ;
   always @(posedge clk)
-    skipped_d2 <= \$186 ;
+    skipped_d2 <= \$221 ;
   always @(posedge clk)
-    skipped_d3 <= \$187 ;
+    skipped_d3 <= \$222 ;
   always @(posedge clk)
-    skipped_d4 <= \$188 ;
+    skipped_d4 <= \$223 ;
   always @(posedge clk)
-    credits_returned <= \$189 ;
+    group_ended_d1 <= \$224 ;
   always @(posedge clk)
-    credits_space <= \$190 ;
+    credits_returned <= \$225 ;
   always @(posedge clk)
-    credits_room <= \$191 ;
+    credits_space <= \$226 ;
+  always @(posedge clk)
+    credits_room <= \$227 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1496,49 +1434,43 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$199 )
+    .o(\o$153 )
+  );
+  \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
+    .i(word1[47:32]),
+    .o(\o$156 )
+  );
+  \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
+    .i(word1[63:48]),
+    .o(\o$157 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$172 ),
-    .o__valid(\o__valid$174 ),
+    .o__ready(\o__ready$126 ),
+    .o__valid(\o__valid$128 ),
     .rst(rst),
-    .w_en(\w_en$177 ),
-    .w_port__data(\$18 [7:0])
+    .w_en(\w_en$131 ),
+    .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
-    .WIDTH(32'd1)
+    .WIDTH(32'd3)
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$48 )
+    .q(\port__addr$40 )
   );
   flexor_copy #(
-    .WIDTH(32'd1)
+    .WIDTH(32'd3)
   ) r_addr_b1_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$51 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) r_addr_b2_copy (
-    .clk(clk),
-    .d(r_next),
-    .q(\port__addr$54 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) r_addr_b3_copy (
-    .clk(clk),
-    .d(r_next),
-    .q(\port__addr$57 )
+    .q(\port__addr$43 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$237 ),
+    .addr(\addr$194 ),
     .clk(clk),
-    .data(\data$238 )
+    .data(\data$195 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1547,66 +1479,38 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
     .p(p)
   );
   flexor_copy #(
-    .WIDTH(32'd1)
+    .WIDTH(32'd3)
   ) w_addr_b0_copy (
     .clk(clk),
-    .d(\$2 [0]),
+    .d(\$2 [2:0]),
     .q(port__addr)
   );
   flexor_copy #(
-    .WIDTH(32'd1)
+    .WIDTH(32'd3)
   ) w_addr_b1_copy (
     .clk(clk),
-    .d(\$2 [0]),
+    .d(\$2 [2:0]),
     .q(\port__addr$10 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_addr_b2_copy (
-    .clk(clk),
-    .d(\$2 [0]),
-    .q(\port__addr$15 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_addr_b3_copy (
-    .clk(clk),
-    .d(\$2 [0]),
-    .q(\port__addr$20 )
   );
   flexor_copy #(
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$102 ),
+    .d(\$145 ),
     .q(port__en)
   );
   flexor_copy #(
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$105 ),
+    .d(\$148 ),
     .q(\port__en$13 )
   );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b2_copy (
-    .clk(clk),
-    .d(\$108 ),
-    .q(\port__en$18 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b3_copy (
-    .clk(clk),
-    .d(\$111 ),
-    .q(\port__en$23 )
-  );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$237 ),
+    .addr(\addr$194 ),
     .clk(clk),
-    .data(\data$238 ),
-    .o__payload(\o__payload$192 ),
+    .data(\data$195 ),
+    .o__payload(\o__payload$148 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
@@ -1615,731 +1519,732 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$172 , w_data, i__valid, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [0];
+      r_next = \$15 [2:0];
     end
     if (load) begin
-      r_next = \$16 ;
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$112  = w_count;
+    \$149  = w_count;
     if (take) begin
-      \$112  = \$25 [0];
+      \$149  = \$27 [1:0];
     end
     if (rst) begin
-      \$112  = 1'h0;
+      \$149  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$113  = w_full;
+    \$150  = w_full;
     if (take) begin
-      if (\$26 ) begin
-        \$113  = 1'h1;
+      if (\$28 ) begin
+        \$150  = 1'h1;
       end
     end
     if (load) begin
-      \$113  = 1'h0;
+      \$150  = 1'h0;
     end
     if (rst) begin
-      \$113  = 1'h0;
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$114  = \$27 ;
+    \$151  = \$29 ;
     if (rst) begin
-      \$114  = 1'h1;
+      \$151  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$115  = 1'h1;
+    \$152  = gap_zero_next;
     if (rst) begin
-      \$115  = 1'h1;
+      \$152  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$116  = \$signal ;
+    \$153  = \$signal ;
     if (rst) begin
-      \$116  = 1'h1;
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$117  = n_last_next;
+    \$154  = n_last_next;
     if (rst) begin
-      \$117  = 1'h0;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$118  = \$28 ;
+    \$155  = \$30 ;
     if (rst) begin
-      \$118  = 1'h0;
+      \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = r_next;
+    \$156  = r_next;
     if (rst) begin
-      \$119  = 1'h0;
+      \$156  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = s_idx;
+    \$157  = s_idx;
     if (step) begin
-      \$120  = \$30 [0];
+      \$157  = \$32 [1:0];
     end
     if (rst) begin
-      \$120  = 1'h0;
+      \$157  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = n_idx;
+    \$158  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$121  = \$32 [4:0];
+        \$158  = \$34 [3:0];
       end
     end
     if (rst) begin
-      \$121  = 5'h00;
+      \$158  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = active;
-    if (\$33 ) begin
-      \$122  = 1'h0;
+    \$159  = active;
+    if (\$35 ) begin
+      \$159  = 1'h0;
     end
     if (load) begin
-      \$122  = 1'h1;
+      \$159  = 1'h1;
     end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = r_base;
-    if (load) begin
-      \$123  = \$34 ;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = w_half;
-    if (load) begin
-      \$124  = \$35 ;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = col;
-    if (step) begin
-      \$125  = \$40 [4:0];
-    end
-    if (rst) begin
-      \$125  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$126  = \$45 [4:0];
-      end
-    end
-    if (rst) begin
-      \$126  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = \$51 [4:0];
-    if (rst) begin
-      \$127  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = step;
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = \$52 ;
-    if (rst) begin
-      \$129  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = s_last;
-    if (rst) begin
-      \$130  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[0]) begin
-      \$131  = 8'h00;
-    end else begin
-      \$131  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[1]) begin
-      \$132  = 8'h00;
-    end else begin
-      \$132  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[2]) begin
-      \$133  = 8'h00;
-    end else begin
-      \$133  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[3]) begin
-      \$134  = 8'h00;
-    end else begin
-      \$134  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[4]) begin
-      \$135  = 8'h00;
-    end else begin
-      \$135  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[5]) begin
-      \$136  = 8'h00;
-    end else begin
-      \$136  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[6]) begin
-      \$137  = 8'h00;
-    end else begin
-      \$137  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[7]) begin
-      \$138  = 8'h00;
-    end else begin
-      \$138  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[8]) begin
-      \$139  = 8'h00;
-    end else begin
-      \$139  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[9]) begin
-      \$140  = 8'h00;
-    end else begin
-      \$140  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[10]) begin
-      \$141  = 8'h00;
-    end else begin
-      \$141  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[11]) begin
-      \$142  = 8'h00;
-    end else begin
-      \$142  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[12]) begin
-      \$143  = 8'h00;
-    end else begin
-      \$143  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[13]) begin
-      \$144  = 8'h00;
-    end else begin
-      \$144  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[14]) begin
-      \$145  = 8'h00;
-    end else begin
-      \$145  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$146  = 8'h00;
-    end else begin
-      \$146  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[16]) begin
-      \$147  = 8'h00;
-    end else begin
-      \$147  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[17]) begin
-      \$148  = 8'h00;
-    end else begin
-      \$148  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[18]) begin
-      \$149  = 8'h00;
-    end else begin
-      \$149  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[19]) begin
-      \$150  = 8'h00;
-    end else begin
-      \$150  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[20]) begin
-      \$151  = 8'h00;
-    end else begin
-      \$151  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[21]) begin
-      \$152  = 8'h00;
-    end else begin
-      \$152  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[22]) begin
-      \$153  = 8'h00;
-    end else begin
-      \$153  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[23]) begin
-      \$154  = 8'h00;
-    end else begin
-      \$154  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[24]) begin
-      \$155  = 8'h00;
-    end else begin
-      \$155  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = \$signal$189 ;
-    if (rst) begin
-      \$156  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = v2_d1;
-    if (rst) begin
-      \$157  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = v2_d2;
-    if (rst) begin
-      \$158  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = v2_d3;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = v2_d4;
+    \$160  = r_base;
+    if (load) begin
+      \$160  = { 1'h0, \$36  };
+    end
     if (rst) begin
-      \$160  = 1'h0;
+      \$160  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = \$signal$190 ;
+    \$161  = w_half;
+    if (load) begin
+      \$161  = \$37 ;
+    end
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = first2_d1;
+    \$162  = gap;
+    if (\$38 ) begin
+      \$162  = 2'h1;
+    end else if (\$39 ) begin
+      \$162  = \$40 [1:0];
+    end
     if (rst) begin
-      \$162  = 1'h0;
+      \$162  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = first2_d2;
+    \$163  = col;
+    if (step) begin
+      \$163  = \$45 [4:0];
+    end
     if (rst) begin
-      \$163  = 1'h0;
+      \$163  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = first2_d3;
+    \$164  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$164  = \$50 [4:0];
+      end
+    end
     if (rst) begin
-      \$164  = 1'h0;
+      \$164  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = first2_d4;
+    \$165  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$165  = \$55 [4:0];
+      end
+    end
     if (rst) begin
-      \$165  = 1'h0;
+      \$165  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = last1;
+    \$166  = \$61 [4:0];
     if (rst) begin
-      \$166  = 1'h0;
+      \$166  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = last2_d1;
+    \$167  = \$67 [4:0];
     if (rst) begin
-      \$167  = 1'h0;
+      \$167  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = last2_d2;
+    \$168  = step;
     if (rst) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = last2_d3;
+    \$169  = \$68 ;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = last2_d4;
+    \$170  = s_last;
     if (rst) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = group_end;
+    (* full_case = 32'd1 *)
+    if (w0_0[0]) begin
+      \$171  = 8'h00;
+    end else begin
+      \$171  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[1]) begin
+      \$172  = 8'h00;
+    end else begin
+      \$172  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[2]) begin
+      \$173  = 8'h00;
+    end else begin
+      \$173  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[3]) begin
+      \$174  = 8'h00;
+    end else begin
+      \$174  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[4]) begin
+      \$175  = 8'h00;
+    end else begin
+      \$175  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[5]) begin
+      \$176  = 8'h00;
+    end else begin
+      \$176  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[6]) begin
+      \$177  = 8'h00;
+    end else begin
+      \$177  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[7]) begin
+      \$178  = 8'h00;
+    end else begin
+      \$178  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[8]) begin
+      \$179  = 8'h00;
+    end else begin
+      \$179  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[9]) begin
+      \$180  = 8'h00;
+    end else begin
+      \$180  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[0]) begin
+      \$181  = 8'h00;
+    end else begin
+      \$181  = xdata_d1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[1]) begin
+      \$182  = 8'h00;
+    end else begin
+      \$182  = xdata_d1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[2]) begin
+      \$183  = 8'h00;
+    end else begin
+      \$183  = xdata_d1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[3]) begin
+      \$184  = 8'h00;
+    end else begin
+      \$184  = xdata_d1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[4]) begin
+      \$185  = 8'h00;
+    end else begin
+      \$185  = xdata_d1[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[5]) begin
+      \$186  = 8'h00;
+    end else begin
+      \$186  = xdata_d1[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[6]) begin
+      \$187  = 8'h00;
+    end else begin
+      \$187  = xdata_d1[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[7]) begin
+      \$188  = 8'h00;
+    end else begin
+      \$188  = xdata_d1[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[8]) begin
+      \$189  = 8'h00;
+    end else begin
+      \$189  = xdata_d1[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w1_0[9]) begin
+      \$190  = 8'h00;
+    end else begin
+      \$190  = xdata_d1[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$191  = \$signal$145 ;
     if (rst) begin
-      \$171  = 1'h0;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = xacc;
-    if (v2_d5) begin
-      \$172  = \$74 [12:0];
+    \$192  = v2_d1;
+    if (rst) begin
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = xfin;
+    \$193  = v2_d2;
+    if (rst) begin
+      \$193  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$194  = v2_d3;
+    if (rst) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$195  = \$signal$146 ;
+    if (rst) begin
+      \$195  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$196  = first2_d1;
+    if (rst) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = first2_d2;
+    if (rst) begin
+      \$197  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$198  = first2_d3;
+    if (rst) begin
+      \$198  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$199  = last1;
+    if (rst) begin
+      \$199  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$200  = last2_d1;
+    if (rst) begin
+      \$200  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$201  = last2_d2;
+    if (rst) begin
+      \$201  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$202  = last2_d3;
+    if (rst) begin
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$203  = group_end;
+    if (rst) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$204  = xacc;
+    if (v2_d4) begin
+      \$204  = \$110 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$205  = xfin;
     if (group_end) begin
-      \$173  = \$76 [12:0];
+      \$205  = \$112 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = acc0_0;
-    if (v2_d5) begin
-      \$174  = \$78 [12:0];
+    \$206  = acc0_0;
+    if (v2_d4) begin
+      \$206  = \$114 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = fin0_0;
+    \$207  = fin0_0;
     if (group_end) begin
-      \$175  = \$80 [12:0];
+      \$207  = \$116 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = bank0_0;
+    \$208  = bank0_0;
     if (done) begin
-      \$176  = \$82 [13:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = ser_left;
-    if (done) begin
-      \$177  = 1'h1;
+      \$208  = \$118 [13:0];
     end else if (ser) begin
-      \$177  = \$83 [0];
-    end
-    if (rst) begin
-      \$177  = 1'h0;
+      \$208  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = addr;
+    \$209  = acc1_0;
+    if (v2_d4) begin
+      \$209  = \$120 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$210  = fin1_0;
+    if (group_end) begin
+      \$210  = \$122 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$211  = bank1_0;
+    if (done) begin
+      \$211  = \$124 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$212  = ser_left;
+    if (done) begin
+      \$212  = 2'h2;
+    end else if (ser) begin
+      \$212  = \$125 [1:0];
+    end
+    if (rst) begin
+      \$212  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$213  = addr;
     if (ser) begin
-      \$178  = \$86 [4:0];
+      \$213  = \$128 [4:0];
     end
     if (rst) begin
-      \$178  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = \$87 ;
-    if (rst) begin
-      \$179  = 1'h0;
+      \$213  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = \$89 ;
+    \$214  = \$129 ;
     if (rst) begin
-      \$180  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = \$signal$223 ;
+    \$215  = \$131 ;
     if (rst) begin
-      \$181  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = vb;
+    \$216  = \$signal$180 ;
     if (rst) begin
-      \$182  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = v_out_d1;
+    \$217  = vb;
     if (rst) begin
-      \$183  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = v_out_d2;
+    \$218  = v_out_d1;
     if (rst) begin
-      \$184  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = ka;
+    \$219  = v_out_d2;
     if (rst) begin
-      \$185  = 1'h0;
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = skipped_d1;
+    \$220  = ka;
     if (rst) begin
-      \$186  = 1'h0;
+      \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = skipped_d2;
+    \$221  = skipped_d1;
     if (rst) begin
-      \$187  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = skipped_d3;
+    \$222  = skipped_d2;
     if (rst) begin
-      \$188  = 1'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = \$99 ;
+    \$223  = skipped_d3;
     if (rst) begin
-      \$189  = 2'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = \$22 [4:0];
+    \$224  = \$140 ;
     if (rst) begin
-      \$190  = 5'h13;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = credits_room_next;
+    \$225  = \$142 ;
     if (rst) begin
-      \$191  = 1'h1;
+      \$225  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$226  = \$24 [3:0];
+    if (rst) begin
+      \$226  = 4'he;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$227  = credits_room_next;
+    if (rst) begin
+      \$227  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
   assign port__data = w_data_q[63:0];
   assign w_en_b0 = port__en;
   assign w_addr_b1 = \port__addr$10 ;
-  assign \port__data$12  = w_data_q[127:64];
+  assign \port__data$12  = w_data_q[79:64];
   assign w_en_b1 = \port__en$13 ;
-  assign w_addr_b2 = \port__addr$15 ;
-  assign \port__data$17  = w_data_q[191:128];
-  assign w_en_b2 = \port__en$18 ;
-  assign w_addr_b3 = \port__addr$20 ;
-  assign \port__data$22  = w_data_q[199:192];
-  assign w_en_b3 = \port__en$23 ;
-  assign w_addr = \$2 [0];
+  assign w_addr = \$2 [2:0];
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$48 ;
-  assign \port__en$50  = 1'h1;
-  assign r_addr_b1 = \port__addr$51 ;
-  assign \port__en$53  = 1'h1;
-  assign r_addr_b2 = \port__addr$54 ;
-  assign \port__en$56  = 1'h1;
-  assign r_addr_b3 = \port__addr$57 ;
-  assign \port__en$59  = 1'h1;
+  assign r_addr_b0 = \port__addr$40 ;
+  assign \port__en$42  = 1'h1;
+  assign r_addr_b1 = \port__addr$43 ;
+  assign \port__en$45  = 1'h1;
   assign i = word1[15:0];
-  assign \i$62  = word1[31:16];
+  assign \i$48  = word1[31:16];
+  assign \i$71  = word1[47:32];
+  assign \i$72  = word1[63:48];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
-  assign rq0_y = \$18 [7:0];
-  assign \o__payload$171  = o__payload;
-  assign \o__ready$173  = \o__ready$172 ;
-  assign \o__valid$175  = \o__valid$174 ;
-  assign \w_data$176  = \$18 [7:0];
-  assign v_out_d3 = \w_en$177 ;
-  assign space_next = \$22 [4:0];
-  assign \$9  = 1'h0;
-  assign \$27  = credits_room_next;
-  assign \$53  = { \o$199 [4:0], o };
-  assign \$54  = { \o$199 [4:0], o };
-  assign \$55  = \$54 ;
-  assign \$57  = { \o$199 [4:0], o };
-  assign \$60  = { \o$199 [4:0], o };
-  assign \$63  = { \o$199 [4:0], o };
-  assign \$66  = { \o$199 [4:0], o };
-  assign \$67  = { \o$199 [4:0], o };
-  assign \$68  = \$67 ;
-  assign \$81  = { fin0_0, 1'h0 };
-  assign \$87  = ser;
-  assign \$88  = 1'h0;
-  assign \$89  = 1'h0;
-  assign \$91  = { p[28], p };
-  assign \$93  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$94  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$96  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign rq0_y = \$21 [7:0];
+  assign \o__payload$125  = o__payload;
+  assign \o__ready$127  = \o__ready$126 ;
+  assign \o__valid$129  = \o__valid$128 ;
+  assign \w_data$130  = \$21 [7:0];
+  assign v_out_d3 = \w_en$131 ;
+  assign space_next = \$24 [3:0];
+  assign \$69  = o[9:0];
+  assign \$70  = o[9:0];
+  assign \$71  = \$70 ;
+  assign \$72  = o[9:0];
+  assign \$73  = o[9:0];
+  assign \$74  = \$73 ;
+  assign \$76  = o[9:0];
+  assign \$79  = o[9:0];
+  assign \$80  = o[9:0];
+  assign \$81  = \$80 ;
+  assign \$82  = o[9:0];
+  assign \$83  = o[9:0];
+  assign \$84  = \$83 ;
+  assign \$85  = \$84 ;
+  assign \$89  = \o$156 [14:5];
+  assign \$90  = \o$156 [14:5];
+  assign \$91  = \$90 ;
+  assign \$93  = \o$156 [14:5];
+  assign \$95  = \o$156 [14:5];
+  assign \$96  = \o$156 [14:5];
+  assign \$97  = \$96 ;
+  assign \$99  = \o$156 [14:5];
+  assign \$100  = \o$156 [14:5];
   assign \$101  = \$100 ;
+  assign \$102  = \o$156 [14:5];
+  assign \$103  = \o$156 [14:5];
   assign \$104  = \$103 ;
-  assign \$107  = \$106 ;
-  assign \$110  = \$109 ;
-  assign ser = ser_left;
+  assign \$105  = \$104 ;
+  assign \$117  = { fin0_0, 1'h0 };
+  assign \$123  = { fin1_0, 1'h0 };
+  assign \$129  = ser;
+  assign \$130  = 1'h0;
+  assign \$131  = 1'h0;
+  assign \$133  = { p[28], p };
+  assign \$135  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$136  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$138  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$144  = \$143 ;
+  assign \$147  = \$146 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2500,29 +2405,165 @@ module \flexor_lenet5.conv1.dec_0_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_lenet5.conv1.dec_1_0_0 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[5] ^ i[15];
+  assign \$2  = i[10] ^ i[15];
+  assign \$3  = i[3] ^ i[11];
+  assign \$4  = i[5] ^ i[8];
+  assign \$5  = i[0] ^ i[2];
+  assign \$6  = i[5] ^ i[8];
+  assign \$7  = i[2] ^ i[5];
+  assign \$8  = i[9] ^ i[15];
+  assign \$9  = i[8] ^ i[9];
+  assign \$10  = i[0] ^ i[1];
+  assign \$11  = i[6] ^ i[9];
+  assign \$12  = i[1] ^ i[15];
+  assign \$13  = i[4] ^ i[7];
+  assign \$14  = i[2] ^ i[13];
+  assign \$15  = i[13] ^ i[15];
+  assign \$16  = i[3] ^ i[12];
+  assign \$17  = i[8] ^ i[11];
+  assign \$18  = i[2] ^ i[9];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[3] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1.dec_1_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[5] ^ i[15];
+  assign \$2  = i[10] ^ i[15];
+  assign \$3  = i[3] ^ i[11];
+  assign \$4  = i[5] ^ i[8];
+  assign \$5  = i[0] ^ i[2];
+  assign \$6  = i[5] ^ i[8];
+  assign \$7  = i[2] ^ i[5];
+  assign \$8  = i[9] ^ i[15];
+  assign \$9  = i[8] ^ i[9];
+  assign \$10  = i[0] ^ i[1];
+  assign \$11  = i[6] ^ i[9];
+  assign \$12  = i[1] ^ i[15];
+  assign \$13  = i[4] ^ i[7];
+  assign \$14  = i[2] ^ i[13];
+  assign \$15  = i[13] ^ i[15];
+  assign \$16  = i[3] ^ i[12];
+  assign \$17  = i[8] ^ i[11];
+  assign \$18  = i[2] ^ i[9];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[3] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [5:0] \$10 ;
-  wire [5:0] \$11 ;
+  wire [4:0] \$10 ;
+  wire [4:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [5:0] \$16 ;
-  wire [5:0] \$17 ;
+  wire [4:0] \$16 ;
+  wire [4:0] \$17 ;
   wire \$18 ;
-  wire [5:0] \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
-  wire [5:0] \$20 ;
+  wire [4:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [5:0] \$23 ;
+  wire [4:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [5:0] \$26 ;
-  wire [5:0] \$27 ;
-  wire [6:0] \$28 ;
+  wire [4:0] \$26 ;
+  wire [4:0] \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -2532,13 +2573,13 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [4:0] \$37 ;
+  reg [3:0] \$37 ;
   reg \$38 ;
   reg [7:0] \$39 ;
   wire \$4 ;
-  reg [4:0] \$40 ;
-  reg [4:0] \$41 ;
-  reg [4:0] \$42 ;
+  reg [3:0] \$40 ;
+  reg [3:0] \$41 ;
+  reg [3:0] \$42 ;
   reg \$43 ;
   wire \$5 ;
   wire \$6 ;
@@ -2561,25 +2602,25 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [4:0] r_port__addr;
+  wire [3:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [4:0] rd = 5'h00;
-  reg [4:0] rd_inc = 5'h01;
+  reg [3:0] rd = 4'h0;
+  reg [3:0] rd_inc = 4'h1;
   input rst;
   wire rst;
-  reg [4:0] used = 5'h00;
+  reg [3:0] used = 4'h0;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [4:0] w_port__addr = 5'h00;
+  reg [3:0] w_port__addr = 4'h0;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 5'h00 *)
-  wire [4:0] wr;
-  reg [7:0] \buf  [17:0];
+  (* init = 4'h0 *)
+  wire [3:0] wr;
+  reg [7:0] \buf  [12:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -2594,11 +2635,6 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     \buf [10] = 8'h00;
     \buf [11] = 8'h00;
     \buf [12] = 8'h00;
-    \buf [13] = 8'h00;
-    \buf [14] = 8'h00;
-    \buf [15] = 8'h00;
-    \buf [16] = 8'h00;
-    \buf [17] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -2626,18 +2662,18 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 5'h11;
+  assign \$9  = rd_inc == 4'hc;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 6'h00 : \$10 ;
+  assign \$11  = \$9  ? 5'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 5'h11;
+  assign \$15  = rd == 4'hc;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 6'h00 : \$16 ;
-  assign \$18  = w_port__addr == 5'h11;
+  assign \$17  = \$15  ? 5'h00 : \$16 ;
+  assign \$18  = w_port__addr == 4'hc;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 6'h00 : \$19 ;
+  assign \$20  = \$18  ? 5'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -2645,7 +2681,7 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [5], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -2669,9 +2705,9 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = \$28 [4:0];
+    \$42  = \$28 [3:0];
     if (rst) begin
-      \$42  = 5'h00;
+      \$42  = 4'h0;
     end
   end
   always @* begin
@@ -2692,10 +2728,10 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$37  = rd_inc;
     if (pop) begin
-      \$37  = \$11 [4:0];
+      \$37  = \$11 [3:0];
     end
     if (rst) begin
-      \$37  = 5'h01;
+      \$37  = 4'h1;
     end
   end
   always @* begin
@@ -2719,20 +2755,20 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$40  = rd;
     if (pop) begin
-      \$40  = \$17 [4:0];
+      \$40  = \$17 [3:0];
     end
     if (rst) begin
-      \$40  = 5'h00;
+      \$40  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$41  = w_port__addr;
     if (push) begin
-      \$41  = \$20 [4:0];
+      \$41  = \$20 [3:0];
     end
     if (rst) begin
-      \$41  = 5'h00;
+      \$41  = 4'h0;
     end
   end
   assign head = o__payload;
@@ -2744,18 +2780,18 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1.rom (data, addr, clk);
-  input [4:0] addr;
-  wire [4:0] addr;
+  input [5:0] addr;
+  wire [5:0] addr;
   input clk;
   wire clk;
-  output [31:0] data;
-  wire [31:0] data;
+  output [63:0] data;
+  wire [63:0] data;
   flexor_rom_logic #(
-    .ADDR_WIDTH(32'd5),
-    .DEPTH(32'd32),
+    .ADDR_WIDTH(32'd6),
+    .DEPTH(32'd48),
     .INIT_FILE("flexor_lenet5_l0_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd32)
+    .WIDTH(32'd64)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -2801,9 +2837,9 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [5:0] \$109 ;
+  wire [6:0] \$109 ;
   wire \$11 ;
-  wire [5:0] \$110 ;
+  wire [6:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
@@ -2825,14 +2861,14 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg [4:0] \$130 ;
+  reg [5:0] \$130 ;
   reg \$131 ;
   reg [1:0] \$132 ;
   reg [1:0] \$133 ;
-  reg [31:0] \$134 ;
-  reg [31:0] \$135 ;
-  reg [31:0] \$136 ;
-  reg [31:0] \$137 ;
+  reg [63:0] \$134 ;
+  reg [63:0] \$135 ;
+  reg [63:0] \$136 ;
+  reg [63:0] \$137 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -2861,7 +2897,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [31:0] \$4 ;
+  wire [63:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -2872,7 +2908,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [31:0] \$5 ;
+  wire [63:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -2928,8 +2964,8 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   wire [2:0] \$98 ;
   wire [3:0] \$99 ;
   reg [1:0] \$signal  = 2'h0;
-  output [4:0] addr;
-  reg [4:0] addr = 5'h00;
+  output [5:0] addr;
+  reg [5:0] addr = 6'h00;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -2937,23 +2973,23 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   reg at4 = 1'h0;
   input clk;
   wire clk;
-  input [31:0] data;
-  wire [31:0] data;
-  output [31:0] o__payload;
-  wire [31:0] o__payload;
+  input [63:0] data;
+  wire [63:0] data;
+  output [63:0] o__payload;
+  wire [63:0] o__payload;
   input o__ready;
   wire o__ready;
   output o__valid;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 5'h00 *)
-  wire [4:0] raddr;
+  (* init = 6'h00 *)
+  wire [5:0] raddr;
   input rst;
   wire rst;
-  reg [31:0] slot0 = 32'd0;
-  reg [31:0] slot1 = 32'd0;
-  reg [31:0] slot2 = 32'd0;
-  reg [31:0] slot3 = 32'd0;
+  reg [63:0] slot0 = 64'h0000000000000000;
+  reg [63:0] slot1 = 64'h0000000000000000;
+  reg [63:0] slot2 = 64'h0000000000000000;
+  reg [63:0] slot3 = 64'h0000000000000000;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
@@ -3066,9 +3102,9 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   assign \$105  = \$104  < 3'h4;
   assign \$106  = at4 & \$105 ;
   assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
-  assign \$108  = addr == 5'h1f;
+  assign \$108  = addr == 6'h2f;
   assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 6'h00 : \$109 ;
+  assign \$110  = \$108  ? 7'h00 : \$109 ;
   assign \$111  = ~ at0;
   assign \$112  = \$111  & o__ready;
   assign \$113  = \$signal  == 2'h3;
@@ -3164,10 +3200,10 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$130  = addr;
     if (\$107 ) begin
-      \$130  = \$110 [4:0];
+      \$130  = \$110 [5:0];
     end
     if (rst) begin
-      \$130  = 5'h00;
+      \$130  = 6'h00;
     end
   end
   always @* begin
@@ -4501,7 +4537,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4997$0 (pad_reg),
+    .\port$4816$0 (pad_reg),
     .\port$505$0 (rd__data),
     .rst(rst)
   );
@@ -5187,7 +5223,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , i__valid, \port$4997$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , i__valid, \port$4816$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5209,8 +5245,8 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4997$0 ;
-  wire \port$4997$0 ;
+  input \port$4816$0 ;
+  wire \port$4816$0 ;
   input [7:0] \port$505$0 ;
   wire [7:0] \port$505$0 ;
   input rst;
@@ -5237,15 +5273,15 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4997$0 , \port$505$0  };
+      \$5  = { \port$4816$0 , \port$505$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4997$0 , \port$505$0  };
+  assign i__payload = { \port$4816$0 , \port$505$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
+module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5255,22 +5291,26 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [5:0] \$17 ;
-  wire [5:0] \$18 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [24:0] \$22 ;
-  reg [199:0] \$23 ;
-  reg \$24 ;
-  reg \$25 ;
-  reg \$26 ;
-  reg [4:0] \$27 ;
+  wire [5:0] \$20 ;
+  wire [5:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [9:0] \$25 ;
+  wire [79:0] \$26 ;
+  reg \$27 ;
   reg \$28 ;
-  reg [24:0] \$29 ;
+  reg \$29 ;
   wire \$3 ;
-  reg [199:0] \$30 ;
+  reg [79:0] \$30 ;
+  reg [4:0] \$31 ;
+  reg \$32 ;
+  reg [9:0] \$33 ;
+  reg [79:0] \$34 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -5278,11 +5318,13 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   wire \$8 ;
   wire \$9 ;
   wire \$signal ;
-  reg [24:0] at = 25'h0000001;
+  reg [9:0] at = 10'h001;
   reg [4:0] beat = 5'h00;
   input clk;
   wire clk;
   reg full = 1'h0;
+  wire full_0;
+  wire full_1;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -5290,23 +5332,25 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
-  output [199:0] o__payload;
-  reg [199:0] o__payload = 200'h00000000000000000000000000000000000000000000000000;
+  output [79:0] o__payload;
+  reg [79:0] o__payload = 80'h00000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  (* init = 200'h00000000000000000000000000000000000000000000000000 *)
-  wire [199:0] out;
+  (* init = 80'h00000000000000000000 *)
+  wire [79:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst;
   wire rst;
   wire take;
+  wire valid_0;
+  wire valid_1;
   wire valid_next;
-  reg [199:0] word = 200'h00000000000000000000000000000000000000000000000000;
+  reg [79:0] word = 80'h00000000000000000000;
   assign take = i__valid & i__ready;
-  assign \$1  = at[24] | last;
+  assign \$1  = at[9] | last;
   assign \$2  = take & \$1 ;
   assign \$3  = ~ o__valid;
   assign \$4  = \$3  | o__ready;
@@ -5318,97 +5362,132 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   assign \$9  = full & \$8 ;
   assign \$10  = o__ready ? 1'h0 : o__valid;
   assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ o__valid;
-  assign \$12  = \$11  | o__ready;
-  assign \$13  = full & \$12 ;
-  assign \$14  = ~ \$signal ;
-  assign \$15  = ~ valid_next;
-  assign \$16  = \$14  | \$15 ;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 6'h00 : \$17 ;
-  assign \$19  = beat == 5'h17;
-  assign \$20  = last ? 1'h0 : \$19 ;
-  assign \$21  = at[24] | last;
-  assign \$22  = \$21  ? 25'h0000001 : { at[23:0], at[24] };
+  assign \$11  = ~ \$signal ;
+  assign \$12  = ~ valid_next;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = ~ valid_0;
+  assign \$15  = \$14  | o__ready;
+  assign \$16  = full_0 & \$15 ;
+  assign \$17  = ~ valid_1;
+  assign \$18  = \$17  | o__ready;
+  assign \$19  = full_1 & \$18 ;
+  assign \$20  = beat + 1'h1;
+  assign \$21  = last ? 6'h00 : \$20 ;
+  assign \$22  = beat == 5'h17;
+  assign \$23  = last ? 1'h0 : \$22 ;
+  assign \$24  = at[9] | last;
+  assign \$25  = \$24  ? 10'h001 : { at[8:0], at[9] };
+  assign \$26  = last ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
   always @(posedge clk)
-    o__payload <= \$23 ;
+    o__valid <= \$27 ;
   always @(posedge clk)
-    o__valid <= \$24 ;
+    full <= \$28 ;
   always @(posedge clk)
-    full <= \$25 ;
+    i__ready <= \$29 ;
   always @(posedge clk)
-    i__ready <= \$26 ;
+    o__payload <= \$30 ;
   always @(posedge clk)
-    beat <= \$27 ;
+    beat <= \$31 ;
   always @(posedge clk)
-    last <= \$28 ;
+    last <= \$32 ;
   always @(posedge clk)
-    at <= \$29 ;
+    at <= \$33 ;
   always @(posedge clk)
-    word <= \$30 ;
+    word <= \$34 ;
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_0_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_0)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_1_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_1)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_0_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_0)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_1_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_1)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$23  = o__payload;
-    if (\$13 ) begin
-      \$23  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$24  = valid_next;
+    \$27  = valid_next;
     if (rst) begin
-      \$24  = 1'h0;
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$25  = \$signal ;
-    if (rst) begin
-      \$25  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$26  = \$16 ;
-    if (rst) begin
-      \$26  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$27  = beat;
-    if (take) begin
-      \$27  = \$18 [4:0];
-    end
-    if (rst) begin
-      \$27  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$28  = last;
-    if (take) begin
-      \$28  = \$20 ;
-    end
+    \$28  = \$signal ;
     if (rst) begin
       \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$29  = at;
-    if (take) begin
-      \$29  = \$22 ;
-    end
+    \$29  = \$13 ;
     if (rst) begin
-      \$29  = 25'h0000001;
+      \$29  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$30  = word;
+    \$30  = o__payload;
+    if (\$16 ) begin
+      \$30 [63:0] = word[63:0];
+    end
+    if (\$19 ) begin
+      \$30 [79:64] = word[79:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$31  = beat;
     if (take) begin
-      \$30  = { i__payload, word[199:8] };
+      \$31  = \$21 [4:0];
+    end
+    if (rst) begin
+      \$31  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$32  = last;
+    if (take) begin
+      \$32  = \$23 ;
+    end
+    if (rst) begin
+      \$32  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$33  = at;
+    if (take) begin
+      \$33  = \$25 ;
+    end
+    if (rst) begin
+      \$33  = 10'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$34  = word;
+    if (take) begin
+      \$34  = \$26 ;
     end
   end
   assign ready = i__ready;
@@ -5416,7 +5495,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , w_data, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -20705,11 +20784,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1156$0 (\$9 ),
-    .\port$1165$0 (\$18 ),
-    .\port$1174$0 (\$27 ),
-    .\port$1183$0 (\$36 ),
-    .\port$1192$0 (\$45 ),
+    .\port$1207$0 (\$9 ),
+    .\port$1216$0 (\$18 ),
+    .\port$1225$0 (\$27 ),
+    .\port$1234$0 (\$36 ),
+    .\port$1243$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -20719,13 +20798,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1791$0 (\$signature__data$70 ),
-    .\port$1794$0 (\$signature__data$71 ),
-    .\port$1797$0 (\$signature__data$72 ),
-    .\port$1800$0 (\$signature__data$73 ),
-    .\port$1803$0 (\$signature__data$74 ),
-    .\port$5424$0 (pads),
-    .\port$5426$0 (rot),
+    .\port$1842$0 (\$signature__data$70 ),
+    .\port$1845$0 (\$signature__data$71 ),
+    .\port$1848$0 (\$signature__data$72 ),
+    .\port$1851$0 (\$signature__data$73 ),
+    .\port$1854$0 (\$signature__data$74 ),
+    .\port$5236$0 (pads),
+    .\port$5238$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -21400,7 +21479,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1156$0 , \port$1165$0 , \port$1174$0 , \port$1183$0 , \port$1192$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1207$0 , \port$1216$0 , \port$1225$0 , \port$1234$0 , \port$1243$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21422,16 +21501,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1156$0 , \port$1165$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1156$0 ;
-  wire [7:0] \port$1156$0 ;
-  input [7:0] \port$1165$0 ;
-  wire [7:0] \port$1165$0 ;
-  input [7:0] \port$1174$0 ;
-  wire [7:0] \port$1174$0 ;
-  input [7:0] \port$1183$0 ;
-  wire [7:0] \port$1183$0 ;
-  input [7:0] \port$1192$0 ;
-  wire [7:0] \port$1192$0 ;
+  input [7:0] \port$1207$0 ;
+  wire [7:0] \port$1207$0 ;
+  input [7:0] \port$1216$0 ;
+  wire [7:0] \port$1216$0 ;
+  input [7:0] \port$1225$0 ;
+  wire [7:0] \port$1225$0 ;
+  input [7:0] \port$1234$0 ;
+  wire [7:0] \port$1234$0 ;
+  input [7:0] \port$1243$0 ;
+  wire [7:0] \port$1243$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21456,15 +21535,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1156$0 , \port$1165$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1192$0 , \port$1183$0 , \port$1174$0 , \port$1165$0 , \port$1156$0  };
+      \$5  = { \port$1243$0 , \port$1234$0 , \port$1225$0 , \port$1216$0 , \port$1207$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1192$0 , \port$1183$0 , \port$1174$0 , \port$1165$0 , \port$1156$0  };
+  assign i__payload = { \port$1243$0 , \port$1234$0 , \port$1225$0 , \port$1216$0 , \port$1207$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1791$0 , \port$1794$0 , \port$1797$0 , \port$1800$0 , \port$1803$0 , i__valid, \port$5424$0 , \port$5426$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1842$0 , \port$1845$0 , \port$1848$0 , \port$1851$0 , \port$1854$0 , i__valid, \port$5236$0 , \port$5238$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21486,20 +21565,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1791$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1791$0 ;
-  wire [7:0] \port$1791$0 ;
-  input [7:0] \port$1794$0 ;
-  wire [7:0] \port$1794$0 ;
-  input [7:0] \port$1797$0 ;
-  wire [7:0] \port$1797$0 ;
-  input [7:0] \port$1800$0 ;
-  wire [7:0] \port$1800$0 ;
-  input [7:0] \port$1803$0 ;
-  wire [7:0] \port$1803$0 ;
-  input [4:0] \port$5424$0 ;
-  wire [4:0] \port$5424$0 ;
-  input [2:0] \port$5426$0 ;
-  wire [2:0] \port$5426$0 ;
+  input [7:0] \port$1842$0 ;
+  wire [7:0] \port$1842$0 ;
+  input [7:0] \port$1845$0 ;
+  wire [7:0] \port$1845$0 ;
+  input [7:0] \port$1848$0 ;
+  wire [7:0] \port$1848$0 ;
+  input [7:0] \port$1851$0 ;
+  wire [7:0] \port$1851$0 ;
+  input [7:0] \port$1854$0 ;
+  wire [7:0] \port$1854$0 ;
+  input [4:0] \port$5236$0 ;
+  wire [4:0] \port$5236$0 ;
+  input [2:0] \port$5238$0 ;
+  wire [2:0] \port$5238$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21524,15 +21603,15 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1791$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5424$0 , \port$5426$0 , \port$1803$0 , \port$1800$0 , \port$1797$0 , \port$1794$0 , \port$1791$0  };
+      \$5  = { \port$5236$0 , \port$5238$0 , \port$1854$0 , \port$1851$0 , \port$1848$0 , \port$1845$0 , \port$1842$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5424$0 , \port$5426$0 , \port$1803$0 , \port$1800$0 , \port$1797$0 , \port$1794$0 , \port$1791$0  };
+  assign i__payload = { \port$5236$0 , \port$5238$0 , \port$1854$0 , \port$1851$0 , \port$1848$0 , \port$1845$0 , \port$1842$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -21542,25 +21621,46 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [8:0] \$17 ;
-  wire [8:0] \$18 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [11:0] \$22 ;
-  wire [479:0] \$23 ;
-  reg [479:0] \$24 ;
-  reg \$25 ;
-  reg \$26 ;
-  reg \$27 ;
-  reg [7:0] \$28 ;
-  reg \$29 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  reg [11:0] \$30 ;
-  reg [479:0] \$31 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire [8:0] \$38 ;
+  wire [8:0] \$39 ;
   wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [11:0] \$43 ;
+  wire [479:0] \$44 ;
+  reg \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg [479:0] \$48 ;
+  reg [7:0] \$49 ;
   wire \$5 ;
+  reg \$50 ;
+  reg [11:0] \$51 ;
+  reg [479:0] \$52 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -21571,6 +21671,14 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   input clk;
   wire clk;
   reg full = 1'h0;
+  wire full_0;
+  wire full_1;
+  wire full_2;
+  wire full_3;
+  wire full_4;
+  wire full_5;
+  wire full_6;
+  wire full_7;
   input [39:0] i__payload;
   wire [39:0] i__payload;
   output i__ready;
@@ -21591,8 +21699,32 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   input rst;
   wire rst;
   wire take;
+  wire valid_0;
+  wire valid_1;
+  wire valid_2;
+  wire valid_3;
+  wire valid_4;
+  wire valid_5;
+  wire valid_6;
+  wire valid_7;
   wire valid_next;
   reg [479:0] word = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  always @(posedge clk)
+    o__valid <= \$45 ;
+  always @(posedge clk)
+    full <= \$46 ;
+  always @(posedge clk)
+    i__ready <= \$47 ;
+  always @(posedge clk)
+    o__payload <= \$48 ;
+  always @(posedge clk)
+    beat <= \$49 ;
+  always @(posedge clk)
+    last <= \$50 ;
+  always @(posedge clk)
+    at <= \$51 ;
+  always @(posedge clk)
+    word <= \$52 ;
   assign take = i__valid & i__ready;
   assign \$1  = at[11] | last;
   assign \$2  = take & \$1 ;
@@ -21606,98 +21738,236 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   assign \$9  = full & \$8 ;
   assign \$10  = o__ready ? 1'h0 : o__valid;
   assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ o__valid;
-  assign \$12  = \$11  | o__ready;
-  assign \$13  = full & \$12 ;
-  assign \$14  = ~ \$signal ;
-  assign \$15  = ~ valid_next;
-  assign \$16  = \$14  | \$15 ;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 9'h000 : \$17 ;
-  assign \$19  = beat == 8'h9e;
-  assign \$20  = last ? 1'h0 : \$19 ;
-  assign \$21  = at[11] | last;
-  assign \$22  = \$21  ? 12'h001 : { at[10:0], at[11] };
-  assign \$23  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  always @(posedge clk)
-    o__payload <= \$24 ;
-  always @(posedge clk)
-    o__valid <= \$25 ;
-  always @(posedge clk)
-    full <= \$26 ;
-  always @(posedge clk)
-    i__ready <= \$27 ;
-  always @(posedge clk)
-    beat <= \$28 ;
-  always @(posedge clk)
-    last <= \$29 ;
-  always @(posedge clk)
-    at <= \$30 ;
-  always @(posedge clk)
-    word <= \$31 ;
+  assign \$11  = ~ \$signal ;
+  assign \$12  = ~ valid_next;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = ~ valid_0;
+  assign \$15  = \$14  | o__ready;
+  assign \$16  = full_0 & \$15 ;
+  assign \$17  = ~ valid_1;
+  assign \$18  = \$17  | o__ready;
+  assign \$19  = full_1 & \$18 ;
+  assign \$20  = ~ valid_2;
+  assign \$21  = \$20  | o__ready;
+  assign \$22  = full_2 & \$21 ;
+  assign \$23  = ~ valid_3;
+  assign \$24  = \$23  | o__ready;
+  assign \$25  = full_3 & \$24 ;
+  assign \$26  = ~ valid_4;
+  assign \$27  = \$26  | o__ready;
+  assign \$28  = full_4 & \$27 ;
+  assign \$29  = ~ valid_5;
+  assign \$30  = \$29  | o__ready;
+  assign \$31  = full_5 & \$30 ;
+  assign \$32  = ~ valid_6;
+  assign \$33  = \$32  | o__ready;
+  assign \$34  = full_6 & \$33 ;
+  assign \$35  = ~ valid_7;
+  assign \$36  = \$35  | o__ready;
+  assign \$37  = full_7 & \$36 ;
+  assign \$38  = beat + 1'h1;
+  assign \$39  = last ? 9'h000 : \$38 ;
+  assign \$40  = beat == 8'h9e;
+  assign \$41  = last ? 1'h0 : \$40 ;
+  assign \$42  = at[11] | last;
+  assign \$43  = \$42  ? 12'h001 : { at[10:0], at[11] };
+  assign \$44  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_0_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_0)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_1_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_1)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_2_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_2)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_3_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_3)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_4_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_4)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_5_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_5)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_6_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_6)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) full_7_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_7)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_0_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_0)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_1_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_1)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_2_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_2)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_3_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_3)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_4_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_4)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_5_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_5)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_6_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_6)
+  );
+  flexor_copy #(
+    .WIDTH(32'd1)
+  ) valid_7_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_7)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$24  = o__payload;
-    if (\$13 ) begin
-      \$24  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$25  = valid_next;
+    \$45  = valid_next;
     if (rst) begin
-      \$25  = 1'h0;
+      \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$26  = \$signal ;
+    \$46  = \$signal ;
     if (rst) begin
-      \$26  = 1'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$27  = \$16 ;
+    \$47  = \$13 ;
     if (rst) begin
-      \$27  = 1'h1;
+      \$47  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$28  = beat;
+    \$48  = o__payload;
+    if (\$16 ) begin
+      \$48 [63:0] = word[63:0];
+    end
+    if (\$19 ) begin
+      \$48 [127:64] = word[127:64];
+    end
+    if (\$22 ) begin
+      \$48 [191:128] = word[191:128];
+    end
+    if (\$25 ) begin
+      \$48 [255:192] = word[255:192];
+    end
+    if (\$28 ) begin
+      \$48 [319:256] = word[319:256];
+    end
+    if (\$31 ) begin
+      \$48 [383:320] = word[383:320];
+    end
+    if (\$34 ) begin
+      \$48 [447:384] = word[447:384];
+    end
+    if (\$37 ) begin
+      \$48 [479:448] = word[479:448];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$49  = beat;
     if (take) begin
-      \$28  = \$18 [7:0];
+      \$49  = \$39 [7:0];
     end
     if (rst) begin
-      \$28  = 8'h00;
+      \$49  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$29  = last;
+    \$50  = last;
     if (take) begin
-      \$29  = \$20 ;
+      \$50  = \$41 ;
     end
     if (rst) begin
-      \$29  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$30  = at;
+    \$51  = at;
     if (take) begin
-      \$30  = \$22 ;
+      \$51  = \$43 ;
     end
     if (rst) begin
-      \$30  = 12'h001;
+      \$51  = 12'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$31  = word;
+    \$52  = word;
     if (take) begin
-      \$31  = \$23 ;
+      \$52  = \$44 ;
     end
   end
   assign ready = i__ready;
@@ -25568,7 +25838,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
+module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -25584,17 +25854,16 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [19:0] \$22 ;
-  wire [159:0] \$23 ;
-  reg [159:0] \$24 ;
+  wire [3:0] \$22 ;
+  reg \$23 ;
+  reg \$24 ;
   reg \$25 ;
-  reg \$26 ;
-  reg \$27 ;
-  reg [8:0] \$28 ;
-  reg \$29 ;
+  reg [31:0] \$26 ;
+  reg [8:0] \$27 ;
+  reg \$28 ;
+  reg [3:0] \$29 ;
   wire \$3 ;
-  reg [19:0] \$30 ;
-  reg [159:0] \$31 ;
+  reg [31:0] \$30 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -25602,7 +25871,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   wire \$8 ;
   wire \$9 ;
   wire \$signal ;
-  reg [19:0] at = 20'h00001;
+  reg [3:0] at = 4'h1;
   reg [8:0] beat = 9'h000;
   input clk;
   wire clk;
@@ -25614,23 +25883,23 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
-  output [159:0] o__payload;
-  reg [159:0] o__payload = 160'h0000000000000000000000000000000000000000;
+  output [31:0] o__payload;
+  reg [31:0] o__payload = 32'd0;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  (* init = 160'h0000000000000000000000000000000000000000 *)
-  wire [159:0] out;
+  (* init = 32'd0 *)
+  wire [31:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst;
   wire rst;
   wire take;
   wire valid_next;
-  reg [159:0] word = 160'h0000000000000000000000000000000000000000;
+  reg [31:0] word = 32'd0;
   assign take = i__valid & i__ready;
-  assign \$1  = at[19] | last;
+  assign \$1  = at[3] | last;
   assign \$2  = take & \$1 ;
   assign \$3  = ~ o__valid;
   assign \$4  = \$3  | o__ready;
@@ -25642,98 +25911,97 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
   assign \$9  = full & \$8 ;
   assign \$10  = o__ready ? 1'h0 : o__valid;
   assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ o__valid;
-  assign \$12  = \$11  | o__ready;
-  assign \$13  = full & \$12 ;
-  assign \$14  = ~ \$signal ;
-  assign \$15  = ~ valid_next;
-  assign \$16  = \$14  | \$15 ;
+  assign \$11  = ~ \$signal ;
+  assign \$12  = ~ valid_next;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = ~ o__valid;
+  assign \$15  = \$14  | o__ready;
+  assign \$16  = full & \$15 ;
   assign \$17  = beat + 1'h1;
   assign \$18  = last ? 10'h000 : \$17 ;
   assign \$19  = beat == 9'h1fe;
   assign \$20  = last ? 1'h0 : \$19 ;
-  assign \$21  = at[19] | last;
-  assign \$22  = \$21  ? 20'h00001 : { at[18:0], at[19] };
-  assign \$23  = last ? { 64'h0000000000000000, i__payload, word[159:72] } : { i__payload, word[159:8] };
+  assign \$21  = at[3] | last;
+  assign \$22  = \$21  ? 4'h1 : { at[2:0], at[3] };
   always @(posedge clk)
-    o__payload <= \$24 ;
+    o__valid <= \$23 ;
   always @(posedge clk)
-    o__valid <= \$25 ;
+    full <= \$24 ;
   always @(posedge clk)
-    full <= \$26 ;
+    i__ready <= \$25 ;
   always @(posedge clk)
-    i__ready <= \$27 ;
+    o__payload <= \$26 ;
   always @(posedge clk)
-    beat <= \$28 ;
+    beat <= \$27 ;
   always @(posedge clk)
-    last <= \$29 ;
+    last <= \$28 ;
   always @(posedge clk)
-    at <= \$30 ;
+    at <= \$29 ;
   always @(posedge clk)
-    word <= \$31 ;
+    word <= \$30 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$24  = o__payload;
-    if (\$13 ) begin
-      \$24  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$25  = valid_next;
+    \$23  = valid_next;
     if (rst) begin
-      \$25  = 1'h0;
+      \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$26  = \$signal ;
+    \$24  = \$signal ;
     if (rst) begin
-      \$26  = 1'h0;
+      \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$27  = \$16 ;
+    \$25  = \$13 ;
     if (rst) begin
-      \$27  = 1'h1;
+      \$25  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$28  = beat;
+    \$26  = o__payload;
+    if (\$16 ) begin
+      \$26  = word;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$27  = beat;
     if (take) begin
-      \$28  = \$18 [8:0];
+      \$27  = \$18 [8:0];
     end
     if (rst) begin
-      \$28  = 9'h000;
+      \$27  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$29  = last;
+    \$28  = last;
     if (take) begin
-      \$29  = \$20 ;
+      \$28  = \$20 ;
     end
     if (rst) begin
-      \$29  = 1'h0;
+      \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$30  = at;
+    \$29  = at;
     if (take) begin
-      \$30  = \$22 ;
+      \$29  = \$22 ;
     end
     if (rst) begin
-      \$30  = 20'h00001;
+      \$29  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$31  = word;
+    \$30  = word;
     if (take) begin
-      \$31  = \$23 ;
+      \$30  = { i__payload, word[31:8] };
     end
   end
   assign ready = i__ready;
@@ -25741,336 +26009,185 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$221 , w_data, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire [5:0] \$1 ;
+  wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
+  wire [1:0] \$101 ;
   wire \$102 ;
-  wire [21:0] \$103 ;
-  wire [35:0] \$104 ;
-  wire [50:0] \$105 ;
-  wire [51:0] \$106 ;
-  wire [52:0] \$107 ;
-  wire [35:0] \$108 ;
-  wire [35:0] \$109 ;
+  wire \$103 ;
+  wire \$104 ;
+  reg [6:0] \$105 ;
+  reg \$106 ;
+  reg \$107 ;
+  reg \$108 ;
+  reg \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [35:0] \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [1:0] \$115 ;
-  wire [6:0] \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg [7:0] \$112 ;
+  reg [6:0] \$113 ;
+  reg [3:0] \$114 ;
+  reg \$115 ;
+  reg [7:0] \$116 ;
+  reg \$117 ;
+  reg [4:0] \$118 ;
+  reg [4:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire [6:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  reg [4:0] \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
-  wire [6:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire [6:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [6:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire [6:0] \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [6:0] \$15 ;
-  wire \$150 ;
-  wire [6:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [6:0] \$158 ;
-  wire \$159 ;
-  wire [4:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire [6:0] \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg \$137 ;
+  reg [16:0] \$138 ;
+  reg [16:0] \$139 ;
+  wire [8:0] \$14 ;
+  reg [16:0] \$140 ;
+  reg [16:0] \$141 ;
+  reg [17:0] \$142 ;
+  reg \$143 ;
+  reg [3:0] \$144 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg \$149 ;
+  wire [8:0] \$15 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg \$154 ;
+  reg \$155 ;
+  reg \$156 ;
+  reg \$157 ;
+  reg [1:0] \$158 ;
+  reg [1:0] \$159 ;
+  wire [7:0] \$16 ;
+  reg \$160 ;
   wire [19:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire [6:0] \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire [6:0] \$179 ;
   wire [19:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire [6:0] \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
   wire [2:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire [6:0] \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire [6:0] \$2 ;
+  wire [9:0] \$2 ;
   wire \$20 ;
-  wire [6:0] \$200 ;
-  wire [6:0] \$201 ;
-  wire [6:0] \$202 ;
-  wire [6:0] \$203 ;
-  wire \$204 ;
-  wire [1:0] \$205 ;
-  wire \$206 ;
-  wire [2:0] \$207 ;
-  wire \$208 ;
-  wire [3:0] \$209 ;
   wire [3:0] \$21 ;
-  wire [6:0] \$210 ;
-  wire [6:0] \$211 ;
-  wire [6:0] \$212 ;
-  wire [6:0] \$213 ;
-  wire \$214 ;
-  wire [1:0] \$215 ;
-  wire \$216 ;
-  wire [2:0] \$217 ;
-  wire \$218 ;
-  wire [3:0] \$219 ;
   wire \$22 ;
-  wire [6:0] \$220 ;
-  wire [6:0] \$221 ;
-  wire [6:0] \$222 ;
-  wire [6:0] \$223 ;
-  wire \$224 ;
-  wire [1:0] \$225 ;
-  wire \$226 ;
-  wire [2:0] \$227 ;
-  wire \$228 ;
-  wire [3:0] \$229 ;
-  wire [5:0] \$23 ;
-  reg [4:0] \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg [5:0] \$237 ;
-  reg [4:0] \$238 ;
-  reg [3:0] \$239 ;
-  wire [5:0] \$24 ;
-  reg \$240 ;
-  reg [5:0] \$241 ;
-  reg \$242 ;
-  reg [4:0] \$243 ;
-  reg [4:0] \$244 ;
-  reg [4:0] \$245 ;
-  reg \$246 ;
-  reg \$247 ;
-  reg \$248 ;
-  reg [5:0] \$249 ;
+  wire [7:0] \$23 ;
+  wire [7:0] \$24 ;
   wire \$25 ;
-  reg [15:0] \$250 ;
-  reg [7:0] \$251 ;
-  reg [7:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg [7:0] \$255 ;
-  reg [7:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [7:0] \$258 ;
-  reg [7:0] \$259 ;
   wire \$26 ;
-  reg [7:0] \$260 ;
-  reg [7:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [7:0] \$263 ;
-  reg [7:0] \$264 ;
-  reg [7:0] \$265 ;
-  reg [7:0] \$266 ;
-  reg [7:0] \$267 ;
-  reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
   wire \$27 ;
-  reg [7:0] \$270 ;
-  reg \$271 ;
-  reg \$272 ;
-  reg \$273 ;
-  reg \$274 ;
-  reg \$275 ;
-  reg \$276 ;
-  reg \$277 ;
-  reg \$278 ;
-  reg \$279 ;
-  wire [5:0] \$28 ;
-  reg \$280 ;
-  reg \$281 ;
-  reg \$282 ;
-  reg \$283 ;
-  reg \$284 ;
-  reg \$285 ;
-  reg \$286 ;
-  reg [16:0] \$287 ;
-  reg [16:0] \$288 ;
-  reg [16:0] \$289 ;
-  wire [5:0] \$29 ;
-  reg [16:0] \$290 ;
-  reg [17:0] \$291 ;
-  reg \$292 ;
-  reg [3:0] \$293 ;
-  reg \$294 ;
-  reg \$295 ;
-  reg \$296 ;
-  reg \$297 ;
-  reg \$298 ;
-  reg \$299 ;
+  wire [7:0] \$28 ;
+  wire [7:0] \$29 ;
   wire \$3 ;
   wire [4:0] \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
-  reg \$304 ;
-  reg \$305 ;
-  reg \$306 ;
-  reg [1:0] \$307 ;
-  reg [1:0] \$308 ;
-  reg \$309 ;
   wire [4:0] \$31 ;
   wire \$32 ;
-  wire [4:0] \$33 ;
+  wire [7:0] \$33 ;
   wire \$34 ;
-  wire [4:0] \$35 ;
-  wire \$36 ;
+  wire \$35 ;
+  wire [5:0] \$36 ;
   wire [5:0] \$37 ;
-  wire [5:0] \$38 ;
+  wire [6:0] \$38 ;
   wire [6:0] \$39 ;
   wire \$4 ;
-  wire [6:0] \$40 ;
+  wire \$40 ;
   wire [5:0] \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
+  wire [5:0] \$42 ;
+  wire [6:0] \$43 ;
   wire [6:0] \$44 ;
   wire [5:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  wire \$46 ;
+  wire [5:0] \$47 ;
+  wire [6:0] \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire [63:0] \$51 ;
-  wire [63:0] \$52 ;
-  wire [63:0] \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire [63:0] \$57 ;
-  wire [63:0] \$58 ;
-  wire [63:0] \$59 ;
+  wire [6:0] \$50 ;
+  wire \$51 ;
+  wire [3:0] \$52 ;
+  wire [3:0] \$53 ;
+  wire [3:0] \$54 ;
+  wire [3:0] \$55 ;
+  wire [3:0] \$56 ;
+  wire [3:0] \$57 ;
+  wire [3:0] \$58 ;
+  wire [3:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [31:0] \$63 ;
-  wire [31:0] \$64 ;
-  wire [31:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [3:0] \$60 ;
+  wire [3:0] \$61 ;
+  wire [3:0] \$62 ;
+  wire [3:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire [3:0] \$65 ;
+  wire [3:0] \$66 ;
+  wire [3:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
-  wire [19:0] \$70 ;
-  wire [19:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire [19:0] \$73 ;
-  wire [19:0] \$74 ;
-  wire [19:0] \$75 ;
-  wire [19:0] \$76 ;
-  wire [19:0] \$77 ;
-  wire [19:0] \$78 ;
-  wire [19:0] \$79 ;
+  wire [3:0] \$70 ;
+  wire [3:0] \$71 ;
+  wire [16:0] \$72 ;
+  wire [17:0] \$73 ;
+  wire [16:0] \$74 ;
+  wire [17:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire [16:0] \$78 ;
+  wire [17:0] \$79 ;
   wire \$8 ;
-  wire [19:0] \$80 ;
-  wire [19:0] \$81 ;
-  wire [19:0] \$82 ;
-  wire [19:0] \$83 ;
-  wire [19:0] \$84 ;
-  wire [19:0] \$85 ;
-  wire [16:0] \$86 ;
-  wire [17:0] \$87 ;
-  wire [16:0] \$88 ;
-  wire [17:0] \$89 ;
+  wire [17:0] \$80 ;
+  wire [18:0] \$81 ;
+  wire [1:0] \$82 ;
+  wire \$83 ;
+  wire [4:0] \$84 ;
+  wire [4:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire [21:0] \$89 ;
   wire \$9 ;
-  wire [16:0] \$90 ;
-  wire [17:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire [17:0] \$93 ;
-  wire [17:0] \$94 ;
-  wire [18:0] \$95 ;
-  wire [1:0] \$96 ;
-  wire \$97 ;
-  wire [4:0] \$98 ;
-  wire [4:0] \$99 ;
+  wire [35:0] \$90 ;
+  wire [50:0] \$91 ;
+  wire [51:0] \$92 ;
+  wire [52:0] \$93 ;
+  wire [35:0] \$94 ;
+  wire [35:0] \$95 ;
+  wire \$96 ;
+  wire [35:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$125  = 1'h0;
-  reg \$signal$239  = 1'h0;
-  reg \$signal$285  = 1'h0;
+  reg \$signal$109  = 1'h0;
+  reg \$signal$86  = 1'h0;
+  reg \$signal$87  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$213 ;
+  wire [1:0] \a$60 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  reg [3:0] \addr$207  = 4'h0;
-  wire [8:0] \addr$304 ;
+  wire [10:0] \addr$128 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$214 ;
+  wire [17:0] \b$61 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
   reg can_end = 1'h1;
-  reg [15:0] carry0_0 = 16'h0000;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
@@ -26078,23 +26195,19 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$221 , w_data, i__valid, o__v
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
-  wire [15:0] data;
-  wire [39:0] \data$210 ;
-  wire [15:0] \data$305 ;
+  wire [39:0] data;
+  wire [15:0] \data$129 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
-  reg first2_d4 = 1'h0;
-  reg first2_d5 = 1'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
-  wire [15:0] i;
-  reg [15:0] \i$128  = 16'h0000;
-  wire [159:0] i__payload;
+  reg [15:0] i = 16'h0000;
+  wire [31:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -26104,140 +26217,39 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$221 , w_data, i__valid, o__v
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
-  reg last2_d4 = 1'h0;
-  reg last2_d5 = 1'h0;
   wire load;
   reg [7:0] m0_0_0 = 8'h00;
   reg [7:0] m0_0_1 = 8'h00;
-  reg [7:0] m0_0_10 = 8'h00;
-  reg [7:0] m0_0_11 = 8'h00;
-  reg [7:0] m0_0_12 = 8'h00;
-  reg [7:0] m0_0_13 = 8'h00;
-  reg [7:0] m0_0_14 = 8'h00;
-  reg [7:0] m0_0_15 = 8'h00;
-  reg [7:0] m0_0_16 = 8'h00;
-  reg [7:0] m0_0_17 = 8'h00;
-  reg [7:0] m0_0_18 = 8'h00;
-  reg [7:0] m0_0_19 = 8'h00;
   reg [7:0] m0_0_2 = 8'h00;
   reg [7:0] m0_0_3 = 8'h00;
-  reg [7:0] m0_0_4 = 8'h00;
-  reg [7:0] m0_0_5 = 8'h00;
-  reg [7:0] m0_0_6 = 8'h00;
-  reg [7:0] m0_0_7 = 8'h00;
-  reg [7:0] m0_0_8 = 8'h00;
-  reg [7:0] m0_0_9 = 8'h00;
-  (* init = 4'h0 *)
-  wire [3:0] n_idx;
+  reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$260 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$220 ;
-  wire [15:0] \o__payload$241 ;
+  wire [15:0] \o__payload$67 ;
+  wire [15:0] \o__payload$89 ;
   wire o__ready;
-  input \o__ready$221 ;
-  wire \o__ready$221 ;
-  wire \o__ready$222 ;
+  input \o__ready$68 ;
+  wire \o__ready$68 ;
+  wire \o__ready$69 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$224 ;
+  wire \o__valid$71 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$292 ;
-  wire [3:0] port__addr;
-  wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$100 ;
-  wire [3:0] \port__addr$103 ;
-  wire [3:0] \port__addr$106 ;
-  wire [3:0] \port__addr$109 ;
-  wire [3:0] \port__addr$112 ;
-  wire [3:0] \port__addr$115 ;
-  wire [3:0] \port__addr$118 ;
-  wire [3:0] \port__addr$121 ;
-  wire [3:0] \port__addr$15 ;
-  wire [3:0] \port__addr$20 ;
-  wire [3:0] \port__addr$25 ;
-  wire [3:0] \port__addr$30 ;
-  wire [3:0] \port__addr$35 ;
-  wire [3:0] \port__addr$40 ;
-  wire [3:0] \port__addr$45 ;
-  wire [3:0] \port__addr$50 ;
-  wire [3:0] \port__addr$55 ;
-  wire [3:0] \port__addr$60 ;
-  wire [3:0] \port__addr$88 ;
-  wire [3:0] \port__addr$91 ;
-  wire [3:0] \port__addr$94 ;
-  wire [3:0] \port__addr$97 ;
-  wire [63:0] port__data;
-  wire [63:0] \port__data$12 ;
-  wire [31:0] \port__data$17 ;
-  wire [63:0] \port__data$22 ;
-  wire [63:0] \port__data$244 ;
-  wire [63:0] \port__data$245 ;
-  wire [63:0] \port__data$246 ;
-  wire [63:0] \port__data$247 ;
-  wire [63:0] \port__data$249 ;
-  wire [63:0] \port__data$250 ;
-  wire [63:0] \port__data$251 ;
-  wire [63:0] \port__data$252 ;
-  wire [31:0] \port__data$254 ;
-  wire [31:0] \port__data$255 ;
-  wire [31:0] \port__data$256 ;
-  wire [31:0] \port__data$257 ;
-  wire [63:0] \port__data$27 ;
-  wire [31:0] \port__data$32 ;
-  wire [63:0] \port__data$37 ;
-  wire [63:0] \port__data$42 ;
-  wire [31:0] \port__data$47 ;
-  wire [63:0] \port__data$52 ;
-  wire [63:0] \port__data$57 ;
-  wire [31:0] \port__data$62 ;
+  wire [19:0] \p$116 ;
+  wire [7:0] port__addr;
+  wire [7:0] \port__addr$32 ;
+  reg [31:0] port__data = 32'd0;
+  wire [31:0] \port__data$90 ;
   wire port__en;
-  wire \port__en$102 ;
-  wire \port__en$105 ;
-  wire \port__en$108 ;
-  wire \port__en$111 ;
-  wire \port__en$114 ;
-  wire \port__en$117 ;
-  wire \port__en$120 ;
-  wire \port__en$123 ;
-  wire \port__en$13 ;
-  wire \port__en$18 ;
-  wire \port__en$23 ;
-  wire \port__en$28 ;
-  wire \port__en$33 ;
-  wire \port__en$38 ;
-  wire \port__en$43 ;
-  wire \port__en$48 ;
-  wire \port__en$53 ;
-  wire \port__en$58 ;
-  wire \port__en$63 ;
-  wire \port__en$90 ;
-  wire \port__en$93 ;
-  wire \port__en$96 ;
-  wire \port__en$99 ;
-  reg [5:0] r_addr = 6'h00;
-  wire [3:0] r_addr_b0_p0;
-  wire [3:0] r_addr_b0_p1;
-  wire [3:0] r_addr_b0_p2;
-  wire [3:0] r_addr_b0_p3;
-  wire [3:0] r_addr_b1_p0;
-  wire [3:0] r_addr_b1_p1;
-  wire [3:0] r_addr_b1_p2;
-  wire [3:0] r_addr_b1_p3;
-  wire [3:0] r_addr_b2_p0;
-  wire [3:0] r_addr_b2_p1;
-  wire [3:0] r_addr_b2_p2;
-  wire [3:0] r_addr_b2_p3;
-  reg [5:0] r_addr_q = 6'h00;
-  reg [5:0] r_base = 6'h00;
-  reg [5:0] r_next;
-  wire [3:0] r_page_b0;
-  wire [3:0] r_page_b1;
-  wire [3:0] r_page_b2;
+  wire \port__en$34 ;
+  reg [7:0] r_addr = 8'h00;
+  wire [7:0] r_addr_b0;
+  reg [7:0] r_base = 8'h00;
+  reg [7:0] r_next;
   reg [4:0] row_ph0 = 5'h00;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [21:0] rq0_acc_s1_1 = 22'h000000;
@@ -26250,7 +26262,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$221 , w_data, i__valid, o__v
   wire [15:0] rq0_y;
   input rst;
   wire rst;
-  reg [4:0] s_idx = 5'h00;
+  reg [6:0] s_idx = 7'h00;
   reg s_last = 1'h0;
   (* init = 18'h00000 *)
   wire [17:0] sa0_0;
@@ -26266,465 +26278,321 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$221 , w_data, i__valid, o__v
   wire [1:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
-  reg [9:0] t0_0_l2_1 = 10'h000;
-  reg [9:0] t0_0_l2_2 = 10'h000;
-  reg [9:0] t0_0_l2_3 = 10'h000;
-  reg [9:0] t0_0_l2_4 = 10'h000;
-  reg [11:0] t0_0_l4_0 = 12'h000;
-  reg [9:0] t0_0_l4_1 = 10'h000;
-  reg [12:0] t0_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_18;
-  (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_8;
-  (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t0_0_w4_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
-  reg v2_d4 = 1'h0;
-  reg v2_d5 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
-  reg [19:0] w0_0 = 20'h00000;
-  wire [5:0] w_addr;
-  wire [3:0] w_addr_b0_p0;
-  wire [3:0] w_addr_b0_p1;
-  wire [3:0] w_addr_b0_p2;
-  wire [3:0] w_addr_b0_p3;
-  wire [3:0] w_addr_b1_p0;
-  wire [3:0] w_addr_b1_p1;
-  wire [3:0] w_addr_b1_p2;
-  wire [3:0] w_addr_b1_p3;
-  wire [3:0] w_addr_b2_p0;
-  wire [3:0] w_addr_b2_p1;
-  wire [3:0] w_addr_b2_p2;
-  wire [3:0] w_addr_b2_p3;
-  reg [4:0] w_count = 5'h00;
-  input [159:0] w_data;
-  wire [159:0] w_data;
-  wire [15:0] \w_data$225 ;
-  reg [159:0] w_data_q = 160'h0000000000000000000000000000000000000000;
+  reg [3:0] w0_0 = 4'h0;
+  wire [7:0] w_addr;
+  wire [7:0] w_addr_b0;
+  reg [6:0] w_count = 7'h00;
+  input [31:0] w_data;
+  wire [31:0] w_data;
+  wire [15:0] \w_data$72 ;
+  (* init = 32'd0 *)
+  wire [31:0] w_data_q;
   wire w_en;
-  reg \w_en$226  = 1'h0;
-  wire w_en_b0_p0;
-  wire w_en_b0_p1;
-  wire w_en_b0_p2;
-  wire w_en_b0_p3;
-  wire w_en_b1_p0;
-  wire w_en_b1_p1;
-  wire w_en_b1_p2;
-  wire w_en_b1_p3;
-  wire w_en_b2_p0;
-  wire w_en_b2_p1;
-  wire w_en_b2_p2;
-  wire w_en_b2_p3;
+  reg \w_en$73  = 1'h0;
+  wire w_en_b0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] word1;
   reg [16:0] xacc = 17'h00000;
-  reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
+  reg [31:0] xdata_d1 = 32'd0;
   reg [16:0] xfin = 17'h00000;
   reg [9:0] xsum_l2_0 = 10'h000;
-  reg [9:0] xsum_l2_1 = 10'h000;
-  reg [9:0] xsum_l2_2 = 10'h000;
-  reg [9:0] xsum_l2_3 = 10'h000;
-  reg [9:0] xsum_l2_4 = 10'h000;
-  reg [11:0] xsum_l4_0 = 12'h000;
-  reg [9:0] xsum_l4_1 = 10'h000;
-  reg [12:0] xsum_l5_0 = 13'h0000;
-  reg [12:0] xsum_q_d1 = 13'h0000;
+  reg [9:0] xsum_q_d1 = 10'h000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_18;
-  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_8;
-  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_2;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_0;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p0 [12:0];
+  (* ram_style = "block" *)
+  reg [31:0] vectors [255:0];
   initial begin
-    vectors0_p0[0] = 64'h0000000000000000;
-    vectors0_p0[1] = 64'h0000000000000000;
-    vectors0_p0[2] = 64'h0000000000000000;
-    vectors0_p0[3] = 64'h0000000000000000;
-    vectors0_p0[4] = 64'h0000000000000000;
-    vectors0_p0[5] = 64'h0000000000000000;
-    vectors0_p0[6] = 64'h0000000000000000;
-    vectors0_p0[7] = 64'h0000000000000000;
-    vectors0_p0[8] = 64'h0000000000000000;
-    vectors0_p0[9] = 64'h0000000000000000;
-    vectors0_p0[10] = 64'h0000000000000000;
-    vectors0_p0[11] = 64'h0000000000000000;
-    vectors0_p0[12] = 64'h0000000000000000;
+    vectors[0] = 32'd0;
+    vectors[1] = 32'd0;
+    vectors[2] = 32'd0;
+    vectors[3] = 32'd0;
+    vectors[4] = 32'd0;
+    vectors[5] = 32'd0;
+    vectors[6] = 32'd0;
+    vectors[7] = 32'd0;
+    vectors[8] = 32'd0;
+    vectors[9] = 32'd0;
+    vectors[10] = 32'd0;
+    vectors[11] = 32'd0;
+    vectors[12] = 32'd0;
+    vectors[13] = 32'd0;
+    vectors[14] = 32'd0;
+    vectors[15] = 32'd0;
+    vectors[16] = 32'd0;
+    vectors[17] = 32'd0;
+    vectors[18] = 32'd0;
+    vectors[19] = 32'd0;
+    vectors[20] = 32'd0;
+    vectors[21] = 32'd0;
+    vectors[22] = 32'd0;
+    vectors[23] = 32'd0;
+    vectors[24] = 32'd0;
+    vectors[25] = 32'd0;
+    vectors[26] = 32'd0;
+    vectors[27] = 32'd0;
+    vectors[28] = 32'd0;
+    vectors[29] = 32'd0;
+    vectors[30] = 32'd0;
+    vectors[31] = 32'd0;
+    vectors[32] = 32'd0;
+    vectors[33] = 32'd0;
+    vectors[34] = 32'd0;
+    vectors[35] = 32'd0;
+    vectors[36] = 32'd0;
+    vectors[37] = 32'd0;
+    vectors[38] = 32'd0;
+    vectors[39] = 32'd0;
+    vectors[40] = 32'd0;
+    vectors[41] = 32'd0;
+    vectors[42] = 32'd0;
+    vectors[43] = 32'd0;
+    vectors[44] = 32'd0;
+    vectors[45] = 32'd0;
+    vectors[46] = 32'd0;
+    vectors[47] = 32'd0;
+    vectors[48] = 32'd0;
+    vectors[49] = 32'd0;
+    vectors[50] = 32'd0;
+    vectors[51] = 32'd0;
+    vectors[52] = 32'd0;
+    vectors[53] = 32'd0;
+    vectors[54] = 32'd0;
+    vectors[55] = 32'd0;
+    vectors[56] = 32'd0;
+    vectors[57] = 32'd0;
+    vectors[58] = 32'd0;
+    vectors[59] = 32'd0;
+    vectors[60] = 32'd0;
+    vectors[61] = 32'd0;
+    vectors[62] = 32'd0;
+    vectors[63] = 32'd0;
+    vectors[64] = 32'd0;
+    vectors[65] = 32'd0;
+    vectors[66] = 32'd0;
+    vectors[67] = 32'd0;
+    vectors[68] = 32'd0;
+    vectors[69] = 32'd0;
+    vectors[70] = 32'd0;
+    vectors[71] = 32'd0;
+    vectors[72] = 32'd0;
+    vectors[73] = 32'd0;
+    vectors[74] = 32'd0;
+    vectors[75] = 32'd0;
+    vectors[76] = 32'd0;
+    vectors[77] = 32'd0;
+    vectors[78] = 32'd0;
+    vectors[79] = 32'd0;
+    vectors[80] = 32'd0;
+    vectors[81] = 32'd0;
+    vectors[82] = 32'd0;
+    vectors[83] = 32'd0;
+    vectors[84] = 32'd0;
+    vectors[85] = 32'd0;
+    vectors[86] = 32'd0;
+    vectors[87] = 32'd0;
+    vectors[88] = 32'd0;
+    vectors[89] = 32'd0;
+    vectors[90] = 32'd0;
+    vectors[91] = 32'd0;
+    vectors[92] = 32'd0;
+    vectors[93] = 32'd0;
+    vectors[94] = 32'd0;
+    vectors[95] = 32'd0;
+    vectors[96] = 32'd0;
+    vectors[97] = 32'd0;
+    vectors[98] = 32'd0;
+    vectors[99] = 32'd0;
+    vectors[100] = 32'd0;
+    vectors[101] = 32'd0;
+    vectors[102] = 32'd0;
+    vectors[103] = 32'd0;
+    vectors[104] = 32'd0;
+    vectors[105] = 32'd0;
+    vectors[106] = 32'd0;
+    vectors[107] = 32'd0;
+    vectors[108] = 32'd0;
+    vectors[109] = 32'd0;
+    vectors[110] = 32'd0;
+    vectors[111] = 32'd0;
+    vectors[112] = 32'd0;
+    vectors[113] = 32'd0;
+    vectors[114] = 32'd0;
+    vectors[115] = 32'd0;
+    vectors[116] = 32'd0;
+    vectors[117] = 32'd0;
+    vectors[118] = 32'd0;
+    vectors[119] = 32'd0;
+    vectors[120] = 32'd0;
+    vectors[121] = 32'd0;
+    vectors[122] = 32'd0;
+    vectors[123] = 32'd0;
+    vectors[124] = 32'd0;
+    vectors[125] = 32'd0;
+    vectors[126] = 32'd0;
+    vectors[127] = 32'd0;
+    vectors[128] = 32'd0;
+    vectors[129] = 32'd0;
+    vectors[130] = 32'd0;
+    vectors[131] = 32'd0;
+    vectors[132] = 32'd0;
+    vectors[133] = 32'd0;
+    vectors[134] = 32'd0;
+    vectors[135] = 32'd0;
+    vectors[136] = 32'd0;
+    vectors[137] = 32'd0;
+    vectors[138] = 32'd0;
+    vectors[139] = 32'd0;
+    vectors[140] = 32'd0;
+    vectors[141] = 32'd0;
+    vectors[142] = 32'd0;
+    vectors[143] = 32'd0;
+    vectors[144] = 32'd0;
+    vectors[145] = 32'd0;
+    vectors[146] = 32'd0;
+    vectors[147] = 32'd0;
+    vectors[148] = 32'd0;
+    vectors[149] = 32'd0;
+    vectors[150] = 32'd0;
+    vectors[151] = 32'd0;
+    vectors[152] = 32'd0;
+    vectors[153] = 32'd0;
+    vectors[154] = 32'd0;
+    vectors[155] = 32'd0;
+    vectors[156] = 32'd0;
+    vectors[157] = 32'd0;
+    vectors[158] = 32'd0;
+    vectors[159] = 32'd0;
+    vectors[160] = 32'd0;
+    vectors[161] = 32'd0;
+    vectors[162] = 32'd0;
+    vectors[163] = 32'd0;
+    vectors[164] = 32'd0;
+    vectors[165] = 32'd0;
+    vectors[166] = 32'd0;
+    vectors[167] = 32'd0;
+    vectors[168] = 32'd0;
+    vectors[169] = 32'd0;
+    vectors[170] = 32'd0;
+    vectors[171] = 32'd0;
+    vectors[172] = 32'd0;
+    vectors[173] = 32'd0;
+    vectors[174] = 32'd0;
+    vectors[175] = 32'd0;
+    vectors[176] = 32'd0;
+    vectors[177] = 32'd0;
+    vectors[178] = 32'd0;
+    vectors[179] = 32'd0;
+    vectors[180] = 32'd0;
+    vectors[181] = 32'd0;
+    vectors[182] = 32'd0;
+    vectors[183] = 32'd0;
+    vectors[184] = 32'd0;
+    vectors[185] = 32'd0;
+    vectors[186] = 32'd0;
+    vectors[187] = 32'd0;
+    vectors[188] = 32'd0;
+    vectors[189] = 32'd0;
+    vectors[190] = 32'd0;
+    vectors[191] = 32'd0;
+    vectors[192] = 32'd0;
+    vectors[193] = 32'd0;
+    vectors[194] = 32'd0;
+    vectors[195] = 32'd0;
+    vectors[196] = 32'd0;
+    vectors[197] = 32'd0;
+    vectors[198] = 32'd0;
+    vectors[199] = 32'd0;
+    vectors[200] = 32'd0;
+    vectors[201] = 32'd0;
+    vectors[202] = 32'd0;
+    vectors[203] = 32'd0;
+    vectors[204] = 32'd0;
+    vectors[205] = 32'd0;
+    vectors[206] = 32'd0;
+    vectors[207] = 32'd0;
+    vectors[208] = 32'd0;
+    vectors[209] = 32'd0;
+    vectors[210] = 32'd0;
+    vectors[211] = 32'd0;
+    vectors[212] = 32'd0;
+    vectors[213] = 32'd0;
+    vectors[214] = 32'd0;
+    vectors[215] = 32'd0;
+    vectors[216] = 32'd0;
+    vectors[217] = 32'd0;
+    vectors[218] = 32'd0;
+    vectors[219] = 32'd0;
+    vectors[220] = 32'd0;
+    vectors[221] = 32'd0;
+    vectors[222] = 32'd0;
+    vectors[223] = 32'd0;
+    vectors[224] = 32'd0;
+    vectors[225] = 32'd0;
+    vectors[226] = 32'd0;
+    vectors[227] = 32'd0;
+    vectors[228] = 32'd0;
+    vectors[229] = 32'd0;
+    vectors[230] = 32'd0;
+    vectors[231] = 32'd0;
+    vectors[232] = 32'd0;
+    vectors[233] = 32'd0;
+    vectors[234] = 32'd0;
+    vectors[235] = 32'd0;
+    vectors[236] = 32'd0;
+    vectors[237] = 32'd0;
+    vectors[238] = 32'd0;
+    vectors[239] = 32'd0;
+    vectors[240] = 32'd0;
+    vectors[241] = 32'd0;
+    vectors[242] = 32'd0;
+    vectors[243] = 32'd0;
+    vectors[244] = 32'd0;
+    vectors[245] = 32'd0;
+    vectors[246] = 32'd0;
+    vectors[247] = 32'd0;
+    vectors[248] = 32'd0;
+    vectors[249] = 32'd0;
+    vectors[250] = 32'd0;
+    vectors[251] = 32'd0;
+    vectors[252] = 32'd0;
+    vectors[253] = 32'd0;
+    vectors[254] = 32'd0;
+    vectors[255] = 32'd0;
   end
   always @(posedge clk) begin
     if (port__en)
-      vectors0_p0[port__addr] <= w_data_q[63:0];
+      vectors[port__addr] <= port__data;
   end
-  reg [63:0] _0_;
+  reg [31:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$88 ];
+    _0_ <= vectors[\port__addr$32 ];
   end
-  assign \port__data$244  = _0_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p1 [12:0];
-  initial begin
-    vectors0_p1[0] = 64'h0000000000000000;
-    vectors0_p1[1] = 64'h0000000000000000;
-    vectors0_p1[2] = 64'h0000000000000000;
-    vectors0_p1[3] = 64'h0000000000000000;
-    vectors0_p1[4] = 64'h0000000000000000;
-    vectors0_p1[5] = 64'h0000000000000000;
-    vectors0_p1[6] = 64'h0000000000000000;
-    vectors0_p1[7] = 64'h0000000000000000;
-    vectors0_p1[8] = 64'h0000000000000000;
-    vectors0_p1[9] = 64'h0000000000000000;
-    vectors0_p1[10] = 64'h0000000000000000;
-    vectors0_p1[11] = 64'h0000000000000000;
-    vectors0_p1[12] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$23 )
-      vectors0_p1[\port__addr$20 ] <= w_data_q[63:0];
-  end
-  reg [63:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$91 ];
-  end
-  assign \port__data$245  = _1_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p2 [12:0];
-  initial begin
-    vectors0_p2[0] = 64'h0000000000000000;
-    vectors0_p2[1] = 64'h0000000000000000;
-    vectors0_p2[2] = 64'h0000000000000000;
-    vectors0_p2[3] = 64'h0000000000000000;
-    vectors0_p2[4] = 64'h0000000000000000;
-    vectors0_p2[5] = 64'h0000000000000000;
-    vectors0_p2[6] = 64'h0000000000000000;
-    vectors0_p2[7] = 64'h0000000000000000;
-    vectors0_p2[8] = 64'h0000000000000000;
-    vectors0_p2[9] = 64'h0000000000000000;
-    vectors0_p2[10] = 64'h0000000000000000;
-    vectors0_p2[11] = 64'h0000000000000000;
-    vectors0_p2[12] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$38 )
-      vectors0_p2[\port__addr$35 ] <= w_data_q[63:0];
-  end
-  reg [63:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$94 ];
-  end
-  assign \port__data$246  = _2_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p3 [12:0];
-  initial begin
-    vectors0_p3[0] = 64'h0000000000000000;
-    vectors0_p3[1] = 64'h0000000000000000;
-    vectors0_p3[2] = 64'h0000000000000000;
-    vectors0_p3[3] = 64'h0000000000000000;
-    vectors0_p3[4] = 64'h0000000000000000;
-    vectors0_p3[5] = 64'h0000000000000000;
-    vectors0_p3[6] = 64'h0000000000000000;
-    vectors0_p3[7] = 64'h0000000000000000;
-    vectors0_p3[8] = 64'h0000000000000000;
-    vectors0_p3[9] = 64'h0000000000000000;
-    vectors0_p3[10] = 64'h0000000000000000;
-    vectors0_p3[11] = 64'h0000000000000000;
-    vectors0_p3[12] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$53 )
-      vectors0_p3[\port__addr$50 ] <= w_data_q[63:0];
-  end
-  reg [63:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= vectors0_p3[\port__addr$97 ];
-  end
-  assign \port__data$247  = _3_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p0 [12:0];
-  initial begin
-    vectors1_p0[0] = 64'h0000000000000000;
-    vectors1_p0[1] = 64'h0000000000000000;
-    vectors1_p0[2] = 64'h0000000000000000;
-    vectors1_p0[3] = 64'h0000000000000000;
-    vectors1_p0[4] = 64'h0000000000000000;
-    vectors1_p0[5] = 64'h0000000000000000;
-    vectors1_p0[6] = 64'h0000000000000000;
-    vectors1_p0[7] = 64'h0000000000000000;
-    vectors1_p0[8] = 64'h0000000000000000;
-    vectors1_p0[9] = 64'h0000000000000000;
-    vectors1_p0[10] = 64'h0000000000000000;
-    vectors1_p0[11] = 64'h0000000000000000;
-    vectors1_p0[12] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$13 )
-      vectors1_p0[\port__addr$10 ] <= w_data_q[127:64];
-  end
-  reg [63:0] _4_;
-  always @(posedge clk) begin
-    _4_ <= vectors1_p0[\port__addr$100 ];
-  end
-  assign \port__data$249  = _4_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p1 [12:0];
-  initial begin
-    vectors1_p1[0] = 64'h0000000000000000;
-    vectors1_p1[1] = 64'h0000000000000000;
-    vectors1_p1[2] = 64'h0000000000000000;
-    vectors1_p1[3] = 64'h0000000000000000;
-    vectors1_p1[4] = 64'h0000000000000000;
-    vectors1_p1[5] = 64'h0000000000000000;
-    vectors1_p1[6] = 64'h0000000000000000;
-    vectors1_p1[7] = 64'h0000000000000000;
-    vectors1_p1[8] = 64'h0000000000000000;
-    vectors1_p1[9] = 64'h0000000000000000;
-    vectors1_p1[10] = 64'h0000000000000000;
-    vectors1_p1[11] = 64'h0000000000000000;
-    vectors1_p1[12] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$28 )
-      vectors1_p1[\port__addr$25 ] <= w_data_q[127:64];
-  end
-  reg [63:0] _5_;
-  always @(posedge clk) begin
-    _5_ <= vectors1_p1[\port__addr$103 ];
-  end
-  assign \port__data$250  = _5_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p2 [12:0];
-  initial begin
-    vectors1_p2[0] = 64'h0000000000000000;
-    vectors1_p2[1] = 64'h0000000000000000;
-    vectors1_p2[2] = 64'h0000000000000000;
-    vectors1_p2[3] = 64'h0000000000000000;
-    vectors1_p2[4] = 64'h0000000000000000;
-    vectors1_p2[5] = 64'h0000000000000000;
-    vectors1_p2[6] = 64'h0000000000000000;
-    vectors1_p2[7] = 64'h0000000000000000;
-    vectors1_p2[8] = 64'h0000000000000000;
-    vectors1_p2[9] = 64'h0000000000000000;
-    vectors1_p2[10] = 64'h0000000000000000;
-    vectors1_p2[11] = 64'h0000000000000000;
-    vectors1_p2[12] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$43 )
-      vectors1_p2[\port__addr$40 ] <= w_data_q[127:64];
-  end
-  reg [63:0] _6_;
-  always @(posedge clk) begin
-    _6_ <= vectors1_p2[\port__addr$106 ];
-  end
-  assign \port__data$251  = _6_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p3 [12:0];
-  initial begin
-    vectors1_p3[0] = 64'h0000000000000000;
-    vectors1_p3[1] = 64'h0000000000000000;
-    vectors1_p3[2] = 64'h0000000000000000;
-    vectors1_p3[3] = 64'h0000000000000000;
-    vectors1_p3[4] = 64'h0000000000000000;
-    vectors1_p3[5] = 64'h0000000000000000;
-    vectors1_p3[6] = 64'h0000000000000000;
-    vectors1_p3[7] = 64'h0000000000000000;
-    vectors1_p3[8] = 64'h0000000000000000;
-    vectors1_p3[9] = 64'h0000000000000000;
-    vectors1_p3[10] = 64'h0000000000000000;
-    vectors1_p3[11] = 64'h0000000000000000;
-    vectors1_p3[12] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$58 )
-      vectors1_p3[\port__addr$55 ] <= w_data_q[127:64];
-  end
-  reg [63:0] _7_;
-  always @(posedge clk) begin
-    _7_ <= vectors1_p3[\port__addr$109 ];
-  end
-  assign \port__data$252  = _7_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors2_p0 [12:0];
-  initial begin
-    vectors2_p0[0] = 32'd0;
-    vectors2_p0[1] = 32'd0;
-    vectors2_p0[2] = 32'd0;
-    vectors2_p0[3] = 32'd0;
-    vectors2_p0[4] = 32'd0;
-    vectors2_p0[5] = 32'd0;
-    vectors2_p0[6] = 32'd0;
-    vectors2_p0[7] = 32'd0;
-    vectors2_p0[8] = 32'd0;
-    vectors2_p0[9] = 32'd0;
-    vectors2_p0[10] = 32'd0;
-    vectors2_p0[11] = 32'd0;
-    vectors2_p0[12] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$18 )
-      vectors2_p0[\port__addr$15 ] <= w_data_q[159:128];
-  end
-  reg [31:0] _8_;
-  always @(posedge clk) begin
-    _8_ <= vectors2_p0[\port__addr$112 ];
-  end
-  assign \port__data$254  = _8_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors2_p1 [12:0];
-  initial begin
-    vectors2_p1[0] = 32'd0;
-    vectors2_p1[1] = 32'd0;
-    vectors2_p1[2] = 32'd0;
-    vectors2_p1[3] = 32'd0;
-    vectors2_p1[4] = 32'd0;
-    vectors2_p1[5] = 32'd0;
-    vectors2_p1[6] = 32'd0;
-    vectors2_p1[7] = 32'd0;
-    vectors2_p1[8] = 32'd0;
-    vectors2_p1[9] = 32'd0;
-    vectors2_p1[10] = 32'd0;
-    vectors2_p1[11] = 32'd0;
-    vectors2_p1[12] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$33 )
-      vectors2_p1[\port__addr$30 ] <= w_data_q[159:128];
-  end
-  reg [31:0] _9_;
-  always @(posedge clk) begin
-    _9_ <= vectors2_p1[\port__addr$115 ];
-  end
-  assign \port__data$255  = _9_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors2_p2 [12:0];
-  initial begin
-    vectors2_p2[0] = 32'd0;
-    vectors2_p2[1] = 32'd0;
-    vectors2_p2[2] = 32'd0;
-    vectors2_p2[3] = 32'd0;
-    vectors2_p2[4] = 32'd0;
-    vectors2_p2[5] = 32'd0;
-    vectors2_p2[6] = 32'd0;
-    vectors2_p2[7] = 32'd0;
-    vectors2_p2[8] = 32'd0;
-    vectors2_p2[9] = 32'd0;
-    vectors2_p2[10] = 32'd0;
-    vectors2_p2[11] = 32'd0;
-    vectors2_p2[12] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$48 )
-      vectors2_p2[\port__addr$45 ] <= w_data_q[159:128];
-  end
-  reg [31:0] _10_;
-  always @(posedge clk) begin
-    _10_ <= vectors2_p2[\port__addr$118 ];
-  end
-  assign \port__data$256  = _10_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors2_p3 [12:0];
-  initial begin
-    vectors2_p3[0] = 32'd0;
-    vectors2_p3[1] = 32'd0;
-    vectors2_p3[2] = 32'd0;
-    vectors2_p3[3] = 32'd0;
-    vectors2_p3[4] = 32'd0;
-    vectors2_p3[5] = 32'd0;
-    vectors2_p3[6] = 32'd0;
-    vectors2_p3[7] = 32'd0;
-    vectors2_p3[8] = 32'd0;
-    vectors2_p3[9] = 32'd0;
-    vectors2_p3[10] = 32'd0;
-    vectors2_p3[11] = 32'd0;
-    vectors2_p3[12] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$63 )
-      vectors2_p3[\port__addr$60 ] <= w_data_q[159:128];
-  end
-  reg [31:0] _11_;
-  always @(posedge clk) begin
-    _11_ <= vectors2_p3[\port__addr$121 ];
-  end
-  assign \port__data$257  = _11_;
+  assign \port__data$90  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 5'h1a;
+  assign \$1  = w_half * 8'h80;
   assign \$2  = \$1  + w_count;
   assign \$4  = ~ s_last;
   assign \$5  = \$4  | can_end;
@@ -26733,795 +26601,299 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$221 , w_data, i__valid, o__v
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full & \$8 ;
-  assign \$9  = s_idx == 5'h18;
+  assign \$9  = s_idx == 7'h7e;
   assign \$10  = s_last ? 1'h0 : \$9 ;
   assign \$signal  = step ? \$10  : s_last;
   assign \$11  = step & s_last;
-  assign \$12  = addr == 4'h8;
+  assign \$12  = n_idx == 4'h8;
   assign \$13  = n_last ? 1'h0 : \$12 ;
   assign n_last_next = \$11  ? \$13  : n_last;
   assign \$14  = r_addr + 1'h1;
   assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 5'h1a : 5'h00;
-  assign i = \$signal$125  ? data : carry0_0;
+  assign \$16  = w_half ? 8'h80 : 8'h00;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
-  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
-  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
-  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
-  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
-  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
-  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
-  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
-  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
-  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
-  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
-  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
-  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
-  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
-  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
-  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
-  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
-  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
-  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
-  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
-  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
-  assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
-  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
-  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
-  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
-  assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
-  assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
-  assign group_end = v2_d5 & last2_d5;
+  assign group_end = v2_d3 & last2_d3;
   assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
   assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
   assign \$19  = credits_space + credits_returned;
   assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
   assign \$21  = \$19  - \$20 ;
   assign credits_room_next = \$21 [1:0] >= 1'h1;
-  assign \$22  = w_count == 5'h19;
+  assign \$22  = w_count == 7'h7f;
   assign \$23  = w_count + 1'h1;
-  assign \$24  = \$22  ? 6'h00 : \$23 ;
-  assign \$25  = w_count == 5'h19;
+  assign \$24  = \$22  ? 8'h00 : \$23 ;
+  assign \$25  = w_count == 7'h7f;
   assign \$27  = \$signal  & n_last_next;
   assign \$28  = s_idx + 1'h1;
-  assign \$29  = s_last ? 6'h00 : \$28 ;
-  assign \$30  = addr + 1'h1;
+  assign \$29  = s_last ? 8'h00 : \$28 ;
+  assign \$30  = n_idx + 1'h1;
   assign \$31  = n_last ? 5'h00 : \$30 ;
   assign \$32  = step & sn_last;
-  assign \$33  = w_half ? 5'h1a : 5'h00;
+  assign \$33  = w_half ? 8'h80 : 8'h00;
   assign \$34  = ~ w_half;
-  assign \$35  = s_last ? 5'h00 : col;
-  assign \$36  = row_ph0 >= 4'h8;
-  assign \$37  = row_ph0 - 4'h8;
-  assign \$38  = row_ph0 + 4'hc;
-  assign \$39  = \$36  ? { \$37 [5], \$37  } : { 1'h0, \$38  };
-  assign \$40  = n_last ? 7'h00 : \$39 ;
-  assign \$41  = row_ph0 + col;
-  assign \$42  = \$41  >= 5'h14;
-  assign \$43  = row_ph0 + col;
-  assign \$44  = \$43  - 5'h14;
+  assign \$35  = col >= 5'h10;
+  assign \$36  = col - 5'h10;
+  assign \$37  = col + 3'h4;
+  assign \$38  = \$35  ? { \$36 [5], \$36  } : { 1'h0, \$37  };
+  assign \$39  = s_last ? 7'h00 : \$38 ;
+  assign \$40  = row_ph0 >= 4'h8;
+  assign \$41  = row_ph0 - 4'h8;
+  assign \$42  = row_ph0 + 4'hc;
+  assign \$43  = \$40  ? { \$41 [5], \$41  } : { 1'h0, \$42  };
+  assign \$44  = n_last ? 7'h00 : \$43 ;
   assign \$45  = row_ph0 + col;
-  assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
-  assign \$47  = ! s_idx;
-  assign \$48  = r_page_b0 == 2'h3;
-  assign \$49  = r_page_b0 == 2'h2;
-  assign \$50  = r_page_b0 == 1'h1;
-  assign \$51  = \$50  ? \port__data$245  : \port__data$244 ;
-  assign \$52  = \$49  ? \port__data$246  : \$51 ;
-  assign \$53  = \$48  ? \port__data$247  : \$52 ;
-  assign \$54  = r_page_b1 == 2'h3;
-  assign \$55  = r_page_b1 == 2'h2;
-  assign \$56  = r_page_b1 == 1'h1;
-  assign \$57  = \$56  ? \port__data$250  : \port__data$249 ;
-  assign \$58  = \$55  ? \port__data$251  : \$57 ;
-  assign \$59  = \$54  ? \port__data$252  : \$58 ;
-  assign \$60  = r_page_b2 == 2'h3;
-  assign \$61  = r_page_b2 == 2'h2;
-  assign \$62  = r_page_b2 == 1'h1;
-  assign \$63  = \$62  ? \port__data$255  : \port__data$254 ;
-  assign \$64  = \$61  ? \port__data$256  : \$63 ;
-  assign \$65  = \$60  ? \port__data$257  : \$64 ;
-  assign \$67  = off1_0[0] ? o : { \o$260 [15:0], o[19:16] };
-  assign \$68  = off1_0[1] ? \$66  : \$67 ;
-  assign \$70  = off1_0[0] ? o : { \o$260 [11:0], o[19:12] };
-  assign \$71  = off1_0[1] ? \$69  : \$70 ;
-  assign \$73  = off1_0[0] ? o : { \o$260 [7:0], o[19:8] };
-  assign \$74  = off1_0[1] ? \$72  : \$73 ;
-  assign \$75  = off1_0[2] ? \$71  : \$74 ;
-  assign \$77  = off1_0[0] ? o : { \o$260 [3:0], o[19:4] };
-  assign \$78  = off1_0[1] ? \$76  : \$77 ;
-  assign \$82  = off1_0[2] ? \$78  : \$81 ;
-  assign \$83  = off1_0[3] ? \$75  : \$82 ;
-  assign \$84  = off1_0[4] ? \$68  : \$83 ;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = first2_d5 ? 17'h00000 : xacc;
-  assign \$87  = \$86  + xsum_q_d1;
-  assign \$88  = first2_d5 ? 17'h00000 : xacc;
-  assign \$89  = \$88  + xsum_q_d1;
-  assign \$90  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$91  = \$90  + t0_0_l5_0;
-  assign \$92  = first2_d5 ? 17'h00000 : acc0_0;
-  assign \$93  = \$92  + t0_0_l5_0;
-  assign \$95  = \$94  - xfin;
-  assign \$96  = ser_left - 1'h1;
-  assign \$97  = \addr$207  == 4'h9;
-  assign \$98  = \addr$207  + 1'h1;
-  assign \$99  = \$97  ? 5'h00 : \$98 ;
-  assign \$103  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$106  = $signed(\$104 ) + $signed(\$105 );
-  assign \$107  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$110  = $signed(\$109 ) < $signed(16'h8000);
-  assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
-  assign \$113  = step & s_last;
-  assign \$114  = o__valid & \o__ready$221 ;
-  assign \$115  = \$114  + skipped_d5;
-  assign \$116  = \$2 [5:0] - 1'h0;
-  assign \$117  = \$2 [5:0] >= 1'h0;
-  assign \$118  = \$2 [5:0] < 4'hd;
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = ~ rst;
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = \$121  ? take : 1'h0;
-  assign \$123  = \$2 [5:0] - 1'h0;
-  assign \$124  = \$2 [5:0] >= 1'h0;
-  assign \$125  = \$2 [5:0] < 4'hd;
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = ~ rst;
-  assign \$128  = \$126  & \$127 ;
-  assign \$129  = \$128  ? take : 1'h0;
-  assign \$130  = \$2 [5:0] - 1'h0;
-  assign \$131  = \$2 [5:0] >= 1'h0;
-  assign \$132  = \$2 [5:0] < 4'hd;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = ~ rst;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = \$135  ? take : 1'h0;
-  assign \$137  = \$2 [5:0] - 4'hd;
-  assign \$138  = \$2 [5:0] >= 4'hd;
-  assign \$139  = \$2 [5:0] < 5'h1a;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = ~ rst;
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = \$142  ? take : 1'h0;
-  assign \$144  = \$2 [5:0] - 4'hd;
-  assign \$145  = \$2 [5:0] >= 4'hd;
-  assign \$146  = \$2 [5:0] < 5'h1a;
-  assign \$147  = \$145  & \$146 ;
-  assign \$148  = ~ rst;
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = \$149  ? take : 1'h0;
-  assign \$151  = \$2 [5:0] - 4'hd;
-  assign \$152  = \$2 [5:0] >= 4'hd;
-  assign \$153  = \$2 [5:0] < 5'h1a;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = ~ rst;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = \$156  ? take : 1'h0;
-  assign \$158  = \$2 [5:0] - 5'h1a;
-  assign \$159  = \$2 [5:0] >= 5'h1a;
-  assign \$160  = \$2 [5:0] < 6'h27;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = ~ rst;
-  assign \$163  = \$161  & \$162 ;
-  assign \$164  = \$163  ? take : 1'h0;
-  assign \$165  = \$2 [5:0] - 5'h1a;
-  assign \$166  = \$2 [5:0] >= 5'h1a;
-  assign \$167  = \$2 [5:0] < 6'h27;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ rst;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = \$170  ? take : 1'h0;
-  assign \$172  = \$2 [5:0] - 5'h1a;
-  assign \$173  = \$2 [5:0] >= 5'h1a;
-  assign \$174  = \$2 [5:0] < 6'h27;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = ~ rst;
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = \$177  ? take : 1'h0;
-  assign \$179  = \$2 [5:0] - 6'h27;
-  assign \$180  = \$2 [5:0] >= 6'h27;
-  assign \$181  = \$2 [5:0] < 6'h34;
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = ~ rst;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = \$184  ? take : 1'h0;
-  assign \$186  = \$2 [5:0] - 6'h27;
-  assign \$187  = \$2 [5:0] >= 6'h27;
-  assign \$188  = \$2 [5:0] < 6'h34;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = ~ rst;
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = \$191  ? take : 1'h0;
-  assign \$193  = \$2 [5:0] - 6'h27;
-  assign \$194  = \$2 [5:0] >= 6'h27;
-  assign \$195  = \$2 [5:0] < 6'h34;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = ~ rst;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = \$198  ? take : 1'h0;
-  assign \$200  = r_next - 1'h0;
-  assign \$201  = r_next - 4'hd;
-  assign \$202  = r_next - 5'h1a;
-  assign \$203  = r_next - 6'h27;
-  assign \$204  = r_addr_q >= 4'hd;
-  assign \$205  = 1'h0 + \$204 ;
-  assign \$206  = r_addr_q >= 5'h1a;
-  assign \$207  = \$205  + \$206 ;
-  assign \$208  = r_addr_q >= 6'h27;
-  assign \$209  = \$207  + \$208 ;
-  assign \$210  = r_next - 1'h0;
-  assign \$211  = r_next - 4'hd;
-  assign \$212  = r_next - 5'h1a;
-  assign \$213  = r_next - 6'h27;
-  assign \$214  = r_addr_q >= 4'hd;
-  assign \$215  = 1'h0 + \$214 ;
-  assign \$216  = r_addr_q >= 5'h1a;
-  assign \$217  = \$215  + \$216 ;
-  assign \$218  = r_addr_q >= 6'h27;
-  assign \$219  = \$217  + \$218 ;
-  assign \$220  = r_next - 1'h0;
-  assign \$221  = r_next - 4'hd;
-  assign \$222  = r_next - 5'h1a;
-  assign \$223  = r_next - 6'h27;
-  assign \$224  = r_addr_q >= 4'hd;
-  assign \$225  = 1'h0 + \$224 ;
-  assign \$226  = r_addr_q >= 5'h1a;
-  assign \$227  = \$225  + \$226 ;
-  assign \$228  = r_addr_q >= 6'h27;
-  assign \$229  = \$227  + \$228 ;
+  assign \$46  = \$45  >= 5'h14;
+  assign \$47  = row_ph0 + col;
+  assign \$48  = \$47  - 5'h14;
+  assign \$49  = row_ph0 + col;
+  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
+  assign \$51  = ! s_idx;
+  assign \$53  = off1_0[0] ? o[3:0] : o[19:16];
+  assign \$54  = off1_0[1] ? \$52  : \$53 ;
+  assign \$56  = off1_0[0] ? o[3:0] : o[15:12];
+  assign \$57  = off1_0[1] ? \$55  : \$56 ;
+  assign \$59  = off1_0[0] ? o[3:0] : o[11:8];
+  assign \$60  = off1_0[1] ? \$58  : \$59 ;
+  assign \$61  = off1_0[2] ? \$57  : \$60 ;
+  assign \$63  = off1_0[0] ? o[3:0] : o[7:4];
+  assign \$64  = off1_0[1] ? \$62  : \$63 ;
+  assign \$68  = off1_0[2] ? \$64  : \$67 ;
+  assign \$69  = off1_0[3] ? \$61  : \$68 ;
+  assign \$70  = off1_0[4] ? \$54  : \$69 ;
+  assign \$71  = ~ \$70 ;
+  assign \$72  = first2_d3 ? 17'h00000 : xacc;
+  assign \$73  = \$72  + xsum_q_d1;
+  assign \$74  = first2_d3 ? 17'h00000 : xacc;
+  assign \$75  = \$74  + xsum_q_d1;
+  assign \$76  = first2_d3 ? 17'h00000 : acc0_0;
+  assign \$77  = \$76  + t0_0_l2_0;
+  assign \$78  = first2_d3 ? 17'h00000 : acc0_0;
+  assign \$79  = \$78  + t0_0_l2_0;
+  assign \$81  = \$80  - xfin;
+  assign \$82  = ser_left - 1'h1;
+  assign \$83  = addr == 4'h9;
+  assign \$84  = addr + 1'h1;
+  assign \$85  = \$83  ? 5'h00 : \$84 ;
+  assign \$89  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$92  = $signed(\$90 ) + $signed(\$91 );
+  assign \$93  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$96  = $signed(\$95 ) < $signed(16'h8000);
+  assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
+  assign \$99  = step & s_last;
+  assign \$100  = o__valid & \o__ready$68 ;
+  assign \$101  = \$100  + skipped_d5;
+  assign \$102  = ~ rst;
+  assign \$104  = rst ? 1'h0 : take;
   always @(posedge clk)
-    w_data_q <= w_data;
+    port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$230 ;
+    w_count <= \$105 ;
   always @(posedge clk)
-    w_full <= \$231 ;
+    w_full <= \$106 ;
   always @(posedge clk)
-    can_end <= \$232 ;
+    can_end <= \$107 ;
   always @(posedge clk)
-    gap_zero <= \$233 ;
+    gap_zero <= \$108 ;
   always @(posedge clk)
-    s_last <= \$234 ;
+    s_last <= \$109 ;
   always @(posedge clk)
-    n_last <= \$235 ;
+    n_last <= \$110 ;
   always @(posedge clk)
-    sn_last <= \$236 ;
+    sn_last <= \$111 ;
   always @(posedge clk)
-    r_addr <= \$237 ;
+    r_addr <= \$112 ;
   always @(posedge clk)
-    s_idx <= \$238 ;
+    s_idx <= \$113 ;
   always @(posedge clk)
-    addr <= \$239 ;
+    n_idx <= \$114 ;
   always @(posedge clk)
-    active <= \$240 ;
+    active <= \$115 ;
   always @(posedge clk)
-    r_base <= \$241 ;
+    r_base <= \$116 ;
   always @(posedge clk)
-    w_half <= \$242 ;
+    w_half <= \$117 ;
   always @(posedge clk)
-    col <= \$243 ;
+    col <= \$118 ;
   always @(posedge clk)
-    row_ph0 <= \$244 ;
+    row_ph0 <= \$119 ;
   always @(posedge clk)
-    off1_0 <= \$245 ;
+    off1_0 <= \$120 ;
   always @(posedge clk)
-    \$signal$239  <= \$246 ;
+    \$signal$86  <= \$121 ;
   always @(posedge clk)
-    \$signal$125  <= \$247 ;
+    \$signal$87  <= \$122 ;
   always @(posedge clk)
-    last1 <= \$248 ;
+    last1 <= \$123 ;
   always @(posedge clk)
-    \i$128  <= \o__payload$241 ;
+    i <= \o__payload$89 ;
   always @(posedge clk)
-    r_addr_q <= \$249 ;
+    xdata_d1 <= \port__data$90 ;
   always @(posedge clk)
-    xdata_d1 <= { \$65 , \$59 , \$53  };
+    w0_0 <= \$71 ;
   always @(posedge clk)
-    carry0_0 <= \$250 ;
+    m0_0_0 <= \$124 ;
   always @(posedge clk)
-    w0_0 <= \$85 ;
+    m0_0_1 <= \$125 ;
   always @(posedge clk)
-    m0_0_0 <= \$251 ;
+    m0_0_2 <= \$126 ;
   always @(posedge clk)
-    m0_0_1 <= \$252 ;
-  always @(posedge clk)
-    m0_0_2 <= \$253 ;
-  always @(posedge clk)
-    m0_0_3 <= \$254 ;
-  always @(posedge clk)
-    m0_0_4 <= \$255 ;
-  always @(posedge clk)
-    m0_0_5 <= \$256 ;
-  always @(posedge clk)
-    m0_0_6 <= \$257 ;
-  always @(posedge clk)
-    m0_0_7 <= \$258 ;
-  always @(posedge clk)
-    m0_0_8 <= \$259 ;
-  always @(posedge clk)
-    m0_0_9 <= \$260 ;
-  always @(posedge clk)
-    m0_0_10 <= \$261 ;
-  always @(posedge clk)
-    m0_0_11 <= \$262 ;
-  always @(posedge clk)
-    m0_0_12 <= \$263 ;
-  always @(posedge clk)
-    m0_0_13 <= \$264 ;
-  always @(posedge clk)
-    m0_0_14 <= \$265 ;
-  always @(posedge clk)
-    m0_0_15 <= \$266 ;
-  always @(posedge clk)
-    m0_0_16 <= \$267 ;
-  always @(posedge clk)
-    m0_0_17 <= \$268 ;
-  always @(posedge clk)
-    m0_0_18 <= \$269 ;
-  always @(posedge clk)
-    m0_0_19 <= \$270 ;
+    m0_0_3 <= \$127 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= t0_0_w1_2;
-  always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w1_4;
-  always @(posedge clk)
-    t0_0_l2_3 <= t0_0_w1_6;
-  always @(posedge clk)
-    t0_0_l2_4 <= t0_0_w1_8;
-  always @(posedge clk)
-    t0_0_l4_0 <= t0_0_w3_0;
-  always @(posedge clk)
-    t0_0_l4_1 <= t0_0_l2_4;
-  always @(posedge clk)
-    t0_0_l5_0 <= t0_0_w4_0;
-  always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    xsum_l2_1 <= xsum_w1_2;
+    xsum_q_d1 <= xsum_l2_0;
   always @(posedge clk)
-    xsum_l2_2 <= xsum_w1_4;
+    v2_d1 <= \$128 ;
   always @(posedge clk)
-    xsum_l2_3 <= xsum_w1_6;
+    v2_d2 <= \$129 ;
   always @(posedge clk)
-    xsum_l2_4 <= xsum_w1_8;
+    v2_d3 <= \$130 ;
   always @(posedge clk)
-    xsum_l4_0 <= xsum_w3_0;
+    first2_d1 <= \$131 ;
   always @(posedge clk)
-    xsum_l4_1 <= xsum_l2_4;
+    first2_d2 <= \$132 ;
   always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
+    first2_d3 <= \$133 ;
   always @(posedge clk)
-    xsum_q_d1 <= xsum_l5_0;
+    last2_d1 <= \$134 ;
   always @(posedge clk)
-    v2_d1 <= \$271 ;
+    last2_d2 <= \$135 ;
   always @(posedge clk)
-    v2_d2 <= \$272 ;
+    last2_d3 <= \$136 ;
   always @(posedge clk)
-    v2_d3 <= \$273 ;
+    done <= \$137 ;
   always @(posedge clk)
-    v2_d4 <= \$274 ;
+    xacc <= \$138 ;
   always @(posedge clk)
-    v2_d5 <= \$275 ;
+    xfin <= \$139 ;
   always @(posedge clk)
-    first2_d1 <= \$276 ;
+    acc0_0 <= \$140 ;
   always @(posedge clk)
-    first2_d2 <= \$277 ;
+    fin0_0 <= \$141 ;
   always @(posedge clk)
-    first2_d3 <= \$278 ;
+    bank0_0 <= \$142 ;
   always @(posedge clk)
-    first2_d4 <= \$279 ;
+    ser_left <= \$143 ;
   always @(posedge clk)
-    first2_d5 <= \$280 ;
+    addr <= \$144 ;
   always @(posedge clk)
-    last2_d1 <= \$281 ;
+    \$signal$109  <= \$145 ;
   always @(posedge clk)
-    last2_d2 <= \$282 ;
-  always @(posedge clk)
-    last2_d3 <= \$283 ;
-  always @(posedge clk)
-    last2_d4 <= \$284 ;
-  always @(posedge clk)
-    last2_d5 <= \$285 ;
-  always @(posedge clk)
-    done <= \$286 ;
-  always @(posedge clk)
-    xacc <= \$287 ;
-  always @(posedge clk)
-    xfin <= \$288 ;
-  always @(posedge clk)
-    acc0_0 <= \$289 ;
-  always @(posedge clk)
-    fin0_0 <= \$290 ;
-  always @(posedge clk)
-    bank0_0 <= \$291 ;
-  always @(posedge clk)
-    ser_left <= \$292 ;
-  always @(posedge clk)
-    \addr$207  <= \$293 ;
-  always @(posedge clk)
-    \$signal$285  <= \$294 ;
-  always @(posedge clk)
-    ka <= \$295 ;
+    ka <= \$146 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$296 ;
+    vb <= \$147 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$210 [39:19];
+    rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$103 ;
+    rq0_beta <= \$89 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$106 ;
+    rq0_acc_s1_0 <= \$92 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$107 [35:0];
+    rq0_acc_s2_0 <= \$93 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$108 [19:0];
+    rq0_shifted <= \$94 [19:0];
   always @(posedge clk)
-    rq0_under <= \$110 ;
+    rq0_under <= \$96 ;
   always @(posedge clk)
-    rq0_over <= \$112 ;
+    rq0_over <= \$98 ;
   always @(posedge clk)
-    v_out_d1 <= \$297 ;
+    v_out_d1 <= \$148 ;
   always @(posedge clk)
-    v_out_d2 <= \$298 ;
+    v_out_d2 <= \$149 ;
   always @(posedge clk)
-    v_out_d3 <= \$299 ;
+    v_out_d3 <= \$150 ;
   always @(posedge clk)
-    \w_en$226  <= \$300 ;
+    \w_en$73  <= \$151 ;
   always @(posedge clk)
-    skipped_d1 <= \$301 ;
+    skipped_d1 <= \$152 ;
   always @(posedge clk)
-    skipped_d2 <= \$302 ;
+    skipped_d2 <= \$153 ;
   always @(posedge clk)
-    skipped_d3 <= \$303 ;
+    skipped_d3 <= \$154 ;
   always @(posedge clk)
-    skipped_d4 <= \$304 ;
+    skipped_d4 <= \$155 ;
   always @(posedge clk)
-    skipped_d5 <= \$305 ;
+    skipped_d5 <= \$156 ;
   always @(posedge clk)
-    group_ended_d1 <= \$306 ;
+    group_ended_d1 <= \$157 ;
   always @(posedge clk)
-    credits_returned <= \$307 ;
+    credits_returned <= \$158 ;
   always @(posedge clk)
-    credits_space <= \$308 ;
+    credits_space <= \$159 ;
   always @(posedge clk)
-    credits_room <= \$309 ;
+    credits_room <= \$160 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$207 ),
+    .addr(addr),
     .clk(clk),
-    .data(\data$210 )
+    .data(data)
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
-  \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$128 ),
-    .o(\o$260 )
-  );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$221 ),
+    .o__ready(\o__ready$68 ),
     .o__valid(o__valid),
     .rst(rst),
     .w_data(\$18 [15:0]),
-    .w_en(\w_en$226 )
-  );
-  \flexor_lenet5.fc2.heads  heads (
-    .addr(addr),
-    .clk(clk),
-    .data(data)
+    .w_en(\w_en$73 )
   );
   flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b0_p0_copy (
+    .WIDTH(32'd8)
+  ) r_addr_b0_copy (
     .clk(clk),
-    .d(\$200 [3:0]),
-    .q(\port__addr$88 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b0_p1_copy (
-    .clk(clk),
-    .d(\$201 [3:0]),
-    .q(\port__addr$91 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b0_p2_copy (
-    .clk(clk),
-    .d(\$202 [3:0]),
-    .q(\port__addr$94 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b0_p3_copy (
-    .clk(clk),
-    .d(\$203 [3:0]),
-    .q(\port__addr$97 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b1_p0_copy (
-    .clk(clk),
-    .d(\$210 [3:0]),
-    .q(\port__addr$100 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b1_p1_copy (
-    .clk(clk),
-    .d(\$211 [3:0]),
-    .q(\port__addr$103 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b1_p2_copy (
-    .clk(clk),
-    .d(\$212 [3:0]),
-    .q(\port__addr$106 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b1_p3_copy (
-    .clk(clk),
-    .d(\$213 [3:0]),
-    .q(\port__addr$109 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b2_p0_copy (
-    .clk(clk),
-    .d(\$220 [3:0]),
-    .q(\port__addr$112 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b2_p1_copy (
-    .clk(clk),
-    .d(\$221 [3:0]),
-    .q(\port__addr$115 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b2_p2_copy (
-    .clk(clk),
-    .d(\$222 [3:0]),
-    .q(\port__addr$118 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_addr_b2_p3_copy (
-    .clk(clk),
-    .d(\$223 [3:0]),
-    .q(\port__addr$121 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_page_b0_copy (
-    .clk(clk),
-    .d(\$209 ),
-    .q(r_page_b0)
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_page_b1_copy (
-    .clk(clk),
-    .d(\$219 ),
-    .q(r_page_b1)
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) r_page_b2_copy (
-    .clk(clk),
-    .d(\$229 ),
-    .q(r_page_b2)
+    .d(r_next),
+    .q(\port__addr$32 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$304 ),
+    .addr(\addr$128 ),
     .clk(clk),
-    .data(\data$305 )
+    .data(\data$129 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$210 [16:0]),
+    .a(data[16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$210 [18:17]),
+    .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$292 )
+    .p(\p$116 )
   );
   flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b0_p0_copy (
+    .WIDTH(32'd8)
+  ) w_addr_b0_copy (
     .clk(clk),
-    .d(\$116 [3:0]),
+    .d(\$2 [7:0]),
     .q(port__addr)
   );
   flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b0_p1_copy (
-    .clk(clk),
-    .d(\$137 [3:0]),
-    .q(\port__addr$20 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b0_p2_copy (
-    .clk(clk),
-    .d(\$158 [3:0]),
-    .q(\port__addr$35 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b0_p3_copy (
-    .clk(clk),
-    .d(\$179 [3:0]),
-    .q(\port__addr$50 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b1_p0_copy (
-    .clk(clk),
-    .d(\$123 [3:0]),
-    .q(\port__addr$10 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b1_p1_copy (
-    .clk(clk),
-    .d(\$144 [3:0]),
-    .q(\port__addr$25 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b1_p2_copy (
-    .clk(clk),
-    .d(\$165 [3:0]),
-    .q(\port__addr$40 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b1_p3_copy (
-    .clk(clk),
-    .d(\$186 [3:0]),
-    .q(\port__addr$55 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b2_p0_copy (
-    .clk(clk),
-    .d(\$130 [3:0]),
-    .q(\port__addr$15 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b2_p1_copy (
-    .clk(clk),
-    .d(\$151 [3:0]),
-    .q(\port__addr$30 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b2_p2_copy (
-    .clk(clk),
-    .d(\$172 [3:0]),
-    .q(\port__addr$45 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd4)
-  ) w_addr_b2_p3_copy (
-    .clk(clk),
-    .d(\$193 [3:0]),
-    .q(\port__addr$60 )
-  );
-  flexor_copy #(
     .WIDTH(32'd1)
-  ) w_en_b0_p0_copy (
+  ) w_en_b0_copy (
     .clk(clk),
-    .d(\$122 ),
+    .d(\$104 ),
     .q(port__en)
   );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b0_p1_copy (
-    .clk(clk),
-    .d(\$143 ),
-    .q(\port__en$23 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b0_p2_copy (
-    .clk(clk),
-    .d(\$164 ),
-    .q(\port__en$38 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b0_p3_copy (
-    .clk(clk),
-    .d(\$185 ),
-    .q(\port__en$53 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b1_p0_copy (
-    .clk(clk),
-    .d(\$129 ),
-    .q(\port__en$13 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b1_p1_copy (
-    .clk(clk),
-    .d(\$150 ),
-    .q(\port__en$28 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b1_p2_copy (
-    .clk(clk),
-    .d(\$171 ),
-    .q(\port__en$43 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b1_p3_copy (
-    .clk(clk),
-    .d(\$192 ),
-    .q(\port__en$58 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b2_p0_copy (
-    .clk(clk),
-    .d(\$136 ),
-    .q(\port__en$18 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b2_p1_copy (
-    .clk(clk),
-    .d(\$157 ),
-    .q(\port__en$33 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b2_p2_copy (
-    .clk(clk),
-    .d(\$178 ),
-    .q(\port__en$48 )
-  );
-  flexor_copy #(
-    .WIDTH(32'd1)
-  ) w_en_b2_p3_copy (
-    .clk(clk),
-    .d(\$199 ),
-    .q(\port__en$63 )
-  );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$304 ),
+    .addr(\addr$128 ),
     .clk(clk),
-    .data(\data$305 ),
-    .o__payload(\o__payload$241 ),
+    .data(\data$129 ),
+    .o__payload(\o__payload$89 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -27529,757 +26901,502 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$221 , w_data, i__valid, o__v
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [5:0];
+      r_next = \$15 [7:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = \$16 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$230  = w_count;
+    \$105  = w_count;
     if (take) begin
-      \$230  = \$24 [4:0];
+      \$105  = \$24 [6:0];
     end
     if (rst) begin
-      \$230  = 5'h00;
+      \$105  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$231  = w_full;
+    \$106  = w_full;
     if (take) begin
       if (\$25 ) begin
-        \$231  = 1'h1;
+        \$106  = 1'h1;
       end
     end
     if (load) begin
-      \$231  = 1'h0;
+      \$106  = 1'h0;
     end
     if (rst) begin
-      \$231  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$232  = \$26 ;
+    \$107  = \$26 ;
     if (rst) begin
-      \$232  = 1'h1;
+      \$107  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$233  = 1'h1;
+    \$108  = 1'h1;
     if (rst) begin
-      \$233  = 1'h1;
+      \$108  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$234  = \$signal ;
+    \$109  = \$signal ;
     if (rst) begin
-      \$234  = 1'h0;
+      \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$235  = n_last_next;
+    \$110  = n_last_next;
     if (rst) begin
-      \$235  = 1'h0;
+      \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$236  = \$27 ;
+    \$111  = \$27 ;
     if (rst) begin
-      \$236  = 1'h0;
+      \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$237  = r_next;
+    \$112  = r_next;
     if (rst) begin
-      \$237  = 6'h00;
+      \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$238  = s_idx;
+    \$113  = s_idx;
     if (step) begin
-      \$238  = \$29 [4:0];
+      \$113  = \$29 [6:0];
     end
     if (rst) begin
-      \$238  = 5'h00;
+      \$113  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$239  = addr;
+    \$114  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$239  = \$31 [3:0];
+        \$114  = \$31 [3:0];
       end
     end
     if (rst) begin
-      \$239  = 4'h0;
+      \$114  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$240  = active;
+    \$115  = active;
     if (\$32 ) begin
-      \$240  = 1'h0;
+      \$115  = 1'h0;
     end
     if (load) begin
-      \$240  = 1'h1;
+      \$115  = 1'h1;
     end
     if (rst) begin
-      \$240  = 1'h0;
+      \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$241  = r_base;
+    \$116  = r_base;
     if (load) begin
-      \$241  = { 1'h0, \$33  };
+      \$116  = \$33 ;
     end
     if (rst) begin
-      \$241  = 6'h00;
+      \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$242  = w_half;
+    \$117  = w_half;
     if (load) begin
-      \$242  = \$34 ;
+      \$117  = \$34 ;
     end
     if (rst) begin
-      \$242  = 1'h0;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$243  = col;
+    \$118  = col;
     if (step) begin
-      \$243  = \$35 ;
+      \$118  = \$39 [4:0];
     end
     if (rst) begin
-      \$243  = 5'h00;
+      \$118  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$244  = row_ph0;
+    \$119  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$244  = \$40 [4:0];
+        \$119  = \$44 [4:0];
       end
     end
     if (rst) begin
-      \$244  = 5'h00;
+      \$119  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$245  = \$46 [4:0];
+    \$120  = \$50 [4:0];
     if (rst) begin
-      \$245  = 5'h00;
+      \$120  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$246  = step;
+    \$121  = step;
     if (rst) begin
-      \$246  = 1'h0;
+      \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$247  = \$47 ;
+    \$122  = \$51 ;
     if (rst) begin
-      \$247  = 1'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$248  = s_last;
+    \$123  = s_last;
     if (rst) begin
-      \$248  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$249  = r_next;
-    if (rst) begin
-      \$249  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$250  = carry0_0;
-    if (\$signal$239 ) begin
-      \$250  = \i$128 ;
+      \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$251  = 8'h00;
+      \$124  = 8'h00;
     end else begin
-      \$251  = xdata_d1[7:0];
+      \$124  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$252  = 8'h00;
+      \$125  = 8'h00;
     end else begin
-      \$252  = xdata_d1[15:8];
+      \$125  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$253  = 8'h00;
+      \$126  = 8'h00;
     end else begin
-      \$253  = xdata_d1[23:16];
+      \$126  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$254  = 8'h00;
+      \$127  = 8'h00;
     end else begin
-      \$254  = xdata_d1[31:24];
+      \$127  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[4]) begin
-      \$255  = 8'h00;
-    end else begin
-      \$255  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[5]) begin
-      \$256  = 8'h00;
-    end else begin
-      \$256  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[6]) begin
-      \$257  = 8'h00;
-    end else begin
-      \$257  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[7]) begin
-      \$258  = 8'h00;
-    end else begin
-      \$258  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[8]) begin
-      \$259  = 8'h00;
-    end else begin
-      \$259  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[9]) begin
-      \$260  = 8'h00;
-    end else begin
-      \$260  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[10]) begin
-      \$261  = 8'h00;
-    end else begin
-      \$261  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[11]) begin
-      \$262  = 8'h00;
-    end else begin
-      \$262  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[12]) begin
-      \$263  = 8'h00;
-    end else begin
-      \$263  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[13]) begin
-      \$264  = 8'h00;
-    end else begin
-      \$264  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[14]) begin
-      \$265  = 8'h00;
-    end else begin
-      \$265  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$266  = 8'h00;
-    end else begin
-      \$266  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[16]) begin
-      \$267  = 8'h00;
-    end else begin
-      \$267  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[17]) begin
-      \$268  = 8'h00;
-    end else begin
-      \$268  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[18]) begin
-      \$269  = 8'h00;
-    end else begin
-      \$269  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[19]) begin
-      \$270  = 8'h00;
-    end else begin
-      \$270  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$271  = \$signal$239 ;
+    \$128  = \$signal$86 ;
     if (rst) begin
-      \$271  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$272  = v2_d1;
+    \$129  = v2_d1;
     if (rst) begin
-      \$272  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$273  = v2_d2;
+    \$130  = v2_d2;
     if (rst) begin
-      \$273  = 1'h0;
+      \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$274  = v2_d3;
+    \$131  = \$signal$87 ;
     if (rst) begin
-      \$274  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$275  = v2_d4;
+    \$132  = first2_d1;
     if (rst) begin
-      \$275  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$276  = \$signal$125 ;
+    \$133  = first2_d2;
     if (rst) begin
-      \$276  = 1'h0;
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$277  = first2_d1;
+    \$134  = last1;
     if (rst) begin
-      \$277  = 1'h0;
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$278  = first2_d2;
+    \$135  = last2_d1;
     if (rst) begin
-      \$278  = 1'h0;
+      \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$279  = first2_d3;
+    \$136  = last2_d2;
     if (rst) begin
-      \$279  = 1'h0;
+      \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$280  = first2_d4;
+    \$137  = group_end;
     if (rst) begin
-      \$280  = 1'h0;
+      \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$281  = last1;
-    if (rst) begin
-      \$281  = 1'h0;
+    \$138  = xacc;
+    if (v2_d3) begin
+      \$138  = \$73 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$282  = last2_d1;
-    if (rst) begin
-      \$282  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$283  = last2_d2;
-    if (rst) begin
-      \$283  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$284  = last2_d3;
-    if (rst) begin
-      \$284  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$285  = last2_d4;
-    if (rst) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$286  = group_end;
-    if (rst) begin
-      \$286  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$287  = xacc;
-    if (v2_d5) begin
-      \$287  = \$87 [16:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$288  = xfin;
+    \$139  = xfin;
     if (group_end) begin
-      \$288  = \$89 [16:0];
+      \$139  = \$75 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$289  = acc0_0;
-    if (v2_d5) begin
-      \$289  = \$91 [16:0];
+    \$140  = acc0_0;
+    if (v2_d3) begin
+      \$140  = \$77 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$290  = fin0_0;
+    \$141  = fin0_0;
     if (group_end) begin
-      \$290  = \$93 [16:0];
+      \$141  = \$79 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$291  = bank0_0;
+    \$142  = bank0_0;
     if (done) begin
-      \$291  = \$95 [17:0];
+      \$142  = \$81 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$292  = ser_left;
+    \$143  = ser_left;
     if (done) begin
-      \$292  = 1'h1;
+      \$143  = 1'h1;
     end else if (ser) begin
-      \$292  = \$96 [0];
+      \$143  = \$82 [0];
     end
     if (rst) begin
-      \$292  = 1'h0;
+      \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$293  = \addr$207 ;
+    \$144  = addr;
     if (ser) begin
-      \$293  = \$99 [3:0];
+      \$144  = \$85 [3:0];
     end
     if (rst) begin
-      \$293  = 4'h0;
+      \$144  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$294  = \$100 ;
+    \$145  = \$86 ;
     if (rst) begin
-      \$294  = 1'h0;
+      \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$295  = \$102 ;
+    \$146  = \$88 ;
     if (rst) begin
-      \$295  = 1'h0;
+      \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$296  = \$signal$285 ;
+    \$147  = \$signal$109 ;
     if (rst) begin
-      \$296  = 1'h0;
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$297  = vb;
+    \$148  = vb;
     if (rst) begin
-      \$297  = 1'h0;
+      \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$298  = v_out_d1;
+    \$149  = v_out_d1;
     if (rst) begin
-      \$298  = 1'h0;
+      \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$299  = v_out_d2;
+    \$150  = v_out_d2;
     if (rst) begin
-      \$299  = 1'h0;
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$300  = v_out_d3;
+    \$151  = v_out_d3;
     if (rst) begin
-      \$300  = 1'h0;
+      \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$301  = ka;
+    \$152  = ka;
     if (rst) begin
-      \$301  = 1'h0;
+      \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$302  = skipped_d1;
+    \$153  = skipped_d1;
     if (rst) begin
-      \$302  = 1'h0;
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$303  = skipped_d2;
+    \$154  = skipped_d2;
     if (rst) begin
-      \$303  = 1'h0;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$304  = skipped_d3;
+    \$155  = skipped_d3;
     if (rst) begin
-      \$304  = 1'h0;
+      \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$305  = skipped_d4;
+    \$156  = skipped_d4;
     if (rst) begin
-      \$305  = 1'h0;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$306  = \$113 ;
+    \$157  = \$99 ;
     if (rst) begin
-      \$306  = 1'h0;
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$307  = \$115 ;
+    \$158  = \$101 ;
     if (rst) begin
-      \$307  = 2'h0;
+      \$158  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$308  = \$21 [1:0];
+    \$159  = \$21 [1:0];
     if (rst) begin
-      \$308  = 2'h2;
+      \$159  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$309  = credits_room_next;
+    \$160  = credits_room_next;
     if (rst) begin
-      \$309  = 1'h1;
+      \$160  = 1'h1;
     end
   end
-  assign w_addr_b0_p0 = port__addr;
-  assign port__data = w_data_q[63:0];
-  assign w_en_b0_p0 = port__en;
-  assign w_addr_b1_p0 = \port__addr$10 ;
-  assign \port__data$12  = w_data_q[127:64];
-  assign w_en_b1_p0 = \port__en$13 ;
-  assign w_addr_b2_p0 = \port__addr$15 ;
-  assign \port__data$17  = w_data_q[159:128];
-  assign w_en_b2_p0 = \port__en$18 ;
-  assign w_addr_b0_p1 = \port__addr$20 ;
-  assign \port__data$22  = w_data_q[63:0];
-  assign w_en_b0_p1 = \port__en$23 ;
-  assign w_addr_b1_p1 = \port__addr$25 ;
-  assign \port__data$27  = w_data_q[127:64];
-  assign w_en_b1_p1 = \port__en$28 ;
-  assign w_addr_b2_p1 = \port__addr$30 ;
-  assign \port__data$32  = w_data_q[159:128];
-  assign w_en_b2_p1 = \port__en$33 ;
-  assign w_addr_b0_p2 = \port__addr$35 ;
-  assign \port__data$37  = w_data_q[63:0];
-  assign w_en_b0_p2 = \port__en$38 ;
-  assign w_addr_b1_p2 = \port__addr$40 ;
-  assign \port__data$42  = w_data_q[127:64];
-  assign w_en_b1_p2 = \port__en$43 ;
-  assign w_addr_b2_p2 = \port__addr$45 ;
-  assign \port__data$47  = w_data_q[159:128];
-  assign w_en_b2_p2 = \port__en$48 ;
-  assign w_addr_b0_p3 = \port__addr$50 ;
-  assign \port__data$52  = w_data_q[63:0];
-  assign w_en_b0_p3 = \port__en$53 ;
-  assign w_addr_b1_p3 = \port__addr$55 ;
-  assign \port__data$57  = w_data_q[127:64];
-  assign w_en_b1_p3 = \port__en$58 ;
-  assign w_addr_b2_p3 = \port__addr$60 ;
-  assign \port__data$62  = w_data_q[159:128];
-  assign w_en_b2_p3 = \port__en$63 ;
-  assign w_addr = \$2 [5:0];
+  assign w_addr_b0 = port__addr;
+  assign w_data_q = port__data;
+  assign w_en_b0 = port__en;
+  assign w_addr = \$2 [7:0];
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0_p0 = \port__addr$88 ;
-  assign \port__en$90  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$91 ;
-  assign \port__en$93  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$94 ;
-  assign \port__en$96  = 1'h1;
-  assign r_addr_b0_p3 = \port__addr$97 ;
-  assign \port__en$99  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$100 ;
-  assign \port__en$102  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$103 ;
-  assign \port__en$105  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$106 ;
-  assign \port__en$108  = 1'h1;
-  assign r_addr_b1_p3 = \port__addr$109 ;
-  assign \port__en$111  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$112 ;
-  assign \port__en$114  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$115 ;
-  assign \port__en$117  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$118 ;
-  assign \port__en$120  = 1'h1;
-  assign r_addr_b2_p3 = \port__addr$121 ;
-  assign \port__en$123  = 1'h1;
-  assign word1 = \i$128 ;
+  assign r_addr_b0 = \port__addr$32 ;
+  assign \port__en$34  = 1'h1;
+  assign word1 = i;
   assign shift = ser;
-  assign beat = \addr$207 ;
-  assign a = \data$210 [16:0];
+  assign beat = addr;
+  assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$213  = \data$210 [18:17];
-  assign \b$214  = b;
+  assign \a$60  = data[18:17];
+  assign \b$61  = b;
   assign rq0_y = \$18 [15:0];
-  assign \o__payload$220  = o__payload;
-  assign \o__ready$222  = \o__ready$221 ;
-  assign \o__valid$224  = o__valid;
-  assign \w_data$225  = \$18 [15:0];
-  assign v_out_d4 = \w_en$226 ;
+  assign \o__payload$67  = o__payload;
+  assign \o__ready$69  = \o__ready$68 ;
+  assign \o__valid$71  = o__valid;
+  assign \w_data$72  = \$18 [15:0];
+  assign v_out_d4 = \w_en$73 ;
   assign space_next = \$21 [1:0];
   assign \$3  = active;
   assign \$26  = credits_room_next;
-  assign \$66  = o;
-  assign \$69  = o;
-  assign \$72  = o;
-  assign \$76  = o;
-  assign \$79  = o;
-  assign \$80  = o;
-  assign \$81  = \$80 ;
-  assign \$94  = { fin0_0, 1'h0 };
-  assign \$100  = ser;
-  assign \$101  = 1'h0;
-  assign \$102  = 1'h0;
-  assign \$104  = { p[34], p };
-  assign \$105  = { \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 [19], \p$292 , 17'h00000 };
-  assign \$108  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$109  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$111  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$52  = o[3:0];
+  assign \$55  = o[3:0];
+  assign \$58  = o[3:0];
+  assign \$62  = o[3:0];
+  assign \$65  = o[3:0];
+  assign \$66  = o[3:0];
+  assign \$67  = \$66 ;
+  assign \$80  = { fin0_0, 1'h0 };
+  assign \$86  = ser;
+  assign \$87  = 1'h0;
+  assign \$88  = 1'h0;
+  assign \$90  = { p[34], p };
+  assign \$91  = { \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 , 17'h00000 };
+  assign \$94  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$95  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$97  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$103  = \$102 ;
   assign ser = ser_left;
 endmodule
 
@@ -28306,74 +27423,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.dec_0_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[1] ^ i[9];
-  assign \$2  = i[0] ^ i[13];
-  assign \$3  = i[3] ^ i[4];
-  assign \$4  = i[14] ^ i[15];
-  assign \$5  = i[2] ^ i[14];
-  assign \$6  = i[10] ^ i[14];
-  assign \$7  = i[2] ^ i[12];
-  assign \$8  = i[1] ^ i[11];
-  assign \$9  = i[7] ^ i[8];
-  assign \$10  = i[6] ^ i[14];
-  assign \$11  = i[1] ^ i[10];
-  assign \$12  = i[2] ^ i[10];
-  assign \$13  = i[3] ^ i[7];
-  assign \$14  = i[6] ^ i[10];
-  assign \$15  = i[4] ^ i[14];
-  assign \$16  = i[4] ^ i[11];
-  assign \$17  = i[6] ^ i[12];
-  assign \$18  = i[6] ^ i[13];
-  assign \$19  = i[6] ^ i[7];
-  assign \$20  = i[3] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.dec_0_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -28616,37 +27665,16 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.heads (data, addr, clk);
-  input [3:0] addr;
-  wire [3:0] addr;
-  input clk;
-  wire clk;
-  output [15:0] data;
-  wire [15:0] data;
-  flexor_rom_logic #(
-    .ADDR_WIDTH(32'd4),
-    .DEPTH(32'd10),
-    .INIT_FILE("flexor_lenet5_l3_heads.hex"),
-    .LATENCY(32'd1),
-    .WIDTH(32'd16)
-  ) rom (
-    .addr(addr),
-    .clk(clk),
-    .data(data)
-  );
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.rom (data, addr, clk);
-  input [8:0] addr;
-  wire [8:0] addr;
+  input [10:0] addr;
+  wire [10:0] addr;
   input clk;
   wire clk;
   output [15:0] data;
   wire [15:0] data;
   flexor_rom #(
-    .ADDR_WIDTH(32'd9),
-    .DEPTH(32'd260),
+    .ADDR_WIDTH(32'd11),
+    .DEPTH(32'd1280),
     .INIT_FILE("flexor_lenet5_l3_weights.hex"),
     .LATENCY(32'd2),
     .WIDTH(32'd16)
@@ -28719,9 +27747,9 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [9:0] \$109 ;
+  wire [11:0] \$109 ;
   wire \$11 ;
-  wire [9:0] \$110 ;
+  wire [11:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
@@ -28743,7 +27771,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg [8:0] \$130 ;
+  reg [10:0] \$130 ;
   reg \$131 ;
   reg [1:0] \$132 ;
   reg [1:0] \$133 ;
@@ -28846,8 +27874,8 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   wire [2:0] \$98 ;
   wire [3:0] \$99 ;
   reg [1:0] \$signal  = 2'h0;
-  output [8:0] addr;
-  reg [8:0] addr = 9'h000;
+  output [10:0] addr;
+  reg [10:0] addr = 11'h000;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -28863,8 +27891,8 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   wire o__ready;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 9'h000 *)
-  wire [8:0] raddr;
+  (* init = 11'h000 *)
+  wire [10:0] raddr;
   input rst;
   wire rst;
   reg [15:0] slot0 = 16'h0000;
@@ -28983,9 +28011,9 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   assign \$105  = \$104  < 3'h4;
   assign \$106  = at4 & \$105 ;
   assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
-  assign \$108  = addr == 9'h103;
+  assign \$108  = addr == 11'h4ff;
   assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 10'h000 : \$109 ;
+  assign \$110  = \$108  ? 12'h000 : \$109 ;
   assign \$111  = ~ at0;
   assign \$112  = \$111  & o__ready;
   assign \$113  = \$signal  == 2'h3;
@@ -29081,10 +28109,10 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$130  = addr;
     if (\$107 ) begin
-      \$130  = \$110 [8:0];
+      \$130  = \$110 [10:0];
     end
     if (rst) begin
-      \$130  = 9'h000;
+      \$130  = 11'h000;
     end
   end
   always @* begin
@@ -29296,7 +28324,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   wire wport__en;
   reg [4:0] x = 5'h00;
   reg [4:0] y = 5'h00;
-  (* ram_style = "block" *)
+  (* ram_style = "distributed" *)
   reg [7:0] maxima [447:0];
   initial begin
     maxima[0] = 8'h00;
@@ -30338,7 +29366,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire wport__en;
   reg [3:0] x = 4'h0;
   reg [3:0] y = 4'h0;
-  (* ram_style = "block" *)
+  (* ram_style = "distributed" *)
   reg [7:0] maxima [447:0];
   initial begin
     maxima[0] = 8'h00;

@@ -13,6 +13,8 @@ from flexor_hw.simulate import pack_beats, run_stream, unpack_beats
 CASES = [  # (length, n_in, n_out, signed)
     (7, 1, 4, False), (8, 1, 4, True), (10, 2, 6, False), (5, 5, 5, True), (13, 4, 1, True),
     (12, 6, 3, False), (11, 6, 2, False), (3, 1, 8, True), (9, 9, 3, True),
+    # output words of several 64-bit pieces, each under its own enable
+    (45, 5, 15, True), (26, 2, 12, False), (40, 1, 40, False),
 ]
 
 
@@ -67,3 +69,42 @@ def test_a_widening_repack_has_a_registered_ready():
     v = verilog.convert(Repack(8, 10, 2, 6), name="rp")
     top = v[v.index("module rp("):]
     assert re.search(r"^\s*reg i__ready = 1'h1;", top, re.MULTILINE)
+
+
+@pytest.mark.parametrize("n_out", [8, 30])
+def test_a_reset_mid_vector_starts_the_next_vector_afresh(n_out):
+    """A reset while a vector is half collected and a word waits behind a stalled output:
+    afterwards every vector comes out whole (one piece, and five under their own enables)."""
+    w, length, n_in = 6, 60, 2
+    rng = np.random.default_rng(n_out)
+    dut = Repack(w, length, n_in, n_out)
+    junk = pack_beats(rng.integers(0, 64, (2, length)), n_in, w)
+
+    async def before(ctx, rst):
+        ctx.set(dut.o.ready, 0)
+        chunks = n_out // n_in
+        for beat in junk[:chunks + chunks // 2]:   # a word waiting, another half collected
+            ctx.set(dut.i.payload, beat)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick().repeat(3)
+        assert ctx.get(dut.o.valid)
+        ctx.set(rst, 1)
+        await ctx.tick()
+        ctx.set(rst, 0)
+
+    x = rng.integers(0, 64, (3, length))
+    run = run_stream(dut, pack_beats(x, n_in, w), 3 * dut.beats_out, in_stall=0.3,
+                     out_stall=0.3, seed=3, before=before)
+    got = unpack_beats(run.outputs, n_out, w, False).reshape(3, -1)
+    assert np.array_equal(got[:, :length], x)
+
+
+def test_an_emitted_wide_repack_enables_each_piece_from_copies():
+    from amaranth.back import verilog
+    v = verilog.convert(Repack(8, 40, 5, 20, emit=True), name="rp")       # 160 bits: 3 pieces
+    for k in range(3):
+        for reg in ("full", "valid"):
+            assert re.search(rf"flexor_copy #\([^;]*\) {reg}_{k}_copy \(", v), (reg, k)
+    assert "flexor_copy" not in verilog.convert(Repack(8, 40, 5, 5, emit=True), name="rp")
