@@ -84,9 +84,9 @@ class TiledMaxPool(wiring.Component):
     whole window are taken and dropped).
 
     The word read from the maxima is registered before it is compared (a block RAM's data
-    comes 5.6 ns after the clock on the ECP5), so a word is written two cycles after its
-    read; a word read again within those two cycles (``C ≤ 2·simd``) is forwarded from the
-    write.
+    comes 5.6 ns after the clock on the ECP5), and the result registered before it is
+    written, so a word is written three cycles after its read; a word read again within
+    those three cycles (``C ≤ 3·simd``) is forwarded.
     """
 
     def __init__(self, shape, channels, height, width, kernel, *, simd=1, ram_style=None):
@@ -141,13 +141,16 @@ class TiledMaxPool(wiring.Component):
         v1, first1, last1, keep1 = Signal(), Signal(), Signal(), Signal()
         v2, first2, last2, keep2 = Signal(), Signal(), Signal(), Signal()
         addr1, addr2, addr3 = (Signal(range(max(2, depth)), name=f"addr{k}") for k in (1, 2, 3))
-        v3 = Signal()
+        addr4 = Signal(range(max(2, depth)), name="addr4")
+        v3, v4 = Signal(), Signal()
         in1, in2, old2 = (Signal(P * xw, name=k, reset_less=True) for k in ("in1", "in2", "old2"))
-        new2, new3, new4 = (Signal(P * xw, name=k, reset_less=True)
-                            for k in ("new2", "new3", "new4"))
-        # A word is read the cycle its beat is taken and written two cycles later, so the
-        # reads of the next two beats miss those writes: the newest such word is forwarded.
-        fwd_a, fwd_b = Signal(), Signal()
+        new2, new3, new4, new5 = (Signal(P * xw, name=k, reset_less=True)
+                                  for k in ("new2", "new3", "new4", "new5"))
+        # A word is read the cycle its beat is taken and written three cycles later, from a
+        # register (in LUT RAM the compare's result straight into the cells' write data was
+        # the placed LeNet-5's longest path), so the reads of the next three beats miss
+        # those writes: the newest such word is forwarded.
+        fwd_a, fwd_b, fwd_c = Signal(), Signal(), Signal()
 
         pending = Cat(v1 & last1 & keep1, v2 & last2 & keep2)   # will write the FIFO
         take = Signal()
@@ -171,12 +174,14 @@ class TiledMaxPool(wiring.Component):
                      v2.eq(v1), first2.eq(first1), last2.eq(last1), keep2.eq(keep1),
                      addr2.eq(addr1), in2.eq(in1), old2.eq(rport.data),
                      v3.eq(w2), addr3.eq(addr2), new3.eq(new2), new4.eq(new3),
-                     # stage 2 now writes what stage 1's beat read too early; the write of
-                     # the cycle before was missed as well
+                     v4.eq(v3), addr4.eq(addr3), new5.eq(new4),
+                     # stages 2 and 3 hold words stage 1's beat read too early, and stage 4
+                     # one whose write its read missed
                      fwd_a.eq(w2 & (addr2 == addr1)),
-                     fwd_b.eq(v3 & (addr3 == addr1))]
+                     fwd_b.eq(v3 & (addr3 == addr1)),
+                     fwd_c.eq(v4 & (addr4 == addr1))]
 
-        old = Mux(fwd_a, new3, Mux(fwd_b, new4, old2))
+        old = Mux(fwd_a, new3, Mux(fwd_b, new4, Mux(fwd_c, new5, old2)))
         lanes = []
         for k in range(P):
             a = in2[k * xw:(k + 1) * xw]
@@ -185,7 +190,7 @@ class TiledMaxPool(wiring.Component):
                 a, b = a.as_signed(), b.as_signed()
             lanes.append(Mux(first2 | (a > b), a, b)[:xw])
         m.d.comb += [new2.eq(Cat(*lanes)),
-                     wport.addr.eq(addr2), wport.data.eq(new2), wport.en.eq(w2),
+                     wport.addr.eq(addr3), wport.data.eq(new3), wport.en.eq(v3),
                      out.w_data.eq(new2), out.w_en.eq(v2 & last2 & keep2)]
         return m
 

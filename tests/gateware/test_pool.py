@@ -82,6 +82,8 @@ def _pack(values, simd, width):
     (4, 7, 5, 2, 2, True, 0.3),         # a row and a column past the last window
     (1, 6, 6, 2, 1, False, 0.0),        # C = SIMD: a word read as it is written
     (4, 6, 6, 2, 2, True, 0.0),         # C = 2·SIMD: read as the word before last is written
+    (3, 6, 6, 2, 1, False, 0.05),       # C = 3·SIMD: read as the word three back is written
+    (6, 8, 6, 2, 2, True, 0.1),
     (6, 6, 9, 3, 3, False, 0.2),
     (4, 4, 4, (2, 1), 4, True, 0.3),    # the whole pixel a beat, non-square kernel
     (3, 4, 4, 1, 1, False, 0.2),        # 1×1: every beat completes its window
