@@ -233,11 +233,12 @@ COPY_VERILOG = """\
 // merges identical flip-flops bit by bit (whatever their initial values), so each copy's
 // process is kept.
 module flexor_copy #(
-    parameter WIDTH = 1
+    parameter WIDTH = 1,
+    parameter INIT = 0
 ) (
     input wire clk,
     input wire [WIDTH-1:0] d,
-    output reg [WIDTH-1:0] q = 0
+    output reg [WIDTH-1:0] q = INIT
 );
     (* keep *) always @(posedge clk) q <= d;
 endmodule
@@ -249,13 +250,15 @@ def copy_modules(verilog):
     return COPY_VERILOG if re.search(r"^\s*flexor_copy #\(", verilog, re.MULTILINE) else ""
 
 
-def copy_register(m, value, name, *, emit):
-    """``value`` registered, in a copy of its own (no reset; a read before the first load is
-    never used): with ``emit``, an instance of ``flexor_copy`` (:data:`COPY_VERILOG`) that
-    Yosys keeps apart from its twins; else a plain register, for Amaranth's simulator."""
-    reg = Signal(len(value), name=name, reset_less=True)
+def copy_register(m, value, name, *, emit, init=0):
+    """``value`` registered, in a copy of its own, ``init`` at power-up and no reset (a copy
+    that must follow the reset takes it through ``value``): with ``emit``, an instance of
+    ``flexor_copy`` (:data:`COPY_VERILOG`) that Yosys keeps apart from its twins; else a
+    plain register, for Amaranth's simulator."""
+    reg = Signal(len(value), name=name, reset_less=True, init=init)
     if emit:
         m.submodules[f"{name}_copy"] = Instance("flexor_copy", p_WIDTH=len(value),
+                                                p_INIT=int(init),
                                                 i_clk=ClockSignal("sync"), i_d=value, o_q=reg)
     else:
         m.d.sync += reg.eq(value)

@@ -3,7 +3,7 @@
 
 import operator
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -117,6 +117,7 @@ class Repack(wiring.Component):
                      full_next.eq(Mux(take & closes, 1, Mux(moves, 0, full))),
                      valid_next.eq(Mux(moves, 1, Mux(self.o.ready, 0, self.o.valid)))]
         out = Signal(n_out * w, reset_less=True)
+        pieces = -(-n_out * w // PIECE_BITS)
         m.d.comb += self.o.payload.eq(out)
         m.d.sync += [self.o.valid.eq(valid_next), full.eq(full_next),
                      ready.eq(~full_next | ~valid_next)]
@@ -125,7 +126,6 @@ class Repack(wiring.Component):
         # conv2 input, from conv2's ``w_full`` (its longest path placed at 98 MHz, 9.2 ns of
         # routing). The copies need no reset: they equal ``full`` and ``o.valid`` but in the
         # cycle after a reset, where ``full`` is 0 and a piece loaded then is not valid.
-        pieces = -(-n_out * w // PIECE_BITS)
         for k in range(pieces):
             lo, hi = k * PIECE_BITS, min(n_out * w, (k + 1) * PIECE_BITS)
             if pieces == 1:
@@ -137,21 +137,39 @@ class Repack(wiring.Component):
             with m.If(enable):
                 m.d.sync += out[lo:hi].eq(word[lo:hi])
         e = (beats - 1) % chunks
+        last_next = Mux(take, Mux(last, beats == 1, beat == beats - 2), last)
+        m.d.sync += last.eq(last_next)
         with m.If(take):
             m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
-                         last.eq(Mux(last, beats == 1, beat == beats - 2)),
                          at.eq(Mux(closes, 1, at.rotate_left(1)))]
+        # The word shifts in pieces of at most 64 bits too, each taking the beat under its
+        # own copies of ``ready`` and ``last`` (the window's ``valid`` and one ``ready``
+        # reached all 480 enables of LeNet-5's conv2 input word). Unlike the output's, these
+        # copies follow the reset: a piece that missed a beat the others took would be lost.
+        tail = self._length - (beats - 1) * n_in
+        for k in range(pieces):
+            lo, hi = k * PIECE_BITS, min(n_out * w, (k + 1) * PIECE_BITS)
+            if pieces == 1:
+                take_k, last_k = take, last
+            else:
+                rst = ResetSignal("sync")
+                ready_k = copy_register(m, ~full_next | ~valid_next | rst, f"ready_{k}",
+                                        emit=self._emit, init=1)
+                last_k = copy_register(m, Mux(rst, beats == 1, last_next), f"last_{k}",
+                                       emit=self._emit, init=beats == 1)
+                take_k = self.i.valid & ready_k
             # The vector's last input beat: its elements past the end become zero.
-            tail = self._length - (beats - 1) * n_in
             payload = self.i.payload
             if tail < n_in:
-                payload = Mux(last, payload[:tail * w], payload)
+                payload = Mux(last_k, payload[:tail * w], payload)
             shifted = Cat(word[cw:], payload)
             if e < chunks - 1:
                 aligned = Cat(word[(chunks - e) * cw:], payload, Const(0, (chunks - 1 - e) * cw))
-                m.d.sync += word.eq(Mux(last, aligned, shifted))
+                new = Mux(last_k, aligned, shifted)
             else:
-                m.d.sync += word.eq(shifted)
+                new = shifted
+            with m.If(take_k):
+                m.d.sync += word[lo:hi].eq(new[lo:hi])
 
     def _narrow(self, m, n_in, n_out, w):
         chunks = n_in // n_out

@@ -1289,6 +1289,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     .data(data)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b0_copy (
     .clk(clk),
@@ -1307,6 +1308,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     .p(p)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b0_copy (
     .clk(clk),
@@ -1314,6 +1316,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     .q(port__addr)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
@@ -2979,24 +2982,44 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [7:0] \$20 ;
-  wire [7:0] \$21 ;
+  wire \$20 ;
+  wire \$21 ;
   wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [9:0] \$25 ;
-  wire [79:0] \$26 ;
-  reg \$27 ;
-  reg \$28 ;
-  reg \$29 ;
+  wire [7:0] \$23 ;
+  wire [7:0] \$24 ;
+  wire \$25 ;
+  wire [9:0] \$26 ;
+  wire \$27 ;
+  wire [79:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  reg [79:0] \$30 ;
-  reg [6:0] \$31 ;
-  reg \$32 ;
-  reg [9:0] \$33 ;
-  reg [79:0] \$34 ;
+  wire [79:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire \$5 ;
+  reg [79:0] \$50 ;
+  reg \$51 ;
+  reg [6:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [79:0] \$54 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -3016,6 +3039,8 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
+  wire last_0;
+  wire last_1;
   output [79:0] o__payload;
   reg [79:0] o__payload = 80'h00000000000000000000;
   input o__ready;
@@ -3026,6 +3051,8 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire [79:0] out;
   (* init = 1'h1 *)
   wire ready;
+  wire ready_0;
+  wire ready_1;
   input rst;
   wire rst;
   wire take;
@@ -3033,6 +3060,26 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire valid_1;
   wire valid_next;
   reg [79:0] word = 80'h00000000000000000000;
+  assign \$43  = beat == 7'h7e;
+  assign \$44  = last ? 1'h0 : \$43 ;
+  assign \$45  = take ? \$44  : last;
+  assign \$46  = rst ? 1'h0 : \$45 ;
+  always @(posedge clk)
+    o__valid <= \$47 ;
+  always @(posedge clk)
+    full <= \$48 ;
+  always @(posedge clk)
+    i__ready <= \$49 ;
+  always @(posedge clk)
+    o__payload <= \$50 ;
+  always @(posedge clk)
+    last <= \$51 ;
+  always @(posedge clk)
+    beat <= \$52 ;
+  always @(posedge clk)
+    at <= \$53 ;
+  always @(posedge clk)
+    word <= \$54 ;
   assign take = i__valid & i__ready;
   assign \$1  = at[9] | last;
   assign \$2  = take & \$1 ;
@@ -3055,30 +3102,31 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   assign \$17  = ~ valid_1;
   assign \$18  = \$17  | o__ready;
   assign \$19  = full_1 & \$18 ;
-  assign \$20  = beat + 1'h1;
-  assign \$21  = last ? 8'h00 : \$20 ;
-  assign \$22  = beat == 7'h7e;
-  assign \$23  = last ? 1'h0 : \$22 ;
-  assign \$24  = at[9] | last;
-  assign \$25  = \$24  ? 10'h001 : { at[8:0], at[9] };
-  assign \$26  = last ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
-  always @(posedge clk)
-    o__valid <= \$27 ;
-  always @(posedge clk)
-    full <= \$28 ;
-  always @(posedge clk)
-    i__ready <= \$29 ;
-  always @(posedge clk)
-    o__payload <= \$30 ;
-  always @(posedge clk)
-    beat <= \$31 ;
-  always @(posedge clk)
-    last <= \$32 ;
-  always @(posedge clk)
-    at <= \$33 ;
-  always @(posedge clk)
-    word <= \$34 ;
+  assign \$20  = beat == 7'h7e;
+  assign \$21  = last ? 1'h0 : \$20 ;
+  assign \$22  = take ? \$21  : last;
+  assign \$23  = beat + 1'h1;
+  assign \$24  = last ? 8'h00 : \$23 ;
+  assign \$25  = at[9] | last;
+  assign \$26  = \$25  ? 10'h001 : { at[8:0], at[9] };
+  assign \$27  = i__valid & ready_0;
+  assign \$28  = last_0 ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
+  assign \$29  = i__valid & ready_1;
+  assign \$30  = last_1 ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
+  assign \$31  = ~ \$signal ;
+  assign \$32  = ~ valid_next;
+  assign \$33  = \$31  | \$32 ;
+  assign \$34  = \$33  | rst;
+  assign \$35  = beat == 7'h7e;
+  assign \$36  = last ? 1'h0 : \$35 ;
+  assign \$37  = take ? \$36  : last;
+  assign \$38  = rst ? 1'h0 : \$37 ;
+  assign \$39  = ~ \$signal ;
+  assign \$40  = ~ valid_next;
+  assign \$41  = \$39  | \$40 ;
+  assign \$42  = \$41  | rst;
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_0_copy (
     .clk(clk),
@@ -3086,6 +3134,7 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     .q(full_0)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_1_copy (
     .clk(clk),
@@ -3093,6 +3142,39 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     .q(full_1)
   );
   flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_0_copy (
+    .clk(clk),
+    .d(\$38 ),
+    .q(last_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_1_copy (
+    .clk(clk),
+    .d(\$46 ),
+    .q(last_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_0_copy (
+    .clk(clk),
+    .d(\$34 ),
+    .q(ready_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_1_copy (
+    .clk(clk),
+    .d(\$42 ),
+    .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_0_copy (
     .clk(clk),
@@ -3100,6 +3182,7 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     .q(valid_0)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_1_copy (
     .clk(clk),
@@ -3108,70 +3191,70 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$27  = valid_next;
+    \$47  = valid_next;
     if (rst) begin
-      \$27  = 1'h0;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$28  = \$signal ;
+    \$48  = \$signal ;
     if (rst) begin
-      \$28  = 1'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$29  = \$13 ;
+    \$49  = \$13 ;
     if (rst) begin
-      \$29  = 1'h1;
+      \$49  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$30  = o__payload;
+    \$50  = o__payload;
     if (\$16 ) begin
-      \$30 [63:0] = word[63:0];
+      \$50 [63:0] = word[63:0];
     end
     if (\$19 ) begin
-      \$30 [79:64] = word[79:64];
+      \$50 [79:64] = word[79:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$31  = beat;
+    \$51  = \$22 ;
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$52  = beat;
     if (take) begin
-      \$31  = \$21 [6:0];
+      \$52  = \$24 [6:0];
     end
     if (rst) begin
-      \$31  = 7'h00;
+      \$52  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$32  = last;
+    \$53  = at;
     if (take) begin
-      \$32  = \$23 ;
+      \$53  = \$26 ;
     end
     if (rst) begin
-      \$32  = 1'h0;
+      \$53  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$33  = at;
-    if (take) begin
-      \$33  = \$25 ;
+    \$54  = word;
+    if (\$27 ) begin
+      \$54 [63:0] = \$28 [63:0];
     end
-    if (rst) begin
-      \$33  = 10'h001;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$34  = word;
-    if (take) begin
-      \$34  = \$26 ;
+    if (\$29 ) begin
+      \$54 [79:64] = \$30 [79:64];
     end
   end
   assign ready = i__ready;
@@ -3875,6 +3958,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     .data(data)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd5)
   ) r_addr_b0_copy (
     .clk(clk),
@@ -3899,6 +3983,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     .p(\p$147 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd5)
   ) w_addr_b0_copy (
     .clk(clk),
@@ -3906,6 +3991,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     .q(port__addr)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
@@ -5339,23 +5425,24 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [6:0] \$17 ;
-  wire [6:0] \$18 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [9:0] \$22 ;
-  wire [49:0] \$23 ;
-  reg \$24 ;
+  wire [6:0] \$20 ;
+  wire [6:0] \$21 ;
+  wire \$22 ;
+  wire [9:0] \$23 ;
+  wire [49:0] \$24 ;
   reg \$25 ;
   reg \$26 ;
-  reg [49:0] \$27 ;
-  reg [5:0] \$28 ;
+  reg \$27 ;
+  reg [49:0] \$28 ;
   reg \$29 ;
   wire \$3 ;
-  reg [9:0] \$30 ;
-  reg [49:0] \$31 ;
+  reg [5:0] \$30 ;
+  reg [9:0] \$31 ;
+  reg [49:0] \$32 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -5409,92 +5496,90 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
   assign \$14  = ~ o__valid;
   assign \$15  = \$14  | o__ready;
   assign \$16  = full & \$15 ;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 7'h00 : \$17 ;
-  assign \$19  = beat == 6'h3e;
-  assign \$20  = last ? 1'h0 : \$19 ;
-  assign \$21  = at[9] | last;
-  assign \$22  = \$21  ? 10'h001 : { at[8:0], at[9] };
-  assign \$23  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
+  assign \$17  = beat == 6'h3e;
+  assign \$18  = last ? 1'h0 : \$17 ;
+  assign \$19  = take ? \$18  : last;
+  assign \$20  = beat + 1'h1;
+  assign \$21  = last ? 7'h00 : \$20 ;
+  assign \$22  = at[9] | last;
+  assign \$23  = \$22  ? 10'h001 : { at[8:0], at[9] };
+  assign \$24  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
   always @(posedge clk)
-    o__valid <= \$24 ;
+    o__valid <= \$25 ;
   always @(posedge clk)
-    full <= \$25 ;
+    full <= \$26 ;
   always @(posedge clk)
-    i__ready <= \$26 ;
+    i__ready <= \$27 ;
   always @(posedge clk)
-    o__payload <= \$27 ;
-  always @(posedge clk)
-    beat <= \$28 ;
+    o__payload <= \$28 ;
   always @(posedge clk)
     last <= \$29 ;
   always @(posedge clk)
-    at <= \$30 ;
+    beat <= \$30 ;
   always @(posedge clk)
-    word <= \$31 ;
+    at <= \$31 ;
+  always @(posedge clk)
+    word <= \$32 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$24  = valid_next;
-    if (rst) begin
-      \$24  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$25  = \$signal ;
+    \$25  = valid_next;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$26  = \$13 ;
+    \$26  = \$signal ;
     if (rst) begin
-      \$26  = 1'h1;
+      \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$27  = o__payload;
+    \$27  = \$13 ;
+    if (rst) begin
+      \$27  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$28  = o__payload;
     if (\$16 ) begin
-      \$27  = word;
+      \$28  = word;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$28  = beat;
-    if (take) begin
-      \$28  = \$18 [5:0];
-    end
-    if (rst) begin
-      \$28  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$29  = last;
-    if (take) begin
-      \$29  = \$20 ;
-    end
+    \$29  = \$19 ;
     if (rst) begin
       \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$30  = at;
+    \$30  = beat;
     if (take) begin
-      \$30  = \$22 ;
+      \$30  = \$21 [5:0];
     end
     if (rst) begin
-      \$30  = 10'h001;
+      \$30  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = word;
+    \$31  = at;
     if (take) begin
       \$31  = \$23 ;
+    end
+    if (rst) begin
+      \$31  = 10'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$32  = word;
+    if (take) begin
+      \$32  = \$24 ;
     end
   end
   assign ready = i__ready;
@@ -5688,11 +5773,12 @@ endmodule
 // merges identical flip-flops bit by bit (whatever their initial values), so each copy's
 // process is kept.
 module flexor_copy #(
-    parameter WIDTH = 1
+    parameter WIDTH = 1,
+    parameter INIT = 0
 ) (
     input wire clk,
     input wire [WIDTH-1:0] d,
-    output reg [WIDTH-1:0] q = 0
+    output reg [WIDTH-1:0] q = INIT
 );
     (* keep *) always @(posedge clk) q <= d;
 endmodule

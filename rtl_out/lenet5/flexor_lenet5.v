@@ -1454,6 +1454,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd3)
   ) r_addr_b0_copy (
     .clk(clk),
@@ -1461,6 +1462,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
     .q(\port__addr$40 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd3)
   ) r_addr_b1_copy (
     .clk(clk),
@@ -1479,6 +1481,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
     .p(p)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd3)
   ) w_addr_b0_copy (
     .clk(clk),
@@ -1486,6 +1489,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
     .q(port__addr)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd3)
   ) w_addr_b1_copy (
     .clk(clk),
@@ -1493,6 +1497,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
     .q(\port__addr$10 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
@@ -1500,6 +1505,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
     .q(port__en)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
@@ -4537,7 +4543,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$4816$0 (pad_reg),
+    .\port$4965$0 (pad_reg),
     .\port$505$0 (rd__data),
     .rst(rst)
   );
@@ -5223,7 +5229,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , i__valid, \port$4816$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , i__valid, \port$4965$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5245,8 +5251,8 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$4816$0 ;
-  wire \port$4816$0 ;
+  input \port$4965$0 ;
+  wire \port$4965$0 ;
   input [7:0] \port$505$0 ;
   wire [7:0] \port$505$0 ;
   input rst;
@@ -5273,11 +5279,11 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$505$0 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4816$0 , \port$505$0  };
+      \$5  = { \port$4965$0 , \port$505$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4816$0 , \port$505$0  };
+  assign i__payload = { \port$4965$0 , \port$505$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5295,24 +5301,44 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [5:0] \$20 ;
-  wire [5:0] \$21 ;
+  wire \$20 ;
+  wire \$21 ;
   wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [9:0] \$25 ;
-  wire [79:0] \$26 ;
-  reg \$27 ;
-  reg \$28 ;
-  reg \$29 ;
+  wire [5:0] \$23 ;
+  wire [5:0] \$24 ;
+  wire \$25 ;
+  wire [9:0] \$26 ;
+  wire \$27 ;
+  wire [79:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  reg [79:0] \$30 ;
-  reg [4:0] \$31 ;
-  reg \$32 ;
-  reg [9:0] \$33 ;
-  reg [79:0] \$34 ;
+  wire [79:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire \$5 ;
+  reg [79:0] \$50 ;
+  reg \$51 ;
+  reg [4:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [79:0] \$54 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -5332,6 +5358,8 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
+  wire last_0;
+  wire last_1;
   output [79:0] o__payload;
   reg [79:0] o__payload = 80'h00000000000000000000;
   input o__ready;
@@ -5342,6 +5370,8 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   wire [79:0] out;
   (* init = 1'h1 *)
   wire ready;
+  wire ready_0;
+  wire ready_1;
   input rst;
   wire rst;
   wire take;
@@ -5349,6 +5379,26 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   wire valid_1;
   wire valid_next;
   reg [79:0] word = 80'h00000000000000000000;
+  assign \$43  = beat == 5'h17;
+  assign \$44  = last ? 1'h0 : \$43 ;
+  assign \$45  = take ? \$44  : last;
+  assign \$46  = rst ? 1'h0 : \$45 ;
+  always @(posedge clk)
+    o__valid <= \$47 ;
+  always @(posedge clk)
+    full <= \$48 ;
+  always @(posedge clk)
+    i__ready <= \$49 ;
+  always @(posedge clk)
+    o__payload <= \$50 ;
+  always @(posedge clk)
+    last <= \$51 ;
+  always @(posedge clk)
+    beat <= \$52 ;
+  always @(posedge clk)
+    at <= \$53 ;
+  always @(posedge clk)
+    word <= \$54 ;
   assign take = i__valid & i__ready;
   assign \$1  = at[9] | last;
   assign \$2  = take & \$1 ;
@@ -5371,30 +5421,31 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   assign \$17  = ~ valid_1;
   assign \$18  = \$17  | o__ready;
   assign \$19  = full_1 & \$18 ;
-  assign \$20  = beat + 1'h1;
-  assign \$21  = last ? 6'h00 : \$20 ;
-  assign \$22  = beat == 5'h17;
-  assign \$23  = last ? 1'h0 : \$22 ;
-  assign \$24  = at[9] | last;
-  assign \$25  = \$24  ? 10'h001 : { at[8:0], at[9] };
-  assign \$26  = last ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
-  always @(posedge clk)
-    o__valid <= \$27 ;
-  always @(posedge clk)
-    full <= \$28 ;
-  always @(posedge clk)
-    i__ready <= \$29 ;
-  always @(posedge clk)
-    o__payload <= \$30 ;
-  always @(posedge clk)
-    beat <= \$31 ;
-  always @(posedge clk)
-    last <= \$32 ;
-  always @(posedge clk)
-    at <= \$33 ;
-  always @(posedge clk)
-    word <= \$34 ;
+  assign \$20  = beat == 5'h17;
+  assign \$21  = last ? 1'h0 : \$20 ;
+  assign \$22  = take ? \$21  : last;
+  assign \$23  = beat + 1'h1;
+  assign \$24  = last ? 6'h00 : \$23 ;
+  assign \$25  = at[9] | last;
+  assign \$26  = \$25  ? 10'h001 : { at[8:0], at[9] };
+  assign \$27  = i__valid & ready_0;
+  assign \$28  = last_0 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
+  assign \$29  = i__valid & ready_1;
+  assign \$30  = last_1 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
+  assign \$31  = ~ \$signal ;
+  assign \$32  = ~ valid_next;
+  assign \$33  = \$31  | \$32 ;
+  assign \$34  = \$33  | rst;
+  assign \$35  = beat == 5'h17;
+  assign \$36  = last ? 1'h0 : \$35 ;
+  assign \$37  = take ? \$36  : last;
+  assign \$38  = rst ? 1'h0 : \$37 ;
+  assign \$39  = ~ \$signal ;
+  assign \$40  = ~ valid_next;
+  assign \$41  = \$39  | \$40 ;
+  assign \$42  = \$41  | rst;
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_0_copy (
     .clk(clk),
@@ -5402,6 +5453,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     .q(full_0)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_1_copy (
     .clk(clk),
@@ -5409,6 +5461,39 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     .q(full_1)
   );
   flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_0_copy (
+    .clk(clk),
+    .d(\$38 ),
+    .q(last_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_1_copy (
+    .clk(clk),
+    .d(\$46 ),
+    .q(last_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_0_copy (
+    .clk(clk),
+    .d(\$34 ),
+    .q(ready_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_1_copy (
+    .clk(clk),
+    .d(\$42 ),
+    .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_0_copy (
     .clk(clk),
@@ -5416,6 +5501,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     .q(valid_0)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_1_copy (
     .clk(clk),
@@ -5424,70 +5510,70 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$27  = valid_next;
+    \$47  = valid_next;
     if (rst) begin
-      \$27  = 1'h0;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$28  = \$signal ;
+    \$48  = \$signal ;
     if (rst) begin
-      \$28  = 1'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$29  = \$13 ;
+    \$49  = \$13 ;
     if (rst) begin
-      \$29  = 1'h1;
+      \$49  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$30  = o__payload;
+    \$50  = o__payload;
     if (\$16 ) begin
-      \$30 [63:0] = word[63:0];
+      \$50 [63:0] = word[63:0];
     end
     if (\$19 ) begin
-      \$30 [79:64] = word[79:64];
+      \$50 [79:64] = word[79:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = beat;
+    \$51  = \$22 ;
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$52  = beat;
     if (take) begin
-      \$31  = \$21 [4:0];
+      \$52  = \$24 [4:0];
     end
     if (rst) begin
-      \$31  = 5'h00;
+      \$52  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = last;
+    \$53  = at;
     if (take) begin
-      \$32  = \$23 ;
+      \$53  = \$26 ;
     end
     if (rst) begin
-      \$32  = 1'h0;
+      \$53  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$33  = at;
-    if (take) begin
-      \$33  = \$25 ;
+    \$54  = word;
+    if (\$27 ) begin
+      \$54 [63:0] = \$28 [63:0];
     end
-    if (rst) begin
-      \$33  = 10'h001;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$34  = word;
-    if (take) begin
-      \$34  = \$26 ;
+    if (\$29 ) begin
+      \$54 [79:64] = \$30 [79:64];
     end
   end
   assign ready = i__ready;
@@ -9182,6 +9268,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b0_p0_copy (
     .clk(clk),
@@ -9189,6 +9276,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$109 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b0_p1_copy (
     .clk(clk),
@@ -9196,6 +9284,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$112 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b1_p0_copy (
     .clk(clk),
@@ -9203,6 +9292,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$115 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b1_p1_copy (
     .clk(clk),
@@ -9210,6 +9300,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$118 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b2_p0_copy (
     .clk(clk),
@@ -9217,6 +9308,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$121 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b2_p1_copy (
     .clk(clk),
@@ -9224,6 +9316,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$124 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b3_p0_copy (
     .clk(clk),
@@ -9231,6 +9324,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$127 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b3_p1_copy (
     .clk(clk),
@@ -9238,6 +9332,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$130 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b4_p0_copy (
     .clk(clk),
@@ -9245,6 +9340,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$133 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b4_p1_copy (
     .clk(clk),
@@ -9252,6 +9348,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$136 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b5_p0_copy (
     .clk(clk),
@@ -9259,6 +9356,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$139 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b5_p1_copy (
     .clk(clk),
@@ -9266,6 +9364,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$142 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b6_p0_copy (
     .clk(clk),
@@ -9273,6 +9372,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$145 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b6_p1_copy (
     .clk(clk),
@@ -9280,6 +9380,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$148 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b7_p0_copy (
     .clk(clk),
@@ -9287,6 +9388,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$151 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) r_addr_b7_p1_copy (
     .clk(clk),
@@ -9294,6 +9396,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$154 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd2)
   ) r_page_b0_copy (
     .clk(clk),
@@ -9301,6 +9404,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(r_page_b0)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd2)
   ) r_page_b1_copy (
     .clk(clk),
@@ -9308,6 +9412,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(r_page_b1)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd2)
   ) r_page_b2_copy (
     .clk(clk),
@@ -9315,6 +9420,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(r_page_b2)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd2)
   ) r_page_b3_copy (
     .clk(clk),
@@ -9322,6 +9428,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(r_page_b3)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd2)
   ) r_page_b4_copy (
     .clk(clk),
@@ -9329,6 +9436,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(r_page_b4)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd2)
   ) r_page_b5_copy (
     .clk(clk),
@@ -9336,6 +9444,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(r_page_b5)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd2)
   ) r_page_b6_copy (
     .clk(clk),
@@ -9343,6 +9452,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(r_page_b6)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd2)
   ) r_page_b7_copy (
     .clk(clk),
@@ -9367,6 +9477,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .p(\p$921 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b0_p0_copy (
     .clk(clk),
@@ -9374,6 +9485,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(port__addr)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b0_p1_copy (
     .clk(clk),
@@ -9381,6 +9493,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$45 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b1_p0_copy (
     .clk(clk),
@@ -9388,6 +9501,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$10 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b1_p1_copy (
     .clk(clk),
@@ -9395,6 +9509,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$50 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b2_p0_copy (
     .clk(clk),
@@ -9402,6 +9517,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$15 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b2_p1_copy (
     .clk(clk),
@@ -9409,6 +9525,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$55 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b3_p0_copy (
     .clk(clk),
@@ -9416,6 +9533,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$20 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b3_p1_copy (
     .clk(clk),
@@ -9423,6 +9541,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$60 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b4_p0_copy (
     .clk(clk),
@@ -9430,6 +9549,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$25 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b4_p1_copy (
     .clk(clk),
@@ -9437,6 +9557,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$65 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b5_p0_copy (
     .clk(clk),
@@ -9444,6 +9565,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$30 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b5_p1_copy (
     .clk(clk),
@@ -9451,6 +9573,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$70 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b6_p0_copy (
     .clk(clk),
@@ -9458,6 +9581,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$35 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b6_p1_copy (
     .clk(clk),
@@ -9465,6 +9589,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$75 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b7_p0_copy (
     .clk(clk),
@@ -9472,6 +9597,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$40 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd4)
   ) w_addr_b7_p1_copy (
     .clk(clk),
@@ -9479,6 +9605,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__addr$80 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
@@ -9486,6 +9613,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(port__en)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
@@ -9493,6 +9621,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$48 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
@@ -9500,6 +9629,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$13 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
@@ -9507,6 +9637,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$53 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
@@ -9514,6 +9645,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$18 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
@@ -9521,6 +9653,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$58 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
@@ -9528,6 +9661,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$23 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
@@ -9535,6 +9669,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$63 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
@@ -9542,6 +9677,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$28 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
@@ -9549,6 +9685,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$68 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b5_p0_copy (
     .clk(clk),
@@ -9556,6 +9693,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$33 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b5_p1_copy (
     .clk(clk),
@@ -9563,6 +9701,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$73 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b6_p0_copy (
     .clk(clk),
@@ -9570,6 +9709,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$38 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b6_p1_copy (
     .clk(clk),
@@ -9577,6 +9717,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$78 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b7_p0_copy (
     .clk(clk),
@@ -9584,6 +9725,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$43 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b7_p1_copy (
     .clk(clk),
@@ -20784,11 +20926,11 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$1207$0 (\$9 ),
-    .\port$1216$0 (\$18 ),
-    .\port$1225$0 (\$27 ),
-    .\port$1234$0 (\$36 ),
-    .\port$1243$0 (\$45 ),
+    .\port$1238$0 (\$9 ),
+    .\port$1247$0 (\$18 ),
+    .\port$1256$0 (\$27 ),
+    .\port$1265$0 (\$36 ),
+    .\port$1274$0 (\$45 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -20798,13 +20940,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1842$0 (\$signature__data$70 ),
-    .\port$1845$0 (\$signature__data$71 ),
-    .\port$1848$0 (\$signature__data$72 ),
-    .\port$1851$0 (\$signature__data$73 ),
-    .\port$1854$0 (\$signature__data$74 ),
-    .\port$5236$0 (pads),
-    .\port$5238$0 (rot),
+    .\port$1873$0 (\$signature__data$70 ),
+    .\port$1876$0 (\$signature__data$71 ),
+    .\port$1879$0 (\$signature__data$72 ),
+    .\port$1882$0 (\$signature__data$73 ),
+    .\port$1885$0 (\$signature__data$74 ),
+    .\port$5392$0 (pads),
+    .\port$5394$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -21479,7 +21621,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$1207$0 , \port$1216$0 , \port$1225$0 , \port$1234$0 , \port$1243$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1238$0 , \port$1247$0 , \port$1256$0 , \port$1265$0 , \port$1274$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21501,16 +21643,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1207$0 , \port$1216$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1207$0 ;
-  wire [7:0] \port$1207$0 ;
-  input [7:0] \port$1216$0 ;
-  wire [7:0] \port$1216$0 ;
-  input [7:0] \port$1225$0 ;
-  wire [7:0] \port$1225$0 ;
-  input [7:0] \port$1234$0 ;
-  wire [7:0] \port$1234$0 ;
-  input [7:0] \port$1243$0 ;
-  wire [7:0] \port$1243$0 ;
+  input [7:0] \port$1238$0 ;
+  wire [7:0] \port$1238$0 ;
+  input [7:0] \port$1247$0 ;
+  wire [7:0] \port$1247$0 ;
+  input [7:0] \port$1256$0 ;
+  wire [7:0] \port$1256$0 ;
+  input [7:0] \port$1265$0 ;
+  wire [7:0] \port$1265$0 ;
+  input [7:0] \port$1274$0 ;
+  wire [7:0] \port$1274$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21535,15 +21677,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1207$0 , \port$1216$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$1243$0 , \port$1234$0 , \port$1225$0 , \port$1216$0 , \port$1207$0  };
+      \$5  = { \port$1274$0 , \port$1265$0 , \port$1256$0 , \port$1247$0 , \port$1238$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$1243$0 , \port$1234$0 , \port$1225$0 , \port$1216$0 , \port$1207$0  };
+  assign i__payload = { \port$1274$0 , \port$1265$0 , \port$1256$0 , \port$1247$0 , \port$1238$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1842$0 , \port$1845$0 , \port$1848$0 , \port$1851$0 , \port$1854$0 , i__valid, \port$5236$0 , \port$5238$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1873$0 , \port$1876$0 , \port$1879$0 , \port$1882$0 , \port$1885$0 , i__valid, \port$5392$0 , \port$5394$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21565,20 +21707,20 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1842$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1842$0 ;
-  wire [7:0] \port$1842$0 ;
-  input [7:0] \port$1845$0 ;
-  wire [7:0] \port$1845$0 ;
-  input [7:0] \port$1848$0 ;
-  wire [7:0] \port$1848$0 ;
-  input [7:0] \port$1851$0 ;
-  wire [7:0] \port$1851$0 ;
-  input [7:0] \port$1854$0 ;
-  wire [7:0] \port$1854$0 ;
-  input [4:0] \port$5236$0 ;
-  wire [4:0] \port$5236$0 ;
-  input [2:0] \port$5238$0 ;
-  wire [2:0] \port$5238$0 ;
+  input [7:0] \port$1873$0 ;
+  wire [7:0] \port$1873$0 ;
+  input [7:0] \port$1876$0 ;
+  wire [7:0] \port$1876$0 ;
+  input [7:0] \port$1879$0 ;
+  wire [7:0] \port$1879$0 ;
+  input [7:0] \port$1882$0 ;
+  wire [7:0] \port$1882$0 ;
+  input [7:0] \port$1885$0 ;
+  wire [7:0] \port$1885$0 ;
+  input [4:0] \port$5392$0 ;
+  wire [4:0] \port$5392$0 ;
+  input [2:0] \port$5394$0 ;
+  wire [2:0] \port$5394$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21603,11 +21745,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1842$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5236$0 , \port$5238$0 , \port$1854$0 , \port$1851$0 , \port$1848$0 , \port$1845$0 , \port$1842$0  };
+      \$5  = { \port$5392$0 , \port$5394$0 , \port$1885$0 , \port$1882$0 , \port$1879$0 , \port$1876$0 , \port$1873$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5236$0 , \port$5238$0 , \port$1854$0 , \port$1851$0 , \port$1848$0 , \port$1845$0 , \port$1842$0  };
+  assign i__payload = { \port$5392$0 , \port$5394$0 , \port$1885$0 , \port$1882$0 , \port$1879$0 , \port$1876$0 , \port$1873$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21615,9 +21757,42 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg [479:0] \$128 ;
+  reg \$129 ;
   wire \$13 ;
+  reg [7:0] \$130 ;
+  reg [11:0] \$131 ;
+  reg [479:0] \$132 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -21644,27 +21819,74 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [8:0] \$38 ;
-  wire [8:0] \$39 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [11:0] \$43 ;
-  wire [479:0] \$44 ;
-  reg \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [479:0] \$48 ;
-  reg [7:0] \$49 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire \$43 ;
+  wire [11:0] \$44 ;
+  wire \$45 ;
+  wire [479:0] \$46 ;
+  wire \$47 ;
+  wire [479:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  reg \$50 ;
-  reg [11:0] \$51 ;
-  reg [479:0] \$52 ;
+  wire [479:0] \$50 ;
+  wire \$51 ;
+  wire [479:0] \$52 ;
+  wire \$53 ;
+  wire [479:0] \$54 ;
+  wire \$55 ;
+  wire [479:0] \$56 ;
+  wire \$57 ;
+  wire [479:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
+  wire [479:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire \$signal ;
   reg [11:0] at = 12'h001;
   reg [7:0] beat = 8'h00;
@@ -21686,6 +21908,14 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
+  wire last_0;
+  wire last_1;
+  wire last_2;
+  wire last_3;
+  wire last_4;
+  wire last_5;
+  wire last_6;
+  wire last_7;
   output [479:0] o__payload;
   reg [479:0] o__payload = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   input o__ready;
@@ -21696,6 +21926,14 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   wire [479:0] out;
   (* init = 1'h1 *)
   wire ready;
+  wire ready_0;
+  wire ready_1;
+  wire ready_2;
+  wire ready_3;
+  wire ready_4;
+  wire ready_5;
+  wire ready_6;
+  wire ready_7;
   input rst;
   wire rst;
   wire take;
@@ -21709,22 +21947,6 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   wire valid_7;
   wire valid_next;
   reg [479:0] word = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  always @(posedge clk)
-    o__valid <= \$45 ;
-  always @(posedge clk)
-    full <= \$46 ;
-  always @(posedge clk)
-    i__ready <= \$47 ;
-  always @(posedge clk)
-    o__payload <= \$48 ;
-  always @(posedge clk)
-    beat <= \$49 ;
-  always @(posedge clk)
-    last <= \$50 ;
-  always @(posedge clk)
-    at <= \$51 ;
-  always @(posedge clk)
-    word <= \$52 ;
   assign take = i__valid & i__ready;
   assign \$1  = at[11] | last;
   assign \$2  = take & \$1 ;
@@ -21765,14 +21987,111 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   assign \$35  = ~ valid_7;
   assign \$36  = \$35  | o__ready;
   assign \$37  = full_7 & \$36 ;
-  assign \$38  = beat + 1'h1;
-  assign \$39  = last ? 9'h000 : \$38 ;
-  assign \$40  = beat == 8'h9e;
-  assign \$41  = last ? 1'h0 : \$40 ;
-  assign \$42  = at[11] | last;
-  assign \$43  = \$42  ? 12'h001 : { at[10:0], at[11] };
-  assign \$44  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$38  = beat == 8'h9e;
+  assign \$39  = last ? 1'h0 : \$38 ;
+  assign \$40  = take ? \$39  : last;
+  assign \$41  = beat + 1'h1;
+  assign \$42  = last ? 9'h000 : \$41 ;
+  assign \$43  = at[11] | last;
+  assign \$44  = \$43  ? 12'h001 : { at[10:0], at[11] };
+  assign \$45  = i__valid & ready_0;
+  assign \$46  = last_0 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$47  = i__valid & ready_1;
+  assign \$48  = last_1 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$49  = i__valid & ready_2;
+  assign \$50  = last_2 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$51  = i__valid & ready_3;
+  assign \$52  = last_3 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$53  = i__valid & ready_4;
+  assign \$54  = last_4 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$55  = i__valid & ready_5;
+  assign \$56  = last_5 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$57  = i__valid & ready_6;
+  assign \$58  = last_6 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$59  = i__valid & ready_7;
+  assign \$60  = last_7 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$61  = ~ \$signal ;
+  assign \$62  = ~ valid_next;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$63  | rst;
+  assign \$65  = beat == 8'h9e;
+  assign \$66  = last ? 1'h0 : \$65 ;
+  assign \$67  = take ? \$66  : last;
+  assign \$68  = rst ? 1'h0 : \$67 ;
+  assign \$69  = ~ \$signal ;
+  assign \$70  = ~ valid_next;
+  assign \$71  = \$69  | \$70 ;
+  assign \$72  = \$71  | rst;
+  assign \$73  = beat == 8'h9e;
+  assign \$74  = last ? 1'h0 : \$73 ;
+  assign \$75  = take ? \$74  : last;
+  assign \$76  = rst ? 1'h0 : \$75 ;
+  assign \$77  = ~ \$signal ;
+  assign \$78  = ~ valid_next;
+  assign \$79  = \$77  | \$78 ;
+  assign \$80  = \$79  | rst;
+  assign \$81  = beat == 8'h9e;
+  assign \$82  = last ? 1'h0 : \$81 ;
+  assign \$83  = take ? \$82  : last;
+  assign \$84  = rst ? 1'h0 : \$83 ;
+  assign \$85  = ~ \$signal ;
+  assign \$86  = ~ valid_next;
+  assign \$87  = \$85  | \$86 ;
+  assign \$88  = \$87  | rst;
+  assign \$89  = beat == 8'h9e;
+  assign \$90  = last ? 1'h0 : \$89 ;
+  assign \$91  = take ? \$90  : last;
+  assign \$92  = rst ? 1'h0 : \$91 ;
+  assign \$93  = ~ \$signal ;
+  assign \$94  = ~ valid_next;
+  assign \$95  = \$93  | \$94 ;
+  assign \$96  = \$95  | rst;
+  assign \$97  = beat == 8'h9e;
+  assign \$98  = last ? 1'h0 : \$97 ;
+  assign \$99  = take ? \$98  : last;
+  assign \$100  = rst ? 1'h0 : \$99 ;
+  assign \$101  = ~ \$signal ;
+  assign \$102  = ~ valid_next;
+  assign \$103  = \$101  | \$102 ;
+  assign \$104  = \$103  | rst;
+  assign \$105  = beat == 8'h9e;
+  assign \$106  = last ? 1'h0 : \$105 ;
+  assign \$107  = take ? \$106  : last;
+  assign \$108  = rst ? 1'h0 : \$107 ;
+  assign \$109  = ~ \$signal ;
+  assign \$110  = ~ valid_next;
+  assign \$111  = \$109  | \$110 ;
+  assign \$112  = \$111  | rst;
+  assign \$113  = beat == 8'h9e;
+  assign \$114  = last ? 1'h0 : \$113 ;
+  assign \$115  = take ? \$114  : last;
+  assign \$116  = rst ? 1'h0 : \$115 ;
+  assign \$117  = ~ \$signal ;
+  assign \$118  = ~ valid_next;
+  assign \$119  = \$117  | \$118 ;
+  assign \$120  = \$119  | rst;
+  assign \$121  = beat == 8'h9e;
+  assign \$122  = last ? 1'h0 : \$121 ;
+  assign \$123  = take ? \$122  : last;
+  assign \$124  = rst ? 1'h0 : \$123 ;
+  always @(posedge clk)
+    o__valid <= \$125 ;
+  always @(posedge clk)
+    full <= \$126 ;
+  always @(posedge clk)
+    i__ready <= \$127 ;
+  always @(posedge clk)
+    o__payload <= \$128 ;
+  always @(posedge clk)
+    last <= \$129 ;
+  always @(posedge clk)
+    beat <= \$130 ;
+  always @(posedge clk)
+    at <= \$131 ;
+  always @(posedge clk)
+    word <= \$132 ;
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_0_copy (
     .clk(clk),
@@ -21780,6 +22099,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(full_0)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_1_copy (
     .clk(clk),
@@ -21787,6 +22107,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(full_1)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_2_copy (
     .clk(clk),
@@ -21794,6 +22115,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(full_2)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_3_copy (
     .clk(clk),
@@ -21801,6 +22123,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(full_3)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_4_copy (
     .clk(clk),
@@ -21808,6 +22131,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(full_4)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_5_copy (
     .clk(clk),
@@ -21815,6 +22139,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(full_5)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_6_copy (
     .clk(clk),
@@ -21822,6 +22147,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(full_6)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) full_7_copy (
     .clk(clk),
@@ -21829,6 +22155,135 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(full_7)
   );
   flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_0_copy (
+    .clk(clk),
+    .d(\$68 ),
+    .q(last_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_1_copy (
+    .clk(clk),
+    .d(\$76 ),
+    .q(last_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_2_copy (
+    .clk(clk),
+    .d(\$84 ),
+    .q(last_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_3_copy (
+    .clk(clk),
+    .d(\$92 ),
+    .q(last_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_4_copy (
+    .clk(clk),
+    .d(\$100 ),
+    .q(last_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_5_copy (
+    .clk(clk),
+    .d(\$108 ),
+    .q(last_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_6_copy (
+    .clk(clk),
+    .d(\$116 ),
+    .q(last_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_7_copy (
+    .clk(clk),
+    .d(\$124 ),
+    .q(last_7)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_0_copy (
+    .clk(clk),
+    .d(\$64 ),
+    .q(ready_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_1_copy (
+    .clk(clk),
+    .d(\$72 ),
+    .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_2_copy (
+    .clk(clk),
+    .d(\$80 ),
+    .q(ready_2)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_3_copy (
+    .clk(clk),
+    .d(\$88 ),
+    .q(ready_3)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_4_copy (
+    .clk(clk),
+    .d(\$96 ),
+    .q(ready_4)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_5_copy (
+    .clk(clk),
+    .d(\$104 ),
+    .q(ready_5)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_6_copy (
+    .clk(clk),
+    .d(\$112 ),
+    .q(ready_6)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_7_copy (
+    .clk(clk),
+    .d(\$120 ),
+    .q(ready_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_0_copy (
     .clk(clk),
@@ -21836,6 +22291,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(valid_0)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_1_copy (
     .clk(clk),
@@ -21843,6 +22299,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(valid_1)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_2_copy (
     .clk(clk),
@@ -21850,6 +22307,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(valid_2)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_3_copy (
     .clk(clk),
@@ -21857,6 +22315,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(valid_3)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_4_copy (
     .clk(clk),
@@ -21864,6 +22323,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(valid_4)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_5_copy (
     .clk(clk),
@@ -21871,6 +22331,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(valid_5)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_6_copy (
     .clk(clk),
@@ -21878,6 +22339,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(valid_6)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) valid_7_copy (
     .clk(clk),
@@ -21886,88 +22348,106 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$45  = valid_next;
+    \$125  = valid_next;
     if (rst) begin
-      \$45  = 1'h0;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$46  = \$signal ;
+    \$126  = \$signal ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$47  = \$13 ;
+    \$127  = \$13 ;
     if (rst) begin
-      \$47  = 1'h1;
+      \$127  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$48  = o__payload;
+    \$128  = o__payload;
     if (\$16 ) begin
-      \$48 [63:0] = word[63:0];
+      \$128 [63:0] = word[63:0];
     end
     if (\$19 ) begin
-      \$48 [127:64] = word[127:64];
+      \$128 [127:64] = word[127:64];
     end
     if (\$22 ) begin
-      \$48 [191:128] = word[191:128];
+      \$128 [191:128] = word[191:128];
     end
     if (\$25 ) begin
-      \$48 [255:192] = word[255:192];
+      \$128 [255:192] = word[255:192];
     end
     if (\$28 ) begin
-      \$48 [319:256] = word[319:256];
+      \$128 [319:256] = word[319:256];
     end
     if (\$31 ) begin
-      \$48 [383:320] = word[383:320];
+      \$128 [383:320] = word[383:320];
     end
     if (\$34 ) begin
-      \$48 [447:384] = word[447:384];
+      \$128 [447:384] = word[447:384];
     end
     if (\$37 ) begin
-      \$48 [479:448] = word[479:448];
+      \$128 [479:448] = word[479:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$49  = beat;
+    \$129  = \$40 ;
+    if (rst) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$130  = beat;
     if (take) begin
-      \$49  = \$39 [7:0];
+      \$130  = \$42 [7:0];
     end
     if (rst) begin
-      \$49  = 8'h00;
+      \$130  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$50  = last;
+    \$131  = at;
     if (take) begin
-      \$50  = \$41 ;
+      \$131  = \$44 ;
     end
     if (rst) begin
-      \$50  = 1'h0;
+      \$131  = 12'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$51  = at;
-    if (take) begin
-      \$51  = \$43 ;
+    \$132  = word;
+    if (\$45 ) begin
+      \$132 [63:0] = \$46 [63:0];
     end
-    if (rst) begin
-      \$51  = 12'h001;
+    if (\$47 ) begin
+      \$132 [127:64] = \$48 [127:64];
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$52  = word;
-    if (take) begin
-      \$52  = \$44 ;
+    if (\$49 ) begin
+      \$132 [191:128] = \$50 [191:128];
+    end
+    if (\$51 ) begin
+      \$132 [255:192] = \$52 [255:192];
+    end
+    if (\$53 ) begin
+      \$132 [319:256] = \$54 [319:256];
+    end
+    if (\$55 ) begin
+      \$132 [383:320] = \$56 [383:320];
+    end
+    if (\$57 ) begin
+      \$132 [447:384] = \$58 [447:384];
+    end
+    if (\$59 ) begin
+      \$132 [479:448] = \$60 [479:448];
     end
   end
   assign ready = i__ready;
@@ -23571,6 +24051,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .data(\data$205 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd9)
   ) r_addr_b0_copy (
     .clk(clk),
@@ -23595,6 +24076,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .p(\p$257 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd9)
   ) w_addr_b0_copy (
     .clk(clk),
@@ -23602,6 +24084,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .q(port__addr)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd20)
   ) w_en_b0_copy (
     .clk(clk),
@@ -25848,22 +26331,23 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [9:0] \$17 ;
-  wire [9:0] \$18 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [3:0] \$22 ;
-  reg \$23 ;
+  wire [9:0] \$20 ;
+  wire [9:0] \$21 ;
+  wire \$22 ;
+  wire [3:0] \$23 ;
   reg \$24 ;
   reg \$25 ;
-  reg [31:0] \$26 ;
-  reg [8:0] \$27 ;
+  reg \$26 ;
+  reg [31:0] \$27 ;
   reg \$28 ;
-  reg [3:0] \$29 ;
+  reg [8:0] \$29 ;
   wire \$3 ;
-  reg [31:0] \$30 ;
+  reg [3:0] \$30 ;
+  reg [31:0] \$31 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -25917,91 +26401,89 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   assign \$14  = ~ o__valid;
   assign \$15  = \$14  | o__ready;
   assign \$16  = full & \$15 ;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 10'h000 : \$17 ;
-  assign \$19  = beat == 9'h1fe;
-  assign \$20  = last ? 1'h0 : \$19 ;
-  assign \$21  = at[3] | last;
-  assign \$22  = \$21  ? 4'h1 : { at[2:0], at[3] };
+  assign \$17  = beat == 9'h1fe;
+  assign \$18  = last ? 1'h0 : \$17 ;
+  assign \$19  = take ? \$18  : last;
+  assign \$20  = beat + 1'h1;
+  assign \$21  = last ? 10'h000 : \$20 ;
+  assign \$22  = at[3] | last;
+  assign \$23  = \$22  ? 4'h1 : { at[2:0], at[3] };
   always @(posedge clk)
-    o__valid <= \$23 ;
+    o__valid <= \$24 ;
   always @(posedge clk)
-    full <= \$24 ;
+    full <= \$25 ;
   always @(posedge clk)
-    i__ready <= \$25 ;
+    i__ready <= \$26 ;
   always @(posedge clk)
-    o__payload <= \$26 ;
-  always @(posedge clk)
-    beat <= \$27 ;
+    o__payload <= \$27 ;
   always @(posedge clk)
     last <= \$28 ;
   always @(posedge clk)
-    at <= \$29 ;
+    beat <= \$29 ;
   always @(posedge clk)
-    word <= \$30 ;
+    at <= \$30 ;
+  always @(posedge clk)
+    word <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$23  = valid_next;
-    if (rst) begin
-      \$23  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$24  = \$signal ;
+    \$24  = valid_next;
     if (rst) begin
       \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$25  = \$13 ;
+    \$25  = \$signal ;
     if (rst) begin
-      \$25  = 1'h1;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$26  = o__payload;
+    \$26  = \$13 ;
+    if (rst) begin
+      \$26  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$27  = o__payload;
     if (\$16 ) begin
-      \$26  = word;
+      \$27  = word;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$27  = beat;
-    if (take) begin
-      \$27  = \$18 [8:0];
-    end
-    if (rst) begin
-      \$27  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$28  = last;
-    if (take) begin
-      \$28  = \$20 ;
-    end
+    \$28  = \$19 ;
     if (rst) begin
       \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$29  = at;
+    \$29  = beat;
     if (take) begin
-      \$29  = \$22 ;
+      \$29  = \$21 [8:0];
     end
     if (rst) begin
-      \$29  = 4'h1;
+      \$29  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$30  = word;
+    \$30  = at;
     if (take) begin
-      \$30  = { i__payload, word[31:8] };
+      \$30  = \$23 ;
+    end
+    if (rst) begin
+      \$30  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$31  = word;
+    if (take) begin
+      \$31  = { i__payload, word[31:8] };
     end
   end
   assign ready = i__ready;
@@ -26852,6 +27334,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     .w_en(\w_en$73 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd8)
   ) r_addr_b0_copy (
     .clk(clk),
@@ -26876,6 +27359,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     .p(\p$116 )
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd8)
   ) w_addr_b0_copy (
     .clk(clk),
@@ -26883,6 +27367,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     .q(port__addr)
   );
   flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
@@ -28193,42 +28678,42 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   wire [10:0] \$12 ;
   wire [7:0] \$13 ;
   wire [7:0] \$14 ;
-  wire \$15 ;
+  wire [7:0] \$15 ;
   wire \$16 ;
-  wire [7:0] \$17 ;
+  wire \$17 ;
   wire [7:0] \$18 ;
-  wire \$19 ;
+  wire [7:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [5:0] \$21 ;
-  wire [5:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [5:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
+  wire [7:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [5:0] \$23 ;
+  wire [5:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire [5:0] \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [1:0] \$30 ;
-  wire [1:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire [4:0] \$34 ;
-  wire [4:0] \$35 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [1:0] \$32 ;
+  wire [1:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
   wire [4:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [5:0] \$39 ;
+  wire [4:0] \$37 ;
+  wire [4:0] \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
+  wire \$40 ;
+  wire [5:0] \$41 ;
+  wire [5:0] \$42 ;
   wire \$43 ;
-  wire [1:0] \$44 ;
-  wire [1:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [1:0] \$46 ;
+  wire [1:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire [2:0] \$5 ;
@@ -28244,28 +28729,35 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  reg [4:0] \$61 ;
-  reg [4:0] \$62 ;
-  reg \$63 ;
-  reg [3:0] \$64 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
   reg [4:0] \$65 ;
-  reg \$66 ;
+  reg [4:0] \$66 ;
   reg \$67 ;
-  reg \$68 ;
-  reg \$69 ;
+  reg [3:0] \$68 ;
+  reg [4:0] \$69 ;
   wire \$7 ;
   reg \$70 ;
-  reg [8:0] \$71 ;
+  reg \$71 ;
   reg \$72 ;
   reg \$73 ;
   reg \$74 ;
-  reg \$75 ;
-  reg [8:0] \$76 ;
+  reg [8:0] \$75 ;
+  reg \$76 ;
   reg \$77 ;
-  reg [8:0] \$78 ;
+  reg \$78 ;
   reg \$79 ;
   wire \$8 ;
-  reg \$80 ;
+  reg [8:0] \$80 ;
+  reg \$81 ;
+  reg [8:0] \$82 ;
+  reg \$83 ;
+  reg [8:0] \$84 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg \$87 ;
   wire \$9 ;
   reg \$signal  = 1'h0;
   reg \$signal$10  = 1'h0;
@@ -28275,22 +28767,26 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   reg [3:0] \$signal$17  = 4'h0;
   reg \$signal$22  = 1'h0;
   reg \$signal$24  = 1'h0;
-  reg \$signal$38  = 1'h0;
-  reg \$signal$40  = 1'h0;
+  reg \$signal$25  = 1'h0;
+  (* init = 1'h0 *)
+  wire \$signal$35 ;
   reg \$signal$41  = 1'h0;
+  reg \$signal$43  = 1'h0;
+  reg \$signal$44  = 1'h0;
   reg \$signal$9  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__data ;
   wire \$signature__en ;
   wire [8:0] addr;
   reg [8:0] addr1 = 9'h000;
+  reg [8:0] addr2 = 9'h000;
   (* init = 9'h000 *)
-  wire [8:0] addr2;
-  reg [8:0] addr3 = 9'h000;
+  wire [8:0] addr3;
+  reg [8:0] addr4 = 9'h000;
   reg [4:0] cg = 5'h00;
   input clk;
   wire clk;
-  reg fwd_b = 1'h0;
+  reg fwd_c = 1'h0;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -28303,6 +28799,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   wire [7:0] new2;
   reg [7:0] new3 = 8'h00;
   reg [7:0] new4 = 8'h00;
+  reg [7:0] new5 = 8'h00;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire o__ready;
@@ -28316,12 +28813,13 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   input rst;
   wire rst;
   wire take;
-  reg v3 = 1'h0;
+  reg v4 = 1'h0;
   wire [7:0] w_data;
   wire w_en;
   reg [8:0] wport__addr = 9'h000;
+  (* init = 8'h00 *)
   wire [7:0] wport__data;
-  wire wport__en;
+  reg wport__en = 1'h0;
   reg [4:0] x = 5'h00;
   reg [4:0] y = 5'h00;
   (* ram_style = "distributed" *)
@@ -28778,104 +29276,122 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   end
   always @(posedge clk) begin
     if (wport__en)
-      maxima[wport__addr] <= new2;
+      maxima[wport__addr] <= new3;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
     _0_ <= maxima[\$12 [8:0]];
   end
   assign \$signature__data  = _0_;
-  assign \$18  = \$signal$24  ? new3 : \$17 ;
-  assign new2 = \$16  ? in2 : \$18 ;
-  assign wport__en = \$signal$11  & \$signal$13 ;
-  assign \$19  = \$signal$11  & \$signal$12 ;
-  assign w_en = \$19  & \$signal$13 ;
-  assign \$20  = cg == 5'h1f;
-  assign \$21  = cg + 1'h1;
-  assign \$22  = \$20  ? 6'h00 : \$21 ;
-  assign \$23  = cg == 5'h1f;
-  assign \$24  = x == 5'h1b;
-  assign \$25  = x + 1'h1;
-  assign \$26  = \$24  ? 6'h00 : \$25 ;
-  assign \$28  = x == 5'h1b;
-  assign \$29  = \$27  | \$28 ;
-  assign \$30  = \$signal$38  + 1'h1;
-  assign \$31  = \$29  ? 2'h0 : \$30 ;
-  assign \$32  = x == 5'h1b;
-  assign \$34  = \$signal$17  + 1'h1;
-  assign \$35  = \$33  ? \$34  : { 1'h0, \$signal$17  };
-  assign \$36  = \$32  ? 5'h00 : \$35 ;
-  assign \$37  = x == 5'h1b;
-  assign \$38  = y == 5'h1b;
-  assign \$39  = y + 1'h1;
-  assign \$40  = \$38  ? 6'h00 : \$39 ;
-  assign \$42  = y == 5'h1b;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = \$signal$40  + 1'h1;
-  assign \$45  = \$43  ? 2'h0 : \$44 ;
-  assign \$46  = ! \$signal$38 ;
-  assign \$47  = ! \$signal$40 ;
-  assign \$48  = \$46  & \$47 ;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = \$signal$17  < 4'he;
-  assign \$53  = y < 5'h1c;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = \$signal$11  & \$signal$13 ;
-  assign \$56  = \$signal$11  & \$signal$13 ;
-  assign \$57  = wport__addr == addr1;
-  assign \$58  = \$56  & \$57 ;
-  assign \$59  = addr3 == addr1;
-  assign \$60  = v3 & \$59 ;
+  assign \$11  = \$signal$17  * 6'h20;
+  assign \$12  = \$11  + cg;
+  assign \$13  = fwd_c ? new5 : old2;
+  assign \$14  = \$signal$25  ? new4 : \$13 ;
+  assign \$15  = \$signal$24  ? new3 : \$14 ;
+  assign \$16  = in2 > \$15 ;
+  assign \$17  = \$signal$22  | \$16 ;
+  assign \$18  = fwd_c ? new5 : old2;
+  assign \$19  = \$signal$25  ? new4 : \$18 ;
+  assign \$20  = \$signal$24  ? new3 : \$19 ;
+  assign new2 = \$17  ? in2 : \$20 ;
+  assign \$21  = \$signal$11  & \$signal$12 ;
+  assign w_en = \$21  & \$signal$13 ;
+  assign \$22  = cg == 5'h1f;
+  assign \$23  = cg + 1'h1;
+  assign \$24  = \$22  ? 6'h00 : \$23 ;
+  assign \$25  = cg == 5'h1f;
+  assign \$26  = x == 5'h1b;
+  assign \$27  = x + 1'h1;
+  assign \$28  = \$26  ? 6'h00 : \$27 ;
+  assign \$30  = x == 5'h1b;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = \$signal$41  + 1'h1;
+  assign \$33  = \$31  ? 2'h0 : \$32 ;
+  assign \$34  = x == 5'h1b;
+  assign \$36  = \$signal$17  + 1'h1;
+  assign \$37  = \$35  ? \$36  : { 1'h0, \$signal$17  };
+  assign \$38  = \$34  ? 5'h00 : \$37 ;
+  assign \$39  = x == 5'h1b;
+  assign \$40  = y == 5'h1b;
+  assign \$41  = y + 1'h1;
+  assign \$42  = \$40  ? 6'h00 : \$41 ;
+  assign \$44  = y == 5'h1b;
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = \$signal$43  + 1'h1;
+  assign \$47  = \$45  ? 2'h0 : \$46 ;
+  assign \$48  = ! \$signal$41 ;
+  assign \$49  = ! \$signal$43 ;
+  assign \$50  = \$48  & \$49 ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$signal$17  < 4'he;
+  assign \$55  = y < 5'h1c;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = \$signal$11  & \$signal$13 ;
+  assign \$58  = \$signal$11  & \$signal$13 ;
+  assign \$59  = addr2 == addr1;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = wport__addr == addr1;
+  assign \$62  = wport__en & \$61 ;
+  assign \$63  = addr4 == addr1;
+  assign \$64  = v4 & \$63 ;
   always @(posedge clk)
-    cg <= \$61 ;
+    cg <= \$65 ;
   always @(posedge clk)
-    x <= \$62 ;
+    x <= \$66 ;
   always @(posedge clk)
-    \$signal$38  <= \$63 ;
+    \$signal$41  <= \$67 ;
   always @(posedge clk)
-    \$signal$17  <= \$64 ;
+    \$signal$17  <= \$68 ;
   always @(posedge clk)
-    y <= \$65 ;
+    y <= \$69 ;
   always @(posedge clk)
-    \$signal$40  <= \$66 ;
+    \$signal$43  <= \$70 ;
   always @(posedge clk)
-    \$signal  <= \$67 ;
+    \$signal  <= \$71 ;
   always @(posedge clk)
-    \$signal$41  <= \$68 ;
+    \$signal$44  <= \$72 ;
   always @(posedge clk)
-    \$signal$9  <= \$69 ;
+    \$signal$9  <= \$73 ;
   always @(posedge clk)
-    \$signal$10  <= \$70 ;
+    \$signal$10  <= \$74 ;
   always @(posedge clk)
-    addr1 <= \$71 ;
+    addr1 <= \$75 ;
   always @(posedge clk)
     in1 <= i__payload;
   always @(posedge clk)
-    \$signal$11  <= \$72 ;
+    \$signal$11  <= \$76 ;
   always @(posedge clk)
-    \$signal$22  <= \$73 ;
+    \$signal$22  <= \$77 ;
   always @(posedge clk)
-    \$signal$12  <= \$74 ;
+    \$signal$12  <= \$78 ;
   always @(posedge clk)
-    \$signal$13  <= \$75 ;
+    \$signal$13  <= \$79 ;
   always @(posedge clk)
-    wport__addr <= \$76 ;
+    addr2 <= \$80 ;
   always @(posedge clk)
     in2 <= in1;
   always @(posedge clk)
     old2 <= \$signature__data ;
   always @(posedge clk)
-    v3 <= \$77 ;
+    wport__en <= \$81 ;
   always @(posedge clk)
-    addr3 <= \$78 ;
+    wport__addr <= \$82 ;
   always @(posedge clk)
     new3 <= new2;
   always @(posedge clk)
     new4 <= new3;
   always @(posedge clk)
-    \$signal$24  <= \$79 ;
+    v4 <= \$83 ;
   always @(posedge clk)
-    fwd_b <= \$80 ;
+    addr4 <= \$84 ;
+  always @(posedge clk)
+    new5 <= new4;
+  always @(posedge clk)
+    \$signal$24  <= \$85 ;
+  always @(posedge clk)
+    \$signal$25  <= \$86 ;
+  always @(posedge clk)
+    fwd_c <= \$87 ;
   assign \$1  = \$signal  & \$signal$9 ;
   assign \$2  = \$1  & \$signal$10 ;
   assign \$3  = \$signal$11  & \$signal$12 ;
@@ -28888,13 +29404,6 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   assign \$10  = \$5  + \$9 ;
   assign i__ready = \$10  < 2'h3;
   assign take = i__valid & i__ready;
-  assign \$11  = \$signal$17  * 6'h20;
-  assign \$12  = \$11  + cg;
-  assign \$13  = fwd_b ? new4 : old2;
-  assign \$14  = \$signal$24  ? new3 : \$13 ;
-  assign \$15  = in2 > \$14 ;
-  assign \$16  = \$signal$22  | \$15 ;
-  assign \$17  = fwd_b ? new4 : old2;
   \flexor_lenet5.pool1.out  out (
     .clk(clk),
     .level(level),
@@ -28907,59 +29416,9 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$61  = cg;
+    \$65  = cg;
     if (take) begin
-      \$61  = \$22 [4:0];
-    end
-    if (rst) begin
-      \$61  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$62  = x;
-    if (take) begin
-      if (\$23 ) begin
-        \$62  = \$26 [4:0];
-      end
-    end
-    if (rst) begin
-      \$62  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$63  = \$signal$38 ;
-    if (take) begin
-      if (\$23 ) begin
-        \$63  = \$31 [0];
-      end
-    end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$64  = \$signal$17 ;
-    if (take) begin
-      if (\$23 ) begin
-        \$64  = \$36 [3:0];
-      end
-    end
-    if (rst) begin
-      \$64  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$65  = y;
-    if (take) begin
-      if (\$23 ) begin
-        if (\$37 ) begin
-          \$65  = \$40 [4:0];
-        end
-      end
+      \$65  = \$24 [4:0];
     end
     if (rst) begin
       \$65  = 5'h00;
@@ -28967,114 +29426,185 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$66  = \$signal$40 ;
+    \$66  = x;
     if (take) begin
-      if (\$23 ) begin
-        if (\$37 ) begin
-          \$66  = \$45 [0];
-        end
+      if (\$25 ) begin
+        \$66  = \$28 [4:0];
       end
     end
     if (rst) begin
-      \$66  = 1'h0;
+      \$66  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$67  = take;
+    \$67  = \$signal$41 ;
+    if (take) begin
+      if (\$25 ) begin
+        \$67  = \$33 [0];
+      end
+    end
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$68  = \$48 ;
+    \$68  = \$signal$17 ;
+    if (take) begin
+      if (\$25 ) begin
+        \$68  = \$38 [3:0];
+      end
+    end
     if (rst) begin
-      \$68  = 1'h0;
+      \$68  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$69  = \$51 ;
+    \$69  = y;
+    if (take) begin
+      if (\$25 ) begin
+        if (\$39 ) begin
+          \$69  = \$42 [4:0];
+        end
+      end
+    end
     if (rst) begin
-      \$69  = 1'h0;
+      \$69  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$70  = \$54 ;
+    \$70  = \$signal$43 ;
+    if (take) begin
+      if (\$25 ) begin
+        if (\$39 ) begin
+          \$70  = \$47 [0];
+        end
+      end
+    end
     if (rst) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$71  = \$12 [8:0];
+    \$71  = take;
     if (rst) begin
-      \$71  = 9'h000;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$72  = \$signal ;
+    \$72  = \$50 ;
     if (rst) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$73  = \$signal$41 ;
+    \$73  = \$53 ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$74  = \$signal$9 ;
+    \$74  = \$56 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$75  = \$signal$10 ;
+    \$75  = \$12 [8:0];
     if (rst) begin
-      \$75  = 1'h0;
+      \$75  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$76  = addr1;
+    \$76  = \$signal ;
     if (rst) begin
-      \$76  = 9'h000;
+      \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$77  = \$55 ;
+    \$77  = \$signal$44 ;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$78  = wport__addr;
+    \$78  = \$signal$9 ;
     if (rst) begin
-      \$78  = 9'h000;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$79  = \$58 ;
+    \$79  = \$signal$10 ;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$80  = \$60 ;
+    \$80  = addr1;
     if (rst) begin
-      \$80  = 1'h0;
+      \$80  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$81  = \$57 ;
+    if (rst) begin
+      \$81  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$82  = addr2;
+    if (rst) begin
+      \$82  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$83  = wport__en;
+    if (rst) begin
+      \$83  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$84  = wport__addr;
+    if (rst) begin
+      \$84  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$85  = \$60 ;
+    if (rst) begin
+      \$85  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$86  = \$62 ;
+    if (rst) begin
+      \$86  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    \$87  = \$64 ;
+    if (rst) begin
+      \$87  = 1'h0;
     end
   end
   assign r_data = o__payload;
@@ -29083,14 +29613,15 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   assign addr = \$12 [8:0];
   assign \$signature__addr  = \$12 [8:0];
   assign \$signature__en  = 1'h1;
-  assign addr2 = wport__addr;
-  assign wport__data = new2;
+  assign addr3 = wport__addr;
+  assign wport__data = new3;
+  assign \$signal$35  = wport__en;
   assign w_data = new2;
-  assign \$27  = \$signal$38 ;
-  assign \$33  = \$signal$38 ;
-  assign \$41  = \$signal$40 ;
-  assign \$49  = \$signal$38 ;
-  assign \$50  = \$signal$40 ;
+  assign \$29  = \$signal$41 ;
+  assign \$35  = \$signal$41 ;
+  assign \$43  = \$signal$43 ;
+  assign \$51  = \$signal$41 ;
+  assign \$52  = \$signal$43 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -29235,42 +29766,42 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire [10:0] \$12 ;
   wire [7:0] \$13 ;
   wire [7:0] \$14 ;
-  wire \$15 ;
+  wire [7:0] \$15 ;
   wire \$16 ;
-  wire [7:0] \$17 ;
+  wire \$17 ;
   wire [7:0] \$18 ;
-  wire \$19 ;
+  wire [7:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [6:0] \$21 ;
-  wire [6:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [4:0] \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
+  wire [7:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [6:0] \$23 ;
+  wire [6:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire [4:0] \$27 ;
+  wire [4:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [1:0] \$30 ;
-  wire [1:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire [3:0] \$34 ;
-  wire [3:0] \$35 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [1:0] \$32 ;
+  wire [1:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
   wire [3:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [4:0] \$39 ;
+  wire [3:0] \$37 ;
+  wire [3:0] \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [4:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
+  wire \$40 ;
+  wire [4:0] \$41 ;
+  wire [4:0] \$42 ;
   wire \$43 ;
-  wire [1:0] \$44 ;
-  wire [1:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [1:0] \$46 ;
+  wire [1:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire [2:0] \$5 ;
@@ -29286,28 +29817,35 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  reg [5:0] \$61 ;
-  reg [3:0] \$62 ;
-  reg \$63 ;
-  reg [2:0] \$64 ;
-  reg [3:0] \$65 ;
-  reg \$66 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  reg [5:0] \$65 ;
+  reg [3:0] \$66 ;
   reg \$67 ;
-  reg \$68 ;
-  reg \$69 ;
+  reg [2:0] \$68 ;
+  reg [3:0] \$69 ;
   wire \$7 ;
   reg \$70 ;
-  reg [8:0] \$71 ;
+  reg \$71 ;
   reg \$72 ;
   reg \$73 ;
   reg \$74 ;
-  reg \$75 ;
-  reg [8:0] \$76 ;
+  reg [8:0] \$75 ;
+  reg \$76 ;
   reg \$77 ;
-  reg [8:0] \$78 ;
+  reg \$78 ;
   reg \$79 ;
   wire \$8 ;
-  reg \$80 ;
+  reg [8:0] \$80 ;
+  reg \$81 ;
+  reg [8:0] \$82 ;
+  reg \$83 ;
+  reg [8:0] \$84 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg \$87 ;
   wire \$9 ;
   reg \$signal  = 1'h0;
   reg \$signal$10  = 1'h0;
@@ -29317,22 +29855,26 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   reg [2:0] \$signal$17  = 3'h0;
   reg \$signal$22  = 1'h0;
   reg \$signal$24  = 1'h0;
-  reg \$signal$38  = 1'h0;
-  reg \$signal$40  = 1'h0;
+  reg \$signal$25  = 1'h0;
+  (* init = 1'h0 *)
+  wire \$signal$35 ;
   reg \$signal$41  = 1'h0;
+  reg \$signal$43  = 1'h0;
+  reg \$signal$44  = 1'h0;
   reg \$signal$9  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__data ;
   wire \$signature__en ;
   wire [8:0] addr;
   reg [8:0] addr1 = 9'h000;
+  reg [8:0] addr2 = 9'h000;
   (* init = 9'h000 *)
-  wire [8:0] addr2;
-  reg [8:0] addr3 = 9'h000;
+  wire [8:0] addr3;
+  reg [8:0] addr4 = 9'h000;
   reg [5:0] cg = 6'h00;
   input clk;
   wire clk;
-  reg fwd_b = 1'h0;
+  reg fwd_c = 1'h0;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -29345,6 +29887,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire [7:0] new2;
   reg [7:0] new3 = 8'h00;
   reg [7:0] new4 = 8'h00;
+  reg [7:0] new5 = 8'h00;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire o__ready;
@@ -29358,12 +29901,13 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   input rst;
   wire rst;
   wire take;
-  reg v3 = 1'h0;
+  reg v4 = 1'h0;
   wire [7:0] w_data;
   wire w_en;
   reg [8:0] wport__addr = 9'h000;
+  (* init = 8'h00 *)
   wire [7:0] wport__data;
-  wire wport__en;
+  reg wport__en = 1'h0;
   reg [3:0] x = 4'h0;
   reg [3:0] y = 4'h0;
   (* ram_style = "distributed" *)
@@ -29820,104 +30364,122 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   end
   always @(posedge clk) begin
     if (wport__en)
-      maxima[wport__addr] <= new2;
+      maxima[wport__addr] <= new3;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
     _0_ <= maxima[\$12 [8:0]];
   end
   assign \$signature__data  = _0_;
-  assign \$18  = \$signal$24  ? new3 : \$17 ;
-  assign new2 = \$16  ? in2 : \$18 ;
-  assign wport__en = \$signal$11  & \$signal$13 ;
-  assign \$19  = \$signal$11  & \$signal$12 ;
-  assign w_en = \$19  & \$signal$13 ;
-  assign \$20  = cg == 6'h3f;
-  assign \$21  = cg + 1'h1;
-  assign \$22  = \$20  ? 7'h00 : \$21 ;
-  assign \$23  = cg == 6'h3f;
-  assign \$24  = x == 4'hd;
-  assign \$25  = x + 1'h1;
-  assign \$26  = \$24  ? 5'h00 : \$25 ;
-  assign \$28  = x == 4'hd;
-  assign \$29  = \$27  | \$28 ;
-  assign \$30  = \$signal$38  + 1'h1;
-  assign \$31  = \$29  ? 2'h0 : \$30 ;
-  assign \$32  = x == 4'hd;
-  assign \$34  = \$signal$17  + 1'h1;
-  assign \$35  = \$33  ? \$34  : { 1'h0, \$signal$17  };
-  assign \$36  = \$32  ? 4'h0 : \$35 ;
-  assign \$37  = x == 4'hd;
-  assign \$38  = y == 4'hd;
-  assign \$39  = y + 1'h1;
-  assign \$40  = \$38  ? 5'h00 : \$39 ;
-  assign \$42  = y == 4'hd;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = \$signal$40  + 1'h1;
-  assign \$45  = \$43  ? 2'h0 : \$44 ;
-  assign \$46  = ! \$signal$38 ;
-  assign \$47  = ! \$signal$40 ;
-  assign \$48  = \$46  & \$47 ;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = \$signal$17  < 3'h7;
-  assign \$53  = y < 4'he;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = \$signal$11  & \$signal$13 ;
-  assign \$56  = \$signal$11  & \$signal$13 ;
-  assign \$57  = wport__addr == addr1;
-  assign \$58  = \$56  & \$57 ;
-  assign \$59  = addr3 == addr1;
-  assign \$60  = v3 & \$59 ;
+  assign \$11  = \$signal$17  * 7'h40;
+  assign \$12  = \$11  + cg;
+  assign \$13  = fwd_c ? new5 : old2;
+  assign \$14  = \$signal$25  ? new4 : \$13 ;
+  assign \$15  = \$signal$24  ? new3 : \$14 ;
+  assign \$16  = in2 > \$15 ;
+  assign \$17  = \$signal$22  | \$16 ;
+  assign \$18  = fwd_c ? new5 : old2;
+  assign \$19  = \$signal$25  ? new4 : \$18 ;
+  assign \$20  = \$signal$24  ? new3 : \$19 ;
+  assign new2 = \$17  ? in2 : \$20 ;
+  assign \$21  = \$signal$11  & \$signal$12 ;
+  assign w_en = \$21  & \$signal$13 ;
+  assign \$22  = cg == 6'h3f;
+  assign \$23  = cg + 1'h1;
+  assign \$24  = \$22  ? 7'h00 : \$23 ;
+  assign \$25  = cg == 6'h3f;
+  assign \$26  = x == 4'hd;
+  assign \$27  = x + 1'h1;
+  assign \$28  = \$26  ? 5'h00 : \$27 ;
+  assign \$30  = x == 4'hd;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = \$signal$41  + 1'h1;
+  assign \$33  = \$31  ? 2'h0 : \$32 ;
+  assign \$34  = x == 4'hd;
+  assign \$36  = \$signal$17  + 1'h1;
+  assign \$37  = \$35  ? \$36  : { 1'h0, \$signal$17  };
+  assign \$38  = \$34  ? 4'h0 : \$37 ;
+  assign \$39  = x == 4'hd;
+  assign \$40  = y == 4'hd;
+  assign \$41  = y + 1'h1;
+  assign \$42  = \$40  ? 5'h00 : \$41 ;
+  assign \$44  = y == 4'hd;
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = \$signal$43  + 1'h1;
+  assign \$47  = \$45  ? 2'h0 : \$46 ;
+  assign \$48  = ! \$signal$41 ;
+  assign \$49  = ! \$signal$43 ;
+  assign \$50  = \$48  & \$49 ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$signal$17  < 3'h7;
+  assign \$55  = y < 4'he;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = \$signal$11  & \$signal$13 ;
+  assign \$58  = \$signal$11  & \$signal$13 ;
+  assign \$59  = addr2 == addr1;
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = wport__addr == addr1;
+  assign \$62  = wport__en & \$61 ;
+  assign \$63  = addr4 == addr1;
+  assign \$64  = v4 & \$63 ;
   always @(posedge clk)
-    cg <= \$61 ;
+    cg <= \$65 ;
   always @(posedge clk)
-    x <= \$62 ;
+    x <= \$66 ;
   always @(posedge clk)
-    \$signal$38  <= \$63 ;
+    \$signal$41  <= \$67 ;
   always @(posedge clk)
-    \$signal$17  <= \$64 ;
+    \$signal$17  <= \$68 ;
   always @(posedge clk)
-    y <= \$65 ;
+    y <= \$69 ;
   always @(posedge clk)
-    \$signal$40  <= \$66 ;
+    \$signal$43  <= \$70 ;
   always @(posedge clk)
-    \$signal  <= \$67 ;
+    \$signal  <= \$71 ;
   always @(posedge clk)
-    \$signal$41  <= \$68 ;
+    \$signal$44  <= \$72 ;
   always @(posedge clk)
-    \$signal$9  <= \$69 ;
+    \$signal$9  <= \$73 ;
   always @(posedge clk)
-    \$signal$10  <= \$70 ;
+    \$signal$10  <= \$74 ;
   always @(posedge clk)
-    addr1 <= \$71 ;
+    addr1 <= \$75 ;
   always @(posedge clk)
     in1 <= i__payload;
   always @(posedge clk)
-    \$signal$11  <= \$72 ;
+    \$signal$11  <= \$76 ;
   always @(posedge clk)
-    \$signal$22  <= \$73 ;
+    \$signal$22  <= \$77 ;
   always @(posedge clk)
-    \$signal$12  <= \$74 ;
+    \$signal$12  <= \$78 ;
   always @(posedge clk)
-    \$signal$13  <= \$75 ;
+    \$signal$13  <= \$79 ;
   always @(posedge clk)
-    wport__addr <= \$76 ;
+    addr2 <= \$80 ;
   always @(posedge clk)
     in2 <= in1;
   always @(posedge clk)
     old2 <= \$signature__data ;
   always @(posedge clk)
-    v3 <= \$77 ;
+    wport__en <= \$81 ;
   always @(posedge clk)
-    addr3 <= \$78 ;
+    wport__addr <= \$82 ;
   always @(posedge clk)
     new3 <= new2;
   always @(posedge clk)
     new4 <= new3;
   always @(posedge clk)
-    \$signal$24  <= \$79 ;
+    v4 <= \$83 ;
   always @(posedge clk)
-    fwd_b <= \$80 ;
+    addr4 <= \$84 ;
+  always @(posedge clk)
+    new5 <= new4;
+  always @(posedge clk)
+    \$signal$24  <= \$85 ;
+  always @(posedge clk)
+    \$signal$25  <= \$86 ;
+  always @(posedge clk)
+    fwd_c <= \$87 ;
   assign \$1  = \$signal  & \$signal$9 ;
   assign \$2  = \$1  & \$signal$10 ;
   assign \$3  = \$signal$11  & \$signal$12 ;
@@ -29930,13 +30492,6 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   assign \$10  = \$5  + \$9 ;
   assign i__ready = \$10  < 2'h3;
   assign take = i__valid & i__ready;
-  assign \$11  = \$signal$17  * 7'h40;
-  assign \$12  = \$11  + cg;
-  assign \$13  = fwd_b ? new4 : old2;
-  assign \$14  = \$signal$24  ? new3 : \$13 ;
-  assign \$15  = in2 > \$14 ;
-  assign \$16  = \$signal$22  | \$15 ;
-  assign \$17  = fwd_b ? new4 : old2;
   \flexor_lenet5.pool2.out  out (
     .clk(clk),
     .level(level),
@@ -29949,174 +30504,195 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$61  = cg;
+    \$65  = cg;
     if (take) begin
-      \$61  = \$22 [5:0];
+      \$65  = \$24 [5:0];
     end
     if (rst) begin
-      \$61  = 6'h00;
+      \$65  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$62  = x;
+    \$66  = x;
     if (take) begin
-      if (\$23 ) begin
-        \$62  = \$26 [3:0];
+      if (\$25 ) begin
+        \$66  = \$28 [3:0];
       end
     end
     if (rst) begin
-      \$62  = 4'h0;
+      \$66  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$63  = \$signal$38 ;
+    \$67  = \$signal$41 ;
     if (take) begin
-      if (\$23 ) begin
-        \$63  = \$31 [0];
+      if (\$25 ) begin
+        \$67  = \$33 [0];
       end
     end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$64  = \$signal$17 ;
-    if (take) begin
-      if (\$23 ) begin
-        \$64  = \$36 [2:0];
-      end
-    end
-    if (rst) begin
-      \$64  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$65  = y;
-    if (take) begin
-      if (\$23 ) begin
-        if (\$37 ) begin
-          \$65  = \$40 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$65  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$66  = \$signal$40 ;
-    if (take) begin
-      if (\$23 ) begin
-        if (\$37 ) begin
-          \$66  = \$45 [0];
-        end
-      end
-    end
-    if (rst) begin
-      \$66  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$67  = take;
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$68  = \$48 ;
+    \$68  = \$signal$17 ;
+    if (take) begin
+      if (\$25 ) begin
+        \$68  = \$38 [2:0];
+      end
+    end
     if (rst) begin
-      \$68  = 1'h0;
+      \$68  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$69  = \$51 ;
+    \$69  = y;
+    if (take) begin
+      if (\$25 ) begin
+        if (\$39 ) begin
+          \$69  = \$42 [3:0];
+        end
+      end
+    end
     if (rst) begin
-      \$69  = 1'h0;
+      \$69  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$70  = \$54 ;
+    \$70  = \$signal$43 ;
+    if (take) begin
+      if (\$25 ) begin
+        if (\$39 ) begin
+          \$70  = \$47 [0];
+        end
+      end
+    end
     if (rst) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$71  = \$12 [8:0];
+    \$71  = take;
     if (rst) begin
-      \$71  = 9'h000;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$72  = \$signal ;
+    \$72  = \$50 ;
     if (rst) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$73  = \$signal$41 ;
+    \$73  = \$53 ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$74  = \$signal$9 ;
+    \$74  = \$56 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$75  = \$signal$10 ;
+    \$75  = \$12 [8:0];
     if (rst) begin
-      \$75  = 1'h0;
+      \$75  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$76  = addr1;
+    \$76  = \$signal ;
     if (rst) begin
-      \$76  = 9'h000;
+      \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$77  = \$55 ;
+    \$77  = \$signal$44 ;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$78  = wport__addr;
+    \$78  = \$signal$9 ;
     if (rst) begin
-      \$78  = 9'h000;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$79  = \$58 ;
+    \$79  = \$signal$10 ;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$80  = \$60 ;
+    \$80  = addr1;
     if (rst) begin
-      \$80  = 1'h0;
+      \$80  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$81  = \$57 ;
+    if (rst) begin
+      \$81  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$82  = addr2;
+    if (rst) begin
+      \$82  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$83  = wport__en;
+    if (rst) begin
+      \$83  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$84  = wport__addr;
+    if (rst) begin
+      \$84  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$85  = \$60 ;
+    if (rst) begin
+      \$85  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$86  = \$62 ;
+    if (rst) begin
+      \$86  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$87  = \$64 ;
+    if (rst) begin
+      \$87  = 1'h0;
     end
   end
   assign r_data = o__payload;
@@ -30125,14 +30701,15 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   assign addr = \$12 [8:0];
   assign \$signature__addr  = \$12 [8:0];
   assign \$signature__en  = 1'h1;
-  assign addr2 = wport__addr;
-  assign wport__data = new2;
+  assign addr3 = wport__addr;
+  assign wport__data = new3;
+  assign \$signal$35  = wport__en;
   assign w_data = new2;
-  assign \$27  = \$signal$38 ;
-  assign \$33  = \$signal$38 ;
-  assign \$41  = \$signal$40 ;
-  assign \$49  = \$signal$38 ;
-  assign \$50  = \$signal$40 ;
+  assign \$29  = \$signal$41 ;
+  assign \$35  = \$signal$41 ;
+  assign \$43  = \$signal$43 ;
+  assign \$51  = \$signal$41 ;
+  assign \$52  = \$signal$43 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -30455,11 +31032,12 @@ endmodule
 // merges identical flip-flops bit by bit (whatever their initial values), so each copy's
 // process is kept.
 module flexor_copy #(
-    parameter WIDTH = 1
+    parameter WIDTH = 1,
+    parameter INIT = 0
 ) (
     input wire clk,
     input wire [WIDTH-1:0] d,
-    output reg [WIDTH-1:0] q = 0
+    output reg [WIDTH-1:0] q = INIT
 );
     (* keep *) always @(posedge clk) q <= d;
 endmodule
