@@ -63,8 +63,10 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert late["period_ns"] == pytest.approx(1000 / 50)
     assert all(e["arrival_ns"] > late["period_ns"] for e in late["endpoints"])
     # the latest register input is where the critical path ends, when the target is missed
+    # (the arrival counts the pin's setup: an iCE40 clock enable's is 0.8 ns more)
     if late["endpoints"]:
-        assert late["endpoints"][0]["arrival_ns"] == pytest.approx(cp["delay_ns"], abs=0.5)
+        assert late["endpoints"][0]["cell"] == cp["to"]
+        assert late["endpoints"][0]["arrival_ns"] == pytest.approx(cp["delay_ns"], abs=1.0)
 
 
 @pytest.mark.synth

@@ -47,14 +47,17 @@ class Repack(wiring.Component):
         Elements per vector.
     n_in, n_out : int
         Elements per input and output beat.
+    pieces : bool
+        A widening repack's word and output register in pieces of at most
+        :data:`PIECE_BITS` bits, each enabled from its own copies of the control registers
+        (else one enable for the whole word).
     emit : bool
-        For emitted Verilog: a wide word's registers take their enables from copies of
-        the control registers that Yosys keeps apart (:func:`~flexor_hw.gateware.pipeline.
-        copy_register`).
+        For emitted Verilog: those copies are ones Yosys keeps apart
+        (:func:`~flexor_hw.gateware.pipeline.copy_register`).
     """
 
-    def __init__(self, shape, length, n_in, n_out, *, emit=False):
-        self._emit = emit
+    def __init__(self, shape, length, n_in, n_out, *, pieces=True, emit=False):
+        self._emit, self._pieces = emit, pieces
         self._shape = Shape.cast(shape)
         self._length = _positive("Length", length)
         self._n_in = _positive("Input width", n_in)
@@ -117,7 +120,7 @@ class Repack(wiring.Component):
                      full_next.eq(Mux(take & closes, 1, Mux(moves, 0, full))),
                      valid_next.eq(Mux(moves, 1, Mux(self.o.ready, 0, self.o.valid)))]
         out = Signal(n_out * w, reset_less=True)
-        pieces = -(-n_out * w // PIECE_BITS)
+        pieces = -(-n_out * w // PIECE_BITS) if self._pieces else 1
         m.d.comb += self.o.payload.eq(out)
         m.d.sync += [self.o.valid.eq(valid_next), full.eq(full_next),
                      ready.eq(~full_next | ~valid_next)]
@@ -127,7 +130,7 @@ class Repack(wiring.Component):
         # routing). The copies need no reset: they equal ``full`` and ``o.valid`` but in the
         # cycle after a reset, where ``full`` is 0 and a piece loaded then is not valid.
         for k in range(pieces):
-            lo, hi = k * PIECE_BITS, min(n_out * w, (k + 1) * PIECE_BITS)
+            lo, hi = k * PIECE_BITS, (n_out * w if k == pieces - 1 else (k + 1) * PIECE_BITS)
             if pieces == 1:
                 enable = moves
             else:
@@ -148,7 +151,7 @@ class Repack(wiring.Component):
         # copies follow the reset: a piece that missed a beat the others took would be lost.
         tail = self._length - (beats - 1) * n_in
         for k in range(pieces):
-            lo, hi = k * PIECE_BITS, min(n_out * w, (k + 1) * PIECE_BITS)
+            lo, hi = k * PIECE_BITS, (n_out * w if k == pieces - 1 else (k + 1) * PIECE_BITS)
             if pieces == 1:
                 take_k, last_k = take, last
             else:

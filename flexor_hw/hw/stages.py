@@ -661,7 +661,10 @@ class Repack(Stage):
 
     def unit(self, files=None):
         from ..gateware.repack import Repack as Unit
-        return Unit(self.x_shape, self.length, self.n_in, self.n_out, emit=files is not None)
+        # on the iCE40 the word's enable stays one (the digits MLP's repacks are 80 bits, and
+        # its copies took the fc1 FIFO's handshake to 48.8 MHz on the UP5K)
+        return Unit(self.x_shape, self.length, self.n_in, self.n_out,
+                    pieces=self.family != "ice40", emit=files is not None)
 
 
 @register

@@ -2982,44 +2982,22 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
+  wire [7:0] \$20 ;
+  wire [7:0] \$21 ;
   wire \$22 ;
-  wire [7:0] \$23 ;
-  wire [7:0] \$24 ;
-  wire \$25 ;
-  wire [9:0] \$26 ;
-  wire \$27 ;
-  wire [79:0] \$28 ;
-  wire \$29 ;
+  wire [9:0] \$23 ;
+  wire [79:0] \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [79:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
-  wire [79:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  reg [6:0] \$30 ;
+  reg [9:0] \$31 ;
+  reg [79:0] \$32 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  reg \$47 ;
-  reg \$48 ;
-  reg \$49 ;
   wire \$5 ;
-  reg [79:0] \$50 ;
-  reg \$51 ;
-  reg [6:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [79:0] \$54 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -3030,8 +3008,6 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   input clk;
   wire clk;
   reg full = 1'h0;
-  wire full_0;
-  wire full_1;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -3039,8 +3015,6 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
-  wire last_0;
-  wire last_1;
   output [79:0] o__payload;
   reg [79:0] o__payload = 80'h00000000000000000000;
   input o__ready;
@@ -3051,35 +3025,11 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire [79:0] out;
   (* init = 1'h1 *)
   wire ready;
-  wire ready_0;
-  wire ready_1;
   input rst;
   wire rst;
   wire take;
-  wire valid_0;
-  wire valid_1;
   wire valid_next;
   reg [79:0] word = 80'h00000000000000000000;
-  assign \$43  = beat == 7'h7e;
-  assign \$44  = last ? 1'h0 : \$43 ;
-  assign \$45  = take ? \$44  : last;
-  assign \$46  = rst ? 1'h0 : \$45 ;
-  always @(posedge clk)
-    o__valid <= \$47 ;
-  always @(posedge clk)
-    full <= \$48 ;
-  always @(posedge clk)
-    i__ready <= \$49 ;
-  always @(posedge clk)
-    o__payload <= \$50 ;
-  always @(posedge clk)
-    last <= \$51 ;
-  always @(posedge clk)
-    beat <= \$52 ;
-  always @(posedge clk)
-    at <= \$53 ;
-  always @(posedge clk)
-    word <= \$54 ;
   assign take = i__valid & i__ready;
   assign \$1  = at[9] | last;
   assign \$2  = take & \$1 ;
@@ -3096,165 +3046,93 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   assign \$11  = ~ \$signal ;
   assign \$12  = ~ valid_next;
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = ~ valid_0;
+  assign \$14  = ~ o__valid;
   assign \$15  = \$14  | o__ready;
-  assign \$16  = full_0 & \$15 ;
-  assign \$17  = ~ valid_1;
-  assign \$18  = \$17  | o__ready;
-  assign \$19  = full_1 & \$18 ;
-  assign \$20  = beat == 7'h7e;
-  assign \$21  = last ? 1'h0 : \$20 ;
-  assign \$22  = take ? \$21  : last;
-  assign \$23  = beat + 1'h1;
-  assign \$24  = last ? 8'h00 : \$23 ;
-  assign \$25  = at[9] | last;
-  assign \$26  = \$25  ? 10'h001 : { at[8:0], at[9] };
-  assign \$27  = i__valid & ready_0;
-  assign \$28  = last_0 ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
-  assign \$29  = i__valid & ready_1;
-  assign \$30  = last_1 ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
-  assign \$31  = ~ \$signal ;
-  assign \$32  = ~ valid_next;
-  assign \$33  = \$31  | \$32 ;
-  assign \$34  = \$33  | rst;
-  assign \$35  = beat == 7'h7e;
-  assign \$36  = last ? 1'h0 : \$35 ;
-  assign \$37  = take ? \$36  : last;
-  assign \$38  = rst ? 1'h0 : \$37 ;
-  assign \$39  = ~ \$signal ;
-  assign \$40  = ~ valid_next;
-  assign \$41  = \$39  | \$40 ;
-  assign \$42  = \$41  | rst;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_0_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_1_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_0_copy (
-    .clk(clk),
-    .d(\$38 ),
-    .q(last_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_1_copy (
-    .clk(clk),
-    .d(\$46 ),
-    .q(last_1)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_0_copy (
-    .clk(clk),
-    .d(\$34 ),
-    .q(ready_0)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_1_copy (
-    .clk(clk),
-    .d(\$42 ),
-    .q(ready_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_0_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_1_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_1)
-  );
+  assign \$16  = full & \$15 ;
+  assign \$17  = beat == 7'h7e;
+  assign \$18  = last ? 1'h0 : \$17 ;
+  assign \$19  = take ? \$18  : last;
+  assign \$20  = beat + 1'h1;
+  assign \$21  = last ? 8'h00 : \$20 ;
+  assign \$22  = at[9] | last;
+  assign \$23  = \$22  ? 10'h001 : { at[8:0], at[9] };
+  assign \$24  = last ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
+  always @(posedge clk)
+    o__valid <= \$25 ;
+  always @(posedge clk)
+    full <= \$26 ;
+  always @(posedge clk)
+    i__ready <= \$27 ;
+  always @(posedge clk)
+    o__payload <= \$28 ;
+  always @(posedge clk)
+    last <= \$29 ;
+  always @(posedge clk)
+    beat <= \$30 ;
+  always @(posedge clk)
+    at <= \$31 ;
+  always @(posedge clk)
+    word <= \$32 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = valid_next;
+    \$25  = valid_next;
     if (rst) begin
-      \$47  = 1'h0;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = \$signal ;
+    \$26  = \$signal ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = \$13 ;
+    \$27  = \$13 ;
     if (rst) begin
-      \$49  = 1'h1;
+      \$27  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = o__payload;
+    \$28  = o__payload;
     if (\$16 ) begin
-      \$50 [63:0] = word[63:0];
-    end
-    if (\$19 ) begin
-      \$50 [79:64] = word[79:64];
+      \$28  = word;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$22 ;
+    \$29  = \$19 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = beat;
+    \$30  = beat;
     if (take) begin
-      \$52  = \$24 [6:0];
+      \$30  = \$21 [6:0];
     end
     if (rst) begin
-      \$52  = 7'h00;
+      \$30  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = at;
+    \$31  = at;
     if (take) begin
-      \$53  = \$26 ;
+      \$31  = \$23 ;
     end
     if (rst) begin
-      \$53  = 10'h001;
+      \$31  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = word;
-    if (\$27 ) begin
-      \$54 [63:0] = \$28 [63:0];
-    end
-    if (\$29 ) begin
-      \$54 [79:64] = \$30 [79:64];
+    \$32  = word;
+    if (take) begin
+      \$32  = \$24 ;
     end
   end
   assign ready = i__ready;

@@ -18,14 +18,15 @@ CASES = [  # (length, n_in, n_out, signed)
 ]
 
 
+@pytest.mark.parametrize("pieces", [True, False])
 @pytest.mark.parametrize("length, n_in, n_out, signed", CASES,
                          ids=[f"L{c[0]}_{c[1]}to{c[2]}" for c in CASES])
-def test_repack_keeps_every_element_in_order(length, n_in, n_out, signed):
+def test_repack_keeps_every_element_in_order(length, n_in, n_out, signed, pieces):
     w = 6
     rng = np.random.default_rng(length * n_in + n_out)
     lo, hi = (-32, 31) if signed else (0, 63)
     x = rng.integers(lo, hi + 1, (4, length))
-    dut = Repack(w, length, n_in, n_out)
+    dut = Repack(w, length, n_in, n_out, pieces=pieces)     # a word whole under one enable
     beats = pack_beats(x, n_in, w)
     run = run_stream(dut, beats, 4 * dut.beats_out, in_stall=0.3, out_stall=0.3, seed=length)
     got = unpack_beats(run.outputs, n_out, w, signed).reshape(4, -1)
