@@ -7,7 +7,8 @@ import numpy as np
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-__all__ = ["StreamRun", "run_stream", "rtl_network", "pack_beats", "unpack_beats"]
+__all__ = ["StreamRun", "run_stream", "reset_while_stalled", "rtl_network", "pack_beats",
+           "unpack_beats"]
 
 
 @dataclass
@@ -89,6 +90,25 @@ def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
         sim.run()
     run.cycles = cycle[0]
     return run
+
+
+def reset_while_stalled(dut, beats, *, settle, hold=1):
+    """A ``before`` for :func:`run_stream`: ``beats`` fed while the output stalls, ``settle``
+    idle cycles, then (with the output holding a valid beat) the reset for ``hold`` cycles."""
+    async def before(ctx, rst):
+        ctx.set(dut.o.ready, 0)
+        for beat in beats:
+            ctx.set(dut.i.payload, beat)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick().repeat(settle)
+        assert ctx.get(dut.o.valid)
+        ctx.set(rst, 1)
+        for _ in range(hold):
+            await ctx.tick()
+        ctx.set(rst, 0)
+    return before
 
 
 def rtl_network(top, x, n_out, **kwargs):

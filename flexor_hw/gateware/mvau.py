@@ -11,7 +11,7 @@ from amaranth.utils import ceil_log2
 
 from .mul import MUL_WIDTH, Multiplier
 from .pipeline import (Credits, OutputFifo, copy_register, delay, int_shape, mux_tree,
-                       pipelined_sum)
+                       pipelined_sum, ram_style_attr)
 from .rom import Rom
 from .weight_stream import WeightStream, prime_cycles
 from .xor_decoder import XorDecoder
@@ -128,9 +128,7 @@ class MvauParams:
     @property
     def vectors_style(self):
         """``"distributed"`` (LUT RAM), ``"block"``, or None (the tools choose)."""
-        if self.vectors_lutram is None:
-            return None
-        return "distributed" if self.vectors_lutram else "block"
+        return ram_style_attr(self.vectors_lutram)
 
     # -- folding ---------------------------------------------------------------------------
     @property

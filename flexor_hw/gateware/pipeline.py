@@ -16,7 +16,14 @@ from amaranth.lib.wiring import In, Out
 from ..golden import value_width
 
 __all__ = ["Credits", "OutputFifo", "SkidBuffer", "StreamRegister", "delay", "mux_tree",
-           "pipelined_sum", "int_shape", "copy_register", "COPY_VERILOG", "copy_modules"]
+           "pipelined_sum", "int_shape", "copy_register", "COPY_VERILOG", "copy_modules",
+           "ram_style_attr"]
+
+
+def ram_style_attr(lutram):
+    """A memory's ``ram_style`` attribute: ``"distributed"`` (LUT RAM) for True,
+    ``"block"`` for False, None (the tools choose) for None."""
+    return None if lutram is None else "distributed" if lutram else "block"
 
 
 def int_shape(lo, hi):

@@ -120,47 +120,41 @@ class Repack(wiring.Component):
                      full_next.eq(Mux(take & closes, 1, Mux(moves, 0, full))),
                      valid_next.eq(Mux(moves, 1, Mux(self.o.ready, 0, self.o.valid)))]
         out = Signal(n_out * w, reset_less=True)
-        pieces = -(-n_out * w // PIECE_BITS) if self._pieces else 1
         m.d.comb += self.o.payload.eq(out)
         m.d.sync += [self.o.valid.eq(valid_next), full.eq(full_next),
                      ready.eq(~full_next | ~valid_next)]
-        # The output register in pieces of at most 64 bits, each enabled from its own copies
-        # of ``full`` and ``o.valid``: one enable reached the 480 flip-flops of LeNet-5's
-        # conv2 input, from conv2's ``w_full`` (its longest path placed at 98 MHz, 9.2 ns of
-        # routing). The copies need no reset: they equal ``full`` and ``o.valid`` but in the
-        # cycle after a reset, where ``full`` is 0 and a piece loaded then is not valid.
-        for k in range(pieces):
-            lo, hi = k * PIECE_BITS, (n_out * w if k == pieces - 1 else (k + 1) * PIECE_BITS)
-            if pieces == 1:
-                enable = moves
-            else:
-                full_k = copy_register(m, full_next, f"full_{k}", emit=self._emit)
-                valid_k = copy_register(m, valid_next, f"valid_{k}", emit=self._emit)
-                enable = full_k & (~valid_k | self.o.ready)
-            with m.If(enable):
-                m.d.sync += out[lo:hi].eq(word[lo:hi])
         e = (beats - 1) % chunks
         last_next = Mux(take, Mux(last, beats == 1, beat == beats - 2), last)
         m.d.sync += last.eq(last_next)
         with m.If(take):
             m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
                          at.eq(Mux(closes, 1, at.rotate_left(1)))]
-        # The word shifts in pieces of at most 64 bits too, each taking the beat under its
-        # own copies of ``ready`` and ``last`` (the window's ``valid`` and one ``ready``
-        # reached all 480 enables of LeNet-5's conv2 input word). Unlike the output's, these
-        # copies follow the reset: a piece that missed a beat the others took would be lost.
+        # The word and the output register in pieces of at most 64 bits, each under its own
+        # copies of the control registers: one enable reached the 480 flip-flops of LeNet-5's
+        # conv2 input word, and another those of its output (from the window's ``valid``
+        # and from conv2's ``w_full``; the longest paths placed at 87.2 and 98 MHz). The
+        # word's copies of ``ready`` and ``last`` follow the reset (a piece that missed a beat
+        # the others took would lose it); the output's of ``full`` and ``o.valid`` need not:
+        # they equal their registers but in the cycle after a reset, where ``full`` is 0 and
+        # a piece loaded then is not valid.
         tail = self._length - (beats - 1) * n_in
+        pieces = -(-n_out * w // PIECE_BITS) if self._pieces else 1
         for k in range(pieces):
             lo, hi = k * PIECE_BITS, (n_out * w if k == pieces - 1 else (k + 1) * PIECE_BITS)
             if pieces == 1:
-                take_k, last_k = take, last
+                take_k, last_k, moves_k = take, last, moves
             else:
                 rst = ResetSignal("sync")
                 ready_k = copy_register(m, ~full_next | ~valid_next | rst, f"ready_{k}",
                                         emit=self._emit, init=1)
                 last_k = copy_register(m, Mux(rst, beats == 1, last_next), f"last_{k}",
                                        emit=self._emit, init=beats == 1)
+                full_k = copy_register(m, full_next, f"full_{k}", emit=self._emit)
+                valid_k = copy_register(m, valid_next, f"valid_{k}", emit=self._emit)
                 take_k = self.i.valid & ready_k
+                moves_k = full_k & (~valid_k | self.o.ready)
+            with m.If(moves_k):
+                m.d.sync += out[lo:hi].eq(word[lo:hi])
             # The vector's last input beat: its elements past the end become zero.
             payload = self.i.payload
             if tail < n_in:

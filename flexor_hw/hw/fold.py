@@ -26,8 +26,9 @@ __all__ = ["fold", "fold_unit", "fold_to_device", "parse_fold", "parse_budget",
 #: 15,272 (63 %) placed at 77 % and router2 did not converge in 20 minutes; one at 84 % found
 #: no legal placement; with the data path reset-less, one at 17,688 (73 %) found none at four
 #: seeds, where 13,423 (55 %) placed at 58 % and 104.9 MHz. On the iCE40 the logic cells
-#: (LUT4 + flip-flops) within 83 %: the digits MLP estimated at 3,818 (72 %) placed in 3,520 at 54.8 MHz, and with the serial link
-#: (4,358, 82.5 %) in 3,869; a faster folding estimated at 4,399 (83.3 %) placed at 47.6 MHz.
+#: (LUT4 + flip-flops) within 83 %: the digits MLP estimated at 3,818 (72 %) placed in 3,520
+#: at 54.8 MHz, and with the serial link (4,358, 82.5 %) in 3,869; a faster folding
+#: estimated at 4,399 (83.3 %) placed at 47.6 MHz.
 MARGIN = {"luts": 0.65, "ffs": 0.85, "cells": 0.83}
 
 #: Units are folded to 1/32 faster than the rate, so that a window or pool stays the one

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import ClassVar
 
 from ..gateware.mvau import vector_pages, vector_write_ffs
-from ..gateware.pipeline import int_shape
+from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import LOGIC_ROM_BITS, rom_layout
 from ..gateware.window import line_buffer_rows, row_window_rows
 from .cost import COST, memory
@@ -460,7 +460,7 @@ class MaxPool(Stage):
 
     @property
     def ram_style(self):
-        return None if self.lutram is None else "distributed" if self.lutram else "block"
+        return ram_style_attr(self.lutram)
 
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,

@@ -2978,23 +2978,23 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [7:0] \$17 ;
+  wire [7:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [7:0] \$20 ;
-  wire [7:0] \$21 ;
+  wire [9:0] \$20 ;
+  wire \$21 ;
   wire \$22 ;
-  wire [9:0] \$23 ;
+  wire \$23 ;
   wire [79:0] \$24 ;
   reg \$25 ;
   reg \$26 ;
   reg \$27 ;
-  reg [79:0] \$28 ;
-  reg \$29 ;
+  reg \$28 ;
+  reg [6:0] \$29 ;
   wire \$3 ;
-  reg [6:0] \$30 ;
-  reg [9:0] \$31 ;
+  reg [9:0] \$30 ;
+  reg [79:0] \$31 ;
   reg [79:0] \$32 ;
   wire \$4 ;
   wire \$5 ;
@@ -3046,16 +3046,16 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   assign \$11  = ~ \$signal ;
   assign \$12  = ~ valid_next;
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = ~ o__valid;
-  assign \$15  = \$14  | o__ready;
-  assign \$16  = full & \$15 ;
-  assign \$17  = beat == 7'h7e;
-  assign \$18  = last ? 1'h0 : \$17 ;
-  assign \$19  = take ? \$18  : last;
-  assign \$20  = beat + 1'h1;
-  assign \$21  = last ? 8'h00 : \$20 ;
-  assign \$22  = at[9] | last;
-  assign \$23  = \$22  ? 10'h001 : { at[8:0], at[9] };
+  assign \$14  = beat == 7'h7e;
+  assign \$15  = last ? 1'h0 : \$14 ;
+  assign \$16  = take ? \$15  : last;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 8'h00 : \$17 ;
+  assign \$19  = at[9] | last;
+  assign \$20  = \$19  ? 10'h001 : { at[8:0], at[9] };
+  assign \$21  = ~ o__valid;
+  assign \$22  = \$21  | o__ready;
+  assign \$23  = full & \$22 ;
   assign \$24  = last ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
   always @(posedge clk)
     o__valid <= \$25 ;
@@ -3064,13 +3064,13 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   always @(posedge clk)
     i__ready <= \$27 ;
   always @(posedge clk)
-    o__payload <= \$28 ;
+    last <= \$28 ;
   always @(posedge clk)
-    last <= \$29 ;
+    beat <= \$29 ;
   always @(posedge clk)
-    beat <= \$30 ;
+    at <= \$30 ;
   always @(posedge clk)
-    at <= \$31 ;
+    o__payload <= \$31 ;
   always @(posedge clk)
     word <= \$32 ;
   always @* begin
@@ -3096,36 +3096,36 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$28  = o__payload;
-    if (\$16 ) begin
-      \$28  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$29  = \$19 ;
+    \$28  = \$16 ;
     if (rst) begin
-      \$29  = 1'h0;
+      \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$30  = beat;
+    \$29  = beat;
     if (take) begin
-      \$30  = \$21 [6:0];
+      \$29  = \$18 [6:0];
     end
     if (rst) begin
-      \$30  = 7'h00;
+      \$29  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$31  = at;
+    \$30  = at;
     if (take) begin
-      \$31  = \$23 ;
+      \$30  = \$20 ;
     end
     if (rst) begin
-      \$31  = 10'h001;
+      \$30  = 10'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$31  = o__payload;
+    if (\$23 ) begin
+      \$31  = word;
     end
   end
   always @* begin
@@ -5303,23 +5303,23 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [6:0] \$17 ;
+  wire [6:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [6:0] \$20 ;
-  wire [6:0] \$21 ;
+  wire [9:0] \$20 ;
+  wire \$21 ;
   wire \$22 ;
-  wire [9:0] \$23 ;
+  wire \$23 ;
   wire [49:0] \$24 ;
   reg \$25 ;
   reg \$26 ;
   reg \$27 ;
-  reg [49:0] \$28 ;
-  reg \$29 ;
+  reg \$28 ;
+  reg [5:0] \$29 ;
   wire \$3 ;
-  reg [5:0] \$30 ;
-  reg [9:0] \$31 ;
+  reg [9:0] \$30 ;
+  reg [49:0] \$31 ;
   reg [49:0] \$32 ;
   wire \$4 ;
   wire \$5 ;
@@ -5371,16 +5371,16 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
   assign \$11  = ~ \$signal ;
   assign \$12  = ~ valid_next;
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = ~ o__valid;
-  assign \$15  = \$14  | o__ready;
-  assign \$16  = full & \$15 ;
-  assign \$17  = beat == 6'h3e;
-  assign \$18  = last ? 1'h0 : \$17 ;
-  assign \$19  = take ? \$18  : last;
-  assign \$20  = beat + 1'h1;
-  assign \$21  = last ? 7'h00 : \$20 ;
-  assign \$22  = at[9] | last;
-  assign \$23  = \$22  ? 10'h001 : { at[8:0], at[9] };
+  assign \$14  = beat == 6'h3e;
+  assign \$15  = last ? 1'h0 : \$14 ;
+  assign \$16  = take ? \$15  : last;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 7'h00 : \$17 ;
+  assign \$19  = at[9] | last;
+  assign \$20  = \$19  ? 10'h001 : { at[8:0], at[9] };
+  assign \$21  = ~ o__valid;
+  assign \$22  = \$21  | o__ready;
+  assign \$23  = full & \$22 ;
   assign \$24  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
   always @(posedge clk)
     o__valid <= \$25 ;
@@ -5389,13 +5389,13 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
   always @(posedge clk)
     i__ready <= \$27 ;
   always @(posedge clk)
-    o__payload <= \$28 ;
+    last <= \$28 ;
   always @(posedge clk)
-    last <= \$29 ;
+    beat <= \$29 ;
   always @(posedge clk)
-    beat <= \$30 ;
+    at <= \$30 ;
   always @(posedge clk)
-    at <= \$31 ;
+    o__payload <= \$31 ;
   always @(posedge clk)
     word <= \$32 ;
   always @* begin
@@ -5421,36 +5421,36 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$28  = o__payload;
-    if (\$16 ) begin
-      \$28  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$29  = \$19 ;
+    \$28  = \$16 ;
     if (rst) begin
-      \$29  = 1'h0;
+      \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$30  = beat;
+    \$29  = beat;
     if (take) begin
-      \$30  = \$21 [5:0];
+      \$29  = \$18 [5:0];
     end
     if (rst) begin
-      \$30  = 6'h00;
+      \$29  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = at;
+    \$30  = at;
     if (take) begin
-      \$31  = \$23 ;
+      \$30  = \$20 ;
     end
     if (rst) begin
-      \$31  = 10'h001;
+      \$30  = 10'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$31  = o__payload;
+    if (\$23 ) begin
+      \$31  = word;
     end
   end
   always @* begin

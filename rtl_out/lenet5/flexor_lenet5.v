@@ -5297,19 +5297,19 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [5:0] \$17 ;
+  wire [5:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [9:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [5:0] \$23 ;
-  wire [5:0] \$24 ;
-  wire \$25 ;
-  wire [9:0] \$26 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [79:0] \$25 ;
+  wire \$26 ;
   wire \$27 ;
-  wire [79:0] \$28 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire [79:0] \$30 ;
@@ -5334,10 +5334,10 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   reg \$48 ;
   reg \$49 ;
   wire \$5 ;
-  reg [79:0] \$50 ;
-  reg \$51 ;
-  reg [4:0] \$52 ;
-  reg [9:0] \$53 ;
+  reg \$50 ;
+  reg [4:0] \$51 ;
+  reg [9:0] \$52 ;
+  reg [79:0] \$53 ;
   reg [79:0] \$54 ;
   wire \$6 ;
   wire \$7 ;
@@ -5390,13 +5390,13 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   always @(posedge clk)
     i__ready <= \$49 ;
   always @(posedge clk)
-    o__payload <= \$50 ;
+    last <= \$50 ;
   always @(posedge clk)
-    last <= \$51 ;
+    beat <= \$51 ;
   always @(posedge clk)
-    beat <= \$52 ;
+    at <= \$52 ;
   always @(posedge clk)
-    at <= \$53 ;
+    o__payload <= \$53 ;
   always @(posedge clk)
     word <= \$54 ;
   assign take = i__valid & i__ready;
@@ -5415,21 +5415,21 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   assign \$11  = ~ \$signal ;
   assign \$12  = ~ valid_next;
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = ~ valid_0;
-  assign \$15  = \$14  | o__ready;
-  assign \$16  = full_0 & \$15 ;
-  assign \$17  = ~ valid_1;
-  assign \$18  = \$17  | o__ready;
-  assign \$19  = full_1 & \$18 ;
-  assign \$20  = beat == 5'h17;
-  assign \$21  = last ? 1'h0 : \$20 ;
-  assign \$22  = take ? \$21  : last;
-  assign \$23  = beat + 1'h1;
-  assign \$24  = last ? 6'h00 : \$23 ;
-  assign \$25  = at[9] | last;
-  assign \$26  = \$25  ? 10'h001 : { at[8:0], at[9] };
-  assign \$27  = i__valid & ready_0;
-  assign \$28  = last_0 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
+  assign \$14  = beat == 5'h17;
+  assign \$15  = last ? 1'h0 : \$14 ;
+  assign \$16  = take ? \$15  : last;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 6'h00 : \$17 ;
+  assign \$19  = at[9] | last;
+  assign \$20  = \$19  ? 10'h001 : { at[8:0], at[9] };
+  assign \$21  = ~ valid_0;
+  assign \$22  = \$21  | o__ready;
+  assign \$23  = full_0 & \$22 ;
+  assign \$24  = i__valid & ready_0;
+  assign \$25  = last_0 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
+  assign \$26  = ~ valid_1;
+  assign \$27  = \$26  | o__ready;
+  assign \$28  = full_1 & \$27 ;
   assign \$29  = i__valid & ready_1;
   assign \$30  = last_1 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
   assign \$31  = ~ \$signal ;
@@ -5531,46 +5531,46 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$50  = o__payload;
-    if (\$16 ) begin
-      \$50 [63:0] = word[63:0];
-    end
-    if (\$19 ) begin
-      \$50 [79:64] = word[79:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$51  = \$22 ;
+    \$50  = \$16 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$52  = beat;
+    \$51  = beat;
     if (take) begin
-      \$52  = \$24 [4:0];
+      \$51  = \$18 [4:0];
     end
     if (rst) begin
-      \$52  = 5'h00;
+      \$51  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$53  = at;
+    \$52  = at;
     if (take) begin
-      \$53  = \$26 ;
+      \$52  = \$20 ;
     end
     if (rst) begin
-      \$53  = 10'h001;
+      \$52  = 10'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$53  = o__payload;
+    if (\$23 ) begin
+      \$53 [63:0] = word[63:0];
+    end
+    if (\$28 ) begin
+      \$53 [79:64] = word[79:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$54  = word;
-    if (\$27 ) begin
-      \$54 [63:0] = \$28 [63:0];
+    if (\$24 ) begin
+      \$54 [63:0] = \$25 [63:0];
     end
     if (\$29 ) begin
       \$54 [79:64] = \$30 [79:64];
@@ -21787,61 +21787,61 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   reg \$125 ;
   reg \$126 ;
   reg \$127 ;
-  reg [479:0] \$128 ;
-  reg \$129 ;
+  reg \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
-  reg [11:0] \$131 ;
+  reg [11:0] \$130 ;
+  reg [479:0] \$131 ;
   reg [479:0] \$132 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [8:0] \$17 ;
+  wire [8:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [11:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [479:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [479:0] \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
+  wire [479:0] \$35 ;
   wire \$36 ;
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
+  wire [479:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
   wire \$43 ;
-  wire [11:0] \$44 ;
-  wire \$45 ;
-  wire [479:0] \$46 ;
+  wire \$44 ;
+  wire [479:0] \$45 ;
+  wire \$46 ;
   wire \$47 ;
-  wire [479:0] \$48 ;
+  wire \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire [479:0] \$50 ;
   wire \$51 ;
-  wire [479:0] \$52 ;
+  wire \$52 ;
   wire \$53 ;
-  wire [479:0] \$54 ;
-  wire \$55 ;
-  wire [479:0] \$56 ;
+  wire \$54 ;
+  wire [479:0] \$55 ;
+  wire \$56 ;
   wire \$57 ;
-  wire [479:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire [479:0] \$60 ;
@@ -21963,51 +21963,51 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   assign \$11  = ~ \$signal ;
   assign \$12  = ~ valid_next;
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = ~ valid_0;
-  assign \$15  = \$14  | o__ready;
-  assign \$16  = full_0 & \$15 ;
-  assign \$17  = ~ valid_1;
-  assign \$18  = \$17  | o__ready;
-  assign \$19  = full_1 & \$18 ;
-  assign \$20  = ~ valid_2;
-  assign \$21  = \$20  | o__ready;
-  assign \$22  = full_2 & \$21 ;
-  assign \$23  = ~ valid_3;
-  assign \$24  = \$23  | o__ready;
-  assign \$25  = full_3 & \$24 ;
-  assign \$26  = ~ valid_4;
+  assign \$14  = beat == 8'h9e;
+  assign \$15  = last ? 1'h0 : \$14 ;
+  assign \$16  = take ? \$15  : last;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 9'h000 : \$17 ;
+  assign \$19  = at[11] | last;
+  assign \$20  = \$19  ? 12'h001 : { at[10:0], at[11] };
+  assign \$21  = ~ valid_0;
+  assign \$22  = \$21  | o__ready;
+  assign \$23  = full_0 & \$22 ;
+  assign \$24  = i__valid & ready_0;
+  assign \$25  = last_0 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$26  = ~ valid_1;
   assign \$27  = \$26  | o__ready;
-  assign \$28  = full_4 & \$27 ;
-  assign \$29  = ~ valid_5;
-  assign \$30  = \$29  | o__ready;
-  assign \$31  = full_5 & \$30 ;
-  assign \$32  = ~ valid_6;
-  assign \$33  = \$32  | o__ready;
-  assign \$34  = full_6 & \$33 ;
-  assign \$35  = ~ valid_7;
-  assign \$36  = \$35  | o__ready;
-  assign \$37  = full_7 & \$36 ;
-  assign \$38  = beat == 8'h9e;
-  assign \$39  = last ? 1'h0 : \$38 ;
-  assign \$40  = take ? \$39  : last;
-  assign \$41  = beat + 1'h1;
-  assign \$42  = last ? 9'h000 : \$41 ;
-  assign \$43  = at[11] | last;
-  assign \$44  = \$43  ? 12'h001 : { at[10:0], at[11] };
-  assign \$45  = i__valid & ready_0;
-  assign \$46  = last_0 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$47  = i__valid & ready_1;
-  assign \$48  = last_1 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$49  = i__valid & ready_2;
-  assign \$50  = last_2 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$51  = i__valid & ready_3;
-  assign \$52  = last_3 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$53  = i__valid & ready_4;
-  assign \$54  = last_4 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$55  = i__valid & ready_5;
-  assign \$56  = last_5 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$57  = i__valid & ready_6;
-  assign \$58  = last_6 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$28  = full_1 & \$27 ;
+  assign \$29  = i__valid & ready_1;
+  assign \$30  = last_1 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$31  = ~ valid_2;
+  assign \$32  = \$31  | o__ready;
+  assign \$33  = full_2 & \$32 ;
+  assign \$34  = i__valid & ready_2;
+  assign \$35  = last_2 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$36  = ~ valid_3;
+  assign \$37  = \$36  | o__ready;
+  assign \$38  = full_3 & \$37 ;
+  assign \$39  = i__valid & ready_3;
+  assign \$40  = last_3 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$41  = ~ valid_4;
+  assign \$42  = \$41  | o__ready;
+  assign \$43  = full_4 & \$42 ;
+  assign \$44  = i__valid & ready_4;
+  assign \$45  = last_4 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$46  = ~ valid_5;
+  assign \$47  = \$46  | o__ready;
+  assign \$48  = full_5 & \$47 ;
+  assign \$49  = i__valid & ready_5;
+  assign \$50  = last_5 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$51  = ~ valid_6;
+  assign \$52  = \$51  | o__ready;
+  assign \$53  = full_6 & \$52 ;
+  assign \$54  = i__valid & ready_6;
+  assign \$55  = last_6 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$56  = ~ valid_7;
+  assign \$57  = \$56  | o__ready;
+  assign \$58  = full_7 & \$57 ;
   assign \$59  = i__valid & ready_7;
   assign \$60  = last_7 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
   assign \$61  = ~ \$signal ;
@@ -22081,13 +22081,13 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   always @(posedge clk)
     i__ready <= \$127 ;
   always @(posedge clk)
-    o__payload <= \$128 ;
+    last <= \$128 ;
   always @(posedge clk)
-    last <= \$129 ;
+    beat <= \$129 ;
   always @(posedge clk)
-    beat <= \$130 ;
+    at <= \$130 ;
   always @(posedge clk)
-    at <= \$131 ;
+    o__payload <= \$131 ;
   always @(posedge clk)
     word <= \$132 ;
   flexor_copy #(
@@ -22369,82 +22369,82 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$128  = o__payload;
-    if (\$16 ) begin
-      \$128 [63:0] = word[63:0];
+    \$128  = \$16 ;
+    if (rst) begin
+      \$128  = 1'h0;
     end
-    if (\$19 ) begin
-      \$128 [127:64] = word[127:64];
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$129  = beat;
+    if (take) begin
+      \$129  = \$18 [7:0];
     end
-    if (\$22 ) begin
-      \$128 [191:128] = word[191:128];
+    if (rst) begin
+      \$129  = 8'h00;
     end
-    if (\$25 ) begin
-      \$128 [255:192] = word[255:192];
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$130  = at;
+    if (take) begin
+      \$130  = \$20 ;
+    end
+    if (rst) begin
+      \$130  = 12'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$131  = o__payload;
+    if (\$23 ) begin
+      \$131 [63:0] = word[63:0];
     end
     if (\$28 ) begin
-      \$128 [319:256] = word[319:256];
+      \$131 [127:64] = word[127:64];
     end
-    if (\$31 ) begin
-      \$128 [383:320] = word[383:320];
+    if (\$33 ) begin
+      \$131 [191:128] = word[191:128];
     end
-    if (\$34 ) begin
-      \$128 [447:384] = word[447:384];
+    if (\$38 ) begin
+      \$131 [255:192] = word[255:192];
     end
-    if (\$37 ) begin
-      \$128 [479:448] = word[479:448];
+    if (\$43 ) begin
+      \$131 [319:256] = word[319:256];
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$129  = \$40 ;
-    if (rst) begin
-      \$129  = 1'h0;
+    if (\$48 ) begin
+      \$131 [383:320] = word[383:320];
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$130  = beat;
-    if (take) begin
-      \$130  = \$42 [7:0];
+    if (\$53 ) begin
+      \$131 [447:384] = word[447:384];
     end
-    if (rst) begin
-      \$130  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$131  = at;
-    if (take) begin
-      \$131  = \$44 ;
-    end
-    if (rst) begin
-      \$131  = 12'h001;
+    if (\$58 ) begin
+      \$131 [479:448] = word[479:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$132  = word;
-    if (\$45 ) begin
-      \$132 [63:0] = \$46 [63:0];
+    if (\$24 ) begin
+      \$132 [63:0] = \$25 [63:0];
     end
-    if (\$47 ) begin
-      \$132 [127:64] = \$48 [127:64];
+    if (\$29 ) begin
+      \$132 [127:64] = \$30 [127:64];
+    end
+    if (\$34 ) begin
+      \$132 [191:128] = \$35 [191:128];
+    end
+    if (\$39 ) begin
+      \$132 [255:192] = \$40 [255:192];
+    end
+    if (\$44 ) begin
+      \$132 [319:256] = \$45 [319:256];
     end
     if (\$49 ) begin
-      \$132 [191:128] = \$50 [191:128];
+      \$132 [383:320] = \$50 [383:320];
     end
-    if (\$51 ) begin
-      \$132 [255:192] = \$52 [255:192];
-    end
-    if (\$53 ) begin
-      \$132 [319:256] = \$54 [319:256];
-    end
-    if (\$55 ) begin
-      \$132 [383:320] = \$56 [383:320];
-    end
-    if (\$57 ) begin
-      \$132 [447:384] = \$58 [447:384];
+    if (\$54 ) begin
+      \$132 [447:384] = \$55 [447:384];
     end
     if (\$59 ) begin
       \$132 [479:448] = \$60 [479:448];
@@ -26331,22 +26331,22 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [9:0] \$17 ;
+  wire [9:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [9:0] \$20 ;
-  wire [9:0] \$21 ;
+  wire [3:0] \$20 ;
+  wire \$21 ;
   wire \$22 ;
-  wire [3:0] \$23 ;
+  wire \$23 ;
   reg \$24 ;
   reg \$25 ;
   reg \$26 ;
-  reg [31:0] \$27 ;
-  reg \$28 ;
-  reg [8:0] \$29 ;
+  reg \$27 ;
+  reg [8:0] \$28 ;
+  reg [3:0] \$29 ;
   wire \$3 ;
-  reg [3:0] \$30 ;
+  reg [31:0] \$30 ;
   reg [31:0] \$31 ;
   wire \$4 ;
   wire \$5 ;
@@ -26398,16 +26398,16 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   assign \$11  = ~ \$signal ;
   assign \$12  = ~ valid_next;
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = ~ o__valid;
-  assign \$15  = \$14  | o__ready;
-  assign \$16  = full & \$15 ;
-  assign \$17  = beat == 9'h1fe;
-  assign \$18  = last ? 1'h0 : \$17 ;
-  assign \$19  = take ? \$18  : last;
-  assign \$20  = beat + 1'h1;
-  assign \$21  = last ? 10'h000 : \$20 ;
-  assign \$22  = at[3] | last;
-  assign \$23  = \$22  ? 4'h1 : { at[2:0], at[3] };
+  assign \$14  = beat == 9'h1fe;
+  assign \$15  = last ? 1'h0 : \$14 ;
+  assign \$16  = take ? \$15  : last;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 10'h000 : \$17 ;
+  assign \$19  = at[3] | last;
+  assign \$20  = \$19  ? 4'h1 : { at[2:0], at[3] };
+  assign \$21  = ~ o__valid;
+  assign \$22  = \$21  | o__ready;
+  assign \$23  = full & \$22 ;
   always @(posedge clk)
     o__valid <= \$24 ;
   always @(posedge clk)
@@ -26415,13 +26415,13 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   always @(posedge clk)
     i__ready <= \$26 ;
   always @(posedge clk)
-    o__payload <= \$27 ;
+    last <= \$27 ;
   always @(posedge clk)
-    last <= \$28 ;
+    beat <= \$28 ;
   always @(posedge clk)
-    beat <= \$29 ;
+    at <= \$29 ;
   always @(posedge clk)
-    at <= \$30 ;
+    o__payload <= \$30 ;
   always @(posedge clk)
     word <= \$31 ;
   always @* begin
@@ -26447,36 +26447,36 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$27  = o__payload;
-    if (\$16 ) begin
-      \$27  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$28  = \$19 ;
+    \$27  = \$16 ;
     if (rst) begin
-      \$28  = 1'h0;
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$29  = beat;
+    \$28  = beat;
     if (take) begin
-      \$29  = \$21 [8:0];
+      \$28  = \$18 [8:0];
     end
     if (rst) begin
-      \$29  = 9'h000;
+      \$28  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$30  = at;
+    \$29  = at;
     if (take) begin
-      \$30  = \$23 ;
+      \$29  = \$20 ;
     end
     if (rst) begin
-      \$30  = 4'h1;
+      \$29  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$30  = o__payload;
+    if (\$23 ) begin
+      \$30  = word;
     end
   end
   always @* begin

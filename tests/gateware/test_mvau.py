@@ -15,7 +15,7 @@ from flexor_hw.golden import graph_constants, layer_constants, run_int
 from flexor_hw.hw.int_planes import IntPlanes
 from flexor_hw.rom_image import (carries, mvau_head_words, mvau_params, mvau_rom_bytes,
                                 tile_geometry)
-from flexor_hw.simulate import pack_beats, run_stream, unpack_beats
+from flexor_hw.simulate import pack_beats, reset_while_stalled, run_stream, unpack_beats
 from flexor_hw.synthetic import random_graph, random_package
 from flexor_hw.xor import decrypt
 
@@ -155,20 +155,8 @@ def test_mvau_reset_in_the_middle_of_a_vector():
     dut = MatrixVectorUnit(params)
     junk = pack_beats(_inputs(consts, 2, 21, seed=7), 5, params.x_width)
 
-    async def before(ctx, rst):
-        ctx.set(dut.o.ready, 0)
-        for beat in junk[:5 + 2]:           # a vector and part of the next, output stalled
-            ctx.set(dut.i.payload, beat)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
-        await ctx.tick().repeat(30)
-        assert ctx.get(dut.o.valid)
-        ctx.set(rst, 1)
-        for _ in range(2):
-            await ctx.tick()
-        ctx.set(rst, 0)
-
+    # a vector and part of the next, output stalled
+    before = reset_while_stalled(dut, junk[:5 + 2], settle=30, hold=2)
     x = _inputs(consts, 3, 21, seed=8)
     run = run_stream(dut, pack_beats(x, 5, params.x_width), 3 * 4, in_stall=0.2, out_stall=0.3,
                      seed=2, before=before)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flexor_hw.gateware.repack import Repack
-from flexor_hw.simulate import pack_beats, run_stream, unpack_beats
+from flexor_hw.simulate import pack_beats, reset_while_stalled, run_stream, unpack_beats
 
 CASES = [  # (length, n_in, n_out, signed)
     (7, 1, 4, False), (8, 1, 4, True), (10, 2, 6, False), (5, 5, 5, True), (13, 4, 1, True),
@@ -81,20 +81,9 @@ def test_a_reset_mid_vector_starts_the_next_vector_afresh(n_out):
     dut = Repack(w, length, n_in, n_out)
     junk = pack_beats(rng.integers(0, 64, (2, length)), n_in, w)
 
-    async def before(ctx, rst):
-        ctx.set(dut.o.ready, 0)
-        chunks = n_out // n_in
-        for beat in junk[:chunks + chunks // 2]:   # a word waiting, another half collected
-            ctx.set(dut.i.payload, beat)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
-        await ctx.tick().repeat(3)
-        assert ctx.get(dut.o.valid)
-        ctx.set(rst, 1)
-        await ctx.tick()
-        ctx.set(rst, 0)
-
+    chunks = n_out // n_in
+    # a word waiting, another half collected
+    before = reset_while_stalled(dut, junk[:chunks + chunks // 2], settle=3)
     x = rng.integers(0, 64, (3, length))
     run = run_stream(dut, pack_beats(x, n_in, w), 3 * dut.beats_out, in_stall=0.3,
                      out_stall=0.3, seed=3, before=before)
