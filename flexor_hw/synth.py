@@ -321,8 +321,9 @@ def late_endpoints(pnr_report, period_ns, top=10):
     timing report (its endpoints' ``delay`` is ``[the last net's delay, the latest arrival
     after the launching edge]``). Nets launched by no clock are left out, and so are the
     flip-flops' reset pins (``LSR``), which the reset input reaches untimed; an arrival
-    elsewhere can still be the reset's, through logic, so these are an upper bound beside
-    the slack histogram. ``{"period_ns", "count", "endpoints": [...], "modules": [...]}``,
+    elsewhere can still be the reset's or an unregistered input port's (a stream's
+    ``ready`` through a FIFO's logic), which nextpnr leaves untimed too, so these are an
+    upper bound beside the slack histogram. ``{"period_ns", "count", "endpoints": [...], "modules": [...]}``,
     the ``top`` latest endpoints (cell, port, arrival, the last net's delay and driver) and
     the module and port groups with the most of them (their count and latest arrival):
     where the design misses its clock, beyond the one critical path."""

@@ -8,7 +8,7 @@ import pytest
 
 from flexor_hw.build import build
 from flexor_hw.package import save
-from flexor_hw.synth import SynthError, synth
+from flexor_hw.synth import SynthError, late_endpoints, synth
 from flexor_hw.synthetic import random_package
 
 
@@ -24,7 +24,8 @@ def small(tmp_path_factory):
 @pytest.mark.synth
 def test_ice40_report_fields_and_consistency(small, tmp_path):
     root, manifest = small
-    report = synth(root / "rtl", "ice40-up5k", seed=3, report=tmp_path / "r.json", quiet=True)
+    report = synth(root / "rtl", "ice40-up5k", seed=3, report=tmp_path / "r.json",
+                   workdir=tmp_path / "wd", quiet=True)
     on_disk = json.loads((tmp_path / "r.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert (tmp_path / "r.md").read_text().startswith("## flexor_small on ice40-up5k")
@@ -62,11 +63,14 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     late = report["late_endpoints"]     # from nextpnr's detailed timing report
     assert late["period_ns"] == pytest.approx(1000 / 50)
     assert all(e["arrival_ns"] > late["period_ns"] for e in late["endpoints"])
-    # the latest register input is where the critical path ends, when the target is missed
-    # (the arrival counts the pin's setup: an iCE40 clock enable's is 0.8 ns more)
-    if late["endpoints"]:
-        assert late["endpoints"][0]["cell"] == cp["to"]
-        assert late["endpoints"][0]["arrival_ns"] == pytest.approx(cp["delay_ns"], abs=1.0)
+    # the critical path ends at a register input that data reach one pin's setup before its
+    # delay (an iCE40 clock enable's is 0.8 ns more than a data input's); other inputs can be
+    # reached later through the design's unregistered input ports, which nextpnr leaves
+    # untimed: the late endpoints are an upper bound
+    pnr = json.loads((tmp_path / "wd" / "pnr.json").read_text())
+    near = late_endpoints(pnr, cp["delay_ns"] - 1.0, top=10 ** 6)
+    ends = [e for e in near["endpoints"] if e["cell"] == cp["to"]]
+    assert ends and all(e["arrival_ns"] <= cp["delay_ns"] + 0.02 for e in ends)
 
 
 @pytest.mark.synth
