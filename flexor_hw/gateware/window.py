@@ -130,6 +130,7 @@ class SlidingWindow(wiring.Component):
         m = Module()
         xw = self._shape.width
         # the element as read and whether it is padding
+        src = _registered_output(m, self, xw + 1, lambda bits: Mux(bits[xw], 0, bits[:xw]))
         inp = self.i
         C, H, W = self._c, self._h, self._w
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
@@ -193,8 +194,7 @@ class SlidingWindow(wiring.Component):
         avail = Signal()
         m.d.comb += [pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
                      avail.eq(~r_done & (pad | ahead | _ky_below(ky, d, kh)))]
-        take, reading, raw = _reader(m, self, xw + 1, lambda bits: Mux(bits[xw], 0, bits[:xw]),
-                                     avail)
+        take, reading = _read_stages(m, src, avail)
         pad_a = Signal(reset_less=True)
         pad_reg = Signal(reset_less=True)
         # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R, as the sum of two registers that follow the
@@ -218,7 +218,7 @@ class SlidingWindow(wiring.Component):
 
         r_addr = Signal.like(rd.addr, reset_less=True)
         m.d.comb += [rd.addr.eq(r_addr), rd.en.eq(reading),
-                     raw.eq(Cat(rd.data, pad_reg))]
+                     src.payload.eq(Cat(rd.data, pad_reg))]
         with m.If(take):
             m.d.sync += [pad_a.eq(pad), r_addr.eq(row_addr + col_addr)]
         with m.If(reading):
@@ -319,6 +319,7 @@ class RowWindow(SlidingWindow):
                 elements.append(Mux(pads[kx], 0, picked))
             return Cat(*elements)
 
+        src = _registered_output(m, self, kw * xw + rw + kw, finish)
         inp = self.i
         BWC = Wb * C                            # one row of one bank
         RBC = R * BWC
@@ -388,7 +389,7 @@ class RowWindow(SlidingWindow):
         img_row = Signal(range(RBC))
         avail = Signal()
         m.d.comb += avail.eq(~r_done & ((iy < 0) | (iy >= H) | ahead | _ky_below(ky, d, kh)))
-        take, reading, raw = _reader(m, self, kw * xw + rw + kw, finish, avail)
+        take, reading = _read_stages(m, src, avail)
         row_pad = (iy < 0) | (iy >= H)
         pads_a = Signal(kw, reset_less=True)    # element kx of the beat is padding
         rot_a = Signal(range(kw), reset_less=True)
@@ -403,7 +404,7 @@ class RowWindow(SlidingWindow):
             with m.If(take):
                 m.d.sync += addr.eq(row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0))
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(reading)]
-        m.d.comb += raw.eq(Cat(*[rd.data for _, rd in banks], rot, pads))
+        m.d.comb += src.payload.eq(Cat(*[rd.data for _, rd in banks], rot, pads))
         with m.If(reading):
             m.d.sync += [pads.eq(pads_a), rot.eq(rot_a)]
 
@@ -441,42 +442,20 @@ class RowWindow(SlidingWindow):
         return m
 
 
-#: Places of a window's output FIFO, and the reader's credits for them: a beat's round trip
-#: (taken; addressed; read from the line buffer; in the read register; at the FIFO's head and
-#: taken by the consumer; its place counted free again) is six cycles, so six places keep one
-#: beat per cycle.
-READ_CREDITS = 6
-
-
-def _reader(m, unit, width, finish, avail):
-    """A window reader's pipeline behind its counters, paced by credits. ``take`` (``avail``
-    and a credit, both from registers near the counters) moves the counters and registers
-    the read addresses and what goes with the beat (the address stage); the next cycle,
-    ``reading``, the line buffer reads; the next, the caller's ``raw`` (``width`` bits: the
-    memories' data and the flags registered under ``reading``) is registered whole (the read
-    register: on the ECP5, ``synth`` moves it into the block RAMs' output registers, and the
-    data, 5.6 ns from the clock without, leave the blocks registered); ``finish(bits)`` makes
-    the output's payload from it (padding, the kernel row's rotation) into an
-    :class:`~.pipeline.OutputFifo`, whose head, a register, is the window's output: the
-    consumer (a width converter beside a wide unit) sits far from the line buffers.
-
-    Nothing after the address stage stalls: the reader takes a beat only while the FIFO has
-    a place for it (:class:`~.pipeline.Credits`), so neither the consumer's ``ready`` nor
-    the state of the read stages reaches the counters' enables (a skid buffer's ``full``,
-    placed by the data path, ended ResNet-20's longest paths on the ECP5-85k). Returns
-    ``(take, reading, raw)``."""
-    from .pipeline import Credits, OutputFifo
-    take, reading, fetched, kept = Signal(), Signal(), Signal(), Signal()
-    raw = Signal(width)
-    held = Signal(width, reset_less=True)           # the read register
-    credits = Credits(READ_CREDITS, name="read_credits")
-    m.submodules.out = fifo = OutputFifo(unit.o.payload.shape(), READ_CREDITS)
-    m.d.comb += take.eq(avail & credits.room)
-    m.d.sync += [reading.eq(take), fetched.eq(reading), kept.eq(fetched), held.eq(raw)]
-    m.d.comb += [fifo.w_en.eq(kept), fifo.w_data.eq(finish(held))]
-    wiring.connect(m, fifo.o, wiring.flipped(unit.o))
-    credits.count(m, take, unit.o.valid & unit.o.ready)
-    return take, reading, raw
+def _read_stages(m, src, avail):
+    """A window reader's two stages: the address stage (what the caller registers under
+    ``take``: the read addresses and what goes with the beat), then the read stage, the block
+    RAMs' read into ``src`` (whose data registers the caller loads under ``reading``, the read
+    ports' enable). No adder sits between the counters and a block RAM. Full rate: each
+    stage advances while the one after it is empty or taken. Returns ``(take, reading)``."""
+    reading, advance, staged, take = Signal(), Signal(), Signal(), Signal()
+    m.d.comb += [reading.eq(~src.valid | src.ready), advance.eq(~staged | reading),
+                 take.eq(advance & avail)]
+    with m.If(advance):
+        m.d.sync += staged.eq(avail)
+    with m.If(reading):
+        m.d.sync += src.valid.eq(staged)
+    return take, reading
 
 
 def _next_iy(m, iy, low, last_ky, row_end, last_oy, sh, ph):
@@ -489,6 +468,28 @@ def _next_iy(m, iy, low, last_ky, row_end, last_oy, sh, ph):
         m.d.sync += iy.eq(Mux(last_oy, -ph, low + sh))
     with m.Else():
         m.d.sync += iy.eq(low)
+
+
+def _registered_output(m, unit, width, finish):
+    """The stream a window's reader drives, ``width`` raw bits: the block RAMs' read data and
+    what selects from it, into a register of their own (a :class:`~.pipeline.StreamRegister`
+    whose data flip-flops the memory's data alone feed: on the ECP5, ``synth`` moves them
+    into the block RAMs' output registers, and the data, 5.6 ns from the clock without,
+    leave the blocks registered), then a :class:`~.pipeline.SkidBuffer`, so that the
+    reader's ``advance`` is one gate of flip-flops.
+    ``finish(bits)`` makes the output's payload from the register's bits (padding and the
+    kernel row's rotation) into a :class:`~.pipeline.StreamRegister`: the consumer (a width
+    converter beside a wide unit) sits far from the line buffers, and that route was the
+    placed LeNet-5's longest path (9.7 of 11.4 ns routing on the ECP5-25k)."""
+    from .pipeline import SkidBuffer, StreamRegister
+    m.submodules.read = read = StreamRegister(width)
+    m.submodules.out = skid = SkidBuffer(width)
+    m.submodules.out_reg = reg = StreamRegister(unit.o.payload.shape())
+    wiring.connect(m, read.o, skid.i)
+    m.d.comb += [reg.i.valid.eq(skid.o.valid), skid.o.ready.eq(reg.i.ready),
+                 reg.i.payload.eq(finish(skid.o.payload))]
+    wiring.connect(m, reg.o, wiring.flipped(unit.o))
+    return read.i
 
 
 def _rows_done(H, R, sh, ph):
@@ -561,8 +562,8 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
     wraps = ~ahead & ~below("w", H - 1) & below("w", H)
     # d = w_row − low (:func:`_rows_done`) follows both: its values after each case of
     # events are summed from registers, and the events choose among them (the sum behind
-    # the events' step, after the reader's take, was a row window's longest path out of
-    # context: d → take → step → adder → d)
+    # the events' step was the longest path of ResNet-20 placed on the ECP5-85k: all six
+    # endpoints over 10 ns were windows' d, from the input's handshake)
     d_w = Mux(wraps, d + (1 - H), d + 1)                    # after the writer's row end
     d_rw = Mux(wraps, d + (1 - H - sh), d + (1 - sh))       # after both row ends
     d_img = Mux(wr_end, Mux(wraps, ph, w_row + (1 + ph)), w_row + ph)   # the reader's image

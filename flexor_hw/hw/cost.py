@@ -38,10 +38,8 @@ COST = {
     # registers and the next rows' (a ResNet-20 row window alone: +58 FF)
     "window": {"luts": 470, "ffs": 200},
     "row_window": {"luts": 700, "ffs": 300},     # kw banks, the rotation, the output slice
-    # either window's output FIFO (its head, the forwarded word, pointers; its places in
-    # memory: SlidingWindow.memories) and credits, and its input's registered ready (a
-    # ResNet-20 window alone: +37 LUT4, +15 FF on the skid buffer and register before)
-    "window_io": {"luts": 35, "ffs": 20, "ffs_per_out_bit": 1},
+    # either window's output register and its input's registered ready
+    "window_io": {"ffs": 3, "ffs_per_out_bit": 1},
     "maxpool": {"luts": 200, "ffs": 140},
     # counters, the forward compares; per lane bit: compare, select among the read word and
     # three forwarded ones, the stages' and forwarded words' registers and the three-entry FIFO

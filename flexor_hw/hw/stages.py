@@ -188,16 +188,13 @@ class SlidingWindow(Stage):
                    self.channels * self.height * self.width) + 1
 
     def memories(self):
-        from ..gateware.window import READ_CREDITS
         rows = self.buffer_rows
-        # the output FIFO's places behind its head (the reader's credits)
-        fifo = _mem(self, "output FIFO", READ_CREDITS - 1, self.x_shape.width * self.simd)
         if self.simd == 1:
             return [_mem(self, "line buffer", rows * self.width * self.channels,
-                         self.x_shape.width), fifo]
+                            self.x_shape.width)]
         groups = -(-self.width // self.kernel[1])
         return [_mem(self, f"line buffer bank {b}", rows * groups * self.channels,
-                     self.x_shape.width) for b in range(self.kernel[1])] + [fifo]
+                        self.x_shape.width) for b in range(self.kernel[1])]
 
     def estimate(self):
         c = COST["row_window" if self.simd > 1 else "window"]
@@ -207,10 +204,9 @@ class SlidingWindow(Stage):
         mems = self.memories()
         # the line buffer's data register: inside the block RAMs on the ECP5 (synth moves it
         # there), flip-flops where the buffer is LUT RAM or on the iCE40
-        if self.family != "ecp5" or not all(mem["block_rams"] for mem in mems[:-1]):
+        if self.family != "ecp5" or not all(mem["block_rams"] for mem in mems):
             ffs += self.x_shape.width * self.simd
-        return _with_memories({"luts": c["luts"] + io["luts"], "ffs": ffs, "brams": 0,
-                               "dsps": 0}, mems)
+        return _with_memories({"luts": c["luts"], "ffs": ffs, "brams": 0, "dsps": 0}, mems)
 
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
