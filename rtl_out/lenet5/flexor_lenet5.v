@@ -113,11 +113,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
-    .i__ready(i__ready),
-    .i__valid(i__valid),
-    .o__payload(\i__payload$11 ),
-    .o__ready(\o__ready$15 ),
-    .o__valid(\i__valid$13 ),
+    .\i__ready$18 (i__ready),
+    .\i__valid$21 (i__valid),
+    .\o__payload$12 (\i__payload$11 ),
+    .\o__ready$14 (\o__ready$15 ),
+    .\o__valid$16 (\i__valid$13 ),
     .rst(rst),
     .wr__data(i__payload)
   );
@@ -143,12 +143,12 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .i__payload(\i__payload$29 ),
-    .i__ready(\o__ready$33 ),
-    .i__valid(\i__valid$31 ),
-    .o__payload(\i__payload$35 ),
-    .o__ready(\o__ready$39 ),
-    .o__valid(\i__valid$37 ),
+    .\i__payload$26 (\i__payload$29 ),
+    .\i__ready$18 (\o__ready$33 ),
+    .\i__valid$21 (\i__valid$31 ),
+    .\o__payload$12 (\i__payload$35 ),
+    .\o__ready$14 (\o__ready$39 ),
+    .\o__valid$16 (\i__valid$37 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
@@ -3282,86 +3282,86 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__payload, o__ready, wr__data);
+module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , wr__data);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [8:0] \$101 ;
-  wire [9:0] \$102 ;
-  wire [8:0] \$103 ;
+  wire [8:0] \$100 ;
+  wire [9:0] \$101 ;
+  wire [8:0] \$102 ;
+  wire [9:0] \$103 ;
   wire [9:0] \$104 ;
-  wire [9:0] \$105 ;
-  wire \$106 ;
+  wire \$105 ;
+  wire [3:0] \$106 ;
   wire [3:0] \$107 ;
-  wire [3:0] \$108 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [6:0] \$111 ;
-  wire \$112 ;
+  wire [6:0] \$110 ;
+  wire \$111 ;
+  wire [3:0] \$112 ;
   wire [3:0] \$113 ;
-  wire [3:0] \$114 ;
+  wire \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  wire [6:0] \$117 ;
-  wire [8:0] \$118 ;
-  wire \$119 ;
+  wire [6:0] \$116 ;
+  wire [8:0] \$117 ;
+  wire \$118 ;
+  wire [8:0] \$119 ;
   wire \$12 ;
-  wire [8:0] \$120 ;
-  wire [9:0] \$121 ;
-  wire [8:0] \$122 ;
-  wire [9:0] \$123 ;
-  wire \$124 ;
+  wire [9:0] \$120 ;
+  wire [8:0] \$121 ;
+  wire [9:0] \$122 ;
+  wire \$123 ;
+  wire [1:0] \$124 ;
   wire [1:0] \$125 ;
-  wire [1:0] \$126 ;
+  wire \$126 ;
   wire \$127 ;
-  wire \$128 ;
-  wire [6:0] \$129 ;
+  wire [6:0] \$128 ;
+  wire [7:0] \$129 ;
   wire \$13 ;
-  wire [7:0] \$130 ;
-  wire \$131 ;
+  wire \$130 ;
+  wire [5:0] \$131 ;
   wire [5:0] \$132 ;
-  wire [5:0] \$133 ;
-  wire \$134 ;
+  wire \$133 ;
+  wire [6:0] \$134 ;
   wire [6:0] \$135 ;
-  wire [6:0] \$136 ;
-  wire \$137 ;
+  wire \$136 ;
+  wire [6:0] \$137 ;
   wire [6:0] \$138 ;
-  wire [6:0] \$139 ;
+  wire \$139 ;
   wire \$14 ;
-  wire \$140 ;
+  wire [6:0] \$140 ;
   wire [6:0] \$141 ;
-  wire [6:0] \$142 ;
+  wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
+  wire [5:0] \$144 ;
   wire [5:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire \$147 ;
+  wire \$146 ;
+  wire [6:0] \$147 ;
   wire [6:0] \$148 ;
-  wire [6:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire [6:0] \$156 ;
-  wire \$157 ;
+  wire [6:0] \$155 ;
+  wire \$156 ;
+  wire [6:0] \$157 ;
   wire [6:0] \$158 ;
-  wire [6:0] \$159 ;
+  wire \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
-  wire \$165 ;
-  wire [6:0] \$166 ;
-  wire \$167 ;
+  wire [6:0] \$165 ;
+  wire \$166 ;
+  wire [6:0] \$167 ;
   wire [6:0] \$168 ;
-  wire [6:0] \$169 ;
+  wire \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
@@ -3378,18 +3378,18 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
-  wire \$184 ;
+  wire [5:0] \$184 ;
   wire [5:0] \$185 ;
   wire [5:0] \$186 ;
   wire [5:0] \$187 ;
-  wire [5:0] \$188 ;
+  wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
+  wire [7:0] \$194 ;
   wire [7:0] \$195 ;
   wire [7:0] \$196 ;
   wire [7:0] \$197 ;
@@ -3397,19 +3397,19 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire [7:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [7:0] \$200 ;
+  wire \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire \$206 ;
+  wire [7:0] \$206 ;
   wire [7:0] \$207 ;
   wire [7:0] \$208 ;
   wire [7:0] \$209 ;
   wire \$21 ;
   wire [7:0] \$210 ;
-  wire [7:0] \$211 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
@@ -3599,20 +3599,20 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire \$380 ;
   wire \$381 ;
   wire \$382 ;
-  wire \$383 ;
+  wire [6:0] \$383 ;
   wire [6:0] \$384 ;
   wire [6:0] \$385 ;
-  wire [6:0] \$386 ;
+  wire \$386 ;
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
   wire \$391 ;
-  wire \$392 ;
+  wire [6:0] \$392 ;
   wire [6:0] \$393 ;
   wire [6:0] \$394 ;
-  wire [6:0] \$395 ;
+  wire \$395 ;
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
@@ -3623,30 +3623,30 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire \$401 ;
   wire \$402 ;
   wire \$403 ;
-  wire \$404 ;
+  wire [6:0] \$404 ;
   wire [6:0] \$405 ;
   wire [6:0] \$406 ;
-  wire [6:0] \$407 ;
+  wire \$407 ;
   wire \$408 ;
   wire \$409 ;
   wire \$41 ;
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  wire \$413 ;
+  wire [6:0] \$413 ;
   wire [6:0] \$414 ;
   wire [6:0] \$415 ;
-  wire [6:0] \$416 ;
+  wire \$416 ;
   wire \$417 ;
   wire \$418 ;
   wire \$419 ;
   wire \$42 ;
   wire \$420 ;
   wire \$421 ;
-  wire \$422 ;
+  wire [6:0] \$422 ;
   wire [6:0] \$423 ;
   wire [6:0] \$424 ;
-  wire [6:0] \$425 ;
+  wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
@@ -3656,51 +3656,46 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire \$431 ;
   wire \$432 ;
   wire \$433 ;
-  wire \$434 ;
+  wire [6:0] \$434 ;
   wire [6:0] \$435 ;
   wire [6:0] \$436 ;
-  wire [6:0] \$437 ;
-  reg [4:0] \$438 ;
-  reg [7:0] \$439 ;
+  reg [4:0] \$437 ;
+  reg [7:0] \$438 ;
+  reg \$439 ;
   wire \$44 ;
-  reg \$440 ;
-  reg [4:0] \$441 ;
+  reg [4:0] \$440 ;
+  reg \$441 ;
   reg \$442 ;
   reg \$443 ;
-  reg \$444 ;
+  reg [7:0] \$444 ;
   reg \$445 ;
   reg [2:0] \$446 ;
-  reg \$447 ;
-  reg \$448 ;
+  reg [5:0] \$447 ;
+  reg [2:0] \$448 ;
   reg [7:0] \$449 ;
   wire \$45 ;
-  reg \$450 ;
-  reg [2:0] \$451 ;
+  reg [4:0] \$450 ;
+  reg [5:0] \$451 ;
   reg [5:0] \$452 ;
-  reg [2:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [4:0] \$455 ;
-  reg [5:0] \$456 ;
-  reg [5:0] \$457 ;
-  reg [4:0] \$458 ;
+  reg [4:0] \$453 ;
+  reg [5:0] \$454 ;
+  reg \$455 ;
+  reg [2:0] \$456 ;
+  reg [7:0] \$457 ;
+  reg [5:0] \$458 ;
   reg [5:0] \$459 ;
   wire \$46 ;
-  reg \$460 ;
-  reg [2:0] \$461 ;
-  reg [7:0] \$462 ;
-  reg [5:0] \$463 ;
+  reg [2:0] \$460 ;
+  reg [7:0] \$461 ;
+  reg [6:0] \$462 ;
+  reg \$463 ;
   reg [5:0] \$464 ;
-  reg [2:0] \$465 ;
-  reg [7:0] \$466 ;
-  reg [6:0] \$467 ;
-  reg \$468 ;
+  reg [5:0] \$465 ;
+  reg [5:0] \$466 ;
+  reg [5:0] \$467 ;
+  reg [5:0] \$468 ;
   reg [5:0] \$469 ;
   wire \$47 ;
-  reg [5:0] \$470 ;
-  reg [5:0] \$471 ;
-  reg [5:0] \$472 ;
-  reg [5:0] \$473 ;
-  reg [5:0] \$474 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
@@ -3709,8 +3704,8 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [3:0] \$55 ;
-  wire [4:0] \$56 ;
+  wire \$55 ;
+  wire \$56 ;
   wire \$57 ;
   wire [5:0] \$58 ;
   wire [5:0] \$59 ;
@@ -3723,47 +3718,45 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire \$65 ;
   wire \$66 ;
   wire [5:0] \$67 ;
-  wire \$68 ;
-  wire [3:0] \$69 ;
+  wire [3:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [3:0] \$71 ;
-  wire [4:0] \$72 ;
-  wire [3:0] \$73 ;
-  wire [4:0] \$74 ;
-  wire [8:0] \$75 ;
-  wire \$76 ;
-  wire [8:0] \$77 ;
-  wire [9:0] \$78 ;
-  wire [8:0] \$79 ;
+  wire [3:0] \$70 ;
+  wire [4:0] \$71 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
+  wire [8:0] \$74 ;
+  wire \$75 ;
+  wire [8:0] \$76 ;
+  wire [9:0] \$77 ;
+  wire [8:0] \$78 ;
+  wire [9:0] \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
-  wire [3:0] \$83 ;
-  wire [4:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire [4:0] \$86 ;
-  wire [8:0] \$87 ;
-  wire \$88 ;
-  wire [8:0] \$89 ;
+  wire [3:0] \$80 ;
+  wire \$81 ;
+  wire [3:0] \$82 ;
+  wire [4:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire [4:0] \$85 ;
+  wire [8:0] \$86 ;
+  wire \$87 ;
+  wire [8:0] \$88 ;
+  wire [9:0] \$89 ;
   wire \$9 ;
-  wire [9:0] \$90 ;
-  wire [8:0] \$91 ;
-  wire [9:0] \$92 ;
-  wire [3:0] \$93 ;
-  wire \$94 ;
-  wire [3:0] \$95 ;
-  wire [4:0] \$96 ;
-  wire [3:0] \$97 ;
-  wire [4:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire [8:0] \$90 ;
+  wire [9:0] \$91 ;
+  wire [3:0] \$92 ;
+  wire \$93 ;
+  wire [3:0] \$94 ;
+  wire [4:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire [4:0] \$97 ;
+  wire [8:0] \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  (* init = 1'h0 *)
-  wire \$signal$21 ;
-  (* init = 1'h0 *)
-  wire \$signal$37 ;
-  reg \$signal$45  = 1'h0;
+  wire \$signal$39 ;
+  reg \$signal$40  = 1'h0;
+  wire \$signal$41 ;
   reg ahead = 1'h0;
   wire avail;
   reg [7:0] base_row = 8'h70;
@@ -3775,12 +3768,20 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire clk;
   reg [5:0] col_addr = 6'h3e;
   reg [6:0] d = 7'h02;
-  reg [8:0] held = 9'h000;
-  wire [7:0] i__payload;
-  output i__ready;
-  reg i__ready = 1'h1;
-  input i__valid;
+  wire [8:0] i__payload;
+  wire [7:0] \i__payload$10 ;
+  wire [7:0] \i__payload$25 ;
+  wire [8:0] \i__payload$45 ;
+  wire i__ready;
+  output \i__ready$18 ;
+  reg \i__ready$18  = 1'h1;
+  wire \i__ready$38 ;
+  wire \i__ready$9 ;
   wire i__valid;
+  input \i__valid$21 ;
+  wire \i__valid$21 ;
+  reg \i__valid$37  = 1'h0;
+  wire \i__valid$6 ;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
   reg [5:0] ix = 6'h3e;
@@ -3790,15 +3791,21 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   reg [2:0] kx = 3'h0;
   reg [2:0] ky = 3'h0;
   reg [5:0] low = 6'h3e;
-  output [7:0] o__payload;
-  wire [7:0] o__payload;
-  wire [7:0] \o__payload$25 ;
-  input o__ready;
+  wire [8:0] o__payload;
+  wire [8:0] \o__payload$11 ;
+  output [7:0] \o__payload$12 ;
+  wire [7:0] \o__payload$12 ;
+  wire [7:0] \o__payload$13 ;
   wire o__ready;
-  wire \o__ready$27 ;
-  output o__valid;
+  input \o__ready$14 ;
+  wire \o__ready$14 ;
+  wire \o__ready$15 ;
+  wire \o__ready$8 ;
   wire o__valid;
-  wire \o__valid$29 ;
+  output \o__valid$16 ;
+  wire \o__valid$16 ;
+  wire \o__valid$17 ;
+  wire \o__valid$7 ;
   reg [4:0] ox = 5'h00;
   reg [4:0] oy = 5'h00;
   wire pad;
@@ -3807,14 +3814,9 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   (* init = 8'h00 *)
   wire [7:0] r_addr;
   reg r_done = 1'h0;
-  wire [8:0] raw;
   reg [7:0] rd__addr = 8'h00;
   wire [7:0] rd__data;
-  reg rd__en = 1'h0;
-  reg read_credits_returned = 1'h0;
-  reg read_credits_room = 1'h1;
-  wire read_credits_room_next;
-  reg [2:0] read_credits_space = 3'h6;
+  wire rd__en;
   reg [5:0] room_low_21 = 6'h17;
   reg [5:0] room_low_22 = 6'h18;
   reg [5:0] room_w_27 = 6'h25;
@@ -3824,7 +3826,6 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   reg [7:0] row_addr = 8'h70;
   input rst;
   wire rst;
-  wire [2:0] space_next;
   reg [7:0] step_base_row = 8'h70;
   reg [2:0] step_base_slot = 3'h4;
   reg [7:0] step_img_row = 8'h00;
@@ -3834,8 +3835,6 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   wire switch;
   (* init = 8'h00 *)
   wire [7:0] w_addr;
-  wire [7:0] w_data;
-  reg w_en = 1'h0;
   reg [4:0] w_px = 5'h00;
   reg [4:0] w_row = 5'h00;
   reg [7:0] wr__addr = 8'h00;
@@ -4022,16 +4021,13 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    if (rd__en) begin
+    if (\$signal ) begin
       _0_ <= mem[rd__addr];
     end
   end
   assign rd__data = _0_;
-  always @(posedge clk)
-    room_w_4 <= \$473 ;
-  always @(posedge clk)
-    room_low_22 <= \$474 ;
-  assign write = i__valid & i__ready;
+  assign \i__payload$10  = \o__payload$11 [8] ? 8'h00 : \o__payload$11 [7:0];
+  assign write = \i__valid$21  & \i__ready$18 ;
   assign switch = r_done & ahead;
   assign \$1  = $signed(iy) < $signed(1'h0);
   assign \$2  = $signed(iy) >= $signed(6'h1c);
@@ -4089,11 +4085,11 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   assign \$53  = \$9  & \$52 ;
   assign \$54  = \$8  | \$53 ;
   assign avail = \$7  & \$54 ;
-  assign \$signal  = avail & read_credits_room;
-  assign w_data = held[8] ? 8'h00 : held[7:0];
-  assign \$55  = read_credits_space + read_credits_returned;
-  assign \$56  = \$55  - \$signal ;
-  assign read_credits_room_next = \$56 [2:0] >= 1'h1;
+  assign \$55  = ~ \i__valid$37 ;
+  assign \$signal  = \$55  | \i__ready$38 ;
+  assign \$56  = ~ \$signal$40 ;
+  assign \$signal$39  = \$56  | \$signal ;
+  assign \$signal$41  = \$signal$39  & avail;
   assign \$57  = w_px == 5'h1b;
   assign \$58  = w_px + 1'h1;
   assign \$59  = \$57  ? 6'h00 : \$58 ;
@@ -4105,594 +4101,693 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   assign \$65  = w_row == 5'h1b;
   assign \$66  = \$64  & \$65 ;
   assign \$67  = w_row + 1'h1;
-  assign \$68  = o__valid & o__ready;
-  assign \$69  = base_slot + 1'h1;
-  assign \$70  = \$69  >= 3'h6;
-  assign \$71  = base_slot + 1'h1;
-  assign \$72  = \$71  - 3'h6;
-  assign \$73  = base_slot + 1'h1;
-  assign \$74  = \$70  ? \$72  : { 1'h0, \$73  };
-  assign \$75  = base_row + 5'h1c;
-  assign \$76  = \$75  >= 8'ha8;
-  assign \$77  = base_row + 5'h1c;
-  assign \$78  = \$77  - 8'ha8;
-  assign \$79  = base_row + 5'h1c;
-  assign \$80  = \$76  ? \$78  : { 1'h0, \$79  };
-  assign \$81  = img_slot + 3'h4;
-  assign \$82  = \$81  >= 3'h6;
-  assign \$83  = img_slot + 3'h4;
-  assign \$84  = \$83  - 3'h6;
-  assign \$85  = img_slot + 3'h4;
-  assign \$86  = \$82  ? \$84  : { 1'h0, \$85  };
-  assign \$87  = img_row + 7'h70;
-  assign \$88  = \$87  >= 8'ha8;
-  assign \$89  = img_row + 7'h70;
-  assign \$90  = \$89  - 8'ha8;
-  assign \$91  = img_row + 7'h70;
-  assign \$92  = \$88  ? \$90  : { 1'h0, \$91  };
-  assign \$93  = img_slot + 2'h2;
-  assign \$94  = \$93  >= 3'h6;
-  assign \$95  = img_slot + 2'h2;
-  assign \$96  = \$95  - 3'h6;
-  assign \$97  = img_slot + 2'h2;
-  assign \$98  = \$94  ? \$96  : { 1'h0, \$97  };
-  assign \$99  = img_row + 6'h38;
-  assign \$100  = \$99  >= 8'ha8;
-  assign \$101  = img_row + 6'h38;
-  assign \$102  = \$101  - 8'ha8;
-  assign \$103  = img_row + 6'h38;
-  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
-  assign \$105  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
-  assign \$106  = kx == 3'h4;
-  assign \$107  = kx + 1'h1;
-  assign \$108  = \$106  ? 4'h0 : \$107 ;
-  assign \$109  = kx == 3'h4;
-  assign \$110  = ~ \$109 ;
-  assign \$111  = $signed(col_addr) + $signed(2'h1);
-  assign \$112  = ky == 3'h4;
-  assign \$113  = ky + 1'h1;
-  assign \$114  = \$112  ? 4'h0 : \$113 ;
-  assign \$115  = ky == 3'h4;
-  assign \$116  = ~ \$115 ;
-  assign \$117  = $signed(ix0c) + $signed(1'h0);
-  assign \$118  = row_addr + 5'h1c;
-  assign \$119  = \$118  >= 8'ha8;
-  assign \$120  = row_addr + 5'h1c;
-  assign \$121  = \$120  - 8'ha8;
-  assign \$122  = row_addr + 5'h1c;
-  assign \$123  = \$119  ? \$121  : { 1'h0, \$122  };
-  assign \$129  = $signed(ix0c) + $signed(1'h0);
-  assign \$130  = $signed(\$129 ) + $signed(2'h1);
-  assign \$131  = ox == 5'h1b;
-  assign \$132  = ox + 1'h1;
-  assign \$133  = \$131  ? 6'h00 : \$132 ;
-  assign \$134  = ox == 5'h1b;
-  assign \$135  = $signed(ix0) + $signed(2'h1);
-  assign \$136  = \$134  ? 7'h7e : \$135 ;
-  assign \$137  = ox == 5'h1b;
-  assign \$138  = $signed(ix0c) + $signed(2'h1);
-  assign \$139  = \$137  ? 7'h7e : \$138 ;
-  assign \$140  = ox == 5'h1b;
-  assign \$141  = $signed(ix0c) + $signed(2'h1);
-  assign \$142  = \$140  ? 7'h7e : \$141 ;
-  assign \$143  = ox == 5'h1b;
-  assign \$144  = oy == 5'h1b;
-  assign \$145  = oy + 1'h1;
-  assign \$146  = \$144  ? 6'h00 : \$145 ;
-  assign \$147  = oy == 5'h1b;
-  assign \$148  = $signed(low) + $signed(2'h1);
-  assign \$149  = \$147  ? 7'h7e : \$148 ;
-  assign \$150  = oy == 5'h1b;
-  assign \$151  = kx == 3'h4;
-  assign \$152  = ~ \$151 ;
-  assign \$153  = ky == 3'h4;
-  assign \$156  = $signed(ix) + $signed(2'h1);
-  assign \$157  = ox == 5'h1b;
-  assign \$158  = $signed(ix0) + $signed(2'h1);
-  assign \$159  = \$157  ? 7'h7e : \$158 ;
-  assign \$160  = kx == 3'h4;
-  assign \$161  = ky == 3'h4;
-  assign \$162  = ~ \$161 ;
-  assign \$164  = ox == 5'h1b;
-  assign \$166  = $signed(iy) + $signed(2'h1);
-  assign \$167  = oy == 5'h1b;
-  assign \$168  = $signed(low) + $signed(2'h1);
-  assign \$169  = \$167  ? 7'h7e : \$168 ;
-  assign \$170  = kx == 3'h4;
-  assign \$171  = \$signal  & \$170 ;
-  assign \$172  = ky == 3'h4;
-  assign \$173  = \$171  & \$172 ;
-  assign \$176  = ox == 5'h1b;
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = oy == 5'h1b;
-  assign \$179  = w_px == 5'h1b;
-  assign \$180  = write & \$179 ;
-  assign \$181  = ~ ahead;
-  assign \$182  = ~ room_w_27[5];
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = \$183  & room_w_28[5];
-  assign \$185  = w_row + 2'h3;
-  assign \$186  = \$184  ? 6'h02 : \$185 ;
-  assign \$187  = w_row + 2'h2;
-  assign \$188  = \$180  ? \$186  : \$187 ;
-  assign \$189  = w_px == 5'h1b;
-  assign \$190  = write & \$189 ;
-  assign \$191  = ~ ahead;
-  assign \$192  = ~ room_w_27[5];
-  assign \$193  = \$191  & \$192 ;
-  assign \$194  = \$193  & room_w_28[5];
-  assign \$195  = $signed(d) + $signed(6'h24);
-  assign \$196  = $signed(d) + $signed(1'h0);
-  assign \$197  = \$194  ? \$195  : \$196 ;
-  assign \$198  = $signed(d) - $signed(2'h1);
-  assign \$199  = \$190  ? \$197  : \$198 ;
-  assign \$200  = \$178  ? { 2'h0, \$188  } : \$199 ;
-  assign \$201  = w_px == 5'h1b;
-  assign \$202  = write & \$201 ;
-  assign \$203  = ~ ahead;
-  assign \$204  = ~ room_w_27[5];
-  assign \$205  = \$203  & \$204 ;
-  assign \$206  = \$205  & room_w_28[5];
-  assign \$207  = $signed(d) + $signed(6'h25);
-  assign \$208  = $signed(d) + $signed(2'h1);
-  assign \$209  = \$206  ? \$207  : \$208 ;
-  assign \$210  = \$202  ? \$209  : { d[6], d };
-  assign \$211  = \$177  ? \$200  : \$210 ;
-  assign \$212  = kx == 3'h4;
-  assign \$213  = \$signal  & \$212 ;
-  assign \$214  = ky == 3'h4;
-  assign \$215  = \$213  & \$214 ;
-  assign \$218  = ox == 5'h1b;
-  assign \$219  = \$217  & \$218 ;
-  assign \$220  = w_px == 5'h1b;
-  assign \$221  = write & \$220 ;
-  assign \$222  = ~ ahead;
-  assign \$223  = ~ room_w_27[5];
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = \$224  & room_w_28[5];
-  assign \$226  = oy == 5'h1b;
-  assign \$227  = ~ ahead;
-  assign \$228  = ~ room_w_27[5];
-  assign \$229  = \$227  & \$228 ;
-  assign \$230  = \$229  & room_w_28[5];
-  assign \$231  = ahead | \$230 ;
-  assign \$232  = switch ? 1'h0 : \$231 ;
-  assign \$233  = oy == 5'h1b;
-  assign \$234  = r_done | \$233 ;
-  assign \$235  = switch ? 1'h0 : \$234 ;
-  assign \$236  = ~ \$235 ;
-  assign \$238  = oy == 5'h1b;
-  assign \$239  = r_done | \$238 ;
-  assign \$240  = switch ? 1'h0 : \$239 ;
-  assign \$243  = \$232  ? 1'h0 : 1'h1;
-  assign \$244  = ~ ahead;
-  assign \$245  = ~ room_w_27[5];
-  assign \$246  = \$244  & \$245 ;
-  assign \$247  = \$246  & room_w_28[5];
-  assign \$248  = ahead | \$247 ;
-  assign \$249  = switch ? 1'h0 : \$248 ;
-  assign \$250  = oy == 5'h1b;
-  assign \$251  = r_done | \$250 ;
-  assign \$252  = switch ? 1'h0 : \$251 ;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = \$253  & room_low_21[5];
-  assign \$255  = oy == 5'h1b;
-  assign \$256  = r_done | \$255 ;
-  assign \$257  = switch ? 1'h0 : \$256 ;
-  assign \$260  = \$249  ? \$254  : 1'h1;
-  assign \$261  = \$226  ? \$243  : \$260 ;
-  assign \$262  = oy == 5'h1b;
-  assign \$263  = ~ ahead;
-  assign \$264  = ~ room_w_27[5];
-  assign \$265  = \$263  & \$264 ;
-  assign \$266  = \$265  & room_w_28[5];
-  assign \$267  = ahead | \$266 ;
-  assign \$268  = switch ? 1'h0 : \$267 ;
-  assign \$269  = oy == 5'h1b;
-  assign \$270  = r_done | \$269 ;
-  assign \$271  = switch ? 1'h0 : \$270 ;
-  assign \$272  = ~ \$271 ;
-  assign \$274  = oy == 5'h1b;
-  assign \$275  = r_done | \$274 ;
-  assign \$276  = switch ? 1'h0 : \$275 ;
-  assign \$277  = \$276  | room_w_3[5];
-  assign \$278  = room_w_27[5] & \$277 ;
-  assign \$279  = \$268  ? 1'h0 : \$278 ;
-  assign \$280  = ~ ahead;
-  assign \$281  = ~ room_w_27[5];
-  assign \$282  = \$280  & \$281 ;
-  assign \$283  = \$282  & room_w_28[5];
-  assign \$284  = ahead | \$283 ;
-  assign \$285  = switch ? 1'h0 : \$284 ;
-  assign \$286  = oy == 5'h1b;
-  assign \$287  = r_done | \$286 ;
-  assign \$288  = switch ? 1'h0 : \$287 ;
-  assign \$289  = ~ \$288 ;
-  assign \$290  = $signed(d) < $signed(6'h2a);
-  assign \$291  = \$289  & \$290 ;
-  assign \$292  = oy == 5'h1b;
-  assign \$293  = r_done | \$292 ;
-  assign \$294  = switch ? 1'h0 : \$293 ;
-  assign \$295  = $signed(d) < $signed(4'h6);
-  assign \$296  = \$294  | \$295 ;
-  assign \$297  = room_w_27[5] & \$296 ;
-  assign \$298  = \$285  ? \$291  : \$297 ;
-  assign \$299  = \$262  ? \$279  : \$298 ;
-  assign \$300  = \$225  ? \$261  : \$299 ;
-  assign \$301  = oy == 5'h1b;
-  assign \$302  = switch ? 1'h0 : ahead;
-  assign \$303  = oy == 5'h1b;
-  assign \$304  = r_done | \$303 ;
-  assign \$305  = switch ? 1'h0 : \$304 ;
-  assign \$306  = ~ \$305 ;
-  assign \$308  = oy == 5'h1b;
-  assign \$309  = r_done | \$308 ;
-  assign \$310  = switch ? 1'h0 : \$309 ;
-  assign \$311  = \$310  | room_w_4[5];
-  assign \$312  = room_w_28[5] & \$311 ;
-  assign \$313  = \$302  ? 1'h0 : \$312 ;
-  assign \$314  = switch ? 1'h0 : ahead;
-  assign \$315  = oy == 5'h1b;
-  assign \$316  = r_done | \$315 ;
-  assign \$317  = switch ? 1'h0 : \$316 ;
-  assign \$318  = ~ \$317 ;
-  assign \$319  = $signed(d) < $signed(6'h2b);
-  assign \$320  = \$318  & \$319 ;
-  assign \$321  = oy == 5'h1b;
-  assign \$322  = r_done | \$321 ;
-  assign \$323  = switch ? 1'h0 : \$322 ;
-  assign \$324  = $signed(d) < $signed(4'h7);
-  assign \$325  = \$323  | \$324 ;
-  assign \$326  = room_w_28[5] & \$325 ;
-  assign \$327  = \$314  ? \$320  : \$326 ;
-  assign \$328  = \$301  ? \$313  : \$327 ;
-  assign \$329  = \$221  ? \$300  : \$328 ;
-  assign \$330  = w_px == 5'h1b;
-  assign \$331  = write & \$330 ;
-  assign \$332  = ~ ahead;
-  assign \$333  = ~ room_w_27[5];
-  assign \$334  = \$332  & \$333 ;
-  assign \$335  = \$334  & room_w_28[5];
-  assign \$336  = ~ ahead;
-  assign \$337  = ~ room_w_27[5];
-  assign \$338  = \$336  & \$337 ;
-  assign \$339  = \$338  & room_w_28[5];
-  assign \$340  = ahead | \$339 ;
-  assign \$341  = switch ? 1'h0 : \$340 ;
-  assign \$342  = switch ? 1'h0 : r_done;
-  assign \$343  = ~ \$342 ;
-  assign \$344  = \$343  & room_low_22[5];
-  assign \$345  = switch ? 1'h0 : r_done;
-  assign \$348  = \$341  ? \$344  : 1'h1;
-  assign \$349  = ~ ahead;
-  assign \$350  = ~ room_w_27[5];
-  assign \$351  = \$349  & \$350 ;
-  assign \$352  = \$351  & room_w_28[5];
-  assign \$353  = ahead | \$352 ;
-  assign \$354  = switch ? 1'h0 : \$353 ;
-  assign \$355  = switch ? 1'h0 : r_done;
-  assign \$356  = ~ \$355 ;
-  assign \$357  = $signed(d) < $signed(6'h29);
-  assign \$358  = \$356  & \$357 ;
-  assign \$359  = switch ? 1'h0 : r_done;
-  assign \$360  = $signed(d) < $signed(4'h5);
-  assign \$361  = \$359  | \$360 ;
-  assign \$362  = room_w_27[5] & \$361 ;
-  assign \$363  = \$354  ? \$358  : \$362 ;
-  assign \$364  = \$335  ? \$348  : \$363 ;
-  assign \$365  = switch ? 1'h0 : ahead;
-  assign \$366  = switch ? 1'h0 : r_done;
-  assign \$367  = ~ \$366 ;
-  assign \$368  = $signed(d) < $signed(6'h2a);
-  assign \$369  = \$367  & \$368 ;
-  assign \$370  = switch ? 1'h0 : r_done;
-  assign \$371  = $signed(d) < $signed(4'h6);
-  assign \$372  = \$370  | \$371 ;
-  assign \$373  = room_w_28[5] & \$372 ;
-  assign \$374  = \$365  ? \$369  : \$373 ;
-  assign \$375  = switch ? \$374  : i__ready;
-  assign \$376  = \$331  ? \$364  : \$375 ;
-  assign \$377  = \$219  ? \$329  : \$376 ;
-  assign \$378  = w_px == 5'h1b;
-  assign \$379  = write & \$378 ;
-  assign \$380  = ~ ahead;
-  assign \$381  = ~ room_w_27[5];
-  assign \$382  = \$380  & \$381 ;
-  assign \$383  = \$382  & room_w_28[5];
-  assign \$384  = $signed(room_w_27) + $signed(2'h1);
-  assign \$385  = \$383  ? 7'h65 : \$384 ;
-  assign \$386  = \$379  ? \$385  : { room_w_27[5], room_w_27 };
-  assign \$387  = w_px == 5'h1b;
-  assign \$388  = write & \$387 ;
-  assign \$389  = ~ ahead;
-  assign \$390  = ~ room_w_27[5];
-  assign \$391  = \$389  & \$390 ;
-  assign \$392  = \$391  & room_w_28[5];
-  assign \$393  = $signed(room_w_28) + $signed(2'h1);
-  assign \$394  = \$392  ? 7'h64 : \$393 ;
-  assign \$395  = \$388  ? \$394  : { room_w_28[5], room_w_28 };
-  assign \$396  = kx == 3'h4;
-  assign \$397  = \$signal  & \$396 ;
-  assign \$398  = ky == 3'h4;
-  assign \$399  = \$397  & \$398 ;
-  assign \$402  = ox == 5'h1b;
-  assign \$403  = \$401  & \$402 ;
-  assign \$404  = oy == 5'h1b;
-  assign \$405  = $signed(room_low_21) - $signed(2'h1);
-  assign \$406  = \$404  ? 7'h17 : \$405 ;
-  assign \$407  = \$403  ? \$406  : { room_low_21[5], room_low_21 };
-  assign \$408  = w_px == 5'h1b;
-  assign \$409  = write & \$408 ;
-  assign \$410  = ~ ahead;
-  assign \$411  = ~ room_w_27[5];
-  assign \$412  = \$410  & \$411 ;
-  assign \$413  = \$412  & room_w_28[5];
-  assign \$414  = $signed(room_w_3) + $signed(2'h1);
-  assign \$415  = \$413  ? 7'h7d : \$414 ;
-  assign \$416  = \$409  ? \$415  : { room_w_3[5], room_w_3 };
-  assign \$417  = w_px == 5'h1b;
-  assign \$418  = write & \$417 ;
-  assign \$419  = ~ ahead;
-  assign \$420  = ~ room_w_27[5];
-  assign \$421  = \$419  & \$420 ;
-  assign \$422  = \$421  & room_w_28[5];
-  assign \$423  = $signed(room_w_4) + $signed(2'h1);
-  assign \$424  = \$422  ? 7'h7c : \$423 ;
-  assign \$425  = \$418  ? \$424  : { room_w_4[5], room_w_4 };
-  assign \$426  = kx == 3'h4;
-  assign \$427  = \$signal  & \$426 ;
-  assign \$428  = ky == 3'h4;
-  assign \$429  = \$427  & \$428 ;
-  assign \$432  = ox == 5'h1b;
-  assign \$433  = \$431  & \$432 ;
-  assign \$434  = oy == 5'h1b;
-  assign \$435  = $signed(room_low_22) - $signed(2'h1);
-  assign \$436  = \$434  ? 7'h18 : \$435 ;
-  assign \$437  = \$433  ? \$436  : { room_low_22[5], room_low_22 };
+  assign \$68  = base_slot + 1'h1;
+  assign \$69  = \$68  >= 3'h6;
+  assign \$70  = base_slot + 1'h1;
+  assign \$71  = \$70  - 3'h6;
+  assign \$72  = base_slot + 1'h1;
+  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
+  assign \$74  = base_row + 5'h1c;
+  assign \$75  = \$74  >= 8'ha8;
+  assign \$76  = base_row + 5'h1c;
+  assign \$77  = \$76  - 8'ha8;
+  assign \$78  = base_row + 5'h1c;
+  assign \$79  = \$75  ? \$77  : { 1'h0, \$78  };
+  assign \$80  = img_slot + 3'h4;
+  assign \$81  = \$80  >= 3'h6;
+  assign \$82  = img_slot + 3'h4;
+  assign \$83  = \$82  - 3'h6;
+  assign \$84  = img_slot + 3'h4;
+  assign \$85  = \$81  ? \$83  : { 1'h0, \$84  };
+  assign \$86  = img_row + 7'h70;
+  assign \$87  = \$86  >= 8'ha8;
+  assign \$88  = img_row + 7'h70;
+  assign \$89  = \$88  - 8'ha8;
+  assign \$90  = img_row + 7'h70;
+  assign \$91  = \$87  ? \$89  : { 1'h0, \$90  };
+  assign \$92  = img_slot + 2'h2;
+  assign \$93  = \$92  >= 3'h6;
+  assign \$94  = img_slot + 2'h2;
+  assign \$95  = \$94  - 3'h6;
+  assign \$96  = img_slot + 2'h2;
+  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
+  assign \$98  = img_row + 6'h38;
+  assign \$99  = \$98  >= 8'ha8;
+  assign \$100  = img_row + 6'h38;
+  assign \$101  = \$100  - 8'ha8;
+  assign \$102  = img_row + 6'h38;
+  assign \$103  = \$99  ? \$101  : { 1'h0, \$102  };
+  assign \$104  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
+  assign \$105  = kx == 3'h4;
+  assign \$106  = kx + 1'h1;
+  assign \$107  = \$105  ? 4'h0 : \$106 ;
+  assign \$108  = kx == 3'h4;
+  assign \$109  = ~ \$108 ;
+  assign \$110  = $signed(col_addr) + $signed(2'h1);
+  assign \$111  = ky == 3'h4;
+  assign \$112  = ky + 1'h1;
+  assign \$113  = \$111  ? 4'h0 : \$112 ;
+  assign \$114  = ky == 3'h4;
+  assign \$115  = ~ \$114 ;
+  assign \$116  = $signed(ix0c) + $signed(1'h0);
+  assign \$117  = row_addr + 5'h1c;
+  assign \$118  = \$117  >= 8'ha8;
+  assign \$119  = row_addr + 5'h1c;
+  assign \$120  = \$119  - 8'ha8;
+  assign \$121  = row_addr + 5'h1c;
+  assign \$122  = \$118  ? \$120  : { 1'h0, \$121  };
+  assign \$128  = $signed(ix0c) + $signed(1'h0);
+  assign \$129  = $signed(\$128 ) + $signed(2'h1);
+  assign \$130  = ox == 5'h1b;
+  assign \$131  = ox + 1'h1;
+  assign \$132  = \$130  ? 6'h00 : \$131 ;
+  assign \$133  = ox == 5'h1b;
+  assign \$134  = $signed(ix0) + $signed(2'h1);
+  assign \$135  = \$133  ? 7'h7e : \$134 ;
+  assign \$136  = ox == 5'h1b;
+  assign \$137  = $signed(ix0c) + $signed(2'h1);
+  assign \$138  = \$136  ? 7'h7e : \$137 ;
+  assign \$139  = ox == 5'h1b;
+  assign \$140  = $signed(ix0c) + $signed(2'h1);
+  assign \$141  = \$139  ? 7'h7e : \$140 ;
+  assign \$142  = ox == 5'h1b;
+  assign \$143  = oy == 5'h1b;
+  assign \$144  = oy + 1'h1;
+  assign \$145  = \$143  ? 6'h00 : \$144 ;
+  assign \$146  = oy == 5'h1b;
+  assign \$147  = $signed(low) + $signed(2'h1);
+  assign \$148  = \$146  ? 7'h7e : \$147 ;
+  assign \$149  = oy == 5'h1b;
+  assign \$150  = kx == 3'h4;
+  assign \$151  = ~ \$150 ;
+  assign \$152  = ky == 3'h4;
+  assign \$155  = $signed(ix) + $signed(2'h1);
+  assign \$156  = ox == 5'h1b;
+  assign \$157  = $signed(ix0) + $signed(2'h1);
+  assign \$158  = \$156  ? 7'h7e : \$157 ;
+  assign \$159  = kx == 3'h4;
+  assign \$160  = ky == 3'h4;
+  assign \$161  = ~ \$160 ;
+  assign \$163  = ox == 5'h1b;
+  assign \$165  = $signed(iy) + $signed(2'h1);
+  assign \$166  = oy == 5'h1b;
+  assign \$167  = $signed(low) + $signed(2'h1);
+  assign \$168  = \$166  ? 7'h7e : \$167 ;
+  assign \$169  = kx == 3'h4;
+  assign \$170  = \$signal$41  & \$169 ;
+  assign \$171  = ky == 3'h4;
+  assign \$172  = \$170  & \$171 ;
+  assign \$175  = ox == 5'h1b;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = oy == 5'h1b;
+  assign \$178  = w_px == 5'h1b;
+  assign \$179  = write & \$178 ;
+  assign \$180  = ~ ahead;
+  assign \$181  = ~ room_w_27[5];
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = \$182  & room_w_28[5];
+  assign \$184  = w_row + 2'h3;
+  assign \$185  = \$183  ? 6'h02 : \$184 ;
+  assign \$186  = w_row + 2'h2;
+  assign \$187  = \$179  ? \$185  : \$186 ;
+  assign \$188  = w_px == 5'h1b;
+  assign \$189  = write & \$188 ;
+  assign \$190  = ~ ahead;
+  assign \$191  = ~ room_w_27[5];
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = \$192  & room_w_28[5];
+  assign \$194  = $signed(d) + $signed(6'h24);
+  assign \$195  = $signed(d) + $signed(1'h0);
+  assign \$196  = \$193  ? \$194  : \$195 ;
+  assign \$197  = $signed(d) - $signed(2'h1);
+  assign \$198  = \$189  ? \$196  : \$197 ;
+  assign \$199  = \$177  ? { 2'h0, \$187  } : \$198 ;
+  assign \$200  = w_px == 5'h1b;
+  assign \$201  = write & \$200 ;
+  assign \$202  = ~ ahead;
+  assign \$203  = ~ room_w_27[5];
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = \$204  & room_w_28[5];
+  assign \$206  = $signed(d) + $signed(6'h25);
+  assign \$207  = $signed(d) + $signed(2'h1);
+  assign \$208  = \$205  ? \$206  : \$207 ;
+  assign \$209  = \$201  ? \$208  : { d[6], d };
+  assign \$210  = \$176  ? \$199  : \$209 ;
+  assign \$211  = kx == 3'h4;
+  assign \$212  = \$signal$41  & \$211 ;
+  assign \$213  = ky == 3'h4;
+  assign \$214  = \$212  & \$213 ;
+  assign \$217  = ox == 5'h1b;
+  assign \$218  = \$216  & \$217 ;
+  assign \$219  = w_px == 5'h1b;
+  assign \$220  = write & \$219 ;
+  assign \$221  = ~ ahead;
+  assign \$222  = ~ room_w_27[5];
+  assign \$223  = \$221  & \$222 ;
+  assign \$224  = \$223  & room_w_28[5];
+  assign \$225  = oy == 5'h1b;
+  assign \$226  = ~ ahead;
+  assign \$227  = ~ room_w_27[5];
+  assign \$228  = \$226  & \$227 ;
+  assign \$229  = \$228  & room_w_28[5];
+  assign \$230  = ahead | \$229 ;
+  assign \$231  = switch ? 1'h0 : \$230 ;
+  assign \$232  = oy == 5'h1b;
+  assign \$233  = r_done | \$232 ;
+  assign \$234  = switch ? 1'h0 : \$233 ;
+  assign \$235  = ~ \$234 ;
+  assign \$237  = oy == 5'h1b;
+  assign \$238  = r_done | \$237 ;
+  assign \$239  = switch ? 1'h0 : \$238 ;
+  assign \$242  = \$231  ? 1'h0 : 1'h1;
+  assign \$243  = ~ ahead;
+  assign \$244  = ~ room_w_27[5];
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = \$245  & room_w_28[5];
+  assign \$247  = ahead | \$246 ;
+  assign \$248  = switch ? 1'h0 : \$247 ;
+  assign \$249  = oy == 5'h1b;
+  assign \$250  = r_done | \$249 ;
+  assign \$251  = switch ? 1'h0 : \$250 ;
+  assign \$252  = ~ \$251 ;
+  assign \$253  = \$252  & room_low_21[5];
+  assign \$254  = oy == 5'h1b;
+  assign \$255  = r_done | \$254 ;
+  assign \$256  = switch ? 1'h0 : \$255 ;
+  assign \$259  = \$248  ? \$253  : 1'h1;
+  assign \$260  = \$225  ? \$242  : \$259 ;
+  assign \$261  = oy == 5'h1b;
+  assign \$262  = ~ ahead;
+  assign \$263  = ~ room_w_27[5];
+  assign \$264  = \$262  & \$263 ;
+  assign \$265  = \$264  & room_w_28[5];
+  assign \$266  = ahead | \$265 ;
+  assign \$267  = switch ? 1'h0 : \$266 ;
+  assign \$268  = oy == 5'h1b;
+  assign \$269  = r_done | \$268 ;
+  assign \$270  = switch ? 1'h0 : \$269 ;
+  assign \$271  = ~ \$270 ;
+  assign \$273  = oy == 5'h1b;
+  assign \$274  = r_done | \$273 ;
+  assign \$275  = switch ? 1'h0 : \$274 ;
+  assign \$276  = \$275  | room_w_3[5];
+  assign \$277  = room_w_27[5] & \$276 ;
+  assign \$278  = \$267  ? 1'h0 : \$277 ;
+  assign \$279  = ~ ahead;
+  assign \$280  = ~ room_w_27[5];
+  assign \$281  = \$279  & \$280 ;
+  assign \$282  = \$281  & room_w_28[5];
+  assign \$283  = ahead | \$282 ;
+  assign \$284  = switch ? 1'h0 : \$283 ;
+  assign \$285  = oy == 5'h1b;
+  assign \$286  = r_done | \$285 ;
+  assign \$287  = switch ? 1'h0 : \$286 ;
+  assign \$288  = ~ \$287 ;
+  assign \$289  = $signed(d) < $signed(6'h2a);
+  assign \$290  = \$288  & \$289 ;
+  assign \$291  = oy == 5'h1b;
+  assign \$292  = r_done | \$291 ;
+  assign \$293  = switch ? 1'h0 : \$292 ;
+  assign \$294  = $signed(d) < $signed(4'h6);
+  assign \$295  = \$293  | \$294 ;
+  assign \$296  = room_w_27[5] & \$295 ;
+  assign \$297  = \$284  ? \$290  : \$296 ;
+  assign \$298  = \$261  ? \$278  : \$297 ;
+  assign \$299  = \$224  ? \$260  : \$298 ;
+  assign \$300  = oy == 5'h1b;
+  assign \$301  = switch ? 1'h0 : ahead;
+  assign \$302  = oy == 5'h1b;
+  assign \$303  = r_done | \$302 ;
+  assign \$304  = switch ? 1'h0 : \$303 ;
+  assign \$305  = ~ \$304 ;
+  assign \$307  = oy == 5'h1b;
+  assign \$308  = r_done | \$307 ;
+  assign \$309  = switch ? 1'h0 : \$308 ;
+  assign \$310  = \$309  | room_w_4[5];
+  assign \$311  = room_w_28[5] & \$310 ;
+  assign \$312  = \$301  ? 1'h0 : \$311 ;
+  assign \$313  = switch ? 1'h0 : ahead;
+  assign \$314  = oy == 5'h1b;
+  assign \$315  = r_done | \$314 ;
+  assign \$316  = switch ? 1'h0 : \$315 ;
+  assign \$317  = ~ \$316 ;
+  assign \$318  = $signed(d) < $signed(6'h2b);
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = oy == 5'h1b;
+  assign \$321  = r_done | \$320 ;
+  assign \$322  = switch ? 1'h0 : \$321 ;
+  assign \$323  = $signed(d) < $signed(4'h7);
+  assign \$324  = \$322  | \$323 ;
+  assign \$325  = room_w_28[5] & \$324 ;
+  assign \$326  = \$313  ? \$319  : \$325 ;
+  assign \$327  = \$300  ? \$312  : \$326 ;
+  assign \$328  = \$220  ? \$299  : \$327 ;
+  assign \$329  = w_px == 5'h1b;
+  assign \$330  = write & \$329 ;
+  assign \$331  = ~ ahead;
+  assign \$332  = ~ room_w_27[5];
+  assign \$333  = \$331  & \$332 ;
+  assign \$334  = \$333  & room_w_28[5];
+  assign \$335  = ~ ahead;
+  assign \$336  = ~ room_w_27[5];
+  assign \$337  = \$335  & \$336 ;
+  assign \$338  = \$337  & room_w_28[5];
+  assign \$339  = ahead | \$338 ;
+  assign \$340  = switch ? 1'h0 : \$339 ;
+  assign \$341  = switch ? 1'h0 : r_done;
+  assign \$342  = ~ \$341 ;
+  assign \$343  = \$342  & room_low_22[5];
+  assign \$344  = switch ? 1'h0 : r_done;
+  assign \$347  = \$340  ? \$343  : 1'h1;
+  assign \$348  = ~ ahead;
+  assign \$349  = ~ room_w_27[5];
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = \$350  & room_w_28[5];
+  assign \$352  = ahead | \$351 ;
+  assign \$353  = switch ? 1'h0 : \$352 ;
+  assign \$354  = switch ? 1'h0 : r_done;
+  assign \$355  = ~ \$354 ;
+  assign \$356  = $signed(d) < $signed(6'h29);
+  assign \$357  = \$355  & \$356 ;
+  assign \$358  = switch ? 1'h0 : r_done;
+  assign \$359  = $signed(d) < $signed(4'h5);
+  assign \$360  = \$358  | \$359 ;
+  assign \$361  = room_w_27[5] & \$360 ;
+  assign \$362  = \$353  ? \$357  : \$361 ;
+  assign \$363  = \$334  ? \$347  : \$362 ;
+  assign \$364  = switch ? 1'h0 : ahead;
+  assign \$365  = switch ? 1'h0 : r_done;
+  assign \$366  = ~ \$365 ;
+  assign \$367  = $signed(d) < $signed(6'h2a);
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = switch ? 1'h0 : r_done;
+  assign \$370  = $signed(d) < $signed(4'h6);
+  assign \$371  = \$369  | \$370 ;
+  assign \$372  = room_w_28[5] & \$371 ;
+  assign \$373  = \$364  ? \$368  : \$372 ;
+  assign \$374  = switch ? \$373  : \i__ready$18 ;
+  assign \$375  = \$330  ? \$363  : \$374 ;
+  assign \$376  = \$218  ? \$328  : \$375 ;
+  assign \$377  = w_px == 5'h1b;
+  assign \$378  = write & \$377 ;
+  assign \$379  = ~ ahead;
+  assign \$380  = ~ room_w_27[5];
+  assign \$381  = \$379  & \$380 ;
+  assign \$382  = \$381  & room_w_28[5];
+  assign \$383  = $signed(room_w_27) + $signed(2'h1);
+  assign \$384  = \$382  ? 7'h65 : \$383 ;
+  assign \$385  = \$378  ? \$384  : { room_w_27[5], room_w_27 };
+  assign \$386  = w_px == 5'h1b;
+  assign \$387  = write & \$386 ;
+  assign \$388  = ~ ahead;
+  assign \$389  = ~ room_w_27[5];
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$390  & room_w_28[5];
+  assign \$392  = $signed(room_w_28) + $signed(2'h1);
+  assign \$393  = \$391  ? 7'h64 : \$392 ;
+  assign \$394  = \$387  ? \$393  : { room_w_28[5], room_w_28 };
+  assign \$395  = kx == 3'h4;
+  assign \$396  = \$signal$41  & \$395 ;
+  assign \$397  = ky == 3'h4;
+  assign \$398  = \$396  & \$397 ;
+  assign \$401  = ox == 5'h1b;
+  assign \$402  = \$400  & \$401 ;
+  assign \$403  = oy == 5'h1b;
+  assign \$404  = $signed(room_low_21) - $signed(2'h1);
+  assign \$405  = \$403  ? 7'h17 : \$404 ;
+  assign \$406  = \$402  ? \$405  : { room_low_21[5], room_low_21 };
+  assign \$407  = w_px == 5'h1b;
+  assign \$408  = write & \$407 ;
+  assign \$409  = ~ ahead;
+  assign \$410  = ~ room_w_27[5];
+  assign \$411  = \$409  & \$410 ;
+  assign \$412  = \$411  & room_w_28[5];
+  assign \$413  = $signed(room_w_3) + $signed(2'h1);
+  assign \$414  = \$412  ? 7'h7d : \$413 ;
+  assign \$415  = \$408  ? \$414  : { room_w_3[5], room_w_3 };
+  assign \$416  = w_px == 5'h1b;
+  assign \$417  = write & \$416 ;
+  assign \$418  = ~ ahead;
+  assign \$419  = ~ room_w_27[5];
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = \$420  & room_w_28[5];
+  assign \$422  = $signed(room_w_4) + $signed(2'h1);
+  assign \$423  = \$421  ? 7'h7c : \$422 ;
+  assign \$424  = \$417  ? \$423  : { room_w_4[5], room_w_4 };
+  assign \$425  = kx == 3'h4;
+  assign \$426  = \$signal$41  & \$425 ;
+  assign \$427  = ky == 3'h4;
+  assign \$428  = \$426  & \$427 ;
+  assign \$431  = ox == 5'h1b;
+  assign \$432  = \$430  & \$431 ;
+  assign \$433  = oy == 5'h1b;
+  assign \$434  = $signed(room_low_22) - $signed(2'h1);
+  assign \$435  = \$433  ? 7'h18 : \$434 ;
+  assign \$436  = \$432  ? \$435  : { room_low_22[5], room_low_22 };
   always @(posedge clk)
-    w_px <= \$438 ;
+    w_px <= \$437 ;
   always @(posedge clk)
-    wr__addr <= \$439 ;
+    wr__addr <= \$438 ;
   always @(posedge clk)
-    ahead <= \$440 ;
+    ahead <= \$439 ;
   always @(posedge clk)
-    w_row <= \$441 ;
+    w_row <= \$440 ;
   always @(posedge clk)
-    rd__en <= \$442 ;
+    \$signal$40  <= \$441 ;
   always @(posedge clk)
-    \$signal$45  <= \$443 ;
+    \i__valid$37  <= \$442 ;
   always @(posedge clk)
-    w_en <= \$444 ;
+    step_next_slot <= \$73 [2:0];
   always @(posedge clk)
-    held <= { pad_reg, rd__data };
+    step_next_row <= \$79 [7:0];
   always @(posedge clk)
-    read_credits_returned <= \$445 ;
+    step_img_slot <= \$85 [2:0];
   always @(posedge clk)
-    read_credits_space <= \$446 ;
+    step_img_row <= \$91 [7:0];
   always @(posedge clk)
-    read_credits_room <= \$447 ;
+    step_base_slot <= \$97 [2:0];
   always @(posedge clk)
-    step_next_slot <= \$74 [2:0];
+    step_base_row <= \$103 [7:0];
   always @(posedge clk)
-    step_next_row <= \$80 [7:0];
+    pad_a <= \$443 ;
   always @(posedge clk)
-    step_img_slot <= \$86 [2:0];
+    rd__addr <= \$444 ;
   always @(posedge clk)
-    step_img_row <= \$92 [7:0];
+    pad_reg <= \$445 ;
   always @(posedge clk)
-    step_base_slot <= \$98 [2:0];
+    kx <= \$446 ;
   always @(posedge clk)
-    step_base_row <= \$104 [7:0];
+    col_addr <= \$447 ;
   always @(posedge clk)
-    pad_a <= \$448 ;
+    ky <= \$448 ;
   always @(posedge clk)
-    rd__addr <= \$449 ;
+    row_addr <= \$449 ;
   always @(posedge clk)
-    pad_reg <= \$450 ;
+    ox <= \$450 ;
   always @(posedge clk)
-    kx <= \$451 ;
+    ix0 <= \$451 ;
   always @(posedge clk)
-    col_addr <= \$452 ;
+    ix0c <= \$452 ;
   always @(posedge clk)
-    ky <= \$453 ;
+    oy <= \$453 ;
   always @(posedge clk)
-    row_addr <= \$454 ;
+    low <= \$454 ;
   always @(posedge clk)
-    ox <= \$455 ;
+    r_done <= \$455 ;
   always @(posedge clk)
-    ix0 <= \$456 ;
+    base_slot <= \$456 ;
   always @(posedge clk)
-    ix0c <= \$457 ;
+    base_row <= \$457 ;
   always @(posedge clk)
-    oy <= \$458 ;
+    ix <= \$458 ;
   always @(posedge clk)
-    low <= \$459 ;
+    iy <= \$459 ;
   always @(posedge clk)
-    r_done <= \$460 ;
+    img_slot <= \$460 ;
   always @(posedge clk)
-    base_slot <= \$461 ;
+    img_row <= \$461 ;
   always @(posedge clk)
-    base_row <= \$462 ;
+    d <= \$462 ;
   always @(posedge clk)
-    ix <= \$463 ;
+    \i__ready$18  <= \$463 ;
   always @(posedge clk)
-    iy <= \$464 ;
+    room_w_27 <= \$464 ;
   always @(posedge clk)
-    img_slot <= \$465 ;
+    room_w_28 <= \$465 ;
   always @(posedge clk)
-    img_row <= \$466 ;
+    room_low_21 <= \$466 ;
   always @(posedge clk)
-    d <= \$467 ;
+    room_w_3 <= \$467 ;
   always @(posedge clk)
-    i__ready <= \$468 ;
+    room_w_4 <= \$468 ;
   always @(posedge clk)
-    room_w_27 <= \$469 ;
-  always @(posedge clk)
-    room_w_28 <= \$470 ;
-  always @(posedge clk)
-    room_low_21 <= \$471 ;
-  always @(posedge clk)
-    room_w_3 <= \$472 ;
+    room_low_22 <= \$469 ;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
-    .o__payload(o__payload),
+    .i__payload(i__payload),
+    .i__ready(o__ready),
+    .i__valid(i__valid),
+    .o__payload(\o__payload$11 ),
+    .o__ready(\o__ready$8 ),
+    .o__valid(\i__valid$6 ),
+    .rst(rst)
+  );
+  \flexor_lenet5.conv1_window.out_reg  out_reg (
+    .clk(clk),
+    .i__payload(\i__payload$10 ),
+    .i__ready(\o__ready$8 ),
+    .i__valid(\i__valid$6 ),
+    .o__payload(\o__payload$12 ),
+    .o__ready(\o__ready$14 ),
+    .o__valid(\o__valid$16 ),
+    .rst(rst)
+  );
+  \flexor_lenet5.conv1_window.read  read (
+    .clk(clk),
+    .i__ready(\i__ready$38 ),
+    .i__valid(\i__valid$37 ),
+    .o__payload(i__payload),
     .o__ready(o__ready),
-    .o__valid(o__valid),
-    .rst(rst),
-    .w_en(w_en),
-    .w_port__data(w_data)
+    .o__valid(i__valid),
+    .\port$4973$0 (pad_reg),
+    .\port$507$0 (rd__data),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$474  = \$437 [5:0];
-    if (rst) begin
-      \$474  = 6'h18;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$438  = w_px;
+    \$437  = w_px;
     if (write) begin
-      \$438  = \$59 [4:0];
+      \$437  = \$59 [4:0];
     end
     if (rst) begin
-      \$438  = 5'h00;
+      \$437  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$439  = wr__addr;
+    \$438  = wr__addr;
     if (write) begin
-      \$439  = \$62 [7:0];
+      \$438  = \$62 [7:0];
     end
     if (rst) begin
-      \$439  = 8'h00;
+      \$438  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$440  = ahead;
+    \$439  = ahead;
     if (write) begin
       if (\$63 ) begin
         if (\$66 ) begin
-          \$440  = 1'h1;
+          \$439  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$440  = 1'h0;
+      \$439  = 1'h0;
     end
     if (rst) begin
-      \$440  = 1'h0;
+      \$439  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$441  = w_row;
+    \$440  = w_row;
     if (write) begin
       if (\$63 ) begin
         (* full_case = 32'd1 *)
         if (\$66 ) begin
-          \$441  = 5'h00;
+          \$440  = 5'h00;
         end else begin
-          \$441  = \$67 [4:0];
+          \$440  = \$67 [4:0];
         end
       end
     end
     if (rst) begin
-      \$441  = 5'h00;
+      \$440  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$442  = \$signal ;
+    \$441  = \$signal$40 ;
+    if (\$signal$39 ) begin
+      \$441  = avail;
+    end
+    if (rst) begin
+      \$441  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$442  = \i__valid$37 ;
+    if (\$signal ) begin
+      \$442  = \$signal$40 ;
+    end
     if (rst) begin
       \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$443  = rd__en;
-    if (rst) begin
-      \$443  = 1'h0;
+    \$443  = pad_a;
+    if (\$signal$41 ) begin
+      \$443  = pad;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$444  = \$signal$45 ;
-    if (rst) begin
-      \$444  = 1'h0;
+    \$444  = rd__addr;
+    if (\$signal$41 ) begin
+      \$444  = \$104 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$445  = \$68 ;
-    if (rst) begin
-      \$445  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$446  = \$56 [2:0];
-    if (rst) begin
-      \$446  = 3'h6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$447  = read_credits_room_next;
-    if (rst) begin
-      \$447  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$448  = pad_a;
+    \$445  = pad_reg;
     if (\$signal ) begin
-      \$448  = pad;
+      \$445  = pad_a;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$449  = rd__addr;
-    if (\$signal ) begin
-      \$449  = \$105 [7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$450  = pad_reg;
-    if (rd__en) begin
-      \$450  = pad_a;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$451  = kx;
-    if (\$signal ) begin
-      \$451  = \$108 [2:0];
+    \$446  = kx;
+    if (\$signal$41 ) begin
+      \$446  = \$107 [2:0];
     end
     if (rst) begin
-      \$451  = 3'h0;
+      \$446  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$452  = col_addr;
-    if (\$signal ) begin
+    \$447  = col_addr;
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
-        \$452  = \$111 [5:0];
+      if (\$109 ) begin
+        \$447  = \$110 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
-          \$452  = \$117 [5:0];
+        if (\$115 ) begin
+          \$447  = \$116 [5:0];
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
-            \$452  = \$130 [5:0];
+          if (\$127 ) begin
+            \$447  = \$129 [5:0];
           end else begin
-            \$452  = \$142 [5:0];
+            \$447  = \$141 [5:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$447  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$448  = ky;
+    if (\$signal$41 ) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        \$448  = \$113 [2:0];
+      end
+    end
+    if (rst) begin
+      \$448  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$449  = row_addr;
+    if (\$signal$41 ) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+          \$449  = \$122 [7:0];
+        end else begin
+          \$449  = base_row;
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            if (\$142 ) begin
+              (* full_case = 32'd1 *)
+              if (\$149 ) begin
+              end else begin
+                \$449  = step_next_row;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$449  = step_base_row;
+    end
+    if (rst) begin
+      \$449  = 8'h70;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$450  = ox;
+    if (\$signal$41 ) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$450  = \$132 [4:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$450  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$451  = ix0;
+    if (\$signal$41 ) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$451  = \$135 [5:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$451  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$452  = ix0c;
+    if (\$signal$41 ) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            \$452  = \$138 [5:0];
           end
         end
       end
@@ -4703,38 +4798,68 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$453  = ky;
-    if (\$signal ) begin
+    \$453  = oy;
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$109 ) begin
       end else begin
-        \$453  = \$114 [2:0];
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            if (\$142 ) begin
+              \$453  = \$145 [4:0];
+            end
+          end
+        end
       end
     end
     if (rst) begin
-      \$453  = 3'h0;
+      \$453  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$454  = row_addr;
-    if (\$signal ) begin
+    \$454  = low;
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$109 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
-          \$454  = \$123 [7:0];
+        if (\$115 ) begin
         end else begin
-          \$454  = base_row;
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$127 ) begin
           end else begin
-            if (\$143 ) begin
-              (* full_case = 32'd1 *)
-              if (\$150 ) begin
-              end else begin
-                \$454  = step_next_row;
+            if (\$142 ) begin
+              \$454  = \$148 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$454  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$455  = r_done;
+    if (\$signal$41 ) begin
+      (* full_case = 32'd1 *)
+      if (\$109 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$115 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+          end else begin
+            if (\$142 ) begin
+              if (\$149 ) begin
+                \$455  = 1'h1;
               end
             end
           end
@@ -4742,119 +4867,103 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
       end
     end
     if (switch) begin
-      \$454  = step_base_row;
+      \$455  = 1'h0;
     end
     if (rst) begin
-      \$454  = 8'h70;
+      \$455  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$455  = ox;
-    if (\$signal ) begin
+    \$456  = base_slot;
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$109 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
+        if (\$115 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$127 ) begin
           end else begin
-            \$455  = \$133 [4:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$455  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$456  = ix0;
-    if (\$signal ) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-          end else begin
-            \$456  = \$136 [5:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$456  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$457  = ix0c;
-    if (\$signal ) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-          end else begin
-            \$457  = \$139 [5:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$457  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$458  = oy;
-    if (\$signal ) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-          end else begin
-            if (\$143 ) begin
-              \$458  = \$146 [4:0];
+            if (\$142 ) begin
+              (* full_case = 32'd1 *)
+              if (\$149 ) begin
+              end else begin
+                \$456  = step_next_slot;
+              end
             end
           end
         end
       end
     end
+    if (switch) begin
+      \$456  = step_base_slot;
+    end
     if (rst) begin
-      \$458  = 5'h00;
+      \$456  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$459  = low;
-    if (\$signal ) begin
+    \$457  = base_row;
+    if (\$signal$41 ) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$109 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
+        if (\$115 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$127 ) begin
           end else begin
-            if (\$143 ) begin
-              \$459  = \$149 [5:0];
+            if (\$142 ) begin
+              (* full_case = 32'd1 *)
+              if (\$149 ) begin
+              end else begin
+                \$457  = step_next_row;
+              end
             end
           end
+        end
+      end
+    end
+    if (switch) begin
+      \$457  = step_base_row;
+    end
+    if (rst) begin
+      \$457  = 8'h70;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$458  = ix;
+    if (\$signal$41 ) begin
+      (* full_case = 32'd1 *)
+      if (\$151 ) begin
+        \$458  = \$155 [5:0];
+      end else if (\$154 ) begin
+        \$458  = \$158 [5:0];
+      end else begin
+        \$458  = ix0;
+      end
+    end
+    if (rst) begin
+      \$458  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$459  = iy;
+    if (\$signal$41 ) begin
+      if (\$159 ) begin
+        (* full_case = 32'd1 *)
+        if (\$161 ) begin
+          \$459  = \$165 [5:0];
+        end else if (\$164 ) begin
+          \$459  = \$168 [5:0];
+        end else begin
+          \$459  = low;
         end
       end
     end
@@ -4864,473 +4973,326 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, i__ready, o__valid, o__p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$460  = r_done;
-    if (\$signal ) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-          end else begin
-            if (\$143 ) begin
-              if (\$150 ) begin
-                \$460  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
+    \$460  = img_slot;
     if (switch) begin
-      \$460  = 1'h0;
+      \$460  = step_img_slot;
     end
     if (rst) begin
-      \$460  = 1'h0;
+      \$460  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$461  = base_slot;
-    if (\$signal ) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-          end else begin
-            if (\$143 ) begin
-              (* full_case = 32'd1 *)
-              if (\$150 ) begin
-              end else begin
-                \$461  = step_next_slot;
-              end
-            end
-          end
-        end
-      end
-    end
+    \$461  = img_row;
     if (switch) begin
-      \$461  = step_base_slot;
+      \$461  = step_img_row;
     end
     if (rst) begin
-      \$461  = 3'h4;
+      \$461  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$462  = base_row;
-    if (\$signal ) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-          end else begin
-            if (\$143 ) begin
-              (* full_case = 32'd1 *)
-              if (\$150 ) begin
-              end else begin
-                \$462  = step_next_row;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$462  = step_base_row;
-    end
+    \$462  = \$210 [6:0];
     if (rst) begin
-      \$462  = 8'h70;
+      \$462  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$463  = ix;
-    if (\$signal ) begin
-      (* full_case = 32'd1 *)
-      if (\$152 ) begin
-        \$463  = \$156 [5:0];
-      end else if (\$155 ) begin
-        \$463  = \$159 [5:0];
-      end else begin
-        \$463  = ix0;
-      end
-    end
+    \$463  = \$376 ;
     if (rst) begin
-      \$463  = 6'h3e;
+      \$463  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$464  = iy;
-    if (\$signal ) begin
-      if (\$160 ) begin
-        (* full_case = 32'd1 *)
-        if (\$162 ) begin
-          \$464  = \$166 [5:0];
-        end else if (\$165 ) begin
-          \$464  = \$169 [5:0];
-        end else begin
-          \$464  = low;
-        end
-      end
-    end
+    \$464  = \$385 [5:0];
     if (rst) begin
-      \$464  = 6'h3e;
+      \$464  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$465  = img_slot;
-    if (switch) begin
-      \$465  = step_img_slot;
-    end
+    \$465  = \$394 [5:0];
     if (rst) begin
-      \$465  = 3'h0;
+      \$465  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$466  = img_row;
-    if (switch) begin
-      \$466  = step_img_row;
-    end
+    \$466  = \$406 [5:0];
     if (rst) begin
-      \$466  = 8'h00;
+      \$466  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$467  = \$211 [6:0];
+    \$467  = \$415 [5:0];
     if (rst) begin
-      \$467  = 7'h02;
+      \$467  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$468  = \$377 ;
+    \$468  = \$424 [5:0];
     if (rst) begin
-      \$468  = 1'h1;
+      \$468  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$469  = \$386 [5:0];
+    \$469  = \$436 [5:0];
     if (rst) begin
-      \$469  = 6'h25;
+      \$469  = 6'h18;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$470  = \$395 [5:0];
-    if (rst) begin
-      \$470  = 6'h24;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$471  = \$407 [5:0];
-    if (rst) begin
-      \$471  = 6'h17;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$472  = \$416 [5:0];
-    if (rst) begin
-      \$472  = 6'h3d;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$473  = \$425 [5:0];
-    if (rst) begin
-      \$473  = 6'h3c;
-    end
-  end
-  assign can_write = i__ready;
+  assign o__payload = i__payload;
+  assign i__ready = o__ready;
+  assign o__valid = i__valid;
+  assign \o__valid$7  = \i__valid$6 ;
+  assign \i__ready$9  = \o__ready$8 ;
+  assign \o__payload$13  = \o__payload$12 ;
+  assign \o__ready$15  = \o__ready$14 ;
+  assign \o__valid$17  = \o__valid$16 ;
+  assign can_write = \i__ready$18 ;
   assign w_addr = wr__addr;
-  assign i__payload = wr__data;
+  assign \i__payload$25  = wr__data;
   assign wr__en = write;
-  assign \$signal$21  = w_en;
-  assign \o__payload$25  = o__payload;
-  assign \o__ready$27  = o__ready;
-  assign \o__valid$29  = o__valid;
-  assign space_next = \$56 [2:0];
   assign r_addr = rd__addr;
-  assign \$signal$37  = rd__en;
-  assign raw = { pad_reg, rd__data };
-  assign \$124  = 1'h1;
-  assign \$125  = 2'h1;
-  assign \$126  = 2'h0;
-  assign \$127  = 1'h1;
-  assign \$128  = 1'h0;
-  assign \$154  = 1'h1;
-  assign \$155  = \$153 ;
-  assign \$163  = 1'h1;
-  assign \$165  = \$164 ;
-  assign \$174  = 1'h1;
-  assign \$175  = \$173 ;
-  assign \$216  = 1'h1;
-  assign \$217  = \$215 ;
-  assign \$237  = 1'h0;
+  assign rd__en = \$signal ;
+  assign \i__payload$45  = { pad_reg, rd__data };
+  assign \$123  = 1'h1;
+  assign \$124  = 2'h1;
+  assign \$125  = 2'h0;
+  assign \$126  = 1'h1;
+  assign \$127  = 1'h0;
+  assign \$153  = 1'h1;
+  assign \$154  = \$152 ;
+  assign \$162  = 1'h1;
+  assign \$164  = \$163 ;
+  assign \$173  = 1'h1;
+  assign \$174  = \$172 ;
+  assign \$215  = 1'h1;
+  assign \$216  = \$214 ;
+  assign \$236  = 1'h0;
+  assign \$240  = 1'h1;
   assign \$241  = 1'h1;
-  assign \$242  = 1'h1;
+  assign \$257  = 1'h1;
   assign \$258  = 1'h1;
-  assign \$259  = 1'h1;
-  assign \$273  = 1'h0;
-  assign \$307  = 1'h0;
+  assign \$272  = 1'h0;
+  assign \$306  = 1'h0;
+  assign \$345  = 1'h1;
   assign \$346  = 1'h1;
-  assign \$347  = 1'h1;
-  assign \$400  = 1'h1;
-  assign \$401  = \$399 ;
-  assign \$430  = 1'h1;
-  assign \$431  = \$429 ;
+  assign \$399  = 1'h1;
+  assign \$400  = \$398 ;
+  assign \$429  = 1'h1;
+  assign \$430  = \$428 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [3:0] \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire [7:0] \$14 ;
-  wire \$15 ;
-  wire [3:0] \$16 ;
-  wire [3:0] \$17 ;
-  wire \$18 ;
-  wire [3:0] \$19 ;
+  reg [8:0] \$10 ;
   wire \$2 ;
-  wire [3:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire [3:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [3:0] \$26 ;
-  wire [3:0] \$27 ;
-  wire [4:0] \$28 ;
-  wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  reg \$36 ;
-  reg [2:0] \$37 ;
-  reg \$38 ;
-  reg [7:0] \$39 ;
   wire \$4 ;
-  reg [2:0] \$40 ;
-  reg [2:0] \$41 ;
-  reg [2:0] \$42 ;
-  reg \$43 ;
   wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  reg \$signal  = 1'h0;
+  wire [8:0] \$6 ;
+  reg \$7 ;
+  reg [8:0] \$8 ;
+  reg \$9 ;
   input clk;
   wire clk;
-  reg empty = 1'h1;
-  reg [7:0] fwd_data = 8'h00;
+  (* init = 9'h000 *)
+  wire [8:0] data;
+  reg full = 1'h0;
+  reg [8:0] held = 9'h000;
+  input [8:0] i__payload;
+  wire [8:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [8:0] o__payload;
+  reg [8:0] o__payload = 9'h000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  assign i__ready = ~ full;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = ~ full;
+  assign \$4  = i__valid & \$3 ;
+  assign \$5  = full | i__valid;
+  assign \$6  = full ? held : i__payload;
+  always @(posedge clk)
+    o__valid <= \$7 ;
+  always @(posedge clk)
+    o__payload <= \$8 ;
+  always @(posedge clk)
+    full <= \$9 ;
+  always @(posedge clk)
+    held <= \$10 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$7  = o__valid;
+    if (\$2 ) begin
+      \$7  = \$5 ;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$8  = o__payload;
+    if (\$2 ) begin
+      \$8  = \$6 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$9  = full;
+    if (\$2 ) begin
+      \$9  = 1'h0;
+    end else if (\$4 ) begin
+      \$9  = 1'h1;
+    end
+    if (rst) begin
+      \$9  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$10  = held;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$10  = i__payload;
+    end
+  end
+  assign data = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg [7:0] \$5 ;
+  input clk;
+  wire clk;
   (* init = 8'h00 *)
-  wire [7:0] head;
-  wire head_free;
+  wire [7:0] data;
+  input [7:0] i__payload;
+  wire [7:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
   output [7:0] o__payload;
   reg [7:0] o__payload = 8'h00;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  wire pop;
-  wire push;
-  wire [2:0] r_port__addr;
-  wire [7:0] r_port__data;
-  wire r_port__en;
-  reg [2:0] rd = 3'h0;
-  reg [2:0] rd_inc = 3'h1;
   input rst;
   wire rst;
-  reg [2:0] used = 3'h0;
-  wire [7:0] w_data;
-  input w_en;
-  wire w_en;
-  reg [2:0] w_port__addr = 3'h0;
-  input [7:0] w_port__data;
-  wire [7:0] w_port__data;
-  wire w_port__en;
-  wire [7:0] waiting;
-  (* init = 3'h0 *)
-  wire [2:0] wr;
-  reg [7:0] \buf  [4:0];
-  initial begin
-    \buf [0] = 8'h00;
-    \buf [1] = 8'h00;
-    \buf [2] = 8'h00;
-    \buf [3] = 8'h00;
-    \buf [4] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (w_en)
-      \buf [w_port__addr] <= w_port__data;
-  end
-  reg [7:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= \buf [r_port__addr];
-  end
-  assign r_port__data = _0_;
   always @(posedge clk)
-    used <= \$42 ;
+    o__valid <= \$4 ;
   always @(posedge clk)
-    empty <= \$43 ;
+    o__payload <= \$5 ;
   assign \$1  = ~ o__valid;
-  assign head_free = \$1  | o__ready;
-  assign \$2  = ~ empty;
-  assign pop = head_free & \$2 ;
-  assign \$3  = head_free & empty;
-  assign \$4  = ~ \$3 ;
-  assign push = w_en & \$4 ;
-  assign r_port__addr = pop ? rd_inc : rd;
-  assign waiting = \$signal  ? fwd_data : r_port__data;
-  assign \$5  = rd_inc == w_port__addr;
-  assign \$6  = rd == w_port__addr;
-  assign \$7  = pop ? \$5  : \$6 ;
-  assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 3'h4;
-  assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 4'h0 : \$10 ;
-  assign \$12  = ~ empty;
-  assign \$13  = \$12  | w_en;
-  assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 3'h4;
-  assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_port__addr == 3'h4;
-  assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 4'h0 : \$19 ;
-  assign \$21  = ~ pop;
-  assign \$22  = push & \$21 ;
-  assign \$23  = used + 1'h1;
-  assign \$24  = ~ push;
-  assign \$25  = pop & \$24 ;
-  assign \$26  = used - 1'h1;
-  assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
-  assign \$29  = ~ pop;
-  assign \$30  = push & \$29 ;
-  assign \$31  = ~ push;
-  assign \$32  = pop & \$31 ;
-  assign \$33  = used == 1'h1;
-  assign \$34  = \$32  ? \$33  : empty;
-  assign \$35  = \$30  ? 1'h0 : \$34 ;
-  always @(posedge clk)
-    \$signal  <= \$36 ;
-  always @(posedge clk)
-    fwd_data <= w_port__data;
-  always @(posedge clk)
-    rd_inc <= \$37 ;
-  always @(posedge clk)
-    o__valid <= \$38 ;
-  always @(posedge clk)
-    o__payload <= \$39 ;
-  always @(posedge clk)
-    rd <= \$40 ;
-  always @(posedge clk)
-    w_port__addr <= \$41 ;
+  assign i__ready = \$1  | o__ready;
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = \$28 [2:0];
-    if (rst) begin
-      \$42  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \$35 ;
-    if (rst) begin
-      \$43  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = \$8 ;
-    if (rst) begin
-      \$36  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = rd_inc;
-    if (pop) begin
-      \$37  = \$11 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$4  = o__valid;
+    if (\$3 ) begin
+      \$4  = i__valid;
     end
     if (rst) begin
-      \$37  = 3'h1;
+      \$4  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = o__valid;
-    if (head_free) begin
-      \$38  = \$13 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$5  = o__payload;
+    if (\$3 ) begin
+      \$5  = i__payload;
+    end
+  end
+  assign data = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$507$0 , i__valid, \port$4973$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg [8:0] \$5 ;
+  input clk;
+  wire clk;
+  (* init = 9'h000 *)
+  wire [8:0] data;
+  wire [8:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [8:0] o__payload;
+  reg [8:0] o__payload = 9'h000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input \port$4973$0 ;
+  wire \port$4973$0 ;
+  input [7:0] \port$507$0 ;
+  wire [7:0] \port$507$0 ;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    o__valid <= \$4 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  assign \$1  = ~ o__valid;
+  assign i__ready = \$1  | o__ready;
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$4  = o__valid;
+    if (\$3 ) begin
+      \$4  = i__valid;
     end
     if (rst) begin
-      \$38  = 1'h0;
+      \$4  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = o__payload;
-    if (head_free) begin
-      \$39  = \$14 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$5  = o__payload;
+    if (\$3 ) begin
+      \$5  = { \port$4973$0 , \port$507$0  };
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = rd;
-    if (pop) begin
-      \$40  = \$17 [2:0];
-    end
-    if (rst) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = w_port__addr;
-    if (push) begin
-      \$41  = \$20 [2:0];
-    end
-    if (rst) begin
-      \$41  = 3'h0;
-    end
-  end
-  assign head = o__payload;
-  assign wr = w_port__addr;
-  assign w_data = w_port__data;
-  assign w_port__en = w_en;
-  assign r_port__en = 1'h1;
+  assign data = o__payload;
+  assign i__payload = { \port$4973$0 , \port$507$0  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -5551,35 +5513,35 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     .q(valid_1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$47  = valid_next;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$48  = \$signal ;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$49  = \$13 ;
     if (rst) begin
       \$49  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$50  = \$16 ;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$51  = beat;
     if (take) begin
       \$51  = \$18 [4:0];
@@ -5589,7 +5551,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$52  = at;
     if (take) begin
       \$52  = \$20 ;
@@ -5599,7 +5561,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$53  = o__payload;
     if (\$23 ) begin
       \$53 [63:0] = word[63:0];
@@ -5609,7 +5571,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$54  = word;
     if (\$24 ) begin
       \$54 [63:0] = \$25 [63:0];
@@ -5624,7 +5586,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire [46:0] \$100 ;
@@ -9783,7 +9745,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [4:0];
@@ -9793,7 +9755,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$254  = w_count;
     if (take) begin
       \$254  = \$27 [3:0];
@@ -9803,7 +9765,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$255  = w_full;
     if (take) begin
       if (\$28 ) begin
@@ -9818,49 +9780,49 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$256  = \$29 ;
     if (rst) begin
       \$256  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$257  = gap_zero_next;
     if (rst) begin
       \$257  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$258  = \$signal ;
     if (rst) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$259  = n_last_next;
     if (rst) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$260  = \$30 ;
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$261  = r_next;
     if (rst) begin
       \$261  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$262  = s_idx;
     if (step) begin
       \$262  = \$32 [3:0];
@@ -9870,7 +9832,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$263  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -9882,7 +9844,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$264  = active;
     if (\$35 ) begin
       \$264  = 1'h0;
@@ -9895,7 +9857,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$265  = r_base;
     if (load) begin
       \$265  = { 1'h0, \$36  };
@@ -9905,7 +9867,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$266  = w_half;
     if (load) begin
       \$266  = \$37 ;
@@ -9915,7 +9877,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$267  = gap;
     if (\$38 ) begin
       \$267  = 3'h3;
@@ -9927,35 +9889,35 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$268  = step;
     if (rst) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$269  = \$41 ;
     if (rst) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$270  = s_last;
     if (rst) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$271  = r_next;
     if (rst) begin
       \$271  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$272  = 8'h00;
@@ -9964,7 +9926,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$273  = 8'h00;
@@ -9973,7 +9935,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$274  = 8'h00;
@@ -9982,7 +9944,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$275  = 8'h00;
@@ -9991,7 +9953,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$276  = 8'h00;
@@ -10000,7 +9962,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$277  = 8'h00;
@@ -10009,7 +9971,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$278  = 8'h00;
@@ -10018,7 +9980,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$279  = 8'h00;
@@ -10027,7 +9989,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$280  = 8'h00;
@@ -10036,7 +9998,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$281  = 8'h00;
@@ -10045,7 +10007,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$282  = 8'h00;
@@ -10054,7 +10016,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$283  = 8'h00;
@@ -10063,7 +10025,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$284  = 8'h00;
@@ -10072,7 +10034,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$285  = 8'h00;
@@ -10081,7 +10043,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$286  = 8'h00;
@@ -10090,7 +10052,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$287  = 8'h00;
@@ -10099,7 +10061,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$288  = 8'h00;
@@ -10108,7 +10070,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$289  = 8'h00;
@@ -10117,7 +10079,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$290  = 8'h00;
@@ -10126,7 +10088,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$291  = 8'h00;
@@ -10135,7 +10097,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
       \$292  = 8'h00;
@@ -10144,7 +10106,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
       \$293  = 8'h00;
@@ -10153,7 +10115,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
       \$294  = 8'h00;
@@ -10162,7 +10124,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
       \$295  = 8'h00;
@@ -10171,7 +10133,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
       \$296  = 8'h00;
@@ -10180,7 +10142,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
       \$297  = 8'h00;
@@ -10189,7 +10151,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
       \$298  = 8'h00;
@@ -10198,7 +10160,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
       \$299  = 8'h00;
@@ -10207,7 +10169,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
       \$300  = 8'h00;
@@ -10216,7 +10178,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
       \$301  = 8'h00;
@@ -10225,7 +10187,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
       \$302  = 8'h00;
@@ -10234,7 +10196,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
       \$303  = 8'h00;
@@ -10243,7 +10205,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
       \$304  = 8'h00;
@@ -10252,7 +10214,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
       \$305  = 8'h00;
@@ -10261,7 +10223,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
       \$306  = 8'h00;
@@ -10270,7 +10232,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
       \$307  = 8'h00;
@@ -10279,7 +10241,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
       \$308  = 8'h00;
@@ -10288,7 +10250,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
       \$309  = 8'h00;
@@ -10297,7 +10259,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
       \$310  = 8'h00;
@@ -10306,7 +10268,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
       \$311  = 8'h00;
@@ -10315,7 +10277,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
       \$312  = 8'h00;
@@ -10324,7 +10286,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
       \$313  = 8'h00;
@@ -10333,7 +10295,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
       \$314  = 8'h00;
@@ -10342,7 +10304,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
       \$315  = 8'h00;
@@ -10351,7 +10313,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
       \$316  = 8'h00;
@@ -10360,7 +10322,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
       \$317  = 8'h00;
@@ -10369,7 +10331,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
       \$318  = 8'h00;
@@ -10378,7 +10340,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
       \$319  = 8'h00;
@@ -10387,7 +10349,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
       \$320  = 8'h00;
@@ -10396,7 +10358,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
       \$321  = 8'h00;
@@ -10405,7 +10367,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
       \$322  = 8'h00;
@@ -10414,7 +10376,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
       \$323  = 8'h00;
@@ -10423,7 +10385,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
       \$324  = 8'h00;
@@ -10432,7 +10394,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
       \$325  = 8'h00;
@@ -10441,7 +10403,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
       \$326  = 8'h00;
@@ -10450,7 +10412,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
       \$327  = 8'h00;
@@ -10459,7 +10421,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
       \$328  = 8'h00;
@@ -10468,7 +10430,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
       \$329  = 8'h00;
@@ -10477,7 +10439,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
       \$330  = 8'h00;
@@ -10486,7 +10448,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
       \$331  = 8'h00;
@@ -10495,7 +10457,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
       \$332  = 8'h00;
@@ -10504,7 +10466,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
       \$333  = 8'h00;
@@ -10513,7 +10475,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
       \$334  = 8'h00;
@@ -10522,7 +10484,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
       \$335  = 8'h00;
@@ -10531,7 +10493,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
       \$336  = 8'h00;
@@ -10540,7 +10502,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
       \$337  = 8'h00;
@@ -10549,7 +10511,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
       \$338  = 8'h00;
@@ -10558,7 +10520,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
       \$339  = 8'h00;
@@ -10567,7 +10529,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
       \$340  = 8'h00;
@@ -10576,7 +10538,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
       \$341  = 8'h00;
@@ -10585,7 +10547,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
       \$342  = 8'h00;
@@ -10594,7 +10556,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
       \$343  = 8'h00;
@@ -10603,7 +10565,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
       \$344  = 8'h00;
@@ -10612,7 +10574,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
       \$345  = 8'h00;
@@ -10621,7 +10583,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
       \$346  = 8'h00;
@@ -10630,7 +10592,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
       \$347  = 8'h00;
@@ -10639,7 +10601,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
       \$348  = 8'h00;
@@ -10648,7 +10610,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
       \$349  = 8'h00;
@@ -10657,7 +10619,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
       \$350  = 8'h00;
@@ -10666,7 +10628,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
       \$351  = 8'h00;
@@ -10675,7 +10637,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
       \$352  = 8'h00;
@@ -10684,7 +10646,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
       \$353  = 8'h00;
@@ -10693,7 +10655,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
       \$354  = 8'h00;
@@ -10702,7 +10664,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
       \$355  = 8'h00;
@@ -10711,7 +10673,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
       \$356  = 8'h00;
@@ -10720,7 +10682,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
       \$357  = 8'h00;
@@ -10729,7 +10691,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
       \$358  = 8'h00;
@@ -10738,7 +10700,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
       \$359  = 8'h00;
@@ -10747,7 +10709,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
       \$360  = 8'h00;
@@ -10756,7 +10718,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
       \$361  = 8'h00;
@@ -10765,7 +10727,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
       \$362  = 8'h00;
@@ -10774,7 +10736,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
       \$363  = 8'h00;
@@ -10783,7 +10745,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
       \$364  = 8'h00;
@@ -10792,7 +10754,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
       \$365  = 8'h00;
@@ -10801,7 +10763,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
       \$366  = 8'h00;
@@ -10810,7 +10772,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
       \$367  = 8'h00;
@@ -10819,7 +10781,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
       \$368  = 8'h00;
@@ -10828,7 +10790,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
       \$369  = 8'h00;
@@ -10837,7 +10799,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
       \$370  = 8'h00;
@@ -10846,7 +10808,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
       \$371  = 8'h00;
@@ -10855,7 +10817,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
       \$372  = 8'h00;
@@ -10864,7 +10826,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
       \$373  = 8'h00;
@@ -10873,7 +10835,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
       \$374  = 8'h00;
@@ -10882,7 +10844,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
       \$375  = 8'h00;
@@ -10891,7 +10853,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
       \$376  = 8'h00;
@@ -10900,7 +10862,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
       \$377  = 8'h00;
@@ -10909,7 +10871,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
       \$378  = 8'h00;
@@ -10918,7 +10880,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
       \$379  = 8'h00;
@@ -10927,7 +10889,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
       \$380  = 8'h00;
@@ -10936,7 +10898,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
       \$381  = 8'h00;
@@ -10945,7 +10907,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
       \$382  = 8'h00;
@@ -10954,7 +10916,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
       \$383  = 8'h00;
@@ -10963,7 +10925,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
       \$384  = 8'h00;
@@ -10972,7 +10934,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
       \$385  = 8'h00;
@@ -10981,7 +10943,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
       \$386  = 8'h00;
@@ -10990,7 +10952,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
       \$387  = 8'h00;
@@ -10999,7 +10961,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
       \$388  = 8'h00;
@@ -11008,7 +10970,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
       \$389  = 8'h00;
@@ -11017,7 +10979,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
       \$390  = 8'h00;
@@ -11026,7 +10988,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
       \$391  = 8'h00;
@@ -11035,7 +10997,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
       \$392  = 8'h00;
@@ -11044,7 +11006,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
       \$393  = 8'h00;
@@ -11053,7 +11015,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
       \$394  = 8'h00;
@@ -11062,7 +11024,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
       \$395  = 8'h00;
@@ -11071,7 +11033,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
       \$396  = 8'h00;
@@ -11080,7 +11042,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
       \$397  = 8'h00;
@@ -11089,7 +11051,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
       \$398  = 8'h00;
@@ -11098,7 +11060,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
       \$399  = 8'h00;
@@ -11107,7 +11069,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
       \$400  = 8'h00;
@@ -11116,7 +11078,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
       \$401  = 8'h00;
@@ -11125,7 +11087,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
       \$402  = 8'h00;
@@ -11134,7 +11096,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
       \$403  = 8'h00;
@@ -11143,7 +11105,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
       \$404  = 8'h00;
@@ -11152,7 +11114,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
       \$405  = 8'h00;
@@ -11161,7 +11123,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
       \$406  = 8'h00;
@@ -11170,7 +11132,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
       \$407  = 8'h00;
@@ -11179,7 +11141,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
       \$408  = 8'h00;
@@ -11188,7 +11150,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
       \$409  = 8'h00;
@@ -11197,7 +11159,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
       \$410  = 8'h00;
@@ -11206,7 +11168,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
       \$411  = 8'h00;
@@ -11215,7 +11177,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
       \$412  = 8'h00;
@@ -11224,7 +11186,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
       \$413  = 8'h00;
@@ -11233,7 +11195,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
       \$414  = 8'h00;
@@ -11242,7 +11204,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
       \$415  = 8'h00;
@@ -11251,7 +11213,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
       \$416  = 8'h00;
@@ -11260,7 +11222,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
       \$417  = 8'h00;
@@ -11269,7 +11231,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
       \$418  = 8'h00;
@@ -11278,7 +11240,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
       \$419  = 8'h00;
@@ -11287,7 +11249,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
       \$420  = 8'h00;
@@ -11296,7 +11258,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
       \$421  = 8'h00;
@@ -11305,7 +11267,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
       \$422  = 8'h00;
@@ -11314,7 +11276,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
       \$423  = 8'h00;
@@ -11323,7 +11285,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
       \$424  = 8'h00;
@@ -11332,7 +11294,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
       \$425  = 8'h00;
@@ -11341,7 +11303,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
       \$426  = 8'h00;
@@ -11350,7 +11312,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
       \$427  = 8'h00;
@@ -11359,7 +11321,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
       \$428  = 8'h00;
@@ -11368,7 +11330,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
       \$429  = 8'h00;
@@ -11377,7 +11339,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
       \$430  = 8'h00;
@@ -11386,7 +11348,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
       \$431  = 8'h00;
@@ -11395,7 +11357,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
       \$432  = 8'h00;
@@ -11404,7 +11366,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
       \$433  = 8'h00;
@@ -11413,7 +11375,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
       \$434  = 8'h00;
@@ -11422,7 +11384,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
       \$435  = 8'h00;
@@ -11431,7 +11393,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
       \$436  = 8'h00;
@@ -11440,7 +11402,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
       \$437  = 8'h00;
@@ -11449,7 +11411,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
       \$438  = 8'h00;
@@ -11458,7 +11420,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
       \$439  = 8'h00;
@@ -11467,7 +11429,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
       \$440  = 8'h00;
@@ -11476,7 +11438,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
       \$441  = 8'h00;
@@ -11485,7 +11447,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
       \$442  = 8'h00;
@@ -11494,7 +11456,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
       \$443  = 8'h00;
@@ -11503,7 +11465,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
       \$444  = 8'h00;
@@ -11512,7 +11474,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
       \$445  = 8'h00;
@@ -11521,7 +11483,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
       \$446  = 8'h00;
@@ -11530,7 +11492,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
       \$447  = 8'h00;
@@ -11539,7 +11501,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
       \$448  = 8'h00;
@@ -11548,7 +11510,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
       \$449  = 8'h00;
@@ -11557,7 +11519,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
       \$450  = 8'h00;
@@ -11566,7 +11528,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
       \$451  = 8'h00;
@@ -11575,7 +11537,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
       \$452  = 8'h00;
@@ -11584,7 +11546,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
       \$453  = 8'h00;
@@ -11593,7 +11555,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
       \$454  = 8'h00;
@@ -11602,7 +11564,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
       \$455  = 8'h00;
@@ -11611,7 +11573,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
       \$456  = 8'h00;
@@ -11620,7 +11582,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
       \$457  = 8'h00;
@@ -11629,7 +11591,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
       \$458  = 8'h00;
@@ -11638,7 +11600,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
       \$459  = 8'h00;
@@ -11647,7 +11609,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
       \$460  = 8'h00;
@@ -11656,7 +11618,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
       \$461  = 8'h00;
@@ -11665,7 +11627,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
       \$462  = 8'h00;
@@ -11674,7 +11636,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
       \$463  = 8'h00;
@@ -11683,7 +11645,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
       \$464  = 8'h00;
@@ -11692,7 +11654,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
       \$465  = 8'h00;
@@ -11701,7 +11663,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
       \$466  = 8'h00;
@@ -11710,7 +11672,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
       \$467  = 8'h00;
@@ -11719,7 +11681,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
       \$468  = 8'h00;
@@ -11728,7 +11690,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
       \$469  = 8'h00;
@@ -11737,7 +11699,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
       \$470  = 8'h00;
@@ -11746,7 +11708,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
       \$471  = 8'h00;
@@ -11755,7 +11717,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
       \$472  = 8'h00;
@@ -11764,7 +11726,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
       \$473  = 8'h00;
@@ -11773,7 +11735,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
       \$474  = 8'h00;
@@ -11782,7 +11744,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
       \$475  = 8'h00;
@@ -11791,7 +11753,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
       \$476  = 8'h00;
@@ -11800,7 +11762,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
       \$477  = 8'h00;
@@ -11809,7 +11771,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
       \$478  = 8'h00;
@@ -11818,7 +11780,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
       \$479  = 8'h00;
@@ -11827,7 +11789,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
       \$480  = 8'h00;
@@ -11836,7 +11798,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
       \$481  = 8'h00;
@@ -11845,7 +11807,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
       \$482  = 8'h00;
@@ -11854,7 +11816,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
       \$483  = 8'h00;
@@ -11863,7 +11825,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
       \$484  = 8'h00;
@@ -11872,7 +11834,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
       \$485  = 8'h00;
@@ -11881,7 +11843,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
       \$486  = 8'h00;
@@ -11890,7 +11852,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
       \$487  = 8'h00;
@@ -11899,7 +11861,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
       \$488  = 8'h00;
@@ -11908,7 +11870,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
       \$489  = 8'h00;
@@ -11917,7 +11879,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
       \$490  = 8'h00;
@@ -11926,7 +11888,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
       \$491  = 8'h00;
@@ -11935,7 +11897,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
       \$492  = 8'h00;
@@ -11944,7 +11906,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
       \$493  = 8'h00;
@@ -11953,7 +11915,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
       \$494  = 8'h00;
@@ -11962,7 +11924,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
       \$495  = 8'h00;
@@ -11971,7 +11933,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
       \$496  = 8'h00;
@@ -11980,7 +11942,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
       \$497  = 8'h00;
@@ -11989,7 +11951,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
       \$498  = 8'h00;
@@ -11998,7 +11960,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
       \$499  = 8'h00;
@@ -12007,7 +11969,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
       \$500  = 8'h00;
@@ -12016,7 +11978,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
       \$501  = 8'h00;
@@ -12025,7 +11987,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
       \$502  = 8'h00;
@@ -12034,7 +11996,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
       \$503  = 8'h00;
@@ -12043,7 +12005,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
       \$504  = 8'h00;
@@ -12052,7 +12014,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
       \$505  = 8'h00;
@@ -12061,7 +12023,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
       \$506  = 8'h00;
@@ -12070,7 +12032,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
       \$507  = 8'h00;
@@ -12079,7 +12041,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
       \$508  = 8'h00;
@@ -12088,7 +12050,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
       \$509  = 8'h00;
@@ -12097,7 +12059,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
       \$510  = 8'h00;
@@ -12106,7 +12068,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
       \$511  = 8'h00;
@@ -12115,147 +12077,147 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$512  = \$signal$835 ;
     if (rst) begin
       \$512  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$513  = v2_d1;
     if (rst) begin
       \$513  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$514  = v2_d2;
     if (rst) begin
       \$514  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$515  = v2_d3;
     if (rst) begin
       \$515  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$516  = v2_d4;
     if (rst) begin
       \$516  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$517  = \$signal$836 ;
     if (rst) begin
       \$517  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$518  = first2_d1;
     if (rst) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$519  = first2_d2;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$520  = first2_d3;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$521  = first2_d4;
     if (rst) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$522  = last1;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$523  = last2_d1;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$524  = last2_d2;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$525  = last2_d3;
     if (rst) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$526  = last2_d4;
     if (rst) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$527  = group_end;
     if (rst) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$528  = xacc;
     if (v2_d5) begin
       \$528  = \$63 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$529  = xfin;
     if (group_end) begin
       \$529  = \$65 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$530  = acc0_0;
     if (v2_d5) begin
       \$530  = \$67 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$531  = fin0_0;
     if (group_end) begin
       \$531  = \$69 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$532  = bank0_0;
     if (done) begin
       \$532  = \$71 [18:0];
@@ -12264,21 +12226,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$533  = acc1_0;
     if (v2_d5) begin
       \$533  = \$73 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$534  = fin1_0;
     if (group_end) begin
       \$534  = \$75 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$535  = bank1_0;
     if (done) begin
       \$535  = \$77 [18:0];
@@ -12287,21 +12249,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$536  = acc2_0;
     if (v2_d5) begin
       \$536  = \$79 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$537  = fin2_0;
     if (group_end) begin
       \$537  = \$81 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$538  = bank2_0;
     if (done) begin
       \$538  = \$83 [18:0];
@@ -12310,28 +12272,28 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$539  = acc3_0;
     if (v2_d5) begin
       \$539  = \$85 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$540  = fin3_0;
     if (group_end) begin
       \$540  = \$87 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$541  = bank3_0;
     if (done) begin
       \$541  = \$89 [18:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$542  = ser_left;
     if (done) begin
       \$542  = 3'h4;
@@ -12343,7 +12305,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$543  = addr;
     if (ser) begin
       \$543  = \$93 [5:0];
@@ -12353,112 +12315,112 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$544  = \$94 ;
     if (rst) begin
       \$544  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$545  = \$96 ;
     if (rst) begin
       \$545  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$546  = \$signal$914 ;
     if (rst) begin
       \$546  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$547  = vb;
     if (rst) begin
       \$547  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$548  = v_out_d1;
     if (rst) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$549  = v_out_d2;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$550  = v_out_d3;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$551  = ka;
     if (rst) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$552  = skipped_d1;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$553  = skipped_d2;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$554  = skipped_d3;
     if (rst) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$555  = skipped_d4;
     if (rst) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$556  = \$107 ;
     if (rst) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$557  = \$109 ;
     if (rst) begin
       \$557  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$558  = \$24 [3:0];
     if (rst) begin
       \$558  = 4'hc;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$559  = credits_room_next;
     if (rst) begin
       \$559  = 1'h1;
@@ -13427,7 +13389,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
   wire [4:0] \$11 ;
@@ -13587,28 +13549,28 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$42  = \$28 [3:0];
     if (rst) begin
       \$42  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$43  = \$35 ;
     if (rst) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$36  = \$8 ;
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [3:0];
@@ -13618,7 +13580,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -13628,14 +13590,14 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [3:0];
@@ -13645,7 +13607,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [3:0];
@@ -13732,7 +13694,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -14054,56 +14016,56 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
   always @(posedge clk)
     slot3 <= \$137 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$123  = \$15 ;
     if (rst) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$124  = \$25 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$125  = \$35 ;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$126  = \$45 ;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$127  = \$55 ;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$128  = \$81 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$129  = v1;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$130  = addr;
     if (\$107 ) begin
       \$130  = \$110 [7:0];
@@ -14113,7 +14075,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$131  = primed;
     if (at4) begin
       \$131  = 1'h1;
@@ -14123,7 +14085,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$132  = \$signal ;
     if (\$112 ) begin
       \$132  = \$115 [1:0];
@@ -14133,7 +14095,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$133  = wptr;
     if (v2) begin
       \$133  = \$118 [1:0];
@@ -14143,7 +14105,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$134  = slot0;
     if (v2) begin
       if (\$119 ) begin
@@ -14152,7 +14114,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$135  = slot1;
     if (v2) begin
       if (\$120 ) begin
@@ -14161,7 +14123,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$136  = slot2;
     if (v2) begin
       if (\$121 ) begin
@@ -14170,7 +14132,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$137  = slot3;
     if (v2) begin
       if (\$122 ) begin
@@ -14182,19 +14144,19 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire [11:0] \$1 ;
+module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  wire \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
-  wire [7:0] \$102 ;
-  wire [7:0] \$103 ;
-  wire [7:0] \$104 ;
-  wire [7:0] \$105 ;
-  wire [7:0] \$106 ;
-  wire [3:0] \$107 ;
-  wire [4:0] \$108 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire [5:0] \$110 ;
@@ -14229,187 +14191,187 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$137 ;
   wire [4:0] \$138 ;
   wire [11:0] \$139 ;
-  wire \$14 ;
+  wire [7:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
-  wire [5:0] \$144 ;
+  wire [5:0] \$143 ;
+  wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire [5:0] \$147 ;
+  wire [5:0] \$146 ;
+  wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [7:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire \$152 ;
-  wire [5:0] \$153 ;
+  wire [5:0] \$152 ;
+  wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire [5:0] \$156 ;
+  wire [5:0] \$155 ;
+  wire \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire \$16 ;
+  wire [7:0] \$16 ;
   wire \$160 ;
-  wire \$161 ;
-  wire [5:0] \$162 ;
+  wire [5:0] \$161 ;
+  wire \$162 ;
   wire \$163 ;
-  wire \$164 ;
-  wire [5:0] \$165 ;
+  wire [5:0] \$164 ;
+  wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire [5:0] \$171 ;
+  wire [7:0] \$17 ;
+  wire [5:0] \$170 ;
+  wire \$171 ;
   wire \$172 ;
-  wire \$173 ;
-  wire [5:0] \$174 ;
+  wire [5:0] \$173 ;
+  wire \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire [5:0] \$180 ;
+  wire [5:0] \$179 ;
+  wire [7:0] \$18 ;
+  wire \$180 ;
   wire \$181 ;
-  wire \$182 ;
-  wire [5:0] \$183 ;
+  wire [5:0] \$182 ;
+  wire \$183 ;
   wire \$184 ;
-  wire \$185 ;
-  wire [12:0] \$186 ;
-  wire \$187 ;
-  wire [5:0] \$188 ;
-  wire [13:0] \$189 ;
+  wire [12:0] \$185 ;
+  wire \$186 ;
+  wire [5:0] \$187 ;
+  wire [13:0] \$188 ;
+  wire [12:0] \$189 ;
   wire \$19 ;
-  wire [12:0] \$190 ;
-  wire \$191 ;
-  wire [5:0] \$192 ;
-  wire [13:0] \$193 ;
-  wire [12:0] \$194 ;
-  wire \$195 ;
-  wire [5:0] \$196 ;
-  wire [13:0] \$197 ;
-  wire [12:0] \$198 ;
-  wire \$199 ;
+  wire \$190 ;
+  wire [5:0] \$191 ;
+  wire [13:0] \$192 ;
+  wire [12:0] \$193 ;
+  wire \$194 ;
+  wire [5:0] \$195 ;
+  wire [13:0] \$196 ;
+  wire [12:0] \$197 ;
+  wire \$198 ;
+  wire [5:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [5:0] \$200 ;
-  wire [13:0] \$201 ;
-  wire [12:0] \$202 ;
-  wire [13:0] \$203 ;
-  wire [4:0] \$204 ;
-  wire \$205 ;
-  wire [4:0] \$206 ;
-  wire [5:0] \$207 ;
-  wire [4:0] \$208 ;
-  wire [5:0] \$209 ;
+  wire [13:0] \$200 ;
+  wire [12:0] \$201 ;
+  wire [13:0] \$202 ;
+  wire [4:0] \$203 ;
+  wire \$204 ;
+  wire [4:0] \$205 ;
+  wire [5:0] \$206 ;
+  wire [4:0] \$207 ;
+  wire [5:0] \$208 ;
+  wire [11:0] \$209 ;
   wire \$21 ;
-  wire [11:0] \$210 ;
-  wire \$211 ;
-  wire [11:0] \$212 ;
-  wire [12:0] \$213 ;
-  wire [11:0] \$214 ;
-  wire [12:0] \$215 ;
-  wire [4:0] \$216 ;
-  wire \$217 ;
-  wire [4:0] \$218 ;
-  wire [5:0] \$219 ;
+  wire \$210 ;
+  wire [11:0] \$211 ;
+  wire [12:0] \$212 ;
+  wire [11:0] \$213 ;
+  wire [12:0] \$214 ;
+  wire [4:0] \$215 ;
+  wire \$216 ;
+  wire [4:0] \$217 ;
+  wire [5:0] \$218 ;
+  wire [4:0] \$219 ;
   wire \$22 ;
-  wire [4:0] \$220 ;
-  wire [5:0] \$221 ;
-  wire [11:0] \$222 ;
-  wire \$223 ;
-  wire [11:0] \$224 ;
-  wire [12:0] \$225 ;
-  wire [11:0] \$226 ;
-  wire [12:0] \$227 ;
-  wire [4:0] \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire [4:0] \$230 ;
-  wire [5:0] \$231 ;
-  wire [4:0] \$232 ;
-  wire [5:0] \$233 ;
-  wire [11:0] \$234 ;
-  wire \$235 ;
-  wire [11:0] \$236 ;
-  wire [12:0] \$237 ;
-  wire [11:0] \$238 ;
-  wire [12:0] \$239 ;
-  wire \$24 ;
-  wire \$240 ;
+  wire [5:0] \$220 ;
+  wire [11:0] \$221 ;
+  wire \$222 ;
+  wire [11:0] \$223 ;
+  wire [12:0] \$224 ;
+  wire [11:0] \$225 ;
+  wire [12:0] \$226 ;
+  wire [4:0] \$227 ;
+  wire \$228 ;
+  wire [4:0] \$229 ;
+  wire [7:0] \$23 ;
+  wire [5:0] \$230 ;
+  wire [4:0] \$231 ;
+  wire [5:0] \$232 ;
+  wire [11:0] \$233 ;
+  wire \$234 ;
+  wire [11:0] \$235 ;
+  wire [12:0] \$236 ;
+  wire [11:0] \$237 ;
+  wire [12:0] \$238 ;
+  wire \$239 ;
+  wire [7:0] \$24 ;
+  wire [3:0] \$240 ;
   wire [3:0] \$241 ;
-  wire [3:0] \$242 ;
+  wire \$242 ;
   wire \$243 ;
-  wire \$244 ;
-  wire [11:0] \$245 ;
-  wire \$246 ;
-  wire [11:0] \$247 ;
-  wire [12:0] \$248 ;
-  wire [11:0] \$249 ;
-  wire \$25 ;
-  wire [12:0] \$250 ;
-  wire \$251 ;
+  wire [11:0] \$244 ;
+  wire \$245 ;
+  wire [11:0] \$246 ;
+  wire [12:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire [12:0] \$249 ;
+  wire [7:0] \$25 ;
+  wire \$250 ;
+  wire [5:0] \$251 ;
   wire [5:0] \$252 ;
-  wire [5:0] \$253 ;
+  wire \$253 ;
   wire \$254 ;
-  wire \$255 ;
-  wire [9:0] \$256 ;
-  wire \$257 ;
+  wire [9:0] \$255 ;
+  wire \$256 ;
+  wire [4:0] \$257 ;
   wire [4:0] \$258 ;
-  wire [4:0] \$259 ;
-  wire \$26 ;
-  wire \$260 ;
+  wire \$259 ;
+  wire [7:0] \$26 ;
+  wire [5:0] \$260 ;
   wire [5:0] \$261 ;
-  wire [5:0] \$262 ;
-  wire \$263 ;
-  wire [3:0] \$264 ;
-  wire \$265 ;
-  wire [3:0] \$266 ;
-  wire [4:0] \$267 ;
-  wire [3:0] \$268 ;
+  wire \$262 ;
+  wire [3:0] \$263 ;
+  wire \$264 ;
+  wire [3:0] \$265 ;
+  wire [4:0] \$266 ;
+  wire [3:0] \$267 ;
+  wire [4:0] \$268 ;
   wire [4:0] \$269 ;
-  wire \$27 ;
-  wire [4:0] \$270 ;
-  wire \$271 ;
-  wire [3:0] \$272 ;
-  wire \$273 ;
-  wire [1:0] \$274 ;
-  wire [7:0] \$275 ;
+  wire [7:0] \$27 ;
+  wire \$270 ;
+  wire [3:0] \$271 ;
+  wire \$272 ;
+  wire [1:0] \$273 ;
+  wire [7:0] \$274 ;
+  wire [9:0] \$275 ;
   wire [9:0] \$276 ;
-  wire [9:0] \$277 ;
-  wire \$278 ;
-  wire [3:0] \$279 ;
+  wire \$277 ;
+  wire [3:0] \$278 ;
+  wire \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  wire [1:0] \$281 ;
-  wire [7:0] \$282 ;
+  wire [1:0] \$280 ;
+  wire [7:0] \$281 ;
+  wire [9:0] \$282 ;
   wire [9:0] \$283 ;
-  wire [9:0] \$284 ;
+  wire \$284 ;
   wire \$285 ;
-  wire \$286 ;
+  wire [4:0] \$286 ;
   wire [4:0] \$287 ;
-  wire [4:0] \$288 ;
-  wire \$289 ;
+  wire \$288 ;
+  wire [5:0] \$289 ;
   wire \$29 ;
   wire [5:0] \$290 ;
-  wire [5:0] \$291 ;
+  wire \$291 ;
   wire \$292 ;
   wire \$293 ;
   wire \$294 ;
   wire \$295 ;
   wire \$296 ;
-  wire \$297 ;
-  wire [5:0] \$298 ;
-  wire \$299 ;
-  wire [11:0] \$3 ;
+  wire [5:0] \$297 ;
+  wire \$298 ;
+  wire [5:0] \$299 ;
+  wire \$3 ;
   wire \$30 ;
   wire [5:0] \$300 ;
-  wire [5:0] \$301 ;
+  wire \$301 ;
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
@@ -14425,12 +14387,12 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$313 ;
   wire \$314 ;
   wire \$315 ;
-  wire \$316 ;
+  wire [4:0] \$316 ;
   wire [4:0] \$317 ;
   wire [4:0] \$318 ;
   wire [4:0] \$319 ;
-  wire \$32 ;
-  wire [4:0] \$320 ;
+  wire [7:0] \$32 ;
+  wire \$320 ;
   wire \$321 ;
   wire \$322 ;
   wire \$323 ;
@@ -14438,31 +14400,31 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire \$328 ;
+  wire [6:0] \$328 ;
   wire [6:0] \$329 ;
-  wire \$33 ;
+  wire [7:0] \$33 ;
   wire [6:0] \$330 ;
   wire [6:0] \$331 ;
   wire [6:0] \$332 ;
   wire [6:0] \$333 ;
-  wire [6:0] \$334 ;
+  wire \$334 ;
   wire \$335 ;
   wire \$336 ;
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
-  wire \$34 ;
+  wire [7:0] \$34 ;
   wire \$340 ;
   wire \$341 ;
-  wire \$342 ;
+  wire [6:0] \$342 ;
   wire [6:0] \$343 ;
   wire [6:0] \$344 ;
   wire [6:0] \$345 ;
   wire [6:0] \$346 ;
-  wire [6:0] \$347 ;
+  wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire \$35 ;
+  wire [7:0] \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
@@ -14473,7 +14435,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$357 ;
   wire \$358 ;
   wire \$359 ;
-  wire \$36 ;
+  wire [7:0] \$36 ;
   wire \$360 ;
   wire \$361 ;
   wire \$362 ;
@@ -14529,7 +14491,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$407 ;
   wire \$408 ;
   wire \$409 ;
-  wire \$41 ;
+  wire [7:0] \$41 ;
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
@@ -14540,7 +14502,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire \$42 ;
+  wire [7:0] \$42 ;
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
@@ -14551,7 +14513,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire \$43 ;
+  wire [7:0] \$43 ;
   wire \$430 ;
   wire \$431 ;
   wire \$432 ;
@@ -14562,7 +14524,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire \$44 ;
+  wire [7:0] \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
@@ -14573,7 +14535,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
-  wire \$45 ;
+  wire [7:0] \$45 ;
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
@@ -14584,7 +14546,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$457 ;
   wire \$458 ;
   wire \$459 ;
-  wire \$46 ;
+  wire [11:0] \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
@@ -14606,7 +14568,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$477 ;
   wire \$478 ;
   wire \$479 ;
-  wire \$48 ;
+  wire [11:0] \$48 ;
   wire \$480 ;
   wire \$481 ;
   wire \$482 ;
@@ -14628,8 +14590,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$497 ;
   wire \$498 ;
   wire \$499 ;
-  wire [11:0] \$5 ;
-  wire \$50 ;
+  wire [7:0] \$5 ;
+  wire [11:0] \$50 ;
   wire \$500 ;
   wire \$501 ;
   wire \$502 ;
@@ -14651,14 +14613,14 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$517 ;
   wire \$518 ;
   wire \$519 ;
-  wire \$52 ;
+  wire [11:0] \$52 ;
   wire \$520 ;
   wire \$521 ;
   wire \$522 ;
-  wire \$523 ;
+  wire [5:0] \$523 ;
   wire [5:0] \$524 ;
   wire [5:0] \$525 ;
-  wire [5:0] \$526 ;
+  wire \$526 ;
   wire \$527 ;
   wire \$528 ;
   wire \$529 ;
@@ -14667,21 +14629,21 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$531 ;
   wire \$532 ;
   wire \$533 ;
-  wire \$534 ;
+  wire [5:0] \$534 ;
   wire [5:0] \$535 ;
   wire [5:0] \$536 ;
-  wire [5:0] \$537 ;
+  wire \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire \$54 ;
+  wire [11:0] \$54 ;
   wire \$540 ;
   wire \$541 ;
   wire \$542 ;
   wire \$543 ;
-  wire \$544 ;
+  wire [5:0] \$544 ;
   wire [5:0] \$545 ;
   wire [5:0] \$546 ;
-  wire [5:0] \$547 ;
+  wire \$547 ;
   wire \$548 ;
   wire \$549 ;
   wire \$55 ;
@@ -14690,10 +14652,10 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$552 ;
   wire \$553 ;
   wire \$554 ;
-  wire \$555 ;
+  wire [4:0] \$555 ;
   wire [4:0] \$556 ;
   wire [4:0] \$557 ;
-  wire [4:0] \$558 ;
+  wire \$558 ;
   wire \$559 ;
   wire \$56 ;
   wire \$560 ;
@@ -14702,10 +14664,10 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$563 ;
   wire \$564 ;
   wire \$565 ;
-  wire \$566 ;
+  wire [5:0] \$566 ;
   wire [5:0] \$567 ;
   wire [5:0] \$568 ;
-  wire [5:0] \$569 ;
+  wire \$569 ;
   wire \$57 ;
   wire \$570 ;
   wire \$571 ;
@@ -14713,142 +14675,131 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire \$573 ;
   wire \$574 ;
   wire \$575 ;
-  wire \$576 ;
+  wire [5:0] \$576 ;
   wire [5:0] \$577 ;
   wire [5:0] \$578 ;
-  wire [5:0] \$579 ;
+  reg [4:0] \$579 ;
   wire \$58 ;
-  reg [4:0] \$580 ;
-  reg [3:0] \$581 ;
-  reg [2:0] \$582 ;
+  reg [3:0] \$580 ;
+  reg [2:0] \$581 ;
+  reg [10:0] \$582 ;
   reg [10:0] \$583 ;
-  reg [10:0] \$584 ;
-  reg \$585 ;
-  reg [3:0] \$586 ;
+  reg \$584 ;
+  reg [3:0] \$585 ;
+  reg \$586 ;
   reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
+  reg [4:0] \$588 ;
+  reg [2:0] \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg [2:0] \$591 ;
-  reg \$592 ;
-  reg [4:0] \$593 ;
-  reg [2:0] \$594 ;
-  reg [10:0] \$595 ;
-  reg [10:0] \$596 ;
-  reg [10:0] \$597 ;
+  reg [10:0] \$590 ;
+  reg [10:0] \$591 ;
+  reg [10:0] \$592 ;
+  reg [10:0] \$593 ;
+  reg [10:0] \$594 ;
+  reg [4:0] \$595 ;
+  reg [2:0] \$596 ;
+  reg [2:0] \$597 ;
   reg [10:0] \$598 ;
-  reg [10:0] \$599 ;
-  wire \$6 ;
+  reg [4:0] \$599 ;
+  wire [7:0] \$6 ;
   wire \$60 ;
-  reg [4:0] \$600 ;
-  reg [2:0] \$601 ;
-  reg [2:0] \$602 ;
-  reg [10:0] \$603 ;
-  reg [4:0] \$604 ;
-  reg [8:0] \$605 ;
-  reg [3:0] \$606 ;
-  reg [4:0] \$607 ;
-  reg [2:0] \$608 ;
-  reg [8:0] \$609 ;
+  reg [8:0] \$600 ;
+  reg [3:0] \$601 ;
+  reg [4:0] \$602 ;
+  reg [2:0] \$603 ;
+  reg [8:0] \$604 ;
+  reg [3:0] \$605 ;
+  reg [4:0] \$606 ;
+  reg \$607 ;
+  reg [3:0] \$608 ;
+  reg [10:0] \$609 ;
   wire \$61 ;
-  reg [3:0] \$610 ;
-  reg [4:0] \$611 ;
-  reg \$612 ;
-  reg [3:0] \$613 ;
-  reg [10:0] \$614 ;
+  reg [4:0] \$610 ;
+  reg [3:0] \$611 ;
+  reg [10:0] \$612 ;
+  reg [5:0] \$613 ;
+  reg \$614 ;
   reg [4:0] \$615 ;
-  reg [3:0] \$616 ;
-  reg [10:0] \$617 ;
-  reg [5:0] \$618 ;
-  reg \$619 ;
+  reg [4:0] \$616 ;
+  reg [4:0] \$617 ;
+  reg [3:0] \$618 ;
+  reg [4:0] \$619 ;
   wire \$62 ;
   reg [4:0] \$620 ;
-  reg [4:0] \$621 ;
-  reg [4:0] \$622 ;
-  reg [3:0] \$623 ;
-  reg [4:0] \$624 ;
-  reg [4:0] \$625 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [7:0] \$66 ;
-  wire [7:0] \$67 ;
-  wire [7:0] \$68 ;
-  wire [7:0] \$69 ;
-  wire [11:0] \$7 ;
-  wire [7:0] \$70 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [7:0] \$7 ;
+  wire \$70 ;
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire [7:0] \$75 ;
-  wire [7:0] \$76 ;
-  wire [7:0] \$77 ;
-  wire [7:0] \$78 ;
-  wire [7:0] \$79 ;
-  wire \$8 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [7:0] \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
-  wire [7:0] \$84 ;
-  wire [7:0] \$85 ;
-  wire [7:0] \$86 ;
-  wire [7:0] \$87 ;
-  wire [7:0] \$88 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
   wire \$89 ;
-  wire [11:0] \$9 ;
+  wire [7:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [7:0] \$94 ;
-  wire [7:0] \$95 ;
-  wire [7:0] \$96 ;
-  wire [7:0] \$97 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   wire \$signal ;
-  (* init = 1'h0 *)
-  wire \$signal$33 ;
-  (* init = 1'h0 *)
-  wire \$signal$49 ;
-  reg \$signal$75  = 1'h0;
+  wire \$signal$51 ;
+  reg \$signal$52  = 1'h0;
+  wire \$signal$53 ;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$11 ;
-  wire [10:0] \$signature__addr$14 ;
-  wire [10:0] \$signature__addr$17 ;
-  wire [10:0] \$signature__addr$20 ;
-  reg [10:0] \$signature__addr$46  = 11'h000;
-  reg [10:0] \$signature__addr$50  = 11'h000;
-  reg [10:0] \$signature__addr$53  = 11'h000;
-  reg [10:0] \$signature__addr$56  = 11'h000;
-  reg [10:0] \$signature__addr$59  = 11'h000;
+  wire [10:0] \$signature__addr$29 ;
+  wire [10:0] \$signature__addr$32 ;
+  wire [10:0] \$signature__addr$35 ;
+  wire [10:0] \$signature__addr$38 ;
+  reg [10:0] \$signature__addr$54  = 11'h000;
+  reg [10:0] \$signature__addr$57  = 11'h000;
+  reg [10:0] \$signature__addr$60  = 11'h000;
+  reg [10:0] \$signature__addr$63  = 11'h000;
+  reg [10:0] \$signature__addr$66  = 11'h000;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$12 ;
-  wire [7:0] \$signature__data$15 ;
-  wire [7:0] \$signature__data$18 ;
-  wire [7:0] \$signature__data$21 ;
-  wire [7:0] \$signature__data$63 ;
-  wire [7:0] \$signature__data$64 ;
-  wire [7:0] \$signature__data$65 ;
-  wire [7:0] \$signature__data$66 ;
-  wire [7:0] \$signature__data$67 ;
+  wire [7:0] \$signature__data$30 ;
+  wire [7:0] \$signature__data$33 ;
+  wire [7:0] \$signature__data$36 ;
+  wire [7:0] \$signature__data$39 ;
+  wire [7:0] \$signature__data$70 ;
+  wire [7:0] \$signature__data$71 ;
+  wire [7:0] \$signature__data$72 ;
+  wire [7:0] \$signature__data$73 ;
+  wire [7:0] \$signature__data$74 ;
   wire \$signature__en ;
-  wire \$signature__en$13 ;
-  wire \$signature__en$16 ;
-  wire \$signature__en$19 ;
-  wire \$signature__en$22 ;
-  reg \$signature__en$48  = 1'h0;
-  (* init = 1'h0 *)
-  wire \$signature__en$52 ;
-  (* init = 1'h0 *)
-  wire \$signature__en$55 ;
-  (* init = 1'h0 *)
-  wire \$signature__en$58 ;
-  (* init = 1'h0 *)
-  wire \$signature__en$61 ;
+  wire \$signature__en$31 ;
+  wire \$signature__en$34 ;
+  wire \$signature__en$37 ;
+  wire \$signature__en$40 ;
+  wire \$signature__en$56 ;
+  wire \$signature__en$59 ;
+  wire \$signature__en$62 ;
+  wire \$signature__en$65 ;
+  wire \$signature__en$68 ;
   reg ahead = 1'h0;
   wire avail;
   reg [10:0] base_row = 11'h360;
@@ -14859,28 +14810,42 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   input clk;
   wire clk;
   reg [5:0] d = 6'h02;
-  reg [47:0] held = 48'h000000000000;
-  input [7:0] i__payload;
-  wire [7:0] i__payload;
-  output i__ready;
-  reg i__ready = 1'h1;
-  input i__valid;
+  wire [47:0] i__payload;
+  wire [39:0] \i__payload$10 ;
+  input [7:0] \i__payload$26 ;
+  wire [7:0] \i__payload$26 ;
+  wire [47:0] \i__payload$69 ;
+  wire i__ready;
+  output \i__ready$18 ;
+  reg \i__ready$18  = 1'h1;
+  wire \i__ready$50 ;
+  wire \i__ready$9 ;
   wire i__valid;
+  input \i__valid$21 ;
+  wire \i__valid$21 ;
+  reg \i__valid$49  = 1'h0;
+  wire \i__valid$6 ;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
   reg [4:0] ix0 = 5'h1e;
   reg [4:0] iy = 5'h1e;
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
-  output [39:0] o__payload;
-  wire [39:0] o__payload;
-  wire [39:0] \o__payload$37 ;
-  input o__ready;
+  wire [47:0] o__payload;
+  wire [47:0] \o__payload$11 ;
+  output [39:0] \o__payload$12 ;
+  wire [39:0] \o__payload$12 ;
+  wire [39:0] \o__payload$13 ;
   wire o__ready;
-  wire \o__ready$39 ;
-  output o__valid;
+  input \o__ready$14 ;
+  wire \o__ready$14 ;
+  wire \o__ready$15 ;
+  wire \o__ready$8 ;
   wire o__valid;
-  wire \o__valid$41 ;
+  output \o__valid$16 ;
+  wire \o__valid$16 ;
+  wire \o__valid$17 ;
+  wire \o__valid$7 ;
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
@@ -14899,11 +14864,6 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   (* init = 11'h000 *)
   wire [10:0] r_addr4;
   reg r_done = 1'h0;
-  wire [47:0] raw;
-  reg read_credits_returned = 1'h0;
-  reg read_credits_room = 1'h1;
-  wire read_credits_room_next;
-  reg [2:0] read_credits_space = 3'h6;
   reg [4:0] room_low_2 = 5'h04;
   reg [4:0] room_low_3 = 5'h05;
   reg [4:0] room_w_13 = 5'h13;
@@ -14915,7 +14875,6 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   reg [10:0] row_addr = 11'h360;
   input rst;
   wire rst;
-  wire [2:0] space_next;
   reg [10:0] step_base_row = 11'h360;
   reg [3:0] step_base_slot = 4'h9;
   reg [10:0] step_img_row = 11'h000;
@@ -14925,8 +14884,6 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   wire switch;
   reg [2:0] w_b = 3'h0;
   reg [4:0] w_c = 5'h00;
-  wire [39:0] w_data;
-  reg w_en = 1'h0;
   reg [10:0] w_grp = 11'h000;
   reg [3:0] w_row = 4'h0;
   reg [10:0] w_rowbase = 11'h000;
@@ -15995,15 +15952,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      bank0[\$1 [10:0]] <= i__payload;
+      bank0[\$46 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    if (\$signature__en$48 ) begin
-      _0_ <= bank0[\$signature__addr$46 ];
+    if (\$signal ) begin
+      _0_ <= bank0[\$signature__addr$54 ];
     end
   end
-  assign \$signature__data$63  = _0_;
+  assign \$signature__data$70  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -17066,16 +17023,16 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
     bank1[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$13 )
-      bank1[\$3 [10:0]] <= i__payload;
+    if (\$signature__en$31 )
+      bank1[\$48 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
-    if (\$signature__en$48 ) begin
-      _1_ <= bank1[\$signature__addr$50 ];
+    if (\$signal ) begin
+      _1_ <= bank1[\$signature__addr$57 ];
     end
   end
-  assign \$signature__data$64  = _1_;
+  assign \$signature__data$71  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -18138,16 +18095,16 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
     bank2[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$16 )
-      bank2[\$5 [10:0]] <= i__payload;
+    if (\$signature__en$34 )
+      bank2[\$50 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    if (\$signature__en$48 ) begin
-      _2_ <= bank2[\$signature__addr$53 ];
+    if (\$signal ) begin
+      _2_ <= bank2[\$signature__addr$60 ];
     end
   end
-  assign \$signature__data$65  = _2_;
+  assign \$signature__data$72  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -19210,16 +19167,16 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
     bank3[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$19 )
-      bank3[\$7 [10:0]] <= i__payload;
+    if (\$signature__en$37 )
+      bank3[\$52 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    if (\$signature__en$48 ) begin
-      _3_ <= bank3[\$signature__addr$56 ];
+    if (\$signal ) begin
+      _3_ <= bank3[\$signature__addr$63 ];
     end
   end
-  assign \$signature__data$66  = _3_;
+  assign \$signature__data$73  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -20282,446 +20239,432 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
     bank4[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$22 )
-      bank4[\$9 [10:0]] <= i__payload;
+    if (\$signature__en$40 )
+      bank4[\$54 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
-    if (\$signature__en$48 ) begin
-      _4_ <= bank4[\$signature__addr$59 ];
+    if (\$signal ) begin
+      _4_ <= bank4[\$signature__addr$66 ];
     end
   end
-  assign \$signature__data$67  = _4_;
-  assign \$365  = \$363  & \$364 ;
-  assign \$366  = \$365  & room_w_14[4];
-  assign \$367  = ahead | \$366 ;
-  assign \$368  = switch ? 1'h0 : \$367 ;
-  assign \$369  = oy == 4'hd;
-  assign \$370  = r_done | \$369 ;
-  assign \$371  = switch ? 1'h0 : \$370 ;
-  assign \$372  = ~ \$371 ;
-  assign \$374  = oy == 4'hd;
-  assign \$375  = r_done | \$374 ;
-  assign \$376  = switch ? 1'h0 : \$375 ;
-  assign \$379  = \$368  ? 1'h0 : 1'h1;
-  assign \$380  = ~ ahead;
-  assign \$381  = ~ room_w_13[4];
-  assign \$382  = \$380  & \$381 ;
-  assign \$383  = \$382  & room_w_14[4];
-  assign \$384  = ahead | \$383 ;
-  assign \$385  = switch ? 1'h0 : \$384 ;
-  assign \$386  = oy == 4'hd;
-  assign \$387  = r_done | \$386 ;
-  assign \$388  = switch ? 1'h0 : \$387 ;
-  assign \$389  = ~ \$388 ;
-  assign \$390  = \$389  & room_low_2[4];
-  assign \$391  = oy == 4'hd;
-  assign \$392  = r_done | \$391 ;
-  assign \$393  = switch ? 1'h0 : \$392 ;
-  assign \$396  = \$385  ? \$390  : 1'h1;
-  assign \$397  = \$362  ? \$379  : \$396 ;
-  assign \$398  = oy == 4'hd;
-  assign \$399  = ~ ahead;
-  assign \$400  = ~ room_w_13[4];
-  assign \$401  = \$399  & \$400 ;
-  assign \$402  = \$401  & room_w_14[4];
-  assign \$403  = ahead | \$402 ;
-  assign \$404  = switch ? 1'h0 : \$403 ;
-  assign \$405  = oy == 4'hd;
-  assign \$406  = r_done | \$405 ;
-  assign \$407  = switch ? 1'h0 : \$406 ;
-  assign \$408  = ~ \$407 ;
-  assign \$410  = oy == 4'hd;
-  assign \$411  = r_done | \$410 ;
-  assign \$412  = switch ? 1'h0 : \$411 ;
-  assign \$413  = \$412  | room_w_8[3];
-  assign \$414  = room_w_13[4] & \$413 ;
-  assign \$415  = \$404  ? 1'h0 : \$414 ;
-  assign \$416  = ~ ahead;
-  assign \$417  = ~ room_w_13[4];
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = \$418  & room_w_14[4];
-  assign \$420  = ahead | \$419 ;
-  assign \$421  = switch ? 1'h0 : \$420 ;
-  assign \$422  = oy == 4'hd;
-  assign \$423  = r_done | \$422 ;
-  assign \$424  = switch ? 1'h0 : \$423 ;
-  assign \$425  = ~ \$424 ;
-  assign \$426  = $signed(d) < $signed(3'h5);
-  assign \$427  = \$425  & \$426 ;
-  assign \$428  = oy == 4'hd;
-  assign \$429  = r_done | \$428 ;
-  assign \$430  = switch ? 1'h0 : \$429 ;
-  assign \$431  = $signed(d) < $signed(5'h0b);
-  assign \$432  = \$430  | \$431 ;
-  assign \$433  = room_w_13[4] & \$432 ;
-  assign \$434  = \$421  ? \$427  : \$433 ;
-  assign \$435  = \$398  ? \$415  : \$434 ;
-  assign \$436  = \$361  ? \$397  : \$435 ;
-  assign \$437  = oy == 4'hd;
-  assign \$438  = switch ? 1'h0 : ahead;
-  assign \$439  = oy == 4'hd;
-  assign \$440  = r_done | \$439 ;
-  assign \$441  = switch ? 1'h0 : \$440 ;
-  assign \$442  = ~ \$441 ;
-  assign \$444  = oy == 4'hd;
-  assign \$445  = r_done | \$444 ;
-  assign \$446  = switch ? 1'h0 : \$445 ;
-  assign \$447  = \$446  | room_w_9[4];
-  assign \$448  = room_w_14[4] & \$447 ;
-  assign \$449  = \$438  ? 1'h0 : \$448 ;
-  assign \$450  = switch ? 1'h0 : ahead;
-  assign \$451  = oy == 4'hd;
-  assign \$452  = r_done | \$451 ;
-  assign \$453  = switch ? 1'h0 : \$452 ;
-  assign \$454  = ~ \$453 ;
-  assign \$455  = $signed(d) < $signed(2'h2);
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = oy == 4'hd;
-  assign \$458  = r_done | \$457 ;
-  assign \$459  = switch ? 1'h0 : \$458 ;
-  assign \$460  = $signed(d) < $signed(5'h0c);
-  assign \$461  = \$459  | \$460 ;
-  assign \$462  = room_w_14[4] & \$461 ;
-  assign \$463  = \$450  ? \$456  : \$462 ;
-  assign \$464  = \$437  ? \$449  : \$463 ;
-  assign \$465  = \$357  ? \$436  : \$464 ;
-  assign \$466  = w_c == 5'h1f;
-  assign \$467  = write & \$466 ;
-  assign \$468  = w_x == 4'hd;
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = ~ ahead;
-  assign \$471  = ~ room_w_13[4];
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = \$472  & room_w_14[4];
-  assign \$474  = ~ ahead;
-  assign \$475  = ~ room_w_13[4];
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$476  & room_w_14[4];
-  assign \$478  = ahead | \$477 ;
-  assign \$479  = switch ? 1'h0 : \$478 ;
-  assign \$480  = switch ? 1'h0 : r_done;
-  assign \$481  = ~ \$480 ;
-  assign \$482  = \$481  & room_low_3[4];
-  assign \$483  = switch ? 1'h0 : r_done;
-  assign \$486  = \$479  ? \$482  : 1'h1;
-  assign \$487  = ~ ahead;
-  assign \$488  = ~ room_w_13[4];
-  assign \$489  = \$487  & \$488 ;
-  assign \$490  = \$489  & room_w_14[4];
-  assign \$491  = ahead | \$490 ;
-  assign \$492  = switch ? 1'h0 : \$491 ;
-  assign \$493  = switch ? 1'h0 : r_done;
-  assign \$494  = ~ \$493 ;
-  assign \$495  = $signed(d) < $signed(3'h4);
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = switch ? 1'h0 : r_done;
-  assign \$498  = $signed(d) < $signed(5'h0a);
-  assign \$499  = \$497  | \$498 ;
-  assign \$500  = room_w_13[4] & \$499 ;
-  assign \$501  = \$492  ? \$496  : \$500 ;
-  assign \$502  = \$473  ? \$486  : \$501 ;
-  assign \$503  = switch ? 1'h0 : ahead;
-  assign \$504  = switch ? 1'h0 : r_done;
-  assign \$505  = ~ \$504 ;
-  assign \$506  = $signed(d) < $signed(3'h5);
-  assign \$507  = \$505  & \$506 ;
-  assign \$508  = switch ? 1'h0 : r_done;
-  assign \$509  = $signed(d) < $signed(5'h0b);
-  assign \$510  = \$508  | \$509 ;
-  assign \$511  = room_w_14[4] & \$510 ;
-  assign \$512  = \$503  ? \$507  : \$511 ;
-  assign \$513  = switch ? \$512  : i__ready;
-  assign \$514  = \$469  ? \$502  : \$513 ;
-  assign \$515  = \$353  ? \$465  : \$514 ;
-  assign \$516  = w_c == 5'h1f;
-  assign \$517  = write & \$516 ;
-  assign \$518  = w_x == 4'hd;
-  assign \$519  = \$517  & \$518 ;
-  assign \$520  = ~ ahead;
-  assign \$521  = ~ room_w_13[4];
-  assign \$522  = \$520  & \$521 ;
-  assign \$523  = \$522  & room_w_14[4];
-  assign \$524  = $signed(room_w_13) + $signed(2'h1);
-  assign \$525  = \$523  ? 6'h33 : \$524 ;
-  assign \$526  = \$519  ? \$525  : { room_w_13[4], room_w_13 };
-  assign \$527  = w_c == 5'h1f;
-  assign \$528  = write & \$527 ;
-  assign \$529  = w_x == 4'hd;
-  assign \$530  = \$528  & \$529 ;
-  assign \$531  = ~ ahead;
-  assign \$532  = ~ room_w_13[4];
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = \$533  & room_w_14[4];
-  assign \$535  = $signed(room_w_14) + $signed(2'h1);
-  assign \$536  = \$534  ? 6'h32 : \$535 ;
-  assign \$537  = \$530  ? \$536  : { room_w_14[4], room_w_14 };
-  assign \$538  = ky == 3'h4;
-  assign \$539  = \$signal  & \$538 ;
-  assign \$540  = c == 5'h1f;
-  assign \$541  = \$539  & \$540 ;
-  assign \$542  = ox == 4'hd;
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = oy == 4'hd;
-  assign \$545  = $signed(room_low_2) - $signed(2'h1);
-  assign \$546  = \$544  ? 6'h04 : \$545 ;
-  assign \$547  = \$543  ? \$546  : { room_low_2[4], room_low_2 };
-  assign \$548  = w_c == 5'h1f;
-  assign \$549  = write & \$548 ;
-  assign \$550  = w_x == 4'hd;
-  assign \$551  = \$549  & \$550 ;
-  assign \$552  = ~ ahead;
-  assign \$553  = ~ room_w_13[4];
-  assign \$554  = \$552  & \$553 ;
-  assign \$555  = \$554  & room_w_14[4];
-  assign \$556  = $signed(room_w_8) + $signed(2'h1);
-  assign \$557  = \$555  ? 5'h18 : \$556 ;
-  assign \$558  = \$551  ? \$557  : { room_w_8[3], room_w_8 };
-  assign \$559  = w_c == 5'h1f;
-  assign \$560  = write & \$559 ;
-  assign \$561  = w_x == 4'hd;
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = ~ ahead;
-  assign \$564  = ~ room_w_13[4];
-  assign \$565  = \$563  & \$564 ;
-  assign \$566  = \$565  & room_w_14[4];
-  assign \$567  = $signed(room_w_9) + $signed(2'h1);
-  assign \$568  = \$566  ? 6'h37 : \$567 ;
-  assign \$569  = \$562  ? \$568  : { room_w_9[4], room_w_9 };
-  assign \$570  = ky == 3'h4;
-  assign \$571  = \$signal  & \$570 ;
-  assign \$572  = c == 5'h1f;
-  assign \$573  = \$571  & \$572 ;
-  assign \$574  = ox == 4'hd;
-  assign \$575  = \$573  & \$574 ;
-  assign \$576  = oy == 4'hd;
-  assign \$577  = $signed(room_low_3) - $signed(2'h1);
-  assign \$578  = \$576  ? 6'h05 : \$577 ;
-  assign \$579  = \$575  ? \$578  : { room_low_3[4], room_low_3 };
+  assign \$signature__data$74  = _4_;
+  assign \$369  = r_done | \$368 ;
+  assign \$370  = switch ? 1'h0 : \$369 ;
+  assign \$371  = ~ \$370 ;
+  assign \$373  = oy == 4'hd;
+  assign \$374  = r_done | \$373 ;
+  assign \$375  = switch ? 1'h0 : \$374 ;
+  assign \$378  = \$367  ? 1'h0 : 1'h1;
+  assign \$379  = ~ ahead;
+  assign \$380  = ~ room_w_13[4];
+  assign \$381  = \$379  & \$380 ;
+  assign \$382  = \$381  & room_w_14[4];
+  assign \$383  = ahead | \$382 ;
+  assign \$384  = switch ? 1'h0 : \$383 ;
+  assign \$385  = oy == 4'hd;
+  assign \$386  = r_done | \$385 ;
+  assign \$387  = switch ? 1'h0 : \$386 ;
+  assign \$388  = ~ \$387 ;
+  assign \$389  = \$388  & room_low_2[4];
+  assign \$390  = oy == 4'hd;
+  assign \$391  = r_done | \$390 ;
+  assign \$392  = switch ? 1'h0 : \$391 ;
+  assign \$395  = \$384  ? \$389  : 1'h1;
+  assign \$396  = \$361  ? \$378  : \$395 ;
+  assign \$397  = oy == 4'hd;
+  assign \$398  = ~ ahead;
+  assign \$399  = ~ room_w_13[4];
+  assign \$400  = \$398  & \$399 ;
+  assign \$401  = \$400  & room_w_14[4];
+  assign \$402  = ahead | \$401 ;
+  assign \$403  = switch ? 1'h0 : \$402 ;
+  assign \$404  = oy == 4'hd;
+  assign \$405  = r_done | \$404 ;
+  assign \$406  = switch ? 1'h0 : \$405 ;
+  assign \$407  = ~ \$406 ;
+  assign \$409  = oy == 4'hd;
+  assign \$410  = r_done | \$409 ;
+  assign \$411  = switch ? 1'h0 : \$410 ;
+  assign \$412  = \$411  | room_w_8[3];
+  assign \$413  = room_w_13[4] & \$412 ;
+  assign \$414  = \$403  ? 1'h0 : \$413 ;
+  assign \$415  = ~ ahead;
+  assign \$416  = ~ room_w_13[4];
+  assign \$417  = \$415  & \$416 ;
+  assign \$418  = \$417  & room_w_14[4];
+  assign \$419  = ahead | \$418 ;
+  assign \$420  = switch ? 1'h0 : \$419 ;
+  assign \$421  = oy == 4'hd;
+  assign \$422  = r_done | \$421 ;
+  assign \$423  = switch ? 1'h0 : \$422 ;
+  assign \$424  = ~ \$423 ;
+  assign \$425  = $signed(d) < $signed(3'h5);
+  assign \$426  = \$424  & \$425 ;
+  assign \$427  = oy == 4'hd;
+  assign \$428  = r_done | \$427 ;
+  assign \$429  = switch ? 1'h0 : \$428 ;
+  assign \$430  = $signed(d) < $signed(5'h0b);
+  assign \$431  = \$429  | \$430 ;
+  assign \$432  = room_w_13[4] & \$431 ;
+  assign \$433  = \$420  ? \$426  : \$432 ;
+  assign \$434  = \$397  ? \$414  : \$433 ;
+  assign \$435  = \$360  ? \$396  : \$434 ;
+  assign \$436  = oy == 4'hd;
+  assign \$437  = switch ? 1'h0 : ahead;
+  assign \$438  = oy == 4'hd;
+  assign \$439  = r_done | \$438 ;
+  assign \$440  = switch ? 1'h0 : \$439 ;
+  assign \$441  = ~ \$440 ;
+  assign \$443  = oy == 4'hd;
+  assign \$444  = r_done | \$443 ;
+  assign \$445  = switch ? 1'h0 : \$444 ;
+  assign \$446  = \$445  | room_w_9[4];
+  assign \$447  = room_w_14[4] & \$446 ;
+  assign \$448  = \$437  ? 1'h0 : \$447 ;
+  assign \$449  = switch ? 1'h0 : ahead;
+  assign \$450  = oy == 4'hd;
+  assign \$451  = r_done | \$450 ;
+  assign \$452  = switch ? 1'h0 : \$451 ;
+  assign \$453  = ~ \$452 ;
+  assign \$454  = $signed(d) < $signed(2'h2);
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = oy == 4'hd;
+  assign \$457  = r_done | \$456 ;
+  assign \$458  = switch ? 1'h0 : \$457 ;
+  assign \$459  = $signed(d) < $signed(5'h0c);
+  assign \$460  = \$458  | \$459 ;
+  assign \$461  = room_w_14[4] & \$460 ;
+  assign \$462  = \$449  ? \$455  : \$461 ;
+  assign \$463  = \$436  ? \$448  : \$462 ;
+  assign \$464  = \$356  ? \$435  : \$463 ;
+  assign \$465  = w_c == 5'h1f;
+  assign \$466  = write & \$465 ;
+  assign \$467  = w_x == 4'hd;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = ~ ahead;
+  assign \$470  = ~ room_w_13[4];
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = \$471  & room_w_14[4];
+  assign \$473  = ~ ahead;
+  assign \$474  = ~ room_w_13[4];
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = \$475  & room_w_14[4];
+  assign \$477  = ahead | \$476 ;
+  assign \$478  = switch ? 1'h0 : \$477 ;
+  assign \$479  = switch ? 1'h0 : r_done;
+  assign \$480  = ~ \$479 ;
+  assign \$481  = \$480  & room_low_3[4];
+  assign \$482  = switch ? 1'h0 : r_done;
+  assign \$485  = \$478  ? \$481  : 1'h1;
+  assign \$486  = ~ ahead;
+  assign \$487  = ~ room_w_13[4];
+  assign \$488  = \$486  & \$487 ;
+  assign \$489  = \$488  & room_w_14[4];
+  assign \$490  = ahead | \$489 ;
+  assign \$491  = switch ? 1'h0 : \$490 ;
+  assign \$492  = switch ? 1'h0 : r_done;
+  assign \$493  = ~ \$492 ;
+  assign \$494  = $signed(d) < $signed(3'h4);
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = switch ? 1'h0 : r_done;
+  assign \$497  = $signed(d) < $signed(5'h0a);
+  assign \$498  = \$496  | \$497 ;
+  assign \$499  = room_w_13[4] & \$498 ;
+  assign \$500  = \$491  ? \$495  : \$499 ;
+  assign \$501  = \$472  ? \$485  : \$500 ;
+  assign \$502  = switch ? 1'h0 : ahead;
+  assign \$503  = switch ? 1'h0 : r_done;
+  assign \$504  = ~ \$503 ;
+  assign \$505  = $signed(d) < $signed(3'h5);
+  assign \$506  = \$504  & \$505 ;
+  assign \$507  = switch ? 1'h0 : r_done;
+  assign \$508  = $signed(d) < $signed(5'h0b);
+  assign \$509  = \$507  | \$508 ;
+  assign \$510  = room_w_14[4] & \$509 ;
+  assign \$511  = \$502  ? \$506  : \$510 ;
+  assign \$512  = switch ? \$511  : \i__ready$18 ;
+  assign \$513  = \$468  ? \$501  : \$512 ;
+  assign \$514  = \$352  ? \$464  : \$513 ;
+  assign \$515  = w_c == 5'h1f;
+  assign \$516  = write & \$515 ;
+  assign \$517  = w_x == 4'hd;
+  assign \$518  = \$516  & \$517 ;
+  assign \$519  = ~ ahead;
+  assign \$520  = ~ room_w_13[4];
+  assign \$521  = \$519  & \$520 ;
+  assign \$522  = \$521  & room_w_14[4];
+  assign \$523  = $signed(room_w_13) + $signed(2'h1);
+  assign \$524  = \$522  ? 6'h33 : \$523 ;
+  assign \$525  = \$518  ? \$524  : { room_w_13[4], room_w_13 };
+  assign \$526  = w_c == 5'h1f;
+  assign \$527  = write & \$526 ;
+  assign \$528  = w_x == 4'hd;
+  assign \$529  = \$527  & \$528 ;
+  assign \$530  = ~ ahead;
+  assign \$531  = ~ room_w_13[4];
+  assign \$532  = \$530  & \$531 ;
+  assign \$533  = \$532  & room_w_14[4];
+  assign \$534  = $signed(room_w_14) + $signed(2'h1);
+  assign \$535  = \$533  ? 6'h32 : \$534 ;
+  assign \$536  = \$529  ? \$535  : { room_w_14[4], room_w_14 };
+  assign \$537  = ky == 3'h4;
+  assign \$538  = \$signal$53  & \$537 ;
+  assign \$539  = c == 5'h1f;
+  assign \$540  = \$538  & \$539 ;
+  assign \$541  = ox == 4'hd;
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = oy == 4'hd;
+  assign \$544  = $signed(room_low_2) - $signed(2'h1);
+  assign \$545  = \$543  ? 6'h04 : \$544 ;
+  assign \$546  = \$542  ? \$545  : { room_low_2[4], room_low_2 };
+  assign \$547  = w_c == 5'h1f;
+  assign \$548  = write & \$547 ;
+  assign \$549  = w_x == 4'hd;
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = ~ ahead;
+  assign \$552  = ~ room_w_13[4];
+  assign \$553  = \$551  & \$552 ;
+  assign \$554  = \$553  & room_w_14[4];
+  assign \$555  = $signed(room_w_8) + $signed(2'h1);
+  assign \$556  = \$554  ? 5'h18 : \$555 ;
+  assign \$557  = \$550  ? \$556  : { room_w_8[3], room_w_8 };
+  assign \$558  = w_c == 5'h1f;
+  assign \$559  = write & \$558 ;
+  assign \$560  = w_x == 4'hd;
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = ~ ahead;
+  assign \$563  = ~ room_w_13[4];
+  assign \$564  = \$562  & \$563 ;
+  assign \$565  = \$564  & room_w_14[4];
+  assign \$566  = $signed(room_w_9) + $signed(2'h1);
+  assign \$567  = \$565  ? 6'h37 : \$566 ;
+  assign \$568  = \$561  ? \$567  : { room_w_9[4], room_w_9 };
+  assign \$569  = ky == 3'h4;
+  assign \$570  = \$signal$53  & \$569 ;
+  assign \$571  = c == 5'h1f;
+  assign \$572  = \$570  & \$571 ;
+  assign \$573  = ox == 4'hd;
+  assign \$574  = \$572  & \$573 ;
+  assign \$575  = oy == 4'hd;
+  assign \$576  = $signed(room_low_3) - $signed(2'h1);
+  assign \$577  = \$575  ? 6'h05 : \$576 ;
+  assign \$578  = \$574  ? \$577  : { room_low_3[4], room_low_3 };
   always @(posedge clk)
-    w_c <= \$580 ;
+    w_c <= \$579 ;
   always @(posedge clk)
-    w_x <= \$581 ;
+    w_x <= \$580 ;
   always @(posedge clk)
-    w_b <= \$582 ;
+    w_b <= \$581 ;
   always @(posedge clk)
-    w_rowbase <= \$583 ;
+    w_rowbase <= \$582 ;
   always @(posedge clk)
-    w_grp <= \$584 ;
+    w_grp <= \$583 ;
   always @(posedge clk)
-    ahead <= \$585 ;
+    ahead <= \$584 ;
   always @(posedge clk)
-    w_row <= \$586 ;
+    w_row <= \$585 ;
   always @(posedge clk)
-    \$signature__en$48  <= \$587 ;
+    \$signal$52  <= \$586 ;
   always @(posedge clk)
-    \$signal$75  <= \$588 ;
+    \i__valid$49  <= \$587 ;
   always @(posedge clk)
-    w_en <= \$589 ;
+    pads_a <= \$588 ;
   always @(posedge clk)
-    held <= { pads, rot, \$signature__data$67 , \$signature__data$66 , \$signature__data$65 , \$signature__data$64 , \$signature__data$63  };
+    rot_a <= \$589 ;
   always @(posedge clk)
-    read_credits_returned <= \$590 ;
+    \$signature__addr$54  <= \$590 ;
   always @(posedge clk)
-    read_credits_space <= \$591 ;
+    \$signature__addr$57  <= \$591 ;
   always @(posedge clk)
-    read_credits_room <= \$592 ;
+    \$signature__addr$60  <= \$592 ;
   always @(posedge clk)
-    pads_a <= \$593 ;
+    \$signature__addr$63  <= \$593 ;
   always @(posedge clk)
-    rot_a <= \$594 ;
+    \$signature__addr$66  <= \$594 ;
   always @(posedge clk)
-    \$signature__addr$46  <= \$595 ;
+    pads <= \$595 ;
   always @(posedge clk)
-    \$signature__addr$50  <= \$596 ;
+    rot <= \$596 ;
   always @(posedge clk)
-    \$signature__addr$53  <= \$597 ;
+    step_next_slot <= \$208 [3:0];
   always @(posedge clk)
-    \$signature__addr$56  <= \$598 ;
+    step_next_row <= \$214 [10:0];
   always @(posedge clk)
-    \$signature__addr$59  <= \$599 ;
+    step_img_slot <= \$220 [3:0];
   always @(posedge clk)
-    pads <= \$600 ;
+    step_img_row <= \$226 [10:0];
   always @(posedge clk)
-    rot <= \$601 ;
+    step_base_slot <= \$232 [3:0];
   always @(posedge clk)
-    step_next_slot <= \$209 [3:0];
+    step_base_row <= \$238 [10:0];
   always @(posedge clk)
-    step_next_row <= \$215 [10:0];
+    ky <= \$597 ;
   always @(posedge clk)
-    step_img_slot <= \$221 [3:0];
+    row_addr <= \$598 ;
   always @(posedge clk)
-    step_img_row <= \$227 [10:0];
+    c <= \$599 ;
   always @(posedge clk)
-    step_base_slot <= \$233 [3:0];
+    qc <= \$600 ;
   always @(posedge clk)
-    step_base_row <= \$239 [10:0];
+    ox <= \$601 ;
   always @(posedge clk)
-    ky <= \$602 ;
+    ix0 <= \$602 ;
   always @(posedge clk)
-    row_addr <= \$603 ;
+    r0 <= \$603 ;
   always @(posedge clk)
-    c <= \$604 ;
+    q0c <= \$604 ;
   always @(posedge clk)
-    qc <= \$605 ;
+    oy <= \$605 ;
   always @(posedge clk)
-    ox <= \$606 ;
+    low <= \$606 ;
   always @(posedge clk)
-    ix0 <= \$607 ;
+    r_done <= \$607 ;
   always @(posedge clk)
-    r0 <= \$608 ;
+    base_slot <= \$608 ;
   always @(posedge clk)
-    q0c <= \$609 ;
+    base_row <= \$609 ;
   always @(posedge clk)
-    oy <= \$610 ;
+    iy <= \$610 ;
   always @(posedge clk)
-    low <= \$611 ;
+    img_slot <= \$611 ;
   always @(posedge clk)
-    r_done <= \$612 ;
+    img_row <= \$612 ;
   always @(posedge clk)
-    base_slot <= \$613 ;
+    d <= \$613 ;
   always @(posedge clk)
-    base_row <= \$614 ;
+    \i__ready$18  <= \$614 ;
   always @(posedge clk)
-    iy <= \$615 ;
+    room_w_13 <= \$615 ;
   always @(posedge clk)
-    img_slot <= \$616 ;
+    room_w_14 <= \$616 ;
   always @(posedge clk)
-    img_row <= \$617 ;
+    room_low_2 <= \$617 ;
   always @(posedge clk)
-    d <= \$618 ;
+    room_w_8 <= \$618 ;
   always @(posedge clk)
-    i__ready <= \$619 ;
+    room_w_9 <= \$619 ;
   always @(posedge clk)
-    room_w_13 <= \$620 ;
-  always @(posedge clk)
-    room_w_14 <= \$621 ;
-  always @(posedge clk)
-    room_low_2 <= \$622 ;
-  always @(posedge clk)
-    room_w_8 <= \$623 ;
-  always @(posedge clk)
-    room_w_9 <= \$624 ;
-  always @(posedge clk)
-    room_low_3 <= \$625 ;
-  assign write = i__valid & i__ready;
-  assign \$1  = w_grp + w_c;
-  assign \$2  = ! w_b;
-  assign \$signature__en  = write & \$2 ;
-  assign \$3  = w_grp + w_c;
-  assign \$4  = w_b == 1'h1;
-  assign \$signature__en$13  = write & \$4 ;
-  assign \$5  = w_grp + w_c;
-  assign \$6  = w_b == 2'h2;
-  assign \$signature__en$16  = write & \$6 ;
-  assign \$7  = w_grp + w_c;
-  assign \$8  = w_b == 2'h3;
-  assign \$signature__en$19  = write & \$8 ;
-  assign \$9  = w_grp + w_c;
-  assign \$10  = w_b == 3'h4;
-  assign \$signature__en$22  = write & \$10 ;
+    room_low_3 <= \$620 ;
+  assign \$1  = \o__payload$11 [42:40] == 3'h4;
+  assign \$2  = \o__payload$11 [42:40] == 2'h3;
+  assign \$3  = \o__payload$11 [42:40] == 2'h2;
+  assign \$4  = \o__payload$11 [42:40] == 1'h1;
+  assign \$5  = \$4  ? \o__payload$11 [15:8] : \o__payload$11 [7:0];
+  assign \$6  = \$3  ? \o__payload$11 [23:16] : \$5 ;
+  assign \$7  = \$2  ? \o__payload$11 [31:24] : \$6 ;
+  assign \$8  = \$1  ? \o__payload$11 [39:32] : \$7 ;
+  assign \$9  = \o__payload$11 [43] ? 8'h00 : \$8 ;
+  assign \$10  = \o__payload$11 [42:40] == 3'h4;
+  assign \$11  = \o__payload$11 [42:40] == 2'h3;
+  assign \$12  = \o__payload$11 [42:40] == 2'h2;
+  assign \$13  = \o__payload$11 [42:40] == 1'h1;
+  assign \$14  = \$13  ? \o__payload$11 [23:16] : \o__payload$11 [15:8];
+  assign \$15  = \$12  ? \o__payload$11 [31:24] : \$14 ;
+  assign \$16  = \$11  ? \o__payload$11 [39:32] : \$15 ;
+  assign \$17  = \$10  ? \o__payload$11 [7:0] : \$16 ;
+  assign \$18  = \o__payload$11 [44] ? 8'h00 : \$17 ;
+  assign \$19  = \o__payload$11 [42:40] == 3'h4;
+  assign \$20  = \o__payload$11 [42:40] == 2'h3;
+  assign \$21  = \o__payload$11 [42:40] == 2'h2;
+  assign \$22  = \o__payload$11 [42:40] == 1'h1;
+  assign \$23  = \$22  ? \o__payload$11 [31:24] : \o__payload$11 [23:16];
+  assign \$24  = \$21  ? \o__payload$11 [39:32] : \$23 ;
+  assign \$25  = \$20  ? \o__payload$11 [7:0] : \$24 ;
+  assign \$26  = \$19  ? \o__payload$11 [15:8] : \$25 ;
+  assign \$27  = \o__payload$11 [45] ? 8'h00 : \$26 ;
+  assign \$28  = \o__payload$11 [42:40] == 3'h4;
+  assign \$29  = \o__payload$11 [42:40] == 2'h3;
+  assign \$30  = \o__payload$11 [42:40] == 2'h2;
+  assign \$31  = \o__payload$11 [42:40] == 1'h1;
+  assign \$32  = \$31  ? \o__payload$11 [39:32] : \o__payload$11 [31:24];
+  assign \$33  = \$30  ? \o__payload$11 [7:0] : \$32 ;
+  assign \$34  = \$29  ? \o__payload$11 [15:8] : \$33 ;
+  assign \$35  = \$28  ? \o__payload$11 [23:16] : \$34 ;
+  assign \$36  = \o__payload$11 [46] ? 8'h00 : \$35 ;
+  assign \$37  = \o__payload$11 [42:40] == 3'h4;
+  assign \$38  = \o__payload$11 [42:40] == 2'h3;
+  assign \$39  = \o__payload$11 [42:40] == 2'h2;
+  assign \$40  = \o__payload$11 [42:40] == 1'h1;
+  assign \$41  = \$40  ? \o__payload$11 [7:0] : \o__payload$11 [39:32];
+  assign \$42  = \$39  ? \o__payload$11 [15:8] : \$41 ;
+  assign \$43  = \$38  ? \o__payload$11 [23:16] : \$42 ;
+  assign \$44  = \$37  ? \o__payload$11 [31:24] : \$43 ;
+  assign \$45  = \o__payload$11 [47] ? 8'h00 : \$44 ;
+  assign write = \i__valid$21  & \i__ready$18 ;
+  assign \$46  = w_grp + w_c;
+  assign \$47  = ! w_b;
+  assign \$signature__en  = write & \$47 ;
+  assign \$48  = w_grp + w_c;
+  assign \$49  = w_b == 1'h1;
+  assign \$signature__en$31  = write & \$49 ;
+  assign \$50  = w_grp + w_c;
+  assign \$51  = w_b == 2'h2;
+  assign \$signature__en$34  = write & \$51 ;
+  assign \$52  = w_grp + w_c;
+  assign \$53  = w_b == 2'h3;
+  assign \$signature__en$37  = write & \$53 ;
+  assign \$54  = w_grp + w_c;
+  assign \$55  = w_b == 3'h4;
+  assign \$signature__en$40  = write & \$55 ;
   assign switch = r_done & ahead;
-  assign \$11  = ~ r_done;
-  assign \$12  = $signed(iy) < $signed(1'h0);
-  assign \$13  = $signed(iy) >= $signed(5'h0e);
-  assign \$14  = \$12  | \$13 ;
-  assign \$15  = \$14  | ahead;
-  assign \$16  = ~ d[5];
-  assign \$17  = | d[4:3];
-  assign \$18  = ! ky;
-  assign \$19  = d[2:0] == 1'h1;
-  assign \$20  = d[2:0] == 2'h2;
-  assign \$21  = d[2:0] == 2'h3;
-  assign \$22  = d[2:0] == 3'h4;
-  assign \$23  = d[2:0] == 3'h5;
-  assign \$24  = d[2:0] == 3'h6;
-  assign \$25  = d[2:0] == 3'h7;
-  assign \$26  = | { \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19  };
-  assign \$27  = \$18  & \$26 ;
-  assign \$28  = ky == 1'h1;
-  assign \$29  = d[2:0] == 2'h2;
-  assign \$30  = d[2:0] == 2'h3;
-  assign \$31  = d[2:0] == 3'h4;
-  assign \$32  = d[2:0] == 3'h5;
-  assign \$33  = d[2:0] == 3'h6;
-  assign \$34  = d[2:0] == 3'h7;
-  assign \$35  = | { \$34 , \$33 , \$32 , \$31 , \$30 , \$29  };
-  assign \$36  = \$28  & \$35 ;
-  assign \$37  = ky == 2'h2;
-  assign \$38  = d[2:0] == 2'h3;
-  assign \$39  = d[2:0] == 3'h4;
-  assign \$40  = d[2:0] == 3'h5;
-  assign \$41  = d[2:0] == 3'h6;
-  assign \$42  = d[2:0] == 3'h7;
-  assign \$43  = | { \$42 , \$41 , \$40 , \$39 , \$38  };
-  assign \$44  = \$37  & \$43 ;
-  assign \$45  = ky == 2'h3;
-  assign \$46  = d[2:0] == 3'h4;
-  assign \$47  = d[2:0] == 3'h5;
-  assign \$48  = d[2:0] == 3'h6;
-  assign \$49  = d[2:0] == 3'h7;
-  assign \$50  = | { \$49 , \$48 , \$47 , \$46  };
-  assign \$51  = \$45  & \$50 ;
-  assign \$52  = ky == 3'h4;
-  assign \$53  = d[2:0] == 3'h5;
-  assign \$54  = d[2:0] == 3'h6;
-  assign \$55  = d[2:0] == 3'h7;
-  assign \$56  = | { \$55 , \$54 , \$53  };
-  assign \$57  = \$52  & \$56 ;
-  assign \$58  = | { \$57 , \$51 , \$44 , \$36 , \$27  };
-  assign \$59  = \$17  | \$58 ;
-  assign \$60  = \$16  & \$59 ;
-  assign \$61  = \$15  | \$60 ;
-  assign avail = \$11  & \$61 ;
-  assign \$signal  = avail & read_credits_room;
-  assign \$62  = held[42:40] == 3'h4;
-  assign \$63  = held[42:40] == 2'h3;
-  assign \$64  = held[42:40] == 2'h2;
-  assign \$65  = held[42:40] == 1'h1;
-  assign \$66  = \$65  ? held[15:8] : held[7:0];
-  assign \$67  = \$64  ? held[23:16] : \$66 ;
-  assign \$68  = \$63  ? held[31:24] : \$67 ;
-  assign \$69  = \$62  ? held[39:32] : \$68 ;
-  assign \$70  = held[43] ? 8'h00 : \$69 ;
-  assign \$71  = held[42:40] == 3'h4;
-  assign \$72  = held[42:40] == 2'h3;
-  assign \$73  = held[42:40] == 2'h2;
-  assign \$74  = held[42:40] == 1'h1;
-  assign \$75  = \$74  ? held[23:16] : held[15:8];
-  assign \$76  = \$73  ? held[31:24] : \$75 ;
-  assign \$77  = \$72  ? held[39:32] : \$76 ;
-  assign \$78  = \$71  ? held[7:0] : \$77 ;
-  assign \$79  = held[44] ? 8'h00 : \$78 ;
-  assign \$80  = held[42:40] == 3'h4;
-  assign \$81  = held[42:40] == 2'h3;
-  assign \$82  = held[42:40] == 2'h2;
-  assign \$83  = held[42:40] == 1'h1;
-  assign \$84  = \$83  ? held[31:24] : held[23:16];
-  assign \$85  = \$82  ? held[39:32] : \$84 ;
-  assign \$86  = \$81  ? held[7:0] : \$85 ;
-  assign \$87  = \$80  ? held[15:8] : \$86 ;
-  assign \$88  = held[45] ? 8'h00 : \$87 ;
-  assign \$89  = held[42:40] == 3'h4;
-  assign \$90  = held[42:40] == 2'h3;
-  assign \$91  = held[42:40] == 2'h2;
-  assign \$92  = held[42:40] == 1'h1;
-  assign \$93  = \$92  ? held[39:32] : held[31:24];
-  assign \$94  = \$91  ? held[7:0] : \$93 ;
-  assign \$95  = \$90  ? held[15:8] : \$94 ;
-  assign \$96  = \$89  ? held[23:16] : \$95 ;
-  assign \$97  = held[46] ? 8'h00 : \$96 ;
-  assign \$98  = held[42:40] == 3'h4;
-  assign \$99  = held[42:40] == 2'h3;
-  assign \$100  = held[42:40] == 2'h2;
-  assign \$101  = held[42:40] == 1'h1;
-  assign \$102  = \$101  ? held[7:0] : held[39:32];
-  assign \$103  = \$100  ? held[15:8] : \$102 ;
-  assign \$104  = \$99  ? held[23:16] : \$103 ;
-  assign \$105  = \$98  ? held[31:24] : \$104 ;
-  assign \$106  = held[47] ? 8'h00 : \$105 ;
-  assign \$107  = read_credits_space + read_credits_returned;
-  assign \$108  = \$107  - \$signal ;
-  assign read_credits_room_next = \$108 [2:0] >= 1'h1;
+  assign \$56  = ~ r_done;
+  assign \$57  = $signed(iy) < $signed(1'h0);
+  assign \$58  = $signed(iy) >= $signed(5'h0e);
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = \$59  | ahead;
+  assign \$61  = ~ d[5];
+  assign \$62  = | d[4:3];
+  assign \$63  = ! ky;
+  assign \$64  = d[2:0] == 1'h1;
+  assign \$65  = d[2:0] == 2'h2;
+  assign \$66  = d[2:0] == 2'h3;
+  assign \$67  = d[2:0] == 3'h4;
+  assign \$68  = d[2:0] == 3'h5;
+  assign \$69  = d[2:0] == 3'h6;
+  assign \$70  = d[2:0] == 3'h7;
+  assign \$71  = | { \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64  };
+  assign \$72  = \$63  & \$71 ;
+  assign \$73  = ky == 1'h1;
+  assign \$74  = d[2:0] == 2'h2;
+  assign \$75  = d[2:0] == 2'h3;
+  assign \$76  = d[2:0] == 3'h4;
+  assign \$77  = d[2:0] == 3'h5;
+  assign \$78  = d[2:0] == 3'h6;
+  assign \$79  = d[2:0] == 3'h7;
+  assign \$80  = | { \$79 , \$78 , \$77 , \$76 , \$75 , \$74  };
+  assign \$81  = \$73  & \$80 ;
+  assign \$82  = ky == 2'h2;
+  assign \$83  = d[2:0] == 2'h3;
+  assign \$84  = d[2:0] == 3'h4;
+  assign \$85  = d[2:0] == 3'h5;
+  assign \$86  = d[2:0] == 3'h6;
+  assign \$87  = d[2:0] == 3'h7;
+  assign \$88  = | { \$87 , \$86 , \$85 , \$84 , \$83  };
+  assign \$89  = \$82  & \$88 ;
+  assign \$90  = ky == 2'h3;
+  assign \$91  = d[2:0] == 3'h4;
+  assign \$92  = d[2:0] == 3'h5;
+  assign \$93  = d[2:0] == 3'h6;
+  assign \$94  = d[2:0] == 3'h7;
+  assign \$95  = | { \$94 , \$93 , \$92 , \$91  };
+  assign \$96  = \$90  & \$95 ;
+  assign \$97  = ky == 3'h4;
+  assign \$98  = d[2:0] == 3'h5;
+  assign \$99  = d[2:0] == 3'h6;
+  assign \$100  = d[2:0] == 3'h7;
+  assign \$101  = | { \$100 , \$99 , \$98  };
+  assign \$102  = \$97  & \$101 ;
+  assign \$103  = | { \$102 , \$96 , \$89 , \$81 , \$72  };
+  assign \$104  = \$62  | \$103 ;
+  assign \$105  = \$61  & \$104 ;
+  assign \$106  = \$60  | \$105 ;
+  assign avail = \$56  & \$106 ;
+  assign \$107  = ~ \i__valid$49 ;
+  assign \$signal  = \$107  | \i__ready$50 ;
+  assign \$108  = ~ \$signal$52 ;
+  assign \$signal$51  = \$108  | \$signal ;
+  assign \$signal$53  = \$signal$51  & avail;
   assign \$109  = w_c == 5'h1f;
   assign \$110  = w_c + 1'h1;
   assign \$111  = \$109  ? 6'h00 : \$110 ;
@@ -20753,285 +20696,332 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
   assign \$137  = \$135  & \$136 ;
   assign \$138  = w_row + 1'h1;
   assign \$139  = w_grp + 6'h20;
-  assign \$140  = o__valid & o__ready;
-  assign \$141  = $signed(iy) < $signed(1'h0);
-  assign \$142  = $signed(iy) >= $signed(5'h0e);
-  assign \$143  = \$141  | \$142 ;
-  assign \$144  = $signed(ix0) + $signed(1'h0);
-  assign \$145  = $signed(\$144 ) < $signed(1'h0);
-  assign \$146  = \$143  | \$145 ;
-  assign \$147  = $signed(ix0) + $signed(1'h0);
-  assign \$148  = $signed(\$147 ) >= $signed(5'h0e);
-  assign \$149  = \$146  | \$148 ;
-  assign \$150  = $signed(iy) < $signed(1'h0);
-  assign \$151  = $signed(iy) >= $signed(5'h0e);
-  assign \$152  = \$150  | \$151 ;
-  assign \$153  = $signed(ix0) + $signed(2'h1);
-  assign \$154  = $signed(\$153 ) < $signed(1'h0);
-  assign \$155  = \$152  | \$154 ;
-  assign \$156  = $signed(ix0) + $signed(2'h1);
-  assign \$157  = $signed(\$156 ) >= $signed(5'h0e);
-  assign \$158  = \$155  | \$157 ;
-  assign \$159  = $signed(iy) < $signed(1'h0);
-  assign \$160  = $signed(iy) >= $signed(5'h0e);
-  assign \$161  = \$159  | \$160 ;
-  assign \$162  = $signed(ix0) + $signed(3'h2);
-  assign \$163  = $signed(\$162 ) < $signed(1'h0);
-  assign \$164  = \$161  | \$163 ;
-  assign \$165  = $signed(ix0) + $signed(3'h2);
-  assign \$166  = $signed(\$165 ) >= $signed(5'h0e);
-  assign \$167  = \$164  | \$166 ;
-  assign \$168  = $signed(iy) < $signed(1'h0);
-  assign \$169  = $signed(iy) >= $signed(5'h0e);
-  assign \$170  = \$168  | \$169 ;
-  assign \$171  = $signed(ix0) + $signed(3'h3);
-  assign \$172  = $signed(\$171 ) < $signed(1'h0);
-  assign \$173  = \$170  | \$172 ;
-  assign \$174  = $signed(ix0) + $signed(3'h3);
-  assign \$175  = $signed(\$174 ) >= $signed(5'h0e);
-  assign \$176  = \$173  | \$175 ;
-  assign \$177  = $signed(iy) < $signed(1'h0);
-  assign \$178  = $signed(iy) >= $signed(5'h0e);
-  assign \$179  = \$177  | \$178 ;
-  assign \$180  = $signed(ix0) + $signed(4'h4);
-  assign \$181  = $signed(\$180 ) < $signed(1'h0);
-  assign \$182  = \$179  | \$181 ;
-  assign \$183  = $signed(ix0) + $signed(4'h4);
-  assign \$184  = $signed(\$183 ) >= $signed(5'h0e);
-  assign \$185  = \$182  | \$184 ;
-  assign \$186  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$187  = r0 > 1'h0;
-  assign \$188  = \$187  ? 6'h20 : 6'h00;
-  assign \$189  = $signed(\$186 ) + $signed({ 1'h0, \$188  });
-  assign \$190  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$191  = r0 > 1'h1;
-  assign \$192  = \$191  ? 6'h20 : 6'h00;
-  assign \$193  = $signed(\$190 ) + $signed({ 1'h0, \$192  });
-  assign \$194  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$195  = r0 > 2'h2;
-  assign \$196  = \$195  ? 6'h20 : 6'h00;
-  assign \$197  = $signed(\$194 ) + $signed({ 1'h0, \$196  });
-  assign \$198  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$199  = r0 > 2'h3;
-  assign \$200  = \$199  ? 6'h20 : 6'h00;
-  assign \$201  = $signed(\$198 ) + $signed({ 1'h0, \$200  });
-  assign \$202  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$203  = $signed(\$202 ) + $signed(1'h0);
-  assign \$204  = base_slot + 1'h1;
-  assign \$205  = \$204  >= 4'hb;
-  assign \$206  = base_slot + 1'h1;
-  assign \$207  = \$206  - 4'hb;
-  assign \$208  = base_slot + 1'h1;
-  assign \$209  = \$205  ? \$207  : { 1'h0, \$208  };
-  assign \$210  = base_row + 7'h60;
-  assign \$211  = \$210  >= 11'h420;
-  assign \$212  = base_row + 7'h60;
-  assign \$213  = \$212  - 11'h420;
-  assign \$214  = base_row + 7'h60;
-  assign \$215  = \$211  ? \$213  : { 1'h0, \$214  };
-  assign \$216  = img_slot + 2'h3;
-  assign \$217  = \$216  >= 4'hb;
-  assign \$218  = img_slot + 2'h3;
-  assign \$219  = \$218  - 4'hb;
-  assign \$220  = img_slot + 2'h3;
-  assign \$221  = \$217  ? \$219  : { 1'h0, \$220  };
-  assign \$222  = img_row + 9'h120;
-  assign \$223  = \$222  >= 11'h420;
-  assign \$224  = img_row + 9'h120;
-  assign \$225  = \$224  - 11'h420;
-  assign \$226  = img_row + 9'h120;
-  assign \$227  = \$223  ? \$225  : { 1'h0, \$226  };
-  assign \$228  = img_slot + 1'h1;
-  assign \$229  = \$228  >= 4'hb;
-  assign \$230  = img_slot + 1'h1;
-  assign \$231  = \$230  - 4'hb;
-  assign \$232  = img_slot + 1'h1;
-  assign \$233  = \$229  ? \$231  : { 1'h0, \$232  };
-  assign \$234  = img_row + 7'h60;
-  assign \$235  = \$234  >= 11'h420;
-  assign \$236  = img_row + 7'h60;
-  assign \$237  = \$236  - 11'h420;
-  assign \$238  = img_row + 7'h60;
-  assign \$239  = \$235  ? \$237  : { 1'h0, \$238  };
-  assign \$240  = ky == 3'h4;
-  assign \$241  = ky + 1'h1;
-  assign \$242  = \$240  ? 4'h0 : \$241 ;
-  assign \$243  = ky == 3'h4;
-  assign \$244  = ~ \$243 ;
-  assign \$245  = row_addr + 7'h60;
-  assign \$246  = \$245  >= 11'h420;
-  assign \$247  = row_addr + 7'h60;
-  assign \$248  = \$247  - 11'h420;
-  assign \$249  = row_addr + 7'h60;
-  assign \$250  = \$246  ? \$248  : { 1'h0, \$249  };
-  assign \$251  = c == 5'h1f;
-  assign \$252  = c + 1'h1;
-  assign \$253  = \$251  ? 6'h00 : \$252 ;
-  assign \$254  = c == 5'h1f;
-  assign \$255  = ~ \$254 ;
-  assign \$256  = $signed(qc) + $signed(2'h1);
-  assign \$257  = ox == 4'hd;
-  assign \$258  = ox + 1'h1;
-  assign \$259  = \$257  ? 5'h00 : \$258 ;
-  assign \$260  = ox == 4'hd;
-  assign \$261  = $signed(ix0) + $signed(2'h1);
-  assign \$262  = \$260  ? 6'h3e : \$261 ;
-  assign \$263  = ox == 4'hd;
-  assign \$264  = r0 + 1'h1;
-  assign \$265  = \$264  >= 3'h5;
-  assign \$266  = r0 + 1'h1;
-  assign \$267  = \$266  - 3'h5;
-  assign \$268  = r0 + 1'h1;
-  assign \$269  = \$265  ? \$267  : { 1'h0, \$268  };
-  assign \$270  = \$263  ? 5'h03 : \$269 ;
-  assign \$271  = ox == 4'hd;
-  assign \$272  = r0 + 1'h1;
-  assign \$273  = \$272  >= 3'h5;
-  assign \$274  = 1'h0 + \$273 ;
-  assign \$275  = \$274  * 6'h20;
-  assign \$276  = $signed(q0c) + $signed({ 1'h0, \$275  });
-  assign \$277  = \$271  ? 10'h3e0 : \$276 ;
-  assign \$278  = ox == 4'hd;
-  assign \$279  = r0 + 1'h1;
-  assign \$280  = \$279  >= 3'h5;
-  assign \$281  = 1'h0 + \$280 ;
-  assign \$282  = \$281  * 6'h20;
-  assign \$283  = $signed(q0c) + $signed({ 1'h0, \$282  });
-  assign \$284  = \$278  ? 10'h3e0 : \$283 ;
-  assign \$285  = ox == 4'hd;
-  assign \$286  = oy == 4'hd;
-  assign \$287  = oy + 1'h1;
-  assign \$288  = \$286  ? 5'h00 : \$287 ;
-  assign \$289  = oy == 4'hd;
-  assign \$290  = $signed(low) + $signed(2'h1);
-  assign \$291  = \$289  ? 6'h3e : \$290 ;
-  assign \$292  = oy == 4'hd;
-  assign \$293  = ky == 3'h4;
-  assign \$294  = ~ \$293 ;
-  assign \$295  = c == 5'h1f;
-  assign \$296  = ox == 4'hd;
-  assign \$297  = \$295  & \$296 ;
-  assign \$298  = $signed(iy) + $signed(2'h1);
-  assign \$299  = oy == 4'hd;
-  assign \$300  = $signed(low) + $signed(2'h1);
-  assign \$301  = \$299  ? 6'h3e : \$300 ;
-  assign \$302  = ky == 3'h4;
-  assign \$303  = \$signal  & \$302 ;
-  assign \$304  = c == 5'h1f;
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = ox == 4'hd;
-  assign \$307  = \$305  & \$306 ;
-  assign \$308  = oy == 4'hd;
-  assign \$309  = w_c == 5'h1f;
-  assign \$310  = write & \$309 ;
-  assign \$311  = w_x == 4'hd;
-  assign \$312  = \$310  & \$311 ;
-  assign \$313  = ~ ahead;
-  assign \$314  = ~ room_w_13[4];
-  assign \$315  = \$313  & \$314 ;
-  assign \$316  = \$315  & room_w_14[4];
-  assign \$317  = w_row + 2'h3;
-  assign \$318  = \$316  ? 5'h02 : \$317 ;
-  assign \$319  = w_row + 2'h2;
-  assign \$320  = \$312  ? \$318  : \$319 ;
-  assign \$321  = w_c == 5'h1f;
-  assign \$322  = write & \$321 ;
-  assign \$323  = w_x == 4'hd;
-  assign \$324  = \$322  & \$323 ;
-  assign \$325  = ~ ahead;
-  assign \$326  = ~ room_w_13[4];
-  assign \$327  = \$325  & \$326 ;
-  assign \$328  = \$327  & room_w_14[4];
-  assign \$329  = $signed(d) + $signed(5'h12);
-  assign \$330  = $signed(d) + $signed(1'h0);
-  assign \$331  = \$328  ? \$329  : \$330 ;
-  assign \$332  = $signed(d) - $signed(2'h1);
-  assign \$333  = \$324  ? \$331  : \$332 ;
-  assign \$334  = \$308  ? { 2'h0, \$320  } : \$333 ;
-  assign \$335  = w_c == 5'h1f;
-  assign \$336  = write & \$335 ;
-  assign \$337  = w_x == 4'hd;
-  assign \$338  = \$336  & \$337 ;
-  assign \$339  = ~ ahead;
-  assign \$340  = ~ room_w_13[4];
-  assign \$341  = \$339  & \$340 ;
-  assign \$342  = \$341  & room_w_14[4];
-  assign \$343  = $signed(d) + $signed(5'h13);
-  assign \$344  = $signed(d) + $signed(2'h1);
-  assign \$345  = \$342  ? \$343  : \$344 ;
-  assign \$346  = \$338  ? \$345  : { d[5], d };
-  assign \$347  = \$307  ? \$334  : \$346 ;
-  assign \$348  = ky == 3'h4;
-  assign \$349  = \$signal  & \$348 ;
-  assign \$350  = c == 5'h1f;
-  assign \$351  = \$349  & \$350 ;
-  assign \$352  = ox == 4'hd;
-  assign \$353  = \$351  & \$352 ;
-  assign \$354  = w_c == 5'h1f;
-  assign \$355  = write & \$354 ;
-  assign \$356  = w_x == 4'hd;
-  assign \$357  = \$355  & \$356 ;
-  assign \$358  = ~ ahead;
-  assign \$359  = ~ room_w_13[4];
-  assign \$360  = \$358  & \$359 ;
-  assign \$361  = \$360  & room_w_14[4];
-  assign \$362  = oy == 4'hd;
-  assign \$363  = ~ ahead;
-  assign \$364  = ~ room_w_13[4];
+  assign \$140  = $signed(iy) < $signed(1'h0);
+  assign \$141  = $signed(iy) >= $signed(5'h0e);
+  assign \$142  = \$140  | \$141 ;
+  assign \$143  = $signed(ix0) + $signed(1'h0);
+  assign \$144  = $signed(\$143 ) < $signed(1'h0);
+  assign \$145  = \$142  | \$144 ;
+  assign \$146  = $signed(ix0) + $signed(1'h0);
+  assign \$147  = $signed(\$146 ) >= $signed(5'h0e);
+  assign \$148  = \$145  | \$147 ;
+  assign \$149  = $signed(iy) < $signed(1'h0);
+  assign \$150  = $signed(iy) >= $signed(5'h0e);
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = $signed(ix0) + $signed(2'h1);
+  assign \$153  = $signed(\$152 ) < $signed(1'h0);
+  assign \$154  = \$151  | \$153 ;
+  assign \$155  = $signed(ix0) + $signed(2'h1);
+  assign \$156  = $signed(\$155 ) >= $signed(5'h0e);
+  assign \$157  = \$154  | \$156 ;
+  assign \$158  = $signed(iy) < $signed(1'h0);
+  assign \$159  = $signed(iy) >= $signed(5'h0e);
+  assign \$160  = \$158  | \$159 ;
+  assign \$161  = $signed(ix0) + $signed(3'h2);
+  assign \$162  = $signed(\$161 ) < $signed(1'h0);
+  assign \$163  = \$160  | \$162 ;
+  assign \$164  = $signed(ix0) + $signed(3'h2);
+  assign \$165  = $signed(\$164 ) >= $signed(5'h0e);
+  assign \$166  = \$163  | \$165 ;
+  assign \$167  = $signed(iy) < $signed(1'h0);
+  assign \$168  = $signed(iy) >= $signed(5'h0e);
+  assign \$169  = \$167  | \$168 ;
+  assign \$170  = $signed(ix0) + $signed(3'h3);
+  assign \$171  = $signed(\$170 ) < $signed(1'h0);
+  assign \$172  = \$169  | \$171 ;
+  assign \$173  = $signed(ix0) + $signed(3'h3);
+  assign \$174  = $signed(\$173 ) >= $signed(5'h0e);
+  assign \$175  = \$172  | \$174 ;
+  assign \$176  = $signed(iy) < $signed(1'h0);
+  assign \$177  = $signed(iy) >= $signed(5'h0e);
+  assign \$178  = \$176  | \$177 ;
+  assign \$179  = $signed(ix0) + $signed(4'h4);
+  assign \$180  = $signed(\$179 ) < $signed(1'h0);
+  assign \$181  = \$178  | \$180 ;
+  assign \$182  = $signed(ix0) + $signed(4'h4);
+  assign \$183  = $signed(\$182 ) >= $signed(5'h0e);
+  assign \$184  = \$181  | \$183 ;
+  assign \$185  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$186  = r0 > 1'h0;
+  assign \$187  = \$186  ? 6'h20 : 6'h00;
+  assign \$188  = $signed(\$185 ) + $signed({ 1'h0, \$187  });
+  assign \$189  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$190  = r0 > 1'h1;
+  assign \$191  = \$190  ? 6'h20 : 6'h00;
+  assign \$192  = $signed(\$189 ) + $signed({ 1'h0, \$191  });
+  assign \$193  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$194  = r0 > 2'h2;
+  assign \$195  = \$194  ? 6'h20 : 6'h00;
+  assign \$196  = $signed(\$193 ) + $signed({ 1'h0, \$195  });
+  assign \$197  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$198  = r0 > 2'h3;
+  assign \$199  = \$198  ? 6'h20 : 6'h00;
+  assign \$200  = $signed(\$197 ) + $signed({ 1'h0, \$199  });
+  assign \$201  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$202  = $signed(\$201 ) + $signed(1'h0);
+  assign \$203  = base_slot + 1'h1;
+  assign \$204  = \$203  >= 4'hb;
+  assign \$205  = base_slot + 1'h1;
+  assign \$206  = \$205  - 4'hb;
+  assign \$207  = base_slot + 1'h1;
+  assign \$208  = \$204  ? \$206  : { 1'h0, \$207  };
+  assign \$209  = base_row + 7'h60;
+  assign \$210  = \$209  >= 11'h420;
+  assign \$211  = base_row + 7'h60;
+  assign \$212  = \$211  - 11'h420;
+  assign \$213  = base_row + 7'h60;
+  assign \$214  = \$210  ? \$212  : { 1'h0, \$213  };
+  assign \$215  = img_slot + 2'h3;
+  assign \$216  = \$215  >= 4'hb;
+  assign \$217  = img_slot + 2'h3;
+  assign \$218  = \$217  - 4'hb;
+  assign \$219  = img_slot + 2'h3;
+  assign \$220  = \$216  ? \$218  : { 1'h0, \$219  };
+  assign \$221  = img_row + 9'h120;
+  assign \$222  = \$221  >= 11'h420;
+  assign \$223  = img_row + 9'h120;
+  assign \$224  = \$223  - 11'h420;
+  assign \$225  = img_row + 9'h120;
+  assign \$226  = \$222  ? \$224  : { 1'h0, \$225  };
+  assign \$227  = img_slot + 1'h1;
+  assign \$228  = \$227  >= 4'hb;
+  assign \$229  = img_slot + 1'h1;
+  assign \$230  = \$229  - 4'hb;
+  assign \$231  = img_slot + 1'h1;
+  assign \$232  = \$228  ? \$230  : { 1'h0, \$231  };
+  assign \$233  = img_row + 7'h60;
+  assign \$234  = \$233  >= 11'h420;
+  assign \$235  = img_row + 7'h60;
+  assign \$236  = \$235  - 11'h420;
+  assign \$237  = img_row + 7'h60;
+  assign \$238  = \$234  ? \$236  : { 1'h0, \$237  };
+  assign \$239  = ky == 3'h4;
+  assign \$240  = ky + 1'h1;
+  assign \$241  = \$239  ? 4'h0 : \$240 ;
+  assign \$242  = ky == 3'h4;
+  assign \$243  = ~ \$242 ;
+  assign \$244  = row_addr + 7'h60;
+  assign \$245  = \$244  >= 11'h420;
+  assign \$246  = row_addr + 7'h60;
+  assign \$247  = \$246  - 11'h420;
+  assign \$248  = row_addr + 7'h60;
+  assign \$249  = \$245  ? \$247  : { 1'h0, \$248  };
+  assign \$250  = c == 5'h1f;
+  assign \$251  = c + 1'h1;
+  assign \$252  = \$250  ? 6'h00 : \$251 ;
+  assign \$253  = c == 5'h1f;
+  assign \$254  = ~ \$253 ;
+  assign \$255  = $signed(qc) + $signed(2'h1);
+  assign \$256  = ox == 4'hd;
+  assign \$257  = ox + 1'h1;
+  assign \$258  = \$256  ? 5'h00 : \$257 ;
+  assign \$259  = ox == 4'hd;
+  assign \$260  = $signed(ix0) + $signed(2'h1);
+  assign \$261  = \$259  ? 6'h3e : \$260 ;
+  assign \$262  = ox == 4'hd;
+  assign \$263  = r0 + 1'h1;
+  assign \$264  = \$263  >= 3'h5;
+  assign \$265  = r0 + 1'h1;
+  assign \$266  = \$265  - 3'h5;
+  assign \$267  = r0 + 1'h1;
+  assign \$268  = \$264  ? \$266  : { 1'h0, \$267  };
+  assign \$269  = \$262  ? 5'h03 : \$268 ;
+  assign \$270  = ox == 4'hd;
+  assign \$271  = r0 + 1'h1;
+  assign \$272  = \$271  >= 3'h5;
+  assign \$273  = 1'h0 + \$272 ;
+  assign \$274  = \$273  * 6'h20;
+  assign \$275  = $signed(q0c) + $signed({ 1'h0, \$274  });
+  assign \$276  = \$270  ? 10'h3e0 : \$275 ;
+  assign \$277  = ox == 4'hd;
+  assign \$278  = r0 + 1'h1;
+  assign \$279  = \$278  >= 3'h5;
+  assign \$280  = 1'h0 + \$279 ;
+  assign \$281  = \$280  * 6'h20;
+  assign \$282  = $signed(q0c) + $signed({ 1'h0, \$281  });
+  assign \$283  = \$277  ? 10'h3e0 : \$282 ;
+  assign \$284  = ox == 4'hd;
+  assign \$285  = oy == 4'hd;
+  assign \$286  = oy + 1'h1;
+  assign \$287  = \$285  ? 5'h00 : \$286 ;
+  assign \$288  = oy == 4'hd;
+  assign \$289  = $signed(low) + $signed(2'h1);
+  assign \$290  = \$288  ? 6'h3e : \$289 ;
+  assign \$291  = oy == 4'hd;
+  assign \$292  = ky == 3'h4;
+  assign \$293  = ~ \$292 ;
+  assign \$294  = c == 5'h1f;
+  assign \$295  = ox == 4'hd;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = $signed(iy) + $signed(2'h1);
+  assign \$298  = oy == 4'hd;
+  assign \$299  = $signed(low) + $signed(2'h1);
+  assign \$300  = \$298  ? 6'h3e : \$299 ;
+  assign \$301  = ky == 3'h4;
+  assign \$302  = \$signal$53  & \$301 ;
+  assign \$303  = c == 5'h1f;
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = ox == 4'hd;
+  assign \$306  = \$304  & \$305 ;
+  assign \$307  = oy == 4'hd;
+  assign \$308  = w_c == 5'h1f;
+  assign \$309  = write & \$308 ;
+  assign \$310  = w_x == 4'hd;
+  assign \$311  = \$309  & \$310 ;
+  assign \$312  = ~ ahead;
+  assign \$313  = ~ room_w_13[4];
+  assign \$314  = \$312  & \$313 ;
+  assign \$315  = \$314  & room_w_14[4];
+  assign \$316  = w_row + 2'h3;
+  assign \$317  = \$315  ? 5'h02 : \$316 ;
+  assign \$318  = w_row + 2'h2;
+  assign \$319  = \$311  ? \$317  : \$318 ;
+  assign \$320  = w_c == 5'h1f;
+  assign \$321  = write & \$320 ;
+  assign \$322  = w_x == 4'hd;
+  assign \$323  = \$321  & \$322 ;
+  assign \$324  = ~ ahead;
+  assign \$325  = ~ room_w_13[4];
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = \$326  & room_w_14[4];
+  assign \$328  = $signed(d) + $signed(5'h12);
+  assign \$329  = $signed(d) + $signed(1'h0);
+  assign \$330  = \$327  ? \$328  : \$329 ;
+  assign \$331  = $signed(d) - $signed(2'h1);
+  assign \$332  = \$323  ? \$330  : \$331 ;
+  assign \$333  = \$307  ? { 2'h0, \$319  } : \$332 ;
+  assign \$334  = w_c == 5'h1f;
+  assign \$335  = write & \$334 ;
+  assign \$336  = w_x == 4'hd;
+  assign \$337  = \$335  & \$336 ;
+  assign \$338  = ~ ahead;
+  assign \$339  = ~ room_w_13[4];
+  assign \$340  = \$338  & \$339 ;
+  assign \$341  = \$340  & room_w_14[4];
+  assign \$342  = $signed(d) + $signed(5'h13);
+  assign \$343  = $signed(d) + $signed(2'h1);
+  assign \$344  = \$341  ? \$342  : \$343 ;
+  assign \$345  = \$337  ? \$344  : { d[5], d };
+  assign \$346  = \$306  ? \$333  : \$345 ;
+  assign \$347  = ky == 3'h4;
+  assign \$348  = \$signal$53  & \$347 ;
+  assign \$349  = c == 5'h1f;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = ox == 4'hd;
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = w_c == 5'h1f;
+  assign \$354  = write & \$353 ;
+  assign \$355  = w_x == 4'hd;
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = ~ ahead;
+  assign \$358  = ~ room_w_13[4];
+  assign \$359  = \$357  & \$358 ;
+  assign \$360  = \$359  & room_w_14[4];
+  assign \$361  = oy == 4'hd;
+  assign \$362  = ~ ahead;
+  assign \$363  = ~ room_w_13[4];
+  assign \$364  = \$362  & \$363 ;
+  assign \$365  = \$364  & room_w_14[4];
+  assign \$366  = ahead | \$365 ;
+  assign \$367  = switch ? 1'h0 : \$366 ;
+  assign \$368  = oy == 4'hd;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
-    .o__payload(o__payload),
+    .i__payload(i__payload),
+    .i__ready(o__ready),
+    .i__valid(i__valid),
+    .o__payload(\o__payload$11 ),
+    .o__ready(\o__ready$8 ),
+    .o__valid(\i__valid$6 ),
+    .rst(rst)
+  );
+  \flexor_lenet5.conv2_window.out_reg  out_reg (
+    .clk(clk),
+    .i__ready(\o__ready$8 ),
+    .i__valid(\i__valid$6 ),
+    .o__payload(\o__payload$12 ),
+    .o__ready(\o__ready$14 ),
+    .o__valid(\o__valid$16 ),
+    .\port$1240$0 (\$9 ),
+    .\port$1249$0 (\$18 ),
+    .\port$1258$0 (\$27 ),
+    .\port$1267$0 (\$36 ),
+    .\port$1276$0 (\$45 ),
+    .rst(rst)
+  );
+  \flexor_lenet5.conv2_window.read  read (
+    .clk(clk),
+    .i__ready(\i__ready$50 ),
+    .i__valid(\i__valid$49 ),
+    .o__payload(i__payload),
     .o__ready(o__ready),
-    .o__valid(o__valid),
-    .\port$1335$0 (\$70 ),
-    .\port$1344$0 (\$79 ),
-    .\port$1353$0 (\$88 ),
-    .\port$1362$0 (\$97 ),
-    .\port$1371$0 (\$106 ),
-    .rst(rst),
-    .w_en(w_en)
+    .o__valid(i__valid),
+    .\port$1881$0 (\$signature__data$70 ),
+    .\port$1884$0 (\$signature__data$71 ),
+    .\port$1887$0 (\$signature__data$72 ),
+    .\port$1890$0 (\$signature__data$73 ),
+    .\port$1893$0 (\$signature__data$74 ),
+    .\port$5400$0 (pads),
+    .\port$5402$0 (rot),
+    .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$580  = w_c;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$579  = w_c;
     if (write) begin
-      \$580  = \$111 [4:0];
+      \$579  = \$111 [4:0];
     end
     if (rst) begin
-      \$580  = 5'h00;
+      \$579  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$581  = w_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$580  = w_x;
     if (write) begin
       if (\$112 ) begin
-        \$581  = \$115 [3:0];
+        \$580  = \$115 [3:0];
       end
     end
     if (rst) begin
-      \$581  = 4'h0;
+      \$580  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$582  = w_b;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$581  = w_b;
     if (write) begin
       if (\$112 ) begin
-        \$582  = \$120 [2:0];
+        \$581  = \$120 [2:0];
       end
     end
     if (rst) begin
-      \$582  = 3'h0;
+      \$581  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$583  = w_rowbase;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$582  = w_rowbase;
     if (write) begin
       if (\$112 ) begin
         if (\$121 ) begin
-          \$583  = \$128 [10:0];
+          \$582  = \$128 [10:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$582  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$583  = w_grp;
+    if (write) begin
+      if (\$112 ) begin
+        if (\$121 ) begin
+          \$583  = \$134 [10:0];
+        end else if (\$122 ) begin
+          \$583  = \$139 [10:0];
         end
       end
     end
@@ -21040,802 +21030,747 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, i__ready, o__vali
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$584  = w_grp;
-    if (write) begin
-      if (\$112 ) begin
-        if (\$121 ) begin
-          \$584  = \$134 [10:0];
-        end else if (\$122 ) begin
-          \$584  = \$139 [10:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$584  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$585  = ahead;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$584  = ahead;
     if (write) begin
       if (\$112 ) begin
         if (\$121 ) begin
           if (\$137 ) begin
-            \$585  = 1'h1;
+            \$584  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$585  = 1'h0;
+      \$584  = 1'h0;
     end
     if (rst) begin
-      \$585  = 1'h0;
+      \$584  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$586  = w_row;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$585  = w_row;
     if (write) begin
       if (\$112 ) begin
         if (\$121 ) begin
           (* full_case = 32'd1 *)
           if (\$137 ) begin
-            \$586  = 4'h0;
+            \$585  = 4'h0;
           end else begin
-            \$586  = \$138 [3:0];
+            \$585  = \$138 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$586  = 4'h0;
+      \$585  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$587  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$586  = \$signal$52 ;
+    if (\$signal$51 ) begin
+      \$586  = avail;
+    end
+    if (rst) begin
+      \$586  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$587  = \i__valid$49 ;
+    if (\$signal ) begin
+      \$587  = \$signal$52 ;
+    end
     if (rst) begin
       \$587  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$588  = \$signature__en$48 ;
-    if (rst) begin
-      \$588  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$588  = pads_a;
+    if (\$signal$53 ) begin
+      \$588  = { \$184 , \$175 , \$166 , \$157 , \$148  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$589  = \$signal$75 ;
-    if (rst) begin
-      \$589  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$589  = rot_a;
+    if (\$signal$53 ) begin
+      \$589  = r0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$590  = \$140 ;
-    if (rst) begin
-      \$590  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$590  = \$signature__addr$54 ;
+    if (\$signal$53 ) begin
+      \$590  = \$188 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$591  = \$108 [2:0];
-    if (rst) begin
-      \$591  = 3'h6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$591  = \$signature__addr$57 ;
+    if (\$signal$53 ) begin
+      \$591  = \$192 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$592  = read_credits_room_next;
-    if (rst) begin
-      \$592  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$592  = \$signature__addr$60 ;
+    if (\$signal$53 ) begin
+      \$592  = \$196 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$593  = pads_a;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$593  = \$signature__addr$63 ;
+    if (\$signal$53 ) begin
+      \$593  = \$200 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$594  = \$signature__addr$66 ;
+    if (\$signal$53 ) begin
+      \$594  = \$202 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$595  = pads;
     if (\$signal ) begin
-      \$593  = { \$185 , \$176 , \$167 , \$158 , \$149  };
+      \$595  = pads_a;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$594  = rot_a;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$596  = rot;
     if (\$signal ) begin
-      \$594  = r0;
+      \$596  = rot_a;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$595  = \$signature__addr$46 ;
-    if (\$signal ) begin
-      \$595  = \$189 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$596  = \$signature__addr$50 ;
-    if (\$signal ) begin
-      \$596  = \$193 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$597  = \$signature__addr$53 ;
-    if (\$signal ) begin
-      \$597  = \$197 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$598  = \$signature__addr$56 ;
-    if (\$signal ) begin
-      \$598  = \$201 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$599  = \$signature__addr$59 ;
-    if (\$signal ) begin
-      \$599  = \$203 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$600  = pads;
-    if (\$signature__en$48 ) begin
-      \$600  = pads_a;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$601  = rot;
-    if (\$signature__en$48 ) begin
-      \$601  = rot_a;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$602  = ky;
-    if (\$signal ) begin
-      \$602  = \$242 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$597  = ky;
+    if (\$signal$53 ) begin
+      \$597  = \$241 [2:0];
     end
     if (rst) begin
-      \$602  = 3'h0;
+      \$597  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$603  = row_addr;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$598  = row_addr;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
-        \$603  = \$250 [10:0];
+      if (\$243 ) begin
+        \$598  = \$249 [10:0];
       end else begin
-        \$603  = base_row;
+        \$598  = base_row;
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$285 ) begin
+          if (\$284 ) begin
             (* full_case = 32'd1 *)
-            if (\$292 ) begin
+            if (\$291 ) begin
             end else begin
-              \$603  = step_next_row;
+              \$598  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$603  = step_base_row;
+      \$598  = step_base_row;
     end
     if (rst) begin
-      \$603  = 11'h360;
+      \$598  = 11'h360;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$604  = c;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$599  = c;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
-        \$604  = \$253 [4:0];
+        \$599  = \$252 [4:0];
       end
     end
     if (rst) begin
-      \$604  = 5'h00;
+      \$599  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$605  = qc;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$600  = qc;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
-          \$605  = \$256 [8:0];
+        if (\$254 ) begin
+          \$600  = \$255 [8:0];
         end else begin
-          \$605  = \$284 [8:0];
+          \$600  = \$283 [8:0];
         end
       end
     end
     if (rst) begin
-      \$605  = 9'h1e0;
+      \$600  = 9'h1e0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$606  = ox;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$601  = ox;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          \$606  = \$259 [3:0];
+          \$601  = \$258 [3:0];
         end
       end
     end
     if (rst) begin
-      \$606  = 4'h0;
+      \$601  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$607  = ix0;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$602  = ix0;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          \$607  = \$262 [4:0];
+          \$602  = \$261 [4:0];
         end
       end
     end
     if (rst) begin
-      \$607  = 5'h1e;
+      \$602  = 5'h1e;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$608  = r0;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$603  = r0;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          \$608  = \$270 [2:0];
+          \$603  = \$269 [2:0];
         end
       end
     end
     if (rst) begin
-      \$608  = 3'h3;
+      \$603  = 3'h3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$609  = q0c;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$604  = q0c;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          \$609  = \$277 [8:0];
+          \$604  = \$276 [8:0];
         end
       end
     end
     if (rst) begin
-      \$609  = 9'h1e0;
+      \$604  = 9'h1e0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$610  = oy;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$605  = oy;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$285 ) begin
-            \$610  = \$288 [3:0];
+          if (\$284 ) begin
+            \$605  = \$287 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$610  = 4'h0;
+      \$605  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$611  = low;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$606  = low;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$285 ) begin
-            \$611  = \$291 [4:0];
+          if (\$284 ) begin
+            \$606  = \$290 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$611  = 5'h1e;
+      \$606  = 5'h1e;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$612  = r_done;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$607  = r_done;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$285 ) begin
-            if (\$292 ) begin
-              \$612  = 1'h1;
+          if (\$284 ) begin
+            if (\$291 ) begin
+              \$607  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$612  = 1'h0;
+      \$607  = 1'h0;
     end
     if (rst) begin
-      \$612  = 1'h0;
+      \$607  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$613  = base_slot;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$608  = base_slot;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$285 ) begin
+          if (\$284 ) begin
             (* full_case = 32'd1 *)
-            if (\$292 ) begin
+            if (\$291 ) begin
             end else begin
-              \$613  = step_next_slot;
+              \$608  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$613  = step_base_slot;
+      \$608  = step_base_slot;
     end
     if (rst) begin
-      \$613  = 4'h9;
+      \$608  = 4'h9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$614  = base_row;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$609  = base_row;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$244 ) begin
+      if (\$243 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$255 ) begin
+        if (\$254 ) begin
         end else begin
-          if (\$285 ) begin
+          if (\$284 ) begin
             (* full_case = 32'd1 *)
-            if (\$292 ) begin
+            if (\$291 ) begin
             end else begin
-              \$614  = step_next_row;
+              \$609  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$614  = step_base_row;
+      \$609  = step_base_row;
     end
     if (rst) begin
-      \$614  = 11'h360;
+      \$609  = 11'h360;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$615  = iy;
-    if (\$signal ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$610  = iy;
+    if (\$signal$53 ) begin
       (* full_case = 32'd1 *)
-      if (\$294 ) begin
-        \$615  = \$298 [4:0];
-      end else if (\$297 ) begin
-        \$615  = \$301 [4:0];
+      if (\$293 ) begin
+        \$610  = \$297 [4:0];
+      end else if (\$296 ) begin
+        \$610  = \$300 [4:0];
       end else begin
-        \$615  = low;
+        \$610  = low;
       end
     end
     if (rst) begin
-      \$615  = 5'h1e;
+      \$610  = 5'h1e;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$616  = img_slot;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$611  = img_slot;
     if (switch) begin
-      \$616  = step_img_slot;
+      \$611  = step_img_slot;
     end
     if (rst) begin
-      \$616  = 4'h0;
+      \$611  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$617  = img_row;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$612  = img_row;
     if (switch) begin
-      \$617  = step_img_row;
+      \$612  = step_img_row;
     end
     if (rst) begin
-      \$617  = 11'h000;
+      \$612  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$618  = \$347 [5:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$613  = \$346 [5:0];
     if (rst) begin
-      \$618  = 6'h02;
+      \$613  = 6'h02;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$619  = \$515 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$614  = \$514 ;
     if (rst) begin
-      \$619  = 1'h1;
+      \$614  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$620  = \$526 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$615  = \$525 [4:0];
     if (rst) begin
-      \$620  = 5'h13;
+      \$615  = 5'h13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$621  = \$537 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$616  = \$536 [4:0];
     if (rst) begin
-      \$621  = 5'h12;
+      \$616  = 5'h12;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$622  = \$547 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$617  = \$546 [4:0];
     if (rst) begin
-      \$622  = 5'h04;
+      \$617  = 5'h04;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$623  = \$558 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$618  = \$557 [3:0];
     if (rst) begin
-      \$623  = 4'h8;
+      \$618  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$624  = \$569 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$619  = \$568 [4:0];
     if (rst) begin
-      \$624  = 5'h17;
+      \$619  = 5'h17;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$625  = \$579 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$620  = \$578 [4:0];
     if (rst) begin
-      \$625  = 5'h05;
+      \$620  = 5'h05;
     end
   end
-  assign can_write = i__ready;
-  assign \$signature__addr  = \$1 [10:0];
-  assign \$signature__data  = i__payload;
-  assign \$signature__addr$11  = \$3 [10:0];
-  assign \$signature__data$12  = i__payload;
-  assign \$signature__addr$14  = \$5 [10:0];
-  assign \$signature__data$15  = i__payload;
-  assign \$signature__addr$17  = \$7 [10:0];
-  assign \$signature__data$18  = i__payload;
-  assign \$signature__addr$20  = \$9 [10:0];
-  assign \$signature__data$21  = i__payload;
-  assign \$signal$33  = w_en;
-  assign w_data = { \$106 , \$97 , \$88 , \$79 , \$70  };
-  assign \o__payload$37  = o__payload;
-  assign \o__ready$39  = o__ready;
-  assign \o__valid$41  = o__valid;
-  assign space_next = \$108 [2:0];
-  assign r_addr0 = \$signature__addr$46 ;
-  assign \$signal$49  = \$signature__en$48 ;
-  assign r_addr1 = \$signature__addr$50 ;
-  assign \$signature__en$52  = \$signature__en$48 ;
-  assign r_addr2 = \$signature__addr$53 ;
-  assign \$signature__en$55  = \$signature__en$48 ;
-  assign r_addr3 = \$signature__addr$56 ;
-  assign \$signature__en$58  = \$signature__en$48 ;
-  assign r_addr4 = \$signature__addr$59 ;
-  assign \$signature__en$61  = \$signature__en$48 ;
-  assign raw = { pads, rot, \$signature__data$67 , \$signature__data$66 , \$signature__data$65 , \$signature__data$64 , \$signature__data$63  };
-  assign \$373  = 1'h0;
+  assign o__payload = i__payload;
+  assign i__ready = o__ready;
+  assign o__valid = i__valid;
+  assign \o__valid$7  = \i__valid$6 ;
+  assign \i__ready$9  = \o__ready$8 ;
+  assign \i__payload$10  = { \$45 , \$36 , \$27 , \$18 , \$9  };
+  assign \o__payload$13  = \o__payload$12 ;
+  assign \o__ready$15  = \o__ready$14 ;
+  assign \o__valid$17  = \o__valid$16 ;
+  assign can_write = \i__ready$18 ;
+  assign \$signature__addr  = \$46 [10:0];
+  assign \$signature__data  = \i__payload$26 ;
+  assign \$signature__addr$29  = \$48 [10:0];
+  assign \$signature__data$30  = \i__payload$26 ;
+  assign \$signature__addr$32  = \$50 [10:0];
+  assign \$signature__data$33  = \i__payload$26 ;
+  assign \$signature__addr$35  = \$52 [10:0];
+  assign \$signature__data$36  = \i__payload$26 ;
+  assign \$signature__addr$38  = \$54 [10:0];
+  assign \$signature__data$39  = \i__payload$26 ;
+  assign r_addr0 = \$signature__addr$54 ;
+  assign \$signature__en$56  = \$signal ;
+  assign r_addr1 = \$signature__addr$57 ;
+  assign \$signature__en$59  = \$signal ;
+  assign r_addr2 = \$signature__addr$60 ;
+  assign \$signature__en$62  = \$signal ;
+  assign r_addr3 = \$signature__addr$63 ;
+  assign \$signature__en$65  = \$signal ;
+  assign r_addr4 = \$signature__addr$66 ;
+  assign \$signature__en$68  = \$signal ;
+  assign \i__payload$69  = { pads, rot, \$signature__data$74 , \$signature__data$73 , \$signature__data$72 , \$signature__data$71 , \$signature__data$70  };
+  assign \$372  = 1'h0;
+  assign \$376  = 1'h1;
   assign \$377  = 1'h1;
-  assign \$378  = 1'h1;
+  assign \$393  = 1'h1;
   assign \$394  = 1'h1;
-  assign \$395  = 1'h1;
-  assign \$409  = 1'h0;
-  assign \$443  = 1'h0;
+  assign \$408  = 1'h0;
+  assign \$442  = 1'h0;
+  assign \$483  = 1'h1;
   assign \$484  = 1'h1;
-  assign \$485  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, \port$1335$0 , \port$1344$0 , \port$1353$0 , \port$1362$0 , \port$1371$0 , w_en, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [3:0] \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire [39:0] \$14 ;
-  wire \$15 ;
-  wire [3:0] \$16 ;
-  wire [3:0] \$17 ;
-  wire \$18 ;
-  wire [3:0] \$19 ;
+  reg [47:0] \$10 ;
   wire \$2 ;
-  wire [3:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire [3:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [3:0] \$26 ;
-  wire [3:0] \$27 ;
-  wire [4:0] \$28 ;
-  wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  reg \$36 ;
-  reg [2:0] \$37 ;
-  reg \$38 ;
-  reg [39:0] \$39 ;
   wire \$4 ;
-  reg [2:0] \$40 ;
-  reg [2:0] \$41 ;
-  reg [2:0] \$42 ;
-  reg \$43 ;
   wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  reg \$signal  = 1'h0;
+  wire [47:0] \$6 ;
+  reg \$7 ;
+  reg [47:0] \$8 ;
+  reg \$9 ;
   input clk;
   wire clk;
-  reg empty = 1'h1;
-  reg [39:0] fwd_data = 40'h0000000000;
+  (* init = 48'h000000000000 *)
+  wire [47:0] data;
+  reg full = 1'h0;
+  reg [47:0] held = 48'h000000000000;
+  input [47:0] i__payload;
+  wire [47:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [47:0] o__payload;
+  reg [47:0] o__payload = 48'h000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  assign i__ready = ~ full;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = ~ full;
+  assign \$4  = i__valid & \$3 ;
+  assign \$5  = full | i__valid;
+  assign \$6  = full ? held : i__payload;
+  always @(posedge clk)
+    o__valid <= \$7 ;
+  always @(posedge clk)
+    o__payload <= \$8 ;
+  always @(posedge clk)
+    full <= \$9 ;
+  always @(posedge clk)
+    held <= \$10 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$7  = o__valid;
+    if (\$2 ) begin
+      \$7  = \$5 ;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$8  = o__payload;
+    if (\$2 ) begin
+      \$8  = \$6 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$9  = full;
+    if (\$2 ) begin
+      \$9  = 1'h0;
+    end else if (\$4 ) begin
+      \$9  = 1'h1;
+    end
+    if (rst) begin
+      \$9  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$10  = held;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$10  = i__payload;
+    end
+  end
+  assign data = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$1240$0 , \port$1249$0 , \port$1258$0 , \port$1267$0 , \port$1276$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg [39:0] \$5 ;
+  input clk;
+  wire clk;
   (* init = 40'h0000000000 *)
-  wire [39:0] head;
-  wire head_free;
+  wire [39:0] data;
+  wire [39:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
   output [39:0] o__payload;
   reg [39:0] o__payload = 40'h0000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  wire pop;
-  input [7:0] \port$1335$0 ;
-  wire [7:0] \port$1335$0 ;
-  input [7:0] \port$1344$0 ;
-  wire [7:0] \port$1344$0 ;
-  input [7:0] \port$1353$0 ;
-  wire [7:0] \port$1353$0 ;
-  input [7:0] \port$1362$0 ;
-  wire [7:0] \port$1362$0 ;
-  input [7:0] \port$1371$0 ;
-  wire [7:0] \port$1371$0 ;
-  wire push;
-  wire [2:0] r_port__addr;
-  wire [39:0] r_port__data;
-  wire r_port__en;
-  reg [2:0] rd = 3'h0;
-  reg [2:0] rd_inc = 3'h1;
+  input [7:0] \port$1240$0 ;
+  wire [7:0] \port$1240$0 ;
+  input [7:0] \port$1249$0 ;
+  wire [7:0] \port$1249$0 ;
+  input [7:0] \port$1258$0 ;
+  wire [7:0] \port$1258$0 ;
+  input [7:0] \port$1267$0 ;
+  wire [7:0] \port$1267$0 ;
+  input [7:0] \port$1276$0 ;
+  wire [7:0] \port$1276$0 ;
   input rst;
   wire rst;
-  reg [2:0] used = 3'h0;
-  wire [39:0] w_data;
-  input w_en;
-  wire w_en;
-  reg [2:0] w_port__addr = 3'h0;
-  wire [39:0] w_port__data;
-  wire w_port__en;
-  wire [39:0] waiting;
-  (* init = 3'h0 *)
-  wire [2:0] wr;
-  reg [39:0] \buf  [4:0];
-  initial begin
-    \buf [0] = 40'h0000000000;
-    \buf [1] = 40'h0000000000;
-    \buf [2] = 40'h0000000000;
-    \buf [3] = 40'h0000000000;
-    \buf [4] = 40'h0000000000;
-  end
-  always @(posedge clk) begin
-    if (w_en)
-      \buf [w_port__addr] <= { \port$1371$0 , \port$1362$0 , \port$1353$0 , \port$1344$0 , \port$1335$0  };
-  end
-  reg [39:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= \buf [r_port__addr];
-  end
-  assign r_port__data = _0_;
   always @(posedge clk)
-    used <= \$42 ;
+    o__valid <= \$4 ;
   always @(posedge clk)
-    empty <= \$43 ;
+    o__payload <= \$5 ;
   assign \$1  = ~ o__valid;
-  assign head_free = \$1  | o__ready;
-  assign \$2  = ~ empty;
-  assign pop = head_free & \$2 ;
-  assign \$3  = head_free & empty;
-  assign \$4  = ~ \$3 ;
-  assign push = w_en & \$4 ;
-  assign r_port__addr = pop ? rd_inc : rd;
-  assign waiting = \$signal  ? fwd_data : r_port__data;
-  assign \$5  = rd_inc == w_port__addr;
-  assign \$6  = rd == w_port__addr;
-  assign \$7  = pop ? \$5  : \$6 ;
-  assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 3'h4;
-  assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 4'h0 : \$10 ;
-  assign \$12  = ~ empty;
-  assign \$13  = \$12  | w_en;
-  assign \$14  = empty ? { \port$1371$0 , \port$1362$0 , \port$1353$0 , \port$1344$0 , \port$1335$0  } : waiting;
-  assign \$15  = rd == 3'h4;
-  assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_port__addr == 3'h4;
-  assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 4'h0 : \$19 ;
-  assign \$21  = ~ pop;
-  assign \$22  = push & \$21 ;
-  assign \$23  = used + 1'h1;
-  assign \$24  = ~ push;
-  assign \$25  = pop & \$24 ;
-  assign \$26  = used - 1'h1;
-  assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
-  assign \$29  = ~ pop;
-  assign \$30  = push & \$29 ;
-  assign \$31  = ~ push;
-  assign \$32  = pop & \$31 ;
-  assign \$33  = used == 1'h1;
-  assign \$34  = \$32  ? \$33  : empty;
-  assign \$35  = \$30  ? 1'h0 : \$34 ;
-  always @(posedge clk)
-    \$signal  <= \$36 ;
-  always @(posedge clk)
-    fwd_data <= { \port$1371$0 , \port$1362$0 , \port$1353$0 , \port$1344$0 , \port$1335$0  };
-  always @(posedge clk)
-    rd_inc <= \$37 ;
-  always @(posedge clk)
-    o__valid <= \$38 ;
-  always @(posedge clk)
-    o__payload <= \$39 ;
-  always @(posedge clk)
-    rd <= \$40 ;
-  always @(posedge clk)
-    w_port__addr <= \$41 ;
+  assign i__ready = \$1  | o__ready;
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$42  = \$28 [2:0];
-    if (rst) begin
-      \$42  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$43  = \$35 ;
-    if (rst) begin
-      \$43  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$36  = \$8 ;
-    if (rst) begin
-      \$36  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$37  = rd_inc;
-    if (pop) begin
-      \$37  = \$11 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$4  = o__valid;
+    if (\$3 ) begin
+      \$4  = i__valid;
     end
     if (rst) begin
-      \$37  = 3'h1;
+      \$4  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$38  = o__valid;
-    if (head_free) begin
-      \$38  = \$13 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$5  = o__payload;
+    if (\$3 ) begin
+      \$5  = { \port$1276$0 , \port$1267$0 , \port$1258$0 , \port$1249$0 , \port$1240$0  };
+    end
+  end
+  assign data = o__payload;
+  assign i__payload = { \port$1276$0 , \port$1267$0 , \port$1258$0 , \port$1249$0 , \port$1240$0  };
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1881$0 , \port$1884$0 , \port$1887$0 , \port$1890$0 , \port$1893$0 , i__valid, \port$5400$0 , \port$5402$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg [47:0] \$5 ;
+  input clk;
+  wire clk;
+  (* init = 48'h000000000000 *)
+  wire [47:0] data;
+  wire [47:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [47:0] o__payload;
+  reg [47:0] o__payload = 48'h000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input [7:0] \port$1881$0 ;
+  wire [7:0] \port$1881$0 ;
+  input [7:0] \port$1884$0 ;
+  wire [7:0] \port$1884$0 ;
+  input [7:0] \port$1887$0 ;
+  wire [7:0] \port$1887$0 ;
+  input [7:0] \port$1890$0 ;
+  wire [7:0] \port$1890$0 ;
+  input [7:0] \port$1893$0 ;
+  wire [7:0] \port$1893$0 ;
+  input [4:0] \port$5400$0 ;
+  wire [4:0] \port$5400$0 ;
+  input [2:0] \port$5402$0 ;
+  wire [2:0] \port$5402$0 ;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    o__valid <= \$4 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  assign \$1  = ~ o__valid;
+  assign i__ready = \$1  | o__ready;
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$4  = o__valid;
+    if (\$3 ) begin
+      \$4  = i__valid;
     end
     if (rst) begin
-      \$38  = 1'h0;
+      \$4  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$39  = o__payload;
-    if (head_free) begin
-      \$39  = \$14 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$5  = o__payload;
+    if (\$3 ) begin
+      \$5  = { \port$5400$0 , \port$5402$0 , \port$1893$0 , \port$1890$0 , \port$1887$0 , \port$1884$0 , \port$1881$0  };
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$40  = rd;
-    if (pop) begin
-      \$40  = \$17 [2:0];
-    end
-    if (rst) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$41  = w_port__addr;
-    if (push) begin
-      \$41  = \$20 [2:0];
-    end
-    if (rst) begin
-      \$41  = 3'h0;
-    end
-  end
-  assign head = o__payload;
-  assign wr = w_port__addr;
-  assign w_port__data = { \port$1371$0 , \port$1362$0 , \port$1353$0 , \port$1344$0 , \port$1335$0  };
-  assign w_data = { \port$1371$0 , \port$1362$0 , \port$1353$0 , \port$1344$0 , \port$1335$0  };
-  assign w_port__en = w_en;
-  assign r_port__en = 1'h1;
+  assign data = o__payload;
+  assign i__payload = { \port$5400$0 , \port$5402$0 , \port$1893$0 , \port$1890$0 , \port$1887$0 , \port$1884$0 , \port$1881$0  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -22428,35 +22363,35 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     .q(valid_7)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$125  = valid_next;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$126  = \$signal ;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$127  = \$13 ;
     if (rst) begin
       \$127  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$128  = \$16 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$129  = beat;
     if (take) begin
       \$129  = \$18 [7:0];
@@ -22466,7 +22401,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$130  = at;
     if (take) begin
       \$130  = \$20 ;
@@ -22476,7 +22411,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$131  = o__payload;
     if (\$23 ) begin
       \$131 [63:0] = word[63:0];
@@ -22504,7 +22439,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$132  = word;
     if (\$24 ) begin
       \$132 [63:0] = \$25 [63:0];
@@ -22537,7 +22472,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$185 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [5:0] \$100 ;
@@ -24181,7 +24116,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$17 [8:0];
@@ -24191,7 +24126,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$195  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24206,7 +24141,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$196  = pix;
     if (take) begin
       if (\$27 ) begin
@@ -24223,7 +24158,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$197  = \$like ;
     if (take) begin
       if (\$27 ) begin
@@ -24240,7 +24175,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$198  = p_lane;
     if (take) begin
       if (\$27 ) begin
@@ -24257,7 +24192,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$199  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24277,7 +24212,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$200  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24297,7 +24232,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$201  = w_full;
     if (take) begin
       if (\$27 ) begin
@@ -24314,56 +24249,56 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$202  = \$61 ;
     if (rst) begin
       \$202  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$203  = gap_zero_next;
     if (rst) begin
       \$203  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$204  = \$signal$28 ;
     if (rst) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$205  = n_last_next;
     if (rst) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$206  = \$62 ;
     if (rst) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$207  = \$70 [7:0];
     if (rst) begin
       \$207  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$208  = \$76 [7:0];
     if (rst) begin
       \$208  = 8'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$209  = head_boot;
     if (\$77 ) begin
       \$209  = \$78 [1:0];
@@ -24373,21 +24308,21 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$210  = head;
     if (\$81 ) begin
       \$210  = \data$205 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$211  = r_next;
     if (rst) begin
       \$211  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$212  = s_idx;
     if (step) begin
       \$212  = \$83 [7:0];
@@ -24397,7 +24332,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$213  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -24409,7 +24344,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$214  = active;
     if (\$86 ) begin
       \$214  = 1'h0;
@@ -24422,7 +24357,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$215  = r_base;
     if (load) begin
       \$215  = { 1'h0, \$87  };
@@ -24432,7 +24367,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$216  = w_half;
     if (load) begin
       \$216  = \$88 ;
@@ -24442,7 +24377,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$217  = gap;
     if (\$89 ) begin
       \$217  = 2'h1;
@@ -24454,7 +24389,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$218  = col;
     if (step) begin
       \$218  = \$92 ;
@@ -24464,7 +24399,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$219  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -24476,7 +24411,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$220  = row_ph1;
     if (step) begin
       if (s_last) begin
@@ -24488,49 +24423,49 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$221  = \$108 [4:0];
     if (rst) begin
       \$221  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$222  = \$114 [4:0];
     if (rst) begin
       \$222  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$223  = step;
     if (rst) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$224  = \$115 ;
     if (rst) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$225  = s_last;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$226  = carry0_0;
     if (\$signal$211 ) begin
       \$226  = word1[7:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$227  = 8'h00;
@@ -24539,7 +24474,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$228  = 8'h00;
@@ -24548,7 +24483,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$229  = 8'h00;
@@ -24557,7 +24492,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$230  = 8'h00;
@@ -24566,7 +24501,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$231  = 8'h00;
@@ -24575,7 +24510,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$232  = 8'h00;
@@ -24584,7 +24519,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$233  = 8'h00;
@@ -24593,7 +24528,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$234  = 8'h00;
@@ -24602,7 +24537,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$235  = 8'h00;
@@ -24611,7 +24546,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$236  = 8'h00;
@@ -24620,7 +24555,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$237  = 8'h00;
@@ -24629,7 +24564,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$238  = 8'h00;
@@ -24638,7 +24573,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$239  = 8'h00;
@@ -24647,7 +24582,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$240  = 8'h00;
@@ -24656,7 +24591,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$241  = 8'h00;
@@ -24665,7 +24600,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$242  = 8'h00;
@@ -24674,7 +24609,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$243  = 8'h00;
@@ -24683,7 +24618,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$244  = 8'h00;
@@ -24692,7 +24627,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$245  = 8'h00;
@@ -24701,7 +24636,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$246  = 8'h00;
@@ -24710,14 +24645,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$247  = carry1_0;
     if (\$signal$211 ) begin
       \$247  = word1[15:8];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
       \$248  = 8'h00;
@@ -24726,7 +24661,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
       \$249  = 8'h00;
@@ -24735,7 +24670,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
       \$250  = 8'h00;
@@ -24744,7 +24679,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
       \$251  = 8'h00;
@@ -24753,7 +24688,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
       \$252  = 8'h00;
@@ -24762,7 +24697,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
       \$253  = 8'h00;
@@ -24771,7 +24706,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
       \$254  = 8'h00;
@@ -24780,7 +24715,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
       \$255  = 8'h00;
@@ -24789,7 +24724,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
       \$256  = 8'h00;
@@ -24798,7 +24733,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
       \$257  = 8'h00;
@@ -24807,7 +24742,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
       \$258  = 8'h00;
@@ -24816,7 +24751,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
       \$259  = 8'h00;
@@ -24825,7 +24760,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
       \$260  = 8'h00;
@@ -24834,7 +24769,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
       \$261  = 8'h00;
@@ -24843,7 +24778,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
       \$262  = 8'h00;
@@ -24852,7 +24787,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
       \$263  = 8'h00;
@@ -24861,7 +24796,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
       \$264  = 8'h00;
@@ -24870,7 +24805,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
       \$265  = 8'h00;
@@ -24879,7 +24814,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
       \$266  = 8'h00;
@@ -24888,7 +24823,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
       \$267  = 8'h00;
@@ -24897,147 +24832,147 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$268  = \$signal$211 ;
     if (rst) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$269  = v2_d1;
     if (rst) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$270  = v2_d2;
     if (rst) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$271  = v2_d3;
     if (rst) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$272  = v2_d4;
     if (rst) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$273  = \$signal$41 ;
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$274  = first2_d1;
     if (rst) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$275  = first2_d2;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$276  = first2_d3;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$277  = first2_d4;
     if (rst) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$278  = last1;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$279  = last2_d1;
     if (rst) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$280  = last2_d2;
     if (rst) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$281  = last2_d3;
     if (rst) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$282  = last2_d4;
     if (rst) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$283  = group_end;
     if (rst) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$284  = xacc;
     if (v2_d5) begin
       \$284  = \$157 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$285  = xfin;
     if (group_end) begin
       \$285  = \$159 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$286  = acc0_0;
     if (v2_d5) begin
       \$286  = \$161 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$287  = fin0_0;
     if (group_end) begin
       \$287  = \$163 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$288  = bank0_0;
     if (done) begin
       \$288  = \$165 [20:0];
@@ -25046,28 +24981,28 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$289  = acc1_0;
     if (v2_d5) begin
       \$289  = \$167 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$290  = fin1_0;
     if (group_end) begin
       \$290  = \$169 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$291  = bank1_0;
     if (done) begin
       \$291  = \$171 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$292  = ser_left;
     if (done) begin
       \$292  = 2'h2;
@@ -25079,7 +25014,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$293  = \addr$171 ;
     if (ser) begin
       \$293  = \$175 [8:0];
@@ -25089,112 +25024,112 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$294  = \$176 ;
     if (rst) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$295  = \$178 ;
     if (rst) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$296  = \$signal$250 ;
     if (rst) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$297  = vb;
     if (rst) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$298  = v_out_d1;
     if (rst) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$299  = v_out_d2;
     if (rst) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$300  = v_out_d3;
     if (rst) begin
       \$300  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$301  = ka;
     if (rst) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$302  = skipped_d1;
     if (rst) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$303  = skipped_d2;
     if (rst) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$304  = skipped_d3;
     if (rst) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$305  = skipped_d4;
     if (rst) begin
       \$305  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$306  = \$189 ;
     if (rst) begin
       \$306  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$307  = \$191 ;
     if (rst) begin
       \$307  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$308  = \$26 [2:0];
     if (rst) begin
       \$308  = 3'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$309  = credits_room_next;
     if (rst) begin
       \$309  = 1'h1;
@@ -25548,7 +25483,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25678,35 +25613,35 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
   always @(posedge clk)
     used <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$44  = \$35 ;
     if (rst) begin
       \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$36  = buf0;
     if (\$7 ) begin
       \$36  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$37  = buf1;
     if (\$9 ) begin
       \$37  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$38  = buf2;
     if (\$11 ) begin
       \$38  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$39  = o__valid;
     if (head_free) begin
       \$39  = \$13 ;
@@ -25716,14 +25651,14 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$41  = rd;
     if (pop) begin
       \$41  = \$17 [1:0];
@@ -25733,7 +25668,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$42  = wr;
     if (push) begin
       \$42  = \$20 [1:0];
@@ -25743,7 +25678,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$43  = \$28 [1:0];
     if (rst) begin
       \$43  = 2'h0;
@@ -25847,7 +25782,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -26251,70 +26186,70 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   always @(posedge clk)
     slot4 <= \$175 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$158  = \$17 ;
     if (rst) begin
       \$158  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$159  = \$27 ;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$160  = \$37 ;
     if (rst) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$161  = \$47 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$162  = \$57 ;
     if (rst) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$163  = \$67 ;
     if (rst) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$164  = \$104 ;
     if (rst) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$165  = v1;
     if (rst) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$166  = v2;
     if (rst) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$167  = addr;
     if (\$141 ) begin
       \$167  = \$144 [15:0];
@@ -26324,7 +26259,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$168  = primed;
     if (at5) begin
       \$168  = 1'h1;
@@ -26334,7 +26269,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$169  = \$signal ;
     if (\$146 ) begin
       \$169  = \$149 [2:0];
@@ -26344,7 +26279,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$170  = wptr;
     if (v3) begin
       \$170  = \$152 [2:0];
@@ -26354,7 +26289,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$171  = slot0;
     if (v3) begin
       if (\$153 ) begin
@@ -26363,7 +26298,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$172  = slot1;
     if (v3) begin
       if (\$154 ) begin
@@ -26372,7 +26307,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$173  = slot2;
     if (v3) begin
       if (\$155 ) begin
@@ -26381,7 +26316,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$174  = slot3;
     if (v3) begin
       if (\$156 ) begin
@@ -26390,7 +26325,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$175  = slot4;
     if (v3) begin
       if (\$157 ) begin
@@ -26403,7 +26338,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -26506,35 +26441,35 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   always @(posedge clk)
     word <= \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$24  = valid_next;
     if (rst) begin
       \$24  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$25  = \$signal ;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$26  = \$13 ;
     if (rst) begin
       \$26  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$27  = \$16 ;
     if (rst) begin
       \$27  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$28  = beat;
     if (take) begin
       \$28  = \$18 [8:0];
@@ -26544,7 +26479,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$29  = at;
     if (take) begin
       \$29  = \$20 ;
@@ -26554,14 +26489,14 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$30  = o__payload;
     if (\$23 ) begin
       \$30  = word;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$31  = word;
     if (take) begin
       \$31  = { i__payload, word[31:8] };
@@ -26573,7 +26508,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -27464,7 +27399,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [7:0];
@@ -27474,7 +27409,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$105  = w_count;
     if (take) begin
       \$105  = \$24 [6:0];
@@ -27484,7 +27419,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$106  = w_full;
     if (take) begin
       if (\$25 ) begin
@@ -27499,49 +27434,49 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$107  = \$26 ;
     if (rst) begin
       \$107  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$108  = 1'h1;
     if (rst) begin
       \$108  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$109  = \$signal ;
     if (rst) begin
       \$109  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$110  = n_last_next;
     if (rst) begin
       \$110  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$111  = \$27 ;
     if (rst) begin
       \$111  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$112  = r_next;
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$113  = s_idx;
     if (step) begin
       \$113  = \$29 [6:0];
@@ -27551,7 +27486,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$114  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -27563,7 +27498,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$115  = active;
     if (\$32 ) begin
       \$115  = 1'h0;
@@ -27576,7 +27511,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$116  = r_base;
     if (load) begin
       \$116  = \$33 ;
@@ -27586,7 +27521,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$117  = w_half;
     if (load) begin
       \$117  = \$34 ;
@@ -27596,7 +27531,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$118  = col;
     if (step) begin
       \$118  = \$39 [4:0];
@@ -27606,7 +27541,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$119  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -27618,35 +27553,35 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$120  = \$50 [4:0];
     if (rst) begin
       \$120  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$121  = step;
     if (rst) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$122  = \$51 ;
     if (rst) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$123  = s_last;
     if (rst) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$124  = 8'h00;
@@ -27655,7 +27590,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$125  = 8'h00;
@@ -27664,7 +27599,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$126  = 8'h00;
@@ -27673,7 +27608,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$127  = 8'h00;
@@ -27682,112 +27617,112 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$128  = \$signal$86 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$129  = v2_d1;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$130  = v2_d2;
     if (rst) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$131  = \$signal$87 ;
     if (rst) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$132  = first2_d1;
     if (rst) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$133  = first2_d2;
     if (rst) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$134  = last1;
     if (rst) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$135  = last2_d1;
     if (rst) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$136  = last2_d2;
     if (rst) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$137  = group_end;
     if (rst) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$138  = xacc;
     if (v2_d3) begin
       \$138  = \$73 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$139  = xfin;
     if (group_end) begin
       \$139  = \$75 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$140  = acc0_0;
     if (v2_d3) begin
       \$140  = \$77 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$141  = fin0_0;
     if (group_end) begin
       \$141  = \$79 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$142  = bank0_0;
     if (done) begin
       \$142  = \$81 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$143  = ser_left;
     if (done) begin
       \$143  = 1'h1;
@@ -27799,7 +27734,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$144  = addr;
     if (ser) begin
       \$144  = \$85 [3:0];
@@ -27809,112 +27744,112 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$145  = \$86 ;
     if (rst) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$146  = \$88 ;
     if (rst) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$147  = \$signal$109 ;
     if (rst) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$148  = vb;
     if (rst) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$149  = v_out_d1;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$150  = v_out_d2;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$151  = v_out_d3;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$152  = ka;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$153  = skipped_d1;
     if (rst) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$154  = skipped_d2;
     if (rst) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$155  = skipped_d3;
     if (rst) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$156  = skipped_d4;
     if (rst) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$157  = \$99 ;
     if (rst) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$158  = \$101 ;
     if (rst) begin
       \$158  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$159  = \$21 [1:0];
     if (rst) begin
       \$159  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$160  = credits_room_next;
     if (rst) begin
       \$160  = 1'h1;
@@ -28057,7 +27992,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -28168,14 +28103,14 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -28185,14 +28120,14 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -28202,7 +28137,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -28212,14 +28147,14 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$36  = \$23 [0];
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$37  = \$30 ;
     if (rst) begin
       \$37  = 1'h1;
@@ -28301,7 +28236,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -28623,56 +28558,56 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   always @(posedge clk)
     slot3 <= \$137 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$123  = \$15 ;
     if (rst) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$124  = \$25 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$125  = \$35 ;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$126  = \$45 ;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$127  = \$55 ;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$128  = \$81 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$129  = v1;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$130  = addr;
     if (\$107 ) begin
       \$130  = \$110 [10:0];
@@ -28682,7 +28617,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$131  = primed;
     if (at4) begin
       \$131  = 1'h1;
@@ -28692,7 +28627,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$132  = \$signal ;
     if (\$112 ) begin
       \$132  = \$115 [1:0];
@@ -28702,7 +28637,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$133  = wptr;
     if (v2) begin
       \$133  = \$118 [1:0];
@@ -28712,7 +28647,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$134  = slot0;
     if (v2) begin
       if (\$119 ) begin
@@ -28721,7 +28656,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$135  = slot1;
     if (v2) begin
       if (\$120 ) begin
@@ -28730,7 +28665,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$136  = slot2;
     if (v2) begin
       if (\$121 ) begin
@@ -28739,7 +28674,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$137  = slot3;
     if (v2) begin
       if (\$122 ) begin
@@ -28752,7 +28687,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__payload, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -29496,7 +29431,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     .w_port__data(new2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$65  = cg;
     if (take) begin
       \$65  = \$24 [4:0];
@@ -29506,7 +29441,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$66  = x;
     if (take) begin
       if (\$25 ) begin
@@ -29518,7 +29453,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$67  = \$signal$41 ;
     if (take) begin
       if (\$25 ) begin
@@ -29530,7 +29465,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$68  = \$signal$17 ;
     if (take) begin
       if (\$25 ) begin
@@ -29542,7 +29477,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$69  = y;
     if (take) begin
       if (\$25 ) begin
@@ -29556,7 +29491,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$70  = \$signal$43 ;
     if (take) begin
       if (\$25 ) begin
@@ -29570,119 +29505,119 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$71  = take;
     if (rst) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$72  = \$50 ;
     if (rst) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$73  = \$53 ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$74  = \$56 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$75  = \$12 [8:0];
     if (rst) begin
       \$75  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$76  = \$signal ;
     if (rst) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$77  = \$signal$44 ;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$78  = \$signal$9 ;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$79  = \$signal$10 ;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$80  = addr1;
     if (rst) begin
       \$80  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$81  = \$57 ;
     if (rst) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$82  = addr2;
     if (rst) begin
       \$82  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$83  = wport__en;
     if (rst) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$84  = wport__addr;
     if (rst) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$85  = \$60 ;
     if (rst) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$86  = \$62 ;
     if (rst) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$87  = \$64 ;
     if (rst) begin
       \$87  = 1'h0;
@@ -29707,7 +29642,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -29798,7 +29733,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -29808,7 +29743,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -29818,7 +29753,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -29840,7 +29775,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -30584,7 +30519,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     .w_port__data(new2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$65  = cg;
     if (take) begin
       \$65  = \$24 [5:0];
@@ -30594,7 +30529,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$66  = x;
     if (take) begin
       if (\$25 ) begin
@@ -30606,7 +30541,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$67  = \$signal$41 ;
     if (take) begin
       if (\$25 ) begin
@@ -30618,7 +30553,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$68  = \$signal$17 ;
     if (take) begin
       if (\$25 ) begin
@@ -30630,7 +30565,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$69  = y;
     if (take) begin
       if (\$25 ) begin
@@ -30644,7 +30579,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$70  = \$signal$43 ;
     if (take) begin
       if (\$25 ) begin
@@ -30658,119 +30593,119 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$71  = take;
     if (rst) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$72  = \$50 ;
     if (rst) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$73  = \$53 ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$74  = \$56 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$75  = \$12 [8:0];
     if (rst) begin
       \$75  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$76  = \$signal ;
     if (rst) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$77  = \$signal$44 ;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$78  = \$signal$9 ;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$79  = \$signal$10 ;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$80  = addr1;
     if (rst) begin
       \$80  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$81  = \$57 ;
     if (rst) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$82  = addr2;
     if (rst) begin
       \$82  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$83  = wport__en;
     if (rst) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$84  = wport__addr;
     if (rst) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$85  = \$60 ;
     if (rst) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$86  = \$62 ;
     if (rst) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$87  = \$64 ;
     if (rst) begin
       \$87  = 1'h0;
@@ -30795,7 +30730,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -30886,7 +30821,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -30896,7 +30831,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -30906,7 +30841,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
