@@ -559,8 +559,13 @@ class MatrixVectorUnit(wiring.Component):
                       else xword[s * xw:(s + 1) * xw] for s in range(simd)]
             word_sum = _tree_sum(m, xparts, sum_shape, "xsum")
         else:
-            word_sum = delay(m, _tree_sum(m, x2, sum_shape, "xsum"), 1, "xsum_q", sum_shape,
-                             data=True)
+            # Its first level registered: the word's register fans out to every row's masks
+            # as well, so its adders sit apart from it (LeNet-5's conv2 placed on the
+            # ECP5-25k: the word through two adders into the tree's register, 8.7 ns of
+            # routing, its longest path at two seeds of three). Delayed to the rows' sums.
+            word_sum = delay(m, _tree_sum(m, x2, sum_shape, "xsum", first=1),
+                             1 + _tree_registers(simd) - _tree_registers(simd, first=1),
+                             "xsum_q", sum_shape, data=True)
         v2 = delay(m, v1, p.tree_stages, "v2")
         first2 = delay(m, first1, p.tree_stages, "first2")
         last2 = delay(m, last1, p.tree_stages, "last2")
@@ -863,9 +868,17 @@ def _mod_sum(a, b, n):
     return Mux(total >= n, total - n, total)
 
 
-def _tree_sum(m, terms, shape, name):
-    """Balanced adder tree with a register after every :data:`TREE_LEVELS_PER_REGISTER`
-    levels and on its output (at least one register)."""
+def _tree_registers(n_terms, first=TREE_LEVELS_PER_REGISTER):
+    """Registers :func:`_tree_sum` puts between its terms and its sum."""
+    levels = (n_terms - 1).bit_length()
+    cuts = {lv for lv in range(1, levels + 1)
+            if lv == first or (lv > first and (lv - first) % TREE_LEVELS_PER_REGISTER == 0)}
+    return len(cuts | {max(1, levels)}) if levels else 1
+
+
+def _tree_sum(m, terms, shape, name, first=TREE_LEVELS_PER_REGISTER):
+    """Balanced adder tree with a register after level ``first``, then after every
+    :data:`TREE_LEVELS_PER_REGISTER` levels, and on its output (at least one register)."""
     terms, level = list(terms), 0
     while True:
         if len(terms) > 1:
@@ -879,7 +892,8 @@ def _tree_sum(m, terms, shape, name):
                 sums.append(wire)
             terms = sums + ([terms[-1]] if len(terms) % 2 else [])
             level += 1
-        if len(terms) == 1 or level % TREE_LEVELS_PER_REGISTER == 0:
+        if len(terms) == 1 or level == first or \
+                (level > first and (level - first) % TREE_LEVELS_PER_REGISTER == 0):
             regs = []
             for k, t in enumerate(terms):
                 reg = Signal(shape if len(terms) == 1 else t.shape(), name=f"{name}_l{level}_{k}",

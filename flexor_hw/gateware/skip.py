@@ -13,9 +13,9 @@ from .window import NO_RW_CHECK
 __all__ = ["SkipFifo", "ResidualFork"]
 
 
-#: Places a skip FIFO holds beyond the ``depth`` it promises its writer: its input's
-#: ``ready`` is a register, the room of the level a cycle before, so up to two beats may be
-#: on their way when it falls.
+#: Places a skip FIFO's memory holds beyond the ``depth`` it promises its writer: its input's
+#: ``ready`` is a register, the room of the level two cycles before, so up to two beats more
+#: than ``depth`` may be held when it falls (one of them in the read register).
 ROOM_SLACK = 2
 
 
@@ -24,7 +24,7 @@ class SkipFifo(wiring.Component):
     each side. Its depth is computed by the FIFO sizing pass
     (:func:`flexor_hw.hw.fifo.skip_fifo_depth`), never guessed.
 
-    ``i.ready`` is a register: room for a beat while the beats held the cycle before were
+    ``i.ready`` is a register: room for a beat while the beats held two cycles before were
     fewer than ``depth`` (the compare of the level with the depth drove the fork's ready
     and, through it, the fork's input register: the placed ResNet-20's longest path at
     94.3 MHz). The memory holds :data:`ROOM_SLACK` places more, so the writer still finds
@@ -84,9 +84,12 @@ class SkipFifo(wiring.Component):
             self.i.ready.eq(room),
             self.o.valid.eq(held),
         ]
-        # the level a cycle later is at most depth + 1 (a beat may have been on its way):
-        # the memory never overflows
-        m.d.sync += room.eq(used + held < self._depth)
+        # The beats held, registered, then compared: room two cycles after the level it
+        # tells of (the level's adders and the compare in one cycle, 11.5 ns placed on
+        # ResNet-20). Up to three beats arrive meanwhile, so at most depth + 2 are held
+        # (ROOM_SLACK places in the memory, one in the read register).
+        total = Signal(range(places + 2))
+        m.d.sync += [total.eq(used + held), room.eq(total < self._depth)]
         with m.If(write):
             m.d.sync += produce.eq(Mux(produce == places - 1, 0, produce + 1))
             with m.If(produce == places - 1):

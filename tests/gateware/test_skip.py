@@ -41,8 +41,9 @@ def test_fifo_slices_leave_no_block_stacked_in_depth(depth, width, slices):
 
 @pytest.mark.parametrize("depth, slices", [(1, None), (2, None), (6, [4, 4]), (33, None)])
 def test_skip_fifo_takes_depth_beats_while_nothing_leaves(depth, slices):
-    """With the reader stopped the writer places ``depth`` beats (one more may pass while
-    the registered ready falls), then waits; once the reader takes one, it may go on."""
+    """With the reader stopped the writer places ``depth`` beats (two more may pass while
+    the ready, registered from the level two cycles before, falls), then waits; once the
+    reader takes one, it may go on."""
     dut = SkipFifo(8, depth, slices)
     taken = []
 
@@ -55,7 +56,7 @@ def test_skip_fifo_takes_depth_beats_while_nothing_leaves(depth, slices):
             if ready:
                 taken.append(k)
         ctx.set(dut.i.valid, 0)
-        assert depth <= len(taken) <= depth + 1
+        assert depth <= len(taken) <= depth + 2
         got = []
         ctx.set(dut.o.ready, 1)
         for _ in range(3 * depth + 10):
