@@ -154,7 +154,7 @@ def cmd_synth(args):
         check_outputs((args.report, "report"), (root + ".md", "Markdown report"))
     load_build(args.target, package=args.compare)      # a built directory, checked first
     result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
-                   report=None if args.compare else args.report)
+                   seeds=args.seeds, report=None if args.compare else args.report)
     print(markdown(result), end="")
     if not args.compare:
         return 0
@@ -182,7 +182,7 @@ def cmd_synth(args):
 
 
 def add_hw_commands(sub):
-    from .cli_common import _seed, add_frac_bits
+    from .cli_common import _seed, add_frac_bits, int_range
     from .synth import TARGETS
     p = sub.add_parser("build", help="emit Verilog, ROM files and a manifest")
     p.add_argument("package")
@@ -253,6 +253,10 @@ def add_hw_commands(sub):
                         + ")")
     p.add_argument("--seed", type=_seed, metavar="N",
                    help="nextpnr placement seed (default: nextpnr's own)")
+    p.add_argument("--seeds", type=int_range(1, 64, "a count of seeds from 1 to 64"), default=1,
+                   metavar="N",
+                   help="place with N seeds (--seed and the ones after it, from one synthesis) "
+                        "and report the fastest, listing every seed's Fmax (default 1)")
     p.add_argument("--report", metavar="FILE", help="write JSON here (and Markdown beside it)")
     p.add_argument("--compare", action="store_true",
                    help="also build and synthesize the plain-ROM baseline, side by side")

@@ -402,7 +402,7 @@ def _breakdown(stat, top, family, nodes):
     return rows
 
 
-def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=None,
+def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, workdir=None,
           quiet=False):
     """Synthesize and place-and-route a built design; return (and write) the report dict.
 
@@ -419,6 +419,10 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
     (:data:`PLACEMENT_ATTEMPTS`), and a placement that runs out of them is started again
     with the next seed, up to :data:`PLACEMENT_SEEDS` seeds (the report's ``seed`` is the one that placed, and
     ``placement_retries`` names the cells that stopped the others).
+
+    ``seeds`` > 1 places the one synthesized netlist with that many seeds, ``seed`` (default
+    1) and the ones after it, and reports the fastest placement (the lowest seed among equals);
+    ``seed_sweep`` lists every seed's Fmax, failing endpoints and nextpnr time.
     """
     if target not in TARGETS:
         raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -428,6 +432,8 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         raise SynthError(f"clock must be a frequency in MHz in (0, 1000], not {clock_mhz!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise SynthError(f"seed must be a non-negative integer, not {seed!r}")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= 64:
+        raise SynthError(f"seeds must be a count of seeds from 1 to 64, not {seeds!r}")
     if report:
         check_output_file(report, "report")
         check_output_file(os.path.splitext(str(report))[0] + ".md", "Markdown report")
@@ -506,31 +512,57 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
                 f.write(f'LOCATE COMP "{clk}" SITE "{spec["clock_pin"]}";\n'
                         f'IOBUF PORT "{clk}" IO_TYPE=LVCMOS33;\n')
             pnr += ["--lpf", "clock.lpf", "--lpf-allow-unconstrained"]
+        def place_once(first, retries):
+            """nextpnr from seed ``first``: ``(fmax, seconds, seed placed, fields)``."""
+            phases = {}
+            t, placed = place(pnr, spec["family"], f"nextpnr {target}", work,
+                              os.path.join(work, "nextpnr.log"), first, retries, quiet,
+                              phases=phases)
+            fields = {"placement_retries": retries,
+                      "pnr_phase_seconds": _phase_seconds(phases, t)}
+            with open(os.path.join(work, "nextpnr.log"), errors="replace") as f:
+                hist = slack_histogram(f.read())
+            if hist:
+                fields["slack_histogram_ps"] = hist
+                fields["endpoints_failing"] = sum(n for lo, hi, n in hist if lo < 0)
+            with open(os.path.join(work, "pnr.json")) as f:
+                pnr_report = json.load(f)
+            clocks = pnr_report.get("fmax", {})
+            f_max = min((c["achieved"] for c in clocks.values()), default=None)
+            fields["utilization"] = {k: v for k, v in pnr_report["utilization"].items()
+                                     if v["used"]}
+            fields["critical_path"] = _critical_path(pnr_report)
+            fields["late_endpoints"] = late_endpoints(pnr_report, 1000 / clock_mhz)
+            return f_max, t, placed, fields
+
         fmax, pnr_ok, pnr_error, t_pnr = None, False, None, 0.0
         if fits_resources:
-            try:
-                phases = {}
-                retries = result["placement_retries"] = []
-                t_pnr, seed = place(pnr, spec["family"], f"nextpnr {target}", work,
-                                    os.path.join(work, "nextpnr.log"), seed, retries, quiet,
-                                    phases=phases)
-                result["pnr_phase_seconds"] = _phase_seconds(phases, t_pnr)
-                with open(os.path.join(work, "nextpnr.log"), errors="replace") as f:
-                    hist = slack_histogram(f.read())
-                if hist:
-                    result["slack_histogram_ps"] = hist
-                    result["endpoints_failing"] = sum(n for lo, hi, n in hist if lo < 0)
-                with open(os.path.join(work, "pnr.json")) as f:
-                    pnr_report = json.load(f)
-                clocks = pnr_report.get("fmax", {})
-                fmax = min((c["achieved"] for c in clocks.values()), default=None)
-                result["utilization"] = {k: v for k, v in pnr_report["utilization"].items()
-                                         if v["used"]}
-                result["critical_path"] = _critical_path(pnr_report)
-                result["late_endpoints"] = late_endpoints(pnr_report, 1000 / clock_mhz)
-                pnr_ok = True
-            except SynthError as e:
-                pnr_error = str(e)
+            firsts = [seed] if seeds == 1 else [(1 if seed is None else seed) + k
+                                                for k in range(seeds)]
+            sweep, best = [], None
+            for k, first in enumerate(firsts):
+                if seeds > 1 and not quiet:
+                    print(f"[synth] seed {first} ({k + 1} of {seeds})", file=sys.stderr,
+                          flush=True)
+                retries = []
+                try:
+                    f_max, t, placed, fields = place_once(first, retries)
+                except SynthError as e:
+                    pnr_error = str(e)
+                    result["placement_retries"] = retries
+                    sweep.append({"seed": first, "fmax_mhz": None, "pnr_error": str(e)})
+                    continue
+                sweep.append({"seed": placed, "fmax_mhz": f_max,
+                              "endpoints_failing": fields.get("endpoints_failing"),
+                              "pnr_seconds": t})
+                if best is None or (f_max or 0) > (best[0] or 0):
+                    best = (f_max, t, placed, fields)
+            if best is not None:
+                fmax, t_pnr, seed, fields = best
+                result.update(fields)
+                pnr_ok, pnr_error = True, None
+            if seeds > 1:
+                result["seed_sweep"] = sweep
         else:
             pnr_error = "skipped: the design needs more than the device has"
         result.update({"fmax_mhz": fmax, "target_mhz": clock_mhz, "seed": seed,
@@ -589,6 +621,10 @@ def markdown(result):
     if result.get("pnr_phase_seconds"):
         lines += ["nextpnr: " + ", ".join(f"{k} {v:.0f} s" for k, v in
                                           result["pnr_phase_seconds"].items()), ""]
+    if result.get("seed_sweep"):
+        lines += ["Seeds placed: " + ", ".join(
+            f"{r['seed']}: " + ("failed" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f} MHz")
+            for r in result["seed_sweep"]) + f"; the report is seed {result['seed']}'s", ""]
     for r in result.get("placement_retries") or []:
         lines += [f"Seed {r['seed'] if r['seed'] is not None else 'default'}: the placer found "
                   f"no place for `{r['cell']}` ({r['seconds']:.0f} s; nextpnr#1062), placed "

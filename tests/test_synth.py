@@ -140,6 +140,46 @@ def test_bad_seed(small, seed):
         synth(root / "rtl", "ice40-up5k", seed=seed, quiet=True)
 
 
+@pytest.mark.parametrize("seeds", [0, 65, 1.5, True])
+def test_bad_seed_count(small, seeds):
+    root, _ = small
+    with pytest.raises(SynthError, match=r"^seeds must be a count of seeds from 1 to 64, not "):
+        synth(root / "rtl", "ice40-up5k", seeds=seeds, quiet=True)
+
+
+@pytest.mark.synth
+def test_seed_sweep_reports_the_fastest_placement(small, monkeypatch):
+    """One synthesis, a placement per seed; the report is the fastest seed's, and lists
+    every seed's Fmax. A seed whose placement fails is listed and skipped."""
+    import flexor_hw.synth as s
+    root, _ = small
+    real_run, yosys_runs, pnr_seeds = s._run, [], []
+
+    def run(cmd, label, cwd, log, quiet, **kw):
+        if "nextpnr" in cmd[0]:
+            pnr_seeds.append(int(cmd[cmd.index("--seed") + 1]))
+            if pnr_seeds[-1] == 4:
+                raise s.SynthError(f"{label} failed (exit 1)")
+        elif "-noflatten" not in cmd[-1]:
+            yosys_runs.append(label)
+        return real_run(cmd, label, cwd, log, quiet, **kw)
+
+    monkeypatch.setattr(s, "_run", run)
+    report = synth(root / "rtl", "ice40-up5k", seed=2, seeds=3, quiet=True)
+    assert len(yosys_runs) == 1 and pnr_seeds == [2, 3, 4]
+    sweep = report["seed_sweep"]
+    assert [r["seed"] for r in sweep] == [2, 3, 4]
+    assert sweep[2]["fmax_mhz"] is None and "exit 1" in sweep[2]["pnr_error"]
+    placed = [r for r in sweep if r["fmax_mhz"] is not None]
+    best = max(placed, key=lambda r: r["fmax_mhz"])
+    assert report["fmax_mhz"] == best["fmax_mhz"] and report["seed"] == best["seed"]
+    assert report["fits"] is True and report["pnr_error"] is None
+    # the report's timing is the kept seed's own: its critical path at its Fmax
+    assert report["critical_path"]["delay_ns"] == pytest.approx(1000 / report["fmax_mhz"],
+                                                                 rel=0.01)
+    assert f"the report is seed {best['seed']}'s" in s.markdown(report)
+
+
 @pytest.mark.synth
 def test_classic_abc_when_abc9_fails(small, monkeypatch):
     # The WASM ABC9 dies without a message on some larger designs: synth maps with classic
