@@ -106,8 +106,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$21 ),
     .i__valid(\i__valid$19 ),
     .o__payload(\i__payload$23 ),
-    .\o__ready$126 (\o__ready$27 ),
-    .\o__valid$128 (\i__valid$25 ),
+    .\o__ready$129 (\o__ready$27 ),
+    .\o__valid$131 (\i__valid$25 ),
     .rst(rst),
     .w_data(\i__payload$17 )
   );
@@ -136,7 +136,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$45 ),
     .i__valid(\i__valid$43 ),
     .o__payload(\i__payload$47 ),
-    .\o__ready$821 (\o__ready$51 ),
+    .\o__ready$842 (\o__ready$51 ),
     .o__valid(\i__valid$49 ),
     .rst(rst),
     .w_data(\i__payload$41 )
@@ -167,7 +167,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$57 ),
     .i__valid(\i__valid$55 ),
     .o__payload(\i__payload$59 ),
-    .\o__ready$185 (\o__ready$63 ),
+    .\o__ready$192 (\o__ready$63 ),
     .o__valid(\i__valid$61 ),
     .rst(rst)
   );
@@ -186,7 +186,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$68 (\o__ready$75 ),
+    .\o__ready$70 (\o__ready$75 ),
     .o__valid(\i__valid$73 ),
     .rst(rst),
     .w_data(\i__payload$65 )
@@ -570,7 +570,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o__valid$128 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o__valid$131 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
@@ -800,15 +800,15 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   wire \$signal ;
-  reg \$signal$145  = 1'h0;
-  reg \$signal$146  = 1'h0;
-  reg \$signal$180  = 1'h0;
+  reg \$signal$148  = 1'h0;
+  reg \$signal$149  = 1'h0;
+  reg \$signal$183  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$194 ;
+  wire [5:0] \addr$197 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   reg [13:0] bank1_0 = 14'h0000;
@@ -823,7 +823,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   wire credits_room_next;
   reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [63:0] \data$195 ;
+  wire [63:0] \data$198 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
   reg [12:0] fin1_0 = 13'h0000;
@@ -876,21 +876,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$153 ;
   wire [19:0] \o$156 ;
-  wire [19:0] \o$157 ;
+  wire [19:0] \o$159 ;
+  wire [19:0] \o$160 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$125 ;
-  wire [63:0] \o__payload$148 ;
+  wire [7:0] \o__payload$128 ;
+  wire [63:0] \o__payload$151 ;
   wire o__ready;
-  input \o__ready$126 ;
-  wire \o__ready$126 ;
-  wire \o__ready$127 ;
+  input \o__ready$129 ;
+  wire \o__ready$129 ;
+  wire \o__ready$130 ;
   wire o__valid;
-  output \o__valid$128 ;
-  wire \o__valid$128 ;
-  wire \o__valid$129 ;
+  output \o__valid$131 ;
+  wire \o__valid$131 ;
+  wire \o__valid$132 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [28:0] p;
@@ -900,8 +900,8 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   wire [2:0] \port__addr$43 ;
   wire [63:0] port__data;
   wire [15:0] \port__data$12 ;
-  wire [63:0] \port__data$149 ;
-  wire [15:0] \port__data$150 ;
+  wire [63:0] \port__data$152 ;
+  wire [15:0] \port__data$153 ;
   wire port__en;
   wire \port__en$13 ;
   wire \port__en$42 ;
@@ -998,10 +998,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   reg [1:0] w_count = 2'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [7:0] \w_data$130 ;
+  wire [7:0] \w_data$133 ;
   reg [79:0] w_data_q = 80'h00000000000000000000;
   wire w_en;
-  reg \w_en$131  = 1'h0;
+  reg \w_en$134  = 1'h0;
   wire w_en_b0;
   wire w_en_b1;
   reg w_full = 1'h0;
@@ -1010,11 +1010,14 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   reg [12:0] xacc = 13'h0000;
   reg [79:0] xdata_d1 = 80'h00000000000000000000;
   reg [12:0] xfin = 13'h0000;
-  reg [9:0] xsum_l2_0 = 10'h000;
-  reg [9:0] xsum_l2_1 = 10'h000;
-  reg [8:0] xsum_l2_2 = 9'h000;
+  reg [8:0] xsum_l1_0 = 9'h000;
+  reg [8:0] xsum_l1_1 = 9'h000;
+  reg [8:0] xsum_l1_2 = 9'h000;
+  reg [8:0] xsum_l1_3 = 9'h000;
+  reg [8:0] xsum_l1_4 = 9'h000;
+  reg [10:0] xsum_l3_0 = 11'h000;
+  reg [8:0] xsum_l3_1 = 9'h000;
   reg [11:0] xsum_l4_0 = 12'h000;
-  reg [11:0] xsum_q_d1 = 12'h000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -1050,7 +1053,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   always @(posedge clk) begin
     _0_ <= vectors0[\port__addr$40 ];
   end
-  assign \port__data$149  = _0_;
+  assign \port__data$152  = _0_;
   reg [15:0] vectors1 [5:0];
   initial begin
     vectors1[0] = 16'h0000;
@@ -1068,7 +1071,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   always @(posedge clk) begin
     _1_ <= vectors1[\port__addr$43 ];
   end
-  assign \port__data$150  = _1_;
+  assign \port__data$153  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 2'h3;
@@ -1118,10 +1121,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
   assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
   assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
-  assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
-  assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
+  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
+  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
+  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
+  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$20  = rq0_over ? 11'h0ff : rq0_shifted;
@@ -1180,16 +1183,16 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   assign \$86  = off1_0[3] ? \$78  : \$85 ;
   assign \$87  = off1_0[4] ? \$71  : \$86 ;
   assign \$88  = ~ \$87 ;
-  assign \$92  = off1_1[0] ? { \o$157 [4:0], \o$156 [19:15] } : \o$156 [14:5];
+  assign \$92  = off1_1[0] ? { \o$160 [4:0], \o$159 [19:15] } : \o$159 [14:5];
   assign \$94  = off1_1[1] ? \$92  : \$93 ;
   assign \$98  = off1_1[2] ? \$94  : \$97 ;
   assign \$106  = off1_1[3] ? \$98  : \$105 ;
   assign \$107  = off1_1[4] ? \$91  : \$106 ;
   assign \$108  = ~ \$107 ;
   assign \$109  = first2_d4 ? 13'h0000 : xacc;
-  assign \$110  = \$109  + xsum_q_d1;
+  assign \$110  = \$109  + xsum_l4_0;
   assign \$111  = first2_d4 ? 13'h0000 : xacc;
-  assign \$112  = \$111  + xsum_q_d1;
+  assign \$112  = \$111  + xsum_l4_0;
   assign \$113  = first2_d4 ? 13'h0000 : acc0_0;
   assign \$114  = \$113  + t0_0_l4_0;
   assign \$115  = first2_d4 ? 13'h0000 : acc0_0;
@@ -1209,7 +1212,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   assign \$137  = $signed(\$136 ) < $signed(1'h0);
   assign \$139  = $signed(\$138 ) > $signed(9'h0ff);
   assign \$140  = step & s_last;
-  assign \$141  = \o__valid$128  & \o__ready$126 ;
+  assign \$141  = \o__valid$131  & \o__ready$129 ;
   assign \$142  = \$141  + skipped_d4;
   assign \$143  = ~ rst;
   assign \$145  = rst ? 1'h0 : take;
@@ -1256,15 +1259,15 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   always @(posedge clk)
     off1_1 <= \$167 ;
   always @(posedge clk)
-    \$signal$145  <= \$168 ;
+    \$signal$148  <= \$168 ;
   always @(posedge clk)
-    \$signal$146  <= \$169 ;
+    \$signal$149  <= \$169 ;
   always @(posedge clk)
     last1 <= \$170 ;
   always @(posedge clk)
-    word1 <= \o__payload$148 ;
+    word1 <= \o__payload$151 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$150 , \port__data$149  };
+    xdata_d1 <= { \port__data$153 , \port__data$152  };
   always @(posedge clk)
     w0_0 <= \$88 ;
   always @(posedge clk)
@@ -1326,15 +1329,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    xsum_l2_0 <= xsum_w1_0;
+    xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
-    xsum_l2_1 <= xsum_w1_2;
+    xsum_l1_1 <= xsum_w0_2;
   always @(posedge clk)
-    xsum_l2_2 <= xsum_w0_8;
+    xsum_l1_2 <= xsum_w0_4;
+  always @(posedge clk)
+    xsum_l1_3 <= xsum_w0_6;
+  always @(posedge clk)
+    xsum_l1_4 <= xsum_w0_8;
+  always @(posedge clk)
+    xsum_l3_0 <= xsum_w2_0;
+  always @(posedge clk)
+    xsum_l3_1 <= xsum_l1_4;
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
-  always @(posedge clk)
-    xsum_q_d1 <= xsum_l4_0;
   always @(posedge clk)
     v2_d1 <= \$191 ;
   always @(posedge clk)
@@ -1382,7 +1391,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   always @(posedge clk)
     addr <= \$213 ;
   always @(posedge clk)
-    \$signal$180  <= \$214 ;
+    \$signal$183  <= \$214 ;
   always @(posedge clk)
     ka <= \$215 ;
   always @(posedge clk)
@@ -1406,7 +1415,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   always @(posedge clk)
     v_out_d2 <= \$218 ;
   always @(posedge clk)
-    \w_en$131  <= \$219 ;
+    \w_en$134  <= \$219 ;
   always @(posedge clk)
     skipped_d1 <= \$220 ;
   always @(posedge clk)
@@ -1434,23 +1443,23 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$153 )
+    .o(\o$156 )
   );
   \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$156 )
+    .o(\o$159 )
   );
   \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$157 )
+    .o(\o$160 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$126 ),
-    .o__valid(\o__valid$128 ),
+    .o__ready(\o__ready$129 ),
+    .o__valid(\o__valid$131 ),
     .rst(rst),
-    .w_en(\w_en$131 ),
+    .w_en(\w_en$134 ),
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
@@ -1470,9 +1479,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
     .q(\port__addr$43 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$194 ),
+    .addr(\addr$197 ),
     .clk(clk),
-    .data(\data$195 )
+    .data(\data$198 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1513,10 +1522,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
     .q(\port__en$13 )
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$194 ),
+    .addr(\addr$197 ),
     .clk(clk),
-    .data(\data$195 ),
-    .o__payload(\o__payload$148 ),
+    .data(\data$198 ),
+    .o__payload(\o__payload$151 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
@@ -1916,7 +1925,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = \$signal$145 ;
+    \$191  = \$signal$148 ;
     if (rst) begin
       \$191  = 1'h0;
     end
@@ -1944,7 +1953,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = \$signal$146 ;
+    \$195  = \$signal$149 ;
     if (rst) begin
       \$195  = 1'h0;
     end
@@ -2101,7 +2110,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = \$signal$180 ;
+    \$216  = \$signal$183 ;
     if (rst) begin
       \$216  = 1'h0;
     end
@@ -2206,11 +2215,11 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   assign a = data[14:0];
   assign sa0_0 = b;
   assign rq0_y = \$21 [7:0];
-  assign \o__payload$125  = o__payload;
-  assign \o__ready$127  = \o__ready$126 ;
-  assign \o__valid$129  = \o__valid$128 ;
-  assign \w_data$130  = \$21 [7:0];
-  assign v_out_d3 = \w_en$131 ;
+  assign \o__payload$128  = o__payload;
+  assign \o__ready$130  = \o__ready$129 ;
+  assign \o__valid$132  = \o__valid$131 ;
+  assign \w_data$133  = \$21 [7:0];
+  assign v_out_d3 = \w_en$134 ;
   assign space_next = \$24 [3:0];
   assign \$69  = o[9:0];
   assign \$70  = o[9:0];
@@ -2226,18 +2235,18 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$126 , i__valid, w_data, \o
   assign \$83  = o[9:0];
   assign \$84  = \$83 ;
   assign \$85  = \$84 ;
-  assign \$89  = \o$156 [14:5];
-  assign \$90  = \o$156 [14:5];
+  assign \$89  = \o$159 [14:5];
+  assign \$90  = \o$159 [14:5];
   assign \$91  = \$90 ;
-  assign \$93  = \o$156 [14:5];
-  assign \$95  = \o$156 [14:5];
-  assign \$96  = \o$156 [14:5];
+  assign \$93  = \o$159 [14:5];
+  assign \$95  = \o$159 [14:5];
+  assign \$96  = \o$159 [14:5];
   assign \$97  = \$96 ;
-  assign \$99  = \o$156 [14:5];
-  assign \$100  = \o$156 [14:5];
+  assign \$99  = \o$159 [14:5];
+  assign \$100  = \o$159 [14:5];
   assign \$101  = \$100 ;
-  assign \$102  = \o$156 [14:5];
-  assign \$103  = \o$156 [14:5];
+  assign \$102  = \o$159 [14:5];
+  assign \$103  = \o$159 [14:5];
   assign \$104  = \$103 ;
   assign \$105  = \$104 ;
   assign \$117  = { fin0_0, 1'h0 };
@@ -5585,7 +5594,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -6147,20 +6156,20 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   wire [30:0] \$98 ;
   wire [45:0] \$99 ;
   wire \$signal ;
-  reg \$signal$835  = 1'h0;
-  reg \$signal$836  = 1'h0;
-  reg \$signal$914  = 1'h0;
+  reg \$signal$856  = 1'h0;
+  reg \$signal$857  = 1'h0;
+  reg \$signal$934  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$813 ;
+  wire [12:0] \a$834 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$933 ;
+  wire [7:0] \addr$953 ;
   wire [16:0] b;
-  wire [1:0] \b$814 ;
+  wire [1:0] \b$835 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6175,7 +6184,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [31:0] data;
-  wire [191:0] \data$934 ;
+  wire [191:0] \data$954 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -6460,30 +6469,30 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$866 ;
-  wire [19:0] \o$867 ;
-  wire [19:0] \o$870 ;
-  wire [19:0] \o$871 ;
-  wire [19:0] \o$872 ;
-  wire [19:0] \o$875 ;
-  wire [19:0] \o$876 ;
-  wire [19:0] \o$877 ;
-  wire [19:0] \o$880 ;
-  wire [19:0] \o$881 ;
-  wire [19:0] \o$882 ;
+  wire [19:0] \o$887 ;
+  wire [19:0] \o$888 ;
+  wire [19:0] \o$891 ;
+  wire [19:0] \o$892 ;
+  wire [19:0] \o$893 ;
+  wire [19:0] \o$896 ;
+  wire [19:0] \o$897 ;
+  wire [19:0] \o$898 ;
+  wire [19:0] \o$901 ;
+  wire [19:0] \o$902 ;
+  wire [19:0] \o$903 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$820 ;
-  wire [191:0] \o__payload$838 ;
+  wire [7:0] \o__payload$841 ;
+  wire [191:0] \o__payload$859 ;
   wire o__ready;
-  input \o__ready$821 ;
-  wire \o__ready$821 ;
-  wire \o__ready$822 ;
+  input \o__ready$842 ;
+  wire \o__ready$842 ;
+  wire \o__ready$843 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$824 ;
+  wire \o__valid$845 ;
   wire [29:0] p;
-  wire [14:0] \p$921 ;
+  wire [14:0] \p$941 ;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
   wire [3:0] \port__addr$109 ;
@@ -6532,22 +6541,22 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   wire [63:0] \port__data$72 ;
   wire [63:0] \port__data$77 ;
   wire [31:0] \port__data$82 ;
-  wire [63:0] \port__data$841 ;
-  wire [63:0] \port__data$842 ;
-  wire [63:0] \port__data$844 ;
-  wire [63:0] \port__data$845 ;
-  wire [63:0] \port__data$847 ;
-  wire [63:0] \port__data$848 ;
-  wire [63:0] \port__data$850 ;
-  wire [63:0] \port__data$851 ;
-  wire [63:0] \port__data$853 ;
-  wire [63:0] \port__data$854 ;
-  wire [63:0] \port__data$856 ;
-  wire [63:0] \port__data$857 ;
-  wire [63:0] \port__data$859 ;
-  wire [63:0] \port__data$860 ;
-  wire [31:0] \port__data$862 ;
-  wire [31:0] \port__data$863 ;
+  wire [63:0] \port__data$862 ;
+  wire [63:0] \port__data$863 ;
+  wire [63:0] \port__data$865 ;
+  wire [63:0] \port__data$866 ;
+  wire [63:0] \port__data$868 ;
+  wire [63:0] \port__data$869 ;
+  wire [63:0] \port__data$871 ;
+  wire [63:0] \port__data$872 ;
+  wire [63:0] \port__data$874 ;
+  wire [63:0] \port__data$875 ;
+  wire [63:0] \port__data$877 ;
+  wire [63:0] \port__data$878 ;
+  wire [63:0] \port__data$880 ;
+  wire [63:0] \port__data$881 ;
+  wire [31:0] \port__data$883 ;
+  wire [31:0] \port__data$884 ;
   wire port__en;
   wire \port__en$111 ;
   wire \port__en$114 ;
@@ -7221,10 +7230,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   reg [3:0] w_count = 4'h0;
   input [479:0] w_data;
   wire [479:0] w_data;
-  wire [7:0] \w_data$825 ;
+  wire [7:0] \w_data$846 ;
   reg [479:0] w_data_q = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$826  = 1'h0;
+  reg \w_en$847  = 1'h0;
   wire w_en_b0_p0;
   wire w_en_b0_p1;
   wire w_en_b1_p0;
@@ -7247,27 +7256,47 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   reg [17:0] xacc = 18'h00000;
   reg [479:0] xdata_d1 = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [17:0] xfin = 18'h00000;
-  reg [9:0] xsum_l2_0 = 10'h000;
-  reg [9:0] xsum_l2_1 = 10'h000;
-  reg [9:0] xsum_l2_10 = 10'h000;
-  reg [9:0] xsum_l2_11 = 10'h000;
-  reg [9:0] xsum_l2_12 = 10'h000;
-  reg [9:0] xsum_l2_13 = 10'h000;
-  reg [9:0] xsum_l2_14 = 10'h000;
-  reg [9:0] xsum_l2_2 = 10'h000;
-  reg [9:0] xsum_l2_3 = 10'h000;
-  reg [9:0] xsum_l2_4 = 10'h000;
-  reg [9:0] xsum_l2_5 = 10'h000;
-  reg [9:0] xsum_l2_6 = 10'h000;
-  reg [9:0] xsum_l2_7 = 10'h000;
-  reg [9:0] xsum_l2_8 = 10'h000;
-  reg [9:0] xsum_l2_9 = 10'h000;
-  reg [11:0] xsum_l4_0 = 12'h000;
-  reg [11:0] xsum_l4_1 = 12'h000;
-  reg [11:0] xsum_l4_2 = 12'h000;
-  reg [11:0] xsum_l4_3 = 12'h000;
+  reg [8:0] xsum_l1_0 = 9'h000;
+  reg [8:0] xsum_l1_1 = 9'h000;
+  reg [8:0] xsum_l1_10 = 9'h000;
+  reg [8:0] xsum_l1_11 = 9'h000;
+  reg [8:0] xsum_l1_12 = 9'h000;
+  reg [8:0] xsum_l1_13 = 9'h000;
+  reg [8:0] xsum_l1_14 = 9'h000;
+  reg [8:0] xsum_l1_15 = 9'h000;
+  reg [8:0] xsum_l1_16 = 9'h000;
+  reg [8:0] xsum_l1_17 = 9'h000;
+  reg [8:0] xsum_l1_18 = 9'h000;
+  reg [8:0] xsum_l1_19 = 9'h000;
+  reg [8:0] xsum_l1_2 = 9'h000;
+  reg [8:0] xsum_l1_20 = 9'h000;
+  reg [8:0] xsum_l1_21 = 9'h000;
+  reg [8:0] xsum_l1_22 = 9'h000;
+  reg [8:0] xsum_l1_23 = 9'h000;
+  reg [8:0] xsum_l1_24 = 9'h000;
+  reg [8:0] xsum_l1_25 = 9'h000;
+  reg [8:0] xsum_l1_26 = 9'h000;
+  reg [8:0] xsum_l1_27 = 9'h000;
+  reg [8:0] xsum_l1_28 = 9'h000;
+  reg [8:0] xsum_l1_29 = 9'h000;
+  reg [8:0] xsum_l1_3 = 9'h000;
+  reg [8:0] xsum_l1_4 = 9'h000;
+  reg [8:0] xsum_l1_5 = 9'h000;
+  reg [8:0] xsum_l1_6 = 9'h000;
+  reg [8:0] xsum_l1_7 = 9'h000;
+  reg [8:0] xsum_l1_8 = 9'h000;
+  reg [8:0] xsum_l1_9 = 9'h000;
+  reg [10:0] xsum_l3_0 = 11'h000;
+  reg [10:0] xsum_l3_1 = 11'h000;
+  reg [10:0] xsum_l3_2 = 11'h000;
+  reg [10:0] xsum_l3_3 = 11'h000;
+  reg [10:0] xsum_l3_4 = 11'h000;
+  reg [10:0] xsum_l3_5 = 11'h000;
+  reg [10:0] xsum_l3_6 = 11'h000;
+  reg [9:0] xsum_l3_7 = 10'h000;
+  reg [12:0] xsum_l5_0 = 13'h0000;
+  reg [12:0] xsum_l5_1 = 13'h0000;
   reg [13:0] xsum_l6_0 = 14'h0000;
-  reg [13:0] xsum_q_d1 = 14'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -7412,7 +7441,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _0_ <= vectors0_p0[\port__addr$109 ];
   end
-  assign \port__data$841  = _0_;
+  assign \port__data$862  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [13:0];
   initial begin
@@ -7439,7 +7468,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _1_ <= vectors0_p1[\port__addr$112 ];
   end
-  assign \port__data$842  = _1_;
+  assign \port__data$863  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [13:0];
   initial begin
@@ -7466,7 +7495,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _2_ <= vectors1_p0[\port__addr$115 ];
   end
-  assign \port__data$844  = _2_;
+  assign \port__data$865  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [13:0];
   initial begin
@@ -7493,7 +7522,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _3_ <= vectors1_p1[\port__addr$118 ];
   end
-  assign \port__data$845  = _3_;
+  assign \port__data$866  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [13:0];
   initial begin
@@ -7520,7 +7549,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _4_ <= vectors2_p0[\port__addr$121 ];
   end
-  assign \port__data$847  = _4_;
+  assign \port__data$868  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [13:0];
   initial begin
@@ -7547,7 +7576,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _5_ <= vectors2_p1[\port__addr$124 ];
   end
-  assign \port__data$848  = _5_;
+  assign \port__data$869  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [13:0];
   initial begin
@@ -7574,7 +7603,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _6_ <= vectors3_p0[\port__addr$127 ];
   end
-  assign \port__data$850  = _6_;
+  assign \port__data$871  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [13:0];
   initial begin
@@ -7601,7 +7630,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _7_ <= vectors3_p1[\port__addr$130 ];
   end
-  assign \port__data$851  = _7_;
+  assign \port__data$872  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [13:0];
   initial begin
@@ -7628,7 +7657,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _8_ <= vectors4_p0[\port__addr$133 ];
   end
-  assign \port__data$853  = _8_;
+  assign \port__data$874  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [13:0];
   initial begin
@@ -7655,7 +7684,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _9_ <= vectors4_p1[\port__addr$136 ];
   end
-  assign \port__data$854  = _9_;
+  assign \port__data$875  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p0 [13:0];
   initial begin
@@ -7682,7 +7711,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _10_ <= vectors5_p0[\port__addr$139 ];
   end
-  assign \port__data$856  = _10_;
+  assign \port__data$877  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p1 [13:0];
   initial begin
@@ -7709,7 +7738,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _11_ <= vectors5_p1[\port__addr$142 ];
   end
-  assign \port__data$857  = _11_;
+  assign \port__data$878  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p0 [13:0];
   initial begin
@@ -7736,7 +7765,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _12_ <= vectors6_p0[\port__addr$145 ];
   end
-  assign \port__data$859  = _12_;
+  assign \port__data$880  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p1 [13:0];
   initial begin
@@ -7763,7 +7792,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _13_ <= vectors6_p1[\port__addr$148 ];
   end
-  assign \port__data$860  = _13_;
+  assign \port__data$881  = _13_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p0 [13:0];
   initial begin
@@ -7790,7 +7819,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _14_ <= vectors7_p0[\port__addr$151 ];
   end
-  assign \port__data$862  = _14_;
+  assign \port__data$883  = _14_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p1 [13:0];
   initial begin
@@ -7817,7 +7846,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk) begin
     _15_ <= vectors7_p1[\port__addr$154 ];
   end
-  assign \port__data$863  = _15_;
+  assign \port__data$884  = _15_;
   assign \$110  = \$2 [4:0] - 1'h0;
   assign \$111  = \$2 [4:0] >= 1'h0;
   assign \$112  = \$2 [4:0] < 4'he;
@@ -7993,13 +8022,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk)
     gap <= \$267 ;
   always @(posedge clk)
-    \$signal$835  <= \$268 ;
+    \$signal$856  <= \$268 ;
   always @(posedge clk)
-    \$signal$836  <= \$269 ;
+    \$signal$857  <= \$269 ;
   always @(posedge clk)
     last1 <= \$270 ;
   always @(posedge clk)
-    word1 <= \o__payload$838 ;
+    word1 <= \o__payload$859 ;
   always @(posedge clk)
     r_addr_q <= \$271 ;
   always @(posedge clk)
@@ -8653,47 +8682,87 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk)
     t3_0_l6_0 <= t3_0_w5_0;
   always @(posedge clk)
-    xsum_l2_0 <= xsum_w1_0;
+    xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
-    xsum_l2_1 <= xsum_w1_2;
+    xsum_l1_1 <= xsum_w0_2;
   always @(posedge clk)
-    xsum_l2_2 <= xsum_w1_4;
+    xsum_l1_2 <= xsum_w0_4;
   always @(posedge clk)
-    xsum_l2_3 <= xsum_w1_6;
+    xsum_l1_3 <= xsum_w0_6;
   always @(posedge clk)
-    xsum_l2_4 <= xsum_w1_8;
+    xsum_l1_4 <= xsum_w0_8;
   always @(posedge clk)
-    xsum_l2_5 <= xsum_w1_10;
+    xsum_l1_5 <= xsum_w0_10;
   always @(posedge clk)
-    xsum_l2_6 <= xsum_w1_12;
+    xsum_l1_6 <= xsum_w0_12;
   always @(posedge clk)
-    xsum_l2_7 <= xsum_w1_14;
+    xsum_l1_7 <= xsum_w0_14;
   always @(posedge clk)
-    xsum_l2_8 <= xsum_w1_16;
+    xsum_l1_8 <= xsum_w0_16;
   always @(posedge clk)
-    xsum_l2_9 <= xsum_w1_18;
+    xsum_l1_9 <= xsum_w0_18;
   always @(posedge clk)
-    xsum_l2_10 <= xsum_w1_20;
+    xsum_l1_10 <= xsum_w0_20;
   always @(posedge clk)
-    xsum_l2_11 <= xsum_w1_22;
+    xsum_l1_11 <= xsum_w0_22;
   always @(posedge clk)
-    xsum_l2_12 <= xsum_w1_24;
+    xsum_l1_12 <= xsum_w0_24;
   always @(posedge clk)
-    xsum_l2_13 <= xsum_w1_26;
+    xsum_l1_13 <= xsum_w0_26;
   always @(posedge clk)
-    xsum_l2_14 <= xsum_w1_28;
+    xsum_l1_14 <= xsum_w0_28;
   always @(posedge clk)
-    xsum_l4_0 <= xsum_w3_0;
+    xsum_l1_15 <= xsum_w0_30;
   always @(posedge clk)
-    xsum_l4_1 <= xsum_w3_2;
+    xsum_l1_16 <= xsum_w0_32;
   always @(posedge clk)
-    xsum_l4_2 <= xsum_w3_4;
+    xsum_l1_17 <= xsum_w0_34;
   always @(posedge clk)
-    xsum_l4_3 <= xsum_w3_6;
+    xsum_l1_18 <= xsum_w0_36;
+  always @(posedge clk)
+    xsum_l1_19 <= xsum_w0_38;
+  always @(posedge clk)
+    xsum_l1_20 <= xsum_w0_40;
+  always @(posedge clk)
+    xsum_l1_21 <= xsum_w0_42;
+  always @(posedge clk)
+    xsum_l1_22 <= xsum_w0_44;
+  always @(posedge clk)
+    xsum_l1_23 <= xsum_w0_46;
+  always @(posedge clk)
+    xsum_l1_24 <= xsum_w0_48;
+  always @(posedge clk)
+    xsum_l1_25 <= xsum_w0_50;
+  always @(posedge clk)
+    xsum_l1_26 <= xsum_w0_52;
+  always @(posedge clk)
+    xsum_l1_27 <= xsum_w0_54;
+  always @(posedge clk)
+    xsum_l1_28 <= xsum_w0_56;
+  always @(posedge clk)
+    xsum_l1_29 <= xsum_w0_58;
+  always @(posedge clk)
+    xsum_l3_0 <= xsum_w2_0;
+  always @(posedge clk)
+    xsum_l3_1 <= xsum_w2_2;
+  always @(posedge clk)
+    xsum_l3_2 <= xsum_w2_4;
+  always @(posedge clk)
+    xsum_l3_3 <= xsum_w2_6;
+  always @(posedge clk)
+    xsum_l3_4 <= xsum_w2_8;
+  always @(posedge clk)
+    xsum_l3_5 <= xsum_w2_10;
+  always @(posedge clk)
+    xsum_l3_6 <= xsum_w2_12;
+  always @(posedge clk)
+    xsum_l3_7 <= xsum_w1_28;
+  always @(posedge clk)
+    xsum_l5_0 <= xsum_w4_0;
+  always @(posedge clk)
+    xsum_l5_1 <= xsum_w4_2;
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
-  always @(posedge clk)
-    xsum_q_d1 <= xsum_l6_0;
   always @(posedge clk)
     v2_d1 <= \$512 ;
   always @(posedge clk)
@@ -8759,7 +8828,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk)
     addr <= \$543 ;
   always @(posedge clk)
-    \$signal$914  <= \$544 ;
+    \$signal$934  <= \$544 ;
   always @(posedge clk)
     ka <= \$545 ;
   always @(posedge clk)
@@ -8789,7 +8858,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   always @(posedge clk)
     v_out_d3 <= \$549 ;
   always @(posedge clk)
-    \w_en$826  <= \$550 ;
+    \w_en$847  <= \$550 ;
   always @(posedge clk)
     skipped_d1 <= \$551 ;
   always @(posedge clk)
@@ -9099,35 +9168,35 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   assign xsum_w0_54 = xdata_d1[439:432] + xdata_d1[447:440];
   assign xsum_w0_56 = xdata_d1[455:448] + xdata_d1[463:456];
   assign xsum_w0_58 = xdata_d1[471:464] + xdata_d1[479:472];
-  assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
-  assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
-  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
-  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
-  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
-  assign xsum_w1_10 = xsum_w0_20 + xsum_w0_22;
-  assign xsum_w1_12 = xsum_w0_24 + xsum_w0_26;
-  assign xsum_w1_14 = xsum_w0_28 + xsum_w0_30;
-  assign xsum_w1_16 = xsum_w0_32 + xsum_w0_34;
-  assign xsum_w1_18 = xsum_w0_36 + xsum_w0_38;
-  assign xsum_w1_20 = xsum_w0_40 + xsum_w0_42;
-  assign xsum_w1_22 = xsum_w0_44 + xsum_w0_46;
-  assign xsum_w1_24 = xsum_w0_48 + xsum_w0_50;
-  assign xsum_w1_26 = xsum_w0_52 + xsum_w0_54;
-  assign xsum_w1_28 = xsum_w0_56 + xsum_w0_58;
-  assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
-  assign xsum_w2_4 = xsum_l2_4 + xsum_l2_5;
-  assign xsum_w2_6 = xsum_l2_6 + xsum_l2_7;
-  assign xsum_w2_8 = xsum_l2_8 + xsum_l2_9;
-  assign xsum_w2_10 = xsum_l2_10 + xsum_l2_11;
-  assign xsum_w2_12 = xsum_l2_12 + xsum_l2_13;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
-  assign xsum_w3_2 = xsum_w2_4 + xsum_w2_6;
-  assign xsum_w3_4 = xsum_w2_8 + xsum_w2_10;
-  assign xsum_w3_6 = xsum_w2_12 + xsum_l2_14;
-  assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
-  assign xsum_w4_2 = xsum_l4_2 + xsum_l4_3;
-  assign xsum_w5_0 = xsum_w4_0 + xsum_w4_2;
+  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
+  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
+  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
+  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
+  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
+  assign xsum_w1_10 = xsum_l1_10 + xsum_l1_11;
+  assign xsum_w1_12 = xsum_l1_12 + xsum_l1_13;
+  assign xsum_w1_14 = xsum_l1_14 + xsum_l1_15;
+  assign xsum_w1_16 = xsum_l1_16 + xsum_l1_17;
+  assign xsum_w1_18 = xsum_l1_18 + xsum_l1_19;
+  assign xsum_w1_20 = xsum_l1_20 + xsum_l1_21;
+  assign xsum_w1_22 = xsum_l1_22 + xsum_l1_23;
+  assign xsum_w1_24 = xsum_l1_24 + xsum_l1_25;
+  assign xsum_w1_26 = xsum_l1_26 + xsum_l1_27;
+  assign xsum_w1_28 = xsum_l1_28 + xsum_l1_29;
+  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
+  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
+  assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
+  assign xsum_w2_6 = xsum_w1_12 + xsum_w1_14;
+  assign xsum_w2_8 = xsum_w1_16 + xsum_w1_18;
+  assign xsum_w2_10 = xsum_w1_20 + xsum_w1_22;
+  assign xsum_w2_12 = xsum_w1_24 + xsum_w1_26;
+  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
+  assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
+  assign xsum_w3_4 = xsum_l3_4 + xsum_l3_5;
+  assign xsum_w3_6 = xsum_l3_6 + xsum_l3_7;
+  assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
+  assign xsum_w4_2 = xsum_w3_4 + xsum_w3_6;
+  assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
   assign \$20  = rq0_over ? 15'h00ff : rq0_shifted;
@@ -9154,29 +9223,29 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   assign \$40  = gap - 1'h1;
   assign \$41  = ! s_idx;
   assign \$42  = r_page_b0 == 1'h1;
-  assign \$43  = \$42  ? \port__data$842  : \port__data$841 ;
+  assign \$43  = \$42  ? \port__data$863  : \port__data$862 ;
   assign \$44  = r_page_b1 == 1'h1;
-  assign \$45  = \$44  ? \port__data$845  : \port__data$844 ;
+  assign \$45  = \$44  ? \port__data$866  : \port__data$865 ;
   assign \$46  = r_page_b2 == 1'h1;
-  assign \$47  = \$46  ? \port__data$848  : \port__data$847 ;
+  assign \$47  = \$46  ? \port__data$869  : \port__data$868 ;
   assign \$48  = r_page_b3 == 1'h1;
-  assign \$49  = \$48  ? \port__data$851  : \port__data$850 ;
+  assign \$49  = \$48  ? \port__data$872  : \port__data$871 ;
   assign \$50  = r_page_b4 == 1'h1;
-  assign \$51  = \$50  ? \port__data$854  : \port__data$853 ;
+  assign \$51  = \$50  ? \port__data$875  : \port__data$874 ;
   assign \$52  = r_page_b5 == 1'h1;
-  assign \$53  = \$52  ? \port__data$857  : \port__data$856 ;
+  assign \$53  = \$52  ? \port__data$878  : \port__data$877 ;
   assign \$54  = r_page_b6 == 1'h1;
-  assign \$55  = \$54  ? \port__data$860  : \port__data$859 ;
+  assign \$55  = \$54  ? \port__data$881  : \port__data$880 ;
   assign \$56  = r_page_b7 == 1'h1;
-  assign \$57  = \$56  ? \port__data$863  : \port__data$862 ;
-  assign \$58  = ~ { \o$867 , \o$866 , o };
-  assign \$59  = ~ { \o$872 , \o$871 , \o$870  };
-  assign \$60  = ~ { \o$877 , \o$876 , \o$875  };
-  assign \$61  = ~ { \o$882 , \o$881 , \o$880  };
+  assign \$57  = \$56  ? \port__data$884  : \port__data$883 ;
+  assign \$58  = ~ { \o$888 , \o$887 , o };
+  assign \$59  = ~ { \o$893 , \o$892 , \o$891  };
+  assign \$60  = ~ { \o$898 , \o$897 , \o$896  };
+  assign \$61  = ~ { \o$903 , \o$902 , \o$901  };
   assign \$62  = first2_d5 ? 18'h00000 : xacc;
-  assign \$63  = \$62  + xsum_q_d1;
+  assign \$63  = \$62  + xsum_l6_0;
   assign \$64  = first2_d5 ? 18'h00000 : xacc;
-  assign \$65  = \$64  + xsum_q_d1;
+  assign \$65  = \$64  + xsum_l6_0;
   assign \$66  = first2_d5 ? 18'h00000 : acc0_0;
   assign \$67  = \$66  + t0_0_l6_0;
   assign \$68  = first2_d5 ? 18'h00000 : acc0_0;
@@ -9207,7 +9276,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   assign \$104  = $signed(\$103 ) < $signed(1'h0);
   assign \$106  = $signed(\$105 ) > $signed(9'h0ff);
   assign \$107  = step & s_last;
-  assign \$108  = o__valid & \o__ready$821 ;
+  assign \$108  = o__valid & \o__ready$842 ;
   assign \$109  = \$108  + skipped_d5;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
@@ -9220,55 +9289,55 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$866 )
+    .o(\o$887 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$867 )
+    .o(\o$888 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$870 )
+    .o(\o$891 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$871 )
+    .o(\o$892 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$872 )
+    .o(\o$893 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$875 )
+    .o(\o$896 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$876 )
+    .o(\o$897 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$877 )
+    .o(\o$898 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$880 )
+    .o(\o$901 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$881 )
+    .o(\o$902 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$882 )
+    .o(\o$903 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$821 ),
+    .o__ready(\o__ready$842 ),
     .o__valid(o__valid),
     .rst(rst),
-    .w_en(\w_en$826 ),
+    .w_en(\w_en$847 ),
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
@@ -9464,9 +9533,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(r_page_b7)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$933 ),
+    .addr(\addr$953 ),
     .clk(clk),
-    .data(\data$934 )
+    .data(\data$954 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -9478,7 +9547,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$921 )
+    .p(\p$941 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9737,10 +9806,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
     .q(\port__en$83 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$933 ),
+    .addr(\addr$953 ),
     .clk(clk),
-    .data(\data$934 ),
-    .o__payload(\o__payload$838 ),
+    .data(\data$954 ),
+    .o__payload(\o__payload$859 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -12078,7 +12147,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$512  = \$signal$835 ;
+    \$512  = \$signal$856 ;
     if (rst) begin
       \$512  = 1'h0;
     end
@@ -12113,7 +12182,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$517  = \$signal$836 ;
+    \$517  = \$signal$857 ;
     if (rst) begin
       \$517  = 1'h0;
     end
@@ -12330,7 +12399,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$546  = \$signal$914 ;
+    \$546  = \$signal$934 ;
     if (rst) begin
       \$546  = 1'h0;
     end
@@ -12526,14 +12595,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$813  = data[12:0];
-  assign \b$814  = sa0_0[18:17];
+  assign \a$834  = data[12:0];
+  assign \b$835  = sa0_0[18:17];
   assign rq0_y = \$21 [7:0];
-  assign \o__payload$820  = o__payload;
-  assign \o__ready$822  = \o__ready$821 ;
-  assign \o__valid$824  = o__valid;
-  assign \w_data$825  = \$21 [7:0];
-  assign v_out_d4 = \w_en$826 ;
+  assign \o__payload$841  = o__payload;
+  assign \o__ready$843  = \o__ready$842 ;
+  assign \o__valid$845  = o__valid;
+  assign \w_data$846  = \$21 [7:0];
+  assign v_out_d4 = \w_en$847 ;
   assign space_next = \$24 [3:0];
   assign \$3  = active;
   assign \$70  = { fin0_0, 1'h0 };
@@ -12544,7 +12613,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$821 , i__valid, w_data, o_
   assign \$95  = 1'h0;
   assign \$96  = 1'h0;
   assign \$98  = { p[29], p };
-  assign \$99  = { \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 [14], \p$921 , 17'h00000 };
+  assign \$99  = { \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 [14], \p$941 , 17'h00000 };
   assign \$102  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$103  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$105  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
@@ -20961,8 +21030,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .\port$1887$0 (\$signature__data$72 ),
     .\port$1890$0 (\$signature__data$73 ),
     .\port$1893$0 (\$signature__data$74 ),
-    .\port$5400$0 (pads),
-    .\port$5402$0 (rot),
+    .\port$5403$0 (pads),
+    .\port$5405$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -21701,7 +21770,7 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$1240$0 , \port$1249$0 , \
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1881$0 , \port$1884$0 , \port$1887$0 , \port$1890$0 , \port$1893$0 , i__valid, \port$5400$0 , \port$5402$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1881$0 , \port$1884$0 , \port$1887$0 , \port$1890$0 , \port$1893$0 , i__valid, \port$5403$0 , \port$5405$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21733,10 +21802,10 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1881$0 ,
   wire [7:0] \port$1890$0 ;
   input [7:0] \port$1893$0 ;
   wire [7:0] \port$1893$0 ;
-  input [4:0] \port$5400$0 ;
-  wire [4:0] \port$5400$0 ;
-  input [2:0] \port$5402$0 ;
-  wire [2:0] \port$5402$0 ;
+  input [4:0] \port$5403$0 ;
+  wire [4:0] \port$5403$0 ;
+  input [2:0] \port$5405$0 ;
+  wire [2:0] \port$5405$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21761,11 +21830,11 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$1881$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$5400$0 , \port$5402$0 , \port$1893$0 , \port$1890$0 , \port$1887$0 , \port$1884$0 , \port$1881$0  };
+      \$5  = { \port$5403$0 , \port$5405$0 , \port$1893$0 , \port$1890$0 , \port$1887$0 , \port$1884$0 , \port$1881$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$5400$0 , \port$5402$0 , \port$1893$0 , \port$1890$0 , \port$1887$0 , \port$1884$0 , \port$1881$0  };
+  assign i__payload = { \port$5403$0 , \port$5405$0 , \port$1893$0 , \port$1890$0 , \port$1887$0 , \port$1884$0 , \port$1881$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22471,7 +22540,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$185 , clk);
+module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$192 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -22784,20 +22853,20 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [5:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$211  = 1'h0;
-  reg \$signal$250  = 1'h0;
+  reg \$signal$218  = 1'h0;
+  reg \$signal$256  = 1'h0;
   wire \$signal$28 ;
   reg \$signal$41  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$177 ;
+  wire [12:0] \a$184 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$171  = 9'h000;
-  wire [15:0] \addr$269 ;
+  reg [8:0] \addr$178  = 9'h000;
+  wire [15:0] \addr$275 ;
   wire [16:0] b;
-  wire [3:0] \b$178 ;
+  wire [3:0] \b$185 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -22814,8 +22883,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
   wire [29:0] data;
-  wire [15:0] \data$205 ;
-  wire [15:0] \data$270 ;
+  wire [15:0] \data$212 ;
+  wire [15:0] \data$276 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -22897,30 +22966,30 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$217 ;
-  wire [19:0] \o$221 ;
-  wire [19:0] \o$222 ;
+  wire [19:0] \o$224 ;
+  wire [19:0] \o$228 ;
+  wire [19:0] \o$229 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$184 ;
-  wire [15:0] \o__payload$213 ;
+  wire [7:0] \o__payload$191 ;
+  wire [15:0] \o__payload$220 ;
   wire o__ready;
-  input \o__ready$185 ;
-  wire \o__ready$185 ;
-  wire \o__ready$186 ;
+  input \o__ready$192 ;
+  wire \o__ready$192 ;
+  wire \o__ready$193 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$188 ;
+  wire \o__valid$195 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$257 ;
+  wire [16:0] \p$263 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   wire [8:0] port__addr;
   wire [8:0] \port__addr$37 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$214 ;
+  wire [159:0] \port__data$221 ;
   wire [19:0] port__en;
   wire \port__en$39 ;
   reg [8:0] r_addr = 9'h000;
@@ -23063,11 +23132,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   wire [8:0] w_addr;
   wire [8:0] w_addr_b0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$189 ;
+  wire [7:0] \w_data$196 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$190  = 1'h0;
+  reg \w_en$197  = 1'h0;
   wire [19:0] w_en_b0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
@@ -23075,13 +23144,19 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [19:0] xacc = 20'h00000;
   reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
   reg [19:0] xfin = 20'h00000;
-  reg [9:0] xsum_l2_0 = 10'h000;
-  reg [9:0] xsum_l2_1 = 10'h000;
-  reg [9:0] xsum_l2_2 = 10'h000;
-  reg [9:0] xsum_l2_3 = 10'h000;
-  reg [9:0] xsum_l2_4 = 10'h000;
-  reg [11:0] xsum_l4_0 = 12'h000;
-  reg [9:0] xsum_l4_1 = 10'h000;
+  reg [8:0] xsum_l1_0 = 9'h000;
+  reg [8:0] xsum_l1_1 = 9'h000;
+  reg [8:0] xsum_l1_2 = 9'h000;
+  reg [8:0] xsum_l1_3 = 9'h000;
+  reg [8:0] xsum_l1_4 = 9'h000;
+  reg [8:0] xsum_l1_5 = 9'h000;
+  reg [8:0] xsum_l1_6 = 9'h000;
+  reg [8:0] xsum_l1_7 = 9'h000;
+  reg [8:0] xsum_l1_8 = 9'h000;
+  reg [8:0] xsum_l1_9 = 9'h000;
+  reg [10:0] xsum_l3_0 = 11'h000;
+  reg [10:0] xsum_l3_1 = 11'h000;
+  reg [9:0] xsum_l3_2 = 10'h000;
   reg [12:0] xsum_l5_0 = 13'h0000;
   reg [12:0] xsum_q_d1 = 13'h0000;
   (* keep = 32'd1 *)
@@ -23485,7 +23560,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$37 ];
   end
-  assign \port__data$214  = _0_;
+  assign \port__data$221  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -23563,15 +23638,15 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
   assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
   assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
-  assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
-  assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
-  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
-  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
-  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
-  assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
-  assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
+  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
+  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
+  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
+  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
+  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
+  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
+  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
+  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
+  assign xsum_w4_0 = xsum_w3_0 + xsum_l3_2;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
   assign \$22  = rq0_over ? 17'h000ff : rq0_shifted;
@@ -23669,27 +23744,27 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$113  = row_ph1 + col;
   assign \$114  = \$110  ? \$112  : { 1'h0, \$113  };
   assign \$115  = ! s_idx;
-  assign \$117  = off1_0[0] ? o : { \o$217 [15:0], o[19:16] };
+  assign \$117  = off1_0[0] ? o : { \o$224 [15:0], o[19:16] };
   assign \$118  = off1_0[1] ? \$116  : \$117 ;
-  assign \$120  = off1_0[0] ? o : { \o$217 [11:0], o[19:12] };
+  assign \$120  = off1_0[0] ? o : { \o$224 [11:0], o[19:12] };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$123  = off1_0[0] ? o : { \o$217 [7:0], o[19:8] };
+  assign \$123  = off1_0[0] ? o : { \o$224 [7:0], o[19:8] };
   assign \$124  = off1_0[1] ? \$122  : \$123 ;
   assign \$125  = off1_0[2] ? \$121  : \$124 ;
-  assign \$127  = off1_0[0] ? o : { \o$217 [3:0], o[19:4] };
+  assign \$127  = off1_0[0] ? o : { \o$224 [3:0], o[19:4] };
   assign \$128  = off1_0[1] ? \$126  : \$127 ;
   assign \$132  = off1_0[2] ? \$128  : \$131 ;
   assign \$133  = off1_0[3] ? \$125  : \$132 ;
   assign \$134  = off1_0[4] ? \$118  : \$133 ;
   assign \$135  = ~ \$134 ;
-  assign \$137  = off1_1[0] ? \o$221  : { \o$222 [15:0], \o$221 [19:16] };
+  assign \$137  = off1_1[0] ? \o$228  : { \o$229 [15:0], \o$228 [19:16] };
   assign \$138  = off1_1[1] ? \$136  : \$137 ;
-  assign \$140  = off1_1[0] ? \o$221  : { \o$222 [11:0], \o$221 [19:12] };
+  assign \$140  = off1_1[0] ? \o$228  : { \o$229 [11:0], \o$228 [19:12] };
   assign \$141  = off1_1[1] ? \$139  : \$140 ;
-  assign \$143  = off1_1[0] ? \o$221  : { \o$222 [7:0], \o$221 [19:8] };
+  assign \$143  = off1_1[0] ? \o$228  : { \o$229 [7:0], \o$228 [19:8] };
   assign \$144  = off1_1[1] ? \$142  : \$143 ;
   assign \$145  = off1_1[2] ? \$141  : \$144 ;
-  assign \$147  = off1_1[0] ? \o$221  : { \o$222 [3:0], \o$221 [19:4] };
+  assign \$147  = off1_1[0] ? \o$228  : { \o$229 [3:0], \o$228 [19:4] };
   assign \$148  = off1_1[1] ? \$146  : \$147 ;
   assign \$152  = off1_1[2] ? \$148  : \$151 ;
   assign \$153  = off1_1[3] ? \$145  : \$152 ;
@@ -23710,8 +23785,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$169  = \$168  + t1_0_l5_0;
   assign \$171  = \$170  - xfin;
   assign \$172  = ser_left - 1'h1;
-  assign \$173  = \addr$171  == 9'h1ff;
-  assign \$174  = \addr$171  + 1'h1;
+  assign \$173  = \addr$178  == 9'h1ff;
+  assign \$174  = \addr$178  + 1'h1;
   assign \$175  = \$173  ? 10'h000 : \$174 ;
   assign \$179  = $signed(rq0_beta_b) + $signed(17'h08000);
   assign \$182  = $signed(\$180 ) + $signed(\$181 );
@@ -23719,7 +23794,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$186  = $signed(\$185 ) < $signed(1'h0);
   assign \$188  = $signed(\$187 ) > $signed(9'h0ff);
   assign \$189  = step & s_last;
-  assign \$190  = o__valid & \o__ready$185 ;
+  assign \$190  = o__valid & \o__ready$192 ;
   assign \$191  = \$190  + skipped_d5;
   assign \$192  = ~ rst;
   assign \$194  = rst ? 20'h00000 : \$4 [19:0];
@@ -23782,15 +23857,15 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     off1_1 <= \$222 ;
   always @(posedge clk)
-    \$signal$211  <= \$223 ;
+    \$signal$218  <= \$223 ;
   always @(posedge clk)
     \$signal$41  <= \$224 ;
   always @(posedge clk)
     last1 <= \$225 ;
   always @(posedge clk)
-    word1 <= \o__payload$213 ;
+    word1 <= \o__payload$220 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$214 ;
+    xdata_d1 <= \port__data$221 ;
   always @(posedge clk)
     carry0_0 <= \$226 ;
   always @(posedge clk)
@@ -23912,19 +23987,31 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     t1_0_l5_0 <= t1_0_w4_0;
   always @(posedge clk)
-    xsum_l2_0 <= xsum_w1_0;
+    xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
-    xsum_l2_1 <= xsum_w1_2;
+    xsum_l1_1 <= xsum_w0_2;
   always @(posedge clk)
-    xsum_l2_2 <= xsum_w1_4;
+    xsum_l1_2 <= xsum_w0_4;
   always @(posedge clk)
-    xsum_l2_3 <= xsum_w1_6;
+    xsum_l1_3 <= xsum_w0_6;
   always @(posedge clk)
-    xsum_l2_4 <= xsum_w1_8;
+    xsum_l1_4 <= xsum_w0_8;
   always @(posedge clk)
-    xsum_l4_0 <= xsum_w3_0;
+    xsum_l1_5 <= xsum_w0_10;
   always @(posedge clk)
-    xsum_l4_1 <= xsum_l2_4;
+    xsum_l1_6 <= xsum_w0_12;
+  always @(posedge clk)
+    xsum_l1_7 <= xsum_w0_14;
+  always @(posedge clk)
+    xsum_l1_8 <= xsum_w0_16;
+  always @(posedge clk)
+    xsum_l1_9 <= xsum_w0_18;
+  always @(posedge clk)
+    xsum_l3_0 <= xsum_w2_0;
+  always @(posedge clk)
+    xsum_l3_1 <= xsum_w2_2;
+  always @(posedge clk)
+    xsum_l3_2 <= xsum_w1_8;
   always @(posedge clk)
     xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
@@ -23980,9 +24067,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     ser_left <= \$292 ;
   always @(posedge clk)
-    \addr$171  <= \$293 ;
+    \addr$178  <= \$293 ;
   always @(posedge clk)
-    \$signal$250  <= \$294 ;
+    \$signal$256  <= \$294 ;
   always @(posedge clk)
     ka <= \$295 ;
   always @(posedge clk)
@@ -24012,7 +24099,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     v_out_d3 <= \$299 ;
   always @(posedge clk)
-    \w_en$190  <= \$300 ;
+    \w_en$197  <= \$300 ;
   always @(posedge clk)
     skipped_d1 <= \$301 ;
   always @(posedge clk)
@@ -24032,7 +24119,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @(posedge clk)
     credits_room <= \$309 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$171 ),
+    .addr(\addr$178 ),
     .clk(clk),
     .data(data)
   );
@@ -24042,29 +24129,29 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$217 )
+    .o(\o$224 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
     .i(\i$91 ),
-    .o(\o$221 )
+    .o(\o$228 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$222 )
+    .o(\o$229 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$185 ),
+    .o__ready(\o__ready$192 ),
     .o__valid(o__valid),
     .rst(rst),
     .w_data(\$23 [7:0]),
-    .w_en(\w_en$190 )
+    .w_en(\w_en$197 )
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$205 )
+    .data(\data$212 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -24075,9 +24162,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .q(\port__addr$37 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$269 ),
+    .addr(\addr$275 ),
     .clk(clk),
-    .data(\data$270 )
+    .data(\data$276 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -24089,7 +24176,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$257 )
+    .p(\p$263 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -24108,10 +24195,10 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .q(port__en)
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$269 ),
+    .addr(\addr$275 ),
     .clk(clk),
-    .data(\data$270 ),
-    .o__payload(\o__payload$213 ),
+    .data(\data$276 ),
+    .o__payload(\o__payload$220 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -24311,7 +24398,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$210  = head;
     if (\$81 ) begin
-      \$210  = \data$205 ;
+      \$210  = \data$212 ;
     end
   end
   always @* begin
@@ -24460,7 +24547,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$226  = carry0_0;
-    if (\$signal$211 ) begin
+    if (\$signal$218 ) begin
       \$226  = word1[7:0];
     end
   end
@@ -24647,7 +24734,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$247  = carry1_0;
-    if (\$signal$211 ) begin
+    if (\$signal$218 ) begin
       \$247  = word1[15:8];
     end
   end
@@ -24833,7 +24920,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$268  = \$signal$211 ;
+    \$268  = \$signal$218 ;
     if (rst) begin
       \$268  = 1'h0;
     end
@@ -25015,7 +25102,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$293  = \addr$171 ;
+    \$293  = \addr$178 ;
     if (ser) begin
       \$293  = \$175 [8:0];
     end
@@ -25039,7 +25126,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$296  = \$signal$250 ;
+    \$296  = \$signal$256 ;
     if (rst) begin
       \$296  = 1'h0;
     end
@@ -25148,17 +25235,17 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \i$44  = word1[7:0];
   assign \i$93  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$171 ;
+  assign beat = \addr$178 ;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$177  = data[12:0];
-  assign \b$178  = sa0_0[20:17];
+  assign \a$184  = data[12:0];
+  assign \b$185  = sa0_0[20:17];
   assign rq0_y = \$23 [7:0];
-  assign \o__payload$184  = o__payload;
-  assign \o__ready$186  = \o__ready$185 ;
-  assign \o__valid$188  = o__valid;
-  assign \w_data$189  = \$23 [7:0];
-  assign v_out_d4 = \w_en$190 ;
+  assign \o__payload$191  = o__payload;
+  assign \o__ready$193  = \o__ready$192 ;
+  assign \o__valid$195  = o__valid;
+  assign \w_data$196  = \$23 [7:0];
+  assign v_out_d4 = \w_en$197 ;
   assign space_next = \$26 [2:0];
   assign \$5  = active;
   assign \$116  = o;
@@ -25168,12 +25255,12 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$129  = o;
   assign \$130  = o;
   assign \$131  = \$130 ;
-  assign \$136  = \o$221 ;
-  assign \$139  = \o$221 ;
-  assign \$142  = \o$221 ;
-  assign \$146  = \o$221 ;
-  assign \$149  = \o$221 ;
-  assign \$150  = \o$221 ;
+  assign \$136  = \o$228 ;
+  assign \$139  = \o$228 ;
+  assign \$142  = \o$228 ;
+  assign \$146  = \o$228 ;
+  assign \$149  = \o$228 ;
+  assign \$150  = \o$228 ;
   assign \$151  = \$150 ;
   assign \$164  = { fin0_0, 1'h0 };
   assign \$170  = { fin1_0, 1'h0 };
@@ -25181,7 +25268,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$177  = 1'h0;
   assign \$178  = 1'h0;
   assign \$180  = { p[29], p };
-  assign \$181  = { \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 [16], \p$257 , 17'h00000 };
+  assign \$181  = { \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 [16], \p$263 , 17'h00000 };
   assign \$184  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$185  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$187  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
@@ -26507,7 +26594,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -26670,18 +26757,18 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   wire \$98 ;
   wire \$99 ;
   wire \$signal ;
-  reg \$signal$109  = 1'h0;
-  reg \$signal$86  = 1'h0;
-  reg \$signal$87  = 1'h0;
+  reg \$signal$110  = 1'h0;
+  reg \$signal$88  = 1'h0;
+  reg \$signal$89  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$60 ;
+  wire [1:0] \a$62 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [10:0] \addr$128 ;
+  wire [10:0] \addr$129 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$61 ;
+  wire [17:0] \b$63 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -26694,7 +26781,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$129 ;
+  wire [15:0] \data$130 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -26726,22 +26813,22 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   wire [19:0] o;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$67 ;
-  wire [15:0] \o__payload$89 ;
+  wire [15:0] \o__payload$69 ;
+  wire [15:0] \o__payload$91 ;
   wire o__ready;
-  input \o__ready$68 ;
-  wire \o__ready$68 ;
-  wire \o__ready$69 ;
+  input \o__ready$70 ;
+  wire \o__ready$70 ;
+  wire \o__ready$71 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$71 ;
+  wire \o__valid$73 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$116 ;
+  wire [19:0] \p$117 ;
   wire [7:0] port__addr;
   wire [7:0] \port__addr$32 ;
   reg [31:0] port__data = 32'd0;
-  wire [31:0] \port__data$90 ;
+  wire [31:0] \port__data$92 ;
   wire port__en;
   wire \port__en$34 ;
   reg [7:0] r_addr = 8'h00;
@@ -26798,11 +26885,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   reg [6:0] w_count = 7'h00;
   input [31:0] w_data;
   wire [31:0] w_data;
-  wire [15:0] \w_data$72 ;
+  wire [15:0] \w_data$74 ;
   (* init = 32'd0 *)
   wire [31:0] w_data_q;
   wire w_en;
-  reg \w_en$73  = 1'h0;
+  reg \w_en$75  = 1'h0;
   wire w_en_b0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
@@ -26811,8 +26898,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   reg [16:0] xacc = 17'h00000;
   reg [31:0] xdata_d1 = 32'd0;
   reg [16:0] xfin = 17'h00000;
+  reg [8:0] xsum_l1_0 = 9'h000;
+  reg [8:0] xsum_l1_1 = 9'h000;
   reg [9:0] xsum_l2_0 = 10'h000;
-  reg [9:0] xsum_q_d1 = 10'h000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -27087,7 +27175,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$32 ];
   end
-  assign \port__data$90  = _0_;
+  assign \port__data$92  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h80;
@@ -27114,7 +27202,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
+  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
   assign group_end = v2_d3 & last2_d3;
   assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
   assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
@@ -27165,9 +27253,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   assign \$70  = off1_0[4] ? \$54  : \$69 ;
   assign \$71  = ~ \$70 ;
   assign \$72  = first2_d3 ? 17'h00000 : xacc;
-  assign \$73  = \$72  + xsum_q_d1;
+  assign \$73  = \$72  + xsum_l2_0;
   assign \$74  = first2_d3 ? 17'h00000 : xacc;
-  assign \$75  = \$74  + xsum_q_d1;
+  assign \$75  = \$74  + xsum_l2_0;
   assign \$76  = first2_d3 ? 17'h00000 : acc0_0;
   assign \$77  = \$76  + t0_0_l2_0;
   assign \$78  = first2_d3 ? 17'h00000 : acc0_0;
@@ -27183,7 +27271,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   assign \$96  = $signed(\$95 ) < $signed(16'h8000);
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
   assign \$99  = step & s_last;
-  assign \$100  = o__valid & \o__ready$68 ;
+  assign \$100  = o__valid & \o__ready$70 ;
   assign \$101  = \$100  + skipped_d5;
   assign \$102  = ~ rst;
   assign \$104  = rst ? 1'h0 : take;
@@ -27222,15 +27310,15 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   always @(posedge clk)
     off1_0 <= \$120 ;
   always @(posedge clk)
-    \$signal$86  <= \$121 ;
+    \$signal$88  <= \$121 ;
   always @(posedge clk)
-    \$signal$87  <= \$122 ;
+    \$signal$89  <= \$122 ;
   always @(posedge clk)
     last1 <= \$123 ;
   always @(posedge clk)
-    i <= \o__payload$89 ;
+    i <= \o__payload$91 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$90 ;
+    xdata_d1 <= \port__data$92 ;
   always @(posedge clk)
     w0_0 <= \$71 ;
   always @(posedge clk)
@@ -27244,9 +27332,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    xsum_l2_0 <= xsum_w1_0;
+    xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
-    xsum_q_d1 <= xsum_l2_0;
+    xsum_l1_1 <= xsum_w0_2;
+  always @(posedge clk)
+    xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     v2_d1 <= \$128 ;
   always @(posedge clk)
@@ -27282,7 +27372,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   always @(posedge clk)
     addr <= \$144 ;
   always @(posedge clk)
-    \$signal$109  <= \$145 ;
+    \$signal$110  <= \$145 ;
   always @(posedge clk)
     ka <= \$146 ;
   always @(posedge clk)
@@ -27312,7 +27402,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   always @(posedge clk)
     v_out_d3 <= \$150 ;
   always @(posedge clk)
-    \w_en$73  <= \$151 ;
+    \w_en$75  <= \$151 ;
   always @(posedge clk)
     skipped_d1 <= \$152 ;
   always @(posedge clk)
@@ -27343,11 +27433,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$68 ),
+    .o__ready(\o__ready$70 ),
     .o__valid(o__valid),
     .rst(rst),
     .w_data(\$18 [15:0]),
-    .w_en(\w_en$73 )
+    .w_en(\w_en$75 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -27358,9 +27448,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     .q(\port__addr$32 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$128 ),
+    .addr(\addr$129 ),
     .clk(clk),
-    .data(\data$129 )
+    .data(\data$130 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[16:0]),
@@ -27372,7 +27462,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$116 )
+    .p(\p$117 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -27391,10 +27481,10 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
     .q(port__en)
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$128 ),
+    .addr(\addr$129 ),
     .clk(clk),
-    .data(\data$129 ),
-    .o__payload(\o__payload$89 ),
+    .data(\data$130 ),
+    .o__payload(\o__payload$91 ),
     .o__ready(step),
     .rst(rst)
   );
@@ -27618,7 +27708,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$128  = \$signal$86 ;
+    \$128  = \$signal$88 ;
     if (rst) begin
       \$128  = 1'h0;
     end
@@ -27639,7 +27729,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$131  = \$signal$87 ;
+    \$131  = \$signal$89 ;
     if (rst) begin
       \$131  = 1'h0;
     end
@@ -27759,7 +27849,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$147  = \$signal$109 ;
+    \$147  = \$signal$110 ;
     if (rst) begin
       \$147  = 1'h0;
     end
@@ -27870,14 +27960,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   assign beat = addr;
   assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$60  = data[18:17];
-  assign \b$61  = b;
+  assign \a$62  = data[18:17];
+  assign \b$63  = b;
   assign rq0_y = \$18 [15:0];
-  assign \o__payload$67  = o__payload;
-  assign \o__ready$69  = \o__ready$68 ;
-  assign \o__valid$71  = o__valid;
-  assign \w_data$72  = \$18 [15:0];
-  assign v_out_d4 = \w_en$73 ;
+  assign \o__payload$69  = o__payload;
+  assign \o__ready$71  = \o__ready$70 ;
+  assign \o__valid$73  = o__valid;
+  assign \w_data$74  = \$18 [15:0];
+  assign v_out_d4 = \w_en$75 ;
   assign space_next = \$21 [1:0];
   assign \$3  = active;
   assign \$26  = credits_room_next;
@@ -27893,7 +27983,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$68 , i__valid, w_data, o__va
   assign \$87  = 1'h0;
   assign \$88  = 1'h0;
   assign \$90  = { p[34], p };
-  assign \$91  = { \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 [19], \p$116 , 17'h00000 };
+  assign \$91  = { \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 [19], \p$117 , 17'h00000 };
   assign \$94  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$95  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$97  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
