@@ -94,6 +94,55 @@ def block_ram_output_registers(family, work, netlist):
     return absorb_in_file(os.path.join(work, netlist))
 
 
+#: The module :func:`synth` places: the design between flip-flops on every port but the clock.
+HARNESS = "flexor_io_harness"
+_DUT = "dut"
+
+
+def harness_verilog(top, ports, clock):
+    """Verilog of :data:`HARNESS`: ``top`` with each of its ``ports`` (the manifest's) but
+    ``clock`` through a flip-flop of the harness, as the logic of a board or a bus wrapper
+    holds it. Placed with its ports on pins, a design's logic that reads an input port is
+    pulled beside the pins (the first window's row bookkeeping, from the input's ``valid``:
+    one net of 9.9 ns into its registers on the ECP5-85k). Returns ``(text, flip-flops)``."""
+    decl, body, conn, ffs = [], [], [], 0
+    for port in ports:
+        name, width, out = port["name"], int(port["width"]), port["direction"] == "output"
+        rng = f"[{width - 1}:0] " if width > 1 else ""
+        decl.append(f"    {'output' if out else 'input'} wire {rng}{name}")
+        if name == clock:
+            conn.append(f".{name}({name})")
+            continue
+        q = f"flexor_io_q_{name}"
+        ffs += width
+        body.append(f"    reg {rng}{q};")
+        if out:
+            body += [f"    wire {rng}flexor_io_d_{name};", f"    assign {name} = {q};",
+                     f"    always @(posedge {clock}) {q} <= flexor_io_d_{name};"]
+            conn.append(f".{name}(flexor_io_d_{name})")
+        else:
+            body.append(f"    always @(posedge {clock}) {q} <= {name};")
+            conn.append(f".{name}({q})")
+    text = (f"module {HARNESS} (\n" + ",\n".join(decl) + "\n);\n" + "\n".join(body)
+            + f"\n    {top} {_DUT} (" + ", ".join(conn) + ");\nendmodule\n")
+    return text, ffs
+
+
+def _strip_harness(path):
+    """The flattened netlist's cells and nets named as in the design alone: the harness's
+    instance name off the front (reports name the design's own modules)."""
+    with open(path) as f:
+        netlist = json.load(f)
+    cut = _DUT + "."
+    for module in netlist.get("modules", {}).values():
+        for key in ("cells", "netnames"):
+            items = module.get(key, {})
+            module[key] = {(k[len(cut):] if k.startswith(cut) and k[len(cut):] not in items
+                            else k): v for k, v in items.items()}
+    with open(path, "w") as f:
+        json.dump(netlist, f)
+
+
 def _run(cmd, label, cwd, log, quiet, phases=None):
     """Run a tool, showing elapsed time while it works; raise SynthError on failure.
     ``phases``: a dict to fill with the seconds at which each of :data:`PNR_PHASES` began
@@ -420,6 +469,12 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
     with the next seed, up to :data:`PLACEMENT_SEEDS` seeds (the report's ``seed`` is the one that placed, and
     ``placement_retries`` names the cells that stopped the others).
 
+    The design is placed in :data:`HARNESS`, a flip-flop on each port but the clock (as a
+    board or bus wrapper holds it: no logic of the design beside the pins); the report's
+    flip-flops are the design's (``io_register_ffs`` the harness's), its module rows the
+    design synthesized alone. (Yosys names the harness's flip-flops as it likes, so they
+    are counted as one a port bit.)
+
     ``seeds`` > 1 places the one synthesized netlist with that many seeds, ``seed`` (default
     1) and the ones after it, and reports the fastest placement (the lowest seed among equals);
     ``seed_sweep`` lists every seed's Fmax, failing endpoints and nextpnr time.
@@ -447,12 +502,18 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
     try:
         for name in [manifest["verilog"]] + manifest["rom_files"]:  # $readmemh reads the cwd
             shutil.copyfile(os.path.join(str(rtl_dir), name), os.path.join(work, name))
-        read = f"read_verilog {_defines(family)}{manifest['verilog']}"
+        clk = "aclk" if manifest.get("interface") == "axis" else "clk"
+        harness, io_ffs = harness_verilog(top, manifest["ports"], clk)
+        with open(os.path.join(work, "flexor_io_harness.v"), "w") as f:
+            f.write(harness)
 
-        def run_yosys(flags, stat, label, log, quiet):
+        def run_yosys(flags, stat, label, log, quiet, place=False):
             """Synthesize with ABC9; if it dies (the WASM build's ABC9 does, without a word,
-            on some larger designs), again with classic ABC for the LUT mapping."""
-            synth_cmd = f"{spec['synth']} -top {top}{flags}"
+            on some larger designs), again with classic ABC for the LUT mapping. ``place``:
+            the design in its harness, for placement; else the design alone."""
+            files = manifest["verilog"] + (" flexor_io_harness.v" if place else "")
+            read = f"read_verilog {_defines(family)}{files}"
+            synth_cmd = f"{spec['synth']} -top {HARNESS if place else top}{flags}"
             tail = f"tee -q -o {stat} stat -json"
             try:
                 t = _run([yosys, "-q", "-p", f"{read}; {synth_cmd}; {tail}"], label, work,
@@ -480,16 +541,18 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
         try:
             t_syn, lut_mapper = run_yosys(" -json netlist.json", "stat.json",
                                           f"yosys {spec['synth']}",
-                                          os.path.join(work, "yosys.log"), quiet)
+                                          os.path.join(work, "yosys.log"), quiet, place=True)
         except SynthError:
             thread.join()           # its files live in the work directory we are removing
             raise
         with open(os.path.join(work, "stat.json")) as f:
             cells = json.load(f)["design"]["num_cells_by_type"]
         kinds = _CELLS[family]
+        _strip_harness(os.path.join(work, "netlist.json"))
         outreg_ports, outreg_flops = block_ram_output_registers(family, work, "netlist.json")
         result = {"target": target, "top": top, "luts": _count(cells, kinds["lut"]),
-                  "ffs": _count(cells, kinds["ff"]) - outreg_flops,
+                  "ffs": _count(cells, kinds["ff"]) - outreg_flops - io_ffs,
+                  "io_register_ffs": io_ffs,
                   "brams": _count(cells, kinds["bram"]),
                   "block_ram_output_registers": outreg_ports,
                   "dsps": _count(cells, kinds["dsp"]), "rom_bits": manifest["rom_bits"],
@@ -507,7 +570,6 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
         if "clock_pin" in spec:
             # The clock on a pin with a global clock input (left to itself the placer can
             # choose one that cannot reach the clock network, and routing fails).
-            clk = "aclk" if manifest.get("interface") == "axis" else "clk"
             with open(os.path.join(work, "clock.lpf"), "w") as f:
                 f.write(f'LOCATE COMP "{clk}" SITE "{spec["clock_pin"]}";\n'
                         f'IOBUF PORT "{clk}" IO_TYPE=LVCMOS33;\n')

@@ -52,6 +52,15 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert cp["delay_ns"] == pytest.approx(cp["logic_ns"] + cp["routing_ns"], abs=0.02)
     assert cp["from"] and cp["to"] and cp["modules"]
     assert "Critical path" in (tmp_path / "r.md").read_text()
+    # placed in the harness, a flip-flop on each port bit but the clock; reported as the
+    # design's own names and flip-flops
+    assert (tmp_path / "wd" / "flexor_io_harness.v").exists()
+    assert report["io_register_ffs"] == sum(p["width"] for p in manifest["ports"]
+                                            if p["name"] != "clk")
+    assert not cp["from"].startswith("dut.") and not cp["to"].startswith("dut.")
+    netlist = json.loads((tmp_path / "wd" / "netlist.json").read_text())
+    cells = netlist["modules"]["flexor_io_harness"]["cells"]
+    assert cells and not any(k.startswith("dut.") for k in cells)
     # nextpnr's phases, in order, timed from its log; the slack histogram after routing
     phases = report["pnr_phase_seconds"]
     assert list(phases) == ["packing", "placing", "refining", "routing"]
@@ -131,6 +140,23 @@ def test_cli_bad_clock_is_one_line(small):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "flexor-hw: error: clock must be a frequency in MHz in (0, 1000], not 0.0"]
+
+
+def test_io_harness_registers_every_port_but_the_clock():
+    from flexor_hw.synth import HARNESS, harness_verilog
+    ports = [{"name": "clk", "width": 1, "direction": "input"},
+             {"name": "rst", "width": 1, "direction": "input"},
+             {"name": "i__payload", "width": 8, "direction": "input"},
+             {"name": "i__ready", "width": 1, "direction": "output"},
+             {"name": "o__payload", "width": 4, "direction": "output"}]
+    text, ffs = harness_verilog("flexor_x", ports, "clk")
+    assert ffs == 1 + 8 + 1 + 4
+    assert text.startswith(f"module {HARNESS} (")
+    assert "input wire [7:0] i__payload" in text and "output wire [3:0] o__payload" in text
+    assert "always @(posedge clk) flexor_io_q_i__payload <= i__payload;" in text
+    assert "always @(posedge clk) flexor_io_q_o__payload <= flexor_io_d_o__payload;" in text
+    assert "flexor_x dut (.clk(clk), .rst(flexor_io_q_rst), " in text
+    assert "flexor_io_q_clk" not in text
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True])
