@@ -617,6 +617,14 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
                 sweep.append({"seed": placed, "fmax_mhz": f_max,
                               "endpoints_failing": fields.get("endpoints_failing"),
                               "pnr_seconds": t})
+                if seeds > 1:       # each seed's own logs kept, its figure shown as it lands
+                    for name in ("nextpnr.log", "pnr.json"):
+                        stem, ext = os.path.splitext(name)
+                        shutil.copyfile(os.path.join(work, name),
+                                        os.path.join(work, f"{stem}_seed{placed}{ext}"))
+                    if not quiet:
+                        shown = "–" if f_max is None else f"{f_max:.1f} MHz"
+                        print(f"[synth] seed {placed}: {shown}", file=sys.stderr, flush=True)
                 if best is None or (f_max or 0) > (best[0] or 0):
                     best = (f_max, t, placed, fields)
             if best is not None:

@@ -174,7 +174,7 @@ def test_bad_seed_count(small, seeds):
 
 
 @pytest.mark.synth
-def test_seed_sweep_reports_the_fastest_placement(small, monkeypatch):
+def test_seed_sweep_reports_the_fastest_placement(small, monkeypatch, tmp_path):
     """One synthesis, a placement per seed; the report is the fastest seed's, and lists
     every seed's Fmax. A seed whose placement fails is listed and skipped."""
     import flexor_hw.synth as s
@@ -191,7 +191,7 @@ def test_seed_sweep_reports_the_fastest_placement(small, monkeypatch):
         return real_run(cmd, label, cwd, log, quiet, **kw)
 
     monkeypatch.setattr(s, "_run", run)
-    report = synth(root / "rtl", "ice40-up5k", seed=2, seeds=3, quiet=True)
+    report = synth(root / "rtl", "ice40-up5k", seed=2, seeds=3, quiet=True, workdir=tmp_path)
     assert len(yosys_runs) == 1 and pnr_seeds == [2, 3, 4]
     sweep = report["seed_sweep"]
     assert [r["seed"] for r in sweep] == [2, 3, 4]
@@ -204,6 +204,11 @@ def test_seed_sweep_reports_the_fastest_placement(small, monkeypatch):
     assert report["critical_path"]["delay_ns"] == pytest.approx(1000 / report["fmax_mhz"],
                                                                  rel=0.01)
     assert f"the report is seed {best['seed']}'s" in s.markdown(report)
+    # each placed seed's own nextpnr log and report kept beside the netlist
+    for r in placed:
+        kept = json.loads((tmp_path / f"pnr_seed{r['seed']}.json").read_text())
+        assert min(c["achieved"] for c in kept["fmax"].values()) == r["fmax_mhz"]
+        assert (tmp_path / f"nextpnr_seed{r['seed']}.log").exists()
 
 
 @pytest.mark.synth
