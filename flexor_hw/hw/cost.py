@@ -14,8 +14,8 @@ import math
 
 from ..gateware.rom import DP16KD_CONFIGS, LOGIC_ROM_BITS, rom_layout
 
-__all__ = ["COST", "DP16KD_CONFIGS", "SB_RAM40_CONFIGS", "dp16kd_blocks", "fifo_slices", "memory",
-           "ram_style", "rom_blocks"]
+__all__ = ["COST", "DP16KD_CONFIGS", "SB_RAM40_CONFIGS", "dp16kd_blocks", "memory", "ram_style",
+           "rom_blocks"]
 
 COST = {
     # Fitted to Yosys synth_ecp5 of LeNet-5's four units at PE×SIMD 1×25, 4×100, 2×32 and
@@ -68,22 +68,6 @@ LUTRAM_LUTS = 6
 def dp16kd_blocks(depth, width):
     """Fewest DP16KD blocks holding ``depth × width`` bits in one configuration."""
     return _one_configuration(depth, width)[0]
-
-
-def fifo_slices(depth, width, family="ecp5"):
-    """The widths (least significant bits first) a FIFO of ``depth × width`` bits in block RAM
-    is cut into: one slice in one block, else slices as wide as the configuration that holds
-    the depth in the fewest blocks side by side (5,654 × 8 bits: four slices of 8192 × 2,
-    where one memory is three 2048 × 9 blocks read through a mux per bit; 3,000 × 8: two of
-    4096 × 4, which Yosys may otherwise stack as two 2048 × 9). On the iCE40, in LUT RAM, and
-    deeper than any configuration: one slice."""
-    if family != "ecp5" or ram_style(depth, width) != "block":
-        return [width]
-    fits = [(math.ceil(width / w), -w) for d, w in DP16KD_CONFIGS if d >= depth]
-    if dp16kd_blocks(depth, width) == 1 or not fits:
-        return [width]
-    w = -min(fits)[1]
-    return [w] * (width // w) + ([width % w] if width % w else [])
 
 
 def _one_configuration(depth, width):

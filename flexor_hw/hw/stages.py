@@ -20,7 +20,7 @@ from ..gateware.mvau import vector_pages, vector_write_ffs
 from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import LOGIC_ROM_BITS, rom_layout
 from ..gateware.window import line_buffer_rows, row_window_rows
-from .cost import COST, fifo_slices, memory
+from .cost import COST, memory
 
 __all__ = ["STAGES", "Stage", "InputQuantizer", "SlidingWindow", "Mvau", "MaxPool",
            "GlobalAvgPool", "ResidualFork", "ResidualAdd", "Repack", "Argmax"]
@@ -538,25 +538,16 @@ class ResidualFork(Stage):
     def latency(self):
         return 2            # the input's skid buffer, the fork
 
-    @property
-    def fifo_slices(self):
-        from ..gateware.skip import ROOM_SLACK
-        return fifo_slices(self.depth + ROOM_SLACK, self.x_shape.width, self.family)
-
     def memories(self):
         from ..gateware.skip import ROOM_SLACK
-        slices = self.fifo_slices
-        if len(slices) == 1:
-            return [_mem(self, "skip fifo", self.depth + ROOM_SLACK, self.x_shape.width)]
-        return [_mem(self, f"skip fifo slice {k}", self.depth + ROOM_SLACK, w)
-                for k, w in enumerate(slices)]
+        return [_mem(self, "skip fifo", self.depth + ROOM_SLACK, self.x_shape.width)]
 
     def estimate(self):
-        # the input's and the skip path's skid buffers (two registers, a 2:1 mux each) and
-        # the skip FIFO's output register beside the fork's fixed cost
+        # the input's skid buffer (two registers, a 2:1 mux) and the skip FIFO's output
+        # register beside the fork's fixed cost
         est = super().estimate()
         xw = self.x_shape.width
-        return dict(est, luts=est["luts"] + 2 * xw, ffs=est["ffs"] + 5 * xw + 3)
+        return dict(est, luts=est["luts"] + xw, ffs=est["ffs"] + 3 * xw + 2)
 
     def describe(self):
         return {"skip_fifo_depth": self.depth, "stride": self.stride,
@@ -565,7 +556,7 @@ class ResidualFork(Stage):
     def unit(self, files=None):
         from ..gateware.skip import ResidualFork as Unit
         return Unit(self.x_shape, self.channels, self.height, self.width, self.stride,
-                    self.pad_channels, self.depth, self.fifo_slices)
+                    self.pad_channels, self.depth)
 
 
 @register
