@@ -84,14 +84,22 @@ def _defines(family):
     return f"-D{ECP5_DEFINE} " if family == "ecp5" else ""
 
 
-def block_ram_output_registers(family, work, netlist):
+def block_ram_output_registers(family, work, netlist, prepare=None):
     """On the ECP5, the flip-flops that register block RAM data moved into the blocks'
     output registers in the netlist nextpnr reads (:mod:`flexor_hw.outreg`): ``(ports,
-    flops)``. Elsewhere nothing moves."""
-    if family != "ecp5":
-        return 0, 0
-    from .outreg import absorb_in_file
-    return absorb_in_file(os.path.join(work, netlist))
+    flops)``. Elsewhere nothing moves. ``prepare``: a change to the netlist (a dict) made
+    in the same read and write."""
+    from .outreg import absorb_in_file, absorb_output_registers
+    path = os.path.join(work, netlist)
+    if prepare is None:
+        return absorb_in_file(path) if family == "ecp5" else (0, 0)
+    with open(path) as f:
+        data = json.load(f)
+    prepare(data)
+    moved = absorb_output_registers(data) if family == "ecp5" else (0, 0)
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return moved
 
 
 #: The module :func:`synth` places: the design between flip-flops on every port but the clock.
@@ -128,19 +136,15 @@ def harness_verilog(top, ports, clock):
     return text, ffs
 
 
-def _strip_harness(path):
-    """The flattened netlist's cells and nets named as in the design alone: the harness's
-    instance name off the front (reports name the design's own modules)."""
-    with open(path) as f:
-        netlist = json.load(f)
+def _strip_harness(netlist):
+    """The flattened ``netlist``'s (a dict's) cells and nets named as in the design alone:
+    the harness's instance name off the front (reports name the design's own modules)."""
     cut = _DUT + "."
     for module in netlist.get("modules", {}).values():
         for key in ("cells", "netnames"):
             items = module.get(key, {})
             module[key] = {(k[len(cut):] if k.startswith(cut) and k[len(cut):] not in items
                             else k): v for k, v in items.items()}
-    with open(path, "w") as f:
-        json.dump(netlist, f)
 
 
 def _run(cmd, label, cwd, log, quiet, phases=None):
@@ -548,8 +552,8 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
         with open(os.path.join(work, "stat.json")) as f:
             cells = json.load(f)["design"]["num_cells_by_type"]
         kinds = _CELLS[family]
-        _strip_harness(os.path.join(work, "netlist.json"))
-        outreg_ports, outreg_flops = block_ram_output_registers(family, work, "netlist.json")
+        outreg_ports, outreg_flops = block_ram_output_registers(family, work, "netlist.json",
+                                                               prepare=_strip_harness)
         result = {"target": target, "top": top, "luts": _count(cells, kinds["lut"]),
                   "ffs": _count(cells, kinds["ff"]) - outreg_flops - io_ffs,
                   "io_register_ffs": io_ffs,

@@ -234,8 +234,7 @@ class MvauParams:
         """Registers from the stage-1 word to a row's sum: the decoded weight bits, the
         masked activations, then one every :data:`TREE_LEVELS_PER_REGISTER` levels of the
         adder tree (and its output)."""
-        levels = (self.simd - 1).bit_length()
-        return 1 + self.bits_register + max(1, -(-levels // TREE_LEVELS_PER_REGISTER))
+        return 1 + self.bits_register + _tree_registers(self.simd)
 
     @property
     def product_terms(self):
@@ -868,12 +867,17 @@ def _mod_sum(a, b, n):
     return Mux(total >= n, total - n, total)
 
 
+def _cut_after(level, first):
+    """Whether :func:`_tree_sum` registers its terms after ``level``: level ``first``, then
+    every :data:`TREE_LEVELS_PER_REGISTER` levels (and its output, whatever the level)."""
+    return level == first or (level > first and (level - first) % TREE_LEVELS_PER_REGISTER == 0)
+
+
 def _tree_registers(n_terms, first=TREE_LEVELS_PER_REGISTER):
     """Registers :func:`_tree_sum` puts between its terms and its sum."""
     levels = (n_terms - 1).bit_length()
-    cuts = {lv for lv in range(1, levels + 1)
-            if lv == first or (lv > first and (lv - first) % TREE_LEVELS_PER_REGISTER == 0)}
-    return len(cuts | {max(1, levels)}) if levels else 1
+    return len({lv for lv in range(1, levels + 1) if _cut_after(lv, first)} | {levels}) \
+        if levels else 1
 
 
 def _tree_sum(m, terms, shape, name, first=TREE_LEVELS_PER_REGISTER):
@@ -892,8 +896,7 @@ def _tree_sum(m, terms, shape, name, first=TREE_LEVELS_PER_REGISTER):
                 sums.append(wire)
             terms = sums + ([terms[-1]] if len(terms) % 2 else [])
             level += 1
-        if len(terms) == 1 or level == first or \
-                (level > first and (level - first) % TREE_LEVELS_PER_REGISTER == 0):
+        if len(terms) == 1 or _cut_after(level, first):
             regs = []
             for k, t in enumerate(terms):
                 reg = Signal(shape if len(terms) == 1 else t.shape(), name=f"{name}_l{level}_{k}",
