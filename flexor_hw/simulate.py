@@ -24,13 +24,15 @@ class SimulationTimeout(RuntimeError):
 
 
 def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
-               max_cycles=None, vcd=None, before=None):
+               max_cycles=None, vcd=None, before=None, monitor=None):
     """Feed ``beats`` into ``dut.i`` and collect ``n_outputs`` transfers from ``dut.o``.
 
     ``in_stall`` / ``out_stall`` are the probabilities that the producer withholds ``valid`` or
     the consumer withholds ``ready`` in a cycle (seeded, independent per side). ``before`` is an
     optional ``async def before(ctx, rst)`` run first by the producer (e.g. a reset in the middle
-    of a vector); beats and outputs are counted after it.
+    of a vector); beats and outputs are counted after it. ``monitor``: an optional
+    ``async def monitor(ctx)`` run in the background beside them (checks of internal
+    signals, once the design is elaborated).
     """
     top = Module()
     top.domains.sync = cd = ClockDomain("sync")
@@ -81,6 +83,8 @@ def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
         ctx.set(dut.o.ready, 0)
 
     sim.add_testbench(clock, background=True)
+    if monitor is not None:
+        sim.add_testbench(monitor, background=True)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     if vcd:

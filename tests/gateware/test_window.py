@@ -129,3 +129,30 @@ def test_ky_below_is_the_compare(kh):
     sim.add_testbench(bench)
     sim.run()
     assert wrong == []
+
+
+@pytest.mark.parametrize("cls, c, h, w, k, s, p, stall", [
+    ("SlidingWindow", 2, 7, 6, 3, 2, 1, 0.3), ("SlidingWindow", 1, 9, 8, 5, 1, 2, 0.0),
+    ("SlidingWindow", 2, 8, 5, 3, 2, 0, 0.5), ("RowWindow", 2, 6, 7, 3, 1, 1, 0.3),
+    ("RowWindow", 1, 8, 8, 5, 1, 2, 0.0), ("RowWindow", 2, 9, 9, 5, 2, 0, 0.5)])
+def test_avail_register_is_its_definition(cls, c, h, w, k, s, p, stall):
+    """The reader's ``avail``, a register holding its next state's value, equals
+    ``~r_done & (pad | ahead | ky < d)`` of the state in every cycle: images back to back,
+    both streams stalled (a take, the writer's row end and the hand-over in every
+    combination)."""
+    from flexor_hw.gateware import window
+    images = np.random.default_rng(c + h).integers(0, 256, (3, c, h, w))
+    dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p)
+    wrong, cycles = [], [0]
+
+    async def monitor(ctx):
+        reg, comb = dut._avail_check
+        async for _, _, a, b in ctx.tick().sample(reg, comb):
+            cycles[0] += 1
+            if a != b:
+                wrong.append(cycles[0])
+
+    beats = images.transpose(0, 2, 3, 1).reshape(-1).tolist()
+    n_out = 3 * dut.beats_per_image
+    run_stream(dut, beats, n_out, in_stall=stall, out_stall=stall, seed=k, monitor=monitor)
+    assert cycles[0] > n_out and wrong == []
