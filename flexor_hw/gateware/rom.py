@@ -7,8 +7,8 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["Rom", "ROM_VERILOG", "rom_modules", "rom_layout", "bank_rows", "LOGIC_ROM_BITS",
-           "DP16KD_CONFIGS"]
+__all__ = ["Rom", "ROM_VERILOG", "rom_modules", "rom_layout", "rom_group_bits", "bank_rows",
+           "LOGIC_ROM_BITS", "DP16KD_CONFIGS"]
 
 # ROMs of a network up to this many bits are logic, not block RAM: a few hundred constants (or
 # a first conv's 640 weight bits) would each take a whole 18 Kbit block RAM, and block RAM is
@@ -41,6 +41,20 @@ def rom_layout(depth, width):
     return banks, (d - 1).bit_length() if banks > 1 else None, blocks
 
 
+#: Block RAMs of a banked ROM read from one copy of the address register (a group).
+ADDRESS_FANOUT_BLOCKS = 9
+
+
+def rom_group_bits(depth, width):
+    """Columns of a banked ROM's row (:func:`rom_layout`) read from one address register:
+    the width of at most :data:`ADDRESS_FANOUT_BLOCKS` blocks, the groups as even as whole
+    blocks allow (40192 × 16 bits, 36 blocks of 2048 × 9: four groups of 81 columns)."""
+    banks, bank_addr, blocks = rom_layout(depth, width)
+    block_width = dict(DP16KD_CONFIGS)[1 << bank_addr]
+    groups = -(-blocks // ADDRESS_FANOUT_BLOCKS)
+    return block_width * -(-blocks // groups)
+
+
 def bank_rows(words, width, banks, rows):
     """The ``rows`` rows of a banked ROM (:func:`rom_layout`: ``2**bank_addr``) as an array
     of little-endian bytes, ``banks × width`` bits a row, from ``words``, an array of
@@ -66,6 +80,7 @@ module {name} #(
     parameter LATENCY = 1,
     parameter BANKS = 1,
     parameter BANK_ADDR = ADDR_WIDTH,
+    parameter GROUP_BITS = 1,
     parameter PAGE_BITS = ADDR_WIDTH
 ) (
     input wire clk,
@@ -74,18 +89,60 @@ module {name} #(
 );
     generate if (BANKS > 1) begin : banked
         // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
-        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is registered
-        // behind the block RAMs, then the bank chosen: no logic after the block RAMs' data.
-        (* rom_style = "{style}" *) reg [BANKS*WIDTH-1:0] mem [0:(1<<BANK_ADDR)-1];
-        initial $readmemh(INIT_FILE, mem);
-        reg [BANKS*WIDTH-1:0] row, row_q;
-        reg [ADDR_WIDTH-BANK_ADDR-1:0] bank, bank_q;
+        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is read in groups
+        // of GROUP_BITS columns (the blocks of a few block RAMs), each from a register of
+        // the address of its own: one address register drove every block of the ROM (36 on
+        // LeNet-5's fc1, across the device: 10.5 ns of routing). Each group's memory holds
+        // the whole file and reads its columns (Yosys keeps the bits that are read), into a
+        // register behind the blocks (their output register: no logic after a block RAM's
+        // 5.6 ns clock-to-data). The bank is chosen in two registered steps: within sets of
+        // banks beside their blocks (each set's choice from a register of its own), then
+        // among the sets (one 20-way choice across the device's block RAMs, its select from
+        // one register, was the next longest path: 6.8 ns of routing).
+        localparam ROW = BANKS * WIDTH;
+        localparam GROUPS = (ROW + GROUP_BITS - 1) / GROUP_BITS;
+        // banks per set: a power of two (the bank number's low bits choose within a set,
+        // its high bits the set), at most a group's share
+        localparam SHARE = (BANKS + GROUPS - 1) / GROUPS;
+        localparam SET_BITS = $clog2(SHARE + 1) - 1;
+        localparam SET = 1 << SET_BITS;
+        localparam SETS = (BANKS + SET - 1) / SET;
+        localparam BW = ADDR_WIDTH - BANK_ADDR;
+        wire [SETS*SET*WIDTH-1:0] row;
+        reg [SETS*WIDTH-1:0] picked;
+        reg [BW-1:0] bank_a, bank_b, which, which_q;
+        genvar g, s;
+        for (g = 0; g < GROUPS; g = g + 1) begin : group
+            localparam LO = g * GROUP_BITS;
+            localparam HI = LO + GROUP_BITS < ROW ? LO + GROUP_BITS : ROW;
+            (* rom_style = "{style}" *) reg [ROW-1:0] mem [0:(1<<BANK_ADDR)-1];
+            initial $readmemh(INIT_FILE, mem);
+            reg [BANK_ADDR-1:0] a;
+            reg [HI-LO-1:0] part, part_q;
+            (* keep *) always @(posedge clk) a <= addr[BANK_ADDR-1:0];
+            always @(posedge clk) begin
+                part <= mem[a][HI-1:LO];
+                part_q <= part;
+            end
+            assign row[HI-1:LO] = part_q;
+        end
+        if (SETS * SET > BANKS) begin : pad
+            assign row[SETS*SET*WIDTH-1:ROW] = 0;
+        end
+        for (s = 0; s < SETS; s = s + 1) begin : set
+            reg [BW-1:0] sel = 0;
+            if (SET_BITS > 0) begin : choose
+                (* keep *) always @(posedge clk) sel <= bank_b[SET_BITS-1:0];
+            end
+            always @(posedge clk)
+                picked[s*WIDTH +: WIDTH] <= row[(s*SET + sel)*WIDTH +: WIDTH];
+        end
         always @(posedge clk) begin
-            row <= mem[addr[BANK_ADDR-1:0]];
-            bank <= addr[ADDR_WIDTH-1:BANK_ADDR];
-            row_q <= row;
-            bank_q <= bank;
-            data <= row_q[bank_q*WIDTH +: WIDTH];
+            bank_a <= addr[ADDR_WIDTH-1:BANK_ADDR];
+            bank_b <= bank_a;
+            which <= bank_b >> SET_BITS;
+            which_q <= which;
+            data <= picked[which_q*WIDTH +: WIDTH];
         end
     end else begin : flat
         (* rom_style = "{style}" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
@@ -105,6 +162,14 @@ module {name} #(
                     pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 page <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
+            end
+        end else if (LATENCY == 4) begin : outreg3
+            reg [WIDTH-1:0] word, word_q, word_qq;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                word_q <= word;
+                word_qq <= word_q;
+                data <= word_qq;
             end
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
@@ -150,8 +215,9 @@ class Rom(wiring.Component):
     """Synchronous-read ROM: ``data`` shows ``mem[addr]`` :attr:`latency` clocks after
     ``addr``: one, or with ``latency=2`` two (the read data goes through a register, a block
     RAM's output register), or with ``latency=3`` three (two registers). A block RAM ROM
-    asked for 2 or more and deeper than one block configuration takes three: its banks' row
-    is registered behind the blocks, then the bank chosen (:func:`rom_layout`).
+    asked for 2 or more and deeper than one block configuration takes five: its address is
+    registered in a copy per group of blocks (:func:`rom_group_bits`), its banks' row
+    is registered behind the blocks, then the bank chosen in two steps (:func:`rom_layout`).
 
     Parameters
     ----------
@@ -170,7 +236,7 @@ class Rom(wiring.Component):
         of a few hundred bits would otherwise take a whole block RAM. A logic ROM is never
         banked (in simulation too, so both take the same cycles).
     latency : int
-        1, 2 or 3: the cycles asked from ``addr`` to ``data``. An ECP5 block RAM's data comes out
+        1 to 4: the cycles asked from ``addr`` to ``data``. An ECP5 block RAM's data comes out
         5.6 ns after the clock; a register right behind it leaves the next cycle to the logic.
     page_words : int, optional
         A logic ROM of latency 2 deeper than this reads pages of ``page_words`` words (a
@@ -191,12 +257,12 @@ class Rom(wiring.Component):
             raise TypeError(f"Depth must be a positive integer, not {depth!r}")
         self._width, self._depth, self._words, self._init_file = width, depth, words, init_file
         self._logic = bool(logic)
-        if latency not in (1, 2, 3):
-            raise ValueError(f"Latency must be 1, 2 or 3 cycles, not {latency!r}")
+        if latency not in (1, 2, 3, 4):
+            raise ValueError(f"Latency must be 1 to 4 cycles, not {latency!r}")
         self._banks, self._bank_addr = 1, None
         if latency >= 2 and not self._logic:
             self._banks, self._bank_addr, _ = rom_layout(depth, width)
-        self._latency = 3 if self._banks > 1 else latency
+        self._latency = 5 if self._banks > 1 else latency
         if page_words is not None and (page_words < 2 or page_words & (page_words - 1)):
             raise ValueError(f"Page words must be a power of two from 2 up, not {page_words!r}")
         self._page_bits = None
@@ -241,8 +307,9 @@ class Rom(wiring.Component):
                 data = reg
             m.d.comb += self.data.eq(data)
         else:
-            banked = {} if self._banks == 1 else {"p_BANKS": self._banks,
-                                                  "p_BANK_ADDR": self._bank_addr}
+            banked = {} if self._banks == 1 else {
+                "p_BANKS": self._banks, "p_BANK_ADDR": self._bank_addr,
+                "p_GROUP_BITS": rom_group_bits(self._depth, self._width)}
             if self._page_bits is not None:
                 banked["p_PAGE_BITS"] = self._page_bits
             m.submodules.rom = Instance(

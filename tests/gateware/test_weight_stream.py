@@ -48,7 +48,7 @@ def run_stream(n_words, *, take, cycles=120, width=9, seed=0, latency=2):
     return got, words, empty
 
 
-@pytest.mark.parametrize("latency", [2, 3])
+@pytest.mark.parametrize("latency", [2, 3, 4])
 @pytest.mark.parametrize("n_words", [1, 2, 3, 5, 17])
 def test_every_cycle_never_empty(n_words, latency):
     got, words, empty = run_stream(n_words, take=lambda rng: 1, latency=latency)
@@ -56,7 +56,7 @@ def test_every_cycle_never_empty(n_words, latency):
     assert got == [words[t % n_words] for t in range(len(got))] and len(got) == 120
 
 
-@pytest.mark.parametrize("latency", [2, 3])
+@pytest.mark.parametrize("latency", [2, 3, 4])
 @pytest.mark.parametrize("n_words,p", [(1, 0.5), (4, 0.3), (7, 0.8), (13, 0.5)])
 def test_random_takes_keep_the_order(n_words, p, latency):
     got, words, empty = run_stream(n_words, take=lambda rng: int(rng.random() < p), seed=n_words,
@@ -66,7 +66,7 @@ def test_random_takes_keep_the_order(n_words, p, latency):
     assert got == [words[t % n_words] for t in range(len(got))]
 
 
-@pytest.mark.parametrize("latency", [2, 3])
+@pytest.mark.parametrize("latency", [2, 3, 4])
 def test_bursts_after_idle(latency):
     # long idle stretches (a vector loading), then words every cycle
     pattern = ([0] * 9 + [1] * 23) * 4
@@ -78,17 +78,17 @@ def test_bursts_after_idle(latency):
 
 def test_needs_a_registered_rom():
     with pytest.raises(ValueError, match=r"^The weight stream reads a ROM with a latency of "
-                                         r"2 or 3 cycles, not 1$"):
+                                         r"2 to 5 cycles, not 1$"):
         WeightStream(Rom(4, words=[1, 2]))
 
 
-def test_rom_latency_must_be_one_to_three():
-    with pytest.raises(ValueError, match=r"^Latency must be 1, 2 or 3 cycles, not 4$"):
-        Rom(4, words=[1, 2], latency=4)
+def test_rom_latency_must_be_one_to_four():
+    with pytest.raises(ValueError, match=r"^Latency must be 1 to 4 cycles, not 5$"):
+        Rom(4, words=[1, 2], latency=5)
 
 
 @pytest.mark.parametrize("depth,width,banks,latency", [(2048, 9, 1, 2), (512, 36, 1, 2),
-                                                      (2049, 9, 2, 3), (40192, 16, 20, 3)])
+                                                      (2049, 9, 2, 5), (40192, 16, 20, 5)])
 def test_deep_block_rom_is_banked(depth, width, banks, latency):
     rom = Rom(width, depth=depth, init_file="w.hex", latency=2)
     assert (rom.banks, rom.latency) == (banks, latency)
