@@ -555,6 +555,29 @@ def _outside(v, n, k=0):
     return (v < -k) | (v >= n - k)
 
 
+def _at_least(x, c):
+    """``x ≥ c`` for a register ``x`` and a constant ``c``, in LUTs: an equality per value
+    on the shorter side (no carry chain; ``x`` is a few bits wide)."""
+    shape = x.shape()
+    lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed \
+        else (0, (1 << shape.width) - 1)
+    if c <= lo:
+        return Const(1)
+    if c > hi:
+        return Const(0)
+    if hi - c + 1 <= c - lo:
+        return Cat(*[x == v for v in range(c, hi + 1)]).any()
+    return ~Cat(*[x == v for v in range(lo, c)]).any()
+
+
+def _below_sum(ky, x, k, kh):
+    """``ky < x + k`` for a counter ``ky`` (0 … kh − 1, or a constant), a register ``x`` and
+    a constant ``k``, in LUTs: for each value ``j`` of ``ky``, ``x ≥ j − k + 1``."""
+    if isinstance(ky, int):
+        return _at_least(x, ky - k + 1)
+    return Cat(*[(ky == j) & _at_least(x, j - k + 1) for j in range(kh)]).any()
+
+
 def _registered_avail(m, avail, take, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh,
                       ph, *, pad, ky, ky_moves, last_ky, row_end, last_oy, pad1):
     """A reader's ``avail`` (its next element is padding, or its row is complete, and the
@@ -574,27 +597,37 @@ def _registered_avail(m, avail, take, wr_end, switch, ahead, r_done, d, w_row, k
     ``(avail, its combinational definition)`` for tests."""
     wraps = ~ahead & (w_row == H - 1)           # the writer's row end starts the next image
 
-    def d_after(w_end, r_end):
-        return _rows_done_after(d, w_row, wraps, H, sh, ph, w_end, r_end)
+    def ok(ky_x, w_end, r_end):
+        """``ky_x < d'`` (``ky_x``: ``ky``, ``ky + 1`` as ``(ky, 1)``, or 0) with ``d'``
+        after the events (:func:`_rows_done_after`), each case a compare in LUTs of a
+        register with a constant: no adder and no carry chain (their chains in series were
+        this register's longest path)."""
+        step = 0
+        if isinstance(ky_x, tuple):
+            ky_x, step = ky_x
+        if r_end == "image":            # the reader's next image: ky is 0
+            # d' = w_row + ph (+ 1 after the writer's row end, or ph when it wraps)
+            if not w_end:
+                return _below_sum(0, w_row, ph, kh)
+            return Mux(wraps, int(0 < ph), _below_sum(0, w_row, 1 + ph, kh))
+        k = -sh if r_end == "row" else 0
+        if not w_end:
+            return _below_sum(ky_x, d, k - step, kh)
+        return Mux(wraps, _below_sum(ky_x, d, k + 1 - H - step, kh),
+                   _below_sum(ky_x, d, k + 1 - step, kh))
 
     def rows_ok(w_end, moved):
-        """``ky' < d'`` after the writer's event, with the reader's ``ky`` stepped
-        (``moved``) or not, and no row end: ``ky + 1 < d'`` is ``ky < d' − 1``."""
+        """After the writer's event, with the reader's ``ky`` stepped (``moved``) or not,
+        and no row end."""
         if not moved:
-            return _ky_below(ky, d_after(w_end, None), kh)
-        if w_end:
-            d1 = Mux(wraps, d - H, d)                   # d' − 1
-        else:
-            d1 = d - 1
-        first = _ky_below(Const(0, 1), d_after(w_end, None), kh)
-        return Mux(last_ky, first, _ky_below(ky, d1, kh))
+            return ok(ky, w_end, None)
+        return Mux(last_ky, ok(0, w_end, None), ok((ky, 1), w_end, None))
 
     def after_take(w_end):
         ahead_x = ahead | wraps if w_end else ahead
-        ok_row = Mux(last_oy, _ky_below(Const(0, 1), d_after(w_end, "image"), kh),
-                     _ky_below(Const(0, 1), d_after(w_end, "row"), kh))
-        ok = Mux(row_end, ok_row, Mux(ky_moves, rows_ok(w_end, True), rows_ok(w_end, False)))
-        return ~(row_end & last_oy) & (pad1 | ahead_x | ok)
+        ok_row = Mux(last_oy, ok(0, w_end, "image"), ok(0, w_end, "row"))
+        ok_x = Mux(row_end, ok_row, Mux(ky_moves, rows_ok(w_end, True), rows_ok(w_end, False)))
+        return ~(row_end & last_oy) & (pad1 | ahead_x | ok_x)
 
     # no take: the writer's row end (or nothing: the state stays), or the hand-over, where
     # the reader, done and back at its image's start, takes the writer's image
