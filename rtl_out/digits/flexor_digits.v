@@ -5474,6 +5474,7 @@ module flexor_rom #(
     parameter LATENCY = 1,
     parameter BANKS = 1,
     parameter BANK_ADDR = ADDR_WIDTH,
+    parameter GROUP_BITS = 1,
     parameter PAGE_BITS = ADDR_WIDTH
 ) (
     input wire clk,
@@ -5482,18 +5483,60 @@ module flexor_rom #(
 );
     generate if (BANKS > 1) begin : banked
         // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
-        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is registered
-        // behind the block RAMs, then the bank chosen: no logic after the block RAMs' data.
-        (* rom_style = "block" *) reg [BANKS*WIDTH-1:0] mem [0:(1<<BANK_ADDR)-1];
-        initial $readmemh(INIT_FILE, mem);
-        reg [BANKS*WIDTH-1:0] row, row_q;
-        reg [ADDR_WIDTH-BANK_ADDR-1:0] bank, bank_q;
+        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is read in groups
+        // of GROUP_BITS columns (the blocks of a few block RAMs), each from a register of
+        // the address of its own: one address register drove every block of the ROM (36 on
+        // LeNet-5's fc1, across the device: 10.5 ns of routing). Each group's memory holds
+        // the whole file and reads its columns (Yosys keeps the bits that are read), into a
+        // register behind the blocks (their output register: no logic after a block RAM's
+        // 5.6 ns clock-to-data). The bank is chosen in two registered steps: within sets of
+        // banks beside their blocks (each set's choice from a register of its own), then
+        // among the sets (one 20-way choice across the device's block RAMs, its select from
+        // one register, was the next longest path: 6.8 ns of routing).
+        localparam ROW = BANKS * WIDTH;
+        localparam GROUPS = (ROW + GROUP_BITS - 1) / GROUP_BITS;
+        // banks per set: a power of two (the bank number's low bits choose within a set,
+        // its high bits the set), at most a group's share
+        localparam SHARE = (BANKS + GROUPS - 1) / GROUPS;
+        localparam SET_BITS = $clog2(SHARE + 1) - 1;
+        localparam SET = 1 << SET_BITS;
+        localparam SETS = (BANKS + SET - 1) / SET;
+        localparam BW = ADDR_WIDTH - BANK_ADDR;
+        wire [SETS*SET*WIDTH-1:0] row;
+        reg [SETS*WIDTH-1:0] picked;
+        reg [BW-1:0] bank_a, bank_b, which, which_q;
+        genvar g, s;
+        for (g = 0; g < GROUPS; g = g + 1) begin : group
+            localparam LO = g * GROUP_BITS;
+            localparam HI = LO + GROUP_BITS < ROW ? LO + GROUP_BITS : ROW;
+            (* rom_style = "block" *) reg [ROW-1:0] mem [0:(1<<BANK_ADDR)-1];
+            initial $readmemh(INIT_FILE, mem);
+            reg [BANK_ADDR-1:0] a;
+            reg [HI-LO-1:0] part, part_q;
+            (* keep *) always @(posedge clk) a <= addr[BANK_ADDR-1:0];
+            always @(posedge clk) begin
+                part <= mem[a][HI-1:LO];
+                part_q <= part;
+            end
+            assign row[HI-1:LO] = part_q;
+        end
+        if (SETS * SET > BANKS) begin : pad
+            assign row[SETS*SET*WIDTH-1:ROW] = 0;
+        end
+        for (s = 0; s < SETS; s = s + 1) begin : set
+            reg [BW-1:0] sel = 0;
+            if (SET_BITS > 0) begin : choose
+                (* keep *) always @(posedge clk) sel <= bank_b[SET_BITS-1:0];
+            end
+            always @(posedge clk)
+                picked[s*WIDTH +: WIDTH] <= row[(s*SET + sel)*WIDTH +: WIDTH];
+        end
         always @(posedge clk) begin
-            row <= mem[addr[BANK_ADDR-1:0]];
-            bank <= addr[ADDR_WIDTH-1:BANK_ADDR];
-            row_q <= row;
-            bank_q <= bank;
-            data <= row_q[bank_q*WIDTH +: WIDTH];
+            bank_a <= addr[ADDR_WIDTH-1:BANK_ADDR];
+            bank_b <= bank_a;
+            which <= bank_b >> SET_BITS;
+            which_q <= which;
+            data <= picked[which_q*WIDTH +: WIDTH];
         end
     end else begin : flat
         (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
@@ -5513,6 +5556,14 @@ module flexor_rom #(
                     pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 page <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
+            end
+        end else if (LATENCY == 4) begin : outreg3
+            reg [WIDTH-1:0] word, word_q, word_qq;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                word_q <= word;
+                word_qq <= word_q;
+                data <= word_qq;
             end
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
@@ -5542,6 +5593,7 @@ module flexor_rom_logic #(
     parameter LATENCY = 1,
     parameter BANKS = 1,
     parameter BANK_ADDR = ADDR_WIDTH,
+    parameter GROUP_BITS = 1,
     parameter PAGE_BITS = ADDR_WIDTH
 ) (
     input wire clk,
@@ -5550,18 +5602,60 @@ module flexor_rom_logic #(
 );
     generate if (BANKS > 1) begin : banked
         // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
-        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is registered
-        // behind the block RAMs, then the bank chosen: no logic after the block RAMs' data.
-        (* rom_style = "logic" *) reg [BANKS*WIDTH-1:0] mem [0:(1<<BANK_ADDR)-1];
-        initial $readmemh(INIT_FILE, mem);
-        reg [BANKS*WIDTH-1:0] row, row_q;
-        reg [ADDR_WIDTH-BANK_ADDR-1:0] bank, bank_q;
+        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is read in groups
+        // of GROUP_BITS columns (the blocks of a few block RAMs), each from a register of
+        // the address of its own: one address register drove every block of the ROM (36 on
+        // LeNet-5's fc1, across the device: 10.5 ns of routing). Each group's memory holds
+        // the whole file and reads its columns (Yosys keeps the bits that are read), into a
+        // register behind the blocks (their output register: no logic after a block RAM's
+        // 5.6 ns clock-to-data). The bank is chosen in two registered steps: within sets of
+        // banks beside their blocks (each set's choice from a register of its own), then
+        // among the sets (one 20-way choice across the device's block RAMs, its select from
+        // one register, was the next longest path: 6.8 ns of routing).
+        localparam ROW = BANKS * WIDTH;
+        localparam GROUPS = (ROW + GROUP_BITS - 1) / GROUP_BITS;
+        // banks per set: a power of two (the bank number's low bits choose within a set,
+        // its high bits the set), at most a group's share
+        localparam SHARE = (BANKS + GROUPS - 1) / GROUPS;
+        localparam SET_BITS = $clog2(SHARE + 1) - 1;
+        localparam SET = 1 << SET_BITS;
+        localparam SETS = (BANKS + SET - 1) / SET;
+        localparam BW = ADDR_WIDTH - BANK_ADDR;
+        wire [SETS*SET*WIDTH-1:0] row;
+        reg [SETS*WIDTH-1:0] picked;
+        reg [BW-1:0] bank_a, bank_b, which, which_q;
+        genvar g, s;
+        for (g = 0; g < GROUPS; g = g + 1) begin : group
+            localparam LO = g * GROUP_BITS;
+            localparam HI = LO + GROUP_BITS < ROW ? LO + GROUP_BITS : ROW;
+            (* rom_style = "logic" *) reg [ROW-1:0] mem [0:(1<<BANK_ADDR)-1];
+            initial $readmemh(INIT_FILE, mem);
+            reg [BANK_ADDR-1:0] a;
+            reg [HI-LO-1:0] part, part_q;
+            (* keep *) always @(posedge clk) a <= addr[BANK_ADDR-1:0];
+            always @(posedge clk) begin
+                part <= mem[a][HI-1:LO];
+                part_q <= part;
+            end
+            assign row[HI-1:LO] = part_q;
+        end
+        if (SETS * SET > BANKS) begin : pad
+            assign row[SETS*SET*WIDTH-1:ROW] = 0;
+        end
+        for (s = 0; s < SETS; s = s + 1) begin : set
+            reg [BW-1:0] sel = 0;
+            if (SET_BITS > 0) begin : choose
+                (* keep *) always @(posedge clk) sel <= bank_b[SET_BITS-1:0];
+            end
+            always @(posedge clk)
+                picked[s*WIDTH +: WIDTH] <= row[(s*SET + sel)*WIDTH +: WIDTH];
+        end
         always @(posedge clk) begin
-            row <= mem[addr[BANK_ADDR-1:0]];
-            bank <= addr[ADDR_WIDTH-1:BANK_ADDR];
-            row_q <= row;
-            bank_q <= bank;
-            data <= row_q[bank_q*WIDTH +: WIDTH];
+            bank_a <= addr[ADDR_WIDTH-1:BANK_ADDR];
+            bank_b <= bank_a;
+            which <= bank_b >> SET_BITS;
+            which_q <= which;
+            data <= picked[which_q*WIDTH +: WIDTH];
         end
     end else begin : flat
         (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
@@ -5581,6 +5675,14 @@ module flexor_rom_logic #(
                     pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 page <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
+            end
+        end else if (LATENCY == 4) begin : outreg3
+            reg [WIDTH-1:0] word, word_q, word_qq;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                word_q <= word;
+                word_qq <= word_q;
+                data <= word_qq;
             end
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
