@@ -49,7 +49,7 @@ def rom_group_bits(depth, width):
     """Columns of a banked ROM's row (:func:`rom_layout`) read from one address register:
     the width of at most :data:`ADDRESS_FANOUT_BLOCKS` blocks, the groups as even as whole
     blocks allow (40192 × 16 bits, 36 blocks of 2048 × 9: four groups of 81 columns)."""
-    banks, bank_addr, blocks = rom_layout(depth, width)
+    _, bank_addr, blocks = rom_layout(depth, width)
     block_width = dict(DP16KD_CONFIGS)[1 << bank_addr]
     groups = -(-blocks // ADDRESS_FANOUT_BLOCKS)
     return block_width * -(-blocks // groups)
@@ -163,14 +163,6 @@ module {name} #(
                 page <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
-        end else if (LATENCY == 4) begin : outreg3
-            reg [WIDTH-1:0] word, word_q, word_qq;
-            always @(posedge clk) begin
-                word <= mem[addr];
-                word_q <= word;
-                word_qq <= word_q;
-                data <= word_qq;
-            end
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
@@ -236,7 +228,7 @@ class Rom(wiring.Component):
         of a few hundred bits would otherwise take a whole block RAM. A logic ROM is never
         banked (in simulation too, so both take the same cycles).
     latency : int
-        1 to 4: the cycles asked from ``addr`` to ``data``. An ECP5 block RAM's data comes out
+        1, 2 or 3: the cycles asked from ``addr`` to ``data``. An ECP5 block RAM's data comes out
         5.6 ns after the clock; a register right behind it leaves the next cycle to the logic.
     page_words : int, optional
         A logic ROM of latency 2 deeper than this reads pages of ``page_words`` words (a
@@ -257,8 +249,8 @@ class Rom(wiring.Component):
             raise TypeError(f"Depth must be a positive integer, not {depth!r}")
         self._width, self._depth, self._words, self._init_file = width, depth, words, init_file
         self._logic = bool(logic)
-        if latency not in (1, 2, 3, 4):
-            raise ValueError(f"Latency must be 1 to 4 cycles, not {latency!r}")
+        if latency not in (1, 2, 3):
+            raise ValueError(f"Latency must be 1, 2 or 3 cycles, not {latency!r}")
         self._banks, self._bank_addr = 1, None
         if latency >= 2 and not self._logic:
             self._banks, self._bank_addr, _ = rom_layout(depth, width)

@@ -40,13 +40,13 @@ class WeightStream(wiring.Component):
     Parameters
     ----------
     rom : :class:`flexor_hw.gateware.rom.Rom`
-        With a latency of 2 to 5 cycles; the stream drives its ``addr``. Add it as a submodule
-        yourself.
+        With a latency of 2 cycles or more (a banked block RAM ROM's is 5); the stream
+        drives its ``addr``. Add it as a submodule yourself.
     """
 
     def __init__(self, rom):
-        if rom.latency not in (2, 3, 4, 5):
-            raise ValueError(f"The weight stream reads a ROM with a latency of 2 to 5 cycles, "
+        if rom.latency < 2:
+            raise ValueError(f"The weight stream reads a ROM with a latency of 2 cycles or more, "
                              f"not {rom.latency}")
         self._rom = rom
         super().__init__({"o": Out(stream.Signature(rom.width)), "primed": Out(1)})

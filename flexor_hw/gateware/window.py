@@ -539,14 +539,24 @@ def _ky_below(ky, d, kh):
     return ~sign & (high | low_above)
 
 
-def _rows_done_after(d, w_row, wraps, H, sh, ph, w_end, r_end):
-    """``d``'s next value (:func:`_rows_done`) after the writer's row end (``w_end``; the
-    next image's row 0 with ``wraps``) and the reader's (``r_end``: None, ``"row"``, or
-    ``"image"``, whose next ``low`` is the next image's ``-ph``)."""
+def _rows_done_after(d, w_row, H, sh, ph, w_end, r_end):
+    """``d``'s next value (:func:`_rows_done`) after the writer's row end (``w_end``) and
+    the reader's (``r_end``: None, ``"row"``, or ``"image"``, whose next ``low`` is the
+    next image's ``-ph``), as ``(when the writer's row end wraps to the next image's row 0,
+    otherwise)``, each a ``(register, constant)`` sum (register None: the constant alone),
+    so that its users may add or compare it as they need (:func:`_write_room` sums it,
+    :func:`_registered_avail` compares ``ky`` with it in LUTs)."""
     if r_end == "image":
-        return Mux(wraps, ph, w_row + (1 + ph)) if w_end else w_row + ph
-    dr = d - sh if r_end == "row" else d
-    return Mux(wraps, dr + (1 - H), dr + 1) if w_end else dr
+        return ((None, ph), (w_row, 1 + ph)) if w_end else ((w_row, ph),) * 2
+    k = -sh if r_end == "row" else 0
+    return ((d, k + 1 - H), (d, k + 1)) if w_end else ((d, k),) * 2
+
+
+def _by_wraps(wraps, cases, value):
+    """``value`` of :func:`_rows_done_after`'s two cases, chosen by ``wraps`` (one where
+    they are the same)."""
+    wrapped, plain = cases
+    return value(plain) if wrapped is plain else Mux(wraps, value(wrapped), value(plain))
 
 
 def _outside(v, n, k=0):
@@ -602,19 +612,14 @@ def _registered_avail(m, avail, take, wr_end, switch, ahead, r_done, d, w_row, k
         after the events (:func:`_rows_done_after`), each case a compare in LUTs of a
         register with a constant: no adder and no carry chain (their chains in series were
         this register's longest path)."""
-        step = 0
-        if isinstance(ky_x, tuple):
-            ky_x, step = ky_x
-        if r_end == "image":            # the reader's next image: ky is 0
-            # d' = w_row + ph (+ 1 after the writer's row end, or ph when it wraps)
-            if not w_end:
-                return _below_sum(0, w_row, ph, kh)
-            return Mux(wraps, int(0 < ph), _below_sum(0, w_row, 1 + ph, kh))
-        k = -sh if r_end == "row" else 0
-        if not w_end:
-            return _below_sum(ky_x, d, k - step, kh)
-        return Mux(wraps, _below_sum(ky_x, d, k + 1 - H - step, kh),
-                   _below_sum(ky_x, d, k + 1 - step, kh))
+        ky_x, step = ky_x if isinstance(ky_x, tuple) else (ky_x, 0)
+
+        def below(case):
+            reg, k = case
+            if reg is None:                     # the reader's next image: ky is 0
+                return Const(int(ky_x < k))
+            return _below_sum(ky_x, reg, k - step, kh)
+        return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end), below)
 
     def rows_ok(w_end, moved):
         """After the writer's event, with the reader's ``ky`` stepped (``moved``) or not,
@@ -688,7 +693,9 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
     # the events' step was the longest path of ResNet-20 placed on the ECP5-85k: all six
     # endpoints over 10 ns were windows' d, from the input's handshake)
     def d_after(w_end, r_end):
-        return _rows_done_after(d, w_row, wraps, H, sh, ph, w_end, r_end)
+        return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end),
+                         lambda case: case[1] if case[0] is None else
+                         case[0] + case[1] if case[1] else case[0])
 
     m.d.sync += d.eq(Mux(rd_end, Mux(last_oy, Mux(wr_end, d_after(True, "image"),
                                                   d_after(False, "image")),

@@ -5557,14 +5557,6 @@ module flexor_rom #(
                 page <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
-        end else if (LATENCY == 4) begin : outreg3
-            reg [WIDTH-1:0] word, word_q, word_qq;
-            always @(posedge clk) begin
-                word <= mem[addr];
-                word_q <= word;
-                word_qq <= word_q;
-                data <= word_qq;
-            end
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
@@ -5675,14 +5667,6 @@ module flexor_rom_logic #(
                     pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 page <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
-            end
-        end else if (LATENCY == 4) begin : outreg3
-            reg [WIDTH-1:0] word, word_q, word_qq;
-            always @(posedge clk) begin
-                word <= mem[addr];
-                word_q <= word;
-                word_qq <= word_q;
-                data <= word_qq;
             end
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
