@@ -143,10 +143,12 @@ def _unit_name(stage):
     return _clean(stage.name)
 
 
-def hardware_top(graph, files=None):
+def hardware_top(graph, files=None, *, reset_tree=False):
     """The one top module of a hardware graph: its stages' units in stream order. With
     ``files`` (``{node: (weights, constants)}``) the ROMs read ``$readmemh`` files (for
-    emission); without, they hold their contents (for Amaranth's simulator)."""
+    emission); without, they hold their contents (for Amaranth's simulator).
+    ``reset_tree``: ports ``clk`` and ``rst`` of its own, each unit's reset a register of
+    its own (:class:`~flexor_hw.gateware.top.DataflowTop`)."""
     from .gateware.top import DataflowTop
     # a stage without ROM files still learns that it is emitted ({}): its multipliers are
     # then flexor_mul instances (a MULT18X18D holding the registers on the ECP5)
@@ -155,7 +157,8 @@ def hardware_top(graph, files=None):
              for st in graph.stages]
     skips = {_unit_name(st): _clean(st.add) for st in graph.stages if st.kind == "fork"}
     return DataflowTop(units, skips, in_shape=graph.stages[0].x_shape,
-                       out_shape=graph.stages[-1].y_shape)
+                       out_shape=graph.stages[-1].y_shape, reset_tree=reset_tree,
+                       emit=files is not None)
 
 
 def _axis(ports, axis):
@@ -359,7 +362,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
         layer_info.append(info)
 
     _progress(f"[build] elaborating and converting {top_name} to Verilog", quiet)
-    top = hardware_top(graph, files)
+    top = hardware_top(graph, files, reset_tree=True)
     outputs = int(np.prod(package.shapes()[package.output_node.name]))
     emitted = top
     if interface == "axis":

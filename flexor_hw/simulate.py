@@ -32,11 +32,14 @@ def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
     optional ``async def before(ctx, rst)`` run first by the producer (e.g. a reset in the middle
     of a vector); beats and outputs are counted after it. ``monitor``: an optional
     ``async def monitor(ctx)`` run in the background beside them (checks of internal
-    signals, once the design is elaborated).
+    signals, once the design is elaborated). A ``dut`` with ``clk`` and ``rst`` ports (a
+    top with a reset tree) takes them from the simulation's ``sync`` domain.
     """
     top = Module()
     top.domains.sync = cd = ClockDomain("sync")
     top.submodules.dut = dut
+    if "clk" in getattr(getattr(dut, "signature", None), "members", {}):
+        top.d.comb += [dut.clk.eq(cd.clk), dut.rst.eq(cd.rst)]
     sim = Simulator(top)
     sim.add_clock(1e-8, domain="sync")
     run = StreamRun(outputs=[])

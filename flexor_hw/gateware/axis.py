@@ -122,7 +122,8 @@ class AxisTop(wiring.Component):
 
     Ports: ``aclk``; ``aresetn`` (synchronous, active low); ``s_axis_tdata/tvalid/tready/
     tlast``; ``m_axis_tdata/tvalid/tready/tlast``; ``error`` (see :class:`AxisBridge`). The
-    core runs on ``aclk`` and is reset while ``aresetn`` is low.
+    core runs on ``aclk`` and is reset while ``aresetn`` is low (a core with ``clk`` and
+    ``rst`` ports of its own takes them from ``aclk`` and ``aresetn``).
 
     Parameters
     ----------
@@ -186,6 +187,8 @@ class AxisTop(wiring.Component):
                                                 self._out.width, self._out.signed,
                                                 self._beats_in, self._beats_out)
         m.submodules.core = core = self._core
+        if "clk" in core.signature.members:     # a top with a reset tree of its own
+            m.d.comb += [core.clk.eq(self.aclk), core.rst.eq(~self.aresetn)]
         wiring.connect(m, bridge.core_i, core.i)
         wiring.connect(m, core.o, bridge.core_o)
         for name in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tlast", "m_axis_tready"):

@@ -257,17 +257,17 @@ def copy_modules(verilog):
     return COPY_VERILOG if re.search(r"^\s*flexor_copy #\(", verilog, re.MULTILINE) else ""
 
 
-def copy_register(m, value, name, *, emit, init=0):
+def copy_register(m, value, name, *, emit, init=0, domain="sync"):
     """``value`` registered, in a copy of its own, ``init`` at power-up and no reset (a copy
     that must follow the reset takes it through ``value``): with ``emit``, an instance of
     ``flexor_copy`` (:data:`COPY_VERILOG`) that Yosys keeps apart from its twins; else a
-    plain register, for Amaranth's simulator."""
+    plain register, for Amaranth's simulator. In ``domain``."""
     reg = Signal(len(value), name=name, reset_less=True, init=init)
     if emit:
         m.submodules[f"{name}_copy"] = Instance("flexor_copy", p_WIDTH=len(value),
                                                 p_INIT=int(init),
-                                                i_clk=ClockSignal("sync"), i_d=value, o_q=reg)
+                                                i_clk=ClockSignal(domain), i_d=value, o_q=reg)
     else:
-        m.d.sync += reg.eq(value)
+        m.d[domain] += reg.eq(value)
     return reg
 

@@ -2,125 +2,195 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
+module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, o__valid, clk);
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   input clk;
   wire clk;
+  wire held;
   input [4:0] i__payload;
   wire [4:0] i__payload;
-  wire [49:0] \i__payload$11 ;
-  wire [7:0] \i__payload$17 ;
-  wire [79:0] \i__payload$23 ;
-  wire [15:0] \i__payload$29 ;
-  wire [4:0] \i__payload$8 ;
+  wire [4:0] \i__payload$13 ;
+  wire [49:0] \i__payload$16 ;
+  wire [7:0] \i__payload$22 ;
+  wire [79:0] \i__payload$28 ;
+  wire [15:0] \i__payload$34 ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$10 ;
-  wire \i__ready$16 ;
-  wire \i__ready$22 ;
-  wire \i__ready$28 ;
-  wire \i__ready$34 ;
+  wire \i__ready$15 ;
+  wire \i__ready$21 ;
+  wire \i__ready$27 ;
+  wire \i__ready$33 ;
+  wire \i__ready$39 ;
   input i__valid;
   wire i__valid;
-  wire \i__valid$13 ;
-  wire \i__valid$19 ;
-  wire \i__valid$25 ;
-  wire \i__valid$31 ;
-  wire \i__valid$9 ;
+  wire \i__valid$14 ;
+  wire \i__valid$18 ;
+  wire \i__valid$24 ;
+  wire \i__valid$30 ;
+  wire \i__valid$36 ;
+  wire [4:0] i_held__payload;
+  wire i_held__ready;
+  wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
-  wire [49:0] \o__payload$12 ;
-  wire [7:0] \o__payload$18 ;
-  wire [79:0] \o__payload$24 ;
-  wire [15:0] \o__payload$30 ;
-  wire [3:0] \o__payload$35 ;
+  wire [49:0] \o__payload$17 ;
+  wire [7:0] \o__payload$23 ;
+  wire [79:0] \o__payload$29 ;
+  wire [15:0] \o__payload$35 ;
+  wire [3:0] \o__payload$40 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$15 ;
-  wire \o__ready$21 ;
-  wire \o__ready$27 ;
-  wire \o__ready$33 ;
-  wire \o__ready$37 ;
+  wire \o__ready$20 ;
+  wire \o__ready$26 ;
+  wire \o__ready$32 ;
+  wire \o__ready$38 ;
+  wire \o__ready$42 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$14 ;
-  wire \o__valid$20 ;
-  wire \o__valid$26 ;
-  wire \o__valid$32 ;
-  wire \o__valid$36 ;
+  wire \o__valid$19 ;
+  wire \o__valid$25 ;
+  wire \o__valid$31 ;
+  wire \o__valid$37 ;
+  wire \o__valid$41 ;
   input rst;
   wire rst;
+  wire rst_argmax;
+  wire rst_fc1;
+  wire rst_fc1_to_fc2;
+  wire rst_fc2;
+  wire rst_input_to_fc1;
+  wire rst_top;
+  assign \$3  = ~ held;
+  assign o__valid = \o__valid$41  & \$3 ;
+  assign \$4  = ~ held;
+  assign \o__ready$42  = o__ready & \$4 ;
+  assign held = rst | rst_top;
+  assign \$1  = ~ held;
+  assign i_held__valid = i__valid & \$1 ;
+  assign \$2  = ~ held;
+  assign i__ready = i_held__ready & \$2 ;
   \flexor_digits.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$29 ),
-    .i__ready(\o__ready$33 ),
-    .i__valid(\i__valid$31 ),
+    .i__payload(\i__payload$34 ),
+    .i__ready(\o__ready$38 ),
+    .i__valid(\i__valid$36 ),
     .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(o__valid),
-    .rst(rst)
+    .o__ready(\o__ready$42 ),
+    .o__valid(\o__valid$41 ),
+    .rst_argmax(rst_argmax)
   );
   \flexor_digits.fc1  fc1 (
     .clk(clk),
-    .i__ready(\o__ready$15 ),
-    .i__valid(\i__valid$13 ),
-    .o__payload(\i__payload$17 ),
-    .\o__ready$122 (\o__ready$21 ),
-    .o__valid(\i__valid$19 ),
-    .rst(rst),
-    .w_data(\i__payload$11 )
+    .i__ready(\o__ready$20 ),
+    .i__valid(\i__valid$18 ),
+    .o__payload(\i__payload$22 ),
+    .\o__ready$122 (\o__ready$26 ),
+    .o__valid(\i__valid$24 ),
+    .rst_fc1(rst_fc1),
+    .w_data(\i__payload$16 )
   );
   \flexor_digits.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
-    .i__payload(\i__payload$17 ),
-    .i__ready(\o__ready$21 ),
-    .i__valid(\i__valid$19 ),
-    .o__payload(\i__payload$23 ),
-    .o__ready(\o__ready$27 ),
-    .o__valid(\i__valid$25 ),
-    .rst(rst)
+    .i__payload(\i__payload$22 ),
+    .i__ready(\o__ready$26 ),
+    .i__valid(\i__valid$24 ),
+    .o__payload(\i__payload$28 ),
+    .o__ready(\o__ready$32 ),
+    .o__valid(\i__valid$30 ),
+    .rst_fc1_to_fc2(rst_fc1_to_fc2)
   );
   \flexor_digits.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$27 ),
-    .i__valid(\i__valid$25 ),
-    .o__payload(\i__payload$29 ),
-    .\o__ready$97 (\o__ready$33 ),
-    .o__valid(\i__valid$31 ),
-    .rst(rst),
-    .w_data(\i__payload$23 )
+    .i__ready(\o__ready$32 ),
+    .i__valid(\i__valid$30 ),
+    .o__payload(\i__payload$34 ),
+    .\o__ready$97 (\o__ready$38 ),
+    .o__valid(\i__valid$36 ),
+    .rst_fc2(rst_fc2),
+    .w_data(\i__payload$28 )
   );
   \flexor_digits.input_to_fc1  input_to_fc1 (
     .clk(clk),
     .i__payload(i__payload),
-    .i__ready(i__ready),
-    .i__valid(i__valid),
-    .o__payload(\i__payload$11 ),
-    .o__ready(\o__ready$15 ),
-    .o__valid(\i__valid$13 ),
-    .rst(rst)
+    .i__ready(i_held__ready),
+    .i__valid(i_held__valid),
+    .o__payload(\i__payload$16 ),
+    .o__ready(\o__ready$20 ),
+    .o__valid(\i__valid$18 ),
+    .rst_input_to_fc1(rst_input_to_fc1)
   );
-  assign \i__payload$8  = i__payload;
-  assign \i__valid$9  = i__valid;
-  assign \i__ready$10  = i__ready;
-  assign \o__payload$12  = \i__payload$11 ;
-  assign \o__valid$14  = \i__valid$13 ;
-  assign \i__ready$16  = \o__ready$15 ;
-  assign \o__payload$18  = \i__payload$17 ;
-  assign \o__valid$20  = \i__valid$19 ;
-  assign \i__ready$22  = \o__ready$21 ;
-  assign \o__payload$24  = \i__payload$23 ;
-  assign \o__valid$26  = \i__valid$25 ;
-  assign \i__ready$28  = \o__ready$27 ;
-  assign \o__payload$30  = \i__payload$29 ;
-  assign \o__valid$32  = \i__valid$31 ;
-  assign \i__ready$34  = \o__ready$33 ;
-  assign \o__payload$35  = o__payload;
-  assign \o__valid$36  = o__valid;
-  assign \o__ready$37  = o__ready;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_argmax_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_argmax)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_fc1_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_fc1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_fc1_to_fc2_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_fc1_to_fc2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_fc2_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_fc2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_input_to_fc1_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_input_to_fc1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_top_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_top)
+  );
+  assign i_held__payload = i__payload;
+  assign \i__payload$13  = i__payload;
+  assign \i__valid$14  = i_held__valid;
+  assign \i__ready$15  = i_held__ready;
+  assign \o__payload$17  = \i__payload$16 ;
+  assign \o__valid$19  = \i__valid$18 ;
+  assign \i__ready$21  = \o__ready$20 ;
+  assign \o__payload$23  = \i__payload$22 ;
+  assign \o__valid$25  = \i__valid$24 ;
+  assign \i__ready$27  = \o__ready$26 ;
+  assign \o__payload$29  = \i__payload$28 ;
+  assign \o__valid$31  = \i__valid$30 ;
+  assign \i__ready$33  = \o__ready$32 ;
+  assign \o__payload$35  = \i__payload$34 ;
+  assign \o__valid$37  = \i__valid$36 ;
+  assign \i__ready$39  = \o__ready$38 ;
+  assign \o__payload$40  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
+module \flexor_digits.argmax (o__ready, rst_argmax, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
@@ -191,8 +261,8 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input rst;
-  wire rst;
+  input rst_argmax;
+  wire rst_argmax;
   assign \$1  = ~ \$signal ;
   assign \$2  = last & busy;
   assign \$3  = ~ \$2 ;
@@ -258,14 +328,14 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     end else if (\$7 ) begin
       \$20  = 1'h0;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$21  = \$8 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$21  = 1'h0;
     end
   end
@@ -275,7 +345,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$9 ) begin
       \$22  = \$10 ;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$22  = 16'h0000;
     end
   end
@@ -285,7 +355,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$9 ) begin
       \$23  = count;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$23  = 4'h0;
     end
   end
@@ -295,7 +365,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$9 ) begin
       \$24  = first;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$24  = 1'h0;
     end
   end
@@ -305,7 +375,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$9 ) begin
       \$25  = last;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$25  = 1'h0;
     end
   end
@@ -320,7 +390,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
         \$26  = \$11 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$26  = 4'h0;
     end
   end
@@ -335,7 +405,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
         \$27  = 1'h0;
       end
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$27  = 1'h1;
     end
   end
@@ -350,35 +420,35 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
         \$28  = \$12 ;
       end
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$29  = \$14 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$30  = \$16 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$30  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$31  = \$17 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$31  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$32  = \$18 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$32  = 1'h0;
     end
   end
@@ -388,7 +458,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$signal$4 ) begin
       \$33  = \$signal$13 ;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$33  = 16'h0000;
     end
   end
@@ -398,14 +468,14 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$signal$4 ) begin
       \$34  = a_index;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$34  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$35  = c_last;
-    if (rst) begin
+    if (rst_argmax) begin
       \$35  = 1'h0;
     end
   end
@@ -418,7 +488,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (done) begin
       \$36  = 1'h1;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$36  = 1'h0;
     end
   end
@@ -428,7 +498,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (done) begin
       \$37  = best_index;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$37  = 4'h0;
     end
   end
@@ -437,7 +507,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$122 , clk);
+module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$122 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -759,8 +829,8 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
   reg [12:0] rq0_shifted = 13'h0000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
-  input rst;
-  wire rst;
+  input rst_fc1;
+  wire rst_fc1;
   reg [2:0] s_idx = 3'h0;
   reg s_last = 1'h0;
   (* init = 12'h000 *)
@@ -1041,8 +1111,8 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
   assign \$116  = step & s_last;
   assign \$117  = o__valid & \o__ready$122 ;
   assign \$118  = \$117  + skipped_d4;
-  assign \$119  = ~ rst;
-  assign \$121  = rst ? 1'h0 : take;
+  assign \$119  = ~ rst_fc1;
+  assign \$121  = rst_fc1 ? 1'h0 : take;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
@@ -1279,7 +1349,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     .o__payload(o__payload),
     .o__ready(\o__ready$122 ),
     .o__valid(o__valid),
-    .rst(rst),
+    .rst_fc1(rst_fc1),
     .w_en(\w_en$127 ),
     .w_port__data(\$21 [7:0])
   );
@@ -1329,7 +1399,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     .data(\data$188 ),
     .o__payload(\o__payload$143 ),
     .o__ready(step),
-    .rst(rst)
+    .rst_fc1(rst_fc1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
@@ -1347,7 +1417,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     if (take) begin
       \$122  = \$27 [2:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$122  = 3'h0;
     end
   end
@@ -1362,49 +1432,49 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     if (load) begin
       \$123  = 1'h0;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$124  = \$29 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$124  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$125  = gap_zero_next;
-    if (rst) begin
+    if (rst_fc1) begin
       \$125  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$126  = \$signal ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$127  = n_last_next;
-    if (rst) begin
+    if (rst_fc1) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$128  = \$30 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$129  = r_next;
-    if (rst) begin
+    if (rst_fc1) begin
       \$129  = 4'h0;
     end
   end
@@ -1414,7 +1484,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     if (step) begin
       \$130  = \$32 [2:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$130  = 3'h0;
     end
   end
@@ -1426,7 +1496,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
         \$131  = \$34 [5:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$131  = 6'h00;
     end
   end
@@ -1439,7 +1509,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     if (load) begin
       \$132  = 1'h1;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$132  = 1'h0;
     end
   end
@@ -1449,7 +1519,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     if (load) begin
       \$133  = { 1'h0, \$36  };
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$133  = 4'h0;
     end
   end
@@ -1459,7 +1529,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     if (load) begin
       \$134  = \$37 ;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
@@ -1471,7 +1541,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     end else if (\$39 ) begin
       \$135  = \$40 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$135  = 2'h0;
     end
   end
@@ -1481,7 +1551,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     if (step) begin
       \$136  = \$41 ;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$136  = 4'h0;
     end
   end
@@ -1493,7 +1563,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
         \$137  = \$46 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$137  = 4'h0;
     end
   end
@@ -1505,42 +1575,42 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
         \$138  = \$51 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$138  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$139  = \$57 [3:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$139  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$140  = \$63 [3:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$140  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$141  = step;
-    if (rst) begin
+    if (rst_fc1) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$142  = \$64 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$143  = s_last;
-    if (rst) begin
+    if (rst_fc1) begin
       \$143  = 1'h0;
     end
   end
@@ -1741,91 +1811,91 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$166  = \$signal$141 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$167  = v2_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$168  = v2_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$169  = v2_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$170  = \$signal$39 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$171  = first2_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$172  = first2_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$173  = first2_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$174  = last1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$175  = last2_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$176  = last2_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$177  = last2_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$178  = group_end;
-    if (rst) begin
+    if (rst_fc1) begin
       \$178  = 1'h0;
     end
   end
@@ -1895,7 +1965,7 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     end else if (ser) begin
       \$187  = \$101 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$187  = 2'h0;
     end
   end
@@ -1905,105 +1975,105 @@ module \flexor_digits.fc1 (rst, i__ready, i__valid, w_data, o__valid, o__payload
     if (ser) begin
       \$188  = \$104 [6:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$188  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$189  = \$105 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$190  = \$107 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$191  = \$signal$173 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$192  = vb;
-    if (rst) begin
+    if (rst_fc1) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$193  = v_out_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$194  = v_out_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$195  = ka;
-    if (rst) begin
+    if (rst_fc1) begin
       \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$196  = skipped_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$197  = skipped_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$198  = skipped_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$199  = \$116 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$200  = \$118 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$200  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$201  = \$24 [3:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$201  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$202  = credits_room_next;
-    if (rst) begin
+    if (rst_fc1) begin
       \$202  = 1'h1;
     end
   end
@@ -2219,7 +2289,7 @@ module \flexor_digits.fc1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
+module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -2285,8 +2355,8 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   wire r_port__en;
   reg [2:0] rd = 3'h0;
   reg [2:0] rd_inc = 3'h1;
-  input rst;
-  wire rst;
+  input rst_fc1;
+  wire rst_fc1;
   reg [2:0] used = 3'h0;
   wire [7:0] w_data;
   input w_en;
@@ -2378,21 +2448,21 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$42  = \$28 [2:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$43  = \$35 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$36  = \$8 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$36  = 1'h0;
     end
   end
@@ -2402,7 +2472,7 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
     if (pop) begin
       \$37  = \$11 [2:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$37  = 3'h1;
     end
   end
@@ -2412,7 +2482,7 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
     if (head_free) begin
       \$38  = \$13 ;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$38  = 1'h0;
     end
   end
@@ -2429,7 +2499,7 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
     if (pop) begin
       \$40  = \$17 [2:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$40  = 3'h0;
     end
   end
@@ -2439,7 +2509,7 @@ module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o
     if (push) begin
       \$41  = \$20 [2:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$41  = 3'h0;
     end
   end
@@ -2517,7 +2587,7 @@ module \flexor_digits.fc1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
+module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -2676,8 +2746,8 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   reg primed = 1'h0;
   (* init = 9'h000 *)
   wire [8:0] raddr;
-  input rst;
-  wire rst;
+  input rst_fc1;
+  wire rst_fc1;
   reg [11:0] slot0 = 12'h000;
   reg [11:0] slot1 = 12'h000;
   reg [11:0] slot2 = 12'h000;
@@ -2842,49 +2912,49 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$123  = \$15 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$124  = \$25 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$125  = \$35 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$126  = \$45 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$127  = \$55 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$128  = \$81 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$129  = v1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$129  = 1'h0;
     end
   end
@@ -2894,7 +2964,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$107 ) begin
       \$130  = \$110 [8:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$130  = 9'h000;
     end
   end
@@ -2904,7 +2974,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     if (at4) begin
       \$131  = 1'h1;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$131  = 1'h0;
     end
   end
@@ -2914,7 +2984,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$112 ) begin
       \$132  = \$115 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$132  = 2'h0;
     end
   end
@@ -2924,7 +2994,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     if (v2) begin
       \$133  = \$118 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$133  = 2'h0;
     end
   end
@@ -2968,7 +3038,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
+module \flexor_digits.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3025,8 +3095,8 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire [79:0] out;
   (* init = 1'h1 *)
   wire ready;
-  input rst;
-  wire rst;
+  input rst_fc1_to_fc2;
+  wire rst_fc1_to_fc2;
   wire take;
   wire valid_next;
   reg [79:0] word = 80'h00000000000000000000;
@@ -3076,28 +3146,28 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$25  = valid_next;
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$26  = \$signal ;
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$27  = \$13 ;
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$27  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$28  = \$16 ;
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$28  = 1'h0;
     end
   end
@@ -3107,7 +3177,7 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     if (take) begin
       \$29  = \$18 [6:0];
     end
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$29  = 7'h00;
     end
   end
@@ -3117,7 +3187,7 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     if (take) begin
       \$30  = \$20 ;
     end
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$30  = 10'h001;
     end
   end
@@ -3140,7 +3210,7 @@ module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -3401,8 +3471,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
   reg [19:0] rq0_shifted = 20'h00000;
   reg rq0_under = 1'h0;
   wire [15:0] rq0_y;
-  input rst;
-  wire rst;
+  input rst_fc2;
+  wire rst_fc2;
   reg [3:0] s_idx = 4'h0;
   reg s_last = 1'h0;
   (* init = 16'h0000 *)
@@ -3632,8 +3702,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
   assign \$85  = step & s_last;
   assign \$86  = o__valid & \o__ready$97 ;
   assign \$87  = \$86  + skipped_d5;
-  assign \$88  = ~ rst;
-  assign \$90  = rst ? 1'h0 : take;
+  assign \$88  = ~ rst_fc2;
+  assign \$90  = rst_fc2 ? 1'h0 : take;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
@@ -3826,7 +3896,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     .o__payload(o__payload),
     .o__ready(\o__ready$97 ),
     .o__valid(o__valid),
-    .rst(rst),
+    .rst_fc2(rst_fc2),
     .w_data(\$18 [15:0]),
     .w_en(\w_en$102 )
   );
@@ -3882,7 +3952,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     .data(\data$160 ),
     .o__payload(\o__payload$117 ),
     .o__ready(step),
-    .rst(rst)
+    .rst_fc2(rst_fc2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
@@ -3900,7 +3970,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     if (take) begin
       \$91  = \$24 [3:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$91  = 4'h0;
     end
   end
@@ -3915,49 +3985,49 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     if (load) begin
       \$92  = 1'h0;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$92  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$93  = \$26 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$93  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$94  = 1'h1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$94  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$95  = \$signal ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$96  = n_last_next;
-    if (rst) begin
+    if (rst_fc2) begin
       \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$97  = \$27 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$98  = r_next;
-    if (rst) begin
+    if (rst_fc2) begin
       \$98  = 5'h00;
     end
   end
@@ -3967,7 +4037,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     if (step) begin
       \$99  = \$29 [3:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$99  = 4'h0;
     end
   end
@@ -3979,7 +4049,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
         \$100  = \$31 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$100  = 4'h0;
     end
   end
@@ -3992,7 +4062,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     if (load) begin
       \$101  = 1'h1;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$101  = 1'h0;
     end
   end
@@ -4002,7 +4072,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     if (load) begin
       \$102  = { 1'h0, \$33  };
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$102  = 5'h00;
     end
   end
@@ -4012,7 +4082,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     if (load) begin
       \$103  = \$34 ;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$103  = 1'h0;
     end
   end
@@ -4022,7 +4092,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     if (step) begin
       \$104  = \$35 ;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$104  = 4'h0;
     end
   end
@@ -4034,35 +4104,35 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
         \$105  = \$40 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$105  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$106  = \$46 [3:0];
-    if (rst) begin
+    if (rst_fc2) begin
       \$106  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$107  = step;
-    if (rst) begin
+    if (rst_fc2) begin
       \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$108  = \$47 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$109  = s_last;
-    if (rst) begin
+    if (rst_fc2) begin
       \$109  = 1'h0;
     end
   end
@@ -4166,91 +4236,91 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$121  = \$signal$115 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$122  = v2_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$123  = v2_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$124  = v2_d3;
-    if (rst) begin
+    if (rst_fc2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$125  = \$signal$37 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$126  = first2_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$127  = first2_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$128  = first2_d3;
-    if (rst) begin
+    if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$129  = last1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$130  = last2_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$131  = last2_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$132  = last2_d3;
-    if (rst) begin
+    if (rst_fc2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$133  = group_end;
-    if (rst) begin
+    if (rst_fc2) begin
       \$133  = 1'h0;
     end
   end
@@ -4297,7 +4367,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     end else if (ser) begin
       \$139  = \$68 [0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
@@ -4307,119 +4377,119 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , i__valid, w_data, o__va
     if (ser) begin
       \$140  = \$71 [3:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$140  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$141  = \$72 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$142  = \$74 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$143  = \$signal$140 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$144  = vb;
-    if (rst) begin
+    if (rst_fc2) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$145  = v_out_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$146  = v_out_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$147  = v_out_d3;
-    if (rst) begin
+    if (rst_fc2) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$148  = ka;
-    if (rst) begin
+    if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$149  = skipped_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$150  = skipped_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$151  = skipped_d3;
-    if (rst) begin
+    if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$152  = skipped_d4;
-    if (rst) begin
+    if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$153  = \$85 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$154  = \$87 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$154  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$155  = \$21 [1:0];
-    if (rst) begin
+    if (rst_fc2) begin
       \$155  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$156  = credits_room_next;
-    if (rst) begin
+    if (rst_fc2) begin
       \$156  = 1'h1;
     end
   end
@@ -4562,7 +4632,7 @@ module \flexor_digits.fc2.dec_0_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_digits.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4621,8 +4691,8 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
   wire pop;
   wire push;
   reg rd = 1'h0;
-  input rst;
-  wire rst;
+  input rst_fc2;
+  wire rst_fc2;
   reg [1:0] used = 2'h0;
   input [15:0] w_data;
   wire [15:0] w_data;
@@ -4699,7 +4769,7 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     if (head_free) begin
       \$35  = \$10 ;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$35  = 1'h0;
     end
   end
@@ -4716,7 +4786,7 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     if (pop) begin
       \$37  = \$14 [0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$37  = 1'h0;
     end
   end
@@ -4726,21 +4796,21 @@ module \flexor_digits.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     if (push) begin
       \$38  = \$17 [0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$39  = \$25 [1:0];
-    if (rst) begin
+    if (rst_fc2) begin
       \$39  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$40  = \$32 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$40  = 1'h1;
     end
   end
@@ -4842,7 +4912,7 @@ module \flexor_digits.fc2.rq0_mul0_17_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
+module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5001,8 +5071,8 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   reg primed = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] raddr;
-  input rst;
-  wire rst;
+  input rst_fc2;
+  wire rst_fc2;
   reg [5:0] slot0 = 6'h00;
   reg [5:0] slot1 = 6'h00;
   reg [5:0] slot2 = 6'h00;
@@ -5167,49 +5237,49 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$123  = \$15 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$124  = \$25 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$125  = \$35 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$126  = \$45 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$127  = \$55 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$128  = \$81 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$129  = v1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
@@ -5219,7 +5289,7 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$107 ) begin
       \$130  = \$110 [7:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$130  = 8'h00;
     end
   end
@@ -5229,7 +5299,7 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (at4) begin
       \$131  = 1'h1;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
@@ -5239,7 +5309,7 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$112 ) begin
       \$132  = \$115 [1:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$132  = 2'h0;
     end
   end
@@ -5249,7 +5319,7 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (v2) begin
       \$133  = \$118 [1:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$133  = 2'h0;
     end
   end
@@ -5293,7 +5363,7 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__ready, o__payload, i__payload);
+module \flexor_digits.input_to_fc1 (i__payload, i__valid, rst_input_to_fc1, o__ready, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5350,8 +5420,8 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
   wire [49:0] out;
   (* init = 1'h1 *)
   wire ready;
-  input rst;
-  wire rst;
+  input rst_input_to_fc1;
+  wire rst_input_to_fc1;
   wire take;
   wire valid_next;
   reg [49:0] word = 50'h0000000000000;
@@ -5401,28 +5471,28 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$25  = valid_next;
-    if (rst) begin
+    if (rst_input_to_fc1) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$26  = \$signal ;
-    if (rst) begin
+    if (rst_input_to_fc1) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$27  = \$13 ;
-    if (rst) begin
+    if (rst_input_to_fc1) begin
       \$27  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$28  = \$16 ;
-    if (rst) begin
+    if (rst_input_to_fc1) begin
       \$28  = 1'h0;
     end
   end
@@ -5432,7 +5502,7 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
     if (take) begin
       \$29  = \$18 [5:0];
     end
-    if (rst) begin
+    if (rst_input_to_fc1) begin
       \$29  = 6'h00;
     end
   end
@@ -5442,7 +5512,7 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__valid, i__r
     if (take) begin
       \$30  = \$20 ;
     end
-    if (rst) begin
+    if (rst_input_to_fc1) begin
       \$30  = 10'h001;
     end
   end

@@ -2,258 +2,391 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
+module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, o__valid, clk);
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
   input clk;
   wire clk;
+  wire held;
   input [7:0] i__payload;
   wire [7:0] i__payload;
-  wire [7:0] \i__payload$11 ;
-  wire [79:0] \i__payload$17 ;
-  wire [7:0] \i__payload$23 ;
-  wire [7:0] \i__payload$29 ;
-  wire [39:0] \i__payload$35 ;
-  wire [479:0] \i__payload$41 ;
-  wire [7:0] \i__payload$47 ;
-  wire [7:0] \i__payload$53 ;
-  wire [7:0] \i__payload$59 ;
-  wire [31:0] \i__payload$65 ;
-  wire [15:0] \i__payload$71 ;
-  wire [7:0] \i__payload$8 ;
+  wire [7:0] \i__payload$13 ;
+  wire [7:0] \i__payload$16 ;
+  wire [79:0] \i__payload$22 ;
+  wire [7:0] \i__payload$28 ;
+  wire [7:0] \i__payload$34 ;
+  wire [39:0] \i__payload$40 ;
+  wire [479:0] \i__payload$46 ;
+  wire [7:0] \i__payload$52 ;
+  wire [7:0] \i__payload$58 ;
+  wire [7:0] \i__payload$64 ;
+  wire [31:0] \i__payload$70 ;
+  wire [15:0] \i__payload$76 ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$10 ;
-  wire \i__ready$16 ;
-  wire \i__ready$22 ;
-  wire \i__ready$28 ;
-  wire \i__ready$34 ;
-  wire \i__ready$40 ;
-  wire \i__ready$46 ;
-  wire \i__ready$52 ;
-  wire \i__ready$58 ;
-  wire \i__ready$64 ;
-  wire \i__ready$70 ;
-  wire \i__ready$76 ;
+  wire \i__ready$15 ;
+  wire \i__ready$21 ;
+  wire \i__ready$27 ;
+  wire \i__ready$33 ;
+  wire \i__ready$39 ;
+  wire \i__ready$45 ;
+  wire \i__ready$51 ;
+  wire \i__ready$57 ;
+  wire \i__ready$63 ;
+  wire \i__ready$69 ;
+  wire \i__ready$75 ;
+  wire \i__ready$81 ;
   input i__valid;
   wire i__valid;
-  wire \i__valid$13 ;
-  wire \i__valid$19 ;
-  wire \i__valid$25 ;
-  wire \i__valid$31 ;
-  wire \i__valid$37 ;
-  wire \i__valid$43 ;
-  wire \i__valid$49 ;
-  wire \i__valid$55 ;
-  wire \i__valid$61 ;
-  wire \i__valid$67 ;
-  wire \i__valid$73 ;
-  wire \i__valid$9 ;
+  wire \i__valid$14 ;
+  wire \i__valid$18 ;
+  wire \i__valid$24 ;
+  wire \i__valid$30 ;
+  wire \i__valid$36 ;
+  wire \i__valid$42 ;
+  wire \i__valid$48 ;
+  wire \i__valid$54 ;
+  wire \i__valid$60 ;
+  wire \i__valid$66 ;
+  wire \i__valid$72 ;
+  wire \i__valid$78 ;
+  wire [7:0] i_held__payload;
+  wire i_held__ready;
+  wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
-  wire [7:0] \o__payload$12 ;
-  wire [79:0] \o__payload$18 ;
-  wire [7:0] \o__payload$24 ;
-  wire [7:0] \o__payload$30 ;
-  wire [39:0] \o__payload$36 ;
-  wire [479:0] \o__payload$42 ;
-  wire [7:0] \o__payload$48 ;
-  wire [7:0] \o__payload$54 ;
-  wire [7:0] \o__payload$60 ;
-  wire [31:0] \o__payload$66 ;
-  wire [15:0] \o__payload$72 ;
-  wire [3:0] \o__payload$77 ;
+  wire [7:0] \o__payload$17 ;
+  wire [79:0] \o__payload$23 ;
+  wire [7:0] \o__payload$29 ;
+  wire [7:0] \o__payload$35 ;
+  wire [39:0] \o__payload$41 ;
+  wire [479:0] \o__payload$47 ;
+  wire [7:0] \o__payload$53 ;
+  wire [7:0] \o__payload$59 ;
+  wire [7:0] \o__payload$65 ;
+  wire [31:0] \o__payload$71 ;
+  wire [15:0] \o__payload$77 ;
+  wire [3:0] \o__payload$82 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$15 ;
-  wire \o__ready$21 ;
-  wire \o__ready$27 ;
-  wire \o__ready$33 ;
-  wire \o__ready$39 ;
-  wire \o__ready$45 ;
-  wire \o__ready$51 ;
-  wire \o__ready$57 ;
-  wire \o__ready$63 ;
-  wire \o__ready$69 ;
-  wire \o__ready$75 ;
-  wire \o__ready$79 ;
+  wire \o__ready$20 ;
+  wire \o__ready$26 ;
+  wire \o__ready$32 ;
+  wire \o__ready$38 ;
+  wire \o__ready$44 ;
+  wire \o__ready$50 ;
+  wire \o__ready$56 ;
+  wire \o__ready$62 ;
+  wire \o__ready$68 ;
+  wire \o__ready$74 ;
+  wire \o__ready$80 ;
+  wire \o__ready$84 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$14 ;
-  wire \o__valid$20 ;
-  wire \o__valid$26 ;
-  wire \o__valid$32 ;
-  wire \o__valid$38 ;
-  wire \o__valid$44 ;
-  wire \o__valid$50 ;
-  wire \o__valid$56 ;
-  wire \o__valid$62 ;
-  wire \o__valid$68 ;
-  wire \o__valid$74 ;
-  wire \o__valid$78 ;
+  wire \o__valid$19 ;
+  wire \o__valid$25 ;
+  wire \o__valid$31 ;
+  wire \o__valid$37 ;
+  wire \o__valid$43 ;
+  wire \o__valid$49 ;
+  wire \o__valid$55 ;
+  wire \o__valid$61 ;
+  wire \o__valid$67 ;
+  wire \o__valid$73 ;
+  wire \o__valid$79 ;
+  wire \o__valid$83 ;
   input rst;
   wire rst;
+  wire rst_argmax;
+  wire rst_conv1;
+  wire rst_conv1_window;
+  wire rst_conv1_window_to_conv1;
+  wire rst_conv2;
+  wire rst_conv2_window;
+  wire rst_conv2_window_to_conv2;
+  wire rst_fc1;
+  wire rst_fc1_to_fc2;
+  wire rst_fc2;
+  wire rst_pool1;
+  wire rst_pool2;
+  wire rst_top;
+  assign \$3  = ~ held;
+  assign o__valid = \o__valid$83  & \$3 ;
+  assign \$4  = ~ held;
+  assign \o__ready$84  = o__ready & \$4 ;
+  assign held = rst | rst_top;
+  assign \$1  = ~ held;
+  assign i_held__valid = i__valid & \$1 ;
+  assign \$2  = ~ held;
+  assign i__ready = i_held__ready & \$2 ;
   \flexor_lenet5.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$71 ),
-    .i__ready(\o__ready$75 ),
-    .i__valid(\i__valid$73 ),
+    .i__payload(\i__payload$76 ),
+    .i__ready(\o__ready$80 ),
+    .i__valid(\i__valid$78 ),
     .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(o__valid),
-    .rst(rst)
+    .o__ready(\o__ready$84 ),
+    .o__valid(\o__valid$83 ),
+    .rst_argmax(rst_argmax)
   );
   \flexor_lenet5.conv1  conv1 (
     .clk(clk),
-    .i__ready(\o__ready$21 ),
-    .i__valid(\i__valid$19 ),
-    .o__payload(\i__payload$23 ),
-    .\o__ready$129 (\o__ready$27 ),
-    .\o__valid$131 (\i__valid$25 ),
-    .rst(rst),
-    .w_data(\i__payload$17 )
+    .i__ready(\o__ready$26 ),
+    .i__valid(\i__valid$24 ),
+    .o__payload(\i__payload$28 ),
+    .\o__ready$129 (\o__ready$32 ),
+    .\o__valid$131 (\i__valid$30 ),
+    .rst_conv1(rst_conv1),
+    .w_data(\i__payload$22 )
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
-    .\i__ready$18 (i__ready),
-    .\i__valid$21 (i__valid),
-    .\o__payload$12 (\i__payload$11 ),
-    .\o__ready$14 (\o__ready$15 ),
-    .\o__valid$16 (\i__valid$13 ),
-    .rst(rst),
+    .\i__ready$18 (i_held__ready),
+    .\i__valid$21 (i_held__valid),
+    .\o__payload$12 (\i__payload$16 ),
+    .\o__ready$14 (\o__ready$20 ),
+    .\o__valid$16 (\i__valid$18 ),
+    .rst_conv1_window(rst_conv1_window),
     .wr__data(i__payload)
   );
   \flexor_lenet5.conv1_window_to_conv1  conv1_window_to_conv1 (
     .clk(clk),
-    .i__payload(\i__payload$11 ),
-    .i__ready(\o__ready$15 ),
-    .i__valid(\i__valid$13 ),
-    .o__payload(\i__payload$17 ),
-    .o__ready(\o__ready$21 ),
-    .o__valid(\i__valid$19 ),
-    .rst(rst)
+    .i__payload(\i__payload$16 ),
+    .i__ready(\o__ready$20 ),
+    .i__valid(\i__valid$18 ),
+    .o__payload(\i__payload$22 ),
+    .o__ready(\o__ready$26 ),
+    .o__valid(\i__valid$24 ),
+    .rst_conv1_window_to_conv1(rst_conv1_window_to_conv1)
   );
   \flexor_lenet5.conv2  conv2 (
     .clk(clk),
-    .i__ready(\o__ready$45 ),
-    .i__valid(\i__valid$43 ),
-    .o__payload(\i__payload$47 ),
-    .\o__ready$842 (\o__ready$51 ),
-    .o__valid(\i__valid$49 ),
-    .rst(rst),
-    .w_data(\i__payload$41 )
+    .i__ready(\o__ready$50 ),
+    .i__valid(\i__valid$48 ),
+    .o__payload(\i__payload$52 ),
+    .\o__ready$842 (\o__ready$56 ),
+    .o__valid(\i__valid$54 ),
+    .rst_conv2(rst_conv2),
+    .w_data(\i__payload$46 )
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .\i__payload$26 (\i__payload$29 ),
-    .\i__ready$18 (\o__ready$33 ),
-    .\i__valid$21 (\i__valid$31 ),
-    .\o__payload$12 (\i__payload$35 ),
-    .\o__ready$14 (\o__ready$39 ),
-    .\o__valid$16 (\i__valid$37 ),
-    .rst(rst)
+    .\i__payload$26 (\i__payload$34 ),
+    .\i__ready$18 (\o__ready$38 ),
+    .\i__valid$21 (\i__valid$36 ),
+    .\o__payload$12 (\i__payload$40 ),
+    .\o__ready$14 (\o__ready$44 ),
+    .\o__valid$16 (\i__valid$42 ),
+    .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
     .clk(clk),
-    .i__payload(\i__payload$35 ),
-    .i__ready(\o__ready$39 ),
-    .i__valid(\i__valid$37 ),
-    .o__payload(\i__payload$41 ),
-    .o__ready(\o__ready$45 ),
-    .o__valid(\i__valid$43 ),
-    .rst(rst)
+    .i__payload(\i__payload$40 ),
+    .i__ready(\o__ready$44 ),
+    .i__valid(\i__valid$42 ),
+    .o__payload(\i__payload$46 ),
+    .o__ready(\o__ready$50 ),
+    .o__valid(\i__valid$48 ),
+    .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
   );
   \flexor_lenet5.fc1  fc1 (
     .clk(clk),
-    .i__payload(\i__payload$53 ),
-    .i__ready(\o__ready$57 ),
-    .i__valid(\i__valid$55 ),
-    .o__payload(\i__payload$59 ),
-    .\o__ready$192 (\o__ready$63 ),
-    .o__valid(\i__valid$61 ),
-    .rst(rst)
+    .i__payload(\i__payload$58 ),
+    .i__ready(\o__ready$62 ),
+    .i__valid(\i__valid$60 ),
+    .o__payload(\i__payload$64 ),
+    .\o__ready$192 (\o__ready$68 ),
+    .o__valid(\i__valid$66 ),
+    .rst_fc1(rst_fc1)
   );
   \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
-    .i__payload(\i__payload$59 ),
-    .i__ready(\o__ready$63 ),
-    .i__valid(\i__valid$61 ),
-    .o__payload(\i__payload$65 ),
-    .o__ready(\o__ready$69 ),
-    .o__valid(\i__valid$67 ),
-    .rst(rst)
+    .i__payload(\i__payload$64 ),
+    .i__ready(\o__ready$68 ),
+    .i__valid(\i__valid$66 ),
+    .o__payload(\i__payload$70 ),
+    .o__ready(\o__ready$74 ),
+    .o__valid(\i__valid$72 ),
+    .rst_fc1_to_fc2(rst_fc1_to_fc2)
   );
   \flexor_lenet5.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$69 ),
-    .i__valid(\i__valid$67 ),
-    .o__payload(\i__payload$71 ),
-    .\o__ready$70 (\o__ready$75 ),
-    .o__valid(\i__valid$73 ),
-    .rst(rst),
-    .w_data(\i__payload$65 )
+    .i__ready(\o__ready$74 ),
+    .i__valid(\i__valid$72 ),
+    .o__payload(\i__payload$76 ),
+    .\o__ready$70 (\o__ready$80 ),
+    .o__valid(\i__valid$78 ),
+    .rst_fc2(rst_fc2),
+    .w_data(\i__payload$70 )
   );
   \flexor_lenet5.pool1  pool1 (
     .clk(clk),
-    .i__payload(\i__payload$23 ),
-    .i__ready(\o__ready$27 ),
-    .i__valid(\i__valid$25 ),
-    .o__payload(\i__payload$29 ),
-    .o__valid(\i__valid$31 ),
-    .r_en(\o__ready$33 ),
-    .rst(rst)
+    .i__payload(\i__payload$28 ),
+    .i__ready(\o__ready$32 ),
+    .i__valid(\i__valid$30 ),
+    .o__payload(\i__payload$34 ),
+    .o__valid(\i__valid$36 ),
+    .r_en(\o__ready$38 ),
+    .rst_pool1(rst_pool1)
   );
   \flexor_lenet5.pool2  pool2 (
     .clk(clk),
-    .i__payload(\i__payload$47 ),
-    .i__ready(\o__ready$51 ),
-    .i__valid(\i__valid$49 ),
-    .o__payload(\i__payload$53 ),
-    .o__valid(\i__valid$55 ),
-    .r_en(\o__ready$57 ),
-    .rst(rst)
+    .i__payload(\i__payload$52 ),
+    .i__ready(\o__ready$56 ),
+    .i__valid(\i__valid$54 ),
+    .o__payload(\i__payload$58 ),
+    .o__valid(\i__valid$60 ),
+    .r_en(\o__ready$62 ),
+    .rst_pool2(rst_pool2)
   );
-  assign \i__payload$8  = i__payload;
-  assign \i__valid$9  = i__valid;
-  assign \i__ready$10  = i__ready;
-  assign \o__payload$12  = \i__payload$11 ;
-  assign \o__valid$14  = \i__valid$13 ;
-  assign \i__ready$16  = \o__ready$15 ;
-  assign \o__payload$18  = \i__payload$17 ;
-  assign \o__valid$20  = \i__valid$19 ;
-  assign \i__ready$22  = \o__ready$21 ;
-  assign \o__payload$24  = \i__payload$23 ;
-  assign \o__valid$26  = \i__valid$25 ;
-  assign \i__ready$28  = \o__ready$27 ;
-  assign \o__payload$30  = \i__payload$29 ;
-  assign \o__valid$32  = \i__valid$31 ;
-  assign \i__ready$34  = \o__ready$33 ;
-  assign \o__payload$36  = \i__payload$35 ;
-  assign \o__valid$38  = \i__valid$37 ;
-  assign \i__ready$40  = \o__ready$39 ;
-  assign \o__payload$42  = \i__payload$41 ;
-  assign \o__valid$44  = \i__valid$43 ;
-  assign \i__ready$46  = \o__ready$45 ;
-  assign \o__payload$48  = \i__payload$47 ;
-  assign \o__valid$50  = \i__valid$49 ;
-  assign \i__ready$52  = \o__ready$51 ;
-  assign \o__payload$54  = \i__payload$53 ;
-  assign \o__valid$56  = \i__valid$55 ;
-  assign \i__ready$58  = \o__ready$57 ;
-  assign \o__payload$60  = \i__payload$59 ;
-  assign \o__valid$62  = \i__valid$61 ;
-  assign \i__ready$64  = \o__ready$63 ;
-  assign \o__payload$66  = \i__payload$65 ;
-  assign \o__valid$68  = \i__valid$67 ;
-  assign \i__ready$70  = \o__ready$69 ;
-  assign \o__payload$72  = \i__payload$71 ;
-  assign \o__valid$74  = \i__valid$73 ;
-  assign \i__ready$76  = \o__ready$75 ;
-  assign \o__payload$77  = o__payload;
-  assign \o__valid$78  = o__valid;
-  assign \o__ready$79  = o__ready;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_argmax_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_argmax)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_conv1_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_conv1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_conv1_window_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_conv1_window)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_conv1_window_to_conv1_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_conv1_window_to_conv1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_conv2_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_conv2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_conv2_window_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_conv2_window)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_conv2_window_to_conv2_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_conv2_window_to_conv2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_fc1_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_fc1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_fc1_to_fc2_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_fc1_to_fc2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_fc2_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_fc2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_pool1_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_pool1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_pool2_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_pool2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_top_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_top)
+  );
+  assign i_held__payload = i__payload;
+  assign \i__payload$13  = i__payload;
+  assign \i__valid$14  = i_held__valid;
+  assign \i__ready$15  = i_held__ready;
+  assign \o__payload$17  = \i__payload$16 ;
+  assign \o__valid$19  = \i__valid$18 ;
+  assign \i__ready$21  = \o__ready$20 ;
+  assign \o__payload$23  = \i__payload$22 ;
+  assign \o__valid$25  = \i__valid$24 ;
+  assign \i__ready$27  = \o__ready$26 ;
+  assign \o__payload$29  = \i__payload$28 ;
+  assign \o__valid$31  = \i__valid$30 ;
+  assign \i__ready$33  = \o__ready$32 ;
+  assign \o__payload$35  = \i__payload$34 ;
+  assign \o__valid$37  = \i__valid$36 ;
+  assign \i__ready$39  = \o__ready$38 ;
+  assign \o__payload$41  = \i__payload$40 ;
+  assign \o__valid$43  = \i__valid$42 ;
+  assign \i__ready$45  = \o__ready$44 ;
+  assign \o__payload$47  = \i__payload$46 ;
+  assign \o__valid$49  = \i__valid$48 ;
+  assign \i__ready$51  = \o__ready$50 ;
+  assign \o__payload$53  = \i__payload$52 ;
+  assign \o__valid$55  = \i__valid$54 ;
+  assign \i__ready$57  = \o__ready$56 ;
+  assign \o__payload$59  = \i__payload$58 ;
+  assign \o__valid$61  = \i__valid$60 ;
+  assign \i__ready$63  = \o__ready$62 ;
+  assign \o__payload$65  = \i__payload$64 ;
+  assign \o__valid$67  = \i__valid$66 ;
+  assign \i__ready$69  = \o__ready$68 ;
+  assign \o__payload$71  = \i__payload$70 ;
+  assign \o__valid$73  = \i__valid$72 ;
+  assign \i__ready$75  = \o__ready$74 ;
+  assign \o__payload$77  = \i__payload$76 ;
+  assign \o__valid$79  = \i__valid$78 ;
+  assign \i__ready$81  = \o__ready$80 ;
+  assign \o__payload$82  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
+module \flexor_lenet5.argmax (o__ready, rst_argmax, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
@@ -324,8 +457,8 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input rst;
-  wire rst;
+  input rst_argmax;
+  wire rst_argmax;
   assign \$1  = ~ \$signal ;
   assign \$2  = last & busy;
   assign \$3  = ~ \$2 ;
@@ -391,14 +524,14 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     end else if (\$7 ) begin
       \$20  = 1'h0;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$21  = \$8 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$21  = 1'h0;
     end
   end
@@ -408,7 +541,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$9 ) begin
       \$22  = \$10 ;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$22  = 16'h0000;
     end
   end
@@ -418,7 +551,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$9 ) begin
       \$23  = count;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$23  = 4'h0;
     end
   end
@@ -428,7 +561,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$9 ) begin
       \$24  = first;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$24  = 1'h0;
     end
   end
@@ -438,7 +571,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$9 ) begin
       \$25  = last;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$25  = 1'h0;
     end
   end
@@ -453,7 +586,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
         \$26  = \$11 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$26  = 4'h0;
     end
   end
@@ -468,7 +601,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
         \$27  = 1'h0;
       end
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$27  = 1'h1;
     end
   end
@@ -483,35 +616,35 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
         \$28  = \$12 ;
       end
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$29  = \$14 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$30  = \$16 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$30  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$31  = \$17 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$31  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$32  = \$18 ;
-    if (rst) begin
+    if (rst_argmax) begin
       \$32  = 1'h0;
     end
   end
@@ -521,7 +654,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$signal$4 ) begin
       \$33  = \$signal$13 ;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$33  = 16'h0000;
     end
   end
@@ -531,14 +664,14 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (\$signal$4 ) begin
       \$34  = a_index;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$34  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$35  = c_last;
-    if (rst) begin
+    if (rst_argmax) begin
       \$35  = 1'h0;
     end
   end
@@ -551,7 +684,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (done) begin
       \$36  = 1'h1;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$36  = 1'h0;
     end
   end
@@ -561,7 +694,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
     if (done) begin
       \$37  = best_index;
     end
-    if (rst) begin
+    if (rst_argmax) begin
       \$37  = 4'h0;
     end
   end
@@ -570,7 +703,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o__valid$131 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_data, \o__valid$131 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
@@ -920,8 +1053,8 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg [10:0] rq0_shifted = 11'h000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
-  input rst;
-  wire rst;
+  input rst_conv1;
+  wire rst_conv1;
   reg [1:0] s_idx = 2'h0;
   reg s_last = 1'h0;
   (* init = 14'h0000 *)
@@ -1214,10 +1347,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   assign \$140  = step & s_last;
   assign \$141  = \o__valid$131  & \o__ready$129 ;
   assign \$142  = \$141  + skipped_d4;
-  assign \$143  = ~ rst;
-  assign \$145  = rst ? 1'h0 : take;
-  assign \$146  = ~ rst;
-  assign \$148  = rst ? 1'h0 : take;
+  assign \$143  = ~ rst_conv1;
+  assign \$145  = rst_conv1 ? 1'h0 : take;
+  assign \$146  = ~ rst_conv1;
+  assign \$148  = rst_conv1 ? 1'h0 : take;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
@@ -1458,7 +1591,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     .o__payload(o__payload),
     .o__ready(\o__ready$129 ),
     .o__valid(\o__valid$131 ),
-    .rst(rst),
+    .rst_conv1(rst_conv1),
     .w_en(\w_en$134 ),
     .w_port__data(\$21 [7:0])
   );
@@ -1528,7 +1661,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     .o__payload(\o__payload$151 ),
     .o__ready(step),
     .o__valid(o__valid),
-    .rst(rst)
+    .rst_conv1(rst_conv1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
@@ -1546,7 +1679,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     if (take) begin
       \$149  = \$27 [1:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$149  = 2'h0;
     end
   end
@@ -1561,49 +1694,49 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     if (load) begin
       \$150  = 1'h0;
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$151  = \$29 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$151  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$152  = gap_zero_next;
-    if (rst) begin
+    if (rst_conv1) begin
       \$152  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$153  = \$signal ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$154  = n_last_next;
-    if (rst) begin
+    if (rst_conv1) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$155  = \$30 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$156  = r_next;
-    if (rst) begin
+    if (rst_conv1) begin
       \$156  = 3'h0;
     end
   end
@@ -1613,7 +1746,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     if (step) begin
       \$157  = \$32 [1:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$157  = 2'h0;
     end
   end
@@ -1625,7 +1758,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
         \$158  = \$34 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$158  = 4'h0;
     end
   end
@@ -1638,7 +1771,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     if (load) begin
       \$159  = 1'h1;
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$159  = 1'h0;
     end
   end
@@ -1648,7 +1781,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     if (load) begin
       \$160  = { 1'h0, \$36  };
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$160  = 3'h0;
     end
   end
@@ -1658,7 +1791,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     if (load) begin
       \$161  = \$37 ;
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$161  = 1'h0;
     end
   end
@@ -1670,7 +1803,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     end else if (\$39 ) begin
       \$162  = \$40 [1:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$162  = 2'h0;
     end
   end
@@ -1680,7 +1813,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     if (step) begin
       \$163  = \$45 [4:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$163  = 5'h00;
     end
   end
@@ -1692,7 +1825,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
         \$164  = \$50 [4:0];
       end
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$164  = 5'h00;
     end
   end
@@ -1704,42 +1837,42 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
         \$165  = \$55 [4:0];
       end
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$165  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$166  = \$61 [4:0];
-    if (rst) begin
+    if (rst_conv1) begin
       \$166  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$167  = \$67 [4:0];
-    if (rst) begin
+    if (rst_conv1) begin
       \$167  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$168  = step;
-    if (rst) begin
+    if (rst_conv1) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$169  = \$68 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$170  = s_last;
-    if (rst) begin
+    if (rst_conv1) begin
       \$170  = 1'h0;
     end
   end
@@ -1926,91 +2059,91 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$191  = \$signal$148 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$192  = v2_d1;
-    if (rst) begin
+    if (rst_conv1) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$193  = v2_d2;
-    if (rst) begin
+    if (rst_conv1) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$194  = v2_d3;
-    if (rst) begin
+    if (rst_conv1) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$195  = \$signal$149 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$196  = first2_d1;
-    if (rst) begin
+    if (rst_conv1) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$197  = first2_d2;
-    if (rst) begin
+    if (rst_conv1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$198  = first2_d3;
-    if (rst) begin
+    if (rst_conv1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$199  = last1;
-    if (rst) begin
+    if (rst_conv1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$200  = last2_d1;
-    if (rst) begin
+    if (rst_conv1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$201  = last2_d2;
-    if (rst) begin
+    if (rst_conv1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$202  = last2_d3;
-    if (rst) begin
+    if (rst_conv1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$203  = group_end;
-    if (rst) begin
+    if (rst_conv1) begin
       \$203  = 1'h0;
     end
   end
@@ -2080,7 +2213,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     end else if (ser) begin
       \$212  = \$125 [1:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$212  = 2'h0;
     end
   end
@@ -2090,105 +2223,105 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     if (ser) begin
       \$213  = \$128 [4:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$213  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$214  = \$129 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$215  = \$131 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$216  = \$signal$183 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$217  = vb;
-    if (rst) begin
+    if (rst_conv1) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$218  = v_out_d1;
-    if (rst) begin
+    if (rst_conv1) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$219  = v_out_d2;
-    if (rst) begin
+    if (rst_conv1) begin
       \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$220  = ka;
-    if (rst) begin
+    if (rst_conv1) begin
       \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$221  = skipped_d1;
-    if (rst) begin
+    if (rst_conv1) begin
       \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$222  = skipped_d2;
-    if (rst) begin
+    if (rst_conv1) begin
       \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$223  = skipped_d3;
-    if (rst) begin
+    if (rst_conv1) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$224  = \$140 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$225  = \$142 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$225  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$226  = \$24 [3:0];
-    if (rst) begin
+    if (rst_conv1) begin
       \$226  = 4'he;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$227  = credits_room_next;
-    if (rst) begin
+    if (rst_conv1) begin
       \$227  = 1'h1;
     end
   end
@@ -2556,7 +2689,7 @@ module \flexor_lenet5.conv1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
@@ -2622,8 +2755,8 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire r_port__en;
   reg [3:0] rd = 4'h0;
   reg [3:0] rd_inc = 4'h1;
-  input rst;
-  wire rst;
+  input rst_conv1;
+  wire rst_conv1;
   reg [3:0] used = 4'h0;
   wire [7:0] w_data;
   input w_en;
@@ -2721,21 +2854,21 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$42  = \$28 [3:0];
-    if (rst) begin
+    if (rst_conv1) begin
       \$42  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$43  = \$35 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$36  = \$8 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$36  = 1'h0;
     end
   end
@@ -2745,7 +2878,7 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (pop) begin
       \$37  = \$11 [3:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$37  = 4'h1;
     end
   end
@@ -2755,7 +2888,7 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (head_free) begin
       \$38  = \$13 ;
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$38  = 1'h0;
     end
   end
@@ -2772,7 +2905,7 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (pop) begin
       \$40  = \$17 [3:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$40  = 4'h0;
     end
   end
@@ -2782,7 +2915,7 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (push) begin
       \$41  = \$20 [3:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$41  = 4'h0;
     end
   end
@@ -2839,7 +2972,7 @@ module \flexor_lenet5.conv1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
+module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -2999,8 +3132,8 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   reg primed = 1'h0;
   (* init = 6'h00 *)
   wire [5:0] raddr;
-  input rst;
-  wire rst;
+  input rst_conv1;
+  wire rst_conv1;
   reg [63:0] slot0 = 64'h0000000000000000;
   reg [63:0] slot1 = 64'h0000000000000000;
   reg [63:0] slot2 = 64'h0000000000000000;
@@ -3165,49 +3298,49 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$123  = \$15 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$124  = \$25 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$125  = \$35 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$126  = \$45 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$127  = \$55 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$128  = \$81 ;
-    if (rst) begin
+    if (rst_conv1) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$129  = v1;
-    if (rst) begin
+    if (rst_conv1) begin
       \$129  = 1'h0;
     end
   end
@@ -3217,7 +3350,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
     if (\$107 ) begin
       \$130  = \$110 [5:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$130  = 6'h00;
     end
   end
@@ -3227,7 +3360,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
     if (at4) begin
       \$131  = 1'h1;
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$131  = 1'h0;
     end
   end
@@ -3237,7 +3370,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
     if (\$112 ) begin
       \$132  = \$115 [1:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$132  = 2'h0;
     end
   end
@@ -3247,7 +3380,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
     if (v2) begin
       \$133  = \$118 [1:0];
     end
-    if (rst) begin
+    if (rst_conv1) begin
       \$133  = 2'h0;
     end
   end
@@ -3291,7 +3424,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , wr__data);
+module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7350,8 +7483,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg [5:0] room_w_3 = 6'h3d;
   reg [5:0] room_w_4 = 6'h3c;
   reg [7:0] row_addr = 8'h70;
-  input rst;
-  wire rst;
+  input rst_conv1_window;
+  wire rst_conv1_window;
   reg [7:0] step_base_row = 8'h70;
   reg [2:0] step_base_slot = 3'h4;
   reg [7:0] step_img_row = 8'h00;
@@ -11556,7 +11689,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(\o__payload$11 ),
     .o__ready(\o__ready$8 ),
     .o__valid(\i__valid$6 ),
-    .rst(rst)
+    .rst_conv1_window(rst_conv1_window)
   );
   \flexor_lenet5.conv1_window.out_reg  out_reg (
     .clk(clk),
@@ -11566,7 +11699,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .rst(rst)
+    .rst_conv1_window(rst_conv1_window)
   );
   \flexor_lenet5.conv1_window.read  read (
     .clk(clk),
@@ -11575,9 +11708,9 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$10402$0 (pad_reg),
-    .\port$4022$0 (rd__data),
-    .rst(rst)
+    .\port$10424$0 (pad_reg),
+    .\port$4033$0 (rd__data),
+    .rst_conv1_window(rst_conv1_window)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
@@ -11585,7 +11718,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (write) begin
       \$3952  = \$59 [4:0];
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3952  = 5'h00;
     end
   end
@@ -11595,7 +11728,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (write) begin
       \$3953  = \$62 [7:0];
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3953  = 8'h00;
     end
   end
@@ -11612,7 +11745,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (switch) begin
       \$3954  = 1'h0;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3954  = 1'h0;
     end
   end
@@ -11629,7 +11762,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         end
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3955  = 5'h00;
     end
   end
@@ -11639,7 +11772,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (\$signal$36 ) begin
       \$3956  = avail;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3956  = 1'h0;
     end
   end
@@ -11649,7 +11782,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (\$signal ) begin
       \$3957  = \$signal$37 ;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3957  = 1'h0;
     end
   end
@@ -11680,7 +11813,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (\$signal$38 ) begin
       \$3961  = \$107 [2:0];
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3961  = 3'h0;
     end
   end
@@ -11705,7 +11838,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         end
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3962  = 6'h3e;
     end
   end
@@ -11719,7 +11852,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         \$3963  = \$113 [2:0];
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3963  = 3'h0;
     end
   end
@@ -11752,7 +11885,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (switch) begin
       \$3964  = step_base_row;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3964  = 8'h70;
     end
   end
@@ -11774,7 +11907,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         end
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3965  = 5'h00;
     end
   end
@@ -11796,7 +11929,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         end
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3966  = 6'h3e;
     end
   end
@@ -11818,7 +11951,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         end
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3967  = 6'h3e;
     end
   end
@@ -11842,7 +11975,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         end
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3968  = 5'h00;
     end
   end
@@ -11866,7 +11999,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         end
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3969  = 6'h3e;
     end
   end
@@ -11895,7 +12028,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (switch) begin
       \$3970  = 1'h0;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3970  = 1'h0;
     end
   end
@@ -11926,7 +12059,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (switch) begin
       \$3971  = step_base_slot;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3971  = 3'h4;
     end
   end
@@ -11957,7 +12090,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (switch) begin
       \$3972  = step_base_row;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3972  = 8'h70;
     end
   end
@@ -11974,7 +12107,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         \$3973  = ix0;
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3973  = 6'h3e;
     end
   end
@@ -11993,7 +12126,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
         end
       end
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3974  = 6'h3e;
     end
   end
@@ -12003,7 +12136,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (switch) begin
       \$3975  = step_img_slot;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3975  = 3'h0;
     end
   end
@@ -12013,70 +12146,70 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     if (switch) begin
       \$3976  = step_img_row;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3976  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3977  = \$209 [6:0];
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3977  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3978  = \$375 ;
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3978  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3979  = \$384 [5:0];
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3979  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3980  = \$393 [5:0];
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3980  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3981  = \$405 [5:0];
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3981  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3982  = \$414 [5:0];
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3982  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3983  = \$423 [5:0];
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3983  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3984  = \$435 [5:0];
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3984  = 6'h18;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3985  = \$3951 ;
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$3985  = 1'h1;
     end
   end
@@ -12141,7 +12274,7 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst_conv1_window, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -12171,8 +12304,8 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__pa
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input rst;
-  wire rst;
+  input rst_conv1_window;
+  wire rst_conv1_window;
   assign i__ready = ~ full;
   assign \$1  = ~ o__valid;
   assign \$2  = \$1  | o__ready;
@@ -12194,7 +12327,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__pa
     if (\$2 ) begin
       \$7  = \$5 ;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$7  = 1'h0;
     end
   end
@@ -12213,7 +12346,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__pa
     end else if (\$4 ) begin
       \$9  = 1'h1;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$9  = 1'h0;
     end
   end
@@ -12229,7 +12362,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv1_window.out_reg (rst_conv1_window, i__payload, i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -12252,8 +12385,8 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input rst;
-  wire rst;
+  input rst_conv1_window;
+  wire rst_conv1_window;
   always @(posedge clk)
     o__valid <= \$4 ;
   always @(posedge clk)
@@ -12268,7 +12401,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
     if (\$3 ) begin
       \$4  = i__valid;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$4  = 1'h0;
     end
   end
@@ -12283,7 +12416,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$4022$0 , i__valid, \port$10402$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \port$4033$0 , i__valid, \port$10424$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -12305,12 +12438,12 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$4022$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$10402$0 ;
-  wire \port$10402$0 ;
-  input [7:0] \port$4022$0 ;
-  wire [7:0] \port$4022$0 ;
-  input rst;
-  wire rst;
+  input \port$10424$0 ;
+  wire \port$10424$0 ;
+  input [7:0] \port$4033$0 ;
+  wire [7:0] \port$4033$0 ;
+  input rst_conv1_window;
+  wire rst_conv1_window;
   always @(posedge clk)
     o__valid <= \$4 ;
   always @(posedge clk)
@@ -12325,7 +12458,7 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$4022$0 ,
     if (\$3 ) begin
       \$4  = i__valid;
     end
-    if (rst) begin
+    if (rst_conv1_window) begin
       \$4  = 1'h0;
     end
   end
@@ -12333,15 +12466,15 @@ module \flexor_lenet5.conv1_window.read (rst, i__ready, o__ready, \port$4022$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$10402$0 , \port$4022$0  };
+      \$5  = { \port$10424$0 , \port$4033$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$10402$0 , \port$4022$0  };
+  assign i__payload = { \port$10424$0 , \port$4033$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
+module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -12426,8 +12559,8 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   wire ready;
   wire ready_0;
   wire ready_1;
-  input rst;
-  wire rst;
+  input rst_conv1_window_to_conv1;
+  wire rst_conv1_window_to_conv1;
   wire take;
   wire valid_0;
   wire valid_1;
@@ -12436,7 +12569,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   assign \$43  = beat == 5'h17;
   assign \$44  = last ? 1'h0 : \$43 ;
   assign \$45  = take ? \$44  : last;
-  assign \$46  = rst ? 1'h0 : \$45 ;
+  assign \$46  = rst_conv1_window_to_conv1 ? 1'h0 : \$45 ;
   always @(posedge clk)
     o__valid <= \$47 ;
   always @(posedge clk)
@@ -12489,15 +12622,15 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   assign \$31  = ~ \$signal ;
   assign \$32  = ~ valid_next;
   assign \$33  = \$31  | \$32 ;
-  assign \$34  = \$33  | rst;
+  assign \$34  = \$33  | rst_conv1_window_to_conv1;
   assign \$35  = beat == 5'h17;
   assign \$36  = last ? 1'h0 : \$35 ;
   assign \$37  = take ? \$36  : last;
-  assign \$38  = rst ? 1'h0 : \$37 ;
+  assign \$38  = rst_conv1_window_to_conv1 ? 1'h0 : \$37 ;
   assign \$39  = ~ \$signal ;
   assign \$40  = ~ valid_next;
   assign \$41  = \$39  | \$40 ;
-  assign \$42  = \$41  | rst;
+  assign \$42  = \$41  | rst_conv1_window_to_conv1;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -12565,28 +12698,28 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$47  = valid_next;
-    if (rst) begin
+    if (rst_conv1_window_to_conv1) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$48  = \$signal ;
-    if (rst) begin
+    if (rst_conv1_window_to_conv1) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$49  = \$13 ;
-    if (rst) begin
+    if (rst_conv1_window_to_conv1) begin
       \$49  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$50  = \$16 ;
-    if (rst) begin
+    if (rst_conv1_window_to_conv1) begin
       \$50  = 1'h0;
     end
   end
@@ -12596,7 +12729,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     if (take) begin
       \$51  = \$18 [4:0];
     end
-    if (rst) begin
+    if (rst_conv1_window_to_conv1) begin
       \$51  = 5'h00;
     end
   end
@@ -12606,7 +12739,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
     if (take) begin
       \$52  = \$20 ;
     end
-    if (rst) begin
+    if (rst_conv1_window_to_conv1) begin
       \$52  = 10'h001;
     end
   end
@@ -12635,7 +12768,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -13667,8 +13800,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
   reg [14:0] rq0_shifted = 15'h0000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
-  input rst;
-  wire rst;
+  input rst_conv2;
+  wire rst_conv2;
   reg [3:0] s_idx = 4'h0;
   reg s_last = 1'h0;
   reg [18:0] sa0_0 = 19'h00000;
@@ -14892,112 +15025,112 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
   assign \$111  = \$2 [4:0] >= 1'h0;
   assign \$112  = \$2 [4:0] < 4'he;
   assign \$113  = \$111  & \$112 ;
-  assign \$114  = ~ rst;
+  assign \$114  = ~ rst_conv2;
   assign \$115  = \$113  & \$114 ;
   assign \$116  = \$115  ? take : 1'h0;
   assign \$117  = \$2 [4:0] - 1'h0;
   assign \$118  = \$2 [4:0] >= 1'h0;
   assign \$119  = \$2 [4:0] < 4'he;
   assign \$120  = \$118  & \$119 ;
-  assign \$121  = ~ rst;
+  assign \$121  = ~ rst_conv2;
   assign \$122  = \$120  & \$121 ;
   assign \$123  = \$122  ? take : 1'h0;
   assign \$124  = \$2 [4:0] - 1'h0;
   assign \$125  = \$2 [4:0] >= 1'h0;
   assign \$126  = \$2 [4:0] < 4'he;
   assign \$127  = \$125  & \$126 ;
-  assign \$128  = ~ rst;
+  assign \$128  = ~ rst_conv2;
   assign \$129  = \$127  & \$128 ;
   assign \$130  = \$129  ? take : 1'h0;
   assign \$131  = \$2 [4:0] - 1'h0;
   assign \$132  = \$2 [4:0] >= 1'h0;
   assign \$133  = \$2 [4:0] < 4'he;
   assign \$134  = \$132  & \$133 ;
-  assign \$135  = ~ rst;
+  assign \$135  = ~ rst_conv2;
   assign \$136  = \$134  & \$135 ;
   assign \$137  = \$136  ? take : 1'h0;
   assign \$138  = \$2 [4:0] - 1'h0;
   assign \$139  = \$2 [4:0] >= 1'h0;
   assign \$140  = \$2 [4:0] < 4'he;
   assign \$141  = \$139  & \$140 ;
-  assign \$142  = ~ rst;
+  assign \$142  = ~ rst_conv2;
   assign \$143  = \$141  & \$142 ;
   assign \$144  = \$143  ? take : 1'h0;
   assign \$145  = \$2 [4:0] - 1'h0;
   assign \$146  = \$2 [4:0] >= 1'h0;
   assign \$147  = \$2 [4:0] < 4'he;
   assign \$148  = \$146  & \$147 ;
-  assign \$149  = ~ rst;
+  assign \$149  = ~ rst_conv2;
   assign \$150  = \$148  & \$149 ;
   assign \$151  = \$150  ? take : 1'h0;
   assign \$152  = \$2 [4:0] - 1'h0;
   assign \$153  = \$2 [4:0] >= 1'h0;
   assign \$154  = \$2 [4:0] < 4'he;
   assign \$155  = \$153  & \$154 ;
-  assign \$156  = ~ rst;
+  assign \$156  = ~ rst_conv2;
   assign \$157  = \$155  & \$156 ;
   assign \$158  = \$157  ? take : 1'h0;
   assign \$159  = \$2 [4:0] - 1'h0;
   assign \$160  = \$2 [4:0] >= 1'h0;
   assign \$161  = \$2 [4:0] < 4'he;
   assign \$162  = \$160  & \$161 ;
-  assign \$163  = ~ rst;
+  assign \$163  = ~ rst_conv2;
   assign \$164  = \$162  & \$163 ;
   assign \$165  = \$164  ? take : 1'h0;
   assign \$166  = \$2 [4:0] - 4'he;
   assign \$167  = \$2 [4:0] >= 4'he;
   assign \$168  = \$2 [4:0] < 5'h1c;
   assign \$169  = \$167  & \$168 ;
-  assign \$170  = ~ rst;
+  assign \$170  = ~ rst_conv2;
   assign \$171  = \$169  & \$170 ;
   assign \$172  = \$171  ? take : 1'h0;
   assign \$173  = \$2 [4:0] - 4'he;
   assign \$174  = \$2 [4:0] >= 4'he;
   assign \$175  = \$2 [4:0] < 5'h1c;
   assign \$176  = \$174  & \$175 ;
-  assign \$177  = ~ rst;
+  assign \$177  = ~ rst_conv2;
   assign \$178  = \$176  & \$177 ;
   assign \$179  = \$178  ? take : 1'h0;
   assign \$180  = \$2 [4:0] - 4'he;
   assign \$181  = \$2 [4:0] >= 4'he;
   assign \$182  = \$2 [4:0] < 5'h1c;
   assign \$183  = \$181  & \$182 ;
-  assign \$184  = ~ rst;
+  assign \$184  = ~ rst_conv2;
   assign \$185  = \$183  & \$184 ;
   assign \$186  = \$185  ? take : 1'h0;
   assign \$187  = \$2 [4:0] - 4'he;
   assign \$188  = \$2 [4:0] >= 4'he;
   assign \$189  = \$2 [4:0] < 5'h1c;
   assign \$190  = \$188  & \$189 ;
-  assign \$191  = ~ rst;
+  assign \$191  = ~ rst_conv2;
   assign \$192  = \$190  & \$191 ;
   assign \$193  = \$192  ? take : 1'h0;
   assign \$194  = \$2 [4:0] - 4'he;
   assign \$195  = \$2 [4:0] >= 4'he;
   assign \$196  = \$2 [4:0] < 5'h1c;
   assign \$197  = \$195  & \$196 ;
-  assign \$198  = ~ rst;
+  assign \$198  = ~ rst_conv2;
   assign \$199  = \$197  & \$198 ;
   assign \$200  = \$199  ? take : 1'h0;
   assign \$201  = \$2 [4:0] - 4'he;
   assign \$202  = \$2 [4:0] >= 4'he;
   assign \$203  = \$2 [4:0] < 5'h1c;
   assign \$204  = \$202  & \$203 ;
-  assign \$205  = ~ rst;
+  assign \$205  = ~ rst_conv2;
   assign \$206  = \$204  & \$205 ;
   assign \$207  = \$206  ? take : 1'h0;
   assign \$208  = \$2 [4:0] - 4'he;
   assign \$209  = \$2 [4:0] >= 4'he;
   assign \$210  = \$2 [4:0] < 5'h1c;
   assign \$211  = \$209  & \$210 ;
-  assign \$212  = ~ rst;
+  assign \$212  = ~ rst_conv2;
   assign \$213  = \$211  & \$212 ;
   assign \$214  = \$213  ? take : 1'h0;
   assign \$215  = \$2 [4:0] - 4'he;
   assign \$216  = \$2 [4:0] >= 4'he;
   assign \$217  = \$2 [4:0] < 5'h1c;
   assign \$218  = \$216  & \$217 ;
-  assign \$219  = ~ rst;
+  assign \$219  = ~ rst_conv2;
   assign \$220  = \$218  & \$219 ;
   assign \$221  = \$220  ? take : 1'h0;
   assign \$222  = r_next - 1'h0;
@@ -16377,7 +16510,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     .o__payload(o__payload),
     .o__ready(\o__ready$842 ),
     .o__valid(o__valid),
-    .rst(rst),
+    .rst_conv2(rst_conv2),
     .w_en(\w_en$847 ),
     .w_port__data(\$21 [7:0])
   );
@@ -16852,7 +16985,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     .data(\data$954 ),
     .o__payload(\o__payload$859 ),
     .o__ready(step),
-    .rst(rst)
+    .rst_conv2(rst_conv2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
@@ -16870,7 +17003,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     if (take) begin
       \$254  = \$27 [3:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$254  = 4'h0;
     end
   end
@@ -16885,49 +17018,49 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     if (load) begin
       \$255  = 1'h0;
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$256  = \$29 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$256  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$257  = gap_zero_next;
-    if (rst) begin
+    if (rst_conv2) begin
       \$257  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$258  = \$signal ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$259  = n_last_next;
-    if (rst) begin
+    if (rst_conv2) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$260  = \$30 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$261  = r_next;
-    if (rst) begin
+    if (rst_conv2) begin
       \$261  = 5'h00;
     end
   end
@@ -16937,7 +17070,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     if (step) begin
       \$262  = \$32 [3:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$262  = 4'h0;
     end
   end
@@ -16949,7 +17082,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
         \$263  = \$34 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$263  = 4'h0;
     end
   end
@@ -16962,7 +17095,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     if (load) begin
       \$264  = 1'h1;
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$264  = 1'h0;
     end
   end
@@ -16972,7 +17105,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     if (load) begin
       \$265  = { 1'h0, \$36  };
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$265  = 5'h00;
     end
   end
@@ -16982,7 +17115,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     if (load) begin
       \$266  = \$37 ;
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$266  = 1'h0;
     end
   end
@@ -16994,35 +17127,35 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     end else if (\$39 ) begin
       \$267  = \$40 [2:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$267  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$268  = step;
-    if (rst) begin
+    if (rst_conv2) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$269  = \$41 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$270  = s_last;
-    if (rst) begin
+    if (rst_conv2) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$271  = r_next;
-    if (rst) begin
+    if (rst_conv2) begin
       \$271  = 5'h00;
     end
   end
@@ -19189,112 +19322,112 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$512  = \$signal$856 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$512  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$513  = v2_d1;
-    if (rst) begin
+    if (rst_conv2) begin
       \$513  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$514  = v2_d2;
-    if (rst) begin
+    if (rst_conv2) begin
       \$514  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$515  = v2_d3;
-    if (rst) begin
+    if (rst_conv2) begin
       \$515  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$516  = v2_d4;
-    if (rst) begin
+    if (rst_conv2) begin
       \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$517  = \$signal$857 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$518  = first2_d1;
-    if (rst) begin
+    if (rst_conv2) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$519  = first2_d2;
-    if (rst) begin
+    if (rst_conv2) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$520  = first2_d3;
-    if (rst) begin
+    if (rst_conv2) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$521  = first2_d4;
-    if (rst) begin
+    if (rst_conv2) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$522  = last1;
-    if (rst) begin
+    if (rst_conv2) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$523  = last2_d1;
-    if (rst) begin
+    if (rst_conv2) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$524  = last2_d2;
-    if (rst) begin
+    if (rst_conv2) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$525  = last2_d3;
-    if (rst) begin
+    if (rst_conv2) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$526  = last2_d4;
-    if (rst) begin
+    if (rst_conv2) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$527  = group_end;
-    if (rst) begin
+    if (rst_conv2) begin
       \$527  = 1'h0;
     end
   end
@@ -19410,7 +19543,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     end else if (ser) begin
       \$542  = \$90 [2:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$542  = 3'h0;
     end
   end
@@ -19420,119 +19553,119 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$842 , i__valid, w_data, o_
     if (ser) begin
       \$543  = \$93 [5:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$543  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$544  = \$94 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$545  = \$96 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$546  = \$signal$934 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$547  = vb;
-    if (rst) begin
+    if (rst_conv2) begin
       \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$548  = v_out_d1;
-    if (rst) begin
+    if (rst_conv2) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$549  = v_out_d2;
-    if (rst) begin
+    if (rst_conv2) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$550  = v_out_d3;
-    if (rst) begin
+    if (rst_conv2) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$551  = ka;
-    if (rst) begin
+    if (rst_conv2) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$552  = skipped_d1;
-    if (rst) begin
+    if (rst_conv2) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$553  = skipped_d2;
-    if (rst) begin
+    if (rst_conv2) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$554  = skipped_d3;
-    if (rst) begin
+    if (rst_conv2) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$555  = skipped_d4;
-    if (rst) begin
+    if (rst_conv2) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$556  = \$107 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$557  = \$109 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$557  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$558  = \$24 [3:0];
-    if (rst) begin
+    if (rst_conv2) begin
       \$558  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$559  = credits_room_next;
-    if (rst) begin
+    if (rst_conv2) begin
       \$559  = 1'h1;
     end
   end
@@ -20498,7 +20631,7 @@ module \flexor_lenet5.conv2.dec_3_0_2 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
@@ -20564,8 +20697,8 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire r_port__en;
   reg [3:0] rd = 4'h0;
   reg [3:0] rd_inc = 4'h1;
-  input rst;
-  wire rst;
+  input rst_conv2;
+  wire rst_conv2;
   reg [3:0] used = 4'h0;
   wire [7:0] w_data;
   input w_en;
@@ -20661,21 +20794,21 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$42  = \$28 [3:0];
-    if (rst) begin
+    if (rst_conv2) begin
       \$42  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$43  = \$35 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$36  = \$8 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$36  = 1'h0;
     end
   end
@@ -20685,7 +20818,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (pop) begin
       \$37  = \$11 [3:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$37  = 4'h1;
     end
   end
@@ -20695,7 +20828,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (head_free) begin
       \$38  = \$13 ;
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$38  = 1'h0;
     end
   end
@@ -20712,7 +20845,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (pop) begin
       \$40  = \$17 [3:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$40  = 4'h0;
     end
   end
@@ -20722,7 +20855,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (push) begin
       \$41  = \$20 [3:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$41  = 4'h0;
     end
   end
@@ -20803,7 +20936,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -20962,8 +21095,8 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
   reg primed = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] raddr;
-  input rst;
-  wire rst;
+  input rst_conv2;
+  wire rst_conv2;
   reg [191:0] slot0 = 192'h000000000000000000000000000000000000000000000000;
   reg [191:0] slot1 = 192'h000000000000000000000000000000000000000000000000;
   reg [191:0] slot2 = 192'h000000000000000000000000000000000000000000000000;
@@ -21128,49 +21261,49 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$123  = \$15 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$124  = \$25 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$125  = \$35 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$126  = \$45 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$127  = \$55 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$128  = \$81 ;
-    if (rst) begin
+    if (rst_conv2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$129  = v1;
-    if (rst) begin
+    if (rst_conv2) begin
       \$129  = 1'h0;
     end
   end
@@ -21180,7 +21313,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     if (\$107 ) begin
       \$130  = \$110 [7:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$130  = 8'h00;
     end
   end
@@ -21190,7 +21323,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     if (at4) begin
       \$131  = 1'h1;
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$131  = 1'h0;
     end
   end
@@ -21200,7 +21333,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     if (\$112 ) begin
       \$132  = \$115 [1:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$132  = 2'h0;
     end
   end
@@ -21210,7 +21343,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
     if (v2) begin
       \$133  = \$118 [1:0];
     end
-    if (rst) begin
+    if (rst_conv2) begin
       \$133  = 2'h0;
     end
   end
@@ -21254,7 +21387,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk)
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
+module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_window, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -23813,8 +23946,8 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
   reg [2:0] rot = 3'h0;
   reg [2:0] rot_a = 3'h0;
   reg [10:0] row_addr = 11'h360;
-  input rst;
-  wire rst;
+  input rst_conv2_window;
+  wire rst_conv2_window;
   reg [10:0] step_base_row = 11'h360;
   reg [3:0] step_base_slot = 4'h9;
   reg [10:0] step_img_row = 11'h000;
@@ -31700,7 +31833,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$11 ),
     .o__ready(\o__ready$8 ),
     .o__valid(\i__valid$6 ),
-    .rst(rst)
+    .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window.out_reg  out_reg (
     .clk(clk),
@@ -31709,12 +31842,12 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$4755$0 (\$9 ),
-    .\port$4764$0 (\$18 ),
-    .\port$4773$0 (\$27 ),
-    .\port$4782$0 (\$36 ),
-    .\port$4791$0 (\$45 ),
-    .rst(rst)
+    .\port$4770$0 (\$9 ),
+    .\port$4779$0 (\$18 ),
+    .\port$4788$0 (\$27 ),
+    .\port$4797$0 (\$36 ),
+    .\port$4806$0 (\$45 ),
+    .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window.read  read (
     .clk(clk),
@@ -31723,14 +31856,14 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$10834$0 (pads),
-    .\port$10836$0 (rot),
-    .\port$7224$0 (\$signature__data$67 ),
-    .\port$7227$0 (\$signature__data$68 ),
-    .\port$7230$0 (\$signature__data$69 ),
-    .\port$7233$0 (\$signature__data$70 ),
-    .\port$7236$0 (\$signature__data$71 ),
-    .rst(rst)
+    .\port$10856$0 (pads),
+    .\port$10858$0 (rot),
+    .\port$7239$0 (\$signature__data$67 ),
+    .\port$7242$0 (\$signature__data$68 ),
+    .\port$7245$0 (\$signature__data$69 ),
+    .\port$7248$0 (\$signature__data$70 ),
+    .\port$7251$0 (\$signature__data$71 ),
+    .rst_conv2_window(rst_conv2_window)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
@@ -31738,7 +31871,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (write) begin
       \$2407  = \$111 [4:0];
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2407  = 5'h00;
     end
   end
@@ -31750,7 +31883,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         \$2408  = \$115 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2408  = 4'h0;
     end
   end
@@ -31762,7 +31895,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         \$2409  = \$120 [2:0];
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2409  = 3'h0;
     end
   end
@@ -31776,7 +31909,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2410  = 11'h000;
     end
   end
@@ -31792,7 +31925,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2411  = 11'h000;
     end
   end
@@ -31811,7 +31944,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (switch) begin
       \$2412  = 1'h0;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2412  = 1'h0;
     end
   end
@@ -31830,7 +31963,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2413  = 4'h0;
     end
   end
@@ -31840,7 +31973,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (\$signal$47 ) begin
       \$2414  = avail;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2414  = 1'h0;
     end
   end
@@ -31850,7 +31983,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (\$signal ) begin
       \$2415  = \$signal$48 ;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2415  = 1'h0;
     end
   end
@@ -31923,7 +32056,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (\$signal$49 ) begin
       \$2425  = \$241 [2:0];
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2425  = 3'h0;
     end
   end
@@ -31952,7 +32085,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (switch) begin
       \$2426  = step_base_row;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2426  = 11'h360;
     end
   end
@@ -31966,7 +32099,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         \$2427  = \$252 [4:0];
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2427  = 5'h00;
     end
   end
@@ -31985,7 +32118,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2428  = 9'h1e0;
     end
   end
@@ -32003,7 +32136,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2429  = 4'h0;
     end
   end
@@ -32021,7 +32154,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2430  = 5'h1e;
     end
   end
@@ -32039,7 +32172,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2431  = 3'h3;
     end
   end
@@ -32057,7 +32190,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2432  = 9'h1e0;
     end
   end
@@ -32077,7 +32210,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2433  = 4'h0;
     end
   end
@@ -32097,7 +32230,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         end
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2434  = 5'h1e;
     end
   end
@@ -32122,7 +32255,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (switch) begin
       \$2435  = 1'h0;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2435  = 1'h0;
     end
   end
@@ -32149,7 +32282,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (switch) begin
       \$2436  = step_base_slot;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2436  = 4'h9;
     end
   end
@@ -32176,7 +32309,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (switch) begin
       \$2437  = step_base_row;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2437  = 11'h360;
     end
   end
@@ -32193,7 +32326,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
         \$2438  = low;
       end
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2438  = 5'h1e;
     end
   end
@@ -32203,7 +32336,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (switch) begin
       \$2439  = step_img_slot;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2439  = 4'h0;
     end
   end
@@ -32213,70 +32346,70 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
     if (switch) begin
       \$2440  = step_img_row;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2440  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2441  = \$345 [5:0];
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2441  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2442  = \$513 ;
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2442  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2443  = \$524 [4:0];
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2443  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2444  = \$535 [4:0];
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2444  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2445  = \$545 [4:0];
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2445  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2446  = \$556 [3:0];
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2446  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2447  = \$567 [4:0];
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2447  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2448  = \$577 [4:0];
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2448  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$2449  = \$2406 ;
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$2449  = 1'h1;
     end
   end
@@ -32326,7 +32459,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , \i__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst_conv2_window, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -32356,8 +32489,8 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input rst;
-  wire rst;
+  input rst_conv2_window;
+  wire rst_conv2_window;
   assign i__ready = ~ full;
   assign \$1  = ~ o__valid;
   assign \$2  = \$1  | o__ready;
@@ -32379,7 +32512,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
     if (\$2 ) begin
       \$7  = \$5 ;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$7  = 1'h0;
     end
   end
@@ -32398,7 +32531,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
     end else if (\$4 ) begin
       \$9  = 1'h1;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$9  = 1'h0;
     end
   end
@@ -32414,7 +32547,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, i__valid, i__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$4755$0 , \port$4764$0 , \port$4773$0 , \port$4782$0 , \port$4791$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4770$0 , \port$4779$0 , \port$4788$0 , \port$4797$0 , \port$4806$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -32436,18 +32569,18 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$4755$0 , \port$4764$0 , \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$4755$0 ;
-  wire [7:0] \port$4755$0 ;
-  input [7:0] \port$4764$0 ;
-  wire [7:0] \port$4764$0 ;
-  input [7:0] \port$4773$0 ;
-  wire [7:0] \port$4773$0 ;
-  input [7:0] \port$4782$0 ;
-  wire [7:0] \port$4782$0 ;
-  input [7:0] \port$4791$0 ;
-  wire [7:0] \port$4791$0 ;
-  input rst;
-  wire rst;
+  input [7:0] \port$4770$0 ;
+  wire [7:0] \port$4770$0 ;
+  input [7:0] \port$4779$0 ;
+  wire [7:0] \port$4779$0 ;
+  input [7:0] \port$4788$0 ;
+  wire [7:0] \port$4788$0 ;
+  input [7:0] \port$4797$0 ;
+  wire [7:0] \port$4797$0 ;
+  input [7:0] \port$4806$0 ;
+  wire [7:0] \port$4806$0 ;
+  input rst_conv2_window;
+  wire rst_conv2_window;
   always @(posedge clk)
     o__valid <= \$4 ;
   always @(posedge clk)
@@ -32462,7 +32595,7 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$4755$0 , \port$4764$0 , \
     if (\$3 ) begin
       \$4  = i__valid;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$4  = 1'h0;
     end
   end
@@ -32470,15 +32603,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$4755$0 , \port$4764$0 , \
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4791$0 , \port$4782$0 , \port$4773$0 , \port$4764$0 , \port$4755$0  };
+      \$5  = { \port$4806$0 , \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4791$0 , \port$4782$0 , \port$4773$0 , \port$4764$0 , \port$4755$0  };
+  assign i__payload = { \port$4806$0 , \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$7224$0 , \port$7227$0 , \port$7230$0 , \port$7233$0 , \port$7236$0 , i__valid, \port$10834$0 , \port$10836$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \port$7239$0 , \port$7242$0 , \port$7245$0 , \port$7248$0 , \port$7251$0 , i__valid, \port$10856$0 , \port$10858$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -32500,22 +32633,22 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$7224$0 ,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [4:0] \port$10834$0 ;
-  wire [4:0] \port$10834$0 ;
-  input [2:0] \port$10836$0 ;
-  wire [2:0] \port$10836$0 ;
-  input [7:0] \port$7224$0 ;
-  wire [7:0] \port$7224$0 ;
-  input [7:0] \port$7227$0 ;
-  wire [7:0] \port$7227$0 ;
-  input [7:0] \port$7230$0 ;
-  wire [7:0] \port$7230$0 ;
-  input [7:0] \port$7233$0 ;
-  wire [7:0] \port$7233$0 ;
-  input [7:0] \port$7236$0 ;
-  wire [7:0] \port$7236$0 ;
-  input rst;
-  wire rst;
+  input [4:0] \port$10856$0 ;
+  wire [4:0] \port$10856$0 ;
+  input [2:0] \port$10858$0 ;
+  wire [2:0] \port$10858$0 ;
+  input [7:0] \port$7239$0 ;
+  wire [7:0] \port$7239$0 ;
+  input [7:0] \port$7242$0 ;
+  wire [7:0] \port$7242$0 ;
+  input [7:0] \port$7245$0 ;
+  wire [7:0] \port$7245$0 ;
+  input [7:0] \port$7248$0 ;
+  wire [7:0] \port$7248$0 ;
+  input [7:0] \port$7251$0 ;
+  wire [7:0] \port$7251$0 ;
+  input rst_conv2_window;
+  wire rst_conv2_window;
   always @(posedge clk)
     o__valid <= \$4 ;
   always @(posedge clk)
@@ -32530,7 +32663,7 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$7224$0 ,
     if (\$3 ) begin
       \$4  = i__valid;
     end
-    if (rst) begin
+    if (rst_conv2_window) begin
       \$4  = 1'h0;
     end
   end
@@ -32538,15 +32671,15 @@ module \flexor_lenet5.conv2_window.read (rst, i__ready, o__ready, \port$7224$0 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$10834$0 , \port$10836$0 , \port$7236$0 , \port$7233$0 , \port$7230$0 , \port$7227$0 , \port$7224$0  };
+      \$5  = { \port$10856$0 , \port$10858$0 , \port$7251$0 , \port$7248$0 , \port$7245$0 , \port$7242$0 , \port$7239$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$10834$0 , \port$10836$0 , \port$7236$0 , \port$7233$0 , \port$7230$0 , \port$7227$0 , \port$7224$0  };
+  assign i__payload = { \port$10856$0 , \port$10858$0 , \port$7251$0 , \port$7248$0 , \port$7245$0 , \port$7242$0 , \port$7239$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -32727,8 +32860,8 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   wire ready_5;
   wire ready_6;
   wire ready_7;
-  input rst;
-  wire rst;
+  input rst_conv2_window_to_conv2;
+  wire rst_conv2_window_to_conv2;
   wire take;
   wire valid_0;
   wire valid_1;
@@ -32806,67 +32939,67 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   assign \$61  = ~ \$signal ;
   assign \$62  = ~ valid_next;
   assign \$63  = \$61  | \$62 ;
-  assign \$64  = \$63  | rst;
+  assign \$64  = \$63  | rst_conv2_window_to_conv2;
   assign \$65  = beat == 8'h9e;
   assign \$66  = last ? 1'h0 : \$65 ;
   assign \$67  = take ? \$66  : last;
-  assign \$68  = rst ? 1'h0 : \$67 ;
+  assign \$68  = rst_conv2_window_to_conv2 ? 1'h0 : \$67 ;
   assign \$69  = ~ \$signal ;
   assign \$70  = ~ valid_next;
   assign \$71  = \$69  | \$70 ;
-  assign \$72  = \$71  | rst;
+  assign \$72  = \$71  | rst_conv2_window_to_conv2;
   assign \$73  = beat == 8'h9e;
   assign \$74  = last ? 1'h0 : \$73 ;
   assign \$75  = take ? \$74  : last;
-  assign \$76  = rst ? 1'h0 : \$75 ;
+  assign \$76  = rst_conv2_window_to_conv2 ? 1'h0 : \$75 ;
   assign \$77  = ~ \$signal ;
   assign \$78  = ~ valid_next;
   assign \$79  = \$77  | \$78 ;
-  assign \$80  = \$79  | rst;
+  assign \$80  = \$79  | rst_conv2_window_to_conv2;
   assign \$81  = beat == 8'h9e;
   assign \$82  = last ? 1'h0 : \$81 ;
   assign \$83  = take ? \$82  : last;
-  assign \$84  = rst ? 1'h0 : \$83 ;
+  assign \$84  = rst_conv2_window_to_conv2 ? 1'h0 : \$83 ;
   assign \$85  = ~ \$signal ;
   assign \$86  = ~ valid_next;
   assign \$87  = \$85  | \$86 ;
-  assign \$88  = \$87  | rst;
+  assign \$88  = \$87  | rst_conv2_window_to_conv2;
   assign \$89  = beat == 8'h9e;
   assign \$90  = last ? 1'h0 : \$89 ;
   assign \$91  = take ? \$90  : last;
-  assign \$92  = rst ? 1'h0 : \$91 ;
+  assign \$92  = rst_conv2_window_to_conv2 ? 1'h0 : \$91 ;
   assign \$93  = ~ \$signal ;
   assign \$94  = ~ valid_next;
   assign \$95  = \$93  | \$94 ;
-  assign \$96  = \$95  | rst;
+  assign \$96  = \$95  | rst_conv2_window_to_conv2;
   assign \$97  = beat == 8'h9e;
   assign \$98  = last ? 1'h0 : \$97 ;
   assign \$99  = take ? \$98  : last;
-  assign \$100  = rst ? 1'h0 : \$99 ;
+  assign \$100  = rst_conv2_window_to_conv2 ? 1'h0 : \$99 ;
   assign \$101  = ~ \$signal ;
   assign \$102  = ~ valid_next;
   assign \$103  = \$101  | \$102 ;
-  assign \$104  = \$103  | rst;
+  assign \$104  = \$103  | rst_conv2_window_to_conv2;
   assign \$105  = beat == 8'h9e;
   assign \$106  = last ? 1'h0 : \$105 ;
   assign \$107  = take ? \$106  : last;
-  assign \$108  = rst ? 1'h0 : \$107 ;
+  assign \$108  = rst_conv2_window_to_conv2 ? 1'h0 : \$107 ;
   assign \$109  = ~ \$signal ;
   assign \$110  = ~ valid_next;
   assign \$111  = \$109  | \$110 ;
-  assign \$112  = \$111  | rst;
+  assign \$112  = \$111  | rst_conv2_window_to_conv2;
   assign \$113  = beat == 8'h9e;
   assign \$114  = last ? 1'h0 : \$113 ;
   assign \$115  = take ? \$114  : last;
-  assign \$116  = rst ? 1'h0 : \$115 ;
+  assign \$116  = rst_conv2_window_to_conv2 ? 1'h0 : \$115 ;
   assign \$117  = ~ \$signal ;
   assign \$118  = ~ valid_next;
   assign \$119  = \$117  | \$118 ;
-  assign \$120  = \$119  | rst;
+  assign \$120  = \$119  | rst_conv2_window_to_conv2;
   assign \$121  = beat == 8'h9e;
   assign \$122  = last ? 1'h0 : \$121 ;
   assign \$123  = take ? \$122  : last;
-  assign \$124  = rst ? 1'h0 : \$123 ;
+  assign \$124  = rst_conv2_window_to_conv2 ? 1'h0 : \$123 ;
   always @(posedge clk)
     o__valid <= \$125 ;
   always @(posedge clk)
@@ -33142,28 +33275,28 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$125  = valid_next;
-    if (rst) begin
+    if (rst_conv2_window_to_conv2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$126  = \$signal ;
-    if (rst) begin
+    if (rst_conv2_window_to_conv2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$127  = \$13 ;
-    if (rst) begin
+    if (rst_conv2_window_to_conv2) begin
       \$127  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$128  = \$16 ;
-    if (rst) begin
+    if (rst_conv2_window_to_conv2) begin
       \$128  = 1'h0;
     end
   end
@@ -33173,7 +33306,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     if (take) begin
       \$129  = \$18 [7:0];
     end
-    if (rst) begin
+    if (rst_conv2_window_to_conv2) begin
       \$129  = 8'h00;
     end
   end
@@ -33183,7 +33316,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
     if (take) begin
       \$130  = \$20 ;
     end
-    if (rst) begin
+    if (rst_conv2_window_to_conv2) begin
       \$130  = 12'h001;
     end
   end
@@ -33248,7 +33381,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$192 , clk);
+module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$192 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -33715,8 +33848,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   reg [16:0] rq0_shifted = 17'h00000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
-  input rst;
-  wire rst;
+  input rst_fc1;
+  wire rst_fc1;
   reg [7:0] s_idx = 8'h00;
   reg s_last = 1'h0;
   reg [20:0] sa0_0 = 21'h000000;
@@ -34504,8 +34637,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   assign \$189  = step & s_last;
   assign \$190  = o__valid & \o__ready$192 ;
   assign \$191  = \$190  + skipped_d5;
-  assign \$192  = ~ rst;
-  assign \$194  = rst ? 20'h00000 : \$4 [19:0];
+  assign \$192  = ~ rst_fc1;
+  assign \$194  = rst_fc1 ? 20'h00000 : \$4 [19:0];
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
@@ -34852,7 +34985,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .o__payload(o__payload),
     .o__ready(\o__ready$192 ),
     .o__valid(o__valid),
-    .rst(rst),
+    .rst_fc1(rst_fc1),
     .w_data(\$23 [7:0]),
     .w_en(\w_en$197 )
   );
@@ -34908,7 +35041,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     .data(\data$276 ),
     .o__payload(\o__payload$220 ),
     .o__ready(step),
-    .rst(rst)
+    .rst_fc1(rst_fc1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
@@ -34931,7 +35064,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         \$195  = \$50 [5:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$195  = 6'h00;
     end
   end
@@ -34948,7 +35081,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         end
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$196  = 6'h00;
     end
   end
@@ -34965,7 +35098,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         end
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$197  = 8'h00;
     end
   end
@@ -34982,7 +35115,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         end
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$198  = 5'h00;
     end
   end
@@ -35002,7 +35135,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         \$199  = \$54 [7:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$199  = 8'h00;
     end
   end
@@ -35022,7 +35155,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         \$200  = \$60 [4:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$200  = 5'h00;
     end
   end
@@ -35039,56 +35172,56 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (load) begin
       \$201  = 1'h0;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$202  = \$61 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$202  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$203  = gap_zero_next;
-    if (rst) begin
+    if (rst_fc1) begin
       \$203  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$204  = \$signal$28 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$205  = n_last_next;
-    if (rst) begin
+    if (rst_fc1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$206  = \$62 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$207  = \$70 [7:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$207  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$208  = \$76 [7:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$208  = 8'h01;
     end
   end
@@ -35098,7 +35231,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (\$77 ) begin
       \$209  = \$78 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$209  = 2'h3;
     end
   end
@@ -35112,7 +35245,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$211  = r_next;
-    if (rst) begin
+    if (rst_fc1) begin
       \$211  = 9'h000;
     end
   end
@@ -35122,7 +35255,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (step) begin
       \$212  = \$83 [7:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$212  = 8'h00;
     end
   end
@@ -35134,7 +35267,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         \$213  = \$85 [7:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$213  = 8'h00;
     end
   end
@@ -35147,7 +35280,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (load) begin
       \$214  = 1'h1;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$214  = 1'h0;
     end
   end
@@ -35157,7 +35290,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (load) begin
       \$215  = { 1'h0, \$87  };
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$215  = 9'h000;
     end
   end
@@ -35167,7 +35300,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (load) begin
       \$216  = \$88 ;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$216  = 1'h0;
     end
   end
@@ -35179,7 +35312,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end else if (\$90 ) begin
       \$217  = \$91 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$217  = 2'h0;
     end
   end
@@ -35189,7 +35322,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (step) begin
       \$218  = \$92 ;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$218  = 5'h00;
     end
   end
@@ -35201,7 +35334,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         \$219  = \$97 [4:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$219  = 5'h00;
     end
   end
@@ -35213,42 +35346,42 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
         \$220  = \$102 [4:0];
       end
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$220  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$221  = \$108 [4:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$221  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$222  = \$114 [4:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$223  = step;
-    if (rst) begin
+    if (rst_fc1) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$224  = \$115 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$225  = s_last;
-    if (rst) begin
+    if (rst_fc1) begin
       \$225  = 1'h0;
     end
   end
@@ -35629,112 +35762,112 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$268  = \$signal$218 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$269  = v2_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$270  = v2_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$271  = v2_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$272  = v2_d4;
-    if (rst) begin
+    if (rst_fc1) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$273  = \$signal$41 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$274  = first2_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$275  = first2_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$276  = first2_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$277  = first2_d4;
-    if (rst) begin
+    if (rst_fc1) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$278  = last1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$279  = last2_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$280  = last2_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$281  = last2_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$282  = last2_d4;
-    if (rst) begin
+    if (rst_fc1) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$283  = group_end;
-    if (rst) begin
+    if (rst_fc1) begin
       \$283  = 1'h0;
     end
   end
@@ -35804,7 +35937,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     end else if (ser) begin
       \$292  = \$172 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$292  = 2'h0;
     end
   end
@@ -35814,119 +35947,119 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__pay
     if (ser) begin
       \$293  = \$175 [8:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$293  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$294  = \$176 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$295  = \$178 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$296  = \$signal$256 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$297  = vb;
-    if (rst) begin
+    if (rst_fc1) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$298  = v_out_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$299  = v_out_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$300  = v_out_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$301  = ka;
-    if (rst) begin
+    if (rst_fc1) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$302  = skipped_d1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$303  = skipped_d2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$304  = skipped_d3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$305  = skipped_d4;
-    if (rst) begin
+    if (rst_fc1) begin
       \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$306  = \$189 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$307  = \$191 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$307  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$308  = \$26 [2:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$308  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$309  = credits_room_next;
-    if (rst) begin
+    if (rst_fc1) begin
       \$309  = 1'h1;
     end
   end
@@ -36277,7 +36410,7 @@ module \flexor_lenet5.fc1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -36341,8 +36474,8 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
   wire pop;
   wire push;
   reg [1:0] rd = 2'h0;
-  input rst;
-  wire rst;
+  input rst_fc1;
+  wire rst_fc1;
   reg [1:0] used = 2'h0;
   input [7:0] w_data;
   wire [7:0] w_data;
@@ -36410,7 +36543,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$44  = \$35 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$44  = 1'h1;
     end
   end
@@ -36441,7 +36574,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     if (head_free) begin
       \$39  = \$13 ;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$39  = 1'h0;
     end
   end
@@ -36458,7 +36591,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     if (pop) begin
       \$41  = \$17 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$41  = 2'h0;
     end
   end
@@ -36468,14 +36601,14 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__read
     if (push) begin
       \$42  = \$20 [1:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$42  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$43  = \$28 [1:0];
-    if (rst) begin
+    if (rst_fc1) begin
       \$43  = 2'h0;
     end
   end
@@ -36577,7 +36710,7 @@ module \flexor_lenet5.fc1.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
+module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
@@ -36865,8 +36998,8 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   reg primed = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] raddr;
-  input rst;
-  wire rst;
+  input rst_fc1;
+  wire rst_fc1;
   reg [15:0] slot0 = 16'h0000;
   reg [15:0] slot1 = 16'h0000;
   reg [15:0] slot2 = 16'h0000;
@@ -37172,91 +37305,91 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$240  = \$21 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$240  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$241  = \$31 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$242  = \$41 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$243  = \$51 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$244  = \$61 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$245  = \$71 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$246  = \$81 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$247  = \$91 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$248  = \$156 ;
-    if (rst) begin
+    if (rst_fc1) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$249  = v1;
-    if (rst) begin
+    if (rst_fc1) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$250  = v2;
-    if (rst) begin
+    if (rst_fc1) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$251  = v3;
-    if (rst) begin
+    if (rst_fc1) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$252  = v4;
-    if (rst) begin
+    if (rst_fc1) begin
       \$252  = 1'h0;
     end
   end
@@ -37266,7 +37399,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$221 ) begin
       \$253  = \$224 [15:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$253  = 16'h0000;
     end
   end
@@ -37276,7 +37409,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     if (at7) begin
       \$254  = 1'h1;
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$254  = 1'h0;
     end
   end
@@ -37286,7 +37419,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$226 ) begin
       \$255  = \$229 [2:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$255  = 3'h0;
     end
   end
@@ -37296,7 +37429,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
     if (v5) begin
       \$256  = \$232 [2:0];
     end
-    if (rst) begin
+    if (rst_fc1) begin
       \$256  = 3'h0;
     end
   end
@@ -37367,7 +37500,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
+module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -37423,8 +37556,8 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   wire [31:0] out;
   (* init = 1'h1 *)
   wire ready;
-  input rst;
-  wire rst;
+  input rst_fc1_to_fc2;
+  wire rst_fc1_to_fc2;
   wire take;
   wire valid_next;
   reg [31:0] word = 32'd0;
@@ -37473,28 +37606,28 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$24  = valid_next;
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$25  = \$signal ;
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$26  = \$13 ;
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$26  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$27  = \$16 ;
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$27  = 1'h0;
     end
   end
@@ -37504,7 +37637,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     if (take) begin
       \$28  = \$18 [8:0];
     end
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$28  = 9'h000;
     end
   end
@@ -37514,7 +37647,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
     if (take) begin
       \$29  = \$20 ;
     end
-    if (rst) begin
+    if (rst_fc1_to_fc2) begin
       \$29  = 4'h1;
     end
   end
@@ -37537,7 +37670,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__valid,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -37788,8 +37921,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
   reg [19:0] rq0_shifted = 20'h00000;
   reg rq0_under = 1'h0;
   wire [15:0] rq0_y;
-  input rst;
-  wire rst;
+  input rst_fc2;
+  wire rst_fc2;
   reg [6:0] s_idx = 7'h00;
   reg s_last = 1'h0;
   (* init = 18'h00000 *)
@@ -38216,8 +38349,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
   assign \$99  = step & s_last;
   assign \$100  = o__valid & \o__ready$70 ;
   assign \$101  = \$100  + skipped_d5;
-  assign \$102  = ~ rst;
-  assign \$104  = rst ? 1'h0 : take;
+  assign \$102  = ~ rst_fc2;
+  assign \$104  = rst_fc2 ? 1'h0 : take;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
@@ -38378,7 +38511,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     .o__payload(o__payload),
     .o__ready(\o__ready$70 ),
     .o__valid(o__valid),
-    .rst(rst),
+    .rst_fc2(rst_fc2),
     .w_data(\$18 [15:0]),
     .w_en(\w_en$75 )
   );
@@ -38429,7 +38562,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     .data(\data$130 ),
     .o__payload(\o__payload$91 ),
     .o__ready(step),
-    .rst(rst)
+    .rst_fc2(rst_fc2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
@@ -38447,7 +38580,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     if (take) begin
       \$105  = \$24 [6:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$105  = 7'h00;
     end
   end
@@ -38462,49 +38595,49 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     if (load) begin
       \$106  = 1'h0;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$107  = \$26 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$107  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$108  = 1'h1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$108  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$109  = \$signal ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$110  = n_last_next;
-    if (rst) begin
+    if (rst_fc2) begin
       \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$111  = \$27 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$112  = r_next;
-    if (rst) begin
+    if (rst_fc2) begin
       \$112  = 8'h00;
     end
   end
@@ -38514,7 +38647,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     if (step) begin
       \$113  = \$29 [6:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$113  = 7'h00;
     end
   end
@@ -38526,7 +38659,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
         \$114  = \$31 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$114  = 4'h0;
     end
   end
@@ -38539,7 +38672,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     if (load) begin
       \$115  = 1'h1;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$115  = 1'h0;
     end
   end
@@ -38549,7 +38682,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     if (load) begin
       \$116  = \$33 ;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$116  = 8'h00;
     end
   end
@@ -38559,7 +38692,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     if (load) begin
       \$117  = \$34 ;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$117  = 1'h0;
     end
   end
@@ -38569,7 +38702,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     if (step) begin
       \$118  = \$39 [4:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$118  = 5'h00;
     end
   end
@@ -38581,35 +38714,35 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
         \$119  = \$44 [4:0];
       end
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$119  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$120  = \$50 [4:0];
-    if (rst) begin
+    if (rst_fc2) begin
       \$120  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$121  = step;
-    if (rst) begin
+    if (rst_fc2) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$122  = \$51 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$123  = s_last;
-    if (rst) begin
+    if (rst_fc2) begin
       \$123  = 1'h0;
     end
   end
@@ -38652,70 +38785,70 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$128  = \$signal$88 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$129  = v2_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$130  = v2_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$131  = \$signal$89 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$132  = first2_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$133  = first2_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$134  = last1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$135  = last2_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$136  = last2_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$137  = group_end;
-    if (rst) begin
+    if (rst_fc2) begin
       \$137  = 1'h0;
     end
   end
@@ -38762,7 +38895,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     end else if (ser) begin
       \$143  = \$82 [0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$143  = 1'h0;
     end
   end
@@ -38772,119 +38905,119 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$70 , i__valid, w_data, o__va
     if (ser) begin
       \$144  = \$85 [3:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$144  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$145  = \$86 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$146  = \$88 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$147  = \$signal$110 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$148  = vb;
-    if (rst) begin
+    if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$149  = v_out_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$150  = v_out_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$151  = v_out_d3;
-    if (rst) begin
+    if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$152  = ka;
-    if (rst) begin
+    if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$153  = skipped_d1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$154  = skipped_d2;
-    if (rst) begin
+    if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$155  = skipped_d3;
-    if (rst) begin
+    if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$156  = skipped_d4;
-    if (rst) begin
+    if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$157  = \$99 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$158  = \$101 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$158  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$159  = \$21 [1:0];
-    if (rst) begin
+    if (rst_fc2) begin
       \$159  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$160  = credits_room_next;
-    if (rst) begin
+    if (rst_fc2) begin
       \$160  = 1'h1;
     end
   end
@@ -39024,7 +39157,7 @@ module \flexor_lenet5.fc2.dec_0_0_0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39080,8 +39213,8 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
   wire pop;
   wire push;
   reg rd = 1'h0;
-  input rst;
-  wire rst;
+  input rst_fc2;
+  wire rst_fc2;
   reg used = 1'h0;
   input [15:0] w_data;
   wire [15:0] w_data;
@@ -39148,7 +39281,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     if (head_free) begin
       \$32  = \$8 ;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$32  = 1'h0;
     end
   end
@@ -39165,7 +39298,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     if (pop) begin
       \$34  = \$12 [0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$34  = 1'h0;
     end
   end
@@ -39175,21 +39308,21 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     if (push) begin
       \$35  = \$15 [0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$35  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$36  = \$23 [0];
-    if (rst) begin
+    if (rst_fc2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$37  = \$30 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$37  = 1'h1;
     end
   end
@@ -39268,7 +39401,7 @@ module \flexor_lenet5.fc2.rq0_mul0_17_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
+module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39427,8 +39560,8 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   reg primed = 1'h0;
   (* init = 11'h000 *)
   wire [10:0] raddr;
-  input rst;
-  wire rst;
+  input rst_fc2;
+  wire rst_fc2;
   reg [15:0] slot0 = 16'h0000;
   reg [15:0] slot1 = 16'h0000;
   reg [15:0] slot2 = 16'h0000;
@@ -39593,49 +39726,49 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$123  = \$15 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$124  = \$25 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$125  = \$35 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$126  = \$45 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$127  = \$55 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$128  = \$81 ;
-    if (rst) begin
+    if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$129  = v1;
-    if (rst) begin
+    if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
@@ -39645,7 +39778,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$107 ) begin
       \$130  = \$110 [10:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$130  = 11'h000;
     end
   end
@@ -39655,7 +39788,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (at4) begin
       \$131  = 1'h1;
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
@@ -39665,7 +39798,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (\$112 ) begin
       \$132  = \$115 [1:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$132  = 2'h0;
     end
   end
@@ -39675,7 +39808,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
     if (v2) begin
       \$133  = \$118 [1:0];
     end
-    if (rst) begin
+    if (rst_fc2) begin
       \$133  = 2'h0;
     end
   end
@@ -39719,7 +39852,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__payload, r_en, clk);
+module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid, i__payload, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -39859,8 +39992,8 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
   input r_en;
   wire r_en;
   wire r_rdy;
-  input rst;
-  wire rst;
+  input rst_pool1;
+  wire rst_pool1;
   wire take;
   reg v4 = 1'h0;
   wire [7:0] w_data;
@@ -40459,7 +40592,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     .r_data(o__payload),
     .r_en(r_en),
     .r_rdy(o__valid),
-    .rst(rst),
+    .rst_pool1(rst_pool1),
     .w_en(w_en),
     .w_port__data(new2)
   );
@@ -40469,7 +40602,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
     if (take) begin
       \$65  = \$24 [4:0];
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$65  = 5'h00;
     end
   end
@@ -40481,7 +40614,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
         \$66  = \$28 [4:0];
       end
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$66  = 5'h00;
     end
   end
@@ -40493,7 +40626,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
         \$67  = \$33 [0];
       end
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$67  = 1'h0;
     end
   end
@@ -40505,7 +40638,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
         \$68  = \$38 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$68  = 4'h0;
     end
   end
@@ -40519,7 +40652,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
         end
       end
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$69  = 5'h00;
     end
   end
@@ -40533,126 +40666,126 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
         end
       end
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$71  = take;
-    if (rst) begin
+    if (rst_pool1) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$72  = \$50 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$73  = \$53 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$74  = \$56 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$75  = \$12 [8:0];
-    if (rst) begin
+    if (rst_pool1) begin
       \$75  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$76  = \$signal ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$77  = \$signal$44 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$78  = \$signal$9 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$79  = \$signal$10 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$80  = addr1;
-    if (rst) begin
+    if (rst_pool1) begin
       \$80  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$81  = \$57 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$82  = addr2;
-    if (rst) begin
+    if (rst_pool1) begin
       \$82  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$83  = wport__en;
-    if (rst) begin
+    if (rst_pool1) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$84  = wport__addr;
-    if (rst) begin
+    if (rst_pool1) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$85  = \$60 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$86  = \$62 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$87  = \$64 ;
-    if (rst) begin
+    if (rst_pool1) begin
       \$87  = 1'h0;
     end
   end
@@ -40674,7 +40807,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__p
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, r_en, clk);
+module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, level, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -40715,8 +40848,8 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
   wire [7:0] r_port__data;
   output r_rdy;
   wire r_rdy;
-  input rst;
-  wire rst;
+  input rst_pool1;
+  wire rst_pool1;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
@@ -40771,7 +40904,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
     if (\$1 ) begin
       \$19  = \$4 [1:0];
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$19  = 2'h0;
     end
   end
@@ -40781,7 +40914,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
     if (\$5 ) begin
       \$20  = \$8 [1:0];
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$20  = 2'h0;
     end
   end
@@ -40794,7 +40927,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
     if (\$17 ) begin
       \$21  = \$18 [1:0];
     end
-    if (rst) begin
+    if (rst_pool1) begin
       \$21  = 2'h0;
     end
   end
@@ -40807,7 +40940,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
+module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -40947,8 +41080,8 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   input r_en;
   wire r_en;
   wire r_rdy;
-  input rst;
-  wire rst;
+  input rst_pool2;
+  wire rst_pool2;
   wire take;
   reg v4 = 1'h0;
   wire [7:0] w_data;
@@ -41547,7 +41680,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     .r_data(o__payload),
     .r_en(r_en),
     .r_rdy(o__valid),
-    .rst(rst),
+    .rst_pool2(rst_pool2),
     .w_en(w_en),
     .w_port__data(new2)
   );
@@ -41557,7 +41690,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     if (take) begin
       \$65  = \$24 [5:0];
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$65  = 6'h00;
     end
   end
@@ -41569,7 +41702,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
         \$66  = \$28 [3:0];
       end
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$66  = 4'h0;
     end
   end
@@ -41581,7 +41714,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
         \$67  = \$33 [0];
       end
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$67  = 1'h0;
     end
   end
@@ -41593,7 +41726,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
         \$68  = \$38 [2:0];
       end
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$68  = 3'h0;
     end
   end
@@ -41607,7 +41740,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
         end
       end
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$69  = 4'h0;
     end
   end
@@ -41621,126 +41754,126 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
         end
       end
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$71  = take;
-    if (rst) begin
+    if (rst_pool2) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$72  = \$50 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$73  = \$53 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$74  = \$56 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$75  = \$12 [8:0];
-    if (rst) begin
+    if (rst_pool2) begin
       \$75  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$76  = \$signal ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$77  = \$signal$44 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$78  = \$signal$9 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$79  = \$signal$10 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$80  = addr1;
-    if (rst) begin
+    if (rst_pool2) begin
       \$80  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$81  = \$57 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$82  = addr2;
-    if (rst) begin
+    if (rst_pool2) begin
       \$82  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$83  = wport__en;
-    if (rst) begin
+    if (rst_pool2) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$84  = wport__addr;
-    if (rst) begin
+    if (rst_pool2) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$85  = \$60 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$86  = \$62 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$87  = \$64 ;
-    if (rst) begin
+    if (rst_pool2) begin
       \$87  = 1'h0;
     end
   end
@@ -41762,7 +41895,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
+module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -41803,8 +41936,8 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   wire [7:0] r_port__data;
   output r_rdy;
   wire r_rdy;
-  input rst;
-  wire rst;
+  input rst_pool2;
+  wire rst_pool2;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
@@ -41859,7 +41992,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     if (\$1 ) begin
       \$19  = \$4 [1:0];
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$19  = 2'h0;
     end
   end
@@ -41869,7 +42002,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     if (\$5 ) begin
       \$20  = \$8 [1:0];
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$20  = 2'h0;
     end
   end
@@ -41882,7 +42015,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     if (\$17 ) begin
       \$21  = \$18 [1:0];
     end
-    if (rst) begin
+    if (rst_pool2) begin
       \$21  = 2'h0;
     end
   end

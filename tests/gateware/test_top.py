@@ -160,3 +160,72 @@ def test_every_stage_is_one_named_submodule():
     assert len(names) == len(set(names))
     fragment = Fragment.get(top, None)
     assert {name for _, name, _ in fragment.subfragments} == set(names)
+
+
+def _held_reset(dut, junk):
+    """A ``before`` for :func:`run_stream`: ``junk`` beats into the top, then ``rst`` for two
+    cycles with ``i.valid`` high: in those cycles and the one after, the top takes no beat
+    and gives none."""
+    async def before(ctx, rst):
+        for beat in junk:
+            ctx.set(dut.i.payload, beat)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(rst, 1)
+        seen = []
+        for k in range(3):
+            if k == 2:
+                ctx.set(rst, 0)
+            _, _, ready, valid = await ctx.tick().sample(dut.i.ready, dut.o.valid)
+            seen.append((ready, valid))
+        ctx.set(dut.i.valid, 0)
+        assert seen == [(0, 0)] * 3
+    return before
+
+
+@pytest.mark.parametrize("spec, shape, stall", [
+    ("c4k3p1,res4,res8s2,gap,fc5", (3, 8, 8), 0.3),        # forks, skip FIFOs, adds
+    ("c3k3p1,mp2,c4k3s2p1,fc5", (2, 8, 7), 0.2),
+])
+def test_reset_tree_top_resets_every_unit_mid_image(spec, shape, stall):
+    """The top as emitted (``clk`` and ``rst`` its own, each unit reset by its own copy of
+    ``rst``): a reset in the middle of an image, with beats offered through it, leaves every
+    unit at the start (line buffers half written, windows and units mid-way); the images
+    after it come out exact, under stalls."""
+    pkg = random_graph(shape, spec, q=1, n_in=5, n_out=9, seed=4, negative_alpha=0.3,
+                       calibration=8)
+    graph = plan_hardware(pkg, lanes=2, frac_bits=13)
+    dut = hardware_top(graph, reset_tree=True)
+    x = np.random.default_rng(3).integers(0, 256, (3, *shape))
+    want = run_int(pkg, x[1:], 13)[-1].reshape(-1).tolist()
+    beats = image_beats(x)
+    junk = beats[:len(beats) // 3 // 2]                 # half of the first image
+    run = run_stream(dut, beats[len(beats) // 3:], len(want), in_stall=stall,
+                     out_stall=stall, seed=5, before=_held_reset(dut, junk))
+    assert run.outputs == want
+
+
+def test_reset_tree_reaches_each_unit_through_a_register_of_its_own(tmp_path):
+    """In the emitted Verilog the top's ``rst`` goes into one register per unit and one for
+    the top's ports, and each unit's logic is reset by its own register alone."""
+    import re
+    from flexor_hw.build import _unit_name, build
+    from flexor_hw.package import save
+    pkg = random_graph((3, 8, 8), "c4k3p1,res4,mp2,fc5", q=1, n_in=5, n_out=9, seed=4,
+                       calibration=8)
+    save(pkg, tmp_path / "p.flexor.npz")
+    manifest = build(tmp_path / "p.flexor.npz", tmp_path / "out", frac_bits=13, quiet=True)
+    text = (tmp_path / "out" / manifest["verilog"]).read_text()
+    modules = text.split("\nmodule ")
+    body = modules[1].split(";", 1)[1]                  # the top module, after its header
+    names = [n["modules"][0] for n in manifest["nodes"]]
+    copies = re.findall(r"\) (rst_\w+)_copy \(\s*\.clk\(clk\),\s*\.d\(rst\),", body)
+    assert sorted(copies) == sorted([f"rst_{n}" for n in names] + ["rst_top"])
+    uses = [line for line in body.splitlines() if re.search(r"\brst\b", line)
+            and not re.search(r"^\s*(input|wire|\.d\()", line)]
+    assert uses == ["  assign held = rst | rst_top;"], uses
+    for n in names:
+        unit = next(t for t in modules if t.startswith(f"\\{manifest['top']}.{n} "))
+        assert re.search(rf"\brst_{n}\b", unit.split(";", 1)[0])       # a port of the unit
+    assert not any(re.search(r"\brst\b", t) for t in modules[2:])
+    assert sum(len(re.findall(r"\bif \(rst_", t)) for t in modules[2:]) > 10 * len(names)
