@@ -48,7 +48,8 @@ def _ports(top, package, in_range, outputs, argmax):
     return [
         {"name": "clk", "width": 1, "direction": "input", "meaning": "clock, rising edge"},
         {"name": "rst", "width": 1, "direction": "input",
-         "meaning": "synchronous reset, active high"},
+         "meaning": "synchronous reset, active high; no beat is taken or given while it is "
+                    "high and in the cycle after"},
         {"name": "i__payload", "width": shape_in.width, "signed": shape_in.signed,
          "direction": "input",
          "meaning": f"input activation ({kind(shape_in)}, range [{lo}, {hi}]); "
