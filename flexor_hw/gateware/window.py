@@ -8,6 +8,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import copy_register
+
 __all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
 
 
@@ -85,10 +87,15 @@ class SlidingWindow(wiring.Component):
     channels, height, width : int
     kernel, stride, padding : int or (int, int)
         ``(h, w)``; ``padding`` is zero padding on both sides.
+    emit : bool
+        The line buffer's registered write port (:func:`_registered_write`) as
+        ``flexor_copy`` instances, which Yosys keeps apart (Verilog); else plain registers.
     """
 
-    def __init__(self, shape, channels, height, width, kernel, *, stride=1, padding=0):
+    def __init__(self, shape, channels, height, width, kernel, *, stride=1, padding=0,
+                 emit=False):
         self._shape = Shape.cast(shape)
+        self._emit = emit
         self._c = _positive("Channels", channels)
         self._h = _positive("Height", height)
         self._w = _positive("Width", width)
@@ -173,8 +180,8 @@ class SlidingWindow(wiring.Component):
         # H + r of this one). Once the reader is done, every row of its image is free.
         can_write = Signal(init=1)      # a register (_write_room)
         write = Signal()
-        m.d.comb += [inp.ready.eq(can_write), write.eq(inp.valid & can_write),
-                     wr.addr.eq(w_addr), wr.data.eq(inp.payload), wr.en.eq(write)]
+        m.d.comb += [inp.ready.eq(can_write), write.eq(inp.valid & can_write)]
+        _registered_write(m, wr, w_addr, inp.payload, write, "", self._emit)
 
         # The reader hands its image over to the writer's when it is done and the writer has
         # moved on (one cycle; the reader's counters are already back at the start).
@@ -369,8 +376,8 @@ class RowWindow(SlidingWindow):
         m.d.comb += [inp.ready.eq(can_write), write.eq(inp.valid & can_write)]
 
         for b, (wr, _) in enumerate(banks):
-            m.d.comb += [wr.addr.eq(w_grp + w_c), wr.data.eq(inp.payload),
-                         wr.en.eq(write & (w_b == b))]
+            _registered_write(m, wr, w_grp + w_c, inp.payload, write & (w_b == b), str(b),
+                              self._emit)
         switch = Signal()
         m.d.comb += switch.eq(r_done & ahead)
 
@@ -461,6 +468,23 @@ class RowWindow(SlidingWindow):
             pad=row_pad, ky=ky, ky_moves=Const(1), last_ky=last_ky, row_end=row_end,
             last_oy=last_oy, pad1=pad1)
         return m
+
+
+def _registered_write(m, port, addr, data, en, name, emit):
+    """A line buffer's write a cycle after the writer's beat: its address, data and enable
+    each a register of the port's own (a kept copy, one per bank), so the writer's counters
+    stay by the input and the copies by the block RAMs (the writer's registers, pulled
+    between its input and banks in several block RAM rows, had nets of 10 ns on the
+    placed ResNet-20). A row is read at the earliest two cycles after the beat that
+    completes it (``avail`` is a register, the read address another), so the write a cycle
+    late is in the memory first, and never in the cycle the same place is read. A write
+    that waits as the reset comes lands in its first cycle, before any new one."""
+    width = len(port.addr)
+    m.d.comb += [
+        port.addr.eq(copy_register(m, addr[:width], f"w_addr{name}_q", emit=emit)),
+        port.data.eq(copy_register(m, data, f"w_data{name}_q", emit=emit)),
+        port.en.eq(copy_register(m, en, f"w_en{name}_q", emit=emit)),
+    ]
 
 
 def _read_stages(m, src, avail):

@@ -206,6 +206,8 @@ class SlidingWindow(Stage):
         # there), flip-flops where the buffer is LUT RAM or on the iCE40
         if self.family != "ecp5" or not all(mem["block_rams"] for mem in mems):
             ffs += self.x_shape.width * self.simd
+        # each memory's registered write port: address, data and enable
+        ffs += sum(max(1, (mem["depth"] - 1).bit_length()) + mem["width"] + 1 for mem in mems)
         return _with_memories({"luts": c["luts"], "ffs": ffs, "brams": 0, "dsps": 0}, mems)
 
     def describe(self):
@@ -218,7 +220,7 @@ class SlidingWindow(Stage):
         from ..gateware.window import RowWindow, SlidingWindow
         unit = RowWindow if self.simd > 1 else SlidingWindow
         return unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
-                    stride=self.stride, padding=self.padding)
+                    stride=self.stride, padding=self.padding, emit=files is not None)
 
 
 @register

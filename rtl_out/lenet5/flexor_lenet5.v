@@ -143,13 +143,13 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
+    .\i__payload$81 (i__payload),
     .\i__ready$18 (i_held__ready),
     .\i__valid$21 (i_held__valid),
     .\o__payload$12 (\i__payload$16 ),
     .\o__ready$14 (\o__ready$20 ),
     .\o__valid$16 (\i__valid$18 ),
-    .rst_conv1_window(rst_conv1_window),
-    .wr__data(i__payload)
+    .rst_conv1_window(rst_conv1_window)
   );
   \flexor_lenet5.conv1_window_to_conv1  conv1_window_to_conv1 (
     .clk(clk),
@@ -173,7 +173,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .\i__payload$26 (\i__payload$34 ),
+    .\i__payload$124 (\i__payload$34 ),
     .\i__ready$18 (\o__ready$38 ),
     .\i__valid$21 (\i__valid$36 ),
     .\o__payload$12 (\i__payload$40 ),
@@ -3424,7 +3424,7 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
+module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_window, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7412,9 +7412,9 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   wire \$998 ;
   wire \$999 ;
   wire \$signal ;
-  wire \$signal$36 ;
-  reg \$signal$37  = 1'h0;
-  wire \$signal$38 ;
+  wire \$signal$37 ;
+  reg \$signal$38  = 1'h0;
+  wire \$signal$39 ;
   reg ahead = 1'h0;
   reg avail = 1'h1;
   wire avail_comb;
@@ -7429,17 +7429,18 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   reg [6:0] d = 7'h02;
   wire [8:0] i__payload;
   wire [7:0] \i__payload$10 ;
-  wire [7:0] \i__payload$25 ;
-  wire [8:0] \i__payload$43 ;
+  wire [8:0] \i__payload$44 ;
+  input [7:0] \i__payload$81 ;
+  wire [7:0] \i__payload$81 ;
   wire i__ready;
   output \i__ready$18 ;
   reg \i__ready$18  = 1'h1;
-  wire \i__ready$35 ;
+  wire \i__ready$36 ;
   wire \i__ready$9 ;
   wire i__valid;
   input \i__valid$21 ;
   wire \i__valid$21 ;
-  reg \i__valid$34  = 1'h0;
+  reg \i__valid$35  = 1'h0;
   wire \i__valid$6 ;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
@@ -7492,12 +7493,13 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   reg [7:0] step_next_row = 8'h70;
   reg [2:0] step_next_slot = 3'h4;
   wire switch;
-  (* init = 8'h00 *)
-  wire [7:0] w_addr;
+  reg [7:0] w_addr = 8'h00;
+  wire [7:0] w_addr_q;
+  wire [7:0] w_data_q;
+  wire w_en_q;
   reg [4:0] w_px = 5'h00;
   reg [4:0] w_row = 5'h00;
-  reg [7:0] wr__addr = 8'h00;
-  input [7:0] wr__data;
+  wire [7:0] wr__addr;
   wire [7:0] wr__data;
   wire wr__en;
   wire write;
@@ -7675,7 +7677,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
     mem[167] = 8'h00;
   end
   always @(posedge clk) begin
-    if (write)
+    if (wr__en)
       mem[wr__addr] <= wr__data;
   end
   reg [7:0] _0_;
@@ -7695,11 +7697,11 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   assign \$5  = $signed(ix) >= $signed(6'h1c);
   assign \$6  = \$4  | \$5 ;
   assign pad = \$3  | \$6 ;
-  assign \$7  = ~ \i__valid$34 ;
-  assign \$signal  = \$7  | \i__ready$35 ;
-  assign \$8  = ~ \$signal$37 ;
-  assign \$signal$36  = \$8  | \$signal ;
-  assign \$signal$38  = \$signal$36  & avail;
+  assign \$7  = ~ \i__valid$35 ;
+  assign \$signal  = \$7  | \i__ready$36 ;
+  assign \$8  = ~ \$signal$38 ;
+  assign \$signal$37  = \$8  | \$signal ;
+  assign \$signal$39  = \$signal$37  & avail;
   assign \$9  = ~ r_done;
   assign \$10  = pad | ahead;
   assign \$11  = ~ d[6];
@@ -7752,8 +7754,8 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   assign \$57  = w_px == 5'h1b;
   assign \$58  = w_px + 1'h1;
   assign \$59  = \$57  ? 6'h00 : \$58 ;
-  assign \$60  = wr__addr == 8'ha7;
-  assign \$61  = wr__addr + 1'h1;
+  assign \$60  = w_addr == 8'ha7;
+  assign \$61  = w_addr + 1'h1;
   assign \$62  = \$60  ? 9'h000 : \$61 ;
   assign \$63  = w_px == 5'h1b;
   assign \$64  = ~ ahead;
@@ -7857,7 +7859,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   assign \$171  = \$169  & \$170 ;
   assign \$174  = ox == 5'h1b;
   assign \$175  = \$173  & \$174 ;
-  assign \$176  = \$signal$38  & \$175 ;
+  assign \$176  = \$signal$39  & \$175 ;
   assign \$177  = oy == 5'h1b;
   assign \$178  = w_px == 5'h1b;
   assign \$179  = write & \$178 ;
@@ -7896,7 +7898,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   assign \$212  = \$210  & \$211 ;
   assign \$215  = ox == 5'h1b;
   assign \$216  = \$214  & \$215 ;
-  assign \$217  = \$signal$38  & \$216 ;
+  assign \$217  = \$signal$39  & \$216 ;
   assign \$218  = w_px == 5'h1b;
   assign \$219  = write & \$218 ;
   assign \$220  = ~ ahead;
@@ -8069,7 +8071,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   assign \$396  = \$394  & \$395 ;
   assign \$399  = ox == 5'h1b;
   assign \$400  = \$398  & \$399 ;
-  assign \$401  = \$signal$38  & \$400 ;
+  assign \$401  = \$signal$39  & \$400 ;
   assign \$402  = oy == 5'h1b;
   assign \$403  = $signed(room_low_21) - $signed(2'h1);
   assign \$404  = \$402  ? 7'h17 : \$403 ;
@@ -8097,7 +8099,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   assign \$426  = \$424  & \$425 ;
   assign \$429  = ox == 5'h1b;
   assign \$430  = \$428  & \$429 ;
-  assign \$431  = \$signal$38  & \$430 ;
+  assign \$431  = \$signal$39  & \$430 ;
   assign \$432  = oy == 5'h1b;
   assign \$433  = $signed(room_low_22) - $signed(2'h1);
   assign \$434  = \$432  ? 7'h18 : \$433 ;
@@ -11599,20 +11601,20 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   assign \$3947  = \$3430  | \$3946 ;
   assign \$3948  = \$3425  & \$3947 ;
   assign \$3949  = \$3424  ? \$3948  : avail;
-  assign \$3950  = \$signal$38  ? \$3422  : \$3949 ;
+  assign \$3950  = \$signal$39  ? \$3422  : \$3949 ;
   assign \$3951  = switch ? \$1277  : \$3950 ;
   always @(posedge clk)
     w_px <= \$3952 ;
   always @(posedge clk)
-    wr__addr <= \$3953 ;
+    w_addr <= \$3953 ;
   always @(posedge clk)
     ahead <= \$3954 ;
   always @(posedge clk)
     w_row <= \$3955 ;
   always @(posedge clk)
-    \$signal$37  <= \$3956 ;
+    \$signal$38  <= \$3956 ;
   always @(posedge clk)
-    \i__valid$34  <= \$3957 ;
+    \i__valid$35  <= \$3957 ;
   always @(posedge clk)
     step_next_slot <= \$73 [2:0];
   always @(posedge clk)
@@ -11703,14 +11705,38 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   );
   \flexor_lenet5.conv1_window.read  read (
     .clk(clk),
-    .i__ready(\i__ready$35 ),
-    .i__valid(\i__valid$34 ),
+    .i__ready(\i__ready$36 ),
+    .i__valid(\i__valid$35 ),
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$10424$0 (pad_reg),
+    .\port$10442$0 (pad_reg),
     .\port$4033$0 (rd__data),
     .rst_conv1_window(rst_conv1_window)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_addr_q_copy (
+    .clk(clk),
+    .d(w_addr),
+    .q(wr__addr)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_data_q_copy (
+    .clk(clk),
+    .d(\i__payload$81 ),
+    .q(wr__data)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_q_copy (
+    .clk(clk),
+    .d(write),
+    .q(wr__en)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
@@ -11724,7 +11750,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3953  = wr__addr;
+    \$3953  = w_addr;
     if (write) begin
       \$3953  = \$62 [7:0];
     end
@@ -11768,8 +11794,8 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3956  = \$signal$37 ;
-    if (\$signal$36 ) begin
+    \$3956  = \$signal$38 ;
+    if (\$signal$37 ) begin
       \$3956  = avail;
     end
     if (rst_conv1_window) begin
@@ -11778,9 +11804,9 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3957  = \i__valid$34 ;
+    \$3957  = \i__valid$35 ;
     if (\$signal ) begin
-      \$3957  = \$signal$37 ;
+      \$3957  = \$signal$38 ;
     end
     if (rst_conv1_window) begin
       \$3957  = 1'h0;
@@ -11789,14 +11815,14 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3958  = pad_a;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       \$3958  = pad;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3959  = rd__addr;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       \$3959  = \$104 [7:0];
     end
   end
@@ -11810,7 +11836,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3961  = kx;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       \$3961  = \$107 [2:0];
     end
     if (rst_conv1_window) begin
@@ -11820,7 +11846,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3962  = col_addr;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
         \$3962  = \$110 [5:0];
@@ -11845,7 +11871,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3963  = ky;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11859,7 +11885,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3964  = row_addr;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11892,7 +11918,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3965  = ox;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11914,7 +11940,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3966  = ix0;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11936,7 +11962,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3967  = ix0c;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11958,7 +11984,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3968  = oy;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11982,7 +12008,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3969  = low;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12006,7 +12032,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3970  = r_done;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12035,7 +12061,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3971  = base_slot;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12066,7 +12092,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3972  = base_row;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12097,7 +12123,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3973  = ix;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       (* full_case = 32'd1 *)
       if (\$151 ) begin
         \$3973  = \$155 [5:0];
@@ -12114,7 +12140,7 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3974  = iy;
-    if (\$signal$38 ) begin
+    if (\$signal$39 ) begin
       if (\$159 ) begin
         (* full_case = 32'd1 *)
         if (\$161 ) begin
@@ -12222,12 +12248,12 @@ module \flexor_lenet5.conv1_window (wr__data, \i__valid$21 , rst_conv1_window, \
   assign \o__ready$15  = \o__ready$14 ;
   assign \o__valid$17  = \o__valid$16 ;
   assign can_write = \i__ready$18 ;
-  assign w_addr = wr__addr;
-  assign \i__payload$25  = wr__data;
-  assign wr__en = write;
+  assign w_addr_q = wr__addr;
+  assign w_data_q = wr__data;
+  assign w_en_q = wr__en;
   assign r_addr = rd__addr;
   assign rd__en = \$signal ;
-  assign \i__payload$43  = { pad_reg, rd__data };
+  assign \i__payload$44  = { pad_reg, rd__data };
   assign \$123  = 1'h1;
   assign \$124  = 2'h1;
   assign \$125  = 2'h0;
@@ -12416,7 +12442,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst_conv1_window, i__payload, i__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \port$4033$0 , i__valid, \port$10424$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \port$4033$0 , i__valid, \port$10442$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -12438,8 +12464,8 @@ module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$10424$0 ;
-  wire \port$10424$0 ;
+  input \port$10442$0 ;
+  wire \port$10442$0 ;
   input [7:0] \port$4033$0 ;
   wire [7:0] \port$4033$0 ;
   input rst_conv1_window;
@@ -12466,11 +12492,11 @@ module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$10424$0 , \port$4033$0  };
+      \$5  = { \port$10442$0 , \port$4033$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$10424$0 , \port$4033$0  };
+  assign i__payload = { \port$10442$0 , \port$4033$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21387,11 +21413,11 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_window, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
+module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_window, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [5:0] \$100 ;
   wire \$1000 ;
   wire \$1001 ;
   wire \$1002 ;
@@ -21402,7 +21428,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1007 ;
   wire \$1008 ;
   wire \$1009 ;
-  wire \$101 ;
+  wire [5:0] \$101 ;
   wire \$1010 ;
   wire \$1011 ;
   wire \$1012 ;
@@ -21435,7 +21461,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1037 ;
   wire \$1038 ;
   wire \$1039 ;
-  wire \$104 ;
+  wire [4:0] \$104 ;
   wire \$1040 ;
   wire \$1041 ;
   wire \$1042 ;
@@ -21446,7 +21472,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1047 ;
   wire \$1048 ;
   wire \$1049 ;
-  wire \$105 ;
+  wire [4:0] \$105 ;
   wire \$1050 ;
   wire \$1051 ;
   wire \$1052 ;
@@ -21490,7 +21516,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1087 ;
   wire \$1088 ;
   wire \$1089 ;
-  wire \$109 ;
+  wire [3:0] \$109 ;
   wire \$1090 ;
   wire \$1091 ;
   wire \$1092 ;
@@ -21502,7 +21528,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1098 ;
   wire \$1099 ;
   wire \$11 ;
-  wire [5:0] \$110 ;
+  wire [3:0] \$110 ;
   wire \$1100 ;
   wire \$1101 ;
   wire \$1102 ;
@@ -21513,7 +21539,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1107 ;
   wire \$1108 ;
   wire \$1109 ;
-  wire [5:0] \$111 ;
+  wire \$111 ;
   wire \$1110 ;
   wire \$1111 ;
   wire \$1112 ;
@@ -21535,7 +21561,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1127 ;
   wire \$1128 ;
   wire \$1129 ;
-  wire \$113 ;
+  wire [11:0] \$113 ;
   wire \$1130 ;
   wire \$1131 ;
   wire \$1132 ;
@@ -21546,7 +21572,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1137 ;
   wire \$1138 ;
   wire \$1139 ;
-  wire [4:0] \$114 ;
+  wire \$114 ;
   wire \$1140 ;
   wire \$1141 ;
   wire \$1142 ;
@@ -21557,7 +21583,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1147 ;
   wire \$1148 ;
   wire \$1149 ;
-  wire [4:0] \$115 ;
+  wire [11:0] \$115 ;
   wire \$1150 ;
   wire \$1151 ;
   wire \$1152 ;
@@ -21568,7 +21594,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1157 ;
   wire \$1158 ;
   wire \$1159 ;
-  wire \$116 ;
+  wire [12:0] \$116 ;
   wire \$1160 ;
   wire \$1161 ;
   wire \$1162 ;
@@ -21579,7 +21605,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1167 ;
   wire \$1168 ;
   wire \$1169 ;
-  wire \$117 ;
+  wire [11:0] \$117 ;
   wire \$1170 ;
   wire \$1171 ;
   wire \$1172 ;
@@ -21590,7 +21616,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1177 ;
   wire \$1178 ;
   wire \$1179 ;
-  wire \$118 ;
+  wire [12:0] \$118 ;
   wire \$1180 ;
   wire \$1181 ;
   wire \$1182 ;
@@ -21601,7 +21627,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1187 ;
   wire \$1188 ;
   wire \$1189 ;
-  wire [3:0] \$119 ;
+  wire [11:0] \$119 ;
   wire \$1190 ;
   wire \$1191 ;
   wire \$1192 ;
@@ -21613,7 +21639,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1198 ;
   wire \$1199 ;
   wire \$12 ;
-  wire [3:0] \$120 ;
+  wire \$120 ;
   wire \$1200 ;
   wire \$1201 ;
   wire \$1202 ;
@@ -21624,7 +21650,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1207 ;
   wire \$1208 ;
   wire \$1209 ;
-  wire \$121 ;
+  wire [11:0] \$121 ;
   wire \$1210 ;
   wire \$1211 ;
   wire \$1212 ;
@@ -21635,7 +21661,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1217 ;
   wire \$1218 ;
   wire \$1219 ;
-  wire \$122 ;
+  wire [12:0] \$122 ;
   wire \$1220 ;
   wire \$1221 ;
   wire \$1222 ;
@@ -21657,7 +21683,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1237 ;
   wire \$1238 ;
   wire \$1239 ;
-  wire \$124 ;
+  wire [12:0] \$124 ;
   wire \$1240 ;
   wire \$1241 ;
   wire \$1242 ;
@@ -21668,7 +21694,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1247 ;
   wire \$1248 ;
   wire \$1249 ;
-  wire [11:0] \$125 ;
+  wire \$125 ;
   wire \$1250 ;
   wire \$1251 ;
   wire \$1252 ;
@@ -21679,7 +21705,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1257 ;
   wire \$1258 ;
   wire \$1259 ;
-  wire [12:0] \$126 ;
+  wire \$126 ;
   wire \$1260 ;
   wire \$1261 ;
   wire \$1262 ;
@@ -21690,7 +21716,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1267 ;
   wire \$1268 ;
   wire \$1269 ;
-  wire [11:0] \$127 ;
+  wire \$127 ;
   wire \$1270 ;
   wire \$1271 ;
   wire \$1272 ;
@@ -21701,7 +21727,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1277 ;
   wire \$1278 ;
   wire \$1279 ;
-  wire [12:0] \$128 ;
+  wire [4:0] \$128 ;
   wire \$1280 ;
   wire \$1281 ;
   wire \$1282 ;
@@ -21735,7 +21761,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1307 ;
   wire \$1308 ;
   wire \$1309 ;
-  wire [11:0] \$131 ;
+  wire \$131 ;
   wire \$1310 ;
   wire \$1311 ;
   wire \$1312 ;
@@ -21746,7 +21772,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1317 ;
   wire \$1318 ;
   wire \$1319 ;
-  wire [12:0] \$132 ;
+  wire \$132 ;
   wire \$1320 ;
   wire \$1321 ;
   wire \$1322 ;
@@ -21757,7 +21783,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1327 ;
   wire \$1328 ;
   wire \$1329 ;
-  wire [11:0] \$133 ;
+  wire [5:0] \$133 ;
   wire \$1330 ;
   wire \$1331 ;
   wire \$1332 ;
@@ -21768,7 +21794,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1337 ;
   wire \$1338 ;
   wire \$1339 ;
-  wire [12:0] \$134 ;
+  wire \$134 ;
   wire \$1340 ;
   wire \$1341 ;
   wire \$1342 ;
@@ -21790,7 +21816,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1357 ;
   wire \$1358 ;
   wire \$1359 ;
-  wire \$136 ;
+  wire [5:0] \$136 ;
   wire \$1360 ;
   wire \$1361 ;
   wire \$1362 ;
@@ -21812,7 +21838,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1377 ;
   wire \$1378 ;
   wire \$1379 ;
-  wire [4:0] \$138 ;
+  wire \$138 ;
   wire \$1380 ;
   wire \$1381 ;
   wire \$1382 ;
@@ -21823,7 +21849,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1387 ;
   wire \$1388 ;
   wire \$1389 ;
-  wire [11:0] \$139 ;
+  wire \$139 ;
   wire \$1390 ;
   wire \$1391 ;
   wire \$1392 ;
@@ -21857,7 +21883,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1417 ;
   wire \$1418 ;
   wire \$1419 ;
-  wire \$142 ;
+  wire [5:0] \$142 ;
   wire \$1420 ;
   wire \$1421 ;
   wire \$1422 ;
@@ -21868,7 +21894,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1427 ;
   wire \$1428 ;
   wire \$1429 ;
-  wire [5:0] \$143 ;
+  wire \$143 ;
   wire \$1430 ;
   wire \$1431 ;
   wire \$1432 ;
@@ -21890,7 +21916,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1447 ;
   wire \$1448 ;
   wire \$1449 ;
-  wire \$145 ;
+  wire [5:0] \$145 ;
   wire \$1450 ;
   wire \$1451 ;
   wire \$1452 ;
@@ -21901,7 +21927,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1457 ;
   wire \$1458 ;
   wire \$1459 ;
-  wire [5:0] \$146 ;
+  wire \$146 ;
   wire \$1460 ;
   wire \$1461 ;
   wire \$1462 ;
@@ -21957,7 +21983,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1507 ;
   wire \$1508 ;
   wire \$1509 ;
-  wire \$151 ;
+  wire [5:0] \$151 ;
   wire \$1510 ;
   wire \$1511 ;
   wire \$1512 ;
@@ -21968,7 +21994,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1517 ;
   wire \$1518 ;
   wire \$1519 ;
-  wire [5:0] \$152 ;
+  wire \$152 ;
   wire \$1520 ;
   wire \$1521 ;
   wire \$1522 ;
@@ -21990,7 +22016,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1537 ;
   wire \$1538 ;
   wire \$1539 ;
-  wire \$154 ;
+  wire [5:0] \$154 ;
   wire \$1540 ;
   wire \$1541 ;
   wire \$1542 ;
@@ -22001,7 +22027,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1547 ;
   wire \$1548 ;
   wire \$1549 ;
-  wire [5:0] \$155 ;
+  wire \$155 ;
   wire \$1550 ;
   wire \$1551 ;
   wire \$1552 ;
@@ -22057,7 +22083,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1598 ;
   wire \$1599 ;
   wire [7:0] \$16 ;
-  wire \$160 ;
+  wire [5:0] \$160 ;
   wire \$1600 ;
   wire \$1601 ;
   wire \$1602 ;
@@ -22068,7 +22094,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1607 ;
   wire \$1608 ;
   wire \$1609 ;
-  wire [5:0] \$161 ;
+  wire \$161 ;
   wire \$1610 ;
   wire \$1611 ;
   wire \$1612 ;
@@ -22090,7 +22116,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1627 ;
   wire \$1628 ;
   wire \$1629 ;
-  wire \$163 ;
+  wire [5:0] \$163 ;
   wire \$1630 ;
   wire \$1631 ;
   wire \$1632 ;
@@ -22101,7 +22127,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1637 ;
   wire \$1638 ;
   wire \$1639 ;
-  wire [5:0] \$164 ;
+  wire \$164 ;
   wire \$1640 ;
   wire \$1641 ;
   wire \$1642 ;
@@ -22156,7 +22182,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1687 ;
   wire \$1688 ;
   wire \$1689 ;
-  wire \$169 ;
+  wire [5:0] \$169 ;
   wire \$1690 ;
   wire \$1691 ;
   wire \$1692 ;
@@ -22168,7 +22194,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1698 ;
   wire \$1699 ;
   wire [7:0] \$17 ;
-  wire [5:0] \$170 ;
+  wire \$170 ;
   wire \$1700 ;
   wire \$1701 ;
   wire \$1702 ;
@@ -22190,7 +22216,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1717 ;
   wire \$1718 ;
   wire \$1719 ;
-  wire \$172 ;
+  wire [5:0] \$172 ;
   wire \$1720 ;
   wire \$1721 ;
   wire \$1722 ;
@@ -22201,7 +22227,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1727 ;
   wire \$1728 ;
   wire \$1729 ;
-  wire [5:0] \$173 ;
+  wire \$173 ;
   wire \$1730 ;
   wire \$1731 ;
   wire \$1732 ;
@@ -22223,7 +22249,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1747 ;
   wire \$1748 ;
   wire \$1749 ;
-  wire \$175 ;
+  wire [12:0] \$175 ;
   wire \$1750 ;
   wire \$1751 ;
   wire \$1752 ;
@@ -22245,7 +22271,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1767 ;
   wire \$1768 ;
   wire \$1769 ;
-  wire \$177 ;
+  wire [5:0] \$177 ;
   wire \$1770 ;
   wire \$1771 ;
   wire \$1772 ;
@@ -22256,7 +22282,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1777 ;
   wire \$1778 ;
   wire \$1779 ;
-  wire \$178 ;
+  wire [13:0] \$178 ;
   wire \$1780 ;
   wire \$1781 ;
   wire \$1782 ;
@@ -22267,7 +22293,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1787 ;
   wire \$1788 ;
   wire \$1789 ;
-  wire [5:0] \$179 ;
+  wire [12:0] \$179 ;
   wire \$1790 ;
   wire \$1791 ;
   wire \$1792 ;
@@ -22290,7 +22316,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1807 ;
   wire \$1808 ;
   wire \$1809 ;
-  wire \$181 ;
+  wire [5:0] \$181 ;
   wire \$1810 ;
   wire \$1811 ;
   wire \$1812 ;
@@ -22301,7 +22327,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1817 ;
   wire \$1818 ;
   wire \$1819 ;
-  wire [5:0] \$182 ;
+  wire [13:0] \$182 ;
   wire \$1820 ;
   wire \$1821 ;
   wire \$1822 ;
@@ -22312,7 +22338,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1827 ;
   wire \$1828 ;
   wire \$1829 ;
-  wire \$183 ;
+  wire [12:0] \$183 ;
   wire \$1830 ;
   wire \$1831 ;
   wire \$1832 ;
@@ -22334,7 +22360,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1847 ;
   wire \$1848 ;
   wire \$1849 ;
-  wire [12:0] \$185 ;
+  wire [5:0] \$185 ;
   wire \$1850 ;
   wire \$1851 ;
   wire \$1852 ;
@@ -22345,7 +22371,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1857 ;
   wire \$1858 ;
   wire \$1859 ;
-  wire \$186 ;
+  wire [13:0] \$186 ;
   wire \$1860 ;
   wire \$1861 ;
   wire \$1862 ;
@@ -22356,7 +22382,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1867 ;
   wire \$1868 ;
   wire \$1869 ;
-  wire [5:0] \$187 ;
+  wire [12:0] \$187 ;
   wire \$1870 ;
   wire \$1871 ;
   wire \$1872 ;
@@ -22367,7 +22393,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1877 ;
   wire \$1878 ;
   wire \$1879 ;
-  wire [13:0] \$188 ;
+  wire \$188 ;
   wire \$1880 ;
   wire \$1881 ;
   wire \$1882 ;
@@ -22378,7 +22404,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1887 ;
   wire \$1888 ;
   wire \$1889 ;
-  wire [12:0] \$189 ;
+  wire [5:0] \$189 ;
   wire \$1890 ;
   wire \$1891 ;
   wire \$1892 ;
@@ -22390,7 +22416,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1898 ;
   wire \$1899 ;
   wire \$19 ;
-  wire \$190 ;
+  wire [13:0] \$190 ;
   wire \$1900 ;
   wire \$1901 ;
   wire \$1902 ;
@@ -22401,7 +22427,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1907 ;
   wire \$1908 ;
   wire \$1909 ;
-  wire [5:0] \$191 ;
+  wire [12:0] \$191 ;
   wire \$1910 ;
   wire \$1911 ;
   wire \$1912 ;
@@ -22423,7 +22449,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1927 ;
   wire \$1928 ;
   wire \$1929 ;
-  wire [12:0] \$193 ;
+  wire [4:0] \$193 ;
   wire \$1930 ;
   wire \$1931 ;
   wire \$1932 ;
@@ -22445,7 +22471,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1947 ;
   wire \$1948 ;
   wire \$1949 ;
-  wire [5:0] \$195 ;
+  wire [4:0] \$195 ;
   wire \$1950 ;
   wire \$1951 ;
   wire \$1952 ;
@@ -22456,7 +22482,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1957 ;
   wire \$1958 ;
   wire \$1959 ;
-  wire [13:0] \$196 ;
+  wire [5:0] \$196 ;
   wire \$1960 ;
   wire \$1961 ;
   wire \$1962 ;
@@ -22467,7 +22493,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1967 ;
   wire \$1968 ;
   wire \$1969 ;
-  wire [12:0] \$197 ;
+  wire [4:0] \$197 ;
   wire \$1970 ;
   wire \$1971 ;
   wire \$1972 ;
@@ -22478,7 +22504,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1977 ;
   wire \$1978 ;
   wire \$1979 ;
-  wire \$198 ;
+  wire [5:0] \$198 ;
   wire \$1980 ;
   wire \$1981 ;
   wire \$1982 ;
@@ -22489,7 +22515,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1987 ;
   wire \$1988 ;
   wire \$1989 ;
-  wire [5:0] \$199 ;
+  wire [11:0] \$199 ;
   wire \$1990 ;
   wire \$1991 ;
   wire \$1992 ;
@@ -22502,7 +22528,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$1999 ;
   wire \$2 ;
   wire \$20 ;
-  wire [13:0] \$200 ;
+  wire \$200 ;
   wire \$2000 ;
   wire \$2001 ;
   wire \$2002 ;
@@ -22513,7 +22539,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2007 ;
   wire \$2008 ;
   wire \$2009 ;
-  wire [12:0] \$201 ;
+  wire [11:0] \$201 ;
   wire \$2010 ;
   wire \$2011 ;
   wire \$2012 ;
@@ -22524,7 +22550,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2017 ;
   wire \$2018 ;
   wire \$2019 ;
-  wire [13:0] \$202 ;
+  wire [12:0] \$202 ;
   wire \$2020 ;
   wire \$2021 ;
   wire \$2022 ;
@@ -22535,7 +22561,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2027 ;
   wire \$2028 ;
   wire \$2029 ;
-  wire [4:0] \$203 ;
+  wire [11:0] \$203 ;
   wire \$2030 ;
   wire \$2031 ;
   wire \$2032 ;
@@ -22546,7 +22572,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2037 ;
   wire \$2038 ;
   wire \$2039 ;
-  wire \$204 ;
+  wire [12:0] \$204 ;
   wire \$2040 ;
   wire \$2041 ;
   wire \$2042 ;
@@ -22568,7 +22594,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2057 ;
   wire \$2058 ;
   wire \$2059 ;
-  wire [5:0] \$206 ;
+  wire \$206 ;
   wire \$2060 ;
   wire \$2061 ;
   wire \$2062 ;
@@ -22601,7 +22627,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2087 ;
   wire \$2088 ;
   wire \$2089 ;
-  wire [11:0] \$209 ;
+  wire [4:0] \$209 ;
   wire \$2090 ;
   wire \$2091 ;
   wire \$2092 ;
@@ -22613,7 +22639,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2098 ;
   wire \$2099 ;
   wire \$21 ;
-  wire \$210 ;
+  wire [5:0] \$210 ;
   wire \$2100 ;
   wire \$2101 ;
   wire \$2102 ;
@@ -22635,7 +22661,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2117 ;
   wire \$2118 ;
   wire \$2119 ;
-  wire [12:0] \$212 ;
+  wire \$212 ;
   wire \$2120 ;
   wire \$2121 ;
   wire \$2122 ;
@@ -22668,7 +22694,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2147 ;
   wire \$2148 ;
   wire \$2149 ;
-  wire [4:0] \$215 ;
+  wire [11:0] \$215 ;
   wire \$2150 ;
   wire \$2151 ;
   wire \$2152 ;
@@ -22679,7 +22705,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2157 ;
   wire \$2158 ;
   wire \$2159 ;
-  wire \$216 ;
+  wire [12:0] \$216 ;
   wire \$2160 ;
   wire \$2161 ;
   wire \$2162 ;
@@ -22701,7 +22727,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2177 ;
   wire \$2178 ;
   wire \$2179 ;
-  wire [5:0] \$218 ;
+  wire \$218 ;
   wire \$2180 ;
   wire \$2181 ;
   wire \$2182 ;
@@ -22735,7 +22761,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2207 ;
   wire \$2208 ;
   wire \$2209 ;
-  wire [11:0] \$221 ;
+  wire [4:0] \$221 ;
   wire \$2210 ;
   wire \$2211 ;
   wire \$2212 ;
@@ -22746,7 +22772,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2217 ;
   wire \$2218 ;
   wire \$2219 ;
-  wire \$222 ;
+  wire [5:0] \$222 ;
   wire \$2220 ;
   wire \$2221 ;
   wire \$2222 ;
@@ -22768,7 +22794,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2237 ;
   wire \$2238 ;
   wire \$2239 ;
-  wire [12:0] \$224 ;
+  wire \$224 ;
   wire \$2240 ;
   wire \$2241 ;
   wire \$2242 ;
@@ -22801,7 +22827,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2267 ;
   wire \$2268 ;
   wire \$2269 ;
-  wire [4:0] \$227 ;
+  wire [11:0] \$227 ;
   wire \$2270 ;
   wire \$2271 ;
   wire \$2272 ;
@@ -22812,7 +22838,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2277 ;
   wire \$2278 ;
   wire \$2279 ;
-  wire \$228 ;
+  wire [12:0] \$228 ;
   wire \$2280 ;
   wire \$2281 ;
   wire \$2282 ;
@@ -22823,7 +22849,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2287 ;
   wire \$2288 ;
   wire \$2289 ;
-  wire [4:0] \$229 ;
+  wire \$229 ;
   wire \$2290 ;
   wire \$2291 ;
   wire \$2292 ;
@@ -22835,7 +22861,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2298 ;
   wire \$2299 ;
   wire [7:0] \$23 ;
-  wire [5:0] \$230 ;
+  wire [3:0] \$230 ;
   wire \$2300 ;
   wire \$2301 ;
   wire \$2302 ;
@@ -22846,7 +22872,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2307 ;
   wire \$2308 ;
   wire \$2309 ;
-  wire [4:0] \$231 ;
+  wire [3:0] \$231 ;
   wire \$2310 ;
   wire \$2311 ;
   wire \$2312 ;
@@ -22857,7 +22883,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2317 ;
   wire \$2318 ;
   wire \$2319 ;
-  wire [5:0] \$232 ;
+  wire \$232 ;
   wire \$2320 ;
   wire \$2321 ;
   wire \$2322 ;
@@ -22868,7 +22894,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2327 ;
   wire \$2328 ;
   wire \$2329 ;
-  wire [11:0] \$233 ;
+  wire \$233 ;
   wire \$2330 ;
   wire \$2331 ;
   wire \$2332 ;
@@ -22879,7 +22905,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2337 ;
   wire \$2338 ;
   wire \$2339 ;
-  wire \$234 ;
+  wire [11:0] \$234 ;
   wire \$2340 ;
   wire \$2341 ;
   wire \$2342 ;
@@ -22890,7 +22916,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2347 ;
   wire \$2348 ;
   wire \$2349 ;
-  wire [11:0] \$235 ;
+  wire \$235 ;
   wire \$2350 ;
   wire \$2351 ;
   wire \$2352 ;
@@ -22901,7 +22927,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2357 ;
   wire \$2358 ;
   wire \$2359 ;
-  wire [12:0] \$236 ;
+  wire [11:0] \$236 ;
   wire \$2360 ;
   wire \$2361 ;
   wire \$2362 ;
@@ -22912,7 +22938,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2367 ;
   wire \$2368 ;
   wire \$2369 ;
-  wire [11:0] \$237 ;
+  wire [12:0] \$237 ;
   wire \$2370 ;
   wire \$2371 ;
   wire \$2372 ;
@@ -22923,7 +22949,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2377 ;
   wire \$2378 ;
   wire \$2379 ;
-  wire [12:0] \$238 ;
+  wire [11:0] \$238 ;
   wire \$2380 ;
   wire \$2381 ;
   wire \$2382 ;
@@ -22934,7 +22960,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2387 ;
   wire \$2388 ;
   wire \$2389 ;
-  wire \$239 ;
+  wire [12:0] \$239 ;
   wire \$2390 ;
   wire \$2391 ;
   wire \$2392 ;
@@ -22942,112 +22968,117 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$2394 ;
   wire \$2395 ;
   wire \$2396 ;
-  wire \$2397 ;
+  wire [11:0] \$2397 ;
   wire \$2398 ;
   wire \$2399 ;
   wire [7:0] \$24 ;
-  wire [3:0] \$240 ;
-  wire \$2400 ;
+  wire \$240 ;
+  wire [11:0] \$2400 ;
   wire \$2401 ;
   wire \$2402 ;
-  wire \$2403 ;
+  wire [11:0] \$2403 ;
   wire \$2404 ;
   wire \$2405 ;
-  wire \$2406 ;
-  reg [4:0] \$2407 ;
-  reg [3:0] \$2408 ;
-  reg [2:0] \$2409 ;
-  wire [3:0] \$241 ;
-  reg [10:0] \$2410 ;
-  reg [10:0] \$2411 ;
-  reg \$2412 ;
+  wire [11:0] \$2406 ;
+  wire \$2407 ;
+  wire \$2408 ;
+  wire [11:0] \$2409 ;
+  wire [5:0] \$241 ;
+  wire \$2410 ;
+  wire \$2411 ;
+  reg [4:0] \$2412 ;
   reg [3:0] \$2413 ;
-  reg \$2414 ;
-  reg \$2415 ;
-  reg [4:0] \$2416 ;
-  reg [2:0] \$2417 ;
-  reg [10:0] \$2418 ;
-  reg [10:0] \$2419 ;
-  wire \$242 ;
-  reg [10:0] \$2420 ;
-  reg [10:0] \$2421 ;
-  reg [10:0] \$2422 ;
-  reg [4:0] \$2423 ;
-  reg [2:0] \$2424 ;
-  reg [2:0] \$2425 ;
+  reg [2:0] \$2414 ;
+  reg [10:0] \$2415 ;
+  reg [10:0] \$2416 ;
+  reg \$2417 ;
+  reg [3:0] \$2418 ;
+  reg \$2419 ;
+  wire [5:0] \$242 ;
+  reg \$2420 ;
+  reg [4:0] \$2421 ;
+  reg [2:0] \$2422 ;
+  reg [10:0] \$2423 ;
+  reg [10:0] \$2424 ;
+  reg [10:0] \$2425 ;
   reg [10:0] \$2426 ;
-  reg [4:0] \$2427 ;
-  reg [8:0] \$2428 ;
-  reg [3:0] \$2429 ;
+  reg [10:0] \$2427 ;
+  reg [4:0] \$2428 ;
+  reg [2:0] \$2429 ;
   wire \$243 ;
-  reg [4:0] \$2430 ;
-  reg [2:0] \$2431 ;
-  reg [8:0] \$2432 ;
-  reg [3:0] \$2433 ;
-  reg [4:0] \$2434 ;
-  reg \$2435 ;
-  reg [3:0] \$2436 ;
-  reg [10:0] \$2437 ;
-  reg [4:0] \$2438 ;
-  reg [3:0] \$2439 ;
-  wire [11:0] \$244 ;
-  reg [10:0] \$2440 ;
-  reg [5:0] \$2441 ;
-  reg \$2442 ;
+  reg [2:0] \$2430 ;
+  reg [10:0] \$2431 ;
+  reg [4:0] \$2432 ;
+  reg [8:0] \$2433 ;
+  reg [3:0] \$2434 ;
+  reg [4:0] \$2435 ;
+  reg [2:0] \$2436 ;
+  reg [8:0] \$2437 ;
+  reg [3:0] \$2438 ;
+  reg [4:0] \$2439 ;
+  wire \$244 ;
+  reg \$2440 ;
+  reg [3:0] \$2441 ;
+  reg [10:0] \$2442 ;
   reg [4:0] \$2443 ;
-  reg [4:0] \$2444 ;
-  reg [4:0] \$2445 ;
-  reg [3:0] \$2446 ;
-  reg [4:0] \$2447 ;
+  reg [3:0] \$2444 ;
+  reg [10:0] \$2445 ;
+  reg [5:0] \$2446 ;
+  reg \$2447 ;
   reg [4:0] \$2448 ;
-  reg \$2449 ;
-  wire \$245 ;
-  wire [11:0] \$246 ;
-  wire [12:0] \$247 ;
-  wire [11:0] \$248 ;
-  wire [12:0] \$249 ;
+  reg [4:0] \$2449 ;
+  wire [9:0] \$245 ;
+  reg [4:0] \$2450 ;
+  reg [3:0] \$2451 ;
+  reg [4:0] \$2452 ;
+  reg [4:0] \$2453 ;
+  reg \$2454 ;
+  wire \$246 ;
+  wire [4:0] \$247 ;
+  wire [4:0] \$248 ;
+  wire \$249 ;
   wire [7:0] \$25 ;
-  wire \$250 ;
+  wire [5:0] \$250 ;
   wire [5:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire \$253 ;
+  wire \$252 ;
+  wire [3:0] \$253 ;
   wire \$254 ;
-  wire [9:0] \$255 ;
-  wire \$256 ;
-  wire [4:0] \$257 ;
+  wire [3:0] \$255 ;
+  wire [4:0] \$256 ;
+  wire [3:0] \$257 ;
   wire [4:0] \$258 ;
-  wire \$259 ;
+  wire [4:0] \$259 ;
   wire [7:0] \$26 ;
-  wire [5:0] \$260 ;
-  wire [5:0] \$261 ;
+  wire \$260 ;
+  wire [3:0] \$261 ;
   wire \$262 ;
-  wire [3:0] \$263 ;
-  wire \$264 ;
-  wire [3:0] \$265 ;
-  wire [4:0] \$266 ;
-  wire [3:0] \$267 ;
-  wire [4:0] \$268 ;
-  wire [4:0] \$269 ;
+  wire [1:0] \$263 ;
+  wire [7:0] \$264 ;
+  wire [9:0] \$265 ;
+  wire [9:0] \$266 ;
+  wire \$267 ;
+  wire [3:0] \$268 ;
+  wire \$269 ;
   wire [7:0] \$27 ;
-  wire \$270 ;
-  wire [3:0] \$271 ;
-  wire \$272 ;
-  wire [1:0] \$273 ;
-  wire [7:0] \$274 ;
-  wire [9:0] \$275 ;
-  wire [9:0] \$276 ;
-  wire \$277 ;
-  wire [3:0] \$278 ;
-  wire \$279 ;
+  wire [1:0] \$270 ;
+  wire [7:0] \$271 ;
+  wire [9:0] \$272 ;
+  wire [9:0] \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire [4:0] \$276 ;
+  wire [4:0] \$277 ;
+  wire \$278 ;
+  wire [5:0] \$279 ;
   wire \$28 ;
-  wire [1:0] \$280 ;
-  wire [7:0] \$281 ;
-  wire [9:0] \$282 ;
-  wire [9:0] \$283 ;
+  wire [5:0] \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
   wire \$284 ;
   wire \$285 ;
-  wire [4:0] \$286 ;
-  wire [4:0] \$287 ;
+  wire \$286 ;
+  wire [5:0] \$287 ;
   wire \$288 ;
   wire [5:0] \$289 ;
   wire \$29 ;
@@ -23058,21 +23089,21 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$294 ;
   wire \$295 ;
   wire \$296 ;
-  wire [5:0] \$297 ;
+  wire \$297 ;
   wire \$298 ;
-  wire [5:0] \$299 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [5:0] \$300 ;
+  wire \$300 ;
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
   wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
+  wire [4:0] \$306 ;
+  wire [4:0] \$307 ;
+  wire [4:0] \$308 ;
+  wire [4:0] \$309 ;
   wire \$31 ;
   wire \$310 ;
   wire \$311 ;
@@ -23080,39 +23111,39 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$313 ;
   wire \$314 ;
   wire \$315 ;
-  wire [4:0] \$316 ;
-  wire [4:0] \$317 ;
-  wire [4:0] \$318 ;
-  wire [4:0] \$319 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire [6:0] \$318 ;
+  wire [6:0] \$319 ;
   wire [7:0] \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
+  wire [6:0] \$320 ;
+  wire [6:0] \$321 ;
+  wire [6:0] \$322 ;
   wire \$323 ;
   wire \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire [6:0] \$328 ;
-  wire [6:0] \$329 ;
+  wire \$328 ;
+  wire \$329 ;
   wire [7:0] \$33 ;
-  wire [6:0] \$330 ;
+  wire \$330 ;
   wire [6:0] \$331 ;
   wire [6:0] \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
+  wire [6:0] \$333 ;
+  wire [6:0] \$334 ;
+  wire [6:0] \$335 ;
   wire \$336 ;
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire [7:0] \$34 ;
   wire \$340 ;
-  wire [6:0] \$341 ;
-  wire [6:0] \$342 ;
-  wire [6:0] \$343 ;
-  wire [6:0] \$344 ;
-  wire [6:0] \$345 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
   wire \$346 ;
   wire \$347 ;
   wire \$348 ;
@@ -23239,7 +23270,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$457 ;
   wire \$458 ;
   wire \$459 ;
-  wire [11:0] \$46 ;
+  wire \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
@@ -23261,7 +23292,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$477 ;
   wire \$478 ;
   wire \$479 ;
-  wire [11:0] \$48 ;
+  wire \$48 ;
   wire \$480 ;
   wire \$481 ;
   wire \$482 ;
@@ -23284,7 +23315,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$498 ;
   wire \$499 ;
   wire [7:0] \$5 ;
-  wire [11:0] \$50 ;
+  wire \$50 ;
   wire \$500 ;
   wire \$501 ;
   wire \$502 ;
@@ -23298,21 +23329,21 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$51 ;
   wire \$510 ;
   wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
+  wire [5:0] \$512 ;
+  wire [5:0] \$513 ;
+  wire [5:0] \$514 ;
   wire \$515 ;
   wire \$516 ;
   wire \$517 ;
   wire \$518 ;
   wire \$519 ;
-  wire [11:0] \$52 ;
+  wire \$52 ;
   wire \$520 ;
   wire \$521 ;
-  wire [5:0] \$522 ;
+  wire \$522 ;
   wire [5:0] \$523 ;
   wire [5:0] \$524 ;
-  wire \$525 ;
+  wire [5:0] \$525 ;
   wire \$526 ;
   wire \$527 ;
   wire \$528 ;
@@ -23328,14 +23359,14 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire [11:0] \$54 ;
+  wire \$54 ;
   wire \$540 ;
   wire \$541 ;
   wire \$542 ;
-  wire [5:0] \$543 ;
-  wire [5:0] \$544 ;
-  wire [5:0] \$545 ;
-  wire \$546 ;
+  wire \$543 ;
+  wire [4:0] \$544 ;
+  wire [4:0] \$545 ;
+  wire [4:0] \$546 ;
   wire \$547 ;
   wire \$548 ;
   wire \$549 ;
@@ -23344,10 +23375,10 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$551 ;
   wire \$552 ;
   wire \$553 ;
-  wire [4:0] \$554 ;
-  wire [4:0] \$555 ;
-  wire [4:0] \$556 ;
-  wire \$557 ;
+  wire \$554 ;
+  wire [5:0] \$555 ;
+  wire [5:0] \$556 ;
+  wire [5:0] \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire \$56 ;
@@ -23367,9 +23398,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire [5:0] \$575 ;
-  wire [5:0] \$576 ;
-  wire [5:0] \$577 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
   wire \$578 ;
   wire \$579 ;
   wire \$58 ;
@@ -23839,39 +23870,39 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   wire \$998 ;
   wire \$999 ;
   wire \$signal ;
-  wire \$signal$47 ;
-  reg \$signal$48  = 1'h0;
-  wire \$signal$49 ;
+  wire \$signal$58 ;
+  reg \$signal$59  = 1'h0;
+  wire \$signal$60 ;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$29 ;
-  wire [10:0] \$signature__addr$32 ;
-  wire [10:0] \$signature__addr$35 ;
-  wire [10:0] \$signature__addr$38 ;
-  reg [10:0] \$signature__addr$51  = 11'h000;
-  reg [10:0] \$signature__addr$54  = 11'h000;
-  reg [10:0] \$signature__addr$57  = 11'h000;
-  reg [10:0] \$signature__addr$60  = 11'h000;
-  reg [10:0] \$signature__addr$63  = 11'h000;
+  wire [10:0] \$signature__addr$28 ;
+  wire [10:0] \$signature__addr$34 ;
+  wire [10:0] \$signature__addr$40 ;
+  wire [10:0] \$signature__addr$46 ;
+  reg [10:0] \$signature__addr$62  = 11'h000;
+  reg [10:0] \$signature__addr$65  = 11'h000;
+  reg [10:0] \$signature__addr$68  = 11'h000;
+  reg [10:0] \$signature__addr$71  = 11'h000;
+  reg [10:0] \$signature__addr$74  = 11'h000;
   wire [7:0] \$signature__data ;
   wire [7:0] \$signature__data$30 ;
-  wire [7:0] \$signature__data$33 ;
   wire [7:0] \$signature__data$36 ;
-  wire [7:0] \$signature__data$39 ;
-  wire [7:0] \$signature__data$67 ;
-  wire [7:0] \$signature__data$68 ;
-  wire [7:0] \$signature__data$69 ;
-  wire [7:0] \$signature__data$70 ;
-  wire [7:0] \$signature__data$71 ;
+  wire [7:0] \$signature__data$42 ;
+  wire [7:0] \$signature__data$48 ;
+  wire [7:0] \$signature__data$78 ;
+  wire [7:0] \$signature__data$79 ;
+  wire [7:0] \$signature__data$80 ;
+  wire [7:0] \$signature__data$81 ;
+  wire [7:0] \$signature__data$82 ;
   wire \$signature__en ;
-  wire \$signature__en$31 ;
-  wire \$signature__en$34 ;
-  wire \$signature__en$37 ;
-  wire \$signature__en$40 ;
-  wire \$signature__en$53 ;
-  wire \$signature__en$56 ;
-  wire \$signature__en$59 ;
-  wire \$signature__en$62 ;
-  wire \$signature__en$65 ;
+  wire \$signature__en$32 ;
+  wire \$signature__en$38 ;
+  wire \$signature__en$44 ;
+  wire \$signature__en$50 ;
+  wire \$signature__en$64 ;
+  wire \$signature__en$67 ;
+  wire \$signature__en$70 ;
+  wire \$signature__en$73 ;
+  wire \$signature__en$76 ;
   reg ahead = 1'h0;
   reg avail = 1'h1;
   wire avail_comb;
@@ -23885,18 +23916,18 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   reg [5:0] d = 6'h02;
   wire [47:0] i__payload;
   wire [39:0] \i__payload$10 ;
-  input [7:0] \i__payload$26 ;
-  wire [7:0] \i__payload$26 ;
-  wire [47:0] \i__payload$66 ;
+  input [7:0] \i__payload$124 ;
+  wire [7:0] \i__payload$124 ;
+  wire [47:0] \i__payload$77 ;
   wire i__ready;
   output \i__ready$18 ;
   reg \i__ready$18  = 1'h1;
-  wire \i__ready$46 ;
+  wire \i__ready$57 ;
   wire \i__ready$9 ;
   wire i__valid;
   input \i__valid$21 ;
   wire \i__valid$21 ;
-  reg \i__valid$45  = 1'h0;
+  reg \i__valid$56  = 1'h0;
   wire \i__valid$6 ;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
@@ -23955,8 +23986,23 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   reg [10:0] step_next_row = 11'h360;
   reg [3:0] step_next_slot = 4'h9;
   wire switch;
+  wire [10:0] w_addr0_q;
+  wire [10:0] w_addr1_q;
+  wire [10:0] w_addr2_q;
+  wire [10:0] w_addr3_q;
+  wire [10:0] w_addr4_q;
   reg [2:0] w_b = 3'h0;
   reg [4:0] w_c = 5'h00;
+  wire [7:0] w_data0_q;
+  wire [7:0] w_data1_q;
+  wire [7:0] w_data2_q;
+  wire [7:0] w_data3_q;
+  wire [7:0] w_data4_q;
+  wire w_en0_q;
+  wire w_en1_q;
+  wire w_en2_q;
+  wire w_en3_q;
+  wire w_en4_q;
   reg [10:0] w_grp = 11'h000;
   reg [3:0] w_row = 4'h0;
   reg [10:0] w_rowbase = 11'h000;
@@ -25025,15 +25071,15 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      bank0[\$46 [10:0]] <= \i__payload$26 ;
+      bank0[\$signature__addr ] <= \$signature__data ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _0_ <= bank0[\$signature__addr$51 ];
+      _0_ <= bank0[\$signature__addr$62 ];
     end
   end
-  assign \$signature__data$67  = _0_;
+  assign \$signature__data$78  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -26096,16 +26142,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
     bank1[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$31 )
-      bank1[\$48 [10:0]] <= \i__payload$26 ;
+    if (\$signature__en$32 )
+      bank1[\$signature__addr$28 ] <= \$signature__data$30 ;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _1_ <= bank1[\$signature__addr$54 ];
+      _1_ <= bank1[\$signature__addr$65 ];
     end
   end
-  assign \$signature__data$68  = _1_;
+  assign \$signature__data$79  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -27168,16 +27214,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
     bank2[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$34 )
-      bank2[\$50 [10:0]] <= \i__payload$26 ;
+    if (\$signature__en$38 )
+      bank2[\$signature__addr$34 ] <= \$signature__data$36 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _2_ <= bank2[\$signature__addr$57 ];
+      _2_ <= bank2[\$signature__addr$68 ];
     end
   end
-  assign \$signature__data$69  = _2_;
+  assign \$signature__data$80  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -28240,16 +28286,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
     bank3[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$37 )
-      bank3[\$52 [10:0]] <= \i__payload$26 ;
+    if (\$signature__en$44 )
+      bank3[\$signature__addr$40 ] <= \$signature__data$42 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _3_ <= bank3[\$signature__addr$60 ];
+      _3_ <= bank3[\$signature__addr$71 ];
     end
   end
-  assign \$signature__data$70  = _3_;
+  assign \$signature__data$81  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -29312,16 +29358,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
     bank4[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$40 )
-      bank4[\$54 [10:0]] <= \i__payload$26 ;
+    if (\$signature__en$50 )
+      bank4[\$signature__addr$46 ] <= \$signature__data$48 ;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _4_ <= bank4[\$signature__addr$63 ];
+      _4_ <= bank4[\$signature__addr$74 ];
     end
   end
-  assign \$signature__data$71  = _4_;
+  assign \$signature__data$82  = _4_;
   assign \$1  = \o__payload$11 [42:40] == 3'h4;
   assign \$2  = \o__payload$11 [42:40] == 2'h3;
   assign \$3  = \o__payload$11 [42:40] == 2'h2;
@@ -29368,2463 +29414,2463 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   assign \$44  = \$37  ? \o__payload$11 [31:24] : \$43 ;
   assign \$45  = \o__payload$11 [47] ? 8'h00 : \$44 ;
   assign write = \i__valid$21  & \i__ready$18 ;
-  assign \$46  = w_grp + w_c;
-  assign \$47  = ! w_b;
-  assign \$signature__en  = write & \$47 ;
-  assign \$48  = w_grp + w_c;
-  assign \$49  = w_b == 1'h1;
-  assign \$signature__en$31  = write & \$49 ;
-  assign \$50  = w_grp + w_c;
-  assign \$51  = w_b == 2'h2;
-  assign \$signature__en$34  = write & \$51 ;
-  assign \$52  = w_grp + w_c;
-  assign \$53  = w_b == 2'h3;
-  assign \$signature__en$37  = write & \$53 ;
-  assign \$54  = w_grp + w_c;
-  assign \$55  = w_b == 3'h4;
-  assign \$signature__en$40  = write & \$55 ;
   assign switch = r_done & ahead;
-  assign \$56  = ~ \i__valid$45 ;
-  assign \$signal  = \$56  | \i__ready$46 ;
-  assign \$57  = ~ \$signal$48 ;
-  assign \$signal$47  = \$57  | \$signal ;
-  assign \$signal$49  = \$signal$47  & avail;
-  assign \$58  = ~ r_done;
-  assign \$59  = $signed(iy) < $signed(1'h0);
-  assign \$60  = $signed(iy) >= $signed(5'h0e);
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$61  | ahead;
-  assign \$63  = ~ d[5];
-  assign \$64  = | d[4:3];
-  assign \$65  = ! ky;
-  assign \$66  = d[2:0] == 1'h1;
-  assign \$67  = d[2:0] == 2'h2;
-  assign \$68  = d[2:0] == 2'h3;
-  assign \$69  = d[2:0] == 3'h4;
-  assign \$70  = d[2:0] == 3'h5;
-  assign \$71  = d[2:0] == 3'h6;
-  assign \$72  = d[2:0] == 3'h7;
-  assign \$73  = | { \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66  };
-  assign \$74  = \$65  & \$73 ;
-  assign \$75  = ky == 1'h1;
-  assign \$76  = d[2:0] == 2'h2;
-  assign \$77  = d[2:0] == 2'h3;
-  assign \$78  = d[2:0] == 3'h4;
-  assign \$79  = d[2:0] == 3'h5;
-  assign \$80  = d[2:0] == 3'h6;
-  assign \$81  = d[2:0] == 3'h7;
-  assign \$82  = | { \$81 , \$80 , \$79 , \$78 , \$77 , \$76  };
-  assign \$83  = \$75  & \$82 ;
-  assign \$84  = ky == 2'h2;
-  assign \$85  = d[2:0] == 2'h3;
-  assign \$86  = d[2:0] == 3'h4;
-  assign \$87  = d[2:0] == 3'h5;
-  assign \$88  = d[2:0] == 3'h6;
-  assign \$89  = d[2:0] == 3'h7;
-  assign \$90  = | { \$89 , \$88 , \$87 , \$86 , \$85  };
-  assign \$91  = \$84  & \$90 ;
-  assign \$92  = ky == 2'h3;
-  assign \$93  = d[2:0] == 3'h4;
-  assign \$94  = d[2:0] == 3'h5;
-  assign \$95  = d[2:0] == 3'h6;
-  assign \$96  = d[2:0] == 3'h7;
-  assign \$97  = | { \$96 , \$95 , \$94 , \$93  };
-  assign \$98  = \$92  & \$97 ;
-  assign \$99  = ky == 3'h4;
-  assign \$100  = d[2:0] == 3'h5;
-  assign \$101  = d[2:0] == 3'h6;
-  assign \$102  = d[2:0] == 3'h7;
-  assign \$103  = | { \$102 , \$101 , \$100  };
-  assign \$104  = \$99  & \$103 ;
-  assign \$105  = | { \$104 , \$98 , \$91 , \$83 , \$74  };
-  assign \$106  = \$64  | \$105 ;
-  assign \$107  = \$63  & \$106 ;
-  assign \$108  = \$62  | \$107 ;
-  assign avail_comb = \$58  & \$108 ;
-  assign \$109  = w_c == 5'h1f;
-  assign \$110  = w_c + 1'h1;
-  assign \$111  = \$109  ? 6'h00 : \$110 ;
-  assign \$112  = w_c == 5'h1f;
-  assign \$113  = w_x == 4'hd;
-  assign \$114  = w_x + 1'h1;
-  assign \$115  = \$113  ? 5'h00 : \$114 ;
-  assign \$116  = w_b == 3'h4;
-  assign \$117  = w_x == 4'hd;
-  assign \$118  = \$116  | \$117 ;
-  assign \$119  = w_b + 1'h1;
-  assign \$120  = \$118  ? 4'h0 : \$119 ;
-  assign \$121  = w_x == 4'hd;
-  assign \$122  = w_b == 3'h4;
+  assign \$46  = ~ \i__valid$56 ;
+  assign \$signal  = \$46  | \i__ready$57 ;
+  assign \$47  = ~ \$signal$59 ;
+  assign \$signal$58  = \$47  | \$signal ;
+  assign \$signal$60  = \$signal$58  & avail;
+  assign \$48  = ~ r_done;
+  assign \$49  = $signed(iy) < $signed(1'h0);
+  assign \$50  = $signed(iy) >= $signed(5'h0e);
+  assign \$51  = \$49  | \$50 ;
+  assign \$52  = \$51  | ahead;
+  assign \$53  = ~ d[5];
+  assign \$54  = | d[4:3];
+  assign \$55  = ! ky;
+  assign \$56  = d[2:0] == 1'h1;
+  assign \$57  = d[2:0] == 2'h2;
+  assign \$58  = d[2:0] == 2'h3;
+  assign \$59  = d[2:0] == 3'h4;
+  assign \$60  = d[2:0] == 3'h5;
+  assign \$61  = d[2:0] == 3'h6;
+  assign \$62  = d[2:0] == 3'h7;
+  assign \$63  = | { \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
+  assign \$64  = \$55  & \$63 ;
+  assign \$65  = ky == 1'h1;
+  assign \$66  = d[2:0] == 2'h2;
+  assign \$67  = d[2:0] == 2'h3;
+  assign \$68  = d[2:0] == 3'h4;
+  assign \$69  = d[2:0] == 3'h5;
+  assign \$70  = d[2:0] == 3'h6;
+  assign \$71  = d[2:0] == 3'h7;
+  assign \$72  = | { \$71 , \$70 , \$69 , \$68 , \$67 , \$66  };
+  assign \$73  = \$65  & \$72 ;
+  assign \$74  = ky == 2'h2;
+  assign \$75  = d[2:0] == 2'h3;
+  assign \$76  = d[2:0] == 3'h4;
+  assign \$77  = d[2:0] == 3'h5;
+  assign \$78  = d[2:0] == 3'h6;
+  assign \$79  = d[2:0] == 3'h7;
+  assign \$80  = | { \$79 , \$78 , \$77 , \$76 , \$75  };
+  assign \$81  = \$74  & \$80 ;
+  assign \$82  = ky == 2'h3;
+  assign \$83  = d[2:0] == 3'h4;
+  assign \$84  = d[2:0] == 3'h5;
+  assign \$85  = d[2:0] == 3'h6;
+  assign \$86  = d[2:0] == 3'h7;
+  assign \$87  = | { \$86 , \$85 , \$84 , \$83  };
+  assign \$88  = \$82  & \$87 ;
+  assign \$89  = ky == 3'h4;
+  assign \$90  = d[2:0] == 3'h5;
+  assign \$91  = d[2:0] == 3'h6;
+  assign \$92  = d[2:0] == 3'h7;
+  assign \$93  = | { \$92 , \$91 , \$90  };
+  assign \$94  = \$89  & \$93 ;
+  assign \$95  = | { \$94 , \$88 , \$81 , \$73 , \$64  };
+  assign \$96  = \$54  | \$95 ;
+  assign \$97  = \$53  & \$96 ;
+  assign \$98  = \$52  | \$97 ;
+  assign avail_comb = \$48  & \$98 ;
+  assign \$99  = w_c == 5'h1f;
+  assign \$100  = w_c + 1'h1;
+  assign \$101  = \$99  ? 6'h00 : \$100 ;
+  assign \$102  = w_c == 5'h1f;
+  assign \$103  = w_x == 4'hd;
+  assign \$104  = w_x + 1'h1;
+  assign \$105  = \$103  ? 5'h00 : \$104 ;
+  assign \$106  = w_b == 3'h4;
+  assign \$107  = w_x == 4'hd;
+  assign \$108  = \$106  | \$107 ;
+  assign \$109  = w_b + 1'h1;
+  assign \$110  = \$108  ? 4'h0 : \$109 ;
+  assign \$111  = w_x == 4'hd;
+  assign \$112  = w_b == 3'h4;
+  assign \$113  = w_rowbase + 7'h60;
+  assign \$114  = \$113  >= 11'h420;
+  assign \$115  = w_rowbase + 7'h60;
+  assign \$116  = \$115  - 11'h420;
+  assign \$117  = w_rowbase + 7'h60;
+  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
+  assign \$119  = w_rowbase + 7'h60;
+  assign \$120  = \$119  >= 11'h420;
+  assign \$121  = w_rowbase + 7'h60;
+  assign \$122  = \$121  - 11'h420;
   assign \$123  = w_rowbase + 7'h60;
-  assign \$124  = \$123  >= 11'h420;
-  assign \$125  = w_rowbase + 7'h60;
-  assign \$126  = \$125  - 11'h420;
-  assign \$127  = w_rowbase + 7'h60;
-  assign \$128  = \$124  ? \$126  : { 1'h0, \$127  };
-  assign \$129  = w_rowbase + 7'h60;
-  assign \$130  = \$129  >= 11'h420;
-  assign \$131  = w_rowbase + 7'h60;
-  assign \$132  = \$131  - 11'h420;
-  assign \$133  = w_rowbase + 7'h60;
-  assign \$134  = \$130  ? \$132  : { 1'h0, \$133  };
-  assign \$135  = ~ ahead;
-  assign \$136  = w_row == 4'hd;
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = w_row + 1'h1;
-  assign \$139  = w_grp + 6'h20;
-  assign \$140  = $signed(iy) < $signed(1'h0);
-  assign \$141  = $signed(iy) >= $signed(5'h0e);
-  assign \$142  = \$140  | \$141 ;
-  assign \$143  = $signed(ix0) + $signed(1'h0);
-  assign \$144  = $signed(\$143 ) < $signed(1'h0);
-  assign \$145  = \$142  | \$144 ;
-  assign \$146  = $signed(ix0) + $signed(1'h0);
-  assign \$147  = $signed(\$146 ) >= $signed(5'h0e);
-  assign \$148  = \$145  | \$147 ;
-  assign \$149  = $signed(iy) < $signed(1'h0);
-  assign \$150  = $signed(iy) >= $signed(5'h0e);
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = $signed(ix0) + $signed(2'h1);
-  assign \$153  = $signed(\$152 ) < $signed(1'h0);
-  assign \$154  = \$151  | \$153 ;
-  assign \$155  = $signed(ix0) + $signed(2'h1);
-  assign \$156  = $signed(\$155 ) >= $signed(5'h0e);
-  assign \$157  = \$154  | \$156 ;
-  assign \$158  = $signed(iy) < $signed(1'h0);
-  assign \$159  = $signed(iy) >= $signed(5'h0e);
-  assign \$160  = \$158  | \$159 ;
-  assign \$161  = $signed(ix0) + $signed(3'h2);
-  assign \$162  = $signed(\$161 ) < $signed(1'h0);
-  assign \$163  = \$160  | \$162 ;
-  assign \$164  = $signed(ix0) + $signed(3'h2);
-  assign \$165  = $signed(\$164 ) >= $signed(5'h0e);
-  assign \$166  = \$163  | \$165 ;
-  assign \$167  = $signed(iy) < $signed(1'h0);
-  assign \$168  = $signed(iy) >= $signed(5'h0e);
-  assign \$169  = \$167  | \$168 ;
-  assign \$170  = $signed(ix0) + $signed(3'h3);
-  assign \$171  = $signed(\$170 ) < $signed(1'h0);
-  assign \$172  = \$169  | \$171 ;
-  assign \$173  = $signed(ix0) + $signed(3'h3);
-  assign \$174  = $signed(\$173 ) >= $signed(5'h0e);
-  assign \$175  = \$172  | \$174 ;
-  assign \$176  = $signed(iy) < $signed(1'h0);
-  assign \$177  = $signed(iy) >= $signed(5'h0e);
-  assign \$178  = \$176  | \$177 ;
-  assign \$179  = $signed(ix0) + $signed(4'h4);
-  assign \$180  = $signed(\$179 ) < $signed(1'h0);
-  assign \$181  = \$178  | \$180 ;
-  assign \$182  = $signed(ix0) + $signed(4'h4);
-  assign \$183  = $signed(\$182 ) >= $signed(5'h0e);
-  assign \$184  = \$181  | \$183 ;
-  assign \$185  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$186  = r0 > 1'h0;
-  assign \$187  = \$186  ? 6'h20 : 6'h00;
-  assign \$188  = $signed(\$185 ) + $signed({ 1'h0, \$187  });
-  assign \$189  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$190  = r0 > 1'h1;
-  assign \$191  = \$190  ? 6'h20 : 6'h00;
-  assign \$192  = $signed(\$189 ) + $signed({ 1'h0, \$191  });
-  assign \$193  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$194  = r0 > 2'h2;
-  assign \$195  = \$194  ? 6'h20 : 6'h00;
-  assign \$196  = $signed(\$193 ) + $signed({ 1'h0, \$195  });
-  assign \$197  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$198  = r0 > 2'h3;
-  assign \$199  = \$198  ? 6'h20 : 6'h00;
-  assign \$200  = $signed(\$197 ) + $signed({ 1'h0, \$199  });
-  assign \$201  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$202  = $signed(\$201 ) + $signed(1'h0);
-  assign \$203  = base_slot + 1'h1;
-  assign \$204  = \$203  >= 4'hb;
-  assign \$205  = base_slot + 1'h1;
-  assign \$206  = \$205  - 4'hb;
-  assign \$207  = base_slot + 1'h1;
-  assign \$208  = \$204  ? \$206  : { 1'h0, \$207  };
-  assign \$209  = base_row + 7'h60;
-  assign \$210  = \$209  >= 11'h420;
-  assign \$211  = base_row + 7'h60;
-  assign \$212  = \$211  - 11'h420;
-  assign \$213  = base_row + 7'h60;
-  assign \$214  = \$210  ? \$212  : { 1'h0, \$213  };
-  assign \$215  = img_slot + 2'h3;
-  assign \$216  = \$215  >= 4'hb;
-  assign \$217  = img_slot + 2'h3;
-  assign \$218  = \$217  - 4'hb;
-  assign \$219  = img_slot + 2'h3;
-  assign \$220  = \$216  ? \$218  : { 1'h0, \$219  };
-  assign \$221  = img_row + 9'h120;
-  assign \$222  = \$221  >= 11'h420;
-  assign \$223  = img_row + 9'h120;
-  assign \$224  = \$223  - 11'h420;
-  assign \$225  = img_row + 9'h120;
-  assign \$226  = \$222  ? \$224  : { 1'h0, \$225  };
-  assign \$227  = img_slot + 1'h1;
-  assign \$228  = \$227  >= 4'hb;
-  assign \$229  = img_slot + 1'h1;
-  assign \$230  = \$229  - 4'hb;
-  assign \$231  = img_slot + 1'h1;
-  assign \$232  = \$228  ? \$230  : { 1'h0, \$231  };
-  assign \$233  = img_row + 7'h60;
-  assign \$234  = \$233  >= 11'h420;
-  assign \$235  = img_row + 7'h60;
-  assign \$236  = \$235  - 11'h420;
-  assign \$237  = img_row + 7'h60;
-  assign \$238  = \$234  ? \$236  : { 1'h0, \$237  };
-  assign \$239  = ky == 3'h4;
-  assign \$240  = ky + 1'h1;
-  assign \$241  = \$239  ? 4'h0 : \$240 ;
-  assign \$242  = ky == 3'h4;
-  assign \$243  = ~ \$242 ;
-  assign \$244  = row_addr + 7'h60;
-  assign \$245  = \$244  >= 11'h420;
-  assign \$246  = row_addr + 7'h60;
-  assign \$247  = \$246  - 11'h420;
-  assign \$248  = row_addr + 7'h60;
-  assign \$249  = \$245  ? \$247  : { 1'h0, \$248  };
-  assign \$250  = c == 5'h1f;
-  assign \$251  = c + 1'h1;
-  assign \$252  = \$250  ? 6'h00 : \$251 ;
-  assign \$253  = c == 5'h1f;
-  assign \$254  = ~ \$253 ;
-  assign \$255  = $signed(qc) + $signed(2'h1);
-  assign \$256  = ox == 4'hd;
-  assign \$257  = ox + 1'h1;
-  assign \$258  = \$256  ? 5'h00 : \$257 ;
-  assign \$259  = ox == 4'hd;
-  assign \$260  = $signed(ix0) + $signed(2'h1);
-  assign \$261  = \$259  ? 6'h3e : \$260 ;
-  assign \$262  = ox == 4'hd;
-  assign \$263  = r0 + 1'h1;
-  assign \$264  = \$263  >= 3'h5;
-  assign \$265  = r0 + 1'h1;
-  assign \$266  = \$265  - 3'h5;
-  assign \$267  = r0 + 1'h1;
-  assign \$268  = \$264  ? \$266  : { 1'h0, \$267  };
-  assign \$269  = \$262  ? 5'h03 : \$268 ;
-  assign \$270  = ox == 4'hd;
-  assign \$271  = r0 + 1'h1;
-  assign \$272  = \$271  >= 3'h5;
-  assign \$273  = 1'h0 + \$272 ;
-  assign \$274  = \$273  * 6'h20;
-  assign \$275  = $signed(q0c) + $signed({ 1'h0, \$274  });
-  assign \$276  = \$270  ? 10'h3e0 : \$275 ;
-  assign \$277  = ox == 4'hd;
-  assign \$278  = r0 + 1'h1;
-  assign \$279  = \$278  >= 3'h5;
-  assign \$280  = 1'h0 + \$279 ;
-  assign \$281  = \$280  * 6'h20;
-  assign \$282  = $signed(q0c) + $signed({ 1'h0, \$281  });
-  assign \$283  = \$277  ? 10'h3e0 : \$282 ;
-  assign \$284  = ox == 4'hd;
-  assign \$285  = oy == 4'hd;
-  assign \$286  = oy + 1'h1;
-  assign \$287  = \$285  ? 5'h00 : \$286 ;
+  assign \$124  = \$120  ? \$122  : { 1'h0, \$123  };
+  assign \$125  = ~ ahead;
+  assign \$126  = w_row == 4'hd;
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = w_row + 1'h1;
+  assign \$129  = w_grp + 6'h20;
+  assign \$130  = $signed(iy) < $signed(1'h0);
+  assign \$131  = $signed(iy) >= $signed(5'h0e);
+  assign \$132  = \$130  | \$131 ;
+  assign \$133  = $signed(ix0) + $signed(1'h0);
+  assign \$134  = $signed(\$133 ) < $signed(1'h0);
+  assign \$135  = \$132  | \$134 ;
+  assign \$136  = $signed(ix0) + $signed(1'h0);
+  assign \$137  = $signed(\$136 ) >= $signed(5'h0e);
+  assign \$138  = \$135  | \$137 ;
+  assign \$139  = $signed(iy) < $signed(1'h0);
+  assign \$140  = $signed(iy) >= $signed(5'h0e);
+  assign \$141  = \$139  | \$140 ;
+  assign \$142  = $signed(ix0) + $signed(2'h1);
+  assign \$143  = $signed(\$142 ) < $signed(1'h0);
+  assign \$144  = \$141  | \$143 ;
+  assign \$145  = $signed(ix0) + $signed(2'h1);
+  assign \$146  = $signed(\$145 ) >= $signed(5'h0e);
+  assign \$147  = \$144  | \$146 ;
+  assign \$148  = $signed(iy) < $signed(1'h0);
+  assign \$149  = $signed(iy) >= $signed(5'h0e);
+  assign \$150  = \$148  | \$149 ;
+  assign \$151  = $signed(ix0) + $signed(3'h2);
+  assign \$152  = $signed(\$151 ) < $signed(1'h0);
+  assign \$153  = \$150  | \$152 ;
+  assign \$154  = $signed(ix0) + $signed(3'h2);
+  assign \$155  = $signed(\$154 ) >= $signed(5'h0e);
+  assign \$156  = \$153  | \$155 ;
+  assign \$157  = $signed(iy) < $signed(1'h0);
+  assign \$158  = $signed(iy) >= $signed(5'h0e);
+  assign \$159  = \$157  | \$158 ;
+  assign \$160  = $signed(ix0) + $signed(3'h3);
+  assign \$161  = $signed(\$160 ) < $signed(1'h0);
+  assign \$162  = \$159  | \$161 ;
+  assign \$163  = $signed(ix0) + $signed(3'h3);
+  assign \$164  = $signed(\$163 ) >= $signed(5'h0e);
+  assign \$165  = \$162  | \$164 ;
+  assign \$166  = $signed(iy) < $signed(1'h0);
+  assign \$167  = $signed(iy) >= $signed(5'h0e);
+  assign \$168  = \$166  | \$167 ;
+  assign \$169  = $signed(ix0) + $signed(4'h4);
+  assign \$170  = $signed(\$169 ) < $signed(1'h0);
+  assign \$171  = \$168  | \$170 ;
+  assign \$172  = $signed(ix0) + $signed(4'h4);
+  assign \$173  = $signed(\$172 ) >= $signed(5'h0e);
+  assign \$174  = \$171  | \$173 ;
+  assign \$175  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$176  = r0 > 1'h0;
+  assign \$177  = \$176  ? 6'h20 : 6'h00;
+  assign \$178  = $signed(\$175 ) + $signed({ 1'h0, \$177  });
+  assign \$179  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$180  = r0 > 1'h1;
+  assign \$181  = \$180  ? 6'h20 : 6'h00;
+  assign \$182  = $signed(\$179 ) + $signed({ 1'h0, \$181  });
+  assign \$183  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$184  = r0 > 2'h2;
+  assign \$185  = \$184  ? 6'h20 : 6'h00;
+  assign \$186  = $signed(\$183 ) + $signed({ 1'h0, \$185  });
+  assign \$187  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$188  = r0 > 2'h3;
+  assign \$189  = \$188  ? 6'h20 : 6'h00;
+  assign \$190  = $signed(\$187 ) + $signed({ 1'h0, \$189  });
+  assign \$191  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$192  = $signed(\$191 ) + $signed(1'h0);
+  assign \$193  = base_slot + 1'h1;
+  assign \$194  = \$193  >= 4'hb;
+  assign \$195  = base_slot + 1'h1;
+  assign \$196  = \$195  - 4'hb;
+  assign \$197  = base_slot + 1'h1;
+  assign \$198  = \$194  ? \$196  : { 1'h0, \$197  };
+  assign \$199  = base_row + 7'h60;
+  assign \$200  = \$199  >= 11'h420;
+  assign \$201  = base_row + 7'h60;
+  assign \$202  = \$201  - 11'h420;
+  assign \$203  = base_row + 7'h60;
+  assign \$204  = \$200  ? \$202  : { 1'h0, \$203  };
+  assign \$205  = img_slot + 2'h3;
+  assign \$206  = \$205  >= 4'hb;
+  assign \$207  = img_slot + 2'h3;
+  assign \$208  = \$207  - 4'hb;
+  assign \$209  = img_slot + 2'h3;
+  assign \$210  = \$206  ? \$208  : { 1'h0, \$209  };
+  assign \$211  = img_row + 9'h120;
+  assign \$212  = \$211  >= 11'h420;
+  assign \$213  = img_row + 9'h120;
+  assign \$214  = \$213  - 11'h420;
+  assign \$215  = img_row + 9'h120;
+  assign \$216  = \$212  ? \$214  : { 1'h0, \$215  };
+  assign \$217  = img_slot + 1'h1;
+  assign \$218  = \$217  >= 4'hb;
+  assign \$219  = img_slot + 1'h1;
+  assign \$220  = \$219  - 4'hb;
+  assign \$221  = img_slot + 1'h1;
+  assign \$222  = \$218  ? \$220  : { 1'h0, \$221  };
+  assign \$223  = img_row + 7'h60;
+  assign \$224  = \$223  >= 11'h420;
+  assign \$225  = img_row + 7'h60;
+  assign \$226  = \$225  - 11'h420;
+  assign \$227  = img_row + 7'h60;
+  assign \$228  = \$224  ? \$226  : { 1'h0, \$227  };
+  assign \$229  = ky == 3'h4;
+  assign \$230  = ky + 1'h1;
+  assign \$231  = \$229  ? 4'h0 : \$230 ;
+  assign \$232  = ky == 3'h4;
+  assign \$233  = ~ \$232 ;
+  assign \$234  = row_addr + 7'h60;
+  assign \$235  = \$234  >= 11'h420;
+  assign \$236  = row_addr + 7'h60;
+  assign \$237  = \$236  - 11'h420;
+  assign \$238  = row_addr + 7'h60;
+  assign \$239  = \$235  ? \$237  : { 1'h0, \$238  };
+  assign \$240  = c == 5'h1f;
+  assign \$241  = c + 1'h1;
+  assign \$242  = \$240  ? 6'h00 : \$241 ;
+  assign \$243  = c == 5'h1f;
+  assign \$244  = ~ \$243 ;
+  assign \$245  = $signed(qc) + $signed(2'h1);
+  assign \$246  = ox == 4'hd;
+  assign \$247  = ox + 1'h1;
+  assign \$248  = \$246  ? 5'h00 : \$247 ;
+  assign \$249  = ox == 4'hd;
+  assign \$250  = $signed(ix0) + $signed(2'h1);
+  assign \$251  = \$249  ? 6'h3e : \$250 ;
+  assign \$252  = ox == 4'hd;
+  assign \$253  = r0 + 1'h1;
+  assign \$254  = \$253  >= 3'h5;
+  assign \$255  = r0 + 1'h1;
+  assign \$256  = \$255  - 3'h5;
+  assign \$257  = r0 + 1'h1;
+  assign \$258  = \$254  ? \$256  : { 1'h0, \$257  };
+  assign \$259  = \$252  ? 5'h03 : \$258 ;
+  assign \$260  = ox == 4'hd;
+  assign \$261  = r0 + 1'h1;
+  assign \$262  = \$261  >= 3'h5;
+  assign \$263  = 1'h0 + \$262 ;
+  assign \$264  = \$263  * 6'h20;
+  assign \$265  = $signed(q0c) + $signed({ 1'h0, \$264  });
+  assign \$266  = \$260  ? 10'h3e0 : \$265 ;
+  assign \$267  = ox == 4'hd;
+  assign \$268  = r0 + 1'h1;
+  assign \$269  = \$268  >= 3'h5;
+  assign \$270  = 1'h0 + \$269 ;
+  assign \$271  = \$270  * 6'h20;
+  assign \$272  = $signed(q0c) + $signed({ 1'h0, \$271  });
+  assign \$273  = \$267  ? 10'h3e0 : \$272 ;
+  assign \$274  = ox == 4'hd;
+  assign \$275  = oy == 4'hd;
+  assign \$276  = oy + 1'h1;
+  assign \$277  = \$275  ? 5'h00 : \$276 ;
+  assign \$278  = oy == 4'hd;
+  assign \$279  = $signed(low) + $signed(2'h1);
+  assign \$280  = \$278  ? 6'h3e : \$279 ;
+  assign \$281  = oy == 4'hd;
+  assign \$282  = ky == 3'h4;
+  assign \$283  = ~ \$282 ;
+  assign \$284  = c == 5'h1f;
+  assign \$285  = ox == 4'hd;
+  assign \$286  = \$284  & \$285 ;
+  assign \$287  = $signed(iy) + $signed(2'h1);
   assign \$288  = oy == 4'hd;
   assign \$289  = $signed(low) + $signed(2'h1);
   assign \$290  = \$288  ? 6'h3e : \$289 ;
-  assign \$291  = oy == 4'hd;
-  assign \$292  = ky == 3'h4;
-  assign \$293  = ~ \$292 ;
-  assign \$294  = c == 5'h1f;
-  assign \$295  = ox == 4'hd;
-  assign \$296  = \$294  & \$295 ;
-  assign \$297  = $signed(iy) + $signed(2'h1);
-  assign \$298  = oy == 4'hd;
-  assign \$299  = $signed(low) + $signed(2'h1);
-  assign \$300  = \$298  ? 6'h3e : \$299 ;
-  assign \$301  = ky == 3'h4;
-  assign \$302  = c == 5'h1f;
-  assign \$303  = \$301  & \$302 ;
-  assign \$304  = ox == 4'hd;
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = \$signal$49  & \$305 ;
-  assign \$307  = oy == 4'hd;
-  assign \$308  = w_c == 5'h1f;
-  assign \$309  = write & \$308 ;
-  assign \$310  = w_x == 4'hd;
-  assign \$311  = \$309  & \$310 ;
-  assign \$312  = ~ ahead;
-  assign \$313  = ~ room_w_13[4];
-  assign \$314  = \$312  & \$313 ;
-  assign \$315  = \$314  & room_w_14[4];
-  assign \$316  = w_row + 2'h3;
-  assign \$317  = \$315  ? 5'h02 : \$316 ;
-  assign \$318  = w_row + 2'h2;
-  assign \$319  = \$311  ? \$317  : \$318 ;
-  assign \$320  = w_c == 5'h1f;
-  assign \$321  = write & \$320 ;
-  assign \$322  = w_x == 4'hd;
-  assign \$323  = \$321  & \$322 ;
-  assign \$324  = ~ ahead;
-  assign \$325  = ~ room_w_13[4];
+  assign \$291  = ky == 3'h4;
+  assign \$292  = c == 5'h1f;
+  assign \$293  = \$291  & \$292 ;
+  assign \$294  = ox == 4'hd;
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = \$signal$60  & \$295 ;
+  assign \$297  = oy == 4'hd;
+  assign \$298  = w_c == 5'h1f;
+  assign \$299  = write & \$298 ;
+  assign \$300  = w_x == 4'hd;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = ~ ahead;
+  assign \$303  = ~ room_w_13[4];
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = \$304  & room_w_14[4];
+  assign \$306  = w_row + 2'h3;
+  assign \$307  = \$305  ? 5'h02 : \$306 ;
+  assign \$308  = w_row + 2'h2;
+  assign \$309  = \$301  ? \$307  : \$308 ;
+  assign \$310  = w_c == 5'h1f;
+  assign \$311  = write & \$310 ;
+  assign \$312  = w_x == 4'hd;
+  assign \$313  = \$311  & \$312 ;
+  assign \$314  = ~ ahead;
+  assign \$315  = ~ room_w_13[4];
+  assign \$316  = \$314  & \$315 ;
+  assign \$317  = \$316  & room_w_14[4];
+  assign \$318  = $signed(d) + $signed(5'h12);
+  assign \$319  = \$317  ? \$318  : { d[5], d };
+  assign \$320  = $signed(d) + $signed(1'h1);
+  assign \$321  = \$313  ? \$319  : \$320 ;
+  assign \$322  = \$297  ? { 2'h0, \$309  } : \$321 ;
+  assign \$323  = w_c == 5'h1f;
+  assign \$324  = write & \$323 ;
+  assign \$325  = w_x == 4'hd;
   assign \$326  = \$324  & \$325 ;
-  assign \$327  = \$326  & room_w_14[4];
-  assign \$328  = $signed(d) + $signed(5'h12);
-  assign \$329  = \$327  ? \$328  : { d[5], d };
-  assign \$330  = $signed(d) + $signed(1'h1);
-  assign \$331  = \$323  ? \$329  : \$330 ;
-  assign \$332  = \$307  ? { 2'h0, \$319  } : \$331 ;
-  assign \$333  = w_c == 5'h1f;
-  assign \$334  = write & \$333 ;
-  assign \$335  = w_x == 4'hd;
-  assign \$336  = \$334  & \$335 ;
-  assign \$337  = ~ ahead;
-  assign \$338  = ~ room_w_13[4];
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = \$339  & room_w_14[4];
-  assign \$341  = $signed(d) + $signed(5'h13);
-  assign \$342  = $signed(d) + $signed(2'h1);
-  assign \$343  = \$340  ? \$341  : \$342 ;
-  assign \$344  = \$336  ? \$343  : { d[5], d };
-  assign \$345  = \$306  ? \$332  : \$344 ;
-  assign \$346  = ky == 3'h4;
-  assign \$347  = c == 5'h1f;
+  assign \$327  = ~ ahead;
+  assign \$328  = ~ room_w_13[4];
+  assign \$329  = \$327  & \$328 ;
+  assign \$330  = \$329  & room_w_14[4];
+  assign \$331  = $signed(d) + $signed(5'h13);
+  assign \$332  = $signed(d) + $signed(2'h1);
+  assign \$333  = \$330  ? \$331  : \$332 ;
+  assign \$334  = \$326  ? \$333  : { d[5], d };
+  assign \$335  = \$296  ? \$322  : \$334 ;
+  assign \$336  = ky == 3'h4;
+  assign \$337  = c == 5'h1f;
+  assign \$338  = \$336  & \$337 ;
+  assign \$339  = ox == 4'hd;
+  assign \$340  = \$338  & \$339 ;
+  assign \$341  = \$signal$60  & \$340 ;
+  assign \$342  = w_c == 5'h1f;
+  assign \$343  = write & \$342 ;
+  assign \$344  = w_x == 4'hd;
+  assign \$345  = \$343  & \$344 ;
+  assign \$346  = ~ ahead;
+  assign \$347  = ~ room_w_13[4];
   assign \$348  = \$346  & \$347 ;
-  assign \$349  = ox == 4'hd;
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = \$signal$49  & \$350 ;
-  assign \$352  = w_c == 5'h1f;
-  assign \$353  = write & \$352 ;
-  assign \$354  = w_x == 4'hd;
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = ~ ahead;
-  assign \$357  = ~ room_w_13[4];
-  assign \$358  = \$356  & \$357 ;
-  assign \$359  = \$358  & room_w_14[4];
-  assign \$360  = oy == 4'hd;
-  assign \$361  = ~ ahead;
-  assign \$362  = ~ room_w_13[4];
-  assign \$363  = \$361  & \$362 ;
-  assign \$364  = \$363  & room_w_14[4];
-  assign \$365  = ahead | \$364 ;
-  assign \$366  = switch ? 1'h0 : \$365 ;
-  assign \$367  = oy == 4'hd;
-  assign \$368  = r_done | \$367 ;
-  assign \$369  = switch ? 1'h0 : \$368 ;
-  assign \$370  = ~ \$369 ;
-  assign \$372  = oy == 4'hd;
-  assign \$373  = r_done | \$372 ;
-  assign \$374  = switch ? 1'h0 : \$373 ;
-  assign \$377  = \$366  ? 1'h0 : 1'h1;
-  assign \$378  = ~ ahead;
-  assign \$379  = ~ room_w_13[4];
-  assign \$380  = \$378  & \$379 ;
-  assign \$381  = \$380  & room_w_14[4];
-  assign \$382  = ahead | \$381 ;
-  assign \$383  = switch ? 1'h0 : \$382 ;
-  assign \$384  = oy == 4'hd;
-  assign \$385  = r_done | \$384 ;
-  assign \$386  = switch ? 1'h0 : \$385 ;
-  assign \$387  = ~ \$386 ;
-  assign \$388  = \$387  & room_low_2[4];
-  assign \$389  = oy == 4'hd;
-  assign \$390  = r_done | \$389 ;
-  assign \$391  = switch ? 1'h0 : \$390 ;
-  assign \$394  = \$383  ? \$388  : 1'h1;
-  assign \$395  = \$360  ? \$377  : \$394 ;
-  assign \$396  = oy == 4'hd;
-  assign \$397  = ~ ahead;
-  assign \$398  = ~ room_w_13[4];
-  assign \$399  = \$397  & \$398 ;
-  assign \$400  = \$399  & room_w_14[4];
-  assign \$401  = ahead | \$400 ;
-  assign \$402  = switch ? 1'h0 : \$401 ;
-  assign \$403  = oy == 4'hd;
-  assign \$404  = r_done | \$403 ;
-  assign \$405  = switch ? 1'h0 : \$404 ;
-  assign \$406  = ~ \$405 ;
-  assign \$408  = oy == 4'hd;
-  assign \$409  = r_done | \$408 ;
-  assign \$410  = switch ? 1'h0 : \$409 ;
-  assign \$411  = \$410  | room_w_8[3];
-  assign \$412  = room_w_13[4] & \$411 ;
-  assign \$413  = \$402  ? 1'h0 : \$412 ;
-  assign \$414  = ~ ahead;
-  assign \$415  = ~ room_w_13[4];
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$416  & room_w_14[4];
-  assign \$418  = ahead | \$417 ;
-  assign \$419  = switch ? 1'h0 : \$418 ;
-  assign \$420  = oy == 4'hd;
-  assign \$421  = r_done | \$420 ;
-  assign \$422  = switch ? 1'h0 : \$421 ;
-  assign \$423  = ~ \$422 ;
-  assign \$424  = $signed(d) < $signed(3'h5);
-  assign \$425  = \$423  & \$424 ;
-  assign \$426  = oy == 4'hd;
-  assign \$427  = r_done | \$426 ;
-  assign \$428  = switch ? 1'h0 : \$427 ;
-  assign \$429  = $signed(d) < $signed(5'h0b);
-  assign \$430  = \$428  | \$429 ;
-  assign \$431  = room_w_13[4] & \$430 ;
-  assign \$432  = \$419  ? \$425  : \$431 ;
-  assign \$433  = \$396  ? \$413  : \$432 ;
-  assign \$434  = \$359  ? \$395  : \$433 ;
-  assign \$435  = oy == 4'hd;
-  assign \$436  = switch ? 1'h0 : ahead;
-  assign \$437  = oy == 4'hd;
-  assign \$438  = r_done | \$437 ;
-  assign \$439  = switch ? 1'h0 : \$438 ;
-  assign \$440  = ~ \$439 ;
-  assign \$442  = oy == 4'hd;
-  assign \$443  = r_done | \$442 ;
-  assign \$444  = switch ? 1'h0 : \$443 ;
-  assign \$445  = \$444  | room_w_9[4];
-  assign \$446  = room_w_14[4] & \$445 ;
-  assign \$447  = \$436  ? 1'h0 : \$446 ;
-  assign \$448  = switch ? 1'h0 : ahead;
-  assign \$449  = oy == 4'hd;
-  assign \$450  = r_done | \$449 ;
-  assign \$451  = switch ? 1'h0 : \$450 ;
-  assign \$452  = ~ \$451 ;
-  assign \$453  = $signed(d) < $signed(2'h2);
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = oy == 4'hd;
-  assign \$456  = r_done | \$455 ;
-  assign \$457  = switch ? 1'h0 : \$456 ;
-  assign \$458  = $signed(d) < $signed(5'h0c);
-  assign \$459  = \$457  | \$458 ;
-  assign \$460  = room_w_14[4] & \$459 ;
-  assign \$461  = \$448  ? \$454  : \$460 ;
-  assign \$462  = \$435  ? \$447  : \$461 ;
-  assign \$463  = \$355  ? \$434  : \$462 ;
-  assign \$464  = w_c == 5'h1f;
-  assign \$465  = write & \$464 ;
-  assign \$466  = w_x == 4'hd;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = ~ ahead;
-  assign \$469  = ~ room_w_13[4];
-  assign \$470  = \$468  & \$469 ;
-  assign \$471  = \$470  & room_w_14[4];
-  assign \$472  = ~ ahead;
-  assign \$473  = ~ room_w_13[4];
-  assign \$474  = \$472  & \$473 ;
-  assign \$475  = \$474  & room_w_14[4];
-  assign \$476  = ahead | \$475 ;
-  assign \$477  = switch ? 1'h0 : \$476 ;
-  assign \$478  = switch ? 1'h0 : r_done;
-  assign \$479  = ~ \$478 ;
-  assign \$480  = \$479  & room_low_3[4];
+  assign \$349  = \$348  & room_w_14[4];
+  assign \$350  = oy == 4'hd;
+  assign \$351  = ~ ahead;
+  assign \$352  = ~ room_w_13[4];
+  assign \$353  = \$351  & \$352 ;
+  assign \$354  = \$353  & room_w_14[4];
+  assign \$355  = ahead | \$354 ;
+  assign \$356  = switch ? 1'h0 : \$355 ;
+  assign \$357  = oy == 4'hd;
+  assign \$358  = r_done | \$357 ;
+  assign \$359  = switch ? 1'h0 : \$358 ;
+  assign \$360  = ~ \$359 ;
+  assign \$362  = oy == 4'hd;
+  assign \$363  = r_done | \$362 ;
+  assign \$364  = switch ? 1'h0 : \$363 ;
+  assign \$367  = \$356  ? 1'h0 : 1'h1;
+  assign \$368  = ~ ahead;
+  assign \$369  = ~ room_w_13[4];
+  assign \$370  = \$368  & \$369 ;
+  assign \$371  = \$370  & room_w_14[4];
+  assign \$372  = ahead | \$371 ;
+  assign \$373  = switch ? 1'h0 : \$372 ;
+  assign \$374  = oy == 4'hd;
+  assign \$375  = r_done | \$374 ;
+  assign \$376  = switch ? 1'h0 : \$375 ;
+  assign \$377  = ~ \$376 ;
+  assign \$378  = \$377  & room_low_2[4];
+  assign \$379  = oy == 4'hd;
+  assign \$380  = r_done | \$379 ;
+  assign \$381  = switch ? 1'h0 : \$380 ;
+  assign \$384  = \$373  ? \$378  : 1'h1;
+  assign \$385  = \$350  ? \$367  : \$384 ;
+  assign \$386  = oy == 4'hd;
+  assign \$387  = ~ ahead;
+  assign \$388  = ~ room_w_13[4];
+  assign \$389  = \$387  & \$388 ;
+  assign \$390  = \$389  & room_w_14[4];
+  assign \$391  = ahead | \$390 ;
+  assign \$392  = switch ? 1'h0 : \$391 ;
+  assign \$393  = oy == 4'hd;
+  assign \$394  = r_done | \$393 ;
+  assign \$395  = switch ? 1'h0 : \$394 ;
+  assign \$396  = ~ \$395 ;
+  assign \$398  = oy == 4'hd;
+  assign \$399  = r_done | \$398 ;
+  assign \$400  = switch ? 1'h0 : \$399 ;
+  assign \$401  = \$400  | room_w_8[3];
+  assign \$402  = room_w_13[4] & \$401 ;
+  assign \$403  = \$392  ? 1'h0 : \$402 ;
+  assign \$404  = ~ ahead;
+  assign \$405  = ~ room_w_13[4];
+  assign \$406  = \$404  & \$405 ;
+  assign \$407  = \$406  & room_w_14[4];
+  assign \$408  = ahead | \$407 ;
+  assign \$409  = switch ? 1'h0 : \$408 ;
+  assign \$410  = oy == 4'hd;
+  assign \$411  = r_done | \$410 ;
+  assign \$412  = switch ? 1'h0 : \$411 ;
+  assign \$413  = ~ \$412 ;
+  assign \$414  = $signed(d) < $signed(3'h5);
+  assign \$415  = \$413  & \$414 ;
+  assign \$416  = oy == 4'hd;
+  assign \$417  = r_done | \$416 ;
+  assign \$418  = switch ? 1'h0 : \$417 ;
+  assign \$419  = $signed(d) < $signed(5'h0b);
+  assign \$420  = \$418  | \$419 ;
+  assign \$421  = room_w_13[4] & \$420 ;
+  assign \$422  = \$409  ? \$415  : \$421 ;
+  assign \$423  = \$386  ? \$403  : \$422 ;
+  assign \$424  = \$349  ? \$385  : \$423 ;
+  assign \$425  = oy == 4'hd;
+  assign \$426  = switch ? 1'h0 : ahead;
+  assign \$427  = oy == 4'hd;
+  assign \$428  = r_done | \$427 ;
+  assign \$429  = switch ? 1'h0 : \$428 ;
+  assign \$430  = ~ \$429 ;
+  assign \$432  = oy == 4'hd;
+  assign \$433  = r_done | \$432 ;
+  assign \$434  = switch ? 1'h0 : \$433 ;
+  assign \$435  = \$434  | room_w_9[4];
+  assign \$436  = room_w_14[4] & \$435 ;
+  assign \$437  = \$426  ? 1'h0 : \$436 ;
+  assign \$438  = switch ? 1'h0 : ahead;
+  assign \$439  = oy == 4'hd;
+  assign \$440  = r_done | \$439 ;
+  assign \$441  = switch ? 1'h0 : \$440 ;
+  assign \$442  = ~ \$441 ;
+  assign \$443  = $signed(d) < $signed(2'h2);
+  assign \$444  = \$442  & \$443 ;
+  assign \$445  = oy == 4'hd;
+  assign \$446  = r_done | \$445 ;
+  assign \$447  = switch ? 1'h0 : \$446 ;
+  assign \$448  = $signed(d) < $signed(5'h0c);
+  assign \$449  = \$447  | \$448 ;
+  assign \$450  = room_w_14[4] & \$449 ;
+  assign \$451  = \$438  ? \$444  : \$450 ;
+  assign \$452  = \$425  ? \$437  : \$451 ;
+  assign \$453  = \$345  ? \$424  : \$452 ;
+  assign \$454  = w_c == 5'h1f;
+  assign \$455  = write & \$454 ;
+  assign \$456  = w_x == 4'hd;
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = ~ ahead;
+  assign \$459  = ~ room_w_13[4];
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = \$460  & room_w_14[4];
+  assign \$462  = ~ ahead;
+  assign \$463  = ~ room_w_13[4];
+  assign \$464  = \$462  & \$463 ;
+  assign \$465  = \$464  & room_w_14[4];
+  assign \$466  = ahead | \$465 ;
+  assign \$467  = switch ? 1'h0 : \$466 ;
+  assign \$468  = switch ? 1'h0 : r_done;
+  assign \$469  = ~ \$468 ;
+  assign \$470  = \$469  & room_low_3[4];
+  assign \$471  = switch ? 1'h0 : r_done;
+  assign \$474  = \$467  ? \$470  : 1'h1;
+  assign \$475  = ~ ahead;
+  assign \$476  = ~ room_w_13[4];
+  assign \$477  = \$475  & \$476 ;
+  assign \$478  = \$477  & room_w_14[4];
+  assign \$479  = ahead | \$478 ;
+  assign \$480  = switch ? 1'h0 : \$479 ;
   assign \$481  = switch ? 1'h0 : r_done;
-  assign \$484  = \$477  ? \$480  : 1'h1;
-  assign \$485  = ~ ahead;
-  assign \$486  = ~ room_w_13[4];
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = \$487  & room_w_14[4];
-  assign \$489  = ahead | \$488 ;
-  assign \$490  = switch ? 1'h0 : \$489 ;
-  assign \$491  = switch ? 1'h0 : r_done;
-  assign \$492  = ~ \$491 ;
-  assign \$493  = $signed(d) < $signed(3'h4);
-  assign \$494  = \$492  & \$493 ;
-  assign \$495  = switch ? 1'h0 : r_done;
-  assign \$496  = $signed(d) < $signed(5'h0a);
-  assign \$497  = \$495  | \$496 ;
-  assign \$498  = room_w_13[4] & \$497 ;
-  assign \$499  = \$490  ? \$494  : \$498 ;
-  assign \$500  = \$471  ? \$484  : \$499 ;
-  assign \$501  = switch ? 1'h0 : ahead;
-  assign \$502  = switch ? 1'h0 : r_done;
-  assign \$503  = ~ \$502 ;
-  assign \$504  = $signed(d) < $signed(3'h5);
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = switch ? 1'h0 : r_done;
-  assign \$507  = $signed(d) < $signed(5'h0b);
-  assign \$508  = \$506  | \$507 ;
-  assign \$509  = room_w_14[4] & \$508 ;
-  assign \$510  = \$501  ? \$505  : \$509 ;
-  assign \$511  = switch ? \$510  : \i__ready$18 ;
-  assign \$512  = \$467  ? \$500  : \$511 ;
-  assign \$513  = \$351  ? \$463  : \$512 ;
-  assign \$514  = w_c == 5'h1f;
-  assign \$515  = write & \$514 ;
-  assign \$516  = w_x == 4'hd;
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = ~ ahead;
-  assign \$519  = ~ room_w_13[4];
-  assign \$520  = \$518  & \$519 ;
-  assign \$521  = \$520  & room_w_14[4];
-  assign \$522  = $signed(room_w_13) + $signed(2'h1);
-  assign \$523  = \$521  ? 6'h33 : \$522 ;
-  assign \$524  = \$517  ? \$523  : { room_w_13[4], room_w_13 };
-  assign \$525  = w_c == 5'h1f;
-  assign \$526  = write & \$525 ;
-  assign \$527  = w_x == 4'hd;
+  assign \$482  = ~ \$481 ;
+  assign \$483  = $signed(d) < $signed(3'h4);
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = switch ? 1'h0 : r_done;
+  assign \$486  = $signed(d) < $signed(5'h0a);
+  assign \$487  = \$485  | \$486 ;
+  assign \$488  = room_w_13[4] & \$487 ;
+  assign \$489  = \$480  ? \$484  : \$488 ;
+  assign \$490  = \$461  ? \$474  : \$489 ;
+  assign \$491  = switch ? 1'h0 : ahead;
+  assign \$492  = switch ? 1'h0 : r_done;
+  assign \$493  = ~ \$492 ;
+  assign \$494  = $signed(d) < $signed(3'h5);
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = switch ? 1'h0 : r_done;
+  assign \$497  = $signed(d) < $signed(5'h0b);
+  assign \$498  = \$496  | \$497 ;
+  assign \$499  = room_w_14[4] & \$498 ;
+  assign \$500  = \$491  ? \$495  : \$499 ;
+  assign \$501  = switch ? \$500  : \i__ready$18 ;
+  assign \$502  = \$457  ? \$490  : \$501 ;
+  assign \$503  = \$341  ? \$453  : \$502 ;
+  assign \$504  = w_c == 5'h1f;
+  assign \$505  = write & \$504 ;
+  assign \$506  = w_x == 4'hd;
+  assign \$507  = \$505  & \$506 ;
+  assign \$508  = ~ ahead;
+  assign \$509  = ~ room_w_13[4];
+  assign \$510  = \$508  & \$509 ;
+  assign \$511  = \$510  & room_w_14[4];
+  assign \$512  = $signed(room_w_13) + $signed(2'h1);
+  assign \$513  = \$511  ? 6'h33 : \$512 ;
+  assign \$514  = \$507  ? \$513  : { room_w_13[4], room_w_13 };
+  assign \$515  = w_c == 5'h1f;
+  assign \$516  = write & \$515 ;
+  assign \$517  = w_x == 4'hd;
+  assign \$518  = \$516  & \$517 ;
+  assign \$519  = ~ ahead;
+  assign \$520  = ~ room_w_13[4];
+  assign \$521  = \$519  & \$520 ;
+  assign \$522  = \$521  & room_w_14[4];
+  assign \$523  = $signed(room_w_14) + $signed(2'h1);
+  assign \$524  = \$522  ? 6'h32 : \$523 ;
+  assign \$525  = \$518  ? \$524  : { room_w_14[4], room_w_14 };
+  assign \$526  = ky == 3'h4;
+  assign \$527  = c == 5'h1f;
   assign \$528  = \$526  & \$527 ;
-  assign \$529  = ~ ahead;
-  assign \$530  = ~ room_w_13[4];
-  assign \$531  = \$529  & \$530 ;
-  assign \$532  = \$531  & room_w_14[4];
-  assign \$533  = $signed(room_w_14) + $signed(2'h1);
-  assign \$534  = \$532  ? 6'h32 : \$533 ;
-  assign \$535  = \$528  ? \$534  : { room_w_14[4], room_w_14 };
-  assign \$536  = ky == 3'h4;
-  assign \$537  = c == 5'h1f;
-  assign \$538  = \$536  & \$537 ;
-  assign \$539  = ox == 4'hd;
-  assign \$540  = \$538  & \$539 ;
-  assign \$541  = \$signal$49  & \$540 ;
-  assign \$542  = oy == 4'hd;
-  assign \$543  = $signed(room_low_2) - $signed(2'h1);
-  assign \$544  = \$542  ? 6'h04 : \$543 ;
-  assign \$545  = \$541  ? \$544  : { room_low_2[4], room_low_2 };
-  assign \$546  = w_c == 5'h1f;
-  assign \$547  = write & \$546 ;
-  assign \$548  = w_x == 4'hd;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = ~ ahead;
-  assign \$551  = ~ room_w_13[4];
-  assign \$552  = \$550  & \$551 ;
-  assign \$553  = \$552  & room_w_14[4];
-  assign \$554  = $signed(room_w_8) + $signed(2'h1);
-  assign \$555  = \$553  ? 5'h18 : \$554 ;
-  assign \$556  = \$549  ? \$555  : { room_w_8[3], room_w_8 };
-  assign \$557  = w_c == 5'h1f;
-  assign \$558  = write & \$557 ;
-  assign \$559  = w_x == 4'hd;
+  assign \$529  = ox == 4'hd;
+  assign \$530  = \$528  & \$529 ;
+  assign \$531  = \$signal$60  & \$530 ;
+  assign \$532  = oy == 4'hd;
+  assign \$533  = $signed(room_low_2) - $signed(2'h1);
+  assign \$534  = \$532  ? 6'h04 : \$533 ;
+  assign \$535  = \$531  ? \$534  : { room_low_2[4], room_low_2 };
+  assign \$536  = w_c == 5'h1f;
+  assign \$537  = write & \$536 ;
+  assign \$538  = w_x == 4'hd;
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = ~ ahead;
+  assign \$541  = ~ room_w_13[4];
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = \$542  & room_w_14[4];
+  assign \$544  = $signed(room_w_8) + $signed(2'h1);
+  assign \$545  = \$543  ? 5'h18 : \$544 ;
+  assign \$546  = \$539  ? \$545  : { room_w_8[3], room_w_8 };
+  assign \$547  = w_c == 5'h1f;
+  assign \$548  = write & \$547 ;
+  assign \$549  = w_x == 4'hd;
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = ~ ahead;
+  assign \$552  = ~ room_w_13[4];
+  assign \$553  = \$551  & \$552 ;
+  assign \$554  = \$553  & room_w_14[4];
+  assign \$555  = $signed(room_w_9) + $signed(2'h1);
+  assign \$556  = \$554  ? 6'h37 : \$555 ;
+  assign \$557  = \$550  ? \$556  : { room_w_9[4], room_w_9 };
+  assign \$558  = ky == 3'h4;
+  assign \$559  = c == 5'h1f;
   assign \$560  = \$558  & \$559 ;
-  assign \$561  = ~ ahead;
-  assign \$562  = ~ room_w_13[4];
-  assign \$563  = \$561  & \$562 ;
-  assign \$564  = \$563  & room_w_14[4];
-  assign \$565  = $signed(room_w_9) + $signed(2'h1);
-  assign \$566  = \$564  ? 6'h37 : \$565 ;
-  assign \$567  = \$560  ? \$566  : { room_w_9[4], room_w_9 };
-  assign \$568  = ky == 3'h4;
-  assign \$569  = c == 5'h1f;
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = ox == 4'hd;
-  assign \$572  = \$570  & \$571 ;
-  assign \$573  = \$signal$49  & \$572 ;
-  assign \$574  = oy == 4'hd;
-  assign \$575  = $signed(room_low_3) - $signed(2'h1);
-  assign \$576  = \$574  ? 6'h05 : \$575 ;
-  assign \$577  = \$573  ? \$576  : { room_low_3[4], room_low_3 };
-  assign \$578  = w_c == 5'h1f;
-  assign \$579  = write & \$578 ;
-  assign \$580  = w_x == 4'hd;
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = $signed(iy) < $signed(1'h0);
-  assign \$583  = $signed(iy) >= $signed(5'h0e);
-  assign \$584  = \$582  | \$583 ;
-  assign \$585  = ~ ahead;
-  assign \$586  = w_row == 4'hd;
-  assign \$587  = \$585  & \$586 ;
-  assign \$588  = ! ky;
-  assign \$589  = d == 4'he;
-  assign \$590  = d == 4'hf;
-  assign \$591  = d == 5'h10;
-  assign \$592  = d == 5'h11;
-  assign \$593  = d == 5'h12;
-  assign \$594  = d == 5'h13;
-  assign \$595  = d == 5'h14;
-  assign \$596  = d == 5'h15;
-  assign \$597  = d == 5'h16;
-  assign \$598  = d == 5'h17;
-  assign \$599  = d == 5'h18;
-  assign \$600  = d == 5'h19;
-  assign \$601  = d == 5'h1a;
-  assign \$602  = d == 5'h1b;
-  assign \$603  = d == 5'h1c;
-  assign \$604  = d == 5'h1d;
-  assign \$605  = d == 5'h1e;
-  assign \$606  = d == 5'h1f;
-  assign \$607  = | { \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600 , \$599 , \$598 , \$597 , \$596 , \$595 , \$594 , \$593 , \$592 , \$591 , \$590 , \$589  };
-  assign \$608  = \$588  & \$607 ;
-  assign \$609  = ky == 1'h1;
-  assign \$610  = d == 4'hf;
-  assign \$611  = d == 5'h10;
-  assign \$612  = d == 5'h11;
-  assign \$613  = d == 5'h12;
-  assign \$614  = d == 5'h13;
-  assign \$615  = d == 5'h14;
-  assign \$616  = d == 5'h15;
-  assign \$617  = d == 5'h16;
-  assign \$618  = d == 5'h17;
-  assign \$619  = d == 5'h18;
-  assign \$620  = d == 5'h19;
-  assign \$621  = d == 5'h1a;
-  assign \$622  = d == 5'h1b;
-  assign \$623  = d == 5'h1c;
-  assign \$624  = d == 5'h1d;
-  assign \$625  = d == 5'h1e;
-  assign \$626  = d == 5'h1f;
-  assign \$627  = | { \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610  };
-  assign \$628  = \$609  & \$627 ;
-  assign \$629  = ky == 2'h2;
-  assign \$630  = d == 5'h10;
-  assign \$631  = d == 5'h11;
-  assign \$632  = d == 5'h12;
-  assign \$633  = d == 5'h13;
-  assign \$634  = d == 5'h14;
-  assign \$635  = d == 5'h15;
-  assign \$636  = d == 5'h16;
-  assign \$637  = d == 5'h17;
-  assign \$638  = d == 5'h18;
-  assign \$639  = d == 5'h19;
-  assign \$640  = d == 5'h1a;
-  assign \$641  = d == 5'h1b;
-  assign \$642  = d == 5'h1c;
-  assign \$643  = d == 5'h1d;
-  assign \$644  = d == 5'h1e;
-  assign \$645  = d == 5'h1f;
-  assign \$646  = | { \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630  };
-  assign \$647  = \$629  & \$646 ;
-  assign \$648  = ky == 2'h3;
-  assign \$649  = d == 5'h11;
-  assign \$650  = d == 5'h12;
-  assign \$651  = d == 5'h13;
-  assign \$652  = d == 5'h14;
-  assign \$653  = d == 5'h15;
-  assign \$654  = d == 5'h16;
-  assign \$655  = d == 5'h17;
-  assign \$656  = d == 5'h18;
-  assign \$657  = d == 5'h19;
-  assign \$658  = d == 5'h1a;
-  assign \$659  = d == 5'h1b;
-  assign \$660  = d == 5'h1c;
-  assign \$661  = d == 5'h1d;
-  assign \$662  = d == 5'h1e;
-  assign \$663  = d == 5'h1f;
-  assign \$664  = | { \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649  };
-  assign \$665  = \$648  & \$664 ;
-  assign \$666  = ky == 3'h4;
-  assign \$667  = d == 5'h12;
-  assign \$668  = d == 5'h13;
-  assign \$669  = d == 5'h14;
-  assign \$670  = d == 5'h15;
-  assign \$671  = d == 5'h16;
-  assign \$672  = d == 5'h17;
-  assign \$673  = d == 5'h18;
-  assign \$674  = d == 5'h19;
-  assign \$675  = d == 5'h1a;
-  assign \$676  = d == 5'h1b;
-  assign \$677  = d == 5'h1c;
-  assign \$678  = d == 5'h1d;
-  assign \$679  = d == 5'h1e;
-  assign \$680  = d == 5'h1f;
-  assign \$681  = | { \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667  };
-  assign \$682  = \$666  & \$681 ;
-  assign \$683  = | { \$682 , \$665 , \$647 , \$628 , \$608  };
-  assign \$684  = ! ky;
-  assign \$685  = ! d;
-  assign \$686  = d == 1'h1;
-  assign \$687  = d == 2'h2;
-  assign \$688  = d == 2'h3;
-  assign \$689  = d == 3'h4;
-  assign \$690  = d == 3'h5;
-  assign \$691  = d == 3'h6;
-  assign \$692  = d == 3'h7;
-  assign \$693  = d == 4'h8;
-  assign \$694  = d == 4'h9;
-  assign \$695  = d == 4'ha;
-  assign \$696  = d == 4'hb;
-  assign \$697  = d == 4'hc;
-  assign \$698  = d == 4'hd;
-  assign \$699  = d == 4'he;
-  assign \$700  = d == 4'hf;
-  assign \$701  = d == 5'h10;
-  assign \$702  = d == 5'h11;
-  assign \$703  = d == 5'h12;
-  assign \$704  = d == 5'h13;
-  assign \$705  = d == 5'h14;
-  assign \$706  = d == 5'h15;
-  assign \$707  = d == 5'h16;
-  assign \$708  = d == 5'h17;
-  assign \$709  = d == 5'h18;
-  assign \$710  = d == 5'h19;
-  assign \$711  = d == 5'h1a;
-  assign \$712  = d == 5'h1b;
-  assign \$713  = d == 5'h1c;
-  assign \$714  = d == 5'h1d;
-  assign \$715  = d == 5'h1e;
-  assign \$716  = d == 5'h1f;
-  assign \$717  = | { \$716 , \$715 , \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685  };
-  assign \$718  = \$684  & \$717 ;
-  assign \$719  = ky == 1'h1;
-  assign \$720  = d == 1'h1;
-  assign \$721  = d == 2'h2;
-  assign \$722  = d == 2'h3;
-  assign \$723  = d == 3'h4;
-  assign \$724  = d == 3'h5;
-  assign \$725  = d == 3'h6;
-  assign \$726  = d == 3'h7;
-  assign \$727  = d == 4'h8;
-  assign \$728  = d == 4'h9;
-  assign \$729  = d == 4'ha;
-  assign \$730  = d == 4'hb;
-  assign \$731  = d == 4'hc;
-  assign \$732  = d == 4'hd;
-  assign \$733  = d == 4'he;
-  assign \$734  = d == 4'hf;
-  assign \$735  = d == 5'h10;
-  assign \$736  = d == 5'h11;
-  assign \$737  = d == 5'h12;
-  assign \$738  = d == 5'h13;
-  assign \$739  = d == 5'h14;
-  assign \$740  = d == 5'h15;
-  assign \$741  = d == 5'h16;
-  assign \$742  = d == 5'h17;
-  assign \$743  = d == 5'h18;
-  assign \$744  = d == 5'h19;
-  assign \$745  = d == 5'h1a;
-  assign \$746  = d == 5'h1b;
-  assign \$747  = d == 5'h1c;
-  assign \$748  = d == 5'h1d;
-  assign \$749  = d == 5'h1e;
-  assign \$750  = d == 5'h1f;
-  assign \$751  = | { \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720  };
-  assign \$752  = \$719  & \$751 ;
-  assign \$753  = ky == 2'h2;
-  assign \$754  = d == 2'h2;
-  assign \$755  = d == 2'h3;
-  assign \$756  = d == 3'h4;
-  assign \$757  = d == 3'h5;
-  assign \$758  = d == 3'h6;
-  assign \$759  = d == 3'h7;
-  assign \$760  = d == 4'h8;
-  assign \$761  = d == 4'h9;
-  assign \$762  = d == 4'ha;
-  assign \$763  = d == 4'hb;
-  assign \$764  = d == 4'hc;
-  assign \$765  = d == 4'hd;
-  assign \$766  = d == 4'he;
-  assign \$767  = d == 4'hf;
-  assign \$768  = d == 5'h10;
-  assign \$769  = d == 5'h11;
-  assign \$770  = d == 5'h12;
-  assign \$771  = d == 5'h13;
-  assign \$772  = d == 5'h14;
-  assign \$773  = d == 5'h15;
-  assign \$774  = d == 5'h16;
-  assign \$775  = d == 5'h17;
-  assign \$776  = d == 5'h18;
-  assign \$777  = d == 5'h19;
-  assign \$778  = d == 5'h1a;
-  assign \$779  = d == 5'h1b;
-  assign \$780  = d == 5'h1c;
-  assign \$781  = d == 5'h1d;
-  assign \$782  = d == 5'h1e;
-  assign \$783  = d == 5'h1f;
-  assign \$784  = | { \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754  };
-  assign \$785  = \$753  & \$784 ;
-  assign \$786  = ky == 2'h3;
-  assign \$787  = d == 2'h3;
-  assign \$788  = d == 3'h4;
-  assign \$789  = d == 3'h5;
-  assign \$790  = d == 3'h6;
-  assign \$791  = d == 3'h7;
-  assign \$792  = d == 4'h8;
-  assign \$793  = d == 4'h9;
-  assign \$794  = d == 4'ha;
-  assign \$795  = d == 4'hb;
-  assign \$796  = d == 4'hc;
-  assign \$797  = d == 4'hd;
-  assign \$798  = d == 4'he;
-  assign \$799  = d == 4'hf;
-  assign \$800  = d == 5'h10;
-  assign \$801  = d == 5'h11;
-  assign \$802  = d == 5'h12;
-  assign \$803  = d == 5'h13;
-  assign \$804  = d == 5'h14;
-  assign \$805  = d == 5'h15;
-  assign \$806  = d == 5'h16;
-  assign \$807  = d == 5'h17;
-  assign \$808  = d == 5'h18;
-  assign \$809  = d == 5'h19;
-  assign \$810  = d == 5'h1a;
-  assign \$811  = d == 5'h1b;
-  assign \$812  = d == 5'h1c;
-  assign \$813  = d == 5'h1d;
-  assign \$814  = d == 5'h1e;
-  assign \$815  = d == 5'h1f;
-  assign \$816  = | { \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787  };
-  assign \$817  = \$786  & \$816 ;
-  assign \$818  = ky == 3'h4;
-  assign \$819  = d == 3'h4;
-  assign \$820  = d == 3'h5;
-  assign \$821  = d == 3'h6;
-  assign \$822  = d == 3'h7;
-  assign \$823  = d == 4'h8;
-  assign \$824  = d == 4'h9;
-  assign \$825  = d == 4'ha;
-  assign \$826  = d == 4'hb;
-  assign \$827  = d == 4'hc;
-  assign \$828  = d == 4'hd;
-  assign \$829  = d == 4'he;
-  assign \$830  = d == 4'hf;
-  assign \$831  = d == 5'h10;
-  assign \$832  = d == 5'h11;
-  assign \$833  = d == 5'h12;
-  assign \$834  = d == 5'h13;
-  assign \$835  = d == 5'h14;
-  assign \$836  = d == 5'h15;
-  assign \$837  = d == 5'h16;
-  assign \$838  = d == 5'h17;
-  assign \$839  = d == 5'h18;
-  assign \$840  = d == 5'h19;
-  assign \$841  = d == 5'h1a;
-  assign \$842  = d == 5'h1b;
-  assign \$843  = d == 5'h1c;
-  assign \$844  = d == 5'h1d;
-  assign \$845  = d == 5'h1e;
-  assign \$846  = d == 5'h1f;
-  assign \$847  = | { \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819  };
-  assign \$848  = \$818  & \$847 ;
-  assign \$849  = | { \$848 , \$817 , \$785 , \$752 , \$718  };
-  assign \$850  = \$587  ? \$683  : \$849 ;
-  assign \$851  = \$584  | \$850 ;
-  assign \$852  = $signed(iy) < $signed(1'h0);
-  assign \$853  = $signed(iy) >= $signed(5'h0e);
-  assign \$854  = \$852  | \$853 ;
-  assign \$855  = ! ky;
-  assign \$856  = d == 1'h1;
-  assign \$857  = d == 2'h2;
-  assign \$858  = d == 2'h3;
-  assign \$859  = d == 3'h4;
-  assign \$860  = d == 3'h5;
-  assign \$861  = d == 3'h6;
-  assign \$862  = d == 3'h7;
-  assign \$863  = d == 4'h8;
-  assign \$864  = d == 4'h9;
-  assign \$865  = d == 4'ha;
-  assign \$866  = d == 4'hb;
-  assign \$867  = d == 4'hc;
-  assign \$868  = d == 4'hd;
-  assign \$869  = d == 4'he;
-  assign \$870  = d == 4'hf;
-  assign \$871  = d == 5'h10;
-  assign \$872  = d == 5'h11;
-  assign \$873  = d == 5'h12;
-  assign \$874  = d == 5'h13;
-  assign \$875  = d == 5'h14;
-  assign \$876  = d == 5'h15;
-  assign \$877  = d == 5'h16;
-  assign \$878  = d == 5'h17;
-  assign \$879  = d == 5'h18;
-  assign \$880  = d == 5'h19;
-  assign \$881  = d == 5'h1a;
-  assign \$882  = d == 5'h1b;
-  assign \$883  = d == 5'h1c;
-  assign \$884  = d == 5'h1d;
-  assign \$885  = d == 5'h1e;
-  assign \$886  = d == 5'h1f;
-  assign \$887  = | { \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856  };
-  assign \$888  = \$855  & \$887 ;
-  assign \$889  = ky == 1'h1;
-  assign \$890  = d == 2'h2;
-  assign \$891  = d == 2'h3;
-  assign \$892  = d == 3'h4;
-  assign \$893  = d == 3'h5;
-  assign \$894  = d == 3'h6;
-  assign \$895  = d == 3'h7;
-  assign \$896  = d == 4'h8;
-  assign \$897  = d == 4'h9;
-  assign \$898  = d == 4'ha;
-  assign \$899  = d == 4'hb;
-  assign \$900  = d == 4'hc;
-  assign \$901  = d == 4'hd;
-  assign \$902  = d == 4'he;
-  assign \$903  = d == 4'hf;
-  assign \$904  = d == 5'h10;
-  assign \$905  = d == 5'h11;
-  assign \$906  = d == 5'h12;
-  assign \$907  = d == 5'h13;
-  assign \$908  = d == 5'h14;
-  assign \$909  = d == 5'h15;
-  assign \$910  = d == 5'h16;
-  assign \$911  = d == 5'h17;
-  assign \$912  = d == 5'h18;
-  assign \$913  = d == 5'h19;
-  assign \$914  = d == 5'h1a;
-  assign \$915  = d == 5'h1b;
-  assign \$916  = d == 5'h1c;
-  assign \$917  = d == 5'h1d;
-  assign \$918  = d == 5'h1e;
-  assign \$919  = d == 5'h1f;
-  assign \$920  = | { \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890  };
-  assign \$921  = \$889  & \$920 ;
-  assign \$922  = ky == 2'h2;
-  assign \$923  = d == 2'h3;
-  assign \$924  = d == 3'h4;
-  assign \$925  = d == 3'h5;
-  assign \$926  = d == 3'h6;
-  assign \$927  = d == 3'h7;
-  assign \$928  = d == 4'h8;
-  assign \$929  = d == 4'h9;
-  assign \$930  = d == 4'ha;
-  assign \$931  = d == 4'hb;
-  assign \$932  = d == 4'hc;
-  assign \$933  = d == 4'hd;
-  assign \$934  = d == 4'he;
-  assign \$935  = d == 4'hf;
-  assign \$936  = d == 5'h10;
-  assign \$937  = d == 5'h11;
-  assign \$938  = d == 5'h12;
-  assign \$939  = d == 5'h13;
-  assign \$940  = d == 5'h14;
-  assign \$941  = d == 5'h15;
-  assign \$942  = d == 5'h16;
-  assign \$943  = d == 5'h17;
-  assign \$944  = d == 5'h18;
-  assign \$945  = d == 5'h19;
-  assign \$946  = d == 5'h1a;
-  assign \$947  = d == 5'h1b;
-  assign \$948  = d == 5'h1c;
-  assign \$949  = d == 5'h1d;
-  assign \$950  = d == 5'h1e;
-  assign \$951  = d == 5'h1f;
-  assign \$952  = | { \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923  };
-  assign \$953  = \$922  & \$952 ;
-  assign \$954  = ky == 2'h3;
-  assign \$955  = d == 3'h4;
-  assign \$956  = d == 3'h5;
-  assign \$957  = d == 3'h6;
-  assign \$958  = d == 3'h7;
-  assign \$959  = d == 4'h8;
-  assign \$960  = d == 4'h9;
-  assign \$961  = d == 4'ha;
-  assign \$962  = d == 4'hb;
-  assign \$963  = d == 4'hc;
-  assign \$964  = d == 4'hd;
-  assign \$965  = d == 4'he;
-  assign \$966  = d == 4'hf;
-  assign \$967  = d == 5'h10;
-  assign \$968  = d == 5'h11;
-  assign \$969  = d == 5'h12;
-  assign \$970  = d == 5'h13;
-  assign \$971  = d == 5'h14;
-  assign \$972  = d == 5'h15;
-  assign \$973  = d == 5'h16;
-  assign \$974  = d == 5'h17;
-  assign \$975  = d == 5'h18;
-  assign \$976  = d == 5'h19;
-  assign \$977  = d == 5'h1a;
-  assign \$978  = d == 5'h1b;
-  assign \$979  = d == 5'h1c;
-  assign \$980  = d == 5'h1d;
-  assign \$981  = d == 5'h1e;
-  assign \$982  = d == 5'h1f;
-  assign \$983  = | { \$982 , \$981 , \$980 , \$979 , \$978 , \$977 , \$976 , \$975 , \$974 , \$973 , \$972 , \$971 , \$970 , \$969 , \$968 , \$967 , \$966 , \$965 , \$964 , \$963 , \$962 , \$961 , \$960 , \$959 , \$958 , \$957 , \$956 , \$955  };
-  assign \$984  = \$954  & \$983 ;
-  assign \$985  = ky == 3'h4;
-  assign \$986  = d == 3'h5;
-  assign \$987  = d == 3'h6;
-  assign \$988  = d == 3'h7;
-  assign \$989  = d == 4'h8;
-  assign \$990  = d == 4'h9;
-  assign \$991  = d == 4'ha;
-  assign \$992  = d == 4'hb;
-  assign \$993  = d == 4'hc;
-  assign \$994  = d == 4'hd;
-  assign \$995  = d == 4'he;
-  assign \$996  = d == 4'hf;
-  assign \$997  = d == 5'h10;
-  assign \$998  = d == 5'h11;
-  assign \$999  = d == 5'h12;
-  assign \$1000  = d == 5'h13;
-  assign \$1001  = d == 5'h14;
-  assign \$1002  = d == 5'h15;
-  assign \$1003  = d == 5'h16;
-  assign \$1004  = d == 5'h17;
-  assign \$1005  = d == 5'h18;
-  assign \$1006  = d == 5'h19;
-  assign \$1007  = d == 5'h1a;
-  assign \$1008  = d == 5'h1b;
-  assign \$1009  = d == 5'h1c;
-  assign \$1010  = d == 5'h1d;
-  assign \$1011  = d == 5'h1e;
-  assign \$1012  = d == 5'h1f;
-  assign \$1013  = | { \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986  };
-  assign \$1014  = \$985  & \$1013 ;
-  assign \$1015  = | { \$1014 , \$984 , \$953 , \$921 , \$888  };
-  assign \$1016  = \$854  | \$1015 ;
-  assign \$1017  = \$581  ? \$851  : \$1016 ;
-  assign \$1018  = w_c == 5'h1f;
-  assign \$1019  = write & \$1018 ;
-  assign \$1020  = w_x == 4'hd;
-  assign \$1021  = \$1019  & \$1020 ;
-  assign \$1022  = ky == 3'h4;
-  assign \$1023  = c == 5'h1f;
-  assign \$1024  = \$1022  & \$1023 ;
-  assign \$1025  = ox == 4'hd;
-  assign \$1026  = \$1024  & \$1025 ;
-  assign \$1027  = oy == 4'hd;
-  assign \$1028  = \$1026  & \$1027 ;
-  assign \$1029  = ~ \$1028 ;
-  assign \$1030  = ky == 3'h4;
-  assign \$1031  = ~ \$1030 ;
-  assign \$1032  = $signed(iy) < $signed(1'h1);
-  assign \$1033  = $signed(iy) >= $signed(5'h0d);
-  assign \$1034  = \$1032  | \$1033 ;
-  assign \$1035  = c == 5'h1f;
-  assign \$1036  = ox == 4'hd;
-  assign \$1037  = \$1035  & \$1036 ;
-  assign \$1038  = oy == 4'hd;
-  assign \$1039  = $signed(low) < $signed(1'h1);
-  assign \$1040  = $signed(low) >= $signed(5'h0d);
-  assign \$1041  = \$1039  | \$1040 ;
-  assign \$1042  = \$1038  ? 1'h1 : \$1041 ;
-  assign \$1043  = $signed(low) < $signed(1'h0);
-  assign \$1044  = $signed(low) >= $signed(5'h0e);
-  assign \$1045  = \$1043  | \$1044 ;
-  assign \$1046  = \$1037  ? \$1042  : \$1045 ;
-  assign \$1047  = \$1030  ? \$1046  : \$1034 ;
-  assign \$1048  = ~ ahead;
-  assign \$1049  = w_row == 4'hd;
-  assign \$1050  = \$1048  & \$1049 ;
-  assign \$1051  = ahead | \$1050 ;
-  assign \$1052  = \$1047  | \$1051 ;
-  assign \$1053  = ky == 3'h4;
-  assign \$1054  = c == 5'h1f;
+  assign \$561  = ox == 4'hd;
+  assign \$562  = \$560  & \$561 ;
+  assign \$563  = \$signal$60  & \$562 ;
+  assign \$564  = oy == 4'hd;
+  assign \$565  = $signed(room_low_3) - $signed(2'h1);
+  assign \$566  = \$564  ? 6'h05 : \$565 ;
+  assign \$567  = \$563  ? \$566  : { room_low_3[4], room_low_3 };
+  assign \$568  = w_c == 5'h1f;
+  assign \$569  = write & \$568 ;
+  assign \$570  = w_x == 4'hd;
+  assign \$571  = \$569  & \$570 ;
+  assign \$572  = $signed(iy) < $signed(1'h0);
+  assign \$573  = $signed(iy) >= $signed(5'h0e);
+  assign \$574  = \$572  | \$573 ;
+  assign \$575  = ~ ahead;
+  assign \$576  = w_row == 4'hd;
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = ! ky;
+  assign \$579  = d == 4'he;
+  assign \$580  = d == 4'hf;
+  assign \$581  = d == 5'h10;
+  assign \$582  = d == 5'h11;
+  assign \$583  = d == 5'h12;
+  assign \$584  = d == 5'h13;
+  assign \$585  = d == 5'h14;
+  assign \$586  = d == 5'h15;
+  assign \$587  = d == 5'h16;
+  assign \$588  = d == 5'h17;
+  assign \$589  = d == 5'h18;
+  assign \$590  = d == 5'h19;
+  assign \$591  = d == 5'h1a;
+  assign \$592  = d == 5'h1b;
+  assign \$593  = d == 5'h1c;
+  assign \$594  = d == 5'h1d;
+  assign \$595  = d == 5'h1e;
+  assign \$596  = d == 5'h1f;
+  assign \$597  = | { \$596 , \$595 , \$594 , \$593 , \$592 , \$591 , \$590 , \$589 , \$588 , \$587 , \$586 , \$585 , \$584 , \$583 , \$582 , \$581 , \$580 , \$579  };
+  assign \$598  = \$578  & \$597 ;
+  assign \$599  = ky == 1'h1;
+  assign \$600  = d == 4'hf;
+  assign \$601  = d == 5'h10;
+  assign \$602  = d == 5'h11;
+  assign \$603  = d == 5'h12;
+  assign \$604  = d == 5'h13;
+  assign \$605  = d == 5'h14;
+  assign \$606  = d == 5'h15;
+  assign \$607  = d == 5'h16;
+  assign \$608  = d == 5'h17;
+  assign \$609  = d == 5'h18;
+  assign \$610  = d == 5'h19;
+  assign \$611  = d == 5'h1a;
+  assign \$612  = d == 5'h1b;
+  assign \$613  = d == 5'h1c;
+  assign \$614  = d == 5'h1d;
+  assign \$615  = d == 5'h1e;
+  assign \$616  = d == 5'h1f;
+  assign \$617  = | { \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600  };
+  assign \$618  = \$599  & \$617 ;
+  assign \$619  = ky == 2'h2;
+  assign \$620  = d == 5'h10;
+  assign \$621  = d == 5'h11;
+  assign \$622  = d == 5'h12;
+  assign \$623  = d == 5'h13;
+  assign \$624  = d == 5'h14;
+  assign \$625  = d == 5'h15;
+  assign \$626  = d == 5'h16;
+  assign \$627  = d == 5'h17;
+  assign \$628  = d == 5'h18;
+  assign \$629  = d == 5'h19;
+  assign \$630  = d == 5'h1a;
+  assign \$631  = d == 5'h1b;
+  assign \$632  = d == 5'h1c;
+  assign \$633  = d == 5'h1d;
+  assign \$634  = d == 5'h1e;
+  assign \$635  = d == 5'h1f;
+  assign \$636  = | { \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620  };
+  assign \$637  = \$619  & \$636 ;
+  assign \$638  = ky == 2'h3;
+  assign \$639  = d == 5'h11;
+  assign \$640  = d == 5'h12;
+  assign \$641  = d == 5'h13;
+  assign \$642  = d == 5'h14;
+  assign \$643  = d == 5'h15;
+  assign \$644  = d == 5'h16;
+  assign \$645  = d == 5'h17;
+  assign \$646  = d == 5'h18;
+  assign \$647  = d == 5'h19;
+  assign \$648  = d == 5'h1a;
+  assign \$649  = d == 5'h1b;
+  assign \$650  = d == 5'h1c;
+  assign \$651  = d == 5'h1d;
+  assign \$652  = d == 5'h1e;
+  assign \$653  = d == 5'h1f;
+  assign \$654  = | { \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639  };
+  assign \$655  = \$638  & \$654 ;
+  assign \$656  = ky == 3'h4;
+  assign \$657  = d == 5'h12;
+  assign \$658  = d == 5'h13;
+  assign \$659  = d == 5'h14;
+  assign \$660  = d == 5'h15;
+  assign \$661  = d == 5'h16;
+  assign \$662  = d == 5'h17;
+  assign \$663  = d == 5'h18;
+  assign \$664  = d == 5'h19;
+  assign \$665  = d == 5'h1a;
+  assign \$666  = d == 5'h1b;
+  assign \$667  = d == 5'h1c;
+  assign \$668  = d == 5'h1d;
+  assign \$669  = d == 5'h1e;
+  assign \$670  = d == 5'h1f;
+  assign \$671  = | { \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657  };
+  assign \$672  = \$656  & \$671 ;
+  assign \$673  = | { \$672 , \$655 , \$637 , \$618 , \$598  };
+  assign \$674  = ! ky;
+  assign \$675  = ! d;
+  assign \$676  = d == 1'h1;
+  assign \$677  = d == 2'h2;
+  assign \$678  = d == 2'h3;
+  assign \$679  = d == 3'h4;
+  assign \$680  = d == 3'h5;
+  assign \$681  = d == 3'h6;
+  assign \$682  = d == 3'h7;
+  assign \$683  = d == 4'h8;
+  assign \$684  = d == 4'h9;
+  assign \$685  = d == 4'ha;
+  assign \$686  = d == 4'hb;
+  assign \$687  = d == 4'hc;
+  assign \$688  = d == 4'hd;
+  assign \$689  = d == 4'he;
+  assign \$690  = d == 4'hf;
+  assign \$691  = d == 5'h10;
+  assign \$692  = d == 5'h11;
+  assign \$693  = d == 5'h12;
+  assign \$694  = d == 5'h13;
+  assign \$695  = d == 5'h14;
+  assign \$696  = d == 5'h15;
+  assign \$697  = d == 5'h16;
+  assign \$698  = d == 5'h17;
+  assign \$699  = d == 5'h18;
+  assign \$700  = d == 5'h19;
+  assign \$701  = d == 5'h1a;
+  assign \$702  = d == 5'h1b;
+  assign \$703  = d == 5'h1c;
+  assign \$704  = d == 5'h1d;
+  assign \$705  = d == 5'h1e;
+  assign \$706  = d == 5'h1f;
+  assign \$707  = | { \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675  };
+  assign \$708  = \$674  & \$707 ;
+  assign \$709  = ky == 1'h1;
+  assign \$710  = d == 1'h1;
+  assign \$711  = d == 2'h2;
+  assign \$712  = d == 2'h3;
+  assign \$713  = d == 3'h4;
+  assign \$714  = d == 3'h5;
+  assign \$715  = d == 3'h6;
+  assign \$716  = d == 3'h7;
+  assign \$717  = d == 4'h8;
+  assign \$718  = d == 4'h9;
+  assign \$719  = d == 4'ha;
+  assign \$720  = d == 4'hb;
+  assign \$721  = d == 4'hc;
+  assign \$722  = d == 4'hd;
+  assign \$723  = d == 4'he;
+  assign \$724  = d == 4'hf;
+  assign \$725  = d == 5'h10;
+  assign \$726  = d == 5'h11;
+  assign \$727  = d == 5'h12;
+  assign \$728  = d == 5'h13;
+  assign \$729  = d == 5'h14;
+  assign \$730  = d == 5'h15;
+  assign \$731  = d == 5'h16;
+  assign \$732  = d == 5'h17;
+  assign \$733  = d == 5'h18;
+  assign \$734  = d == 5'h19;
+  assign \$735  = d == 5'h1a;
+  assign \$736  = d == 5'h1b;
+  assign \$737  = d == 5'h1c;
+  assign \$738  = d == 5'h1d;
+  assign \$739  = d == 5'h1e;
+  assign \$740  = d == 5'h1f;
+  assign \$741  = | { \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716 , \$715 , \$714 , \$713 , \$712 , \$711 , \$710  };
+  assign \$742  = \$709  & \$741 ;
+  assign \$743  = ky == 2'h2;
+  assign \$744  = d == 2'h2;
+  assign \$745  = d == 2'h3;
+  assign \$746  = d == 3'h4;
+  assign \$747  = d == 3'h5;
+  assign \$748  = d == 3'h6;
+  assign \$749  = d == 3'h7;
+  assign \$750  = d == 4'h8;
+  assign \$751  = d == 4'h9;
+  assign \$752  = d == 4'ha;
+  assign \$753  = d == 4'hb;
+  assign \$754  = d == 4'hc;
+  assign \$755  = d == 4'hd;
+  assign \$756  = d == 4'he;
+  assign \$757  = d == 4'hf;
+  assign \$758  = d == 5'h10;
+  assign \$759  = d == 5'h11;
+  assign \$760  = d == 5'h12;
+  assign \$761  = d == 5'h13;
+  assign \$762  = d == 5'h14;
+  assign \$763  = d == 5'h15;
+  assign \$764  = d == 5'h16;
+  assign \$765  = d == 5'h17;
+  assign \$766  = d == 5'h18;
+  assign \$767  = d == 5'h19;
+  assign \$768  = d == 5'h1a;
+  assign \$769  = d == 5'h1b;
+  assign \$770  = d == 5'h1c;
+  assign \$771  = d == 5'h1d;
+  assign \$772  = d == 5'h1e;
+  assign \$773  = d == 5'h1f;
+  assign \$774  = | { \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744  };
+  assign \$775  = \$743  & \$774 ;
+  assign \$776  = ky == 2'h3;
+  assign \$777  = d == 2'h3;
+  assign \$778  = d == 3'h4;
+  assign \$779  = d == 3'h5;
+  assign \$780  = d == 3'h6;
+  assign \$781  = d == 3'h7;
+  assign \$782  = d == 4'h8;
+  assign \$783  = d == 4'h9;
+  assign \$784  = d == 4'ha;
+  assign \$785  = d == 4'hb;
+  assign \$786  = d == 4'hc;
+  assign \$787  = d == 4'hd;
+  assign \$788  = d == 4'he;
+  assign \$789  = d == 4'hf;
+  assign \$790  = d == 5'h10;
+  assign \$791  = d == 5'h11;
+  assign \$792  = d == 5'h12;
+  assign \$793  = d == 5'h13;
+  assign \$794  = d == 5'h14;
+  assign \$795  = d == 5'h15;
+  assign \$796  = d == 5'h16;
+  assign \$797  = d == 5'h17;
+  assign \$798  = d == 5'h18;
+  assign \$799  = d == 5'h19;
+  assign \$800  = d == 5'h1a;
+  assign \$801  = d == 5'h1b;
+  assign \$802  = d == 5'h1c;
+  assign \$803  = d == 5'h1d;
+  assign \$804  = d == 5'h1e;
+  assign \$805  = d == 5'h1f;
+  assign \$806  = | { \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777  };
+  assign \$807  = \$776  & \$806 ;
+  assign \$808  = ky == 3'h4;
+  assign \$809  = d == 3'h4;
+  assign \$810  = d == 3'h5;
+  assign \$811  = d == 3'h6;
+  assign \$812  = d == 3'h7;
+  assign \$813  = d == 4'h8;
+  assign \$814  = d == 4'h9;
+  assign \$815  = d == 4'ha;
+  assign \$816  = d == 4'hb;
+  assign \$817  = d == 4'hc;
+  assign \$818  = d == 4'hd;
+  assign \$819  = d == 4'he;
+  assign \$820  = d == 4'hf;
+  assign \$821  = d == 5'h10;
+  assign \$822  = d == 5'h11;
+  assign \$823  = d == 5'h12;
+  assign \$824  = d == 5'h13;
+  assign \$825  = d == 5'h14;
+  assign \$826  = d == 5'h15;
+  assign \$827  = d == 5'h16;
+  assign \$828  = d == 5'h17;
+  assign \$829  = d == 5'h18;
+  assign \$830  = d == 5'h19;
+  assign \$831  = d == 5'h1a;
+  assign \$832  = d == 5'h1b;
+  assign \$833  = d == 5'h1c;
+  assign \$834  = d == 5'h1d;
+  assign \$835  = d == 5'h1e;
+  assign \$836  = d == 5'h1f;
+  assign \$837  = | { \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809  };
+  assign \$838  = \$808  & \$837 ;
+  assign \$839  = | { \$838 , \$807 , \$775 , \$742 , \$708  };
+  assign \$840  = \$577  ? \$673  : \$839 ;
+  assign \$841  = \$574  | \$840 ;
+  assign \$842  = $signed(iy) < $signed(1'h0);
+  assign \$843  = $signed(iy) >= $signed(5'h0e);
+  assign \$844  = \$842  | \$843 ;
+  assign \$845  = ! ky;
+  assign \$846  = d == 1'h1;
+  assign \$847  = d == 2'h2;
+  assign \$848  = d == 2'h3;
+  assign \$849  = d == 3'h4;
+  assign \$850  = d == 3'h5;
+  assign \$851  = d == 3'h6;
+  assign \$852  = d == 3'h7;
+  assign \$853  = d == 4'h8;
+  assign \$854  = d == 4'h9;
+  assign \$855  = d == 4'ha;
+  assign \$856  = d == 4'hb;
+  assign \$857  = d == 4'hc;
+  assign \$858  = d == 4'hd;
+  assign \$859  = d == 4'he;
+  assign \$860  = d == 4'hf;
+  assign \$861  = d == 5'h10;
+  assign \$862  = d == 5'h11;
+  assign \$863  = d == 5'h12;
+  assign \$864  = d == 5'h13;
+  assign \$865  = d == 5'h14;
+  assign \$866  = d == 5'h15;
+  assign \$867  = d == 5'h16;
+  assign \$868  = d == 5'h17;
+  assign \$869  = d == 5'h18;
+  assign \$870  = d == 5'h19;
+  assign \$871  = d == 5'h1a;
+  assign \$872  = d == 5'h1b;
+  assign \$873  = d == 5'h1c;
+  assign \$874  = d == 5'h1d;
+  assign \$875  = d == 5'h1e;
+  assign \$876  = d == 5'h1f;
+  assign \$877  = | { \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846  };
+  assign \$878  = \$845  & \$877 ;
+  assign \$879  = ky == 1'h1;
+  assign \$880  = d == 2'h2;
+  assign \$881  = d == 2'h3;
+  assign \$882  = d == 3'h4;
+  assign \$883  = d == 3'h5;
+  assign \$884  = d == 3'h6;
+  assign \$885  = d == 3'h7;
+  assign \$886  = d == 4'h8;
+  assign \$887  = d == 4'h9;
+  assign \$888  = d == 4'ha;
+  assign \$889  = d == 4'hb;
+  assign \$890  = d == 4'hc;
+  assign \$891  = d == 4'hd;
+  assign \$892  = d == 4'he;
+  assign \$893  = d == 4'hf;
+  assign \$894  = d == 5'h10;
+  assign \$895  = d == 5'h11;
+  assign \$896  = d == 5'h12;
+  assign \$897  = d == 5'h13;
+  assign \$898  = d == 5'h14;
+  assign \$899  = d == 5'h15;
+  assign \$900  = d == 5'h16;
+  assign \$901  = d == 5'h17;
+  assign \$902  = d == 5'h18;
+  assign \$903  = d == 5'h19;
+  assign \$904  = d == 5'h1a;
+  assign \$905  = d == 5'h1b;
+  assign \$906  = d == 5'h1c;
+  assign \$907  = d == 5'h1d;
+  assign \$908  = d == 5'h1e;
+  assign \$909  = d == 5'h1f;
+  assign \$910  = | { \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880  };
+  assign \$911  = \$879  & \$910 ;
+  assign \$912  = ky == 2'h2;
+  assign \$913  = d == 2'h3;
+  assign \$914  = d == 3'h4;
+  assign \$915  = d == 3'h5;
+  assign \$916  = d == 3'h6;
+  assign \$917  = d == 3'h7;
+  assign \$918  = d == 4'h8;
+  assign \$919  = d == 4'h9;
+  assign \$920  = d == 4'ha;
+  assign \$921  = d == 4'hb;
+  assign \$922  = d == 4'hc;
+  assign \$923  = d == 4'hd;
+  assign \$924  = d == 4'he;
+  assign \$925  = d == 4'hf;
+  assign \$926  = d == 5'h10;
+  assign \$927  = d == 5'h11;
+  assign \$928  = d == 5'h12;
+  assign \$929  = d == 5'h13;
+  assign \$930  = d == 5'h14;
+  assign \$931  = d == 5'h15;
+  assign \$932  = d == 5'h16;
+  assign \$933  = d == 5'h17;
+  assign \$934  = d == 5'h18;
+  assign \$935  = d == 5'h19;
+  assign \$936  = d == 5'h1a;
+  assign \$937  = d == 5'h1b;
+  assign \$938  = d == 5'h1c;
+  assign \$939  = d == 5'h1d;
+  assign \$940  = d == 5'h1e;
+  assign \$941  = d == 5'h1f;
+  assign \$942  = | { \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913  };
+  assign \$943  = \$912  & \$942 ;
+  assign \$944  = ky == 2'h3;
+  assign \$945  = d == 3'h4;
+  assign \$946  = d == 3'h5;
+  assign \$947  = d == 3'h6;
+  assign \$948  = d == 3'h7;
+  assign \$949  = d == 4'h8;
+  assign \$950  = d == 4'h9;
+  assign \$951  = d == 4'ha;
+  assign \$952  = d == 4'hb;
+  assign \$953  = d == 4'hc;
+  assign \$954  = d == 4'hd;
+  assign \$955  = d == 4'he;
+  assign \$956  = d == 4'hf;
+  assign \$957  = d == 5'h10;
+  assign \$958  = d == 5'h11;
+  assign \$959  = d == 5'h12;
+  assign \$960  = d == 5'h13;
+  assign \$961  = d == 5'h14;
+  assign \$962  = d == 5'h15;
+  assign \$963  = d == 5'h16;
+  assign \$964  = d == 5'h17;
+  assign \$965  = d == 5'h18;
+  assign \$966  = d == 5'h19;
+  assign \$967  = d == 5'h1a;
+  assign \$968  = d == 5'h1b;
+  assign \$969  = d == 5'h1c;
+  assign \$970  = d == 5'h1d;
+  assign \$971  = d == 5'h1e;
+  assign \$972  = d == 5'h1f;
+  assign \$973  = | { \$972 , \$971 , \$970 , \$969 , \$968 , \$967 , \$966 , \$965 , \$964 , \$963 , \$962 , \$961 , \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945  };
+  assign \$974  = \$944  & \$973 ;
+  assign \$975  = ky == 3'h4;
+  assign \$976  = d == 3'h5;
+  assign \$977  = d == 3'h6;
+  assign \$978  = d == 3'h7;
+  assign \$979  = d == 4'h8;
+  assign \$980  = d == 4'h9;
+  assign \$981  = d == 4'ha;
+  assign \$982  = d == 4'hb;
+  assign \$983  = d == 4'hc;
+  assign \$984  = d == 4'hd;
+  assign \$985  = d == 4'he;
+  assign \$986  = d == 4'hf;
+  assign \$987  = d == 5'h10;
+  assign \$988  = d == 5'h11;
+  assign \$989  = d == 5'h12;
+  assign \$990  = d == 5'h13;
+  assign \$991  = d == 5'h14;
+  assign \$992  = d == 5'h15;
+  assign \$993  = d == 5'h16;
+  assign \$994  = d == 5'h17;
+  assign \$995  = d == 5'h18;
+  assign \$996  = d == 5'h19;
+  assign \$997  = d == 5'h1a;
+  assign \$998  = d == 5'h1b;
+  assign \$999  = d == 5'h1c;
+  assign \$1000  = d == 5'h1d;
+  assign \$1001  = d == 5'h1e;
+  assign \$1002  = d == 5'h1f;
+  assign \$1003  = | { \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978 , \$977 , \$976  };
+  assign \$1004  = \$975  & \$1003 ;
+  assign \$1005  = | { \$1004 , \$974 , \$943 , \$911 , \$878  };
+  assign \$1006  = \$844  | \$1005 ;
+  assign \$1007  = \$571  ? \$841  : \$1006 ;
+  assign \$1008  = w_c == 5'h1f;
+  assign \$1009  = write & \$1008 ;
+  assign \$1010  = w_x == 4'hd;
+  assign \$1011  = \$1009  & \$1010 ;
+  assign \$1012  = ky == 3'h4;
+  assign \$1013  = c == 5'h1f;
+  assign \$1014  = \$1012  & \$1013 ;
+  assign \$1015  = ox == 4'hd;
+  assign \$1016  = \$1014  & \$1015 ;
+  assign \$1017  = oy == 4'hd;
+  assign \$1018  = \$1016  & \$1017 ;
+  assign \$1019  = ~ \$1018 ;
+  assign \$1020  = ky == 3'h4;
+  assign \$1021  = ~ \$1020 ;
+  assign \$1022  = $signed(iy) < $signed(1'h1);
+  assign \$1023  = $signed(iy) >= $signed(5'h0d);
+  assign \$1024  = \$1022  | \$1023 ;
+  assign \$1025  = c == 5'h1f;
+  assign \$1026  = ox == 4'hd;
+  assign \$1027  = \$1025  & \$1026 ;
+  assign \$1028  = oy == 4'hd;
+  assign \$1029  = $signed(low) < $signed(1'h1);
+  assign \$1030  = $signed(low) >= $signed(5'h0d);
+  assign \$1031  = \$1029  | \$1030 ;
+  assign \$1032  = \$1028  ? 1'h1 : \$1031 ;
+  assign \$1033  = $signed(low) < $signed(1'h0);
+  assign \$1034  = $signed(low) >= $signed(5'h0e);
+  assign \$1035  = \$1033  | \$1034 ;
+  assign \$1036  = \$1027  ? \$1032  : \$1035 ;
+  assign \$1037  = \$1020  ? \$1036  : \$1024 ;
+  assign \$1038  = ~ ahead;
+  assign \$1039  = w_row == 4'hd;
+  assign \$1040  = \$1038  & \$1039 ;
+  assign \$1041  = ahead | \$1040 ;
+  assign \$1042  = \$1037  | \$1041 ;
+  assign \$1043  = ky == 3'h4;
+  assign \$1044  = c == 5'h1f;
+  assign \$1045  = \$1043  & \$1044 ;
+  assign \$1046  = ox == 4'hd;
+  assign \$1047  = \$1045  & \$1046 ;
+  assign \$1048  = oy == 4'hd;
+  assign \$1049  = ~ ahead;
+  assign \$1050  = w_row == 4'hd;
+  assign \$1051  = \$1049  & \$1050 ;
+  assign \$1053  = ~ ahead;
+  assign \$1054  = w_row == 4'hd;
   assign \$1055  = \$1053  & \$1054 ;
-  assign \$1056  = ox == 4'hd;
-  assign \$1057  = \$1055  & \$1056 ;
-  assign \$1058  = oy == 4'hd;
-  assign \$1059  = ~ ahead;
-  assign \$1060  = w_row == 4'hd;
-  assign \$1061  = \$1059  & \$1060 ;
-  assign \$1063  = ~ ahead;
-  assign \$1064  = w_row == 4'hd;
-  assign \$1065  = \$1063  & \$1064 ;
-  assign \$1066  = d == 4'hf;
-  assign \$1067  = d == 5'h10;
-  assign \$1068  = d == 5'h11;
-  assign \$1069  = d == 5'h12;
-  assign \$1070  = d == 5'h13;
-  assign \$1071  = d == 5'h14;
-  assign \$1072  = d == 5'h15;
-  assign \$1073  = d == 5'h16;
-  assign \$1074  = d == 5'h17;
-  assign \$1075  = d == 5'h18;
-  assign \$1076  = d == 5'h19;
-  assign \$1077  = d == 5'h1a;
-  assign \$1078  = d == 5'h1b;
-  assign \$1079  = d == 5'h1c;
-  assign \$1080  = d == 5'h1d;
-  assign \$1081  = d == 5'h1e;
-  assign \$1082  = d == 5'h1f;
-  assign \$1083  = | { \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066  };
-  assign \$1084  = d == 1'h1;
-  assign \$1085  = d == 2'h2;
-  assign \$1086  = d == 2'h3;
-  assign \$1087  = d == 3'h4;
-  assign \$1088  = d == 3'h5;
-  assign \$1089  = d == 3'h6;
-  assign \$1090  = d == 3'h7;
-  assign \$1091  = d == 4'h8;
-  assign \$1092  = d == 4'h9;
-  assign \$1093  = d == 4'ha;
-  assign \$1094  = d == 4'hb;
-  assign \$1095  = d == 4'hc;
-  assign \$1096  = d == 4'hd;
-  assign \$1097  = d == 4'he;
-  assign \$1098  = d == 4'hf;
-  assign \$1099  = d == 5'h10;
-  assign \$1100  = d == 5'h11;
-  assign \$1101  = d == 5'h12;
-  assign \$1102  = d == 5'h13;
-  assign \$1103  = d == 5'h14;
-  assign \$1104  = d == 5'h15;
-  assign \$1105  = d == 5'h16;
-  assign \$1106  = d == 5'h17;
-  assign \$1107  = d == 5'h18;
-  assign \$1108  = d == 5'h19;
-  assign \$1109  = d == 5'h1a;
-  assign \$1110  = d == 5'h1b;
-  assign \$1111  = d == 5'h1c;
-  assign \$1112  = d == 5'h1d;
-  assign \$1113  = d == 5'h1e;
-  assign \$1114  = d == 5'h1f;
-  assign \$1115  = | { \$1114 , \$1113 , \$1112 , \$1111 , \$1110 , \$1109 , \$1108 , \$1107 , \$1106 , \$1105 , \$1104 , \$1103 , \$1102 , \$1101 , \$1100 , \$1099 , \$1098 , \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084  };
-  assign \$1116  = \$1065  ? \$1083  : \$1115 ;
-  assign \$1117  = \$1058  ? 1'h1 : \$1116 ;
-  assign \$1118  = ky == 3'h4;
-  assign \$1119  = ~ ahead;
-  assign \$1120  = w_row == 4'hd;
-  assign \$1121  = \$1119  & \$1120 ;
-  assign \$1122  = d == 4'he;
-  assign \$1123  = d == 4'hf;
-  assign \$1124  = d == 5'h10;
-  assign \$1125  = d == 5'h11;
-  assign \$1126  = d == 5'h12;
-  assign \$1127  = d == 5'h13;
-  assign \$1128  = d == 5'h14;
-  assign \$1129  = d == 5'h15;
-  assign \$1130  = d == 5'h16;
-  assign \$1131  = d == 5'h17;
-  assign \$1132  = d == 5'h18;
-  assign \$1133  = d == 5'h19;
-  assign \$1134  = d == 5'h1a;
-  assign \$1135  = d == 5'h1b;
-  assign \$1136  = d == 5'h1c;
-  assign \$1137  = d == 5'h1d;
-  assign \$1138  = d == 5'h1e;
-  assign \$1139  = d == 5'h1f;
-  assign \$1140  = | { \$1139 , \$1138 , \$1137 , \$1136 , \$1135 , \$1134 , \$1133 , \$1132 , \$1131 , \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124 , \$1123 , \$1122  };
-  assign \$1141  = ! d;
-  assign \$1142  = d == 1'h1;
-  assign \$1143  = d == 2'h2;
-  assign \$1144  = d == 2'h3;
-  assign \$1145  = d == 3'h4;
-  assign \$1146  = d == 3'h5;
-  assign \$1147  = d == 3'h6;
-  assign \$1148  = d == 3'h7;
-  assign \$1149  = d == 4'h8;
-  assign \$1150  = d == 4'h9;
-  assign \$1151  = d == 4'ha;
-  assign \$1152  = d == 4'hb;
-  assign \$1153  = d == 4'hc;
-  assign \$1154  = d == 4'hd;
-  assign \$1155  = d == 4'he;
-  assign \$1156  = d == 4'hf;
-  assign \$1157  = d == 5'h10;
-  assign \$1158  = d == 5'h11;
-  assign \$1159  = d == 5'h12;
-  assign \$1160  = d == 5'h13;
-  assign \$1161  = d == 5'h14;
-  assign \$1162  = d == 5'h15;
-  assign \$1163  = d == 5'h16;
-  assign \$1164  = d == 5'h17;
-  assign \$1165  = d == 5'h18;
-  assign \$1166  = d == 5'h19;
-  assign \$1167  = d == 5'h1a;
-  assign \$1168  = d == 5'h1b;
-  assign \$1169  = d == 5'h1c;
-  assign \$1170  = d == 5'h1d;
-  assign \$1171  = d == 5'h1e;
-  assign \$1172  = d == 5'h1f;
-  assign \$1173  = | { \$1172 , \$1171 , \$1170 , \$1169 , \$1168 , \$1167 , \$1166 , \$1165 , \$1164 , \$1163 , \$1162 , \$1161 , \$1160 , \$1159 , \$1158 , \$1157 , \$1156 , \$1155 , \$1154 , \$1153 , \$1152 , \$1151 , \$1150 , \$1149 , \$1148 , \$1147 , \$1146 , \$1145 , \$1144 , \$1143 , \$1142 , \$1141  };
-  assign \$1174  = \$1121  ? \$1140  : \$1173 ;
-  assign \$1175  = ~ ahead;
-  assign \$1176  = w_row == 4'hd;
-  assign \$1177  = \$1175  & \$1176 ;
-  assign \$1178  = ! ky;
-  assign \$1179  = d == 4'hf;
-  assign \$1180  = d == 5'h10;
-  assign \$1181  = d == 5'h11;
-  assign \$1182  = d == 5'h12;
-  assign \$1183  = d == 5'h13;
-  assign \$1184  = d == 5'h14;
-  assign \$1185  = d == 5'h15;
-  assign \$1186  = d == 5'h16;
-  assign \$1187  = d == 5'h17;
-  assign \$1188  = d == 5'h18;
-  assign \$1189  = d == 5'h19;
-  assign \$1190  = d == 5'h1a;
-  assign \$1191  = d == 5'h1b;
-  assign \$1192  = d == 5'h1c;
-  assign \$1193  = d == 5'h1d;
-  assign \$1194  = d == 5'h1e;
-  assign \$1195  = d == 5'h1f;
-  assign \$1196  = | { \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184 , \$1183 , \$1182 , \$1181 , \$1180 , \$1179  };
-  assign \$1197  = \$1178  & \$1196 ;
-  assign \$1198  = ky == 1'h1;
-  assign \$1199  = d == 5'h10;
-  assign \$1200  = d == 5'h11;
-  assign \$1201  = d == 5'h12;
-  assign \$1202  = d == 5'h13;
-  assign \$1203  = d == 5'h14;
-  assign \$1204  = d == 5'h15;
-  assign \$1205  = d == 5'h16;
-  assign \$1206  = d == 5'h17;
-  assign \$1207  = d == 5'h18;
-  assign \$1208  = d == 5'h19;
-  assign \$1209  = d == 5'h1a;
-  assign \$1210  = d == 5'h1b;
-  assign \$1211  = d == 5'h1c;
-  assign \$1212  = d == 5'h1d;
-  assign \$1213  = d == 5'h1e;
-  assign \$1214  = d == 5'h1f;
-  assign \$1215  = | { \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209 , \$1208 , \$1207 , \$1206 , \$1205 , \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199  };
-  assign \$1216  = \$1198  & \$1215 ;
-  assign \$1217  = ky == 2'h2;
-  assign \$1218  = d == 5'h11;
-  assign \$1219  = d == 5'h12;
-  assign \$1220  = d == 5'h13;
-  assign \$1221  = d == 5'h14;
-  assign \$1222  = d == 5'h15;
-  assign \$1223  = d == 5'h16;
-  assign \$1224  = d == 5'h17;
-  assign \$1225  = d == 5'h18;
-  assign \$1226  = d == 5'h19;
-  assign \$1227  = d == 5'h1a;
-  assign \$1228  = d == 5'h1b;
-  assign \$1229  = d == 5'h1c;
-  assign \$1230  = d == 5'h1d;
-  assign \$1231  = d == 5'h1e;
-  assign \$1232  = d == 5'h1f;
-  assign \$1233  = | { \$1232 , \$1231 , \$1230 , \$1229 , \$1228 , \$1227 , \$1226 , \$1225 , \$1224 , \$1223 , \$1222 , \$1221 , \$1220 , \$1219 , \$1218  };
-  assign \$1234  = \$1217  & \$1233 ;
-  assign \$1235  = ky == 2'h3;
-  assign \$1236  = d == 5'h12;
-  assign \$1237  = d == 5'h13;
-  assign \$1238  = d == 5'h14;
-  assign \$1239  = d == 5'h15;
-  assign \$1240  = d == 5'h16;
-  assign \$1241  = d == 5'h17;
-  assign \$1242  = d == 5'h18;
-  assign \$1243  = d == 5'h19;
-  assign \$1244  = d == 5'h1a;
-  assign \$1245  = d == 5'h1b;
-  assign \$1246  = d == 5'h1c;
-  assign \$1247  = d == 5'h1d;
-  assign \$1248  = d == 5'h1e;
-  assign \$1249  = d == 5'h1f;
-  assign \$1250  = | { \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243 , \$1242 , \$1241 , \$1240 , \$1239 , \$1238 , \$1237 , \$1236  };
-  assign \$1251  = \$1235  & \$1250 ;
-  assign \$1252  = ky == 3'h4;
-  assign \$1253  = d == 5'h13;
-  assign \$1254  = d == 5'h14;
-  assign \$1255  = d == 5'h15;
-  assign \$1256  = d == 5'h16;
-  assign \$1257  = d == 5'h17;
-  assign \$1258  = d == 5'h18;
-  assign \$1259  = d == 5'h19;
-  assign \$1260  = d == 5'h1a;
-  assign \$1261  = d == 5'h1b;
-  assign \$1262  = d == 5'h1c;
-  assign \$1263  = d == 5'h1d;
-  assign \$1264  = d == 5'h1e;
-  assign \$1265  = d == 5'h1f;
-  assign \$1266  = | { \$1265 , \$1264 , \$1263 , \$1262 , \$1261 , \$1260 , \$1259 , \$1258 , \$1257 , \$1256 , \$1255 , \$1254 , \$1253  };
-  assign \$1267  = \$1252  & \$1266 ;
-  assign \$1268  = | { \$1267 , \$1251 , \$1234 , \$1216 , \$1197  };
-  assign \$1269  = ! ky;
-  assign \$1270  = d == 1'h1;
-  assign \$1271  = d == 2'h2;
-  assign \$1272  = d == 2'h3;
-  assign \$1273  = d == 3'h4;
-  assign \$1274  = d == 3'h5;
-  assign \$1275  = d == 3'h6;
-  assign \$1276  = d == 3'h7;
-  assign \$1277  = d == 4'h8;
-  assign \$1278  = d == 4'h9;
-  assign \$1279  = d == 4'ha;
-  assign \$1280  = d == 4'hb;
-  assign \$1281  = d == 4'hc;
-  assign \$1282  = d == 4'hd;
-  assign \$1283  = d == 4'he;
-  assign \$1284  = d == 4'hf;
-  assign \$1285  = d == 5'h10;
-  assign \$1286  = d == 5'h11;
-  assign \$1287  = d == 5'h12;
-  assign \$1288  = d == 5'h13;
-  assign \$1289  = d == 5'h14;
-  assign \$1290  = d == 5'h15;
-  assign \$1291  = d == 5'h16;
-  assign \$1292  = d == 5'h17;
-  assign \$1293  = d == 5'h18;
-  assign \$1294  = d == 5'h19;
-  assign \$1295  = d == 5'h1a;
-  assign \$1296  = d == 5'h1b;
-  assign \$1297  = d == 5'h1c;
-  assign \$1298  = d == 5'h1d;
-  assign \$1299  = d == 5'h1e;
-  assign \$1300  = d == 5'h1f;
-  assign \$1301  = | { \$1300 , \$1299 , \$1298 , \$1297 , \$1296 , \$1295 , \$1294 , \$1293 , \$1292 , \$1291 , \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271 , \$1270  };
-  assign \$1302  = \$1269  & \$1301 ;
-  assign \$1303  = ky == 1'h1;
-  assign \$1304  = d == 2'h2;
-  assign \$1305  = d == 2'h3;
-  assign \$1306  = d == 3'h4;
-  assign \$1307  = d == 3'h5;
-  assign \$1308  = d == 3'h6;
-  assign \$1309  = d == 3'h7;
-  assign \$1310  = d == 4'h8;
-  assign \$1311  = d == 4'h9;
-  assign \$1312  = d == 4'ha;
-  assign \$1313  = d == 4'hb;
-  assign \$1314  = d == 4'hc;
-  assign \$1315  = d == 4'hd;
-  assign \$1316  = d == 4'he;
-  assign \$1317  = d == 4'hf;
-  assign \$1318  = d == 5'h10;
-  assign \$1319  = d == 5'h11;
-  assign \$1320  = d == 5'h12;
-  assign \$1321  = d == 5'h13;
-  assign \$1322  = d == 5'h14;
-  assign \$1323  = d == 5'h15;
-  assign \$1324  = d == 5'h16;
-  assign \$1325  = d == 5'h17;
-  assign \$1326  = d == 5'h18;
-  assign \$1327  = d == 5'h19;
-  assign \$1328  = d == 5'h1a;
-  assign \$1329  = d == 5'h1b;
-  assign \$1330  = d == 5'h1c;
-  assign \$1331  = d == 5'h1d;
-  assign \$1332  = d == 5'h1e;
-  assign \$1333  = d == 5'h1f;
-  assign \$1334  = | { \$1333 , \$1332 , \$1331 , \$1330 , \$1329 , \$1328 , \$1327 , \$1326 , \$1325 , \$1324 , \$1323 , \$1322 , \$1321 , \$1320 , \$1319 , \$1318 , \$1317 , \$1316 , \$1315 , \$1314 , \$1313 , \$1312 , \$1311 , \$1310 , \$1309 , \$1308 , \$1307 , \$1306 , \$1305 , \$1304  };
-  assign \$1335  = \$1303  & \$1334 ;
-  assign \$1336  = ky == 2'h2;
-  assign \$1337  = d == 2'h3;
-  assign \$1338  = d == 3'h4;
-  assign \$1339  = d == 3'h5;
-  assign \$1340  = d == 3'h6;
-  assign \$1341  = d == 3'h7;
-  assign \$1342  = d == 4'h8;
-  assign \$1343  = d == 4'h9;
-  assign \$1344  = d == 4'ha;
-  assign \$1345  = d == 4'hb;
-  assign \$1346  = d == 4'hc;
-  assign \$1347  = d == 4'hd;
-  assign \$1348  = d == 4'he;
-  assign \$1349  = d == 4'hf;
-  assign \$1350  = d == 5'h10;
-  assign \$1351  = d == 5'h11;
-  assign \$1352  = d == 5'h12;
-  assign \$1353  = d == 5'h13;
-  assign \$1354  = d == 5'h14;
-  assign \$1355  = d == 5'h15;
-  assign \$1356  = d == 5'h16;
-  assign \$1357  = d == 5'h17;
-  assign \$1358  = d == 5'h18;
-  assign \$1359  = d == 5'h19;
-  assign \$1360  = d == 5'h1a;
-  assign \$1361  = d == 5'h1b;
-  assign \$1362  = d == 5'h1c;
-  assign \$1363  = d == 5'h1d;
-  assign \$1364  = d == 5'h1e;
-  assign \$1365  = d == 5'h1f;
-  assign \$1366  = | { \$1365 , \$1364 , \$1363 , \$1362 , \$1361 , \$1360 , \$1359 , \$1358 , \$1357 , \$1356 , \$1355 , \$1354 , \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348 , \$1347 , \$1346 , \$1345 , \$1344 , \$1343 , \$1342 , \$1341 , \$1340 , \$1339 , \$1338 , \$1337  };
-  assign \$1367  = \$1336  & \$1366 ;
-  assign \$1368  = ky == 2'h3;
-  assign \$1369  = d == 3'h4;
-  assign \$1370  = d == 3'h5;
-  assign \$1371  = d == 3'h6;
-  assign \$1372  = d == 3'h7;
-  assign \$1373  = d == 4'h8;
-  assign \$1374  = d == 4'h9;
-  assign \$1375  = d == 4'ha;
-  assign \$1376  = d == 4'hb;
-  assign \$1377  = d == 4'hc;
-  assign \$1378  = d == 4'hd;
-  assign \$1379  = d == 4'he;
-  assign \$1380  = d == 4'hf;
-  assign \$1381  = d == 5'h10;
-  assign \$1382  = d == 5'h11;
-  assign \$1383  = d == 5'h12;
-  assign \$1384  = d == 5'h13;
-  assign \$1385  = d == 5'h14;
-  assign \$1386  = d == 5'h15;
-  assign \$1387  = d == 5'h16;
-  assign \$1388  = d == 5'h17;
-  assign \$1389  = d == 5'h18;
-  assign \$1390  = d == 5'h19;
-  assign \$1391  = d == 5'h1a;
-  assign \$1392  = d == 5'h1b;
-  assign \$1393  = d == 5'h1c;
-  assign \$1394  = d == 5'h1d;
-  assign \$1395  = d == 5'h1e;
-  assign \$1396  = d == 5'h1f;
-  assign \$1397  = | { \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380 , \$1379 , \$1378 , \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369  };
-  assign \$1398  = \$1368  & \$1397 ;
-  assign \$1399  = ky == 3'h4;
-  assign \$1400  = d == 3'h5;
-  assign \$1401  = d == 3'h6;
-  assign \$1402  = d == 3'h7;
-  assign \$1403  = d == 4'h8;
-  assign \$1404  = d == 4'h9;
-  assign \$1405  = d == 4'ha;
-  assign \$1406  = d == 4'hb;
-  assign \$1407  = d == 4'hc;
-  assign \$1408  = d == 4'hd;
-  assign \$1409  = d == 4'he;
-  assign \$1410  = d == 4'hf;
-  assign \$1411  = d == 5'h10;
-  assign \$1412  = d == 5'h11;
-  assign \$1413  = d == 5'h12;
-  assign \$1414  = d == 5'h13;
-  assign \$1415  = d == 5'h14;
-  assign \$1416  = d == 5'h15;
-  assign \$1417  = d == 5'h16;
-  assign \$1418  = d == 5'h17;
-  assign \$1419  = d == 5'h18;
-  assign \$1420  = d == 5'h19;
-  assign \$1421  = d == 5'h1a;
-  assign \$1422  = d == 5'h1b;
-  assign \$1423  = d == 5'h1c;
-  assign \$1424  = d == 5'h1d;
-  assign \$1425  = d == 5'h1e;
-  assign \$1426  = d == 5'h1f;
-  assign \$1427  = | { \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400  };
-  assign \$1428  = \$1399  & \$1427 ;
-  assign \$1429  = | { \$1428 , \$1398 , \$1367 , \$1335 , \$1302  };
-  assign \$1430  = \$1177  ? \$1268  : \$1429 ;
-  assign \$1431  = \$1118  ? \$1174  : \$1430 ;
-  assign \$1432  = ~ ahead;
-  assign \$1433  = w_row == 4'hd;
-  assign \$1434  = \$1432  & \$1433 ;
-  assign \$1435  = ! ky;
-  assign \$1436  = d == 4'he;
-  assign \$1437  = d == 4'hf;
-  assign \$1438  = d == 5'h10;
-  assign \$1439  = d == 5'h11;
-  assign \$1440  = d == 5'h12;
-  assign \$1441  = d == 5'h13;
-  assign \$1442  = d == 5'h14;
-  assign \$1443  = d == 5'h15;
-  assign \$1444  = d == 5'h16;
-  assign \$1445  = d == 5'h17;
-  assign \$1446  = d == 5'h18;
-  assign \$1447  = d == 5'h19;
-  assign \$1448  = d == 5'h1a;
-  assign \$1449  = d == 5'h1b;
-  assign \$1450  = d == 5'h1c;
-  assign \$1451  = d == 5'h1d;
-  assign \$1452  = d == 5'h1e;
-  assign \$1453  = d == 5'h1f;
-  assign \$1454  = | { \$1453 , \$1452 , \$1451 , \$1450 , \$1449 , \$1448 , \$1447 , \$1446 , \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439 , \$1438 , \$1437 , \$1436  };
-  assign \$1455  = \$1435  & \$1454 ;
-  assign \$1456  = ky == 1'h1;
-  assign \$1457  = d == 4'hf;
-  assign \$1458  = d == 5'h10;
-  assign \$1459  = d == 5'h11;
-  assign \$1460  = d == 5'h12;
-  assign \$1461  = d == 5'h13;
-  assign \$1462  = d == 5'h14;
-  assign \$1463  = d == 5'h15;
-  assign \$1464  = d == 5'h16;
-  assign \$1465  = d == 5'h17;
-  assign \$1466  = d == 5'h18;
-  assign \$1467  = d == 5'h19;
-  assign \$1468  = d == 5'h1a;
-  assign \$1469  = d == 5'h1b;
-  assign \$1470  = d == 5'h1c;
-  assign \$1471  = d == 5'h1d;
-  assign \$1472  = d == 5'h1e;
-  assign \$1473  = d == 5'h1f;
-  assign \$1474  = | { \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467 , \$1466 , \$1465 , \$1464 , \$1463 , \$1462 , \$1461 , \$1460 , \$1459 , \$1458 , \$1457  };
-  assign \$1475  = \$1456  & \$1474 ;
-  assign \$1476  = ky == 2'h2;
-  assign \$1477  = d == 5'h10;
-  assign \$1478  = d == 5'h11;
-  assign \$1479  = d == 5'h12;
-  assign \$1480  = d == 5'h13;
-  assign \$1481  = d == 5'h14;
-  assign \$1482  = d == 5'h15;
-  assign \$1483  = d == 5'h16;
-  assign \$1484  = d == 5'h17;
-  assign \$1485  = d == 5'h18;
-  assign \$1486  = d == 5'h19;
-  assign \$1487  = d == 5'h1a;
-  assign \$1488  = d == 5'h1b;
-  assign \$1489  = d == 5'h1c;
-  assign \$1490  = d == 5'h1d;
-  assign \$1491  = d == 5'h1e;
-  assign \$1492  = d == 5'h1f;
-  assign \$1493  = | { \$1492 , \$1491 , \$1490 , \$1489 , \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477  };
-  assign \$1494  = \$1476  & \$1493 ;
-  assign \$1495  = ky == 2'h3;
-  assign \$1496  = d == 5'h11;
-  assign \$1497  = d == 5'h12;
-  assign \$1498  = d == 5'h13;
-  assign \$1499  = d == 5'h14;
-  assign \$1500  = d == 5'h15;
-  assign \$1501  = d == 5'h16;
-  assign \$1502  = d == 5'h17;
-  assign \$1503  = d == 5'h18;
-  assign \$1504  = d == 5'h19;
-  assign \$1505  = d == 5'h1a;
-  assign \$1506  = d == 5'h1b;
-  assign \$1507  = d == 5'h1c;
-  assign \$1508  = d == 5'h1d;
-  assign \$1509  = d == 5'h1e;
-  assign \$1510  = d == 5'h1f;
-  assign \$1511  = | { \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502 , \$1501 , \$1500 , \$1499 , \$1498 , \$1497 , \$1496  };
-  assign \$1512  = \$1495  & \$1511 ;
-  assign \$1513  = ky == 3'h4;
-  assign \$1514  = d == 5'h12;
-  assign \$1515  = d == 5'h13;
-  assign \$1516  = d == 5'h14;
-  assign \$1517  = d == 5'h15;
-  assign \$1518  = d == 5'h16;
-  assign \$1519  = d == 5'h17;
-  assign \$1520  = d == 5'h18;
-  assign \$1521  = d == 5'h19;
-  assign \$1522  = d == 5'h1a;
-  assign \$1523  = d == 5'h1b;
-  assign \$1524  = d == 5'h1c;
-  assign \$1525  = d == 5'h1d;
-  assign \$1526  = d == 5'h1e;
-  assign \$1527  = d == 5'h1f;
-  assign \$1528  = | { \$1527 , \$1526 , \$1525 , \$1524 , \$1523 , \$1522 , \$1521 , \$1520 , \$1519 , \$1518 , \$1517 , \$1516 , \$1515 , \$1514  };
-  assign \$1529  = \$1513  & \$1528 ;
-  assign \$1530  = | { \$1529 , \$1512 , \$1494 , \$1475 , \$1455  };
-  assign \$1531  = ! ky;
-  assign \$1532  = ! d;
-  assign \$1533  = d == 1'h1;
-  assign \$1534  = d == 2'h2;
-  assign \$1535  = d == 2'h3;
-  assign \$1536  = d == 3'h4;
-  assign \$1537  = d == 3'h5;
-  assign \$1538  = d == 3'h6;
-  assign \$1539  = d == 3'h7;
-  assign \$1540  = d == 4'h8;
-  assign \$1541  = d == 4'h9;
-  assign \$1542  = d == 4'ha;
-  assign \$1543  = d == 4'hb;
-  assign \$1544  = d == 4'hc;
-  assign \$1545  = d == 4'hd;
-  assign \$1546  = d == 4'he;
-  assign \$1547  = d == 4'hf;
-  assign \$1548  = d == 5'h10;
-  assign \$1549  = d == 5'h11;
-  assign \$1550  = d == 5'h12;
-  assign \$1551  = d == 5'h13;
-  assign \$1552  = d == 5'h14;
-  assign \$1553  = d == 5'h15;
-  assign \$1554  = d == 5'h16;
-  assign \$1555  = d == 5'h17;
-  assign \$1556  = d == 5'h18;
-  assign \$1557  = d == 5'h19;
-  assign \$1558  = d == 5'h1a;
-  assign \$1559  = d == 5'h1b;
-  assign \$1560  = d == 5'h1c;
-  assign \$1561  = d == 5'h1d;
-  assign \$1562  = d == 5'h1e;
-  assign \$1563  = d == 5'h1f;
-  assign \$1564  = | { \$1563 , \$1562 , \$1561 , \$1560 , \$1559 , \$1558 , \$1557 , \$1556 , \$1555 , \$1554 , \$1553 , \$1552 , \$1551 , \$1550 , \$1549 , \$1548 , \$1547 , \$1546 , \$1545 , \$1544 , \$1543 , \$1542 , \$1541 , \$1540 , \$1539 , \$1538 , \$1537 , \$1536 , \$1535 , \$1534 , \$1533 , \$1532  };
-  assign \$1565  = \$1531  & \$1564 ;
-  assign \$1566  = ky == 1'h1;
-  assign \$1567  = d == 1'h1;
-  assign \$1568  = d == 2'h2;
-  assign \$1569  = d == 2'h3;
-  assign \$1570  = d == 3'h4;
-  assign \$1571  = d == 3'h5;
-  assign \$1572  = d == 3'h6;
-  assign \$1573  = d == 3'h7;
-  assign \$1574  = d == 4'h8;
-  assign \$1575  = d == 4'h9;
-  assign \$1576  = d == 4'ha;
-  assign \$1577  = d == 4'hb;
-  assign \$1578  = d == 4'hc;
-  assign \$1579  = d == 4'hd;
-  assign \$1580  = d == 4'he;
-  assign \$1581  = d == 4'hf;
-  assign \$1582  = d == 5'h10;
-  assign \$1583  = d == 5'h11;
-  assign \$1584  = d == 5'h12;
-  assign \$1585  = d == 5'h13;
-  assign \$1586  = d == 5'h14;
-  assign \$1587  = d == 5'h15;
-  assign \$1588  = d == 5'h16;
-  assign \$1589  = d == 5'h17;
-  assign \$1590  = d == 5'h18;
-  assign \$1591  = d == 5'h19;
-  assign \$1592  = d == 5'h1a;
-  assign \$1593  = d == 5'h1b;
-  assign \$1594  = d == 5'h1c;
-  assign \$1595  = d == 5'h1d;
-  assign \$1596  = d == 5'h1e;
-  assign \$1597  = d == 5'h1f;
-  assign \$1598  = | { \$1597 , \$1596 , \$1595 , \$1594 , \$1593 , \$1592 , \$1591 , \$1590 , \$1589 , \$1588 , \$1587 , \$1586 , \$1585 , \$1584 , \$1583 , \$1582 , \$1581 , \$1580 , \$1579 , \$1578 , \$1577 , \$1576 , \$1575 , \$1574 , \$1573 , \$1572 , \$1571 , \$1570 , \$1569 , \$1568 , \$1567  };
-  assign \$1599  = \$1566  & \$1598 ;
-  assign \$1600  = ky == 2'h2;
-  assign \$1601  = d == 2'h2;
-  assign \$1602  = d == 2'h3;
-  assign \$1603  = d == 3'h4;
-  assign \$1604  = d == 3'h5;
-  assign \$1605  = d == 3'h6;
-  assign \$1606  = d == 3'h7;
-  assign \$1607  = d == 4'h8;
-  assign \$1608  = d == 4'h9;
-  assign \$1609  = d == 4'ha;
-  assign \$1610  = d == 4'hb;
-  assign \$1611  = d == 4'hc;
-  assign \$1612  = d == 4'hd;
-  assign \$1613  = d == 4'he;
-  assign \$1614  = d == 4'hf;
-  assign \$1615  = d == 5'h10;
-  assign \$1616  = d == 5'h11;
-  assign \$1617  = d == 5'h12;
-  assign \$1618  = d == 5'h13;
-  assign \$1619  = d == 5'h14;
-  assign \$1620  = d == 5'h15;
-  assign \$1621  = d == 5'h16;
-  assign \$1622  = d == 5'h17;
-  assign \$1623  = d == 5'h18;
-  assign \$1624  = d == 5'h19;
-  assign \$1625  = d == 5'h1a;
-  assign \$1626  = d == 5'h1b;
-  assign \$1627  = d == 5'h1c;
-  assign \$1628  = d == 5'h1d;
-  assign \$1629  = d == 5'h1e;
-  assign \$1630  = d == 5'h1f;
-  assign \$1631  = | { \$1630 , \$1629 , \$1628 , \$1627 , \$1626 , \$1625 , \$1624 , \$1623 , \$1622 , \$1621 , \$1620 , \$1619 , \$1618 , \$1617 , \$1616 , \$1615 , \$1614 , \$1613 , \$1612 , \$1611 , \$1610 , \$1609 , \$1608 , \$1607 , \$1606 , \$1605 , \$1604 , \$1603 , \$1602 , \$1601  };
-  assign \$1632  = \$1600  & \$1631 ;
-  assign \$1633  = ky == 2'h3;
-  assign \$1634  = d == 2'h3;
-  assign \$1635  = d == 3'h4;
-  assign \$1636  = d == 3'h5;
-  assign \$1637  = d == 3'h6;
-  assign \$1638  = d == 3'h7;
-  assign \$1639  = d == 4'h8;
-  assign \$1640  = d == 4'h9;
-  assign \$1641  = d == 4'ha;
-  assign \$1642  = d == 4'hb;
-  assign \$1643  = d == 4'hc;
-  assign \$1644  = d == 4'hd;
-  assign \$1645  = d == 4'he;
-  assign \$1646  = d == 4'hf;
-  assign \$1647  = d == 5'h10;
-  assign \$1648  = d == 5'h11;
-  assign \$1649  = d == 5'h12;
-  assign \$1650  = d == 5'h13;
-  assign \$1651  = d == 5'h14;
-  assign \$1652  = d == 5'h15;
-  assign \$1653  = d == 5'h16;
-  assign \$1654  = d == 5'h17;
-  assign \$1655  = d == 5'h18;
-  assign \$1656  = d == 5'h19;
-  assign \$1657  = d == 5'h1a;
-  assign \$1658  = d == 5'h1b;
-  assign \$1659  = d == 5'h1c;
-  assign \$1660  = d == 5'h1d;
-  assign \$1661  = d == 5'h1e;
-  assign \$1662  = d == 5'h1f;
-  assign \$1663  = | { \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656 , \$1655 , \$1654 , \$1653 , \$1652 , \$1651 , \$1650 , \$1649 , \$1648 , \$1647 , \$1646 , \$1645 , \$1644 , \$1643 , \$1642 , \$1641 , \$1640 , \$1639 , \$1638 , \$1637 , \$1636 , \$1635 , \$1634  };
-  assign \$1664  = \$1633  & \$1663 ;
-  assign \$1665  = ky == 3'h4;
-  assign \$1666  = d == 3'h4;
-  assign \$1667  = d == 3'h5;
-  assign \$1668  = d == 3'h6;
-  assign \$1669  = d == 3'h7;
-  assign \$1670  = d == 4'h8;
-  assign \$1671  = d == 4'h9;
-  assign \$1672  = d == 4'ha;
-  assign \$1673  = d == 4'hb;
-  assign \$1674  = d == 4'hc;
-  assign \$1675  = d == 4'hd;
-  assign \$1676  = d == 4'he;
-  assign \$1677  = d == 4'hf;
-  assign \$1678  = d == 5'h10;
-  assign \$1679  = d == 5'h11;
-  assign \$1680  = d == 5'h12;
-  assign \$1681  = d == 5'h13;
-  assign \$1682  = d == 5'h14;
-  assign \$1683  = d == 5'h15;
-  assign \$1684  = d == 5'h16;
-  assign \$1685  = d == 5'h17;
-  assign \$1686  = d == 5'h18;
-  assign \$1687  = d == 5'h19;
-  assign \$1688  = d == 5'h1a;
-  assign \$1689  = d == 5'h1b;
-  assign \$1690  = d == 5'h1c;
-  assign \$1691  = d == 5'h1d;
-  assign \$1692  = d == 5'h1e;
-  assign \$1693  = d == 5'h1f;
-  assign \$1694  = | { \$1693 , \$1692 , \$1691 , \$1690 , \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683 , \$1682 , \$1681 , \$1680 , \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666  };
-  assign \$1695  = \$1665  & \$1694 ;
-  assign \$1696  = | { \$1695 , \$1664 , \$1632 , \$1599 , \$1565  };
-  assign \$1697  = \$1434  ? \$1530  : \$1696 ;
-  assign \$1699  = \$1057  ? \$1117  : \$1698 ;
-  assign \$1700  = \$1052  | \$1699 ;
-  assign \$1701  = \$1029  & \$1700 ;
-  assign \$1702  = ky == 3'h4;
-  assign \$1703  = c == 5'h1f;
-  assign \$1704  = \$1702  & \$1703 ;
-  assign \$1705  = ox == 4'hd;
-  assign \$1706  = \$1704  & \$1705 ;
-  assign \$1707  = oy == 4'hd;
-  assign \$1708  = \$1706  & \$1707 ;
-  assign \$1709  = ~ \$1708 ;
-  assign \$1710  = ky == 3'h4;
-  assign \$1711  = ~ \$1710 ;
-  assign \$1712  = $signed(iy) < $signed(1'h1);
-  assign \$1713  = $signed(iy) >= $signed(5'h0d);
-  assign \$1714  = \$1712  | \$1713 ;
-  assign \$1715  = c == 5'h1f;
-  assign \$1716  = ox == 4'hd;
-  assign \$1717  = \$1715  & \$1716 ;
-  assign \$1718  = oy == 4'hd;
-  assign \$1719  = $signed(low) < $signed(1'h1);
-  assign \$1720  = $signed(low) >= $signed(5'h0d);
-  assign \$1721  = \$1719  | \$1720 ;
-  assign \$1722  = \$1718  ? 1'h1 : \$1721 ;
-  assign \$1723  = $signed(low) < $signed(1'h0);
-  assign \$1724  = $signed(low) >= $signed(5'h0e);
-  assign \$1725  = \$1723  | \$1724 ;
-  assign \$1726  = \$1717  ? \$1722  : \$1725 ;
-  assign \$1727  = \$1710  ? \$1726  : \$1714 ;
-  assign \$1728  = \$1727  | ahead;
-  assign \$1729  = ky == 3'h4;
-  assign \$1730  = c == 5'h1f;
-  assign \$1731  = \$1729  & \$1730 ;
-  assign \$1732  = ox == 4'hd;
-  assign \$1733  = \$1731  & \$1732 ;
-  assign \$1734  = oy == 4'hd;
-  assign \$1735  = d == 2'h2;
-  assign \$1736  = d == 2'h3;
-  assign \$1737  = d == 3'h4;
-  assign \$1738  = d == 3'h5;
-  assign \$1739  = d == 3'h6;
-  assign \$1740  = d == 3'h7;
-  assign \$1741  = d == 4'h8;
-  assign \$1742  = d == 4'h9;
-  assign \$1743  = d == 4'ha;
-  assign \$1744  = d == 4'hb;
-  assign \$1745  = d == 4'hc;
-  assign \$1746  = d == 4'hd;
-  assign \$1747  = d == 4'he;
-  assign \$1748  = d == 4'hf;
-  assign \$1749  = d == 5'h10;
-  assign \$1750  = d == 5'h11;
-  assign \$1751  = d == 5'h12;
-  assign \$1752  = d == 5'h13;
-  assign \$1753  = d == 5'h14;
-  assign \$1754  = d == 5'h15;
-  assign \$1755  = d == 5'h16;
-  assign \$1756  = d == 5'h17;
-  assign \$1757  = d == 5'h18;
-  assign \$1758  = d == 5'h19;
-  assign \$1759  = d == 5'h1a;
-  assign \$1760  = d == 5'h1b;
-  assign \$1761  = d == 5'h1c;
-  assign \$1762  = d == 5'h1d;
-  assign \$1763  = d == 5'h1e;
-  assign \$1764  = d == 5'h1f;
-  assign \$1765  = | { \$1764 , \$1763 , \$1762 , \$1761 , \$1760 , \$1759 , \$1758 , \$1757 , \$1756 , \$1755 , \$1754 , \$1753 , \$1752 , \$1751 , \$1750 , \$1749 , \$1748 , \$1747 , \$1746 , \$1745 , \$1744 , \$1743 , \$1742 , \$1741 , \$1740 , \$1739 , \$1738 , \$1737 , \$1736 , \$1735  };
-  assign \$1766  = \$1734  ? 1'h1 : \$1765 ;
-  assign \$1767  = ky == 3'h4;
-  assign \$1768  = d == 1'h1;
-  assign \$1769  = d == 2'h2;
-  assign \$1770  = d == 2'h3;
-  assign \$1771  = d == 3'h4;
-  assign \$1772  = d == 3'h5;
-  assign \$1773  = d == 3'h6;
-  assign \$1774  = d == 3'h7;
-  assign \$1775  = d == 4'h8;
-  assign \$1776  = d == 4'h9;
-  assign \$1777  = d == 4'ha;
-  assign \$1778  = d == 4'hb;
-  assign \$1779  = d == 4'hc;
-  assign \$1780  = d == 4'hd;
-  assign \$1781  = d == 4'he;
-  assign \$1782  = d == 4'hf;
-  assign \$1783  = d == 5'h10;
-  assign \$1784  = d == 5'h11;
-  assign \$1785  = d == 5'h12;
-  assign \$1786  = d == 5'h13;
-  assign \$1787  = d == 5'h14;
-  assign \$1788  = d == 5'h15;
-  assign \$1789  = d == 5'h16;
-  assign \$1790  = d == 5'h17;
-  assign \$1791  = d == 5'h18;
-  assign \$1792  = d == 5'h19;
-  assign \$1793  = d == 5'h1a;
-  assign \$1794  = d == 5'h1b;
-  assign \$1795  = d == 5'h1c;
-  assign \$1796  = d == 5'h1d;
-  assign \$1797  = d == 5'h1e;
-  assign \$1798  = d == 5'h1f;
-  assign \$1799  = | { \$1798 , \$1797 , \$1796 , \$1795 , \$1794 , \$1793 , \$1792 , \$1791 , \$1790 , \$1789 , \$1788 , \$1787 , \$1786 , \$1785 , \$1784 , \$1783 , \$1782 , \$1781 , \$1780 , \$1779 , \$1778 , \$1777 , \$1776 , \$1775 , \$1774 , \$1773 , \$1772 , \$1771 , \$1770 , \$1769 , \$1768  };
-  assign \$1800  = ! ky;
-  assign \$1801  = d == 2'h2;
-  assign \$1802  = d == 2'h3;
-  assign \$1803  = d == 3'h4;
-  assign \$1804  = d == 3'h5;
-  assign \$1805  = d == 3'h6;
-  assign \$1806  = d == 3'h7;
-  assign \$1807  = d == 4'h8;
-  assign \$1808  = d == 4'h9;
-  assign \$1809  = d == 4'ha;
-  assign \$1810  = d == 4'hb;
-  assign \$1811  = d == 4'hc;
-  assign \$1812  = d == 4'hd;
-  assign \$1813  = d == 4'he;
-  assign \$1814  = d == 4'hf;
-  assign \$1815  = d == 5'h10;
-  assign \$1816  = d == 5'h11;
-  assign \$1817  = d == 5'h12;
-  assign \$1818  = d == 5'h13;
-  assign \$1819  = d == 5'h14;
-  assign \$1820  = d == 5'h15;
-  assign \$1821  = d == 5'h16;
-  assign \$1822  = d == 5'h17;
-  assign \$1823  = d == 5'h18;
-  assign \$1824  = d == 5'h19;
-  assign \$1825  = d == 5'h1a;
-  assign \$1826  = d == 5'h1b;
-  assign \$1827  = d == 5'h1c;
-  assign \$1828  = d == 5'h1d;
-  assign \$1829  = d == 5'h1e;
-  assign \$1830  = d == 5'h1f;
-  assign \$1831  = | { \$1830 , \$1829 , \$1828 , \$1827 , \$1826 , \$1825 , \$1824 , \$1823 , \$1822 , \$1821 , \$1820 , \$1819 , \$1818 , \$1817 , \$1816 , \$1815 , \$1814 , \$1813 , \$1812 , \$1811 , \$1810 , \$1809 , \$1808 , \$1807 , \$1806 , \$1805 , \$1804 , \$1803 , \$1802 , \$1801  };
-  assign \$1832  = \$1800  & \$1831 ;
-  assign \$1833  = ky == 1'h1;
-  assign \$1834  = d == 2'h3;
-  assign \$1835  = d == 3'h4;
-  assign \$1836  = d == 3'h5;
-  assign \$1837  = d == 3'h6;
-  assign \$1838  = d == 3'h7;
-  assign \$1839  = d == 4'h8;
-  assign \$1840  = d == 4'h9;
-  assign \$1841  = d == 4'ha;
-  assign \$1842  = d == 4'hb;
-  assign \$1843  = d == 4'hc;
-  assign \$1844  = d == 4'hd;
-  assign \$1845  = d == 4'he;
-  assign \$1846  = d == 4'hf;
-  assign \$1847  = d == 5'h10;
-  assign \$1848  = d == 5'h11;
-  assign \$1849  = d == 5'h12;
-  assign \$1850  = d == 5'h13;
-  assign \$1851  = d == 5'h14;
-  assign \$1852  = d == 5'h15;
-  assign \$1853  = d == 5'h16;
-  assign \$1854  = d == 5'h17;
-  assign \$1855  = d == 5'h18;
-  assign \$1856  = d == 5'h19;
-  assign \$1857  = d == 5'h1a;
-  assign \$1858  = d == 5'h1b;
-  assign \$1859  = d == 5'h1c;
-  assign \$1860  = d == 5'h1d;
-  assign \$1861  = d == 5'h1e;
-  assign \$1862  = d == 5'h1f;
-  assign \$1863  = | { \$1862 , \$1861 , \$1860 , \$1859 , \$1858 , \$1857 , \$1856 , \$1855 , \$1854 , \$1853 , \$1852 , \$1851 , \$1850 , \$1849 , \$1848 , \$1847 , \$1846 , \$1845 , \$1844 , \$1843 , \$1842 , \$1841 , \$1840 , \$1839 , \$1838 , \$1837 , \$1836 , \$1835 , \$1834  };
-  assign \$1864  = \$1833  & \$1863 ;
-  assign \$1865  = ky == 2'h2;
-  assign \$1866  = d == 3'h4;
-  assign \$1867  = d == 3'h5;
-  assign \$1868  = d == 3'h6;
-  assign \$1869  = d == 3'h7;
-  assign \$1870  = d == 4'h8;
-  assign \$1871  = d == 4'h9;
-  assign \$1872  = d == 4'ha;
-  assign \$1873  = d == 4'hb;
-  assign \$1874  = d == 4'hc;
-  assign \$1875  = d == 4'hd;
-  assign \$1876  = d == 4'he;
-  assign \$1877  = d == 4'hf;
-  assign \$1878  = d == 5'h10;
-  assign \$1879  = d == 5'h11;
-  assign \$1880  = d == 5'h12;
-  assign \$1881  = d == 5'h13;
-  assign \$1882  = d == 5'h14;
-  assign \$1883  = d == 5'h15;
-  assign \$1884  = d == 5'h16;
-  assign \$1885  = d == 5'h17;
-  assign \$1886  = d == 5'h18;
-  assign \$1887  = d == 5'h19;
-  assign \$1888  = d == 5'h1a;
-  assign \$1889  = d == 5'h1b;
-  assign \$1890  = d == 5'h1c;
-  assign \$1891  = d == 5'h1d;
-  assign \$1892  = d == 5'h1e;
-  assign \$1893  = d == 5'h1f;
-  assign \$1894  = | { \$1893 , \$1892 , \$1891 , \$1890 , \$1889 , \$1888 , \$1887 , \$1886 , \$1885 , \$1884 , \$1883 , \$1882 , \$1881 , \$1880 , \$1879 , \$1878 , \$1877 , \$1876 , \$1875 , \$1874 , \$1873 , \$1872 , \$1871 , \$1870 , \$1869 , \$1868 , \$1867 , \$1866  };
-  assign \$1895  = \$1865  & \$1894 ;
-  assign \$1896  = ky == 2'h3;
-  assign \$1897  = d == 3'h5;
-  assign \$1898  = d == 3'h6;
-  assign \$1899  = d == 3'h7;
-  assign \$1900  = d == 4'h8;
-  assign \$1901  = d == 4'h9;
-  assign \$1902  = d == 4'ha;
-  assign \$1903  = d == 4'hb;
-  assign \$1904  = d == 4'hc;
-  assign \$1905  = d == 4'hd;
-  assign \$1906  = d == 4'he;
-  assign \$1907  = d == 4'hf;
-  assign \$1908  = d == 5'h10;
-  assign \$1909  = d == 5'h11;
-  assign \$1910  = d == 5'h12;
-  assign \$1911  = d == 5'h13;
-  assign \$1912  = d == 5'h14;
-  assign \$1913  = d == 5'h15;
-  assign \$1914  = d == 5'h16;
-  assign \$1915  = d == 5'h17;
-  assign \$1916  = d == 5'h18;
-  assign \$1917  = d == 5'h19;
-  assign \$1918  = d == 5'h1a;
-  assign \$1919  = d == 5'h1b;
-  assign \$1920  = d == 5'h1c;
-  assign \$1921  = d == 5'h1d;
-  assign \$1922  = d == 5'h1e;
-  assign \$1923  = d == 5'h1f;
-  assign \$1924  = | { \$1923 , \$1922 , \$1921 , \$1920 , \$1919 , \$1918 , \$1917 , \$1916 , \$1915 , \$1914 , \$1913 , \$1912 , \$1911 , \$1910 , \$1909 , \$1908 , \$1907 , \$1906 , \$1905 , \$1904 , \$1903 , \$1902 , \$1901 , \$1900 , \$1899 , \$1898 , \$1897  };
-  assign \$1925  = \$1896  & \$1924 ;
-  assign \$1926  = ky == 3'h4;
-  assign \$1927  = d == 3'h6;
-  assign \$1928  = d == 3'h7;
-  assign \$1929  = d == 4'h8;
-  assign \$1930  = d == 4'h9;
-  assign \$1931  = d == 4'ha;
-  assign \$1932  = d == 4'hb;
-  assign \$1933  = d == 4'hc;
-  assign \$1934  = d == 4'hd;
-  assign \$1935  = d == 4'he;
-  assign \$1936  = d == 4'hf;
-  assign \$1937  = d == 5'h10;
-  assign \$1938  = d == 5'h11;
-  assign \$1939  = d == 5'h12;
-  assign \$1940  = d == 5'h13;
-  assign \$1941  = d == 5'h14;
-  assign \$1942  = d == 5'h15;
-  assign \$1943  = d == 5'h16;
-  assign \$1944  = d == 5'h17;
-  assign \$1945  = d == 5'h18;
-  assign \$1946  = d == 5'h19;
-  assign \$1947  = d == 5'h1a;
-  assign \$1948  = d == 5'h1b;
-  assign \$1949  = d == 5'h1c;
-  assign \$1950  = d == 5'h1d;
-  assign \$1951  = d == 5'h1e;
-  assign \$1952  = d == 5'h1f;
-  assign \$1953  = | { \$1952 , \$1951 , \$1950 , \$1949 , \$1948 , \$1947 , \$1946 , \$1945 , \$1944 , \$1943 , \$1942 , \$1941 , \$1940 , \$1939 , \$1938 , \$1937 , \$1936 , \$1935 , \$1934 , \$1933 , \$1932 , \$1931 , \$1930 , \$1929 , \$1928 , \$1927  };
-  assign \$1954  = \$1926  & \$1953 ;
-  assign \$1955  = | { \$1954 , \$1925 , \$1895 , \$1864 , \$1832  };
-  assign \$1956  = \$1767  ? \$1799  : \$1955 ;
-  assign \$1957  = ! ky;
-  assign \$1958  = d == 1'h1;
-  assign \$1959  = d == 2'h2;
-  assign \$1960  = d == 2'h3;
-  assign \$1961  = d == 3'h4;
-  assign \$1962  = d == 3'h5;
-  assign \$1963  = d == 3'h6;
-  assign \$1964  = d == 3'h7;
-  assign \$1965  = d == 4'h8;
-  assign \$1966  = d == 4'h9;
-  assign \$1967  = d == 4'ha;
-  assign \$1968  = d == 4'hb;
-  assign \$1969  = d == 4'hc;
-  assign \$1970  = d == 4'hd;
-  assign \$1971  = d == 4'he;
-  assign \$1972  = d == 4'hf;
-  assign \$1973  = d == 5'h10;
-  assign \$1974  = d == 5'h11;
-  assign \$1975  = d == 5'h12;
-  assign \$1976  = d == 5'h13;
-  assign \$1977  = d == 5'h14;
-  assign \$1978  = d == 5'h15;
-  assign \$1979  = d == 5'h16;
-  assign \$1980  = d == 5'h17;
-  assign \$1981  = d == 5'h18;
-  assign \$1982  = d == 5'h19;
-  assign \$1983  = d == 5'h1a;
-  assign \$1984  = d == 5'h1b;
-  assign \$1985  = d == 5'h1c;
-  assign \$1986  = d == 5'h1d;
-  assign \$1987  = d == 5'h1e;
-  assign \$1988  = d == 5'h1f;
-  assign \$1989  = | { \$1988 , \$1987 , \$1986 , \$1985 , \$1984 , \$1983 , \$1982 , \$1981 , \$1980 , \$1979 , \$1978 , \$1977 , \$1976 , \$1975 , \$1974 , \$1973 , \$1972 , \$1971 , \$1970 , \$1969 , \$1968 , \$1967 , \$1966 , \$1965 , \$1964 , \$1963 , \$1962 , \$1961 , \$1960 , \$1959 , \$1958  };
-  assign \$1990  = \$1957  & \$1989 ;
-  assign \$1991  = ky == 1'h1;
-  assign \$1992  = d == 2'h2;
-  assign \$1993  = d == 2'h3;
-  assign \$1994  = d == 3'h4;
-  assign \$1995  = d == 3'h5;
-  assign \$1996  = d == 3'h6;
-  assign \$1997  = d == 3'h7;
-  assign \$1998  = d == 4'h8;
-  assign \$1999  = d == 4'h9;
-  assign \$2000  = d == 4'ha;
-  assign \$2001  = d == 4'hb;
-  assign \$2002  = d == 4'hc;
-  assign \$2003  = d == 4'hd;
-  assign \$2004  = d == 4'he;
-  assign \$2005  = d == 4'hf;
-  assign \$2006  = d == 5'h10;
-  assign \$2007  = d == 5'h11;
-  assign \$2008  = d == 5'h12;
-  assign \$2009  = d == 5'h13;
-  assign \$2010  = d == 5'h14;
-  assign \$2011  = d == 5'h15;
-  assign \$2012  = d == 5'h16;
-  assign \$2013  = d == 5'h17;
-  assign \$2014  = d == 5'h18;
-  assign \$2015  = d == 5'h19;
-  assign \$2016  = d == 5'h1a;
-  assign \$2017  = d == 5'h1b;
-  assign \$2018  = d == 5'h1c;
-  assign \$2019  = d == 5'h1d;
-  assign \$2020  = d == 5'h1e;
-  assign \$2021  = d == 5'h1f;
-  assign \$2022  = | { \$2021 , \$2020 , \$2019 , \$2018 , \$2017 , \$2016 , \$2015 , \$2014 , \$2013 , \$2012 , \$2011 , \$2010 , \$2009 , \$2008 , \$2007 , \$2006 , \$2005 , \$2004 , \$2003 , \$2002 , \$2001 , \$2000 , \$1999 , \$1998 , \$1997 , \$1996 , \$1995 , \$1994 , \$1993 , \$1992  };
-  assign \$2023  = \$1991  & \$2022 ;
-  assign \$2024  = ky == 2'h2;
-  assign \$2025  = d == 2'h3;
-  assign \$2026  = d == 3'h4;
-  assign \$2027  = d == 3'h5;
-  assign \$2028  = d == 3'h6;
-  assign \$2029  = d == 3'h7;
-  assign \$2030  = d == 4'h8;
-  assign \$2031  = d == 4'h9;
-  assign \$2032  = d == 4'ha;
-  assign \$2033  = d == 4'hb;
-  assign \$2034  = d == 4'hc;
-  assign \$2035  = d == 4'hd;
-  assign \$2036  = d == 4'he;
-  assign \$2037  = d == 4'hf;
-  assign \$2038  = d == 5'h10;
-  assign \$2039  = d == 5'h11;
-  assign \$2040  = d == 5'h12;
-  assign \$2041  = d == 5'h13;
-  assign \$2042  = d == 5'h14;
-  assign \$2043  = d == 5'h15;
-  assign \$2044  = d == 5'h16;
-  assign \$2045  = d == 5'h17;
-  assign \$2046  = d == 5'h18;
-  assign \$2047  = d == 5'h19;
-  assign \$2048  = d == 5'h1a;
-  assign \$2049  = d == 5'h1b;
-  assign \$2050  = d == 5'h1c;
-  assign \$2051  = d == 5'h1d;
-  assign \$2052  = d == 5'h1e;
-  assign \$2053  = d == 5'h1f;
-  assign \$2054  = | { \$2053 , \$2052 , \$2051 , \$2050 , \$2049 , \$2048 , \$2047 , \$2046 , \$2045 , \$2044 , \$2043 , \$2042 , \$2041 , \$2040 , \$2039 , \$2038 , \$2037 , \$2036 , \$2035 , \$2034 , \$2033 , \$2032 , \$2031 , \$2030 , \$2029 , \$2028 , \$2027 , \$2026 , \$2025  };
-  assign \$2055  = \$2024  & \$2054 ;
-  assign \$2056  = ky == 2'h3;
-  assign \$2057  = d == 3'h4;
-  assign \$2058  = d == 3'h5;
-  assign \$2059  = d == 3'h6;
-  assign \$2060  = d == 3'h7;
-  assign \$2061  = d == 4'h8;
-  assign \$2062  = d == 4'h9;
-  assign \$2063  = d == 4'ha;
-  assign \$2064  = d == 4'hb;
-  assign \$2065  = d == 4'hc;
-  assign \$2066  = d == 4'hd;
-  assign \$2067  = d == 4'he;
-  assign \$2068  = d == 4'hf;
-  assign \$2069  = d == 5'h10;
-  assign \$2070  = d == 5'h11;
-  assign \$2071  = d == 5'h12;
-  assign \$2072  = d == 5'h13;
-  assign \$2073  = d == 5'h14;
-  assign \$2074  = d == 5'h15;
-  assign \$2075  = d == 5'h16;
-  assign \$2076  = d == 5'h17;
-  assign \$2077  = d == 5'h18;
-  assign \$2078  = d == 5'h19;
-  assign \$2079  = d == 5'h1a;
-  assign \$2080  = d == 5'h1b;
-  assign \$2081  = d == 5'h1c;
-  assign \$2082  = d == 5'h1d;
-  assign \$2083  = d == 5'h1e;
-  assign \$2084  = d == 5'h1f;
-  assign \$2085  = | { \$2084 , \$2083 , \$2082 , \$2081 , \$2080 , \$2079 , \$2078 , \$2077 , \$2076 , \$2075 , \$2074 , \$2073 , \$2072 , \$2071 , \$2070 , \$2069 , \$2068 , \$2067 , \$2066 , \$2065 , \$2064 , \$2063 , \$2062 , \$2061 , \$2060 , \$2059 , \$2058 , \$2057  };
-  assign \$2086  = \$2056  & \$2085 ;
-  assign \$2087  = ky == 3'h4;
-  assign \$2088  = d == 3'h5;
-  assign \$2089  = d == 3'h6;
-  assign \$2090  = d == 3'h7;
-  assign \$2091  = d == 4'h8;
-  assign \$2092  = d == 4'h9;
-  assign \$2093  = d == 4'ha;
-  assign \$2094  = d == 4'hb;
-  assign \$2095  = d == 4'hc;
-  assign \$2096  = d == 4'hd;
-  assign \$2097  = d == 4'he;
-  assign \$2098  = d == 4'hf;
-  assign \$2099  = d == 5'h10;
-  assign \$2100  = d == 5'h11;
-  assign \$2101  = d == 5'h12;
-  assign \$2102  = d == 5'h13;
-  assign \$2103  = d == 5'h14;
-  assign \$2104  = d == 5'h15;
-  assign \$2105  = d == 5'h16;
-  assign \$2106  = d == 5'h17;
-  assign \$2107  = d == 5'h18;
-  assign \$2108  = d == 5'h19;
-  assign \$2109  = d == 5'h1a;
-  assign \$2110  = d == 5'h1b;
-  assign \$2111  = d == 5'h1c;
-  assign \$2112  = d == 5'h1d;
-  assign \$2113  = d == 5'h1e;
-  assign \$2114  = d == 5'h1f;
-  assign \$2115  = | { \$2114 , \$2113 , \$2112 , \$2111 , \$2110 , \$2109 , \$2108 , \$2107 , \$2106 , \$2105 , \$2104 , \$2103 , \$2102 , \$2101 , \$2100 , \$2099 , \$2098 , \$2097 , \$2096 , \$2095 , \$2094 , \$2093 , \$2092 , \$2091 , \$2090 , \$2089 , \$2088  };
-  assign \$2116  = \$2087  & \$2115 ;
-  assign \$2117  = | { \$2116 , \$2086 , \$2055 , \$2023 , \$1990  };
-  assign \$2119  = \$1733  ? \$1766  : \$2118 ;
-  assign \$2120  = \$1728  | \$2119 ;
-  assign \$2121  = \$1709  & \$2120 ;
-  assign \$2122  = \$1021  ? \$1701  : \$2121 ;
-  assign \$2123  = w_c == 5'h1f;
-  assign \$2124  = write & \$2123 ;
-  assign \$2125  = w_x == 4'hd;
-  assign \$2126  = \$2124  & \$2125 ;
-  assign \$2127  = ~ r_done;
-  assign \$2128  = $signed(iy) < $signed(1'h0);
-  assign \$2129  = $signed(iy) >= $signed(5'h0e);
-  assign \$2130  = \$2128  | \$2129 ;
-  assign \$2131  = \$2130  | ahead;
-  assign \$2132  = ~ ahead;
-  assign \$2133  = w_row == 4'hd;
-  assign \$2134  = \$2132  & \$2133 ;
-  assign \$2135  = \$2131  | \$2134 ;
-  assign \$2136  = ~ ahead;
-  assign \$2137  = w_row == 4'hd;
-  assign \$2138  = \$2136  & \$2137 ;
-  assign \$2139  = ! ky;
-  assign \$2140  = d == 4'he;
-  assign \$2141  = d == 4'hf;
-  assign \$2142  = d == 5'h10;
-  assign \$2143  = d == 5'h11;
-  assign \$2144  = d == 5'h12;
-  assign \$2145  = d == 5'h13;
-  assign \$2146  = d == 5'h14;
-  assign \$2147  = d == 5'h15;
-  assign \$2148  = d == 5'h16;
-  assign \$2149  = d == 5'h17;
-  assign \$2150  = d == 5'h18;
-  assign \$2151  = d == 5'h19;
-  assign \$2152  = d == 5'h1a;
-  assign \$2153  = d == 5'h1b;
-  assign \$2154  = d == 5'h1c;
-  assign \$2155  = d == 5'h1d;
-  assign \$2156  = d == 5'h1e;
-  assign \$2157  = d == 5'h1f;
-  assign \$2158  = | { \$2157 , \$2156 , \$2155 , \$2154 , \$2153 , \$2152 , \$2151 , \$2150 , \$2149 , \$2148 , \$2147 , \$2146 , \$2145 , \$2144 , \$2143 , \$2142 , \$2141 , \$2140  };
-  assign \$2159  = \$2139  & \$2158 ;
-  assign \$2160  = ky == 1'h1;
-  assign \$2161  = d == 4'hf;
-  assign \$2162  = d == 5'h10;
-  assign \$2163  = d == 5'h11;
-  assign \$2164  = d == 5'h12;
-  assign \$2165  = d == 5'h13;
-  assign \$2166  = d == 5'h14;
-  assign \$2167  = d == 5'h15;
-  assign \$2168  = d == 5'h16;
-  assign \$2169  = d == 5'h17;
-  assign \$2170  = d == 5'h18;
-  assign \$2171  = d == 5'h19;
-  assign \$2172  = d == 5'h1a;
-  assign \$2173  = d == 5'h1b;
-  assign \$2174  = d == 5'h1c;
-  assign \$2175  = d == 5'h1d;
-  assign \$2176  = d == 5'h1e;
-  assign \$2177  = d == 5'h1f;
-  assign \$2178  = | { \$2177 , \$2176 , \$2175 , \$2174 , \$2173 , \$2172 , \$2171 , \$2170 , \$2169 , \$2168 , \$2167 , \$2166 , \$2165 , \$2164 , \$2163 , \$2162 , \$2161  };
-  assign \$2179  = \$2160  & \$2178 ;
-  assign \$2180  = ky == 2'h2;
-  assign \$2181  = d == 5'h10;
-  assign \$2182  = d == 5'h11;
-  assign \$2183  = d == 5'h12;
-  assign \$2184  = d == 5'h13;
-  assign \$2185  = d == 5'h14;
-  assign \$2186  = d == 5'h15;
-  assign \$2187  = d == 5'h16;
-  assign \$2188  = d == 5'h17;
-  assign \$2189  = d == 5'h18;
-  assign \$2190  = d == 5'h19;
-  assign \$2191  = d == 5'h1a;
-  assign \$2192  = d == 5'h1b;
-  assign \$2193  = d == 5'h1c;
-  assign \$2194  = d == 5'h1d;
-  assign \$2195  = d == 5'h1e;
-  assign \$2196  = d == 5'h1f;
-  assign \$2197  = | { \$2196 , \$2195 , \$2194 , \$2193 , \$2192 , \$2191 , \$2190 , \$2189 , \$2188 , \$2187 , \$2186 , \$2185 , \$2184 , \$2183 , \$2182 , \$2181  };
-  assign \$2198  = \$2180  & \$2197 ;
-  assign \$2199  = ky == 2'h3;
-  assign \$2200  = d == 5'h11;
-  assign \$2201  = d == 5'h12;
-  assign \$2202  = d == 5'h13;
-  assign \$2203  = d == 5'h14;
-  assign \$2204  = d == 5'h15;
-  assign \$2205  = d == 5'h16;
-  assign \$2206  = d == 5'h17;
-  assign \$2207  = d == 5'h18;
-  assign \$2208  = d == 5'h19;
-  assign \$2209  = d == 5'h1a;
-  assign \$2210  = d == 5'h1b;
-  assign \$2211  = d == 5'h1c;
-  assign \$2212  = d == 5'h1d;
-  assign \$2213  = d == 5'h1e;
-  assign \$2214  = d == 5'h1f;
-  assign \$2215  = | { \$2214 , \$2213 , \$2212 , \$2211 , \$2210 , \$2209 , \$2208 , \$2207 , \$2206 , \$2205 , \$2204 , \$2203 , \$2202 , \$2201 , \$2200  };
-  assign \$2216  = \$2199  & \$2215 ;
-  assign \$2217  = ky == 3'h4;
-  assign \$2218  = d == 5'h12;
-  assign \$2219  = d == 5'h13;
-  assign \$2220  = d == 5'h14;
-  assign \$2221  = d == 5'h15;
-  assign \$2222  = d == 5'h16;
-  assign \$2223  = d == 5'h17;
-  assign \$2224  = d == 5'h18;
-  assign \$2225  = d == 5'h19;
-  assign \$2226  = d == 5'h1a;
-  assign \$2227  = d == 5'h1b;
-  assign \$2228  = d == 5'h1c;
-  assign \$2229  = d == 5'h1d;
-  assign \$2230  = d == 5'h1e;
-  assign \$2231  = d == 5'h1f;
-  assign \$2232  = | { \$2231 , \$2230 , \$2229 , \$2228 , \$2227 , \$2226 , \$2225 , \$2224 , \$2223 , \$2222 , \$2221 , \$2220 , \$2219 , \$2218  };
-  assign \$2233  = \$2217  & \$2232 ;
-  assign \$2234  = | { \$2233 , \$2216 , \$2198 , \$2179 , \$2159  };
-  assign \$2235  = ! ky;
-  assign \$2236  = ! d;
-  assign \$2237  = d == 1'h1;
-  assign \$2238  = d == 2'h2;
-  assign \$2239  = d == 2'h3;
-  assign \$2240  = d == 3'h4;
-  assign \$2241  = d == 3'h5;
-  assign \$2242  = d == 3'h6;
-  assign \$2243  = d == 3'h7;
-  assign \$2244  = d == 4'h8;
-  assign \$2245  = d == 4'h9;
-  assign \$2246  = d == 4'ha;
-  assign \$2247  = d == 4'hb;
-  assign \$2248  = d == 4'hc;
-  assign \$2249  = d == 4'hd;
-  assign \$2250  = d == 4'he;
-  assign \$2251  = d == 4'hf;
-  assign \$2252  = d == 5'h10;
-  assign \$2253  = d == 5'h11;
-  assign \$2254  = d == 5'h12;
-  assign \$2255  = d == 5'h13;
-  assign \$2256  = d == 5'h14;
-  assign \$2257  = d == 5'h15;
-  assign \$2258  = d == 5'h16;
-  assign \$2259  = d == 5'h17;
-  assign \$2260  = d == 5'h18;
-  assign \$2261  = d == 5'h19;
-  assign \$2262  = d == 5'h1a;
-  assign \$2263  = d == 5'h1b;
-  assign \$2264  = d == 5'h1c;
-  assign \$2265  = d == 5'h1d;
-  assign \$2266  = d == 5'h1e;
-  assign \$2267  = d == 5'h1f;
-  assign \$2268  = | { \$2267 , \$2266 , \$2265 , \$2264 , \$2263 , \$2262 , \$2261 , \$2260 , \$2259 , \$2258 , \$2257 , \$2256 , \$2255 , \$2254 , \$2253 , \$2252 , \$2251 , \$2250 , \$2249 , \$2248 , \$2247 , \$2246 , \$2245 , \$2244 , \$2243 , \$2242 , \$2241 , \$2240 , \$2239 , \$2238 , \$2237 , \$2236  };
-  assign \$2269  = \$2235  & \$2268 ;
-  assign \$2270  = ky == 1'h1;
-  assign \$2271  = d == 1'h1;
-  assign \$2272  = d == 2'h2;
-  assign \$2273  = d == 2'h3;
-  assign \$2274  = d == 3'h4;
-  assign \$2275  = d == 3'h5;
-  assign \$2276  = d == 3'h6;
-  assign \$2277  = d == 3'h7;
-  assign \$2278  = d == 4'h8;
-  assign \$2279  = d == 4'h9;
-  assign \$2280  = d == 4'ha;
-  assign \$2281  = d == 4'hb;
-  assign \$2282  = d == 4'hc;
-  assign \$2283  = d == 4'hd;
-  assign \$2284  = d == 4'he;
-  assign \$2285  = d == 4'hf;
-  assign \$2286  = d == 5'h10;
-  assign \$2287  = d == 5'h11;
-  assign \$2288  = d == 5'h12;
-  assign \$2289  = d == 5'h13;
-  assign \$2290  = d == 5'h14;
-  assign \$2291  = d == 5'h15;
-  assign \$2292  = d == 5'h16;
-  assign \$2293  = d == 5'h17;
-  assign \$2294  = d == 5'h18;
-  assign \$2295  = d == 5'h19;
-  assign \$2296  = d == 5'h1a;
-  assign \$2297  = d == 5'h1b;
-  assign \$2298  = d == 5'h1c;
-  assign \$2299  = d == 5'h1d;
-  assign \$2300  = d == 5'h1e;
-  assign \$2301  = d == 5'h1f;
-  assign \$2302  = | { \$2301 , \$2300 , \$2299 , \$2298 , \$2297 , \$2296 , \$2295 , \$2294 , \$2293 , \$2292 , \$2291 , \$2290 , \$2289 , \$2288 , \$2287 , \$2286 , \$2285 , \$2284 , \$2283 , \$2282 , \$2281 , \$2280 , \$2279 , \$2278 , \$2277 , \$2276 , \$2275 , \$2274 , \$2273 , \$2272 , \$2271  };
-  assign \$2303  = \$2270  & \$2302 ;
-  assign \$2304  = ky == 2'h2;
-  assign \$2305  = d == 2'h2;
-  assign \$2306  = d == 2'h3;
-  assign \$2307  = d == 3'h4;
-  assign \$2308  = d == 3'h5;
-  assign \$2309  = d == 3'h6;
-  assign \$2310  = d == 3'h7;
-  assign \$2311  = d == 4'h8;
-  assign \$2312  = d == 4'h9;
-  assign \$2313  = d == 4'ha;
-  assign \$2314  = d == 4'hb;
-  assign \$2315  = d == 4'hc;
-  assign \$2316  = d == 4'hd;
-  assign \$2317  = d == 4'he;
-  assign \$2318  = d == 4'hf;
-  assign \$2319  = d == 5'h10;
-  assign \$2320  = d == 5'h11;
-  assign \$2321  = d == 5'h12;
-  assign \$2322  = d == 5'h13;
-  assign \$2323  = d == 5'h14;
-  assign \$2324  = d == 5'h15;
-  assign \$2325  = d == 5'h16;
-  assign \$2326  = d == 5'h17;
-  assign \$2327  = d == 5'h18;
-  assign \$2328  = d == 5'h19;
-  assign \$2329  = d == 5'h1a;
-  assign \$2330  = d == 5'h1b;
-  assign \$2331  = d == 5'h1c;
-  assign \$2332  = d == 5'h1d;
-  assign \$2333  = d == 5'h1e;
-  assign \$2334  = d == 5'h1f;
-  assign \$2335  = | { \$2334 , \$2333 , \$2332 , \$2331 , \$2330 , \$2329 , \$2328 , \$2327 , \$2326 , \$2325 , \$2324 , \$2323 , \$2322 , \$2321 , \$2320 , \$2319 , \$2318 , \$2317 , \$2316 , \$2315 , \$2314 , \$2313 , \$2312 , \$2311 , \$2310 , \$2309 , \$2308 , \$2307 , \$2306 , \$2305  };
-  assign \$2336  = \$2304  & \$2335 ;
-  assign \$2337  = ky == 2'h3;
-  assign \$2338  = d == 2'h3;
-  assign \$2339  = d == 3'h4;
-  assign \$2340  = d == 3'h5;
-  assign \$2341  = d == 3'h6;
-  assign \$2342  = d == 3'h7;
-  assign \$2343  = d == 4'h8;
-  assign \$2344  = d == 4'h9;
-  assign \$2345  = d == 4'ha;
-  assign \$2346  = d == 4'hb;
-  assign \$2347  = d == 4'hc;
-  assign \$2348  = d == 4'hd;
-  assign \$2349  = d == 4'he;
-  assign \$2350  = d == 4'hf;
-  assign \$2351  = d == 5'h10;
-  assign \$2352  = d == 5'h11;
-  assign \$2353  = d == 5'h12;
-  assign \$2354  = d == 5'h13;
-  assign \$2355  = d == 5'h14;
-  assign \$2356  = d == 5'h15;
-  assign \$2357  = d == 5'h16;
-  assign \$2358  = d == 5'h17;
-  assign \$2359  = d == 5'h18;
-  assign \$2360  = d == 5'h19;
-  assign \$2361  = d == 5'h1a;
-  assign \$2362  = d == 5'h1b;
-  assign \$2363  = d == 5'h1c;
-  assign \$2364  = d == 5'h1d;
-  assign \$2365  = d == 5'h1e;
-  assign \$2366  = d == 5'h1f;
-  assign \$2367  = | { \$2366 , \$2365 , \$2364 , \$2363 , \$2362 , \$2361 , \$2360 , \$2359 , \$2358 , \$2357 , \$2356 , \$2355 , \$2354 , \$2353 , \$2352 , \$2351 , \$2350 , \$2349 , \$2348 , \$2347 , \$2346 , \$2345 , \$2344 , \$2343 , \$2342 , \$2341 , \$2340 , \$2339 , \$2338  };
-  assign \$2368  = \$2337  & \$2367 ;
-  assign \$2369  = ky == 3'h4;
-  assign \$2370  = d == 3'h4;
-  assign \$2371  = d == 3'h5;
-  assign \$2372  = d == 3'h6;
-  assign \$2373  = d == 3'h7;
-  assign \$2374  = d == 4'h8;
-  assign \$2375  = d == 4'h9;
-  assign \$2376  = d == 4'ha;
-  assign \$2377  = d == 4'hb;
-  assign \$2378  = d == 4'hc;
-  assign \$2379  = d == 4'hd;
-  assign \$2380  = d == 4'he;
-  assign \$2381  = d == 4'hf;
-  assign \$2382  = d == 5'h10;
-  assign \$2383  = d == 5'h11;
-  assign \$2384  = d == 5'h12;
-  assign \$2385  = d == 5'h13;
-  assign \$2386  = d == 5'h14;
-  assign \$2387  = d == 5'h15;
-  assign \$2388  = d == 5'h16;
-  assign \$2389  = d == 5'h17;
-  assign \$2390  = d == 5'h18;
-  assign \$2391  = d == 5'h19;
-  assign \$2392  = d == 5'h1a;
-  assign \$2393  = d == 5'h1b;
-  assign \$2394  = d == 5'h1c;
-  assign \$2395  = d == 5'h1d;
-  assign \$2396  = d == 5'h1e;
-  assign \$2397  = d == 5'h1f;
-  assign \$2398  = | { \$2397 , \$2396 , \$2395 , \$2394 , \$2393 , \$2392 , \$2391 , \$2390 , \$2389 , \$2388 , \$2387 , \$2386 , \$2385 , \$2384 , \$2383 , \$2382 , \$2381 , \$2380 , \$2379 , \$2378 , \$2377 , \$2376 , \$2375 , \$2374 , \$2373 , \$2372 , \$2371 , \$2370  };
-  assign \$2399  = \$2369  & \$2398 ;
-  assign \$2400  = | { \$2399 , \$2368 , \$2336 , \$2303 , \$2269  };
-  assign \$2401  = \$2138  ? \$2234  : \$2400 ;
-  assign \$2402  = \$2135  | \$2401 ;
-  assign \$2403  = \$2127  & \$2402 ;
-  assign \$2404  = \$2126  ? \$2403  : avail;
-  assign \$2405  = \$signal$49  ? \$2122  : \$2404 ;
-  assign \$2406  = switch ? \$1017  : \$2405 ;
+  assign \$1056  = d == 4'hf;
+  assign \$1057  = d == 5'h10;
+  assign \$1058  = d == 5'h11;
+  assign \$1059  = d == 5'h12;
+  assign \$1060  = d == 5'h13;
+  assign \$1061  = d == 5'h14;
+  assign \$1062  = d == 5'h15;
+  assign \$1063  = d == 5'h16;
+  assign \$1064  = d == 5'h17;
+  assign \$1065  = d == 5'h18;
+  assign \$1066  = d == 5'h19;
+  assign \$1067  = d == 5'h1a;
+  assign \$1068  = d == 5'h1b;
+  assign \$1069  = d == 5'h1c;
+  assign \$1070  = d == 5'h1d;
+  assign \$1071  = d == 5'h1e;
+  assign \$1072  = d == 5'h1f;
+  assign \$1073  = | { \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056  };
+  assign \$1074  = d == 1'h1;
+  assign \$1075  = d == 2'h2;
+  assign \$1076  = d == 2'h3;
+  assign \$1077  = d == 3'h4;
+  assign \$1078  = d == 3'h5;
+  assign \$1079  = d == 3'h6;
+  assign \$1080  = d == 3'h7;
+  assign \$1081  = d == 4'h8;
+  assign \$1082  = d == 4'h9;
+  assign \$1083  = d == 4'ha;
+  assign \$1084  = d == 4'hb;
+  assign \$1085  = d == 4'hc;
+  assign \$1086  = d == 4'hd;
+  assign \$1087  = d == 4'he;
+  assign \$1088  = d == 4'hf;
+  assign \$1089  = d == 5'h10;
+  assign \$1090  = d == 5'h11;
+  assign \$1091  = d == 5'h12;
+  assign \$1092  = d == 5'h13;
+  assign \$1093  = d == 5'h14;
+  assign \$1094  = d == 5'h15;
+  assign \$1095  = d == 5'h16;
+  assign \$1096  = d == 5'h17;
+  assign \$1097  = d == 5'h18;
+  assign \$1098  = d == 5'h19;
+  assign \$1099  = d == 5'h1a;
+  assign \$1100  = d == 5'h1b;
+  assign \$1101  = d == 5'h1c;
+  assign \$1102  = d == 5'h1d;
+  assign \$1103  = d == 5'h1e;
+  assign \$1104  = d == 5'h1f;
+  assign \$1105  = | { \$1104 , \$1103 , \$1102 , \$1101 , \$1100 , \$1099 , \$1098 , \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074  };
+  assign \$1106  = \$1055  ? \$1073  : \$1105 ;
+  assign \$1107  = \$1048  ? 1'h1 : \$1106 ;
+  assign \$1108  = ky == 3'h4;
+  assign \$1109  = ~ ahead;
+  assign \$1110  = w_row == 4'hd;
+  assign \$1111  = \$1109  & \$1110 ;
+  assign \$1112  = d == 4'he;
+  assign \$1113  = d == 4'hf;
+  assign \$1114  = d == 5'h10;
+  assign \$1115  = d == 5'h11;
+  assign \$1116  = d == 5'h12;
+  assign \$1117  = d == 5'h13;
+  assign \$1118  = d == 5'h14;
+  assign \$1119  = d == 5'h15;
+  assign \$1120  = d == 5'h16;
+  assign \$1121  = d == 5'h17;
+  assign \$1122  = d == 5'h18;
+  assign \$1123  = d == 5'h19;
+  assign \$1124  = d == 5'h1a;
+  assign \$1125  = d == 5'h1b;
+  assign \$1126  = d == 5'h1c;
+  assign \$1127  = d == 5'h1d;
+  assign \$1128  = d == 5'h1e;
+  assign \$1129  = d == 5'h1f;
+  assign \$1130  = | { \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124 , \$1123 , \$1122 , \$1121 , \$1120 , \$1119 , \$1118 , \$1117 , \$1116 , \$1115 , \$1114 , \$1113 , \$1112  };
+  assign \$1131  = ! d;
+  assign \$1132  = d == 1'h1;
+  assign \$1133  = d == 2'h2;
+  assign \$1134  = d == 2'h3;
+  assign \$1135  = d == 3'h4;
+  assign \$1136  = d == 3'h5;
+  assign \$1137  = d == 3'h6;
+  assign \$1138  = d == 3'h7;
+  assign \$1139  = d == 4'h8;
+  assign \$1140  = d == 4'h9;
+  assign \$1141  = d == 4'ha;
+  assign \$1142  = d == 4'hb;
+  assign \$1143  = d == 4'hc;
+  assign \$1144  = d == 4'hd;
+  assign \$1145  = d == 4'he;
+  assign \$1146  = d == 4'hf;
+  assign \$1147  = d == 5'h10;
+  assign \$1148  = d == 5'h11;
+  assign \$1149  = d == 5'h12;
+  assign \$1150  = d == 5'h13;
+  assign \$1151  = d == 5'h14;
+  assign \$1152  = d == 5'h15;
+  assign \$1153  = d == 5'h16;
+  assign \$1154  = d == 5'h17;
+  assign \$1155  = d == 5'h18;
+  assign \$1156  = d == 5'h19;
+  assign \$1157  = d == 5'h1a;
+  assign \$1158  = d == 5'h1b;
+  assign \$1159  = d == 5'h1c;
+  assign \$1160  = d == 5'h1d;
+  assign \$1161  = d == 5'h1e;
+  assign \$1162  = d == 5'h1f;
+  assign \$1163  = | { \$1162 , \$1161 , \$1160 , \$1159 , \$1158 , \$1157 , \$1156 , \$1155 , \$1154 , \$1153 , \$1152 , \$1151 , \$1150 , \$1149 , \$1148 , \$1147 , \$1146 , \$1145 , \$1144 , \$1143 , \$1142 , \$1141 , \$1140 , \$1139 , \$1138 , \$1137 , \$1136 , \$1135 , \$1134 , \$1133 , \$1132 , \$1131  };
+  assign \$1164  = \$1111  ? \$1130  : \$1163 ;
+  assign \$1165  = ~ ahead;
+  assign \$1166  = w_row == 4'hd;
+  assign \$1167  = \$1165  & \$1166 ;
+  assign \$1168  = ! ky;
+  assign \$1169  = d == 4'hf;
+  assign \$1170  = d == 5'h10;
+  assign \$1171  = d == 5'h11;
+  assign \$1172  = d == 5'h12;
+  assign \$1173  = d == 5'h13;
+  assign \$1174  = d == 5'h14;
+  assign \$1175  = d == 5'h15;
+  assign \$1176  = d == 5'h16;
+  assign \$1177  = d == 5'h17;
+  assign \$1178  = d == 5'h18;
+  assign \$1179  = d == 5'h19;
+  assign \$1180  = d == 5'h1a;
+  assign \$1181  = d == 5'h1b;
+  assign \$1182  = d == 5'h1c;
+  assign \$1183  = d == 5'h1d;
+  assign \$1184  = d == 5'h1e;
+  assign \$1185  = d == 5'h1f;
+  assign \$1186  = | { \$1185 , \$1184 , \$1183 , \$1182 , \$1181 , \$1180 , \$1179 , \$1178 , \$1177 , \$1176 , \$1175 , \$1174 , \$1173 , \$1172 , \$1171 , \$1170 , \$1169  };
+  assign \$1187  = \$1168  & \$1186 ;
+  assign \$1188  = ky == 1'h1;
+  assign \$1189  = d == 5'h10;
+  assign \$1190  = d == 5'h11;
+  assign \$1191  = d == 5'h12;
+  assign \$1192  = d == 5'h13;
+  assign \$1193  = d == 5'h14;
+  assign \$1194  = d == 5'h15;
+  assign \$1195  = d == 5'h16;
+  assign \$1196  = d == 5'h17;
+  assign \$1197  = d == 5'h18;
+  assign \$1198  = d == 5'h19;
+  assign \$1199  = d == 5'h1a;
+  assign \$1200  = d == 5'h1b;
+  assign \$1201  = d == 5'h1c;
+  assign \$1202  = d == 5'h1d;
+  assign \$1203  = d == 5'h1e;
+  assign \$1204  = d == 5'h1f;
+  assign \$1205  = | { \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189  };
+  assign \$1206  = \$1188  & \$1205 ;
+  assign \$1207  = ky == 2'h2;
+  assign \$1208  = d == 5'h11;
+  assign \$1209  = d == 5'h12;
+  assign \$1210  = d == 5'h13;
+  assign \$1211  = d == 5'h14;
+  assign \$1212  = d == 5'h15;
+  assign \$1213  = d == 5'h16;
+  assign \$1214  = d == 5'h17;
+  assign \$1215  = d == 5'h18;
+  assign \$1216  = d == 5'h19;
+  assign \$1217  = d == 5'h1a;
+  assign \$1218  = d == 5'h1b;
+  assign \$1219  = d == 5'h1c;
+  assign \$1220  = d == 5'h1d;
+  assign \$1221  = d == 5'h1e;
+  assign \$1222  = d == 5'h1f;
+  assign \$1223  = | { \$1222 , \$1221 , \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209 , \$1208  };
+  assign \$1224  = \$1207  & \$1223 ;
+  assign \$1225  = ky == 2'h3;
+  assign \$1226  = d == 5'h12;
+  assign \$1227  = d == 5'h13;
+  assign \$1228  = d == 5'h14;
+  assign \$1229  = d == 5'h15;
+  assign \$1230  = d == 5'h16;
+  assign \$1231  = d == 5'h17;
+  assign \$1232  = d == 5'h18;
+  assign \$1233  = d == 5'h19;
+  assign \$1234  = d == 5'h1a;
+  assign \$1235  = d == 5'h1b;
+  assign \$1236  = d == 5'h1c;
+  assign \$1237  = d == 5'h1d;
+  assign \$1238  = d == 5'h1e;
+  assign \$1239  = d == 5'h1f;
+  assign \$1240  = | { \$1239 , \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229 , \$1228 , \$1227 , \$1226  };
+  assign \$1241  = \$1225  & \$1240 ;
+  assign \$1242  = ky == 3'h4;
+  assign \$1243  = d == 5'h13;
+  assign \$1244  = d == 5'h14;
+  assign \$1245  = d == 5'h15;
+  assign \$1246  = d == 5'h16;
+  assign \$1247  = d == 5'h17;
+  assign \$1248  = d == 5'h18;
+  assign \$1249  = d == 5'h19;
+  assign \$1250  = d == 5'h1a;
+  assign \$1251  = d == 5'h1b;
+  assign \$1252  = d == 5'h1c;
+  assign \$1253  = d == 5'h1d;
+  assign \$1254  = d == 5'h1e;
+  assign \$1255  = d == 5'h1f;
+  assign \$1256  = | { \$1255 , \$1254 , \$1253 , \$1252 , \$1251 , \$1250 , \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243  };
+  assign \$1257  = \$1242  & \$1256 ;
+  assign \$1258  = | { \$1257 , \$1241 , \$1224 , \$1206 , \$1187  };
+  assign \$1259  = ! ky;
+  assign \$1260  = d == 1'h1;
+  assign \$1261  = d == 2'h2;
+  assign \$1262  = d == 2'h3;
+  assign \$1263  = d == 3'h4;
+  assign \$1264  = d == 3'h5;
+  assign \$1265  = d == 3'h6;
+  assign \$1266  = d == 3'h7;
+  assign \$1267  = d == 4'h8;
+  assign \$1268  = d == 4'h9;
+  assign \$1269  = d == 4'ha;
+  assign \$1270  = d == 4'hb;
+  assign \$1271  = d == 4'hc;
+  assign \$1272  = d == 4'hd;
+  assign \$1273  = d == 4'he;
+  assign \$1274  = d == 4'hf;
+  assign \$1275  = d == 5'h10;
+  assign \$1276  = d == 5'h11;
+  assign \$1277  = d == 5'h12;
+  assign \$1278  = d == 5'h13;
+  assign \$1279  = d == 5'h14;
+  assign \$1280  = d == 5'h15;
+  assign \$1281  = d == 5'h16;
+  assign \$1282  = d == 5'h17;
+  assign \$1283  = d == 5'h18;
+  assign \$1284  = d == 5'h19;
+  assign \$1285  = d == 5'h1a;
+  assign \$1286  = d == 5'h1b;
+  assign \$1287  = d == 5'h1c;
+  assign \$1288  = d == 5'h1d;
+  assign \$1289  = d == 5'h1e;
+  assign \$1290  = d == 5'h1f;
+  assign \$1291  = | { \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271 , \$1270 , \$1269 , \$1268 , \$1267 , \$1266 , \$1265 , \$1264 , \$1263 , \$1262 , \$1261 , \$1260  };
+  assign \$1292  = \$1259  & \$1291 ;
+  assign \$1293  = ky == 1'h1;
+  assign \$1294  = d == 2'h2;
+  assign \$1295  = d == 2'h3;
+  assign \$1296  = d == 3'h4;
+  assign \$1297  = d == 3'h5;
+  assign \$1298  = d == 3'h6;
+  assign \$1299  = d == 3'h7;
+  assign \$1300  = d == 4'h8;
+  assign \$1301  = d == 4'h9;
+  assign \$1302  = d == 4'ha;
+  assign \$1303  = d == 4'hb;
+  assign \$1304  = d == 4'hc;
+  assign \$1305  = d == 4'hd;
+  assign \$1306  = d == 4'he;
+  assign \$1307  = d == 4'hf;
+  assign \$1308  = d == 5'h10;
+  assign \$1309  = d == 5'h11;
+  assign \$1310  = d == 5'h12;
+  assign \$1311  = d == 5'h13;
+  assign \$1312  = d == 5'h14;
+  assign \$1313  = d == 5'h15;
+  assign \$1314  = d == 5'h16;
+  assign \$1315  = d == 5'h17;
+  assign \$1316  = d == 5'h18;
+  assign \$1317  = d == 5'h19;
+  assign \$1318  = d == 5'h1a;
+  assign \$1319  = d == 5'h1b;
+  assign \$1320  = d == 5'h1c;
+  assign \$1321  = d == 5'h1d;
+  assign \$1322  = d == 5'h1e;
+  assign \$1323  = d == 5'h1f;
+  assign \$1324  = | { \$1323 , \$1322 , \$1321 , \$1320 , \$1319 , \$1318 , \$1317 , \$1316 , \$1315 , \$1314 , \$1313 , \$1312 , \$1311 , \$1310 , \$1309 , \$1308 , \$1307 , \$1306 , \$1305 , \$1304 , \$1303 , \$1302 , \$1301 , \$1300 , \$1299 , \$1298 , \$1297 , \$1296 , \$1295 , \$1294  };
+  assign \$1325  = \$1293  & \$1324 ;
+  assign \$1326  = ky == 2'h2;
+  assign \$1327  = d == 2'h3;
+  assign \$1328  = d == 3'h4;
+  assign \$1329  = d == 3'h5;
+  assign \$1330  = d == 3'h6;
+  assign \$1331  = d == 3'h7;
+  assign \$1332  = d == 4'h8;
+  assign \$1333  = d == 4'h9;
+  assign \$1334  = d == 4'ha;
+  assign \$1335  = d == 4'hb;
+  assign \$1336  = d == 4'hc;
+  assign \$1337  = d == 4'hd;
+  assign \$1338  = d == 4'he;
+  assign \$1339  = d == 4'hf;
+  assign \$1340  = d == 5'h10;
+  assign \$1341  = d == 5'h11;
+  assign \$1342  = d == 5'h12;
+  assign \$1343  = d == 5'h13;
+  assign \$1344  = d == 5'h14;
+  assign \$1345  = d == 5'h15;
+  assign \$1346  = d == 5'h16;
+  assign \$1347  = d == 5'h17;
+  assign \$1348  = d == 5'h18;
+  assign \$1349  = d == 5'h19;
+  assign \$1350  = d == 5'h1a;
+  assign \$1351  = d == 5'h1b;
+  assign \$1352  = d == 5'h1c;
+  assign \$1353  = d == 5'h1d;
+  assign \$1354  = d == 5'h1e;
+  assign \$1355  = d == 5'h1f;
+  assign \$1356  = | { \$1355 , \$1354 , \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348 , \$1347 , \$1346 , \$1345 , \$1344 , \$1343 , \$1342 , \$1341 , \$1340 , \$1339 , \$1338 , \$1337 , \$1336 , \$1335 , \$1334 , \$1333 , \$1332 , \$1331 , \$1330 , \$1329 , \$1328 , \$1327  };
+  assign \$1357  = \$1326  & \$1356 ;
+  assign \$1358  = ky == 2'h3;
+  assign \$1359  = d == 3'h4;
+  assign \$1360  = d == 3'h5;
+  assign \$1361  = d == 3'h6;
+  assign \$1362  = d == 3'h7;
+  assign \$1363  = d == 4'h8;
+  assign \$1364  = d == 4'h9;
+  assign \$1365  = d == 4'ha;
+  assign \$1366  = d == 4'hb;
+  assign \$1367  = d == 4'hc;
+  assign \$1368  = d == 4'hd;
+  assign \$1369  = d == 4'he;
+  assign \$1370  = d == 4'hf;
+  assign \$1371  = d == 5'h10;
+  assign \$1372  = d == 5'h11;
+  assign \$1373  = d == 5'h12;
+  assign \$1374  = d == 5'h13;
+  assign \$1375  = d == 5'h14;
+  assign \$1376  = d == 5'h15;
+  assign \$1377  = d == 5'h16;
+  assign \$1378  = d == 5'h17;
+  assign \$1379  = d == 5'h18;
+  assign \$1380  = d == 5'h19;
+  assign \$1381  = d == 5'h1a;
+  assign \$1382  = d == 5'h1b;
+  assign \$1383  = d == 5'h1c;
+  assign \$1384  = d == 5'h1d;
+  assign \$1385  = d == 5'h1e;
+  assign \$1386  = d == 5'h1f;
+  assign \$1387  = | { \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380 , \$1379 , \$1378 , \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369 , \$1368 , \$1367 , \$1366 , \$1365 , \$1364 , \$1363 , \$1362 , \$1361 , \$1360 , \$1359  };
+  assign \$1388  = \$1358  & \$1387 ;
+  assign \$1389  = ky == 3'h4;
+  assign \$1390  = d == 3'h5;
+  assign \$1391  = d == 3'h6;
+  assign \$1392  = d == 3'h7;
+  assign \$1393  = d == 4'h8;
+  assign \$1394  = d == 4'h9;
+  assign \$1395  = d == 4'ha;
+  assign \$1396  = d == 4'hb;
+  assign \$1397  = d == 4'hc;
+  assign \$1398  = d == 4'hd;
+  assign \$1399  = d == 4'he;
+  assign \$1400  = d == 4'hf;
+  assign \$1401  = d == 5'h10;
+  assign \$1402  = d == 5'h11;
+  assign \$1403  = d == 5'h12;
+  assign \$1404  = d == 5'h13;
+  assign \$1405  = d == 5'h14;
+  assign \$1406  = d == 5'h15;
+  assign \$1407  = d == 5'h16;
+  assign \$1408  = d == 5'h17;
+  assign \$1409  = d == 5'h18;
+  assign \$1410  = d == 5'h19;
+  assign \$1411  = d == 5'h1a;
+  assign \$1412  = d == 5'h1b;
+  assign \$1413  = d == 5'h1c;
+  assign \$1414  = d == 5'h1d;
+  assign \$1415  = d == 5'h1e;
+  assign \$1416  = d == 5'h1f;
+  assign \$1417  = | { \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390  };
+  assign \$1418  = \$1389  & \$1417 ;
+  assign \$1419  = | { \$1418 , \$1388 , \$1357 , \$1325 , \$1292  };
+  assign \$1420  = \$1167  ? \$1258  : \$1419 ;
+  assign \$1421  = \$1108  ? \$1164  : \$1420 ;
+  assign \$1422  = ~ ahead;
+  assign \$1423  = w_row == 4'hd;
+  assign \$1424  = \$1422  & \$1423 ;
+  assign \$1425  = ! ky;
+  assign \$1426  = d == 4'he;
+  assign \$1427  = d == 4'hf;
+  assign \$1428  = d == 5'h10;
+  assign \$1429  = d == 5'h11;
+  assign \$1430  = d == 5'h12;
+  assign \$1431  = d == 5'h13;
+  assign \$1432  = d == 5'h14;
+  assign \$1433  = d == 5'h15;
+  assign \$1434  = d == 5'h16;
+  assign \$1435  = d == 5'h17;
+  assign \$1436  = d == 5'h18;
+  assign \$1437  = d == 5'h19;
+  assign \$1438  = d == 5'h1a;
+  assign \$1439  = d == 5'h1b;
+  assign \$1440  = d == 5'h1c;
+  assign \$1441  = d == 5'h1d;
+  assign \$1442  = d == 5'h1e;
+  assign \$1443  = d == 5'h1f;
+  assign \$1444  = | { \$1443 , \$1442 , \$1441 , \$1440 , \$1439 , \$1438 , \$1437 , \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426  };
+  assign \$1445  = \$1425  & \$1444 ;
+  assign \$1446  = ky == 1'h1;
+  assign \$1447  = d == 4'hf;
+  assign \$1448  = d == 5'h10;
+  assign \$1449  = d == 5'h11;
+  assign \$1450  = d == 5'h12;
+  assign \$1451  = d == 5'h13;
+  assign \$1452  = d == 5'h14;
+  assign \$1453  = d == 5'h15;
+  assign \$1454  = d == 5'h16;
+  assign \$1455  = d == 5'h17;
+  assign \$1456  = d == 5'h18;
+  assign \$1457  = d == 5'h19;
+  assign \$1458  = d == 5'h1a;
+  assign \$1459  = d == 5'h1b;
+  assign \$1460  = d == 5'h1c;
+  assign \$1461  = d == 5'h1d;
+  assign \$1462  = d == 5'h1e;
+  assign \$1463  = d == 5'h1f;
+  assign \$1464  = | { \$1463 , \$1462 , \$1461 , \$1460 , \$1459 , \$1458 , \$1457 , \$1456 , \$1455 , \$1454 , \$1453 , \$1452 , \$1451 , \$1450 , \$1449 , \$1448 , \$1447  };
+  assign \$1465  = \$1446  & \$1464 ;
+  assign \$1466  = ky == 2'h2;
+  assign \$1467  = d == 5'h10;
+  assign \$1468  = d == 5'h11;
+  assign \$1469  = d == 5'h12;
+  assign \$1470  = d == 5'h13;
+  assign \$1471  = d == 5'h14;
+  assign \$1472  = d == 5'h15;
+  assign \$1473  = d == 5'h16;
+  assign \$1474  = d == 5'h17;
+  assign \$1475  = d == 5'h18;
+  assign \$1476  = d == 5'h19;
+  assign \$1477  = d == 5'h1a;
+  assign \$1478  = d == 5'h1b;
+  assign \$1479  = d == 5'h1c;
+  assign \$1480  = d == 5'h1d;
+  assign \$1481  = d == 5'h1e;
+  assign \$1482  = d == 5'h1f;
+  assign \$1483  = | { \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467  };
+  assign \$1484  = \$1466  & \$1483 ;
+  assign \$1485  = ky == 2'h3;
+  assign \$1486  = d == 5'h11;
+  assign \$1487  = d == 5'h12;
+  assign \$1488  = d == 5'h13;
+  assign \$1489  = d == 5'h14;
+  assign \$1490  = d == 5'h15;
+  assign \$1491  = d == 5'h16;
+  assign \$1492  = d == 5'h17;
+  assign \$1493  = d == 5'h18;
+  assign \$1494  = d == 5'h19;
+  assign \$1495  = d == 5'h1a;
+  assign \$1496  = d == 5'h1b;
+  assign \$1497  = d == 5'h1c;
+  assign \$1498  = d == 5'h1d;
+  assign \$1499  = d == 5'h1e;
+  assign \$1500  = d == 5'h1f;
+  assign \$1501  = | { \$1500 , \$1499 , \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492 , \$1491 , \$1490 , \$1489 , \$1488 , \$1487 , \$1486  };
+  assign \$1502  = \$1485  & \$1501 ;
+  assign \$1503  = ky == 3'h4;
+  assign \$1504  = d == 5'h12;
+  assign \$1505  = d == 5'h13;
+  assign \$1506  = d == 5'h14;
+  assign \$1507  = d == 5'h15;
+  assign \$1508  = d == 5'h16;
+  assign \$1509  = d == 5'h17;
+  assign \$1510  = d == 5'h18;
+  assign \$1511  = d == 5'h19;
+  assign \$1512  = d == 5'h1a;
+  assign \$1513  = d == 5'h1b;
+  assign \$1514  = d == 5'h1c;
+  assign \$1515  = d == 5'h1d;
+  assign \$1516  = d == 5'h1e;
+  assign \$1517  = d == 5'h1f;
+  assign \$1518  = | { \$1517 , \$1516 , \$1515 , \$1514 , \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504  };
+  assign \$1519  = \$1503  & \$1518 ;
+  assign \$1520  = | { \$1519 , \$1502 , \$1484 , \$1465 , \$1445  };
+  assign \$1521  = ! ky;
+  assign \$1522  = ! d;
+  assign \$1523  = d == 1'h1;
+  assign \$1524  = d == 2'h2;
+  assign \$1525  = d == 2'h3;
+  assign \$1526  = d == 3'h4;
+  assign \$1527  = d == 3'h5;
+  assign \$1528  = d == 3'h6;
+  assign \$1529  = d == 3'h7;
+  assign \$1530  = d == 4'h8;
+  assign \$1531  = d == 4'h9;
+  assign \$1532  = d == 4'ha;
+  assign \$1533  = d == 4'hb;
+  assign \$1534  = d == 4'hc;
+  assign \$1535  = d == 4'hd;
+  assign \$1536  = d == 4'he;
+  assign \$1537  = d == 4'hf;
+  assign \$1538  = d == 5'h10;
+  assign \$1539  = d == 5'h11;
+  assign \$1540  = d == 5'h12;
+  assign \$1541  = d == 5'h13;
+  assign \$1542  = d == 5'h14;
+  assign \$1543  = d == 5'h15;
+  assign \$1544  = d == 5'h16;
+  assign \$1545  = d == 5'h17;
+  assign \$1546  = d == 5'h18;
+  assign \$1547  = d == 5'h19;
+  assign \$1548  = d == 5'h1a;
+  assign \$1549  = d == 5'h1b;
+  assign \$1550  = d == 5'h1c;
+  assign \$1551  = d == 5'h1d;
+  assign \$1552  = d == 5'h1e;
+  assign \$1553  = d == 5'h1f;
+  assign \$1554  = | { \$1553 , \$1552 , \$1551 , \$1550 , \$1549 , \$1548 , \$1547 , \$1546 , \$1545 , \$1544 , \$1543 , \$1542 , \$1541 , \$1540 , \$1539 , \$1538 , \$1537 , \$1536 , \$1535 , \$1534 , \$1533 , \$1532 , \$1531 , \$1530 , \$1529 , \$1528 , \$1527 , \$1526 , \$1525 , \$1524 , \$1523 , \$1522  };
+  assign \$1555  = \$1521  & \$1554 ;
+  assign \$1556  = ky == 1'h1;
+  assign \$1557  = d == 1'h1;
+  assign \$1558  = d == 2'h2;
+  assign \$1559  = d == 2'h3;
+  assign \$1560  = d == 3'h4;
+  assign \$1561  = d == 3'h5;
+  assign \$1562  = d == 3'h6;
+  assign \$1563  = d == 3'h7;
+  assign \$1564  = d == 4'h8;
+  assign \$1565  = d == 4'h9;
+  assign \$1566  = d == 4'ha;
+  assign \$1567  = d == 4'hb;
+  assign \$1568  = d == 4'hc;
+  assign \$1569  = d == 4'hd;
+  assign \$1570  = d == 4'he;
+  assign \$1571  = d == 4'hf;
+  assign \$1572  = d == 5'h10;
+  assign \$1573  = d == 5'h11;
+  assign \$1574  = d == 5'h12;
+  assign \$1575  = d == 5'h13;
+  assign \$1576  = d == 5'h14;
+  assign \$1577  = d == 5'h15;
+  assign \$1578  = d == 5'h16;
+  assign \$1579  = d == 5'h17;
+  assign \$1580  = d == 5'h18;
+  assign \$1581  = d == 5'h19;
+  assign \$1582  = d == 5'h1a;
+  assign \$1583  = d == 5'h1b;
+  assign \$1584  = d == 5'h1c;
+  assign \$1585  = d == 5'h1d;
+  assign \$1586  = d == 5'h1e;
+  assign \$1587  = d == 5'h1f;
+  assign \$1588  = | { \$1587 , \$1586 , \$1585 , \$1584 , \$1583 , \$1582 , \$1581 , \$1580 , \$1579 , \$1578 , \$1577 , \$1576 , \$1575 , \$1574 , \$1573 , \$1572 , \$1571 , \$1570 , \$1569 , \$1568 , \$1567 , \$1566 , \$1565 , \$1564 , \$1563 , \$1562 , \$1561 , \$1560 , \$1559 , \$1558 , \$1557  };
+  assign \$1589  = \$1556  & \$1588 ;
+  assign \$1590  = ky == 2'h2;
+  assign \$1591  = d == 2'h2;
+  assign \$1592  = d == 2'h3;
+  assign \$1593  = d == 3'h4;
+  assign \$1594  = d == 3'h5;
+  assign \$1595  = d == 3'h6;
+  assign \$1596  = d == 3'h7;
+  assign \$1597  = d == 4'h8;
+  assign \$1598  = d == 4'h9;
+  assign \$1599  = d == 4'ha;
+  assign \$1600  = d == 4'hb;
+  assign \$1601  = d == 4'hc;
+  assign \$1602  = d == 4'hd;
+  assign \$1603  = d == 4'he;
+  assign \$1604  = d == 4'hf;
+  assign \$1605  = d == 5'h10;
+  assign \$1606  = d == 5'h11;
+  assign \$1607  = d == 5'h12;
+  assign \$1608  = d == 5'h13;
+  assign \$1609  = d == 5'h14;
+  assign \$1610  = d == 5'h15;
+  assign \$1611  = d == 5'h16;
+  assign \$1612  = d == 5'h17;
+  assign \$1613  = d == 5'h18;
+  assign \$1614  = d == 5'h19;
+  assign \$1615  = d == 5'h1a;
+  assign \$1616  = d == 5'h1b;
+  assign \$1617  = d == 5'h1c;
+  assign \$1618  = d == 5'h1d;
+  assign \$1619  = d == 5'h1e;
+  assign \$1620  = d == 5'h1f;
+  assign \$1621  = | { \$1620 , \$1619 , \$1618 , \$1617 , \$1616 , \$1615 , \$1614 , \$1613 , \$1612 , \$1611 , \$1610 , \$1609 , \$1608 , \$1607 , \$1606 , \$1605 , \$1604 , \$1603 , \$1602 , \$1601 , \$1600 , \$1599 , \$1598 , \$1597 , \$1596 , \$1595 , \$1594 , \$1593 , \$1592 , \$1591  };
+  assign \$1622  = \$1590  & \$1621 ;
+  assign \$1623  = ky == 2'h3;
+  assign \$1624  = d == 2'h3;
+  assign \$1625  = d == 3'h4;
+  assign \$1626  = d == 3'h5;
+  assign \$1627  = d == 3'h6;
+  assign \$1628  = d == 3'h7;
+  assign \$1629  = d == 4'h8;
+  assign \$1630  = d == 4'h9;
+  assign \$1631  = d == 4'ha;
+  assign \$1632  = d == 4'hb;
+  assign \$1633  = d == 4'hc;
+  assign \$1634  = d == 4'hd;
+  assign \$1635  = d == 4'he;
+  assign \$1636  = d == 4'hf;
+  assign \$1637  = d == 5'h10;
+  assign \$1638  = d == 5'h11;
+  assign \$1639  = d == 5'h12;
+  assign \$1640  = d == 5'h13;
+  assign \$1641  = d == 5'h14;
+  assign \$1642  = d == 5'h15;
+  assign \$1643  = d == 5'h16;
+  assign \$1644  = d == 5'h17;
+  assign \$1645  = d == 5'h18;
+  assign \$1646  = d == 5'h19;
+  assign \$1647  = d == 5'h1a;
+  assign \$1648  = d == 5'h1b;
+  assign \$1649  = d == 5'h1c;
+  assign \$1650  = d == 5'h1d;
+  assign \$1651  = d == 5'h1e;
+  assign \$1652  = d == 5'h1f;
+  assign \$1653  = | { \$1652 , \$1651 , \$1650 , \$1649 , \$1648 , \$1647 , \$1646 , \$1645 , \$1644 , \$1643 , \$1642 , \$1641 , \$1640 , \$1639 , \$1638 , \$1637 , \$1636 , \$1635 , \$1634 , \$1633 , \$1632 , \$1631 , \$1630 , \$1629 , \$1628 , \$1627 , \$1626 , \$1625 , \$1624  };
+  assign \$1654  = \$1623  & \$1653 ;
+  assign \$1655  = ky == 3'h4;
+  assign \$1656  = d == 3'h4;
+  assign \$1657  = d == 3'h5;
+  assign \$1658  = d == 3'h6;
+  assign \$1659  = d == 3'h7;
+  assign \$1660  = d == 4'h8;
+  assign \$1661  = d == 4'h9;
+  assign \$1662  = d == 4'ha;
+  assign \$1663  = d == 4'hb;
+  assign \$1664  = d == 4'hc;
+  assign \$1665  = d == 4'hd;
+  assign \$1666  = d == 4'he;
+  assign \$1667  = d == 4'hf;
+  assign \$1668  = d == 5'h10;
+  assign \$1669  = d == 5'h11;
+  assign \$1670  = d == 5'h12;
+  assign \$1671  = d == 5'h13;
+  assign \$1672  = d == 5'h14;
+  assign \$1673  = d == 5'h15;
+  assign \$1674  = d == 5'h16;
+  assign \$1675  = d == 5'h17;
+  assign \$1676  = d == 5'h18;
+  assign \$1677  = d == 5'h19;
+  assign \$1678  = d == 5'h1a;
+  assign \$1679  = d == 5'h1b;
+  assign \$1680  = d == 5'h1c;
+  assign \$1681  = d == 5'h1d;
+  assign \$1682  = d == 5'h1e;
+  assign \$1683  = d == 5'h1f;
+  assign \$1684  = | { \$1683 , \$1682 , \$1681 , \$1680 , \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666 , \$1665 , \$1664 , \$1663 , \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656  };
+  assign \$1685  = \$1655  & \$1684 ;
+  assign \$1686  = | { \$1685 , \$1654 , \$1622 , \$1589 , \$1555  };
+  assign \$1687  = \$1424  ? \$1520  : \$1686 ;
+  assign \$1689  = \$1047  ? \$1107  : \$1688 ;
+  assign \$1690  = \$1042  | \$1689 ;
+  assign \$1691  = \$1019  & \$1690 ;
+  assign \$1692  = ky == 3'h4;
+  assign \$1693  = c == 5'h1f;
+  assign \$1694  = \$1692  & \$1693 ;
+  assign \$1695  = ox == 4'hd;
+  assign \$1696  = \$1694  & \$1695 ;
+  assign \$1697  = oy == 4'hd;
+  assign \$1698  = \$1696  & \$1697 ;
+  assign \$1699  = ~ \$1698 ;
+  assign \$1700  = ky == 3'h4;
+  assign \$1701  = ~ \$1700 ;
+  assign \$1702  = $signed(iy) < $signed(1'h1);
+  assign \$1703  = $signed(iy) >= $signed(5'h0d);
+  assign \$1704  = \$1702  | \$1703 ;
+  assign \$1705  = c == 5'h1f;
+  assign \$1706  = ox == 4'hd;
+  assign \$1707  = \$1705  & \$1706 ;
+  assign \$1708  = oy == 4'hd;
+  assign \$1709  = $signed(low) < $signed(1'h1);
+  assign \$1710  = $signed(low) >= $signed(5'h0d);
+  assign \$1711  = \$1709  | \$1710 ;
+  assign \$1712  = \$1708  ? 1'h1 : \$1711 ;
+  assign \$1713  = $signed(low) < $signed(1'h0);
+  assign \$1714  = $signed(low) >= $signed(5'h0e);
+  assign \$1715  = \$1713  | \$1714 ;
+  assign \$1716  = \$1707  ? \$1712  : \$1715 ;
+  assign \$1717  = \$1700  ? \$1716  : \$1704 ;
+  assign \$1718  = \$1717  | ahead;
+  assign \$1719  = ky == 3'h4;
+  assign \$1720  = c == 5'h1f;
+  assign \$1721  = \$1719  & \$1720 ;
+  assign \$1722  = ox == 4'hd;
+  assign \$1723  = \$1721  & \$1722 ;
+  assign \$1724  = oy == 4'hd;
+  assign \$1725  = d == 2'h2;
+  assign \$1726  = d == 2'h3;
+  assign \$1727  = d == 3'h4;
+  assign \$1728  = d == 3'h5;
+  assign \$1729  = d == 3'h6;
+  assign \$1730  = d == 3'h7;
+  assign \$1731  = d == 4'h8;
+  assign \$1732  = d == 4'h9;
+  assign \$1733  = d == 4'ha;
+  assign \$1734  = d == 4'hb;
+  assign \$1735  = d == 4'hc;
+  assign \$1736  = d == 4'hd;
+  assign \$1737  = d == 4'he;
+  assign \$1738  = d == 4'hf;
+  assign \$1739  = d == 5'h10;
+  assign \$1740  = d == 5'h11;
+  assign \$1741  = d == 5'h12;
+  assign \$1742  = d == 5'h13;
+  assign \$1743  = d == 5'h14;
+  assign \$1744  = d == 5'h15;
+  assign \$1745  = d == 5'h16;
+  assign \$1746  = d == 5'h17;
+  assign \$1747  = d == 5'h18;
+  assign \$1748  = d == 5'h19;
+  assign \$1749  = d == 5'h1a;
+  assign \$1750  = d == 5'h1b;
+  assign \$1751  = d == 5'h1c;
+  assign \$1752  = d == 5'h1d;
+  assign \$1753  = d == 5'h1e;
+  assign \$1754  = d == 5'h1f;
+  assign \$1755  = | { \$1754 , \$1753 , \$1752 , \$1751 , \$1750 , \$1749 , \$1748 , \$1747 , \$1746 , \$1745 , \$1744 , \$1743 , \$1742 , \$1741 , \$1740 , \$1739 , \$1738 , \$1737 , \$1736 , \$1735 , \$1734 , \$1733 , \$1732 , \$1731 , \$1730 , \$1729 , \$1728 , \$1727 , \$1726 , \$1725  };
+  assign \$1756  = \$1724  ? 1'h1 : \$1755 ;
+  assign \$1757  = ky == 3'h4;
+  assign \$1758  = d == 1'h1;
+  assign \$1759  = d == 2'h2;
+  assign \$1760  = d == 2'h3;
+  assign \$1761  = d == 3'h4;
+  assign \$1762  = d == 3'h5;
+  assign \$1763  = d == 3'h6;
+  assign \$1764  = d == 3'h7;
+  assign \$1765  = d == 4'h8;
+  assign \$1766  = d == 4'h9;
+  assign \$1767  = d == 4'ha;
+  assign \$1768  = d == 4'hb;
+  assign \$1769  = d == 4'hc;
+  assign \$1770  = d == 4'hd;
+  assign \$1771  = d == 4'he;
+  assign \$1772  = d == 4'hf;
+  assign \$1773  = d == 5'h10;
+  assign \$1774  = d == 5'h11;
+  assign \$1775  = d == 5'h12;
+  assign \$1776  = d == 5'h13;
+  assign \$1777  = d == 5'h14;
+  assign \$1778  = d == 5'h15;
+  assign \$1779  = d == 5'h16;
+  assign \$1780  = d == 5'h17;
+  assign \$1781  = d == 5'h18;
+  assign \$1782  = d == 5'h19;
+  assign \$1783  = d == 5'h1a;
+  assign \$1784  = d == 5'h1b;
+  assign \$1785  = d == 5'h1c;
+  assign \$1786  = d == 5'h1d;
+  assign \$1787  = d == 5'h1e;
+  assign \$1788  = d == 5'h1f;
+  assign \$1789  = | { \$1788 , \$1787 , \$1786 , \$1785 , \$1784 , \$1783 , \$1782 , \$1781 , \$1780 , \$1779 , \$1778 , \$1777 , \$1776 , \$1775 , \$1774 , \$1773 , \$1772 , \$1771 , \$1770 , \$1769 , \$1768 , \$1767 , \$1766 , \$1765 , \$1764 , \$1763 , \$1762 , \$1761 , \$1760 , \$1759 , \$1758  };
+  assign \$1790  = ! ky;
+  assign \$1791  = d == 2'h2;
+  assign \$1792  = d == 2'h3;
+  assign \$1793  = d == 3'h4;
+  assign \$1794  = d == 3'h5;
+  assign \$1795  = d == 3'h6;
+  assign \$1796  = d == 3'h7;
+  assign \$1797  = d == 4'h8;
+  assign \$1798  = d == 4'h9;
+  assign \$1799  = d == 4'ha;
+  assign \$1800  = d == 4'hb;
+  assign \$1801  = d == 4'hc;
+  assign \$1802  = d == 4'hd;
+  assign \$1803  = d == 4'he;
+  assign \$1804  = d == 4'hf;
+  assign \$1805  = d == 5'h10;
+  assign \$1806  = d == 5'h11;
+  assign \$1807  = d == 5'h12;
+  assign \$1808  = d == 5'h13;
+  assign \$1809  = d == 5'h14;
+  assign \$1810  = d == 5'h15;
+  assign \$1811  = d == 5'h16;
+  assign \$1812  = d == 5'h17;
+  assign \$1813  = d == 5'h18;
+  assign \$1814  = d == 5'h19;
+  assign \$1815  = d == 5'h1a;
+  assign \$1816  = d == 5'h1b;
+  assign \$1817  = d == 5'h1c;
+  assign \$1818  = d == 5'h1d;
+  assign \$1819  = d == 5'h1e;
+  assign \$1820  = d == 5'h1f;
+  assign \$1821  = | { \$1820 , \$1819 , \$1818 , \$1817 , \$1816 , \$1815 , \$1814 , \$1813 , \$1812 , \$1811 , \$1810 , \$1809 , \$1808 , \$1807 , \$1806 , \$1805 , \$1804 , \$1803 , \$1802 , \$1801 , \$1800 , \$1799 , \$1798 , \$1797 , \$1796 , \$1795 , \$1794 , \$1793 , \$1792 , \$1791  };
+  assign \$1822  = \$1790  & \$1821 ;
+  assign \$1823  = ky == 1'h1;
+  assign \$1824  = d == 2'h3;
+  assign \$1825  = d == 3'h4;
+  assign \$1826  = d == 3'h5;
+  assign \$1827  = d == 3'h6;
+  assign \$1828  = d == 3'h7;
+  assign \$1829  = d == 4'h8;
+  assign \$1830  = d == 4'h9;
+  assign \$1831  = d == 4'ha;
+  assign \$1832  = d == 4'hb;
+  assign \$1833  = d == 4'hc;
+  assign \$1834  = d == 4'hd;
+  assign \$1835  = d == 4'he;
+  assign \$1836  = d == 4'hf;
+  assign \$1837  = d == 5'h10;
+  assign \$1838  = d == 5'h11;
+  assign \$1839  = d == 5'h12;
+  assign \$1840  = d == 5'h13;
+  assign \$1841  = d == 5'h14;
+  assign \$1842  = d == 5'h15;
+  assign \$1843  = d == 5'h16;
+  assign \$1844  = d == 5'h17;
+  assign \$1845  = d == 5'h18;
+  assign \$1846  = d == 5'h19;
+  assign \$1847  = d == 5'h1a;
+  assign \$1848  = d == 5'h1b;
+  assign \$1849  = d == 5'h1c;
+  assign \$1850  = d == 5'h1d;
+  assign \$1851  = d == 5'h1e;
+  assign \$1852  = d == 5'h1f;
+  assign \$1853  = | { \$1852 , \$1851 , \$1850 , \$1849 , \$1848 , \$1847 , \$1846 , \$1845 , \$1844 , \$1843 , \$1842 , \$1841 , \$1840 , \$1839 , \$1838 , \$1837 , \$1836 , \$1835 , \$1834 , \$1833 , \$1832 , \$1831 , \$1830 , \$1829 , \$1828 , \$1827 , \$1826 , \$1825 , \$1824  };
+  assign \$1854  = \$1823  & \$1853 ;
+  assign \$1855  = ky == 2'h2;
+  assign \$1856  = d == 3'h4;
+  assign \$1857  = d == 3'h5;
+  assign \$1858  = d == 3'h6;
+  assign \$1859  = d == 3'h7;
+  assign \$1860  = d == 4'h8;
+  assign \$1861  = d == 4'h9;
+  assign \$1862  = d == 4'ha;
+  assign \$1863  = d == 4'hb;
+  assign \$1864  = d == 4'hc;
+  assign \$1865  = d == 4'hd;
+  assign \$1866  = d == 4'he;
+  assign \$1867  = d == 4'hf;
+  assign \$1868  = d == 5'h10;
+  assign \$1869  = d == 5'h11;
+  assign \$1870  = d == 5'h12;
+  assign \$1871  = d == 5'h13;
+  assign \$1872  = d == 5'h14;
+  assign \$1873  = d == 5'h15;
+  assign \$1874  = d == 5'h16;
+  assign \$1875  = d == 5'h17;
+  assign \$1876  = d == 5'h18;
+  assign \$1877  = d == 5'h19;
+  assign \$1878  = d == 5'h1a;
+  assign \$1879  = d == 5'h1b;
+  assign \$1880  = d == 5'h1c;
+  assign \$1881  = d == 5'h1d;
+  assign \$1882  = d == 5'h1e;
+  assign \$1883  = d == 5'h1f;
+  assign \$1884  = | { \$1883 , \$1882 , \$1881 , \$1880 , \$1879 , \$1878 , \$1877 , \$1876 , \$1875 , \$1874 , \$1873 , \$1872 , \$1871 , \$1870 , \$1869 , \$1868 , \$1867 , \$1866 , \$1865 , \$1864 , \$1863 , \$1862 , \$1861 , \$1860 , \$1859 , \$1858 , \$1857 , \$1856  };
+  assign \$1885  = \$1855  & \$1884 ;
+  assign \$1886  = ky == 2'h3;
+  assign \$1887  = d == 3'h5;
+  assign \$1888  = d == 3'h6;
+  assign \$1889  = d == 3'h7;
+  assign \$1890  = d == 4'h8;
+  assign \$1891  = d == 4'h9;
+  assign \$1892  = d == 4'ha;
+  assign \$1893  = d == 4'hb;
+  assign \$1894  = d == 4'hc;
+  assign \$1895  = d == 4'hd;
+  assign \$1896  = d == 4'he;
+  assign \$1897  = d == 4'hf;
+  assign \$1898  = d == 5'h10;
+  assign \$1899  = d == 5'h11;
+  assign \$1900  = d == 5'h12;
+  assign \$1901  = d == 5'h13;
+  assign \$1902  = d == 5'h14;
+  assign \$1903  = d == 5'h15;
+  assign \$1904  = d == 5'h16;
+  assign \$1905  = d == 5'h17;
+  assign \$1906  = d == 5'h18;
+  assign \$1907  = d == 5'h19;
+  assign \$1908  = d == 5'h1a;
+  assign \$1909  = d == 5'h1b;
+  assign \$1910  = d == 5'h1c;
+  assign \$1911  = d == 5'h1d;
+  assign \$1912  = d == 5'h1e;
+  assign \$1913  = d == 5'h1f;
+  assign \$1914  = | { \$1913 , \$1912 , \$1911 , \$1910 , \$1909 , \$1908 , \$1907 , \$1906 , \$1905 , \$1904 , \$1903 , \$1902 , \$1901 , \$1900 , \$1899 , \$1898 , \$1897 , \$1896 , \$1895 , \$1894 , \$1893 , \$1892 , \$1891 , \$1890 , \$1889 , \$1888 , \$1887  };
+  assign \$1915  = \$1886  & \$1914 ;
+  assign \$1916  = ky == 3'h4;
+  assign \$1917  = d == 3'h6;
+  assign \$1918  = d == 3'h7;
+  assign \$1919  = d == 4'h8;
+  assign \$1920  = d == 4'h9;
+  assign \$1921  = d == 4'ha;
+  assign \$1922  = d == 4'hb;
+  assign \$1923  = d == 4'hc;
+  assign \$1924  = d == 4'hd;
+  assign \$1925  = d == 4'he;
+  assign \$1926  = d == 4'hf;
+  assign \$1927  = d == 5'h10;
+  assign \$1928  = d == 5'h11;
+  assign \$1929  = d == 5'h12;
+  assign \$1930  = d == 5'h13;
+  assign \$1931  = d == 5'h14;
+  assign \$1932  = d == 5'h15;
+  assign \$1933  = d == 5'h16;
+  assign \$1934  = d == 5'h17;
+  assign \$1935  = d == 5'h18;
+  assign \$1936  = d == 5'h19;
+  assign \$1937  = d == 5'h1a;
+  assign \$1938  = d == 5'h1b;
+  assign \$1939  = d == 5'h1c;
+  assign \$1940  = d == 5'h1d;
+  assign \$1941  = d == 5'h1e;
+  assign \$1942  = d == 5'h1f;
+  assign \$1943  = | { \$1942 , \$1941 , \$1940 , \$1939 , \$1938 , \$1937 , \$1936 , \$1935 , \$1934 , \$1933 , \$1932 , \$1931 , \$1930 , \$1929 , \$1928 , \$1927 , \$1926 , \$1925 , \$1924 , \$1923 , \$1922 , \$1921 , \$1920 , \$1919 , \$1918 , \$1917  };
+  assign \$1944  = \$1916  & \$1943 ;
+  assign \$1945  = | { \$1944 , \$1915 , \$1885 , \$1854 , \$1822  };
+  assign \$1946  = \$1757  ? \$1789  : \$1945 ;
+  assign \$1947  = ! ky;
+  assign \$1948  = d == 1'h1;
+  assign \$1949  = d == 2'h2;
+  assign \$1950  = d == 2'h3;
+  assign \$1951  = d == 3'h4;
+  assign \$1952  = d == 3'h5;
+  assign \$1953  = d == 3'h6;
+  assign \$1954  = d == 3'h7;
+  assign \$1955  = d == 4'h8;
+  assign \$1956  = d == 4'h9;
+  assign \$1957  = d == 4'ha;
+  assign \$1958  = d == 4'hb;
+  assign \$1959  = d == 4'hc;
+  assign \$1960  = d == 4'hd;
+  assign \$1961  = d == 4'he;
+  assign \$1962  = d == 4'hf;
+  assign \$1963  = d == 5'h10;
+  assign \$1964  = d == 5'h11;
+  assign \$1965  = d == 5'h12;
+  assign \$1966  = d == 5'h13;
+  assign \$1967  = d == 5'h14;
+  assign \$1968  = d == 5'h15;
+  assign \$1969  = d == 5'h16;
+  assign \$1970  = d == 5'h17;
+  assign \$1971  = d == 5'h18;
+  assign \$1972  = d == 5'h19;
+  assign \$1973  = d == 5'h1a;
+  assign \$1974  = d == 5'h1b;
+  assign \$1975  = d == 5'h1c;
+  assign \$1976  = d == 5'h1d;
+  assign \$1977  = d == 5'h1e;
+  assign \$1978  = d == 5'h1f;
+  assign \$1979  = | { \$1978 , \$1977 , \$1976 , \$1975 , \$1974 , \$1973 , \$1972 , \$1971 , \$1970 , \$1969 , \$1968 , \$1967 , \$1966 , \$1965 , \$1964 , \$1963 , \$1962 , \$1961 , \$1960 , \$1959 , \$1958 , \$1957 , \$1956 , \$1955 , \$1954 , \$1953 , \$1952 , \$1951 , \$1950 , \$1949 , \$1948  };
+  assign \$1980  = \$1947  & \$1979 ;
+  assign \$1981  = ky == 1'h1;
+  assign \$1982  = d == 2'h2;
+  assign \$1983  = d == 2'h3;
+  assign \$1984  = d == 3'h4;
+  assign \$1985  = d == 3'h5;
+  assign \$1986  = d == 3'h6;
+  assign \$1987  = d == 3'h7;
+  assign \$1988  = d == 4'h8;
+  assign \$1989  = d == 4'h9;
+  assign \$1990  = d == 4'ha;
+  assign \$1991  = d == 4'hb;
+  assign \$1992  = d == 4'hc;
+  assign \$1993  = d == 4'hd;
+  assign \$1994  = d == 4'he;
+  assign \$1995  = d == 4'hf;
+  assign \$1996  = d == 5'h10;
+  assign \$1997  = d == 5'h11;
+  assign \$1998  = d == 5'h12;
+  assign \$1999  = d == 5'h13;
+  assign \$2000  = d == 5'h14;
+  assign \$2001  = d == 5'h15;
+  assign \$2002  = d == 5'h16;
+  assign \$2003  = d == 5'h17;
+  assign \$2004  = d == 5'h18;
+  assign \$2005  = d == 5'h19;
+  assign \$2006  = d == 5'h1a;
+  assign \$2007  = d == 5'h1b;
+  assign \$2008  = d == 5'h1c;
+  assign \$2009  = d == 5'h1d;
+  assign \$2010  = d == 5'h1e;
+  assign \$2011  = d == 5'h1f;
+  assign \$2012  = | { \$2011 , \$2010 , \$2009 , \$2008 , \$2007 , \$2006 , \$2005 , \$2004 , \$2003 , \$2002 , \$2001 , \$2000 , \$1999 , \$1998 , \$1997 , \$1996 , \$1995 , \$1994 , \$1993 , \$1992 , \$1991 , \$1990 , \$1989 , \$1988 , \$1987 , \$1986 , \$1985 , \$1984 , \$1983 , \$1982  };
+  assign \$2013  = \$1981  & \$2012 ;
+  assign \$2014  = ky == 2'h2;
+  assign \$2015  = d == 2'h3;
+  assign \$2016  = d == 3'h4;
+  assign \$2017  = d == 3'h5;
+  assign \$2018  = d == 3'h6;
+  assign \$2019  = d == 3'h7;
+  assign \$2020  = d == 4'h8;
+  assign \$2021  = d == 4'h9;
+  assign \$2022  = d == 4'ha;
+  assign \$2023  = d == 4'hb;
+  assign \$2024  = d == 4'hc;
+  assign \$2025  = d == 4'hd;
+  assign \$2026  = d == 4'he;
+  assign \$2027  = d == 4'hf;
+  assign \$2028  = d == 5'h10;
+  assign \$2029  = d == 5'h11;
+  assign \$2030  = d == 5'h12;
+  assign \$2031  = d == 5'h13;
+  assign \$2032  = d == 5'h14;
+  assign \$2033  = d == 5'h15;
+  assign \$2034  = d == 5'h16;
+  assign \$2035  = d == 5'h17;
+  assign \$2036  = d == 5'h18;
+  assign \$2037  = d == 5'h19;
+  assign \$2038  = d == 5'h1a;
+  assign \$2039  = d == 5'h1b;
+  assign \$2040  = d == 5'h1c;
+  assign \$2041  = d == 5'h1d;
+  assign \$2042  = d == 5'h1e;
+  assign \$2043  = d == 5'h1f;
+  assign \$2044  = | { \$2043 , \$2042 , \$2041 , \$2040 , \$2039 , \$2038 , \$2037 , \$2036 , \$2035 , \$2034 , \$2033 , \$2032 , \$2031 , \$2030 , \$2029 , \$2028 , \$2027 , \$2026 , \$2025 , \$2024 , \$2023 , \$2022 , \$2021 , \$2020 , \$2019 , \$2018 , \$2017 , \$2016 , \$2015  };
+  assign \$2045  = \$2014  & \$2044 ;
+  assign \$2046  = ky == 2'h3;
+  assign \$2047  = d == 3'h4;
+  assign \$2048  = d == 3'h5;
+  assign \$2049  = d == 3'h6;
+  assign \$2050  = d == 3'h7;
+  assign \$2051  = d == 4'h8;
+  assign \$2052  = d == 4'h9;
+  assign \$2053  = d == 4'ha;
+  assign \$2054  = d == 4'hb;
+  assign \$2055  = d == 4'hc;
+  assign \$2056  = d == 4'hd;
+  assign \$2057  = d == 4'he;
+  assign \$2058  = d == 4'hf;
+  assign \$2059  = d == 5'h10;
+  assign \$2060  = d == 5'h11;
+  assign \$2061  = d == 5'h12;
+  assign \$2062  = d == 5'h13;
+  assign \$2063  = d == 5'h14;
+  assign \$2064  = d == 5'h15;
+  assign \$2065  = d == 5'h16;
+  assign \$2066  = d == 5'h17;
+  assign \$2067  = d == 5'h18;
+  assign \$2068  = d == 5'h19;
+  assign \$2069  = d == 5'h1a;
+  assign \$2070  = d == 5'h1b;
+  assign \$2071  = d == 5'h1c;
+  assign \$2072  = d == 5'h1d;
+  assign \$2073  = d == 5'h1e;
+  assign \$2074  = d == 5'h1f;
+  assign \$2075  = | { \$2074 , \$2073 , \$2072 , \$2071 , \$2070 , \$2069 , \$2068 , \$2067 , \$2066 , \$2065 , \$2064 , \$2063 , \$2062 , \$2061 , \$2060 , \$2059 , \$2058 , \$2057 , \$2056 , \$2055 , \$2054 , \$2053 , \$2052 , \$2051 , \$2050 , \$2049 , \$2048 , \$2047  };
+  assign \$2076  = \$2046  & \$2075 ;
+  assign \$2077  = ky == 3'h4;
+  assign \$2078  = d == 3'h5;
+  assign \$2079  = d == 3'h6;
+  assign \$2080  = d == 3'h7;
+  assign \$2081  = d == 4'h8;
+  assign \$2082  = d == 4'h9;
+  assign \$2083  = d == 4'ha;
+  assign \$2084  = d == 4'hb;
+  assign \$2085  = d == 4'hc;
+  assign \$2086  = d == 4'hd;
+  assign \$2087  = d == 4'he;
+  assign \$2088  = d == 4'hf;
+  assign \$2089  = d == 5'h10;
+  assign \$2090  = d == 5'h11;
+  assign \$2091  = d == 5'h12;
+  assign \$2092  = d == 5'h13;
+  assign \$2093  = d == 5'h14;
+  assign \$2094  = d == 5'h15;
+  assign \$2095  = d == 5'h16;
+  assign \$2096  = d == 5'h17;
+  assign \$2097  = d == 5'h18;
+  assign \$2098  = d == 5'h19;
+  assign \$2099  = d == 5'h1a;
+  assign \$2100  = d == 5'h1b;
+  assign \$2101  = d == 5'h1c;
+  assign \$2102  = d == 5'h1d;
+  assign \$2103  = d == 5'h1e;
+  assign \$2104  = d == 5'h1f;
+  assign \$2105  = | { \$2104 , \$2103 , \$2102 , \$2101 , \$2100 , \$2099 , \$2098 , \$2097 , \$2096 , \$2095 , \$2094 , \$2093 , \$2092 , \$2091 , \$2090 , \$2089 , \$2088 , \$2087 , \$2086 , \$2085 , \$2084 , \$2083 , \$2082 , \$2081 , \$2080 , \$2079 , \$2078  };
+  assign \$2106  = \$2077  & \$2105 ;
+  assign \$2107  = | { \$2106 , \$2076 , \$2045 , \$2013 , \$1980  };
+  assign \$2109  = \$1723  ? \$1756  : \$2108 ;
+  assign \$2110  = \$1718  | \$2109 ;
+  assign \$2111  = \$1699  & \$2110 ;
+  assign \$2112  = \$1011  ? \$1691  : \$2111 ;
+  assign \$2113  = w_c == 5'h1f;
+  assign \$2114  = write & \$2113 ;
+  assign \$2115  = w_x == 4'hd;
+  assign \$2116  = \$2114  & \$2115 ;
+  assign \$2117  = ~ r_done;
+  assign \$2118  = $signed(iy) < $signed(1'h0);
+  assign \$2119  = $signed(iy) >= $signed(5'h0e);
+  assign \$2120  = \$2118  | \$2119 ;
+  assign \$2121  = \$2120  | ahead;
+  assign \$2122  = ~ ahead;
+  assign \$2123  = w_row == 4'hd;
+  assign \$2124  = \$2122  & \$2123 ;
+  assign \$2125  = \$2121  | \$2124 ;
+  assign \$2126  = ~ ahead;
+  assign \$2127  = w_row == 4'hd;
+  assign \$2128  = \$2126  & \$2127 ;
+  assign \$2129  = ! ky;
+  assign \$2130  = d == 4'he;
+  assign \$2131  = d == 4'hf;
+  assign \$2132  = d == 5'h10;
+  assign \$2133  = d == 5'h11;
+  assign \$2134  = d == 5'h12;
+  assign \$2135  = d == 5'h13;
+  assign \$2136  = d == 5'h14;
+  assign \$2137  = d == 5'h15;
+  assign \$2138  = d == 5'h16;
+  assign \$2139  = d == 5'h17;
+  assign \$2140  = d == 5'h18;
+  assign \$2141  = d == 5'h19;
+  assign \$2142  = d == 5'h1a;
+  assign \$2143  = d == 5'h1b;
+  assign \$2144  = d == 5'h1c;
+  assign \$2145  = d == 5'h1d;
+  assign \$2146  = d == 5'h1e;
+  assign \$2147  = d == 5'h1f;
+  assign \$2148  = | { \$2147 , \$2146 , \$2145 , \$2144 , \$2143 , \$2142 , \$2141 , \$2140 , \$2139 , \$2138 , \$2137 , \$2136 , \$2135 , \$2134 , \$2133 , \$2132 , \$2131 , \$2130  };
+  assign \$2149  = \$2129  & \$2148 ;
+  assign \$2150  = ky == 1'h1;
+  assign \$2151  = d == 4'hf;
+  assign \$2152  = d == 5'h10;
+  assign \$2153  = d == 5'h11;
+  assign \$2154  = d == 5'h12;
+  assign \$2155  = d == 5'h13;
+  assign \$2156  = d == 5'h14;
+  assign \$2157  = d == 5'h15;
+  assign \$2158  = d == 5'h16;
+  assign \$2159  = d == 5'h17;
+  assign \$2160  = d == 5'h18;
+  assign \$2161  = d == 5'h19;
+  assign \$2162  = d == 5'h1a;
+  assign \$2163  = d == 5'h1b;
+  assign \$2164  = d == 5'h1c;
+  assign \$2165  = d == 5'h1d;
+  assign \$2166  = d == 5'h1e;
+  assign \$2167  = d == 5'h1f;
+  assign \$2168  = | { \$2167 , \$2166 , \$2165 , \$2164 , \$2163 , \$2162 , \$2161 , \$2160 , \$2159 , \$2158 , \$2157 , \$2156 , \$2155 , \$2154 , \$2153 , \$2152 , \$2151  };
+  assign \$2169  = \$2150  & \$2168 ;
+  assign \$2170  = ky == 2'h2;
+  assign \$2171  = d == 5'h10;
+  assign \$2172  = d == 5'h11;
+  assign \$2173  = d == 5'h12;
+  assign \$2174  = d == 5'h13;
+  assign \$2175  = d == 5'h14;
+  assign \$2176  = d == 5'h15;
+  assign \$2177  = d == 5'h16;
+  assign \$2178  = d == 5'h17;
+  assign \$2179  = d == 5'h18;
+  assign \$2180  = d == 5'h19;
+  assign \$2181  = d == 5'h1a;
+  assign \$2182  = d == 5'h1b;
+  assign \$2183  = d == 5'h1c;
+  assign \$2184  = d == 5'h1d;
+  assign \$2185  = d == 5'h1e;
+  assign \$2186  = d == 5'h1f;
+  assign \$2187  = | { \$2186 , \$2185 , \$2184 , \$2183 , \$2182 , \$2181 , \$2180 , \$2179 , \$2178 , \$2177 , \$2176 , \$2175 , \$2174 , \$2173 , \$2172 , \$2171  };
+  assign \$2188  = \$2170  & \$2187 ;
+  assign \$2189  = ky == 2'h3;
+  assign \$2190  = d == 5'h11;
+  assign \$2191  = d == 5'h12;
+  assign \$2192  = d == 5'h13;
+  assign \$2193  = d == 5'h14;
+  assign \$2194  = d == 5'h15;
+  assign \$2195  = d == 5'h16;
+  assign \$2196  = d == 5'h17;
+  assign \$2197  = d == 5'h18;
+  assign \$2198  = d == 5'h19;
+  assign \$2199  = d == 5'h1a;
+  assign \$2200  = d == 5'h1b;
+  assign \$2201  = d == 5'h1c;
+  assign \$2202  = d == 5'h1d;
+  assign \$2203  = d == 5'h1e;
+  assign \$2204  = d == 5'h1f;
+  assign \$2205  = | { \$2204 , \$2203 , \$2202 , \$2201 , \$2200 , \$2199 , \$2198 , \$2197 , \$2196 , \$2195 , \$2194 , \$2193 , \$2192 , \$2191 , \$2190  };
+  assign \$2206  = \$2189  & \$2205 ;
+  assign \$2207  = ky == 3'h4;
+  assign \$2208  = d == 5'h12;
+  assign \$2209  = d == 5'h13;
+  assign \$2210  = d == 5'h14;
+  assign \$2211  = d == 5'h15;
+  assign \$2212  = d == 5'h16;
+  assign \$2213  = d == 5'h17;
+  assign \$2214  = d == 5'h18;
+  assign \$2215  = d == 5'h19;
+  assign \$2216  = d == 5'h1a;
+  assign \$2217  = d == 5'h1b;
+  assign \$2218  = d == 5'h1c;
+  assign \$2219  = d == 5'h1d;
+  assign \$2220  = d == 5'h1e;
+  assign \$2221  = d == 5'h1f;
+  assign \$2222  = | { \$2221 , \$2220 , \$2219 , \$2218 , \$2217 , \$2216 , \$2215 , \$2214 , \$2213 , \$2212 , \$2211 , \$2210 , \$2209 , \$2208  };
+  assign \$2223  = \$2207  & \$2222 ;
+  assign \$2224  = | { \$2223 , \$2206 , \$2188 , \$2169 , \$2149  };
+  assign \$2225  = ! ky;
+  assign \$2226  = ! d;
+  assign \$2227  = d == 1'h1;
+  assign \$2228  = d == 2'h2;
+  assign \$2229  = d == 2'h3;
+  assign \$2230  = d == 3'h4;
+  assign \$2231  = d == 3'h5;
+  assign \$2232  = d == 3'h6;
+  assign \$2233  = d == 3'h7;
+  assign \$2234  = d == 4'h8;
+  assign \$2235  = d == 4'h9;
+  assign \$2236  = d == 4'ha;
+  assign \$2237  = d == 4'hb;
+  assign \$2238  = d == 4'hc;
+  assign \$2239  = d == 4'hd;
+  assign \$2240  = d == 4'he;
+  assign \$2241  = d == 4'hf;
+  assign \$2242  = d == 5'h10;
+  assign \$2243  = d == 5'h11;
+  assign \$2244  = d == 5'h12;
+  assign \$2245  = d == 5'h13;
+  assign \$2246  = d == 5'h14;
+  assign \$2247  = d == 5'h15;
+  assign \$2248  = d == 5'h16;
+  assign \$2249  = d == 5'h17;
+  assign \$2250  = d == 5'h18;
+  assign \$2251  = d == 5'h19;
+  assign \$2252  = d == 5'h1a;
+  assign \$2253  = d == 5'h1b;
+  assign \$2254  = d == 5'h1c;
+  assign \$2255  = d == 5'h1d;
+  assign \$2256  = d == 5'h1e;
+  assign \$2257  = d == 5'h1f;
+  assign \$2258  = | { \$2257 , \$2256 , \$2255 , \$2254 , \$2253 , \$2252 , \$2251 , \$2250 , \$2249 , \$2248 , \$2247 , \$2246 , \$2245 , \$2244 , \$2243 , \$2242 , \$2241 , \$2240 , \$2239 , \$2238 , \$2237 , \$2236 , \$2235 , \$2234 , \$2233 , \$2232 , \$2231 , \$2230 , \$2229 , \$2228 , \$2227 , \$2226  };
+  assign \$2259  = \$2225  & \$2258 ;
+  assign \$2260  = ky == 1'h1;
+  assign \$2261  = d == 1'h1;
+  assign \$2262  = d == 2'h2;
+  assign \$2263  = d == 2'h3;
+  assign \$2264  = d == 3'h4;
+  assign \$2265  = d == 3'h5;
+  assign \$2266  = d == 3'h6;
+  assign \$2267  = d == 3'h7;
+  assign \$2268  = d == 4'h8;
+  assign \$2269  = d == 4'h9;
+  assign \$2270  = d == 4'ha;
+  assign \$2271  = d == 4'hb;
+  assign \$2272  = d == 4'hc;
+  assign \$2273  = d == 4'hd;
+  assign \$2274  = d == 4'he;
+  assign \$2275  = d == 4'hf;
+  assign \$2276  = d == 5'h10;
+  assign \$2277  = d == 5'h11;
+  assign \$2278  = d == 5'h12;
+  assign \$2279  = d == 5'h13;
+  assign \$2280  = d == 5'h14;
+  assign \$2281  = d == 5'h15;
+  assign \$2282  = d == 5'h16;
+  assign \$2283  = d == 5'h17;
+  assign \$2284  = d == 5'h18;
+  assign \$2285  = d == 5'h19;
+  assign \$2286  = d == 5'h1a;
+  assign \$2287  = d == 5'h1b;
+  assign \$2288  = d == 5'h1c;
+  assign \$2289  = d == 5'h1d;
+  assign \$2290  = d == 5'h1e;
+  assign \$2291  = d == 5'h1f;
+  assign \$2292  = | { \$2291 , \$2290 , \$2289 , \$2288 , \$2287 , \$2286 , \$2285 , \$2284 , \$2283 , \$2282 , \$2281 , \$2280 , \$2279 , \$2278 , \$2277 , \$2276 , \$2275 , \$2274 , \$2273 , \$2272 , \$2271 , \$2270 , \$2269 , \$2268 , \$2267 , \$2266 , \$2265 , \$2264 , \$2263 , \$2262 , \$2261  };
+  assign \$2293  = \$2260  & \$2292 ;
+  assign \$2294  = ky == 2'h2;
+  assign \$2295  = d == 2'h2;
+  assign \$2296  = d == 2'h3;
+  assign \$2297  = d == 3'h4;
+  assign \$2298  = d == 3'h5;
+  assign \$2299  = d == 3'h6;
+  assign \$2300  = d == 3'h7;
+  assign \$2301  = d == 4'h8;
+  assign \$2302  = d == 4'h9;
+  assign \$2303  = d == 4'ha;
+  assign \$2304  = d == 4'hb;
+  assign \$2305  = d == 4'hc;
+  assign \$2306  = d == 4'hd;
+  assign \$2307  = d == 4'he;
+  assign \$2308  = d == 4'hf;
+  assign \$2309  = d == 5'h10;
+  assign \$2310  = d == 5'h11;
+  assign \$2311  = d == 5'h12;
+  assign \$2312  = d == 5'h13;
+  assign \$2313  = d == 5'h14;
+  assign \$2314  = d == 5'h15;
+  assign \$2315  = d == 5'h16;
+  assign \$2316  = d == 5'h17;
+  assign \$2317  = d == 5'h18;
+  assign \$2318  = d == 5'h19;
+  assign \$2319  = d == 5'h1a;
+  assign \$2320  = d == 5'h1b;
+  assign \$2321  = d == 5'h1c;
+  assign \$2322  = d == 5'h1d;
+  assign \$2323  = d == 5'h1e;
+  assign \$2324  = d == 5'h1f;
+  assign \$2325  = | { \$2324 , \$2323 , \$2322 , \$2321 , \$2320 , \$2319 , \$2318 , \$2317 , \$2316 , \$2315 , \$2314 , \$2313 , \$2312 , \$2311 , \$2310 , \$2309 , \$2308 , \$2307 , \$2306 , \$2305 , \$2304 , \$2303 , \$2302 , \$2301 , \$2300 , \$2299 , \$2298 , \$2297 , \$2296 , \$2295  };
+  assign \$2326  = \$2294  & \$2325 ;
+  assign \$2327  = ky == 2'h3;
+  assign \$2328  = d == 2'h3;
+  assign \$2329  = d == 3'h4;
+  assign \$2330  = d == 3'h5;
+  assign \$2331  = d == 3'h6;
+  assign \$2332  = d == 3'h7;
+  assign \$2333  = d == 4'h8;
+  assign \$2334  = d == 4'h9;
+  assign \$2335  = d == 4'ha;
+  assign \$2336  = d == 4'hb;
+  assign \$2337  = d == 4'hc;
+  assign \$2338  = d == 4'hd;
+  assign \$2339  = d == 4'he;
+  assign \$2340  = d == 4'hf;
+  assign \$2341  = d == 5'h10;
+  assign \$2342  = d == 5'h11;
+  assign \$2343  = d == 5'h12;
+  assign \$2344  = d == 5'h13;
+  assign \$2345  = d == 5'h14;
+  assign \$2346  = d == 5'h15;
+  assign \$2347  = d == 5'h16;
+  assign \$2348  = d == 5'h17;
+  assign \$2349  = d == 5'h18;
+  assign \$2350  = d == 5'h19;
+  assign \$2351  = d == 5'h1a;
+  assign \$2352  = d == 5'h1b;
+  assign \$2353  = d == 5'h1c;
+  assign \$2354  = d == 5'h1d;
+  assign \$2355  = d == 5'h1e;
+  assign \$2356  = d == 5'h1f;
+  assign \$2357  = | { \$2356 , \$2355 , \$2354 , \$2353 , \$2352 , \$2351 , \$2350 , \$2349 , \$2348 , \$2347 , \$2346 , \$2345 , \$2344 , \$2343 , \$2342 , \$2341 , \$2340 , \$2339 , \$2338 , \$2337 , \$2336 , \$2335 , \$2334 , \$2333 , \$2332 , \$2331 , \$2330 , \$2329 , \$2328  };
+  assign \$2358  = \$2327  & \$2357 ;
+  assign \$2359  = ky == 3'h4;
+  assign \$2360  = d == 3'h4;
+  assign \$2361  = d == 3'h5;
+  assign \$2362  = d == 3'h6;
+  assign \$2363  = d == 3'h7;
+  assign \$2364  = d == 4'h8;
+  assign \$2365  = d == 4'h9;
+  assign \$2366  = d == 4'ha;
+  assign \$2367  = d == 4'hb;
+  assign \$2368  = d == 4'hc;
+  assign \$2369  = d == 4'hd;
+  assign \$2370  = d == 4'he;
+  assign \$2371  = d == 4'hf;
+  assign \$2372  = d == 5'h10;
+  assign \$2373  = d == 5'h11;
+  assign \$2374  = d == 5'h12;
+  assign \$2375  = d == 5'h13;
+  assign \$2376  = d == 5'h14;
+  assign \$2377  = d == 5'h15;
+  assign \$2378  = d == 5'h16;
+  assign \$2379  = d == 5'h17;
+  assign \$2380  = d == 5'h18;
+  assign \$2381  = d == 5'h19;
+  assign \$2382  = d == 5'h1a;
+  assign \$2383  = d == 5'h1b;
+  assign \$2384  = d == 5'h1c;
+  assign \$2385  = d == 5'h1d;
+  assign \$2386  = d == 5'h1e;
+  assign \$2387  = d == 5'h1f;
+  assign \$2388  = | { \$2387 , \$2386 , \$2385 , \$2384 , \$2383 , \$2382 , \$2381 , \$2380 , \$2379 , \$2378 , \$2377 , \$2376 , \$2375 , \$2374 , \$2373 , \$2372 , \$2371 , \$2370 , \$2369 , \$2368 , \$2367 , \$2366 , \$2365 , \$2364 , \$2363 , \$2362 , \$2361 , \$2360  };
+  assign \$2389  = \$2359  & \$2388 ;
+  assign \$2390  = | { \$2389 , \$2358 , \$2326 , \$2293 , \$2259  };
+  assign \$2391  = \$2128  ? \$2224  : \$2390 ;
+  assign \$2392  = \$2125  | \$2391 ;
+  assign \$2393  = \$2117  & \$2392 ;
+  assign \$2394  = \$2116  ? \$2393  : avail;
+  assign \$2395  = \$signal$60  ? \$2112  : \$2394 ;
+  assign \$2396  = switch ? \$1007  : \$2395 ;
+  assign \$2397  = w_grp + w_c;
+  assign \$2398  = ! w_b;
+  assign \$2399  = write & \$2398 ;
+  assign \$2400  = w_grp + w_c;
+  assign \$2401  = w_b == 1'h1;
+  assign \$2402  = write & \$2401 ;
+  assign \$2403  = w_grp + w_c;
+  assign \$2404  = w_b == 2'h2;
+  assign \$2405  = write & \$2404 ;
+  assign \$2406  = w_grp + w_c;
+  assign \$2407  = w_b == 2'h3;
+  assign \$2408  = write & \$2407 ;
+  assign \$2409  = w_grp + w_c;
+  assign \$2410  = w_b == 3'h4;
+  assign \$2411  = write & \$2410 ;
   always @(posedge clk)
-    w_c <= \$2407 ;
+    w_c <= \$2412 ;
   always @(posedge clk)
-    w_x <= \$2408 ;
+    w_x <= \$2413 ;
   always @(posedge clk)
-    w_b <= \$2409 ;
+    w_b <= \$2414 ;
   always @(posedge clk)
-    w_rowbase <= \$2410 ;
+    w_rowbase <= \$2415 ;
   always @(posedge clk)
-    w_grp <= \$2411 ;
+    w_grp <= \$2416 ;
   always @(posedge clk)
-    ahead <= \$2412 ;
+    ahead <= \$2417 ;
   always @(posedge clk)
-    w_row <= \$2413 ;
+    w_row <= \$2418 ;
   always @(posedge clk)
-    \$signal$48  <= \$2414 ;
+    \$signal$59  <= \$2419 ;
   always @(posedge clk)
-    \i__valid$45  <= \$2415 ;
+    \i__valid$56  <= \$2420 ;
   always @(posedge clk)
-    pads_a <= \$2416 ;
+    pads_a <= \$2421 ;
   always @(posedge clk)
-    rot_a <= \$2417 ;
+    rot_a <= \$2422 ;
   always @(posedge clk)
-    \$signature__addr$51  <= \$2418 ;
+    \$signature__addr$62  <= \$2423 ;
   always @(posedge clk)
-    \$signature__addr$54  <= \$2419 ;
+    \$signature__addr$65  <= \$2424 ;
   always @(posedge clk)
-    \$signature__addr$57  <= \$2420 ;
+    \$signature__addr$68  <= \$2425 ;
   always @(posedge clk)
-    \$signature__addr$60  <= \$2421 ;
+    \$signature__addr$71  <= \$2426 ;
   always @(posedge clk)
-    \$signature__addr$63  <= \$2422 ;
+    \$signature__addr$74  <= \$2427 ;
   always @(posedge clk)
-    pads <= \$2423 ;
+    pads <= \$2428 ;
   always @(posedge clk)
-    rot <= \$2424 ;
+    rot <= \$2429 ;
   always @(posedge clk)
-    step_next_slot <= \$208 [3:0];
+    step_next_slot <= \$198 [3:0];
   always @(posedge clk)
-    step_next_row <= \$214 [10:0];
+    step_next_row <= \$204 [10:0];
   always @(posedge clk)
-    step_img_slot <= \$220 [3:0];
+    step_img_slot <= \$210 [3:0];
   always @(posedge clk)
-    step_img_row <= \$226 [10:0];
+    step_img_row <= \$216 [10:0];
   always @(posedge clk)
-    step_base_slot <= \$232 [3:0];
+    step_base_slot <= \$222 [3:0];
   always @(posedge clk)
-    step_base_row <= \$238 [10:0];
+    step_base_row <= \$228 [10:0];
   always @(posedge clk)
-    ky <= \$2425 ;
+    ky <= \$2430 ;
   always @(posedge clk)
-    row_addr <= \$2426 ;
+    row_addr <= \$2431 ;
   always @(posedge clk)
-    c <= \$2427 ;
+    c <= \$2432 ;
   always @(posedge clk)
-    qc <= \$2428 ;
+    qc <= \$2433 ;
   always @(posedge clk)
-    ox <= \$2429 ;
+    ox <= \$2434 ;
   always @(posedge clk)
-    ix0 <= \$2430 ;
+    ix0 <= \$2435 ;
   always @(posedge clk)
-    r0 <= \$2431 ;
+    r0 <= \$2436 ;
   always @(posedge clk)
-    q0c <= \$2432 ;
+    q0c <= \$2437 ;
   always @(posedge clk)
-    oy <= \$2433 ;
+    oy <= \$2438 ;
   always @(posedge clk)
-    low <= \$2434 ;
+    low <= \$2439 ;
   always @(posedge clk)
-    r_done <= \$2435 ;
+    r_done <= \$2440 ;
   always @(posedge clk)
-    base_slot <= \$2436 ;
+    base_slot <= \$2441 ;
   always @(posedge clk)
-    base_row <= \$2437 ;
+    base_row <= \$2442 ;
   always @(posedge clk)
-    iy <= \$2438 ;
+    iy <= \$2443 ;
   always @(posedge clk)
-    img_slot <= \$2439 ;
+    img_slot <= \$2444 ;
   always @(posedge clk)
-    img_row <= \$2440 ;
+    img_row <= \$2445 ;
   always @(posedge clk)
-    d <= \$2441 ;
+    d <= \$2446 ;
   always @(posedge clk)
-    \i__ready$18  <= \$2442 ;
+    \i__ready$18  <= \$2447 ;
   always @(posedge clk)
-    room_w_13 <= \$2443 ;
+    room_w_13 <= \$2448 ;
   always @(posedge clk)
-    room_w_14 <= \$2444 ;
+    room_w_14 <= \$2449 ;
   always @(posedge clk)
-    room_low_2 <= \$2445 ;
+    room_low_2 <= \$2450 ;
   always @(posedge clk)
-    room_w_8 <= \$2446 ;
+    room_w_8 <= \$2451 ;
   always @(posedge clk)
-    room_w_9 <= \$2447 ;
+    room_w_9 <= \$2452 ;
   always @(posedge clk)
-    room_low_3 <= \$2448 ;
+    room_low_3 <= \$2453 ;
   always @(posedge clk)
-    avail <= \$2449 ;
+    avail <= \$2454 ;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -31842,125 +31888,165 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$4770$0 (\$9 ),
-    .\port$4779$0 (\$18 ),
-    .\port$4788$0 (\$27 ),
-    .\port$4797$0 (\$36 ),
-    .\port$4806$0 (\$45 ),
+    .\port$4773$0 (\$9 ),
+    .\port$4782$0 (\$18 ),
+    .\port$4791$0 (\$27 ),
+    .\port$4800$0 (\$36 ),
+    .\port$4809$0 (\$45 ),
     .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window.read  read (
     .clk(clk),
-    .i__ready(\i__ready$46 ),
-    .i__valid(\i__valid$45 ),
+    .i__ready(\i__ready$57 ),
+    .i__valid(\i__valid$56 ),
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$10856$0 (pads),
-    .\port$10858$0 (rot),
-    .\port$7239$0 (\$signature__data$67 ),
-    .\port$7242$0 (\$signature__data$68 ),
-    .\port$7245$0 (\$signature__data$69 ),
-    .\port$7248$0 (\$signature__data$70 ),
-    .\port$7251$0 (\$signature__data$71 ),
+    .\port$10874$0 (pads),
+    .\port$10876$0 (rot),
+    .\port$7227$0 (\$signature__data$78 ),
+    .\port$7230$0 (\$signature__data$79 ),
+    .\port$7233$0 (\$signature__data$80 ),
+    .\port$7236$0 (\$signature__data$81 ),
+    .\port$7239$0 (\$signature__data$82 ),
     .rst_conv2_window(rst_conv2_window)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd11)
+  ) w_addr0_q_copy (
+    .clk(clk),
+    .d(\$2397 [10:0]),
+    .q(\$signature__addr )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd11)
+  ) w_addr1_q_copy (
+    .clk(clk),
+    .d(\$2400 [10:0]),
+    .q(\$signature__addr$28 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd11)
+  ) w_addr2_q_copy (
+    .clk(clk),
+    .d(\$2403 [10:0]),
+    .q(\$signature__addr$34 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd11)
+  ) w_addr3_q_copy (
+    .clk(clk),
+    .d(\$2406 [10:0]),
+    .q(\$signature__addr$40 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd11)
+  ) w_addr4_q_copy (
+    .clk(clk),
+    .d(\$2409 [10:0]),
+    .q(\$signature__addr$46 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_data0_q_copy (
+    .clk(clk),
+    .d(\i__payload$124 ),
+    .q(\$signature__data )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_data1_q_copy (
+    .clk(clk),
+    .d(\i__payload$124 ),
+    .q(\$signature__data$30 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_data2_q_copy (
+    .clk(clk),
+    .d(\i__payload$124 ),
+    .q(\$signature__data$36 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_data3_q_copy (
+    .clk(clk),
+    .d(\i__payload$124 ),
+    .q(\$signature__data$42 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_data4_q_copy (
+    .clk(clk),
+    .d(\i__payload$124 ),
+    .q(\$signature__data$48 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en0_q_copy (
+    .clk(clk),
+    .d(\$2399 ),
+    .q(\$signature__en )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en1_q_copy (
+    .clk(clk),
+    .d(\$2402 ),
+    .q(\$signature__en$32 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en2_q_copy (
+    .clk(clk),
+    .d(\$2405 ),
+    .q(\$signature__en$38 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en3_q_copy (
+    .clk(clk),
+    .d(\$2408 ),
+    .q(\$signature__en$44 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en4_q_copy (
+    .clk(clk),
+    .d(\$2411 ),
+    .q(\$signature__en$50 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2407  = w_c;
+    \$2412  = w_c;
     if (write) begin
-      \$2407  = \$111 [4:0];
+      \$2412  = \$101 [4:0];
     end
     if (rst_conv2_window) begin
-      \$2407  = 5'h00;
+      \$2412  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2408  = w_x;
+    \$2413  = w_x;
     if (write) begin
-      if (\$112 ) begin
-        \$2408  = \$115 [3:0];
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2408  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2409  = w_b;
-    if (write) begin
-      if (\$112 ) begin
-        \$2409  = \$120 [2:0];
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2409  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2410  = w_rowbase;
-    if (write) begin
-      if (\$112 ) begin
-        if (\$121 ) begin
-          \$2410  = \$128 [10:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2410  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2411  = w_grp;
-    if (write) begin
-      if (\$112 ) begin
-        if (\$121 ) begin
-          \$2411  = \$134 [10:0];
-        end else if (\$122 ) begin
-          \$2411  = \$139 [10:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2411  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2412  = ahead;
-    if (write) begin
-      if (\$112 ) begin
-        if (\$121 ) begin
-          if (\$137 ) begin
-            \$2412  = 1'h1;
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2412  = 1'h0;
-    end
-    if (rst_conv2_window) begin
-      \$2412  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2413  = w_row;
-    if (write) begin
-      if (\$112 ) begin
-        if (\$121 ) begin
-          (* full_case = 32'd1 *)
-          if (\$137 ) begin
-            \$2413  = 4'h0;
-          end else begin
-            \$2413  = \$138 [3:0];
-          end
-        end
+      if (\$102 ) begin
+        \$2413  = \$105 [3:0];
       end
     end
     if (rst_conv2_window) begin
@@ -31969,448 +32055,528 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2414  = \$signal$48 ;
-    if (\$signal$47 ) begin
-      \$2414  = avail;
+    \$2414  = w_b;
+    if (write) begin
+      if (\$102 ) begin
+        \$2414  = \$110 [2:0];
+      end
     end
     if (rst_conv2_window) begin
-      \$2414  = 1'h0;
+      \$2414  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2415  = \i__valid$45 ;
+    \$2415  = w_rowbase;
+    if (write) begin
+      if (\$102 ) begin
+        if (\$111 ) begin
+          \$2415  = \$118 [10:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2415  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$2416  = w_grp;
+    if (write) begin
+      if (\$102 ) begin
+        if (\$111 ) begin
+          \$2416  = \$124 [10:0];
+        end else if (\$112 ) begin
+          \$2416  = \$129 [10:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2416  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$2417  = ahead;
+    if (write) begin
+      if (\$102 ) begin
+        if (\$111 ) begin
+          if (\$127 ) begin
+            \$2417  = 1'h1;
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2417  = 1'h0;
+    end
+    if (rst_conv2_window) begin
+      \$2417  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$2418  = w_row;
+    if (write) begin
+      if (\$102 ) begin
+        if (\$111 ) begin
+          (* full_case = 32'd1 *)
+          if (\$127 ) begin
+            \$2418  = 4'h0;
+          end else begin
+            \$2418  = \$128 [3:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2418  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$2419  = \$signal$59 ;
+    if (\$signal$58 ) begin
+      \$2419  = avail;
+    end
+    if (rst_conv2_window) begin
+      \$2419  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$2420  = \i__valid$56 ;
     if (\$signal ) begin
-      \$2415  = \$signal$48 ;
+      \$2420  = \$signal$59 ;
     end
     if (rst_conv2_window) begin
-      \$2415  = 1'h0;
+      \$2420  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2416  = pads_a;
-    if (\$signal$49 ) begin
-      \$2416  = { \$184 , \$175 , \$166 , \$157 , \$148  };
+    \$2421  = pads_a;
+    if (\$signal$60 ) begin
+      \$2421  = { \$174 , \$165 , \$156 , \$147 , \$138  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2417  = rot_a;
-    if (\$signal$49 ) begin
-      \$2417  = r0;
+    \$2422  = rot_a;
+    if (\$signal$60 ) begin
+      \$2422  = r0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2418  = \$signature__addr$51 ;
-    if (\$signal$49 ) begin
-      \$2418  = \$188 [10:0];
+    \$2423  = \$signature__addr$62 ;
+    if (\$signal$60 ) begin
+      \$2423  = \$178 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2419  = \$signature__addr$54 ;
-    if (\$signal$49 ) begin
-      \$2419  = \$192 [10:0];
+    \$2424  = \$signature__addr$65 ;
+    if (\$signal$60 ) begin
+      \$2424  = \$182 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2420  = \$signature__addr$57 ;
-    if (\$signal$49 ) begin
-      \$2420  = \$196 [10:0];
+    \$2425  = \$signature__addr$68 ;
+    if (\$signal$60 ) begin
+      \$2425  = \$186 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2421  = \$signature__addr$60 ;
-    if (\$signal$49 ) begin
-      \$2421  = \$200 [10:0];
+    \$2426  = \$signature__addr$71 ;
+    if (\$signal$60 ) begin
+      \$2426  = \$190 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2422  = \$signature__addr$63 ;
-    if (\$signal$49 ) begin
-      \$2422  = \$202 [10:0];
+    \$2427  = \$signature__addr$74 ;
+    if (\$signal$60 ) begin
+      \$2427  = \$192 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2423  = pads;
+    \$2428  = pads;
     if (\$signal ) begin
-      \$2423  = pads_a;
+      \$2428  = pads_a;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2424  = rot;
+    \$2429  = rot;
     if (\$signal ) begin
-      \$2424  = rot_a;
+      \$2429  = rot_a;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2425  = ky;
-    if (\$signal$49 ) begin
-      \$2425  = \$241 [2:0];
+    \$2430  = ky;
+    if (\$signal$60 ) begin
+      \$2430  = \$231 [2:0];
     end
     if (rst_conv2_window) begin
-      \$2425  = 3'h0;
+      \$2430  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2426  = row_addr;
-    if (\$signal$49 ) begin
+    \$2431  = row_addr;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
-        \$2426  = \$249 [10:0];
+      if (\$233 ) begin
+        \$2431  = \$239 [10:0];
       end else begin
-        \$2426  = base_row;
+        \$2431  = base_row;
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          if (\$284 ) begin
+          if (\$274 ) begin
             (* full_case = 32'd1 *)
-            if (\$291 ) begin
+            if (\$281 ) begin
             end else begin
-              \$2426  = step_next_row;
+              \$2431  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2426  = step_base_row;
+      \$2431  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$2426  = 11'h360;
+      \$2431  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2427  = c;
-    if (\$signal$49 ) begin
+    \$2432  = c;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
-        \$2427  = \$252 [4:0];
+        \$2432  = \$242 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2427  = 5'h00;
+      \$2432  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2428  = qc;
-    if (\$signal$49 ) begin
+    \$2433  = qc;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
-          \$2428  = \$255 [8:0];
+        if (\$244 ) begin
+          \$2433  = \$245 [8:0];
         end else begin
-          \$2428  = \$283 [8:0];
+          \$2433  = \$273 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2428  = 9'h1e0;
+      \$2433  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2429  = ox;
-    if (\$signal$49 ) begin
+    \$2434  = ox;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          \$2429  = \$258 [3:0];
+          \$2434  = \$248 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2429  = 4'h0;
+      \$2434  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2430  = ix0;
-    if (\$signal$49 ) begin
+    \$2435  = ix0;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          \$2430  = \$261 [4:0];
+          \$2435  = \$251 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2430  = 5'h1e;
+      \$2435  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2431  = r0;
-    if (\$signal$49 ) begin
+    \$2436  = r0;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          \$2431  = \$269 [2:0];
+          \$2436  = \$259 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2431  = 3'h3;
+      \$2436  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2432  = q0c;
-    if (\$signal$49 ) begin
+    \$2437  = q0c;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          \$2432  = \$276 [8:0];
+          \$2437  = \$266 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2432  = 9'h1e0;
+      \$2437  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2433  = oy;
-    if (\$signal$49 ) begin
+    \$2438  = oy;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          if (\$284 ) begin
-            \$2433  = \$287 [3:0];
+          if (\$274 ) begin
+            \$2438  = \$277 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2433  = 4'h0;
+      \$2438  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2434  = low;
-    if (\$signal$49 ) begin
+    \$2439  = low;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          if (\$284 ) begin
-            \$2434  = \$290 [4:0];
+          if (\$274 ) begin
+            \$2439  = \$280 [4:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2434  = 5'h1e;
+      \$2439  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2435  = r_done;
-    if (\$signal$49 ) begin
+    \$2440  = r_done;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          if (\$284 ) begin
-            if (\$291 ) begin
-              \$2435  = 1'h1;
+          if (\$274 ) begin
+            if (\$281 ) begin
+              \$2440  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2435  = 1'h0;
+      \$2440  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$2435  = 1'h0;
+      \$2440  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2436  = base_slot;
-    if (\$signal$49 ) begin
+    \$2441  = base_slot;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          if (\$284 ) begin
+          if (\$274 ) begin
             (* full_case = 32'd1 *)
-            if (\$291 ) begin
+            if (\$281 ) begin
             end else begin
-              \$2436  = step_next_slot;
+              \$2441  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2436  = step_base_slot;
+      \$2441  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$2436  = 4'h9;
+      \$2441  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2437  = base_row;
-    if (\$signal$49 ) begin
+    \$2442  = base_row;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
+      if (\$233 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$254 ) begin
+        if (\$244 ) begin
         end else begin
-          if (\$284 ) begin
+          if (\$274 ) begin
             (* full_case = 32'd1 *)
-            if (\$291 ) begin
+            if (\$281 ) begin
             end else begin
-              \$2437  = step_next_row;
+              \$2442  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2437  = step_base_row;
+      \$2442  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$2437  = 11'h360;
+      \$2442  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2438  = iy;
-    if (\$signal$49 ) begin
+    \$2443  = iy;
+    if (\$signal$60 ) begin
       (* full_case = 32'd1 *)
-      if (\$293 ) begin
-        \$2438  = \$297 [4:0];
-      end else if (\$296 ) begin
-        \$2438  = \$300 [4:0];
+      if (\$283 ) begin
+        \$2443  = \$287 [4:0];
+      end else if (\$286 ) begin
+        \$2443  = \$290 [4:0];
       end else begin
-        \$2438  = low;
+        \$2443  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$2438  = 5'h1e;
+      \$2443  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2439  = img_slot;
+    \$2444  = img_slot;
     if (switch) begin
-      \$2439  = step_img_slot;
+      \$2444  = step_img_slot;
     end
     if (rst_conv2_window) begin
-      \$2439  = 4'h0;
+      \$2444  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2440  = img_row;
+    \$2445  = img_row;
     if (switch) begin
-      \$2440  = step_img_row;
+      \$2445  = step_img_row;
     end
     if (rst_conv2_window) begin
-      \$2440  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2441  = \$345 [5:0];
-    if (rst_conv2_window) begin
-      \$2441  = 6'h02;
+      \$2445  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2442  = \$513 ;
+    \$2446  = \$335 [5:0];
     if (rst_conv2_window) begin
-      \$2442  = 1'h1;
+      \$2446  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2443  = \$524 [4:0];
+    \$2447  = \$503 ;
     if (rst_conv2_window) begin
-      \$2443  = 5'h13;
+      \$2447  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2444  = \$535 [4:0];
+    \$2448  = \$514 [4:0];
     if (rst_conv2_window) begin
-      \$2444  = 5'h12;
+      \$2448  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2445  = \$545 [4:0];
+    \$2449  = \$525 [4:0];
     if (rst_conv2_window) begin
-      \$2445  = 5'h04;
+      \$2449  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2446  = \$556 [3:0];
+    \$2450  = \$535 [4:0];
     if (rst_conv2_window) begin
-      \$2446  = 4'h8;
+      \$2450  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2447  = \$567 [4:0];
+    \$2451  = \$546 [3:0];
     if (rst_conv2_window) begin
-      \$2447  = 5'h17;
+      \$2451  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2448  = \$577 [4:0];
+    \$2452  = \$557 [4:0];
     if (rst_conv2_window) begin
-      \$2448  = 5'h05;
+      \$2452  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2449  = \$2406 ;
+    \$2453  = \$567 [4:0];
     if (rst_conv2_window) begin
-      \$2449  = 1'h1;
+      \$2453  = 5'h05;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$2454  = \$2396 ;
+    if (rst_conv2_window) begin
+      \$2454  = 1'h1;
     end
   end
   assign o__payload = i__payload;
@@ -32423,39 +32589,44 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$26 , rst_conv2_wi
   assign \o__ready$15  = \o__ready$14 ;
   assign \o__valid$17  = \o__valid$16 ;
   assign can_write = \i__ready$18 ;
-  assign \$signature__addr  = \$46 [10:0];
-  assign \$signature__data  = \i__payload$26 ;
-  assign \$signature__addr$29  = \$48 [10:0];
-  assign \$signature__data$30  = \i__payload$26 ;
-  assign \$signature__addr$32  = \$50 [10:0];
-  assign \$signature__data$33  = \i__payload$26 ;
-  assign \$signature__addr$35  = \$52 [10:0];
-  assign \$signature__data$36  = \i__payload$26 ;
-  assign \$signature__addr$38  = \$54 [10:0];
-  assign \$signature__data$39  = \i__payload$26 ;
-  assign r_addr0 = \$signature__addr$51 ;
-  assign \$signature__en$53  = \$signal ;
-  assign r_addr1 = \$signature__addr$54 ;
-  assign \$signature__en$56  = \$signal ;
-  assign r_addr2 = \$signature__addr$57 ;
-  assign \$signature__en$59  = \$signal ;
-  assign r_addr3 = \$signature__addr$60 ;
-  assign \$signature__en$62  = \$signal ;
-  assign r_addr4 = \$signature__addr$63 ;
-  assign \$signature__en$65  = \$signal ;
-  assign \i__payload$66  = { pads, rot, \$signature__data$71 , \$signature__data$70 , \$signature__data$69 , \$signature__data$68 , \$signature__data$67  };
-  assign \$371  = 1'h0;
-  assign \$375  = 1'h1;
-  assign \$376  = 1'h1;
-  assign \$392  = 1'h1;
-  assign \$393  = 1'h1;
-  assign \$407  = 1'h0;
-  assign \$441  = 1'h0;
-  assign \$482  = 1'h1;
-  assign \$483  = 1'h1;
-  assign \$1062  = 1'h1;
-  assign \$1698  = \$1431 ;
-  assign \$2118  = \$1956 ;
+  assign w_addr0_q = \$signature__addr ;
+  assign w_data0_q = \$signature__data ;
+  assign w_en0_q = \$signature__en ;
+  assign w_addr1_q = \$signature__addr$28 ;
+  assign w_data1_q = \$signature__data$30 ;
+  assign w_en1_q = \$signature__en$32 ;
+  assign w_addr2_q = \$signature__addr$34 ;
+  assign w_data2_q = \$signature__data$36 ;
+  assign w_en2_q = \$signature__en$38 ;
+  assign w_addr3_q = \$signature__addr$40 ;
+  assign w_data3_q = \$signature__data$42 ;
+  assign w_en3_q = \$signature__en$44 ;
+  assign w_addr4_q = \$signature__addr$46 ;
+  assign w_data4_q = \$signature__data$48 ;
+  assign w_en4_q = \$signature__en$50 ;
+  assign r_addr0 = \$signature__addr$62 ;
+  assign \$signature__en$64  = \$signal ;
+  assign r_addr1 = \$signature__addr$65 ;
+  assign \$signature__en$67  = \$signal ;
+  assign r_addr2 = \$signature__addr$68 ;
+  assign \$signature__en$70  = \$signal ;
+  assign r_addr3 = \$signature__addr$71 ;
+  assign \$signature__en$73  = \$signal ;
+  assign r_addr4 = \$signature__addr$74 ;
+  assign \$signature__en$76  = \$signal ;
+  assign \i__payload$77  = { pads, rot, \$signature__data$82 , \$signature__data$81 , \$signature__data$80 , \$signature__data$79 , \$signature__data$78  };
+  assign \$361  = 1'h0;
+  assign \$365  = 1'h1;
+  assign \$366  = 1'h1;
+  assign \$382  = 1'h1;
+  assign \$383  = 1'h1;
+  assign \$397  = 1'h0;
+  assign \$431  = 1'h0;
+  assign \$472  = 1'h1;
+  assign \$473  = 1'h1;
+  assign \$1052  = 1'h1;
+  assign \$1688  = \$1421 ;
+  assign \$2108  = \$1946 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -32547,7 +32718,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, i__ready, o__ready, i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4770$0 , \port$4779$0 , \port$4788$0 , \port$4797$0 , \port$4806$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4773$0 , \port$4782$0 , \port$4791$0 , \port$4800$0 , \port$4809$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -32569,16 +32740,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4770$0 , \po
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$4770$0 ;
-  wire [7:0] \port$4770$0 ;
-  input [7:0] \port$4779$0 ;
-  wire [7:0] \port$4779$0 ;
-  input [7:0] \port$4788$0 ;
-  wire [7:0] \port$4788$0 ;
-  input [7:0] \port$4797$0 ;
-  wire [7:0] \port$4797$0 ;
-  input [7:0] \port$4806$0 ;
-  wire [7:0] \port$4806$0 ;
+  input [7:0] \port$4773$0 ;
+  wire [7:0] \port$4773$0 ;
+  input [7:0] \port$4782$0 ;
+  wire [7:0] \port$4782$0 ;
+  input [7:0] \port$4791$0 ;
+  wire [7:0] \port$4791$0 ;
+  input [7:0] \port$4800$0 ;
+  wire [7:0] \port$4800$0 ;
+  input [7:0] \port$4809$0 ;
+  wire [7:0] \port$4809$0 ;
   input rst_conv2_window;
   wire rst_conv2_window;
   always @(posedge clk)
@@ -32603,15 +32774,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4770$0 , \po
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4806$0 , \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0  };
+      \$5  = { \port$4809$0 , \port$4800$0 , \port$4791$0 , \port$4782$0 , \port$4773$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4806$0 , \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0  };
+  assign i__payload = { \port$4809$0 , \port$4800$0 , \port$4791$0 , \port$4782$0 , \port$4773$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \port$7239$0 , \port$7242$0 , \port$7245$0 , \port$7248$0 , \port$7251$0 , i__valid, \port$10856$0 , \port$10858$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \port$7227$0 , \port$7230$0 , \port$7233$0 , \port$7236$0 , \port$7239$0 , i__valid, \port$10874$0 , \port$10876$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -32633,20 +32804,20 @@ module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [4:0] \port$10856$0 ;
-  wire [4:0] \port$10856$0 ;
-  input [2:0] \port$10858$0 ;
-  wire [2:0] \port$10858$0 ;
+  input [4:0] \port$10874$0 ;
+  wire [4:0] \port$10874$0 ;
+  input [2:0] \port$10876$0 ;
+  wire [2:0] \port$10876$0 ;
+  input [7:0] \port$7227$0 ;
+  wire [7:0] \port$7227$0 ;
+  input [7:0] \port$7230$0 ;
+  wire [7:0] \port$7230$0 ;
+  input [7:0] \port$7233$0 ;
+  wire [7:0] \port$7233$0 ;
+  input [7:0] \port$7236$0 ;
+  wire [7:0] \port$7236$0 ;
   input [7:0] \port$7239$0 ;
   wire [7:0] \port$7239$0 ;
-  input [7:0] \port$7242$0 ;
-  wire [7:0] \port$7242$0 ;
-  input [7:0] \port$7245$0 ;
-  wire [7:0] \port$7245$0 ;
-  input [7:0] \port$7248$0 ;
-  wire [7:0] \port$7248$0 ;
-  input [7:0] \port$7251$0 ;
-  wire [7:0] \port$7251$0 ;
   input rst_conv2_window;
   wire rst_conv2_window;
   always @(posedge clk)
@@ -32671,11 +32842,11 @@ module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$10856$0 , \port$10858$0 , \port$7251$0 , \port$7248$0 , \port$7245$0 , \port$7242$0 , \port$7239$0  };
+      \$5  = { \port$10874$0 , \port$10876$0 , \port$7239$0 , \port$7236$0 , \port$7233$0 , \port$7230$0 , \port$7227$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$10856$0 , \port$10858$0 , \port$7251$0 , \port$7248$0 , \port$7245$0 , \port$7242$0 , \port$7239$0  };
+  assign i__payload = { \port$10874$0 , \port$10876$0 , \port$7239$0 , \port$7236$0 , \port$7233$0 , \port$7230$0 , \port$7227$0  };
 endmodule
 
 (* generator = "Amaranth" *)

@@ -30,6 +30,9 @@ CASES = [  # (c, h, w, kernel, stride, padding)
     (1, 5, 5, 3, 1, 1), (2, 7, 6, 3, 2, 1), (3, 6, 7, 5, 1, 2), (2, 8, 5, 3, 2, 0),
     (1, 4, 9, 1, 1, 0), (2, 5, 4, 1, 2, 0), (1, 9, 8, 5, 2, 2), (3, 4, 4, 3, 1, 0),
     (2, 6, 6, (3, 1), (1, 2), (1, 0)), (1, 3, 3, 3, 1, 2),
+    # rows of one element: each is read as soon as it is complete (the line buffer's write,
+    # a cycle after the beat, is there just in time)
+    (1, 6, 1, (3, 1), 1, (1, 0)),
 ]
 
 
