@@ -5,6 +5,7 @@ bytes on its stdout, at a few clock cycles per bit. :class:`SimTransport` talks 
 the interface of a pyserial port, so ``flexor-hw classify --sim`` runs the same host code as
 on a board."""
 
+import contextlib
 import hashlib
 import os
 import select
@@ -182,10 +183,26 @@ class SimTransport:
                                      stderr=subprocess.DEVNULL)
         self.timeout = 1.0
         self._buf = bytearray()
+        self._pending = None            # records held by batch()
         # the link's throughput in simulation, for reports: bits per second of wall time
         self.baud = self.manifest["baud"]
 
+    @contextlib.contextmanager
+    def batch(self):
+        """Writes, breaks and silences made inside reach the simulation together: the
+        simulated line idles while the simulation waits for the host, so a wall-clock gap
+        between two calls (a loaded machine) would otherwise put idle bits between them."""
+        self._pending = bytearray()
+        try:
+            yield self
+        finally:
+            pending, self._pending = self._pending, None
+            self._send(pending)
+
     def _send(self, records):
+        if self._pending is not None:
+            self._pending += records
+            return
         try:
             self.proc.stdin.write(bytes(records))
             self.proc.stdin.flush()

@@ -100,6 +100,25 @@ GARBAGE = ["wrong magic", "wrong length", "bad checksum", "truncated", "break",
            "break in a frame", "random bytes"]
 
 
+def test_a_batch_reaches_the_simulation_without_idle_bits(digits_board, sim):
+    """Half a frame, a pause of the host about four times the board's frame timeout (of idle
+    line, as the simulation idles while it waits), then a break, in one batch: the board
+    sees the break inside the frame (status 4), not a frame that timed out (status 3)."""
+    import time
+    d, x, _ = digits_board
+    manifest = load_board(d)
+    link = Link(sim, manifest, reply_timeout=3.0, retries=0)
+    sim.reset_input_buffer()
+    frame = _frame(link, 4, x, 11)
+    pause = 4 * manifest["timeout_bits"] * manifest["sim_divisor"] / 256 / 1000  # seconds
+    with sim.batch():
+        sim.write(bytes(frame[:20]))
+        time.sleep(pause)
+        sim.send_break(200)
+    r = _reply(link, 11)
+    assert r is not None and r[:2] == (11, 4), r
+
+
 @pytest.mark.parametrize("garbage", GARBAGE)
 def test_garbage_then_a_good_frame(digits_board, sim, garbage):
     """Each kind of garbage, then a good frame: the garbage is answered with the error it is,
@@ -130,8 +149,9 @@ def test_garbage_then_a_good_frame(digits_board, sim, garbage):
     elif garbage == "break":
         sim.send_break(200)
     elif garbage == "break in a frame":
-        sim.write(bytes(frame[:20]))
-        sim.send_break(200)
+        with sim.batch():               # no idle bits between them, however loaded the host
+            sim.write(bytes(frame[:20]))
+            sim.send_break(200)
         expect = 4
     elif garbage == "random bytes":
         rng = np.random.default_rng(5)
