@@ -138,7 +138,7 @@ class SlidingWindow(wiring.Component):
         xw = self._shape.width
         # the element as read and whether it is padding
         src = _registered_output(m, self, xw + 1, lambda bits: Mux(bits[xw], 0, bits[:xw]))
-        inp = self.i
+        inp = _input_register(m, self)
         C, H, W = self._c, self._h, self._w
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
@@ -341,7 +341,7 @@ class RowWindow(SlidingWindow):
             return Cat(*elements)
 
         src = _registered_output(m, self, kw * xw + rw + kw, finish)
-        inp = self.i
+        inp = _input_register(m, self)
         BWC = Wb * C                            # one row of one bank
         RBC = R * BWC
 
@@ -468,6 +468,18 @@ class RowWindow(SlidingWindow):
             pad=row_pad, ky=ky, ky_moves=Const(1), last_ky=last_ky, row_end=row_end,
             last_oy=last_oy, pad1=pad1)
         return m
+
+
+def _input_register(m, unit):
+    """The window's input through a skid buffer (its ``ready`` and the beat registers):
+    ``write``, the writer's enable, is then a gate of the window's own flip-flops. From the
+    producer's output FIFO, placed by the producer, it ran into the writer's row end and the
+    reader's ``avail`` (the placed ResNet-20's longest path, 10.2 ns of routing). Full rate;
+    it holds up to two beats, which the skip FIFO sizing counts."""
+    from .pipeline import SkidBuffer
+    m.submodules.inp = skid = SkidBuffer(unit.i.payload.shape())
+    wiring.connect(m, wiring.flipped(unit.i), skid.i)
+    return skid.o
 
 
 def _registered_write(m, port, addr, data, en, name, emit):

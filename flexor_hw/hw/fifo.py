@@ -29,7 +29,8 @@ def skip_fifo_depth(main_path, out_rows, stride, channels_in, width_in, *, full_
     ``[Q, P)`` wait in the FIFO meanwhile, so the depth is ``max_oy (P(oy) − Q(oy))`` over the
     add's rows, plus one pixel of slack for the fork's and shortcut's registers. With fewer
     places the fork stalls the main path while it still needs input: the classic deadlock of
-    skip connections in dataflow accelerators.
+    skip connections in dataflow accelerators. Each window's input register (a skid buffer)
+    holds two beats more.
 
     That minimum is deadlock-free but paces the main path at the add's speed. With
     ``full_rate`` ``P`` counts the rows every window's line buffer can hold, so the fork never
@@ -44,7 +45,9 @@ def skip_fifo_depth(main_path, out_rows, stride, channels_in, width_in, *, full_
             if stage.kind in ("window", "maxpool"):
                 rows = rows_needed(stage, rows - 1, held=full_rate)
         worst = max(worst, -(-(rows - oy * stride) // stride) * kept_row_beats)
-    return worst + channels_in + 2
+    # each window's input register holds up to two beats of its input
+    held = sum(2 for stage in main_path if stage.kind == "window")
+    return worst + channels_in + 2 + held
 
 
 def size_fifos(stages, *, full_rate=True):

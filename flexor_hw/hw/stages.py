@@ -208,7 +208,11 @@ class SlidingWindow(Stage):
             ffs += self.x_shape.width * self.simd
         # each memory's registered write port: address, data and enable
         ffs += sum(max(1, (mem["depth"] - 1).bit_length()) + mem["width"] + 1 for mem in mems)
-        return _with_memories({"luts": c["luts"], "ffs": ffs, "brams": 0, "dsps": 0}, mems)
+        # the input's skid buffer: two beats, its flags, a multiplexer a bit
+        xw = self.x_shape.width
+        ffs += 2 * xw + 2
+        return _with_memories({"luts": c["luts"] + xw + 2, "ffs": ffs, "brams": 0,
+                               "dsps": 0}, mems)
 
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,

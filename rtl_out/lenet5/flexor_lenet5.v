@@ -143,9 +143,9 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
-    .\i__payload$81 (i__payload),
-    .\i__ready$18 (i_held__ready),
-    .\i__valid$21 (i_held__valid),
+    .\i__payload$18 (i__payload),
+    .\i__ready$20 (i_held__ready),
+    .\i__valid$22 (i_held__valid),
     .\o__payload$12 (\i__payload$16 ),
     .\o__ready$14 (\o__ready$20 ),
     .\o__valid$16 (\i__valid$18 ),
@@ -173,9 +173,9 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .\i__payload$124 (\i__payload$34 ),
-    .\i__ready$18 (\o__ready$38 ),
-    .\i__valid$21 (\i__valid$36 ),
+    .\i__payload$18 (\i__payload$34 ),
+    .\i__ready$20 (\o__ready$38 ),
+    .\i__valid$22 (\i__valid$36 ),
     .\o__payload$12 (\i__payload$40 ),
     .\o__ready$14 (\o__ready$44 ),
     .\o__valid$16 (\i__valid$42 ),
@@ -3424,7 +3424,7 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_window, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
+module \flexor_lenet5.conv1_window (\i__payload$18 , \i__valid$22 , rst_conv1_window, \i__ready$20 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7412,9 +7412,9 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   wire \$998 ;
   wire \$999 ;
   wire \$signal ;
-  wire \$signal$37 ;
-  reg \$signal$38  = 1'h0;
-  wire \$signal$39 ;
+  wire \$signal$43 ;
+  reg \$signal$44  = 1'h0;
+  wire \$signal$45 ;
   reg ahead = 1'h0;
   reg avail = 1'h1;
   wire avail_comb;
@@ -7429,18 +7429,21 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   reg [6:0] d = 7'h02;
   wire [8:0] i__payload;
   wire [7:0] \i__payload$10 ;
-  wire [8:0] \i__payload$44 ;
-  input [7:0] \i__payload$81 ;
-  wire [7:0] \i__payload$81 ;
+  input [7:0] \i__payload$18 ;
+  wire [7:0] \i__payload$18 ;
+  wire [7:0] \i__payload$19 ;
+  wire [8:0] \i__payload$50 ;
   wire i__ready;
-  output \i__ready$18 ;
-  reg \i__ready$18  = 1'h1;
-  wire \i__ready$36 ;
+  output \i__ready$20 ;
+  wire \i__ready$20 ;
+  wire \i__ready$21 ;
+  wire \i__ready$42 ;
   wire \i__ready$9 ;
   wire i__valid;
-  input \i__valid$21 ;
-  wire \i__valid$21 ;
-  reg \i__valid$35  = 1'h0;
+  input \i__valid$22 ;
+  wire \i__valid$22 ;
+  wire \i__valid$23 ;
+  reg \i__valid$41  = 1'h0;
   wire \i__valid$6 ;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
@@ -7456,15 +7459,18 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   output [7:0] \o__payload$12 ;
   wire [7:0] \o__payload$12 ;
   wire [7:0] \o__payload$13 ;
+  wire [7:0] \o__payload$87 ;
   wire o__ready;
   input \o__ready$14 ;
   wire \o__ready$14 ;
   wire \o__ready$15 ;
+  reg \o__ready$24  = 1'h1;
   wire \o__ready$8 ;
   wire o__valid;
   output \o__valid$16 ;
   wire \o__valid$16 ;
   wire \o__valid$17 ;
+  wire \o__valid$27 ;
   wire \o__valid$7 ;
   reg [4:0] ox = 5'h00;
   reg [4:0] oy = 5'h00;
@@ -7688,7 +7694,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   end
   assign rd__data = _0_;
   assign \i__payload$10  = \o__payload$11 [8] ? 8'h00 : \o__payload$11 [7:0];
-  assign write = \i__valid$21  & \i__ready$18 ;
+  assign write = \o__valid$27  & \o__ready$24 ;
   assign switch = r_done & ahead;
   assign \$1  = $signed(iy) < $signed(1'h0);
   assign \$2  = $signed(iy) >= $signed(6'h1c);
@@ -7697,11 +7703,11 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   assign \$5  = $signed(ix) >= $signed(6'h1c);
   assign \$6  = \$4  | \$5 ;
   assign pad = \$3  | \$6 ;
-  assign \$7  = ~ \i__valid$35 ;
-  assign \$signal  = \$7  | \i__ready$36 ;
-  assign \$8  = ~ \$signal$38 ;
-  assign \$signal$37  = \$8  | \$signal ;
-  assign \$signal$39  = \$signal$37  & avail;
+  assign \$7  = ~ \i__valid$41 ;
+  assign \$signal  = \$7  | \i__ready$42 ;
+  assign \$8  = ~ \$signal$44 ;
+  assign \$signal$43  = \$8  | \$signal ;
+  assign \$signal$45  = \$signal$43  & avail;
   assign \$9  = ~ r_done;
   assign \$10  = pad | ahead;
   assign \$11  = ~ d[6];
@@ -7859,7 +7865,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   assign \$171  = \$169  & \$170 ;
   assign \$174  = ox == 5'h1b;
   assign \$175  = \$173  & \$174 ;
-  assign \$176  = \$signal$39  & \$175 ;
+  assign \$176  = \$signal$45  & \$175 ;
   assign \$177  = oy == 5'h1b;
   assign \$178  = w_px == 5'h1b;
   assign \$179  = write & \$178 ;
@@ -7898,7 +7904,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   assign \$212  = \$210  & \$211 ;
   assign \$215  = ox == 5'h1b;
   assign \$216  = \$214  & \$215 ;
-  assign \$217  = \$signal$39  & \$216 ;
+  assign \$217  = \$signal$45  & \$216 ;
   assign \$218  = w_px == 5'h1b;
   assign \$219  = write & \$218 ;
   assign \$220  = ~ ahead;
@@ -8045,7 +8051,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   assign \$370  = \$368  | \$369 ;
   assign \$371  = room_w_28[5] & \$370 ;
   assign \$372  = \$363  ? \$367  : \$371 ;
-  assign \$373  = switch ? \$372  : \i__ready$18 ;
+  assign \$373  = switch ? \$372  : \o__ready$24 ;
   assign \$374  = \$329  ? \$362  : \$373 ;
   assign \$375  = \$217  ? \$327  : \$374 ;
   assign \$376  = w_px == 5'h1b;
@@ -8071,7 +8077,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   assign \$396  = \$394  & \$395 ;
   assign \$399  = ox == 5'h1b;
   assign \$400  = \$398  & \$399 ;
-  assign \$401  = \$signal$39  & \$400 ;
+  assign \$401  = \$signal$45  & \$400 ;
   assign \$402  = oy == 5'h1b;
   assign \$403  = $signed(room_low_21) - $signed(2'h1);
   assign \$404  = \$402  ? 7'h17 : \$403 ;
@@ -8099,7 +8105,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   assign \$426  = \$424  & \$425 ;
   assign \$429  = ox == 5'h1b;
   assign \$430  = \$428  & \$429 ;
-  assign \$431  = \$signal$39  & \$430 ;
+  assign \$431  = \$signal$45  & \$430 ;
   assign \$432  = oy == 5'h1b;
   assign \$433  = $signed(room_low_22) - $signed(2'h1);
   assign \$434  = \$432  ? 7'h18 : \$433 ;
@@ -11601,7 +11607,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   assign \$3947  = \$3430  | \$3946 ;
   assign \$3948  = \$3425  & \$3947 ;
   assign \$3949  = \$3424  ? \$3948  : avail;
-  assign \$3950  = \$signal$39  ? \$3422  : \$3949 ;
+  assign \$3950  = \$signal$45  ? \$3422  : \$3949 ;
   assign \$3951  = switch ? \$1277  : \$3950 ;
   always @(posedge clk)
     w_px <= \$3952 ;
@@ -11612,9 +11618,9 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @(posedge clk)
     w_row <= \$3955 ;
   always @(posedge clk)
-    \$signal$38  <= \$3956 ;
+    \$signal$44  <= \$3956 ;
   always @(posedge clk)
-    \i__valid$35  <= \$3957 ;
+    \i__valid$41  <= \$3957 ;
   always @(posedge clk)
     step_next_slot <= \$73 [2:0];
   always @(posedge clk)
@@ -11668,7 +11674,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @(posedge clk)
     d <= \$3977 ;
   always @(posedge clk)
-    \i__ready$18  <= \$3978 ;
+    \o__ready$24  <= \$3978 ;
   always @(posedge clk)
     room_w_27 <= \$3979 ;
   always @(posedge clk)
@@ -11683,6 +11689,16 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
     room_low_22 <= \$3984 ;
   always @(posedge clk)
     avail <= \$3985 ;
+  \flexor_lenet5.conv1_window.inp  inp (
+    .clk(clk),
+    .i__payload(\i__payload$18 ),
+    .i__ready(\i__ready$20 ),
+    .i__valid(\i__valid$22 ),
+    .o__payload(\o__payload$87 ),
+    .o__ready(\o__ready$24 ),
+    .o__valid(\o__valid$27 ),
+    .rst_conv1_window(rst_conv1_window)
+  );
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -11705,13 +11721,13 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   );
   \flexor_lenet5.conv1_window.read  read (
     .clk(clk),
-    .i__ready(\i__ready$36 ),
-    .i__valid(\i__valid$35 ),
+    .i__ready(\i__ready$42 ),
+    .i__valid(\i__valid$41 ),
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$10442$0 (pad_reg),
-    .\port$4033$0 (rd__data),
+    .\port$10462$0 (pad_reg),
+    .\port$4043$0 (rd__data),
     .rst_conv1_window(rst_conv1_window)
   );
   flexor_copy #(
@@ -11727,7 +11743,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\i__payload$81 ),
+    .d(\o__payload$87 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -11794,8 +11810,8 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3956  = \$signal$38 ;
-    if (\$signal$37 ) begin
+    \$3956  = \$signal$44 ;
+    if (\$signal$43 ) begin
       \$3956  = avail;
     end
     if (rst_conv1_window) begin
@@ -11804,9 +11820,9 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3957  = \i__valid$35 ;
+    \$3957  = \i__valid$41 ;
     if (\$signal ) begin
-      \$3957  = \$signal$38 ;
+      \$3957  = \$signal$44 ;
     end
     if (rst_conv1_window) begin
       \$3957  = 1'h0;
@@ -11815,14 +11831,14 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3958  = pad_a;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       \$3958  = pad;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3959  = rd__addr;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       \$3959  = \$104 [7:0];
     end
   end
@@ -11836,7 +11852,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3961  = kx;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       \$3961  = \$107 [2:0];
     end
     if (rst_conv1_window) begin
@@ -11846,7 +11862,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3962  = col_addr;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
         \$3962  = \$110 [5:0];
@@ -11871,7 +11887,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3963  = ky;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11885,7 +11901,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3964  = row_addr;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11918,7 +11934,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3965  = ox;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11940,7 +11956,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3966  = ix0;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11962,7 +11978,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3967  = ix0c;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -11984,7 +12000,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3968  = oy;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12008,7 +12024,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3969  = low;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12032,7 +12048,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3970  = r_done;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12061,7 +12077,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3971  = base_slot;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12092,7 +12108,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3972  = base_row;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$109 ) begin
       end else begin
@@ -12123,7 +12139,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3973  = ix;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       (* full_case = 32'd1 *)
       if (\$151 ) begin
         \$3973  = \$155 [5:0];
@@ -12140,7 +12156,7 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$3974  = iy;
-    if (\$signal$39 ) begin
+    if (\$signal$45 ) begin
       if (\$159 ) begin
         (* full_case = 32'd1 *)
         if (\$161 ) begin
@@ -12247,13 +12263,16 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
   assign \o__payload$13  = \o__payload$12 ;
   assign \o__ready$15  = \o__ready$14 ;
   assign \o__valid$17  = \o__valid$16 ;
-  assign can_write = \i__ready$18 ;
+  assign \i__payload$19  = \i__payload$18 ;
+  assign \i__ready$21  = \i__ready$20 ;
+  assign \i__valid$23  = \i__valid$22 ;
+  assign can_write = \o__ready$24 ;
   assign w_addr_q = wr__addr;
   assign w_data_q = wr__data;
   assign w_en_q = wr__en;
   assign r_addr = rd__addr;
   assign rd__en = \$signal ;
-  assign \i__payload$44  = { pad_reg, rd__data };
+  assign \i__payload$50  = { pad_reg, rd__data };
   assign \$123  = 1'h1;
   assign \$124  = 2'h1;
   assign \$125  = 2'h0;
@@ -12300,32 +12319,32 @@ module \flexor_lenet5.conv1_window (\i__payload$81 , \i__valid$21 , rst_conv1_wi
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst_conv1_window, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, i__ready, o__ready, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  reg [8:0] \$10 ;
+  reg [7:0] \$10 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
-  wire [8:0] \$6 ;
+  wire [7:0] \$6 ;
   reg \$7 ;
-  reg [8:0] \$8 ;
+  reg [7:0] \$8 ;
   reg \$9 ;
   input clk;
   wire clk;
-  (* init = 9'h000 *)
-  wire [8:0] data;
+  (* init = 8'h00 *)
+  wire [7:0] data;
   reg full = 1'h0;
-  reg [8:0] held = 9'h000;
-  input [8:0] i__payload;
-  wire [8:0] i__payload;
+  reg [7:0] held = 8'h00;
+  input [7:0] i__payload;
+  wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [8:0] o__payload;
-  reg [8:0] o__payload = 9'h000;
+  output [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -12388,8 +12407,96 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, i__ready, o__ready, i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out_reg (rst_conv1_window, i__payload, i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv1_window.out (rst_conv1_window, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  reg [8:0] \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [8:0] \$6 ;
+  reg \$7 ;
+  reg [8:0] \$8 ;
+  reg \$9 ;
+  input clk;
+  wire clk;
+  (* init = 9'h000 *)
+  wire [8:0] data;
+  reg full = 1'h0;
+  reg [8:0] held = 9'h000;
+  input [8:0] i__payload;
+  wire [8:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [8:0] o__payload;
+  reg [8:0] o__payload = 9'h000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst_conv1_window;
+  wire rst_conv1_window;
+  assign i__ready = ~ full;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = ~ full;
+  assign \$4  = i__valid & \$3 ;
+  assign \$5  = full | i__valid;
+  assign \$6  = full ? held : i__payload;
+  always @(posedge clk)
+    o__valid <= \$7 ;
+  always @(posedge clk)
+    o__payload <= \$8 ;
+  always @(posedge clk)
+    full <= \$9 ;
+  always @(posedge clk)
+    held <= \$10 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$7  = o__valid;
+    if (\$2 ) begin
+      \$7  = \$5 ;
+    end
+    if (rst_conv1_window) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$8  = o__payload;
+    if (\$2 ) begin
+      \$8  = \$6 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$9  = full;
+    if (\$2 ) begin
+      \$9  = 1'h0;
+    end else if (\$4 ) begin
+      \$9  = 1'h1;
+    end
+    if (rst_conv1_window) begin
+      \$9  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$10  = held;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$10  = i__payload;
+    end
+  end
+  assign data = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1_window.out_reg (rst_conv1_window, i__payload, i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -12422,7 +12529,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst_conv1_window, i__payload, i__rea
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$4  = o__valid;
     if (\$3 ) begin
       \$4  = i__valid;
@@ -12432,7 +12539,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst_conv1_window, i__payload, i__rea
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
       \$5  = i__payload;
@@ -12442,8 +12549,8 @@ module \flexor_lenet5.conv1_window.out_reg (rst_conv1_window, i__payload, i__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \port$4033$0 , i__valid, \port$10442$0 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \port$4043$0 , i__valid, \port$10462$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -12464,10 +12571,10 @@ module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$10442$0 ;
-  wire \port$10442$0 ;
-  input [7:0] \port$4033$0 ;
-  wire [7:0] \port$4033$0 ;
+  input \port$10462$0 ;
+  wire \port$10462$0 ;
+  input [7:0] \port$4043$0 ;
+  wire [7:0] \port$4043$0 ;
   input rst_conv1_window;
   wire rst_conv1_window;
   always @(posedge clk)
@@ -12479,7 +12586,7 @@ module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$4  = o__valid;
     if (\$3 ) begin
       \$4  = i__valid;
@@ -12489,19 +12596,19 @@ module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$10442$0 , \port$4033$0  };
+      \$5  = { \port$10462$0 , \port$4043$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$10442$0 , \port$4033$0  };
+  assign i__payload = { \port$10462$0 , \port$4043$0  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -12722,35 +12829,35 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
     .q(valid_1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$47  = valid_next;
     if (rst_conv1_window_to_conv1) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$48  = \$signal ;
     if (rst_conv1_window_to_conv1) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$49  = \$13 ;
     if (rst_conv1_window_to_conv1) begin
       \$49  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$50  = \$16 ;
     if (rst_conv1_window_to_conv1) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$51  = beat;
     if (take) begin
       \$51  = \$18 [4:0];
@@ -12760,7 +12867,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$52  = at;
     if (take) begin
       \$52  = \$20 ;
@@ -12770,7 +12877,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$53  = o__payload;
     if (\$23 ) begin
       \$53 [63:0] = word[63:0];
@@ -12780,7 +12887,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$54  = word;
     if (\$24 ) begin
       \$54 [63:0] = \$25 [63:0];
@@ -12795,7 +12902,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire [46:0] \$100 ;
@@ -17014,7 +17121,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .rst_conv2(rst_conv2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [4:0];
@@ -17024,7 +17131,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$254  = w_count;
     if (take) begin
       \$254  = \$27 [3:0];
@@ -17034,7 +17141,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$255  = w_full;
     if (take) begin
       if (\$28 ) begin
@@ -17049,49 +17156,49 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$256  = \$29 ;
     if (rst_conv2) begin
       \$256  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$257  = gap_zero_next;
     if (rst_conv2) begin
       \$257  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$258  = \$signal ;
     if (rst_conv2) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$259  = n_last_next;
     if (rst_conv2) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$260  = \$30 ;
     if (rst_conv2) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$261  = r_next;
     if (rst_conv2) begin
       \$261  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$262  = s_idx;
     if (step) begin
       \$262  = \$32 [3:0];
@@ -17101,7 +17208,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$263  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -17113,7 +17220,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$264  = active;
     if (\$35 ) begin
       \$264  = 1'h0;
@@ -17126,7 +17233,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$265  = r_base;
     if (load) begin
       \$265  = { 1'h0, \$36  };
@@ -17136,7 +17243,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$266  = w_half;
     if (load) begin
       \$266  = \$37 ;
@@ -17146,7 +17253,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$267  = gap;
     if (\$38 ) begin
       \$267  = 3'h3;
@@ -17158,35 +17265,35 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$268  = step;
     if (rst_conv2) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$269  = \$41 ;
     if (rst_conv2) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$270  = s_last;
     if (rst_conv2) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$271  = r_next;
     if (rst_conv2) begin
       \$271  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$272  = 8'h00;
@@ -17195,7 +17302,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$273  = 8'h00;
@@ -17204,7 +17311,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$274  = 8'h00;
@@ -17213,7 +17320,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$275  = 8'h00;
@@ -17222,7 +17329,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$276  = 8'h00;
@@ -17231,7 +17338,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$277  = 8'h00;
@@ -17240,7 +17347,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$278  = 8'h00;
@@ -17249,7 +17356,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$279  = 8'h00;
@@ -17258,7 +17365,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$280  = 8'h00;
@@ -17267,7 +17374,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$281  = 8'h00;
@@ -17276,7 +17383,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$282  = 8'h00;
@@ -17285,7 +17392,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$283  = 8'h00;
@@ -17294,7 +17401,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$284  = 8'h00;
@@ -17303,7 +17410,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$285  = 8'h00;
@@ -17312,7 +17419,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$286  = 8'h00;
@@ -17321,7 +17428,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$287  = 8'h00;
@@ -17330,7 +17437,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$288  = 8'h00;
@@ -17339,7 +17446,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$289  = 8'h00;
@@ -17348,7 +17455,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$290  = 8'h00;
@@ -17357,7 +17464,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$291  = 8'h00;
@@ -17366,7 +17473,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
       \$292  = 8'h00;
@@ -17375,7 +17482,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
       \$293  = 8'h00;
@@ -17384,7 +17491,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
       \$294  = 8'h00;
@@ -17393,7 +17500,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
       \$295  = 8'h00;
@@ -17402,7 +17509,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
       \$296  = 8'h00;
@@ -17411,7 +17518,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
       \$297  = 8'h00;
@@ -17420,7 +17527,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
       \$298  = 8'h00;
@@ -17429,7 +17536,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
       \$299  = 8'h00;
@@ -17438,7 +17545,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
       \$300  = 8'h00;
@@ -17447,7 +17554,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
       \$301  = 8'h00;
@@ -17456,7 +17563,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
       \$302  = 8'h00;
@@ -17465,7 +17572,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
       \$303  = 8'h00;
@@ -17474,7 +17581,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
       \$304  = 8'h00;
@@ -17483,7 +17590,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
       \$305  = 8'h00;
@@ -17492,7 +17599,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
       \$306  = 8'h00;
@@ -17501,7 +17608,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
       \$307  = 8'h00;
@@ -17510,7 +17617,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
       \$308  = 8'h00;
@@ -17519,7 +17626,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
       \$309  = 8'h00;
@@ -17528,7 +17635,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
       \$310  = 8'h00;
@@ -17537,7 +17644,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
       \$311  = 8'h00;
@@ -17546,7 +17653,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
       \$312  = 8'h00;
@@ -17555,7 +17662,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
       \$313  = 8'h00;
@@ -17564,7 +17671,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
       \$314  = 8'h00;
@@ -17573,7 +17680,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
       \$315  = 8'h00;
@@ -17582,7 +17689,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
       \$316  = 8'h00;
@@ -17591,7 +17698,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
       \$317  = 8'h00;
@@ -17600,7 +17707,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
       \$318  = 8'h00;
@@ -17609,7 +17716,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
       \$319  = 8'h00;
@@ -17618,7 +17725,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
       \$320  = 8'h00;
@@ -17627,7 +17734,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
       \$321  = 8'h00;
@@ -17636,7 +17743,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
       \$322  = 8'h00;
@@ -17645,7 +17752,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
       \$323  = 8'h00;
@@ -17654,7 +17761,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
       \$324  = 8'h00;
@@ -17663,7 +17770,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
       \$325  = 8'h00;
@@ -17672,7 +17779,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
       \$326  = 8'h00;
@@ -17681,7 +17788,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
       \$327  = 8'h00;
@@ -17690,7 +17797,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
       \$328  = 8'h00;
@@ -17699,7 +17806,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
       \$329  = 8'h00;
@@ -17708,7 +17815,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
       \$330  = 8'h00;
@@ -17717,7 +17824,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
       \$331  = 8'h00;
@@ -17726,7 +17833,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
       \$332  = 8'h00;
@@ -17735,7 +17842,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
       \$333  = 8'h00;
@@ -17744,7 +17851,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
       \$334  = 8'h00;
@@ -17753,7 +17860,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
       \$335  = 8'h00;
@@ -17762,7 +17869,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
       \$336  = 8'h00;
@@ -17771,7 +17878,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
       \$337  = 8'h00;
@@ -17780,7 +17887,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
       \$338  = 8'h00;
@@ -17789,7 +17896,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
       \$339  = 8'h00;
@@ -17798,7 +17905,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
       \$340  = 8'h00;
@@ -17807,7 +17914,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
       \$341  = 8'h00;
@@ -17816,7 +17923,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
       \$342  = 8'h00;
@@ -17825,7 +17932,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
       \$343  = 8'h00;
@@ -17834,7 +17941,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
       \$344  = 8'h00;
@@ -17843,7 +17950,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
       \$345  = 8'h00;
@@ -17852,7 +17959,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
       \$346  = 8'h00;
@@ -17861,7 +17968,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
       \$347  = 8'h00;
@@ -17870,7 +17977,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
       \$348  = 8'h00;
@@ -17879,7 +17986,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
       \$349  = 8'h00;
@@ -17888,7 +17995,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
       \$350  = 8'h00;
@@ -17897,7 +18004,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
       \$351  = 8'h00;
@@ -17906,7 +18013,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
       \$352  = 8'h00;
@@ -17915,7 +18022,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
       \$353  = 8'h00;
@@ -17924,7 +18031,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
       \$354  = 8'h00;
@@ -17933,7 +18040,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
       \$355  = 8'h00;
@@ -17942,7 +18049,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
       \$356  = 8'h00;
@@ -17951,7 +18058,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
       \$357  = 8'h00;
@@ -17960,7 +18067,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
       \$358  = 8'h00;
@@ -17969,7 +18076,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
       \$359  = 8'h00;
@@ -17978,7 +18085,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
       \$360  = 8'h00;
@@ -17987,7 +18094,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
       \$361  = 8'h00;
@@ -17996,7 +18103,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
       \$362  = 8'h00;
@@ -18005,7 +18112,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
       \$363  = 8'h00;
@@ -18014,7 +18121,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
       \$364  = 8'h00;
@@ -18023,7 +18130,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
       \$365  = 8'h00;
@@ -18032,7 +18139,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
       \$366  = 8'h00;
@@ -18041,7 +18148,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
       \$367  = 8'h00;
@@ -18050,7 +18157,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
       \$368  = 8'h00;
@@ -18059,7 +18166,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
       \$369  = 8'h00;
@@ -18068,7 +18175,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
       \$370  = 8'h00;
@@ -18077,7 +18184,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
       \$371  = 8'h00;
@@ -18086,7 +18193,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
       \$372  = 8'h00;
@@ -18095,7 +18202,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
       \$373  = 8'h00;
@@ -18104,7 +18211,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
       \$374  = 8'h00;
@@ -18113,7 +18220,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
       \$375  = 8'h00;
@@ -18122,7 +18229,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
       \$376  = 8'h00;
@@ -18131,7 +18238,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
       \$377  = 8'h00;
@@ -18140,7 +18247,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
       \$378  = 8'h00;
@@ -18149,7 +18256,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
       \$379  = 8'h00;
@@ -18158,7 +18265,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
       \$380  = 8'h00;
@@ -18167,7 +18274,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
       \$381  = 8'h00;
@@ -18176,7 +18283,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
       \$382  = 8'h00;
@@ -18185,7 +18292,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
       \$383  = 8'h00;
@@ -18194,7 +18301,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
       \$384  = 8'h00;
@@ -18203,7 +18310,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
       \$385  = 8'h00;
@@ -18212,7 +18319,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
       \$386  = 8'h00;
@@ -18221,7 +18328,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
       \$387  = 8'h00;
@@ -18230,7 +18337,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
       \$388  = 8'h00;
@@ -18239,7 +18346,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
       \$389  = 8'h00;
@@ -18248,7 +18355,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
       \$390  = 8'h00;
@@ -18257,7 +18364,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
       \$391  = 8'h00;
@@ -18266,7 +18373,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
       \$392  = 8'h00;
@@ -18275,7 +18382,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
       \$393  = 8'h00;
@@ -18284,7 +18391,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
       \$394  = 8'h00;
@@ -18293,7 +18400,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
       \$395  = 8'h00;
@@ -18302,7 +18409,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
       \$396  = 8'h00;
@@ -18311,7 +18418,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
       \$397  = 8'h00;
@@ -18320,7 +18427,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
       \$398  = 8'h00;
@@ -18329,7 +18436,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
       \$399  = 8'h00;
@@ -18338,7 +18445,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
       \$400  = 8'h00;
@@ -18347,7 +18454,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
       \$401  = 8'h00;
@@ -18356,7 +18463,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
       \$402  = 8'h00;
@@ -18365,7 +18472,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
       \$403  = 8'h00;
@@ -18374,7 +18481,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
       \$404  = 8'h00;
@@ -18383,7 +18490,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
       \$405  = 8'h00;
@@ -18392,7 +18499,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
       \$406  = 8'h00;
@@ -18401,7 +18508,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
       \$407  = 8'h00;
@@ -18410,7 +18517,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
       \$408  = 8'h00;
@@ -18419,7 +18526,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
       \$409  = 8'h00;
@@ -18428,7 +18535,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
       \$410  = 8'h00;
@@ -18437,7 +18544,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
       \$411  = 8'h00;
@@ -18446,7 +18553,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
       \$412  = 8'h00;
@@ -18455,7 +18562,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
       \$413  = 8'h00;
@@ -18464,7 +18571,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
       \$414  = 8'h00;
@@ -18473,7 +18580,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
       \$415  = 8'h00;
@@ -18482,7 +18589,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
       \$416  = 8'h00;
@@ -18491,7 +18598,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
       \$417  = 8'h00;
@@ -18500,7 +18607,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
       \$418  = 8'h00;
@@ -18509,7 +18616,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
       \$419  = 8'h00;
@@ -18518,7 +18625,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
       \$420  = 8'h00;
@@ -18527,7 +18634,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
       \$421  = 8'h00;
@@ -18536,7 +18643,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
       \$422  = 8'h00;
@@ -18545,7 +18652,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
       \$423  = 8'h00;
@@ -18554,7 +18661,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
       \$424  = 8'h00;
@@ -18563,7 +18670,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
       \$425  = 8'h00;
@@ -18572,7 +18679,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
       \$426  = 8'h00;
@@ -18581,7 +18688,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
       \$427  = 8'h00;
@@ -18590,7 +18697,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
       \$428  = 8'h00;
@@ -18599,7 +18706,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
       \$429  = 8'h00;
@@ -18608,7 +18715,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
       \$430  = 8'h00;
@@ -18617,7 +18724,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
       \$431  = 8'h00;
@@ -18626,7 +18733,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
       \$432  = 8'h00;
@@ -18635,7 +18742,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
       \$433  = 8'h00;
@@ -18644,7 +18751,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
       \$434  = 8'h00;
@@ -18653,7 +18760,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
       \$435  = 8'h00;
@@ -18662,7 +18769,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
       \$436  = 8'h00;
@@ -18671,7 +18778,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
       \$437  = 8'h00;
@@ -18680,7 +18787,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
       \$438  = 8'h00;
@@ -18689,7 +18796,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
       \$439  = 8'h00;
@@ -18698,7 +18805,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
       \$440  = 8'h00;
@@ -18707,7 +18814,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
       \$441  = 8'h00;
@@ -18716,7 +18823,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
       \$442  = 8'h00;
@@ -18725,7 +18832,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
       \$443  = 8'h00;
@@ -18734,7 +18841,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
       \$444  = 8'h00;
@@ -18743,7 +18850,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
       \$445  = 8'h00;
@@ -18752,7 +18859,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
       \$446  = 8'h00;
@@ -18761,7 +18868,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
       \$447  = 8'h00;
@@ -18770,7 +18877,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
       \$448  = 8'h00;
@@ -18779,7 +18886,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
       \$449  = 8'h00;
@@ -18788,7 +18895,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
       \$450  = 8'h00;
@@ -18797,7 +18904,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
       \$451  = 8'h00;
@@ -18806,7 +18913,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
       \$452  = 8'h00;
@@ -18815,7 +18922,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
       \$453  = 8'h00;
@@ -18824,7 +18931,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
       \$454  = 8'h00;
@@ -18833,7 +18940,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
       \$455  = 8'h00;
@@ -18842,7 +18949,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
       \$456  = 8'h00;
@@ -18851,7 +18958,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
       \$457  = 8'h00;
@@ -18860,7 +18967,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
       \$458  = 8'h00;
@@ -18869,7 +18976,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
       \$459  = 8'h00;
@@ -18878,7 +18985,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
       \$460  = 8'h00;
@@ -18887,7 +18994,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
       \$461  = 8'h00;
@@ -18896,7 +19003,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
       \$462  = 8'h00;
@@ -18905,7 +19012,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
       \$463  = 8'h00;
@@ -18914,7 +19021,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
       \$464  = 8'h00;
@@ -18923,7 +19030,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
       \$465  = 8'h00;
@@ -18932,7 +19039,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
       \$466  = 8'h00;
@@ -18941,7 +19048,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
       \$467  = 8'h00;
@@ -18950,7 +19057,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
       \$468  = 8'h00;
@@ -18959,7 +19066,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
       \$469  = 8'h00;
@@ -18968,7 +19075,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
       \$470  = 8'h00;
@@ -18977,7 +19084,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
       \$471  = 8'h00;
@@ -18986,7 +19093,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
       \$472  = 8'h00;
@@ -18995,7 +19102,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
       \$473  = 8'h00;
@@ -19004,7 +19111,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
       \$474  = 8'h00;
@@ -19013,7 +19120,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
       \$475  = 8'h00;
@@ -19022,7 +19129,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
       \$476  = 8'h00;
@@ -19031,7 +19138,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
       \$477  = 8'h00;
@@ -19040,7 +19147,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
       \$478  = 8'h00;
@@ -19049,7 +19156,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
       \$479  = 8'h00;
@@ -19058,7 +19165,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
       \$480  = 8'h00;
@@ -19067,7 +19174,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
       \$481  = 8'h00;
@@ -19076,7 +19183,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
       \$482  = 8'h00;
@@ -19085,7 +19192,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
       \$483  = 8'h00;
@@ -19094,7 +19201,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
       \$484  = 8'h00;
@@ -19103,7 +19210,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
       \$485  = 8'h00;
@@ -19112,7 +19219,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
       \$486  = 8'h00;
@@ -19121,7 +19228,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
       \$487  = 8'h00;
@@ -19130,7 +19237,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
       \$488  = 8'h00;
@@ -19139,7 +19246,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
       \$489  = 8'h00;
@@ -19148,7 +19255,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
       \$490  = 8'h00;
@@ -19157,7 +19264,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
       \$491  = 8'h00;
@@ -19166,7 +19273,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
       \$492  = 8'h00;
@@ -19175,7 +19282,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
       \$493  = 8'h00;
@@ -19184,7 +19291,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
       \$494  = 8'h00;
@@ -19193,7 +19300,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
       \$495  = 8'h00;
@@ -19202,7 +19309,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
       \$496  = 8'h00;
@@ -19211,7 +19318,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
       \$497  = 8'h00;
@@ -19220,7 +19327,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
       \$498  = 8'h00;
@@ -19229,7 +19336,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
       \$499  = 8'h00;
@@ -19238,7 +19345,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
       \$500  = 8'h00;
@@ -19247,7 +19354,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
       \$501  = 8'h00;
@@ -19256,7 +19363,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
       \$502  = 8'h00;
@@ -19265,7 +19372,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
       \$503  = 8'h00;
@@ -19274,7 +19381,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
       \$504  = 8'h00;
@@ -19283,7 +19390,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
       \$505  = 8'h00;
@@ -19292,7 +19399,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
       \$506  = 8'h00;
@@ -19301,7 +19408,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
       \$507  = 8'h00;
@@ -19310,7 +19417,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
       \$508  = 8'h00;
@@ -19319,7 +19426,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
       \$509  = 8'h00;
@@ -19328,7 +19435,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
       \$510  = 8'h00;
@@ -19337,7 +19444,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
       \$511  = 8'h00;
@@ -19346,147 +19453,147 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$512  = \$signal$856 ;
     if (rst_conv2) begin
       \$512  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$513  = v2_d1;
     if (rst_conv2) begin
       \$513  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$514  = v2_d2;
     if (rst_conv2) begin
       \$514  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$515  = v2_d3;
     if (rst_conv2) begin
       \$515  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$516  = v2_d4;
     if (rst_conv2) begin
       \$516  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$517  = \$signal$857 ;
     if (rst_conv2) begin
       \$517  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$518  = first2_d1;
     if (rst_conv2) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$519  = first2_d2;
     if (rst_conv2) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$520  = first2_d3;
     if (rst_conv2) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$521  = first2_d4;
     if (rst_conv2) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$522  = last1;
     if (rst_conv2) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$523  = last2_d1;
     if (rst_conv2) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$524  = last2_d2;
     if (rst_conv2) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$525  = last2_d3;
     if (rst_conv2) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$526  = last2_d4;
     if (rst_conv2) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$527  = group_end;
     if (rst_conv2) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$528  = xacc;
     if (v2_d5) begin
       \$528  = \$63 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$529  = xfin;
     if (group_end) begin
       \$529  = \$65 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$530  = acc0_0;
     if (v2_d5) begin
       \$530  = \$67 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$531  = fin0_0;
     if (group_end) begin
       \$531  = \$69 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$532  = bank0_0;
     if (done) begin
       \$532  = \$71 [18:0];
@@ -19495,21 +19602,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$533  = acc1_0;
     if (v2_d5) begin
       \$533  = \$73 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$534  = fin1_0;
     if (group_end) begin
       \$534  = \$75 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$535  = bank1_0;
     if (done) begin
       \$535  = \$77 [18:0];
@@ -19518,21 +19625,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$536  = acc2_0;
     if (v2_d5) begin
       \$536  = \$79 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$537  = fin2_0;
     if (group_end) begin
       \$537  = \$81 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$538  = bank2_0;
     if (done) begin
       \$538  = \$83 [18:0];
@@ -19541,28 +19648,28 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$539  = acc3_0;
     if (v2_d5) begin
       \$539  = \$85 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$540  = fin3_0;
     if (group_end) begin
       \$540  = \$87 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$541  = bank3_0;
     if (done) begin
       \$541  = \$89 [18:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$542  = ser_left;
     if (done) begin
       \$542  = 3'h4;
@@ -19574,7 +19681,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$543  = addr;
     if (ser) begin
       \$543  = \$93 [5:0];
@@ -19584,112 +19691,112 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$544  = \$94 ;
     if (rst_conv2) begin
       \$544  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$545  = \$96 ;
     if (rst_conv2) begin
       \$545  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$546  = \$signal$934 ;
     if (rst_conv2) begin
       \$546  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$547  = vb;
     if (rst_conv2) begin
       \$547  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$548  = v_out_d1;
     if (rst_conv2) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$549  = v_out_d2;
     if (rst_conv2) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$550  = v_out_d3;
     if (rst_conv2) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$551  = ka;
     if (rst_conv2) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$552  = skipped_d1;
     if (rst_conv2) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$553  = skipped_d2;
     if (rst_conv2) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$554  = skipped_d3;
     if (rst_conv2) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$555  = skipped_d4;
     if (rst_conv2) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$556  = \$107 ;
     if (rst_conv2) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$557  = \$109 ;
     if (rst_conv2) begin
       \$557  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$558  = \$24 [3:0];
     if (rst_conv2) begin
       \$558  = 4'hc;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$559  = credits_room_next;
     if (rst_conv2) begin
       \$559  = 1'h1;
@@ -20658,7 +20765,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
   wire [4:0] \$11 ;
@@ -20818,28 +20925,28 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$42  = \$28 [3:0];
     if (rst_conv2) begin
       \$42  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$43  = \$35 ;
     if (rst_conv2) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$36  = \$8 ;
     if (rst_conv2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [3:0];
@@ -20849,7 +20956,7 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -20859,14 +20966,14 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [3:0];
@@ -20876,7 +20983,7 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [3:0];
@@ -20963,7 +21070,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -21285,56 +21392,56 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
   always @(posedge clk)
     slot3 <= \$137 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$123  = \$15 ;
     if (rst_conv2) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$124  = \$25 ;
     if (rst_conv2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$125  = \$35 ;
     if (rst_conv2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$126  = \$45 ;
     if (rst_conv2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$127  = \$55 ;
     if (rst_conv2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$128  = \$81 ;
     if (rst_conv2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$129  = v1;
     if (rst_conv2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$130  = addr;
     if (\$107 ) begin
       \$130  = \$110 [7:0];
@@ -21344,7 +21451,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$131  = primed;
     if (at4) begin
       \$131  = 1'h1;
@@ -21354,7 +21461,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$132  = \$signal ;
     if (\$112 ) begin
       \$132  = \$115 [1:0];
@@ -21364,7 +21471,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$133  = wptr;
     if (v2) begin
       \$133  = \$118 [1:0];
@@ -21374,7 +21481,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$134  = slot0;
     if (v2) begin
       if (\$119 ) begin
@@ -21383,7 +21490,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$135  = slot1;
     if (v2) begin
       if (\$120 ) begin
@@ -21392,7 +21499,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$136  = slot2;
     if (v2) begin
       if (\$121 ) begin
@@ -21401,7 +21508,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$137  = slot3;
     if (v2) begin
       if (\$122 ) begin
@@ -21413,8 +21520,8 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_window, \i__ready$18 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \flexor_lenet5.conv2_window (\i__valid$22 , \i__payload$18 , rst_conv2_window, \i__ready$20 , \o__valid$16 , \o__payload$12 , \o__ready$14 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [5:0] \$100 ;
@@ -23870,39 +23977,39 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   wire \$998 ;
   wire \$999 ;
   wire \$signal ;
-  wire \$signal$58 ;
-  reg \$signal$59  = 1'h0;
-  wire \$signal$60 ;
+  wire \$signal$64 ;
+  reg \$signal$65  = 1'h0;
+  wire \$signal$66 ;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$28 ;
   wire [10:0] \$signature__addr$34 ;
   wire [10:0] \$signature__addr$40 ;
   wire [10:0] \$signature__addr$46 ;
-  reg [10:0] \$signature__addr$62  = 11'h000;
-  reg [10:0] \$signature__addr$65  = 11'h000;
+  wire [10:0] \$signature__addr$52 ;
   reg [10:0] \$signature__addr$68  = 11'h000;
   reg [10:0] \$signature__addr$71  = 11'h000;
   reg [10:0] \$signature__addr$74  = 11'h000;
+  reg [10:0] \$signature__addr$77  = 11'h000;
+  reg [10:0] \$signature__addr$80  = 11'h000;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$36 ;
   wire [7:0] \$signature__data$42 ;
   wire [7:0] \$signature__data$48 ;
-  wire [7:0] \$signature__data$78 ;
-  wire [7:0] \$signature__data$79 ;
-  wire [7:0] \$signature__data$80 ;
-  wire [7:0] \$signature__data$81 ;
-  wire [7:0] \$signature__data$82 ;
+  wire [7:0] \$signature__data$54 ;
+  wire [7:0] \$signature__data$84 ;
+  wire [7:0] \$signature__data$85 ;
+  wire [7:0] \$signature__data$86 ;
+  wire [7:0] \$signature__data$87 ;
+  wire [7:0] \$signature__data$88 ;
   wire \$signature__en ;
-  wire \$signature__en$32 ;
   wire \$signature__en$38 ;
   wire \$signature__en$44 ;
   wire \$signature__en$50 ;
-  wire \$signature__en$64 ;
-  wire \$signature__en$67 ;
+  wire \$signature__en$56 ;
   wire \$signature__en$70 ;
   wire \$signature__en$73 ;
   wire \$signature__en$76 ;
+  wire \$signature__en$79 ;
+  wire \$signature__en$82 ;
   reg ahead = 1'h0;
   reg avail = 1'h1;
   wire avail_comb;
@@ -23916,19 +24023,22 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   reg [5:0] d = 6'h02;
   wire [47:0] i__payload;
   wire [39:0] \i__payload$10 ;
-  input [7:0] \i__payload$124 ;
-  wire [7:0] \i__payload$124 ;
-  wire [47:0] \i__payload$77 ;
+  input [7:0] \i__payload$18 ;
+  wire [7:0] \i__payload$18 ;
+  wire [7:0] \i__payload$19 ;
+  wire [47:0] \i__payload$83 ;
   wire i__ready;
-  output \i__ready$18 ;
-  reg \i__ready$18  = 1'h1;
-  wire \i__ready$57 ;
+  output \i__ready$20 ;
+  wire \i__ready$20 ;
+  wire \i__ready$21 ;
+  wire \i__ready$63 ;
   wire \i__ready$9 ;
   wire i__valid;
-  input \i__valid$21 ;
-  wire \i__valid$21 ;
-  reg \i__valid$56  = 1'h0;
+  input \i__valid$22 ;
+  wire \i__valid$22 ;
+  wire \i__valid$23 ;
   wire \i__valid$6 ;
+  reg \i__valid$62  = 1'h0;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
   reg [4:0] ix0 = 5'h1e;
@@ -23940,15 +24050,18 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   output [39:0] \o__payload$12 ;
   wire [39:0] \o__payload$12 ;
   wire [39:0] \o__payload$13 ;
+  wire [7:0] \o__payload$130 ;
   wire o__ready;
   input \o__ready$14 ;
   wire \o__ready$14 ;
   wire \o__ready$15 ;
+  reg \o__ready$24  = 1'h1;
   wire \o__ready$8 ;
   wire o__valid;
   output \o__valid$16 ;
   wire \o__valid$16 ;
   wire \o__valid$17 ;
+  wire \o__valid$27 ;
   wire \o__valid$7 ;
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
@@ -25076,10 +25189,10 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   reg [7:0] _0_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _0_ <= bank0[\$signature__addr$62 ];
+      _0_ <= bank0[\$signature__addr$68 ];
     end
   end
-  assign \$signature__data$78  = _0_;
+  assign \$signature__data$84  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -26142,16 +26255,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     bank1[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$32 )
-      bank1[\$signature__addr$28 ] <= \$signature__data$30 ;
+    if (\$signature__en$38 )
+      bank1[\$signature__addr$34 ] <= \$signature__data$36 ;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _1_ <= bank1[\$signature__addr$65 ];
+      _1_ <= bank1[\$signature__addr$71 ];
     end
   end
-  assign \$signature__data$79  = _1_;
+  assign \$signature__data$85  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -27214,16 +27327,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     bank2[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$38 )
-      bank2[\$signature__addr$34 ] <= \$signature__data$36 ;
+    if (\$signature__en$44 )
+      bank2[\$signature__addr$40 ] <= \$signature__data$42 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _2_ <= bank2[\$signature__addr$68 ];
+      _2_ <= bank2[\$signature__addr$74 ];
     end
   end
-  assign \$signature__data$80  = _2_;
+  assign \$signature__data$86  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -28286,16 +28399,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     bank3[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$44 )
-      bank3[\$signature__addr$40 ] <= \$signature__data$42 ;
+    if (\$signature__en$50 )
+      bank3[\$signature__addr$46 ] <= \$signature__data$48 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _3_ <= bank3[\$signature__addr$71 ];
+      _3_ <= bank3[\$signature__addr$77 ];
     end
   end
-  assign \$signature__data$81  = _3_;
+  assign \$signature__data$87  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -29358,16 +29471,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     bank4[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$50 )
-      bank4[\$signature__addr$46 ] <= \$signature__data$48 ;
+    if (\$signature__en$56 )
+      bank4[\$signature__addr$52 ] <= \$signature__data$54 ;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
     if (\$signal ) begin
-      _4_ <= bank4[\$signature__addr$74 ];
+      _4_ <= bank4[\$signature__addr$80 ];
     end
   end
-  assign \$signature__data$82  = _4_;
+  assign \$signature__data$88  = _4_;
   assign \$1  = \o__payload$11 [42:40] == 3'h4;
   assign \$2  = \o__payload$11 [42:40] == 2'h3;
   assign \$3  = \o__payload$11 [42:40] == 2'h2;
@@ -29413,13 +29526,13 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   assign \$43  = \$38  ? \o__payload$11 [23:16] : \$42 ;
   assign \$44  = \$37  ? \o__payload$11 [31:24] : \$43 ;
   assign \$45  = \o__payload$11 [47] ? 8'h00 : \$44 ;
-  assign write = \i__valid$21  & \i__ready$18 ;
+  assign write = \o__valid$27  & \o__ready$24 ;
   assign switch = r_done & ahead;
-  assign \$46  = ~ \i__valid$56 ;
-  assign \$signal  = \$46  | \i__ready$57 ;
-  assign \$47  = ~ \$signal$59 ;
-  assign \$signal$58  = \$47  | \$signal ;
-  assign \$signal$60  = \$signal$58  & avail;
+  assign \$46  = ~ \i__valid$62 ;
+  assign \$signal  = \$46  | \i__ready$63 ;
+  assign \$47  = ~ \$signal$65 ;
+  assign \$signal$64  = \$47  | \$signal ;
+  assign \$signal$66  = \$signal$64  & avail;
   assign \$48  = ~ r_done;
   assign \$49  = $signed(iy) < $signed(1'h0);
   assign \$50  = $signed(iy) >= $signed(5'h0e);
@@ -29669,7 +29782,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   assign \$293  = \$291  & \$292 ;
   assign \$294  = ox == 4'hd;
   assign \$295  = \$293  & \$294 ;
-  assign \$296  = \$signal$60  & \$295 ;
+  assign \$296  = \$signal$66  & \$295 ;
   assign \$297  = oy == 4'hd;
   assign \$298  = w_c == 5'h1f;
   assign \$299  = write & \$298 ;
@@ -29714,7 +29827,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   assign \$338  = \$336  & \$337 ;
   assign \$339  = ox == 4'hd;
   assign \$340  = \$338  & \$339 ;
-  assign \$341  = \$signal$60  & \$340 ;
+  assign \$341  = \$signal$66  & \$340 ;
   assign \$342  = w_c == 5'h1f;
   assign \$343  = write & \$342 ;
   assign \$344  = w_x == 4'hd;
@@ -29865,7 +29978,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   assign \$498  = \$496  | \$497 ;
   assign \$499  = room_w_14[4] & \$498 ;
   assign \$500  = \$491  ? \$495  : \$499 ;
-  assign \$501  = switch ? \$500  : \i__ready$18 ;
+  assign \$501  = switch ? \$500  : \o__ready$24 ;
   assign \$502  = \$457  ? \$490  : \$501 ;
   assign \$503  = \$341  ? \$453  : \$502 ;
   assign \$504  = w_c == 5'h1f;
@@ -29895,7 +30008,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   assign \$528  = \$526  & \$527 ;
   assign \$529  = ox == 4'hd;
   assign \$530  = \$528  & \$529 ;
-  assign \$531  = \$signal$60  & \$530 ;
+  assign \$531  = \$signal$66  & \$530 ;
   assign \$532  = oy == 4'hd;
   assign \$533  = $signed(room_low_2) - $signed(2'h1);
   assign \$534  = \$532  ? 6'h04 : \$533 ;
@@ -29927,7 +30040,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   assign \$560  = \$558  & \$559 ;
   assign \$561  = ox == 4'hd;
   assign \$562  = \$560  & \$561 ;
-  assign \$563  = \$signal$60  & \$562 ;
+  assign \$563  = \$signal$66  & \$562 ;
   assign \$564  = oy == 4'hd;
   assign \$565  = $signed(room_low_3) - $signed(2'h1);
   assign \$566  = \$564  ? 6'h05 : \$565 ;
@@ -31756,7 +31869,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   assign \$2392  = \$2125  | \$2391 ;
   assign \$2393  = \$2117  & \$2392 ;
   assign \$2394  = \$2116  ? \$2393  : avail;
-  assign \$2395  = \$signal$60  ? \$2112  : \$2394 ;
+  assign \$2395  = \$signal$66  ? \$2112  : \$2394 ;
   assign \$2396  = switch ? \$1007  : \$2395 ;
   assign \$2397  = w_grp + w_c;
   assign \$2398  = ! w_b;
@@ -31788,23 +31901,23 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   always @(posedge clk)
     w_row <= \$2418 ;
   always @(posedge clk)
-    \$signal$59  <= \$2419 ;
+    \$signal$65  <= \$2419 ;
   always @(posedge clk)
-    \i__valid$56  <= \$2420 ;
+    \i__valid$62  <= \$2420 ;
   always @(posedge clk)
     pads_a <= \$2421 ;
   always @(posedge clk)
     rot_a <= \$2422 ;
   always @(posedge clk)
-    \$signature__addr$62  <= \$2423 ;
+    \$signature__addr$68  <= \$2423 ;
   always @(posedge clk)
-    \$signature__addr$65  <= \$2424 ;
+    \$signature__addr$71  <= \$2424 ;
   always @(posedge clk)
-    \$signature__addr$68  <= \$2425 ;
+    \$signature__addr$74  <= \$2425 ;
   always @(posedge clk)
-    \$signature__addr$71  <= \$2426 ;
+    \$signature__addr$77  <= \$2426 ;
   always @(posedge clk)
-    \$signature__addr$74  <= \$2427 ;
+    \$signature__addr$80  <= \$2427 ;
   always @(posedge clk)
     pads <= \$2428 ;
   always @(posedge clk)
@@ -31856,7 +31969,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   always @(posedge clk)
     d <= \$2446 ;
   always @(posedge clk)
-    \i__ready$18  <= \$2447 ;
+    \o__ready$24  <= \$2447 ;
   always @(posedge clk)
     room_w_13 <= \$2448 ;
   always @(posedge clk)
@@ -31871,6 +31984,16 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     room_low_3 <= \$2453 ;
   always @(posedge clk)
     avail <= \$2454 ;
+  \flexor_lenet5.conv2_window.inp  inp (
+    .clk(clk),
+    .i__payload(\i__payload$18 ),
+    .i__ready(\i__ready$20 ),
+    .i__valid(\i__valid$22 ),
+    .o__payload(\o__payload$130 ),
+    .o__ready(\o__ready$24 ),
+    .o__valid(\o__valid$27 ),
+    .rst_conv2_window(rst_conv2_window)
+  );
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__payload(i__payload),
@@ -31888,27 +32011,27 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$4773$0 (\$9 ),
-    .\port$4782$0 (\$18 ),
-    .\port$4791$0 (\$27 ),
-    .\port$4800$0 (\$36 ),
-    .\port$4809$0 (\$45 ),
+    .\port$4783$0 (\$9 ),
+    .\port$4792$0 (\$18 ),
+    .\port$4801$0 (\$27 ),
+    .\port$4810$0 (\$36 ),
+    .\port$4819$0 (\$45 ),
     .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window.read  read (
     .clk(clk),
-    .i__ready(\i__ready$57 ),
-    .i__valid(\i__valid$56 ),
+    .i__ready(\i__ready$63 ),
+    .i__valid(\i__valid$62 ),
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$10874$0 (pads),
-    .\port$10876$0 (rot),
-    .\port$7227$0 (\$signature__data$78 ),
-    .\port$7230$0 (\$signature__data$79 ),
-    .\port$7233$0 (\$signature__data$80 ),
-    .\port$7236$0 (\$signature__data$81 ),
-    .\port$7239$0 (\$signature__data$82 ),
+    .\port$10904$0 (pads),
+    .\port$10906$0 (rot),
+    .\port$7247$0 (\$signature__data$84 ),
+    .\port$7250$0 (\$signature__data$85 ),
+    .\port$7253$0 (\$signature__data$86 ),
+    .\port$7256$0 (\$signature__data$87 ),
+    .\port$7259$0 (\$signature__data$88 ),
     .rst_conv2_window(rst_conv2_window)
   );
   flexor_copy #(
@@ -31925,7 +32048,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   ) w_addr1_q_copy (
     .clk(clk),
     .d(\$2400 [10:0]),
-    .q(\$signature__addr$28 )
+    .q(\$signature__addr$34 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -31933,7 +32056,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   ) w_addr2_q_copy (
     .clk(clk),
     .d(\$2403 [10:0]),
-    .q(\$signature__addr$34 )
+    .q(\$signature__addr$40 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -31941,7 +32064,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   ) w_addr3_q_copy (
     .clk(clk),
     .d(\$2406 [10:0]),
-    .q(\$signature__addr$40 )
+    .q(\$signature__addr$46 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -31949,14 +32072,14 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   ) w_addr4_q_copy (
     .clk(clk),
     .d(\$2409 [10:0]),
-    .q(\$signature__addr$46 )
+    .q(\$signature__addr$52 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\i__payload$124 ),
+    .d(\o__payload$130 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -31964,32 +32087,32 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\i__payload$124 ),
-    .q(\$signature__data$30 )
+    .d(\o__payload$130 ),
+    .q(\$signature__data$36 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\i__payload$124 ),
-    .q(\$signature__data$36 )
+    .d(\o__payload$130 ),
+    .q(\$signature__data$42 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\i__payload$124 ),
-    .q(\$signature__data$42 )
+    .d(\o__payload$130 ),
+    .q(\$signature__data$48 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\i__payload$124 ),
-    .q(\$signature__data$48 )
+    .d(\o__payload$130 ),
+    .q(\$signature__data$54 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -32005,7 +32128,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   ) w_en1_q_copy (
     .clk(clk),
     .d(\$2402 ),
-    .q(\$signature__en$32 )
+    .q(\$signature__en$38 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -32013,7 +32136,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   ) w_en2_q_copy (
     .clk(clk),
     .d(\$2405 ),
-    .q(\$signature__en$38 )
+    .q(\$signature__en$44 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -32021,7 +32144,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   ) w_en3_q_copy (
     .clk(clk),
     .d(\$2408 ),
-    .q(\$signature__en$44 )
+    .q(\$signature__en$50 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -32029,10 +32152,10 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   ) w_en4_q_copy (
     .clk(clk),
     .d(\$2411 ),
-    .q(\$signature__en$50 )
+    .q(\$signature__en$56 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2412  = w_c;
     if (write) begin
       \$2412  = \$101 [4:0];
@@ -32042,7 +32165,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2413  = w_x;
     if (write) begin
       if (\$102 ) begin
@@ -32054,7 +32177,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2414  = w_b;
     if (write) begin
       if (\$102 ) begin
@@ -32066,7 +32189,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2415  = w_rowbase;
     if (write) begin
       if (\$102 ) begin
@@ -32080,7 +32203,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2416  = w_grp;
     if (write) begin
       if (\$102 ) begin
@@ -32096,7 +32219,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2417  = ahead;
     if (write) begin
       if (\$102 ) begin
@@ -32115,7 +32238,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2418  = w_row;
     if (write) begin
       if (\$102 ) begin
@@ -32134,9 +32257,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2419  = \$signal$59 ;
-    if (\$signal$58 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2419  = \$signal$65 ;
+    if (\$signal$64 ) begin
       \$2419  = avail;
     end
     if (rst_conv2_window) begin
@@ -32144,82 +32267,82 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2420  = \i__valid$56 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2420  = \i__valid$62 ;
     if (\$signal ) begin
-      \$2420  = \$signal$59 ;
+      \$2420  = \$signal$65 ;
     end
     if (rst_conv2_window) begin
       \$2420  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2421  = pads_a;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       \$2421  = { \$174 , \$165 , \$156 , \$147 , \$138  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2422  = rot_a;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       \$2422  = r0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2423  = \$signature__addr$62 ;
-    if (\$signal$60 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2423  = \$signature__addr$68 ;
+    if (\$signal$66 ) begin
       \$2423  = \$178 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2424  = \$signature__addr$65 ;
-    if (\$signal$60 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2424  = \$signature__addr$71 ;
+    if (\$signal$66 ) begin
       \$2424  = \$182 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2425  = \$signature__addr$68 ;
-    if (\$signal$60 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2425  = \$signature__addr$74 ;
+    if (\$signal$66 ) begin
       \$2425  = \$186 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2426  = \$signature__addr$71 ;
-    if (\$signal$60 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2426  = \$signature__addr$77 ;
+    if (\$signal$66 ) begin
       \$2426  = \$190 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$2427  = \$signature__addr$74 ;
-    if (\$signal$60 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2427  = \$signature__addr$80 ;
+    if (\$signal$66 ) begin
       \$2427  = \$192 [10:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2428  = pads;
     if (\$signal ) begin
       \$2428  = pads_a;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2429  = rot;
     if (\$signal ) begin
       \$2429  = rot_a;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2430  = ky;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       \$2430  = \$231 [2:0];
     end
     if (rst_conv2_window) begin
@@ -32227,9 +32350,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2431  = row_addr;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
         \$2431  = \$239 [10:0];
@@ -32256,9 +32379,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2432  = c;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32270,9 +32393,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2433  = qc;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32289,9 +32412,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2434  = ox;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32307,9 +32430,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2435  = ix0;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32325,9 +32448,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2436  = r0;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32343,9 +32466,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2437  = q0c;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32361,9 +32484,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2438  = oy;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32381,9 +32504,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2439  = low;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32401,9 +32524,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2440  = r_done;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32426,9 +32549,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2441  = base_slot;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32453,9 +32576,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2442  = base_row;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$233 ) begin
       end else begin
@@ -32480,9 +32603,9 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2443  = iy;
-    if (\$signal$60 ) begin
+    if (\$signal$66 ) begin
       (* full_case = 32'd1 *)
       if (\$283 ) begin
         \$2443  = \$287 [4:0];
@@ -32497,7 +32620,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2444  = img_slot;
     if (switch) begin
       \$2444  = step_img_slot;
@@ -32507,7 +32630,7 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2445  = img_row;
     if (switch) begin
       \$2445  = step_img_row;
@@ -32517,63 +32640,63 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2446  = \$335 [5:0];
     if (rst_conv2_window) begin
       \$2446  = 6'h02;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2447  = \$503 ;
     if (rst_conv2_window) begin
       \$2447  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2448  = \$514 [4:0];
     if (rst_conv2_window) begin
       \$2448  = 5'h13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2449  = \$525 [4:0];
     if (rst_conv2_window) begin
       \$2449  = 5'h12;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2450  = \$535 [4:0];
     if (rst_conv2_window) begin
       \$2450  = 5'h04;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2451  = \$546 [3:0];
     if (rst_conv2_window) begin
       \$2451  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2452  = \$557 [4:0];
     if (rst_conv2_window) begin
       \$2452  = 5'h17;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2453  = \$567 [4:0];
     if (rst_conv2_window) begin
       \$2453  = 5'h05;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$2454  = \$2396 ;
     if (rst_conv2_window) begin
       \$2454  = 1'h1;
@@ -32588,33 +32711,36 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
   assign \o__payload$13  = \o__payload$12 ;
   assign \o__ready$15  = \o__ready$14 ;
   assign \o__valid$17  = \o__valid$16 ;
-  assign can_write = \i__ready$18 ;
+  assign \i__payload$19  = \i__payload$18 ;
+  assign \i__ready$21  = \i__ready$20 ;
+  assign \i__valid$23  = \i__valid$22 ;
+  assign can_write = \o__ready$24 ;
   assign w_addr0_q = \$signature__addr ;
   assign w_data0_q = \$signature__data ;
   assign w_en0_q = \$signature__en ;
-  assign w_addr1_q = \$signature__addr$28 ;
-  assign w_data1_q = \$signature__data$30 ;
-  assign w_en1_q = \$signature__en$32 ;
-  assign w_addr2_q = \$signature__addr$34 ;
-  assign w_data2_q = \$signature__data$36 ;
-  assign w_en2_q = \$signature__en$38 ;
-  assign w_addr3_q = \$signature__addr$40 ;
-  assign w_data3_q = \$signature__data$42 ;
-  assign w_en3_q = \$signature__en$44 ;
-  assign w_addr4_q = \$signature__addr$46 ;
-  assign w_data4_q = \$signature__data$48 ;
-  assign w_en4_q = \$signature__en$50 ;
-  assign r_addr0 = \$signature__addr$62 ;
-  assign \$signature__en$64  = \$signal ;
-  assign r_addr1 = \$signature__addr$65 ;
-  assign \$signature__en$67  = \$signal ;
-  assign r_addr2 = \$signature__addr$68 ;
+  assign w_addr1_q = \$signature__addr$34 ;
+  assign w_data1_q = \$signature__data$36 ;
+  assign w_en1_q = \$signature__en$38 ;
+  assign w_addr2_q = \$signature__addr$40 ;
+  assign w_data2_q = \$signature__data$42 ;
+  assign w_en2_q = \$signature__en$44 ;
+  assign w_addr3_q = \$signature__addr$46 ;
+  assign w_data3_q = \$signature__data$48 ;
+  assign w_en3_q = \$signature__en$50 ;
+  assign w_addr4_q = \$signature__addr$52 ;
+  assign w_data4_q = \$signature__data$54 ;
+  assign w_en4_q = \$signature__en$56 ;
+  assign r_addr0 = \$signature__addr$68 ;
   assign \$signature__en$70  = \$signal ;
-  assign r_addr3 = \$signature__addr$71 ;
+  assign r_addr1 = \$signature__addr$71 ;
   assign \$signature__en$73  = \$signal ;
-  assign r_addr4 = \$signature__addr$74 ;
+  assign r_addr2 = \$signature__addr$74 ;
   assign \$signature__en$76  = \$signal ;
-  assign \i__payload$77  = { pads, rot, \$signature__data$82 , \$signature__data$81 , \$signature__data$80 , \$signature__data$79 , \$signature__data$78  };
+  assign r_addr3 = \$signature__addr$77 ;
+  assign \$signature__en$79  = \$signal ;
+  assign r_addr4 = \$signature__addr$80 ;
+  assign \$signature__en$82  = \$signal ;
+  assign \i__payload$83  = { pads, rot, \$signature__data$88 , \$signature__data$87 , \$signature__data$86 , \$signature__data$85 , \$signature__data$84  };
   assign \$361  = 1'h0;
   assign \$365  = 1'h1;
   assign \$366  = 1'h1;
@@ -32630,8 +32756,96 @@ module \flexor_lenet5.conv2_window (\i__valid$21 , \i__payload$124 , rst_conv2_w
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, i__ready, o__ready, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  reg [7:0] \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [7:0] \$6 ;
+  reg \$7 ;
+  reg [7:0] \$8 ;
+  reg \$9 ;
+  input clk;
+  wire clk;
+  (* init = 8'h00 *)
+  wire [7:0] data;
+  reg full = 1'h0;
+  reg [7:0] held = 8'h00;
+  input [7:0] i__payload;
+  wire [7:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  assign i__ready = ~ full;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = ~ full;
+  assign \$4  = i__valid & \$3 ;
+  assign \$5  = full | i__valid;
+  assign \$6  = full ? held : i__payload;
+  always @(posedge clk)
+    o__valid <= \$7 ;
+  always @(posedge clk)
+    o__payload <= \$8 ;
+  always @(posedge clk)
+    full <= \$9 ;
+  always @(posedge clk)
+    held <= \$10 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$7  = o__valid;
+    if (\$2 ) begin
+      \$7  = \$5 ;
+    end
+    if (rst_conv2_window) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$8  = o__payload;
+    if (\$2 ) begin
+      \$8  = \$6 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$9  = full;
+    if (\$2 ) begin
+      \$9  = 1'h0;
+    end else if (\$4 ) begin
+      \$9  = 1'h1;
+    end
+    if (rst_conv2_window) begin
+      \$9  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$10  = held;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$10  = i__payload;
+    end
+  end
+  assign data = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window.out (rst_conv2_window, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
   wire \$2 ;
@@ -32678,7 +32892,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, i__ready, o__ready, i_
   always @(posedge clk)
     held <= \$10 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$7  = o__valid;
     if (\$2 ) begin
       \$7  = \$5 ;
@@ -32688,14 +32902,14 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, i__ready, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$8  = o__payload;
     if (\$2 ) begin
       \$8  = \$6 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$9  = full;
     if (\$2 ) begin
       \$9  = 1'h0;
@@ -32707,7 +32921,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, i__ready, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -32718,8 +32932,8 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, i__ready, o__ready, i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4773$0 , \port$4782$0 , \port$4791$0 , \port$4800$0 , \port$4809$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4783$0 , \port$4792$0 , \port$4801$0 , \port$4810$0 , \port$4819$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -32740,16 +32954,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4773$0 , \po
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$4773$0 ;
-  wire [7:0] \port$4773$0 ;
-  input [7:0] \port$4782$0 ;
-  wire [7:0] \port$4782$0 ;
-  input [7:0] \port$4791$0 ;
-  wire [7:0] \port$4791$0 ;
-  input [7:0] \port$4800$0 ;
-  wire [7:0] \port$4800$0 ;
-  input [7:0] \port$4809$0 ;
-  wire [7:0] \port$4809$0 ;
+  input [7:0] \port$4783$0 ;
+  wire [7:0] \port$4783$0 ;
+  input [7:0] \port$4792$0 ;
+  wire [7:0] \port$4792$0 ;
+  input [7:0] \port$4801$0 ;
+  wire [7:0] \port$4801$0 ;
+  input [7:0] \port$4810$0 ;
+  wire [7:0] \port$4810$0 ;
+  input [7:0] \port$4819$0 ;
+  wire [7:0] \port$4819$0 ;
   input rst_conv2_window;
   wire rst_conv2_window;
   always @(posedge clk)
@@ -32761,7 +32975,7 @@ module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4773$0 , \po
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$4  = o__valid;
     if (\$3 ) begin
       \$4  = i__valid;
@@ -32771,19 +32985,19 @@ module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4773$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4809$0 , \port$4800$0 , \port$4791$0 , \port$4782$0 , \port$4773$0  };
+      \$5  = { \port$4819$0 , \port$4810$0 , \port$4801$0 , \port$4792$0 , \port$4783$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4809$0 , \port$4800$0 , \port$4791$0 , \port$4782$0 , \port$4773$0  };
+  assign i__payload = { \port$4819$0 , \port$4810$0 , \port$4801$0 , \port$4792$0 , \port$4783$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \port$7227$0 , \port$7230$0 , \port$7233$0 , \port$7236$0 , \port$7239$0 , i__valid, \port$10874$0 , \port$10876$0 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \port$7247$0 , \port$7250$0 , \port$7253$0 , \port$7256$0 , \port$7259$0 , i__valid, \port$10904$0 , \port$10906$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -32804,20 +33018,20 @@ module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [4:0] \port$10874$0 ;
-  wire [4:0] \port$10874$0 ;
-  input [2:0] \port$10876$0 ;
-  wire [2:0] \port$10876$0 ;
-  input [7:0] \port$7227$0 ;
-  wire [7:0] \port$7227$0 ;
-  input [7:0] \port$7230$0 ;
-  wire [7:0] \port$7230$0 ;
-  input [7:0] \port$7233$0 ;
-  wire [7:0] \port$7233$0 ;
-  input [7:0] \port$7236$0 ;
-  wire [7:0] \port$7236$0 ;
-  input [7:0] \port$7239$0 ;
-  wire [7:0] \port$7239$0 ;
+  input [4:0] \port$10904$0 ;
+  wire [4:0] \port$10904$0 ;
+  input [2:0] \port$10906$0 ;
+  wire [2:0] \port$10906$0 ;
+  input [7:0] \port$7247$0 ;
+  wire [7:0] \port$7247$0 ;
+  input [7:0] \port$7250$0 ;
+  wire [7:0] \port$7250$0 ;
+  input [7:0] \port$7253$0 ;
+  wire [7:0] \port$7253$0 ;
+  input [7:0] \port$7256$0 ;
+  wire [7:0] \port$7256$0 ;
+  input [7:0] \port$7259$0 ;
+  wire [7:0] \port$7259$0 ;
   input rst_conv2_window;
   wire rst_conv2_window;
   always @(posedge clk)
@@ -32829,7 +33043,7 @@ module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$4  = o__valid;
     if (\$3 ) begin
       \$4  = i__valid;
@@ -32839,19 +33053,19 @@ module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$10874$0 , \port$10876$0 , \port$7239$0 , \port$7236$0 , \port$7233$0 , \port$7230$0 , \port$7227$0  };
+      \$5  = { \port$10904$0 , \port$10906$0 , \port$7259$0 , \port$7256$0 , \port$7253$0 , \port$7250$0 , \port$7247$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$10874$0 , \port$10876$0 , \port$7239$0 , \port$7236$0 , \port$7233$0 , \port$7230$0 , \port$7227$0  };
+  assign i__payload = { \port$10904$0 , \port$10906$0 , \port$7259$0 , \port$7256$0 , \port$7253$0 , \port$7250$0 , \port$7247$0  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -33444,35 +33658,35 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .q(valid_7)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$125  = valid_next;
     if (rst_conv2_window_to_conv2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$126  = \$signal ;
     if (rst_conv2_window_to_conv2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$127  = \$13 ;
     if (rst_conv2_window_to_conv2) begin
       \$127  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$128  = \$16 ;
     if (rst_conv2_window_to_conv2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$129  = beat;
     if (take) begin
       \$129  = \$18 [7:0];
@@ -33482,7 +33696,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$130  = at;
     if (take) begin
       \$130  = \$20 ;
@@ -33492,7 +33706,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$131  = o__payload;
     if (\$23 ) begin
       \$131 [63:0] = word[63:0];
@@ -33520,7 +33734,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$132  = word;
     if (\$24 ) begin
       \$132 [63:0] = \$25 [63:0];
@@ -33553,7 +33767,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$192 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [5:0] \$100 ;
@@ -35215,7 +35429,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .rst_fc1(rst_fc1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$17 [8:0];
@@ -35225,7 +35439,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$195  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -35240,7 +35454,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$196  = pix;
     if (take) begin
       if (\$27 ) begin
@@ -35257,7 +35471,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$197  = \$like ;
     if (take) begin
       if (\$27 ) begin
@@ -35274,7 +35488,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$198  = p_lane;
     if (take) begin
       if (\$27 ) begin
@@ -35291,7 +35505,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$199  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -35311,7 +35525,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$200  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -35331,7 +35545,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$201  = w_full;
     if (take) begin
       if (\$27 ) begin
@@ -35348,56 +35562,56 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$202  = \$61 ;
     if (rst_fc1) begin
       \$202  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$203  = gap_zero_next;
     if (rst_fc1) begin
       \$203  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$204  = \$signal$28 ;
     if (rst_fc1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$205  = n_last_next;
     if (rst_fc1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$206  = \$62 ;
     if (rst_fc1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$207  = \$70 [7:0];
     if (rst_fc1) begin
       \$207  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$208  = \$76 [7:0];
     if (rst_fc1) begin
       \$208  = 8'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$209  = head_boot;
     if (\$77 ) begin
       \$209  = \$78 [1:0];
@@ -35407,21 +35621,21 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$210  = head;
     if (\$81 ) begin
       \$210  = \data$212 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$211  = r_next;
     if (rst_fc1) begin
       \$211  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$212  = s_idx;
     if (step) begin
       \$212  = \$83 [7:0];
@@ -35431,7 +35645,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$213  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -35443,7 +35657,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$214  = active;
     if (\$86 ) begin
       \$214  = 1'h0;
@@ -35456,7 +35670,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$215  = r_base;
     if (load) begin
       \$215  = { 1'h0, \$87  };
@@ -35466,7 +35680,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$216  = w_half;
     if (load) begin
       \$216  = \$88 ;
@@ -35476,7 +35690,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$217  = gap;
     if (\$89 ) begin
       \$217  = 2'h1;
@@ -35488,7 +35702,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$218  = col;
     if (step) begin
       \$218  = \$92 ;
@@ -35498,7 +35712,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$219  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -35510,7 +35724,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$220  = row_ph1;
     if (step) begin
       if (s_last) begin
@@ -35522,49 +35736,49 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$221  = \$108 [4:0];
     if (rst_fc1) begin
       \$221  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$222  = \$114 [4:0];
     if (rst_fc1) begin
       \$222  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$223  = step;
     if (rst_fc1) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$224  = \$115 ;
     if (rst_fc1) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$225  = s_last;
     if (rst_fc1) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$226  = carry0_0;
     if (\$signal$218 ) begin
       \$226  = word1[7:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$227  = 8'h00;
@@ -35573,7 +35787,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$228  = 8'h00;
@@ -35582,7 +35796,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$229  = 8'h00;
@@ -35591,7 +35805,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$230  = 8'h00;
@@ -35600,7 +35814,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$231  = 8'h00;
@@ -35609,7 +35823,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$232  = 8'h00;
@@ -35618,7 +35832,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$233  = 8'h00;
@@ -35627,7 +35841,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$234  = 8'h00;
@@ -35636,7 +35850,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$235  = 8'h00;
@@ -35645,7 +35859,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$236  = 8'h00;
@@ -35654,7 +35868,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$237  = 8'h00;
@@ -35663,7 +35877,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$238  = 8'h00;
@@ -35672,7 +35886,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$239  = 8'h00;
@@ -35681,7 +35895,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$240  = 8'h00;
@@ -35690,7 +35904,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$241  = 8'h00;
@@ -35699,7 +35913,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$242  = 8'h00;
@@ -35708,7 +35922,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$243  = 8'h00;
@@ -35717,7 +35931,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$244  = 8'h00;
@@ -35726,7 +35940,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$245  = 8'h00;
@@ -35735,7 +35949,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$246  = 8'h00;
@@ -35744,14 +35958,14 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$247  = carry1_0;
     if (\$signal$218 ) begin
       \$247  = word1[15:8];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
       \$248  = 8'h00;
@@ -35760,7 +35974,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
       \$249  = 8'h00;
@@ -35769,7 +35983,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
       \$250  = 8'h00;
@@ -35778,7 +35992,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
       \$251  = 8'h00;
@@ -35787,7 +36001,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
       \$252  = 8'h00;
@@ -35796,7 +36010,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
       \$253  = 8'h00;
@@ -35805,7 +36019,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
       \$254  = 8'h00;
@@ -35814,7 +36028,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
       \$255  = 8'h00;
@@ -35823,7 +36037,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
       \$256  = 8'h00;
@@ -35832,7 +36046,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
       \$257  = 8'h00;
@@ -35841,7 +36055,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
       \$258  = 8'h00;
@@ -35850,7 +36064,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
       \$259  = 8'h00;
@@ -35859,7 +36073,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
       \$260  = 8'h00;
@@ -35868,7 +36082,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
       \$261  = 8'h00;
@@ -35877,7 +36091,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
       \$262  = 8'h00;
@@ -35886,7 +36100,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
       \$263  = 8'h00;
@@ -35895,7 +36109,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
       \$264  = 8'h00;
@@ -35904,7 +36118,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
       \$265  = 8'h00;
@@ -35913,7 +36127,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
       \$266  = 8'h00;
@@ -35922,7 +36136,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
       \$267  = 8'h00;
@@ -35931,147 +36145,147 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$268  = \$signal$218 ;
     if (rst_fc1) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$269  = v2_d1;
     if (rst_fc1) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$270  = v2_d2;
     if (rst_fc1) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$271  = v2_d3;
     if (rst_fc1) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$272  = v2_d4;
     if (rst_fc1) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$273  = \$signal$41 ;
     if (rst_fc1) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$274  = first2_d1;
     if (rst_fc1) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$275  = first2_d2;
     if (rst_fc1) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$276  = first2_d3;
     if (rst_fc1) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$277  = first2_d4;
     if (rst_fc1) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$278  = last1;
     if (rst_fc1) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$279  = last2_d1;
     if (rst_fc1) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$280  = last2_d2;
     if (rst_fc1) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$281  = last2_d3;
     if (rst_fc1) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$282  = last2_d4;
     if (rst_fc1) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$283  = group_end;
     if (rst_fc1) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$284  = xacc;
     if (v2_d5) begin
       \$284  = \$157 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$285  = xfin;
     if (group_end) begin
       \$285  = \$159 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$286  = acc0_0;
     if (v2_d5) begin
       \$286  = \$161 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$287  = fin0_0;
     if (group_end) begin
       \$287  = \$163 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$288  = bank0_0;
     if (done) begin
       \$288  = \$165 [20:0];
@@ -36080,28 +36294,28 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$289  = acc1_0;
     if (v2_d5) begin
       \$289  = \$167 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$290  = fin1_0;
     if (group_end) begin
       \$290  = \$169 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$291  = bank1_0;
     if (done) begin
       \$291  = \$171 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$292  = ser_left;
     if (done) begin
       \$292  = 2'h2;
@@ -36113,7 +36327,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$293  = \addr$178 ;
     if (ser) begin
       \$293  = \$175 [8:0];
@@ -36123,112 +36337,112 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$294  = \$176 ;
     if (rst_fc1) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$295  = \$178 ;
     if (rst_fc1) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$296  = \$signal$256 ;
     if (rst_fc1) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$297  = vb;
     if (rst_fc1) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$298  = v_out_d1;
     if (rst_fc1) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$299  = v_out_d2;
     if (rst_fc1) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$300  = v_out_d3;
     if (rst_fc1) begin
       \$300  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$301  = ka;
     if (rst_fc1) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$302  = skipped_d1;
     if (rst_fc1) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$303  = skipped_d2;
     if (rst_fc1) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$304  = skipped_d3;
     if (rst_fc1) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$305  = skipped_d4;
     if (rst_fc1) begin
       \$305  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$306  = \$189 ;
     if (rst_fc1) begin
       \$306  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$307  = \$191 ;
     if (rst_fc1) begin
       \$307  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$308  = \$26 [2:0];
     if (rst_fc1) begin
       \$308  = 3'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$309  = credits_room_next;
     if (rst_fc1) begin
       \$309  = 1'h1;
@@ -36582,7 +36796,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -36712,35 +36926,35 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__
   always @(posedge clk)
     used <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$44  = \$35 ;
     if (rst_fc1) begin
       \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$36  = buf0;
     if (\$7 ) begin
       \$36  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$37  = buf1;
     if (\$9 ) begin
       \$37  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$38  = buf2;
     if (\$11 ) begin
       \$38  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$39  = o__valid;
     if (head_free) begin
       \$39  = \$13 ;
@@ -36750,14 +36964,14 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$41  = rd;
     if (pop) begin
       \$41  = \$17 [1:0];
@@ -36767,7 +36981,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$42  = wr;
     if (push) begin
       \$42  = \$20 [1:0];
@@ -36777,7 +36991,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$43  = \$28 [1:0];
     if (rst_fc1) begin
       \$43  = 2'h0;
@@ -36882,7 +37096,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [1:0] \$100 ;
@@ -37474,98 +37688,98 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   always @(posedge clk)
     slot6 <= \$263 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$240  = \$21 ;
     if (rst_fc1) begin
       \$240  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$241  = \$31 ;
     if (rst_fc1) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$242  = \$41 ;
     if (rst_fc1) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$243  = \$51 ;
     if (rst_fc1) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$244  = \$61 ;
     if (rst_fc1) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$245  = \$71 ;
     if (rst_fc1) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$246  = \$81 ;
     if (rst_fc1) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$247  = \$91 ;
     if (rst_fc1) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$248  = \$156 ;
     if (rst_fc1) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$249  = v1;
     if (rst_fc1) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$250  = v2;
     if (rst_fc1) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$251  = v3;
     if (rst_fc1) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$252  = v4;
     if (rst_fc1) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$253  = addr;
     if (\$221 ) begin
       \$253  = \$224 [15:0];
@@ -37575,7 +37789,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$254  = primed;
     if (at7) begin
       \$254  = 1'h1;
@@ -37585,7 +37799,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$255  = \$signal ;
     if (\$226 ) begin
       \$255  = \$229 [2:0];
@@ -37595,7 +37809,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$256  = wptr;
     if (v5) begin
       \$256  = \$232 [2:0];
@@ -37605,7 +37819,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$257  = slot0;
     if (v5) begin
       if (\$233 ) begin
@@ -37614,7 +37828,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$258  = slot1;
     if (v5) begin
       if (\$234 ) begin
@@ -37623,7 +37837,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$259  = slot2;
     if (v5) begin
       if (\$235 ) begin
@@ -37632,7 +37846,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$260  = slot3;
     if (v5) begin
       if (\$236 ) begin
@@ -37641,7 +37855,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$261  = slot4;
     if (v5) begin
       if (\$237 ) begin
@@ -37650,7 +37864,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$262  = slot5;
     if (v5) begin
       if (\$238 ) begin
@@ -37659,7 +37873,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$263  = slot6;
     if (v5) begin
       if (\$239 ) begin
@@ -37672,7 +37886,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -37775,35 +37989,35 @@ module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
   always @(posedge clk)
     word <= \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$24  = valid_next;
     if (rst_fc1_to_fc2) begin
       \$24  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$25  = \$signal ;
     if (rst_fc1_to_fc2) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$26  = \$13 ;
     if (rst_fc1_to_fc2) begin
       \$26  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$27  = \$16 ;
     if (rst_fc1_to_fc2) begin
       \$27  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$28  = beat;
     if (take) begin
       \$28  = \$18 [8:0];
@@ -37813,7 +38027,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$29  = at;
     if (take) begin
       \$29  = \$20 ;
@@ -37823,14 +38037,14 @@ module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$30  = o__payload;
     if (\$23 ) begin
       \$30  = word;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$31  = word;
     if (take) begin
       \$31  = { i__payload, word[31:8] };
@@ -37842,7 +38056,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -38736,7 +38950,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .rst_fc2(rst_fc2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [7:0];
@@ -38746,7 +38960,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$105  = w_count;
     if (take) begin
       \$105  = \$24 [6:0];
@@ -38756,7 +38970,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$106  = w_full;
     if (take) begin
       if (\$25 ) begin
@@ -38771,49 +38985,49 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$107  = \$26 ;
     if (rst_fc2) begin
       \$107  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$108  = 1'h1;
     if (rst_fc2) begin
       \$108  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$109  = \$signal ;
     if (rst_fc2) begin
       \$109  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$110  = n_last_next;
     if (rst_fc2) begin
       \$110  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$111  = \$27 ;
     if (rst_fc2) begin
       \$111  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$112  = r_next;
     if (rst_fc2) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$113  = s_idx;
     if (step) begin
       \$113  = \$29 [6:0];
@@ -38823,7 +39037,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$114  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -38835,7 +39049,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$115  = active;
     if (\$32 ) begin
       \$115  = 1'h0;
@@ -38848,7 +39062,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$116  = r_base;
     if (load) begin
       \$116  = \$33 ;
@@ -38858,7 +39072,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$117  = w_half;
     if (load) begin
       \$117  = \$34 ;
@@ -38868,7 +39082,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$118  = col;
     if (step) begin
       \$118  = \$39 [4:0];
@@ -38878,7 +39092,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$119  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -38890,35 +39104,35 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$120  = \$50 [4:0];
     if (rst_fc2) begin
       \$120  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$121  = step;
     if (rst_fc2) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$122  = \$51 ;
     if (rst_fc2) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$123  = s_last;
     if (rst_fc2) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$124  = 8'h00;
@@ -38927,7 +39141,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$125  = 8'h00;
@@ -38936,7 +39150,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$126  = 8'h00;
@@ -38945,7 +39159,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$127  = 8'h00;
@@ -38954,112 +39168,112 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$128  = \$signal$88 ;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$129  = v2_d1;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$130  = v2_d2;
     if (rst_fc2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$131  = \$signal$89 ;
     if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$132  = first2_d1;
     if (rst_fc2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$133  = first2_d2;
     if (rst_fc2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$134  = last1;
     if (rst_fc2) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$135  = last2_d1;
     if (rst_fc2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$136  = last2_d2;
     if (rst_fc2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$137  = group_end;
     if (rst_fc2) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$138  = xacc;
     if (v2_d3) begin
       \$138  = \$73 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$139  = xfin;
     if (group_end) begin
       \$139  = \$75 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$140  = acc0_0;
     if (v2_d3) begin
       \$140  = \$77 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$141  = fin0_0;
     if (group_end) begin
       \$141  = \$79 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$142  = bank0_0;
     if (done) begin
       \$142  = \$81 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$143  = ser_left;
     if (done) begin
       \$143  = 1'h1;
@@ -39071,7 +39285,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$144  = addr;
     if (ser) begin
       \$144  = \$85 [3:0];
@@ -39081,112 +39295,112 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$145  = \$86 ;
     if (rst_fc2) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$146  = \$88 ;
     if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$147  = \$signal$110 ;
     if (rst_fc2) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$148  = vb;
     if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$149  = v_out_d1;
     if (rst_fc2) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$150  = v_out_d2;
     if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$151  = v_out_d3;
     if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$152  = ka;
     if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$153  = skipped_d1;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$154  = skipped_d2;
     if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$155  = skipped_d3;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$156  = skipped_d4;
     if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$157  = \$99 ;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$158  = \$101 ;
     if (rst_fc2) begin
       \$158  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$159  = \$21 [1:0];
     if (rst_fc2) begin
       \$159  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$160  = credits_room_next;
     if (rst_fc2) begin
       \$160  = 1'h1;
@@ -39329,7 +39543,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -39440,14 +39654,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -39457,14 +39671,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -39474,7 +39688,7 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -39484,14 +39698,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$36  = \$23 [0];
     if (rst_fc2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$37  = \$30 ;
     if (rst_fc2) begin
       \$37  = 1'h1;
@@ -39573,7 +39787,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -39895,56 +40109,56 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   always @(posedge clk)
     slot3 <= \$137 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$123  = \$15 ;
     if (rst_fc2) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$124  = \$25 ;
     if (rst_fc2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$125  = \$35 ;
     if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$126  = \$45 ;
     if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$127  = \$55 ;
     if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$128  = \$81 ;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$129  = v1;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$130  = addr;
     if (\$107 ) begin
       \$130  = \$110 [10:0];
@@ -39954,7 +40168,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$131  = primed;
     if (at4) begin
       \$131  = 1'h1;
@@ -39964,7 +40178,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$132  = \$signal ;
     if (\$112 ) begin
       \$132  = \$115 [1:0];
@@ -39974,7 +40188,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$133  = wptr;
     if (v2) begin
       \$133  = \$118 [1:0];
@@ -39984,7 +40198,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$134  = slot0;
     if (v2) begin
       if (\$119 ) begin
@@ -39993,7 +40207,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$135  = slot1;
     if (v2) begin
       if (\$120 ) begin
@@ -40002,7 +40216,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$136  = slot2;
     if (v2) begin
       if (\$121 ) begin
@@ -40011,7 +40225,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$137  = slot3;
     if (v2) begin
       if (\$122 ) begin
@@ -40023,8 +40237,8 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid, i__payload, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -40768,7 +40982,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid
     .w_port__data(new2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$65  = cg;
     if (take) begin
       \$65  = \$24 [4:0];
@@ -40778,7 +40992,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$66  = x;
     if (take) begin
       if (\$25 ) begin
@@ -40790,7 +41004,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$67  = \$signal$41 ;
     if (take) begin
       if (\$25 ) begin
@@ -40802,7 +41016,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$68  = \$signal$17 ;
     if (take) begin
       if (\$25 ) begin
@@ -40814,7 +41028,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$69  = y;
     if (take) begin
       if (\$25 ) begin
@@ -40828,7 +41042,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$70  = \$signal$43 ;
     if (take) begin
       if (\$25 ) begin
@@ -40842,119 +41056,119 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$71  = take;
     if (rst_pool1) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$72  = \$50 ;
     if (rst_pool1) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$73  = \$53 ;
     if (rst_pool1) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$74  = \$56 ;
     if (rst_pool1) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$75  = \$12 [8:0];
     if (rst_pool1) begin
       \$75  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$76  = \$signal ;
     if (rst_pool1) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$77  = \$signal$44 ;
     if (rst_pool1) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$78  = \$signal$9 ;
     if (rst_pool1) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$79  = \$signal$10 ;
     if (rst_pool1) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$80  = addr1;
     if (rst_pool1) begin
       \$80  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$81  = \$57 ;
     if (rst_pool1) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$82  = addr2;
     if (rst_pool1) begin
       \$82  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$83  = wport__en;
     if (rst_pool1) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$84  = wport__addr;
     if (rst_pool1) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$85  = \$60 ;
     if (rst_pool1) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$86  = \$62 ;
     if (rst_pool1) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$87  = \$64 ;
     if (rst_pool1) begin
       \$87  = 1'h0;
@@ -40978,8 +41192,8 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, i__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, level, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -41070,7 +41284,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, l
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -41080,7 +41294,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -41090,7 +41304,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -41112,7 +41326,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -41856,7 +42070,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     .w_port__data(new2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$65  = cg;
     if (take) begin
       \$65  = \$24 [5:0];
@@ -41866,7 +42080,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$66  = x;
     if (take) begin
       if (\$25 ) begin
@@ -41878,7 +42092,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$67  = \$signal$41 ;
     if (take) begin
       if (\$25 ) begin
@@ -41890,7 +42104,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$68  = \$signal$17 ;
     if (take) begin
       if (\$25 ) begin
@@ -41902,7 +42116,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$69  = y;
     if (take) begin
       if (\$25 ) begin
@@ -41916,7 +42130,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$70  = \$signal$43 ;
     if (take) begin
       if (\$25 ) begin
@@ -41930,119 +42144,119 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$71  = take;
     if (rst_pool2) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$72  = \$50 ;
     if (rst_pool2) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$73  = \$53 ;
     if (rst_pool2) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$74  = \$56 ;
     if (rst_pool2) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$75  = \$12 [8:0];
     if (rst_pool2) begin
       \$75  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$76  = \$signal ;
     if (rst_pool2) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$77  = \$signal$44 ;
     if (rst_pool2) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$78  = \$signal$9 ;
     if (rst_pool2) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$79  = \$signal$10 ;
     if (rst_pool2) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$80  = addr1;
     if (rst_pool2) begin
       \$80  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$81  = \$57 ;
     if (rst_pool2) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$82  = addr2;
     if (rst_pool2) begin
       \$82  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$83  = wport__en;
     if (rst_pool2) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$84  = wport__addr;
     if (rst_pool2) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$85  = \$60 ;
     if (rst_pool2) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$86  = \$62 ;
     if (rst_pool2) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \$87  = \$64 ;
     if (rst_pool2) begin
       \$87  = 1'h0;
@@ -42067,7 +42281,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -42158,7 +42372,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -42168,7 +42382,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -42178,7 +42392,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];

@@ -91,10 +91,12 @@ def test_skip_fifo_depth_is_computed_not_guessed():
     k = graph.stages.index(fork)
     end = next(j for j, st in enumerate(graph.stages) if st.name == fork.add)
     minimum = skip_fifo_depth(graph.stages[k + 1:end], 8, 1, 2, 8, full_rate=False)
-    assert minimum == 3 * 8 * 2 + 2 + 2               # three input rows (k3 p1 twice) + slack
+    # three input rows (k3 p1 twice) + slack (a pixel and two places, and the two beats each
+    # window's input register holds)
+    assert minimum == 3 * 8 * 2 + 2 + 2 + 2 * 2
     # at full rate, the rows both windows' line buffers hold: 3 + 1 rows for the second
     # window, which the first (3 + 1 rows, shifted one row) fills from 5 input rows
-    assert fork.depth == 5 * 8 * 2 + 2 + 2
+    assert fork.depth == 5 * 8 * 2 + 2 + 2 + 2 * 2
     x = np.random.default_rng(0).integers(0, 256, (3, 2, 8, 8))
     want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
     per_image = len(want) // 3

@@ -92,15 +92,27 @@ def test_output_size_and_beats():
 
 @pytest.mark.parametrize("cls", ["SlidingWindow", "RowWindow"])
 def test_input_ready_is_a_register(cls):
-    """The writer's room compare ends in a flip-flop: the producer's handshake sees a
-    register, not the adder and compare behind it."""
+    """The input's ``ready`` is a flip-flop's (the input register's ``~full``), and so is
+    the writer's room: the producer's handshake sees registers, not the adder and compare
+    behind the room, and the writer's enable is a gate of the window's own flip-flops."""
     from amaranth.back import verilog
     from flexor_hw.gateware import window
-    v = verilog.convert(getattr(window, cls)(8, 2, 6, 6, 3, padding=1), name="win")
+    v = verilog.convert(getattr(window, cls)(8, 2, 6, 6, 3, padding=1), name="win",
+                        emit_src=False)
     top = v[v.index("module win("):]
     top = top[:top.index("endmodule")]
-    assert re.search(r"^\s*reg i__ready = 1'h1;", top, re.MULTILINE)
-    assert re.search(r"^\s*i__ready <= ", top, re.MULTILINE)
+    assert re.search(r"^\s*\.i__ready\(i__ready\)", top, re.MULTILINE)   # from the register
+    skid = v[v.index("module \\win.inp "):]
+    skid = skid[:skid.index("endmodule")]
+    assert re.search(r"^\s*reg full = 1'h0;", skid, re.MULTILINE)
+    assert re.search(r"^\s*assign i__ready = ~ *full;", skid, re.MULTILINE)
+    # the writer's enable: the input register's valid and the room, a register
+    found = re.search(r"^\s*assign write = (\\o__valid\$\d+) +& (\\o__ready\$\d+) *;", top,
+                      re.MULTILINE)
+    assert found
+    room = re.escape(found.group(2))
+    assert re.search(rf"^\s*reg {room} += 1'h1;", top, re.MULTILINE)
+    assert re.search(r"^\s*reg o__valid = 1'h0;", skid, re.MULTILINE)
 
 
 @pytest.mark.parametrize("kh", [1, 2, 3, 4, 5, 7])
