@@ -366,7 +366,7 @@ class MatrixVectorUnit(wiring.Component):
                 head = Rom(p.head_width, depth=p.nf, init_file=self._init_files[2], logic=True,
                            **ahead)
             m.submodules.heads = head
-        m.submodules.weights = weights = WeightStream(rom)
+        m.submodules.weights = weights = WeightStream(rom, emit=self._init_files is not None)
 
         # -- input side: two halves of SF words ------------------------------------------
         vmem = _VectorMemory(m, p, emit=self._init_files is not None)

@@ -5,6 +5,11 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
+from .pipeline import copy_register
+
+#: Bits of the word each copy of the read pointer chooses.
+PIECE_BITS = 64
+
 __all__ = ["WeightStream", "prefetch_depth", "prime_cycles"]
 
 
@@ -42,13 +47,17 @@ class WeightStream(wiring.Component):
     rom : :class:`flexor_hw.gateware.rom.Rom`
         With a latency of 2 cycles or more (a banked block RAM ROM's is 5); the stream
         drives its ``addr``. Add it as a submodule yourself.
+    emit : bool
+        The read pointer's copies (one per :data:`PIECE_BITS` bits of the word, each
+        choosing its piece of the head) as ``flexor_copy`` instances, which Yosys keeps
+        apart; else plain registers.
     """
 
-    def __init__(self, rom):
+    def __init__(self, rom, *, emit=False):
         if rom.latency < 2:
             raise ValueError(f"The weight stream reads a ROM with a latency of 2 cycles or more, "
                              f"not {rom.latency}")
-        self._rom = rom
+        self._rom, self._emit = rom, emit
         super().__init__({"o": Out(stream.Signature(rom.width)), "primed": Out(1)})
 
     def elaborate(self, platform):
@@ -63,15 +72,29 @@ class WeightStream(wiring.Component):
         # How many words are held, one-hot (at[k]: k words): the pop feeds one small mux per
         # bit and no adder.
         at = [Signal(name=f"at{k}", init=k == 0) for k in range(depth + 1)]
-        rptr, wptr = Signal(range(depth)), Signal(range(depth))
+        rptr = Signal(range(depth), name="rptr")
+        wptr = Signal(range(depth), name="wptr")
         pop = ~at[0] & self.o.ready
         grow, shrink = arrives & ~pop, pop & ~arrives
         in_flight = sum(flight)
         issue = Cat(*(at[k] & (k + in_flight < depth) for k in range(depth + 1))).any()
-        head = slots[0]
-        for k in range(1, depth):
-            head = Mux(rptr == k, slots[k], head)
-        m.d.comb += [rom.addr.eq(raddr), self.o.valid.eq(~at[0]), self.o.payload.eq(head)]
+        # The head: each piece of the word chosen by a copy of the read pointer of its own
+        # (one register chose all 192 bits of LeNet-5's conv2 word, its multiplexers placed
+        # by the decoders across the device: 11 ns of routing, the longest path at a seed).
+        rptr_next = Mux(pop, Mux(rptr == depth - 1, 0, rptr + 1), rptr)
+        pieces = []
+        for j, lo in enumerate(range(0, rom.width, PIECE_BITS)):
+            hi = min(rom.width, lo + PIECE_BITS)
+            # (no reset: a cycle after one, the pointer is 0 and nothing pops until the
+            # ring primes again, so the copy is 0 long before a word is taken)
+            sel = copy_register(m, rptr_next, f"rptr_{j}", emit=self._emit) \
+                if rom.width > PIECE_BITS else rptr
+            piece = slots[0][lo:hi]
+            for k in range(1, depth):
+                piece = Mux(sel == k, slots[k][lo:hi], piece)
+            pieces.append(piece)
+        m.d.comb += [rom.addr.eq(raddr), self.o.valid.eq(~at[0]),
+                     self.o.payload.eq(Cat(*pieces))]
         for k in range(depth + 1):
             below = at[k - 1] if k > 0 else 0
             above = at[k + 1] if k < depth else 0
@@ -81,8 +104,7 @@ class WeightStream(wiring.Component):
             m.d.sync += raddr.eq(Mux(raddr == n_words - 1, 0, raddr + 1))
         with m.If(at[depth]):
             m.d.sync += self.primed.eq(1)
-        with m.If(pop):
-            m.d.sync += rptr.eq(Mux(rptr == depth - 1, 0, rptr + 1))
+        m.d.sync += rptr.eq(rptr_next)
         # the word in the ROM's output register goes to the write pointer's slot
         with m.If(arrives):
             m.d.sync += wptr.eq(Mux(wptr == depth - 1, 0, wptr + 1))

@@ -2608,15 +2608,15 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$113 ;
   wire [2:0] \$114 ;
   wire [2:0] \$115 ;
-  wire \$116 ;
-  wire [2:0] \$117 ;
+  wire [2:0] \$116 ;
+  wire \$117 ;
   wire [2:0] \$118 ;
-  wire \$119 ;
+  wire [2:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
-  reg \$123 ;
+  wire \$123 ;
   reg \$124 ;
   reg \$125 ;
   reg \$126 ;
@@ -2624,14 +2624,15 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg [8:0] \$130 ;
-  reg \$131 ;
-  reg [1:0] \$132 ;
+  reg \$130 ;
+  reg [8:0] \$131 ;
+  reg \$132 ;
   reg [1:0] \$133 ;
-  reg [11:0] \$134 ;
+  reg [1:0] \$134 ;
   reg [11:0] \$135 ;
   reg [11:0] \$136 ;
   reg [11:0] \$137 ;
+  reg [11:0] \$138 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -2726,7 +2727,6 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire [1:0] \$97 ;
   wire [2:0] \$98 ;
   wire [3:0] \$99 ;
-  reg [1:0] \$signal  = 2'h0;
   output [8:0] addr;
   reg [8:0] addr = 9'h000;
   reg at0 = 1'h1;
@@ -2746,6 +2746,7 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg primed = 1'h0;
   (* init = 9'h000 *)
   wire [8:0] raddr;
+  reg [1:0] rptr = 2'h0;
   input rst_fc1;
   wire rst_fc1;
   reg [11:0] slot0 = 12'h000;
@@ -2756,9 +2757,9 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = \$signal  == 2'h3;
-  assign \$2  = \$signal  == 2'h2;
-  assign \$3  = \$signal  == 1'h1;
+  assign \$1  = rptr == 2'h3;
+  assign \$2  = rptr == 2'h2;
+  assign \$3  = rptr == 1'h1;
   assign \$4  = \$3  ? slot1 : slot0;
   assign \$5  = \$2  ? slot2 : \$4 ;
   assign o__payload = \$1  ? slot3 : \$5 ;
@@ -2869,147 +2870,136 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   assign \$110  = \$108  ? 10'h000 : \$109 ;
   assign \$111  = ~ at0;
   assign \$112  = \$111  & o__ready;
-  assign \$113  = \$signal  == 2'h3;
-  assign \$114  = \$signal  + 1'h1;
+  assign \$113  = rptr == 2'h3;
+  assign \$114  = rptr + 1'h1;
   assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = wptr == 2'h3;
-  assign \$117  = wptr + 1'h1;
-  assign \$118  = \$116  ? 3'h0 : \$117 ;
-  assign \$119  = ! wptr;
-  assign \$120  = wptr == 1'h1;
-  assign \$121  = wptr == 2'h2;
-  assign \$122  = wptr == 2'h3;
+  assign \$116  = \$112  ? \$115  : { 1'h0, rptr };
+  assign \$117  = wptr == 2'h3;
+  assign \$118  = wptr + 1'h1;
+  assign \$119  = \$117  ? 3'h0 : \$118 ;
+  assign \$120  = ! wptr;
+  assign \$121  = wptr == 1'h1;
+  assign \$122  = wptr == 2'h2;
+  assign \$123  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$123 ;
+    at0 <= \$124 ;
   always @(posedge clk)
-    at1 <= \$124 ;
+    at1 <= \$125 ;
   always @(posedge clk)
-    at2 <= \$125 ;
+    at2 <= \$126 ;
   always @(posedge clk)
-    at3 <= \$126 ;
+    at3 <= \$127 ;
   always @(posedge clk)
-    at4 <= \$127 ;
+    at4 <= \$128 ;
   always @(posedge clk)
-    v1 <= \$128 ;
+    v1 <= \$129 ;
   always @(posedge clk)
-    v2 <= \$129 ;
+    v2 <= \$130 ;
   always @(posedge clk)
-    addr <= \$130 ;
+    addr <= \$131 ;
   always @(posedge clk)
-    primed <= \$131 ;
+    primed <= \$132 ;
   always @(posedge clk)
-    \$signal  <= \$132 ;
+    rptr <= \$133 ;
   always @(posedge clk)
-    wptr <= \$133 ;
+    wptr <= \$134 ;
   always @(posedge clk)
-    slot0 <= \$134 ;
+    slot0 <= \$135 ;
   always @(posedge clk)
-    slot1 <= \$135 ;
+    slot1 <= \$136 ;
   always @(posedge clk)
-    slot2 <= \$136 ;
+    slot2 <= \$137 ;
   always @(posedge clk)
-    slot3 <= \$137 ;
+    slot3 <= \$138 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = \$15 ;
+    \$124  = \$15 ;
     if (rst_fc1) begin
-      \$123  = 1'h1;
+      \$124  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = \$25 ;
-    if (rst_fc1) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = \$35 ;
+    \$125  = \$25 ;
     if (rst_fc1) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = \$45 ;
+    \$126  = \$35 ;
     if (rst_fc1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = \$55 ;
+    \$127  = \$45 ;
     if (rst_fc1) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$128  = \$81 ;
+    \$128  = \$55 ;
     if (rst_fc1) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$129  = v1;
+    \$129  = \$81 ;
     if (rst_fc1) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$130  = addr;
+    \$130  = v1;
+    if (rst_fc1) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$131  = addr;
     if (\$107 ) begin
-      \$130  = \$110 [8:0];
+      \$131  = \$110 [8:0];
     end
     if (rst_fc1) begin
-      \$130  = 9'h000;
+      \$131  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$131  = primed;
+    \$132  = primed;
     if (at4) begin
-      \$131  = 1'h1;
+      \$132  = 1'h1;
     end
     if (rst_fc1) begin
-      \$131  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$132  = \$signal ;
-    if (\$112 ) begin
-      \$132  = \$115 [1:0];
-    end
-    if (rst_fc1) begin
-      \$132  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$133  = wptr;
-    if (v2) begin
-      \$133  = \$118 [1:0];
-    end
+    \$133  = \$116 [1:0];
     if (rst_fc1) begin
       \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$134  = slot0;
+    \$134  = wptr;
     if (v2) begin
-      if (\$119 ) begin
-        \$134  = data;
-      end
+      \$134  = \$119 [1:0];
+    end
+    if (rst_fc1) begin
+      \$134  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$135  = slot1;
+    \$135  = slot0;
     if (v2) begin
       if (\$120 ) begin
         \$135  = data;
@@ -3018,7 +3008,7 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$136  = slot2;
+    \$136  = slot1;
     if (v2) begin
       if (\$121 ) begin
         \$136  = data;
@@ -3027,10 +3017,19 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$137  = slot3;
+    \$137  = slot2;
     if (v2) begin
       if (\$122 ) begin
         \$137  = data;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$138  = slot3;
+    if (v2) begin
+      if (\$123 ) begin
+        \$138  = data;
       end
     end
   end
@@ -4933,15 +4932,15 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire \$113 ;
   wire [2:0] \$114 ;
   wire [2:0] \$115 ;
-  wire \$116 ;
-  wire [2:0] \$117 ;
+  wire [2:0] \$116 ;
+  wire \$117 ;
   wire [2:0] \$118 ;
-  wire \$119 ;
+  wire [2:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
-  reg \$123 ;
+  wire \$123 ;
   reg \$124 ;
   reg \$125 ;
   reg \$126 ;
@@ -4949,14 +4948,15 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
-  reg \$131 ;
-  reg [1:0] \$132 ;
+  reg \$130 ;
+  reg [7:0] \$131 ;
+  reg \$132 ;
   reg [1:0] \$133 ;
-  reg [5:0] \$134 ;
+  reg [1:0] \$134 ;
   reg [5:0] \$135 ;
   reg [5:0] \$136 ;
   reg [5:0] \$137 ;
+  reg [5:0] \$138 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -5051,7 +5051,6 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire [1:0] \$97 ;
   wire [2:0] \$98 ;
   wire [3:0] \$99 ;
-  reg [1:0] \$signal  = 2'h0;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
   reg at0 = 1'h1;
@@ -5071,6 +5070,7 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   reg primed = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] raddr;
+  reg [1:0] rptr = 2'h0;
   input rst_fc2;
   wire rst_fc2;
   reg [5:0] slot0 = 6'h00;
@@ -5081,9 +5081,9 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = \$signal  == 2'h3;
-  assign \$2  = \$signal  == 2'h2;
-  assign \$3  = \$signal  == 1'h1;
+  assign \$1  = rptr == 2'h3;
+  assign \$2  = rptr == 2'h2;
+  assign \$3  = rptr == 1'h1;
   assign \$4  = \$3  ? slot1 : slot0;
   assign \$5  = \$2  ? slot2 : \$4 ;
   assign o__payload = \$1  ? slot3 : \$5 ;
@@ -5194,147 +5194,136 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   assign \$110  = \$108  ? 9'h000 : \$109 ;
   assign \$111  = ~ at0;
   assign \$112  = \$111  & o__ready;
-  assign \$113  = \$signal  == 2'h3;
-  assign \$114  = \$signal  + 1'h1;
+  assign \$113  = rptr == 2'h3;
+  assign \$114  = rptr + 1'h1;
   assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = wptr == 2'h3;
-  assign \$117  = wptr + 1'h1;
-  assign \$118  = \$116  ? 3'h0 : \$117 ;
-  assign \$119  = ! wptr;
-  assign \$120  = wptr == 1'h1;
-  assign \$121  = wptr == 2'h2;
-  assign \$122  = wptr == 2'h3;
+  assign \$116  = \$112  ? \$115  : { 1'h0, rptr };
+  assign \$117  = wptr == 2'h3;
+  assign \$118  = wptr + 1'h1;
+  assign \$119  = \$117  ? 3'h0 : \$118 ;
+  assign \$120  = ! wptr;
+  assign \$121  = wptr == 1'h1;
+  assign \$122  = wptr == 2'h2;
+  assign \$123  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$123 ;
+    at0 <= \$124 ;
   always @(posedge clk)
-    at1 <= \$124 ;
+    at1 <= \$125 ;
   always @(posedge clk)
-    at2 <= \$125 ;
+    at2 <= \$126 ;
   always @(posedge clk)
-    at3 <= \$126 ;
+    at3 <= \$127 ;
   always @(posedge clk)
-    at4 <= \$127 ;
+    at4 <= \$128 ;
   always @(posedge clk)
-    v1 <= \$128 ;
+    v1 <= \$129 ;
   always @(posedge clk)
-    v2 <= \$129 ;
+    v2 <= \$130 ;
   always @(posedge clk)
-    addr <= \$130 ;
+    addr <= \$131 ;
   always @(posedge clk)
-    primed <= \$131 ;
+    primed <= \$132 ;
   always @(posedge clk)
-    \$signal  <= \$132 ;
+    rptr <= \$133 ;
   always @(posedge clk)
-    wptr <= \$133 ;
+    wptr <= \$134 ;
   always @(posedge clk)
-    slot0 <= \$134 ;
+    slot0 <= \$135 ;
   always @(posedge clk)
-    slot1 <= \$135 ;
+    slot1 <= \$136 ;
   always @(posedge clk)
-    slot2 <= \$136 ;
+    slot2 <= \$137 ;
   always @(posedge clk)
-    slot3 <= \$137 ;
+    slot3 <= \$138 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$123  = \$15 ;
+    \$124  = \$15 ;
     if (rst_fc2) begin
-      \$123  = 1'h1;
+      \$124  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$124  = \$25 ;
-    if (rst_fc2) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$125  = \$35 ;
+    \$125  = \$25 ;
     if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$126  = \$45 ;
+    \$126  = \$35 ;
     if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$127  = \$55 ;
+    \$127  = \$45 ;
     if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$128  = \$81 ;
+    \$128  = \$55 ;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$129  = v1;
+    \$129  = \$81 ;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$130  = addr;
+    \$130  = v1;
+    if (rst_fc2) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$131  = addr;
     if (\$107 ) begin
-      \$130  = \$110 [7:0];
+      \$131  = \$110 [7:0];
     end
     if (rst_fc2) begin
-      \$130  = 8'h00;
+      \$131  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$131  = primed;
+    \$132  = primed;
     if (at4) begin
-      \$131  = 1'h1;
+      \$132  = 1'h1;
     end
     if (rst_fc2) begin
-      \$131  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$132  = \$signal ;
-    if (\$112 ) begin
-      \$132  = \$115 [1:0];
-    end
-    if (rst_fc2) begin
-      \$132  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$133  = wptr;
-    if (v2) begin
-      \$133  = \$118 [1:0];
-    end
+    \$133  = \$116 [1:0];
     if (rst_fc2) begin
       \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$134  = slot0;
+    \$134  = wptr;
     if (v2) begin
-      if (\$119 ) begin
-        \$134  = data;
-      end
+      \$134  = \$119 [1:0];
+    end
+    if (rst_fc2) begin
+      \$134  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$135  = slot1;
+    \$135  = slot0;
     if (v2) begin
       if (\$120 ) begin
         \$135  = data;
@@ -5343,7 +5332,7 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$136  = slot2;
+    \$136  = slot1;
     if (v2) begin
       if (\$121 ) begin
         \$136  = data;
@@ -5352,10 +5341,19 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$137  = slot3;
+    \$137  = slot2;
     if (v2) begin
       if (\$122 ) begin
         \$137  = data;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$138  = slot3;
+    if (v2) begin
+      if (\$123 ) begin
+        \$138  = data;
       end
     end
   end

@@ -2993,15 +2993,15 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   wire \$113 ;
   wire [2:0] \$114 ;
   wire [2:0] \$115 ;
-  wire \$116 ;
-  wire [2:0] \$117 ;
+  wire [2:0] \$116 ;
+  wire \$117 ;
   wire [2:0] \$118 ;
-  wire \$119 ;
+  wire [2:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
-  reg \$123 ;
+  wire \$123 ;
   reg \$124 ;
   reg \$125 ;
   reg \$126 ;
@@ -3009,14 +3009,15 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg [5:0] \$130 ;
-  reg \$131 ;
-  reg [1:0] \$132 ;
+  reg \$130 ;
+  reg [5:0] \$131 ;
+  reg \$132 ;
   reg [1:0] \$133 ;
-  reg [63:0] \$134 ;
+  reg [1:0] \$134 ;
   reg [63:0] \$135 ;
   reg [63:0] \$136 ;
   reg [63:0] \$137 ;
+  reg [63:0] \$138 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -3111,7 +3112,6 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   wire [1:0] \$97 ;
   wire [2:0] \$98 ;
   wire [3:0] \$99 ;
-  reg [1:0] \$signal  = 2'h0;
   output [5:0] addr;
   reg [5:0] addr = 6'h00;
   reg at0 = 1'h1;
@@ -3132,6 +3132,7 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   reg primed = 1'h0;
   (* init = 6'h00 *)
   wire [5:0] raddr;
+  reg [1:0] rptr = 2'h0;
   input rst_conv1;
   wire rst_conv1;
   reg [63:0] slot0 = 64'h0000000000000000;
@@ -3142,9 +3143,9 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = \$signal  == 2'h3;
-  assign \$2  = \$signal  == 2'h2;
-  assign \$3  = \$signal  == 1'h1;
+  assign \$1  = rptr == 2'h3;
+  assign \$2  = rptr == 2'h2;
+  assign \$3  = rptr == 1'h1;
   assign \$4  = \$3  ? slot1 : slot0;
   assign \$5  = \$2  ? slot2 : \$4 ;
   assign o__payload = \$1  ? slot3 : \$5 ;
@@ -3255,147 +3256,136 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   assign \$110  = \$108  ? 7'h00 : \$109 ;
   assign \$111  = ~ at0;
   assign \$112  = \$111  & o__ready;
-  assign \$113  = \$signal  == 2'h3;
-  assign \$114  = \$signal  + 1'h1;
+  assign \$113  = rptr == 2'h3;
+  assign \$114  = rptr + 1'h1;
   assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = wptr == 2'h3;
-  assign \$117  = wptr + 1'h1;
-  assign \$118  = \$116  ? 3'h0 : \$117 ;
-  assign \$119  = ! wptr;
-  assign \$120  = wptr == 1'h1;
-  assign \$121  = wptr == 2'h2;
-  assign \$122  = wptr == 2'h3;
+  assign \$116  = \$112  ? \$115  : { 1'h0, rptr };
+  assign \$117  = wptr == 2'h3;
+  assign \$118  = wptr + 1'h1;
+  assign \$119  = \$117  ? 3'h0 : \$118 ;
+  assign \$120  = ! wptr;
+  assign \$121  = wptr == 1'h1;
+  assign \$122  = wptr == 2'h2;
+  assign \$123  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$123 ;
+    at0 <= \$124 ;
   always @(posedge clk)
-    at1 <= \$124 ;
+    at1 <= \$125 ;
   always @(posedge clk)
-    at2 <= \$125 ;
+    at2 <= \$126 ;
   always @(posedge clk)
-    at3 <= \$126 ;
+    at3 <= \$127 ;
   always @(posedge clk)
-    at4 <= \$127 ;
+    at4 <= \$128 ;
   always @(posedge clk)
-    v1 <= \$128 ;
+    v1 <= \$129 ;
   always @(posedge clk)
-    v2 <= \$129 ;
+    v2 <= \$130 ;
   always @(posedge clk)
-    addr <= \$130 ;
+    addr <= \$131 ;
   always @(posedge clk)
-    primed <= \$131 ;
+    primed <= \$132 ;
   always @(posedge clk)
-    \$signal  <= \$132 ;
+    rptr <= \$133 ;
   always @(posedge clk)
-    wptr <= \$133 ;
+    wptr <= \$134 ;
   always @(posedge clk)
-    slot0 <= \$134 ;
+    slot0 <= \$135 ;
   always @(posedge clk)
-    slot1 <= \$135 ;
+    slot1 <= \$136 ;
   always @(posedge clk)
-    slot2 <= \$136 ;
+    slot2 <= \$137 ;
   always @(posedge clk)
-    slot3 <= \$137 ;
+    slot3 <= \$138 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = \$15 ;
+    \$124  = \$15 ;
     if (rst_conv1) begin
-      \$123  = 1'h1;
+      \$124  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = \$25 ;
-    if (rst_conv1) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = \$35 ;
+    \$125  = \$25 ;
     if (rst_conv1) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = \$45 ;
+    \$126  = \$35 ;
     if (rst_conv1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = \$55 ;
+    \$127  = \$45 ;
     if (rst_conv1) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$128  = \$81 ;
+    \$128  = \$55 ;
     if (rst_conv1) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$129  = v1;
+    \$129  = \$81 ;
     if (rst_conv1) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$130  = addr;
+    \$130  = v1;
+    if (rst_conv1) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$131  = addr;
     if (\$107 ) begin
-      \$130  = \$110 [5:0];
+      \$131  = \$110 [5:0];
     end
     if (rst_conv1) begin
-      \$130  = 6'h00;
+      \$131  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$131  = primed;
+    \$132  = primed;
     if (at4) begin
-      \$131  = 1'h1;
+      \$132  = 1'h1;
     end
     if (rst_conv1) begin
-      \$131  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$132  = \$signal ;
-    if (\$112 ) begin
-      \$132  = \$115 [1:0];
-    end
-    if (rst_conv1) begin
-      \$132  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$133  = wptr;
-    if (v2) begin
-      \$133  = \$118 [1:0];
-    end
+    \$133  = \$116 [1:0];
     if (rst_conv1) begin
       \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$134  = slot0;
+    \$134  = wptr;
     if (v2) begin
-      if (\$119 ) begin
-        \$134  = data;
-      end
+      \$134  = \$119 [1:0];
+    end
+    if (rst_conv1) begin
+      \$134  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$135  = slot1;
+    \$135  = slot0;
     if (v2) begin
       if (\$120 ) begin
         \$135  = data;
@@ -3404,7 +3394,7 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$136  = slot2;
+    \$136  = slot1;
     if (v2) begin
       if (\$121 ) begin
         \$136  = data;
@@ -3413,10 +3403,19 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$137  = slot3;
+    \$137  = slot2;
     if (v2) begin
       if (\$122 ) begin
         \$137  = data;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$138  = slot3;
+    if (v2) begin
+      if (\$123 ) begin
+        \$138  = data;
       end
     end
   end
@@ -11726,7 +11725,7 @@ module \flexor_lenet5.conv1_window (\i__payload$18 , \i__valid$22 , rst_conv1_wi
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$10462$0 (pad_reg),
+    .\port$10491$0 (pad_reg),
     .\port$4043$0 (rd__data),
     .rst_conv1_window(rst_conv1_window)
   );
@@ -12549,7 +12548,7 @@ module \flexor_lenet5.conv1_window.out_reg (rst_conv1_window, i__payload, i__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \port$4043$0 , i__valid, \port$10462$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \port$4043$0 , i__valid, \port$10491$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -12571,8 +12570,8 @@ module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input \port$10462$0 ;
-  wire \port$10462$0 ;
+  input \port$10491$0 ;
+  wire \port$10491$0 ;
   input [7:0] \port$4043$0 ;
   wire [7:0] \port$4043$0 ;
   input rst_conv1_window;
@@ -12599,11 +12598,11 @@ module \flexor_lenet5.conv1_window.read (rst_conv1_window, i__ready, o__ready, \
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$10462$0 , \port$4043$0  };
+      \$5  = { \port$10491$0 , \port$4043$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$10462$0 , \port$4043$0  };
+  assign i__payload = { \port$10491$0 , \port$4043$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13415,6 +13414,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [3:0] \$558 ;
   reg \$559 ;
   wire \$56 ;
+  wire [63:0] \$560 ;
+  wire [63:0] \$561 ;
+  wire [63:0] \$562 ;
   wire [31:0] \$57 ;
   wire [59:0] \$58 ;
   wire [59:0] \$59 ;
@@ -15335,7 +15337,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     last1 <= \$270 ;
   always @(posedge clk)
-    word1 <= \o__payload$859 ;
+    word1 <= { \$562 , \$561 , \$560  };
   always @(posedge clk)
     r_addr_q <= \$271 ;
   always @(posedge clk)
@@ -17116,8 +17118,10 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .addr(\addr$953 ),
     .clk(clk),
     .data(\data$954 ),
-    .o__payload(\o__payload$859 ),
     .o__ready(step),
+    .\port$8419$0 (\$560 ),
+    .\port$8425$0 (\$561 ),
+    .\port$8431$0 (\$562 ),
     .rst_conv2(rst_conv2)
   );
   always @* begin
@@ -19911,6 +19915,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign \w_data$846  = \$21 [7:0];
   assign v_out_d4 = \w_en$847 ;
   assign space_next = \$24 [3:0];
+  assign \o__payload$859  = { \$562 , \$561 , \$560  };
   assign \$3  = active;
   assign \$70  = { fin0_0, 1'h0 };
   assign \$76  = { fin1_0, 1'h0 };
@@ -21069,56 +21074,88 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8419$0 , \port$8425$0 , \port$8431$0 , addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [1:0] \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
+  wire [63:0] \$10 ;
+  wire [1:0] \$100 ;
+  wire [2:0] \$101 ;
+  wire [3:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire [1:0] \$105 ;
+  wire [2:0] \$106 ;
+  wire [3:0] \$107 ;
   wire \$108 ;
-  wire [8:0] \$109 ;
-  wire \$11 ;
-  wire [8:0] \$110 ;
-  wire \$111 ;
-  wire \$112 ;
+  wire \$109 ;
+  wire [63:0] \$11 ;
+  wire [1:0] \$110 ;
+  wire [2:0] \$111 ;
+  wire [3:0] \$112 ;
   wire \$113 ;
-  wire [2:0] \$114 ;
-  wire [2:0] \$115 ;
-  wire \$116 ;
-  wire [2:0] \$117 ;
-  wire [2:0] \$118 ;
+  wire \$114 ;
+  wire [1:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [3:0] \$117 ;
+  wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
+  wire [63:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
+  wire [8:0] \$122 ;
+  wire [8:0] \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire [2:0] \$127 ;
+  wire [2:0] \$128 ;
+  wire [2:0] \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
-  reg \$131 ;
-  reg [1:0] \$132 ;
-  reg [1:0] \$133 ;
-  reg [191:0] \$134 ;
-  reg [191:0] \$135 ;
-  reg [191:0] \$136 ;
-  reg [191:0] \$137 ;
+  wire \$130 ;
+  wire [2:0] \$131 ;
+  wire [2:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
+  wire [2:0] \$140 ;
+  wire [2:0] \$141 ;
+  wire [2:0] \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [2:0] \$146 ;
+  wire [2:0] \$147 ;
+  wire [2:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [2:0] \$152 ;
+  wire [2:0] \$153 ;
+  wire [2:0] \$154 ;
+  reg \$155 ;
+  reg \$156 ;
+  reg \$157 ;
+  reg \$158 ;
+  reg \$159 ;
+  wire [63:0] \$16 ;
+  reg \$160 ;
+  reg \$161 ;
+  reg [7:0] \$162 ;
+  reg \$163 ;
+  reg [1:0] \$164 ;
+  reg [1:0] \$165 ;
+  reg [191:0] \$166 ;
+  reg [191:0] \$167 ;
+  reg [191:0] \$168 ;
+  reg [191:0] \$169 ;
+  wire [63:0] \$17 ;
+  wire [63:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
@@ -21142,7 +21179,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [191:0] \$4 ;
+  wire [63:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -21153,62 +21190,61 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [191:0] \$5 ;
+  wire [63:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [1:0] \$56 ;
-  wire [2:0] \$57 ;
-  wire [3:0] \$58 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
+  wire [63:0] \$6 ;
   wire \$60 ;
-  wire [1:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [1:0] \$66 ;
-  wire [2:0] \$67 ;
-  wire [3:0] \$68 ;
-  wire \$69 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [1:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [1:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire [3:0] \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire \$79 ;
+  wire [2:0] \$70 ;
+  wire [3:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [1:0] \$74 ;
+  wire [2:0] \$75 ;
+  wire [3:0] \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [1:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [1:0] \$82 ;
-  wire [2:0] \$83 ;
-  wire [3:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [1:0] \$87 ;
-  wire [2:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [1:0] \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire [1:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [1:0] \$92 ;
-  wire [2:0] \$93 ;
-  wire [3:0] \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire [1:0] \$97 ;
-  wire [2:0] \$98 ;
-  wire [3:0] \$99 ;
-  reg [1:0] \$signal  = 2'h0;
+  wire [2:0] \$90 ;
+  wire [3:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire [1:0] \$95 ;
+  wire [2:0] \$96 ;
+  wire [3:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
   reg at0 = 1'h1;
@@ -21220,14 +21256,23 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
   wire clk;
   input [191:0] data;
   wire [191:0] data;
-  output [191:0] o__payload;
   wire [191:0] o__payload;
   input o__ready;
   wire o__ready;
   wire o__valid;
+  output [63:0] \port$8419$0 ;
+  wire [63:0] \port$8419$0 ;
+  output [63:0] \port$8425$0 ;
+  wire [63:0] \port$8425$0 ;
+  output [63:0] \port$8431$0 ;
+  wire [63:0] \port$8431$0 ;
   reg primed = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] raddr;
+  reg [1:0] rptr = 2'h0;
+  wire [2:0] rptr_0;
+  wire [2:0] rptr_1;
+  wire [2:0] rptr_2;
   input rst_conv2;
   wire rst_conv2;
   reg [191:0] slot0 = 192'h000000000000000000000000000000000000000000000000;
@@ -21238,285 +21283,341 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, o__payload, addr
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = \$signal  == 2'h3;
-  assign \$2  = \$signal  == 2'h2;
-  assign \$3  = \$signal  == 1'h1;
-  assign \$4  = \$3  ? slot1 : slot0;
-  assign \$5  = \$2  ? slot2 : \$4 ;
-  assign o__payload = \$1  ? slot3 : \$5 ;
-  assign \$6  = ~ at0;
-  assign \$7  = \$6  & o__ready;
-  assign \$8  = ~ \$7 ;
-  assign \$9  = v2 & \$8 ;
-  assign \$10  = ~ at0;
-  assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ v2;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = \$13  ? at1 : at0;
-  assign \$15  = \$9  ? 1'h0 : \$14 ;
-  assign \$16  = ~ at0;
-  assign \$17  = \$16  & o__ready;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = v2 & \$18 ;
-  assign \$20  = ~ at0;
-  assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ v2;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$23  ? at2 : at1;
-  assign \$25  = \$19  ? at0 : \$24 ;
-  assign \$26  = ~ at0;
-  assign \$27  = \$26  & o__ready;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = v2 & \$28 ;
-  assign \$30  = ~ at0;
-  assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ v2;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = \$33  ? at3 : at2;
-  assign \$35  = \$29  ? at1 : \$34 ;
-  assign \$36  = ~ at0;
-  assign \$37  = \$36  & o__ready;
-  assign \$38  = ~ \$37 ;
-  assign \$39  = v2 & \$38 ;
-  assign \$40  = ~ at0;
-  assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ v2;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$43  ? at4 : at3;
-  assign \$45  = \$39  ? at2 : \$44 ;
-  assign \$46  = ~ at0;
-  assign \$47  = \$46  & o__ready;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = v2 & \$48 ;
-  assign \$50  = ~ at0;
-  assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ v2;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$53  ? 1'h0 : at4;
-  assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + v1;
-  assign \$57  = \$56  + v2;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = \$58  < 3'h4;
-  assign \$60  = at0 & \$59 ;
-  assign \$61  = 1'h0 + v1;
-  assign \$62  = \$61  + v2;
-  assign \$63  = 1'h1 + \$62 ;
-  assign \$64  = \$63  < 3'h4;
-  assign \$65  = at1 & \$64 ;
-  assign \$66  = 1'h0 + v1;
-  assign \$67  = \$66  + v2;
-  assign \$68  = 2'h2 + \$67 ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at2 & \$69 ;
-  assign \$71  = 1'h0 + v1;
-  assign \$72  = \$71  + v2;
-  assign \$73  = 2'h3 + \$72 ;
-  assign \$74  = \$73  < 3'h4;
-  assign \$75  = at3 & \$74 ;
-  assign \$76  = 1'h0 + v1;
-  assign \$77  = \$76  + v2;
-  assign \$78  = 3'h4 + \$77 ;
-  assign \$79  = \$78  < 3'h4;
-  assign \$80  = at4 & \$79 ;
-  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
-  assign \$82  = 1'h0 + v1;
-  assign \$83  = \$82  + v2;
-  assign \$84  = 1'h0 + \$83 ;
-  assign \$85  = \$84  < 3'h4;
-  assign \$86  = at0 & \$85 ;
-  assign \$87  = 1'h0 + v1;
-  assign \$88  = \$87  + v2;
-  assign \$89  = 1'h1 + \$88 ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at1 & \$90 ;
-  assign \$92  = 1'h0 + v1;
-  assign \$93  = \$92  + v2;
-  assign \$94  = 2'h2 + \$93 ;
-  assign \$95  = \$94  < 3'h4;
-  assign \$96  = at2 & \$95 ;
-  assign \$97  = 1'h0 + v1;
-  assign \$98  = \$97  + v2;
-  assign \$99  = 2'h3 + \$98 ;
-  assign \$100  = \$99  < 3'h4;
-  assign \$101  = at3 & \$100 ;
-  assign \$102  = 1'h0 + v1;
-  assign \$103  = \$102  + v2;
-  assign \$104  = 3'h4 + \$103 ;
-  assign \$105  = \$104  < 3'h4;
-  assign \$106  = at4 & \$105 ;
-  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
-  assign \$108  = addr == 8'hdf;
-  assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 9'h000 : \$109 ;
-  assign \$111  = ~ at0;
-  assign \$112  = \$111  & o__ready;
-  assign \$113  = \$signal  == 2'h3;
-  assign \$114  = \$signal  + 1'h1;
-  assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = wptr == 2'h3;
-  assign \$117  = wptr + 1'h1;
-  assign \$118  = \$116  ? 3'h0 : \$117 ;
-  assign \$119  = ! wptr;
-  assign \$120  = wptr == 1'h1;
-  assign \$121  = wptr == 2'h2;
-  assign \$122  = wptr == 2'h3;
+  assign \$1  = rptr_0 == 2'h3;
+  assign \$2  = rptr_0 == 2'h2;
+  assign \$3  = rptr_0 == 1'h1;
+  assign \$4  = \$3  ? slot1[63:0] : slot0[63:0];
+  assign \$5  = \$2  ? slot2[63:0] : \$4 ;
+  assign \$6  = \$1  ? slot3[63:0] : \$5 ;
+  assign \$7  = rptr_1 == 2'h3;
+  assign \$8  = rptr_1 == 2'h2;
+  assign \$9  = rptr_1 == 1'h1;
+  assign \$10  = \$9  ? slot1[127:64] : slot0[127:64];
+  assign \$11  = \$8  ? slot2[127:64] : \$10 ;
+  assign \$12  = \$7  ? slot3[127:64] : \$11 ;
+  assign \$13  = rptr_2 == 2'h3;
+  assign \$14  = rptr_2 == 2'h2;
+  assign \$15  = rptr_2 == 1'h1;
+  assign \$16  = \$15  ? slot1[191:128] : slot0[191:128];
+  assign \$17  = \$14  ? slot2[191:128] : \$16 ;
+  assign \$18  = \$13  ? slot3[191:128] : \$17 ;
+  assign \$19  = ~ at0;
+  assign \$20  = \$19  & o__ready;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = v2 & \$21 ;
+  assign \$23  = ~ at0;
+  assign \$24  = \$23  & o__ready;
+  assign \$25  = ~ v2;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = \$26  ? at1 : at0;
+  assign \$28  = \$22  ? 1'h0 : \$27 ;
+  assign \$29  = ~ at0;
+  assign \$30  = \$29  & o__ready;
+  assign \$31  = ~ \$30 ;
+  assign \$32  = v2 & \$31 ;
+  assign \$33  = ~ at0;
+  assign \$34  = \$33  & o__ready;
+  assign \$35  = ~ v2;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = \$36  ? at2 : at1;
+  assign \$38  = \$32  ? at0 : \$37 ;
+  assign \$39  = ~ at0;
+  assign \$40  = \$39  & o__ready;
+  assign \$41  = ~ \$40 ;
+  assign \$42  = v2 & \$41 ;
+  assign \$43  = ~ at0;
+  assign \$44  = \$43  & o__ready;
+  assign \$45  = ~ v2;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = \$46  ? at3 : at2;
+  assign \$48  = \$42  ? at1 : \$47 ;
+  assign \$49  = ~ at0;
+  assign \$50  = \$49  & o__ready;
+  assign \$51  = ~ \$50 ;
+  assign \$52  = v2 & \$51 ;
+  assign \$53  = ~ at0;
+  assign \$54  = \$53  & o__ready;
+  assign \$55  = ~ v2;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = \$56  ? at4 : at3;
+  assign \$58  = \$52  ? at2 : \$57 ;
+  assign \$59  = ~ at0;
+  assign \$60  = \$59  & o__ready;
+  assign \$61  = ~ \$60 ;
+  assign \$62  = v2 & \$61 ;
+  assign \$63  = ~ at0;
+  assign \$64  = \$63  & o__ready;
+  assign \$65  = ~ v2;
+  assign \$66  = \$64  & \$65 ;
+  assign \$67  = \$66  ? 1'h0 : at4;
+  assign \$68  = \$62  ? at3 : \$67 ;
+  assign \$69  = 1'h0 + v1;
+  assign \$70  = \$69  + v2;
+  assign \$71  = 1'h0 + \$70 ;
+  assign \$72  = \$71  < 3'h4;
+  assign \$73  = at0 & \$72 ;
+  assign \$74  = 1'h0 + v1;
+  assign \$75  = \$74  + v2;
+  assign \$76  = 1'h1 + \$75 ;
+  assign \$77  = \$76  < 3'h4;
+  assign \$78  = at1 & \$77 ;
+  assign \$79  = 1'h0 + v1;
+  assign \$80  = \$79  + v2;
+  assign \$81  = 2'h2 + \$80 ;
+  assign \$82  = \$81  < 3'h4;
+  assign \$83  = at2 & \$82 ;
+  assign \$84  = 1'h0 + v1;
+  assign \$85  = \$84  + v2;
+  assign \$86  = 2'h3 + \$85 ;
+  assign \$87  = \$86  < 3'h4;
+  assign \$88  = at3 & \$87 ;
+  assign \$89  = 1'h0 + v1;
+  assign \$90  = \$89  + v2;
+  assign \$91  = 3'h4 + \$90 ;
+  assign \$92  = \$91  < 3'h4;
+  assign \$93  = at4 & \$92 ;
+  assign \$94  = | { \$93 , \$88 , \$83 , \$78 , \$73  };
+  assign \$95  = 1'h0 + v1;
+  assign \$96  = \$95  + v2;
+  assign \$97  = 1'h0 + \$96 ;
+  assign \$98  = \$97  < 3'h4;
+  assign \$99  = at0 & \$98 ;
+  assign \$100  = 1'h0 + v1;
+  assign \$101  = \$100  + v2;
+  assign \$102  = 1'h1 + \$101 ;
+  assign \$103  = \$102  < 3'h4;
+  assign \$104  = at1 & \$103 ;
+  assign \$105  = 1'h0 + v1;
+  assign \$106  = \$105  + v2;
+  assign \$107  = 2'h2 + \$106 ;
+  assign \$108  = \$107  < 3'h4;
+  assign \$109  = at2 & \$108 ;
+  assign \$110  = 1'h0 + v1;
+  assign \$111  = \$110  + v2;
+  assign \$112  = 2'h3 + \$111 ;
+  assign \$113  = \$112  < 3'h4;
+  assign \$114  = at3 & \$113 ;
+  assign \$115  = 1'h0 + v1;
+  assign \$116  = \$115  + v2;
+  assign \$117  = 3'h4 + \$116 ;
+  assign \$118  = \$117  < 3'h4;
+  assign \$119  = at4 & \$118 ;
+  assign \$120  = | { \$119 , \$114 , \$109 , \$104 , \$99  };
+  assign \$121  = addr == 8'hdf;
+  assign \$122  = addr + 1'h1;
+  assign \$123  = \$121  ? 9'h000 : \$122 ;
+  assign \$124  = ~ at0;
+  assign \$125  = \$124  & o__ready;
+  assign \$126  = rptr == 2'h3;
+  assign \$127  = rptr + 1'h1;
+  assign \$128  = \$126  ? 3'h0 : \$127 ;
+  assign \$129  = \$125  ? \$128  : { 1'h0, rptr };
+  assign \$130  = wptr == 2'h3;
+  assign \$131  = wptr + 1'h1;
+  assign \$132  = \$130  ? 3'h0 : \$131 ;
+  assign \$133  = ! wptr;
+  assign \$134  = wptr == 1'h1;
+  assign \$135  = wptr == 2'h2;
+  assign \$136  = wptr == 2'h3;
+  assign \$137  = ~ at0;
+  assign \$138  = \$137  & o__ready;
+  assign \$139  = rptr == 2'h3;
+  assign \$140  = rptr + 1'h1;
+  assign \$141  = \$139  ? 3'h0 : \$140 ;
+  assign \$142  = \$138  ? \$141  : { 1'h0, rptr };
+  assign \$143  = ~ at0;
+  assign \$144  = \$143  & o__ready;
+  assign \$145  = rptr == 2'h3;
+  assign \$146  = rptr + 1'h1;
+  assign \$147  = \$145  ? 3'h0 : \$146 ;
+  assign \$148  = \$144  ? \$147  : { 1'h0, rptr };
+  assign \$149  = ~ at0;
+  assign \$150  = \$149  & o__ready;
+  assign \$151  = rptr == 2'h3;
+  assign \$152  = rptr + 1'h1;
+  assign \$153  = \$151  ? 3'h0 : \$152 ;
+  assign \$154  = \$150  ? \$153  : { 1'h0, rptr };
   always @(posedge clk)
-    at0 <= \$123 ;
+    at0 <= \$155 ;
   always @(posedge clk)
-    at1 <= \$124 ;
+    at1 <= \$156 ;
   always @(posedge clk)
-    at2 <= \$125 ;
+    at2 <= \$157 ;
   always @(posedge clk)
-    at3 <= \$126 ;
+    at3 <= \$158 ;
   always @(posedge clk)
-    at4 <= \$127 ;
+    at4 <= \$159 ;
   always @(posedge clk)
-    v1 <= \$128 ;
+    v1 <= \$160 ;
   always @(posedge clk)
-    v2 <= \$129 ;
+    v2 <= \$161 ;
   always @(posedge clk)
-    addr <= \$130 ;
+    addr <= \$162 ;
   always @(posedge clk)
-    primed <= \$131 ;
+    primed <= \$163 ;
   always @(posedge clk)
-    \$signal  <= \$132 ;
+    rptr <= \$164 ;
   always @(posedge clk)
-    wptr <= \$133 ;
+    wptr <= \$165 ;
   always @(posedge clk)
-    slot0 <= \$134 ;
+    slot0 <= \$166 ;
   always @(posedge clk)
-    slot1 <= \$135 ;
+    slot1 <= \$167 ;
   always @(posedge clk)
-    slot2 <= \$136 ;
+    slot2 <= \$168 ;
   always @(posedge clk)
-    slot3 <= \$137 ;
+    slot3 <= \$169 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rptr_0_copy (
+    .clk(clk),
+    .d(\$142 ),
+    .q(rptr_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rptr_1_copy (
+    .clk(clk),
+    .d(\$148 ),
+    .q(rptr_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rptr_2_copy (
+    .clk(clk),
+    .d(\$154 ),
+    .q(rptr_2)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$123  = \$15 ;
+    \$155  = \$28 ;
     if (rst_conv2) begin
-      \$123  = 1'h1;
+      \$155  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$124  = \$25 ;
+    \$156  = \$38 ;
     if (rst_conv2) begin
-      \$124  = 1'h0;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$125  = \$35 ;
+    \$157  = \$48 ;
     if (rst_conv2) begin
-      \$125  = 1'h0;
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$126  = \$45 ;
+    \$158  = \$58 ;
     if (rst_conv2) begin
-      \$126  = 1'h0;
+      \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$127  = \$55 ;
+    \$159  = \$68 ;
     if (rst_conv2) begin
-      \$127  = 1'h0;
+      \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$128  = \$81 ;
+    \$160  = \$94 ;
     if (rst_conv2) begin
-      \$128  = 1'h0;
+      \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$129  = v1;
+    \$161  = v1;
     if (rst_conv2) begin
-      \$129  = 1'h0;
+      \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$130  = addr;
-    if (\$107 ) begin
-      \$130  = \$110 [7:0];
+    \$162  = addr;
+    if (\$120 ) begin
+      \$162  = \$123 [7:0];
     end
     if (rst_conv2) begin
-      \$130  = 8'h00;
+      \$162  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$131  = primed;
+    \$163  = primed;
     if (at4) begin
-      \$131  = 1'h1;
+      \$163  = 1'h1;
     end
     if (rst_conv2) begin
-      \$131  = 1'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$132  = \$signal ;
-    if (\$112 ) begin
-      \$132  = \$115 [1:0];
-    end
+    \$164  = \$129 [1:0];
     if (rst_conv2) begin
-      \$132  = 2'h0;
+      \$164  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$133  = wptr;
+    \$165  = wptr;
     if (v2) begin
-      \$133  = \$118 [1:0];
+      \$165  = \$132 [1:0];
     end
     if (rst_conv2) begin
-      \$133  = 2'h0;
+      \$165  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$134  = slot0;
+    \$166  = slot0;
     if (v2) begin
-      if (\$119 ) begin
-        \$134  = data;
+      if (\$133 ) begin
+        \$166  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$135  = slot1;
+    \$167  = slot1;
     if (v2) begin
-      if (\$120 ) begin
-        \$135  = data;
+      if (\$134 ) begin
+        \$167  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$136  = slot2;
+    \$168  = slot2;
     if (v2) begin
-      if (\$121 ) begin
-        \$136  = data;
+      if (\$135 ) begin
+        \$168  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$137  = slot3;
+    \$169  = slot3;
     if (v2) begin
-      if (\$122 ) begin
-        \$137  = data;
+      if (\$136 ) begin
+        \$169  = data;
       end
     end
   end
   assign raddr = addr;
+  assign o__payload = { \$18 , \$12 , \$6  };
+  assign \port$8419$0  = \$6 ;
+  assign \port$8425$0  = \$12 ;
+  assign \port$8431$0  = \$18 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -32011,11 +32112,11 @@ module \flexor_lenet5.conv2_window (\i__valid$22 , \i__payload$18 , rst_conv2_wi
     .o__payload(\o__payload$12 ),
     .o__ready(\o__ready$14 ),
     .o__valid(\o__valid$16 ),
-    .\port$4783$0 (\$9 ),
-    .\port$4792$0 (\$18 ),
-    .\port$4801$0 (\$27 ),
-    .\port$4810$0 (\$36 ),
-    .\port$4819$0 (\$45 ),
+    .\port$4782$0 (\$9 ),
+    .\port$4791$0 (\$18 ),
+    .\port$4800$0 (\$27 ),
+    .\port$4809$0 (\$36 ),
+    .\port$4818$0 (\$45 ),
     .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window.read  read (
@@ -32025,13 +32126,13 @@ module \flexor_lenet5.conv2_window (\i__valid$22 , \i__payload$18 , rst_conv2_wi
     .o__payload(i__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$10904$0 (pads),
-    .\port$10906$0 (rot),
-    .\port$7247$0 (\$signature__data$84 ),
-    .\port$7250$0 (\$signature__data$85 ),
-    .\port$7253$0 (\$signature__data$86 ),
-    .\port$7256$0 (\$signature__data$87 ),
-    .\port$7259$0 (\$signature__data$88 ),
+    .\port$10933$0 (pads),
+    .\port$10935$0 (rot),
+    .\port$7246$0 (\$signature__data$84 ),
+    .\port$7249$0 (\$signature__data$85 ),
+    .\port$7252$0 (\$signature__data$86 ),
+    .\port$7255$0 (\$signature__data$87 ),
+    .\port$7258$0 (\$signature__data$88 ),
     .rst_conv2_window(rst_conv2_window)
   );
   flexor_copy #(
@@ -32932,7 +33033,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, i__ready, o__ready, i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4783$0 , \port$4792$0 , \port$4801$0 , \port$4810$0 , \port$4819$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4782$0 , \port$4791$0 , \port$4800$0 , \port$4809$0 , \port$4818$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -32954,16 +33055,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4783$0 , \po
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$4783$0 ;
-  wire [7:0] \port$4783$0 ;
-  input [7:0] \port$4792$0 ;
-  wire [7:0] \port$4792$0 ;
-  input [7:0] \port$4801$0 ;
-  wire [7:0] \port$4801$0 ;
-  input [7:0] \port$4810$0 ;
-  wire [7:0] \port$4810$0 ;
-  input [7:0] \port$4819$0 ;
-  wire [7:0] \port$4819$0 ;
+  input [7:0] \port$4782$0 ;
+  wire [7:0] \port$4782$0 ;
+  input [7:0] \port$4791$0 ;
+  wire [7:0] \port$4791$0 ;
+  input [7:0] \port$4800$0 ;
+  wire [7:0] \port$4800$0 ;
+  input [7:0] \port$4809$0 ;
+  wire [7:0] \port$4809$0 ;
+  input [7:0] \port$4818$0 ;
+  wire [7:0] \port$4818$0 ;
   input rst_conv2_window;
   wire rst_conv2_window;
   always @(posedge clk)
@@ -32988,15 +33089,15 @@ module \flexor_lenet5.conv2_window.out_reg (rst_conv2_window, \port$4783$0 , \po
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$4819$0 , \port$4810$0 , \port$4801$0 , \port$4792$0 , \port$4783$0  };
+      \$5  = { \port$4818$0 , \port$4809$0 , \port$4800$0 , \port$4791$0 , \port$4782$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$4819$0 , \port$4810$0 , \port$4801$0 , \port$4792$0 , \port$4783$0  };
+  assign i__payload = { \port$4818$0 , \port$4809$0 , \port$4800$0 , \port$4791$0 , \port$4782$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \port$7247$0 , \port$7250$0 , \port$7253$0 , \port$7256$0 , \port$7259$0 , i__valid, \port$10904$0 , \port$10906$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \port$7246$0 , \port$7249$0 , \port$7252$0 , \port$7255$0 , \port$7258$0 , i__valid, \port$10933$0 , \port$10935$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -33018,20 +33119,20 @@ module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [4:0] \port$10904$0 ;
-  wire [4:0] \port$10904$0 ;
-  input [2:0] \port$10906$0 ;
-  wire [2:0] \port$10906$0 ;
-  input [7:0] \port$7247$0 ;
-  wire [7:0] \port$7247$0 ;
-  input [7:0] \port$7250$0 ;
-  wire [7:0] \port$7250$0 ;
-  input [7:0] \port$7253$0 ;
-  wire [7:0] \port$7253$0 ;
-  input [7:0] \port$7256$0 ;
-  wire [7:0] \port$7256$0 ;
-  input [7:0] \port$7259$0 ;
-  wire [7:0] \port$7259$0 ;
+  input [4:0] \port$10933$0 ;
+  wire [4:0] \port$10933$0 ;
+  input [2:0] \port$10935$0 ;
+  wire [2:0] \port$10935$0 ;
+  input [7:0] \port$7246$0 ;
+  wire [7:0] \port$7246$0 ;
+  input [7:0] \port$7249$0 ;
+  wire [7:0] \port$7249$0 ;
+  input [7:0] \port$7252$0 ;
+  wire [7:0] \port$7252$0 ;
+  input [7:0] \port$7255$0 ;
+  wire [7:0] \port$7255$0 ;
+  input [7:0] \port$7258$0 ;
+  wire [7:0] \port$7258$0 ;
   input rst_conv2_window;
   wire rst_conv2_window;
   always @(posedge clk)
@@ -33056,11 +33157,11 @@ module \flexor_lenet5.conv2_window.read (rst_conv2_window, i__ready, o__ready, \
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$10904$0 , \port$10906$0 , \port$7259$0 , \port$7256$0 , \port$7253$0 , \port$7250$0 , \port$7247$0  };
+      \$5  = { \port$10933$0 , \port$10935$0 , \port$7258$0 , \port$7255$0 , \port$7252$0 , \port$7249$0 , \port$7246$0  };
     end
   end
   assign data = o__payload;
-  assign i__payload = { \port$10904$0 , \port$10906$0 , \port$7259$0 , \port$7256$0 , \port$7253$0 , \port$7250$0 , \port$7247$0  };
+  assign i__payload = { \port$10933$0 , \port$10935$0 , \port$7258$0 , \port$7255$0 , \port$7252$0 , \port$7249$0 , \port$7246$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -37243,10 +37344,10 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire [3:0] \$228 ;
   wire [3:0] \$229 ;
   wire \$23 ;
-  wire \$230 ;
-  wire [3:0] \$231 ;
+  wire [3:0] \$230 ;
+  wire \$231 ;
   wire [3:0] \$232 ;
-  wire \$233 ;
+  wire [3:0] \$233 ;
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
@@ -37254,7 +37355,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
-  reg \$240 ;
+  wire \$240 ;
   reg \$241 ;
   reg \$242 ;
   reg \$243 ;
@@ -37268,11 +37369,11 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg \$250 ;
   reg \$251 ;
   reg \$252 ;
-  reg [15:0] \$253 ;
-  reg \$254 ;
-  reg [2:0] \$255 ;
+  reg \$253 ;
+  reg [15:0] \$254 ;
+  reg \$255 ;
   reg [2:0] \$256 ;
-  reg [15:0] \$257 ;
+  reg [2:0] \$257 ;
   reg [15:0] \$258 ;
   reg [15:0] \$259 ;
   wire \$26 ;
@@ -37280,6 +37381,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg [15:0] \$261 ;
   reg [15:0] \$262 ;
   reg [15:0] \$263 ;
+  reg [15:0] \$264 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
@@ -37360,7 +37462,6 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire [6:0] \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg [2:0] \$signal  = 3'h0;
   output [15:0] addr;
   reg [15:0] addr = 16'h0000;
   reg at0 = 1'h1;
@@ -37383,6 +37484,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg primed = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] raddr;
+  reg [2:0] rptr = 3'h0;
   input rst_fc1;
   wire rst_fc1;
   reg [15:0] slot0 = 16'h0000;
@@ -37399,12 +37501,12 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg v5 = 1'h0;
   reg [2:0] wptr = 3'h0;
   assign o__valid = ~ at0;
-  assign \$1  = \$signal  == 3'h6;
-  assign \$2  = \$signal  == 3'h5;
-  assign \$3  = \$signal  == 3'h4;
-  assign \$4  = \$signal  == 2'h3;
-  assign \$5  = \$signal  == 2'h2;
-  assign \$6  = \$signal  == 1'h1;
+  assign \$1  = rptr == 3'h6;
+  assign \$2  = rptr == 3'h5;
+  assign \$3  = rptr == 3'h4;
+  assign \$4  = rptr == 2'h3;
+  assign \$5  = rptr == 2'h2;
+  assign \$6  = rptr == 1'h1;
   assign \$7  = \$6  ? slot1 : slot0;
   assign \$8  = \$5  ? slot2 : \$7 ;
   assign \$9  = \$4  ? slot3 : \$8 ;
@@ -37626,210 +37728,199 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   assign \$224  = \$222  ? 17'h00000 : \$223 ;
   assign \$225  = ~ at0;
   assign \$226  = \$225  & o__ready;
-  assign \$227  = \$signal  == 3'h6;
-  assign \$228  = \$signal  + 1'h1;
+  assign \$227  = rptr == 3'h6;
+  assign \$228  = rptr + 1'h1;
   assign \$229  = \$227  ? 4'h0 : \$228 ;
-  assign \$230  = wptr == 3'h6;
-  assign \$231  = wptr + 1'h1;
-  assign \$232  = \$230  ? 4'h0 : \$231 ;
-  assign \$233  = ! wptr;
-  assign \$234  = wptr == 1'h1;
-  assign \$235  = wptr == 2'h2;
-  assign \$236  = wptr == 2'h3;
-  assign \$237  = wptr == 3'h4;
-  assign \$238  = wptr == 3'h5;
-  assign \$239  = wptr == 3'h6;
+  assign \$230  = \$226  ? \$229  : { 1'h0, rptr };
+  assign \$231  = wptr == 3'h6;
+  assign \$232  = wptr + 1'h1;
+  assign \$233  = \$231  ? 4'h0 : \$232 ;
+  assign \$234  = ! wptr;
+  assign \$235  = wptr == 1'h1;
+  assign \$236  = wptr == 2'h2;
+  assign \$237  = wptr == 2'h3;
+  assign \$238  = wptr == 3'h4;
+  assign \$239  = wptr == 3'h5;
+  assign \$240  = wptr == 3'h6;
   always @(posedge clk)
-    at0 <= \$240 ;
+    at0 <= \$241 ;
   always @(posedge clk)
-    at1 <= \$241 ;
+    at1 <= \$242 ;
   always @(posedge clk)
-    at2 <= \$242 ;
+    at2 <= \$243 ;
   always @(posedge clk)
-    at3 <= \$243 ;
+    at3 <= \$244 ;
   always @(posedge clk)
-    at4 <= \$244 ;
+    at4 <= \$245 ;
   always @(posedge clk)
-    at5 <= \$245 ;
+    at5 <= \$246 ;
   always @(posedge clk)
-    at6 <= \$246 ;
+    at6 <= \$247 ;
   always @(posedge clk)
-    at7 <= \$247 ;
+    at7 <= \$248 ;
   always @(posedge clk)
-    v1 <= \$248 ;
+    v1 <= \$249 ;
   always @(posedge clk)
-    v2 <= \$249 ;
+    v2 <= \$250 ;
   always @(posedge clk)
-    v3 <= \$250 ;
+    v3 <= \$251 ;
   always @(posedge clk)
-    v4 <= \$251 ;
+    v4 <= \$252 ;
   always @(posedge clk)
-    v5 <= \$252 ;
+    v5 <= \$253 ;
   always @(posedge clk)
-    addr <= \$253 ;
+    addr <= \$254 ;
   always @(posedge clk)
-    primed <= \$254 ;
+    primed <= \$255 ;
   always @(posedge clk)
-    \$signal  <= \$255 ;
+    rptr <= \$256 ;
   always @(posedge clk)
-    wptr <= \$256 ;
+    wptr <= \$257 ;
   always @(posedge clk)
-    slot0 <= \$257 ;
+    slot0 <= \$258 ;
   always @(posedge clk)
-    slot1 <= \$258 ;
+    slot1 <= \$259 ;
   always @(posedge clk)
-    slot2 <= \$259 ;
+    slot2 <= \$260 ;
   always @(posedge clk)
-    slot3 <= \$260 ;
+    slot3 <= \$261 ;
   always @(posedge clk)
-    slot4 <= \$261 ;
+    slot4 <= \$262 ;
   always @(posedge clk)
-    slot5 <= \$262 ;
+    slot5 <= \$263 ;
   always @(posedge clk)
-    slot6 <= \$263 ;
+    slot6 <= \$264 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$240  = \$21 ;
+    \$241  = \$21 ;
     if (rst_fc1) begin
-      \$240  = 1'h1;
+      \$241  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$241  = \$31 ;
-    if (rst_fc1) begin
-      \$241  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$242  = \$41 ;
+    \$242  = \$31 ;
     if (rst_fc1) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$243  = \$51 ;
+    \$243  = \$41 ;
     if (rst_fc1) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$244  = \$61 ;
+    \$244  = \$51 ;
     if (rst_fc1) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$245  = \$71 ;
+    \$245  = \$61 ;
     if (rst_fc1) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$246  = \$81 ;
+    \$246  = \$71 ;
     if (rst_fc1) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$247  = \$91 ;
+    \$247  = \$81 ;
     if (rst_fc1) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$248  = \$156 ;
+    \$248  = \$91 ;
     if (rst_fc1) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$249  = v1;
+    \$249  = \$156 ;
     if (rst_fc1) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$250  = v2;
+    \$250  = v1;
     if (rst_fc1) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$251  = v3;
+    \$251  = v2;
     if (rst_fc1) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$252  = v4;
+    \$252  = v3;
     if (rst_fc1) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$253  = addr;
+    \$253  = v4;
+    if (rst_fc1) begin
+      \$253  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$254  = addr;
     if (\$221 ) begin
-      \$253  = \$224 [15:0];
+      \$254  = \$224 [15:0];
     end
     if (rst_fc1) begin
-      \$253  = 16'h0000;
+      \$254  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$254  = primed;
+    \$255  = primed;
     if (at7) begin
-      \$254  = 1'h1;
+      \$255  = 1'h1;
     end
     if (rst_fc1) begin
-      \$254  = 1'h0;
+      \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$255  = \$signal ;
-    if (\$226 ) begin
-      \$255  = \$229 [2:0];
-    end
-    if (rst_fc1) begin
-      \$255  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$256  = wptr;
-    if (v5) begin
-      \$256  = \$232 [2:0];
-    end
+    \$256  = \$230 [2:0];
     if (rst_fc1) begin
       \$256  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$257  = slot0;
+    \$257  = wptr;
     if (v5) begin
-      if (\$233 ) begin
-        \$257  = data;
-      end
+      \$257  = \$233 [2:0];
+    end
+    if (rst_fc1) begin
+      \$257  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$258  = slot1;
+    \$258  = slot0;
     if (v5) begin
       if (\$234 ) begin
         \$258  = data;
@@ -37838,7 +37929,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$259  = slot2;
+    \$259  = slot1;
     if (v5) begin
       if (\$235 ) begin
         \$259  = data;
@@ -37847,7 +37938,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$260  = slot3;
+    \$260  = slot2;
     if (v5) begin
       if (\$236 ) begin
         \$260  = data;
@@ -37856,7 +37947,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$261  = slot4;
+    \$261  = slot3;
     if (v5) begin
       if (\$237 ) begin
         \$261  = data;
@@ -37865,7 +37956,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$262  = slot5;
+    \$262  = slot4;
     if (v5) begin
       if (\$238 ) begin
         \$262  = data;
@@ -37874,10 +37965,19 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$263  = slot6;
+    \$263  = slot5;
     if (v5) begin
       if (\$239 ) begin
         \$263  = data;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$264  = slot6;
+    if (v5) begin
+      if (\$240 ) begin
+        \$264  = data;
       end
     end
   end
@@ -39807,15 +39907,15 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire \$113 ;
   wire [2:0] \$114 ;
   wire [2:0] \$115 ;
-  wire \$116 ;
-  wire [2:0] \$117 ;
+  wire [2:0] \$116 ;
+  wire \$117 ;
   wire [2:0] \$118 ;
-  wire \$119 ;
+  wire [2:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
-  reg \$123 ;
+  wire \$123 ;
   reg \$124 ;
   reg \$125 ;
   reg \$126 ;
@@ -39823,14 +39923,15 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
-  reg [10:0] \$130 ;
-  reg \$131 ;
-  reg [1:0] \$132 ;
+  reg \$130 ;
+  reg [10:0] \$131 ;
+  reg \$132 ;
   reg [1:0] \$133 ;
-  reg [15:0] \$134 ;
+  reg [1:0] \$134 ;
   reg [15:0] \$135 ;
   reg [15:0] \$136 ;
   reg [15:0] \$137 ;
+  reg [15:0] \$138 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -39925,7 +40026,6 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire [1:0] \$97 ;
   wire [2:0] \$98 ;
   wire [3:0] \$99 ;
-  reg [1:0] \$signal  = 2'h0;
   output [10:0] addr;
   reg [10:0] addr = 11'h000;
   reg at0 = 1'h1;
@@ -39945,6 +40045,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   reg primed = 1'h0;
   (* init = 11'h000 *)
   wire [10:0] raddr;
+  reg [1:0] rptr = 2'h0;
   input rst_fc2;
   wire rst_fc2;
   reg [15:0] slot0 = 16'h0000;
@@ -39955,9 +40056,9 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = \$signal  == 2'h3;
-  assign \$2  = \$signal  == 2'h2;
-  assign \$3  = \$signal  == 1'h1;
+  assign \$1  = rptr == 2'h3;
+  assign \$2  = rptr == 2'h2;
+  assign \$3  = rptr == 1'h1;
   assign \$4  = \$3  ? slot1 : slot0;
   assign \$5  = \$2  ? slot2 : \$4 ;
   assign o__payload = \$1  ? slot3 : \$5 ;
@@ -40068,147 +40169,136 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   assign \$110  = \$108  ? 12'h000 : \$109 ;
   assign \$111  = ~ at0;
   assign \$112  = \$111  & o__ready;
-  assign \$113  = \$signal  == 2'h3;
-  assign \$114  = \$signal  + 1'h1;
+  assign \$113  = rptr == 2'h3;
+  assign \$114  = rptr + 1'h1;
   assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = wptr == 2'h3;
-  assign \$117  = wptr + 1'h1;
-  assign \$118  = \$116  ? 3'h0 : \$117 ;
-  assign \$119  = ! wptr;
-  assign \$120  = wptr == 1'h1;
-  assign \$121  = wptr == 2'h2;
-  assign \$122  = wptr == 2'h3;
+  assign \$116  = \$112  ? \$115  : { 1'h0, rptr };
+  assign \$117  = wptr == 2'h3;
+  assign \$118  = wptr + 1'h1;
+  assign \$119  = \$117  ? 3'h0 : \$118 ;
+  assign \$120  = ! wptr;
+  assign \$121  = wptr == 1'h1;
+  assign \$122  = wptr == 2'h2;
+  assign \$123  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$123 ;
+    at0 <= \$124 ;
   always @(posedge clk)
-    at1 <= \$124 ;
+    at1 <= \$125 ;
   always @(posedge clk)
-    at2 <= \$125 ;
+    at2 <= \$126 ;
   always @(posedge clk)
-    at3 <= \$126 ;
+    at3 <= \$127 ;
   always @(posedge clk)
-    at4 <= \$127 ;
+    at4 <= \$128 ;
   always @(posedge clk)
-    v1 <= \$128 ;
+    v1 <= \$129 ;
   always @(posedge clk)
-    v2 <= \$129 ;
+    v2 <= \$130 ;
   always @(posedge clk)
-    addr <= \$130 ;
+    addr <= \$131 ;
   always @(posedge clk)
-    primed <= \$131 ;
+    primed <= \$132 ;
   always @(posedge clk)
-    \$signal  <= \$132 ;
+    rptr <= \$133 ;
   always @(posedge clk)
-    wptr <= \$133 ;
+    wptr <= \$134 ;
   always @(posedge clk)
-    slot0 <= \$134 ;
+    slot0 <= \$135 ;
   always @(posedge clk)
-    slot1 <= \$135 ;
+    slot1 <= \$136 ;
   always @(posedge clk)
-    slot2 <= \$136 ;
+    slot2 <= \$137 ;
   always @(posedge clk)
-    slot3 <= \$137 ;
+    slot3 <= \$138 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$123  = \$15 ;
+    \$124  = \$15 ;
     if (rst_fc2) begin
-      \$123  = 1'h1;
+      \$124  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$124  = \$25 ;
-    if (rst_fc2) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$125  = \$35 ;
+    \$125  = \$25 ;
     if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$126  = \$45 ;
+    \$126  = \$35 ;
     if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$127  = \$55 ;
+    \$127  = \$45 ;
     if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$128  = \$81 ;
+    \$128  = \$55 ;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$129  = v1;
+    \$129  = \$81 ;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$130  = addr;
+    \$130  = v1;
+    if (rst_fc2) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$131  = addr;
     if (\$107 ) begin
-      \$130  = \$110 [10:0];
+      \$131  = \$110 [10:0];
     end
     if (rst_fc2) begin
-      \$130  = 11'h000;
+      \$131  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$131  = primed;
+    \$132  = primed;
     if (at4) begin
-      \$131  = 1'h1;
+      \$132  = 1'h1;
     end
     if (rst_fc2) begin
-      \$131  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$132  = \$signal ;
-    if (\$112 ) begin
-      \$132  = \$115 [1:0];
-    end
-    if (rst_fc2) begin
-      \$132  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$133  = wptr;
-    if (v2) begin
-      \$133  = \$118 [1:0];
-    end
+    \$133  = \$116 [1:0];
     if (rst_fc2) begin
       \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$134  = slot0;
+    \$134  = wptr;
     if (v2) begin
-      if (\$119 ) begin
-        \$134  = data;
-      end
+      \$134  = \$119 [1:0];
+    end
+    if (rst_fc2) begin
+      \$134  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$135  = slot1;
+    \$135  = slot0;
     if (v2) begin
       if (\$120 ) begin
         \$135  = data;
@@ -40217,7 +40307,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$136  = slot2;
+    \$136  = slot1;
     if (v2) begin
       if (\$121 ) begin
         \$136  = data;
@@ -40226,10 +40316,19 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$137  = slot3;
+    \$137  = slot2;
     if (v2) begin
       if (\$122 ) begin
         \$137  = data;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$138  = slot3;
+    if (v2) begin
+      if (\$123 ) begin
+        \$138  = data;
       end
     end
   end
