@@ -89,16 +89,18 @@ def block_ram_output_registers(family, work, netlist, prepare=None):
     output registers in the netlist nextpnr reads (:mod:`flexor_hw.outreg`): ``(ports,
     flops)``. Elsewhere nothing moves. ``prepare``: a change to the netlist (a dict) made
     in the same read and write."""
-    from .outreg import absorb_in_file, absorb_output_registers
+    from .outreg import absorb_output_registers
+    if family != "ecp5" and prepare is None:
+        return 0, 0
     path = os.path.join(work, netlist)
-    if prepare is None:
-        return absorb_in_file(path) if family == "ecp5" else (0, 0)
     with open(path) as f:
         data = json.load(f)
-    prepare(data)
+    if prepare is not None:
+        prepare(data)
     moved = absorb_output_registers(data) if family == "ecp5" else (0, 0)
-    with open(path, "w") as f:
-        json.dump(data, f)
+    if prepare is not None or moved[0]:
+        with open(path, "w") as f:
+            json.dump(data, f)
     return moved
 
 

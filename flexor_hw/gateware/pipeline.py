@@ -17,7 +17,23 @@ from ..golden import value_width
 
 __all__ = ["Credits", "OutputFifo", "SkidBuffer", "StreamRegister", "delay", "mux_tree",
            "pipelined_sum", "int_shape", "copy_register", "COPY_VERILOG", "copy_modules",
-           "ram_style_attr"]
+           "ram_style_attr", "NO_RW_CHECK", "no_rw_check_attrs"]
+
+
+#: A memory whose reader never reads the place its writer writes in the same cycle (a
+#: window's line buffer reads a row once it is complete; a skip FIFO a place written a
+#: cycle before): Yosys need not order a read and a write of one address (without this, it
+#: puts a multiplexer and a register of the write data behind the block RAM to give the old
+#: word).
+NO_RW_CHECK = {"no_rw_check": 1}
+
+
+def no_rw_check_attrs(depth, width):
+    """Such a memory's attributes: :data:`NO_RW_CHECK`, and the place the cost model counts
+    it in (:func:`~flexor_hw.hw.cost.ram_style`: without the read/write ordering, Yosys's
+    own choice moved LeNet-5's 1.3-Kbit conv1 line buffer from LUT RAM to a block RAM)."""
+    from ..hw.cost import ram_style
+    return dict(NO_RW_CHECK, ram_style=ram_style(depth, width))
 
 
 def ram_style_attr(lutram):

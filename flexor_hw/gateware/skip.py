@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import SkidBuffer, StreamRegister
+from .pipeline import SkidBuffer, StreamRegister, no_rw_check_attrs
 from .add import Shortcut
 from .stream import Fork
 
@@ -48,14 +48,11 @@ class SkipFifo(wiring.Component):
         return self._depth
 
     def elaborate(self, platform):
-        from ..hw.cost import ram_style
-        from .window import NO_RW_CHECK
         m = Module()
         places = self._depth + ROOM_SLACK
         inner = places - 1                      # the read register holds the last place
         mem = memory.Memory(shape=self._shape.width, depth=inner, init=[],
-                            attrs=dict(NO_RW_CHECK, ram_style=ram_style(places,
-                                                                        self._shape.width)))
+                            attrs=no_rw_check_attrs(places, self._shape.width))
         m.submodules.buffer = mem
         wr, rd = mem.write_port(), mem.read_port(domain="sync")
         produce = Signal(range(inner))

@@ -8,24 +8,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import copy_register
+from .pipeline import SkidBuffer, StreamRegister, copy_register, no_rw_check_attrs
 
 __all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
-
-
-#: A line buffer's reader never reads the place its writer writes in the same cycle (a row
-#: is read once it is complete; a padding element's read is discarded): Yosys need not
-#: order a read and a write of one address (without this, it puts a mux and a register of
-#: the write data behind the block RAM to give the old word).
-NO_RW_CHECK = {"no_rw_check": 1}
-
-
-def _line_buffer_attrs(depth, width):
-    """A line buffer's memory attributes: :data:`NO_RW_CHECK`, and the place the cost model
-    counts it in (:func:`~flexor_hw.hw.cost.ram_style`: without the read/write ordering,
-    Yosys's own choice moved LeNet-5's 1.3-Kbit conv1 buffer from LUT RAM to a block RAM)."""
-    from ..hw.cost import ram_style
-    return dict(NO_RW_CHECK, ram_style=ram_style(depth, width))
 
 
 def _positive(name, value, minimum=1):
@@ -146,8 +131,8 @@ class SlidingWindow(wiring.Component):
         d = _rows_done(H, R, sh, ph)
 
         m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[],
-                                               attrs=_line_buffer_attrs(R * W * C,
-                                                                        self._shape.width))
+                                               attrs=no_rw_check_attrs(R * W * C,
+                                                                       self._shape.width))
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
@@ -348,7 +333,7 @@ class RowWindow(SlidingWindow):
         banks = []
         for b in range(kw):
             mem = memory.Memory(shape=self._shape, depth=RBC, init=[],
-                                attrs=_line_buffer_attrs(RBC, self._shape.width))
+                                attrs=no_rw_check_attrs(RBC, self._shape.width))
             m.submodules[f"bank{b}"] = mem
             banks.append((mem.write_port(), mem.read_port(domain="sync")))
 
@@ -476,7 +461,6 @@ def _input_register(m, unit):
     producer's output FIFO, placed by the producer, it ran into the writer's row end and the
     reader's ``avail`` (the placed ResNet-20's longest path, 10.2 ns of routing). Full rate;
     it holds up to two beats, which the skip FIFO sizing counts."""
-    from .pipeline import SkidBuffer
     m.submodules.inp = skid = SkidBuffer(unit.i.payload.shape())
     wiring.connect(m, wiring.flipped(unit.i), skid.i)
     return skid.o
@@ -538,7 +522,6 @@ def _registered_output(m, unit, width, finish):
     kernel row's rotation) into a :class:`~.pipeline.StreamRegister`: the consumer (a width
     converter beside a wide unit) sits far from the line buffers, and that route was the
     placed LeNet-5's longest path (9.7 of 11.4 ns routing on the ECP5-25k)."""
-    from .pipeline import SkidBuffer, StreamRegister
     m.submodules.read = read = StreamRegister(width)
     m.submodules.out = skid = SkidBuffer(width)
     m.submodules.out_reg = reg = StreamRegister(unit.o.payload.shape())
@@ -728,10 +711,14 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
     # events are summed from registers, and the events choose among them (the sum behind
     # the events' step was the longest path of ResNet-20 placed on the ECP5-85k: all six
     # endpoints over 10 ns were windows' d, from the input's handshake)
+    def value(case):
+        reg, k = case
+        if reg is None:
+            return k
+        return reg + k if k else reg
+
     def d_after(w_end, r_end):
-        return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end),
-                         lambda case: case[1] if case[0] is None else
-                         case[0] + case[1] if case[1] else case[0])
+        return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end), value)
 
     m.d.sync += d.eq(Mux(rd_end, Mux(last_oy, Mux(wr_end, d_after(True, "image"),
                                                   d_after(False, "image")),
