@@ -566,8 +566,19 @@ class MatrixVectorUnit(wiring.Component):
                              1 + _tree_registers(simd) - _tree_registers(simd, first=1),
                              "xsum_q", sum_shape, data=True)
         v2 = delay(m, v1, p.tree_stages, "v2")
-        first2 = delay(m, first1, p.tree_stages, "first2")
         last2 = delay(m, last1, p.tree_stages, "last2")
+        # Each PE row's accumulators (and Σx's) enabled and cleared by copies of the flags of
+        # their own: one register fanned out to every row's accumulators, the rows' adder
+        # trees spread over the device (conv2's first-step flag into an accumulator, 8.7 ns
+        # of routing, LeNet-5's longest path at a seed on the ECP5-25k).
+        flags = Cat(delay(m, v1, p.tree_stages - 1, "v2p"),
+                    delay(m, first1, p.tree_stages - 1, "first2p"),
+                    delay(m, last1, p.tree_stages - 1, "last2p"))
+
+        def row_flags(name):
+            """``(v2, first2, group_end)`` from copies of a row's own."""
+            r = copy_register(m, flags, name, emit=self._init_files is not None)
+            return r[0], r[1], r[0] & r[2]
 
         # -- accumulate each row (and Σx) over its SF words; a group's end is latched, then
         # S = 2·T − Σx goes into the bank (S = T for unipolar planes) -----------------------
@@ -584,19 +595,21 @@ class MatrixVectorUnit(wiring.Component):
         if not p.unipolar:
             xacc = Signal(t_shape, reset_less=True)
             xfin = Signal(t_shape, reset_less=True)
-            with m.If(v2):
-                m.d.sync += xacc.eq(Mux(first2, 0, xacc) + word_sum)
-            with m.If(group_end):
-                m.d.sync += xfin.eq(Mux(first2, 0, xacc) + word_sum)
+            v_x, first_x, end_x = row_flags("flags_x")
+            with m.If(v_x):
+                m.d.sync += xacc.eq(Mux(first_x, 0, xacc) + word_sum)
+            with m.If(end_x):
+                m.d.sync += xfin.eq(Mux(first_x, 0, xacc) + word_sum)
             xtotal = xfin
         for j in range(pe):
+            v_j, first_j, end_j = row_flags(f"flags_{j}")
             for i in range(q):
                 acc = Signal(t_shape, name=f"acc{j}_{i}", reset_less=True)
                 fin = Signal(t_shape, name=f"fin{j}_{i}", reset_less=True)
-                total = Mux(first2, 0, acc) + trees[j][i]
-                with m.If(v2):
+                total = Mux(first_j, 0, acc) + trees[j][i]
+                with m.If(v_j):
                     m.d.sync += acc.eq(total)
-                with m.If(group_end):
+                with m.If(end_j):
                     m.d.sync += fin.eq(total)
                 with m.If(done):
                     m.d.sync += bank[j][i].eq(fin if p.unipolar else (fin << 1) - xtotal)

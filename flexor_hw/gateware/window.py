@@ -8,7 +8,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import SkidBuffer, StreamRegister, copy_register, no_rw_check_attrs
+from .pipeline import Credits, OutputFifo, SkidBuffer, copy_register, no_rw_check_attrs
 
 __all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
 
@@ -121,8 +121,6 @@ class SlidingWindow(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         xw = self._shape.width
-        # the element as read and whether it is padding
-        src = _registered_output(m, self, xw + 1, lambda bits: Mux(bits[xw], 0, bits[:xw]))
         inp = _input_register(m, self)
         C, H, W = self._c, self._h, self._w
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
@@ -185,8 +183,8 @@ class SlidingWindow(wiring.Component):
         # a register: :func:`_registered_avail`).
         pad = Signal()
         m.d.comb += pad.eq(_outside(iy, H) | _outside(ix, W))
-        avail = Signal(init=int(ph > 0 or pw > 0))
-        take, reading = _read_stages(m, src, avail)
+        reader = _Reader(m, self, avail_init=int(ph > 0 or pw > 0))
+        take = reader.take
         pad_a = Signal(reset_less=True)
         pad_reg = Signal(reset_less=True)
         # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R, as the sum of two registers that follow the
@@ -208,13 +206,13 @@ class SlidingWindow(wiring.Component):
                      base_slot, base_row, row_addr)
         steps = _row_steps(m, rows, ow * C * kh * kw)
 
+        # The read address and the padding flag follow the reader's state every cycle (no
+        # enable): what a take reads is the state's at the take (:class:`_Reader`).
         r_addr = Signal.like(rd.addr, reset_less=True)
-        m.d.comb += [rd.addr.eq(r_addr), rd.en.eq(reading),
-                     src.payload.eq(Cat(rd.data, pad_reg))]
-        with m.If(take):
-            m.d.sync += [pad_a.eq(pad), r_addr.eq(row_addr + col_addr)]
-        with m.If(reading):
-            m.d.sync += pad_reg.eq(pad_a)
+        m.d.comb += [rd.addr.eq(r_addr), rd.en.eq(1)]
+        m.d.sync += [pad_a.eq(pad), r_addr.eq(row_addr + col_addr), pad_reg.eq(pad_a)]
+        # the element as read and whether it is padding
+        reader.output(m, Cat(rd.data, pad_reg), lambda bits: Mux(bits[xw], 0, bits[:xw]))
 
         last_kx, last_ky, last_c = kx == kw - 1, ky == kh - 1, c == C - 1
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
@@ -264,7 +262,7 @@ class SlidingWindow(wiring.Component):
                        Mux(last_ky & last_c, Mux(last_ox, pw > 0, _outside(ix0, W, sw)),
                            _outside(ix0, W)))
         self._avail_check = _registered_avail(
-            m, avail, take, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh, ph, pad=pad,
+            m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh, ph, pad=pad,
             ky=ky, ky_moves=last_kx, last_ky=last_ky, row_end=row_end, last_oy=last_oy,
             pad1=row_pad1 | col_pad1)
         return m
@@ -325,7 +323,6 @@ class RowWindow(SlidingWindow):
                 elements.append(Mux(pads[kx], 0, picked))
             return Cat(*elements)
 
-        src = _registered_output(m, self, kw * xw + rw + kw, finish)
         inp = _input_register(m, self)
         BWC = Wb * C                            # one row of one bank
         RBC = R * BWC
@@ -393,25 +390,24 @@ class RowWindow(SlidingWindow):
         row_addr = Signal(range(RBC), init=base_slot.init * BWC)
         base_row = Signal(range(RBC), init=base_slot.init * BWC)
         img_row = Signal(range(RBC))
-        avail = Signal(init=int(ph > 0))           # a register (_registered_avail)
-        take, reading = _read_stages(m, src, avail)
+        reader = _Reader(m, self, avail_init=int(ph > 0))
+        take = reader.take
         row_pad = (iy < 0) | (iy >= H)
         pads_a = Signal(kw, reset_less=True)    # element kx of the beat is padding
         rot_a = Signal(range(kw), reset_less=True)
         pads = Signal(kw, reset_less=True)
         rot = Signal(range(kw), reset_less=True)
-        with m.If(take):
-            m.d.sync += [pads_a.eq(Cat(*[row_pad | (ix0 + kx < 0) | (ix0 + kx >= W)
-                                         for kx in range(kw)])), rot_a.eq(r0)]
+        # The read addresses, padding flags and rotation follow the reader's state every
+        # cycle (no enable): what a take reads is the state's at the take (:class:`_Reader`).
+        m.d.sync += [pads_a.eq(Cat(*[row_pad | (ix0 + kx < 0) | (ix0 + kx >= W)
+                                     for kx in range(kw)])), rot_a.eq(r0),
+                     pads.eq(pads_a), rot.eq(rot_a)]
         for b, (_, rd) in enumerate(banks):
             # columns left of the rotation point sit one group further on
             addr = Signal.like(rd.addr, name=f"r_addr{b}", reset_less=True)
-            with m.If(take):
-                m.d.sync += addr.eq(row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0))
-            m.d.comb += [rd.addr.eq(addr), rd.en.eq(reading)]
-        m.d.comb += src.payload.eq(Cat(*[rd.data for _, rd in banks], rot, pads))
-        with m.If(reading):
-            m.d.sync += [pads.eq(pads_a), rot.eq(rot_a)]
+            m.d.sync += addr.eq(row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0))
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
+        reader.output(m, Cat(*[rd.data for _, rd in banks], rot, pads), finish)
 
         rows = _Rows(R, H, sh, ph, BWC, wrap, oy, low, r_done, ahead, img_slot, img_row,
                      base_slot, base_row, row_addr)
@@ -449,7 +445,7 @@ class RowWindow(SlidingWindow):
                    Mux(last_c & last_ox, Mux(last_oy, ph > 0, _outside(low, H, sh)),
                        _outside(low, H)))
         self._avail_check = _registered_avail(
-            m, avail, take, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh, ph,
+            m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh, ph,
             pad=row_pad, ky=ky, ky_moves=Const(1), last_ky=last_ky, row_end=row_end,
             last_oy=last_oy, pad1=pad1)
         return m
@@ -483,20 +479,52 @@ def _registered_write(m, port, addr, data, en, name, emit):
     ]
 
 
-def _read_stages(m, src, avail):
-    """A window reader's two stages: the address stage (what the caller registers under
-    ``take``: the read addresses and what goes with the beat), then the read stage, the block
-    RAMs' read into ``src`` (whose data registers the caller loads under ``reading``, the read
-    ports' enable). No adder sits between the counters and a block RAM. Full rate: each
-    stage advances while the one after it is empty or taken. Returns ``(take, reading)``."""
-    reading, advance, staged, take = Signal(), Signal(), Signal(), Signal()
-    m.d.comb += [reading.eq(~src.valid | src.ready), advance.eq(~staged | reading),
-                 take.eq(advance & avail)]
-    with m.If(advance):
-        m.d.sync += staged.eq(avail)
-    with m.If(reading):
-        m.d.sync += src.valid.eq(staged)
-    return take, reading
+class _Reader:
+    """A window reader's flow control: a credit per place of an output FIFO (FINN's and
+    this package's engines' scheme, :class:`~.pipeline.Credits`), so that nothing between
+    the reader's state and the FIFO ever stalls. ``take`` (the reader's next element is
+    available and a place is free) is a gate of two registers (``avail``, the credits'
+    ``room``) and enables the reader's counters alone. The read addresses follow the state
+    every cycle without an enable (the registers by the block RAMs), the block RAMs read
+    every cycle, and three stages (address, read, the read data's register) carry a take to
+    the FIFO: neither a take nor the consumer's ``ready`` fans out to the banks. (A stall
+    signal to every bank's address register and read enable, the banks placed in block RAM
+    rows apart, was the placed ResNet-20's longest path: the output's ready into a row
+    window's enables, 12.1 ns of routing.)
+
+    The read data's register is fed by the block RAMs' data alone (``synth`` moves it into
+    their output registers on the ECP5); ``finish`` makes the output's payload from it (the
+    padding and the kernel row's rotation) into the FIFO, whose head is a register."""
+
+    #: Stages from a take to the FIFO's write: the read address, the block RAM's read, the
+    #: read data's register.
+    STAGES = 3
+    #: A place reserved at a take returns to ``room`` ``STAGES`` + 3 cycles later (the
+    #: FIFO's head register, the returned credit, the room register): that many places keep
+    #: an element a cycle going.
+    DEPTH = STAGES + 3
+
+    def __init__(self, m, unit, *, avail_init):
+        m.submodules.out = self.fifo = OutputFifo(unit.o.payload.shape(), self.DEPTH)
+        wiring.connect(m, self.fifo.o, wiring.flipped(unit.o))
+        credits = Credits(self.DEPTH, name="read_credits")
+        self.avail = Signal(init=avail_init, name="avail")     # :func:`_registered_avail`
+        self.take = Signal(name="take")
+        m.d.comb += self.take.eq(self.avail & credits.room)
+        credits.count(m, self.take, unit.o.valid & unit.o.ready)
+        self._staged = self.take
+        for k in range(self.STAGES):
+            staged = Signal(name=f"read_v{k + 1}")
+            m.d.sync += staged.eq(self._staged)
+            self._staged = staged
+
+    def output(self, m, bits, finish):
+        """The raw ``bits`` a take reads (the block RAMs' read data beside the flags staged
+        to them: two stages after the take) into the read data's register, then through
+        ``finish`` into the FIFO."""
+        read = Signal(len(bits), name="read_data", reset_less=True)
+        m.d.sync += read.eq(bits)
+        m.d.comb += [self.fifo.w_en.eq(self._staged), self.fifo.w_data.eq(finish(read))]
 
 
 def _next_iy(m, iy, low, last_ky, row_end, last_oy, sh, ph):
@@ -509,27 +537,6 @@ def _next_iy(m, iy, low, last_ky, row_end, last_oy, sh, ph):
         m.d.sync += iy.eq(Mux(last_oy, -ph, low + sh))
     with m.Else():
         m.d.sync += iy.eq(low)
-
-
-def _registered_output(m, unit, width, finish):
-    """The stream a window's reader drives, ``width`` raw bits: the block RAMs' read data and
-    what selects from it, into a register of their own (a :class:`~.pipeline.StreamRegister`
-    whose data flip-flops the memory's data alone feed: on the ECP5, ``synth`` moves them
-    into the block RAMs' output registers, and the data, 5.6 ns from the clock without,
-    leave the blocks registered), then a :class:`~.pipeline.SkidBuffer`, so that the
-    reader's ``advance`` is one gate of flip-flops.
-    ``finish(bits)`` makes the output's payload from the register's bits (padding and the
-    kernel row's rotation) into a :class:`~.pipeline.StreamRegister`: the consumer (a width
-    converter beside a wide unit) sits far from the line buffers, and that route was the
-    placed LeNet-5's longest path (9.7 of 11.4 ns routing on the ECP5-25k)."""
-    m.submodules.read = read = StreamRegister(width)
-    m.submodules.out = skid = SkidBuffer(width)
-    m.submodules.out_reg = reg = StreamRegister(unit.o.payload.shape())
-    wiring.connect(m, read.o, skid.i)
-    m.d.comb += [reg.i.valid.eq(skid.o.valid), skid.o.ready.eq(reg.i.ready),
-                 reg.i.payload.eq(finish(skid.o.payload))]
-    wiring.connect(m, reg.o, wiring.flipped(unit.o))
-    return read.i
 
 
 def _rows_done(H, R, sh, ph):
@@ -607,7 +614,7 @@ def _below_sum(ky, x, k, kh):
     return Cat(*[(ky == j) & _at_least(x, j - k + 1) for j in range(kh)]).any()
 
 
-def _registered_avail(m, avail, take, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh,
+def _registered_avail(m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh,
                       ph, *, pad, ky, ky_moves, last_ky, row_end, last_oy, pad1):
     """A reader's ``avail`` (its next element is padding, or its row is complete, and the
     image is not done: ``~r_done & (pad | ahead | ky < d)``) as a register holding its value
@@ -622,8 +629,10 @@ def _registered_avail(m, avail, take, wr_end, switch, ahead, r_done, d, w_row, k
     events choose last (as in :func:`_write_room`). ``pad``, ``ky``: the state's; after a
     take, ``ky`` steps with ``ky_moves`` (to 0 with ``last_ky``), the reader ends an output
     row with ``row_end`` (the image with ``last_oy``; ``ky`` is then 0), and ``pad1`` is
-    its next element's padding. With no event the state, and ``avail``, stay. Returns
-    ``(avail, its combinational definition)`` for tests."""
+    its next element's padding. With no event the state, and ``avail``, stay. ``take`` and
+    ``avail`` are ``reader``'s (:class:`_Reader`). Returns ``(avail, its combinational
+    definition)`` for tests."""
+    avail, take = reader.avail, reader.take
     wraps = ~ahead & (w_row == H - 1)           # the writer's row end starts the next image
 
     def ok(ky_x, w_end, r_end):
