@@ -248,8 +248,8 @@ class SlidingWindow(wiring.Component):
         # (A switch comes only once the reader is done: no take in the same cycle.)
         with m.If(switch):
             _hand_over(m, rows, steps)
-        wr_end = write & (w_px == W * C - 1)
-        row_end = last_kx & last_ky & last_c & last_ox
+        wr_end = write & _ends_next(m, write, [(w_px, W * C)], "w_last")
+        row_end = _ends_next(m, take, [(ox, ow), (c, C), (ky, kh), (kx, kw)], "r_last")
         _write_room(m, can_write, wr_end, take & row_end, last_oy, switch, ahead, w_row,
                     low, r_done, d, H, R, sh, ph)
 
@@ -437,8 +437,8 @@ class RowWindow(SlidingWindow):
             _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
         with m.If(switch):
             _hand_over(m, rows, steps)
-        wr_end = write & (w_c == C - 1) & (w_x == W - 1)
-        row_end = last_ky & last_c & last_ox
+        wr_end = write & _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
+        row_end = _ends_next(m, take, [(ox, ow), (c, C), (ky, kh)], "r_last")
         _write_room(m, can_write, wr_end, take & row_end, last_oy, switch, ahead, w_row, low,
                     r_done, d, H, R, sh, ph)
         pad1 = Mux(~last_ky, _outside(iy, H, 1),
@@ -525,6 +525,29 @@ class _Reader:
         read = Signal(len(bits), name="read_data", reset_less=True)
         m.d.sync += read.eq(bits)
         m.d.comb += [self.fifo.w_en.eq(self._staged), self.fifo.w_data.eq(finish(read))]
+
+
+def _ends_next(m, step, counters, name):
+    """Whether mixed-radix ``counters`` (``[(value, size)]``, outer to inner, each stepping
+    past its last value back to 0 as the one inside it does) stand at their last
+    combination, as a register that follows their ``step``: after a step, whether they stood
+    one before it. A writer's and a reader's row end are then a gate of flip-flops: they
+    select among the next values of ``d``, the room and ``avail``, whose compares of each
+    counter in front of those selects were LeNet-5's longest paths at two seeds."""
+    n = 1
+    for _, size in counters:
+        n *= size
+    last = Signal(init=int(n == 1), name=name)
+    before = Const(1)
+    for k in reversed(range(len(counters))):
+        value, size = counters[k]
+        if size >= 2:
+            before = Cat(value == size - 2,
+                         *[v == sz - 1 for v, sz in counters[:k] if sz > 1]).all()
+            break
+    with m.If(step):
+        m.d.sync += last.eq(before)
+    return last
 
 
 def _next_iy(m, iy, low, last_ky, row_end, last_oy, sh, ph):
