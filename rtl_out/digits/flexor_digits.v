@@ -511,58 +511,58 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [12:0] \$100 ;
-  wire [2:0] \$101 ;
-  wire \$102 ;
-  wire [7:0] \$103 ;
-  wire [7:0] \$104 ;
+  wire [10:0] \$100 ;
+  wire [11:0] \$101 ;
+  wire [11:0] \$102 ;
+  wire [12:0] \$103 ;
+  wire [2:0] \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire [21:0] \$108 ;
-  wire [30:0] \$109 ;
+  wire [7:0] \$106 ;
+  wire [7:0] \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [31:0] \$110 ;
-  wire [28:0] \$111 ;
-  wire [28:0] \$112 ;
-  wire \$113 ;
+  wire \$110 ;
+  wire [21:0] \$111 ;
+  wire [30:0] \$112 ;
+  wire [31:0] \$113 ;
   wire [28:0] \$114 ;
-  wire \$115 ;
+  wire [28:0] \$115 ;
   wire \$116 ;
-  wire \$117 ;
-  wire [1:0] \$118 ;
+  wire [28:0] \$117 ;
+  wire \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
-  reg [2:0] \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg \$125 ;
+  wire [1:0] \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  reg [2:0] \$125 ;
   reg \$126 ;
   reg \$127 ;
   reg \$128 ;
-  reg [3:0] \$129 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [2:0] \$130 ;
-  reg [5:0] \$131 ;
-  reg \$132 ;
-  reg [3:0] \$133 ;
-  reg \$134 ;
-  reg [1:0] \$135 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg [3:0] \$132 ;
+  reg [2:0] \$133 ;
+  reg [5:0] \$134 ;
+  reg \$135 ;
   reg [3:0] \$136 ;
-  reg [3:0] \$137 ;
-  reg [3:0] \$138 ;
+  reg \$137 ;
+  reg [1:0] \$138 ;
   reg [3:0] \$139 ;
   wire [4:0] \$14 ;
   reg [3:0] \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg \$143 ;
-  reg [5:0] \$144 ;
-  reg [4:0] \$145 ;
-  reg [4:0] \$146 ;
-  reg [4:0] \$147 ;
+  reg [3:0] \$141 ;
+  reg [3:0] \$142 ;
+  reg [3:0] \$143 ;
+  reg \$144 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg [5:0] \$147 ;
   reg [4:0] \$148 ;
   reg [4:0] \$149 ;
   wire [4:0] \$15 ;
@@ -571,10 +571,10 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$152 ;
   reg [4:0] \$153 ;
   reg [4:0] \$154 ;
-  reg [5:0] \$155 ;
+  reg [4:0] \$155 ;
   reg [4:0] \$156 ;
   reg [4:0] \$157 ;
-  reg [4:0] \$158 ;
+  reg [5:0] \$158 ;
   reg [4:0] \$159 ;
   wire [2:0] \$16 ;
   reg [4:0] \$160 ;
@@ -583,9 +583,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$163 ;
   reg [4:0] \$164 ;
   reg [4:0] \$165 ;
-  reg \$166 ;
-  reg \$167 ;
-  reg \$168 ;
+  reg [4:0] \$166 ;
+  reg [4:0] \$167 ;
+  reg [4:0] \$168 ;
   reg \$169 ;
   wire \$17 ;
   reg \$170 ;
@@ -597,35 +597,43 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$176 ;
   reg \$177 ;
   reg \$178 ;
-  reg [10:0] \$179 ;
+  reg \$179 ;
   wire \$18 ;
-  reg [10:0] \$180 ;
-  reg [10:0] \$181 ;
-  reg [10:0] \$182 ;
-  reg [11:0] \$183 ;
-  reg [10:0] \$184 ;
-  reg [10:0] \$185 ;
-  reg [11:0] \$186 ;
-  reg [1:0] \$187 ;
-  reg [6:0] \$188 ;
-  reg \$189 ;
+  reg \$180 ;
+  reg \$181 ;
+  reg \$182 ;
+  reg \$183 ;
+  reg \$184 ;
+  reg \$185 ;
+  reg \$186 ;
+  reg [10:0] \$187 ;
+  reg [10:0] \$188 ;
+  reg [10:0] \$189 ;
   wire \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg \$195 ;
-  reg \$196 ;
+  reg [10:0] \$190 ;
+  reg [11:0] \$191 ;
+  reg [10:0] \$192 ;
+  reg [10:0] \$193 ;
+  reg [11:0] \$194 ;
+  reg [1:0] \$195 ;
+  reg [6:0] \$196 ;
   reg \$197 ;
   reg \$198 ;
   reg \$199 ;
   wire [4:0] \$2 ;
   wire [12:0] \$20 ;
-  reg [1:0] \$200 ;
-  reg [3:0] \$201 ;
+  reg \$200 ;
+  reg \$201 ;
   reg \$202 ;
+  reg \$203 ;
+  reg \$204 ;
+  reg \$205 ;
+  reg \$206 ;
+  reg \$207 ;
+  reg [1:0] \$208 ;
+  reg [3:0] \$209 ;
   wire [12:0] \$21 ;
+  reg \$210 ;
   wire [4:0] \$22 ;
   wire [1:0] \$23 ;
   wire [5:0] \$24 ;
@@ -697,23 +705,23 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [9:0] \$84 ;
   wire [10:0] \$85 ;
   wire [11:0] \$86 ;
-  wire [10:0] \$87 ;
-  wire [11:0] \$88 ;
-  wire [10:0] \$89 ;
+  wire \$87 ;
+  wire [10:0] \$88 ;
+  wire [11:0] \$89 ;
   wire \$9 ;
-  wire [11:0] \$90 ;
-  wire [10:0] \$91 ;
-  wire [11:0] \$92 ;
-  wire [11:0] \$93 ;
-  wire [12:0] \$94 ;
-  wire [10:0] \$95 ;
-  wire [11:0] \$96 ;
+  wire [10:0] \$90 ;
+  wire [11:0] \$91 ;
+  wire \$92 ;
+  wire [10:0] \$93 ;
+  wire [11:0] \$94 ;
+  wire [11:0] \$95 ;
+  wire [12:0] \$96 ;
   wire [10:0] \$97 ;
   wire [11:0] \$98 ;
-  wire [11:0] \$99 ;
+  wire \$99 ;
   wire \$signal ;
   reg \$signal$141  = 1'h0;
-  reg \$signal$173  = 1'h0;
+  reg \$signal$181  = 1'h0;
   reg \$signal$39  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
@@ -721,7 +729,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
   reg [6:0] \addr$110  = 7'h00;
-  wire [8:0] \addr$187 ;
+  wire [8:0] \addr$195 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
@@ -739,14 +747,16 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [3:0] credits_space = 4'h8;
   wire [11:0] data;
   wire [38:0] \data$113 ;
-  wire [11:0] \data$188 ;
+  wire [11:0] \data$196 ;
   reg done = 1'h0;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
-  reg first2_d1 = 1'h0;
-  reg first2_d2 = 1'h0;
-  reg first2_d3 = 1'h0;
-  reg first2_d4 = 1'h0;
+  reg first2p_d1 = 1'h0;
+  reg first2p_d2 = 1'h0;
+  reg first2p_d3 = 1'h0;
+  wire [2:0] flags_0;
+  wire [2:0] flags_1;
+  wire [2:0] flags_x;
   reg [1:0] gap = 2'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
@@ -767,6 +777,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
   reg last2_d4 = 1'h0;
+  reg last2p_d1 = 1'h0;
+  reg last2p_d2 = 1'h0;
+  reg last2p_d3 = 1'h0;
   wire load;
   reg [4:0] m0_0_0 = 5'h00;
   reg [4:0] m0_0_1 = 5'h00;
@@ -894,6 +907,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
   reg v2_d4 = 1'h0;
+  reg v2p_d1 = 1'h0;
+  reg v2p_d2 = 1'h0;
+  reg v2p_d3 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   (* init = 1'h0 *)
@@ -1086,105 +1102,108 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$82  = off1_1[2] ? \$78  : \$81 ;
   assign \$83  = off1_1[3] ? \$75  : \$82 ;
   assign \$84  = ~ \$83 ;
-  assign \$85  = first2_d4 ? 11'h000 : xacc;
+  assign \$85  = flags_x[1] ? 11'h000 : xacc;
   assign \$86  = \$85  + xsum_l4_0;
-  assign \$87  = first2_d4 ? 11'h000 : xacc;
-  assign \$88  = \$87  + xsum_l4_0;
-  assign \$89  = first2_d4 ? 11'h000 : acc0_0;
-  assign \$90  = \$89  + t0_0_l4_0;
-  assign \$91  = first2_d4 ? 11'h000 : acc0_0;
-  assign \$92  = \$91  + t0_0_l4_0;
-  assign \$94  = \$93  - xfin;
-  assign \$95  = first2_d4 ? 11'h000 : acc1_0;
-  assign \$96  = \$95  + t1_0_l4_0;
-  assign \$97  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$87  = flags_x[0] & flags_x[2];
+  assign \$88  = flags_x[1] ? 11'h000 : xacc;
+  assign \$89  = \$88  + xsum_l4_0;
+  assign \$90  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$91  = \$90  + t0_0_l4_0;
+  assign \$92  = flags_0[0] & flags_0[2];
+  assign \$93  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$94  = \$93  + t0_0_l4_0;
+  assign \$96  = \$95  - xfin;
+  assign \$97  = flags_1[1] ? 11'h000 : acc1_0;
   assign \$98  = \$97  + t1_0_l4_0;
-  assign \$100  = \$99  - xfin;
-  assign \$101  = ser_left - 1'h1;
-  assign \$102  = \addr$110  == 7'h7f;
-  assign \$103  = \addr$110  + 1'h1;
-  assign \$104  = \$102  ? 8'h00 : \$103 ;
-  assign \$108  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$110  = $signed(\$109 ) + $signed(rq0_beta);
-  assign \$113  = $signed(\$112 ) < $signed(1'h0);
-  assign \$115  = $signed(\$114 ) > $signed(9'h0ff);
-  assign \$116  = step & s_last;
-  assign \$117  = o__valid & \o__ready$122 ;
-  assign \$118  = \$117  + skipped_d4;
-  assign \$119  = ~ rst_fc1;
-  assign \$121  = rst_fc1 ? 1'h0 : take;
+  assign \$99  = flags_1[0] & flags_1[2];
+  assign \$100  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$101  = \$100  + t1_0_l4_0;
+  assign \$103  = \$102  - xfin;
+  assign \$104  = ser_left - 1'h1;
+  assign \$105  = \addr$110  == 7'h7f;
+  assign \$106  = \addr$110  + 1'h1;
+  assign \$107  = \$105  ? 8'h00 : \$106 ;
+  assign \$111  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$113  = $signed(\$112 ) + $signed(rq0_beta);
+  assign \$116  = $signed(\$115 ) < $signed(1'h0);
+  assign \$118  = $signed(\$117 ) > $signed(9'h0ff);
+  assign \$119  = step & s_last;
+  assign \$120  = o__valid & \o__ready$122 ;
+  assign \$121  = \$120  + skipped_d4;
+  assign \$122  = ~ rst_fc1;
+  assign \$124  = rst_fc1 ? 1'h0 : take;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$122 ;
+    w_count <= \$125 ;
   always @(posedge clk)
-    w_full <= \$123 ;
+    w_full <= \$126 ;
   always @(posedge clk)
-    can_end <= \$124 ;
+    can_end <= \$127 ;
   always @(posedge clk)
-    gap_zero <= \$125 ;
+    gap_zero <= \$128 ;
   always @(posedge clk)
-    s_last <= \$126 ;
+    s_last <= \$129 ;
   always @(posedge clk)
-    n_last <= \$127 ;
+    n_last <= \$130 ;
   always @(posedge clk)
-    sn_last <= \$128 ;
+    sn_last <= \$131 ;
   always @(posedge clk)
-    r_addr <= \$129 ;
+    r_addr <= \$132 ;
   always @(posedge clk)
-    s_idx <= \$130 ;
+    s_idx <= \$133 ;
   always @(posedge clk)
-    addr <= \$131 ;
+    addr <= \$134 ;
   always @(posedge clk)
-    active <= \$132 ;
+    active <= \$135 ;
   always @(posedge clk)
-    r_base <= \$133 ;
+    r_base <= \$136 ;
   always @(posedge clk)
-    w_half <= \$134 ;
+    w_half <= \$137 ;
   always @(posedge clk)
-    gap <= \$135 ;
+    gap <= \$138 ;
   always @(posedge clk)
-    col <= \$136 ;
+    col <= \$139 ;
   always @(posedge clk)
-    row_ph0 <= \$137 ;
+    row_ph0 <= \$140 ;
   always @(posedge clk)
-    row_ph1 <= \$138 ;
+    row_ph1 <= \$141 ;
   always @(posedge clk)
-    off1_0 <= \$139 ;
+    off1_0 <= \$142 ;
   always @(posedge clk)
-    off1_1 <= \$140 ;
+    off1_1 <= \$143 ;
   always @(posedge clk)
-    \$signal$141  <= \$141 ;
+    \$signal$141  <= \$144 ;
   always @(posedge clk)
-    \$signal$39  <= \$142 ;
+    \$signal$39  <= \$145 ;
   always @(posedge clk)
-    last1 <= \$143 ;
+    last1 <= \$146 ;
   always @(posedge clk)
     word1 <= \o__payload$143 ;
   always @(posedge clk)
-    carry0_0 <= \$144 ;
+    carry0_0 <= \$147 ;
   always @(posedge clk)
     w0_0 <= \$74 ;
   always @(posedge clk)
-    m0_0_0 <= \$145 ;
+    m0_0_0 <= \$148 ;
   always @(posedge clk)
-    m0_0_1 <= \$146 ;
+    m0_0_1 <= \$149 ;
   always @(posedge clk)
-    m0_0_2 <= \$147 ;
+    m0_0_2 <= \$150 ;
   always @(posedge clk)
-    m0_0_3 <= \$148 ;
+    m0_0_3 <= \$151 ;
   always @(posedge clk)
-    m0_0_4 <= \$149 ;
+    m0_0_4 <= \$152 ;
   always @(posedge clk)
-    m0_0_5 <= \$150 ;
+    m0_0_5 <= \$153 ;
   always @(posedge clk)
-    m0_0_6 <= \$151 ;
+    m0_0_6 <= \$154 ;
   always @(posedge clk)
-    m0_0_7 <= \$152 ;
+    m0_0_7 <= \$155 ;
   always @(posedge clk)
-    m0_0_8 <= \$153 ;
+    m0_0_8 <= \$156 ;
   always @(posedge clk)
-    m0_0_9 <= \$154 ;
+    m0_0_9 <= \$157 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1194,29 +1213,29 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$155 ;
+    carry1_0 <= \$158 ;
   always @(posedge clk)
     w1_0 <= \$84 ;
   always @(posedge clk)
-    m1_0_0 <= \$156 ;
+    m1_0_0 <= \$159 ;
   always @(posedge clk)
-    m1_0_1 <= \$157 ;
+    m1_0_1 <= \$160 ;
   always @(posedge clk)
-    m1_0_2 <= \$158 ;
+    m1_0_2 <= \$161 ;
   always @(posedge clk)
-    m1_0_3 <= \$159 ;
+    m1_0_3 <= \$162 ;
   always @(posedge clk)
-    m1_0_4 <= \$160 ;
+    m1_0_4 <= \$163 ;
   always @(posedge clk)
-    m1_0_5 <= \$161 ;
+    m1_0_5 <= \$164 ;
   always @(posedge clk)
-    m1_0_6 <= \$162 ;
+    m1_0_6 <= \$165 ;
   always @(posedge clk)
-    m1_0_7 <= \$163 ;
+    m1_0_7 <= \$166 ;
   always @(posedge clk)
-    m1_0_8 <= \$164 ;
+    m1_0_8 <= \$167 ;
   always @(posedge clk)
-    m1_0_9 <= \$165 ;
+    m1_0_9 <= \$168 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1236,93 +1255,103 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$166 ;
+    v2_d1 <= \$169 ;
   always @(posedge clk)
-    v2_d2 <= \$167 ;
+    v2_d2 <= \$170 ;
   always @(posedge clk)
-    v2_d3 <= \$168 ;
+    v2_d3 <= \$171 ;
   always @(posedge clk)
-    v2_d4 <= \$169 ;
+    v2_d4 <= \$172 ;
   always @(posedge clk)
-    first2_d1 <= \$170 ;
+    last2_d1 <= \$173 ;
   always @(posedge clk)
-    first2_d2 <= \$171 ;
+    last2_d2 <= \$174 ;
   always @(posedge clk)
-    first2_d3 <= \$172 ;
+    last2_d3 <= \$175 ;
   always @(posedge clk)
-    first2_d4 <= \$173 ;
+    last2_d4 <= \$176 ;
   always @(posedge clk)
-    last2_d1 <= \$174 ;
+    v2p_d1 <= \$177 ;
   always @(posedge clk)
-    last2_d2 <= \$175 ;
+    v2p_d2 <= \$178 ;
   always @(posedge clk)
-    last2_d3 <= \$176 ;
+    v2p_d3 <= \$179 ;
   always @(posedge clk)
-    last2_d4 <= \$177 ;
+    first2p_d1 <= \$180 ;
   always @(posedge clk)
-    done <= \$178 ;
+    first2p_d2 <= \$181 ;
   always @(posedge clk)
-    xacc <= \$179 ;
+    first2p_d3 <= \$182 ;
   always @(posedge clk)
-    xfin <= \$180 ;
+    last2p_d1 <= \$183 ;
   always @(posedge clk)
-    acc0_0 <= \$181 ;
+    last2p_d2 <= \$184 ;
   always @(posedge clk)
-    fin0_0 <= \$182 ;
+    last2p_d3 <= \$185 ;
   always @(posedge clk)
-    bank0_0 <= \$183 ;
+    done <= \$186 ;
   always @(posedge clk)
-    acc1_0 <= \$184 ;
+    xacc <= \$187 ;
   always @(posedge clk)
-    fin1_0 <= \$185 ;
+    xfin <= \$188 ;
   always @(posedge clk)
-    bank1_0 <= \$186 ;
+    acc0_0 <= \$189 ;
   always @(posedge clk)
-    ser_left <= \$187 ;
+    fin0_0 <= \$190 ;
   always @(posedge clk)
-    \addr$110  <= \$188 ;
+    bank0_0 <= \$191 ;
   always @(posedge clk)
-    \$signal$173  <= \$189 ;
+    acc1_0 <= \$192 ;
   always @(posedge clk)
-    ka <= \$190 ;
+    fin1_0 <= \$193 ;
+  always @(posedge clk)
+    bank1_0 <= \$194 ;
+  always @(posedge clk)
+    ser_left <= \$195 ;
+  always @(posedge clk)
+    \addr$110  <= \$196 ;
+  always @(posedge clk)
+    \$signal$181  <= \$197 ;
+  always @(posedge clk)
+    ka <= \$198 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$191 ;
+    vb <= \$199 ;
   always @(posedge clk)
     rq0_beta_b <= \data$113 [38:18];
   always @(posedge clk)
-    rq0_beta <= \$108 ;
+    rq0_beta <= \$111 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$110 [28:0];
+    rq0_acc_s1_0 <= \$113 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$111 [12:0];
+    rq0_shifted <= \$114 [12:0];
   always @(posedge clk)
-    rq0_under <= \$113 ;
+    rq0_under <= \$116 ;
   always @(posedge clk)
-    rq0_over <= \$115 ;
+    rq0_over <= \$118 ;
   always @(posedge clk)
-    v_out_d1 <= \$192 ;
+    v_out_d1 <= \$200 ;
   always @(posedge clk)
-    v_out_d2 <= \$193 ;
+    v_out_d2 <= \$201 ;
   always @(posedge clk)
-    \w_en$127  <= \$194 ;
+    \w_en$127  <= \$202 ;
   always @(posedge clk)
-    skipped_d1 <= \$195 ;
+    skipped_d1 <= \$203 ;
   always @(posedge clk)
-    skipped_d2 <= \$196 ;
+    skipped_d2 <= \$204 ;
   always @(posedge clk)
-    skipped_d3 <= \$197 ;
+    skipped_d3 <= \$205 ;
   always @(posedge clk)
-    skipped_d4 <= \$198 ;
+    skipped_d4 <= \$206 ;
   always @(posedge clk)
-    group_ended_d1 <= \$199 ;
+    group_ended_d1 <= \$207 ;
   always @(posedge clk)
-    credits_returned <= \$200 ;
+    credits_returned <= \$208 ;
   always @(posedge clk)
-    credits_space <= \$201 ;
+    credits_space <= \$209 ;
   always @(posedge clk)
-    credits_room <= \$202 ;
+    credits_room <= \$210 ;
   \flexor_digits.fc1.consts  consts (
     .addr(\addr$110 ),
     .clk(clk),
@@ -1353,6 +1382,30 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .w_en(\w_en$127 ),
     .w_port__data(\$21 [7:0])
   );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_0_copy (
+    .clk(clk),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .q(flags_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_1_copy (
+    .clk(clk),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .q(flags_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_x_copy (
+    .clk(clk),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .q(flags_x)
+  );
   \flexor_digits.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
@@ -1367,9 +1420,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .q(\port__addr$35 )
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$187 ),
+    .addr(\addr$195 ),
     .clk(clk),
-    .data(\data$188 )
+    .data(\data$196 )
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(\data$113 [17:0]),
@@ -1390,13 +1443,13 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$121 ),
+    .d(\$124 ),
     .q(port__en)
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$187 ),
+    .addr(\addr$195 ),
     .clk(clk),
-    .data(\data$188 ),
+    .data(\data$196 ),
     .o__payload(\o__payload$143 ),
     .o__ready(step),
     .rst_fc1(rst_fc1)
@@ -1413,143 +1466,111 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = w_count;
+    \$125  = w_count;
     if (take) begin
-      \$122  = \$27 [2:0];
+      \$125  = \$27 [2:0];
     end
     if (rst_fc1) begin
-      \$122  = 3'h0;
+      \$125  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = w_full;
+    \$126  = w_full;
     if (take) begin
       if (\$28 ) begin
-        \$123  = 1'h1;
+        \$126  = 1'h1;
       end
     end
     if (load) begin
-      \$123  = 1'h0;
+      \$126  = 1'h0;
     end
-    if (rst_fc1) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = \$29 ;
-    if (rst_fc1) begin
-      \$124  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = gap_zero_next;
-    if (rst_fc1) begin
-      \$125  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = \$signal ;
     if (rst_fc1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = n_last_next;
+    \$127  = \$29 ;
     if (rst_fc1) begin
-      \$127  = 1'h0;
+      \$127  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = \$30 ;
+    \$128  = gap_zero_next;
     if (rst_fc1) begin
-      \$128  = 1'h0;
+      \$128  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = r_next;
+    \$129  = \$signal ;
     if (rst_fc1) begin
-      \$129  = 4'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = s_idx;
+    \$130  = n_last_next;
+    if (rst_fc1) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$131  = \$30 ;
+    if (rst_fc1) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$132  = r_next;
+    if (rst_fc1) begin
+      \$132  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$133  = s_idx;
     if (step) begin
-      \$130  = \$32 [2:0];
+      \$133  = \$32 [2:0];
     end
     if (rst_fc1) begin
-      \$130  = 3'h0;
+      \$133  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = addr;
+    \$134  = addr;
     if (step) begin
       if (s_last) begin
-        \$131  = \$34 [5:0];
+        \$134  = \$34 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$131  = 6'h00;
+      \$134  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = active;
+    \$135  = active;
     if (\$35 ) begin
-      \$132  = 1'h0;
+      \$135  = 1'h0;
     end
     if (load) begin
-      \$132  = 1'h1;
+      \$135  = 1'h1;
     end
     if (rst_fc1) begin
-      \$132  = 1'h0;
+      \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = r_base;
+    \$136  = r_base;
     if (load) begin
-      \$133  = { 1'h0, \$36  };
-    end
-    if (rst_fc1) begin
-      \$133  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = w_half;
-    if (load) begin
-      \$134  = \$37 ;
-    end
-    if (rst_fc1) begin
-      \$134  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = gap;
-    if (\$38 ) begin
-      \$135  = 2'h1;
-    end else if (\$39 ) begin
-      \$135  = \$40 [1:0];
-    end
-    if (rst_fc1) begin
-      \$135  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = col;
-    if (step) begin
-      \$136  = \$41 ;
+      \$136  = { 1'h0, \$36  };
     end
     if (rst_fc1) begin
       \$136  = 4'h0;
@@ -1557,524 +1578,591 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$137  = \$46 [3:0];
-      end
+    \$137  = w_half;
+    if (load) begin
+      \$137  = \$37 ;
     end
     if (rst_fc1) begin
-      \$137  = 4'h0;
+      \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$138  = \$51 [3:0];
-      end
+    \$138  = gap;
+    if (\$38 ) begin
+      \$138  = 2'h1;
+    end else if (\$39 ) begin
+      \$138  = \$40 [1:0];
     end
     if (rst_fc1) begin
-      \$138  = 4'h4;
+      \$138  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = \$57 [3:0];
+    \$139  = col;
+    if (step) begin
+      \$139  = \$41 ;
+    end
     if (rst_fc1) begin
       \$139  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = \$63 [3:0];
+    \$140  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$140  = \$46 [3:0];
+      end
+    end
     if (rst_fc1) begin
       \$140  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = step;
+    \$141  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$141  = \$51 [3:0];
+      end
+    end
     if (rst_fc1) begin
-      \$141  = 1'h0;
+      \$141  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = \$64 ;
+    \$142  = \$57 [3:0];
     if (rst_fc1) begin
-      \$142  = 1'h0;
+      \$142  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = s_last;
+    \$143  = \$63 [3:0];
     if (rst_fc1) begin
-      \$143  = 1'h0;
+      \$143  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = carry0_0;
+    \$144  = step;
+    if (rst_fc1) begin
+      \$144  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$145  = \$64 ;
+    if (rst_fc1) begin
+      \$145  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$146  = s_last;
+    if (rst_fc1) begin
+      \$146  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$147  = carry0_0;
     if (\$signal$141 ) begin
-      \$144  = word1[5:0];
+      \$147  = word1[5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$145  = 5'h00;
+      \$148  = 5'h00;
     end else begin
-      \$145  = \port__data$147 [4:0];
+      \$148  = \port__data$147 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$146  = 5'h00;
+      \$149  = 5'h00;
     end else begin
-      \$146  = \port__data$147 [9:5];
+      \$149  = \port__data$147 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$147  = 5'h00;
+      \$150  = 5'h00;
     end else begin
-      \$147  = \port__data$147 [14:10];
+      \$150  = \port__data$147 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$148  = 5'h00;
+      \$151  = 5'h00;
     end else begin
-      \$148  = \port__data$147 [19:15];
+      \$151  = \port__data$147 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$149  = 5'h00;
+      \$152  = 5'h00;
     end else begin
-      \$149  = \port__data$147 [24:20];
+      \$152  = \port__data$147 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$150  = 5'h00;
+      \$153  = 5'h00;
     end else begin
-      \$150  = \port__data$147 [29:25];
+      \$153  = \port__data$147 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$151  = 5'h00;
+      \$154  = 5'h00;
     end else begin
-      \$151  = \port__data$147 [34:30];
+      \$154  = \port__data$147 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$152  = 5'h00;
+      \$155  = 5'h00;
     end else begin
-      \$152  = \port__data$147 [39:35];
+      \$155  = \port__data$147 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$153  = 5'h00;
+      \$156  = 5'h00;
     end else begin
-      \$153  = \port__data$147 [44:40];
+      \$156  = \port__data$147 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$154  = 5'h00;
+      \$157  = 5'h00;
     end else begin
-      \$154  = \port__data$147 [49:45];
+      \$157  = \port__data$147 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = carry1_0;
+    \$158  = carry1_0;
     if (\$signal$141 ) begin
-      \$155  = word1[11:6];
+      \$158  = word1[11:6];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$156  = 5'h00;
+      \$159  = 5'h00;
     end else begin
-      \$156  = \port__data$147 [4:0];
+      \$159  = \port__data$147 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$157  = 5'h00;
+      \$160  = 5'h00;
     end else begin
-      \$157  = \port__data$147 [9:5];
+      \$160  = \port__data$147 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$158  = 5'h00;
+      \$161  = 5'h00;
     end else begin
-      \$158  = \port__data$147 [14:10];
+      \$161  = \port__data$147 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$159  = 5'h00;
+      \$162  = 5'h00;
     end else begin
-      \$159  = \port__data$147 [19:15];
+      \$162  = \port__data$147 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$160  = 5'h00;
+      \$163  = 5'h00;
     end else begin
-      \$160  = \port__data$147 [24:20];
+      \$163  = \port__data$147 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$161  = 5'h00;
+      \$164  = 5'h00;
     end else begin
-      \$161  = \port__data$147 [29:25];
+      \$164  = \port__data$147 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$162  = 5'h00;
+      \$165  = 5'h00;
     end else begin
-      \$162  = \port__data$147 [34:30];
+      \$165  = \port__data$147 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$163  = 5'h00;
+      \$166  = 5'h00;
     end else begin
-      \$163  = \port__data$147 [39:35];
+      \$166  = \port__data$147 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$164  = 5'h00;
+      \$167  = 5'h00;
     end else begin
-      \$164  = \port__data$147 [44:40];
+      \$167  = \port__data$147 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$165  = 5'h00;
+      \$168  = 5'h00;
     end else begin
-      \$165  = \port__data$147 [49:45];
+      \$168  = \port__data$147 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = \$signal$141 ;
-    if (rst_fc1) begin
-      \$166  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = v2_d1;
-    if (rst_fc1) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = v2_d2;
-    if (rst_fc1) begin
-      \$168  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = v2_d3;
+    \$169  = \$signal$141 ;
     if (rst_fc1) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = \$signal$39 ;
+    \$170  = v2_d1;
     if (rst_fc1) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = first2_d1;
+    \$171  = v2_d2;
     if (rst_fc1) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = first2_d2;
+    \$172  = v2_d3;
     if (rst_fc1) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = first2_d3;
+    \$173  = last1;
     if (rst_fc1) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = last1;
+    \$174  = last2_d1;
     if (rst_fc1) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = last2_d1;
+    \$175  = last2_d2;
     if (rst_fc1) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = last2_d2;
+    \$176  = last2_d3;
     if (rst_fc1) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = last2_d3;
+    \$177  = \$signal$141 ;
     if (rst_fc1) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = group_end;
+    \$178  = v2p_d1;
     if (rst_fc1) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = xacc;
-    if (v2_d4) begin
-      \$179  = \$86 [10:0];
+    \$179  = v2p_d2;
+    if (rst_fc1) begin
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = xfin;
-    if (group_end) begin
-      \$180  = \$88 [10:0];
+    \$180  = \$signal$39 ;
+    if (rst_fc1) begin
+      \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = acc0_0;
-    if (v2_d4) begin
-      \$181  = \$90 [10:0];
+    \$181  = first2p_d1;
+    if (rst_fc1) begin
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = fin0_0;
-    if (group_end) begin
-      \$182  = \$92 [10:0];
+    \$182  = first2p_d2;
+    if (rst_fc1) begin
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = bank0_0;
+    \$183  = last1;
+    if (rst_fc1) begin
+      \$183  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$184  = last2p_d1;
+    if (rst_fc1) begin
+      \$184  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$185  = last2p_d2;
+    if (rst_fc1) begin
+      \$185  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$186  = group_end;
+    if (rst_fc1) begin
+      \$186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$187  = xacc;
+    if (flags_x[0]) begin
+      \$187  = \$86 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$188  = xfin;
+    if (\$87 ) begin
+      \$188  = \$89 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = acc0_0;
+    if (flags_0[0]) begin
+      \$189  = \$91 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$190  = fin0_0;
+    if (\$92 ) begin
+      \$190  = \$94 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$191  = bank0_0;
     if (done) begin
-      \$183  = \$94 [11:0];
+      \$191  = \$96 [11:0];
     end else if (ser) begin
-      \$183  = bank1_0;
+      \$191  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = acc1_0;
-    if (v2_d4) begin
-      \$184  = \$96 [10:0];
+    \$192  = acc1_0;
+    if (flags_1[0]) begin
+      \$192  = \$98 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = fin1_0;
-    if (group_end) begin
-      \$185  = \$98 [10:0];
+    \$193  = fin1_0;
+    if (\$99 ) begin
+      \$193  = \$101 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = bank1_0;
+    \$194  = bank1_0;
     if (done) begin
-      \$186  = \$100 [11:0];
+      \$194  = \$103 [11:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = ser_left;
+    \$195  = ser_left;
     if (done) begin
-      \$187  = 2'h2;
+      \$195  = 2'h2;
     end else if (ser) begin
-      \$187  = \$101 [1:0];
+      \$195  = \$104 [1:0];
     end
     if (rst_fc1) begin
-      \$187  = 2'h0;
+      \$195  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = \addr$110 ;
+    \$196  = \addr$110 ;
     if (ser) begin
-      \$188  = \$104 [6:0];
+      \$196  = \$107 [6:0];
     end
     if (rst_fc1) begin
-      \$188  = 7'h00;
+      \$196  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = \$105 ;
-    if (rst_fc1) begin
-      \$189  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = \$107 ;
-    if (rst_fc1) begin
-      \$190  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = \$signal$173 ;
-    if (rst_fc1) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = vb;
-    if (rst_fc1) begin
-      \$192  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = v_out_d1;
-    if (rst_fc1) begin
-      \$193  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = v_out_d2;
-    if (rst_fc1) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = ka;
-    if (rst_fc1) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = skipped_d1;
-    if (rst_fc1) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = skipped_d2;
+    \$197  = \$108 ;
     if (rst_fc1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = skipped_d3;
+    \$198  = \$110 ;
     if (rst_fc1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$116 ;
+    \$199  = \$signal$181 ;
     if (rst_fc1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = \$118 ;
+    \$200  = vb;
     if (rst_fc1) begin
-      \$200  = 2'h0;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$24 [3:0];
+    \$201  = v_out_d1;
     if (rst_fc1) begin
-      \$201  = 4'h8;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = credits_room_next;
+    \$202  = v_out_d2;
     if (rst_fc1) begin
-      \$202  = 1'h1;
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$203  = ka;
+    if (rst_fc1) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$204  = skipped_d1;
+    if (rst_fc1) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$205  = skipped_d2;
+    if (rst_fc1) begin
+      \$205  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$206  = skipped_d3;
+    if (rst_fc1) begin
+      \$206  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$207  = \$119 ;
+    if (rst_fc1) begin
+      \$207  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$208  = \$121 ;
+    if (rst_fc1) begin
+      \$208  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$209  = \$24 [3:0];
+    if (rst_fc1) begin
+      \$209  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$210  = credits_room_next;
+    if (rst_fc1) begin
+      \$210  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2103,16 +2191,16 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$3  = active;
   assign \$70  = o;
   assign \$80  = \o$150 ;
-  assign \$93  = { fin0_0, 1'h0 };
-  assign \$99  = { fin1_0, 1'h0 };
-  assign \$105  = ser;
-  assign \$106  = 1'h0;
-  assign \$107  = 1'h0;
-  assign \$109  = { p[29], p };
-  assign \$111  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$112  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$95  = { fin0_0, 1'h0 };
+  assign \$102  = { fin1_0, 1'h0 };
+  assign \$108  = ser;
+  assign \$109  = 1'h0;
+  assign \$110  = 1'h0;
+  assign \$112  = { p[29], p };
   assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$120  = \$119 ;
+  assign \$115  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$117  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$123  = \$122 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3213,20 +3301,20 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  reg [3:0] \$100 ;
-  reg \$101 ;
-  reg [4:0] \$102 ;
+  reg [4:0] \$100 ;
+  reg [3:0] \$101 ;
+  reg [3:0] \$102 ;
   reg \$103 ;
-  reg [3:0] \$104 ;
-  reg [3:0] \$105 ;
+  reg [4:0] \$104 ;
+  reg \$105 ;
   reg [3:0] \$106 ;
-  reg \$107 ;
-  reg \$108 ;
+  reg [3:0] \$107 ;
+  reg [3:0] \$108 ;
   reg \$109 ;
   wire \$11 ;
-  reg [5:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg [7:0] \$112 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg [5:0] \$112 ;
   reg [7:0] \$113 ;
   reg [7:0] \$114 ;
   reg [7:0] \$115 ;
@@ -3236,8 +3324,8 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg [7:0] \$119 ;
   wire \$12 ;
   reg [7:0] \$120 ;
-  reg \$121 ;
-  reg \$122 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
   reg \$123 ;
   reg \$124 ;
   reg \$125 ;
@@ -3250,21 +3338,21 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg \$131 ;
   reg \$132 ;
   reg \$133 ;
-  reg [14:0] \$134 ;
-  reg [14:0] \$135 ;
-  reg [14:0] \$136 ;
-  reg [14:0] \$137 ;
-  reg [15:0] \$138 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg \$137 ;
+  reg \$138 ;
   reg \$139 ;
   wire [5:0] \$14 ;
-  reg [3:0] \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg \$143 ;
-  reg \$144 ;
-  reg \$145 ;
+  reg \$140 ;
+  reg [14:0] \$141 ;
+  reg [14:0] \$142 ;
+  reg [14:0] \$143 ;
+  reg [14:0] \$144 ;
+  reg [15:0] \$145 ;
   reg \$146 ;
-  reg \$147 ;
+  reg [3:0] \$147 ;
   reg \$148 ;
   reg \$149 ;
   wire [5:0] \$15 ;
@@ -3272,10 +3360,17 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg \$151 ;
   reg \$152 ;
   reg \$153 ;
-  reg [1:0] \$154 ;
-  reg [1:0] \$155 ;
+  reg \$154 ;
+  reg \$155 ;
   reg \$156 ;
+  reg \$157 ;
+  reg \$158 ;
+  reg \$159 ;
   wire [3:0] \$16 ;
+  reg \$160 ;
+  reg [1:0] \$161 ;
+  reg [1:0] \$162 ;
+  reg \$163 ;
   wire [19:0] \$17 ;
   wire [19:0] \$18 ;
   wire [2:0] \$19 ;
@@ -3324,59 +3419,59 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   wire [14:0] \$58 ;
   wire [15:0] \$59 ;
   wire \$6 ;
-  wire [14:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire [14:0] \$62 ;
-  wire [15:0] \$63 ;
-  wire [14:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire [15:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [1:0] \$68 ;
-  wire \$69 ;
+  wire \$60 ;
+  wire [14:0] \$61 ;
+  wire [15:0] \$62 ;
+  wire [14:0] \$63 ;
+  wire [15:0] \$64 ;
+  wire \$65 ;
+  wire [14:0] \$66 ;
+  wire [15:0] \$67 ;
+  wire [15:0] \$68 ;
+  wire [16:0] \$69 ;
   wire \$7 ;
-  wire [4:0] \$70 ;
-  wire [4:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
+  wire [1:0] \$70 ;
+  wire \$71 ;
+  wire [4:0] \$72 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
-  wire [24:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [50:0] \$77 ;
-  wire [51:0] \$78 ;
-  wire [52:0] \$79 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [24:0] \$77 ;
+  wire [33:0] \$78 ;
+  wire [50:0] \$79 ;
   wire \$8 ;
-  wire [35:0] \$80 ;
-  wire [35:0] \$81 ;
-  wire \$82 ;
+  wire [51:0] \$80 ;
+  wire [52:0] \$81 ;
+  wire [35:0] \$82 ;
   wire [35:0] \$83 ;
   wire \$84 ;
-  wire \$85 ;
+  wire [35:0] \$85 ;
   wire \$86 ;
-  wire [1:0] \$87 ;
+  wire \$87 ;
   wire \$88 ;
-  wire \$89 ;
+  wire [1:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
-  reg [3:0] \$91 ;
-  reg \$92 ;
-  reg \$93 ;
+  wire \$91 ;
+  wire \$92 ;
+  reg [3:0] \$93 ;
   reg \$94 ;
   reg \$95 ;
   reg \$96 ;
   reg \$97 ;
-  reg [4:0] \$98 ;
-  reg [3:0] \$99 ;
+  reg \$98 ;
+  reg \$99 ;
   wire \$signal ;
   reg \$signal$115  = 1'h0;
-  reg \$signal$140  = 1'h0;
+  reg \$signal$147  = 1'h0;
   reg \$signal$37  = 1'h0;
   wire [16:0] a;
   wire [3:0] \a$89 ;
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$159 ;
+  wire [7:0] \addr$166 ;
   reg [3:0] \addr$83  = 4'h0;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
@@ -3394,14 +3489,15 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
-  wire [5:0] \data$160 ;
+  wire [5:0] \data$167 ;
   wire [44:0] \data$86 ;
   reg done = 1'h0;
   reg [14:0] fin0_0 = 15'h0000;
-  reg first2_d1 = 1'h0;
-  reg first2_d2 = 1'h0;
-  reg first2_d3 = 1'h0;
-  reg first2_d4 = 1'h0;
+  reg first2p_d1 = 1'h0;
+  reg first2p_d2 = 1'h0;
+  reg first2p_d3 = 1'h0;
+  wire [2:0] flags_0;
+  wire [2:0] flags_x;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
@@ -3419,6 +3515,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
   reg last2_d4 = 1'h0;
+  reg last2p_d1 = 1'h0;
+  reg last2p_d2 = 1'h0;
+  reg last2p_d3 = 1'h0;
   wire load;
   reg [7:0] m0_0_0 = 8'h00;
   reg [7:0] m0_0_1 = 8'h00;
@@ -3449,7 +3548,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   wire \o__valid$100 ;
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
-  wire [19:0] \p$147 ;
+  wire [19:0] \p$154 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$33 ;
   reg [79:0] port__data = 80'h00000000000000000000;
@@ -3514,6 +3613,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
   reg v2_d4 = 1'h0;
+  reg v2p_d1 = 1'h0;
+  reg v2p_d2 = 1'h0;
+  reg v2p_d3 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
@@ -3680,95 +3782,97 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   assign \$55  = off1_0[2] ? \$51  : \$54 ;
   assign \$56  = off1_0[3] ? \$48  : \$55 ;
   assign \$57  = ~ \$56 ;
-  assign \$58  = first2_d4 ? 15'h0000 : xacc;
+  assign \$58  = flags_x[1] ? 15'h0000 : xacc;
   assign \$59  = \$58  + xsum_l4_0;
-  assign \$60  = first2_d4 ? 15'h0000 : xacc;
-  assign \$61  = \$60  + xsum_l4_0;
-  assign \$62  = first2_d4 ? 15'h0000 : acc0_0;
-  assign \$63  = \$62  + t0_0_l4_0;
-  assign \$64  = first2_d4 ? 15'h0000 : acc0_0;
-  assign \$65  = \$64  + t0_0_l4_0;
-  assign \$67  = \$66  - xfin;
-  assign \$68  = ser_left - 1'h1;
-  assign \$69  = \addr$83  == 4'h9;
-  assign \$70  = \addr$83  + 1'h1;
-  assign \$71  = \$69  ? 5'h00 : \$70 ;
-  assign \$75  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$78  = $signed(\$76 ) + $signed(\$77 );
-  assign \$79  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$82  = $signed(\$81 ) < $signed(16'h8000);
-  assign \$84  = $signed(\$83 ) > $signed(16'h7fff);
-  assign \$85  = step & s_last;
-  assign \$86  = o__valid & \o__ready$97 ;
-  assign \$87  = \$86  + skipped_d5;
-  assign \$88  = ~ rst_fc2;
-  assign \$90  = rst_fc2 ? 1'h0 : take;
+  assign \$60  = flags_x[0] & flags_x[2];
+  assign \$61  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$62  = \$61  + xsum_l4_0;
+  assign \$63  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$64  = \$63  + t0_0_l4_0;
+  assign \$65  = flags_0[0] & flags_0[2];
+  assign \$66  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$67  = \$66  + t0_0_l4_0;
+  assign \$69  = \$68  - xfin;
+  assign \$70  = ser_left - 1'h1;
+  assign \$71  = \addr$83  == 4'h9;
+  assign \$72  = \addr$83  + 1'h1;
+  assign \$73  = \$71  ? 5'h00 : \$72 ;
+  assign \$77  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$80  = $signed(\$78 ) + $signed(\$79 );
+  assign \$81  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$84  = $signed(\$83 ) < $signed(16'h8000);
+  assign \$86  = $signed(\$85 ) > $signed(16'h7fff);
+  assign \$87  = step & s_last;
+  assign \$88  = o__valid & \o__ready$97 ;
+  assign \$89  = \$88  + skipped_d5;
+  assign \$90  = ~ rst_fc2;
+  assign \$92  = rst_fc2 ? 1'h0 : take;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$91 ;
+    w_count <= \$93 ;
   always @(posedge clk)
-    w_full <= \$92 ;
+    w_full <= \$94 ;
   always @(posedge clk)
-    can_end <= \$93 ;
+    can_end <= \$95 ;
   always @(posedge clk)
-    gap_zero <= \$94 ;
+    gap_zero <= \$96 ;
   always @(posedge clk)
-    s_last <= \$95 ;
+    s_last <= \$97 ;
   always @(posedge clk)
-    n_last <= \$96 ;
+    n_last <= \$98 ;
   always @(posedge clk)
-    sn_last <= \$97 ;
+    sn_last <= \$99 ;
   always @(posedge clk)
-    r_addr <= \$98 ;
+    r_addr <= \$100 ;
   always @(posedge clk)
-    s_idx <= \$99 ;
+    s_idx <= \$101 ;
   always @(posedge clk)
-    addr <= \$100 ;
+    addr <= \$102 ;
   always @(posedge clk)
-    active <= \$101 ;
+    active <= \$103 ;
   always @(posedge clk)
-    r_base <= \$102 ;
+    r_base <= \$104 ;
   always @(posedge clk)
-    w_half <= \$103 ;
+    w_half <= \$105 ;
   always @(posedge clk)
-    col <= \$104 ;
+    col <= \$106 ;
   always @(posedge clk)
-    row_ph0 <= \$105 ;
+    row_ph0 <= \$107 ;
   always @(posedge clk)
-    off1_0 <= \$106 ;
+    off1_0 <= \$108 ;
   always @(posedge clk)
-    \$signal$115  <= \$107 ;
+    \$signal$115  <= \$109 ;
   always @(posedge clk)
-    \$signal$37  <= \$108 ;
+    \$signal$37  <= \$110 ;
   always @(posedge clk)
-    last1 <= \$109 ;
+    last1 <= \$111 ;
   always @(posedge clk)
     \i$40  <= \o__payload$117 ;
   always @(posedge clk)
-    carry0_0 <= \$110 ;
+    carry0_0 <= \$112 ;
   always @(posedge clk)
     w0_0 <= \$57 ;
   always @(posedge clk)
-    m0_0_0 <= \$111 ;
+    m0_0_0 <= \$113 ;
   always @(posedge clk)
-    m0_0_1 <= \$112 ;
+    m0_0_1 <= \$114 ;
   always @(posedge clk)
-    m0_0_2 <= \$113 ;
+    m0_0_2 <= \$115 ;
   always @(posedge clk)
-    m0_0_3 <= \$114 ;
+    m0_0_3 <= \$116 ;
   always @(posedge clk)
-    m0_0_4 <= \$115 ;
+    m0_0_4 <= \$117 ;
   always @(posedge clk)
-    m0_0_5 <= \$116 ;
+    m0_0_5 <= \$118 ;
   always @(posedge clk)
-    m0_0_6 <= \$117 ;
+    m0_0_6 <= \$119 ;
   always @(posedge clk)
-    m0_0_7 <= \$118 ;
+    m0_0_7 <= \$120 ;
   always @(posedge clk)
-    m0_0_8 <= \$119 ;
+    m0_0_8 <= \$121 ;
   always @(posedge clk)
-    m0_0_9 <= \$120 ;
+    m0_0_9 <= \$122 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -3788,95 +3892,105 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$121 ;
+    v2_d1 <= \$123 ;
   always @(posedge clk)
-    v2_d2 <= \$122 ;
+    v2_d2 <= \$124 ;
   always @(posedge clk)
-    v2_d3 <= \$123 ;
+    v2_d3 <= \$125 ;
   always @(posedge clk)
-    v2_d4 <= \$124 ;
+    v2_d4 <= \$126 ;
   always @(posedge clk)
-    first2_d1 <= \$125 ;
+    last2_d1 <= \$127 ;
   always @(posedge clk)
-    first2_d2 <= \$126 ;
+    last2_d2 <= \$128 ;
   always @(posedge clk)
-    first2_d3 <= \$127 ;
+    last2_d3 <= \$129 ;
   always @(posedge clk)
-    first2_d4 <= \$128 ;
+    last2_d4 <= \$130 ;
   always @(posedge clk)
-    last2_d1 <= \$129 ;
+    v2p_d1 <= \$131 ;
   always @(posedge clk)
-    last2_d2 <= \$130 ;
+    v2p_d2 <= \$132 ;
   always @(posedge clk)
-    last2_d3 <= \$131 ;
+    v2p_d3 <= \$133 ;
   always @(posedge clk)
-    last2_d4 <= \$132 ;
+    first2p_d1 <= \$134 ;
   always @(posedge clk)
-    done <= \$133 ;
+    first2p_d2 <= \$135 ;
   always @(posedge clk)
-    xacc <= \$134 ;
+    first2p_d3 <= \$136 ;
   always @(posedge clk)
-    xfin <= \$135 ;
+    last2p_d1 <= \$137 ;
   always @(posedge clk)
-    acc0_0 <= \$136 ;
+    last2p_d2 <= \$138 ;
   always @(posedge clk)
-    fin0_0 <= \$137 ;
+    last2p_d3 <= \$139 ;
   always @(posedge clk)
-    bank0_0 <= \$138 ;
+    done <= \$140 ;
   always @(posedge clk)
-    ser_left <= \$139 ;
+    xacc <= \$141 ;
   always @(posedge clk)
-    \addr$83  <= \$140 ;
+    xfin <= \$142 ;
   always @(posedge clk)
-    \$signal$140  <= \$141 ;
+    acc0_0 <= \$143 ;
   always @(posedge clk)
-    ka <= \$142 ;
+    fin0_0 <= \$144 ;
+  always @(posedge clk)
+    bank0_0 <= \$145 ;
+  always @(posedge clk)
+    ser_left <= \$146 ;
+  always @(posedge clk)
+    \addr$83  <= \$147 ;
+  always @(posedge clk)
+    \$signal$147  <= \$148 ;
+  always @(posedge clk)
+    ka <= \$149 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$143 ;
+    vb <= \$150 ;
   always @(posedge clk)
     rq0_beta_b <= \data$86 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$75 ;
+    rq0_beta <= \$77 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$78 ;
+    rq0_acc_s1_0 <= \$80 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$79 [35:0];
+    rq0_acc_s2_0 <= \$81 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$80 [19:0];
+    rq0_shifted <= \$82 [19:0];
   always @(posedge clk)
-    rq0_under <= \$82 ;
+    rq0_under <= \$84 ;
   always @(posedge clk)
-    rq0_over <= \$84 ;
+    rq0_over <= \$86 ;
   always @(posedge clk)
-    v_out_d1 <= \$144 ;
+    v_out_d1 <= \$151 ;
   always @(posedge clk)
-    v_out_d2 <= \$145 ;
+    v_out_d2 <= \$152 ;
   always @(posedge clk)
-    v_out_d3 <= \$146 ;
+    v_out_d3 <= \$153 ;
   always @(posedge clk)
-    \w_en$102  <= \$147 ;
+    \w_en$102  <= \$154 ;
   always @(posedge clk)
-    skipped_d1 <= \$148 ;
+    skipped_d1 <= \$155 ;
   always @(posedge clk)
-    skipped_d2 <= \$149 ;
+    skipped_d2 <= \$156 ;
   always @(posedge clk)
-    skipped_d3 <= \$150 ;
+    skipped_d3 <= \$157 ;
   always @(posedge clk)
-    skipped_d4 <= \$151 ;
+    skipped_d4 <= \$158 ;
   always @(posedge clk)
-    skipped_d5 <= \$152 ;
+    skipped_d5 <= \$159 ;
   always @(posedge clk)
-    group_ended_d1 <= \$153 ;
+    group_ended_d1 <= \$160 ;
   always @(posedge clk)
-    credits_returned <= \$154 ;
+    credits_returned <= \$161 ;
   always @(posedge clk)
-    credits_space <= \$155 ;
+    credits_space <= \$162 ;
   always @(posedge clk)
-    credits_room <= \$156 ;
+    credits_room <= \$163 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$83 ),
     .clk(clk),
@@ -3899,6 +4013,22 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
     .w_data(\$18 [15:0]),
     .w_en(\w_en$102 )
   );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_0_copy (
+    .clk(clk),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .q(flags_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_x_copy (
+    .clk(clk),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .q(flags_x)
+  );
   \flexor_digits.fc2.heads  heads (
     .addr(addr),
     .clk(clk),
@@ -3913,9 +4043,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
     .q(\port__addr$33 )
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$159 ),
+    .addr(\addr$166 ),
     .clk(clk),
-    .data(\data$160 )
+    .data(\data$167 )
   );
   \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(\data$86 [16:0]),
@@ -3927,7 +4057,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
     .a(\data$86 [20:17]),
     .b(b),
     .clk(clk),
-    .p(\p$147 )
+    .p(\p$154 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -3942,13 +4072,13 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$90 ),
+    .d(\$92 ),
     .q(port__en)
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$159 ),
+    .addr(\addr$166 ),
     .clk(clk),
-    .data(\data$160 ),
+    .data(\data$167 ),
     .o__payload(\o__payload$117 ),
     .o__ready(step),
     .rst_fc2(rst_fc2)
@@ -3965,121 +4095,101 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = w_count;
+    \$93  = w_count;
     if (take) begin
-      \$91  = \$24 [3:0];
+      \$93  = \$24 [3:0];
     end
     if (rst_fc2) begin
-      \$91  = 4'h0;
+      \$93  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = w_full;
+    \$94  = w_full;
     if (take) begin
       if (\$25 ) begin
-        \$92  = 1'h1;
+        \$94  = 1'h1;
       end
     end
     if (load) begin
-      \$92  = 1'h0;
+      \$94  = 1'h0;
     end
     if (rst_fc2) begin
-      \$92  = 1'h0;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = \$26 ;
+    \$95  = \$26 ;
     if (rst_fc2) begin
-      \$93  = 1'h1;
+      \$95  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = 1'h1;
+    \$96  = 1'h1;
     if (rst_fc2) begin
-      \$94  = 1'h1;
+      \$96  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = \$signal ;
-    if (rst_fc2) begin
-      \$95  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = n_last_next;
-    if (rst_fc2) begin
-      \$96  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$97  = \$27 ;
+    \$97  = \$signal ;
     if (rst_fc2) begin
       \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$98  = r_next;
+    \$98  = n_last_next;
     if (rst_fc2) begin
-      \$98  = 5'h00;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = s_idx;
+    \$99  = \$27 ;
+    if (rst_fc2) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$100  = r_next;
+    if (rst_fc2) begin
+      \$100  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$101  = s_idx;
     if (step) begin
-      \$99  = \$29 [3:0];
+      \$101  = \$29 [3:0];
     end
     if (rst_fc2) begin
-      \$99  = 4'h0;
+      \$101  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = addr;
+    \$102  = addr;
     if (step) begin
       if (s_last) begin
-        \$100  = \$31 [3:0];
+        \$102  = \$31 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$100  = 4'h0;
+      \$102  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = active;
+    \$103  = active;
     if (\$32 ) begin
-      \$101  = 1'h0;
+      \$103  = 1'h0;
     end
     if (load) begin
-      \$101  = 1'h1;
-    end
-    if (rst_fc2) begin
-      \$101  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = r_base;
-    if (load) begin
-      \$102  = { 1'h0, \$33  };
-    end
-    if (rst_fc2) begin
-      \$102  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = w_half;
-    if (load) begin
-      \$103  = \$34 ;
+      \$103  = 1'h1;
     end
     if (rst_fc2) begin
       \$103  = 1'h0;
@@ -4087,409 +4197,464 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = col;
-    if (step) begin
-      \$104  = \$35 ;
+    \$104  = r_base;
+    if (load) begin
+      \$104  = { 1'h0, \$33  };
     end
     if (rst_fc2) begin
-      \$104  = 4'h0;
+      \$104  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$105  = \$40 [3:0];
-      end
+    \$105  = w_half;
+    if (load) begin
+      \$105  = \$34 ;
     end
     if (rst_fc2) begin
-      \$105  = 4'h0;
+      \$105  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = \$46 [3:0];
+    \$106  = col;
+    if (step) begin
+      \$106  = \$35 ;
+    end
     if (rst_fc2) begin
       \$106  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = step;
+    \$107  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$107  = \$40 [3:0];
+      end
+    end
     if (rst_fc2) begin
-      \$107  = 1'h0;
+      \$107  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = \$47 ;
+    \$108  = \$46 [3:0];
     if (rst_fc2) begin
-      \$108  = 1'h0;
+      \$108  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = s_last;
+    \$109  = step;
     if (rst_fc2) begin
       \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = carry0_0;
+    \$110  = \$47 ;
+    if (rst_fc2) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$111  = s_last;
+    if (rst_fc2) begin
+      \$111  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$112  = carry0_0;
     if (\$signal$115 ) begin
-      \$110  = \i$40 ;
+      \$112  = \i$40 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$111  = 8'h00;
+      \$113  = 8'h00;
     end else begin
-      \$111  = \port__data$121 [7:0];
+      \$113  = \port__data$121 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$112  = 8'h00;
+      \$114  = 8'h00;
     end else begin
-      \$112  = \port__data$121 [15:8];
+      \$114  = \port__data$121 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$113  = 8'h00;
+      \$115  = 8'h00;
     end else begin
-      \$113  = \port__data$121 [23:16];
+      \$115  = \port__data$121 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$114  = 8'h00;
+      \$116  = 8'h00;
     end else begin
-      \$114  = \port__data$121 [31:24];
+      \$116  = \port__data$121 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$115  = 8'h00;
+      \$117  = 8'h00;
     end else begin
-      \$115  = \port__data$121 [39:32];
+      \$117  = \port__data$121 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$116  = 8'h00;
+      \$118  = 8'h00;
     end else begin
-      \$116  = \port__data$121 [47:40];
+      \$118  = \port__data$121 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$117  = 8'h00;
+      \$119  = 8'h00;
     end else begin
-      \$117  = \port__data$121 [55:48];
+      \$119  = \port__data$121 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$118  = 8'h00;
+      \$120  = 8'h00;
     end else begin
-      \$118  = \port__data$121 [63:56];
+      \$120  = \port__data$121 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$119  = 8'h00;
+      \$121  = 8'h00;
     end else begin
-      \$119  = \port__data$121 [71:64];
+      \$121  = \port__data$121 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$120  = 8'h00;
+      \$122  = 8'h00;
     end else begin
-      \$120  = \port__data$121 [79:72];
+      \$122  = \port__data$121 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$121  = \$signal$115 ;
-    if (rst_fc2) begin
-      \$121  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$122  = v2_d1;
-    if (rst_fc2) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = v2_d2;
+    \$123  = \$signal$115 ;
     if (rst_fc2) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = v2_d3;
+    \$124  = v2_d1;
     if (rst_fc2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = \$signal$37 ;
+    \$125  = v2_d2;
     if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = first2_d1;
+    \$126  = v2_d3;
     if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = first2_d2;
+    \$127  = last1;
     if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = first2_d3;
+    \$128  = last2_d1;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$129  = last1;
+    \$129  = last2_d2;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$130  = last2_d1;
+    \$130  = last2_d3;
     if (rst_fc2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$131  = last2_d2;
+    \$131  = \$signal$115 ;
     if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$132  = last2_d3;
+    \$132  = v2p_d1;
     if (rst_fc2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$133  = group_end;
+    \$133  = v2p_d2;
     if (rst_fc2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$134  = xacc;
-    if (v2_d4) begin
-      \$134  = \$59 [14:0];
+    \$134  = \$signal$37 ;
+    if (rst_fc2) begin
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$135  = xfin;
-    if (group_end) begin
-      \$135  = \$61 [14:0];
+    \$135  = first2p_d1;
+    if (rst_fc2) begin
+      \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$136  = acc0_0;
-    if (v2_d4) begin
-      \$136  = \$63 [14:0];
+    \$136  = first2p_d2;
+    if (rst_fc2) begin
+      \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$137  = fin0_0;
-    if (group_end) begin
-      \$137  = \$65 [14:0];
+    \$137  = last1;
+    if (rst_fc2) begin
+      \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = bank0_0;
-    if (done) begin
-      \$138  = \$67 [15:0];
+    \$138  = last2p_d1;
+    if (rst_fc2) begin
+      \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = ser_left;
-    if (done) begin
-      \$139  = 1'h1;
-    end else if (ser) begin
-      \$139  = \$68 [0];
-    end
+    \$139  = last2p_d2;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = \addr$83 ;
-    if (ser) begin
-      \$140  = \$71 [3:0];
-    end
+    \$140  = group_end;
     if (rst_fc2) begin
-      \$140  = 4'h0;
+      \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = \$72 ;
-    if (rst_fc2) begin
-      \$141  = 1'h0;
+    \$141  = xacc;
+    if (flags_x[0]) begin
+      \$141  = \$59 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = \$74 ;
-    if (rst_fc2) begin
-      \$142  = 1'h0;
+    \$142  = xfin;
+    if (\$60 ) begin
+      \$142  = \$62 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = \$signal$140 ;
-    if (rst_fc2) begin
-      \$143  = 1'h0;
+    \$143  = acc0_0;
+    if (flags_0[0]) begin
+      \$143  = \$64 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = vb;
-    if (rst_fc2) begin
-      \$144  = 1'h0;
+    \$144  = fin0_0;
+    if (\$65 ) begin
+      \$144  = \$67 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = v_out_d1;
-    if (rst_fc2) begin
-      \$145  = 1'h0;
+    \$145  = bank0_0;
+    if (done) begin
+      \$145  = \$69 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = v_out_d2;
+    \$146  = ser_left;
+    if (done) begin
+      \$146  = 1'h1;
+    end else if (ser) begin
+      \$146  = \$70 [0];
+    end
     if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = v_out_d3;
+    \$147  = \addr$83 ;
+    if (ser) begin
+      \$147  = \$73 [3:0];
+    end
     if (rst_fc2) begin
-      \$147  = 1'h0;
+      \$147  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = ka;
+    \$148  = \$74 ;
     if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = skipped_d1;
+    \$149  = \$76 ;
     if (rst_fc2) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = skipped_d2;
+    \$150  = \$signal$147 ;
     if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = skipped_d3;
+    \$151  = vb;
     if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = skipped_d4;
+    \$152  = v_out_d1;
     if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = \$85 ;
+    \$153  = v_out_d2;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = \$87 ;
+    \$154  = v_out_d3;
     if (rst_fc2) begin
-      \$154  = 2'h0;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = \$21 [1:0];
+    \$155  = ka;
     if (rst_fc2) begin
-      \$155  = 2'h3;
+      \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = credits_room_next;
+    \$156  = skipped_d1;
     if (rst_fc2) begin
-      \$156  = 1'h1;
+      \$156  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$157  = skipped_d2;
+    if (rst_fc2) begin
+      \$157  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$158  = skipped_d3;
+    if (rst_fc2) begin
+      \$158  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$159  = skipped_d4;
+    if (rst_fc2) begin
+      \$159  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$160  = \$87 ;
+    if (rst_fc2) begin
+      \$160  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$161  = \$89 ;
+    if (rst_fc2) begin
+      \$161  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$162  = \$21 [1:0];
+    if (rst_fc2) begin
+      \$162  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$163  = credits_room_next;
+    if (rst_fc2) begin
+      \$163  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -4520,16 +4685,16 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   assign \$3  = active;
   assign \$26  = credits_room_next;
   assign \$53  = o;
-  assign \$66  = { fin0_0, 1'h0 };
-  assign \$72  = ser;
-  assign \$73  = 1'h0;
-  assign \$74  = 1'h0;
-  assign \$76  = { p[32], p };
-  assign \$77  = { \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 , 17'h00000 };
-  assign \$80  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$81  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$68  = { fin0_0, 1'h0 };
+  assign \$74  = ser;
+  assign \$75  = 1'h0;
+  assign \$76  = 1'h0;
+  assign \$78  = { p[32], p };
+  assign \$79  = { \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 , 17'h00000 };
+  assign \$82  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$83  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$89  = \$88 ;
+  assign \$85  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$91  = \$90 ;
   assign ser = ser_left;
 endmodule
 
