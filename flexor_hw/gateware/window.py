@@ -392,14 +392,14 @@ class RowWindow(SlidingWindow):
         img_row = Signal(range(RBC))
         reader = _Reader(m, self, avail_init=int(ph > 0))
         take = reader.take
-        row_pad = (iy < 0) | (iy >= H)
+        row_pad = _outside(iy, H)
         pads_a = Signal(kw, reset_less=True)    # element kx of the beat is padding
         rot_a = Signal(range(kw), reset_less=True)
         pads = Signal(kw, reset_less=True)
         rot = Signal(range(kw), reset_less=True)
         # The read addresses, padding flags and rotation follow the reader's state every
         # cycle (no enable): what a take reads is the state's at the take (:class:`_Reader`).
-        m.d.sync += [pads_a.eq(Cat(*[row_pad | (ix0 + kx < 0) | (ix0 + kx >= W)
+        m.d.sync += [pads_a.eq(Cat(*[row_pad | _outside(ix0, W, kx)
                                      for kx in range(kw)])), rot_a.eq(r0),
                      pads.eq(pads_a), rot.eq(rot_a)]
         for b, (_, rd) in enumerate(banks):
