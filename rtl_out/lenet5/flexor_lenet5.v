@@ -17203,9 +17203,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .clk(clk),
     .data(\data$966 ),
     .o__ready(step),
-    .\port$8363$0 (\$572 ),
-    .\port$8369$0 (\$573 ),
-    .\port$8375$0 (\$574 ),
+    .\port$8353$0 (\$572 ),
+    .\port$8359$0 (\$573 ),
+    .\port$8365$0 (\$574 ),
     .rst_conv2(rst_conv2)
   );
   always @* begin
@@ -21207,7 +21207,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8363$0 , \port$8369$0 , \port$8375$0 , addr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \port$8359$0 , \port$8365$0 , addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [63:0] \$10 ;
@@ -21393,12 +21393,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8363$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$8363$0 ;
-  wire [63:0] \port$8363$0 ;
-  output [63:0] \port$8369$0 ;
-  wire [63:0] \port$8369$0 ;
-  output [63:0] \port$8375$0 ;
-  wire [63:0] \port$8375$0 ;
+  output [63:0] \port$8353$0 ;
+  wire [63:0] \port$8353$0 ;
+  output [63:0] \port$8359$0 ;
+  wire [63:0] \port$8359$0 ;
+  output [63:0] \port$8365$0 ;
+  wire [63:0] \port$8365$0 ;
   reg primed = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] raddr;
@@ -21748,9 +21748,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8363$0 , \
   end
   assign raddr = addr;
   assign o__payload = { \$18 , \$12 , \$6  };
-  assign \port$8363$0  = \$6 ;
-  assign \port$8369$0  = \$12 ;
-  assign \port$8375$0  = \$18 ;
+  assign \port$8353$0  = \$6 ;
+  assign \port$8359$0  = \$12 ;
+  assign \port$8365$0  = \$18 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22135,7 +22135,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1337 ;
   wire \$1338 ;
   wire \$1339 ;
-  wire [5:0] \$134 ;
+  wire \$134 ;
   wire \$1340 ;
   wire \$1341 ;
   wire \$1342 ;
@@ -22168,7 +22168,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1367 ;
   wire \$1368 ;
   wire \$1369 ;
-  wire [5:0] \$137 ;
+  wire \$137 ;
   wire \$1370 ;
   wire \$1371 ;
   wire \$1372 ;
@@ -22235,7 +22235,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1427 ;
   wire \$1428 ;
   wire \$1429 ;
-  wire [5:0] \$143 ;
+  wire \$143 ;
   wire \$1430 ;
   wire \$1431 ;
   wire \$1432 ;
@@ -22268,7 +22268,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1457 ;
   wire \$1458 ;
   wire \$1459 ;
-  wire [5:0] \$146 ;
+  wire \$146 ;
   wire \$1460 ;
   wire \$1461 ;
   wire \$1462 ;
@@ -22335,7 +22335,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1517 ;
   wire \$1518 ;
   wire \$1519 ;
-  wire [5:0] \$152 ;
+  wire \$152 ;
   wire \$1520 ;
   wire \$1521 ;
   wire \$1522 ;
@@ -22368,7 +22368,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1547 ;
   wire \$1548 ;
   wire \$1549 ;
-  wire [5:0] \$155 ;
+  wire \$155 ;
   wire \$1550 ;
   wire \$1551 ;
   wire \$1552 ;
@@ -22435,7 +22435,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1607 ;
   wire \$1608 ;
   wire \$1609 ;
-  wire [5:0] \$161 ;
+  wire \$161 ;
   wire \$1610 ;
   wire \$1611 ;
   wire \$1612 ;
@@ -22468,7 +22468,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1637 ;
   wire \$1638 ;
   wire \$1639 ;
-  wire [5:0] \$164 ;
+  wire \$164 ;
   wire \$1640 ;
   wire \$1641 ;
   wire \$1642 ;
@@ -22490,7 +22490,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1657 ;
   wire \$1658 ;
   wire \$1659 ;
-  wire \$166 ;
+  wire [12:0] \$166 ;
   wire \$1660 ;
   wire \$1661 ;
   wire \$1662 ;
@@ -22512,7 +22512,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1677 ;
   wire \$1678 ;
   wire \$1679 ;
-  wire \$168 ;
+  wire [5:0] \$168 ;
   wire \$1680 ;
   wire \$1681 ;
   wire \$1682 ;
@@ -22523,7 +22523,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1687 ;
   wire \$1688 ;
   wire \$1689 ;
-  wire \$169 ;
+  wire [13:0] \$169 ;
   wire \$1690 ;
   wire \$1691 ;
   wire \$1692 ;
@@ -22535,7 +22535,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1698 ;
   wire \$1699 ;
   wire [7:0] \$17 ;
-  wire [5:0] \$170 ;
+  wire [12:0] \$170 ;
   wire \$1700 ;
   wire \$1701 ;
   wire \$1702 ;
@@ -22557,7 +22557,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1717 ;
   wire \$1718 ;
   wire \$1719 ;
-  wire \$172 ;
+  wire [5:0] \$172 ;
   wire \$1720 ;
   wire \$1721 ;
   wire \$1722 ;
@@ -22568,7 +22568,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1727 ;
   wire \$1728 ;
   wire \$1729 ;
-  wire [5:0] \$173 ;
+  wire [13:0] \$173 ;
   wire \$1730 ;
   wire \$1731 ;
   wire \$1732 ;
@@ -22579,7 +22579,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1737 ;
   wire \$1738 ;
   wire \$1739 ;
-  wire \$174 ;
+  wire [12:0] \$174 ;
   wire \$1740 ;
   wire \$1741 ;
   wire \$1742 ;
@@ -22601,7 +22601,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1757 ;
   wire \$1758 ;
   wire \$1759 ;
-  wire [12:0] \$176 ;
+  wire [5:0] \$176 ;
   wire \$1760 ;
   wire \$1761 ;
   wire \$1762 ;
@@ -22612,7 +22612,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1767 ;
   wire \$1768 ;
   wire \$1769 ;
-  wire \$177 ;
+  wire [13:0] \$177 ;
   wire \$1770 ;
   wire \$1771 ;
   wire \$1772 ;
@@ -22623,7 +22623,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1777 ;
   wire \$1778 ;
   wire \$1779 ;
-  wire [5:0] \$178 ;
+  wire [12:0] \$178 ;
   wire \$1780 ;
   wire \$1781 ;
   wire \$1782 ;
@@ -22634,7 +22634,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1787 ;
   wire \$1788 ;
   wire \$1789 ;
-  wire [13:0] \$179 ;
+  wire \$179 ;
   wire \$1790 ;
   wire \$1791 ;
   wire \$1792 ;
@@ -22646,7 +22646,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1798 ;
   wire \$1799 ;
   wire [7:0] \$18 ;
-  wire [12:0] \$180 ;
+  wire [5:0] \$180 ;
   wire \$1800 ;
   wire \$1801 ;
   wire \$1802 ;
@@ -22657,7 +22657,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1807 ;
   wire \$1808 ;
   wire \$1809 ;
-  wire \$181 ;
+  wire [13:0] \$181 ;
   wire \$1810 ;
   wire \$1811 ;
   wire \$1812 ;
@@ -22668,7 +22668,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1817 ;
   wire \$1818 ;
   wire \$1819 ;
-  wire [5:0] \$182 ;
+  wire [12:0] \$182 ;
   wire \$1820 ;
   wire \$1821 ;
   wire \$1822 ;
@@ -22690,7 +22690,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1837 ;
   wire \$1838 ;
   wire \$1839 ;
-  wire [12:0] \$184 ;
+  wire [4:0] \$184 ;
   wire \$1840 ;
   wire \$1841 ;
   wire \$1842 ;
@@ -22712,7 +22712,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1857 ;
   wire \$1858 ;
   wire \$1859 ;
-  wire [5:0] \$186 ;
+  wire [4:0] \$186 ;
   wire \$1860 ;
   wire \$1861 ;
   wire \$1862 ;
@@ -22723,7 +22723,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1867 ;
   wire \$1868 ;
   wire \$1869 ;
-  wire [13:0] \$187 ;
+  wire [5:0] \$187 ;
   wire \$1870 ;
   wire \$1871 ;
   wire \$1872 ;
@@ -22734,7 +22734,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1877 ;
   wire \$1878 ;
   wire \$1879 ;
-  wire [12:0] \$188 ;
+  wire [4:0] \$188 ;
   wire \$1880 ;
   wire \$1881 ;
   wire \$1882 ;
@@ -22745,7 +22745,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1887 ;
   wire \$1888 ;
   wire \$1889 ;
-  wire \$189 ;
+  wire [5:0] \$189 ;
   wire \$1890 ;
   wire \$1891 ;
   wire \$1892 ;
@@ -22757,7 +22757,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1898 ;
   wire \$1899 ;
   wire [7:0] \$19 ;
-  wire [5:0] \$190 ;
+  wire [11:0] \$190 ;
   wire \$1900 ;
   wire \$1901 ;
   wire \$1902 ;
@@ -22768,7 +22768,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1907 ;
   wire \$1908 ;
   wire \$1909 ;
-  wire [13:0] \$191 ;
+  wire \$191 ;
   wire \$1910 ;
   wire \$1911 ;
   wire \$1912 ;
@@ -22779,7 +22779,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1917 ;
   wire \$1918 ;
   wire \$1919 ;
-  wire [12:0] \$192 ;
+  wire [11:0] \$192 ;
   wire \$1920 ;
   wire \$1921 ;
   wire \$1922 ;
@@ -22790,7 +22790,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1927 ;
   wire \$1928 ;
   wire \$1929 ;
-  wire [13:0] \$193 ;
+  wire [12:0] \$193 ;
   wire \$1930 ;
   wire \$1931 ;
   wire \$1932 ;
@@ -22801,7 +22801,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1937 ;
   wire \$1938 ;
   wire \$1939 ;
-  wire [4:0] \$194 ;
+  wire [11:0] \$194 ;
   wire \$1940 ;
   wire \$1941 ;
   wire \$1942 ;
@@ -22812,7 +22812,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1947 ;
   wire \$1948 ;
   wire \$1949 ;
-  wire \$195 ;
+  wire [12:0] \$195 ;
   wire \$1950 ;
   wire \$1951 ;
   wire \$1952 ;
@@ -22834,7 +22834,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1967 ;
   wire \$1968 ;
   wire \$1969 ;
-  wire [5:0] \$197 ;
+  wire \$197 ;
   wire \$1970 ;
   wire \$1971 ;
   wire \$1972 ;
@@ -22869,7 +22869,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1999 ;
   wire [4:0] \$2 ;
   wire [7:0] \$20 ;
-  wire [11:0] \$200 ;
+  wire [4:0] \$200 ;
   wire \$2000 ;
   wire \$2001 ;
   wire \$2002 ;
@@ -22880,7 +22880,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2007 ;
   wire \$2008 ;
   wire \$2009 ;
-  wire \$201 ;
+  wire [5:0] \$201 ;
   wire \$2010 ;
   wire \$2011 ;
   wire \$2012 ;
@@ -22902,7 +22902,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2027 ;
   wire \$2028 ;
   wire \$2029 ;
-  wire [12:0] \$203 ;
+  wire \$203 ;
   wire \$2030 ;
   wire \$2031 ;
   wire \$2032 ;
@@ -22935,7 +22935,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2057 ;
   wire \$2058 ;
   wire \$2059 ;
-  wire [4:0] \$206 ;
+  wire [11:0] \$206 ;
   wire \$2060 ;
   wire \$2061 ;
   wire \$2062 ;
@@ -22946,7 +22946,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2067 ;
   wire \$2068 ;
   wire \$2069 ;
-  wire \$207 ;
+  wire [12:0] \$207 ;
   wire \$2070 ;
   wire \$2071 ;
   wire \$2072 ;
@@ -22968,7 +22968,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2087 ;
   wire \$2088 ;
   wire \$2089 ;
-  wire [5:0] \$209 ;
+  wire \$209 ;
   wire \$2090 ;
   wire \$2091 ;
   wire \$2092 ;
@@ -23002,7 +23002,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2117 ;
   wire \$2118 ;
   wire \$2119 ;
-  wire [11:0] \$212 ;
+  wire [4:0] \$212 ;
   wire \$2120 ;
   wire \$2121 ;
   wire \$2122 ;
@@ -23013,7 +23013,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2127 ;
   wire \$2128 ;
   wire \$2129 ;
-  wire \$213 ;
+  wire [5:0] \$213 ;
   wire \$2130 ;
   wire \$2131 ;
   wire \$2132 ;
@@ -23035,7 +23035,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2147 ;
   wire \$2148 ;
   wire \$2149 ;
-  wire [12:0] \$215 ;
+  wire \$215 ;
   wire \$2150 ;
   wire \$2151 ;
   wire \$2152 ;
@@ -23068,7 +23068,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2177 ;
   wire \$2178 ;
   wire \$2179 ;
-  wire [4:0] \$218 ;
+  wire [11:0] \$218 ;
   wire \$2180 ;
   wire \$2181 ;
   wire \$2182 ;
@@ -23079,7 +23079,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2187 ;
   wire \$2188 ;
   wire \$2189 ;
-  wire \$219 ;
+  wire [12:0] \$219 ;
   wire \$2190 ;
   wire \$2191 ;
   wire \$2192 ;
@@ -23091,7 +23091,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2198 ;
   wire \$2199 ;
   wire \$22 ;
-  wire [4:0] \$220 ;
+  wire \$220 ;
   wire \$2200 ;
   wire \$2201 ;
   wire \$2202 ;
@@ -23102,7 +23102,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2207 ;
   wire \$2208 ;
   wire \$2209 ;
-  wire [5:0] \$221 ;
+  wire [3:0] \$221 ;
   wire \$2210 ;
   wire \$2211 ;
   wire \$2212 ;
@@ -23113,7 +23113,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2217 ;
   wire \$2218 ;
   wire \$2219 ;
-  wire [4:0] \$222 ;
+  wire [3:0] \$222 ;
   wire \$2220 ;
   wire \$2221 ;
   wire \$2222 ;
@@ -23124,7 +23124,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2227 ;
   wire \$2228 ;
   wire \$2229 ;
-  wire [5:0] \$223 ;
+  wire \$223 ;
   wire \$2230 ;
   wire \$2231 ;
   wire \$2232 ;
@@ -23135,7 +23135,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2237 ;
   wire \$2238 ;
   wire \$2239 ;
-  wire [11:0] \$224 ;
+  wire \$224 ;
   wire \$2240 ;
   wire \$2241 ;
   wire \$2242 ;
@@ -23146,7 +23146,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2247 ;
   wire \$2248 ;
   wire \$2249 ;
-  wire \$225 ;
+  wire [11:0] \$225 ;
   wire \$2250 ;
   wire \$2251 ;
   wire \$2252 ;
@@ -23157,7 +23157,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2257 ;
   wire \$2258 ;
   wire \$2259 ;
-  wire [11:0] \$226 ;
+  wire \$226 ;
   wire \$2260 ;
   wire \$2261 ;
   wire \$2262 ;
@@ -23168,7 +23168,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2267 ;
   wire \$2268 ;
   wire \$2269 ;
-  wire [12:0] \$227 ;
+  wire [11:0] \$227 ;
   wire \$2270 ;
   wire \$2271 ;
   wire \$2272 ;
@@ -23179,7 +23179,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2277 ;
   wire \$2278 ;
   wire \$2279 ;
-  wire [11:0] \$228 ;
+  wire [12:0] \$228 ;
   wire \$2280 ;
   wire \$2281 ;
   wire \$2282 ;
@@ -23190,7 +23190,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2287 ;
   wire \$2288 ;
   wire \$2289 ;
-  wire [12:0] \$229 ;
+  wire [11:0] \$229 ;
   wire \$2290 ;
   wire \$2291 ;
   wire \$2292 ;
@@ -23202,7 +23202,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2298 ;
   wire \$2299 ;
   wire \$23 ;
-  wire \$230 ;
+  wire [12:0] \$230 ;
   wire \$2300 ;
   wire \$2301 ;
   wire \$2302 ;
@@ -23213,7 +23213,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2307 ;
   wire \$2308 ;
   wire \$2309 ;
-  wire [3:0] \$231 ;
+  wire \$231 ;
   wire \$2310 ;
   wire \$2311 ;
   wire \$2312 ;
@@ -23223,122 +23223,112 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$2316 ;
   wire \$2317 ;
   wire \$2318 ;
-  wire \$2319 ;
-  wire [3:0] \$232 ;
+  wire [11:0] \$2319 ;
+  wire [5:0] \$232 ;
   wire \$2320 ;
   wire \$2321 ;
-  wire \$2322 ;
+  wire [11:0] \$2322 ;
   wire \$2323 ;
   wire \$2324 ;
-  wire \$2325 ;
+  wire [11:0] \$2325 ;
   wire \$2326 ;
   wire \$2327 ;
-  wire \$2328 ;
-  wire [11:0] \$2329 ;
-  wire \$233 ;
+  wire [11:0] \$2328 ;
+  wire \$2329 ;
+  wire [5:0] \$233 ;
   wire \$2330 ;
-  wire \$2331 ;
-  wire [11:0] \$2332 ;
+  wire [11:0] \$2331 ;
+  wire \$2332 ;
   wire \$2333 ;
-  wire \$2334 ;
-  wire [11:0] \$2335 ;
-  wire \$2336 ;
-  wire \$2337 ;
-  wire [11:0] \$2338 ;
-  wire \$2339 ;
+  reg [4:0] \$2334 ;
+  reg [3:0] \$2335 ;
+  reg [2:0] \$2336 ;
+  reg [10:0] \$2337 ;
+  reg [10:0] \$2338 ;
+  reg \$2339 ;
   wire \$234 ;
-  wire \$2340 ;
-  wire [11:0] \$2341 ;
-  wire \$2342 ;
-  wire \$2343 ;
-  reg [4:0] \$2344 ;
-  reg [3:0] \$2345 ;
-  reg [2:0] \$2346 ;
-  reg [10:0] \$2347 ;
+  reg [3:0] \$2340 ;
+  reg \$2341 ;
+  reg [2:0] \$2342 ;
+  reg \$2343 ;
+  reg \$2344 ;
+  reg \$2345 ;
+  reg \$2346 ;
+  reg [2:0] \$2347 ;
   reg [10:0] \$2348 ;
-  reg \$2349 ;
-  wire [11:0] \$235 ;
-  reg [3:0] \$2350 ;
-  reg \$2351 ;
-  reg [2:0] \$2352 ;
-  reg \$2353 ;
-  reg \$2354 ;
-  reg \$2355 ;
-  reg \$2356 ;
-  reg [2:0] \$2357 ;
-  reg [10:0] \$2358 ;
-  reg [4:0] \$2359 ;
-  wire \$236 ;
-  reg [8:0] \$2360 ;
+  reg [4:0] \$2349 ;
+  wire \$235 ;
+  reg [8:0] \$2350 ;
+  reg [3:0] \$2351 ;
+  reg [4:0] \$2352 ;
+  reg [2:0] \$2353 ;
+  reg [8:0] \$2354 ;
+  reg [3:0] \$2355 ;
+  reg [4:0] \$2356 ;
+  reg \$2357 ;
+  reg [3:0] \$2358 ;
+  reg [10:0] \$2359 ;
+  wire [9:0] \$236 ;
+  reg [4:0] \$2360 ;
   reg [3:0] \$2361 ;
-  reg [4:0] \$2362 ;
-  reg [2:0] \$2363 ;
-  reg [8:0] \$2364 ;
-  reg [3:0] \$2365 ;
-  reg [4:0] \$2366 ;
-  reg \$2367 ;
-  reg [3:0] \$2368 ;
-  reg [10:0] \$2369 ;
-  wire [11:0] \$237 ;
-  reg [4:0] \$2370 ;
-  reg [3:0] \$2371 ;
-  reg [10:0] \$2372 ;
+  reg [10:0] \$2362 ;
+  reg \$2363 ;
+  reg \$2364 ;
+  reg [5:0] \$2365 ;
+  reg \$2366 ;
+  reg [4:0] \$2367 ;
+  reg [4:0] \$2368 ;
+  reg [4:0] \$2369 ;
+  wire \$237 ;
+  reg [3:0] \$2370 ;
+  reg [4:0] \$2371 ;
+  reg [4:0] \$2372 ;
   reg \$2373 ;
-  reg \$2374 ;
-  reg [5:0] \$2375 ;
-  reg \$2376 ;
-  reg [4:0] \$2377 ;
-  reg [4:0] \$2378 ;
-  reg [4:0] \$2379 ;
-  wire [12:0] \$238 ;
-  reg [3:0] \$2380 ;
-  reg [4:0] \$2381 ;
-  reg [4:0] \$2382 ;
-  reg \$2383 ;
-  wire [11:0] \$239 ;
+  wire [4:0] \$238 ;
+  wire [4:0] \$239 ;
   wire \$24 ;
-  wire [12:0] \$240 ;
-  wire \$241 ;
+  wire \$240 ;
+  wire [5:0] \$241 ;
   wire [5:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire \$244 ;
+  wire \$243 ;
+  wire [3:0] \$244 ;
   wire \$245 ;
-  wire [9:0] \$246 ;
-  wire \$247 ;
-  wire [4:0] \$248 ;
+  wire [3:0] \$246 ;
+  wire [4:0] \$247 ;
+  wire [3:0] \$248 ;
   wire [4:0] \$249 ;
   wire [7:0] \$25 ;
-  wire \$250 ;
-  wire [5:0] \$251 ;
-  wire [5:0] \$252 ;
+  wire [4:0] \$250 ;
+  wire \$251 ;
+  wire [3:0] \$252 ;
   wire \$253 ;
-  wire [3:0] \$254 ;
-  wire \$255 ;
-  wire [3:0] \$256 ;
-  wire [4:0] \$257 ;
-  wire [3:0] \$258 ;
-  wire [4:0] \$259 ;
+  wire [1:0] \$254 ;
+  wire [7:0] \$255 ;
+  wire [9:0] \$256 ;
+  wire [9:0] \$257 ;
+  wire \$258 ;
+  wire [3:0] \$259 ;
   wire [7:0] \$26 ;
-  wire [4:0] \$260 ;
-  wire \$261 ;
-  wire [3:0] \$262 ;
-  wire \$263 ;
-  wire [1:0] \$264 ;
-  wire [7:0] \$265 ;
-  wire [9:0] \$266 ;
-  wire [9:0] \$267 ;
-  wire \$268 ;
-  wire [3:0] \$269 ;
+  wire \$260 ;
+  wire [1:0] \$261 ;
+  wire [7:0] \$262 ;
+  wire [9:0] \$263 ;
+  wire [9:0] \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire [4:0] \$267 ;
+  wire [4:0] \$268 ;
+  wire \$269 ;
   wire [7:0] \$27 ;
-  wire \$270 ;
-  wire [1:0] \$271 ;
-  wire [7:0] \$272 ;
-  wire [9:0] \$273 ;
-  wire [9:0] \$274 ;
+  wire [5:0] \$270 ;
+  wire [5:0] \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
   wire \$275 ;
   wire \$276 ;
-  wire [4:0] \$277 ;
-  wire [4:0] \$278 ;
+  wire \$277 ;
+  wire [5:0] \$278 ;
   wire \$279 ;
   wire [7:0] \$28 ;
   wire [5:0] \$280 ;
@@ -23349,19 +23339,19 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$285 ;
   wire \$286 ;
   wire \$287 ;
-  wire [5:0] \$288 ;
+  wire \$288 ;
   wire \$289 ;
   wire [7:0] \$29 ;
-  wire [5:0] \$290 ;
-  wire [5:0] \$291 ;
+  wire \$290 ;
+  wire \$291 ;
   wire \$292 ;
   wire \$293 ;
   wire \$294 ;
   wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  wire [4:0] \$296 ;
+  wire [4:0] \$297 ;
+  wire [4:0] \$298 ;
+  wire [4:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
   wire \$300 ;
@@ -23369,11 +23359,11 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire \$305 ;
-  wire [4:0] \$306 ;
-  wire [4:0] \$307 ;
-  wire [4:0] \$308 ;
-  wire [4:0] \$309 ;
+  wire [6:0] \$305 ;
+  wire [6:0] \$306 ;
+  wire [6:0] \$307 ;
+  wire [6:0] \$308 ;
+  wire [6:0] \$309 ;
   wire \$31 ;
   wire \$310 ;
   wire \$311 ;
@@ -23391,11 +23381,11 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire [6:0] \$325 ;
-  wire [6:0] \$326 ;
-  wire [6:0] \$327 ;
-  wire [6:0] \$328 ;
-  wire [6:0] \$329 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
   wire \$33 ;
   wire \$330 ;
   wire \$331 ;
@@ -23565,58 +23555,58 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$48 ;
   wire \$480 ;
   wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
+  wire [5:0] \$482 ;
+  wire [5:0] \$483 ;
+  wire [5:0] \$484 ;
   wire \$485 ;
   wire \$486 ;
   wire \$487 ;
   wire \$488 ;
   wire \$489 ;
   wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
+  wire [5:0] \$490 ;
+  wire [5:0] \$491 ;
   wire [5:0] \$492 ;
-  wire [5:0] \$493 ;
-  wire [5:0] \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
+  wire \$493 ;
+  wire \$494 ;
+  wire [5:0] \$495 ;
+  wire [5:0] \$496 ;
+  wire [5:0] \$497 ;
   wire \$498 ;
   wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [5:0] \$500 ;
-  wire [5:0] \$501 ;
-  wire [5:0] \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire [5:0] \$505 ;
-  wire [5:0] \$506 ;
-  wire [5:0] \$507 ;
+  wire \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire [4:0] \$503 ;
+  wire [4:0] \$504 ;
+  wire [4:0] \$505 ;
+  wire \$506 ;
+  wire \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
   wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire [4:0] \$513 ;
-  wire [4:0] \$514 ;
-  wire [4:0] \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
+  wire [5:0] \$511 ;
+  wire [5:0] \$512 ;
+  wire [5:0] \$513 ;
+  wire \$514 ;
+  wire \$515 ;
+  wire [5:0] \$516 ;
+  wire [5:0] \$517 ;
+  wire [5:0] \$518 ;
   wire \$519 ;
   wire \$52 ;
   wire \$520 ;
-  wire [5:0] \$521 ;
-  wire [5:0] \$522 ;
-  wire [5:0] \$523 ;
+  wire \$521 ;
+  wire \$522 ;
+  wire \$523 ;
   wire \$524 ;
   wire \$525 ;
-  wire [5:0] \$526 ;
-  wire [5:0] \$527 ;
-  wire [5:0] \$528 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
   wire \$529 ;
   wire \$53 ;
   wire \$530 ;
@@ -29768,2232 +29758,2222 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$131  = $signed(iy) < $signed(1'h0);
   assign \$132  = $signed(iy) >= $signed(5'h0e);
   assign \$133  = \$131  | \$132 ;
-  assign \$134  = $signed(ix0) + $signed(1'h0);
-  assign \$135  = $signed(\$134 ) < $signed(1'h0);
-  assign \$136  = \$133  | \$135 ;
-  assign \$137  = $signed(ix0) + $signed(1'h0);
-  assign \$138  = $signed(\$137 ) >= $signed(5'h0e);
-  assign \$139  = \$136  | \$138 ;
-  assign \$140  = $signed(iy) < $signed(1'h0);
-  assign \$141  = $signed(iy) >= $signed(5'h0e);
-  assign \$142  = \$140  | \$141 ;
-  assign \$143  = $signed(ix0) + $signed(2'h1);
-  assign \$144  = $signed(\$143 ) < $signed(1'h0);
-  assign \$145  = \$142  | \$144 ;
-  assign \$146  = $signed(ix0) + $signed(2'h1);
-  assign \$147  = $signed(\$146 ) >= $signed(5'h0e);
-  assign \$148  = \$145  | \$147 ;
-  assign \$149  = $signed(iy) < $signed(1'h0);
-  assign \$150  = $signed(iy) >= $signed(5'h0e);
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = $signed(ix0) + $signed(3'h2);
-  assign \$153  = $signed(\$152 ) < $signed(1'h0);
-  assign \$154  = \$151  | \$153 ;
-  assign \$155  = $signed(ix0) + $signed(3'h2);
-  assign \$156  = $signed(\$155 ) >= $signed(5'h0e);
-  assign \$157  = \$154  | \$156 ;
-  assign \$158  = $signed(iy) < $signed(1'h0);
-  assign \$159  = $signed(iy) >= $signed(5'h0e);
-  assign \$160  = \$158  | \$159 ;
-  assign \$161  = $signed(ix0) + $signed(3'h3);
-  assign \$162  = $signed(\$161 ) < $signed(1'h0);
-  assign \$163  = \$160  | \$162 ;
-  assign \$164  = $signed(ix0) + $signed(3'h3);
-  assign \$165  = $signed(\$164 ) >= $signed(5'h0e);
-  assign \$166  = \$163  | \$165 ;
-  assign \$167  = $signed(iy) < $signed(1'h0);
-  assign \$168  = $signed(iy) >= $signed(5'h0e);
-  assign \$169  = \$167  | \$168 ;
-  assign \$170  = $signed(ix0) + $signed(4'h4);
-  assign \$171  = $signed(\$170 ) < $signed(1'h0);
-  assign \$172  = \$169  | \$171 ;
-  assign \$173  = $signed(ix0) + $signed(4'h4);
-  assign \$174  = $signed(\$173 ) >= $signed(5'h0e);
-  assign \$175  = \$172  | \$174 ;
-  assign \$176  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$177  = r0 > 1'h0;
-  assign \$178  = \$177  ? 6'h20 : 6'h00;
-  assign \$179  = $signed(\$176 ) + $signed({ 1'h0, \$178  });
-  assign \$180  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$181  = r0 > 1'h1;
-  assign \$182  = \$181  ? 6'h20 : 6'h00;
-  assign \$183  = $signed(\$180 ) + $signed({ 1'h0, \$182  });
-  assign \$184  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$185  = r0 > 2'h2;
-  assign \$186  = \$185  ? 6'h20 : 6'h00;
-  assign \$187  = $signed(\$184 ) + $signed({ 1'h0, \$186  });
-  assign \$188  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$189  = r0 > 2'h3;
-  assign \$190  = \$189  ? 6'h20 : 6'h00;
-  assign \$191  = $signed(\$188 ) + $signed({ 1'h0, \$190  });
-  assign \$192  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$193  = $signed(\$192 ) + $signed(1'h0);
-  assign \$194  = base_slot + 1'h1;
-  assign \$195  = \$194  >= 4'hb;
-  assign \$196  = base_slot + 1'h1;
-  assign \$197  = \$196  - 4'hb;
-  assign \$198  = base_slot + 1'h1;
-  assign \$199  = \$195  ? \$197  : { 1'h0, \$198  };
-  assign \$200  = base_row + 7'h60;
-  assign \$201  = \$200  >= 11'h420;
-  assign \$202  = base_row + 7'h60;
-  assign \$203  = \$202  - 11'h420;
-  assign \$204  = base_row + 7'h60;
-  assign \$205  = \$201  ? \$203  : { 1'h0, \$204  };
-  assign \$206  = img_slot + 2'h3;
-  assign \$207  = \$206  >= 4'hb;
-  assign \$208  = img_slot + 2'h3;
-  assign \$209  = \$208  - 4'hb;
-  assign \$210  = img_slot + 2'h3;
-  assign \$211  = \$207  ? \$209  : { 1'h0, \$210  };
-  assign \$212  = img_row + 9'h120;
-  assign \$213  = \$212  >= 11'h420;
-  assign \$214  = img_row + 9'h120;
-  assign \$215  = \$214  - 11'h420;
-  assign \$216  = img_row + 9'h120;
-  assign \$217  = \$213  ? \$215  : { 1'h0, \$216  };
-  assign \$218  = img_slot + 1'h1;
-  assign \$219  = \$218  >= 4'hb;
-  assign \$220  = img_slot + 1'h1;
-  assign \$221  = \$220  - 4'hb;
-  assign \$222  = img_slot + 1'h1;
-  assign \$223  = \$219  ? \$221  : { 1'h0, \$222  };
-  assign \$224  = img_row + 7'h60;
-  assign \$225  = \$224  >= 11'h420;
-  assign \$226  = img_row + 7'h60;
-  assign \$227  = \$226  - 11'h420;
-  assign \$228  = img_row + 7'h60;
-  assign \$229  = \$225  ? \$227  : { 1'h0, \$228  };
-  assign \$230  = ky == 3'h4;
-  assign \$231  = ky + 1'h1;
-  assign \$232  = \$230  ? 4'h0 : \$231 ;
-  assign \$233  = ky == 3'h4;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = row_addr + 7'h60;
-  assign \$236  = \$235  >= 11'h420;
-  assign \$237  = row_addr + 7'h60;
-  assign \$238  = \$237  - 11'h420;
-  assign \$239  = row_addr + 7'h60;
-  assign \$240  = \$236  ? \$238  : { 1'h0, \$239  };
-  assign \$241  = c == 5'h1f;
-  assign \$242  = c + 1'h1;
-  assign \$243  = \$241  ? 6'h00 : \$242 ;
-  assign \$244  = c == 5'h1f;
-  assign \$245  = ~ \$244 ;
-  assign \$246  = $signed(qc) + $signed(2'h1);
-  assign \$247  = ox == 4'hd;
-  assign \$248  = ox + 1'h1;
-  assign \$249  = \$247  ? 5'h00 : \$248 ;
-  assign \$250  = ox == 4'hd;
-  assign \$251  = $signed(ix0) + $signed(2'h1);
-  assign \$252  = \$250  ? 6'h3e : \$251 ;
-  assign \$253  = ox == 4'hd;
-  assign \$254  = r0 + 1'h1;
-  assign \$255  = \$254  >= 3'h5;
-  assign \$256  = r0 + 1'h1;
-  assign \$257  = \$256  - 3'h5;
-  assign \$258  = r0 + 1'h1;
-  assign \$259  = \$255  ? \$257  : { 1'h0, \$258  };
-  assign \$260  = \$253  ? 5'h03 : \$259 ;
-  assign \$261  = ox == 4'hd;
-  assign \$262  = r0 + 1'h1;
-  assign \$263  = \$262  >= 3'h5;
-  assign \$264  = 1'h0 + \$263 ;
-  assign \$265  = \$264  * 6'h20;
-  assign \$266  = $signed(q0c) + $signed({ 1'h0, \$265  });
-  assign \$267  = \$261  ? 10'h3e0 : \$266 ;
-  assign \$268  = ox == 4'hd;
-  assign \$269  = r0 + 1'h1;
-  assign \$270  = \$269  >= 3'h5;
-  assign \$271  = 1'h0 + \$270 ;
-  assign \$272  = \$271  * 6'h20;
-  assign \$273  = $signed(q0c) + $signed({ 1'h0, \$272  });
-  assign \$274  = \$268  ? 10'h3e0 : \$273 ;
-  assign \$275  = ox == 4'hd;
-  assign \$276  = oy == 4'hd;
-  assign \$277  = oy + 1'h1;
-  assign \$278  = \$276  ? 5'h00 : \$277 ;
+  assign \$134  = $signed(ix0) < $signed(1'h0);
+  assign \$135  = $signed(ix0) >= $signed(5'h0e);
+  assign \$136  = \$134  | \$135 ;
+  assign \$137  = \$133  | \$136 ;
+  assign \$138  = $signed(iy) < $signed(1'h0);
+  assign \$139  = $signed(iy) >= $signed(5'h0e);
+  assign \$140  = \$138  | \$139 ;
+  assign \$141  = $signed(ix0) < $signed(1'h1);
+  assign \$142  = $signed(ix0) >= $signed(5'h0d);
+  assign \$143  = \$141  | \$142 ;
+  assign \$144  = \$140  | \$143 ;
+  assign \$145  = $signed(iy) < $signed(1'h0);
+  assign \$146  = $signed(iy) >= $signed(5'h0e);
+  assign \$147  = \$145  | \$146 ;
+  assign \$148  = $signed(ix0) < $signed(2'h2);
+  assign \$149  = $signed(ix0) >= $signed(5'h0c);
+  assign \$150  = \$148  | \$149 ;
+  assign \$151  = \$147  | \$150 ;
+  assign \$152  = $signed(iy) < $signed(1'h0);
+  assign \$153  = $signed(iy) >= $signed(5'h0e);
+  assign \$154  = \$152  | \$153 ;
+  assign \$155  = $signed(ix0) < $signed(3'h5);
+  assign \$156  = $signed(ix0) >= $signed(5'h0b);
+  assign \$157  = \$155  | \$156 ;
+  assign \$158  = \$154  | \$157 ;
+  assign \$159  = $signed(iy) < $signed(1'h0);
+  assign \$160  = $signed(iy) >= $signed(5'h0e);
+  assign \$161  = \$159  | \$160 ;
+  assign \$162  = $signed(ix0) < $signed(3'h4);
+  assign \$163  = $signed(ix0) >= $signed(5'h0a);
+  assign \$164  = \$162  | \$163 ;
+  assign \$165  = \$161  | \$164 ;
+  assign \$166  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$167  = r0 > 1'h0;
+  assign \$168  = \$167  ? 6'h20 : 6'h00;
+  assign \$169  = $signed(\$166 ) + $signed({ 1'h0, \$168  });
+  assign \$170  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$171  = r0 > 1'h1;
+  assign \$172  = \$171  ? 6'h20 : 6'h00;
+  assign \$173  = $signed(\$170 ) + $signed({ 1'h0, \$172  });
+  assign \$174  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$175  = r0 > 2'h2;
+  assign \$176  = \$175  ? 6'h20 : 6'h00;
+  assign \$177  = $signed(\$174 ) + $signed({ 1'h0, \$176  });
+  assign \$178  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$179  = r0 > 2'h3;
+  assign \$180  = \$179  ? 6'h20 : 6'h00;
+  assign \$181  = $signed(\$178 ) + $signed({ 1'h0, \$180  });
+  assign \$182  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$183  = $signed(\$182 ) + $signed(1'h0);
+  assign \$184  = base_slot + 1'h1;
+  assign \$185  = \$184  >= 4'hb;
+  assign \$186  = base_slot + 1'h1;
+  assign \$187  = \$186  - 4'hb;
+  assign \$188  = base_slot + 1'h1;
+  assign \$189  = \$185  ? \$187  : { 1'h0, \$188  };
+  assign \$190  = base_row + 7'h60;
+  assign \$191  = \$190  >= 11'h420;
+  assign \$192  = base_row + 7'h60;
+  assign \$193  = \$192  - 11'h420;
+  assign \$194  = base_row + 7'h60;
+  assign \$195  = \$191  ? \$193  : { 1'h0, \$194  };
+  assign \$196  = img_slot + 2'h3;
+  assign \$197  = \$196  >= 4'hb;
+  assign \$198  = img_slot + 2'h3;
+  assign \$199  = \$198  - 4'hb;
+  assign \$200  = img_slot + 2'h3;
+  assign \$201  = \$197  ? \$199  : { 1'h0, \$200  };
+  assign \$202  = img_row + 9'h120;
+  assign \$203  = \$202  >= 11'h420;
+  assign \$204  = img_row + 9'h120;
+  assign \$205  = \$204  - 11'h420;
+  assign \$206  = img_row + 9'h120;
+  assign \$207  = \$203  ? \$205  : { 1'h0, \$206  };
+  assign \$208  = img_slot + 1'h1;
+  assign \$209  = \$208  >= 4'hb;
+  assign \$210  = img_slot + 1'h1;
+  assign \$211  = \$210  - 4'hb;
+  assign \$212  = img_slot + 1'h1;
+  assign \$213  = \$209  ? \$211  : { 1'h0, \$212  };
+  assign \$214  = img_row + 7'h60;
+  assign \$215  = \$214  >= 11'h420;
+  assign \$216  = img_row + 7'h60;
+  assign \$217  = \$216  - 11'h420;
+  assign \$218  = img_row + 7'h60;
+  assign \$219  = \$215  ? \$217  : { 1'h0, \$218  };
+  assign \$220  = ky == 3'h4;
+  assign \$221  = ky + 1'h1;
+  assign \$222  = \$220  ? 4'h0 : \$221 ;
+  assign \$223  = ky == 3'h4;
+  assign \$224  = ~ \$223 ;
+  assign \$225  = row_addr + 7'h60;
+  assign \$226  = \$225  >= 11'h420;
+  assign \$227  = row_addr + 7'h60;
+  assign \$228  = \$227  - 11'h420;
+  assign \$229  = row_addr + 7'h60;
+  assign \$230  = \$226  ? \$228  : { 1'h0, \$229  };
+  assign \$231  = c == 5'h1f;
+  assign \$232  = c + 1'h1;
+  assign \$233  = \$231  ? 6'h00 : \$232 ;
+  assign \$234  = c == 5'h1f;
+  assign \$235  = ~ \$234 ;
+  assign \$236  = $signed(qc) + $signed(2'h1);
+  assign \$237  = ox == 4'hd;
+  assign \$238  = ox + 1'h1;
+  assign \$239  = \$237  ? 5'h00 : \$238 ;
+  assign \$240  = ox == 4'hd;
+  assign \$241  = $signed(ix0) + $signed(2'h1);
+  assign \$242  = \$240  ? 6'h3e : \$241 ;
+  assign \$243  = ox == 4'hd;
+  assign \$244  = r0 + 1'h1;
+  assign \$245  = \$244  >= 3'h5;
+  assign \$246  = r0 + 1'h1;
+  assign \$247  = \$246  - 3'h5;
+  assign \$248  = r0 + 1'h1;
+  assign \$249  = \$245  ? \$247  : { 1'h0, \$248  };
+  assign \$250  = \$243  ? 5'h03 : \$249 ;
+  assign \$251  = ox == 4'hd;
+  assign \$252  = r0 + 1'h1;
+  assign \$253  = \$252  >= 3'h5;
+  assign \$254  = 1'h0 + \$253 ;
+  assign \$255  = \$254  * 6'h20;
+  assign \$256  = $signed(q0c) + $signed({ 1'h0, \$255  });
+  assign \$257  = \$251  ? 10'h3e0 : \$256 ;
+  assign \$258  = ox == 4'hd;
+  assign \$259  = r0 + 1'h1;
+  assign \$260  = \$259  >= 3'h5;
+  assign \$261  = 1'h0 + \$260 ;
+  assign \$262  = \$261  * 6'h20;
+  assign \$263  = $signed(q0c) + $signed({ 1'h0, \$262  });
+  assign \$264  = \$258  ? 10'h3e0 : \$263 ;
+  assign \$265  = ox == 4'hd;
+  assign \$266  = oy == 4'hd;
+  assign \$267  = oy + 1'h1;
+  assign \$268  = \$266  ? 5'h00 : \$267 ;
+  assign \$269  = oy == 4'hd;
+  assign \$270  = $signed(low) + $signed(2'h1);
+  assign \$271  = \$269  ? 6'h3e : \$270 ;
+  assign \$272  = oy == 4'hd;
+  assign \$273  = ky == 3'h4;
+  assign \$274  = ~ \$273 ;
+  assign \$275  = c == 5'h1f;
+  assign \$276  = ox == 4'hd;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = $signed(iy) + $signed(2'h1);
   assign \$279  = oy == 4'hd;
   assign \$280  = $signed(low) + $signed(2'h1);
   assign \$281  = \$279  ? 6'h3e : \$280 ;
-  assign \$282  = oy == 4'hd;
-  assign \$283  = ky == 3'h4;
-  assign \$284  = ~ \$283 ;
-  assign \$285  = c == 5'h1f;
+  assign \$282  = w_c == 5'h1e;
+  assign \$283  = w_x == 4'hd;
+  assign \$284  = & { \$283 , \$282  };
+  assign \$285  = ky == 2'h3;
   assign \$286  = ox == 4'hd;
-  assign \$287  = \$285  & \$286 ;
-  assign \$288  = $signed(iy) + $signed(2'h1);
-  assign \$289  = oy == 4'hd;
-  assign \$290  = $signed(low) + $signed(2'h1);
-  assign \$291  = \$289  ? 6'h3e : \$290 ;
-  assign \$292  = w_c == 5'h1e;
-  assign \$293  = w_x == 4'hd;
-  assign \$294  = & { \$293 , \$292  };
-  assign \$295  = ky == 2'h3;
-  assign \$296  = ox == 4'hd;
-  assign \$297  = c == 5'h1f;
-  assign \$298  = & { \$297 , \$296 , \$295  };
-  assign \$299  = take & r_last;
-  assign \$300  = oy == 4'hd;
-  assign \$301  = write & w_last;
-  assign \$302  = ~ ahead;
-  assign \$303  = ~ room_w_13[4];
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = \$304  & room_w_14[4];
-  assign \$306  = w_row + 2'h3;
-  assign \$307  = \$305  ? 5'h02 : \$306 ;
-  assign \$308  = w_row + 2'h2;
-  assign \$309  = \$301  ? \$307  : \$308 ;
+  assign \$287  = c == 5'h1f;
+  assign \$288  = & { \$287 , \$286 , \$285  };
+  assign \$289  = take & r_last;
+  assign \$290  = oy == 4'hd;
+  assign \$291  = write & w_last;
+  assign \$292  = ~ ahead;
+  assign \$293  = ~ room_w_13[4];
+  assign \$294  = \$292  & \$293 ;
+  assign \$295  = \$294  & room_w_14[4];
+  assign \$296  = w_row + 2'h3;
+  assign \$297  = \$295  ? 5'h02 : \$296 ;
+  assign \$298  = w_row + 2'h2;
+  assign \$299  = \$291  ? \$297  : \$298 ;
+  assign \$300  = write & w_last;
+  assign \$301  = ~ ahead;
+  assign \$302  = ~ room_w_13[4];
+  assign \$303  = \$301  & \$302 ;
+  assign \$304  = \$303  & room_w_14[4];
+  assign \$305  = $signed(d) + $signed(5'h12);
+  assign \$306  = \$304  ? \$305  : { d[5], d };
+  assign \$307  = $signed(d) + $signed(1'h1);
+  assign \$308  = \$300  ? \$306  : \$307 ;
+  assign \$309  = \$290  ? { 2'h0, \$299  } : \$308 ;
   assign \$310  = write & w_last;
   assign \$311  = ~ ahead;
   assign \$312  = ~ room_w_13[4];
   assign \$313  = \$311  & \$312 ;
   assign \$314  = \$313  & room_w_14[4];
-  assign \$315  = $signed(d) + $signed(5'h12);
-  assign \$316  = \$314  ? \$315  : { d[5], d };
-  assign \$317  = $signed(d) + $signed(1'h1);
-  assign \$318  = \$310  ? \$316  : \$317 ;
-  assign \$319  = \$300  ? { 2'h0, \$309  } : \$318 ;
-  assign \$320  = write & w_last;
-  assign \$321  = ~ ahead;
-  assign \$322  = ~ room_w_13[4];
-  assign \$323  = \$321  & \$322 ;
-  assign \$324  = \$323  & room_w_14[4];
-  assign \$325  = $signed(d) + $signed(5'h13);
-  assign \$326  = $signed(d) + $signed(2'h1);
-  assign \$327  = \$324  ? \$325  : \$326 ;
-  assign \$328  = \$320  ? \$327  : { d[5], d };
-  assign \$329  = \$299  ? \$319  : \$328 ;
-  assign \$330  = take & r_last;
-  assign \$331  = write & w_last;
-  assign \$332  = ~ ahead;
-  assign \$333  = ~ room_w_13[4];
-  assign \$334  = \$332  & \$333 ;
-  assign \$335  = \$334  & room_w_14[4];
-  assign \$336  = oy == 4'hd;
-  assign \$337  = ~ ahead;
-  assign \$338  = ~ room_w_13[4];
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = \$339  & room_w_14[4];
-  assign \$341  = ahead | \$340 ;
-  assign \$342  = switch ? 1'h0 : \$341 ;
-  assign \$343  = oy == 4'hd;
-  assign \$344  = r_done | \$343 ;
-  assign \$345  = switch ? 1'h0 : \$344 ;
-  assign \$346  = ~ \$345 ;
-  assign \$348  = oy == 4'hd;
-  assign \$349  = r_done | \$348 ;
-  assign \$350  = switch ? 1'h0 : \$349 ;
-  assign \$353  = \$342  ? 1'h0 : 1'h1;
-  assign \$354  = ~ ahead;
-  assign \$355  = ~ room_w_13[4];
-  assign \$356  = \$354  & \$355 ;
-  assign \$357  = \$356  & room_w_14[4];
-  assign \$358  = ahead | \$357 ;
-  assign \$359  = switch ? 1'h0 : \$358 ;
-  assign \$360  = oy == 4'hd;
-  assign \$361  = r_done | \$360 ;
-  assign \$362  = switch ? 1'h0 : \$361 ;
-  assign \$363  = ~ \$362 ;
-  assign \$364  = \$363  & room_low_2[4];
-  assign \$365  = oy == 4'hd;
-  assign \$366  = r_done | \$365 ;
-  assign \$367  = switch ? 1'h0 : \$366 ;
-  assign \$370  = \$359  ? \$364  : 1'h1;
-  assign \$371  = \$336  ? \$353  : \$370 ;
-  assign \$372  = oy == 4'hd;
-  assign \$373  = ~ ahead;
-  assign \$374  = ~ room_w_13[4];
-  assign \$375  = \$373  & \$374 ;
-  assign \$376  = \$375  & room_w_14[4];
-  assign \$377  = ahead | \$376 ;
-  assign \$378  = switch ? 1'h0 : \$377 ;
-  assign \$379  = oy == 4'hd;
-  assign \$380  = r_done | \$379 ;
-  assign \$381  = switch ? 1'h0 : \$380 ;
-  assign \$382  = ~ \$381 ;
-  assign \$384  = oy == 4'hd;
-  assign \$385  = r_done | \$384 ;
-  assign \$386  = switch ? 1'h0 : \$385 ;
-  assign \$387  = \$386  | room_w_8[3];
-  assign \$388  = room_w_13[4] & \$387 ;
-  assign \$389  = \$378  ? 1'h0 : \$388 ;
-  assign \$390  = ~ ahead;
-  assign \$391  = ~ room_w_13[4];
-  assign \$392  = \$390  & \$391 ;
-  assign \$393  = \$392  & room_w_14[4];
-  assign \$394  = ahead | \$393 ;
-  assign \$395  = switch ? 1'h0 : \$394 ;
-  assign \$396  = oy == 4'hd;
-  assign \$397  = r_done | \$396 ;
-  assign \$398  = switch ? 1'h0 : \$397 ;
-  assign \$399  = ~ \$398 ;
-  assign \$400  = $signed(d) < $signed(3'h5);
-  assign \$401  = \$399  & \$400 ;
-  assign \$402  = oy == 4'hd;
-  assign \$403  = r_done | \$402 ;
-  assign \$404  = switch ? 1'h0 : \$403 ;
-  assign \$405  = $signed(d) < $signed(5'h0b);
-  assign \$406  = \$404  | \$405 ;
-  assign \$407  = room_w_13[4] & \$406 ;
-  assign \$408  = \$395  ? \$401  : \$407 ;
-  assign \$409  = \$372  ? \$389  : \$408 ;
-  assign \$410  = \$335  ? \$371  : \$409 ;
-  assign \$411  = oy == 4'hd;
-  assign \$412  = switch ? 1'h0 : ahead;
-  assign \$413  = oy == 4'hd;
-  assign \$414  = r_done | \$413 ;
-  assign \$415  = switch ? 1'h0 : \$414 ;
-  assign \$416  = ~ \$415 ;
-  assign \$418  = oy == 4'hd;
-  assign \$419  = r_done | \$418 ;
-  assign \$420  = switch ? 1'h0 : \$419 ;
-  assign \$421  = \$420  | room_w_9[4];
-  assign \$422  = room_w_14[4] & \$421 ;
-  assign \$423  = \$412  ? 1'h0 : \$422 ;
-  assign \$424  = switch ? 1'h0 : ahead;
-  assign \$425  = oy == 4'hd;
-  assign \$426  = r_done | \$425 ;
-  assign \$427  = switch ? 1'h0 : \$426 ;
-  assign \$428  = ~ \$427 ;
-  assign \$429  = $signed(d) < $signed(2'h2);
-  assign \$430  = \$428  & \$429 ;
-  assign \$431  = oy == 4'hd;
-  assign \$432  = r_done | \$431 ;
-  assign \$433  = switch ? 1'h0 : \$432 ;
-  assign \$434  = $signed(d) < $signed(5'h0c);
-  assign \$435  = \$433  | \$434 ;
-  assign \$436  = room_w_14[4] & \$435 ;
-  assign \$437  = \$424  ? \$430  : \$436 ;
-  assign \$438  = \$411  ? \$423  : \$437 ;
-  assign \$439  = \$331  ? \$410  : \$438 ;
-  assign \$440  = write & w_last;
-  assign \$441  = ~ ahead;
-  assign \$442  = ~ room_w_13[4];
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = \$443  & room_w_14[4];
-  assign \$445  = ~ ahead;
-  assign \$446  = ~ room_w_13[4];
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = \$447  & room_w_14[4];
-  assign \$449  = ahead | \$448 ;
-  assign \$450  = switch ? 1'h0 : \$449 ;
-  assign \$451  = switch ? 1'h0 : r_done;
-  assign \$452  = ~ \$451 ;
-  assign \$453  = \$452  & room_low_3[4];
+  assign \$315  = $signed(d) + $signed(5'h13);
+  assign \$316  = $signed(d) + $signed(2'h1);
+  assign \$317  = \$314  ? \$315  : \$316 ;
+  assign \$318  = \$310  ? \$317  : { d[5], d };
+  assign \$319  = \$289  ? \$309  : \$318 ;
+  assign \$320  = take & r_last;
+  assign \$321  = write & w_last;
+  assign \$322  = ~ ahead;
+  assign \$323  = ~ room_w_13[4];
+  assign \$324  = \$322  & \$323 ;
+  assign \$325  = \$324  & room_w_14[4];
+  assign \$326  = oy == 4'hd;
+  assign \$327  = ~ ahead;
+  assign \$328  = ~ room_w_13[4];
+  assign \$329  = \$327  & \$328 ;
+  assign \$330  = \$329  & room_w_14[4];
+  assign \$331  = ahead | \$330 ;
+  assign \$332  = switch ? 1'h0 : \$331 ;
+  assign \$333  = oy == 4'hd;
+  assign \$334  = r_done | \$333 ;
+  assign \$335  = switch ? 1'h0 : \$334 ;
+  assign \$336  = ~ \$335 ;
+  assign \$338  = oy == 4'hd;
+  assign \$339  = r_done | \$338 ;
+  assign \$340  = switch ? 1'h0 : \$339 ;
+  assign \$343  = \$332  ? 1'h0 : 1'h1;
+  assign \$344  = ~ ahead;
+  assign \$345  = ~ room_w_13[4];
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = \$346  & room_w_14[4];
+  assign \$348  = ahead | \$347 ;
+  assign \$349  = switch ? 1'h0 : \$348 ;
+  assign \$350  = oy == 4'hd;
+  assign \$351  = r_done | \$350 ;
+  assign \$352  = switch ? 1'h0 : \$351 ;
+  assign \$353  = ~ \$352 ;
+  assign \$354  = \$353  & room_low_2[4];
+  assign \$355  = oy == 4'hd;
+  assign \$356  = r_done | \$355 ;
+  assign \$357  = switch ? 1'h0 : \$356 ;
+  assign \$360  = \$349  ? \$354  : 1'h1;
+  assign \$361  = \$326  ? \$343  : \$360 ;
+  assign \$362  = oy == 4'hd;
+  assign \$363  = ~ ahead;
+  assign \$364  = ~ room_w_13[4];
+  assign \$365  = \$363  & \$364 ;
+  assign \$366  = \$365  & room_w_14[4];
+  assign \$367  = ahead | \$366 ;
+  assign \$368  = switch ? 1'h0 : \$367 ;
+  assign \$369  = oy == 4'hd;
+  assign \$370  = r_done | \$369 ;
+  assign \$371  = switch ? 1'h0 : \$370 ;
+  assign \$372  = ~ \$371 ;
+  assign \$374  = oy == 4'hd;
+  assign \$375  = r_done | \$374 ;
+  assign \$376  = switch ? 1'h0 : \$375 ;
+  assign \$377  = \$376  | room_w_8[3];
+  assign \$378  = room_w_13[4] & \$377 ;
+  assign \$379  = \$368  ? 1'h0 : \$378 ;
+  assign \$380  = ~ ahead;
+  assign \$381  = ~ room_w_13[4];
+  assign \$382  = \$380  & \$381 ;
+  assign \$383  = \$382  & room_w_14[4];
+  assign \$384  = ahead | \$383 ;
+  assign \$385  = switch ? 1'h0 : \$384 ;
+  assign \$386  = oy == 4'hd;
+  assign \$387  = r_done | \$386 ;
+  assign \$388  = switch ? 1'h0 : \$387 ;
+  assign \$389  = ~ \$388 ;
+  assign \$390  = $signed(d) < $signed(3'h5);
+  assign \$391  = \$389  & \$390 ;
+  assign \$392  = oy == 4'hd;
+  assign \$393  = r_done | \$392 ;
+  assign \$394  = switch ? 1'h0 : \$393 ;
+  assign \$395  = $signed(d) < $signed(5'h0b);
+  assign \$396  = \$394  | \$395 ;
+  assign \$397  = room_w_13[4] & \$396 ;
+  assign \$398  = \$385  ? \$391  : \$397 ;
+  assign \$399  = \$362  ? \$379  : \$398 ;
+  assign \$400  = \$325  ? \$361  : \$399 ;
+  assign \$401  = oy == 4'hd;
+  assign \$402  = switch ? 1'h0 : ahead;
+  assign \$403  = oy == 4'hd;
+  assign \$404  = r_done | \$403 ;
+  assign \$405  = switch ? 1'h0 : \$404 ;
+  assign \$406  = ~ \$405 ;
+  assign \$408  = oy == 4'hd;
+  assign \$409  = r_done | \$408 ;
+  assign \$410  = switch ? 1'h0 : \$409 ;
+  assign \$411  = \$410  | room_w_9[4];
+  assign \$412  = room_w_14[4] & \$411 ;
+  assign \$413  = \$402  ? 1'h0 : \$412 ;
+  assign \$414  = switch ? 1'h0 : ahead;
+  assign \$415  = oy == 4'hd;
+  assign \$416  = r_done | \$415 ;
+  assign \$417  = switch ? 1'h0 : \$416 ;
+  assign \$418  = ~ \$417 ;
+  assign \$419  = $signed(d) < $signed(2'h2);
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = oy == 4'hd;
+  assign \$422  = r_done | \$421 ;
+  assign \$423  = switch ? 1'h0 : \$422 ;
+  assign \$424  = $signed(d) < $signed(5'h0c);
+  assign \$425  = \$423  | \$424 ;
+  assign \$426  = room_w_14[4] & \$425 ;
+  assign \$427  = \$414  ? \$420  : \$426 ;
+  assign \$428  = \$401  ? \$413  : \$427 ;
+  assign \$429  = \$321  ? \$400  : \$428 ;
+  assign \$430  = write & w_last;
+  assign \$431  = ~ ahead;
+  assign \$432  = ~ room_w_13[4];
+  assign \$433  = \$431  & \$432 ;
+  assign \$434  = \$433  & room_w_14[4];
+  assign \$435  = ~ ahead;
+  assign \$436  = ~ room_w_13[4];
+  assign \$437  = \$435  & \$436 ;
+  assign \$438  = \$437  & room_w_14[4];
+  assign \$439  = ahead | \$438 ;
+  assign \$440  = switch ? 1'h0 : \$439 ;
+  assign \$441  = switch ? 1'h0 : r_done;
+  assign \$442  = ~ \$441 ;
+  assign \$443  = \$442  & room_low_3[4];
+  assign \$444  = switch ? 1'h0 : r_done;
+  assign \$447  = \$440  ? \$443  : 1'h1;
+  assign \$448  = ~ ahead;
+  assign \$449  = ~ room_w_13[4];
+  assign \$450  = \$448  & \$449 ;
+  assign \$451  = \$450  & room_w_14[4];
+  assign \$452  = ahead | \$451 ;
+  assign \$453  = switch ? 1'h0 : \$452 ;
   assign \$454  = switch ? 1'h0 : r_done;
-  assign \$457  = \$450  ? \$453  : 1'h1;
-  assign \$458  = ~ ahead;
-  assign \$459  = ~ room_w_13[4];
-  assign \$460  = \$458  & \$459 ;
-  assign \$461  = \$460  & room_w_14[4];
-  assign \$462  = ahead | \$461 ;
-  assign \$463  = switch ? 1'h0 : \$462 ;
-  assign \$464  = switch ? 1'h0 : r_done;
-  assign \$465  = ~ \$464 ;
-  assign \$466  = $signed(d) < $signed(3'h4);
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = switch ? 1'h0 : r_done;
-  assign \$469  = $signed(d) < $signed(5'h0a);
-  assign \$470  = \$468  | \$469 ;
-  assign \$471  = room_w_13[4] & \$470 ;
-  assign \$472  = \$463  ? \$467  : \$471 ;
-  assign \$473  = \$444  ? \$457  : \$472 ;
-  assign \$474  = switch ? 1'h0 : ahead;
-  assign \$475  = switch ? 1'h0 : r_done;
-  assign \$476  = ~ \$475 ;
-  assign \$477  = $signed(d) < $signed(3'h5);
-  assign \$478  = \$476  & \$477 ;
-  assign \$479  = switch ? 1'h0 : r_done;
-  assign \$480  = $signed(d) < $signed(5'h0b);
-  assign \$481  = \$479  | \$480 ;
-  assign \$482  = room_w_14[4] & \$481 ;
-  assign \$483  = \$474  ? \$478  : \$482 ;
-  assign \$484  = switch ? \$483  : o__ready;
-  assign \$485  = \$440  ? \$473  : \$484 ;
-  assign \$486  = \$330  ? \$439  : \$485 ;
-  assign \$487  = write & w_last;
-  assign \$488  = ~ ahead;
-  assign \$489  = ~ room_w_13[4];
-  assign \$490  = \$488  & \$489 ;
-  assign \$491  = \$490  & room_w_14[4];
-  assign \$492  = $signed(room_w_13) + $signed(2'h1);
-  assign \$493  = \$491  ? 6'h33 : \$492 ;
-  assign \$494  = \$487  ? \$493  : { room_w_13[4], room_w_13 };
-  assign \$495  = write & w_last;
-  assign \$496  = ~ ahead;
-  assign \$497  = ~ room_w_13[4];
-  assign \$498  = \$496  & \$497 ;
-  assign \$499  = \$498  & room_w_14[4];
-  assign \$500  = $signed(room_w_14) + $signed(2'h1);
-  assign \$501  = \$499  ? 6'h32 : \$500 ;
-  assign \$502  = \$495  ? \$501  : { room_w_14[4], room_w_14 };
-  assign \$503  = take & r_last;
-  assign \$504  = oy == 4'hd;
-  assign \$505  = $signed(room_low_2) - $signed(2'h1);
-  assign \$506  = \$504  ? 6'h04 : \$505 ;
-  assign \$507  = \$503  ? \$506  : { room_low_2[4], room_low_2 };
-  assign \$508  = write & w_last;
-  assign \$509  = ~ ahead;
-  assign \$510  = ~ room_w_13[4];
-  assign \$511  = \$509  & \$510 ;
-  assign \$512  = \$511  & room_w_14[4];
-  assign \$513  = $signed(room_w_8) + $signed(2'h1);
-  assign \$514  = \$512  ? 5'h18 : \$513 ;
-  assign \$515  = \$508  ? \$514  : { room_w_8[3], room_w_8 };
-  assign \$516  = write & w_last;
-  assign \$517  = ~ ahead;
-  assign \$518  = ~ room_w_13[4];
-  assign \$519  = \$517  & \$518 ;
-  assign \$520  = \$519  & room_w_14[4];
-  assign \$521  = $signed(room_w_9) + $signed(2'h1);
-  assign \$522  = \$520  ? 6'h37 : \$521 ;
-  assign \$523  = \$516  ? \$522  : { room_w_9[4], room_w_9 };
-  assign \$524  = take & r_last;
-  assign \$525  = oy == 4'hd;
-  assign \$526  = $signed(room_low_3) - $signed(2'h1);
-  assign \$527  = \$525  ? 6'h05 : \$526 ;
-  assign \$528  = \$524  ? \$527  : { room_low_3[4], room_low_3 };
-  assign \$529  = write & w_last;
-  assign \$530  = $signed(iy) < $signed(1'h0);
-  assign \$531  = $signed(iy) >= $signed(5'h0e);
-  assign \$532  = \$530  | \$531 ;
-  assign \$533  = ~ ahead;
-  assign \$534  = w_row == 4'hd;
-  assign \$535  = \$533  & \$534 ;
-  assign \$536  = ! ky;
-  assign \$537  = d == 4'he;
-  assign \$538  = d == 4'hf;
-  assign \$539  = d == 5'h10;
-  assign \$540  = d == 5'h11;
-  assign \$541  = d == 5'h12;
-  assign \$542  = d == 5'h13;
-  assign \$543  = d == 5'h14;
-  assign \$544  = d == 5'h15;
-  assign \$545  = d == 5'h16;
-  assign \$546  = d == 5'h17;
-  assign \$547  = d == 5'h18;
-  assign \$548  = d == 5'h19;
-  assign \$549  = d == 5'h1a;
-  assign \$550  = d == 5'h1b;
-  assign \$551  = d == 5'h1c;
-  assign \$552  = d == 5'h1d;
-  assign \$553  = d == 5'h1e;
-  assign \$554  = d == 5'h1f;
-  assign \$555  = | { \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537  };
-  assign \$556  = \$536  & \$555 ;
-  assign \$557  = ky == 1'h1;
-  assign \$558  = d == 4'hf;
-  assign \$559  = d == 5'h10;
-  assign \$560  = d == 5'h11;
-  assign \$561  = d == 5'h12;
-  assign \$562  = d == 5'h13;
-  assign \$563  = d == 5'h14;
-  assign \$564  = d == 5'h15;
-  assign \$565  = d == 5'h16;
-  assign \$566  = d == 5'h17;
-  assign \$567  = d == 5'h18;
-  assign \$568  = d == 5'h19;
-  assign \$569  = d == 5'h1a;
-  assign \$570  = d == 5'h1b;
-  assign \$571  = d == 5'h1c;
-  assign \$572  = d == 5'h1d;
-  assign \$573  = d == 5'h1e;
-  assign \$574  = d == 5'h1f;
-  assign \$575  = | { \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568 , \$567 , \$566 , \$565 , \$564 , \$563 , \$562 , \$561 , \$560 , \$559 , \$558  };
-  assign \$576  = \$557  & \$575 ;
-  assign \$577  = ky == 2'h2;
-  assign \$578  = d == 5'h10;
-  assign \$579  = d == 5'h11;
-  assign \$580  = d == 5'h12;
-  assign \$581  = d == 5'h13;
-  assign \$582  = d == 5'h14;
-  assign \$583  = d == 5'h15;
-  assign \$584  = d == 5'h16;
-  assign \$585  = d == 5'h17;
-  assign \$586  = d == 5'h18;
-  assign \$587  = d == 5'h19;
-  assign \$588  = d == 5'h1a;
-  assign \$589  = d == 5'h1b;
-  assign \$590  = d == 5'h1c;
-  assign \$591  = d == 5'h1d;
-  assign \$592  = d == 5'h1e;
-  assign \$593  = d == 5'h1f;
-  assign \$594  = | { \$593 , \$592 , \$591 , \$590 , \$589 , \$588 , \$587 , \$586 , \$585 , \$584 , \$583 , \$582 , \$581 , \$580 , \$579 , \$578  };
-  assign \$595  = \$577  & \$594 ;
-  assign \$596  = ky == 2'h3;
-  assign \$597  = d == 5'h11;
-  assign \$598  = d == 5'h12;
-  assign \$599  = d == 5'h13;
-  assign \$600  = d == 5'h14;
-  assign \$601  = d == 5'h15;
-  assign \$602  = d == 5'h16;
-  assign \$603  = d == 5'h17;
-  assign \$604  = d == 5'h18;
-  assign \$605  = d == 5'h19;
-  assign \$606  = d == 5'h1a;
-  assign \$607  = d == 5'h1b;
-  assign \$608  = d == 5'h1c;
-  assign \$609  = d == 5'h1d;
-  assign \$610  = d == 5'h1e;
-  assign \$611  = d == 5'h1f;
-  assign \$612  = | { \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600 , \$599 , \$598 , \$597  };
-  assign \$613  = \$596  & \$612 ;
-  assign \$614  = ky == 3'h4;
-  assign \$615  = d == 5'h12;
-  assign \$616  = d == 5'h13;
-  assign \$617  = d == 5'h14;
-  assign \$618  = d == 5'h15;
-  assign \$619  = d == 5'h16;
-  assign \$620  = d == 5'h17;
-  assign \$621  = d == 5'h18;
-  assign \$622  = d == 5'h19;
-  assign \$623  = d == 5'h1a;
-  assign \$624  = d == 5'h1b;
-  assign \$625  = d == 5'h1c;
-  assign \$626  = d == 5'h1d;
-  assign \$627  = d == 5'h1e;
-  assign \$628  = d == 5'h1f;
-  assign \$629  = | { \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615  };
-  assign \$630  = \$614  & \$629 ;
-  assign \$631  = | { \$630 , \$613 , \$595 , \$576 , \$556  };
-  assign \$632  = ! ky;
-  assign \$633  = ! d;
-  assign \$634  = d == 1'h1;
-  assign \$635  = d == 2'h2;
-  assign \$636  = d == 2'h3;
-  assign \$637  = d == 3'h4;
-  assign \$638  = d == 3'h5;
-  assign \$639  = d == 3'h6;
-  assign \$640  = d == 3'h7;
-  assign \$641  = d == 4'h8;
-  assign \$642  = d == 4'h9;
-  assign \$643  = d == 4'ha;
-  assign \$644  = d == 4'hb;
-  assign \$645  = d == 4'hc;
-  assign \$646  = d == 4'hd;
-  assign \$647  = d == 4'he;
-  assign \$648  = d == 4'hf;
-  assign \$649  = d == 5'h10;
-  assign \$650  = d == 5'h11;
-  assign \$651  = d == 5'h12;
-  assign \$652  = d == 5'h13;
-  assign \$653  = d == 5'h14;
-  assign \$654  = d == 5'h15;
-  assign \$655  = d == 5'h16;
-  assign \$656  = d == 5'h17;
-  assign \$657  = d == 5'h18;
-  assign \$658  = d == 5'h19;
-  assign \$659  = d == 5'h1a;
-  assign \$660  = d == 5'h1b;
-  assign \$661  = d == 5'h1c;
-  assign \$662  = d == 5'h1d;
-  assign \$663  = d == 5'h1e;
-  assign \$664  = d == 5'h1f;
-  assign \$665  = | { \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633  };
-  assign \$666  = \$632  & \$665 ;
-  assign \$667  = ky == 1'h1;
-  assign \$668  = d == 1'h1;
-  assign \$669  = d == 2'h2;
-  assign \$670  = d == 2'h3;
-  assign \$671  = d == 3'h4;
-  assign \$672  = d == 3'h5;
-  assign \$673  = d == 3'h6;
-  assign \$674  = d == 3'h7;
-  assign \$675  = d == 4'h8;
-  assign \$676  = d == 4'h9;
-  assign \$677  = d == 4'ha;
-  assign \$678  = d == 4'hb;
-  assign \$679  = d == 4'hc;
-  assign \$680  = d == 4'hd;
-  assign \$681  = d == 4'he;
-  assign \$682  = d == 4'hf;
-  assign \$683  = d == 5'h10;
-  assign \$684  = d == 5'h11;
-  assign \$685  = d == 5'h12;
-  assign \$686  = d == 5'h13;
-  assign \$687  = d == 5'h14;
-  assign \$688  = d == 5'h15;
-  assign \$689  = d == 5'h16;
-  assign \$690  = d == 5'h17;
-  assign \$691  = d == 5'h18;
-  assign \$692  = d == 5'h19;
-  assign \$693  = d == 5'h1a;
-  assign \$694  = d == 5'h1b;
-  assign \$695  = d == 5'h1c;
-  assign \$696  = d == 5'h1d;
-  assign \$697  = d == 5'h1e;
-  assign \$698  = d == 5'h1f;
-  assign \$699  = | { \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668  };
-  assign \$700  = \$667  & \$699 ;
-  assign \$701  = ky == 2'h2;
-  assign \$702  = d == 2'h2;
-  assign \$703  = d == 2'h3;
-  assign \$704  = d == 3'h4;
-  assign \$705  = d == 3'h5;
-  assign \$706  = d == 3'h6;
-  assign \$707  = d == 3'h7;
-  assign \$708  = d == 4'h8;
-  assign \$709  = d == 4'h9;
-  assign \$710  = d == 4'ha;
-  assign \$711  = d == 4'hb;
-  assign \$712  = d == 4'hc;
-  assign \$713  = d == 4'hd;
-  assign \$714  = d == 4'he;
-  assign \$715  = d == 4'hf;
-  assign \$716  = d == 5'h10;
-  assign \$717  = d == 5'h11;
-  assign \$718  = d == 5'h12;
-  assign \$719  = d == 5'h13;
-  assign \$720  = d == 5'h14;
-  assign \$721  = d == 5'h15;
-  assign \$722  = d == 5'h16;
-  assign \$723  = d == 5'h17;
-  assign \$724  = d == 5'h18;
-  assign \$725  = d == 5'h19;
-  assign \$726  = d == 5'h1a;
-  assign \$727  = d == 5'h1b;
-  assign \$728  = d == 5'h1c;
-  assign \$729  = d == 5'h1d;
-  assign \$730  = d == 5'h1e;
-  assign \$731  = d == 5'h1f;
-  assign \$732  = | { \$731 , \$730 , \$729 , \$728 , \$727 , \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716 , \$715 , \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702  };
-  assign \$733  = \$701  & \$732 ;
-  assign \$734  = ky == 2'h3;
-  assign \$735  = d == 2'h3;
-  assign \$736  = d == 3'h4;
-  assign \$737  = d == 3'h5;
-  assign \$738  = d == 3'h6;
-  assign \$739  = d == 3'h7;
-  assign \$740  = d == 4'h8;
-  assign \$741  = d == 4'h9;
-  assign \$742  = d == 4'ha;
-  assign \$743  = d == 4'hb;
-  assign \$744  = d == 4'hc;
-  assign \$745  = d == 4'hd;
-  assign \$746  = d == 4'he;
-  assign \$747  = d == 4'hf;
-  assign \$748  = d == 5'h10;
-  assign \$749  = d == 5'h11;
-  assign \$750  = d == 5'h12;
-  assign \$751  = d == 5'h13;
-  assign \$752  = d == 5'h14;
-  assign \$753  = d == 5'h15;
-  assign \$754  = d == 5'h16;
-  assign \$755  = d == 5'h17;
-  assign \$756  = d == 5'h18;
-  assign \$757  = d == 5'h19;
-  assign \$758  = d == 5'h1a;
-  assign \$759  = d == 5'h1b;
-  assign \$760  = d == 5'h1c;
-  assign \$761  = d == 5'h1d;
-  assign \$762  = d == 5'h1e;
-  assign \$763  = d == 5'h1f;
-  assign \$764  = | { \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735  };
-  assign \$765  = \$734  & \$764 ;
-  assign \$766  = ky == 3'h4;
-  assign \$767  = d == 3'h4;
-  assign \$768  = d == 3'h5;
-  assign \$769  = d == 3'h6;
-  assign \$770  = d == 3'h7;
-  assign \$771  = d == 4'h8;
-  assign \$772  = d == 4'h9;
-  assign \$773  = d == 4'ha;
-  assign \$774  = d == 4'hb;
-  assign \$775  = d == 4'hc;
-  assign \$776  = d == 4'hd;
-  assign \$777  = d == 4'he;
-  assign \$778  = d == 4'hf;
-  assign \$779  = d == 5'h10;
-  assign \$780  = d == 5'h11;
-  assign \$781  = d == 5'h12;
-  assign \$782  = d == 5'h13;
-  assign \$783  = d == 5'h14;
-  assign \$784  = d == 5'h15;
-  assign \$785  = d == 5'h16;
-  assign \$786  = d == 5'h17;
-  assign \$787  = d == 5'h18;
-  assign \$788  = d == 5'h19;
-  assign \$789  = d == 5'h1a;
-  assign \$790  = d == 5'h1b;
-  assign \$791  = d == 5'h1c;
-  assign \$792  = d == 5'h1d;
-  assign \$793  = d == 5'h1e;
-  assign \$794  = d == 5'h1f;
-  assign \$795  = | { \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767  };
-  assign \$796  = \$766  & \$795 ;
-  assign \$797  = | { \$796 , \$765 , \$733 , \$700 , \$666  };
-  assign \$798  = \$535  ? \$631  : \$797 ;
-  assign \$799  = \$532  | \$798 ;
-  assign \$800  = $signed(iy) < $signed(1'h0);
-  assign \$801  = $signed(iy) >= $signed(5'h0e);
-  assign \$802  = \$800  | \$801 ;
-  assign \$803  = ! ky;
-  assign \$804  = d == 1'h1;
-  assign \$805  = d == 2'h2;
-  assign \$806  = d == 2'h3;
-  assign \$807  = d == 3'h4;
-  assign \$808  = d == 3'h5;
-  assign \$809  = d == 3'h6;
-  assign \$810  = d == 3'h7;
-  assign \$811  = d == 4'h8;
-  assign \$812  = d == 4'h9;
-  assign \$813  = d == 4'ha;
-  assign \$814  = d == 4'hb;
-  assign \$815  = d == 4'hc;
-  assign \$816  = d == 4'hd;
-  assign \$817  = d == 4'he;
-  assign \$818  = d == 4'hf;
-  assign \$819  = d == 5'h10;
-  assign \$820  = d == 5'h11;
-  assign \$821  = d == 5'h12;
-  assign \$822  = d == 5'h13;
-  assign \$823  = d == 5'h14;
-  assign \$824  = d == 5'h15;
-  assign \$825  = d == 5'h16;
-  assign \$826  = d == 5'h17;
-  assign \$827  = d == 5'h18;
-  assign \$828  = d == 5'h19;
-  assign \$829  = d == 5'h1a;
-  assign \$830  = d == 5'h1b;
-  assign \$831  = d == 5'h1c;
-  assign \$832  = d == 5'h1d;
-  assign \$833  = d == 5'h1e;
-  assign \$834  = d == 5'h1f;
-  assign \$835  = | { \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804  };
-  assign \$836  = \$803  & \$835 ;
-  assign \$837  = ky == 1'h1;
-  assign \$838  = d == 2'h2;
-  assign \$839  = d == 2'h3;
-  assign \$840  = d == 3'h4;
-  assign \$841  = d == 3'h5;
-  assign \$842  = d == 3'h6;
-  assign \$843  = d == 3'h7;
-  assign \$844  = d == 4'h8;
-  assign \$845  = d == 4'h9;
-  assign \$846  = d == 4'ha;
-  assign \$847  = d == 4'hb;
-  assign \$848  = d == 4'hc;
-  assign \$849  = d == 4'hd;
-  assign \$850  = d == 4'he;
-  assign \$851  = d == 4'hf;
-  assign \$852  = d == 5'h10;
-  assign \$853  = d == 5'h11;
-  assign \$854  = d == 5'h12;
-  assign \$855  = d == 5'h13;
-  assign \$856  = d == 5'h14;
-  assign \$857  = d == 5'h15;
-  assign \$858  = d == 5'h16;
-  assign \$859  = d == 5'h17;
-  assign \$860  = d == 5'h18;
-  assign \$861  = d == 5'h19;
-  assign \$862  = d == 5'h1a;
-  assign \$863  = d == 5'h1b;
-  assign \$864  = d == 5'h1c;
-  assign \$865  = d == 5'h1d;
-  assign \$866  = d == 5'h1e;
-  assign \$867  = d == 5'h1f;
-  assign \$868  = | { \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838  };
-  assign \$869  = \$837  & \$868 ;
-  assign \$870  = ky == 2'h2;
-  assign \$871  = d == 2'h3;
-  assign \$872  = d == 3'h4;
-  assign \$873  = d == 3'h5;
-  assign \$874  = d == 3'h6;
-  assign \$875  = d == 3'h7;
-  assign \$876  = d == 4'h8;
-  assign \$877  = d == 4'h9;
-  assign \$878  = d == 4'ha;
-  assign \$879  = d == 4'hb;
-  assign \$880  = d == 4'hc;
-  assign \$881  = d == 4'hd;
-  assign \$882  = d == 4'he;
-  assign \$883  = d == 4'hf;
-  assign \$884  = d == 5'h10;
-  assign \$885  = d == 5'h11;
-  assign \$886  = d == 5'h12;
-  assign \$887  = d == 5'h13;
-  assign \$888  = d == 5'h14;
-  assign \$889  = d == 5'h15;
-  assign \$890  = d == 5'h16;
-  assign \$891  = d == 5'h17;
-  assign \$892  = d == 5'h18;
-  assign \$893  = d == 5'h19;
-  assign \$894  = d == 5'h1a;
-  assign \$895  = d == 5'h1b;
-  assign \$896  = d == 5'h1c;
-  assign \$897  = d == 5'h1d;
-  assign \$898  = d == 5'h1e;
-  assign \$899  = d == 5'h1f;
-  assign \$900  = | { \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871  };
-  assign \$901  = \$870  & \$900 ;
-  assign \$902  = ky == 2'h3;
-  assign \$903  = d == 3'h4;
-  assign \$904  = d == 3'h5;
-  assign \$905  = d == 3'h6;
-  assign \$906  = d == 3'h7;
-  assign \$907  = d == 4'h8;
-  assign \$908  = d == 4'h9;
-  assign \$909  = d == 4'ha;
-  assign \$910  = d == 4'hb;
-  assign \$911  = d == 4'hc;
-  assign \$912  = d == 4'hd;
-  assign \$913  = d == 4'he;
-  assign \$914  = d == 4'hf;
-  assign \$915  = d == 5'h10;
-  assign \$916  = d == 5'h11;
-  assign \$917  = d == 5'h12;
-  assign \$918  = d == 5'h13;
-  assign \$919  = d == 5'h14;
-  assign \$920  = d == 5'h15;
-  assign \$921  = d == 5'h16;
-  assign \$922  = d == 5'h17;
-  assign \$923  = d == 5'h18;
-  assign \$924  = d == 5'h19;
-  assign \$925  = d == 5'h1a;
-  assign \$926  = d == 5'h1b;
-  assign \$927  = d == 5'h1c;
-  assign \$928  = d == 5'h1d;
-  assign \$929  = d == 5'h1e;
-  assign \$930  = d == 5'h1f;
-  assign \$931  = | { \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903  };
-  assign \$932  = \$902  & \$931 ;
-  assign \$933  = ky == 3'h4;
-  assign \$934  = d == 3'h5;
-  assign \$935  = d == 3'h6;
-  assign \$936  = d == 3'h7;
-  assign \$937  = d == 4'h8;
-  assign \$938  = d == 4'h9;
-  assign \$939  = d == 4'ha;
-  assign \$940  = d == 4'hb;
-  assign \$941  = d == 4'hc;
-  assign \$942  = d == 4'hd;
-  assign \$943  = d == 4'he;
-  assign \$944  = d == 4'hf;
-  assign \$945  = d == 5'h10;
-  assign \$946  = d == 5'h11;
-  assign \$947  = d == 5'h12;
-  assign \$948  = d == 5'h13;
-  assign \$949  = d == 5'h14;
-  assign \$950  = d == 5'h15;
-  assign \$951  = d == 5'h16;
-  assign \$952  = d == 5'h17;
-  assign \$953  = d == 5'h18;
-  assign \$954  = d == 5'h19;
-  assign \$955  = d == 5'h1a;
-  assign \$956  = d == 5'h1b;
-  assign \$957  = d == 5'h1c;
-  assign \$958  = d == 5'h1d;
-  assign \$959  = d == 5'h1e;
-  assign \$960  = d == 5'h1f;
-  assign \$961  = | { \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934  };
-  assign \$962  = \$933  & \$961 ;
-  assign \$963  = | { \$962 , \$932 , \$901 , \$869 , \$836  };
-  assign \$964  = \$802  | \$963 ;
-  assign \$965  = \$529  ? \$799  : \$964 ;
-  assign \$966  = write & w_last;
-  assign \$967  = oy == 4'hd;
-  assign \$968  = r_last & \$967 ;
-  assign \$969  = ~ \$968 ;
-  assign \$970  = ky == 3'h4;
-  assign \$971  = ~ \$970 ;
-  assign \$972  = $signed(iy) < $signed(1'h1);
-  assign \$973  = $signed(iy) >= $signed(5'h0d);
-  assign \$974  = \$972  | \$973 ;
-  assign \$975  = c == 5'h1f;
-  assign \$976  = ox == 4'hd;
-  assign \$977  = \$975  & \$976 ;
-  assign \$978  = oy == 4'hd;
-  assign \$979  = $signed(low) < $signed(1'h1);
-  assign \$980  = $signed(low) >= $signed(5'h0d);
-  assign \$981  = \$979  | \$980 ;
-  assign \$982  = \$978  ? 1'h1 : \$981 ;
-  assign \$983  = $signed(low) < $signed(1'h0);
-  assign \$984  = $signed(low) >= $signed(5'h0e);
-  assign \$985  = \$983  | \$984 ;
-  assign \$986  = \$977  ? \$982  : \$985 ;
-  assign \$987  = \$970  ? \$986  : \$974 ;
+  assign \$455  = ~ \$454 ;
+  assign \$456  = $signed(d) < $signed(3'h4);
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = switch ? 1'h0 : r_done;
+  assign \$459  = $signed(d) < $signed(5'h0a);
+  assign \$460  = \$458  | \$459 ;
+  assign \$461  = room_w_13[4] & \$460 ;
+  assign \$462  = \$453  ? \$457  : \$461 ;
+  assign \$463  = \$434  ? \$447  : \$462 ;
+  assign \$464  = switch ? 1'h0 : ahead;
+  assign \$465  = switch ? 1'h0 : r_done;
+  assign \$466  = ~ \$465 ;
+  assign \$467  = $signed(d) < $signed(3'h5);
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = switch ? 1'h0 : r_done;
+  assign \$470  = $signed(d) < $signed(5'h0b);
+  assign \$471  = \$469  | \$470 ;
+  assign \$472  = room_w_14[4] & \$471 ;
+  assign \$473  = \$464  ? \$468  : \$472 ;
+  assign \$474  = switch ? \$473  : o__ready;
+  assign \$475  = \$430  ? \$463  : \$474 ;
+  assign \$476  = \$320  ? \$429  : \$475 ;
+  assign \$477  = write & w_last;
+  assign \$478  = ~ ahead;
+  assign \$479  = ~ room_w_13[4];
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = \$480  & room_w_14[4];
+  assign \$482  = $signed(room_w_13) + $signed(2'h1);
+  assign \$483  = \$481  ? 6'h33 : \$482 ;
+  assign \$484  = \$477  ? \$483  : { room_w_13[4], room_w_13 };
+  assign \$485  = write & w_last;
+  assign \$486  = ~ ahead;
+  assign \$487  = ~ room_w_13[4];
+  assign \$488  = \$486  & \$487 ;
+  assign \$489  = \$488  & room_w_14[4];
+  assign \$490  = $signed(room_w_14) + $signed(2'h1);
+  assign \$491  = \$489  ? 6'h32 : \$490 ;
+  assign \$492  = \$485  ? \$491  : { room_w_14[4], room_w_14 };
+  assign \$493  = take & r_last;
+  assign \$494  = oy == 4'hd;
+  assign \$495  = $signed(room_low_2) - $signed(2'h1);
+  assign \$496  = \$494  ? 6'h04 : \$495 ;
+  assign \$497  = \$493  ? \$496  : { room_low_2[4], room_low_2 };
+  assign \$498  = write & w_last;
+  assign \$499  = ~ ahead;
+  assign \$500  = ~ room_w_13[4];
+  assign \$501  = \$499  & \$500 ;
+  assign \$502  = \$501  & room_w_14[4];
+  assign \$503  = $signed(room_w_8) + $signed(2'h1);
+  assign \$504  = \$502  ? 5'h18 : \$503 ;
+  assign \$505  = \$498  ? \$504  : { room_w_8[3], room_w_8 };
+  assign \$506  = write & w_last;
+  assign \$507  = ~ ahead;
+  assign \$508  = ~ room_w_13[4];
+  assign \$509  = \$507  & \$508 ;
+  assign \$510  = \$509  & room_w_14[4];
+  assign \$511  = $signed(room_w_9) + $signed(2'h1);
+  assign \$512  = \$510  ? 6'h37 : \$511 ;
+  assign \$513  = \$506  ? \$512  : { room_w_9[4], room_w_9 };
+  assign \$514  = take & r_last;
+  assign \$515  = oy == 4'hd;
+  assign \$516  = $signed(room_low_3) - $signed(2'h1);
+  assign \$517  = \$515  ? 6'h05 : \$516 ;
+  assign \$518  = \$514  ? \$517  : { room_low_3[4], room_low_3 };
+  assign \$519  = write & w_last;
+  assign \$520  = $signed(iy) < $signed(1'h0);
+  assign \$521  = $signed(iy) >= $signed(5'h0e);
+  assign \$522  = \$520  | \$521 ;
+  assign \$523  = ~ ahead;
+  assign \$524  = w_row == 4'hd;
+  assign \$525  = \$523  & \$524 ;
+  assign \$526  = ! ky;
+  assign \$527  = d == 4'he;
+  assign \$528  = d == 4'hf;
+  assign \$529  = d == 5'h10;
+  assign \$530  = d == 5'h11;
+  assign \$531  = d == 5'h12;
+  assign \$532  = d == 5'h13;
+  assign \$533  = d == 5'h14;
+  assign \$534  = d == 5'h15;
+  assign \$535  = d == 5'h16;
+  assign \$536  = d == 5'h17;
+  assign \$537  = d == 5'h18;
+  assign \$538  = d == 5'h19;
+  assign \$539  = d == 5'h1a;
+  assign \$540  = d == 5'h1b;
+  assign \$541  = d == 5'h1c;
+  assign \$542  = d == 5'h1d;
+  assign \$543  = d == 5'h1e;
+  assign \$544  = d == 5'h1f;
+  assign \$545  = | { \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527  };
+  assign \$546  = \$526  & \$545 ;
+  assign \$547  = ky == 1'h1;
+  assign \$548  = d == 4'hf;
+  assign \$549  = d == 5'h10;
+  assign \$550  = d == 5'h11;
+  assign \$551  = d == 5'h12;
+  assign \$552  = d == 5'h13;
+  assign \$553  = d == 5'h14;
+  assign \$554  = d == 5'h15;
+  assign \$555  = d == 5'h16;
+  assign \$556  = d == 5'h17;
+  assign \$557  = d == 5'h18;
+  assign \$558  = d == 5'h19;
+  assign \$559  = d == 5'h1a;
+  assign \$560  = d == 5'h1b;
+  assign \$561  = d == 5'h1c;
+  assign \$562  = d == 5'h1d;
+  assign \$563  = d == 5'h1e;
+  assign \$564  = d == 5'h1f;
+  assign \$565  = | { \$564 , \$563 , \$562 , \$561 , \$560 , \$559 , \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548  };
+  assign \$566  = \$547  & \$565 ;
+  assign \$567  = ky == 2'h2;
+  assign \$568  = d == 5'h10;
+  assign \$569  = d == 5'h11;
+  assign \$570  = d == 5'h12;
+  assign \$571  = d == 5'h13;
+  assign \$572  = d == 5'h14;
+  assign \$573  = d == 5'h15;
+  assign \$574  = d == 5'h16;
+  assign \$575  = d == 5'h17;
+  assign \$576  = d == 5'h18;
+  assign \$577  = d == 5'h19;
+  assign \$578  = d == 5'h1a;
+  assign \$579  = d == 5'h1b;
+  assign \$580  = d == 5'h1c;
+  assign \$581  = d == 5'h1d;
+  assign \$582  = d == 5'h1e;
+  assign \$583  = d == 5'h1f;
+  assign \$584  = | { \$583 , \$582 , \$581 , \$580 , \$579 , \$578 , \$577 , \$576 , \$575 , \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568  };
+  assign \$585  = \$567  & \$584 ;
+  assign \$586  = ky == 2'h3;
+  assign \$587  = d == 5'h11;
+  assign \$588  = d == 5'h12;
+  assign \$589  = d == 5'h13;
+  assign \$590  = d == 5'h14;
+  assign \$591  = d == 5'h15;
+  assign \$592  = d == 5'h16;
+  assign \$593  = d == 5'h17;
+  assign \$594  = d == 5'h18;
+  assign \$595  = d == 5'h19;
+  assign \$596  = d == 5'h1a;
+  assign \$597  = d == 5'h1b;
+  assign \$598  = d == 5'h1c;
+  assign \$599  = d == 5'h1d;
+  assign \$600  = d == 5'h1e;
+  assign \$601  = d == 5'h1f;
+  assign \$602  = | { \$601 , \$600 , \$599 , \$598 , \$597 , \$596 , \$595 , \$594 , \$593 , \$592 , \$591 , \$590 , \$589 , \$588 , \$587  };
+  assign \$603  = \$586  & \$602 ;
+  assign \$604  = ky == 3'h4;
+  assign \$605  = d == 5'h12;
+  assign \$606  = d == 5'h13;
+  assign \$607  = d == 5'h14;
+  assign \$608  = d == 5'h15;
+  assign \$609  = d == 5'h16;
+  assign \$610  = d == 5'h17;
+  assign \$611  = d == 5'h18;
+  assign \$612  = d == 5'h19;
+  assign \$613  = d == 5'h1a;
+  assign \$614  = d == 5'h1b;
+  assign \$615  = d == 5'h1c;
+  assign \$616  = d == 5'h1d;
+  assign \$617  = d == 5'h1e;
+  assign \$618  = d == 5'h1f;
+  assign \$619  = | { \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605  };
+  assign \$620  = \$604  & \$619 ;
+  assign \$621  = | { \$620 , \$603 , \$585 , \$566 , \$546  };
+  assign \$622  = ! ky;
+  assign \$623  = ! d;
+  assign \$624  = d == 1'h1;
+  assign \$625  = d == 2'h2;
+  assign \$626  = d == 2'h3;
+  assign \$627  = d == 3'h4;
+  assign \$628  = d == 3'h5;
+  assign \$629  = d == 3'h6;
+  assign \$630  = d == 3'h7;
+  assign \$631  = d == 4'h8;
+  assign \$632  = d == 4'h9;
+  assign \$633  = d == 4'ha;
+  assign \$634  = d == 4'hb;
+  assign \$635  = d == 4'hc;
+  assign \$636  = d == 4'hd;
+  assign \$637  = d == 4'he;
+  assign \$638  = d == 4'hf;
+  assign \$639  = d == 5'h10;
+  assign \$640  = d == 5'h11;
+  assign \$641  = d == 5'h12;
+  assign \$642  = d == 5'h13;
+  assign \$643  = d == 5'h14;
+  assign \$644  = d == 5'h15;
+  assign \$645  = d == 5'h16;
+  assign \$646  = d == 5'h17;
+  assign \$647  = d == 5'h18;
+  assign \$648  = d == 5'h19;
+  assign \$649  = d == 5'h1a;
+  assign \$650  = d == 5'h1b;
+  assign \$651  = d == 5'h1c;
+  assign \$652  = d == 5'h1d;
+  assign \$653  = d == 5'h1e;
+  assign \$654  = d == 5'h1f;
+  assign \$655  = | { \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623  };
+  assign \$656  = \$622  & \$655 ;
+  assign \$657  = ky == 1'h1;
+  assign \$658  = d == 1'h1;
+  assign \$659  = d == 2'h2;
+  assign \$660  = d == 2'h3;
+  assign \$661  = d == 3'h4;
+  assign \$662  = d == 3'h5;
+  assign \$663  = d == 3'h6;
+  assign \$664  = d == 3'h7;
+  assign \$665  = d == 4'h8;
+  assign \$666  = d == 4'h9;
+  assign \$667  = d == 4'ha;
+  assign \$668  = d == 4'hb;
+  assign \$669  = d == 4'hc;
+  assign \$670  = d == 4'hd;
+  assign \$671  = d == 4'he;
+  assign \$672  = d == 4'hf;
+  assign \$673  = d == 5'h10;
+  assign \$674  = d == 5'h11;
+  assign \$675  = d == 5'h12;
+  assign \$676  = d == 5'h13;
+  assign \$677  = d == 5'h14;
+  assign \$678  = d == 5'h15;
+  assign \$679  = d == 5'h16;
+  assign \$680  = d == 5'h17;
+  assign \$681  = d == 5'h18;
+  assign \$682  = d == 5'h19;
+  assign \$683  = d == 5'h1a;
+  assign \$684  = d == 5'h1b;
+  assign \$685  = d == 5'h1c;
+  assign \$686  = d == 5'h1d;
+  assign \$687  = d == 5'h1e;
+  assign \$688  = d == 5'h1f;
+  assign \$689  = | { \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658  };
+  assign \$690  = \$657  & \$689 ;
+  assign \$691  = ky == 2'h2;
+  assign \$692  = d == 2'h2;
+  assign \$693  = d == 2'h3;
+  assign \$694  = d == 3'h4;
+  assign \$695  = d == 3'h5;
+  assign \$696  = d == 3'h6;
+  assign \$697  = d == 3'h7;
+  assign \$698  = d == 4'h8;
+  assign \$699  = d == 4'h9;
+  assign \$700  = d == 4'ha;
+  assign \$701  = d == 4'hb;
+  assign \$702  = d == 4'hc;
+  assign \$703  = d == 4'hd;
+  assign \$704  = d == 4'he;
+  assign \$705  = d == 4'hf;
+  assign \$706  = d == 5'h10;
+  assign \$707  = d == 5'h11;
+  assign \$708  = d == 5'h12;
+  assign \$709  = d == 5'h13;
+  assign \$710  = d == 5'h14;
+  assign \$711  = d == 5'h15;
+  assign \$712  = d == 5'h16;
+  assign \$713  = d == 5'h17;
+  assign \$714  = d == 5'h18;
+  assign \$715  = d == 5'h19;
+  assign \$716  = d == 5'h1a;
+  assign \$717  = d == 5'h1b;
+  assign \$718  = d == 5'h1c;
+  assign \$719  = d == 5'h1d;
+  assign \$720  = d == 5'h1e;
+  assign \$721  = d == 5'h1f;
+  assign \$722  = | { \$721 , \$720 , \$719 , \$718 , \$717 , \$716 , \$715 , \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692  };
+  assign \$723  = \$691  & \$722 ;
+  assign \$724  = ky == 2'h3;
+  assign \$725  = d == 2'h3;
+  assign \$726  = d == 3'h4;
+  assign \$727  = d == 3'h5;
+  assign \$728  = d == 3'h6;
+  assign \$729  = d == 3'h7;
+  assign \$730  = d == 4'h8;
+  assign \$731  = d == 4'h9;
+  assign \$732  = d == 4'ha;
+  assign \$733  = d == 4'hb;
+  assign \$734  = d == 4'hc;
+  assign \$735  = d == 4'hd;
+  assign \$736  = d == 4'he;
+  assign \$737  = d == 4'hf;
+  assign \$738  = d == 5'h10;
+  assign \$739  = d == 5'h11;
+  assign \$740  = d == 5'h12;
+  assign \$741  = d == 5'h13;
+  assign \$742  = d == 5'h14;
+  assign \$743  = d == 5'h15;
+  assign \$744  = d == 5'h16;
+  assign \$745  = d == 5'h17;
+  assign \$746  = d == 5'h18;
+  assign \$747  = d == 5'h19;
+  assign \$748  = d == 5'h1a;
+  assign \$749  = d == 5'h1b;
+  assign \$750  = d == 5'h1c;
+  assign \$751  = d == 5'h1d;
+  assign \$752  = d == 5'h1e;
+  assign \$753  = d == 5'h1f;
+  assign \$754  = | { \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726 , \$725  };
+  assign \$755  = \$724  & \$754 ;
+  assign \$756  = ky == 3'h4;
+  assign \$757  = d == 3'h4;
+  assign \$758  = d == 3'h5;
+  assign \$759  = d == 3'h6;
+  assign \$760  = d == 3'h7;
+  assign \$761  = d == 4'h8;
+  assign \$762  = d == 4'h9;
+  assign \$763  = d == 4'ha;
+  assign \$764  = d == 4'hb;
+  assign \$765  = d == 4'hc;
+  assign \$766  = d == 4'hd;
+  assign \$767  = d == 4'he;
+  assign \$768  = d == 4'hf;
+  assign \$769  = d == 5'h10;
+  assign \$770  = d == 5'h11;
+  assign \$771  = d == 5'h12;
+  assign \$772  = d == 5'h13;
+  assign \$773  = d == 5'h14;
+  assign \$774  = d == 5'h15;
+  assign \$775  = d == 5'h16;
+  assign \$776  = d == 5'h17;
+  assign \$777  = d == 5'h18;
+  assign \$778  = d == 5'h19;
+  assign \$779  = d == 5'h1a;
+  assign \$780  = d == 5'h1b;
+  assign \$781  = d == 5'h1c;
+  assign \$782  = d == 5'h1d;
+  assign \$783  = d == 5'h1e;
+  assign \$784  = d == 5'h1f;
+  assign \$785  = | { \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757  };
+  assign \$786  = \$756  & \$785 ;
+  assign \$787  = | { \$786 , \$755 , \$723 , \$690 , \$656  };
+  assign \$788  = \$525  ? \$621  : \$787 ;
+  assign \$789  = \$522  | \$788 ;
+  assign \$790  = $signed(iy) < $signed(1'h0);
+  assign \$791  = $signed(iy) >= $signed(5'h0e);
+  assign \$792  = \$790  | \$791 ;
+  assign \$793  = ! ky;
+  assign \$794  = d == 1'h1;
+  assign \$795  = d == 2'h2;
+  assign \$796  = d == 2'h3;
+  assign \$797  = d == 3'h4;
+  assign \$798  = d == 3'h5;
+  assign \$799  = d == 3'h6;
+  assign \$800  = d == 3'h7;
+  assign \$801  = d == 4'h8;
+  assign \$802  = d == 4'h9;
+  assign \$803  = d == 4'ha;
+  assign \$804  = d == 4'hb;
+  assign \$805  = d == 4'hc;
+  assign \$806  = d == 4'hd;
+  assign \$807  = d == 4'he;
+  assign \$808  = d == 4'hf;
+  assign \$809  = d == 5'h10;
+  assign \$810  = d == 5'h11;
+  assign \$811  = d == 5'h12;
+  assign \$812  = d == 5'h13;
+  assign \$813  = d == 5'h14;
+  assign \$814  = d == 5'h15;
+  assign \$815  = d == 5'h16;
+  assign \$816  = d == 5'h17;
+  assign \$817  = d == 5'h18;
+  assign \$818  = d == 5'h19;
+  assign \$819  = d == 5'h1a;
+  assign \$820  = d == 5'h1b;
+  assign \$821  = d == 5'h1c;
+  assign \$822  = d == 5'h1d;
+  assign \$823  = d == 5'h1e;
+  assign \$824  = d == 5'h1f;
+  assign \$825  = | { \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794  };
+  assign \$826  = \$793  & \$825 ;
+  assign \$827  = ky == 1'h1;
+  assign \$828  = d == 2'h2;
+  assign \$829  = d == 2'h3;
+  assign \$830  = d == 3'h4;
+  assign \$831  = d == 3'h5;
+  assign \$832  = d == 3'h6;
+  assign \$833  = d == 3'h7;
+  assign \$834  = d == 4'h8;
+  assign \$835  = d == 4'h9;
+  assign \$836  = d == 4'ha;
+  assign \$837  = d == 4'hb;
+  assign \$838  = d == 4'hc;
+  assign \$839  = d == 4'hd;
+  assign \$840  = d == 4'he;
+  assign \$841  = d == 4'hf;
+  assign \$842  = d == 5'h10;
+  assign \$843  = d == 5'h11;
+  assign \$844  = d == 5'h12;
+  assign \$845  = d == 5'h13;
+  assign \$846  = d == 5'h14;
+  assign \$847  = d == 5'h15;
+  assign \$848  = d == 5'h16;
+  assign \$849  = d == 5'h17;
+  assign \$850  = d == 5'h18;
+  assign \$851  = d == 5'h19;
+  assign \$852  = d == 5'h1a;
+  assign \$853  = d == 5'h1b;
+  assign \$854  = d == 5'h1c;
+  assign \$855  = d == 5'h1d;
+  assign \$856  = d == 5'h1e;
+  assign \$857  = d == 5'h1f;
+  assign \$858  = | { \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828  };
+  assign \$859  = \$827  & \$858 ;
+  assign \$860  = ky == 2'h2;
+  assign \$861  = d == 2'h3;
+  assign \$862  = d == 3'h4;
+  assign \$863  = d == 3'h5;
+  assign \$864  = d == 3'h6;
+  assign \$865  = d == 3'h7;
+  assign \$866  = d == 4'h8;
+  assign \$867  = d == 4'h9;
+  assign \$868  = d == 4'ha;
+  assign \$869  = d == 4'hb;
+  assign \$870  = d == 4'hc;
+  assign \$871  = d == 4'hd;
+  assign \$872  = d == 4'he;
+  assign \$873  = d == 4'hf;
+  assign \$874  = d == 5'h10;
+  assign \$875  = d == 5'h11;
+  assign \$876  = d == 5'h12;
+  assign \$877  = d == 5'h13;
+  assign \$878  = d == 5'h14;
+  assign \$879  = d == 5'h15;
+  assign \$880  = d == 5'h16;
+  assign \$881  = d == 5'h17;
+  assign \$882  = d == 5'h18;
+  assign \$883  = d == 5'h19;
+  assign \$884  = d == 5'h1a;
+  assign \$885  = d == 5'h1b;
+  assign \$886  = d == 5'h1c;
+  assign \$887  = d == 5'h1d;
+  assign \$888  = d == 5'h1e;
+  assign \$889  = d == 5'h1f;
+  assign \$890  = | { \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861  };
+  assign \$891  = \$860  & \$890 ;
+  assign \$892  = ky == 2'h3;
+  assign \$893  = d == 3'h4;
+  assign \$894  = d == 3'h5;
+  assign \$895  = d == 3'h6;
+  assign \$896  = d == 3'h7;
+  assign \$897  = d == 4'h8;
+  assign \$898  = d == 4'h9;
+  assign \$899  = d == 4'ha;
+  assign \$900  = d == 4'hb;
+  assign \$901  = d == 4'hc;
+  assign \$902  = d == 4'hd;
+  assign \$903  = d == 4'he;
+  assign \$904  = d == 4'hf;
+  assign \$905  = d == 5'h10;
+  assign \$906  = d == 5'h11;
+  assign \$907  = d == 5'h12;
+  assign \$908  = d == 5'h13;
+  assign \$909  = d == 5'h14;
+  assign \$910  = d == 5'h15;
+  assign \$911  = d == 5'h16;
+  assign \$912  = d == 5'h17;
+  assign \$913  = d == 5'h18;
+  assign \$914  = d == 5'h19;
+  assign \$915  = d == 5'h1a;
+  assign \$916  = d == 5'h1b;
+  assign \$917  = d == 5'h1c;
+  assign \$918  = d == 5'h1d;
+  assign \$919  = d == 5'h1e;
+  assign \$920  = d == 5'h1f;
+  assign \$921  = | { \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893  };
+  assign \$922  = \$892  & \$921 ;
+  assign \$923  = ky == 3'h4;
+  assign \$924  = d == 3'h5;
+  assign \$925  = d == 3'h6;
+  assign \$926  = d == 3'h7;
+  assign \$927  = d == 4'h8;
+  assign \$928  = d == 4'h9;
+  assign \$929  = d == 4'ha;
+  assign \$930  = d == 4'hb;
+  assign \$931  = d == 4'hc;
+  assign \$932  = d == 4'hd;
+  assign \$933  = d == 4'he;
+  assign \$934  = d == 4'hf;
+  assign \$935  = d == 5'h10;
+  assign \$936  = d == 5'h11;
+  assign \$937  = d == 5'h12;
+  assign \$938  = d == 5'h13;
+  assign \$939  = d == 5'h14;
+  assign \$940  = d == 5'h15;
+  assign \$941  = d == 5'h16;
+  assign \$942  = d == 5'h17;
+  assign \$943  = d == 5'h18;
+  assign \$944  = d == 5'h19;
+  assign \$945  = d == 5'h1a;
+  assign \$946  = d == 5'h1b;
+  assign \$947  = d == 5'h1c;
+  assign \$948  = d == 5'h1d;
+  assign \$949  = d == 5'h1e;
+  assign \$950  = d == 5'h1f;
+  assign \$951  = | { \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924  };
+  assign \$952  = \$923  & \$951 ;
+  assign \$953  = | { \$952 , \$922 , \$891 , \$859 , \$826  };
+  assign \$954  = \$792  | \$953 ;
+  assign \$955  = \$519  ? \$789  : \$954 ;
+  assign \$956  = write & w_last;
+  assign \$957  = oy == 4'hd;
+  assign \$958  = r_last & \$957 ;
+  assign \$959  = ~ \$958 ;
+  assign \$960  = ky == 3'h4;
+  assign \$961  = ~ \$960 ;
+  assign \$962  = $signed(iy) < $signed(1'h1);
+  assign \$963  = $signed(iy) >= $signed(5'h0d);
+  assign \$964  = \$962  | \$963 ;
+  assign \$965  = c == 5'h1f;
+  assign \$966  = ox == 4'hd;
+  assign \$967  = \$965  & \$966 ;
+  assign \$968  = oy == 4'hd;
+  assign \$969  = $signed(low) < $signed(1'h1);
+  assign \$970  = $signed(low) >= $signed(5'h0d);
+  assign \$971  = \$969  | \$970 ;
+  assign \$972  = \$968  ? 1'h1 : \$971 ;
+  assign \$973  = $signed(low) < $signed(1'h0);
+  assign \$974  = $signed(low) >= $signed(5'h0e);
+  assign \$975  = \$973  | \$974 ;
+  assign \$976  = \$967  ? \$972  : \$975 ;
+  assign \$977  = \$960  ? \$976  : \$964 ;
+  assign \$978  = ~ ahead;
+  assign \$979  = w_row == 4'hd;
+  assign \$980  = \$978  & \$979 ;
+  assign \$981  = ahead | \$980 ;
+  assign \$982  = \$977  | \$981 ;
+  assign \$983  = oy == 4'hd;
+  assign \$984  = ~ ahead;
+  assign \$985  = w_row == 4'hd;
+  assign \$986  = \$984  & \$985 ;
   assign \$988  = ~ ahead;
   assign \$989  = w_row == 4'hd;
   assign \$990  = \$988  & \$989 ;
-  assign \$991  = ahead | \$990 ;
-  assign \$992  = \$987  | \$991 ;
-  assign \$993  = oy == 4'hd;
-  assign \$994  = ~ ahead;
-  assign \$995  = w_row == 4'hd;
-  assign \$996  = \$994  & \$995 ;
-  assign \$998  = ~ ahead;
-  assign \$999  = w_row == 4'hd;
-  assign \$1000  = \$998  & \$999 ;
-  assign \$1001  = d == 4'hf;
-  assign \$1002  = d == 5'h10;
-  assign \$1003  = d == 5'h11;
-  assign \$1004  = d == 5'h12;
-  assign \$1005  = d == 5'h13;
-  assign \$1006  = d == 5'h14;
-  assign \$1007  = d == 5'h15;
-  assign \$1008  = d == 5'h16;
-  assign \$1009  = d == 5'h17;
-  assign \$1010  = d == 5'h18;
-  assign \$1011  = d == 5'h19;
-  assign \$1012  = d == 5'h1a;
-  assign \$1013  = d == 5'h1b;
-  assign \$1014  = d == 5'h1c;
-  assign \$1015  = d == 5'h1d;
-  assign \$1016  = d == 5'h1e;
-  assign \$1017  = d == 5'h1f;
-  assign \$1018  = | { \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001  };
-  assign \$1019  = d == 1'h1;
-  assign \$1020  = d == 2'h2;
-  assign \$1021  = d == 2'h3;
-  assign \$1022  = d == 3'h4;
-  assign \$1023  = d == 3'h5;
-  assign \$1024  = d == 3'h6;
-  assign \$1025  = d == 3'h7;
-  assign \$1026  = d == 4'h8;
-  assign \$1027  = d == 4'h9;
-  assign \$1028  = d == 4'ha;
-  assign \$1029  = d == 4'hb;
-  assign \$1030  = d == 4'hc;
-  assign \$1031  = d == 4'hd;
-  assign \$1032  = d == 4'he;
-  assign \$1033  = d == 4'hf;
-  assign \$1034  = d == 5'h10;
-  assign \$1035  = d == 5'h11;
-  assign \$1036  = d == 5'h12;
-  assign \$1037  = d == 5'h13;
-  assign \$1038  = d == 5'h14;
-  assign \$1039  = d == 5'h15;
-  assign \$1040  = d == 5'h16;
-  assign \$1041  = d == 5'h17;
-  assign \$1042  = d == 5'h18;
-  assign \$1043  = d == 5'h19;
-  assign \$1044  = d == 5'h1a;
-  assign \$1045  = d == 5'h1b;
-  assign \$1046  = d == 5'h1c;
-  assign \$1047  = d == 5'h1d;
-  assign \$1048  = d == 5'h1e;
-  assign \$1049  = d == 5'h1f;
-  assign \$1050  = | { \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019  };
-  assign \$1051  = \$1000  ? \$1018  : \$1050 ;
-  assign \$1052  = \$993  ? 1'h1 : \$1051 ;
-  assign \$1053  = ky == 3'h4;
-  assign \$1054  = ~ ahead;
-  assign \$1055  = w_row == 4'hd;
-  assign \$1056  = \$1054  & \$1055 ;
-  assign \$1057  = d == 4'he;
-  assign \$1058  = d == 4'hf;
-  assign \$1059  = d == 5'h10;
-  assign \$1060  = d == 5'h11;
-  assign \$1061  = d == 5'h12;
-  assign \$1062  = d == 5'h13;
-  assign \$1063  = d == 5'h14;
-  assign \$1064  = d == 5'h15;
-  assign \$1065  = d == 5'h16;
-  assign \$1066  = d == 5'h17;
-  assign \$1067  = d == 5'h18;
-  assign \$1068  = d == 5'h19;
-  assign \$1069  = d == 5'h1a;
-  assign \$1070  = d == 5'h1b;
-  assign \$1071  = d == 5'h1c;
-  assign \$1072  = d == 5'h1d;
-  assign \$1073  = d == 5'h1e;
-  assign \$1074  = d == 5'h1f;
-  assign \$1075  = | { \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057  };
-  assign \$1076  = ! d;
-  assign \$1077  = d == 1'h1;
-  assign \$1078  = d == 2'h2;
-  assign \$1079  = d == 2'h3;
-  assign \$1080  = d == 3'h4;
-  assign \$1081  = d == 3'h5;
-  assign \$1082  = d == 3'h6;
-  assign \$1083  = d == 3'h7;
-  assign \$1084  = d == 4'h8;
-  assign \$1085  = d == 4'h9;
-  assign \$1086  = d == 4'ha;
-  assign \$1087  = d == 4'hb;
-  assign \$1088  = d == 4'hc;
-  assign \$1089  = d == 4'hd;
-  assign \$1090  = d == 4'he;
-  assign \$1091  = d == 4'hf;
-  assign \$1092  = d == 5'h10;
-  assign \$1093  = d == 5'h11;
-  assign \$1094  = d == 5'h12;
-  assign \$1095  = d == 5'h13;
-  assign \$1096  = d == 5'h14;
-  assign \$1097  = d == 5'h15;
-  assign \$1098  = d == 5'h16;
-  assign \$1099  = d == 5'h17;
-  assign \$1100  = d == 5'h18;
-  assign \$1101  = d == 5'h19;
-  assign \$1102  = d == 5'h1a;
-  assign \$1103  = d == 5'h1b;
-  assign \$1104  = d == 5'h1c;
-  assign \$1105  = d == 5'h1d;
-  assign \$1106  = d == 5'h1e;
-  assign \$1107  = d == 5'h1f;
-  assign \$1108  = | { \$1107 , \$1106 , \$1105 , \$1104 , \$1103 , \$1102 , \$1101 , \$1100 , \$1099 , \$1098 , \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076  };
-  assign \$1109  = \$1056  ? \$1075  : \$1108 ;
-  assign \$1110  = ~ ahead;
-  assign \$1111  = w_row == 4'hd;
-  assign \$1112  = \$1110  & \$1111 ;
-  assign \$1113  = ! ky;
-  assign \$1114  = d == 4'hf;
-  assign \$1115  = d == 5'h10;
-  assign \$1116  = d == 5'h11;
-  assign \$1117  = d == 5'h12;
-  assign \$1118  = d == 5'h13;
-  assign \$1119  = d == 5'h14;
-  assign \$1120  = d == 5'h15;
-  assign \$1121  = d == 5'h16;
-  assign \$1122  = d == 5'h17;
-  assign \$1123  = d == 5'h18;
-  assign \$1124  = d == 5'h19;
-  assign \$1125  = d == 5'h1a;
-  assign \$1126  = d == 5'h1b;
-  assign \$1127  = d == 5'h1c;
-  assign \$1128  = d == 5'h1d;
-  assign \$1129  = d == 5'h1e;
-  assign \$1130  = d == 5'h1f;
-  assign \$1131  = | { \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124 , \$1123 , \$1122 , \$1121 , \$1120 , \$1119 , \$1118 , \$1117 , \$1116 , \$1115 , \$1114  };
-  assign \$1132  = \$1113  & \$1131 ;
-  assign \$1133  = ky == 1'h1;
-  assign \$1134  = d == 5'h10;
-  assign \$1135  = d == 5'h11;
-  assign \$1136  = d == 5'h12;
-  assign \$1137  = d == 5'h13;
-  assign \$1138  = d == 5'h14;
-  assign \$1139  = d == 5'h15;
-  assign \$1140  = d == 5'h16;
-  assign \$1141  = d == 5'h17;
-  assign \$1142  = d == 5'h18;
-  assign \$1143  = d == 5'h19;
-  assign \$1144  = d == 5'h1a;
-  assign \$1145  = d == 5'h1b;
-  assign \$1146  = d == 5'h1c;
-  assign \$1147  = d == 5'h1d;
-  assign \$1148  = d == 5'h1e;
-  assign \$1149  = d == 5'h1f;
-  assign \$1150  = | { \$1149 , \$1148 , \$1147 , \$1146 , \$1145 , \$1144 , \$1143 , \$1142 , \$1141 , \$1140 , \$1139 , \$1138 , \$1137 , \$1136 , \$1135 , \$1134  };
-  assign \$1151  = \$1133  & \$1150 ;
-  assign \$1152  = ky == 2'h2;
-  assign \$1153  = d == 5'h11;
-  assign \$1154  = d == 5'h12;
-  assign \$1155  = d == 5'h13;
-  assign \$1156  = d == 5'h14;
-  assign \$1157  = d == 5'h15;
-  assign \$1158  = d == 5'h16;
-  assign \$1159  = d == 5'h17;
-  assign \$1160  = d == 5'h18;
-  assign \$1161  = d == 5'h19;
-  assign \$1162  = d == 5'h1a;
-  assign \$1163  = d == 5'h1b;
-  assign \$1164  = d == 5'h1c;
-  assign \$1165  = d == 5'h1d;
-  assign \$1166  = d == 5'h1e;
-  assign \$1167  = d == 5'h1f;
-  assign \$1168  = | { \$1167 , \$1166 , \$1165 , \$1164 , \$1163 , \$1162 , \$1161 , \$1160 , \$1159 , \$1158 , \$1157 , \$1156 , \$1155 , \$1154 , \$1153  };
-  assign \$1169  = \$1152  & \$1168 ;
-  assign \$1170  = ky == 2'h3;
-  assign \$1171  = d == 5'h12;
-  assign \$1172  = d == 5'h13;
-  assign \$1173  = d == 5'h14;
-  assign \$1174  = d == 5'h15;
-  assign \$1175  = d == 5'h16;
-  assign \$1176  = d == 5'h17;
-  assign \$1177  = d == 5'h18;
-  assign \$1178  = d == 5'h19;
-  assign \$1179  = d == 5'h1a;
-  assign \$1180  = d == 5'h1b;
-  assign \$1181  = d == 5'h1c;
-  assign \$1182  = d == 5'h1d;
-  assign \$1183  = d == 5'h1e;
-  assign \$1184  = d == 5'h1f;
-  assign \$1185  = | { \$1184 , \$1183 , \$1182 , \$1181 , \$1180 , \$1179 , \$1178 , \$1177 , \$1176 , \$1175 , \$1174 , \$1173 , \$1172 , \$1171  };
-  assign \$1186  = \$1170  & \$1185 ;
-  assign \$1187  = ky == 3'h4;
-  assign \$1188  = d == 5'h13;
-  assign \$1189  = d == 5'h14;
-  assign \$1190  = d == 5'h15;
-  assign \$1191  = d == 5'h16;
-  assign \$1192  = d == 5'h17;
-  assign \$1193  = d == 5'h18;
-  assign \$1194  = d == 5'h19;
-  assign \$1195  = d == 5'h1a;
-  assign \$1196  = d == 5'h1b;
-  assign \$1197  = d == 5'h1c;
-  assign \$1198  = d == 5'h1d;
-  assign \$1199  = d == 5'h1e;
-  assign \$1200  = d == 5'h1f;
-  assign \$1201  = | { \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188  };
-  assign \$1202  = \$1187  & \$1201 ;
-  assign \$1203  = | { \$1202 , \$1186 , \$1169 , \$1151 , \$1132  };
-  assign \$1204  = ! ky;
-  assign \$1205  = d == 1'h1;
-  assign \$1206  = d == 2'h2;
-  assign \$1207  = d == 2'h3;
-  assign \$1208  = d == 3'h4;
-  assign \$1209  = d == 3'h5;
-  assign \$1210  = d == 3'h6;
-  assign \$1211  = d == 3'h7;
-  assign \$1212  = d == 4'h8;
-  assign \$1213  = d == 4'h9;
-  assign \$1214  = d == 4'ha;
-  assign \$1215  = d == 4'hb;
-  assign \$1216  = d == 4'hc;
-  assign \$1217  = d == 4'hd;
-  assign \$1218  = d == 4'he;
-  assign \$1219  = d == 4'hf;
-  assign \$1220  = d == 5'h10;
-  assign \$1221  = d == 5'h11;
-  assign \$1222  = d == 5'h12;
-  assign \$1223  = d == 5'h13;
-  assign \$1224  = d == 5'h14;
-  assign \$1225  = d == 5'h15;
-  assign \$1226  = d == 5'h16;
-  assign \$1227  = d == 5'h17;
-  assign \$1228  = d == 5'h18;
-  assign \$1229  = d == 5'h19;
-  assign \$1230  = d == 5'h1a;
-  assign \$1231  = d == 5'h1b;
-  assign \$1232  = d == 5'h1c;
-  assign \$1233  = d == 5'h1d;
-  assign \$1234  = d == 5'h1e;
-  assign \$1235  = d == 5'h1f;
-  assign \$1236  = | { \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229 , \$1228 , \$1227 , \$1226 , \$1225 , \$1224 , \$1223 , \$1222 , \$1221 , \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209 , \$1208 , \$1207 , \$1206 , \$1205  };
-  assign \$1237  = \$1204  & \$1236 ;
-  assign \$1238  = ky == 1'h1;
-  assign \$1239  = d == 2'h2;
-  assign \$1240  = d == 2'h3;
-  assign \$1241  = d == 3'h4;
-  assign \$1242  = d == 3'h5;
-  assign \$1243  = d == 3'h6;
-  assign \$1244  = d == 3'h7;
-  assign \$1245  = d == 4'h8;
-  assign \$1246  = d == 4'h9;
-  assign \$1247  = d == 4'ha;
-  assign \$1248  = d == 4'hb;
-  assign \$1249  = d == 4'hc;
-  assign \$1250  = d == 4'hd;
-  assign \$1251  = d == 4'he;
-  assign \$1252  = d == 4'hf;
-  assign \$1253  = d == 5'h10;
-  assign \$1254  = d == 5'h11;
-  assign \$1255  = d == 5'h12;
-  assign \$1256  = d == 5'h13;
-  assign \$1257  = d == 5'h14;
-  assign \$1258  = d == 5'h15;
-  assign \$1259  = d == 5'h16;
-  assign \$1260  = d == 5'h17;
-  assign \$1261  = d == 5'h18;
-  assign \$1262  = d == 5'h19;
-  assign \$1263  = d == 5'h1a;
-  assign \$1264  = d == 5'h1b;
-  assign \$1265  = d == 5'h1c;
-  assign \$1266  = d == 5'h1d;
-  assign \$1267  = d == 5'h1e;
-  assign \$1268  = d == 5'h1f;
-  assign \$1269  = | { \$1268 , \$1267 , \$1266 , \$1265 , \$1264 , \$1263 , \$1262 , \$1261 , \$1260 , \$1259 , \$1258 , \$1257 , \$1256 , \$1255 , \$1254 , \$1253 , \$1252 , \$1251 , \$1250 , \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243 , \$1242 , \$1241 , \$1240 , \$1239  };
-  assign \$1270  = \$1238  & \$1269 ;
-  assign \$1271  = ky == 2'h2;
-  assign \$1272  = d == 2'h3;
-  assign \$1273  = d == 3'h4;
-  assign \$1274  = d == 3'h5;
-  assign \$1275  = d == 3'h6;
-  assign \$1276  = d == 3'h7;
-  assign \$1277  = d == 4'h8;
-  assign \$1278  = d == 4'h9;
-  assign \$1279  = d == 4'ha;
-  assign \$1280  = d == 4'hb;
-  assign \$1281  = d == 4'hc;
-  assign \$1282  = d == 4'hd;
-  assign \$1283  = d == 4'he;
-  assign \$1284  = d == 4'hf;
-  assign \$1285  = d == 5'h10;
-  assign \$1286  = d == 5'h11;
-  assign \$1287  = d == 5'h12;
-  assign \$1288  = d == 5'h13;
-  assign \$1289  = d == 5'h14;
-  assign \$1290  = d == 5'h15;
-  assign \$1291  = d == 5'h16;
-  assign \$1292  = d == 5'h17;
-  assign \$1293  = d == 5'h18;
-  assign \$1294  = d == 5'h19;
-  assign \$1295  = d == 5'h1a;
-  assign \$1296  = d == 5'h1b;
-  assign \$1297  = d == 5'h1c;
-  assign \$1298  = d == 5'h1d;
-  assign \$1299  = d == 5'h1e;
-  assign \$1300  = d == 5'h1f;
-  assign \$1301  = | { \$1300 , \$1299 , \$1298 , \$1297 , \$1296 , \$1295 , \$1294 , \$1293 , \$1292 , \$1291 , \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272  };
-  assign \$1302  = \$1271  & \$1301 ;
-  assign \$1303  = ky == 2'h3;
-  assign \$1304  = d == 3'h4;
-  assign \$1305  = d == 3'h5;
-  assign \$1306  = d == 3'h6;
-  assign \$1307  = d == 3'h7;
-  assign \$1308  = d == 4'h8;
-  assign \$1309  = d == 4'h9;
-  assign \$1310  = d == 4'ha;
-  assign \$1311  = d == 4'hb;
-  assign \$1312  = d == 4'hc;
-  assign \$1313  = d == 4'hd;
-  assign \$1314  = d == 4'he;
-  assign \$1315  = d == 4'hf;
-  assign \$1316  = d == 5'h10;
-  assign \$1317  = d == 5'h11;
-  assign \$1318  = d == 5'h12;
-  assign \$1319  = d == 5'h13;
-  assign \$1320  = d == 5'h14;
-  assign \$1321  = d == 5'h15;
-  assign \$1322  = d == 5'h16;
-  assign \$1323  = d == 5'h17;
-  assign \$1324  = d == 5'h18;
-  assign \$1325  = d == 5'h19;
-  assign \$1326  = d == 5'h1a;
-  assign \$1327  = d == 5'h1b;
-  assign \$1328  = d == 5'h1c;
-  assign \$1329  = d == 5'h1d;
-  assign \$1330  = d == 5'h1e;
-  assign \$1331  = d == 5'h1f;
-  assign \$1332  = | { \$1331 , \$1330 , \$1329 , \$1328 , \$1327 , \$1326 , \$1325 , \$1324 , \$1323 , \$1322 , \$1321 , \$1320 , \$1319 , \$1318 , \$1317 , \$1316 , \$1315 , \$1314 , \$1313 , \$1312 , \$1311 , \$1310 , \$1309 , \$1308 , \$1307 , \$1306 , \$1305 , \$1304  };
-  assign \$1333  = \$1303  & \$1332 ;
-  assign \$1334  = ky == 3'h4;
-  assign \$1335  = d == 3'h5;
-  assign \$1336  = d == 3'h6;
-  assign \$1337  = d == 3'h7;
-  assign \$1338  = d == 4'h8;
-  assign \$1339  = d == 4'h9;
-  assign \$1340  = d == 4'ha;
-  assign \$1341  = d == 4'hb;
-  assign \$1342  = d == 4'hc;
-  assign \$1343  = d == 4'hd;
-  assign \$1344  = d == 4'he;
-  assign \$1345  = d == 4'hf;
-  assign \$1346  = d == 5'h10;
-  assign \$1347  = d == 5'h11;
-  assign \$1348  = d == 5'h12;
-  assign \$1349  = d == 5'h13;
-  assign \$1350  = d == 5'h14;
-  assign \$1351  = d == 5'h15;
-  assign \$1352  = d == 5'h16;
-  assign \$1353  = d == 5'h17;
-  assign \$1354  = d == 5'h18;
-  assign \$1355  = d == 5'h19;
-  assign \$1356  = d == 5'h1a;
-  assign \$1357  = d == 5'h1b;
-  assign \$1358  = d == 5'h1c;
-  assign \$1359  = d == 5'h1d;
-  assign \$1360  = d == 5'h1e;
-  assign \$1361  = d == 5'h1f;
-  assign \$1362  = | { \$1361 , \$1360 , \$1359 , \$1358 , \$1357 , \$1356 , \$1355 , \$1354 , \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348 , \$1347 , \$1346 , \$1345 , \$1344 , \$1343 , \$1342 , \$1341 , \$1340 , \$1339 , \$1338 , \$1337 , \$1336 , \$1335  };
-  assign \$1363  = \$1334  & \$1362 ;
-  assign \$1364  = | { \$1363 , \$1333 , \$1302 , \$1270 , \$1237  };
-  assign \$1365  = \$1112  ? \$1203  : \$1364 ;
-  assign \$1366  = \$1053  ? \$1109  : \$1365 ;
-  assign \$1367  = ~ ahead;
-  assign \$1368  = w_row == 4'hd;
-  assign \$1369  = \$1367  & \$1368 ;
-  assign \$1370  = ! ky;
-  assign \$1371  = d == 4'he;
-  assign \$1372  = d == 4'hf;
-  assign \$1373  = d == 5'h10;
-  assign \$1374  = d == 5'h11;
-  assign \$1375  = d == 5'h12;
-  assign \$1376  = d == 5'h13;
-  assign \$1377  = d == 5'h14;
-  assign \$1378  = d == 5'h15;
-  assign \$1379  = d == 5'h16;
-  assign \$1380  = d == 5'h17;
-  assign \$1381  = d == 5'h18;
-  assign \$1382  = d == 5'h19;
-  assign \$1383  = d == 5'h1a;
-  assign \$1384  = d == 5'h1b;
-  assign \$1385  = d == 5'h1c;
-  assign \$1386  = d == 5'h1d;
-  assign \$1387  = d == 5'h1e;
-  assign \$1388  = d == 5'h1f;
-  assign \$1389  = | { \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380 , \$1379 , \$1378 , \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371  };
-  assign \$1390  = \$1370  & \$1389 ;
-  assign \$1391  = ky == 1'h1;
-  assign \$1392  = d == 4'hf;
-  assign \$1393  = d == 5'h10;
-  assign \$1394  = d == 5'h11;
-  assign \$1395  = d == 5'h12;
-  assign \$1396  = d == 5'h13;
-  assign \$1397  = d == 5'h14;
-  assign \$1398  = d == 5'h15;
-  assign \$1399  = d == 5'h16;
-  assign \$1400  = d == 5'h17;
-  assign \$1401  = d == 5'h18;
-  assign \$1402  = d == 5'h19;
-  assign \$1403  = d == 5'h1a;
-  assign \$1404  = d == 5'h1b;
-  assign \$1405  = d == 5'h1c;
-  assign \$1406  = d == 5'h1d;
-  assign \$1407  = d == 5'h1e;
-  assign \$1408  = d == 5'h1f;
-  assign \$1409  = | { \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392  };
-  assign \$1410  = \$1391  & \$1409 ;
-  assign \$1411  = ky == 2'h2;
-  assign \$1412  = d == 5'h10;
-  assign \$1413  = d == 5'h11;
-  assign \$1414  = d == 5'h12;
-  assign \$1415  = d == 5'h13;
-  assign \$1416  = d == 5'h14;
-  assign \$1417  = d == 5'h15;
-  assign \$1418  = d == 5'h16;
-  assign \$1419  = d == 5'h17;
-  assign \$1420  = d == 5'h18;
-  assign \$1421  = d == 5'h19;
-  assign \$1422  = d == 5'h1a;
-  assign \$1423  = d == 5'h1b;
-  assign \$1424  = d == 5'h1c;
-  assign \$1425  = d == 5'h1d;
-  assign \$1426  = d == 5'h1e;
-  assign \$1427  = d == 5'h1f;
-  assign \$1428  = | { \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412  };
-  assign \$1429  = \$1411  & \$1428 ;
-  assign \$1430  = ky == 2'h3;
-  assign \$1431  = d == 5'h11;
-  assign \$1432  = d == 5'h12;
-  assign \$1433  = d == 5'h13;
-  assign \$1434  = d == 5'h14;
-  assign \$1435  = d == 5'h15;
-  assign \$1436  = d == 5'h16;
-  assign \$1437  = d == 5'h17;
-  assign \$1438  = d == 5'h18;
-  assign \$1439  = d == 5'h19;
-  assign \$1440  = d == 5'h1a;
-  assign \$1441  = d == 5'h1b;
-  assign \$1442  = d == 5'h1c;
-  assign \$1443  = d == 5'h1d;
-  assign \$1444  = d == 5'h1e;
-  assign \$1445  = d == 5'h1f;
-  assign \$1446  = | { \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439 , \$1438 , \$1437 , \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431  };
-  assign \$1447  = \$1430  & \$1446 ;
-  assign \$1448  = ky == 3'h4;
-  assign \$1449  = d == 5'h12;
-  assign \$1450  = d == 5'h13;
-  assign \$1451  = d == 5'h14;
-  assign \$1452  = d == 5'h15;
-  assign \$1453  = d == 5'h16;
-  assign \$1454  = d == 5'h17;
-  assign \$1455  = d == 5'h18;
-  assign \$1456  = d == 5'h19;
-  assign \$1457  = d == 5'h1a;
-  assign \$1458  = d == 5'h1b;
-  assign \$1459  = d == 5'h1c;
-  assign \$1460  = d == 5'h1d;
-  assign \$1461  = d == 5'h1e;
-  assign \$1462  = d == 5'h1f;
-  assign \$1463  = | { \$1462 , \$1461 , \$1460 , \$1459 , \$1458 , \$1457 , \$1456 , \$1455 , \$1454 , \$1453 , \$1452 , \$1451 , \$1450 , \$1449  };
-  assign \$1464  = \$1448  & \$1463 ;
-  assign \$1465  = | { \$1464 , \$1447 , \$1429 , \$1410 , \$1390  };
-  assign \$1466  = ! ky;
-  assign \$1467  = ! d;
-  assign \$1468  = d == 1'h1;
-  assign \$1469  = d == 2'h2;
-  assign \$1470  = d == 2'h3;
-  assign \$1471  = d == 3'h4;
-  assign \$1472  = d == 3'h5;
-  assign \$1473  = d == 3'h6;
-  assign \$1474  = d == 3'h7;
-  assign \$1475  = d == 4'h8;
-  assign \$1476  = d == 4'h9;
-  assign \$1477  = d == 4'ha;
-  assign \$1478  = d == 4'hb;
-  assign \$1479  = d == 4'hc;
-  assign \$1480  = d == 4'hd;
-  assign \$1481  = d == 4'he;
-  assign \$1482  = d == 4'hf;
-  assign \$1483  = d == 5'h10;
-  assign \$1484  = d == 5'h11;
-  assign \$1485  = d == 5'h12;
-  assign \$1486  = d == 5'h13;
-  assign \$1487  = d == 5'h14;
-  assign \$1488  = d == 5'h15;
-  assign \$1489  = d == 5'h16;
-  assign \$1490  = d == 5'h17;
-  assign \$1491  = d == 5'h18;
-  assign \$1492  = d == 5'h19;
-  assign \$1493  = d == 5'h1a;
-  assign \$1494  = d == 5'h1b;
-  assign \$1495  = d == 5'h1c;
-  assign \$1496  = d == 5'h1d;
-  assign \$1497  = d == 5'h1e;
-  assign \$1498  = d == 5'h1f;
-  assign \$1499  = | { \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492 , \$1491 , \$1490 , \$1489 , \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467  };
-  assign \$1500  = \$1466  & \$1499 ;
-  assign \$1501  = ky == 1'h1;
-  assign \$1502  = d == 1'h1;
-  assign \$1503  = d == 2'h2;
-  assign \$1504  = d == 2'h3;
-  assign \$1505  = d == 3'h4;
-  assign \$1506  = d == 3'h5;
-  assign \$1507  = d == 3'h6;
-  assign \$1508  = d == 3'h7;
-  assign \$1509  = d == 4'h8;
-  assign \$1510  = d == 4'h9;
-  assign \$1511  = d == 4'ha;
-  assign \$1512  = d == 4'hb;
-  assign \$1513  = d == 4'hc;
-  assign \$1514  = d == 4'hd;
-  assign \$1515  = d == 4'he;
-  assign \$1516  = d == 4'hf;
-  assign \$1517  = d == 5'h10;
-  assign \$1518  = d == 5'h11;
-  assign \$1519  = d == 5'h12;
-  assign \$1520  = d == 5'h13;
-  assign \$1521  = d == 5'h14;
-  assign \$1522  = d == 5'h15;
-  assign \$1523  = d == 5'h16;
-  assign \$1524  = d == 5'h17;
-  assign \$1525  = d == 5'h18;
-  assign \$1526  = d == 5'h19;
-  assign \$1527  = d == 5'h1a;
-  assign \$1528  = d == 5'h1b;
-  assign \$1529  = d == 5'h1c;
-  assign \$1530  = d == 5'h1d;
-  assign \$1531  = d == 5'h1e;
-  assign \$1532  = d == 5'h1f;
-  assign \$1533  = | { \$1532 , \$1531 , \$1530 , \$1529 , \$1528 , \$1527 , \$1526 , \$1525 , \$1524 , \$1523 , \$1522 , \$1521 , \$1520 , \$1519 , \$1518 , \$1517 , \$1516 , \$1515 , \$1514 , \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502  };
-  assign \$1534  = \$1501  & \$1533 ;
-  assign \$1535  = ky == 2'h2;
-  assign \$1536  = d == 2'h2;
-  assign \$1537  = d == 2'h3;
-  assign \$1538  = d == 3'h4;
-  assign \$1539  = d == 3'h5;
-  assign \$1540  = d == 3'h6;
-  assign \$1541  = d == 3'h7;
-  assign \$1542  = d == 4'h8;
-  assign \$1543  = d == 4'h9;
-  assign \$1544  = d == 4'ha;
-  assign \$1545  = d == 4'hb;
-  assign \$1546  = d == 4'hc;
-  assign \$1547  = d == 4'hd;
-  assign \$1548  = d == 4'he;
-  assign \$1549  = d == 4'hf;
-  assign \$1550  = d == 5'h10;
-  assign \$1551  = d == 5'h11;
-  assign \$1552  = d == 5'h12;
-  assign \$1553  = d == 5'h13;
-  assign \$1554  = d == 5'h14;
-  assign \$1555  = d == 5'h15;
-  assign \$1556  = d == 5'h16;
-  assign \$1557  = d == 5'h17;
-  assign \$1558  = d == 5'h18;
-  assign \$1559  = d == 5'h19;
-  assign \$1560  = d == 5'h1a;
-  assign \$1561  = d == 5'h1b;
-  assign \$1562  = d == 5'h1c;
-  assign \$1563  = d == 5'h1d;
-  assign \$1564  = d == 5'h1e;
-  assign \$1565  = d == 5'h1f;
-  assign \$1566  = | { \$1565 , \$1564 , \$1563 , \$1562 , \$1561 , \$1560 , \$1559 , \$1558 , \$1557 , \$1556 , \$1555 , \$1554 , \$1553 , \$1552 , \$1551 , \$1550 , \$1549 , \$1548 , \$1547 , \$1546 , \$1545 , \$1544 , \$1543 , \$1542 , \$1541 , \$1540 , \$1539 , \$1538 , \$1537 , \$1536  };
-  assign \$1567  = \$1535  & \$1566 ;
-  assign \$1568  = ky == 2'h3;
-  assign \$1569  = d == 2'h3;
-  assign \$1570  = d == 3'h4;
-  assign \$1571  = d == 3'h5;
-  assign \$1572  = d == 3'h6;
-  assign \$1573  = d == 3'h7;
-  assign \$1574  = d == 4'h8;
-  assign \$1575  = d == 4'h9;
-  assign \$1576  = d == 4'ha;
-  assign \$1577  = d == 4'hb;
-  assign \$1578  = d == 4'hc;
-  assign \$1579  = d == 4'hd;
-  assign \$1580  = d == 4'he;
-  assign \$1581  = d == 4'hf;
-  assign \$1582  = d == 5'h10;
-  assign \$1583  = d == 5'h11;
-  assign \$1584  = d == 5'h12;
-  assign \$1585  = d == 5'h13;
-  assign \$1586  = d == 5'h14;
-  assign \$1587  = d == 5'h15;
-  assign \$1588  = d == 5'h16;
-  assign \$1589  = d == 5'h17;
-  assign \$1590  = d == 5'h18;
-  assign \$1591  = d == 5'h19;
-  assign \$1592  = d == 5'h1a;
-  assign \$1593  = d == 5'h1b;
-  assign \$1594  = d == 5'h1c;
-  assign \$1595  = d == 5'h1d;
-  assign \$1596  = d == 5'h1e;
-  assign \$1597  = d == 5'h1f;
-  assign \$1598  = | { \$1597 , \$1596 , \$1595 , \$1594 , \$1593 , \$1592 , \$1591 , \$1590 , \$1589 , \$1588 , \$1587 , \$1586 , \$1585 , \$1584 , \$1583 , \$1582 , \$1581 , \$1580 , \$1579 , \$1578 , \$1577 , \$1576 , \$1575 , \$1574 , \$1573 , \$1572 , \$1571 , \$1570 , \$1569  };
-  assign \$1599  = \$1568  & \$1598 ;
-  assign \$1600  = ky == 3'h4;
-  assign \$1601  = d == 3'h4;
-  assign \$1602  = d == 3'h5;
-  assign \$1603  = d == 3'h6;
-  assign \$1604  = d == 3'h7;
-  assign \$1605  = d == 4'h8;
-  assign \$1606  = d == 4'h9;
-  assign \$1607  = d == 4'ha;
-  assign \$1608  = d == 4'hb;
-  assign \$1609  = d == 4'hc;
-  assign \$1610  = d == 4'hd;
-  assign \$1611  = d == 4'he;
-  assign \$1612  = d == 4'hf;
-  assign \$1613  = d == 5'h10;
-  assign \$1614  = d == 5'h11;
-  assign \$1615  = d == 5'h12;
-  assign \$1616  = d == 5'h13;
-  assign \$1617  = d == 5'h14;
-  assign \$1618  = d == 5'h15;
-  assign \$1619  = d == 5'h16;
-  assign \$1620  = d == 5'h17;
-  assign \$1621  = d == 5'h18;
-  assign \$1622  = d == 5'h19;
-  assign \$1623  = d == 5'h1a;
-  assign \$1624  = d == 5'h1b;
-  assign \$1625  = d == 5'h1c;
-  assign \$1626  = d == 5'h1d;
-  assign \$1627  = d == 5'h1e;
-  assign \$1628  = d == 5'h1f;
-  assign \$1629  = | { \$1628 , \$1627 , \$1626 , \$1625 , \$1624 , \$1623 , \$1622 , \$1621 , \$1620 , \$1619 , \$1618 , \$1617 , \$1616 , \$1615 , \$1614 , \$1613 , \$1612 , \$1611 , \$1610 , \$1609 , \$1608 , \$1607 , \$1606 , \$1605 , \$1604 , \$1603 , \$1602 , \$1601  };
-  assign \$1630  = \$1600  & \$1629 ;
-  assign \$1631  = | { \$1630 , \$1599 , \$1567 , \$1534 , \$1500  };
-  assign \$1632  = \$1369  ? \$1465  : \$1631 ;
-  assign \$1634  = r_last ? \$1052  : \$1633 ;
-  assign \$1635  = \$992  | \$1634 ;
-  assign \$1636  = \$969  & \$1635 ;
-  assign \$1637  = oy == 4'hd;
-  assign \$1638  = r_last & \$1637 ;
-  assign \$1639  = ~ \$1638 ;
-  assign \$1640  = ky == 3'h4;
-  assign \$1641  = ~ \$1640 ;
-  assign \$1642  = $signed(iy) < $signed(1'h1);
-  assign \$1643  = $signed(iy) >= $signed(5'h0d);
-  assign \$1644  = \$1642  | \$1643 ;
-  assign \$1645  = c == 5'h1f;
-  assign \$1646  = ox == 4'hd;
-  assign \$1647  = \$1645  & \$1646 ;
-  assign \$1648  = oy == 4'hd;
-  assign \$1649  = $signed(low) < $signed(1'h1);
-  assign \$1650  = $signed(low) >= $signed(5'h0d);
-  assign \$1651  = \$1649  | \$1650 ;
-  assign \$1652  = \$1648  ? 1'h1 : \$1651 ;
-  assign \$1653  = $signed(low) < $signed(1'h0);
-  assign \$1654  = $signed(low) >= $signed(5'h0e);
-  assign \$1655  = \$1653  | \$1654 ;
-  assign \$1656  = \$1647  ? \$1652  : \$1655 ;
-  assign \$1657  = \$1640  ? \$1656  : \$1644 ;
-  assign \$1658  = \$1657  | ahead;
-  assign \$1659  = oy == 4'hd;
-  assign \$1660  = d == 2'h2;
-  assign \$1661  = d == 2'h3;
-  assign \$1662  = d == 3'h4;
-  assign \$1663  = d == 3'h5;
-  assign \$1664  = d == 3'h6;
-  assign \$1665  = d == 3'h7;
-  assign \$1666  = d == 4'h8;
-  assign \$1667  = d == 4'h9;
-  assign \$1668  = d == 4'ha;
-  assign \$1669  = d == 4'hb;
-  assign \$1670  = d == 4'hc;
-  assign \$1671  = d == 4'hd;
-  assign \$1672  = d == 4'he;
-  assign \$1673  = d == 4'hf;
-  assign \$1674  = d == 5'h10;
-  assign \$1675  = d == 5'h11;
-  assign \$1676  = d == 5'h12;
-  assign \$1677  = d == 5'h13;
-  assign \$1678  = d == 5'h14;
-  assign \$1679  = d == 5'h15;
-  assign \$1680  = d == 5'h16;
-  assign \$1681  = d == 5'h17;
-  assign \$1682  = d == 5'h18;
-  assign \$1683  = d == 5'h19;
-  assign \$1684  = d == 5'h1a;
-  assign \$1685  = d == 5'h1b;
-  assign \$1686  = d == 5'h1c;
-  assign \$1687  = d == 5'h1d;
-  assign \$1688  = d == 5'h1e;
-  assign \$1689  = d == 5'h1f;
-  assign \$1690  = | { \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683 , \$1682 , \$1681 , \$1680 , \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666 , \$1665 , \$1664 , \$1663 , \$1662 , \$1661 , \$1660  };
-  assign \$1691  = \$1659  ? 1'h1 : \$1690 ;
-  assign \$1692  = ky == 3'h4;
-  assign \$1693  = d == 1'h1;
-  assign \$1694  = d == 2'h2;
-  assign \$1695  = d == 2'h3;
-  assign \$1696  = d == 3'h4;
-  assign \$1697  = d == 3'h5;
-  assign \$1698  = d == 3'h6;
-  assign \$1699  = d == 3'h7;
-  assign \$1700  = d == 4'h8;
-  assign \$1701  = d == 4'h9;
-  assign \$1702  = d == 4'ha;
-  assign \$1703  = d == 4'hb;
-  assign \$1704  = d == 4'hc;
-  assign \$1705  = d == 4'hd;
-  assign \$1706  = d == 4'he;
-  assign \$1707  = d == 4'hf;
-  assign \$1708  = d == 5'h10;
-  assign \$1709  = d == 5'h11;
-  assign \$1710  = d == 5'h12;
-  assign \$1711  = d == 5'h13;
-  assign \$1712  = d == 5'h14;
-  assign \$1713  = d == 5'h15;
-  assign \$1714  = d == 5'h16;
-  assign \$1715  = d == 5'h17;
-  assign \$1716  = d == 5'h18;
-  assign \$1717  = d == 5'h19;
-  assign \$1718  = d == 5'h1a;
-  assign \$1719  = d == 5'h1b;
-  assign \$1720  = d == 5'h1c;
-  assign \$1721  = d == 5'h1d;
-  assign \$1722  = d == 5'h1e;
-  assign \$1723  = d == 5'h1f;
-  assign \$1724  = | { \$1723 , \$1722 , \$1721 , \$1720 , \$1719 , \$1718 , \$1717 , \$1716 , \$1715 , \$1714 , \$1713 , \$1712 , \$1711 , \$1710 , \$1709 , \$1708 , \$1707 , \$1706 , \$1705 , \$1704 , \$1703 , \$1702 , \$1701 , \$1700 , \$1699 , \$1698 , \$1697 , \$1696 , \$1695 , \$1694 , \$1693  };
-  assign \$1725  = ! ky;
-  assign \$1726  = d == 2'h2;
-  assign \$1727  = d == 2'h3;
-  assign \$1728  = d == 3'h4;
-  assign \$1729  = d == 3'h5;
-  assign \$1730  = d == 3'h6;
-  assign \$1731  = d == 3'h7;
-  assign \$1732  = d == 4'h8;
-  assign \$1733  = d == 4'h9;
-  assign \$1734  = d == 4'ha;
-  assign \$1735  = d == 4'hb;
-  assign \$1736  = d == 4'hc;
-  assign \$1737  = d == 4'hd;
-  assign \$1738  = d == 4'he;
-  assign \$1739  = d == 4'hf;
-  assign \$1740  = d == 5'h10;
-  assign \$1741  = d == 5'h11;
-  assign \$1742  = d == 5'h12;
-  assign \$1743  = d == 5'h13;
-  assign \$1744  = d == 5'h14;
-  assign \$1745  = d == 5'h15;
-  assign \$1746  = d == 5'h16;
-  assign \$1747  = d == 5'h17;
-  assign \$1748  = d == 5'h18;
-  assign \$1749  = d == 5'h19;
-  assign \$1750  = d == 5'h1a;
-  assign \$1751  = d == 5'h1b;
-  assign \$1752  = d == 5'h1c;
-  assign \$1753  = d == 5'h1d;
-  assign \$1754  = d == 5'h1e;
-  assign \$1755  = d == 5'h1f;
-  assign \$1756  = | { \$1755 , \$1754 , \$1753 , \$1752 , \$1751 , \$1750 , \$1749 , \$1748 , \$1747 , \$1746 , \$1745 , \$1744 , \$1743 , \$1742 , \$1741 , \$1740 , \$1739 , \$1738 , \$1737 , \$1736 , \$1735 , \$1734 , \$1733 , \$1732 , \$1731 , \$1730 , \$1729 , \$1728 , \$1727 , \$1726  };
-  assign \$1757  = \$1725  & \$1756 ;
-  assign \$1758  = ky == 1'h1;
-  assign \$1759  = d == 2'h3;
-  assign \$1760  = d == 3'h4;
-  assign \$1761  = d == 3'h5;
-  assign \$1762  = d == 3'h6;
-  assign \$1763  = d == 3'h7;
-  assign \$1764  = d == 4'h8;
-  assign \$1765  = d == 4'h9;
-  assign \$1766  = d == 4'ha;
-  assign \$1767  = d == 4'hb;
-  assign \$1768  = d == 4'hc;
-  assign \$1769  = d == 4'hd;
-  assign \$1770  = d == 4'he;
-  assign \$1771  = d == 4'hf;
-  assign \$1772  = d == 5'h10;
-  assign \$1773  = d == 5'h11;
-  assign \$1774  = d == 5'h12;
-  assign \$1775  = d == 5'h13;
-  assign \$1776  = d == 5'h14;
-  assign \$1777  = d == 5'h15;
-  assign \$1778  = d == 5'h16;
-  assign \$1779  = d == 5'h17;
-  assign \$1780  = d == 5'h18;
-  assign \$1781  = d == 5'h19;
-  assign \$1782  = d == 5'h1a;
-  assign \$1783  = d == 5'h1b;
-  assign \$1784  = d == 5'h1c;
-  assign \$1785  = d == 5'h1d;
-  assign \$1786  = d == 5'h1e;
-  assign \$1787  = d == 5'h1f;
-  assign \$1788  = | { \$1787 , \$1786 , \$1785 , \$1784 , \$1783 , \$1782 , \$1781 , \$1780 , \$1779 , \$1778 , \$1777 , \$1776 , \$1775 , \$1774 , \$1773 , \$1772 , \$1771 , \$1770 , \$1769 , \$1768 , \$1767 , \$1766 , \$1765 , \$1764 , \$1763 , \$1762 , \$1761 , \$1760 , \$1759  };
-  assign \$1789  = \$1758  & \$1788 ;
-  assign \$1790  = ky == 2'h2;
-  assign \$1791  = d == 3'h4;
-  assign \$1792  = d == 3'h5;
-  assign \$1793  = d == 3'h6;
-  assign \$1794  = d == 3'h7;
-  assign \$1795  = d == 4'h8;
-  assign \$1796  = d == 4'h9;
-  assign \$1797  = d == 4'ha;
-  assign \$1798  = d == 4'hb;
-  assign \$1799  = d == 4'hc;
-  assign \$1800  = d == 4'hd;
-  assign \$1801  = d == 4'he;
-  assign \$1802  = d == 4'hf;
-  assign \$1803  = d == 5'h10;
-  assign \$1804  = d == 5'h11;
-  assign \$1805  = d == 5'h12;
-  assign \$1806  = d == 5'h13;
-  assign \$1807  = d == 5'h14;
-  assign \$1808  = d == 5'h15;
-  assign \$1809  = d == 5'h16;
-  assign \$1810  = d == 5'h17;
-  assign \$1811  = d == 5'h18;
-  assign \$1812  = d == 5'h19;
-  assign \$1813  = d == 5'h1a;
-  assign \$1814  = d == 5'h1b;
-  assign \$1815  = d == 5'h1c;
-  assign \$1816  = d == 5'h1d;
-  assign \$1817  = d == 5'h1e;
-  assign \$1818  = d == 5'h1f;
-  assign \$1819  = | { \$1818 , \$1817 , \$1816 , \$1815 , \$1814 , \$1813 , \$1812 , \$1811 , \$1810 , \$1809 , \$1808 , \$1807 , \$1806 , \$1805 , \$1804 , \$1803 , \$1802 , \$1801 , \$1800 , \$1799 , \$1798 , \$1797 , \$1796 , \$1795 , \$1794 , \$1793 , \$1792 , \$1791  };
-  assign \$1820  = \$1790  & \$1819 ;
-  assign \$1821  = ky == 2'h3;
-  assign \$1822  = d == 3'h5;
-  assign \$1823  = d == 3'h6;
-  assign \$1824  = d == 3'h7;
-  assign \$1825  = d == 4'h8;
-  assign \$1826  = d == 4'h9;
-  assign \$1827  = d == 4'ha;
-  assign \$1828  = d == 4'hb;
-  assign \$1829  = d == 4'hc;
-  assign \$1830  = d == 4'hd;
-  assign \$1831  = d == 4'he;
-  assign \$1832  = d == 4'hf;
-  assign \$1833  = d == 5'h10;
-  assign \$1834  = d == 5'h11;
-  assign \$1835  = d == 5'h12;
-  assign \$1836  = d == 5'h13;
-  assign \$1837  = d == 5'h14;
-  assign \$1838  = d == 5'h15;
-  assign \$1839  = d == 5'h16;
-  assign \$1840  = d == 5'h17;
-  assign \$1841  = d == 5'h18;
-  assign \$1842  = d == 5'h19;
-  assign \$1843  = d == 5'h1a;
-  assign \$1844  = d == 5'h1b;
-  assign \$1845  = d == 5'h1c;
-  assign \$1846  = d == 5'h1d;
-  assign \$1847  = d == 5'h1e;
-  assign \$1848  = d == 5'h1f;
-  assign \$1849  = | { \$1848 , \$1847 , \$1846 , \$1845 , \$1844 , \$1843 , \$1842 , \$1841 , \$1840 , \$1839 , \$1838 , \$1837 , \$1836 , \$1835 , \$1834 , \$1833 , \$1832 , \$1831 , \$1830 , \$1829 , \$1828 , \$1827 , \$1826 , \$1825 , \$1824 , \$1823 , \$1822  };
-  assign \$1850  = \$1821  & \$1849 ;
-  assign \$1851  = ky == 3'h4;
-  assign \$1852  = d == 3'h6;
-  assign \$1853  = d == 3'h7;
-  assign \$1854  = d == 4'h8;
-  assign \$1855  = d == 4'h9;
-  assign \$1856  = d == 4'ha;
-  assign \$1857  = d == 4'hb;
-  assign \$1858  = d == 4'hc;
-  assign \$1859  = d == 4'hd;
-  assign \$1860  = d == 4'he;
-  assign \$1861  = d == 4'hf;
-  assign \$1862  = d == 5'h10;
-  assign \$1863  = d == 5'h11;
-  assign \$1864  = d == 5'h12;
-  assign \$1865  = d == 5'h13;
-  assign \$1866  = d == 5'h14;
-  assign \$1867  = d == 5'h15;
-  assign \$1868  = d == 5'h16;
-  assign \$1869  = d == 5'h17;
-  assign \$1870  = d == 5'h18;
-  assign \$1871  = d == 5'h19;
-  assign \$1872  = d == 5'h1a;
-  assign \$1873  = d == 5'h1b;
-  assign \$1874  = d == 5'h1c;
-  assign \$1875  = d == 5'h1d;
-  assign \$1876  = d == 5'h1e;
-  assign \$1877  = d == 5'h1f;
-  assign \$1878  = | { \$1877 , \$1876 , \$1875 , \$1874 , \$1873 , \$1872 , \$1871 , \$1870 , \$1869 , \$1868 , \$1867 , \$1866 , \$1865 , \$1864 , \$1863 , \$1862 , \$1861 , \$1860 , \$1859 , \$1858 , \$1857 , \$1856 , \$1855 , \$1854 , \$1853 , \$1852  };
-  assign \$1879  = \$1851  & \$1878 ;
-  assign \$1880  = | { \$1879 , \$1850 , \$1820 , \$1789 , \$1757  };
-  assign \$1881  = \$1692  ? \$1724  : \$1880 ;
-  assign \$1882  = ! ky;
-  assign \$1883  = d == 1'h1;
-  assign \$1884  = d == 2'h2;
-  assign \$1885  = d == 2'h3;
-  assign \$1886  = d == 3'h4;
-  assign \$1887  = d == 3'h5;
-  assign \$1888  = d == 3'h6;
-  assign \$1889  = d == 3'h7;
-  assign \$1890  = d == 4'h8;
-  assign \$1891  = d == 4'h9;
-  assign \$1892  = d == 4'ha;
-  assign \$1893  = d == 4'hb;
-  assign \$1894  = d == 4'hc;
-  assign \$1895  = d == 4'hd;
-  assign \$1896  = d == 4'he;
-  assign \$1897  = d == 4'hf;
-  assign \$1898  = d == 5'h10;
-  assign \$1899  = d == 5'h11;
-  assign \$1900  = d == 5'h12;
-  assign \$1901  = d == 5'h13;
-  assign \$1902  = d == 5'h14;
-  assign \$1903  = d == 5'h15;
-  assign \$1904  = d == 5'h16;
-  assign \$1905  = d == 5'h17;
-  assign \$1906  = d == 5'h18;
-  assign \$1907  = d == 5'h19;
-  assign \$1908  = d == 5'h1a;
-  assign \$1909  = d == 5'h1b;
-  assign \$1910  = d == 5'h1c;
-  assign \$1911  = d == 5'h1d;
-  assign \$1912  = d == 5'h1e;
-  assign \$1913  = d == 5'h1f;
-  assign \$1914  = | { \$1913 , \$1912 , \$1911 , \$1910 , \$1909 , \$1908 , \$1907 , \$1906 , \$1905 , \$1904 , \$1903 , \$1902 , \$1901 , \$1900 , \$1899 , \$1898 , \$1897 , \$1896 , \$1895 , \$1894 , \$1893 , \$1892 , \$1891 , \$1890 , \$1889 , \$1888 , \$1887 , \$1886 , \$1885 , \$1884 , \$1883  };
-  assign \$1915  = \$1882  & \$1914 ;
-  assign \$1916  = ky == 1'h1;
-  assign \$1917  = d == 2'h2;
-  assign \$1918  = d == 2'h3;
-  assign \$1919  = d == 3'h4;
-  assign \$1920  = d == 3'h5;
-  assign \$1921  = d == 3'h6;
-  assign \$1922  = d == 3'h7;
-  assign \$1923  = d == 4'h8;
-  assign \$1924  = d == 4'h9;
-  assign \$1925  = d == 4'ha;
-  assign \$1926  = d == 4'hb;
-  assign \$1927  = d == 4'hc;
-  assign \$1928  = d == 4'hd;
-  assign \$1929  = d == 4'he;
-  assign \$1930  = d == 4'hf;
-  assign \$1931  = d == 5'h10;
-  assign \$1932  = d == 5'h11;
-  assign \$1933  = d == 5'h12;
-  assign \$1934  = d == 5'h13;
-  assign \$1935  = d == 5'h14;
-  assign \$1936  = d == 5'h15;
-  assign \$1937  = d == 5'h16;
-  assign \$1938  = d == 5'h17;
-  assign \$1939  = d == 5'h18;
-  assign \$1940  = d == 5'h19;
-  assign \$1941  = d == 5'h1a;
-  assign \$1942  = d == 5'h1b;
-  assign \$1943  = d == 5'h1c;
-  assign \$1944  = d == 5'h1d;
-  assign \$1945  = d == 5'h1e;
-  assign \$1946  = d == 5'h1f;
-  assign \$1947  = | { \$1946 , \$1945 , \$1944 , \$1943 , \$1942 , \$1941 , \$1940 , \$1939 , \$1938 , \$1937 , \$1936 , \$1935 , \$1934 , \$1933 , \$1932 , \$1931 , \$1930 , \$1929 , \$1928 , \$1927 , \$1926 , \$1925 , \$1924 , \$1923 , \$1922 , \$1921 , \$1920 , \$1919 , \$1918 , \$1917  };
-  assign \$1948  = \$1916  & \$1947 ;
-  assign \$1949  = ky == 2'h2;
-  assign \$1950  = d == 2'h3;
-  assign \$1951  = d == 3'h4;
-  assign \$1952  = d == 3'h5;
-  assign \$1953  = d == 3'h6;
-  assign \$1954  = d == 3'h7;
-  assign \$1955  = d == 4'h8;
-  assign \$1956  = d == 4'h9;
-  assign \$1957  = d == 4'ha;
-  assign \$1958  = d == 4'hb;
-  assign \$1959  = d == 4'hc;
-  assign \$1960  = d == 4'hd;
-  assign \$1961  = d == 4'he;
-  assign \$1962  = d == 4'hf;
-  assign \$1963  = d == 5'h10;
-  assign \$1964  = d == 5'h11;
-  assign \$1965  = d == 5'h12;
-  assign \$1966  = d == 5'h13;
-  assign \$1967  = d == 5'h14;
-  assign \$1968  = d == 5'h15;
-  assign \$1969  = d == 5'h16;
-  assign \$1970  = d == 5'h17;
-  assign \$1971  = d == 5'h18;
-  assign \$1972  = d == 5'h19;
-  assign \$1973  = d == 5'h1a;
-  assign \$1974  = d == 5'h1b;
-  assign \$1975  = d == 5'h1c;
-  assign \$1976  = d == 5'h1d;
-  assign \$1977  = d == 5'h1e;
-  assign \$1978  = d == 5'h1f;
-  assign \$1979  = | { \$1978 , \$1977 , \$1976 , \$1975 , \$1974 , \$1973 , \$1972 , \$1971 , \$1970 , \$1969 , \$1968 , \$1967 , \$1966 , \$1965 , \$1964 , \$1963 , \$1962 , \$1961 , \$1960 , \$1959 , \$1958 , \$1957 , \$1956 , \$1955 , \$1954 , \$1953 , \$1952 , \$1951 , \$1950  };
-  assign \$1980  = \$1949  & \$1979 ;
-  assign \$1981  = ky == 2'h3;
-  assign \$1982  = d == 3'h4;
-  assign \$1983  = d == 3'h5;
-  assign \$1984  = d == 3'h6;
-  assign \$1985  = d == 3'h7;
-  assign \$1986  = d == 4'h8;
-  assign \$1987  = d == 4'h9;
-  assign \$1988  = d == 4'ha;
-  assign \$1989  = d == 4'hb;
-  assign \$1990  = d == 4'hc;
-  assign \$1991  = d == 4'hd;
-  assign \$1992  = d == 4'he;
-  assign \$1993  = d == 4'hf;
-  assign \$1994  = d == 5'h10;
-  assign \$1995  = d == 5'h11;
-  assign \$1996  = d == 5'h12;
-  assign \$1997  = d == 5'h13;
-  assign \$1998  = d == 5'h14;
-  assign \$1999  = d == 5'h15;
-  assign \$2000  = d == 5'h16;
-  assign \$2001  = d == 5'h17;
-  assign \$2002  = d == 5'h18;
-  assign \$2003  = d == 5'h19;
-  assign \$2004  = d == 5'h1a;
-  assign \$2005  = d == 5'h1b;
-  assign \$2006  = d == 5'h1c;
-  assign \$2007  = d == 5'h1d;
-  assign \$2008  = d == 5'h1e;
-  assign \$2009  = d == 5'h1f;
-  assign \$2010  = | { \$2009 , \$2008 , \$2007 , \$2006 , \$2005 , \$2004 , \$2003 , \$2002 , \$2001 , \$2000 , \$1999 , \$1998 , \$1997 , \$1996 , \$1995 , \$1994 , \$1993 , \$1992 , \$1991 , \$1990 , \$1989 , \$1988 , \$1987 , \$1986 , \$1985 , \$1984 , \$1983 , \$1982  };
-  assign \$2011  = \$1981  & \$2010 ;
-  assign \$2012  = ky == 3'h4;
-  assign \$2013  = d == 3'h5;
-  assign \$2014  = d == 3'h6;
-  assign \$2015  = d == 3'h7;
-  assign \$2016  = d == 4'h8;
-  assign \$2017  = d == 4'h9;
-  assign \$2018  = d == 4'ha;
-  assign \$2019  = d == 4'hb;
-  assign \$2020  = d == 4'hc;
-  assign \$2021  = d == 4'hd;
-  assign \$2022  = d == 4'he;
-  assign \$2023  = d == 4'hf;
-  assign \$2024  = d == 5'h10;
-  assign \$2025  = d == 5'h11;
-  assign \$2026  = d == 5'h12;
-  assign \$2027  = d == 5'h13;
-  assign \$2028  = d == 5'h14;
-  assign \$2029  = d == 5'h15;
-  assign \$2030  = d == 5'h16;
-  assign \$2031  = d == 5'h17;
-  assign \$2032  = d == 5'h18;
-  assign \$2033  = d == 5'h19;
-  assign \$2034  = d == 5'h1a;
-  assign \$2035  = d == 5'h1b;
-  assign \$2036  = d == 5'h1c;
-  assign \$2037  = d == 5'h1d;
-  assign \$2038  = d == 5'h1e;
-  assign \$2039  = d == 5'h1f;
-  assign \$2040  = | { \$2039 , \$2038 , \$2037 , \$2036 , \$2035 , \$2034 , \$2033 , \$2032 , \$2031 , \$2030 , \$2029 , \$2028 , \$2027 , \$2026 , \$2025 , \$2024 , \$2023 , \$2022 , \$2021 , \$2020 , \$2019 , \$2018 , \$2017 , \$2016 , \$2015 , \$2014 , \$2013  };
-  assign \$2041  = \$2012  & \$2040 ;
-  assign \$2042  = | { \$2041 , \$2011 , \$1980 , \$1948 , \$1915  };
-  assign \$2044  = r_last ? \$1691  : \$2043 ;
-  assign \$2045  = \$1658  | \$2044 ;
-  assign \$2046  = \$1639  & \$2045 ;
-  assign \$2047  = \$966  ? \$1636  : \$2046 ;
-  assign \$2048  = write & w_last;
-  assign \$2049  = ~ r_done;
-  assign \$2050  = $signed(iy) < $signed(1'h0);
-  assign \$2051  = $signed(iy) >= $signed(5'h0e);
-  assign \$2052  = \$2050  | \$2051 ;
-  assign \$2053  = \$2052  | ahead;
-  assign \$2054  = ~ ahead;
-  assign \$2055  = w_row == 4'hd;
-  assign \$2056  = \$2054  & \$2055 ;
-  assign \$2057  = \$2053  | \$2056 ;
-  assign \$2058  = ~ ahead;
-  assign \$2059  = w_row == 4'hd;
-  assign \$2060  = \$2058  & \$2059 ;
-  assign \$2061  = ! ky;
-  assign \$2062  = d == 4'he;
-  assign \$2063  = d == 4'hf;
-  assign \$2064  = d == 5'h10;
-  assign \$2065  = d == 5'h11;
-  assign \$2066  = d == 5'h12;
-  assign \$2067  = d == 5'h13;
-  assign \$2068  = d == 5'h14;
-  assign \$2069  = d == 5'h15;
-  assign \$2070  = d == 5'h16;
-  assign \$2071  = d == 5'h17;
-  assign \$2072  = d == 5'h18;
-  assign \$2073  = d == 5'h19;
-  assign \$2074  = d == 5'h1a;
-  assign \$2075  = d == 5'h1b;
-  assign \$2076  = d == 5'h1c;
-  assign \$2077  = d == 5'h1d;
-  assign \$2078  = d == 5'h1e;
-  assign \$2079  = d == 5'h1f;
-  assign \$2080  = | { \$2079 , \$2078 , \$2077 , \$2076 , \$2075 , \$2074 , \$2073 , \$2072 , \$2071 , \$2070 , \$2069 , \$2068 , \$2067 , \$2066 , \$2065 , \$2064 , \$2063 , \$2062  };
-  assign \$2081  = \$2061  & \$2080 ;
-  assign \$2082  = ky == 1'h1;
-  assign \$2083  = d == 4'hf;
-  assign \$2084  = d == 5'h10;
-  assign \$2085  = d == 5'h11;
-  assign \$2086  = d == 5'h12;
-  assign \$2087  = d == 5'h13;
-  assign \$2088  = d == 5'h14;
-  assign \$2089  = d == 5'h15;
-  assign \$2090  = d == 5'h16;
-  assign \$2091  = d == 5'h17;
-  assign \$2092  = d == 5'h18;
-  assign \$2093  = d == 5'h19;
-  assign \$2094  = d == 5'h1a;
-  assign \$2095  = d == 5'h1b;
-  assign \$2096  = d == 5'h1c;
-  assign \$2097  = d == 5'h1d;
-  assign \$2098  = d == 5'h1e;
-  assign \$2099  = d == 5'h1f;
-  assign \$2100  = | { \$2099 , \$2098 , \$2097 , \$2096 , \$2095 , \$2094 , \$2093 , \$2092 , \$2091 , \$2090 , \$2089 , \$2088 , \$2087 , \$2086 , \$2085 , \$2084 , \$2083  };
-  assign \$2101  = \$2082  & \$2100 ;
-  assign \$2102  = ky == 2'h2;
-  assign \$2103  = d == 5'h10;
-  assign \$2104  = d == 5'h11;
-  assign \$2105  = d == 5'h12;
-  assign \$2106  = d == 5'h13;
-  assign \$2107  = d == 5'h14;
-  assign \$2108  = d == 5'h15;
-  assign \$2109  = d == 5'h16;
-  assign \$2110  = d == 5'h17;
-  assign \$2111  = d == 5'h18;
-  assign \$2112  = d == 5'h19;
-  assign \$2113  = d == 5'h1a;
-  assign \$2114  = d == 5'h1b;
-  assign \$2115  = d == 5'h1c;
-  assign \$2116  = d == 5'h1d;
-  assign \$2117  = d == 5'h1e;
-  assign \$2118  = d == 5'h1f;
-  assign \$2119  = | { \$2118 , \$2117 , \$2116 , \$2115 , \$2114 , \$2113 , \$2112 , \$2111 , \$2110 , \$2109 , \$2108 , \$2107 , \$2106 , \$2105 , \$2104 , \$2103  };
-  assign \$2120  = \$2102  & \$2119 ;
-  assign \$2121  = ky == 2'h3;
-  assign \$2122  = d == 5'h11;
-  assign \$2123  = d == 5'h12;
-  assign \$2124  = d == 5'h13;
-  assign \$2125  = d == 5'h14;
-  assign \$2126  = d == 5'h15;
-  assign \$2127  = d == 5'h16;
-  assign \$2128  = d == 5'h17;
-  assign \$2129  = d == 5'h18;
-  assign \$2130  = d == 5'h19;
-  assign \$2131  = d == 5'h1a;
-  assign \$2132  = d == 5'h1b;
-  assign \$2133  = d == 5'h1c;
-  assign \$2134  = d == 5'h1d;
-  assign \$2135  = d == 5'h1e;
-  assign \$2136  = d == 5'h1f;
-  assign \$2137  = | { \$2136 , \$2135 , \$2134 , \$2133 , \$2132 , \$2131 , \$2130 , \$2129 , \$2128 , \$2127 , \$2126 , \$2125 , \$2124 , \$2123 , \$2122  };
-  assign \$2138  = \$2121  & \$2137 ;
-  assign \$2139  = ky == 3'h4;
-  assign \$2140  = d == 5'h12;
-  assign \$2141  = d == 5'h13;
-  assign \$2142  = d == 5'h14;
-  assign \$2143  = d == 5'h15;
-  assign \$2144  = d == 5'h16;
-  assign \$2145  = d == 5'h17;
-  assign \$2146  = d == 5'h18;
-  assign \$2147  = d == 5'h19;
-  assign \$2148  = d == 5'h1a;
-  assign \$2149  = d == 5'h1b;
-  assign \$2150  = d == 5'h1c;
-  assign \$2151  = d == 5'h1d;
-  assign \$2152  = d == 5'h1e;
-  assign \$2153  = d == 5'h1f;
-  assign \$2154  = | { \$2153 , \$2152 , \$2151 , \$2150 , \$2149 , \$2148 , \$2147 , \$2146 , \$2145 , \$2144 , \$2143 , \$2142 , \$2141 , \$2140  };
-  assign \$2155  = \$2139  & \$2154 ;
-  assign \$2156  = | { \$2155 , \$2138 , \$2120 , \$2101 , \$2081  };
-  assign \$2157  = ! ky;
-  assign \$2158  = ! d;
-  assign \$2159  = d == 1'h1;
-  assign \$2160  = d == 2'h2;
-  assign \$2161  = d == 2'h3;
-  assign \$2162  = d == 3'h4;
-  assign \$2163  = d == 3'h5;
-  assign \$2164  = d == 3'h6;
-  assign \$2165  = d == 3'h7;
-  assign \$2166  = d == 4'h8;
-  assign \$2167  = d == 4'h9;
-  assign \$2168  = d == 4'ha;
-  assign \$2169  = d == 4'hb;
-  assign \$2170  = d == 4'hc;
-  assign \$2171  = d == 4'hd;
-  assign \$2172  = d == 4'he;
-  assign \$2173  = d == 4'hf;
-  assign \$2174  = d == 5'h10;
-  assign \$2175  = d == 5'h11;
-  assign \$2176  = d == 5'h12;
-  assign \$2177  = d == 5'h13;
-  assign \$2178  = d == 5'h14;
-  assign \$2179  = d == 5'h15;
-  assign \$2180  = d == 5'h16;
-  assign \$2181  = d == 5'h17;
-  assign \$2182  = d == 5'h18;
-  assign \$2183  = d == 5'h19;
-  assign \$2184  = d == 5'h1a;
-  assign \$2185  = d == 5'h1b;
-  assign \$2186  = d == 5'h1c;
-  assign \$2187  = d == 5'h1d;
-  assign \$2188  = d == 5'h1e;
-  assign \$2189  = d == 5'h1f;
-  assign \$2190  = | { \$2189 , \$2188 , \$2187 , \$2186 , \$2185 , \$2184 , \$2183 , \$2182 , \$2181 , \$2180 , \$2179 , \$2178 , \$2177 , \$2176 , \$2175 , \$2174 , \$2173 , \$2172 , \$2171 , \$2170 , \$2169 , \$2168 , \$2167 , \$2166 , \$2165 , \$2164 , \$2163 , \$2162 , \$2161 , \$2160 , \$2159 , \$2158  };
-  assign \$2191  = \$2157  & \$2190 ;
-  assign \$2192  = ky == 1'h1;
-  assign \$2193  = d == 1'h1;
-  assign \$2194  = d == 2'h2;
-  assign \$2195  = d == 2'h3;
-  assign \$2196  = d == 3'h4;
-  assign \$2197  = d == 3'h5;
-  assign \$2198  = d == 3'h6;
-  assign \$2199  = d == 3'h7;
-  assign \$2200  = d == 4'h8;
-  assign \$2201  = d == 4'h9;
-  assign \$2202  = d == 4'ha;
-  assign \$2203  = d == 4'hb;
-  assign \$2204  = d == 4'hc;
-  assign \$2205  = d == 4'hd;
-  assign \$2206  = d == 4'he;
-  assign \$2207  = d == 4'hf;
-  assign \$2208  = d == 5'h10;
-  assign \$2209  = d == 5'h11;
-  assign \$2210  = d == 5'h12;
-  assign \$2211  = d == 5'h13;
-  assign \$2212  = d == 5'h14;
-  assign \$2213  = d == 5'h15;
-  assign \$2214  = d == 5'h16;
-  assign \$2215  = d == 5'h17;
-  assign \$2216  = d == 5'h18;
-  assign \$2217  = d == 5'h19;
-  assign \$2218  = d == 5'h1a;
-  assign \$2219  = d == 5'h1b;
-  assign \$2220  = d == 5'h1c;
-  assign \$2221  = d == 5'h1d;
-  assign \$2222  = d == 5'h1e;
-  assign \$2223  = d == 5'h1f;
-  assign \$2224  = | { \$2223 , \$2222 , \$2221 , \$2220 , \$2219 , \$2218 , \$2217 , \$2216 , \$2215 , \$2214 , \$2213 , \$2212 , \$2211 , \$2210 , \$2209 , \$2208 , \$2207 , \$2206 , \$2205 , \$2204 , \$2203 , \$2202 , \$2201 , \$2200 , \$2199 , \$2198 , \$2197 , \$2196 , \$2195 , \$2194 , \$2193  };
-  assign \$2225  = \$2192  & \$2224 ;
-  assign \$2226  = ky == 2'h2;
-  assign \$2227  = d == 2'h2;
-  assign \$2228  = d == 2'h3;
-  assign \$2229  = d == 3'h4;
-  assign \$2230  = d == 3'h5;
-  assign \$2231  = d == 3'h6;
-  assign \$2232  = d == 3'h7;
-  assign \$2233  = d == 4'h8;
-  assign \$2234  = d == 4'h9;
-  assign \$2235  = d == 4'ha;
-  assign \$2236  = d == 4'hb;
-  assign \$2237  = d == 4'hc;
-  assign \$2238  = d == 4'hd;
-  assign \$2239  = d == 4'he;
-  assign \$2240  = d == 4'hf;
-  assign \$2241  = d == 5'h10;
-  assign \$2242  = d == 5'h11;
-  assign \$2243  = d == 5'h12;
-  assign \$2244  = d == 5'h13;
-  assign \$2245  = d == 5'h14;
-  assign \$2246  = d == 5'h15;
-  assign \$2247  = d == 5'h16;
-  assign \$2248  = d == 5'h17;
-  assign \$2249  = d == 5'h18;
-  assign \$2250  = d == 5'h19;
-  assign \$2251  = d == 5'h1a;
-  assign \$2252  = d == 5'h1b;
-  assign \$2253  = d == 5'h1c;
-  assign \$2254  = d == 5'h1d;
-  assign \$2255  = d == 5'h1e;
-  assign \$2256  = d == 5'h1f;
-  assign \$2257  = | { \$2256 , \$2255 , \$2254 , \$2253 , \$2252 , \$2251 , \$2250 , \$2249 , \$2248 , \$2247 , \$2246 , \$2245 , \$2244 , \$2243 , \$2242 , \$2241 , \$2240 , \$2239 , \$2238 , \$2237 , \$2236 , \$2235 , \$2234 , \$2233 , \$2232 , \$2231 , \$2230 , \$2229 , \$2228 , \$2227  };
-  assign \$2258  = \$2226  & \$2257 ;
-  assign \$2259  = ky == 2'h3;
-  assign \$2260  = d == 2'h3;
-  assign \$2261  = d == 3'h4;
-  assign \$2262  = d == 3'h5;
-  assign \$2263  = d == 3'h6;
-  assign \$2264  = d == 3'h7;
-  assign \$2265  = d == 4'h8;
-  assign \$2266  = d == 4'h9;
-  assign \$2267  = d == 4'ha;
-  assign \$2268  = d == 4'hb;
-  assign \$2269  = d == 4'hc;
-  assign \$2270  = d == 4'hd;
-  assign \$2271  = d == 4'he;
-  assign \$2272  = d == 4'hf;
-  assign \$2273  = d == 5'h10;
-  assign \$2274  = d == 5'h11;
-  assign \$2275  = d == 5'h12;
-  assign \$2276  = d == 5'h13;
-  assign \$2277  = d == 5'h14;
-  assign \$2278  = d == 5'h15;
-  assign \$2279  = d == 5'h16;
-  assign \$2280  = d == 5'h17;
-  assign \$2281  = d == 5'h18;
-  assign \$2282  = d == 5'h19;
-  assign \$2283  = d == 5'h1a;
-  assign \$2284  = d == 5'h1b;
-  assign \$2285  = d == 5'h1c;
-  assign \$2286  = d == 5'h1d;
-  assign \$2287  = d == 5'h1e;
-  assign \$2288  = d == 5'h1f;
-  assign \$2289  = | { \$2288 , \$2287 , \$2286 , \$2285 , \$2284 , \$2283 , \$2282 , \$2281 , \$2280 , \$2279 , \$2278 , \$2277 , \$2276 , \$2275 , \$2274 , \$2273 , \$2272 , \$2271 , \$2270 , \$2269 , \$2268 , \$2267 , \$2266 , \$2265 , \$2264 , \$2263 , \$2262 , \$2261 , \$2260  };
-  assign \$2290  = \$2259  & \$2289 ;
-  assign \$2291  = ky == 3'h4;
-  assign \$2292  = d == 3'h4;
-  assign \$2293  = d == 3'h5;
-  assign \$2294  = d == 3'h6;
-  assign \$2295  = d == 3'h7;
-  assign \$2296  = d == 4'h8;
-  assign \$2297  = d == 4'h9;
-  assign \$2298  = d == 4'ha;
-  assign \$2299  = d == 4'hb;
-  assign \$2300  = d == 4'hc;
-  assign \$2301  = d == 4'hd;
-  assign \$2302  = d == 4'he;
-  assign \$2303  = d == 4'hf;
-  assign \$2304  = d == 5'h10;
-  assign \$2305  = d == 5'h11;
-  assign \$2306  = d == 5'h12;
-  assign \$2307  = d == 5'h13;
-  assign \$2308  = d == 5'h14;
-  assign \$2309  = d == 5'h15;
-  assign \$2310  = d == 5'h16;
-  assign \$2311  = d == 5'h17;
-  assign \$2312  = d == 5'h18;
-  assign \$2313  = d == 5'h19;
-  assign \$2314  = d == 5'h1a;
-  assign \$2315  = d == 5'h1b;
-  assign \$2316  = d == 5'h1c;
-  assign \$2317  = d == 5'h1d;
-  assign \$2318  = d == 5'h1e;
-  assign \$2319  = d == 5'h1f;
-  assign \$2320  = | { \$2319 , \$2318 , \$2317 , \$2316 , \$2315 , \$2314 , \$2313 , \$2312 , \$2311 , \$2310 , \$2309 , \$2308 , \$2307 , \$2306 , \$2305 , \$2304 , \$2303 , \$2302 , \$2301 , \$2300 , \$2299 , \$2298 , \$2297 , \$2296 , \$2295 , \$2294 , \$2293 , \$2292  };
-  assign \$2321  = \$2291  & \$2320 ;
-  assign \$2322  = | { \$2321 , \$2290 , \$2258 , \$2225 , \$2191  };
-  assign \$2323  = \$2060  ? \$2156  : \$2322 ;
-  assign \$2324  = \$2057  | \$2323 ;
-  assign \$2325  = \$2049  & \$2324 ;
-  assign \$2326  = \$2048  ? \$2325  : avail;
-  assign \$2327  = take ? \$2047  : \$2326 ;
-  assign \$2328  = switch ? \$965  : \$2327 ;
-  assign \$2329  = w_grp + w_c;
-  assign \$2330  = ! w_b;
-  assign \$2331  = write & \$2330 ;
-  assign \$2332  = w_grp + w_c;
-  assign \$2333  = w_b == 1'h1;
-  assign \$2334  = write & \$2333 ;
-  assign \$2335  = w_grp + w_c;
-  assign \$2336  = w_b == 2'h2;
-  assign \$2337  = write & \$2336 ;
-  assign \$2338  = w_grp + w_c;
-  assign \$2339  = w_b == 2'h3;
-  assign \$2340  = write & \$2339 ;
-  assign \$2341  = w_grp + w_c;
-  assign \$2342  = w_b == 3'h4;
-  assign \$2343  = write & \$2342 ;
+  assign \$991  = d == 4'hf;
+  assign \$992  = d == 5'h10;
+  assign \$993  = d == 5'h11;
+  assign \$994  = d == 5'h12;
+  assign \$995  = d == 5'h13;
+  assign \$996  = d == 5'h14;
+  assign \$997  = d == 5'h15;
+  assign \$998  = d == 5'h16;
+  assign \$999  = d == 5'h17;
+  assign \$1000  = d == 5'h18;
+  assign \$1001  = d == 5'h19;
+  assign \$1002  = d == 5'h1a;
+  assign \$1003  = d == 5'h1b;
+  assign \$1004  = d == 5'h1c;
+  assign \$1005  = d == 5'h1d;
+  assign \$1006  = d == 5'h1e;
+  assign \$1007  = d == 5'h1f;
+  assign \$1008  = | { \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991  };
+  assign \$1009  = d == 1'h1;
+  assign \$1010  = d == 2'h2;
+  assign \$1011  = d == 2'h3;
+  assign \$1012  = d == 3'h4;
+  assign \$1013  = d == 3'h5;
+  assign \$1014  = d == 3'h6;
+  assign \$1015  = d == 3'h7;
+  assign \$1016  = d == 4'h8;
+  assign \$1017  = d == 4'h9;
+  assign \$1018  = d == 4'ha;
+  assign \$1019  = d == 4'hb;
+  assign \$1020  = d == 4'hc;
+  assign \$1021  = d == 4'hd;
+  assign \$1022  = d == 4'he;
+  assign \$1023  = d == 4'hf;
+  assign \$1024  = d == 5'h10;
+  assign \$1025  = d == 5'h11;
+  assign \$1026  = d == 5'h12;
+  assign \$1027  = d == 5'h13;
+  assign \$1028  = d == 5'h14;
+  assign \$1029  = d == 5'h15;
+  assign \$1030  = d == 5'h16;
+  assign \$1031  = d == 5'h17;
+  assign \$1032  = d == 5'h18;
+  assign \$1033  = d == 5'h19;
+  assign \$1034  = d == 5'h1a;
+  assign \$1035  = d == 5'h1b;
+  assign \$1036  = d == 5'h1c;
+  assign \$1037  = d == 5'h1d;
+  assign \$1038  = d == 5'h1e;
+  assign \$1039  = d == 5'h1f;
+  assign \$1040  = | { \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009  };
+  assign \$1041  = \$990  ? \$1008  : \$1040 ;
+  assign \$1042  = \$983  ? 1'h1 : \$1041 ;
+  assign \$1043  = ky == 3'h4;
+  assign \$1044  = ~ ahead;
+  assign \$1045  = w_row == 4'hd;
+  assign \$1046  = \$1044  & \$1045 ;
+  assign \$1047  = d == 4'he;
+  assign \$1048  = d == 4'hf;
+  assign \$1049  = d == 5'h10;
+  assign \$1050  = d == 5'h11;
+  assign \$1051  = d == 5'h12;
+  assign \$1052  = d == 5'h13;
+  assign \$1053  = d == 5'h14;
+  assign \$1054  = d == 5'h15;
+  assign \$1055  = d == 5'h16;
+  assign \$1056  = d == 5'h17;
+  assign \$1057  = d == 5'h18;
+  assign \$1058  = d == 5'h19;
+  assign \$1059  = d == 5'h1a;
+  assign \$1060  = d == 5'h1b;
+  assign \$1061  = d == 5'h1c;
+  assign \$1062  = d == 5'h1d;
+  assign \$1063  = d == 5'h1e;
+  assign \$1064  = d == 5'h1f;
+  assign \$1065  = | { \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056 , \$1055 , \$1054 , \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047  };
+  assign \$1066  = ! d;
+  assign \$1067  = d == 1'h1;
+  assign \$1068  = d == 2'h2;
+  assign \$1069  = d == 2'h3;
+  assign \$1070  = d == 3'h4;
+  assign \$1071  = d == 3'h5;
+  assign \$1072  = d == 3'h6;
+  assign \$1073  = d == 3'h7;
+  assign \$1074  = d == 4'h8;
+  assign \$1075  = d == 4'h9;
+  assign \$1076  = d == 4'ha;
+  assign \$1077  = d == 4'hb;
+  assign \$1078  = d == 4'hc;
+  assign \$1079  = d == 4'hd;
+  assign \$1080  = d == 4'he;
+  assign \$1081  = d == 4'hf;
+  assign \$1082  = d == 5'h10;
+  assign \$1083  = d == 5'h11;
+  assign \$1084  = d == 5'h12;
+  assign \$1085  = d == 5'h13;
+  assign \$1086  = d == 5'h14;
+  assign \$1087  = d == 5'h15;
+  assign \$1088  = d == 5'h16;
+  assign \$1089  = d == 5'h17;
+  assign \$1090  = d == 5'h18;
+  assign \$1091  = d == 5'h19;
+  assign \$1092  = d == 5'h1a;
+  assign \$1093  = d == 5'h1b;
+  assign \$1094  = d == 5'h1c;
+  assign \$1095  = d == 5'h1d;
+  assign \$1096  = d == 5'h1e;
+  assign \$1097  = d == 5'h1f;
+  assign \$1098  = | { \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066  };
+  assign \$1099  = \$1046  ? \$1065  : \$1098 ;
+  assign \$1100  = ~ ahead;
+  assign \$1101  = w_row == 4'hd;
+  assign \$1102  = \$1100  & \$1101 ;
+  assign \$1103  = ! ky;
+  assign \$1104  = d == 4'hf;
+  assign \$1105  = d == 5'h10;
+  assign \$1106  = d == 5'h11;
+  assign \$1107  = d == 5'h12;
+  assign \$1108  = d == 5'h13;
+  assign \$1109  = d == 5'h14;
+  assign \$1110  = d == 5'h15;
+  assign \$1111  = d == 5'h16;
+  assign \$1112  = d == 5'h17;
+  assign \$1113  = d == 5'h18;
+  assign \$1114  = d == 5'h19;
+  assign \$1115  = d == 5'h1a;
+  assign \$1116  = d == 5'h1b;
+  assign \$1117  = d == 5'h1c;
+  assign \$1118  = d == 5'h1d;
+  assign \$1119  = d == 5'h1e;
+  assign \$1120  = d == 5'h1f;
+  assign \$1121  = | { \$1120 , \$1119 , \$1118 , \$1117 , \$1116 , \$1115 , \$1114 , \$1113 , \$1112 , \$1111 , \$1110 , \$1109 , \$1108 , \$1107 , \$1106 , \$1105 , \$1104  };
+  assign \$1122  = \$1103  & \$1121 ;
+  assign \$1123  = ky == 1'h1;
+  assign \$1124  = d == 5'h10;
+  assign \$1125  = d == 5'h11;
+  assign \$1126  = d == 5'h12;
+  assign \$1127  = d == 5'h13;
+  assign \$1128  = d == 5'h14;
+  assign \$1129  = d == 5'h15;
+  assign \$1130  = d == 5'h16;
+  assign \$1131  = d == 5'h17;
+  assign \$1132  = d == 5'h18;
+  assign \$1133  = d == 5'h19;
+  assign \$1134  = d == 5'h1a;
+  assign \$1135  = d == 5'h1b;
+  assign \$1136  = d == 5'h1c;
+  assign \$1137  = d == 5'h1d;
+  assign \$1138  = d == 5'h1e;
+  assign \$1139  = d == 5'h1f;
+  assign \$1140  = | { \$1139 , \$1138 , \$1137 , \$1136 , \$1135 , \$1134 , \$1133 , \$1132 , \$1131 , \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124  };
+  assign \$1141  = \$1123  & \$1140 ;
+  assign \$1142  = ky == 2'h2;
+  assign \$1143  = d == 5'h11;
+  assign \$1144  = d == 5'h12;
+  assign \$1145  = d == 5'h13;
+  assign \$1146  = d == 5'h14;
+  assign \$1147  = d == 5'h15;
+  assign \$1148  = d == 5'h16;
+  assign \$1149  = d == 5'h17;
+  assign \$1150  = d == 5'h18;
+  assign \$1151  = d == 5'h19;
+  assign \$1152  = d == 5'h1a;
+  assign \$1153  = d == 5'h1b;
+  assign \$1154  = d == 5'h1c;
+  assign \$1155  = d == 5'h1d;
+  assign \$1156  = d == 5'h1e;
+  assign \$1157  = d == 5'h1f;
+  assign \$1158  = | { \$1157 , \$1156 , \$1155 , \$1154 , \$1153 , \$1152 , \$1151 , \$1150 , \$1149 , \$1148 , \$1147 , \$1146 , \$1145 , \$1144 , \$1143  };
+  assign \$1159  = \$1142  & \$1158 ;
+  assign \$1160  = ky == 2'h3;
+  assign \$1161  = d == 5'h12;
+  assign \$1162  = d == 5'h13;
+  assign \$1163  = d == 5'h14;
+  assign \$1164  = d == 5'h15;
+  assign \$1165  = d == 5'h16;
+  assign \$1166  = d == 5'h17;
+  assign \$1167  = d == 5'h18;
+  assign \$1168  = d == 5'h19;
+  assign \$1169  = d == 5'h1a;
+  assign \$1170  = d == 5'h1b;
+  assign \$1171  = d == 5'h1c;
+  assign \$1172  = d == 5'h1d;
+  assign \$1173  = d == 5'h1e;
+  assign \$1174  = d == 5'h1f;
+  assign \$1175  = | { \$1174 , \$1173 , \$1172 , \$1171 , \$1170 , \$1169 , \$1168 , \$1167 , \$1166 , \$1165 , \$1164 , \$1163 , \$1162 , \$1161  };
+  assign \$1176  = \$1160  & \$1175 ;
+  assign \$1177  = ky == 3'h4;
+  assign \$1178  = d == 5'h13;
+  assign \$1179  = d == 5'h14;
+  assign \$1180  = d == 5'h15;
+  assign \$1181  = d == 5'h16;
+  assign \$1182  = d == 5'h17;
+  assign \$1183  = d == 5'h18;
+  assign \$1184  = d == 5'h19;
+  assign \$1185  = d == 5'h1a;
+  assign \$1186  = d == 5'h1b;
+  assign \$1187  = d == 5'h1c;
+  assign \$1188  = d == 5'h1d;
+  assign \$1189  = d == 5'h1e;
+  assign \$1190  = d == 5'h1f;
+  assign \$1191  = | { \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184 , \$1183 , \$1182 , \$1181 , \$1180 , \$1179 , \$1178  };
+  assign \$1192  = \$1177  & \$1191 ;
+  assign \$1193  = | { \$1192 , \$1176 , \$1159 , \$1141 , \$1122  };
+  assign \$1194  = ! ky;
+  assign \$1195  = d == 1'h1;
+  assign \$1196  = d == 2'h2;
+  assign \$1197  = d == 2'h3;
+  assign \$1198  = d == 3'h4;
+  assign \$1199  = d == 3'h5;
+  assign \$1200  = d == 3'h6;
+  assign \$1201  = d == 3'h7;
+  assign \$1202  = d == 4'h8;
+  assign \$1203  = d == 4'h9;
+  assign \$1204  = d == 4'ha;
+  assign \$1205  = d == 4'hb;
+  assign \$1206  = d == 4'hc;
+  assign \$1207  = d == 4'hd;
+  assign \$1208  = d == 4'he;
+  assign \$1209  = d == 4'hf;
+  assign \$1210  = d == 5'h10;
+  assign \$1211  = d == 5'h11;
+  assign \$1212  = d == 5'h12;
+  assign \$1213  = d == 5'h13;
+  assign \$1214  = d == 5'h14;
+  assign \$1215  = d == 5'h15;
+  assign \$1216  = d == 5'h16;
+  assign \$1217  = d == 5'h17;
+  assign \$1218  = d == 5'h18;
+  assign \$1219  = d == 5'h19;
+  assign \$1220  = d == 5'h1a;
+  assign \$1221  = d == 5'h1b;
+  assign \$1222  = d == 5'h1c;
+  assign \$1223  = d == 5'h1d;
+  assign \$1224  = d == 5'h1e;
+  assign \$1225  = d == 5'h1f;
+  assign \$1226  = | { \$1225 , \$1224 , \$1223 , \$1222 , \$1221 , \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209 , \$1208 , \$1207 , \$1206 , \$1205 , \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195  };
+  assign \$1227  = \$1194  & \$1226 ;
+  assign \$1228  = ky == 1'h1;
+  assign \$1229  = d == 2'h2;
+  assign \$1230  = d == 2'h3;
+  assign \$1231  = d == 3'h4;
+  assign \$1232  = d == 3'h5;
+  assign \$1233  = d == 3'h6;
+  assign \$1234  = d == 3'h7;
+  assign \$1235  = d == 4'h8;
+  assign \$1236  = d == 4'h9;
+  assign \$1237  = d == 4'ha;
+  assign \$1238  = d == 4'hb;
+  assign \$1239  = d == 4'hc;
+  assign \$1240  = d == 4'hd;
+  assign \$1241  = d == 4'he;
+  assign \$1242  = d == 4'hf;
+  assign \$1243  = d == 5'h10;
+  assign \$1244  = d == 5'h11;
+  assign \$1245  = d == 5'h12;
+  assign \$1246  = d == 5'h13;
+  assign \$1247  = d == 5'h14;
+  assign \$1248  = d == 5'h15;
+  assign \$1249  = d == 5'h16;
+  assign \$1250  = d == 5'h17;
+  assign \$1251  = d == 5'h18;
+  assign \$1252  = d == 5'h19;
+  assign \$1253  = d == 5'h1a;
+  assign \$1254  = d == 5'h1b;
+  assign \$1255  = d == 5'h1c;
+  assign \$1256  = d == 5'h1d;
+  assign \$1257  = d == 5'h1e;
+  assign \$1258  = d == 5'h1f;
+  assign \$1259  = | { \$1258 , \$1257 , \$1256 , \$1255 , \$1254 , \$1253 , \$1252 , \$1251 , \$1250 , \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243 , \$1242 , \$1241 , \$1240 , \$1239 , \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229  };
+  assign \$1260  = \$1228  & \$1259 ;
+  assign \$1261  = ky == 2'h2;
+  assign \$1262  = d == 2'h3;
+  assign \$1263  = d == 3'h4;
+  assign \$1264  = d == 3'h5;
+  assign \$1265  = d == 3'h6;
+  assign \$1266  = d == 3'h7;
+  assign \$1267  = d == 4'h8;
+  assign \$1268  = d == 4'h9;
+  assign \$1269  = d == 4'ha;
+  assign \$1270  = d == 4'hb;
+  assign \$1271  = d == 4'hc;
+  assign \$1272  = d == 4'hd;
+  assign \$1273  = d == 4'he;
+  assign \$1274  = d == 4'hf;
+  assign \$1275  = d == 5'h10;
+  assign \$1276  = d == 5'h11;
+  assign \$1277  = d == 5'h12;
+  assign \$1278  = d == 5'h13;
+  assign \$1279  = d == 5'h14;
+  assign \$1280  = d == 5'h15;
+  assign \$1281  = d == 5'h16;
+  assign \$1282  = d == 5'h17;
+  assign \$1283  = d == 5'h18;
+  assign \$1284  = d == 5'h19;
+  assign \$1285  = d == 5'h1a;
+  assign \$1286  = d == 5'h1b;
+  assign \$1287  = d == 5'h1c;
+  assign \$1288  = d == 5'h1d;
+  assign \$1289  = d == 5'h1e;
+  assign \$1290  = d == 5'h1f;
+  assign \$1291  = | { \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271 , \$1270 , \$1269 , \$1268 , \$1267 , \$1266 , \$1265 , \$1264 , \$1263 , \$1262  };
+  assign \$1292  = \$1261  & \$1291 ;
+  assign \$1293  = ky == 2'h3;
+  assign \$1294  = d == 3'h4;
+  assign \$1295  = d == 3'h5;
+  assign \$1296  = d == 3'h6;
+  assign \$1297  = d == 3'h7;
+  assign \$1298  = d == 4'h8;
+  assign \$1299  = d == 4'h9;
+  assign \$1300  = d == 4'ha;
+  assign \$1301  = d == 4'hb;
+  assign \$1302  = d == 4'hc;
+  assign \$1303  = d == 4'hd;
+  assign \$1304  = d == 4'he;
+  assign \$1305  = d == 4'hf;
+  assign \$1306  = d == 5'h10;
+  assign \$1307  = d == 5'h11;
+  assign \$1308  = d == 5'h12;
+  assign \$1309  = d == 5'h13;
+  assign \$1310  = d == 5'h14;
+  assign \$1311  = d == 5'h15;
+  assign \$1312  = d == 5'h16;
+  assign \$1313  = d == 5'h17;
+  assign \$1314  = d == 5'h18;
+  assign \$1315  = d == 5'h19;
+  assign \$1316  = d == 5'h1a;
+  assign \$1317  = d == 5'h1b;
+  assign \$1318  = d == 5'h1c;
+  assign \$1319  = d == 5'h1d;
+  assign \$1320  = d == 5'h1e;
+  assign \$1321  = d == 5'h1f;
+  assign \$1322  = | { \$1321 , \$1320 , \$1319 , \$1318 , \$1317 , \$1316 , \$1315 , \$1314 , \$1313 , \$1312 , \$1311 , \$1310 , \$1309 , \$1308 , \$1307 , \$1306 , \$1305 , \$1304 , \$1303 , \$1302 , \$1301 , \$1300 , \$1299 , \$1298 , \$1297 , \$1296 , \$1295 , \$1294  };
+  assign \$1323  = \$1293  & \$1322 ;
+  assign \$1324  = ky == 3'h4;
+  assign \$1325  = d == 3'h5;
+  assign \$1326  = d == 3'h6;
+  assign \$1327  = d == 3'h7;
+  assign \$1328  = d == 4'h8;
+  assign \$1329  = d == 4'h9;
+  assign \$1330  = d == 4'ha;
+  assign \$1331  = d == 4'hb;
+  assign \$1332  = d == 4'hc;
+  assign \$1333  = d == 4'hd;
+  assign \$1334  = d == 4'he;
+  assign \$1335  = d == 4'hf;
+  assign \$1336  = d == 5'h10;
+  assign \$1337  = d == 5'h11;
+  assign \$1338  = d == 5'h12;
+  assign \$1339  = d == 5'h13;
+  assign \$1340  = d == 5'h14;
+  assign \$1341  = d == 5'h15;
+  assign \$1342  = d == 5'h16;
+  assign \$1343  = d == 5'h17;
+  assign \$1344  = d == 5'h18;
+  assign \$1345  = d == 5'h19;
+  assign \$1346  = d == 5'h1a;
+  assign \$1347  = d == 5'h1b;
+  assign \$1348  = d == 5'h1c;
+  assign \$1349  = d == 5'h1d;
+  assign \$1350  = d == 5'h1e;
+  assign \$1351  = d == 5'h1f;
+  assign \$1352  = | { \$1351 , \$1350 , \$1349 , \$1348 , \$1347 , \$1346 , \$1345 , \$1344 , \$1343 , \$1342 , \$1341 , \$1340 , \$1339 , \$1338 , \$1337 , \$1336 , \$1335 , \$1334 , \$1333 , \$1332 , \$1331 , \$1330 , \$1329 , \$1328 , \$1327 , \$1326 , \$1325  };
+  assign \$1353  = \$1324  & \$1352 ;
+  assign \$1354  = | { \$1353 , \$1323 , \$1292 , \$1260 , \$1227  };
+  assign \$1355  = \$1102  ? \$1193  : \$1354 ;
+  assign \$1356  = \$1043  ? \$1099  : \$1355 ;
+  assign \$1357  = ~ ahead;
+  assign \$1358  = w_row == 4'hd;
+  assign \$1359  = \$1357  & \$1358 ;
+  assign \$1360  = ! ky;
+  assign \$1361  = d == 4'he;
+  assign \$1362  = d == 4'hf;
+  assign \$1363  = d == 5'h10;
+  assign \$1364  = d == 5'h11;
+  assign \$1365  = d == 5'h12;
+  assign \$1366  = d == 5'h13;
+  assign \$1367  = d == 5'h14;
+  assign \$1368  = d == 5'h15;
+  assign \$1369  = d == 5'h16;
+  assign \$1370  = d == 5'h17;
+  assign \$1371  = d == 5'h18;
+  assign \$1372  = d == 5'h19;
+  assign \$1373  = d == 5'h1a;
+  assign \$1374  = d == 5'h1b;
+  assign \$1375  = d == 5'h1c;
+  assign \$1376  = d == 5'h1d;
+  assign \$1377  = d == 5'h1e;
+  assign \$1378  = d == 5'h1f;
+  assign \$1379  = | { \$1378 , \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369 , \$1368 , \$1367 , \$1366 , \$1365 , \$1364 , \$1363 , \$1362 , \$1361  };
+  assign \$1380  = \$1360  & \$1379 ;
+  assign \$1381  = ky == 1'h1;
+  assign \$1382  = d == 4'hf;
+  assign \$1383  = d == 5'h10;
+  assign \$1384  = d == 5'h11;
+  assign \$1385  = d == 5'h12;
+  assign \$1386  = d == 5'h13;
+  assign \$1387  = d == 5'h14;
+  assign \$1388  = d == 5'h15;
+  assign \$1389  = d == 5'h16;
+  assign \$1390  = d == 5'h17;
+  assign \$1391  = d == 5'h18;
+  assign \$1392  = d == 5'h19;
+  assign \$1393  = d == 5'h1a;
+  assign \$1394  = d == 5'h1b;
+  assign \$1395  = d == 5'h1c;
+  assign \$1396  = d == 5'h1d;
+  assign \$1397  = d == 5'h1e;
+  assign \$1398  = d == 5'h1f;
+  assign \$1399  = | { \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382  };
+  assign \$1400  = \$1381  & \$1399 ;
+  assign \$1401  = ky == 2'h2;
+  assign \$1402  = d == 5'h10;
+  assign \$1403  = d == 5'h11;
+  assign \$1404  = d == 5'h12;
+  assign \$1405  = d == 5'h13;
+  assign \$1406  = d == 5'h14;
+  assign \$1407  = d == 5'h15;
+  assign \$1408  = d == 5'h16;
+  assign \$1409  = d == 5'h17;
+  assign \$1410  = d == 5'h18;
+  assign \$1411  = d == 5'h19;
+  assign \$1412  = d == 5'h1a;
+  assign \$1413  = d == 5'h1b;
+  assign \$1414  = d == 5'h1c;
+  assign \$1415  = d == 5'h1d;
+  assign \$1416  = d == 5'h1e;
+  assign \$1417  = d == 5'h1f;
+  assign \$1418  = | { \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402  };
+  assign \$1419  = \$1401  & \$1418 ;
+  assign \$1420  = ky == 2'h3;
+  assign \$1421  = d == 5'h11;
+  assign \$1422  = d == 5'h12;
+  assign \$1423  = d == 5'h13;
+  assign \$1424  = d == 5'h14;
+  assign \$1425  = d == 5'h15;
+  assign \$1426  = d == 5'h16;
+  assign \$1427  = d == 5'h17;
+  assign \$1428  = d == 5'h18;
+  assign \$1429  = d == 5'h19;
+  assign \$1430  = d == 5'h1a;
+  assign \$1431  = d == 5'h1b;
+  assign \$1432  = d == 5'h1c;
+  assign \$1433  = d == 5'h1d;
+  assign \$1434  = d == 5'h1e;
+  assign \$1435  = d == 5'h1f;
+  assign \$1436  = | { \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421  };
+  assign \$1437  = \$1420  & \$1436 ;
+  assign \$1438  = ky == 3'h4;
+  assign \$1439  = d == 5'h12;
+  assign \$1440  = d == 5'h13;
+  assign \$1441  = d == 5'h14;
+  assign \$1442  = d == 5'h15;
+  assign \$1443  = d == 5'h16;
+  assign \$1444  = d == 5'h17;
+  assign \$1445  = d == 5'h18;
+  assign \$1446  = d == 5'h19;
+  assign \$1447  = d == 5'h1a;
+  assign \$1448  = d == 5'h1b;
+  assign \$1449  = d == 5'h1c;
+  assign \$1450  = d == 5'h1d;
+  assign \$1451  = d == 5'h1e;
+  assign \$1452  = d == 5'h1f;
+  assign \$1453  = | { \$1452 , \$1451 , \$1450 , \$1449 , \$1448 , \$1447 , \$1446 , \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439  };
+  assign \$1454  = \$1438  & \$1453 ;
+  assign \$1455  = | { \$1454 , \$1437 , \$1419 , \$1400 , \$1380  };
+  assign \$1456  = ! ky;
+  assign \$1457  = ! d;
+  assign \$1458  = d == 1'h1;
+  assign \$1459  = d == 2'h2;
+  assign \$1460  = d == 2'h3;
+  assign \$1461  = d == 3'h4;
+  assign \$1462  = d == 3'h5;
+  assign \$1463  = d == 3'h6;
+  assign \$1464  = d == 3'h7;
+  assign \$1465  = d == 4'h8;
+  assign \$1466  = d == 4'h9;
+  assign \$1467  = d == 4'ha;
+  assign \$1468  = d == 4'hb;
+  assign \$1469  = d == 4'hc;
+  assign \$1470  = d == 4'hd;
+  assign \$1471  = d == 4'he;
+  assign \$1472  = d == 4'hf;
+  assign \$1473  = d == 5'h10;
+  assign \$1474  = d == 5'h11;
+  assign \$1475  = d == 5'h12;
+  assign \$1476  = d == 5'h13;
+  assign \$1477  = d == 5'h14;
+  assign \$1478  = d == 5'h15;
+  assign \$1479  = d == 5'h16;
+  assign \$1480  = d == 5'h17;
+  assign \$1481  = d == 5'h18;
+  assign \$1482  = d == 5'h19;
+  assign \$1483  = d == 5'h1a;
+  assign \$1484  = d == 5'h1b;
+  assign \$1485  = d == 5'h1c;
+  assign \$1486  = d == 5'h1d;
+  assign \$1487  = d == 5'h1e;
+  assign \$1488  = d == 5'h1f;
+  assign \$1489  = | { \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467 , \$1466 , \$1465 , \$1464 , \$1463 , \$1462 , \$1461 , \$1460 , \$1459 , \$1458 , \$1457  };
+  assign \$1490  = \$1456  & \$1489 ;
+  assign \$1491  = ky == 1'h1;
+  assign \$1492  = d == 1'h1;
+  assign \$1493  = d == 2'h2;
+  assign \$1494  = d == 2'h3;
+  assign \$1495  = d == 3'h4;
+  assign \$1496  = d == 3'h5;
+  assign \$1497  = d == 3'h6;
+  assign \$1498  = d == 3'h7;
+  assign \$1499  = d == 4'h8;
+  assign \$1500  = d == 4'h9;
+  assign \$1501  = d == 4'ha;
+  assign \$1502  = d == 4'hb;
+  assign \$1503  = d == 4'hc;
+  assign \$1504  = d == 4'hd;
+  assign \$1505  = d == 4'he;
+  assign \$1506  = d == 4'hf;
+  assign \$1507  = d == 5'h10;
+  assign \$1508  = d == 5'h11;
+  assign \$1509  = d == 5'h12;
+  assign \$1510  = d == 5'h13;
+  assign \$1511  = d == 5'h14;
+  assign \$1512  = d == 5'h15;
+  assign \$1513  = d == 5'h16;
+  assign \$1514  = d == 5'h17;
+  assign \$1515  = d == 5'h18;
+  assign \$1516  = d == 5'h19;
+  assign \$1517  = d == 5'h1a;
+  assign \$1518  = d == 5'h1b;
+  assign \$1519  = d == 5'h1c;
+  assign \$1520  = d == 5'h1d;
+  assign \$1521  = d == 5'h1e;
+  assign \$1522  = d == 5'h1f;
+  assign \$1523  = | { \$1522 , \$1521 , \$1520 , \$1519 , \$1518 , \$1517 , \$1516 , \$1515 , \$1514 , \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502 , \$1501 , \$1500 , \$1499 , \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492  };
+  assign \$1524  = \$1491  & \$1523 ;
+  assign \$1525  = ky == 2'h2;
+  assign \$1526  = d == 2'h2;
+  assign \$1527  = d == 2'h3;
+  assign \$1528  = d == 3'h4;
+  assign \$1529  = d == 3'h5;
+  assign \$1530  = d == 3'h6;
+  assign \$1531  = d == 3'h7;
+  assign \$1532  = d == 4'h8;
+  assign \$1533  = d == 4'h9;
+  assign \$1534  = d == 4'ha;
+  assign \$1535  = d == 4'hb;
+  assign \$1536  = d == 4'hc;
+  assign \$1537  = d == 4'hd;
+  assign \$1538  = d == 4'he;
+  assign \$1539  = d == 4'hf;
+  assign \$1540  = d == 5'h10;
+  assign \$1541  = d == 5'h11;
+  assign \$1542  = d == 5'h12;
+  assign \$1543  = d == 5'h13;
+  assign \$1544  = d == 5'h14;
+  assign \$1545  = d == 5'h15;
+  assign \$1546  = d == 5'h16;
+  assign \$1547  = d == 5'h17;
+  assign \$1548  = d == 5'h18;
+  assign \$1549  = d == 5'h19;
+  assign \$1550  = d == 5'h1a;
+  assign \$1551  = d == 5'h1b;
+  assign \$1552  = d == 5'h1c;
+  assign \$1553  = d == 5'h1d;
+  assign \$1554  = d == 5'h1e;
+  assign \$1555  = d == 5'h1f;
+  assign \$1556  = | { \$1555 , \$1554 , \$1553 , \$1552 , \$1551 , \$1550 , \$1549 , \$1548 , \$1547 , \$1546 , \$1545 , \$1544 , \$1543 , \$1542 , \$1541 , \$1540 , \$1539 , \$1538 , \$1537 , \$1536 , \$1535 , \$1534 , \$1533 , \$1532 , \$1531 , \$1530 , \$1529 , \$1528 , \$1527 , \$1526  };
+  assign \$1557  = \$1525  & \$1556 ;
+  assign \$1558  = ky == 2'h3;
+  assign \$1559  = d == 2'h3;
+  assign \$1560  = d == 3'h4;
+  assign \$1561  = d == 3'h5;
+  assign \$1562  = d == 3'h6;
+  assign \$1563  = d == 3'h7;
+  assign \$1564  = d == 4'h8;
+  assign \$1565  = d == 4'h9;
+  assign \$1566  = d == 4'ha;
+  assign \$1567  = d == 4'hb;
+  assign \$1568  = d == 4'hc;
+  assign \$1569  = d == 4'hd;
+  assign \$1570  = d == 4'he;
+  assign \$1571  = d == 4'hf;
+  assign \$1572  = d == 5'h10;
+  assign \$1573  = d == 5'h11;
+  assign \$1574  = d == 5'h12;
+  assign \$1575  = d == 5'h13;
+  assign \$1576  = d == 5'h14;
+  assign \$1577  = d == 5'h15;
+  assign \$1578  = d == 5'h16;
+  assign \$1579  = d == 5'h17;
+  assign \$1580  = d == 5'h18;
+  assign \$1581  = d == 5'h19;
+  assign \$1582  = d == 5'h1a;
+  assign \$1583  = d == 5'h1b;
+  assign \$1584  = d == 5'h1c;
+  assign \$1585  = d == 5'h1d;
+  assign \$1586  = d == 5'h1e;
+  assign \$1587  = d == 5'h1f;
+  assign \$1588  = | { \$1587 , \$1586 , \$1585 , \$1584 , \$1583 , \$1582 , \$1581 , \$1580 , \$1579 , \$1578 , \$1577 , \$1576 , \$1575 , \$1574 , \$1573 , \$1572 , \$1571 , \$1570 , \$1569 , \$1568 , \$1567 , \$1566 , \$1565 , \$1564 , \$1563 , \$1562 , \$1561 , \$1560 , \$1559  };
+  assign \$1589  = \$1558  & \$1588 ;
+  assign \$1590  = ky == 3'h4;
+  assign \$1591  = d == 3'h4;
+  assign \$1592  = d == 3'h5;
+  assign \$1593  = d == 3'h6;
+  assign \$1594  = d == 3'h7;
+  assign \$1595  = d == 4'h8;
+  assign \$1596  = d == 4'h9;
+  assign \$1597  = d == 4'ha;
+  assign \$1598  = d == 4'hb;
+  assign \$1599  = d == 4'hc;
+  assign \$1600  = d == 4'hd;
+  assign \$1601  = d == 4'he;
+  assign \$1602  = d == 4'hf;
+  assign \$1603  = d == 5'h10;
+  assign \$1604  = d == 5'h11;
+  assign \$1605  = d == 5'h12;
+  assign \$1606  = d == 5'h13;
+  assign \$1607  = d == 5'h14;
+  assign \$1608  = d == 5'h15;
+  assign \$1609  = d == 5'h16;
+  assign \$1610  = d == 5'h17;
+  assign \$1611  = d == 5'h18;
+  assign \$1612  = d == 5'h19;
+  assign \$1613  = d == 5'h1a;
+  assign \$1614  = d == 5'h1b;
+  assign \$1615  = d == 5'h1c;
+  assign \$1616  = d == 5'h1d;
+  assign \$1617  = d == 5'h1e;
+  assign \$1618  = d == 5'h1f;
+  assign \$1619  = | { \$1618 , \$1617 , \$1616 , \$1615 , \$1614 , \$1613 , \$1612 , \$1611 , \$1610 , \$1609 , \$1608 , \$1607 , \$1606 , \$1605 , \$1604 , \$1603 , \$1602 , \$1601 , \$1600 , \$1599 , \$1598 , \$1597 , \$1596 , \$1595 , \$1594 , \$1593 , \$1592 , \$1591  };
+  assign \$1620  = \$1590  & \$1619 ;
+  assign \$1621  = | { \$1620 , \$1589 , \$1557 , \$1524 , \$1490  };
+  assign \$1622  = \$1359  ? \$1455  : \$1621 ;
+  assign \$1624  = r_last ? \$1042  : \$1623 ;
+  assign \$1625  = \$982  | \$1624 ;
+  assign \$1626  = \$959  & \$1625 ;
+  assign \$1627  = oy == 4'hd;
+  assign \$1628  = r_last & \$1627 ;
+  assign \$1629  = ~ \$1628 ;
+  assign \$1630  = ky == 3'h4;
+  assign \$1631  = ~ \$1630 ;
+  assign \$1632  = $signed(iy) < $signed(1'h1);
+  assign \$1633  = $signed(iy) >= $signed(5'h0d);
+  assign \$1634  = \$1632  | \$1633 ;
+  assign \$1635  = c == 5'h1f;
+  assign \$1636  = ox == 4'hd;
+  assign \$1637  = \$1635  & \$1636 ;
+  assign \$1638  = oy == 4'hd;
+  assign \$1639  = $signed(low) < $signed(1'h1);
+  assign \$1640  = $signed(low) >= $signed(5'h0d);
+  assign \$1641  = \$1639  | \$1640 ;
+  assign \$1642  = \$1638  ? 1'h1 : \$1641 ;
+  assign \$1643  = $signed(low) < $signed(1'h0);
+  assign \$1644  = $signed(low) >= $signed(5'h0e);
+  assign \$1645  = \$1643  | \$1644 ;
+  assign \$1646  = \$1637  ? \$1642  : \$1645 ;
+  assign \$1647  = \$1630  ? \$1646  : \$1634 ;
+  assign \$1648  = \$1647  | ahead;
+  assign \$1649  = oy == 4'hd;
+  assign \$1650  = d == 2'h2;
+  assign \$1651  = d == 2'h3;
+  assign \$1652  = d == 3'h4;
+  assign \$1653  = d == 3'h5;
+  assign \$1654  = d == 3'h6;
+  assign \$1655  = d == 3'h7;
+  assign \$1656  = d == 4'h8;
+  assign \$1657  = d == 4'h9;
+  assign \$1658  = d == 4'ha;
+  assign \$1659  = d == 4'hb;
+  assign \$1660  = d == 4'hc;
+  assign \$1661  = d == 4'hd;
+  assign \$1662  = d == 4'he;
+  assign \$1663  = d == 4'hf;
+  assign \$1664  = d == 5'h10;
+  assign \$1665  = d == 5'h11;
+  assign \$1666  = d == 5'h12;
+  assign \$1667  = d == 5'h13;
+  assign \$1668  = d == 5'h14;
+  assign \$1669  = d == 5'h15;
+  assign \$1670  = d == 5'h16;
+  assign \$1671  = d == 5'h17;
+  assign \$1672  = d == 5'h18;
+  assign \$1673  = d == 5'h19;
+  assign \$1674  = d == 5'h1a;
+  assign \$1675  = d == 5'h1b;
+  assign \$1676  = d == 5'h1c;
+  assign \$1677  = d == 5'h1d;
+  assign \$1678  = d == 5'h1e;
+  assign \$1679  = d == 5'h1f;
+  assign \$1680  = | { \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666 , \$1665 , \$1664 , \$1663 , \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656 , \$1655 , \$1654 , \$1653 , \$1652 , \$1651 , \$1650  };
+  assign \$1681  = \$1649  ? 1'h1 : \$1680 ;
+  assign \$1682  = ky == 3'h4;
+  assign \$1683  = d == 1'h1;
+  assign \$1684  = d == 2'h2;
+  assign \$1685  = d == 2'h3;
+  assign \$1686  = d == 3'h4;
+  assign \$1687  = d == 3'h5;
+  assign \$1688  = d == 3'h6;
+  assign \$1689  = d == 3'h7;
+  assign \$1690  = d == 4'h8;
+  assign \$1691  = d == 4'h9;
+  assign \$1692  = d == 4'ha;
+  assign \$1693  = d == 4'hb;
+  assign \$1694  = d == 4'hc;
+  assign \$1695  = d == 4'hd;
+  assign \$1696  = d == 4'he;
+  assign \$1697  = d == 4'hf;
+  assign \$1698  = d == 5'h10;
+  assign \$1699  = d == 5'h11;
+  assign \$1700  = d == 5'h12;
+  assign \$1701  = d == 5'h13;
+  assign \$1702  = d == 5'h14;
+  assign \$1703  = d == 5'h15;
+  assign \$1704  = d == 5'h16;
+  assign \$1705  = d == 5'h17;
+  assign \$1706  = d == 5'h18;
+  assign \$1707  = d == 5'h19;
+  assign \$1708  = d == 5'h1a;
+  assign \$1709  = d == 5'h1b;
+  assign \$1710  = d == 5'h1c;
+  assign \$1711  = d == 5'h1d;
+  assign \$1712  = d == 5'h1e;
+  assign \$1713  = d == 5'h1f;
+  assign \$1714  = | { \$1713 , \$1712 , \$1711 , \$1710 , \$1709 , \$1708 , \$1707 , \$1706 , \$1705 , \$1704 , \$1703 , \$1702 , \$1701 , \$1700 , \$1699 , \$1698 , \$1697 , \$1696 , \$1695 , \$1694 , \$1693 , \$1692 , \$1691 , \$1690 , \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683  };
+  assign \$1715  = ! ky;
+  assign \$1716  = d == 2'h2;
+  assign \$1717  = d == 2'h3;
+  assign \$1718  = d == 3'h4;
+  assign \$1719  = d == 3'h5;
+  assign \$1720  = d == 3'h6;
+  assign \$1721  = d == 3'h7;
+  assign \$1722  = d == 4'h8;
+  assign \$1723  = d == 4'h9;
+  assign \$1724  = d == 4'ha;
+  assign \$1725  = d == 4'hb;
+  assign \$1726  = d == 4'hc;
+  assign \$1727  = d == 4'hd;
+  assign \$1728  = d == 4'he;
+  assign \$1729  = d == 4'hf;
+  assign \$1730  = d == 5'h10;
+  assign \$1731  = d == 5'h11;
+  assign \$1732  = d == 5'h12;
+  assign \$1733  = d == 5'h13;
+  assign \$1734  = d == 5'h14;
+  assign \$1735  = d == 5'h15;
+  assign \$1736  = d == 5'h16;
+  assign \$1737  = d == 5'h17;
+  assign \$1738  = d == 5'h18;
+  assign \$1739  = d == 5'h19;
+  assign \$1740  = d == 5'h1a;
+  assign \$1741  = d == 5'h1b;
+  assign \$1742  = d == 5'h1c;
+  assign \$1743  = d == 5'h1d;
+  assign \$1744  = d == 5'h1e;
+  assign \$1745  = d == 5'h1f;
+  assign \$1746  = | { \$1745 , \$1744 , \$1743 , \$1742 , \$1741 , \$1740 , \$1739 , \$1738 , \$1737 , \$1736 , \$1735 , \$1734 , \$1733 , \$1732 , \$1731 , \$1730 , \$1729 , \$1728 , \$1727 , \$1726 , \$1725 , \$1724 , \$1723 , \$1722 , \$1721 , \$1720 , \$1719 , \$1718 , \$1717 , \$1716  };
+  assign \$1747  = \$1715  & \$1746 ;
+  assign \$1748  = ky == 1'h1;
+  assign \$1749  = d == 2'h3;
+  assign \$1750  = d == 3'h4;
+  assign \$1751  = d == 3'h5;
+  assign \$1752  = d == 3'h6;
+  assign \$1753  = d == 3'h7;
+  assign \$1754  = d == 4'h8;
+  assign \$1755  = d == 4'h9;
+  assign \$1756  = d == 4'ha;
+  assign \$1757  = d == 4'hb;
+  assign \$1758  = d == 4'hc;
+  assign \$1759  = d == 4'hd;
+  assign \$1760  = d == 4'he;
+  assign \$1761  = d == 4'hf;
+  assign \$1762  = d == 5'h10;
+  assign \$1763  = d == 5'h11;
+  assign \$1764  = d == 5'h12;
+  assign \$1765  = d == 5'h13;
+  assign \$1766  = d == 5'h14;
+  assign \$1767  = d == 5'h15;
+  assign \$1768  = d == 5'h16;
+  assign \$1769  = d == 5'h17;
+  assign \$1770  = d == 5'h18;
+  assign \$1771  = d == 5'h19;
+  assign \$1772  = d == 5'h1a;
+  assign \$1773  = d == 5'h1b;
+  assign \$1774  = d == 5'h1c;
+  assign \$1775  = d == 5'h1d;
+  assign \$1776  = d == 5'h1e;
+  assign \$1777  = d == 5'h1f;
+  assign \$1778  = | { \$1777 , \$1776 , \$1775 , \$1774 , \$1773 , \$1772 , \$1771 , \$1770 , \$1769 , \$1768 , \$1767 , \$1766 , \$1765 , \$1764 , \$1763 , \$1762 , \$1761 , \$1760 , \$1759 , \$1758 , \$1757 , \$1756 , \$1755 , \$1754 , \$1753 , \$1752 , \$1751 , \$1750 , \$1749  };
+  assign \$1779  = \$1748  & \$1778 ;
+  assign \$1780  = ky == 2'h2;
+  assign \$1781  = d == 3'h4;
+  assign \$1782  = d == 3'h5;
+  assign \$1783  = d == 3'h6;
+  assign \$1784  = d == 3'h7;
+  assign \$1785  = d == 4'h8;
+  assign \$1786  = d == 4'h9;
+  assign \$1787  = d == 4'ha;
+  assign \$1788  = d == 4'hb;
+  assign \$1789  = d == 4'hc;
+  assign \$1790  = d == 4'hd;
+  assign \$1791  = d == 4'he;
+  assign \$1792  = d == 4'hf;
+  assign \$1793  = d == 5'h10;
+  assign \$1794  = d == 5'h11;
+  assign \$1795  = d == 5'h12;
+  assign \$1796  = d == 5'h13;
+  assign \$1797  = d == 5'h14;
+  assign \$1798  = d == 5'h15;
+  assign \$1799  = d == 5'h16;
+  assign \$1800  = d == 5'h17;
+  assign \$1801  = d == 5'h18;
+  assign \$1802  = d == 5'h19;
+  assign \$1803  = d == 5'h1a;
+  assign \$1804  = d == 5'h1b;
+  assign \$1805  = d == 5'h1c;
+  assign \$1806  = d == 5'h1d;
+  assign \$1807  = d == 5'h1e;
+  assign \$1808  = d == 5'h1f;
+  assign \$1809  = | { \$1808 , \$1807 , \$1806 , \$1805 , \$1804 , \$1803 , \$1802 , \$1801 , \$1800 , \$1799 , \$1798 , \$1797 , \$1796 , \$1795 , \$1794 , \$1793 , \$1792 , \$1791 , \$1790 , \$1789 , \$1788 , \$1787 , \$1786 , \$1785 , \$1784 , \$1783 , \$1782 , \$1781  };
+  assign \$1810  = \$1780  & \$1809 ;
+  assign \$1811  = ky == 2'h3;
+  assign \$1812  = d == 3'h5;
+  assign \$1813  = d == 3'h6;
+  assign \$1814  = d == 3'h7;
+  assign \$1815  = d == 4'h8;
+  assign \$1816  = d == 4'h9;
+  assign \$1817  = d == 4'ha;
+  assign \$1818  = d == 4'hb;
+  assign \$1819  = d == 4'hc;
+  assign \$1820  = d == 4'hd;
+  assign \$1821  = d == 4'he;
+  assign \$1822  = d == 4'hf;
+  assign \$1823  = d == 5'h10;
+  assign \$1824  = d == 5'h11;
+  assign \$1825  = d == 5'h12;
+  assign \$1826  = d == 5'h13;
+  assign \$1827  = d == 5'h14;
+  assign \$1828  = d == 5'h15;
+  assign \$1829  = d == 5'h16;
+  assign \$1830  = d == 5'h17;
+  assign \$1831  = d == 5'h18;
+  assign \$1832  = d == 5'h19;
+  assign \$1833  = d == 5'h1a;
+  assign \$1834  = d == 5'h1b;
+  assign \$1835  = d == 5'h1c;
+  assign \$1836  = d == 5'h1d;
+  assign \$1837  = d == 5'h1e;
+  assign \$1838  = d == 5'h1f;
+  assign \$1839  = | { \$1838 , \$1837 , \$1836 , \$1835 , \$1834 , \$1833 , \$1832 , \$1831 , \$1830 , \$1829 , \$1828 , \$1827 , \$1826 , \$1825 , \$1824 , \$1823 , \$1822 , \$1821 , \$1820 , \$1819 , \$1818 , \$1817 , \$1816 , \$1815 , \$1814 , \$1813 , \$1812  };
+  assign \$1840  = \$1811  & \$1839 ;
+  assign \$1841  = ky == 3'h4;
+  assign \$1842  = d == 3'h6;
+  assign \$1843  = d == 3'h7;
+  assign \$1844  = d == 4'h8;
+  assign \$1845  = d == 4'h9;
+  assign \$1846  = d == 4'ha;
+  assign \$1847  = d == 4'hb;
+  assign \$1848  = d == 4'hc;
+  assign \$1849  = d == 4'hd;
+  assign \$1850  = d == 4'he;
+  assign \$1851  = d == 4'hf;
+  assign \$1852  = d == 5'h10;
+  assign \$1853  = d == 5'h11;
+  assign \$1854  = d == 5'h12;
+  assign \$1855  = d == 5'h13;
+  assign \$1856  = d == 5'h14;
+  assign \$1857  = d == 5'h15;
+  assign \$1858  = d == 5'h16;
+  assign \$1859  = d == 5'h17;
+  assign \$1860  = d == 5'h18;
+  assign \$1861  = d == 5'h19;
+  assign \$1862  = d == 5'h1a;
+  assign \$1863  = d == 5'h1b;
+  assign \$1864  = d == 5'h1c;
+  assign \$1865  = d == 5'h1d;
+  assign \$1866  = d == 5'h1e;
+  assign \$1867  = d == 5'h1f;
+  assign \$1868  = | { \$1867 , \$1866 , \$1865 , \$1864 , \$1863 , \$1862 , \$1861 , \$1860 , \$1859 , \$1858 , \$1857 , \$1856 , \$1855 , \$1854 , \$1853 , \$1852 , \$1851 , \$1850 , \$1849 , \$1848 , \$1847 , \$1846 , \$1845 , \$1844 , \$1843 , \$1842  };
+  assign \$1869  = \$1841  & \$1868 ;
+  assign \$1870  = | { \$1869 , \$1840 , \$1810 , \$1779 , \$1747  };
+  assign \$1871  = \$1682  ? \$1714  : \$1870 ;
+  assign \$1872  = ! ky;
+  assign \$1873  = d == 1'h1;
+  assign \$1874  = d == 2'h2;
+  assign \$1875  = d == 2'h3;
+  assign \$1876  = d == 3'h4;
+  assign \$1877  = d == 3'h5;
+  assign \$1878  = d == 3'h6;
+  assign \$1879  = d == 3'h7;
+  assign \$1880  = d == 4'h8;
+  assign \$1881  = d == 4'h9;
+  assign \$1882  = d == 4'ha;
+  assign \$1883  = d == 4'hb;
+  assign \$1884  = d == 4'hc;
+  assign \$1885  = d == 4'hd;
+  assign \$1886  = d == 4'he;
+  assign \$1887  = d == 4'hf;
+  assign \$1888  = d == 5'h10;
+  assign \$1889  = d == 5'h11;
+  assign \$1890  = d == 5'h12;
+  assign \$1891  = d == 5'h13;
+  assign \$1892  = d == 5'h14;
+  assign \$1893  = d == 5'h15;
+  assign \$1894  = d == 5'h16;
+  assign \$1895  = d == 5'h17;
+  assign \$1896  = d == 5'h18;
+  assign \$1897  = d == 5'h19;
+  assign \$1898  = d == 5'h1a;
+  assign \$1899  = d == 5'h1b;
+  assign \$1900  = d == 5'h1c;
+  assign \$1901  = d == 5'h1d;
+  assign \$1902  = d == 5'h1e;
+  assign \$1903  = d == 5'h1f;
+  assign \$1904  = | { \$1903 , \$1902 , \$1901 , \$1900 , \$1899 , \$1898 , \$1897 , \$1896 , \$1895 , \$1894 , \$1893 , \$1892 , \$1891 , \$1890 , \$1889 , \$1888 , \$1887 , \$1886 , \$1885 , \$1884 , \$1883 , \$1882 , \$1881 , \$1880 , \$1879 , \$1878 , \$1877 , \$1876 , \$1875 , \$1874 , \$1873  };
+  assign \$1905  = \$1872  & \$1904 ;
+  assign \$1906  = ky == 1'h1;
+  assign \$1907  = d == 2'h2;
+  assign \$1908  = d == 2'h3;
+  assign \$1909  = d == 3'h4;
+  assign \$1910  = d == 3'h5;
+  assign \$1911  = d == 3'h6;
+  assign \$1912  = d == 3'h7;
+  assign \$1913  = d == 4'h8;
+  assign \$1914  = d == 4'h9;
+  assign \$1915  = d == 4'ha;
+  assign \$1916  = d == 4'hb;
+  assign \$1917  = d == 4'hc;
+  assign \$1918  = d == 4'hd;
+  assign \$1919  = d == 4'he;
+  assign \$1920  = d == 4'hf;
+  assign \$1921  = d == 5'h10;
+  assign \$1922  = d == 5'h11;
+  assign \$1923  = d == 5'h12;
+  assign \$1924  = d == 5'h13;
+  assign \$1925  = d == 5'h14;
+  assign \$1926  = d == 5'h15;
+  assign \$1927  = d == 5'h16;
+  assign \$1928  = d == 5'h17;
+  assign \$1929  = d == 5'h18;
+  assign \$1930  = d == 5'h19;
+  assign \$1931  = d == 5'h1a;
+  assign \$1932  = d == 5'h1b;
+  assign \$1933  = d == 5'h1c;
+  assign \$1934  = d == 5'h1d;
+  assign \$1935  = d == 5'h1e;
+  assign \$1936  = d == 5'h1f;
+  assign \$1937  = | { \$1936 , \$1935 , \$1934 , \$1933 , \$1932 , \$1931 , \$1930 , \$1929 , \$1928 , \$1927 , \$1926 , \$1925 , \$1924 , \$1923 , \$1922 , \$1921 , \$1920 , \$1919 , \$1918 , \$1917 , \$1916 , \$1915 , \$1914 , \$1913 , \$1912 , \$1911 , \$1910 , \$1909 , \$1908 , \$1907  };
+  assign \$1938  = \$1906  & \$1937 ;
+  assign \$1939  = ky == 2'h2;
+  assign \$1940  = d == 2'h3;
+  assign \$1941  = d == 3'h4;
+  assign \$1942  = d == 3'h5;
+  assign \$1943  = d == 3'h6;
+  assign \$1944  = d == 3'h7;
+  assign \$1945  = d == 4'h8;
+  assign \$1946  = d == 4'h9;
+  assign \$1947  = d == 4'ha;
+  assign \$1948  = d == 4'hb;
+  assign \$1949  = d == 4'hc;
+  assign \$1950  = d == 4'hd;
+  assign \$1951  = d == 4'he;
+  assign \$1952  = d == 4'hf;
+  assign \$1953  = d == 5'h10;
+  assign \$1954  = d == 5'h11;
+  assign \$1955  = d == 5'h12;
+  assign \$1956  = d == 5'h13;
+  assign \$1957  = d == 5'h14;
+  assign \$1958  = d == 5'h15;
+  assign \$1959  = d == 5'h16;
+  assign \$1960  = d == 5'h17;
+  assign \$1961  = d == 5'h18;
+  assign \$1962  = d == 5'h19;
+  assign \$1963  = d == 5'h1a;
+  assign \$1964  = d == 5'h1b;
+  assign \$1965  = d == 5'h1c;
+  assign \$1966  = d == 5'h1d;
+  assign \$1967  = d == 5'h1e;
+  assign \$1968  = d == 5'h1f;
+  assign \$1969  = | { \$1968 , \$1967 , \$1966 , \$1965 , \$1964 , \$1963 , \$1962 , \$1961 , \$1960 , \$1959 , \$1958 , \$1957 , \$1956 , \$1955 , \$1954 , \$1953 , \$1952 , \$1951 , \$1950 , \$1949 , \$1948 , \$1947 , \$1946 , \$1945 , \$1944 , \$1943 , \$1942 , \$1941 , \$1940  };
+  assign \$1970  = \$1939  & \$1969 ;
+  assign \$1971  = ky == 2'h3;
+  assign \$1972  = d == 3'h4;
+  assign \$1973  = d == 3'h5;
+  assign \$1974  = d == 3'h6;
+  assign \$1975  = d == 3'h7;
+  assign \$1976  = d == 4'h8;
+  assign \$1977  = d == 4'h9;
+  assign \$1978  = d == 4'ha;
+  assign \$1979  = d == 4'hb;
+  assign \$1980  = d == 4'hc;
+  assign \$1981  = d == 4'hd;
+  assign \$1982  = d == 4'he;
+  assign \$1983  = d == 4'hf;
+  assign \$1984  = d == 5'h10;
+  assign \$1985  = d == 5'h11;
+  assign \$1986  = d == 5'h12;
+  assign \$1987  = d == 5'h13;
+  assign \$1988  = d == 5'h14;
+  assign \$1989  = d == 5'h15;
+  assign \$1990  = d == 5'h16;
+  assign \$1991  = d == 5'h17;
+  assign \$1992  = d == 5'h18;
+  assign \$1993  = d == 5'h19;
+  assign \$1994  = d == 5'h1a;
+  assign \$1995  = d == 5'h1b;
+  assign \$1996  = d == 5'h1c;
+  assign \$1997  = d == 5'h1d;
+  assign \$1998  = d == 5'h1e;
+  assign \$1999  = d == 5'h1f;
+  assign \$2000  = | { \$1999 , \$1998 , \$1997 , \$1996 , \$1995 , \$1994 , \$1993 , \$1992 , \$1991 , \$1990 , \$1989 , \$1988 , \$1987 , \$1986 , \$1985 , \$1984 , \$1983 , \$1982 , \$1981 , \$1980 , \$1979 , \$1978 , \$1977 , \$1976 , \$1975 , \$1974 , \$1973 , \$1972  };
+  assign \$2001  = \$1971  & \$2000 ;
+  assign \$2002  = ky == 3'h4;
+  assign \$2003  = d == 3'h5;
+  assign \$2004  = d == 3'h6;
+  assign \$2005  = d == 3'h7;
+  assign \$2006  = d == 4'h8;
+  assign \$2007  = d == 4'h9;
+  assign \$2008  = d == 4'ha;
+  assign \$2009  = d == 4'hb;
+  assign \$2010  = d == 4'hc;
+  assign \$2011  = d == 4'hd;
+  assign \$2012  = d == 4'he;
+  assign \$2013  = d == 4'hf;
+  assign \$2014  = d == 5'h10;
+  assign \$2015  = d == 5'h11;
+  assign \$2016  = d == 5'h12;
+  assign \$2017  = d == 5'h13;
+  assign \$2018  = d == 5'h14;
+  assign \$2019  = d == 5'h15;
+  assign \$2020  = d == 5'h16;
+  assign \$2021  = d == 5'h17;
+  assign \$2022  = d == 5'h18;
+  assign \$2023  = d == 5'h19;
+  assign \$2024  = d == 5'h1a;
+  assign \$2025  = d == 5'h1b;
+  assign \$2026  = d == 5'h1c;
+  assign \$2027  = d == 5'h1d;
+  assign \$2028  = d == 5'h1e;
+  assign \$2029  = d == 5'h1f;
+  assign \$2030  = | { \$2029 , \$2028 , \$2027 , \$2026 , \$2025 , \$2024 , \$2023 , \$2022 , \$2021 , \$2020 , \$2019 , \$2018 , \$2017 , \$2016 , \$2015 , \$2014 , \$2013 , \$2012 , \$2011 , \$2010 , \$2009 , \$2008 , \$2007 , \$2006 , \$2005 , \$2004 , \$2003  };
+  assign \$2031  = \$2002  & \$2030 ;
+  assign \$2032  = | { \$2031 , \$2001 , \$1970 , \$1938 , \$1905  };
+  assign \$2034  = r_last ? \$1681  : \$2033 ;
+  assign \$2035  = \$1648  | \$2034 ;
+  assign \$2036  = \$1629  & \$2035 ;
+  assign \$2037  = \$956  ? \$1626  : \$2036 ;
+  assign \$2038  = write & w_last;
+  assign \$2039  = ~ r_done;
+  assign \$2040  = $signed(iy) < $signed(1'h0);
+  assign \$2041  = $signed(iy) >= $signed(5'h0e);
+  assign \$2042  = \$2040  | \$2041 ;
+  assign \$2043  = \$2042  | ahead;
+  assign \$2044  = ~ ahead;
+  assign \$2045  = w_row == 4'hd;
+  assign \$2046  = \$2044  & \$2045 ;
+  assign \$2047  = \$2043  | \$2046 ;
+  assign \$2048  = ~ ahead;
+  assign \$2049  = w_row == 4'hd;
+  assign \$2050  = \$2048  & \$2049 ;
+  assign \$2051  = ! ky;
+  assign \$2052  = d == 4'he;
+  assign \$2053  = d == 4'hf;
+  assign \$2054  = d == 5'h10;
+  assign \$2055  = d == 5'h11;
+  assign \$2056  = d == 5'h12;
+  assign \$2057  = d == 5'h13;
+  assign \$2058  = d == 5'h14;
+  assign \$2059  = d == 5'h15;
+  assign \$2060  = d == 5'h16;
+  assign \$2061  = d == 5'h17;
+  assign \$2062  = d == 5'h18;
+  assign \$2063  = d == 5'h19;
+  assign \$2064  = d == 5'h1a;
+  assign \$2065  = d == 5'h1b;
+  assign \$2066  = d == 5'h1c;
+  assign \$2067  = d == 5'h1d;
+  assign \$2068  = d == 5'h1e;
+  assign \$2069  = d == 5'h1f;
+  assign \$2070  = | { \$2069 , \$2068 , \$2067 , \$2066 , \$2065 , \$2064 , \$2063 , \$2062 , \$2061 , \$2060 , \$2059 , \$2058 , \$2057 , \$2056 , \$2055 , \$2054 , \$2053 , \$2052  };
+  assign \$2071  = \$2051  & \$2070 ;
+  assign \$2072  = ky == 1'h1;
+  assign \$2073  = d == 4'hf;
+  assign \$2074  = d == 5'h10;
+  assign \$2075  = d == 5'h11;
+  assign \$2076  = d == 5'h12;
+  assign \$2077  = d == 5'h13;
+  assign \$2078  = d == 5'h14;
+  assign \$2079  = d == 5'h15;
+  assign \$2080  = d == 5'h16;
+  assign \$2081  = d == 5'h17;
+  assign \$2082  = d == 5'h18;
+  assign \$2083  = d == 5'h19;
+  assign \$2084  = d == 5'h1a;
+  assign \$2085  = d == 5'h1b;
+  assign \$2086  = d == 5'h1c;
+  assign \$2087  = d == 5'h1d;
+  assign \$2088  = d == 5'h1e;
+  assign \$2089  = d == 5'h1f;
+  assign \$2090  = | { \$2089 , \$2088 , \$2087 , \$2086 , \$2085 , \$2084 , \$2083 , \$2082 , \$2081 , \$2080 , \$2079 , \$2078 , \$2077 , \$2076 , \$2075 , \$2074 , \$2073  };
+  assign \$2091  = \$2072  & \$2090 ;
+  assign \$2092  = ky == 2'h2;
+  assign \$2093  = d == 5'h10;
+  assign \$2094  = d == 5'h11;
+  assign \$2095  = d == 5'h12;
+  assign \$2096  = d == 5'h13;
+  assign \$2097  = d == 5'h14;
+  assign \$2098  = d == 5'h15;
+  assign \$2099  = d == 5'h16;
+  assign \$2100  = d == 5'h17;
+  assign \$2101  = d == 5'h18;
+  assign \$2102  = d == 5'h19;
+  assign \$2103  = d == 5'h1a;
+  assign \$2104  = d == 5'h1b;
+  assign \$2105  = d == 5'h1c;
+  assign \$2106  = d == 5'h1d;
+  assign \$2107  = d == 5'h1e;
+  assign \$2108  = d == 5'h1f;
+  assign \$2109  = | { \$2108 , \$2107 , \$2106 , \$2105 , \$2104 , \$2103 , \$2102 , \$2101 , \$2100 , \$2099 , \$2098 , \$2097 , \$2096 , \$2095 , \$2094 , \$2093  };
+  assign \$2110  = \$2092  & \$2109 ;
+  assign \$2111  = ky == 2'h3;
+  assign \$2112  = d == 5'h11;
+  assign \$2113  = d == 5'h12;
+  assign \$2114  = d == 5'h13;
+  assign \$2115  = d == 5'h14;
+  assign \$2116  = d == 5'h15;
+  assign \$2117  = d == 5'h16;
+  assign \$2118  = d == 5'h17;
+  assign \$2119  = d == 5'h18;
+  assign \$2120  = d == 5'h19;
+  assign \$2121  = d == 5'h1a;
+  assign \$2122  = d == 5'h1b;
+  assign \$2123  = d == 5'h1c;
+  assign \$2124  = d == 5'h1d;
+  assign \$2125  = d == 5'h1e;
+  assign \$2126  = d == 5'h1f;
+  assign \$2127  = | { \$2126 , \$2125 , \$2124 , \$2123 , \$2122 , \$2121 , \$2120 , \$2119 , \$2118 , \$2117 , \$2116 , \$2115 , \$2114 , \$2113 , \$2112  };
+  assign \$2128  = \$2111  & \$2127 ;
+  assign \$2129  = ky == 3'h4;
+  assign \$2130  = d == 5'h12;
+  assign \$2131  = d == 5'h13;
+  assign \$2132  = d == 5'h14;
+  assign \$2133  = d == 5'h15;
+  assign \$2134  = d == 5'h16;
+  assign \$2135  = d == 5'h17;
+  assign \$2136  = d == 5'h18;
+  assign \$2137  = d == 5'h19;
+  assign \$2138  = d == 5'h1a;
+  assign \$2139  = d == 5'h1b;
+  assign \$2140  = d == 5'h1c;
+  assign \$2141  = d == 5'h1d;
+  assign \$2142  = d == 5'h1e;
+  assign \$2143  = d == 5'h1f;
+  assign \$2144  = | { \$2143 , \$2142 , \$2141 , \$2140 , \$2139 , \$2138 , \$2137 , \$2136 , \$2135 , \$2134 , \$2133 , \$2132 , \$2131 , \$2130  };
+  assign \$2145  = \$2129  & \$2144 ;
+  assign \$2146  = | { \$2145 , \$2128 , \$2110 , \$2091 , \$2071  };
+  assign \$2147  = ! ky;
+  assign \$2148  = ! d;
+  assign \$2149  = d == 1'h1;
+  assign \$2150  = d == 2'h2;
+  assign \$2151  = d == 2'h3;
+  assign \$2152  = d == 3'h4;
+  assign \$2153  = d == 3'h5;
+  assign \$2154  = d == 3'h6;
+  assign \$2155  = d == 3'h7;
+  assign \$2156  = d == 4'h8;
+  assign \$2157  = d == 4'h9;
+  assign \$2158  = d == 4'ha;
+  assign \$2159  = d == 4'hb;
+  assign \$2160  = d == 4'hc;
+  assign \$2161  = d == 4'hd;
+  assign \$2162  = d == 4'he;
+  assign \$2163  = d == 4'hf;
+  assign \$2164  = d == 5'h10;
+  assign \$2165  = d == 5'h11;
+  assign \$2166  = d == 5'h12;
+  assign \$2167  = d == 5'h13;
+  assign \$2168  = d == 5'h14;
+  assign \$2169  = d == 5'h15;
+  assign \$2170  = d == 5'h16;
+  assign \$2171  = d == 5'h17;
+  assign \$2172  = d == 5'h18;
+  assign \$2173  = d == 5'h19;
+  assign \$2174  = d == 5'h1a;
+  assign \$2175  = d == 5'h1b;
+  assign \$2176  = d == 5'h1c;
+  assign \$2177  = d == 5'h1d;
+  assign \$2178  = d == 5'h1e;
+  assign \$2179  = d == 5'h1f;
+  assign \$2180  = | { \$2179 , \$2178 , \$2177 , \$2176 , \$2175 , \$2174 , \$2173 , \$2172 , \$2171 , \$2170 , \$2169 , \$2168 , \$2167 , \$2166 , \$2165 , \$2164 , \$2163 , \$2162 , \$2161 , \$2160 , \$2159 , \$2158 , \$2157 , \$2156 , \$2155 , \$2154 , \$2153 , \$2152 , \$2151 , \$2150 , \$2149 , \$2148  };
+  assign \$2181  = \$2147  & \$2180 ;
+  assign \$2182  = ky == 1'h1;
+  assign \$2183  = d == 1'h1;
+  assign \$2184  = d == 2'h2;
+  assign \$2185  = d == 2'h3;
+  assign \$2186  = d == 3'h4;
+  assign \$2187  = d == 3'h5;
+  assign \$2188  = d == 3'h6;
+  assign \$2189  = d == 3'h7;
+  assign \$2190  = d == 4'h8;
+  assign \$2191  = d == 4'h9;
+  assign \$2192  = d == 4'ha;
+  assign \$2193  = d == 4'hb;
+  assign \$2194  = d == 4'hc;
+  assign \$2195  = d == 4'hd;
+  assign \$2196  = d == 4'he;
+  assign \$2197  = d == 4'hf;
+  assign \$2198  = d == 5'h10;
+  assign \$2199  = d == 5'h11;
+  assign \$2200  = d == 5'h12;
+  assign \$2201  = d == 5'h13;
+  assign \$2202  = d == 5'h14;
+  assign \$2203  = d == 5'h15;
+  assign \$2204  = d == 5'h16;
+  assign \$2205  = d == 5'h17;
+  assign \$2206  = d == 5'h18;
+  assign \$2207  = d == 5'h19;
+  assign \$2208  = d == 5'h1a;
+  assign \$2209  = d == 5'h1b;
+  assign \$2210  = d == 5'h1c;
+  assign \$2211  = d == 5'h1d;
+  assign \$2212  = d == 5'h1e;
+  assign \$2213  = d == 5'h1f;
+  assign \$2214  = | { \$2213 , \$2212 , \$2211 , \$2210 , \$2209 , \$2208 , \$2207 , \$2206 , \$2205 , \$2204 , \$2203 , \$2202 , \$2201 , \$2200 , \$2199 , \$2198 , \$2197 , \$2196 , \$2195 , \$2194 , \$2193 , \$2192 , \$2191 , \$2190 , \$2189 , \$2188 , \$2187 , \$2186 , \$2185 , \$2184 , \$2183  };
+  assign \$2215  = \$2182  & \$2214 ;
+  assign \$2216  = ky == 2'h2;
+  assign \$2217  = d == 2'h2;
+  assign \$2218  = d == 2'h3;
+  assign \$2219  = d == 3'h4;
+  assign \$2220  = d == 3'h5;
+  assign \$2221  = d == 3'h6;
+  assign \$2222  = d == 3'h7;
+  assign \$2223  = d == 4'h8;
+  assign \$2224  = d == 4'h9;
+  assign \$2225  = d == 4'ha;
+  assign \$2226  = d == 4'hb;
+  assign \$2227  = d == 4'hc;
+  assign \$2228  = d == 4'hd;
+  assign \$2229  = d == 4'he;
+  assign \$2230  = d == 4'hf;
+  assign \$2231  = d == 5'h10;
+  assign \$2232  = d == 5'h11;
+  assign \$2233  = d == 5'h12;
+  assign \$2234  = d == 5'h13;
+  assign \$2235  = d == 5'h14;
+  assign \$2236  = d == 5'h15;
+  assign \$2237  = d == 5'h16;
+  assign \$2238  = d == 5'h17;
+  assign \$2239  = d == 5'h18;
+  assign \$2240  = d == 5'h19;
+  assign \$2241  = d == 5'h1a;
+  assign \$2242  = d == 5'h1b;
+  assign \$2243  = d == 5'h1c;
+  assign \$2244  = d == 5'h1d;
+  assign \$2245  = d == 5'h1e;
+  assign \$2246  = d == 5'h1f;
+  assign \$2247  = | { \$2246 , \$2245 , \$2244 , \$2243 , \$2242 , \$2241 , \$2240 , \$2239 , \$2238 , \$2237 , \$2236 , \$2235 , \$2234 , \$2233 , \$2232 , \$2231 , \$2230 , \$2229 , \$2228 , \$2227 , \$2226 , \$2225 , \$2224 , \$2223 , \$2222 , \$2221 , \$2220 , \$2219 , \$2218 , \$2217  };
+  assign \$2248  = \$2216  & \$2247 ;
+  assign \$2249  = ky == 2'h3;
+  assign \$2250  = d == 2'h3;
+  assign \$2251  = d == 3'h4;
+  assign \$2252  = d == 3'h5;
+  assign \$2253  = d == 3'h6;
+  assign \$2254  = d == 3'h7;
+  assign \$2255  = d == 4'h8;
+  assign \$2256  = d == 4'h9;
+  assign \$2257  = d == 4'ha;
+  assign \$2258  = d == 4'hb;
+  assign \$2259  = d == 4'hc;
+  assign \$2260  = d == 4'hd;
+  assign \$2261  = d == 4'he;
+  assign \$2262  = d == 4'hf;
+  assign \$2263  = d == 5'h10;
+  assign \$2264  = d == 5'h11;
+  assign \$2265  = d == 5'h12;
+  assign \$2266  = d == 5'h13;
+  assign \$2267  = d == 5'h14;
+  assign \$2268  = d == 5'h15;
+  assign \$2269  = d == 5'h16;
+  assign \$2270  = d == 5'h17;
+  assign \$2271  = d == 5'h18;
+  assign \$2272  = d == 5'h19;
+  assign \$2273  = d == 5'h1a;
+  assign \$2274  = d == 5'h1b;
+  assign \$2275  = d == 5'h1c;
+  assign \$2276  = d == 5'h1d;
+  assign \$2277  = d == 5'h1e;
+  assign \$2278  = d == 5'h1f;
+  assign \$2279  = | { \$2278 , \$2277 , \$2276 , \$2275 , \$2274 , \$2273 , \$2272 , \$2271 , \$2270 , \$2269 , \$2268 , \$2267 , \$2266 , \$2265 , \$2264 , \$2263 , \$2262 , \$2261 , \$2260 , \$2259 , \$2258 , \$2257 , \$2256 , \$2255 , \$2254 , \$2253 , \$2252 , \$2251 , \$2250  };
+  assign \$2280  = \$2249  & \$2279 ;
+  assign \$2281  = ky == 3'h4;
+  assign \$2282  = d == 3'h4;
+  assign \$2283  = d == 3'h5;
+  assign \$2284  = d == 3'h6;
+  assign \$2285  = d == 3'h7;
+  assign \$2286  = d == 4'h8;
+  assign \$2287  = d == 4'h9;
+  assign \$2288  = d == 4'ha;
+  assign \$2289  = d == 4'hb;
+  assign \$2290  = d == 4'hc;
+  assign \$2291  = d == 4'hd;
+  assign \$2292  = d == 4'he;
+  assign \$2293  = d == 4'hf;
+  assign \$2294  = d == 5'h10;
+  assign \$2295  = d == 5'h11;
+  assign \$2296  = d == 5'h12;
+  assign \$2297  = d == 5'h13;
+  assign \$2298  = d == 5'h14;
+  assign \$2299  = d == 5'h15;
+  assign \$2300  = d == 5'h16;
+  assign \$2301  = d == 5'h17;
+  assign \$2302  = d == 5'h18;
+  assign \$2303  = d == 5'h19;
+  assign \$2304  = d == 5'h1a;
+  assign \$2305  = d == 5'h1b;
+  assign \$2306  = d == 5'h1c;
+  assign \$2307  = d == 5'h1d;
+  assign \$2308  = d == 5'h1e;
+  assign \$2309  = d == 5'h1f;
+  assign \$2310  = | { \$2309 , \$2308 , \$2307 , \$2306 , \$2305 , \$2304 , \$2303 , \$2302 , \$2301 , \$2300 , \$2299 , \$2298 , \$2297 , \$2296 , \$2295 , \$2294 , \$2293 , \$2292 , \$2291 , \$2290 , \$2289 , \$2288 , \$2287 , \$2286 , \$2285 , \$2284 , \$2283 , \$2282  };
+  assign \$2311  = \$2281  & \$2310 ;
+  assign \$2312  = | { \$2311 , \$2280 , \$2248 , \$2215 , \$2181  };
+  assign \$2313  = \$2050  ? \$2146  : \$2312 ;
+  assign \$2314  = \$2047  | \$2313 ;
+  assign \$2315  = \$2039  & \$2314 ;
+  assign \$2316  = \$2038  ? \$2315  : avail;
+  assign \$2317  = take ? \$2037  : \$2316 ;
+  assign \$2318  = switch ? \$955  : \$2317 ;
+  assign \$2319  = w_grp + w_c;
+  assign \$2320  = ! w_b;
+  assign \$2321  = write & \$2320 ;
+  assign \$2322  = w_grp + w_c;
+  assign \$2323  = w_b == 1'h1;
+  assign \$2324  = write & \$2323 ;
+  assign \$2325  = w_grp + w_c;
+  assign \$2326  = w_b == 2'h2;
+  assign \$2327  = write & \$2326 ;
+  assign \$2328  = w_grp + w_c;
+  assign \$2329  = w_b == 2'h3;
+  assign \$2330  = write & \$2329 ;
+  assign \$2331  = w_grp + w_c;
+  assign \$2332  = w_b == 3'h4;
+  assign \$2333  = write & \$2332 ;
   always @(posedge clk)
-    w_c <= \$2344 ;
+    w_c <= \$2334 ;
   always @(posedge clk)
-    w_x <= \$2345 ;
+    w_x <= \$2335 ;
   always @(posedge clk)
-    w_b <= \$2346 ;
+    w_b <= \$2336 ;
   always @(posedge clk)
-    w_rowbase <= \$2347 ;
+    w_rowbase <= \$2337 ;
   always @(posedge clk)
-    w_grp <= \$2348 ;
+    w_grp <= \$2338 ;
   always @(posedge clk)
-    ahead <= \$2349 ;
+    ahead <= \$2339 ;
   always @(posedge clk)
-    w_row <= \$2350 ;
+    w_row <= \$2340 ;
   always @(posedge clk)
-    read_credits_returned <= \$2351 ;
+    read_credits_returned <= \$2341 ;
   always @(posedge clk)
-    read_credits_space <= \$2352 ;
+    read_credits_space <= \$2342 ;
   always @(posedge clk)
-    read_credits_room <= \$2353 ;
+    read_credits_room <= \$2343 ;
   always @(posedge clk)
-    read_v1 <= \$2354 ;
+    read_v1 <= \$2344 ;
   always @(posedge clk)
-    read_v2 <= \$2355 ;
+    read_v2 <= \$2345 ;
   always @(posedge clk)
-    w_en <= \$2356 ;
+    w_en <= \$2346 ;
   always @(posedge clk)
-    pads_a <= { \$175 , \$166 , \$157 , \$148 , \$139  };
+    pads_a <= { \$165 , \$158 , \$151 , \$144 , \$137  };
   always @(posedge clk)
     rot_a <= r0;
   always @(posedge clk)
@@ -32001,83 +31981,83 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     rot <= rot_a;
   always @(posedge clk)
-    \$signature__addr$56  <= \$179 [10:0];
+    \$signature__addr$56  <= \$169 [10:0];
   always @(posedge clk)
-    \$signature__addr$59  <= \$183 [10:0];
+    \$signature__addr$59  <= \$173 [10:0];
   always @(posedge clk)
-    \$signature__addr$62  <= \$187 [10:0];
+    \$signature__addr$62  <= \$177 [10:0];
   always @(posedge clk)
-    \$signature__addr$65  <= \$191 [10:0];
+    \$signature__addr$65  <= \$181 [10:0];
   always @(posedge clk)
-    \$signature__addr$68  <= \$193 [10:0];
+    \$signature__addr$68  <= \$183 [10:0];
   always @(posedge clk)
     read_data <= { pads, rot, \$signature__data$101 , \$signature__data$100 , \$signature__data$99 , \$signature__data$98 , \$signature__data$97  };
   always @(posedge clk)
-    step_next_slot <= \$199 [3:0];
+    step_next_slot <= \$189 [3:0];
   always @(posedge clk)
-    step_next_row <= \$205 [10:0];
+    step_next_row <= \$195 [10:0];
   always @(posedge clk)
-    step_img_slot <= \$211 [3:0];
+    step_img_slot <= \$201 [3:0];
   always @(posedge clk)
-    step_img_row <= \$217 [10:0];
+    step_img_row <= \$207 [10:0];
   always @(posedge clk)
-    step_base_slot <= \$223 [3:0];
+    step_base_slot <= \$213 [3:0];
   always @(posedge clk)
-    step_base_row <= \$229 [10:0];
+    step_base_row <= \$219 [10:0];
   always @(posedge clk)
-    ky <= \$2357 ;
+    ky <= \$2347 ;
   always @(posedge clk)
-    row_addr <= \$2358 ;
+    row_addr <= \$2348 ;
   always @(posedge clk)
-    c <= \$2359 ;
+    c <= \$2349 ;
   always @(posedge clk)
-    qc <= \$2360 ;
+    qc <= \$2350 ;
   always @(posedge clk)
-    ox <= \$2361 ;
+    ox <= \$2351 ;
   always @(posedge clk)
-    ix0 <= \$2362 ;
+    ix0 <= \$2352 ;
   always @(posedge clk)
-    r0 <= \$2363 ;
+    r0 <= \$2353 ;
   always @(posedge clk)
-    q0c <= \$2364 ;
+    q0c <= \$2354 ;
   always @(posedge clk)
-    oy <= \$2365 ;
+    oy <= \$2355 ;
   always @(posedge clk)
-    low <= \$2366 ;
+    low <= \$2356 ;
   always @(posedge clk)
-    r_done <= \$2367 ;
+    r_done <= \$2357 ;
   always @(posedge clk)
-    base_slot <= \$2368 ;
+    base_slot <= \$2358 ;
   always @(posedge clk)
-    base_row <= \$2369 ;
+    base_row <= \$2359 ;
   always @(posedge clk)
-    iy <= \$2370 ;
+    iy <= \$2360 ;
   always @(posedge clk)
-    img_slot <= \$2371 ;
+    img_slot <= \$2361 ;
   always @(posedge clk)
-    img_row <= \$2372 ;
+    img_row <= \$2362 ;
   always @(posedge clk)
-    w_last <= \$2373 ;
+    w_last <= \$2363 ;
   always @(posedge clk)
-    r_last <= \$2374 ;
+    r_last <= \$2364 ;
   always @(posedge clk)
-    d <= \$2375 ;
+    d <= \$2365 ;
   always @(posedge clk)
-    o__ready <= \$2376 ;
+    o__ready <= \$2366 ;
   always @(posedge clk)
-    room_w_13 <= \$2377 ;
+    room_w_13 <= \$2367 ;
   always @(posedge clk)
-    room_w_14 <= \$2378 ;
+    room_w_14 <= \$2368 ;
   always @(posedge clk)
-    room_low_2 <= \$2379 ;
+    room_low_2 <= \$2369 ;
   always @(posedge clk)
-    room_w_8 <= \$2380 ;
+    room_w_8 <= \$2370 ;
   always @(posedge clk)
-    room_w_9 <= \$2381 ;
+    room_w_9 <= \$2371 ;
   always @(posedge clk)
-    room_low_3 <= \$2382 ;
+    room_low_3 <= \$2372 ;
   always @(posedge clk)
-    avail <= \$2383 ;
+    avail <= \$2373 ;
   \flexor_lenet5.conv2_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
@@ -32106,7 +32086,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$2329 [10:0]),
+    .d(\$2319 [10:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
@@ -32114,7 +32094,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$2332 [10:0]),
+    .d(\$2322 [10:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
@@ -32122,7 +32102,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$2335 [10:0]),
+    .d(\$2325 [10:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
@@ -32130,7 +32110,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$2338 [10:0]),
+    .d(\$2328 [10:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
@@ -32138,7 +32118,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$2341 [10:0]),
+    .d(\$2331 [10:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
@@ -32186,7 +32166,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en0_q_copy (
     .clk(clk),
-    .d(\$2331 ),
+    .d(\$2321 ),
     .q(\$signature__en )
   );
   flexor_copy #(
@@ -32194,7 +32174,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en1_q_copy (
     .clk(clk),
-    .d(\$2334 ),
+    .d(\$2324 ),
     .q(\$signature__en$20 )
   );
   flexor_copy #(
@@ -32202,7 +32182,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en2_q_copy (
     .clk(clk),
-    .d(\$2337 ),
+    .d(\$2327 ),
     .q(\$signature__en$26 )
   );
   flexor_copy #(
@@ -32210,7 +32190,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en3_q_copy (
     .clk(clk),
-    .d(\$2340 ),
+    .d(\$2330 ),
     .q(\$signature__en$32 )
   );
   flexor_copy #(
@@ -32218,238 +32198,438 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en4_q_copy (
     .clk(clk),
-    .d(\$2343 ),
+    .d(\$2333 ),
     .q(\$signature__en$38 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2344  = w_c;
+    \$2334  = w_c;
     if (write) begin
-      \$2344  = \$101 [4:0];
+      \$2334  = \$101 [4:0];
     end
     if (rst_conv2_window) begin
-      \$2344  = 5'h00;
+      \$2334  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2345  = w_x;
+    \$2335  = w_x;
     if (write) begin
       if (\$102 ) begin
-        \$2345  = \$105 [3:0];
+        \$2335  = \$105 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2345  = 4'h0;
+      \$2335  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2346  = w_b;
+    \$2336  = w_b;
     if (write) begin
       if (\$102 ) begin
-        \$2346  = \$110 [2:0];
+        \$2336  = \$110 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2346  = 3'h0;
+      \$2336  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2347  = w_rowbase;
+    \$2337  = w_rowbase;
     if (write) begin
       if (\$102 ) begin
         if (\$111 ) begin
-          \$2347  = \$118 [10:0];
+          \$2337  = \$118 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2347  = 11'h000;
+      \$2337  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2348  = w_grp;
+    \$2338  = w_grp;
     if (write) begin
       if (\$102 ) begin
         if (\$111 ) begin
-          \$2348  = \$124 [10:0];
+          \$2338  = \$124 [10:0];
         end else if (\$112 ) begin
-          \$2348  = \$129 [10:0];
+          \$2338  = \$129 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2348  = 11'h000;
+      \$2338  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2349  = ahead;
+    \$2339  = ahead;
     if (write) begin
       if (\$102 ) begin
         if (\$111 ) begin
           if (\$127 ) begin
-            \$2349  = 1'h1;
+            \$2339  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$2349  = 1'h0;
+      \$2339  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$2349  = 1'h0;
+      \$2339  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2350  = w_row;
+    \$2340  = w_row;
     if (write) begin
       if (\$102 ) begin
         if (\$111 ) begin
           (* full_case = 32'd1 *)
           if (\$127 ) begin
-            \$2350  = 4'h0;
+            \$2340  = 4'h0;
           end else begin
-            \$2350  = \$128 [3:0];
+            \$2340  = \$128 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2350  = 4'h0;
+      \$2340  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2351  = \$130 ;
+    \$2341  = \$130 ;
     if (rst_conv2_window) begin
-      \$2351  = 1'h0;
+      \$2341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2352  = \$2 [2:0];
+    \$2342  = \$2 [2:0];
     if (rst_conv2_window) begin
-      \$2352  = 3'h6;
+      \$2342  = 3'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2353  = read_credits_room_next;
+    \$2343  = read_credits_room_next;
     if (rst_conv2_window) begin
-      \$2353  = 1'h1;
+      \$2343  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2354  = take;
+    \$2344  = take;
     if (rst_conv2_window) begin
-      \$2354  = 1'h0;
+      \$2344  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2355  = read_v1;
+    \$2345  = read_v1;
     if (rst_conv2_window) begin
-      \$2355  = 1'h0;
+      \$2345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2356  = read_v2;
+    \$2346  = read_v2;
     if (rst_conv2_window) begin
-      \$2356  = 1'h0;
+      \$2346  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2357  = ky;
+    \$2347  = ky;
     if (take) begin
-      \$2357  = \$232 [2:0];
+      \$2347  = \$222 [2:0];
     end
     if (rst_conv2_window) begin
-      \$2357  = 3'h0;
+      \$2347  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2358  = row_addr;
+    \$2348  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$234 ) begin
-        \$2358  = \$240 [10:0];
+      if (\$224 ) begin
+        \$2348  = \$230 [10:0];
       end else begin
-        \$2358  = base_row;
+        \$2348  = base_row;
         (* full_case = 32'd1 *)
-        if (\$245 ) begin
+        if (\$235 ) begin
         end else begin
-          if (\$275 ) begin
+          if (\$265 ) begin
             (* full_case = 32'd1 *)
-            if (\$282 ) begin
+            if (\$272 ) begin
             end else begin
-              \$2358  = step_next_row;
+              \$2348  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2358  = step_base_row;
+      \$2348  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$2358  = 11'h360;
+      \$2348  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2359  = c;
+    \$2349  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$234 ) begin
+      if (\$224 ) begin
       end else begin
-        \$2359  = \$243 [4:0];
+        \$2349  = \$233 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2359  = 5'h00;
+      \$2349  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2360  = qc;
+    \$2350  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$234 ) begin
+      if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$245 ) begin
-          \$2360  = \$246 [8:0];
+        if (\$235 ) begin
+          \$2350  = \$236 [8:0];
         end else begin
-          \$2360  = \$274 [8:0];
+          \$2350  = \$264 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2360  = 9'h1e0;
+      \$2350  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2361  = ox;
+    \$2351  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$234 ) begin
+      if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$245 ) begin
+        if (\$235 ) begin
         end else begin
-          \$2361  = \$249 [3:0];
+          \$2351  = \$239 [3:0];
         end
       end
+    end
+    if (rst_conv2_window) begin
+      \$2351  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2352  = ix0;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          \$2352  = \$242 [4:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2352  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2353  = r0;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          \$2353  = \$250 [2:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2353  = 3'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2354  = q0c;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          \$2354  = \$257 [8:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2354  = 9'h1e0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2355  = oy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$2355  = \$268 [3:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2355  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2356  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$2356  = \$271 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2356  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2357  = r_done;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            if (\$272 ) begin
+              \$2357  = 1'h1;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2357  = 1'h0;
+    end
+    if (rst_conv2_window) begin
+      \$2357  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2358  = base_slot;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$2358  = step_next_slot;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2358  = step_base_slot;
+    end
+    if (rst_conv2_window) begin
+      \$2358  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2359  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$2359  = step_next_row;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2359  = step_base_row;
+    end
+    if (rst_conv2_window) begin
+      \$2359  = 11'h360;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2360  = iy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$274 ) begin
+        \$2360  = \$278 [4:0];
+      end else if (\$277 ) begin
+        \$2360  = \$281 [4:0];
+      end else begin
+        \$2360  = low;
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2360  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2361  = img_slot;
+    if (switch) begin
+      \$2361  = step_img_slot;
     end
     if (rst_conv2_window) begin
       \$2361  = 4'h0;
@@ -32457,295 +32637,95 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2362  = ix0;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$234 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$245 ) begin
-        end else begin
-          \$2362  = \$252 [4:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2362  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2363  = r0;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$234 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$245 ) begin
-        end else begin
-          \$2363  = \$260 [2:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2363  = 3'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2364  = q0c;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$234 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$245 ) begin
-        end else begin
-          \$2364  = \$267 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2364  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2365  = oy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$234 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$245 ) begin
-        end else begin
-          if (\$275 ) begin
-            \$2365  = \$278 [3:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2365  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2366  = low;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$234 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$245 ) begin
-        end else begin
-          if (\$275 ) begin
-            \$2366  = \$281 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2366  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2367  = r_done;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$234 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$245 ) begin
-        end else begin
-          if (\$275 ) begin
-            if (\$282 ) begin
-              \$2367  = 1'h1;
-            end
-          end
-        end
-      end
-    end
+    \$2362  = img_row;
     if (switch) begin
-      \$2367  = 1'h0;
+      \$2362  = step_img_row;
     end
     if (rst_conv2_window) begin
-      \$2367  = 1'h0;
+      \$2362  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2368  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$234 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$245 ) begin
-        end else begin
-          if (\$275 ) begin
-            (* full_case = 32'd1 *)
-            if (\$282 ) begin
-            end else begin
-              \$2368  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2368  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$2368  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2369  = base_row;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$234 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$245 ) begin
-        end else begin
-          if (\$275 ) begin
-            (* full_case = 32'd1 *)
-            if (\$282 ) begin
-            end else begin
-              \$2369  = step_next_row;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2369  = step_base_row;
-    end
-    if (rst_conv2_window) begin
-      \$2369  = 11'h360;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2370  = iy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$284 ) begin
-        \$2370  = \$288 [4:0];
-      end else if (\$287 ) begin
-        \$2370  = \$291 [4:0];
-      end else begin
-        \$2370  = low;
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2370  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2371  = img_slot;
-    if (switch) begin
-      \$2371  = step_img_slot;
-    end
-    if (rst_conv2_window) begin
-      \$2371  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2372  = img_row;
-    if (switch) begin
-      \$2372  = step_img_row;
-    end
-    if (rst_conv2_window) begin
-      \$2372  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2373  = w_last;
+    \$2363  = w_last;
     if (write) begin
-      \$2373  = \$294 ;
+      \$2363  = \$284 ;
     end
     if (rst_conv2_window) begin
-      \$2373  = 1'h0;
+      \$2363  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2374  = r_last;
+    \$2364  = r_last;
     if (take) begin
-      \$2374  = \$298 ;
+      \$2364  = \$288 ;
     end
     if (rst_conv2_window) begin
-      \$2374  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2375  = \$329 [5:0];
-    if (rst_conv2_window) begin
-      \$2375  = 6'h02;
+      \$2364  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2376  = \$486 ;
+    \$2365  = \$319 [5:0];
     if (rst_conv2_window) begin
-      \$2376  = 1'h1;
+      \$2365  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2377  = \$494 [4:0];
+    \$2366  = \$476 ;
     if (rst_conv2_window) begin
-      \$2377  = 5'h13;
+      \$2366  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2378  = \$502 [4:0];
+    \$2367  = \$484 [4:0];
     if (rst_conv2_window) begin
-      \$2378  = 5'h12;
+      \$2367  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2379  = \$507 [4:0];
+    \$2368  = \$492 [4:0];
     if (rst_conv2_window) begin
-      \$2379  = 5'h04;
+      \$2368  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2380  = \$515 [3:0];
+    \$2369  = \$497 [4:0];
     if (rst_conv2_window) begin
-      \$2380  = 4'h8;
+      \$2369  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2381  = \$523 [4:0];
+    \$2370  = \$505 [3:0];
     if (rst_conv2_window) begin
-      \$2381  = 5'h17;
+      \$2370  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2382  = \$528 [4:0];
+    \$2371  = \$513 [4:0];
     if (rst_conv2_window) begin
-      \$2382  = 5'h05;
+      \$2371  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2383  = \$2328 ;
+    \$2372  = \$518 [4:0];
     if (rst_conv2_window) begin
-      \$2383  = 1'h1;
+      \$2372  = 5'h05;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2373  = \$2318 ;
+    if (rst_conv2_window) begin
+      \$2373  = 1'h1;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -32783,18 +32763,18 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$signature__en$70  = 1'h1;
   assign read_v3 = w_en;
   assign w_data = { \$47 , \$38 , \$29 , \$20 , \$11  };
-  assign \$347  = 1'h0;
-  assign \$351  = 1'h1;
-  assign \$352  = 1'h1;
-  assign \$368  = 1'h1;
-  assign \$369  = 1'h1;
-  assign \$383  = 1'h0;
-  assign \$417  = 1'h0;
-  assign \$455  = 1'h1;
-  assign \$456  = 1'h1;
-  assign \$997  = 1'h1;
-  assign \$1633  = \$1366 ;
-  assign \$2043  = \$1881 ;
+  assign \$337  = 1'h0;
+  assign \$341  = 1'h1;
+  assign \$342  = 1'h1;
+  assign \$358  = 1'h1;
+  assign \$359  = 1'h1;
+  assign \$373  = 1'h0;
+  assign \$407  = 1'h0;
+  assign \$445  = 1'h1;
+  assign \$446  = 1'h1;
+  assign \$987  = 1'h1;
+  assign \$1623  = \$1356 ;
+  assign \$2033  = \$1871 ;
 endmodule
 
 (* generator = "Amaranth" *)
