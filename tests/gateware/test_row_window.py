@@ -21,7 +21,8 @@ def reference_windows(x, k, s, p):
 
 CASES = [(2, 6, 7, 3, 1, 1), (1, 8, 8, 5, 1, 2), (3, 7, 5, 3, 2, 1), (2, 5, 6, 1, 2, 0),
          (2, 9, 9, 5, 2, 0), (1, 6, 11, 3, 1, 0),
-         (1, 6, 3, 3, 1, 0)]       # a kernel row is a whole input row: read once complete
+         (1, 6, 3, 3, 1, 0),       # a kernel row is a whole input row: read once complete
+         (1, 4, 1, 1, 1, 0)]       # a beat a row: every step ends one
 
 
 @pytest.mark.parametrize("c, h, w, k, s, p", CASES,

@@ -33,6 +33,8 @@ CASES = [  # (c, h, w, kernel, stride, padding)
     # rows of one element: each is read as soon as it is complete (the line buffer's write,
     # a cycle after the beat, is there just in time)
     (1, 6, 1, (3, 1), 1, (1, 0)),
+    # a row of one beat and an output row of one element: every step ends a row
+    (1, 4, 1, 1, 1, 0),
 ]
 
 
