@@ -62,8 +62,9 @@ class SlidingWindow(wiring.Component):
     deadlocks, whatever the stalls. ``i.ready`` is a register (:func:`_write_room`).
 
     One output beat per cycle while ``o`` takes them; ``o.valid`` and ``o.payload`` come from
-    registers (the memory's read register). Latency: a window element leaves at the earliest
-    two cycles after the beat that completes its row.
+    registers (the head of the reader's output FIFO, :class:`_Reader`). Latency: a window
+    element is taken a cycle after the write of the beat that completes its row, and leaves
+    four cycles later (its read address, the read, the read data's register, the FIFO).
 
     Parameters
     ----------
@@ -469,7 +470,8 @@ def _registered_write(m, port, addr, data, en, name, emit):
     between its input and banks in several block RAM rows, had nets of 10 ns on the
     placed ResNet-20). A row is read at the earliest two cycles after the beat that
     completes it (``avail`` is a register, the read address another), so the write a cycle
-    late is in the memory first, and never in the cycle the same place is read. A write
+    late is in the memory first, and never in the cycle a take reads the same place (the
+    banks read every cycle; a read no take asked for is dropped). A write
     that waits as the reset comes lands in its first cycle, before any new one."""
     width = len(port.addr)
     m.d.comb += [
