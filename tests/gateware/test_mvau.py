@@ -52,6 +52,7 @@ CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
     (31, 4, 2, 15, 2, 1, 3, 5, False),      # carried, three slices a word
     (17, 70, 1, 10, 1, 1, 6, 10, False),    # carried, two steps a group: heads read as used
     (23, 70, 1, 10, 1, 1, 6, 10, False),    # carried, 70 groups: heads read a group ahead
+    (50, 4, 2, 1, 1, 1, 6, 10, False),      # 100 vector words: seven LUT-RAM pages
 ]
 
 
