@@ -346,13 +346,16 @@ class MatrixVectorUnit(wiring.Component):
         # ROMs.
         small = self._logic_rom_bits
         rom_logic = p.rom_bits <= small or p.rom_logic     # a logic ROM is never banked
+        # a paged logic ROM's address registered first, in a copy per page (the ECP5; on the
+        # iCE40 a page register shares its decoding LUT4's logic cell, an address copy not)
+        latency = 3 if rom_logic and not p.address_register and _paged(p) else 2
         if self._init_files is None:
-            rom = Rom(p.rom_width, words=p.rom_words, latency=2, logic=rom_logic,
+            rom = Rom(p.rom_width, words=p.rom_words, latency=latency, logic=rom_logic,
                       page_words=p.rom_page_words)
             crom = Rom(p.const_width, words=p.const_words)
         else:
             rom = Rom(p.rom_width, depth=p.rom_depth, init_file=self._init_files[0],
-                      logic=rom_logic, latency=2, page_words=p.rom_page_words)
+                      logic=rom_logic, latency=latency, page_words=p.rom_page_words)
             crom = Rom(p.const_width, depth=p.const_depth, init_file=self._init_files[1],
                        logic=p.const_width * p.const_depth <= small)
         m.submodules.rom, m.submodules.consts = rom, crom
@@ -716,6 +719,11 @@ VECTOR_BANK_BITS = 64
 
 #: Words of one page of a vector memory in LUT RAM: a TRELLIS_DPR16X4 cell's depth.
 PAGE_WORDS = 16
+
+
+def _paged(p):
+    """Whether a weight ROM in logic is read in pages (``rom_page_words``)."""
+    return bool(p.rom_page_words) and p.rom_depth > p.rom_page_words
 
 
 def vector_pages(p):

@@ -378,13 +378,15 @@ def mvau_logic(p):
 
 def rom_page_ffs(p):
     """The registers of a weight ROM in logic read in pages (``rom_page_words``): a word
-    per page. None on the iCE40 (``address_register``), where each register takes the
-    logic cell of the LUT4 that decodes its page bit."""
+    per page, the address's copy per page and the weight stream's word more for the cycle
+    that copy takes. None on the iCE40 (``address_register``), where each register takes
+    the logic cell of the LUT4 that decodes its page bit."""
     logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
     if p.address_register or not (logic and p.rom_page_words and
                                    p.rom_depth > p.rom_page_words):
         return 0
-    return -(-p.rom_depth // p.rom_page_words) * p.rom_width
+    pages = -(-p.rom_depth // p.rom_page_words)
+    return pages * (p.rom_width + p.rom_page_words.bit_length() - 1) + p.rom_width
 
 
 @register

@@ -1,0 +1,93 @@
+"""The emitted ROM modules (``flexor_rom``, ``flexor_rom_logic``) in Icarus: every address in a
+random order, the word read ``Rom.latency`` clocks later, exactly; logic ROMs read in pages
+(latency 2, and 3 with the address registered a copy per page) and block RAM ROMs banked."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from flexor_hw.gateware.rom import ROM_LOGIC_VERILOG, ROM_VERILOG, Rom
+
+pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None,
+                                reason="iverilog is not installed")
+
+BENCH = """
+module bench;
+    reg clk = 0;
+    reg [{aw}-1:0] addr = 0;
+    wire [{width}-1:0] data;
+    reg [{aw}-1:0] order [0:{n}-1];
+    integer k;
+    {module} #(.WIDTH({width}), .DEPTH({depth}), .ADDR_WIDTH({aw}), .INIT_FILE("rom.hex"),
+               .LATENCY({latency}){extra}) dut (.clk(clk), .addr(addr), .data(data));
+    initial begin
+        $readmemh("order.hex", order);
+        for (k = 0; k < {n} + {latency} + 1; k = k + 1) begin
+            if (k < {n}) addr = order[k];
+            #1 clk = 1;
+            #1 clk = 0;
+            $display("%0d %h", k, data);
+        end
+        $finish;
+    end
+endmodule
+"""
+
+CASES = [  # (logic, width, depth, latency, page_words)
+    (True, 12, 100, 2, 16),        # seven pages of 16 words, the last short
+    (True, 12, 100, 3, 16),        # the same, the address registered a copy per page
+    (True, 7, 64, 3, 64),          # one page: not paged
+    (True, 9, 200, 3, 64),         # four pages of 64
+    (True, 5, 30, 1, None),
+    (False, 18, 1024, 2, None),    # one block RAM configuration
+    (False, 40, 1024, 2, None),    # banked: latency 5
+]
+
+
+@pytest.mark.parametrize("logic, width, depth, latency, page_words", CASES,
+                         ids=[f"{'logic' if c[0] else 'bram'}-w{c[1]}d{c[2]}l{c[3]}p{c[4]}"
+                              for c in CASES])
+def test_the_emitted_rom_reads_every_word(tmp_path, logic, width, depth, latency, page_words):
+    from flexor_hw.gateware.rom import bank_rows
+    rng = np.random.default_rng(depth + width)
+    words = [int(v) for v in rng.integers(0, 1 << width, depth, dtype=np.uint64)]
+    rom = Rom(width, depth=depth, init_file="rom.hex", logic=logic, latency=latency,
+              page_words=page_words)
+    lines, line_bits = rom.file_shape
+    if rom.banks > 1:
+        raw = np.array([list(w.to_bytes(-(-width // 8), "little")) for w in words], np.uint8)
+        rows = bank_rows(raw, width, rom.banks, lines)
+        text = [int.from_bytes(bytes(r), "little") for r in rows]
+    else:
+        text = words
+    digits = -(-line_bits // 4)
+    (tmp_path / "rom.hex").write_text("\n".join(f"{v:0{digits}x}" for v in text) + "\n")
+    order = rng.permutation(depth)
+    aw = len(rom.addr)
+    (tmp_path / "order.hex").write_text("\n".join(f"{a:x}" for a in order) + "\n")
+    extra = "" if rom._page_bits is None else f", .PAGE_BITS({rom._page_bits})"
+    extra += "" if rom.banks == 1 else \
+        "".join(f", .{k[2:]}({v})" for k, v in rom_banked_params(rom).items())
+    module = "flexor_rom_logic" if logic else "flexor_rom"
+    bench = BENCH.format(aw=aw, width=width, n=depth, module=module, depth=depth,
+                         latency=rom.latency, extra=extra)
+    (tmp_path / "bench.v").write_text((ROM_LOGIC_VERILOG if logic else ROM_VERILOG) + bench)
+    subprocess.run(["iverilog", "-g2012", "-o", "bench.out", "bench.v"], cwd=tmp_path,
+                   check=True)
+    out = subprocess.run(["vvp", "-n", "bench.out"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True).stdout
+    seen = {}
+    for line in out.splitlines():
+        k, value = line.split()
+        seen[int(k)] = None if "x" in value else int(value, 16)    # before the first read
+    # the address set before edge k+1 shows after edge k+latency
+    got = [seen[k + rom.latency - 1] for k in range(depth)]
+    assert got == [words[a] for a in order]
+
+
+def rom_banked_params(rom):
+    from flexor_hw.gateware.rom import rom_group_bits
+    return {"p_BANKS": rom.banks, "p_BANK_ADDR": rom._bank_addr,
+            "p_GROUP_BITS": rom_group_bits(rom.depth, rom.width)}
