@@ -76,8 +76,16 @@ class WeightStream(wiring.Component):
         wptr = Signal(range(depth), name="wptr")
         pop = ~at[0] & self.o.ready
         grow, shrink = arrives & ~pop, pop & ~arrives
-        in_flight = sum(flight)
-        issue = Cat(*(at[k] & (k + in_flight < depth) for k in range(depth + 1))).any()
+        # A word is issued while the ring has a place for it beside those held and in
+        # flight: ``issue`` is a register holding that for the next cycle, from a count of
+        # the free places (issues take one, pops give one back), so it enables the ROM's
+        # address register straight from a flip-flop (the sum of the in-flight flags and
+        # the compares behind it, into the address register of fc1's banked ROM across the
+        # device, were the placed LeNet-5's longest path at a seed: 8.8 ns of routing).
+        free = Signal(range(depth + 1), init=depth, name="free")
+        issue = Signal(init=1, name="issue")
+        free_next = free - issue + pop
+        m.d.sync += [free.eq(free_next), issue.eq(free_next != 0)]
         # The head: each piece of the word chosen by a copy of the read pointer of its own
         # (one register chose all 192 bits of LeNet-5's conv2 word, its multiplexers placed
         # by the decoders across the device: 11 ns of routing, the longest path at a seed).
