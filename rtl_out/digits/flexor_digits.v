@@ -729,7 +729,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
   reg [6:0] \addr$110  = 7'h00;
-  wire [8:0] \addr$195 ;
+  wire [8:0] \addr$196 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
@@ -747,7 +747,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [3:0] credits_space = 4'h8;
   wire [11:0] data;
   wire [38:0] \data$113 ;
-  wire [11:0] \data$196 ;
+  wire [11:0] \data$195 ;
   reg done = 1'h0;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
@@ -1420,9 +1420,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .q(\port__addr$35 )
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$195 ),
+    .addr(\addr$196 ),
     .clk(clk),
-    .data(\data$196 )
+    .data(\data$195 )
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(\data$113 [17:0]),
@@ -1447,11 +1447,11 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .q(port__en)
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$195 ),
     .clk(clk),
-    .data(\data$196 ),
+    .data(\data$195 ),
     .o__payload(\o__payload$143 ),
     .o__ready(step),
+    .raddr(\addr$196 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -2675,52 +2675,13 @@ module \flexor_digits.fc1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, clk);
+module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
+  wire [3:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [1:0] \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [9:0] \$109 ;
   wire \$11 ;
-  wire [9:0] \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire [2:0] \$114 ;
-  wire [2:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire \$117 ;
-  wire [2:0] \$118 ;
-  wire [2:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg [8:0] \$131 ;
-  reg \$132 ;
-  reg [1:0] \$133 ;
-  reg [1:0] \$134 ;
-  reg [11:0] \$135 ;
-  reg [11:0] \$136 ;
-  reg [11:0] \$137 ;
-  reg [11:0] \$138 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -2749,7 +2710,7 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [11:0] \$4 ;
+  wire [4:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -2760,63 +2721,61 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [11:0] \$5 ;
+  wire [3:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [1:0] \$56 ;
-  wire [2:0] \$57 ;
-  wire [3:0] \$58 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [1:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
+  wire [9:0] \$61 ;
+  wire [9:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [1:0] \$66 ;
+  wire [2:0] \$66 ;
   wire [2:0] \$67 ;
-  wire [3:0] \$68 ;
+  wire [2:0] \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [1:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire [3:0] \$73 ;
+  wire [2:0] \$70 ;
+  wire [2:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [1:0] \$82 ;
-  wire [2:0] \$83 ;
-  wire [3:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [1:0] \$87 ;
-  wire [2:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [11:0] \$79 ;
+  wire [4:0] \$8 ;
+  wire [11:0] \$80 ;
+  reg [2:0] \$81 ;
+  reg \$82 ;
+  reg \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg \$87 ;
+  reg \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [1:0] \$92 ;
-  wire [2:0] \$93 ;
-  wire [3:0] \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire [1:0] \$97 ;
-  wire [2:0] \$98 ;
-  wire [3:0] \$99 ;
-  output [8:0] addr;
-  reg [8:0] addr = 9'h000;
+  reg [8:0] \$90 ;
+  reg \$91 ;
+  reg [1:0] \$92 ;
+  reg [1:0] \$93 ;
+  reg [11:0] \$94 ;
+  reg [11:0] \$95 ;
+  reg [11:0] \$96 ;
+  reg [11:0] \$97 ;
+  (* init = 9'h000 *)
+  wire [8:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -2826,14 +2785,16 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire clk;
   input [11:0] data;
   wire [11:0] data;
+  reg [2:0] free = 3'h4;
+  reg issue = 1'h1;
   output [11:0] o__payload;
   wire [11:0] o__payload;
   input o__ready;
   wire o__ready;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 9'h000 *)
-  wire [8:0] raddr;
+  output [8:0] raddr;
+  reg [8:0] raddr = 9'h000;
   reg [1:0] rptr = 2'h0;
   input rst_fc1;
   wire rst_fc1;
@@ -2844,284 +2805,259 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
-  assign o__valid = ~ at0;
-  assign \$1  = rptr == 2'h3;
-  assign \$2  = rptr == 2'h2;
-  assign \$3  = rptr == 1'h1;
-  assign \$4  = \$3  ? slot1 : slot0;
-  assign \$5  = \$2  ? slot2 : \$4 ;
-  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$3  = \$2  & o__ready;
+  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
+  assign \$5  = free - issue;
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
-  assign \$8  = ~ \$7 ;
-  assign \$9  = v2 & \$8 ;
+  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
+  assign \$9  = | \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ v2;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = \$13  ? at1 : at0;
-  assign \$15  = \$9  ? 1'h0 : \$14 ;
-  assign \$16  = ~ at0;
-  assign \$17  = \$16  & o__ready;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = v2 & \$18 ;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = v2 & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ v2;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at1 : at0;
+  assign \$19  = \$13  ? 1'h0 : \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ v2;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$23  ? at2 : at1;
-  assign \$25  = \$19  ? at0 : \$24 ;
-  assign \$26  = ~ at0;
-  assign \$27  = \$26  & o__ready;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = v2 & \$28 ;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = v2 & \$22 ;
+  assign \$24  = ~ at0;
+  assign \$25  = \$24  & o__ready;
+  assign \$26  = ~ v2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = \$27  ? at2 : at1;
+  assign \$29  = \$23  ? at0 : \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ v2;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = \$33  ? at3 : at2;
-  assign \$35  = \$29  ? at1 : \$34 ;
-  assign \$36  = ~ at0;
-  assign \$37  = \$36  & o__ready;
-  assign \$38  = ~ \$37 ;
-  assign \$39  = v2 & \$38 ;
+  assign \$32  = ~ \$31 ;
+  assign \$33  = v2 & \$32 ;
+  assign \$34  = ~ at0;
+  assign \$35  = \$34  & o__ready;
+  assign \$36  = ~ v2;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = \$37  ? at3 : at2;
+  assign \$39  = \$33  ? at1 : \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ v2;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$43  ? at4 : at3;
-  assign \$45  = \$39  ? at2 : \$44 ;
-  assign \$46  = ~ at0;
-  assign \$47  = \$46  & o__ready;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = v2 & \$48 ;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = v2 & \$42 ;
+  assign \$44  = ~ at0;
+  assign \$45  = \$44  & o__ready;
+  assign \$46  = ~ v2;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$47  ? at4 : at3;
+  assign \$49  = \$43  ? at2 : \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ v2;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$53  ? 1'h0 : at4;
-  assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + v1;
-  assign \$57  = \$56  + v2;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = \$58  < 3'h4;
-  assign \$60  = at0 & \$59 ;
-  assign \$61  = 1'h0 + v1;
-  assign \$62  = \$61  + v2;
-  assign \$63  = 1'h1 + \$62 ;
-  assign \$64  = \$63  < 3'h4;
-  assign \$65  = at1 & \$64 ;
-  assign \$66  = 1'h0 + v1;
-  assign \$67  = \$66  + v2;
-  assign \$68  = 2'h2 + \$67 ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at2 & \$69 ;
-  assign \$71  = 1'h0 + v1;
-  assign \$72  = \$71  + v2;
-  assign \$73  = 2'h3 + \$72 ;
-  assign \$74  = \$73  < 3'h4;
-  assign \$75  = at3 & \$74 ;
-  assign \$76  = 1'h0 + v1;
-  assign \$77  = \$76  + v2;
-  assign \$78  = 3'h4 + \$77 ;
-  assign \$79  = \$78  < 3'h4;
-  assign \$80  = at4 & \$79 ;
-  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
-  assign \$82  = 1'h0 + v1;
-  assign \$83  = \$82  + v2;
-  assign \$84  = 1'h0 + \$83 ;
-  assign \$85  = \$84  < 3'h4;
-  assign \$86  = at0 & \$85 ;
-  assign \$87  = 1'h0 + v1;
-  assign \$88  = \$87  + v2;
-  assign \$89  = 1'h1 + \$88 ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at1 & \$90 ;
-  assign \$92  = 1'h0 + v1;
-  assign \$93  = \$92  + v2;
-  assign \$94  = 2'h2 + \$93 ;
-  assign \$95  = \$94  < 3'h4;
-  assign \$96  = at2 & \$95 ;
-  assign \$97  = 1'h0 + v1;
-  assign \$98  = \$97  + v2;
-  assign \$99  = 2'h3 + \$98 ;
-  assign \$100  = \$99  < 3'h4;
-  assign \$101  = at3 & \$100 ;
-  assign \$102  = 1'h0 + v1;
-  assign \$103  = \$102  + v2;
-  assign \$104  = 3'h4 + \$103 ;
-  assign \$105  = \$104  < 3'h4;
-  assign \$106  = at4 & \$105 ;
-  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
-  assign \$108  = addr == 9'h1bf;
-  assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 10'h000 : \$109 ;
-  assign \$111  = ~ at0;
-  assign \$112  = \$111  & o__ready;
-  assign \$113  = rptr == 2'h3;
-  assign \$114  = rptr + 1'h1;
-  assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = \$112  ? \$115  : { 1'h0, rptr };
-  assign \$117  = wptr == 2'h3;
-  assign \$118  = wptr + 1'h1;
-  assign \$119  = \$117  ? 3'h0 : \$118 ;
-  assign \$120  = ! wptr;
-  assign \$121  = wptr == 1'h1;
-  assign \$122  = wptr == 2'h2;
-  assign \$123  = wptr == 2'h3;
+  assign \$52  = ~ \$51 ;
+  assign \$53  = v2 & \$52 ;
+  assign \$54  = ~ at0;
+  assign \$55  = \$54  & o__ready;
+  assign \$56  = ~ v2;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = \$57  ? 1'h0 : at4;
+  assign \$59  = \$53  ? at3 : \$58 ;
+  assign \$60  = raddr == 9'h1bf;
+  assign \$61  = raddr + 1'h1;
+  assign \$62  = \$60  ? 10'h000 : \$61 ;
+  assign \$63  = ~ at0;
+  assign \$64  = \$63  & o__ready;
+  assign \$65  = rptr == 2'h3;
+  assign \$66  = rptr + 1'h1;
+  assign \$67  = \$65  ? 3'h0 : \$66 ;
+  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
+  assign \$69  = wptr == 2'h3;
+  assign \$70  = wptr + 1'h1;
+  assign \$71  = \$69  ? 3'h0 : \$70 ;
+  assign \$72  = ! wptr;
+  assign \$73  = wptr == 1'h1;
+  assign \$74  = wptr == 2'h2;
+  assign \$75  = wptr == 2'h3;
+  assign o__valid = ~ at0;
+  assign \$76  = rptr == 2'h3;
+  assign \$77  = rptr == 2'h2;
+  assign \$78  = rptr == 1'h1;
+  assign \$79  = \$78  ? slot1 : slot0;
+  assign \$80  = \$77  ? slot2 : \$79 ;
+  assign o__payload = \$76  ? slot3 : \$80 ;
   always @(posedge clk)
-    at0 <= \$124 ;
+    free <= \$81 ;
   always @(posedge clk)
-    at1 <= \$125 ;
+    issue <= \$82 ;
   always @(posedge clk)
-    at2 <= \$126 ;
+    at0 <= \$83 ;
   always @(posedge clk)
-    at3 <= \$127 ;
+    at1 <= \$84 ;
   always @(posedge clk)
-    at4 <= \$128 ;
+    at2 <= \$85 ;
   always @(posedge clk)
-    v1 <= \$129 ;
+    at3 <= \$86 ;
   always @(posedge clk)
-    v2 <= \$130 ;
+    at4 <= \$87 ;
   always @(posedge clk)
-    addr <= \$131 ;
+    v1 <= \$88 ;
   always @(posedge clk)
-    primed <= \$132 ;
+    v2 <= \$89 ;
   always @(posedge clk)
-    rptr <= \$133 ;
+    raddr <= \$90 ;
   always @(posedge clk)
-    wptr <= \$134 ;
+    primed <= \$91 ;
   always @(posedge clk)
-    slot0 <= \$135 ;
+    rptr <= \$92 ;
   always @(posedge clk)
-    slot1 <= \$136 ;
+    wptr <= \$93 ;
   always @(posedge clk)
-    slot2 <= \$137 ;
+    slot0 <= \$94 ;
   always @(posedge clk)
-    slot3 <= \$138 ;
+    slot1 <= \$95 ;
+  always @(posedge clk)
+    slot2 <= \$96 ;
+  always @(posedge clk)
+    slot3 <= \$97 ;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = \$15 ;
+    \$81  = \$4 [2:0];
     if (rst_fc1) begin
-      \$124  = 1'h1;
+      \$81  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = \$25 ;
+    \$82  = \$9 ;
     if (rst_fc1) begin
-      \$125  = 1'h0;
+      \$82  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = \$35 ;
+    \$83  = \$19 ;
     if (rst_fc1) begin
-      \$126  = 1'h0;
+      \$83  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = \$45 ;
+    \$84  = \$29 ;
     if (rst_fc1) begin
-      \$127  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$128  = \$55 ;
+    \$85  = \$39 ;
     if (rst_fc1) begin
-      \$128  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$129  = \$81 ;
+    \$86  = \$49 ;
     if (rst_fc1) begin
-      \$129  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$130  = v1;
+    \$87  = \$59 ;
     if (rst_fc1) begin
-      \$130  = 1'h0;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$131  = addr;
-    if (\$107 ) begin
-      \$131  = \$110 [8:0];
-    end
+    \$88  = issue;
     if (rst_fc1) begin
-      \$131  = 9'h000;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$132  = primed;
+    \$89  = v1;
+    if (rst_fc1) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$90  = raddr;
+    if (issue) begin
+      \$90  = \$62 [8:0];
+    end
+    if (rst_fc1) begin
+      \$90  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$91  = primed;
     if (at4) begin
-      \$132  = 1'h1;
+      \$91  = 1'h1;
     end
     if (rst_fc1) begin
-      \$132  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$133  = \$116 [1:0];
+    \$92  = \$68 [1:0];
     if (rst_fc1) begin
-      \$133  = 2'h0;
+      \$92  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$134  = wptr;
+    \$93  = wptr;
     if (v2) begin
-      \$134  = \$119 [1:0];
+      \$93  = \$71 [1:0];
     end
     if (rst_fc1) begin
-      \$134  = 2'h0;
+      \$93  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$135  = slot0;
+    \$94  = slot0;
     if (v2) begin
-      if (\$120 ) begin
-        \$135  = data;
+      if (\$72 ) begin
+        \$94  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$136  = slot1;
+    \$95  = slot1;
     if (v2) begin
-      if (\$121 ) begin
-        \$136  = data;
+      if (\$73 ) begin
+        \$95  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$137  = slot2;
+    \$96  = slot2;
     if (v2) begin
-      if (\$122 ) begin
-        \$137  = data;
+      if (\$74 ) begin
+        \$96  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$138  = slot3;
+    \$97  = slot3;
     if (v2) begin
-      if (\$123 ) begin
-        \$138  = data;
+      if (\$75 ) begin
+        \$97  = data;
       end
     end
   end
-  assign raddr = addr;
+  assign addr = raddr;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3471,7 +3407,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$166 ;
+  wire [7:0] \addr$167 ;
   reg [3:0] \addr$83  = 4'h0;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
@@ -3489,7 +3425,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
-  wire [5:0] \data$167 ;
+  wire [5:0] \data$166 ;
   wire [44:0] \data$86 ;
   reg done = 1'h0;
   reg [14:0] fin0_0 = 15'h0000;
@@ -4043,9 +3979,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
     .q(\port__addr$33 )
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$166 ),
+    .addr(\addr$167 ),
     .clk(clk),
-    .data(\data$167 )
+    .data(\data$166 )
   );
   \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(\data$86 [16:0]),
@@ -4076,11 +4012,11 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
     .q(port__en)
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$166 ),
     .clk(clk),
-    .data(\data$167 ),
+    .data(\data$166 ),
     .o__payload(\o__payload$117 ),
     .o__ready(step),
+    .raddr(\addr$167 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -5076,52 +5012,13 @@ module \flexor_digits.fc2.rq0_mul0_17_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, clk);
+module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire \$1 ;
+  wire [3:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [1:0] \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [8:0] \$109 ;
   wire \$11 ;
-  wire [8:0] \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire [2:0] \$114 ;
-  wire [2:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire \$117 ;
-  wire [2:0] \$118 ;
-  wire [2:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg [7:0] \$131 ;
-  reg \$132 ;
-  reg [1:0] \$133 ;
-  reg [1:0] \$134 ;
-  reg [5:0] \$135 ;
-  reg [5:0] \$136 ;
-  reg [5:0] \$137 ;
-  reg [5:0] \$138 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -5150,7 +5047,7 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [5:0] \$4 ;
+  wire [4:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -5161,63 +5058,61 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [5:0] \$5 ;
+  wire [3:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [1:0] \$56 ;
-  wire [2:0] \$57 ;
-  wire [3:0] \$58 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [1:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
+  wire [8:0] \$61 ;
+  wire [8:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [1:0] \$66 ;
+  wire [2:0] \$66 ;
   wire [2:0] \$67 ;
-  wire [3:0] \$68 ;
+  wire [2:0] \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [1:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire [3:0] \$73 ;
+  wire [2:0] \$70 ;
+  wire [2:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [1:0] \$82 ;
-  wire [2:0] \$83 ;
-  wire [3:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [1:0] \$87 ;
-  wire [2:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [5:0] \$79 ;
+  wire [4:0] \$8 ;
+  wire [5:0] \$80 ;
+  reg [2:0] \$81 ;
+  reg \$82 ;
+  reg \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg \$87 ;
+  reg \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [1:0] \$92 ;
-  wire [2:0] \$93 ;
-  wire [3:0] \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire [1:0] \$97 ;
-  wire [2:0] \$98 ;
-  wire [3:0] \$99 ;
-  output [7:0] addr;
-  reg [7:0] addr = 8'h00;
+  reg [7:0] \$90 ;
+  reg \$91 ;
+  reg [1:0] \$92 ;
+  reg [1:0] \$93 ;
+  reg [5:0] \$94 ;
+  reg [5:0] \$95 ;
+  reg [5:0] \$96 ;
+  reg [5:0] \$97 ;
+  (* init = 8'h00 *)
+  wire [7:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -5227,14 +5122,16 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire clk;
   input [5:0] data;
   wire [5:0] data;
+  reg [2:0] free = 3'h4;
+  reg issue = 1'h1;
   output [5:0] o__payload;
   wire [5:0] o__payload;
   input o__ready;
   wire o__ready;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 8'h00 *)
-  wire [7:0] raddr;
+  output [7:0] raddr;
+  reg [7:0] raddr = 8'h00;
   reg [1:0] rptr = 2'h0;
   input rst_fc2;
   wire rst_fc2;
@@ -5245,284 +5142,259 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
-  assign o__valid = ~ at0;
-  assign \$1  = rptr == 2'h3;
-  assign \$2  = rptr == 2'h2;
-  assign \$3  = rptr == 1'h1;
-  assign \$4  = \$3  ? slot1 : slot0;
-  assign \$5  = \$2  ? slot2 : \$4 ;
-  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$3  = \$2  & o__ready;
+  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
+  assign \$5  = free - issue;
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
-  assign \$8  = ~ \$7 ;
-  assign \$9  = v2 & \$8 ;
+  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
+  assign \$9  = | \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ v2;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = \$13  ? at1 : at0;
-  assign \$15  = \$9  ? 1'h0 : \$14 ;
-  assign \$16  = ~ at0;
-  assign \$17  = \$16  & o__ready;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = v2 & \$18 ;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = v2 & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ v2;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at1 : at0;
+  assign \$19  = \$13  ? 1'h0 : \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ v2;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$23  ? at2 : at1;
-  assign \$25  = \$19  ? at0 : \$24 ;
-  assign \$26  = ~ at0;
-  assign \$27  = \$26  & o__ready;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = v2 & \$28 ;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = v2 & \$22 ;
+  assign \$24  = ~ at0;
+  assign \$25  = \$24  & o__ready;
+  assign \$26  = ~ v2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = \$27  ? at2 : at1;
+  assign \$29  = \$23  ? at0 : \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ v2;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = \$33  ? at3 : at2;
-  assign \$35  = \$29  ? at1 : \$34 ;
-  assign \$36  = ~ at0;
-  assign \$37  = \$36  & o__ready;
-  assign \$38  = ~ \$37 ;
-  assign \$39  = v2 & \$38 ;
+  assign \$32  = ~ \$31 ;
+  assign \$33  = v2 & \$32 ;
+  assign \$34  = ~ at0;
+  assign \$35  = \$34  & o__ready;
+  assign \$36  = ~ v2;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = \$37  ? at3 : at2;
+  assign \$39  = \$33  ? at1 : \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ v2;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$43  ? at4 : at3;
-  assign \$45  = \$39  ? at2 : \$44 ;
-  assign \$46  = ~ at0;
-  assign \$47  = \$46  & o__ready;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = v2 & \$48 ;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = v2 & \$42 ;
+  assign \$44  = ~ at0;
+  assign \$45  = \$44  & o__ready;
+  assign \$46  = ~ v2;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$47  ? at4 : at3;
+  assign \$49  = \$43  ? at2 : \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ v2;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$53  ? 1'h0 : at4;
-  assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + v1;
-  assign \$57  = \$56  + v2;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = \$58  < 3'h4;
-  assign \$60  = at0 & \$59 ;
-  assign \$61  = 1'h0 + v1;
-  assign \$62  = \$61  + v2;
-  assign \$63  = 1'h1 + \$62 ;
-  assign \$64  = \$63  < 3'h4;
-  assign \$65  = at1 & \$64 ;
-  assign \$66  = 1'h0 + v1;
-  assign \$67  = \$66  + v2;
-  assign \$68  = 2'h2 + \$67 ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at2 & \$69 ;
-  assign \$71  = 1'h0 + v1;
-  assign \$72  = \$71  + v2;
-  assign \$73  = 2'h3 + \$72 ;
-  assign \$74  = \$73  < 3'h4;
-  assign \$75  = at3 & \$74 ;
-  assign \$76  = 1'h0 + v1;
-  assign \$77  = \$76  + v2;
-  assign \$78  = 3'h4 + \$77 ;
-  assign \$79  = \$78  < 3'h4;
-  assign \$80  = at4 & \$79 ;
-  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
-  assign \$82  = 1'h0 + v1;
-  assign \$83  = \$82  + v2;
-  assign \$84  = 1'h0 + \$83 ;
-  assign \$85  = \$84  < 3'h4;
-  assign \$86  = at0 & \$85 ;
-  assign \$87  = 1'h0 + v1;
-  assign \$88  = \$87  + v2;
-  assign \$89  = 1'h1 + \$88 ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at1 & \$90 ;
-  assign \$92  = 1'h0 + v1;
-  assign \$93  = \$92  + v2;
-  assign \$94  = 2'h2 + \$93 ;
-  assign \$95  = \$94  < 3'h4;
-  assign \$96  = at2 & \$95 ;
-  assign \$97  = 1'h0 + v1;
-  assign \$98  = \$97  + v2;
-  assign \$99  = 2'h3 + \$98 ;
-  assign \$100  = \$99  < 3'h4;
-  assign \$101  = at3 & \$100 ;
-  assign \$102  = 1'h0 + v1;
-  assign \$103  = \$102  + v2;
-  assign \$104  = 3'h4 + \$103 ;
-  assign \$105  = \$104  < 3'h4;
-  assign \$106  = at4 & \$105 ;
-  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
-  assign \$108  = addr == 8'h81;
-  assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 9'h000 : \$109 ;
-  assign \$111  = ~ at0;
-  assign \$112  = \$111  & o__ready;
-  assign \$113  = rptr == 2'h3;
-  assign \$114  = rptr + 1'h1;
-  assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = \$112  ? \$115  : { 1'h0, rptr };
-  assign \$117  = wptr == 2'h3;
-  assign \$118  = wptr + 1'h1;
-  assign \$119  = \$117  ? 3'h0 : \$118 ;
-  assign \$120  = ! wptr;
-  assign \$121  = wptr == 1'h1;
-  assign \$122  = wptr == 2'h2;
-  assign \$123  = wptr == 2'h3;
+  assign \$52  = ~ \$51 ;
+  assign \$53  = v2 & \$52 ;
+  assign \$54  = ~ at0;
+  assign \$55  = \$54  & o__ready;
+  assign \$56  = ~ v2;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = \$57  ? 1'h0 : at4;
+  assign \$59  = \$53  ? at3 : \$58 ;
+  assign \$60  = raddr == 8'h81;
+  assign \$61  = raddr + 1'h1;
+  assign \$62  = \$60  ? 9'h000 : \$61 ;
+  assign \$63  = ~ at0;
+  assign \$64  = \$63  & o__ready;
+  assign \$65  = rptr == 2'h3;
+  assign \$66  = rptr + 1'h1;
+  assign \$67  = \$65  ? 3'h0 : \$66 ;
+  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
+  assign \$69  = wptr == 2'h3;
+  assign \$70  = wptr + 1'h1;
+  assign \$71  = \$69  ? 3'h0 : \$70 ;
+  assign \$72  = ! wptr;
+  assign \$73  = wptr == 1'h1;
+  assign \$74  = wptr == 2'h2;
+  assign \$75  = wptr == 2'h3;
+  assign o__valid = ~ at0;
+  assign \$76  = rptr == 2'h3;
+  assign \$77  = rptr == 2'h2;
+  assign \$78  = rptr == 1'h1;
+  assign \$79  = \$78  ? slot1 : slot0;
+  assign \$80  = \$77  ? slot2 : \$79 ;
+  assign o__payload = \$76  ? slot3 : \$80 ;
   always @(posedge clk)
-    at0 <= \$124 ;
+    free <= \$81 ;
   always @(posedge clk)
-    at1 <= \$125 ;
+    issue <= \$82 ;
   always @(posedge clk)
-    at2 <= \$126 ;
+    at0 <= \$83 ;
   always @(posedge clk)
-    at3 <= \$127 ;
+    at1 <= \$84 ;
   always @(posedge clk)
-    at4 <= \$128 ;
+    at2 <= \$85 ;
   always @(posedge clk)
-    v1 <= \$129 ;
+    at3 <= \$86 ;
   always @(posedge clk)
-    v2 <= \$130 ;
+    at4 <= \$87 ;
   always @(posedge clk)
-    addr <= \$131 ;
+    v1 <= \$88 ;
   always @(posedge clk)
-    primed <= \$132 ;
+    v2 <= \$89 ;
   always @(posedge clk)
-    rptr <= \$133 ;
+    raddr <= \$90 ;
   always @(posedge clk)
-    wptr <= \$134 ;
+    primed <= \$91 ;
   always @(posedge clk)
-    slot0 <= \$135 ;
+    rptr <= \$92 ;
   always @(posedge clk)
-    slot1 <= \$136 ;
+    wptr <= \$93 ;
   always @(posedge clk)
-    slot2 <= \$137 ;
+    slot0 <= \$94 ;
   always @(posedge clk)
-    slot3 <= \$138 ;
+    slot1 <= \$95 ;
+  always @(posedge clk)
+    slot2 <= \$96 ;
+  always @(posedge clk)
+    slot3 <= \$97 ;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$124  = \$15 ;
+    \$81  = \$4 [2:0];
     if (rst_fc2) begin
-      \$124  = 1'h1;
+      \$81  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$125  = \$25 ;
+    \$82  = \$9 ;
     if (rst_fc2) begin
-      \$125  = 1'h0;
+      \$82  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$126  = \$35 ;
+    \$83  = \$19 ;
     if (rst_fc2) begin
-      \$126  = 1'h0;
+      \$83  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$127  = \$45 ;
+    \$84  = \$29 ;
     if (rst_fc2) begin
-      \$127  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$128  = \$55 ;
+    \$85  = \$39 ;
     if (rst_fc2) begin
-      \$128  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$129  = \$81 ;
+    \$86  = \$49 ;
     if (rst_fc2) begin
-      \$129  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$130  = v1;
+    \$87  = \$59 ;
     if (rst_fc2) begin
-      \$130  = 1'h0;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$131  = addr;
-    if (\$107 ) begin
-      \$131  = \$110 [7:0];
-    end
+    \$88  = issue;
     if (rst_fc2) begin
-      \$131  = 8'h00;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$132  = primed;
+    \$89  = v1;
+    if (rst_fc2) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$90  = raddr;
+    if (issue) begin
+      \$90  = \$62 [7:0];
+    end
+    if (rst_fc2) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$91  = primed;
     if (at4) begin
-      \$132  = 1'h1;
+      \$91  = 1'h1;
     end
     if (rst_fc2) begin
-      \$132  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$133  = \$116 [1:0];
+    \$92  = \$68 [1:0];
     if (rst_fc2) begin
-      \$133  = 2'h0;
+      \$92  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$134  = wptr;
+    \$93  = wptr;
     if (v2) begin
-      \$134  = \$119 [1:0];
+      \$93  = \$71 [1:0];
     end
     if (rst_fc2) begin
-      \$134  = 2'h0;
+      \$93  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$135  = slot0;
+    \$94  = slot0;
     if (v2) begin
-      if (\$120 ) begin
-        \$135  = data;
+      if (\$72 ) begin
+        \$94  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$136  = slot1;
+    \$95  = slot1;
     if (v2) begin
-      if (\$121 ) begin
-        \$136  = data;
+      if (\$73 ) begin
+        \$95  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$137  = slot2;
+    \$96  = slot2;
     if (v2) begin
-      if (\$122 ) begin
-        \$137  = data;
+      if (\$74 ) begin
+        \$96  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$138  = slot3;
+    \$97  = slot3;
     if (v2) begin
-      if (\$123 ) begin
-        \$138  = data;
+      if (\$75 ) begin
+        \$97  = data;
       end
     end
   end
-  assign raddr = addr;
+  assign addr = raddr;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5776,18 +5648,30 @@ module flexor_rom #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+        if (LATENCY >= 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
             // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
             // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
-            // deep ROM in logic is cut in two cycles instead of one.
+            // deep ROM in logic is cut in two cycles instead of one. With LATENCY 3 the
+            // address is registered first, in a copy per page (kept apart: one input's low
+            // bits reached every page's decode, the placed ResNet-32's conv1 ROM, 11.8 ns).
             localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
-            reg [PAGES*WIDTH-1:0] pages;
-            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
-            integer p;
+            wire [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page_a, page;
+            genvar p;
+            for (p = 0; p < PAGES; p = p + 1) begin : page_read
+                reg [WIDTH-1:0] word;
+                if (LATENCY == 3) begin : addr_copy
+                    reg [PAGE_BITS-1:0] a;
+                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                end else begin : direct
+                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                end
+                assign pages[p*WIDTH +: WIDTH] = word;
+            end
             always @(posedge clk) begin
-                for (p = 0; p < PAGES; p = p + 1)
-                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
-                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
         end else if (LATENCY == 3) begin : outreg2
@@ -5887,18 +5771,30 @@ module flexor_rom_logic #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+        if (LATENCY >= 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
             // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
             // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
-            // deep ROM in logic is cut in two cycles instead of one.
+            // deep ROM in logic is cut in two cycles instead of one. With LATENCY 3 the
+            // address is registered first, in a copy per page (kept apart: one input's low
+            // bits reached every page's decode, the placed ResNet-32's conv1 ROM, 11.8 ns).
             localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
-            reg [PAGES*WIDTH-1:0] pages;
-            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
-            integer p;
+            wire [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page_a, page;
+            genvar p;
+            for (p = 0; p < PAGES; p = p + 1) begin : page_read
+                reg [WIDTH-1:0] word;
+                if (LATENCY == 3) begin : addr_copy
+                    reg [PAGE_BITS-1:0] a;
+                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                end else begin : direct
+                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                end
+                assign pages[p*WIDTH +: WIDTH] = word;
+            end
             always @(posedge clk) begin
-                for (p = 0; p < PAGES; p = p + 1)
-                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
-                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
         end else if (LATENCY == 3) begin : outreg2

@@ -949,7 +949,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$205 ;
+  wire [5:0] \addr$206 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   reg [13:0] bank1_0 = 14'h0000;
@@ -964,7 +964,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [63:0] \data$206 ;
+  wire [63:0] \data$205 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
   reg [12:0] fin1_0 = 13'h0000;
@@ -1665,9 +1665,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
     .q(\port__addr$43 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$205 ),
+    .addr(\addr$206 ),
     .clk(clk),
-    .data(\data$206 )
+    .data(\data$205 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1708,12 +1708,12 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
     .q(\port__en$13 )
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$205 ),
     .clk(clk),
-    .data(\data$206 ),
+    .data(\data$205 ),
     .o__payload(\o__payload$151 ),
     .o__ready(step),
     .o__valid(o__valid),
+    .raddr(\addr$206 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
@@ -3060,52 +3060,13 @@ module \flexor_lenet5.conv1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__payload, addr, clk);
+module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__payload, raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
+  wire [3:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [1:0] \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [6:0] \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire [2:0] \$114 ;
-  wire [2:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire \$117 ;
-  wire [2:0] \$118 ;
-  wire [2:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg [5:0] \$131 ;
-  reg \$132 ;
-  reg [1:0] \$133 ;
-  reg [1:0] \$134 ;
-  reg [63:0] \$135 ;
-  reg [63:0] \$136 ;
-  reg [63:0] \$137 ;
-  reg [63:0] \$138 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -3134,7 +3095,7 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [63:0] \$4 ;
+  wire [4:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -3145,63 +3106,61 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [63:0] \$5 ;
+  wire [3:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [1:0] \$56 ;
-  wire [2:0] \$57 ;
-  wire [3:0] \$58 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [1:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
+  wire [6:0] \$61 ;
+  wire [6:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [1:0] \$66 ;
+  wire [2:0] \$66 ;
   wire [2:0] \$67 ;
-  wire [3:0] \$68 ;
+  wire [2:0] \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [1:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire [3:0] \$73 ;
+  wire [2:0] \$70 ;
+  wire [2:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [1:0] \$82 ;
-  wire [2:0] \$83 ;
-  wire [3:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [1:0] \$87 ;
-  wire [2:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [63:0] \$79 ;
+  wire [4:0] \$8 ;
+  wire [63:0] \$80 ;
+  reg [2:0] \$81 ;
+  reg \$82 ;
+  reg \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg \$87 ;
+  reg \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [1:0] \$92 ;
-  wire [2:0] \$93 ;
-  wire [3:0] \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire [1:0] \$97 ;
-  wire [2:0] \$98 ;
-  wire [3:0] \$99 ;
-  output [5:0] addr;
-  reg [5:0] addr = 6'h00;
+  reg [5:0] \$90 ;
+  reg \$91 ;
+  reg [1:0] \$92 ;
+  reg [1:0] \$93 ;
+  reg [63:0] \$94 ;
+  reg [63:0] \$95 ;
+  reg [63:0] \$96 ;
+  reg [63:0] \$97 ;
+  (* init = 6'h00 *)
+  wire [5:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -3211,6 +3170,8 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   wire clk;
   input [63:0] data;
   wire [63:0] data;
+  reg [2:0] free = 3'h4;
+  reg issue = 1'h1;
   output [63:0] o__payload;
   wire [63:0] o__payload;
   input o__ready;
@@ -3218,8 +3179,8 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   output o__valid;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 6'h00 *)
-  wire [5:0] raddr;
+  output [5:0] raddr;
+  reg [5:0] raddr = 6'h00;
   reg [1:0] rptr = 2'h0;
   input rst_conv1;
   wire rst_conv1;
@@ -3230,284 +3191,259 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
-  assign o__valid = ~ at0;
-  assign \$1  = rptr == 2'h3;
-  assign \$2  = rptr == 2'h2;
-  assign \$3  = rptr == 1'h1;
-  assign \$4  = \$3  ? slot1 : slot0;
-  assign \$5  = \$2  ? slot2 : \$4 ;
-  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$3  = \$2  & o__ready;
+  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
+  assign \$5  = free - issue;
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
-  assign \$8  = ~ \$7 ;
-  assign \$9  = v2 & \$8 ;
+  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
+  assign \$9  = | \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ v2;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = \$13  ? at1 : at0;
-  assign \$15  = \$9  ? 1'h0 : \$14 ;
-  assign \$16  = ~ at0;
-  assign \$17  = \$16  & o__ready;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = v2 & \$18 ;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = v2 & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ v2;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at1 : at0;
+  assign \$19  = \$13  ? 1'h0 : \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ v2;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$23  ? at2 : at1;
-  assign \$25  = \$19  ? at0 : \$24 ;
-  assign \$26  = ~ at0;
-  assign \$27  = \$26  & o__ready;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = v2 & \$28 ;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = v2 & \$22 ;
+  assign \$24  = ~ at0;
+  assign \$25  = \$24  & o__ready;
+  assign \$26  = ~ v2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = \$27  ? at2 : at1;
+  assign \$29  = \$23  ? at0 : \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ v2;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = \$33  ? at3 : at2;
-  assign \$35  = \$29  ? at1 : \$34 ;
-  assign \$36  = ~ at0;
-  assign \$37  = \$36  & o__ready;
-  assign \$38  = ~ \$37 ;
-  assign \$39  = v2 & \$38 ;
+  assign \$32  = ~ \$31 ;
+  assign \$33  = v2 & \$32 ;
+  assign \$34  = ~ at0;
+  assign \$35  = \$34  & o__ready;
+  assign \$36  = ~ v2;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = \$37  ? at3 : at2;
+  assign \$39  = \$33  ? at1 : \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ v2;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$43  ? at4 : at3;
-  assign \$45  = \$39  ? at2 : \$44 ;
-  assign \$46  = ~ at0;
-  assign \$47  = \$46  & o__ready;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = v2 & \$48 ;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = v2 & \$42 ;
+  assign \$44  = ~ at0;
+  assign \$45  = \$44  & o__ready;
+  assign \$46  = ~ v2;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$47  ? at4 : at3;
+  assign \$49  = \$43  ? at2 : \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ v2;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$53  ? 1'h0 : at4;
-  assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + v1;
-  assign \$57  = \$56  + v2;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = \$58  < 3'h4;
-  assign \$60  = at0 & \$59 ;
-  assign \$61  = 1'h0 + v1;
-  assign \$62  = \$61  + v2;
-  assign \$63  = 1'h1 + \$62 ;
-  assign \$64  = \$63  < 3'h4;
-  assign \$65  = at1 & \$64 ;
-  assign \$66  = 1'h0 + v1;
-  assign \$67  = \$66  + v2;
-  assign \$68  = 2'h2 + \$67 ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at2 & \$69 ;
-  assign \$71  = 1'h0 + v1;
-  assign \$72  = \$71  + v2;
-  assign \$73  = 2'h3 + \$72 ;
-  assign \$74  = \$73  < 3'h4;
-  assign \$75  = at3 & \$74 ;
-  assign \$76  = 1'h0 + v1;
-  assign \$77  = \$76  + v2;
-  assign \$78  = 3'h4 + \$77 ;
-  assign \$79  = \$78  < 3'h4;
-  assign \$80  = at4 & \$79 ;
-  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
-  assign \$82  = 1'h0 + v1;
-  assign \$83  = \$82  + v2;
-  assign \$84  = 1'h0 + \$83 ;
-  assign \$85  = \$84  < 3'h4;
-  assign \$86  = at0 & \$85 ;
-  assign \$87  = 1'h0 + v1;
-  assign \$88  = \$87  + v2;
-  assign \$89  = 1'h1 + \$88 ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at1 & \$90 ;
-  assign \$92  = 1'h0 + v1;
-  assign \$93  = \$92  + v2;
-  assign \$94  = 2'h2 + \$93 ;
-  assign \$95  = \$94  < 3'h4;
-  assign \$96  = at2 & \$95 ;
-  assign \$97  = 1'h0 + v1;
-  assign \$98  = \$97  + v2;
-  assign \$99  = 2'h3 + \$98 ;
-  assign \$100  = \$99  < 3'h4;
-  assign \$101  = at3 & \$100 ;
-  assign \$102  = 1'h0 + v1;
-  assign \$103  = \$102  + v2;
-  assign \$104  = 3'h4 + \$103 ;
-  assign \$105  = \$104  < 3'h4;
-  assign \$106  = at4 & \$105 ;
-  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
-  assign \$108  = addr == 6'h2f;
-  assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 7'h00 : \$109 ;
-  assign \$111  = ~ at0;
-  assign \$112  = \$111  & o__ready;
-  assign \$113  = rptr == 2'h3;
-  assign \$114  = rptr + 1'h1;
-  assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = \$112  ? \$115  : { 1'h0, rptr };
-  assign \$117  = wptr == 2'h3;
-  assign \$118  = wptr + 1'h1;
-  assign \$119  = \$117  ? 3'h0 : \$118 ;
-  assign \$120  = ! wptr;
-  assign \$121  = wptr == 1'h1;
-  assign \$122  = wptr == 2'h2;
-  assign \$123  = wptr == 2'h3;
+  assign \$52  = ~ \$51 ;
+  assign \$53  = v2 & \$52 ;
+  assign \$54  = ~ at0;
+  assign \$55  = \$54  & o__ready;
+  assign \$56  = ~ v2;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = \$57  ? 1'h0 : at4;
+  assign \$59  = \$53  ? at3 : \$58 ;
+  assign \$60  = raddr == 6'h2f;
+  assign \$61  = raddr + 1'h1;
+  assign \$62  = \$60  ? 7'h00 : \$61 ;
+  assign \$63  = ~ at0;
+  assign \$64  = \$63  & o__ready;
+  assign \$65  = rptr == 2'h3;
+  assign \$66  = rptr + 1'h1;
+  assign \$67  = \$65  ? 3'h0 : \$66 ;
+  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
+  assign \$69  = wptr == 2'h3;
+  assign \$70  = wptr + 1'h1;
+  assign \$71  = \$69  ? 3'h0 : \$70 ;
+  assign \$72  = ! wptr;
+  assign \$73  = wptr == 1'h1;
+  assign \$74  = wptr == 2'h2;
+  assign \$75  = wptr == 2'h3;
+  assign o__valid = ~ at0;
+  assign \$76  = rptr == 2'h3;
+  assign \$77  = rptr == 2'h2;
+  assign \$78  = rptr == 1'h1;
+  assign \$79  = \$78  ? slot1 : slot0;
+  assign \$80  = \$77  ? slot2 : \$79 ;
+  assign o__payload = \$76  ? slot3 : \$80 ;
   always @(posedge clk)
-    at0 <= \$124 ;
+    free <= \$81 ;
   always @(posedge clk)
-    at1 <= \$125 ;
+    issue <= \$82 ;
   always @(posedge clk)
-    at2 <= \$126 ;
+    at0 <= \$83 ;
   always @(posedge clk)
-    at3 <= \$127 ;
+    at1 <= \$84 ;
   always @(posedge clk)
-    at4 <= \$128 ;
+    at2 <= \$85 ;
   always @(posedge clk)
-    v1 <= \$129 ;
+    at3 <= \$86 ;
   always @(posedge clk)
-    v2 <= \$130 ;
+    at4 <= \$87 ;
   always @(posedge clk)
-    addr <= \$131 ;
+    v1 <= \$88 ;
   always @(posedge clk)
-    primed <= \$132 ;
+    v2 <= \$89 ;
   always @(posedge clk)
-    rptr <= \$133 ;
+    raddr <= \$90 ;
   always @(posedge clk)
-    wptr <= \$134 ;
+    primed <= \$91 ;
   always @(posedge clk)
-    slot0 <= \$135 ;
+    rptr <= \$92 ;
   always @(posedge clk)
-    slot1 <= \$136 ;
+    wptr <= \$93 ;
   always @(posedge clk)
-    slot2 <= \$137 ;
+    slot0 <= \$94 ;
   always @(posedge clk)
-    slot3 <= \$138 ;
+    slot1 <= \$95 ;
+  always @(posedge clk)
+    slot2 <= \$96 ;
+  always @(posedge clk)
+    slot3 <= \$97 ;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = \$15 ;
+    \$81  = \$4 [2:0];
     if (rst_conv1) begin
-      \$124  = 1'h1;
+      \$81  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = \$25 ;
+    \$82  = \$9 ;
     if (rst_conv1) begin
-      \$125  = 1'h0;
+      \$82  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = \$35 ;
+    \$83  = \$19 ;
     if (rst_conv1) begin
-      \$126  = 1'h0;
+      \$83  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = \$45 ;
+    \$84  = \$29 ;
     if (rst_conv1) begin
-      \$127  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$128  = \$55 ;
+    \$85  = \$39 ;
     if (rst_conv1) begin
-      \$128  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$129  = \$81 ;
+    \$86  = \$49 ;
     if (rst_conv1) begin
-      \$129  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$130  = v1;
+    \$87  = \$59 ;
     if (rst_conv1) begin
-      \$130  = 1'h0;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$131  = addr;
-    if (\$107 ) begin
-      \$131  = \$110 [5:0];
-    end
+    \$88  = issue;
     if (rst_conv1) begin
-      \$131  = 6'h00;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$132  = primed;
+    \$89  = v1;
+    if (rst_conv1) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$90  = raddr;
+    if (issue) begin
+      \$90  = \$62 [5:0];
+    end
+    if (rst_conv1) begin
+      \$90  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$91  = primed;
     if (at4) begin
-      \$132  = 1'h1;
+      \$91  = 1'h1;
     end
     if (rst_conv1) begin
-      \$132  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$133  = \$116 [1:0];
+    \$92  = \$68 [1:0];
     if (rst_conv1) begin
-      \$133  = 2'h0;
+      \$92  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$134  = wptr;
+    \$93  = wptr;
     if (v2) begin
-      \$134  = \$119 [1:0];
+      \$93  = \$71 [1:0];
     end
     if (rst_conv1) begin
-      \$134  = 2'h0;
+      \$93  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$135  = slot0;
+    \$94  = slot0;
     if (v2) begin
-      if (\$120 ) begin
-        \$135  = data;
+      if (\$72 ) begin
+        \$94  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$136  = slot1;
+    \$95  = slot1;
     if (v2) begin
-      if (\$121 ) begin
-        \$136  = data;
+      if (\$73 ) begin
+        \$95  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$137  = slot2;
+    \$96  = slot2;
     if (v2) begin
-      if (\$122 ) begin
-        \$137  = data;
+      if (\$74 ) begin
+        \$96  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$138  = slot3;
+    \$97  = slot3;
     if (v2) begin
-      if (\$123 ) begin
-        \$138  = data;
+      if (\$75 ) begin
+        \$97  = data;
       end
     end
   end
-  assign raddr = addr;
+  assign addr = raddr;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3581,7 +3517,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1057 ;
   wire \$1058 ;
   wire \$1059 ;
-  wire \$106 ;
+  wire [7:0] \$106 ;
   wire \$1060 ;
   wire \$1061 ;
   wire \$1062 ;
@@ -3592,7 +3528,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1067 ;
   wire \$1068 ;
   wire \$1069 ;
-  wire [3:0] \$107 ;
+  wire \$107 ;
   wire \$1070 ;
   wire \$1071 ;
   wire \$1072 ;
@@ -3614,7 +3550,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1087 ;
   wire \$1088 ;
   wire \$1089 ;
-  wire \$109 ;
+  wire [3:0] \$109 ;
   wire \$1090 ;
   wire \$1091 ;
   wire \$1092 ;
@@ -3637,7 +3573,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1107 ;
   wire \$1108 ;
   wire \$1109 ;
-  wire [6:0] \$111 ;
+  wire \$111 ;
   wire \$1110 ;
   wire \$1111 ;
   wire \$1112 ;
@@ -3648,7 +3584,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1117 ;
   wire \$1118 ;
   wire \$1119 ;
-  wire \$112 ;
+  wire [6:0] \$112 ;
   wire \$1120 ;
   wire \$1121 ;
   wire \$1122 ;
@@ -3659,7 +3595,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1127 ;
   wire \$1128 ;
   wire \$1129 ;
-  wire [3:0] \$113 ;
+  wire \$113 ;
   wire \$1130 ;
   wire \$1131 ;
   wire \$1132 ;
@@ -3681,7 +3617,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1147 ;
   wire \$1148 ;
   wire \$1149 ;
-  wire \$115 ;
+  wire [3:0] \$115 ;
   wire \$1150 ;
   wire \$1151 ;
   wire \$1152 ;
@@ -3703,7 +3639,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1167 ;
   wire \$1168 ;
   wire \$1169 ;
-  wire [6:0] \$117 ;
+  wire \$117 ;
   wire \$1170 ;
   wire \$1171 ;
   wire \$1172 ;
@@ -3714,7 +3650,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1177 ;
   wire \$1178 ;
   wire \$1179 ;
-  wire [8:0] \$118 ;
+  wire [6:0] \$118 ;
   wire \$1180 ;
   wire \$1181 ;
   wire \$1182 ;
@@ -3725,7 +3661,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1187 ;
   wire \$1188 ;
   wire \$1189 ;
-  wire \$119 ;
+  wire [8:0] \$119 ;
   wire \$1190 ;
   wire \$1191 ;
   wire \$1192 ;
@@ -3737,7 +3673,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1198 ;
   wire \$1199 ;
   wire \$12 ;
-  wire [8:0] \$120 ;
+  wire \$120 ;
   wire \$1200 ;
   wire \$1201 ;
   wire \$1202 ;
@@ -3748,7 +3684,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1207 ;
   wire \$1208 ;
   wire \$1209 ;
-  wire [9:0] \$121 ;
+  wire [8:0] \$121 ;
   wire \$1210 ;
   wire \$1211 ;
   wire \$1212 ;
@@ -3759,7 +3695,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1217 ;
   wire \$1218 ;
   wire \$1219 ;
-  wire [8:0] \$122 ;
+  wire [9:0] \$122 ;
   wire \$1220 ;
   wire \$1221 ;
   wire \$1222 ;
@@ -3770,7 +3706,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1227 ;
   wire \$1228 ;
   wire \$1229 ;
-  wire [9:0] \$123 ;
+  wire [8:0] \$123 ;
   wire \$1230 ;
   wire \$1231 ;
   wire \$1232 ;
@@ -3781,7 +3717,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1237 ;
   wire \$1238 ;
   wire \$1239 ;
-  wire \$124 ;
+  wire [9:0] \$124 ;
   wire \$1240 ;
   wire \$1241 ;
   wire \$1242 ;
@@ -3792,7 +3728,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1247 ;
   wire \$1248 ;
   wire \$1249 ;
-  wire [1:0] \$125 ;
+  wire \$125 ;
   wire \$1250 ;
   wire \$1251 ;
   wire \$1252 ;
@@ -3814,7 +3750,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1267 ;
   wire \$1268 ;
   wire \$1269 ;
-  wire \$127 ;
+  wire [1:0] \$127 ;
   wire \$1270 ;
   wire \$1271 ;
   wire \$1272 ;
@@ -3836,7 +3772,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1287 ;
   wire \$1288 ;
   wire \$1289 ;
-  wire [6:0] \$129 ;
+  wire \$129 ;
   wire \$1290 ;
   wire \$1291 ;
   wire \$1292 ;
@@ -3848,7 +3784,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1298 ;
   wire \$1299 ;
   wire \$13 ;
-  wire [7:0] \$130 ;
+  wire [6:0] \$130 ;
   wire \$1300 ;
   wire \$1301 ;
   wire \$1302 ;
@@ -3859,7 +3795,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1307 ;
   wire \$1308 ;
   wire \$1309 ;
-  wire \$131 ;
+  wire [7:0] \$131 ;
   wire \$1310 ;
   wire \$1311 ;
   wire \$1312 ;
@@ -3870,7 +3806,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1317 ;
   wire \$1318 ;
   wire \$1319 ;
-  wire [5:0] \$132 ;
+  wire \$132 ;
   wire \$1320 ;
   wire \$1321 ;
   wire \$1322 ;
@@ -3892,7 +3828,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1337 ;
   wire \$1338 ;
   wire \$1339 ;
-  wire \$134 ;
+  wire [5:0] \$134 ;
   wire \$1340 ;
   wire \$1341 ;
   wire \$1342 ;
@@ -3903,7 +3839,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1347 ;
   wire \$1348 ;
   wire \$1349 ;
-  wire [6:0] \$135 ;
+  wire \$135 ;
   wire \$1350 ;
   wire \$1351 ;
   wire \$1352 ;
@@ -3925,7 +3861,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1367 ;
   wire \$1368 ;
   wire \$1369 ;
-  wire \$137 ;
+  wire [6:0] \$137 ;
   wire \$1370 ;
   wire \$1371 ;
   wire \$1372 ;
@@ -3936,7 +3872,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1377 ;
   wire \$1378 ;
   wire \$1379 ;
-  wire [6:0] \$138 ;
+  wire \$138 ;
   wire \$1380 ;
   wire \$1381 ;
   wire \$1382 ;
@@ -3959,7 +3895,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1398 ;
   wire \$1399 ;
   wire \$14 ;
-  wire \$140 ;
+  wire [6:0] \$140 ;
   wire \$1400 ;
   wire \$1401 ;
   wire \$1402 ;
@@ -3970,7 +3906,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1407 ;
   wire \$1408 ;
   wire \$1409 ;
-  wire [6:0] \$141 ;
+  wire \$141 ;
   wire \$1410 ;
   wire \$1411 ;
   wire \$1412 ;
@@ -3992,7 +3928,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1427 ;
   wire \$1428 ;
   wire \$1429 ;
-  wire \$143 ;
+  wire [6:0] \$143 ;
   wire \$1430 ;
   wire \$1431 ;
   wire \$1432 ;
@@ -4014,7 +3950,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1447 ;
   wire \$1448 ;
   wire \$1449 ;
-  wire [5:0] \$145 ;
+  wire \$145 ;
   wire \$1450 ;
   wire \$1451 ;
   wire \$1452 ;
@@ -4036,7 +3972,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1467 ;
   wire \$1468 ;
   wire \$1469 ;
-  wire \$147 ;
+  wire [5:0] \$147 ;
   wire \$1470 ;
   wire \$1471 ;
   wire \$1472 ;
@@ -4047,7 +3983,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1477 ;
   wire \$1478 ;
   wire \$1479 ;
-  wire [6:0] \$148 ;
+  wire \$148 ;
   wire \$1480 ;
   wire \$1481 ;
   wire \$1482 ;
@@ -4070,7 +4006,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1498 ;
   wire \$1499 ;
   wire \$15 ;
-  wire \$150 ;
+  wire [6:0] \$150 ;
   wire \$1500 ;
   wire \$1501 ;
   wire \$1502 ;
@@ -4136,7 +4072,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1557 ;
   wire \$1558 ;
   wire \$1559 ;
-  wire [6:0] \$156 ;
+  wire \$156 ;
   wire \$1560 ;
   wire \$1561 ;
   wire \$1562 ;
@@ -4147,7 +4083,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1567 ;
   wire \$1568 ;
   wire \$1569 ;
-  wire \$157 ;
+  wire [6:0] \$157 ;
   wire \$1570 ;
   wire \$1571 ;
   wire \$1572 ;
@@ -4158,7 +4094,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1577 ;
   wire \$1578 ;
   wire \$1579 ;
-  wire [6:0] \$158 ;
+  wire \$158 ;
   wire \$1580 ;
   wire \$1581 ;
   wire \$1582 ;
@@ -4181,7 +4117,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1598 ;
   wire \$1599 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [6:0] \$160 ;
   wire \$1600 ;
   wire \$1601 ;
   wire \$1602 ;
@@ -4247,7 +4183,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1657 ;
   wire \$1658 ;
   wire \$1659 ;
-  wire [6:0] \$166 ;
+  wire \$166 ;
   wire \$1660 ;
   wire \$1661 ;
   wire \$1662 ;
@@ -4258,7 +4194,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1667 ;
   wire \$1668 ;
   wire \$1669 ;
-  wire \$167 ;
+  wire [6:0] \$167 ;
   wire \$1670 ;
   wire \$1671 ;
   wire \$1672 ;
@@ -4269,7 +4205,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1677 ;
   wire \$1678 ;
   wire \$1679 ;
-  wire [6:0] \$168 ;
+  wire \$168 ;
   wire \$1680 ;
   wire \$1681 ;
   wire \$1682 ;
@@ -4292,7 +4228,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1698 ;
   wire \$1699 ;
   wire \$17 ;
-  wire \$170 ;
+  wire [6:0] \$170 ;
   wire \$1700 ;
   wire \$1701 ;
   wire \$1702 ;
@@ -4436,7 +4372,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1827 ;
   wire \$1828 ;
   wire \$1829 ;
-  wire [5:0] \$183 ;
+  wire \$183 ;
   wire \$1830 ;
   wire \$1831 ;
   wire \$1832 ;
@@ -4480,7 +4416,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1867 ;
   wire \$1868 ;
   wire \$1869 ;
-  wire \$187 ;
+  wire [5:0] \$187 ;
   wire \$1870 ;
   wire \$1871 ;
   wire \$1872 ;
@@ -4536,7 +4472,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1917 ;
   wire \$1918 ;
   wire \$1919 ;
-  wire [7:0] \$192 ;
+  wire \$192 ;
   wire \$1920 ;
   wire \$1921 ;
   wire \$1922 ;
@@ -4591,7 +4527,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1967 ;
   wire \$1968 ;
   wire \$1969 ;
-  wire \$197 ;
+  wire [7:0] \$197 ;
   wire \$1970 ;
   wire \$1971 ;
   wire \$1972 ;
@@ -4648,7 +4584,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2017 ;
   wire \$2018 ;
   wire \$2019 ;
-  wire [7:0] \$202 ;
+  wire \$202 ;
   wire \$2020 ;
   wire \$2021 ;
   wire \$2022 ;
@@ -4703,7 +4639,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2067 ;
   wire \$2068 ;
   wire \$2069 ;
-  wire \$207 ;
+  wire [7:0] \$207 ;
   wire \$2070 ;
   wire \$2071 ;
   wire \$2072 ;
@@ -6502,7 +6438,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$3687 ;
   wire \$3688 ;
   wire \$3689 ;
-  wire [6:0] \$369 ;
+  wire \$369 ;
   wire \$3690 ;
   wire \$3691 ;
   wire \$3692 ;
@@ -6536,7 +6472,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$3717 ;
   wire \$3718 ;
   wire \$3719 ;
-  wire \$372 ;
+  wire [6:0] \$372 ;
   wire \$3720 ;
   wire \$3721 ;
   wire \$3722 ;
@@ -6591,7 +6527,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$3767 ;
   wire \$3768 ;
   wire \$3769 ;
-  wire [6:0] \$377 ;
+  wire \$377 ;
   wire \$3770 ;
   wire \$3771 ;
   wire \$3772 ;
@@ -6625,7 +6561,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$3798 ;
   wire \$3799 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [6:0] \$380 ;
   wire \$3800 ;
   wire \$3801 ;
   wire \$3802 ;
@@ -6647,7 +6583,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$3817 ;
   wire \$3818 ;
   wire \$3819 ;
-  wire [6:0] \$382 ;
+  wire \$382 ;
   wire \$3820 ;
   wire \$3821 ;
   wire \$3822 ;
@@ -6680,7 +6616,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$3847 ;
   wire \$3848 ;
   wire \$3849 ;
-  wire \$385 ;
+  wire [6:0] \$385 ;
   wire \$3850 ;
   wire \$3851 ;
   wire \$3852 ;
@@ -6726,63 +6662,65 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$3889 ;
   wire \$389 ;
   wire \$3890 ;
-  reg [4:0] \$3891 ;
-  reg [7:0] \$3892 ;
-  reg \$3893 ;
-  reg [4:0] \$3894 ;
-  reg \$3895 ;
-  reg [2:0] \$3896 ;
-  reg \$3897 ;
+  wire \$3891 ;
+  reg [4:0] \$3892 ;
+  reg [7:0] \$3893 ;
+  reg \$3894 ;
+  reg [4:0] \$3895 ;
+  reg \$3896 ;
+  reg [2:0] \$3897 ;
   reg \$3898 ;
   reg \$3899 ;
   wire \$39 ;
-  wire [6:0] \$390 ;
+  wire \$390 ;
   reg \$3900 ;
-  reg [2:0] \$3901 ;
-  reg [5:0] \$3902 ;
+  reg \$3901 ;
+  reg \$3902 ;
   reg [2:0] \$3903 ;
-  reg [7:0] \$3904 ;
-  reg [4:0] \$3905 ;
-  reg [5:0] \$3906 ;
-  reg [5:0] \$3907 ;
-  reg [4:0] \$3908 ;
+  reg [5:0] \$3904 ;
+  reg [2:0] \$3905 ;
+  reg [7:0] \$3906 ;
+  reg [4:0] \$3907 ;
+  reg [5:0] \$3908 ;
   reg [5:0] \$3909 ;
   wire [6:0] \$391 ;
-  reg \$3910 ;
-  reg [2:0] \$3911 ;
-  reg [7:0] \$3912 ;
-  reg [5:0] \$3913 ;
-  reg [5:0] \$3914 ;
-  reg [2:0] \$3915 ;
-  reg [7:0] \$3916 ;
-  reg \$3917 ;
-  reg \$3918 ;
-  reg [6:0] \$3919 ;
+  reg [4:0] \$3910 ;
+  reg [5:0] \$3911 ;
+  reg \$3912 ;
+  reg [2:0] \$3913 ;
+  reg [7:0] \$3914 ;
+  reg [5:0] \$3915 ;
+  reg [5:0] \$3916 ;
+  reg [2:0] \$3917 ;
+  reg [7:0] \$3918 ;
+  reg \$3919 ;
   wire [6:0] \$392 ;
   reg \$3920 ;
-  reg [5:0] \$3921 ;
-  reg [5:0] \$3922 ;
+  reg [6:0] \$3921 ;
+  reg \$3922 ;
   reg [5:0] \$3923 ;
   reg [5:0] \$3924 ;
   reg [5:0] \$3925 ;
   reg [5:0] \$3926 ;
-  reg \$3927 ;
-  wire \$393 ;
+  reg [5:0] \$3927 ;
+  reg [5:0] \$3928 ;
+  reg \$3929 ;
+  wire [6:0] \$393 ;
   wire \$394 ;
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
-  wire [6:0] \$398 ;
+  wire \$398 ;
   wire [6:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
   wire [6:0] \$400 ;
-  wire \$401 ;
+  wire [6:0] \$401 ;
   wire \$402 ;
-  wire [6:0] \$403 ;
+  wire \$403 ;
   wire [6:0] \$404 ;
   wire [6:0] \$405 ;
-  wire \$406 ;
+  wire [6:0] \$406 ;
   wire \$407 ;
   wire \$408 ;
   wire \$409 ;
@@ -7452,6 +7390,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire clk;
   reg [5:0] col_addr = 6'h3e;
   reg [6:0] d = 7'h02;
+  (* init = 8'h00 *)
+  wire [7:0] finished;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   wire [7:0] \i__payload$1 ;
@@ -7473,7 +7413,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$23 ;
-  wire [7:0] \o__payload$82 ;
+  wire [7:0] \o__payload$84 ;
   reg o__ready = 1'h1;
   input \o__ready$24 ;
   wire \o__ready$24 ;
@@ -7497,12 +7437,13 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg read_credits_returned = 1'h0;
   reg read_credits_room = 1'h1;
   wire read_credits_room_next;
-  reg [2:0] read_credits_space = 3'h6;
+  reg [2:0] read_credits_space = 3'h7;
   reg [8:0] read_data = 9'h000;
   reg read_v1 = 1'h0;
   reg read_v2 = 1'h0;
+  reg read_v3 = 1'h0;
   (* init = 1'h0 *)
-  wire read_v3;
+  wire read_v4;
   reg [5:0] room_low_21 = 6'h17;
   reg [5:0] room_low_22 = 6'h18;
   reg [5:0] room_w_27 = 6'h25;
@@ -7523,7 +7464,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire take;
   reg [7:0] w_addr = 8'h00;
   wire [7:0] w_addr_q;
-  wire [7:0] w_data;
+  reg [7:0] w_data = 8'h00;
   wire [7:0] w_data_q;
   reg w_en = 1'h0;
   wire w_en_q;
@@ -7729,7 +7670,6 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$7  = read_credits_space + read_credits_returned;
   assign \$8  = \$7  - take;
   assign read_credits_room_next = \$8 [2:0] >= 1'h1;
-  assign w_data = read_data[8] ? 8'h00 : read_data[7:0];
   assign \$9  = ~ r_done;
   assign \$10  = pad | ahead;
   assign \$11  = ~ d[6];
@@ -7828,3783 +7768,3786 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$103  = img_row + 6'h38;
   assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
   assign \$105  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
-  assign \$106  = kx == 3'h4;
-  assign \$107  = kx + 1'h1;
-  assign \$108  = \$106  ? 4'h0 : \$107 ;
-  assign \$109  = kx == 3'h4;
-  assign \$110  = ~ \$109 ;
-  assign \$111  = $signed(col_addr) + $signed(2'h1);
-  assign \$112  = ky == 3'h4;
-  assign \$113  = ky + 1'h1;
-  assign \$114  = \$112  ? 4'h0 : \$113 ;
-  assign \$115  = ky == 3'h4;
-  assign \$116  = ~ \$115 ;
-  assign \$117  = $signed(ix0c) + $signed(1'h0);
-  assign \$118  = row_addr + 5'h1c;
-  assign \$119  = \$118  >= 8'ha8;
-  assign \$120  = row_addr + 5'h1c;
-  assign \$121  = \$120  - 8'ha8;
-  assign \$122  = row_addr + 5'h1c;
-  assign \$123  = \$119  ? \$121  : { 1'h0, \$122  };
-  assign \$129  = $signed(ix0c) + $signed(1'h0);
-  assign \$130  = $signed(\$129 ) + $signed(2'h1);
-  assign \$131  = ox == 5'h1b;
-  assign \$132  = ox + 1'h1;
-  assign \$133  = \$131  ? 6'h00 : \$132 ;
-  assign \$134  = ox == 5'h1b;
-  assign \$135  = $signed(ix0) + $signed(2'h1);
-  assign \$136  = \$134  ? 7'h7e : \$135 ;
-  assign \$137  = ox == 5'h1b;
-  assign \$138  = $signed(ix0c) + $signed(2'h1);
-  assign \$139  = \$137  ? 7'h7e : \$138 ;
-  assign \$140  = ox == 5'h1b;
-  assign \$141  = $signed(ix0c) + $signed(2'h1);
-  assign \$142  = \$140  ? 7'h7e : \$141 ;
-  assign \$143  = ox == 5'h1b;
-  assign \$144  = oy == 5'h1b;
-  assign \$145  = oy + 1'h1;
-  assign \$146  = \$144  ? 6'h00 : \$145 ;
-  assign \$147  = oy == 5'h1b;
-  assign \$148  = $signed(low) + $signed(2'h1);
-  assign \$149  = \$147  ? 7'h7e : \$148 ;
-  assign \$150  = oy == 5'h1b;
-  assign \$151  = kx == 3'h4;
-  assign \$152  = ~ \$151 ;
-  assign \$153  = ky == 3'h4;
-  assign \$156  = $signed(ix) + $signed(2'h1);
-  assign \$157  = ox == 5'h1b;
-  assign \$158  = $signed(ix0) + $signed(2'h1);
-  assign \$159  = \$157  ? 7'h7e : \$158 ;
-  assign \$160  = kx == 3'h4;
-  assign \$161  = ky == 3'h4;
-  assign \$162  = ~ \$161 ;
-  assign \$164  = ox == 5'h1b;
-  assign \$166  = $signed(iy) + $signed(2'h1);
-  assign \$167  = oy == 5'h1b;
-  assign \$168  = $signed(low) + $signed(2'h1);
-  assign \$169  = \$167  ? 7'h7e : \$168 ;
-  assign \$170  = w_px == 5'h1a;
-  assign \$172  = kx == 2'h3;
-  assign \$173  = ox == 5'h1b;
-  assign \$174  = ky == 3'h4;
-  assign \$175  = & { \$174 , \$173 , \$172  };
-  assign \$176  = take & r_last;
-  assign \$177  = oy == 5'h1b;
-  assign \$178  = write & w_last;
-  assign \$179  = ~ ahead;
-  assign \$180  = ~ room_w_27[5];
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = \$181  & room_w_28[5];
-  assign \$183  = w_row + 2'h3;
-  assign \$184  = \$182  ? 6'h02 : \$183 ;
-  assign \$185  = w_row + 2'h2;
-  assign \$186  = \$178  ? \$184  : \$185 ;
-  assign \$187  = write & w_last;
-  assign \$188  = ~ ahead;
-  assign \$189  = ~ room_w_27[5];
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = \$190  & room_w_28[5];
-  assign \$192  = $signed(d) + $signed(6'h24);
-  assign \$193  = \$191  ? \$192  : { d[6], d };
-  assign \$194  = $signed(d) + $signed(1'h1);
-  assign \$195  = \$187  ? \$193  : \$194 ;
-  assign \$196  = \$177  ? { 2'h0, \$186  } : \$195 ;
-  assign \$197  = write & w_last;
-  assign \$198  = ~ ahead;
-  assign \$199  = ~ room_w_27[5];
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = \$200  & room_w_28[5];
-  assign \$202  = $signed(d) + $signed(6'h25);
-  assign \$203  = $signed(d) + $signed(2'h1);
-  assign \$204  = \$201  ? \$202  : \$203 ;
-  assign \$205  = \$197  ? \$204  : { d[6], d };
-  assign \$206  = \$176  ? \$196  : \$205 ;
-  assign \$207  = take & r_last;
-  assign \$208  = write & w_last;
-  assign \$209  = ~ ahead;
-  assign \$210  = ~ room_w_27[5];
-  assign \$211  = \$209  & \$210 ;
-  assign \$212  = \$211  & room_w_28[5];
-  assign \$213  = oy == 5'h1b;
-  assign \$214  = ~ ahead;
-  assign \$215  = ~ room_w_27[5];
-  assign \$216  = \$214  & \$215 ;
-  assign \$217  = \$216  & room_w_28[5];
-  assign \$218  = ahead | \$217 ;
-  assign \$219  = switch ? 1'h0 : \$218 ;
-  assign \$220  = oy == 5'h1b;
-  assign \$221  = r_done | \$220 ;
-  assign \$222  = switch ? 1'h0 : \$221 ;
-  assign \$223  = ~ \$222 ;
-  assign \$225  = oy == 5'h1b;
-  assign \$226  = r_done | \$225 ;
-  assign \$227  = switch ? 1'h0 : \$226 ;
-  assign \$230  = \$219  ? 1'h0 : 1'h1;
-  assign \$231  = ~ ahead;
-  assign \$232  = ~ room_w_27[5];
-  assign \$233  = \$231  & \$232 ;
-  assign \$234  = \$233  & room_w_28[5];
-  assign \$235  = ahead | \$234 ;
-  assign \$236  = switch ? 1'h0 : \$235 ;
-  assign \$237  = oy == 5'h1b;
-  assign \$238  = r_done | \$237 ;
-  assign \$239  = switch ? 1'h0 : \$238 ;
-  assign \$240  = ~ \$239 ;
-  assign \$241  = \$240  & room_low_21[5];
-  assign \$242  = oy == 5'h1b;
-  assign \$243  = r_done | \$242 ;
-  assign \$244  = switch ? 1'h0 : \$243 ;
-  assign \$247  = \$236  ? \$241  : 1'h1;
-  assign \$248  = \$213  ? \$230  : \$247 ;
-  assign \$249  = oy == 5'h1b;
-  assign \$250  = ~ ahead;
-  assign \$251  = ~ room_w_27[5];
-  assign \$252  = \$250  & \$251 ;
-  assign \$253  = \$252  & room_w_28[5];
-  assign \$254  = ahead | \$253 ;
-  assign \$255  = switch ? 1'h0 : \$254 ;
-  assign \$256  = oy == 5'h1b;
-  assign \$257  = r_done | \$256 ;
-  assign \$258  = switch ? 1'h0 : \$257 ;
-  assign \$259  = ~ \$258 ;
-  assign \$261  = oy == 5'h1b;
-  assign \$262  = r_done | \$261 ;
-  assign \$263  = switch ? 1'h0 : \$262 ;
-  assign \$264  = \$263  | room_w_3[5];
-  assign \$265  = room_w_27[5] & \$264 ;
-  assign \$266  = \$255  ? 1'h0 : \$265 ;
-  assign \$267  = ~ ahead;
-  assign \$268  = ~ room_w_27[5];
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = \$269  & room_w_28[5];
-  assign \$271  = ahead | \$270 ;
-  assign \$272  = switch ? 1'h0 : \$271 ;
-  assign \$273  = oy == 5'h1b;
-  assign \$274  = r_done | \$273 ;
-  assign \$275  = switch ? 1'h0 : \$274 ;
-  assign \$276  = ~ \$275 ;
-  assign \$277  = $signed(d) < $signed(6'h2a);
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = oy == 5'h1b;
-  assign \$280  = r_done | \$279 ;
-  assign \$281  = switch ? 1'h0 : \$280 ;
-  assign \$282  = $signed(d) < $signed(4'h6);
-  assign \$283  = \$281  | \$282 ;
-  assign \$284  = room_w_27[5] & \$283 ;
-  assign \$285  = \$272  ? \$278  : \$284 ;
-  assign \$286  = \$249  ? \$266  : \$285 ;
-  assign \$287  = \$212  ? \$248  : \$286 ;
-  assign \$288  = oy == 5'h1b;
-  assign \$289  = switch ? 1'h0 : ahead;
-  assign \$290  = oy == 5'h1b;
-  assign \$291  = r_done | \$290 ;
-  assign \$292  = switch ? 1'h0 : \$291 ;
-  assign \$293  = ~ \$292 ;
-  assign \$295  = oy == 5'h1b;
-  assign \$296  = r_done | \$295 ;
-  assign \$297  = switch ? 1'h0 : \$296 ;
-  assign \$298  = \$297  | room_w_4[5];
-  assign \$299  = room_w_28[5] & \$298 ;
-  assign \$300  = \$289  ? 1'h0 : \$299 ;
-  assign \$301  = switch ? 1'h0 : ahead;
-  assign \$302  = oy == 5'h1b;
-  assign \$303  = r_done | \$302 ;
-  assign \$304  = switch ? 1'h0 : \$303 ;
-  assign \$305  = ~ \$304 ;
-  assign \$306  = $signed(d) < $signed(6'h2b);
-  assign \$307  = \$305  & \$306 ;
-  assign \$308  = oy == 5'h1b;
-  assign \$309  = r_done | \$308 ;
-  assign \$310  = switch ? 1'h0 : \$309 ;
-  assign \$311  = $signed(d) < $signed(4'h7);
-  assign \$312  = \$310  | \$311 ;
-  assign \$313  = room_w_28[5] & \$312 ;
-  assign \$314  = \$301  ? \$307  : \$313 ;
-  assign \$315  = \$288  ? \$300  : \$314 ;
-  assign \$316  = \$208  ? \$287  : \$315 ;
-  assign \$317  = write & w_last;
-  assign \$318  = ~ ahead;
-  assign \$319  = ~ room_w_27[5];
-  assign \$320  = \$318  & \$319 ;
-  assign \$321  = \$320  & room_w_28[5];
-  assign \$322  = ~ ahead;
-  assign \$323  = ~ room_w_27[5];
-  assign \$324  = \$322  & \$323 ;
-  assign \$325  = \$324  & room_w_28[5];
-  assign \$326  = ahead | \$325 ;
-  assign \$327  = switch ? 1'h0 : \$326 ;
-  assign \$328  = switch ? 1'h0 : r_done;
-  assign \$329  = ~ \$328 ;
-  assign \$330  = \$329  & room_low_22[5];
-  assign \$331  = switch ? 1'h0 : r_done;
-  assign \$334  = \$327  ? \$330  : 1'h1;
-  assign \$335  = ~ ahead;
-  assign \$336  = ~ room_w_27[5];
-  assign \$337  = \$335  & \$336 ;
-  assign \$338  = \$337  & room_w_28[5];
-  assign \$339  = ahead | \$338 ;
-  assign \$340  = switch ? 1'h0 : \$339 ;
-  assign \$341  = switch ? 1'h0 : r_done;
-  assign \$342  = ~ \$341 ;
-  assign \$343  = $signed(d) < $signed(6'h29);
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = switch ? 1'h0 : r_done;
-  assign \$346  = $signed(d) < $signed(4'h5);
-  assign \$347  = \$345  | \$346 ;
-  assign \$348  = room_w_27[5] & \$347 ;
-  assign \$349  = \$340  ? \$344  : \$348 ;
-  assign \$350  = \$321  ? \$334  : \$349 ;
-  assign \$351  = switch ? 1'h0 : ahead;
-  assign \$352  = switch ? 1'h0 : r_done;
-  assign \$353  = ~ \$352 ;
-  assign \$354  = $signed(d) < $signed(6'h2a);
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = switch ? 1'h0 : r_done;
-  assign \$357  = $signed(d) < $signed(4'h6);
-  assign \$358  = \$356  | \$357 ;
-  assign \$359  = room_w_28[5] & \$358 ;
-  assign \$360  = \$351  ? \$355  : \$359 ;
-  assign \$361  = switch ? \$360  : o__ready;
-  assign \$362  = \$317  ? \$350  : \$361 ;
-  assign \$363  = \$207  ? \$316  : \$362 ;
-  assign \$364  = write & w_last;
-  assign \$365  = ~ ahead;
-  assign \$366  = ~ room_w_27[5];
-  assign \$367  = \$365  & \$366 ;
-  assign \$368  = \$367  & room_w_28[5];
-  assign \$369  = $signed(room_w_27) + $signed(2'h1);
-  assign \$370  = \$368  ? 7'h65 : \$369 ;
-  assign \$371  = \$364  ? \$370  : { room_w_27[5], room_w_27 };
-  assign \$372  = write & w_last;
-  assign \$373  = ~ ahead;
-  assign \$374  = ~ room_w_27[5];
-  assign \$375  = \$373  & \$374 ;
-  assign \$376  = \$375  & room_w_28[5];
-  assign \$377  = $signed(room_w_28) + $signed(2'h1);
-  assign \$378  = \$376  ? 7'h64 : \$377 ;
-  assign \$379  = \$372  ? \$378  : { room_w_28[5], room_w_28 };
-  assign \$380  = take & r_last;
-  assign \$381  = oy == 5'h1b;
-  assign \$382  = $signed(room_low_21) - $signed(2'h1);
-  assign \$383  = \$381  ? 7'h17 : \$382 ;
-  assign \$384  = \$380  ? \$383  : { room_low_21[5], room_low_21 };
-  assign \$385  = write & w_last;
-  assign \$386  = ~ ahead;
-  assign \$387  = ~ room_w_27[5];
-  assign \$388  = \$386  & \$387 ;
-  assign \$389  = \$388  & room_w_28[5];
-  assign \$390  = $signed(room_w_3) + $signed(2'h1);
-  assign \$391  = \$389  ? 7'h7d : \$390 ;
-  assign \$392  = \$385  ? \$391  : { room_w_3[5], room_w_3 };
-  assign \$393  = write & w_last;
-  assign \$394  = ~ ahead;
-  assign \$395  = ~ room_w_27[5];
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = \$396  & room_w_28[5];
-  assign \$398  = $signed(room_w_4) + $signed(2'h1);
-  assign \$399  = \$397  ? 7'h7c : \$398 ;
-  assign \$400  = \$393  ? \$399  : { room_w_4[5], room_w_4 };
-  assign \$401  = take & r_last;
-  assign \$402  = oy == 5'h1b;
-  assign \$403  = $signed(room_low_22) - $signed(2'h1);
-  assign \$404  = \$402  ? 7'h18 : \$403 ;
-  assign \$405  = \$401  ? \$404  : { room_low_22[5], room_low_22 };
-  assign \$406  = write & w_last;
-  assign \$407  = ~ ahead;
-  assign \$408  = w_row == 5'h1b;
-  assign \$409  = \$407  & \$408 ;
-  assign \$410  = ! ky;
-  assign \$411  = d == 5'h1c;
-  assign \$412  = d == 5'h1d;
-  assign \$413  = d == 5'h1e;
-  assign \$414  = d == 5'h1f;
-  assign \$415  = d == 6'h20;
-  assign \$416  = d == 6'h21;
-  assign \$417  = d == 6'h22;
-  assign \$418  = d == 6'h23;
-  assign \$419  = d == 6'h24;
-  assign \$420  = d == 6'h25;
-  assign \$421  = d == 6'h26;
-  assign \$422  = d == 6'h27;
-  assign \$423  = d == 6'h28;
-  assign \$424  = d == 6'h29;
-  assign \$425  = d == 6'h2a;
-  assign \$426  = d == 6'h2b;
-  assign \$427  = d == 6'h2c;
-  assign \$428  = d == 6'h2d;
-  assign \$429  = d == 6'h2e;
-  assign \$430  = d == 6'h2f;
-  assign \$431  = d == 6'h30;
-  assign \$432  = d == 6'h31;
-  assign \$433  = d == 6'h32;
-  assign \$434  = d == 6'h33;
-  assign \$435  = d == 6'h34;
-  assign \$436  = d == 6'h35;
-  assign \$437  = d == 6'h36;
-  assign \$438  = d == 6'h37;
-  assign \$439  = d == 6'h38;
-  assign \$440  = d == 6'h39;
-  assign \$441  = d == 6'h3a;
-  assign \$442  = d == 6'h3b;
-  assign \$443  = d == 6'h3c;
-  assign \$444  = d == 6'h3d;
-  assign \$445  = d == 6'h3e;
-  assign \$446  = d == 6'h3f;
-  assign \$447  = | { \$446 , \$445 , \$444 , \$443 , \$442 , \$441 , \$440 , \$439 , \$438 , \$437 , \$436 , \$435 , \$434 , \$433 , \$432 , \$431 , \$430 , \$429 , \$428 , \$427 , \$426 , \$425 , \$424 , \$423 , \$422 , \$421 , \$420 , \$419 , \$418 , \$417 , \$416 , \$415 , \$414 , \$413 , \$412 , \$411  };
-  assign \$448  = \$410  & \$447 ;
-  assign \$449  = ky == 1'h1;
-  assign \$450  = d == 5'h1d;
-  assign \$451  = d == 5'h1e;
-  assign \$452  = d == 5'h1f;
-  assign \$453  = d == 6'h20;
-  assign \$454  = d == 6'h21;
-  assign \$455  = d == 6'h22;
-  assign \$456  = d == 6'h23;
-  assign \$457  = d == 6'h24;
-  assign \$458  = d == 6'h25;
-  assign \$459  = d == 6'h26;
-  assign \$460  = d == 6'h27;
-  assign \$461  = d == 6'h28;
-  assign \$462  = d == 6'h29;
-  assign \$463  = d == 6'h2a;
-  assign \$464  = d == 6'h2b;
-  assign \$465  = d == 6'h2c;
-  assign \$466  = d == 6'h2d;
-  assign \$467  = d == 6'h2e;
-  assign \$468  = d == 6'h2f;
-  assign \$469  = d == 6'h30;
-  assign \$470  = d == 6'h31;
-  assign \$471  = d == 6'h32;
-  assign \$472  = d == 6'h33;
-  assign \$473  = d == 6'h34;
-  assign \$474  = d == 6'h35;
-  assign \$475  = d == 6'h36;
-  assign \$476  = d == 6'h37;
-  assign \$477  = d == 6'h38;
-  assign \$478  = d == 6'h39;
-  assign \$479  = d == 6'h3a;
-  assign \$480  = d == 6'h3b;
-  assign \$481  = d == 6'h3c;
-  assign \$482  = d == 6'h3d;
-  assign \$483  = d == 6'h3e;
-  assign \$484  = d == 6'h3f;
-  assign \$485  = | { \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451 , \$450  };
-  assign \$486  = \$449  & \$485 ;
-  assign \$487  = ky == 2'h2;
-  assign \$488  = d == 5'h1e;
-  assign \$489  = d == 5'h1f;
-  assign \$490  = d == 6'h20;
-  assign \$491  = d == 6'h21;
-  assign \$492  = d == 6'h22;
-  assign \$493  = d == 6'h23;
-  assign \$494  = d == 6'h24;
-  assign \$495  = d == 6'h25;
-  assign \$496  = d == 6'h26;
-  assign \$497  = d == 6'h27;
-  assign \$498  = d == 6'h28;
-  assign \$499  = d == 6'h29;
-  assign \$500  = d == 6'h2a;
-  assign \$501  = d == 6'h2b;
-  assign \$502  = d == 6'h2c;
-  assign \$503  = d == 6'h2d;
-  assign \$504  = d == 6'h2e;
-  assign \$505  = d == 6'h2f;
-  assign \$506  = d == 6'h30;
-  assign \$507  = d == 6'h31;
-  assign \$508  = d == 6'h32;
-  assign \$509  = d == 6'h33;
-  assign \$510  = d == 6'h34;
-  assign \$511  = d == 6'h35;
-  assign \$512  = d == 6'h36;
-  assign \$513  = d == 6'h37;
-  assign \$514  = d == 6'h38;
-  assign \$515  = d == 6'h39;
-  assign \$516  = d == 6'h3a;
-  assign \$517  = d == 6'h3b;
-  assign \$518  = d == 6'h3c;
-  assign \$519  = d == 6'h3d;
-  assign \$520  = d == 6'h3e;
-  assign \$521  = d == 6'h3f;
-  assign \$522  = | { \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488  };
-  assign \$523  = \$487  & \$522 ;
-  assign \$524  = ky == 2'h3;
-  assign \$525  = d == 5'h1f;
-  assign \$526  = d == 6'h20;
-  assign \$527  = d == 6'h21;
-  assign \$528  = d == 6'h22;
-  assign \$529  = d == 6'h23;
-  assign \$530  = d == 6'h24;
-  assign \$531  = d == 6'h25;
-  assign \$532  = d == 6'h26;
-  assign \$533  = d == 6'h27;
-  assign \$534  = d == 6'h28;
-  assign \$535  = d == 6'h29;
-  assign \$536  = d == 6'h2a;
-  assign \$537  = d == 6'h2b;
-  assign \$538  = d == 6'h2c;
-  assign \$539  = d == 6'h2d;
-  assign \$540  = d == 6'h2e;
-  assign \$541  = d == 6'h2f;
-  assign \$542  = d == 6'h30;
-  assign \$543  = d == 6'h31;
-  assign \$544  = d == 6'h32;
-  assign \$545  = d == 6'h33;
-  assign \$546  = d == 6'h34;
-  assign \$547  = d == 6'h35;
-  assign \$548  = d == 6'h36;
-  assign \$549  = d == 6'h37;
-  assign \$550  = d == 6'h38;
-  assign \$551  = d == 6'h39;
-  assign \$552  = d == 6'h3a;
-  assign \$553  = d == 6'h3b;
-  assign \$554  = d == 6'h3c;
-  assign \$555  = d == 6'h3d;
-  assign \$556  = d == 6'h3e;
-  assign \$557  = d == 6'h3f;
-  assign \$558  = | { \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525  };
-  assign \$559  = \$524  & \$558 ;
-  assign \$560  = ky == 3'h4;
-  assign \$561  = d == 6'h20;
-  assign \$562  = d == 6'h21;
-  assign \$563  = d == 6'h22;
-  assign \$564  = d == 6'h23;
-  assign \$565  = d == 6'h24;
-  assign \$566  = d == 6'h25;
-  assign \$567  = d == 6'h26;
-  assign \$568  = d == 6'h27;
-  assign \$569  = d == 6'h28;
-  assign \$570  = d == 6'h29;
-  assign \$571  = d == 6'h2a;
-  assign \$572  = d == 6'h2b;
-  assign \$573  = d == 6'h2c;
-  assign \$574  = d == 6'h2d;
-  assign \$575  = d == 6'h2e;
-  assign \$576  = d == 6'h2f;
-  assign \$577  = d == 6'h30;
-  assign \$578  = d == 6'h31;
-  assign \$579  = d == 6'h32;
-  assign \$580  = d == 6'h33;
-  assign \$581  = d == 6'h34;
-  assign \$582  = d == 6'h35;
-  assign \$583  = d == 6'h36;
-  assign \$584  = d == 6'h37;
-  assign \$585  = d == 6'h38;
-  assign \$586  = d == 6'h39;
-  assign \$587  = d == 6'h3a;
-  assign \$588  = d == 6'h3b;
-  assign \$589  = d == 6'h3c;
-  assign \$590  = d == 6'h3d;
-  assign \$591  = d == 6'h3e;
-  assign \$592  = d == 6'h3f;
-  assign \$593  = | { \$592 , \$591 , \$590 , \$589 , \$588 , \$587 , \$586 , \$585 , \$584 , \$583 , \$582 , \$581 , \$580 , \$579 , \$578 , \$577 , \$576 , \$575 , \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568 , \$567 , \$566 , \$565 , \$564 , \$563 , \$562 , \$561  };
-  assign \$594  = \$560  & \$593 ;
-  assign \$595  = | { \$594 , \$559 , \$523 , \$486 , \$448  };
-  assign \$596  = ! ky;
-  assign \$597  = ! d;
-  assign \$598  = d == 1'h1;
-  assign \$599  = d == 2'h2;
-  assign \$600  = d == 2'h3;
-  assign \$601  = d == 3'h4;
-  assign \$602  = d == 3'h5;
-  assign \$603  = d == 3'h6;
-  assign \$604  = d == 3'h7;
-  assign \$605  = d == 4'h8;
-  assign \$606  = d == 4'h9;
-  assign \$607  = d == 4'ha;
-  assign \$608  = d == 4'hb;
-  assign \$609  = d == 4'hc;
-  assign \$610  = d == 4'hd;
-  assign \$611  = d == 4'he;
-  assign \$612  = d == 4'hf;
-  assign \$613  = d == 5'h10;
-  assign \$614  = d == 5'h11;
-  assign \$615  = d == 5'h12;
-  assign \$616  = d == 5'h13;
-  assign \$617  = d == 5'h14;
-  assign \$618  = d == 5'h15;
-  assign \$619  = d == 5'h16;
-  assign \$620  = d == 5'h17;
-  assign \$621  = d == 5'h18;
-  assign \$622  = d == 5'h19;
-  assign \$623  = d == 5'h1a;
-  assign \$624  = d == 5'h1b;
-  assign \$625  = d == 5'h1c;
-  assign \$626  = d == 5'h1d;
-  assign \$627  = d == 5'h1e;
-  assign \$628  = d == 5'h1f;
-  assign \$629  = d == 6'h20;
-  assign \$630  = d == 6'h21;
-  assign \$631  = d == 6'h22;
-  assign \$632  = d == 6'h23;
-  assign \$633  = d == 6'h24;
-  assign \$634  = d == 6'h25;
-  assign \$635  = d == 6'h26;
-  assign \$636  = d == 6'h27;
-  assign \$637  = d == 6'h28;
-  assign \$638  = d == 6'h29;
-  assign \$639  = d == 6'h2a;
-  assign \$640  = d == 6'h2b;
-  assign \$641  = d == 6'h2c;
-  assign \$642  = d == 6'h2d;
-  assign \$643  = d == 6'h2e;
-  assign \$644  = d == 6'h2f;
-  assign \$645  = d == 6'h30;
-  assign \$646  = d == 6'h31;
-  assign \$647  = d == 6'h32;
-  assign \$648  = d == 6'h33;
-  assign \$649  = d == 6'h34;
-  assign \$650  = d == 6'h35;
-  assign \$651  = d == 6'h36;
-  assign \$652  = d == 6'h37;
-  assign \$653  = d == 6'h38;
-  assign \$654  = d == 6'h39;
-  assign \$655  = d == 6'h3a;
-  assign \$656  = d == 6'h3b;
-  assign \$657  = d == 6'h3c;
-  assign \$658  = d == 6'h3d;
-  assign \$659  = d == 6'h3e;
-  assign \$660  = d == 6'h3f;
-  assign \$661  = | { \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600 , \$599 , \$598 , \$597  };
-  assign \$662  = \$596  & \$661 ;
-  assign \$663  = ky == 1'h1;
-  assign \$664  = d == 1'h1;
-  assign \$665  = d == 2'h2;
-  assign \$666  = d == 2'h3;
-  assign \$667  = d == 3'h4;
-  assign \$668  = d == 3'h5;
-  assign \$669  = d == 3'h6;
-  assign \$670  = d == 3'h7;
-  assign \$671  = d == 4'h8;
-  assign \$672  = d == 4'h9;
-  assign \$673  = d == 4'ha;
-  assign \$674  = d == 4'hb;
-  assign \$675  = d == 4'hc;
-  assign \$676  = d == 4'hd;
-  assign \$677  = d == 4'he;
-  assign \$678  = d == 4'hf;
-  assign \$679  = d == 5'h10;
-  assign \$680  = d == 5'h11;
-  assign \$681  = d == 5'h12;
-  assign \$682  = d == 5'h13;
-  assign \$683  = d == 5'h14;
-  assign \$684  = d == 5'h15;
-  assign \$685  = d == 5'h16;
-  assign \$686  = d == 5'h17;
-  assign \$687  = d == 5'h18;
-  assign \$688  = d == 5'h19;
-  assign \$689  = d == 5'h1a;
-  assign \$690  = d == 5'h1b;
-  assign \$691  = d == 5'h1c;
-  assign \$692  = d == 5'h1d;
-  assign \$693  = d == 5'h1e;
-  assign \$694  = d == 5'h1f;
-  assign \$695  = d == 6'h20;
-  assign \$696  = d == 6'h21;
-  assign \$697  = d == 6'h22;
-  assign \$698  = d == 6'h23;
-  assign \$699  = d == 6'h24;
-  assign \$700  = d == 6'h25;
-  assign \$701  = d == 6'h26;
-  assign \$702  = d == 6'h27;
-  assign \$703  = d == 6'h28;
-  assign \$704  = d == 6'h29;
-  assign \$705  = d == 6'h2a;
-  assign \$706  = d == 6'h2b;
-  assign \$707  = d == 6'h2c;
-  assign \$708  = d == 6'h2d;
-  assign \$709  = d == 6'h2e;
-  assign \$710  = d == 6'h2f;
-  assign \$711  = d == 6'h30;
-  assign \$712  = d == 6'h31;
-  assign \$713  = d == 6'h32;
-  assign \$714  = d == 6'h33;
-  assign \$715  = d == 6'h34;
-  assign \$716  = d == 6'h35;
-  assign \$717  = d == 6'h36;
-  assign \$718  = d == 6'h37;
-  assign \$719  = d == 6'h38;
-  assign \$720  = d == 6'h39;
-  assign \$721  = d == 6'h3a;
-  assign \$722  = d == 6'h3b;
-  assign \$723  = d == 6'h3c;
-  assign \$724  = d == 6'h3d;
-  assign \$725  = d == 6'h3e;
-  assign \$726  = d == 6'h3f;
-  assign \$727  = | { \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716 , \$715 , \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664  };
-  assign \$728  = \$663  & \$727 ;
-  assign \$729  = ky == 2'h2;
-  assign \$730  = d == 2'h2;
-  assign \$731  = d == 2'h3;
-  assign \$732  = d == 3'h4;
-  assign \$733  = d == 3'h5;
-  assign \$734  = d == 3'h6;
-  assign \$735  = d == 3'h7;
-  assign \$736  = d == 4'h8;
-  assign \$737  = d == 4'h9;
-  assign \$738  = d == 4'ha;
-  assign \$739  = d == 4'hb;
-  assign \$740  = d == 4'hc;
-  assign \$741  = d == 4'hd;
-  assign \$742  = d == 4'he;
-  assign \$743  = d == 4'hf;
-  assign \$744  = d == 5'h10;
-  assign \$745  = d == 5'h11;
-  assign \$746  = d == 5'h12;
-  assign \$747  = d == 5'h13;
-  assign \$748  = d == 5'h14;
-  assign \$749  = d == 5'h15;
-  assign \$750  = d == 5'h16;
-  assign \$751  = d == 5'h17;
-  assign \$752  = d == 5'h18;
-  assign \$753  = d == 5'h19;
-  assign \$754  = d == 5'h1a;
-  assign \$755  = d == 5'h1b;
-  assign \$756  = d == 5'h1c;
-  assign \$757  = d == 5'h1d;
-  assign \$758  = d == 5'h1e;
-  assign \$759  = d == 5'h1f;
-  assign \$760  = d == 6'h20;
-  assign \$761  = d == 6'h21;
-  assign \$762  = d == 6'h22;
-  assign \$763  = d == 6'h23;
-  assign \$764  = d == 6'h24;
-  assign \$765  = d == 6'h25;
-  assign \$766  = d == 6'h26;
-  assign \$767  = d == 6'h27;
-  assign \$768  = d == 6'h28;
-  assign \$769  = d == 6'h29;
-  assign \$770  = d == 6'h2a;
-  assign \$771  = d == 6'h2b;
-  assign \$772  = d == 6'h2c;
-  assign \$773  = d == 6'h2d;
-  assign \$774  = d == 6'h2e;
-  assign \$775  = d == 6'h2f;
-  assign \$776  = d == 6'h30;
-  assign \$777  = d == 6'h31;
-  assign \$778  = d == 6'h32;
-  assign \$779  = d == 6'h33;
-  assign \$780  = d == 6'h34;
-  assign \$781  = d == 6'h35;
-  assign \$782  = d == 6'h36;
-  assign \$783  = d == 6'h37;
-  assign \$784  = d == 6'h38;
-  assign \$785  = d == 6'h39;
-  assign \$786  = d == 6'h3a;
-  assign \$787  = d == 6'h3b;
-  assign \$788  = d == 6'h3c;
-  assign \$789  = d == 6'h3d;
-  assign \$790  = d == 6'h3e;
-  assign \$791  = d == 6'h3f;
-  assign \$792  = | { \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730  };
-  assign \$793  = \$729  & \$792 ;
-  assign \$794  = ky == 2'h3;
-  assign \$795  = d == 2'h3;
-  assign \$796  = d == 3'h4;
-  assign \$797  = d == 3'h5;
-  assign \$798  = d == 3'h6;
-  assign \$799  = d == 3'h7;
-  assign \$800  = d == 4'h8;
-  assign \$801  = d == 4'h9;
-  assign \$802  = d == 4'ha;
-  assign \$803  = d == 4'hb;
-  assign \$804  = d == 4'hc;
-  assign \$805  = d == 4'hd;
-  assign \$806  = d == 4'he;
-  assign \$807  = d == 4'hf;
-  assign \$808  = d == 5'h10;
-  assign \$809  = d == 5'h11;
-  assign \$810  = d == 5'h12;
-  assign \$811  = d == 5'h13;
-  assign \$812  = d == 5'h14;
-  assign \$813  = d == 5'h15;
-  assign \$814  = d == 5'h16;
-  assign \$815  = d == 5'h17;
-  assign \$816  = d == 5'h18;
-  assign \$817  = d == 5'h19;
-  assign \$818  = d == 5'h1a;
-  assign \$819  = d == 5'h1b;
-  assign \$820  = d == 5'h1c;
-  assign \$821  = d == 5'h1d;
-  assign \$822  = d == 5'h1e;
-  assign \$823  = d == 5'h1f;
-  assign \$824  = d == 6'h20;
-  assign \$825  = d == 6'h21;
-  assign \$826  = d == 6'h22;
-  assign \$827  = d == 6'h23;
-  assign \$828  = d == 6'h24;
-  assign \$829  = d == 6'h25;
-  assign \$830  = d == 6'h26;
-  assign \$831  = d == 6'h27;
-  assign \$832  = d == 6'h28;
-  assign \$833  = d == 6'h29;
-  assign \$834  = d == 6'h2a;
-  assign \$835  = d == 6'h2b;
-  assign \$836  = d == 6'h2c;
-  assign \$837  = d == 6'h2d;
-  assign \$838  = d == 6'h2e;
-  assign \$839  = d == 6'h2f;
-  assign \$840  = d == 6'h30;
-  assign \$841  = d == 6'h31;
-  assign \$842  = d == 6'h32;
-  assign \$843  = d == 6'h33;
-  assign \$844  = d == 6'h34;
-  assign \$845  = d == 6'h35;
-  assign \$846  = d == 6'h36;
-  assign \$847  = d == 6'h37;
-  assign \$848  = d == 6'h38;
-  assign \$849  = d == 6'h39;
-  assign \$850  = d == 6'h3a;
-  assign \$851  = d == 6'h3b;
-  assign \$852  = d == 6'h3c;
-  assign \$853  = d == 6'h3d;
-  assign \$854  = d == 6'h3e;
-  assign \$855  = d == 6'h3f;
-  assign \$856  = | { \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795  };
-  assign \$857  = \$794  & \$856 ;
-  assign \$858  = ky == 3'h4;
-  assign \$859  = d == 3'h4;
-  assign \$860  = d == 3'h5;
-  assign \$861  = d == 3'h6;
-  assign \$862  = d == 3'h7;
-  assign \$863  = d == 4'h8;
-  assign \$864  = d == 4'h9;
-  assign \$865  = d == 4'ha;
-  assign \$866  = d == 4'hb;
-  assign \$867  = d == 4'hc;
-  assign \$868  = d == 4'hd;
-  assign \$869  = d == 4'he;
-  assign \$870  = d == 4'hf;
-  assign \$871  = d == 5'h10;
-  assign \$872  = d == 5'h11;
-  assign \$873  = d == 5'h12;
-  assign \$874  = d == 5'h13;
-  assign \$875  = d == 5'h14;
-  assign \$876  = d == 5'h15;
-  assign \$877  = d == 5'h16;
-  assign \$878  = d == 5'h17;
-  assign \$879  = d == 5'h18;
-  assign \$880  = d == 5'h19;
-  assign \$881  = d == 5'h1a;
-  assign \$882  = d == 5'h1b;
-  assign \$883  = d == 5'h1c;
-  assign \$884  = d == 5'h1d;
-  assign \$885  = d == 5'h1e;
-  assign \$886  = d == 5'h1f;
-  assign \$887  = d == 6'h20;
-  assign \$888  = d == 6'h21;
-  assign \$889  = d == 6'h22;
-  assign \$890  = d == 6'h23;
-  assign \$891  = d == 6'h24;
-  assign \$892  = d == 6'h25;
-  assign \$893  = d == 6'h26;
-  assign \$894  = d == 6'h27;
-  assign \$895  = d == 6'h28;
-  assign \$896  = d == 6'h29;
-  assign \$897  = d == 6'h2a;
-  assign \$898  = d == 6'h2b;
-  assign \$899  = d == 6'h2c;
-  assign \$900  = d == 6'h2d;
-  assign \$901  = d == 6'h2e;
-  assign \$902  = d == 6'h2f;
-  assign \$903  = d == 6'h30;
-  assign \$904  = d == 6'h31;
-  assign \$905  = d == 6'h32;
-  assign \$906  = d == 6'h33;
-  assign \$907  = d == 6'h34;
-  assign \$908  = d == 6'h35;
-  assign \$909  = d == 6'h36;
-  assign \$910  = d == 6'h37;
-  assign \$911  = d == 6'h38;
-  assign \$912  = d == 6'h39;
-  assign \$913  = d == 6'h3a;
-  assign \$914  = d == 6'h3b;
-  assign \$915  = d == 6'h3c;
-  assign \$916  = d == 6'h3d;
-  assign \$917  = d == 6'h3e;
-  assign \$918  = d == 6'h3f;
-  assign \$919  = | { \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859  };
-  assign \$920  = \$858  & \$919 ;
-  assign \$921  = | { \$920 , \$857 , \$793 , \$728 , \$662  };
-  assign \$922  = \$409  ? \$595  : \$921 ;
-  assign \$923  = pad | \$922 ;
-  assign \$924  = ! ky;
-  assign \$925  = d == 1'h1;
-  assign \$926  = d == 2'h2;
-  assign \$927  = d == 2'h3;
-  assign \$928  = d == 3'h4;
-  assign \$929  = d == 3'h5;
-  assign \$930  = d == 3'h6;
-  assign \$931  = d == 3'h7;
-  assign \$932  = d == 4'h8;
-  assign \$933  = d == 4'h9;
-  assign \$934  = d == 4'ha;
-  assign \$935  = d == 4'hb;
-  assign \$936  = d == 4'hc;
-  assign \$937  = d == 4'hd;
-  assign \$938  = d == 4'he;
-  assign \$939  = d == 4'hf;
-  assign \$940  = d == 5'h10;
-  assign \$941  = d == 5'h11;
-  assign \$942  = d == 5'h12;
-  assign \$943  = d == 5'h13;
-  assign \$944  = d == 5'h14;
-  assign \$945  = d == 5'h15;
-  assign \$946  = d == 5'h16;
-  assign \$947  = d == 5'h17;
-  assign \$948  = d == 5'h18;
-  assign \$949  = d == 5'h19;
-  assign \$950  = d == 5'h1a;
-  assign \$951  = d == 5'h1b;
-  assign \$952  = d == 5'h1c;
-  assign \$953  = d == 5'h1d;
-  assign \$954  = d == 5'h1e;
-  assign \$955  = d == 5'h1f;
-  assign \$956  = d == 6'h20;
-  assign \$957  = d == 6'h21;
-  assign \$958  = d == 6'h22;
-  assign \$959  = d == 6'h23;
-  assign \$960  = d == 6'h24;
-  assign \$961  = d == 6'h25;
-  assign \$962  = d == 6'h26;
-  assign \$963  = d == 6'h27;
-  assign \$964  = d == 6'h28;
-  assign \$965  = d == 6'h29;
-  assign \$966  = d == 6'h2a;
-  assign \$967  = d == 6'h2b;
-  assign \$968  = d == 6'h2c;
-  assign \$969  = d == 6'h2d;
-  assign \$970  = d == 6'h2e;
-  assign \$971  = d == 6'h2f;
-  assign \$972  = d == 6'h30;
-  assign \$973  = d == 6'h31;
-  assign \$974  = d == 6'h32;
-  assign \$975  = d == 6'h33;
-  assign \$976  = d == 6'h34;
-  assign \$977  = d == 6'h35;
-  assign \$978  = d == 6'h36;
-  assign \$979  = d == 6'h37;
-  assign \$980  = d == 6'h38;
-  assign \$981  = d == 6'h39;
-  assign \$982  = d == 6'h3a;
-  assign \$983  = d == 6'h3b;
-  assign \$984  = d == 6'h3c;
-  assign \$985  = d == 6'h3d;
-  assign \$986  = d == 6'h3e;
-  assign \$987  = d == 6'h3f;
-  assign \$988  = | { \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978 , \$977 , \$976 , \$975 , \$974 , \$973 , \$972 , \$971 , \$970 , \$969 , \$968 , \$967 , \$966 , \$965 , \$964 , \$963 , \$962 , \$961 , \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925  };
-  assign \$989  = \$924  & \$988 ;
-  assign \$990  = ky == 1'h1;
-  assign \$991  = d == 2'h2;
-  assign \$992  = d == 2'h3;
-  assign \$993  = d == 3'h4;
-  assign \$994  = d == 3'h5;
-  assign \$995  = d == 3'h6;
-  assign \$996  = d == 3'h7;
-  assign \$997  = d == 4'h8;
-  assign \$998  = d == 4'h9;
-  assign \$999  = d == 4'ha;
-  assign \$1000  = d == 4'hb;
-  assign \$1001  = d == 4'hc;
-  assign \$1002  = d == 4'hd;
-  assign \$1003  = d == 4'he;
-  assign \$1004  = d == 4'hf;
-  assign \$1005  = d == 5'h10;
-  assign \$1006  = d == 5'h11;
-  assign \$1007  = d == 5'h12;
-  assign \$1008  = d == 5'h13;
-  assign \$1009  = d == 5'h14;
-  assign \$1010  = d == 5'h15;
-  assign \$1011  = d == 5'h16;
-  assign \$1012  = d == 5'h17;
-  assign \$1013  = d == 5'h18;
-  assign \$1014  = d == 5'h19;
-  assign \$1015  = d == 5'h1a;
-  assign \$1016  = d == 5'h1b;
-  assign \$1017  = d == 5'h1c;
-  assign \$1018  = d == 5'h1d;
-  assign \$1019  = d == 5'h1e;
-  assign \$1020  = d == 5'h1f;
-  assign \$1021  = d == 6'h20;
-  assign \$1022  = d == 6'h21;
-  assign \$1023  = d == 6'h22;
-  assign \$1024  = d == 6'h23;
-  assign \$1025  = d == 6'h24;
-  assign \$1026  = d == 6'h25;
-  assign \$1027  = d == 6'h26;
-  assign \$1028  = d == 6'h27;
-  assign \$1029  = d == 6'h28;
-  assign \$1030  = d == 6'h29;
-  assign \$1031  = d == 6'h2a;
-  assign \$1032  = d == 6'h2b;
-  assign \$1033  = d == 6'h2c;
-  assign \$1034  = d == 6'h2d;
-  assign \$1035  = d == 6'h2e;
-  assign \$1036  = d == 6'h2f;
-  assign \$1037  = d == 6'h30;
-  assign \$1038  = d == 6'h31;
-  assign \$1039  = d == 6'h32;
-  assign \$1040  = d == 6'h33;
-  assign \$1041  = d == 6'h34;
-  assign \$1042  = d == 6'h35;
-  assign \$1043  = d == 6'h36;
-  assign \$1044  = d == 6'h37;
-  assign \$1045  = d == 6'h38;
-  assign \$1046  = d == 6'h39;
-  assign \$1047  = d == 6'h3a;
-  assign \$1048  = d == 6'h3b;
-  assign \$1049  = d == 6'h3c;
-  assign \$1050  = d == 6'h3d;
-  assign \$1051  = d == 6'h3e;
-  assign \$1052  = d == 6'h3f;
-  assign \$1053  = | { \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991  };
-  assign \$1054  = \$990  & \$1053 ;
-  assign \$1055  = ky == 2'h2;
-  assign \$1056  = d == 2'h3;
-  assign \$1057  = d == 3'h4;
-  assign \$1058  = d == 3'h5;
-  assign \$1059  = d == 3'h6;
-  assign \$1060  = d == 3'h7;
-  assign \$1061  = d == 4'h8;
-  assign \$1062  = d == 4'h9;
-  assign \$1063  = d == 4'ha;
-  assign \$1064  = d == 4'hb;
-  assign \$1065  = d == 4'hc;
-  assign \$1066  = d == 4'hd;
-  assign \$1067  = d == 4'he;
-  assign \$1068  = d == 4'hf;
-  assign \$1069  = d == 5'h10;
-  assign \$1070  = d == 5'h11;
-  assign \$1071  = d == 5'h12;
-  assign \$1072  = d == 5'h13;
-  assign \$1073  = d == 5'h14;
-  assign \$1074  = d == 5'h15;
-  assign \$1075  = d == 5'h16;
-  assign \$1076  = d == 5'h17;
-  assign \$1077  = d == 5'h18;
-  assign \$1078  = d == 5'h19;
-  assign \$1079  = d == 5'h1a;
-  assign \$1080  = d == 5'h1b;
-  assign \$1081  = d == 5'h1c;
-  assign \$1082  = d == 5'h1d;
-  assign \$1083  = d == 5'h1e;
-  assign \$1084  = d == 5'h1f;
-  assign \$1085  = d == 6'h20;
-  assign \$1086  = d == 6'h21;
-  assign \$1087  = d == 6'h22;
-  assign \$1088  = d == 6'h23;
-  assign \$1089  = d == 6'h24;
-  assign \$1090  = d == 6'h25;
-  assign \$1091  = d == 6'h26;
-  assign \$1092  = d == 6'h27;
-  assign \$1093  = d == 6'h28;
-  assign \$1094  = d == 6'h29;
-  assign \$1095  = d == 6'h2a;
-  assign \$1096  = d == 6'h2b;
-  assign \$1097  = d == 6'h2c;
-  assign \$1098  = d == 6'h2d;
-  assign \$1099  = d == 6'h2e;
-  assign \$1100  = d == 6'h2f;
-  assign \$1101  = d == 6'h30;
-  assign \$1102  = d == 6'h31;
-  assign \$1103  = d == 6'h32;
-  assign \$1104  = d == 6'h33;
-  assign \$1105  = d == 6'h34;
-  assign \$1106  = d == 6'h35;
-  assign \$1107  = d == 6'h36;
-  assign \$1108  = d == 6'h37;
-  assign \$1109  = d == 6'h38;
-  assign \$1110  = d == 6'h39;
-  assign \$1111  = d == 6'h3a;
-  assign \$1112  = d == 6'h3b;
-  assign \$1113  = d == 6'h3c;
-  assign \$1114  = d == 6'h3d;
-  assign \$1115  = d == 6'h3e;
-  assign \$1116  = d == 6'h3f;
-  assign \$1117  = | { \$1116 , \$1115 , \$1114 , \$1113 , \$1112 , \$1111 , \$1110 , \$1109 , \$1108 , \$1107 , \$1106 , \$1105 , \$1104 , \$1103 , \$1102 , \$1101 , \$1100 , \$1099 , \$1098 , \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056  };
-  assign \$1118  = \$1055  & \$1117 ;
-  assign \$1119  = ky == 2'h3;
-  assign \$1120  = d == 3'h4;
-  assign \$1121  = d == 3'h5;
-  assign \$1122  = d == 3'h6;
-  assign \$1123  = d == 3'h7;
-  assign \$1124  = d == 4'h8;
-  assign \$1125  = d == 4'h9;
-  assign \$1126  = d == 4'ha;
-  assign \$1127  = d == 4'hb;
-  assign \$1128  = d == 4'hc;
-  assign \$1129  = d == 4'hd;
-  assign \$1130  = d == 4'he;
-  assign \$1131  = d == 4'hf;
-  assign \$1132  = d == 5'h10;
-  assign \$1133  = d == 5'h11;
-  assign \$1134  = d == 5'h12;
-  assign \$1135  = d == 5'h13;
-  assign \$1136  = d == 5'h14;
-  assign \$1137  = d == 5'h15;
-  assign \$1138  = d == 5'h16;
-  assign \$1139  = d == 5'h17;
-  assign \$1140  = d == 5'h18;
-  assign \$1141  = d == 5'h19;
-  assign \$1142  = d == 5'h1a;
-  assign \$1143  = d == 5'h1b;
-  assign \$1144  = d == 5'h1c;
-  assign \$1145  = d == 5'h1d;
-  assign \$1146  = d == 5'h1e;
-  assign \$1147  = d == 5'h1f;
-  assign \$1148  = d == 6'h20;
-  assign \$1149  = d == 6'h21;
-  assign \$1150  = d == 6'h22;
-  assign \$1151  = d == 6'h23;
-  assign \$1152  = d == 6'h24;
-  assign \$1153  = d == 6'h25;
-  assign \$1154  = d == 6'h26;
-  assign \$1155  = d == 6'h27;
-  assign \$1156  = d == 6'h28;
-  assign \$1157  = d == 6'h29;
-  assign \$1158  = d == 6'h2a;
-  assign \$1159  = d == 6'h2b;
-  assign \$1160  = d == 6'h2c;
-  assign \$1161  = d == 6'h2d;
-  assign \$1162  = d == 6'h2e;
-  assign \$1163  = d == 6'h2f;
-  assign \$1164  = d == 6'h30;
-  assign \$1165  = d == 6'h31;
-  assign \$1166  = d == 6'h32;
-  assign \$1167  = d == 6'h33;
-  assign \$1168  = d == 6'h34;
-  assign \$1169  = d == 6'h35;
-  assign \$1170  = d == 6'h36;
-  assign \$1171  = d == 6'h37;
-  assign \$1172  = d == 6'h38;
-  assign \$1173  = d == 6'h39;
-  assign \$1174  = d == 6'h3a;
-  assign \$1175  = d == 6'h3b;
-  assign \$1176  = d == 6'h3c;
-  assign \$1177  = d == 6'h3d;
-  assign \$1178  = d == 6'h3e;
-  assign \$1179  = d == 6'h3f;
-  assign \$1180  = | { \$1179 , \$1178 , \$1177 , \$1176 , \$1175 , \$1174 , \$1173 , \$1172 , \$1171 , \$1170 , \$1169 , \$1168 , \$1167 , \$1166 , \$1165 , \$1164 , \$1163 , \$1162 , \$1161 , \$1160 , \$1159 , \$1158 , \$1157 , \$1156 , \$1155 , \$1154 , \$1153 , \$1152 , \$1151 , \$1150 , \$1149 , \$1148 , \$1147 , \$1146 , \$1145 , \$1144 , \$1143 , \$1142 , \$1141 , \$1140 , \$1139 , \$1138 , \$1137 , \$1136 , \$1135 , \$1134 , \$1133 , \$1132 , \$1131 , \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124 , \$1123 , \$1122 , \$1121 , \$1120  };
-  assign \$1181  = \$1119  & \$1180 ;
-  assign \$1182  = ky == 3'h4;
-  assign \$1183  = d == 3'h5;
-  assign \$1184  = d == 3'h6;
-  assign \$1185  = d == 3'h7;
-  assign \$1186  = d == 4'h8;
-  assign \$1187  = d == 4'h9;
-  assign \$1188  = d == 4'ha;
-  assign \$1189  = d == 4'hb;
-  assign \$1190  = d == 4'hc;
-  assign \$1191  = d == 4'hd;
-  assign \$1192  = d == 4'he;
-  assign \$1193  = d == 4'hf;
-  assign \$1194  = d == 5'h10;
-  assign \$1195  = d == 5'h11;
-  assign \$1196  = d == 5'h12;
-  assign \$1197  = d == 5'h13;
-  assign \$1198  = d == 5'h14;
-  assign \$1199  = d == 5'h15;
-  assign \$1200  = d == 5'h16;
-  assign \$1201  = d == 5'h17;
-  assign \$1202  = d == 5'h18;
-  assign \$1203  = d == 5'h19;
-  assign \$1204  = d == 5'h1a;
-  assign \$1205  = d == 5'h1b;
-  assign \$1206  = d == 5'h1c;
-  assign \$1207  = d == 5'h1d;
-  assign \$1208  = d == 5'h1e;
-  assign \$1209  = d == 5'h1f;
-  assign \$1210  = d == 6'h20;
-  assign \$1211  = d == 6'h21;
-  assign \$1212  = d == 6'h22;
-  assign \$1213  = d == 6'h23;
-  assign \$1214  = d == 6'h24;
-  assign \$1215  = d == 6'h25;
-  assign \$1216  = d == 6'h26;
-  assign \$1217  = d == 6'h27;
-  assign \$1218  = d == 6'h28;
-  assign \$1219  = d == 6'h29;
-  assign \$1220  = d == 6'h2a;
-  assign \$1221  = d == 6'h2b;
-  assign \$1222  = d == 6'h2c;
-  assign \$1223  = d == 6'h2d;
-  assign \$1224  = d == 6'h2e;
-  assign \$1225  = d == 6'h2f;
-  assign \$1226  = d == 6'h30;
-  assign \$1227  = d == 6'h31;
-  assign \$1228  = d == 6'h32;
-  assign \$1229  = d == 6'h33;
-  assign \$1230  = d == 6'h34;
-  assign \$1231  = d == 6'h35;
-  assign \$1232  = d == 6'h36;
-  assign \$1233  = d == 6'h37;
-  assign \$1234  = d == 6'h38;
-  assign \$1235  = d == 6'h39;
-  assign \$1236  = d == 6'h3a;
-  assign \$1237  = d == 6'h3b;
-  assign \$1238  = d == 6'h3c;
-  assign \$1239  = d == 6'h3d;
-  assign \$1240  = d == 6'h3e;
-  assign \$1241  = d == 6'h3f;
-  assign \$1242  = | { \$1241 , \$1240 , \$1239 , \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229 , \$1228 , \$1227 , \$1226 , \$1225 , \$1224 , \$1223 , \$1222 , \$1221 , \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209 , \$1208 , \$1207 , \$1206 , \$1205 , \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184 , \$1183  };
-  assign \$1243  = \$1182  & \$1242 ;
-  assign \$1244  = | { \$1243 , \$1181 , \$1118 , \$1054 , \$989  };
-  assign \$1245  = pad | \$1244 ;
-  assign \$1246  = \$406  ? \$923  : \$1245 ;
-  assign \$1247  = write & w_last;
-  assign \$1248  = oy == 5'h1b;
-  assign \$1249  = r_last & \$1248 ;
-  assign \$1250  = ~ \$1249 ;
-  assign \$1251  = kx == 3'h4;
-  assign \$1252  = ky == 3'h4;
-  assign \$1253  = ~ \$1252 ;
-  assign \$1254  = $signed(iy) < $signed(1'h1);
-  assign \$1255  = $signed(iy) >= $signed(6'h1b);
-  assign \$1256  = \$1254  | \$1255 ;
-  assign \$1258  = ox == 5'h1b;
-  assign \$1260  = oy == 5'h1b;
-  assign \$1261  = $signed(low) < $signed(1'h1);
-  assign \$1262  = $signed(low) >= $signed(6'h1b);
-  assign \$1263  = \$1261  | \$1262 ;
-  assign \$1264  = \$1260  ? 1'h1 : \$1263 ;
-  assign \$1265  = $signed(low) < $signed(1'h0);
-  assign \$1266  = $signed(low) >= $signed(6'h1c);
-  assign \$1267  = \$1265  | \$1266 ;
-  assign \$1268  = \$1259  ? \$1264  : \$1267 ;
-  assign \$1269  = \$1252  ? \$1268  : \$1256 ;
-  assign \$1270  = $signed(iy) < $signed(1'h0);
-  assign \$1271  = $signed(iy) >= $signed(6'h1c);
-  assign \$1272  = \$1270  | \$1271 ;
-  assign \$1273  = \$1251  ? \$1269  : \$1272 ;
-  assign \$1274  = kx == 3'h4;
-  assign \$1275  = ~ \$1274 ;
-  assign \$1276  = $signed(ix) < $signed(1'h1);
-  assign \$1277  = $signed(ix) >= $signed(6'h1b);
-  assign \$1278  = \$1276  | \$1277 ;
-  assign \$1279  = ky == 3'h4;
-  assign \$1282  = ox == 5'h1b;
-  assign \$1283  = $signed(ix0) < $signed(1'h1);
-  assign \$1284  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1285  = \$1283  | \$1284 ;
-  assign \$1286  = \$1282  ? 1'h1 : \$1285 ;
-  assign \$1287  = $signed(ix0) < $signed(1'h0);
-  assign \$1288  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1289  = \$1287  | \$1288 ;
-  assign \$1290  = \$1281  ? \$1286  : \$1289 ;
-  assign \$1291  = \$1274  ? \$1290  : \$1278 ;
-  assign \$1292  = \$1273  | \$1291 ;
-  assign \$1293  = ~ ahead;
-  assign \$1294  = w_row == 5'h1b;
-  assign \$1295  = \$1293  & \$1294 ;
-  assign \$1296  = ahead | \$1295 ;
-  assign \$1297  = \$1292  | \$1296 ;
-  assign \$1298  = oy == 5'h1b;
-  assign \$1299  = ~ ahead;
-  assign \$1300  = w_row == 5'h1b;
-  assign \$1301  = \$1299  & \$1300 ;
-  assign \$1303  = ~ ahead;
-  assign \$1304  = w_row == 5'h1b;
-  assign \$1305  = \$1303  & \$1304 ;
-  assign \$1306  = d == 5'h1d;
-  assign \$1307  = d == 5'h1e;
-  assign \$1308  = d == 5'h1f;
-  assign \$1309  = d == 6'h20;
-  assign \$1310  = d == 6'h21;
-  assign \$1311  = d == 6'h22;
-  assign \$1312  = d == 6'h23;
-  assign \$1313  = d == 6'h24;
-  assign \$1314  = d == 6'h25;
-  assign \$1315  = d == 6'h26;
-  assign \$1316  = d == 6'h27;
-  assign \$1317  = d == 6'h28;
-  assign \$1318  = d == 6'h29;
-  assign \$1319  = d == 6'h2a;
-  assign \$1320  = d == 6'h2b;
-  assign \$1321  = d == 6'h2c;
-  assign \$1322  = d == 6'h2d;
-  assign \$1323  = d == 6'h2e;
-  assign \$1324  = d == 6'h2f;
-  assign \$1325  = d == 6'h30;
-  assign \$1326  = d == 6'h31;
-  assign \$1327  = d == 6'h32;
-  assign \$1328  = d == 6'h33;
-  assign \$1329  = d == 6'h34;
-  assign \$1330  = d == 6'h35;
-  assign \$1331  = d == 6'h36;
-  assign \$1332  = d == 6'h37;
-  assign \$1333  = d == 6'h38;
-  assign \$1334  = d == 6'h39;
-  assign \$1335  = d == 6'h3a;
-  assign \$1336  = d == 6'h3b;
-  assign \$1337  = d == 6'h3c;
-  assign \$1338  = d == 6'h3d;
-  assign \$1339  = d == 6'h3e;
-  assign \$1340  = d == 6'h3f;
-  assign \$1341  = | { \$1340 , \$1339 , \$1338 , \$1337 , \$1336 , \$1335 , \$1334 , \$1333 , \$1332 , \$1331 , \$1330 , \$1329 , \$1328 , \$1327 , \$1326 , \$1325 , \$1324 , \$1323 , \$1322 , \$1321 , \$1320 , \$1319 , \$1318 , \$1317 , \$1316 , \$1315 , \$1314 , \$1313 , \$1312 , \$1311 , \$1310 , \$1309 , \$1308 , \$1307 , \$1306  };
-  assign \$1342  = d == 1'h1;
-  assign \$1343  = d == 2'h2;
-  assign \$1344  = d == 2'h3;
-  assign \$1345  = d == 3'h4;
-  assign \$1346  = d == 3'h5;
-  assign \$1347  = d == 3'h6;
-  assign \$1348  = d == 3'h7;
-  assign \$1349  = d == 4'h8;
-  assign \$1350  = d == 4'h9;
-  assign \$1351  = d == 4'ha;
-  assign \$1352  = d == 4'hb;
-  assign \$1353  = d == 4'hc;
-  assign \$1354  = d == 4'hd;
-  assign \$1355  = d == 4'he;
-  assign \$1356  = d == 4'hf;
-  assign \$1357  = d == 5'h10;
-  assign \$1358  = d == 5'h11;
-  assign \$1359  = d == 5'h12;
-  assign \$1360  = d == 5'h13;
-  assign \$1361  = d == 5'h14;
-  assign \$1362  = d == 5'h15;
-  assign \$1363  = d == 5'h16;
-  assign \$1364  = d == 5'h17;
-  assign \$1365  = d == 5'h18;
-  assign \$1366  = d == 5'h19;
-  assign \$1367  = d == 5'h1a;
-  assign \$1368  = d == 5'h1b;
-  assign \$1369  = d == 5'h1c;
-  assign \$1370  = d == 5'h1d;
-  assign \$1371  = d == 5'h1e;
-  assign \$1372  = d == 5'h1f;
-  assign \$1373  = d == 6'h20;
-  assign \$1374  = d == 6'h21;
-  assign \$1375  = d == 6'h22;
-  assign \$1376  = d == 6'h23;
-  assign \$1377  = d == 6'h24;
-  assign \$1378  = d == 6'h25;
-  assign \$1379  = d == 6'h26;
-  assign \$1380  = d == 6'h27;
-  assign \$1381  = d == 6'h28;
-  assign \$1382  = d == 6'h29;
-  assign \$1383  = d == 6'h2a;
-  assign \$1384  = d == 6'h2b;
-  assign \$1385  = d == 6'h2c;
-  assign \$1386  = d == 6'h2d;
-  assign \$1387  = d == 6'h2e;
-  assign \$1388  = d == 6'h2f;
-  assign \$1389  = d == 6'h30;
-  assign \$1390  = d == 6'h31;
-  assign \$1391  = d == 6'h32;
-  assign \$1392  = d == 6'h33;
-  assign \$1393  = d == 6'h34;
-  assign \$1394  = d == 6'h35;
-  assign \$1395  = d == 6'h36;
-  assign \$1396  = d == 6'h37;
-  assign \$1397  = d == 6'h38;
-  assign \$1398  = d == 6'h39;
-  assign \$1399  = d == 6'h3a;
-  assign \$1400  = d == 6'h3b;
-  assign \$1401  = d == 6'h3c;
-  assign \$1402  = d == 6'h3d;
-  assign \$1403  = d == 6'h3e;
-  assign \$1404  = d == 6'h3f;
-  assign \$1405  = | { \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380 , \$1379 , \$1378 , \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369 , \$1368 , \$1367 , \$1366 , \$1365 , \$1364 , \$1363 , \$1362 , \$1361 , \$1360 , \$1359 , \$1358 , \$1357 , \$1356 , \$1355 , \$1354 , \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348 , \$1347 , \$1346 , \$1345 , \$1344 , \$1343 , \$1342  };
-  assign \$1406  = \$1305  ? \$1341  : \$1405 ;
-  assign \$1407  = \$1298  ? 1'h1 : \$1406 ;
-  assign \$1408  = kx == 3'h4;
-  assign \$1409  = ky == 3'h4;
-  assign \$1410  = ~ ahead;
-  assign \$1411  = w_row == 5'h1b;
-  assign \$1412  = \$1410  & \$1411 ;
-  assign \$1413  = d == 5'h1c;
-  assign \$1414  = d == 5'h1d;
-  assign \$1415  = d == 5'h1e;
-  assign \$1416  = d == 5'h1f;
-  assign \$1417  = d == 6'h20;
-  assign \$1418  = d == 6'h21;
-  assign \$1419  = d == 6'h22;
-  assign \$1420  = d == 6'h23;
-  assign \$1421  = d == 6'h24;
-  assign \$1422  = d == 6'h25;
-  assign \$1423  = d == 6'h26;
-  assign \$1424  = d == 6'h27;
-  assign \$1425  = d == 6'h28;
-  assign \$1426  = d == 6'h29;
-  assign \$1427  = d == 6'h2a;
-  assign \$1428  = d == 6'h2b;
-  assign \$1429  = d == 6'h2c;
-  assign \$1430  = d == 6'h2d;
-  assign \$1431  = d == 6'h2e;
-  assign \$1432  = d == 6'h2f;
-  assign \$1433  = d == 6'h30;
-  assign \$1434  = d == 6'h31;
-  assign \$1435  = d == 6'h32;
-  assign \$1436  = d == 6'h33;
-  assign \$1437  = d == 6'h34;
-  assign \$1438  = d == 6'h35;
-  assign \$1439  = d == 6'h36;
-  assign \$1440  = d == 6'h37;
-  assign \$1441  = d == 6'h38;
-  assign \$1442  = d == 6'h39;
-  assign \$1443  = d == 6'h3a;
-  assign \$1444  = d == 6'h3b;
-  assign \$1445  = d == 6'h3c;
-  assign \$1446  = d == 6'h3d;
-  assign \$1447  = d == 6'h3e;
-  assign \$1448  = d == 6'h3f;
-  assign \$1449  = | { \$1448 , \$1447 , \$1446 , \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439 , \$1438 , \$1437 , \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414 , \$1413  };
-  assign \$1450  = ! d;
-  assign \$1451  = d == 1'h1;
-  assign \$1452  = d == 2'h2;
-  assign \$1453  = d == 2'h3;
-  assign \$1454  = d == 3'h4;
-  assign \$1455  = d == 3'h5;
-  assign \$1456  = d == 3'h6;
-  assign \$1457  = d == 3'h7;
-  assign \$1458  = d == 4'h8;
-  assign \$1459  = d == 4'h9;
-  assign \$1460  = d == 4'ha;
-  assign \$1461  = d == 4'hb;
-  assign \$1462  = d == 4'hc;
-  assign \$1463  = d == 4'hd;
-  assign \$1464  = d == 4'he;
-  assign \$1465  = d == 4'hf;
-  assign \$1466  = d == 5'h10;
-  assign \$1467  = d == 5'h11;
-  assign \$1468  = d == 5'h12;
-  assign \$1469  = d == 5'h13;
-  assign \$1470  = d == 5'h14;
-  assign \$1471  = d == 5'h15;
-  assign \$1472  = d == 5'h16;
-  assign \$1473  = d == 5'h17;
-  assign \$1474  = d == 5'h18;
-  assign \$1475  = d == 5'h19;
-  assign \$1476  = d == 5'h1a;
-  assign \$1477  = d == 5'h1b;
-  assign \$1478  = d == 5'h1c;
-  assign \$1479  = d == 5'h1d;
-  assign \$1480  = d == 5'h1e;
-  assign \$1481  = d == 5'h1f;
-  assign \$1482  = d == 6'h20;
-  assign \$1483  = d == 6'h21;
-  assign \$1484  = d == 6'h22;
-  assign \$1485  = d == 6'h23;
-  assign \$1486  = d == 6'h24;
-  assign \$1487  = d == 6'h25;
-  assign \$1488  = d == 6'h26;
-  assign \$1489  = d == 6'h27;
-  assign \$1490  = d == 6'h28;
-  assign \$1491  = d == 6'h29;
-  assign \$1492  = d == 6'h2a;
-  assign \$1493  = d == 6'h2b;
-  assign \$1494  = d == 6'h2c;
-  assign \$1495  = d == 6'h2d;
-  assign \$1496  = d == 6'h2e;
-  assign \$1497  = d == 6'h2f;
-  assign \$1498  = d == 6'h30;
-  assign \$1499  = d == 6'h31;
-  assign \$1500  = d == 6'h32;
-  assign \$1501  = d == 6'h33;
-  assign \$1502  = d == 6'h34;
-  assign \$1503  = d == 6'h35;
-  assign \$1504  = d == 6'h36;
-  assign \$1505  = d == 6'h37;
-  assign \$1506  = d == 6'h38;
-  assign \$1507  = d == 6'h39;
-  assign \$1508  = d == 6'h3a;
-  assign \$1509  = d == 6'h3b;
-  assign \$1510  = d == 6'h3c;
-  assign \$1511  = d == 6'h3d;
-  assign \$1512  = d == 6'h3e;
-  assign \$1513  = d == 6'h3f;
-  assign \$1514  = | { \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502 , \$1501 , \$1500 , \$1499 , \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492 , \$1491 , \$1490 , \$1489 , \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467 , \$1466 , \$1465 , \$1464 , \$1463 , \$1462 , \$1461 , \$1460 , \$1459 , \$1458 , \$1457 , \$1456 , \$1455 , \$1454 , \$1453 , \$1452 , \$1451 , \$1450  };
-  assign \$1515  = \$1412  ? \$1449  : \$1514 ;
-  assign \$1516  = ~ ahead;
-  assign \$1517  = w_row == 5'h1b;
-  assign \$1518  = \$1516  & \$1517 ;
-  assign \$1519  = ! ky;
-  assign \$1520  = d == 5'h1d;
-  assign \$1521  = d == 5'h1e;
-  assign \$1522  = d == 5'h1f;
-  assign \$1523  = d == 6'h20;
-  assign \$1524  = d == 6'h21;
-  assign \$1525  = d == 6'h22;
-  assign \$1526  = d == 6'h23;
-  assign \$1527  = d == 6'h24;
-  assign \$1528  = d == 6'h25;
-  assign \$1529  = d == 6'h26;
-  assign \$1530  = d == 6'h27;
-  assign \$1531  = d == 6'h28;
-  assign \$1532  = d == 6'h29;
-  assign \$1533  = d == 6'h2a;
-  assign \$1534  = d == 6'h2b;
-  assign \$1535  = d == 6'h2c;
-  assign \$1536  = d == 6'h2d;
-  assign \$1537  = d == 6'h2e;
-  assign \$1538  = d == 6'h2f;
-  assign \$1539  = d == 6'h30;
-  assign \$1540  = d == 6'h31;
-  assign \$1541  = d == 6'h32;
-  assign \$1542  = d == 6'h33;
-  assign \$1543  = d == 6'h34;
-  assign \$1544  = d == 6'h35;
-  assign \$1545  = d == 6'h36;
-  assign \$1546  = d == 6'h37;
-  assign \$1547  = d == 6'h38;
-  assign \$1548  = d == 6'h39;
-  assign \$1549  = d == 6'h3a;
-  assign \$1550  = d == 6'h3b;
-  assign \$1551  = d == 6'h3c;
-  assign \$1552  = d == 6'h3d;
-  assign \$1553  = d == 6'h3e;
-  assign \$1554  = d == 6'h3f;
-  assign \$1555  = | { \$1554 , \$1553 , \$1552 , \$1551 , \$1550 , \$1549 , \$1548 , \$1547 , \$1546 , \$1545 , \$1544 , \$1543 , \$1542 , \$1541 , \$1540 , \$1539 , \$1538 , \$1537 , \$1536 , \$1535 , \$1534 , \$1533 , \$1532 , \$1531 , \$1530 , \$1529 , \$1528 , \$1527 , \$1526 , \$1525 , \$1524 , \$1523 , \$1522 , \$1521 , \$1520  };
-  assign \$1556  = \$1519  & \$1555 ;
-  assign \$1557  = ky == 1'h1;
-  assign \$1558  = d == 5'h1e;
-  assign \$1559  = d == 5'h1f;
-  assign \$1560  = d == 6'h20;
-  assign \$1561  = d == 6'h21;
-  assign \$1562  = d == 6'h22;
-  assign \$1563  = d == 6'h23;
-  assign \$1564  = d == 6'h24;
-  assign \$1565  = d == 6'h25;
-  assign \$1566  = d == 6'h26;
-  assign \$1567  = d == 6'h27;
-  assign \$1568  = d == 6'h28;
-  assign \$1569  = d == 6'h29;
-  assign \$1570  = d == 6'h2a;
-  assign \$1571  = d == 6'h2b;
-  assign \$1572  = d == 6'h2c;
-  assign \$1573  = d == 6'h2d;
-  assign \$1574  = d == 6'h2e;
-  assign \$1575  = d == 6'h2f;
-  assign \$1576  = d == 6'h30;
-  assign \$1577  = d == 6'h31;
-  assign \$1578  = d == 6'h32;
-  assign \$1579  = d == 6'h33;
-  assign \$1580  = d == 6'h34;
-  assign \$1581  = d == 6'h35;
-  assign \$1582  = d == 6'h36;
-  assign \$1583  = d == 6'h37;
-  assign \$1584  = d == 6'h38;
-  assign \$1585  = d == 6'h39;
-  assign \$1586  = d == 6'h3a;
-  assign \$1587  = d == 6'h3b;
-  assign \$1588  = d == 6'h3c;
-  assign \$1589  = d == 6'h3d;
-  assign \$1590  = d == 6'h3e;
-  assign \$1591  = d == 6'h3f;
-  assign \$1592  = | { \$1591 , \$1590 , \$1589 , \$1588 , \$1587 , \$1586 , \$1585 , \$1584 , \$1583 , \$1582 , \$1581 , \$1580 , \$1579 , \$1578 , \$1577 , \$1576 , \$1575 , \$1574 , \$1573 , \$1572 , \$1571 , \$1570 , \$1569 , \$1568 , \$1567 , \$1566 , \$1565 , \$1564 , \$1563 , \$1562 , \$1561 , \$1560 , \$1559 , \$1558  };
-  assign \$1593  = \$1557  & \$1592 ;
-  assign \$1594  = ky == 2'h2;
-  assign \$1595  = d == 5'h1f;
-  assign \$1596  = d == 6'h20;
-  assign \$1597  = d == 6'h21;
-  assign \$1598  = d == 6'h22;
-  assign \$1599  = d == 6'h23;
-  assign \$1600  = d == 6'h24;
-  assign \$1601  = d == 6'h25;
-  assign \$1602  = d == 6'h26;
-  assign \$1603  = d == 6'h27;
-  assign \$1604  = d == 6'h28;
-  assign \$1605  = d == 6'h29;
-  assign \$1606  = d == 6'h2a;
-  assign \$1607  = d == 6'h2b;
-  assign \$1608  = d == 6'h2c;
-  assign \$1609  = d == 6'h2d;
-  assign \$1610  = d == 6'h2e;
-  assign \$1611  = d == 6'h2f;
-  assign \$1612  = d == 6'h30;
-  assign \$1613  = d == 6'h31;
-  assign \$1614  = d == 6'h32;
-  assign \$1615  = d == 6'h33;
-  assign \$1616  = d == 6'h34;
-  assign \$1617  = d == 6'h35;
-  assign \$1618  = d == 6'h36;
-  assign \$1619  = d == 6'h37;
-  assign \$1620  = d == 6'h38;
-  assign \$1621  = d == 6'h39;
-  assign \$1622  = d == 6'h3a;
-  assign \$1623  = d == 6'h3b;
-  assign \$1624  = d == 6'h3c;
-  assign \$1625  = d == 6'h3d;
-  assign \$1626  = d == 6'h3e;
-  assign \$1627  = d == 6'h3f;
-  assign \$1628  = | { \$1627 , \$1626 , \$1625 , \$1624 , \$1623 , \$1622 , \$1621 , \$1620 , \$1619 , \$1618 , \$1617 , \$1616 , \$1615 , \$1614 , \$1613 , \$1612 , \$1611 , \$1610 , \$1609 , \$1608 , \$1607 , \$1606 , \$1605 , \$1604 , \$1603 , \$1602 , \$1601 , \$1600 , \$1599 , \$1598 , \$1597 , \$1596 , \$1595  };
-  assign \$1629  = \$1594  & \$1628 ;
-  assign \$1630  = ky == 2'h3;
-  assign \$1631  = d == 6'h20;
-  assign \$1632  = d == 6'h21;
-  assign \$1633  = d == 6'h22;
-  assign \$1634  = d == 6'h23;
-  assign \$1635  = d == 6'h24;
-  assign \$1636  = d == 6'h25;
-  assign \$1637  = d == 6'h26;
-  assign \$1638  = d == 6'h27;
-  assign \$1639  = d == 6'h28;
-  assign \$1640  = d == 6'h29;
-  assign \$1641  = d == 6'h2a;
-  assign \$1642  = d == 6'h2b;
-  assign \$1643  = d == 6'h2c;
-  assign \$1644  = d == 6'h2d;
-  assign \$1645  = d == 6'h2e;
-  assign \$1646  = d == 6'h2f;
-  assign \$1647  = d == 6'h30;
-  assign \$1648  = d == 6'h31;
-  assign \$1649  = d == 6'h32;
-  assign \$1650  = d == 6'h33;
-  assign \$1651  = d == 6'h34;
-  assign \$1652  = d == 6'h35;
-  assign \$1653  = d == 6'h36;
-  assign \$1654  = d == 6'h37;
-  assign \$1655  = d == 6'h38;
-  assign \$1656  = d == 6'h39;
-  assign \$1657  = d == 6'h3a;
-  assign \$1658  = d == 6'h3b;
-  assign \$1659  = d == 6'h3c;
-  assign \$1660  = d == 6'h3d;
-  assign \$1661  = d == 6'h3e;
-  assign \$1662  = d == 6'h3f;
-  assign \$1663  = | { \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656 , \$1655 , \$1654 , \$1653 , \$1652 , \$1651 , \$1650 , \$1649 , \$1648 , \$1647 , \$1646 , \$1645 , \$1644 , \$1643 , \$1642 , \$1641 , \$1640 , \$1639 , \$1638 , \$1637 , \$1636 , \$1635 , \$1634 , \$1633 , \$1632 , \$1631  };
-  assign \$1664  = \$1630  & \$1663 ;
-  assign \$1665  = ky == 3'h4;
-  assign \$1666  = d == 6'h21;
-  assign \$1667  = d == 6'h22;
-  assign \$1668  = d == 6'h23;
-  assign \$1669  = d == 6'h24;
-  assign \$1670  = d == 6'h25;
-  assign \$1671  = d == 6'h26;
-  assign \$1672  = d == 6'h27;
-  assign \$1673  = d == 6'h28;
-  assign \$1674  = d == 6'h29;
-  assign \$1675  = d == 6'h2a;
-  assign \$1676  = d == 6'h2b;
-  assign \$1677  = d == 6'h2c;
-  assign \$1678  = d == 6'h2d;
-  assign \$1679  = d == 6'h2e;
-  assign \$1680  = d == 6'h2f;
-  assign \$1681  = d == 6'h30;
-  assign \$1682  = d == 6'h31;
-  assign \$1683  = d == 6'h32;
-  assign \$1684  = d == 6'h33;
-  assign \$1685  = d == 6'h34;
-  assign \$1686  = d == 6'h35;
-  assign \$1687  = d == 6'h36;
-  assign \$1688  = d == 6'h37;
-  assign \$1689  = d == 6'h38;
-  assign \$1690  = d == 6'h39;
-  assign \$1691  = d == 6'h3a;
-  assign \$1692  = d == 6'h3b;
-  assign \$1693  = d == 6'h3c;
-  assign \$1694  = d == 6'h3d;
-  assign \$1695  = d == 6'h3e;
-  assign \$1696  = d == 6'h3f;
-  assign \$1697  = | { \$1696 , \$1695 , \$1694 , \$1693 , \$1692 , \$1691 , \$1690 , \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683 , \$1682 , \$1681 , \$1680 , \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666  };
-  assign \$1698  = \$1665  & \$1697 ;
-  assign \$1699  = | { \$1698 , \$1664 , \$1629 , \$1593 , \$1556  };
-  assign \$1700  = ! ky;
-  assign \$1701  = d == 1'h1;
-  assign \$1702  = d == 2'h2;
-  assign \$1703  = d == 2'h3;
-  assign \$1704  = d == 3'h4;
-  assign \$1705  = d == 3'h5;
-  assign \$1706  = d == 3'h6;
-  assign \$1707  = d == 3'h7;
-  assign \$1708  = d == 4'h8;
-  assign \$1709  = d == 4'h9;
-  assign \$1710  = d == 4'ha;
-  assign \$1711  = d == 4'hb;
-  assign \$1712  = d == 4'hc;
-  assign \$1713  = d == 4'hd;
-  assign \$1714  = d == 4'he;
-  assign \$1715  = d == 4'hf;
-  assign \$1716  = d == 5'h10;
-  assign \$1717  = d == 5'h11;
-  assign \$1718  = d == 5'h12;
-  assign \$1719  = d == 5'h13;
-  assign \$1720  = d == 5'h14;
-  assign \$1721  = d == 5'h15;
-  assign \$1722  = d == 5'h16;
-  assign \$1723  = d == 5'h17;
-  assign \$1724  = d == 5'h18;
-  assign \$1725  = d == 5'h19;
-  assign \$1726  = d == 5'h1a;
-  assign \$1727  = d == 5'h1b;
-  assign \$1728  = d == 5'h1c;
-  assign \$1729  = d == 5'h1d;
-  assign \$1730  = d == 5'h1e;
-  assign \$1731  = d == 5'h1f;
-  assign \$1732  = d == 6'h20;
-  assign \$1733  = d == 6'h21;
-  assign \$1734  = d == 6'h22;
-  assign \$1735  = d == 6'h23;
-  assign \$1736  = d == 6'h24;
-  assign \$1737  = d == 6'h25;
-  assign \$1738  = d == 6'h26;
-  assign \$1739  = d == 6'h27;
-  assign \$1740  = d == 6'h28;
-  assign \$1741  = d == 6'h29;
-  assign \$1742  = d == 6'h2a;
-  assign \$1743  = d == 6'h2b;
-  assign \$1744  = d == 6'h2c;
-  assign \$1745  = d == 6'h2d;
-  assign \$1746  = d == 6'h2e;
-  assign \$1747  = d == 6'h2f;
-  assign \$1748  = d == 6'h30;
-  assign \$1749  = d == 6'h31;
-  assign \$1750  = d == 6'h32;
-  assign \$1751  = d == 6'h33;
-  assign \$1752  = d == 6'h34;
-  assign \$1753  = d == 6'h35;
-  assign \$1754  = d == 6'h36;
-  assign \$1755  = d == 6'h37;
-  assign \$1756  = d == 6'h38;
-  assign \$1757  = d == 6'h39;
-  assign \$1758  = d == 6'h3a;
-  assign \$1759  = d == 6'h3b;
-  assign \$1760  = d == 6'h3c;
-  assign \$1761  = d == 6'h3d;
-  assign \$1762  = d == 6'h3e;
-  assign \$1763  = d == 6'h3f;
-  assign \$1764  = | { \$1763 , \$1762 , \$1761 , \$1760 , \$1759 , \$1758 , \$1757 , \$1756 , \$1755 , \$1754 , \$1753 , \$1752 , \$1751 , \$1750 , \$1749 , \$1748 , \$1747 , \$1746 , \$1745 , \$1744 , \$1743 , \$1742 , \$1741 , \$1740 , \$1739 , \$1738 , \$1737 , \$1736 , \$1735 , \$1734 , \$1733 , \$1732 , \$1731 , \$1730 , \$1729 , \$1728 , \$1727 , \$1726 , \$1725 , \$1724 , \$1723 , \$1722 , \$1721 , \$1720 , \$1719 , \$1718 , \$1717 , \$1716 , \$1715 , \$1714 , \$1713 , \$1712 , \$1711 , \$1710 , \$1709 , \$1708 , \$1707 , \$1706 , \$1705 , \$1704 , \$1703 , \$1702 , \$1701  };
-  assign \$1765  = \$1700  & \$1764 ;
-  assign \$1766  = ky == 1'h1;
-  assign \$1767  = d == 2'h2;
-  assign \$1768  = d == 2'h3;
-  assign \$1769  = d == 3'h4;
-  assign \$1770  = d == 3'h5;
-  assign \$1771  = d == 3'h6;
-  assign \$1772  = d == 3'h7;
-  assign \$1773  = d == 4'h8;
-  assign \$1774  = d == 4'h9;
-  assign \$1775  = d == 4'ha;
-  assign \$1776  = d == 4'hb;
-  assign \$1777  = d == 4'hc;
-  assign \$1778  = d == 4'hd;
-  assign \$1779  = d == 4'he;
-  assign \$1780  = d == 4'hf;
-  assign \$1781  = d == 5'h10;
-  assign \$1782  = d == 5'h11;
-  assign \$1783  = d == 5'h12;
-  assign \$1784  = d == 5'h13;
-  assign \$1785  = d == 5'h14;
-  assign \$1786  = d == 5'h15;
-  assign \$1787  = d == 5'h16;
-  assign \$1788  = d == 5'h17;
-  assign \$1789  = d == 5'h18;
-  assign \$1790  = d == 5'h19;
-  assign \$1791  = d == 5'h1a;
-  assign \$1792  = d == 5'h1b;
-  assign \$1793  = d == 5'h1c;
-  assign \$1794  = d == 5'h1d;
-  assign \$1795  = d == 5'h1e;
-  assign \$1796  = d == 5'h1f;
-  assign \$1797  = d == 6'h20;
-  assign \$1798  = d == 6'h21;
-  assign \$1799  = d == 6'h22;
-  assign \$1800  = d == 6'h23;
-  assign \$1801  = d == 6'h24;
-  assign \$1802  = d == 6'h25;
-  assign \$1803  = d == 6'h26;
-  assign \$1804  = d == 6'h27;
-  assign \$1805  = d == 6'h28;
-  assign \$1806  = d == 6'h29;
-  assign \$1807  = d == 6'h2a;
-  assign \$1808  = d == 6'h2b;
-  assign \$1809  = d == 6'h2c;
-  assign \$1810  = d == 6'h2d;
-  assign \$1811  = d == 6'h2e;
-  assign \$1812  = d == 6'h2f;
-  assign \$1813  = d == 6'h30;
-  assign \$1814  = d == 6'h31;
-  assign \$1815  = d == 6'h32;
-  assign \$1816  = d == 6'h33;
-  assign \$1817  = d == 6'h34;
-  assign \$1818  = d == 6'h35;
-  assign \$1819  = d == 6'h36;
-  assign \$1820  = d == 6'h37;
-  assign \$1821  = d == 6'h38;
-  assign \$1822  = d == 6'h39;
-  assign \$1823  = d == 6'h3a;
-  assign \$1824  = d == 6'h3b;
-  assign \$1825  = d == 6'h3c;
-  assign \$1826  = d == 6'h3d;
-  assign \$1827  = d == 6'h3e;
-  assign \$1828  = d == 6'h3f;
-  assign \$1829  = | { \$1828 , \$1827 , \$1826 , \$1825 , \$1824 , \$1823 , \$1822 , \$1821 , \$1820 , \$1819 , \$1818 , \$1817 , \$1816 , \$1815 , \$1814 , \$1813 , \$1812 , \$1811 , \$1810 , \$1809 , \$1808 , \$1807 , \$1806 , \$1805 , \$1804 , \$1803 , \$1802 , \$1801 , \$1800 , \$1799 , \$1798 , \$1797 , \$1796 , \$1795 , \$1794 , \$1793 , \$1792 , \$1791 , \$1790 , \$1789 , \$1788 , \$1787 , \$1786 , \$1785 , \$1784 , \$1783 , \$1782 , \$1781 , \$1780 , \$1779 , \$1778 , \$1777 , \$1776 , \$1775 , \$1774 , \$1773 , \$1772 , \$1771 , \$1770 , \$1769 , \$1768 , \$1767  };
-  assign \$1830  = \$1766  & \$1829 ;
-  assign \$1831  = ky == 2'h2;
-  assign \$1832  = d == 2'h3;
-  assign \$1833  = d == 3'h4;
-  assign \$1834  = d == 3'h5;
-  assign \$1835  = d == 3'h6;
-  assign \$1836  = d == 3'h7;
-  assign \$1837  = d == 4'h8;
-  assign \$1838  = d == 4'h9;
-  assign \$1839  = d == 4'ha;
-  assign \$1840  = d == 4'hb;
-  assign \$1841  = d == 4'hc;
-  assign \$1842  = d == 4'hd;
-  assign \$1843  = d == 4'he;
-  assign \$1844  = d == 4'hf;
-  assign \$1845  = d == 5'h10;
-  assign \$1846  = d == 5'h11;
-  assign \$1847  = d == 5'h12;
-  assign \$1848  = d == 5'h13;
-  assign \$1849  = d == 5'h14;
-  assign \$1850  = d == 5'h15;
-  assign \$1851  = d == 5'h16;
-  assign \$1852  = d == 5'h17;
-  assign \$1853  = d == 5'h18;
-  assign \$1854  = d == 5'h19;
-  assign \$1855  = d == 5'h1a;
-  assign \$1856  = d == 5'h1b;
-  assign \$1857  = d == 5'h1c;
-  assign \$1858  = d == 5'h1d;
-  assign \$1859  = d == 5'h1e;
-  assign \$1860  = d == 5'h1f;
-  assign \$1861  = d == 6'h20;
-  assign \$1862  = d == 6'h21;
-  assign \$1863  = d == 6'h22;
-  assign \$1864  = d == 6'h23;
-  assign \$1865  = d == 6'h24;
-  assign \$1866  = d == 6'h25;
-  assign \$1867  = d == 6'h26;
-  assign \$1868  = d == 6'h27;
-  assign \$1869  = d == 6'h28;
-  assign \$1870  = d == 6'h29;
-  assign \$1871  = d == 6'h2a;
-  assign \$1872  = d == 6'h2b;
-  assign \$1873  = d == 6'h2c;
-  assign \$1874  = d == 6'h2d;
-  assign \$1875  = d == 6'h2e;
-  assign \$1876  = d == 6'h2f;
-  assign \$1877  = d == 6'h30;
-  assign \$1878  = d == 6'h31;
-  assign \$1879  = d == 6'h32;
-  assign \$1880  = d == 6'h33;
-  assign \$1881  = d == 6'h34;
-  assign \$1882  = d == 6'h35;
-  assign \$1883  = d == 6'h36;
-  assign \$1884  = d == 6'h37;
-  assign \$1885  = d == 6'h38;
-  assign \$1886  = d == 6'h39;
-  assign \$1887  = d == 6'h3a;
-  assign \$1888  = d == 6'h3b;
-  assign \$1889  = d == 6'h3c;
-  assign \$1890  = d == 6'h3d;
-  assign \$1891  = d == 6'h3e;
-  assign \$1892  = d == 6'h3f;
-  assign \$1893  = | { \$1892 , \$1891 , \$1890 , \$1889 , \$1888 , \$1887 , \$1886 , \$1885 , \$1884 , \$1883 , \$1882 , \$1881 , \$1880 , \$1879 , \$1878 , \$1877 , \$1876 , \$1875 , \$1874 , \$1873 , \$1872 , \$1871 , \$1870 , \$1869 , \$1868 , \$1867 , \$1866 , \$1865 , \$1864 , \$1863 , \$1862 , \$1861 , \$1860 , \$1859 , \$1858 , \$1857 , \$1856 , \$1855 , \$1854 , \$1853 , \$1852 , \$1851 , \$1850 , \$1849 , \$1848 , \$1847 , \$1846 , \$1845 , \$1844 , \$1843 , \$1842 , \$1841 , \$1840 , \$1839 , \$1838 , \$1837 , \$1836 , \$1835 , \$1834 , \$1833 , \$1832  };
-  assign \$1894  = \$1831  & \$1893 ;
-  assign \$1895  = ky == 2'h3;
-  assign \$1896  = d == 3'h4;
-  assign \$1897  = d == 3'h5;
-  assign \$1898  = d == 3'h6;
-  assign \$1899  = d == 3'h7;
-  assign \$1900  = d == 4'h8;
-  assign \$1901  = d == 4'h9;
-  assign \$1902  = d == 4'ha;
-  assign \$1903  = d == 4'hb;
-  assign \$1904  = d == 4'hc;
-  assign \$1905  = d == 4'hd;
-  assign \$1906  = d == 4'he;
-  assign \$1907  = d == 4'hf;
-  assign \$1908  = d == 5'h10;
-  assign \$1909  = d == 5'h11;
-  assign \$1910  = d == 5'h12;
-  assign \$1911  = d == 5'h13;
-  assign \$1912  = d == 5'h14;
-  assign \$1913  = d == 5'h15;
-  assign \$1914  = d == 5'h16;
-  assign \$1915  = d == 5'h17;
-  assign \$1916  = d == 5'h18;
-  assign \$1917  = d == 5'h19;
-  assign \$1918  = d == 5'h1a;
-  assign \$1919  = d == 5'h1b;
-  assign \$1920  = d == 5'h1c;
-  assign \$1921  = d == 5'h1d;
-  assign \$1922  = d == 5'h1e;
-  assign \$1923  = d == 5'h1f;
-  assign \$1924  = d == 6'h20;
-  assign \$1925  = d == 6'h21;
-  assign \$1926  = d == 6'h22;
-  assign \$1927  = d == 6'h23;
-  assign \$1928  = d == 6'h24;
-  assign \$1929  = d == 6'h25;
-  assign \$1930  = d == 6'h26;
-  assign \$1931  = d == 6'h27;
-  assign \$1932  = d == 6'h28;
-  assign \$1933  = d == 6'h29;
-  assign \$1934  = d == 6'h2a;
-  assign \$1935  = d == 6'h2b;
-  assign \$1936  = d == 6'h2c;
-  assign \$1937  = d == 6'h2d;
-  assign \$1938  = d == 6'h2e;
-  assign \$1939  = d == 6'h2f;
-  assign \$1940  = d == 6'h30;
-  assign \$1941  = d == 6'h31;
-  assign \$1942  = d == 6'h32;
-  assign \$1943  = d == 6'h33;
-  assign \$1944  = d == 6'h34;
-  assign \$1945  = d == 6'h35;
-  assign \$1946  = d == 6'h36;
-  assign \$1947  = d == 6'h37;
-  assign \$1948  = d == 6'h38;
-  assign \$1949  = d == 6'h39;
-  assign \$1950  = d == 6'h3a;
-  assign \$1951  = d == 6'h3b;
-  assign \$1952  = d == 6'h3c;
-  assign \$1953  = d == 6'h3d;
-  assign \$1954  = d == 6'h3e;
-  assign \$1955  = d == 6'h3f;
-  assign \$1956  = | { \$1955 , \$1954 , \$1953 , \$1952 , \$1951 , \$1950 , \$1949 , \$1948 , \$1947 , \$1946 , \$1945 , \$1944 , \$1943 , \$1942 , \$1941 , \$1940 , \$1939 , \$1938 , \$1937 , \$1936 , \$1935 , \$1934 , \$1933 , \$1932 , \$1931 , \$1930 , \$1929 , \$1928 , \$1927 , \$1926 , \$1925 , \$1924 , \$1923 , \$1922 , \$1921 , \$1920 , \$1919 , \$1918 , \$1917 , \$1916 , \$1915 , \$1914 , \$1913 , \$1912 , \$1911 , \$1910 , \$1909 , \$1908 , \$1907 , \$1906 , \$1905 , \$1904 , \$1903 , \$1902 , \$1901 , \$1900 , \$1899 , \$1898 , \$1897 , \$1896  };
-  assign \$1957  = \$1895  & \$1956 ;
-  assign \$1958  = ky == 3'h4;
-  assign \$1959  = d == 3'h5;
-  assign \$1960  = d == 3'h6;
-  assign \$1961  = d == 3'h7;
-  assign \$1962  = d == 4'h8;
-  assign \$1963  = d == 4'h9;
-  assign \$1964  = d == 4'ha;
-  assign \$1965  = d == 4'hb;
-  assign \$1966  = d == 4'hc;
-  assign \$1967  = d == 4'hd;
-  assign \$1968  = d == 4'he;
-  assign \$1969  = d == 4'hf;
-  assign \$1970  = d == 5'h10;
-  assign \$1971  = d == 5'h11;
-  assign \$1972  = d == 5'h12;
-  assign \$1973  = d == 5'h13;
-  assign \$1974  = d == 5'h14;
-  assign \$1975  = d == 5'h15;
-  assign \$1976  = d == 5'h16;
-  assign \$1977  = d == 5'h17;
-  assign \$1978  = d == 5'h18;
-  assign \$1979  = d == 5'h19;
-  assign \$1980  = d == 5'h1a;
-  assign \$1981  = d == 5'h1b;
-  assign \$1982  = d == 5'h1c;
-  assign \$1983  = d == 5'h1d;
-  assign \$1984  = d == 5'h1e;
-  assign \$1985  = d == 5'h1f;
-  assign \$1986  = d == 6'h20;
-  assign \$1987  = d == 6'h21;
-  assign \$1988  = d == 6'h22;
-  assign \$1989  = d == 6'h23;
-  assign \$1990  = d == 6'h24;
-  assign \$1991  = d == 6'h25;
-  assign \$1992  = d == 6'h26;
-  assign \$1993  = d == 6'h27;
-  assign \$1994  = d == 6'h28;
-  assign \$1995  = d == 6'h29;
-  assign \$1996  = d == 6'h2a;
-  assign \$1997  = d == 6'h2b;
-  assign \$1998  = d == 6'h2c;
-  assign \$1999  = d == 6'h2d;
-  assign \$2000  = d == 6'h2e;
-  assign \$2001  = d == 6'h2f;
-  assign \$2002  = d == 6'h30;
-  assign \$2003  = d == 6'h31;
-  assign \$2004  = d == 6'h32;
-  assign \$2005  = d == 6'h33;
-  assign \$2006  = d == 6'h34;
-  assign \$2007  = d == 6'h35;
-  assign \$2008  = d == 6'h36;
-  assign \$2009  = d == 6'h37;
-  assign \$2010  = d == 6'h38;
-  assign \$2011  = d == 6'h39;
-  assign \$2012  = d == 6'h3a;
-  assign \$2013  = d == 6'h3b;
-  assign \$2014  = d == 6'h3c;
-  assign \$2015  = d == 6'h3d;
-  assign \$2016  = d == 6'h3e;
-  assign \$2017  = d == 6'h3f;
-  assign \$2018  = | { \$2017 , \$2016 , \$2015 , \$2014 , \$2013 , \$2012 , \$2011 , \$2010 , \$2009 , \$2008 , \$2007 , \$2006 , \$2005 , \$2004 , \$2003 , \$2002 , \$2001 , \$2000 , \$1999 , \$1998 , \$1997 , \$1996 , \$1995 , \$1994 , \$1993 , \$1992 , \$1991 , \$1990 , \$1989 , \$1988 , \$1987 , \$1986 , \$1985 , \$1984 , \$1983 , \$1982 , \$1981 , \$1980 , \$1979 , \$1978 , \$1977 , \$1976 , \$1975 , \$1974 , \$1973 , \$1972 , \$1971 , \$1970 , \$1969 , \$1968 , \$1967 , \$1966 , \$1965 , \$1964 , \$1963 , \$1962 , \$1961 , \$1960 , \$1959  };
-  assign \$2019  = \$1958  & \$2018 ;
-  assign \$2020  = | { \$2019 , \$1957 , \$1894 , \$1830 , \$1765  };
-  assign \$2021  = \$1518  ? \$1699  : \$2020 ;
-  assign \$2022  = \$1409  ? \$1515  : \$2021 ;
-  assign \$2023  = ~ ahead;
-  assign \$2024  = w_row == 5'h1b;
-  assign \$2025  = \$2023  & \$2024 ;
-  assign \$2026  = ! ky;
-  assign \$2027  = d == 5'h1c;
-  assign \$2028  = d == 5'h1d;
-  assign \$2029  = d == 5'h1e;
-  assign \$2030  = d == 5'h1f;
-  assign \$2031  = d == 6'h20;
-  assign \$2032  = d == 6'h21;
-  assign \$2033  = d == 6'h22;
-  assign \$2034  = d == 6'h23;
-  assign \$2035  = d == 6'h24;
-  assign \$2036  = d == 6'h25;
-  assign \$2037  = d == 6'h26;
-  assign \$2038  = d == 6'h27;
-  assign \$2039  = d == 6'h28;
-  assign \$2040  = d == 6'h29;
-  assign \$2041  = d == 6'h2a;
-  assign \$2042  = d == 6'h2b;
-  assign \$2043  = d == 6'h2c;
-  assign \$2044  = d == 6'h2d;
-  assign \$2045  = d == 6'h2e;
-  assign \$2046  = d == 6'h2f;
-  assign \$2047  = d == 6'h30;
-  assign \$2048  = d == 6'h31;
-  assign \$2049  = d == 6'h32;
-  assign \$2050  = d == 6'h33;
-  assign \$2051  = d == 6'h34;
-  assign \$2052  = d == 6'h35;
-  assign \$2053  = d == 6'h36;
-  assign \$2054  = d == 6'h37;
-  assign \$2055  = d == 6'h38;
-  assign \$2056  = d == 6'h39;
-  assign \$2057  = d == 6'h3a;
-  assign \$2058  = d == 6'h3b;
-  assign \$2059  = d == 6'h3c;
-  assign \$2060  = d == 6'h3d;
-  assign \$2061  = d == 6'h3e;
-  assign \$2062  = d == 6'h3f;
-  assign \$2063  = | { \$2062 , \$2061 , \$2060 , \$2059 , \$2058 , \$2057 , \$2056 , \$2055 , \$2054 , \$2053 , \$2052 , \$2051 , \$2050 , \$2049 , \$2048 , \$2047 , \$2046 , \$2045 , \$2044 , \$2043 , \$2042 , \$2041 , \$2040 , \$2039 , \$2038 , \$2037 , \$2036 , \$2035 , \$2034 , \$2033 , \$2032 , \$2031 , \$2030 , \$2029 , \$2028 , \$2027  };
-  assign \$2064  = \$2026  & \$2063 ;
-  assign \$2065  = ky == 1'h1;
-  assign \$2066  = d == 5'h1d;
-  assign \$2067  = d == 5'h1e;
-  assign \$2068  = d == 5'h1f;
-  assign \$2069  = d == 6'h20;
-  assign \$2070  = d == 6'h21;
-  assign \$2071  = d == 6'h22;
-  assign \$2072  = d == 6'h23;
-  assign \$2073  = d == 6'h24;
-  assign \$2074  = d == 6'h25;
-  assign \$2075  = d == 6'h26;
-  assign \$2076  = d == 6'h27;
-  assign \$2077  = d == 6'h28;
-  assign \$2078  = d == 6'h29;
-  assign \$2079  = d == 6'h2a;
-  assign \$2080  = d == 6'h2b;
-  assign \$2081  = d == 6'h2c;
-  assign \$2082  = d == 6'h2d;
-  assign \$2083  = d == 6'h2e;
-  assign \$2084  = d == 6'h2f;
-  assign \$2085  = d == 6'h30;
-  assign \$2086  = d == 6'h31;
-  assign \$2087  = d == 6'h32;
-  assign \$2088  = d == 6'h33;
-  assign \$2089  = d == 6'h34;
-  assign \$2090  = d == 6'h35;
-  assign \$2091  = d == 6'h36;
-  assign \$2092  = d == 6'h37;
-  assign \$2093  = d == 6'h38;
-  assign \$2094  = d == 6'h39;
-  assign \$2095  = d == 6'h3a;
-  assign \$2096  = d == 6'h3b;
-  assign \$2097  = d == 6'h3c;
-  assign \$2098  = d == 6'h3d;
-  assign \$2099  = d == 6'h3e;
-  assign \$2100  = d == 6'h3f;
-  assign \$2101  = | { \$2100 , \$2099 , \$2098 , \$2097 , \$2096 , \$2095 , \$2094 , \$2093 , \$2092 , \$2091 , \$2090 , \$2089 , \$2088 , \$2087 , \$2086 , \$2085 , \$2084 , \$2083 , \$2082 , \$2081 , \$2080 , \$2079 , \$2078 , \$2077 , \$2076 , \$2075 , \$2074 , \$2073 , \$2072 , \$2071 , \$2070 , \$2069 , \$2068 , \$2067 , \$2066  };
-  assign \$2102  = \$2065  & \$2101 ;
-  assign \$2103  = ky == 2'h2;
-  assign \$2104  = d == 5'h1e;
-  assign \$2105  = d == 5'h1f;
-  assign \$2106  = d == 6'h20;
-  assign \$2107  = d == 6'h21;
-  assign \$2108  = d == 6'h22;
-  assign \$2109  = d == 6'h23;
-  assign \$2110  = d == 6'h24;
-  assign \$2111  = d == 6'h25;
-  assign \$2112  = d == 6'h26;
-  assign \$2113  = d == 6'h27;
-  assign \$2114  = d == 6'h28;
-  assign \$2115  = d == 6'h29;
-  assign \$2116  = d == 6'h2a;
-  assign \$2117  = d == 6'h2b;
-  assign \$2118  = d == 6'h2c;
-  assign \$2119  = d == 6'h2d;
-  assign \$2120  = d == 6'h2e;
-  assign \$2121  = d == 6'h2f;
-  assign \$2122  = d == 6'h30;
-  assign \$2123  = d == 6'h31;
-  assign \$2124  = d == 6'h32;
-  assign \$2125  = d == 6'h33;
-  assign \$2126  = d == 6'h34;
-  assign \$2127  = d == 6'h35;
-  assign \$2128  = d == 6'h36;
-  assign \$2129  = d == 6'h37;
-  assign \$2130  = d == 6'h38;
-  assign \$2131  = d == 6'h39;
-  assign \$2132  = d == 6'h3a;
-  assign \$2133  = d == 6'h3b;
-  assign \$2134  = d == 6'h3c;
-  assign \$2135  = d == 6'h3d;
-  assign \$2136  = d == 6'h3e;
-  assign \$2137  = d == 6'h3f;
-  assign \$2138  = | { \$2137 , \$2136 , \$2135 , \$2134 , \$2133 , \$2132 , \$2131 , \$2130 , \$2129 , \$2128 , \$2127 , \$2126 , \$2125 , \$2124 , \$2123 , \$2122 , \$2121 , \$2120 , \$2119 , \$2118 , \$2117 , \$2116 , \$2115 , \$2114 , \$2113 , \$2112 , \$2111 , \$2110 , \$2109 , \$2108 , \$2107 , \$2106 , \$2105 , \$2104  };
-  assign \$2139  = \$2103  & \$2138 ;
-  assign \$2140  = ky == 2'h3;
-  assign \$2141  = d == 5'h1f;
-  assign \$2142  = d == 6'h20;
-  assign \$2143  = d == 6'h21;
-  assign \$2144  = d == 6'h22;
-  assign \$2145  = d == 6'h23;
-  assign \$2146  = d == 6'h24;
-  assign \$2147  = d == 6'h25;
-  assign \$2148  = d == 6'h26;
-  assign \$2149  = d == 6'h27;
-  assign \$2150  = d == 6'h28;
-  assign \$2151  = d == 6'h29;
-  assign \$2152  = d == 6'h2a;
-  assign \$2153  = d == 6'h2b;
-  assign \$2154  = d == 6'h2c;
-  assign \$2155  = d == 6'h2d;
-  assign \$2156  = d == 6'h2e;
-  assign \$2157  = d == 6'h2f;
-  assign \$2158  = d == 6'h30;
-  assign \$2159  = d == 6'h31;
-  assign \$2160  = d == 6'h32;
-  assign \$2161  = d == 6'h33;
-  assign \$2162  = d == 6'h34;
-  assign \$2163  = d == 6'h35;
-  assign \$2164  = d == 6'h36;
-  assign \$2165  = d == 6'h37;
-  assign \$2166  = d == 6'h38;
-  assign \$2167  = d == 6'h39;
-  assign \$2168  = d == 6'h3a;
-  assign \$2169  = d == 6'h3b;
-  assign \$2170  = d == 6'h3c;
-  assign \$2171  = d == 6'h3d;
-  assign \$2172  = d == 6'h3e;
-  assign \$2173  = d == 6'h3f;
-  assign \$2174  = | { \$2173 , \$2172 , \$2171 , \$2170 , \$2169 , \$2168 , \$2167 , \$2166 , \$2165 , \$2164 , \$2163 , \$2162 , \$2161 , \$2160 , \$2159 , \$2158 , \$2157 , \$2156 , \$2155 , \$2154 , \$2153 , \$2152 , \$2151 , \$2150 , \$2149 , \$2148 , \$2147 , \$2146 , \$2145 , \$2144 , \$2143 , \$2142 , \$2141  };
-  assign \$2175  = \$2140  & \$2174 ;
-  assign \$2176  = ky == 3'h4;
-  assign \$2177  = d == 6'h20;
-  assign \$2178  = d == 6'h21;
-  assign \$2179  = d == 6'h22;
-  assign \$2180  = d == 6'h23;
-  assign \$2181  = d == 6'h24;
-  assign \$2182  = d == 6'h25;
-  assign \$2183  = d == 6'h26;
-  assign \$2184  = d == 6'h27;
-  assign \$2185  = d == 6'h28;
-  assign \$2186  = d == 6'h29;
-  assign \$2187  = d == 6'h2a;
-  assign \$2188  = d == 6'h2b;
-  assign \$2189  = d == 6'h2c;
-  assign \$2190  = d == 6'h2d;
-  assign \$2191  = d == 6'h2e;
-  assign \$2192  = d == 6'h2f;
-  assign \$2193  = d == 6'h30;
-  assign \$2194  = d == 6'h31;
-  assign \$2195  = d == 6'h32;
-  assign \$2196  = d == 6'h33;
-  assign \$2197  = d == 6'h34;
-  assign \$2198  = d == 6'h35;
-  assign \$2199  = d == 6'h36;
-  assign \$2200  = d == 6'h37;
-  assign \$2201  = d == 6'h38;
-  assign \$2202  = d == 6'h39;
-  assign \$2203  = d == 6'h3a;
-  assign \$2204  = d == 6'h3b;
-  assign \$2205  = d == 6'h3c;
-  assign \$2206  = d == 6'h3d;
-  assign \$2207  = d == 6'h3e;
-  assign \$2208  = d == 6'h3f;
-  assign \$2209  = | { \$2208 , \$2207 , \$2206 , \$2205 , \$2204 , \$2203 , \$2202 , \$2201 , \$2200 , \$2199 , \$2198 , \$2197 , \$2196 , \$2195 , \$2194 , \$2193 , \$2192 , \$2191 , \$2190 , \$2189 , \$2188 , \$2187 , \$2186 , \$2185 , \$2184 , \$2183 , \$2182 , \$2181 , \$2180 , \$2179 , \$2178 , \$2177  };
-  assign \$2210  = \$2176  & \$2209 ;
-  assign \$2211  = | { \$2210 , \$2175 , \$2139 , \$2102 , \$2064  };
-  assign \$2212  = ! ky;
-  assign \$2213  = ! d;
-  assign \$2214  = d == 1'h1;
-  assign \$2215  = d == 2'h2;
-  assign \$2216  = d == 2'h3;
-  assign \$2217  = d == 3'h4;
-  assign \$2218  = d == 3'h5;
-  assign \$2219  = d == 3'h6;
-  assign \$2220  = d == 3'h7;
-  assign \$2221  = d == 4'h8;
-  assign \$2222  = d == 4'h9;
-  assign \$2223  = d == 4'ha;
-  assign \$2224  = d == 4'hb;
-  assign \$2225  = d == 4'hc;
-  assign \$2226  = d == 4'hd;
-  assign \$2227  = d == 4'he;
-  assign \$2228  = d == 4'hf;
-  assign \$2229  = d == 5'h10;
-  assign \$2230  = d == 5'h11;
-  assign \$2231  = d == 5'h12;
-  assign \$2232  = d == 5'h13;
-  assign \$2233  = d == 5'h14;
-  assign \$2234  = d == 5'h15;
-  assign \$2235  = d == 5'h16;
-  assign \$2236  = d == 5'h17;
-  assign \$2237  = d == 5'h18;
-  assign \$2238  = d == 5'h19;
-  assign \$2239  = d == 5'h1a;
-  assign \$2240  = d == 5'h1b;
-  assign \$2241  = d == 5'h1c;
-  assign \$2242  = d == 5'h1d;
-  assign \$2243  = d == 5'h1e;
-  assign \$2244  = d == 5'h1f;
-  assign \$2245  = d == 6'h20;
-  assign \$2246  = d == 6'h21;
-  assign \$2247  = d == 6'h22;
-  assign \$2248  = d == 6'h23;
-  assign \$2249  = d == 6'h24;
-  assign \$2250  = d == 6'h25;
-  assign \$2251  = d == 6'h26;
-  assign \$2252  = d == 6'h27;
-  assign \$2253  = d == 6'h28;
-  assign \$2254  = d == 6'h29;
-  assign \$2255  = d == 6'h2a;
-  assign \$2256  = d == 6'h2b;
-  assign \$2257  = d == 6'h2c;
-  assign \$2258  = d == 6'h2d;
-  assign \$2259  = d == 6'h2e;
-  assign \$2260  = d == 6'h2f;
-  assign \$2261  = d == 6'h30;
-  assign \$2262  = d == 6'h31;
-  assign \$2263  = d == 6'h32;
-  assign \$2264  = d == 6'h33;
-  assign \$2265  = d == 6'h34;
-  assign \$2266  = d == 6'h35;
-  assign \$2267  = d == 6'h36;
-  assign \$2268  = d == 6'h37;
-  assign \$2269  = d == 6'h38;
-  assign \$2270  = d == 6'h39;
-  assign \$2271  = d == 6'h3a;
-  assign \$2272  = d == 6'h3b;
-  assign \$2273  = d == 6'h3c;
-  assign \$2274  = d == 6'h3d;
-  assign \$2275  = d == 6'h3e;
-  assign \$2276  = d == 6'h3f;
-  assign \$2277  = | { \$2276 , \$2275 , \$2274 , \$2273 , \$2272 , \$2271 , \$2270 , \$2269 , \$2268 , \$2267 , \$2266 , \$2265 , \$2264 , \$2263 , \$2262 , \$2261 , \$2260 , \$2259 , \$2258 , \$2257 , \$2256 , \$2255 , \$2254 , \$2253 , \$2252 , \$2251 , \$2250 , \$2249 , \$2248 , \$2247 , \$2246 , \$2245 , \$2244 , \$2243 , \$2242 , \$2241 , \$2240 , \$2239 , \$2238 , \$2237 , \$2236 , \$2235 , \$2234 , \$2233 , \$2232 , \$2231 , \$2230 , \$2229 , \$2228 , \$2227 , \$2226 , \$2225 , \$2224 , \$2223 , \$2222 , \$2221 , \$2220 , \$2219 , \$2218 , \$2217 , \$2216 , \$2215 , \$2214 , \$2213  };
-  assign \$2278  = \$2212  & \$2277 ;
-  assign \$2279  = ky == 1'h1;
-  assign \$2280  = d == 1'h1;
-  assign \$2281  = d == 2'h2;
-  assign \$2282  = d == 2'h3;
-  assign \$2283  = d == 3'h4;
-  assign \$2284  = d == 3'h5;
-  assign \$2285  = d == 3'h6;
-  assign \$2286  = d == 3'h7;
-  assign \$2287  = d == 4'h8;
-  assign \$2288  = d == 4'h9;
-  assign \$2289  = d == 4'ha;
-  assign \$2290  = d == 4'hb;
-  assign \$2291  = d == 4'hc;
-  assign \$2292  = d == 4'hd;
-  assign \$2293  = d == 4'he;
-  assign \$2294  = d == 4'hf;
-  assign \$2295  = d == 5'h10;
-  assign \$2296  = d == 5'h11;
-  assign \$2297  = d == 5'h12;
-  assign \$2298  = d == 5'h13;
-  assign \$2299  = d == 5'h14;
-  assign \$2300  = d == 5'h15;
-  assign \$2301  = d == 5'h16;
-  assign \$2302  = d == 5'h17;
-  assign \$2303  = d == 5'h18;
-  assign \$2304  = d == 5'h19;
-  assign \$2305  = d == 5'h1a;
-  assign \$2306  = d == 5'h1b;
-  assign \$2307  = d == 5'h1c;
-  assign \$2308  = d == 5'h1d;
-  assign \$2309  = d == 5'h1e;
-  assign \$2310  = d == 5'h1f;
-  assign \$2311  = d == 6'h20;
-  assign \$2312  = d == 6'h21;
-  assign \$2313  = d == 6'h22;
-  assign \$2314  = d == 6'h23;
-  assign \$2315  = d == 6'h24;
-  assign \$2316  = d == 6'h25;
-  assign \$2317  = d == 6'h26;
-  assign \$2318  = d == 6'h27;
-  assign \$2319  = d == 6'h28;
-  assign \$2320  = d == 6'h29;
-  assign \$2321  = d == 6'h2a;
-  assign \$2322  = d == 6'h2b;
-  assign \$2323  = d == 6'h2c;
-  assign \$2324  = d == 6'h2d;
-  assign \$2325  = d == 6'h2e;
-  assign \$2326  = d == 6'h2f;
-  assign \$2327  = d == 6'h30;
-  assign \$2328  = d == 6'h31;
-  assign \$2329  = d == 6'h32;
-  assign \$2330  = d == 6'h33;
-  assign \$2331  = d == 6'h34;
-  assign \$2332  = d == 6'h35;
-  assign \$2333  = d == 6'h36;
-  assign \$2334  = d == 6'h37;
-  assign \$2335  = d == 6'h38;
-  assign \$2336  = d == 6'h39;
-  assign \$2337  = d == 6'h3a;
-  assign \$2338  = d == 6'h3b;
-  assign \$2339  = d == 6'h3c;
-  assign \$2340  = d == 6'h3d;
-  assign \$2341  = d == 6'h3e;
-  assign \$2342  = d == 6'h3f;
-  assign \$2343  = | { \$2342 , \$2341 , \$2340 , \$2339 , \$2338 , \$2337 , \$2336 , \$2335 , \$2334 , \$2333 , \$2332 , \$2331 , \$2330 , \$2329 , \$2328 , \$2327 , \$2326 , \$2325 , \$2324 , \$2323 , \$2322 , \$2321 , \$2320 , \$2319 , \$2318 , \$2317 , \$2316 , \$2315 , \$2314 , \$2313 , \$2312 , \$2311 , \$2310 , \$2309 , \$2308 , \$2307 , \$2306 , \$2305 , \$2304 , \$2303 , \$2302 , \$2301 , \$2300 , \$2299 , \$2298 , \$2297 , \$2296 , \$2295 , \$2294 , \$2293 , \$2292 , \$2291 , \$2290 , \$2289 , \$2288 , \$2287 , \$2286 , \$2285 , \$2284 , \$2283 , \$2282 , \$2281 , \$2280  };
-  assign \$2344  = \$2279  & \$2343 ;
-  assign \$2345  = ky == 2'h2;
-  assign \$2346  = d == 2'h2;
-  assign \$2347  = d == 2'h3;
-  assign \$2348  = d == 3'h4;
-  assign \$2349  = d == 3'h5;
-  assign \$2350  = d == 3'h6;
-  assign \$2351  = d == 3'h7;
-  assign \$2352  = d == 4'h8;
-  assign \$2353  = d == 4'h9;
-  assign \$2354  = d == 4'ha;
-  assign \$2355  = d == 4'hb;
-  assign \$2356  = d == 4'hc;
-  assign \$2357  = d == 4'hd;
-  assign \$2358  = d == 4'he;
-  assign \$2359  = d == 4'hf;
-  assign \$2360  = d == 5'h10;
-  assign \$2361  = d == 5'h11;
-  assign \$2362  = d == 5'h12;
-  assign \$2363  = d == 5'h13;
-  assign \$2364  = d == 5'h14;
-  assign \$2365  = d == 5'h15;
-  assign \$2366  = d == 5'h16;
-  assign \$2367  = d == 5'h17;
-  assign \$2368  = d == 5'h18;
-  assign \$2369  = d == 5'h19;
-  assign \$2370  = d == 5'h1a;
-  assign \$2371  = d == 5'h1b;
-  assign \$2372  = d == 5'h1c;
-  assign \$2373  = d == 5'h1d;
-  assign \$2374  = d == 5'h1e;
-  assign \$2375  = d == 5'h1f;
-  assign \$2376  = d == 6'h20;
-  assign \$2377  = d == 6'h21;
-  assign \$2378  = d == 6'h22;
-  assign \$2379  = d == 6'h23;
-  assign \$2380  = d == 6'h24;
-  assign \$2381  = d == 6'h25;
-  assign \$2382  = d == 6'h26;
-  assign \$2383  = d == 6'h27;
-  assign \$2384  = d == 6'h28;
-  assign \$2385  = d == 6'h29;
-  assign \$2386  = d == 6'h2a;
-  assign \$2387  = d == 6'h2b;
-  assign \$2388  = d == 6'h2c;
-  assign \$2389  = d == 6'h2d;
-  assign \$2390  = d == 6'h2e;
-  assign \$2391  = d == 6'h2f;
-  assign \$2392  = d == 6'h30;
-  assign \$2393  = d == 6'h31;
-  assign \$2394  = d == 6'h32;
-  assign \$2395  = d == 6'h33;
-  assign \$2396  = d == 6'h34;
-  assign \$2397  = d == 6'h35;
-  assign \$2398  = d == 6'h36;
-  assign \$2399  = d == 6'h37;
-  assign \$2400  = d == 6'h38;
-  assign \$2401  = d == 6'h39;
-  assign \$2402  = d == 6'h3a;
-  assign \$2403  = d == 6'h3b;
-  assign \$2404  = d == 6'h3c;
-  assign \$2405  = d == 6'h3d;
-  assign \$2406  = d == 6'h3e;
-  assign \$2407  = d == 6'h3f;
-  assign \$2408  = | { \$2407 , \$2406 , \$2405 , \$2404 , \$2403 , \$2402 , \$2401 , \$2400 , \$2399 , \$2398 , \$2397 , \$2396 , \$2395 , \$2394 , \$2393 , \$2392 , \$2391 , \$2390 , \$2389 , \$2388 , \$2387 , \$2386 , \$2385 , \$2384 , \$2383 , \$2382 , \$2381 , \$2380 , \$2379 , \$2378 , \$2377 , \$2376 , \$2375 , \$2374 , \$2373 , \$2372 , \$2371 , \$2370 , \$2369 , \$2368 , \$2367 , \$2366 , \$2365 , \$2364 , \$2363 , \$2362 , \$2361 , \$2360 , \$2359 , \$2358 , \$2357 , \$2356 , \$2355 , \$2354 , \$2353 , \$2352 , \$2351 , \$2350 , \$2349 , \$2348 , \$2347 , \$2346  };
-  assign \$2409  = \$2345  & \$2408 ;
-  assign \$2410  = ky == 2'h3;
-  assign \$2411  = d == 2'h3;
-  assign \$2412  = d == 3'h4;
-  assign \$2413  = d == 3'h5;
-  assign \$2414  = d == 3'h6;
-  assign \$2415  = d == 3'h7;
-  assign \$2416  = d == 4'h8;
-  assign \$2417  = d == 4'h9;
-  assign \$2418  = d == 4'ha;
-  assign \$2419  = d == 4'hb;
-  assign \$2420  = d == 4'hc;
-  assign \$2421  = d == 4'hd;
-  assign \$2422  = d == 4'he;
-  assign \$2423  = d == 4'hf;
-  assign \$2424  = d == 5'h10;
-  assign \$2425  = d == 5'h11;
-  assign \$2426  = d == 5'h12;
-  assign \$2427  = d == 5'h13;
-  assign \$2428  = d == 5'h14;
-  assign \$2429  = d == 5'h15;
-  assign \$2430  = d == 5'h16;
-  assign \$2431  = d == 5'h17;
-  assign \$2432  = d == 5'h18;
-  assign \$2433  = d == 5'h19;
-  assign \$2434  = d == 5'h1a;
-  assign \$2435  = d == 5'h1b;
-  assign \$2436  = d == 5'h1c;
-  assign \$2437  = d == 5'h1d;
-  assign \$2438  = d == 5'h1e;
-  assign \$2439  = d == 5'h1f;
-  assign \$2440  = d == 6'h20;
-  assign \$2441  = d == 6'h21;
-  assign \$2442  = d == 6'h22;
-  assign \$2443  = d == 6'h23;
-  assign \$2444  = d == 6'h24;
-  assign \$2445  = d == 6'h25;
-  assign \$2446  = d == 6'h26;
-  assign \$2447  = d == 6'h27;
-  assign \$2448  = d == 6'h28;
-  assign \$2449  = d == 6'h29;
-  assign \$2450  = d == 6'h2a;
-  assign \$2451  = d == 6'h2b;
-  assign \$2452  = d == 6'h2c;
-  assign \$2453  = d == 6'h2d;
-  assign \$2454  = d == 6'h2e;
-  assign \$2455  = d == 6'h2f;
-  assign \$2456  = d == 6'h30;
-  assign \$2457  = d == 6'h31;
-  assign \$2458  = d == 6'h32;
-  assign \$2459  = d == 6'h33;
-  assign \$2460  = d == 6'h34;
-  assign \$2461  = d == 6'h35;
-  assign \$2462  = d == 6'h36;
-  assign \$2463  = d == 6'h37;
-  assign \$2464  = d == 6'h38;
-  assign \$2465  = d == 6'h39;
-  assign \$2466  = d == 6'h3a;
-  assign \$2467  = d == 6'h3b;
-  assign \$2468  = d == 6'h3c;
-  assign \$2469  = d == 6'h3d;
-  assign \$2470  = d == 6'h3e;
-  assign \$2471  = d == 6'h3f;
-  assign \$2472  = | { \$2471 , \$2470 , \$2469 , \$2468 , \$2467 , \$2466 , \$2465 , \$2464 , \$2463 , \$2462 , \$2461 , \$2460 , \$2459 , \$2458 , \$2457 , \$2456 , \$2455 , \$2454 , \$2453 , \$2452 , \$2451 , \$2450 , \$2449 , \$2448 , \$2447 , \$2446 , \$2445 , \$2444 , \$2443 , \$2442 , \$2441 , \$2440 , \$2439 , \$2438 , \$2437 , \$2436 , \$2435 , \$2434 , \$2433 , \$2432 , \$2431 , \$2430 , \$2429 , \$2428 , \$2427 , \$2426 , \$2425 , \$2424 , \$2423 , \$2422 , \$2421 , \$2420 , \$2419 , \$2418 , \$2417 , \$2416 , \$2415 , \$2414 , \$2413 , \$2412 , \$2411  };
-  assign \$2473  = \$2410  & \$2472 ;
-  assign \$2474  = ky == 3'h4;
-  assign \$2475  = d == 3'h4;
-  assign \$2476  = d == 3'h5;
-  assign \$2477  = d == 3'h6;
-  assign \$2478  = d == 3'h7;
-  assign \$2479  = d == 4'h8;
-  assign \$2480  = d == 4'h9;
-  assign \$2481  = d == 4'ha;
-  assign \$2482  = d == 4'hb;
-  assign \$2483  = d == 4'hc;
-  assign \$2484  = d == 4'hd;
-  assign \$2485  = d == 4'he;
-  assign \$2486  = d == 4'hf;
-  assign \$2487  = d == 5'h10;
-  assign \$2488  = d == 5'h11;
-  assign \$2489  = d == 5'h12;
-  assign \$2490  = d == 5'h13;
-  assign \$2491  = d == 5'h14;
-  assign \$2492  = d == 5'h15;
-  assign \$2493  = d == 5'h16;
-  assign \$2494  = d == 5'h17;
-  assign \$2495  = d == 5'h18;
-  assign \$2496  = d == 5'h19;
-  assign \$2497  = d == 5'h1a;
-  assign \$2498  = d == 5'h1b;
-  assign \$2499  = d == 5'h1c;
-  assign \$2500  = d == 5'h1d;
-  assign \$2501  = d == 5'h1e;
-  assign \$2502  = d == 5'h1f;
-  assign \$2503  = d == 6'h20;
-  assign \$2504  = d == 6'h21;
-  assign \$2505  = d == 6'h22;
-  assign \$2506  = d == 6'h23;
-  assign \$2507  = d == 6'h24;
-  assign \$2508  = d == 6'h25;
-  assign \$2509  = d == 6'h26;
-  assign \$2510  = d == 6'h27;
-  assign \$2511  = d == 6'h28;
-  assign \$2512  = d == 6'h29;
-  assign \$2513  = d == 6'h2a;
-  assign \$2514  = d == 6'h2b;
-  assign \$2515  = d == 6'h2c;
-  assign \$2516  = d == 6'h2d;
-  assign \$2517  = d == 6'h2e;
-  assign \$2518  = d == 6'h2f;
-  assign \$2519  = d == 6'h30;
-  assign \$2520  = d == 6'h31;
-  assign \$2521  = d == 6'h32;
-  assign \$2522  = d == 6'h33;
-  assign \$2523  = d == 6'h34;
-  assign \$2524  = d == 6'h35;
-  assign \$2525  = d == 6'h36;
-  assign \$2526  = d == 6'h37;
-  assign \$2527  = d == 6'h38;
-  assign \$2528  = d == 6'h39;
-  assign \$2529  = d == 6'h3a;
-  assign \$2530  = d == 6'h3b;
-  assign \$2531  = d == 6'h3c;
-  assign \$2532  = d == 6'h3d;
-  assign \$2533  = d == 6'h3e;
-  assign \$2534  = d == 6'h3f;
-  assign \$2535  = | { \$2534 , \$2533 , \$2532 , \$2531 , \$2530 , \$2529 , \$2528 , \$2527 , \$2526 , \$2525 , \$2524 , \$2523 , \$2522 , \$2521 , \$2520 , \$2519 , \$2518 , \$2517 , \$2516 , \$2515 , \$2514 , \$2513 , \$2512 , \$2511 , \$2510 , \$2509 , \$2508 , \$2507 , \$2506 , \$2505 , \$2504 , \$2503 , \$2502 , \$2501 , \$2500 , \$2499 , \$2498 , \$2497 , \$2496 , \$2495 , \$2494 , \$2493 , \$2492 , \$2491 , \$2490 , \$2489 , \$2488 , \$2487 , \$2486 , \$2485 , \$2484 , \$2483 , \$2482 , \$2481 , \$2480 , \$2479 , \$2478 , \$2477 , \$2476 , \$2475  };
-  assign \$2536  = \$2474  & \$2535 ;
-  assign \$2537  = | { \$2536 , \$2473 , \$2409 , \$2344 , \$2278  };
-  assign \$2538  = \$2025  ? \$2211  : \$2537 ;
-  assign \$2539  = \$1408  ? \$2022  : \$2538 ;
-  assign \$2540  = r_last ? \$1407  : \$2539 ;
-  assign \$2541  = \$1297  | \$2540 ;
-  assign \$2542  = \$1250  & \$2541 ;
-  assign \$2543  = oy == 5'h1b;
-  assign \$2544  = r_last & \$2543 ;
-  assign \$2545  = ~ \$2544 ;
-  assign \$2546  = kx == 3'h4;
-  assign \$2547  = ky == 3'h4;
-  assign \$2548  = ~ \$2547 ;
-  assign \$2549  = $signed(iy) < $signed(1'h1);
-  assign \$2550  = $signed(iy) >= $signed(6'h1b);
-  assign \$2551  = \$2549  | \$2550 ;
-  assign \$2553  = ox == 5'h1b;
-  assign \$2555  = oy == 5'h1b;
-  assign \$2556  = $signed(low) < $signed(1'h1);
-  assign \$2557  = $signed(low) >= $signed(6'h1b);
-  assign \$2558  = \$2556  | \$2557 ;
-  assign \$2559  = \$2555  ? 1'h1 : \$2558 ;
-  assign \$2560  = $signed(low) < $signed(1'h0);
-  assign \$2561  = $signed(low) >= $signed(6'h1c);
-  assign \$2562  = \$2560  | \$2561 ;
-  assign \$2563  = \$2554  ? \$2559  : \$2562 ;
-  assign \$2564  = \$2547  ? \$2563  : \$2551 ;
-  assign \$2565  = $signed(iy) < $signed(1'h0);
-  assign \$2566  = $signed(iy) >= $signed(6'h1c);
-  assign \$2567  = \$2565  | \$2566 ;
-  assign \$2568  = \$2546  ? \$2564  : \$2567 ;
-  assign \$2569  = kx == 3'h4;
-  assign \$2570  = ~ \$2569 ;
-  assign \$2571  = $signed(ix) < $signed(1'h1);
-  assign \$2572  = $signed(ix) >= $signed(6'h1b);
-  assign \$2573  = \$2571  | \$2572 ;
-  assign \$2574  = ky == 3'h4;
-  assign \$2577  = ox == 5'h1b;
-  assign \$2578  = $signed(ix0) < $signed(1'h1);
-  assign \$2579  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2580  = \$2578  | \$2579 ;
-  assign \$2581  = \$2577  ? 1'h1 : \$2580 ;
-  assign \$2582  = $signed(ix0) < $signed(1'h0);
-  assign \$2583  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2584  = \$2582  | \$2583 ;
-  assign \$2585  = \$2576  ? \$2581  : \$2584 ;
-  assign \$2586  = \$2569  ? \$2585  : \$2573 ;
-  assign \$2587  = \$2568  | \$2586 ;
-  assign \$2588  = \$2587  | ahead;
-  assign \$2589  = oy == 5'h1b;
-  assign \$2590  = d == 2'h2;
-  assign \$2591  = d == 2'h3;
-  assign \$2592  = d == 3'h4;
-  assign \$2593  = d == 3'h5;
-  assign \$2594  = d == 3'h6;
-  assign \$2595  = d == 3'h7;
-  assign \$2596  = d == 4'h8;
-  assign \$2597  = d == 4'h9;
-  assign \$2598  = d == 4'ha;
-  assign \$2599  = d == 4'hb;
-  assign \$2600  = d == 4'hc;
-  assign \$2601  = d == 4'hd;
-  assign \$2602  = d == 4'he;
-  assign \$2603  = d == 4'hf;
-  assign \$2604  = d == 5'h10;
-  assign \$2605  = d == 5'h11;
-  assign \$2606  = d == 5'h12;
-  assign \$2607  = d == 5'h13;
-  assign \$2608  = d == 5'h14;
-  assign \$2609  = d == 5'h15;
-  assign \$2610  = d == 5'h16;
-  assign \$2611  = d == 5'h17;
-  assign \$2612  = d == 5'h18;
-  assign \$2613  = d == 5'h19;
-  assign \$2614  = d == 5'h1a;
-  assign \$2615  = d == 5'h1b;
-  assign \$2616  = d == 5'h1c;
-  assign \$2617  = d == 5'h1d;
-  assign \$2618  = d == 5'h1e;
-  assign \$2619  = d == 5'h1f;
-  assign \$2620  = d == 6'h20;
-  assign \$2621  = d == 6'h21;
-  assign \$2622  = d == 6'h22;
-  assign \$2623  = d == 6'h23;
-  assign \$2624  = d == 6'h24;
-  assign \$2625  = d == 6'h25;
-  assign \$2626  = d == 6'h26;
-  assign \$2627  = d == 6'h27;
-  assign \$2628  = d == 6'h28;
-  assign \$2629  = d == 6'h29;
-  assign \$2630  = d == 6'h2a;
-  assign \$2631  = d == 6'h2b;
-  assign \$2632  = d == 6'h2c;
-  assign \$2633  = d == 6'h2d;
-  assign \$2634  = d == 6'h2e;
-  assign \$2635  = d == 6'h2f;
-  assign \$2636  = d == 6'h30;
-  assign \$2637  = d == 6'h31;
-  assign \$2638  = d == 6'h32;
-  assign \$2639  = d == 6'h33;
-  assign \$2640  = d == 6'h34;
-  assign \$2641  = d == 6'h35;
-  assign \$2642  = d == 6'h36;
-  assign \$2643  = d == 6'h37;
-  assign \$2644  = d == 6'h38;
-  assign \$2645  = d == 6'h39;
-  assign \$2646  = d == 6'h3a;
-  assign \$2647  = d == 6'h3b;
-  assign \$2648  = d == 6'h3c;
-  assign \$2649  = d == 6'h3d;
-  assign \$2650  = d == 6'h3e;
-  assign \$2651  = d == 6'h3f;
-  assign \$2652  = | { \$2651 , \$2650 , \$2649 , \$2648 , \$2647 , \$2646 , \$2645 , \$2644 , \$2643 , \$2642 , \$2641 , \$2640 , \$2639 , \$2638 , \$2637 , \$2636 , \$2635 , \$2634 , \$2633 , \$2632 , \$2631 , \$2630 , \$2629 , \$2628 , \$2627 , \$2626 , \$2625 , \$2624 , \$2623 , \$2622 , \$2621 , \$2620 , \$2619 , \$2618 , \$2617 , \$2616 , \$2615 , \$2614 , \$2613 , \$2612 , \$2611 , \$2610 , \$2609 , \$2608 , \$2607 , \$2606 , \$2605 , \$2604 , \$2603 , \$2602 , \$2601 , \$2600 , \$2599 , \$2598 , \$2597 , \$2596 , \$2595 , \$2594 , \$2593 , \$2592 , \$2591 , \$2590  };
-  assign \$2653  = \$2589  ? 1'h1 : \$2652 ;
-  assign \$2654  = kx == 3'h4;
-  assign \$2655  = ky == 3'h4;
-  assign \$2656  = d == 1'h1;
-  assign \$2657  = d == 2'h2;
-  assign \$2658  = d == 2'h3;
-  assign \$2659  = d == 3'h4;
-  assign \$2660  = d == 3'h5;
-  assign \$2661  = d == 3'h6;
-  assign \$2662  = d == 3'h7;
-  assign \$2663  = d == 4'h8;
-  assign \$2664  = d == 4'h9;
-  assign \$2665  = d == 4'ha;
-  assign \$2666  = d == 4'hb;
-  assign \$2667  = d == 4'hc;
-  assign \$2668  = d == 4'hd;
-  assign \$2669  = d == 4'he;
-  assign \$2670  = d == 4'hf;
-  assign \$2671  = d == 5'h10;
-  assign \$2672  = d == 5'h11;
-  assign \$2673  = d == 5'h12;
-  assign \$2674  = d == 5'h13;
-  assign \$2675  = d == 5'h14;
-  assign \$2676  = d == 5'h15;
-  assign \$2677  = d == 5'h16;
-  assign \$2678  = d == 5'h17;
-  assign \$2679  = d == 5'h18;
-  assign \$2680  = d == 5'h19;
-  assign \$2681  = d == 5'h1a;
-  assign \$2682  = d == 5'h1b;
-  assign \$2683  = d == 5'h1c;
-  assign \$2684  = d == 5'h1d;
-  assign \$2685  = d == 5'h1e;
-  assign \$2686  = d == 5'h1f;
-  assign \$2687  = d == 6'h20;
-  assign \$2688  = d == 6'h21;
-  assign \$2689  = d == 6'h22;
-  assign \$2690  = d == 6'h23;
-  assign \$2691  = d == 6'h24;
-  assign \$2692  = d == 6'h25;
-  assign \$2693  = d == 6'h26;
-  assign \$2694  = d == 6'h27;
-  assign \$2695  = d == 6'h28;
-  assign \$2696  = d == 6'h29;
-  assign \$2697  = d == 6'h2a;
-  assign \$2698  = d == 6'h2b;
-  assign \$2699  = d == 6'h2c;
-  assign \$2700  = d == 6'h2d;
-  assign \$2701  = d == 6'h2e;
-  assign \$2702  = d == 6'h2f;
-  assign \$2703  = d == 6'h30;
-  assign \$2704  = d == 6'h31;
-  assign \$2705  = d == 6'h32;
-  assign \$2706  = d == 6'h33;
-  assign \$2707  = d == 6'h34;
-  assign \$2708  = d == 6'h35;
-  assign \$2709  = d == 6'h36;
-  assign \$2710  = d == 6'h37;
-  assign \$2711  = d == 6'h38;
-  assign \$2712  = d == 6'h39;
-  assign \$2713  = d == 6'h3a;
-  assign \$2714  = d == 6'h3b;
-  assign \$2715  = d == 6'h3c;
-  assign \$2716  = d == 6'h3d;
-  assign \$2717  = d == 6'h3e;
-  assign \$2718  = d == 6'h3f;
-  assign \$2719  = | { \$2718 , \$2717 , \$2716 , \$2715 , \$2714 , \$2713 , \$2712 , \$2711 , \$2710 , \$2709 , \$2708 , \$2707 , \$2706 , \$2705 , \$2704 , \$2703 , \$2702 , \$2701 , \$2700 , \$2699 , \$2698 , \$2697 , \$2696 , \$2695 , \$2694 , \$2693 , \$2692 , \$2691 , \$2690 , \$2689 , \$2688 , \$2687 , \$2686 , \$2685 , \$2684 , \$2683 , \$2682 , \$2681 , \$2680 , \$2679 , \$2678 , \$2677 , \$2676 , \$2675 , \$2674 , \$2673 , \$2672 , \$2671 , \$2670 , \$2669 , \$2668 , \$2667 , \$2666 , \$2665 , \$2664 , \$2663 , \$2662 , \$2661 , \$2660 , \$2659 , \$2658 , \$2657 , \$2656  };
-  assign \$2720  = ! ky;
-  assign \$2721  = d == 2'h2;
-  assign \$2722  = d == 2'h3;
-  assign \$2723  = d == 3'h4;
-  assign \$2724  = d == 3'h5;
-  assign \$2725  = d == 3'h6;
-  assign \$2726  = d == 3'h7;
-  assign \$2727  = d == 4'h8;
-  assign \$2728  = d == 4'h9;
-  assign \$2729  = d == 4'ha;
-  assign \$2730  = d == 4'hb;
-  assign \$2731  = d == 4'hc;
-  assign \$2732  = d == 4'hd;
-  assign \$2733  = d == 4'he;
-  assign \$2734  = d == 4'hf;
-  assign \$2735  = d == 5'h10;
-  assign \$2736  = d == 5'h11;
-  assign \$2737  = d == 5'h12;
-  assign \$2738  = d == 5'h13;
-  assign \$2739  = d == 5'h14;
-  assign \$2740  = d == 5'h15;
-  assign \$2741  = d == 5'h16;
-  assign \$2742  = d == 5'h17;
-  assign \$2743  = d == 5'h18;
-  assign \$2744  = d == 5'h19;
-  assign \$2745  = d == 5'h1a;
-  assign \$2746  = d == 5'h1b;
-  assign \$2747  = d == 5'h1c;
-  assign \$2748  = d == 5'h1d;
-  assign \$2749  = d == 5'h1e;
-  assign \$2750  = d == 5'h1f;
-  assign \$2751  = d == 6'h20;
-  assign \$2752  = d == 6'h21;
-  assign \$2753  = d == 6'h22;
-  assign \$2754  = d == 6'h23;
-  assign \$2755  = d == 6'h24;
-  assign \$2756  = d == 6'h25;
-  assign \$2757  = d == 6'h26;
-  assign \$2758  = d == 6'h27;
-  assign \$2759  = d == 6'h28;
-  assign \$2760  = d == 6'h29;
-  assign \$2761  = d == 6'h2a;
-  assign \$2762  = d == 6'h2b;
-  assign \$2763  = d == 6'h2c;
-  assign \$2764  = d == 6'h2d;
-  assign \$2765  = d == 6'h2e;
-  assign \$2766  = d == 6'h2f;
-  assign \$2767  = d == 6'h30;
-  assign \$2768  = d == 6'h31;
-  assign \$2769  = d == 6'h32;
-  assign \$2770  = d == 6'h33;
-  assign \$2771  = d == 6'h34;
-  assign \$2772  = d == 6'h35;
-  assign \$2773  = d == 6'h36;
-  assign \$2774  = d == 6'h37;
-  assign \$2775  = d == 6'h38;
-  assign \$2776  = d == 6'h39;
-  assign \$2777  = d == 6'h3a;
-  assign \$2778  = d == 6'h3b;
-  assign \$2779  = d == 6'h3c;
-  assign \$2780  = d == 6'h3d;
-  assign \$2781  = d == 6'h3e;
-  assign \$2782  = d == 6'h3f;
-  assign \$2783  = | { \$2782 , \$2781 , \$2780 , \$2779 , \$2778 , \$2777 , \$2776 , \$2775 , \$2774 , \$2773 , \$2772 , \$2771 , \$2770 , \$2769 , \$2768 , \$2767 , \$2766 , \$2765 , \$2764 , \$2763 , \$2762 , \$2761 , \$2760 , \$2759 , \$2758 , \$2757 , \$2756 , \$2755 , \$2754 , \$2753 , \$2752 , \$2751 , \$2750 , \$2749 , \$2748 , \$2747 , \$2746 , \$2745 , \$2744 , \$2743 , \$2742 , \$2741 , \$2740 , \$2739 , \$2738 , \$2737 , \$2736 , \$2735 , \$2734 , \$2733 , \$2732 , \$2731 , \$2730 , \$2729 , \$2728 , \$2727 , \$2726 , \$2725 , \$2724 , \$2723 , \$2722 , \$2721  };
-  assign \$2784  = \$2720  & \$2783 ;
-  assign \$2785  = ky == 1'h1;
-  assign \$2786  = d == 2'h3;
-  assign \$2787  = d == 3'h4;
-  assign \$2788  = d == 3'h5;
-  assign \$2789  = d == 3'h6;
-  assign \$2790  = d == 3'h7;
-  assign \$2791  = d == 4'h8;
-  assign \$2792  = d == 4'h9;
-  assign \$2793  = d == 4'ha;
-  assign \$2794  = d == 4'hb;
-  assign \$2795  = d == 4'hc;
-  assign \$2796  = d == 4'hd;
-  assign \$2797  = d == 4'he;
-  assign \$2798  = d == 4'hf;
-  assign \$2799  = d == 5'h10;
-  assign \$2800  = d == 5'h11;
-  assign \$2801  = d == 5'h12;
-  assign \$2802  = d == 5'h13;
-  assign \$2803  = d == 5'h14;
-  assign \$2804  = d == 5'h15;
-  assign \$2805  = d == 5'h16;
-  assign \$2806  = d == 5'h17;
-  assign \$2807  = d == 5'h18;
-  assign \$2808  = d == 5'h19;
-  assign \$2809  = d == 5'h1a;
-  assign \$2810  = d == 5'h1b;
-  assign \$2811  = d == 5'h1c;
-  assign \$2812  = d == 5'h1d;
-  assign \$2813  = d == 5'h1e;
-  assign \$2814  = d == 5'h1f;
-  assign \$2815  = d == 6'h20;
-  assign \$2816  = d == 6'h21;
-  assign \$2817  = d == 6'h22;
-  assign \$2818  = d == 6'h23;
-  assign \$2819  = d == 6'h24;
-  assign \$2820  = d == 6'h25;
-  assign \$2821  = d == 6'h26;
-  assign \$2822  = d == 6'h27;
-  assign \$2823  = d == 6'h28;
-  assign \$2824  = d == 6'h29;
-  assign \$2825  = d == 6'h2a;
-  assign \$2826  = d == 6'h2b;
-  assign \$2827  = d == 6'h2c;
-  assign \$2828  = d == 6'h2d;
-  assign \$2829  = d == 6'h2e;
-  assign \$2830  = d == 6'h2f;
-  assign \$2831  = d == 6'h30;
-  assign \$2832  = d == 6'h31;
-  assign \$2833  = d == 6'h32;
-  assign \$2834  = d == 6'h33;
-  assign \$2835  = d == 6'h34;
-  assign \$2836  = d == 6'h35;
-  assign \$2837  = d == 6'h36;
-  assign \$2838  = d == 6'h37;
-  assign \$2839  = d == 6'h38;
-  assign \$2840  = d == 6'h39;
-  assign \$2841  = d == 6'h3a;
-  assign \$2842  = d == 6'h3b;
-  assign \$2843  = d == 6'h3c;
-  assign \$2844  = d == 6'h3d;
-  assign \$2845  = d == 6'h3e;
-  assign \$2846  = d == 6'h3f;
-  assign \$2847  = | { \$2846 , \$2845 , \$2844 , \$2843 , \$2842 , \$2841 , \$2840 , \$2839 , \$2838 , \$2837 , \$2836 , \$2835 , \$2834 , \$2833 , \$2832 , \$2831 , \$2830 , \$2829 , \$2828 , \$2827 , \$2826 , \$2825 , \$2824 , \$2823 , \$2822 , \$2821 , \$2820 , \$2819 , \$2818 , \$2817 , \$2816 , \$2815 , \$2814 , \$2813 , \$2812 , \$2811 , \$2810 , \$2809 , \$2808 , \$2807 , \$2806 , \$2805 , \$2804 , \$2803 , \$2802 , \$2801 , \$2800 , \$2799 , \$2798 , \$2797 , \$2796 , \$2795 , \$2794 , \$2793 , \$2792 , \$2791 , \$2790 , \$2789 , \$2788 , \$2787 , \$2786  };
-  assign \$2848  = \$2785  & \$2847 ;
-  assign \$2849  = ky == 2'h2;
-  assign \$2850  = d == 3'h4;
-  assign \$2851  = d == 3'h5;
-  assign \$2852  = d == 3'h6;
-  assign \$2853  = d == 3'h7;
-  assign \$2854  = d == 4'h8;
-  assign \$2855  = d == 4'h9;
-  assign \$2856  = d == 4'ha;
-  assign \$2857  = d == 4'hb;
-  assign \$2858  = d == 4'hc;
-  assign \$2859  = d == 4'hd;
-  assign \$2860  = d == 4'he;
-  assign \$2861  = d == 4'hf;
-  assign \$2862  = d == 5'h10;
-  assign \$2863  = d == 5'h11;
-  assign \$2864  = d == 5'h12;
-  assign \$2865  = d == 5'h13;
-  assign \$2866  = d == 5'h14;
-  assign \$2867  = d == 5'h15;
-  assign \$2868  = d == 5'h16;
-  assign \$2869  = d == 5'h17;
-  assign \$2870  = d == 5'h18;
-  assign \$2871  = d == 5'h19;
-  assign \$2872  = d == 5'h1a;
-  assign \$2873  = d == 5'h1b;
-  assign \$2874  = d == 5'h1c;
-  assign \$2875  = d == 5'h1d;
-  assign \$2876  = d == 5'h1e;
-  assign \$2877  = d == 5'h1f;
-  assign \$2878  = d == 6'h20;
-  assign \$2879  = d == 6'h21;
-  assign \$2880  = d == 6'h22;
-  assign \$2881  = d == 6'h23;
-  assign \$2882  = d == 6'h24;
-  assign \$2883  = d == 6'h25;
-  assign \$2884  = d == 6'h26;
-  assign \$2885  = d == 6'h27;
-  assign \$2886  = d == 6'h28;
-  assign \$2887  = d == 6'h29;
-  assign \$2888  = d == 6'h2a;
-  assign \$2889  = d == 6'h2b;
-  assign \$2890  = d == 6'h2c;
-  assign \$2891  = d == 6'h2d;
-  assign \$2892  = d == 6'h2e;
-  assign \$2893  = d == 6'h2f;
-  assign \$2894  = d == 6'h30;
-  assign \$2895  = d == 6'h31;
-  assign \$2896  = d == 6'h32;
-  assign \$2897  = d == 6'h33;
-  assign \$2898  = d == 6'h34;
-  assign \$2899  = d == 6'h35;
-  assign \$2900  = d == 6'h36;
-  assign \$2901  = d == 6'h37;
-  assign \$2902  = d == 6'h38;
-  assign \$2903  = d == 6'h39;
-  assign \$2904  = d == 6'h3a;
-  assign \$2905  = d == 6'h3b;
-  assign \$2906  = d == 6'h3c;
-  assign \$2907  = d == 6'h3d;
-  assign \$2908  = d == 6'h3e;
-  assign \$2909  = d == 6'h3f;
-  assign \$2910  = | { \$2909 , \$2908 , \$2907 , \$2906 , \$2905 , \$2904 , \$2903 , \$2902 , \$2901 , \$2900 , \$2899 , \$2898 , \$2897 , \$2896 , \$2895 , \$2894 , \$2893 , \$2892 , \$2891 , \$2890 , \$2889 , \$2888 , \$2887 , \$2886 , \$2885 , \$2884 , \$2883 , \$2882 , \$2881 , \$2880 , \$2879 , \$2878 , \$2877 , \$2876 , \$2875 , \$2874 , \$2873 , \$2872 , \$2871 , \$2870 , \$2869 , \$2868 , \$2867 , \$2866 , \$2865 , \$2864 , \$2863 , \$2862 , \$2861 , \$2860 , \$2859 , \$2858 , \$2857 , \$2856 , \$2855 , \$2854 , \$2853 , \$2852 , \$2851 , \$2850  };
-  assign \$2911  = \$2849  & \$2910 ;
-  assign \$2912  = ky == 2'h3;
-  assign \$2913  = d == 3'h5;
-  assign \$2914  = d == 3'h6;
-  assign \$2915  = d == 3'h7;
-  assign \$2916  = d == 4'h8;
-  assign \$2917  = d == 4'h9;
-  assign \$2918  = d == 4'ha;
-  assign \$2919  = d == 4'hb;
-  assign \$2920  = d == 4'hc;
-  assign \$2921  = d == 4'hd;
-  assign \$2922  = d == 4'he;
-  assign \$2923  = d == 4'hf;
-  assign \$2924  = d == 5'h10;
-  assign \$2925  = d == 5'h11;
-  assign \$2926  = d == 5'h12;
-  assign \$2927  = d == 5'h13;
-  assign \$2928  = d == 5'h14;
-  assign \$2929  = d == 5'h15;
-  assign \$2930  = d == 5'h16;
-  assign \$2931  = d == 5'h17;
-  assign \$2932  = d == 5'h18;
-  assign \$2933  = d == 5'h19;
-  assign \$2934  = d == 5'h1a;
-  assign \$2935  = d == 5'h1b;
-  assign \$2936  = d == 5'h1c;
-  assign \$2937  = d == 5'h1d;
-  assign \$2938  = d == 5'h1e;
-  assign \$2939  = d == 5'h1f;
-  assign \$2940  = d == 6'h20;
-  assign \$2941  = d == 6'h21;
-  assign \$2942  = d == 6'h22;
-  assign \$2943  = d == 6'h23;
-  assign \$2944  = d == 6'h24;
-  assign \$2945  = d == 6'h25;
-  assign \$2946  = d == 6'h26;
-  assign \$2947  = d == 6'h27;
-  assign \$2948  = d == 6'h28;
-  assign \$2949  = d == 6'h29;
-  assign \$2950  = d == 6'h2a;
-  assign \$2951  = d == 6'h2b;
-  assign \$2952  = d == 6'h2c;
-  assign \$2953  = d == 6'h2d;
-  assign \$2954  = d == 6'h2e;
-  assign \$2955  = d == 6'h2f;
-  assign \$2956  = d == 6'h30;
-  assign \$2957  = d == 6'h31;
-  assign \$2958  = d == 6'h32;
-  assign \$2959  = d == 6'h33;
-  assign \$2960  = d == 6'h34;
-  assign \$2961  = d == 6'h35;
-  assign \$2962  = d == 6'h36;
-  assign \$2963  = d == 6'h37;
-  assign \$2964  = d == 6'h38;
-  assign \$2965  = d == 6'h39;
-  assign \$2966  = d == 6'h3a;
-  assign \$2967  = d == 6'h3b;
-  assign \$2968  = d == 6'h3c;
-  assign \$2969  = d == 6'h3d;
-  assign \$2970  = d == 6'h3e;
-  assign \$2971  = d == 6'h3f;
-  assign \$2972  = | { \$2971 , \$2970 , \$2969 , \$2968 , \$2967 , \$2966 , \$2965 , \$2964 , \$2963 , \$2962 , \$2961 , \$2960 , \$2959 , \$2958 , \$2957 , \$2956 , \$2955 , \$2954 , \$2953 , \$2952 , \$2951 , \$2950 , \$2949 , \$2948 , \$2947 , \$2946 , \$2945 , \$2944 , \$2943 , \$2942 , \$2941 , \$2940 , \$2939 , \$2938 , \$2937 , \$2936 , \$2935 , \$2934 , \$2933 , \$2932 , \$2931 , \$2930 , \$2929 , \$2928 , \$2927 , \$2926 , \$2925 , \$2924 , \$2923 , \$2922 , \$2921 , \$2920 , \$2919 , \$2918 , \$2917 , \$2916 , \$2915 , \$2914 , \$2913  };
-  assign \$2973  = \$2912  & \$2972 ;
-  assign \$2974  = ky == 3'h4;
-  assign \$2975  = d == 3'h6;
-  assign \$2976  = d == 3'h7;
-  assign \$2977  = d == 4'h8;
-  assign \$2978  = d == 4'h9;
-  assign \$2979  = d == 4'ha;
-  assign \$2980  = d == 4'hb;
-  assign \$2981  = d == 4'hc;
-  assign \$2982  = d == 4'hd;
-  assign \$2983  = d == 4'he;
-  assign \$2984  = d == 4'hf;
-  assign \$2985  = d == 5'h10;
-  assign \$2986  = d == 5'h11;
-  assign \$2987  = d == 5'h12;
-  assign \$2988  = d == 5'h13;
-  assign \$2989  = d == 5'h14;
-  assign \$2990  = d == 5'h15;
-  assign \$2991  = d == 5'h16;
-  assign \$2992  = d == 5'h17;
-  assign \$2993  = d == 5'h18;
-  assign \$2994  = d == 5'h19;
-  assign \$2995  = d == 5'h1a;
-  assign \$2996  = d == 5'h1b;
-  assign \$2997  = d == 5'h1c;
-  assign \$2998  = d == 5'h1d;
-  assign \$2999  = d == 5'h1e;
-  assign \$3000  = d == 5'h1f;
-  assign \$3001  = d == 6'h20;
-  assign \$3002  = d == 6'h21;
-  assign \$3003  = d == 6'h22;
-  assign \$3004  = d == 6'h23;
-  assign \$3005  = d == 6'h24;
-  assign \$3006  = d == 6'h25;
-  assign \$3007  = d == 6'h26;
-  assign \$3008  = d == 6'h27;
-  assign \$3009  = d == 6'h28;
-  assign \$3010  = d == 6'h29;
-  assign \$3011  = d == 6'h2a;
-  assign \$3012  = d == 6'h2b;
-  assign \$3013  = d == 6'h2c;
-  assign \$3014  = d == 6'h2d;
-  assign \$3015  = d == 6'h2e;
-  assign \$3016  = d == 6'h2f;
-  assign \$3017  = d == 6'h30;
-  assign \$3018  = d == 6'h31;
-  assign \$3019  = d == 6'h32;
-  assign \$3020  = d == 6'h33;
-  assign \$3021  = d == 6'h34;
-  assign \$3022  = d == 6'h35;
-  assign \$3023  = d == 6'h36;
-  assign \$3024  = d == 6'h37;
-  assign \$3025  = d == 6'h38;
-  assign \$3026  = d == 6'h39;
-  assign \$3027  = d == 6'h3a;
-  assign \$3028  = d == 6'h3b;
-  assign \$3029  = d == 6'h3c;
-  assign \$3030  = d == 6'h3d;
-  assign \$3031  = d == 6'h3e;
-  assign \$3032  = d == 6'h3f;
-  assign \$3033  = | { \$3032 , \$3031 , \$3030 , \$3029 , \$3028 , \$3027 , \$3026 , \$3025 , \$3024 , \$3023 , \$3022 , \$3021 , \$3020 , \$3019 , \$3018 , \$3017 , \$3016 , \$3015 , \$3014 , \$3013 , \$3012 , \$3011 , \$3010 , \$3009 , \$3008 , \$3007 , \$3006 , \$3005 , \$3004 , \$3003 , \$3002 , \$3001 , \$3000 , \$2999 , \$2998 , \$2997 , \$2996 , \$2995 , \$2994 , \$2993 , \$2992 , \$2991 , \$2990 , \$2989 , \$2988 , \$2987 , \$2986 , \$2985 , \$2984 , \$2983 , \$2982 , \$2981 , \$2980 , \$2979 , \$2978 , \$2977 , \$2976 , \$2975  };
-  assign \$3034  = \$2974  & \$3033 ;
-  assign \$3035  = | { \$3034 , \$2973 , \$2911 , \$2848 , \$2784  };
-  assign \$3036  = \$2655  ? \$2719  : \$3035 ;
-  assign \$3037  = ! ky;
-  assign \$3038  = d == 1'h1;
-  assign \$3039  = d == 2'h2;
-  assign \$3040  = d == 2'h3;
-  assign \$3041  = d == 3'h4;
-  assign \$3042  = d == 3'h5;
-  assign \$3043  = d == 3'h6;
-  assign \$3044  = d == 3'h7;
-  assign \$3045  = d == 4'h8;
-  assign \$3046  = d == 4'h9;
-  assign \$3047  = d == 4'ha;
-  assign \$3048  = d == 4'hb;
-  assign \$3049  = d == 4'hc;
-  assign \$3050  = d == 4'hd;
-  assign \$3051  = d == 4'he;
-  assign \$3052  = d == 4'hf;
-  assign \$3053  = d == 5'h10;
-  assign \$3054  = d == 5'h11;
-  assign \$3055  = d == 5'h12;
-  assign \$3056  = d == 5'h13;
-  assign \$3057  = d == 5'h14;
-  assign \$3058  = d == 5'h15;
-  assign \$3059  = d == 5'h16;
-  assign \$3060  = d == 5'h17;
-  assign \$3061  = d == 5'h18;
-  assign \$3062  = d == 5'h19;
-  assign \$3063  = d == 5'h1a;
-  assign \$3064  = d == 5'h1b;
-  assign \$3065  = d == 5'h1c;
-  assign \$3066  = d == 5'h1d;
-  assign \$3067  = d == 5'h1e;
-  assign \$3068  = d == 5'h1f;
-  assign \$3069  = d == 6'h20;
-  assign \$3070  = d == 6'h21;
-  assign \$3071  = d == 6'h22;
-  assign \$3072  = d == 6'h23;
-  assign \$3073  = d == 6'h24;
-  assign \$3074  = d == 6'h25;
-  assign \$3075  = d == 6'h26;
-  assign \$3076  = d == 6'h27;
-  assign \$3077  = d == 6'h28;
-  assign \$3078  = d == 6'h29;
-  assign \$3079  = d == 6'h2a;
-  assign \$3080  = d == 6'h2b;
-  assign \$3081  = d == 6'h2c;
-  assign \$3082  = d == 6'h2d;
-  assign \$3083  = d == 6'h2e;
-  assign \$3084  = d == 6'h2f;
-  assign \$3085  = d == 6'h30;
-  assign \$3086  = d == 6'h31;
-  assign \$3087  = d == 6'h32;
-  assign \$3088  = d == 6'h33;
-  assign \$3089  = d == 6'h34;
-  assign \$3090  = d == 6'h35;
-  assign \$3091  = d == 6'h36;
-  assign \$3092  = d == 6'h37;
-  assign \$3093  = d == 6'h38;
-  assign \$3094  = d == 6'h39;
-  assign \$3095  = d == 6'h3a;
-  assign \$3096  = d == 6'h3b;
-  assign \$3097  = d == 6'h3c;
-  assign \$3098  = d == 6'h3d;
-  assign \$3099  = d == 6'h3e;
-  assign \$3100  = d == 6'h3f;
-  assign \$3101  = | { \$3100 , \$3099 , \$3098 , \$3097 , \$3096 , \$3095 , \$3094 , \$3093 , \$3092 , \$3091 , \$3090 , \$3089 , \$3088 , \$3087 , \$3086 , \$3085 , \$3084 , \$3083 , \$3082 , \$3081 , \$3080 , \$3079 , \$3078 , \$3077 , \$3076 , \$3075 , \$3074 , \$3073 , \$3072 , \$3071 , \$3070 , \$3069 , \$3068 , \$3067 , \$3066 , \$3065 , \$3064 , \$3063 , \$3062 , \$3061 , \$3060 , \$3059 , \$3058 , \$3057 , \$3056 , \$3055 , \$3054 , \$3053 , \$3052 , \$3051 , \$3050 , \$3049 , \$3048 , \$3047 , \$3046 , \$3045 , \$3044 , \$3043 , \$3042 , \$3041 , \$3040 , \$3039 , \$3038  };
-  assign \$3102  = \$3037  & \$3101 ;
-  assign \$3103  = ky == 1'h1;
-  assign \$3104  = d == 2'h2;
-  assign \$3105  = d == 2'h3;
-  assign \$3106  = d == 3'h4;
-  assign \$3107  = d == 3'h5;
-  assign \$3108  = d == 3'h6;
-  assign \$3109  = d == 3'h7;
-  assign \$3110  = d == 4'h8;
-  assign \$3111  = d == 4'h9;
-  assign \$3112  = d == 4'ha;
-  assign \$3113  = d == 4'hb;
-  assign \$3114  = d == 4'hc;
-  assign \$3115  = d == 4'hd;
-  assign \$3116  = d == 4'he;
-  assign \$3117  = d == 4'hf;
-  assign \$3118  = d == 5'h10;
-  assign \$3119  = d == 5'h11;
-  assign \$3120  = d == 5'h12;
-  assign \$3121  = d == 5'h13;
-  assign \$3122  = d == 5'h14;
-  assign \$3123  = d == 5'h15;
-  assign \$3124  = d == 5'h16;
-  assign \$3125  = d == 5'h17;
-  assign \$3126  = d == 5'h18;
-  assign \$3127  = d == 5'h19;
-  assign \$3128  = d == 5'h1a;
-  assign \$3129  = d == 5'h1b;
-  assign \$3130  = d == 5'h1c;
-  assign \$3131  = d == 5'h1d;
-  assign \$3132  = d == 5'h1e;
-  assign \$3133  = d == 5'h1f;
-  assign \$3134  = d == 6'h20;
-  assign \$3135  = d == 6'h21;
-  assign \$3136  = d == 6'h22;
-  assign \$3137  = d == 6'h23;
-  assign \$3138  = d == 6'h24;
-  assign \$3139  = d == 6'h25;
-  assign \$3140  = d == 6'h26;
-  assign \$3141  = d == 6'h27;
-  assign \$3142  = d == 6'h28;
-  assign \$3143  = d == 6'h29;
-  assign \$3144  = d == 6'h2a;
-  assign \$3145  = d == 6'h2b;
-  assign \$3146  = d == 6'h2c;
-  assign \$3147  = d == 6'h2d;
-  assign \$3148  = d == 6'h2e;
-  assign \$3149  = d == 6'h2f;
-  assign \$3150  = d == 6'h30;
-  assign \$3151  = d == 6'h31;
-  assign \$3152  = d == 6'h32;
-  assign \$3153  = d == 6'h33;
-  assign \$3154  = d == 6'h34;
-  assign \$3155  = d == 6'h35;
-  assign \$3156  = d == 6'h36;
-  assign \$3157  = d == 6'h37;
-  assign \$3158  = d == 6'h38;
-  assign \$3159  = d == 6'h39;
-  assign \$3160  = d == 6'h3a;
-  assign \$3161  = d == 6'h3b;
-  assign \$3162  = d == 6'h3c;
-  assign \$3163  = d == 6'h3d;
-  assign \$3164  = d == 6'h3e;
-  assign \$3165  = d == 6'h3f;
-  assign \$3166  = | { \$3165 , \$3164 , \$3163 , \$3162 , \$3161 , \$3160 , \$3159 , \$3158 , \$3157 , \$3156 , \$3155 , \$3154 , \$3153 , \$3152 , \$3151 , \$3150 , \$3149 , \$3148 , \$3147 , \$3146 , \$3145 , \$3144 , \$3143 , \$3142 , \$3141 , \$3140 , \$3139 , \$3138 , \$3137 , \$3136 , \$3135 , \$3134 , \$3133 , \$3132 , \$3131 , \$3130 , \$3129 , \$3128 , \$3127 , \$3126 , \$3125 , \$3124 , \$3123 , \$3122 , \$3121 , \$3120 , \$3119 , \$3118 , \$3117 , \$3116 , \$3115 , \$3114 , \$3113 , \$3112 , \$3111 , \$3110 , \$3109 , \$3108 , \$3107 , \$3106 , \$3105 , \$3104  };
-  assign \$3167  = \$3103  & \$3166 ;
-  assign \$3168  = ky == 2'h2;
-  assign \$3169  = d == 2'h3;
-  assign \$3170  = d == 3'h4;
-  assign \$3171  = d == 3'h5;
-  assign \$3172  = d == 3'h6;
-  assign \$3173  = d == 3'h7;
-  assign \$3174  = d == 4'h8;
-  assign \$3175  = d == 4'h9;
-  assign \$3176  = d == 4'ha;
-  assign \$3177  = d == 4'hb;
-  assign \$3178  = d == 4'hc;
-  assign \$3179  = d == 4'hd;
-  assign \$3180  = d == 4'he;
-  assign \$3181  = d == 4'hf;
-  assign \$3182  = d == 5'h10;
-  assign \$3183  = d == 5'h11;
-  assign \$3184  = d == 5'h12;
-  assign \$3185  = d == 5'h13;
-  assign \$3186  = d == 5'h14;
-  assign \$3187  = d == 5'h15;
-  assign \$3188  = d == 5'h16;
-  assign \$3189  = d == 5'h17;
-  assign \$3190  = d == 5'h18;
-  assign \$3191  = d == 5'h19;
-  assign \$3192  = d == 5'h1a;
-  assign \$3193  = d == 5'h1b;
-  assign \$3194  = d == 5'h1c;
-  assign \$3195  = d == 5'h1d;
-  assign \$3196  = d == 5'h1e;
-  assign \$3197  = d == 5'h1f;
-  assign \$3198  = d == 6'h20;
-  assign \$3199  = d == 6'h21;
-  assign \$3200  = d == 6'h22;
-  assign \$3201  = d == 6'h23;
-  assign \$3202  = d == 6'h24;
-  assign \$3203  = d == 6'h25;
-  assign \$3204  = d == 6'h26;
-  assign \$3205  = d == 6'h27;
-  assign \$3206  = d == 6'h28;
-  assign \$3207  = d == 6'h29;
-  assign \$3208  = d == 6'h2a;
-  assign \$3209  = d == 6'h2b;
-  assign \$3210  = d == 6'h2c;
-  assign \$3211  = d == 6'h2d;
-  assign \$3212  = d == 6'h2e;
-  assign \$3213  = d == 6'h2f;
-  assign \$3214  = d == 6'h30;
-  assign \$3215  = d == 6'h31;
-  assign \$3216  = d == 6'h32;
-  assign \$3217  = d == 6'h33;
-  assign \$3218  = d == 6'h34;
-  assign \$3219  = d == 6'h35;
-  assign \$3220  = d == 6'h36;
-  assign \$3221  = d == 6'h37;
-  assign \$3222  = d == 6'h38;
-  assign \$3223  = d == 6'h39;
-  assign \$3224  = d == 6'h3a;
-  assign \$3225  = d == 6'h3b;
-  assign \$3226  = d == 6'h3c;
-  assign \$3227  = d == 6'h3d;
-  assign \$3228  = d == 6'h3e;
-  assign \$3229  = d == 6'h3f;
-  assign \$3230  = | { \$3229 , \$3228 , \$3227 , \$3226 , \$3225 , \$3224 , \$3223 , \$3222 , \$3221 , \$3220 , \$3219 , \$3218 , \$3217 , \$3216 , \$3215 , \$3214 , \$3213 , \$3212 , \$3211 , \$3210 , \$3209 , \$3208 , \$3207 , \$3206 , \$3205 , \$3204 , \$3203 , \$3202 , \$3201 , \$3200 , \$3199 , \$3198 , \$3197 , \$3196 , \$3195 , \$3194 , \$3193 , \$3192 , \$3191 , \$3190 , \$3189 , \$3188 , \$3187 , \$3186 , \$3185 , \$3184 , \$3183 , \$3182 , \$3181 , \$3180 , \$3179 , \$3178 , \$3177 , \$3176 , \$3175 , \$3174 , \$3173 , \$3172 , \$3171 , \$3170 , \$3169  };
-  assign \$3231  = \$3168  & \$3230 ;
-  assign \$3232  = ky == 2'h3;
-  assign \$3233  = d == 3'h4;
-  assign \$3234  = d == 3'h5;
-  assign \$3235  = d == 3'h6;
-  assign \$3236  = d == 3'h7;
-  assign \$3237  = d == 4'h8;
-  assign \$3238  = d == 4'h9;
-  assign \$3239  = d == 4'ha;
-  assign \$3240  = d == 4'hb;
-  assign \$3241  = d == 4'hc;
-  assign \$3242  = d == 4'hd;
-  assign \$3243  = d == 4'he;
-  assign \$3244  = d == 4'hf;
-  assign \$3245  = d == 5'h10;
-  assign \$3246  = d == 5'h11;
-  assign \$3247  = d == 5'h12;
-  assign \$3248  = d == 5'h13;
-  assign \$3249  = d == 5'h14;
-  assign \$3250  = d == 5'h15;
-  assign \$3251  = d == 5'h16;
-  assign \$3252  = d == 5'h17;
-  assign \$3253  = d == 5'h18;
-  assign \$3254  = d == 5'h19;
-  assign \$3255  = d == 5'h1a;
-  assign \$3256  = d == 5'h1b;
-  assign \$3257  = d == 5'h1c;
-  assign \$3258  = d == 5'h1d;
-  assign \$3259  = d == 5'h1e;
-  assign \$3260  = d == 5'h1f;
-  assign \$3261  = d == 6'h20;
-  assign \$3262  = d == 6'h21;
-  assign \$3263  = d == 6'h22;
-  assign \$3264  = d == 6'h23;
-  assign \$3265  = d == 6'h24;
-  assign \$3266  = d == 6'h25;
-  assign \$3267  = d == 6'h26;
-  assign \$3268  = d == 6'h27;
-  assign \$3269  = d == 6'h28;
-  assign \$3270  = d == 6'h29;
-  assign \$3271  = d == 6'h2a;
-  assign \$3272  = d == 6'h2b;
-  assign \$3273  = d == 6'h2c;
-  assign \$3274  = d == 6'h2d;
-  assign \$3275  = d == 6'h2e;
-  assign \$3276  = d == 6'h2f;
-  assign \$3277  = d == 6'h30;
-  assign \$3278  = d == 6'h31;
-  assign \$3279  = d == 6'h32;
-  assign \$3280  = d == 6'h33;
-  assign \$3281  = d == 6'h34;
-  assign \$3282  = d == 6'h35;
-  assign \$3283  = d == 6'h36;
-  assign \$3284  = d == 6'h37;
-  assign \$3285  = d == 6'h38;
-  assign \$3286  = d == 6'h39;
-  assign \$3287  = d == 6'h3a;
-  assign \$3288  = d == 6'h3b;
-  assign \$3289  = d == 6'h3c;
-  assign \$3290  = d == 6'h3d;
-  assign \$3291  = d == 6'h3e;
-  assign \$3292  = d == 6'h3f;
-  assign \$3293  = | { \$3292 , \$3291 , \$3290 , \$3289 , \$3288 , \$3287 , \$3286 , \$3285 , \$3284 , \$3283 , \$3282 , \$3281 , \$3280 , \$3279 , \$3278 , \$3277 , \$3276 , \$3275 , \$3274 , \$3273 , \$3272 , \$3271 , \$3270 , \$3269 , \$3268 , \$3267 , \$3266 , \$3265 , \$3264 , \$3263 , \$3262 , \$3261 , \$3260 , \$3259 , \$3258 , \$3257 , \$3256 , \$3255 , \$3254 , \$3253 , \$3252 , \$3251 , \$3250 , \$3249 , \$3248 , \$3247 , \$3246 , \$3245 , \$3244 , \$3243 , \$3242 , \$3241 , \$3240 , \$3239 , \$3238 , \$3237 , \$3236 , \$3235 , \$3234 , \$3233  };
-  assign \$3294  = \$3232  & \$3293 ;
-  assign \$3295  = ky == 3'h4;
-  assign \$3296  = d == 3'h5;
-  assign \$3297  = d == 3'h6;
-  assign \$3298  = d == 3'h7;
-  assign \$3299  = d == 4'h8;
-  assign \$3300  = d == 4'h9;
-  assign \$3301  = d == 4'ha;
-  assign \$3302  = d == 4'hb;
-  assign \$3303  = d == 4'hc;
-  assign \$3304  = d == 4'hd;
-  assign \$3305  = d == 4'he;
-  assign \$3306  = d == 4'hf;
-  assign \$3307  = d == 5'h10;
-  assign \$3308  = d == 5'h11;
-  assign \$3309  = d == 5'h12;
-  assign \$3310  = d == 5'h13;
-  assign \$3311  = d == 5'h14;
-  assign \$3312  = d == 5'h15;
-  assign \$3313  = d == 5'h16;
-  assign \$3314  = d == 5'h17;
-  assign \$3315  = d == 5'h18;
-  assign \$3316  = d == 5'h19;
-  assign \$3317  = d == 5'h1a;
-  assign \$3318  = d == 5'h1b;
-  assign \$3319  = d == 5'h1c;
-  assign \$3320  = d == 5'h1d;
-  assign \$3321  = d == 5'h1e;
-  assign \$3322  = d == 5'h1f;
-  assign \$3323  = d == 6'h20;
-  assign \$3324  = d == 6'h21;
-  assign \$3325  = d == 6'h22;
-  assign \$3326  = d == 6'h23;
-  assign \$3327  = d == 6'h24;
-  assign \$3328  = d == 6'h25;
-  assign \$3329  = d == 6'h26;
-  assign \$3330  = d == 6'h27;
-  assign \$3331  = d == 6'h28;
-  assign \$3332  = d == 6'h29;
-  assign \$3333  = d == 6'h2a;
-  assign \$3334  = d == 6'h2b;
-  assign \$3335  = d == 6'h2c;
-  assign \$3336  = d == 6'h2d;
-  assign \$3337  = d == 6'h2e;
-  assign \$3338  = d == 6'h2f;
-  assign \$3339  = d == 6'h30;
-  assign \$3340  = d == 6'h31;
-  assign \$3341  = d == 6'h32;
-  assign \$3342  = d == 6'h33;
-  assign \$3343  = d == 6'h34;
-  assign \$3344  = d == 6'h35;
-  assign \$3345  = d == 6'h36;
-  assign \$3346  = d == 6'h37;
-  assign \$3347  = d == 6'h38;
-  assign \$3348  = d == 6'h39;
-  assign \$3349  = d == 6'h3a;
-  assign \$3350  = d == 6'h3b;
-  assign \$3351  = d == 6'h3c;
-  assign \$3352  = d == 6'h3d;
-  assign \$3353  = d == 6'h3e;
-  assign \$3354  = d == 6'h3f;
-  assign \$3355  = | { \$3354 , \$3353 , \$3352 , \$3351 , \$3350 , \$3349 , \$3348 , \$3347 , \$3346 , \$3345 , \$3344 , \$3343 , \$3342 , \$3341 , \$3340 , \$3339 , \$3338 , \$3337 , \$3336 , \$3335 , \$3334 , \$3333 , \$3332 , \$3331 , \$3330 , \$3329 , \$3328 , \$3327 , \$3326 , \$3325 , \$3324 , \$3323 , \$3322 , \$3321 , \$3320 , \$3319 , \$3318 , \$3317 , \$3316 , \$3315 , \$3314 , \$3313 , \$3312 , \$3311 , \$3310 , \$3309 , \$3308 , \$3307 , \$3306 , \$3305 , \$3304 , \$3303 , \$3302 , \$3301 , \$3300 , \$3299 , \$3298 , \$3297 , \$3296  };
-  assign \$3356  = \$3295  & \$3355 ;
-  assign \$3357  = | { \$3356 , \$3294 , \$3231 , \$3167 , \$3102  };
-  assign \$3358  = \$2654  ? \$3036  : \$3357 ;
-  assign \$3359  = r_last ? \$2653  : \$3358 ;
-  assign \$3360  = \$2588  | \$3359 ;
-  assign \$3361  = \$2545  & \$3360 ;
-  assign \$3362  = \$1247  ? \$2542  : \$3361 ;
-  assign \$3363  = write & w_last;
-  assign \$3364  = ~ r_done;
-  assign \$3365  = pad | ahead;
-  assign \$3366  = ~ ahead;
-  assign \$3367  = w_row == 5'h1b;
-  assign \$3368  = \$3366  & \$3367 ;
-  assign \$3369  = \$3365  | \$3368 ;
-  assign \$3370  = ~ ahead;
-  assign \$3371  = w_row == 5'h1b;
-  assign \$3372  = \$3370  & \$3371 ;
-  assign \$3373  = ! ky;
-  assign \$3374  = d == 5'h1c;
-  assign \$3375  = d == 5'h1d;
-  assign \$3376  = d == 5'h1e;
-  assign \$3377  = d == 5'h1f;
-  assign \$3378  = d == 6'h20;
-  assign \$3379  = d == 6'h21;
-  assign \$3380  = d == 6'h22;
-  assign \$3381  = d == 6'h23;
-  assign \$3382  = d == 6'h24;
-  assign \$3383  = d == 6'h25;
-  assign \$3384  = d == 6'h26;
-  assign \$3385  = d == 6'h27;
-  assign \$3386  = d == 6'h28;
-  assign \$3387  = d == 6'h29;
-  assign \$3388  = d == 6'h2a;
-  assign \$3389  = d == 6'h2b;
-  assign \$3390  = d == 6'h2c;
-  assign \$3391  = d == 6'h2d;
-  assign \$3392  = d == 6'h2e;
-  assign \$3393  = d == 6'h2f;
-  assign \$3394  = d == 6'h30;
-  assign \$3395  = d == 6'h31;
-  assign \$3396  = d == 6'h32;
-  assign \$3397  = d == 6'h33;
-  assign \$3398  = d == 6'h34;
-  assign \$3399  = d == 6'h35;
-  assign \$3400  = d == 6'h36;
-  assign \$3401  = d == 6'h37;
-  assign \$3402  = d == 6'h38;
-  assign \$3403  = d == 6'h39;
-  assign \$3404  = d == 6'h3a;
-  assign \$3405  = d == 6'h3b;
-  assign \$3406  = d == 6'h3c;
-  assign \$3407  = d == 6'h3d;
-  assign \$3408  = d == 6'h3e;
-  assign \$3409  = d == 6'h3f;
-  assign \$3410  = | { \$3409 , \$3408 , \$3407 , \$3406 , \$3405 , \$3404 , \$3403 , \$3402 , \$3401 , \$3400 , \$3399 , \$3398 , \$3397 , \$3396 , \$3395 , \$3394 , \$3393 , \$3392 , \$3391 , \$3390 , \$3389 , \$3388 , \$3387 , \$3386 , \$3385 , \$3384 , \$3383 , \$3382 , \$3381 , \$3380 , \$3379 , \$3378 , \$3377 , \$3376 , \$3375 , \$3374  };
-  assign \$3411  = \$3373  & \$3410 ;
-  assign \$3412  = ky == 1'h1;
-  assign \$3413  = d == 5'h1d;
-  assign \$3414  = d == 5'h1e;
-  assign \$3415  = d == 5'h1f;
-  assign \$3416  = d == 6'h20;
-  assign \$3417  = d == 6'h21;
-  assign \$3418  = d == 6'h22;
-  assign \$3419  = d == 6'h23;
-  assign \$3420  = d == 6'h24;
-  assign \$3421  = d == 6'h25;
-  assign \$3422  = d == 6'h26;
-  assign \$3423  = d == 6'h27;
-  assign \$3424  = d == 6'h28;
-  assign \$3425  = d == 6'h29;
-  assign \$3426  = d == 6'h2a;
-  assign \$3427  = d == 6'h2b;
-  assign \$3428  = d == 6'h2c;
-  assign \$3429  = d == 6'h2d;
-  assign \$3430  = d == 6'h2e;
-  assign \$3431  = d == 6'h2f;
-  assign \$3432  = d == 6'h30;
-  assign \$3433  = d == 6'h31;
-  assign \$3434  = d == 6'h32;
-  assign \$3435  = d == 6'h33;
-  assign \$3436  = d == 6'h34;
-  assign \$3437  = d == 6'h35;
-  assign \$3438  = d == 6'h36;
-  assign \$3439  = d == 6'h37;
-  assign \$3440  = d == 6'h38;
-  assign \$3441  = d == 6'h39;
-  assign \$3442  = d == 6'h3a;
-  assign \$3443  = d == 6'h3b;
-  assign \$3444  = d == 6'h3c;
-  assign \$3445  = d == 6'h3d;
-  assign \$3446  = d == 6'h3e;
-  assign \$3447  = d == 6'h3f;
-  assign \$3448  = | { \$3447 , \$3446 , \$3445 , \$3444 , \$3443 , \$3442 , \$3441 , \$3440 , \$3439 , \$3438 , \$3437 , \$3436 , \$3435 , \$3434 , \$3433 , \$3432 , \$3431 , \$3430 , \$3429 , \$3428 , \$3427 , \$3426 , \$3425 , \$3424 , \$3423 , \$3422 , \$3421 , \$3420 , \$3419 , \$3418 , \$3417 , \$3416 , \$3415 , \$3414 , \$3413  };
-  assign \$3449  = \$3412  & \$3448 ;
-  assign \$3450  = ky == 2'h2;
-  assign \$3451  = d == 5'h1e;
-  assign \$3452  = d == 5'h1f;
-  assign \$3453  = d == 6'h20;
-  assign \$3454  = d == 6'h21;
-  assign \$3455  = d == 6'h22;
-  assign \$3456  = d == 6'h23;
-  assign \$3457  = d == 6'h24;
-  assign \$3458  = d == 6'h25;
-  assign \$3459  = d == 6'h26;
-  assign \$3460  = d == 6'h27;
-  assign \$3461  = d == 6'h28;
-  assign \$3462  = d == 6'h29;
-  assign \$3463  = d == 6'h2a;
-  assign \$3464  = d == 6'h2b;
-  assign \$3465  = d == 6'h2c;
-  assign \$3466  = d == 6'h2d;
-  assign \$3467  = d == 6'h2e;
-  assign \$3468  = d == 6'h2f;
-  assign \$3469  = d == 6'h30;
-  assign \$3470  = d == 6'h31;
-  assign \$3471  = d == 6'h32;
-  assign \$3472  = d == 6'h33;
-  assign \$3473  = d == 6'h34;
-  assign \$3474  = d == 6'h35;
-  assign \$3475  = d == 6'h36;
-  assign \$3476  = d == 6'h37;
-  assign \$3477  = d == 6'h38;
-  assign \$3478  = d == 6'h39;
-  assign \$3479  = d == 6'h3a;
-  assign \$3480  = d == 6'h3b;
-  assign \$3481  = d == 6'h3c;
-  assign \$3482  = d == 6'h3d;
-  assign \$3483  = d == 6'h3e;
-  assign \$3484  = d == 6'h3f;
-  assign \$3485  = | { \$3484 , \$3483 , \$3482 , \$3481 , \$3480 , \$3479 , \$3478 , \$3477 , \$3476 , \$3475 , \$3474 , \$3473 , \$3472 , \$3471 , \$3470 , \$3469 , \$3468 , \$3467 , \$3466 , \$3465 , \$3464 , \$3463 , \$3462 , \$3461 , \$3460 , \$3459 , \$3458 , \$3457 , \$3456 , \$3455 , \$3454 , \$3453 , \$3452 , \$3451  };
-  assign \$3486  = \$3450  & \$3485 ;
-  assign \$3487  = ky == 2'h3;
-  assign \$3488  = d == 5'h1f;
-  assign \$3489  = d == 6'h20;
-  assign \$3490  = d == 6'h21;
-  assign \$3491  = d == 6'h22;
-  assign \$3492  = d == 6'h23;
-  assign \$3493  = d == 6'h24;
-  assign \$3494  = d == 6'h25;
-  assign \$3495  = d == 6'h26;
-  assign \$3496  = d == 6'h27;
-  assign \$3497  = d == 6'h28;
-  assign \$3498  = d == 6'h29;
-  assign \$3499  = d == 6'h2a;
-  assign \$3500  = d == 6'h2b;
-  assign \$3501  = d == 6'h2c;
-  assign \$3502  = d == 6'h2d;
-  assign \$3503  = d == 6'h2e;
-  assign \$3504  = d == 6'h2f;
-  assign \$3505  = d == 6'h30;
-  assign \$3506  = d == 6'h31;
-  assign \$3507  = d == 6'h32;
-  assign \$3508  = d == 6'h33;
-  assign \$3509  = d == 6'h34;
-  assign \$3510  = d == 6'h35;
-  assign \$3511  = d == 6'h36;
-  assign \$3512  = d == 6'h37;
-  assign \$3513  = d == 6'h38;
-  assign \$3514  = d == 6'h39;
-  assign \$3515  = d == 6'h3a;
-  assign \$3516  = d == 6'h3b;
-  assign \$3517  = d == 6'h3c;
-  assign \$3518  = d == 6'h3d;
-  assign \$3519  = d == 6'h3e;
-  assign \$3520  = d == 6'h3f;
-  assign \$3521  = | { \$3520 , \$3519 , \$3518 , \$3517 , \$3516 , \$3515 , \$3514 , \$3513 , \$3512 , \$3511 , \$3510 , \$3509 , \$3508 , \$3507 , \$3506 , \$3505 , \$3504 , \$3503 , \$3502 , \$3501 , \$3500 , \$3499 , \$3498 , \$3497 , \$3496 , \$3495 , \$3494 , \$3493 , \$3492 , \$3491 , \$3490 , \$3489 , \$3488  };
-  assign \$3522  = \$3487  & \$3521 ;
-  assign \$3523  = ky == 3'h4;
-  assign \$3524  = d == 6'h20;
-  assign \$3525  = d == 6'h21;
-  assign \$3526  = d == 6'h22;
-  assign \$3527  = d == 6'h23;
-  assign \$3528  = d == 6'h24;
-  assign \$3529  = d == 6'h25;
-  assign \$3530  = d == 6'h26;
-  assign \$3531  = d == 6'h27;
-  assign \$3532  = d == 6'h28;
-  assign \$3533  = d == 6'h29;
-  assign \$3534  = d == 6'h2a;
-  assign \$3535  = d == 6'h2b;
-  assign \$3536  = d == 6'h2c;
-  assign \$3537  = d == 6'h2d;
-  assign \$3538  = d == 6'h2e;
-  assign \$3539  = d == 6'h2f;
-  assign \$3540  = d == 6'h30;
-  assign \$3541  = d == 6'h31;
-  assign \$3542  = d == 6'h32;
-  assign \$3543  = d == 6'h33;
-  assign \$3544  = d == 6'h34;
-  assign \$3545  = d == 6'h35;
-  assign \$3546  = d == 6'h36;
-  assign \$3547  = d == 6'h37;
-  assign \$3548  = d == 6'h38;
-  assign \$3549  = d == 6'h39;
-  assign \$3550  = d == 6'h3a;
-  assign \$3551  = d == 6'h3b;
-  assign \$3552  = d == 6'h3c;
-  assign \$3553  = d == 6'h3d;
-  assign \$3554  = d == 6'h3e;
-  assign \$3555  = d == 6'h3f;
-  assign \$3556  = | { \$3555 , \$3554 , \$3553 , \$3552 , \$3551 , \$3550 , \$3549 , \$3548 , \$3547 , \$3546 , \$3545 , \$3544 , \$3543 , \$3542 , \$3541 , \$3540 , \$3539 , \$3538 , \$3537 , \$3536 , \$3535 , \$3534 , \$3533 , \$3532 , \$3531 , \$3530 , \$3529 , \$3528 , \$3527 , \$3526 , \$3525 , \$3524  };
-  assign \$3557  = \$3523  & \$3556 ;
-  assign \$3558  = | { \$3557 , \$3522 , \$3486 , \$3449 , \$3411  };
-  assign \$3559  = ! ky;
-  assign \$3560  = ! d;
-  assign \$3561  = d == 1'h1;
-  assign \$3562  = d == 2'h2;
-  assign \$3563  = d == 2'h3;
-  assign \$3564  = d == 3'h4;
-  assign \$3565  = d == 3'h5;
-  assign \$3566  = d == 3'h6;
-  assign \$3567  = d == 3'h7;
-  assign \$3568  = d == 4'h8;
-  assign \$3569  = d == 4'h9;
-  assign \$3570  = d == 4'ha;
-  assign \$3571  = d == 4'hb;
-  assign \$3572  = d == 4'hc;
-  assign \$3573  = d == 4'hd;
-  assign \$3574  = d == 4'he;
-  assign \$3575  = d == 4'hf;
-  assign \$3576  = d == 5'h10;
-  assign \$3577  = d == 5'h11;
-  assign \$3578  = d == 5'h12;
-  assign \$3579  = d == 5'h13;
-  assign \$3580  = d == 5'h14;
-  assign \$3581  = d == 5'h15;
-  assign \$3582  = d == 5'h16;
-  assign \$3583  = d == 5'h17;
-  assign \$3584  = d == 5'h18;
-  assign \$3585  = d == 5'h19;
-  assign \$3586  = d == 5'h1a;
-  assign \$3587  = d == 5'h1b;
-  assign \$3588  = d == 5'h1c;
-  assign \$3589  = d == 5'h1d;
-  assign \$3590  = d == 5'h1e;
-  assign \$3591  = d == 5'h1f;
-  assign \$3592  = d == 6'h20;
-  assign \$3593  = d == 6'h21;
-  assign \$3594  = d == 6'h22;
-  assign \$3595  = d == 6'h23;
-  assign \$3596  = d == 6'h24;
-  assign \$3597  = d == 6'h25;
-  assign \$3598  = d == 6'h26;
-  assign \$3599  = d == 6'h27;
-  assign \$3600  = d == 6'h28;
-  assign \$3601  = d == 6'h29;
-  assign \$3602  = d == 6'h2a;
-  assign \$3603  = d == 6'h2b;
-  assign \$3604  = d == 6'h2c;
-  assign \$3605  = d == 6'h2d;
-  assign \$3606  = d == 6'h2e;
-  assign \$3607  = d == 6'h2f;
-  assign \$3608  = d == 6'h30;
-  assign \$3609  = d == 6'h31;
-  assign \$3610  = d == 6'h32;
-  assign \$3611  = d == 6'h33;
-  assign \$3612  = d == 6'h34;
-  assign \$3613  = d == 6'h35;
-  assign \$3614  = d == 6'h36;
-  assign \$3615  = d == 6'h37;
-  assign \$3616  = d == 6'h38;
-  assign \$3617  = d == 6'h39;
-  assign \$3618  = d == 6'h3a;
-  assign \$3619  = d == 6'h3b;
-  assign \$3620  = d == 6'h3c;
-  assign \$3621  = d == 6'h3d;
-  assign \$3622  = d == 6'h3e;
-  assign \$3623  = d == 6'h3f;
-  assign \$3624  = | { \$3623 , \$3622 , \$3621 , \$3620 , \$3619 , \$3618 , \$3617 , \$3616 , \$3615 , \$3614 , \$3613 , \$3612 , \$3611 , \$3610 , \$3609 , \$3608 , \$3607 , \$3606 , \$3605 , \$3604 , \$3603 , \$3602 , \$3601 , \$3600 , \$3599 , \$3598 , \$3597 , \$3596 , \$3595 , \$3594 , \$3593 , \$3592 , \$3591 , \$3590 , \$3589 , \$3588 , \$3587 , \$3586 , \$3585 , \$3584 , \$3583 , \$3582 , \$3581 , \$3580 , \$3579 , \$3578 , \$3577 , \$3576 , \$3575 , \$3574 , \$3573 , \$3572 , \$3571 , \$3570 , \$3569 , \$3568 , \$3567 , \$3566 , \$3565 , \$3564 , \$3563 , \$3562 , \$3561 , \$3560  };
-  assign \$3625  = \$3559  & \$3624 ;
-  assign \$3626  = ky == 1'h1;
-  assign \$3627  = d == 1'h1;
-  assign \$3628  = d == 2'h2;
-  assign \$3629  = d == 2'h3;
-  assign \$3630  = d == 3'h4;
-  assign \$3631  = d == 3'h5;
-  assign \$3632  = d == 3'h6;
-  assign \$3633  = d == 3'h7;
-  assign \$3634  = d == 4'h8;
-  assign \$3635  = d == 4'h9;
-  assign \$3636  = d == 4'ha;
-  assign \$3637  = d == 4'hb;
-  assign \$3638  = d == 4'hc;
-  assign \$3639  = d == 4'hd;
-  assign \$3640  = d == 4'he;
-  assign \$3641  = d == 4'hf;
-  assign \$3642  = d == 5'h10;
-  assign \$3643  = d == 5'h11;
-  assign \$3644  = d == 5'h12;
-  assign \$3645  = d == 5'h13;
-  assign \$3646  = d == 5'h14;
-  assign \$3647  = d == 5'h15;
-  assign \$3648  = d == 5'h16;
-  assign \$3649  = d == 5'h17;
-  assign \$3650  = d == 5'h18;
-  assign \$3651  = d == 5'h19;
-  assign \$3652  = d == 5'h1a;
-  assign \$3653  = d == 5'h1b;
-  assign \$3654  = d == 5'h1c;
-  assign \$3655  = d == 5'h1d;
-  assign \$3656  = d == 5'h1e;
-  assign \$3657  = d == 5'h1f;
-  assign \$3658  = d == 6'h20;
-  assign \$3659  = d == 6'h21;
-  assign \$3660  = d == 6'h22;
-  assign \$3661  = d == 6'h23;
-  assign \$3662  = d == 6'h24;
-  assign \$3663  = d == 6'h25;
-  assign \$3664  = d == 6'h26;
-  assign \$3665  = d == 6'h27;
-  assign \$3666  = d == 6'h28;
-  assign \$3667  = d == 6'h29;
-  assign \$3668  = d == 6'h2a;
-  assign \$3669  = d == 6'h2b;
-  assign \$3670  = d == 6'h2c;
-  assign \$3671  = d == 6'h2d;
-  assign \$3672  = d == 6'h2e;
-  assign \$3673  = d == 6'h2f;
-  assign \$3674  = d == 6'h30;
-  assign \$3675  = d == 6'h31;
-  assign \$3676  = d == 6'h32;
-  assign \$3677  = d == 6'h33;
-  assign \$3678  = d == 6'h34;
-  assign \$3679  = d == 6'h35;
-  assign \$3680  = d == 6'h36;
-  assign \$3681  = d == 6'h37;
-  assign \$3682  = d == 6'h38;
-  assign \$3683  = d == 6'h39;
-  assign \$3684  = d == 6'h3a;
-  assign \$3685  = d == 6'h3b;
-  assign \$3686  = d == 6'h3c;
-  assign \$3687  = d == 6'h3d;
-  assign \$3688  = d == 6'h3e;
-  assign \$3689  = d == 6'h3f;
-  assign \$3690  = | { \$3689 , \$3688 , \$3687 , \$3686 , \$3685 , \$3684 , \$3683 , \$3682 , \$3681 , \$3680 , \$3679 , \$3678 , \$3677 , \$3676 , \$3675 , \$3674 , \$3673 , \$3672 , \$3671 , \$3670 , \$3669 , \$3668 , \$3667 , \$3666 , \$3665 , \$3664 , \$3663 , \$3662 , \$3661 , \$3660 , \$3659 , \$3658 , \$3657 , \$3656 , \$3655 , \$3654 , \$3653 , \$3652 , \$3651 , \$3650 , \$3649 , \$3648 , \$3647 , \$3646 , \$3645 , \$3644 , \$3643 , \$3642 , \$3641 , \$3640 , \$3639 , \$3638 , \$3637 , \$3636 , \$3635 , \$3634 , \$3633 , \$3632 , \$3631 , \$3630 , \$3629 , \$3628 , \$3627  };
-  assign \$3691  = \$3626  & \$3690 ;
-  assign \$3692  = ky == 2'h2;
-  assign \$3693  = d == 2'h2;
-  assign \$3694  = d == 2'h3;
-  assign \$3695  = d == 3'h4;
-  assign \$3696  = d == 3'h5;
-  assign \$3697  = d == 3'h6;
-  assign \$3698  = d == 3'h7;
-  assign \$3699  = d == 4'h8;
-  assign \$3700  = d == 4'h9;
-  assign \$3701  = d == 4'ha;
-  assign \$3702  = d == 4'hb;
-  assign \$3703  = d == 4'hc;
-  assign \$3704  = d == 4'hd;
-  assign \$3705  = d == 4'he;
-  assign \$3706  = d == 4'hf;
-  assign \$3707  = d == 5'h10;
-  assign \$3708  = d == 5'h11;
-  assign \$3709  = d == 5'h12;
-  assign \$3710  = d == 5'h13;
-  assign \$3711  = d == 5'h14;
-  assign \$3712  = d == 5'h15;
-  assign \$3713  = d == 5'h16;
-  assign \$3714  = d == 5'h17;
-  assign \$3715  = d == 5'h18;
-  assign \$3716  = d == 5'h19;
-  assign \$3717  = d == 5'h1a;
-  assign \$3718  = d == 5'h1b;
-  assign \$3719  = d == 5'h1c;
-  assign \$3720  = d == 5'h1d;
-  assign \$3721  = d == 5'h1e;
-  assign \$3722  = d == 5'h1f;
-  assign \$3723  = d == 6'h20;
-  assign \$3724  = d == 6'h21;
-  assign \$3725  = d == 6'h22;
-  assign \$3726  = d == 6'h23;
-  assign \$3727  = d == 6'h24;
-  assign \$3728  = d == 6'h25;
-  assign \$3729  = d == 6'h26;
-  assign \$3730  = d == 6'h27;
-  assign \$3731  = d == 6'h28;
-  assign \$3732  = d == 6'h29;
-  assign \$3733  = d == 6'h2a;
-  assign \$3734  = d == 6'h2b;
-  assign \$3735  = d == 6'h2c;
-  assign \$3736  = d == 6'h2d;
-  assign \$3737  = d == 6'h2e;
-  assign \$3738  = d == 6'h2f;
-  assign \$3739  = d == 6'h30;
-  assign \$3740  = d == 6'h31;
-  assign \$3741  = d == 6'h32;
-  assign \$3742  = d == 6'h33;
-  assign \$3743  = d == 6'h34;
-  assign \$3744  = d == 6'h35;
-  assign \$3745  = d == 6'h36;
-  assign \$3746  = d == 6'h37;
-  assign \$3747  = d == 6'h38;
-  assign \$3748  = d == 6'h39;
-  assign \$3749  = d == 6'h3a;
-  assign \$3750  = d == 6'h3b;
-  assign \$3751  = d == 6'h3c;
-  assign \$3752  = d == 6'h3d;
-  assign \$3753  = d == 6'h3e;
-  assign \$3754  = d == 6'h3f;
-  assign \$3755  = | { \$3754 , \$3753 , \$3752 , \$3751 , \$3750 , \$3749 , \$3748 , \$3747 , \$3746 , \$3745 , \$3744 , \$3743 , \$3742 , \$3741 , \$3740 , \$3739 , \$3738 , \$3737 , \$3736 , \$3735 , \$3734 , \$3733 , \$3732 , \$3731 , \$3730 , \$3729 , \$3728 , \$3727 , \$3726 , \$3725 , \$3724 , \$3723 , \$3722 , \$3721 , \$3720 , \$3719 , \$3718 , \$3717 , \$3716 , \$3715 , \$3714 , \$3713 , \$3712 , \$3711 , \$3710 , \$3709 , \$3708 , \$3707 , \$3706 , \$3705 , \$3704 , \$3703 , \$3702 , \$3701 , \$3700 , \$3699 , \$3698 , \$3697 , \$3696 , \$3695 , \$3694 , \$3693  };
-  assign \$3756  = \$3692  & \$3755 ;
-  assign \$3757  = ky == 2'h3;
-  assign \$3758  = d == 2'h3;
-  assign \$3759  = d == 3'h4;
-  assign \$3760  = d == 3'h5;
-  assign \$3761  = d == 3'h6;
-  assign \$3762  = d == 3'h7;
-  assign \$3763  = d == 4'h8;
-  assign \$3764  = d == 4'h9;
-  assign \$3765  = d == 4'ha;
-  assign \$3766  = d == 4'hb;
-  assign \$3767  = d == 4'hc;
-  assign \$3768  = d == 4'hd;
-  assign \$3769  = d == 4'he;
-  assign \$3770  = d == 4'hf;
-  assign \$3771  = d == 5'h10;
-  assign \$3772  = d == 5'h11;
-  assign \$3773  = d == 5'h12;
-  assign \$3774  = d == 5'h13;
-  assign \$3775  = d == 5'h14;
-  assign \$3776  = d == 5'h15;
-  assign \$3777  = d == 5'h16;
-  assign \$3778  = d == 5'h17;
-  assign \$3779  = d == 5'h18;
-  assign \$3780  = d == 5'h19;
-  assign \$3781  = d == 5'h1a;
-  assign \$3782  = d == 5'h1b;
-  assign \$3783  = d == 5'h1c;
-  assign \$3784  = d == 5'h1d;
-  assign \$3785  = d == 5'h1e;
-  assign \$3786  = d == 5'h1f;
-  assign \$3787  = d == 6'h20;
-  assign \$3788  = d == 6'h21;
-  assign \$3789  = d == 6'h22;
-  assign \$3790  = d == 6'h23;
-  assign \$3791  = d == 6'h24;
-  assign \$3792  = d == 6'h25;
-  assign \$3793  = d == 6'h26;
-  assign \$3794  = d == 6'h27;
-  assign \$3795  = d == 6'h28;
-  assign \$3796  = d == 6'h29;
-  assign \$3797  = d == 6'h2a;
-  assign \$3798  = d == 6'h2b;
-  assign \$3799  = d == 6'h2c;
-  assign \$3800  = d == 6'h2d;
-  assign \$3801  = d == 6'h2e;
-  assign \$3802  = d == 6'h2f;
-  assign \$3803  = d == 6'h30;
-  assign \$3804  = d == 6'h31;
-  assign \$3805  = d == 6'h32;
-  assign \$3806  = d == 6'h33;
-  assign \$3807  = d == 6'h34;
-  assign \$3808  = d == 6'h35;
-  assign \$3809  = d == 6'h36;
-  assign \$3810  = d == 6'h37;
-  assign \$3811  = d == 6'h38;
-  assign \$3812  = d == 6'h39;
-  assign \$3813  = d == 6'h3a;
-  assign \$3814  = d == 6'h3b;
-  assign \$3815  = d == 6'h3c;
-  assign \$3816  = d == 6'h3d;
-  assign \$3817  = d == 6'h3e;
-  assign \$3818  = d == 6'h3f;
-  assign \$3819  = | { \$3818 , \$3817 , \$3816 , \$3815 , \$3814 , \$3813 , \$3812 , \$3811 , \$3810 , \$3809 , \$3808 , \$3807 , \$3806 , \$3805 , \$3804 , \$3803 , \$3802 , \$3801 , \$3800 , \$3799 , \$3798 , \$3797 , \$3796 , \$3795 , \$3794 , \$3793 , \$3792 , \$3791 , \$3790 , \$3789 , \$3788 , \$3787 , \$3786 , \$3785 , \$3784 , \$3783 , \$3782 , \$3781 , \$3780 , \$3779 , \$3778 , \$3777 , \$3776 , \$3775 , \$3774 , \$3773 , \$3772 , \$3771 , \$3770 , \$3769 , \$3768 , \$3767 , \$3766 , \$3765 , \$3764 , \$3763 , \$3762 , \$3761 , \$3760 , \$3759 , \$3758  };
-  assign \$3820  = \$3757  & \$3819 ;
-  assign \$3821  = ky == 3'h4;
-  assign \$3822  = d == 3'h4;
-  assign \$3823  = d == 3'h5;
-  assign \$3824  = d == 3'h6;
-  assign \$3825  = d == 3'h7;
-  assign \$3826  = d == 4'h8;
-  assign \$3827  = d == 4'h9;
-  assign \$3828  = d == 4'ha;
-  assign \$3829  = d == 4'hb;
-  assign \$3830  = d == 4'hc;
-  assign \$3831  = d == 4'hd;
-  assign \$3832  = d == 4'he;
-  assign \$3833  = d == 4'hf;
-  assign \$3834  = d == 5'h10;
-  assign \$3835  = d == 5'h11;
-  assign \$3836  = d == 5'h12;
-  assign \$3837  = d == 5'h13;
-  assign \$3838  = d == 5'h14;
-  assign \$3839  = d == 5'h15;
-  assign \$3840  = d == 5'h16;
-  assign \$3841  = d == 5'h17;
-  assign \$3842  = d == 5'h18;
-  assign \$3843  = d == 5'h19;
-  assign \$3844  = d == 5'h1a;
-  assign \$3845  = d == 5'h1b;
-  assign \$3846  = d == 5'h1c;
-  assign \$3847  = d == 5'h1d;
-  assign \$3848  = d == 5'h1e;
-  assign \$3849  = d == 5'h1f;
-  assign \$3850  = d == 6'h20;
-  assign \$3851  = d == 6'h21;
-  assign \$3852  = d == 6'h22;
-  assign \$3853  = d == 6'h23;
-  assign \$3854  = d == 6'h24;
-  assign \$3855  = d == 6'h25;
-  assign \$3856  = d == 6'h26;
-  assign \$3857  = d == 6'h27;
-  assign \$3858  = d == 6'h28;
-  assign \$3859  = d == 6'h29;
-  assign \$3860  = d == 6'h2a;
-  assign \$3861  = d == 6'h2b;
-  assign \$3862  = d == 6'h2c;
-  assign \$3863  = d == 6'h2d;
-  assign \$3864  = d == 6'h2e;
-  assign \$3865  = d == 6'h2f;
-  assign \$3866  = d == 6'h30;
-  assign \$3867  = d == 6'h31;
-  assign \$3868  = d == 6'h32;
-  assign \$3869  = d == 6'h33;
-  assign \$3870  = d == 6'h34;
-  assign \$3871  = d == 6'h35;
-  assign \$3872  = d == 6'h36;
-  assign \$3873  = d == 6'h37;
-  assign \$3874  = d == 6'h38;
-  assign \$3875  = d == 6'h39;
-  assign \$3876  = d == 6'h3a;
-  assign \$3877  = d == 6'h3b;
-  assign \$3878  = d == 6'h3c;
-  assign \$3879  = d == 6'h3d;
-  assign \$3880  = d == 6'h3e;
-  assign \$3881  = d == 6'h3f;
-  assign \$3882  = | { \$3881 , \$3880 , \$3879 , \$3878 , \$3877 , \$3876 , \$3875 , \$3874 , \$3873 , \$3872 , \$3871 , \$3870 , \$3869 , \$3868 , \$3867 , \$3866 , \$3865 , \$3864 , \$3863 , \$3862 , \$3861 , \$3860 , \$3859 , \$3858 , \$3857 , \$3856 , \$3855 , \$3854 , \$3853 , \$3852 , \$3851 , \$3850 , \$3849 , \$3848 , \$3847 , \$3846 , \$3845 , \$3844 , \$3843 , \$3842 , \$3841 , \$3840 , \$3839 , \$3838 , \$3837 , \$3836 , \$3835 , \$3834 , \$3833 , \$3832 , \$3831 , \$3830 , \$3829 , \$3828 , \$3827 , \$3826 , \$3825 , \$3824 , \$3823 , \$3822  };
-  assign \$3883  = \$3821  & \$3882 ;
-  assign \$3884  = | { \$3883 , \$3820 , \$3756 , \$3691 , \$3625  };
-  assign \$3885  = \$3372  ? \$3558  : \$3884 ;
-  assign \$3886  = \$3369  | \$3885 ;
-  assign \$3887  = \$3364  & \$3886 ;
-  assign \$3888  = \$3363  ? \$3887  : avail;
-  assign \$3889  = take ? \$3362  : \$3888 ;
-  assign \$3890  = switch ? \$1246  : \$3889 ;
+  assign \$106  = read_data[8] ? 8'h00 : read_data[7:0];
+  assign \$107  = kx == 3'h4;
+  assign \$108  = kx + 1'h1;
+  assign \$109  = \$107  ? 4'h0 : \$108 ;
+  assign \$110  = kx == 3'h4;
+  assign \$111  = ~ \$110 ;
+  assign \$112  = $signed(col_addr) + $signed(2'h1);
+  assign \$113  = ky == 3'h4;
+  assign \$114  = ky + 1'h1;
+  assign \$115  = \$113  ? 4'h0 : \$114 ;
+  assign \$116  = ky == 3'h4;
+  assign \$117  = ~ \$116 ;
+  assign \$118  = $signed(ix0c) + $signed(1'h0);
+  assign \$119  = row_addr + 5'h1c;
+  assign \$120  = \$119  >= 8'ha8;
+  assign \$121  = row_addr + 5'h1c;
+  assign \$122  = \$121  - 8'ha8;
+  assign \$123  = row_addr + 5'h1c;
+  assign \$124  = \$120  ? \$122  : { 1'h0, \$123  };
+  assign \$130  = $signed(ix0c) + $signed(1'h0);
+  assign \$131  = $signed(\$130 ) + $signed(2'h1);
+  assign \$132  = ox == 5'h1b;
+  assign \$133  = ox + 1'h1;
+  assign \$134  = \$132  ? 6'h00 : \$133 ;
+  assign \$135  = ox == 5'h1b;
+  assign \$136  = $signed(ix0) + $signed(2'h1);
+  assign \$137  = \$135  ? 7'h7e : \$136 ;
+  assign \$138  = ox == 5'h1b;
+  assign \$139  = $signed(ix0c) + $signed(2'h1);
+  assign \$140  = \$138  ? 7'h7e : \$139 ;
+  assign \$141  = ox == 5'h1b;
+  assign \$142  = $signed(ix0c) + $signed(2'h1);
+  assign \$143  = \$141  ? 7'h7e : \$142 ;
+  assign \$144  = ox == 5'h1b;
+  assign \$145  = oy == 5'h1b;
+  assign \$146  = oy + 1'h1;
+  assign \$147  = \$145  ? 6'h00 : \$146 ;
+  assign \$148  = oy == 5'h1b;
+  assign \$149  = $signed(low) + $signed(2'h1);
+  assign \$150  = \$148  ? 7'h7e : \$149 ;
+  assign \$151  = oy == 5'h1b;
+  assign \$152  = kx == 3'h4;
+  assign \$153  = ~ \$152 ;
+  assign \$154  = ky == 3'h4;
+  assign \$157  = $signed(ix) + $signed(2'h1);
+  assign \$158  = ox == 5'h1b;
+  assign \$159  = $signed(ix0) + $signed(2'h1);
+  assign \$160  = \$158  ? 7'h7e : \$159 ;
+  assign \$161  = kx == 3'h4;
+  assign \$162  = ky == 3'h4;
+  assign \$163  = ~ \$162 ;
+  assign \$165  = ox == 5'h1b;
+  assign \$167  = $signed(iy) + $signed(2'h1);
+  assign \$168  = oy == 5'h1b;
+  assign \$169  = $signed(low) + $signed(2'h1);
+  assign \$170  = \$168  ? 7'h7e : \$169 ;
+  assign \$171  = w_px == 5'h1a;
+  assign \$173  = kx == 2'h3;
+  assign \$174  = ox == 5'h1b;
+  assign \$175  = ky == 3'h4;
+  assign \$176  = & { \$175 , \$174 , \$173  };
+  assign \$177  = take & r_last;
+  assign \$178  = oy == 5'h1b;
+  assign \$179  = write & w_last;
+  assign \$180  = ~ ahead;
+  assign \$181  = ~ room_w_27[5];
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = \$182  & room_w_28[5];
+  assign \$184  = w_row + 2'h3;
+  assign \$185  = \$183  ? 6'h02 : \$184 ;
+  assign \$186  = w_row + 2'h2;
+  assign \$187  = \$179  ? \$185  : \$186 ;
+  assign \$188  = write & w_last;
+  assign \$189  = ~ ahead;
+  assign \$190  = ~ room_w_27[5];
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = \$191  & room_w_28[5];
+  assign \$193  = $signed(d) + $signed(6'h24);
+  assign \$194  = \$192  ? \$193  : { d[6], d };
+  assign \$195  = $signed(d) + $signed(1'h1);
+  assign \$196  = \$188  ? \$194  : \$195 ;
+  assign \$197  = \$178  ? { 2'h0, \$187  } : \$196 ;
+  assign \$198  = write & w_last;
+  assign \$199  = ~ ahead;
+  assign \$200  = ~ room_w_27[5];
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = \$201  & room_w_28[5];
+  assign \$203  = $signed(d) + $signed(6'h25);
+  assign \$204  = $signed(d) + $signed(2'h1);
+  assign \$205  = \$202  ? \$203  : \$204 ;
+  assign \$206  = \$198  ? \$205  : { d[6], d };
+  assign \$207  = \$177  ? \$197  : \$206 ;
+  assign \$208  = take & r_last;
+  assign \$209  = write & w_last;
+  assign \$210  = ~ ahead;
+  assign \$211  = ~ room_w_27[5];
+  assign \$212  = \$210  & \$211 ;
+  assign \$213  = \$212  & room_w_28[5];
+  assign \$214  = oy == 5'h1b;
+  assign \$215  = ~ ahead;
+  assign \$216  = ~ room_w_27[5];
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = \$217  & room_w_28[5];
+  assign \$219  = ahead | \$218 ;
+  assign \$220  = switch ? 1'h0 : \$219 ;
+  assign \$221  = oy == 5'h1b;
+  assign \$222  = r_done | \$221 ;
+  assign \$223  = switch ? 1'h0 : \$222 ;
+  assign \$224  = ~ \$223 ;
+  assign \$226  = oy == 5'h1b;
+  assign \$227  = r_done | \$226 ;
+  assign \$228  = switch ? 1'h0 : \$227 ;
+  assign \$231  = \$220  ? 1'h0 : 1'h1;
+  assign \$232  = ~ ahead;
+  assign \$233  = ~ room_w_27[5];
+  assign \$234  = \$232  & \$233 ;
+  assign \$235  = \$234  & room_w_28[5];
+  assign \$236  = ahead | \$235 ;
+  assign \$237  = switch ? 1'h0 : \$236 ;
+  assign \$238  = oy == 5'h1b;
+  assign \$239  = r_done | \$238 ;
+  assign \$240  = switch ? 1'h0 : \$239 ;
+  assign \$241  = ~ \$240 ;
+  assign \$242  = \$241  & room_low_21[5];
+  assign \$243  = oy == 5'h1b;
+  assign \$244  = r_done | \$243 ;
+  assign \$245  = switch ? 1'h0 : \$244 ;
+  assign \$248  = \$237  ? \$242  : 1'h1;
+  assign \$249  = \$214  ? \$231  : \$248 ;
+  assign \$250  = oy == 5'h1b;
+  assign \$251  = ~ ahead;
+  assign \$252  = ~ room_w_27[5];
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = \$253  & room_w_28[5];
+  assign \$255  = ahead | \$254 ;
+  assign \$256  = switch ? 1'h0 : \$255 ;
+  assign \$257  = oy == 5'h1b;
+  assign \$258  = r_done | \$257 ;
+  assign \$259  = switch ? 1'h0 : \$258 ;
+  assign \$260  = ~ \$259 ;
+  assign \$262  = oy == 5'h1b;
+  assign \$263  = r_done | \$262 ;
+  assign \$264  = switch ? 1'h0 : \$263 ;
+  assign \$265  = \$264  | room_w_3[5];
+  assign \$266  = room_w_27[5] & \$265 ;
+  assign \$267  = \$256  ? 1'h0 : \$266 ;
+  assign \$268  = ~ ahead;
+  assign \$269  = ~ room_w_27[5];
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = \$270  & room_w_28[5];
+  assign \$272  = ahead | \$271 ;
+  assign \$273  = switch ? 1'h0 : \$272 ;
+  assign \$274  = oy == 5'h1b;
+  assign \$275  = r_done | \$274 ;
+  assign \$276  = switch ? 1'h0 : \$275 ;
+  assign \$277  = ~ \$276 ;
+  assign \$278  = $signed(d) < $signed(6'h2a);
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = oy == 5'h1b;
+  assign \$281  = r_done | \$280 ;
+  assign \$282  = switch ? 1'h0 : \$281 ;
+  assign \$283  = $signed(d) < $signed(4'h6);
+  assign \$284  = \$282  | \$283 ;
+  assign \$285  = room_w_27[5] & \$284 ;
+  assign \$286  = \$273  ? \$279  : \$285 ;
+  assign \$287  = \$250  ? \$267  : \$286 ;
+  assign \$288  = \$213  ? \$249  : \$287 ;
+  assign \$289  = oy == 5'h1b;
+  assign \$290  = switch ? 1'h0 : ahead;
+  assign \$291  = oy == 5'h1b;
+  assign \$292  = r_done | \$291 ;
+  assign \$293  = switch ? 1'h0 : \$292 ;
+  assign \$294  = ~ \$293 ;
+  assign \$296  = oy == 5'h1b;
+  assign \$297  = r_done | \$296 ;
+  assign \$298  = switch ? 1'h0 : \$297 ;
+  assign \$299  = \$298  | room_w_4[5];
+  assign \$300  = room_w_28[5] & \$299 ;
+  assign \$301  = \$290  ? 1'h0 : \$300 ;
+  assign \$302  = switch ? 1'h0 : ahead;
+  assign \$303  = oy == 5'h1b;
+  assign \$304  = r_done | \$303 ;
+  assign \$305  = switch ? 1'h0 : \$304 ;
+  assign \$306  = ~ \$305 ;
+  assign \$307  = $signed(d) < $signed(6'h2b);
+  assign \$308  = \$306  & \$307 ;
+  assign \$309  = oy == 5'h1b;
+  assign \$310  = r_done | \$309 ;
+  assign \$311  = switch ? 1'h0 : \$310 ;
+  assign \$312  = $signed(d) < $signed(4'h7);
+  assign \$313  = \$311  | \$312 ;
+  assign \$314  = room_w_28[5] & \$313 ;
+  assign \$315  = \$302  ? \$308  : \$314 ;
+  assign \$316  = \$289  ? \$301  : \$315 ;
+  assign \$317  = \$209  ? \$288  : \$316 ;
+  assign \$318  = write & w_last;
+  assign \$319  = ~ ahead;
+  assign \$320  = ~ room_w_27[5];
+  assign \$321  = \$319  & \$320 ;
+  assign \$322  = \$321  & room_w_28[5];
+  assign \$323  = ~ ahead;
+  assign \$324  = ~ room_w_27[5];
+  assign \$325  = \$323  & \$324 ;
+  assign \$326  = \$325  & room_w_28[5];
+  assign \$327  = ahead | \$326 ;
+  assign \$328  = switch ? 1'h0 : \$327 ;
+  assign \$329  = switch ? 1'h0 : r_done;
+  assign \$330  = ~ \$329 ;
+  assign \$331  = \$330  & room_low_22[5];
+  assign \$332  = switch ? 1'h0 : r_done;
+  assign \$335  = \$328  ? \$331  : 1'h1;
+  assign \$336  = ~ ahead;
+  assign \$337  = ~ room_w_27[5];
+  assign \$338  = \$336  & \$337 ;
+  assign \$339  = \$338  & room_w_28[5];
+  assign \$340  = ahead | \$339 ;
+  assign \$341  = switch ? 1'h0 : \$340 ;
+  assign \$342  = switch ? 1'h0 : r_done;
+  assign \$343  = ~ \$342 ;
+  assign \$344  = $signed(d) < $signed(6'h29);
+  assign \$345  = \$343  & \$344 ;
+  assign \$346  = switch ? 1'h0 : r_done;
+  assign \$347  = $signed(d) < $signed(4'h5);
+  assign \$348  = \$346  | \$347 ;
+  assign \$349  = room_w_27[5] & \$348 ;
+  assign \$350  = \$341  ? \$345  : \$349 ;
+  assign \$351  = \$322  ? \$335  : \$350 ;
+  assign \$352  = switch ? 1'h0 : ahead;
+  assign \$353  = switch ? 1'h0 : r_done;
+  assign \$354  = ~ \$353 ;
+  assign \$355  = $signed(d) < $signed(6'h2a);
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = switch ? 1'h0 : r_done;
+  assign \$358  = $signed(d) < $signed(4'h6);
+  assign \$359  = \$357  | \$358 ;
+  assign \$360  = room_w_28[5] & \$359 ;
+  assign \$361  = \$352  ? \$356  : \$360 ;
+  assign \$362  = switch ? \$361  : o__ready;
+  assign \$363  = \$318  ? \$351  : \$362 ;
+  assign \$364  = \$208  ? \$317  : \$363 ;
+  assign \$365  = write & w_last;
+  assign \$366  = ~ ahead;
+  assign \$367  = ~ room_w_27[5];
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = \$368  & room_w_28[5];
+  assign \$370  = $signed(room_w_27) + $signed(2'h1);
+  assign \$371  = \$369  ? 7'h65 : \$370 ;
+  assign \$372  = \$365  ? \$371  : { room_w_27[5], room_w_27 };
+  assign \$373  = write & w_last;
+  assign \$374  = ~ ahead;
+  assign \$375  = ~ room_w_27[5];
+  assign \$376  = \$374  & \$375 ;
+  assign \$377  = \$376  & room_w_28[5];
+  assign \$378  = $signed(room_w_28) + $signed(2'h1);
+  assign \$379  = \$377  ? 7'h64 : \$378 ;
+  assign \$380  = \$373  ? \$379  : { room_w_28[5], room_w_28 };
+  assign \$381  = take & r_last;
+  assign \$382  = oy == 5'h1b;
+  assign \$383  = $signed(room_low_21) - $signed(2'h1);
+  assign \$384  = \$382  ? 7'h17 : \$383 ;
+  assign \$385  = \$381  ? \$384  : { room_low_21[5], room_low_21 };
+  assign \$386  = write & w_last;
+  assign \$387  = ~ ahead;
+  assign \$388  = ~ room_w_27[5];
+  assign \$389  = \$387  & \$388 ;
+  assign \$390  = \$389  & room_w_28[5];
+  assign \$391  = $signed(room_w_3) + $signed(2'h1);
+  assign \$392  = \$390  ? 7'h7d : \$391 ;
+  assign \$393  = \$386  ? \$392  : { room_w_3[5], room_w_3 };
+  assign \$394  = write & w_last;
+  assign \$395  = ~ ahead;
+  assign \$396  = ~ room_w_27[5];
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = \$397  & room_w_28[5];
+  assign \$399  = $signed(room_w_4) + $signed(2'h1);
+  assign \$400  = \$398  ? 7'h7c : \$399 ;
+  assign \$401  = \$394  ? \$400  : { room_w_4[5], room_w_4 };
+  assign \$402  = take & r_last;
+  assign \$403  = oy == 5'h1b;
+  assign \$404  = $signed(room_low_22) - $signed(2'h1);
+  assign \$405  = \$403  ? 7'h18 : \$404 ;
+  assign \$406  = \$402  ? \$405  : { room_low_22[5], room_low_22 };
+  assign \$407  = write & w_last;
+  assign \$408  = ~ ahead;
+  assign \$409  = w_row == 5'h1b;
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = ! ky;
+  assign \$412  = d == 5'h1c;
+  assign \$413  = d == 5'h1d;
+  assign \$414  = d == 5'h1e;
+  assign \$415  = d == 5'h1f;
+  assign \$416  = d == 6'h20;
+  assign \$417  = d == 6'h21;
+  assign \$418  = d == 6'h22;
+  assign \$419  = d == 6'h23;
+  assign \$420  = d == 6'h24;
+  assign \$421  = d == 6'h25;
+  assign \$422  = d == 6'h26;
+  assign \$423  = d == 6'h27;
+  assign \$424  = d == 6'h28;
+  assign \$425  = d == 6'h29;
+  assign \$426  = d == 6'h2a;
+  assign \$427  = d == 6'h2b;
+  assign \$428  = d == 6'h2c;
+  assign \$429  = d == 6'h2d;
+  assign \$430  = d == 6'h2e;
+  assign \$431  = d == 6'h2f;
+  assign \$432  = d == 6'h30;
+  assign \$433  = d == 6'h31;
+  assign \$434  = d == 6'h32;
+  assign \$435  = d == 6'h33;
+  assign \$436  = d == 6'h34;
+  assign \$437  = d == 6'h35;
+  assign \$438  = d == 6'h36;
+  assign \$439  = d == 6'h37;
+  assign \$440  = d == 6'h38;
+  assign \$441  = d == 6'h39;
+  assign \$442  = d == 6'h3a;
+  assign \$443  = d == 6'h3b;
+  assign \$444  = d == 6'h3c;
+  assign \$445  = d == 6'h3d;
+  assign \$446  = d == 6'h3e;
+  assign \$447  = d == 6'h3f;
+  assign \$448  = | { \$447 , \$446 , \$445 , \$444 , \$443 , \$442 , \$441 , \$440 , \$439 , \$438 , \$437 , \$436 , \$435 , \$434 , \$433 , \$432 , \$431 , \$430 , \$429 , \$428 , \$427 , \$426 , \$425 , \$424 , \$423 , \$422 , \$421 , \$420 , \$419 , \$418 , \$417 , \$416 , \$415 , \$414 , \$413 , \$412  };
+  assign \$449  = \$411  & \$448 ;
+  assign \$450  = ky == 1'h1;
+  assign \$451  = d == 5'h1d;
+  assign \$452  = d == 5'h1e;
+  assign \$453  = d == 5'h1f;
+  assign \$454  = d == 6'h20;
+  assign \$455  = d == 6'h21;
+  assign \$456  = d == 6'h22;
+  assign \$457  = d == 6'h23;
+  assign \$458  = d == 6'h24;
+  assign \$459  = d == 6'h25;
+  assign \$460  = d == 6'h26;
+  assign \$461  = d == 6'h27;
+  assign \$462  = d == 6'h28;
+  assign \$463  = d == 6'h29;
+  assign \$464  = d == 6'h2a;
+  assign \$465  = d == 6'h2b;
+  assign \$466  = d == 6'h2c;
+  assign \$467  = d == 6'h2d;
+  assign \$468  = d == 6'h2e;
+  assign \$469  = d == 6'h2f;
+  assign \$470  = d == 6'h30;
+  assign \$471  = d == 6'h31;
+  assign \$472  = d == 6'h32;
+  assign \$473  = d == 6'h33;
+  assign \$474  = d == 6'h34;
+  assign \$475  = d == 6'h35;
+  assign \$476  = d == 6'h36;
+  assign \$477  = d == 6'h37;
+  assign \$478  = d == 6'h38;
+  assign \$479  = d == 6'h39;
+  assign \$480  = d == 6'h3a;
+  assign \$481  = d == 6'h3b;
+  assign \$482  = d == 6'h3c;
+  assign \$483  = d == 6'h3d;
+  assign \$484  = d == 6'h3e;
+  assign \$485  = d == 6'h3f;
+  assign \$486  = | { \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451  };
+  assign \$487  = \$450  & \$486 ;
+  assign \$488  = ky == 2'h2;
+  assign \$489  = d == 5'h1e;
+  assign \$490  = d == 5'h1f;
+  assign \$491  = d == 6'h20;
+  assign \$492  = d == 6'h21;
+  assign \$493  = d == 6'h22;
+  assign \$494  = d == 6'h23;
+  assign \$495  = d == 6'h24;
+  assign \$496  = d == 6'h25;
+  assign \$497  = d == 6'h26;
+  assign \$498  = d == 6'h27;
+  assign \$499  = d == 6'h28;
+  assign \$500  = d == 6'h29;
+  assign \$501  = d == 6'h2a;
+  assign \$502  = d == 6'h2b;
+  assign \$503  = d == 6'h2c;
+  assign \$504  = d == 6'h2d;
+  assign \$505  = d == 6'h2e;
+  assign \$506  = d == 6'h2f;
+  assign \$507  = d == 6'h30;
+  assign \$508  = d == 6'h31;
+  assign \$509  = d == 6'h32;
+  assign \$510  = d == 6'h33;
+  assign \$511  = d == 6'h34;
+  assign \$512  = d == 6'h35;
+  assign \$513  = d == 6'h36;
+  assign \$514  = d == 6'h37;
+  assign \$515  = d == 6'h38;
+  assign \$516  = d == 6'h39;
+  assign \$517  = d == 6'h3a;
+  assign \$518  = d == 6'h3b;
+  assign \$519  = d == 6'h3c;
+  assign \$520  = d == 6'h3d;
+  assign \$521  = d == 6'h3e;
+  assign \$522  = d == 6'h3f;
+  assign \$523  = | { \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489  };
+  assign \$524  = \$488  & \$523 ;
+  assign \$525  = ky == 2'h3;
+  assign \$526  = d == 5'h1f;
+  assign \$527  = d == 6'h20;
+  assign \$528  = d == 6'h21;
+  assign \$529  = d == 6'h22;
+  assign \$530  = d == 6'h23;
+  assign \$531  = d == 6'h24;
+  assign \$532  = d == 6'h25;
+  assign \$533  = d == 6'h26;
+  assign \$534  = d == 6'h27;
+  assign \$535  = d == 6'h28;
+  assign \$536  = d == 6'h29;
+  assign \$537  = d == 6'h2a;
+  assign \$538  = d == 6'h2b;
+  assign \$539  = d == 6'h2c;
+  assign \$540  = d == 6'h2d;
+  assign \$541  = d == 6'h2e;
+  assign \$542  = d == 6'h2f;
+  assign \$543  = d == 6'h30;
+  assign \$544  = d == 6'h31;
+  assign \$545  = d == 6'h32;
+  assign \$546  = d == 6'h33;
+  assign \$547  = d == 6'h34;
+  assign \$548  = d == 6'h35;
+  assign \$549  = d == 6'h36;
+  assign \$550  = d == 6'h37;
+  assign \$551  = d == 6'h38;
+  assign \$552  = d == 6'h39;
+  assign \$553  = d == 6'h3a;
+  assign \$554  = d == 6'h3b;
+  assign \$555  = d == 6'h3c;
+  assign \$556  = d == 6'h3d;
+  assign \$557  = d == 6'h3e;
+  assign \$558  = d == 6'h3f;
+  assign \$559  = | { \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526  };
+  assign \$560  = \$525  & \$559 ;
+  assign \$561  = ky == 3'h4;
+  assign \$562  = d == 6'h20;
+  assign \$563  = d == 6'h21;
+  assign \$564  = d == 6'h22;
+  assign \$565  = d == 6'h23;
+  assign \$566  = d == 6'h24;
+  assign \$567  = d == 6'h25;
+  assign \$568  = d == 6'h26;
+  assign \$569  = d == 6'h27;
+  assign \$570  = d == 6'h28;
+  assign \$571  = d == 6'h29;
+  assign \$572  = d == 6'h2a;
+  assign \$573  = d == 6'h2b;
+  assign \$574  = d == 6'h2c;
+  assign \$575  = d == 6'h2d;
+  assign \$576  = d == 6'h2e;
+  assign \$577  = d == 6'h2f;
+  assign \$578  = d == 6'h30;
+  assign \$579  = d == 6'h31;
+  assign \$580  = d == 6'h32;
+  assign \$581  = d == 6'h33;
+  assign \$582  = d == 6'h34;
+  assign \$583  = d == 6'h35;
+  assign \$584  = d == 6'h36;
+  assign \$585  = d == 6'h37;
+  assign \$586  = d == 6'h38;
+  assign \$587  = d == 6'h39;
+  assign \$588  = d == 6'h3a;
+  assign \$589  = d == 6'h3b;
+  assign \$590  = d == 6'h3c;
+  assign \$591  = d == 6'h3d;
+  assign \$592  = d == 6'h3e;
+  assign \$593  = d == 6'h3f;
+  assign \$594  = | { \$593 , \$592 , \$591 , \$590 , \$589 , \$588 , \$587 , \$586 , \$585 , \$584 , \$583 , \$582 , \$581 , \$580 , \$579 , \$578 , \$577 , \$576 , \$575 , \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568 , \$567 , \$566 , \$565 , \$564 , \$563 , \$562  };
+  assign \$595  = \$561  & \$594 ;
+  assign \$596  = | { \$595 , \$560 , \$524 , \$487 , \$449  };
+  assign \$597  = ! ky;
+  assign \$598  = ! d;
+  assign \$599  = d == 1'h1;
+  assign \$600  = d == 2'h2;
+  assign \$601  = d == 2'h3;
+  assign \$602  = d == 3'h4;
+  assign \$603  = d == 3'h5;
+  assign \$604  = d == 3'h6;
+  assign \$605  = d == 3'h7;
+  assign \$606  = d == 4'h8;
+  assign \$607  = d == 4'h9;
+  assign \$608  = d == 4'ha;
+  assign \$609  = d == 4'hb;
+  assign \$610  = d == 4'hc;
+  assign \$611  = d == 4'hd;
+  assign \$612  = d == 4'he;
+  assign \$613  = d == 4'hf;
+  assign \$614  = d == 5'h10;
+  assign \$615  = d == 5'h11;
+  assign \$616  = d == 5'h12;
+  assign \$617  = d == 5'h13;
+  assign \$618  = d == 5'h14;
+  assign \$619  = d == 5'h15;
+  assign \$620  = d == 5'h16;
+  assign \$621  = d == 5'h17;
+  assign \$622  = d == 5'h18;
+  assign \$623  = d == 5'h19;
+  assign \$624  = d == 5'h1a;
+  assign \$625  = d == 5'h1b;
+  assign \$626  = d == 5'h1c;
+  assign \$627  = d == 5'h1d;
+  assign \$628  = d == 5'h1e;
+  assign \$629  = d == 5'h1f;
+  assign \$630  = d == 6'h20;
+  assign \$631  = d == 6'h21;
+  assign \$632  = d == 6'h22;
+  assign \$633  = d == 6'h23;
+  assign \$634  = d == 6'h24;
+  assign \$635  = d == 6'h25;
+  assign \$636  = d == 6'h26;
+  assign \$637  = d == 6'h27;
+  assign \$638  = d == 6'h28;
+  assign \$639  = d == 6'h29;
+  assign \$640  = d == 6'h2a;
+  assign \$641  = d == 6'h2b;
+  assign \$642  = d == 6'h2c;
+  assign \$643  = d == 6'h2d;
+  assign \$644  = d == 6'h2e;
+  assign \$645  = d == 6'h2f;
+  assign \$646  = d == 6'h30;
+  assign \$647  = d == 6'h31;
+  assign \$648  = d == 6'h32;
+  assign \$649  = d == 6'h33;
+  assign \$650  = d == 6'h34;
+  assign \$651  = d == 6'h35;
+  assign \$652  = d == 6'h36;
+  assign \$653  = d == 6'h37;
+  assign \$654  = d == 6'h38;
+  assign \$655  = d == 6'h39;
+  assign \$656  = d == 6'h3a;
+  assign \$657  = d == 6'h3b;
+  assign \$658  = d == 6'h3c;
+  assign \$659  = d == 6'h3d;
+  assign \$660  = d == 6'h3e;
+  assign \$661  = d == 6'h3f;
+  assign \$662  = | { \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600 , \$599 , \$598  };
+  assign \$663  = \$597  & \$662 ;
+  assign \$664  = ky == 1'h1;
+  assign \$665  = d == 1'h1;
+  assign \$666  = d == 2'h2;
+  assign \$667  = d == 2'h3;
+  assign \$668  = d == 3'h4;
+  assign \$669  = d == 3'h5;
+  assign \$670  = d == 3'h6;
+  assign \$671  = d == 3'h7;
+  assign \$672  = d == 4'h8;
+  assign \$673  = d == 4'h9;
+  assign \$674  = d == 4'ha;
+  assign \$675  = d == 4'hb;
+  assign \$676  = d == 4'hc;
+  assign \$677  = d == 4'hd;
+  assign \$678  = d == 4'he;
+  assign \$679  = d == 4'hf;
+  assign \$680  = d == 5'h10;
+  assign \$681  = d == 5'h11;
+  assign \$682  = d == 5'h12;
+  assign \$683  = d == 5'h13;
+  assign \$684  = d == 5'h14;
+  assign \$685  = d == 5'h15;
+  assign \$686  = d == 5'h16;
+  assign \$687  = d == 5'h17;
+  assign \$688  = d == 5'h18;
+  assign \$689  = d == 5'h19;
+  assign \$690  = d == 5'h1a;
+  assign \$691  = d == 5'h1b;
+  assign \$692  = d == 5'h1c;
+  assign \$693  = d == 5'h1d;
+  assign \$694  = d == 5'h1e;
+  assign \$695  = d == 5'h1f;
+  assign \$696  = d == 6'h20;
+  assign \$697  = d == 6'h21;
+  assign \$698  = d == 6'h22;
+  assign \$699  = d == 6'h23;
+  assign \$700  = d == 6'h24;
+  assign \$701  = d == 6'h25;
+  assign \$702  = d == 6'h26;
+  assign \$703  = d == 6'h27;
+  assign \$704  = d == 6'h28;
+  assign \$705  = d == 6'h29;
+  assign \$706  = d == 6'h2a;
+  assign \$707  = d == 6'h2b;
+  assign \$708  = d == 6'h2c;
+  assign \$709  = d == 6'h2d;
+  assign \$710  = d == 6'h2e;
+  assign \$711  = d == 6'h2f;
+  assign \$712  = d == 6'h30;
+  assign \$713  = d == 6'h31;
+  assign \$714  = d == 6'h32;
+  assign \$715  = d == 6'h33;
+  assign \$716  = d == 6'h34;
+  assign \$717  = d == 6'h35;
+  assign \$718  = d == 6'h36;
+  assign \$719  = d == 6'h37;
+  assign \$720  = d == 6'h38;
+  assign \$721  = d == 6'h39;
+  assign \$722  = d == 6'h3a;
+  assign \$723  = d == 6'h3b;
+  assign \$724  = d == 6'h3c;
+  assign \$725  = d == 6'h3d;
+  assign \$726  = d == 6'h3e;
+  assign \$727  = d == 6'h3f;
+  assign \$728  = | { \$727 , \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716 , \$715 , \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665  };
+  assign \$729  = \$664  & \$728 ;
+  assign \$730  = ky == 2'h2;
+  assign \$731  = d == 2'h2;
+  assign \$732  = d == 2'h3;
+  assign \$733  = d == 3'h4;
+  assign \$734  = d == 3'h5;
+  assign \$735  = d == 3'h6;
+  assign \$736  = d == 3'h7;
+  assign \$737  = d == 4'h8;
+  assign \$738  = d == 4'h9;
+  assign \$739  = d == 4'ha;
+  assign \$740  = d == 4'hb;
+  assign \$741  = d == 4'hc;
+  assign \$742  = d == 4'hd;
+  assign \$743  = d == 4'he;
+  assign \$744  = d == 4'hf;
+  assign \$745  = d == 5'h10;
+  assign \$746  = d == 5'h11;
+  assign \$747  = d == 5'h12;
+  assign \$748  = d == 5'h13;
+  assign \$749  = d == 5'h14;
+  assign \$750  = d == 5'h15;
+  assign \$751  = d == 5'h16;
+  assign \$752  = d == 5'h17;
+  assign \$753  = d == 5'h18;
+  assign \$754  = d == 5'h19;
+  assign \$755  = d == 5'h1a;
+  assign \$756  = d == 5'h1b;
+  assign \$757  = d == 5'h1c;
+  assign \$758  = d == 5'h1d;
+  assign \$759  = d == 5'h1e;
+  assign \$760  = d == 5'h1f;
+  assign \$761  = d == 6'h20;
+  assign \$762  = d == 6'h21;
+  assign \$763  = d == 6'h22;
+  assign \$764  = d == 6'h23;
+  assign \$765  = d == 6'h24;
+  assign \$766  = d == 6'h25;
+  assign \$767  = d == 6'h26;
+  assign \$768  = d == 6'h27;
+  assign \$769  = d == 6'h28;
+  assign \$770  = d == 6'h29;
+  assign \$771  = d == 6'h2a;
+  assign \$772  = d == 6'h2b;
+  assign \$773  = d == 6'h2c;
+  assign \$774  = d == 6'h2d;
+  assign \$775  = d == 6'h2e;
+  assign \$776  = d == 6'h2f;
+  assign \$777  = d == 6'h30;
+  assign \$778  = d == 6'h31;
+  assign \$779  = d == 6'h32;
+  assign \$780  = d == 6'h33;
+  assign \$781  = d == 6'h34;
+  assign \$782  = d == 6'h35;
+  assign \$783  = d == 6'h36;
+  assign \$784  = d == 6'h37;
+  assign \$785  = d == 6'h38;
+  assign \$786  = d == 6'h39;
+  assign \$787  = d == 6'h3a;
+  assign \$788  = d == 6'h3b;
+  assign \$789  = d == 6'h3c;
+  assign \$790  = d == 6'h3d;
+  assign \$791  = d == 6'h3e;
+  assign \$792  = d == 6'h3f;
+  assign \$793  = | { \$792 , \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731  };
+  assign \$794  = \$730  & \$793 ;
+  assign \$795  = ky == 2'h3;
+  assign \$796  = d == 2'h3;
+  assign \$797  = d == 3'h4;
+  assign \$798  = d == 3'h5;
+  assign \$799  = d == 3'h6;
+  assign \$800  = d == 3'h7;
+  assign \$801  = d == 4'h8;
+  assign \$802  = d == 4'h9;
+  assign \$803  = d == 4'ha;
+  assign \$804  = d == 4'hb;
+  assign \$805  = d == 4'hc;
+  assign \$806  = d == 4'hd;
+  assign \$807  = d == 4'he;
+  assign \$808  = d == 4'hf;
+  assign \$809  = d == 5'h10;
+  assign \$810  = d == 5'h11;
+  assign \$811  = d == 5'h12;
+  assign \$812  = d == 5'h13;
+  assign \$813  = d == 5'h14;
+  assign \$814  = d == 5'h15;
+  assign \$815  = d == 5'h16;
+  assign \$816  = d == 5'h17;
+  assign \$817  = d == 5'h18;
+  assign \$818  = d == 5'h19;
+  assign \$819  = d == 5'h1a;
+  assign \$820  = d == 5'h1b;
+  assign \$821  = d == 5'h1c;
+  assign \$822  = d == 5'h1d;
+  assign \$823  = d == 5'h1e;
+  assign \$824  = d == 5'h1f;
+  assign \$825  = d == 6'h20;
+  assign \$826  = d == 6'h21;
+  assign \$827  = d == 6'h22;
+  assign \$828  = d == 6'h23;
+  assign \$829  = d == 6'h24;
+  assign \$830  = d == 6'h25;
+  assign \$831  = d == 6'h26;
+  assign \$832  = d == 6'h27;
+  assign \$833  = d == 6'h28;
+  assign \$834  = d == 6'h29;
+  assign \$835  = d == 6'h2a;
+  assign \$836  = d == 6'h2b;
+  assign \$837  = d == 6'h2c;
+  assign \$838  = d == 6'h2d;
+  assign \$839  = d == 6'h2e;
+  assign \$840  = d == 6'h2f;
+  assign \$841  = d == 6'h30;
+  assign \$842  = d == 6'h31;
+  assign \$843  = d == 6'h32;
+  assign \$844  = d == 6'h33;
+  assign \$845  = d == 6'h34;
+  assign \$846  = d == 6'h35;
+  assign \$847  = d == 6'h36;
+  assign \$848  = d == 6'h37;
+  assign \$849  = d == 6'h38;
+  assign \$850  = d == 6'h39;
+  assign \$851  = d == 6'h3a;
+  assign \$852  = d == 6'h3b;
+  assign \$853  = d == 6'h3c;
+  assign \$854  = d == 6'h3d;
+  assign \$855  = d == 6'h3e;
+  assign \$856  = d == 6'h3f;
+  assign \$857  = | { \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796  };
+  assign \$858  = \$795  & \$857 ;
+  assign \$859  = ky == 3'h4;
+  assign \$860  = d == 3'h4;
+  assign \$861  = d == 3'h5;
+  assign \$862  = d == 3'h6;
+  assign \$863  = d == 3'h7;
+  assign \$864  = d == 4'h8;
+  assign \$865  = d == 4'h9;
+  assign \$866  = d == 4'ha;
+  assign \$867  = d == 4'hb;
+  assign \$868  = d == 4'hc;
+  assign \$869  = d == 4'hd;
+  assign \$870  = d == 4'he;
+  assign \$871  = d == 4'hf;
+  assign \$872  = d == 5'h10;
+  assign \$873  = d == 5'h11;
+  assign \$874  = d == 5'h12;
+  assign \$875  = d == 5'h13;
+  assign \$876  = d == 5'h14;
+  assign \$877  = d == 5'h15;
+  assign \$878  = d == 5'h16;
+  assign \$879  = d == 5'h17;
+  assign \$880  = d == 5'h18;
+  assign \$881  = d == 5'h19;
+  assign \$882  = d == 5'h1a;
+  assign \$883  = d == 5'h1b;
+  assign \$884  = d == 5'h1c;
+  assign \$885  = d == 5'h1d;
+  assign \$886  = d == 5'h1e;
+  assign \$887  = d == 5'h1f;
+  assign \$888  = d == 6'h20;
+  assign \$889  = d == 6'h21;
+  assign \$890  = d == 6'h22;
+  assign \$891  = d == 6'h23;
+  assign \$892  = d == 6'h24;
+  assign \$893  = d == 6'h25;
+  assign \$894  = d == 6'h26;
+  assign \$895  = d == 6'h27;
+  assign \$896  = d == 6'h28;
+  assign \$897  = d == 6'h29;
+  assign \$898  = d == 6'h2a;
+  assign \$899  = d == 6'h2b;
+  assign \$900  = d == 6'h2c;
+  assign \$901  = d == 6'h2d;
+  assign \$902  = d == 6'h2e;
+  assign \$903  = d == 6'h2f;
+  assign \$904  = d == 6'h30;
+  assign \$905  = d == 6'h31;
+  assign \$906  = d == 6'h32;
+  assign \$907  = d == 6'h33;
+  assign \$908  = d == 6'h34;
+  assign \$909  = d == 6'h35;
+  assign \$910  = d == 6'h36;
+  assign \$911  = d == 6'h37;
+  assign \$912  = d == 6'h38;
+  assign \$913  = d == 6'h39;
+  assign \$914  = d == 6'h3a;
+  assign \$915  = d == 6'h3b;
+  assign \$916  = d == 6'h3c;
+  assign \$917  = d == 6'h3d;
+  assign \$918  = d == 6'h3e;
+  assign \$919  = d == 6'h3f;
+  assign \$920  = | { \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860  };
+  assign \$921  = \$859  & \$920 ;
+  assign \$922  = | { \$921 , \$858 , \$794 , \$729 , \$663  };
+  assign \$923  = \$410  ? \$596  : \$922 ;
+  assign \$924  = pad | \$923 ;
+  assign \$925  = ! ky;
+  assign \$926  = d == 1'h1;
+  assign \$927  = d == 2'h2;
+  assign \$928  = d == 2'h3;
+  assign \$929  = d == 3'h4;
+  assign \$930  = d == 3'h5;
+  assign \$931  = d == 3'h6;
+  assign \$932  = d == 3'h7;
+  assign \$933  = d == 4'h8;
+  assign \$934  = d == 4'h9;
+  assign \$935  = d == 4'ha;
+  assign \$936  = d == 4'hb;
+  assign \$937  = d == 4'hc;
+  assign \$938  = d == 4'hd;
+  assign \$939  = d == 4'he;
+  assign \$940  = d == 4'hf;
+  assign \$941  = d == 5'h10;
+  assign \$942  = d == 5'h11;
+  assign \$943  = d == 5'h12;
+  assign \$944  = d == 5'h13;
+  assign \$945  = d == 5'h14;
+  assign \$946  = d == 5'h15;
+  assign \$947  = d == 5'h16;
+  assign \$948  = d == 5'h17;
+  assign \$949  = d == 5'h18;
+  assign \$950  = d == 5'h19;
+  assign \$951  = d == 5'h1a;
+  assign \$952  = d == 5'h1b;
+  assign \$953  = d == 5'h1c;
+  assign \$954  = d == 5'h1d;
+  assign \$955  = d == 5'h1e;
+  assign \$956  = d == 5'h1f;
+  assign \$957  = d == 6'h20;
+  assign \$958  = d == 6'h21;
+  assign \$959  = d == 6'h22;
+  assign \$960  = d == 6'h23;
+  assign \$961  = d == 6'h24;
+  assign \$962  = d == 6'h25;
+  assign \$963  = d == 6'h26;
+  assign \$964  = d == 6'h27;
+  assign \$965  = d == 6'h28;
+  assign \$966  = d == 6'h29;
+  assign \$967  = d == 6'h2a;
+  assign \$968  = d == 6'h2b;
+  assign \$969  = d == 6'h2c;
+  assign \$970  = d == 6'h2d;
+  assign \$971  = d == 6'h2e;
+  assign \$972  = d == 6'h2f;
+  assign \$973  = d == 6'h30;
+  assign \$974  = d == 6'h31;
+  assign \$975  = d == 6'h32;
+  assign \$976  = d == 6'h33;
+  assign \$977  = d == 6'h34;
+  assign \$978  = d == 6'h35;
+  assign \$979  = d == 6'h36;
+  assign \$980  = d == 6'h37;
+  assign \$981  = d == 6'h38;
+  assign \$982  = d == 6'h39;
+  assign \$983  = d == 6'h3a;
+  assign \$984  = d == 6'h3b;
+  assign \$985  = d == 6'h3c;
+  assign \$986  = d == 6'h3d;
+  assign \$987  = d == 6'h3e;
+  assign \$988  = d == 6'h3f;
+  assign \$989  = | { \$988 , \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978 , \$977 , \$976 , \$975 , \$974 , \$973 , \$972 , \$971 , \$970 , \$969 , \$968 , \$967 , \$966 , \$965 , \$964 , \$963 , \$962 , \$961 , \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926  };
+  assign \$990  = \$925  & \$989 ;
+  assign \$991  = ky == 1'h1;
+  assign \$992  = d == 2'h2;
+  assign \$993  = d == 2'h3;
+  assign \$994  = d == 3'h4;
+  assign \$995  = d == 3'h5;
+  assign \$996  = d == 3'h6;
+  assign \$997  = d == 3'h7;
+  assign \$998  = d == 4'h8;
+  assign \$999  = d == 4'h9;
+  assign \$1000  = d == 4'ha;
+  assign \$1001  = d == 4'hb;
+  assign \$1002  = d == 4'hc;
+  assign \$1003  = d == 4'hd;
+  assign \$1004  = d == 4'he;
+  assign \$1005  = d == 4'hf;
+  assign \$1006  = d == 5'h10;
+  assign \$1007  = d == 5'h11;
+  assign \$1008  = d == 5'h12;
+  assign \$1009  = d == 5'h13;
+  assign \$1010  = d == 5'h14;
+  assign \$1011  = d == 5'h15;
+  assign \$1012  = d == 5'h16;
+  assign \$1013  = d == 5'h17;
+  assign \$1014  = d == 5'h18;
+  assign \$1015  = d == 5'h19;
+  assign \$1016  = d == 5'h1a;
+  assign \$1017  = d == 5'h1b;
+  assign \$1018  = d == 5'h1c;
+  assign \$1019  = d == 5'h1d;
+  assign \$1020  = d == 5'h1e;
+  assign \$1021  = d == 5'h1f;
+  assign \$1022  = d == 6'h20;
+  assign \$1023  = d == 6'h21;
+  assign \$1024  = d == 6'h22;
+  assign \$1025  = d == 6'h23;
+  assign \$1026  = d == 6'h24;
+  assign \$1027  = d == 6'h25;
+  assign \$1028  = d == 6'h26;
+  assign \$1029  = d == 6'h27;
+  assign \$1030  = d == 6'h28;
+  assign \$1031  = d == 6'h29;
+  assign \$1032  = d == 6'h2a;
+  assign \$1033  = d == 6'h2b;
+  assign \$1034  = d == 6'h2c;
+  assign \$1035  = d == 6'h2d;
+  assign \$1036  = d == 6'h2e;
+  assign \$1037  = d == 6'h2f;
+  assign \$1038  = d == 6'h30;
+  assign \$1039  = d == 6'h31;
+  assign \$1040  = d == 6'h32;
+  assign \$1041  = d == 6'h33;
+  assign \$1042  = d == 6'h34;
+  assign \$1043  = d == 6'h35;
+  assign \$1044  = d == 6'h36;
+  assign \$1045  = d == 6'h37;
+  assign \$1046  = d == 6'h38;
+  assign \$1047  = d == 6'h39;
+  assign \$1048  = d == 6'h3a;
+  assign \$1049  = d == 6'h3b;
+  assign \$1050  = d == 6'h3c;
+  assign \$1051  = d == 6'h3d;
+  assign \$1052  = d == 6'h3e;
+  assign \$1053  = d == 6'h3f;
+  assign \$1054  = | { \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992  };
+  assign \$1055  = \$991  & \$1054 ;
+  assign \$1056  = ky == 2'h2;
+  assign \$1057  = d == 2'h3;
+  assign \$1058  = d == 3'h4;
+  assign \$1059  = d == 3'h5;
+  assign \$1060  = d == 3'h6;
+  assign \$1061  = d == 3'h7;
+  assign \$1062  = d == 4'h8;
+  assign \$1063  = d == 4'h9;
+  assign \$1064  = d == 4'ha;
+  assign \$1065  = d == 4'hb;
+  assign \$1066  = d == 4'hc;
+  assign \$1067  = d == 4'hd;
+  assign \$1068  = d == 4'he;
+  assign \$1069  = d == 4'hf;
+  assign \$1070  = d == 5'h10;
+  assign \$1071  = d == 5'h11;
+  assign \$1072  = d == 5'h12;
+  assign \$1073  = d == 5'h13;
+  assign \$1074  = d == 5'h14;
+  assign \$1075  = d == 5'h15;
+  assign \$1076  = d == 5'h16;
+  assign \$1077  = d == 5'h17;
+  assign \$1078  = d == 5'h18;
+  assign \$1079  = d == 5'h19;
+  assign \$1080  = d == 5'h1a;
+  assign \$1081  = d == 5'h1b;
+  assign \$1082  = d == 5'h1c;
+  assign \$1083  = d == 5'h1d;
+  assign \$1084  = d == 5'h1e;
+  assign \$1085  = d == 5'h1f;
+  assign \$1086  = d == 6'h20;
+  assign \$1087  = d == 6'h21;
+  assign \$1088  = d == 6'h22;
+  assign \$1089  = d == 6'h23;
+  assign \$1090  = d == 6'h24;
+  assign \$1091  = d == 6'h25;
+  assign \$1092  = d == 6'h26;
+  assign \$1093  = d == 6'h27;
+  assign \$1094  = d == 6'h28;
+  assign \$1095  = d == 6'h29;
+  assign \$1096  = d == 6'h2a;
+  assign \$1097  = d == 6'h2b;
+  assign \$1098  = d == 6'h2c;
+  assign \$1099  = d == 6'h2d;
+  assign \$1100  = d == 6'h2e;
+  assign \$1101  = d == 6'h2f;
+  assign \$1102  = d == 6'h30;
+  assign \$1103  = d == 6'h31;
+  assign \$1104  = d == 6'h32;
+  assign \$1105  = d == 6'h33;
+  assign \$1106  = d == 6'h34;
+  assign \$1107  = d == 6'h35;
+  assign \$1108  = d == 6'h36;
+  assign \$1109  = d == 6'h37;
+  assign \$1110  = d == 6'h38;
+  assign \$1111  = d == 6'h39;
+  assign \$1112  = d == 6'h3a;
+  assign \$1113  = d == 6'h3b;
+  assign \$1114  = d == 6'h3c;
+  assign \$1115  = d == 6'h3d;
+  assign \$1116  = d == 6'h3e;
+  assign \$1117  = d == 6'h3f;
+  assign \$1118  = | { \$1117 , \$1116 , \$1115 , \$1114 , \$1113 , \$1112 , \$1111 , \$1110 , \$1109 , \$1108 , \$1107 , \$1106 , \$1105 , \$1104 , \$1103 , \$1102 , \$1101 , \$1100 , \$1099 , \$1098 , \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057  };
+  assign \$1119  = \$1056  & \$1118 ;
+  assign \$1120  = ky == 2'h3;
+  assign \$1121  = d == 3'h4;
+  assign \$1122  = d == 3'h5;
+  assign \$1123  = d == 3'h6;
+  assign \$1124  = d == 3'h7;
+  assign \$1125  = d == 4'h8;
+  assign \$1126  = d == 4'h9;
+  assign \$1127  = d == 4'ha;
+  assign \$1128  = d == 4'hb;
+  assign \$1129  = d == 4'hc;
+  assign \$1130  = d == 4'hd;
+  assign \$1131  = d == 4'he;
+  assign \$1132  = d == 4'hf;
+  assign \$1133  = d == 5'h10;
+  assign \$1134  = d == 5'h11;
+  assign \$1135  = d == 5'h12;
+  assign \$1136  = d == 5'h13;
+  assign \$1137  = d == 5'h14;
+  assign \$1138  = d == 5'h15;
+  assign \$1139  = d == 5'h16;
+  assign \$1140  = d == 5'h17;
+  assign \$1141  = d == 5'h18;
+  assign \$1142  = d == 5'h19;
+  assign \$1143  = d == 5'h1a;
+  assign \$1144  = d == 5'h1b;
+  assign \$1145  = d == 5'h1c;
+  assign \$1146  = d == 5'h1d;
+  assign \$1147  = d == 5'h1e;
+  assign \$1148  = d == 5'h1f;
+  assign \$1149  = d == 6'h20;
+  assign \$1150  = d == 6'h21;
+  assign \$1151  = d == 6'h22;
+  assign \$1152  = d == 6'h23;
+  assign \$1153  = d == 6'h24;
+  assign \$1154  = d == 6'h25;
+  assign \$1155  = d == 6'h26;
+  assign \$1156  = d == 6'h27;
+  assign \$1157  = d == 6'h28;
+  assign \$1158  = d == 6'h29;
+  assign \$1159  = d == 6'h2a;
+  assign \$1160  = d == 6'h2b;
+  assign \$1161  = d == 6'h2c;
+  assign \$1162  = d == 6'h2d;
+  assign \$1163  = d == 6'h2e;
+  assign \$1164  = d == 6'h2f;
+  assign \$1165  = d == 6'h30;
+  assign \$1166  = d == 6'h31;
+  assign \$1167  = d == 6'h32;
+  assign \$1168  = d == 6'h33;
+  assign \$1169  = d == 6'h34;
+  assign \$1170  = d == 6'h35;
+  assign \$1171  = d == 6'h36;
+  assign \$1172  = d == 6'h37;
+  assign \$1173  = d == 6'h38;
+  assign \$1174  = d == 6'h39;
+  assign \$1175  = d == 6'h3a;
+  assign \$1176  = d == 6'h3b;
+  assign \$1177  = d == 6'h3c;
+  assign \$1178  = d == 6'h3d;
+  assign \$1179  = d == 6'h3e;
+  assign \$1180  = d == 6'h3f;
+  assign \$1181  = | { \$1180 , \$1179 , \$1178 , \$1177 , \$1176 , \$1175 , \$1174 , \$1173 , \$1172 , \$1171 , \$1170 , \$1169 , \$1168 , \$1167 , \$1166 , \$1165 , \$1164 , \$1163 , \$1162 , \$1161 , \$1160 , \$1159 , \$1158 , \$1157 , \$1156 , \$1155 , \$1154 , \$1153 , \$1152 , \$1151 , \$1150 , \$1149 , \$1148 , \$1147 , \$1146 , \$1145 , \$1144 , \$1143 , \$1142 , \$1141 , \$1140 , \$1139 , \$1138 , \$1137 , \$1136 , \$1135 , \$1134 , \$1133 , \$1132 , \$1131 , \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124 , \$1123 , \$1122 , \$1121  };
+  assign \$1182  = \$1120  & \$1181 ;
+  assign \$1183  = ky == 3'h4;
+  assign \$1184  = d == 3'h5;
+  assign \$1185  = d == 3'h6;
+  assign \$1186  = d == 3'h7;
+  assign \$1187  = d == 4'h8;
+  assign \$1188  = d == 4'h9;
+  assign \$1189  = d == 4'ha;
+  assign \$1190  = d == 4'hb;
+  assign \$1191  = d == 4'hc;
+  assign \$1192  = d == 4'hd;
+  assign \$1193  = d == 4'he;
+  assign \$1194  = d == 4'hf;
+  assign \$1195  = d == 5'h10;
+  assign \$1196  = d == 5'h11;
+  assign \$1197  = d == 5'h12;
+  assign \$1198  = d == 5'h13;
+  assign \$1199  = d == 5'h14;
+  assign \$1200  = d == 5'h15;
+  assign \$1201  = d == 5'h16;
+  assign \$1202  = d == 5'h17;
+  assign \$1203  = d == 5'h18;
+  assign \$1204  = d == 5'h19;
+  assign \$1205  = d == 5'h1a;
+  assign \$1206  = d == 5'h1b;
+  assign \$1207  = d == 5'h1c;
+  assign \$1208  = d == 5'h1d;
+  assign \$1209  = d == 5'h1e;
+  assign \$1210  = d == 5'h1f;
+  assign \$1211  = d == 6'h20;
+  assign \$1212  = d == 6'h21;
+  assign \$1213  = d == 6'h22;
+  assign \$1214  = d == 6'h23;
+  assign \$1215  = d == 6'h24;
+  assign \$1216  = d == 6'h25;
+  assign \$1217  = d == 6'h26;
+  assign \$1218  = d == 6'h27;
+  assign \$1219  = d == 6'h28;
+  assign \$1220  = d == 6'h29;
+  assign \$1221  = d == 6'h2a;
+  assign \$1222  = d == 6'h2b;
+  assign \$1223  = d == 6'h2c;
+  assign \$1224  = d == 6'h2d;
+  assign \$1225  = d == 6'h2e;
+  assign \$1226  = d == 6'h2f;
+  assign \$1227  = d == 6'h30;
+  assign \$1228  = d == 6'h31;
+  assign \$1229  = d == 6'h32;
+  assign \$1230  = d == 6'h33;
+  assign \$1231  = d == 6'h34;
+  assign \$1232  = d == 6'h35;
+  assign \$1233  = d == 6'h36;
+  assign \$1234  = d == 6'h37;
+  assign \$1235  = d == 6'h38;
+  assign \$1236  = d == 6'h39;
+  assign \$1237  = d == 6'h3a;
+  assign \$1238  = d == 6'h3b;
+  assign \$1239  = d == 6'h3c;
+  assign \$1240  = d == 6'h3d;
+  assign \$1241  = d == 6'h3e;
+  assign \$1242  = d == 6'h3f;
+  assign \$1243  = | { \$1242 , \$1241 , \$1240 , \$1239 , \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229 , \$1228 , \$1227 , \$1226 , \$1225 , \$1224 , \$1223 , \$1222 , \$1221 , \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209 , \$1208 , \$1207 , \$1206 , \$1205 , \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184  };
+  assign \$1244  = \$1183  & \$1243 ;
+  assign \$1245  = | { \$1244 , \$1182 , \$1119 , \$1055 , \$990  };
+  assign \$1246  = pad | \$1245 ;
+  assign \$1247  = \$407  ? \$924  : \$1246 ;
+  assign \$1248  = write & w_last;
+  assign \$1249  = oy == 5'h1b;
+  assign \$1250  = r_last & \$1249 ;
+  assign \$1251  = ~ \$1250 ;
+  assign \$1252  = kx == 3'h4;
+  assign \$1253  = ky == 3'h4;
+  assign \$1254  = ~ \$1253 ;
+  assign \$1255  = $signed(iy) < $signed(1'h1);
+  assign \$1256  = $signed(iy) >= $signed(6'h1b);
+  assign \$1257  = \$1255  | \$1256 ;
+  assign \$1259  = ox == 5'h1b;
+  assign \$1261  = oy == 5'h1b;
+  assign \$1262  = $signed(low) < $signed(1'h1);
+  assign \$1263  = $signed(low) >= $signed(6'h1b);
+  assign \$1264  = \$1262  | \$1263 ;
+  assign \$1265  = \$1261  ? 1'h1 : \$1264 ;
+  assign \$1266  = $signed(low) < $signed(1'h0);
+  assign \$1267  = $signed(low) >= $signed(6'h1c);
+  assign \$1268  = \$1266  | \$1267 ;
+  assign \$1269  = \$1260  ? \$1265  : \$1268 ;
+  assign \$1270  = \$1253  ? \$1269  : \$1257 ;
+  assign \$1271  = $signed(iy) < $signed(1'h0);
+  assign \$1272  = $signed(iy) >= $signed(6'h1c);
+  assign \$1273  = \$1271  | \$1272 ;
+  assign \$1274  = \$1252  ? \$1270  : \$1273 ;
+  assign \$1275  = kx == 3'h4;
+  assign \$1276  = ~ \$1275 ;
+  assign \$1277  = $signed(ix) < $signed(1'h1);
+  assign \$1278  = $signed(ix) >= $signed(6'h1b);
+  assign \$1279  = \$1277  | \$1278 ;
+  assign \$1280  = ky == 3'h4;
+  assign \$1283  = ox == 5'h1b;
+  assign \$1284  = $signed(ix0) < $signed(1'h1);
+  assign \$1285  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1286  = \$1284  | \$1285 ;
+  assign \$1287  = \$1283  ? 1'h1 : \$1286 ;
+  assign \$1288  = $signed(ix0) < $signed(1'h0);
+  assign \$1289  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1290  = \$1288  | \$1289 ;
+  assign \$1291  = \$1282  ? \$1287  : \$1290 ;
+  assign \$1292  = \$1275  ? \$1291  : \$1279 ;
+  assign \$1293  = \$1274  | \$1292 ;
+  assign \$1294  = ~ ahead;
+  assign \$1295  = w_row == 5'h1b;
+  assign \$1296  = \$1294  & \$1295 ;
+  assign \$1297  = ahead | \$1296 ;
+  assign \$1298  = \$1293  | \$1297 ;
+  assign \$1299  = oy == 5'h1b;
+  assign \$1300  = ~ ahead;
+  assign \$1301  = w_row == 5'h1b;
+  assign \$1302  = \$1300  & \$1301 ;
+  assign \$1304  = ~ ahead;
+  assign \$1305  = w_row == 5'h1b;
+  assign \$1306  = \$1304  & \$1305 ;
+  assign \$1307  = d == 5'h1d;
+  assign \$1308  = d == 5'h1e;
+  assign \$1309  = d == 5'h1f;
+  assign \$1310  = d == 6'h20;
+  assign \$1311  = d == 6'h21;
+  assign \$1312  = d == 6'h22;
+  assign \$1313  = d == 6'h23;
+  assign \$1314  = d == 6'h24;
+  assign \$1315  = d == 6'h25;
+  assign \$1316  = d == 6'h26;
+  assign \$1317  = d == 6'h27;
+  assign \$1318  = d == 6'h28;
+  assign \$1319  = d == 6'h29;
+  assign \$1320  = d == 6'h2a;
+  assign \$1321  = d == 6'h2b;
+  assign \$1322  = d == 6'h2c;
+  assign \$1323  = d == 6'h2d;
+  assign \$1324  = d == 6'h2e;
+  assign \$1325  = d == 6'h2f;
+  assign \$1326  = d == 6'h30;
+  assign \$1327  = d == 6'h31;
+  assign \$1328  = d == 6'h32;
+  assign \$1329  = d == 6'h33;
+  assign \$1330  = d == 6'h34;
+  assign \$1331  = d == 6'h35;
+  assign \$1332  = d == 6'h36;
+  assign \$1333  = d == 6'h37;
+  assign \$1334  = d == 6'h38;
+  assign \$1335  = d == 6'h39;
+  assign \$1336  = d == 6'h3a;
+  assign \$1337  = d == 6'h3b;
+  assign \$1338  = d == 6'h3c;
+  assign \$1339  = d == 6'h3d;
+  assign \$1340  = d == 6'h3e;
+  assign \$1341  = d == 6'h3f;
+  assign \$1342  = | { \$1341 , \$1340 , \$1339 , \$1338 , \$1337 , \$1336 , \$1335 , \$1334 , \$1333 , \$1332 , \$1331 , \$1330 , \$1329 , \$1328 , \$1327 , \$1326 , \$1325 , \$1324 , \$1323 , \$1322 , \$1321 , \$1320 , \$1319 , \$1318 , \$1317 , \$1316 , \$1315 , \$1314 , \$1313 , \$1312 , \$1311 , \$1310 , \$1309 , \$1308 , \$1307  };
+  assign \$1343  = d == 1'h1;
+  assign \$1344  = d == 2'h2;
+  assign \$1345  = d == 2'h3;
+  assign \$1346  = d == 3'h4;
+  assign \$1347  = d == 3'h5;
+  assign \$1348  = d == 3'h6;
+  assign \$1349  = d == 3'h7;
+  assign \$1350  = d == 4'h8;
+  assign \$1351  = d == 4'h9;
+  assign \$1352  = d == 4'ha;
+  assign \$1353  = d == 4'hb;
+  assign \$1354  = d == 4'hc;
+  assign \$1355  = d == 4'hd;
+  assign \$1356  = d == 4'he;
+  assign \$1357  = d == 4'hf;
+  assign \$1358  = d == 5'h10;
+  assign \$1359  = d == 5'h11;
+  assign \$1360  = d == 5'h12;
+  assign \$1361  = d == 5'h13;
+  assign \$1362  = d == 5'h14;
+  assign \$1363  = d == 5'h15;
+  assign \$1364  = d == 5'h16;
+  assign \$1365  = d == 5'h17;
+  assign \$1366  = d == 5'h18;
+  assign \$1367  = d == 5'h19;
+  assign \$1368  = d == 5'h1a;
+  assign \$1369  = d == 5'h1b;
+  assign \$1370  = d == 5'h1c;
+  assign \$1371  = d == 5'h1d;
+  assign \$1372  = d == 5'h1e;
+  assign \$1373  = d == 5'h1f;
+  assign \$1374  = d == 6'h20;
+  assign \$1375  = d == 6'h21;
+  assign \$1376  = d == 6'h22;
+  assign \$1377  = d == 6'h23;
+  assign \$1378  = d == 6'h24;
+  assign \$1379  = d == 6'h25;
+  assign \$1380  = d == 6'h26;
+  assign \$1381  = d == 6'h27;
+  assign \$1382  = d == 6'h28;
+  assign \$1383  = d == 6'h29;
+  assign \$1384  = d == 6'h2a;
+  assign \$1385  = d == 6'h2b;
+  assign \$1386  = d == 6'h2c;
+  assign \$1387  = d == 6'h2d;
+  assign \$1388  = d == 6'h2e;
+  assign \$1389  = d == 6'h2f;
+  assign \$1390  = d == 6'h30;
+  assign \$1391  = d == 6'h31;
+  assign \$1392  = d == 6'h32;
+  assign \$1393  = d == 6'h33;
+  assign \$1394  = d == 6'h34;
+  assign \$1395  = d == 6'h35;
+  assign \$1396  = d == 6'h36;
+  assign \$1397  = d == 6'h37;
+  assign \$1398  = d == 6'h38;
+  assign \$1399  = d == 6'h39;
+  assign \$1400  = d == 6'h3a;
+  assign \$1401  = d == 6'h3b;
+  assign \$1402  = d == 6'h3c;
+  assign \$1403  = d == 6'h3d;
+  assign \$1404  = d == 6'h3e;
+  assign \$1405  = d == 6'h3f;
+  assign \$1406  = | { \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380 , \$1379 , \$1378 , \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369 , \$1368 , \$1367 , \$1366 , \$1365 , \$1364 , \$1363 , \$1362 , \$1361 , \$1360 , \$1359 , \$1358 , \$1357 , \$1356 , \$1355 , \$1354 , \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348 , \$1347 , \$1346 , \$1345 , \$1344 , \$1343  };
+  assign \$1407  = \$1306  ? \$1342  : \$1406 ;
+  assign \$1408  = \$1299  ? 1'h1 : \$1407 ;
+  assign \$1409  = kx == 3'h4;
+  assign \$1410  = ky == 3'h4;
+  assign \$1411  = ~ ahead;
+  assign \$1412  = w_row == 5'h1b;
+  assign \$1413  = \$1411  & \$1412 ;
+  assign \$1414  = d == 5'h1c;
+  assign \$1415  = d == 5'h1d;
+  assign \$1416  = d == 5'h1e;
+  assign \$1417  = d == 5'h1f;
+  assign \$1418  = d == 6'h20;
+  assign \$1419  = d == 6'h21;
+  assign \$1420  = d == 6'h22;
+  assign \$1421  = d == 6'h23;
+  assign \$1422  = d == 6'h24;
+  assign \$1423  = d == 6'h25;
+  assign \$1424  = d == 6'h26;
+  assign \$1425  = d == 6'h27;
+  assign \$1426  = d == 6'h28;
+  assign \$1427  = d == 6'h29;
+  assign \$1428  = d == 6'h2a;
+  assign \$1429  = d == 6'h2b;
+  assign \$1430  = d == 6'h2c;
+  assign \$1431  = d == 6'h2d;
+  assign \$1432  = d == 6'h2e;
+  assign \$1433  = d == 6'h2f;
+  assign \$1434  = d == 6'h30;
+  assign \$1435  = d == 6'h31;
+  assign \$1436  = d == 6'h32;
+  assign \$1437  = d == 6'h33;
+  assign \$1438  = d == 6'h34;
+  assign \$1439  = d == 6'h35;
+  assign \$1440  = d == 6'h36;
+  assign \$1441  = d == 6'h37;
+  assign \$1442  = d == 6'h38;
+  assign \$1443  = d == 6'h39;
+  assign \$1444  = d == 6'h3a;
+  assign \$1445  = d == 6'h3b;
+  assign \$1446  = d == 6'h3c;
+  assign \$1447  = d == 6'h3d;
+  assign \$1448  = d == 6'h3e;
+  assign \$1449  = d == 6'h3f;
+  assign \$1450  = | { \$1449 , \$1448 , \$1447 , \$1446 , \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439 , \$1438 , \$1437 , \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414  };
+  assign \$1451  = ! d;
+  assign \$1452  = d == 1'h1;
+  assign \$1453  = d == 2'h2;
+  assign \$1454  = d == 2'h3;
+  assign \$1455  = d == 3'h4;
+  assign \$1456  = d == 3'h5;
+  assign \$1457  = d == 3'h6;
+  assign \$1458  = d == 3'h7;
+  assign \$1459  = d == 4'h8;
+  assign \$1460  = d == 4'h9;
+  assign \$1461  = d == 4'ha;
+  assign \$1462  = d == 4'hb;
+  assign \$1463  = d == 4'hc;
+  assign \$1464  = d == 4'hd;
+  assign \$1465  = d == 4'he;
+  assign \$1466  = d == 4'hf;
+  assign \$1467  = d == 5'h10;
+  assign \$1468  = d == 5'h11;
+  assign \$1469  = d == 5'h12;
+  assign \$1470  = d == 5'h13;
+  assign \$1471  = d == 5'h14;
+  assign \$1472  = d == 5'h15;
+  assign \$1473  = d == 5'h16;
+  assign \$1474  = d == 5'h17;
+  assign \$1475  = d == 5'h18;
+  assign \$1476  = d == 5'h19;
+  assign \$1477  = d == 5'h1a;
+  assign \$1478  = d == 5'h1b;
+  assign \$1479  = d == 5'h1c;
+  assign \$1480  = d == 5'h1d;
+  assign \$1481  = d == 5'h1e;
+  assign \$1482  = d == 5'h1f;
+  assign \$1483  = d == 6'h20;
+  assign \$1484  = d == 6'h21;
+  assign \$1485  = d == 6'h22;
+  assign \$1486  = d == 6'h23;
+  assign \$1487  = d == 6'h24;
+  assign \$1488  = d == 6'h25;
+  assign \$1489  = d == 6'h26;
+  assign \$1490  = d == 6'h27;
+  assign \$1491  = d == 6'h28;
+  assign \$1492  = d == 6'h29;
+  assign \$1493  = d == 6'h2a;
+  assign \$1494  = d == 6'h2b;
+  assign \$1495  = d == 6'h2c;
+  assign \$1496  = d == 6'h2d;
+  assign \$1497  = d == 6'h2e;
+  assign \$1498  = d == 6'h2f;
+  assign \$1499  = d == 6'h30;
+  assign \$1500  = d == 6'h31;
+  assign \$1501  = d == 6'h32;
+  assign \$1502  = d == 6'h33;
+  assign \$1503  = d == 6'h34;
+  assign \$1504  = d == 6'h35;
+  assign \$1505  = d == 6'h36;
+  assign \$1506  = d == 6'h37;
+  assign \$1507  = d == 6'h38;
+  assign \$1508  = d == 6'h39;
+  assign \$1509  = d == 6'h3a;
+  assign \$1510  = d == 6'h3b;
+  assign \$1511  = d == 6'h3c;
+  assign \$1512  = d == 6'h3d;
+  assign \$1513  = d == 6'h3e;
+  assign \$1514  = d == 6'h3f;
+  assign \$1515  = | { \$1514 , \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502 , \$1501 , \$1500 , \$1499 , \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492 , \$1491 , \$1490 , \$1489 , \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467 , \$1466 , \$1465 , \$1464 , \$1463 , \$1462 , \$1461 , \$1460 , \$1459 , \$1458 , \$1457 , \$1456 , \$1455 , \$1454 , \$1453 , \$1452 , \$1451  };
+  assign \$1516  = \$1413  ? \$1450  : \$1515 ;
+  assign \$1517  = ~ ahead;
+  assign \$1518  = w_row == 5'h1b;
+  assign \$1519  = \$1517  & \$1518 ;
+  assign \$1520  = ! ky;
+  assign \$1521  = d == 5'h1d;
+  assign \$1522  = d == 5'h1e;
+  assign \$1523  = d == 5'h1f;
+  assign \$1524  = d == 6'h20;
+  assign \$1525  = d == 6'h21;
+  assign \$1526  = d == 6'h22;
+  assign \$1527  = d == 6'h23;
+  assign \$1528  = d == 6'h24;
+  assign \$1529  = d == 6'h25;
+  assign \$1530  = d == 6'h26;
+  assign \$1531  = d == 6'h27;
+  assign \$1532  = d == 6'h28;
+  assign \$1533  = d == 6'h29;
+  assign \$1534  = d == 6'h2a;
+  assign \$1535  = d == 6'h2b;
+  assign \$1536  = d == 6'h2c;
+  assign \$1537  = d == 6'h2d;
+  assign \$1538  = d == 6'h2e;
+  assign \$1539  = d == 6'h2f;
+  assign \$1540  = d == 6'h30;
+  assign \$1541  = d == 6'h31;
+  assign \$1542  = d == 6'h32;
+  assign \$1543  = d == 6'h33;
+  assign \$1544  = d == 6'h34;
+  assign \$1545  = d == 6'h35;
+  assign \$1546  = d == 6'h36;
+  assign \$1547  = d == 6'h37;
+  assign \$1548  = d == 6'h38;
+  assign \$1549  = d == 6'h39;
+  assign \$1550  = d == 6'h3a;
+  assign \$1551  = d == 6'h3b;
+  assign \$1552  = d == 6'h3c;
+  assign \$1553  = d == 6'h3d;
+  assign \$1554  = d == 6'h3e;
+  assign \$1555  = d == 6'h3f;
+  assign \$1556  = | { \$1555 , \$1554 , \$1553 , \$1552 , \$1551 , \$1550 , \$1549 , \$1548 , \$1547 , \$1546 , \$1545 , \$1544 , \$1543 , \$1542 , \$1541 , \$1540 , \$1539 , \$1538 , \$1537 , \$1536 , \$1535 , \$1534 , \$1533 , \$1532 , \$1531 , \$1530 , \$1529 , \$1528 , \$1527 , \$1526 , \$1525 , \$1524 , \$1523 , \$1522 , \$1521  };
+  assign \$1557  = \$1520  & \$1556 ;
+  assign \$1558  = ky == 1'h1;
+  assign \$1559  = d == 5'h1e;
+  assign \$1560  = d == 5'h1f;
+  assign \$1561  = d == 6'h20;
+  assign \$1562  = d == 6'h21;
+  assign \$1563  = d == 6'h22;
+  assign \$1564  = d == 6'h23;
+  assign \$1565  = d == 6'h24;
+  assign \$1566  = d == 6'h25;
+  assign \$1567  = d == 6'h26;
+  assign \$1568  = d == 6'h27;
+  assign \$1569  = d == 6'h28;
+  assign \$1570  = d == 6'h29;
+  assign \$1571  = d == 6'h2a;
+  assign \$1572  = d == 6'h2b;
+  assign \$1573  = d == 6'h2c;
+  assign \$1574  = d == 6'h2d;
+  assign \$1575  = d == 6'h2e;
+  assign \$1576  = d == 6'h2f;
+  assign \$1577  = d == 6'h30;
+  assign \$1578  = d == 6'h31;
+  assign \$1579  = d == 6'h32;
+  assign \$1580  = d == 6'h33;
+  assign \$1581  = d == 6'h34;
+  assign \$1582  = d == 6'h35;
+  assign \$1583  = d == 6'h36;
+  assign \$1584  = d == 6'h37;
+  assign \$1585  = d == 6'h38;
+  assign \$1586  = d == 6'h39;
+  assign \$1587  = d == 6'h3a;
+  assign \$1588  = d == 6'h3b;
+  assign \$1589  = d == 6'h3c;
+  assign \$1590  = d == 6'h3d;
+  assign \$1591  = d == 6'h3e;
+  assign \$1592  = d == 6'h3f;
+  assign \$1593  = | { \$1592 , \$1591 , \$1590 , \$1589 , \$1588 , \$1587 , \$1586 , \$1585 , \$1584 , \$1583 , \$1582 , \$1581 , \$1580 , \$1579 , \$1578 , \$1577 , \$1576 , \$1575 , \$1574 , \$1573 , \$1572 , \$1571 , \$1570 , \$1569 , \$1568 , \$1567 , \$1566 , \$1565 , \$1564 , \$1563 , \$1562 , \$1561 , \$1560 , \$1559  };
+  assign \$1594  = \$1558  & \$1593 ;
+  assign \$1595  = ky == 2'h2;
+  assign \$1596  = d == 5'h1f;
+  assign \$1597  = d == 6'h20;
+  assign \$1598  = d == 6'h21;
+  assign \$1599  = d == 6'h22;
+  assign \$1600  = d == 6'h23;
+  assign \$1601  = d == 6'h24;
+  assign \$1602  = d == 6'h25;
+  assign \$1603  = d == 6'h26;
+  assign \$1604  = d == 6'h27;
+  assign \$1605  = d == 6'h28;
+  assign \$1606  = d == 6'h29;
+  assign \$1607  = d == 6'h2a;
+  assign \$1608  = d == 6'h2b;
+  assign \$1609  = d == 6'h2c;
+  assign \$1610  = d == 6'h2d;
+  assign \$1611  = d == 6'h2e;
+  assign \$1612  = d == 6'h2f;
+  assign \$1613  = d == 6'h30;
+  assign \$1614  = d == 6'h31;
+  assign \$1615  = d == 6'h32;
+  assign \$1616  = d == 6'h33;
+  assign \$1617  = d == 6'h34;
+  assign \$1618  = d == 6'h35;
+  assign \$1619  = d == 6'h36;
+  assign \$1620  = d == 6'h37;
+  assign \$1621  = d == 6'h38;
+  assign \$1622  = d == 6'h39;
+  assign \$1623  = d == 6'h3a;
+  assign \$1624  = d == 6'h3b;
+  assign \$1625  = d == 6'h3c;
+  assign \$1626  = d == 6'h3d;
+  assign \$1627  = d == 6'h3e;
+  assign \$1628  = d == 6'h3f;
+  assign \$1629  = | { \$1628 , \$1627 , \$1626 , \$1625 , \$1624 , \$1623 , \$1622 , \$1621 , \$1620 , \$1619 , \$1618 , \$1617 , \$1616 , \$1615 , \$1614 , \$1613 , \$1612 , \$1611 , \$1610 , \$1609 , \$1608 , \$1607 , \$1606 , \$1605 , \$1604 , \$1603 , \$1602 , \$1601 , \$1600 , \$1599 , \$1598 , \$1597 , \$1596  };
+  assign \$1630  = \$1595  & \$1629 ;
+  assign \$1631  = ky == 2'h3;
+  assign \$1632  = d == 6'h20;
+  assign \$1633  = d == 6'h21;
+  assign \$1634  = d == 6'h22;
+  assign \$1635  = d == 6'h23;
+  assign \$1636  = d == 6'h24;
+  assign \$1637  = d == 6'h25;
+  assign \$1638  = d == 6'h26;
+  assign \$1639  = d == 6'h27;
+  assign \$1640  = d == 6'h28;
+  assign \$1641  = d == 6'h29;
+  assign \$1642  = d == 6'h2a;
+  assign \$1643  = d == 6'h2b;
+  assign \$1644  = d == 6'h2c;
+  assign \$1645  = d == 6'h2d;
+  assign \$1646  = d == 6'h2e;
+  assign \$1647  = d == 6'h2f;
+  assign \$1648  = d == 6'h30;
+  assign \$1649  = d == 6'h31;
+  assign \$1650  = d == 6'h32;
+  assign \$1651  = d == 6'h33;
+  assign \$1652  = d == 6'h34;
+  assign \$1653  = d == 6'h35;
+  assign \$1654  = d == 6'h36;
+  assign \$1655  = d == 6'h37;
+  assign \$1656  = d == 6'h38;
+  assign \$1657  = d == 6'h39;
+  assign \$1658  = d == 6'h3a;
+  assign \$1659  = d == 6'h3b;
+  assign \$1660  = d == 6'h3c;
+  assign \$1661  = d == 6'h3d;
+  assign \$1662  = d == 6'h3e;
+  assign \$1663  = d == 6'h3f;
+  assign \$1664  = | { \$1663 , \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656 , \$1655 , \$1654 , \$1653 , \$1652 , \$1651 , \$1650 , \$1649 , \$1648 , \$1647 , \$1646 , \$1645 , \$1644 , \$1643 , \$1642 , \$1641 , \$1640 , \$1639 , \$1638 , \$1637 , \$1636 , \$1635 , \$1634 , \$1633 , \$1632  };
+  assign \$1665  = \$1631  & \$1664 ;
+  assign \$1666  = ky == 3'h4;
+  assign \$1667  = d == 6'h21;
+  assign \$1668  = d == 6'h22;
+  assign \$1669  = d == 6'h23;
+  assign \$1670  = d == 6'h24;
+  assign \$1671  = d == 6'h25;
+  assign \$1672  = d == 6'h26;
+  assign \$1673  = d == 6'h27;
+  assign \$1674  = d == 6'h28;
+  assign \$1675  = d == 6'h29;
+  assign \$1676  = d == 6'h2a;
+  assign \$1677  = d == 6'h2b;
+  assign \$1678  = d == 6'h2c;
+  assign \$1679  = d == 6'h2d;
+  assign \$1680  = d == 6'h2e;
+  assign \$1681  = d == 6'h2f;
+  assign \$1682  = d == 6'h30;
+  assign \$1683  = d == 6'h31;
+  assign \$1684  = d == 6'h32;
+  assign \$1685  = d == 6'h33;
+  assign \$1686  = d == 6'h34;
+  assign \$1687  = d == 6'h35;
+  assign \$1688  = d == 6'h36;
+  assign \$1689  = d == 6'h37;
+  assign \$1690  = d == 6'h38;
+  assign \$1691  = d == 6'h39;
+  assign \$1692  = d == 6'h3a;
+  assign \$1693  = d == 6'h3b;
+  assign \$1694  = d == 6'h3c;
+  assign \$1695  = d == 6'h3d;
+  assign \$1696  = d == 6'h3e;
+  assign \$1697  = d == 6'h3f;
+  assign \$1698  = | { \$1697 , \$1696 , \$1695 , \$1694 , \$1693 , \$1692 , \$1691 , \$1690 , \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683 , \$1682 , \$1681 , \$1680 , \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667  };
+  assign \$1699  = \$1666  & \$1698 ;
+  assign \$1700  = | { \$1699 , \$1665 , \$1630 , \$1594 , \$1557  };
+  assign \$1701  = ! ky;
+  assign \$1702  = d == 1'h1;
+  assign \$1703  = d == 2'h2;
+  assign \$1704  = d == 2'h3;
+  assign \$1705  = d == 3'h4;
+  assign \$1706  = d == 3'h5;
+  assign \$1707  = d == 3'h6;
+  assign \$1708  = d == 3'h7;
+  assign \$1709  = d == 4'h8;
+  assign \$1710  = d == 4'h9;
+  assign \$1711  = d == 4'ha;
+  assign \$1712  = d == 4'hb;
+  assign \$1713  = d == 4'hc;
+  assign \$1714  = d == 4'hd;
+  assign \$1715  = d == 4'he;
+  assign \$1716  = d == 4'hf;
+  assign \$1717  = d == 5'h10;
+  assign \$1718  = d == 5'h11;
+  assign \$1719  = d == 5'h12;
+  assign \$1720  = d == 5'h13;
+  assign \$1721  = d == 5'h14;
+  assign \$1722  = d == 5'h15;
+  assign \$1723  = d == 5'h16;
+  assign \$1724  = d == 5'h17;
+  assign \$1725  = d == 5'h18;
+  assign \$1726  = d == 5'h19;
+  assign \$1727  = d == 5'h1a;
+  assign \$1728  = d == 5'h1b;
+  assign \$1729  = d == 5'h1c;
+  assign \$1730  = d == 5'h1d;
+  assign \$1731  = d == 5'h1e;
+  assign \$1732  = d == 5'h1f;
+  assign \$1733  = d == 6'h20;
+  assign \$1734  = d == 6'h21;
+  assign \$1735  = d == 6'h22;
+  assign \$1736  = d == 6'h23;
+  assign \$1737  = d == 6'h24;
+  assign \$1738  = d == 6'h25;
+  assign \$1739  = d == 6'h26;
+  assign \$1740  = d == 6'h27;
+  assign \$1741  = d == 6'h28;
+  assign \$1742  = d == 6'h29;
+  assign \$1743  = d == 6'h2a;
+  assign \$1744  = d == 6'h2b;
+  assign \$1745  = d == 6'h2c;
+  assign \$1746  = d == 6'h2d;
+  assign \$1747  = d == 6'h2e;
+  assign \$1748  = d == 6'h2f;
+  assign \$1749  = d == 6'h30;
+  assign \$1750  = d == 6'h31;
+  assign \$1751  = d == 6'h32;
+  assign \$1752  = d == 6'h33;
+  assign \$1753  = d == 6'h34;
+  assign \$1754  = d == 6'h35;
+  assign \$1755  = d == 6'h36;
+  assign \$1756  = d == 6'h37;
+  assign \$1757  = d == 6'h38;
+  assign \$1758  = d == 6'h39;
+  assign \$1759  = d == 6'h3a;
+  assign \$1760  = d == 6'h3b;
+  assign \$1761  = d == 6'h3c;
+  assign \$1762  = d == 6'h3d;
+  assign \$1763  = d == 6'h3e;
+  assign \$1764  = d == 6'h3f;
+  assign \$1765  = | { \$1764 , \$1763 , \$1762 , \$1761 , \$1760 , \$1759 , \$1758 , \$1757 , \$1756 , \$1755 , \$1754 , \$1753 , \$1752 , \$1751 , \$1750 , \$1749 , \$1748 , \$1747 , \$1746 , \$1745 , \$1744 , \$1743 , \$1742 , \$1741 , \$1740 , \$1739 , \$1738 , \$1737 , \$1736 , \$1735 , \$1734 , \$1733 , \$1732 , \$1731 , \$1730 , \$1729 , \$1728 , \$1727 , \$1726 , \$1725 , \$1724 , \$1723 , \$1722 , \$1721 , \$1720 , \$1719 , \$1718 , \$1717 , \$1716 , \$1715 , \$1714 , \$1713 , \$1712 , \$1711 , \$1710 , \$1709 , \$1708 , \$1707 , \$1706 , \$1705 , \$1704 , \$1703 , \$1702  };
+  assign \$1766  = \$1701  & \$1765 ;
+  assign \$1767  = ky == 1'h1;
+  assign \$1768  = d == 2'h2;
+  assign \$1769  = d == 2'h3;
+  assign \$1770  = d == 3'h4;
+  assign \$1771  = d == 3'h5;
+  assign \$1772  = d == 3'h6;
+  assign \$1773  = d == 3'h7;
+  assign \$1774  = d == 4'h8;
+  assign \$1775  = d == 4'h9;
+  assign \$1776  = d == 4'ha;
+  assign \$1777  = d == 4'hb;
+  assign \$1778  = d == 4'hc;
+  assign \$1779  = d == 4'hd;
+  assign \$1780  = d == 4'he;
+  assign \$1781  = d == 4'hf;
+  assign \$1782  = d == 5'h10;
+  assign \$1783  = d == 5'h11;
+  assign \$1784  = d == 5'h12;
+  assign \$1785  = d == 5'h13;
+  assign \$1786  = d == 5'h14;
+  assign \$1787  = d == 5'h15;
+  assign \$1788  = d == 5'h16;
+  assign \$1789  = d == 5'h17;
+  assign \$1790  = d == 5'h18;
+  assign \$1791  = d == 5'h19;
+  assign \$1792  = d == 5'h1a;
+  assign \$1793  = d == 5'h1b;
+  assign \$1794  = d == 5'h1c;
+  assign \$1795  = d == 5'h1d;
+  assign \$1796  = d == 5'h1e;
+  assign \$1797  = d == 5'h1f;
+  assign \$1798  = d == 6'h20;
+  assign \$1799  = d == 6'h21;
+  assign \$1800  = d == 6'h22;
+  assign \$1801  = d == 6'h23;
+  assign \$1802  = d == 6'h24;
+  assign \$1803  = d == 6'h25;
+  assign \$1804  = d == 6'h26;
+  assign \$1805  = d == 6'h27;
+  assign \$1806  = d == 6'h28;
+  assign \$1807  = d == 6'h29;
+  assign \$1808  = d == 6'h2a;
+  assign \$1809  = d == 6'h2b;
+  assign \$1810  = d == 6'h2c;
+  assign \$1811  = d == 6'h2d;
+  assign \$1812  = d == 6'h2e;
+  assign \$1813  = d == 6'h2f;
+  assign \$1814  = d == 6'h30;
+  assign \$1815  = d == 6'h31;
+  assign \$1816  = d == 6'h32;
+  assign \$1817  = d == 6'h33;
+  assign \$1818  = d == 6'h34;
+  assign \$1819  = d == 6'h35;
+  assign \$1820  = d == 6'h36;
+  assign \$1821  = d == 6'h37;
+  assign \$1822  = d == 6'h38;
+  assign \$1823  = d == 6'h39;
+  assign \$1824  = d == 6'h3a;
+  assign \$1825  = d == 6'h3b;
+  assign \$1826  = d == 6'h3c;
+  assign \$1827  = d == 6'h3d;
+  assign \$1828  = d == 6'h3e;
+  assign \$1829  = d == 6'h3f;
+  assign \$1830  = | { \$1829 , \$1828 , \$1827 , \$1826 , \$1825 , \$1824 , \$1823 , \$1822 , \$1821 , \$1820 , \$1819 , \$1818 , \$1817 , \$1816 , \$1815 , \$1814 , \$1813 , \$1812 , \$1811 , \$1810 , \$1809 , \$1808 , \$1807 , \$1806 , \$1805 , \$1804 , \$1803 , \$1802 , \$1801 , \$1800 , \$1799 , \$1798 , \$1797 , \$1796 , \$1795 , \$1794 , \$1793 , \$1792 , \$1791 , \$1790 , \$1789 , \$1788 , \$1787 , \$1786 , \$1785 , \$1784 , \$1783 , \$1782 , \$1781 , \$1780 , \$1779 , \$1778 , \$1777 , \$1776 , \$1775 , \$1774 , \$1773 , \$1772 , \$1771 , \$1770 , \$1769 , \$1768  };
+  assign \$1831  = \$1767  & \$1830 ;
+  assign \$1832  = ky == 2'h2;
+  assign \$1833  = d == 2'h3;
+  assign \$1834  = d == 3'h4;
+  assign \$1835  = d == 3'h5;
+  assign \$1836  = d == 3'h6;
+  assign \$1837  = d == 3'h7;
+  assign \$1838  = d == 4'h8;
+  assign \$1839  = d == 4'h9;
+  assign \$1840  = d == 4'ha;
+  assign \$1841  = d == 4'hb;
+  assign \$1842  = d == 4'hc;
+  assign \$1843  = d == 4'hd;
+  assign \$1844  = d == 4'he;
+  assign \$1845  = d == 4'hf;
+  assign \$1846  = d == 5'h10;
+  assign \$1847  = d == 5'h11;
+  assign \$1848  = d == 5'h12;
+  assign \$1849  = d == 5'h13;
+  assign \$1850  = d == 5'h14;
+  assign \$1851  = d == 5'h15;
+  assign \$1852  = d == 5'h16;
+  assign \$1853  = d == 5'h17;
+  assign \$1854  = d == 5'h18;
+  assign \$1855  = d == 5'h19;
+  assign \$1856  = d == 5'h1a;
+  assign \$1857  = d == 5'h1b;
+  assign \$1858  = d == 5'h1c;
+  assign \$1859  = d == 5'h1d;
+  assign \$1860  = d == 5'h1e;
+  assign \$1861  = d == 5'h1f;
+  assign \$1862  = d == 6'h20;
+  assign \$1863  = d == 6'h21;
+  assign \$1864  = d == 6'h22;
+  assign \$1865  = d == 6'h23;
+  assign \$1866  = d == 6'h24;
+  assign \$1867  = d == 6'h25;
+  assign \$1868  = d == 6'h26;
+  assign \$1869  = d == 6'h27;
+  assign \$1870  = d == 6'h28;
+  assign \$1871  = d == 6'h29;
+  assign \$1872  = d == 6'h2a;
+  assign \$1873  = d == 6'h2b;
+  assign \$1874  = d == 6'h2c;
+  assign \$1875  = d == 6'h2d;
+  assign \$1876  = d == 6'h2e;
+  assign \$1877  = d == 6'h2f;
+  assign \$1878  = d == 6'h30;
+  assign \$1879  = d == 6'h31;
+  assign \$1880  = d == 6'h32;
+  assign \$1881  = d == 6'h33;
+  assign \$1882  = d == 6'h34;
+  assign \$1883  = d == 6'h35;
+  assign \$1884  = d == 6'h36;
+  assign \$1885  = d == 6'h37;
+  assign \$1886  = d == 6'h38;
+  assign \$1887  = d == 6'h39;
+  assign \$1888  = d == 6'h3a;
+  assign \$1889  = d == 6'h3b;
+  assign \$1890  = d == 6'h3c;
+  assign \$1891  = d == 6'h3d;
+  assign \$1892  = d == 6'h3e;
+  assign \$1893  = d == 6'h3f;
+  assign \$1894  = | { \$1893 , \$1892 , \$1891 , \$1890 , \$1889 , \$1888 , \$1887 , \$1886 , \$1885 , \$1884 , \$1883 , \$1882 , \$1881 , \$1880 , \$1879 , \$1878 , \$1877 , \$1876 , \$1875 , \$1874 , \$1873 , \$1872 , \$1871 , \$1870 , \$1869 , \$1868 , \$1867 , \$1866 , \$1865 , \$1864 , \$1863 , \$1862 , \$1861 , \$1860 , \$1859 , \$1858 , \$1857 , \$1856 , \$1855 , \$1854 , \$1853 , \$1852 , \$1851 , \$1850 , \$1849 , \$1848 , \$1847 , \$1846 , \$1845 , \$1844 , \$1843 , \$1842 , \$1841 , \$1840 , \$1839 , \$1838 , \$1837 , \$1836 , \$1835 , \$1834 , \$1833  };
+  assign \$1895  = \$1832  & \$1894 ;
+  assign \$1896  = ky == 2'h3;
+  assign \$1897  = d == 3'h4;
+  assign \$1898  = d == 3'h5;
+  assign \$1899  = d == 3'h6;
+  assign \$1900  = d == 3'h7;
+  assign \$1901  = d == 4'h8;
+  assign \$1902  = d == 4'h9;
+  assign \$1903  = d == 4'ha;
+  assign \$1904  = d == 4'hb;
+  assign \$1905  = d == 4'hc;
+  assign \$1906  = d == 4'hd;
+  assign \$1907  = d == 4'he;
+  assign \$1908  = d == 4'hf;
+  assign \$1909  = d == 5'h10;
+  assign \$1910  = d == 5'h11;
+  assign \$1911  = d == 5'h12;
+  assign \$1912  = d == 5'h13;
+  assign \$1913  = d == 5'h14;
+  assign \$1914  = d == 5'h15;
+  assign \$1915  = d == 5'h16;
+  assign \$1916  = d == 5'h17;
+  assign \$1917  = d == 5'h18;
+  assign \$1918  = d == 5'h19;
+  assign \$1919  = d == 5'h1a;
+  assign \$1920  = d == 5'h1b;
+  assign \$1921  = d == 5'h1c;
+  assign \$1922  = d == 5'h1d;
+  assign \$1923  = d == 5'h1e;
+  assign \$1924  = d == 5'h1f;
+  assign \$1925  = d == 6'h20;
+  assign \$1926  = d == 6'h21;
+  assign \$1927  = d == 6'h22;
+  assign \$1928  = d == 6'h23;
+  assign \$1929  = d == 6'h24;
+  assign \$1930  = d == 6'h25;
+  assign \$1931  = d == 6'h26;
+  assign \$1932  = d == 6'h27;
+  assign \$1933  = d == 6'h28;
+  assign \$1934  = d == 6'h29;
+  assign \$1935  = d == 6'h2a;
+  assign \$1936  = d == 6'h2b;
+  assign \$1937  = d == 6'h2c;
+  assign \$1938  = d == 6'h2d;
+  assign \$1939  = d == 6'h2e;
+  assign \$1940  = d == 6'h2f;
+  assign \$1941  = d == 6'h30;
+  assign \$1942  = d == 6'h31;
+  assign \$1943  = d == 6'h32;
+  assign \$1944  = d == 6'h33;
+  assign \$1945  = d == 6'h34;
+  assign \$1946  = d == 6'h35;
+  assign \$1947  = d == 6'h36;
+  assign \$1948  = d == 6'h37;
+  assign \$1949  = d == 6'h38;
+  assign \$1950  = d == 6'h39;
+  assign \$1951  = d == 6'h3a;
+  assign \$1952  = d == 6'h3b;
+  assign \$1953  = d == 6'h3c;
+  assign \$1954  = d == 6'h3d;
+  assign \$1955  = d == 6'h3e;
+  assign \$1956  = d == 6'h3f;
+  assign \$1957  = | { \$1956 , \$1955 , \$1954 , \$1953 , \$1952 , \$1951 , \$1950 , \$1949 , \$1948 , \$1947 , \$1946 , \$1945 , \$1944 , \$1943 , \$1942 , \$1941 , \$1940 , \$1939 , \$1938 , \$1937 , \$1936 , \$1935 , \$1934 , \$1933 , \$1932 , \$1931 , \$1930 , \$1929 , \$1928 , \$1927 , \$1926 , \$1925 , \$1924 , \$1923 , \$1922 , \$1921 , \$1920 , \$1919 , \$1918 , \$1917 , \$1916 , \$1915 , \$1914 , \$1913 , \$1912 , \$1911 , \$1910 , \$1909 , \$1908 , \$1907 , \$1906 , \$1905 , \$1904 , \$1903 , \$1902 , \$1901 , \$1900 , \$1899 , \$1898 , \$1897  };
+  assign \$1958  = \$1896  & \$1957 ;
+  assign \$1959  = ky == 3'h4;
+  assign \$1960  = d == 3'h5;
+  assign \$1961  = d == 3'h6;
+  assign \$1962  = d == 3'h7;
+  assign \$1963  = d == 4'h8;
+  assign \$1964  = d == 4'h9;
+  assign \$1965  = d == 4'ha;
+  assign \$1966  = d == 4'hb;
+  assign \$1967  = d == 4'hc;
+  assign \$1968  = d == 4'hd;
+  assign \$1969  = d == 4'he;
+  assign \$1970  = d == 4'hf;
+  assign \$1971  = d == 5'h10;
+  assign \$1972  = d == 5'h11;
+  assign \$1973  = d == 5'h12;
+  assign \$1974  = d == 5'h13;
+  assign \$1975  = d == 5'h14;
+  assign \$1976  = d == 5'h15;
+  assign \$1977  = d == 5'h16;
+  assign \$1978  = d == 5'h17;
+  assign \$1979  = d == 5'h18;
+  assign \$1980  = d == 5'h19;
+  assign \$1981  = d == 5'h1a;
+  assign \$1982  = d == 5'h1b;
+  assign \$1983  = d == 5'h1c;
+  assign \$1984  = d == 5'h1d;
+  assign \$1985  = d == 5'h1e;
+  assign \$1986  = d == 5'h1f;
+  assign \$1987  = d == 6'h20;
+  assign \$1988  = d == 6'h21;
+  assign \$1989  = d == 6'h22;
+  assign \$1990  = d == 6'h23;
+  assign \$1991  = d == 6'h24;
+  assign \$1992  = d == 6'h25;
+  assign \$1993  = d == 6'h26;
+  assign \$1994  = d == 6'h27;
+  assign \$1995  = d == 6'h28;
+  assign \$1996  = d == 6'h29;
+  assign \$1997  = d == 6'h2a;
+  assign \$1998  = d == 6'h2b;
+  assign \$1999  = d == 6'h2c;
+  assign \$2000  = d == 6'h2d;
+  assign \$2001  = d == 6'h2e;
+  assign \$2002  = d == 6'h2f;
+  assign \$2003  = d == 6'h30;
+  assign \$2004  = d == 6'h31;
+  assign \$2005  = d == 6'h32;
+  assign \$2006  = d == 6'h33;
+  assign \$2007  = d == 6'h34;
+  assign \$2008  = d == 6'h35;
+  assign \$2009  = d == 6'h36;
+  assign \$2010  = d == 6'h37;
+  assign \$2011  = d == 6'h38;
+  assign \$2012  = d == 6'h39;
+  assign \$2013  = d == 6'h3a;
+  assign \$2014  = d == 6'h3b;
+  assign \$2015  = d == 6'h3c;
+  assign \$2016  = d == 6'h3d;
+  assign \$2017  = d == 6'h3e;
+  assign \$2018  = d == 6'h3f;
+  assign \$2019  = | { \$2018 , \$2017 , \$2016 , \$2015 , \$2014 , \$2013 , \$2012 , \$2011 , \$2010 , \$2009 , \$2008 , \$2007 , \$2006 , \$2005 , \$2004 , \$2003 , \$2002 , \$2001 , \$2000 , \$1999 , \$1998 , \$1997 , \$1996 , \$1995 , \$1994 , \$1993 , \$1992 , \$1991 , \$1990 , \$1989 , \$1988 , \$1987 , \$1986 , \$1985 , \$1984 , \$1983 , \$1982 , \$1981 , \$1980 , \$1979 , \$1978 , \$1977 , \$1976 , \$1975 , \$1974 , \$1973 , \$1972 , \$1971 , \$1970 , \$1969 , \$1968 , \$1967 , \$1966 , \$1965 , \$1964 , \$1963 , \$1962 , \$1961 , \$1960  };
+  assign \$2020  = \$1959  & \$2019 ;
+  assign \$2021  = | { \$2020 , \$1958 , \$1895 , \$1831 , \$1766  };
+  assign \$2022  = \$1519  ? \$1700  : \$2021 ;
+  assign \$2023  = \$1410  ? \$1516  : \$2022 ;
+  assign \$2024  = ~ ahead;
+  assign \$2025  = w_row == 5'h1b;
+  assign \$2026  = \$2024  & \$2025 ;
+  assign \$2027  = ! ky;
+  assign \$2028  = d == 5'h1c;
+  assign \$2029  = d == 5'h1d;
+  assign \$2030  = d == 5'h1e;
+  assign \$2031  = d == 5'h1f;
+  assign \$2032  = d == 6'h20;
+  assign \$2033  = d == 6'h21;
+  assign \$2034  = d == 6'h22;
+  assign \$2035  = d == 6'h23;
+  assign \$2036  = d == 6'h24;
+  assign \$2037  = d == 6'h25;
+  assign \$2038  = d == 6'h26;
+  assign \$2039  = d == 6'h27;
+  assign \$2040  = d == 6'h28;
+  assign \$2041  = d == 6'h29;
+  assign \$2042  = d == 6'h2a;
+  assign \$2043  = d == 6'h2b;
+  assign \$2044  = d == 6'h2c;
+  assign \$2045  = d == 6'h2d;
+  assign \$2046  = d == 6'h2e;
+  assign \$2047  = d == 6'h2f;
+  assign \$2048  = d == 6'h30;
+  assign \$2049  = d == 6'h31;
+  assign \$2050  = d == 6'h32;
+  assign \$2051  = d == 6'h33;
+  assign \$2052  = d == 6'h34;
+  assign \$2053  = d == 6'h35;
+  assign \$2054  = d == 6'h36;
+  assign \$2055  = d == 6'h37;
+  assign \$2056  = d == 6'h38;
+  assign \$2057  = d == 6'h39;
+  assign \$2058  = d == 6'h3a;
+  assign \$2059  = d == 6'h3b;
+  assign \$2060  = d == 6'h3c;
+  assign \$2061  = d == 6'h3d;
+  assign \$2062  = d == 6'h3e;
+  assign \$2063  = d == 6'h3f;
+  assign \$2064  = | { \$2063 , \$2062 , \$2061 , \$2060 , \$2059 , \$2058 , \$2057 , \$2056 , \$2055 , \$2054 , \$2053 , \$2052 , \$2051 , \$2050 , \$2049 , \$2048 , \$2047 , \$2046 , \$2045 , \$2044 , \$2043 , \$2042 , \$2041 , \$2040 , \$2039 , \$2038 , \$2037 , \$2036 , \$2035 , \$2034 , \$2033 , \$2032 , \$2031 , \$2030 , \$2029 , \$2028  };
+  assign \$2065  = \$2027  & \$2064 ;
+  assign \$2066  = ky == 1'h1;
+  assign \$2067  = d == 5'h1d;
+  assign \$2068  = d == 5'h1e;
+  assign \$2069  = d == 5'h1f;
+  assign \$2070  = d == 6'h20;
+  assign \$2071  = d == 6'h21;
+  assign \$2072  = d == 6'h22;
+  assign \$2073  = d == 6'h23;
+  assign \$2074  = d == 6'h24;
+  assign \$2075  = d == 6'h25;
+  assign \$2076  = d == 6'h26;
+  assign \$2077  = d == 6'h27;
+  assign \$2078  = d == 6'h28;
+  assign \$2079  = d == 6'h29;
+  assign \$2080  = d == 6'h2a;
+  assign \$2081  = d == 6'h2b;
+  assign \$2082  = d == 6'h2c;
+  assign \$2083  = d == 6'h2d;
+  assign \$2084  = d == 6'h2e;
+  assign \$2085  = d == 6'h2f;
+  assign \$2086  = d == 6'h30;
+  assign \$2087  = d == 6'h31;
+  assign \$2088  = d == 6'h32;
+  assign \$2089  = d == 6'h33;
+  assign \$2090  = d == 6'h34;
+  assign \$2091  = d == 6'h35;
+  assign \$2092  = d == 6'h36;
+  assign \$2093  = d == 6'h37;
+  assign \$2094  = d == 6'h38;
+  assign \$2095  = d == 6'h39;
+  assign \$2096  = d == 6'h3a;
+  assign \$2097  = d == 6'h3b;
+  assign \$2098  = d == 6'h3c;
+  assign \$2099  = d == 6'h3d;
+  assign \$2100  = d == 6'h3e;
+  assign \$2101  = d == 6'h3f;
+  assign \$2102  = | { \$2101 , \$2100 , \$2099 , \$2098 , \$2097 , \$2096 , \$2095 , \$2094 , \$2093 , \$2092 , \$2091 , \$2090 , \$2089 , \$2088 , \$2087 , \$2086 , \$2085 , \$2084 , \$2083 , \$2082 , \$2081 , \$2080 , \$2079 , \$2078 , \$2077 , \$2076 , \$2075 , \$2074 , \$2073 , \$2072 , \$2071 , \$2070 , \$2069 , \$2068 , \$2067  };
+  assign \$2103  = \$2066  & \$2102 ;
+  assign \$2104  = ky == 2'h2;
+  assign \$2105  = d == 5'h1e;
+  assign \$2106  = d == 5'h1f;
+  assign \$2107  = d == 6'h20;
+  assign \$2108  = d == 6'h21;
+  assign \$2109  = d == 6'h22;
+  assign \$2110  = d == 6'h23;
+  assign \$2111  = d == 6'h24;
+  assign \$2112  = d == 6'h25;
+  assign \$2113  = d == 6'h26;
+  assign \$2114  = d == 6'h27;
+  assign \$2115  = d == 6'h28;
+  assign \$2116  = d == 6'h29;
+  assign \$2117  = d == 6'h2a;
+  assign \$2118  = d == 6'h2b;
+  assign \$2119  = d == 6'h2c;
+  assign \$2120  = d == 6'h2d;
+  assign \$2121  = d == 6'h2e;
+  assign \$2122  = d == 6'h2f;
+  assign \$2123  = d == 6'h30;
+  assign \$2124  = d == 6'h31;
+  assign \$2125  = d == 6'h32;
+  assign \$2126  = d == 6'h33;
+  assign \$2127  = d == 6'h34;
+  assign \$2128  = d == 6'h35;
+  assign \$2129  = d == 6'h36;
+  assign \$2130  = d == 6'h37;
+  assign \$2131  = d == 6'h38;
+  assign \$2132  = d == 6'h39;
+  assign \$2133  = d == 6'h3a;
+  assign \$2134  = d == 6'h3b;
+  assign \$2135  = d == 6'h3c;
+  assign \$2136  = d == 6'h3d;
+  assign \$2137  = d == 6'h3e;
+  assign \$2138  = d == 6'h3f;
+  assign \$2139  = | { \$2138 , \$2137 , \$2136 , \$2135 , \$2134 , \$2133 , \$2132 , \$2131 , \$2130 , \$2129 , \$2128 , \$2127 , \$2126 , \$2125 , \$2124 , \$2123 , \$2122 , \$2121 , \$2120 , \$2119 , \$2118 , \$2117 , \$2116 , \$2115 , \$2114 , \$2113 , \$2112 , \$2111 , \$2110 , \$2109 , \$2108 , \$2107 , \$2106 , \$2105  };
+  assign \$2140  = \$2104  & \$2139 ;
+  assign \$2141  = ky == 2'h3;
+  assign \$2142  = d == 5'h1f;
+  assign \$2143  = d == 6'h20;
+  assign \$2144  = d == 6'h21;
+  assign \$2145  = d == 6'h22;
+  assign \$2146  = d == 6'h23;
+  assign \$2147  = d == 6'h24;
+  assign \$2148  = d == 6'h25;
+  assign \$2149  = d == 6'h26;
+  assign \$2150  = d == 6'h27;
+  assign \$2151  = d == 6'h28;
+  assign \$2152  = d == 6'h29;
+  assign \$2153  = d == 6'h2a;
+  assign \$2154  = d == 6'h2b;
+  assign \$2155  = d == 6'h2c;
+  assign \$2156  = d == 6'h2d;
+  assign \$2157  = d == 6'h2e;
+  assign \$2158  = d == 6'h2f;
+  assign \$2159  = d == 6'h30;
+  assign \$2160  = d == 6'h31;
+  assign \$2161  = d == 6'h32;
+  assign \$2162  = d == 6'h33;
+  assign \$2163  = d == 6'h34;
+  assign \$2164  = d == 6'h35;
+  assign \$2165  = d == 6'h36;
+  assign \$2166  = d == 6'h37;
+  assign \$2167  = d == 6'h38;
+  assign \$2168  = d == 6'h39;
+  assign \$2169  = d == 6'h3a;
+  assign \$2170  = d == 6'h3b;
+  assign \$2171  = d == 6'h3c;
+  assign \$2172  = d == 6'h3d;
+  assign \$2173  = d == 6'h3e;
+  assign \$2174  = d == 6'h3f;
+  assign \$2175  = | { \$2174 , \$2173 , \$2172 , \$2171 , \$2170 , \$2169 , \$2168 , \$2167 , \$2166 , \$2165 , \$2164 , \$2163 , \$2162 , \$2161 , \$2160 , \$2159 , \$2158 , \$2157 , \$2156 , \$2155 , \$2154 , \$2153 , \$2152 , \$2151 , \$2150 , \$2149 , \$2148 , \$2147 , \$2146 , \$2145 , \$2144 , \$2143 , \$2142  };
+  assign \$2176  = \$2141  & \$2175 ;
+  assign \$2177  = ky == 3'h4;
+  assign \$2178  = d == 6'h20;
+  assign \$2179  = d == 6'h21;
+  assign \$2180  = d == 6'h22;
+  assign \$2181  = d == 6'h23;
+  assign \$2182  = d == 6'h24;
+  assign \$2183  = d == 6'h25;
+  assign \$2184  = d == 6'h26;
+  assign \$2185  = d == 6'h27;
+  assign \$2186  = d == 6'h28;
+  assign \$2187  = d == 6'h29;
+  assign \$2188  = d == 6'h2a;
+  assign \$2189  = d == 6'h2b;
+  assign \$2190  = d == 6'h2c;
+  assign \$2191  = d == 6'h2d;
+  assign \$2192  = d == 6'h2e;
+  assign \$2193  = d == 6'h2f;
+  assign \$2194  = d == 6'h30;
+  assign \$2195  = d == 6'h31;
+  assign \$2196  = d == 6'h32;
+  assign \$2197  = d == 6'h33;
+  assign \$2198  = d == 6'h34;
+  assign \$2199  = d == 6'h35;
+  assign \$2200  = d == 6'h36;
+  assign \$2201  = d == 6'h37;
+  assign \$2202  = d == 6'h38;
+  assign \$2203  = d == 6'h39;
+  assign \$2204  = d == 6'h3a;
+  assign \$2205  = d == 6'h3b;
+  assign \$2206  = d == 6'h3c;
+  assign \$2207  = d == 6'h3d;
+  assign \$2208  = d == 6'h3e;
+  assign \$2209  = d == 6'h3f;
+  assign \$2210  = | { \$2209 , \$2208 , \$2207 , \$2206 , \$2205 , \$2204 , \$2203 , \$2202 , \$2201 , \$2200 , \$2199 , \$2198 , \$2197 , \$2196 , \$2195 , \$2194 , \$2193 , \$2192 , \$2191 , \$2190 , \$2189 , \$2188 , \$2187 , \$2186 , \$2185 , \$2184 , \$2183 , \$2182 , \$2181 , \$2180 , \$2179 , \$2178  };
+  assign \$2211  = \$2177  & \$2210 ;
+  assign \$2212  = | { \$2211 , \$2176 , \$2140 , \$2103 , \$2065  };
+  assign \$2213  = ! ky;
+  assign \$2214  = ! d;
+  assign \$2215  = d == 1'h1;
+  assign \$2216  = d == 2'h2;
+  assign \$2217  = d == 2'h3;
+  assign \$2218  = d == 3'h4;
+  assign \$2219  = d == 3'h5;
+  assign \$2220  = d == 3'h6;
+  assign \$2221  = d == 3'h7;
+  assign \$2222  = d == 4'h8;
+  assign \$2223  = d == 4'h9;
+  assign \$2224  = d == 4'ha;
+  assign \$2225  = d == 4'hb;
+  assign \$2226  = d == 4'hc;
+  assign \$2227  = d == 4'hd;
+  assign \$2228  = d == 4'he;
+  assign \$2229  = d == 4'hf;
+  assign \$2230  = d == 5'h10;
+  assign \$2231  = d == 5'h11;
+  assign \$2232  = d == 5'h12;
+  assign \$2233  = d == 5'h13;
+  assign \$2234  = d == 5'h14;
+  assign \$2235  = d == 5'h15;
+  assign \$2236  = d == 5'h16;
+  assign \$2237  = d == 5'h17;
+  assign \$2238  = d == 5'h18;
+  assign \$2239  = d == 5'h19;
+  assign \$2240  = d == 5'h1a;
+  assign \$2241  = d == 5'h1b;
+  assign \$2242  = d == 5'h1c;
+  assign \$2243  = d == 5'h1d;
+  assign \$2244  = d == 5'h1e;
+  assign \$2245  = d == 5'h1f;
+  assign \$2246  = d == 6'h20;
+  assign \$2247  = d == 6'h21;
+  assign \$2248  = d == 6'h22;
+  assign \$2249  = d == 6'h23;
+  assign \$2250  = d == 6'h24;
+  assign \$2251  = d == 6'h25;
+  assign \$2252  = d == 6'h26;
+  assign \$2253  = d == 6'h27;
+  assign \$2254  = d == 6'h28;
+  assign \$2255  = d == 6'h29;
+  assign \$2256  = d == 6'h2a;
+  assign \$2257  = d == 6'h2b;
+  assign \$2258  = d == 6'h2c;
+  assign \$2259  = d == 6'h2d;
+  assign \$2260  = d == 6'h2e;
+  assign \$2261  = d == 6'h2f;
+  assign \$2262  = d == 6'h30;
+  assign \$2263  = d == 6'h31;
+  assign \$2264  = d == 6'h32;
+  assign \$2265  = d == 6'h33;
+  assign \$2266  = d == 6'h34;
+  assign \$2267  = d == 6'h35;
+  assign \$2268  = d == 6'h36;
+  assign \$2269  = d == 6'h37;
+  assign \$2270  = d == 6'h38;
+  assign \$2271  = d == 6'h39;
+  assign \$2272  = d == 6'h3a;
+  assign \$2273  = d == 6'h3b;
+  assign \$2274  = d == 6'h3c;
+  assign \$2275  = d == 6'h3d;
+  assign \$2276  = d == 6'h3e;
+  assign \$2277  = d == 6'h3f;
+  assign \$2278  = | { \$2277 , \$2276 , \$2275 , \$2274 , \$2273 , \$2272 , \$2271 , \$2270 , \$2269 , \$2268 , \$2267 , \$2266 , \$2265 , \$2264 , \$2263 , \$2262 , \$2261 , \$2260 , \$2259 , \$2258 , \$2257 , \$2256 , \$2255 , \$2254 , \$2253 , \$2252 , \$2251 , \$2250 , \$2249 , \$2248 , \$2247 , \$2246 , \$2245 , \$2244 , \$2243 , \$2242 , \$2241 , \$2240 , \$2239 , \$2238 , \$2237 , \$2236 , \$2235 , \$2234 , \$2233 , \$2232 , \$2231 , \$2230 , \$2229 , \$2228 , \$2227 , \$2226 , \$2225 , \$2224 , \$2223 , \$2222 , \$2221 , \$2220 , \$2219 , \$2218 , \$2217 , \$2216 , \$2215 , \$2214  };
+  assign \$2279  = \$2213  & \$2278 ;
+  assign \$2280  = ky == 1'h1;
+  assign \$2281  = d == 1'h1;
+  assign \$2282  = d == 2'h2;
+  assign \$2283  = d == 2'h3;
+  assign \$2284  = d == 3'h4;
+  assign \$2285  = d == 3'h5;
+  assign \$2286  = d == 3'h6;
+  assign \$2287  = d == 3'h7;
+  assign \$2288  = d == 4'h8;
+  assign \$2289  = d == 4'h9;
+  assign \$2290  = d == 4'ha;
+  assign \$2291  = d == 4'hb;
+  assign \$2292  = d == 4'hc;
+  assign \$2293  = d == 4'hd;
+  assign \$2294  = d == 4'he;
+  assign \$2295  = d == 4'hf;
+  assign \$2296  = d == 5'h10;
+  assign \$2297  = d == 5'h11;
+  assign \$2298  = d == 5'h12;
+  assign \$2299  = d == 5'h13;
+  assign \$2300  = d == 5'h14;
+  assign \$2301  = d == 5'h15;
+  assign \$2302  = d == 5'h16;
+  assign \$2303  = d == 5'h17;
+  assign \$2304  = d == 5'h18;
+  assign \$2305  = d == 5'h19;
+  assign \$2306  = d == 5'h1a;
+  assign \$2307  = d == 5'h1b;
+  assign \$2308  = d == 5'h1c;
+  assign \$2309  = d == 5'h1d;
+  assign \$2310  = d == 5'h1e;
+  assign \$2311  = d == 5'h1f;
+  assign \$2312  = d == 6'h20;
+  assign \$2313  = d == 6'h21;
+  assign \$2314  = d == 6'h22;
+  assign \$2315  = d == 6'h23;
+  assign \$2316  = d == 6'h24;
+  assign \$2317  = d == 6'h25;
+  assign \$2318  = d == 6'h26;
+  assign \$2319  = d == 6'h27;
+  assign \$2320  = d == 6'h28;
+  assign \$2321  = d == 6'h29;
+  assign \$2322  = d == 6'h2a;
+  assign \$2323  = d == 6'h2b;
+  assign \$2324  = d == 6'h2c;
+  assign \$2325  = d == 6'h2d;
+  assign \$2326  = d == 6'h2e;
+  assign \$2327  = d == 6'h2f;
+  assign \$2328  = d == 6'h30;
+  assign \$2329  = d == 6'h31;
+  assign \$2330  = d == 6'h32;
+  assign \$2331  = d == 6'h33;
+  assign \$2332  = d == 6'h34;
+  assign \$2333  = d == 6'h35;
+  assign \$2334  = d == 6'h36;
+  assign \$2335  = d == 6'h37;
+  assign \$2336  = d == 6'h38;
+  assign \$2337  = d == 6'h39;
+  assign \$2338  = d == 6'h3a;
+  assign \$2339  = d == 6'h3b;
+  assign \$2340  = d == 6'h3c;
+  assign \$2341  = d == 6'h3d;
+  assign \$2342  = d == 6'h3e;
+  assign \$2343  = d == 6'h3f;
+  assign \$2344  = | { \$2343 , \$2342 , \$2341 , \$2340 , \$2339 , \$2338 , \$2337 , \$2336 , \$2335 , \$2334 , \$2333 , \$2332 , \$2331 , \$2330 , \$2329 , \$2328 , \$2327 , \$2326 , \$2325 , \$2324 , \$2323 , \$2322 , \$2321 , \$2320 , \$2319 , \$2318 , \$2317 , \$2316 , \$2315 , \$2314 , \$2313 , \$2312 , \$2311 , \$2310 , \$2309 , \$2308 , \$2307 , \$2306 , \$2305 , \$2304 , \$2303 , \$2302 , \$2301 , \$2300 , \$2299 , \$2298 , \$2297 , \$2296 , \$2295 , \$2294 , \$2293 , \$2292 , \$2291 , \$2290 , \$2289 , \$2288 , \$2287 , \$2286 , \$2285 , \$2284 , \$2283 , \$2282 , \$2281  };
+  assign \$2345  = \$2280  & \$2344 ;
+  assign \$2346  = ky == 2'h2;
+  assign \$2347  = d == 2'h2;
+  assign \$2348  = d == 2'h3;
+  assign \$2349  = d == 3'h4;
+  assign \$2350  = d == 3'h5;
+  assign \$2351  = d == 3'h6;
+  assign \$2352  = d == 3'h7;
+  assign \$2353  = d == 4'h8;
+  assign \$2354  = d == 4'h9;
+  assign \$2355  = d == 4'ha;
+  assign \$2356  = d == 4'hb;
+  assign \$2357  = d == 4'hc;
+  assign \$2358  = d == 4'hd;
+  assign \$2359  = d == 4'he;
+  assign \$2360  = d == 4'hf;
+  assign \$2361  = d == 5'h10;
+  assign \$2362  = d == 5'h11;
+  assign \$2363  = d == 5'h12;
+  assign \$2364  = d == 5'h13;
+  assign \$2365  = d == 5'h14;
+  assign \$2366  = d == 5'h15;
+  assign \$2367  = d == 5'h16;
+  assign \$2368  = d == 5'h17;
+  assign \$2369  = d == 5'h18;
+  assign \$2370  = d == 5'h19;
+  assign \$2371  = d == 5'h1a;
+  assign \$2372  = d == 5'h1b;
+  assign \$2373  = d == 5'h1c;
+  assign \$2374  = d == 5'h1d;
+  assign \$2375  = d == 5'h1e;
+  assign \$2376  = d == 5'h1f;
+  assign \$2377  = d == 6'h20;
+  assign \$2378  = d == 6'h21;
+  assign \$2379  = d == 6'h22;
+  assign \$2380  = d == 6'h23;
+  assign \$2381  = d == 6'h24;
+  assign \$2382  = d == 6'h25;
+  assign \$2383  = d == 6'h26;
+  assign \$2384  = d == 6'h27;
+  assign \$2385  = d == 6'h28;
+  assign \$2386  = d == 6'h29;
+  assign \$2387  = d == 6'h2a;
+  assign \$2388  = d == 6'h2b;
+  assign \$2389  = d == 6'h2c;
+  assign \$2390  = d == 6'h2d;
+  assign \$2391  = d == 6'h2e;
+  assign \$2392  = d == 6'h2f;
+  assign \$2393  = d == 6'h30;
+  assign \$2394  = d == 6'h31;
+  assign \$2395  = d == 6'h32;
+  assign \$2396  = d == 6'h33;
+  assign \$2397  = d == 6'h34;
+  assign \$2398  = d == 6'h35;
+  assign \$2399  = d == 6'h36;
+  assign \$2400  = d == 6'h37;
+  assign \$2401  = d == 6'h38;
+  assign \$2402  = d == 6'h39;
+  assign \$2403  = d == 6'h3a;
+  assign \$2404  = d == 6'h3b;
+  assign \$2405  = d == 6'h3c;
+  assign \$2406  = d == 6'h3d;
+  assign \$2407  = d == 6'h3e;
+  assign \$2408  = d == 6'h3f;
+  assign \$2409  = | { \$2408 , \$2407 , \$2406 , \$2405 , \$2404 , \$2403 , \$2402 , \$2401 , \$2400 , \$2399 , \$2398 , \$2397 , \$2396 , \$2395 , \$2394 , \$2393 , \$2392 , \$2391 , \$2390 , \$2389 , \$2388 , \$2387 , \$2386 , \$2385 , \$2384 , \$2383 , \$2382 , \$2381 , \$2380 , \$2379 , \$2378 , \$2377 , \$2376 , \$2375 , \$2374 , \$2373 , \$2372 , \$2371 , \$2370 , \$2369 , \$2368 , \$2367 , \$2366 , \$2365 , \$2364 , \$2363 , \$2362 , \$2361 , \$2360 , \$2359 , \$2358 , \$2357 , \$2356 , \$2355 , \$2354 , \$2353 , \$2352 , \$2351 , \$2350 , \$2349 , \$2348 , \$2347  };
+  assign \$2410  = \$2346  & \$2409 ;
+  assign \$2411  = ky == 2'h3;
+  assign \$2412  = d == 2'h3;
+  assign \$2413  = d == 3'h4;
+  assign \$2414  = d == 3'h5;
+  assign \$2415  = d == 3'h6;
+  assign \$2416  = d == 3'h7;
+  assign \$2417  = d == 4'h8;
+  assign \$2418  = d == 4'h9;
+  assign \$2419  = d == 4'ha;
+  assign \$2420  = d == 4'hb;
+  assign \$2421  = d == 4'hc;
+  assign \$2422  = d == 4'hd;
+  assign \$2423  = d == 4'he;
+  assign \$2424  = d == 4'hf;
+  assign \$2425  = d == 5'h10;
+  assign \$2426  = d == 5'h11;
+  assign \$2427  = d == 5'h12;
+  assign \$2428  = d == 5'h13;
+  assign \$2429  = d == 5'h14;
+  assign \$2430  = d == 5'h15;
+  assign \$2431  = d == 5'h16;
+  assign \$2432  = d == 5'h17;
+  assign \$2433  = d == 5'h18;
+  assign \$2434  = d == 5'h19;
+  assign \$2435  = d == 5'h1a;
+  assign \$2436  = d == 5'h1b;
+  assign \$2437  = d == 5'h1c;
+  assign \$2438  = d == 5'h1d;
+  assign \$2439  = d == 5'h1e;
+  assign \$2440  = d == 5'h1f;
+  assign \$2441  = d == 6'h20;
+  assign \$2442  = d == 6'h21;
+  assign \$2443  = d == 6'h22;
+  assign \$2444  = d == 6'h23;
+  assign \$2445  = d == 6'h24;
+  assign \$2446  = d == 6'h25;
+  assign \$2447  = d == 6'h26;
+  assign \$2448  = d == 6'h27;
+  assign \$2449  = d == 6'h28;
+  assign \$2450  = d == 6'h29;
+  assign \$2451  = d == 6'h2a;
+  assign \$2452  = d == 6'h2b;
+  assign \$2453  = d == 6'h2c;
+  assign \$2454  = d == 6'h2d;
+  assign \$2455  = d == 6'h2e;
+  assign \$2456  = d == 6'h2f;
+  assign \$2457  = d == 6'h30;
+  assign \$2458  = d == 6'h31;
+  assign \$2459  = d == 6'h32;
+  assign \$2460  = d == 6'h33;
+  assign \$2461  = d == 6'h34;
+  assign \$2462  = d == 6'h35;
+  assign \$2463  = d == 6'h36;
+  assign \$2464  = d == 6'h37;
+  assign \$2465  = d == 6'h38;
+  assign \$2466  = d == 6'h39;
+  assign \$2467  = d == 6'h3a;
+  assign \$2468  = d == 6'h3b;
+  assign \$2469  = d == 6'h3c;
+  assign \$2470  = d == 6'h3d;
+  assign \$2471  = d == 6'h3e;
+  assign \$2472  = d == 6'h3f;
+  assign \$2473  = | { \$2472 , \$2471 , \$2470 , \$2469 , \$2468 , \$2467 , \$2466 , \$2465 , \$2464 , \$2463 , \$2462 , \$2461 , \$2460 , \$2459 , \$2458 , \$2457 , \$2456 , \$2455 , \$2454 , \$2453 , \$2452 , \$2451 , \$2450 , \$2449 , \$2448 , \$2447 , \$2446 , \$2445 , \$2444 , \$2443 , \$2442 , \$2441 , \$2440 , \$2439 , \$2438 , \$2437 , \$2436 , \$2435 , \$2434 , \$2433 , \$2432 , \$2431 , \$2430 , \$2429 , \$2428 , \$2427 , \$2426 , \$2425 , \$2424 , \$2423 , \$2422 , \$2421 , \$2420 , \$2419 , \$2418 , \$2417 , \$2416 , \$2415 , \$2414 , \$2413 , \$2412  };
+  assign \$2474  = \$2411  & \$2473 ;
+  assign \$2475  = ky == 3'h4;
+  assign \$2476  = d == 3'h4;
+  assign \$2477  = d == 3'h5;
+  assign \$2478  = d == 3'h6;
+  assign \$2479  = d == 3'h7;
+  assign \$2480  = d == 4'h8;
+  assign \$2481  = d == 4'h9;
+  assign \$2482  = d == 4'ha;
+  assign \$2483  = d == 4'hb;
+  assign \$2484  = d == 4'hc;
+  assign \$2485  = d == 4'hd;
+  assign \$2486  = d == 4'he;
+  assign \$2487  = d == 4'hf;
+  assign \$2488  = d == 5'h10;
+  assign \$2489  = d == 5'h11;
+  assign \$2490  = d == 5'h12;
+  assign \$2491  = d == 5'h13;
+  assign \$2492  = d == 5'h14;
+  assign \$2493  = d == 5'h15;
+  assign \$2494  = d == 5'h16;
+  assign \$2495  = d == 5'h17;
+  assign \$2496  = d == 5'h18;
+  assign \$2497  = d == 5'h19;
+  assign \$2498  = d == 5'h1a;
+  assign \$2499  = d == 5'h1b;
+  assign \$2500  = d == 5'h1c;
+  assign \$2501  = d == 5'h1d;
+  assign \$2502  = d == 5'h1e;
+  assign \$2503  = d == 5'h1f;
+  assign \$2504  = d == 6'h20;
+  assign \$2505  = d == 6'h21;
+  assign \$2506  = d == 6'h22;
+  assign \$2507  = d == 6'h23;
+  assign \$2508  = d == 6'h24;
+  assign \$2509  = d == 6'h25;
+  assign \$2510  = d == 6'h26;
+  assign \$2511  = d == 6'h27;
+  assign \$2512  = d == 6'h28;
+  assign \$2513  = d == 6'h29;
+  assign \$2514  = d == 6'h2a;
+  assign \$2515  = d == 6'h2b;
+  assign \$2516  = d == 6'h2c;
+  assign \$2517  = d == 6'h2d;
+  assign \$2518  = d == 6'h2e;
+  assign \$2519  = d == 6'h2f;
+  assign \$2520  = d == 6'h30;
+  assign \$2521  = d == 6'h31;
+  assign \$2522  = d == 6'h32;
+  assign \$2523  = d == 6'h33;
+  assign \$2524  = d == 6'h34;
+  assign \$2525  = d == 6'h35;
+  assign \$2526  = d == 6'h36;
+  assign \$2527  = d == 6'h37;
+  assign \$2528  = d == 6'h38;
+  assign \$2529  = d == 6'h39;
+  assign \$2530  = d == 6'h3a;
+  assign \$2531  = d == 6'h3b;
+  assign \$2532  = d == 6'h3c;
+  assign \$2533  = d == 6'h3d;
+  assign \$2534  = d == 6'h3e;
+  assign \$2535  = d == 6'h3f;
+  assign \$2536  = | { \$2535 , \$2534 , \$2533 , \$2532 , \$2531 , \$2530 , \$2529 , \$2528 , \$2527 , \$2526 , \$2525 , \$2524 , \$2523 , \$2522 , \$2521 , \$2520 , \$2519 , \$2518 , \$2517 , \$2516 , \$2515 , \$2514 , \$2513 , \$2512 , \$2511 , \$2510 , \$2509 , \$2508 , \$2507 , \$2506 , \$2505 , \$2504 , \$2503 , \$2502 , \$2501 , \$2500 , \$2499 , \$2498 , \$2497 , \$2496 , \$2495 , \$2494 , \$2493 , \$2492 , \$2491 , \$2490 , \$2489 , \$2488 , \$2487 , \$2486 , \$2485 , \$2484 , \$2483 , \$2482 , \$2481 , \$2480 , \$2479 , \$2478 , \$2477 , \$2476  };
+  assign \$2537  = \$2475  & \$2536 ;
+  assign \$2538  = | { \$2537 , \$2474 , \$2410 , \$2345 , \$2279  };
+  assign \$2539  = \$2026  ? \$2212  : \$2538 ;
+  assign \$2540  = \$1409  ? \$2023  : \$2539 ;
+  assign \$2541  = r_last ? \$1408  : \$2540 ;
+  assign \$2542  = \$1298  | \$2541 ;
+  assign \$2543  = \$1251  & \$2542 ;
+  assign \$2544  = oy == 5'h1b;
+  assign \$2545  = r_last & \$2544 ;
+  assign \$2546  = ~ \$2545 ;
+  assign \$2547  = kx == 3'h4;
+  assign \$2548  = ky == 3'h4;
+  assign \$2549  = ~ \$2548 ;
+  assign \$2550  = $signed(iy) < $signed(1'h1);
+  assign \$2551  = $signed(iy) >= $signed(6'h1b);
+  assign \$2552  = \$2550  | \$2551 ;
+  assign \$2554  = ox == 5'h1b;
+  assign \$2556  = oy == 5'h1b;
+  assign \$2557  = $signed(low) < $signed(1'h1);
+  assign \$2558  = $signed(low) >= $signed(6'h1b);
+  assign \$2559  = \$2557  | \$2558 ;
+  assign \$2560  = \$2556  ? 1'h1 : \$2559 ;
+  assign \$2561  = $signed(low) < $signed(1'h0);
+  assign \$2562  = $signed(low) >= $signed(6'h1c);
+  assign \$2563  = \$2561  | \$2562 ;
+  assign \$2564  = \$2555  ? \$2560  : \$2563 ;
+  assign \$2565  = \$2548  ? \$2564  : \$2552 ;
+  assign \$2566  = $signed(iy) < $signed(1'h0);
+  assign \$2567  = $signed(iy) >= $signed(6'h1c);
+  assign \$2568  = \$2566  | \$2567 ;
+  assign \$2569  = \$2547  ? \$2565  : \$2568 ;
+  assign \$2570  = kx == 3'h4;
+  assign \$2571  = ~ \$2570 ;
+  assign \$2572  = $signed(ix) < $signed(1'h1);
+  assign \$2573  = $signed(ix) >= $signed(6'h1b);
+  assign \$2574  = \$2572  | \$2573 ;
+  assign \$2575  = ky == 3'h4;
+  assign \$2578  = ox == 5'h1b;
+  assign \$2579  = $signed(ix0) < $signed(1'h1);
+  assign \$2580  = $signed(ix0) >= $signed(6'h1b);
+  assign \$2581  = \$2579  | \$2580 ;
+  assign \$2582  = \$2578  ? 1'h1 : \$2581 ;
+  assign \$2583  = $signed(ix0) < $signed(1'h0);
+  assign \$2584  = $signed(ix0) >= $signed(6'h1c);
+  assign \$2585  = \$2583  | \$2584 ;
+  assign \$2586  = \$2577  ? \$2582  : \$2585 ;
+  assign \$2587  = \$2570  ? \$2586  : \$2574 ;
+  assign \$2588  = \$2569  | \$2587 ;
+  assign \$2589  = \$2588  | ahead;
+  assign \$2590  = oy == 5'h1b;
+  assign \$2591  = d == 2'h2;
+  assign \$2592  = d == 2'h3;
+  assign \$2593  = d == 3'h4;
+  assign \$2594  = d == 3'h5;
+  assign \$2595  = d == 3'h6;
+  assign \$2596  = d == 3'h7;
+  assign \$2597  = d == 4'h8;
+  assign \$2598  = d == 4'h9;
+  assign \$2599  = d == 4'ha;
+  assign \$2600  = d == 4'hb;
+  assign \$2601  = d == 4'hc;
+  assign \$2602  = d == 4'hd;
+  assign \$2603  = d == 4'he;
+  assign \$2604  = d == 4'hf;
+  assign \$2605  = d == 5'h10;
+  assign \$2606  = d == 5'h11;
+  assign \$2607  = d == 5'h12;
+  assign \$2608  = d == 5'h13;
+  assign \$2609  = d == 5'h14;
+  assign \$2610  = d == 5'h15;
+  assign \$2611  = d == 5'h16;
+  assign \$2612  = d == 5'h17;
+  assign \$2613  = d == 5'h18;
+  assign \$2614  = d == 5'h19;
+  assign \$2615  = d == 5'h1a;
+  assign \$2616  = d == 5'h1b;
+  assign \$2617  = d == 5'h1c;
+  assign \$2618  = d == 5'h1d;
+  assign \$2619  = d == 5'h1e;
+  assign \$2620  = d == 5'h1f;
+  assign \$2621  = d == 6'h20;
+  assign \$2622  = d == 6'h21;
+  assign \$2623  = d == 6'h22;
+  assign \$2624  = d == 6'h23;
+  assign \$2625  = d == 6'h24;
+  assign \$2626  = d == 6'h25;
+  assign \$2627  = d == 6'h26;
+  assign \$2628  = d == 6'h27;
+  assign \$2629  = d == 6'h28;
+  assign \$2630  = d == 6'h29;
+  assign \$2631  = d == 6'h2a;
+  assign \$2632  = d == 6'h2b;
+  assign \$2633  = d == 6'h2c;
+  assign \$2634  = d == 6'h2d;
+  assign \$2635  = d == 6'h2e;
+  assign \$2636  = d == 6'h2f;
+  assign \$2637  = d == 6'h30;
+  assign \$2638  = d == 6'h31;
+  assign \$2639  = d == 6'h32;
+  assign \$2640  = d == 6'h33;
+  assign \$2641  = d == 6'h34;
+  assign \$2642  = d == 6'h35;
+  assign \$2643  = d == 6'h36;
+  assign \$2644  = d == 6'h37;
+  assign \$2645  = d == 6'h38;
+  assign \$2646  = d == 6'h39;
+  assign \$2647  = d == 6'h3a;
+  assign \$2648  = d == 6'h3b;
+  assign \$2649  = d == 6'h3c;
+  assign \$2650  = d == 6'h3d;
+  assign \$2651  = d == 6'h3e;
+  assign \$2652  = d == 6'h3f;
+  assign \$2653  = | { \$2652 , \$2651 , \$2650 , \$2649 , \$2648 , \$2647 , \$2646 , \$2645 , \$2644 , \$2643 , \$2642 , \$2641 , \$2640 , \$2639 , \$2638 , \$2637 , \$2636 , \$2635 , \$2634 , \$2633 , \$2632 , \$2631 , \$2630 , \$2629 , \$2628 , \$2627 , \$2626 , \$2625 , \$2624 , \$2623 , \$2622 , \$2621 , \$2620 , \$2619 , \$2618 , \$2617 , \$2616 , \$2615 , \$2614 , \$2613 , \$2612 , \$2611 , \$2610 , \$2609 , \$2608 , \$2607 , \$2606 , \$2605 , \$2604 , \$2603 , \$2602 , \$2601 , \$2600 , \$2599 , \$2598 , \$2597 , \$2596 , \$2595 , \$2594 , \$2593 , \$2592 , \$2591  };
+  assign \$2654  = \$2590  ? 1'h1 : \$2653 ;
+  assign \$2655  = kx == 3'h4;
+  assign \$2656  = ky == 3'h4;
+  assign \$2657  = d == 1'h1;
+  assign \$2658  = d == 2'h2;
+  assign \$2659  = d == 2'h3;
+  assign \$2660  = d == 3'h4;
+  assign \$2661  = d == 3'h5;
+  assign \$2662  = d == 3'h6;
+  assign \$2663  = d == 3'h7;
+  assign \$2664  = d == 4'h8;
+  assign \$2665  = d == 4'h9;
+  assign \$2666  = d == 4'ha;
+  assign \$2667  = d == 4'hb;
+  assign \$2668  = d == 4'hc;
+  assign \$2669  = d == 4'hd;
+  assign \$2670  = d == 4'he;
+  assign \$2671  = d == 4'hf;
+  assign \$2672  = d == 5'h10;
+  assign \$2673  = d == 5'h11;
+  assign \$2674  = d == 5'h12;
+  assign \$2675  = d == 5'h13;
+  assign \$2676  = d == 5'h14;
+  assign \$2677  = d == 5'h15;
+  assign \$2678  = d == 5'h16;
+  assign \$2679  = d == 5'h17;
+  assign \$2680  = d == 5'h18;
+  assign \$2681  = d == 5'h19;
+  assign \$2682  = d == 5'h1a;
+  assign \$2683  = d == 5'h1b;
+  assign \$2684  = d == 5'h1c;
+  assign \$2685  = d == 5'h1d;
+  assign \$2686  = d == 5'h1e;
+  assign \$2687  = d == 5'h1f;
+  assign \$2688  = d == 6'h20;
+  assign \$2689  = d == 6'h21;
+  assign \$2690  = d == 6'h22;
+  assign \$2691  = d == 6'h23;
+  assign \$2692  = d == 6'h24;
+  assign \$2693  = d == 6'h25;
+  assign \$2694  = d == 6'h26;
+  assign \$2695  = d == 6'h27;
+  assign \$2696  = d == 6'h28;
+  assign \$2697  = d == 6'h29;
+  assign \$2698  = d == 6'h2a;
+  assign \$2699  = d == 6'h2b;
+  assign \$2700  = d == 6'h2c;
+  assign \$2701  = d == 6'h2d;
+  assign \$2702  = d == 6'h2e;
+  assign \$2703  = d == 6'h2f;
+  assign \$2704  = d == 6'h30;
+  assign \$2705  = d == 6'h31;
+  assign \$2706  = d == 6'h32;
+  assign \$2707  = d == 6'h33;
+  assign \$2708  = d == 6'h34;
+  assign \$2709  = d == 6'h35;
+  assign \$2710  = d == 6'h36;
+  assign \$2711  = d == 6'h37;
+  assign \$2712  = d == 6'h38;
+  assign \$2713  = d == 6'h39;
+  assign \$2714  = d == 6'h3a;
+  assign \$2715  = d == 6'h3b;
+  assign \$2716  = d == 6'h3c;
+  assign \$2717  = d == 6'h3d;
+  assign \$2718  = d == 6'h3e;
+  assign \$2719  = d == 6'h3f;
+  assign \$2720  = | { \$2719 , \$2718 , \$2717 , \$2716 , \$2715 , \$2714 , \$2713 , \$2712 , \$2711 , \$2710 , \$2709 , \$2708 , \$2707 , \$2706 , \$2705 , \$2704 , \$2703 , \$2702 , \$2701 , \$2700 , \$2699 , \$2698 , \$2697 , \$2696 , \$2695 , \$2694 , \$2693 , \$2692 , \$2691 , \$2690 , \$2689 , \$2688 , \$2687 , \$2686 , \$2685 , \$2684 , \$2683 , \$2682 , \$2681 , \$2680 , \$2679 , \$2678 , \$2677 , \$2676 , \$2675 , \$2674 , \$2673 , \$2672 , \$2671 , \$2670 , \$2669 , \$2668 , \$2667 , \$2666 , \$2665 , \$2664 , \$2663 , \$2662 , \$2661 , \$2660 , \$2659 , \$2658 , \$2657  };
+  assign \$2721  = ! ky;
+  assign \$2722  = d == 2'h2;
+  assign \$2723  = d == 2'h3;
+  assign \$2724  = d == 3'h4;
+  assign \$2725  = d == 3'h5;
+  assign \$2726  = d == 3'h6;
+  assign \$2727  = d == 3'h7;
+  assign \$2728  = d == 4'h8;
+  assign \$2729  = d == 4'h9;
+  assign \$2730  = d == 4'ha;
+  assign \$2731  = d == 4'hb;
+  assign \$2732  = d == 4'hc;
+  assign \$2733  = d == 4'hd;
+  assign \$2734  = d == 4'he;
+  assign \$2735  = d == 4'hf;
+  assign \$2736  = d == 5'h10;
+  assign \$2737  = d == 5'h11;
+  assign \$2738  = d == 5'h12;
+  assign \$2739  = d == 5'h13;
+  assign \$2740  = d == 5'h14;
+  assign \$2741  = d == 5'h15;
+  assign \$2742  = d == 5'h16;
+  assign \$2743  = d == 5'h17;
+  assign \$2744  = d == 5'h18;
+  assign \$2745  = d == 5'h19;
+  assign \$2746  = d == 5'h1a;
+  assign \$2747  = d == 5'h1b;
+  assign \$2748  = d == 5'h1c;
+  assign \$2749  = d == 5'h1d;
+  assign \$2750  = d == 5'h1e;
+  assign \$2751  = d == 5'h1f;
+  assign \$2752  = d == 6'h20;
+  assign \$2753  = d == 6'h21;
+  assign \$2754  = d == 6'h22;
+  assign \$2755  = d == 6'h23;
+  assign \$2756  = d == 6'h24;
+  assign \$2757  = d == 6'h25;
+  assign \$2758  = d == 6'h26;
+  assign \$2759  = d == 6'h27;
+  assign \$2760  = d == 6'h28;
+  assign \$2761  = d == 6'h29;
+  assign \$2762  = d == 6'h2a;
+  assign \$2763  = d == 6'h2b;
+  assign \$2764  = d == 6'h2c;
+  assign \$2765  = d == 6'h2d;
+  assign \$2766  = d == 6'h2e;
+  assign \$2767  = d == 6'h2f;
+  assign \$2768  = d == 6'h30;
+  assign \$2769  = d == 6'h31;
+  assign \$2770  = d == 6'h32;
+  assign \$2771  = d == 6'h33;
+  assign \$2772  = d == 6'h34;
+  assign \$2773  = d == 6'h35;
+  assign \$2774  = d == 6'h36;
+  assign \$2775  = d == 6'h37;
+  assign \$2776  = d == 6'h38;
+  assign \$2777  = d == 6'h39;
+  assign \$2778  = d == 6'h3a;
+  assign \$2779  = d == 6'h3b;
+  assign \$2780  = d == 6'h3c;
+  assign \$2781  = d == 6'h3d;
+  assign \$2782  = d == 6'h3e;
+  assign \$2783  = d == 6'h3f;
+  assign \$2784  = | { \$2783 , \$2782 , \$2781 , \$2780 , \$2779 , \$2778 , \$2777 , \$2776 , \$2775 , \$2774 , \$2773 , \$2772 , \$2771 , \$2770 , \$2769 , \$2768 , \$2767 , \$2766 , \$2765 , \$2764 , \$2763 , \$2762 , \$2761 , \$2760 , \$2759 , \$2758 , \$2757 , \$2756 , \$2755 , \$2754 , \$2753 , \$2752 , \$2751 , \$2750 , \$2749 , \$2748 , \$2747 , \$2746 , \$2745 , \$2744 , \$2743 , \$2742 , \$2741 , \$2740 , \$2739 , \$2738 , \$2737 , \$2736 , \$2735 , \$2734 , \$2733 , \$2732 , \$2731 , \$2730 , \$2729 , \$2728 , \$2727 , \$2726 , \$2725 , \$2724 , \$2723 , \$2722  };
+  assign \$2785  = \$2721  & \$2784 ;
+  assign \$2786  = ky == 1'h1;
+  assign \$2787  = d == 2'h3;
+  assign \$2788  = d == 3'h4;
+  assign \$2789  = d == 3'h5;
+  assign \$2790  = d == 3'h6;
+  assign \$2791  = d == 3'h7;
+  assign \$2792  = d == 4'h8;
+  assign \$2793  = d == 4'h9;
+  assign \$2794  = d == 4'ha;
+  assign \$2795  = d == 4'hb;
+  assign \$2796  = d == 4'hc;
+  assign \$2797  = d == 4'hd;
+  assign \$2798  = d == 4'he;
+  assign \$2799  = d == 4'hf;
+  assign \$2800  = d == 5'h10;
+  assign \$2801  = d == 5'h11;
+  assign \$2802  = d == 5'h12;
+  assign \$2803  = d == 5'h13;
+  assign \$2804  = d == 5'h14;
+  assign \$2805  = d == 5'h15;
+  assign \$2806  = d == 5'h16;
+  assign \$2807  = d == 5'h17;
+  assign \$2808  = d == 5'h18;
+  assign \$2809  = d == 5'h19;
+  assign \$2810  = d == 5'h1a;
+  assign \$2811  = d == 5'h1b;
+  assign \$2812  = d == 5'h1c;
+  assign \$2813  = d == 5'h1d;
+  assign \$2814  = d == 5'h1e;
+  assign \$2815  = d == 5'h1f;
+  assign \$2816  = d == 6'h20;
+  assign \$2817  = d == 6'h21;
+  assign \$2818  = d == 6'h22;
+  assign \$2819  = d == 6'h23;
+  assign \$2820  = d == 6'h24;
+  assign \$2821  = d == 6'h25;
+  assign \$2822  = d == 6'h26;
+  assign \$2823  = d == 6'h27;
+  assign \$2824  = d == 6'h28;
+  assign \$2825  = d == 6'h29;
+  assign \$2826  = d == 6'h2a;
+  assign \$2827  = d == 6'h2b;
+  assign \$2828  = d == 6'h2c;
+  assign \$2829  = d == 6'h2d;
+  assign \$2830  = d == 6'h2e;
+  assign \$2831  = d == 6'h2f;
+  assign \$2832  = d == 6'h30;
+  assign \$2833  = d == 6'h31;
+  assign \$2834  = d == 6'h32;
+  assign \$2835  = d == 6'h33;
+  assign \$2836  = d == 6'h34;
+  assign \$2837  = d == 6'h35;
+  assign \$2838  = d == 6'h36;
+  assign \$2839  = d == 6'h37;
+  assign \$2840  = d == 6'h38;
+  assign \$2841  = d == 6'h39;
+  assign \$2842  = d == 6'h3a;
+  assign \$2843  = d == 6'h3b;
+  assign \$2844  = d == 6'h3c;
+  assign \$2845  = d == 6'h3d;
+  assign \$2846  = d == 6'h3e;
+  assign \$2847  = d == 6'h3f;
+  assign \$2848  = | { \$2847 , \$2846 , \$2845 , \$2844 , \$2843 , \$2842 , \$2841 , \$2840 , \$2839 , \$2838 , \$2837 , \$2836 , \$2835 , \$2834 , \$2833 , \$2832 , \$2831 , \$2830 , \$2829 , \$2828 , \$2827 , \$2826 , \$2825 , \$2824 , \$2823 , \$2822 , \$2821 , \$2820 , \$2819 , \$2818 , \$2817 , \$2816 , \$2815 , \$2814 , \$2813 , \$2812 , \$2811 , \$2810 , \$2809 , \$2808 , \$2807 , \$2806 , \$2805 , \$2804 , \$2803 , \$2802 , \$2801 , \$2800 , \$2799 , \$2798 , \$2797 , \$2796 , \$2795 , \$2794 , \$2793 , \$2792 , \$2791 , \$2790 , \$2789 , \$2788 , \$2787  };
+  assign \$2849  = \$2786  & \$2848 ;
+  assign \$2850  = ky == 2'h2;
+  assign \$2851  = d == 3'h4;
+  assign \$2852  = d == 3'h5;
+  assign \$2853  = d == 3'h6;
+  assign \$2854  = d == 3'h7;
+  assign \$2855  = d == 4'h8;
+  assign \$2856  = d == 4'h9;
+  assign \$2857  = d == 4'ha;
+  assign \$2858  = d == 4'hb;
+  assign \$2859  = d == 4'hc;
+  assign \$2860  = d == 4'hd;
+  assign \$2861  = d == 4'he;
+  assign \$2862  = d == 4'hf;
+  assign \$2863  = d == 5'h10;
+  assign \$2864  = d == 5'h11;
+  assign \$2865  = d == 5'h12;
+  assign \$2866  = d == 5'h13;
+  assign \$2867  = d == 5'h14;
+  assign \$2868  = d == 5'h15;
+  assign \$2869  = d == 5'h16;
+  assign \$2870  = d == 5'h17;
+  assign \$2871  = d == 5'h18;
+  assign \$2872  = d == 5'h19;
+  assign \$2873  = d == 5'h1a;
+  assign \$2874  = d == 5'h1b;
+  assign \$2875  = d == 5'h1c;
+  assign \$2876  = d == 5'h1d;
+  assign \$2877  = d == 5'h1e;
+  assign \$2878  = d == 5'h1f;
+  assign \$2879  = d == 6'h20;
+  assign \$2880  = d == 6'h21;
+  assign \$2881  = d == 6'h22;
+  assign \$2882  = d == 6'h23;
+  assign \$2883  = d == 6'h24;
+  assign \$2884  = d == 6'h25;
+  assign \$2885  = d == 6'h26;
+  assign \$2886  = d == 6'h27;
+  assign \$2887  = d == 6'h28;
+  assign \$2888  = d == 6'h29;
+  assign \$2889  = d == 6'h2a;
+  assign \$2890  = d == 6'h2b;
+  assign \$2891  = d == 6'h2c;
+  assign \$2892  = d == 6'h2d;
+  assign \$2893  = d == 6'h2e;
+  assign \$2894  = d == 6'h2f;
+  assign \$2895  = d == 6'h30;
+  assign \$2896  = d == 6'h31;
+  assign \$2897  = d == 6'h32;
+  assign \$2898  = d == 6'h33;
+  assign \$2899  = d == 6'h34;
+  assign \$2900  = d == 6'h35;
+  assign \$2901  = d == 6'h36;
+  assign \$2902  = d == 6'h37;
+  assign \$2903  = d == 6'h38;
+  assign \$2904  = d == 6'h39;
+  assign \$2905  = d == 6'h3a;
+  assign \$2906  = d == 6'h3b;
+  assign \$2907  = d == 6'h3c;
+  assign \$2908  = d == 6'h3d;
+  assign \$2909  = d == 6'h3e;
+  assign \$2910  = d == 6'h3f;
+  assign \$2911  = | { \$2910 , \$2909 , \$2908 , \$2907 , \$2906 , \$2905 , \$2904 , \$2903 , \$2902 , \$2901 , \$2900 , \$2899 , \$2898 , \$2897 , \$2896 , \$2895 , \$2894 , \$2893 , \$2892 , \$2891 , \$2890 , \$2889 , \$2888 , \$2887 , \$2886 , \$2885 , \$2884 , \$2883 , \$2882 , \$2881 , \$2880 , \$2879 , \$2878 , \$2877 , \$2876 , \$2875 , \$2874 , \$2873 , \$2872 , \$2871 , \$2870 , \$2869 , \$2868 , \$2867 , \$2866 , \$2865 , \$2864 , \$2863 , \$2862 , \$2861 , \$2860 , \$2859 , \$2858 , \$2857 , \$2856 , \$2855 , \$2854 , \$2853 , \$2852 , \$2851  };
+  assign \$2912  = \$2850  & \$2911 ;
+  assign \$2913  = ky == 2'h3;
+  assign \$2914  = d == 3'h5;
+  assign \$2915  = d == 3'h6;
+  assign \$2916  = d == 3'h7;
+  assign \$2917  = d == 4'h8;
+  assign \$2918  = d == 4'h9;
+  assign \$2919  = d == 4'ha;
+  assign \$2920  = d == 4'hb;
+  assign \$2921  = d == 4'hc;
+  assign \$2922  = d == 4'hd;
+  assign \$2923  = d == 4'he;
+  assign \$2924  = d == 4'hf;
+  assign \$2925  = d == 5'h10;
+  assign \$2926  = d == 5'h11;
+  assign \$2927  = d == 5'h12;
+  assign \$2928  = d == 5'h13;
+  assign \$2929  = d == 5'h14;
+  assign \$2930  = d == 5'h15;
+  assign \$2931  = d == 5'h16;
+  assign \$2932  = d == 5'h17;
+  assign \$2933  = d == 5'h18;
+  assign \$2934  = d == 5'h19;
+  assign \$2935  = d == 5'h1a;
+  assign \$2936  = d == 5'h1b;
+  assign \$2937  = d == 5'h1c;
+  assign \$2938  = d == 5'h1d;
+  assign \$2939  = d == 5'h1e;
+  assign \$2940  = d == 5'h1f;
+  assign \$2941  = d == 6'h20;
+  assign \$2942  = d == 6'h21;
+  assign \$2943  = d == 6'h22;
+  assign \$2944  = d == 6'h23;
+  assign \$2945  = d == 6'h24;
+  assign \$2946  = d == 6'h25;
+  assign \$2947  = d == 6'h26;
+  assign \$2948  = d == 6'h27;
+  assign \$2949  = d == 6'h28;
+  assign \$2950  = d == 6'h29;
+  assign \$2951  = d == 6'h2a;
+  assign \$2952  = d == 6'h2b;
+  assign \$2953  = d == 6'h2c;
+  assign \$2954  = d == 6'h2d;
+  assign \$2955  = d == 6'h2e;
+  assign \$2956  = d == 6'h2f;
+  assign \$2957  = d == 6'h30;
+  assign \$2958  = d == 6'h31;
+  assign \$2959  = d == 6'h32;
+  assign \$2960  = d == 6'h33;
+  assign \$2961  = d == 6'h34;
+  assign \$2962  = d == 6'h35;
+  assign \$2963  = d == 6'h36;
+  assign \$2964  = d == 6'h37;
+  assign \$2965  = d == 6'h38;
+  assign \$2966  = d == 6'h39;
+  assign \$2967  = d == 6'h3a;
+  assign \$2968  = d == 6'h3b;
+  assign \$2969  = d == 6'h3c;
+  assign \$2970  = d == 6'h3d;
+  assign \$2971  = d == 6'h3e;
+  assign \$2972  = d == 6'h3f;
+  assign \$2973  = | { \$2972 , \$2971 , \$2970 , \$2969 , \$2968 , \$2967 , \$2966 , \$2965 , \$2964 , \$2963 , \$2962 , \$2961 , \$2960 , \$2959 , \$2958 , \$2957 , \$2956 , \$2955 , \$2954 , \$2953 , \$2952 , \$2951 , \$2950 , \$2949 , \$2948 , \$2947 , \$2946 , \$2945 , \$2944 , \$2943 , \$2942 , \$2941 , \$2940 , \$2939 , \$2938 , \$2937 , \$2936 , \$2935 , \$2934 , \$2933 , \$2932 , \$2931 , \$2930 , \$2929 , \$2928 , \$2927 , \$2926 , \$2925 , \$2924 , \$2923 , \$2922 , \$2921 , \$2920 , \$2919 , \$2918 , \$2917 , \$2916 , \$2915 , \$2914  };
+  assign \$2974  = \$2913  & \$2973 ;
+  assign \$2975  = ky == 3'h4;
+  assign \$2976  = d == 3'h6;
+  assign \$2977  = d == 3'h7;
+  assign \$2978  = d == 4'h8;
+  assign \$2979  = d == 4'h9;
+  assign \$2980  = d == 4'ha;
+  assign \$2981  = d == 4'hb;
+  assign \$2982  = d == 4'hc;
+  assign \$2983  = d == 4'hd;
+  assign \$2984  = d == 4'he;
+  assign \$2985  = d == 4'hf;
+  assign \$2986  = d == 5'h10;
+  assign \$2987  = d == 5'h11;
+  assign \$2988  = d == 5'h12;
+  assign \$2989  = d == 5'h13;
+  assign \$2990  = d == 5'h14;
+  assign \$2991  = d == 5'h15;
+  assign \$2992  = d == 5'h16;
+  assign \$2993  = d == 5'h17;
+  assign \$2994  = d == 5'h18;
+  assign \$2995  = d == 5'h19;
+  assign \$2996  = d == 5'h1a;
+  assign \$2997  = d == 5'h1b;
+  assign \$2998  = d == 5'h1c;
+  assign \$2999  = d == 5'h1d;
+  assign \$3000  = d == 5'h1e;
+  assign \$3001  = d == 5'h1f;
+  assign \$3002  = d == 6'h20;
+  assign \$3003  = d == 6'h21;
+  assign \$3004  = d == 6'h22;
+  assign \$3005  = d == 6'h23;
+  assign \$3006  = d == 6'h24;
+  assign \$3007  = d == 6'h25;
+  assign \$3008  = d == 6'h26;
+  assign \$3009  = d == 6'h27;
+  assign \$3010  = d == 6'h28;
+  assign \$3011  = d == 6'h29;
+  assign \$3012  = d == 6'h2a;
+  assign \$3013  = d == 6'h2b;
+  assign \$3014  = d == 6'h2c;
+  assign \$3015  = d == 6'h2d;
+  assign \$3016  = d == 6'h2e;
+  assign \$3017  = d == 6'h2f;
+  assign \$3018  = d == 6'h30;
+  assign \$3019  = d == 6'h31;
+  assign \$3020  = d == 6'h32;
+  assign \$3021  = d == 6'h33;
+  assign \$3022  = d == 6'h34;
+  assign \$3023  = d == 6'h35;
+  assign \$3024  = d == 6'h36;
+  assign \$3025  = d == 6'h37;
+  assign \$3026  = d == 6'h38;
+  assign \$3027  = d == 6'h39;
+  assign \$3028  = d == 6'h3a;
+  assign \$3029  = d == 6'h3b;
+  assign \$3030  = d == 6'h3c;
+  assign \$3031  = d == 6'h3d;
+  assign \$3032  = d == 6'h3e;
+  assign \$3033  = d == 6'h3f;
+  assign \$3034  = | { \$3033 , \$3032 , \$3031 , \$3030 , \$3029 , \$3028 , \$3027 , \$3026 , \$3025 , \$3024 , \$3023 , \$3022 , \$3021 , \$3020 , \$3019 , \$3018 , \$3017 , \$3016 , \$3015 , \$3014 , \$3013 , \$3012 , \$3011 , \$3010 , \$3009 , \$3008 , \$3007 , \$3006 , \$3005 , \$3004 , \$3003 , \$3002 , \$3001 , \$3000 , \$2999 , \$2998 , \$2997 , \$2996 , \$2995 , \$2994 , \$2993 , \$2992 , \$2991 , \$2990 , \$2989 , \$2988 , \$2987 , \$2986 , \$2985 , \$2984 , \$2983 , \$2982 , \$2981 , \$2980 , \$2979 , \$2978 , \$2977 , \$2976  };
+  assign \$3035  = \$2975  & \$3034 ;
+  assign \$3036  = | { \$3035 , \$2974 , \$2912 , \$2849 , \$2785  };
+  assign \$3037  = \$2656  ? \$2720  : \$3036 ;
+  assign \$3038  = ! ky;
+  assign \$3039  = d == 1'h1;
+  assign \$3040  = d == 2'h2;
+  assign \$3041  = d == 2'h3;
+  assign \$3042  = d == 3'h4;
+  assign \$3043  = d == 3'h5;
+  assign \$3044  = d == 3'h6;
+  assign \$3045  = d == 3'h7;
+  assign \$3046  = d == 4'h8;
+  assign \$3047  = d == 4'h9;
+  assign \$3048  = d == 4'ha;
+  assign \$3049  = d == 4'hb;
+  assign \$3050  = d == 4'hc;
+  assign \$3051  = d == 4'hd;
+  assign \$3052  = d == 4'he;
+  assign \$3053  = d == 4'hf;
+  assign \$3054  = d == 5'h10;
+  assign \$3055  = d == 5'h11;
+  assign \$3056  = d == 5'h12;
+  assign \$3057  = d == 5'h13;
+  assign \$3058  = d == 5'h14;
+  assign \$3059  = d == 5'h15;
+  assign \$3060  = d == 5'h16;
+  assign \$3061  = d == 5'h17;
+  assign \$3062  = d == 5'h18;
+  assign \$3063  = d == 5'h19;
+  assign \$3064  = d == 5'h1a;
+  assign \$3065  = d == 5'h1b;
+  assign \$3066  = d == 5'h1c;
+  assign \$3067  = d == 5'h1d;
+  assign \$3068  = d == 5'h1e;
+  assign \$3069  = d == 5'h1f;
+  assign \$3070  = d == 6'h20;
+  assign \$3071  = d == 6'h21;
+  assign \$3072  = d == 6'h22;
+  assign \$3073  = d == 6'h23;
+  assign \$3074  = d == 6'h24;
+  assign \$3075  = d == 6'h25;
+  assign \$3076  = d == 6'h26;
+  assign \$3077  = d == 6'h27;
+  assign \$3078  = d == 6'h28;
+  assign \$3079  = d == 6'h29;
+  assign \$3080  = d == 6'h2a;
+  assign \$3081  = d == 6'h2b;
+  assign \$3082  = d == 6'h2c;
+  assign \$3083  = d == 6'h2d;
+  assign \$3084  = d == 6'h2e;
+  assign \$3085  = d == 6'h2f;
+  assign \$3086  = d == 6'h30;
+  assign \$3087  = d == 6'h31;
+  assign \$3088  = d == 6'h32;
+  assign \$3089  = d == 6'h33;
+  assign \$3090  = d == 6'h34;
+  assign \$3091  = d == 6'h35;
+  assign \$3092  = d == 6'h36;
+  assign \$3093  = d == 6'h37;
+  assign \$3094  = d == 6'h38;
+  assign \$3095  = d == 6'h39;
+  assign \$3096  = d == 6'h3a;
+  assign \$3097  = d == 6'h3b;
+  assign \$3098  = d == 6'h3c;
+  assign \$3099  = d == 6'h3d;
+  assign \$3100  = d == 6'h3e;
+  assign \$3101  = d == 6'h3f;
+  assign \$3102  = | { \$3101 , \$3100 , \$3099 , \$3098 , \$3097 , \$3096 , \$3095 , \$3094 , \$3093 , \$3092 , \$3091 , \$3090 , \$3089 , \$3088 , \$3087 , \$3086 , \$3085 , \$3084 , \$3083 , \$3082 , \$3081 , \$3080 , \$3079 , \$3078 , \$3077 , \$3076 , \$3075 , \$3074 , \$3073 , \$3072 , \$3071 , \$3070 , \$3069 , \$3068 , \$3067 , \$3066 , \$3065 , \$3064 , \$3063 , \$3062 , \$3061 , \$3060 , \$3059 , \$3058 , \$3057 , \$3056 , \$3055 , \$3054 , \$3053 , \$3052 , \$3051 , \$3050 , \$3049 , \$3048 , \$3047 , \$3046 , \$3045 , \$3044 , \$3043 , \$3042 , \$3041 , \$3040 , \$3039  };
+  assign \$3103  = \$3038  & \$3102 ;
+  assign \$3104  = ky == 1'h1;
+  assign \$3105  = d == 2'h2;
+  assign \$3106  = d == 2'h3;
+  assign \$3107  = d == 3'h4;
+  assign \$3108  = d == 3'h5;
+  assign \$3109  = d == 3'h6;
+  assign \$3110  = d == 3'h7;
+  assign \$3111  = d == 4'h8;
+  assign \$3112  = d == 4'h9;
+  assign \$3113  = d == 4'ha;
+  assign \$3114  = d == 4'hb;
+  assign \$3115  = d == 4'hc;
+  assign \$3116  = d == 4'hd;
+  assign \$3117  = d == 4'he;
+  assign \$3118  = d == 4'hf;
+  assign \$3119  = d == 5'h10;
+  assign \$3120  = d == 5'h11;
+  assign \$3121  = d == 5'h12;
+  assign \$3122  = d == 5'h13;
+  assign \$3123  = d == 5'h14;
+  assign \$3124  = d == 5'h15;
+  assign \$3125  = d == 5'h16;
+  assign \$3126  = d == 5'h17;
+  assign \$3127  = d == 5'h18;
+  assign \$3128  = d == 5'h19;
+  assign \$3129  = d == 5'h1a;
+  assign \$3130  = d == 5'h1b;
+  assign \$3131  = d == 5'h1c;
+  assign \$3132  = d == 5'h1d;
+  assign \$3133  = d == 5'h1e;
+  assign \$3134  = d == 5'h1f;
+  assign \$3135  = d == 6'h20;
+  assign \$3136  = d == 6'h21;
+  assign \$3137  = d == 6'h22;
+  assign \$3138  = d == 6'h23;
+  assign \$3139  = d == 6'h24;
+  assign \$3140  = d == 6'h25;
+  assign \$3141  = d == 6'h26;
+  assign \$3142  = d == 6'h27;
+  assign \$3143  = d == 6'h28;
+  assign \$3144  = d == 6'h29;
+  assign \$3145  = d == 6'h2a;
+  assign \$3146  = d == 6'h2b;
+  assign \$3147  = d == 6'h2c;
+  assign \$3148  = d == 6'h2d;
+  assign \$3149  = d == 6'h2e;
+  assign \$3150  = d == 6'h2f;
+  assign \$3151  = d == 6'h30;
+  assign \$3152  = d == 6'h31;
+  assign \$3153  = d == 6'h32;
+  assign \$3154  = d == 6'h33;
+  assign \$3155  = d == 6'h34;
+  assign \$3156  = d == 6'h35;
+  assign \$3157  = d == 6'h36;
+  assign \$3158  = d == 6'h37;
+  assign \$3159  = d == 6'h38;
+  assign \$3160  = d == 6'h39;
+  assign \$3161  = d == 6'h3a;
+  assign \$3162  = d == 6'h3b;
+  assign \$3163  = d == 6'h3c;
+  assign \$3164  = d == 6'h3d;
+  assign \$3165  = d == 6'h3e;
+  assign \$3166  = d == 6'h3f;
+  assign \$3167  = | { \$3166 , \$3165 , \$3164 , \$3163 , \$3162 , \$3161 , \$3160 , \$3159 , \$3158 , \$3157 , \$3156 , \$3155 , \$3154 , \$3153 , \$3152 , \$3151 , \$3150 , \$3149 , \$3148 , \$3147 , \$3146 , \$3145 , \$3144 , \$3143 , \$3142 , \$3141 , \$3140 , \$3139 , \$3138 , \$3137 , \$3136 , \$3135 , \$3134 , \$3133 , \$3132 , \$3131 , \$3130 , \$3129 , \$3128 , \$3127 , \$3126 , \$3125 , \$3124 , \$3123 , \$3122 , \$3121 , \$3120 , \$3119 , \$3118 , \$3117 , \$3116 , \$3115 , \$3114 , \$3113 , \$3112 , \$3111 , \$3110 , \$3109 , \$3108 , \$3107 , \$3106 , \$3105  };
+  assign \$3168  = \$3104  & \$3167 ;
+  assign \$3169  = ky == 2'h2;
+  assign \$3170  = d == 2'h3;
+  assign \$3171  = d == 3'h4;
+  assign \$3172  = d == 3'h5;
+  assign \$3173  = d == 3'h6;
+  assign \$3174  = d == 3'h7;
+  assign \$3175  = d == 4'h8;
+  assign \$3176  = d == 4'h9;
+  assign \$3177  = d == 4'ha;
+  assign \$3178  = d == 4'hb;
+  assign \$3179  = d == 4'hc;
+  assign \$3180  = d == 4'hd;
+  assign \$3181  = d == 4'he;
+  assign \$3182  = d == 4'hf;
+  assign \$3183  = d == 5'h10;
+  assign \$3184  = d == 5'h11;
+  assign \$3185  = d == 5'h12;
+  assign \$3186  = d == 5'h13;
+  assign \$3187  = d == 5'h14;
+  assign \$3188  = d == 5'h15;
+  assign \$3189  = d == 5'h16;
+  assign \$3190  = d == 5'h17;
+  assign \$3191  = d == 5'h18;
+  assign \$3192  = d == 5'h19;
+  assign \$3193  = d == 5'h1a;
+  assign \$3194  = d == 5'h1b;
+  assign \$3195  = d == 5'h1c;
+  assign \$3196  = d == 5'h1d;
+  assign \$3197  = d == 5'h1e;
+  assign \$3198  = d == 5'h1f;
+  assign \$3199  = d == 6'h20;
+  assign \$3200  = d == 6'h21;
+  assign \$3201  = d == 6'h22;
+  assign \$3202  = d == 6'h23;
+  assign \$3203  = d == 6'h24;
+  assign \$3204  = d == 6'h25;
+  assign \$3205  = d == 6'h26;
+  assign \$3206  = d == 6'h27;
+  assign \$3207  = d == 6'h28;
+  assign \$3208  = d == 6'h29;
+  assign \$3209  = d == 6'h2a;
+  assign \$3210  = d == 6'h2b;
+  assign \$3211  = d == 6'h2c;
+  assign \$3212  = d == 6'h2d;
+  assign \$3213  = d == 6'h2e;
+  assign \$3214  = d == 6'h2f;
+  assign \$3215  = d == 6'h30;
+  assign \$3216  = d == 6'h31;
+  assign \$3217  = d == 6'h32;
+  assign \$3218  = d == 6'h33;
+  assign \$3219  = d == 6'h34;
+  assign \$3220  = d == 6'h35;
+  assign \$3221  = d == 6'h36;
+  assign \$3222  = d == 6'h37;
+  assign \$3223  = d == 6'h38;
+  assign \$3224  = d == 6'h39;
+  assign \$3225  = d == 6'h3a;
+  assign \$3226  = d == 6'h3b;
+  assign \$3227  = d == 6'h3c;
+  assign \$3228  = d == 6'h3d;
+  assign \$3229  = d == 6'h3e;
+  assign \$3230  = d == 6'h3f;
+  assign \$3231  = | { \$3230 , \$3229 , \$3228 , \$3227 , \$3226 , \$3225 , \$3224 , \$3223 , \$3222 , \$3221 , \$3220 , \$3219 , \$3218 , \$3217 , \$3216 , \$3215 , \$3214 , \$3213 , \$3212 , \$3211 , \$3210 , \$3209 , \$3208 , \$3207 , \$3206 , \$3205 , \$3204 , \$3203 , \$3202 , \$3201 , \$3200 , \$3199 , \$3198 , \$3197 , \$3196 , \$3195 , \$3194 , \$3193 , \$3192 , \$3191 , \$3190 , \$3189 , \$3188 , \$3187 , \$3186 , \$3185 , \$3184 , \$3183 , \$3182 , \$3181 , \$3180 , \$3179 , \$3178 , \$3177 , \$3176 , \$3175 , \$3174 , \$3173 , \$3172 , \$3171 , \$3170  };
+  assign \$3232  = \$3169  & \$3231 ;
+  assign \$3233  = ky == 2'h3;
+  assign \$3234  = d == 3'h4;
+  assign \$3235  = d == 3'h5;
+  assign \$3236  = d == 3'h6;
+  assign \$3237  = d == 3'h7;
+  assign \$3238  = d == 4'h8;
+  assign \$3239  = d == 4'h9;
+  assign \$3240  = d == 4'ha;
+  assign \$3241  = d == 4'hb;
+  assign \$3242  = d == 4'hc;
+  assign \$3243  = d == 4'hd;
+  assign \$3244  = d == 4'he;
+  assign \$3245  = d == 4'hf;
+  assign \$3246  = d == 5'h10;
+  assign \$3247  = d == 5'h11;
+  assign \$3248  = d == 5'h12;
+  assign \$3249  = d == 5'h13;
+  assign \$3250  = d == 5'h14;
+  assign \$3251  = d == 5'h15;
+  assign \$3252  = d == 5'h16;
+  assign \$3253  = d == 5'h17;
+  assign \$3254  = d == 5'h18;
+  assign \$3255  = d == 5'h19;
+  assign \$3256  = d == 5'h1a;
+  assign \$3257  = d == 5'h1b;
+  assign \$3258  = d == 5'h1c;
+  assign \$3259  = d == 5'h1d;
+  assign \$3260  = d == 5'h1e;
+  assign \$3261  = d == 5'h1f;
+  assign \$3262  = d == 6'h20;
+  assign \$3263  = d == 6'h21;
+  assign \$3264  = d == 6'h22;
+  assign \$3265  = d == 6'h23;
+  assign \$3266  = d == 6'h24;
+  assign \$3267  = d == 6'h25;
+  assign \$3268  = d == 6'h26;
+  assign \$3269  = d == 6'h27;
+  assign \$3270  = d == 6'h28;
+  assign \$3271  = d == 6'h29;
+  assign \$3272  = d == 6'h2a;
+  assign \$3273  = d == 6'h2b;
+  assign \$3274  = d == 6'h2c;
+  assign \$3275  = d == 6'h2d;
+  assign \$3276  = d == 6'h2e;
+  assign \$3277  = d == 6'h2f;
+  assign \$3278  = d == 6'h30;
+  assign \$3279  = d == 6'h31;
+  assign \$3280  = d == 6'h32;
+  assign \$3281  = d == 6'h33;
+  assign \$3282  = d == 6'h34;
+  assign \$3283  = d == 6'h35;
+  assign \$3284  = d == 6'h36;
+  assign \$3285  = d == 6'h37;
+  assign \$3286  = d == 6'h38;
+  assign \$3287  = d == 6'h39;
+  assign \$3288  = d == 6'h3a;
+  assign \$3289  = d == 6'h3b;
+  assign \$3290  = d == 6'h3c;
+  assign \$3291  = d == 6'h3d;
+  assign \$3292  = d == 6'h3e;
+  assign \$3293  = d == 6'h3f;
+  assign \$3294  = | { \$3293 , \$3292 , \$3291 , \$3290 , \$3289 , \$3288 , \$3287 , \$3286 , \$3285 , \$3284 , \$3283 , \$3282 , \$3281 , \$3280 , \$3279 , \$3278 , \$3277 , \$3276 , \$3275 , \$3274 , \$3273 , \$3272 , \$3271 , \$3270 , \$3269 , \$3268 , \$3267 , \$3266 , \$3265 , \$3264 , \$3263 , \$3262 , \$3261 , \$3260 , \$3259 , \$3258 , \$3257 , \$3256 , \$3255 , \$3254 , \$3253 , \$3252 , \$3251 , \$3250 , \$3249 , \$3248 , \$3247 , \$3246 , \$3245 , \$3244 , \$3243 , \$3242 , \$3241 , \$3240 , \$3239 , \$3238 , \$3237 , \$3236 , \$3235 , \$3234  };
+  assign \$3295  = \$3233  & \$3294 ;
+  assign \$3296  = ky == 3'h4;
+  assign \$3297  = d == 3'h5;
+  assign \$3298  = d == 3'h6;
+  assign \$3299  = d == 3'h7;
+  assign \$3300  = d == 4'h8;
+  assign \$3301  = d == 4'h9;
+  assign \$3302  = d == 4'ha;
+  assign \$3303  = d == 4'hb;
+  assign \$3304  = d == 4'hc;
+  assign \$3305  = d == 4'hd;
+  assign \$3306  = d == 4'he;
+  assign \$3307  = d == 4'hf;
+  assign \$3308  = d == 5'h10;
+  assign \$3309  = d == 5'h11;
+  assign \$3310  = d == 5'h12;
+  assign \$3311  = d == 5'h13;
+  assign \$3312  = d == 5'h14;
+  assign \$3313  = d == 5'h15;
+  assign \$3314  = d == 5'h16;
+  assign \$3315  = d == 5'h17;
+  assign \$3316  = d == 5'h18;
+  assign \$3317  = d == 5'h19;
+  assign \$3318  = d == 5'h1a;
+  assign \$3319  = d == 5'h1b;
+  assign \$3320  = d == 5'h1c;
+  assign \$3321  = d == 5'h1d;
+  assign \$3322  = d == 5'h1e;
+  assign \$3323  = d == 5'h1f;
+  assign \$3324  = d == 6'h20;
+  assign \$3325  = d == 6'h21;
+  assign \$3326  = d == 6'h22;
+  assign \$3327  = d == 6'h23;
+  assign \$3328  = d == 6'h24;
+  assign \$3329  = d == 6'h25;
+  assign \$3330  = d == 6'h26;
+  assign \$3331  = d == 6'h27;
+  assign \$3332  = d == 6'h28;
+  assign \$3333  = d == 6'h29;
+  assign \$3334  = d == 6'h2a;
+  assign \$3335  = d == 6'h2b;
+  assign \$3336  = d == 6'h2c;
+  assign \$3337  = d == 6'h2d;
+  assign \$3338  = d == 6'h2e;
+  assign \$3339  = d == 6'h2f;
+  assign \$3340  = d == 6'h30;
+  assign \$3341  = d == 6'h31;
+  assign \$3342  = d == 6'h32;
+  assign \$3343  = d == 6'h33;
+  assign \$3344  = d == 6'h34;
+  assign \$3345  = d == 6'h35;
+  assign \$3346  = d == 6'h36;
+  assign \$3347  = d == 6'h37;
+  assign \$3348  = d == 6'h38;
+  assign \$3349  = d == 6'h39;
+  assign \$3350  = d == 6'h3a;
+  assign \$3351  = d == 6'h3b;
+  assign \$3352  = d == 6'h3c;
+  assign \$3353  = d == 6'h3d;
+  assign \$3354  = d == 6'h3e;
+  assign \$3355  = d == 6'h3f;
+  assign \$3356  = | { \$3355 , \$3354 , \$3353 , \$3352 , \$3351 , \$3350 , \$3349 , \$3348 , \$3347 , \$3346 , \$3345 , \$3344 , \$3343 , \$3342 , \$3341 , \$3340 , \$3339 , \$3338 , \$3337 , \$3336 , \$3335 , \$3334 , \$3333 , \$3332 , \$3331 , \$3330 , \$3329 , \$3328 , \$3327 , \$3326 , \$3325 , \$3324 , \$3323 , \$3322 , \$3321 , \$3320 , \$3319 , \$3318 , \$3317 , \$3316 , \$3315 , \$3314 , \$3313 , \$3312 , \$3311 , \$3310 , \$3309 , \$3308 , \$3307 , \$3306 , \$3305 , \$3304 , \$3303 , \$3302 , \$3301 , \$3300 , \$3299 , \$3298 , \$3297  };
+  assign \$3357  = \$3296  & \$3356 ;
+  assign \$3358  = | { \$3357 , \$3295 , \$3232 , \$3168 , \$3103  };
+  assign \$3359  = \$2655  ? \$3037  : \$3358 ;
+  assign \$3360  = r_last ? \$2654  : \$3359 ;
+  assign \$3361  = \$2589  | \$3360 ;
+  assign \$3362  = \$2546  & \$3361 ;
+  assign \$3363  = \$1248  ? \$2543  : \$3362 ;
+  assign \$3364  = write & w_last;
+  assign \$3365  = ~ r_done;
+  assign \$3366  = pad | ahead;
+  assign \$3367  = ~ ahead;
+  assign \$3368  = w_row == 5'h1b;
+  assign \$3369  = \$3367  & \$3368 ;
+  assign \$3370  = \$3366  | \$3369 ;
+  assign \$3371  = ~ ahead;
+  assign \$3372  = w_row == 5'h1b;
+  assign \$3373  = \$3371  & \$3372 ;
+  assign \$3374  = ! ky;
+  assign \$3375  = d == 5'h1c;
+  assign \$3376  = d == 5'h1d;
+  assign \$3377  = d == 5'h1e;
+  assign \$3378  = d == 5'h1f;
+  assign \$3379  = d == 6'h20;
+  assign \$3380  = d == 6'h21;
+  assign \$3381  = d == 6'h22;
+  assign \$3382  = d == 6'h23;
+  assign \$3383  = d == 6'h24;
+  assign \$3384  = d == 6'h25;
+  assign \$3385  = d == 6'h26;
+  assign \$3386  = d == 6'h27;
+  assign \$3387  = d == 6'h28;
+  assign \$3388  = d == 6'h29;
+  assign \$3389  = d == 6'h2a;
+  assign \$3390  = d == 6'h2b;
+  assign \$3391  = d == 6'h2c;
+  assign \$3392  = d == 6'h2d;
+  assign \$3393  = d == 6'h2e;
+  assign \$3394  = d == 6'h2f;
+  assign \$3395  = d == 6'h30;
+  assign \$3396  = d == 6'h31;
+  assign \$3397  = d == 6'h32;
+  assign \$3398  = d == 6'h33;
+  assign \$3399  = d == 6'h34;
+  assign \$3400  = d == 6'h35;
+  assign \$3401  = d == 6'h36;
+  assign \$3402  = d == 6'h37;
+  assign \$3403  = d == 6'h38;
+  assign \$3404  = d == 6'h39;
+  assign \$3405  = d == 6'h3a;
+  assign \$3406  = d == 6'h3b;
+  assign \$3407  = d == 6'h3c;
+  assign \$3408  = d == 6'h3d;
+  assign \$3409  = d == 6'h3e;
+  assign \$3410  = d == 6'h3f;
+  assign \$3411  = | { \$3410 , \$3409 , \$3408 , \$3407 , \$3406 , \$3405 , \$3404 , \$3403 , \$3402 , \$3401 , \$3400 , \$3399 , \$3398 , \$3397 , \$3396 , \$3395 , \$3394 , \$3393 , \$3392 , \$3391 , \$3390 , \$3389 , \$3388 , \$3387 , \$3386 , \$3385 , \$3384 , \$3383 , \$3382 , \$3381 , \$3380 , \$3379 , \$3378 , \$3377 , \$3376 , \$3375  };
+  assign \$3412  = \$3374  & \$3411 ;
+  assign \$3413  = ky == 1'h1;
+  assign \$3414  = d == 5'h1d;
+  assign \$3415  = d == 5'h1e;
+  assign \$3416  = d == 5'h1f;
+  assign \$3417  = d == 6'h20;
+  assign \$3418  = d == 6'h21;
+  assign \$3419  = d == 6'h22;
+  assign \$3420  = d == 6'h23;
+  assign \$3421  = d == 6'h24;
+  assign \$3422  = d == 6'h25;
+  assign \$3423  = d == 6'h26;
+  assign \$3424  = d == 6'h27;
+  assign \$3425  = d == 6'h28;
+  assign \$3426  = d == 6'h29;
+  assign \$3427  = d == 6'h2a;
+  assign \$3428  = d == 6'h2b;
+  assign \$3429  = d == 6'h2c;
+  assign \$3430  = d == 6'h2d;
+  assign \$3431  = d == 6'h2e;
+  assign \$3432  = d == 6'h2f;
+  assign \$3433  = d == 6'h30;
+  assign \$3434  = d == 6'h31;
+  assign \$3435  = d == 6'h32;
+  assign \$3436  = d == 6'h33;
+  assign \$3437  = d == 6'h34;
+  assign \$3438  = d == 6'h35;
+  assign \$3439  = d == 6'h36;
+  assign \$3440  = d == 6'h37;
+  assign \$3441  = d == 6'h38;
+  assign \$3442  = d == 6'h39;
+  assign \$3443  = d == 6'h3a;
+  assign \$3444  = d == 6'h3b;
+  assign \$3445  = d == 6'h3c;
+  assign \$3446  = d == 6'h3d;
+  assign \$3447  = d == 6'h3e;
+  assign \$3448  = d == 6'h3f;
+  assign \$3449  = | { \$3448 , \$3447 , \$3446 , \$3445 , \$3444 , \$3443 , \$3442 , \$3441 , \$3440 , \$3439 , \$3438 , \$3437 , \$3436 , \$3435 , \$3434 , \$3433 , \$3432 , \$3431 , \$3430 , \$3429 , \$3428 , \$3427 , \$3426 , \$3425 , \$3424 , \$3423 , \$3422 , \$3421 , \$3420 , \$3419 , \$3418 , \$3417 , \$3416 , \$3415 , \$3414  };
+  assign \$3450  = \$3413  & \$3449 ;
+  assign \$3451  = ky == 2'h2;
+  assign \$3452  = d == 5'h1e;
+  assign \$3453  = d == 5'h1f;
+  assign \$3454  = d == 6'h20;
+  assign \$3455  = d == 6'h21;
+  assign \$3456  = d == 6'h22;
+  assign \$3457  = d == 6'h23;
+  assign \$3458  = d == 6'h24;
+  assign \$3459  = d == 6'h25;
+  assign \$3460  = d == 6'h26;
+  assign \$3461  = d == 6'h27;
+  assign \$3462  = d == 6'h28;
+  assign \$3463  = d == 6'h29;
+  assign \$3464  = d == 6'h2a;
+  assign \$3465  = d == 6'h2b;
+  assign \$3466  = d == 6'h2c;
+  assign \$3467  = d == 6'h2d;
+  assign \$3468  = d == 6'h2e;
+  assign \$3469  = d == 6'h2f;
+  assign \$3470  = d == 6'h30;
+  assign \$3471  = d == 6'h31;
+  assign \$3472  = d == 6'h32;
+  assign \$3473  = d == 6'h33;
+  assign \$3474  = d == 6'h34;
+  assign \$3475  = d == 6'h35;
+  assign \$3476  = d == 6'h36;
+  assign \$3477  = d == 6'h37;
+  assign \$3478  = d == 6'h38;
+  assign \$3479  = d == 6'h39;
+  assign \$3480  = d == 6'h3a;
+  assign \$3481  = d == 6'h3b;
+  assign \$3482  = d == 6'h3c;
+  assign \$3483  = d == 6'h3d;
+  assign \$3484  = d == 6'h3e;
+  assign \$3485  = d == 6'h3f;
+  assign \$3486  = | { \$3485 , \$3484 , \$3483 , \$3482 , \$3481 , \$3480 , \$3479 , \$3478 , \$3477 , \$3476 , \$3475 , \$3474 , \$3473 , \$3472 , \$3471 , \$3470 , \$3469 , \$3468 , \$3467 , \$3466 , \$3465 , \$3464 , \$3463 , \$3462 , \$3461 , \$3460 , \$3459 , \$3458 , \$3457 , \$3456 , \$3455 , \$3454 , \$3453 , \$3452  };
+  assign \$3487  = \$3451  & \$3486 ;
+  assign \$3488  = ky == 2'h3;
+  assign \$3489  = d == 5'h1f;
+  assign \$3490  = d == 6'h20;
+  assign \$3491  = d == 6'h21;
+  assign \$3492  = d == 6'h22;
+  assign \$3493  = d == 6'h23;
+  assign \$3494  = d == 6'h24;
+  assign \$3495  = d == 6'h25;
+  assign \$3496  = d == 6'h26;
+  assign \$3497  = d == 6'h27;
+  assign \$3498  = d == 6'h28;
+  assign \$3499  = d == 6'h29;
+  assign \$3500  = d == 6'h2a;
+  assign \$3501  = d == 6'h2b;
+  assign \$3502  = d == 6'h2c;
+  assign \$3503  = d == 6'h2d;
+  assign \$3504  = d == 6'h2e;
+  assign \$3505  = d == 6'h2f;
+  assign \$3506  = d == 6'h30;
+  assign \$3507  = d == 6'h31;
+  assign \$3508  = d == 6'h32;
+  assign \$3509  = d == 6'h33;
+  assign \$3510  = d == 6'h34;
+  assign \$3511  = d == 6'h35;
+  assign \$3512  = d == 6'h36;
+  assign \$3513  = d == 6'h37;
+  assign \$3514  = d == 6'h38;
+  assign \$3515  = d == 6'h39;
+  assign \$3516  = d == 6'h3a;
+  assign \$3517  = d == 6'h3b;
+  assign \$3518  = d == 6'h3c;
+  assign \$3519  = d == 6'h3d;
+  assign \$3520  = d == 6'h3e;
+  assign \$3521  = d == 6'h3f;
+  assign \$3522  = | { \$3521 , \$3520 , \$3519 , \$3518 , \$3517 , \$3516 , \$3515 , \$3514 , \$3513 , \$3512 , \$3511 , \$3510 , \$3509 , \$3508 , \$3507 , \$3506 , \$3505 , \$3504 , \$3503 , \$3502 , \$3501 , \$3500 , \$3499 , \$3498 , \$3497 , \$3496 , \$3495 , \$3494 , \$3493 , \$3492 , \$3491 , \$3490 , \$3489  };
+  assign \$3523  = \$3488  & \$3522 ;
+  assign \$3524  = ky == 3'h4;
+  assign \$3525  = d == 6'h20;
+  assign \$3526  = d == 6'h21;
+  assign \$3527  = d == 6'h22;
+  assign \$3528  = d == 6'h23;
+  assign \$3529  = d == 6'h24;
+  assign \$3530  = d == 6'h25;
+  assign \$3531  = d == 6'h26;
+  assign \$3532  = d == 6'h27;
+  assign \$3533  = d == 6'h28;
+  assign \$3534  = d == 6'h29;
+  assign \$3535  = d == 6'h2a;
+  assign \$3536  = d == 6'h2b;
+  assign \$3537  = d == 6'h2c;
+  assign \$3538  = d == 6'h2d;
+  assign \$3539  = d == 6'h2e;
+  assign \$3540  = d == 6'h2f;
+  assign \$3541  = d == 6'h30;
+  assign \$3542  = d == 6'h31;
+  assign \$3543  = d == 6'h32;
+  assign \$3544  = d == 6'h33;
+  assign \$3545  = d == 6'h34;
+  assign \$3546  = d == 6'h35;
+  assign \$3547  = d == 6'h36;
+  assign \$3548  = d == 6'h37;
+  assign \$3549  = d == 6'h38;
+  assign \$3550  = d == 6'h39;
+  assign \$3551  = d == 6'h3a;
+  assign \$3552  = d == 6'h3b;
+  assign \$3553  = d == 6'h3c;
+  assign \$3554  = d == 6'h3d;
+  assign \$3555  = d == 6'h3e;
+  assign \$3556  = d == 6'h3f;
+  assign \$3557  = | { \$3556 , \$3555 , \$3554 , \$3553 , \$3552 , \$3551 , \$3550 , \$3549 , \$3548 , \$3547 , \$3546 , \$3545 , \$3544 , \$3543 , \$3542 , \$3541 , \$3540 , \$3539 , \$3538 , \$3537 , \$3536 , \$3535 , \$3534 , \$3533 , \$3532 , \$3531 , \$3530 , \$3529 , \$3528 , \$3527 , \$3526 , \$3525  };
+  assign \$3558  = \$3524  & \$3557 ;
+  assign \$3559  = | { \$3558 , \$3523 , \$3487 , \$3450 , \$3412  };
+  assign \$3560  = ! ky;
+  assign \$3561  = ! d;
+  assign \$3562  = d == 1'h1;
+  assign \$3563  = d == 2'h2;
+  assign \$3564  = d == 2'h3;
+  assign \$3565  = d == 3'h4;
+  assign \$3566  = d == 3'h5;
+  assign \$3567  = d == 3'h6;
+  assign \$3568  = d == 3'h7;
+  assign \$3569  = d == 4'h8;
+  assign \$3570  = d == 4'h9;
+  assign \$3571  = d == 4'ha;
+  assign \$3572  = d == 4'hb;
+  assign \$3573  = d == 4'hc;
+  assign \$3574  = d == 4'hd;
+  assign \$3575  = d == 4'he;
+  assign \$3576  = d == 4'hf;
+  assign \$3577  = d == 5'h10;
+  assign \$3578  = d == 5'h11;
+  assign \$3579  = d == 5'h12;
+  assign \$3580  = d == 5'h13;
+  assign \$3581  = d == 5'h14;
+  assign \$3582  = d == 5'h15;
+  assign \$3583  = d == 5'h16;
+  assign \$3584  = d == 5'h17;
+  assign \$3585  = d == 5'h18;
+  assign \$3586  = d == 5'h19;
+  assign \$3587  = d == 5'h1a;
+  assign \$3588  = d == 5'h1b;
+  assign \$3589  = d == 5'h1c;
+  assign \$3590  = d == 5'h1d;
+  assign \$3591  = d == 5'h1e;
+  assign \$3592  = d == 5'h1f;
+  assign \$3593  = d == 6'h20;
+  assign \$3594  = d == 6'h21;
+  assign \$3595  = d == 6'h22;
+  assign \$3596  = d == 6'h23;
+  assign \$3597  = d == 6'h24;
+  assign \$3598  = d == 6'h25;
+  assign \$3599  = d == 6'h26;
+  assign \$3600  = d == 6'h27;
+  assign \$3601  = d == 6'h28;
+  assign \$3602  = d == 6'h29;
+  assign \$3603  = d == 6'h2a;
+  assign \$3604  = d == 6'h2b;
+  assign \$3605  = d == 6'h2c;
+  assign \$3606  = d == 6'h2d;
+  assign \$3607  = d == 6'h2e;
+  assign \$3608  = d == 6'h2f;
+  assign \$3609  = d == 6'h30;
+  assign \$3610  = d == 6'h31;
+  assign \$3611  = d == 6'h32;
+  assign \$3612  = d == 6'h33;
+  assign \$3613  = d == 6'h34;
+  assign \$3614  = d == 6'h35;
+  assign \$3615  = d == 6'h36;
+  assign \$3616  = d == 6'h37;
+  assign \$3617  = d == 6'h38;
+  assign \$3618  = d == 6'h39;
+  assign \$3619  = d == 6'h3a;
+  assign \$3620  = d == 6'h3b;
+  assign \$3621  = d == 6'h3c;
+  assign \$3622  = d == 6'h3d;
+  assign \$3623  = d == 6'h3e;
+  assign \$3624  = d == 6'h3f;
+  assign \$3625  = | { \$3624 , \$3623 , \$3622 , \$3621 , \$3620 , \$3619 , \$3618 , \$3617 , \$3616 , \$3615 , \$3614 , \$3613 , \$3612 , \$3611 , \$3610 , \$3609 , \$3608 , \$3607 , \$3606 , \$3605 , \$3604 , \$3603 , \$3602 , \$3601 , \$3600 , \$3599 , \$3598 , \$3597 , \$3596 , \$3595 , \$3594 , \$3593 , \$3592 , \$3591 , \$3590 , \$3589 , \$3588 , \$3587 , \$3586 , \$3585 , \$3584 , \$3583 , \$3582 , \$3581 , \$3580 , \$3579 , \$3578 , \$3577 , \$3576 , \$3575 , \$3574 , \$3573 , \$3572 , \$3571 , \$3570 , \$3569 , \$3568 , \$3567 , \$3566 , \$3565 , \$3564 , \$3563 , \$3562 , \$3561  };
+  assign \$3626  = \$3560  & \$3625 ;
+  assign \$3627  = ky == 1'h1;
+  assign \$3628  = d == 1'h1;
+  assign \$3629  = d == 2'h2;
+  assign \$3630  = d == 2'h3;
+  assign \$3631  = d == 3'h4;
+  assign \$3632  = d == 3'h5;
+  assign \$3633  = d == 3'h6;
+  assign \$3634  = d == 3'h7;
+  assign \$3635  = d == 4'h8;
+  assign \$3636  = d == 4'h9;
+  assign \$3637  = d == 4'ha;
+  assign \$3638  = d == 4'hb;
+  assign \$3639  = d == 4'hc;
+  assign \$3640  = d == 4'hd;
+  assign \$3641  = d == 4'he;
+  assign \$3642  = d == 4'hf;
+  assign \$3643  = d == 5'h10;
+  assign \$3644  = d == 5'h11;
+  assign \$3645  = d == 5'h12;
+  assign \$3646  = d == 5'h13;
+  assign \$3647  = d == 5'h14;
+  assign \$3648  = d == 5'h15;
+  assign \$3649  = d == 5'h16;
+  assign \$3650  = d == 5'h17;
+  assign \$3651  = d == 5'h18;
+  assign \$3652  = d == 5'h19;
+  assign \$3653  = d == 5'h1a;
+  assign \$3654  = d == 5'h1b;
+  assign \$3655  = d == 5'h1c;
+  assign \$3656  = d == 5'h1d;
+  assign \$3657  = d == 5'h1e;
+  assign \$3658  = d == 5'h1f;
+  assign \$3659  = d == 6'h20;
+  assign \$3660  = d == 6'h21;
+  assign \$3661  = d == 6'h22;
+  assign \$3662  = d == 6'h23;
+  assign \$3663  = d == 6'h24;
+  assign \$3664  = d == 6'h25;
+  assign \$3665  = d == 6'h26;
+  assign \$3666  = d == 6'h27;
+  assign \$3667  = d == 6'h28;
+  assign \$3668  = d == 6'h29;
+  assign \$3669  = d == 6'h2a;
+  assign \$3670  = d == 6'h2b;
+  assign \$3671  = d == 6'h2c;
+  assign \$3672  = d == 6'h2d;
+  assign \$3673  = d == 6'h2e;
+  assign \$3674  = d == 6'h2f;
+  assign \$3675  = d == 6'h30;
+  assign \$3676  = d == 6'h31;
+  assign \$3677  = d == 6'h32;
+  assign \$3678  = d == 6'h33;
+  assign \$3679  = d == 6'h34;
+  assign \$3680  = d == 6'h35;
+  assign \$3681  = d == 6'h36;
+  assign \$3682  = d == 6'h37;
+  assign \$3683  = d == 6'h38;
+  assign \$3684  = d == 6'h39;
+  assign \$3685  = d == 6'h3a;
+  assign \$3686  = d == 6'h3b;
+  assign \$3687  = d == 6'h3c;
+  assign \$3688  = d == 6'h3d;
+  assign \$3689  = d == 6'h3e;
+  assign \$3690  = d == 6'h3f;
+  assign \$3691  = | { \$3690 , \$3689 , \$3688 , \$3687 , \$3686 , \$3685 , \$3684 , \$3683 , \$3682 , \$3681 , \$3680 , \$3679 , \$3678 , \$3677 , \$3676 , \$3675 , \$3674 , \$3673 , \$3672 , \$3671 , \$3670 , \$3669 , \$3668 , \$3667 , \$3666 , \$3665 , \$3664 , \$3663 , \$3662 , \$3661 , \$3660 , \$3659 , \$3658 , \$3657 , \$3656 , \$3655 , \$3654 , \$3653 , \$3652 , \$3651 , \$3650 , \$3649 , \$3648 , \$3647 , \$3646 , \$3645 , \$3644 , \$3643 , \$3642 , \$3641 , \$3640 , \$3639 , \$3638 , \$3637 , \$3636 , \$3635 , \$3634 , \$3633 , \$3632 , \$3631 , \$3630 , \$3629 , \$3628  };
+  assign \$3692  = \$3627  & \$3691 ;
+  assign \$3693  = ky == 2'h2;
+  assign \$3694  = d == 2'h2;
+  assign \$3695  = d == 2'h3;
+  assign \$3696  = d == 3'h4;
+  assign \$3697  = d == 3'h5;
+  assign \$3698  = d == 3'h6;
+  assign \$3699  = d == 3'h7;
+  assign \$3700  = d == 4'h8;
+  assign \$3701  = d == 4'h9;
+  assign \$3702  = d == 4'ha;
+  assign \$3703  = d == 4'hb;
+  assign \$3704  = d == 4'hc;
+  assign \$3705  = d == 4'hd;
+  assign \$3706  = d == 4'he;
+  assign \$3707  = d == 4'hf;
+  assign \$3708  = d == 5'h10;
+  assign \$3709  = d == 5'h11;
+  assign \$3710  = d == 5'h12;
+  assign \$3711  = d == 5'h13;
+  assign \$3712  = d == 5'h14;
+  assign \$3713  = d == 5'h15;
+  assign \$3714  = d == 5'h16;
+  assign \$3715  = d == 5'h17;
+  assign \$3716  = d == 5'h18;
+  assign \$3717  = d == 5'h19;
+  assign \$3718  = d == 5'h1a;
+  assign \$3719  = d == 5'h1b;
+  assign \$3720  = d == 5'h1c;
+  assign \$3721  = d == 5'h1d;
+  assign \$3722  = d == 5'h1e;
+  assign \$3723  = d == 5'h1f;
+  assign \$3724  = d == 6'h20;
+  assign \$3725  = d == 6'h21;
+  assign \$3726  = d == 6'h22;
+  assign \$3727  = d == 6'h23;
+  assign \$3728  = d == 6'h24;
+  assign \$3729  = d == 6'h25;
+  assign \$3730  = d == 6'h26;
+  assign \$3731  = d == 6'h27;
+  assign \$3732  = d == 6'h28;
+  assign \$3733  = d == 6'h29;
+  assign \$3734  = d == 6'h2a;
+  assign \$3735  = d == 6'h2b;
+  assign \$3736  = d == 6'h2c;
+  assign \$3737  = d == 6'h2d;
+  assign \$3738  = d == 6'h2e;
+  assign \$3739  = d == 6'h2f;
+  assign \$3740  = d == 6'h30;
+  assign \$3741  = d == 6'h31;
+  assign \$3742  = d == 6'h32;
+  assign \$3743  = d == 6'h33;
+  assign \$3744  = d == 6'h34;
+  assign \$3745  = d == 6'h35;
+  assign \$3746  = d == 6'h36;
+  assign \$3747  = d == 6'h37;
+  assign \$3748  = d == 6'h38;
+  assign \$3749  = d == 6'h39;
+  assign \$3750  = d == 6'h3a;
+  assign \$3751  = d == 6'h3b;
+  assign \$3752  = d == 6'h3c;
+  assign \$3753  = d == 6'h3d;
+  assign \$3754  = d == 6'h3e;
+  assign \$3755  = d == 6'h3f;
+  assign \$3756  = | { \$3755 , \$3754 , \$3753 , \$3752 , \$3751 , \$3750 , \$3749 , \$3748 , \$3747 , \$3746 , \$3745 , \$3744 , \$3743 , \$3742 , \$3741 , \$3740 , \$3739 , \$3738 , \$3737 , \$3736 , \$3735 , \$3734 , \$3733 , \$3732 , \$3731 , \$3730 , \$3729 , \$3728 , \$3727 , \$3726 , \$3725 , \$3724 , \$3723 , \$3722 , \$3721 , \$3720 , \$3719 , \$3718 , \$3717 , \$3716 , \$3715 , \$3714 , \$3713 , \$3712 , \$3711 , \$3710 , \$3709 , \$3708 , \$3707 , \$3706 , \$3705 , \$3704 , \$3703 , \$3702 , \$3701 , \$3700 , \$3699 , \$3698 , \$3697 , \$3696 , \$3695 , \$3694  };
+  assign \$3757  = \$3693  & \$3756 ;
+  assign \$3758  = ky == 2'h3;
+  assign \$3759  = d == 2'h3;
+  assign \$3760  = d == 3'h4;
+  assign \$3761  = d == 3'h5;
+  assign \$3762  = d == 3'h6;
+  assign \$3763  = d == 3'h7;
+  assign \$3764  = d == 4'h8;
+  assign \$3765  = d == 4'h9;
+  assign \$3766  = d == 4'ha;
+  assign \$3767  = d == 4'hb;
+  assign \$3768  = d == 4'hc;
+  assign \$3769  = d == 4'hd;
+  assign \$3770  = d == 4'he;
+  assign \$3771  = d == 4'hf;
+  assign \$3772  = d == 5'h10;
+  assign \$3773  = d == 5'h11;
+  assign \$3774  = d == 5'h12;
+  assign \$3775  = d == 5'h13;
+  assign \$3776  = d == 5'h14;
+  assign \$3777  = d == 5'h15;
+  assign \$3778  = d == 5'h16;
+  assign \$3779  = d == 5'h17;
+  assign \$3780  = d == 5'h18;
+  assign \$3781  = d == 5'h19;
+  assign \$3782  = d == 5'h1a;
+  assign \$3783  = d == 5'h1b;
+  assign \$3784  = d == 5'h1c;
+  assign \$3785  = d == 5'h1d;
+  assign \$3786  = d == 5'h1e;
+  assign \$3787  = d == 5'h1f;
+  assign \$3788  = d == 6'h20;
+  assign \$3789  = d == 6'h21;
+  assign \$3790  = d == 6'h22;
+  assign \$3791  = d == 6'h23;
+  assign \$3792  = d == 6'h24;
+  assign \$3793  = d == 6'h25;
+  assign \$3794  = d == 6'h26;
+  assign \$3795  = d == 6'h27;
+  assign \$3796  = d == 6'h28;
+  assign \$3797  = d == 6'h29;
+  assign \$3798  = d == 6'h2a;
+  assign \$3799  = d == 6'h2b;
+  assign \$3800  = d == 6'h2c;
+  assign \$3801  = d == 6'h2d;
+  assign \$3802  = d == 6'h2e;
+  assign \$3803  = d == 6'h2f;
+  assign \$3804  = d == 6'h30;
+  assign \$3805  = d == 6'h31;
+  assign \$3806  = d == 6'h32;
+  assign \$3807  = d == 6'h33;
+  assign \$3808  = d == 6'h34;
+  assign \$3809  = d == 6'h35;
+  assign \$3810  = d == 6'h36;
+  assign \$3811  = d == 6'h37;
+  assign \$3812  = d == 6'h38;
+  assign \$3813  = d == 6'h39;
+  assign \$3814  = d == 6'h3a;
+  assign \$3815  = d == 6'h3b;
+  assign \$3816  = d == 6'h3c;
+  assign \$3817  = d == 6'h3d;
+  assign \$3818  = d == 6'h3e;
+  assign \$3819  = d == 6'h3f;
+  assign \$3820  = | { \$3819 , \$3818 , \$3817 , \$3816 , \$3815 , \$3814 , \$3813 , \$3812 , \$3811 , \$3810 , \$3809 , \$3808 , \$3807 , \$3806 , \$3805 , \$3804 , \$3803 , \$3802 , \$3801 , \$3800 , \$3799 , \$3798 , \$3797 , \$3796 , \$3795 , \$3794 , \$3793 , \$3792 , \$3791 , \$3790 , \$3789 , \$3788 , \$3787 , \$3786 , \$3785 , \$3784 , \$3783 , \$3782 , \$3781 , \$3780 , \$3779 , \$3778 , \$3777 , \$3776 , \$3775 , \$3774 , \$3773 , \$3772 , \$3771 , \$3770 , \$3769 , \$3768 , \$3767 , \$3766 , \$3765 , \$3764 , \$3763 , \$3762 , \$3761 , \$3760 , \$3759  };
+  assign \$3821  = \$3758  & \$3820 ;
+  assign \$3822  = ky == 3'h4;
+  assign \$3823  = d == 3'h4;
+  assign \$3824  = d == 3'h5;
+  assign \$3825  = d == 3'h6;
+  assign \$3826  = d == 3'h7;
+  assign \$3827  = d == 4'h8;
+  assign \$3828  = d == 4'h9;
+  assign \$3829  = d == 4'ha;
+  assign \$3830  = d == 4'hb;
+  assign \$3831  = d == 4'hc;
+  assign \$3832  = d == 4'hd;
+  assign \$3833  = d == 4'he;
+  assign \$3834  = d == 4'hf;
+  assign \$3835  = d == 5'h10;
+  assign \$3836  = d == 5'h11;
+  assign \$3837  = d == 5'h12;
+  assign \$3838  = d == 5'h13;
+  assign \$3839  = d == 5'h14;
+  assign \$3840  = d == 5'h15;
+  assign \$3841  = d == 5'h16;
+  assign \$3842  = d == 5'h17;
+  assign \$3843  = d == 5'h18;
+  assign \$3844  = d == 5'h19;
+  assign \$3845  = d == 5'h1a;
+  assign \$3846  = d == 5'h1b;
+  assign \$3847  = d == 5'h1c;
+  assign \$3848  = d == 5'h1d;
+  assign \$3849  = d == 5'h1e;
+  assign \$3850  = d == 5'h1f;
+  assign \$3851  = d == 6'h20;
+  assign \$3852  = d == 6'h21;
+  assign \$3853  = d == 6'h22;
+  assign \$3854  = d == 6'h23;
+  assign \$3855  = d == 6'h24;
+  assign \$3856  = d == 6'h25;
+  assign \$3857  = d == 6'h26;
+  assign \$3858  = d == 6'h27;
+  assign \$3859  = d == 6'h28;
+  assign \$3860  = d == 6'h29;
+  assign \$3861  = d == 6'h2a;
+  assign \$3862  = d == 6'h2b;
+  assign \$3863  = d == 6'h2c;
+  assign \$3864  = d == 6'h2d;
+  assign \$3865  = d == 6'h2e;
+  assign \$3866  = d == 6'h2f;
+  assign \$3867  = d == 6'h30;
+  assign \$3868  = d == 6'h31;
+  assign \$3869  = d == 6'h32;
+  assign \$3870  = d == 6'h33;
+  assign \$3871  = d == 6'h34;
+  assign \$3872  = d == 6'h35;
+  assign \$3873  = d == 6'h36;
+  assign \$3874  = d == 6'h37;
+  assign \$3875  = d == 6'h38;
+  assign \$3876  = d == 6'h39;
+  assign \$3877  = d == 6'h3a;
+  assign \$3878  = d == 6'h3b;
+  assign \$3879  = d == 6'h3c;
+  assign \$3880  = d == 6'h3d;
+  assign \$3881  = d == 6'h3e;
+  assign \$3882  = d == 6'h3f;
+  assign \$3883  = | { \$3882 , \$3881 , \$3880 , \$3879 , \$3878 , \$3877 , \$3876 , \$3875 , \$3874 , \$3873 , \$3872 , \$3871 , \$3870 , \$3869 , \$3868 , \$3867 , \$3866 , \$3865 , \$3864 , \$3863 , \$3862 , \$3861 , \$3860 , \$3859 , \$3858 , \$3857 , \$3856 , \$3855 , \$3854 , \$3853 , \$3852 , \$3851 , \$3850 , \$3849 , \$3848 , \$3847 , \$3846 , \$3845 , \$3844 , \$3843 , \$3842 , \$3841 , \$3840 , \$3839 , \$3838 , \$3837 , \$3836 , \$3835 , \$3834 , \$3833 , \$3832 , \$3831 , \$3830 , \$3829 , \$3828 , \$3827 , \$3826 , \$3825 , \$3824 , \$3823  };
+  assign \$3884  = \$3822  & \$3883 ;
+  assign \$3885  = | { \$3884 , \$3821 , \$3757 , \$3692 , \$3626  };
+  assign \$3886  = \$3373  ? \$3559  : \$3885 ;
+  assign \$3887  = \$3370  | \$3886 ;
+  assign \$3888  = \$3365  & \$3887 ;
+  assign \$3889  = \$3364  ? \$3888  : avail;
+  assign \$3890  = take ? \$3363  : \$3889 ;
+  assign \$3891  = switch ? \$1247  : \$3890 ;
   always @(posedge clk)
-    w_px <= \$3891 ;
+    w_px <= \$3892 ;
   always @(posedge clk)
-    w_addr <= \$3892 ;
+    w_addr <= \$3893 ;
   always @(posedge clk)
-    ahead <= \$3893 ;
+    ahead <= \$3894 ;
   always @(posedge clk)
-    w_row <= \$3894 ;
+    w_row <= \$3895 ;
   always @(posedge clk)
-    read_credits_returned <= \$3895 ;
+    read_credits_returned <= \$3896 ;
   always @(posedge clk)
-    read_credits_space <= \$3896 ;
+    read_credits_space <= \$3897 ;
   always @(posedge clk)
-    read_credits_room <= \$3897 ;
+    read_credits_room <= \$3898 ;
   always @(posedge clk)
-    read_v1 <= \$3898 ;
+    read_v1 <= \$3899 ;
   always @(posedge clk)
-    read_v2 <= \$3899 ;
+    read_v2 <= \$3900 ;
   always @(posedge clk)
-    w_en <= \$3900 ;
+    read_v3 <= \$3901 ;
+  always @(posedge clk)
+    w_en <= \$3902 ;
   always @(posedge clk)
     step_next_slot <= \$74 [2:0];
   always @(posedge clk)
@@ -11626,65 +11569,67 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     read_data <= { pad_reg, rd__data };
   always @(posedge clk)
-    kx <= \$3901 ;
+    w_data <= \$106 ;
   always @(posedge clk)
-    col_addr <= \$3902 ;
+    kx <= \$3903 ;
   always @(posedge clk)
-    ky <= \$3903 ;
+    col_addr <= \$3904 ;
   always @(posedge clk)
-    row_addr <= \$3904 ;
+    ky <= \$3905 ;
   always @(posedge clk)
-    ox <= \$3905 ;
+    row_addr <= \$3906 ;
   always @(posedge clk)
-    ix0 <= \$3906 ;
+    ox <= \$3907 ;
   always @(posedge clk)
-    ix0c <= \$3907 ;
+    ix0 <= \$3908 ;
   always @(posedge clk)
-    oy <= \$3908 ;
+    ix0c <= \$3909 ;
   always @(posedge clk)
-    low <= \$3909 ;
+    oy <= \$3910 ;
   always @(posedge clk)
-    r_done <= \$3910 ;
+    low <= \$3911 ;
   always @(posedge clk)
-    base_slot <= \$3911 ;
+    r_done <= \$3912 ;
   always @(posedge clk)
-    base_row <= \$3912 ;
+    base_slot <= \$3913 ;
   always @(posedge clk)
-    ix <= \$3913 ;
+    base_row <= \$3914 ;
   always @(posedge clk)
-    iy <= \$3914 ;
+    ix <= \$3915 ;
   always @(posedge clk)
-    img_slot <= \$3915 ;
+    iy <= \$3916 ;
   always @(posedge clk)
-    img_row <= \$3916 ;
+    img_slot <= \$3917 ;
   always @(posedge clk)
-    w_last <= \$3917 ;
+    img_row <= \$3918 ;
   always @(posedge clk)
-    r_last <= \$3918 ;
+    w_last <= \$3919 ;
   always @(posedge clk)
-    d <= \$3919 ;
+    r_last <= \$3920 ;
   always @(posedge clk)
-    o__ready <= \$3920 ;
+    d <= \$3921 ;
   always @(posedge clk)
-    room_w_27 <= \$3921 ;
+    o__ready <= \$3922 ;
   always @(posedge clk)
-    room_w_28 <= \$3922 ;
+    room_w_27 <= \$3923 ;
   always @(posedge clk)
-    room_low_21 <= \$3923 ;
+    room_w_28 <= \$3924 ;
   always @(posedge clk)
-    room_w_3 <= \$3924 ;
+    room_low_21 <= \$3925 ;
   always @(posedge clk)
-    room_w_4 <= \$3925 ;
+    room_w_3 <= \$3926 ;
   always @(posedge clk)
-    room_low_22 <= \$3926 ;
+    room_w_4 <= \$3927 ;
   always @(posedge clk)
-    avail <= \$3927 ;
+    room_low_22 <= \$3928 ;
+  always @(posedge clk)
+    avail <= \$3929 ;
   \flexor_lenet5.conv1_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$82 ),
+    .o__payload(\o__payload$84 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window)
@@ -11711,7 +11656,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$82 ),
+    .d(\o__payload$84 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -11724,144 +11669,112 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3891  = w_px;
+    \$3892  = w_px;
     if (write) begin
-      \$3891  = \$59 [4:0];
+      \$3892  = \$59 [4:0];
     end
     if (rst_conv1_window) begin
-      \$3891  = 5'h00;
+      \$3892  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3892  = w_addr;
+    \$3893  = w_addr;
     if (write) begin
-      \$3892  = \$62 [7:0];
+      \$3893  = \$62 [7:0];
     end
     if (rst_conv1_window) begin
-      \$3892  = 8'h00;
+      \$3893  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3893  = ahead;
+    \$3894  = ahead;
     if (write) begin
       if (\$63 ) begin
         if (\$66 ) begin
-          \$3893  = 1'h1;
+          \$3894  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$3893  = 1'h0;
+      \$3894  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$3893  = 1'h0;
+      \$3894  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3894  = w_row;
+    \$3895  = w_row;
     if (write) begin
       if (\$63 ) begin
         (* full_case = 32'd1 *)
         if (\$66 ) begin
-          \$3894  = 5'h00;
+          \$3895  = 5'h00;
         end else begin
-          \$3894  = \$67 [4:0];
+          \$3895  = \$67 [4:0];
         end
       end
     end
     if (rst_conv1_window) begin
-      \$3894  = 5'h00;
+      \$3895  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3895  = \$68 ;
+    \$3896  = \$68 ;
     if (rst_conv1_window) begin
-      \$3895  = 1'h0;
+      \$3896  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3896  = \$8 [2:0];
+    \$3897  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$3896  = 3'h6;
+      \$3897  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3897  = read_credits_room_next;
+    \$3898  = read_credits_room_next;
     if (rst_conv1_window) begin
-      \$3897  = 1'h1;
+      \$3898  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3898  = take;
-    if (rst_conv1_window) begin
-      \$3898  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3899  = read_v1;
+    \$3899  = take;
     if (rst_conv1_window) begin
       \$3899  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3900  = read_v2;
+    \$3900  = read_v1;
     if (rst_conv1_window) begin
       \$3900  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3901  = kx;
-    if (take) begin
-      \$3901  = \$108 [2:0];
-    end
+    \$3901  = read_v2;
     if (rst_conv1_window) begin
-      \$3901  = 3'h0;
+      \$3901  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3902  = col_addr;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-        \$3902  = \$111 [5:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-          \$3902  = \$117 [5:0];
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-            \$3902  = \$130 [5:0];
-          end else begin
-            \$3902  = \$142 [5:0];
-          end
-        end
-      end
-    end
+    \$3902  = read_v3;
     if (rst_conv1_window) begin
-      \$3902  = 6'h3e;
+      \$3902  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3903  = ky;
+    \$3903  = kx;
     if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        \$3903  = \$114 [2:0];
-      end
+      \$3903  = \$109 [2:0];
     end
     if (rst_conv1_window) begin
       \$3903  = 3'h0;
@@ -11869,24 +11782,63 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3904  = row_addr;
+    \$3904  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$111 ) begin
+        \$3904  = \$112 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
-          \$3904  = \$123 [7:0];
+        if (\$117 ) begin
+          \$3904  = \$118 [5:0];
         end else begin
-          \$3904  = base_row;
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$129 ) begin
+            \$3904  = \$131 [5:0];
           end else begin
-            if (\$143 ) begin
+            \$3904  = \$143 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$3904  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3905  = ky;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        \$3905  = \$115 [2:0];
+      end
+    end
+    if (rst_conv1_window) begin
+      \$3905  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3906  = row_addr;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+          \$3906  = \$124 [7:0];
+        end else begin
+          \$3906  = base_row;
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
               (* full_case = 32'd1 *)
-              if (\$150 ) begin
+              if (\$151 ) begin
               end else begin
-                \$3904  = step_next_row;
+                \$3906  = step_next_row;
               end
             end
           end
@@ -11894,118 +11846,70 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$3904  = step_base_row;
+      \$3906  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$3904  = 8'h70;
+      \$3906  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3905  = ox;
+    \$3907  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
+        if (\$117 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$129 ) begin
           end else begin
-            \$3905  = \$133 [4:0];
+            \$3907  = \$134 [4:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$3905  = 5'h00;
+      \$3907  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3906  = ix0;
+    \$3908  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
+        if (\$117 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$129 ) begin
           end else begin
-            \$3906  = \$136 [5:0];
+            \$3908  = \$137 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$3906  = 6'h3e;
+      \$3908  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3907  = ix0c;
+    \$3909  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
+        if (\$117 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$129 ) begin
           end else begin
-            \$3907  = \$139 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$3907  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3908  = oy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-          end else begin
-            if (\$143 ) begin
-              \$3908  = \$146 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$3908  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3909  = low;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$110 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$116 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$128 ) begin
-          end else begin
-            if (\$143 ) begin
-              \$3909  = \$149 [5:0];
-            end
+            \$3909  = \$140 [5:0];
           end
         end
       end
@@ -12016,20 +11920,68 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3910  = r_done;
+    \$3910  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
+        if (\$117 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$129 ) begin
           end else begin
-            if (\$143 ) begin
-              if (\$150 ) begin
-                \$3910  = 1'h1;
+            if (\$144 ) begin
+              \$3910  = \$147 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$3910  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3911  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$3911  = \$150 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$3911  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3912  = r_done;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              if (\$151 ) begin
+                \$3912  = 1'h1;
               end
             end
           end
@@ -12037,30 +11989,30 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$3910  = 1'h0;
+      \$3912  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$3910  = 1'h0;
+      \$3912  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3911  = base_slot;
+    \$3913  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
+        if (\$117 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$129 ) begin
           end else begin
-            if (\$143 ) begin
+            if (\$144 ) begin
               (* full_case = 32'd1 *)
-              if (\$150 ) begin
+              if (\$151 ) begin
               end else begin
-                \$3911  = step_next_slot;
+                \$3913  = step_next_slot;
               end
             end
           end
@@ -12068,30 +12020,30 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$3911  = step_base_slot;
+      \$3913  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$3911  = 3'h4;
+      \$3913  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3912  = base_row;
+    \$3914  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$110 ) begin
+      if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$116 ) begin
+        if (\$117 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$128 ) begin
+          if (\$129 ) begin
           end else begin
-            if (\$143 ) begin
+            if (\$144 ) begin
               (* full_case = 32'd1 *)
-              if (\$150 ) begin
+              if (\$151 ) begin
               end else begin
-                \$3912  = step_next_row;
+                \$3914  = step_next_row;
               end
             end
           end
@@ -12099,149 +12051,149 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$3912  = step_base_row;
+      \$3914  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$3912  = 8'h70;
+      \$3914  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3913  = ix;
+    \$3915  = ix;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$152 ) begin
-        \$3913  = \$156 [5:0];
-      end else if (\$155 ) begin
-        \$3913  = \$159 [5:0];
+      if (\$153 ) begin
+        \$3915  = \$157 [5:0];
+      end else if (\$156 ) begin
+        \$3915  = \$160 [5:0];
       end else begin
-        \$3913  = ix0;
+        \$3915  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$3913  = 6'h3e;
+      \$3915  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3914  = iy;
+    \$3916  = iy;
     if (take) begin
-      if (\$160 ) begin
+      if (\$161 ) begin
         (* full_case = 32'd1 *)
-        if (\$162 ) begin
-          \$3914  = \$166 [5:0];
-        end else if (\$165 ) begin
-          \$3914  = \$169 [5:0];
+        if (\$163 ) begin
+          \$3916  = \$167 [5:0];
+        end else if (\$166 ) begin
+          \$3916  = \$170 [5:0];
         end else begin
-          \$3914  = low;
+          \$3916  = low;
         end
       end
     end
     if (rst_conv1_window) begin
-      \$3914  = 6'h3e;
+      \$3916  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3915  = img_slot;
+    \$3917  = img_slot;
     if (switch) begin
-      \$3915  = step_img_slot;
+      \$3917  = step_img_slot;
     end
     if (rst_conv1_window) begin
-      \$3915  = 3'h0;
+      \$3917  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3916  = img_row;
+    \$3918  = img_row;
     if (switch) begin
-      \$3916  = step_img_row;
+      \$3918  = step_img_row;
     end
     if (rst_conv1_window) begin
-      \$3916  = 8'h00;
+      \$3918  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3917  = w_last;
+    \$3919  = w_last;
     if (write) begin
-      \$3917  = \$171 ;
+      \$3919  = \$172 ;
     end
     if (rst_conv1_window) begin
-      \$3917  = 1'h0;
+      \$3919  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3918  = r_last;
+    \$3920  = r_last;
     if (take) begin
-      \$3918  = \$175 ;
+      \$3920  = \$176 ;
     end
     if (rst_conv1_window) begin
-      \$3918  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3919  = \$206 [6:0];
-    if (rst_conv1_window) begin
-      \$3919  = 7'h02;
+      \$3920  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3920  = \$363 ;
+    \$3921  = \$207 [6:0];
     if (rst_conv1_window) begin
-      \$3920  = 1'h1;
+      \$3921  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3921  = \$371 [5:0];
+    \$3922  = \$364 ;
     if (rst_conv1_window) begin
-      \$3921  = 6'h25;
+      \$3922  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3922  = \$379 [5:0];
+    \$3923  = \$372 [5:0];
     if (rst_conv1_window) begin
-      \$3922  = 6'h24;
+      \$3923  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3923  = \$384 [5:0];
+    \$3924  = \$380 [5:0];
     if (rst_conv1_window) begin
-      \$3923  = 6'h17;
+      \$3924  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3924  = \$392 [5:0];
+    \$3925  = \$385 [5:0];
     if (rst_conv1_window) begin
-      \$3924  = 6'h3d;
+      \$3925  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3925  = \$400 [5:0];
+    \$3926  = \$393 [5:0];
     if (rst_conv1_window) begin
-      \$3925  = 6'h3c;
+      \$3926  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3926  = \$405 [5:0];
+    \$3927  = \$401 [5:0];
     if (rst_conv1_window) begin
-      \$3926  = 6'h18;
+      \$3927  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3927  = \$3890 ;
+    \$3928  = \$406 [5:0];
     if (rst_conv1_window) begin
-      \$3927  = 1'h1;
+      \$3928  = 6'h18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3929  = \$3891 ;
+    if (rst_conv1_window) begin
+      \$3929  = 1'h1;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -12257,35 +12209,36 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign space_next = \$8 [2:0];
   assign r_addr = rd__addr;
   assign rd__en = 1'h1;
-  assign read_v3 = w_en;
-  assign \$124  = 1'h1;
-  assign \$125  = 2'h1;
-  assign \$126  = 2'h0;
-  assign \$127  = 1'h1;
-  assign \$128  = 1'h0;
-  assign \$154  = 1'h1;
-  assign \$155  = \$153 ;
-  assign \$163  = 1'h1;
-  assign \$165  = \$164 ;
-  assign \$171  = \$170 ;
-  assign \$224  = 1'h0;
-  assign \$228  = 1'h1;
+  assign read_v4 = w_en;
+  assign finished = w_data;
+  assign \$125  = 1'h1;
+  assign \$126  = 2'h1;
+  assign \$127  = 2'h0;
+  assign \$128  = 1'h1;
+  assign \$129  = 1'h0;
+  assign \$155  = 1'h1;
+  assign \$156  = \$154 ;
+  assign \$164  = 1'h1;
+  assign \$166  = \$165 ;
+  assign \$172  = \$171 ;
+  assign \$225  = 1'h0;
   assign \$229  = 1'h1;
-  assign \$245  = 1'h1;
+  assign \$230  = 1'h1;
   assign \$246  = 1'h1;
-  assign \$260  = 1'h0;
-  assign \$294  = 1'h0;
-  assign \$332  = 1'h1;
+  assign \$247  = 1'h1;
+  assign \$261  = 1'h0;
+  assign \$295  = 1'h0;
   assign \$333  = 1'h1;
-  assign \$1257  = 1'h1;
-  assign \$1259  = \$1258 ;
-  assign \$1280  = 1'h1;
-  assign \$1281  = \$1279 ;
-  assign \$1302  = 1'h1;
-  assign \$2552  = 1'h1;
-  assign \$2554  = \$2553 ;
-  assign \$2575  = 1'h1;
-  assign \$2576  = \$2574 ;
+  assign \$334  = 1'h1;
+  assign \$1258  = 1'h1;
+  assign \$1260  = \$1259 ;
+  assign \$1281  = 1'h1;
+  assign \$1282  = \$1280 ;
+  assign \$1303  = 1'h1;
+  assign \$2553  = 1'h1;
+  assign \$2555  = \$2554 ;
+  assign \$2576  = 1'h1;
+  assign \$2577  = \$2575 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12377,7 +12330,7 @@ module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst_conv1_window, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv1_window.out (rst_conv1_window, w_en, w_port__data, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -12456,13 +12409,14 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, w_port__data, w_en, o_
   wire [7:0] waiting;
   (* init = 3'h0 *)
   wire [2:0] wr;
-  reg [7:0] \buf  [4:0];
+  reg [7:0] \buf  [5:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
     \buf [2] = 8'h00;
     \buf [3] = 8'h00;
     \buf [4] = 8'h00;
+    \buf [5] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -12490,16 +12444,16 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, w_port__data, w_en, o_
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 3'h4;
+  assign \$9  = rd_inc == 3'h5;
   assign \$10  = rd_inc + 1'h1;
   assign \$11  = \$9  ? 4'h0 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 3'h4;
+  assign \$15  = rd == 3'h5;
   assign \$16  = rd + 1'h1;
   assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_port__addr == 3'h4;
+  assign \$18  = w_port__addr == 3'h5;
   assign \$19  = w_port__addr + 1'h1;
   assign \$20  = \$18  ? 4'h0 : \$19 ;
   assign \$21  = ~ pop;
@@ -12905,115 +12859,115 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [30:0] \$100 ;
   wire \$101 ;
-  wire [19:0] \$102 ;
-  wire [30:0] \$103 ;
-  wire [45:0] \$104 ;
-  wire [46:0] \$105 ;
-  wire [47:0] \$106 ;
-  wire [30:0] \$107 ;
-  wire [30:0] \$108 ;
+  wire [30:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire [1:0] \$106 ;
+  wire [5:0] \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [30:0] \$110 ;
+  wire \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire [1:0] \$114 ;
-  wire [5:0] \$115 ;
+  wire [5:0] \$114 ;
+  wire \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
-  wire [5:0] \$122 ;
+  wire [5:0] \$121 ;
+  wire \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
-  wire \$128 ;
-  wire [5:0] \$129 ;
+  wire [5:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire \$135 ;
-  wire [5:0] \$136 ;
+  wire [5:0] \$135 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire [5:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire \$142 ;
-  wire [5:0] \$143 ;
+  wire [5:0] \$142 ;
+  wire \$143 ;
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire \$149 ;
+  wire [5:0] \$149 ;
   wire [5:0] \$15 ;
-  wire [5:0] \$150 ;
+  wire \$150 ;
   wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
-  wire [5:0] \$157 ;
+  wire [5:0] \$156 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire [3:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire [5:0] \$164 ;
+  wire [5:0] \$163 ;
+  wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire [5:0] \$171 ;
+  wire [5:0] \$170 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
-  wire [5:0] \$178 ;
+  wire [5:0] \$177 ;
+  wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
-  wire \$184 ;
-  wire [5:0] \$185 ;
+  wire [5:0] \$184 ;
+  wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire [5:0] \$192 ;
+  wire [5:0] \$191 ;
+  wire \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
   wire \$196 ;
   wire \$197 ;
-  wire \$198 ;
-  wire [5:0] \$199 ;
+  wire [5:0] \$198 ;
+  wire \$199 ;
   wire [5:0] \$2 ;
   wire [14:0] \$20 ;
   wire \$200 ;
@@ -13021,30 +12975,30 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire \$205 ;
-  wire [5:0] \$206 ;
+  wire [5:0] \$205 ;
+  wire \$206 ;
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
   wire [14:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
-  wire \$212 ;
-  wire [5:0] \$213 ;
+  wire [5:0] \$212 ;
+  wire \$213 ;
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire \$218 ;
-  wire \$219 ;
+  wire [5:0] \$219 ;
   wire [4:0] \$22 ;
   wire [5:0] \$220 ;
   wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
+  wire [1:0] \$222 ;
+  wire [5:0] \$223 ;
+  wire [5:0] \$224 ;
   wire \$225 ;
-  wire \$226 ;
+  wire [1:0] \$226 ;
   wire [5:0] \$227 ;
   wire [5:0] \$228 ;
   wire \$229 ;
@@ -13072,34 +13026,34 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$249 ;
   wire \$25 ;
   wire [1:0] \$250 ;
-  wire [5:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire \$253 ;
-  wire [1:0] \$254 ;
-  wire [5:0] \$255 ;
-  wire [5:0] \$256 ;
-  wire \$257 ;
-  wire [1:0] \$258 ;
+  reg [3:0] \$251 ;
+  reg \$252 ;
+  reg \$253 ;
+  reg \$254 ;
+  reg \$255 ;
+  reg \$256 ;
+  reg \$257 ;
+  reg [4:0] \$258 ;
   reg [3:0] \$259 ;
   wire [4:0] \$26 ;
-  reg \$260 ;
+  reg [3:0] \$260 ;
   reg \$261 ;
-  reg \$262 ;
+  reg [4:0] \$262 ;
   reg \$263 ;
-  reg \$264 ;
+  reg [2:0] \$264 ;
   reg \$265 ;
-  reg [4:0] \$266 ;
-  reg [3:0] \$267 ;
-  reg [3:0] \$268 ;
-  reg \$269 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg [4:0] \$268 ;
+  reg [7:0] \$269 ;
   wire [4:0] \$27 ;
-  reg [4:0] \$270 ;
-  reg \$271 ;
-  reg [2:0] \$272 ;
-  reg \$273 ;
-  reg \$274 ;
-  reg \$275 ;
-  reg [4:0] \$276 ;
+  reg [7:0] \$270 ;
+  reg [7:0] \$271 ;
+  reg [7:0] \$272 ;
+  reg [7:0] \$273 ;
+  reg [7:0] \$274 ;
+  reg [7:0] \$275 ;
+  reg [7:0] \$276 ;
   reg [7:0] \$277 ;
   reg [7:0] \$278 ;
   reg [7:0] \$279 ;
@@ -13259,7 +13213,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$417 ;
   reg [7:0] \$418 ;
   reg [7:0] \$419 ;
-  wire \$42 ;
+  wire [63:0] \$42 ;
   reg [7:0] \$420 ;
   reg [7:0] \$421 ;
   reg [7:0] \$422 ;
@@ -13281,7 +13235,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$437 ;
   reg [7:0] \$438 ;
   reg [7:0] \$439 ;
-  wire \$44 ;
+  wire [63:0] \$44 ;
   reg [7:0] \$440 ;
   reg [7:0] \$441 ;
   reg [7:0] \$442 ;
@@ -13303,7 +13257,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$457 ;
   reg [7:0] \$458 ;
   reg [7:0] \$459 ;
-  wire \$46 ;
+  wire [63:0] \$46 ;
   reg [7:0] \$460 ;
   reg [7:0] \$461 ;
   reg [7:0] \$462 ;
@@ -13325,7 +13279,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$477 ;
   reg [7:0] \$478 ;
   reg [7:0] \$479 ;
-  wire \$48 ;
+  wire [63:0] \$48 ;
   reg [7:0] \$480 ;
   reg [7:0] \$481 ;
   reg [7:0] \$482 ;
@@ -13336,7 +13290,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$487 ;
   reg [7:0] \$488 ;
   reg [7:0] \$489 ;
-  wire [63:0] \$49 ;
+  wire [31:0] \$49 ;
   reg [7:0] \$490 ;
   reg [7:0] \$491 ;
   reg [7:0] \$492 ;
@@ -13348,7 +13302,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$498 ;
   reg [7:0] \$499 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [59:0] \$50 ;
   reg [7:0] \$500 ;
   reg [7:0] \$501 ;
   reg [7:0] \$502 ;
@@ -13358,19 +13312,19 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$506 ;
   reg [7:0] \$507 ;
   reg [7:0] \$508 ;
-  reg [7:0] \$509 ;
-  wire [63:0] \$51 ;
-  reg [7:0] \$510 ;
-  reg [7:0] \$511 ;
-  reg [7:0] \$512 ;
-  reg [7:0] \$513 ;
-  reg [7:0] \$514 ;
-  reg [7:0] \$515 ;
-  reg [7:0] \$516 ;
+  reg \$509 ;
+  wire [59:0] \$51 ;
+  reg \$510 ;
+  reg \$511 ;
+  reg \$512 ;
+  reg \$513 ;
+  reg \$514 ;
+  reg \$515 ;
+  reg \$516 ;
   reg \$517 ;
   reg \$518 ;
   reg \$519 ;
-  wire \$52 ;
+  wire [59:0] \$52 ;
   reg \$520 ;
   reg \$521 ;
   reg \$522 ;
@@ -13381,102 +13335,94 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg \$527 ;
   reg \$528 ;
   reg \$529 ;
-  wire [63:0] \$53 ;
+  wire [59:0] \$53 ;
   reg \$530 ;
   reg \$531 ;
-  reg \$532 ;
-  reg \$533 ;
-  reg \$534 ;
-  reg \$535 ;
-  reg \$536 ;
-  reg \$537 ;
-  reg \$538 ;
-  reg \$539 ;
-  wire \$54 ;
+  reg [17:0] \$532 ;
+  reg [17:0] \$533 ;
+  reg [17:0] \$534 ;
+  reg [17:0] \$535 ;
+  reg [18:0] \$536 ;
+  reg [17:0] \$537 ;
+  reg [17:0] \$538 ;
+  reg [18:0] \$539 ;
+  wire [17:0] \$54 ;
   reg [17:0] \$540 ;
   reg [17:0] \$541 ;
-  reg [17:0] \$542 ;
+  reg [18:0] \$542 ;
   reg [17:0] \$543 ;
-  reg [18:0] \$544 ;
-  reg [17:0] \$545 ;
-  reg [17:0] \$546 ;
-  reg [18:0] \$547 ;
-  reg [17:0] \$548 ;
-  reg [17:0] \$549 ;
-  wire [63:0] \$55 ;
-  reg [18:0] \$550 ;
-  reg [17:0] \$551 ;
-  reg [17:0] \$552 ;
-  reg [18:0] \$553 ;
-  reg [2:0] \$554 ;
-  reg [5:0] \$555 ;
+  reg [17:0] \$544 ;
+  reg [18:0] \$545 ;
+  reg [2:0] \$546 ;
+  reg [5:0] \$547 ;
+  reg \$548 ;
+  reg \$549 ;
+  wire [18:0] \$55 ;
+  reg \$550 ;
+  reg \$551 ;
+  reg \$552 ;
+  reg \$553 ;
+  reg \$554 ;
+  reg \$555 ;
   reg \$556 ;
   reg \$557 ;
   reg \$558 ;
   reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg \$561 ;
-  reg \$562 ;
+  reg [1:0] \$561 ;
+  reg [3:0] \$562 ;
   reg \$563 ;
-  reg \$564 ;
-  reg \$565 ;
-  reg \$566 ;
-  reg \$567 ;
-  reg \$568 ;
-  reg [1:0] \$569 ;
-  wire [31:0] \$57 ;
-  reg [3:0] \$570 ;
-  reg \$571 ;
-  wire [63:0] \$572 ;
-  wire [63:0] \$573 ;
-  wire [63:0] \$574 ;
-  wire [59:0] \$58 ;
-  wire [59:0] \$59 ;
+  wire [63:0] \$564 ;
+  wire [63:0] \$565 ;
+  wire [63:0] \$566 ;
+  wire [17:0] \$57 ;
+  wire [18:0] \$58 ;
+  wire [17:0] \$59 ;
   wire \$6 ;
-  wire [59:0] \$60 ;
-  wire [59:0] \$61 ;
+  wire [18:0] \$60 ;
+  wire \$61 ;
   wire [17:0] \$62 ;
   wire [18:0] \$63 ;
-  wire \$64 ;
-  wire [17:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [17:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire \$69 ;
+  wire [18:0] \$64 ;
+  wire [19:0] \$65 ;
+  wire [17:0] \$66 ;
+  wire [18:0] \$67 ;
+  wire \$68 ;
+  wire [17:0] \$69 ;
   wire \$7 ;
-  wire [17:0] \$70 ;
+  wire [18:0] \$70 ;
   wire [18:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire [19:0] \$73 ;
-  wire [17:0] \$74 ;
-  wire [18:0] \$75 ;
-  wire \$76 ;
-  wire [17:0] \$77 ;
+  wire [19:0] \$72 ;
+  wire [17:0] \$73 ;
+  wire [18:0] \$74 ;
+  wire \$75 ;
+  wire [17:0] \$76 ;
+  wire [18:0] \$77 ;
   wire [18:0] \$78 ;
-  wire [18:0] \$79 ;
+  wire [19:0] \$79 ;
   wire \$8 ;
-  wire [19:0] \$80 ;
-  wire [17:0] \$81 ;
-  wire [18:0] \$82 ;
-  wire \$83 ;
-  wire [17:0] \$84 ;
+  wire [17:0] \$80 ;
+  wire [18:0] \$81 ;
+  wire \$82 ;
+  wire [17:0] \$83 ;
+  wire [18:0] \$84 ;
   wire [18:0] \$85 ;
-  wire [18:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire [17:0] \$88 ;
-  wire [18:0] \$89 ;
+  wire [19:0] \$86 ;
+  wire [3:0] \$87 ;
+  wire \$88 ;
+  wire [6:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [17:0] \$91 ;
-  wire [18:0] \$92 ;
-  wire [18:0] \$93 ;
+  wire [6:0] \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
   wire [19:0] \$94 ;
-  wire [3:0] \$95 ;
-  wire \$96 ;
-  wire [6:0] \$97 ;
-  wire [6:0] \$98 ;
-  wire \$99 ;
+  wire [30:0] \$95 ;
+  wire [45:0] \$96 ;
+  wire [46:0] \$97 ;
+  wire [47:0] \$98 ;
+  wire [30:0] \$99 ;
   wire \$signal ;
   reg \$signal$856  = 1'h0;
   reg \$signal$857  = 1'h0;
@@ -13489,7 +13435,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$965 ;
+  wire [7:0] \addr$966 ;
   wire [16:0] b;
   wire [1:0] \b$835 ;
   reg [18:0] bank0_0 = 19'h00000;
@@ -13506,7 +13452,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [31:0] data;
-  wire [191:0] \data$966 ;
+  wire [191:0] \data$965 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -15181,118 +15127,126 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     _15_ <= vectors7_p1[\port__addr$154 ];
   end
   assign \port__data$884  = _15_;
-  assign \$115  = \$2 [4:0] - 1'h0;
-  assign \$116  = \$2 [4:0] >= 1'h0;
-  assign \$117  = \$2 [4:0] < 4'he;
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = ~ rst_conv2;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = \$120  ? take : 1'h0;
-  assign \$122  = \$2 [4:0] - 1'h0;
-  assign \$123  = \$2 [4:0] >= 1'h0;
-  assign \$124  = \$2 [4:0] < 4'he;
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = ~ rst_conv2;
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = \$127  ? take : 1'h0;
-  assign \$129  = \$2 [4:0] - 1'h0;
-  assign \$130  = \$2 [4:0] >= 1'h0;
-  assign \$131  = \$2 [4:0] < 4'he;
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = ~ rst_conv2;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = \$134  ? take : 1'h0;
-  assign \$136  = \$2 [4:0] - 1'h0;
-  assign \$137  = \$2 [4:0] >= 1'h0;
-  assign \$138  = \$2 [4:0] < 4'he;
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = ~ rst_conv2;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$141  ? take : 1'h0;
-  assign \$143  = \$2 [4:0] - 1'h0;
-  assign \$144  = \$2 [4:0] >= 1'h0;
-  assign \$145  = \$2 [4:0] < 4'he;
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = ~ rst_conv2;
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = \$148  ? take : 1'h0;
-  assign \$150  = \$2 [4:0] - 1'h0;
-  assign \$151  = \$2 [4:0] >= 1'h0;
-  assign \$152  = \$2 [4:0] < 4'he;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = ~ rst_conv2;
-  assign \$155  = \$153  & \$154 ;
-  assign \$156  = \$155  ? take : 1'h0;
-  assign \$157  = \$2 [4:0] - 1'h0;
-  assign \$158  = \$2 [4:0] >= 1'h0;
-  assign \$159  = \$2 [4:0] < 4'he;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = ~ rst_conv2;
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = \$162  ? take : 1'h0;
-  assign \$164  = \$2 [4:0] - 1'h0;
-  assign \$165  = \$2 [4:0] >= 1'h0;
-  assign \$166  = \$2 [4:0] < 4'he;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = ~ rst_conv2;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = \$169  ? take : 1'h0;
-  assign \$171  = \$2 [4:0] - 4'he;
-  assign \$172  = \$2 [4:0] >= 4'he;
-  assign \$173  = \$2 [4:0] < 5'h1c;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = ~ rst_conv2;
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = \$176  ? take : 1'h0;
-  assign \$178  = \$2 [4:0] - 4'he;
-  assign \$179  = \$2 [4:0] >= 4'he;
-  assign \$180  = \$2 [4:0] < 5'h1c;
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = ~ rst_conv2;
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = \$183  ? take : 1'h0;
-  assign \$185  = \$2 [4:0] - 4'he;
-  assign \$186  = \$2 [4:0] >= 4'he;
-  assign \$187  = \$2 [4:0] < 5'h1c;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ~ rst_conv2;
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = \$190  ? take : 1'h0;
-  assign \$192  = \$2 [4:0] - 4'he;
-  assign \$193  = \$2 [4:0] >= 4'he;
-  assign \$194  = \$2 [4:0] < 5'h1c;
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = ~ rst_conv2;
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = \$197  ? take : 1'h0;
-  assign \$199  = \$2 [4:0] - 4'he;
-  assign \$200  = \$2 [4:0] >= 4'he;
-  assign \$201  = \$2 [4:0] < 5'h1c;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = ~ rst_conv2;
-  assign \$204  = \$202  & \$203 ;
-  assign \$205  = \$204  ? take : 1'h0;
-  assign \$206  = \$2 [4:0] - 4'he;
-  assign \$207  = \$2 [4:0] >= 4'he;
-  assign \$208  = \$2 [4:0] < 5'h1c;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = ~ rst_conv2;
-  assign \$211  = \$209  & \$210 ;
-  assign \$212  = \$211  ? take : 1'h0;
-  assign \$213  = \$2 [4:0] - 4'he;
-  assign \$214  = \$2 [4:0] >= 4'he;
-  assign \$215  = \$2 [4:0] < 5'h1c;
-  assign \$216  = \$214  & \$215 ;
-  assign \$217  = ~ rst_conv2;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = \$218  ? take : 1'h0;
-  assign \$220  = \$2 [4:0] - 4'he;
-  assign \$221  = \$2 [4:0] >= 4'he;
-  assign \$222  = \$2 [4:0] < 5'h1c;
-  assign \$223  = \$221  & \$222 ;
-  assign \$224  = ~ rst_conv2;
-  assign \$225  = \$223  & \$224 ;
-  assign \$226  = \$225  ? take : 1'h0;
+  assign \$107  = \$2 [4:0] - 1'h0;
+  assign \$108  = \$2 [4:0] >= 1'h0;
+  assign \$109  = \$2 [4:0] < 4'he;
+  assign \$110  = \$108  & \$109 ;
+  assign \$111  = ~ rst_conv2;
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = \$112  ? take : 1'h0;
+  assign \$114  = \$2 [4:0] - 1'h0;
+  assign \$115  = \$2 [4:0] >= 1'h0;
+  assign \$116  = \$2 [4:0] < 4'he;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = ~ rst_conv2;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$119  ? take : 1'h0;
+  assign \$121  = \$2 [4:0] - 1'h0;
+  assign \$122  = \$2 [4:0] >= 1'h0;
+  assign \$123  = \$2 [4:0] < 4'he;
+  assign \$124  = \$122  & \$123 ;
+  assign \$125  = ~ rst_conv2;
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$126  ? take : 1'h0;
+  assign \$128  = \$2 [4:0] - 1'h0;
+  assign \$129  = \$2 [4:0] >= 1'h0;
+  assign \$130  = \$2 [4:0] < 4'he;
+  assign \$131  = \$129  & \$130 ;
+  assign \$132  = ~ rst_conv2;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = \$133  ? take : 1'h0;
+  assign \$135  = \$2 [4:0] - 1'h0;
+  assign \$136  = \$2 [4:0] >= 1'h0;
+  assign \$137  = \$2 [4:0] < 4'he;
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = ~ rst_conv2;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = \$140  ? take : 1'h0;
+  assign \$142  = \$2 [4:0] - 1'h0;
+  assign \$143  = \$2 [4:0] >= 1'h0;
+  assign \$144  = \$2 [4:0] < 4'he;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = ~ rst_conv2;
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = \$147  ? take : 1'h0;
+  assign \$149  = \$2 [4:0] - 1'h0;
+  assign \$150  = \$2 [4:0] >= 1'h0;
+  assign \$151  = \$2 [4:0] < 4'he;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = ~ rst_conv2;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = \$154  ? take : 1'h0;
+  assign \$156  = \$2 [4:0] - 1'h0;
+  assign \$157  = \$2 [4:0] >= 1'h0;
+  assign \$158  = \$2 [4:0] < 4'he;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = ~ rst_conv2;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? take : 1'h0;
+  assign \$163  = \$2 [4:0] - 4'he;
+  assign \$164  = \$2 [4:0] >= 4'he;
+  assign \$165  = \$2 [4:0] < 5'h1c;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ~ rst_conv2;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = \$168  ? take : 1'h0;
+  assign \$170  = \$2 [4:0] - 4'he;
+  assign \$171  = \$2 [4:0] >= 4'he;
+  assign \$172  = \$2 [4:0] < 5'h1c;
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = ~ rst_conv2;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = \$175  ? take : 1'h0;
+  assign \$177  = \$2 [4:0] - 4'he;
+  assign \$178  = \$2 [4:0] >= 4'he;
+  assign \$179  = \$2 [4:0] < 5'h1c;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = ~ rst_conv2;
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = \$182  ? take : 1'h0;
+  assign \$184  = \$2 [4:0] - 4'he;
+  assign \$185  = \$2 [4:0] >= 4'he;
+  assign \$186  = \$2 [4:0] < 5'h1c;
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = ~ rst_conv2;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = \$189  ? take : 1'h0;
+  assign \$191  = \$2 [4:0] - 4'he;
+  assign \$192  = \$2 [4:0] >= 4'he;
+  assign \$193  = \$2 [4:0] < 5'h1c;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = ~ rst_conv2;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = \$196  ? take : 1'h0;
+  assign \$198  = \$2 [4:0] - 4'he;
+  assign \$199  = \$2 [4:0] >= 4'he;
+  assign \$200  = \$2 [4:0] < 5'h1c;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = ~ rst_conv2;
+  assign \$203  = \$201  & \$202 ;
+  assign \$204  = \$203  ? take : 1'h0;
+  assign \$205  = \$2 [4:0] - 4'he;
+  assign \$206  = \$2 [4:0] >= 4'he;
+  assign \$207  = \$2 [4:0] < 5'h1c;
+  assign \$208  = \$206  & \$207 ;
+  assign \$209  = ~ rst_conv2;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = \$210  ? take : 1'h0;
+  assign \$212  = \$2 [4:0] - 4'he;
+  assign \$213  = \$2 [4:0] >= 4'he;
+  assign \$214  = \$2 [4:0] < 5'h1c;
+  assign \$215  = \$213  & \$214 ;
+  assign \$216  = ~ rst_conv2;
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = \$217  ? take : 1'h0;
+  assign \$219  = r_next - 1'h0;
+  assign \$220  = r_next - 4'he;
+  assign \$221  = r_addr_q >= 4'he;
+  assign \$222  = 1'h0 + \$221 ;
+  assign \$223  = r_next - 1'h0;
+  assign \$224  = r_next - 4'he;
+  assign \$225  = r_addr_q >= 4'he;
+  assign \$226  = 1'h0 + \$225 ;
   assign \$227  = r_next - 1'h0;
   assign \$228  = r_next - 4'he;
   assign \$229  = r_addr_q >= 4'he;
@@ -15317,178 +15271,170 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign \$248  = r_next - 4'he;
   assign \$249  = r_addr_q >= 4'he;
   assign \$250  = 1'h0 + \$249 ;
-  assign \$251  = r_next - 1'h0;
-  assign \$252  = r_next - 4'he;
-  assign \$253  = r_addr_q >= 4'he;
-  assign \$254  = 1'h0 + \$253 ;
-  assign \$255  = r_next - 1'h0;
-  assign \$256  = r_next - 4'he;
-  assign \$257  = r_addr_q >= 4'he;
-  assign \$258  = 1'h0 + \$257 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$259 ;
+    w_count <= \$251 ;
   always @(posedge clk)
-    w_full <= \$260 ;
+    w_full <= \$252 ;
   always @(posedge clk)
-    can_end <= \$261 ;
+    can_end <= \$253 ;
   always @(posedge clk)
-    gap_zero <= \$262 ;
+    gap_zero <= \$254 ;
   always @(posedge clk)
-    s_last <= \$263 ;
+    s_last <= \$255 ;
   always @(posedge clk)
-    n_last <= \$264 ;
+    n_last <= \$256 ;
   always @(posedge clk)
-    sn_last <= \$265 ;
+    sn_last <= \$257 ;
   always @(posedge clk)
-    r_addr <= \$266 ;
+    r_addr <= \$258 ;
   always @(posedge clk)
-    s_idx <= \$267 ;
+    s_idx <= \$259 ;
   always @(posedge clk)
-    n_idx <= \$268 ;
+    n_idx <= \$260 ;
   always @(posedge clk)
-    active <= \$269 ;
+    active <= \$261 ;
   always @(posedge clk)
-    r_base <= \$270 ;
+    r_base <= \$262 ;
   always @(posedge clk)
-    w_half <= \$271 ;
+    w_half <= \$263 ;
   always @(posedge clk)
-    gap <= \$272 ;
+    gap <= \$264 ;
   always @(posedge clk)
-    \$signal$856  <= \$273 ;
+    \$signal$856  <= \$265 ;
   always @(posedge clk)
-    \$signal$857  <= \$274 ;
+    \$signal$857  <= \$266 ;
   always @(posedge clk)
-    last1 <= \$275 ;
+    last1 <= \$267 ;
   always @(posedge clk)
-    word1 <= { \$574 , \$573 , \$572  };
+    word1 <= { \$566 , \$565 , \$564  };
   always @(posedge clk)
-    r_addr_q <= \$276 ;
+    r_addr_q <= \$268 ;
   always @(posedge clk)
-    xdata_d1 <= { \$57 , \$55 , \$53 , \$51 , \$49 , \$47 , \$45 , \$43  };
+    xdata_d1 <= { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
   always @(posedge clk)
-    w0_0 <= \$58 ;
+    w0_0 <= \$50 ;
   always @(posedge clk)
-    m0_0_0 <= \$277 ;
+    m0_0_0 <= \$269 ;
   always @(posedge clk)
-    m0_0_1 <= \$278 ;
+    m0_0_1 <= \$270 ;
   always @(posedge clk)
-    m0_0_2 <= \$279 ;
+    m0_0_2 <= \$271 ;
   always @(posedge clk)
-    m0_0_3 <= \$280 ;
+    m0_0_3 <= \$272 ;
   always @(posedge clk)
-    m0_0_4 <= \$281 ;
+    m0_0_4 <= \$273 ;
   always @(posedge clk)
-    m0_0_5 <= \$282 ;
+    m0_0_5 <= \$274 ;
   always @(posedge clk)
-    m0_0_6 <= \$283 ;
+    m0_0_6 <= \$275 ;
   always @(posedge clk)
-    m0_0_7 <= \$284 ;
+    m0_0_7 <= \$276 ;
   always @(posedge clk)
-    m0_0_8 <= \$285 ;
+    m0_0_8 <= \$277 ;
   always @(posedge clk)
-    m0_0_9 <= \$286 ;
+    m0_0_9 <= \$278 ;
   always @(posedge clk)
-    m0_0_10 <= \$287 ;
+    m0_0_10 <= \$279 ;
   always @(posedge clk)
-    m0_0_11 <= \$288 ;
+    m0_0_11 <= \$280 ;
   always @(posedge clk)
-    m0_0_12 <= \$289 ;
+    m0_0_12 <= \$281 ;
   always @(posedge clk)
-    m0_0_13 <= \$290 ;
+    m0_0_13 <= \$282 ;
   always @(posedge clk)
-    m0_0_14 <= \$291 ;
+    m0_0_14 <= \$283 ;
   always @(posedge clk)
-    m0_0_15 <= \$292 ;
+    m0_0_15 <= \$284 ;
   always @(posedge clk)
-    m0_0_16 <= \$293 ;
+    m0_0_16 <= \$285 ;
   always @(posedge clk)
-    m0_0_17 <= \$294 ;
+    m0_0_17 <= \$286 ;
   always @(posedge clk)
-    m0_0_18 <= \$295 ;
+    m0_0_18 <= \$287 ;
   always @(posedge clk)
-    m0_0_19 <= \$296 ;
+    m0_0_19 <= \$288 ;
   always @(posedge clk)
-    m0_0_20 <= \$297 ;
+    m0_0_20 <= \$289 ;
   always @(posedge clk)
-    m0_0_21 <= \$298 ;
+    m0_0_21 <= \$290 ;
   always @(posedge clk)
-    m0_0_22 <= \$299 ;
+    m0_0_22 <= \$291 ;
   always @(posedge clk)
-    m0_0_23 <= \$300 ;
+    m0_0_23 <= \$292 ;
   always @(posedge clk)
-    m0_0_24 <= \$301 ;
+    m0_0_24 <= \$293 ;
   always @(posedge clk)
-    m0_0_25 <= \$302 ;
+    m0_0_25 <= \$294 ;
   always @(posedge clk)
-    m0_0_26 <= \$303 ;
+    m0_0_26 <= \$295 ;
   always @(posedge clk)
-    m0_0_27 <= \$304 ;
+    m0_0_27 <= \$296 ;
   always @(posedge clk)
-    m0_0_28 <= \$305 ;
+    m0_0_28 <= \$297 ;
   always @(posedge clk)
-    m0_0_29 <= \$306 ;
+    m0_0_29 <= \$298 ;
   always @(posedge clk)
-    m0_0_30 <= \$307 ;
+    m0_0_30 <= \$299 ;
   always @(posedge clk)
-    m0_0_31 <= \$308 ;
+    m0_0_31 <= \$300 ;
   always @(posedge clk)
-    m0_0_32 <= \$309 ;
+    m0_0_32 <= \$301 ;
   always @(posedge clk)
-    m0_0_33 <= \$310 ;
+    m0_0_33 <= \$302 ;
   always @(posedge clk)
-    m0_0_34 <= \$311 ;
+    m0_0_34 <= \$303 ;
   always @(posedge clk)
-    m0_0_35 <= \$312 ;
+    m0_0_35 <= \$304 ;
   always @(posedge clk)
-    m0_0_36 <= \$313 ;
+    m0_0_36 <= \$305 ;
   always @(posedge clk)
-    m0_0_37 <= \$314 ;
+    m0_0_37 <= \$306 ;
   always @(posedge clk)
-    m0_0_38 <= \$315 ;
+    m0_0_38 <= \$307 ;
   always @(posedge clk)
-    m0_0_39 <= \$316 ;
+    m0_0_39 <= \$308 ;
   always @(posedge clk)
-    m0_0_40 <= \$317 ;
+    m0_0_40 <= \$309 ;
   always @(posedge clk)
-    m0_0_41 <= \$318 ;
+    m0_0_41 <= \$310 ;
   always @(posedge clk)
-    m0_0_42 <= \$319 ;
+    m0_0_42 <= \$311 ;
   always @(posedge clk)
-    m0_0_43 <= \$320 ;
+    m0_0_43 <= \$312 ;
   always @(posedge clk)
-    m0_0_44 <= \$321 ;
+    m0_0_44 <= \$313 ;
   always @(posedge clk)
-    m0_0_45 <= \$322 ;
+    m0_0_45 <= \$314 ;
   always @(posedge clk)
-    m0_0_46 <= \$323 ;
+    m0_0_46 <= \$315 ;
   always @(posedge clk)
-    m0_0_47 <= \$324 ;
+    m0_0_47 <= \$316 ;
   always @(posedge clk)
-    m0_0_48 <= \$325 ;
+    m0_0_48 <= \$317 ;
   always @(posedge clk)
-    m0_0_49 <= \$326 ;
+    m0_0_49 <= \$318 ;
   always @(posedge clk)
-    m0_0_50 <= \$327 ;
+    m0_0_50 <= \$319 ;
   always @(posedge clk)
-    m0_0_51 <= \$328 ;
+    m0_0_51 <= \$320 ;
   always @(posedge clk)
-    m0_0_52 <= \$329 ;
+    m0_0_52 <= \$321 ;
   always @(posedge clk)
-    m0_0_53 <= \$330 ;
+    m0_0_53 <= \$322 ;
   always @(posedge clk)
-    m0_0_54 <= \$331 ;
+    m0_0_54 <= \$323 ;
   always @(posedge clk)
-    m0_0_55 <= \$332 ;
+    m0_0_55 <= \$324 ;
   always @(posedge clk)
-    m0_0_56 <= \$333 ;
+    m0_0_56 <= \$325 ;
   always @(posedge clk)
-    m0_0_57 <= \$334 ;
+    m0_0_57 <= \$326 ;
   always @(posedge clk)
-    m0_0_58 <= \$335 ;
+    m0_0_58 <= \$327 ;
   always @(posedge clk)
-    m0_0_59 <= \$336 ;
+    m0_0_59 <= \$328 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -15530,127 +15476,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= \$59 ;
+    w1_0 <= \$51 ;
   always @(posedge clk)
-    m1_0_0 <= \$337 ;
+    m1_0_0 <= \$329 ;
   always @(posedge clk)
-    m1_0_1 <= \$338 ;
+    m1_0_1 <= \$330 ;
   always @(posedge clk)
-    m1_0_2 <= \$339 ;
+    m1_0_2 <= \$331 ;
   always @(posedge clk)
-    m1_0_3 <= \$340 ;
+    m1_0_3 <= \$332 ;
   always @(posedge clk)
-    m1_0_4 <= \$341 ;
+    m1_0_4 <= \$333 ;
   always @(posedge clk)
-    m1_0_5 <= \$342 ;
+    m1_0_5 <= \$334 ;
   always @(posedge clk)
-    m1_0_6 <= \$343 ;
+    m1_0_6 <= \$335 ;
   always @(posedge clk)
-    m1_0_7 <= \$344 ;
+    m1_0_7 <= \$336 ;
   always @(posedge clk)
-    m1_0_8 <= \$345 ;
+    m1_0_8 <= \$337 ;
   always @(posedge clk)
-    m1_0_9 <= \$346 ;
+    m1_0_9 <= \$338 ;
   always @(posedge clk)
-    m1_0_10 <= \$347 ;
+    m1_0_10 <= \$339 ;
   always @(posedge clk)
-    m1_0_11 <= \$348 ;
+    m1_0_11 <= \$340 ;
   always @(posedge clk)
-    m1_0_12 <= \$349 ;
+    m1_0_12 <= \$341 ;
   always @(posedge clk)
-    m1_0_13 <= \$350 ;
+    m1_0_13 <= \$342 ;
   always @(posedge clk)
-    m1_0_14 <= \$351 ;
+    m1_0_14 <= \$343 ;
   always @(posedge clk)
-    m1_0_15 <= \$352 ;
+    m1_0_15 <= \$344 ;
   always @(posedge clk)
-    m1_0_16 <= \$353 ;
+    m1_0_16 <= \$345 ;
   always @(posedge clk)
-    m1_0_17 <= \$354 ;
+    m1_0_17 <= \$346 ;
   always @(posedge clk)
-    m1_0_18 <= \$355 ;
+    m1_0_18 <= \$347 ;
   always @(posedge clk)
-    m1_0_19 <= \$356 ;
+    m1_0_19 <= \$348 ;
   always @(posedge clk)
-    m1_0_20 <= \$357 ;
+    m1_0_20 <= \$349 ;
   always @(posedge clk)
-    m1_0_21 <= \$358 ;
+    m1_0_21 <= \$350 ;
   always @(posedge clk)
-    m1_0_22 <= \$359 ;
+    m1_0_22 <= \$351 ;
   always @(posedge clk)
-    m1_0_23 <= \$360 ;
+    m1_0_23 <= \$352 ;
   always @(posedge clk)
-    m1_0_24 <= \$361 ;
+    m1_0_24 <= \$353 ;
   always @(posedge clk)
-    m1_0_25 <= \$362 ;
+    m1_0_25 <= \$354 ;
   always @(posedge clk)
-    m1_0_26 <= \$363 ;
+    m1_0_26 <= \$355 ;
   always @(posedge clk)
-    m1_0_27 <= \$364 ;
+    m1_0_27 <= \$356 ;
   always @(posedge clk)
-    m1_0_28 <= \$365 ;
+    m1_0_28 <= \$357 ;
   always @(posedge clk)
-    m1_0_29 <= \$366 ;
+    m1_0_29 <= \$358 ;
   always @(posedge clk)
-    m1_0_30 <= \$367 ;
+    m1_0_30 <= \$359 ;
   always @(posedge clk)
-    m1_0_31 <= \$368 ;
+    m1_0_31 <= \$360 ;
   always @(posedge clk)
-    m1_0_32 <= \$369 ;
+    m1_0_32 <= \$361 ;
   always @(posedge clk)
-    m1_0_33 <= \$370 ;
+    m1_0_33 <= \$362 ;
   always @(posedge clk)
-    m1_0_34 <= \$371 ;
+    m1_0_34 <= \$363 ;
   always @(posedge clk)
-    m1_0_35 <= \$372 ;
+    m1_0_35 <= \$364 ;
   always @(posedge clk)
-    m1_0_36 <= \$373 ;
+    m1_0_36 <= \$365 ;
   always @(posedge clk)
-    m1_0_37 <= \$374 ;
+    m1_0_37 <= \$366 ;
   always @(posedge clk)
-    m1_0_38 <= \$375 ;
+    m1_0_38 <= \$367 ;
   always @(posedge clk)
-    m1_0_39 <= \$376 ;
+    m1_0_39 <= \$368 ;
   always @(posedge clk)
-    m1_0_40 <= \$377 ;
+    m1_0_40 <= \$369 ;
   always @(posedge clk)
-    m1_0_41 <= \$378 ;
+    m1_0_41 <= \$370 ;
   always @(posedge clk)
-    m1_0_42 <= \$379 ;
+    m1_0_42 <= \$371 ;
   always @(posedge clk)
-    m1_0_43 <= \$380 ;
+    m1_0_43 <= \$372 ;
   always @(posedge clk)
-    m1_0_44 <= \$381 ;
+    m1_0_44 <= \$373 ;
   always @(posedge clk)
-    m1_0_45 <= \$382 ;
+    m1_0_45 <= \$374 ;
   always @(posedge clk)
-    m1_0_46 <= \$383 ;
+    m1_0_46 <= \$375 ;
   always @(posedge clk)
-    m1_0_47 <= \$384 ;
+    m1_0_47 <= \$376 ;
   always @(posedge clk)
-    m1_0_48 <= \$385 ;
+    m1_0_48 <= \$377 ;
   always @(posedge clk)
-    m1_0_49 <= \$386 ;
+    m1_0_49 <= \$378 ;
   always @(posedge clk)
-    m1_0_50 <= \$387 ;
+    m1_0_50 <= \$379 ;
   always @(posedge clk)
-    m1_0_51 <= \$388 ;
+    m1_0_51 <= \$380 ;
   always @(posedge clk)
-    m1_0_52 <= \$389 ;
+    m1_0_52 <= \$381 ;
   always @(posedge clk)
-    m1_0_53 <= \$390 ;
+    m1_0_53 <= \$382 ;
   always @(posedge clk)
-    m1_0_54 <= \$391 ;
+    m1_0_54 <= \$383 ;
   always @(posedge clk)
-    m1_0_55 <= \$392 ;
+    m1_0_55 <= \$384 ;
   always @(posedge clk)
-    m1_0_56 <= \$393 ;
+    m1_0_56 <= \$385 ;
   always @(posedge clk)
-    m1_0_57 <= \$394 ;
+    m1_0_57 <= \$386 ;
   always @(posedge clk)
-    m1_0_58 <= \$395 ;
+    m1_0_58 <= \$387 ;
   always @(posedge clk)
-    m1_0_59 <= \$396 ;
+    m1_0_59 <= \$388 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -15692,127 +15638,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= \$60 ;
+    w2_0 <= \$52 ;
   always @(posedge clk)
-    m2_0_0 <= \$397 ;
+    m2_0_0 <= \$389 ;
   always @(posedge clk)
-    m2_0_1 <= \$398 ;
+    m2_0_1 <= \$390 ;
   always @(posedge clk)
-    m2_0_2 <= \$399 ;
+    m2_0_2 <= \$391 ;
   always @(posedge clk)
-    m2_0_3 <= \$400 ;
+    m2_0_3 <= \$392 ;
   always @(posedge clk)
-    m2_0_4 <= \$401 ;
+    m2_0_4 <= \$393 ;
   always @(posedge clk)
-    m2_0_5 <= \$402 ;
+    m2_0_5 <= \$394 ;
   always @(posedge clk)
-    m2_0_6 <= \$403 ;
+    m2_0_6 <= \$395 ;
   always @(posedge clk)
-    m2_0_7 <= \$404 ;
+    m2_0_7 <= \$396 ;
   always @(posedge clk)
-    m2_0_8 <= \$405 ;
+    m2_0_8 <= \$397 ;
   always @(posedge clk)
-    m2_0_9 <= \$406 ;
+    m2_0_9 <= \$398 ;
   always @(posedge clk)
-    m2_0_10 <= \$407 ;
+    m2_0_10 <= \$399 ;
   always @(posedge clk)
-    m2_0_11 <= \$408 ;
+    m2_0_11 <= \$400 ;
   always @(posedge clk)
-    m2_0_12 <= \$409 ;
+    m2_0_12 <= \$401 ;
   always @(posedge clk)
-    m2_0_13 <= \$410 ;
+    m2_0_13 <= \$402 ;
   always @(posedge clk)
-    m2_0_14 <= \$411 ;
+    m2_0_14 <= \$403 ;
   always @(posedge clk)
-    m2_0_15 <= \$412 ;
+    m2_0_15 <= \$404 ;
   always @(posedge clk)
-    m2_0_16 <= \$413 ;
+    m2_0_16 <= \$405 ;
   always @(posedge clk)
-    m2_0_17 <= \$414 ;
+    m2_0_17 <= \$406 ;
   always @(posedge clk)
-    m2_0_18 <= \$415 ;
+    m2_0_18 <= \$407 ;
   always @(posedge clk)
-    m2_0_19 <= \$416 ;
+    m2_0_19 <= \$408 ;
   always @(posedge clk)
-    m2_0_20 <= \$417 ;
+    m2_0_20 <= \$409 ;
   always @(posedge clk)
-    m2_0_21 <= \$418 ;
+    m2_0_21 <= \$410 ;
   always @(posedge clk)
-    m2_0_22 <= \$419 ;
+    m2_0_22 <= \$411 ;
   always @(posedge clk)
-    m2_0_23 <= \$420 ;
+    m2_0_23 <= \$412 ;
   always @(posedge clk)
-    m2_0_24 <= \$421 ;
+    m2_0_24 <= \$413 ;
   always @(posedge clk)
-    m2_0_25 <= \$422 ;
+    m2_0_25 <= \$414 ;
   always @(posedge clk)
-    m2_0_26 <= \$423 ;
+    m2_0_26 <= \$415 ;
   always @(posedge clk)
-    m2_0_27 <= \$424 ;
+    m2_0_27 <= \$416 ;
   always @(posedge clk)
-    m2_0_28 <= \$425 ;
+    m2_0_28 <= \$417 ;
   always @(posedge clk)
-    m2_0_29 <= \$426 ;
+    m2_0_29 <= \$418 ;
   always @(posedge clk)
-    m2_0_30 <= \$427 ;
+    m2_0_30 <= \$419 ;
   always @(posedge clk)
-    m2_0_31 <= \$428 ;
+    m2_0_31 <= \$420 ;
   always @(posedge clk)
-    m2_0_32 <= \$429 ;
+    m2_0_32 <= \$421 ;
   always @(posedge clk)
-    m2_0_33 <= \$430 ;
+    m2_0_33 <= \$422 ;
   always @(posedge clk)
-    m2_0_34 <= \$431 ;
+    m2_0_34 <= \$423 ;
   always @(posedge clk)
-    m2_0_35 <= \$432 ;
+    m2_0_35 <= \$424 ;
   always @(posedge clk)
-    m2_0_36 <= \$433 ;
+    m2_0_36 <= \$425 ;
   always @(posedge clk)
-    m2_0_37 <= \$434 ;
+    m2_0_37 <= \$426 ;
   always @(posedge clk)
-    m2_0_38 <= \$435 ;
+    m2_0_38 <= \$427 ;
   always @(posedge clk)
-    m2_0_39 <= \$436 ;
+    m2_0_39 <= \$428 ;
   always @(posedge clk)
-    m2_0_40 <= \$437 ;
+    m2_0_40 <= \$429 ;
   always @(posedge clk)
-    m2_0_41 <= \$438 ;
+    m2_0_41 <= \$430 ;
   always @(posedge clk)
-    m2_0_42 <= \$439 ;
+    m2_0_42 <= \$431 ;
   always @(posedge clk)
-    m2_0_43 <= \$440 ;
+    m2_0_43 <= \$432 ;
   always @(posedge clk)
-    m2_0_44 <= \$441 ;
+    m2_0_44 <= \$433 ;
   always @(posedge clk)
-    m2_0_45 <= \$442 ;
+    m2_0_45 <= \$434 ;
   always @(posedge clk)
-    m2_0_46 <= \$443 ;
+    m2_0_46 <= \$435 ;
   always @(posedge clk)
-    m2_0_47 <= \$444 ;
+    m2_0_47 <= \$436 ;
   always @(posedge clk)
-    m2_0_48 <= \$445 ;
+    m2_0_48 <= \$437 ;
   always @(posedge clk)
-    m2_0_49 <= \$446 ;
+    m2_0_49 <= \$438 ;
   always @(posedge clk)
-    m2_0_50 <= \$447 ;
+    m2_0_50 <= \$439 ;
   always @(posedge clk)
-    m2_0_51 <= \$448 ;
+    m2_0_51 <= \$440 ;
   always @(posedge clk)
-    m2_0_52 <= \$449 ;
+    m2_0_52 <= \$441 ;
   always @(posedge clk)
-    m2_0_53 <= \$450 ;
+    m2_0_53 <= \$442 ;
   always @(posedge clk)
-    m2_0_54 <= \$451 ;
+    m2_0_54 <= \$443 ;
   always @(posedge clk)
-    m2_0_55 <= \$452 ;
+    m2_0_55 <= \$444 ;
   always @(posedge clk)
-    m2_0_56 <= \$453 ;
+    m2_0_56 <= \$445 ;
   always @(posedge clk)
-    m2_0_57 <= \$454 ;
+    m2_0_57 <= \$446 ;
   always @(posedge clk)
-    m2_0_58 <= \$455 ;
+    m2_0_58 <= \$447 ;
   always @(posedge clk)
-    m2_0_59 <= \$456 ;
+    m2_0_59 <= \$448 ;
   always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
@@ -15854,127 +15800,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= \$61 ;
+    w3_0 <= \$53 ;
   always @(posedge clk)
-    m3_0_0 <= \$457 ;
+    m3_0_0 <= \$449 ;
   always @(posedge clk)
-    m3_0_1 <= \$458 ;
+    m3_0_1 <= \$450 ;
   always @(posedge clk)
-    m3_0_2 <= \$459 ;
+    m3_0_2 <= \$451 ;
   always @(posedge clk)
-    m3_0_3 <= \$460 ;
+    m3_0_3 <= \$452 ;
   always @(posedge clk)
-    m3_0_4 <= \$461 ;
+    m3_0_4 <= \$453 ;
   always @(posedge clk)
-    m3_0_5 <= \$462 ;
+    m3_0_5 <= \$454 ;
   always @(posedge clk)
-    m3_0_6 <= \$463 ;
+    m3_0_6 <= \$455 ;
   always @(posedge clk)
-    m3_0_7 <= \$464 ;
+    m3_0_7 <= \$456 ;
   always @(posedge clk)
-    m3_0_8 <= \$465 ;
+    m3_0_8 <= \$457 ;
   always @(posedge clk)
-    m3_0_9 <= \$466 ;
+    m3_0_9 <= \$458 ;
   always @(posedge clk)
-    m3_0_10 <= \$467 ;
+    m3_0_10 <= \$459 ;
   always @(posedge clk)
-    m3_0_11 <= \$468 ;
+    m3_0_11 <= \$460 ;
   always @(posedge clk)
-    m3_0_12 <= \$469 ;
+    m3_0_12 <= \$461 ;
   always @(posedge clk)
-    m3_0_13 <= \$470 ;
+    m3_0_13 <= \$462 ;
   always @(posedge clk)
-    m3_0_14 <= \$471 ;
+    m3_0_14 <= \$463 ;
   always @(posedge clk)
-    m3_0_15 <= \$472 ;
+    m3_0_15 <= \$464 ;
   always @(posedge clk)
-    m3_0_16 <= \$473 ;
+    m3_0_16 <= \$465 ;
   always @(posedge clk)
-    m3_0_17 <= \$474 ;
+    m3_0_17 <= \$466 ;
   always @(posedge clk)
-    m3_0_18 <= \$475 ;
+    m3_0_18 <= \$467 ;
   always @(posedge clk)
-    m3_0_19 <= \$476 ;
+    m3_0_19 <= \$468 ;
   always @(posedge clk)
-    m3_0_20 <= \$477 ;
+    m3_0_20 <= \$469 ;
   always @(posedge clk)
-    m3_0_21 <= \$478 ;
+    m3_0_21 <= \$470 ;
   always @(posedge clk)
-    m3_0_22 <= \$479 ;
+    m3_0_22 <= \$471 ;
   always @(posedge clk)
-    m3_0_23 <= \$480 ;
+    m3_0_23 <= \$472 ;
   always @(posedge clk)
-    m3_0_24 <= \$481 ;
+    m3_0_24 <= \$473 ;
   always @(posedge clk)
-    m3_0_25 <= \$482 ;
+    m3_0_25 <= \$474 ;
   always @(posedge clk)
-    m3_0_26 <= \$483 ;
+    m3_0_26 <= \$475 ;
   always @(posedge clk)
-    m3_0_27 <= \$484 ;
+    m3_0_27 <= \$476 ;
   always @(posedge clk)
-    m3_0_28 <= \$485 ;
+    m3_0_28 <= \$477 ;
   always @(posedge clk)
-    m3_0_29 <= \$486 ;
+    m3_0_29 <= \$478 ;
   always @(posedge clk)
-    m3_0_30 <= \$487 ;
+    m3_0_30 <= \$479 ;
   always @(posedge clk)
-    m3_0_31 <= \$488 ;
+    m3_0_31 <= \$480 ;
   always @(posedge clk)
-    m3_0_32 <= \$489 ;
+    m3_0_32 <= \$481 ;
   always @(posedge clk)
-    m3_0_33 <= \$490 ;
+    m3_0_33 <= \$482 ;
   always @(posedge clk)
-    m3_0_34 <= \$491 ;
+    m3_0_34 <= \$483 ;
   always @(posedge clk)
-    m3_0_35 <= \$492 ;
+    m3_0_35 <= \$484 ;
   always @(posedge clk)
-    m3_0_36 <= \$493 ;
+    m3_0_36 <= \$485 ;
   always @(posedge clk)
-    m3_0_37 <= \$494 ;
+    m3_0_37 <= \$486 ;
   always @(posedge clk)
-    m3_0_38 <= \$495 ;
+    m3_0_38 <= \$487 ;
   always @(posedge clk)
-    m3_0_39 <= \$496 ;
+    m3_0_39 <= \$488 ;
   always @(posedge clk)
-    m3_0_40 <= \$497 ;
+    m3_0_40 <= \$489 ;
   always @(posedge clk)
-    m3_0_41 <= \$498 ;
+    m3_0_41 <= \$490 ;
   always @(posedge clk)
-    m3_0_42 <= \$499 ;
+    m3_0_42 <= \$491 ;
   always @(posedge clk)
-    m3_0_43 <= \$500 ;
+    m3_0_43 <= \$492 ;
   always @(posedge clk)
-    m3_0_44 <= \$501 ;
+    m3_0_44 <= \$493 ;
   always @(posedge clk)
-    m3_0_45 <= \$502 ;
+    m3_0_45 <= \$494 ;
   always @(posedge clk)
-    m3_0_46 <= \$503 ;
+    m3_0_46 <= \$495 ;
   always @(posedge clk)
-    m3_0_47 <= \$504 ;
+    m3_0_47 <= \$496 ;
   always @(posedge clk)
-    m3_0_48 <= \$505 ;
+    m3_0_48 <= \$497 ;
   always @(posedge clk)
-    m3_0_49 <= \$506 ;
+    m3_0_49 <= \$498 ;
   always @(posedge clk)
-    m3_0_50 <= \$507 ;
+    m3_0_50 <= \$499 ;
   always @(posedge clk)
-    m3_0_51 <= \$508 ;
+    m3_0_51 <= \$500 ;
   always @(posedge clk)
-    m3_0_52 <= \$509 ;
+    m3_0_52 <= \$501 ;
   always @(posedge clk)
-    m3_0_53 <= \$510 ;
+    m3_0_53 <= \$502 ;
   always @(posedge clk)
-    m3_0_54 <= \$511 ;
+    m3_0_54 <= \$503 ;
   always @(posedge clk)
-    m3_0_55 <= \$512 ;
+    m3_0_55 <= \$504 ;
   always @(posedge clk)
-    m3_0_56 <= \$513 ;
+    m3_0_56 <= \$505 ;
   always @(posedge clk)
-    m3_0_57 <= \$514 ;
+    m3_0_57 <= \$506 ;
   always @(posedge clk)
-    m3_0_58 <= \$515 ;
+    m3_0_58 <= \$507 ;
   always @(posedge clk)
-    m3_0_59 <= \$516 ;
+    m3_0_59 <= \$508 ;
   always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
@@ -16098,133 +16044,133 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    v2_d1 <= \$517 ;
+    v2_d1 <= \$509 ;
   always @(posedge clk)
-    v2_d2 <= \$518 ;
+    v2_d2 <= \$510 ;
   always @(posedge clk)
-    v2_d3 <= \$519 ;
+    v2_d3 <= \$511 ;
   always @(posedge clk)
-    v2_d4 <= \$520 ;
+    v2_d4 <= \$512 ;
   always @(posedge clk)
-    v2_d5 <= \$521 ;
+    v2_d5 <= \$513 ;
   always @(posedge clk)
-    last2_d1 <= \$522 ;
+    last2_d1 <= \$514 ;
   always @(posedge clk)
-    last2_d2 <= \$523 ;
+    last2_d2 <= \$515 ;
   always @(posedge clk)
-    last2_d3 <= \$524 ;
+    last2_d3 <= \$516 ;
   always @(posedge clk)
-    last2_d4 <= \$525 ;
+    last2_d4 <= \$517 ;
   always @(posedge clk)
-    last2_d5 <= \$526 ;
+    last2_d5 <= \$518 ;
   always @(posedge clk)
-    v2p_d1 <= \$527 ;
+    v2p_d1 <= \$519 ;
   always @(posedge clk)
-    v2p_d2 <= \$528 ;
+    v2p_d2 <= \$520 ;
   always @(posedge clk)
-    v2p_d3 <= \$529 ;
+    v2p_d3 <= \$521 ;
   always @(posedge clk)
-    v2p_d4 <= \$530 ;
+    v2p_d4 <= \$522 ;
   always @(posedge clk)
-    first2p_d1 <= \$531 ;
+    first2p_d1 <= \$523 ;
   always @(posedge clk)
-    first2p_d2 <= \$532 ;
+    first2p_d2 <= \$524 ;
   always @(posedge clk)
-    first2p_d3 <= \$533 ;
+    first2p_d3 <= \$525 ;
   always @(posedge clk)
-    first2p_d4 <= \$534 ;
+    first2p_d4 <= \$526 ;
   always @(posedge clk)
-    last2p_d1 <= \$535 ;
+    last2p_d1 <= \$527 ;
   always @(posedge clk)
-    last2p_d2 <= \$536 ;
+    last2p_d2 <= \$528 ;
   always @(posedge clk)
-    last2p_d3 <= \$537 ;
+    last2p_d3 <= \$529 ;
   always @(posedge clk)
-    last2p_d4 <= \$538 ;
+    last2p_d4 <= \$530 ;
   always @(posedge clk)
-    done <= \$539 ;
+    done <= \$531 ;
   always @(posedge clk)
-    xacc <= \$540 ;
+    xacc <= \$532 ;
   always @(posedge clk)
-    xfin <= \$541 ;
+    xfin <= \$533 ;
   always @(posedge clk)
-    acc0_0 <= \$542 ;
+    acc0_0 <= \$534 ;
   always @(posedge clk)
-    fin0_0 <= \$543 ;
+    fin0_0 <= \$535 ;
   always @(posedge clk)
-    bank0_0 <= \$544 ;
+    bank0_0 <= \$536 ;
   always @(posedge clk)
-    acc1_0 <= \$545 ;
+    acc1_0 <= \$537 ;
   always @(posedge clk)
-    fin1_0 <= \$546 ;
+    fin1_0 <= \$538 ;
   always @(posedge clk)
-    bank1_0 <= \$547 ;
+    bank1_0 <= \$539 ;
   always @(posedge clk)
-    acc2_0 <= \$548 ;
+    acc2_0 <= \$540 ;
   always @(posedge clk)
-    fin2_0 <= \$549 ;
+    fin2_0 <= \$541 ;
   always @(posedge clk)
-    bank2_0 <= \$550 ;
+    bank2_0 <= \$542 ;
   always @(posedge clk)
-    acc3_0 <= \$551 ;
+    acc3_0 <= \$543 ;
   always @(posedge clk)
-    fin3_0 <= \$552 ;
+    fin3_0 <= \$544 ;
   always @(posedge clk)
-    bank3_0 <= \$553 ;
+    bank3_0 <= \$545 ;
   always @(posedge clk)
-    ser_left <= \$554 ;
+    ser_left <= \$546 ;
   always @(posedge clk)
-    addr <= \$555 ;
+    addr <= \$547 ;
   always @(posedge clk)
-    \$signal$946  <= \$556 ;
+    \$signal$946  <= \$548 ;
   always @(posedge clk)
-    ka <= \$557 ;
+    ka <= \$549 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$558 ;
+    vb <= \$550 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$102 ;
+    rq0_beta <= \$94 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$105 ;
+    rq0_acc_s1_0 <= \$97 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$106 [30:0];
+    rq0_acc_s2_0 <= \$98 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$107 [14:0];
+    rq0_shifted <= \$99 [14:0];
   always @(posedge clk)
-    rq0_under <= \$109 ;
+    rq0_under <= \$101 ;
   always @(posedge clk)
-    rq0_over <= \$111 ;
+    rq0_over <= \$103 ;
   always @(posedge clk)
-    v_out_d1 <= \$559 ;
+    v_out_d1 <= \$551 ;
   always @(posedge clk)
-    v_out_d2 <= \$560 ;
+    v_out_d2 <= \$552 ;
   always @(posedge clk)
-    v_out_d3 <= \$561 ;
+    v_out_d3 <= \$553 ;
   always @(posedge clk)
-    \w_en$847  <= \$562 ;
+    \w_en$847  <= \$554 ;
   always @(posedge clk)
-    skipped_d1 <= \$563 ;
+    skipped_d1 <= \$555 ;
   always @(posedge clk)
-    skipped_d2 <= \$564 ;
+    skipped_d2 <= \$556 ;
   always @(posedge clk)
-    skipped_d3 <= \$565 ;
+    skipped_d3 <= \$557 ;
   always @(posedge clk)
-    skipped_d4 <= \$566 ;
+    skipped_d4 <= \$558 ;
   always @(posedge clk)
-    skipped_d5 <= \$567 ;
+    skipped_d5 <= \$559 ;
   always @(posedge clk)
-    group_ended_d1 <= \$568 ;
+    group_ended_d1 <= \$560 ;
   always @(posedge clk)
-    credits_returned <= \$569 ;
+    credits_returned <= \$561 ;
   always @(posedge clk)
-    credits_space <= \$570 ;
+    credits_space <= \$562 ;
   always @(posedge clk)
-    credits_room <= \$571 ;
+    credits_room <= \$563 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -16570,67 +16516,59 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign \$39  = ~ gap_zero;
   assign \$40  = gap - 1'h1;
   assign \$41  = ! s_idx;
-  assign \$42  = r_page_b0 == 1'h1;
-  assign \$43  = \$42  ? \port__data$863  : \port__data$862 ;
-  assign \$44  = r_page_b1 == 1'h1;
-  assign \$45  = \$44  ? \port__data$866  : \port__data$865 ;
-  assign \$46  = r_page_b2 == 1'h1;
-  assign \$47  = \$46  ? \port__data$869  : \port__data$868 ;
-  assign \$48  = r_page_b3 == 1'h1;
-  assign \$49  = \$48  ? \port__data$872  : \port__data$871 ;
-  assign \$50  = r_page_b4 == 1'h1;
-  assign \$51  = \$50  ? \port__data$875  : \port__data$874 ;
-  assign \$52  = r_page_b5 == 1'h1;
-  assign \$53  = \$52  ? \port__data$878  : \port__data$877 ;
-  assign \$54  = r_page_b6 == 1'h1;
-  assign \$55  = \$54  ? \port__data$881  : \port__data$880 ;
-  assign \$56  = r_page_b7 == 1'h1;
-  assign \$57  = \$56  ? \port__data$884  : \port__data$883 ;
-  assign \$58  = ~ { \o$888 , \o$887 , o };
-  assign \$59  = ~ { \o$893 , \o$892 , \o$891  };
-  assign \$60  = ~ { \o$898 , \o$897 , \o$896  };
-  assign \$61  = ~ { \o$903 , \o$902 , \o$901  };
-  assign \$62  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$63  = \$62  + xsum_l6_0;
-  assign \$64  = flags_x[0] & flags_x[2];
-  assign \$65  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$66  = \$65  + xsum_l6_0;
-  assign \$67  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$68  = \$67  + t0_0_l6_0;
-  assign \$69  = flags_0[0] & flags_0[2];
-  assign \$70  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$71  = \$70  + t0_0_l6_0;
-  assign \$73  = \$72  - xfin;
-  assign \$74  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$75  = \$74  + t1_0_l6_0;
-  assign \$76  = flags_1[0] & flags_1[2];
-  assign \$77  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$78  = \$77  + t1_0_l6_0;
-  assign \$80  = \$79  - xfin;
-  assign \$81  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$82  = \$81  + t2_0_l6_0;
-  assign \$83  = flags_2[0] & flags_2[2];
-  assign \$84  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$85  = \$84  + t2_0_l6_0;
-  assign \$87  = \$86  - xfin;
-  assign \$88  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$89  = \$88  + t3_0_l6_0;
-  assign \$90  = flags_3[0] & flags_3[2];
-  assign \$91  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$92  = \$91  + t3_0_l6_0;
-  assign \$94  = \$93  - xfin;
-  assign \$95  = ser_left - 1'h1;
-  assign \$96  = addr == 6'h3f;
-  assign \$97  = addr + 1'h1;
-  assign \$98  = \$96  ? 7'h00 : \$97 ;
-  assign \$102  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$105  = $signed(\$103 ) + $signed(\$104 );
-  assign \$106  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$109  = $signed(\$108 ) < $signed(1'h0);
-  assign \$111  = $signed(\$110 ) > $signed(9'h0ff);
-  assign \$112  = step & s_last;
-  assign \$113  = o__valid & \o__ready$842 ;
-  assign \$114  = \$113  + skipped_d5;
+  assign \$42  = r_page_b0[0] ? \port__data$863  : \port__data$862 ;
+  assign \$43  = r_page_b1[0] ? \port__data$866  : \port__data$865 ;
+  assign \$44  = r_page_b2[0] ? \port__data$869  : \port__data$868 ;
+  assign \$45  = r_page_b3[0] ? \port__data$872  : \port__data$871 ;
+  assign \$46  = r_page_b4[0] ? \port__data$875  : \port__data$874 ;
+  assign \$47  = r_page_b5[0] ? \port__data$878  : \port__data$877 ;
+  assign \$48  = r_page_b6[0] ? \port__data$881  : \port__data$880 ;
+  assign \$49  = r_page_b7[0] ? \port__data$884  : \port__data$883 ;
+  assign \$50  = ~ { \o$888 , \o$887 , o };
+  assign \$51  = ~ { \o$893 , \o$892 , \o$891  };
+  assign \$52  = ~ { \o$898 , \o$897 , \o$896  };
+  assign \$53  = ~ { \o$903 , \o$902 , \o$901  };
+  assign \$54  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$55  = \$54  + xsum_l6_0;
+  assign \$56  = flags_x[0] & flags_x[2];
+  assign \$57  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$58  = \$57  + xsum_l6_0;
+  assign \$59  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$60  = \$59  + t0_0_l6_0;
+  assign \$61  = flags_0[0] & flags_0[2];
+  assign \$62  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$63  = \$62  + t0_0_l6_0;
+  assign \$65  = \$64  - xfin;
+  assign \$66  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$67  = \$66  + t1_0_l6_0;
+  assign \$68  = flags_1[0] & flags_1[2];
+  assign \$69  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$70  = \$69  + t1_0_l6_0;
+  assign \$72  = \$71  - xfin;
+  assign \$73  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$74  = \$73  + t2_0_l6_0;
+  assign \$75  = flags_2[0] & flags_2[2];
+  assign \$76  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$77  = \$76  + t2_0_l6_0;
+  assign \$79  = \$78  - xfin;
+  assign \$80  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$81  = \$80  + t3_0_l6_0;
+  assign \$82  = flags_3[0] & flags_3[2];
+  assign \$83  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$84  = \$83  + t3_0_l6_0;
+  assign \$86  = \$85  - xfin;
+  assign \$87  = ser_left - 1'h1;
+  assign \$88  = addr == 6'h3f;
+  assign \$89  = addr + 1'h1;
+  assign \$90  = \$88  ? 7'h00 : \$89 ;
+  assign \$94  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$97  = $signed(\$95 ) + $signed(\$96 );
+  assign \$98  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$101  = $signed(\$100 ) < $signed(1'h0);
+  assign \$103  = $signed(\$102 ) > $signed(9'h0ff);
+  assign \$104  = step & s_last;
+  assign \$105  = o__valid & \o__ready$842 ;
+  assign \$106  = \$105  + skipped_d5;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -16738,7 +16676,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b0_p0_copy (
     .clk(clk),
-    .d(\$227 [3:0]),
+    .d(\$219 [3:0]),
     .q(\port__addr$109 )
   );
   flexor_copy #(
@@ -16746,7 +16684,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b0_p1_copy (
     .clk(clk),
-    .d(\$228 [3:0]),
+    .d(\$220 [3:0]),
     .q(\port__addr$112 )
   );
   flexor_copy #(
@@ -16754,7 +16692,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b1_p0_copy (
     .clk(clk),
-    .d(\$231 [3:0]),
+    .d(\$223 [3:0]),
     .q(\port__addr$115 )
   );
   flexor_copy #(
@@ -16762,7 +16700,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b1_p1_copy (
     .clk(clk),
-    .d(\$232 [3:0]),
+    .d(\$224 [3:0]),
     .q(\port__addr$118 )
   );
   flexor_copy #(
@@ -16770,7 +16708,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b2_p0_copy (
     .clk(clk),
-    .d(\$235 [3:0]),
+    .d(\$227 [3:0]),
     .q(\port__addr$121 )
   );
   flexor_copy #(
@@ -16778,7 +16716,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b2_p1_copy (
     .clk(clk),
-    .d(\$236 [3:0]),
+    .d(\$228 [3:0]),
     .q(\port__addr$124 )
   );
   flexor_copy #(
@@ -16786,7 +16724,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b3_p0_copy (
     .clk(clk),
-    .d(\$239 [3:0]),
+    .d(\$231 [3:0]),
     .q(\port__addr$127 )
   );
   flexor_copy #(
@@ -16794,7 +16732,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b3_p1_copy (
     .clk(clk),
-    .d(\$240 [3:0]),
+    .d(\$232 [3:0]),
     .q(\port__addr$130 )
   );
   flexor_copy #(
@@ -16802,7 +16740,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b4_p0_copy (
     .clk(clk),
-    .d(\$243 [3:0]),
+    .d(\$235 [3:0]),
     .q(\port__addr$133 )
   );
   flexor_copy #(
@@ -16810,7 +16748,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b4_p1_copy (
     .clk(clk),
-    .d(\$244 [3:0]),
+    .d(\$236 [3:0]),
     .q(\port__addr$136 )
   );
   flexor_copy #(
@@ -16818,7 +16756,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b5_p0_copy (
     .clk(clk),
-    .d(\$247 [3:0]),
+    .d(\$239 [3:0]),
     .q(\port__addr$139 )
   );
   flexor_copy #(
@@ -16826,7 +16764,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b5_p1_copy (
     .clk(clk),
-    .d(\$248 [3:0]),
+    .d(\$240 [3:0]),
     .q(\port__addr$142 )
   );
   flexor_copy #(
@@ -16834,7 +16772,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b6_p0_copy (
     .clk(clk),
-    .d(\$251 [3:0]),
+    .d(\$243 [3:0]),
     .q(\port__addr$145 )
   );
   flexor_copy #(
@@ -16842,7 +16780,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b6_p1_copy (
     .clk(clk),
-    .d(\$252 [3:0]),
+    .d(\$244 [3:0]),
     .q(\port__addr$148 )
   );
   flexor_copy #(
@@ -16850,7 +16788,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b7_p0_copy (
     .clk(clk),
-    .d(\$255 [3:0]),
+    .d(\$247 [3:0]),
     .q(\port__addr$151 )
   );
   flexor_copy #(
@@ -16858,7 +16796,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b7_p1_copy (
     .clk(clk),
-    .d(\$256 [3:0]),
+    .d(\$248 [3:0]),
     .q(\port__addr$154 )
   );
   flexor_copy #(
@@ -16866,7 +16804,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd2)
   ) r_page_b0_copy (
     .clk(clk),
-    .d(\$230 ),
+    .d(\$222 ),
     .q(r_page_b0)
   );
   flexor_copy #(
@@ -16874,7 +16812,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd2)
   ) r_page_b1_copy (
     .clk(clk),
-    .d(\$234 ),
+    .d(\$226 ),
     .q(r_page_b1)
   );
   flexor_copy #(
@@ -16882,7 +16820,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd2)
   ) r_page_b2_copy (
     .clk(clk),
-    .d(\$238 ),
+    .d(\$230 ),
     .q(r_page_b2)
   );
   flexor_copy #(
@@ -16890,7 +16828,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd2)
   ) r_page_b3_copy (
     .clk(clk),
-    .d(\$242 ),
+    .d(\$234 ),
     .q(r_page_b3)
   );
   flexor_copy #(
@@ -16898,7 +16836,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd2)
   ) r_page_b4_copy (
     .clk(clk),
-    .d(\$246 ),
+    .d(\$238 ),
     .q(r_page_b4)
   );
   flexor_copy #(
@@ -16906,7 +16844,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd2)
   ) r_page_b5_copy (
     .clk(clk),
-    .d(\$250 ),
+    .d(\$242 ),
     .q(r_page_b5)
   );
   flexor_copy #(
@@ -16914,7 +16852,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd2)
   ) r_page_b6_copy (
     .clk(clk),
-    .d(\$254 ),
+    .d(\$246 ),
     .q(r_page_b6)
   );
   flexor_copy #(
@@ -16922,13 +16860,13 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd2)
   ) r_page_b7_copy (
     .clk(clk),
-    .d(\$258 ),
+    .d(\$250 ),
     .q(r_page_b7)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$965 ),
+    .addr(\addr$966 ),
     .clk(clk),
-    .data(\data$966 )
+    .data(\data$965 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -16947,7 +16885,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b0_p0_copy (
     .clk(clk),
-    .d(\$115 [3:0]),
+    .d(\$107 [3:0]),
     .q(port__addr)
   );
   flexor_copy #(
@@ -16955,7 +16893,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b0_p1_copy (
     .clk(clk),
-    .d(\$171 [3:0]),
+    .d(\$163 [3:0]),
     .q(\port__addr$45 )
   );
   flexor_copy #(
@@ -16963,7 +16901,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b1_p0_copy (
     .clk(clk),
-    .d(\$122 [3:0]),
+    .d(\$114 [3:0]),
     .q(\port__addr$10 )
   );
   flexor_copy #(
@@ -16971,7 +16909,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b1_p1_copy (
     .clk(clk),
-    .d(\$178 [3:0]),
+    .d(\$170 [3:0]),
     .q(\port__addr$50 )
   );
   flexor_copy #(
@@ -16979,7 +16917,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b2_p0_copy (
     .clk(clk),
-    .d(\$129 [3:0]),
+    .d(\$121 [3:0]),
     .q(\port__addr$15 )
   );
   flexor_copy #(
@@ -16987,7 +16925,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b2_p1_copy (
     .clk(clk),
-    .d(\$185 [3:0]),
+    .d(\$177 [3:0]),
     .q(\port__addr$55 )
   );
   flexor_copy #(
@@ -16995,7 +16933,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b3_p0_copy (
     .clk(clk),
-    .d(\$136 [3:0]),
+    .d(\$128 [3:0]),
     .q(\port__addr$20 )
   );
   flexor_copy #(
@@ -17003,7 +16941,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b3_p1_copy (
     .clk(clk),
-    .d(\$192 [3:0]),
+    .d(\$184 [3:0]),
     .q(\port__addr$60 )
   );
   flexor_copy #(
@@ -17011,7 +16949,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b4_p0_copy (
     .clk(clk),
-    .d(\$143 [3:0]),
+    .d(\$135 [3:0]),
     .q(\port__addr$25 )
   );
   flexor_copy #(
@@ -17019,7 +16957,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b4_p1_copy (
     .clk(clk),
-    .d(\$199 [3:0]),
+    .d(\$191 [3:0]),
     .q(\port__addr$65 )
   );
   flexor_copy #(
@@ -17027,7 +16965,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b5_p0_copy (
     .clk(clk),
-    .d(\$150 [3:0]),
+    .d(\$142 [3:0]),
     .q(\port__addr$30 )
   );
   flexor_copy #(
@@ -17035,7 +16973,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b5_p1_copy (
     .clk(clk),
-    .d(\$206 [3:0]),
+    .d(\$198 [3:0]),
     .q(\port__addr$70 )
   );
   flexor_copy #(
@@ -17043,7 +16981,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b6_p0_copy (
     .clk(clk),
-    .d(\$157 [3:0]),
+    .d(\$149 [3:0]),
     .q(\port__addr$35 )
   );
   flexor_copy #(
@@ -17051,7 +16989,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b6_p1_copy (
     .clk(clk),
-    .d(\$213 [3:0]),
+    .d(\$205 [3:0]),
     .q(\port__addr$75 )
   );
   flexor_copy #(
@@ -17059,7 +16997,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b7_p0_copy (
     .clk(clk),
-    .d(\$164 [3:0]),
+    .d(\$156 [3:0]),
     .q(\port__addr$40 )
   );
   flexor_copy #(
@@ -17067,7 +17005,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b7_p1_copy (
     .clk(clk),
-    .d(\$220 [3:0]),
+    .d(\$212 [3:0]),
     .q(\port__addr$80 )
   );
   flexor_copy #(
@@ -17075,7 +17013,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$121 ),
+    .d(\$113 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -17083,7 +17021,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$177 ),
+    .d(\$169 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -17091,7 +17029,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$128 ),
+    .d(\$120 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -17099,7 +17037,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$184 ),
+    .d(\$176 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -17107,7 +17045,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$135 ),
+    .d(\$127 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -17115,7 +17053,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$191 ),
+    .d(\$183 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -17123,7 +17061,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$142 ),
+    .d(\$134 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -17131,7 +17069,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$198 ),
+    .d(\$190 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -17139,7 +17077,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$149 ),
+    .d(\$141 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -17147,7 +17085,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$205 ),
+    .d(\$197 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -17155,7 +17093,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p0_copy (
     .clk(clk),
-    .d(\$156 ),
+    .d(\$148 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -17163,7 +17101,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p1_copy (
     .clk(clk),
-    .d(\$212 ),
+    .d(\$204 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -17171,7 +17109,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p0_copy (
     .clk(clk),
-    .d(\$163 ),
+    .d(\$155 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -17179,7 +17117,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p1_copy (
     .clk(clk),
-    .d(\$219 ),
+    .d(\$211 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -17187,7 +17125,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p0_copy (
     .clk(clk),
-    .d(\$170 ),
+    .d(\$162 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -17195,17 +17133,17 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p1_copy (
     .clk(clk),
-    .d(\$226 ),
+    .d(\$218 ),
     .q(\port__en$83 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$965 ),
     .clk(clk),
-    .data(\data$966 ),
+    .data(\data$965 ),
     .o__ready(step),
-    .\port$8353$0 (\$572 ),
-    .\port$8359$0 (\$573 ),
-    .\port$8365$0 (\$574 ),
+    .\port$8391$0 (\$564 ),
+    .\port$8397$0 (\$565 ),
+    .\port$8403$0 (\$566 ),
+    .raddr(\addr$966 ),
     .rst_conv2(rst_conv2)
   );
   always @* begin
@@ -17220,9 +17158,76 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$259  = w_count;
+    \$251  = w_count;
     if (take) begin
-      \$259  = \$27 [3:0];
+      \$251  = \$27 [3:0];
+    end
+    if (rst_conv2) begin
+      \$251  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$252  = w_full;
+    if (take) begin
+      if (\$28 ) begin
+        \$252  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$252  = 1'h0;
+    end
+    if (rst_conv2) begin
+      \$252  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$253  = \$29 ;
+    if (rst_conv2) begin
+      \$253  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$254  = gap_zero_next;
+    if (rst_conv2) begin
+      \$254  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$255  = \$signal ;
+    if (rst_conv2) begin
+      \$255  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$256  = n_last_next;
+    if (rst_conv2) begin
+      \$256  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$257  = \$30 ;
+    if (rst_conv2) begin
+      \$257  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$258  = r_next;
+    if (rst_conv2) begin
+      \$258  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$259  = s_idx;
+    if (step) begin
+      \$259  = \$32 [3:0];
     end
     if (rst_conv2) begin
       \$259  = 4'h0;
@@ -17230,2713 +17235,2646 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$260  = w_full;
-    if (take) begin
-      if (\$28 ) begin
-        \$260  = 1'h1;
+    \$260  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$260  = \$34 [3:0];
       end
     end
-    if (load) begin
-      \$260  = 1'h0;
-    end
     if (rst_conv2) begin
-      \$260  = 1'h0;
+      \$260  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$261  = \$29 ;
-    if (rst_conv2) begin
+    \$261  = active;
+    if (\$35 ) begin
+      \$261  = 1'h0;
+    end
+    if (load) begin
       \$261  = 1'h1;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$262  = gap_zero_next;
     if (rst_conv2) begin
-      \$262  = 1'h1;
+      \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$263  = \$signal ;
+    \$262  = r_base;
+    if (load) begin
+      \$262  = { 1'h0, \$36  };
+    end
+    if (rst_conv2) begin
+      \$262  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$263  = w_half;
+    if (load) begin
+      \$263  = \$37 ;
+    end
     if (rst_conv2) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$264  = n_last_next;
+    \$264  = gap;
+    if (\$38 ) begin
+      \$264  = 3'h3;
+    end else if (\$39 ) begin
+      \$264  = \$40 [2:0];
+    end
     if (rst_conv2) begin
-      \$264  = 1'h0;
+      \$264  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$265  = \$30 ;
+    \$265  = step;
     if (rst_conv2) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$266  = r_next;
+    \$266  = \$41 ;
     if (rst_conv2) begin
-      \$266  = 5'h00;
+      \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$267  = s_idx;
-    if (step) begin
-      \$267  = \$32 [3:0];
-    end
+    \$267  = s_last;
     if (rst_conv2) begin
-      \$267  = 4'h0;
+      \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$268  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$268  = \$34 [3:0];
-      end
-    end
+    \$268  = r_next;
     if (rst_conv2) begin
-      \$268  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$269  = active;
-    if (\$35 ) begin
-      \$269  = 1'h0;
-    end
-    if (load) begin
-      \$269  = 1'h1;
-    end
-    if (rst_conv2) begin
-      \$269  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$270  = r_base;
-    if (load) begin
-      \$270  = { 1'h0, \$36  };
-    end
-    if (rst_conv2) begin
-      \$270  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$271  = w_half;
-    if (load) begin
-      \$271  = \$37 ;
-    end
-    if (rst_conv2) begin
-      \$271  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$272  = gap;
-    if (\$38 ) begin
-      \$272  = 3'h3;
-    end else if (\$39 ) begin
-      \$272  = \$40 [2:0];
-    end
-    if (rst_conv2) begin
-      \$272  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$273  = step;
-    if (rst_conv2) begin
-      \$273  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$274  = \$41 ;
-    if (rst_conv2) begin
-      \$274  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$275  = s_last;
-    if (rst_conv2) begin
-      \$275  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$276  = r_next;
-    if (rst_conv2) begin
-      \$276  = 5'h00;
+      \$268  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$277  = 8'h00;
+      \$269  = 8'h00;
     end else begin
-      \$277  = xdata_d1[7:0];
+      \$269  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$278  = 8'h00;
+      \$270  = 8'h00;
     end else begin
-      \$278  = xdata_d1[15:8];
+      \$270  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$279  = 8'h00;
+      \$271  = 8'h00;
     end else begin
-      \$279  = xdata_d1[23:16];
+      \$271  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$280  = 8'h00;
+      \$272  = 8'h00;
     end else begin
-      \$280  = xdata_d1[31:24];
+      \$272  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$281  = 8'h00;
+      \$273  = 8'h00;
     end else begin
-      \$281  = xdata_d1[39:32];
+      \$273  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$282  = 8'h00;
+      \$274  = 8'h00;
     end else begin
-      \$282  = xdata_d1[47:40];
+      \$274  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$283  = 8'h00;
+      \$275  = 8'h00;
     end else begin
-      \$283  = xdata_d1[55:48];
+      \$275  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$284  = 8'h00;
+      \$276  = 8'h00;
     end else begin
-      \$284  = xdata_d1[63:56];
+      \$276  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$285  = 8'h00;
+      \$277  = 8'h00;
     end else begin
-      \$285  = xdata_d1[71:64];
+      \$277  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$286  = 8'h00;
+      \$278  = 8'h00;
     end else begin
-      \$286  = xdata_d1[79:72];
+      \$278  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$287  = 8'h00;
+      \$279  = 8'h00;
     end else begin
-      \$287  = xdata_d1[87:80];
+      \$279  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$288  = 8'h00;
+      \$280  = 8'h00;
     end else begin
-      \$288  = xdata_d1[95:88];
+      \$280  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$289  = 8'h00;
+      \$281  = 8'h00;
     end else begin
-      \$289  = xdata_d1[103:96];
+      \$281  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$290  = 8'h00;
+      \$282  = 8'h00;
     end else begin
-      \$290  = xdata_d1[111:104];
+      \$282  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$291  = 8'h00;
+      \$283  = 8'h00;
     end else begin
-      \$291  = xdata_d1[119:112];
+      \$283  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$292  = 8'h00;
+      \$284  = 8'h00;
     end else begin
-      \$292  = xdata_d1[127:120];
+      \$284  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$293  = 8'h00;
+      \$285  = 8'h00;
     end else begin
-      \$293  = xdata_d1[135:128];
+      \$285  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$294  = 8'h00;
+      \$286  = 8'h00;
     end else begin
-      \$294  = xdata_d1[143:136];
+      \$286  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$295  = 8'h00;
+      \$287  = 8'h00;
     end else begin
-      \$295  = xdata_d1[151:144];
+      \$287  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$296  = 8'h00;
+      \$288  = 8'h00;
     end else begin
-      \$296  = xdata_d1[159:152];
+      \$288  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$297  = 8'h00;
+      \$289  = 8'h00;
     end else begin
-      \$297  = xdata_d1[167:160];
+      \$289  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$298  = 8'h00;
+      \$290  = 8'h00;
     end else begin
-      \$298  = xdata_d1[175:168];
+      \$290  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$299  = 8'h00;
+      \$291  = 8'h00;
     end else begin
-      \$299  = xdata_d1[183:176];
+      \$291  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$300  = 8'h00;
+      \$292  = 8'h00;
     end else begin
-      \$300  = xdata_d1[191:184];
+      \$292  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$301  = 8'h00;
+      \$293  = 8'h00;
     end else begin
-      \$301  = xdata_d1[199:192];
+      \$293  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
-      \$302  = 8'h00;
+      \$294  = 8'h00;
     end else begin
-      \$302  = xdata_d1[207:200];
+      \$294  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
-      \$303  = 8'h00;
+      \$295  = 8'h00;
     end else begin
-      \$303  = xdata_d1[215:208];
+      \$295  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
-      \$304  = 8'h00;
+      \$296  = 8'h00;
     end else begin
-      \$304  = xdata_d1[223:216];
+      \$296  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
-      \$305  = 8'h00;
+      \$297  = 8'h00;
     end else begin
-      \$305  = xdata_d1[231:224];
+      \$297  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
-      \$306  = 8'h00;
+      \$298  = 8'h00;
     end else begin
-      \$306  = xdata_d1[239:232];
+      \$298  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
-      \$307  = 8'h00;
+      \$299  = 8'h00;
     end else begin
-      \$307  = xdata_d1[247:240];
+      \$299  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
-      \$308  = 8'h00;
+      \$300  = 8'h00;
     end else begin
-      \$308  = xdata_d1[255:248];
+      \$300  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
-      \$309  = 8'h00;
+      \$301  = 8'h00;
     end else begin
-      \$309  = xdata_d1[263:256];
+      \$301  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
-      \$310  = 8'h00;
+      \$302  = 8'h00;
     end else begin
-      \$310  = xdata_d1[271:264];
+      \$302  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
-      \$311  = 8'h00;
+      \$303  = 8'h00;
     end else begin
-      \$311  = xdata_d1[279:272];
+      \$303  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
-      \$312  = 8'h00;
+      \$304  = 8'h00;
     end else begin
-      \$312  = xdata_d1[287:280];
+      \$304  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
-      \$313  = 8'h00;
+      \$305  = 8'h00;
     end else begin
-      \$313  = xdata_d1[295:288];
+      \$305  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
-      \$314  = 8'h00;
+      \$306  = 8'h00;
     end else begin
-      \$314  = xdata_d1[303:296];
+      \$306  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
-      \$315  = 8'h00;
+      \$307  = 8'h00;
     end else begin
-      \$315  = xdata_d1[311:304];
+      \$307  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
-      \$316  = 8'h00;
+      \$308  = 8'h00;
     end else begin
-      \$316  = xdata_d1[319:312];
+      \$308  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
-      \$317  = 8'h00;
+      \$309  = 8'h00;
     end else begin
-      \$317  = xdata_d1[327:320];
+      \$309  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
-      \$318  = 8'h00;
+      \$310  = 8'h00;
     end else begin
-      \$318  = xdata_d1[335:328];
+      \$310  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
-      \$319  = 8'h00;
+      \$311  = 8'h00;
     end else begin
-      \$319  = xdata_d1[343:336];
+      \$311  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
-      \$320  = 8'h00;
+      \$312  = 8'h00;
     end else begin
-      \$320  = xdata_d1[351:344];
+      \$312  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
-      \$321  = 8'h00;
+      \$313  = 8'h00;
     end else begin
-      \$321  = xdata_d1[359:352];
+      \$313  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
-      \$322  = 8'h00;
+      \$314  = 8'h00;
     end else begin
-      \$322  = xdata_d1[367:360];
+      \$314  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
-      \$323  = 8'h00;
+      \$315  = 8'h00;
     end else begin
-      \$323  = xdata_d1[375:368];
+      \$315  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
-      \$324  = 8'h00;
+      \$316  = 8'h00;
     end else begin
-      \$324  = xdata_d1[383:376];
+      \$316  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
-      \$325  = 8'h00;
+      \$317  = 8'h00;
     end else begin
-      \$325  = xdata_d1[391:384];
+      \$317  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
-      \$326  = 8'h00;
+      \$318  = 8'h00;
     end else begin
-      \$326  = xdata_d1[399:392];
+      \$318  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
-      \$327  = 8'h00;
+      \$319  = 8'h00;
     end else begin
-      \$327  = xdata_d1[407:400];
+      \$319  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
-      \$328  = 8'h00;
+      \$320  = 8'h00;
     end else begin
-      \$328  = xdata_d1[415:408];
+      \$320  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
-      \$329  = 8'h00;
+      \$321  = 8'h00;
     end else begin
-      \$329  = xdata_d1[423:416];
+      \$321  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
-      \$330  = 8'h00;
+      \$322  = 8'h00;
     end else begin
-      \$330  = xdata_d1[431:424];
+      \$322  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
-      \$331  = 8'h00;
+      \$323  = 8'h00;
     end else begin
-      \$331  = xdata_d1[439:432];
+      \$323  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
-      \$332  = 8'h00;
+      \$324  = 8'h00;
     end else begin
-      \$332  = xdata_d1[447:440];
+      \$324  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
-      \$333  = 8'h00;
+      \$325  = 8'h00;
     end else begin
-      \$333  = xdata_d1[455:448];
+      \$325  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
-      \$334  = 8'h00;
+      \$326  = 8'h00;
     end else begin
-      \$334  = xdata_d1[463:456];
+      \$326  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
-      \$335  = 8'h00;
+      \$327  = 8'h00;
     end else begin
-      \$335  = xdata_d1[471:464];
+      \$327  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
-      \$336  = 8'h00;
+      \$328  = 8'h00;
     end else begin
-      \$336  = xdata_d1[479:472];
+      \$328  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$337  = 8'h00;
+      \$329  = 8'h00;
     end else begin
-      \$337  = xdata_d1[7:0];
+      \$329  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$338  = 8'h00;
+      \$330  = 8'h00;
     end else begin
-      \$338  = xdata_d1[15:8];
+      \$330  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$339  = 8'h00;
+      \$331  = 8'h00;
     end else begin
-      \$339  = xdata_d1[23:16];
+      \$331  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$340  = 8'h00;
+      \$332  = 8'h00;
     end else begin
-      \$340  = xdata_d1[31:24];
+      \$332  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$341  = 8'h00;
+      \$333  = 8'h00;
     end else begin
-      \$341  = xdata_d1[39:32];
+      \$333  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$342  = 8'h00;
+      \$334  = 8'h00;
     end else begin
-      \$342  = xdata_d1[47:40];
+      \$334  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$343  = 8'h00;
+      \$335  = 8'h00;
     end else begin
-      \$343  = xdata_d1[55:48];
+      \$335  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$344  = 8'h00;
+      \$336  = 8'h00;
     end else begin
-      \$344  = xdata_d1[63:56];
+      \$336  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$345  = 8'h00;
+      \$337  = 8'h00;
     end else begin
-      \$345  = xdata_d1[71:64];
+      \$337  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$346  = 8'h00;
+      \$338  = 8'h00;
     end else begin
-      \$346  = xdata_d1[79:72];
+      \$338  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$347  = 8'h00;
+      \$339  = 8'h00;
     end else begin
-      \$347  = xdata_d1[87:80];
+      \$339  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$348  = 8'h00;
+      \$340  = 8'h00;
     end else begin
-      \$348  = xdata_d1[95:88];
+      \$340  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$349  = 8'h00;
+      \$341  = 8'h00;
     end else begin
-      \$349  = xdata_d1[103:96];
+      \$341  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$350  = 8'h00;
+      \$342  = 8'h00;
     end else begin
-      \$350  = xdata_d1[111:104];
+      \$342  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$351  = 8'h00;
+      \$343  = 8'h00;
     end else begin
-      \$351  = xdata_d1[119:112];
+      \$343  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$352  = 8'h00;
+      \$344  = 8'h00;
     end else begin
-      \$352  = xdata_d1[127:120];
+      \$344  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$353  = 8'h00;
+      \$345  = 8'h00;
     end else begin
-      \$353  = xdata_d1[135:128];
+      \$345  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$354  = 8'h00;
+      \$346  = 8'h00;
     end else begin
-      \$354  = xdata_d1[143:136];
+      \$346  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$355  = 8'h00;
+      \$347  = 8'h00;
     end else begin
-      \$355  = xdata_d1[151:144];
+      \$347  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$356  = 8'h00;
+      \$348  = 8'h00;
     end else begin
-      \$356  = xdata_d1[159:152];
+      \$348  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
-      \$357  = 8'h00;
+      \$349  = 8'h00;
     end else begin
-      \$357  = xdata_d1[167:160];
+      \$349  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
-      \$358  = 8'h00;
+      \$350  = 8'h00;
     end else begin
-      \$358  = xdata_d1[175:168];
+      \$350  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
-      \$359  = 8'h00;
+      \$351  = 8'h00;
     end else begin
-      \$359  = xdata_d1[183:176];
+      \$351  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
-      \$360  = 8'h00;
+      \$352  = 8'h00;
     end else begin
-      \$360  = xdata_d1[191:184];
+      \$352  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
-      \$361  = 8'h00;
+      \$353  = 8'h00;
     end else begin
-      \$361  = xdata_d1[199:192];
+      \$353  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
-      \$362  = 8'h00;
+      \$354  = 8'h00;
     end else begin
-      \$362  = xdata_d1[207:200];
+      \$354  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
-      \$363  = 8'h00;
+      \$355  = 8'h00;
     end else begin
-      \$363  = xdata_d1[215:208];
+      \$355  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
-      \$364  = 8'h00;
+      \$356  = 8'h00;
     end else begin
-      \$364  = xdata_d1[223:216];
+      \$356  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
-      \$365  = 8'h00;
+      \$357  = 8'h00;
     end else begin
-      \$365  = xdata_d1[231:224];
+      \$357  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
-      \$366  = 8'h00;
+      \$358  = 8'h00;
     end else begin
-      \$366  = xdata_d1[239:232];
+      \$358  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
-      \$367  = 8'h00;
+      \$359  = 8'h00;
     end else begin
-      \$367  = xdata_d1[247:240];
+      \$359  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
-      \$368  = 8'h00;
+      \$360  = 8'h00;
     end else begin
-      \$368  = xdata_d1[255:248];
+      \$360  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
-      \$369  = 8'h00;
+      \$361  = 8'h00;
     end else begin
-      \$369  = xdata_d1[263:256];
+      \$361  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
-      \$370  = 8'h00;
+      \$362  = 8'h00;
     end else begin
-      \$370  = xdata_d1[271:264];
+      \$362  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
-      \$371  = 8'h00;
+      \$363  = 8'h00;
     end else begin
-      \$371  = xdata_d1[279:272];
+      \$363  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
-      \$372  = 8'h00;
+      \$364  = 8'h00;
     end else begin
-      \$372  = xdata_d1[287:280];
+      \$364  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
-      \$373  = 8'h00;
+      \$365  = 8'h00;
     end else begin
-      \$373  = xdata_d1[295:288];
+      \$365  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
-      \$374  = 8'h00;
+      \$366  = 8'h00;
     end else begin
-      \$374  = xdata_d1[303:296];
+      \$366  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
-      \$375  = 8'h00;
+      \$367  = 8'h00;
     end else begin
-      \$375  = xdata_d1[311:304];
+      \$367  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
-      \$376  = 8'h00;
+      \$368  = 8'h00;
     end else begin
-      \$376  = xdata_d1[319:312];
+      \$368  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
-      \$377  = 8'h00;
+      \$369  = 8'h00;
     end else begin
-      \$377  = xdata_d1[327:320];
+      \$369  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
-      \$378  = 8'h00;
+      \$370  = 8'h00;
     end else begin
-      \$378  = xdata_d1[335:328];
+      \$370  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
-      \$379  = 8'h00;
+      \$371  = 8'h00;
     end else begin
-      \$379  = xdata_d1[343:336];
+      \$371  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
-      \$380  = 8'h00;
+      \$372  = 8'h00;
     end else begin
-      \$380  = xdata_d1[351:344];
+      \$372  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
-      \$381  = 8'h00;
+      \$373  = 8'h00;
     end else begin
-      \$381  = xdata_d1[359:352];
+      \$373  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
-      \$382  = 8'h00;
+      \$374  = 8'h00;
     end else begin
-      \$382  = xdata_d1[367:360];
+      \$374  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
-      \$383  = 8'h00;
+      \$375  = 8'h00;
     end else begin
-      \$383  = xdata_d1[375:368];
+      \$375  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
-      \$384  = 8'h00;
+      \$376  = 8'h00;
     end else begin
-      \$384  = xdata_d1[383:376];
+      \$376  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
-      \$385  = 8'h00;
+      \$377  = 8'h00;
     end else begin
-      \$385  = xdata_d1[391:384];
+      \$377  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
-      \$386  = 8'h00;
+      \$378  = 8'h00;
     end else begin
-      \$386  = xdata_d1[399:392];
+      \$378  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
-      \$387  = 8'h00;
+      \$379  = 8'h00;
     end else begin
-      \$387  = xdata_d1[407:400];
+      \$379  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
-      \$388  = 8'h00;
+      \$380  = 8'h00;
     end else begin
-      \$388  = xdata_d1[415:408];
+      \$380  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
-      \$389  = 8'h00;
+      \$381  = 8'h00;
     end else begin
-      \$389  = xdata_d1[423:416];
+      \$381  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
-      \$390  = 8'h00;
+      \$382  = 8'h00;
     end else begin
-      \$390  = xdata_d1[431:424];
+      \$382  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
-      \$391  = 8'h00;
+      \$383  = 8'h00;
     end else begin
-      \$391  = xdata_d1[439:432];
+      \$383  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
-      \$392  = 8'h00;
+      \$384  = 8'h00;
     end else begin
-      \$392  = xdata_d1[447:440];
+      \$384  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
-      \$393  = 8'h00;
+      \$385  = 8'h00;
     end else begin
-      \$393  = xdata_d1[455:448];
+      \$385  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
-      \$394  = 8'h00;
+      \$386  = 8'h00;
     end else begin
-      \$394  = xdata_d1[463:456];
+      \$386  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
-      \$395  = 8'h00;
+      \$387  = 8'h00;
     end else begin
-      \$395  = xdata_d1[471:464];
+      \$387  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
-      \$396  = 8'h00;
+      \$388  = 8'h00;
     end else begin
-      \$396  = xdata_d1[479:472];
+      \$388  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
-      \$397  = 8'h00;
+      \$389  = 8'h00;
     end else begin
-      \$397  = xdata_d1[7:0];
+      \$389  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
-      \$398  = 8'h00;
+      \$390  = 8'h00;
     end else begin
-      \$398  = xdata_d1[15:8];
+      \$390  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
-      \$399  = 8'h00;
+      \$391  = 8'h00;
     end else begin
-      \$399  = xdata_d1[23:16];
+      \$391  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
-      \$400  = 8'h00;
+      \$392  = 8'h00;
     end else begin
-      \$400  = xdata_d1[31:24];
+      \$392  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
-      \$401  = 8'h00;
+      \$393  = 8'h00;
     end else begin
-      \$401  = xdata_d1[39:32];
+      \$393  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
-      \$402  = 8'h00;
+      \$394  = 8'h00;
     end else begin
-      \$402  = xdata_d1[47:40];
+      \$394  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
-      \$403  = 8'h00;
+      \$395  = 8'h00;
     end else begin
-      \$403  = xdata_d1[55:48];
+      \$395  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
-      \$404  = 8'h00;
+      \$396  = 8'h00;
     end else begin
-      \$404  = xdata_d1[63:56];
+      \$396  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
-      \$405  = 8'h00;
+      \$397  = 8'h00;
     end else begin
-      \$405  = xdata_d1[71:64];
+      \$397  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
-      \$406  = 8'h00;
+      \$398  = 8'h00;
     end else begin
-      \$406  = xdata_d1[79:72];
+      \$398  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
-      \$407  = 8'h00;
+      \$399  = 8'h00;
     end else begin
-      \$407  = xdata_d1[87:80];
+      \$399  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
-      \$408  = 8'h00;
+      \$400  = 8'h00;
     end else begin
-      \$408  = xdata_d1[95:88];
+      \$400  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
-      \$409  = 8'h00;
+      \$401  = 8'h00;
     end else begin
-      \$409  = xdata_d1[103:96];
+      \$401  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
-      \$410  = 8'h00;
+      \$402  = 8'h00;
     end else begin
-      \$410  = xdata_d1[111:104];
+      \$402  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
-      \$411  = 8'h00;
+      \$403  = 8'h00;
     end else begin
-      \$411  = xdata_d1[119:112];
+      \$403  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
-      \$412  = 8'h00;
+      \$404  = 8'h00;
     end else begin
-      \$412  = xdata_d1[127:120];
+      \$404  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
-      \$413  = 8'h00;
+      \$405  = 8'h00;
     end else begin
-      \$413  = xdata_d1[135:128];
+      \$405  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
-      \$414  = 8'h00;
+      \$406  = 8'h00;
     end else begin
-      \$414  = xdata_d1[143:136];
+      \$406  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
-      \$415  = 8'h00;
+      \$407  = 8'h00;
     end else begin
-      \$415  = xdata_d1[151:144];
+      \$407  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
-      \$416  = 8'h00;
+      \$408  = 8'h00;
     end else begin
-      \$416  = xdata_d1[159:152];
+      \$408  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
-      \$417  = 8'h00;
+      \$409  = 8'h00;
     end else begin
-      \$417  = xdata_d1[167:160];
+      \$409  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
-      \$418  = 8'h00;
+      \$410  = 8'h00;
     end else begin
-      \$418  = xdata_d1[175:168];
+      \$410  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
-      \$419  = 8'h00;
+      \$411  = 8'h00;
     end else begin
-      \$419  = xdata_d1[183:176];
+      \$411  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
-      \$420  = 8'h00;
+      \$412  = 8'h00;
     end else begin
-      \$420  = xdata_d1[191:184];
+      \$412  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
-      \$421  = 8'h00;
+      \$413  = 8'h00;
     end else begin
-      \$421  = xdata_d1[199:192];
+      \$413  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
-      \$422  = 8'h00;
+      \$414  = 8'h00;
     end else begin
-      \$422  = xdata_d1[207:200];
+      \$414  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
-      \$423  = 8'h00;
+      \$415  = 8'h00;
     end else begin
-      \$423  = xdata_d1[215:208];
+      \$415  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
-      \$424  = 8'h00;
+      \$416  = 8'h00;
     end else begin
-      \$424  = xdata_d1[223:216];
+      \$416  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
-      \$425  = 8'h00;
+      \$417  = 8'h00;
     end else begin
-      \$425  = xdata_d1[231:224];
+      \$417  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
-      \$426  = 8'h00;
+      \$418  = 8'h00;
     end else begin
-      \$426  = xdata_d1[239:232];
+      \$418  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
-      \$427  = 8'h00;
+      \$419  = 8'h00;
     end else begin
-      \$427  = xdata_d1[247:240];
+      \$419  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
-      \$428  = 8'h00;
+      \$420  = 8'h00;
     end else begin
-      \$428  = xdata_d1[255:248];
+      \$420  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
-      \$429  = 8'h00;
+      \$421  = 8'h00;
     end else begin
-      \$429  = xdata_d1[263:256];
+      \$421  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
-      \$430  = 8'h00;
+      \$422  = 8'h00;
     end else begin
-      \$430  = xdata_d1[271:264];
+      \$422  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
-      \$431  = 8'h00;
+      \$423  = 8'h00;
     end else begin
-      \$431  = xdata_d1[279:272];
+      \$423  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
-      \$432  = 8'h00;
+      \$424  = 8'h00;
     end else begin
-      \$432  = xdata_d1[287:280];
+      \$424  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
-      \$433  = 8'h00;
+      \$425  = 8'h00;
     end else begin
-      \$433  = xdata_d1[295:288];
+      \$425  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
-      \$434  = 8'h00;
+      \$426  = 8'h00;
     end else begin
-      \$434  = xdata_d1[303:296];
+      \$426  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
-      \$435  = 8'h00;
+      \$427  = 8'h00;
     end else begin
-      \$435  = xdata_d1[311:304];
+      \$427  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
-      \$436  = 8'h00;
+      \$428  = 8'h00;
     end else begin
-      \$436  = xdata_d1[319:312];
+      \$428  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
-      \$437  = 8'h00;
+      \$429  = 8'h00;
     end else begin
-      \$437  = xdata_d1[327:320];
+      \$429  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
-      \$438  = 8'h00;
+      \$430  = 8'h00;
     end else begin
-      \$438  = xdata_d1[335:328];
+      \$430  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
-      \$439  = 8'h00;
+      \$431  = 8'h00;
     end else begin
-      \$439  = xdata_d1[343:336];
+      \$431  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
-      \$440  = 8'h00;
+      \$432  = 8'h00;
     end else begin
-      \$440  = xdata_d1[351:344];
+      \$432  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
-      \$441  = 8'h00;
+      \$433  = 8'h00;
     end else begin
-      \$441  = xdata_d1[359:352];
+      \$433  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
-      \$442  = 8'h00;
+      \$434  = 8'h00;
     end else begin
-      \$442  = xdata_d1[367:360];
+      \$434  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
-      \$443  = 8'h00;
+      \$435  = 8'h00;
     end else begin
-      \$443  = xdata_d1[375:368];
+      \$435  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
-      \$444  = 8'h00;
+      \$436  = 8'h00;
     end else begin
-      \$444  = xdata_d1[383:376];
+      \$436  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
-      \$445  = 8'h00;
+      \$437  = 8'h00;
     end else begin
-      \$445  = xdata_d1[391:384];
+      \$437  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
-      \$446  = 8'h00;
+      \$438  = 8'h00;
     end else begin
-      \$446  = xdata_d1[399:392];
+      \$438  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
-      \$447  = 8'h00;
+      \$439  = 8'h00;
     end else begin
-      \$447  = xdata_d1[407:400];
+      \$439  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
-      \$448  = 8'h00;
+      \$440  = 8'h00;
     end else begin
-      \$448  = xdata_d1[415:408];
+      \$440  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
-      \$449  = 8'h00;
+      \$441  = 8'h00;
     end else begin
-      \$449  = xdata_d1[423:416];
+      \$441  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
-      \$450  = 8'h00;
+      \$442  = 8'h00;
     end else begin
-      \$450  = xdata_d1[431:424];
+      \$442  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
-      \$451  = 8'h00;
+      \$443  = 8'h00;
     end else begin
-      \$451  = xdata_d1[439:432];
+      \$443  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
-      \$452  = 8'h00;
+      \$444  = 8'h00;
     end else begin
-      \$452  = xdata_d1[447:440];
+      \$444  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
-      \$453  = 8'h00;
+      \$445  = 8'h00;
     end else begin
-      \$453  = xdata_d1[455:448];
+      \$445  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
-      \$454  = 8'h00;
+      \$446  = 8'h00;
     end else begin
-      \$454  = xdata_d1[463:456];
+      \$446  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
-      \$455  = 8'h00;
+      \$447  = 8'h00;
     end else begin
-      \$455  = xdata_d1[471:464];
+      \$447  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
-      \$456  = 8'h00;
+      \$448  = 8'h00;
     end else begin
-      \$456  = xdata_d1[479:472];
+      \$448  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
-      \$457  = 8'h00;
+      \$449  = 8'h00;
     end else begin
-      \$457  = xdata_d1[7:0];
+      \$449  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
-      \$458  = 8'h00;
+      \$450  = 8'h00;
     end else begin
-      \$458  = xdata_d1[15:8];
+      \$450  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
-      \$459  = 8'h00;
+      \$451  = 8'h00;
     end else begin
-      \$459  = xdata_d1[23:16];
+      \$451  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
-      \$460  = 8'h00;
+      \$452  = 8'h00;
     end else begin
-      \$460  = xdata_d1[31:24];
+      \$452  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
-      \$461  = 8'h00;
+      \$453  = 8'h00;
     end else begin
-      \$461  = xdata_d1[39:32];
+      \$453  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
-      \$462  = 8'h00;
+      \$454  = 8'h00;
     end else begin
-      \$462  = xdata_d1[47:40];
+      \$454  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
-      \$463  = 8'h00;
+      \$455  = 8'h00;
     end else begin
-      \$463  = xdata_d1[55:48];
+      \$455  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
-      \$464  = 8'h00;
+      \$456  = 8'h00;
     end else begin
-      \$464  = xdata_d1[63:56];
+      \$456  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
-      \$465  = 8'h00;
+      \$457  = 8'h00;
     end else begin
-      \$465  = xdata_d1[71:64];
+      \$457  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
-      \$466  = 8'h00;
+      \$458  = 8'h00;
     end else begin
-      \$466  = xdata_d1[79:72];
+      \$458  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
-      \$467  = 8'h00;
+      \$459  = 8'h00;
     end else begin
-      \$467  = xdata_d1[87:80];
+      \$459  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
-      \$468  = 8'h00;
+      \$460  = 8'h00;
     end else begin
-      \$468  = xdata_d1[95:88];
+      \$460  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
-      \$469  = 8'h00;
+      \$461  = 8'h00;
     end else begin
-      \$469  = xdata_d1[103:96];
+      \$461  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
-      \$470  = 8'h00;
+      \$462  = 8'h00;
     end else begin
-      \$470  = xdata_d1[111:104];
+      \$462  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
-      \$471  = 8'h00;
+      \$463  = 8'h00;
     end else begin
-      \$471  = xdata_d1[119:112];
+      \$463  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
-      \$472  = 8'h00;
+      \$464  = 8'h00;
     end else begin
-      \$472  = xdata_d1[127:120];
+      \$464  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
-      \$473  = 8'h00;
+      \$465  = 8'h00;
     end else begin
-      \$473  = xdata_d1[135:128];
+      \$465  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
-      \$474  = 8'h00;
+      \$466  = 8'h00;
     end else begin
-      \$474  = xdata_d1[143:136];
+      \$466  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
-      \$475  = 8'h00;
+      \$467  = 8'h00;
     end else begin
-      \$475  = xdata_d1[151:144];
+      \$467  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
-      \$476  = 8'h00;
+      \$468  = 8'h00;
     end else begin
-      \$476  = xdata_d1[159:152];
+      \$468  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
-      \$477  = 8'h00;
+      \$469  = 8'h00;
     end else begin
-      \$477  = xdata_d1[167:160];
+      \$469  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
-      \$478  = 8'h00;
+      \$470  = 8'h00;
     end else begin
-      \$478  = xdata_d1[175:168];
+      \$470  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
-      \$479  = 8'h00;
+      \$471  = 8'h00;
     end else begin
-      \$479  = xdata_d1[183:176];
+      \$471  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
-      \$480  = 8'h00;
+      \$472  = 8'h00;
     end else begin
-      \$480  = xdata_d1[191:184];
+      \$472  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
-      \$481  = 8'h00;
+      \$473  = 8'h00;
     end else begin
-      \$481  = xdata_d1[199:192];
+      \$473  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
-      \$482  = 8'h00;
+      \$474  = 8'h00;
     end else begin
-      \$482  = xdata_d1[207:200];
+      \$474  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
-      \$483  = 8'h00;
+      \$475  = 8'h00;
     end else begin
-      \$483  = xdata_d1[215:208];
+      \$475  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
-      \$484  = 8'h00;
+      \$476  = 8'h00;
     end else begin
-      \$484  = xdata_d1[223:216];
+      \$476  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
-      \$485  = 8'h00;
+      \$477  = 8'h00;
     end else begin
-      \$485  = xdata_d1[231:224];
+      \$477  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
-      \$486  = 8'h00;
+      \$478  = 8'h00;
     end else begin
-      \$486  = xdata_d1[239:232];
+      \$478  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
-      \$487  = 8'h00;
+      \$479  = 8'h00;
     end else begin
-      \$487  = xdata_d1[247:240];
+      \$479  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
-      \$488  = 8'h00;
+      \$480  = 8'h00;
     end else begin
-      \$488  = xdata_d1[255:248];
+      \$480  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
-      \$489  = 8'h00;
+      \$481  = 8'h00;
     end else begin
-      \$489  = xdata_d1[263:256];
+      \$481  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
-      \$490  = 8'h00;
+      \$482  = 8'h00;
     end else begin
-      \$490  = xdata_d1[271:264];
+      \$482  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
-      \$491  = 8'h00;
+      \$483  = 8'h00;
     end else begin
-      \$491  = xdata_d1[279:272];
+      \$483  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
-      \$492  = 8'h00;
+      \$484  = 8'h00;
     end else begin
-      \$492  = xdata_d1[287:280];
+      \$484  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
-      \$493  = 8'h00;
+      \$485  = 8'h00;
     end else begin
-      \$493  = xdata_d1[295:288];
+      \$485  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
-      \$494  = 8'h00;
+      \$486  = 8'h00;
     end else begin
-      \$494  = xdata_d1[303:296];
+      \$486  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
-      \$495  = 8'h00;
+      \$487  = 8'h00;
     end else begin
-      \$495  = xdata_d1[311:304];
+      \$487  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
-      \$496  = 8'h00;
+      \$488  = 8'h00;
     end else begin
-      \$496  = xdata_d1[319:312];
+      \$488  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
-      \$497  = 8'h00;
+      \$489  = 8'h00;
     end else begin
-      \$497  = xdata_d1[327:320];
+      \$489  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
-      \$498  = 8'h00;
+      \$490  = 8'h00;
     end else begin
-      \$498  = xdata_d1[335:328];
+      \$490  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
-      \$499  = 8'h00;
+      \$491  = 8'h00;
     end else begin
-      \$499  = xdata_d1[343:336];
+      \$491  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
-      \$500  = 8'h00;
+      \$492  = 8'h00;
     end else begin
-      \$500  = xdata_d1[351:344];
+      \$492  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
-      \$501  = 8'h00;
+      \$493  = 8'h00;
     end else begin
-      \$501  = xdata_d1[359:352];
+      \$493  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
-      \$502  = 8'h00;
+      \$494  = 8'h00;
     end else begin
-      \$502  = xdata_d1[367:360];
+      \$494  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
-      \$503  = 8'h00;
+      \$495  = 8'h00;
     end else begin
-      \$503  = xdata_d1[375:368];
+      \$495  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
-      \$504  = 8'h00;
+      \$496  = 8'h00;
     end else begin
-      \$504  = xdata_d1[383:376];
+      \$496  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
-      \$505  = 8'h00;
+      \$497  = 8'h00;
     end else begin
-      \$505  = xdata_d1[391:384];
+      \$497  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
-      \$506  = 8'h00;
+      \$498  = 8'h00;
     end else begin
-      \$506  = xdata_d1[399:392];
+      \$498  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
-      \$507  = 8'h00;
+      \$499  = 8'h00;
     end else begin
-      \$507  = xdata_d1[407:400];
+      \$499  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
-      \$508  = 8'h00;
+      \$500  = 8'h00;
     end else begin
-      \$508  = xdata_d1[415:408];
+      \$500  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
-      \$509  = 8'h00;
+      \$501  = 8'h00;
     end else begin
-      \$509  = xdata_d1[423:416];
+      \$501  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
-      \$510  = 8'h00;
+      \$502  = 8'h00;
     end else begin
-      \$510  = xdata_d1[431:424];
+      \$502  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
-      \$511  = 8'h00;
+      \$503  = 8'h00;
     end else begin
-      \$511  = xdata_d1[439:432];
+      \$503  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
-      \$512  = 8'h00;
+      \$504  = 8'h00;
     end else begin
-      \$512  = xdata_d1[447:440];
+      \$504  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
-      \$513  = 8'h00;
+      \$505  = 8'h00;
     end else begin
-      \$513  = xdata_d1[455:448];
+      \$505  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
-      \$514  = 8'h00;
+      \$506  = 8'h00;
     end else begin
-      \$514  = xdata_d1[463:456];
+      \$506  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
-      \$515  = 8'h00;
+      \$507  = 8'h00;
     end else begin
-      \$515  = xdata_d1[471:464];
+      \$507  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
-      \$516  = 8'h00;
+      \$508  = 8'h00;
     end else begin
-      \$516  = xdata_d1[479:472];
+      \$508  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$517  = \$signal$856 ;
+    \$509  = \$signal$856 ;
+    if (rst_conv2) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$510  = v2_d1;
+    if (rst_conv2) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$511  = v2_d2;
+    if (rst_conv2) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$512  = v2_d3;
+    if (rst_conv2) begin
+      \$512  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$513  = v2_d4;
+    if (rst_conv2) begin
+      \$513  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$514  = last1;
+    if (rst_conv2) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$515  = last2_d1;
+    if (rst_conv2) begin
+      \$515  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$516  = last2_d2;
+    if (rst_conv2) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$517  = last2_d3;
     if (rst_conv2) begin
       \$517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$518  = v2_d1;
+    \$518  = last2_d4;
     if (rst_conv2) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$519  = v2_d2;
+    \$519  = \$signal$856 ;
     if (rst_conv2) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$520  = v2_d3;
+    \$520  = v2p_d1;
     if (rst_conv2) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$521  = v2_d4;
+    \$521  = v2p_d2;
     if (rst_conv2) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$522  = last1;
+    \$522  = v2p_d3;
     if (rst_conv2) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$523  = last2_d1;
+    \$523  = \$signal$857 ;
     if (rst_conv2) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$524  = last2_d2;
+    \$524  = first2p_d1;
     if (rst_conv2) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$525  = last2_d3;
+    \$525  = first2p_d2;
     if (rst_conv2) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$526  = last2_d4;
+    \$526  = first2p_d3;
     if (rst_conv2) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$527  = \$signal$856 ;
+    \$527  = last1;
     if (rst_conv2) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$528  = v2p_d1;
+    \$528  = last2p_d1;
     if (rst_conv2) begin
       \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$529  = v2p_d2;
+    \$529  = last2p_d2;
     if (rst_conv2) begin
       \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$530  = v2p_d3;
+    \$530  = last2p_d3;
     if (rst_conv2) begin
       \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$531  = \$signal$857 ;
+    \$531  = group_end;
     if (rst_conv2) begin
       \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$532  = first2p_d1;
-    if (rst_conv2) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$533  = first2p_d2;
-    if (rst_conv2) begin
-      \$533  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$534  = first2p_d3;
-    if (rst_conv2) begin
-      \$534  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$535  = last1;
-    if (rst_conv2) begin
-      \$535  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$536  = last2p_d1;
-    if (rst_conv2) begin
-      \$536  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$537  = last2p_d2;
-    if (rst_conv2) begin
-      \$537  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$538  = last2p_d3;
-    if (rst_conv2) begin
-      \$538  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$539  = group_end;
-    if (rst_conv2) begin
-      \$539  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$540  = xacc;
+    \$532  = xacc;
     if (flags_x[0]) begin
-      \$540  = \$63 [17:0];
+      \$532  = \$55 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$541  = xfin;
-    if (\$64 ) begin
-      \$541  = \$66 [17:0];
+    \$533  = xfin;
+    if (\$56 ) begin
+      \$533  = \$58 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$542  = acc0_0;
+    \$534  = acc0_0;
     if (flags_0[0]) begin
-      \$542  = \$68 [17:0];
+      \$534  = \$60 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$543  = fin0_0;
-    if (\$69 ) begin
-      \$543  = \$71 [17:0];
+    \$535  = fin0_0;
+    if (\$61 ) begin
+      \$535  = \$63 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$544  = bank0_0;
+    \$536  = bank0_0;
     if (done) begin
-      \$544  = \$73 [18:0];
+      \$536  = \$65 [18:0];
     end else if (ser) begin
-      \$544  = bank1_0;
+      \$536  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$545  = acc1_0;
+    \$537  = acc1_0;
     if (flags_1[0]) begin
-      \$545  = \$75 [17:0];
+      \$537  = \$67 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$546  = fin1_0;
-    if (\$76 ) begin
-      \$546  = \$78 [17:0];
+    \$538  = fin1_0;
+    if (\$68 ) begin
+      \$538  = \$70 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$547  = bank1_0;
+    \$539  = bank1_0;
     if (done) begin
-      \$547  = \$80 [18:0];
+      \$539  = \$72 [18:0];
     end else if (ser) begin
-      \$547  = bank2_0;
+      \$539  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$548  = acc2_0;
+    \$540  = acc2_0;
     if (flags_2[0]) begin
-      \$548  = \$82 [17:0];
+      \$540  = \$74 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$549  = fin2_0;
-    if (\$83 ) begin
-      \$549  = \$85 [17:0];
+    \$541  = fin2_0;
+    if (\$75 ) begin
+      \$541  = \$77 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$550  = bank2_0;
+    \$542  = bank2_0;
     if (done) begin
-      \$550  = \$87 [18:0];
+      \$542  = \$79 [18:0];
     end else if (ser) begin
-      \$550  = bank3_0;
+      \$542  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$551  = acc3_0;
+    \$543  = acc3_0;
     if (flags_3[0]) begin
-      \$551  = \$89 [17:0];
+      \$543  = \$81 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$552  = fin3_0;
-    if (\$90 ) begin
-      \$552  = \$92 [17:0];
+    \$544  = fin3_0;
+    if (\$82 ) begin
+      \$544  = \$84 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$553  = bank3_0;
+    \$545  = bank3_0;
     if (done) begin
-      \$553  = \$94 [18:0];
+      \$545  = \$86 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$554  = ser_left;
+    \$546  = ser_left;
     if (done) begin
-      \$554  = 3'h4;
+      \$546  = 3'h4;
     end else if (ser) begin
-      \$554  = \$95 [2:0];
+      \$546  = \$87 [2:0];
     end
     if (rst_conv2) begin
-      \$554  = 3'h0;
+      \$546  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$555  = addr;
+    \$547  = addr;
     if (ser) begin
-      \$555  = \$98 [5:0];
+      \$547  = \$90 [5:0];
     end
     if (rst_conv2) begin
-      \$555  = 6'h00;
+      \$547  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$556  = \$99 ;
+    \$548  = \$91 ;
+    if (rst_conv2) begin
+      \$548  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$549  = \$93 ;
+    if (rst_conv2) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$550  = \$signal$946 ;
+    if (rst_conv2) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$551  = vb;
+    if (rst_conv2) begin
+      \$551  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$552  = v_out_d1;
+    if (rst_conv2) begin
+      \$552  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$553  = v_out_d2;
+    if (rst_conv2) begin
+      \$553  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$554  = v_out_d3;
+    if (rst_conv2) begin
+      \$554  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$555  = ka;
+    if (rst_conv2) begin
+      \$555  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$556  = skipped_d1;
     if (rst_conv2) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$557  = \$101 ;
+    \$557  = skipped_d2;
     if (rst_conv2) begin
       \$557  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$558  = \$signal$946 ;
+    \$558  = skipped_d3;
     if (rst_conv2) begin
       \$558  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$559  = vb;
+    \$559  = skipped_d4;
     if (rst_conv2) begin
       \$559  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$560  = v_out_d1;
+    \$560  = \$104 ;
     if (rst_conv2) begin
       \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$561  = v_out_d2;
+    \$561  = \$106 ;
     if (rst_conv2) begin
-      \$561  = 1'h0;
+      \$561  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$562  = v_out_d3;
+    \$562  = \$24 [3:0];
     if (rst_conv2) begin
-      \$562  = 1'h0;
+      \$562  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$563  = ka;
+    \$563  = credits_room_next;
     if (rst_conv2) begin
-      \$563  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$564  = skipped_d1;
-    if (rst_conv2) begin
-      \$564  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$565  = skipped_d2;
-    if (rst_conv2) begin
-      \$565  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$566  = skipped_d3;
-    if (rst_conv2) begin
-      \$566  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$567  = skipped_d4;
-    if (rst_conv2) begin
-      \$567  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$568  = \$112 ;
-    if (rst_conv2) begin
-      \$568  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$569  = \$114 ;
-    if (rst_conv2) begin
-      \$569  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$570  = \$24 [3:0];
-    if (rst_conv2) begin
-      \$570  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$571  = credits_room_next;
-    if (rst_conv2) begin
-      \$571  = 1'h1;
+      \$563  = 1'h1;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -20048,20 +19986,20 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign \w_data$846  = \$21 [7:0];
   assign v_out_d4 = \w_en$847 ;
   assign space_next = \$24 [3:0];
-  assign \o__payload$859  = { \$574 , \$573 , \$572  };
+  assign \o__payload$859  = { \$566 , \$565 , \$564  };
   assign \$3  = active;
-  assign \$72  = { fin0_0, 1'h0 };
-  assign \$79  = { fin1_0, 1'h0 };
-  assign \$86  = { fin2_0, 1'h0 };
-  assign \$93  = { fin3_0, 1'h0 };
-  assign \$99  = ser;
-  assign \$100  = 1'h0;
-  assign \$101  = 1'h0;
-  assign \$103  = { p[29], p };
-  assign \$104  = { \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 , 17'h00000 };
-  assign \$107  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$108  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$110  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$64  = { fin0_0, 1'h0 };
+  assign \$71  = { fin1_0, 1'h0 };
+  assign \$78  = { fin2_0, 1'h0 };
+  assign \$85  = { fin3_0, 1'h0 };
+  assign \$91  = ser;
+  assign \$92  = 1'h0;
+  assign \$93  = 1'h0;
+  assign \$95  = { p[29], p };
+  assign \$96  = { \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 , 17'h00000 };
+  assign \$99  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$100  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$102  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21207,88 +21145,47 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \port$8359$0 , \port$8365$0 , addr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8391$0 , \port$8397$0 , \port$8403$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire [63:0] \$10 ;
-  wire [1:0] \$100 ;
-  wire [2:0] \$101 ;
-  wire [3:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire [1:0] \$105 ;
-  wire [2:0] \$106 ;
-  wire [3:0] \$107 ;
+  wire [3:0] \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [2:0] \$103 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
   wire \$108 ;
-  wire \$109 ;
-  wire [63:0] \$11 ;
-  wire [1:0] \$110 ;
+  wire [2:0] \$109 ;
+  wire \$11 ;
+  wire [2:0] \$110 ;
   wire [2:0] \$111 ;
-  wire [3:0] \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [1:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire [3:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [63:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [8:0] \$122 ;
-  wire [8:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire [2:0] \$127 ;
-  wire [2:0] \$128 ;
-  wire [2:0] \$129 ;
+  reg [2:0] \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg [7:0] \$121 ;
+  reg \$122 ;
+  reg [1:0] \$123 ;
+  reg [1:0] \$124 ;
+  reg [191:0] \$125 ;
+  reg [191:0] \$126 ;
+  reg [191:0] \$127 ;
+  reg [191:0] \$128 ;
   wire \$13 ;
-  wire \$130 ;
-  wire [2:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
   wire \$14 ;
-  wire [2:0] \$140 ;
-  wire [2:0] \$141 ;
-  wire [2:0] \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [2:0] \$146 ;
-  wire [2:0] \$147 ;
-  wire [2:0] \$148 ;
-  wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire [2:0] \$152 ;
-  wire [2:0] \$153 ;
-  wire [2:0] \$154 ;
-  reg \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg \$158 ;
-  reg \$159 ;
-  wire [63:0] \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg [7:0] \$162 ;
-  reg \$163 ;
-  reg [1:0] \$164 ;
-  reg [1:0] \$165 ;
-  reg [191:0] \$166 ;
-  reg [191:0] \$167 ;
-  reg [191:0] \$168 ;
-  reg [191:0] \$169 ;
-  wire [63:0] \$17 ;
-  wire [63:0] \$18 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
@@ -21312,7 +21209,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [63:0] \$4 ;
+  wire [4:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -21323,7 +21220,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [63:0] \$5 ;
+  wire [3:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -21334,52 +21231,52 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
-  wire [63:0] \$6 ;
+  wire \$6 ;
   wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire [8:0] \$61 ;
+  wire [8:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [1:0] \$69 ;
+  wire [2:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [2:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire [2:0] \$70 ;
-  wire [3:0] \$71 ;
+  wire [2:0] \$71 ;
   wire \$72 ;
   wire \$73 ;
-  wire [1:0] \$74 ;
-  wire [2:0] \$75 ;
-  wire [3:0] \$76 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire [1:0] \$79 ;
-  wire \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
+  wire [63:0] \$79 ;
+  wire [4:0] \$8 ;
+  wire [63:0] \$80 ;
+  wire [63:0] \$81 ;
   wire \$82 ;
   wire \$83 ;
-  wire [1:0] \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire \$87 ;
+  wire \$84 ;
+  wire [63:0] \$85 ;
+  wire [63:0] \$86 ;
+  wire [63:0] \$87 ;
   wire \$88 ;
-  wire [1:0] \$89 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [2:0] \$90 ;
-  wire [3:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
+  wire \$90 ;
+  wire [63:0] \$91 ;
+  wire [63:0] \$92 ;
+  wire [63:0] \$93 ;
   wire \$94 ;
-  wire [1:0] \$95 ;
-  wire [2:0] \$96 ;
-  wire [3:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  output [7:0] addr;
-  reg [7:0] addr = 8'h00;
+  wire \$95 ;
+  wire \$96 ;
+  wire [2:0] \$97 ;
+  wire [2:0] \$98 ;
+  wire [2:0] \$99 ;
+  (* init = 8'h00 *)
+  wire [7:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -21389,19 +21286,21 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \
   wire clk;
   input [191:0] data;
   wire [191:0] data;
+  reg [2:0] free = 3'h4;
+  reg issue = 1'h1;
   wire [191:0] o__payload;
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$8353$0 ;
-  wire [63:0] \port$8353$0 ;
-  output [63:0] \port$8359$0 ;
-  wire [63:0] \port$8359$0 ;
-  output [63:0] \port$8365$0 ;
-  wire [63:0] \port$8365$0 ;
+  output [63:0] \port$8391$0 ;
+  wire [63:0] \port$8391$0 ;
+  output [63:0] \port$8397$0 ;
+  wire [63:0] \port$8397$0 ;
+  output [63:0] \port$8403$0 ;
+  wire [63:0] \port$8403$0 ;
   reg primed = 1'h0;
-  (* init = 8'h00 *)
-  wire [7:0] raddr;
+  output [7:0] raddr;
+  reg [7:0] raddr = 8'h00;
   reg [1:0] rptr = 2'h0;
   wire [2:0] rptr_0;
   wire [2:0] rptr_1;
@@ -21415,197 +21314,158 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
-  assign o__valid = ~ at0;
-  assign \$1  = rptr_0 == 2'h3;
-  assign \$2  = rptr_0 == 2'h2;
-  assign \$3  = rptr_0 == 1'h1;
-  assign \$4  = \$3  ? slot1[63:0] : slot0[63:0];
-  assign \$5  = \$2  ? slot2[63:0] : \$4 ;
-  assign \$6  = \$1  ? slot3[63:0] : \$5 ;
-  assign \$7  = rptr_1 == 2'h3;
-  assign \$8  = rptr_1 == 2'h2;
-  assign \$9  = rptr_1 == 1'h1;
-  assign \$10  = \$9  ? slot1[127:64] : slot0[127:64];
-  assign \$11  = \$8  ? slot2[127:64] : \$10 ;
-  assign \$12  = \$7  ? slot3[127:64] : \$11 ;
-  assign \$13  = rptr_2 == 2'h3;
-  assign \$14  = rptr_2 == 2'h2;
-  assign \$15  = rptr_2 == 1'h1;
-  assign \$16  = \$15  ? slot1[191:128] : slot0[191:128];
-  assign \$17  = \$14  ? slot2[191:128] : \$16 ;
-  assign \$18  = \$13  ? slot3[191:128] : \$17 ;
-  assign \$19  = ~ at0;
-  assign \$20  = \$19  & o__ready;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = v2 & \$21 ;
-  assign \$23  = ~ at0;
-  assign \$24  = \$23  & o__ready;
-  assign \$25  = ~ v2;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = \$26  ? at1 : at0;
-  assign \$28  = \$22  ? 1'h0 : \$27 ;
-  assign \$29  = ~ at0;
-  assign \$30  = \$29  & o__ready;
-  assign \$31  = ~ \$30 ;
-  assign \$32  = v2 & \$31 ;
-  assign \$33  = ~ at0;
-  assign \$34  = \$33  & o__ready;
-  assign \$35  = ~ v2;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = \$36  ? at2 : at1;
-  assign \$38  = \$32  ? at0 : \$37 ;
-  assign \$39  = ~ at0;
-  assign \$40  = \$39  & o__ready;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = v2 & \$41 ;
-  assign \$43  = ~ at0;
-  assign \$44  = \$43  & o__ready;
-  assign \$45  = ~ v2;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = \$46  ? at3 : at2;
-  assign \$48  = \$42  ? at1 : \$47 ;
-  assign \$49  = ~ at0;
-  assign \$50  = \$49  & o__ready;
-  assign \$51  = ~ \$50 ;
-  assign \$52  = v2 & \$51 ;
-  assign \$53  = ~ at0;
-  assign \$54  = \$53  & o__ready;
-  assign \$55  = ~ v2;
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = \$56  ? at4 : at3;
-  assign \$58  = \$52  ? at2 : \$57 ;
-  assign \$59  = ~ at0;
-  assign \$60  = \$59  & o__ready;
-  assign \$61  = ~ \$60 ;
-  assign \$62  = v2 & \$61 ;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
+  assign \$3  = \$2  & o__ready;
+  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
+  assign \$5  = free - issue;
+  assign \$6  = ~ at0;
+  assign \$7  = \$6  & o__ready;
+  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
+  assign \$9  = | \$8 ;
+  assign \$10  = ~ at0;
+  assign \$11  = \$10  & o__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = v2 & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ v2;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at1 : at0;
+  assign \$19  = \$13  ? 1'h0 : \$18 ;
+  assign \$20  = ~ at0;
+  assign \$21  = \$20  & o__ready;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = v2 & \$22 ;
+  assign \$24  = ~ at0;
+  assign \$25  = \$24  & o__ready;
+  assign \$26  = ~ v2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = \$27  ? at2 : at1;
+  assign \$29  = \$23  ? at0 : \$28 ;
+  assign \$30  = ~ at0;
+  assign \$31  = \$30  & o__ready;
+  assign \$32  = ~ \$31 ;
+  assign \$33  = v2 & \$32 ;
+  assign \$34  = ~ at0;
+  assign \$35  = \$34  & o__ready;
+  assign \$36  = ~ v2;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = \$37  ? at3 : at2;
+  assign \$39  = \$33  ? at1 : \$38 ;
+  assign \$40  = ~ at0;
+  assign \$41  = \$40  & o__ready;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = v2 & \$42 ;
+  assign \$44  = ~ at0;
+  assign \$45  = \$44  & o__ready;
+  assign \$46  = ~ v2;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$47  ? at4 : at3;
+  assign \$49  = \$43  ? at2 : \$48 ;
+  assign \$50  = ~ at0;
+  assign \$51  = \$50  & o__ready;
+  assign \$52  = ~ \$51 ;
+  assign \$53  = v2 & \$52 ;
+  assign \$54  = ~ at0;
+  assign \$55  = \$54  & o__ready;
+  assign \$56  = ~ v2;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = \$57  ? 1'h0 : at4;
+  assign \$59  = \$53  ? at3 : \$58 ;
+  assign \$60  = raddr == 8'hdf;
+  assign \$61  = raddr + 1'h1;
+  assign \$62  = \$60  ? 9'h000 : \$61 ;
   assign \$63  = ~ at0;
   assign \$64  = \$63  & o__ready;
-  assign \$65  = ~ v2;
-  assign \$66  = \$64  & \$65 ;
-  assign \$67  = \$66  ? 1'h0 : at4;
-  assign \$68  = \$62  ? at3 : \$67 ;
-  assign \$69  = 1'h0 + v1;
-  assign \$70  = \$69  + v2;
-  assign \$71  = 1'h0 + \$70 ;
-  assign \$72  = \$71  < 3'h4;
-  assign \$73  = at0 & \$72 ;
-  assign \$74  = 1'h0 + v1;
-  assign \$75  = \$74  + v2;
-  assign \$76  = 1'h1 + \$75 ;
-  assign \$77  = \$76  < 3'h4;
-  assign \$78  = at1 & \$77 ;
-  assign \$79  = 1'h0 + v1;
-  assign \$80  = \$79  + v2;
-  assign \$81  = 2'h2 + \$80 ;
-  assign \$82  = \$81  < 3'h4;
-  assign \$83  = at2 & \$82 ;
-  assign \$84  = 1'h0 + v1;
-  assign \$85  = \$84  + v2;
-  assign \$86  = 2'h3 + \$85 ;
-  assign \$87  = \$86  < 3'h4;
-  assign \$88  = at3 & \$87 ;
-  assign \$89  = 1'h0 + v1;
-  assign \$90  = \$89  + v2;
-  assign \$91  = 3'h4 + \$90 ;
-  assign \$92  = \$91  < 3'h4;
-  assign \$93  = at4 & \$92 ;
-  assign \$94  = | { \$93 , \$88 , \$83 , \$78 , \$73  };
-  assign \$95  = 1'h0 + v1;
-  assign \$96  = \$95  + v2;
-  assign \$97  = 1'h0 + \$96 ;
-  assign \$98  = \$97  < 3'h4;
-  assign \$99  = at0 & \$98 ;
-  assign \$100  = 1'h0 + v1;
-  assign \$101  = \$100  + v2;
-  assign \$102  = 1'h1 + \$101 ;
-  assign \$103  = \$102  < 3'h4;
-  assign \$104  = at1 & \$103 ;
-  assign \$105  = 1'h0 + v1;
-  assign \$106  = \$105  + v2;
-  assign \$107  = 2'h2 + \$106 ;
-  assign \$108  = \$107  < 3'h4;
-  assign \$109  = at2 & \$108 ;
-  assign \$110  = 1'h0 + v1;
-  assign \$111  = \$110  + v2;
-  assign \$112  = 2'h3 + \$111 ;
-  assign \$113  = \$112  < 3'h4;
-  assign \$114  = at3 & \$113 ;
-  assign \$115  = 1'h0 + v1;
-  assign \$116  = \$115  + v2;
-  assign \$117  = 3'h4 + \$116 ;
-  assign \$118  = \$117  < 3'h4;
-  assign \$119  = at4 & \$118 ;
-  assign \$120  = | { \$119 , \$114 , \$109 , \$104 , \$99  };
-  assign \$121  = addr == 8'hdf;
-  assign \$122  = addr + 1'h1;
-  assign \$123  = \$121  ? 9'h000 : \$122 ;
-  assign \$124  = ~ at0;
-  assign \$125  = \$124  & o__ready;
-  assign \$126  = rptr == 2'h3;
-  assign \$127  = rptr + 1'h1;
-  assign \$128  = \$126  ? 3'h0 : \$127 ;
-  assign \$129  = \$125  ? \$128  : { 1'h0, rptr };
-  assign \$130  = wptr == 2'h3;
-  assign \$131  = wptr + 1'h1;
-  assign \$132  = \$130  ? 3'h0 : \$131 ;
-  assign \$133  = ! wptr;
-  assign \$134  = wptr == 1'h1;
-  assign \$135  = wptr == 2'h2;
-  assign \$136  = wptr == 2'h3;
-  assign \$137  = ~ at0;
-  assign \$138  = \$137  & o__ready;
-  assign \$139  = rptr == 2'h3;
-  assign \$140  = rptr + 1'h1;
-  assign \$141  = \$139  ? 3'h0 : \$140 ;
-  assign \$142  = \$138  ? \$141  : { 1'h0, rptr };
-  assign \$143  = ~ at0;
-  assign \$144  = \$143  & o__ready;
-  assign \$145  = rptr == 2'h3;
-  assign \$146  = rptr + 1'h1;
-  assign \$147  = \$145  ? 3'h0 : \$146 ;
-  assign \$148  = \$144  ? \$147  : { 1'h0, rptr };
-  assign \$149  = ~ at0;
-  assign \$150  = \$149  & o__ready;
-  assign \$151  = rptr == 2'h3;
-  assign \$152  = rptr + 1'h1;
-  assign \$153  = \$151  ? 3'h0 : \$152 ;
-  assign \$154  = \$150  ? \$153  : { 1'h0, rptr };
+  assign \$65  = rptr == 2'h3;
+  assign \$66  = rptr + 1'h1;
+  assign \$67  = \$65  ? 3'h0 : \$66 ;
+  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
+  assign \$69  = wptr == 2'h3;
+  assign \$70  = wptr + 1'h1;
+  assign \$71  = \$69  ? 3'h0 : \$70 ;
+  assign \$72  = ! wptr;
+  assign \$73  = wptr == 1'h1;
+  assign \$74  = wptr == 2'h2;
+  assign \$75  = wptr == 2'h3;
+  assign o__valid = ~ at0;
+  assign \$76  = rptr_0 == 2'h3;
+  assign \$77  = rptr_0 == 2'h2;
+  assign \$78  = rptr_0 == 1'h1;
+  assign \$79  = \$78  ? slot1[63:0] : slot0[63:0];
+  assign \$80  = \$77  ? slot2[63:0] : \$79 ;
+  assign \$81  = \$76  ? slot3[63:0] : \$80 ;
+  assign \$82  = rptr_1 == 2'h3;
+  assign \$83  = rptr_1 == 2'h2;
+  assign \$84  = rptr_1 == 1'h1;
+  assign \$85  = \$84  ? slot1[127:64] : slot0[127:64];
+  assign \$86  = \$83  ? slot2[127:64] : \$85 ;
+  assign \$87  = \$82  ? slot3[127:64] : \$86 ;
+  assign \$88  = rptr_2 == 2'h3;
+  assign \$89  = rptr_2 == 2'h2;
+  assign \$90  = rptr_2 == 1'h1;
+  assign \$91  = \$90  ? slot1[191:128] : slot0[191:128];
+  assign \$92  = \$89  ? slot2[191:128] : \$91 ;
+  assign \$93  = \$88  ? slot3[191:128] : \$92 ;
+  assign \$94  = ~ at0;
+  assign \$95  = \$94  & o__ready;
+  assign \$96  = rptr == 2'h3;
+  assign \$97  = rptr + 1'h1;
+  assign \$98  = \$96  ? 3'h0 : \$97 ;
+  assign \$99  = \$95  ? \$98  : { 1'h0, rptr };
+  assign \$100  = ~ at0;
+  assign \$101  = \$100  & o__ready;
+  assign \$102  = rptr == 2'h3;
+  assign \$103  = rptr + 1'h1;
+  assign \$104  = \$102  ? 3'h0 : \$103 ;
+  assign \$105  = \$101  ? \$104  : { 1'h0, rptr };
+  assign \$106  = ~ at0;
+  assign \$107  = \$106  & o__ready;
+  assign \$108  = rptr == 2'h3;
+  assign \$109  = rptr + 1'h1;
+  assign \$110  = \$108  ? 3'h0 : \$109 ;
+  assign \$111  = \$107  ? \$110  : { 1'h0, rptr };
   always @(posedge clk)
-    at0 <= \$155 ;
+    free <= \$112 ;
   always @(posedge clk)
-    at1 <= \$156 ;
+    issue <= \$113 ;
   always @(posedge clk)
-    at2 <= \$157 ;
+    at0 <= \$114 ;
   always @(posedge clk)
-    at3 <= \$158 ;
+    at1 <= \$115 ;
   always @(posedge clk)
-    at4 <= \$159 ;
+    at2 <= \$116 ;
   always @(posedge clk)
-    v1 <= \$160 ;
+    at3 <= \$117 ;
   always @(posedge clk)
-    v2 <= \$161 ;
+    at4 <= \$118 ;
   always @(posedge clk)
-    addr <= \$162 ;
+    v1 <= \$119 ;
   always @(posedge clk)
-    primed <= \$163 ;
+    v2 <= \$120 ;
   always @(posedge clk)
-    rptr <= \$164 ;
+    raddr <= \$121 ;
   always @(posedge clk)
-    wptr <= \$165 ;
+    primed <= \$122 ;
   always @(posedge clk)
-    slot0 <= \$166 ;
+    rptr <= \$123 ;
   always @(posedge clk)
-    slot1 <= \$167 ;
+    wptr <= \$124 ;
   always @(posedge clk)
-    slot2 <= \$168 ;
+    slot0 <= \$125 ;
   always @(posedge clk)
-    slot3 <= \$169 ;
+    slot1 <= \$126 ;
+  always @(posedge clk)
+    slot2 <= \$127 ;
+  always @(posedge clk)
+    slot3 <= \$128 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd3)
   ) rptr_0_copy (
     .clk(clk),
-    .d(\$142 ),
+    .d(\$99 ),
     .q(rptr_0)
   );
   flexor_copy #(
@@ -21613,7 +21473,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \
     .WIDTH(32'd3)
   ) rptr_1_copy (
     .clk(clk),
-    .d(\$148 ),
+    .d(\$105 ),
     .q(rptr_1)
   );
   flexor_copy #(
@@ -21621,144 +21481,158 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8353$0 , \
     .WIDTH(32'd3)
   ) rptr_2_copy (
     .clk(clk),
-    .d(\$154 ),
+    .d(\$111 ),
     .q(rptr_2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$155  = \$28 ;
+    \$112  = \$4 [2:0];
     if (rst_conv2) begin
-      \$155  = 1'h1;
+      \$112  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$156  = \$38 ;
+    \$113  = \$9 ;
     if (rst_conv2) begin
-      \$156  = 1'h0;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$157  = \$48 ;
+    \$114  = \$19 ;
     if (rst_conv2) begin
-      \$157  = 1'h0;
+      \$114  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$158  = \$58 ;
+    \$115  = \$29 ;
     if (rst_conv2) begin
-      \$158  = 1'h0;
+      \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$159  = \$68 ;
+    \$116  = \$39 ;
     if (rst_conv2) begin
-      \$159  = 1'h0;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$160  = \$94 ;
+    \$117  = \$49 ;
     if (rst_conv2) begin
-      \$160  = 1'h0;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$161  = v1;
+    \$118  = \$59 ;
     if (rst_conv2) begin
-      \$161  = 1'h0;
+      \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$162  = addr;
-    if (\$120 ) begin
-      \$162  = \$123 [7:0];
-    end
+    \$119  = issue;
     if (rst_conv2) begin
-      \$162  = 8'h00;
+      \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$163  = primed;
+    \$120  = v1;
+    if (rst_conv2) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$121  = raddr;
+    if (issue) begin
+      \$121  = \$62 [7:0];
+    end
+    if (rst_conv2) begin
+      \$121  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$122  = primed;
     if (at4) begin
-      \$163  = 1'h1;
+      \$122  = 1'h1;
     end
     if (rst_conv2) begin
-      \$163  = 1'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$164  = \$129 [1:0];
+    \$123  = \$68 [1:0];
     if (rst_conv2) begin
-      \$164  = 2'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$165  = wptr;
+    \$124  = wptr;
     if (v2) begin
-      \$165  = \$132 [1:0];
+      \$124  = \$71 [1:0];
     end
     if (rst_conv2) begin
-      \$165  = 2'h0;
+      \$124  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$166  = slot0;
+    \$125  = slot0;
     if (v2) begin
-      if (\$133 ) begin
-        \$166  = data;
+      if (\$72 ) begin
+        \$125  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$167  = slot1;
+    \$126  = slot1;
     if (v2) begin
-      if (\$134 ) begin
-        \$167  = data;
+      if (\$73 ) begin
+        \$126  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$168  = slot2;
+    \$127  = slot2;
     if (v2) begin
-      if (\$135 ) begin
-        \$168  = data;
+      if (\$74 ) begin
+        \$127  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$169  = slot3;
+    \$128  = slot3;
     if (v2) begin
-      if (\$136 ) begin
-        \$169  = data;
+      if (\$75 ) begin
+        \$128  = data;
       end
     end
   end
-  assign raddr = addr;
-  assign o__payload = { \$18 , \$12 , \$6  };
-  assign \port$8353$0  = \$6 ;
-  assign \port$8359$0  = \$12 ;
-  assign \port$8365$0  = \$18 ;
+  assign addr = raddr;
+  assign o__payload = { \$93 , \$87 , \$81  };
+  assign \port$8391$0  = \$81 ;
+  assign \port$8397$0  = \$87 ;
+  assign \port$8403$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__ready, \o__valid$47 , o__payload, \o__ready$45 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [3:0] \$1 ;
-  wire [7:0] \$10 ;
-  wire [5:0] \$100 ;
+  wire \$10 ;
+  wire \$100 ;
   wire \$1000 ;
   wire \$1001 ;
   wire \$1002 ;
@@ -21769,7 +21643,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1007 ;
   wire \$1008 ;
   wire \$1009 ;
-  wire [5:0] \$101 ;
+  wire \$101 ;
   wire \$1010 ;
   wire \$1011 ;
   wire \$1012 ;
@@ -21802,7 +21676,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1037 ;
   wire \$1038 ;
   wire \$1039 ;
-  wire [4:0] \$104 ;
+  wire \$104 ;
   wire \$1040 ;
   wire \$1041 ;
   wire \$1042 ;
@@ -21813,7 +21687,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1047 ;
   wire \$1048 ;
   wire \$1049 ;
-  wire [4:0] \$105 ;
+  wire \$105 ;
   wire \$1050 ;
   wire \$1051 ;
   wire \$1052 ;
@@ -21857,7 +21731,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1087 ;
   wire \$1088 ;
   wire \$1089 ;
-  wire [3:0] \$109 ;
+  wire \$109 ;
   wire \$1090 ;
   wire \$1091 ;
   wire \$1092 ;
@@ -21868,8 +21742,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1097 ;
   wire \$1098 ;
   wire \$1099 ;
-  wire [7:0] \$11 ;
-  wire [3:0] \$110 ;
+  wire \$11 ;
+  wire \$110 ;
   wire \$1100 ;
   wire \$1101 ;
   wire \$1102 ;
@@ -21902,7 +21776,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1127 ;
   wire \$1128 ;
   wire \$1129 ;
-  wire [11:0] \$113 ;
+  wire \$113 ;
   wire \$1130 ;
   wire \$1131 ;
   wire \$1132 ;
@@ -21924,7 +21798,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1147 ;
   wire \$1148 ;
   wire \$1149 ;
-  wire [11:0] \$115 ;
+  wire \$115 ;
   wire \$1150 ;
   wire \$1151 ;
   wire \$1152 ;
@@ -21935,7 +21809,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1157 ;
   wire \$1158 ;
   wire \$1159 ;
-  wire [12:0] \$116 ;
+  wire \$116 ;
   wire \$1160 ;
   wire \$1161 ;
   wire \$1162 ;
@@ -21946,7 +21820,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1167 ;
   wire \$1168 ;
   wire \$1169 ;
-  wire [11:0] \$117 ;
+  wire \$117 ;
   wire \$1170 ;
   wire \$1171 ;
   wire \$1172 ;
@@ -21957,7 +21831,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1177 ;
   wire \$1178 ;
   wire \$1179 ;
-  wire [12:0] \$118 ;
+  wire \$118 ;
   wire \$1180 ;
   wire \$1181 ;
   wire \$1182 ;
@@ -21968,7 +21842,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1187 ;
   wire \$1188 ;
   wire \$1189 ;
-  wire [11:0] \$119 ;
+  wire \$119 ;
   wire \$1190 ;
   wire \$1191 ;
   wire \$1192 ;
@@ -21991,7 +21865,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1207 ;
   wire \$1208 ;
   wire \$1209 ;
-  wire [11:0] \$121 ;
+  wire [12:0] \$121 ;
   wire \$1210 ;
   wire \$1211 ;
   wire \$1212 ;
@@ -22002,7 +21876,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1217 ;
   wire \$1218 ;
   wire \$1219 ;
-  wire [12:0] \$122 ;
+  wire \$122 ;
   wire \$1220 ;
   wire \$1221 ;
   wire \$1222 ;
@@ -22013,7 +21887,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1227 ;
   wire \$1228 ;
   wire \$1229 ;
-  wire [11:0] \$123 ;
+  wire [5:0] \$123 ;
   wire \$1230 ;
   wire \$1231 ;
   wire \$1232 ;
@@ -22024,7 +21898,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1237 ;
   wire \$1238 ;
   wire \$1239 ;
-  wire [12:0] \$124 ;
+  wire [13:0] \$124 ;
   wire \$1240 ;
   wire \$1241 ;
   wire \$1242 ;
@@ -22035,7 +21909,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1247 ;
   wire \$1248 ;
   wire \$1249 ;
-  wire \$125 ;
+  wire [12:0] \$125 ;
   wire \$1250 ;
   wire \$1251 ;
   wire \$1252 ;
@@ -22057,7 +21931,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1267 ;
   wire \$1268 ;
   wire \$1269 ;
-  wire \$127 ;
+  wire [5:0] \$127 ;
   wire \$1270 ;
   wire \$1271 ;
   wire \$1272 ;
@@ -22068,7 +21942,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1277 ;
   wire \$1278 ;
   wire \$1279 ;
-  wire [4:0] \$128 ;
+  wire [13:0] \$128 ;
   wire \$1280 ;
   wire \$1281 ;
   wire \$1282 ;
@@ -22079,7 +21953,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1287 ;
   wire \$1288 ;
   wire \$1289 ;
-  wire [11:0] \$129 ;
+  wire [12:0] \$129 ;
   wire \$1290 ;
   wire \$1291 ;
   wire \$1292 ;
@@ -22102,7 +21976,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1307 ;
   wire \$1308 ;
   wire \$1309 ;
-  wire \$131 ;
+  wire [5:0] \$131 ;
   wire \$1310 ;
   wire \$1311 ;
   wire \$1312 ;
@@ -22113,7 +21987,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1317 ;
   wire \$1318 ;
   wire \$1319 ;
-  wire \$132 ;
+  wire [13:0] \$132 ;
   wire \$1320 ;
   wire \$1321 ;
   wire \$1322 ;
@@ -22124,7 +21998,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1327 ;
   wire \$1328 ;
   wire \$1329 ;
-  wire \$133 ;
+  wire [12:0] \$133 ;
   wire \$1330 ;
   wire \$1331 ;
   wire \$1332 ;
@@ -22146,7 +22020,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1347 ;
   wire \$1348 ;
   wire \$1349 ;
-  wire \$135 ;
+  wire [5:0] \$135 ;
   wire \$1350 ;
   wire \$1351 ;
   wire \$1352 ;
@@ -22157,7 +22031,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1357 ;
   wire \$1358 ;
   wire \$1359 ;
-  wire \$136 ;
+  wire [13:0] \$136 ;
   wire \$1360 ;
   wire \$1361 ;
   wire \$1362 ;
@@ -22168,7 +22042,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1367 ;
   wire \$1368 ;
   wire \$1369 ;
-  wire \$137 ;
+  wire [12:0] \$137 ;
   wire \$1370 ;
   wire \$1371 ;
   wire \$1372 ;
@@ -22179,7 +22053,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1377 ;
   wire \$1378 ;
   wire \$1379 ;
-  wire \$138 ;
+  wire [13:0] \$138 ;
   wire \$1380 ;
   wire \$1381 ;
   wire \$1382 ;
@@ -22235,7 +22109,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1427 ;
   wire \$1428 ;
   wire \$1429 ;
-  wire \$143 ;
+  wire [7:0] \$143 ;
   wire \$1430 ;
   wire \$1431 ;
   wire \$1432 ;
@@ -22246,7 +22120,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1437 ;
   wire \$1438 ;
   wire \$1439 ;
-  wire \$144 ;
+  wire [7:0] \$144 ;
   wire \$1440 ;
   wire \$1441 ;
   wire \$1442 ;
@@ -22257,7 +22131,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1447 ;
   wire \$1448 ;
   wire \$1449 ;
-  wire \$145 ;
+  wire [7:0] \$145 ;
   wire \$1450 ;
   wire \$1451 ;
   wire \$1452 ;
@@ -22268,7 +22142,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1457 ;
   wire \$1458 ;
   wire \$1459 ;
-  wire \$146 ;
+  wire [7:0] \$146 ;
   wire \$1460 ;
   wire \$1461 ;
   wire \$1462 ;
@@ -22279,7 +22153,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1467 ;
   wire \$1468 ;
   wire \$1469 ;
-  wire \$147 ;
+  wire [7:0] \$147 ;
   wire \$1470 ;
   wire \$1471 ;
   wire \$1472 ;
@@ -22335,7 +22209,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1517 ;
   wire \$1518 ;
   wire \$1519 ;
-  wire \$152 ;
+  wire [7:0] \$152 ;
   wire \$1520 ;
   wire \$1521 ;
   wire \$1522 ;
@@ -22346,7 +22220,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1527 ;
   wire \$1528 ;
   wire \$1529 ;
-  wire \$153 ;
+  wire [7:0] \$153 ;
   wire \$1530 ;
   wire \$1531 ;
   wire \$1532 ;
@@ -22357,7 +22231,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1537 ;
   wire \$1538 ;
   wire \$1539 ;
-  wire \$154 ;
+  wire [7:0] \$154 ;
   wire \$1540 ;
   wire \$1541 ;
   wire \$1542 ;
@@ -22368,7 +22242,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1547 ;
   wire \$1548 ;
   wire \$1549 ;
-  wire \$155 ;
+  wire [7:0] \$155 ;
   wire \$1550 ;
   wire \$1551 ;
   wire \$1552 ;
@@ -22379,7 +22253,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1557 ;
   wire \$1558 ;
   wire \$1559 ;
-  wire \$156 ;
+  wire [7:0] \$156 ;
   wire \$1560 ;
   wire \$1561 ;
   wire \$1562 ;
@@ -22423,7 +22297,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1597 ;
   wire \$1598 ;
   wire \$1599 ;
-  wire [7:0] \$16 ;
+  wire \$16 ;
   wire \$160 ;
   wire \$1600 ;
   wire \$1601 ;
@@ -22435,7 +22309,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1607 ;
   wire \$1608 ;
   wire \$1609 ;
-  wire \$161 ;
+  wire [7:0] \$161 ;
   wire \$1610 ;
   wire \$1611 ;
   wire \$1612 ;
@@ -22446,7 +22320,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1617 ;
   wire \$1618 ;
   wire \$1619 ;
-  wire \$162 ;
+  wire [7:0] \$162 ;
   wire \$1620 ;
   wire \$1621 ;
   wire \$1622 ;
@@ -22457,7 +22331,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1627 ;
   wire \$1628 ;
   wire \$1629 ;
-  wire \$163 ;
+  wire [7:0] \$163 ;
   wire \$1630 ;
   wire \$1631 ;
   wire \$1632 ;
@@ -22468,7 +22342,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1637 ;
   wire \$1638 ;
   wire \$1639 ;
-  wire \$164 ;
+  wire [7:0] \$164 ;
   wire \$1640 ;
   wire \$1641 ;
   wire \$1642 ;
@@ -22479,7 +22353,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1647 ;
   wire \$1648 ;
   wire \$1649 ;
-  wire \$165 ;
+  wire [7:0] \$165 ;
   wire \$1650 ;
   wire \$1651 ;
   wire \$1652 ;
@@ -22490,7 +22364,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1657 ;
   wire \$1658 ;
   wire \$1659 ;
-  wire [12:0] \$166 ;
+  wire \$166 ;
   wire \$1660 ;
   wire \$1661 ;
   wire \$1662 ;
@@ -22512,7 +22386,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1677 ;
   wire \$1678 ;
   wire \$1679 ;
-  wire [5:0] \$168 ;
+  wire \$168 ;
   wire \$1680 ;
   wire \$1681 ;
   wire \$1682 ;
@@ -22523,7 +22397,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1687 ;
   wire \$1688 ;
   wire \$1689 ;
-  wire [13:0] \$169 ;
+  wire \$169 ;
   wire \$1690 ;
   wire \$1691 ;
   wire \$1692 ;
@@ -22534,8 +22408,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1697 ;
   wire \$1698 ;
   wire \$1699 ;
-  wire [7:0] \$17 ;
-  wire [12:0] \$170 ;
+  wire \$17 ;
+  wire [7:0] \$170 ;
   wire \$1700 ;
   wire \$1701 ;
   wire \$1702 ;
@@ -22546,7 +22420,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1707 ;
   wire \$1708 ;
   wire \$1709 ;
-  wire \$171 ;
+  wire [7:0] \$171 ;
   wire \$1710 ;
   wire \$1711 ;
   wire \$1712 ;
@@ -22557,7 +22431,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1717 ;
   wire \$1718 ;
   wire \$1719 ;
-  wire [5:0] \$172 ;
+  wire [7:0] \$172 ;
   wire \$1720 ;
   wire \$1721 ;
   wire \$1722 ;
@@ -22568,7 +22442,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1727 ;
   wire \$1728 ;
   wire \$1729 ;
-  wire [13:0] \$173 ;
+  wire [7:0] \$173 ;
   wire \$1730 ;
   wire \$1731 ;
   wire \$1732 ;
@@ -22579,7 +22453,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1737 ;
   wire \$1738 ;
   wire \$1739 ;
-  wire [12:0] \$174 ;
+  wire [7:0] \$174 ;
   wire \$1740 ;
   wire \$1741 ;
   wire \$1742 ;
@@ -22601,7 +22475,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1757 ;
   wire \$1758 ;
   wire \$1759 ;
-  wire [5:0] \$176 ;
+  wire \$176 ;
   wire \$1760 ;
   wire \$1761 ;
   wire \$1762 ;
@@ -22612,7 +22486,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1767 ;
   wire \$1768 ;
   wire \$1769 ;
-  wire [13:0] \$177 ;
+  wire \$177 ;
   wire \$1770 ;
   wire \$1771 ;
   wire \$1772 ;
@@ -22623,7 +22497,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1777 ;
   wire \$1778 ;
   wire \$1779 ;
-  wire [12:0] \$178 ;
+  wire \$178 ;
   wire \$1780 ;
   wire \$1781 ;
   wire \$1782 ;
@@ -22634,7 +22508,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1787 ;
   wire \$1788 ;
   wire \$1789 ;
-  wire \$179 ;
+  wire [7:0] \$179 ;
   wire \$1790 ;
   wire \$1791 ;
   wire \$1792 ;
@@ -22645,8 +22519,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1797 ;
   wire \$1798 ;
   wire \$1799 ;
-  wire [7:0] \$18 ;
-  wire [5:0] \$180 ;
+  wire \$18 ;
+  wire [7:0] \$180 ;
   wire \$1800 ;
   wire \$1801 ;
   wire \$1802 ;
@@ -22657,7 +22531,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1807 ;
   wire \$1808 ;
   wire \$1809 ;
-  wire [13:0] \$181 ;
+  wire [7:0] \$181 ;
   wire \$1810 ;
   wire \$1811 ;
   wire \$1812 ;
@@ -22668,7 +22542,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1817 ;
   wire \$1818 ;
   wire \$1819 ;
-  wire [12:0] \$182 ;
+  wire [7:0] \$182 ;
   wire \$1820 ;
   wire \$1821 ;
   wire \$1822 ;
@@ -22679,7 +22553,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1827 ;
   wire \$1828 ;
   wire \$1829 ;
-  wire [13:0] \$183 ;
+  wire [7:0] \$183 ;
   wire \$1830 ;
   wire \$1831 ;
   wire \$1832 ;
@@ -22756,7 +22630,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1897 ;
   wire \$1898 ;
   wire \$1899 ;
-  wire [7:0] \$19 ;
+  wire \$19 ;
   wire [11:0] \$190 ;
   wire \$1900 ;
   wire \$1901 ;
@@ -22868,7 +22742,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1998 ;
   wire \$1999 ;
   wire [4:0] \$2 ;
-  wire [7:0] \$20 ;
+  wire \$20 ;
   wire [4:0] \$200 ;
   wire \$2000 ;
   wire \$2001 ;
@@ -23254,36 +23128,37 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg \$2344 ;
   reg \$2345 ;
   reg \$2346 ;
-  reg [2:0] \$2347 ;
-  reg [10:0] \$2348 ;
-  reg [4:0] \$2349 ;
+  reg \$2347 ;
+  reg [2:0] \$2348 ;
+  reg [10:0] \$2349 ;
   wire \$235 ;
-  reg [8:0] \$2350 ;
-  reg [3:0] \$2351 ;
-  reg [4:0] \$2352 ;
-  reg [2:0] \$2353 ;
-  reg [8:0] \$2354 ;
-  reg [3:0] \$2355 ;
-  reg [4:0] \$2356 ;
-  reg \$2357 ;
-  reg [3:0] \$2358 ;
-  reg [10:0] \$2359 ;
+  reg [4:0] \$2350 ;
+  reg [8:0] \$2351 ;
+  reg [3:0] \$2352 ;
+  reg [4:0] \$2353 ;
+  reg [2:0] \$2354 ;
+  reg [8:0] \$2355 ;
+  reg [3:0] \$2356 ;
+  reg [4:0] \$2357 ;
+  reg \$2358 ;
+  reg [3:0] \$2359 ;
   wire [9:0] \$236 ;
-  reg [4:0] \$2360 ;
-  reg [3:0] \$2361 ;
-  reg [10:0] \$2362 ;
-  reg \$2363 ;
+  reg [10:0] \$2360 ;
+  reg [4:0] \$2361 ;
+  reg [3:0] \$2362 ;
+  reg [10:0] \$2363 ;
   reg \$2364 ;
-  reg [5:0] \$2365 ;
-  reg \$2366 ;
-  reg [4:0] \$2367 ;
+  reg \$2365 ;
+  reg [5:0] \$2366 ;
+  reg \$2367 ;
   reg [4:0] \$2368 ;
   reg [4:0] \$2369 ;
   wire \$237 ;
-  reg [3:0] \$2370 ;
-  reg [4:0] \$2371 ;
+  reg [4:0] \$2370 ;
+  reg [3:0] \$2371 ;
   reg [4:0] \$2372 ;
-  reg \$2373 ;
+  reg [4:0] \$2373 ;
+  reg \$2374 ;
   wire [4:0] \$238 ;
   wire [4:0] \$239 ;
   wire \$24 ;
@@ -23297,7 +23172,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [4:0] \$247 ;
   wire [3:0] \$248 ;
   wire [4:0] \$249 ;
-  wire [7:0] \$25 ;
+  wire \$25 ;
   wire [4:0] \$250 ;
   wire \$251 ;
   wire [3:0] \$252 ;
@@ -23308,7 +23183,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [9:0] \$257 ;
   wire \$258 ;
   wire [3:0] \$259 ;
-  wire [7:0] \$26 ;
+  wire \$26 ;
   wire \$260 ;
   wire [1:0] \$261 ;
   wire [7:0] \$262 ;
@@ -23319,7 +23194,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [4:0] \$267 ;
   wire [4:0] \$268 ;
   wire \$269 ;
-  wire [7:0] \$27 ;
+  wire \$27 ;
   wire [5:0] \$270 ;
   wire [5:0] \$271 ;
   wire \$272 ;
@@ -23330,7 +23205,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$277 ;
   wire [5:0] \$278 ;
   wire \$279 ;
-  wire [7:0] \$28 ;
+  wire \$28 ;
   wire [5:0] \$280 ;
   wire [5:0] \$281 ;
   wire \$282 ;
@@ -23341,7 +23216,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
-  wire [7:0] \$29 ;
+  wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
@@ -23397,7 +23272,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
-  wire [7:0] \$34 ;
+  wire \$34 ;
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
@@ -23408,7 +23283,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire [7:0] \$35 ;
+  wire \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
@@ -23419,7 +23294,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$357 ;
   wire \$358 ;
   wire \$359 ;
-  wire [7:0] \$36 ;
+  wire \$36 ;
   wire \$360 ;
   wire \$361 ;
   wire \$362 ;
@@ -23430,7 +23305,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$367 ;
   wire \$368 ;
   wire \$369 ;
-  wire [7:0] \$37 ;
+  wire \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
@@ -23441,7 +23316,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
-  wire [7:0] \$38 ;
+  wire \$38 ;
   wire \$380 ;
   wire \$381 ;
   wire \$382 ;
@@ -23497,7 +23372,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire [7:0] \$43 ;
+  wire \$43 ;
   wire \$430 ;
   wire \$431 ;
   wire \$432 ;
@@ -23508,7 +23383,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire [7:0] \$44 ;
+  wire \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
@@ -23519,7 +23394,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
-  wire [7:0] \$45 ;
+  wire \$45 ;
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
@@ -23530,7 +23405,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$457 ;
   wire \$458 ;
   wire \$459 ;
-  wire [7:0] \$46 ;
+  wire \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
@@ -23541,7 +23416,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$467 ;
   wire \$468 ;
   wire \$469 ;
-  wire [7:0] \$47 ;
+  wire \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
@@ -23630,7 +23505,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$547 ;
   wire \$548 ;
   wire \$549 ;
-  wire \$55 ;
+  wire [5:0] \$55 ;
   wire \$550 ;
   wire \$551 ;
   wire \$552 ;
@@ -23641,7 +23516,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$557 ;
   wire \$558 ;
   wire \$559 ;
-  wire \$56 ;
+  wire [5:0] \$56 ;
   wire \$560 ;
   wire \$561 ;
   wire \$562 ;
@@ -23674,7 +23549,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$587 ;
   wire \$588 ;
   wire \$589 ;
-  wire \$59 ;
+  wire [4:0] \$59 ;
   wire \$590 ;
   wire \$591 ;
   wire \$592 ;
@@ -23686,7 +23561,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [4:0] \$60 ;
   wire \$600 ;
   wire \$601 ;
   wire \$602 ;
@@ -23730,7 +23605,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$637 ;
   wire \$638 ;
   wire \$639 ;
-  wire \$64 ;
+  wire [3:0] \$64 ;
   wire \$640 ;
   wire \$641 ;
   wire \$642 ;
@@ -23741,7 +23616,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$647 ;
   wire \$648 ;
   wire \$649 ;
-  wire \$65 ;
+  wire [3:0] \$65 ;
   wire \$650 ;
   wire \$651 ;
   wire \$652 ;
@@ -23774,7 +23649,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$677 ;
   wire \$678 ;
   wire \$679 ;
-  wire \$68 ;
+  wire [11:0] \$68 ;
   wire \$680 ;
   wire \$681 ;
   wire \$682 ;
@@ -23796,8 +23671,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$697 ;
   wire \$698 ;
   wire \$699 ;
-  wire [7:0] \$7 ;
-  wire \$70 ;
+  wire \$7 ;
+  wire [11:0] \$70 ;
   wire \$700 ;
   wire \$701 ;
   wire \$702 ;
@@ -23808,7 +23683,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$707 ;
   wire \$708 ;
   wire \$709 ;
-  wire \$71 ;
+  wire [12:0] \$71 ;
   wire \$710 ;
   wire \$711 ;
   wire \$712 ;
@@ -23819,7 +23694,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$717 ;
   wire \$718 ;
   wire \$719 ;
-  wire \$72 ;
+  wire [11:0] \$72 ;
   wire \$720 ;
   wire \$721 ;
   wire \$722 ;
@@ -23830,7 +23705,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$727 ;
   wire \$728 ;
   wire \$729 ;
-  wire \$73 ;
+  wire [12:0] \$73 ;
   wire \$730 ;
   wire \$731 ;
   wire \$732 ;
@@ -23841,7 +23716,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$737 ;
   wire \$738 ;
   wire \$739 ;
-  wire \$74 ;
+  wire [11:0] \$74 ;
   wire \$740 ;
   wire \$741 ;
   wire \$742 ;
@@ -23863,7 +23738,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$757 ;
   wire \$758 ;
   wire \$759 ;
-  wire \$76 ;
+  wire [11:0] \$76 ;
   wire \$760 ;
   wire \$761 ;
   wire \$762 ;
@@ -23874,7 +23749,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$767 ;
   wire \$768 ;
   wire \$769 ;
-  wire \$77 ;
+  wire [12:0] \$77 ;
   wire \$770 ;
   wire \$771 ;
   wire \$772 ;
@@ -23885,7 +23760,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$777 ;
   wire \$778 ;
   wire \$779 ;
-  wire \$78 ;
+  wire [11:0] \$78 ;
   wire \$780 ;
   wire \$781 ;
   wire \$782 ;
@@ -23896,7 +23771,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$787 ;
   wire \$788 ;
   wire \$789 ;
-  wire \$79 ;
+  wire [12:0] \$79 ;
   wire \$790 ;
   wire \$791 ;
   wire \$792 ;
@@ -23907,7 +23782,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$797 ;
   wire \$798 ;
   wire \$799 ;
-  wire [7:0] \$8 ;
+  wire \$8 ;
   wire \$80 ;
   wire \$800 ;
   wire \$801 ;
@@ -23941,7 +23816,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$827 ;
   wire \$828 ;
   wire \$829 ;
-  wire \$83 ;
+  wire [4:0] \$83 ;
   wire \$830 ;
   wire \$831 ;
   wire \$832 ;
@@ -23952,7 +23827,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$837 ;
   wire \$838 ;
   wire \$839 ;
-  wire \$84 ;
+  wire [11:0] \$84 ;
   wire \$840 ;
   wire \$841 ;
   wire \$842 ;
@@ -24018,7 +23893,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$897 ;
   wire \$898 ;
   wire \$899 ;
-  wire [7:0] \$9 ;
+  wire \$9 ;
   wire \$90 ;
   wire \$900 ;
   wire \$901 ;
@@ -24142,12 +24017,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [7:0] \$signature__data ;
   wire [7:0] \$signature__data$100 ;
   wire [7:0] \$signature__data$101 ;
+  wire [7:0] \$signature__data$102 ;
+  wire [7:0] \$signature__data$103 ;
   wire [7:0] \$signature__data$18 ;
   wire [7:0] \$signature__data$24 ;
   wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$36 ;
-  wire [7:0] \$signature__data$97 ;
-  wire [7:0] \$signature__data$98 ;
   wire [7:0] \$signature__data$99 ;
   wire \$signature__en ;
   wire \$signature__en$20 ;
@@ -24170,6 +24045,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   input clk;
   wire clk;
   reg [5:0] d = 6'h02;
+  (* init = 40'h0000000000 *)
+  wire [39:0] finished;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   wire [7:0] \i__payload$1 ;
@@ -24187,7 +24064,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$125 ;
+  wire [7:0] \o__payload$127 ;
   wire [39:0] \o__payload$44 ;
   reg o__ready = 1'h1;
   input \o__ready$45 ;
@@ -24219,12 +24096,13 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg read_credits_returned = 1'h0;
   reg read_credits_room = 1'h1;
   wire read_credits_room_next;
-  reg [2:0] read_credits_space = 3'h6;
+  reg [2:0] read_credits_space = 3'h7;
   reg [47:0] read_data = 48'h000000000000;
   reg read_v1 = 1'h0;
   reg read_v2 = 1'h0;
+  reg read_v3 = 1'h0;
   (* init = 1'h0 *)
-  wire read_v3;
+  wire read_v4;
   reg [4:0] room_low_2 = 5'h04;
   reg [4:0] room_low_3 = 5'h05;
   reg [4:0] room_w_13 = 5'h13;
@@ -24252,7 +24130,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [10:0] w_addr4_q;
   reg [2:0] w_b = 3'h0;
   reg [4:0] w_c = 5'h00;
-  wire [39:0] w_data;
+  reg [39:0] w_data = 40'h0000000000;
   wire [7:0] w_data0_q;
   wire [7:0] w_data1_q;
   wire [7:0] w_data2_q;
@@ -25339,7 +25217,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _0_ <= bank0[\$signature__addr$56 ];
   end
-  assign \$signature__data$97  = _0_;
+  assign \$signature__data$99  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -26409,7 +26287,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _1_ <= bank1[\$signature__addr$59 ];
   end
-  assign \$signature__data$98  = _1_;
+  assign \$signature__data$100  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -27479,7 +27357,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _2_ <= bank2[\$signature__addr$62 ];
   end
-  assign \$signature__data$99  = _2_;
+  assign \$signature__data$101  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -28549,7 +28427,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _3_ <= bank3[\$signature__addr$65 ];
   end
-  assign \$signature__data$100  = _3_;
+  assign \$signature__data$102  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -29619,195 +29497,195 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _4_ <= bank4[\$signature__addr$68 ];
   end
-  assign \$signature__data$101  = _4_;
+  assign \$signature__data$103  = _4_;
   assign write = o__valid & o__ready;
   assign switch = r_done & ahead;
   assign take = avail & read_credits_room;
   assign \$1  = read_credits_space + read_credits_returned;
   assign \$2  = \$1  - take;
   assign read_credits_room_next = \$2 [2:0] >= 1'h1;
-  assign \$3  = read_data[42:40] == 3'h4;
-  assign \$4  = read_data[42:40] == 2'h3;
-  assign \$5  = read_data[42:40] == 2'h2;
-  assign \$6  = read_data[42:40] == 1'h1;
-  assign \$7  = \$6  ? read_data[15:8] : read_data[7:0];
-  assign \$8  = \$5  ? read_data[23:16] : \$7 ;
-  assign \$9  = \$4  ? read_data[31:24] : \$8 ;
-  assign \$10  = \$3  ? read_data[39:32] : \$9 ;
-  assign \$11  = read_data[43] ? 8'h00 : \$10 ;
-  assign \$12  = read_data[42:40] == 3'h4;
-  assign \$13  = read_data[42:40] == 2'h3;
-  assign \$14  = read_data[42:40] == 2'h2;
-  assign \$15  = read_data[42:40] == 1'h1;
-  assign \$16  = \$15  ? read_data[23:16] : read_data[15:8];
-  assign \$17  = \$14  ? read_data[31:24] : \$16 ;
-  assign \$18  = \$13  ? read_data[39:32] : \$17 ;
-  assign \$19  = \$12  ? read_data[7:0] : \$18 ;
-  assign \$20  = read_data[44] ? 8'h00 : \$19 ;
-  assign \$21  = read_data[42:40] == 3'h4;
-  assign \$22  = read_data[42:40] == 2'h3;
-  assign \$23  = read_data[42:40] == 2'h2;
-  assign \$24  = read_data[42:40] == 1'h1;
-  assign \$25  = \$24  ? read_data[31:24] : read_data[23:16];
-  assign \$26  = \$23  ? read_data[39:32] : \$25 ;
-  assign \$27  = \$22  ? read_data[7:0] : \$26 ;
-  assign \$28  = \$21  ? read_data[15:8] : \$27 ;
-  assign \$29  = read_data[45] ? 8'h00 : \$28 ;
-  assign \$30  = read_data[42:40] == 3'h4;
-  assign \$31  = read_data[42:40] == 2'h3;
-  assign \$32  = read_data[42:40] == 2'h2;
-  assign \$33  = read_data[42:40] == 1'h1;
-  assign \$34  = \$33  ? read_data[39:32] : read_data[31:24];
-  assign \$35  = \$32  ? read_data[7:0] : \$34 ;
-  assign \$36  = \$31  ? read_data[15:8] : \$35 ;
-  assign \$37  = \$30  ? read_data[23:16] : \$36 ;
-  assign \$38  = read_data[46] ? 8'h00 : \$37 ;
-  assign \$39  = read_data[42:40] == 3'h4;
-  assign \$40  = read_data[42:40] == 2'h3;
-  assign \$41  = read_data[42:40] == 2'h2;
-  assign \$42  = read_data[42:40] == 1'h1;
-  assign \$43  = \$42  ? read_data[7:0] : read_data[39:32];
-  assign \$44  = \$41  ? read_data[15:8] : \$43 ;
-  assign \$45  = \$40  ? read_data[23:16] : \$44 ;
-  assign \$46  = \$39  ? read_data[31:24] : \$45 ;
-  assign \$47  = read_data[47] ? 8'h00 : \$46 ;
-  assign \$48  = ~ r_done;
-  assign \$49  = $signed(iy) < $signed(1'h0);
-  assign \$50  = $signed(iy) >= $signed(5'h0e);
-  assign \$51  = \$49  | \$50 ;
-  assign \$52  = \$51  | ahead;
-  assign \$53  = ~ d[5];
-  assign \$54  = | d[4:3];
-  assign \$55  = ! ky;
-  assign \$56  = d[2:0] == 1'h1;
-  assign \$57  = d[2:0] == 2'h2;
-  assign \$58  = d[2:0] == 2'h3;
-  assign \$59  = d[2:0] == 3'h4;
-  assign \$60  = d[2:0] == 3'h5;
-  assign \$61  = d[2:0] == 3'h6;
-  assign \$62  = d[2:0] == 3'h7;
-  assign \$63  = | { \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
-  assign \$64  = \$55  & \$63 ;
-  assign \$65  = ky == 1'h1;
-  assign \$66  = d[2:0] == 2'h2;
-  assign \$67  = d[2:0] == 2'h3;
-  assign \$68  = d[2:0] == 3'h4;
-  assign \$69  = d[2:0] == 3'h5;
-  assign \$70  = d[2:0] == 3'h6;
-  assign \$71  = d[2:0] == 3'h7;
-  assign \$72  = | { \$71 , \$70 , \$69 , \$68 , \$67 , \$66  };
-  assign \$73  = \$65  & \$72 ;
-  assign \$74  = ky == 2'h2;
-  assign \$75  = d[2:0] == 2'h3;
-  assign \$76  = d[2:0] == 3'h4;
-  assign \$77  = d[2:0] == 3'h5;
-  assign \$78  = d[2:0] == 3'h6;
-  assign \$79  = d[2:0] == 3'h7;
-  assign \$80  = | { \$79 , \$78 , \$77 , \$76 , \$75  };
-  assign \$81  = \$74  & \$80 ;
-  assign \$82  = ky == 2'h3;
-  assign \$83  = d[2:0] == 3'h4;
-  assign \$84  = d[2:0] == 3'h5;
-  assign \$85  = d[2:0] == 3'h6;
-  assign \$86  = d[2:0] == 3'h7;
-  assign \$87  = | { \$86 , \$85 , \$84 , \$83  };
-  assign \$88  = \$82  & \$87 ;
-  assign \$89  = ky == 3'h4;
-  assign \$90  = d[2:0] == 3'h5;
-  assign \$91  = d[2:0] == 3'h6;
-  assign \$92  = d[2:0] == 3'h7;
-  assign \$93  = | { \$92 , \$91 , \$90  };
-  assign \$94  = \$89  & \$93 ;
-  assign \$95  = | { \$94 , \$88 , \$81 , \$73 , \$64  };
-  assign \$96  = \$54  | \$95 ;
-  assign \$97  = \$53  & \$96 ;
-  assign \$98  = \$52  | \$97 ;
-  assign avail_comb = \$48  & \$98 ;
-  assign \$99  = w_c == 5'h1f;
-  assign \$100  = w_c + 1'h1;
-  assign \$101  = \$99  ? 6'h00 : \$100 ;
-  assign \$102  = w_c == 5'h1f;
-  assign \$103  = w_x == 4'hd;
-  assign \$104  = w_x + 1'h1;
-  assign \$105  = \$103  ? 5'h00 : \$104 ;
-  assign \$106  = w_b == 3'h4;
-  assign \$107  = w_x == 4'hd;
-  assign \$108  = \$106  | \$107 ;
-  assign \$109  = w_b + 1'h1;
-  assign \$110  = \$108  ? 4'h0 : \$109 ;
-  assign \$111  = w_x == 4'hd;
-  assign \$112  = w_b == 3'h4;
-  assign \$113  = w_rowbase + 7'h60;
-  assign \$114  = \$113  >= 11'h420;
-  assign \$115  = w_rowbase + 7'h60;
-  assign \$116  = \$115  - 11'h420;
-  assign \$117  = w_rowbase + 7'h60;
-  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
-  assign \$119  = w_rowbase + 7'h60;
-  assign \$120  = \$119  >= 11'h420;
-  assign \$121  = w_rowbase + 7'h60;
-  assign \$122  = \$121  - 11'h420;
-  assign \$123  = w_rowbase + 7'h60;
-  assign \$124  = \$120  ? \$122  : { 1'h0, \$123  };
-  assign \$125  = ~ ahead;
-  assign \$126  = w_row == 4'hd;
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = w_row + 1'h1;
-  assign \$129  = w_grp + 6'h20;
-  assign \$130  = \o__valid$47  & \o__ready$45 ;
-  assign \$131  = $signed(iy) < $signed(1'h0);
-  assign \$132  = $signed(iy) >= $signed(5'h0e);
-  assign \$133  = \$131  | \$132 ;
-  assign \$134  = $signed(ix0) < $signed(1'h0);
-  assign \$135  = $signed(ix0) >= $signed(5'h0e);
-  assign \$136  = \$134  | \$135 ;
-  assign \$137  = \$133  | \$136 ;
-  assign \$138  = $signed(iy) < $signed(1'h0);
-  assign \$139  = $signed(iy) >= $signed(5'h0e);
-  assign \$140  = \$138  | \$139 ;
-  assign \$141  = $signed(ix0) < $signed(1'h1);
-  assign \$142  = $signed(ix0) >= $signed(5'h0d);
-  assign \$143  = \$141  | \$142 ;
-  assign \$144  = \$140  | \$143 ;
-  assign \$145  = $signed(iy) < $signed(1'h0);
-  assign \$146  = $signed(iy) >= $signed(5'h0e);
-  assign \$147  = \$145  | \$146 ;
-  assign \$148  = $signed(ix0) < $signed(2'h2);
-  assign \$149  = $signed(ix0) >= $signed(5'h0c);
-  assign \$150  = \$148  | \$149 ;
-  assign \$151  = \$147  | \$150 ;
-  assign \$152  = $signed(iy) < $signed(1'h0);
-  assign \$153  = $signed(iy) >= $signed(5'h0e);
-  assign \$154  = \$152  | \$153 ;
-  assign \$155  = $signed(ix0) < $signed(3'h5);
-  assign \$156  = $signed(ix0) >= $signed(5'h0b);
-  assign \$157  = \$155  | \$156 ;
-  assign \$158  = \$154  | \$157 ;
-  assign \$159  = $signed(iy) < $signed(1'h0);
-  assign \$160  = $signed(iy) >= $signed(5'h0e);
-  assign \$161  = \$159  | \$160 ;
-  assign \$162  = $signed(ix0) < $signed(3'h4);
-  assign \$163  = $signed(ix0) >= $signed(5'h0a);
-  assign \$164  = \$162  | \$163 ;
-  assign \$165  = \$161  | \$164 ;
-  assign \$166  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$167  = r0 > 1'h0;
-  assign \$168  = \$167  ? 6'h20 : 6'h00;
-  assign \$169  = $signed(\$166 ) + $signed({ 1'h0, \$168  });
-  assign \$170  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$171  = r0 > 1'h1;
-  assign \$172  = \$171  ? 6'h20 : 6'h00;
-  assign \$173  = $signed(\$170 ) + $signed({ 1'h0, \$172  });
-  assign \$174  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$175  = r0 > 2'h2;
-  assign \$176  = \$175  ? 6'h20 : 6'h00;
-  assign \$177  = $signed(\$174 ) + $signed({ 1'h0, \$176  });
-  assign \$178  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$179  = r0 > 2'h3;
-  assign \$180  = \$179  ? 6'h20 : 6'h00;
-  assign \$181  = $signed(\$178 ) + $signed({ 1'h0, \$180  });
-  assign \$182  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$183  = $signed(\$182 ) + $signed(1'h0);
+  assign \$3  = ~ r_done;
+  assign \$4  = $signed(iy) < $signed(1'h0);
+  assign \$5  = $signed(iy) >= $signed(5'h0e);
+  assign \$6  = \$4  | \$5 ;
+  assign \$7  = \$6  | ahead;
+  assign \$8  = ~ d[5];
+  assign \$9  = | d[4:3];
+  assign \$10  = ! ky;
+  assign \$11  = d[2:0] == 1'h1;
+  assign \$12  = d[2:0] == 2'h2;
+  assign \$13  = d[2:0] == 2'h3;
+  assign \$14  = d[2:0] == 3'h4;
+  assign \$15  = d[2:0] == 3'h5;
+  assign \$16  = d[2:0] == 3'h6;
+  assign \$17  = d[2:0] == 3'h7;
+  assign \$18  = | { \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11  };
+  assign \$19  = \$10  & \$18 ;
+  assign \$20  = ky == 1'h1;
+  assign \$21  = d[2:0] == 2'h2;
+  assign \$22  = d[2:0] == 2'h3;
+  assign \$23  = d[2:0] == 3'h4;
+  assign \$24  = d[2:0] == 3'h5;
+  assign \$25  = d[2:0] == 3'h6;
+  assign \$26  = d[2:0] == 3'h7;
+  assign \$27  = | { \$26 , \$25 , \$24 , \$23 , \$22 , \$21  };
+  assign \$28  = \$20  & \$27 ;
+  assign \$29  = ky == 2'h2;
+  assign \$30  = d[2:0] == 2'h3;
+  assign \$31  = d[2:0] == 3'h4;
+  assign \$32  = d[2:0] == 3'h5;
+  assign \$33  = d[2:0] == 3'h6;
+  assign \$34  = d[2:0] == 3'h7;
+  assign \$35  = | { \$34 , \$33 , \$32 , \$31 , \$30  };
+  assign \$36  = \$29  & \$35 ;
+  assign \$37  = ky == 2'h3;
+  assign \$38  = d[2:0] == 3'h4;
+  assign \$39  = d[2:0] == 3'h5;
+  assign \$40  = d[2:0] == 3'h6;
+  assign \$41  = d[2:0] == 3'h7;
+  assign \$42  = | { \$41 , \$40 , \$39 , \$38  };
+  assign \$43  = \$37  & \$42 ;
+  assign \$44  = ky == 3'h4;
+  assign \$45  = d[2:0] == 3'h5;
+  assign \$46  = d[2:0] == 3'h6;
+  assign \$47  = d[2:0] == 3'h7;
+  assign \$48  = | { \$47 , \$46 , \$45  };
+  assign \$49  = \$44  & \$48 ;
+  assign \$50  = | { \$49 , \$43 , \$36 , \$28 , \$19  };
+  assign \$51  = \$9  | \$50 ;
+  assign \$52  = \$8  & \$51 ;
+  assign \$53  = \$7  | \$52 ;
+  assign avail_comb = \$3  & \$53 ;
+  assign \$54  = w_c == 5'h1f;
+  assign \$55  = w_c + 1'h1;
+  assign \$56  = \$54  ? 6'h00 : \$55 ;
+  assign \$57  = w_c == 5'h1f;
+  assign \$58  = w_x == 4'hd;
+  assign \$59  = w_x + 1'h1;
+  assign \$60  = \$58  ? 5'h00 : \$59 ;
+  assign \$61  = w_b == 3'h4;
+  assign \$62  = w_x == 4'hd;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = w_b + 1'h1;
+  assign \$65  = \$63  ? 4'h0 : \$64 ;
+  assign \$66  = w_x == 4'hd;
+  assign \$67  = w_b == 3'h4;
+  assign \$68  = w_rowbase + 7'h60;
+  assign \$69  = \$68  >= 11'h420;
+  assign \$70  = w_rowbase + 7'h60;
+  assign \$71  = \$70  - 11'h420;
+  assign \$72  = w_rowbase + 7'h60;
+  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
+  assign \$74  = w_rowbase + 7'h60;
+  assign \$75  = \$74  >= 11'h420;
+  assign \$76  = w_rowbase + 7'h60;
+  assign \$77  = \$76  - 11'h420;
+  assign \$78  = w_rowbase + 7'h60;
+  assign \$79  = \$75  ? \$77  : { 1'h0, \$78  };
+  assign \$80  = ~ ahead;
+  assign \$81  = w_row == 4'hd;
+  assign \$82  = \$80  & \$81 ;
+  assign \$83  = w_row + 1'h1;
+  assign \$84  = w_grp + 6'h20;
+  assign \$85  = \o__valid$47  & \o__ready$45 ;
+  assign \$86  = $signed(iy) < $signed(1'h0);
+  assign \$87  = $signed(iy) >= $signed(5'h0e);
+  assign \$88  = \$86  | \$87 ;
+  assign \$89  = $signed(ix0) < $signed(1'h0);
+  assign \$90  = $signed(ix0) >= $signed(5'h0e);
+  assign \$91  = \$89  | \$90 ;
+  assign \$92  = \$88  | \$91 ;
+  assign \$93  = $signed(iy) < $signed(1'h0);
+  assign \$94  = $signed(iy) >= $signed(5'h0e);
+  assign \$95  = \$93  | \$94 ;
+  assign \$96  = $signed(ix0) < $signed(1'h1);
+  assign \$97  = $signed(ix0) >= $signed(5'h0d);
+  assign \$98  = \$96  | \$97 ;
+  assign \$99  = \$95  | \$98 ;
+  assign \$100  = $signed(iy) < $signed(1'h0);
+  assign \$101  = $signed(iy) >= $signed(5'h0e);
+  assign \$102  = \$100  | \$101 ;
+  assign \$103  = $signed(ix0) < $signed(2'h2);
+  assign \$104  = $signed(ix0) >= $signed(5'h0c);
+  assign \$105  = \$103  | \$104 ;
+  assign \$106  = \$102  | \$105 ;
+  assign \$107  = $signed(iy) < $signed(1'h0);
+  assign \$108  = $signed(iy) >= $signed(5'h0e);
+  assign \$109  = \$107  | \$108 ;
+  assign \$110  = $signed(ix0) < $signed(3'h5);
+  assign \$111  = $signed(ix0) >= $signed(5'h0b);
+  assign \$112  = \$110  | \$111 ;
+  assign \$113  = \$109  | \$112 ;
+  assign \$114  = $signed(iy) < $signed(1'h0);
+  assign \$115  = $signed(iy) >= $signed(5'h0e);
+  assign \$116  = \$114  | \$115 ;
+  assign \$117  = $signed(ix0) < $signed(3'h4);
+  assign \$118  = $signed(ix0) >= $signed(5'h0a);
+  assign \$119  = \$117  | \$118 ;
+  assign \$120  = \$116  | \$119 ;
+  assign \$121  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$122  = r0 > 1'h0;
+  assign \$123  = \$122  ? 6'h20 : 6'h00;
+  assign \$124  = $signed(\$121 ) + $signed({ 1'h0, \$123  });
+  assign \$125  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$126  = r0 > 1'h1;
+  assign \$127  = \$126  ? 6'h20 : 6'h00;
+  assign \$128  = $signed(\$125 ) + $signed({ 1'h0, \$127  });
+  assign \$129  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$130  = r0 > 2'h2;
+  assign \$131  = \$130  ? 6'h20 : 6'h00;
+  assign \$132  = $signed(\$129 ) + $signed({ 1'h0, \$131  });
+  assign \$133  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$134  = r0 > 2'h3;
+  assign \$135  = \$134  ? 6'h20 : 6'h00;
+  assign \$136  = $signed(\$133 ) + $signed({ 1'h0, \$135  });
+  assign \$137  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$138  = $signed(\$137 ) + $signed(1'h0);
+  assign \$139  = read_data[42:40] == 3'h4;
+  assign \$140  = read_data[42:40] == 2'h3;
+  assign \$141  = read_data[42:40] == 2'h2;
+  assign \$142  = read_data[42:40] == 1'h1;
+  assign \$143  = \$142  ? read_data[15:8] : read_data[7:0];
+  assign \$144  = \$141  ? read_data[23:16] : \$143 ;
+  assign \$145  = \$140  ? read_data[31:24] : \$144 ;
+  assign \$146  = \$139  ? read_data[39:32] : \$145 ;
+  assign \$147  = read_data[43] ? 8'h00 : \$146 ;
+  assign \$148  = read_data[42:40] == 3'h4;
+  assign \$149  = read_data[42:40] == 2'h3;
+  assign \$150  = read_data[42:40] == 2'h2;
+  assign \$151  = read_data[42:40] == 1'h1;
+  assign \$152  = \$151  ? read_data[23:16] : read_data[15:8];
+  assign \$153  = \$150  ? read_data[31:24] : \$152 ;
+  assign \$154  = \$149  ? read_data[39:32] : \$153 ;
+  assign \$155  = \$148  ? read_data[7:0] : \$154 ;
+  assign \$156  = read_data[44] ? 8'h00 : \$155 ;
+  assign \$157  = read_data[42:40] == 3'h4;
+  assign \$158  = read_data[42:40] == 2'h3;
+  assign \$159  = read_data[42:40] == 2'h2;
+  assign \$160  = read_data[42:40] == 1'h1;
+  assign \$161  = \$160  ? read_data[31:24] : read_data[23:16];
+  assign \$162  = \$159  ? read_data[39:32] : \$161 ;
+  assign \$163  = \$158  ? read_data[7:0] : \$162 ;
+  assign \$164  = \$157  ? read_data[15:8] : \$163 ;
+  assign \$165  = read_data[45] ? 8'h00 : \$164 ;
+  assign \$166  = read_data[42:40] == 3'h4;
+  assign \$167  = read_data[42:40] == 2'h3;
+  assign \$168  = read_data[42:40] == 2'h2;
+  assign \$169  = read_data[42:40] == 1'h1;
+  assign \$170  = \$169  ? read_data[39:32] : read_data[31:24];
+  assign \$171  = \$168  ? read_data[7:0] : \$170 ;
+  assign \$172  = \$167  ? read_data[15:8] : \$171 ;
+  assign \$173  = \$166  ? read_data[23:16] : \$172 ;
+  assign \$174  = read_data[46] ? 8'h00 : \$173 ;
+  assign \$175  = read_data[42:40] == 3'h4;
+  assign \$176  = read_data[42:40] == 2'h3;
+  assign \$177  = read_data[42:40] == 2'h2;
+  assign \$178  = read_data[42:40] == 1'h1;
+  assign \$179  = \$178  ? read_data[7:0] : read_data[39:32];
+  assign \$180  = \$177  ? read_data[15:8] : \$179 ;
+  assign \$181  = \$176  ? read_data[23:16] : \$180 ;
+  assign \$182  = \$175  ? read_data[31:24] : \$181 ;
+  assign \$183  = read_data[47] ? 8'h00 : \$182 ;
   assign \$184  = base_slot + 1'h1;
   assign \$185  = \$184  >= 4'hb;
   assign \$186  = base_slot + 1'h1;
@@ -31971,9 +31849,11 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     read_v2 <= \$2345 ;
   always @(posedge clk)
-    w_en <= \$2346 ;
+    read_v3 <= \$2346 ;
   always @(posedge clk)
-    pads_a <= { \$165 , \$158 , \$151 , \$144 , \$137  };
+    w_en <= \$2347 ;
+  always @(posedge clk)
+    pads_a <= { \$120 , \$113 , \$106 , \$99 , \$92  };
   always @(posedge clk)
     rot_a <= r0;
   always @(posedge clk)
@@ -31981,17 +31861,19 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     rot <= rot_a;
   always @(posedge clk)
-    \$signature__addr$56  <= \$169 [10:0];
+    \$signature__addr$56  <= \$124 [10:0];
   always @(posedge clk)
-    \$signature__addr$59  <= \$173 [10:0];
+    \$signature__addr$59  <= \$128 [10:0];
   always @(posedge clk)
-    \$signature__addr$62  <= \$177 [10:0];
+    \$signature__addr$62  <= \$132 [10:0];
   always @(posedge clk)
-    \$signature__addr$65  <= \$181 [10:0];
+    \$signature__addr$65  <= \$136 [10:0];
   always @(posedge clk)
-    \$signature__addr$68  <= \$183 [10:0];
+    \$signature__addr$68  <= \$138 [10:0];
   always @(posedge clk)
-    read_data <= { pads, rot, \$signature__data$101 , \$signature__data$100 , \$signature__data$99 , \$signature__data$98 , \$signature__data$97  };
+    read_data <= { pads, rot, \$signature__data$103 , \$signature__data$102 , \$signature__data$101 , \$signature__data$100 , \$signature__data$99  };
+  always @(posedge clk)
+    w_data <= { \$183 , \$174 , \$165 , \$156 , \$147  };
   always @(posedge clk)
     step_next_slot <= \$189 [3:0];
   always @(posedge clk)
@@ -32005,65 +31887,65 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_base_row <= \$219 [10:0];
   always @(posedge clk)
-    ky <= \$2347 ;
+    ky <= \$2348 ;
   always @(posedge clk)
-    row_addr <= \$2348 ;
+    row_addr <= \$2349 ;
   always @(posedge clk)
-    c <= \$2349 ;
+    c <= \$2350 ;
   always @(posedge clk)
-    qc <= \$2350 ;
+    qc <= \$2351 ;
   always @(posedge clk)
-    ox <= \$2351 ;
+    ox <= \$2352 ;
   always @(posedge clk)
-    ix0 <= \$2352 ;
+    ix0 <= \$2353 ;
   always @(posedge clk)
-    r0 <= \$2353 ;
+    r0 <= \$2354 ;
   always @(posedge clk)
-    q0c <= \$2354 ;
+    q0c <= \$2355 ;
   always @(posedge clk)
-    oy <= \$2355 ;
+    oy <= \$2356 ;
   always @(posedge clk)
-    low <= \$2356 ;
+    low <= \$2357 ;
   always @(posedge clk)
-    r_done <= \$2357 ;
+    r_done <= \$2358 ;
   always @(posedge clk)
-    base_slot <= \$2358 ;
+    base_slot <= \$2359 ;
   always @(posedge clk)
-    base_row <= \$2359 ;
+    base_row <= \$2360 ;
   always @(posedge clk)
-    iy <= \$2360 ;
+    iy <= \$2361 ;
   always @(posedge clk)
-    img_slot <= \$2361 ;
+    img_slot <= \$2362 ;
   always @(posedge clk)
-    img_row <= \$2362 ;
+    img_row <= \$2363 ;
   always @(posedge clk)
-    w_last <= \$2363 ;
+    w_last <= \$2364 ;
   always @(posedge clk)
-    r_last <= \$2364 ;
+    r_last <= \$2365 ;
   always @(posedge clk)
-    d <= \$2365 ;
+    d <= \$2366 ;
   always @(posedge clk)
-    o__ready <= \$2366 ;
+    o__ready <= \$2367 ;
   always @(posedge clk)
-    room_w_13 <= \$2367 ;
+    room_w_13 <= \$2368 ;
   always @(posedge clk)
-    room_w_14 <= \$2368 ;
+    room_w_14 <= \$2369 ;
   always @(posedge clk)
-    room_low_2 <= \$2369 ;
+    room_low_2 <= \$2370 ;
   always @(posedge clk)
-    room_w_8 <= \$2370 ;
+    room_w_8 <= \$2371 ;
   always @(posedge clk)
-    room_w_9 <= \$2371 ;
+    room_w_9 <= \$2372 ;
   always @(posedge clk)
-    room_low_3 <= \$2372 ;
+    room_low_3 <= \$2373 ;
   always @(posedge clk)
-    avail <= \$2373 ;
+    avail <= \$2374 ;
   \flexor_lenet5.conv2_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$125 ),
+    .o__payload(\o__payload$127 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window)
@@ -32073,13 +31955,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .o__payload(o__payload),
     .o__ready(\o__ready$45 ),
     .o__valid(\o__valid$47 ),
-    .\port$4761$0 (\$11 ),
-    .\port$4770$0 (\$20 ),
-    .\port$4779$0 (\$29 ),
-    .\port$4788$0 (\$38 ),
-    .\port$4797$0 (\$47 ),
     .rst_conv2_window(rst_conv2_window),
-    .w_en(w_en)
+    .w_en(w_en),
+    .w_port__data(w_data)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -32126,7 +32004,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$125 ),
+    .d(\o__payload$127 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -32134,7 +32012,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$125 ),
+    .d(\o__payload$127 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -32142,7 +32020,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$125 ),
+    .d(\o__payload$127 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -32150,7 +32028,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$125 ),
+    .d(\o__payload$127 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -32158,7 +32036,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$125 ),
+    .d(\o__payload$127 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -32205,7 +32083,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$2334  = w_c;
     if (write) begin
-      \$2334  = \$101 [4:0];
+      \$2334  = \$56 [4:0];
     end
     if (rst_conv2_window) begin
       \$2334  = 5'h00;
@@ -32215,8 +32093,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$2335  = w_x;
     if (write) begin
-      if (\$102 ) begin
-        \$2335  = \$105 [3:0];
+      if (\$57 ) begin
+        \$2335  = \$60 [3:0];
       end
     end
     if (rst_conv2_window) begin
@@ -32227,8 +32105,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$2336  = w_b;
     if (write) begin
-      if (\$102 ) begin
-        \$2336  = \$110 [2:0];
+      if (\$57 ) begin
+        \$2336  = \$65 [2:0];
       end
     end
     if (rst_conv2_window) begin
@@ -32239,9 +32117,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$2337  = w_rowbase;
     if (write) begin
-      if (\$102 ) begin
-        if (\$111 ) begin
-          \$2337  = \$118 [10:0];
+      if (\$57 ) begin
+        if (\$66 ) begin
+          \$2337  = \$73 [10:0];
         end
       end
     end
@@ -32253,11 +32131,11 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$2338  = w_grp;
     if (write) begin
-      if (\$102 ) begin
-        if (\$111 ) begin
-          \$2338  = \$124 [10:0];
-        end else if (\$112 ) begin
-          \$2338  = \$129 [10:0];
+      if (\$57 ) begin
+        if (\$66 ) begin
+          \$2338  = \$79 [10:0];
+        end else if (\$67 ) begin
+          \$2338  = \$84 [10:0];
         end
       end
     end
@@ -32269,9 +32147,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$2339  = ahead;
     if (write) begin
-      if (\$102 ) begin
-        if (\$111 ) begin
-          if (\$127 ) begin
+      if (\$57 ) begin
+        if (\$66 ) begin
+          if (\$82 ) begin
             \$2339  = 1'h1;
           end
         end
@@ -32288,13 +32166,13 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$2340  = w_row;
     if (write) begin
-      if (\$102 ) begin
-        if (\$111 ) begin
+      if (\$57 ) begin
+        if (\$66 ) begin
           (* full_case = 32'd1 *)
-          if (\$127 ) begin
+          if (\$82 ) begin
             \$2340  = 4'h0;
           end else begin
-            \$2340  = \$128 [3:0];
+            \$2340  = \$83 [3:0];
           end
         end
       end
@@ -32305,7 +32183,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2341  = \$130 ;
+    \$2341  = \$85 ;
     if (rst_conv2_window) begin
       \$2341  = 1'h0;
     end
@@ -32314,7 +32192,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$2342  = \$2 [2:0];
     if (rst_conv2_window) begin
-      \$2342  = 3'h6;
+      \$2342  = 3'h7;
     end
   end
   always @* begin
@@ -32347,23 +32225,30 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2347  = ky;
-    if (take) begin
-      \$2347  = \$222 [2:0];
-    end
+    \$2347  = read_v3;
     if (rst_conv2_window) begin
-      \$2347  = 3'h0;
+      \$2347  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2348  = row_addr;
+    \$2348  = ky;
+    if (take) begin
+      \$2348  = \$222 [2:0];
+    end
+    if (rst_conv2_window) begin
+      \$2348  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2349  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
-        \$2348  = \$230 [10:0];
+        \$2349  = \$230 [10:0];
       end else begin
-        \$2348  = base_row;
+        \$2349  = base_row;
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
@@ -32371,73 +32256,55 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$2348  = step_next_row;
+              \$2349  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2348  = step_base_row;
+      \$2349  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$2348  = 11'h360;
+      \$2349  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2349  = c;
+    \$2350  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
-        \$2349  = \$233 [4:0];
+        \$2350  = \$233 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2349  = 5'h00;
+      \$2350  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2350  = qc;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-          \$2350  = \$236 [8:0];
-        end else begin
-          \$2350  = \$264 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2350  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2351  = ox;
+    \$2351  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
+          \$2351  = \$236 [8:0];
         end else begin
-          \$2351  = \$239 [3:0];
+          \$2351  = \$264 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2351  = 4'h0;
+      \$2351  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2352  = ix0;
+    \$2352  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32445,17 +32312,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2352  = \$242 [4:0];
+          \$2352  = \$239 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2352  = 5'h1e;
+      \$2352  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2353  = r0;
+    \$2353  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32463,17 +32330,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2353  = \$250 [2:0];
+          \$2353  = \$242 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2353  = 3'h3;
+      \$2353  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2354  = q0c;
+    \$2354  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32481,17 +32348,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2354  = \$257 [8:0];
+          \$2354  = \$250 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2354  = 9'h1e0;
+      \$2354  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2355  = oy;
+    \$2355  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32499,19 +32366,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          if (\$265 ) begin
-            \$2355  = \$268 [3:0];
-          end
+          \$2355  = \$257 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2355  = 4'h0;
+      \$2355  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2356  = low;
+    \$2356  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32520,18 +32385,38 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         if (\$235 ) begin
         end else begin
           if (\$265 ) begin
-            \$2356  = \$271 [4:0];
+            \$2356  = \$268 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2356  = 5'h1e;
+      \$2356  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2357  = r_done;
+    \$2357  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$2357  = \$271 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2357  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2358  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32541,49 +32426,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         end else begin
           if (\$265 ) begin
             if (\$272 ) begin
-              \$2357  = 1'h1;
+              \$2358  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2357  = 1'h0;
+      \$2358  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$2357  = 1'h0;
+      \$2358  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2358  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            (* full_case = 32'd1 *)
-            if (\$272 ) begin
-            end else begin
-              \$2358  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2358  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$2358  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2359  = base_row;
+    \$2359  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32595,71 +32453,88 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$2359  = step_next_row;
+              \$2359  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2359  = step_base_row;
+      \$2359  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$2359  = 11'h360;
+      \$2359  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2360  = iy;
+    \$2360  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$2360  = step_next_row;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2360  = step_base_row;
+    end
+    if (rst_conv2_window) begin
+      \$2360  = 11'h360;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2361  = iy;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$274 ) begin
-        \$2360  = \$278 [4:0];
+        \$2361  = \$278 [4:0];
       end else if (\$277 ) begin
-        \$2360  = \$281 [4:0];
+        \$2361  = \$281 [4:0];
       end else begin
-        \$2360  = low;
+        \$2361  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$2360  = 5'h1e;
+      \$2361  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2361  = img_slot;
+    \$2362  = img_slot;
     if (switch) begin
-      \$2361  = step_img_slot;
+      \$2362  = step_img_slot;
     end
     if (rst_conv2_window) begin
-      \$2361  = 4'h0;
+      \$2362  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2362  = img_row;
+    \$2363  = img_row;
     if (switch) begin
-      \$2362  = step_img_row;
+      \$2363  = step_img_row;
     end
     if (rst_conv2_window) begin
-      \$2362  = 11'h000;
+      \$2363  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2363  = w_last;
+    \$2364  = w_last;
     if (write) begin
-      \$2363  = \$284 ;
-    end
-    if (rst_conv2_window) begin
-      \$2363  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2364  = r_last;
-    if (take) begin
-      \$2364  = \$288 ;
+      \$2364  = \$284 ;
     end
     if (rst_conv2_window) begin
       \$2364  = 1'h0;
@@ -32667,65 +32542,75 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2365  = \$319 [5:0];
+    \$2365  = r_last;
+    if (take) begin
+      \$2365  = \$288 ;
+    end
     if (rst_conv2_window) begin
-      \$2365  = 6'h02;
+      \$2365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2366  = \$476 ;
+    \$2366  = \$319 [5:0];
     if (rst_conv2_window) begin
-      \$2366  = 1'h1;
+      \$2366  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2367  = \$484 [4:0];
+    \$2367  = \$476 ;
     if (rst_conv2_window) begin
-      \$2367  = 5'h13;
+      \$2367  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2368  = \$492 [4:0];
+    \$2368  = \$484 [4:0];
     if (rst_conv2_window) begin
-      \$2368  = 5'h12;
+      \$2368  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2369  = \$497 [4:0];
+    \$2369  = \$492 [4:0];
     if (rst_conv2_window) begin
-      \$2369  = 5'h04;
+      \$2369  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2370  = \$505 [3:0];
+    \$2370  = \$497 [4:0];
     if (rst_conv2_window) begin
-      \$2370  = 4'h8;
+      \$2370  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2371  = \$513 [4:0];
+    \$2371  = \$505 [3:0];
     if (rst_conv2_window) begin
-      \$2371  = 5'h17;
+      \$2371  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2372  = \$518 [4:0];
+    \$2372  = \$513 [4:0];
     if (rst_conv2_window) begin
-      \$2372  = 5'h05;
+      \$2372  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2373  = \$2318 ;
+    \$2373  = \$518 [4:0];
     if (rst_conv2_window) begin
-      \$2373  = 1'h1;
+      \$2373  = 5'h05;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2374  = \$2318 ;
+    if (rst_conv2_window) begin
+      \$2374  = 1'h1;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -32761,8 +32646,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$signature__en$67  = 1'h1;
   assign r_addr4 = \$signature__addr$68 ;
   assign \$signature__en$70  = 1'h1;
-  assign read_v3 = w_en;
-  assign w_data = { \$47 , \$38 , \$29 , \$20 , \$11  };
+  assign read_v4 = w_en;
+  assign finished = w_data;
   assign \$337  = 1'h0;
   assign \$341  = 1'h1;
   assign \$342  = 1'h1;
@@ -32866,7 +32751,7 @@ module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst_conv2_window, \port$4761$0 , \port$4770$0 , \port$4779$0 , \port$4788$0 , \port$4797$0 , w_en, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out (rst_conv2_window, w_en, w_port__data, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -32926,16 +32811,6 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, \port$4761$0 , \port$4
   output o__valid;
   reg o__valid = 1'h0;
   wire pop;
-  input [7:0] \port$4761$0 ;
-  wire [7:0] \port$4761$0 ;
-  input [7:0] \port$4770$0 ;
-  wire [7:0] \port$4770$0 ;
-  input [7:0] \port$4779$0 ;
-  wire [7:0] \port$4779$0 ;
-  input [7:0] \port$4788$0 ;
-  wire [7:0] \port$4788$0 ;
-  input [7:0] \port$4797$0 ;
-  wire [7:0] \port$4797$0 ;
   wire push;
   wire [2:0] r_port__addr;
   wire [39:0] r_port__data;
@@ -32949,22 +32824,24 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, \port$4761$0 , \port$4
   input w_en;
   wire w_en;
   reg [2:0] w_port__addr = 3'h0;
+  input [39:0] w_port__data;
   wire [39:0] w_port__data;
   wire w_port__en;
   wire [39:0] waiting;
   (* init = 3'h0 *)
   wire [2:0] wr;
-  reg [39:0] \buf  [4:0];
+  reg [39:0] \buf  [5:0];
   initial begin
     \buf [0] = 40'h0000000000;
     \buf [1] = 40'h0000000000;
     \buf [2] = 40'h0000000000;
     \buf [3] = 40'h0000000000;
     \buf [4] = 40'h0000000000;
+    \buf [5] = 40'h0000000000;
   end
   always @(posedge clk) begin
     if (w_en)
-      \buf [w_port__addr] <= { \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0 , \port$4761$0  };
+      \buf [w_port__addr] <= w_port__data;
   end
   reg [39:0] _0_;
   always @(posedge clk) begin
@@ -32988,16 +32865,16 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, \port$4761$0 , \port$4
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 3'h4;
+  assign \$9  = rd_inc == 3'h5;
   assign \$10  = rd_inc + 1'h1;
   assign \$11  = \$9  ? 4'h0 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
-  assign \$14  = empty ? { \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0 , \port$4761$0  } : waiting;
-  assign \$15  = rd == 3'h4;
+  assign \$14  = empty ? w_port__data : waiting;
+  assign \$15  = rd == 3'h5;
   assign \$16  = rd + 1'h1;
   assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_port__addr == 3'h4;
+  assign \$18  = w_port__addr == 3'h5;
   assign \$19  = w_port__addr + 1'h1;
   assign \$20  = \$18  ? 4'h0 : \$19 ;
   assign \$21  = ~ pop;
@@ -33018,7 +32895,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, \port$4761$0 , \port$4
   always @(posedge clk)
     \$signal  <= \$36 ;
   always @(posedge clk)
-    fwd_data <= { \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0 , \port$4761$0  };
+    fwd_data <= w_port__data;
   always @(posedge clk)
     rd_inc <= \$37 ;
   always @(posedge clk)
@@ -33099,8 +32976,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, \port$4761$0 , \port$4
   end
   assign head = o__payload;
   assign wr = w_port__addr;
-  assign w_port__data = { \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0 , \port$4761$0  };
-  assign w_data = { \port$4797$0 , \port$4788$0 , \port$4779$0 , \port$4770$0 , \port$4761$0  };
+  assign w_data = w_port__data;
   assign w_port__en = w_en;
   assign r_port__en = 1'h1;
 endmodule
@@ -34142,7 +34018,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
   reg [8:0] \addr$178  = 9'h000;
-  wire [15:0] \addr$285 ;
+  wire [15:0] \addr$286 ;
   wire [16:0] b;
   wire [3:0] \b$185 ;
   reg [20:0] bank0_0 = 21'h000000;
@@ -34162,7 +34038,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [2:0] credits_space = 3'h4;
   wire [29:0] data;
   wire [15:0] \data$212 ;
-  wire [15:0] \data$286 ;
+  wire [15:0] \data$285 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -35491,9 +35367,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .q(\port__addr$37 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$285 ),
+    .addr(\addr$286 ),
     .clk(clk),
-    .data(\data$286 )
+    .data(\data$285 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -35524,11 +35400,11 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .q(port__en)
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$285 ),
     .clk(clk),
-    .data(\data$286 ),
+    .data(\data$285 ),
     .o__payload(\o__payload$220 ),
     .o__ready(step),
+    .raddr(\addr$286 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -37247,192 +37123,73 @@ module \flexor_lenet5.fc1.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, clk);
+module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire \$1 ;
-  wire [15:0] \$10 ;
-  wire [1:0] \$100 ;
-  wire [2:0] \$101 ;
-  wire [3:0] \$102 ;
-  wire [4:0] \$103 ;
-  wire [5:0] \$104 ;
-  wire [6:0] \$105 ;
+  wire [3:0] \$1 ;
+  wire \$10 ;
+  wire [3:0] \$100 ;
+  wire [3:0] \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [1:0] \$108 ;
-  wire [2:0] \$109 ;
-  wire [15:0] \$11 ;
-  wire [3:0] \$110 ;
-  wire [4:0] \$111 ;
-  wire [5:0] \$112 ;
-  wire [6:0] \$113 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire [1:0] \$116 ;
-  wire [2:0] \$117 ;
-  wire [3:0] \$118 ;
-  wire [4:0] \$119 ;
+  wire [15:0] \$115 ;
+  wire [15:0] \$116 ;
+  wire [15:0] \$117 ;
+  wire [15:0] \$118 ;
+  wire [15:0] \$119 ;
   wire \$12 ;
-  wire [5:0] \$120 ;
-  wire [6:0] \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [1:0] \$124 ;
-  wire [2:0] \$125 ;
-  wire [3:0] \$126 ;
-  wire [4:0] \$127 ;
-  wire [5:0] \$128 ;
-  wire [6:0] \$129 ;
+  reg [2:0] \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire [1:0] \$132 ;
-  wire [2:0] \$133 ;
-  wire [3:0] \$134 ;
-  wire [4:0] \$135 ;
-  wire [5:0] \$136 ;
-  wire [6:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg \$134 ;
+  reg [15:0] \$135 ;
+  reg \$136 ;
+  reg [2:0] \$137 ;
+  reg [2:0] \$138 ;
+  reg [15:0] \$139 ;
   wire \$14 ;
-  wire [1:0] \$140 ;
-  wire [2:0] \$141 ;
-  wire [3:0] \$142 ;
-  wire [4:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [6:0] \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire [1:0] \$148 ;
-  wire [2:0] \$149 ;
+  reg [15:0] \$140 ;
+  reg [15:0] \$141 ;
+  reg [15:0] \$142 ;
+  reg [15:0] \$143 ;
+  reg [15:0] \$144 ;
+  reg [15:0] \$145 ;
   wire \$15 ;
-  wire [3:0] \$150 ;
-  wire [4:0] \$151 ;
-  wire [5:0] \$152 ;
-  wire [6:0] \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [1:0] \$157 ;
-  wire [2:0] \$158 ;
-  wire [3:0] \$159 ;
   wire \$16 ;
-  wire [4:0] \$160 ;
-  wire [5:0] \$161 ;
-  wire [6:0] \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire [1:0] \$165 ;
-  wire [2:0] \$166 ;
-  wire [3:0] \$167 ;
-  wire [4:0] \$168 ;
-  wire [5:0] \$169 ;
   wire \$17 ;
-  wire [6:0] \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire [1:0] \$173 ;
-  wire [2:0] \$174 ;
-  wire [3:0] \$175 ;
-  wire [4:0] \$176 ;
-  wire [5:0] \$177 ;
-  wire [6:0] \$178 ;
-  wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire [1:0] \$181 ;
-  wire [2:0] \$182 ;
-  wire [3:0] \$183 ;
-  wire [4:0] \$184 ;
-  wire [5:0] \$185 ;
-  wire [6:0] \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire [1:0] \$189 ;
   wire \$19 ;
-  wire [2:0] \$190 ;
-  wire [3:0] \$191 ;
-  wire [4:0] \$192 ;
-  wire [5:0] \$193 ;
-  wire [6:0] \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire [1:0] \$197 ;
-  wire [2:0] \$198 ;
-  wire [3:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [4:0] \$200 ;
-  wire [5:0] \$201 ;
-  wire [6:0] \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire [1:0] \$205 ;
-  wire [2:0] \$206 ;
-  wire [3:0] \$207 ;
-  wire [4:0] \$208 ;
-  wire [5:0] \$209 ;
   wire \$21 ;
-  wire [6:0] \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire [1:0] \$213 ;
-  wire [2:0] \$214 ;
-  wire [3:0] \$215 ;
-  wire [4:0] \$216 ;
-  wire [5:0] \$217 ;
-  wire [6:0] \$218 ;
-  wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire [16:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire [3:0] \$228 ;
-  wire [3:0] \$229 ;
   wire \$23 ;
-  wire [3:0] \$230 ;
-  wire \$231 ;
-  wire [3:0] \$232 ;
-  wire [3:0] \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
   wire \$24 ;
-  wire \$240 ;
-  reg \$241 ;
-  reg \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg \$246 ;
-  reg \$247 ;
-  reg \$248 ;
-  reg \$249 ;
   wire \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg \$252 ;
-  reg \$253 ;
-  reg [15:0] \$254 ;
-  reg \$255 ;
-  reg [2:0] \$256 ;
-  reg [2:0] \$257 ;
-  reg [15:0] \$258 ;
-  reg [15:0] \$259 ;
   wire \$26 ;
-  reg [15:0] \$260 ;
-  reg [15:0] \$261 ;
-  reg [15:0] \$262 ;
-  reg [15:0] \$263 ;
-  reg [15:0] \$264 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
@@ -37447,7 +37204,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire \$4 ;
+  wire [4:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -37458,7 +37215,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [3:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
@@ -37480,7 +37237,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [15:0] \$7 ;
+  wire \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -37491,7 +37248,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire [15:0] \$8 ;
+  wire [4:0] \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
@@ -37502,19 +37259,19 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire \$87 ;
   wire \$88 ;
   wire \$89 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire [1:0] \$92 ;
-  wire [2:0] \$93 ;
-  wire [3:0] \$94 ;
-  wire [4:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire [6:0] \$97 ;
-  wire \$98 ;
+  wire [16:0] \$91 ;
+  wire [16:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [3:0] \$96 ;
+  wire [3:0] \$97 ;
+  wire [3:0] \$98 ;
   wire \$99 ;
-  output [15:0] addr;
-  reg [15:0] addr = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -37527,14 +37284,16 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   wire clk;
   input [15:0] data;
   wire [15:0] data;
+  reg [2:0] free = 3'h7;
+  reg issue = 1'h1;
   output [15:0] o__payload;
   wire [15:0] o__payload;
   input o__ready;
   wire o__ready;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 16'h0000 *)
-  wire [15:0] raddr;
+  output [15:0] raddr;
+  reg [15:0] raddr = 16'h0000;
   reg [2:0] rptr = 3'h0;
   input rst_fc1;
   wire rst_fc1;
@@ -37551,488 +37310,385 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, addr, cl
   reg v4 = 1'h0;
   reg v5 = 1'h0;
   reg [2:0] wptr = 3'h0;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
+  assign \$3  = \$2  & o__ready;
+  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
+  assign \$5  = free - issue;
+  assign \$6  = ~ at0;
+  assign \$7  = \$6  & o__ready;
+  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
+  assign \$9  = | \$8 ;
+  assign \$10  = ~ at0;
+  assign \$11  = \$10  & o__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = v5 & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ v5;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at1 : at0;
+  assign \$19  = \$13  ? 1'h0 : \$18 ;
+  assign \$20  = ~ at0;
+  assign \$21  = \$20  & o__ready;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = v5 & \$22 ;
+  assign \$24  = ~ at0;
+  assign \$25  = \$24  & o__ready;
+  assign \$26  = ~ v5;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = \$27  ? at2 : at1;
+  assign \$29  = \$23  ? at0 : \$28 ;
+  assign \$30  = ~ at0;
+  assign \$31  = \$30  & o__ready;
+  assign \$32  = ~ \$31 ;
+  assign \$33  = v5 & \$32 ;
+  assign \$34  = ~ at0;
+  assign \$35  = \$34  & o__ready;
+  assign \$36  = ~ v5;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = \$37  ? at3 : at2;
+  assign \$39  = \$33  ? at1 : \$38 ;
+  assign \$40  = ~ at0;
+  assign \$41  = \$40  & o__ready;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = v5 & \$42 ;
+  assign \$44  = ~ at0;
+  assign \$45  = \$44  & o__ready;
+  assign \$46  = ~ v5;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$47  ? at4 : at3;
+  assign \$49  = \$43  ? at2 : \$48 ;
+  assign \$50  = ~ at0;
+  assign \$51  = \$50  & o__ready;
+  assign \$52  = ~ \$51 ;
+  assign \$53  = v5 & \$52 ;
+  assign \$54  = ~ at0;
+  assign \$55  = \$54  & o__ready;
+  assign \$56  = ~ v5;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = \$57  ? at5 : at4;
+  assign \$59  = \$53  ? at3 : \$58 ;
+  assign \$60  = ~ at0;
+  assign \$61  = \$60  & o__ready;
+  assign \$62  = ~ \$61 ;
+  assign \$63  = v5 & \$62 ;
+  assign \$64  = ~ at0;
+  assign \$65  = \$64  & o__ready;
+  assign \$66  = ~ v5;
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$67  ? at6 : at5;
+  assign \$69  = \$63  ? at4 : \$68 ;
+  assign \$70  = ~ at0;
+  assign \$71  = \$70  & o__ready;
+  assign \$72  = ~ \$71 ;
+  assign \$73  = v5 & \$72 ;
+  assign \$74  = ~ at0;
+  assign \$75  = \$74  & o__ready;
+  assign \$76  = ~ v5;
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = \$77  ? at7 : at6;
+  assign \$79  = \$73  ? at5 : \$78 ;
+  assign \$80  = ~ at0;
+  assign \$81  = \$80  & o__ready;
+  assign \$82  = ~ \$81 ;
+  assign \$83  = v5 & \$82 ;
+  assign \$84  = ~ at0;
+  assign \$85  = \$84  & o__ready;
+  assign \$86  = ~ v5;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = \$87  ? 1'h0 : at7;
+  assign \$89  = \$83  ? at6 : \$88 ;
+  assign \$90  = raddr == 16'h9cff;
+  assign \$91  = raddr + 1'h1;
+  assign \$92  = \$90  ? 17'h00000 : \$91 ;
+  assign \$93  = ~ at0;
+  assign \$94  = \$93  & o__ready;
+  assign \$95  = rptr == 3'h6;
+  assign \$96  = rptr + 1'h1;
+  assign \$97  = \$95  ? 4'h0 : \$96 ;
+  assign \$98  = \$94  ? \$97  : { 1'h0, rptr };
+  assign \$99  = wptr == 3'h6;
+  assign \$100  = wptr + 1'h1;
+  assign \$101  = \$99  ? 4'h0 : \$100 ;
+  assign \$102  = ! wptr;
+  assign \$103  = wptr == 1'h1;
+  assign \$104  = wptr == 2'h2;
+  assign \$105  = wptr == 2'h3;
+  assign \$106  = wptr == 3'h4;
+  assign \$107  = wptr == 3'h5;
+  assign \$108  = wptr == 3'h6;
   assign o__valid = ~ at0;
-  assign \$1  = rptr == 3'h6;
-  assign \$2  = rptr == 3'h5;
-  assign \$3  = rptr == 3'h4;
-  assign \$4  = rptr == 2'h3;
-  assign \$5  = rptr == 2'h2;
-  assign \$6  = rptr == 1'h1;
-  assign \$7  = \$6  ? slot1 : slot0;
-  assign \$8  = \$5  ? slot2 : \$7 ;
-  assign \$9  = \$4  ? slot3 : \$8 ;
-  assign \$10  = \$3  ? slot4 : \$9 ;
-  assign \$11  = \$2  ? slot5 : \$10 ;
-  assign o__payload = \$1  ? slot6 : \$11 ;
-  assign \$12  = ~ at0;
-  assign \$13  = \$12  & o__ready;
-  assign \$14  = ~ \$13 ;
-  assign \$15  = v5 & \$14 ;
-  assign \$16  = ~ at0;
-  assign \$17  = \$16  & o__ready;
-  assign \$18  = ~ v5;
-  assign \$19  = \$17  & \$18 ;
-  assign \$20  = \$19  ? at1 : at0;
-  assign \$21  = \$15  ? 1'h0 : \$20 ;
-  assign \$22  = ~ at0;
-  assign \$23  = \$22  & o__ready;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = v5 & \$24 ;
-  assign \$26  = ~ at0;
-  assign \$27  = \$26  & o__ready;
-  assign \$28  = ~ v5;
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = \$29  ? at2 : at1;
-  assign \$31  = \$25  ? at0 : \$30 ;
-  assign \$32  = ~ at0;
-  assign \$33  = \$32  & o__ready;
-  assign \$34  = ~ \$33 ;
-  assign \$35  = v5 & \$34 ;
-  assign \$36  = ~ at0;
-  assign \$37  = \$36  & o__ready;
-  assign \$38  = ~ v5;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = \$39  ? at3 : at2;
-  assign \$41  = \$35  ? at1 : \$40 ;
-  assign \$42  = ~ at0;
-  assign \$43  = \$42  & o__ready;
-  assign \$44  = ~ \$43 ;
-  assign \$45  = v5 & \$44 ;
-  assign \$46  = ~ at0;
-  assign \$47  = \$46  & o__ready;
-  assign \$48  = ~ v5;
-  assign \$49  = \$47  & \$48 ;
-  assign \$50  = \$49  ? at4 : at3;
-  assign \$51  = \$45  ? at2 : \$50 ;
-  assign \$52  = ~ at0;
-  assign \$53  = \$52  & o__ready;
-  assign \$54  = ~ \$53 ;
-  assign \$55  = v5 & \$54 ;
-  assign \$56  = ~ at0;
-  assign \$57  = \$56  & o__ready;
-  assign \$58  = ~ v5;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = \$59  ? at5 : at4;
-  assign \$61  = \$55  ? at3 : \$60 ;
-  assign \$62  = ~ at0;
-  assign \$63  = \$62  & o__ready;
-  assign \$64  = ~ \$63 ;
-  assign \$65  = v5 & \$64 ;
-  assign \$66  = ~ at0;
-  assign \$67  = \$66  & o__ready;
-  assign \$68  = ~ v5;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = \$69  ? at6 : at5;
-  assign \$71  = \$65  ? at4 : \$70 ;
-  assign \$72  = ~ at0;
-  assign \$73  = \$72  & o__ready;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = v5 & \$74 ;
-  assign \$76  = ~ at0;
-  assign \$77  = \$76  & o__ready;
-  assign \$78  = ~ v5;
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = \$79  ? at7 : at6;
-  assign \$81  = \$75  ? at5 : \$80 ;
-  assign \$82  = ~ at0;
-  assign \$83  = \$82  & o__ready;
-  assign \$84  = ~ \$83 ;
-  assign \$85  = v5 & \$84 ;
-  assign \$86  = ~ at0;
-  assign \$87  = \$86  & o__ready;
-  assign \$88  = ~ v5;
-  assign \$89  = \$87  & \$88 ;
-  assign \$90  = \$89  ? 1'h0 : at7;
-  assign \$91  = \$85  ? at6 : \$90 ;
-  assign \$92  = 1'h0 + v1;
-  assign \$93  = \$92  + v2;
-  assign \$94  = \$93  + v3;
-  assign \$95  = \$94  + v4;
-  assign \$96  = \$95  + v5;
-  assign \$97  = 1'h0 + \$96 ;
-  assign \$98  = \$97  < 3'h7;
-  assign \$99  = at0 & \$98 ;
-  assign \$100  = 1'h0 + v1;
-  assign \$101  = \$100  + v2;
-  assign \$102  = \$101  + v3;
-  assign \$103  = \$102  + v4;
-  assign \$104  = \$103  + v5;
-  assign \$105  = 1'h1 + \$104 ;
-  assign \$106  = \$105  < 3'h7;
-  assign \$107  = at1 & \$106 ;
-  assign \$108  = 1'h0 + v1;
-  assign \$109  = \$108  + v2;
-  assign \$110  = \$109  + v3;
-  assign \$111  = \$110  + v4;
-  assign \$112  = \$111  + v5;
-  assign \$113  = 2'h2 + \$112 ;
-  assign \$114  = \$113  < 3'h7;
-  assign \$115  = at2 & \$114 ;
-  assign \$116  = 1'h0 + v1;
-  assign \$117  = \$116  + v2;
-  assign \$118  = \$117  + v3;
-  assign \$119  = \$118  + v4;
-  assign \$120  = \$119  + v5;
-  assign \$121  = 2'h3 + \$120 ;
-  assign \$122  = \$121  < 3'h7;
-  assign \$123  = at3 & \$122 ;
-  assign \$124  = 1'h0 + v1;
-  assign \$125  = \$124  + v2;
-  assign \$126  = \$125  + v3;
-  assign \$127  = \$126  + v4;
-  assign \$128  = \$127  + v5;
-  assign \$129  = 3'h4 + \$128 ;
-  assign \$130  = \$129  < 3'h7;
-  assign \$131  = at4 & \$130 ;
-  assign \$132  = 1'h0 + v1;
-  assign \$133  = \$132  + v2;
-  assign \$134  = \$133  + v3;
-  assign \$135  = \$134  + v4;
-  assign \$136  = \$135  + v5;
-  assign \$137  = 3'h5 + \$136 ;
-  assign \$138  = \$137  < 3'h7;
-  assign \$139  = at5 & \$138 ;
-  assign \$140  = 1'h0 + v1;
-  assign \$141  = \$140  + v2;
-  assign \$142  = \$141  + v3;
-  assign \$143  = \$142  + v4;
-  assign \$144  = \$143  + v5;
-  assign \$145  = 3'h6 + \$144 ;
-  assign \$146  = \$145  < 3'h7;
-  assign \$147  = at6 & \$146 ;
-  assign \$148  = 1'h0 + v1;
-  assign \$149  = \$148  + v2;
-  assign \$150  = \$149  + v3;
-  assign \$151  = \$150  + v4;
-  assign \$152  = \$151  + v5;
-  assign \$153  = 3'h7 + \$152 ;
-  assign \$154  = \$153  < 3'h7;
-  assign \$155  = at7 & \$154 ;
-  assign \$156  = | { \$155 , \$147 , \$139 , \$131 , \$123 , \$115 , \$107 , \$99  };
-  assign \$157  = 1'h0 + v1;
-  assign \$158  = \$157  + v2;
-  assign \$159  = \$158  + v3;
-  assign \$160  = \$159  + v4;
-  assign \$161  = \$160  + v5;
-  assign \$162  = 1'h0 + \$161 ;
-  assign \$163  = \$162  < 3'h7;
-  assign \$164  = at0 & \$163 ;
-  assign \$165  = 1'h0 + v1;
-  assign \$166  = \$165  + v2;
-  assign \$167  = \$166  + v3;
-  assign \$168  = \$167  + v4;
-  assign \$169  = \$168  + v5;
-  assign \$170  = 1'h1 + \$169 ;
-  assign \$171  = \$170  < 3'h7;
-  assign \$172  = at1 & \$171 ;
-  assign \$173  = 1'h0 + v1;
-  assign \$174  = \$173  + v2;
-  assign \$175  = \$174  + v3;
-  assign \$176  = \$175  + v4;
-  assign \$177  = \$176  + v5;
-  assign \$178  = 2'h2 + \$177 ;
-  assign \$179  = \$178  < 3'h7;
-  assign \$180  = at2 & \$179 ;
-  assign \$181  = 1'h0 + v1;
-  assign \$182  = \$181  + v2;
-  assign \$183  = \$182  + v3;
-  assign \$184  = \$183  + v4;
-  assign \$185  = \$184  + v5;
-  assign \$186  = 2'h3 + \$185 ;
-  assign \$187  = \$186  < 3'h7;
-  assign \$188  = at3 & \$187 ;
-  assign \$189  = 1'h0 + v1;
-  assign \$190  = \$189  + v2;
-  assign \$191  = \$190  + v3;
-  assign \$192  = \$191  + v4;
-  assign \$193  = \$192  + v5;
-  assign \$194  = 3'h4 + \$193 ;
-  assign \$195  = \$194  < 3'h7;
-  assign \$196  = at4 & \$195 ;
-  assign \$197  = 1'h0 + v1;
-  assign \$198  = \$197  + v2;
-  assign \$199  = \$198  + v3;
-  assign \$200  = \$199  + v4;
-  assign \$201  = \$200  + v5;
-  assign \$202  = 3'h5 + \$201 ;
-  assign \$203  = \$202  < 3'h7;
-  assign \$204  = at5 & \$203 ;
-  assign \$205  = 1'h0 + v1;
-  assign \$206  = \$205  + v2;
-  assign \$207  = \$206  + v3;
-  assign \$208  = \$207  + v4;
-  assign \$209  = \$208  + v5;
-  assign \$210  = 3'h6 + \$209 ;
-  assign \$211  = \$210  < 3'h7;
-  assign \$212  = at6 & \$211 ;
-  assign \$213  = 1'h0 + v1;
-  assign \$214  = \$213  + v2;
-  assign \$215  = \$214  + v3;
-  assign \$216  = \$215  + v4;
-  assign \$217  = \$216  + v5;
-  assign \$218  = 3'h7 + \$217 ;
-  assign \$219  = \$218  < 3'h7;
-  assign \$220  = at7 & \$219 ;
-  assign \$221  = | { \$220 , \$212 , \$204 , \$196 , \$188 , \$180 , \$172 , \$164  };
-  assign \$222  = addr == 16'h9cff;
-  assign \$223  = addr + 1'h1;
-  assign \$224  = \$222  ? 17'h00000 : \$223 ;
-  assign \$225  = ~ at0;
-  assign \$226  = \$225  & o__ready;
-  assign \$227  = rptr == 3'h6;
-  assign \$228  = rptr + 1'h1;
-  assign \$229  = \$227  ? 4'h0 : \$228 ;
-  assign \$230  = \$226  ? \$229  : { 1'h0, rptr };
-  assign \$231  = wptr == 3'h6;
-  assign \$232  = wptr + 1'h1;
-  assign \$233  = \$231  ? 4'h0 : \$232 ;
-  assign \$234  = ! wptr;
-  assign \$235  = wptr == 1'h1;
-  assign \$236  = wptr == 2'h2;
-  assign \$237  = wptr == 2'h3;
-  assign \$238  = wptr == 3'h4;
-  assign \$239  = wptr == 3'h5;
-  assign \$240  = wptr == 3'h6;
+  assign \$109  = rptr == 3'h6;
+  assign \$110  = rptr == 3'h5;
+  assign \$111  = rptr == 3'h4;
+  assign \$112  = rptr == 2'h3;
+  assign \$113  = rptr == 2'h2;
+  assign \$114  = rptr == 1'h1;
+  assign \$115  = \$114  ? slot1 : slot0;
+  assign \$116  = \$113  ? slot2 : \$115 ;
+  assign \$117  = \$112  ? slot3 : \$116 ;
+  assign \$118  = \$111  ? slot4 : \$117 ;
+  assign \$119  = \$110  ? slot5 : \$118 ;
+  assign o__payload = \$109  ? slot6 : \$119 ;
   always @(posedge clk)
-    at0 <= \$241 ;
+    free <= \$120 ;
   always @(posedge clk)
-    at1 <= \$242 ;
+    issue <= \$121 ;
   always @(posedge clk)
-    at2 <= \$243 ;
+    at0 <= \$122 ;
   always @(posedge clk)
-    at3 <= \$244 ;
+    at1 <= \$123 ;
   always @(posedge clk)
-    at4 <= \$245 ;
+    at2 <= \$124 ;
   always @(posedge clk)
-    at5 <= \$246 ;
+    at3 <= \$125 ;
   always @(posedge clk)
-    at6 <= \$247 ;
+    at4 <= \$126 ;
   always @(posedge clk)
-    at7 <= \$248 ;
+    at5 <= \$127 ;
   always @(posedge clk)
-    v1 <= \$249 ;
+    at6 <= \$128 ;
   always @(posedge clk)
-    v2 <= \$250 ;
+    at7 <= \$129 ;
   always @(posedge clk)
-    v3 <= \$251 ;
+    v1 <= \$130 ;
   always @(posedge clk)
-    v4 <= \$252 ;
+    v2 <= \$131 ;
   always @(posedge clk)
-    v5 <= \$253 ;
+    v3 <= \$132 ;
   always @(posedge clk)
-    addr <= \$254 ;
+    v4 <= \$133 ;
   always @(posedge clk)
-    primed <= \$255 ;
+    v5 <= \$134 ;
   always @(posedge clk)
-    rptr <= \$256 ;
+    raddr <= \$135 ;
   always @(posedge clk)
-    wptr <= \$257 ;
+    primed <= \$136 ;
   always @(posedge clk)
-    slot0 <= \$258 ;
+    rptr <= \$137 ;
   always @(posedge clk)
-    slot1 <= \$259 ;
+    wptr <= \$138 ;
   always @(posedge clk)
-    slot2 <= \$260 ;
+    slot0 <= \$139 ;
   always @(posedge clk)
-    slot3 <= \$261 ;
+    slot1 <= \$140 ;
   always @(posedge clk)
-    slot4 <= \$262 ;
+    slot2 <= \$141 ;
   always @(posedge clk)
-    slot5 <= \$263 ;
+    slot3 <= \$142 ;
   always @(posedge clk)
-    slot6 <= \$264 ;
+    slot4 <= \$143 ;
+  always @(posedge clk)
+    slot5 <= \$144 ;
+  always @(posedge clk)
+    slot6 <= \$145 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$241  = \$21 ;
+    \$120  = \$4 [2:0];
     if (rst_fc1) begin
-      \$241  = 1'h1;
+      \$120  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$242  = \$31 ;
+    \$121  = \$9 ;
     if (rst_fc1) begin
-      \$242  = 1'h0;
+      \$121  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$243  = \$41 ;
+    \$122  = \$19 ;
     if (rst_fc1) begin
-      \$243  = 1'h0;
+      \$122  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$244  = \$51 ;
+    \$123  = \$29 ;
     if (rst_fc1) begin
-      \$244  = 1'h0;
+      \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$245  = \$61 ;
+    \$124  = \$39 ;
     if (rst_fc1) begin
-      \$245  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$246  = \$71 ;
+    \$125  = \$49 ;
     if (rst_fc1) begin
-      \$246  = 1'h0;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$247  = \$81 ;
+    \$126  = \$59 ;
     if (rst_fc1) begin
-      \$247  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$248  = \$91 ;
+    \$127  = \$69 ;
     if (rst_fc1) begin
-      \$248  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$249  = \$156 ;
+    \$128  = \$79 ;
     if (rst_fc1) begin
-      \$249  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$250  = v1;
+    \$129  = \$89 ;
     if (rst_fc1) begin
-      \$250  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$251  = v2;
+    \$130  = issue;
     if (rst_fc1) begin
-      \$251  = 1'h0;
+      \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$252  = v3;
+    \$131  = v1;
     if (rst_fc1) begin
-      \$252  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$253  = v4;
+    \$132  = v2;
     if (rst_fc1) begin
-      \$253  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$254  = addr;
-    if (\$221 ) begin
-      \$254  = \$224 [15:0];
-    end
+    \$133  = v3;
     if (rst_fc1) begin
-      \$254  = 16'h0000;
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$255  = primed;
+    \$134  = v4;
+    if (rst_fc1) begin
+      \$134  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$135  = raddr;
+    if (issue) begin
+      \$135  = \$92 [15:0];
+    end
+    if (rst_fc1) begin
+      \$135  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$136  = primed;
     if (at7) begin
-      \$255  = 1'h1;
+      \$136  = 1'h1;
     end
     if (rst_fc1) begin
-      \$255  = 1'h0;
+      \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$256  = \$230 [2:0];
+    \$137  = \$98 [2:0];
     if (rst_fc1) begin
-      \$256  = 3'h0;
+      \$137  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$257  = wptr;
+    \$138  = wptr;
     if (v5) begin
-      \$257  = \$233 [2:0];
+      \$138  = \$101 [2:0];
     end
     if (rst_fc1) begin
-      \$257  = 3'h0;
+      \$138  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$258  = slot0;
+    \$139  = slot0;
     if (v5) begin
-      if (\$234 ) begin
-        \$258  = data;
+      if (\$102 ) begin
+        \$139  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$259  = slot1;
+    \$140  = slot1;
     if (v5) begin
-      if (\$235 ) begin
-        \$259  = data;
+      if (\$103 ) begin
+        \$140  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$260  = slot2;
+    \$141  = slot2;
     if (v5) begin
-      if (\$236 ) begin
-        \$260  = data;
+      if (\$104 ) begin
+        \$141  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$261  = slot3;
+    \$142  = slot3;
     if (v5) begin
-      if (\$237 ) begin
-        \$261  = data;
+      if (\$105 ) begin
+        \$142  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$262  = slot4;
+    \$143  = slot4;
     if (v5) begin
-      if (\$238 ) begin
-        \$262  = data;
+      if (\$106 ) begin
+        \$143  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$263  = slot5;
+    \$144  = slot5;
     if (v5) begin
-      if (\$239 ) begin
-        \$263  = data;
+      if (\$107 ) begin
+        \$144  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$264  = slot6;
+    \$145  = slot6;
     if (v5) begin
-      if (\$240 ) begin
-        \$264  = data;
+      if (\$108 ) begin
+        \$145  = data;
       end
     end
   end
-  assign raddr = addr;
+  assign addr = raddr;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -38382,7 +38038,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [10:0] \addr$134 ;
+  wire [10:0] \addr$135 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
   wire [17:0] \b$63 ;
@@ -38398,7 +38054,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$135 ;
+  wire [15:0] \data$134 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2p_d1 = 1'h0;
@@ -39094,9 +38750,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .q(\port__addr$32 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$134 ),
+    .addr(\addr$135 ),
     .clk(clk),
-    .data(\data$135 )
+    .data(\data$134 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[16:0]),
@@ -39127,11 +38783,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .q(port__en)
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$134 ),
     .clk(clk),
-    .data(\data$135 ),
+    .data(\data$134 ),
     .o__payload(\o__payload$91 ),
     .o__ready(step),
+    .raddr(\addr$135 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -39992,52 +39648,13 @@ module \flexor_lenet5.fc2.rq0_mul0_17_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, clk);
+module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire \$1 ;
+  wire [3:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [1:0] \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [11:0] \$109 ;
   wire \$11 ;
-  wire [11:0] \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire [2:0] \$114 ;
-  wire [2:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire \$117 ;
-  wire [2:0] \$118 ;
-  wire [2:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg [10:0] \$131 ;
-  reg \$132 ;
-  reg [1:0] \$133 ;
-  reg [1:0] \$134 ;
-  reg [15:0] \$135 ;
-  reg [15:0] \$136 ;
-  reg [15:0] \$137 ;
-  reg [15:0] \$138 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -40066,7 +39683,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [15:0] \$4 ;
+  wire [4:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -40077,63 +39694,61 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [15:0] \$5 ;
+  wire [3:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [1:0] \$56 ;
-  wire [2:0] \$57 ;
-  wire [3:0] \$58 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [1:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
+  wire [11:0] \$61 ;
+  wire [11:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [1:0] \$66 ;
+  wire [2:0] \$66 ;
   wire [2:0] \$67 ;
-  wire [3:0] \$68 ;
+  wire [2:0] \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [1:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire [3:0] \$73 ;
+  wire [2:0] \$70 ;
+  wire [2:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [1:0] \$82 ;
-  wire [2:0] \$83 ;
-  wire [3:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [1:0] \$87 ;
-  wire [2:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [15:0] \$79 ;
+  wire [4:0] \$8 ;
+  wire [15:0] \$80 ;
+  reg [2:0] \$81 ;
+  reg \$82 ;
+  reg \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg \$87 ;
+  reg \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [1:0] \$92 ;
-  wire [2:0] \$93 ;
-  wire [3:0] \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire [1:0] \$97 ;
-  wire [2:0] \$98 ;
-  wire [3:0] \$99 ;
-  output [10:0] addr;
-  reg [10:0] addr = 11'h000;
+  reg [10:0] \$90 ;
+  reg \$91 ;
+  reg [1:0] \$92 ;
+  reg [1:0] \$93 ;
+  reg [15:0] \$94 ;
+  reg [15:0] \$95 ;
+  reg [15:0] \$96 ;
+  reg [15:0] \$97 ;
+  (* init = 11'h000 *)
+  wire [10:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -40143,14 +39758,16 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   wire clk;
   input [15:0] data;
   wire [15:0] data;
+  reg [2:0] free = 3'h4;
+  reg issue = 1'h1;
   output [15:0] o__payload;
   wire [15:0] o__payload;
   input o__ready;
   wire o__ready;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 11'h000 *)
-  wire [10:0] raddr;
+  output [10:0] raddr;
+  reg [10:0] raddr = 11'h000;
   reg [1:0] rptr = 2'h0;
   input rst_fc2;
   wire rst_fc2;
@@ -40161,284 +39778,259 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, addr, cl
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
-  assign o__valid = ~ at0;
-  assign \$1  = rptr == 2'h3;
-  assign \$2  = rptr == 2'h2;
-  assign \$3  = rptr == 1'h1;
-  assign \$4  = \$3  ? slot1 : slot0;
-  assign \$5  = \$2  ? slot2 : \$4 ;
-  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$3  = \$2  & o__ready;
+  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
+  assign \$5  = free - issue;
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
-  assign \$8  = ~ \$7 ;
-  assign \$9  = v2 & \$8 ;
+  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
+  assign \$9  = | \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ v2;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = \$13  ? at1 : at0;
-  assign \$15  = \$9  ? 1'h0 : \$14 ;
-  assign \$16  = ~ at0;
-  assign \$17  = \$16  & o__ready;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = v2 & \$18 ;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = v2 & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ v2;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at1 : at0;
+  assign \$19  = \$13  ? 1'h0 : \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ v2;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$23  ? at2 : at1;
-  assign \$25  = \$19  ? at0 : \$24 ;
-  assign \$26  = ~ at0;
-  assign \$27  = \$26  & o__ready;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = v2 & \$28 ;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = v2 & \$22 ;
+  assign \$24  = ~ at0;
+  assign \$25  = \$24  & o__ready;
+  assign \$26  = ~ v2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = \$27  ? at2 : at1;
+  assign \$29  = \$23  ? at0 : \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ v2;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = \$33  ? at3 : at2;
-  assign \$35  = \$29  ? at1 : \$34 ;
-  assign \$36  = ~ at0;
-  assign \$37  = \$36  & o__ready;
-  assign \$38  = ~ \$37 ;
-  assign \$39  = v2 & \$38 ;
+  assign \$32  = ~ \$31 ;
+  assign \$33  = v2 & \$32 ;
+  assign \$34  = ~ at0;
+  assign \$35  = \$34  & o__ready;
+  assign \$36  = ~ v2;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = \$37  ? at3 : at2;
+  assign \$39  = \$33  ? at1 : \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ v2;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$43  ? at4 : at3;
-  assign \$45  = \$39  ? at2 : \$44 ;
-  assign \$46  = ~ at0;
-  assign \$47  = \$46  & o__ready;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = v2 & \$48 ;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = v2 & \$42 ;
+  assign \$44  = ~ at0;
+  assign \$45  = \$44  & o__ready;
+  assign \$46  = ~ v2;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$47  ? at4 : at3;
+  assign \$49  = \$43  ? at2 : \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ v2;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$53  ? 1'h0 : at4;
-  assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + v1;
-  assign \$57  = \$56  + v2;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = \$58  < 3'h4;
-  assign \$60  = at0 & \$59 ;
-  assign \$61  = 1'h0 + v1;
-  assign \$62  = \$61  + v2;
-  assign \$63  = 1'h1 + \$62 ;
-  assign \$64  = \$63  < 3'h4;
-  assign \$65  = at1 & \$64 ;
-  assign \$66  = 1'h0 + v1;
-  assign \$67  = \$66  + v2;
-  assign \$68  = 2'h2 + \$67 ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at2 & \$69 ;
-  assign \$71  = 1'h0 + v1;
-  assign \$72  = \$71  + v2;
-  assign \$73  = 2'h3 + \$72 ;
-  assign \$74  = \$73  < 3'h4;
-  assign \$75  = at3 & \$74 ;
-  assign \$76  = 1'h0 + v1;
-  assign \$77  = \$76  + v2;
-  assign \$78  = 3'h4 + \$77 ;
-  assign \$79  = \$78  < 3'h4;
-  assign \$80  = at4 & \$79 ;
-  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
-  assign \$82  = 1'h0 + v1;
-  assign \$83  = \$82  + v2;
-  assign \$84  = 1'h0 + \$83 ;
-  assign \$85  = \$84  < 3'h4;
-  assign \$86  = at0 & \$85 ;
-  assign \$87  = 1'h0 + v1;
-  assign \$88  = \$87  + v2;
-  assign \$89  = 1'h1 + \$88 ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at1 & \$90 ;
-  assign \$92  = 1'h0 + v1;
-  assign \$93  = \$92  + v2;
-  assign \$94  = 2'h2 + \$93 ;
-  assign \$95  = \$94  < 3'h4;
-  assign \$96  = at2 & \$95 ;
-  assign \$97  = 1'h0 + v1;
-  assign \$98  = \$97  + v2;
-  assign \$99  = 2'h3 + \$98 ;
-  assign \$100  = \$99  < 3'h4;
-  assign \$101  = at3 & \$100 ;
-  assign \$102  = 1'h0 + v1;
-  assign \$103  = \$102  + v2;
-  assign \$104  = 3'h4 + \$103 ;
-  assign \$105  = \$104  < 3'h4;
-  assign \$106  = at4 & \$105 ;
-  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
-  assign \$108  = addr == 11'h4ff;
-  assign \$109  = addr + 1'h1;
-  assign \$110  = \$108  ? 12'h000 : \$109 ;
-  assign \$111  = ~ at0;
-  assign \$112  = \$111  & o__ready;
-  assign \$113  = rptr == 2'h3;
-  assign \$114  = rptr + 1'h1;
-  assign \$115  = \$113  ? 3'h0 : \$114 ;
-  assign \$116  = \$112  ? \$115  : { 1'h0, rptr };
-  assign \$117  = wptr == 2'h3;
-  assign \$118  = wptr + 1'h1;
-  assign \$119  = \$117  ? 3'h0 : \$118 ;
-  assign \$120  = ! wptr;
-  assign \$121  = wptr == 1'h1;
-  assign \$122  = wptr == 2'h2;
-  assign \$123  = wptr == 2'h3;
+  assign \$52  = ~ \$51 ;
+  assign \$53  = v2 & \$52 ;
+  assign \$54  = ~ at0;
+  assign \$55  = \$54  & o__ready;
+  assign \$56  = ~ v2;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = \$57  ? 1'h0 : at4;
+  assign \$59  = \$53  ? at3 : \$58 ;
+  assign \$60  = raddr == 11'h4ff;
+  assign \$61  = raddr + 1'h1;
+  assign \$62  = \$60  ? 12'h000 : \$61 ;
+  assign \$63  = ~ at0;
+  assign \$64  = \$63  & o__ready;
+  assign \$65  = rptr == 2'h3;
+  assign \$66  = rptr + 1'h1;
+  assign \$67  = \$65  ? 3'h0 : \$66 ;
+  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
+  assign \$69  = wptr == 2'h3;
+  assign \$70  = wptr + 1'h1;
+  assign \$71  = \$69  ? 3'h0 : \$70 ;
+  assign \$72  = ! wptr;
+  assign \$73  = wptr == 1'h1;
+  assign \$74  = wptr == 2'h2;
+  assign \$75  = wptr == 2'h3;
+  assign o__valid = ~ at0;
+  assign \$76  = rptr == 2'h3;
+  assign \$77  = rptr == 2'h2;
+  assign \$78  = rptr == 1'h1;
+  assign \$79  = \$78  ? slot1 : slot0;
+  assign \$80  = \$77  ? slot2 : \$79 ;
+  assign o__payload = \$76  ? slot3 : \$80 ;
   always @(posedge clk)
-    at0 <= \$124 ;
+    free <= \$81 ;
   always @(posedge clk)
-    at1 <= \$125 ;
+    issue <= \$82 ;
   always @(posedge clk)
-    at2 <= \$126 ;
+    at0 <= \$83 ;
   always @(posedge clk)
-    at3 <= \$127 ;
+    at1 <= \$84 ;
   always @(posedge clk)
-    at4 <= \$128 ;
+    at2 <= \$85 ;
   always @(posedge clk)
-    v1 <= \$129 ;
+    at3 <= \$86 ;
   always @(posedge clk)
-    v2 <= \$130 ;
+    at4 <= \$87 ;
   always @(posedge clk)
-    addr <= \$131 ;
+    v1 <= \$88 ;
   always @(posedge clk)
-    primed <= \$132 ;
+    v2 <= \$89 ;
   always @(posedge clk)
-    rptr <= \$133 ;
+    raddr <= \$90 ;
   always @(posedge clk)
-    wptr <= \$134 ;
+    primed <= \$91 ;
   always @(posedge clk)
-    slot0 <= \$135 ;
+    rptr <= \$92 ;
   always @(posedge clk)
-    slot1 <= \$136 ;
+    wptr <= \$93 ;
   always @(posedge clk)
-    slot2 <= \$137 ;
+    slot0 <= \$94 ;
   always @(posedge clk)
-    slot3 <= \$138 ;
+    slot1 <= \$95 ;
+  always @(posedge clk)
+    slot2 <= \$96 ;
+  always @(posedge clk)
+    slot3 <= \$97 ;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$124  = \$15 ;
+    \$81  = \$4 [2:0];
     if (rst_fc2) begin
-      \$124  = 1'h1;
+      \$81  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$125  = \$25 ;
+    \$82  = \$9 ;
     if (rst_fc2) begin
-      \$125  = 1'h0;
+      \$82  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$126  = \$35 ;
+    \$83  = \$19 ;
     if (rst_fc2) begin
-      \$126  = 1'h0;
+      \$83  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$127  = \$45 ;
+    \$84  = \$29 ;
     if (rst_fc2) begin
-      \$127  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$128  = \$55 ;
+    \$85  = \$39 ;
     if (rst_fc2) begin
-      \$128  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$129  = \$81 ;
+    \$86  = \$49 ;
     if (rst_fc2) begin
-      \$129  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$130  = v1;
+    \$87  = \$59 ;
     if (rst_fc2) begin
-      \$130  = 1'h0;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$131  = addr;
-    if (\$107 ) begin
-      \$131  = \$110 [10:0];
-    end
+    \$88  = issue;
     if (rst_fc2) begin
-      \$131  = 11'h000;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$132  = primed;
+    \$89  = v1;
+    if (rst_fc2) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$90  = raddr;
+    if (issue) begin
+      \$90  = \$62 [10:0];
+    end
+    if (rst_fc2) begin
+      \$90  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$91  = primed;
     if (at4) begin
-      \$132  = 1'h1;
+      \$91  = 1'h1;
     end
     if (rst_fc2) begin
-      \$132  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$133  = \$116 [1:0];
+    \$92  = \$68 [1:0];
     if (rst_fc2) begin
-      \$133  = 2'h0;
+      \$92  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$134  = wptr;
+    \$93  = wptr;
     if (v2) begin
-      \$134  = \$119 [1:0];
+      \$93  = \$71 [1:0];
     end
     if (rst_fc2) begin
-      \$134  = 2'h0;
+      \$93  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$135  = slot0;
+    \$94  = slot0;
     if (v2) begin
-      if (\$120 ) begin
-        \$135  = data;
+      if (\$72 ) begin
+        \$94  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$136  = slot1;
+    \$95  = slot1;
     if (v2) begin
-      if (\$121 ) begin
-        \$136  = data;
+      if (\$73 ) begin
+        \$95  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$137  = slot2;
+    \$96  = slot2;
     if (v2) begin
-      if (\$122 ) begin
-        \$137  = data;
+      if (\$74 ) begin
+        \$96  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$138  = slot3;
+    \$97  = slot3;
     if (v2) begin
-      if (\$123 ) begin
-        \$138  = data;
+      if (\$75 ) begin
+        \$97  = data;
       end
     end
   end
-  assign raddr = addr;
+  assign addr = raddr;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -42696,18 +42288,30 @@ module flexor_rom #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+        if (LATENCY >= 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
             // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
             // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
-            // deep ROM in logic is cut in two cycles instead of one.
+            // deep ROM in logic is cut in two cycles instead of one. With LATENCY 3 the
+            // address is registered first, in a copy per page (kept apart: one input's low
+            // bits reached every page's decode, the placed ResNet-32's conv1 ROM, 11.8 ns).
             localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
-            reg [PAGES*WIDTH-1:0] pages;
-            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
-            integer p;
+            wire [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page_a, page;
+            genvar p;
+            for (p = 0; p < PAGES; p = p + 1) begin : page_read
+                reg [WIDTH-1:0] word;
+                if (LATENCY == 3) begin : addr_copy
+                    reg [PAGE_BITS-1:0] a;
+                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                end else begin : direct
+                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                end
+                assign pages[p*WIDTH +: WIDTH] = word;
+            end
             always @(posedge clk) begin
-                for (p = 0; p < PAGES; p = p + 1)
-                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
-                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
         end else if (LATENCY == 3) begin : outreg2
@@ -42807,18 +42411,30 @@ module flexor_rom_logic #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+        if (LATENCY >= 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
             // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
             // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
-            // deep ROM in logic is cut in two cycles instead of one.
+            // deep ROM in logic is cut in two cycles instead of one. With LATENCY 3 the
+            // address is registered first, in a copy per page (kept apart: one input's low
+            // bits reached every page's decode, the placed ResNet-32's conv1 ROM, 11.8 ns).
             localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
-            reg [PAGES*WIDTH-1:0] pages;
-            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
-            integer p;
+            wire [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page_a, page;
+            genvar p;
+            for (p = 0; p < PAGES; p = p + 1) begin : page_read
+                reg [WIDTH-1:0] word;
+                if (LATENCY == 3) begin : addr_copy
+                    reg [PAGE_BITS-1:0] a;
+                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                end else begin : direct
+                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                end
+                assign pages[p*WIDTH +: WIDTH] = word;
+            end
             always @(posedge clk) begin
-                for (p = 0; p < PAGES; p = p + 1)
-                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
-                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
         end else if (LATENCY == 3) begin : outreg2
