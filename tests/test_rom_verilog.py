@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The emitted ROM modules (``flexor_rom``, ``flexor_rom_logic``) in Icarus: every address in a
 random order, the word read ``Rom.latency`` clocks later, exactly; logic ROMs read in pages
 (latency 2, and 3 with the address registered a copy per page) and block RAM ROMs banked."""
