@@ -755,9 +755,10 @@ class _VectorMemory:
       own copy of the read address register (one register fanned out to every cell of a
       480-bit memory was the placed LeNet-5's longest path, 9.9 ns of routing; in emitted
       Verilog each copy is a ``flexor_copy``, which Yosys keeps apart from its twins);
-    - into pages of at most :data:`PAGE_WORDS` words, each read into a register of its own;
-      the page is chosen after those registers (the multiplexer between a 28-word memory's cells
-      and its read register was the next longest path).
+    - into pages of :data:`PAGE_WORDS` words (the last may be shorter), each read into a
+      register of its own; the page is chosen after those registers (the multiplexer between
+      a 28-word memory's cells and its read register was the next longest path). A word's
+      page is its address's high bits, its place in the page the low bits.
 
     Writes arrive a cycle late, from registers (:meth:`write_port`)."""
 
@@ -765,9 +766,12 @@ class _VectorMemory:
         self._lane, self._depth, self._emit = p.x_width, 2 * p.sf, emit
         per = vector_bank_lanes(p)
         self._banks = [(lo, min(p.simd, lo + per)) for lo in range(0, p.simd, per)]
-        pages = vector_pages(p)
-        size = -(-self._depth // pages)             # balanced: 28 words as two halves
+        # pages at multiples of PAGE_WORDS: a word's page is its address's high bits and its
+        # place in the page the low bits (no subtraction or compare between the issue's
+        # address and the pages' copies: the placed LeNet-5's longest path at a seed)
+        size = PAGE_WORDS if vector_pages(p) > 1 else self._depth
         self._pages = [(lo, min(self._depth, lo + size)) for lo in range(0, self._depth, size)]
+        self._page_bits = PAGE_WORDS.bit_length() - 1
         attrs = {"ram_style": p.vectors_style} if p.vectors_style else None
         self._mems = {}                         # (bank, page): memory
         for k, (lo, hi) in enumerate(self._banks):
@@ -793,11 +797,11 @@ class _VectorMemory:
         req = _WriteRequest(range(self._depth), self._simd * self._lane, en_width)
         data = Signal(self._simd * self._lane, name="w_data_q", reset_less=True)
         m.d.sync += data.eq(req.data)
-        paged = len(self._pages) > 1
+        paged, pb = len(self._pages) > 1, self._page_bits
         for g, (a, b) in enumerate(self._pages):
-            hit = (req.addr >= a) & (req.addr < b) if paged else 1
+            hit = req.addr[pb:] == g if paged else 1
             width = Shape.cast(range(b - a)).width
-            addr_in = (req.addr - a)[:width] if paged else req.addr[:width]
+            addr_in = req.addr[:width]
             en_in = Mux(hit & ~ResetSignal("sync"), req.en, 0)
             for k, (lo, hi) in enumerate(self._banks):
                 where = f"b{k}" + (f"_p{g}" if paged else "")
@@ -818,7 +822,7 @@ class _VectorMemory:
             for g, (a, b) in enumerate(self._pages):
                 width = Shape.cast(range(b - a)).width
                 addr = copy_register(
-                    m, (addr_next - a if len(self._pages) > 1 else addr_next)[:width],
+                    m, addr_next[:width],
                     f"r_addr_b{k}" + (f"_p{g}" if len(self._pages) > 1 else ""),
                     emit=self._emit)
                 port = self._mems[k, g].read_port(domain="sync")
@@ -836,8 +840,8 @@ class _VectorMemory:
             # The page's word by a balanced tree of multiplexers on the page index's bits
             # (a chain of compares, one a page, was the placed ResNet-32's longest path: six
             # pages of conv33's memory, 6.1 ns of logic).
-            page = copy_register(m, sum(addr_q >= a for a, _ in self._pages[1:]),
-                                 f"r_page_b{k}", emit=self._emit)
+            page = copy_register(m, addr_q[self._page_bits:], f"r_page_b{k}",
+                                 emit=self._emit)
             data.append(mux_tree(page, pages))
         return Cat(*data)
 
