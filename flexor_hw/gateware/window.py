@@ -129,6 +129,7 @@ class SlidingWindow(wiring.Component):
         oh, ow = self.output_size
         R = self.buffer_rows
         d = _rows_done(H, R, sh, ph)
+        flags = _RowsDoneFlags(d)
 
         m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[],
                                                attrs=no_rw_check_attrs(R * W * C,
@@ -252,8 +253,8 @@ class SlidingWindow(wiring.Component):
             _hand_over(m, rows, steps)
         wr_end = write & _ends_next(m, write, [(w_px, W * C)], "w_last")
         row_end = _ends_next(m, take, [(ox, ow), (c, C), (ky, kh), (kx, kw)], "r_last")
-        _write_room(m, can_write, wr_end, take & row_end, last_oy, switch, ahead, w_row,
-                    low, r_done, d, H, R, sh, ph)
+        d_next_of = _write_room(m, can_write, wr_end, take & row_end, last_oy, switch, ahead,
+                                w_row, low, r_done, d, H, R, sh, ph)
 
         # The next element's padding after a take (iy and ix as they step), for ``avail``.
         row_pad1 = Mux(last_kx, Mux(~last_ky, _outside(iy, H, 1),
@@ -266,7 +267,8 @@ class SlidingWindow(wiring.Component):
         self._avail_check = _registered_avail(
             m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh, ph, pad=pad,
             ky=ky, ky_moves=last_kx, last_ky=last_ky, row_end=row_end, last_oy=last_oy,
-            pad1=row_pad1 | col_pad1)
+            pad1=row_pad1 | col_pad1, flags=flags)
+        flags.update(m, d_next_of)
         return m
 
 
@@ -308,6 +310,7 @@ class RowWindow(SlidingWindow):
         oh, ow = self.output_size
         R = self.buffer_rows
         d = _rows_done(H, R, sh, ph)
+        flags = _RowsDoneFlags(d)
         Wb = -(-W // kw)                        # column groups: pixel x in group x // kw
         xw = self._shape.width
         rw = Shape.cast(range(kw)).width
@@ -441,15 +444,16 @@ class RowWindow(SlidingWindow):
             _hand_over(m, rows, steps)
         wr_end = write & _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
         row_end = _ends_next(m, take, [(ox, ow), (c, C), (ky, kh)], "r_last")
-        _write_room(m, can_write, wr_end, take & row_end, last_oy, switch, ahead, w_row, low,
-                    r_done, d, H, R, sh, ph)
+        d_next_of = _write_room(m, can_write, wr_end, take & row_end, last_oy, switch, ahead,
+                                w_row, low, r_done, d, H, R, sh, ph)
         pad1 = Mux(~last_ky, _outside(iy, H, 1),
                    Mux(last_c & last_ox, Mux(last_oy, ph > 0, _outside(low, H, sh)),
                        _outside(low, H)))
         self._avail_check = _registered_avail(
             m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh, ph,
             pad=row_pad, ky=ky, ky_moves=Const(1), last_ky=last_ky, row_end=row_end,
-            last_oy=last_oy, pad1=pad1)
+            last_oy=last_oy, pad1=pad1, flags=flags)
+        flags.update(m, d_next_of)
         return m
 
 
@@ -635,16 +639,56 @@ def _at_least(x, c):
     return ~Cat(*[x == v for v in range(lo, c)]).any()
 
 
-def _below_sum(ky, x, k, kh):
+def _below_sum(ky, x, k, kh, at_least=None):
     """``ky < x + k`` for a counter ``ky`` (0 … kh − 1, or a constant), a register ``x`` and
-    a constant ``k``, in LUTs: for each value ``j`` of ``ky``, ``x ≥ j − k + 1``."""
+    a constant ``k``, in LUTs: for each value ``j`` of ``ky``, ``x ≥ j − k + 1``
+    (``at_least(x, c)``: :func:`_at_least`, or a register that holds it)."""
+    at_least = at_least or _at_least
     if isinstance(ky, int):
-        return _at_least(x, ky - k + 1)
-    return Cat(*[(ky == j) & _at_least(x, j - k + 1) for j in range(kh)]).any()
+        return at_least(x, ky - k + 1)
+    return Cat(*[(ky == j) & at_least(x, j - k + 1) for j in range(kh)]).any()
+
+
+class _RowsDoneFlags:
+    """``d ≥ c`` (:func:`_rows_done`) for the constants ``c`` a reader's ``avail`` compares
+    ``d`` with, each a register that follows ``d`` (:meth:`update`), so that ``avail``'s
+    next value reads flags, not ``d``'s compares: those compares, equalities of ``d``'s
+    bits with every value on one side of ``c``, then the cases and the events, were
+    LeNet-5's longest paths at two seeds (conv1's window, 3.8 ns of logic)."""
+
+    def __init__(self, d):
+        self.d, self.flags = d, {}
+
+    def __call__(self, x, c):
+        """``x ≥ c``: a flag where ``x`` is ``d``, else :func:`_at_least`."""
+        if x is not self.d:
+            return _at_least(x, c)
+        const = _at_least(x, c)
+        if isinstance(const, Const):
+            return const
+        if c not in self.flags:
+            self.flags[c] = Signal(init=int(self.d.init >= c),
+                                   name=f"d_ge_{c}".replace("-", "m"))
+        return self.flags[c]
+
+    def update(self, m, d_next_of):
+        """Each flag's next value, case by case as ``d``'s (``d_next_of``, from
+        :func:`_write_room`): ``reg + k ≥ c`` as ``reg ≥ c − k``, a flag of its own where
+        there is one, else a compare of the register."""
+        flags = dict(self.flags)
+        for c, flag in flags.items():
+            def at_least(case, c=c):
+                reg, k = case
+                if reg is None:
+                    return Const(int(k >= c))
+                if reg is self.d and c - k in flags:
+                    return flags[c - k]
+                return _at_least(reg, c - k)
+            m.d.sync += flag.eq(d_next_of(at_least))
 
 
 def _registered_avail(m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh,
-                      ph, *, pad, ky, ky_moves, last_ky, row_end, last_oy, pad1):
+                      ph, *, pad, ky, ky_moves, last_ky, row_end, last_oy, pad1, flags):
     """A reader's ``avail`` (its next element is padding, or its row is complete, and the
     image is not done: ``~r_done & (pad | ahead | ky < d)``) as a register holding its value
     for the next cycle's state, so that ``take`` is one gate of flip-flops: ``take``
@@ -675,7 +719,7 @@ def _registered_avail(m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H,
             reg, k = case
             if reg is None:                     # the reader's next image: ky is 0
                 return Const(int(ky_x < k))
-            return _below_sum(ky_x, reg, k - step, kh)
+            return _below_sum(ky_x, reg, k - step, kh, flags)
         return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end), below)
 
     def rows_ok(w_end, moved):
@@ -755,13 +799,17 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
             return k
         return reg + k if k else reg
 
-    def d_after(w_end, r_end):
-        return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end), value)
+    def d_next_of(fn):
+        """``fn`` of ``d``'s next value, ``fn((register, constant))`` for each case of the
+        events, the events choosing (``fn`` of ``(d, 0)``: no event)."""
+        def after(w_end, r_end):
+            return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end), fn)
+        return Mux(rd_end, Mux(last_oy, Mux(wr_end, after(True, "image"),
+                                            after(False, "image")),
+                               Mux(wr_end, after(True, "row"), after(False, "row"))),
+                   Mux(wr_end, after(True, None), fn((d, 0))))
 
-    m.d.sync += d.eq(Mux(rd_end, Mux(last_oy, Mux(wr_end, d_after(True, "image"),
-                                                  d_after(False, "image")),
-                                     Mux(wr_end, d_after(True, "row"), d_after(False, "row"))),
-                         Mux(wr_end, d_after(True, None), d)))
+    m.d.sync += d.eq(d_next_of(value))
 
     def lt(wk, lk, c):
         """``W + c < L``: W the writer's next row (``w_row + wk``, or 0 for None), L the
@@ -810,6 +858,7 @@ def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low
             m.d.sync += reg.eq(Mux(wr_end, Mux(wraps, -k, reg + 1), reg))
         else:
             m.d.sync += reg.eq(Mux(rd_end, Mux(last_oy, k + ph, reg - sh), reg))
+    return d_next_of
 
 
 @dataclass
