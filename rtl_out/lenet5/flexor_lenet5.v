@@ -3948,2763 +3948,332 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1445 ;
   wire \$1446 ;
   wire \$1447 ;
-  wire \$1448 ;
-  wire \$1449 ;
+  reg [4:0] \$1448 ;
+  reg [7:0] \$1449 ;
   wire \$145 ;
-  wire \$1450 ;
-  wire \$1451 ;
-  wire \$1452 ;
-  wire \$1453 ;
-  wire \$1454 ;
-  wire \$1455 ;
-  wire \$1456 ;
-  wire \$1457 ;
-  wire \$1458 ;
-  wire \$1459 ;
+  reg \$1450 ;
+  reg [4:0] \$1451 ;
+  reg \$1452 ;
+  reg [2:0] \$1453 ;
+  reg \$1454 ;
+  reg \$1455 ;
+  reg \$1456 ;
+  reg \$1457 ;
+  reg \$1458 ;
+  reg [2:0] \$1459 ;
   wire [5:0] \$146 ;
-  wire \$1460 ;
-  wire \$1461 ;
-  wire \$1462 ;
-  wire \$1463 ;
-  wire \$1464 ;
-  wire \$1465 ;
-  wire \$1466 ;
-  wire \$1467 ;
-  wire \$1468 ;
-  wire \$1469 ;
+  reg [5:0] \$1460 ;
+  reg [2:0] \$1461 ;
+  reg [7:0] \$1462 ;
+  reg [4:0] \$1463 ;
+  reg [5:0] \$1464 ;
+  reg [5:0] \$1465 ;
+  reg [4:0] \$1466 ;
+  reg [5:0] \$1467 ;
+  reg \$1468 ;
+  reg [2:0] \$1469 ;
   wire [5:0] \$147 ;
-  wire \$1470 ;
-  wire \$1471 ;
-  wire \$1472 ;
-  wire \$1473 ;
-  wire \$1474 ;
-  wire \$1475 ;
-  wire \$1476 ;
-  wire \$1477 ;
-  wire \$1478 ;
-  wire \$1479 ;
+  reg [7:0] \$1470 ;
+  reg [5:0] \$1471 ;
+  reg [5:0] \$1472 ;
+  reg [2:0] \$1473 ;
+  reg [7:0] \$1474 ;
+  reg \$1475 ;
+  reg \$1476 ;
+  reg [6:0] \$1477 ;
+  reg \$1478 ;
+  reg [5:0] \$1479 ;
   wire \$148 ;
-  wire \$1480 ;
-  wire \$1481 ;
-  wire \$1482 ;
-  wire \$1483 ;
-  wire \$1484 ;
-  wire \$1485 ;
-  wire \$1486 ;
-  wire \$1487 ;
-  wire \$1488 ;
-  wire \$1489 ;
+  reg [5:0] \$1480 ;
+  reg [5:0] \$1481 ;
+  reg [5:0] \$1482 ;
+  reg [5:0] \$1483 ;
+  reg [5:0] \$1484 ;
+  reg \$1485 ;
+  reg \$1486 ;
+  reg \$1487 ;
+  reg \$1488 ;
+  reg \$1489 ;
   wire [6:0] \$149 ;
-  wire \$1490 ;
-  wire \$1491 ;
-  wire \$1492 ;
-  wire \$1493 ;
-  wire \$1494 ;
-  wire \$1495 ;
-  wire \$1496 ;
-  wire \$1497 ;
-  wire \$1498 ;
-  wire \$1499 ;
+  reg \$1490 ;
+  reg \$1491 ;
+  reg \$1492 ;
+  reg \$1493 ;
+  reg \$1494 ;
+  reg \$1495 ;
+  reg \$1496 ;
+  reg \$1497 ;
+  reg \$1498 ;
   wire \$15 ;
   wire [6:0] \$150 ;
-  wire \$1500 ;
-  wire \$1501 ;
-  wire \$1502 ;
-  wire \$1503 ;
-  wire \$1504 ;
-  wire \$1505 ;
-  wire \$1506 ;
-  wire \$1507 ;
-  wire \$1508 ;
-  wire \$1509 ;
   wire \$151 ;
-  wire \$1510 ;
-  wire \$1511 ;
-  wire \$1512 ;
-  wire \$1513 ;
-  wire \$1514 ;
-  wire \$1515 ;
-  wire \$1516 ;
-  wire \$1517 ;
-  wire \$1518 ;
-  wire \$1519 ;
   wire \$152 ;
-  wire \$1520 ;
-  wire \$1521 ;
-  wire \$1522 ;
-  wire \$1523 ;
-  wire \$1524 ;
-  wire \$1525 ;
-  wire \$1526 ;
-  wire \$1527 ;
-  wire \$1528 ;
-  wire \$1529 ;
   wire \$153 ;
-  wire \$1530 ;
-  wire \$1531 ;
-  wire \$1532 ;
-  wire \$1533 ;
-  wire \$1534 ;
-  wire \$1535 ;
-  wire \$1536 ;
-  wire \$1537 ;
-  wire \$1538 ;
-  wire \$1539 ;
   wire \$154 ;
-  wire \$1540 ;
-  wire \$1541 ;
-  wire \$1542 ;
-  wire \$1543 ;
-  wire \$1544 ;
-  wire \$1545 ;
-  wire \$1546 ;
-  wire \$1547 ;
-  wire \$1548 ;
-  wire \$1549 ;
   wire \$155 ;
-  wire \$1550 ;
-  wire \$1551 ;
-  wire \$1552 ;
-  wire \$1553 ;
-  wire \$1554 ;
-  wire \$1555 ;
-  wire \$1556 ;
-  wire \$1557 ;
-  wire \$1558 ;
-  wire \$1559 ;
   wire \$156 ;
-  wire \$1560 ;
-  wire \$1561 ;
-  wire \$1562 ;
-  wire \$1563 ;
-  wire \$1564 ;
-  wire \$1565 ;
-  wire \$1566 ;
-  wire \$1567 ;
-  wire \$1568 ;
-  wire \$1569 ;
   wire [6:0] \$157 ;
-  wire \$1570 ;
-  wire \$1571 ;
-  wire \$1572 ;
-  wire \$1573 ;
-  wire \$1574 ;
-  wire \$1575 ;
-  wire \$1576 ;
-  wire \$1577 ;
-  wire \$1578 ;
-  wire \$1579 ;
   wire \$158 ;
-  wire \$1580 ;
-  wire \$1581 ;
-  wire \$1582 ;
-  wire \$1583 ;
-  wire \$1584 ;
-  wire \$1585 ;
-  wire \$1586 ;
-  wire \$1587 ;
-  wire \$1588 ;
-  wire \$1589 ;
   wire [6:0] \$159 ;
-  wire \$1590 ;
-  wire \$1591 ;
-  wire \$1592 ;
-  wire \$1593 ;
-  wire \$1594 ;
-  wire \$1595 ;
-  wire \$1596 ;
-  wire \$1597 ;
-  wire \$1598 ;
-  wire \$1599 ;
   wire \$16 ;
   wire [6:0] \$160 ;
-  wire \$1600 ;
-  wire \$1601 ;
-  wire \$1602 ;
-  wire \$1603 ;
-  wire \$1604 ;
-  wire \$1605 ;
-  wire \$1606 ;
-  wire \$1607 ;
-  wire \$1608 ;
-  wire \$1609 ;
   wire \$161 ;
-  wire \$1610 ;
-  wire \$1611 ;
-  wire \$1612 ;
-  wire \$1613 ;
-  wire \$1614 ;
-  wire \$1615 ;
-  wire \$1616 ;
-  wire \$1617 ;
-  wire \$1618 ;
-  wire \$1619 ;
   wire \$162 ;
-  wire \$1620 ;
-  wire \$1621 ;
-  wire \$1622 ;
-  wire \$1623 ;
-  wire \$1624 ;
-  wire \$1625 ;
-  wire \$1626 ;
-  wire \$1627 ;
-  wire \$1628 ;
-  wire \$1629 ;
   wire \$163 ;
-  wire \$1630 ;
-  wire \$1631 ;
-  wire \$1632 ;
-  wire \$1633 ;
-  wire \$1634 ;
-  wire \$1635 ;
-  wire \$1636 ;
-  wire \$1637 ;
-  wire \$1638 ;
-  wire \$1639 ;
   wire \$164 ;
-  wire \$1640 ;
-  wire \$1641 ;
-  wire \$1642 ;
-  wire \$1643 ;
-  wire \$1644 ;
-  wire \$1645 ;
-  wire \$1646 ;
-  wire \$1647 ;
-  wire \$1648 ;
-  wire \$1649 ;
   wire \$165 ;
-  wire \$1650 ;
-  wire \$1651 ;
-  wire \$1652 ;
-  wire \$1653 ;
-  wire \$1654 ;
-  wire \$1655 ;
-  wire \$1656 ;
-  wire \$1657 ;
-  wire \$1658 ;
-  wire \$1659 ;
   wire \$166 ;
-  wire \$1660 ;
-  wire \$1661 ;
-  wire \$1662 ;
-  wire \$1663 ;
-  wire \$1664 ;
-  wire \$1665 ;
-  wire \$1666 ;
-  wire \$1667 ;
-  wire \$1668 ;
-  wire \$1669 ;
   wire [6:0] \$167 ;
-  wire \$1670 ;
-  wire \$1671 ;
-  wire \$1672 ;
-  wire \$1673 ;
-  wire \$1674 ;
-  wire \$1675 ;
-  wire \$1676 ;
-  wire \$1677 ;
-  wire \$1678 ;
-  wire \$1679 ;
   wire \$168 ;
-  wire \$1680 ;
-  wire \$1681 ;
-  wire \$1682 ;
-  wire \$1683 ;
-  wire \$1684 ;
-  wire \$1685 ;
-  wire \$1686 ;
-  wire \$1687 ;
-  wire \$1688 ;
-  wire \$1689 ;
   wire [6:0] \$169 ;
-  wire \$1690 ;
-  wire \$1691 ;
-  wire \$1692 ;
-  wire \$1693 ;
-  wire \$1694 ;
-  wire \$1695 ;
-  wire \$1696 ;
-  wire \$1697 ;
-  wire \$1698 ;
-  wire \$1699 ;
   wire \$17 ;
   wire [6:0] \$170 ;
-  wire \$1700 ;
-  wire \$1701 ;
-  wire \$1702 ;
-  wire \$1703 ;
-  wire \$1704 ;
-  wire \$1705 ;
-  wire \$1706 ;
-  wire \$1707 ;
-  wire \$1708 ;
-  wire \$1709 ;
   wire \$171 ;
-  wire \$1710 ;
-  wire \$1711 ;
-  wire \$1712 ;
-  wire \$1713 ;
-  wire \$1714 ;
-  wire \$1715 ;
-  wire \$1716 ;
-  wire \$1717 ;
-  wire \$1718 ;
-  wire \$1719 ;
   wire \$172 ;
-  wire \$1720 ;
-  wire \$1721 ;
-  wire \$1722 ;
-  wire \$1723 ;
-  wire \$1724 ;
-  wire \$1725 ;
-  wire \$1726 ;
-  wire \$1727 ;
-  wire \$1728 ;
-  wire \$1729 ;
   wire \$173 ;
-  wire \$1730 ;
-  wire \$1731 ;
-  wire \$1732 ;
-  wire \$1733 ;
-  wire \$1734 ;
-  wire \$1735 ;
-  wire \$1736 ;
-  wire \$1737 ;
-  wire \$1738 ;
-  wire \$1739 ;
   wire \$174 ;
-  wire \$1740 ;
-  wire \$1741 ;
-  wire \$1742 ;
-  wire \$1743 ;
-  wire \$1744 ;
-  wire \$1745 ;
-  wire \$1746 ;
-  wire \$1747 ;
-  wire \$1748 ;
-  wire \$1749 ;
   wire \$175 ;
-  wire \$1750 ;
-  wire \$1751 ;
-  wire \$1752 ;
-  wire \$1753 ;
-  wire \$1754 ;
-  wire \$1755 ;
-  wire \$1756 ;
-  wire \$1757 ;
-  wire \$1758 ;
-  wire \$1759 ;
   wire \$176 ;
-  wire \$1760 ;
-  wire \$1761 ;
-  wire \$1762 ;
-  wire \$1763 ;
-  wire \$1764 ;
-  wire \$1765 ;
-  wire \$1766 ;
-  wire \$1767 ;
-  wire \$1768 ;
-  wire \$1769 ;
   wire \$177 ;
-  wire \$1770 ;
-  wire \$1771 ;
-  wire \$1772 ;
-  wire \$1773 ;
-  wire \$1774 ;
-  wire \$1775 ;
-  wire \$1776 ;
-  wire \$1777 ;
-  wire \$1778 ;
-  wire \$1779 ;
   wire \$178 ;
-  wire \$1780 ;
-  wire \$1781 ;
-  wire \$1782 ;
-  wire \$1783 ;
-  wire \$1784 ;
-  wire \$1785 ;
-  wire \$1786 ;
-  wire \$1787 ;
-  wire \$1788 ;
-  wire \$1789 ;
   wire \$179 ;
-  wire \$1790 ;
-  wire \$1791 ;
-  wire \$1792 ;
-  wire \$1793 ;
-  wire \$1794 ;
-  wire \$1795 ;
-  wire \$1796 ;
-  wire \$1797 ;
-  wire \$1798 ;
-  wire \$1799 ;
   wire \$18 ;
   wire \$180 ;
-  wire \$1800 ;
-  wire \$1801 ;
-  wire \$1802 ;
-  wire \$1803 ;
-  wire \$1804 ;
-  wire \$1805 ;
-  wire \$1806 ;
-  wire \$1807 ;
-  wire \$1808 ;
-  wire \$1809 ;
   wire \$181 ;
-  wire \$1810 ;
-  wire \$1811 ;
-  wire \$1812 ;
-  wire \$1813 ;
-  wire \$1814 ;
-  wire \$1815 ;
-  wire \$1816 ;
-  wire \$1817 ;
-  wire \$1818 ;
-  wire \$1819 ;
   wire \$182 ;
-  wire \$1820 ;
-  wire \$1821 ;
-  wire \$1822 ;
-  wire \$1823 ;
-  wire \$1824 ;
-  wire \$1825 ;
-  wire \$1826 ;
-  wire \$1827 ;
-  wire \$1828 ;
-  wire \$1829 ;
   wire \$183 ;
-  wire \$1830 ;
-  wire \$1831 ;
-  wire \$1832 ;
-  wire \$1833 ;
-  wire \$1834 ;
-  wire \$1835 ;
-  wire \$1836 ;
-  wire \$1837 ;
-  wire \$1838 ;
-  wire \$1839 ;
   wire [5:0] \$184 ;
-  wire \$1840 ;
-  wire \$1841 ;
-  wire \$1842 ;
-  wire \$1843 ;
-  wire \$1844 ;
-  wire \$1845 ;
-  wire \$1846 ;
-  wire \$1847 ;
-  wire \$1848 ;
-  wire \$1849 ;
   wire [5:0] \$185 ;
-  wire \$1850 ;
-  wire \$1851 ;
-  wire \$1852 ;
-  wire \$1853 ;
-  wire \$1854 ;
-  wire \$1855 ;
-  wire \$1856 ;
-  wire \$1857 ;
-  wire \$1858 ;
-  wire \$1859 ;
   wire [5:0] \$186 ;
-  wire \$1860 ;
-  wire \$1861 ;
-  wire \$1862 ;
-  wire \$1863 ;
-  wire \$1864 ;
-  wire \$1865 ;
-  wire \$1866 ;
-  wire \$1867 ;
-  wire \$1868 ;
-  wire \$1869 ;
   wire [5:0] \$187 ;
-  wire \$1870 ;
-  wire \$1871 ;
-  wire \$1872 ;
-  wire \$1873 ;
-  wire \$1874 ;
-  wire \$1875 ;
-  wire \$1876 ;
-  wire \$1877 ;
-  wire \$1878 ;
-  wire \$1879 ;
   wire \$188 ;
-  wire \$1880 ;
-  wire \$1881 ;
-  wire \$1882 ;
-  wire \$1883 ;
-  wire \$1884 ;
-  wire \$1885 ;
-  wire \$1886 ;
-  wire \$1887 ;
-  wire \$1888 ;
-  wire \$1889 ;
   wire \$189 ;
-  wire \$1890 ;
-  wire \$1891 ;
-  wire \$1892 ;
-  wire \$1893 ;
-  wire \$1894 ;
-  wire \$1895 ;
-  wire \$1896 ;
-  wire \$1897 ;
-  wire \$1898 ;
-  wire \$1899 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$1900 ;
-  wire \$1901 ;
-  wire \$1902 ;
-  wire \$1903 ;
-  wire \$1904 ;
-  wire \$1905 ;
-  wire \$1906 ;
-  wire \$1907 ;
-  wire \$1908 ;
-  wire \$1909 ;
   wire \$191 ;
-  wire \$1910 ;
-  wire \$1911 ;
-  wire \$1912 ;
-  wire \$1913 ;
-  wire \$1914 ;
-  wire \$1915 ;
-  wire \$1916 ;
-  wire \$1917 ;
-  wire \$1918 ;
-  wire \$1919 ;
   wire \$192 ;
-  wire \$1920 ;
-  wire \$1921 ;
-  wire \$1922 ;
-  wire \$1923 ;
-  wire \$1924 ;
-  wire \$1925 ;
-  wire \$1926 ;
-  wire \$1927 ;
-  wire \$1928 ;
-  wire \$1929 ;
   wire [7:0] \$193 ;
-  wire \$1930 ;
-  wire \$1931 ;
-  wire \$1932 ;
-  wire \$1933 ;
-  wire \$1934 ;
-  wire \$1935 ;
-  wire \$1936 ;
-  wire \$1937 ;
-  wire \$1938 ;
-  wire \$1939 ;
   wire [7:0] \$194 ;
-  wire \$1940 ;
-  wire \$1941 ;
-  wire \$1942 ;
-  wire \$1943 ;
-  wire \$1944 ;
-  wire \$1945 ;
-  wire \$1946 ;
-  wire \$1947 ;
-  wire \$1948 ;
-  wire \$1949 ;
   wire [7:0] \$195 ;
-  wire \$1950 ;
-  wire \$1951 ;
-  wire \$1952 ;
-  wire \$1953 ;
-  wire \$1954 ;
-  wire \$1955 ;
-  wire \$1956 ;
-  wire \$1957 ;
-  wire \$1958 ;
-  wire \$1959 ;
   wire [7:0] \$196 ;
-  wire \$1960 ;
-  wire \$1961 ;
-  wire \$1962 ;
-  wire \$1963 ;
-  wire \$1964 ;
-  wire \$1965 ;
-  wire \$1966 ;
-  wire \$1967 ;
-  wire \$1968 ;
-  wire \$1969 ;
   wire [7:0] \$197 ;
-  wire \$1970 ;
-  wire \$1971 ;
-  wire \$1972 ;
-  wire \$1973 ;
-  wire \$1974 ;
-  wire \$1975 ;
-  wire \$1976 ;
-  wire \$1977 ;
-  wire \$1978 ;
-  wire \$1979 ;
   wire \$198 ;
-  wire \$1980 ;
-  wire \$1981 ;
-  wire \$1982 ;
-  wire \$1983 ;
-  wire \$1984 ;
-  wire \$1985 ;
-  wire \$1986 ;
-  wire \$1987 ;
-  wire \$1988 ;
-  wire \$1989 ;
   wire \$199 ;
-  wire \$1990 ;
-  wire \$1991 ;
-  wire \$1992 ;
-  wire \$1993 ;
-  wire \$1994 ;
-  wire \$1995 ;
-  wire \$1996 ;
-  wire \$1997 ;
-  wire \$1998 ;
-  wire \$1999 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire \$2000 ;
-  wire \$2001 ;
-  wire \$2002 ;
-  wire \$2003 ;
-  wire \$2004 ;
-  wire \$2005 ;
-  wire \$2006 ;
-  wire \$2007 ;
-  wire \$2008 ;
-  wire \$2009 ;
   wire \$201 ;
-  wire \$2010 ;
-  wire \$2011 ;
-  wire \$2012 ;
-  wire \$2013 ;
-  wire \$2014 ;
-  wire \$2015 ;
-  wire \$2016 ;
-  wire \$2017 ;
-  wire \$2018 ;
-  wire \$2019 ;
   wire \$202 ;
-  wire \$2020 ;
-  wire \$2021 ;
-  wire \$2022 ;
-  wire \$2023 ;
-  wire \$2024 ;
-  wire \$2025 ;
-  wire \$2026 ;
-  wire \$2027 ;
-  wire \$2028 ;
-  wire \$2029 ;
   wire [7:0] \$203 ;
-  wire \$2030 ;
-  wire \$2031 ;
-  wire \$2032 ;
-  wire \$2033 ;
-  wire \$2034 ;
-  wire \$2035 ;
-  wire \$2036 ;
-  wire \$2037 ;
-  wire \$2038 ;
-  wire \$2039 ;
   wire [7:0] \$204 ;
-  wire \$2040 ;
-  wire \$2041 ;
-  wire \$2042 ;
-  wire \$2043 ;
-  wire \$2044 ;
-  wire \$2045 ;
-  wire \$2046 ;
-  wire \$2047 ;
-  wire \$2048 ;
-  wire \$2049 ;
   wire [7:0] \$205 ;
-  wire \$2050 ;
-  wire \$2051 ;
-  wire \$2052 ;
-  wire \$2053 ;
-  wire \$2054 ;
-  wire \$2055 ;
-  wire \$2056 ;
-  wire \$2057 ;
-  wire \$2058 ;
-  wire \$2059 ;
   wire [7:0] \$206 ;
-  wire \$2060 ;
-  wire \$2061 ;
-  wire \$2062 ;
-  wire \$2063 ;
-  wire \$2064 ;
-  wire \$2065 ;
-  wire \$2066 ;
-  wire \$2067 ;
-  wire \$2068 ;
-  wire \$2069 ;
   wire [7:0] \$207 ;
-  wire \$2070 ;
-  wire \$2071 ;
-  wire \$2072 ;
-  wire \$2073 ;
-  wire \$2074 ;
-  wire \$2075 ;
-  wire \$2076 ;
-  wire \$2077 ;
-  wire \$2078 ;
-  wire \$2079 ;
   wire \$208 ;
-  wire \$2080 ;
-  wire \$2081 ;
-  wire \$2082 ;
-  wire \$2083 ;
-  wire \$2084 ;
-  wire \$2085 ;
-  wire \$2086 ;
-  wire \$2087 ;
-  wire \$2088 ;
-  wire \$2089 ;
   wire \$209 ;
-  wire \$2090 ;
-  wire \$2091 ;
-  wire \$2092 ;
-  wire \$2093 ;
-  wire \$2094 ;
-  wire \$2095 ;
-  wire \$2096 ;
-  wire \$2097 ;
-  wire \$2098 ;
-  wire \$2099 ;
   wire \$21 ;
   wire \$210 ;
-  wire \$2100 ;
-  wire \$2101 ;
-  wire \$2102 ;
-  wire \$2103 ;
-  wire \$2104 ;
-  wire \$2105 ;
-  wire \$2106 ;
-  wire \$2107 ;
-  wire \$2108 ;
-  wire \$2109 ;
   wire \$211 ;
-  wire \$2110 ;
-  wire \$2111 ;
-  wire \$2112 ;
-  wire \$2113 ;
-  wire \$2114 ;
-  wire \$2115 ;
-  wire \$2116 ;
-  wire \$2117 ;
-  wire \$2118 ;
-  wire \$2119 ;
   wire \$212 ;
-  wire \$2120 ;
-  wire \$2121 ;
-  wire \$2122 ;
-  wire \$2123 ;
-  wire \$2124 ;
-  wire \$2125 ;
-  wire \$2126 ;
-  wire \$2127 ;
-  wire \$2128 ;
-  wire \$2129 ;
   wire \$213 ;
-  wire \$2130 ;
-  wire \$2131 ;
-  wire \$2132 ;
-  wire \$2133 ;
-  wire \$2134 ;
-  wire \$2135 ;
-  wire \$2136 ;
-  wire \$2137 ;
-  wire \$2138 ;
-  wire \$2139 ;
   wire \$214 ;
-  wire \$2140 ;
-  wire \$2141 ;
-  wire \$2142 ;
-  wire \$2143 ;
-  wire \$2144 ;
-  wire \$2145 ;
-  wire \$2146 ;
-  wire \$2147 ;
-  wire \$2148 ;
-  wire \$2149 ;
   wire \$215 ;
-  wire \$2150 ;
-  wire \$2151 ;
-  wire \$2152 ;
-  wire \$2153 ;
-  wire \$2154 ;
-  wire \$2155 ;
-  wire \$2156 ;
-  wire \$2157 ;
-  wire \$2158 ;
-  wire \$2159 ;
   wire \$216 ;
-  wire \$2160 ;
-  wire \$2161 ;
-  wire \$2162 ;
-  wire \$2163 ;
-  wire \$2164 ;
-  wire \$2165 ;
-  wire \$2166 ;
-  wire \$2167 ;
-  wire \$2168 ;
-  wire \$2169 ;
   wire \$217 ;
-  wire \$2170 ;
-  wire \$2171 ;
-  wire \$2172 ;
-  wire \$2173 ;
-  wire \$2174 ;
-  wire \$2175 ;
-  wire \$2176 ;
-  wire \$2177 ;
-  wire \$2178 ;
-  wire \$2179 ;
   wire \$218 ;
-  wire \$2180 ;
-  wire \$2181 ;
-  wire \$2182 ;
-  wire \$2183 ;
-  wire \$2184 ;
-  wire \$2185 ;
-  wire \$2186 ;
-  wire \$2187 ;
-  wire \$2188 ;
-  wire \$2189 ;
   wire \$219 ;
-  wire \$2190 ;
-  wire \$2191 ;
-  wire \$2192 ;
-  wire \$2193 ;
-  wire \$2194 ;
-  wire \$2195 ;
-  wire \$2196 ;
-  wire \$2197 ;
-  wire \$2198 ;
-  wire \$2199 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$2200 ;
-  wire \$2201 ;
-  wire \$2202 ;
-  wire \$2203 ;
-  wire \$2204 ;
-  wire \$2205 ;
-  wire \$2206 ;
-  wire \$2207 ;
-  wire \$2208 ;
-  wire \$2209 ;
   wire \$221 ;
-  wire \$2210 ;
-  wire \$2211 ;
-  wire \$2212 ;
-  wire \$2213 ;
-  wire \$2214 ;
-  wire \$2215 ;
-  wire \$2216 ;
-  wire \$2217 ;
-  wire \$2218 ;
-  wire \$2219 ;
   wire \$222 ;
-  wire \$2220 ;
-  wire \$2221 ;
-  wire \$2222 ;
-  wire \$2223 ;
-  wire \$2224 ;
-  wire \$2225 ;
-  wire \$2226 ;
-  wire \$2227 ;
-  wire \$2228 ;
-  wire \$2229 ;
   wire \$223 ;
-  wire \$2230 ;
-  wire \$2231 ;
-  wire \$2232 ;
-  wire \$2233 ;
-  wire \$2234 ;
-  wire \$2235 ;
-  wire \$2236 ;
-  wire \$2237 ;
-  wire \$2238 ;
-  wire \$2239 ;
   wire \$224 ;
-  wire \$2240 ;
-  wire \$2241 ;
-  wire \$2242 ;
-  wire \$2243 ;
-  wire \$2244 ;
-  wire \$2245 ;
-  wire \$2246 ;
-  wire \$2247 ;
-  wire \$2248 ;
-  wire \$2249 ;
   wire \$225 ;
-  wire \$2250 ;
-  wire \$2251 ;
-  wire \$2252 ;
-  wire \$2253 ;
-  wire \$2254 ;
-  wire \$2255 ;
-  wire \$2256 ;
-  wire \$2257 ;
-  wire \$2258 ;
-  wire \$2259 ;
   wire \$226 ;
-  wire \$2260 ;
-  wire \$2261 ;
-  wire \$2262 ;
-  wire \$2263 ;
-  wire \$2264 ;
-  wire \$2265 ;
-  wire \$2266 ;
-  wire \$2267 ;
-  wire \$2268 ;
-  wire \$2269 ;
   wire \$227 ;
-  wire \$2270 ;
-  wire \$2271 ;
-  wire \$2272 ;
-  wire \$2273 ;
-  wire \$2274 ;
-  wire \$2275 ;
-  wire \$2276 ;
-  wire \$2277 ;
-  wire \$2278 ;
-  wire \$2279 ;
   wire \$228 ;
-  wire \$2280 ;
-  wire \$2281 ;
-  wire \$2282 ;
-  wire \$2283 ;
-  wire \$2284 ;
-  wire \$2285 ;
-  wire \$2286 ;
-  wire \$2287 ;
-  wire \$2288 ;
-  wire \$2289 ;
   wire \$229 ;
-  wire \$2290 ;
-  wire \$2291 ;
-  wire \$2292 ;
-  wire \$2293 ;
-  wire \$2294 ;
-  wire \$2295 ;
-  wire \$2296 ;
-  wire \$2297 ;
-  wire \$2298 ;
-  wire \$2299 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$2300 ;
-  wire \$2301 ;
-  wire \$2302 ;
-  wire \$2303 ;
-  wire \$2304 ;
-  wire \$2305 ;
-  wire \$2306 ;
-  wire \$2307 ;
-  wire \$2308 ;
-  wire \$2309 ;
   wire \$231 ;
-  wire \$2310 ;
-  wire \$2311 ;
-  wire \$2312 ;
-  wire \$2313 ;
-  wire \$2314 ;
-  wire \$2315 ;
-  wire \$2316 ;
-  wire \$2317 ;
-  wire \$2318 ;
-  wire \$2319 ;
   wire \$232 ;
-  wire \$2320 ;
-  wire \$2321 ;
-  wire \$2322 ;
-  wire \$2323 ;
-  wire \$2324 ;
-  wire \$2325 ;
-  wire \$2326 ;
-  wire \$2327 ;
-  wire \$2328 ;
-  wire \$2329 ;
   wire \$233 ;
-  wire \$2330 ;
-  wire \$2331 ;
-  wire \$2332 ;
-  wire \$2333 ;
-  wire \$2334 ;
-  wire \$2335 ;
-  wire \$2336 ;
-  wire \$2337 ;
-  wire \$2338 ;
-  wire \$2339 ;
   wire \$234 ;
-  wire \$2340 ;
-  wire \$2341 ;
-  wire \$2342 ;
-  wire \$2343 ;
-  wire \$2344 ;
-  wire \$2345 ;
-  wire \$2346 ;
-  wire \$2347 ;
-  wire \$2348 ;
-  wire \$2349 ;
   wire \$235 ;
-  wire \$2350 ;
-  wire \$2351 ;
-  wire \$2352 ;
-  wire \$2353 ;
-  wire \$2354 ;
-  wire \$2355 ;
-  wire \$2356 ;
-  wire \$2357 ;
-  wire \$2358 ;
-  wire \$2359 ;
   wire \$236 ;
-  wire \$2360 ;
-  wire \$2361 ;
-  wire \$2362 ;
-  wire \$2363 ;
-  wire \$2364 ;
-  wire \$2365 ;
-  wire \$2366 ;
-  wire \$2367 ;
-  wire \$2368 ;
-  wire \$2369 ;
   wire \$237 ;
-  wire \$2370 ;
-  wire \$2371 ;
-  wire \$2372 ;
-  wire \$2373 ;
-  wire \$2374 ;
-  wire \$2375 ;
-  wire \$2376 ;
-  wire \$2377 ;
-  wire \$2378 ;
-  wire \$2379 ;
   wire \$238 ;
-  wire \$2380 ;
-  wire \$2381 ;
-  wire \$2382 ;
-  wire \$2383 ;
-  wire \$2384 ;
-  wire \$2385 ;
-  wire \$2386 ;
-  wire \$2387 ;
-  wire \$2388 ;
-  wire \$2389 ;
   wire \$239 ;
-  wire \$2390 ;
-  wire \$2391 ;
-  wire \$2392 ;
-  wire \$2393 ;
-  wire \$2394 ;
-  wire \$2395 ;
-  wire \$2396 ;
-  wire \$2397 ;
-  wire \$2398 ;
-  wire \$2399 ;
   wire \$24 ;
   wire \$240 ;
-  wire \$2400 ;
-  wire \$2401 ;
-  wire \$2402 ;
-  wire \$2403 ;
-  wire \$2404 ;
-  wire \$2405 ;
-  wire \$2406 ;
-  wire \$2407 ;
-  wire \$2408 ;
-  wire \$2409 ;
   wire \$241 ;
-  wire \$2410 ;
-  wire \$2411 ;
-  wire \$2412 ;
-  wire \$2413 ;
-  wire \$2414 ;
-  wire \$2415 ;
-  wire \$2416 ;
-  wire \$2417 ;
-  wire \$2418 ;
-  wire \$2419 ;
   wire \$242 ;
-  wire \$2420 ;
-  wire \$2421 ;
-  wire \$2422 ;
-  wire \$2423 ;
-  wire \$2424 ;
-  wire \$2425 ;
-  wire \$2426 ;
-  wire \$2427 ;
-  wire \$2428 ;
-  wire \$2429 ;
   wire \$243 ;
-  wire \$2430 ;
-  wire \$2431 ;
-  wire \$2432 ;
-  wire \$2433 ;
-  wire \$2434 ;
-  wire \$2435 ;
-  wire \$2436 ;
-  wire \$2437 ;
-  wire \$2438 ;
-  wire \$2439 ;
   wire \$244 ;
-  wire \$2440 ;
-  wire \$2441 ;
-  wire \$2442 ;
-  wire \$2443 ;
-  wire \$2444 ;
-  wire \$2445 ;
-  wire \$2446 ;
-  wire \$2447 ;
-  wire \$2448 ;
-  wire \$2449 ;
   wire \$245 ;
-  wire \$2450 ;
-  wire \$2451 ;
-  wire \$2452 ;
-  wire \$2453 ;
-  wire \$2454 ;
-  wire \$2455 ;
-  wire \$2456 ;
-  wire \$2457 ;
-  wire \$2458 ;
-  wire \$2459 ;
   wire \$246 ;
-  wire \$2460 ;
-  wire \$2461 ;
-  wire \$2462 ;
-  wire \$2463 ;
-  wire \$2464 ;
-  wire \$2465 ;
-  wire \$2466 ;
-  wire \$2467 ;
-  wire \$2468 ;
-  wire \$2469 ;
   wire \$247 ;
-  wire \$2470 ;
-  wire \$2471 ;
-  wire \$2472 ;
-  wire \$2473 ;
-  wire \$2474 ;
-  wire \$2475 ;
-  wire \$2476 ;
-  wire \$2477 ;
-  wire \$2478 ;
-  wire \$2479 ;
   wire \$248 ;
-  wire \$2480 ;
-  wire \$2481 ;
-  wire \$2482 ;
-  wire \$2483 ;
-  wire \$2484 ;
-  wire \$2485 ;
-  wire \$2486 ;
-  wire \$2487 ;
-  wire \$2488 ;
-  wire \$2489 ;
   wire \$249 ;
-  wire \$2490 ;
-  wire \$2491 ;
-  wire \$2492 ;
-  wire \$2493 ;
-  wire \$2494 ;
-  wire \$2495 ;
-  wire \$2496 ;
-  wire \$2497 ;
-  wire \$2498 ;
-  wire \$2499 ;
   wire \$25 ;
   wire \$250 ;
-  wire \$2500 ;
-  wire \$2501 ;
-  wire \$2502 ;
-  wire \$2503 ;
-  wire \$2504 ;
-  wire \$2505 ;
-  wire \$2506 ;
-  wire \$2507 ;
-  wire \$2508 ;
-  wire \$2509 ;
   wire \$251 ;
-  wire \$2510 ;
-  wire \$2511 ;
-  wire \$2512 ;
-  wire \$2513 ;
-  wire \$2514 ;
-  wire \$2515 ;
-  wire \$2516 ;
-  wire \$2517 ;
-  wire \$2518 ;
-  wire \$2519 ;
   wire \$252 ;
-  wire \$2520 ;
-  wire \$2521 ;
-  wire \$2522 ;
-  wire \$2523 ;
-  wire \$2524 ;
-  wire \$2525 ;
-  wire \$2526 ;
-  wire \$2527 ;
-  wire \$2528 ;
-  wire \$2529 ;
   wire \$253 ;
-  wire \$2530 ;
-  wire \$2531 ;
-  wire \$2532 ;
-  wire \$2533 ;
-  wire \$2534 ;
-  wire \$2535 ;
-  wire \$2536 ;
-  wire \$2537 ;
-  wire \$2538 ;
-  wire \$2539 ;
   wire \$254 ;
-  wire \$2540 ;
-  wire \$2541 ;
-  wire \$2542 ;
-  wire \$2543 ;
-  wire \$2544 ;
-  wire \$2545 ;
-  wire \$2546 ;
-  wire \$2547 ;
-  wire \$2548 ;
-  wire \$2549 ;
   wire \$255 ;
-  wire \$2550 ;
-  wire \$2551 ;
-  wire \$2552 ;
-  wire \$2553 ;
-  wire \$2554 ;
-  wire \$2555 ;
-  wire \$2556 ;
-  wire \$2557 ;
-  wire \$2558 ;
-  wire \$2559 ;
   wire \$256 ;
-  wire \$2560 ;
-  wire \$2561 ;
-  wire \$2562 ;
-  wire \$2563 ;
-  wire \$2564 ;
-  wire \$2565 ;
-  wire \$2566 ;
-  wire \$2567 ;
-  wire \$2568 ;
-  wire \$2569 ;
   wire \$257 ;
-  wire \$2570 ;
-  wire \$2571 ;
-  wire \$2572 ;
-  wire \$2573 ;
-  wire \$2574 ;
-  wire \$2575 ;
-  wire \$2576 ;
-  wire \$2577 ;
-  wire \$2578 ;
-  wire \$2579 ;
   wire \$258 ;
-  wire \$2580 ;
-  wire \$2581 ;
-  wire \$2582 ;
-  wire \$2583 ;
-  wire \$2584 ;
-  wire \$2585 ;
-  wire \$2586 ;
-  wire \$2587 ;
-  wire \$2588 ;
-  wire \$2589 ;
   wire \$259 ;
-  wire \$2590 ;
-  wire \$2591 ;
-  wire \$2592 ;
-  wire \$2593 ;
-  wire \$2594 ;
-  wire \$2595 ;
-  wire \$2596 ;
-  wire \$2597 ;
-  wire \$2598 ;
-  wire \$2599 ;
   wire \$26 ;
   wire \$260 ;
-  wire \$2600 ;
-  wire \$2601 ;
-  wire \$2602 ;
-  wire \$2603 ;
-  wire \$2604 ;
-  wire \$2605 ;
-  wire \$2606 ;
-  wire \$2607 ;
-  wire \$2608 ;
-  wire \$2609 ;
   wire \$261 ;
-  wire \$2610 ;
-  wire \$2611 ;
-  wire \$2612 ;
-  wire \$2613 ;
-  wire \$2614 ;
-  wire \$2615 ;
-  wire \$2616 ;
-  wire \$2617 ;
-  wire \$2618 ;
-  wire \$2619 ;
   wire \$262 ;
-  wire \$2620 ;
-  wire \$2621 ;
-  wire \$2622 ;
-  wire \$2623 ;
-  wire \$2624 ;
-  wire \$2625 ;
-  wire \$2626 ;
-  wire \$2627 ;
-  wire \$2628 ;
-  wire \$2629 ;
   wire \$263 ;
-  wire \$2630 ;
-  wire \$2631 ;
-  wire \$2632 ;
-  wire \$2633 ;
-  wire \$2634 ;
-  wire \$2635 ;
-  wire \$2636 ;
-  wire \$2637 ;
-  wire \$2638 ;
-  wire \$2639 ;
   wire \$264 ;
-  wire \$2640 ;
-  wire \$2641 ;
-  wire \$2642 ;
-  wire \$2643 ;
-  wire \$2644 ;
-  wire \$2645 ;
-  wire \$2646 ;
-  wire \$2647 ;
-  wire \$2648 ;
-  wire \$2649 ;
   wire \$265 ;
-  wire \$2650 ;
-  wire \$2651 ;
-  wire \$2652 ;
-  wire \$2653 ;
-  wire \$2654 ;
-  wire \$2655 ;
-  wire \$2656 ;
-  wire \$2657 ;
-  wire \$2658 ;
-  wire \$2659 ;
   wire \$266 ;
-  wire \$2660 ;
-  wire \$2661 ;
-  wire \$2662 ;
-  wire \$2663 ;
-  wire \$2664 ;
-  wire \$2665 ;
-  wire \$2666 ;
-  wire \$2667 ;
-  wire \$2668 ;
-  wire \$2669 ;
   wire \$267 ;
-  wire \$2670 ;
-  wire \$2671 ;
-  wire \$2672 ;
-  wire \$2673 ;
-  wire \$2674 ;
-  wire \$2675 ;
-  wire \$2676 ;
-  wire \$2677 ;
-  wire \$2678 ;
-  wire \$2679 ;
   wire \$268 ;
-  wire \$2680 ;
-  wire \$2681 ;
-  wire \$2682 ;
-  wire \$2683 ;
-  wire \$2684 ;
-  wire \$2685 ;
-  wire \$2686 ;
-  wire \$2687 ;
-  wire \$2688 ;
-  wire \$2689 ;
   wire \$269 ;
-  wire \$2690 ;
-  wire \$2691 ;
-  wire \$2692 ;
-  wire \$2693 ;
-  wire \$2694 ;
-  wire \$2695 ;
-  wire \$2696 ;
-  wire \$2697 ;
-  wire \$2698 ;
-  wire \$2699 ;
   wire \$27 ;
   wire \$270 ;
-  wire \$2700 ;
-  wire \$2701 ;
-  wire \$2702 ;
-  wire \$2703 ;
-  wire \$2704 ;
-  wire \$2705 ;
-  wire \$2706 ;
-  wire \$2707 ;
-  wire \$2708 ;
-  wire \$2709 ;
   wire \$271 ;
-  wire \$2710 ;
-  wire \$2711 ;
-  wire \$2712 ;
-  wire \$2713 ;
-  wire \$2714 ;
-  wire \$2715 ;
-  wire \$2716 ;
-  wire \$2717 ;
-  wire \$2718 ;
-  wire \$2719 ;
   wire \$272 ;
-  wire \$2720 ;
-  wire \$2721 ;
-  wire \$2722 ;
-  wire \$2723 ;
-  wire \$2724 ;
-  wire \$2725 ;
-  wire \$2726 ;
-  wire \$2727 ;
-  wire \$2728 ;
-  wire \$2729 ;
   wire \$273 ;
-  wire \$2730 ;
-  wire \$2731 ;
-  wire \$2732 ;
-  wire \$2733 ;
-  wire \$2734 ;
-  wire \$2735 ;
-  wire \$2736 ;
-  wire \$2737 ;
-  wire \$2738 ;
-  wire \$2739 ;
   wire \$274 ;
-  wire \$2740 ;
-  wire \$2741 ;
-  wire \$2742 ;
-  wire \$2743 ;
-  wire \$2744 ;
-  wire \$2745 ;
-  wire \$2746 ;
-  wire \$2747 ;
-  wire \$2748 ;
-  wire \$2749 ;
   wire \$275 ;
-  wire \$2750 ;
-  wire \$2751 ;
-  wire \$2752 ;
-  wire \$2753 ;
-  wire \$2754 ;
-  wire \$2755 ;
-  wire \$2756 ;
-  wire \$2757 ;
-  wire \$2758 ;
-  wire \$2759 ;
   wire \$276 ;
-  wire \$2760 ;
-  wire \$2761 ;
-  wire \$2762 ;
-  wire \$2763 ;
-  wire \$2764 ;
-  wire \$2765 ;
-  wire \$2766 ;
-  wire \$2767 ;
-  wire \$2768 ;
-  wire \$2769 ;
   wire \$277 ;
-  wire \$2770 ;
-  wire \$2771 ;
-  wire \$2772 ;
-  wire \$2773 ;
-  wire \$2774 ;
-  wire \$2775 ;
-  wire \$2776 ;
-  wire \$2777 ;
-  wire \$2778 ;
-  wire \$2779 ;
   wire \$278 ;
-  wire \$2780 ;
-  wire \$2781 ;
-  wire \$2782 ;
-  wire \$2783 ;
-  wire \$2784 ;
-  wire \$2785 ;
-  wire \$2786 ;
-  wire \$2787 ;
-  wire \$2788 ;
-  wire \$2789 ;
   wire \$279 ;
-  wire \$2790 ;
-  wire \$2791 ;
-  wire \$2792 ;
-  wire \$2793 ;
-  wire \$2794 ;
-  wire \$2795 ;
-  wire \$2796 ;
-  wire \$2797 ;
-  wire \$2798 ;
-  wire \$2799 ;
   wire \$28 ;
   wire \$280 ;
-  wire \$2800 ;
-  wire \$2801 ;
-  wire \$2802 ;
-  wire \$2803 ;
-  wire \$2804 ;
-  wire \$2805 ;
-  wire \$2806 ;
-  wire \$2807 ;
-  wire \$2808 ;
-  wire \$2809 ;
   wire \$281 ;
-  wire \$2810 ;
-  wire \$2811 ;
-  wire \$2812 ;
-  wire \$2813 ;
-  wire \$2814 ;
-  wire \$2815 ;
-  wire \$2816 ;
-  wire \$2817 ;
-  wire \$2818 ;
-  wire \$2819 ;
   wire \$282 ;
-  wire \$2820 ;
-  wire \$2821 ;
-  wire \$2822 ;
-  wire \$2823 ;
-  wire \$2824 ;
-  wire \$2825 ;
-  wire \$2826 ;
-  wire \$2827 ;
-  wire \$2828 ;
-  wire \$2829 ;
   wire \$283 ;
-  wire \$2830 ;
-  wire \$2831 ;
-  wire \$2832 ;
-  wire \$2833 ;
-  wire \$2834 ;
-  wire \$2835 ;
-  wire \$2836 ;
-  wire \$2837 ;
-  wire \$2838 ;
-  wire \$2839 ;
   wire \$284 ;
-  wire \$2840 ;
-  wire \$2841 ;
-  wire \$2842 ;
-  wire \$2843 ;
-  wire \$2844 ;
-  wire \$2845 ;
-  wire \$2846 ;
-  wire \$2847 ;
-  wire \$2848 ;
-  wire \$2849 ;
   wire \$285 ;
-  wire \$2850 ;
-  wire \$2851 ;
-  wire \$2852 ;
-  wire \$2853 ;
-  wire \$2854 ;
-  wire \$2855 ;
-  wire \$2856 ;
-  wire \$2857 ;
-  wire \$2858 ;
-  wire \$2859 ;
   wire \$286 ;
-  wire \$2860 ;
-  wire \$2861 ;
-  wire \$2862 ;
-  wire \$2863 ;
-  wire \$2864 ;
-  wire \$2865 ;
-  wire \$2866 ;
-  wire \$2867 ;
-  wire \$2868 ;
-  wire \$2869 ;
   wire \$287 ;
-  wire \$2870 ;
-  wire \$2871 ;
-  wire \$2872 ;
-  wire \$2873 ;
-  wire \$2874 ;
-  wire \$2875 ;
-  wire \$2876 ;
-  wire \$2877 ;
-  wire \$2878 ;
-  wire \$2879 ;
   wire \$288 ;
-  wire \$2880 ;
-  wire \$2881 ;
-  wire \$2882 ;
-  wire \$2883 ;
-  wire \$2884 ;
-  wire \$2885 ;
-  wire \$2886 ;
-  wire \$2887 ;
-  wire \$2888 ;
-  wire \$2889 ;
   wire \$289 ;
-  wire \$2890 ;
-  wire \$2891 ;
-  wire \$2892 ;
-  wire \$2893 ;
-  wire \$2894 ;
-  wire \$2895 ;
-  wire \$2896 ;
-  wire \$2897 ;
-  wire \$2898 ;
-  wire \$2899 ;
   wire \$29 ;
   wire \$290 ;
-  wire \$2900 ;
-  wire \$2901 ;
-  wire \$2902 ;
-  wire \$2903 ;
-  wire \$2904 ;
-  wire \$2905 ;
-  wire \$2906 ;
-  wire \$2907 ;
-  wire \$2908 ;
-  wire \$2909 ;
   wire \$291 ;
-  wire \$2910 ;
-  wire \$2911 ;
-  wire \$2912 ;
-  wire \$2913 ;
-  wire \$2914 ;
-  wire \$2915 ;
-  wire \$2916 ;
-  wire \$2917 ;
-  wire \$2918 ;
-  wire \$2919 ;
   wire \$292 ;
-  wire \$2920 ;
-  wire \$2921 ;
-  wire \$2922 ;
-  wire \$2923 ;
-  wire \$2924 ;
-  wire \$2925 ;
-  wire \$2926 ;
-  wire \$2927 ;
-  wire \$2928 ;
-  wire \$2929 ;
   wire \$293 ;
-  wire \$2930 ;
-  wire \$2931 ;
-  wire \$2932 ;
-  wire \$2933 ;
-  wire \$2934 ;
-  wire \$2935 ;
-  wire \$2936 ;
-  wire \$2937 ;
-  wire \$2938 ;
-  wire \$2939 ;
   wire \$294 ;
-  wire \$2940 ;
-  wire \$2941 ;
-  wire \$2942 ;
-  wire \$2943 ;
-  wire \$2944 ;
-  wire \$2945 ;
-  wire \$2946 ;
-  wire \$2947 ;
-  wire \$2948 ;
-  wire \$2949 ;
   wire \$295 ;
-  wire \$2950 ;
-  wire \$2951 ;
-  wire \$2952 ;
-  wire \$2953 ;
-  wire \$2954 ;
-  wire \$2955 ;
-  wire \$2956 ;
-  wire \$2957 ;
-  wire \$2958 ;
-  wire \$2959 ;
   wire \$296 ;
-  wire \$2960 ;
-  wire \$2961 ;
-  wire \$2962 ;
-  wire \$2963 ;
-  wire \$2964 ;
-  wire \$2965 ;
-  wire \$2966 ;
-  wire \$2967 ;
-  wire \$2968 ;
-  wire \$2969 ;
   wire \$297 ;
-  wire \$2970 ;
-  wire \$2971 ;
-  wire \$2972 ;
-  wire \$2973 ;
-  wire \$2974 ;
-  wire \$2975 ;
-  wire \$2976 ;
-  wire \$2977 ;
-  wire \$2978 ;
-  wire \$2979 ;
   wire \$298 ;
-  wire \$2980 ;
-  wire \$2981 ;
-  wire \$2982 ;
-  wire \$2983 ;
-  wire \$2984 ;
-  wire \$2985 ;
-  wire \$2986 ;
-  wire \$2987 ;
-  wire \$2988 ;
-  wire \$2989 ;
   wire \$299 ;
-  wire \$2990 ;
-  wire \$2991 ;
-  wire \$2992 ;
-  wire \$2993 ;
-  wire \$2994 ;
-  wire \$2995 ;
-  wire \$2996 ;
-  wire \$2997 ;
-  wire \$2998 ;
-  wire \$2999 ;
   wire \$3 ;
   wire \$30 ;
   wire \$300 ;
-  wire \$3000 ;
-  wire \$3001 ;
-  wire \$3002 ;
-  wire \$3003 ;
-  wire \$3004 ;
-  wire \$3005 ;
-  wire \$3006 ;
-  wire \$3007 ;
-  wire \$3008 ;
-  wire \$3009 ;
   wire \$301 ;
-  wire \$3010 ;
-  wire \$3011 ;
-  wire \$3012 ;
-  wire \$3013 ;
-  wire \$3014 ;
-  wire \$3015 ;
-  wire \$3016 ;
-  wire \$3017 ;
-  wire \$3018 ;
-  wire \$3019 ;
   wire \$302 ;
-  wire \$3020 ;
-  wire \$3021 ;
-  wire \$3022 ;
-  wire \$3023 ;
-  wire \$3024 ;
-  wire \$3025 ;
-  wire \$3026 ;
-  wire \$3027 ;
-  wire \$3028 ;
-  wire \$3029 ;
   wire \$303 ;
-  wire \$3030 ;
-  wire \$3031 ;
-  wire \$3032 ;
-  wire \$3033 ;
-  wire \$3034 ;
-  wire \$3035 ;
-  wire \$3036 ;
-  wire \$3037 ;
-  wire \$3038 ;
-  wire \$3039 ;
   wire \$304 ;
-  wire \$3040 ;
-  wire \$3041 ;
-  wire \$3042 ;
-  wire \$3043 ;
-  wire \$3044 ;
-  wire \$3045 ;
-  wire \$3046 ;
-  wire \$3047 ;
-  wire \$3048 ;
-  wire \$3049 ;
   wire \$305 ;
-  wire \$3050 ;
-  wire \$3051 ;
-  wire \$3052 ;
-  wire \$3053 ;
-  wire \$3054 ;
-  wire \$3055 ;
-  wire \$3056 ;
-  wire \$3057 ;
-  wire \$3058 ;
-  wire \$3059 ;
   wire \$306 ;
-  wire \$3060 ;
-  wire \$3061 ;
-  wire \$3062 ;
-  wire \$3063 ;
-  wire \$3064 ;
-  wire \$3065 ;
-  wire \$3066 ;
-  wire \$3067 ;
-  wire \$3068 ;
-  wire \$3069 ;
   wire \$307 ;
-  wire \$3070 ;
-  wire \$3071 ;
-  wire \$3072 ;
-  wire \$3073 ;
-  wire \$3074 ;
-  wire \$3075 ;
-  wire \$3076 ;
-  wire \$3077 ;
-  wire \$3078 ;
-  wire \$3079 ;
   wire \$308 ;
-  wire \$3080 ;
-  wire \$3081 ;
-  wire \$3082 ;
-  wire \$3083 ;
-  wire \$3084 ;
-  wire \$3085 ;
-  wire \$3086 ;
-  wire \$3087 ;
-  wire \$3088 ;
-  wire \$3089 ;
   wire \$309 ;
-  wire \$3090 ;
-  wire \$3091 ;
-  wire \$3092 ;
-  wire \$3093 ;
-  wire \$3094 ;
-  wire \$3095 ;
-  wire \$3096 ;
-  wire \$3097 ;
-  wire \$3098 ;
-  wire \$3099 ;
   wire \$31 ;
   wire \$310 ;
-  wire \$3100 ;
-  wire \$3101 ;
-  wire \$3102 ;
-  wire \$3103 ;
-  wire \$3104 ;
-  wire \$3105 ;
-  wire \$3106 ;
-  wire \$3107 ;
-  wire \$3108 ;
-  wire \$3109 ;
   wire \$311 ;
-  wire \$3110 ;
-  wire \$3111 ;
-  wire \$3112 ;
-  wire \$3113 ;
-  wire \$3114 ;
-  wire \$3115 ;
-  wire \$3116 ;
-  wire \$3117 ;
-  wire \$3118 ;
-  wire \$3119 ;
   wire \$312 ;
-  wire \$3120 ;
-  wire \$3121 ;
-  wire \$3122 ;
-  wire \$3123 ;
-  wire \$3124 ;
-  wire \$3125 ;
-  wire \$3126 ;
-  wire \$3127 ;
-  wire \$3128 ;
-  wire \$3129 ;
   wire \$313 ;
-  wire \$3130 ;
-  wire \$3131 ;
-  wire \$3132 ;
-  wire \$3133 ;
-  wire \$3134 ;
-  wire \$3135 ;
-  wire \$3136 ;
-  wire \$3137 ;
-  wire \$3138 ;
-  wire \$3139 ;
   wire \$314 ;
-  wire \$3140 ;
-  wire \$3141 ;
-  wire \$3142 ;
-  wire \$3143 ;
-  wire \$3144 ;
-  wire \$3145 ;
-  wire \$3146 ;
-  wire \$3147 ;
-  wire \$3148 ;
-  wire \$3149 ;
   wire \$315 ;
-  wire \$3150 ;
-  wire \$3151 ;
-  wire \$3152 ;
-  wire \$3153 ;
-  wire \$3154 ;
-  wire \$3155 ;
-  wire \$3156 ;
-  wire \$3157 ;
-  wire \$3158 ;
-  wire \$3159 ;
   wire \$316 ;
-  wire \$3160 ;
-  wire \$3161 ;
-  wire \$3162 ;
-  wire \$3163 ;
-  wire \$3164 ;
-  wire \$3165 ;
-  wire \$3166 ;
-  wire \$3167 ;
-  wire \$3168 ;
-  wire \$3169 ;
   wire \$317 ;
-  wire \$3170 ;
-  wire \$3171 ;
-  wire \$3172 ;
-  wire \$3173 ;
-  wire \$3174 ;
-  wire \$3175 ;
-  wire \$3176 ;
-  wire \$3177 ;
-  wire \$3178 ;
-  wire \$3179 ;
   wire \$318 ;
-  wire \$3180 ;
-  wire \$3181 ;
-  wire \$3182 ;
-  wire \$3183 ;
-  wire \$3184 ;
-  wire \$3185 ;
-  wire \$3186 ;
-  wire \$3187 ;
-  wire \$3188 ;
-  wire \$3189 ;
   wire \$319 ;
-  wire \$3190 ;
-  wire \$3191 ;
-  wire \$3192 ;
-  wire \$3193 ;
-  wire \$3194 ;
-  wire \$3195 ;
-  wire \$3196 ;
-  wire \$3197 ;
-  wire \$3198 ;
-  wire \$3199 ;
   wire \$32 ;
   wire \$320 ;
-  wire \$3200 ;
-  wire \$3201 ;
-  wire \$3202 ;
-  wire \$3203 ;
-  wire \$3204 ;
-  wire \$3205 ;
-  wire \$3206 ;
-  wire \$3207 ;
-  wire \$3208 ;
-  wire \$3209 ;
   wire \$321 ;
-  wire \$3210 ;
-  wire \$3211 ;
-  wire \$3212 ;
-  wire \$3213 ;
-  wire \$3214 ;
-  wire \$3215 ;
-  wire \$3216 ;
-  wire \$3217 ;
-  wire \$3218 ;
-  wire \$3219 ;
   wire \$322 ;
-  wire \$3220 ;
-  wire \$3221 ;
-  wire \$3222 ;
-  wire \$3223 ;
-  wire \$3224 ;
-  wire \$3225 ;
-  wire \$3226 ;
-  wire \$3227 ;
-  wire \$3228 ;
-  wire \$3229 ;
   wire \$323 ;
-  wire \$3230 ;
-  wire \$3231 ;
-  wire \$3232 ;
-  wire \$3233 ;
-  wire \$3234 ;
-  wire \$3235 ;
-  wire \$3236 ;
-  wire \$3237 ;
-  wire \$3238 ;
-  wire \$3239 ;
   wire \$324 ;
-  wire \$3240 ;
-  wire \$3241 ;
-  wire \$3242 ;
-  wire \$3243 ;
-  wire \$3244 ;
-  wire \$3245 ;
-  wire \$3246 ;
-  wire \$3247 ;
-  wire \$3248 ;
-  wire \$3249 ;
   wire \$325 ;
-  wire \$3250 ;
-  wire \$3251 ;
-  wire \$3252 ;
-  wire \$3253 ;
-  wire \$3254 ;
-  wire \$3255 ;
-  wire \$3256 ;
-  wire \$3257 ;
-  wire \$3258 ;
-  wire \$3259 ;
   wire \$326 ;
-  wire \$3260 ;
-  wire \$3261 ;
-  wire \$3262 ;
-  wire \$3263 ;
-  wire \$3264 ;
-  wire \$3265 ;
-  wire \$3266 ;
-  wire \$3267 ;
-  wire \$3268 ;
-  wire \$3269 ;
   wire \$327 ;
-  wire \$3270 ;
-  wire \$3271 ;
-  wire \$3272 ;
-  wire \$3273 ;
-  wire \$3274 ;
-  wire \$3275 ;
-  wire \$3276 ;
-  wire \$3277 ;
-  wire \$3278 ;
-  wire \$3279 ;
   wire \$328 ;
-  wire \$3280 ;
-  wire \$3281 ;
-  wire \$3282 ;
-  wire \$3283 ;
-  wire \$3284 ;
-  wire \$3285 ;
-  wire \$3286 ;
-  wire \$3287 ;
-  wire \$3288 ;
-  wire \$3289 ;
   wire \$329 ;
-  wire \$3290 ;
-  wire \$3291 ;
-  wire \$3292 ;
-  wire \$3293 ;
-  wire \$3294 ;
-  wire \$3295 ;
-  wire \$3296 ;
-  wire \$3297 ;
-  wire \$3298 ;
-  wire \$3299 ;
   wire \$33 ;
   wire \$330 ;
-  wire \$3300 ;
-  wire \$3301 ;
-  wire \$3302 ;
-  wire \$3303 ;
-  wire \$3304 ;
-  wire \$3305 ;
-  wire \$3306 ;
-  wire \$3307 ;
-  wire \$3308 ;
-  wire \$3309 ;
   wire \$331 ;
-  wire \$3310 ;
-  wire \$3311 ;
-  wire \$3312 ;
-  wire \$3313 ;
-  wire \$3314 ;
-  wire \$3315 ;
-  wire \$3316 ;
-  wire \$3317 ;
-  wire \$3318 ;
-  wire \$3319 ;
   wire \$332 ;
-  wire \$3320 ;
-  wire \$3321 ;
-  wire \$3322 ;
-  wire \$3323 ;
-  wire \$3324 ;
-  wire \$3325 ;
-  wire \$3326 ;
-  wire \$3327 ;
-  wire \$3328 ;
-  wire \$3329 ;
   wire \$333 ;
-  wire \$3330 ;
-  wire \$3331 ;
-  wire \$3332 ;
-  wire \$3333 ;
-  wire \$3334 ;
-  wire \$3335 ;
-  wire \$3336 ;
-  wire \$3337 ;
-  wire \$3338 ;
-  wire \$3339 ;
   wire \$334 ;
-  wire \$3340 ;
-  wire \$3341 ;
-  wire \$3342 ;
-  wire \$3343 ;
-  wire \$3344 ;
-  wire \$3345 ;
-  wire \$3346 ;
-  wire \$3347 ;
-  wire \$3348 ;
-  wire \$3349 ;
   wire \$335 ;
-  wire \$3350 ;
-  wire \$3351 ;
-  wire \$3352 ;
-  wire \$3353 ;
-  wire \$3354 ;
-  wire \$3355 ;
-  wire \$3356 ;
-  wire \$3357 ;
-  wire \$3358 ;
-  wire \$3359 ;
   wire \$336 ;
-  wire \$3360 ;
-  wire \$3361 ;
-  wire \$3362 ;
-  wire \$3363 ;
-  wire \$3364 ;
-  wire \$3365 ;
-  wire \$3366 ;
-  wire \$3367 ;
-  wire \$3368 ;
-  wire \$3369 ;
   wire \$337 ;
-  wire \$3370 ;
-  wire \$3371 ;
-  wire \$3372 ;
-  wire \$3373 ;
-  wire \$3374 ;
-  wire \$3375 ;
-  wire \$3376 ;
-  wire \$3377 ;
-  wire \$3378 ;
-  wire \$3379 ;
   wire \$338 ;
-  wire \$3380 ;
-  wire \$3381 ;
-  wire \$3382 ;
-  wire \$3383 ;
-  wire \$3384 ;
-  wire \$3385 ;
-  wire \$3386 ;
-  wire \$3387 ;
-  wire \$3388 ;
-  wire \$3389 ;
   wire \$339 ;
-  wire \$3390 ;
-  wire \$3391 ;
-  wire \$3392 ;
-  wire \$3393 ;
-  wire \$3394 ;
-  wire \$3395 ;
-  wire \$3396 ;
-  wire \$3397 ;
-  wire \$3398 ;
-  wire \$3399 ;
   wire \$34 ;
   wire \$340 ;
-  wire \$3400 ;
-  wire \$3401 ;
-  wire \$3402 ;
-  wire \$3403 ;
-  wire \$3404 ;
-  wire \$3405 ;
-  wire \$3406 ;
-  wire \$3407 ;
-  wire \$3408 ;
-  wire \$3409 ;
   wire \$341 ;
-  wire \$3410 ;
-  wire \$3411 ;
-  wire \$3412 ;
-  wire \$3413 ;
-  wire \$3414 ;
-  wire \$3415 ;
-  wire \$3416 ;
-  wire \$3417 ;
-  wire \$3418 ;
-  wire \$3419 ;
   wire \$342 ;
-  wire \$3420 ;
-  wire \$3421 ;
-  wire \$3422 ;
-  wire \$3423 ;
-  wire \$3424 ;
-  wire \$3425 ;
-  wire \$3426 ;
-  wire \$3427 ;
-  wire \$3428 ;
-  wire \$3429 ;
   wire \$343 ;
-  wire \$3430 ;
-  wire \$3431 ;
-  wire \$3432 ;
-  wire \$3433 ;
-  wire \$3434 ;
-  wire \$3435 ;
-  wire \$3436 ;
-  wire \$3437 ;
-  wire \$3438 ;
-  wire \$3439 ;
   wire \$344 ;
-  wire \$3440 ;
-  wire \$3441 ;
-  wire \$3442 ;
-  wire \$3443 ;
-  wire \$3444 ;
-  wire \$3445 ;
-  wire \$3446 ;
-  wire \$3447 ;
-  wire \$3448 ;
-  wire \$3449 ;
   wire \$345 ;
-  wire \$3450 ;
-  wire \$3451 ;
-  wire \$3452 ;
-  wire \$3453 ;
-  wire \$3454 ;
-  wire \$3455 ;
-  wire \$3456 ;
-  wire \$3457 ;
-  wire \$3458 ;
-  wire \$3459 ;
   wire \$346 ;
-  wire \$3460 ;
-  wire \$3461 ;
-  wire \$3462 ;
-  wire \$3463 ;
-  wire \$3464 ;
-  wire \$3465 ;
-  wire \$3466 ;
-  wire \$3467 ;
-  wire \$3468 ;
-  wire \$3469 ;
   wire \$347 ;
-  wire \$3470 ;
-  wire \$3471 ;
-  wire \$3472 ;
-  wire \$3473 ;
-  wire \$3474 ;
-  wire \$3475 ;
-  wire \$3476 ;
-  wire \$3477 ;
-  wire \$3478 ;
-  wire \$3479 ;
   wire \$348 ;
-  wire \$3480 ;
-  wire \$3481 ;
-  wire \$3482 ;
-  wire \$3483 ;
-  wire \$3484 ;
-  wire \$3485 ;
-  wire \$3486 ;
-  wire \$3487 ;
-  wire \$3488 ;
-  wire \$3489 ;
   wire \$349 ;
-  wire \$3490 ;
-  wire \$3491 ;
-  wire \$3492 ;
-  wire \$3493 ;
-  wire \$3494 ;
-  wire \$3495 ;
-  wire \$3496 ;
-  wire \$3497 ;
-  wire \$3498 ;
-  wire \$3499 ;
   wire \$35 ;
   wire \$350 ;
-  wire \$3500 ;
-  wire \$3501 ;
-  wire \$3502 ;
-  wire \$3503 ;
-  wire \$3504 ;
-  wire \$3505 ;
-  wire \$3506 ;
-  wire \$3507 ;
-  wire \$3508 ;
-  wire \$3509 ;
   wire \$351 ;
-  wire \$3510 ;
-  wire \$3511 ;
-  wire \$3512 ;
-  wire \$3513 ;
-  wire \$3514 ;
-  wire \$3515 ;
-  wire \$3516 ;
-  wire \$3517 ;
-  wire \$3518 ;
-  wire \$3519 ;
   wire \$352 ;
-  wire \$3520 ;
-  wire \$3521 ;
-  wire \$3522 ;
-  wire \$3523 ;
-  wire \$3524 ;
-  wire \$3525 ;
-  wire \$3526 ;
-  wire \$3527 ;
-  wire \$3528 ;
-  wire \$3529 ;
   wire \$353 ;
-  wire \$3530 ;
-  wire \$3531 ;
-  wire \$3532 ;
-  wire \$3533 ;
-  wire \$3534 ;
-  wire \$3535 ;
-  wire \$3536 ;
-  wire \$3537 ;
-  wire \$3538 ;
-  wire \$3539 ;
   wire \$354 ;
-  wire \$3540 ;
-  wire \$3541 ;
-  wire \$3542 ;
-  wire \$3543 ;
-  wire \$3544 ;
-  wire \$3545 ;
-  wire \$3546 ;
-  wire \$3547 ;
-  wire \$3548 ;
-  wire \$3549 ;
   wire \$355 ;
-  wire \$3550 ;
-  wire \$3551 ;
-  wire \$3552 ;
-  wire \$3553 ;
-  wire \$3554 ;
-  wire \$3555 ;
-  wire \$3556 ;
-  wire \$3557 ;
-  wire \$3558 ;
-  wire \$3559 ;
   wire \$356 ;
-  wire \$3560 ;
-  wire \$3561 ;
-  wire \$3562 ;
-  wire \$3563 ;
-  wire \$3564 ;
-  wire \$3565 ;
-  wire \$3566 ;
-  wire \$3567 ;
-  wire \$3568 ;
-  wire \$3569 ;
   wire \$357 ;
-  wire \$3570 ;
-  wire \$3571 ;
-  wire \$3572 ;
-  wire \$3573 ;
-  wire \$3574 ;
-  wire \$3575 ;
-  wire \$3576 ;
-  wire \$3577 ;
-  wire \$3578 ;
-  wire \$3579 ;
   wire \$358 ;
-  wire \$3580 ;
-  wire \$3581 ;
-  wire \$3582 ;
-  wire \$3583 ;
-  wire \$3584 ;
-  wire \$3585 ;
-  wire \$3586 ;
-  wire \$3587 ;
-  wire \$3588 ;
-  wire \$3589 ;
   wire \$359 ;
-  wire \$3590 ;
-  wire \$3591 ;
-  wire \$3592 ;
-  wire \$3593 ;
-  wire \$3594 ;
-  wire \$3595 ;
-  wire \$3596 ;
-  wire \$3597 ;
-  wire \$3598 ;
-  wire \$3599 ;
   wire \$36 ;
   wire \$360 ;
-  wire \$3600 ;
-  wire \$3601 ;
-  wire \$3602 ;
-  wire \$3603 ;
-  wire \$3604 ;
-  wire \$3605 ;
-  wire \$3606 ;
-  wire \$3607 ;
-  wire \$3608 ;
-  wire \$3609 ;
   wire \$361 ;
-  wire \$3610 ;
-  wire \$3611 ;
-  wire \$3612 ;
-  wire \$3613 ;
-  wire \$3614 ;
-  wire \$3615 ;
-  wire \$3616 ;
-  wire \$3617 ;
-  wire \$3618 ;
-  wire \$3619 ;
   wire \$362 ;
-  wire \$3620 ;
-  wire \$3621 ;
-  wire \$3622 ;
-  wire \$3623 ;
-  wire \$3624 ;
-  wire \$3625 ;
-  wire \$3626 ;
-  wire \$3627 ;
-  wire \$3628 ;
-  wire \$3629 ;
   wire \$363 ;
-  wire \$3630 ;
-  wire \$3631 ;
-  wire \$3632 ;
-  wire \$3633 ;
-  wire \$3634 ;
-  wire \$3635 ;
-  wire \$3636 ;
-  wire \$3637 ;
-  wire \$3638 ;
-  wire \$3639 ;
   wire \$364 ;
-  wire \$3640 ;
-  wire \$3641 ;
-  wire \$3642 ;
-  wire \$3643 ;
-  wire \$3644 ;
-  wire \$3645 ;
-  wire \$3646 ;
-  wire \$3647 ;
-  wire \$3648 ;
-  wire \$3649 ;
   wire \$365 ;
-  wire \$3650 ;
-  wire \$3651 ;
-  wire \$3652 ;
-  wire \$3653 ;
-  wire \$3654 ;
-  wire \$3655 ;
-  wire \$3656 ;
-  wire \$3657 ;
-  wire \$3658 ;
-  wire \$3659 ;
   wire \$366 ;
-  wire \$3660 ;
-  wire \$3661 ;
-  wire \$3662 ;
-  wire \$3663 ;
-  wire \$3664 ;
-  wire \$3665 ;
-  wire \$3666 ;
-  wire \$3667 ;
-  wire \$3668 ;
-  wire \$3669 ;
   wire \$367 ;
-  wire \$3670 ;
-  wire \$3671 ;
-  wire \$3672 ;
-  wire \$3673 ;
-  wire \$3674 ;
-  wire \$3675 ;
-  wire \$3676 ;
-  wire \$3677 ;
-  wire \$3678 ;
-  wire \$3679 ;
   wire \$368 ;
-  wire \$3680 ;
-  wire \$3681 ;
-  wire \$3682 ;
-  wire \$3683 ;
-  wire \$3684 ;
-  wire \$3685 ;
-  wire \$3686 ;
-  wire \$3687 ;
-  wire \$3688 ;
-  wire \$3689 ;
   wire \$369 ;
-  wire \$3690 ;
-  wire \$3691 ;
-  wire \$3692 ;
-  wire \$3693 ;
-  wire \$3694 ;
-  wire \$3695 ;
-  wire \$3696 ;
-  wire \$3697 ;
-  wire \$3698 ;
-  wire \$3699 ;
   wire \$37 ;
   wire [6:0] \$370 ;
-  wire \$3700 ;
-  wire \$3701 ;
-  wire \$3702 ;
-  wire \$3703 ;
-  wire \$3704 ;
-  wire \$3705 ;
-  wire \$3706 ;
-  wire \$3707 ;
-  wire \$3708 ;
-  wire \$3709 ;
   wire [6:0] \$371 ;
-  wire \$3710 ;
-  wire \$3711 ;
-  wire \$3712 ;
-  wire \$3713 ;
-  wire \$3714 ;
-  wire \$3715 ;
-  wire \$3716 ;
-  wire \$3717 ;
-  wire \$3718 ;
-  wire \$3719 ;
   wire [6:0] \$372 ;
-  wire \$3720 ;
-  wire \$3721 ;
-  wire \$3722 ;
-  wire \$3723 ;
-  wire \$3724 ;
-  wire \$3725 ;
-  wire \$3726 ;
-  wire \$3727 ;
-  wire \$3728 ;
-  wire \$3729 ;
   wire \$373 ;
-  wire \$3730 ;
-  wire \$3731 ;
-  wire \$3732 ;
-  wire \$3733 ;
-  wire \$3734 ;
-  wire \$3735 ;
-  wire \$3736 ;
-  wire \$3737 ;
-  wire \$3738 ;
-  wire \$3739 ;
   wire \$374 ;
-  wire \$3740 ;
-  wire \$3741 ;
-  wire \$3742 ;
-  wire \$3743 ;
-  wire \$3744 ;
-  wire \$3745 ;
-  wire \$3746 ;
-  wire \$3747 ;
-  wire \$3748 ;
-  wire \$3749 ;
   wire \$375 ;
-  wire \$3750 ;
-  wire \$3751 ;
-  wire \$3752 ;
-  wire \$3753 ;
-  wire \$3754 ;
-  wire \$3755 ;
-  wire \$3756 ;
-  wire \$3757 ;
-  wire \$3758 ;
-  wire \$3759 ;
   wire \$376 ;
-  wire \$3760 ;
-  wire \$3761 ;
-  wire \$3762 ;
-  wire \$3763 ;
-  wire \$3764 ;
-  wire \$3765 ;
-  wire \$3766 ;
-  wire \$3767 ;
-  wire \$3768 ;
-  wire \$3769 ;
   wire \$377 ;
-  wire \$3770 ;
-  wire \$3771 ;
-  wire \$3772 ;
-  wire \$3773 ;
-  wire \$3774 ;
-  wire \$3775 ;
-  wire \$3776 ;
-  wire \$3777 ;
-  wire \$3778 ;
-  wire \$3779 ;
   wire [6:0] \$378 ;
-  wire \$3780 ;
-  wire \$3781 ;
-  wire \$3782 ;
-  wire \$3783 ;
-  wire \$3784 ;
-  wire \$3785 ;
-  wire \$3786 ;
-  wire \$3787 ;
-  wire \$3788 ;
-  wire \$3789 ;
   wire [6:0] \$379 ;
-  wire \$3790 ;
-  wire \$3791 ;
-  wire \$3792 ;
-  wire \$3793 ;
-  wire \$3794 ;
-  wire \$3795 ;
-  wire \$3796 ;
-  wire \$3797 ;
-  wire \$3798 ;
-  wire \$3799 ;
   wire \$38 ;
   wire [6:0] \$380 ;
-  wire \$3800 ;
-  wire \$3801 ;
-  wire \$3802 ;
-  wire \$3803 ;
-  wire \$3804 ;
-  wire \$3805 ;
-  wire \$3806 ;
-  wire \$3807 ;
-  wire \$3808 ;
-  wire \$3809 ;
   wire \$381 ;
-  wire \$3810 ;
-  wire \$3811 ;
-  wire \$3812 ;
-  wire \$3813 ;
-  wire \$3814 ;
-  wire \$3815 ;
-  wire \$3816 ;
-  wire \$3817 ;
-  wire \$3818 ;
-  wire \$3819 ;
   wire \$382 ;
-  wire \$3820 ;
-  wire \$3821 ;
-  wire \$3822 ;
-  wire \$3823 ;
-  wire \$3824 ;
-  wire \$3825 ;
-  wire \$3826 ;
-  wire \$3827 ;
-  wire \$3828 ;
-  wire \$3829 ;
   wire [6:0] \$383 ;
-  wire \$3830 ;
-  wire \$3831 ;
-  wire \$3832 ;
-  wire \$3833 ;
-  wire \$3834 ;
-  wire \$3835 ;
-  wire \$3836 ;
-  wire \$3837 ;
-  wire \$3838 ;
-  wire \$3839 ;
   wire [6:0] \$384 ;
-  wire \$3840 ;
-  wire \$3841 ;
-  wire \$3842 ;
-  wire \$3843 ;
-  wire \$3844 ;
-  wire \$3845 ;
-  wire \$3846 ;
-  wire \$3847 ;
-  wire \$3848 ;
-  wire \$3849 ;
   wire [6:0] \$385 ;
-  wire \$3850 ;
-  wire \$3851 ;
-  wire \$3852 ;
-  wire \$3853 ;
-  wire \$3854 ;
-  wire \$3855 ;
-  wire \$3856 ;
-  wire \$3857 ;
-  wire \$3858 ;
-  wire \$3859 ;
   wire \$386 ;
-  wire \$3860 ;
-  wire \$3861 ;
-  wire \$3862 ;
-  wire \$3863 ;
-  wire \$3864 ;
-  wire \$3865 ;
-  wire \$3866 ;
-  wire \$3867 ;
-  wire \$3868 ;
-  wire \$3869 ;
   wire \$387 ;
-  wire \$3870 ;
-  wire \$3871 ;
-  wire \$3872 ;
-  wire \$3873 ;
-  wire \$3874 ;
-  wire \$3875 ;
-  wire \$3876 ;
-  wire \$3877 ;
-  wire \$3878 ;
-  wire \$3879 ;
   wire \$388 ;
-  wire \$3880 ;
-  wire \$3881 ;
-  wire \$3882 ;
-  wire \$3883 ;
-  wire \$3884 ;
-  wire \$3885 ;
-  wire \$3886 ;
-  wire \$3887 ;
-  wire \$3888 ;
-  wire \$3889 ;
   wire \$389 ;
-  wire \$3890 ;
-  wire \$3891 ;
-  reg [4:0] \$3892 ;
-  reg [7:0] \$3893 ;
-  reg \$3894 ;
-  reg [4:0] \$3895 ;
-  reg \$3896 ;
-  reg [2:0] \$3897 ;
-  reg \$3898 ;
-  reg \$3899 ;
   wire \$39 ;
   wire \$390 ;
-  reg \$3900 ;
-  reg \$3901 ;
-  reg \$3902 ;
-  reg [2:0] \$3903 ;
-  reg [5:0] \$3904 ;
-  reg [2:0] \$3905 ;
-  reg [7:0] \$3906 ;
-  reg [4:0] \$3907 ;
-  reg [5:0] \$3908 ;
-  reg [5:0] \$3909 ;
   wire [6:0] \$391 ;
-  reg [4:0] \$3910 ;
-  reg [5:0] \$3911 ;
-  reg \$3912 ;
-  reg [2:0] \$3913 ;
-  reg [7:0] \$3914 ;
-  reg [5:0] \$3915 ;
-  reg [5:0] \$3916 ;
-  reg [2:0] \$3917 ;
-  reg [7:0] \$3918 ;
-  reg \$3919 ;
   wire [6:0] \$392 ;
-  reg \$3920 ;
-  reg [6:0] \$3921 ;
-  reg \$3922 ;
-  reg [5:0] \$3923 ;
-  reg [5:0] \$3924 ;
-  reg [5:0] \$3925 ;
-  reg [5:0] \$3926 ;
-  reg [5:0] \$3927 ;
-  reg [5:0] \$3928 ;
-  reg \$3929 ;
   wire [6:0] \$393 ;
   wire \$394 ;
   wire \$395 ;
@@ -7390,6 +4959,19 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire clk;
   reg [5:0] col_addr = 6'h3e;
   reg [6:0] d = 7'h02;
+  reg d_ge_0 = 1'h1;
+  reg d_ge_1 = 1'h1;
+  reg d_ge_2 = 1'h1;
+  reg d_ge_28 = 1'h0;
+  reg d_ge_29 = 1'h0;
+  reg d_ge_3 = 1'h0;
+  reg d_ge_30 = 1'h0;
+  reg d_ge_31 = 1'h0;
+  reg d_ge_32 = 1'h0;
+  reg d_ge_33 = 1'h0;
+  reg d_ge_4 = 1'h0;
+  reg d_ge_5 = 1'h0;
+  reg d_ge_6 = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] finished;
   input [7:0] i__payload;
@@ -7413,7 +4995,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$23 ;
-  wire [7:0] \o__payload$84 ;
+  wire [7:0] \o__payload$97 ;
   reg o__ready = 1'h1;
   input \o__ready$24 ;
   wire \o__ready$24 ;
@@ -8055,3499 +5637,1046 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$409  = w_row == 5'h1b;
   assign \$410  = \$408  & \$409 ;
   assign \$411  = ! ky;
-  assign \$412  = d == 5'h1c;
-  assign \$413  = d == 5'h1d;
-  assign \$414  = d == 5'h1e;
-  assign \$415  = d == 5'h1f;
-  assign \$416  = d == 6'h20;
-  assign \$417  = d == 6'h21;
-  assign \$418  = d == 6'h22;
-  assign \$419  = d == 6'h23;
-  assign \$420  = d == 6'h24;
-  assign \$421  = d == 6'h25;
-  assign \$422  = d == 6'h26;
-  assign \$423  = d == 6'h27;
-  assign \$424  = d == 6'h28;
-  assign \$425  = d == 6'h29;
-  assign \$426  = d == 6'h2a;
-  assign \$427  = d == 6'h2b;
-  assign \$428  = d == 6'h2c;
-  assign \$429  = d == 6'h2d;
-  assign \$430  = d == 6'h2e;
-  assign \$431  = d == 6'h2f;
-  assign \$432  = d == 6'h30;
-  assign \$433  = d == 6'h31;
-  assign \$434  = d == 6'h32;
-  assign \$435  = d == 6'h33;
-  assign \$436  = d == 6'h34;
-  assign \$437  = d == 6'h35;
-  assign \$438  = d == 6'h36;
-  assign \$439  = d == 6'h37;
-  assign \$440  = d == 6'h38;
-  assign \$441  = d == 6'h39;
-  assign \$442  = d == 6'h3a;
-  assign \$443  = d == 6'h3b;
-  assign \$444  = d == 6'h3c;
-  assign \$445  = d == 6'h3d;
-  assign \$446  = d == 6'h3e;
-  assign \$447  = d == 6'h3f;
-  assign \$448  = | { \$447 , \$446 , \$445 , \$444 , \$443 , \$442 , \$441 , \$440 , \$439 , \$438 , \$437 , \$436 , \$435 , \$434 , \$433 , \$432 , \$431 , \$430 , \$429 , \$428 , \$427 , \$426 , \$425 , \$424 , \$423 , \$422 , \$421 , \$420 , \$419 , \$418 , \$417 , \$416 , \$415 , \$414 , \$413 , \$412  };
-  assign \$449  = \$411  & \$448 ;
-  assign \$450  = ky == 1'h1;
-  assign \$451  = d == 5'h1d;
-  assign \$452  = d == 5'h1e;
-  assign \$453  = d == 5'h1f;
-  assign \$454  = d == 6'h20;
-  assign \$455  = d == 6'h21;
-  assign \$456  = d == 6'h22;
-  assign \$457  = d == 6'h23;
-  assign \$458  = d == 6'h24;
-  assign \$459  = d == 6'h25;
-  assign \$460  = d == 6'h26;
-  assign \$461  = d == 6'h27;
-  assign \$462  = d == 6'h28;
-  assign \$463  = d == 6'h29;
-  assign \$464  = d == 6'h2a;
-  assign \$465  = d == 6'h2b;
-  assign \$466  = d == 6'h2c;
-  assign \$467  = d == 6'h2d;
-  assign \$468  = d == 6'h2e;
-  assign \$469  = d == 6'h2f;
-  assign \$470  = d == 6'h30;
-  assign \$471  = d == 6'h31;
-  assign \$472  = d == 6'h32;
-  assign \$473  = d == 6'h33;
-  assign \$474  = d == 6'h34;
-  assign \$475  = d == 6'h35;
-  assign \$476  = d == 6'h36;
-  assign \$477  = d == 6'h37;
-  assign \$478  = d == 6'h38;
-  assign \$479  = d == 6'h39;
-  assign \$480  = d == 6'h3a;
-  assign \$481  = d == 6'h3b;
-  assign \$482  = d == 6'h3c;
-  assign \$483  = d == 6'h3d;
-  assign \$484  = d == 6'h3e;
-  assign \$485  = d == 6'h3f;
-  assign \$486  = | { \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451  };
-  assign \$487  = \$450  & \$486 ;
-  assign \$488  = ky == 2'h2;
-  assign \$489  = d == 5'h1e;
-  assign \$490  = d == 5'h1f;
-  assign \$491  = d == 6'h20;
-  assign \$492  = d == 6'h21;
-  assign \$493  = d == 6'h22;
-  assign \$494  = d == 6'h23;
-  assign \$495  = d == 6'h24;
-  assign \$496  = d == 6'h25;
-  assign \$497  = d == 6'h26;
-  assign \$498  = d == 6'h27;
-  assign \$499  = d == 6'h28;
-  assign \$500  = d == 6'h29;
-  assign \$501  = d == 6'h2a;
-  assign \$502  = d == 6'h2b;
-  assign \$503  = d == 6'h2c;
-  assign \$504  = d == 6'h2d;
-  assign \$505  = d == 6'h2e;
-  assign \$506  = d == 6'h2f;
-  assign \$507  = d == 6'h30;
-  assign \$508  = d == 6'h31;
-  assign \$509  = d == 6'h32;
-  assign \$510  = d == 6'h33;
-  assign \$511  = d == 6'h34;
-  assign \$512  = d == 6'h35;
-  assign \$513  = d == 6'h36;
-  assign \$514  = d == 6'h37;
-  assign \$515  = d == 6'h38;
-  assign \$516  = d == 6'h39;
-  assign \$517  = d == 6'h3a;
-  assign \$518  = d == 6'h3b;
-  assign \$519  = d == 6'h3c;
-  assign \$520  = d == 6'h3d;
-  assign \$521  = d == 6'h3e;
-  assign \$522  = d == 6'h3f;
-  assign \$523  = | { \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489  };
-  assign \$524  = \$488  & \$523 ;
-  assign \$525  = ky == 2'h3;
-  assign \$526  = d == 5'h1f;
-  assign \$527  = d == 6'h20;
-  assign \$528  = d == 6'h21;
-  assign \$529  = d == 6'h22;
-  assign \$530  = d == 6'h23;
-  assign \$531  = d == 6'h24;
-  assign \$532  = d == 6'h25;
-  assign \$533  = d == 6'h26;
-  assign \$534  = d == 6'h27;
-  assign \$535  = d == 6'h28;
-  assign \$536  = d == 6'h29;
-  assign \$537  = d == 6'h2a;
-  assign \$538  = d == 6'h2b;
-  assign \$539  = d == 6'h2c;
-  assign \$540  = d == 6'h2d;
-  assign \$541  = d == 6'h2e;
-  assign \$542  = d == 6'h2f;
-  assign \$543  = d == 6'h30;
-  assign \$544  = d == 6'h31;
-  assign \$545  = d == 6'h32;
-  assign \$546  = d == 6'h33;
-  assign \$547  = d == 6'h34;
-  assign \$548  = d == 6'h35;
-  assign \$549  = d == 6'h36;
-  assign \$550  = d == 6'h37;
-  assign \$551  = d == 6'h38;
-  assign \$552  = d == 6'h39;
-  assign \$553  = d == 6'h3a;
-  assign \$554  = d == 6'h3b;
-  assign \$555  = d == 6'h3c;
-  assign \$556  = d == 6'h3d;
-  assign \$557  = d == 6'h3e;
-  assign \$558  = d == 6'h3f;
-  assign \$559  = | { \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526  };
-  assign \$560  = \$525  & \$559 ;
-  assign \$561  = ky == 3'h4;
-  assign \$562  = d == 6'h20;
-  assign \$563  = d == 6'h21;
-  assign \$564  = d == 6'h22;
-  assign \$565  = d == 6'h23;
-  assign \$566  = d == 6'h24;
-  assign \$567  = d == 6'h25;
-  assign \$568  = d == 6'h26;
-  assign \$569  = d == 6'h27;
-  assign \$570  = d == 6'h28;
-  assign \$571  = d == 6'h29;
-  assign \$572  = d == 6'h2a;
-  assign \$573  = d == 6'h2b;
-  assign \$574  = d == 6'h2c;
-  assign \$575  = d == 6'h2d;
-  assign \$576  = d == 6'h2e;
-  assign \$577  = d == 6'h2f;
-  assign \$578  = d == 6'h30;
-  assign \$579  = d == 6'h31;
-  assign \$580  = d == 6'h32;
-  assign \$581  = d == 6'h33;
-  assign \$582  = d == 6'h34;
-  assign \$583  = d == 6'h35;
-  assign \$584  = d == 6'h36;
-  assign \$585  = d == 6'h37;
-  assign \$586  = d == 6'h38;
-  assign \$587  = d == 6'h39;
-  assign \$588  = d == 6'h3a;
-  assign \$589  = d == 6'h3b;
-  assign \$590  = d == 6'h3c;
-  assign \$591  = d == 6'h3d;
-  assign \$592  = d == 6'h3e;
-  assign \$593  = d == 6'h3f;
-  assign \$594  = | { \$593 , \$592 , \$591 , \$590 , \$589 , \$588 , \$587 , \$586 , \$585 , \$584 , \$583 , \$582 , \$581 , \$580 , \$579 , \$578 , \$577 , \$576 , \$575 , \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568 , \$567 , \$566 , \$565 , \$564 , \$563 , \$562  };
-  assign \$595  = \$561  & \$594 ;
-  assign \$596  = | { \$595 , \$560 , \$524 , \$487 , \$449  };
-  assign \$597  = ! ky;
-  assign \$598  = ! d;
-  assign \$599  = d == 1'h1;
-  assign \$600  = d == 2'h2;
-  assign \$601  = d == 2'h3;
-  assign \$602  = d == 3'h4;
-  assign \$603  = d == 3'h5;
-  assign \$604  = d == 3'h6;
-  assign \$605  = d == 3'h7;
-  assign \$606  = d == 4'h8;
-  assign \$607  = d == 4'h9;
-  assign \$608  = d == 4'ha;
-  assign \$609  = d == 4'hb;
-  assign \$610  = d == 4'hc;
-  assign \$611  = d == 4'hd;
-  assign \$612  = d == 4'he;
-  assign \$613  = d == 4'hf;
-  assign \$614  = d == 5'h10;
-  assign \$615  = d == 5'h11;
-  assign \$616  = d == 5'h12;
-  assign \$617  = d == 5'h13;
-  assign \$618  = d == 5'h14;
-  assign \$619  = d == 5'h15;
-  assign \$620  = d == 5'h16;
-  assign \$621  = d == 5'h17;
-  assign \$622  = d == 5'h18;
-  assign \$623  = d == 5'h19;
-  assign \$624  = d == 5'h1a;
-  assign \$625  = d == 5'h1b;
-  assign \$626  = d == 5'h1c;
-  assign \$627  = d == 5'h1d;
-  assign \$628  = d == 5'h1e;
-  assign \$629  = d == 5'h1f;
-  assign \$630  = d == 6'h20;
-  assign \$631  = d == 6'h21;
-  assign \$632  = d == 6'h22;
-  assign \$633  = d == 6'h23;
-  assign \$634  = d == 6'h24;
-  assign \$635  = d == 6'h25;
-  assign \$636  = d == 6'h26;
-  assign \$637  = d == 6'h27;
-  assign \$638  = d == 6'h28;
-  assign \$639  = d == 6'h29;
-  assign \$640  = d == 6'h2a;
-  assign \$641  = d == 6'h2b;
-  assign \$642  = d == 6'h2c;
-  assign \$643  = d == 6'h2d;
-  assign \$644  = d == 6'h2e;
-  assign \$645  = d == 6'h2f;
-  assign \$646  = d == 6'h30;
-  assign \$647  = d == 6'h31;
-  assign \$648  = d == 6'h32;
-  assign \$649  = d == 6'h33;
-  assign \$650  = d == 6'h34;
-  assign \$651  = d == 6'h35;
-  assign \$652  = d == 6'h36;
-  assign \$653  = d == 6'h37;
-  assign \$654  = d == 6'h38;
-  assign \$655  = d == 6'h39;
-  assign \$656  = d == 6'h3a;
-  assign \$657  = d == 6'h3b;
-  assign \$658  = d == 6'h3c;
-  assign \$659  = d == 6'h3d;
-  assign \$660  = d == 6'h3e;
-  assign \$661  = d == 6'h3f;
-  assign \$662  = | { \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600 , \$599 , \$598  };
-  assign \$663  = \$597  & \$662 ;
-  assign \$664  = ky == 1'h1;
-  assign \$665  = d == 1'h1;
-  assign \$666  = d == 2'h2;
-  assign \$667  = d == 2'h3;
-  assign \$668  = d == 3'h4;
-  assign \$669  = d == 3'h5;
-  assign \$670  = d == 3'h6;
-  assign \$671  = d == 3'h7;
-  assign \$672  = d == 4'h8;
-  assign \$673  = d == 4'h9;
-  assign \$674  = d == 4'ha;
-  assign \$675  = d == 4'hb;
-  assign \$676  = d == 4'hc;
-  assign \$677  = d == 4'hd;
-  assign \$678  = d == 4'he;
-  assign \$679  = d == 4'hf;
-  assign \$680  = d == 5'h10;
-  assign \$681  = d == 5'h11;
-  assign \$682  = d == 5'h12;
-  assign \$683  = d == 5'h13;
-  assign \$684  = d == 5'h14;
-  assign \$685  = d == 5'h15;
-  assign \$686  = d == 5'h16;
-  assign \$687  = d == 5'h17;
-  assign \$688  = d == 5'h18;
-  assign \$689  = d == 5'h19;
-  assign \$690  = d == 5'h1a;
-  assign \$691  = d == 5'h1b;
-  assign \$692  = d == 5'h1c;
-  assign \$693  = d == 5'h1d;
-  assign \$694  = d == 5'h1e;
-  assign \$695  = d == 5'h1f;
-  assign \$696  = d == 6'h20;
-  assign \$697  = d == 6'h21;
-  assign \$698  = d == 6'h22;
-  assign \$699  = d == 6'h23;
-  assign \$700  = d == 6'h24;
-  assign \$701  = d == 6'h25;
-  assign \$702  = d == 6'h26;
-  assign \$703  = d == 6'h27;
-  assign \$704  = d == 6'h28;
-  assign \$705  = d == 6'h29;
-  assign \$706  = d == 6'h2a;
-  assign \$707  = d == 6'h2b;
-  assign \$708  = d == 6'h2c;
-  assign \$709  = d == 6'h2d;
-  assign \$710  = d == 6'h2e;
-  assign \$711  = d == 6'h2f;
-  assign \$712  = d == 6'h30;
-  assign \$713  = d == 6'h31;
-  assign \$714  = d == 6'h32;
-  assign \$715  = d == 6'h33;
-  assign \$716  = d == 6'h34;
-  assign \$717  = d == 6'h35;
-  assign \$718  = d == 6'h36;
-  assign \$719  = d == 6'h37;
-  assign \$720  = d == 6'h38;
-  assign \$721  = d == 6'h39;
-  assign \$722  = d == 6'h3a;
-  assign \$723  = d == 6'h3b;
-  assign \$724  = d == 6'h3c;
-  assign \$725  = d == 6'h3d;
-  assign \$726  = d == 6'h3e;
-  assign \$727  = d == 6'h3f;
-  assign \$728  = | { \$727 , \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716 , \$715 , \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665  };
-  assign \$729  = \$664  & \$728 ;
-  assign \$730  = ky == 2'h2;
-  assign \$731  = d == 2'h2;
-  assign \$732  = d == 2'h3;
-  assign \$733  = d == 3'h4;
-  assign \$734  = d == 3'h5;
-  assign \$735  = d == 3'h6;
-  assign \$736  = d == 3'h7;
-  assign \$737  = d == 4'h8;
-  assign \$738  = d == 4'h9;
-  assign \$739  = d == 4'ha;
-  assign \$740  = d == 4'hb;
-  assign \$741  = d == 4'hc;
-  assign \$742  = d == 4'hd;
-  assign \$743  = d == 4'he;
-  assign \$744  = d == 4'hf;
-  assign \$745  = d == 5'h10;
-  assign \$746  = d == 5'h11;
-  assign \$747  = d == 5'h12;
-  assign \$748  = d == 5'h13;
-  assign \$749  = d == 5'h14;
-  assign \$750  = d == 5'h15;
-  assign \$751  = d == 5'h16;
-  assign \$752  = d == 5'h17;
-  assign \$753  = d == 5'h18;
-  assign \$754  = d == 5'h19;
-  assign \$755  = d == 5'h1a;
-  assign \$756  = d == 5'h1b;
-  assign \$757  = d == 5'h1c;
-  assign \$758  = d == 5'h1d;
-  assign \$759  = d == 5'h1e;
-  assign \$760  = d == 5'h1f;
-  assign \$761  = d == 6'h20;
-  assign \$762  = d == 6'h21;
-  assign \$763  = d == 6'h22;
-  assign \$764  = d == 6'h23;
-  assign \$765  = d == 6'h24;
-  assign \$766  = d == 6'h25;
-  assign \$767  = d == 6'h26;
-  assign \$768  = d == 6'h27;
-  assign \$769  = d == 6'h28;
-  assign \$770  = d == 6'h29;
-  assign \$771  = d == 6'h2a;
-  assign \$772  = d == 6'h2b;
-  assign \$773  = d == 6'h2c;
-  assign \$774  = d == 6'h2d;
-  assign \$775  = d == 6'h2e;
-  assign \$776  = d == 6'h2f;
-  assign \$777  = d == 6'h30;
-  assign \$778  = d == 6'h31;
-  assign \$779  = d == 6'h32;
-  assign \$780  = d == 6'h33;
-  assign \$781  = d == 6'h34;
-  assign \$782  = d == 6'h35;
-  assign \$783  = d == 6'h36;
-  assign \$784  = d == 6'h37;
-  assign \$785  = d == 6'h38;
-  assign \$786  = d == 6'h39;
-  assign \$787  = d == 6'h3a;
-  assign \$788  = d == 6'h3b;
-  assign \$789  = d == 6'h3c;
-  assign \$790  = d == 6'h3d;
-  assign \$791  = d == 6'h3e;
-  assign \$792  = d == 6'h3f;
-  assign \$793  = | { \$792 , \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731  };
-  assign \$794  = \$730  & \$793 ;
-  assign \$795  = ky == 2'h3;
-  assign \$796  = d == 2'h3;
-  assign \$797  = d == 3'h4;
-  assign \$798  = d == 3'h5;
-  assign \$799  = d == 3'h6;
-  assign \$800  = d == 3'h7;
-  assign \$801  = d == 4'h8;
-  assign \$802  = d == 4'h9;
-  assign \$803  = d == 4'ha;
-  assign \$804  = d == 4'hb;
-  assign \$805  = d == 4'hc;
-  assign \$806  = d == 4'hd;
-  assign \$807  = d == 4'he;
-  assign \$808  = d == 4'hf;
-  assign \$809  = d == 5'h10;
-  assign \$810  = d == 5'h11;
-  assign \$811  = d == 5'h12;
-  assign \$812  = d == 5'h13;
-  assign \$813  = d == 5'h14;
-  assign \$814  = d == 5'h15;
-  assign \$815  = d == 5'h16;
-  assign \$816  = d == 5'h17;
-  assign \$817  = d == 5'h18;
-  assign \$818  = d == 5'h19;
-  assign \$819  = d == 5'h1a;
-  assign \$820  = d == 5'h1b;
-  assign \$821  = d == 5'h1c;
-  assign \$822  = d == 5'h1d;
-  assign \$823  = d == 5'h1e;
-  assign \$824  = d == 5'h1f;
-  assign \$825  = d == 6'h20;
-  assign \$826  = d == 6'h21;
-  assign \$827  = d == 6'h22;
-  assign \$828  = d == 6'h23;
-  assign \$829  = d == 6'h24;
-  assign \$830  = d == 6'h25;
-  assign \$831  = d == 6'h26;
-  assign \$832  = d == 6'h27;
-  assign \$833  = d == 6'h28;
-  assign \$834  = d == 6'h29;
-  assign \$835  = d == 6'h2a;
-  assign \$836  = d == 6'h2b;
-  assign \$837  = d == 6'h2c;
-  assign \$838  = d == 6'h2d;
-  assign \$839  = d == 6'h2e;
-  assign \$840  = d == 6'h2f;
-  assign \$841  = d == 6'h30;
-  assign \$842  = d == 6'h31;
-  assign \$843  = d == 6'h32;
-  assign \$844  = d == 6'h33;
-  assign \$845  = d == 6'h34;
-  assign \$846  = d == 6'h35;
-  assign \$847  = d == 6'h36;
-  assign \$848  = d == 6'h37;
-  assign \$849  = d == 6'h38;
-  assign \$850  = d == 6'h39;
-  assign \$851  = d == 6'h3a;
-  assign \$852  = d == 6'h3b;
-  assign \$853  = d == 6'h3c;
-  assign \$854  = d == 6'h3d;
-  assign \$855  = d == 6'h3e;
-  assign \$856  = d == 6'h3f;
-  assign \$857  = | { \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796  };
-  assign \$858  = \$795  & \$857 ;
-  assign \$859  = ky == 3'h4;
-  assign \$860  = d == 3'h4;
-  assign \$861  = d == 3'h5;
-  assign \$862  = d == 3'h6;
-  assign \$863  = d == 3'h7;
-  assign \$864  = d == 4'h8;
-  assign \$865  = d == 4'h9;
-  assign \$866  = d == 4'ha;
-  assign \$867  = d == 4'hb;
-  assign \$868  = d == 4'hc;
-  assign \$869  = d == 4'hd;
-  assign \$870  = d == 4'he;
-  assign \$871  = d == 4'hf;
-  assign \$872  = d == 5'h10;
-  assign \$873  = d == 5'h11;
-  assign \$874  = d == 5'h12;
-  assign \$875  = d == 5'h13;
-  assign \$876  = d == 5'h14;
-  assign \$877  = d == 5'h15;
-  assign \$878  = d == 5'h16;
-  assign \$879  = d == 5'h17;
-  assign \$880  = d == 5'h18;
-  assign \$881  = d == 5'h19;
-  assign \$882  = d == 5'h1a;
-  assign \$883  = d == 5'h1b;
-  assign \$884  = d == 5'h1c;
-  assign \$885  = d == 5'h1d;
-  assign \$886  = d == 5'h1e;
-  assign \$887  = d == 5'h1f;
-  assign \$888  = d == 6'h20;
-  assign \$889  = d == 6'h21;
-  assign \$890  = d == 6'h22;
-  assign \$891  = d == 6'h23;
-  assign \$892  = d == 6'h24;
-  assign \$893  = d == 6'h25;
-  assign \$894  = d == 6'h26;
-  assign \$895  = d == 6'h27;
-  assign \$896  = d == 6'h28;
-  assign \$897  = d == 6'h29;
-  assign \$898  = d == 6'h2a;
-  assign \$899  = d == 6'h2b;
-  assign \$900  = d == 6'h2c;
-  assign \$901  = d == 6'h2d;
-  assign \$902  = d == 6'h2e;
-  assign \$903  = d == 6'h2f;
-  assign \$904  = d == 6'h30;
-  assign \$905  = d == 6'h31;
-  assign \$906  = d == 6'h32;
-  assign \$907  = d == 6'h33;
-  assign \$908  = d == 6'h34;
-  assign \$909  = d == 6'h35;
-  assign \$910  = d == 6'h36;
-  assign \$911  = d == 6'h37;
-  assign \$912  = d == 6'h38;
-  assign \$913  = d == 6'h39;
-  assign \$914  = d == 6'h3a;
-  assign \$915  = d == 6'h3b;
-  assign \$916  = d == 6'h3c;
-  assign \$917  = d == 6'h3d;
-  assign \$918  = d == 6'h3e;
-  assign \$919  = d == 6'h3f;
-  assign \$920  = | { \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860  };
-  assign \$921  = \$859  & \$920 ;
-  assign \$922  = | { \$921 , \$858 , \$794 , \$729 , \$663  };
-  assign \$923  = \$410  ? \$596  : \$922 ;
-  assign \$924  = pad | \$923 ;
-  assign \$925  = ! ky;
-  assign \$926  = d == 1'h1;
-  assign \$927  = d == 2'h2;
-  assign \$928  = d == 2'h3;
-  assign \$929  = d == 3'h4;
-  assign \$930  = d == 3'h5;
-  assign \$931  = d == 3'h6;
-  assign \$932  = d == 3'h7;
-  assign \$933  = d == 4'h8;
-  assign \$934  = d == 4'h9;
-  assign \$935  = d == 4'ha;
-  assign \$936  = d == 4'hb;
-  assign \$937  = d == 4'hc;
-  assign \$938  = d == 4'hd;
-  assign \$939  = d == 4'he;
-  assign \$940  = d == 4'hf;
-  assign \$941  = d == 5'h10;
-  assign \$942  = d == 5'h11;
-  assign \$943  = d == 5'h12;
-  assign \$944  = d == 5'h13;
-  assign \$945  = d == 5'h14;
-  assign \$946  = d == 5'h15;
-  assign \$947  = d == 5'h16;
-  assign \$948  = d == 5'h17;
-  assign \$949  = d == 5'h18;
-  assign \$950  = d == 5'h19;
-  assign \$951  = d == 5'h1a;
-  assign \$952  = d == 5'h1b;
-  assign \$953  = d == 5'h1c;
-  assign \$954  = d == 5'h1d;
-  assign \$955  = d == 5'h1e;
-  assign \$956  = d == 5'h1f;
-  assign \$957  = d == 6'h20;
-  assign \$958  = d == 6'h21;
-  assign \$959  = d == 6'h22;
-  assign \$960  = d == 6'h23;
-  assign \$961  = d == 6'h24;
-  assign \$962  = d == 6'h25;
-  assign \$963  = d == 6'h26;
-  assign \$964  = d == 6'h27;
-  assign \$965  = d == 6'h28;
-  assign \$966  = d == 6'h29;
-  assign \$967  = d == 6'h2a;
-  assign \$968  = d == 6'h2b;
-  assign \$969  = d == 6'h2c;
-  assign \$970  = d == 6'h2d;
-  assign \$971  = d == 6'h2e;
-  assign \$972  = d == 6'h2f;
-  assign \$973  = d == 6'h30;
-  assign \$974  = d == 6'h31;
-  assign \$975  = d == 6'h32;
-  assign \$976  = d == 6'h33;
-  assign \$977  = d == 6'h34;
-  assign \$978  = d == 6'h35;
-  assign \$979  = d == 6'h36;
-  assign \$980  = d == 6'h37;
-  assign \$981  = d == 6'h38;
-  assign \$982  = d == 6'h39;
-  assign \$983  = d == 6'h3a;
-  assign \$984  = d == 6'h3b;
-  assign \$985  = d == 6'h3c;
-  assign \$986  = d == 6'h3d;
-  assign \$987  = d == 6'h3e;
-  assign \$988  = d == 6'h3f;
-  assign \$989  = | { \$988 , \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978 , \$977 , \$976 , \$975 , \$974 , \$973 , \$972 , \$971 , \$970 , \$969 , \$968 , \$967 , \$966 , \$965 , \$964 , \$963 , \$962 , \$961 , \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926  };
-  assign \$990  = \$925  & \$989 ;
-  assign \$991  = ky == 1'h1;
-  assign \$992  = d == 2'h2;
-  assign \$993  = d == 2'h3;
-  assign \$994  = d == 3'h4;
-  assign \$995  = d == 3'h5;
-  assign \$996  = d == 3'h6;
-  assign \$997  = d == 3'h7;
-  assign \$998  = d == 4'h8;
-  assign \$999  = d == 4'h9;
-  assign \$1000  = d == 4'ha;
-  assign \$1001  = d == 4'hb;
-  assign \$1002  = d == 4'hc;
-  assign \$1003  = d == 4'hd;
-  assign \$1004  = d == 4'he;
-  assign \$1005  = d == 4'hf;
-  assign \$1006  = d == 5'h10;
-  assign \$1007  = d == 5'h11;
-  assign \$1008  = d == 5'h12;
-  assign \$1009  = d == 5'h13;
-  assign \$1010  = d == 5'h14;
-  assign \$1011  = d == 5'h15;
-  assign \$1012  = d == 5'h16;
-  assign \$1013  = d == 5'h17;
-  assign \$1014  = d == 5'h18;
-  assign \$1015  = d == 5'h19;
-  assign \$1016  = d == 5'h1a;
-  assign \$1017  = d == 5'h1b;
-  assign \$1018  = d == 5'h1c;
-  assign \$1019  = d == 5'h1d;
-  assign \$1020  = d == 5'h1e;
-  assign \$1021  = d == 5'h1f;
-  assign \$1022  = d == 6'h20;
-  assign \$1023  = d == 6'h21;
-  assign \$1024  = d == 6'h22;
-  assign \$1025  = d == 6'h23;
-  assign \$1026  = d == 6'h24;
-  assign \$1027  = d == 6'h25;
-  assign \$1028  = d == 6'h26;
-  assign \$1029  = d == 6'h27;
-  assign \$1030  = d == 6'h28;
-  assign \$1031  = d == 6'h29;
-  assign \$1032  = d == 6'h2a;
-  assign \$1033  = d == 6'h2b;
-  assign \$1034  = d == 6'h2c;
-  assign \$1035  = d == 6'h2d;
-  assign \$1036  = d == 6'h2e;
-  assign \$1037  = d == 6'h2f;
-  assign \$1038  = d == 6'h30;
-  assign \$1039  = d == 6'h31;
-  assign \$1040  = d == 6'h32;
-  assign \$1041  = d == 6'h33;
-  assign \$1042  = d == 6'h34;
-  assign \$1043  = d == 6'h35;
-  assign \$1044  = d == 6'h36;
-  assign \$1045  = d == 6'h37;
-  assign \$1046  = d == 6'h38;
-  assign \$1047  = d == 6'h39;
-  assign \$1048  = d == 6'h3a;
-  assign \$1049  = d == 6'h3b;
-  assign \$1050  = d == 6'h3c;
-  assign \$1051  = d == 6'h3d;
-  assign \$1052  = d == 6'h3e;
-  assign \$1053  = d == 6'h3f;
-  assign \$1054  = | { \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992  };
-  assign \$1055  = \$991  & \$1054 ;
-  assign \$1056  = ky == 2'h2;
-  assign \$1057  = d == 2'h3;
-  assign \$1058  = d == 3'h4;
-  assign \$1059  = d == 3'h5;
-  assign \$1060  = d == 3'h6;
-  assign \$1061  = d == 3'h7;
-  assign \$1062  = d == 4'h8;
-  assign \$1063  = d == 4'h9;
-  assign \$1064  = d == 4'ha;
-  assign \$1065  = d == 4'hb;
-  assign \$1066  = d == 4'hc;
-  assign \$1067  = d == 4'hd;
-  assign \$1068  = d == 4'he;
-  assign \$1069  = d == 4'hf;
-  assign \$1070  = d == 5'h10;
-  assign \$1071  = d == 5'h11;
-  assign \$1072  = d == 5'h12;
-  assign \$1073  = d == 5'h13;
-  assign \$1074  = d == 5'h14;
-  assign \$1075  = d == 5'h15;
-  assign \$1076  = d == 5'h16;
-  assign \$1077  = d == 5'h17;
-  assign \$1078  = d == 5'h18;
-  assign \$1079  = d == 5'h19;
-  assign \$1080  = d == 5'h1a;
-  assign \$1081  = d == 5'h1b;
-  assign \$1082  = d == 5'h1c;
-  assign \$1083  = d == 5'h1d;
-  assign \$1084  = d == 5'h1e;
-  assign \$1085  = d == 5'h1f;
-  assign \$1086  = d == 6'h20;
-  assign \$1087  = d == 6'h21;
-  assign \$1088  = d == 6'h22;
-  assign \$1089  = d == 6'h23;
-  assign \$1090  = d == 6'h24;
-  assign \$1091  = d == 6'h25;
-  assign \$1092  = d == 6'h26;
-  assign \$1093  = d == 6'h27;
-  assign \$1094  = d == 6'h28;
-  assign \$1095  = d == 6'h29;
-  assign \$1096  = d == 6'h2a;
-  assign \$1097  = d == 6'h2b;
-  assign \$1098  = d == 6'h2c;
-  assign \$1099  = d == 6'h2d;
-  assign \$1100  = d == 6'h2e;
-  assign \$1101  = d == 6'h2f;
-  assign \$1102  = d == 6'h30;
-  assign \$1103  = d == 6'h31;
-  assign \$1104  = d == 6'h32;
-  assign \$1105  = d == 6'h33;
-  assign \$1106  = d == 6'h34;
-  assign \$1107  = d == 6'h35;
-  assign \$1108  = d == 6'h36;
-  assign \$1109  = d == 6'h37;
-  assign \$1110  = d == 6'h38;
-  assign \$1111  = d == 6'h39;
-  assign \$1112  = d == 6'h3a;
-  assign \$1113  = d == 6'h3b;
-  assign \$1114  = d == 6'h3c;
-  assign \$1115  = d == 6'h3d;
-  assign \$1116  = d == 6'h3e;
-  assign \$1117  = d == 6'h3f;
-  assign \$1118  = | { \$1117 , \$1116 , \$1115 , \$1114 , \$1113 , \$1112 , \$1111 , \$1110 , \$1109 , \$1108 , \$1107 , \$1106 , \$1105 , \$1104 , \$1103 , \$1102 , \$1101 , \$1100 , \$1099 , \$1098 , \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057  };
-  assign \$1119  = \$1056  & \$1118 ;
-  assign \$1120  = ky == 2'h3;
-  assign \$1121  = d == 3'h4;
-  assign \$1122  = d == 3'h5;
-  assign \$1123  = d == 3'h6;
-  assign \$1124  = d == 3'h7;
-  assign \$1125  = d == 4'h8;
-  assign \$1126  = d == 4'h9;
-  assign \$1127  = d == 4'ha;
-  assign \$1128  = d == 4'hb;
-  assign \$1129  = d == 4'hc;
-  assign \$1130  = d == 4'hd;
-  assign \$1131  = d == 4'he;
-  assign \$1132  = d == 4'hf;
-  assign \$1133  = d == 5'h10;
-  assign \$1134  = d == 5'h11;
-  assign \$1135  = d == 5'h12;
-  assign \$1136  = d == 5'h13;
-  assign \$1137  = d == 5'h14;
-  assign \$1138  = d == 5'h15;
-  assign \$1139  = d == 5'h16;
-  assign \$1140  = d == 5'h17;
-  assign \$1141  = d == 5'h18;
-  assign \$1142  = d == 5'h19;
-  assign \$1143  = d == 5'h1a;
-  assign \$1144  = d == 5'h1b;
-  assign \$1145  = d == 5'h1c;
-  assign \$1146  = d == 5'h1d;
-  assign \$1147  = d == 5'h1e;
-  assign \$1148  = d == 5'h1f;
-  assign \$1149  = d == 6'h20;
-  assign \$1150  = d == 6'h21;
-  assign \$1151  = d == 6'h22;
-  assign \$1152  = d == 6'h23;
-  assign \$1153  = d == 6'h24;
-  assign \$1154  = d == 6'h25;
-  assign \$1155  = d == 6'h26;
-  assign \$1156  = d == 6'h27;
-  assign \$1157  = d == 6'h28;
-  assign \$1158  = d == 6'h29;
-  assign \$1159  = d == 6'h2a;
-  assign \$1160  = d == 6'h2b;
-  assign \$1161  = d == 6'h2c;
-  assign \$1162  = d == 6'h2d;
-  assign \$1163  = d == 6'h2e;
-  assign \$1164  = d == 6'h2f;
-  assign \$1165  = d == 6'h30;
-  assign \$1166  = d == 6'h31;
-  assign \$1167  = d == 6'h32;
-  assign \$1168  = d == 6'h33;
-  assign \$1169  = d == 6'h34;
-  assign \$1170  = d == 6'h35;
-  assign \$1171  = d == 6'h36;
-  assign \$1172  = d == 6'h37;
-  assign \$1173  = d == 6'h38;
-  assign \$1174  = d == 6'h39;
-  assign \$1175  = d == 6'h3a;
-  assign \$1176  = d == 6'h3b;
-  assign \$1177  = d == 6'h3c;
-  assign \$1178  = d == 6'h3d;
-  assign \$1179  = d == 6'h3e;
-  assign \$1180  = d == 6'h3f;
-  assign \$1181  = | { \$1180 , \$1179 , \$1178 , \$1177 , \$1176 , \$1175 , \$1174 , \$1173 , \$1172 , \$1171 , \$1170 , \$1169 , \$1168 , \$1167 , \$1166 , \$1165 , \$1164 , \$1163 , \$1162 , \$1161 , \$1160 , \$1159 , \$1158 , \$1157 , \$1156 , \$1155 , \$1154 , \$1153 , \$1152 , \$1151 , \$1150 , \$1149 , \$1148 , \$1147 , \$1146 , \$1145 , \$1144 , \$1143 , \$1142 , \$1141 , \$1140 , \$1139 , \$1138 , \$1137 , \$1136 , \$1135 , \$1134 , \$1133 , \$1132 , \$1131 , \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124 , \$1123 , \$1122 , \$1121  };
-  assign \$1182  = \$1120  & \$1181 ;
-  assign \$1183  = ky == 3'h4;
-  assign \$1184  = d == 3'h5;
-  assign \$1185  = d == 3'h6;
-  assign \$1186  = d == 3'h7;
-  assign \$1187  = d == 4'h8;
-  assign \$1188  = d == 4'h9;
-  assign \$1189  = d == 4'ha;
-  assign \$1190  = d == 4'hb;
-  assign \$1191  = d == 4'hc;
-  assign \$1192  = d == 4'hd;
-  assign \$1193  = d == 4'he;
-  assign \$1194  = d == 4'hf;
-  assign \$1195  = d == 5'h10;
-  assign \$1196  = d == 5'h11;
-  assign \$1197  = d == 5'h12;
-  assign \$1198  = d == 5'h13;
-  assign \$1199  = d == 5'h14;
-  assign \$1200  = d == 5'h15;
-  assign \$1201  = d == 5'h16;
-  assign \$1202  = d == 5'h17;
-  assign \$1203  = d == 5'h18;
-  assign \$1204  = d == 5'h19;
-  assign \$1205  = d == 5'h1a;
-  assign \$1206  = d == 5'h1b;
-  assign \$1207  = d == 5'h1c;
-  assign \$1208  = d == 5'h1d;
-  assign \$1209  = d == 5'h1e;
-  assign \$1210  = d == 5'h1f;
-  assign \$1211  = d == 6'h20;
-  assign \$1212  = d == 6'h21;
-  assign \$1213  = d == 6'h22;
-  assign \$1214  = d == 6'h23;
-  assign \$1215  = d == 6'h24;
-  assign \$1216  = d == 6'h25;
-  assign \$1217  = d == 6'h26;
-  assign \$1218  = d == 6'h27;
-  assign \$1219  = d == 6'h28;
-  assign \$1220  = d == 6'h29;
-  assign \$1221  = d == 6'h2a;
-  assign \$1222  = d == 6'h2b;
-  assign \$1223  = d == 6'h2c;
-  assign \$1224  = d == 6'h2d;
-  assign \$1225  = d == 6'h2e;
-  assign \$1226  = d == 6'h2f;
-  assign \$1227  = d == 6'h30;
-  assign \$1228  = d == 6'h31;
-  assign \$1229  = d == 6'h32;
-  assign \$1230  = d == 6'h33;
-  assign \$1231  = d == 6'h34;
-  assign \$1232  = d == 6'h35;
-  assign \$1233  = d == 6'h36;
-  assign \$1234  = d == 6'h37;
-  assign \$1235  = d == 6'h38;
-  assign \$1236  = d == 6'h39;
-  assign \$1237  = d == 6'h3a;
-  assign \$1238  = d == 6'h3b;
-  assign \$1239  = d == 6'h3c;
-  assign \$1240  = d == 6'h3d;
-  assign \$1241  = d == 6'h3e;
-  assign \$1242  = d == 6'h3f;
-  assign \$1243  = | { \$1242 , \$1241 , \$1240 , \$1239 , \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229 , \$1228 , \$1227 , \$1226 , \$1225 , \$1224 , \$1223 , \$1222 , \$1221 , \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209 , \$1208 , \$1207 , \$1206 , \$1205 , \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184  };
-  assign \$1244  = \$1183  & \$1243 ;
-  assign \$1245  = | { \$1244 , \$1182 , \$1119 , \$1055 , \$990  };
-  assign \$1246  = pad | \$1245 ;
-  assign \$1247  = \$407  ? \$924  : \$1246 ;
-  assign \$1248  = write & w_last;
-  assign \$1249  = oy == 5'h1b;
-  assign \$1250  = r_last & \$1249 ;
-  assign \$1251  = ~ \$1250 ;
-  assign \$1252  = kx == 3'h4;
-  assign \$1253  = ky == 3'h4;
-  assign \$1254  = ~ \$1253 ;
-  assign \$1255  = $signed(iy) < $signed(1'h1);
-  assign \$1256  = $signed(iy) >= $signed(6'h1b);
-  assign \$1257  = \$1255  | \$1256 ;
-  assign \$1259  = ox == 5'h1b;
-  assign \$1261  = oy == 5'h1b;
-  assign \$1262  = $signed(low) < $signed(1'h1);
-  assign \$1263  = $signed(low) >= $signed(6'h1b);
-  assign \$1264  = \$1262  | \$1263 ;
-  assign \$1265  = \$1261  ? 1'h1 : \$1264 ;
-  assign \$1266  = $signed(low) < $signed(1'h0);
-  assign \$1267  = $signed(low) >= $signed(6'h1c);
-  assign \$1268  = \$1266  | \$1267 ;
-  assign \$1269  = \$1260  ? \$1265  : \$1268 ;
-  assign \$1270  = \$1253  ? \$1269  : \$1257 ;
-  assign \$1271  = $signed(iy) < $signed(1'h0);
-  assign \$1272  = $signed(iy) >= $signed(6'h1c);
-  assign \$1273  = \$1271  | \$1272 ;
-  assign \$1274  = \$1252  ? \$1270  : \$1273 ;
-  assign \$1275  = kx == 3'h4;
-  assign \$1276  = ~ \$1275 ;
-  assign \$1277  = $signed(ix) < $signed(1'h1);
-  assign \$1278  = $signed(ix) >= $signed(6'h1b);
-  assign \$1279  = \$1277  | \$1278 ;
-  assign \$1280  = ky == 3'h4;
-  assign \$1283  = ox == 5'h1b;
-  assign \$1284  = $signed(ix0) < $signed(1'h1);
-  assign \$1285  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1286  = \$1284  | \$1285 ;
-  assign \$1287  = \$1283  ? 1'h1 : \$1286 ;
-  assign \$1288  = $signed(ix0) < $signed(1'h0);
-  assign \$1289  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1290  = \$1288  | \$1289 ;
-  assign \$1291  = \$1282  ? \$1287  : \$1290 ;
-  assign \$1292  = \$1275  ? \$1291  : \$1279 ;
-  assign \$1293  = \$1274  | \$1292 ;
-  assign \$1294  = ~ ahead;
-  assign \$1295  = w_row == 5'h1b;
-  assign \$1296  = \$1294  & \$1295 ;
-  assign \$1297  = ahead | \$1296 ;
-  assign \$1298  = \$1293  | \$1297 ;
-  assign \$1299  = oy == 5'h1b;
-  assign \$1300  = ~ ahead;
-  assign \$1301  = w_row == 5'h1b;
-  assign \$1302  = \$1300  & \$1301 ;
-  assign \$1304  = ~ ahead;
-  assign \$1305  = w_row == 5'h1b;
-  assign \$1306  = \$1304  & \$1305 ;
-  assign \$1307  = d == 5'h1d;
-  assign \$1308  = d == 5'h1e;
-  assign \$1309  = d == 5'h1f;
-  assign \$1310  = d == 6'h20;
-  assign \$1311  = d == 6'h21;
-  assign \$1312  = d == 6'h22;
-  assign \$1313  = d == 6'h23;
-  assign \$1314  = d == 6'h24;
-  assign \$1315  = d == 6'h25;
-  assign \$1316  = d == 6'h26;
-  assign \$1317  = d == 6'h27;
-  assign \$1318  = d == 6'h28;
-  assign \$1319  = d == 6'h29;
-  assign \$1320  = d == 6'h2a;
-  assign \$1321  = d == 6'h2b;
-  assign \$1322  = d == 6'h2c;
-  assign \$1323  = d == 6'h2d;
-  assign \$1324  = d == 6'h2e;
-  assign \$1325  = d == 6'h2f;
-  assign \$1326  = d == 6'h30;
-  assign \$1327  = d == 6'h31;
-  assign \$1328  = d == 6'h32;
-  assign \$1329  = d == 6'h33;
-  assign \$1330  = d == 6'h34;
-  assign \$1331  = d == 6'h35;
-  assign \$1332  = d == 6'h36;
-  assign \$1333  = d == 6'h37;
-  assign \$1334  = d == 6'h38;
-  assign \$1335  = d == 6'h39;
-  assign \$1336  = d == 6'h3a;
-  assign \$1337  = d == 6'h3b;
-  assign \$1338  = d == 6'h3c;
-  assign \$1339  = d == 6'h3d;
-  assign \$1340  = d == 6'h3e;
-  assign \$1341  = d == 6'h3f;
-  assign \$1342  = | { \$1341 , \$1340 , \$1339 , \$1338 , \$1337 , \$1336 , \$1335 , \$1334 , \$1333 , \$1332 , \$1331 , \$1330 , \$1329 , \$1328 , \$1327 , \$1326 , \$1325 , \$1324 , \$1323 , \$1322 , \$1321 , \$1320 , \$1319 , \$1318 , \$1317 , \$1316 , \$1315 , \$1314 , \$1313 , \$1312 , \$1311 , \$1310 , \$1309 , \$1308 , \$1307  };
-  assign \$1343  = d == 1'h1;
-  assign \$1344  = d == 2'h2;
-  assign \$1345  = d == 2'h3;
-  assign \$1346  = d == 3'h4;
-  assign \$1347  = d == 3'h5;
-  assign \$1348  = d == 3'h6;
-  assign \$1349  = d == 3'h7;
-  assign \$1350  = d == 4'h8;
-  assign \$1351  = d == 4'h9;
-  assign \$1352  = d == 4'ha;
-  assign \$1353  = d == 4'hb;
-  assign \$1354  = d == 4'hc;
-  assign \$1355  = d == 4'hd;
-  assign \$1356  = d == 4'he;
-  assign \$1357  = d == 4'hf;
-  assign \$1358  = d == 5'h10;
-  assign \$1359  = d == 5'h11;
-  assign \$1360  = d == 5'h12;
-  assign \$1361  = d == 5'h13;
-  assign \$1362  = d == 5'h14;
-  assign \$1363  = d == 5'h15;
-  assign \$1364  = d == 5'h16;
-  assign \$1365  = d == 5'h17;
-  assign \$1366  = d == 5'h18;
-  assign \$1367  = d == 5'h19;
-  assign \$1368  = d == 5'h1a;
-  assign \$1369  = d == 5'h1b;
-  assign \$1370  = d == 5'h1c;
-  assign \$1371  = d == 5'h1d;
-  assign \$1372  = d == 5'h1e;
-  assign \$1373  = d == 5'h1f;
-  assign \$1374  = d == 6'h20;
-  assign \$1375  = d == 6'h21;
-  assign \$1376  = d == 6'h22;
-  assign \$1377  = d == 6'h23;
-  assign \$1378  = d == 6'h24;
-  assign \$1379  = d == 6'h25;
-  assign \$1380  = d == 6'h26;
-  assign \$1381  = d == 6'h27;
-  assign \$1382  = d == 6'h28;
-  assign \$1383  = d == 6'h29;
-  assign \$1384  = d == 6'h2a;
-  assign \$1385  = d == 6'h2b;
-  assign \$1386  = d == 6'h2c;
-  assign \$1387  = d == 6'h2d;
-  assign \$1388  = d == 6'h2e;
-  assign \$1389  = d == 6'h2f;
-  assign \$1390  = d == 6'h30;
-  assign \$1391  = d == 6'h31;
-  assign \$1392  = d == 6'h32;
-  assign \$1393  = d == 6'h33;
-  assign \$1394  = d == 6'h34;
-  assign \$1395  = d == 6'h35;
-  assign \$1396  = d == 6'h36;
-  assign \$1397  = d == 6'h37;
-  assign \$1398  = d == 6'h38;
-  assign \$1399  = d == 6'h39;
-  assign \$1400  = d == 6'h3a;
-  assign \$1401  = d == 6'h3b;
-  assign \$1402  = d == 6'h3c;
-  assign \$1403  = d == 6'h3d;
-  assign \$1404  = d == 6'h3e;
-  assign \$1405  = d == 6'h3f;
-  assign \$1406  = | { \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380 , \$1379 , \$1378 , \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369 , \$1368 , \$1367 , \$1366 , \$1365 , \$1364 , \$1363 , \$1362 , \$1361 , \$1360 , \$1359 , \$1358 , \$1357 , \$1356 , \$1355 , \$1354 , \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348 , \$1347 , \$1346 , \$1345 , \$1344 , \$1343  };
-  assign \$1407  = \$1306  ? \$1342  : \$1406 ;
-  assign \$1408  = \$1299  ? 1'h1 : \$1407 ;
-  assign \$1409  = kx == 3'h4;
-  assign \$1410  = ky == 3'h4;
-  assign \$1411  = ~ ahead;
-  assign \$1412  = w_row == 5'h1b;
-  assign \$1413  = \$1411  & \$1412 ;
-  assign \$1414  = d == 5'h1c;
-  assign \$1415  = d == 5'h1d;
-  assign \$1416  = d == 5'h1e;
-  assign \$1417  = d == 5'h1f;
-  assign \$1418  = d == 6'h20;
-  assign \$1419  = d == 6'h21;
-  assign \$1420  = d == 6'h22;
-  assign \$1421  = d == 6'h23;
-  assign \$1422  = d == 6'h24;
-  assign \$1423  = d == 6'h25;
-  assign \$1424  = d == 6'h26;
-  assign \$1425  = d == 6'h27;
-  assign \$1426  = d == 6'h28;
-  assign \$1427  = d == 6'h29;
-  assign \$1428  = d == 6'h2a;
-  assign \$1429  = d == 6'h2b;
-  assign \$1430  = d == 6'h2c;
-  assign \$1431  = d == 6'h2d;
-  assign \$1432  = d == 6'h2e;
-  assign \$1433  = d == 6'h2f;
-  assign \$1434  = d == 6'h30;
-  assign \$1435  = d == 6'h31;
-  assign \$1436  = d == 6'h32;
-  assign \$1437  = d == 6'h33;
-  assign \$1438  = d == 6'h34;
-  assign \$1439  = d == 6'h35;
-  assign \$1440  = d == 6'h36;
-  assign \$1441  = d == 6'h37;
-  assign \$1442  = d == 6'h38;
-  assign \$1443  = d == 6'h39;
-  assign \$1444  = d == 6'h3a;
-  assign \$1445  = d == 6'h3b;
-  assign \$1446  = d == 6'h3c;
-  assign \$1447  = d == 6'h3d;
-  assign \$1448  = d == 6'h3e;
-  assign \$1449  = d == 6'h3f;
-  assign \$1450  = | { \$1449 , \$1448 , \$1447 , \$1446 , \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439 , \$1438 , \$1437 , \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414  };
-  assign \$1451  = ! d;
-  assign \$1452  = d == 1'h1;
-  assign \$1453  = d == 2'h2;
-  assign \$1454  = d == 2'h3;
-  assign \$1455  = d == 3'h4;
-  assign \$1456  = d == 3'h5;
-  assign \$1457  = d == 3'h6;
-  assign \$1458  = d == 3'h7;
-  assign \$1459  = d == 4'h8;
-  assign \$1460  = d == 4'h9;
-  assign \$1461  = d == 4'ha;
-  assign \$1462  = d == 4'hb;
-  assign \$1463  = d == 4'hc;
-  assign \$1464  = d == 4'hd;
-  assign \$1465  = d == 4'he;
-  assign \$1466  = d == 4'hf;
-  assign \$1467  = d == 5'h10;
-  assign \$1468  = d == 5'h11;
-  assign \$1469  = d == 5'h12;
-  assign \$1470  = d == 5'h13;
-  assign \$1471  = d == 5'h14;
-  assign \$1472  = d == 5'h15;
-  assign \$1473  = d == 5'h16;
-  assign \$1474  = d == 5'h17;
-  assign \$1475  = d == 5'h18;
-  assign \$1476  = d == 5'h19;
-  assign \$1477  = d == 5'h1a;
-  assign \$1478  = d == 5'h1b;
-  assign \$1479  = d == 5'h1c;
-  assign \$1480  = d == 5'h1d;
-  assign \$1481  = d == 5'h1e;
-  assign \$1482  = d == 5'h1f;
-  assign \$1483  = d == 6'h20;
-  assign \$1484  = d == 6'h21;
-  assign \$1485  = d == 6'h22;
-  assign \$1486  = d == 6'h23;
-  assign \$1487  = d == 6'h24;
-  assign \$1488  = d == 6'h25;
-  assign \$1489  = d == 6'h26;
-  assign \$1490  = d == 6'h27;
-  assign \$1491  = d == 6'h28;
-  assign \$1492  = d == 6'h29;
-  assign \$1493  = d == 6'h2a;
-  assign \$1494  = d == 6'h2b;
-  assign \$1495  = d == 6'h2c;
-  assign \$1496  = d == 6'h2d;
-  assign \$1497  = d == 6'h2e;
-  assign \$1498  = d == 6'h2f;
-  assign \$1499  = d == 6'h30;
-  assign \$1500  = d == 6'h31;
-  assign \$1501  = d == 6'h32;
-  assign \$1502  = d == 6'h33;
-  assign \$1503  = d == 6'h34;
-  assign \$1504  = d == 6'h35;
-  assign \$1505  = d == 6'h36;
-  assign \$1506  = d == 6'h37;
-  assign \$1507  = d == 6'h38;
-  assign \$1508  = d == 6'h39;
-  assign \$1509  = d == 6'h3a;
-  assign \$1510  = d == 6'h3b;
-  assign \$1511  = d == 6'h3c;
-  assign \$1512  = d == 6'h3d;
-  assign \$1513  = d == 6'h3e;
-  assign \$1514  = d == 6'h3f;
-  assign \$1515  = | { \$1514 , \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502 , \$1501 , \$1500 , \$1499 , \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492 , \$1491 , \$1490 , \$1489 , \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467 , \$1466 , \$1465 , \$1464 , \$1463 , \$1462 , \$1461 , \$1460 , \$1459 , \$1458 , \$1457 , \$1456 , \$1455 , \$1454 , \$1453 , \$1452 , \$1451  };
-  assign \$1516  = \$1413  ? \$1450  : \$1515 ;
-  assign \$1517  = ~ ahead;
-  assign \$1518  = w_row == 5'h1b;
-  assign \$1519  = \$1517  & \$1518 ;
-  assign \$1520  = ! ky;
-  assign \$1521  = d == 5'h1d;
-  assign \$1522  = d == 5'h1e;
-  assign \$1523  = d == 5'h1f;
-  assign \$1524  = d == 6'h20;
-  assign \$1525  = d == 6'h21;
-  assign \$1526  = d == 6'h22;
-  assign \$1527  = d == 6'h23;
-  assign \$1528  = d == 6'h24;
-  assign \$1529  = d == 6'h25;
-  assign \$1530  = d == 6'h26;
-  assign \$1531  = d == 6'h27;
-  assign \$1532  = d == 6'h28;
-  assign \$1533  = d == 6'h29;
-  assign \$1534  = d == 6'h2a;
-  assign \$1535  = d == 6'h2b;
-  assign \$1536  = d == 6'h2c;
-  assign \$1537  = d == 6'h2d;
-  assign \$1538  = d == 6'h2e;
-  assign \$1539  = d == 6'h2f;
-  assign \$1540  = d == 6'h30;
-  assign \$1541  = d == 6'h31;
-  assign \$1542  = d == 6'h32;
-  assign \$1543  = d == 6'h33;
-  assign \$1544  = d == 6'h34;
-  assign \$1545  = d == 6'h35;
-  assign \$1546  = d == 6'h36;
-  assign \$1547  = d == 6'h37;
-  assign \$1548  = d == 6'h38;
-  assign \$1549  = d == 6'h39;
-  assign \$1550  = d == 6'h3a;
-  assign \$1551  = d == 6'h3b;
-  assign \$1552  = d == 6'h3c;
-  assign \$1553  = d == 6'h3d;
-  assign \$1554  = d == 6'h3e;
-  assign \$1555  = d == 6'h3f;
-  assign \$1556  = | { \$1555 , \$1554 , \$1553 , \$1552 , \$1551 , \$1550 , \$1549 , \$1548 , \$1547 , \$1546 , \$1545 , \$1544 , \$1543 , \$1542 , \$1541 , \$1540 , \$1539 , \$1538 , \$1537 , \$1536 , \$1535 , \$1534 , \$1533 , \$1532 , \$1531 , \$1530 , \$1529 , \$1528 , \$1527 , \$1526 , \$1525 , \$1524 , \$1523 , \$1522 , \$1521  };
-  assign \$1557  = \$1520  & \$1556 ;
-  assign \$1558  = ky == 1'h1;
-  assign \$1559  = d == 5'h1e;
-  assign \$1560  = d == 5'h1f;
-  assign \$1561  = d == 6'h20;
-  assign \$1562  = d == 6'h21;
-  assign \$1563  = d == 6'h22;
-  assign \$1564  = d == 6'h23;
-  assign \$1565  = d == 6'h24;
-  assign \$1566  = d == 6'h25;
-  assign \$1567  = d == 6'h26;
-  assign \$1568  = d == 6'h27;
-  assign \$1569  = d == 6'h28;
-  assign \$1570  = d == 6'h29;
-  assign \$1571  = d == 6'h2a;
-  assign \$1572  = d == 6'h2b;
-  assign \$1573  = d == 6'h2c;
-  assign \$1574  = d == 6'h2d;
-  assign \$1575  = d == 6'h2e;
-  assign \$1576  = d == 6'h2f;
-  assign \$1577  = d == 6'h30;
-  assign \$1578  = d == 6'h31;
-  assign \$1579  = d == 6'h32;
-  assign \$1580  = d == 6'h33;
-  assign \$1581  = d == 6'h34;
-  assign \$1582  = d == 6'h35;
-  assign \$1583  = d == 6'h36;
-  assign \$1584  = d == 6'h37;
-  assign \$1585  = d == 6'h38;
-  assign \$1586  = d == 6'h39;
-  assign \$1587  = d == 6'h3a;
-  assign \$1588  = d == 6'h3b;
-  assign \$1589  = d == 6'h3c;
-  assign \$1590  = d == 6'h3d;
-  assign \$1591  = d == 6'h3e;
-  assign \$1592  = d == 6'h3f;
-  assign \$1593  = | { \$1592 , \$1591 , \$1590 , \$1589 , \$1588 , \$1587 , \$1586 , \$1585 , \$1584 , \$1583 , \$1582 , \$1581 , \$1580 , \$1579 , \$1578 , \$1577 , \$1576 , \$1575 , \$1574 , \$1573 , \$1572 , \$1571 , \$1570 , \$1569 , \$1568 , \$1567 , \$1566 , \$1565 , \$1564 , \$1563 , \$1562 , \$1561 , \$1560 , \$1559  };
-  assign \$1594  = \$1558  & \$1593 ;
-  assign \$1595  = ky == 2'h2;
-  assign \$1596  = d == 5'h1f;
-  assign \$1597  = d == 6'h20;
-  assign \$1598  = d == 6'h21;
-  assign \$1599  = d == 6'h22;
-  assign \$1600  = d == 6'h23;
-  assign \$1601  = d == 6'h24;
-  assign \$1602  = d == 6'h25;
-  assign \$1603  = d == 6'h26;
-  assign \$1604  = d == 6'h27;
-  assign \$1605  = d == 6'h28;
-  assign \$1606  = d == 6'h29;
-  assign \$1607  = d == 6'h2a;
-  assign \$1608  = d == 6'h2b;
-  assign \$1609  = d == 6'h2c;
-  assign \$1610  = d == 6'h2d;
-  assign \$1611  = d == 6'h2e;
-  assign \$1612  = d == 6'h2f;
-  assign \$1613  = d == 6'h30;
-  assign \$1614  = d == 6'h31;
-  assign \$1615  = d == 6'h32;
-  assign \$1616  = d == 6'h33;
-  assign \$1617  = d == 6'h34;
-  assign \$1618  = d == 6'h35;
-  assign \$1619  = d == 6'h36;
-  assign \$1620  = d == 6'h37;
-  assign \$1621  = d == 6'h38;
-  assign \$1622  = d == 6'h39;
-  assign \$1623  = d == 6'h3a;
-  assign \$1624  = d == 6'h3b;
-  assign \$1625  = d == 6'h3c;
-  assign \$1626  = d == 6'h3d;
-  assign \$1627  = d == 6'h3e;
-  assign \$1628  = d == 6'h3f;
-  assign \$1629  = | { \$1628 , \$1627 , \$1626 , \$1625 , \$1624 , \$1623 , \$1622 , \$1621 , \$1620 , \$1619 , \$1618 , \$1617 , \$1616 , \$1615 , \$1614 , \$1613 , \$1612 , \$1611 , \$1610 , \$1609 , \$1608 , \$1607 , \$1606 , \$1605 , \$1604 , \$1603 , \$1602 , \$1601 , \$1600 , \$1599 , \$1598 , \$1597 , \$1596  };
-  assign \$1630  = \$1595  & \$1629 ;
-  assign \$1631  = ky == 2'h3;
-  assign \$1632  = d == 6'h20;
-  assign \$1633  = d == 6'h21;
-  assign \$1634  = d == 6'h22;
-  assign \$1635  = d == 6'h23;
-  assign \$1636  = d == 6'h24;
-  assign \$1637  = d == 6'h25;
-  assign \$1638  = d == 6'h26;
-  assign \$1639  = d == 6'h27;
-  assign \$1640  = d == 6'h28;
-  assign \$1641  = d == 6'h29;
-  assign \$1642  = d == 6'h2a;
-  assign \$1643  = d == 6'h2b;
-  assign \$1644  = d == 6'h2c;
-  assign \$1645  = d == 6'h2d;
-  assign \$1646  = d == 6'h2e;
-  assign \$1647  = d == 6'h2f;
-  assign \$1648  = d == 6'h30;
-  assign \$1649  = d == 6'h31;
-  assign \$1650  = d == 6'h32;
-  assign \$1651  = d == 6'h33;
-  assign \$1652  = d == 6'h34;
-  assign \$1653  = d == 6'h35;
-  assign \$1654  = d == 6'h36;
-  assign \$1655  = d == 6'h37;
-  assign \$1656  = d == 6'h38;
-  assign \$1657  = d == 6'h39;
-  assign \$1658  = d == 6'h3a;
-  assign \$1659  = d == 6'h3b;
-  assign \$1660  = d == 6'h3c;
-  assign \$1661  = d == 6'h3d;
-  assign \$1662  = d == 6'h3e;
-  assign \$1663  = d == 6'h3f;
-  assign \$1664  = | { \$1663 , \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656 , \$1655 , \$1654 , \$1653 , \$1652 , \$1651 , \$1650 , \$1649 , \$1648 , \$1647 , \$1646 , \$1645 , \$1644 , \$1643 , \$1642 , \$1641 , \$1640 , \$1639 , \$1638 , \$1637 , \$1636 , \$1635 , \$1634 , \$1633 , \$1632  };
-  assign \$1665  = \$1631  & \$1664 ;
-  assign \$1666  = ky == 3'h4;
-  assign \$1667  = d == 6'h21;
-  assign \$1668  = d == 6'h22;
-  assign \$1669  = d == 6'h23;
-  assign \$1670  = d == 6'h24;
-  assign \$1671  = d == 6'h25;
-  assign \$1672  = d == 6'h26;
-  assign \$1673  = d == 6'h27;
-  assign \$1674  = d == 6'h28;
-  assign \$1675  = d == 6'h29;
-  assign \$1676  = d == 6'h2a;
-  assign \$1677  = d == 6'h2b;
-  assign \$1678  = d == 6'h2c;
-  assign \$1679  = d == 6'h2d;
-  assign \$1680  = d == 6'h2e;
-  assign \$1681  = d == 6'h2f;
-  assign \$1682  = d == 6'h30;
-  assign \$1683  = d == 6'h31;
-  assign \$1684  = d == 6'h32;
-  assign \$1685  = d == 6'h33;
-  assign \$1686  = d == 6'h34;
-  assign \$1687  = d == 6'h35;
-  assign \$1688  = d == 6'h36;
-  assign \$1689  = d == 6'h37;
-  assign \$1690  = d == 6'h38;
-  assign \$1691  = d == 6'h39;
-  assign \$1692  = d == 6'h3a;
-  assign \$1693  = d == 6'h3b;
-  assign \$1694  = d == 6'h3c;
-  assign \$1695  = d == 6'h3d;
-  assign \$1696  = d == 6'h3e;
-  assign \$1697  = d == 6'h3f;
-  assign \$1698  = | { \$1697 , \$1696 , \$1695 , \$1694 , \$1693 , \$1692 , \$1691 , \$1690 , \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683 , \$1682 , \$1681 , \$1680 , \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667  };
-  assign \$1699  = \$1666  & \$1698 ;
-  assign \$1700  = | { \$1699 , \$1665 , \$1630 , \$1594 , \$1557  };
-  assign \$1701  = ! ky;
-  assign \$1702  = d == 1'h1;
-  assign \$1703  = d == 2'h2;
-  assign \$1704  = d == 2'h3;
-  assign \$1705  = d == 3'h4;
-  assign \$1706  = d == 3'h5;
-  assign \$1707  = d == 3'h6;
-  assign \$1708  = d == 3'h7;
-  assign \$1709  = d == 4'h8;
-  assign \$1710  = d == 4'h9;
-  assign \$1711  = d == 4'ha;
-  assign \$1712  = d == 4'hb;
-  assign \$1713  = d == 4'hc;
-  assign \$1714  = d == 4'hd;
-  assign \$1715  = d == 4'he;
-  assign \$1716  = d == 4'hf;
-  assign \$1717  = d == 5'h10;
-  assign \$1718  = d == 5'h11;
-  assign \$1719  = d == 5'h12;
-  assign \$1720  = d == 5'h13;
-  assign \$1721  = d == 5'h14;
-  assign \$1722  = d == 5'h15;
-  assign \$1723  = d == 5'h16;
-  assign \$1724  = d == 5'h17;
-  assign \$1725  = d == 5'h18;
-  assign \$1726  = d == 5'h19;
-  assign \$1727  = d == 5'h1a;
-  assign \$1728  = d == 5'h1b;
-  assign \$1729  = d == 5'h1c;
-  assign \$1730  = d == 5'h1d;
-  assign \$1731  = d == 5'h1e;
-  assign \$1732  = d == 5'h1f;
-  assign \$1733  = d == 6'h20;
-  assign \$1734  = d == 6'h21;
-  assign \$1735  = d == 6'h22;
-  assign \$1736  = d == 6'h23;
-  assign \$1737  = d == 6'h24;
-  assign \$1738  = d == 6'h25;
-  assign \$1739  = d == 6'h26;
-  assign \$1740  = d == 6'h27;
-  assign \$1741  = d == 6'h28;
-  assign \$1742  = d == 6'h29;
-  assign \$1743  = d == 6'h2a;
-  assign \$1744  = d == 6'h2b;
-  assign \$1745  = d == 6'h2c;
-  assign \$1746  = d == 6'h2d;
-  assign \$1747  = d == 6'h2e;
-  assign \$1748  = d == 6'h2f;
-  assign \$1749  = d == 6'h30;
-  assign \$1750  = d == 6'h31;
-  assign \$1751  = d == 6'h32;
-  assign \$1752  = d == 6'h33;
-  assign \$1753  = d == 6'h34;
-  assign \$1754  = d == 6'h35;
-  assign \$1755  = d == 6'h36;
-  assign \$1756  = d == 6'h37;
-  assign \$1757  = d == 6'h38;
-  assign \$1758  = d == 6'h39;
-  assign \$1759  = d == 6'h3a;
-  assign \$1760  = d == 6'h3b;
-  assign \$1761  = d == 6'h3c;
-  assign \$1762  = d == 6'h3d;
-  assign \$1763  = d == 6'h3e;
-  assign \$1764  = d == 6'h3f;
-  assign \$1765  = | { \$1764 , \$1763 , \$1762 , \$1761 , \$1760 , \$1759 , \$1758 , \$1757 , \$1756 , \$1755 , \$1754 , \$1753 , \$1752 , \$1751 , \$1750 , \$1749 , \$1748 , \$1747 , \$1746 , \$1745 , \$1744 , \$1743 , \$1742 , \$1741 , \$1740 , \$1739 , \$1738 , \$1737 , \$1736 , \$1735 , \$1734 , \$1733 , \$1732 , \$1731 , \$1730 , \$1729 , \$1728 , \$1727 , \$1726 , \$1725 , \$1724 , \$1723 , \$1722 , \$1721 , \$1720 , \$1719 , \$1718 , \$1717 , \$1716 , \$1715 , \$1714 , \$1713 , \$1712 , \$1711 , \$1710 , \$1709 , \$1708 , \$1707 , \$1706 , \$1705 , \$1704 , \$1703 , \$1702  };
-  assign \$1766  = \$1701  & \$1765 ;
-  assign \$1767  = ky == 1'h1;
-  assign \$1768  = d == 2'h2;
-  assign \$1769  = d == 2'h3;
-  assign \$1770  = d == 3'h4;
-  assign \$1771  = d == 3'h5;
-  assign \$1772  = d == 3'h6;
-  assign \$1773  = d == 3'h7;
-  assign \$1774  = d == 4'h8;
-  assign \$1775  = d == 4'h9;
-  assign \$1776  = d == 4'ha;
-  assign \$1777  = d == 4'hb;
-  assign \$1778  = d == 4'hc;
-  assign \$1779  = d == 4'hd;
-  assign \$1780  = d == 4'he;
-  assign \$1781  = d == 4'hf;
-  assign \$1782  = d == 5'h10;
-  assign \$1783  = d == 5'h11;
-  assign \$1784  = d == 5'h12;
-  assign \$1785  = d == 5'h13;
-  assign \$1786  = d == 5'h14;
-  assign \$1787  = d == 5'h15;
-  assign \$1788  = d == 5'h16;
-  assign \$1789  = d == 5'h17;
-  assign \$1790  = d == 5'h18;
-  assign \$1791  = d == 5'h19;
-  assign \$1792  = d == 5'h1a;
-  assign \$1793  = d == 5'h1b;
-  assign \$1794  = d == 5'h1c;
-  assign \$1795  = d == 5'h1d;
-  assign \$1796  = d == 5'h1e;
-  assign \$1797  = d == 5'h1f;
-  assign \$1798  = d == 6'h20;
-  assign \$1799  = d == 6'h21;
-  assign \$1800  = d == 6'h22;
-  assign \$1801  = d == 6'h23;
-  assign \$1802  = d == 6'h24;
-  assign \$1803  = d == 6'h25;
-  assign \$1804  = d == 6'h26;
-  assign \$1805  = d == 6'h27;
-  assign \$1806  = d == 6'h28;
-  assign \$1807  = d == 6'h29;
-  assign \$1808  = d == 6'h2a;
-  assign \$1809  = d == 6'h2b;
-  assign \$1810  = d == 6'h2c;
-  assign \$1811  = d == 6'h2d;
-  assign \$1812  = d == 6'h2e;
-  assign \$1813  = d == 6'h2f;
-  assign \$1814  = d == 6'h30;
-  assign \$1815  = d == 6'h31;
-  assign \$1816  = d == 6'h32;
-  assign \$1817  = d == 6'h33;
-  assign \$1818  = d == 6'h34;
-  assign \$1819  = d == 6'h35;
-  assign \$1820  = d == 6'h36;
-  assign \$1821  = d == 6'h37;
-  assign \$1822  = d == 6'h38;
-  assign \$1823  = d == 6'h39;
-  assign \$1824  = d == 6'h3a;
-  assign \$1825  = d == 6'h3b;
-  assign \$1826  = d == 6'h3c;
-  assign \$1827  = d == 6'h3d;
-  assign \$1828  = d == 6'h3e;
-  assign \$1829  = d == 6'h3f;
-  assign \$1830  = | { \$1829 , \$1828 , \$1827 , \$1826 , \$1825 , \$1824 , \$1823 , \$1822 , \$1821 , \$1820 , \$1819 , \$1818 , \$1817 , \$1816 , \$1815 , \$1814 , \$1813 , \$1812 , \$1811 , \$1810 , \$1809 , \$1808 , \$1807 , \$1806 , \$1805 , \$1804 , \$1803 , \$1802 , \$1801 , \$1800 , \$1799 , \$1798 , \$1797 , \$1796 , \$1795 , \$1794 , \$1793 , \$1792 , \$1791 , \$1790 , \$1789 , \$1788 , \$1787 , \$1786 , \$1785 , \$1784 , \$1783 , \$1782 , \$1781 , \$1780 , \$1779 , \$1778 , \$1777 , \$1776 , \$1775 , \$1774 , \$1773 , \$1772 , \$1771 , \$1770 , \$1769 , \$1768  };
-  assign \$1831  = \$1767  & \$1830 ;
-  assign \$1832  = ky == 2'h2;
-  assign \$1833  = d == 2'h3;
-  assign \$1834  = d == 3'h4;
-  assign \$1835  = d == 3'h5;
-  assign \$1836  = d == 3'h6;
-  assign \$1837  = d == 3'h7;
-  assign \$1838  = d == 4'h8;
-  assign \$1839  = d == 4'h9;
-  assign \$1840  = d == 4'ha;
-  assign \$1841  = d == 4'hb;
-  assign \$1842  = d == 4'hc;
-  assign \$1843  = d == 4'hd;
-  assign \$1844  = d == 4'he;
-  assign \$1845  = d == 4'hf;
-  assign \$1846  = d == 5'h10;
-  assign \$1847  = d == 5'h11;
-  assign \$1848  = d == 5'h12;
-  assign \$1849  = d == 5'h13;
-  assign \$1850  = d == 5'h14;
-  assign \$1851  = d == 5'h15;
-  assign \$1852  = d == 5'h16;
-  assign \$1853  = d == 5'h17;
-  assign \$1854  = d == 5'h18;
-  assign \$1855  = d == 5'h19;
-  assign \$1856  = d == 5'h1a;
-  assign \$1857  = d == 5'h1b;
-  assign \$1858  = d == 5'h1c;
-  assign \$1859  = d == 5'h1d;
-  assign \$1860  = d == 5'h1e;
-  assign \$1861  = d == 5'h1f;
-  assign \$1862  = d == 6'h20;
-  assign \$1863  = d == 6'h21;
-  assign \$1864  = d == 6'h22;
-  assign \$1865  = d == 6'h23;
-  assign \$1866  = d == 6'h24;
-  assign \$1867  = d == 6'h25;
-  assign \$1868  = d == 6'h26;
-  assign \$1869  = d == 6'h27;
-  assign \$1870  = d == 6'h28;
-  assign \$1871  = d == 6'h29;
-  assign \$1872  = d == 6'h2a;
-  assign \$1873  = d == 6'h2b;
-  assign \$1874  = d == 6'h2c;
-  assign \$1875  = d == 6'h2d;
-  assign \$1876  = d == 6'h2e;
-  assign \$1877  = d == 6'h2f;
-  assign \$1878  = d == 6'h30;
-  assign \$1879  = d == 6'h31;
-  assign \$1880  = d == 6'h32;
-  assign \$1881  = d == 6'h33;
-  assign \$1882  = d == 6'h34;
-  assign \$1883  = d == 6'h35;
-  assign \$1884  = d == 6'h36;
-  assign \$1885  = d == 6'h37;
-  assign \$1886  = d == 6'h38;
-  assign \$1887  = d == 6'h39;
-  assign \$1888  = d == 6'h3a;
-  assign \$1889  = d == 6'h3b;
-  assign \$1890  = d == 6'h3c;
-  assign \$1891  = d == 6'h3d;
-  assign \$1892  = d == 6'h3e;
-  assign \$1893  = d == 6'h3f;
-  assign \$1894  = | { \$1893 , \$1892 , \$1891 , \$1890 , \$1889 , \$1888 , \$1887 , \$1886 , \$1885 , \$1884 , \$1883 , \$1882 , \$1881 , \$1880 , \$1879 , \$1878 , \$1877 , \$1876 , \$1875 , \$1874 , \$1873 , \$1872 , \$1871 , \$1870 , \$1869 , \$1868 , \$1867 , \$1866 , \$1865 , \$1864 , \$1863 , \$1862 , \$1861 , \$1860 , \$1859 , \$1858 , \$1857 , \$1856 , \$1855 , \$1854 , \$1853 , \$1852 , \$1851 , \$1850 , \$1849 , \$1848 , \$1847 , \$1846 , \$1845 , \$1844 , \$1843 , \$1842 , \$1841 , \$1840 , \$1839 , \$1838 , \$1837 , \$1836 , \$1835 , \$1834 , \$1833  };
-  assign \$1895  = \$1832  & \$1894 ;
-  assign \$1896  = ky == 2'h3;
-  assign \$1897  = d == 3'h4;
-  assign \$1898  = d == 3'h5;
-  assign \$1899  = d == 3'h6;
-  assign \$1900  = d == 3'h7;
-  assign \$1901  = d == 4'h8;
-  assign \$1902  = d == 4'h9;
-  assign \$1903  = d == 4'ha;
-  assign \$1904  = d == 4'hb;
-  assign \$1905  = d == 4'hc;
-  assign \$1906  = d == 4'hd;
-  assign \$1907  = d == 4'he;
-  assign \$1908  = d == 4'hf;
-  assign \$1909  = d == 5'h10;
-  assign \$1910  = d == 5'h11;
-  assign \$1911  = d == 5'h12;
-  assign \$1912  = d == 5'h13;
-  assign \$1913  = d == 5'h14;
-  assign \$1914  = d == 5'h15;
-  assign \$1915  = d == 5'h16;
-  assign \$1916  = d == 5'h17;
-  assign \$1917  = d == 5'h18;
-  assign \$1918  = d == 5'h19;
-  assign \$1919  = d == 5'h1a;
-  assign \$1920  = d == 5'h1b;
-  assign \$1921  = d == 5'h1c;
-  assign \$1922  = d == 5'h1d;
-  assign \$1923  = d == 5'h1e;
-  assign \$1924  = d == 5'h1f;
-  assign \$1925  = d == 6'h20;
-  assign \$1926  = d == 6'h21;
-  assign \$1927  = d == 6'h22;
-  assign \$1928  = d == 6'h23;
-  assign \$1929  = d == 6'h24;
-  assign \$1930  = d == 6'h25;
-  assign \$1931  = d == 6'h26;
-  assign \$1932  = d == 6'h27;
-  assign \$1933  = d == 6'h28;
-  assign \$1934  = d == 6'h29;
-  assign \$1935  = d == 6'h2a;
-  assign \$1936  = d == 6'h2b;
-  assign \$1937  = d == 6'h2c;
-  assign \$1938  = d == 6'h2d;
-  assign \$1939  = d == 6'h2e;
-  assign \$1940  = d == 6'h2f;
-  assign \$1941  = d == 6'h30;
-  assign \$1942  = d == 6'h31;
-  assign \$1943  = d == 6'h32;
-  assign \$1944  = d == 6'h33;
-  assign \$1945  = d == 6'h34;
-  assign \$1946  = d == 6'h35;
-  assign \$1947  = d == 6'h36;
-  assign \$1948  = d == 6'h37;
-  assign \$1949  = d == 6'h38;
-  assign \$1950  = d == 6'h39;
-  assign \$1951  = d == 6'h3a;
-  assign \$1952  = d == 6'h3b;
-  assign \$1953  = d == 6'h3c;
-  assign \$1954  = d == 6'h3d;
-  assign \$1955  = d == 6'h3e;
-  assign \$1956  = d == 6'h3f;
-  assign \$1957  = | { \$1956 , \$1955 , \$1954 , \$1953 , \$1952 , \$1951 , \$1950 , \$1949 , \$1948 , \$1947 , \$1946 , \$1945 , \$1944 , \$1943 , \$1942 , \$1941 , \$1940 , \$1939 , \$1938 , \$1937 , \$1936 , \$1935 , \$1934 , \$1933 , \$1932 , \$1931 , \$1930 , \$1929 , \$1928 , \$1927 , \$1926 , \$1925 , \$1924 , \$1923 , \$1922 , \$1921 , \$1920 , \$1919 , \$1918 , \$1917 , \$1916 , \$1915 , \$1914 , \$1913 , \$1912 , \$1911 , \$1910 , \$1909 , \$1908 , \$1907 , \$1906 , \$1905 , \$1904 , \$1903 , \$1902 , \$1901 , \$1900 , \$1899 , \$1898 , \$1897  };
-  assign \$1958  = \$1896  & \$1957 ;
-  assign \$1959  = ky == 3'h4;
-  assign \$1960  = d == 3'h5;
-  assign \$1961  = d == 3'h6;
-  assign \$1962  = d == 3'h7;
-  assign \$1963  = d == 4'h8;
-  assign \$1964  = d == 4'h9;
-  assign \$1965  = d == 4'ha;
-  assign \$1966  = d == 4'hb;
-  assign \$1967  = d == 4'hc;
-  assign \$1968  = d == 4'hd;
-  assign \$1969  = d == 4'he;
-  assign \$1970  = d == 4'hf;
-  assign \$1971  = d == 5'h10;
-  assign \$1972  = d == 5'h11;
-  assign \$1973  = d == 5'h12;
-  assign \$1974  = d == 5'h13;
-  assign \$1975  = d == 5'h14;
-  assign \$1976  = d == 5'h15;
-  assign \$1977  = d == 5'h16;
-  assign \$1978  = d == 5'h17;
-  assign \$1979  = d == 5'h18;
-  assign \$1980  = d == 5'h19;
-  assign \$1981  = d == 5'h1a;
-  assign \$1982  = d == 5'h1b;
-  assign \$1983  = d == 5'h1c;
-  assign \$1984  = d == 5'h1d;
-  assign \$1985  = d == 5'h1e;
-  assign \$1986  = d == 5'h1f;
-  assign \$1987  = d == 6'h20;
-  assign \$1988  = d == 6'h21;
-  assign \$1989  = d == 6'h22;
-  assign \$1990  = d == 6'h23;
-  assign \$1991  = d == 6'h24;
-  assign \$1992  = d == 6'h25;
-  assign \$1993  = d == 6'h26;
-  assign \$1994  = d == 6'h27;
-  assign \$1995  = d == 6'h28;
-  assign \$1996  = d == 6'h29;
-  assign \$1997  = d == 6'h2a;
-  assign \$1998  = d == 6'h2b;
-  assign \$1999  = d == 6'h2c;
-  assign \$2000  = d == 6'h2d;
-  assign \$2001  = d == 6'h2e;
-  assign \$2002  = d == 6'h2f;
-  assign \$2003  = d == 6'h30;
-  assign \$2004  = d == 6'h31;
-  assign \$2005  = d == 6'h32;
-  assign \$2006  = d == 6'h33;
-  assign \$2007  = d == 6'h34;
-  assign \$2008  = d == 6'h35;
-  assign \$2009  = d == 6'h36;
-  assign \$2010  = d == 6'h37;
-  assign \$2011  = d == 6'h38;
-  assign \$2012  = d == 6'h39;
-  assign \$2013  = d == 6'h3a;
-  assign \$2014  = d == 6'h3b;
-  assign \$2015  = d == 6'h3c;
-  assign \$2016  = d == 6'h3d;
-  assign \$2017  = d == 6'h3e;
-  assign \$2018  = d == 6'h3f;
-  assign \$2019  = | { \$2018 , \$2017 , \$2016 , \$2015 , \$2014 , \$2013 , \$2012 , \$2011 , \$2010 , \$2009 , \$2008 , \$2007 , \$2006 , \$2005 , \$2004 , \$2003 , \$2002 , \$2001 , \$2000 , \$1999 , \$1998 , \$1997 , \$1996 , \$1995 , \$1994 , \$1993 , \$1992 , \$1991 , \$1990 , \$1989 , \$1988 , \$1987 , \$1986 , \$1985 , \$1984 , \$1983 , \$1982 , \$1981 , \$1980 , \$1979 , \$1978 , \$1977 , \$1976 , \$1975 , \$1974 , \$1973 , \$1972 , \$1971 , \$1970 , \$1969 , \$1968 , \$1967 , \$1966 , \$1965 , \$1964 , \$1963 , \$1962 , \$1961 , \$1960  };
-  assign \$2020  = \$1959  & \$2019 ;
-  assign \$2021  = | { \$2020 , \$1958 , \$1895 , \$1831 , \$1766  };
-  assign \$2022  = \$1519  ? \$1700  : \$2021 ;
-  assign \$2023  = \$1410  ? \$1516  : \$2022 ;
-  assign \$2024  = ~ ahead;
-  assign \$2025  = w_row == 5'h1b;
-  assign \$2026  = \$2024  & \$2025 ;
-  assign \$2027  = ! ky;
-  assign \$2028  = d == 5'h1c;
-  assign \$2029  = d == 5'h1d;
-  assign \$2030  = d == 5'h1e;
-  assign \$2031  = d == 5'h1f;
-  assign \$2032  = d == 6'h20;
-  assign \$2033  = d == 6'h21;
-  assign \$2034  = d == 6'h22;
-  assign \$2035  = d == 6'h23;
-  assign \$2036  = d == 6'h24;
-  assign \$2037  = d == 6'h25;
-  assign \$2038  = d == 6'h26;
-  assign \$2039  = d == 6'h27;
-  assign \$2040  = d == 6'h28;
-  assign \$2041  = d == 6'h29;
-  assign \$2042  = d == 6'h2a;
-  assign \$2043  = d == 6'h2b;
-  assign \$2044  = d == 6'h2c;
-  assign \$2045  = d == 6'h2d;
-  assign \$2046  = d == 6'h2e;
-  assign \$2047  = d == 6'h2f;
-  assign \$2048  = d == 6'h30;
-  assign \$2049  = d == 6'h31;
-  assign \$2050  = d == 6'h32;
-  assign \$2051  = d == 6'h33;
-  assign \$2052  = d == 6'h34;
-  assign \$2053  = d == 6'h35;
-  assign \$2054  = d == 6'h36;
-  assign \$2055  = d == 6'h37;
-  assign \$2056  = d == 6'h38;
-  assign \$2057  = d == 6'h39;
-  assign \$2058  = d == 6'h3a;
-  assign \$2059  = d == 6'h3b;
-  assign \$2060  = d == 6'h3c;
-  assign \$2061  = d == 6'h3d;
-  assign \$2062  = d == 6'h3e;
-  assign \$2063  = d == 6'h3f;
-  assign \$2064  = | { \$2063 , \$2062 , \$2061 , \$2060 , \$2059 , \$2058 , \$2057 , \$2056 , \$2055 , \$2054 , \$2053 , \$2052 , \$2051 , \$2050 , \$2049 , \$2048 , \$2047 , \$2046 , \$2045 , \$2044 , \$2043 , \$2042 , \$2041 , \$2040 , \$2039 , \$2038 , \$2037 , \$2036 , \$2035 , \$2034 , \$2033 , \$2032 , \$2031 , \$2030 , \$2029 , \$2028  };
-  assign \$2065  = \$2027  & \$2064 ;
-  assign \$2066  = ky == 1'h1;
-  assign \$2067  = d == 5'h1d;
-  assign \$2068  = d == 5'h1e;
-  assign \$2069  = d == 5'h1f;
-  assign \$2070  = d == 6'h20;
-  assign \$2071  = d == 6'h21;
-  assign \$2072  = d == 6'h22;
-  assign \$2073  = d == 6'h23;
-  assign \$2074  = d == 6'h24;
-  assign \$2075  = d == 6'h25;
-  assign \$2076  = d == 6'h26;
-  assign \$2077  = d == 6'h27;
-  assign \$2078  = d == 6'h28;
-  assign \$2079  = d == 6'h29;
-  assign \$2080  = d == 6'h2a;
-  assign \$2081  = d == 6'h2b;
-  assign \$2082  = d == 6'h2c;
-  assign \$2083  = d == 6'h2d;
-  assign \$2084  = d == 6'h2e;
-  assign \$2085  = d == 6'h2f;
-  assign \$2086  = d == 6'h30;
-  assign \$2087  = d == 6'h31;
-  assign \$2088  = d == 6'h32;
-  assign \$2089  = d == 6'h33;
-  assign \$2090  = d == 6'h34;
-  assign \$2091  = d == 6'h35;
-  assign \$2092  = d == 6'h36;
-  assign \$2093  = d == 6'h37;
-  assign \$2094  = d == 6'h38;
-  assign \$2095  = d == 6'h39;
-  assign \$2096  = d == 6'h3a;
-  assign \$2097  = d == 6'h3b;
-  assign \$2098  = d == 6'h3c;
-  assign \$2099  = d == 6'h3d;
-  assign \$2100  = d == 6'h3e;
-  assign \$2101  = d == 6'h3f;
-  assign \$2102  = | { \$2101 , \$2100 , \$2099 , \$2098 , \$2097 , \$2096 , \$2095 , \$2094 , \$2093 , \$2092 , \$2091 , \$2090 , \$2089 , \$2088 , \$2087 , \$2086 , \$2085 , \$2084 , \$2083 , \$2082 , \$2081 , \$2080 , \$2079 , \$2078 , \$2077 , \$2076 , \$2075 , \$2074 , \$2073 , \$2072 , \$2071 , \$2070 , \$2069 , \$2068 , \$2067  };
-  assign \$2103  = \$2066  & \$2102 ;
-  assign \$2104  = ky == 2'h2;
-  assign \$2105  = d == 5'h1e;
-  assign \$2106  = d == 5'h1f;
-  assign \$2107  = d == 6'h20;
-  assign \$2108  = d == 6'h21;
-  assign \$2109  = d == 6'h22;
-  assign \$2110  = d == 6'h23;
-  assign \$2111  = d == 6'h24;
-  assign \$2112  = d == 6'h25;
-  assign \$2113  = d == 6'h26;
-  assign \$2114  = d == 6'h27;
-  assign \$2115  = d == 6'h28;
-  assign \$2116  = d == 6'h29;
-  assign \$2117  = d == 6'h2a;
-  assign \$2118  = d == 6'h2b;
-  assign \$2119  = d == 6'h2c;
-  assign \$2120  = d == 6'h2d;
-  assign \$2121  = d == 6'h2e;
-  assign \$2122  = d == 6'h2f;
-  assign \$2123  = d == 6'h30;
-  assign \$2124  = d == 6'h31;
-  assign \$2125  = d == 6'h32;
-  assign \$2126  = d == 6'h33;
-  assign \$2127  = d == 6'h34;
-  assign \$2128  = d == 6'h35;
-  assign \$2129  = d == 6'h36;
-  assign \$2130  = d == 6'h37;
-  assign \$2131  = d == 6'h38;
-  assign \$2132  = d == 6'h39;
-  assign \$2133  = d == 6'h3a;
-  assign \$2134  = d == 6'h3b;
-  assign \$2135  = d == 6'h3c;
-  assign \$2136  = d == 6'h3d;
-  assign \$2137  = d == 6'h3e;
-  assign \$2138  = d == 6'h3f;
-  assign \$2139  = | { \$2138 , \$2137 , \$2136 , \$2135 , \$2134 , \$2133 , \$2132 , \$2131 , \$2130 , \$2129 , \$2128 , \$2127 , \$2126 , \$2125 , \$2124 , \$2123 , \$2122 , \$2121 , \$2120 , \$2119 , \$2118 , \$2117 , \$2116 , \$2115 , \$2114 , \$2113 , \$2112 , \$2111 , \$2110 , \$2109 , \$2108 , \$2107 , \$2106 , \$2105  };
-  assign \$2140  = \$2104  & \$2139 ;
-  assign \$2141  = ky == 2'h3;
-  assign \$2142  = d == 5'h1f;
-  assign \$2143  = d == 6'h20;
-  assign \$2144  = d == 6'h21;
-  assign \$2145  = d == 6'h22;
-  assign \$2146  = d == 6'h23;
-  assign \$2147  = d == 6'h24;
-  assign \$2148  = d == 6'h25;
-  assign \$2149  = d == 6'h26;
-  assign \$2150  = d == 6'h27;
-  assign \$2151  = d == 6'h28;
-  assign \$2152  = d == 6'h29;
-  assign \$2153  = d == 6'h2a;
-  assign \$2154  = d == 6'h2b;
-  assign \$2155  = d == 6'h2c;
-  assign \$2156  = d == 6'h2d;
-  assign \$2157  = d == 6'h2e;
-  assign \$2158  = d == 6'h2f;
-  assign \$2159  = d == 6'h30;
-  assign \$2160  = d == 6'h31;
-  assign \$2161  = d == 6'h32;
-  assign \$2162  = d == 6'h33;
-  assign \$2163  = d == 6'h34;
-  assign \$2164  = d == 6'h35;
-  assign \$2165  = d == 6'h36;
-  assign \$2166  = d == 6'h37;
-  assign \$2167  = d == 6'h38;
-  assign \$2168  = d == 6'h39;
-  assign \$2169  = d == 6'h3a;
-  assign \$2170  = d == 6'h3b;
-  assign \$2171  = d == 6'h3c;
-  assign \$2172  = d == 6'h3d;
-  assign \$2173  = d == 6'h3e;
-  assign \$2174  = d == 6'h3f;
-  assign \$2175  = | { \$2174 , \$2173 , \$2172 , \$2171 , \$2170 , \$2169 , \$2168 , \$2167 , \$2166 , \$2165 , \$2164 , \$2163 , \$2162 , \$2161 , \$2160 , \$2159 , \$2158 , \$2157 , \$2156 , \$2155 , \$2154 , \$2153 , \$2152 , \$2151 , \$2150 , \$2149 , \$2148 , \$2147 , \$2146 , \$2145 , \$2144 , \$2143 , \$2142  };
-  assign \$2176  = \$2141  & \$2175 ;
-  assign \$2177  = ky == 3'h4;
-  assign \$2178  = d == 6'h20;
-  assign \$2179  = d == 6'h21;
-  assign \$2180  = d == 6'h22;
-  assign \$2181  = d == 6'h23;
-  assign \$2182  = d == 6'h24;
-  assign \$2183  = d == 6'h25;
-  assign \$2184  = d == 6'h26;
-  assign \$2185  = d == 6'h27;
-  assign \$2186  = d == 6'h28;
-  assign \$2187  = d == 6'h29;
-  assign \$2188  = d == 6'h2a;
-  assign \$2189  = d == 6'h2b;
-  assign \$2190  = d == 6'h2c;
-  assign \$2191  = d == 6'h2d;
-  assign \$2192  = d == 6'h2e;
-  assign \$2193  = d == 6'h2f;
-  assign \$2194  = d == 6'h30;
-  assign \$2195  = d == 6'h31;
-  assign \$2196  = d == 6'h32;
-  assign \$2197  = d == 6'h33;
-  assign \$2198  = d == 6'h34;
-  assign \$2199  = d == 6'h35;
-  assign \$2200  = d == 6'h36;
-  assign \$2201  = d == 6'h37;
-  assign \$2202  = d == 6'h38;
-  assign \$2203  = d == 6'h39;
-  assign \$2204  = d == 6'h3a;
-  assign \$2205  = d == 6'h3b;
-  assign \$2206  = d == 6'h3c;
-  assign \$2207  = d == 6'h3d;
-  assign \$2208  = d == 6'h3e;
-  assign \$2209  = d == 6'h3f;
-  assign \$2210  = | { \$2209 , \$2208 , \$2207 , \$2206 , \$2205 , \$2204 , \$2203 , \$2202 , \$2201 , \$2200 , \$2199 , \$2198 , \$2197 , \$2196 , \$2195 , \$2194 , \$2193 , \$2192 , \$2191 , \$2190 , \$2189 , \$2188 , \$2187 , \$2186 , \$2185 , \$2184 , \$2183 , \$2182 , \$2181 , \$2180 , \$2179 , \$2178  };
-  assign \$2211  = \$2177  & \$2210 ;
-  assign \$2212  = | { \$2211 , \$2176 , \$2140 , \$2103 , \$2065  };
-  assign \$2213  = ! ky;
-  assign \$2214  = ! d;
-  assign \$2215  = d == 1'h1;
-  assign \$2216  = d == 2'h2;
-  assign \$2217  = d == 2'h3;
-  assign \$2218  = d == 3'h4;
-  assign \$2219  = d == 3'h5;
-  assign \$2220  = d == 3'h6;
-  assign \$2221  = d == 3'h7;
-  assign \$2222  = d == 4'h8;
-  assign \$2223  = d == 4'h9;
-  assign \$2224  = d == 4'ha;
-  assign \$2225  = d == 4'hb;
-  assign \$2226  = d == 4'hc;
-  assign \$2227  = d == 4'hd;
-  assign \$2228  = d == 4'he;
-  assign \$2229  = d == 4'hf;
-  assign \$2230  = d == 5'h10;
-  assign \$2231  = d == 5'h11;
-  assign \$2232  = d == 5'h12;
-  assign \$2233  = d == 5'h13;
-  assign \$2234  = d == 5'h14;
-  assign \$2235  = d == 5'h15;
-  assign \$2236  = d == 5'h16;
-  assign \$2237  = d == 5'h17;
-  assign \$2238  = d == 5'h18;
-  assign \$2239  = d == 5'h19;
-  assign \$2240  = d == 5'h1a;
-  assign \$2241  = d == 5'h1b;
-  assign \$2242  = d == 5'h1c;
-  assign \$2243  = d == 5'h1d;
-  assign \$2244  = d == 5'h1e;
-  assign \$2245  = d == 5'h1f;
-  assign \$2246  = d == 6'h20;
-  assign \$2247  = d == 6'h21;
-  assign \$2248  = d == 6'h22;
-  assign \$2249  = d == 6'h23;
-  assign \$2250  = d == 6'h24;
-  assign \$2251  = d == 6'h25;
-  assign \$2252  = d == 6'h26;
-  assign \$2253  = d == 6'h27;
-  assign \$2254  = d == 6'h28;
-  assign \$2255  = d == 6'h29;
-  assign \$2256  = d == 6'h2a;
-  assign \$2257  = d == 6'h2b;
-  assign \$2258  = d == 6'h2c;
-  assign \$2259  = d == 6'h2d;
-  assign \$2260  = d == 6'h2e;
-  assign \$2261  = d == 6'h2f;
-  assign \$2262  = d == 6'h30;
-  assign \$2263  = d == 6'h31;
-  assign \$2264  = d == 6'h32;
-  assign \$2265  = d == 6'h33;
-  assign \$2266  = d == 6'h34;
-  assign \$2267  = d == 6'h35;
-  assign \$2268  = d == 6'h36;
-  assign \$2269  = d == 6'h37;
-  assign \$2270  = d == 6'h38;
-  assign \$2271  = d == 6'h39;
-  assign \$2272  = d == 6'h3a;
-  assign \$2273  = d == 6'h3b;
-  assign \$2274  = d == 6'h3c;
-  assign \$2275  = d == 6'h3d;
-  assign \$2276  = d == 6'h3e;
-  assign \$2277  = d == 6'h3f;
-  assign \$2278  = | { \$2277 , \$2276 , \$2275 , \$2274 , \$2273 , \$2272 , \$2271 , \$2270 , \$2269 , \$2268 , \$2267 , \$2266 , \$2265 , \$2264 , \$2263 , \$2262 , \$2261 , \$2260 , \$2259 , \$2258 , \$2257 , \$2256 , \$2255 , \$2254 , \$2253 , \$2252 , \$2251 , \$2250 , \$2249 , \$2248 , \$2247 , \$2246 , \$2245 , \$2244 , \$2243 , \$2242 , \$2241 , \$2240 , \$2239 , \$2238 , \$2237 , \$2236 , \$2235 , \$2234 , \$2233 , \$2232 , \$2231 , \$2230 , \$2229 , \$2228 , \$2227 , \$2226 , \$2225 , \$2224 , \$2223 , \$2222 , \$2221 , \$2220 , \$2219 , \$2218 , \$2217 , \$2216 , \$2215 , \$2214  };
-  assign \$2279  = \$2213  & \$2278 ;
-  assign \$2280  = ky == 1'h1;
-  assign \$2281  = d == 1'h1;
-  assign \$2282  = d == 2'h2;
-  assign \$2283  = d == 2'h3;
-  assign \$2284  = d == 3'h4;
-  assign \$2285  = d == 3'h5;
-  assign \$2286  = d == 3'h6;
-  assign \$2287  = d == 3'h7;
-  assign \$2288  = d == 4'h8;
-  assign \$2289  = d == 4'h9;
-  assign \$2290  = d == 4'ha;
-  assign \$2291  = d == 4'hb;
-  assign \$2292  = d == 4'hc;
-  assign \$2293  = d == 4'hd;
-  assign \$2294  = d == 4'he;
-  assign \$2295  = d == 4'hf;
-  assign \$2296  = d == 5'h10;
-  assign \$2297  = d == 5'h11;
-  assign \$2298  = d == 5'h12;
-  assign \$2299  = d == 5'h13;
-  assign \$2300  = d == 5'h14;
-  assign \$2301  = d == 5'h15;
-  assign \$2302  = d == 5'h16;
-  assign \$2303  = d == 5'h17;
-  assign \$2304  = d == 5'h18;
-  assign \$2305  = d == 5'h19;
-  assign \$2306  = d == 5'h1a;
-  assign \$2307  = d == 5'h1b;
-  assign \$2308  = d == 5'h1c;
-  assign \$2309  = d == 5'h1d;
-  assign \$2310  = d == 5'h1e;
-  assign \$2311  = d == 5'h1f;
-  assign \$2312  = d == 6'h20;
-  assign \$2313  = d == 6'h21;
-  assign \$2314  = d == 6'h22;
-  assign \$2315  = d == 6'h23;
-  assign \$2316  = d == 6'h24;
-  assign \$2317  = d == 6'h25;
-  assign \$2318  = d == 6'h26;
-  assign \$2319  = d == 6'h27;
-  assign \$2320  = d == 6'h28;
-  assign \$2321  = d == 6'h29;
-  assign \$2322  = d == 6'h2a;
-  assign \$2323  = d == 6'h2b;
-  assign \$2324  = d == 6'h2c;
-  assign \$2325  = d == 6'h2d;
-  assign \$2326  = d == 6'h2e;
-  assign \$2327  = d == 6'h2f;
-  assign \$2328  = d == 6'h30;
-  assign \$2329  = d == 6'h31;
-  assign \$2330  = d == 6'h32;
-  assign \$2331  = d == 6'h33;
-  assign \$2332  = d == 6'h34;
-  assign \$2333  = d == 6'h35;
-  assign \$2334  = d == 6'h36;
-  assign \$2335  = d == 6'h37;
-  assign \$2336  = d == 6'h38;
-  assign \$2337  = d == 6'h39;
-  assign \$2338  = d == 6'h3a;
-  assign \$2339  = d == 6'h3b;
-  assign \$2340  = d == 6'h3c;
-  assign \$2341  = d == 6'h3d;
-  assign \$2342  = d == 6'h3e;
-  assign \$2343  = d == 6'h3f;
-  assign \$2344  = | { \$2343 , \$2342 , \$2341 , \$2340 , \$2339 , \$2338 , \$2337 , \$2336 , \$2335 , \$2334 , \$2333 , \$2332 , \$2331 , \$2330 , \$2329 , \$2328 , \$2327 , \$2326 , \$2325 , \$2324 , \$2323 , \$2322 , \$2321 , \$2320 , \$2319 , \$2318 , \$2317 , \$2316 , \$2315 , \$2314 , \$2313 , \$2312 , \$2311 , \$2310 , \$2309 , \$2308 , \$2307 , \$2306 , \$2305 , \$2304 , \$2303 , \$2302 , \$2301 , \$2300 , \$2299 , \$2298 , \$2297 , \$2296 , \$2295 , \$2294 , \$2293 , \$2292 , \$2291 , \$2290 , \$2289 , \$2288 , \$2287 , \$2286 , \$2285 , \$2284 , \$2283 , \$2282 , \$2281  };
-  assign \$2345  = \$2280  & \$2344 ;
-  assign \$2346  = ky == 2'h2;
-  assign \$2347  = d == 2'h2;
-  assign \$2348  = d == 2'h3;
-  assign \$2349  = d == 3'h4;
-  assign \$2350  = d == 3'h5;
-  assign \$2351  = d == 3'h6;
-  assign \$2352  = d == 3'h7;
-  assign \$2353  = d == 4'h8;
-  assign \$2354  = d == 4'h9;
-  assign \$2355  = d == 4'ha;
-  assign \$2356  = d == 4'hb;
-  assign \$2357  = d == 4'hc;
-  assign \$2358  = d == 4'hd;
-  assign \$2359  = d == 4'he;
-  assign \$2360  = d == 4'hf;
-  assign \$2361  = d == 5'h10;
-  assign \$2362  = d == 5'h11;
-  assign \$2363  = d == 5'h12;
-  assign \$2364  = d == 5'h13;
-  assign \$2365  = d == 5'h14;
-  assign \$2366  = d == 5'h15;
-  assign \$2367  = d == 5'h16;
-  assign \$2368  = d == 5'h17;
-  assign \$2369  = d == 5'h18;
-  assign \$2370  = d == 5'h19;
-  assign \$2371  = d == 5'h1a;
-  assign \$2372  = d == 5'h1b;
-  assign \$2373  = d == 5'h1c;
-  assign \$2374  = d == 5'h1d;
-  assign \$2375  = d == 5'h1e;
-  assign \$2376  = d == 5'h1f;
-  assign \$2377  = d == 6'h20;
-  assign \$2378  = d == 6'h21;
-  assign \$2379  = d == 6'h22;
-  assign \$2380  = d == 6'h23;
-  assign \$2381  = d == 6'h24;
-  assign \$2382  = d == 6'h25;
-  assign \$2383  = d == 6'h26;
-  assign \$2384  = d == 6'h27;
-  assign \$2385  = d == 6'h28;
-  assign \$2386  = d == 6'h29;
-  assign \$2387  = d == 6'h2a;
-  assign \$2388  = d == 6'h2b;
-  assign \$2389  = d == 6'h2c;
-  assign \$2390  = d == 6'h2d;
-  assign \$2391  = d == 6'h2e;
-  assign \$2392  = d == 6'h2f;
-  assign \$2393  = d == 6'h30;
-  assign \$2394  = d == 6'h31;
-  assign \$2395  = d == 6'h32;
-  assign \$2396  = d == 6'h33;
-  assign \$2397  = d == 6'h34;
-  assign \$2398  = d == 6'h35;
-  assign \$2399  = d == 6'h36;
-  assign \$2400  = d == 6'h37;
-  assign \$2401  = d == 6'h38;
-  assign \$2402  = d == 6'h39;
-  assign \$2403  = d == 6'h3a;
-  assign \$2404  = d == 6'h3b;
-  assign \$2405  = d == 6'h3c;
-  assign \$2406  = d == 6'h3d;
-  assign \$2407  = d == 6'h3e;
-  assign \$2408  = d == 6'h3f;
-  assign \$2409  = | { \$2408 , \$2407 , \$2406 , \$2405 , \$2404 , \$2403 , \$2402 , \$2401 , \$2400 , \$2399 , \$2398 , \$2397 , \$2396 , \$2395 , \$2394 , \$2393 , \$2392 , \$2391 , \$2390 , \$2389 , \$2388 , \$2387 , \$2386 , \$2385 , \$2384 , \$2383 , \$2382 , \$2381 , \$2380 , \$2379 , \$2378 , \$2377 , \$2376 , \$2375 , \$2374 , \$2373 , \$2372 , \$2371 , \$2370 , \$2369 , \$2368 , \$2367 , \$2366 , \$2365 , \$2364 , \$2363 , \$2362 , \$2361 , \$2360 , \$2359 , \$2358 , \$2357 , \$2356 , \$2355 , \$2354 , \$2353 , \$2352 , \$2351 , \$2350 , \$2349 , \$2348 , \$2347  };
-  assign \$2410  = \$2346  & \$2409 ;
-  assign \$2411  = ky == 2'h3;
-  assign \$2412  = d == 2'h3;
-  assign \$2413  = d == 3'h4;
-  assign \$2414  = d == 3'h5;
-  assign \$2415  = d == 3'h6;
-  assign \$2416  = d == 3'h7;
-  assign \$2417  = d == 4'h8;
-  assign \$2418  = d == 4'h9;
-  assign \$2419  = d == 4'ha;
-  assign \$2420  = d == 4'hb;
-  assign \$2421  = d == 4'hc;
-  assign \$2422  = d == 4'hd;
-  assign \$2423  = d == 4'he;
-  assign \$2424  = d == 4'hf;
-  assign \$2425  = d == 5'h10;
-  assign \$2426  = d == 5'h11;
-  assign \$2427  = d == 5'h12;
-  assign \$2428  = d == 5'h13;
-  assign \$2429  = d == 5'h14;
-  assign \$2430  = d == 5'h15;
-  assign \$2431  = d == 5'h16;
-  assign \$2432  = d == 5'h17;
-  assign \$2433  = d == 5'h18;
-  assign \$2434  = d == 5'h19;
-  assign \$2435  = d == 5'h1a;
-  assign \$2436  = d == 5'h1b;
-  assign \$2437  = d == 5'h1c;
-  assign \$2438  = d == 5'h1d;
-  assign \$2439  = d == 5'h1e;
-  assign \$2440  = d == 5'h1f;
-  assign \$2441  = d == 6'h20;
-  assign \$2442  = d == 6'h21;
-  assign \$2443  = d == 6'h22;
-  assign \$2444  = d == 6'h23;
-  assign \$2445  = d == 6'h24;
-  assign \$2446  = d == 6'h25;
-  assign \$2447  = d == 6'h26;
-  assign \$2448  = d == 6'h27;
-  assign \$2449  = d == 6'h28;
-  assign \$2450  = d == 6'h29;
-  assign \$2451  = d == 6'h2a;
-  assign \$2452  = d == 6'h2b;
-  assign \$2453  = d == 6'h2c;
-  assign \$2454  = d == 6'h2d;
-  assign \$2455  = d == 6'h2e;
-  assign \$2456  = d == 6'h2f;
-  assign \$2457  = d == 6'h30;
-  assign \$2458  = d == 6'h31;
-  assign \$2459  = d == 6'h32;
-  assign \$2460  = d == 6'h33;
-  assign \$2461  = d == 6'h34;
-  assign \$2462  = d == 6'h35;
-  assign \$2463  = d == 6'h36;
-  assign \$2464  = d == 6'h37;
-  assign \$2465  = d == 6'h38;
-  assign \$2466  = d == 6'h39;
-  assign \$2467  = d == 6'h3a;
-  assign \$2468  = d == 6'h3b;
-  assign \$2469  = d == 6'h3c;
-  assign \$2470  = d == 6'h3d;
-  assign \$2471  = d == 6'h3e;
-  assign \$2472  = d == 6'h3f;
-  assign \$2473  = | { \$2472 , \$2471 , \$2470 , \$2469 , \$2468 , \$2467 , \$2466 , \$2465 , \$2464 , \$2463 , \$2462 , \$2461 , \$2460 , \$2459 , \$2458 , \$2457 , \$2456 , \$2455 , \$2454 , \$2453 , \$2452 , \$2451 , \$2450 , \$2449 , \$2448 , \$2447 , \$2446 , \$2445 , \$2444 , \$2443 , \$2442 , \$2441 , \$2440 , \$2439 , \$2438 , \$2437 , \$2436 , \$2435 , \$2434 , \$2433 , \$2432 , \$2431 , \$2430 , \$2429 , \$2428 , \$2427 , \$2426 , \$2425 , \$2424 , \$2423 , \$2422 , \$2421 , \$2420 , \$2419 , \$2418 , \$2417 , \$2416 , \$2415 , \$2414 , \$2413 , \$2412  };
-  assign \$2474  = \$2411  & \$2473 ;
-  assign \$2475  = ky == 3'h4;
-  assign \$2476  = d == 3'h4;
-  assign \$2477  = d == 3'h5;
-  assign \$2478  = d == 3'h6;
-  assign \$2479  = d == 3'h7;
-  assign \$2480  = d == 4'h8;
-  assign \$2481  = d == 4'h9;
-  assign \$2482  = d == 4'ha;
-  assign \$2483  = d == 4'hb;
-  assign \$2484  = d == 4'hc;
-  assign \$2485  = d == 4'hd;
-  assign \$2486  = d == 4'he;
-  assign \$2487  = d == 4'hf;
-  assign \$2488  = d == 5'h10;
-  assign \$2489  = d == 5'h11;
-  assign \$2490  = d == 5'h12;
-  assign \$2491  = d == 5'h13;
-  assign \$2492  = d == 5'h14;
-  assign \$2493  = d == 5'h15;
-  assign \$2494  = d == 5'h16;
-  assign \$2495  = d == 5'h17;
-  assign \$2496  = d == 5'h18;
-  assign \$2497  = d == 5'h19;
-  assign \$2498  = d == 5'h1a;
-  assign \$2499  = d == 5'h1b;
-  assign \$2500  = d == 5'h1c;
-  assign \$2501  = d == 5'h1d;
-  assign \$2502  = d == 5'h1e;
-  assign \$2503  = d == 5'h1f;
-  assign \$2504  = d == 6'h20;
-  assign \$2505  = d == 6'h21;
-  assign \$2506  = d == 6'h22;
-  assign \$2507  = d == 6'h23;
-  assign \$2508  = d == 6'h24;
-  assign \$2509  = d == 6'h25;
-  assign \$2510  = d == 6'h26;
-  assign \$2511  = d == 6'h27;
-  assign \$2512  = d == 6'h28;
-  assign \$2513  = d == 6'h29;
-  assign \$2514  = d == 6'h2a;
-  assign \$2515  = d == 6'h2b;
-  assign \$2516  = d == 6'h2c;
-  assign \$2517  = d == 6'h2d;
-  assign \$2518  = d == 6'h2e;
-  assign \$2519  = d == 6'h2f;
-  assign \$2520  = d == 6'h30;
-  assign \$2521  = d == 6'h31;
-  assign \$2522  = d == 6'h32;
-  assign \$2523  = d == 6'h33;
-  assign \$2524  = d == 6'h34;
-  assign \$2525  = d == 6'h35;
-  assign \$2526  = d == 6'h36;
-  assign \$2527  = d == 6'h37;
-  assign \$2528  = d == 6'h38;
-  assign \$2529  = d == 6'h39;
-  assign \$2530  = d == 6'h3a;
-  assign \$2531  = d == 6'h3b;
-  assign \$2532  = d == 6'h3c;
-  assign \$2533  = d == 6'h3d;
-  assign \$2534  = d == 6'h3e;
-  assign \$2535  = d == 6'h3f;
-  assign \$2536  = | { \$2535 , \$2534 , \$2533 , \$2532 , \$2531 , \$2530 , \$2529 , \$2528 , \$2527 , \$2526 , \$2525 , \$2524 , \$2523 , \$2522 , \$2521 , \$2520 , \$2519 , \$2518 , \$2517 , \$2516 , \$2515 , \$2514 , \$2513 , \$2512 , \$2511 , \$2510 , \$2509 , \$2508 , \$2507 , \$2506 , \$2505 , \$2504 , \$2503 , \$2502 , \$2501 , \$2500 , \$2499 , \$2498 , \$2497 , \$2496 , \$2495 , \$2494 , \$2493 , \$2492 , \$2491 , \$2490 , \$2489 , \$2488 , \$2487 , \$2486 , \$2485 , \$2484 , \$2483 , \$2482 , \$2481 , \$2480 , \$2479 , \$2478 , \$2477 , \$2476  };
-  assign \$2537  = \$2475  & \$2536 ;
-  assign \$2538  = | { \$2537 , \$2474 , \$2410 , \$2345 , \$2279  };
-  assign \$2539  = \$2026  ? \$2212  : \$2538 ;
-  assign \$2540  = \$1409  ? \$2023  : \$2539 ;
-  assign \$2541  = r_last ? \$1408  : \$2540 ;
-  assign \$2542  = \$1298  | \$2541 ;
-  assign \$2543  = \$1251  & \$2542 ;
-  assign \$2544  = oy == 5'h1b;
-  assign \$2545  = r_last & \$2544 ;
-  assign \$2546  = ~ \$2545 ;
-  assign \$2547  = kx == 3'h4;
-  assign \$2548  = ky == 3'h4;
-  assign \$2549  = ~ \$2548 ;
-  assign \$2550  = $signed(iy) < $signed(1'h1);
-  assign \$2551  = $signed(iy) >= $signed(6'h1b);
-  assign \$2552  = \$2550  | \$2551 ;
-  assign \$2554  = ox == 5'h1b;
-  assign \$2556  = oy == 5'h1b;
-  assign \$2557  = $signed(low) < $signed(1'h1);
-  assign \$2558  = $signed(low) >= $signed(6'h1b);
-  assign \$2559  = \$2557  | \$2558 ;
-  assign \$2560  = \$2556  ? 1'h1 : \$2559 ;
-  assign \$2561  = $signed(low) < $signed(1'h0);
-  assign \$2562  = $signed(low) >= $signed(6'h1c);
-  assign \$2563  = \$2561  | \$2562 ;
-  assign \$2564  = \$2555  ? \$2560  : \$2563 ;
-  assign \$2565  = \$2548  ? \$2564  : \$2552 ;
-  assign \$2566  = $signed(iy) < $signed(1'h0);
-  assign \$2567  = $signed(iy) >= $signed(6'h1c);
-  assign \$2568  = \$2566  | \$2567 ;
-  assign \$2569  = \$2547  ? \$2565  : \$2568 ;
-  assign \$2570  = kx == 3'h4;
-  assign \$2571  = ~ \$2570 ;
-  assign \$2572  = $signed(ix) < $signed(1'h1);
-  assign \$2573  = $signed(ix) >= $signed(6'h1b);
-  assign \$2574  = \$2572  | \$2573 ;
-  assign \$2575  = ky == 3'h4;
-  assign \$2578  = ox == 5'h1b;
-  assign \$2579  = $signed(ix0) < $signed(1'h1);
-  assign \$2580  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2581  = \$2579  | \$2580 ;
-  assign \$2582  = \$2578  ? 1'h1 : \$2581 ;
-  assign \$2583  = $signed(ix0) < $signed(1'h0);
-  assign \$2584  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2585  = \$2583  | \$2584 ;
-  assign \$2586  = \$2577  ? \$2582  : \$2585 ;
-  assign \$2587  = \$2570  ? \$2586  : \$2574 ;
-  assign \$2588  = \$2569  | \$2587 ;
-  assign \$2589  = \$2588  | ahead;
-  assign \$2590  = oy == 5'h1b;
-  assign \$2591  = d == 2'h2;
-  assign \$2592  = d == 2'h3;
-  assign \$2593  = d == 3'h4;
-  assign \$2594  = d == 3'h5;
-  assign \$2595  = d == 3'h6;
-  assign \$2596  = d == 3'h7;
-  assign \$2597  = d == 4'h8;
-  assign \$2598  = d == 4'h9;
-  assign \$2599  = d == 4'ha;
-  assign \$2600  = d == 4'hb;
-  assign \$2601  = d == 4'hc;
-  assign \$2602  = d == 4'hd;
-  assign \$2603  = d == 4'he;
-  assign \$2604  = d == 4'hf;
-  assign \$2605  = d == 5'h10;
-  assign \$2606  = d == 5'h11;
-  assign \$2607  = d == 5'h12;
-  assign \$2608  = d == 5'h13;
-  assign \$2609  = d == 5'h14;
-  assign \$2610  = d == 5'h15;
-  assign \$2611  = d == 5'h16;
-  assign \$2612  = d == 5'h17;
-  assign \$2613  = d == 5'h18;
-  assign \$2614  = d == 5'h19;
-  assign \$2615  = d == 5'h1a;
-  assign \$2616  = d == 5'h1b;
-  assign \$2617  = d == 5'h1c;
-  assign \$2618  = d == 5'h1d;
-  assign \$2619  = d == 5'h1e;
-  assign \$2620  = d == 5'h1f;
-  assign \$2621  = d == 6'h20;
-  assign \$2622  = d == 6'h21;
-  assign \$2623  = d == 6'h22;
-  assign \$2624  = d == 6'h23;
-  assign \$2625  = d == 6'h24;
-  assign \$2626  = d == 6'h25;
-  assign \$2627  = d == 6'h26;
-  assign \$2628  = d == 6'h27;
-  assign \$2629  = d == 6'h28;
-  assign \$2630  = d == 6'h29;
-  assign \$2631  = d == 6'h2a;
-  assign \$2632  = d == 6'h2b;
-  assign \$2633  = d == 6'h2c;
-  assign \$2634  = d == 6'h2d;
-  assign \$2635  = d == 6'h2e;
-  assign \$2636  = d == 6'h2f;
-  assign \$2637  = d == 6'h30;
-  assign \$2638  = d == 6'h31;
-  assign \$2639  = d == 6'h32;
-  assign \$2640  = d == 6'h33;
-  assign \$2641  = d == 6'h34;
-  assign \$2642  = d == 6'h35;
-  assign \$2643  = d == 6'h36;
-  assign \$2644  = d == 6'h37;
-  assign \$2645  = d == 6'h38;
-  assign \$2646  = d == 6'h39;
-  assign \$2647  = d == 6'h3a;
-  assign \$2648  = d == 6'h3b;
-  assign \$2649  = d == 6'h3c;
-  assign \$2650  = d == 6'h3d;
-  assign \$2651  = d == 6'h3e;
-  assign \$2652  = d == 6'h3f;
-  assign \$2653  = | { \$2652 , \$2651 , \$2650 , \$2649 , \$2648 , \$2647 , \$2646 , \$2645 , \$2644 , \$2643 , \$2642 , \$2641 , \$2640 , \$2639 , \$2638 , \$2637 , \$2636 , \$2635 , \$2634 , \$2633 , \$2632 , \$2631 , \$2630 , \$2629 , \$2628 , \$2627 , \$2626 , \$2625 , \$2624 , \$2623 , \$2622 , \$2621 , \$2620 , \$2619 , \$2618 , \$2617 , \$2616 , \$2615 , \$2614 , \$2613 , \$2612 , \$2611 , \$2610 , \$2609 , \$2608 , \$2607 , \$2606 , \$2605 , \$2604 , \$2603 , \$2602 , \$2601 , \$2600 , \$2599 , \$2598 , \$2597 , \$2596 , \$2595 , \$2594 , \$2593 , \$2592 , \$2591  };
-  assign \$2654  = \$2590  ? 1'h1 : \$2653 ;
-  assign \$2655  = kx == 3'h4;
-  assign \$2656  = ky == 3'h4;
-  assign \$2657  = d == 1'h1;
-  assign \$2658  = d == 2'h2;
-  assign \$2659  = d == 2'h3;
-  assign \$2660  = d == 3'h4;
-  assign \$2661  = d == 3'h5;
-  assign \$2662  = d == 3'h6;
-  assign \$2663  = d == 3'h7;
-  assign \$2664  = d == 4'h8;
-  assign \$2665  = d == 4'h9;
-  assign \$2666  = d == 4'ha;
-  assign \$2667  = d == 4'hb;
-  assign \$2668  = d == 4'hc;
-  assign \$2669  = d == 4'hd;
-  assign \$2670  = d == 4'he;
-  assign \$2671  = d == 4'hf;
-  assign \$2672  = d == 5'h10;
-  assign \$2673  = d == 5'h11;
-  assign \$2674  = d == 5'h12;
-  assign \$2675  = d == 5'h13;
-  assign \$2676  = d == 5'h14;
-  assign \$2677  = d == 5'h15;
-  assign \$2678  = d == 5'h16;
-  assign \$2679  = d == 5'h17;
-  assign \$2680  = d == 5'h18;
-  assign \$2681  = d == 5'h19;
-  assign \$2682  = d == 5'h1a;
-  assign \$2683  = d == 5'h1b;
-  assign \$2684  = d == 5'h1c;
-  assign \$2685  = d == 5'h1d;
-  assign \$2686  = d == 5'h1e;
-  assign \$2687  = d == 5'h1f;
-  assign \$2688  = d == 6'h20;
-  assign \$2689  = d == 6'h21;
-  assign \$2690  = d == 6'h22;
-  assign \$2691  = d == 6'h23;
-  assign \$2692  = d == 6'h24;
-  assign \$2693  = d == 6'h25;
-  assign \$2694  = d == 6'h26;
-  assign \$2695  = d == 6'h27;
-  assign \$2696  = d == 6'h28;
-  assign \$2697  = d == 6'h29;
-  assign \$2698  = d == 6'h2a;
-  assign \$2699  = d == 6'h2b;
-  assign \$2700  = d == 6'h2c;
-  assign \$2701  = d == 6'h2d;
-  assign \$2702  = d == 6'h2e;
-  assign \$2703  = d == 6'h2f;
-  assign \$2704  = d == 6'h30;
-  assign \$2705  = d == 6'h31;
-  assign \$2706  = d == 6'h32;
-  assign \$2707  = d == 6'h33;
-  assign \$2708  = d == 6'h34;
-  assign \$2709  = d == 6'h35;
-  assign \$2710  = d == 6'h36;
-  assign \$2711  = d == 6'h37;
-  assign \$2712  = d == 6'h38;
-  assign \$2713  = d == 6'h39;
-  assign \$2714  = d == 6'h3a;
-  assign \$2715  = d == 6'h3b;
-  assign \$2716  = d == 6'h3c;
-  assign \$2717  = d == 6'h3d;
-  assign \$2718  = d == 6'h3e;
-  assign \$2719  = d == 6'h3f;
-  assign \$2720  = | { \$2719 , \$2718 , \$2717 , \$2716 , \$2715 , \$2714 , \$2713 , \$2712 , \$2711 , \$2710 , \$2709 , \$2708 , \$2707 , \$2706 , \$2705 , \$2704 , \$2703 , \$2702 , \$2701 , \$2700 , \$2699 , \$2698 , \$2697 , \$2696 , \$2695 , \$2694 , \$2693 , \$2692 , \$2691 , \$2690 , \$2689 , \$2688 , \$2687 , \$2686 , \$2685 , \$2684 , \$2683 , \$2682 , \$2681 , \$2680 , \$2679 , \$2678 , \$2677 , \$2676 , \$2675 , \$2674 , \$2673 , \$2672 , \$2671 , \$2670 , \$2669 , \$2668 , \$2667 , \$2666 , \$2665 , \$2664 , \$2663 , \$2662 , \$2661 , \$2660 , \$2659 , \$2658 , \$2657  };
-  assign \$2721  = ! ky;
-  assign \$2722  = d == 2'h2;
-  assign \$2723  = d == 2'h3;
-  assign \$2724  = d == 3'h4;
-  assign \$2725  = d == 3'h5;
-  assign \$2726  = d == 3'h6;
-  assign \$2727  = d == 3'h7;
-  assign \$2728  = d == 4'h8;
-  assign \$2729  = d == 4'h9;
-  assign \$2730  = d == 4'ha;
-  assign \$2731  = d == 4'hb;
-  assign \$2732  = d == 4'hc;
-  assign \$2733  = d == 4'hd;
-  assign \$2734  = d == 4'he;
-  assign \$2735  = d == 4'hf;
-  assign \$2736  = d == 5'h10;
-  assign \$2737  = d == 5'h11;
-  assign \$2738  = d == 5'h12;
-  assign \$2739  = d == 5'h13;
-  assign \$2740  = d == 5'h14;
-  assign \$2741  = d == 5'h15;
-  assign \$2742  = d == 5'h16;
-  assign \$2743  = d == 5'h17;
-  assign \$2744  = d == 5'h18;
-  assign \$2745  = d == 5'h19;
-  assign \$2746  = d == 5'h1a;
-  assign \$2747  = d == 5'h1b;
-  assign \$2748  = d == 5'h1c;
-  assign \$2749  = d == 5'h1d;
-  assign \$2750  = d == 5'h1e;
-  assign \$2751  = d == 5'h1f;
-  assign \$2752  = d == 6'h20;
-  assign \$2753  = d == 6'h21;
-  assign \$2754  = d == 6'h22;
-  assign \$2755  = d == 6'h23;
-  assign \$2756  = d == 6'h24;
-  assign \$2757  = d == 6'h25;
-  assign \$2758  = d == 6'h26;
-  assign \$2759  = d == 6'h27;
-  assign \$2760  = d == 6'h28;
-  assign \$2761  = d == 6'h29;
-  assign \$2762  = d == 6'h2a;
-  assign \$2763  = d == 6'h2b;
-  assign \$2764  = d == 6'h2c;
-  assign \$2765  = d == 6'h2d;
-  assign \$2766  = d == 6'h2e;
-  assign \$2767  = d == 6'h2f;
-  assign \$2768  = d == 6'h30;
-  assign \$2769  = d == 6'h31;
-  assign \$2770  = d == 6'h32;
-  assign \$2771  = d == 6'h33;
-  assign \$2772  = d == 6'h34;
-  assign \$2773  = d == 6'h35;
-  assign \$2774  = d == 6'h36;
-  assign \$2775  = d == 6'h37;
-  assign \$2776  = d == 6'h38;
-  assign \$2777  = d == 6'h39;
-  assign \$2778  = d == 6'h3a;
-  assign \$2779  = d == 6'h3b;
-  assign \$2780  = d == 6'h3c;
-  assign \$2781  = d == 6'h3d;
-  assign \$2782  = d == 6'h3e;
-  assign \$2783  = d == 6'h3f;
-  assign \$2784  = | { \$2783 , \$2782 , \$2781 , \$2780 , \$2779 , \$2778 , \$2777 , \$2776 , \$2775 , \$2774 , \$2773 , \$2772 , \$2771 , \$2770 , \$2769 , \$2768 , \$2767 , \$2766 , \$2765 , \$2764 , \$2763 , \$2762 , \$2761 , \$2760 , \$2759 , \$2758 , \$2757 , \$2756 , \$2755 , \$2754 , \$2753 , \$2752 , \$2751 , \$2750 , \$2749 , \$2748 , \$2747 , \$2746 , \$2745 , \$2744 , \$2743 , \$2742 , \$2741 , \$2740 , \$2739 , \$2738 , \$2737 , \$2736 , \$2735 , \$2734 , \$2733 , \$2732 , \$2731 , \$2730 , \$2729 , \$2728 , \$2727 , \$2726 , \$2725 , \$2724 , \$2723 , \$2722  };
-  assign \$2785  = \$2721  & \$2784 ;
-  assign \$2786  = ky == 1'h1;
-  assign \$2787  = d == 2'h3;
-  assign \$2788  = d == 3'h4;
-  assign \$2789  = d == 3'h5;
-  assign \$2790  = d == 3'h6;
-  assign \$2791  = d == 3'h7;
-  assign \$2792  = d == 4'h8;
-  assign \$2793  = d == 4'h9;
-  assign \$2794  = d == 4'ha;
-  assign \$2795  = d == 4'hb;
-  assign \$2796  = d == 4'hc;
-  assign \$2797  = d == 4'hd;
-  assign \$2798  = d == 4'he;
-  assign \$2799  = d == 4'hf;
-  assign \$2800  = d == 5'h10;
-  assign \$2801  = d == 5'h11;
-  assign \$2802  = d == 5'h12;
-  assign \$2803  = d == 5'h13;
-  assign \$2804  = d == 5'h14;
-  assign \$2805  = d == 5'h15;
-  assign \$2806  = d == 5'h16;
-  assign \$2807  = d == 5'h17;
-  assign \$2808  = d == 5'h18;
-  assign \$2809  = d == 5'h19;
-  assign \$2810  = d == 5'h1a;
-  assign \$2811  = d == 5'h1b;
-  assign \$2812  = d == 5'h1c;
-  assign \$2813  = d == 5'h1d;
-  assign \$2814  = d == 5'h1e;
-  assign \$2815  = d == 5'h1f;
-  assign \$2816  = d == 6'h20;
-  assign \$2817  = d == 6'h21;
-  assign \$2818  = d == 6'h22;
-  assign \$2819  = d == 6'h23;
-  assign \$2820  = d == 6'h24;
-  assign \$2821  = d == 6'h25;
-  assign \$2822  = d == 6'h26;
-  assign \$2823  = d == 6'h27;
-  assign \$2824  = d == 6'h28;
-  assign \$2825  = d == 6'h29;
-  assign \$2826  = d == 6'h2a;
-  assign \$2827  = d == 6'h2b;
-  assign \$2828  = d == 6'h2c;
-  assign \$2829  = d == 6'h2d;
-  assign \$2830  = d == 6'h2e;
-  assign \$2831  = d == 6'h2f;
-  assign \$2832  = d == 6'h30;
-  assign \$2833  = d == 6'h31;
-  assign \$2834  = d == 6'h32;
-  assign \$2835  = d == 6'h33;
-  assign \$2836  = d == 6'h34;
-  assign \$2837  = d == 6'h35;
-  assign \$2838  = d == 6'h36;
-  assign \$2839  = d == 6'h37;
-  assign \$2840  = d == 6'h38;
-  assign \$2841  = d == 6'h39;
-  assign \$2842  = d == 6'h3a;
-  assign \$2843  = d == 6'h3b;
-  assign \$2844  = d == 6'h3c;
-  assign \$2845  = d == 6'h3d;
-  assign \$2846  = d == 6'h3e;
-  assign \$2847  = d == 6'h3f;
-  assign \$2848  = | { \$2847 , \$2846 , \$2845 , \$2844 , \$2843 , \$2842 , \$2841 , \$2840 , \$2839 , \$2838 , \$2837 , \$2836 , \$2835 , \$2834 , \$2833 , \$2832 , \$2831 , \$2830 , \$2829 , \$2828 , \$2827 , \$2826 , \$2825 , \$2824 , \$2823 , \$2822 , \$2821 , \$2820 , \$2819 , \$2818 , \$2817 , \$2816 , \$2815 , \$2814 , \$2813 , \$2812 , \$2811 , \$2810 , \$2809 , \$2808 , \$2807 , \$2806 , \$2805 , \$2804 , \$2803 , \$2802 , \$2801 , \$2800 , \$2799 , \$2798 , \$2797 , \$2796 , \$2795 , \$2794 , \$2793 , \$2792 , \$2791 , \$2790 , \$2789 , \$2788 , \$2787  };
-  assign \$2849  = \$2786  & \$2848 ;
-  assign \$2850  = ky == 2'h2;
-  assign \$2851  = d == 3'h4;
-  assign \$2852  = d == 3'h5;
-  assign \$2853  = d == 3'h6;
-  assign \$2854  = d == 3'h7;
-  assign \$2855  = d == 4'h8;
-  assign \$2856  = d == 4'h9;
-  assign \$2857  = d == 4'ha;
-  assign \$2858  = d == 4'hb;
-  assign \$2859  = d == 4'hc;
-  assign \$2860  = d == 4'hd;
-  assign \$2861  = d == 4'he;
-  assign \$2862  = d == 4'hf;
-  assign \$2863  = d == 5'h10;
-  assign \$2864  = d == 5'h11;
-  assign \$2865  = d == 5'h12;
-  assign \$2866  = d == 5'h13;
-  assign \$2867  = d == 5'h14;
-  assign \$2868  = d == 5'h15;
-  assign \$2869  = d == 5'h16;
-  assign \$2870  = d == 5'h17;
-  assign \$2871  = d == 5'h18;
-  assign \$2872  = d == 5'h19;
-  assign \$2873  = d == 5'h1a;
-  assign \$2874  = d == 5'h1b;
-  assign \$2875  = d == 5'h1c;
-  assign \$2876  = d == 5'h1d;
-  assign \$2877  = d == 5'h1e;
-  assign \$2878  = d == 5'h1f;
-  assign \$2879  = d == 6'h20;
-  assign \$2880  = d == 6'h21;
-  assign \$2881  = d == 6'h22;
-  assign \$2882  = d == 6'h23;
-  assign \$2883  = d == 6'h24;
-  assign \$2884  = d == 6'h25;
-  assign \$2885  = d == 6'h26;
-  assign \$2886  = d == 6'h27;
-  assign \$2887  = d == 6'h28;
-  assign \$2888  = d == 6'h29;
-  assign \$2889  = d == 6'h2a;
-  assign \$2890  = d == 6'h2b;
-  assign \$2891  = d == 6'h2c;
-  assign \$2892  = d == 6'h2d;
-  assign \$2893  = d == 6'h2e;
-  assign \$2894  = d == 6'h2f;
-  assign \$2895  = d == 6'h30;
-  assign \$2896  = d == 6'h31;
-  assign \$2897  = d == 6'h32;
-  assign \$2898  = d == 6'h33;
-  assign \$2899  = d == 6'h34;
-  assign \$2900  = d == 6'h35;
-  assign \$2901  = d == 6'h36;
-  assign \$2902  = d == 6'h37;
-  assign \$2903  = d == 6'h38;
-  assign \$2904  = d == 6'h39;
-  assign \$2905  = d == 6'h3a;
-  assign \$2906  = d == 6'h3b;
-  assign \$2907  = d == 6'h3c;
-  assign \$2908  = d == 6'h3d;
-  assign \$2909  = d == 6'h3e;
-  assign \$2910  = d == 6'h3f;
-  assign \$2911  = | { \$2910 , \$2909 , \$2908 , \$2907 , \$2906 , \$2905 , \$2904 , \$2903 , \$2902 , \$2901 , \$2900 , \$2899 , \$2898 , \$2897 , \$2896 , \$2895 , \$2894 , \$2893 , \$2892 , \$2891 , \$2890 , \$2889 , \$2888 , \$2887 , \$2886 , \$2885 , \$2884 , \$2883 , \$2882 , \$2881 , \$2880 , \$2879 , \$2878 , \$2877 , \$2876 , \$2875 , \$2874 , \$2873 , \$2872 , \$2871 , \$2870 , \$2869 , \$2868 , \$2867 , \$2866 , \$2865 , \$2864 , \$2863 , \$2862 , \$2861 , \$2860 , \$2859 , \$2858 , \$2857 , \$2856 , \$2855 , \$2854 , \$2853 , \$2852 , \$2851  };
-  assign \$2912  = \$2850  & \$2911 ;
-  assign \$2913  = ky == 2'h3;
-  assign \$2914  = d == 3'h5;
-  assign \$2915  = d == 3'h6;
-  assign \$2916  = d == 3'h7;
-  assign \$2917  = d == 4'h8;
-  assign \$2918  = d == 4'h9;
-  assign \$2919  = d == 4'ha;
-  assign \$2920  = d == 4'hb;
-  assign \$2921  = d == 4'hc;
-  assign \$2922  = d == 4'hd;
-  assign \$2923  = d == 4'he;
-  assign \$2924  = d == 4'hf;
-  assign \$2925  = d == 5'h10;
-  assign \$2926  = d == 5'h11;
-  assign \$2927  = d == 5'h12;
-  assign \$2928  = d == 5'h13;
-  assign \$2929  = d == 5'h14;
-  assign \$2930  = d == 5'h15;
-  assign \$2931  = d == 5'h16;
-  assign \$2932  = d == 5'h17;
-  assign \$2933  = d == 5'h18;
-  assign \$2934  = d == 5'h19;
-  assign \$2935  = d == 5'h1a;
-  assign \$2936  = d == 5'h1b;
-  assign \$2937  = d == 5'h1c;
-  assign \$2938  = d == 5'h1d;
-  assign \$2939  = d == 5'h1e;
-  assign \$2940  = d == 5'h1f;
-  assign \$2941  = d == 6'h20;
-  assign \$2942  = d == 6'h21;
-  assign \$2943  = d == 6'h22;
-  assign \$2944  = d == 6'h23;
-  assign \$2945  = d == 6'h24;
-  assign \$2946  = d == 6'h25;
-  assign \$2947  = d == 6'h26;
-  assign \$2948  = d == 6'h27;
-  assign \$2949  = d == 6'h28;
-  assign \$2950  = d == 6'h29;
-  assign \$2951  = d == 6'h2a;
-  assign \$2952  = d == 6'h2b;
-  assign \$2953  = d == 6'h2c;
-  assign \$2954  = d == 6'h2d;
-  assign \$2955  = d == 6'h2e;
-  assign \$2956  = d == 6'h2f;
-  assign \$2957  = d == 6'h30;
-  assign \$2958  = d == 6'h31;
-  assign \$2959  = d == 6'h32;
-  assign \$2960  = d == 6'h33;
-  assign \$2961  = d == 6'h34;
-  assign \$2962  = d == 6'h35;
-  assign \$2963  = d == 6'h36;
-  assign \$2964  = d == 6'h37;
-  assign \$2965  = d == 6'h38;
-  assign \$2966  = d == 6'h39;
-  assign \$2967  = d == 6'h3a;
-  assign \$2968  = d == 6'h3b;
-  assign \$2969  = d == 6'h3c;
-  assign \$2970  = d == 6'h3d;
-  assign \$2971  = d == 6'h3e;
-  assign \$2972  = d == 6'h3f;
-  assign \$2973  = | { \$2972 , \$2971 , \$2970 , \$2969 , \$2968 , \$2967 , \$2966 , \$2965 , \$2964 , \$2963 , \$2962 , \$2961 , \$2960 , \$2959 , \$2958 , \$2957 , \$2956 , \$2955 , \$2954 , \$2953 , \$2952 , \$2951 , \$2950 , \$2949 , \$2948 , \$2947 , \$2946 , \$2945 , \$2944 , \$2943 , \$2942 , \$2941 , \$2940 , \$2939 , \$2938 , \$2937 , \$2936 , \$2935 , \$2934 , \$2933 , \$2932 , \$2931 , \$2930 , \$2929 , \$2928 , \$2927 , \$2926 , \$2925 , \$2924 , \$2923 , \$2922 , \$2921 , \$2920 , \$2919 , \$2918 , \$2917 , \$2916 , \$2915 , \$2914  };
-  assign \$2974  = \$2913  & \$2973 ;
-  assign \$2975  = ky == 3'h4;
-  assign \$2976  = d == 3'h6;
-  assign \$2977  = d == 3'h7;
-  assign \$2978  = d == 4'h8;
-  assign \$2979  = d == 4'h9;
-  assign \$2980  = d == 4'ha;
-  assign \$2981  = d == 4'hb;
-  assign \$2982  = d == 4'hc;
-  assign \$2983  = d == 4'hd;
-  assign \$2984  = d == 4'he;
-  assign \$2985  = d == 4'hf;
-  assign \$2986  = d == 5'h10;
-  assign \$2987  = d == 5'h11;
-  assign \$2988  = d == 5'h12;
-  assign \$2989  = d == 5'h13;
-  assign \$2990  = d == 5'h14;
-  assign \$2991  = d == 5'h15;
-  assign \$2992  = d == 5'h16;
-  assign \$2993  = d == 5'h17;
-  assign \$2994  = d == 5'h18;
-  assign \$2995  = d == 5'h19;
-  assign \$2996  = d == 5'h1a;
-  assign \$2997  = d == 5'h1b;
-  assign \$2998  = d == 5'h1c;
-  assign \$2999  = d == 5'h1d;
-  assign \$3000  = d == 5'h1e;
-  assign \$3001  = d == 5'h1f;
-  assign \$3002  = d == 6'h20;
-  assign \$3003  = d == 6'h21;
-  assign \$3004  = d == 6'h22;
-  assign \$3005  = d == 6'h23;
-  assign \$3006  = d == 6'h24;
-  assign \$3007  = d == 6'h25;
-  assign \$3008  = d == 6'h26;
-  assign \$3009  = d == 6'h27;
-  assign \$3010  = d == 6'h28;
-  assign \$3011  = d == 6'h29;
-  assign \$3012  = d == 6'h2a;
-  assign \$3013  = d == 6'h2b;
-  assign \$3014  = d == 6'h2c;
-  assign \$3015  = d == 6'h2d;
-  assign \$3016  = d == 6'h2e;
-  assign \$3017  = d == 6'h2f;
-  assign \$3018  = d == 6'h30;
-  assign \$3019  = d == 6'h31;
-  assign \$3020  = d == 6'h32;
-  assign \$3021  = d == 6'h33;
-  assign \$3022  = d == 6'h34;
-  assign \$3023  = d == 6'h35;
-  assign \$3024  = d == 6'h36;
-  assign \$3025  = d == 6'h37;
-  assign \$3026  = d == 6'h38;
-  assign \$3027  = d == 6'h39;
-  assign \$3028  = d == 6'h3a;
-  assign \$3029  = d == 6'h3b;
-  assign \$3030  = d == 6'h3c;
-  assign \$3031  = d == 6'h3d;
-  assign \$3032  = d == 6'h3e;
-  assign \$3033  = d == 6'h3f;
-  assign \$3034  = | { \$3033 , \$3032 , \$3031 , \$3030 , \$3029 , \$3028 , \$3027 , \$3026 , \$3025 , \$3024 , \$3023 , \$3022 , \$3021 , \$3020 , \$3019 , \$3018 , \$3017 , \$3016 , \$3015 , \$3014 , \$3013 , \$3012 , \$3011 , \$3010 , \$3009 , \$3008 , \$3007 , \$3006 , \$3005 , \$3004 , \$3003 , \$3002 , \$3001 , \$3000 , \$2999 , \$2998 , \$2997 , \$2996 , \$2995 , \$2994 , \$2993 , \$2992 , \$2991 , \$2990 , \$2989 , \$2988 , \$2987 , \$2986 , \$2985 , \$2984 , \$2983 , \$2982 , \$2981 , \$2980 , \$2979 , \$2978 , \$2977 , \$2976  };
-  assign \$3035  = \$2975  & \$3034 ;
-  assign \$3036  = | { \$3035 , \$2974 , \$2912 , \$2849 , \$2785  };
-  assign \$3037  = \$2656  ? \$2720  : \$3036 ;
-  assign \$3038  = ! ky;
-  assign \$3039  = d == 1'h1;
-  assign \$3040  = d == 2'h2;
-  assign \$3041  = d == 2'h3;
-  assign \$3042  = d == 3'h4;
-  assign \$3043  = d == 3'h5;
-  assign \$3044  = d == 3'h6;
-  assign \$3045  = d == 3'h7;
-  assign \$3046  = d == 4'h8;
-  assign \$3047  = d == 4'h9;
-  assign \$3048  = d == 4'ha;
-  assign \$3049  = d == 4'hb;
-  assign \$3050  = d == 4'hc;
-  assign \$3051  = d == 4'hd;
-  assign \$3052  = d == 4'he;
-  assign \$3053  = d == 4'hf;
-  assign \$3054  = d == 5'h10;
-  assign \$3055  = d == 5'h11;
-  assign \$3056  = d == 5'h12;
-  assign \$3057  = d == 5'h13;
-  assign \$3058  = d == 5'h14;
-  assign \$3059  = d == 5'h15;
-  assign \$3060  = d == 5'h16;
-  assign \$3061  = d == 5'h17;
-  assign \$3062  = d == 5'h18;
-  assign \$3063  = d == 5'h19;
-  assign \$3064  = d == 5'h1a;
-  assign \$3065  = d == 5'h1b;
-  assign \$3066  = d == 5'h1c;
-  assign \$3067  = d == 5'h1d;
-  assign \$3068  = d == 5'h1e;
-  assign \$3069  = d == 5'h1f;
-  assign \$3070  = d == 6'h20;
-  assign \$3071  = d == 6'h21;
-  assign \$3072  = d == 6'h22;
-  assign \$3073  = d == 6'h23;
-  assign \$3074  = d == 6'h24;
-  assign \$3075  = d == 6'h25;
-  assign \$3076  = d == 6'h26;
-  assign \$3077  = d == 6'h27;
-  assign \$3078  = d == 6'h28;
-  assign \$3079  = d == 6'h29;
-  assign \$3080  = d == 6'h2a;
-  assign \$3081  = d == 6'h2b;
-  assign \$3082  = d == 6'h2c;
-  assign \$3083  = d == 6'h2d;
-  assign \$3084  = d == 6'h2e;
-  assign \$3085  = d == 6'h2f;
-  assign \$3086  = d == 6'h30;
-  assign \$3087  = d == 6'h31;
-  assign \$3088  = d == 6'h32;
-  assign \$3089  = d == 6'h33;
-  assign \$3090  = d == 6'h34;
-  assign \$3091  = d == 6'h35;
-  assign \$3092  = d == 6'h36;
-  assign \$3093  = d == 6'h37;
-  assign \$3094  = d == 6'h38;
-  assign \$3095  = d == 6'h39;
-  assign \$3096  = d == 6'h3a;
-  assign \$3097  = d == 6'h3b;
-  assign \$3098  = d == 6'h3c;
-  assign \$3099  = d == 6'h3d;
-  assign \$3100  = d == 6'h3e;
-  assign \$3101  = d == 6'h3f;
-  assign \$3102  = | { \$3101 , \$3100 , \$3099 , \$3098 , \$3097 , \$3096 , \$3095 , \$3094 , \$3093 , \$3092 , \$3091 , \$3090 , \$3089 , \$3088 , \$3087 , \$3086 , \$3085 , \$3084 , \$3083 , \$3082 , \$3081 , \$3080 , \$3079 , \$3078 , \$3077 , \$3076 , \$3075 , \$3074 , \$3073 , \$3072 , \$3071 , \$3070 , \$3069 , \$3068 , \$3067 , \$3066 , \$3065 , \$3064 , \$3063 , \$3062 , \$3061 , \$3060 , \$3059 , \$3058 , \$3057 , \$3056 , \$3055 , \$3054 , \$3053 , \$3052 , \$3051 , \$3050 , \$3049 , \$3048 , \$3047 , \$3046 , \$3045 , \$3044 , \$3043 , \$3042 , \$3041 , \$3040 , \$3039  };
-  assign \$3103  = \$3038  & \$3102 ;
-  assign \$3104  = ky == 1'h1;
-  assign \$3105  = d == 2'h2;
-  assign \$3106  = d == 2'h3;
-  assign \$3107  = d == 3'h4;
-  assign \$3108  = d == 3'h5;
-  assign \$3109  = d == 3'h6;
-  assign \$3110  = d == 3'h7;
-  assign \$3111  = d == 4'h8;
-  assign \$3112  = d == 4'h9;
-  assign \$3113  = d == 4'ha;
-  assign \$3114  = d == 4'hb;
-  assign \$3115  = d == 4'hc;
-  assign \$3116  = d == 4'hd;
-  assign \$3117  = d == 4'he;
-  assign \$3118  = d == 4'hf;
-  assign \$3119  = d == 5'h10;
-  assign \$3120  = d == 5'h11;
-  assign \$3121  = d == 5'h12;
-  assign \$3122  = d == 5'h13;
-  assign \$3123  = d == 5'h14;
-  assign \$3124  = d == 5'h15;
-  assign \$3125  = d == 5'h16;
-  assign \$3126  = d == 5'h17;
-  assign \$3127  = d == 5'h18;
-  assign \$3128  = d == 5'h19;
-  assign \$3129  = d == 5'h1a;
-  assign \$3130  = d == 5'h1b;
-  assign \$3131  = d == 5'h1c;
-  assign \$3132  = d == 5'h1d;
-  assign \$3133  = d == 5'h1e;
-  assign \$3134  = d == 5'h1f;
-  assign \$3135  = d == 6'h20;
-  assign \$3136  = d == 6'h21;
-  assign \$3137  = d == 6'h22;
-  assign \$3138  = d == 6'h23;
-  assign \$3139  = d == 6'h24;
-  assign \$3140  = d == 6'h25;
-  assign \$3141  = d == 6'h26;
-  assign \$3142  = d == 6'h27;
-  assign \$3143  = d == 6'h28;
-  assign \$3144  = d == 6'h29;
-  assign \$3145  = d == 6'h2a;
-  assign \$3146  = d == 6'h2b;
-  assign \$3147  = d == 6'h2c;
-  assign \$3148  = d == 6'h2d;
-  assign \$3149  = d == 6'h2e;
-  assign \$3150  = d == 6'h2f;
-  assign \$3151  = d == 6'h30;
-  assign \$3152  = d == 6'h31;
-  assign \$3153  = d == 6'h32;
-  assign \$3154  = d == 6'h33;
-  assign \$3155  = d == 6'h34;
-  assign \$3156  = d == 6'h35;
-  assign \$3157  = d == 6'h36;
-  assign \$3158  = d == 6'h37;
-  assign \$3159  = d == 6'h38;
-  assign \$3160  = d == 6'h39;
-  assign \$3161  = d == 6'h3a;
-  assign \$3162  = d == 6'h3b;
-  assign \$3163  = d == 6'h3c;
-  assign \$3164  = d == 6'h3d;
-  assign \$3165  = d == 6'h3e;
-  assign \$3166  = d == 6'h3f;
-  assign \$3167  = | { \$3166 , \$3165 , \$3164 , \$3163 , \$3162 , \$3161 , \$3160 , \$3159 , \$3158 , \$3157 , \$3156 , \$3155 , \$3154 , \$3153 , \$3152 , \$3151 , \$3150 , \$3149 , \$3148 , \$3147 , \$3146 , \$3145 , \$3144 , \$3143 , \$3142 , \$3141 , \$3140 , \$3139 , \$3138 , \$3137 , \$3136 , \$3135 , \$3134 , \$3133 , \$3132 , \$3131 , \$3130 , \$3129 , \$3128 , \$3127 , \$3126 , \$3125 , \$3124 , \$3123 , \$3122 , \$3121 , \$3120 , \$3119 , \$3118 , \$3117 , \$3116 , \$3115 , \$3114 , \$3113 , \$3112 , \$3111 , \$3110 , \$3109 , \$3108 , \$3107 , \$3106 , \$3105  };
-  assign \$3168  = \$3104  & \$3167 ;
-  assign \$3169  = ky == 2'h2;
-  assign \$3170  = d == 2'h3;
-  assign \$3171  = d == 3'h4;
-  assign \$3172  = d == 3'h5;
-  assign \$3173  = d == 3'h6;
-  assign \$3174  = d == 3'h7;
-  assign \$3175  = d == 4'h8;
-  assign \$3176  = d == 4'h9;
-  assign \$3177  = d == 4'ha;
-  assign \$3178  = d == 4'hb;
-  assign \$3179  = d == 4'hc;
-  assign \$3180  = d == 4'hd;
-  assign \$3181  = d == 4'he;
-  assign \$3182  = d == 4'hf;
-  assign \$3183  = d == 5'h10;
-  assign \$3184  = d == 5'h11;
-  assign \$3185  = d == 5'h12;
-  assign \$3186  = d == 5'h13;
-  assign \$3187  = d == 5'h14;
-  assign \$3188  = d == 5'h15;
-  assign \$3189  = d == 5'h16;
-  assign \$3190  = d == 5'h17;
-  assign \$3191  = d == 5'h18;
-  assign \$3192  = d == 5'h19;
-  assign \$3193  = d == 5'h1a;
-  assign \$3194  = d == 5'h1b;
-  assign \$3195  = d == 5'h1c;
-  assign \$3196  = d == 5'h1d;
-  assign \$3197  = d == 5'h1e;
-  assign \$3198  = d == 5'h1f;
-  assign \$3199  = d == 6'h20;
-  assign \$3200  = d == 6'h21;
-  assign \$3201  = d == 6'h22;
-  assign \$3202  = d == 6'h23;
-  assign \$3203  = d == 6'h24;
-  assign \$3204  = d == 6'h25;
-  assign \$3205  = d == 6'h26;
-  assign \$3206  = d == 6'h27;
-  assign \$3207  = d == 6'h28;
-  assign \$3208  = d == 6'h29;
-  assign \$3209  = d == 6'h2a;
-  assign \$3210  = d == 6'h2b;
-  assign \$3211  = d == 6'h2c;
-  assign \$3212  = d == 6'h2d;
-  assign \$3213  = d == 6'h2e;
-  assign \$3214  = d == 6'h2f;
-  assign \$3215  = d == 6'h30;
-  assign \$3216  = d == 6'h31;
-  assign \$3217  = d == 6'h32;
-  assign \$3218  = d == 6'h33;
-  assign \$3219  = d == 6'h34;
-  assign \$3220  = d == 6'h35;
-  assign \$3221  = d == 6'h36;
-  assign \$3222  = d == 6'h37;
-  assign \$3223  = d == 6'h38;
-  assign \$3224  = d == 6'h39;
-  assign \$3225  = d == 6'h3a;
-  assign \$3226  = d == 6'h3b;
-  assign \$3227  = d == 6'h3c;
-  assign \$3228  = d == 6'h3d;
-  assign \$3229  = d == 6'h3e;
-  assign \$3230  = d == 6'h3f;
-  assign \$3231  = | { \$3230 , \$3229 , \$3228 , \$3227 , \$3226 , \$3225 , \$3224 , \$3223 , \$3222 , \$3221 , \$3220 , \$3219 , \$3218 , \$3217 , \$3216 , \$3215 , \$3214 , \$3213 , \$3212 , \$3211 , \$3210 , \$3209 , \$3208 , \$3207 , \$3206 , \$3205 , \$3204 , \$3203 , \$3202 , \$3201 , \$3200 , \$3199 , \$3198 , \$3197 , \$3196 , \$3195 , \$3194 , \$3193 , \$3192 , \$3191 , \$3190 , \$3189 , \$3188 , \$3187 , \$3186 , \$3185 , \$3184 , \$3183 , \$3182 , \$3181 , \$3180 , \$3179 , \$3178 , \$3177 , \$3176 , \$3175 , \$3174 , \$3173 , \$3172 , \$3171 , \$3170  };
-  assign \$3232  = \$3169  & \$3231 ;
-  assign \$3233  = ky == 2'h3;
-  assign \$3234  = d == 3'h4;
-  assign \$3235  = d == 3'h5;
-  assign \$3236  = d == 3'h6;
-  assign \$3237  = d == 3'h7;
-  assign \$3238  = d == 4'h8;
-  assign \$3239  = d == 4'h9;
-  assign \$3240  = d == 4'ha;
-  assign \$3241  = d == 4'hb;
-  assign \$3242  = d == 4'hc;
-  assign \$3243  = d == 4'hd;
-  assign \$3244  = d == 4'he;
-  assign \$3245  = d == 4'hf;
-  assign \$3246  = d == 5'h10;
-  assign \$3247  = d == 5'h11;
-  assign \$3248  = d == 5'h12;
-  assign \$3249  = d == 5'h13;
-  assign \$3250  = d == 5'h14;
-  assign \$3251  = d == 5'h15;
-  assign \$3252  = d == 5'h16;
-  assign \$3253  = d == 5'h17;
-  assign \$3254  = d == 5'h18;
-  assign \$3255  = d == 5'h19;
-  assign \$3256  = d == 5'h1a;
-  assign \$3257  = d == 5'h1b;
-  assign \$3258  = d == 5'h1c;
-  assign \$3259  = d == 5'h1d;
-  assign \$3260  = d == 5'h1e;
-  assign \$3261  = d == 5'h1f;
-  assign \$3262  = d == 6'h20;
-  assign \$3263  = d == 6'h21;
-  assign \$3264  = d == 6'h22;
-  assign \$3265  = d == 6'h23;
-  assign \$3266  = d == 6'h24;
-  assign \$3267  = d == 6'h25;
-  assign \$3268  = d == 6'h26;
-  assign \$3269  = d == 6'h27;
-  assign \$3270  = d == 6'h28;
-  assign \$3271  = d == 6'h29;
-  assign \$3272  = d == 6'h2a;
-  assign \$3273  = d == 6'h2b;
-  assign \$3274  = d == 6'h2c;
-  assign \$3275  = d == 6'h2d;
-  assign \$3276  = d == 6'h2e;
-  assign \$3277  = d == 6'h2f;
-  assign \$3278  = d == 6'h30;
-  assign \$3279  = d == 6'h31;
-  assign \$3280  = d == 6'h32;
-  assign \$3281  = d == 6'h33;
-  assign \$3282  = d == 6'h34;
-  assign \$3283  = d == 6'h35;
-  assign \$3284  = d == 6'h36;
-  assign \$3285  = d == 6'h37;
-  assign \$3286  = d == 6'h38;
-  assign \$3287  = d == 6'h39;
-  assign \$3288  = d == 6'h3a;
-  assign \$3289  = d == 6'h3b;
-  assign \$3290  = d == 6'h3c;
-  assign \$3291  = d == 6'h3d;
-  assign \$3292  = d == 6'h3e;
-  assign \$3293  = d == 6'h3f;
-  assign \$3294  = | { \$3293 , \$3292 , \$3291 , \$3290 , \$3289 , \$3288 , \$3287 , \$3286 , \$3285 , \$3284 , \$3283 , \$3282 , \$3281 , \$3280 , \$3279 , \$3278 , \$3277 , \$3276 , \$3275 , \$3274 , \$3273 , \$3272 , \$3271 , \$3270 , \$3269 , \$3268 , \$3267 , \$3266 , \$3265 , \$3264 , \$3263 , \$3262 , \$3261 , \$3260 , \$3259 , \$3258 , \$3257 , \$3256 , \$3255 , \$3254 , \$3253 , \$3252 , \$3251 , \$3250 , \$3249 , \$3248 , \$3247 , \$3246 , \$3245 , \$3244 , \$3243 , \$3242 , \$3241 , \$3240 , \$3239 , \$3238 , \$3237 , \$3236 , \$3235 , \$3234  };
-  assign \$3295  = \$3233  & \$3294 ;
-  assign \$3296  = ky == 3'h4;
-  assign \$3297  = d == 3'h5;
-  assign \$3298  = d == 3'h6;
-  assign \$3299  = d == 3'h7;
-  assign \$3300  = d == 4'h8;
-  assign \$3301  = d == 4'h9;
-  assign \$3302  = d == 4'ha;
-  assign \$3303  = d == 4'hb;
-  assign \$3304  = d == 4'hc;
-  assign \$3305  = d == 4'hd;
-  assign \$3306  = d == 4'he;
-  assign \$3307  = d == 4'hf;
-  assign \$3308  = d == 5'h10;
-  assign \$3309  = d == 5'h11;
-  assign \$3310  = d == 5'h12;
-  assign \$3311  = d == 5'h13;
-  assign \$3312  = d == 5'h14;
-  assign \$3313  = d == 5'h15;
-  assign \$3314  = d == 5'h16;
-  assign \$3315  = d == 5'h17;
-  assign \$3316  = d == 5'h18;
-  assign \$3317  = d == 5'h19;
-  assign \$3318  = d == 5'h1a;
-  assign \$3319  = d == 5'h1b;
-  assign \$3320  = d == 5'h1c;
-  assign \$3321  = d == 5'h1d;
-  assign \$3322  = d == 5'h1e;
-  assign \$3323  = d == 5'h1f;
-  assign \$3324  = d == 6'h20;
-  assign \$3325  = d == 6'h21;
-  assign \$3326  = d == 6'h22;
-  assign \$3327  = d == 6'h23;
-  assign \$3328  = d == 6'h24;
-  assign \$3329  = d == 6'h25;
-  assign \$3330  = d == 6'h26;
-  assign \$3331  = d == 6'h27;
-  assign \$3332  = d == 6'h28;
-  assign \$3333  = d == 6'h29;
-  assign \$3334  = d == 6'h2a;
-  assign \$3335  = d == 6'h2b;
-  assign \$3336  = d == 6'h2c;
-  assign \$3337  = d == 6'h2d;
-  assign \$3338  = d == 6'h2e;
-  assign \$3339  = d == 6'h2f;
-  assign \$3340  = d == 6'h30;
-  assign \$3341  = d == 6'h31;
-  assign \$3342  = d == 6'h32;
-  assign \$3343  = d == 6'h33;
-  assign \$3344  = d == 6'h34;
-  assign \$3345  = d == 6'h35;
-  assign \$3346  = d == 6'h36;
-  assign \$3347  = d == 6'h37;
-  assign \$3348  = d == 6'h38;
-  assign \$3349  = d == 6'h39;
-  assign \$3350  = d == 6'h3a;
-  assign \$3351  = d == 6'h3b;
-  assign \$3352  = d == 6'h3c;
-  assign \$3353  = d == 6'h3d;
-  assign \$3354  = d == 6'h3e;
-  assign \$3355  = d == 6'h3f;
-  assign \$3356  = | { \$3355 , \$3354 , \$3353 , \$3352 , \$3351 , \$3350 , \$3349 , \$3348 , \$3347 , \$3346 , \$3345 , \$3344 , \$3343 , \$3342 , \$3341 , \$3340 , \$3339 , \$3338 , \$3337 , \$3336 , \$3335 , \$3334 , \$3333 , \$3332 , \$3331 , \$3330 , \$3329 , \$3328 , \$3327 , \$3326 , \$3325 , \$3324 , \$3323 , \$3322 , \$3321 , \$3320 , \$3319 , \$3318 , \$3317 , \$3316 , \$3315 , \$3314 , \$3313 , \$3312 , \$3311 , \$3310 , \$3309 , \$3308 , \$3307 , \$3306 , \$3305 , \$3304 , \$3303 , \$3302 , \$3301 , \$3300 , \$3299 , \$3298 , \$3297  };
-  assign \$3357  = \$3296  & \$3356 ;
-  assign \$3358  = | { \$3357 , \$3295 , \$3232 , \$3168 , \$3103  };
-  assign \$3359  = \$2655  ? \$3037  : \$3358 ;
-  assign \$3360  = r_last ? \$2654  : \$3359 ;
-  assign \$3361  = \$2589  | \$3360 ;
-  assign \$3362  = \$2546  & \$3361 ;
-  assign \$3363  = \$1248  ? \$2543  : \$3362 ;
-  assign \$3364  = write & w_last;
-  assign \$3365  = ~ r_done;
-  assign \$3366  = pad | ahead;
-  assign \$3367  = ~ ahead;
-  assign \$3368  = w_row == 5'h1b;
-  assign \$3369  = \$3367  & \$3368 ;
-  assign \$3370  = \$3366  | \$3369 ;
-  assign \$3371  = ~ ahead;
-  assign \$3372  = w_row == 5'h1b;
-  assign \$3373  = \$3371  & \$3372 ;
-  assign \$3374  = ! ky;
-  assign \$3375  = d == 5'h1c;
-  assign \$3376  = d == 5'h1d;
-  assign \$3377  = d == 5'h1e;
-  assign \$3378  = d == 5'h1f;
-  assign \$3379  = d == 6'h20;
-  assign \$3380  = d == 6'h21;
-  assign \$3381  = d == 6'h22;
-  assign \$3382  = d == 6'h23;
-  assign \$3383  = d == 6'h24;
-  assign \$3384  = d == 6'h25;
-  assign \$3385  = d == 6'h26;
-  assign \$3386  = d == 6'h27;
-  assign \$3387  = d == 6'h28;
-  assign \$3388  = d == 6'h29;
-  assign \$3389  = d == 6'h2a;
-  assign \$3390  = d == 6'h2b;
-  assign \$3391  = d == 6'h2c;
-  assign \$3392  = d == 6'h2d;
-  assign \$3393  = d == 6'h2e;
-  assign \$3394  = d == 6'h2f;
-  assign \$3395  = d == 6'h30;
-  assign \$3396  = d == 6'h31;
-  assign \$3397  = d == 6'h32;
-  assign \$3398  = d == 6'h33;
-  assign \$3399  = d == 6'h34;
-  assign \$3400  = d == 6'h35;
-  assign \$3401  = d == 6'h36;
-  assign \$3402  = d == 6'h37;
-  assign \$3403  = d == 6'h38;
-  assign \$3404  = d == 6'h39;
-  assign \$3405  = d == 6'h3a;
-  assign \$3406  = d == 6'h3b;
-  assign \$3407  = d == 6'h3c;
-  assign \$3408  = d == 6'h3d;
-  assign \$3409  = d == 6'h3e;
-  assign \$3410  = d == 6'h3f;
-  assign \$3411  = | { \$3410 , \$3409 , \$3408 , \$3407 , \$3406 , \$3405 , \$3404 , \$3403 , \$3402 , \$3401 , \$3400 , \$3399 , \$3398 , \$3397 , \$3396 , \$3395 , \$3394 , \$3393 , \$3392 , \$3391 , \$3390 , \$3389 , \$3388 , \$3387 , \$3386 , \$3385 , \$3384 , \$3383 , \$3382 , \$3381 , \$3380 , \$3379 , \$3378 , \$3377 , \$3376 , \$3375  };
-  assign \$3412  = \$3374  & \$3411 ;
-  assign \$3413  = ky == 1'h1;
-  assign \$3414  = d == 5'h1d;
-  assign \$3415  = d == 5'h1e;
-  assign \$3416  = d == 5'h1f;
-  assign \$3417  = d == 6'h20;
-  assign \$3418  = d == 6'h21;
-  assign \$3419  = d == 6'h22;
-  assign \$3420  = d == 6'h23;
-  assign \$3421  = d == 6'h24;
-  assign \$3422  = d == 6'h25;
-  assign \$3423  = d == 6'h26;
-  assign \$3424  = d == 6'h27;
-  assign \$3425  = d == 6'h28;
-  assign \$3426  = d == 6'h29;
-  assign \$3427  = d == 6'h2a;
-  assign \$3428  = d == 6'h2b;
-  assign \$3429  = d == 6'h2c;
-  assign \$3430  = d == 6'h2d;
-  assign \$3431  = d == 6'h2e;
-  assign \$3432  = d == 6'h2f;
-  assign \$3433  = d == 6'h30;
-  assign \$3434  = d == 6'h31;
-  assign \$3435  = d == 6'h32;
-  assign \$3436  = d == 6'h33;
-  assign \$3437  = d == 6'h34;
-  assign \$3438  = d == 6'h35;
-  assign \$3439  = d == 6'h36;
-  assign \$3440  = d == 6'h37;
-  assign \$3441  = d == 6'h38;
-  assign \$3442  = d == 6'h39;
-  assign \$3443  = d == 6'h3a;
-  assign \$3444  = d == 6'h3b;
-  assign \$3445  = d == 6'h3c;
-  assign \$3446  = d == 6'h3d;
-  assign \$3447  = d == 6'h3e;
-  assign \$3448  = d == 6'h3f;
-  assign \$3449  = | { \$3448 , \$3447 , \$3446 , \$3445 , \$3444 , \$3443 , \$3442 , \$3441 , \$3440 , \$3439 , \$3438 , \$3437 , \$3436 , \$3435 , \$3434 , \$3433 , \$3432 , \$3431 , \$3430 , \$3429 , \$3428 , \$3427 , \$3426 , \$3425 , \$3424 , \$3423 , \$3422 , \$3421 , \$3420 , \$3419 , \$3418 , \$3417 , \$3416 , \$3415 , \$3414  };
-  assign \$3450  = \$3413  & \$3449 ;
-  assign \$3451  = ky == 2'h2;
-  assign \$3452  = d == 5'h1e;
-  assign \$3453  = d == 5'h1f;
-  assign \$3454  = d == 6'h20;
-  assign \$3455  = d == 6'h21;
-  assign \$3456  = d == 6'h22;
-  assign \$3457  = d == 6'h23;
-  assign \$3458  = d == 6'h24;
-  assign \$3459  = d == 6'h25;
-  assign \$3460  = d == 6'h26;
-  assign \$3461  = d == 6'h27;
-  assign \$3462  = d == 6'h28;
-  assign \$3463  = d == 6'h29;
-  assign \$3464  = d == 6'h2a;
-  assign \$3465  = d == 6'h2b;
-  assign \$3466  = d == 6'h2c;
-  assign \$3467  = d == 6'h2d;
-  assign \$3468  = d == 6'h2e;
-  assign \$3469  = d == 6'h2f;
-  assign \$3470  = d == 6'h30;
-  assign \$3471  = d == 6'h31;
-  assign \$3472  = d == 6'h32;
-  assign \$3473  = d == 6'h33;
-  assign \$3474  = d == 6'h34;
-  assign \$3475  = d == 6'h35;
-  assign \$3476  = d == 6'h36;
-  assign \$3477  = d == 6'h37;
-  assign \$3478  = d == 6'h38;
-  assign \$3479  = d == 6'h39;
-  assign \$3480  = d == 6'h3a;
-  assign \$3481  = d == 6'h3b;
-  assign \$3482  = d == 6'h3c;
-  assign \$3483  = d == 6'h3d;
-  assign \$3484  = d == 6'h3e;
-  assign \$3485  = d == 6'h3f;
-  assign \$3486  = | { \$3485 , \$3484 , \$3483 , \$3482 , \$3481 , \$3480 , \$3479 , \$3478 , \$3477 , \$3476 , \$3475 , \$3474 , \$3473 , \$3472 , \$3471 , \$3470 , \$3469 , \$3468 , \$3467 , \$3466 , \$3465 , \$3464 , \$3463 , \$3462 , \$3461 , \$3460 , \$3459 , \$3458 , \$3457 , \$3456 , \$3455 , \$3454 , \$3453 , \$3452  };
-  assign \$3487  = \$3451  & \$3486 ;
-  assign \$3488  = ky == 2'h3;
-  assign \$3489  = d == 5'h1f;
-  assign \$3490  = d == 6'h20;
-  assign \$3491  = d == 6'h21;
-  assign \$3492  = d == 6'h22;
-  assign \$3493  = d == 6'h23;
-  assign \$3494  = d == 6'h24;
-  assign \$3495  = d == 6'h25;
-  assign \$3496  = d == 6'h26;
-  assign \$3497  = d == 6'h27;
-  assign \$3498  = d == 6'h28;
-  assign \$3499  = d == 6'h29;
-  assign \$3500  = d == 6'h2a;
-  assign \$3501  = d == 6'h2b;
-  assign \$3502  = d == 6'h2c;
-  assign \$3503  = d == 6'h2d;
-  assign \$3504  = d == 6'h2e;
-  assign \$3505  = d == 6'h2f;
-  assign \$3506  = d == 6'h30;
-  assign \$3507  = d == 6'h31;
-  assign \$3508  = d == 6'h32;
-  assign \$3509  = d == 6'h33;
-  assign \$3510  = d == 6'h34;
-  assign \$3511  = d == 6'h35;
-  assign \$3512  = d == 6'h36;
-  assign \$3513  = d == 6'h37;
-  assign \$3514  = d == 6'h38;
-  assign \$3515  = d == 6'h39;
-  assign \$3516  = d == 6'h3a;
-  assign \$3517  = d == 6'h3b;
-  assign \$3518  = d == 6'h3c;
-  assign \$3519  = d == 6'h3d;
-  assign \$3520  = d == 6'h3e;
-  assign \$3521  = d == 6'h3f;
-  assign \$3522  = | { \$3521 , \$3520 , \$3519 , \$3518 , \$3517 , \$3516 , \$3515 , \$3514 , \$3513 , \$3512 , \$3511 , \$3510 , \$3509 , \$3508 , \$3507 , \$3506 , \$3505 , \$3504 , \$3503 , \$3502 , \$3501 , \$3500 , \$3499 , \$3498 , \$3497 , \$3496 , \$3495 , \$3494 , \$3493 , \$3492 , \$3491 , \$3490 , \$3489  };
-  assign \$3523  = \$3488  & \$3522 ;
-  assign \$3524  = ky == 3'h4;
-  assign \$3525  = d == 6'h20;
-  assign \$3526  = d == 6'h21;
-  assign \$3527  = d == 6'h22;
-  assign \$3528  = d == 6'h23;
-  assign \$3529  = d == 6'h24;
-  assign \$3530  = d == 6'h25;
-  assign \$3531  = d == 6'h26;
-  assign \$3532  = d == 6'h27;
-  assign \$3533  = d == 6'h28;
-  assign \$3534  = d == 6'h29;
-  assign \$3535  = d == 6'h2a;
-  assign \$3536  = d == 6'h2b;
-  assign \$3537  = d == 6'h2c;
-  assign \$3538  = d == 6'h2d;
-  assign \$3539  = d == 6'h2e;
-  assign \$3540  = d == 6'h2f;
-  assign \$3541  = d == 6'h30;
-  assign \$3542  = d == 6'h31;
-  assign \$3543  = d == 6'h32;
-  assign \$3544  = d == 6'h33;
-  assign \$3545  = d == 6'h34;
-  assign \$3546  = d == 6'h35;
-  assign \$3547  = d == 6'h36;
-  assign \$3548  = d == 6'h37;
-  assign \$3549  = d == 6'h38;
-  assign \$3550  = d == 6'h39;
-  assign \$3551  = d == 6'h3a;
-  assign \$3552  = d == 6'h3b;
-  assign \$3553  = d == 6'h3c;
-  assign \$3554  = d == 6'h3d;
-  assign \$3555  = d == 6'h3e;
-  assign \$3556  = d == 6'h3f;
-  assign \$3557  = | { \$3556 , \$3555 , \$3554 , \$3553 , \$3552 , \$3551 , \$3550 , \$3549 , \$3548 , \$3547 , \$3546 , \$3545 , \$3544 , \$3543 , \$3542 , \$3541 , \$3540 , \$3539 , \$3538 , \$3537 , \$3536 , \$3535 , \$3534 , \$3533 , \$3532 , \$3531 , \$3530 , \$3529 , \$3528 , \$3527 , \$3526 , \$3525  };
-  assign \$3558  = \$3524  & \$3557 ;
-  assign \$3559  = | { \$3558 , \$3523 , \$3487 , \$3450 , \$3412  };
-  assign \$3560  = ! ky;
-  assign \$3561  = ! d;
-  assign \$3562  = d == 1'h1;
-  assign \$3563  = d == 2'h2;
-  assign \$3564  = d == 2'h3;
-  assign \$3565  = d == 3'h4;
-  assign \$3566  = d == 3'h5;
-  assign \$3567  = d == 3'h6;
-  assign \$3568  = d == 3'h7;
-  assign \$3569  = d == 4'h8;
-  assign \$3570  = d == 4'h9;
-  assign \$3571  = d == 4'ha;
-  assign \$3572  = d == 4'hb;
-  assign \$3573  = d == 4'hc;
-  assign \$3574  = d == 4'hd;
-  assign \$3575  = d == 4'he;
-  assign \$3576  = d == 4'hf;
-  assign \$3577  = d == 5'h10;
-  assign \$3578  = d == 5'h11;
-  assign \$3579  = d == 5'h12;
-  assign \$3580  = d == 5'h13;
-  assign \$3581  = d == 5'h14;
-  assign \$3582  = d == 5'h15;
-  assign \$3583  = d == 5'h16;
-  assign \$3584  = d == 5'h17;
-  assign \$3585  = d == 5'h18;
-  assign \$3586  = d == 5'h19;
-  assign \$3587  = d == 5'h1a;
-  assign \$3588  = d == 5'h1b;
-  assign \$3589  = d == 5'h1c;
-  assign \$3590  = d == 5'h1d;
-  assign \$3591  = d == 5'h1e;
-  assign \$3592  = d == 5'h1f;
-  assign \$3593  = d == 6'h20;
-  assign \$3594  = d == 6'h21;
-  assign \$3595  = d == 6'h22;
-  assign \$3596  = d == 6'h23;
-  assign \$3597  = d == 6'h24;
-  assign \$3598  = d == 6'h25;
-  assign \$3599  = d == 6'h26;
-  assign \$3600  = d == 6'h27;
-  assign \$3601  = d == 6'h28;
-  assign \$3602  = d == 6'h29;
-  assign \$3603  = d == 6'h2a;
-  assign \$3604  = d == 6'h2b;
-  assign \$3605  = d == 6'h2c;
-  assign \$3606  = d == 6'h2d;
-  assign \$3607  = d == 6'h2e;
-  assign \$3608  = d == 6'h2f;
-  assign \$3609  = d == 6'h30;
-  assign \$3610  = d == 6'h31;
-  assign \$3611  = d == 6'h32;
-  assign \$3612  = d == 6'h33;
-  assign \$3613  = d == 6'h34;
-  assign \$3614  = d == 6'h35;
-  assign \$3615  = d == 6'h36;
-  assign \$3616  = d == 6'h37;
-  assign \$3617  = d == 6'h38;
-  assign \$3618  = d == 6'h39;
-  assign \$3619  = d == 6'h3a;
-  assign \$3620  = d == 6'h3b;
-  assign \$3621  = d == 6'h3c;
-  assign \$3622  = d == 6'h3d;
-  assign \$3623  = d == 6'h3e;
-  assign \$3624  = d == 6'h3f;
-  assign \$3625  = | { \$3624 , \$3623 , \$3622 , \$3621 , \$3620 , \$3619 , \$3618 , \$3617 , \$3616 , \$3615 , \$3614 , \$3613 , \$3612 , \$3611 , \$3610 , \$3609 , \$3608 , \$3607 , \$3606 , \$3605 , \$3604 , \$3603 , \$3602 , \$3601 , \$3600 , \$3599 , \$3598 , \$3597 , \$3596 , \$3595 , \$3594 , \$3593 , \$3592 , \$3591 , \$3590 , \$3589 , \$3588 , \$3587 , \$3586 , \$3585 , \$3584 , \$3583 , \$3582 , \$3581 , \$3580 , \$3579 , \$3578 , \$3577 , \$3576 , \$3575 , \$3574 , \$3573 , \$3572 , \$3571 , \$3570 , \$3569 , \$3568 , \$3567 , \$3566 , \$3565 , \$3564 , \$3563 , \$3562 , \$3561  };
-  assign \$3626  = \$3560  & \$3625 ;
-  assign \$3627  = ky == 1'h1;
-  assign \$3628  = d == 1'h1;
-  assign \$3629  = d == 2'h2;
-  assign \$3630  = d == 2'h3;
-  assign \$3631  = d == 3'h4;
-  assign \$3632  = d == 3'h5;
-  assign \$3633  = d == 3'h6;
-  assign \$3634  = d == 3'h7;
-  assign \$3635  = d == 4'h8;
-  assign \$3636  = d == 4'h9;
-  assign \$3637  = d == 4'ha;
-  assign \$3638  = d == 4'hb;
-  assign \$3639  = d == 4'hc;
-  assign \$3640  = d == 4'hd;
-  assign \$3641  = d == 4'he;
-  assign \$3642  = d == 4'hf;
-  assign \$3643  = d == 5'h10;
-  assign \$3644  = d == 5'h11;
-  assign \$3645  = d == 5'h12;
-  assign \$3646  = d == 5'h13;
-  assign \$3647  = d == 5'h14;
-  assign \$3648  = d == 5'h15;
-  assign \$3649  = d == 5'h16;
-  assign \$3650  = d == 5'h17;
-  assign \$3651  = d == 5'h18;
-  assign \$3652  = d == 5'h19;
-  assign \$3653  = d == 5'h1a;
-  assign \$3654  = d == 5'h1b;
-  assign \$3655  = d == 5'h1c;
-  assign \$3656  = d == 5'h1d;
-  assign \$3657  = d == 5'h1e;
-  assign \$3658  = d == 5'h1f;
-  assign \$3659  = d == 6'h20;
-  assign \$3660  = d == 6'h21;
-  assign \$3661  = d == 6'h22;
-  assign \$3662  = d == 6'h23;
-  assign \$3663  = d == 6'h24;
-  assign \$3664  = d == 6'h25;
-  assign \$3665  = d == 6'h26;
-  assign \$3666  = d == 6'h27;
-  assign \$3667  = d == 6'h28;
-  assign \$3668  = d == 6'h29;
-  assign \$3669  = d == 6'h2a;
-  assign \$3670  = d == 6'h2b;
-  assign \$3671  = d == 6'h2c;
-  assign \$3672  = d == 6'h2d;
-  assign \$3673  = d == 6'h2e;
-  assign \$3674  = d == 6'h2f;
-  assign \$3675  = d == 6'h30;
-  assign \$3676  = d == 6'h31;
-  assign \$3677  = d == 6'h32;
-  assign \$3678  = d == 6'h33;
-  assign \$3679  = d == 6'h34;
-  assign \$3680  = d == 6'h35;
-  assign \$3681  = d == 6'h36;
-  assign \$3682  = d == 6'h37;
-  assign \$3683  = d == 6'h38;
-  assign \$3684  = d == 6'h39;
-  assign \$3685  = d == 6'h3a;
-  assign \$3686  = d == 6'h3b;
-  assign \$3687  = d == 6'h3c;
-  assign \$3688  = d == 6'h3d;
-  assign \$3689  = d == 6'h3e;
-  assign \$3690  = d == 6'h3f;
-  assign \$3691  = | { \$3690 , \$3689 , \$3688 , \$3687 , \$3686 , \$3685 , \$3684 , \$3683 , \$3682 , \$3681 , \$3680 , \$3679 , \$3678 , \$3677 , \$3676 , \$3675 , \$3674 , \$3673 , \$3672 , \$3671 , \$3670 , \$3669 , \$3668 , \$3667 , \$3666 , \$3665 , \$3664 , \$3663 , \$3662 , \$3661 , \$3660 , \$3659 , \$3658 , \$3657 , \$3656 , \$3655 , \$3654 , \$3653 , \$3652 , \$3651 , \$3650 , \$3649 , \$3648 , \$3647 , \$3646 , \$3645 , \$3644 , \$3643 , \$3642 , \$3641 , \$3640 , \$3639 , \$3638 , \$3637 , \$3636 , \$3635 , \$3634 , \$3633 , \$3632 , \$3631 , \$3630 , \$3629 , \$3628  };
-  assign \$3692  = \$3627  & \$3691 ;
-  assign \$3693  = ky == 2'h2;
-  assign \$3694  = d == 2'h2;
-  assign \$3695  = d == 2'h3;
-  assign \$3696  = d == 3'h4;
-  assign \$3697  = d == 3'h5;
-  assign \$3698  = d == 3'h6;
-  assign \$3699  = d == 3'h7;
-  assign \$3700  = d == 4'h8;
-  assign \$3701  = d == 4'h9;
-  assign \$3702  = d == 4'ha;
-  assign \$3703  = d == 4'hb;
-  assign \$3704  = d == 4'hc;
-  assign \$3705  = d == 4'hd;
-  assign \$3706  = d == 4'he;
-  assign \$3707  = d == 4'hf;
-  assign \$3708  = d == 5'h10;
-  assign \$3709  = d == 5'h11;
-  assign \$3710  = d == 5'h12;
-  assign \$3711  = d == 5'h13;
-  assign \$3712  = d == 5'h14;
-  assign \$3713  = d == 5'h15;
-  assign \$3714  = d == 5'h16;
-  assign \$3715  = d == 5'h17;
-  assign \$3716  = d == 5'h18;
-  assign \$3717  = d == 5'h19;
-  assign \$3718  = d == 5'h1a;
-  assign \$3719  = d == 5'h1b;
-  assign \$3720  = d == 5'h1c;
-  assign \$3721  = d == 5'h1d;
-  assign \$3722  = d == 5'h1e;
-  assign \$3723  = d == 5'h1f;
-  assign \$3724  = d == 6'h20;
-  assign \$3725  = d == 6'h21;
-  assign \$3726  = d == 6'h22;
-  assign \$3727  = d == 6'h23;
-  assign \$3728  = d == 6'h24;
-  assign \$3729  = d == 6'h25;
-  assign \$3730  = d == 6'h26;
-  assign \$3731  = d == 6'h27;
-  assign \$3732  = d == 6'h28;
-  assign \$3733  = d == 6'h29;
-  assign \$3734  = d == 6'h2a;
-  assign \$3735  = d == 6'h2b;
-  assign \$3736  = d == 6'h2c;
-  assign \$3737  = d == 6'h2d;
-  assign \$3738  = d == 6'h2e;
-  assign \$3739  = d == 6'h2f;
-  assign \$3740  = d == 6'h30;
-  assign \$3741  = d == 6'h31;
-  assign \$3742  = d == 6'h32;
-  assign \$3743  = d == 6'h33;
-  assign \$3744  = d == 6'h34;
-  assign \$3745  = d == 6'h35;
-  assign \$3746  = d == 6'h36;
-  assign \$3747  = d == 6'h37;
-  assign \$3748  = d == 6'h38;
-  assign \$3749  = d == 6'h39;
-  assign \$3750  = d == 6'h3a;
-  assign \$3751  = d == 6'h3b;
-  assign \$3752  = d == 6'h3c;
-  assign \$3753  = d == 6'h3d;
-  assign \$3754  = d == 6'h3e;
-  assign \$3755  = d == 6'h3f;
-  assign \$3756  = | { \$3755 , \$3754 , \$3753 , \$3752 , \$3751 , \$3750 , \$3749 , \$3748 , \$3747 , \$3746 , \$3745 , \$3744 , \$3743 , \$3742 , \$3741 , \$3740 , \$3739 , \$3738 , \$3737 , \$3736 , \$3735 , \$3734 , \$3733 , \$3732 , \$3731 , \$3730 , \$3729 , \$3728 , \$3727 , \$3726 , \$3725 , \$3724 , \$3723 , \$3722 , \$3721 , \$3720 , \$3719 , \$3718 , \$3717 , \$3716 , \$3715 , \$3714 , \$3713 , \$3712 , \$3711 , \$3710 , \$3709 , \$3708 , \$3707 , \$3706 , \$3705 , \$3704 , \$3703 , \$3702 , \$3701 , \$3700 , \$3699 , \$3698 , \$3697 , \$3696 , \$3695 , \$3694  };
-  assign \$3757  = \$3693  & \$3756 ;
-  assign \$3758  = ky == 2'h3;
-  assign \$3759  = d == 2'h3;
-  assign \$3760  = d == 3'h4;
-  assign \$3761  = d == 3'h5;
-  assign \$3762  = d == 3'h6;
-  assign \$3763  = d == 3'h7;
-  assign \$3764  = d == 4'h8;
-  assign \$3765  = d == 4'h9;
-  assign \$3766  = d == 4'ha;
-  assign \$3767  = d == 4'hb;
-  assign \$3768  = d == 4'hc;
-  assign \$3769  = d == 4'hd;
-  assign \$3770  = d == 4'he;
-  assign \$3771  = d == 4'hf;
-  assign \$3772  = d == 5'h10;
-  assign \$3773  = d == 5'h11;
-  assign \$3774  = d == 5'h12;
-  assign \$3775  = d == 5'h13;
-  assign \$3776  = d == 5'h14;
-  assign \$3777  = d == 5'h15;
-  assign \$3778  = d == 5'h16;
-  assign \$3779  = d == 5'h17;
-  assign \$3780  = d == 5'h18;
-  assign \$3781  = d == 5'h19;
-  assign \$3782  = d == 5'h1a;
-  assign \$3783  = d == 5'h1b;
-  assign \$3784  = d == 5'h1c;
-  assign \$3785  = d == 5'h1d;
-  assign \$3786  = d == 5'h1e;
-  assign \$3787  = d == 5'h1f;
-  assign \$3788  = d == 6'h20;
-  assign \$3789  = d == 6'h21;
-  assign \$3790  = d == 6'h22;
-  assign \$3791  = d == 6'h23;
-  assign \$3792  = d == 6'h24;
-  assign \$3793  = d == 6'h25;
-  assign \$3794  = d == 6'h26;
-  assign \$3795  = d == 6'h27;
-  assign \$3796  = d == 6'h28;
-  assign \$3797  = d == 6'h29;
-  assign \$3798  = d == 6'h2a;
-  assign \$3799  = d == 6'h2b;
-  assign \$3800  = d == 6'h2c;
-  assign \$3801  = d == 6'h2d;
-  assign \$3802  = d == 6'h2e;
-  assign \$3803  = d == 6'h2f;
-  assign \$3804  = d == 6'h30;
-  assign \$3805  = d == 6'h31;
-  assign \$3806  = d == 6'h32;
-  assign \$3807  = d == 6'h33;
-  assign \$3808  = d == 6'h34;
-  assign \$3809  = d == 6'h35;
-  assign \$3810  = d == 6'h36;
-  assign \$3811  = d == 6'h37;
-  assign \$3812  = d == 6'h38;
-  assign \$3813  = d == 6'h39;
-  assign \$3814  = d == 6'h3a;
-  assign \$3815  = d == 6'h3b;
-  assign \$3816  = d == 6'h3c;
-  assign \$3817  = d == 6'h3d;
-  assign \$3818  = d == 6'h3e;
-  assign \$3819  = d == 6'h3f;
-  assign \$3820  = | { \$3819 , \$3818 , \$3817 , \$3816 , \$3815 , \$3814 , \$3813 , \$3812 , \$3811 , \$3810 , \$3809 , \$3808 , \$3807 , \$3806 , \$3805 , \$3804 , \$3803 , \$3802 , \$3801 , \$3800 , \$3799 , \$3798 , \$3797 , \$3796 , \$3795 , \$3794 , \$3793 , \$3792 , \$3791 , \$3790 , \$3789 , \$3788 , \$3787 , \$3786 , \$3785 , \$3784 , \$3783 , \$3782 , \$3781 , \$3780 , \$3779 , \$3778 , \$3777 , \$3776 , \$3775 , \$3774 , \$3773 , \$3772 , \$3771 , \$3770 , \$3769 , \$3768 , \$3767 , \$3766 , \$3765 , \$3764 , \$3763 , \$3762 , \$3761 , \$3760 , \$3759  };
-  assign \$3821  = \$3758  & \$3820 ;
-  assign \$3822  = ky == 3'h4;
-  assign \$3823  = d == 3'h4;
-  assign \$3824  = d == 3'h5;
-  assign \$3825  = d == 3'h6;
-  assign \$3826  = d == 3'h7;
-  assign \$3827  = d == 4'h8;
-  assign \$3828  = d == 4'h9;
-  assign \$3829  = d == 4'ha;
-  assign \$3830  = d == 4'hb;
-  assign \$3831  = d == 4'hc;
-  assign \$3832  = d == 4'hd;
-  assign \$3833  = d == 4'he;
-  assign \$3834  = d == 4'hf;
-  assign \$3835  = d == 5'h10;
-  assign \$3836  = d == 5'h11;
-  assign \$3837  = d == 5'h12;
-  assign \$3838  = d == 5'h13;
-  assign \$3839  = d == 5'h14;
-  assign \$3840  = d == 5'h15;
-  assign \$3841  = d == 5'h16;
-  assign \$3842  = d == 5'h17;
-  assign \$3843  = d == 5'h18;
-  assign \$3844  = d == 5'h19;
-  assign \$3845  = d == 5'h1a;
-  assign \$3846  = d == 5'h1b;
-  assign \$3847  = d == 5'h1c;
-  assign \$3848  = d == 5'h1d;
-  assign \$3849  = d == 5'h1e;
-  assign \$3850  = d == 5'h1f;
-  assign \$3851  = d == 6'h20;
-  assign \$3852  = d == 6'h21;
-  assign \$3853  = d == 6'h22;
-  assign \$3854  = d == 6'h23;
-  assign \$3855  = d == 6'h24;
-  assign \$3856  = d == 6'h25;
-  assign \$3857  = d == 6'h26;
-  assign \$3858  = d == 6'h27;
-  assign \$3859  = d == 6'h28;
-  assign \$3860  = d == 6'h29;
-  assign \$3861  = d == 6'h2a;
-  assign \$3862  = d == 6'h2b;
-  assign \$3863  = d == 6'h2c;
-  assign \$3864  = d == 6'h2d;
-  assign \$3865  = d == 6'h2e;
-  assign \$3866  = d == 6'h2f;
-  assign \$3867  = d == 6'h30;
-  assign \$3868  = d == 6'h31;
-  assign \$3869  = d == 6'h32;
-  assign \$3870  = d == 6'h33;
-  assign \$3871  = d == 6'h34;
-  assign \$3872  = d == 6'h35;
-  assign \$3873  = d == 6'h36;
-  assign \$3874  = d == 6'h37;
-  assign \$3875  = d == 6'h38;
-  assign \$3876  = d == 6'h39;
-  assign \$3877  = d == 6'h3a;
-  assign \$3878  = d == 6'h3b;
-  assign \$3879  = d == 6'h3c;
-  assign \$3880  = d == 6'h3d;
-  assign \$3881  = d == 6'h3e;
-  assign \$3882  = d == 6'h3f;
-  assign \$3883  = | { \$3882 , \$3881 , \$3880 , \$3879 , \$3878 , \$3877 , \$3876 , \$3875 , \$3874 , \$3873 , \$3872 , \$3871 , \$3870 , \$3869 , \$3868 , \$3867 , \$3866 , \$3865 , \$3864 , \$3863 , \$3862 , \$3861 , \$3860 , \$3859 , \$3858 , \$3857 , \$3856 , \$3855 , \$3854 , \$3853 , \$3852 , \$3851 , \$3850 , \$3849 , \$3848 , \$3847 , \$3846 , \$3845 , \$3844 , \$3843 , \$3842 , \$3841 , \$3840 , \$3839 , \$3838 , \$3837 , \$3836 , \$3835 , \$3834 , \$3833 , \$3832 , \$3831 , \$3830 , \$3829 , \$3828 , \$3827 , \$3826 , \$3825 , \$3824 , \$3823  };
-  assign \$3884  = \$3822  & \$3883 ;
-  assign \$3885  = | { \$3884 , \$3821 , \$3757 , \$3692 , \$3626  };
-  assign \$3886  = \$3373  ? \$3559  : \$3885 ;
-  assign \$3887  = \$3370  | \$3886 ;
-  assign \$3888  = \$3365  & \$3887 ;
-  assign \$3889  = \$3364  ? \$3888  : avail;
-  assign \$3890  = take ? \$3363  : \$3889 ;
-  assign \$3891  = switch ? \$1247  : \$3890 ;
+  assign \$412  = \$411  & d_ge_28;
+  assign \$413  = ky == 1'h1;
+  assign \$414  = \$413  & d_ge_29;
+  assign \$415  = ky == 2'h2;
+  assign \$416  = \$415  & d_ge_30;
+  assign \$417  = ky == 2'h3;
+  assign \$418  = \$417  & d_ge_31;
+  assign \$419  = ky == 3'h4;
+  assign \$420  = \$419  & d_ge_32;
+  assign \$421  = | { \$420 , \$418 , \$416 , \$414 , \$412  };
+  assign \$422  = ! ky;
+  assign \$423  = \$422  & d_ge_0;
+  assign \$424  = ky == 1'h1;
+  assign \$425  = \$424  & d_ge_1;
+  assign \$426  = ky == 2'h2;
+  assign \$427  = \$426  & d_ge_2;
+  assign \$428  = ky == 2'h3;
+  assign \$429  = \$428  & d_ge_3;
+  assign \$430  = ky == 3'h4;
+  assign \$431  = \$430  & d_ge_4;
+  assign \$432  = | { \$431 , \$429 , \$427 , \$425 , \$423  };
+  assign \$433  = \$410  ? \$421  : \$432 ;
+  assign \$434  = pad | \$433 ;
+  assign \$435  = ! ky;
+  assign \$436  = \$435  & d_ge_1;
+  assign \$437  = ky == 1'h1;
+  assign \$438  = \$437  & d_ge_2;
+  assign \$439  = ky == 2'h2;
+  assign \$440  = \$439  & d_ge_3;
+  assign \$441  = ky == 2'h3;
+  assign \$442  = \$441  & d_ge_4;
+  assign \$443  = ky == 3'h4;
+  assign \$444  = \$443  & d_ge_5;
+  assign \$445  = | { \$444 , \$442 , \$440 , \$438 , \$436  };
+  assign \$446  = pad | \$445 ;
+  assign \$447  = \$407  ? \$434  : \$446 ;
+  assign \$448  = write & w_last;
+  assign \$449  = oy == 5'h1b;
+  assign \$450  = r_last & \$449 ;
+  assign \$451  = ~ \$450 ;
+  assign \$452  = kx == 3'h4;
+  assign \$453  = ky == 3'h4;
+  assign \$454  = ~ \$453 ;
+  assign \$455  = $signed(iy) < $signed(1'h1);
+  assign \$456  = $signed(iy) >= $signed(6'h1b);
+  assign \$457  = \$455  | \$456 ;
+  assign \$459  = ox == 5'h1b;
+  assign \$461  = oy == 5'h1b;
+  assign \$462  = $signed(low) < $signed(1'h1);
+  assign \$463  = $signed(low) >= $signed(6'h1b);
+  assign \$464  = \$462  | \$463 ;
+  assign \$465  = \$461  ? 1'h1 : \$464 ;
+  assign \$466  = $signed(low) < $signed(1'h0);
+  assign \$467  = $signed(low) >= $signed(6'h1c);
+  assign \$468  = \$466  | \$467 ;
+  assign \$469  = \$460  ? \$465  : \$468 ;
+  assign \$470  = \$453  ? \$469  : \$457 ;
+  assign \$471  = $signed(iy) < $signed(1'h0);
+  assign \$472  = $signed(iy) >= $signed(6'h1c);
+  assign \$473  = \$471  | \$472 ;
+  assign \$474  = \$452  ? \$470  : \$473 ;
+  assign \$475  = kx == 3'h4;
+  assign \$476  = ~ \$475 ;
+  assign \$477  = $signed(ix) < $signed(1'h1);
+  assign \$478  = $signed(ix) >= $signed(6'h1b);
+  assign \$479  = \$477  | \$478 ;
+  assign \$480  = ky == 3'h4;
+  assign \$483  = ox == 5'h1b;
+  assign \$484  = $signed(ix0) < $signed(1'h1);
+  assign \$485  = $signed(ix0) >= $signed(6'h1b);
+  assign \$486  = \$484  | \$485 ;
+  assign \$487  = \$483  ? 1'h1 : \$486 ;
+  assign \$488  = $signed(ix0) < $signed(1'h0);
+  assign \$489  = $signed(ix0) >= $signed(6'h1c);
+  assign \$490  = \$488  | \$489 ;
+  assign \$491  = \$482  ? \$487  : \$490 ;
+  assign \$492  = \$475  ? \$491  : \$479 ;
+  assign \$493  = \$474  | \$492 ;
+  assign \$494  = ~ ahead;
+  assign \$495  = w_row == 5'h1b;
+  assign \$496  = \$494  & \$495 ;
+  assign \$497  = ahead | \$496 ;
+  assign \$498  = \$493  | \$497 ;
+  assign \$499  = oy == 5'h1b;
+  assign \$500  = ~ ahead;
+  assign \$501  = w_row == 5'h1b;
+  assign \$502  = \$500  & \$501 ;
+  assign \$504  = ~ ahead;
+  assign \$505  = w_row == 5'h1b;
+  assign \$506  = \$504  & \$505 ;
+  assign \$507  = \$506  ? d_ge_29 : d_ge_1;
+  assign \$508  = \$499  ? 1'h1 : \$507 ;
+  assign \$509  = kx == 3'h4;
+  assign \$510  = ky == 3'h4;
+  assign \$511  = ~ ahead;
+  assign \$512  = w_row == 5'h1b;
+  assign \$513  = \$511  & \$512 ;
+  assign \$514  = \$513  ? d_ge_28 : d_ge_0;
+  assign \$515  = ~ ahead;
+  assign \$516  = w_row == 5'h1b;
+  assign \$517  = \$515  & \$516 ;
+  assign \$518  = ! ky;
+  assign \$519  = \$518  & d_ge_29;
+  assign \$520  = ky == 1'h1;
+  assign \$521  = \$520  & d_ge_30;
+  assign \$522  = ky == 2'h2;
+  assign \$523  = \$522  & d_ge_31;
+  assign \$524  = ky == 2'h3;
+  assign \$525  = \$524  & d_ge_32;
+  assign \$526  = ky == 3'h4;
+  assign \$527  = \$526  & d_ge_33;
+  assign \$528  = | { \$527 , \$525 , \$523 , \$521 , \$519  };
+  assign \$529  = ! ky;
+  assign \$530  = \$529  & d_ge_1;
+  assign \$531  = ky == 1'h1;
+  assign \$532  = \$531  & d_ge_2;
+  assign \$533  = ky == 2'h2;
+  assign \$534  = \$533  & d_ge_3;
+  assign \$535  = ky == 2'h3;
+  assign \$536  = \$535  & d_ge_4;
+  assign \$537  = ky == 3'h4;
+  assign \$538  = \$537  & d_ge_5;
+  assign \$539  = | { \$538 , \$536 , \$534 , \$532 , \$530  };
+  assign \$540  = \$517  ? \$528  : \$539 ;
+  assign \$541  = \$510  ? \$514  : \$540 ;
+  assign \$542  = ~ ahead;
+  assign \$543  = w_row == 5'h1b;
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = ! ky;
+  assign \$546  = \$545  & d_ge_28;
+  assign \$547  = ky == 1'h1;
+  assign \$548  = \$547  & d_ge_29;
+  assign \$549  = ky == 2'h2;
+  assign \$550  = \$549  & d_ge_30;
+  assign \$551  = ky == 2'h3;
+  assign \$552  = \$551  & d_ge_31;
+  assign \$553  = ky == 3'h4;
+  assign \$554  = \$553  & d_ge_32;
+  assign \$555  = | { \$554 , \$552 , \$550 , \$548 , \$546  };
+  assign \$556  = ! ky;
+  assign \$557  = \$556  & d_ge_0;
+  assign \$558  = ky == 1'h1;
+  assign \$559  = \$558  & d_ge_1;
+  assign \$560  = ky == 2'h2;
+  assign \$561  = \$560  & d_ge_2;
+  assign \$562  = ky == 2'h3;
+  assign \$563  = \$562  & d_ge_3;
+  assign \$564  = ky == 3'h4;
+  assign \$565  = \$564  & d_ge_4;
+  assign \$566  = | { \$565 , \$563 , \$561 , \$559 , \$557  };
+  assign \$567  = \$544  ? \$555  : \$566 ;
+  assign \$568  = \$509  ? \$541  : \$567 ;
+  assign \$569  = r_last ? \$508  : \$568 ;
+  assign \$570  = \$498  | \$569 ;
+  assign \$571  = \$451  & \$570 ;
+  assign \$572  = oy == 5'h1b;
+  assign \$573  = r_last & \$572 ;
+  assign \$574  = ~ \$573 ;
+  assign \$575  = kx == 3'h4;
+  assign \$576  = ky == 3'h4;
+  assign \$577  = ~ \$576 ;
+  assign \$578  = $signed(iy) < $signed(1'h1);
+  assign \$579  = $signed(iy) >= $signed(6'h1b);
+  assign \$580  = \$578  | \$579 ;
+  assign \$582  = ox == 5'h1b;
+  assign \$584  = oy == 5'h1b;
+  assign \$585  = $signed(low) < $signed(1'h1);
+  assign \$586  = $signed(low) >= $signed(6'h1b);
+  assign \$587  = \$585  | \$586 ;
+  assign \$588  = \$584  ? 1'h1 : \$587 ;
+  assign \$589  = $signed(low) < $signed(1'h0);
+  assign \$590  = $signed(low) >= $signed(6'h1c);
+  assign \$591  = \$589  | \$590 ;
+  assign \$592  = \$583  ? \$588  : \$591 ;
+  assign \$593  = \$576  ? \$592  : \$580 ;
+  assign \$594  = $signed(iy) < $signed(1'h0);
+  assign \$595  = $signed(iy) >= $signed(6'h1c);
+  assign \$596  = \$594  | \$595 ;
+  assign \$597  = \$575  ? \$593  : \$596 ;
+  assign \$598  = kx == 3'h4;
+  assign \$599  = ~ \$598 ;
+  assign \$600  = $signed(ix) < $signed(1'h1);
+  assign \$601  = $signed(ix) >= $signed(6'h1b);
+  assign \$602  = \$600  | \$601 ;
+  assign \$603  = ky == 3'h4;
+  assign \$606  = ox == 5'h1b;
+  assign \$607  = $signed(ix0) < $signed(1'h1);
+  assign \$608  = $signed(ix0) >= $signed(6'h1b);
+  assign \$609  = \$607  | \$608 ;
+  assign \$610  = \$606  ? 1'h1 : \$609 ;
+  assign \$611  = $signed(ix0) < $signed(1'h0);
+  assign \$612  = $signed(ix0) >= $signed(6'h1c);
+  assign \$613  = \$611  | \$612 ;
+  assign \$614  = \$605  ? \$610  : \$613 ;
+  assign \$615  = \$598  ? \$614  : \$602 ;
+  assign \$616  = \$597  | \$615 ;
+  assign \$617  = \$616  | ahead;
+  assign \$618  = oy == 5'h1b;
+  assign \$619  = \$618  ? 1'h1 : d_ge_2;
+  assign \$620  = kx == 3'h4;
+  assign \$621  = ky == 3'h4;
+  assign \$622  = ! ky;
+  assign \$623  = \$622  & d_ge_2;
+  assign \$624  = ky == 1'h1;
+  assign \$625  = \$624  & d_ge_3;
+  assign \$626  = ky == 2'h2;
+  assign \$627  = \$626  & d_ge_4;
+  assign \$628  = ky == 2'h3;
+  assign \$629  = \$628  & d_ge_5;
+  assign \$630  = ky == 3'h4;
+  assign \$631  = \$630  & d_ge_6;
+  assign \$632  = | { \$631 , \$629 , \$627 , \$625 , \$623  };
+  assign \$633  = \$621  ? d_ge_1 : \$632 ;
+  assign \$634  = ! ky;
+  assign \$635  = \$634  & d_ge_1;
+  assign \$636  = ky == 1'h1;
+  assign \$637  = \$636  & d_ge_2;
+  assign \$638  = ky == 2'h2;
+  assign \$639  = \$638  & d_ge_3;
+  assign \$640  = ky == 2'h3;
+  assign \$641  = \$640  & d_ge_4;
+  assign \$642  = ky == 3'h4;
+  assign \$643  = \$642  & d_ge_5;
+  assign \$644  = | { \$643 , \$641 , \$639 , \$637 , \$635  };
+  assign \$645  = \$620  ? \$633  : \$644 ;
+  assign \$646  = r_last ? \$619  : \$645 ;
+  assign \$647  = \$617  | \$646 ;
+  assign \$648  = \$574  & \$647 ;
+  assign \$649  = \$448  ? \$571  : \$648 ;
+  assign \$650  = write & w_last;
+  assign \$651  = ~ r_done;
+  assign \$652  = pad | ahead;
+  assign \$653  = ~ ahead;
+  assign \$654  = w_row == 5'h1b;
+  assign \$655  = \$653  & \$654 ;
+  assign \$656  = \$652  | \$655 ;
+  assign \$657  = ~ ahead;
+  assign \$658  = w_row == 5'h1b;
+  assign \$659  = \$657  & \$658 ;
+  assign \$660  = ! ky;
+  assign \$661  = \$660  & d_ge_28;
+  assign \$662  = ky == 1'h1;
+  assign \$663  = \$662  & d_ge_29;
+  assign \$664  = ky == 2'h2;
+  assign \$665  = \$664  & d_ge_30;
+  assign \$666  = ky == 2'h3;
+  assign \$667  = \$666  & d_ge_31;
+  assign \$668  = ky == 3'h4;
+  assign \$669  = \$668  & d_ge_32;
+  assign \$670  = | { \$669 , \$667 , \$665 , \$663 , \$661  };
+  assign \$671  = ! ky;
+  assign \$672  = \$671  & d_ge_0;
+  assign \$673  = ky == 1'h1;
+  assign \$674  = \$673  & d_ge_1;
+  assign \$675  = ky == 2'h2;
+  assign \$676  = \$675  & d_ge_2;
+  assign \$677  = ky == 2'h3;
+  assign \$678  = \$677  & d_ge_3;
+  assign \$679  = ky == 3'h4;
+  assign \$680  = \$679  & d_ge_4;
+  assign \$681  = | { \$680 , \$678 , \$676 , \$674 , \$672  };
+  assign \$682  = \$659  ? \$670  : \$681 ;
+  assign \$683  = \$656  | \$682 ;
+  assign \$684  = \$651  & \$683 ;
+  assign \$685  = \$650  ? \$684  : avail;
+  assign \$686  = take ? \$649  : \$685 ;
+  assign \$687  = switch ? \$447  : \$686 ;
+  assign \$688  = take & r_last;
+  assign \$689  = oy == 5'h1b;
+  assign \$690  = write & w_last;
+  assign \$691  = ~ ahead;
+  assign \$692  = ~ room_w_27[5];
+  assign \$693  = \$691  & \$692 ;
+  assign \$694  = \$693  & room_w_28[5];
+  assign \$695  = w_row == 5'h19;
+  assign \$696  = w_row == 5'h1a;
+  assign \$697  = w_row == 5'h1b;
+  assign \$698  = w_row == 5'h1c;
+  assign \$699  = w_row == 5'h1d;
+  assign \$700  = w_row == 5'h1e;
+  assign \$701  = w_row == 5'h1f;
+  assign \$702  = | { \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695  };
+  assign \$703  = \$694  ? 1'h0 : \$702 ;
+  assign \$704  = w_row == 5'h1a;
+  assign \$705  = w_row == 5'h1b;
+  assign \$706  = w_row == 5'h1c;
+  assign \$707  = w_row == 5'h1d;
+  assign \$708  = w_row == 5'h1e;
+  assign \$709  = w_row == 5'h1f;
+  assign \$710  = | { \$709 , \$708 , \$707 , \$706 , \$705 , \$704  };
+  assign \$711  = \$690  ? \$703  : \$710 ;
+  assign \$712  = write & w_last;
+  assign \$713  = ~ ahead;
+  assign \$714  = ~ room_w_27[5];
+  assign \$715  = \$713  & \$714 ;
+  assign \$716  = \$715  & room_w_28[5];
+  assign \$717  = d == 6'h38;
+  assign \$718  = d == 6'h39;
+  assign \$719  = d == 6'h3a;
+  assign \$720  = d == 6'h3b;
+  assign \$721  = d == 6'h3c;
+  assign \$722  = d == 6'h3d;
+  assign \$723  = d == 6'h3e;
+  assign \$724  = d == 6'h3f;
+  assign \$725  = | { \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717  };
+  assign \$726  = \$716  ? \$725  : d_ge_28;
+  assign \$727  = \$712  ? \$726  : d_ge_29;
+  assign \$728  = \$689  ? \$711  : \$727 ;
+  assign \$729  = write & w_last;
+  assign \$730  = ~ ahead;
+  assign \$731  = ~ room_w_27[5];
+  assign \$732  = \$730  & \$731 ;
+  assign \$733  = \$732  & room_w_28[5];
+  assign \$734  = d == 6'h37;
+  assign \$735  = d == 6'h38;
+  assign \$736  = d == 6'h39;
+  assign \$737  = d == 6'h3a;
+  assign \$738  = d == 6'h3b;
+  assign \$739  = d == 6'h3c;
+  assign \$740  = d == 6'h3d;
+  assign \$741  = d == 6'h3e;
+  assign \$742  = d == 6'h3f;
+  assign \$743  = | { \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734  };
+  assign \$744  = d == 5'h1b;
+  assign \$745  = d == 5'h1c;
+  assign \$746  = d == 5'h1d;
+  assign \$747  = d == 5'h1e;
+  assign \$748  = d == 5'h1f;
+  assign \$749  = d == 6'h20;
+  assign \$750  = d == 6'h21;
+  assign \$751  = d == 6'h22;
+  assign \$752  = d == 6'h23;
+  assign \$753  = d == 6'h24;
+  assign \$754  = d == 6'h25;
+  assign \$755  = d == 6'h26;
+  assign \$756  = d == 6'h27;
+  assign \$757  = d == 6'h28;
+  assign \$758  = d == 6'h29;
+  assign \$759  = d == 6'h2a;
+  assign \$760  = d == 6'h2b;
+  assign \$761  = d == 6'h2c;
+  assign \$762  = d == 6'h2d;
+  assign \$763  = d == 6'h2e;
+  assign \$764  = d == 6'h2f;
+  assign \$765  = d == 6'h30;
+  assign \$766  = d == 6'h31;
+  assign \$767  = d == 6'h32;
+  assign \$768  = d == 6'h33;
+  assign \$769  = d == 6'h34;
+  assign \$770  = d == 6'h35;
+  assign \$771  = d == 6'h36;
+  assign \$772  = d == 6'h37;
+  assign \$773  = d == 6'h38;
+  assign \$774  = d == 6'h39;
+  assign \$775  = d == 6'h3a;
+  assign \$776  = d == 6'h3b;
+  assign \$777  = d == 6'h3c;
+  assign \$778  = d == 6'h3d;
+  assign \$779  = d == 6'h3e;
+  assign \$780  = d == 6'h3f;
+  assign \$781  = | { \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744  };
+  assign \$782  = \$733  ? \$743  : \$781 ;
+  assign \$783  = \$729  ? \$782  : d_ge_28;
+  assign \$784  = \$688  ? \$728  : \$783 ;
+  assign \$785  = take & r_last;
+  assign \$786  = oy == 5'h1b;
+  assign \$787  = write & w_last;
+  assign \$788  = ~ ahead;
+  assign \$789  = ~ room_w_27[5];
+  assign \$790  = \$788  & \$789 ;
+  assign \$791  = \$790  & room_w_28[5];
+  assign \$792  = w_row == 5'h1a;
+  assign \$793  = w_row == 5'h1b;
+  assign \$794  = w_row == 5'h1c;
+  assign \$795  = w_row == 5'h1d;
+  assign \$796  = w_row == 5'h1e;
+  assign \$797  = w_row == 5'h1f;
+  assign \$798  = | { \$797 , \$796 , \$795 , \$794 , \$793 , \$792  };
+  assign \$799  = \$791  ? 1'h0 : \$798 ;
+  assign \$800  = w_row == 5'h1b;
+  assign \$801  = w_row == 5'h1c;
+  assign \$802  = w_row == 5'h1d;
+  assign \$803  = w_row == 5'h1e;
+  assign \$804  = w_row == 5'h1f;
+  assign \$805  = | { \$804 , \$803 , \$802 , \$801 , \$800  };
+  assign \$806  = \$787  ? \$799  : \$805 ;
+  assign \$807  = write & w_last;
+  assign \$808  = ~ ahead;
+  assign \$809  = ~ room_w_27[5];
+  assign \$810  = \$808  & \$809 ;
+  assign \$811  = \$810  & room_w_28[5];
+  assign \$812  = d == 6'h39;
+  assign \$813  = d == 6'h3a;
+  assign \$814  = d == 6'h3b;
+  assign \$815  = d == 6'h3c;
+  assign \$816  = d == 6'h3d;
+  assign \$817  = d == 6'h3e;
+  assign \$818  = d == 6'h3f;
+  assign \$819  = | { \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812  };
+  assign \$820  = \$811  ? \$819  : d_ge_29;
+  assign \$821  = \$807  ? \$820  : d_ge_30;
+  assign \$822  = \$786  ? \$806  : \$821 ;
+  assign \$823  = write & w_last;
+  assign \$824  = ~ ahead;
+  assign \$825  = ~ room_w_27[5];
+  assign \$826  = \$824  & \$825 ;
+  assign \$827  = \$826  & room_w_28[5];
+  assign \$828  = d == 6'h38;
+  assign \$829  = d == 6'h39;
+  assign \$830  = d == 6'h3a;
+  assign \$831  = d == 6'h3b;
+  assign \$832  = d == 6'h3c;
+  assign \$833  = d == 6'h3d;
+  assign \$834  = d == 6'h3e;
+  assign \$835  = d == 6'h3f;
+  assign \$836  = | { \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828  };
+  assign \$837  = \$827  ? \$836  : d_ge_28;
+  assign \$838  = \$823  ? \$837  : d_ge_29;
+  assign \$839  = \$785  ? \$822  : \$838 ;
+  assign \$840  = take & r_last;
+  assign \$841  = oy == 5'h1b;
+  assign \$842  = write & w_last;
+  assign \$843  = ~ ahead;
+  assign \$844  = ~ room_w_27[5];
+  assign \$845  = \$843  & \$844 ;
+  assign \$846  = \$845  & room_w_28[5];
+  assign \$847  = w_row == 5'h1b;
+  assign \$848  = w_row == 5'h1c;
+  assign \$849  = w_row == 5'h1d;
+  assign \$850  = w_row == 5'h1e;
+  assign \$851  = w_row == 5'h1f;
+  assign \$852  = | { \$851 , \$850 , \$849 , \$848 , \$847  };
+  assign \$853  = \$846  ? 1'h0 : \$852 ;
+  assign \$854  = w_row == 5'h1c;
+  assign \$855  = w_row == 5'h1d;
+  assign \$856  = w_row == 5'h1e;
+  assign \$857  = w_row == 5'h1f;
+  assign \$858  = | { \$857 , \$856 , \$855 , \$854  };
+  assign \$859  = \$842  ? \$853  : \$858 ;
+  assign \$860  = write & w_last;
+  assign \$861  = ~ ahead;
+  assign \$862  = ~ room_w_27[5];
+  assign \$863  = \$861  & \$862 ;
+  assign \$864  = \$863  & room_w_28[5];
+  assign \$865  = d == 6'h3a;
+  assign \$866  = d == 6'h3b;
+  assign \$867  = d == 6'h3c;
+  assign \$868  = d == 6'h3d;
+  assign \$869  = d == 6'h3e;
+  assign \$870  = d == 6'h3f;
+  assign \$871  = | { \$870 , \$869 , \$868 , \$867 , \$866 , \$865  };
+  assign \$872  = \$864  ? \$871  : d_ge_30;
+  assign \$873  = \$860  ? \$872  : d_ge_31;
+  assign \$874  = \$841  ? \$859  : \$873 ;
+  assign \$875  = write & w_last;
+  assign \$876  = ~ ahead;
+  assign \$877  = ~ room_w_27[5];
+  assign \$878  = \$876  & \$877 ;
+  assign \$879  = \$878  & room_w_28[5];
+  assign \$880  = d == 6'h39;
+  assign \$881  = d == 6'h3a;
+  assign \$882  = d == 6'h3b;
+  assign \$883  = d == 6'h3c;
+  assign \$884  = d == 6'h3d;
+  assign \$885  = d == 6'h3e;
+  assign \$886  = d == 6'h3f;
+  assign \$887  = | { \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880  };
+  assign \$888  = \$879  ? \$887  : d_ge_29;
+  assign \$889  = \$875  ? \$888  : d_ge_30;
+  assign \$890  = \$840  ? \$874  : \$889 ;
+  assign \$891  = take & r_last;
+  assign \$892  = oy == 5'h1b;
+  assign \$893  = write & w_last;
+  assign \$894  = ~ ahead;
+  assign \$895  = ~ room_w_27[5];
+  assign \$896  = \$894  & \$895 ;
+  assign \$897  = \$896  & room_w_28[5];
+  assign \$898  = w_row == 5'h1c;
+  assign \$899  = w_row == 5'h1d;
+  assign \$900  = w_row == 5'h1e;
+  assign \$901  = w_row == 5'h1f;
+  assign \$902  = | { \$901 , \$900 , \$899 , \$898  };
+  assign \$903  = \$897  ? 1'h0 : \$902 ;
+  assign \$904  = w_row == 5'h1d;
+  assign \$905  = w_row == 5'h1e;
+  assign \$906  = w_row == 5'h1f;
+  assign \$907  = | { \$906 , \$905 , \$904  };
+  assign \$908  = \$893  ? \$903  : \$907 ;
+  assign \$909  = write & w_last;
+  assign \$910  = ~ ahead;
+  assign \$911  = ~ room_w_27[5];
+  assign \$912  = \$910  & \$911 ;
+  assign \$913  = \$912  & room_w_28[5];
+  assign \$914  = d == 6'h3b;
+  assign \$915  = d == 6'h3c;
+  assign \$916  = d == 6'h3d;
+  assign \$917  = d == 6'h3e;
+  assign \$918  = d == 6'h3f;
+  assign \$919  = | { \$918 , \$917 , \$916 , \$915 , \$914  };
+  assign \$920  = \$913  ? \$919  : d_ge_31;
+  assign \$921  = \$909  ? \$920  : d_ge_32;
+  assign \$922  = \$892  ? \$908  : \$921 ;
+  assign \$923  = write & w_last;
+  assign \$924  = ~ ahead;
+  assign \$925  = ~ room_w_27[5];
+  assign \$926  = \$924  & \$925 ;
+  assign \$927  = \$926  & room_w_28[5];
+  assign \$928  = d == 6'h3a;
+  assign \$929  = d == 6'h3b;
+  assign \$930  = d == 6'h3c;
+  assign \$931  = d == 6'h3d;
+  assign \$932  = d == 6'h3e;
+  assign \$933  = d == 6'h3f;
+  assign \$934  = | { \$933 , \$932 , \$931 , \$930 , \$929 , \$928  };
+  assign \$935  = \$927  ? \$934  : d_ge_30;
+  assign \$936  = \$923  ? \$935  : d_ge_31;
+  assign \$937  = \$891  ? \$922  : \$936 ;
+  assign \$938  = take & r_last;
+  assign \$939  = oy == 5'h1b;
+  assign \$940  = write & w_last;
+  assign \$941  = ~ ahead;
+  assign \$942  = ~ room_w_27[5];
+  assign \$943  = \$941  & \$942 ;
+  assign \$944  = \$943  & room_w_28[5];
+  assign \$945  = w_row == 5'h1d;
+  assign \$946  = w_row == 5'h1e;
+  assign \$947  = w_row == 5'h1f;
+  assign \$948  = | { \$947 , \$946 , \$945  };
+  assign \$949  = \$944  ? 1'h0 : \$948 ;
+  assign \$950  = w_row == 5'h1e;
+  assign \$951  = w_row == 5'h1f;
+  assign \$952  = | { \$951 , \$950  };
+  assign \$953  = \$940  ? \$949  : \$952 ;
+  assign \$954  = write & w_last;
+  assign \$955  = ~ ahead;
+  assign \$956  = ~ room_w_27[5];
+  assign \$957  = \$955  & \$956 ;
+  assign \$958  = \$957  & room_w_28[5];
+  assign \$959  = d == 6'h3c;
+  assign \$960  = d == 6'h3d;
+  assign \$961  = d == 6'h3e;
+  assign \$962  = d == 6'h3f;
+  assign \$963  = | { \$962 , \$961 , \$960 , \$959  };
+  assign \$964  = \$958  ? \$963  : d_ge_32;
+  assign \$965  = \$954  ? \$964  : d_ge_33;
+  assign \$966  = \$939  ? \$953  : \$965 ;
+  assign \$967  = write & w_last;
+  assign \$968  = ~ ahead;
+  assign \$969  = ~ room_w_27[5];
+  assign \$970  = \$968  & \$969 ;
+  assign \$971  = \$970  & room_w_28[5];
+  assign \$972  = d == 6'h3b;
+  assign \$973  = d == 6'h3c;
+  assign \$974  = d == 6'h3d;
+  assign \$975  = d == 6'h3e;
+  assign \$976  = d == 6'h3f;
+  assign \$977  = | { \$976 , \$975 , \$974 , \$973 , \$972  };
+  assign \$978  = \$971  ? \$977  : d_ge_31;
+  assign \$979  = \$967  ? \$978  : d_ge_32;
+  assign \$980  = \$938  ? \$966  : \$979 ;
+  assign \$981  = take & r_last;
+  assign \$982  = oy == 5'h1b;
+  assign \$983  = write & w_last;
+  assign \$984  = ~ ahead;
+  assign \$985  = ~ room_w_27[5];
+  assign \$986  = \$984  & \$985 ;
+  assign \$987  = \$986  & room_w_28[5];
+  assign \$990  = write & w_last;
+  assign \$991  = ~ ahead;
+  assign \$992  = ~ room_w_27[5];
+  assign \$993  = \$991  & \$992 ;
+  assign \$994  = \$993  & room_w_28[5];
+  assign \$995  = \$994  ? d_ge_28 : d_ge_0;
+  assign \$996  = \$990  ? \$995  : d_ge_1;
+  assign \$997  = \$982  ? 1'h1 : \$996 ;
+  assign \$998  = write & w_last;
+  assign \$999  = ~ ahead;
+  assign \$1000  = ~ room_w_27[5];
+  assign \$1001  = \$999  & \$1000 ;
+  assign \$1002  = \$1001  & room_w_28[5];
+  assign \$1003  = d == 5'h1b;
+  assign \$1004  = d == 5'h1c;
+  assign \$1005  = d == 5'h1d;
+  assign \$1006  = d == 5'h1e;
+  assign \$1007  = d == 5'h1f;
+  assign \$1008  = d == 6'h20;
+  assign \$1009  = d == 6'h21;
+  assign \$1010  = d == 6'h22;
+  assign \$1011  = d == 6'h23;
+  assign \$1012  = d == 6'h24;
+  assign \$1013  = d == 6'h25;
+  assign \$1014  = d == 6'h26;
+  assign \$1015  = d == 6'h27;
+  assign \$1016  = d == 6'h28;
+  assign \$1017  = d == 6'h29;
+  assign \$1018  = d == 6'h2a;
+  assign \$1019  = d == 6'h2b;
+  assign \$1020  = d == 6'h2c;
+  assign \$1021  = d == 6'h2d;
+  assign \$1022  = d == 6'h2e;
+  assign \$1023  = d == 6'h2f;
+  assign \$1024  = d == 6'h30;
+  assign \$1025  = d == 6'h31;
+  assign \$1026  = d == 6'h32;
+  assign \$1027  = d == 6'h33;
+  assign \$1028  = d == 6'h34;
+  assign \$1029  = d == 6'h35;
+  assign \$1030  = d == 6'h36;
+  assign \$1031  = d == 6'h37;
+  assign \$1032  = d == 6'h38;
+  assign \$1033  = d == 6'h39;
+  assign \$1034  = d == 6'h3a;
+  assign \$1035  = d == 6'h3b;
+  assign \$1036  = d == 6'h3c;
+  assign \$1037  = d == 6'h3d;
+  assign \$1038  = d == 6'h3e;
+  assign \$1039  = d == 6'h3f;
+  assign \$1040  = | { \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003  };
+  assign \$1041  = d == 7'h40;
+  assign \$1042  = d == 7'h41;
+  assign \$1043  = d == 7'h42;
+  assign \$1044  = d == 7'h43;
+  assign \$1045  = d == 7'h44;
+  assign \$1046  = d == 7'h45;
+  assign \$1047  = d == 7'h46;
+  assign \$1048  = d == 7'h47;
+  assign \$1049  = d == 7'h48;
+  assign \$1050  = d == 7'h49;
+  assign \$1051  = d == 7'h4a;
+  assign \$1052  = d == 7'h4b;
+  assign \$1053  = d == 7'h4c;
+  assign \$1054  = d == 7'h4d;
+  assign \$1055  = d == 7'h4e;
+  assign \$1056  = d == 7'h4f;
+  assign \$1057  = d == 7'h50;
+  assign \$1058  = d == 7'h51;
+  assign \$1059  = d == 7'h52;
+  assign \$1060  = d == 7'h53;
+  assign \$1061  = d == 7'h54;
+  assign \$1062  = d == 7'h55;
+  assign \$1063  = d == 7'h56;
+  assign \$1064  = d == 7'h57;
+  assign \$1065  = d == 7'h58;
+  assign \$1066  = d == 7'h59;
+  assign \$1067  = d == 7'h5a;
+  assign \$1068  = d == 7'h5b;
+  assign \$1069  = d == 7'h5c;
+  assign \$1070  = d == 7'h5d;
+  assign \$1071  = d == 7'h5e;
+  assign \$1072  = d == 7'h5f;
+  assign \$1073  = d == 7'h60;
+  assign \$1074  = d == 7'h61;
+  assign \$1075  = d == 7'h62;
+  assign \$1076  = d == 7'h63;
+  assign \$1077  = d == 7'h64;
+  assign \$1078  = d == 7'h65;
+  assign \$1079  = d == 7'h66;
+  assign \$1080  = d == 7'h67;
+  assign \$1081  = d == 7'h68;
+  assign \$1082  = d == 7'h69;
+  assign \$1083  = d == 7'h6a;
+  assign \$1084  = d == 7'h6b;
+  assign \$1085  = d == 7'h6c;
+  assign \$1086  = d == 7'h6d;
+  assign \$1087  = d == 7'h6e;
+  assign \$1088  = d == 7'h6f;
+  assign \$1089  = d == 7'h70;
+  assign \$1090  = d == 7'h71;
+  assign \$1091  = d == 7'h72;
+  assign \$1092  = d == 7'h73;
+  assign \$1093  = d == 7'h74;
+  assign \$1094  = d == 7'h75;
+  assign \$1095  = d == 7'h76;
+  assign \$1096  = d == 7'h77;
+  assign \$1097  = d == 7'h78;
+  assign \$1098  = d == 7'h79;
+  assign \$1099  = d == 7'h7a;
+  assign \$1100  = d == 7'h7b;
+  assign \$1101  = d == 7'h7c;
+  assign \$1102  = d == 7'h7d;
+  assign \$1103  = d == 7'h7e;
+  assign \$1104  = | { \$1103 , \$1102 , \$1101 , \$1100 , \$1099 , \$1098 , \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056 , \$1055 , \$1054 , \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041  };
+  assign \$1105  = ~ \$1104 ;
+  assign \$1106  = \$1002  ? \$1040  : \$1105 ;
+  assign \$1107  = \$998  ? \$1106  : d_ge_0;
+  assign \$1108  = \$981  ? \$997  : \$1107 ;
+  assign \$1109  = take & r_last;
+  assign \$1110  = oy == 5'h1b;
+  assign \$1111  = write & w_last;
+  assign \$1112  = ~ ahead;
+  assign \$1113  = ~ room_w_27[5];
+  assign \$1114  = \$1112  & \$1113 ;
+  assign \$1115  = \$1114  & room_w_28[5];
+  assign \$1118  = write & w_last;
+  assign \$1119  = ~ ahead;
+  assign \$1120  = ~ room_w_27[5];
+  assign \$1121  = \$1119  & \$1120 ;
+  assign \$1122  = \$1121  & room_w_28[5];
+  assign \$1123  = \$1122  ? d_ge_29 : d_ge_1;
+  assign \$1124  = \$1118  ? \$1123  : d_ge_2;
+  assign \$1125  = \$1110  ? 1'h1 : \$1124 ;
+  assign \$1126  = write & w_last;
+  assign \$1127  = ~ ahead;
+  assign \$1128  = ~ room_w_27[5];
+  assign \$1129  = \$1127  & \$1128 ;
+  assign \$1130  = \$1129  & room_w_28[5];
+  assign \$1131  = \$1130  ? d_ge_28 : d_ge_0;
+  assign \$1132  = \$1126  ? \$1131  : d_ge_1;
+  assign \$1133  = \$1109  ? \$1125  : \$1132 ;
+  assign \$1134  = take & r_last;
+  assign \$1135  = oy == 5'h1b;
+  assign \$1136  = write & w_last;
+  assign \$1137  = ~ ahead;
+  assign \$1138  = ~ room_w_27[5];
+  assign \$1139  = \$1137  & \$1138 ;
+  assign \$1140  = \$1139  & room_w_28[5];
+  assign \$1143  = write & w_last;
+  assign \$1144  = ~ ahead;
+  assign \$1145  = ~ room_w_27[5];
+  assign \$1146  = \$1144  & \$1145 ;
+  assign \$1147  = \$1146  & room_w_28[5];
+  assign \$1148  = \$1147  ? d_ge_30 : d_ge_2;
+  assign \$1149  = \$1143  ? \$1148  : d_ge_3;
+  assign \$1150  = \$1135  ? 1'h1 : \$1149 ;
+  assign \$1151  = write & w_last;
+  assign \$1152  = ~ ahead;
+  assign \$1153  = ~ room_w_27[5];
+  assign \$1154  = \$1152  & \$1153 ;
+  assign \$1155  = \$1154  & room_w_28[5];
+  assign \$1156  = \$1155  ? d_ge_29 : d_ge_1;
+  assign \$1157  = \$1151  ? \$1156  : d_ge_2;
+  assign \$1158  = \$1134  ? \$1150  : \$1157 ;
+  assign \$1159  = take & r_last;
+  assign \$1160  = oy == 5'h1b;
+  assign \$1161  = write & w_last;
+  assign \$1162  = ~ ahead;
+  assign \$1163  = ~ room_w_27[5];
+  assign \$1164  = \$1162  & \$1163 ;
+  assign \$1165  = \$1164  & room_w_28[5];
+  assign \$1166  = \$1165  ? 1'h0 : 1'h1;
+  assign \$1167  = ! w_row;
+  assign \$1169  = ~ \$1168 ;
+  assign \$1170  = \$1161  ? \$1166  : \$1169 ;
+  assign \$1171  = write & w_last;
+  assign \$1172  = ~ ahead;
+  assign \$1173  = ~ room_w_27[5];
+  assign \$1174  = \$1172  & \$1173 ;
+  assign \$1175  = \$1174  & room_w_28[5];
+  assign \$1176  = \$1175  ? d_ge_31 : d_ge_3;
+  assign \$1177  = \$1171  ? \$1176  : d_ge_4;
+  assign \$1178  = \$1160  ? \$1170  : \$1177 ;
+  assign \$1179  = write & w_last;
+  assign \$1180  = ~ ahead;
+  assign \$1181  = ~ room_w_27[5];
+  assign \$1182  = \$1180  & \$1181 ;
+  assign \$1183  = \$1182  & room_w_28[5];
+  assign \$1184  = \$1183  ? d_ge_30 : d_ge_2;
+  assign \$1185  = \$1179  ? \$1184  : d_ge_3;
+  assign \$1186  = \$1159  ? \$1178  : \$1185 ;
+  assign \$1187  = take & r_last;
+  assign \$1188  = oy == 5'h1b;
+  assign \$1189  = write & w_last;
+  assign \$1190  = ~ ahead;
+  assign \$1191  = ~ room_w_27[5];
+  assign \$1192  = \$1190  & \$1191 ;
+  assign \$1193  = \$1192  & room_w_28[5];
+  assign \$1194  = ! w_row;
+  assign \$1196  = ~ \$1195 ;
+  assign \$1197  = \$1193  ? 1'h0 : \$1196 ;
+  assign \$1198  = ! w_row;
+  assign \$1199  = w_row == 1'h1;
+  assign \$1200  = | { \$1199 , \$1198  };
+  assign \$1201  = ~ \$1200 ;
+  assign \$1202  = \$1189  ? \$1197  : \$1201 ;
+  assign \$1203  = write & w_last;
+  assign \$1204  = ~ ahead;
+  assign \$1205  = ~ room_w_27[5];
+  assign \$1206  = \$1204  & \$1205 ;
+  assign \$1207  = \$1206  & room_w_28[5];
+  assign \$1208  = \$1207  ? d_ge_32 : d_ge_4;
+  assign \$1209  = \$1203  ? \$1208  : d_ge_5;
+  assign \$1210  = \$1188  ? \$1202  : \$1209 ;
+  assign \$1211  = write & w_last;
+  assign \$1212  = ~ ahead;
+  assign \$1213  = ~ room_w_27[5];
+  assign \$1214  = \$1212  & \$1213 ;
+  assign \$1215  = \$1214  & room_w_28[5];
+  assign \$1216  = \$1215  ? d_ge_31 : d_ge_3;
+  assign \$1217  = \$1211  ? \$1216  : d_ge_4;
+  assign \$1218  = \$1187  ? \$1210  : \$1217 ;
+  assign \$1219  = take & r_last;
+  assign \$1220  = oy == 5'h1b;
+  assign \$1221  = write & w_last;
+  assign \$1222  = ~ ahead;
+  assign \$1223  = ~ room_w_27[5];
+  assign \$1224  = \$1222  & \$1223 ;
+  assign \$1225  = \$1224  & room_w_28[5];
+  assign \$1226  = ! w_row;
+  assign \$1227  = w_row == 1'h1;
+  assign \$1228  = | { \$1227 , \$1226  };
+  assign \$1229  = ~ \$1228 ;
+  assign \$1230  = \$1225  ? 1'h0 : \$1229 ;
+  assign \$1231  = ! w_row;
+  assign \$1232  = w_row == 1'h1;
+  assign \$1233  = w_row == 2'h2;
+  assign \$1234  = | { \$1233 , \$1232 , \$1231  };
+  assign \$1235  = ~ \$1234 ;
+  assign \$1236  = \$1221  ? \$1230  : \$1235 ;
+  assign \$1237  = write & w_last;
+  assign \$1238  = ~ ahead;
+  assign \$1239  = ~ room_w_27[5];
+  assign \$1240  = \$1238  & \$1239 ;
+  assign \$1241  = \$1240  & room_w_28[5];
+  assign \$1242  = \$1241  ? d_ge_33 : d_ge_5;
+  assign \$1243  = \$1237  ? \$1242  : d_ge_6;
+  assign \$1244  = \$1220  ? \$1236  : \$1243 ;
+  assign \$1245  = write & w_last;
+  assign \$1246  = ~ ahead;
+  assign \$1247  = ~ room_w_27[5];
+  assign \$1248  = \$1246  & \$1247 ;
+  assign \$1249  = \$1248  & room_w_28[5];
+  assign \$1250  = \$1249  ? d_ge_32 : d_ge_4;
+  assign \$1251  = \$1245  ? \$1250  : d_ge_5;
+  assign \$1252  = \$1219  ? \$1244  : \$1251 ;
+  assign \$1253  = take & r_last;
+  assign \$1254  = oy == 5'h1b;
+  assign \$1255  = write & w_last;
+  assign \$1256  = ~ ahead;
+  assign \$1257  = ~ room_w_27[5];
+  assign \$1258  = \$1256  & \$1257 ;
+  assign \$1259  = \$1258  & room_w_28[5];
+  assign \$1260  = w_row == 5'h1e;
+  assign \$1261  = w_row == 5'h1f;
+  assign \$1262  = | { \$1261 , \$1260  };
+  assign \$1263  = \$1259  ? 1'h0 : \$1262 ;
+  assign \$1264  = w_row == 5'h1f;
+  assign \$1266  = \$1255  ? \$1263  : \$1265 ;
+  assign \$1267  = write & w_last;
+  assign \$1268  = ~ ahead;
+  assign \$1269  = ~ room_w_27[5];
+  assign \$1270  = \$1268  & \$1269 ;
+  assign \$1271  = \$1270  & room_w_28[5];
+  assign \$1272  = d == 6'h3d;
+  assign \$1273  = d == 6'h3e;
+  assign \$1274  = d == 6'h3f;
+  assign \$1275  = | { \$1274 , \$1273 , \$1272  };
+  assign \$1276  = \$1271  ? \$1275  : d_ge_33;
+  assign \$1277  = d == 6'h22;
+  assign \$1278  = d == 6'h23;
+  assign \$1279  = d == 6'h24;
+  assign \$1280  = d == 6'h25;
+  assign \$1281  = d == 6'h26;
+  assign \$1282  = d == 6'h27;
+  assign \$1283  = d == 6'h28;
+  assign \$1284  = d == 6'h29;
+  assign \$1285  = d == 6'h2a;
+  assign \$1286  = d == 6'h2b;
+  assign \$1287  = d == 6'h2c;
+  assign \$1288  = d == 6'h2d;
+  assign \$1289  = d == 6'h2e;
+  assign \$1290  = d == 6'h2f;
+  assign \$1291  = d == 6'h30;
+  assign \$1292  = d == 6'h31;
+  assign \$1293  = d == 6'h32;
+  assign \$1294  = d == 6'h33;
+  assign \$1295  = d == 6'h34;
+  assign \$1296  = d == 6'h35;
+  assign \$1297  = d == 6'h36;
+  assign \$1298  = d == 6'h37;
+  assign \$1299  = d == 6'h38;
+  assign \$1300  = d == 6'h39;
+  assign \$1301  = d == 6'h3a;
+  assign \$1302  = d == 6'h3b;
+  assign \$1303  = d == 6'h3c;
+  assign \$1304  = d == 6'h3d;
+  assign \$1305  = d == 6'h3e;
+  assign \$1306  = d == 6'h3f;
+  assign \$1307  = | { \$1306 , \$1305 , \$1304 , \$1303 , \$1302 , \$1301 , \$1300 , \$1299 , \$1298 , \$1297 , \$1296 , \$1295 , \$1294 , \$1293 , \$1292 , \$1291 , \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277  };
+  assign \$1308  = \$1267  ? \$1276  : \$1307 ;
+  assign \$1309  = \$1254  ? \$1266  : \$1308 ;
+  assign \$1310  = write & w_last;
+  assign \$1311  = ~ ahead;
+  assign \$1312  = ~ room_w_27[5];
+  assign \$1313  = \$1311  & \$1312 ;
+  assign \$1314  = \$1313  & room_w_28[5];
+  assign \$1315  = d == 6'h3c;
+  assign \$1316  = d == 6'h3d;
+  assign \$1317  = d == 6'h3e;
+  assign \$1318  = d == 6'h3f;
+  assign \$1319  = | { \$1318 , \$1317 , \$1316 , \$1315  };
+  assign \$1320  = \$1314  ? \$1319  : d_ge_32;
+  assign \$1321  = \$1310  ? \$1320  : d_ge_33;
+  assign \$1322  = \$1253  ? \$1309  : \$1321 ;
+  assign \$1323  = take & r_last;
+  assign \$1324  = oy == 5'h1b;
+  assign \$1325  = write & w_last;
+  assign \$1326  = ~ ahead;
+  assign \$1327  = ~ room_w_27[5];
+  assign \$1328  = \$1326  & \$1327 ;
+  assign \$1329  = \$1328  & room_w_28[5];
+  assign \$1330  = ! w_row;
+  assign \$1331  = w_row == 1'h1;
+  assign \$1332  = w_row == 2'h2;
+  assign \$1333  = | { \$1332 , \$1331 , \$1330  };
+  assign \$1334  = ~ \$1333 ;
+  assign \$1335  = \$1329  ? 1'h0 : \$1334 ;
+  assign \$1336  = ! w_row;
+  assign \$1337  = w_row == 1'h1;
+  assign \$1338  = w_row == 2'h2;
+  assign \$1339  = w_row == 2'h3;
+  assign \$1340  = | { \$1339 , \$1338 , \$1337 , \$1336  };
+  assign \$1341  = ~ \$1340 ;
+  assign \$1342  = \$1325  ? \$1335  : \$1341 ;
+  assign \$1343  = write & w_last;
+  assign \$1344  = ~ ahead;
+  assign \$1345  = ~ room_w_27[5];
+  assign \$1346  = \$1344  & \$1345 ;
+  assign \$1347  = \$1346  & room_w_28[5];
+  assign \$1348  = d == 6'h22;
+  assign \$1349  = d == 6'h23;
+  assign \$1350  = d == 6'h24;
+  assign \$1351  = d == 6'h25;
+  assign \$1352  = d == 6'h26;
+  assign \$1353  = d == 6'h27;
+  assign \$1354  = d == 6'h28;
+  assign \$1355  = d == 6'h29;
+  assign \$1356  = d == 6'h2a;
+  assign \$1357  = d == 6'h2b;
+  assign \$1358  = d == 6'h2c;
+  assign \$1359  = d == 6'h2d;
+  assign \$1360  = d == 6'h2e;
+  assign \$1361  = d == 6'h2f;
+  assign \$1362  = d == 6'h30;
+  assign \$1363  = d == 6'h31;
+  assign \$1364  = d == 6'h32;
+  assign \$1365  = d == 6'h33;
+  assign \$1366  = d == 6'h34;
+  assign \$1367  = d == 6'h35;
+  assign \$1368  = d == 6'h36;
+  assign \$1369  = d == 6'h37;
+  assign \$1370  = d == 6'h38;
+  assign \$1371  = d == 6'h39;
+  assign \$1372  = d == 6'h3a;
+  assign \$1373  = d == 6'h3b;
+  assign \$1374  = d == 6'h3c;
+  assign \$1375  = d == 6'h3d;
+  assign \$1376  = d == 6'h3e;
+  assign \$1377  = d == 6'h3f;
+  assign \$1378  = | { \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369 , \$1368 , \$1367 , \$1366 , \$1365 , \$1364 , \$1363 , \$1362 , \$1361 , \$1360 , \$1359 , \$1358 , \$1357 , \$1356 , \$1355 , \$1354 , \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348  };
+  assign \$1379  = \$1347  ? \$1378  : d_ge_6;
+  assign \$1380  = d == 3'h7;
+  assign \$1381  = d == 4'h8;
+  assign \$1382  = d == 4'h9;
+  assign \$1383  = d == 4'ha;
+  assign \$1384  = d == 4'hb;
+  assign \$1385  = d == 4'hc;
+  assign \$1386  = d == 4'hd;
+  assign \$1387  = d == 4'he;
+  assign \$1388  = d == 4'hf;
+  assign \$1389  = d == 5'h10;
+  assign \$1390  = d == 5'h11;
+  assign \$1391  = d == 5'h12;
+  assign \$1392  = d == 5'h13;
+  assign \$1393  = d == 5'h14;
+  assign \$1394  = d == 5'h15;
+  assign \$1395  = d == 5'h16;
+  assign \$1396  = d == 5'h17;
+  assign \$1397  = d == 5'h18;
+  assign \$1398  = d == 5'h19;
+  assign \$1399  = d == 5'h1a;
+  assign \$1400  = d == 5'h1b;
+  assign \$1401  = d == 5'h1c;
+  assign \$1402  = d == 5'h1d;
+  assign \$1403  = d == 5'h1e;
+  assign \$1404  = d == 5'h1f;
+  assign \$1405  = d == 6'h20;
+  assign \$1406  = d == 6'h21;
+  assign \$1407  = d == 6'h22;
+  assign \$1408  = d == 6'h23;
+  assign \$1409  = d == 6'h24;
+  assign \$1410  = d == 6'h25;
+  assign \$1411  = d == 6'h26;
+  assign \$1412  = d == 6'h27;
+  assign \$1413  = d == 6'h28;
+  assign \$1414  = d == 6'h29;
+  assign \$1415  = d == 6'h2a;
+  assign \$1416  = d == 6'h2b;
+  assign \$1417  = d == 6'h2c;
+  assign \$1418  = d == 6'h2d;
+  assign \$1419  = d == 6'h2e;
+  assign \$1420  = d == 6'h2f;
+  assign \$1421  = d == 6'h30;
+  assign \$1422  = d == 6'h31;
+  assign \$1423  = d == 6'h32;
+  assign \$1424  = d == 6'h33;
+  assign \$1425  = d == 6'h34;
+  assign \$1426  = d == 6'h35;
+  assign \$1427  = d == 6'h36;
+  assign \$1428  = d == 6'h37;
+  assign \$1429  = d == 6'h38;
+  assign \$1430  = d == 6'h39;
+  assign \$1431  = d == 6'h3a;
+  assign \$1432  = d == 6'h3b;
+  assign \$1433  = d == 6'h3c;
+  assign \$1434  = d == 6'h3d;
+  assign \$1435  = d == 6'h3e;
+  assign \$1436  = d == 6'h3f;
+  assign \$1437  = | { \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380  };
+  assign \$1438  = \$1343  ? \$1379  : \$1437 ;
+  assign \$1439  = \$1324  ? \$1342  : \$1438 ;
+  assign \$1440  = write & w_last;
+  assign \$1441  = ~ ahead;
+  assign \$1442  = ~ room_w_27[5];
+  assign \$1443  = \$1441  & \$1442 ;
+  assign \$1444  = \$1443  & room_w_28[5];
+  assign \$1445  = \$1444  ? d_ge_33 : d_ge_5;
+  assign \$1446  = \$1440  ? \$1445  : d_ge_6;
+  assign \$1447  = \$1323  ? \$1439  : \$1446 ;
   always @(posedge clk)
-    w_px <= \$3892 ;
+    w_px <= \$1448 ;
   always @(posedge clk)
-    w_addr <= \$3893 ;
+    w_addr <= \$1449 ;
   always @(posedge clk)
-    ahead <= \$3894 ;
+    ahead <= \$1450 ;
   always @(posedge clk)
-    w_row <= \$3895 ;
+    w_row <= \$1451 ;
   always @(posedge clk)
-    read_credits_returned <= \$3896 ;
+    read_credits_returned <= \$1452 ;
   always @(posedge clk)
-    read_credits_space <= \$3897 ;
+    read_credits_space <= \$1453 ;
   always @(posedge clk)
-    read_credits_room <= \$3898 ;
+    read_credits_room <= \$1454 ;
   always @(posedge clk)
-    read_v1 <= \$3899 ;
+    read_v1 <= \$1455 ;
   always @(posedge clk)
-    read_v2 <= \$3900 ;
+    read_v2 <= \$1456 ;
   always @(posedge clk)
-    read_v3 <= \$3901 ;
+    read_v3 <= \$1457 ;
   always @(posedge clk)
-    w_en <= \$3902 ;
+    w_en <= \$1458 ;
   always @(posedge clk)
     step_next_slot <= \$74 [2:0];
   always @(posedge clk)
@@ -11571,65 +6700,91 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     w_data <= \$106 ;
   always @(posedge clk)
-    kx <= \$3903 ;
+    kx <= \$1459 ;
   always @(posedge clk)
-    col_addr <= \$3904 ;
+    col_addr <= \$1460 ;
   always @(posedge clk)
-    ky <= \$3905 ;
+    ky <= \$1461 ;
   always @(posedge clk)
-    row_addr <= \$3906 ;
+    row_addr <= \$1462 ;
   always @(posedge clk)
-    ox <= \$3907 ;
+    ox <= \$1463 ;
   always @(posedge clk)
-    ix0 <= \$3908 ;
+    ix0 <= \$1464 ;
   always @(posedge clk)
-    ix0c <= \$3909 ;
+    ix0c <= \$1465 ;
   always @(posedge clk)
-    oy <= \$3910 ;
+    oy <= \$1466 ;
   always @(posedge clk)
-    low <= \$3911 ;
+    low <= \$1467 ;
   always @(posedge clk)
-    r_done <= \$3912 ;
+    r_done <= \$1468 ;
   always @(posedge clk)
-    base_slot <= \$3913 ;
+    base_slot <= \$1469 ;
   always @(posedge clk)
-    base_row <= \$3914 ;
+    base_row <= \$1470 ;
   always @(posedge clk)
-    ix <= \$3915 ;
+    ix <= \$1471 ;
   always @(posedge clk)
-    iy <= \$3916 ;
+    iy <= \$1472 ;
   always @(posedge clk)
-    img_slot <= \$3917 ;
+    img_slot <= \$1473 ;
   always @(posedge clk)
-    img_row <= \$3918 ;
+    img_row <= \$1474 ;
   always @(posedge clk)
-    w_last <= \$3919 ;
+    w_last <= \$1475 ;
   always @(posedge clk)
-    r_last <= \$3920 ;
+    r_last <= \$1476 ;
   always @(posedge clk)
-    d <= \$3921 ;
+    d <= \$1477 ;
   always @(posedge clk)
-    o__ready <= \$3922 ;
+    o__ready <= \$1478 ;
   always @(posedge clk)
-    room_w_27 <= \$3923 ;
+    room_w_27 <= \$1479 ;
   always @(posedge clk)
-    room_w_28 <= \$3924 ;
+    room_w_28 <= \$1480 ;
   always @(posedge clk)
-    room_low_21 <= \$3925 ;
+    room_low_21 <= \$1481 ;
   always @(posedge clk)
-    room_w_3 <= \$3926 ;
+    room_w_3 <= \$1482 ;
   always @(posedge clk)
-    room_w_4 <= \$3927 ;
+    room_w_4 <= \$1483 ;
   always @(posedge clk)
-    room_low_22 <= \$3928 ;
+    room_low_22 <= \$1484 ;
   always @(posedge clk)
-    avail <= \$3929 ;
+    avail <= \$1485 ;
+  always @(posedge clk)
+    d_ge_28 <= \$1486 ;
+  always @(posedge clk)
+    d_ge_29 <= \$1487 ;
+  always @(posedge clk)
+    d_ge_30 <= \$1488 ;
+  always @(posedge clk)
+    d_ge_31 <= \$1489 ;
+  always @(posedge clk)
+    d_ge_32 <= \$1490 ;
+  always @(posedge clk)
+    d_ge_0 <= \$1491 ;
+  always @(posedge clk)
+    d_ge_1 <= \$1492 ;
+  always @(posedge clk)
+    d_ge_2 <= \$1493 ;
+  always @(posedge clk)
+    d_ge_3 <= \$1494 ;
+  always @(posedge clk)
+    d_ge_4 <= \$1495 ;
+  always @(posedge clk)
+    d_ge_5 <= \$1496 ;
+  always @(posedge clk)
+    d_ge_33 <= \$1497 ;
+  always @(posedge clk)
+    d_ge_6 <= \$1498 ;
   \flexor_lenet5.conv1_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$84 ),
+    .o__payload(\o__payload$97 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window)
@@ -11656,7 +6811,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$84 ),
+    .d(\o__payload$97 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -11669,342 +6824,168 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3892  = w_px;
+    \$1448  = w_px;
     if (write) begin
-      \$3892  = \$59 [4:0];
+      \$1448  = \$59 [4:0];
     end
     if (rst_conv1_window) begin
-      \$3892  = 5'h00;
+      \$1448  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3893  = w_addr;
+    \$1449  = w_addr;
     if (write) begin
-      \$3893  = \$62 [7:0];
+      \$1449  = \$62 [7:0];
     end
     if (rst_conv1_window) begin
-      \$3893  = 8'h00;
+      \$1449  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3894  = ahead;
+    \$1450  = ahead;
     if (write) begin
       if (\$63 ) begin
         if (\$66 ) begin
-          \$3894  = 1'h1;
+          \$1450  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$3894  = 1'h0;
+      \$1450  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$3894  = 1'h0;
+      \$1450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3895  = w_row;
+    \$1451  = w_row;
     if (write) begin
       if (\$63 ) begin
         (* full_case = 32'd1 *)
         if (\$66 ) begin
-          \$3895  = 5'h00;
+          \$1451  = 5'h00;
         end else begin
-          \$3895  = \$67 [4:0];
+          \$1451  = \$67 [4:0];
         end
       end
     end
     if (rst_conv1_window) begin
-      \$3895  = 5'h00;
+      \$1451  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3896  = \$68 ;
+    \$1452  = \$68 ;
     if (rst_conv1_window) begin
-      \$3896  = 1'h0;
+      \$1452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3897  = \$8 [2:0];
+    \$1453  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$3897  = 3'h7;
+      \$1453  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3898  = read_credits_room_next;
+    \$1454  = read_credits_room_next;
     if (rst_conv1_window) begin
-      \$3898  = 1'h1;
+      \$1454  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3899  = take;
+    \$1455  = take;
     if (rst_conv1_window) begin
-      \$3899  = 1'h0;
+      \$1455  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3900  = read_v1;
+    \$1456  = read_v1;
     if (rst_conv1_window) begin
-      \$3900  = 1'h0;
+      \$1456  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3901  = read_v2;
+    \$1457  = read_v2;
     if (rst_conv1_window) begin
-      \$3901  = 1'h0;
+      \$1457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3902  = read_v3;
+    \$1458  = read_v3;
     if (rst_conv1_window) begin
-      \$3902  = 1'h0;
+      \$1458  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3903  = kx;
+    \$1459  = kx;
     if (take) begin
-      \$3903  = \$109 [2:0];
+      \$1459  = \$109 [2:0];
     end
     if (rst_conv1_window) begin
-      \$3903  = 3'h0;
+      \$1459  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3904  = col_addr;
+    \$1460  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
-        \$3904  = \$112 [5:0];
+        \$1460  = \$112 [5:0];
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$3904  = \$118 [5:0];
+          \$1460  = \$118 [5:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$129 ) begin
-            \$3904  = \$131 [5:0];
+            \$1460  = \$131 [5:0];
           end else begin
-            \$3904  = \$143 [5:0];
+            \$1460  = \$143 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$3904  = 6'h3e;
+      \$1460  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3905  = ky;
+    \$1461  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
-        \$3905  = \$115 [2:0];
+        \$1461  = \$115 [2:0];
       end
     end
     if (rst_conv1_window) begin
-      \$3905  = 3'h0;
+      \$1461  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3906  = row_addr;
+    \$1462  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$3906  = \$124 [7:0];
+          \$1462  = \$124 [7:0];
         end else begin
-          \$3906  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              (* full_case = 32'd1 *)
-              if (\$151 ) begin
-              end else begin
-                \$3906  = step_next_row;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$3906  = step_base_row;
-    end
-    if (rst_conv1_window) begin
-      \$3906  = 8'h70;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3907  = ox;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$3907  = \$134 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$3907  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3908  = ix0;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$3908  = \$137 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$3908  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3909  = ix0c;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$3909  = \$140 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$3909  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3910  = oy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$3910  = \$147 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$3910  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3911  = low;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$3911  = \$150 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$3911  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3912  = r_done;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              if (\$151 ) begin
-                \$3912  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$3912  = 1'h0;
-    end
-    if (rst_conv1_window) begin
-      \$3912  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3913  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
+          \$1462  = base_row;
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
@@ -12012,7 +6993,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$3913  = step_next_slot;
+                \$1462  = step_next_row;
               end
             end
           end
@@ -12020,15 +7001,158 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$3913  = step_base_slot;
+      \$1462  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$3913  = 3'h4;
+      \$1462  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3914  = base_row;
+    \$1463  = ox;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$1463  = \$134 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$1463  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1464  = ix0;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$1464  = \$137 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$1464  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1465  = ix0c;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$1465  = \$140 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$1465  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1466  = oy;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$1466  = \$147 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$1466  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1467  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$1467  = \$150 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$1467  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1468  = r_done;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              if (\$151 ) begin
+                \$1468  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$1468  = 1'h0;
+    end
+    if (rst_conv1_window) begin
+      \$1468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1469  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -12043,7 +7167,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$3914  = step_next_row;
+                \$1469  = step_next_slot;
               end
             end
           end
@@ -12051,149 +7175,271 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$3914  = step_base_row;
+      \$1469  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$3914  = 8'h70;
+      \$1469  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3915  = ix;
+    \$1470  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              (* full_case = 32'd1 *)
+              if (\$151 ) begin
+              end else begin
+                \$1470  = step_next_row;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$1470  = step_base_row;
+    end
+    if (rst_conv1_window) begin
+      \$1470  = 8'h70;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1471  = ix;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$153 ) begin
-        \$3915  = \$157 [5:0];
+        \$1471  = \$157 [5:0];
       end else if (\$156 ) begin
-        \$3915  = \$160 [5:0];
+        \$1471  = \$160 [5:0];
       end else begin
-        \$3915  = ix0;
+        \$1471  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$3915  = 6'h3e;
+      \$1471  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3916  = iy;
+    \$1472  = iy;
     if (take) begin
       if (\$161 ) begin
         (* full_case = 32'd1 *)
         if (\$163 ) begin
-          \$3916  = \$167 [5:0];
+          \$1472  = \$167 [5:0];
         end else if (\$166 ) begin
-          \$3916  = \$170 [5:0];
+          \$1472  = \$170 [5:0];
         end else begin
-          \$3916  = low;
+          \$1472  = low;
         end
       end
     end
     if (rst_conv1_window) begin
-      \$3916  = 6'h3e;
+      \$1472  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3917  = img_slot;
+    \$1473  = img_slot;
     if (switch) begin
-      \$3917  = step_img_slot;
+      \$1473  = step_img_slot;
     end
     if (rst_conv1_window) begin
-      \$3917  = 3'h0;
+      \$1473  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3918  = img_row;
+    \$1474  = img_row;
     if (switch) begin
-      \$3918  = step_img_row;
+      \$1474  = step_img_row;
     end
     if (rst_conv1_window) begin
-      \$3918  = 8'h00;
+      \$1474  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3919  = w_last;
+    \$1475  = w_last;
     if (write) begin
-      \$3919  = \$172 ;
+      \$1475  = \$172 ;
     end
     if (rst_conv1_window) begin
-      \$3919  = 1'h0;
+      \$1475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3920  = r_last;
+    \$1476  = r_last;
     if (take) begin
-      \$3920  = \$176 ;
+      \$1476  = \$176 ;
     end
     if (rst_conv1_window) begin
-      \$3920  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3921  = \$207 [6:0];
-    if (rst_conv1_window) begin
-      \$3921  = 7'h02;
+      \$1476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3922  = \$364 ;
+    \$1477  = \$207 [6:0];
     if (rst_conv1_window) begin
-      \$3922  = 1'h1;
+      \$1477  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3923  = \$372 [5:0];
+    \$1478  = \$364 ;
     if (rst_conv1_window) begin
-      \$3923  = 6'h25;
+      \$1478  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3924  = \$380 [5:0];
+    \$1479  = \$372 [5:0];
     if (rst_conv1_window) begin
-      \$3924  = 6'h24;
+      \$1479  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3925  = \$385 [5:0];
+    \$1480  = \$380 [5:0];
     if (rst_conv1_window) begin
-      \$3925  = 6'h17;
+      \$1480  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3926  = \$393 [5:0];
+    \$1481  = \$385 [5:0];
     if (rst_conv1_window) begin
-      \$3926  = 6'h3d;
+      \$1481  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3927  = \$401 [5:0];
+    \$1482  = \$393 [5:0];
     if (rst_conv1_window) begin
-      \$3927  = 6'h3c;
+      \$1482  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3928  = \$406 [5:0];
+    \$1483  = \$401 [5:0];
     if (rst_conv1_window) begin
-      \$3928  = 6'h18;
+      \$1483  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3929  = \$3891 ;
+    \$1484  = \$406 [5:0];
     if (rst_conv1_window) begin
-      \$3929  = 1'h1;
+      \$1484  = 6'h18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1485  = \$687 ;
+    if (rst_conv1_window) begin
+      \$1485  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1486  = \$784 ;
+    if (rst_conv1_window) begin
+      \$1486  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1487  = \$839 ;
+    if (rst_conv1_window) begin
+      \$1487  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1488  = \$890 ;
+    if (rst_conv1_window) begin
+      \$1488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1489  = \$937 ;
+    if (rst_conv1_window) begin
+      \$1489  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1490  = \$980 ;
+    if (rst_conv1_window) begin
+      \$1490  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1491  = \$1108 ;
+    if (rst_conv1_window) begin
+      \$1491  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1492  = \$1133 ;
+    if (rst_conv1_window) begin
+      \$1492  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1493  = \$1158 ;
+    if (rst_conv1_window) begin
+      \$1493  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1494  = \$1186 ;
+    if (rst_conv1_window) begin
+      \$1494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1495  = \$1218 ;
+    if (rst_conv1_window) begin
+      \$1495  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1496  = \$1252 ;
+    if (rst_conv1_window) begin
+      \$1496  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1497  = \$1322 ;
+    if (rst_conv1_window) begin
+      \$1497  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$1498  = \$1447 ;
+    if (rst_conv1_window) begin
+      \$1498  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -12230,15 +7476,24 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$295  = 1'h0;
   assign \$333  = 1'h1;
   assign \$334  = 1'h1;
-  assign \$1258  = 1'h1;
-  assign \$1260  = \$1259 ;
-  assign \$1281  = 1'h1;
-  assign \$1282  = \$1280 ;
-  assign \$1303  = 1'h1;
-  assign \$2553  = 1'h1;
-  assign \$2555  = \$2554 ;
-  assign \$2576  = 1'h1;
-  assign \$2577  = \$2575 ;
+  assign \$458  = 1'h1;
+  assign \$460  = \$459 ;
+  assign \$481  = 1'h1;
+  assign \$482  = \$480 ;
+  assign \$503  = 1'h1;
+  assign \$581  = 1'h1;
+  assign \$583  = \$582 ;
+  assign \$604  = 1'h1;
+  assign \$605  = \$603 ;
+  assign \$988  = 1'h1;
+  assign \$989  = 1'h1;
+  assign \$1116  = 1'h1;
+  assign \$1117  = 1'h1;
+  assign \$1141  = 1'h1;
+  assign \$1142  = 1'h1;
+  assign \$1168  = \$1167 ;
+  assign \$1195  = \$1194 ;
+  assign \$1265  = \$1264 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12866,7 +8121,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$104 ;
   wire \$105 ;
   wire [1:0] \$106 ;
-  wire [5:0] \$107 ;
+  wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
@@ -12874,7 +8129,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire [5:0] \$114 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
@@ -12882,14 +8137,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [5:0] \$121 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
-  wire [5:0] \$128 ;
+  wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
@@ -12897,7 +8152,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire [5:0] \$135 ;
+  wire \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
@@ -12905,14 +8160,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire [5:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire [5:0] \$142 ;
+  wire \$142 ;
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [5:0] \$149 ;
+  wire \$149 ;
   wire [5:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
@@ -12920,7 +8175,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [5:0] \$156 ;
+  wire \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
@@ -12928,7 +8183,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [5:0] \$163 ;
+  wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
@@ -12936,115 +8191,115 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire [5:0] \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire [5:0] \$177 ;
-  wire \$178 ;
-  wire \$179 ;
+  wire \$170 ;
+  reg [3:0] \$171 ;
+  reg \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg \$177 ;
+  reg [4:0] \$178 ;
+  reg [3:0] \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire [5:0] \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  reg [3:0] \$180 ;
+  reg \$181 ;
+  reg [4:0] \$182 ;
+  reg \$183 ;
+  reg [2:0] \$184 ;
+  reg \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg [4:0] \$188 ;
+  reg [7:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire [5:0] \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire [5:0] \$198 ;
-  wire \$199 ;
+  reg [7:0] \$190 ;
+  reg [7:0] \$191 ;
+  reg [7:0] \$192 ;
+  reg [7:0] \$193 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [7:0] \$196 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
   wire [5:0] \$2 ;
   wire [14:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire [5:0] \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg [7:0] \$207 ;
+  reg [7:0] \$208 ;
+  reg [7:0] \$209 ;
   wire [14:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire [5:0] \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire [5:0] \$219 ;
+  reg [7:0] \$210 ;
+  reg [7:0] \$211 ;
+  reg [7:0] \$212 ;
+  reg [7:0] \$213 ;
+  reg [7:0] \$214 ;
+  reg [7:0] \$215 ;
+  reg [7:0] \$216 ;
+  reg [7:0] \$217 ;
+  reg [7:0] \$218 ;
+  reg [7:0] \$219 ;
   wire [4:0] \$22 ;
-  wire [5:0] \$220 ;
-  wire \$221 ;
-  wire [1:0] \$222 ;
-  wire [5:0] \$223 ;
-  wire [5:0] \$224 ;
-  wire \$225 ;
-  wire [1:0] \$226 ;
-  wire [5:0] \$227 ;
-  wire [5:0] \$228 ;
-  wire \$229 ;
+  reg [7:0] \$220 ;
+  reg [7:0] \$221 ;
+  reg [7:0] \$222 ;
+  reg [7:0] \$223 ;
+  reg [7:0] \$224 ;
+  reg [7:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [7:0] \$228 ;
+  reg [7:0] \$229 ;
   wire [2:0] \$23 ;
-  wire [1:0] \$230 ;
-  wire [5:0] \$231 ;
-  wire [5:0] \$232 ;
-  wire \$233 ;
-  wire [1:0] \$234 ;
-  wire [5:0] \$235 ;
-  wire [5:0] \$236 ;
-  wire \$237 ;
-  wire [1:0] \$238 ;
-  wire [5:0] \$239 ;
+  reg [7:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [7:0] \$233 ;
+  reg [7:0] \$234 ;
+  reg [7:0] \$235 ;
+  reg [7:0] \$236 ;
+  reg [7:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg [7:0] \$239 ;
   wire [5:0] \$24 ;
-  wire [5:0] \$240 ;
-  wire \$241 ;
-  wire [1:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [5:0] \$244 ;
-  wire \$245 ;
-  wire [1:0] \$246 ;
-  wire [5:0] \$247 ;
-  wire [5:0] \$248 ;
-  wire \$249 ;
+  reg [7:0] \$240 ;
+  reg [7:0] \$241 ;
+  reg [7:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg [7:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg [7:0] \$248 ;
+  reg [7:0] \$249 ;
   wire \$25 ;
-  wire [1:0] \$250 ;
-  reg [3:0] \$251 ;
-  reg \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg [4:0] \$258 ;
-  reg [3:0] \$259 ;
+  reg [7:0] \$250 ;
+  reg [7:0] \$251 ;
+  reg [7:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg [7:0] \$255 ;
+  reg [7:0] \$256 ;
+  reg [7:0] \$257 ;
+  reg [7:0] \$258 ;
+  reg [7:0] \$259 ;
   wire [4:0] \$26 ;
-  reg [3:0] \$260 ;
-  reg \$261 ;
-  reg [4:0] \$262 ;
-  reg \$263 ;
-  reg [2:0] \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg [4:0] \$268 ;
+  reg [7:0] \$260 ;
+  reg [7:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [7:0] \$264 ;
+  reg [7:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
   reg [7:0] \$269 ;
   wire [4:0] \$27 ;
   reg [7:0] \$270 ;
@@ -13223,159 +8478,79 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$426 ;
   reg [7:0] \$427 ;
   reg [7:0] \$428 ;
-  reg [7:0] \$429 ;
+  reg \$429 ;
   wire [63:0] \$43 ;
-  reg [7:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [7:0] \$432 ;
-  reg [7:0] \$433 ;
-  reg [7:0] \$434 ;
-  reg [7:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg [7:0] \$437 ;
-  reg [7:0] \$438 ;
-  reg [7:0] \$439 ;
+  reg \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg \$434 ;
+  reg \$435 ;
+  reg \$436 ;
+  reg \$437 ;
+  reg \$438 ;
+  reg \$439 ;
   wire [63:0] \$44 ;
-  reg [7:0] \$440 ;
-  reg [7:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [7:0] \$443 ;
-  reg [7:0] \$444 ;
-  reg [7:0] \$445 ;
-  reg [7:0] \$446 ;
-  reg [7:0] \$447 ;
-  reg [7:0] \$448 ;
-  reg [7:0] \$449 ;
+  reg \$440 ;
+  reg \$441 ;
+  reg \$442 ;
+  reg \$443 ;
+  reg \$444 ;
+  reg \$445 ;
+  reg \$446 ;
+  reg \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire [63:0] \$45 ;
-  reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [7:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [7:0] \$456 ;
-  reg [7:0] \$457 ;
-  reg [7:0] \$458 ;
-  reg [7:0] \$459 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg [17:0] \$452 ;
+  reg [17:0] \$453 ;
+  reg [17:0] \$454 ;
+  reg [17:0] \$455 ;
+  reg [18:0] \$456 ;
+  reg [17:0] \$457 ;
+  reg [17:0] \$458 ;
+  reg [18:0] \$459 ;
   wire [63:0] \$46 ;
-  reg [7:0] \$460 ;
-  reg [7:0] \$461 ;
-  reg [7:0] \$462 ;
-  reg [7:0] \$463 ;
-  reg [7:0] \$464 ;
-  reg [7:0] \$465 ;
-  reg [7:0] \$466 ;
-  reg [7:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [7:0] \$469 ;
+  reg [17:0] \$460 ;
+  reg [17:0] \$461 ;
+  reg [18:0] \$462 ;
+  reg [17:0] \$463 ;
+  reg [17:0] \$464 ;
+  reg [18:0] \$465 ;
+  reg [2:0] \$466 ;
+  reg [5:0] \$467 ;
+  reg \$468 ;
+  reg \$469 ;
   wire [63:0] \$47 ;
-  reg [7:0] \$470 ;
-  reg [7:0] \$471 ;
-  reg [7:0] \$472 ;
-  reg [7:0] \$473 ;
-  reg [7:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [7:0] \$478 ;
-  reg [7:0] \$479 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg \$472 ;
+  reg \$473 ;
+  reg \$474 ;
+  reg \$475 ;
+  reg \$476 ;
+  reg \$477 ;
+  reg \$478 ;
+  reg \$479 ;
   wire [63:0] \$48 ;
-  reg [7:0] \$480 ;
-  reg [7:0] \$481 ;
-  reg [7:0] \$482 ;
-  reg [7:0] \$483 ;
-  reg [7:0] \$484 ;
-  reg [7:0] \$485 ;
-  reg [7:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg [7:0] \$488 ;
-  reg [7:0] \$489 ;
+  reg \$480 ;
+  reg [1:0] \$481 ;
+  reg [3:0] \$482 ;
+  reg \$483 ;
+  wire [63:0] \$484 ;
+  wire [63:0] \$485 ;
+  wire [63:0] \$486 ;
   wire [31:0] \$49 ;
-  reg [7:0] \$490 ;
-  reg [7:0] \$491 ;
-  reg [7:0] \$492 ;
-  reg [7:0] \$493 ;
-  reg [7:0] \$494 ;
-  reg [7:0] \$495 ;
-  reg [7:0] \$496 ;
-  reg [7:0] \$497 ;
-  reg [7:0] \$498 ;
-  reg [7:0] \$499 ;
   wire \$5 ;
   wire [59:0] \$50 ;
-  reg [7:0] \$500 ;
-  reg [7:0] \$501 ;
-  reg [7:0] \$502 ;
-  reg [7:0] \$503 ;
-  reg [7:0] \$504 ;
-  reg [7:0] \$505 ;
-  reg [7:0] \$506 ;
-  reg [7:0] \$507 ;
-  reg [7:0] \$508 ;
-  reg \$509 ;
   wire [59:0] \$51 ;
-  reg \$510 ;
-  reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
-  reg \$514 ;
-  reg \$515 ;
-  reg \$516 ;
-  reg \$517 ;
-  reg \$518 ;
-  reg \$519 ;
   wire [59:0] \$52 ;
-  reg \$520 ;
-  reg \$521 ;
-  reg \$522 ;
-  reg \$523 ;
-  reg \$524 ;
-  reg \$525 ;
-  reg \$526 ;
-  reg \$527 ;
-  reg \$528 ;
-  reg \$529 ;
   wire [59:0] \$53 ;
-  reg \$530 ;
-  reg \$531 ;
-  reg [17:0] \$532 ;
-  reg [17:0] \$533 ;
-  reg [17:0] \$534 ;
-  reg [17:0] \$535 ;
-  reg [18:0] \$536 ;
-  reg [17:0] \$537 ;
-  reg [17:0] \$538 ;
-  reg [18:0] \$539 ;
   wire [17:0] \$54 ;
-  reg [17:0] \$540 ;
-  reg [17:0] \$541 ;
-  reg [18:0] \$542 ;
-  reg [17:0] \$543 ;
-  reg [17:0] \$544 ;
-  reg [18:0] \$545 ;
-  reg [2:0] \$546 ;
-  reg [5:0] \$547 ;
-  reg \$548 ;
-  reg \$549 ;
   wire [18:0] \$55 ;
-  reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
-  reg \$553 ;
-  reg \$554 ;
-  reg \$555 ;
-  reg \$556 ;
-  reg \$557 ;
-  reg \$558 ;
-  reg \$559 ;
   wire \$56 ;
-  reg \$560 ;
-  reg [1:0] \$561 ;
-  reg [3:0] \$562 ;
-  reg \$563 ;
-  wire [63:0] \$564 ;
-  wire [63:0] \$565 ;
-  wire [63:0] \$566 ;
   wire [17:0] \$57 ;
   wire [18:0] \$58 ;
   wire [17:0] \$59 ;
@@ -13885,14 +9060,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [4:0] r_addr_q = 5'h00;
   reg [4:0] r_base = 5'h00;
   reg [4:0] r_next;
-  wire [1:0] r_page_b0;
-  wire [1:0] r_page_b1;
-  wire [1:0] r_page_b2;
-  wire [1:0] r_page_b3;
-  wire [1:0] r_page_b4;
-  wire [1:0] r_page_b5;
-  wire [1:0] r_page_b6;
-  wire [1:0] r_page_b7;
+  wire r_page_b0;
+  wire r_page_b1;
+  wire r_page_b2;
+  wire r_page_b3;
+  wire r_page_b4;
+  wire r_page_b5;
+  wire r_page_b6;
+  wire r_page_b7;
   reg [46:0] rq0_acc_s1_0 = 47'h000000000000;
   reg [19:0] rq0_acc_s1_1 = 20'h00000;
   reg [30:0] rq0_acc_s2_0 = 31'h00000000;
@@ -14696,7 +9871,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   (* keep = 32'd1 *)
   wire [13:0] xsum_w5_0;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p0 [13:0];
+  reg [63:0] vectors0_p0 [15:0];
   initial begin
     vectors0_p0[0] = 64'h0000000000000000;
     vectors0_p0[1] = 64'h0000000000000000;
@@ -14712,6 +9887,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors0_p0[11] = 64'h0000000000000000;
     vectors0_p0[12] = 64'h0000000000000000;
     vectors0_p0[13] = 64'h0000000000000000;
+    vectors0_p0[14] = 64'h0000000000000000;
+    vectors0_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (port__en)
@@ -14723,7 +9900,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$862  = _0_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p1 [13:0];
+  reg [63:0] vectors0_p1 [11:0];
   initial begin
     vectors0_p1[0] = 64'h0000000000000000;
     vectors0_p1[1] = 64'h0000000000000000;
@@ -14737,8 +9914,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors0_p1[9] = 64'h0000000000000000;
     vectors0_p1[10] = 64'h0000000000000000;
     vectors0_p1[11] = 64'h0000000000000000;
-    vectors0_p1[12] = 64'h0000000000000000;
-    vectors0_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$48 )
@@ -14750,7 +9925,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$863  = _1_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p0 [13:0];
+  reg [63:0] vectors1_p0 [15:0];
   initial begin
     vectors1_p0[0] = 64'h0000000000000000;
     vectors1_p0[1] = 64'h0000000000000000;
@@ -14766,6 +9941,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors1_p0[11] = 64'h0000000000000000;
     vectors1_p0[12] = 64'h0000000000000000;
     vectors1_p0[13] = 64'h0000000000000000;
+    vectors1_p0[14] = 64'h0000000000000000;
+    vectors1_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$13 )
@@ -14777,7 +9954,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$865  = _2_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p1 [13:0];
+  reg [63:0] vectors1_p1 [11:0];
   initial begin
     vectors1_p1[0] = 64'h0000000000000000;
     vectors1_p1[1] = 64'h0000000000000000;
@@ -14791,8 +9968,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors1_p1[9] = 64'h0000000000000000;
     vectors1_p1[10] = 64'h0000000000000000;
     vectors1_p1[11] = 64'h0000000000000000;
-    vectors1_p1[12] = 64'h0000000000000000;
-    vectors1_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$53 )
@@ -14804,7 +9979,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$866  = _3_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors2_p0 [13:0];
+  reg [63:0] vectors2_p0 [15:0];
   initial begin
     vectors2_p0[0] = 64'h0000000000000000;
     vectors2_p0[1] = 64'h0000000000000000;
@@ -14820,6 +9995,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors2_p0[11] = 64'h0000000000000000;
     vectors2_p0[12] = 64'h0000000000000000;
     vectors2_p0[13] = 64'h0000000000000000;
+    vectors2_p0[14] = 64'h0000000000000000;
+    vectors2_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$18 )
@@ -14831,7 +10008,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$868  = _4_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors2_p1 [13:0];
+  reg [63:0] vectors2_p1 [11:0];
   initial begin
     vectors2_p1[0] = 64'h0000000000000000;
     vectors2_p1[1] = 64'h0000000000000000;
@@ -14845,8 +10022,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors2_p1[9] = 64'h0000000000000000;
     vectors2_p1[10] = 64'h0000000000000000;
     vectors2_p1[11] = 64'h0000000000000000;
-    vectors2_p1[12] = 64'h0000000000000000;
-    vectors2_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$58 )
@@ -14858,7 +10033,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$869  = _5_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors3_p0 [13:0];
+  reg [63:0] vectors3_p0 [15:0];
   initial begin
     vectors3_p0[0] = 64'h0000000000000000;
     vectors3_p0[1] = 64'h0000000000000000;
@@ -14874,6 +10049,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors3_p0[11] = 64'h0000000000000000;
     vectors3_p0[12] = 64'h0000000000000000;
     vectors3_p0[13] = 64'h0000000000000000;
+    vectors3_p0[14] = 64'h0000000000000000;
+    vectors3_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$23 )
@@ -14885,7 +10062,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$871  = _6_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors3_p1 [13:0];
+  reg [63:0] vectors3_p1 [11:0];
   initial begin
     vectors3_p1[0] = 64'h0000000000000000;
     vectors3_p1[1] = 64'h0000000000000000;
@@ -14899,8 +10076,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors3_p1[9] = 64'h0000000000000000;
     vectors3_p1[10] = 64'h0000000000000000;
     vectors3_p1[11] = 64'h0000000000000000;
-    vectors3_p1[12] = 64'h0000000000000000;
-    vectors3_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$63 )
@@ -14912,7 +10087,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$872  = _7_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors4_p0 [13:0];
+  reg [63:0] vectors4_p0 [15:0];
   initial begin
     vectors4_p0[0] = 64'h0000000000000000;
     vectors4_p0[1] = 64'h0000000000000000;
@@ -14928,6 +10103,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors4_p0[11] = 64'h0000000000000000;
     vectors4_p0[12] = 64'h0000000000000000;
     vectors4_p0[13] = 64'h0000000000000000;
+    vectors4_p0[14] = 64'h0000000000000000;
+    vectors4_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$28 )
@@ -14939,7 +10116,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$874  = _8_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors4_p1 [13:0];
+  reg [63:0] vectors4_p1 [11:0];
   initial begin
     vectors4_p1[0] = 64'h0000000000000000;
     vectors4_p1[1] = 64'h0000000000000000;
@@ -14953,8 +10130,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors4_p1[9] = 64'h0000000000000000;
     vectors4_p1[10] = 64'h0000000000000000;
     vectors4_p1[11] = 64'h0000000000000000;
-    vectors4_p1[12] = 64'h0000000000000000;
-    vectors4_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$68 )
@@ -14966,7 +10141,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$875  = _9_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors5_p0 [13:0];
+  reg [63:0] vectors5_p0 [15:0];
   initial begin
     vectors5_p0[0] = 64'h0000000000000000;
     vectors5_p0[1] = 64'h0000000000000000;
@@ -14982,6 +10157,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors5_p0[11] = 64'h0000000000000000;
     vectors5_p0[12] = 64'h0000000000000000;
     vectors5_p0[13] = 64'h0000000000000000;
+    vectors5_p0[14] = 64'h0000000000000000;
+    vectors5_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$33 )
@@ -14993,7 +10170,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$877  = _10_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors5_p1 [13:0];
+  reg [63:0] vectors5_p1 [11:0];
   initial begin
     vectors5_p1[0] = 64'h0000000000000000;
     vectors5_p1[1] = 64'h0000000000000000;
@@ -15007,8 +10184,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors5_p1[9] = 64'h0000000000000000;
     vectors5_p1[10] = 64'h0000000000000000;
     vectors5_p1[11] = 64'h0000000000000000;
-    vectors5_p1[12] = 64'h0000000000000000;
-    vectors5_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$73 )
@@ -15020,7 +10195,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$878  = _11_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors6_p0 [13:0];
+  reg [63:0] vectors6_p0 [15:0];
   initial begin
     vectors6_p0[0] = 64'h0000000000000000;
     vectors6_p0[1] = 64'h0000000000000000;
@@ -15036,6 +10211,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors6_p0[11] = 64'h0000000000000000;
     vectors6_p0[12] = 64'h0000000000000000;
     vectors6_p0[13] = 64'h0000000000000000;
+    vectors6_p0[14] = 64'h0000000000000000;
+    vectors6_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$38 )
@@ -15047,7 +10224,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$880  = _12_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors6_p1 [13:0];
+  reg [63:0] vectors6_p1 [11:0];
   initial begin
     vectors6_p1[0] = 64'h0000000000000000;
     vectors6_p1[1] = 64'h0000000000000000;
@@ -15061,8 +10238,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors6_p1[9] = 64'h0000000000000000;
     vectors6_p1[10] = 64'h0000000000000000;
     vectors6_p1[11] = 64'h0000000000000000;
-    vectors6_p1[12] = 64'h0000000000000000;
-    vectors6_p1[13] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
     if (\port__en$78 )
@@ -15074,7 +10249,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$881  = _13_;
   (* ram_style = "distributed" *)
-  reg [31:0] vectors7_p0 [13:0];
+  reg [31:0] vectors7_p0 [15:0];
   initial begin
     vectors7_p0[0] = 32'd0;
     vectors7_p0[1] = 32'd0;
@@ -15090,6 +10265,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors7_p0[11] = 32'd0;
     vectors7_p0[12] = 32'd0;
     vectors7_p0[13] = 32'd0;
+    vectors7_p0[14] = 32'd0;
+    vectors7_p0[15] = 32'd0;
   end
   always @(posedge clk) begin
     if (\port__en$43 )
@@ -15101,7 +10278,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   assign \port__data$883  = _14_;
   (* ram_style = "distributed" *)
-  reg [31:0] vectors7_p1 [13:0];
+  reg [31:0] vectors7_p1 [11:0];
   initial begin
     vectors7_p1[0] = 32'd0;
     vectors7_p1[1] = 32'd0;
@@ -15115,8 +10292,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     vectors7_p1[9] = 32'd0;
     vectors7_p1[10] = 32'd0;
     vectors7_p1[11] = 32'd0;
-    vectors7_p1[12] = 32'd0;
-    vectors7_p1[13] = 32'd0;
   end
   always @(posedge clk) begin
     if (\port__en$83 )
@@ -15127,314 +10302,178 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     _15_ <= vectors7_p1[\port__addr$154 ];
   end
   assign \port__data$884  = _15_;
-  assign \$107  = \$2 [4:0] - 1'h0;
-  assign \$108  = \$2 [4:0] >= 1'h0;
-  assign \$109  = \$2 [4:0] < 4'he;
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = ~ rst_conv2;
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = \$112  ? take : 1'h0;
-  assign \$114  = \$2 [4:0] - 1'h0;
-  assign \$115  = \$2 [4:0] >= 1'h0;
-  assign \$116  = \$2 [4:0] < 4'he;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = ~ rst_conv2;
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = \$119  ? take : 1'h0;
-  assign \$121  = \$2 [4:0] - 1'h0;
-  assign \$122  = \$2 [4:0] >= 1'h0;
-  assign \$123  = \$2 [4:0] < 4'he;
-  assign \$124  = \$122  & \$123 ;
-  assign \$125  = ~ rst_conv2;
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = \$126  ? take : 1'h0;
-  assign \$128  = \$2 [4:0] - 1'h0;
-  assign \$129  = \$2 [4:0] >= 1'h0;
-  assign \$130  = \$2 [4:0] < 4'he;
-  assign \$131  = \$129  & \$130 ;
-  assign \$132  = ~ rst_conv2;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = \$133  ? take : 1'h0;
-  assign \$135  = \$2 [4:0] - 1'h0;
-  assign \$136  = \$2 [4:0] >= 1'h0;
-  assign \$137  = \$2 [4:0] < 4'he;
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = ~ rst_conv2;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$140  ? take : 1'h0;
-  assign \$142  = \$2 [4:0] - 1'h0;
-  assign \$143  = \$2 [4:0] >= 1'h0;
-  assign \$144  = \$2 [4:0] < 4'he;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = ~ rst_conv2;
-  assign \$147  = \$145  & \$146 ;
-  assign \$148  = \$147  ? take : 1'h0;
-  assign \$149  = \$2 [4:0] - 1'h0;
-  assign \$150  = \$2 [4:0] >= 1'h0;
-  assign \$151  = \$2 [4:0] < 4'he;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ~ rst_conv2;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = \$154  ? take : 1'h0;
-  assign \$156  = \$2 [4:0] - 1'h0;
-  assign \$157  = \$2 [4:0] >= 1'h0;
-  assign \$158  = \$2 [4:0] < 4'he;
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = ~ rst_conv2;
   assign \$161  = \$159  & \$160 ;
   assign \$162  = \$161  ? take : 1'h0;
-  assign \$163  = \$2 [4:0] - 4'he;
-  assign \$164  = \$2 [4:0] >= 4'he;
-  assign \$165  = \$2 [4:0] < 5'h1c;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ~ rst_conv2;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = \$168  ? take : 1'h0;
-  assign \$170  = \$2 [4:0] - 4'he;
-  assign \$171  = \$2 [4:0] >= 4'he;
-  assign \$172  = \$2 [4:0] < 5'h1c;
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = ~ rst_conv2;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = \$175  ? take : 1'h0;
-  assign \$177  = \$2 [4:0] - 4'he;
-  assign \$178  = \$2 [4:0] >= 4'he;
-  assign \$179  = \$2 [4:0] < 5'h1c;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = ~ rst_conv2;
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = \$182  ? take : 1'h0;
-  assign \$184  = \$2 [4:0] - 4'he;
-  assign \$185  = \$2 [4:0] >= 4'he;
-  assign \$186  = \$2 [4:0] < 5'h1c;
-  assign \$187  = \$185  & \$186 ;
-  assign \$188  = ~ rst_conv2;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = \$189  ? take : 1'h0;
-  assign \$191  = \$2 [4:0] - 4'he;
-  assign \$192  = \$2 [4:0] >= 4'he;
-  assign \$193  = \$2 [4:0] < 5'h1c;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ~ rst_conv2;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = \$196  ? take : 1'h0;
-  assign \$198  = \$2 [4:0] - 4'he;
-  assign \$199  = \$2 [4:0] >= 4'he;
-  assign \$200  = \$2 [4:0] < 5'h1c;
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = ~ rst_conv2;
-  assign \$203  = \$201  & \$202 ;
-  assign \$204  = \$203  ? take : 1'h0;
-  assign \$205  = \$2 [4:0] - 4'he;
-  assign \$206  = \$2 [4:0] >= 4'he;
-  assign \$207  = \$2 [4:0] < 5'h1c;
-  assign \$208  = \$206  & \$207 ;
-  assign \$209  = ~ rst_conv2;
-  assign \$210  = \$208  & \$209 ;
-  assign \$211  = \$210  ? take : 1'h0;
-  assign \$212  = \$2 [4:0] - 4'he;
-  assign \$213  = \$2 [4:0] >= 4'he;
-  assign \$214  = \$2 [4:0] < 5'h1c;
-  assign \$215  = \$213  & \$214 ;
-  assign \$216  = ~ rst_conv2;
-  assign \$217  = \$215  & \$216 ;
-  assign \$218  = \$217  ? take : 1'h0;
-  assign \$219  = r_next - 1'h0;
-  assign \$220  = r_next - 4'he;
-  assign \$221  = r_addr_q >= 4'he;
-  assign \$222  = 1'h0 + \$221 ;
-  assign \$223  = r_next - 1'h0;
-  assign \$224  = r_next - 4'he;
-  assign \$225  = r_addr_q >= 4'he;
-  assign \$226  = 1'h0 + \$225 ;
-  assign \$227  = r_next - 1'h0;
-  assign \$228  = r_next - 4'he;
-  assign \$229  = r_addr_q >= 4'he;
-  assign \$230  = 1'h0 + \$229 ;
-  assign \$231  = r_next - 1'h0;
-  assign \$232  = r_next - 4'he;
-  assign \$233  = r_addr_q >= 4'he;
-  assign \$234  = 1'h0 + \$233 ;
-  assign \$235  = r_next - 1'h0;
-  assign \$236  = r_next - 4'he;
-  assign \$237  = r_addr_q >= 4'he;
-  assign \$238  = 1'h0 + \$237 ;
-  assign \$239  = r_next - 1'h0;
-  assign \$240  = r_next - 4'he;
-  assign \$241  = r_addr_q >= 4'he;
-  assign \$242  = 1'h0 + \$241 ;
-  assign \$243  = r_next - 1'h0;
-  assign \$244  = r_next - 4'he;
-  assign \$245  = r_addr_q >= 4'he;
-  assign \$246  = 1'h0 + \$245 ;
-  assign \$247  = r_next - 1'h0;
-  assign \$248  = r_next - 4'he;
-  assign \$249  = r_addr_q >= 4'he;
-  assign \$250  = 1'h0 + \$249 ;
+  assign \$164  = ~ rst_conv2;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = \$165  ? take : 1'h0;
+  assign \$168  = ~ rst_conv2;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = \$169  ? take : 1'h0;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$251 ;
+    w_count <= \$171 ;
   always @(posedge clk)
-    w_full <= \$252 ;
+    w_full <= \$172 ;
   always @(posedge clk)
-    can_end <= \$253 ;
+    can_end <= \$173 ;
   always @(posedge clk)
-    gap_zero <= \$254 ;
+    gap_zero <= \$174 ;
   always @(posedge clk)
-    s_last <= \$255 ;
+    s_last <= \$175 ;
   always @(posedge clk)
-    n_last <= \$256 ;
+    n_last <= \$176 ;
   always @(posedge clk)
-    sn_last <= \$257 ;
+    sn_last <= \$177 ;
   always @(posedge clk)
-    r_addr <= \$258 ;
+    r_addr <= \$178 ;
   always @(posedge clk)
-    s_idx <= \$259 ;
+    s_idx <= \$179 ;
   always @(posedge clk)
-    n_idx <= \$260 ;
+    n_idx <= \$180 ;
   always @(posedge clk)
-    active <= \$261 ;
+    active <= \$181 ;
   always @(posedge clk)
-    r_base <= \$262 ;
+    r_base <= \$182 ;
   always @(posedge clk)
-    w_half <= \$263 ;
+    w_half <= \$183 ;
   always @(posedge clk)
-    gap <= \$264 ;
+    gap <= \$184 ;
   always @(posedge clk)
-    \$signal$856  <= \$265 ;
+    \$signal$856  <= \$185 ;
   always @(posedge clk)
-    \$signal$857  <= \$266 ;
+    \$signal$857  <= \$186 ;
   always @(posedge clk)
-    last1 <= \$267 ;
+    last1 <= \$187 ;
   always @(posedge clk)
-    word1 <= { \$566 , \$565 , \$564  };
+    word1 <= { \$486 , \$485 , \$484  };
   always @(posedge clk)
-    r_addr_q <= \$268 ;
+    r_addr_q <= \$188 ;
   always @(posedge clk)
     xdata_d1 <= { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
   always @(posedge clk)
     w0_0 <= \$50 ;
   always @(posedge clk)
-    m0_0_0 <= \$269 ;
+    m0_0_0 <= \$189 ;
   always @(posedge clk)
-    m0_0_1 <= \$270 ;
+    m0_0_1 <= \$190 ;
   always @(posedge clk)
-    m0_0_2 <= \$271 ;
+    m0_0_2 <= \$191 ;
   always @(posedge clk)
-    m0_0_3 <= \$272 ;
+    m0_0_3 <= \$192 ;
   always @(posedge clk)
-    m0_0_4 <= \$273 ;
+    m0_0_4 <= \$193 ;
   always @(posedge clk)
-    m0_0_5 <= \$274 ;
+    m0_0_5 <= \$194 ;
   always @(posedge clk)
-    m0_0_6 <= \$275 ;
+    m0_0_6 <= \$195 ;
   always @(posedge clk)
-    m0_0_7 <= \$276 ;
+    m0_0_7 <= \$196 ;
   always @(posedge clk)
-    m0_0_8 <= \$277 ;
+    m0_0_8 <= \$197 ;
   always @(posedge clk)
-    m0_0_9 <= \$278 ;
+    m0_0_9 <= \$198 ;
   always @(posedge clk)
-    m0_0_10 <= \$279 ;
+    m0_0_10 <= \$199 ;
   always @(posedge clk)
-    m0_0_11 <= \$280 ;
+    m0_0_11 <= \$200 ;
   always @(posedge clk)
-    m0_0_12 <= \$281 ;
+    m0_0_12 <= \$201 ;
   always @(posedge clk)
-    m0_0_13 <= \$282 ;
+    m0_0_13 <= \$202 ;
   always @(posedge clk)
-    m0_0_14 <= \$283 ;
+    m0_0_14 <= \$203 ;
   always @(posedge clk)
-    m0_0_15 <= \$284 ;
+    m0_0_15 <= \$204 ;
   always @(posedge clk)
-    m0_0_16 <= \$285 ;
+    m0_0_16 <= \$205 ;
   always @(posedge clk)
-    m0_0_17 <= \$286 ;
+    m0_0_17 <= \$206 ;
   always @(posedge clk)
-    m0_0_18 <= \$287 ;
+    m0_0_18 <= \$207 ;
   always @(posedge clk)
-    m0_0_19 <= \$288 ;
+    m0_0_19 <= \$208 ;
   always @(posedge clk)
-    m0_0_20 <= \$289 ;
+    m0_0_20 <= \$209 ;
   always @(posedge clk)
-    m0_0_21 <= \$290 ;
+    m0_0_21 <= \$210 ;
   always @(posedge clk)
-    m0_0_22 <= \$291 ;
+    m0_0_22 <= \$211 ;
   always @(posedge clk)
-    m0_0_23 <= \$292 ;
+    m0_0_23 <= \$212 ;
   always @(posedge clk)
-    m0_0_24 <= \$293 ;
+    m0_0_24 <= \$213 ;
   always @(posedge clk)
-    m0_0_25 <= \$294 ;
+    m0_0_25 <= \$214 ;
   always @(posedge clk)
-    m0_0_26 <= \$295 ;
+    m0_0_26 <= \$215 ;
   always @(posedge clk)
-    m0_0_27 <= \$296 ;
+    m0_0_27 <= \$216 ;
   always @(posedge clk)
-    m0_0_28 <= \$297 ;
+    m0_0_28 <= \$217 ;
   always @(posedge clk)
-    m0_0_29 <= \$298 ;
+    m0_0_29 <= \$218 ;
   always @(posedge clk)
-    m0_0_30 <= \$299 ;
+    m0_0_30 <= \$219 ;
   always @(posedge clk)
-    m0_0_31 <= \$300 ;
+    m0_0_31 <= \$220 ;
   always @(posedge clk)
-    m0_0_32 <= \$301 ;
+    m0_0_32 <= \$221 ;
   always @(posedge clk)
-    m0_0_33 <= \$302 ;
+    m0_0_33 <= \$222 ;
   always @(posedge clk)
-    m0_0_34 <= \$303 ;
+    m0_0_34 <= \$223 ;
   always @(posedge clk)
-    m0_0_35 <= \$304 ;
+    m0_0_35 <= \$224 ;
   always @(posedge clk)
-    m0_0_36 <= \$305 ;
+    m0_0_36 <= \$225 ;
   always @(posedge clk)
-    m0_0_37 <= \$306 ;
+    m0_0_37 <= \$226 ;
   always @(posedge clk)
-    m0_0_38 <= \$307 ;
+    m0_0_38 <= \$227 ;
   always @(posedge clk)
-    m0_0_39 <= \$308 ;
+    m0_0_39 <= \$228 ;
   always @(posedge clk)
-    m0_0_40 <= \$309 ;
+    m0_0_40 <= \$229 ;
   always @(posedge clk)
-    m0_0_41 <= \$310 ;
+    m0_0_41 <= \$230 ;
   always @(posedge clk)
-    m0_0_42 <= \$311 ;
+    m0_0_42 <= \$231 ;
   always @(posedge clk)
-    m0_0_43 <= \$312 ;
+    m0_0_43 <= \$232 ;
   always @(posedge clk)
-    m0_0_44 <= \$313 ;
+    m0_0_44 <= \$233 ;
   always @(posedge clk)
-    m0_0_45 <= \$314 ;
+    m0_0_45 <= \$234 ;
   always @(posedge clk)
-    m0_0_46 <= \$315 ;
+    m0_0_46 <= \$235 ;
   always @(posedge clk)
-    m0_0_47 <= \$316 ;
+    m0_0_47 <= \$236 ;
   always @(posedge clk)
-    m0_0_48 <= \$317 ;
+    m0_0_48 <= \$237 ;
   always @(posedge clk)
-    m0_0_49 <= \$318 ;
+    m0_0_49 <= \$238 ;
   always @(posedge clk)
-    m0_0_50 <= \$319 ;
+    m0_0_50 <= \$239 ;
   always @(posedge clk)
-    m0_0_51 <= \$320 ;
+    m0_0_51 <= \$240 ;
   always @(posedge clk)
-    m0_0_52 <= \$321 ;
+    m0_0_52 <= \$241 ;
   always @(posedge clk)
-    m0_0_53 <= \$322 ;
+    m0_0_53 <= \$242 ;
   always @(posedge clk)
-    m0_0_54 <= \$323 ;
+    m0_0_54 <= \$243 ;
   always @(posedge clk)
-    m0_0_55 <= \$324 ;
+    m0_0_55 <= \$244 ;
   always @(posedge clk)
-    m0_0_56 <= \$325 ;
+    m0_0_56 <= \$245 ;
   always @(posedge clk)
-    m0_0_57 <= \$326 ;
+    m0_0_57 <= \$246 ;
   always @(posedge clk)
-    m0_0_58 <= \$327 ;
+    m0_0_58 <= \$247 ;
   always @(posedge clk)
-    m0_0_59 <= \$328 ;
+    m0_0_59 <= \$248 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -15478,125 +10517,125 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     w1_0 <= \$51 ;
   always @(posedge clk)
-    m1_0_0 <= \$329 ;
+    m1_0_0 <= \$249 ;
   always @(posedge clk)
-    m1_0_1 <= \$330 ;
+    m1_0_1 <= \$250 ;
   always @(posedge clk)
-    m1_0_2 <= \$331 ;
+    m1_0_2 <= \$251 ;
   always @(posedge clk)
-    m1_0_3 <= \$332 ;
+    m1_0_3 <= \$252 ;
   always @(posedge clk)
-    m1_0_4 <= \$333 ;
+    m1_0_4 <= \$253 ;
   always @(posedge clk)
-    m1_0_5 <= \$334 ;
+    m1_0_5 <= \$254 ;
   always @(posedge clk)
-    m1_0_6 <= \$335 ;
+    m1_0_6 <= \$255 ;
   always @(posedge clk)
-    m1_0_7 <= \$336 ;
+    m1_0_7 <= \$256 ;
   always @(posedge clk)
-    m1_0_8 <= \$337 ;
+    m1_0_8 <= \$257 ;
   always @(posedge clk)
-    m1_0_9 <= \$338 ;
+    m1_0_9 <= \$258 ;
   always @(posedge clk)
-    m1_0_10 <= \$339 ;
+    m1_0_10 <= \$259 ;
   always @(posedge clk)
-    m1_0_11 <= \$340 ;
+    m1_0_11 <= \$260 ;
   always @(posedge clk)
-    m1_0_12 <= \$341 ;
+    m1_0_12 <= \$261 ;
   always @(posedge clk)
-    m1_0_13 <= \$342 ;
+    m1_0_13 <= \$262 ;
   always @(posedge clk)
-    m1_0_14 <= \$343 ;
+    m1_0_14 <= \$263 ;
   always @(posedge clk)
-    m1_0_15 <= \$344 ;
+    m1_0_15 <= \$264 ;
   always @(posedge clk)
-    m1_0_16 <= \$345 ;
+    m1_0_16 <= \$265 ;
   always @(posedge clk)
-    m1_0_17 <= \$346 ;
+    m1_0_17 <= \$266 ;
   always @(posedge clk)
-    m1_0_18 <= \$347 ;
+    m1_0_18 <= \$267 ;
   always @(posedge clk)
-    m1_0_19 <= \$348 ;
+    m1_0_19 <= \$268 ;
   always @(posedge clk)
-    m1_0_20 <= \$349 ;
+    m1_0_20 <= \$269 ;
   always @(posedge clk)
-    m1_0_21 <= \$350 ;
+    m1_0_21 <= \$270 ;
   always @(posedge clk)
-    m1_0_22 <= \$351 ;
+    m1_0_22 <= \$271 ;
   always @(posedge clk)
-    m1_0_23 <= \$352 ;
+    m1_0_23 <= \$272 ;
   always @(posedge clk)
-    m1_0_24 <= \$353 ;
+    m1_0_24 <= \$273 ;
   always @(posedge clk)
-    m1_0_25 <= \$354 ;
+    m1_0_25 <= \$274 ;
   always @(posedge clk)
-    m1_0_26 <= \$355 ;
+    m1_0_26 <= \$275 ;
   always @(posedge clk)
-    m1_0_27 <= \$356 ;
+    m1_0_27 <= \$276 ;
   always @(posedge clk)
-    m1_0_28 <= \$357 ;
+    m1_0_28 <= \$277 ;
   always @(posedge clk)
-    m1_0_29 <= \$358 ;
+    m1_0_29 <= \$278 ;
   always @(posedge clk)
-    m1_0_30 <= \$359 ;
+    m1_0_30 <= \$279 ;
   always @(posedge clk)
-    m1_0_31 <= \$360 ;
+    m1_0_31 <= \$280 ;
   always @(posedge clk)
-    m1_0_32 <= \$361 ;
+    m1_0_32 <= \$281 ;
   always @(posedge clk)
-    m1_0_33 <= \$362 ;
+    m1_0_33 <= \$282 ;
   always @(posedge clk)
-    m1_0_34 <= \$363 ;
+    m1_0_34 <= \$283 ;
   always @(posedge clk)
-    m1_0_35 <= \$364 ;
+    m1_0_35 <= \$284 ;
   always @(posedge clk)
-    m1_0_36 <= \$365 ;
+    m1_0_36 <= \$285 ;
   always @(posedge clk)
-    m1_0_37 <= \$366 ;
+    m1_0_37 <= \$286 ;
   always @(posedge clk)
-    m1_0_38 <= \$367 ;
+    m1_0_38 <= \$287 ;
   always @(posedge clk)
-    m1_0_39 <= \$368 ;
+    m1_0_39 <= \$288 ;
   always @(posedge clk)
-    m1_0_40 <= \$369 ;
+    m1_0_40 <= \$289 ;
   always @(posedge clk)
-    m1_0_41 <= \$370 ;
+    m1_0_41 <= \$290 ;
   always @(posedge clk)
-    m1_0_42 <= \$371 ;
+    m1_0_42 <= \$291 ;
   always @(posedge clk)
-    m1_0_43 <= \$372 ;
+    m1_0_43 <= \$292 ;
   always @(posedge clk)
-    m1_0_44 <= \$373 ;
+    m1_0_44 <= \$293 ;
   always @(posedge clk)
-    m1_0_45 <= \$374 ;
+    m1_0_45 <= \$294 ;
   always @(posedge clk)
-    m1_0_46 <= \$375 ;
+    m1_0_46 <= \$295 ;
   always @(posedge clk)
-    m1_0_47 <= \$376 ;
+    m1_0_47 <= \$296 ;
   always @(posedge clk)
-    m1_0_48 <= \$377 ;
+    m1_0_48 <= \$297 ;
   always @(posedge clk)
-    m1_0_49 <= \$378 ;
+    m1_0_49 <= \$298 ;
   always @(posedge clk)
-    m1_0_50 <= \$379 ;
+    m1_0_50 <= \$299 ;
   always @(posedge clk)
-    m1_0_51 <= \$380 ;
+    m1_0_51 <= \$300 ;
   always @(posedge clk)
-    m1_0_52 <= \$381 ;
+    m1_0_52 <= \$301 ;
   always @(posedge clk)
-    m1_0_53 <= \$382 ;
+    m1_0_53 <= \$302 ;
   always @(posedge clk)
-    m1_0_54 <= \$383 ;
+    m1_0_54 <= \$303 ;
   always @(posedge clk)
-    m1_0_55 <= \$384 ;
+    m1_0_55 <= \$304 ;
   always @(posedge clk)
-    m1_0_56 <= \$385 ;
+    m1_0_56 <= \$305 ;
   always @(posedge clk)
-    m1_0_57 <= \$386 ;
+    m1_0_57 <= \$306 ;
   always @(posedge clk)
-    m1_0_58 <= \$387 ;
+    m1_0_58 <= \$307 ;
   always @(posedge clk)
-    m1_0_59 <= \$388 ;
+    m1_0_59 <= \$308 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -15640,125 +10679,125 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     w2_0 <= \$52 ;
   always @(posedge clk)
-    m2_0_0 <= \$389 ;
+    m2_0_0 <= \$309 ;
   always @(posedge clk)
-    m2_0_1 <= \$390 ;
+    m2_0_1 <= \$310 ;
   always @(posedge clk)
-    m2_0_2 <= \$391 ;
+    m2_0_2 <= \$311 ;
   always @(posedge clk)
-    m2_0_3 <= \$392 ;
+    m2_0_3 <= \$312 ;
   always @(posedge clk)
-    m2_0_4 <= \$393 ;
+    m2_0_4 <= \$313 ;
   always @(posedge clk)
-    m2_0_5 <= \$394 ;
+    m2_0_5 <= \$314 ;
   always @(posedge clk)
-    m2_0_6 <= \$395 ;
+    m2_0_6 <= \$315 ;
   always @(posedge clk)
-    m2_0_7 <= \$396 ;
+    m2_0_7 <= \$316 ;
   always @(posedge clk)
-    m2_0_8 <= \$397 ;
+    m2_0_8 <= \$317 ;
   always @(posedge clk)
-    m2_0_9 <= \$398 ;
+    m2_0_9 <= \$318 ;
   always @(posedge clk)
-    m2_0_10 <= \$399 ;
+    m2_0_10 <= \$319 ;
   always @(posedge clk)
-    m2_0_11 <= \$400 ;
+    m2_0_11 <= \$320 ;
   always @(posedge clk)
-    m2_0_12 <= \$401 ;
+    m2_0_12 <= \$321 ;
   always @(posedge clk)
-    m2_0_13 <= \$402 ;
+    m2_0_13 <= \$322 ;
   always @(posedge clk)
-    m2_0_14 <= \$403 ;
+    m2_0_14 <= \$323 ;
   always @(posedge clk)
-    m2_0_15 <= \$404 ;
+    m2_0_15 <= \$324 ;
   always @(posedge clk)
-    m2_0_16 <= \$405 ;
+    m2_0_16 <= \$325 ;
   always @(posedge clk)
-    m2_0_17 <= \$406 ;
+    m2_0_17 <= \$326 ;
   always @(posedge clk)
-    m2_0_18 <= \$407 ;
+    m2_0_18 <= \$327 ;
   always @(posedge clk)
-    m2_0_19 <= \$408 ;
+    m2_0_19 <= \$328 ;
   always @(posedge clk)
-    m2_0_20 <= \$409 ;
+    m2_0_20 <= \$329 ;
   always @(posedge clk)
-    m2_0_21 <= \$410 ;
+    m2_0_21 <= \$330 ;
   always @(posedge clk)
-    m2_0_22 <= \$411 ;
+    m2_0_22 <= \$331 ;
   always @(posedge clk)
-    m2_0_23 <= \$412 ;
+    m2_0_23 <= \$332 ;
   always @(posedge clk)
-    m2_0_24 <= \$413 ;
+    m2_0_24 <= \$333 ;
   always @(posedge clk)
-    m2_0_25 <= \$414 ;
+    m2_0_25 <= \$334 ;
   always @(posedge clk)
-    m2_0_26 <= \$415 ;
+    m2_0_26 <= \$335 ;
   always @(posedge clk)
-    m2_0_27 <= \$416 ;
+    m2_0_27 <= \$336 ;
   always @(posedge clk)
-    m2_0_28 <= \$417 ;
+    m2_0_28 <= \$337 ;
   always @(posedge clk)
-    m2_0_29 <= \$418 ;
+    m2_0_29 <= \$338 ;
   always @(posedge clk)
-    m2_0_30 <= \$419 ;
+    m2_0_30 <= \$339 ;
   always @(posedge clk)
-    m2_0_31 <= \$420 ;
+    m2_0_31 <= \$340 ;
   always @(posedge clk)
-    m2_0_32 <= \$421 ;
+    m2_0_32 <= \$341 ;
   always @(posedge clk)
-    m2_0_33 <= \$422 ;
+    m2_0_33 <= \$342 ;
   always @(posedge clk)
-    m2_0_34 <= \$423 ;
+    m2_0_34 <= \$343 ;
   always @(posedge clk)
-    m2_0_35 <= \$424 ;
+    m2_0_35 <= \$344 ;
   always @(posedge clk)
-    m2_0_36 <= \$425 ;
+    m2_0_36 <= \$345 ;
   always @(posedge clk)
-    m2_0_37 <= \$426 ;
+    m2_0_37 <= \$346 ;
   always @(posedge clk)
-    m2_0_38 <= \$427 ;
+    m2_0_38 <= \$347 ;
   always @(posedge clk)
-    m2_0_39 <= \$428 ;
+    m2_0_39 <= \$348 ;
   always @(posedge clk)
-    m2_0_40 <= \$429 ;
+    m2_0_40 <= \$349 ;
   always @(posedge clk)
-    m2_0_41 <= \$430 ;
+    m2_0_41 <= \$350 ;
   always @(posedge clk)
-    m2_0_42 <= \$431 ;
+    m2_0_42 <= \$351 ;
   always @(posedge clk)
-    m2_0_43 <= \$432 ;
+    m2_0_43 <= \$352 ;
   always @(posedge clk)
-    m2_0_44 <= \$433 ;
+    m2_0_44 <= \$353 ;
   always @(posedge clk)
-    m2_0_45 <= \$434 ;
+    m2_0_45 <= \$354 ;
   always @(posedge clk)
-    m2_0_46 <= \$435 ;
+    m2_0_46 <= \$355 ;
   always @(posedge clk)
-    m2_0_47 <= \$436 ;
+    m2_0_47 <= \$356 ;
   always @(posedge clk)
-    m2_0_48 <= \$437 ;
+    m2_0_48 <= \$357 ;
   always @(posedge clk)
-    m2_0_49 <= \$438 ;
+    m2_0_49 <= \$358 ;
   always @(posedge clk)
-    m2_0_50 <= \$439 ;
+    m2_0_50 <= \$359 ;
   always @(posedge clk)
-    m2_0_51 <= \$440 ;
+    m2_0_51 <= \$360 ;
   always @(posedge clk)
-    m2_0_52 <= \$441 ;
+    m2_0_52 <= \$361 ;
   always @(posedge clk)
-    m2_0_53 <= \$442 ;
+    m2_0_53 <= \$362 ;
   always @(posedge clk)
-    m2_0_54 <= \$443 ;
+    m2_0_54 <= \$363 ;
   always @(posedge clk)
-    m2_0_55 <= \$444 ;
+    m2_0_55 <= \$364 ;
   always @(posedge clk)
-    m2_0_56 <= \$445 ;
+    m2_0_56 <= \$365 ;
   always @(posedge clk)
-    m2_0_57 <= \$446 ;
+    m2_0_57 <= \$366 ;
   always @(posedge clk)
-    m2_0_58 <= \$447 ;
+    m2_0_58 <= \$367 ;
   always @(posedge clk)
-    m2_0_59 <= \$448 ;
+    m2_0_59 <= \$368 ;
   always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
@@ -15802,125 +10841,125 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     w3_0 <= \$53 ;
   always @(posedge clk)
-    m3_0_0 <= \$449 ;
+    m3_0_0 <= \$369 ;
   always @(posedge clk)
-    m3_0_1 <= \$450 ;
+    m3_0_1 <= \$370 ;
   always @(posedge clk)
-    m3_0_2 <= \$451 ;
+    m3_0_2 <= \$371 ;
   always @(posedge clk)
-    m3_0_3 <= \$452 ;
+    m3_0_3 <= \$372 ;
   always @(posedge clk)
-    m3_0_4 <= \$453 ;
+    m3_0_4 <= \$373 ;
   always @(posedge clk)
-    m3_0_5 <= \$454 ;
+    m3_0_5 <= \$374 ;
   always @(posedge clk)
-    m3_0_6 <= \$455 ;
+    m3_0_6 <= \$375 ;
   always @(posedge clk)
-    m3_0_7 <= \$456 ;
+    m3_0_7 <= \$376 ;
   always @(posedge clk)
-    m3_0_8 <= \$457 ;
+    m3_0_8 <= \$377 ;
   always @(posedge clk)
-    m3_0_9 <= \$458 ;
+    m3_0_9 <= \$378 ;
   always @(posedge clk)
-    m3_0_10 <= \$459 ;
+    m3_0_10 <= \$379 ;
   always @(posedge clk)
-    m3_0_11 <= \$460 ;
+    m3_0_11 <= \$380 ;
   always @(posedge clk)
-    m3_0_12 <= \$461 ;
+    m3_0_12 <= \$381 ;
   always @(posedge clk)
-    m3_0_13 <= \$462 ;
+    m3_0_13 <= \$382 ;
   always @(posedge clk)
-    m3_0_14 <= \$463 ;
+    m3_0_14 <= \$383 ;
   always @(posedge clk)
-    m3_0_15 <= \$464 ;
+    m3_0_15 <= \$384 ;
   always @(posedge clk)
-    m3_0_16 <= \$465 ;
+    m3_0_16 <= \$385 ;
   always @(posedge clk)
-    m3_0_17 <= \$466 ;
+    m3_0_17 <= \$386 ;
   always @(posedge clk)
-    m3_0_18 <= \$467 ;
+    m3_0_18 <= \$387 ;
   always @(posedge clk)
-    m3_0_19 <= \$468 ;
+    m3_0_19 <= \$388 ;
   always @(posedge clk)
-    m3_0_20 <= \$469 ;
+    m3_0_20 <= \$389 ;
   always @(posedge clk)
-    m3_0_21 <= \$470 ;
+    m3_0_21 <= \$390 ;
   always @(posedge clk)
-    m3_0_22 <= \$471 ;
+    m3_0_22 <= \$391 ;
   always @(posedge clk)
-    m3_0_23 <= \$472 ;
+    m3_0_23 <= \$392 ;
   always @(posedge clk)
-    m3_0_24 <= \$473 ;
+    m3_0_24 <= \$393 ;
   always @(posedge clk)
-    m3_0_25 <= \$474 ;
+    m3_0_25 <= \$394 ;
   always @(posedge clk)
-    m3_0_26 <= \$475 ;
+    m3_0_26 <= \$395 ;
   always @(posedge clk)
-    m3_0_27 <= \$476 ;
+    m3_0_27 <= \$396 ;
   always @(posedge clk)
-    m3_0_28 <= \$477 ;
+    m3_0_28 <= \$397 ;
   always @(posedge clk)
-    m3_0_29 <= \$478 ;
+    m3_0_29 <= \$398 ;
   always @(posedge clk)
-    m3_0_30 <= \$479 ;
+    m3_0_30 <= \$399 ;
   always @(posedge clk)
-    m3_0_31 <= \$480 ;
+    m3_0_31 <= \$400 ;
   always @(posedge clk)
-    m3_0_32 <= \$481 ;
+    m3_0_32 <= \$401 ;
   always @(posedge clk)
-    m3_0_33 <= \$482 ;
+    m3_0_33 <= \$402 ;
   always @(posedge clk)
-    m3_0_34 <= \$483 ;
+    m3_0_34 <= \$403 ;
   always @(posedge clk)
-    m3_0_35 <= \$484 ;
+    m3_0_35 <= \$404 ;
   always @(posedge clk)
-    m3_0_36 <= \$485 ;
+    m3_0_36 <= \$405 ;
   always @(posedge clk)
-    m3_0_37 <= \$486 ;
+    m3_0_37 <= \$406 ;
   always @(posedge clk)
-    m3_0_38 <= \$487 ;
+    m3_0_38 <= \$407 ;
   always @(posedge clk)
-    m3_0_39 <= \$488 ;
+    m3_0_39 <= \$408 ;
   always @(posedge clk)
-    m3_0_40 <= \$489 ;
+    m3_0_40 <= \$409 ;
   always @(posedge clk)
-    m3_0_41 <= \$490 ;
+    m3_0_41 <= \$410 ;
   always @(posedge clk)
-    m3_0_42 <= \$491 ;
+    m3_0_42 <= \$411 ;
   always @(posedge clk)
-    m3_0_43 <= \$492 ;
+    m3_0_43 <= \$412 ;
   always @(posedge clk)
-    m3_0_44 <= \$493 ;
+    m3_0_44 <= \$413 ;
   always @(posedge clk)
-    m3_0_45 <= \$494 ;
+    m3_0_45 <= \$414 ;
   always @(posedge clk)
-    m3_0_46 <= \$495 ;
+    m3_0_46 <= \$415 ;
   always @(posedge clk)
-    m3_0_47 <= \$496 ;
+    m3_0_47 <= \$416 ;
   always @(posedge clk)
-    m3_0_48 <= \$497 ;
+    m3_0_48 <= \$417 ;
   always @(posedge clk)
-    m3_0_49 <= \$498 ;
+    m3_0_49 <= \$418 ;
   always @(posedge clk)
-    m3_0_50 <= \$499 ;
+    m3_0_50 <= \$419 ;
   always @(posedge clk)
-    m3_0_51 <= \$500 ;
+    m3_0_51 <= \$420 ;
   always @(posedge clk)
-    m3_0_52 <= \$501 ;
+    m3_0_52 <= \$421 ;
   always @(posedge clk)
-    m3_0_53 <= \$502 ;
+    m3_0_53 <= \$422 ;
   always @(posedge clk)
-    m3_0_54 <= \$503 ;
+    m3_0_54 <= \$423 ;
   always @(posedge clk)
-    m3_0_55 <= \$504 ;
+    m3_0_55 <= \$424 ;
   always @(posedge clk)
-    m3_0_56 <= \$505 ;
+    m3_0_56 <= \$425 ;
   always @(posedge clk)
-    m3_0_57 <= \$506 ;
+    m3_0_57 <= \$426 ;
   always @(posedge clk)
-    m3_0_58 <= \$507 ;
+    m3_0_58 <= \$427 ;
   always @(posedge clk)
-    m3_0_59 <= \$508 ;
+    m3_0_59 <= \$428 ;
   always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
@@ -16044,91 +11083,91 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    v2_d1 <= \$509 ;
+    v2_d1 <= \$429 ;
   always @(posedge clk)
-    v2_d2 <= \$510 ;
+    v2_d2 <= \$430 ;
   always @(posedge clk)
-    v2_d3 <= \$511 ;
+    v2_d3 <= \$431 ;
   always @(posedge clk)
-    v2_d4 <= \$512 ;
+    v2_d4 <= \$432 ;
   always @(posedge clk)
-    v2_d5 <= \$513 ;
+    v2_d5 <= \$433 ;
   always @(posedge clk)
-    last2_d1 <= \$514 ;
+    last2_d1 <= \$434 ;
   always @(posedge clk)
-    last2_d2 <= \$515 ;
+    last2_d2 <= \$435 ;
   always @(posedge clk)
-    last2_d3 <= \$516 ;
+    last2_d3 <= \$436 ;
   always @(posedge clk)
-    last2_d4 <= \$517 ;
+    last2_d4 <= \$437 ;
   always @(posedge clk)
-    last2_d5 <= \$518 ;
+    last2_d5 <= \$438 ;
   always @(posedge clk)
-    v2p_d1 <= \$519 ;
+    v2p_d1 <= \$439 ;
   always @(posedge clk)
-    v2p_d2 <= \$520 ;
+    v2p_d2 <= \$440 ;
   always @(posedge clk)
-    v2p_d3 <= \$521 ;
+    v2p_d3 <= \$441 ;
   always @(posedge clk)
-    v2p_d4 <= \$522 ;
+    v2p_d4 <= \$442 ;
   always @(posedge clk)
-    first2p_d1 <= \$523 ;
+    first2p_d1 <= \$443 ;
   always @(posedge clk)
-    first2p_d2 <= \$524 ;
+    first2p_d2 <= \$444 ;
   always @(posedge clk)
-    first2p_d3 <= \$525 ;
+    first2p_d3 <= \$445 ;
   always @(posedge clk)
-    first2p_d4 <= \$526 ;
+    first2p_d4 <= \$446 ;
   always @(posedge clk)
-    last2p_d1 <= \$527 ;
+    last2p_d1 <= \$447 ;
   always @(posedge clk)
-    last2p_d2 <= \$528 ;
+    last2p_d2 <= \$448 ;
   always @(posedge clk)
-    last2p_d3 <= \$529 ;
+    last2p_d3 <= \$449 ;
   always @(posedge clk)
-    last2p_d4 <= \$530 ;
+    last2p_d4 <= \$450 ;
   always @(posedge clk)
-    done <= \$531 ;
+    done <= \$451 ;
   always @(posedge clk)
-    xacc <= \$532 ;
+    xacc <= \$452 ;
   always @(posedge clk)
-    xfin <= \$533 ;
+    xfin <= \$453 ;
   always @(posedge clk)
-    acc0_0 <= \$534 ;
+    acc0_0 <= \$454 ;
   always @(posedge clk)
-    fin0_0 <= \$535 ;
+    fin0_0 <= \$455 ;
   always @(posedge clk)
-    bank0_0 <= \$536 ;
+    bank0_0 <= \$456 ;
   always @(posedge clk)
-    acc1_0 <= \$537 ;
+    acc1_0 <= \$457 ;
   always @(posedge clk)
-    fin1_0 <= \$538 ;
+    fin1_0 <= \$458 ;
   always @(posedge clk)
-    bank1_0 <= \$539 ;
+    bank1_0 <= \$459 ;
   always @(posedge clk)
-    acc2_0 <= \$540 ;
+    acc2_0 <= \$460 ;
   always @(posedge clk)
-    fin2_0 <= \$541 ;
+    fin2_0 <= \$461 ;
   always @(posedge clk)
-    bank2_0 <= \$542 ;
+    bank2_0 <= \$462 ;
   always @(posedge clk)
-    acc3_0 <= \$543 ;
+    acc3_0 <= \$463 ;
   always @(posedge clk)
-    fin3_0 <= \$544 ;
+    fin3_0 <= \$464 ;
   always @(posedge clk)
-    bank3_0 <= \$545 ;
+    bank3_0 <= \$465 ;
   always @(posedge clk)
-    ser_left <= \$546 ;
+    ser_left <= \$466 ;
   always @(posedge clk)
-    addr <= \$547 ;
+    addr <= \$467 ;
   always @(posedge clk)
-    \$signal$946  <= \$548 ;
+    \$signal$946  <= \$468 ;
   always @(posedge clk)
-    ka <= \$549 ;
+    ka <= \$469 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$550 ;
+    vb <= \$470 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
@@ -16146,31 +11185,31 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     rq0_over <= \$103 ;
   always @(posedge clk)
-    v_out_d1 <= \$551 ;
+    v_out_d1 <= \$471 ;
   always @(posedge clk)
-    v_out_d2 <= \$552 ;
+    v_out_d2 <= \$472 ;
   always @(posedge clk)
-    v_out_d3 <= \$553 ;
+    v_out_d3 <= \$473 ;
   always @(posedge clk)
-    \w_en$847  <= \$554 ;
+    \w_en$847  <= \$474 ;
   always @(posedge clk)
-    skipped_d1 <= \$555 ;
+    skipped_d1 <= \$475 ;
   always @(posedge clk)
-    skipped_d2 <= \$556 ;
+    skipped_d2 <= \$476 ;
   always @(posedge clk)
-    skipped_d3 <= \$557 ;
+    skipped_d3 <= \$477 ;
   always @(posedge clk)
-    skipped_d4 <= \$558 ;
+    skipped_d4 <= \$478 ;
   always @(posedge clk)
-    skipped_d5 <= \$559 ;
+    skipped_d5 <= \$479 ;
   always @(posedge clk)
-    group_ended_d1 <= \$560 ;
+    group_ended_d1 <= \$480 ;
   always @(posedge clk)
-    credits_returned <= \$561 ;
+    credits_returned <= \$481 ;
   always @(posedge clk)
-    credits_space <= \$562 ;
+    credits_space <= \$482 ;
   always @(posedge clk)
-    credits_room <= \$563 ;
+    credits_room <= \$483 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -16516,14 +11555,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign \$39  = ~ gap_zero;
   assign \$40  = gap - 1'h1;
   assign \$41  = ! s_idx;
-  assign \$42  = r_page_b0[0] ? \port__data$863  : \port__data$862 ;
-  assign \$43  = r_page_b1[0] ? \port__data$866  : \port__data$865 ;
-  assign \$44  = r_page_b2[0] ? \port__data$869  : \port__data$868 ;
-  assign \$45  = r_page_b3[0] ? \port__data$872  : \port__data$871 ;
-  assign \$46  = r_page_b4[0] ? \port__data$875  : \port__data$874 ;
-  assign \$47  = r_page_b5[0] ? \port__data$878  : \port__data$877 ;
-  assign \$48  = r_page_b6[0] ? \port__data$881  : \port__data$880 ;
-  assign \$49  = r_page_b7[0] ? \port__data$884  : \port__data$883 ;
+  assign \$42  = r_page_b0 ? \port__data$863  : \port__data$862 ;
+  assign \$43  = r_page_b1 ? \port__data$866  : \port__data$865 ;
+  assign \$44  = r_page_b2 ? \port__data$869  : \port__data$868 ;
+  assign \$45  = r_page_b3 ? \port__data$872  : \port__data$871 ;
+  assign \$46  = r_page_b4 ? \port__data$875  : \port__data$874 ;
+  assign \$47  = r_page_b5 ? \port__data$878  : \port__data$877 ;
+  assign \$48  = r_page_b6 ? \port__data$881  : \port__data$880 ;
+  assign \$49  = r_page_b7 ? \port__data$884  : \port__data$883 ;
   assign \$50  = ~ { \o$888 , \o$887 , o };
   assign \$51  = ~ { \o$893 , \o$892 , \o$891  };
   assign \$52  = ~ { \o$898 , \o$897 , \o$896  };
@@ -16569,6 +11608,54 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign \$104  = step & s_last;
   assign \$105  = o__valid & \o__ready$842 ;
   assign \$106  = \$105  + skipped_d5;
+  assign \$107  = ! \$2 [4];
+  assign \$108  = ~ rst_conv2;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = \$109  ? take : 1'h0;
+  assign \$111  = ! \$2 [4];
+  assign \$112  = ~ rst_conv2;
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = \$113  ? take : 1'h0;
+  assign \$115  = ! \$2 [4];
+  assign \$116  = ~ rst_conv2;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$117  ? take : 1'h0;
+  assign \$119  = ! \$2 [4];
+  assign \$120  = ~ rst_conv2;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$121  ? take : 1'h0;
+  assign \$123  = ! \$2 [4];
+  assign \$124  = ~ rst_conv2;
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = \$125  ? take : 1'h0;
+  assign \$127  = ! \$2 [4];
+  assign \$128  = ~ rst_conv2;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = \$129  ? take : 1'h0;
+  assign \$131  = ! \$2 [4];
+  assign \$132  = ~ rst_conv2;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = \$133  ? take : 1'h0;
+  assign \$135  = ! \$2 [4];
+  assign \$136  = ~ rst_conv2;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$137  ? take : 1'h0;
+  assign \$140  = ~ rst_conv2;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$141  ? take : 1'h0;
+  assign \$144  = ~ rst_conv2;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = \$145  ? take : 1'h0;
+  assign \$148  = ~ rst_conv2;
+  assign \$149  = \$147  & \$148 ;
+  assign \$150  = \$149  ? take : 1'h0;
+  assign \$152  = ~ rst_conv2;
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = \$153  ? take : 1'h0;
+  assign \$156  = ~ rst_conv2;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$157  ? take : 1'h0;
+  assign \$160  = ~ rst_conv2;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -16676,7 +11763,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b0_p0_copy (
     .clk(clk),
-    .d(\$219 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$109 )
   );
   flexor_copy #(
@@ -16684,7 +11771,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b0_p1_copy (
     .clk(clk),
-    .d(\$220 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$112 )
   );
   flexor_copy #(
@@ -16692,7 +11779,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b1_p0_copy (
     .clk(clk),
-    .d(\$223 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$115 )
   );
   flexor_copy #(
@@ -16700,7 +11787,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b1_p1_copy (
     .clk(clk),
-    .d(\$224 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$118 )
   );
   flexor_copy #(
@@ -16708,7 +11795,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b2_p0_copy (
     .clk(clk),
-    .d(\$227 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$121 )
   );
   flexor_copy #(
@@ -16716,7 +11803,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b2_p1_copy (
     .clk(clk),
-    .d(\$228 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$124 )
   );
   flexor_copy #(
@@ -16724,7 +11811,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b3_p0_copy (
     .clk(clk),
-    .d(\$231 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$127 )
   );
   flexor_copy #(
@@ -16732,7 +11819,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b3_p1_copy (
     .clk(clk),
-    .d(\$232 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$130 )
   );
   flexor_copy #(
@@ -16740,7 +11827,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b4_p0_copy (
     .clk(clk),
-    .d(\$235 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$133 )
   );
   flexor_copy #(
@@ -16748,7 +11835,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b4_p1_copy (
     .clk(clk),
-    .d(\$236 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$136 )
   );
   flexor_copy #(
@@ -16756,7 +11843,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b5_p0_copy (
     .clk(clk),
-    .d(\$239 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$139 )
   );
   flexor_copy #(
@@ -16764,7 +11851,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b5_p1_copy (
     .clk(clk),
-    .d(\$240 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$142 )
   );
   flexor_copy #(
@@ -16772,7 +11859,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b6_p0_copy (
     .clk(clk),
-    .d(\$243 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$145 )
   );
   flexor_copy #(
@@ -16780,7 +11867,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b6_p1_copy (
     .clk(clk),
-    .d(\$244 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$148 )
   );
   flexor_copy #(
@@ -16788,7 +11875,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b7_p0_copy (
     .clk(clk),
-    .d(\$247 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$151 )
   );
   flexor_copy #(
@@ -16796,71 +11883,71 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) r_addr_b7_p1_copy (
     .clk(clk),
-    .d(\$248 [3:0]),
+    .d(r_next[3:0]),
     .q(\port__addr$154 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd2)
+    .WIDTH(32'd1)
   ) r_page_b0_copy (
     .clk(clk),
-    .d(\$222 ),
+    .d(r_addr_q[4]),
     .q(r_page_b0)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd2)
+    .WIDTH(32'd1)
   ) r_page_b1_copy (
     .clk(clk),
-    .d(\$226 ),
+    .d(r_addr_q[4]),
     .q(r_page_b1)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd2)
+    .WIDTH(32'd1)
   ) r_page_b2_copy (
     .clk(clk),
-    .d(\$230 ),
+    .d(r_addr_q[4]),
     .q(r_page_b2)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd2)
+    .WIDTH(32'd1)
   ) r_page_b3_copy (
     .clk(clk),
-    .d(\$234 ),
+    .d(r_addr_q[4]),
     .q(r_page_b3)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd2)
+    .WIDTH(32'd1)
   ) r_page_b4_copy (
     .clk(clk),
-    .d(\$238 ),
+    .d(r_addr_q[4]),
     .q(r_page_b4)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd2)
+    .WIDTH(32'd1)
   ) r_page_b5_copy (
     .clk(clk),
-    .d(\$242 ),
+    .d(r_addr_q[4]),
     .q(r_page_b5)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd2)
+    .WIDTH(32'd1)
   ) r_page_b6_copy (
     .clk(clk),
-    .d(\$246 ),
+    .d(r_addr_q[4]),
     .q(r_page_b6)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd2)
+    .WIDTH(32'd1)
   ) r_page_b7_copy (
     .clk(clk),
-    .d(\$250 ),
+    .d(r_addr_q[4]),
     .q(r_page_b7)
   );
   \flexor_lenet5.conv2.rom  rom (
@@ -16885,7 +11972,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b0_p0_copy (
     .clk(clk),
-    .d(\$107 [3:0]),
+    .d(\$2 [3:0]),
     .q(port__addr)
   );
   flexor_copy #(
@@ -16893,7 +11980,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b0_p1_copy (
     .clk(clk),
-    .d(\$163 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$45 )
   );
   flexor_copy #(
@@ -16901,7 +11988,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b1_p0_copy (
     .clk(clk),
-    .d(\$114 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$10 )
   );
   flexor_copy #(
@@ -16909,7 +11996,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b1_p1_copy (
     .clk(clk),
-    .d(\$170 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$50 )
   );
   flexor_copy #(
@@ -16917,7 +12004,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b2_p0_copy (
     .clk(clk),
-    .d(\$121 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$15 )
   );
   flexor_copy #(
@@ -16925,7 +12012,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b2_p1_copy (
     .clk(clk),
-    .d(\$177 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$55 )
   );
   flexor_copy #(
@@ -16933,7 +12020,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b3_p0_copy (
     .clk(clk),
-    .d(\$128 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$20 )
   );
   flexor_copy #(
@@ -16941,7 +12028,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b3_p1_copy (
     .clk(clk),
-    .d(\$184 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$60 )
   );
   flexor_copy #(
@@ -16949,7 +12036,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b4_p0_copy (
     .clk(clk),
-    .d(\$135 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$25 )
   );
   flexor_copy #(
@@ -16957,7 +12044,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b4_p1_copy (
     .clk(clk),
-    .d(\$191 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$65 )
   );
   flexor_copy #(
@@ -16965,7 +12052,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b5_p0_copy (
     .clk(clk),
-    .d(\$142 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$30 )
   );
   flexor_copy #(
@@ -16973,7 +12060,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b5_p1_copy (
     .clk(clk),
-    .d(\$198 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$70 )
   );
   flexor_copy #(
@@ -16981,7 +12068,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b6_p0_copy (
     .clk(clk),
-    .d(\$149 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$35 )
   );
   flexor_copy #(
@@ -16989,7 +12076,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b6_p1_copy (
     .clk(clk),
-    .d(\$205 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$75 )
   );
   flexor_copy #(
@@ -16997,7 +12084,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b7_p0_copy (
     .clk(clk),
-    .d(\$156 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$40 )
   );
   flexor_copy #(
@@ -17005,7 +12092,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd4)
   ) w_addr_b7_p1_copy (
     .clk(clk),
-    .d(\$212 [3:0]),
+    .d(\$2 [3:0]),
     .q(\port__addr$80 )
   );
   flexor_copy #(
@@ -17013,7 +12100,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$113 ),
+    .d(\$110 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -17021,7 +12108,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$169 ),
+    .d(\$142 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -17029,7 +12116,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$120 ),
+    .d(\$114 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -17037,7 +12124,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$176 ),
+    .d(\$146 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -17045,7 +12132,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$127 ),
+    .d(\$118 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -17053,7 +12140,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$183 ),
+    .d(\$150 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -17061,7 +12148,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$134 ),
+    .d(\$122 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -17069,7 +12156,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$190 ),
+    .d(\$154 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -17077,7 +12164,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$141 ),
+    .d(\$126 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -17085,7 +12172,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$197 ),
+    .d(\$158 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -17093,7 +12180,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p0_copy (
     .clk(clk),
-    .d(\$148 ),
+    .d(\$130 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -17101,7 +12188,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p1_copy (
     .clk(clk),
-    .d(\$204 ),
+    .d(\$162 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -17109,7 +12196,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p0_copy (
     .clk(clk),
-    .d(\$155 ),
+    .d(\$134 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -17117,7 +12204,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p1_copy (
     .clk(clk),
-    .d(\$211 ),
+    .d(\$166 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -17125,7 +12212,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p0_copy (
     .clk(clk),
-    .d(\$162 ),
+    .d(\$138 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -17133,16 +12220,16 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p1_copy (
     .clk(clk),
-    .d(\$218 ),
+    .d(\$170 ),
     .q(\port__en$83 )
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
     .data(\data$965 ),
     .o__ready(step),
-    .\port$8391$0 (\$564 ),
-    .\port$8397$0 (\$565 ),
-    .\port$8403$0 (\$566 ),
+    .\port$4935$0 (\$484 ),
+    .\port$4941$0 (\$485 ),
+    .\port$4947$0 (\$486 ),
     .raddr(\addr$966 ),
     .rst_conv2(rst_conv2)
   );
@@ -17158,2723 +12245,2723 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$251  = w_count;
+    \$171  = w_count;
     if (take) begin
-      \$251  = \$27 [3:0];
+      \$171  = \$27 [3:0];
     end
     if (rst_conv2) begin
-      \$251  = 4'h0;
+      \$171  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$252  = w_full;
+    \$172  = w_full;
     if (take) begin
       if (\$28 ) begin
-        \$252  = 1'h1;
+        \$172  = 1'h1;
       end
     end
     if (load) begin
-      \$252  = 1'h0;
+      \$172  = 1'h0;
     end
     if (rst_conv2) begin
-      \$252  = 1'h0;
+      \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$253  = \$29 ;
+    \$173  = \$29 ;
     if (rst_conv2) begin
-      \$253  = 1'h1;
+      \$173  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$254  = gap_zero_next;
+    \$174  = gap_zero_next;
     if (rst_conv2) begin
-      \$254  = 1'h1;
+      \$174  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$255  = \$signal ;
+    \$175  = \$signal ;
     if (rst_conv2) begin
-      \$255  = 1'h0;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$256  = n_last_next;
+    \$176  = n_last_next;
     if (rst_conv2) begin
-      \$256  = 1'h0;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$257  = \$30 ;
+    \$177  = \$30 ;
     if (rst_conv2) begin
-      \$257  = 1'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$258  = r_next;
+    \$178  = r_next;
     if (rst_conv2) begin
-      \$258  = 5'h00;
+      \$178  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$259  = s_idx;
+    \$179  = s_idx;
     if (step) begin
-      \$259  = \$32 [3:0];
+      \$179  = \$32 [3:0];
     end
     if (rst_conv2) begin
-      \$259  = 4'h0;
+      \$179  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$260  = n_idx;
+    \$180  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$260  = \$34 [3:0];
+        \$180  = \$34 [3:0];
       end
     end
     if (rst_conv2) begin
-      \$260  = 4'h0;
+      \$180  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$261  = active;
+    \$181  = active;
     if (\$35 ) begin
-      \$261  = 1'h0;
+      \$181  = 1'h0;
     end
     if (load) begin
-      \$261  = 1'h1;
+      \$181  = 1'h1;
     end
     if (rst_conv2) begin
-      \$261  = 1'h0;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$262  = r_base;
+    \$182  = r_base;
     if (load) begin
-      \$262  = { 1'h0, \$36  };
+      \$182  = { 1'h0, \$36  };
     end
     if (rst_conv2) begin
-      \$262  = 5'h00;
+      \$182  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$263  = w_half;
+    \$183  = w_half;
     if (load) begin
-      \$263  = \$37 ;
+      \$183  = \$37 ;
     end
     if (rst_conv2) begin
-      \$263  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$264  = gap;
+    \$184  = gap;
     if (\$38 ) begin
-      \$264  = 3'h3;
+      \$184  = 3'h3;
     end else if (\$39 ) begin
-      \$264  = \$40 [2:0];
+      \$184  = \$40 [2:0];
     end
     if (rst_conv2) begin
-      \$264  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$265  = step;
-    if (rst_conv2) begin
-      \$265  = 1'h0;
+      \$184  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$266  = \$41 ;
+    \$185  = step;
     if (rst_conv2) begin
-      \$266  = 1'h0;
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$267  = s_last;
+    \$186  = \$41 ;
     if (rst_conv2) begin
-      \$267  = 1'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$268  = r_next;
+    \$187  = s_last;
     if (rst_conv2) begin
-      \$268  = 5'h00;
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$188  = r_next;
+    if (rst_conv2) begin
+      \$188  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$269  = 8'h00;
+      \$189  = 8'h00;
     end else begin
-      \$269  = xdata_d1[7:0];
+      \$189  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$270  = 8'h00;
+      \$190  = 8'h00;
     end else begin
-      \$270  = xdata_d1[15:8];
+      \$190  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$271  = 8'h00;
+      \$191  = 8'h00;
     end else begin
-      \$271  = xdata_d1[23:16];
+      \$191  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$272  = 8'h00;
+      \$192  = 8'h00;
     end else begin
-      \$272  = xdata_d1[31:24];
+      \$192  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$273  = 8'h00;
+      \$193  = 8'h00;
     end else begin
-      \$273  = xdata_d1[39:32];
+      \$193  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$274  = 8'h00;
+      \$194  = 8'h00;
     end else begin
-      \$274  = xdata_d1[47:40];
+      \$194  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$275  = 8'h00;
+      \$195  = 8'h00;
     end else begin
-      \$275  = xdata_d1[55:48];
+      \$195  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$276  = 8'h00;
+      \$196  = 8'h00;
     end else begin
-      \$276  = xdata_d1[63:56];
+      \$196  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$277  = 8'h00;
+      \$197  = 8'h00;
     end else begin
-      \$277  = xdata_d1[71:64];
+      \$197  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$278  = 8'h00;
+      \$198  = 8'h00;
     end else begin
-      \$278  = xdata_d1[79:72];
+      \$198  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$279  = 8'h00;
+      \$199  = 8'h00;
     end else begin
-      \$279  = xdata_d1[87:80];
+      \$199  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$280  = 8'h00;
+      \$200  = 8'h00;
     end else begin
-      \$280  = xdata_d1[95:88];
+      \$200  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$281  = 8'h00;
+      \$201  = 8'h00;
     end else begin
-      \$281  = xdata_d1[103:96];
+      \$201  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$282  = 8'h00;
+      \$202  = 8'h00;
     end else begin
-      \$282  = xdata_d1[111:104];
+      \$202  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$283  = 8'h00;
+      \$203  = 8'h00;
     end else begin
-      \$283  = xdata_d1[119:112];
+      \$203  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$284  = 8'h00;
+      \$204  = 8'h00;
     end else begin
-      \$284  = xdata_d1[127:120];
+      \$204  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$285  = 8'h00;
+      \$205  = 8'h00;
     end else begin
-      \$285  = xdata_d1[135:128];
+      \$205  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$286  = 8'h00;
+      \$206  = 8'h00;
     end else begin
-      \$286  = xdata_d1[143:136];
+      \$206  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$287  = 8'h00;
+      \$207  = 8'h00;
     end else begin
-      \$287  = xdata_d1[151:144];
+      \$207  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$288  = 8'h00;
+      \$208  = 8'h00;
     end else begin
-      \$288  = xdata_d1[159:152];
+      \$208  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$289  = 8'h00;
+      \$209  = 8'h00;
     end else begin
-      \$289  = xdata_d1[167:160];
+      \$209  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$290  = 8'h00;
+      \$210  = 8'h00;
     end else begin
-      \$290  = xdata_d1[175:168];
+      \$210  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$291  = 8'h00;
+      \$211  = 8'h00;
     end else begin
-      \$291  = xdata_d1[183:176];
+      \$211  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$292  = 8'h00;
+      \$212  = 8'h00;
     end else begin
-      \$292  = xdata_d1[191:184];
+      \$212  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$293  = 8'h00;
+      \$213  = 8'h00;
     end else begin
-      \$293  = xdata_d1[199:192];
+      \$213  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
-      \$294  = 8'h00;
+      \$214  = 8'h00;
     end else begin
-      \$294  = xdata_d1[207:200];
+      \$214  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
-      \$295  = 8'h00;
+      \$215  = 8'h00;
     end else begin
-      \$295  = xdata_d1[215:208];
+      \$215  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
-      \$296  = 8'h00;
+      \$216  = 8'h00;
     end else begin
-      \$296  = xdata_d1[223:216];
+      \$216  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
-      \$297  = 8'h00;
+      \$217  = 8'h00;
     end else begin
-      \$297  = xdata_d1[231:224];
+      \$217  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
-      \$298  = 8'h00;
+      \$218  = 8'h00;
     end else begin
-      \$298  = xdata_d1[239:232];
+      \$218  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
-      \$299  = 8'h00;
+      \$219  = 8'h00;
     end else begin
-      \$299  = xdata_d1[247:240];
+      \$219  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
-      \$300  = 8'h00;
+      \$220  = 8'h00;
     end else begin
-      \$300  = xdata_d1[255:248];
+      \$220  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
-      \$301  = 8'h00;
+      \$221  = 8'h00;
     end else begin
-      \$301  = xdata_d1[263:256];
+      \$221  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
-      \$302  = 8'h00;
+      \$222  = 8'h00;
     end else begin
-      \$302  = xdata_d1[271:264];
+      \$222  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
-      \$303  = 8'h00;
+      \$223  = 8'h00;
     end else begin
-      \$303  = xdata_d1[279:272];
+      \$223  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
-      \$304  = 8'h00;
+      \$224  = 8'h00;
     end else begin
-      \$304  = xdata_d1[287:280];
+      \$224  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
-      \$305  = 8'h00;
+      \$225  = 8'h00;
     end else begin
-      \$305  = xdata_d1[295:288];
+      \$225  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
-      \$306  = 8'h00;
+      \$226  = 8'h00;
     end else begin
-      \$306  = xdata_d1[303:296];
+      \$226  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
-      \$307  = 8'h00;
+      \$227  = 8'h00;
     end else begin
-      \$307  = xdata_d1[311:304];
+      \$227  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
-      \$308  = 8'h00;
+      \$228  = 8'h00;
     end else begin
-      \$308  = xdata_d1[319:312];
+      \$228  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
-      \$309  = 8'h00;
+      \$229  = 8'h00;
     end else begin
-      \$309  = xdata_d1[327:320];
+      \$229  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
-      \$310  = 8'h00;
+      \$230  = 8'h00;
     end else begin
-      \$310  = xdata_d1[335:328];
+      \$230  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
-      \$311  = 8'h00;
+      \$231  = 8'h00;
     end else begin
-      \$311  = xdata_d1[343:336];
+      \$231  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
-      \$312  = 8'h00;
+      \$232  = 8'h00;
     end else begin
-      \$312  = xdata_d1[351:344];
+      \$232  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
-      \$313  = 8'h00;
+      \$233  = 8'h00;
     end else begin
-      \$313  = xdata_d1[359:352];
+      \$233  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
-      \$314  = 8'h00;
+      \$234  = 8'h00;
     end else begin
-      \$314  = xdata_d1[367:360];
+      \$234  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
-      \$315  = 8'h00;
+      \$235  = 8'h00;
     end else begin
-      \$315  = xdata_d1[375:368];
+      \$235  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
-      \$316  = 8'h00;
+      \$236  = 8'h00;
     end else begin
-      \$316  = xdata_d1[383:376];
+      \$236  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
-      \$317  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$317  = xdata_d1[391:384];
+      \$237  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
-      \$318  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$318  = xdata_d1[399:392];
+      \$238  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
-      \$319  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$319  = xdata_d1[407:400];
+      \$239  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
-      \$320  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$320  = xdata_d1[415:408];
+      \$240  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
-      \$321  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$321  = xdata_d1[423:416];
+      \$241  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
-      \$322  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$322  = xdata_d1[431:424];
+      \$242  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
-      \$323  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$323  = xdata_d1[439:432];
+      \$243  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
-      \$324  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$324  = xdata_d1[447:440];
+      \$244  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
-      \$325  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$325  = xdata_d1[455:448];
+      \$245  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
-      \$326  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$326  = xdata_d1[463:456];
+      \$246  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
-      \$327  = 8'h00;
+      \$247  = 8'h00;
     end else begin
-      \$327  = xdata_d1[471:464];
+      \$247  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
-      \$328  = 8'h00;
+      \$248  = 8'h00;
     end else begin
-      \$328  = xdata_d1[479:472];
+      \$248  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$329  = 8'h00;
+      \$249  = 8'h00;
     end else begin
-      \$329  = xdata_d1[7:0];
+      \$249  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$330  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$330  = xdata_d1[15:8];
+      \$250  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$331  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$331  = xdata_d1[23:16];
+      \$251  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$332  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$332  = xdata_d1[31:24];
+      \$252  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$333  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$333  = xdata_d1[39:32];
+      \$253  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$334  = 8'h00;
+      \$254  = 8'h00;
     end else begin
-      \$334  = xdata_d1[47:40];
+      \$254  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$335  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$335  = xdata_d1[55:48];
+      \$255  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$336  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$336  = xdata_d1[63:56];
+      \$256  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$337  = 8'h00;
+      \$257  = 8'h00;
     end else begin
-      \$337  = xdata_d1[71:64];
+      \$257  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$338  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$338  = xdata_d1[79:72];
+      \$258  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$339  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$339  = xdata_d1[87:80];
+      \$259  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$340  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$340  = xdata_d1[95:88];
+      \$260  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$341  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$341  = xdata_d1[103:96];
+      \$261  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$342  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$342  = xdata_d1[111:104];
+      \$262  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$343  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$343  = xdata_d1[119:112];
+      \$263  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$344  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$344  = xdata_d1[127:120];
+      \$264  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$345  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$345  = xdata_d1[135:128];
+      \$265  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$346  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$346  = xdata_d1[143:136];
+      \$266  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$347  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$347  = xdata_d1[151:144];
+      \$267  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$348  = 8'h00;
+      \$268  = 8'h00;
     end else begin
-      \$348  = xdata_d1[159:152];
+      \$268  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
-      \$349  = 8'h00;
+      \$269  = 8'h00;
     end else begin
-      \$349  = xdata_d1[167:160];
+      \$269  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
-      \$350  = 8'h00;
+      \$270  = 8'h00;
     end else begin
-      \$350  = xdata_d1[175:168];
+      \$270  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
-      \$351  = 8'h00;
+      \$271  = 8'h00;
     end else begin
-      \$351  = xdata_d1[183:176];
+      \$271  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
-      \$352  = 8'h00;
+      \$272  = 8'h00;
     end else begin
-      \$352  = xdata_d1[191:184];
+      \$272  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
-      \$353  = 8'h00;
+      \$273  = 8'h00;
     end else begin
-      \$353  = xdata_d1[199:192];
+      \$273  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
-      \$354  = 8'h00;
+      \$274  = 8'h00;
     end else begin
-      \$354  = xdata_d1[207:200];
+      \$274  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
-      \$355  = 8'h00;
+      \$275  = 8'h00;
     end else begin
-      \$355  = xdata_d1[215:208];
+      \$275  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
-      \$356  = 8'h00;
+      \$276  = 8'h00;
     end else begin
-      \$356  = xdata_d1[223:216];
+      \$276  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
-      \$357  = 8'h00;
+      \$277  = 8'h00;
     end else begin
-      \$357  = xdata_d1[231:224];
+      \$277  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
-      \$358  = 8'h00;
+      \$278  = 8'h00;
     end else begin
-      \$358  = xdata_d1[239:232];
+      \$278  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
-      \$359  = 8'h00;
+      \$279  = 8'h00;
     end else begin
-      \$359  = xdata_d1[247:240];
+      \$279  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
-      \$360  = 8'h00;
+      \$280  = 8'h00;
     end else begin
-      \$360  = xdata_d1[255:248];
+      \$280  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
-      \$361  = 8'h00;
+      \$281  = 8'h00;
     end else begin
-      \$361  = xdata_d1[263:256];
+      \$281  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
-      \$362  = 8'h00;
+      \$282  = 8'h00;
     end else begin
-      \$362  = xdata_d1[271:264];
+      \$282  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
-      \$363  = 8'h00;
+      \$283  = 8'h00;
     end else begin
-      \$363  = xdata_d1[279:272];
+      \$283  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
-      \$364  = 8'h00;
+      \$284  = 8'h00;
     end else begin
-      \$364  = xdata_d1[287:280];
+      \$284  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
-      \$365  = 8'h00;
+      \$285  = 8'h00;
     end else begin
-      \$365  = xdata_d1[295:288];
+      \$285  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
-      \$366  = 8'h00;
+      \$286  = 8'h00;
     end else begin
-      \$366  = xdata_d1[303:296];
+      \$286  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
-      \$367  = 8'h00;
+      \$287  = 8'h00;
     end else begin
-      \$367  = xdata_d1[311:304];
+      \$287  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
-      \$368  = 8'h00;
+      \$288  = 8'h00;
     end else begin
-      \$368  = xdata_d1[319:312];
+      \$288  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
-      \$369  = 8'h00;
+      \$289  = 8'h00;
     end else begin
-      \$369  = xdata_d1[327:320];
+      \$289  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
-      \$370  = 8'h00;
+      \$290  = 8'h00;
     end else begin
-      \$370  = xdata_d1[335:328];
+      \$290  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
-      \$371  = 8'h00;
+      \$291  = 8'h00;
     end else begin
-      \$371  = xdata_d1[343:336];
+      \$291  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
-      \$372  = 8'h00;
+      \$292  = 8'h00;
     end else begin
-      \$372  = xdata_d1[351:344];
+      \$292  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
-      \$373  = 8'h00;
+      \$293  = 8'h00;
     end else begin
-      \$373  = xdata_d1[359:352];
+      \$293  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
-      \$374  = 8'h00;
+      \$294  = 8'h00;
     end else begin
-      \$374  = xdata_d1[367:360];
+      \$294  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
-      \$375  = 8'h00;
+      \$295  = 8'h00;
     end else begin
-      \$375  = xdata_d1[375:368];
+      \$295  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
-      \$376  = 8'h00;
+      \$296  = 8'h00;
     end else begin
-      \$376  = xdata_d1[383:376];
+      \$296  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
-      \$377  = 8'h00;
+      \$297  = 8'h00;
     end else begin
-      \$377  = xdata_d1[391:384];
+      \$297  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
-      \$378  = 8'h00;
+      \$298  = 8'h00;
     end else begin
-      \$378  = xdata_d1[399:392];
+      \$298  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
-      \$379  = 8'h00;
+      \$299  = 8'h00;
     end else begin
-      \$379  = xdata_d1[407:400];
+      \$299  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
-      \$380  = 8'h00;
+      \$300  = 8'h00;
     end else begin
-      \$380  = xdata_d1[415:408];
+      \$300  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
-      \$381  = 8'h00;
+      \$301  = 8'h00;
     end else begin
-      \$381  = xdata_d1[423:416];
+      \$301  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
-      \$382  = 8'h00;
+      \$302  = 8'h00;
     end else begin
-      \$382  = xdata_d1[431:424];
+      \$302  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
-      \$383  = 8'h00;
+      \$303  = 8'h00;
     end else begin
-      \$383  = xdata_d1[439:432];
+      \$303  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
-      \$384  = 8'h00;
+      \$304  = 8'h00;
     end else begin
-      \$384  = xdata_d1[447:440];
+      \$304  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
-      \$385  = 8'h00;
+      \$305  = 8'h00;
     end else begin
-      \$385  = xdata_d1[455:448];
+      \$305  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
-      \$386  = 8'h00;
+      \$306  = 8'h00;
     end else begin
-      \$386  = xdata_d1[463:456];
+      \$306  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
-      \$387  = 8'h00;
+      \$307  = 8'h00;
     end else begin
-      \$387  = xdata_d1[471:464];
+      \$307  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
-      \$388  = 8'h00;
+      \$308  = 8'h00;
     end else begin
-      \$388  = xdata_d1[479:472];
+      \$308  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
-      \$389  = 8'h00;
+      \$309  = 8'h00;
     end else begin
-      \$389  = xdata_d1[7:0];
+      \$309  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
-      \$390  = 8'h00;
+      \$310  = 8'h00;
     end else begin
-      \$390  = xdata_d1[15:8];
+      \$310  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
-      \$391  = 8'h00;
+      \$311  = 8'h00;
     end else begin
-      \$391  = xdata_d1[23:16];
+      \$311  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
-      \$392  = 8'h00;
+      \$312  = 8'h00;
     end else begin
-      \$392  = xdata_d1[31:24];
+      \$312  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
-      \$393  = 8'h00;
+      \$313  = 8'h00;
     end else begin
-      \$393  = xdata_d1[39:32];
+      \$313  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
-      \$394  = 8'h00;
+      \$314  = 8'h00;
     end else begin
-      \$394  = xdata_d1[47:40];
+      \$314  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
-      \$395  = 8'h00;
+      \$315  = 8'h00;
     end else begin
-      \$395  = xdata_d1[55:48];
+      \$315  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
-      \$396  = 8'h00;
+      \$316  = 8'h00;
     end else begin
-      \$396  = xdata_d1[63:56];
+      \$316  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
-      \$397  = 8'h00;
+      \$317  = 8'h00;
     end else begin
-      \$397  = xdata_d1[71:64];
+      \$317  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
-      \$398  = 8'h00;
+      \$318  = 8'h00;
     end else begin
-      \$398  = xdata_d1[79:72];
+      \$318  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
-      \$399  = 8'h00;
+      \$319  = 8'h00;
     end else begin
-      \$399  = xdata_d1[87:80];
+      \$319  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
-      \$400  = 8'h00;
+      \$320  = 8'h00;
     end else begin
-      \$400  = xdata_d1[95:88];
+      \$320  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
-      \$401  = 8'h00;
+      \$321  = 8'h00;
     end else begin
-      \$401  = xdata_d1[103:96];
+      \$321  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
-      \$402  = 8'h00;
+      \$322  = 8'h00;
     end else begin
-      \$402  = xdata_d1[111:104];
+      \$322  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
-      \$403  = 8'h00;
+      \$323  = 8'h00;
     end else begin
-      \$403  = xdata_d1[119:112];
+      \$323  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
-      \$404  = 8'h00;
+      \$324  = 8'h00;
     end else begin
-      \$404  = xdata_d1[127:120];
+      \$324  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
-      \$405  = 8'h00;
+      \$325  = 8'h00;
     end else begin
-      \$405  = xdata_d1[135:128];
+      \$325  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
-      \$406  = 8'h00;
+      \$326  = 8'h00;
     end else begin
-      \$406  = xdata_d1[143:136];
+      \$326  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
-      \$407  = 8'h00;
+      \$327  = 8'h00;
     end else begin
-      \$407  = xdata_d1[151:144];
+      \$327  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
-      \$408  = 8'h00;
+      \$328  = 8'h00;
     end else begin
-      \$408  = xdata_d1[159:152];
+      \$328  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
-      \$409  = 8'h00;
+      \$329  = 8'h00;
     end else begin
-      \$409  = xdata_d1[167:160];
+      \$329  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
-      \$410  = 8'h00;
+      \$330  = 8'h00;
     end else begin
-      \$410  = xdata_d1[175:168];
+      \$330  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
-      \$411  = 8'h00;
+      \$331  = 8'h00;
     end else begin
-      \$411  = xdata_d1[183:176];
+      \$331  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
-      \$412  = 8'h00;
+      \$332  = 8'h00;
     end else begin
-      \$412  = xdata_d1[191:184];
+      \$332  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
-      \$413  = 8'h00;
+      \$333  = 8'h00;
     end else begin
-      \$413  = xdata_d1[199:192];
+      \$333  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
-      \$414  = 8'h00;
+      \$334  = 8'h00;
     end else begin
-      \$414  = xdata_d1[207:200];
+      \$334  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
-      \$415  = 8'h00;
+      \$335  = 8'h00;
     end else begin
-      \$415  = xdata_d1[215:208];
+      \$335  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
-      \$416  = 8'h00;
+      \$336  = 8'h00;
     end else begin
-      \$416  = xdata_d1[223:216];
+      \$336  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
-      \$417  = 8'h00;
+      \$337  = 8'h00;
     end else begin
-      \$417  = xdata_d1[231:224];
+      \$337  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
-      \$418  = 8'h00;
+      \$338  = 8'h00;
     end else begin
-      \$418  = xdata_d1[239:232];
+      \$338  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
-      \$419  = 8'h00;
+      \$339  = 8'h00;
     end else begin
-      \$419  = xdata_d1[247:240];
+      \$339  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
-      \$420  = 8'h00;
+      \$340  = 8'h00;
     end else begin
-      \$420  = xdata_d1[255:248];
+      \$340  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
-      \$421  = 8'h00;
+      \$341  = 8'h00;
     end else begin
-      \$421  = xdata_d1[263:256];
+      \$341  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
-      \$422  = 8'h00;
+      \$342  = 8'h00;
     end else begin
-      \$422  = xdata_d1[271:264];
+      \$342  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
-      \$423  = 8'h00;
+      \$343  = 8'h00;
     end else begin
-      \$423  = xdata_d1[279:272];
+      \$343  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
-      \$424  = 8'h00;
+      \$344  = 8'h00;
     end else begin
-      \$424  = xdata_d1[287:280];
+      \$344  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
-      \$425  = 8'h00;
+      \$345  = 8'h00;
     end else begin
-      \$425  = xdata_d1[295:288];
+      \$345  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
-      \$426  = 8'h00;
+      \$346  = 8'h00;
     end else begin
-      \$426  = xdata_d1[303:296];
+      \$346  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
-      \$427  = 8'h00;
+      \$347  = 8'h00;
     end else begin
-      \$427  = xdata_d1[311:304];
+      \$347  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
-      \$428  = 8'h00;
+      \$348  = 8'h00;
     end else begin
-      \$428  = xdata_d1[319:312];
+      \$348  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
-      \$429  = 8'h00;
+      \$349  = 8'h00;
     end else begin
-      \$429  = xdata_d1[327:320];
+      \$349  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
-      \$430  = 8'h00;
+      \$350  = 8'h00;
     end else begin
-      \$430  = xdata_d1[335:328];
+      \$350  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
-      \$431  = 8'h00;
+      \$351  = 8'h00;
     end else begin
-      \$431  = xdata_d1[343:336];
+      \$351  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
-      \$432  = 8'h00;
+      \$352  = 8'h00;
     end else begin
-      \$432  = xdata_d1[351:344];
+      \$352  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
-      \$433  = 8'h00;
+      \$353  = 8'h00;
     end else begin
-      \$433  = xdata_d1[359:352];
+      \$353  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
-      \$434  = 8'h00;
+      \$354  = 8'h00;
     end else begin
-      \$434  = xdata_d1[367:360];
+      \$354  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
-      \$435  = 8'h00;
+      \$355  = 8'h00;
     end else begin
-      \$435  = xdata_d1[375:368];
+      \$355  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
-      \$436  = 8'h00;
+      \$356  = 8'h00;
     end else begin
-      \$436  = xdata_d1[383:376];
+      \$356  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
-      \$437  = 8'h00;
+      \$357  = 8'h00;
     end else begin
-      \$437  = xdata_d1[391:384];
+      \$357  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
-      \$438  = 8'h00;
+      \$358  = 8'h00;
     end else begin
-      \$438  = xdata_d1[399:392];
+      \$358  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
-      \$439  = 8'h00;
+      \$359  = 8'h00;
     end else begin
-      \$439  = xdata_d1[407:400];
+      \$359  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
-      \$440  = 8'h00;
+      \$360  = 8'h00;
     end else begin
-      \$440  = xdata_d1[415:408];
+      \$360  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
-      \$441  = 8'h00;
+      \$361  = 8'h00;
     end else begin
-      \$441  = xdata_d1[423:416];
+      \$361  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
-      \$442  = 8'h00;
+      \$362  = 8'h00;
     end else begin
-      \$442  = xdata_d1[431:424];
+      \$362  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
-      \$443  = 8'h00;
+      \$363  = 8'h00;
     end else begin
-      \$443  = xdata_d1[439:432];
+      \$363  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
-      \$444  = 8'h00;
+      \$364  = 8'h00;
     end else begin
-      \$444  = xdata_d1[447:440];
+      \$364  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
-      \$445  = 8'h00;
+      \$365  = 8'h00;
     end else begin
-      \$445  = xdata_d1[455:448];
+      \$365  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
-      \$446  = 8'h00;
+      \$366  = 8'h00;
     end else begin
-      \$446  = xdata_d1[463:456];
+      \$366  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
-      \$447  = 8'h00;
+      \$367  = 8'h00;
     end else begin
-      \$447  = xdata_d1[471:464];
+      \$367  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
-      \$448  = 8'h00;
+      \$368  = 8'h00;
     end else begin
-      \$448  = xdata_d1[479:472];
+      \$368  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
-      \$449  = 8'h00;
+      \$369  = 8'h00;
     end else begin
-      \$449  = xdata_d1[7:0];
+      \$369  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
-      \$450  = 8'h00;
+      \$370  = 8'h00;
     end else begin
-      \$450  = xdata_d1[15:8];
+      \$370  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
-      \$451  = 8'h00;
+      \$371  = 8'h00;
     end else begin
-      \$451  = xdata_d1[23:16];
+      \$371  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
-      \$452  = 8'h00;
+      \$372  = 8'h00;
     end else begin
-      \$452  = xdata_d1[31:24];
+      \$372  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
-      \$453  = 8'h00;
+      \$373  = 8'h00;
     end else begin
-      \$453  = xdata_d1[39:32];
+      \$373  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
-      \$454  = 8'h00;
+      \$374  = 8'h00;
     end else begin
-      \$454  = xdata_d1[47:40];
+      \$374  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
-      \$455  = 8'h00;
+      \$375  = 8'h00;
     end else begin
-      \$455  = xdata_d1[55:48];
+      \$375  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
-      \$456  = 8'h00;
+      \$376  = 8'h00;
     end else begin
-      \$456  = xdata_d1[63:56];
+      \$376  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
-      \$457  = 8'h00;
+      \$377  = 8'h00;
     end else begin
-      \$457  = xdata_d1[71:64];
+      \$377  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
-      \$458  = 8'h00;
+      \$378  = 8'h00;
     end else begin
-      \$458  = xdata_d1[79:72];
+      \$378  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
-      \$459  = 8'h00;
+      \$379  = 8'h00;
     end else begin
-      \$459  = xdata_d1[87:80];
+      \$379  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
-      \$460  = 8'h00;
+      \$380  = 8'h00;
     end else begin
-      \$460  = xdata_d1[95:88];
+      \$380  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
-      \$461  = 8'h00;
+      \$381  = 8'h00;
     end else begin
-      \$461  = xdata_d1[103:96];
+      \$381  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
-      \$462  = 8'h00;
+      \$382  = 8'h00;
     end else begin
-      \$462  = xdata_d1[111:104];
+      \$382  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
-      \$463  = 8'h00;
+      \$383  = 8'h00;
     end else begin
-      \$463  = xdata_d1[119:112];
+      \$383  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
-      \$464  = 8'h00;
+      \$384  = 8'h00;
     end else begin
-      \$464  = xdata_d1[127:120];
+      \$384  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
-      \$465  = 8'h00;
+      \$385  = 8'h00;
     end else begin
-      \$465  = xdata_d1[135:128];
+      \$385  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
-      \$466  = 8'h00;
+      \$386  = 8'h00;
     end else begin
-      \$466  = xdata_d1[143:136];
+      \$386  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
-      \$467  = 8'h00;
+      \$387  = 8'h00;
     end else begin
-      \$467  = xdata_d1[151:144];
+      \$387  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
-      \$468  = 8'h00;
+      \$388  = 8'h00;
     end else begin
-      \$468  = xdata_d1[159:152];
+      \$388  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
-      \$469  = 8'h00;
+      \$389  = 8'h00;
     end else begin
-      \$469  = xdata_d1[167:160];
+      \$389  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
-      \$470  = 8'h00;
+      \$390  = 8'h00;
     end else begin
-      \$470  = xdata_d1[175:168];
+      \$390  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
-      \$471  = 8'h00;
+      \$391  = 8'h00;
     end else begin
-      \$471  = xdata_d1[183:176];
+      \$391  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
-      \$472  = 8'h00;
+      \$392  = 8'h00;
     end else begin
-      \$472  = xdata_d1[191:184];
+      \$392  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
-      \$473  = 8'h00;
+      \$393  = 8'h00;
     end else begin
-      \$473  = xdata_d1[199:192];
+      \$393  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
-      \$474  = 8'h00;
+      \$394  = 8'h00;
     end else begin
-      \$474  = xdata_d1[207:200];
+      \$394  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
-      \$475  = 8'h00;
+      \$395  = 8'h00;
     end else begin
-      \$475  = xdata_d1[215:208];
+      \$395  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
-      \$476  = 8'h00;
+      \$396  = 8'h00;
     end else begin
-      \$476  = xdata_d1[223:216];
+      \$396  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
-      \$477  = 8'h00;
+      \$397  = 8'h00;
     end else begin
-      \$477  = xdata_d1[231:224];
+      \$397  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
-      \$478  = 8'h00;
+      \$398  = 8'h00;
     end else begin
-      \$478  = xdata_d1[239:232];
+      \$398  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
-      \$479  = 8'h00;
+      \$399  = 8'h00;
     end else begin
-      \$479  = xdata_d1[247:240];
+      \$399  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
-      \$480  = 8'h00;
+      \$400  = 8'h00;
     end else begin
-      \$480  = xdata_d1[255:248];
+      \$400  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
-      \$481  = 8'h00;
+      \$401  = 8'h00;
     end else begin
-      \$481  = xdata_d1[263:256];
+      \$401  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
-      \$482  = 8'h00;
+      \$402  = 8'h00;
     end else begin
-      \$482  = xdata_d1[271:264];
+      \$402  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
-      \$483  = 8'h00;
+      \$403  = 8'h00;
     end else begin
-      \$483  = xdata_d1[279:272];
+      \$403  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
-      \$484  = 8'h00;
+      \$404  = 8'h00;
     end else begin
-      \$484  = xdata_d1[287:280];
+      \$404  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
-      \$485  = 8'h00;
+      \$405  = 8'h00;
     end else begin
-      \$485  = xdata_d1[295:288];
+      \$405  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
-      \$486  = 8'h00;
+      \$406  = 8'h00;
     end else begin
-      \$486  = xdata_d1[303:296];
+      \$406  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
-      \$487  = 8'h00;
+      \$407  = 8'h00;
     end else begin
-      \$487  = xdata_d1[311:304];
+      \$407  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
-      \$488  = 8'h00;
+      \$408  = 8'h00;
     end else begin
-      \$488  = xdata_d1[319:312];
+      \$408  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
-      \$489  = 8'h00;
+      \$409  = 8'h00;
     end else begin
-      \$489  = xdata_d1[327:320];
+      \$409  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
-      \$490  = 8'h00;
+      \$410  = 8'h00;
     end else begin
-      \$490  = xdata_d1[335:328];
+      \$410  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
-      \$491  = 8'h00;
+      \$411  = 8'h00;
     end else begin
-      \$491  = xdata_d1[343:336];
+      \$411  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
-      \$492  = 8'h00;
+      \$412  = 8'h00;
     end else begin
-      \$492  = xdata_d1[351:344];
+      \$412  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
-      \$493  = 8'h00;
+      \$413  = 8'h00;
     end else begin
-      \$493  = xdata_d1[359:352];
+      \$413  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
-      \$494  = 8'h00;
+      \$414  = 8'h00;
     end else begin
-      \$494  = xdata_d1[367:360];
+      \$414  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
-      \$495  = 8'h00;
+      \$415  = 8'h00;
     end else begin
-      \$495  = xdata_d1[375:368];
+      \$415  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
-      \$496  = 8'h00;
+      \$416  = 8'h00;
     end else begin
-      \$496  = xdata_d1[383:376];
+      \$416  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
-      \$497  = 8'h00;
+      \$417  = 8'h00;
     end else begin
-      \$497  = xdata_d1[391:384];
+      \$417  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
-      \$498  = 8'h00;
+      \$418  = 8'h00;
     end else begin
-      \$498  = xdata_d1[399:392];
+      \$418  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
-      \$499  = 8'h00;
+      \$419  = 8'h00;
     end else begin
-      \$499  = xdata_d1[407:400];
+      \$419  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
-      \$500  = 8'h00;
+      \$420  = 8'h00;
     end else begin
-      \$500  = xdata_d1[415:408];
+      \$420  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
-      \$501  = 8'h00;
+      \$421  = 8'h00;
     end else begin
-      \$501  = xdata_d1[423:416];
+      \$421  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
-      \$502  = 8'h00;
+      \$422  = 8'h00;
     end else begin
-      \$502  = xdata_d1[431:424];
+      \$422  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
-      \$503  = 8'h00;
+      \$423  = 8'h00;
     end else begin
-      \$503  = xdata_d1[439:432];
+      \$423  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
-      \$504  = 8'h00;
+      \$424  = 8'h00;
     end else begin
-      \$504  = xdata_d1[447:440];
+      \$424  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
-      \$505  = 8'h00;
+      \$425  = 8'h00;
     end else begin
-      \$505  = xdata_d1[455:448];
+      \$425  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
-      \$506  = 8'h00;
+      \$426  = 8'h00;
     end else begin
-      \$506  = xdata_d1[463:456];
+      \$426  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
-      \$507  = 8'h00;
+      \$427  = 8'h00;
     end else begin
-      \$507  = xdata_d1[471:464];
+      \$427  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
-      \$508  = 8'h00;
+      \$428  = 8'h00;
     end else begin
-      \$508  = xdata_d1[479:472];
+      \$428  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$509  = \$signal$856 ;
+    \$429  = \$signal$856 ;
     if (rst_conv2) begin
-      \$509  = 1'h0;
+      \$429  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$510  = v2_d1;
+    \$430  = v2_d1;
     if (rst_conv2) begin
-      \$510  = 1'h0;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$511  = v2_d2;
+    \$431  = v2_d2;
     if (rst_conv2) begin
-      \$511  = 1'h0;
+      \$431  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$512  = v2_d3;
+    \$432  = v2_d3;
     if (rst_conv2) begin
-      \$512  = 1'h0;
+      \$432  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$513  = v2_d4;
+    \$433  = v2_d4;
     if (rst_conv2) begin
-      \$513  = 1'h0;
+      \$433  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$514  = last1;
+    \$434  = last1;
     if (rst_conv2) begin
-      \$514  = 1'h0;
+      \$434  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$515  = last2_d1;
+    \$435  = last2_d1;
     if (rst_conv2) begin
-      \$515  = 1'h0;
+      \$435  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$516  = last2_d2;
+    \$436  = last2_d2;
     if (rst_conv2) begin
-      \$516  = 1'h0;
+      \$436  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$517  = last2_d3;
+    \$437  = last2_d3;
     if (rst_conv2) begin
-      \$517  = 1'h0;
+      \$437  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$518  = last2_d4;
+    \$438  = last2_d4;
     if (rst_conv2) begin
-      \$518  = 1'h0;
+      \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$519  = \$signal$856 ;
+    \$439  = \$signal$856 ;
     if (rst_conv2) begin
-      \$519  = 1'h0;
+      \$439  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$520  = v2p_d1;
+    \$440  = v2p_d1;
     if (rst_conv2) begin
-      \$520  = 1'h0;
+      \$440  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$521  = v2p_d2;
+    \$441  = v2p_d2;
     if (rst_conv2) begin
-      \$521  = 1'h0;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$522  = v2p_d3;
+    \$442  = v2p_d3;
     if (rst_conv2) begin
-      \$522  = 1'h0;
+      \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$523  = \$signal$857 ;
+    \$443  = \$signal$857 ;
     if (rst_conv2) begin
-      \$523  = 1'h0;
+      \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$524  = first2p_d1;
+    \$444  = first2p_d1;
     if (rst_conv2) begin
-      \$524  = 1'h0;
+      \$444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$525  = first2p_d2;
+    \$445  = first2p_d2;
     if (rst_conv2) begin
-      \$525  = 1'h0;
+      \$445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$526  = first2p_d3;
+    \$446  = first2p_d3;
     if (rst_conv2) begin
-      \$526  = 1'h0;
+      \$446  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$527  = last1;
+    \$447  = last1;
     if (rst_conv2) begin
-      \$527  = 1'h0;
+      \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$528  = last2p_d1;
+    \$448  = last2p_d1;
     if (rst_conv2) begin
-      \$528  = 1'h0;
+      \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$529  = last2p_d2;
+    \$449  = last2p_d2;
     if (rst_conv2) begin
-      \$529  = 1'h0;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$530  = last2p_d3;
+    \$450  = last2p_d3;
     if (rst_conv2) begin
-      \$530  = 1'h0;
+      \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$531  = group_end;
+    \$451  = group_end;
     if (rst_conv2) begin
-      \$531  = 1'h0;
+      \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$532  = xacc;
+    \$452  = xacc;
     if (flags_x[0]) begin
-      \$532  = \$55 [17:0];
+      \$452  = \$55 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$533  = xfin;
+    \$453  = xfin;
     if (\$56 ) begin
-      \$533  = \$58 [17:0];
+      \$453  = \$58 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$534  = acc0_0;
+    \$454  = acc0_0;
     if (flags_0[0]) begin
-      \$534  = \$60 [17:0];
+      \$454  = \$60 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$535  = fin0_0;
+    \$455  = fin0_0;
     if (\$61 ) begin
-      \$535  = \$63 [17:0];
+      \$455  = \$63 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$536  = bank0_0;
+    \$456  = bank0_0;
     if (done) begin
-      \$536  = \$65 [18:0];
+      \$456  = \$65 [18:0];
     end else if (ser) begin
-      \$536  = bank1_0;
+      \$456  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$537  = acc1_0;
+    \$457  = acc1_0;
     if (flags_1[0]) begin
-      \$537  = \$67 [17:0];
+      \$457  = \$67 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$538  = fin1_0;
+    \$458  = fin1_0;
     if (\$68 ) begin
-      \$538  = \$70 [17:0];
+      \$458  = \$70 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$539  = bank1_0;
+    \$459  = bank1_0;
     if (done) begin
-      \$539  = \$72 [18:0];
+      \$459  = \$72 [18:0];
     end else if (ser) begin
-      \$539  = bank2_0;
+      \$459  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$540  = acc2_0;
+    \$460  = acc2_0;
     if (flags_2[0]) begin
-      \$540  = \$74 [17:0];
+      \$460  = \$74 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$541  = fin2_0;
+    \$461  = fin2_0;
     if (\$75 ) begin
-      \$541  = \$77 [17:0];
+      \$461  = \$77 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$542  = bank2_0;
+    \$462  = bank2_0;
     if (done) begin
-      \$542  = \$79 [18:0];
+      \$462  = \$79 [18:0];
     end else if (ser) begin
-      \$542  = bank3_0;
+      \$462  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$543  = acc3_0;
+    \$463  = acc3_0;
     if (flags_3[0]) begin
-      \$543  = \$81 [17:0];
+      \$463  = \$81 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$544  = fin3_0;
+    \$464  = fin3_0;
     if (\$82 ) begin
-      \$544  = \$84 [17:0];
+      \$464  = \$84 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$545  = bank3_0;
+    \$465  = bank3_0;
     if (done) begin
-      \$545  = \$86 [18:0];
+      \$465  = \$86 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$546  = ser_left;
+    \$466  = ser_left;
     if (done) begin
-      \$546  = 3'h4;
+      \$466  = 3'h4;
     end else if (ser) begin
-      \$546  = \$87 [2:0];
+      \$466  = \$87 [2:0];
     end
     if (rst_conv2) begin
-      \$546  = 3'h0;
+      \$466  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$547  = addr;
+    \$467  = addr;
     if (ser) begin
-      \$547  = \$90 [5:0];
+      \$467  = \$90 [5:0];
     end
     if (rst_conv2) begin
-      \$547  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$548  = \$91 ;
-    if (rst_conv2) begin
-      \$548  = 1'h0;
+      \$467  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$549  = \$93 ;
+    \$468  = \$91 ;
     if (rst_conv2) begin
-      \$549  = 1'h0;
+      \$468  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$550  = \$signal$946 ;
+    \$469  = \$93 ;
     if (rst_conv2) begin
-      \$550  = 1'h0;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$551  = vb;
+    \$470  = \$signal$946 ;
     if (rst_conv2) begin
-      \$551  = 1'h0;
+      \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$552  = v_out_d1;
+    \$471  = vb;
     if (rst_conv2) begin
-      \$552  = 1'h0;
+      \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$553  = v_out_d2;
+    \$472  = v_out_d1;
     if (rst_conv2) begin
-      \$553  = 1'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$554  = v_out_d3;
+    \$473  = v_out_d2;
     if (rst_conv2) begin
-      \$554  = 1'h0;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$555  = ka;
+    \$474  = v_out_d3;
     if (rst_conv2) begin
-      \$555  = 1'h0;
+      \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$556  = skipped_d1;
+    \$475  = ka;
     if (rst_conv2) begin
-      \$556  = 1'h0;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$557  = skipped_d2;
+    \$476  = skipped_d1;
     if (rst_conv2) begin
-      \$557  = 1'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$558  = skipped_d3;
+    \$477  = skipped_d2;
     if (rst_conv2) begin
-      \$558  = 1'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$559  = skipped_d4;
+    \$478  = skipped_d3;
     if (rst_conv2) begin
-      \$559  = 1'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$560  = \$104 ;
+    \$479  = skipped_d4;
     if (rst_conv2) begin
-      \$560  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$561  = \$106 ;
+    \$480  = \$104 ;
     if (rst_conv2) begin
-      \$561  = 2'h0;
+      \$480  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$562  = \$24 [3:0];
+    \$481  = \$106 ;
     if (rst_conv2) begin
-      \$562  = 4'hc;
+      \$481  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$563  = credits_room_next;
+    \$482  = \$24 [3:0];
     if (rst_conv2) begin
-      \$563  = 1'h1;
+      \$482  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$483  = credits_room_next;
+    if (rst_conv2) begin
+      \$483  = 1'h1;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -19986,7 +15073,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign \w_data$846  = \$21 [7:0];
   assign v_out_d4 = \w_en$847 ;
   assign space_next = \$24 [3:0];
-  assign \o__payload$859  = { \$566 , \$565 , \$564  };
+  assign \o__payload$859  = { \$486 , \$485 , \$484  };
   assign \$3  = active;
   assign \$64  = { fin0_0, 1'h0 };
   assign \$71  = { fin1_0, 1'h0 };
@@ -20000,6 +15087,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign \$99  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$100  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$102  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$139  = \$2 [4];
+  assign \$143  = \$2 [4];
+  assign \$147  = \$2 [4];
+  assign \$151  = \$2 [4];
+  assign \$155  = \$2 [4];
+  assign \$159  = \$2 [4];
+  assign \$163  = \$2 [4];
+  assign \$167  = \$2 [4];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21145,7 +16240,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8391$0 , \port$8397$0 , \port$8403$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$4935$0 , \port$4941$0 , \port$4947$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -21292,12 +16387,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8391$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$8391$0 ;
-  wire [63:0] \port$8391$0 ;
-  output [63:0] \port$8397$0 ;
-  wire [63:0] \port$8397$0 ;
-  output [63:0] \port$8403$0 ;
-  wire [63:0] \port$8403$0 ;
+  output [63:0] \port$4935$0 ;
+  wire [63:0] \port$4935$0 ;
+  output [63:0] \port$4941$0 ;
+  wire [63:0] \port$4941$0 ;
+  output [63:0] \port$4947$0 ;
+  wire [63:0] \port$4947$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -21622,9 +16717,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$8391$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$8391$0  = \$81 ;
-  assign \port$8397$0  = \$87 ;
-  assign \port$8403$0  = \$93 ;
+  assign \port$4935$0  = \$81 ;
+  assign \port$4941$0  = \$87 ;
+  assign \port$4947$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21973,1192 +17068,193 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1304 ;
   wire \$1305 ;
   wire \$1306 ;
-  wire \$1307 ;
+  wire [11:0] \$1307 ;
   wire \$1308 ;
   wire \$1309 ;
   wire [5:0] \$131 ;
-  wire \$1310 ;
+  wire [11:0] \$1310 ;
   wire \$1311 ;
   wire \$1312 ;
-  wire \$1313 ;
+  wire [11:0] \$1313 ;
   wire \$1314 ;
   wire \$1315 ;
-  wire \$1316 ;
+  wire [11:0] \$1316 ;
   wire \$1317 ;
   wire \$1318 ;
-  wire \$1319 ;
+  wire [11:0] \$1319 ;
   wire [13:0] \$132 ;
   wire \$1320 ;
   wire \$1321 ;
-  wire \$1322 ;
-  wire \$1323 ;
-  wire \$1324 ;
-  wire \$1325 ;
-  wire \$1326 ;
-  wire \$1327 ;
-  wire \$1328 ;
-  wire \$1329 ;
+  reg [4:0] \$1322 ;
+  reg [3:0] \$1323 ;
+  reg [2:0] \$1324 ;
+  reg [10:0] \$1325 ;
+  reg [10:0] \$1326 ;
+  reg \$1327 ;
+  reg [3:0] \$1328 ;
+  reg \$1329 ;
   wire [12:0] \$133 ;
-  wire \$1330 ;
-  wire \$1331 ;
-  wire \$1332 ;
-  wire \$1333 ;
-  wire \$1334 ;
-  wire \$1335 ;
-  wire \$1336 ;
-  wire \$1337 ;
-  wire \$1338 ;
-  wire \$1339 ;
+  reg [2:0] \$1330 ;
+  reg \$1331 ;
+  reg \$1332 ;
+  reg \$1333 ;
+  reg \$1334 ;
+  reg \$1335 ;
+  reg [2:0] \$1336 ;
+  reg [10:0] \$1337 ;
+  reg [4:0] \$1338 ;
+  reg [8:0] \$1339 ;
   wire \$134 ;
-  wire \$1340 ;
-  wire \$1341 ;
-  wire \$1342 ;
-  wire \$1343 ;
-  wire \$1344 ;
-  wire \$1345 ;
-  wire \$1346 ;
-  wire \$1347 ;
-  wire \$1348 ;
-  wire \$1349 ;
+  reg [3:0] \$1340 ;
+  reg [4:0] \$1341 ;
+  reg [2:0] \$1342 ;
+  reg [8:0] \$1343 ;
+  reg [3:0] \$1344 ;
+  reg [4:0] \$1345 ;
+  reg \$1346 ;
+  reg [3:0] \$1347 ;
+  reg [10:0] \$1348 ;
+  reg [4:0] \$1349 ;
   wire [5:0] \$135 ;
-  wire \$1350 ;
-  wire \$1351 ;
-  wire \$1352 ;
-  wire \$1353 ;
-  wire \$1354 ;
-  wire \$1355 ;
-  wire \$1356 ;
-  wire \$1357 ;
-  wire \$1358 ;
-  wire \$1359 ;
+  reg [3:0] \$1350 ;
+  reg [10:0] \$1351 ;
+  reg \$1352 ;
+  reg \$1353 ;
+  reg [5:0] \$1354 ;
+  reg \$1355 ;
+  reg [4:0] \$1356 ;
+  reg [4:0] \$1357 ;
+  reg [4:0] \$1358 ;
+  reg [3:0] \$1359 ;
   wire [13:0] \$136 ;
-  wire \$1360 ;
-  wire \$1361 ;
-  wire \$1362 ;
-  wire \$1363 ;
-  wire \$1364 ;
-  wire \$1365 ;
-  wire \$1366 ;
-  wire \$1367 ;
-  wire \$1368 ;
-  wire \$1369 ;
+  reg [4:0] \$1360 ;
+  reg [4:0] \$1361 ;
+  reg \$1362 ;
+  reg \$1363 ;
+  reg \$1364 ;
+  reg \$1365 ;
+  reg \$1366 ;
+  reg \$1367 ;
+  reg \$1368 ;
+  reg \$1369 ;
   wire [12:0] \$137 ;
-  wire \$1370 ;
-  wire \$1371 ;
-  wire \$1372 ;
-  wire \$1373 ;
-  wire \$1374 ;
-  wire \$1375 ;
-  wire \$1376 ;
-  wire \$1377 ;
-  wire \$1378 ;
-  wire \$1379 ;
+  reg \$1370 ;
+  reg \$1371 ;
+  reg \$1372 ;
+  reg \$1373 ;
+  reg \$1374 ;
+  reg \$1375 ;
   wire [13:0] \$138 ;
-  wire \$1380 ;
-  wire \$1381 ;
-  wire \$1382 ;
-  wire \$1383 ;
-  wire \$1384 ;
-  wire \$1385 ;
-  wire \$1386 ;
-  wire \$1387 ;
-  wire \$1388 ;
-  wire \$1389 ;
   wire \$139 ;
-  wire \$1390 ;
-  wire \$1391 ;
-  wire \$1392 ;
-  wire \$1393 ;
-  wire \$1394 ;
-  wire \$1395 ;
-  wire \$1396 ;
-  wire \$1397 ;
-  wire \$1398 ;
-  wire \$1399 ;
   wire \$14 ;
   wire \$140 ;
-  wire \$1400 ;
-  wire \$1401 ;
-  wire \$1402 ;
-  wire \$1403 ;
-  wire \$1404 ;
-  wire \$1405 ;
-  wire \$1406 ;
-  wire \$1407 ;
-  wire \$1408 ;
-  wire \$1409 ;
   wire \$141 ;
-  wire \$1410 ;
-  wire \$1411 ;
-  wire \$1412 ;
-  wire \$1413 ;
-  wire \$1414 ;
-  wire \$1415 ;
-  wire \$1416 ;
-  wire \$1417 ;
-  wire \$1418 ;
-  wire \$1419 ;
   wire \$142 ;
-  wire \$1420 ;
-  wire \$1421 ;
-  wire \$1422 ;
-  wire \$1423 ;
-  wire \$1424 ;
-  wire \$1425 ;
-  wire \$1426 ;
-  wire \$1427 ;
-  wire \$1428 ;
-  wire \$1429 ;
   wire [7:0] \$143 ;
-  wire \$1430 ;
-  wire \$1431 ;
-  wire \$1432 ;
-  wire \$1433 ;
-  wire \$1434 ;
-  wire \$1435 ;
-  wire \$1436 ;
-  wire \$1437 ;
-  wire \$1438 ;
-  wire \$1439 ;
   wire [7:0] \$144 ;
-  wire \$1440 ;
-  wire \$1441 ;
-  wire \$1442 ;
-  wire \$1443 ;
-  wire \$1444 ;
-  wire \$1445 ;
-  wire \$1446 ;
-  wire \$1447 ;
-  wire \$1448 ;
-  wire \$1449 ;
   wire [7:0] \$145 ;
-  wire \$1450 ;
-  wire \$1451 ;
-  wire \$1452 ;
-  wire \$1453 ;
-  wire \$1454 ;
-  wire \$1455 ;
-  wire \$1456 ;
-  wire \$1457 ;
-  wire \$1458 ;
-  wire \$1459 ;
   wire [7:0] \$146 ;
-  wire \$1460 ;
-  wire \$1461 ;
-  wire \$1462 ;
-  wire \$1463 ;
-  wire \$1464 ;
-  wire \$1465 ;
-  wire \$1466 ;
-  wire \$1467 ;
-  wire \$1468 ;
-  wire \$1469 ;
   wire [7:0] \$147 ;
-  wire \$1470 ;
-  wire \$1471 ;
-  wire \$1472 ;
-  wire \$1473 ;
-  wire \$1474 ;
-  wire \$1475 ;
-  wire \$1476 ;
-  wire \$1477 ;
-  wire \$1478 ;
-  wire \$1479 ;
   wire \$148 ;
-  wire \$1480 ;
-  wire \$1481 ;
-  wire \$1482 ;
-  wire \$1483 ;
-  wire \$1484 ;
-  wire \$1485 ;
-  wire \$1486 ;
-  wire \$1487 ;
-  wire \$1488 ;
-  wire \$1489 ;
   wire \$149 ;
-  wire \$1490 ;
-  wire \$1491 ;
-  wire \$1492 ;
-  wire \$1493 ;
-  wire \$1494 ;
-  wire \$1495 ;
-  wire \$1496 ;
-  wire \$1497 ;
-  wire \$1498 ;
-  wire \$1499 ;
   wire \$15 ;
   wire \$150 ;
-  wire \$1500 ;
-  wire \$1501 ;
-  wire \$1502 ;
-  wire \$1503 ;
-  wire \$1504 ;
-  wire \$1505 ;
-  wire \$1506 ;
-  wire \$1507 ;
-  wire \$1508 ;
-  wire \$1509 ;
   wire \$151 ;
-  wire \$1510 ;
-  wire \$1511 ;
-  wire \$1512 ;
-  wire \$1513 ;
-  wire \$1514 ;
-  wire \$1515 ;
-  wire \$1516 ;
-  wire \$1517 ;
-  wire \$1518 ;
-  wire \$1519 ;
   wire [7:0] \$152 ;
-  wire \$1520 ;
-  wire \$1521 ;
-  wire \$1522 ;
-  wire \$1523 ;
-  wire \$1524 ;
-  wire \$1525 ;
-  wire \$1526 ;
-  wire \$1527 ;
-  wire \$1528 ;
-  wire \$1529 ;
   wire [7:0] \$153 ;
-  wire \$1530 ;
-  wire \$1531 ;
-  wire \$1532 ;
-  wire \$1533 ;
-  wire \$1534 ;
-  wire \$1535 ;
-  wire \$1536 ;
-  wire \$1537 ;
-  wire \$1538 ;
-  wire \$1539 ;
   wire [7:0] \$154 ;
-  wire \$1540 ;
-  wire \$1541 ;
-  wire \$1542 ;
-  wire \$1543 ;
-  wire \$1544 ;
-  wire \$1545 ;
-  wire \$1546 ;
-  wire \$1547 ;
-  wire \$1548 ;
-  wire \$1549 ;
   wire [7:0] \$155 ;
-  wire \$1550 ;
-  wire \$1551 ;
-  wire \$1552 ;
-  wire \$1553 ;
-  wire \$1554 ;
-  wire \$1555 ;
-  wire \$1556 ;
-  wire \$1557 ;
-  wire \$1558 ;
-  wire \$1559 ;
   wire [7:0] \$156 ;
-  wire \$1560 ;
-  wire \$1561 ;
-  wire \$1562 ;
-  wire \$1563 ;
-  wire \$1564 ;
-  wire \$1565 ;
-  wire \$1566 ;
-  wire \$1567 ;
-  wire \$1568 ;
-  wire \$1569 ;
   wire \$157 ;
-  wire \$1570 ;
-  wire \$1571 ;
-  wire \$1572 ;
-  wire \$1573 ;
-  wire \$1574 ;
-  wire \$1575 ;
-  wire \$1576 ;
-  wire \$1577 ;
-  wire \$1578 ;
-  wire \$1579 ;
   wire \$158 ;
-  wire \$1580 ;
-  wire \$1581 ;
-  wire \$1582 ;
-  wire \$1583 ;
-  wire \$1584 ;
-  wire \$1585 ;
-  wire \$1586 ;
-  wire \$1587 ;
-  wire \$1588 ;
-  wire \$1589 ;
   wire \$159 ;
-  wire \$1590 ;
-  wire \$1591 ;
-  wire \$1592 ;
-  wire \$1593 ;
-  wire \$1594 ;
-  wire \$1595 ;
-  wire \$1596 ;
-  wire \$1597 ;
-  wire \$1598 ;
-  wire \$1599 ;
   wire \$16 ;
   wire \$160 ;
-  wire \$1600 ;
-  wire \$1601 ;
-  wire \$1602 ;
-  wire \$1603 ;
-  wire \$1604 ;
-  wire \$1605 ;
-  wire \$1606 ;
-  wire \$1607 ;
-  wire \$1608 ;
-  wire \$1609 ;
   wire [7:0] \$161 ;
-  wire \$1610 ;
-  wire \$1611 ;
-  wire \$1612 ;
-  wire \$1613 ;
-  wire \$1614 ;
-  wire \$1615 ;
-  wire \$1616 ;
-  wire \$1617 ;
-  wire \$1618 ;
-  wire \$1619 ;
   wire [7:0] \$162 ;
-  wire \$1620 ;
-  wire \$1621 ;
-  wire \$1622 ;
-  wire \$1623 ;
-  wire \$1624 ;
-  wire \$1625 ;
-  wire \$1626 ;
-  wire \$1627 ;
-  wire \$1628 ;
-  wire \$1629 ;
   wire [7:0] \$163 ;
-  wire \$1630 ;
-  wire \$1631 ;
-  wire \$1632 ;
-  wire \$1633 ;
-  wire \$1634 ;
-  wire \$1635 ;
-  wire \$1636 ;
-  wire \$1637 ;
-  wire \$1638 ;
-  wire \$1639 ;
   wire [7:0] \$164 ;
-  wire \$1640 ;
-  wire \$1641 ;
-  wire \$1642 ;
-  wire \$1643 ;
-  wire \$1644 ;
-  wire \$1645 ;
-  wire \$1646 ;
-  wire \$1647 ;
-  wire \$1648 ;
-  wire \$1649 ;
   wire [7:0] \$165 ;
-  wire \$1650 ;
-  wire \$1651 ;
-  wire \$1652 ;
-  wire \$1653 ;
-  wire \$1654 ;
-  wire \$1655 ;
-  wire \$1656 ;
-  wire \$1657 ;
-  wire \$1658 ;
-  wire \$1659 ;
   wire \$166 ;
-  wire \$1660 ;
-  wire \$1661 ;
-  wire \$1662 ;
-  wire \$1663 ;
-  wire \$1664 ;
-  wire \$1665 ;
-  wire \$1666 ;
-  wire \$1667 ;
-  wire \$1668 ;
-  wire \$1669 ;
   wire \$167 ;
-  wire \$1670 ;
-  wire \$1671 ;
-  wire \$1672 ;
-  wire \$1673 ;
-  wire \$1674 ;
-  wire \$1675 ;
-  wire \$1676 ;
-  wire \$1677 ;
-  wire \$1678 ;
-  wire \$1679 ;
   wire \$168 ;
-  wire \$1680 ;
-  wire \$1681 ;
-  wire \$1682 ;
-  wire \$1683 ;
-  wire \$1684 ;
-  wire \$1685 ;
-  wire \$1686 ;
-  wire \$1687 ;
-  wire \$1688 ;
-  wire \$1689 ;
   wire \$169 ;
-  wire \$1690 ;
-  wire \$1691 ;
-  wire \$1692 ;
-  wire \$1693 ;
-  wire \$1694 ;
-  wire \$1695 ;
-  wire \$1696 ;
-  wire \$1697 ;
-  wire \$1698 ;
-  wire \$1699 ;
   wire \$17 ;
   wire [7:0] \$170 ;
-  wire \$1700 ;
-  wire \$1701 ;
-  wire \$1702 ;
-  wire \$1703 ;
-  wire \$1704 ;
-  wire \$1705 ;
-  wire \$1706 ;
-  wire \$1707 ;
-  wire \$1708 ;
-  wire \$1709 ;
   wire [7:0] \$171 ;
-  wire \$1710 ;
-  wire \$1711 ;
-  wire \$1712 ;
-  wire \$1713 ;
-  wire \$1714 ;
-  wire \$1715 ;
-  wire \$1716 ;
-  wire \$1717 ;
-  wire \$1718 ;
-  wire \$1719 ;
   wire [7:0] \$172 ;
-  wire \$1720 ;
-  wire \$1721 ;
-  wire \$1722 ;
-  wire \$1723 ;
-  wire \$1724 ;
-  wire \$1725 ;
-  wire \$1726 ;
-  wire \$1727 ;
-  wire \$1728 ;
-  wire \$1729 ;
   wire [7:0] \$173 ;
-  wire \$1730 ;
-  wire \$1731 ;
-  wire \$1732 ;
-  wire \$1733 ;
-  wire \$1734 ;
-  wire \$1735 ;
-  wire \$1736 ;
-  wire \$1737 ;
-  wire \$1738 ;
-  wire \$1739 ;
   wire [7:0] \$174 ;
-  wire \$1740 ;
-  wire \$1741 ;
-  wire \$1742 ;
-  wire \$1743 ;
-  wire \$1744 ;
-  wire \$1745 ;
-  wire \$1746 ;
-  wire \$1747 ;
-  wire \$1748 ;
-  wire \$1749 ;
   wire \$175 ;
-  wire \$1750 ;
-  wire \$1751 ;
-  wire \$1752 ;
-  wire \$1753 ;
-  wire \$1754 ;
-  wire \$1755 ;
-  wire \$1756 ;
-  wire \$1757 ;
-  wire \$1758 ;
-  wire \$1759 ;
   wire \$176 ;
-  wire \$1760 ;
-  wire \$1761 ;
-  wire \$1762 ;
-  wire \$1763 ;
-  wire \$1764 ;
-  wire \$1765 ;
-  wire \$1766 ;
-  wire \$1767 ;
-  wire \$1768 ;
-  wire \$1769 ;
   wire \$177 ;
-  wire \$1770 ;
-  wire \$1771 ;
-  wire \$1772 ;
-  wire \$1773 ;
-  wire \$1774 ;
-  wire \$1775 ;
-  wire \$1776 ;
-  wire \$1777 ;
-  wire \$1778 ;
-  wire \$1779 ;
   wire \$178 ;
-  wire \$1780 ;
-  wire \$1781 ;
-  wire \$1782 ;
-  wire \$1783 ;
-  wire \$1784 ;
-  wire \$1785 ;
-  wire \$1786 ;
-  wire \$1787 ;
-  wire \$1788 ;
-  wire \$1789 ;
   wire [7:0] \$179 ;
-  wire \$1790 ;
-  wire \$1791 ;
-  wire \$1792 ;
-  wire \$1793 ;
-  wire \$1794 ;
-  wire \$1795 ;
-  wire \$1796 ;
-  wire \$1797 ;
-  wire \$1798 ;
-  wire \$1799 ;
   wire \$18 ;
   wire [7:0] \$180 ;
-  wire \$1800 ;
-  wire \$1801 ;
-  wire \$1802 ;
-  wire \$1803 ;
-  wire \$1804 ;
-  wire \$1805 ;
-  wire \$1806 ;
-  wire \$1807 ;
-  wire \$1808 ;
-  wire \$1809 ;
   wire [7:0] \$181 ;
-  wire \$1810 ;
-  wire \$1811 ;
-  wire \$1812 ;
-  wire \$1813 ;
-  wire \$1814 ;
-  wire \$1815 ;
-  wire \$1816 ;
-  wire \$1817 ;
-  wire \$1818 ;
-  wire \$1819 ;
   wire [7:0] \$182 ;
-  wire \$1820 ;
-  wire \$1821 ;
-  wire \$1822 ;
-  wire \$1823 ;
-  wire \$1824 ;
-  wire \$1825 ;
-  wire \$1826 ;
-  wire \$1827 ;
-  wire \$1828 ;
-  wire \$1829 ;
   wire [7:0] \$183 ;
-  wire \$1830 ;
-  wire \$1831 ;
-  wire \$1832 ;
-  wire \$1833 ;
-  wire \$1834 ;
-  wire \$1835 ;
-  wire \$1836 ;
-  wire \$1837 ;
-  wire \$1838 ;
-  wire \$1839 ;
   wire [4:0] \$184 ;
-  wire \$1840 ;
-  wire \$1841 ;
-  wire \$1842 ;
-  wire \$1843 ;
-  wire \$1844 ;
-  wire \$1845 ;
-  wire \$1846 ;
-  wire \$1847 ;
-  wire \$1848 ;
-  wire \$1849 ;
   wire \$185 ;
-  wire \$1850 ;
-  wire \$1851 ;
-  wire \$1852 ;
-  wire \$1853 ;
-  wire \$1854 ;
-  wire \$1855 ;
-  wire \$1856 ;
-  wire \$1857 ;
-  wire \$1858 ;
-  wire \$1859 ;
   wire [4:0] \$186 ;
-  wire \$1860 ;
-  wire \$1861 ;
-  wire \$1862 ;
-  wire \$1863 ;
-  wire \$1864 ;
-  wire \$1865 ;
-  wire \$1866 ;
-  wire \$1867 ;
-  wire \$1868 ;
-  wire \$1869 ;
   wire [5:0] \$187 ;
-  wire \$1870 ;
-  wire \$1871 ;
-  wire \$1872 ;
-  wire \$1873 ;
-  wire \$1874 ;
-  wire \$1875 ;
-  wire \$1876 ;
-  wire \$1877 ;
-  wire \$1878 ;
-  wire \$1879 ;
   wire [4:0] \$188 ;
-  wire \$1880 ;
-  wire \$1881 ;
-  wire \$1882 ;
-  wire \$1883 ;
-  wire \$1884 ;
-  wire \$1885 ;
-  wire \$1886 ;
-  wire \$1887 ;
-  wire \$1888 ;
-  wire \$1889 ;
   wire [5:0] \$189 ;
-  wire \$1890 ;
-  wire \$1891 ;
-  wire \$1892 ;
-  wire \$1893 ;
-  wire \$1894 ;
-  wire \$1895 ;
-  wire \$1896 ;
-  wire \$1897 ;
-  wire \$1898 ;
-  wire \$1899 ;
   wire \$19 ;
   wire [11:0] \$190 ;
-  wire \$1900 ;
-  wire \$1901 ;
-  wire \$1902 ;
-  wire \$1903 ;
-  wire \$1904 ;
-  wire \$1905 ;
-  wire \$1906 ;
-  wire \$1907 ;
-  wire \$1908 ;
-  wire \$1909 ;
   wire \$191 ;
-  wire \$1910 ;
-  wire \$1911 ;
-  wire \$1912 ;
-  wire \$1913 ;
-  wire \$1914 ;
-  wire \$1915 ;
-  wire \$1916 ;
-  wire \$1917 ;
-  wire \$1918 ;
-  wire \$1919 ;
   wire [11:0] \$192 ;
-  wire \$1920 ;
-  wire \$1921 ;
-  wire \$1922 ;
-  wire \$1923 ;
-  wire \$1924 ;
-  wire \$1925 ;
-  wire \$1926 ;
-  wire \$1927 ;
-  wire \$1928 ;
-  wire \$1929 ;
   wire [12:0] \$193 ;
-  wire \$1930 ;
-  wire \$1931 ;
-  wire \$1932 ;
-  wire \$1933 ;
-  wire \$1934 ;
-  wire \$1935 ;
-  wire \$1936 ;
-  wire \$1937 ;
-  wire \$1938 ;
-  wire \$1939 ;
   wire [11:0] \$194 ;
-  wire \$1940 ;
-  wire \$1941 ;
-  wire \$1942 ;
-  wire \$1943 ;
-  wire \$1944 ;
-  wire \$1945 ;
-  wire \$1946 ;
-  wire \$1947 ;
-  wire \$1948 ;
-  wire \$1949 ;
   wire [12:0] \$195 ;
-  wire \$1950 ;
-  wire \$1951 ;
-  wire \$1952 ;
-  wire \$1953 ;
-  wire \$1954 ;
-  wire \$1955 ;
-  wire \$1956 ;
-  wire \$1957 ;
-  wire \$1958 ;
-  wire \$1959 ;
   wire [4:0] \$196 ;
-  wire \$1960 ;
-  wire \$1961 ;
-  wire \$1962 ;
-  wire \$1963 ;
-  wire \$1964 ;
-  wire \$1965 ;
-  wire \$1966 ;
-  wire \$1967 ;
-  wire \$1968 ;
-  wire \$1969 ;
   wire \$197 ;
-  wire \$1970 ;
-  wire \$1971 ;
-  wire \$1972 ;
-  wire \$1973 ;
-  wire \$1974 ;
-  wire \$1975 ;
-  wire \$1976 ;
-  wire \$1977 ;
-  wire \$1978 ;
-  wire \$1979 ;
   wire [4:0] \$198 ;
-  wire \$1980 ;
-  wire \$1981 ;
-  wire \$1982 ;
-  wire \$1983 ;
-  wire \$1984 ;
-  wire \$1985 ;
-  wire \$1986 ;
-  wire \$1987 ;
-  wire \$1988 ;
-  wire \$1989 ;
   wire [5:0] \$199 ;
-  wire \$1990 ;
-  wire \$1991 ;
-  wire \$1992 ;
-  wire \$1993 ;
-  wire \$1994 ;
-  wire \$1995 ;
-  wire \$1996 ;
-  wire \$1997 ;
-  wire \$1998 ;
-  wire \$1999 ;
   wire [4:0] \$2 ;
   wire \$20 ;
   wire [4:0] \$200 ;
-  wire \$2000 ;
-  wire \$2001 ;
-  wire \$2002 ;
-  wire \$2003 ;
-  wire \$2004 ;
-  wire \$2005 ;
-  wire \$2006 ;
-  wire \$2007 ;
-  wire \$2008 ;
-  wire \$2009 ;
   wire [5:0] \$201 ;
-  wire \$2010 ;
-  wire \$2011 ;
-  wire \$2012 ;
-  wire \$2013 ;
-  wire \$2014 ;
-  wire \$2015 ;
-  wire \$2016 ;
-  wire \$2017 ;
-  wire \$2018 ;
-  wire \$2019 ;
   wire [11:0] \$202 ;
-  wire \$2020 ;
-  wire \$2021 ;
-  wire \$2022 ;
-  wire \$2023 ;
-  wire \$2024 ;
-  wire \$2025 ;
-  wire \$2026 ;
-  wire \$2027 ;
-  wire \$2028 ;
-  wire \$2029 ;
   wire \$203 ;
-  wire \$2030 ;
-  wire \$2031 ;
-  wire \$2032 ;
-  wire \$2033 ;
-  wire \$2034 ;
-  wire \$2035 ;
-  wire \$2036 ;
-  wire \$2037 ;
-  wire \$2038 ;
-  wire \$2039 ;
   wire [11:0] \$204 ;
-  wire \$2040 ;
-  wire \$2041 ;
-  wire \$2042 ;
-  wire \$2043 ;
-  wire \$2044 ;
-  wire \$2045 ;
-  wire \$2046 ;
-  wire \$2047 ;
-  wire \$2048 ;
-  wire \$2049 ;
   wire [12:0] \$205 ;
-  wire \$2050 ;
-  wire \$2051 ;
-  wire \$2052 ;
-  wire \$2053 ;
-  wire \$2054 ;
-  wire \$2055 ;
-  wire \$2056 ;
-  wire \$2057 ;
-  wire \$2058 ;
-  wire \$2059 ;
   wire [11:0] \$206 ;
-  wire \$2060 ;
-  wire \$2061 ;
-  wire \$2062 ;
-  wire \$2063 ;
-  wire \$2064 ;
-  wire \$2065 ;
-  wire \$2066 ;
-  wire \$2067 ;
-  wire \$2068 ;
-  wire \$2069 ;
   wire [12:0] \$207 ;
-  wire \$2070 ;
-  wire \$2071 ;
-  wire \$2072 ;
-  wire \$2073 ;
-  wire \$2074 ;
-  wire \$2075 ;
-  wire \$2076 ;
-  wire \$2077 ;
-  wire \$2078 ;
-  wire \$2079 ;
   wire [4:0] \$208 ;
-  wire \$2080 ;
-  wire \$2081 ;
-  wire \$2082 ;
-  wire \$2083 ;
-  wire \$2084 ;
-  wire \$2085 ;
-  wire \$2086 ;
-  wire \$2087 ;
-  wire \$2088 ;
-  wire \$2089 ;
   wire \$209 ;
-  wire \$2090 ;
-  wire \$2091 ;
-  wire \$2092 ;
-  wire \$2093 ;
-  wire \$2094 ;
-  wire \$2095 ;
-  wire \$2096 ;
-  wire \$2097 ;
-  wire \$2098 ;
-  wire \$2099 ;
   wire \$21 ;
   wire [4:0] \$210 ;
-  wire \$2100 ;
-  wire \$2101 ;
-  wire \$2102 ;
-  wire \$2103 ;
-  wire \$2104 ;
-  wire \$2105 ;
-  wire \$2106 ;
-  wire \$2107 ;
-  wire \$2108 ;
-  wire \$2109 ;
   wire [5:0] \$211 ;
-  wire \$2110 ;
-  wire \$2111 ;
-  wire \$2112 ;
-  wire \$2113 ;
-  wire \$2114 ;
-  wire \$2115 ;
-  wire \$2116 ;
-  wire \$2117 ;
-  wire \$2118 ;
-  wire \$2119 ;
   wire [4:0] \$212 ;
-  wire \$2120 ;
-  wire \$2121 ;
-  wire \$2122 ;
-  wire \$2123 ;
-  wire \$2124 ;
-  wire \$2125 ;
-  wire \$2126 ;
-  wire \$2127 ;
-  wire \$2128 ;
-  wire \$2129 ;
   wire [5:0] \$213 ;
-  wire \$2130 ;
-  wire \$2131 ;
-  wire \$2132 ;
-  wire \$2133 ;
-  wire \$2134 ;
-  wire \$2135 ;
-  wire \$2136 ;
-  wire \$2137 ;
-  wire \$2138 ;
-  wire \$2139 ;
   wire [11:0] \$214 ;
-  wire \$2140 ;
-  wire \$2141 ;
-  wire \$2142 ;
-  wire \$2143 ;
-  wire \$2144 ;
-  wire \$2145 ;
-  wire \$2146 ;
-  wire \$2147 ;
-  wire \$2148 ;
-  wire \$2149 ;
   wire \$215 ;
-  wire \$2150 ;
-  wire \$2151 ;
-  wire \$2152 ;
-  wire \$2153 ;
-  wire \$2154 ;
-  wire \$2155 ;
-  wire \$2156 ;
-  wire \$2157 ;
-  wire \$2158 ;
-  wire \$2159 ;
   wire [11:0] \$216 ;
-  wire \$2160 ;
-  wire \$2161 ;
-  wire \$2162 ;
-  wire \$2163 ;
-  wire \$2164 ;
-  wire \$2165 ;
-  wire \$2166 ;
-  wire \$2167 ;
-  wire \$2168 ;
-  wire \$2169 ;
   wire [12:0] \$217 ;
-  wire \$2170 ;
-  wire \$2171 ;
-  wire \$2172 ;
-  wire \$2173 ;
-  wire \$2174 ;
-  wire \$2175 ;
-  wire \$2176 ;
-  wire \$2177 ;
-  wire \$2178 ;
-  wire \$2179 ;
   wire [11:0] \$218 ;
-  wire \$2180 ;
-  wire \$2181 ;
-  wire \$2182 ;
-  wire \$2183 ;
-  wire \$2184 ;
-  wire \$2185 ;
-  wire \$2186 ;
-  wire \$2187 ;
-  wire \$2188 ;
-  wire \$2189 ;
   wire [12:0] \$219 ;
-  wire \$2190 ;
-  wire \$2191 ;
-  wire \$2192 ;
-  wire \$2193 ;
-  wire \$2194 ;
-  wire \$2195 ;
-  wire \$2196 ;
-  wire \$2197 ;
-  wire \$2198 ;
-  wire \$2199 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$2200 ;
-  wire \$2201 ;
-  wire \$2202 ;
-  wire \$2203 ;
-  wire \$2204 ;
-  wire \$2205 ;
-  wire \$2206 ;
-  wire \$2207 ;
-  wire \$2208 ;
-  wire \$2209 ;
   wire [3:0] \$221 ;
-  wire \$2210 ;
-  wire \$2211 ;
-  wire \$2212 ;
-  wire \$2213 ;
-  wire \$2214 ;
-  wire \$2215 ;
-  wire \$2216 ;
-  wire \$2217 ;
-  wire \$2218 ;
-  wire \$2219 ;
   wire [3:0] \$222 ;
-  wire \$2220 ;
-  wire \$2221 ;
-  wire \$2222 ;
-  wire \$2223 ;
-  wire \$2224 ;
-  wire \$2225 ;
-  wire \$2226 ;
-  wire \$2227 ;
-  wire \$2228 ;
-  wire \$2229 ;
   wire \$223 ;
-  wire \$2230 ;
-  wire \$2231 ;
-  wire \$2232 ;
-  wire \$2233 ;
-  wire \$2234 ;
-  wire \$2235 ;
-  wire \$2236 ;
-  wire \$2237 ;
-  wire \$2238 ;
-  wire \$2239 ;
   wire \$224 ;
-  wire \$2240 ;
-  wire \$2241 ;
-  wire \$2242 ;
-  wire \$2243 ;
-  wire \$2244 ;
-  wire \$2245 ;
-  wire \$2246 ;
-  wire \$2247 ;
-  wire \$2248 ;
-  wire \$2249 ;
   wire [11:0] \$225 ;
-  wire \$2250 ;
-  wire \$2251 ;
-  wire \$2252 ;
-  wire \$2253 ;
-  wire \$2254 ;
-  wire \$2255 ;
-  wire \$2256 ;
-  wire \$2257 ;
-  wire \$2258 ;
-  wire \$2259 ;
   wire \$226 ;
-  wire \$2260 ;
-  wire \$2261 ;
-  wire \$2262 ;
-  wire \$2263 ;
-  wire \$2264 ;
-  wire \$2265 ;
-  wire \$2266 ;
-  wire \$2267 ;
-  wire \$2268 ;
-  wire \$2269 ;
   wire [11:0] \$227 ;
-  wire \$2270 ;
-  wire \$2271 ;
-  wire \$2272 ;
-  wire \$2273 ;
-  wire \$2274 ;
-  wire \$2275 ;
-  wire \$2276 ;
-  wire \$2277 ;
-  wire \$2278 ;
-  wire \$2279 ;
   wire [12:0] \$228 ;
-  wire \$2280 ;
-  wire \$2281 ;
-  wire \$2282 ;
-  wire \$2283 ;
-  wire \$2284 ;
-  wire \$2285 ;
-  wire \$2286 ;
-  wire \$2287 ;
-  wire \$2288 ;
-  wire \$2289 ;
   wire [11:0] \$229 ;
-  wire \$2290 ;
-  wire \$2291 ;
-  wire \$2292 ;
-  wire \$2293 ;
-  wire \$2294 ;
-  wire \$2295 ;
-  wire \$2296 ;
-  wire \$2297 ;
-  wire \$2298 ;
-  wire \$2299 ;
   wire \$23 ;
   wire [12:0] \$230 ;
-  wire \$2300 ;
-  wire \$2301 ;
-  wire \$2302 ;
-  wire \$2303 ;
-  wire \$2304 ;
-  wire \$2305 ;
-  wire \$2306 ;
-  wire \$2307 ;
-  wire \$2308 ;
-  wire \$2309 ;
   wire \$231 ;
-  wire \$2310 ;
-  wire \$2311 ;
-  wire \$2312 ;
-  wire \$2313 ;
-  wire \$2314 ;
-  wire \$2315 ;
-  wire \$2316 ;
-  wire \$2317 ;
-  wire \$2318 ;
-  wire [11:0] \$2319 ;
   wire [5:0] \$232 ;
-  wire \$2320 ;
-  wire \$2321 ;
-  wire [11:0] \$2322 ;
-  wire \$2323 ;
-  wire \$2324 ;
-  wire [11:0] \$2325 ;
-  wire \$2326 ;
-  wire \$2327 ;
-  wire [11:0] \$2328 ;
-  wire \$2329 ;
   wire [5:0] \$233 ;
-  wire \$2330 ;
-  wire [11:0] \$2331 ;
-  wire \$2332 ;
-  wire \$2333 ;
-  reg [4:0] \$2334 ;
-  reg [3:0] \$2335 ;
-  reg [2:0] \$2336 ;
-  reg [10:0] \$2337 ;
-  reg [10:0] \$2338 ;
-  reg \$2339 ;
   wire \$234 ;
-  reg [3:0] \$2340 ;
-  reg \$2341 ;
-  reg [2:0] \$2342 ;
-  reg \$2343 ;
-  reg \$2344 ;
-  reg \$2345 ;
-  reg \$2346 ;
-  reg \$2347 ;
-  reg [2:0] \$2348 ;
-  reg [10:0] \$2349 ;
   wire \$235 ;
-  reg [4:0] \$2350 ;
-  reg [8:0] \$2351 ;
-  reg [3:0] \$2352 ;
-  reg [4:0] \$2353 ;
-  reg [2:0] \$2354 ;
-  reg [8:0] \$2355 ;
-  reg [3:0] \$2356 ;
-  reg [4:0] \$2357 ;
-  reg \$2358 ;
-  reg [3:0] \$2359 ;
   wire [9:0] \$236 ;
-  reg [10:0] \$2360 ;
-  reg [4:0] \$2361 ;
-  reg [3:0] \$2362 ;
-  reg [10:0] \$2363 ;
-  reg \$2364 ;
-  reg \$2365 ;
-  reg [5:0] \$2366 ;
-  reg \$2367 ;
-  reg [4:0] \$2368 ;
-  reg [4:0] \$2369 ;
   wire \$237 ;
-  reg [4:0] \$2370 ;
-  reg [3:0] \$2371 ;
-  reg [4:0] \$2372 ;
-  reg [4:0] \$2373 ;
-  reg \$2374 ;
   wire [4:0] \$238 ;
   wire [4:0] \$239 ;
   wire \$24 ;
@@ -24045,6 +18141,19 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   input clk;
   wire clk;
   reg [5:0] d = 6'h02;
+  reg d_ge_0 = 1'h1;
+  reg d_ge_1 = 1'h1;
+  reg d_ge_14 = 1'h0;
+  reg d_ge_15 = 1'h0;
+  reg d_ge_16 = 1'h0;
+  reg d_ge_17 = 1'h0;
+  reg d_ge_18 = 1'h0;
+  reg d_ge_19 = 1'h0;
+  reg d_ge_2 = 1'h1;
+  reg d_ge_3 = 1'h0;
+  reg d_ge_4 = 1'h0;
+  reg d_ge_5 = 1'h0;
+  reg d_ge_6 = 1'h0;
   (* init = 40'h0000000000 *)
   wire [39:0] finished;
   input [7:0] i__payload;
@@ -24064,7 +18173,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$127 ;
+  wire [7:0] \o__payload$140 ;
   wire [39:0] \o__payload$44 ;
   reg o__ready = 1'h1;
   input \o__ready$45 ;
@@ -30020,1838 +24129,812 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$524  = w_row == 4'hd;
   assign \$525  = \$523  & \$524 ;
   assign \$526  = ! ky;
-  assign \$527  = d == 4'he;
-  assign \$528  = d == 4'hf;
-  assign \$529  = d == 5'h10;
-  assign \$530  = d == 5'h11;
-  assign \$531  = d == 5'h12;
-  assign \$532  = d == 5'h13;
-  assign \$533  = d == 5'h14;
-  assign \$534  = d == 5'h15;
-  assign \$535  = d == 5'h16;
-  assign \$536  = d == 5'h17;
-  assign \$537  = d == 5'h18;
-  assign \$538  = d == 5'h19;
-  assign \$539  = d == 5'h1a;
-  assign \$540  = d == 5'h1b;
-  assign \$541  = d == 5'h1c;
-  assign \$542  = d == 5'h1d;
-  assign \$543  = d == 5'h1e;
-  assign \$544  = d == 5'h1f;
-  assign \$545  = | { \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527  };
-  assign \$546  = \$526  & \$545 ;
-  assign \$547  = ky == 1'h1;
-  assign \$548  = d == 4'hf;
-  assign \$549  = d == 5'h10;
-  assign \$550  = d == 5'h11;
-  assign \$551  = d == 5'h12;
-  assign \$552  = d == 5'h13;
-  assign \$553  = d == 5'h14;
-  assign \$554  = d == 5'h15;
-  assign \$555  = d == 5'h16;
-  assign \$556  = d == 5'h17;
-  assign \$557  = d == 5'h18;
-  assign \$558  = d == 5'h19;
-  assign \$559  = d == 5'h1a;
-  assign \$560  = d == 5'h1b;
-  assign \$561  = d == 5'h1c;
-  assign \$562  = d == 5'h1d;
-  assign \$563  = d == 5'h1e;
-  assign \$564  = d == 5'h1f;
-  assign \$565  = | { \$564 , \$563 , \$562 , \$561 , \$560 , \$559 , \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548  };
-  assign \$566  = \$547  & \$565 ;
-  assign \$567  = ky == 2'h2;
-  assign \$568  = d == 5'h10;
-  assign \$569  = d == 5'h11;
-  assign \$570  = d == 5'h12;
-  assign \$571  = d == 5'h13;
-  assign \$572  = d == 5'h14;
-  assign \$573  = d == 5'h15;
-  assign \$574  = d == 5'h16;
-  assign \$575  = d == 5'h17;
-  assign \$576  = d == 5'h18;
-  assign \$577  = d == 5'h19;
-  assign \$578  = d == 5'h1a;
-  assign \$579  = d == 5'h1b;
-  assign \$580  = d == 5'h1c;
-  assign \$581  = d == 5'h1d;
-  assign \$582  = d == 5'h1e;
-  assign \$583  = d == 5'h1f;
-  assign \$584  = | { \$583 , \$582 , \$581 , \$580 , \$579 , \$578 , \$577 , \$576 , \$575 , \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568  };
-  assign \$585  = \$567  & \$584 ;
-  assign \$586  = ky == 2'h3;
-  assign \$587  = d == 5'h11;
-  assign \$588  = d == 5'h12;
-  assign \$589  = d == 5'h13;
-  assign \$590  = d == 5'h14;
-  assign \$591  = d == 5'h15;
-  assign \$592  = d == 5'h16;
-  assign \$593  = d == 5'h17;
-  assign \$594  = d == 5'h18;
-  assign \$595  = d == 5'h19;
-  assign \$596  = d == 5'h1a;
-  assign \$597  = d == 5'h1b;
-  assign \$598  = d == 5'h1c;
-  assign \$599  = d == 5'h1d;
-  assign \$600  = d == 5'h1e;
-  assign \$601  = d == 5'h1f;
-  assign \$602  = | { \$601 , \$600 , \$599 , \$598 , \$597 , \$596 , \$595 , \$594 , \$593 , \$592 , \$591 , \$590 , \$589 , \$588 , \$587  };
-  assign \$603  = \$586  & \$602 ;
-  assign \$604  = ky == 3'h4;
-  assign \$605  = d == 5'h12;
-  assign \$606  = d == 5'h13;
-  assign \$607  = d == 5'h14;
-  assign \$608  = d == 5'h15;
-  assign \$609  = d == 5'h16;
-  assign \$610  = d == 5'h17;
-  assign \$611  = d == 5'h18;
-  assign \$612  = d == 5'h19;
-  assign \$613  = d == 5'h1a;
-  assign \$614  = d == 5'h1b;
-  assign \$615  = d == 5'h1c;
-  assign \$616  = d == 5'h1d;
-  assign \$617  = d == 5'h1e;
-  assign \$618  = d == 5'h1f;
-  assign \$619  = | { \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605  };
-  assign \$620  = \$604  & \$619 ;
-  assign \$621  = | { \$620 , \$603 , \$585 , \$566 , \$546  };
+  assign \$527  = \$526  & d_ge_14;
+  assign \$528  = ky == 1'h1;
+  assign \$529  = \$528  & d_ge_15;
+  assign \$530  = ky == 2'h2;
+  assign \$531  = \$530  & d_ge_16;
+  assign \$532  = ky == 2'h3;
+  assign \$533  = \$532  & d_ge_17;
+  assign \$534  = ky == 3'h4;
+  assign \$535  = \$534  & d_ge_18;
+  assign \$536  = | { \$535 , \$533 , \$531 , \$529 , \$527  };
+  assign \$537  = ! ky;
+  assign \$538  = \$537  & d_ge_0;
+  assign \$539  = ky == 1'h1;
+  assign \$540  = \$539  & d_ge_1;
+  assign \$541  = ky == 2'h2;
+  assign \$542  = \$541  & d_ge_2;
+  assign \$543  = ky == 2'h3;
+  assign \$544  = \$543  & d_ge_3;
+  assign \$545  = ky == 3'h4;
+  assign \$546  = \$545  & d_ge_4;
+  assign \$547  = | { \$546 , \$544 , \$542 , \$540 , \$538  };
+  assign \$548  = \$525  ? \$536  : \$547 ;
+  assign \$549  = \$522  | \$548 ;
+  assign \$550  = $signed(iy) < $signed(1'h0);
+  assign \$551  = $signed(iy) >= $signed(5'h0e);
+  assign \$552  = \$550  | \$551 ;
+  assign \$553  = ! ky;
+  assign \$554  = \$553  & d_ge_1;
+  assign \$555  = ky == 1'h1;
+  assign \$556  = \$555  & d_ge_2;
+  assign \$557  = ky == 2'h2;
+  assign \$558  = \$557  & d_ge_3;
+  assign \$559  = ky == 2'h3;
+  assign \$560  = \$559  & d_ge_4;
+  assign \$561  = ky == 3'h4;
+  assign \$562  = \$561  & d_ge_5;
+  assign \$563  = | { \$562 , \$560 , \$558 , \$556 , \$554  };
+  assign \$564  = \$552  | \$563 ;
+  assign \$565  = \$519  ? \$549  : \$564 ;
+  assign \$566  = write & w_last;
+  assign \$567  = oy == 4'hd;
+  assign \$568  = r_last & \$567 ;
+  assign \$569  = ~ \$568 ;
+  assign \$570  = ky == 3'h4;
+  assign \$571  = ~ \$570 ;
+  assign \$572  = $signed(iy) < $signed(1'h1);
+  assign \$573  = $signed(iy) >= $signed(5'h0d);
+  assign \$574  = \$572  | \$573 ;
+  assign \$575  = c == 5'h1f;
+  assign \$576  = ox == 4'hd;
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = oy == 4'hd;
+  assign \$579  = $signed(low) < $signed(1'h1);
+  assign \$580  = $signed(low) >= $signed(5'h0d);
+  assign \$581  = \$579  | \$580 ;
+  assign \$582  = \$578  ? 1'h1 : \$581 ;
+  assign \$583  = $signed(low) < $signed(1'h0);
+  assign \$584  = $signed(low) >= $signed(5'h0e);
+  assign \$585  = \$583  | \$584 ;
+  assign \$586  = \$577  ? \$582  : \$585 ;
+  assign \$587  = \$570  ? \$586  : \$574 ;
+  assign \$588  = ~ ahead;
+  assign \$589  = w_row == 4'hd;
+  assign \$590  = \$588  & \$589 ;
+  assign \$591  = ahead | \$590 ;
+  assign \$592  = \$587  | \$591 ;
+  assign \$593  = oy == 4'hd;
+  assign \$594  = ~ ahead;
+  assign \$595  = w_row == 4'hd;
+  assign \$596  = \$594  & \$595 ;
+  assign \$598  = ~ ahead;
+  assign \$599  = w_row == 4'hd;
+  assign \$600  = \$598  & \$599 ;
+  assign \$601  = \$600  ? d_ge_15 : d_ge_1;
+  assign \$602  = \$593  ? 1'h1 : \$601 ;
+  assign \$603  = ky == 3'h4;
+  assign \$604  = ~ ahead;
+  assign \$605  = w_row == 4'hd;
+  assign \$606  = \$604  & \$605 ;
+  assign \$607  = \$606  ? d_ge_14 : d_ge_0;
+  assign \$608  = ~ ahead;
+  assign \$609  = w_row == 4'hd;
+  assign \$610  = \$608  & \$609 ;
+  assign \$611  = ! ky;
+  assign \$612  = \$611  & d_ge_15;
+  assign \$613  = ky == 1'h1;
+  assign \$614  = \$613  & d_ge_16;
+  assign \$615  = ky == 2'h2;
+  assign \$616  = \$615  & d_ge_17;
+  assign \$617  = ky == 2'h3;
+  assign \$618  = \$617  & d_ge_18;
+  assign \$619  = ky == 3'h4;
+  assign \$620  = \$619  & d_ge_19;
+  assign \$621  = | { \$620 , \$618 , \$616 , \$614 , \$612  };
   assign \$622  = ! ky;
-  assign \$623  = ! d;
-  assign \$624  = d == 1'h1;
-  assign \$625  = d == 2'h2;
-  assign \$626  = d == 2'h3;
-  assign \$627  = d == 3'h4;
-  assign \$628  = d == 3'h5;
-  assign \$629  = d == 3'h6;
-  assign \$630  = d == 3'h7;
-  assign \$631  = d == 4'h8;
-  assign \$632  = d == 4'h9;
-  assign \$633  = d == 4'ha;
-  assign \$634  = d == 4'hb;
-  assign \$635  = d == 4'hc;
-  assign \$636  = d == 4'hd;
-  assign \$637  = d == 4'he;
-  assign \$638  = d == 4'hf;
-  assign \$639  = d == 5'h10;
-  assign \$640  = d == 5'h11;
-  assign \$641  = d == 5'h12;
-  assign \$642  = d == 5'h13;
-  assign \$643  = d == 5'h14;
-  assign \$644  = d == 5'h15;
-  assign \$645  = d == 5'h16;
-  assign \$646  = d == 5'h17;
-  assign \$647  = d == 5'h18;
-  assign \$648  = d == 5'h19;
-  assign \$649  = d == 5'h1a;
-  assign \$650  = d == 5'h1b;
-  assign \$651  = d == 5'h1c;
-  assign \$652  = d == 5'h1d;
-  assign \$653  = d == 5'h1e;
-  assign \$654  = d == 5'h1f;
-  assign \$655  = | { \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623  };
-  assign \$656  = \$622  & \$655 ;
-  assign \$657  = ky == 1'h1;
-  assign \$658  = d == 1'h1;
-  assign \$659  = d == 2'h2;
-  assign \$660  = d == 2'h3;
-  assign \$661  = d == 3'h4;
-  assign \$662  = d == 3'h5;
-  assign \$663  = d == 3'h6;
-  assign \$664  = d == 3'h7;
-  assign \$665  = d == 4'h8;
-  assign \$666  = d == 4'h9;
-  assign \$667  = d == 4'ha;
-  assign \$668  = d == 4'hb;
-  assign \$669  = d == 4'hc;
-  assign \$670  = d == 4'hd;
-  assign \$671  = d == 4'he;
-  assign \$672  = d == 4'hf;
-  assign \$673  = d == 5'h10;
-  assign \$674  = d == 5'h11;
-  assign \$675  = d == 5'h12;
-  assign \$676  = d == 5'h13;
-  assign \$677  = d == 5'h14;
-  assign \$678  = d == 5'h15;
-  assign \$679  = d == 5'h16;
-  assign \$680  = d == 5'h17;
-  assign \$681  = d == 5'h18;
-  assign \$682  = d == 5'h19;
-  assign \$683  = d == 5'h1a;
-  assign \$684  = d == 5'h1b;
-  assign \$685  = d == 5'h1c;
-  assign \$686  = d == 5'h1d;
-  assign \$687  = d == 5'h1e;
-  assign \$688  = d == 5'h1f;
-  assign \$689  = | { \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658  };
-  assign \$690  = \$657  & \$689 ;
-  assign \$691  = ky == 2'h2;
-  assign \$692  = d == 2'h2;
-  assign \$693  = d == 2'h3;
-  assign \$694  = d == 3'h4;
-  assign \$695  = d == 3'h5;
-  assign \$696  = d == 3'h6;
-  assign \$697  = d == 3'h7;
-  assign \$698  = d == 4'h8;
-  assign \$699  = d == 4'h9;
-  assign \$700  = d == 4'ha;
-  assign \$701  = d == 4'hb;
-  assign \$702  = d == 4'hc;
-  assign \$703  = d == 4'hd;
-  assign \$704  = d == 4'he;
-  assign \$705  = d == 4'hf;
-  assign \$706  = d == 5'h10;
-  assign \$707  = d == 5'h11;
-  assign \$708  = d == 5'h12;
-  assign \$709  = d == 5'h13;
-  assign \$710  = d == 5'h14;
-  assign \$711  = d == 5'h15;
-  assign \$712  = d == 5'h16;
-  assign \$713  = d == 5'h17;
-  assign \$714  = d == 5'h18;
-  assign \$715  = d == 5'h19;
-  assign \$716  = d == 5'h1a;
-  assign \$717  = d == 5'h1b;
-  assign \$718  = d == 5'h1c;
-  assign \$719  = d == 5'h1d;
-  assign \$720  = d == 5'h1e;
-  assign \$721  = d == 5'h1f;
-  assign \$722  = | { \$721 , \$720 , \$719 , \$718 , \$717 , \$716 , \$715 , \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692  };
-  assign \$723  = \$691  & \$722 ;
-  assign \$724  = ky == 2'h3;
-  assign \$725  = d == 2'h3;
-  assign \$726  = d == 3'h4;
-  assign \$727  = d == 3'h5;
-  assign \$728  = d == 3'h6;
-  assign \$729  = d == 3'h7;
-  assign \$730  = d == 4'h8;
-  assign \$731  = d == 4'h9;
-  assign \$732  = d == 4'ha;
-  assign \$733  = d == 4'hb;
-  assign \$734  = d == 4'hc;
-  assign \$735  = d == 4'hd;
-  assign \$736  = d == 4'he;
-  assign \$737  = d == 4'hf;
-  assign \$738  = d == 5'h10;
-  assign \$739  = d == 5'h11;
-  assign \$740  = d == 5'h12;
-  assign \$741  = d == 5'h13;
-  assign \$742  = d == 5'h14;
-  assign \$743  = d == 5'h15;
-  assign \$744  = d == 5'h16;
-  assign \$745  = d == 5'h17;
-  assign \$746  = d == 5'h18;
-  assign \$747  = d == 5'h19;
-  assign \$748  = d == 5'h1a;
-  assign \$749  = d == 5'h1b;
-  assign \$750  = d == 5'h1c;
-  assign \$751  = d == 5'h1d;
-  assign \$752  = d == 5'h1e;
-  assign \$753  = d == 5'h1f;
-  assign \$754  = | { \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726 , \$725  };
-  assign \$755  = \$724  & \$754 ;
-  assign \$756  = ky == 3'h4;
-  assign \$757  = d == 3'h4;
-  assign \$758  = d == 3'h5;
-  assign \$759  = d == 3'h6;
-  assign \$760  = d == 3'h7;
-  assign \$761  = d == 4'h8;
-  assign \$762  = d == 4'h9;
-  assign \$763  = d == 4'ha;
-  assign \$764  = d == 4'hb;
-  assign \$765  = d == 4'hc;
-  assign \$766  = d == 4'hd;
-  assign \$767  = d == 4'he;
-  assign \$768  = d == 4'hf;
-  assign \$769  = d == 5'h10;
-  assign \$770  = d == 5'h11;
-  assign \$771  = d == 5'h12;
-  assign \$772  = d == 5'h13;
-  assign \$773  = d == 5'h14;
-  assign \$774  = d == 5'h15;
-  assign \$775  = d == 5'h16;
-  assign \$776  = d == 5'h17;
-  assign \$777  = d == 5'h18;
-  assign \$778  = d == 5'h19;
-  assign \$779  = d == 5'h1a;
-  assign \$780  = d == 5'h1b;
-  assign \$781  = d == 5'h1c;
-  assign \$782  = d == 5'h1d;
-  assign \$783  = d == 5'h1e;
-  assign \$784  = d == 5'h1f;
-  assign \$785  = | { \$784 , \$783 , \$782 , \$781 , \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757  };
-  assign \$786  = \$756  & \$785 ;
-  assign \$787  = | { \$786 , \$755 , \$723 , \$690 , \$656  };
-  assign \$788  = \$525  ? \$621  : \$787 ;
-  assign \$789  = \$522  | \$788 ;
-  assign \$790  = $signed(iy) < $signed(1'h0);
-  assign \$791  = $signed(iy) >= $signed(5'h0e);
-  assign \$792  = \$790  | \$791 ;
-  assign \$793  = ! ky;
-  assign \$794  = d == 1'h1;
-  assign \$795  = d == 2'h2;
-  assign \$796  = d == 2'h3;
-  assign \$797  = d == 3'h4;
-  assign \$798  = d == 3'h5;
-  assign \$799  = d == 3'h6;
-  assign \$800  = d == 3'h7;
-  assign \$801  = d == 4'h8;
-  assign \$802  = d == 4'h9;
-  assign \$803  = d == 4'ha;
-  assign \$804  = d == 4'hb;
-  assign \$805  = d == 4'hc;
-  assign \$806  = d == 4'hd;
-  assign \$807  = d == 4'he;
-  assign \$808  = d == 4'hf;
-  assign \$809  = d == 5'h10;
-  assign \$810  = d == 5'h11;
-  assign \$811  = d == 5'h12;
-  assign \$812  = d == 5'h13;
-  assign \$813  = d == 5'h14;
-  assign \$814  = d == 5'h15;
-  assign \$815  = d == 5'h16;
-  assign \$816  = d == 5'h17;
-  assign \$817  = d == 5'h18;
-  assign \$818  = d == 5'h19;
-  assign \$819  = d == 5'h1a;
-  assign \$820  = d == 5'h1b;
-  assign \$821  = d == 5'h1c;
-  assign \$822  = d == 5'h1d;
-  assign \$823  = d == 5'h1e;
-  assign \$824  = d == 5'h1f;
-  assign \$825  = | { \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794  };
-  assign \$826  = \$793  & \$825 ;
-  assign \$827  = ky == 1'h1;
-  assign \$828  = d == 2'h2;
-  assign \$829  = d == 2'h3;
-  assign \$830  = d == 3'h4;
-  assign \$831  = d == 3'h5;
-  assign \$832  = d == 3'h6;
-  assign \$833  = d == 3'h7;
-  assign \$834  = d == 4'h8;
-  assign \$835  = d == 4'h9;
-  assign \$836  = d == 4'ha;
-  assign \$837  = d == 4'hb;
-  assign \$838  = d == 4'hc;
-  assign \$839  = d == 4'hd;
-  assign \$840  = d == 4'he;
-  assign \$841  = d == 4'hf;
-  assign \$842  = d == 5'h10;
-  assign \$843  = d == 5'h11;
-  assign \$844  = d == 5'h12;
-  assign \$845  = d == 5'h13;
-  assign \$846  = d == 5'h14;
-  assign \$847  = d == 5'h15;
-  assign \$848  = d == 5'h16;
-  assign \$849  = d == 5'h17;
-  assign \$850  = d == 5'h18;
-  assign \$851  = d == 5'h19;
-  assign \$852  = d == 5'h1a;
-  assign \$853  = d == 5'h1b;
-  assign \$854  = d == 5'h1c;
-  assign \$855  = d == 5'h1d;
-  assign \$856  = d == 5'h1e;
-  assign \$857  = d == 5'h1f;
-  assign \$858  = | { \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828  };
-  assign \$859  = \$827  & \$858 ;
-  assign \$860  = ky == 2'h2;
-  assign \$861  = d == 2'h3;
-  assign \$862  = d == 3'h4;
-  assign \$863  = d == 3'h5;
-  assign \$864  = d == 3'h6;
-  assign \$865  = d == 3'h7;
-  assign \$866  = d == 4'h8;
-  assign \$867  = d == 4'h9;
-  assign \$868  = d == 4'ha;
-  assign \$869  = d == 4'hb;
-  assign \$870  = d == 4'hc;
-  assign \$871  = d == 4'hd;
-  assign \$872  = d == 4'he;
-  assign \$873  = d == 4'hf;
-  assign \$874  = d == 5'h10;
-  assign \$875  = d == 5'h11;
-  assign \$876  = d == 5'h12;
-  assign \$877  = d == 5'h13;
-  assign \$878  = d == 5'h14;
-  assign \$879  = d == 5'h15;
-  assign \$880  = d == 5'h16;
-  assign \$881  = d == 5'h17;
-  assign \$882  = d == 5'h18;
-  assign \$883  = d == 5'h19;
-  assign \$884  = d == 5'h1a;
-  assign \$885  = d == 5'h1b;
-  assign \$886  = d == 5'h1c;
-  assign \$887  = d == 5'h1d;
-  assign \$888  = d == 5'h1e;
-  assign \$889  = d == 5'h1f;
-  assign \$890  = | { \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861  };
-  assign \$891  = \$860  & \$890 ;
-  assign \$892  = ky == 2'h3;
-  assign \$893  = d == 3'h4;
-  assign \$894  = d == 3'h5;
-  assign \$895  = d == 3'h6;
-  assign \$896  = d == 3'h7;
-  assign \$897  = d == 4'h8;
-  assign \$898  = d == 4'h9;
-  assign \$899  = d == 4'ha;
-  assign \$900  = d == 4'hb;
-  assign \$901  = d == 4'hc;
-  assign \$902  = d == 4'hd;
-  assign \$903  = d == 4'he;
-  assign \$904  = d == 4'hf;
-  assign \$905  = d == 5'h10;
-  assign \$906  = d == 5'h11;
-  assign \$907  = d == 5'h12;
-  assign \$908  = d == 5'h13;
-  assign \$909  = d == 5'h14;
-  assign \$910  = d == 5'h15;
-  assign \$911  = d == 5'h16;
-  assign \$912  = d == 5'h17;
-  assign \$913  = d == 5'h18;
-  assign \$914  = d == 5'h19;
-  assign \$915  = d == 5'h1a;
-  assign \$916  = d == 5'h1b;
-  assign \$917  = d == 5'h1c;
-  assign \$918  = d == 5'h1d;
-  assign \$919  = d == 5'h1e;
-  assign \$920  = d == 5'h1f;
-  assign \$921  = | { \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893  };
-  assign \$922  = \$892  & \$921 ;
-  assign \$923  = ky == 3'h4;
-  assign \$924  = d == 3'h5;
-  assign \$925  = d == 3'h6;
-  assign \$926  = d == 3'h7;
-  assign \$927  = d == 4'h8;
-  assign \$928  = d == 4'h9;
-  assign \$929  = d == 4'ha;
-  assign \$930  = d == 4'hb;
-  assign \$931  = d == 4'hc;
-  assign \$932  = d == 4'hd;
-  assign \$933  = d == 4'he;
-  assign \$934  = d == 4'hf;
-  assign \$935  = d == 5'h10;
-  assign \$936  = d == 5'h11;
-  assign \$937  = d == 5'h12;
-  assign \$938  = d == 5'h13;
-  assign \$939  = d == 5'h14;
-  assign \$940  = d == 5'h15;
-  assign \$941  = d == 5'h16;
-  assign \$942  = d == 5'h17;
-  assign \$943  = d == 5'h18;
-  assign \$944  = d == 5'h19;
-  assign \$945  = d == 5'h1a;
-  assign \$946  = d == 5'h1b;
-  assign \$947  = d == 5'h1c;
-  assign \$948  = d == 5'h1d;
-  assign \$949  = d == 5'h1e;
-  assign \$950  = d == 5'h1f;
-  assign \$951  = | { \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924  };
-  assign \$952  = \$923  & \$951 ;
-  assign \$953  = | { \$952 , \$922 , \$891 , \$859 , \$826  };
-  assign \$954  = \$792  | \$953 ;
-  assign \$955  = \$519  ? \$789  : \$954 ;
-  assign \$956  = write & w_last;
-  assign \$957  = oy == 4'hd;
-  assign \$958  = r_last & \$957 ;
-  assign \$959  = ~ \$958 ;
-  assign \$960  = ky == 3'h4;
-  assign \$961  = ~ \$960 ;
-  assign \$962  = $signed(iy) < $signed(1'h1);
-  assign \$963  = $signed(iy) >= $signed(5'h0d);
-  assign \$964  = \$962  | \$963 ;
-  assign \$965  = c == 5'h1f;
-  assign \$966  = ox == 4'hd;
-  assign \$967  = \$965  & \$966 ;
-  assign \$968  = oy == 4'hd;
-  assign \$969  = $signed(low) < $signed(1'h1);
-  assign \$970  = $signed(low) >= $signed(5'h0d);
-  assign \$971  = \$969  | \$970 ;
-  assign \$972  = \$968  ? 1'h1 : \$971 ;
-  assign \$973  = $signed(low) < $signed(1'h0);
-  assign \$974  = $signed(low) >= $signed(5'h0e);
-  assign \$975  = \$973  | \$974 ;
-  assign \$976  = \$967  ? \$972  : \$975 ;
-  assign \$977  = \$960  ? \$976  : \$964 ;
-  assign \$978  = ~ ahead;
-  assign \$979  = w_row == 4'hd;
-  assign \$980  = \$978  & \$979 ;
-  assign \$981  = ahead | \$980 ;
-  assign \$982  = \$977  | \$981 ;
-  assign \$983  = oy == 4'hd;
-  assign \$984  = ~ ahead;
-  assign \$985  = w_row == 4'hd;
-  assign \$986  = \$984  & \$985 ;
-  assign \$988  = ~ ahead;
-  assign \$989  = w_row == 4'hd;
-  assign \$990  = \$988  & \$989 ;
-  assign \$991  = d == 4'hf;
-  assign \$992  = d == 5'h10;
-  assign \$993  = d == 5'h11;
-  assign \$994  = d == 5'h12;
-  assign \$995  = d == 5'h13;
-  assign \$996  = d == 5'h14;
-  assign \$997  = d == 5'h15;
-  assign \$998  = d == 5'h16;
-  assign \$999  = d == 5'h17;
-  assign \$1000  = d == 5'h18;
-  assign \$1001  = d == 5'h19;
-  assign \$1002  = d == 5'h1a;
-  assign \$1003  = d == 5'h1b;
-  assign \$1004  = d == 5'h1c;
-  assign \$1005  = d == 5'h1d;
-  assign \$1006  = d == 5'h1e;
-  assign \$1007  = d == 5'h1f;
-  assign \$1008  = | { \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991  };
-  assign \$1009  = d == 1'h1;
-  assign \$1010  = d == 2'h2;
-  assign \$1011  = d == 2'h3;
-  assign \$1012  = d == 3'h4;
-  assign \$1013  = d == 3'h5;
-  assign \$1014  = d == 3'h6;
-  assign \$1015  = d == 3'h7;
-  assign \$1016  = d == 4'h8;
-  assign \$1017  = d == 4'h9;
-  assign \$1018  = d == 4'ha;
-  assign \$1019  = d == 4'hb;
-  assign \$1020  = d == 4'hc;
-  assign \$1021  = d == 4'hd;
-  assign \$1022  = d == 4'he;
-  assign \$1023  = d == 4'hf;
-  assign \$1024  = d == 5'h10;
-  assign \$1025  = d == 5'h11;
-  assign \$1026  = d == 5'h12;
-  assign \$1027  = d == 5'h13;
-  assign \$1028  = d == 5'h14;
-  assign \$1029  = d == 5'h15;
-  assign \$1030  = d == 5'h16;
-  assign \$1031  = d == 5'h17;
-  assign \$1032  = d == 5'h18;
-  assign \$1033  = d == 5'h19;
-  assign \$1034  = d == 5'h1a;
-  assign \$1035  = d == 5'h1b;
-  assign \$1036  = d == 5'h1c;
-  assign \$1037  = d == 5'h1d;
-  assign \$1038  = d == 5'h1e;
-  assign \$1039  = d == 5'h1f;
-  assign \$1040  = | { \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009  };
-  assign \$1041  = \$990  ? \$1008  : \$1040 ;
-  assign \$1042  = \$983  ? 1'h1 : \$1041 ;
-  assign \$1043  = ky == 3'h4;
-  assign \$1044  = ~ ahead;
-  assign \$1045  = w_row == 4'hd;
-  assign \$1046  = \$1044  & \$1045 ;
-  assign \$1047  = d == 4'he;
-  assign \$1048  = d == 4'hf;
-  assign \$1049  = d == 5'h10;
-  assign \$1050  = d == 5'h11;
-  assign \$1051  = d == 5'h12;
-  assign \$1052  = d == 5'h13;
-  assign \$1053  = d == 5'h14;
-  assign \$1054  = d == 5'h15;
-  assign \$1055  = d == 5'h16;
-  assign \$1056  = d == 5'h17;
-  assign \$1057  = d == 5'h18;
-  assign \$1058  = d == 5'h19;
-  assign \$1059  = d == 5'h1a;
-  assign \$1060  = d == 5'h1b;
-  assign \$1061  = d == 5'h1c;
-  assign \$1062  = d == 5'h1d;
-  assign \$1063  = d == 5'h1e;
-  assign \$1064  = d == 5'h1f;
-  assign \$1065  = | { \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056 , \$1055 , \$1054 , \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047  };
-  assign \$1066  = ! d;
-  assign \$1067  = d == 1'h1;
-  assign \$1068  = d == 2'h2;
-  assign \$1069  = d == 2'h3;
-  assign \$1070  = d == 3'h4;
-  assign \$1071  = d == 3'h5;
-  assign \$1072  = d == 3'h6;
-  assign \$1073  = d == 3'h7;
-  assign \$1074  = d == 4'h8;
-  assign \$1075  = d == 4'h9;
-  assign \$1076  = d == 4'ha;
-  assign \$1077  = d == 4'hb;
-  assign \$1078  = d == 4'hc;
-  assign \$1079  = d == 4'hd;
-  assign \$1080  = d == 4'he;
-  assign \$1081  = d == 4'hf;
-  assign \$1082  = d == 5'h10;
-  assign \$1083  = d == 5'h11;
-  assign \$1084  = d == 5'h12;
-  assign \$1085  = d == 5'h13;
-  assign \$1086  = d == 5'h14;
-  assign \$1087  = d == 5'h15;
-  assign \$1088  = d == 5'h16;
-  assign \$1089  = d == 5'h17;
-  assign \$1090  = d == 5'h18;
-  assign \$1091  = d == 5'h19;
-  assign \$1092  = d == 5'h1a;
-  assign \$1093  = d == 5'h1b;
-  assign \$1094  = d == 5'h1c;
-  assign \$1095  = d == 5'h1d;
-  assign \$1096  = d == 5'h1e;
-  assign \$1097  = d == 5'h1f;
-  assign \$1098  = | { \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066  };
-  assign \$1099  = \$1046  ? \$1065  : \$1098 ;
-  assign \$1100  = ~ ahead;
-  assign \$1101  = w_row == 4'hd;
-  assign \$1102  = \$1100  & \$1101 ;
-  assign \$1103  = ! ky;
-  assign \$1104  = d == 4'hf;
-  assign \$1105  = d == 5'h10;
-  assign \$1106  = d == 5'h11;
-  assign \$1107  = d == 5'h12;
-  assign \$1108  = d == 5'h13;
-  assign \$1109  = d == 5'h14;
-  assign \$1110  = d == 5'h15;
-  assign \$1111  = d == 5'h16;
-  assign \$1112  = d == 5'h17;
-  assign \$1113  = d == 5'h18;
-  assign \$1114  = d == 5'h19;
-  assign \$1115  = d == 5'h1a;
-  assign \$1116  = d == 5'h1b;
-  assign \$1117  = d == 5'h1c;
-  assign \$1118  = d == 5'h1d;
-  assign \$1119  = d == 5'h1e;
-  assign \$1120  = d == 5'h1f;
-  assign \$1121  = | { \$1120 , \$1119 , \$1118 , \$1117 , \$1116 , \$1115 , \$1114 , \$1113 , \$1112 , \$1111 , \$1110 , \$1109 , \$1108 , \$1107 , \$1106 , \$1105 , \$1104  };
-  assign \$1122  = \$1103  & \$1121 ;
-  assign \$1123  = ky == 1'h1;
-  assign \$1124  = d == 5'h10;
-  assign \$1125  = d == 5'h11;
-  assign \$1126  = d == 5'h12;
-  assign \$1127  = d == 5'h13;
-  assign \$1128  = d == 5'h14;
-  assign \$1129  = d == 5'h15;
-  assign \$1130  = d == 5'h16;
-  assign \$1131  = d == 5'h17;
-  assign \$1132  = d == 5'h18;
-  assign \$1133  = d == 5'h19;
-  assign \$1134  = d == 5'h1a;
-  assign \$1135  = d == 5'h1b;
-  assign \$1136  = d == 5'h1c;
-  assign \$1137  = d == 5'h1d;
-  assign \$1138  = d == 5'h1e;
-  assign \$1139  = d == 5'h1f;
-  assign \$1140  = | { \$1139 , \$1138 , \$1137 , \$1136 , \$1135 , \$1134 , \$1133 , \$1132 , \$1131 , \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124  };
-  assign \$1141  = \$1123  & \$1140 ;
-  assign \$1142  = ky == 2'h2;
-  assign \$1143  = d == 5'h11;
-  assign \$1144  = d == 5'h12;
-  assign \$1145  = d == 5'h13;
-  assign \$1146  = d == 5'h14;
-  assign \$1147  = d == 5'h15;
-  assign \$1148  = d == 5'h16;
-  assign \$1149  = d == 5'h17;
-  assign \$1150  = d == 5'h18;
-  assign \$1151  = d == 5'h19;
-  assign \$1152  = d == 5'h1a;
-  assign \$1153  = d == 5'h1b;
-  assign \$1154  = d == 5'h1c;
-  assign \$1155  = d == 5'h1d;
-  assign \$1156  = d == 5'h1e;
-  assign \$1157  = d == 5'h1f;
-  assign \$1158  = | { \$1157 , \$1156 , \$1155 , \$1154 , \$1153 , \$1152 , \$1151 , \$1150 , \$1149 , \$1148 , \$1147 , \$1146 , \$1145 , \$1144 , \$1143  };
-  assign \$1159  = \$1142  & \$1158 ;
-  assign \$1160  = ky == 2'h3;
-  assign \$1161  = d == 5'h12;
-  assign \$1162  = d == 5'h13;
-  assign \$1163  = d == 5'h14;
-  assign \$1164  = d == 5'h15;
-  assign \$1165  = d == 5'h16;
-  assign \$1166  = d == 5'h17;
-  assign \$1167  = d == 5'h18;
-  assign \$1168  = d == 5'h19;
-  assign \$1169  = d == 5'h1a;
-  assign \$1170  = d == 5'h1b;
-  assign \$1171  = d == 5'h1c;
-  assign \$1172  = d == 5'h1d;
-  assign \$1173  = d == 5'h1e;
-  assign \$1174  = d == 5'h1f;
-  assign \$1175  = | { \$1174 , \$1173 , \$1172 , \$1171 , \$1170 , \$1169 , \$1168 , \$1167 , \$1166 , \$1165 , \$1164 , \$1163 , \$1162 , \$1161  };
-  assign \$1176  = \$1160  & \$1175 ;
-  assign \$1177  = ky == 3'h4;
-  assign \$1178  = d == 5'h13;
-  assign \$1179  = d == 5'h14;
-  assign \$1180  = d == 5'h15;
-  assign \$1181  = d == 5'h16;
-  assign \$1182  = d == 5'h17;
-  assign \$1183  = d == 5'h18;
-  assign \$1184  = d == 5'h19;
-  assign \$1185  = d == 5'h1a;
-  assign \$1186  = d == 5'h1b;
-  assign \$1187  = d == 5'h1c;
-  assign \$1188  = d == 5'h1d;
-  assign \$1189  = d == 5'h1e;
-  assign \$1190  = d == 5'h1f;
-  assign \$1191  = | { \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184 , \$1183 , \$1182 , \$1181 , \$1180 , \$1179 , \$1178  };
-  assign \$1192  = \$1177  & \$1191 ;
-  assign \$1193  = | { \$1192 , \$1176 , \$1159 , \$1141 , \$1122  };
-  assign \$1194  = ! ky;
-  assign \$1195  = d == 1'h1;
-  assign \$1196  = d == 2'h2;
-  assign \$1197  = d == 2'h3;
-  assign \$1198  = d == 3'h4;
-  assign \$1199  = d == 3'h5;
-  assign \$1200  = d == 3'h6;
-  assign \$1201  = d == 3'h7;
-  assign \$1202  = d == 4'h8;
-  assign \$1203  = d == 4'h9;
-  assign \$1204  = d == 4'ha;
-  assign \$1205  = d == 4'hb;
-  assign \$1206  = d == 4'hc;
-  assign \$1207  = d == 4'hd;
-  assign \$1208  = d == 4'he;
-  assign \$1209  = d == 4'hf;
-  assign \$1210  = d == 5'h10;
-  assign \$1211  = d == 5'h11;
-  assign \$1212  = d == 5'h12;
-  assign \$1213  = d == 5'h13;
-  assign \$1214  = d == 5'h14;
-  assign \$1215  = d == 5'h15;
-  assign \$1216  = d == 5'h16;
-  assign \$1217  = d == 5'h17;
-  assign \$1218  = d == 5'h18;
-  assign \$1219  = d == 5'h19;
-  assign \$1220  = d == 5'h1a;
-  assign \$1221  = d == 5'h1b;
-  assign \$1222  = d == 5'h1c;
-  assign \$1223  = d == 5'h1d;
-  assign \$1224  = d == 5'h1e;
-  assign \$1225  = d == 5'h1f;
-  assign \$1226  = | { \$1225 , \$1224 , \$1223 , \$1222 , \$1221 , \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209 , \$1208 , \$1207 , \$1206 , \$1205 , \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195  };
-  assign \$1227  = \$1194  & \$1226 ;
-  assign \$1228  = ky == 1'h1;
-  assign \$1229  = d == 2'h2;
-  assign \$1230  = d == 2'h3;
-  assign \$1231  = d == 3'h4;
-  assign \$1232  = d == 3'h5;
-  assign \$1233  = d == 3'h6;
-  assign \$1234  = d == 3'h7;
-  assign \$1235  = d == 4'h8;
-  assign \$1236  = d == 4'h9;
-  assign \$1237  = d == 4'ha;
-  assign \$1238  = d == 4'hb;
-  assign \$1239  = d == 4'hc;
-  assign \$1240  = d == 4'hd;
-  assign \$1241  = d == 4'he;
-  assign \$1242  = d == 4'hf;
-  assign \$1243  = d == 5'h10;
-  assign \$1244  = d == 5'h11;
-  assign \$1245  = d == 5'h12;
-  assign \$1246  = d == 5'h13;
-  assign \$1247  = d == 5'h14;
-  assign \$1248  = d == 5'h15;
-  assign \$1249  = d == 5'h16;
-  assign \$1250  = d == 5'h17;
-  assign \$1251  = d == 5'h18;
-  assign \$1252  = d == 5'h19;
-  assign \$1253  = d == 5'h1a;
-  assign \$1254  = d == 5'h1b;
-  assign \$1255  = d == 5'h1c;
-  assign \$1256  = d == 5'h1d;
-  assign \$1257  = d == 5'h1e;
-  assign \$1258  = d == 5'h1f;
-  assign \$1259  = | { \$1258 , \$1257 , \$1256 , \$1255 , \$1254 , \$1253 , \$1252 , \$1251 , \$1250 , \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243 , \$1242 , \$1241 , \$1240 , \$1239 , \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229  };
-  assign \$1260  = \$1228  & \$1259 ;
-  assign \$1261  = ky == 2'h2;
-  assign \$1262  = d == 2'h3;
-  assign \$1263  = d == 3'h4;
-  assign \$1264  = d == 3'h5;
-  assign \$1265  = d == 3'h6;
-  assign \$1266  = d == 3'h7;
-  assign \$1267  = d == 4'h8;
-  assign \$1268  = d == 4'h9;
-  assign \$1269  = d == 4'ha;
-  assign \$1270  = d == 4'hb;
-  assign \$1271  = d == 4'hc;
-  assign \$1272  = d == 4'hd;
-  assign \$1273  = d == 4'he;
-  assign \$1274  = d == 4'hf;
-  assign \$1275  = d == 5'h10;
-  assign \$1276  = d == 5'h11;
-  assign \$1277  = d == 5'h12;
-  assign \$1278  = d == 5'h13;
-  assign \$1279  = d == 5'h14;
-  assign \$1280  = d == 5'h15;
-  assign \$1281  = d == 5'h16;
-  assign \$1282  = d == 5'h17;
-  assign \$1283  = d == 5'h18;
-  assign \$1284  = d == 5'h19;
-  assign \$1285  = d == 5'h1a;
-  assign \$1286  = d == 5'h1b;
-  assign \$1287  = d == 5'h1c;
-  assign \$1288  = d == 5'h1d;
-  assign \$1289  = d == 5'h1e;
-  assign \$1290  = d == 5'h1f;
-  assign \$1291  = | { \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271 , \$1270 , \$1269 , \$1268 , \$1267 , \$1266 , \$1265 , \$1264 , \$1263 , \$1262  };
-  assign \$1292  = \$1261  & \$1291 ;
-  assign \$1293  = ky == 2'h3;
-  assign \$1294  = d == 3'h4;
-  assign \$1295  = d == 3'h5;
-  assign \$1296  = d == 3'h6;
-  assign \$1297  = d == 3'h7;
-  assign \$1298  = d == 4'h8;
-  assign \$1299  = d == 4'h9;
-  assign \$1300  = d == 4'ha;
-  assign \$1301  = d == 4'hb;
-  assign \$1302  = d == 4'hc;
-  assign \$1303  = d == 4'hd;
-  assign \$1304  = d == 4'he;
-  assign \$1305  = d == 4'hf;
-  assign \$1306  = d == 5'h10;
-  assign \$1307  = d == 5'h11;
-  assign \$1308  = d == 5'h12;
-  assign \$1309  = d == 5'h13;
-  assign \$1310  = d == 5'h14;
-  assign \$1311  = d == 5'h15;
-  assign \$1312  = d == 5'h16;
-  assign \$1313  = d == 5'h17;
-  assign \$1314  = d == 5'h18;
-  assign \$1315  = d == 5'h19;
-  assign \$1316  = d == 5'h1a;
-  assign \$1317  = d == 5'h1b;
-  assign \$1318  = d == 5'h1c;
-  assign \$1319  = d == 5'h1d;
-  assign \$1320  = d == 5'h1e;
-  assign \$1321  = d == 5'h1f;
-  assign \$1322  = | { \$1321 , \$1320 , \$1319 , \$1318 , \$1317 , \$1316 , \$1315 , \$1314 , \$1313 , \$1312 , \$1311 , \$1310 , \$1309 , \$1308 , \$1307 , \$1306 , \$1305 , \$1304 , \$1303 , \$1302 , \$1301 , \$1300 , \$1299 , \$1298 , \$1297 , \$1296 , \$1295 , \$1294  };
-  assign \$1323  = \$1293  & \$1322 ;
-  assign \$1324  = ky == 3'h4;
-  assign \$1325  = d == 3'h5;
-  assign \$1326  = d == 3'h6;
-  assign \$1327  = d == 3'h7;
-  assign \$1328  = d == 4'h8;
-  assign \$1329  = d == 4'h9;
-  assign \$1330  = d == 4'ha;
-  assign \$1331  = d == 4'hb;
-  assign \$1332  = d == 4'hc;
-  assign \$1333  = d == 4'hd;
-  assign \$1334  = d == 4'he;
-  assign \$1335  = d == 4'hf;
-  assign \$1336  = d == 5'h10;
-  assign \$1337  = d == 5'h11;
-  assign \$1338  = d == 5'h12;
-  assign \$1339  = d == 5'h13;
-  assign \$1340  = d == 5'h14;
-  assign \$1341  = d == 5'h15;
-  assign \$1342  = d == 5'h16;
-  assign \$1343  = d == 5'h17;
-  assign \$1344  = d == 5'h18;
-  assign \$1345  = d == 5'h19;
-  assign \$1346  = d == 5'h1a;
-  assign \$1347  = d == 5'h1b;
-  assign \$1348  = d == 5'h1c;
-  assign \$1349  = d == 5'h1d;
-  assign \$1350  = d == 5'h1e;
-  assign \$1351  = d == 5'h1f;
-  assign \$1352  = | { \$1351 , \$1350 , \$1349 , \$1348 , \$1347 , \$1346 , \$1345 , \$1344 , \$1343 , \$1342 , \$1341 , \$1340 , \$1339 , \$1338 , \$1337 , \$1336 , \$1335 , \$1334 , \$1333 , \$1332 , \$1331 , \$1330 , \$1329 , \$1328 , \$1327 , \$1326 , \$1325  };
-  assign \$1353  = \$1324  & \$1352 ;
-  assign \$1354  = | { \$1353 , \$1323 , \$1292 , \$1260 , \$1227  };
-  assign \$1355  = \$1102  ? \$1193  : \$1354 ;
-  assign \$1356  = \$1043  ? \$1099  : \$1355 ;
-  assign \$1357  = ~ ahead;
-  assign \$1358  = w_row == 4'hd;
-  assign \$1359  = \$1357  & \$1358 ;
-  assign \$1360  = ! ky;
-  assign \$1361  = d == 4'he;
-  assign \$1362  = d == 4'hf;
-  assign \$1363  = d == 5'h10;
-  assign \$1364  = d == 5'h11;
-  assign \$1365  = d == 5'h12;
-  assign \$1366  = d == 5'h13;
-  assign \$1367  = d == 5'h14;
-  assign \$1368  = d == 5'h15;
-  assign \$1369  = d == 5'h16;
-  assign \$1370  = d == 5'h17;
-  assign \$1371  = d == 5'h18;
-  assign \$1372  = d == 5'h19;
-  assign \$1373  = d == 5'h1a;
-  assign \$1374  = d == 5'h1b;
-  assign \$1375  = d == 5'h1c;
-  assign \$1376  = d == 5'h1d;
-  assign \$1377  = d == 5'h1e;
-  assign \$1378  = d == 5'h1f;
-  assign \$1379  = | { \$1378 , \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369 , \$1368 , \$1367 , \$1366 , \$1365 , \$1364 , \$1363 , \$1362 , \$1361  };
-  assign \$1380  = \$1360  & \$1379 ;
-  assign \$1381  = ky == 1'h1;
-  assign \$1382  = d == 4'hf;
-  assign \$1383  = d == 5'h10;
-  assign \$1384  = d == 5'h11;
-  assign \$1385  = d == 5'h12;
-  assign \$1386  = d == 5'h13;
-  assign \$1387  = d == 5'h14;
-  assign \$1388  = d == 5'h15;
-  assign \$1389  = d == 5'h16;
-  assign \$1390  = d == 5'h17;
-  assign \$1391  = d == 5'h18;
-  assign \$1392  = d == 5'h19;
-  assign \$1393  = d == 5'h1a;
-  assign \$1394  = d == 5'h1b;
-  assign \$1395  = d == 5'h1c;
-  assign \$1396  = d == 5'h1d;
-  assign \$1397  = d == 5'h1e;
-  assign \$1398  = d == 5'h1f;
-  assign \$1399  = | { \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382  };
-  assign \$1400  = \$1381  & \$1399 ;
-  assign \$1401  = ky == 2'h2;
-  assign \$1402  = d == 5'h10;
-  assign \$1403  = d == 5'h11;
-  assign \$1404  = d == 5'h12;
-  assign \$1405  = d == 5'h13;
-  assign \$1406  = d == 5'h14;
-  assign \$1407  = d == 5'h15;
-  assign \$1408  = d == 5'h16;
-  assign \$1409  = d == 5'h17;
-  assign \$1410  = d == 5'h18;
-  assign \$1411  = d == 5'h19;
-  assign \$1412  = d == 5'h1a;
-  assign \$1413  = d == 5'h1b;
-  assign \$1414  = d == 5'h1c;
-  assign \$1415  = d == 5'h1d;
-  assign \$1416  = d == 5'h1e;
-  assign \$1417  = d == 5'h1f;
-  assign \$1418  = | { \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402  };
-  assign \$1419  = \$1401  & \$1418 ;
-  assign \$1420  = ky == 2'h3;
-  assign \$1421  = d == 5'h11;
-  assign \$1422  = d == 5'h12;
-  assign \$1423  = d == 5'h13;
-  assign \$1424  = d == 5'h14;
-  assign \$1425  = d == 5'h15;
-  assign \$1426  = d == 5'h16;
-  assign \$1427  = d == 5'h17;
-  assign \$1428  = d == 5'h18;
-  assign \$1429  = d == 5'h19;
-  assign \$1430  = d == 5'h1a;
-  assign \$1431  = d == 5'h1b;
-  assign \$1432  = d == 5'h1c;
-  assign \$1433  = d == 5'h1d;
-  assign \$1434  = d == 5'h1e;
-  assign \$1435  = d == 5'h1f;
-  assign \$1436  = | { \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421  };
-  assign \$1437  = \$1420  & \$1436 ;
-  assign \$1438  = ky == 3'h4;
-  assign \$1439  = d == 5'h12;
-  assign \$1440  = d == 5'h13;
-  assign \$1441  = d == 5'h14;
-  assign \$1442  = d == 5'h15;
-  assign \$1443  = d == 5'h16;
-  assign \$1444  = d == 5'h17;
-  assign \$1445  = d == 5'h18;
-  assign \$1446  = d == 5'h19;
-  assign \$1447  = d == 5'h1a;
-  assign \$1448  = d == 5'h1b;
-  assign \$1449  = d == 5'h1c;
-  assign \$1450  = d == 5'h1d;
-  assign \$1451  = d == 5'h1e;
-  assign \$1452  = d == 5'h1f;
-  assign \$1453  = | { \$1452 , \$1451 , \$1450 , \$1449 , \$1448 , \$1447 , \$1446 , \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439  };
-  assign \$1454  = \$1438  & \$1453 ;
-  assign \$1455  = | { \$1454 , \$1437 , \$1419 , \$1400 , \$1380  };
-  assign \$1456  = ! ky;
-  assign \$1457  = ! d;
-  assign \$1458  = d == 1'h1;
-  assign \$1459  = d == 2'h2;
-  assign \$1460  = d == 2'h3;
-  assign \$1461  = d == 3'h4;
-  assign \$1462  = d == 3'h5;
-  assign \$1463  = d == 3'h6;
-  assign \$1464  = d == 3'h7;
-  assign \$1465  = d == 4'h8;
-  assign \$1466  = d == 4'h9;
-  assign \$1467  = d == 4'ha;
-  assign \$1468  = d == 4'hb;
-  assign \$1469  = d == 4'hc;
-  assign \$1470  = d == 4'hd;
-  assign \$1471  = d == 4'he;
-  assign \$1472  = d == 4'hf;
-  assign \$1473  = d == 5'h10;
-  assign \$1474  = d == 5'h11;
-  assign \$1475  = d == 5'h12;
-  assign \$1476  = d == 5'h13;
-  assign \$1477  = d == 5'h14;
-  assign \$1478  = d == 5'h15;
-  assign \$1479  = d == 5'h16;
-  assign \$1480  = d == 5'h17;
-  assign \$1481  = d == 5'h18;
-  assign \$1482  = d == 5'h19;
-  assign \$1483  = d == 5'h1a;
-  assign \$1484  = d == 5'h1b;
-  assign \$1485  = d == 5'h1c;
-  assign \$1486  = d == 5'h1d;
-  assign \$1487  = d == 5'h1e;
-  assign \$1488  = d == 5'h1f;
-  assign \$1489  = | { \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467 , \$1466 , \$1465 , \$1464 , \$1463 , \$1462 , \$1461 , \$1460 , \$1459 , \$1458 , \$1457  };
-  assign \$1490  = \$1456  & \$1489 ;
-  assign \$1491  = ky == 1'h1;
-  assign \$1492  = d == 1'h1;
-  assign \$1493  = d == 2'h2;
-  assign \$1494  = d == 2'h3;
-  assign \$1495  = d == 3'h4;
-  assign \$1496  = d == 3'h5;
-  assign \$1497  = d == 3'h6;
-  assign \$1498  = d == 3'h7;
-  assign \$1499  = d == 4'h8;
-  assign \$1500  = d == 4'h9;
-  assign \$1501  = d == 4'ha;
-  assign \$1502  = d == 4'hb;
-  assign \$1503  = d == 4'hc;
-  assign \$1504  = d == 4'hd;
-  assign \$1505  = d == 4'he;
-  assign \$1506  = d == 4'hf;
-  assign \$1507  = d == 5'h10;
-  assign \$1508  = d == 5'h11;
-  assign \$1509  = d == 5'h12;
-  assign \$1510  = d == 5'h13;
-  assign \$1511  = d == 5'h14;
-  assign \$1512  = d == 5'h15;
-  assign \$1513  = d == 5'h16;
-  assign \$1514  = d == 5'h17;
-  assign \$1515  = d == 5'h18;
-  assign \$1516  = d == 5'h19;
-  assign \$1517  = d == 5'h1a;
-  assign \$1518  = d == 5'h1b;
-  assign \$1519  = d == 5'h1c;
-  assign \$1520  = d == 5'h1d;
-  assign \$1521  = d == 5'h1e;
-  assign \$1522  = d == 5'h1f;
-  assign \$1523  = | { \$1522 , \$1521 , \$1520 , \$1519 , \$1518 , \$1517 , \$1516 , \$1515 , \$1514 , \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502 , \$1501 , \$1500 , \$1499 , \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492  };
-  assign \$1524  = \$1491  & \$1523 ;
-  assign \$1525  = ky == 2'h2;
-  assign \$1526  = d == 2'h2;
-  assign \$1527  = d == 2'h3;
-  assign \$1528  = d == 3'h4;
-  assign \$1529  = d == 3'h5;
-  assign \$1530  = d == 3'h6;
-  assign \$1531  = d == 3'h7;
-  assign \$1532  = d == 4'h8;
-  assign \$1533  = d == 4'h9;
-  assign \$1534  = d == 4'ha;
-  assign \$1535  = d == 4'hb;
-  assign \$1536  = d == 4'hc;
-  assign \$1537  = d == 4'hd;
-  assign \$1538  = d == 4'he;
-  assign \$1539  = d == 4'hf;
-  assign \$1540  = d == 5'h10;
-  assign \$1541  = d == 5'h11;
-  assign \$1542  = d == 5'h12;
-  assign \$1543  = d == 5'h13;
-  assign \$1544  = d == 5'h14;
-  assign \$1545  = d == 5'h15;
-  assign \$1546  = d == 5'h16;
-  assign \$1547  = d == 5'h17;
-  assign \$1548  = d == 5'h18;
-  assign \$1549  = d == 5'h19;
-  assign \$1550  = d == 5'h1a;
-  assign \$1551  = d == 5'h1b;
-  assign \$1552  = d == 5'h1c;
-  assign \$1553  = d == 5'h1d;
-  assign \$1554  = d == 5'h1e;
-  assign \$1555  = d == 5'h1f;
-  assign \$1556  = | { \$1555 , \$1554 , \$1553 , \$1552 , \$1551 , \$1550 , \$1549 , \$1548 , \$1547 , \$1546 , \$1545 , \$1544 , \$1543 , \$1542 , \$1541 , \$1540 , \$1539 , \$1538 , \$1537 , \$1536 , \$1535 , \$1534 , \$1533 , \$1532 , \$1531 , \$1530 , \$1529 , \$1528 , \$1527 , \$1526  };
-  assign \$1557  = \$1525  & \$1556 ;
-  assign \$1558  = ky == 2'h3;
-  assign \$1559  = d == 2'h3;
-  assign \$1560  = d == 3'h4;
-  assign \$1561  = d == 3'h5;
-  assign \$1562  = d == 3'h6;
-  assign \$1563  = d == 3'h7;
-  assign \$1564  = d == 4'h8;
-  assign \$1565  = d == 4'h9;
-  assign \$1566  = d == 4'ha;
-  assign \$1567  = d == 4'hb;
-  assign \$1568  = d == 4'hc;
-  assign \$1569  = d == 4'hd;
-  assign \$1570  = d == 4'he;
-  assign \$1571  = d == 4'hf;
-  assign \$1572  = d == 5'h10;
-  assign \$1573  = d == 5'h11;
-  assign \$1574  = d == 5'h12;
-  assign \$1575  = d == 5'h13;
-  assign \$1576  = d == 5'h14;
-  assign \$1577  = d == 5'h15;
-  assign \$1578  = d == 5'h16;
-  assign \$1579  = d == 5'h17;
-  assign \$1580  = d == 5'h18;
-  assign \$1581  = d == 5'h19;
-  assign \$1582  = d == 5'h1a;
-  assign \$1583  = d == 5'h1b;
-  assign \$1584  = d == 5'h1c;
-  assign \$1585  = d == 5'h1d;
-  assign \$1586  = d == 5'h1e;
-  assign \$1587  = d == 5'h1f;
-  assign \$1588  = | { \$1587 , \$1586 , \$1585 , \$1584 , \$1583 , \$1582 , \$1581 , \$1580 , \$1579 , \$1578 , \$1577 , \$1576 , \$1575 , \$1574 , \$1573 , \$1572 , \$1571 , \$1570 , \$1569 , \$1568 , \$1567 , \$1566 , \$1565 , \$1564 , \$1563 , \$1562 , \$1561 , \$1560 , \$1559  };
-  assign \$1589  = \$1558  & \$1588 ;
-  assign \$1590  = ky == 3'h4;
-  assign \$1591  = d == 3'h4;
-  assign \$1592  = d == 3'h5;
-  assign \$1593  = d == 3'h6;
-  assign \$1594  = d == 3'h7;
-  assign \$1595  = d == 4'h8;
-  assign \$1596  = d == 4'h9;
-  assign \$1597  = d == 4'ha;
-  assign \$1598  = d == 4'hb;
-  assign \$1599  = d == 4'hc;
-  assign \$1600  = d == 4'hd;
-  assign \$1601  = d == 4'he;
-  assign \$1602  = d == 4'hf;
-  assign \$1603  = d == 5'h10;
-  assign \$1604  = d == 5'h11;
-  assign \$1605  = d == 5'h12;
-  assign \$1606  = d == 5'h13;
-  assign \$1607  = d == 5'h14;
-  assign \$1608  = d == 5'h15;
-  assign \$1609  = d == 5'h16;
-  assign \$1610  = d == 5'h17;
-  assign \$1611  = d == 5'h18;
-  assign \$1612  = d == 5'h19;
-  assign \$1613  = d == 5'h1a;
-  assign \$1614  = d == 5'h1b;
-  assign \$1615  = d == 5'h1c;
-  assign \$1616  = d == 5'h1d;
-  assign \$1617  = d == 5'h1e;
-  assign \$1618  = d == 5'h1f;
-  assign \$1619  = | { \$1618 , \$1617 , \$1616 , \$1615 , \$1614 , \$1613 , \$1612 , \$1611 , \$1610 , \$1609 , \$1608 , \$1607 , \$1606 , \$1605 , \$1604 , \$1603 , \$1602 , \$1601 , \$1600 , \$1599 , \$1598 , \$1597 , \$1596 , \$1595 , \$1594 , \$1593 , \$1592 , \$1591  };
-  assign \$1620  = \$1590  & \$1619 ;
-  assign \$1621  = | { \$1620 , \$1589 , \$1557 , \$1524 , \$1490  };
-  assign \$1622  = \$1359  ? \$1455  : \$1621 ;
-  assign \$1624  = r_last ? \$1042  : \$1623 ;
-  assign \$1625  = \$982  | \$1624 ;
-  assign \$1626  = \$959  & \$1625 ;
-  assign \$1627  = oy == 4'hd;
-  assign \$1628  = r_last & \$1627 ;
-  assign \$1629  = ~ \$1628 ;
-  assign \$1630  = ky == 3'h4;
-  assign \$1631  = ~ \$1630 ;
-  assign \$1632  = $signed(iy) < $signed(1'h1);
-  assign \$1633  = $signed(iy) >= $signed(5'h0d);
-  assign \$1634  = \$1632  | \$1633 ;
-  assign \$1635  = c == 5'h1f;
-  assign \$1636  = ox == 4'hd;
-  assign \$1637  = \$1635  & \$1636 ;
-  assign \$1638  = oy == 4'hd;
-  assign \$1639  = $signed(low) < $signed(1'h1);
-  assign \$1640  = $signed(low) >= $signed(5'h0d);
-  assign \$1641  = \$1639  | \$1640 ;
-  assign \$1642  = \$1638  ? 1'h1 : \$1641 ;
-  assign \$1643  = $signed(low) < $signed(1'h0);
-  assign \$1644  = $signed(low) >= $signed(5'h0e);
-  assign \$1645  = \$1643  | \$1644 ;
-  assign \$1646  = \$1637  ? \$1642  : \$1645 ;
-  assign \$1647  = \$1630  ? \$1646  : \$1634 ;
-  assign \$1648  = \$1647  | ahead;
-  assign \$1649  = oy == 4'hd;
-  assign \$1650  = d == 2'h2;
-  assign \$1651  = d == 2'h3;
-  assign \$1652  = d == 3'h4;
-  assign \$1653  = d == 3'h5;
-  assign \$1654  = d == 3'h6;
-  assign \$1655  = d == 3'h7;
-  assign \$1656  = d == 4'h8;
-  assign \$1657  = d == 4'h9;
-  assign \$1658  = d == 4'ha;
-  assign \$1659  = d == 4'hb;
-  assign \$1660  = d == 4'hc;
-  assign \$1661  = d == 4'hd;
-  assign \$1662  = d == 4'he;
-  assign \$1663  = d == 4'hf;
-  assign \$1664  = d == 5'h10;
-  assign \$1665  = d == 5'h11;
-  assign \$1666  = d == 5'h12;
-  assign \$1667  = d == 5'h13;
-  assign \$1668  = d == 5'h14;
-  assign \$1669  = d == 5'h15;
-  assign \$1670  = d == 5'h16;
-  assign \$1671  = d == 5'h17;
-  assign \$1672  = d == 5'h18;
-  assign \$1673  = d == 5'h19;
-  assign \$1674  = d == 5'h1a;
-  assign \$1675  = d == 5'h1b;
-  assign \$1676  = d == 5'h1c;
-  assign \$1677  = d == 5'h1d;
-  assign \$1678  = d == 5'h1e;
-  assign \$1679  = d == 5'h1f;
-  assign \$1680  = | { \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666 , \$1665 , \$1664 , \$1663 , \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656 , \$1655 , \$1654 , \$1653 , \$1652 , \$1651 , \$1650  };
-  assign \$1681  = \$1649  ? 1'h1 : \$1680 ;
-  assign \$1682  = ky == 3'h4;
-  assign \$1683  = d == 1'h1;
-  assign \$1684  = d == 2'h2;
-  assign \$1685  = d == 2'h3;
-  assign \$1686  = d == 3'h4;
-  assign \$1687  = d == 3'h5;
-  assign \$1688  = d == 3'h6;
-  assign \$1689  = d == 3'h7;
-  assign \$1690  = d == 4'h8;
-  assign \$1691  = d == 4'h9;
-  assign \$1692  = d == 4'ha;
-  assign \$1693  = d == 4'hb;
-  assign \$1694  = d == 4'hc;
-  assign \$1695  = d == 4'hd;
-  assign \$1696  = d == 4'he;
-  assign \$1697  = d == 4'hf;
-  assign \$1698  = d == 5'h10;
-  assign \$1699  = d == 5'h11;
-  assign \$1700  = d == 5'h12;
-  assign \$1701  = d == 5'h13;
-  assign \$1702  = d == 5'h14;
-  assign \$1703  = d == 5'h15;
-  assign \$1704  = d == 5'h16;
-  assign \$1705  = d == 5'h17;
-  assign \$1706  = d == 5'h18;
-  assign \$1707  = d == 5'h19;
-  assign \$1708  = d == 5'h1a;
-  assign \$1709  = d == 5'h1b;
-  assign \$1710  = d == 5'h1c;
-  assign \$1711  = d == 5'h1d;
-  assign \$1712  = d == 5'h1e;
-  assign \$1713  = d == 5'h1f;
-  assign \$1714  = | { \$1713 , \$1712 , \$1711 , \$1710 , \$1709 , \$1708 , \$1707 , \$1706 , \$1705 , \$1704 , \$1703 , \$1702 , \$1701 , \$1700 , \$1699 , \$1698 , \$1697 , \$1696 , \$1695 , \$1694 , \$1693 , \$1692 , \$1691 , \$1690 , \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683  };
-  assign \$1715  = ! ky;
-  assign \$1716  = d == 2'h2;
-  assign \$1717  = d == 2'h3;
-  assign \$1718  = d == 3'h4;
-  assign \$1719  = d == 3'h5;
-  assign \$1720  = d == 3'h6;
-  assign \$1721  = d == 3'h7;
-  assign \$1722  = d == 4'h8;
-  assign \$1723  = d == 4'h9;
-  assign \$1724  = d == 4'ha;
-  assign \$1725  = d == 4'hb;
-  assign \$1726  = d == 4'hc;
-  assign \$1727  = d == 4'hd;
-  assign \$1728  = d == 4'he;
-  assign \$1729  = d == 4'hf;
-  assign \$1730  = d == 5'h10;
-  assign \$1731  = d == 5'h11;
-  assign \$1732  = d == 5'h12;
-  assign \$1733  = d == 5'h13;
-  assign \$1734  = d == 5'h14;
-  assign \$1735  = d == 5'h15;
-  assign \$1736  = d == 5'h16;
-  assign \$1737  = d == 5'h17;
-  assign \$1738  = d == 5'h18;
-  assign \$1739  = d == 5'h19;
-  assign \$1740  = d == 5'h1a;
-  assign \$1741  = d == 5'h1b;
-  assign \$1742  = d == 5'h1c;
-  assign \$1743  = d == 5'h1d;
-  assign \$1744  = d == 5'h1e;
-  assign \$1745  = d == 5'h1f;
-  assign \$1746  = | { \$1745 , \$1744 , \$1743 , \$1742 , \$1741 , \$1740 , \$1739 , \$1738 , \$1737 , \$1736 , \$1735 , \$1734 , \$1733 , \$1732 , \$1731 , \$1730 , \$1729 , \$1728 , \$1727 , \$1726 , \$1725 , \$1724 , \$1723 , \$1722 , \$1721 , \$1720 , \$1719 , \$1718 , \$1717 , \$1716  };
-  assign \$1747  = \$1715  & \$1746 ;
-  assign \$1748  = ky == 1'h1;
-  assign \$1749  = d == 2'h3;
-  assign \$1750  = d == 3'h4;
-  assign \$1751  = d == 3'h5;
-  assign \$1752  = d == 3'h6;
-  assign \$1753  = d == 3'h7;
-  assign \$1754  = d == 4'h8;
-  assign \$1755  = d == 4'h9;
-  assign \$1756  = d == 4'ha;
-  assign \$1757  = d == 4'hb;
-  assign \$1758  = d == 4'hc;
-  assign \$1759  = d == 4'hd;
-  assign \$1760  = d == 4'he;
-  assign \$1761  = d == 4'hf;
-  assign \$1762  = d == 5'h10;
-  assign \$1763  = d == 5'h11;
-  assign \$1764  = d == 5'h12;
-  assign \$1765  = d == 5'h13;
-  assign \$1766  = d == 5'h14;
-  assign \$1767  = d == 5'h15;
-  assign \$1768  = d == 5'h16;
-  assign \$1769  = d == 5'h17;
-  assign \$1770  = d == 5'h18;
-  assign \$1771  = d == 5'h19;
-  assign \$1772  = d == 5'h1a;
-  assign \$1773  = d == 5'h1b;
-  assign \$1774  = d == 5'h1c;
-  assign \$1775  = d == 5'h1d;
-  assign \$1776  = d == 5'h1e;
-  assign \$1777  = d == 5'h1f;
-  assign \$1778  = | { \$1777 , \$1776 , \$1775 , \$1774 , \$1773 , \$1772 , \$1771 , \$1770 , \$1769 , \$1768 , \$1767 , \$1766 , \$1765 , \$1764 , \$1763 , \$1762 , \$1761 , \$1760 , \$1759 , \$1758 , \$1757 , \$1756 , \$1755 , \$1754 , \$1753 , \$1752 , \$1751 , \$1750 , \$1749  };
-  assign \$1779  = \$1748  & \$1778 ;
-  assign \$1780  = ky == 2'h2;
-  assign \$1781  = d == 3'h4;
-  assign \$1782  = d == 3'h5;
-  assign \$1783  = d == 3'h6;
-  assign \$1784  = d == 3'h7;
-  assign \$1785  = d == 4'h8;
-  assign \$1786  = d == 4'h9;
-  assign \$1787  = d == 4'ha;
-  assign \$1788  = d == 4'hb;
-  assign \$1789  = d == 4'hc;
-  assign \$1790  = d == 4'hd;
-  assign \$1791  = d == 4'he;
-  assign \$1792  = d == 4'hf;
-  assign \$1793  = d == 5'h10;
-  assign \$1794  = d == 5'h11;
-  assign \$1795  = d == 5'h12;
-  assign \$1796  = d == 5'h13;
-  assign \$1797  = d == 5'h14;
-  assign \$1798  = d == 5'h15;
-  assign \$1799  = d == 5'h16;
-  assign \$1800  = d == 5'h17;
-  assign \$1801  = d == 5'h18;
-  assign \$1802  = d == 5'h19;
-  assign \$1803  = d == 5'h1a;
-  assign \$1804  = d == 5'h1b;
-  assign \$1805  = d == 5'h1c;
-  assign \$1806  = d == 5'h1d;
-  assign \$1807  = d == 5'h1e;
-  assign \$1808  = d == 5'h1f;
-  assign \$1809  = | { \$1808 , \$1807 , \$1806 , \$1805 , \$1804 , \$1803 , \$1802 , \$1801 , \$1800 , \$1799 , \$1798 , \$1797 , \$1796 , \$1795 , \$1794 , \$1793 , \$1792 , \$1791 , \$1790 , \$1789 , \$1788 , \$1787 , \$1786 , \$1785 , \$1784 , \$1783 , \$1782 , \$1781  };
-  assign \$1810  = \$1780  & \$1809 ;
-  assign \$1811  = ky == 2'h3;
-  assign \$1812  = d == 3'h5;
-  assign \$1813  = d == 3'h6;
-  assign \$1814  = d == 3'h7;
-  assign \$1815  = d == 4'h8;
-  assign \$1816  = d == 4'h9;
-  assign \$1817  = d == 4'ha;
-  assign \$1818  = d == 4'hb;
-  assign \$1819  = d == 4'hc;
-  assign \$1820  = d == 4'hd;
-  assign \$1821  = d == 4'he;
-  assign \$1822  = d == 4'hf;
-  assign \$1823  = d == 5'h10;
-  assign \$1824  = d == 5'h11;
-  assign \$1825  = d == 5'h12;
-  assign \$1826  = d == 5'h13;
-  assign \$1827  = d == 5'h14;
-  assign \$1828  = d == 5'h15;
-  assign \$1829  = d == 5'h16;
-  assign \$1830  = d == 5'h17;
-  assign \$1831  = d == 5'h18;
-  assign \$1832  = d == 5'h19;
-  assign \$1833  = d == 5'h1a;
-  assign \$1834  = d == 5'h1b;
-  assign \$1835  = d == 5'h1c;
-  assign \$1836  = d == 5'h1d;
-  assign \$1837  = d == 5'h1e;
-  assign \$1838  = d == 5'h1f;
-  assign \$1839  = | { \$1838 , \$1837 , \$1836 , \$1835 , \$1834 , \$1833 , \$1832 , \$1831 , \$1830 , \$1829 , \$1828 , \$1827 , \$1826 , \$1825 , \$1824 , \$1823 , \$1822 , \$1821 , \$1820 , \$1819 , \$1818 , \$1817 , \$1816 , \$1815 , \$1814 , \$1813 , \$1812  };
-  assign \$1840  = \$1811  & \$1839 ;
-  assign \$1841  = ky == 3'h4;
-  assign \$1842  = d == 3'h6;
-  assign \$1843  = d == 3'h7;
-  assign \$1844  = d == 4'h8;
-  assign \$1845  = d == 4'h9;
-  assign \$1846  = d == 4'ha;
-  assign \$1847  = d == 4'hb;
-  assign \$1848  = d == 4'hc;
-  assign \$1849  = d == 4'hd;
-  assign \$1850  = d == 4'he;
-  assign \$1851  = d == 4'hf;
-  assign \$1852  = d == 5'h10;
-  assign \$1853  = d == 5'h11;
-  assign \$1854  = d == 5'h12;
-  assign \$1855  = d == 5'h13;
-  assign \$1856  = d == 5'h14;
-  assign \$1857  = d == 5'h15;
-  assign \$1858  = d == 5'h16;
-  assign \$1859  = d == 5'h17;
-  assign \$1860  = d == 5'h18;
-  assign \$1861  = d == 5'h19;
-  assign \$1862  = d == 5'h1a;
-  assign \$1863  = d == 5'h1b;
-  assign \$1864  = d == 5'h1c;
-  assign \$1865  = d == 5'h1d;
-  assign \$1866  = d == 5'h1e;
-  assign \$1867  = d == 5'h1f;
-  assign \$1868  = | { \$1867 , \$1866 , \$1865 , \$1864 , \$1863 , \$1862 , \$1861 , \$1860 , \$1859 , \$1858 , \$1857 , \$1856 , \$1855 , \$1854 , \$1853 , \$1852 , \$1851 , \$1850 , \$1849 , \$1848 , \$1847 , \$1846 , \$1845 , \$1844 , \$1843 , \$1842  };
-  assign \$1869  = \$1841  & \$1868 ;
-  assign \$1870  = | { \$1869 , \$1840 , \$1810 , \$1779 , \$1747  };
-  assign \$1871  = \$1682  ? \$1714  : \$1870 ;
-  assign \$1872  = ! ky;
-  assign \$1873  = d == 1'h1;
-  assign \$1874  = d == 2'h2;
-  assign \$1875  = d == 2'h3;
-  assign \$1876  = d == 3'h4;
-  assign \$1877  = d == 3'h5;
-  assign \$1878  = d == 3'h6;
-  assign \$1879  = d == 3'h7;
-  assign \$1880  = d == 4'h8;
-  assign \$1881  = d == 4'h9;
-  assign \$1882  = d == 4'ha;
-  assign \$1883  = d == 4'hb;
-  assign \$1884  = d == 4'hc;
-  assign \$1885  = d == 4'hd;
-  assign \$1886  = d == 4'he;
-  assign \$1887  = d == 4'hf;
-  assign \$1888  = d == 5'h10;
-  assign \$1889  = d == 5'h11;
-  assign \$1890  = d == 5'h12;
-  assign \$1891  = d == 5'h13;
-  assign \$1892  = d == 5'h14;
-  assign \$1893  = d == 5'h15;
-  assign \$1894  = d == 5'h16;
-  assign \$1895  = d == 5'h17;
-  assign \$1896  = d == 5'h18;
-  assign \$1897  = d == 5'h19;
-  assign \$1898  = d == 5'h1a;
-  assign \$1899  = d == 5'h1b;
-  assign \$1900  = d == 5'h1c;
-  assign \$1901  = d == 5'h1d;
-  assign \$1902  = d == 5'h1e;
-  assign \$1903  = d == 5'h1f;
-  assign \$1904  = | { \$1903 , \$1902 , \$1901 , \$1900 , \$1899 , \$1898 , \$1897 , \$1896 , \$1895 , \$1894 , \$1893 , \$1892 , \$1891 , \$1890 , \$1889 , \$1888 , \$1887 , \$1886 , \$1885 , \$1884 , \$1883 , \$1882 , \$1881 , \$1880 , \$1879 , \$1878 , \$1877 , \$1876 , \$1875 , \$1874 , \$1873  };
-  assign \$1905  = \$1872  & \$1904 ;
-  assign \$1906  = ky == 1'h1;
-  assign \$1907  = d == 2'h2;
-  assign \$1908  = d == 2'h3;
-  assign \$1909  = d == 3'h4;
-  assign \$1910  = d == 3'h5;
-  assign \$1911  = d == 3'h6;
-  assign \$1912  = d == 3'h7;
-  assign \$1913  = d == 4'h8;
-  assign \$1914  = d == 4'h9;
-  assign \$1915  = d == 4'ha;
-  assign \$1916  = d == 4'hb;
-  assign \$1917  = d == 4'hc;
-  assign \$1918  = d == 4'hd;
-  assign \$1919  = d == 4'he;
-  assign \$1920  = d == 4'hf;
-  assign \$1921  = d == 5'h10;
-  assign \$1922  = d == 5'h11;
-  assign \$1923  = d == 5'h12;
-  assign \$1924  = d == 5'h13;
-  assign \$1925  = d == 5'h14;
-  assign \$1926  = d == 5'h15;
-  assign \$1927  = d == 5'h16;
-  assign \$1928  = d == 5'h17;
-  assign \$1929  = d == 5'h18;
-  assign \$1930  = d == 5'h19;
-  assign \$1931  = d == 5'h1a;
-  assign \$1932  = d == 5'h1b;
-  assign \$1933  = d == 5'h1c;
-  assign \$1934  = d == 5'h1d;
-  assign \$1935  = d == 5'h1e;
-  assign \$1936  = d == 5'h1f;
-  assign \$1937  = | { \$1936 , \$1935 , \$1934 , \$1933 , \$1932 , \$1931 , \$1930 , \$1929 , \$1928 , \$1927 , \$1926 , \$1925 , \$1924 , \$1923 , \$1922 , \$1921 , \$1920 , \$1919 , \$1918 , \$1917 , \$1916 , \$1915 , \$1914 , \$1913 , \$1912 , \$1911 , \$1910 , \$1909 , \$1908 , \$1907  };
-  assign \$1938  = \$1906  & \$1937 ;
-  assign \$1939  = ky == 2'h2;
-  assign \$1940  = d == 2'h3;
-  assign \$1941  = d == 3'h4;
-  assign \$1942  = d == 3'h5;
-  assign \$1943  = d == 3'h6;
-  assign \$1944  = d == 3'h7;
-  assign \$1945  = d == 4'h8;
-  assign \$1946  = d == 4'h9;
-  assign \$1947  = d == 4'ha;
-  assign \$1948  = d == 4'hb;
-  assign \$1949  = d == 4'hc;
-  assign \$1950  = d == 4'hd;
-  assign \$1951  = d == 4'he;
-  assign \$1952  = d == 4'hf;
-  assign \$1953  = d == 5'h10;
-  assign \$1954  = d == 5'h11;
-  assign \$1955  = d == 5'h12;
-  assign \$1956  = d == 5'h13;
-  assign \$1957  = d == 5'h14;
-  assign \$1958  = d == 5'h15;
-  assign \$1959  = d == 5'h16;
-  assign \$1960  = d == 5'h17;
-  assign \$1961  = d == 5'h18;
-  assign \$1962  = d == 5'h19;
-  assign \$1963  = d == 5'h1a;
-  assign \$1964  = d == 5'h1b;
-  assign \$1965  = d == 5'h1c;
-  assign \$1966  = d == 5'h1d;
-  assign \$1967  = d == 5'h1e;
-  assign \$1968  = d == 5'h1f;
-  assign \$1969  = | { \$1968 , \$1967 , \$1966 , \$1965 , \$1964 , \$1963 , \$1962 , \$1961 , \$1960 , \$1959 , \$1958 , \$1957 , \$1956 , \$1955 , \$1954 , \$1953 , \$1952 , \$1951 , \$1950 , \$1949 , \$1948 , \$1947 , \$1946 , \$1945 , \$1944 , \$1943 , \$1942 , \$1941 , \$1940  };
-  assign \$1970  = \$1939  & \$1969 ;
-  assign \$1971  = ky == 2'h3;
-  assign \$1972  = d == 3'h4;
-  assign \$1973  = d == 3'h5;
-  assign \$1974  = d == 3'h6;
-  assign \$1975  = d == 3'h7;
-  assign \$1976  = d == 4'h8;
-  assign \$1977  = d == 4'h9;
-  assign \$1978  = d == 4'ha;
-  assign \$1979  = d == 4'hb;
-  assign \$1980  = d == 4'hc;
-  assign \$1981  = d == 4'hd;
-  assign \$1982  = d == 4'he;
-  assign \$1983  = d == 4'hf;
-  assign \$1984  = d == 5'h10;
-  assign \$1985  = d == 5'h11;
-  assign \$1986  = d == 5'h12;
-  assign \$1987  = d == 5'h13;
-  assign \$1988  = d == 5'h14;
-  assign \$1989  = d == 5'h15;
-  assign \$1990  = d == 5'h16;
-  assign \$1991  = d == 5'h17;
-  assign \$1992  = d == 5'h18;
-  assign \$1993  = d == 5'h19;
-  assign \$1994  = d == 5'h1a;
-  assign \$1995  = d == 5'h1b;
-  assign \$1996  = d == 5'h1c;
-  assign \$1997  = d == 5'h1d;
-  assign \$1998  = d == 5'h1e;
-  assign \$1999  = d == 5'h1f;
-  assign \$2000  = | { \$1999 , \$1998 , \$1997 , \$1996 , \$1995 , \$1994 , \$1993 , \$1992 , \$1991 , \$1990 , \$1989 , \$1988 , \$1987 , \$1986 , \$1985 , \$1984 , \$1983 , \$1982 , \$1981 , \$1980 , \$1979 , \$1978 , \$1977 , \$1976 , \$1975 , \$1974 , \$1973 , \$1972  };
-  assign \$2001  = \$1971  & \$2000 ;
-  assign \$2002  = ky == 3'h4;
-  assign \$2003  = d == 3'h5;
-  assign \$2004  = d == 3'h6;
-  assign \$2005  = d == 3'h7;
-  assign \$2006  = d == 4'h8;
-  assign \$2007  = d == 4'h9;
-  assign \$2008  = d == 4'ha;
-  assign \$2009  = d == 4'hb;
-  assign \$2010  = d == 4'hc;
-  assign \$2011  = d == 4'hd;
-  assign \$2012  = d == 4'he;
-  assign \$2013  = d == 4'hf;
-  assign \$2014  = d == 5'h10;
-  assign \$2015  = d == 5'h11;
-  assign \$2016  = d == 5'h12;
-  assign \$2017  = d == 5'h13;
-  assign \$2018  = d == 5'h14;
-  assign \$2019  = d == 5'h15;
-  assign \$2020  = d == 5'h16;
-  assign \$2021  = d == 5'h17;
-  assign \$2022  = d == 5'h18;
-  assign \$2023  = d == 5'h19;
-  assign \$2024  = d == 5'h1a;
-  assign \$2025  = d == 5'h1b;
-  assign \$2026  = d == 5'h1c;
-  assign \$2027  = d == 5'h1d;
-  assign \$2028  = d == 5'h1e;
-  assign \$2029  = d == 5'h1f;
-  assign \$2030  = | { \$2029 , \$2028 , \$2027 , \$2026 , \$2025 , \$2024 , \$2023 , \$2022 , \$2021 , \$2020 , \$2019 , \$2018 , \$2017 , \$2016 , \$2015 , \$2014 , \$2013 , \$2012 , \$2011 , \$2010 , \$2009 , \$2008 , \$2007 , \$2006 , \$2005 , \$2004 , \$2003  };
-  assign \$2031  = \$2002  & \$2030 ;
-  assign \$2032  = | { \$2031 , \$2001 , \$1970 , \$1938 , \$1905  };
-  assign \$2034  = r_last ? \$1681  : \$2033 ;
-  assign \$2035  = \$1648  | \$2034 ;
-  assign \$2036  = \$1629  & \$2035 ;
-  assign \$2037  = \$956  ? \$1626  : \$2036 ;
-  assign \$2038  = write & w_last;
-  assign \$2039  = ~ r_done;
-  assign \$2040  = $signed(iy) < $signed(1'h0);
-  assign \$2041  = $signed(iy) >= $signed(5'h0e);
-  assign \$2042  = \$2040  | \$2041 ;
-  assign \$2043  = \$2042  | ahead;
-  assign \$2044  = ~ ahead;
-  assign \$2045  = w_row == 4'hd;
-  assign \$2046  = \$2044  & \$2045 ;
-  assign \$2047  = \$2043  | \$2046 ;
-  assign \$2048  = ~ ahead;
-  assign \$2049  = w_row == 4'hd;
-  assign \$2050  = \$2048  & \$2049 ;
-  assign \$2051  = ! ky;
-  assign \$2052  = d == 4'he;
-  assign \$2053  = d == 4'hf;
-  assign \$2054  = d == 5'h10;
-  assign \$2055  = d == 5'h11;
-  assign \$2056  = d == 5'h12;
-  assign \$2057  = d == 5'h13;
-  assign \$2058  = d == 5'h14;
-  assign \$2059  = d == 5'h15;
-  assign \$2060  = d == 5'h16;
-  assign \$2061  = d == 5'h17;
-  assign \$2062  = d == 5'h18;
-  assign \$2063  = d == 5'h19;
-  assign \$2064  = d == 5'h1a;
-  assign \$2065  = d == 5'h1b;
-  assign \$2066  = d == 5'h1c;
-  assign \$2067  = d == 5'h1d;
-  assign \$2068  = d == 5'h1e;
-  assign \$2069  = d == 5'h1f;
-  assign \$2070  = | { \$2069 , \$2068 , \$2067 , \$2066 , \$2065 , \$2064 , \$2063 , \$2062 , \$2061 , \$2060 , \$2059 , \$2058 , \$2057 , \$2056 , \$2055 , \$2054 , \$2053 , \$2052  };
-  assign \$2071  = \$2051  & \$2070 ;
-  assign \$2072  = ky == 1'h1;
-  assign \$2073  = d == 4'hf;
-  assign \$2074  = d == 5'h10;
-  assign \$2075  = d == 5'h11;
-  assign \$2076  = d == 5'h12;
-  assign \$2077  = d == 5'h13;
-  assign \$2078  = d == 5'h14;
-  assign \$2079  = d == 5'h15;
-  assign \$2080  = d == 5'h16;
-  assign \$2081  = d == 5'h17;
-  assign \$2082  = d == 5'h18;
-  assign \$2083  = d == 5'h19;
-  assign \$2084  = d == 5'h1a;
-  assign \$2085  = d == 5'h1b;
-  assign \$2086  = d == 5'h1c;
-  assign \$2087  = d == 5'h1d;
-  assign \$2088  = d == 5'h1e;
-  assign \$2089  = d == 5'h1f;
-  assign \$2090  = | { \$2089 , \$2088 , \$2087 , \$2086 , \$2085 , \$2084 , \$2083 , \$2082 , \$2081 , \$2080 , \$2079 , \$2078 , \$2077 , \$2076 , \$2075 , \$2074 , \$2073  };
-  assign \$2091  = \$2072  & \$2090 ;
-  assign \$2092  = ky == 2'h2;
-  assign \$2093  = d == 5'h10;
-  assign \$2094  = d == 5'h11;
-  assign \$2095  = d == 5'h12;
-  assign \$2096  = d == 5'h13;
-  assign \$2097  = d == 5'h14;
-  assign \$2098  = d == 5'h15;
-  assign \$2099  = d == 5'h16;
-  assign \$2100  = d == 5'h17;
-  assign \$2101  = d == 5'h18;
-  assign \$2102  = d == 5'h19;
-  assign \$2103  = d == 5'h1a;
-  assign \$2104  = d == 5'h1b;
-  assign \$2105  = d == 5'h1c;
-  assign \$2106  = d == 5'h1d;
-  assign \$2107  = d == 5'h1e;
-  assign \$2108  = d == 5'h1f;
-  assign \$2109  = | { \$2108 , \$2107 , \$2106 , \$2105 , \$2104 , \$2103 , \$2102 , \$2101 , \$2100 , \$2099 , \$2098 , \$2097 , \$2096 , \$2095 , \$2094 , \$2093  };
-  assign \$2110  = \$2092  & \$2109 ;
-  assign \$2111  = ky == 2'h3;
-  assign \$2112  = d == 5'h11;
-  assign \$2113  = d == 5'h12;
-  assign \$2114  = d == 5'h13;
-  assign \$2115  = d == 5'h14;
-  assign \$2116  = d == 5'h15;
-  assign \$2117  = d == 5'h16;
-  assign \$2118  = d == 5'h17;
-  assign \$2119  = d == 5'h18;
-  assign \$2120  = d == 5'h19;
-  assign \$2121  = d == 5'h1a;
-  assign \$2122  = d == 5'h1b;
-  assign \$2123  = d == 5'h1c;
-  assign \$2124  = d == 5'h1d;
-  assign \$2125  = d == 5'h1e;
-  assign \$2126  = d == 5'h1f;
-  assign \$2127  = | { \$2126 , \$2125 , \$2124 , \$2123 , \$2122 , \$2121 , \$2120 , \$2119 , \$2118 , \$2117 , \$2116 , \$2115 , \$2114 , \$2113 , \$2112  };
-  assign \$2128  = \$2111  & \$2127 ;
-  assign \$2129  = ky == 3'h4;
-  assign \$2130  = d == 5'h12;
-  assign \$2131  = d == 5'h13;
-  assign \$2132  = d == 5'h14;
-  assign \$2133  = d == 5'h15;
-  assign \$2134  = d == 5'h16;
-  assign \$2135  = d == 5'h17;
-  assign \$2136  = d == 5'h18;
-  assign \$2137  = d == 5'h19;
-  assign \$2138  = d == 5'h1a;
-  assign \$2139  = d == 5'h1b;
-  assign \$2140  = d == 5'h1c;
-  assign \$2141  = d == 5'h1d;
-  assign \$2142  = d == 5'h1e;
-  assign \$2143  = d == 5'h1f;
-  assign \$2144  = | { \$2143 , \$2142 , \$2141 , \$2140 , \$2139 , \$2138 , \$2137 , \$2136 , \$2135 , \$2134 , \$2133 , \$2132 , \$2131 , \$2130  };
-  assign \$2145  = \$2129  & \$2144 ;
-  assign \$2146  = | { \$2145 , \$2128 , \$2110 , \$2091 , \$2071  };
-  assign \$2147  = ! ky;
-  assign \$2148  = ! d;
-  assign \$2149  = d == 1'h1;
-  assign \$2150  = d == 2'h2;
-  assign \$2151  = d == 2'h3;
-  assign \$2152  = d == 3'h4;
-  assign \$2153  = d == 3'h5;
-  assign \$2154  = d == 3'h6;
-  assign \$2155  = d == 3'h7;
-  assign \$2156  = d == 4'h8;
-  assign \$2157  = d == 4'h9;
-  assign \$2158  = d == 4'ha;
-  assign \$2159  = d == 4'hb;
-  assign \$2160  = d == 4'hc;
-  assign \$2161  = d == 4'hd;
-  assign \$2162  = d == 4'he;
-  assign \$2163  = d == 4'hf;
-  assign \$2164  = d == 5'h10;
-  assign \$2165  = d == 5'h11;
-  assign \$2166  = d == 5'h12;
-  assign \$2167  = d == 5'h13;
-  assign \$2168  = d == 5'h14;
-  assign \$2169  = d == 5'h15;
-  assign \$2170  = d == 5'h16;
-  assign \$2171  = d == 5'h17;
-  assign \$2172  = d == 5'h18;
-  assign \$2173  = d == 5'h19;
-  assign \$2174  = d == 5'h1a;
-  assign \$2175  = d == 5'h1b;
-  assign \$2176  = d == 5'h1c;
-  assign \$2177  = d == 5'h1d;
-  assign \$2178  = d == 5'h1e;
-  assign \$2179  = d == 5'h1f;
-  assign \$2180  = | { \$2179 , \$2178 , \$2177 , \$2176 , \$2175 , \$2174 , \$2173 , \$2172 , \$2171 , \$2170 , \$2169 , \$2168 , \$2167 , \$2166 , \$2165 , \$2164 , \$2163 , \$2162 , \$2161 , \$2160 , \$2159 , \$2158 , \$2157 , \$2156 , \$2155 , \$2154 , \$2153 , \$2152 , \$2151 , \$2150 , \$2149 , \$2148  };
-  assign \$2181  = \$2147  & \$2180 ;
-  assign \$2182  = ky == 1'h1;
-  assign \$2183  = d == 1'h1;
-  assign \$2184  = d == 2'h2;
-  assign \$2185  = d == 2'h3;
-  assign \$2186  = d == 3'h4;
-  assign \$2187  = d == 3'h5;
-  assign \$2188  = d == 3'h6;
-  assign \$2189  = d == 3'h7;
-  assign \$2190  = d == 4'h8;
-  assign \$2191  = d == 4'h9;
-  assign \$2192  = d == 4'ha;
-  assign \$2193  = d == 4'hb;
-  assign \$2194  = d == 4'hc;
-  assign \$2195  = d == 4'hd;
-  assign \$2196  = d == 4'he;
-  assign \$2197  = d == 4'hf;
-  assign \$2198  = d == 5'h10;
-  assign \$2199  = d == 5'h11;
-  assign \$2200  = d == 5'h12;
-  assign \$2201  = d == 5'h13;
-  assign \$2202  = d == 5'h14;
-  assign \$2203  = d == 5'h15;
-  assign \$2204  = d == 5'h16;
-  assign \$2205  = d == 5'h17;
-  assign \$2206  = d == 5'h18;
-  assign \$2207  = d == 5'h19;
-  assign \$2208  = d == 5'h1a;
-  assign \$2209  = d == 5'h1b;
-  assign \$2210  = d == 5'h1c;
-  assign \$2211  = d == 5'h1d;
-  assign \$2212  = d == 5'h1e;
-  assign \$2213  = d == 5'h1f;
-  assign \$2214  = | { \$2213 , \$2212 , \$2211 , \$2210 , \$2209 , \$2208 , \$2207 , \$2206 , \$2205 , \$2204 , \$2203 , \$2202 , \$2201 , \$2200 , \$2199 , \$2198 , \$2197 , \$2196 , \$2195 , \$2194 , \$2193 , \$2192 , \$2191 , \$2190 , \$2189 , \$2188 , \$2187 , \$2186 , \$2185 , \$2184 , \$2183  };
-  assign \$2215  = \$2182  & \$2214 ;
-  assign \$2216  = ky == 2'h2;
-  assign \$2217  = d == 2'h2;
-  assign \$2218  = d == 2'h3;
-  assign \$2219  = d == 3'h4;
-  assign \$2220  = d == 3'h5;
-  assign \$2221  = d == 3'h6;
-  assign \$2222  = d == 3'h7;
-  assign \$2223  = d == 4'h8;
-  assign \$2224  = d == 4'h9;
-  assign \$2225  = d == 4'ha;
-  assign \$2226  = d == 4'hb;
-  assign \$2227  = d == 4'hc;
-  assign \$2228  = d == 4'hd;
-  assign \$2229  = d == 4'he;
-  assign \$2230  = d == 4'hf;
-  assign \$2231  = d == 5'h10;
-  assign \$2232  = d == 5'h11;
-  assign \$2233  = d == 5'h12;
-  assign \$2234  = d == 5'h13;
-  assign \$2235  = d == 5'h14;
-  assign \$2236  = d == 5'h15;
-  assign \$2237  = d == 5'h16;
-  assign \$2238  = d == 5'h17;
-  assign \$2239  = d == 5'h18;
-  assign \$2240  = d == 5'h19;
-  assign \$2241  = d == 5'h1a;
-  assign \$2242  = d == 5'h1b;
-  assign \$2243  = d == 5'h1c;
-  assign \$2244  = d == 5'h1d;
-  assign \$2245  = d == 5'h1e;
-  assign \$2246  = d == 5'h1f;
-  assign \$2247  = | { \$2246 , \$2245 , \$2244 , \$2243 , \$2242 , \$2241 , \$2240 , \$2239 , \$2238 , \$2237 , \$2236 , \$2235 , \$2234 , \$2233 , \$2232 , \$2231 , \$2230 , \$2229 , \$2228 , \$2227 , \$2226 , \$2225 , \$2224 , \$2223 , \$2222 , \$2221 , \$2220 , \$2219 , \$2218 , \$2217  };
-  assign \$2248  = \$2216  & \$2247 ;
-  assign \$2249  = ky == 2'h3;
-  assign \$2250  = d == 2'h3;
-  assign \$2251  = d == 3'h4;
-  assign \$2252  = d == 3'h5;
-  assign \$2253  = d == 3'h6;
-  assign \$2254  = d == 3'h7;
-  assign \$2255  = d == 4'h8;
-  assign \$2256  = d == 4'h9;
-  assign \$2257  = d == 4'ha;
-  assign \$2258  = d == 4'hb;
-  assign \$2259  = d == 4'hc;
-  assign \$2260  = d == 4'hd;
-  assign \$2261  = d == 4'he;
-  assign \$2262  = d == 4'hf;
-  assign \$2263  = d == 5'h10;
-  assign \$2264  = d == 5'h11;
-  assign \$2265  = d == 5'h12;
-  assign \$2266  = d == 5'h13;
-  assign \$2267  = d == 5'h14;
-  assign \$2268  = d == 5'h15;
-  assign \$2269  = d == 5'h16;
-  assign \$2270  = d == 5'h17;
-  assign \$2271  = d == 5'h18;
-  assign \$2272  = d == 5'h19;
-  assign \$2273  = d == 5'h1a;
-  assign \$2274  = d == 5'h1b;
-  assign \$2275  = d == 5'h1c;
-  assign \$2276  = d == 5'h1d;
-  assign \$2277  = d == 5'h1e;
-  assign \$2278  = d == 5'h1f;
-  assign \$2279  = | { \$2278 , \$2277 , \$2276 , \$2275 , \$2274 , \$2273 , \$2272 , \$2271 , \$2270 , \$2269 , \$2268 , \$2267 , \$2266 , \$2265 , \$2264 , \$2263 , \$2262 , \$2261 , \$2260 , \$2259 , \$2258 , \$2257 , \$2256 , \$2255 , \$2254 , \$2253 , \$2252 , \$2251 , \$2250  };
-  assign \$2280  = \$2249  & \$2279 ;
-  assign \$2281  = ky == 3'h4;
-  assign \$2282  = d == 3'h4;
-  assign \$2283  = d == 3'h5;
-  assign \$2284  = d == 3'h6;
-  assign \$2285  = d == 3'h7;
-  assign \$2286  = d == 4'h8;
-  assign \$2287  = d == 4'h9;
-  assign \$2288  = d == 4'ha;
-  assign \$2289  = d == 4'hb;
-  assign \$2290  = d == 4'hc;
-  assign \$2291  = d == 4'hd;
-  assign \$2292  = d == 4'he;
-  assign \$2293  = d == 4'hf;
-  assign \$2294  = d == 5'h10;
-  assign \$2295  = d == 5'h11;
-  assign \$2296  = d == 5'h12;
-  assign \$2297  = d == 5'h13;
-  assign \$2298  = d == 5'h14;
-  assign \$2299  = d == 5'h15;
-  assign \$2300  = d == 5'h16;
-  assign \$2301  = d == 5'h17;
-  assign \$2302  = d == 5'h18;
-  assign \$2303  = d == 5'h19;
-  assign \$2304  = d == 5'h1a;
-  assign \$2305  = d == 5'h1b;
-  assign \$2306  = d == 5'h1c;
-  assign \$2307  = d == 5'h1d;
-  assign \$2308  = d == 5'h1e;
-  assign \$2309  = d == 5'h1f;
-  assign \$2310  = | { \$2309 , \$2308 , \$2307 , \$2306 , \$2305 , \$2304 , \$2303 , \$2302 , \$2301 , \$2300 , \$2299 , \$2298 , \$2297 , \$2296 , \$2295 , \$2294 , \$2293 , \$2292 , \$2291 , \$2290 , \$2289 , \$2288 , \$2287 , \$2286 , \$2285 , \$2284 , \$2283 , \$2282  };
-  assign \$2311  = \$2281  & \$2310 ;
-  assign \$2312  = | { \$2311 , \$2280 , \$2248 , \$2215 , \$2181  };
-  assign \$2313  = \$2050  ? \$2146  : \$2312 ;
-  assign \$2314  = \$2047  | \$2313 ;
-  assign \$2315  = \$2039  & \$2314 ;
-  assign \$2316  = \$2038  ? \$2315  : avail;
-  assign \$2317  = take ? \$2037  : \$2316 ;
-  assign \$2318  = switch ? \$955  : \$2317 ;
-  assign \$2319  = w_grp + w_c;
-  assign \$2320  = ! w_b;
-  assign \$2321  = write & \$2320 ;
-  assign \$2322  = w_grp + w_c;
-  assign \$2323  = w_b == 1'h1;
-  assign \$2324  = write & \$2323 ;
-  assign \$2325  = w_grp + w_c;
-  assign \$2326  = w_b == 2'h2;
-  assign \$2327  = write & \$2326 ;
-  assign \$2328  = w_grp + w_c;
-  assign \$2329  = w_b == 2'h3;
-  assign \$2330  = write & \$2329 ;
-  assign \$2331  = w_grp + w_c;
-  assign \$2332  = w_b == 3'h4;
-  assign \$2333  = write & \$2332 ;
+  assign \$623  = \$622  & d_ge_1;
+  assign \$624  = ky == 1'h1;
+  assign \$625  = \$624  & d_ge_2;
+  assign \$626  = ky == 2'h2;
+  assign \$627  = \$626  & d_ge_3;
+  assign \$628  = ky == 2'h3;
+  assign \$629  = \$628  & d_ge_4;
+  assign \$630  = ky == 3'h4;
+  assign \$631  = \$630  & d_ge_5;
+  assign \$632  = | { \$631 , \$629 , \$627 , \$625 , \$623  };
+  assign \$633  = \$610  ? \$621  : \$632 ;
+  assign \$634  = \$603  ? \$607  : \$633 ;
+  assign \$635  = ~ ahead;
+  assign \$636  = w_row == 4'hd;
+  assign \$637  = \$635  & \$636 ;
+  assign \$638  = ! ky;
+  assign \$639  = \$638  & d_ge_14;
+  assign \$640  = ky == 1'h1;
+  assign \$641  = \$640  & d_ge_15;
+  assign \$642  = ky == 2'h2;
+  assign \$643  = \$642  & d_ge_16;
+  assign \$644  = ky == 2'h3;
+  assign \$645  = \$644  & d_ge_17;
+  assign \$646  = ky == 3'h4;
+  assign \$647  = \$646  & d_ge_18;
+  assign \$648  = | { \$647 , \$645 , \$643 , \$641 , \$639  };
+  assign \$649  = ! ky;
+  assign \$650  = \$649  & d_ge_0;
+  assign \$651  = ky == 1'h1;
+  assign \$652  = \$651  & d_ge_1;
+  assign \$653  = ky == 2'h2;
+  assign \$654  = \$653  & d_ge_2;
+  assign \$655  = ky == 2'h3;
+  assign \$656  = \$655  & d_ge_3;
+  assign \$657  = ky == 3'h4;
+  assign \$658  = \$657  & d_ge_4;
+  assign \$659  = | { \$658 , \$656 , \$654 , \$652 , \$650  };
+  assign \$660  = \$637  ? \$648  : \$659 ;
+  assign \$662  = r_last ? \$602  : \$661 ;
+  assign \$663  = \$592  | \$662 ;
+  assign \$664  = \$569  & \$663 ;
+  assign \$665  = oy == 4'hd;
+  assign \$666  = r_last & \$665 ;
+  assign \$667  = ~ \$666 ;
+  assign \$668  = ky == 3'h4;
+  assign \$669  = ~ \$668 ;
+  assign \$670  = $signed(iy) < $signed(1'h1);
+  assign \$671  = $signed(iy) >= $signed(5'h0d);
+  assign \$672  = \$670  | \$671 ;
+  assign \$673  = c == 5'h1f;
+  assign \$674  = ox == 4'hd;
+  assign \$675  = \$673  & \$674 ;
+  assign \$676  = oy == 4'hd;
+  assign \$677  = $signed(low) < $signed(1'h1);
+  assign \$678  = $signed(low) >= $signed(5'h0d);
+  assign \$679  = \$677  | \$678 ;
+  assign \$680  = \$676  ? 1'h1 : \$679 ;
+  assign \$681  = $signed(low) < $signed(1'h0);
+  assign \$682  = $signed(low) >= $signed(5'h0e);
+  assign \$683  = \$681  | \$682 ;
+  assign \$684  = \$675  ? \$680  : \$683 ;
+  assign \$685  = \$668  ? \$684  : \$672 ;
+  assign \$686  = \$685  | ahead;
+  assign \$687  = oy == 4'hd;
+  assign \$688  = \$687  ? 1'h1 : d_ge_2;
+  assign \$689  = ky == 3'h4;
+  assign \$690  = ! ky;
+  assign \$691  = \$690  & d_ge_2;
+  assign \$692  = ky == 1'h1;
+  assign \$693  = \$692  & d_ge_3;
+  assign \$694  = ky == 2'h2;
+  assign \$695  = \$694  & d_ge_4;
+  assign \$696  = ky == 2'h3;
+  assign \$697  = \$696  & d_ge_5;
+  assign \$698  = ky == 3'h4;
+  assign \$699  = \$698  & d_ge_6;
+  assign \$700  = | { \$699 , \$697 , \$695 , \$693 , \$691  };
+  assign \$701  = \$689  ? d_ge_1 : \$700 ;
+  assign \$702  = ! ky;
+  assign \$703  = \$702  & d_ge_1;
+  assign \$704  = ky == 1'h1;
+  assign \$705  = \$704  & d_ge_2;
+  assign \$706  = ky == 2'h2;
+  assign \$707  = \$706  & d_ge_3;
+  assign \$708  = ky == 2'h3;
+  assign \$709  = \$708  & d_ge_4;
+  assign \$710  = ky == 3'h4;
+  assign \$711  = \$710  & d_ge_5;
+  assign \$712  = | { \$711 , \$709 , \$707 , \$705 , \$703  };
+  assign \$714  = r_last ? \$688  : \$713 ;
+  assign \$715  = \$686  | \$714 ;
+  assign \$716  = \$667  & \$715 ;
+  assign \$717  = \$566  ? \$664  : \$716 ;
+  assign \$718  = write & w_last;
+  assign \$719  = ~ r_done;
+  assign \$720  = $signed(iy) < $signed(1'h0);
+  assign \$721  = $signed(iy) >= $signed(5'h0e);
+  assign \$722  = \$720  | \$721 ;
+  assign \$723  = \$722  | ahead;
+  assign \$724  = ~ ahead;
+  assign \$725  = w_row == 4'hd;
+  assign \$726  = \$724  & \$725 ;
+  assign \$727  = \$723  | \$726 ;
+  assign \$728  = ~ ahead;
+  assign \$729  = w_row == 4'hd;
+  assign \$730  = \$728  & \$729 ;
+  assign \$731  = ! ky;
+  assign \$732  = \$731  & d_ge_14;
+  assign \$733  = ky == 1'h1;
+  assign \$734  = \$733  & d_ge_15;
+  assign \$735  = ky == 2'h2;
+  assign \$736  = \$735  & d_ge_16;
+  assign \$737  = ky == 2'h3;
+  assign \$738  = \$737  & d_ge_17;
+  assign \$739  = ky == 3'h4;
+  assign \$740  = \$739  & d_ge_18;
+  assign \$741  = | { \$740 , \$738 , \$736 , \$734 , \$732  };
+  assign \$742  = ! ky;
+  assign \$743  = \$742  & d_ge_0;
+  assign \$744  = ky == 1'h1;
+  assign \$745  = \$744  & d_ge_1;
+  assign \$746  = ky == 2'h2;
+  assign \$747  = \$746  & d_ge_2;
+  assign \$748  = ky == 2'h3;
+  assign \$749  = \$748  & d_ge_3;
+  assign \$750  = ky == 3'h4;
+  assign \$751  = \$750  & d_ge_4;
+  assign \$752  = | { \$751 , \$749 , \$747 , \$745 , \$743  };
+  assign \$753  = \$730  ? \$741  : \$752 ;
+  assign \$754  = \$727  | \$753 ;
+  assign \$755  = \$719  & \$754 ;
+  assign \$756  = \$718  ? \$755  : avail;
+  assign \$757  = take ? \$717  : \$756 ;
+  assign \$758  = switch ? \$565  : \$757 ;
+  assign \$759  = take & r_last;
+  assign \$760  = oy == 4'hd;
+  assign \$761  = write & w_last;
+  assign \$762  = ~ ahead;
+  assign \$763  = ~ room_w_13[4];
+  assign \$764  = \$762  & \$763 ;
+  assign \$765  = \$764  & room_w_14[4];
+  assign \$766  = w_row == 4'hb;
+  assign \$767  = w_row == 4'hc;
+  assign \$768  = w_row == 4'hd;
+  assign \$769  = w_row == 4'he;
+  assign \$770  = w_row == 4'hf;
+  assign \$771  = | { \$770 , \$769 , \$768 , \$767 , \$766  };
+  assign \$772  = \$765  ? 1'h0 : \$771 ;
+  assign \$773  = w_row == 4'hc;
+  assign \$774  = w_row == 4'hd;
+  assign \$775  = w_row == 4'he;
+  assign \$776  = w_row == 4'hf;
+  assign \$777  = | { \$776 , \$775 , \$774 , \$773  };
+  assign \$778  = \$761  ? \$772  : \$777 ;
+  assign \$779  = write & w_last;
+  assign \$780  = ~ ahead;
+  assign \$781  = ~ room_w_13[4];
+  assign \$782  = \$780  & \$781 ;
+  assign \$783  = \$782  & room_w_14[4];
+  assign \$784  = d == 5'h1c;
+  assign \$785  = d == 5'h1d;
+  assign \$786  = d == 5'h1e;
+  assign \$787  = d == 5'h1f;
+  assign \$788  = | { \$787 , \$786 , \$785 , \$784  };
+  assign \$789  = \$783  ? \$788  : d_ge_14;
+  assign \$790  = \$779  ? \$789  : d_ge_15;
+  assign \$791  = \$760  ? \$778  : \$790 ;
+  assign \$792  = write & w_last;
+  assign \$793  = ~ ahead;
+  assign \$794  = ~ room_w_13[4];
+  assign \$795  = \$793  & \$794 ;
+  assign \$796  = \$795  & room_w_14[4];
+  assign \$797  = d == 5'h1b;
+  assign \$798  = d == 5'h1c;
+  assign \$799  = d == 5'h1d;
+  assign \$800  = d == 5'h1e;
+  assign \$801  = d == 5'h1f;
+  assign \$802  = | { \$801 , \$800 , \$799 , \$798 , \$797  };
+  assign \$803  = d == 4'hd;
+  assign \$804  = d == 4'he;
+  assign \$805  = d == 4'hf;
+  assign \$806  = d == 5'h10;
+  assign \$807  = d == 5'h11;
+  assign \$808  = d == 5'h12;
+  assign \$809  = d == 5'h13;
+  assign \$810  = d == 5'h14;
+  assign \$811  = d == 5'h15;
+  assign \$812  = d == 5'h16;
+  assign \$813  = d == 5'h17;
+  assign \$814  = d == 5'h18;
+  assign \$815  = d == 5'h19;
+  assign \$816  = d == 5'h1a;
+  assign \$817  = d == 5'h1b;
+  assign \$818  = d == 5'h1c;
+  assign \$819  = d == 5'h1d;
+  assign \$820  = d == 5'h1e;
+  assign \$821  = d == 5'h1f;
+  assign \$822  = | { \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803  };
+  assign \$823  = \$796  ? \$802  : \$822 ;
+  assign \$824  = \$792  ? \$823  : d_ge_14;
+  assign \$825  = \$759  ? \$791  : \$824 ;
+  assign \$826  = take & r_last;
+  assign \$827  = oy == 4'hd;
+  assign \$828  = write & w_last;
+  assign \$829  = ~ ahead;
+  assign \$830  = ~ room_w_13[4];
+  assign \$831  = \$829  & \$830 ;
+  assign \$832  = \$831  & room_w_14[4];
+  assign \$833  = w_row == 4'hc;
+  assign \$834  = w_row == 4'hd;
+  assign \$835  = w_row == 4'he;
+  assign \$836  = w_row == 4'hf;
+  assign \$837  = | { \$836 , \$835 , \$834 , \$833  };
+  assign \$838  = \$832  ? 1'h0 : \$837 ;
+  assign \$839  = w_row == 4'hd;
+  assign \$840  = w_row == 4'he;
+  assign \$841  = w_row == 4'hf;
+  assign \$842  = | { \$841 , \$840 , \$839  };
+  assign \$843  = \$828  ? \$838  : \$842 ;
+  assign \$844  = write & w_last;
+  assign \$845  = ~ ahead;
+  assign \$846  = ~ room_w_13[4];
+  assign \$847  = \$845  & \$846 ;
+  assign \$848  = \$847  & room_w_14[4];
+  assign \$849  = d == 5'h1d;
+  assign \$850  = d == 5'h1e;
+  assign \$851  = d == 5'h1f;
+  assign \$852  = | { \$851 , \$850 , \$849  };
+  assign \$853  = \$848  ? \$852  : d_ge_15;
+  assign \$854  = \$844  ? \$853  : d_ge_16;
+  assign \$855  = \$827  ? \$843  : \$854 ;
+  assign \$856  = write & w_last;
+  assign \$857  = ~ ahead;
+  assign \$858  = ~ room_w_13[4];
+  assign \$859  = \$857  & \$858 ;
+  assign \$860  = \$859  & room_w_14[4];
+  assign \$861  = d == 5'h1c;
+  assign \$862  = d == 5'h1d;
+  assign \$863  = d == 5'h1e;
+  assign \$864  = d == 5'h1f;
+  assign \$865  = | { \$864 , \$863 , \$862 , \$861  };
+  assign \$866  = \$860  ? \$865  : d_ge_14;
+  assign \$867  = \$856  ? \$866  : d_ge_15;
+  assign \$868  = \$826  ? \$855  : \$867 ;
+  assign \$869  = take & r_last;
+  assign \$870  = oy == 4'hd;
+  assign \$871  = write & w_last;
+  assign \$872  = ~ ahead;
+  assign \$873  = ~ room_w_13[4];
+  assign \$874  = \$872  & \$873 ;
+  assign \$875  = \$874  & room_w_14[4];
+  assign \$876  = w_row == 4'hd;
+  assign \$877  = w_row == 4'he;
+  assign \$878  = w_row == 4'hf;
+  assign \$879  = | { \$878 , \$877 , \$876  };
+  assign \$880  = \$875  ? 1'h0 : \$879 ;
+  assign \$881  = w_row == 4'he;
+  assign \$882  = w_row == 4'hf;
+  assign \$883  = | { \$882 , \$881  };
+  assign \$884  = \$871  ? \$880  : \$883 ;
+  assign \$885  = write & w_last;
+  assign \$886  = ~ ahead;
+  assign \$887  = ~ room_w_13[4];
+  assign \$888  = \$886  & \$887 ;
+  assign \$889  = \$888  & room_w_14[4];
+  assign \$890  = d == 5'h1e;
+  assign \$891  = d == 5'h1f;
+  assign \$892  = | { \$891 , \$890  };
+  assign \$893  = \$889  ? \$892  : d_ge_16;
+  assign \$894  = \$885  ? \$893  : d_ge_17;
+  assign \$895  = \$870  ? \$884  : \$894 ;
+  assign \$896  = write & w_last;
+  assign \$897  = ~ ahead;
+  assign \$898  = ~ room_w_13[4];
+  assign \$899  = \$897  & \$898 ;
+  assign \$900  = \$899  & room_w_14[4];
+  assign \$901  = d == 5'h1d;
+  assign \$902  = d == 5'h1e;
+  assign \$903  = d == 5'h1f;
+  assign \$904  = | { \$903 , \$902 , \$901  };
+  assign \$905  = \$900  ? \$904  : d_ge_15;
+  assign \$906  = \$896  ? \$905  : d_ge_16;
+  assign \$907  = \$869  ? \$895  : \$906 ;
+  assign \$908  = take & r_last;
+  assign \$909  = oy == 4'hd;
+  assign \$910  = write & w_last;
+  assign \$911  = ~ ahead;
+  assign \$912  = ~ room_w_13[4];
+  assign \$913  = \$911  & \$912 ;
+  assign \$914  = \$913  & room_w_14[4];
+  assign \$915  = w_row == 4'he;
+  assign \$916  = w_row == 4'hf;
+  assign \$917  = | { \$916 , \$915  };
+  assign \$918  = \$914  ? 1'h0 : \$917 ;
+  assign \$919  = w_row == 4'hf;
+  assign \$921  = \$910  ? \$918  : \$920 ;
+  assign \$922  = write & w_last;
+  assign \$923  = ~ ahead;
+  assign \$924  = ~ room_w_13[4];
+  assign \$925  = \$923  & \$924 ;
+  assign \$926  = \$925  & room_w_14[4];
+  assign \$927  = d == 5'h1f;
+  assign \$929  = \$926  ? \$928  : d_ge_17;
+  assign \$930  = \$922  ? \$929  : d_ge_18;
+  assign \$931  = \$909  ? \$921  : \$930 ;
+  assign \$932  = write & w_last;
+  assign \$933  = ~ ahead;
+  assign \$934  = ~ room_w_13[4];
+  assign \$935  = \$933  & \$934 ;
+  assign \$936  = \$935  & room_w_14[4];
+  assign \$937  = d == 5'h1e;
+  assign \$938  = d == 5'h1f;
+  assign \$939  = | { \$938 , \$937  };
+  assign \$940  = \$936  ? \$939  : d_ge_16;
+  assign \$941  = \$932  ? \$940  : d_ge_17;
+  assign \$942  = \$908  ? \$931  : \$941 ;
+  assign \$943  = take & r_last;
+  assign \$944  = oy == 4'hd;
+  assign \$945  = write & w_last;
+  assign \$946  = ~ ahead;
+  assign \$947  = ~ room_w_13[4];
+  assign \$948  = \$946  & \$947 ;
+  assign \$949  = \$948  & room_w_14[4];
+  assign \$950  = w_row == 4'hf;
+  assign \$952  = \$949  ? 1'h0 : \$951 ;
+  assign \$953  = \$945  ? \$952  : 1'h0;
+  assign \$954  = write & w_last;
+  assign \$955  = ~ ahead;
+  assign \$956  = ~ room_w_13[4];
+  assign \$957  = \$955  & \$956 ;
+  assign \$958  = \$957  & room_w_14[4];
+  assign \$959  = \$958  ? 1'h0 : d_ge_18;
+  assign \$960  = \$954  ? \$959  : d_ge_19;
+  assign \$961  = \$944  ? \$953  : \$960 ;
+  assign \$962  = write & w_last;
+  assign \$963  = ~ ahead;
+  assign \$964  = ~ room_w_13[4];
+  assign \$965  = \$963  & \$964 ;
+  assign \$966  = \$965  & room_w_14[4];
+  assign \$967  = d == 5'h1f;
+  assign \$969  = \$966  ? \$968  : d_ge_17;
+  assign \$970  = \$962  ? \$969  : d_ge_18;
+  assign \$971  = \$943  ? \$961  : \$970 ;
+  assign \$972  = take & r_last;
+  assign \$973  = oy == 4'hd;
+  assign \$974  = write & w_last;
+  assign \$975  = ~ ahead;
+  assign \$976  = ~ room_w_13[4];
+  assign \$977  = \$975  & \$976 ;
+  assign \$978  = \$977  & room_w_14[4];
+  assign \$981  = write & w_last;
+  assign \$982  = ~ ahead;
+  assign \$983  = ~ room_w_13[4];
+  assign \$984  = \$982  & \$983 ;
+  assign \$985  = \$984  & room_w_14[4];
+  assign \$986  = \$985  ? d_ge_14 : d_ge_0;
+  assign \$987  = \$981  ? \$986  : d_ge_1;
+  assign \$988  = \$973  ? 1'h1 : \$987 ;
+  assign \$989  = write & w_last;
+  assign \$990  = ~ ahead;
+  assign \$991  = ~ room_w_13[4];
+  assign \$992  = \$990  & \$991 ;
+  assign \$993  = \$992  & room_w_14[4];
+  assign \$994  = d == 4'hd;
+  assign \$995  = d == 4'he;
+  assign \$996  = d == 4'hf;
+  assign \$997  = d == 5'h10;
+  assign \$998  = d == 5'h11;
+  assign \$999  = d == 5'h12;
+  assign \$1000  = d == 5'h13;
+  assign \$1001  = d == 5'h14;
+  assign \$1002  = d == 5'h15;
+  assign \$1003  = d == 5'h16;
+  assign \$1004  = d == 5'h17;
+  assign \$1005  = d == 5'h18;
+  assign \$1006  = d == 5'h19;
+  assign \$1007  = d == 5'h1a;
+  assign \$1008  = d == 5'h1b;
+  assign \$1009  = d == 5'h1c;
+  assign \$1010  = d == 5'h1d;
+  assign \$1011  = d == 5'h1e;
+  assign \$1012  = d == 5'h1f;
+  assign \$1013  = | { \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994  };
+  assign \$1014  = d == 6'h20;
+  assign \$1015  = d == 6'h21;
+  assign \$1016  = d == 6'h22;
+  assign \$1017  = d == 6'h23;
+  assign \$1018  = d == 6'h24;
+  assign \$1019  = d == 6'h25;
+  assign \$1020  = d == 6'h26;
+  assign \$1021  = d == 6'h27;
+  assign \$1022  = d == 6'h28;
+  assign \$1023  = d == 6'h29;
+  assign \$1024  = d == 6'h2a;
+  assign \$1025  = d == 6'h2b;
+  assign \$1026  = d == 6'h2c;
+  assign \$1027  = d == 6'h2d;
+  assign \$1028  = d == 6'h2e;
+  assign \$1029  = d == 6'h2f;
+  assign \$1030  = d == 6'h30;
+  assign \$1031  = d == 6'h31;
+  assign \$1032  = d == 6'h32;
+  assign \$1033  = d == 6'h33;
+  assign \$1034  = d == 6'h34;
+  assign \$1035  = d == 6'h35;
+  assign \$1036  = d == 6'h36;
+  assign \$1037  = d == 6'h37;
+  assign \$1038  = d == 6'h38;
+  assign \$1039  = d == 6'h39;
+  assign \$1040  = d == 6'h3a;
+  assign \$1041  = d == 6'h3b;
+  assign \$1042  = d == 6'h3c;
+  assign \$1043  = d == 6'h3d;
+  assign \$1044  = d == 6'h3e;
+  assign \$1045  = | { \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014  };
+  assign \$1046  = ~ \$1045 ;
+  assign \$1047  = \$993  ? \$1013  : \$1046 ;
+  assign \$1048  = \$989  ? \$1047  : d_ge_0;
+  assign \$1049  = \$972  ? \$988  : \$1048 ;
+  assign \$1050  = take & r_last;
+  assign \$1051  = oy == 4'hd;
+  assign \$1052  = write & w_last;
+  assign \$1053  = ~ ahead;
+  assign \$1054  = ~ room_w_13[4];
+  assign \$1055  = \$1053  & \$1054 ;
+  assign \$1056  = \$1055  & room_w_14[4];
+  assign \$1059  = write & w_last;
+  assign \$1060  = ~ ahead;
+  assign \$1061  = ~ room_w_13[4];
+  assign \$1062  = \$1060  & \$1061 ;
+  assign \$1063  = \$1062  & room_w_14[4];
+  assign \$1064  = \$1063  ? d_ge_15 : d_ge_1;
+  assign \$1065  = \$1059  ? \$1064  : d_ge_2;
+  assign \$1066  = \$1051  ? 1'h1 : \$1065 ;
+  assign \$1067  = write & w_last;
+  assign \$1068  = ~ ahead;
+  assign \$1069  = ~ room_w_13[4];
+  assign \$1070  = \$1068  & \$1069 ;
+  assign \$1071  = \$1070  & room_w_14[4];
+  assign \$1072  = \$1071  ? d_ge_14 : d_ge_0;
+  assign \$1073  = \$1067  ? \$1072  : d_ge_1;
+  assign \$1074  = \$1050  ? \$1066  : \$1073 ;
+  assign \$1075  = take & r_last;
+  assign \$1076  = oy == 4'hd;
+  assign \$1077  = write & w_last;
+  assign \$1078  = ~ ahead;
+  assign \$1079  = ~ room_w_13[4];
+  assign \$1080  = \$1078  & \$1079 ;
+  assign \$1081  = \$1080  & room_w_14[4];
+  assign \$1084  = write & w_last;
+  assign \$1085  = ~ ahead;
+  assign \$1086  = ~ room_w_13[4];
+  assign \$1087  = \$1085  & \$1086 ;
+  assign \$1088  = \$1087  & room_w_14[4];
+  assign \$1089  = \$1088  ? d_ge_16 : d_ge_2;
+  assign \$1090  = \$1084  ? \$1089  : d_ge_3;
+  assign \$1091  = \$1076  ? 1'h1 : \$1090 ;
+  assign \$1092  = write & w_last;
+  assign \$1093  = ~ ahead;
+  assign \$1094  = ~ room_w_13[4];
+  assign \$1095  = \$1093  & \$1094 ;
+  assign \$1096  = \$1095  & room_w_14[4];
+  assign \$1097  = \$1096  ? d_ge_15 : d_ge_1;
+  assign \$1098  = \$1092  ? \$1097  : d_ge_2;
+  assign \$1099  = \$1075  ? \$1091  : \$1098 ;
+  assign \$1100  = take & r_last;
+  assign \$1101  = oy == 4'hd;
+  assign \$1102  = write & w_last;
+  assign \$1103  = ~ ahead;
+  assign \$1104  = ~ room_w_13[4];
+  assign \$1105  = \$1103  & \$1104 ;
+  assign \$1106  = \$1105  & room_w_14[4];
+  assign \$1107  = \$1106  ? 1'h0 : 1'h1;
+  assign \$1108  = ! w_row;
+  assign \$1110  = ~ \$1109 ;
+  assign \$1111  = \$1102  ? \$1107  : \$1110 ;
+  assign \$1112  = write & w_last;
+  assign \$1113  = ~ ahead;
+  assign \$1114  = ~ room_w_13[4];
+  assign \$1115  = \$1113  & \$1114 ;
+  assign \$1116  = \$1115  & room_w_14[4];
+  assign \$1117  = \$1116  ? d_ge_17 : d_ge_3;
+  assign \$1118  = \$1112  ? \$1117  : d_ge_4;
+  assign \$1119  = \$1101  ? \$1111  : \$1118 ;
+  assign \$1120  = write & w_last;
+  assign \$1121  = ~ ahead;
+  assign \$1122  = ~ room_w_13[4];
+  assign \$1123  = \$1121  & \$1122 ;
+  assign \$1124  = \$1123  & room_w_14[4];
+  assign \$1125  = \$1124  ? d_ge_16 : d_ge_2;
+  assign \$1126  = \$1120  ? \$1125  : d_ge_3;
+  assign \$1127  = \$1100  ? \$1119  : \$1126 ;
+  assign \$1128  = take & r_last;
+  assign \$1129  = oy == 4'hd;
+  assign \$1130  = write & w_last;
+  assign \$1131  = ~ ahead;
+  assign \$1132  = ~ room_w_13[4];
+  assign \$1133  = \$1131  & \$1132 ;
+  assign \$1134  = \$1133  & room_w_14[4];
+  assign \$1135  = ! w_row;
+  assign \$1137  = ~ \$1136 ;
+  assign \$1138  = \$1134  ? 1'h0 : \$1137 ;
+  assign \$1139  = ! w_row;
+  assign \$1140  = w_row == 1'h1;
+  assign \$1141  = | { \$1140 , \$1139  };
+  assign \$1142  = ~ \$1141 ;
+  assign \$1143  = \$1130  ? \$1138  : \$1142 ;
+  assign \$1144  = write & w_last;
+  assign \$1145  = ~ ahead;
+  assign \$1146  = ~ room_w_13[4];
+  assign \$1147  = \$1145  & \$1146 ;
+  assign \$1148  = \$1147  & room_w_14[4];
+  assign \$1149  = \$1148  ? d_ge_18 : d_ge_4;
+  assign \$1150  = \$1144  ? \$1149  : d_ge_5;
+  assign \$1151  = \$1129  ? \$1143  : \$1150 ;
+  assign \$1152  = write & w_last;
+  assign \$1153  = ~ ahead;
+  assign \$1154  = ~ room_w_13[4];
+  assign \$1155  = \$1153  & \$1154 ;
+  assign \$1156  = \$1155  & room_w_14[4];
+  assign \$1157  = \$1156  ? d_ge_17 : d_ge_3;
+  assign \$1158  = \$1152  ? \$1157  : d_ge_4;
+  assign \$1159  = \$1128  ? \$1151  : \$1158 ;
+  assign \$1160  = take & r_last;
+  assign \$1161  = oy == 4'hd;
+  assign \$1162  = write & w_last;
+  assign \$1163  = ~ ahead;
+  assign \$1164  = ~ room_w_13[4];
+  assign \$1165  = \$1163  & \$1164 ;
+  assign \$1166  = \$1165  & room_w_14[4];
+  assign \$1167  = ! w_row;
+  assign \$1168  = w_row == 1'h1;
+  assign \$1169  = | { \$1168 , \$1167  };
+  assign \$1170  = ~ \$1169 ;
+  assign \$1171  = \$1166  ? 1'h0 : \$1170 ;
+  assign \$1172  = ! w_row;
+  assign \$1173  = w_row == 1'h1;
+  assign \$1174  = w_row == 2'h2;
+  assign \$1175  = | { \$1174 , \$1173 , \$1172  };
+  assign \$1176  = ~ \$1175 ;
+  assign \$1177  = \$1162  ? \$1171  : \$1176 ;
+  assign \$1178  = write & w_last;
+  assign \$1179  = ~ ahead;
+  assign \$1180  = ~ room_w_13[4];
+  assign \$1181  = \$1179  & \$1180 ;
+  assign \$1182  = \$1181  & room_w_14[4];
+  assign \$1183  = \$1182  ? d_ge_19 : d_ge_5;
+  assign \$1184  = \$1178  ? \$1183  : d_ge_6;
+  assign \$1185  = \$1161  ? \$1177  : \$1184 ;
+  assign \$1186  = write & w_last;
+  assign \$1187  = ~ ahead;
+  assign \$1188  = ~ room_w_13[4];
+  assign \$1189  = \$1187  & \$1188 ;
+  assign \$1190  = \$1189  & room_w_14[4];
+  assign \$1191  = \$1190  ? d_ge_18 : d_ge_4;
+  assign \$1192  = \$1186  ? \$1191  : d_ge_5;
+  assign \$1193  = \$1160  ? \$1185  : \$1192 ;
+  assign \$1194  = take & r_last;
+  assign \$1195  = oy == 4'hd;
+  assign \$1196  = write & w_last;
+  assign \$1197  = ~ ahead;
+  assign \$1198  = ~ room_w_13[4];
+  assign \$1199  = \$1197  & \$1198 ;
+  assign \$1200  = \$1199  & room_w_14[4];
+  assign \$1203  = write & w_last;
+  assign \$1204  = ~ ahead;
+  assign \$1205  = ~ room_w_13[4];
+  assign \$1206  = \$1204  & \$1205 ;
+  assign \$1207  = \$1206  & room_w_14[4];
+  assign \$1208  = \$1207  ? 1'h0 : d_ge_19;
+  assign \$1209  = d == 5'h14;
+  assign \$1210  = d == 5'h15;
+  assign \$1211  = d == 5'h16;
+  assign \$1212  = d == 5'h17;
+  assign \$1213  = d == 5'h18;
+  assign \$1214  = d == 5'h19;
+  assign \$1215  = d == 5'h1a;
+  assign \$1216  = d == 5'h1b;
+  assign \$1217  = d == 5'h1c;
+  assign \$1218  = d == 5'h1d;
+  assign \$1219  = d == 5'h1e;
+  assign \$1220  = d == 5'h1f;
+  assign \$1221  = | { \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209  };
+  assign \$1222  = \$1203  ? \$1208  : \$1221 ;
+  assign \$1223  = \$1195  ? 1'h0 : \$1222 ;
+  assign \$1224  = write & w_last;
+  assign \$1225  = ~ ahead;
+  assign \$1226  = ~ room_w_13[4];
+  assign \$1227  = \$1225  & \$1226 ;
+  assign \$1228  = \$1227  & room_w_14[4];
+  assign \$1229  = \$1228  ? 1'h0 : d_ge_18;
+  assign \$1230  = \$1224  ? \$1229  : d_ge_19;
+  assign \$1231  = \$1194  ? \$1223  : \$1230 ;
+  assign \$1232  = take & r_last;
+  assign \$1233  = oy == 4'hd;
+  assign \$1234  = write & w_last;
+  assign \$1235  = ~ ahead;
+  assign \$1236  = ~ room_w_13[4];
+  assign \$1237  = \$1235  & \$1236 ;
+  assign \$1238  = \$1237  & room_w_14[4];
+  assign \$1239  = ! w_row;
+  assign \$1240  = w_row == 1'h1;
+  assign \$1241  = w_row == 2'h2;
+  assign \$1242  = | { \$1241 , \$1240 , \$1239  };
+  assign \$1243  = ~ \$1242 ;
+  assign \$1244  = \$1238  ? 1'h0 : \$1243 ;
+  assign \$1245  = ! w_row;
+  assign \$1246  = w_row == 1'h1;
+  assign \$1247  = w_row == 2'h2;
+  assign \$1248  = w_row == 2'h3;
+  assign \$1249  = | { \$1248 , \$1247 , \$1246 , \$1245  };
+  assign \$1250  = ~ \$1249 ;
+  assign \$1251  = \$1234  ? \$1244  : \$1250 ;
+  assign \$1252  = write & w_last;
+  assign \$1253  = ~ ahead;
+  assign \$1254  = ~ room_w_13[4];
+  assign \$1255  = \$1253  & \$1254 ;
+  assign \$1256  = \$1255  & room_w_14[4];
+  assign \$1257  = d == 5'h14;
+  assign \$1258  = d == 5'h15;
+  assign \$1259  = d == 5'h16;
+  assign \$1260  = d == 5'h17;
+  assign \$1261  = d == 5'h18;
+  assign \$1262  = d == 5'h19;
+  assign \$1263  = d == 5'h1a;
+  assign \$1264  = d == 5'h1b;
+  assign \$1265  = d == 5'h1c;
+  assign \$1266  = d == 5'h1d;
+  assign \$1267  = d == 5'h1e;
+  assign \$1268  = d == 5'h1f;
+  assign \$1269  = | { \$1268 , \$1267 , \$1266 , \$1265 , \$1264 , \$1263 , \$1262 , \$1261 , \$1260 , \$1259 , \$1258 , \$1257  };
+  assign \$1270  = \$1256  ? \$1269  : d_ge_6;
+  assign \$1271  = d == 3'h7;
+  assign \$1272  = d == 4'h8;
+  assign \$1273  = d == 4'h9;
+  assign \$1274  = d == 4'ha;
+  assign \$1275  = d == 4'hb;
+  assign \$1276  = d == 4'hc;
+  assign \$1277  = d == 4'hd;
+  assign \$1278  = d == 4'he;
+  assign \$1279  = d == 4'hf;
+  assign \$1280  = d == 5'h10;
+  assign \$1281  = d == 5'h11;
+  assign \$1282  = d == 5'h12;
+  assign \$1283  = d == 5'h13;
+  assign \$1284  = d == 5'h14;
+  assign \$1285  = d == 5'h15;
+  assign \$1286  = d == 5'h16;
+  assign \$1287  = d == 5'h17;
+  assign \$1288  = d == 5'h18;
+  assign \$1289  = d == 5'h19;
+  assign \$1290  = d == 5'h1a;
+  assign \$1291  = d == 5'h1b;
+  assign \$1292  = d == 5'h1c;
+  assign \$1293  = d == 5'h1d;
+  assign \$1294  = d == 5'h1e;
+  assign \$1295  = d == 5'h1f;
+  assign \$1296  = | { \$1295 , \$1294 , \$1293 , \$1292 , \$1291 , \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271  };
+  assign \$1297  = \$1252  ? \$1270  : \$1296 ;
+  assign \$1298  = \$1233  ? \$1251  : \$1297 ;
+  assign \$1299  = write & w_last;
+  assign \$1300  = ~ ahead;
+  assign \$1301  = ~ room_w_13[4];
+  assign \$1302  = \$1300  & \$1301 ;
+  assign \$1303  = \$1302  & room_w_14[4];
+  assign \$1304  = \$1303  ? d_ge_19 : d_ge_5;
+  assign \$1305  = \$1299  ? \$1304  : d_ge_6;
+  assign \$1306  = \$1232  ? \$1298  : \$1305 ;
+  assign \$1307  = w_grp + w_c;
+  assign \$1308  = ! w_b;
+  assign \$1309  = write & \$1308 ;
+  assign \$1310  = w_grp + w_c;
+  assign \$1311  = w_b == 1'h1;
+  assign \$1312  = write & \$1311 ;
+  assign \$1313  = w_grp + w_c;
+  assign \$1314  = w_b == 2'h2;
+  assign \$1315  = write & \$1314 ;
+  assign \$1316  = w_grp + w_c;
+  assign \$1317  = w_b == 2'h3;
+  assign \$1318  = write & \$1317 ;
+  assign \$1319  = w_grp + w_c;
+  assign \$1320  = w_b == 3'h4;
+  assign \$1321  = write & \$1320 ;
   always @(posedge clk)
-    w_c <= \$2334 ;
+    w_c <= \$1322 ;
   always @(posedge clk)
-    w_x <= \$2335 ;
+    w_x <= \$1323 ;
   always @(posedge clk)
-    w_b <= \$2336 ;
+    w_b <= \$1324 ;
   always @(posedge clk)
-    w_rowbase <= \$2337 ;
+    w_rowbase <= \$1325 ;
   always @(posedge clk)
-    w_grp <= \$2338 ;
+    w_grp <= \$1326 ;
   always @(posedge clk)
-    ahead <= \$2339 ;
+    ahead <= \$1327 ;
   always @(posedge clk)
-    w_row <= \$2340 ;
+    w_row <= \$1328 ;
   always @(posedge clk)
-    read_credits_returned <= \$2341 ;
+    read_credits_returned <= \$1329 ;
   always @(posedge clk)
-    read_credits_space <= \$2342 ;
+    read_credits_space <= \$1330 ;
   always @(posedge clk)
-    read_credits_room <= \$2343 ;
+    read_credits_room <= \$1331 ;
   always @(posedge clk)
-    read_v1 <= \$2344 ;
+    read_v1 <= \$1332 ;
   always @(posedge clk)
-    read_v2 <= \$2345 ;
+    read_v2 <= \$1333 ;
   always @(posedge clk)
-    read_v3 <= \$2346 ;
+    read_v3 <= \$1334 ;
   always @(posedge clk)
-    w_en <= \$2347 ;
+    w_en <= \$1335 ;
   always @(posedge clk)
     pads_a <= { \$120 , \$113 , \$106 , \$99 , \$92  };
   always @(posedge clk)
@@ -31887,65 +24970,91 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_base_row <= \$219 [10:0];
   always @(posedge clk)
-    ky <= \$2348 ;
+    ky <= \$1336 ;
   always @(posedge clk)
-    row_addr <= \$2349 ;
+    row_addr <= \$1337 ;
   always @(posedge clk)
-    c <= \$2350 ;
+    c <= \$1338 ;
   always @(posedge clk)
-    qc <= \$2351 ;
+    qc <= \$1339 ;
   always @(posedge clk)
-    ox <= \$2352 ;
+    ox <= \$1340 ;
   always @(posedge clk)
-    ix0 <= \$2353 ;
+    ix0 <= \$1341 ;
   always @(posedge clk)
-    r0 <= \$2354 ;
+    r0 <= \$1342 ;
   always @(posedge clk)
-    q0c <= \$2355 ;
+    q0c <= \$1343 ;
   always @(posedge clk)
-    oy <= \$2356 ;
+    oy <= \$1344 ;
   always @(posedge clk)
-    low <= \$2357 ;
+    low <= \$1345 ;
   always @(posedge clk)
-    r_done <= \$2358 ;
+    r_done <= \$1346 ;
   always @(posedge clk)
-    base_slot <= \$2359 ;
+    base_slot <= \$1347 ;
   always @(posedge clk)
-    base_row <= \$2360 ;
+    base_row <= \$1348 ;
   always @(posedge clk)
-    iy <= \$2361 ;
+    iy <= \$1349 ;
   always @(posedge clk)
-    img_slot <= \$2362 ;
+    img_slot <= \$1350 ;
   always @(posedge clk)
-    img_row <= \$2363 ;
+    img_row <= \$1351 ;
   always @(posedge clk)
-    w_last <= \$2364 ;
+    w_last <= \$1352 ;
   always @(posedge clk)
-    r_last <= \$2365 ;
+    r_last <= \$1353 ;
   always @(posedge clk)
-    d <= \$2366 ;
+    d <= \$1354 ;
   always @(posedge clk)
-    o__ready <= \$2367 ;
+    o__ready <= \$1355 ;
   always @(posedge clk)
-    room_w_13 <= \$2368 ;
+    room_w_13 <= \$1356 ;
   always @(posedge clk)
-    room_w_14 <= \$2369 ;
+    room_w_14 <= \$1357 ;
   always @(posedge clk)
-    room_low_2 <= \$2370 ;
+    room_low_2 <= \$1358 ;
   always @(posedge clk)
-    room_w_8 <= \$2371 ;
+    room_w_8 <= \$1359 ;
   always @(posedge clk)
-    room_w_9 <= \$2372 ;
+    room_w_9 <= \$1360 ;
   always @(posedge clk)
-    room_low_3 <= \$2373 ;
+    room_low_3 <= \$1361 ;
   always @(posedge clk)
-    avail <= \$2374 ;
+    avail <= \$1362 ;
+  always @(posedge clk)
+    d_ge_14 <= \$1363 ;
+  always @(posedge clk)
+    d_ge_15 <= \$1364 ;
+  always @(posedge clk)
+    d_ge_16 <= \$1365 ;
+  always @(posedge clk)
+    d_ge_17 <= \$1366 ;
+  always @(posedge clk)
+    d_ge_18 <= \$1367 ;
+  always @(posedge clk)
+    d_ge_0 <= \$1368 ;
+  always @(posedge clk)
+    d_ge_1 <= \$1369 ;
+  always @(posedge clk)
+    d_ge_2 <= \$1370 ;
+  always @(posedge clk)
+    d_ge_3 <= \$1371 ;
+  always @(posedge clk)
+    d_ge_4 <= \$1372 ;
+  always @(posedge clk)
+    d_ge_5 <= \$1373 ;
+  always @(posedge clk)
+    d_ge_19 <= \$1374 ;
+  always @(posedge clk)
+    d_ge_6 <= \$1375 ;
   \flexor_lenet5.conv2_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$127 ),
+    .o__payload(\o__payload$140 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window)
@@ -31964,7 +25073,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$2319 [10:0]),
+    .d(\$1307 [10:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
@@ -31972,7 +25081,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$2322 [10:0]),
+    .d(\$1310 [10:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
@@ -31980,7 +25089,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$2325 [10:0]),
+    .d(\$1313 [10:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
@@ -31988,7 +25097,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$2328 [10:0]),
+    .d(\$1316 [10:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
@@ -31996,7 +25105,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$2331 [10:0]),
+    .d(\$1319 [10:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
@@ -32004,7 +25113,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$127 ),
+    .d(\o__payload$140 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -32012,7 +25121,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$127 ),
+    .d(\o__payload$140 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -32020,7 +25129,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$127 ),
+    .d(\o__payload$140 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -32028,7 +25137,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$127 ),
+    .d(\o__payload$140 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -32036,7 +25145,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$127 ),
+    .d(\o__payload$140 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -32044,7 +25153,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en0_q_copy (
     .clk(clk),
-    .d(\$2321 ),
+    .d(\$1309 ),
     .q(\$signature__en )
   );
   flexor_copy #(
@@ -32052,7 +25161,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en1_q_copy (
     .clk(clk),
-    .d(\$2324 ),
+    .d(\$1312 ),
     .q(\$signature__en$20 )
   );
   flexor_copy #(
@@ -32060,7 +25169,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en2_q_copy (
     .clk(clk),
-    .d(\$2327 ),
+    .d(\$1315 ),
     .q(\$signature__en$26 )
   );
   flexor_copy #(
@@ -32068,7 +25177,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en3_q_copy (
     .clk(clk),
-    .d(\$2330 ),
+    .d(\$1318 ),
     .q(\$signature__en$32 )
   );
   flexor_copy #(
@@ -32076,179 +25185,179 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en4_q_copy (
     .clk(clk),
-    .d(\$2333 ),
+    .d(\$1321 ),
     .q(\$signature__en$38 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2334  = w_c;
+    \$1322  = w_c;
     if (write) begin
-      \$2334  = \$56 [4:0];
+      \$1322  = \$56 [4:0];
     end
     if (rst_conv2_window) begin
-      \$2334  = 5'h00;
+      \$1322  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2335  = w_x;
+    \$1323  = w_x;
     if (write) begin
       if (\$57 ) begin
-        \$2335  = \$60 [3:0];
+        \$1323  = \$60 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2335  = 4'h0;
+      \$1323  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2336  = w_b;
+    \$1324  = w_b;
     if (write) begin
       if (\$57 ) begin
-        \$2336  = \$65 [2:0];
+        \$1324  = \$65 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2336  = 3'h0;
+      \$1324  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2337  = w_rowbase;
+    \$1325  = w_rowbase;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$2337  = \$73 [10:0];
+          \$1325  = \$73 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2337  = 11'h000;
+      \$1325  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2338  = w_grp;
+    \$1326  = w_grp;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$2338  = \$79 [10:0];
+          \$1326  = \$79 [10:0];
         end else if (\$67 ) begin
-          \$2338  = \$84 [10:0];
+          \$1326  = \$84 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2338  = 11'h000;
+      \$1326  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2339  = ahead;
+    \$1327  = ahead;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           if (\$82 ) begin
-            \$2339  = 1'h1;
+            \$1327  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$2339  = 1'h0;
+      \$1327  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$2339  = 1'h0;
+      \$1327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2340  = w_row;
+    \$1328  = w_row;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           (* full_case = 32'd1 *)
           if (\$82 ) begin
-            \$2340  = 4'h0;
+            \$1328  = 4'h0;
           end else begin
-            \$2340  = \$83 [3:0];
+            \$1328  = \$83 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2340  = 4'h0;
+      \$1328  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2341  = \$85 ;
+    \$1329  = \$85 ;
     if (rst_conv2_window) begin
-      \$2341  = 1'h0;
+      \$1329  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2342  = \$2 [2:0];
+    \$1330  = \$2 [2:0];
     if (rst_conv2_window) begin
-      \$2342  = 3'h7;
+      \$1330  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2343  = read_credits_room_next;
+    \$1331  = read_credits_room_next;
     if (rst_conv2_window) begin
-      \$2343  = 1'h1;
+      \$1331  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2344  = take;
+    \$1332  = take;
     if (rst_conv2_window) begin
-      \$2344  = 1'h0;
+      \$1332  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2345  = read_v1;
+    \$1333  = read_v1;
     if (rst_conv2_window) begin
-      \$2345  = 1'h0;
+      \$1333  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2346  = read_v2;
+    \$1334  = read_v2;
     if (rst_conv2_window) begin
-      \$2346  = 1'h0;
+      \$1334  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2347  = read_v3;
+    \$1335  = read_v3;
     if (rst_conv2_window) begin
-      \$2347  = 1'h0;
+      \$1335  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2348  = ky;
+    \$1336  = ky;
     if (take) begin
-      \$2348  = \$222 [2:0];
+      \$1336  = \$222 [2:0];
     end
     if (rst_conv2_window) begin
-      \$2348  = 3'h0;
+      \$1336  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2349  = row_addr;
+    \$1337  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
-        \$2349  = \$230 [10:0];
+        \$1337  = \$230 [10:0];
       end else begin
-        \$2349  = base_row;
+        \$1337  = base_row;
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
@@ -32256,73 +25365,55 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$2349  = step_next_row;
+              \$1337  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2349  = step_base_row;
+      \$1337  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$2349  = 11'h360;
+      \$1337  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2350  = c;
+    \$1338  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
-        \$2350  = \$233 [4:0];
+        \$1338  = \$233 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2350  = 5'h00;
+      \$1338  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2351  = qc;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-          \$2351  = \$236 [8:0];
-        end else begin
-          \$2351  = \$264 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2351  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2352  = ox;
+    \$1339  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
+          \$1339  = \$236 [8:0];
         end else begin
-          \$2352  = \$239 [3:0];
+          \$1339  = \$264 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2352  = 4'h0;
+      \$1339  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2353  = ix0;
+    \$1340  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32330,17 +25421,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2353  = \$242 [4:0];
+          \$1340  = \$239 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2353  = 5'h1e;
+      \$1340  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2354  = r0;
+    \$1341  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32348,17 +25439,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2354  = \$250 [2:0];
+          \$1341  = \$242 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2354  = 3'h3;
+      \$1341  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2355  = q0c;
+    \$1342  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32366,17 +25457,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2355  = \$257 [8:0];
+          \$1342  = \$250 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2355  = 9'h1e0;
+      \$1342  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2356  = oy;
+    \$1343  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32384,19 +25475,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          if (\$265 ) begin
-            \$2356  = \$268 [3:0];
-          end
+          \$1343  = \$257 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2356  = 4'h0;
+      \$1343  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2357  = low;
+    \$1344  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32405,18 +25494,38 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         if (\$235 ) begin
         end else begin
           if (\$265 ) begin
-            \$2357  = \$271 [4:0];
+            \$1344  = \$268 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2357  = 5'h1e;
+      \$1344  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2358  = r_done;
+    \$1345  = low;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$1345  = \$271 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$1345  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1346  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32426,49 +25535,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         end else begin
           if (\$265 ) begin
             if (\$272 ) begin
-              \$2358  = 1'h1;
+              \$1346  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2358  = 1'h0;
+      \$1346  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$2358  = 1'h0;
+      \$1346  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2359  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            (* full_case = 32'd1 *)
-            if (\$272 ) begin
-            end else begin
-              \$2359  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2359  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$2359  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2360  = base_row;
+    \$1347  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -32480,137 +25562,255 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$2360  = step_next_row;
+              \$1347  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2360  = step_base_row;
+      \$1347  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$2360  = 11'h360;
+      \$1347  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2361  = iy;
+    \$1348  = base_row;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$1348  = step_next_row;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$1348  = step_base_row;
+    end
+    if (rst_conv2_window) begin
+      \$1348  = 11'h360;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1349  = iy;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$274 ) begin
-        \$2361  = \$278 [4:0];
+        \$1349  = \$278 [4:0];
       end else if (\$277 ) begin
-        \$2361  = \$281 [4:0];
+        \$1349  = \$281 [4:0];
       end else begin
-        \$2361  = low;
+        \$1349  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$2361  = 5'h1e;
+      \$1349  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2362  = img_slot;
+    \$1350  = img_slot;
     if (switch) begin
-      \$2362  = step_img_slot;
+      \$1350  = step_img_slot;
     end
     if (rst_conv2_window) begin
-      \$2362  = 4'h0;
+      \$1350  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2363  = img_row;
+    \$1351  = img_row;
     if (switch) begin
-      \$2363  = step_img_row;
+      \$1351  = step_img_row;
     end
     if (rst_conv2_window) begin
-      \$2363  = 11'h000;
+      \$1351  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2364  = w_last;
+    \$1352  = w_last;
     if (write) begin
-      \$2364  = \$284 ;
+      \$1352  = \$284 ;
     end
     if (rst_conv2_window) begin
-      \$2364  = 1'h0;
+      \$1352  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2365  = r_last;
+    \$1353  = r_last;
     if (take) begin
-      \$2365  = \$288 ;
+      \$1353  = \$288 ;
     end
     if (rst_conv2_window) begin
-      \$2365  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2366  = \$319 [5:0];
-    if (rst_conv2_window) begin
-      \$2366  = 6'h02;
+      \$1353  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2367  = \$476 ;
+    \$1354  = \$319 [5:0];
     if (rst_conv2_window) begin
-      \$2367  = 1'h1;
+      \$1354  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2368  = \$484 [4:0];
+    \$1355  = \$476 ;
     if (rst_conv2_window) begin
-      \$2368  = 5'h13;
+      \$1355  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2369  = \$492 [4:0];
+    \$1356  = \$484 [4:0];
     if (rst_conv2_window) begin
-      \$2369  = 5'h12;
+      \$1356  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2370  = \$497 [4:0];
+    \$1357  = \$492 [4:0];
     if (rst_conv2_window) begin
-      \$2370  = 5'h04;
+      \$1357  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2371  = \$505 [3:0];
+    \$1358  = \$497 [4:0];
     if (rst_conv2_window) begin
-      \$2371  = 4'h8;
+      \$1358  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2372  = \$513 [4:0];
+    \$1359  = \$505 [3:0];
     if (rst_conv2_window) begin
-      \$2372  = 5'h17;
+      \$1359  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2373  = \$518 [4:0];
+    \$1360  = \$513 [4:0];
     if (rst_conv2_window) begin
-      \$2373  = 5'h05;
+      \$1360  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2374  = \$2318 ;
+    \$1361  = \$518 [4:0];
     if (rst_conv2_window) begin
-      \$2374  = 1'h1;
+      \$1361  = 5'h05;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1362  = \$758 ;
+    if (rst_conv2_window) begin
+      \$1362  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1363  = \$825 ;
+    if (rst_conv2_window) begin
+      \$1363  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1364  = \$868 ;
+    if (rst_conv2_window) begin
+      \$1364  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1365  = \$907 ;
+    if (rst_conv2_window) begin
+      \$1365  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1366  = \$942 ;
+    if (rst_conv2_window) begin
+      \$1366  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1367  = \$971 ;
+    if (rst_conv2_window) begin
+      \$1367  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1368  = \$1049 ;
+    if (rst_conv2_window) begin
+      \$1368  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1369  = \$1074 ;
+    if (rst_conv2_window) begin
+      \$1369  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1370  = \$1099 ;
+    if (rst_conv2_window) begin
+      \$1370  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1371  = \$1127 ;
+    if (rst_conv2_window) begin
+      \$1371  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1372  = \$1159 ;
+    if (rst_conv2_window) begin
+      \$1372  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1373  = \$1193 ;
+    if (rst_conv2_window) begin
+      \$1373  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1374  = \$1231 ;
+    if (rst_conv2_window) begin
+      \$1374  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1375  = \$1306 ;
+    if (rst_conv2_window) begin
+      \$1375  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -32657,9 +25857,23 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$407  = 1'h0;
   assign \$445  = 1'h1;
   assign \$446  = 1'h1;
-  assign \$987  = 1'h1;
-  assign \$1623  = \$1356 ;
-  assign \$2033  = \$1871 ;
+  assign \$597  = 1'h1;
+  assign \$661  = \$634 ;
+  assign \$713  = \$701 ;
+  assign \$920  = \$919 ;
+  assign \$928  = \$927 ;
+  assign \$951  = \$950 ;
+  assign \$968  = \$967 ;
+  assign \$979  = 1'h1;
+  assign \$980  = 1'h1;
+  assign \$1057  = 1'h1;
+  assign \$1058  = 1'h1;
+  assign \$1082  = 1'h1;
+  assign \$1083  = 1'h1;
+  assign \$1109  = \$1108 ;
+  assign \$1136  = \$1135 ;
+  assign \$1201  = 1'h0;
+  assign \$1202  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
