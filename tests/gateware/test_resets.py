@@ -75,13 +75,15 @@ def test_each_bank_and_page_keeps_its_copy_of_the_vector_addresses(tmp_path):
     driver = {c["connections"]["Q"][0]: n for n, c in mod["cells"].items()
               if c["type"] == "TRELLIS_FF"}
     # every LUT-RAM cell's read and write address and write enable come from flip-flops, one
-    # set per bank and page (Yosys may fold a copy into the memory's port and name it anew)
+    # set per bank and page (Yosys may fold a copy into the memory's port and name it anew;
+    # a short last page's high address bits are constants)
     for pin in ("RAD", "WAD", "WRE"):
         sets = {}
         for name, cell in mod["cells"].items():
             found = re.match(r"fc1\.vectors(\d+)_p(\d+)\.", name)
             if cell["type"] == "TRELLIS_DPR16X4" and found:
-                bits = tuple(driver.get(b) for b in cell["connections"][pin])
+                bits = tuple(driver.get(b) for b in cell["connections"][pin]
+                             if not isinstance(b, str))
                 assert None not in bits, (pin, name)
                 sets.setdefault(bits, set()).add(found.groups())
         assert len(sets) == banks * 2, (pin, len(sets))
