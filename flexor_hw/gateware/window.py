@@ -624,12 +624,18 @@ def _outside(v, n, k=0):
     return (v < -k) | (v >= n - k)
 
 
+def _bounds(x):
+    """The least and greatest values of ``x``'s shape."""
+    shape = x.shape()
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1
+
+
 def _at_least(x, c):
     """``x ≥ c`` for a register ``x`` and a constant ``c``, in LUTs: an equality per value
     on the shorter side (no carry chain; ``x`` is a few bits wide)."""
-    shape = x.shape()
-    lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed \
-        else (0, (1 << shape.width) - 1)
+    lo, hi = _bounds(x)
     if c <= lo:
         return Const(1)
     if c > hi:
@@ -661,11 +667,9 @@ class _RowsDoneFlags:
 
     def __call__(self, x, c):
         """``x ≥ c``: a flag where ``x`` is ``d``, else :func:`_at_least`."""
-        if x is not self.d:
+        lo, hi = _bounds(x)
+        if x is not self.d or c <= lo or c > hi:
             return _at_least(x, c)
-        const = _at_least(x, c)
-        if isinstance(const, Const):
-            return const
         if c not in self.flags:
             self.flags[c] = Signal(init=int(self.d.init >= c),
                                    name=f"d_ge_{c}".replace("-", "m"))
