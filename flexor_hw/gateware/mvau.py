@@ -348,7 +348,7 @@ class MatrixVectorUnit(wiring.Component):
         rom_logic = p.rom_bits <= small or p.rom_logic     # a logic ROM is never banked
         # a paged logic ROM's address registered first, in a copy per page (the ECP5; on the
         # iCE40 a page register shares its decoding LUT4's logic cell, an address copy not)
-        latency = 3 if rom_logic and not p.address_register and _paged(p) else 2
+        latency = 3 if rom_logic and not p.address_register and rom_paged(p) else 2
         if self._init_files is None:
             rom = Rom(p.rom_width, words=p.rom_words, latency=latency, logic=rom_logic,
                       page_words=p.rom_page_words)
@@ -721,7 +721,7 @@ VECTOR_BANK_BITS = 64
 PAGE_WORDS = 16
 
 
-def _paged(p):
+def rom_paged(p):
     """Whether a weight ROM in logic is read in pages (``rom_page_words``)."""
     return bool(p.rom_page_words) and p.rom_depth > p.rom_page_words
 

@@ -190,9 +190,10 @@ class SlidingWindow(wiring.Component):
         take = reader.take
         pad_a = Signal(reset_less=True)
         pad_reg = Signal(reset_less=True)
-        # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R, as the sum of two registers that follow the
-        # counters: row_addr = slot·W·C and col_addr = ix·C + c (any value on padding). No
-        # multiplier sits between the counters and the memory (one did, and it set Fmax).
+        # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R, as the sum of
+        # two registers that follow the counters: row_addr = slot·W·C and col_addr = ix·C + c
+        # (any value on padding). No multiplier sits between the counters and the memory
+        # (one did, and it set Fmax).
         RWC, WC = R * W * C, W * C
         row_addr = Signal(range(RWC), init=base_slot.init * WC)
         base_row = Signal(range(RWC), init=base_slot.init * WC)        # base_slot·W·C
@@ -494,10 +495,10 @@ class _Reader:
     ``room``) and enables the reader's counters alone. The read addresses follow the state
     every cycle without an enable (the registers by the block RAMs), the block RAMs read
     every cycle, and four stages (address, read, the read data's register, the finished
-    payload's) carry a take to the FIFO: neither a take nor the consumer's ``ready`` fans out to the banks. (A stall
-    signal to every bank's address register and read enable, the banks placed in block RAM
-    rows apart, was the placed ResNet-20's longest path: the output's ready into a row
-    window's enables, 12.1 ns of routing.)
+    payload's) carry a take to the FIFO: neither a take nor the consumer's ``ready`` fans
+    out to the banks. (A stall signal to every bank's address register and read enable, the
+    banks placed in block RAM rows apart, was the placed ResNet-20's longest path: the
+    output's ready into a row window's enables, 12.1 ns of routing.)
 
     The read data's register is fed by the block RAMs' data alone (``synth`` moves it into
     their output registers on the ECP5); ``finish`` makes the output's payload from it (the
@@ -544,10 +545,7 @@ def _ends_next(m, step, counters, name):
     one before it. A writer's and a reader's row end are then a gate of flip-flops: they
     select among the next values of ``d``, the room and ``avail``, whose compares of each
     counter in front of those selects were LeNet-5's longest paths at two seeds."""
-    n = 1
-    for _, size in counters:
-        n *= size
-    last = Signal(init=int(n == 1), name=name)
+    last = Signal(init=all(size == 1 for _, size in counters), name=name)
     before = Const(1)
     for k in reversed(range(len(counters))):
         value, size = counters[k]

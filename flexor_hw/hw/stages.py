@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
-from ..gateware.mvau import vector_pages, vector_write_ffs
+from ..gateware.mvau import rom_paged, vector_pages, vector_write_ffs
 from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import LOGIC_ROM_BITS, rom_layout
 from ..gateware.window import line_buffer_rows, row_window_rows
@@ -382,8 +382,7 @@ def rom_page_ffs(p):
     that copy takes. None on the iCE40 (``address_register``), where each register takes
     the logic cell of the LUT4 that decodes its page bit."""
     logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
-    if p.address_register or not (logic and p.rom_page_words and
-                                   p.rom_depth > p.rom_page_words):
+    if p.address_register or not (logic and rom_paged(p)):
         return 0
     pages = -(-p.rom_depth // p.rom_page_words)
     return pages * (p.rom_width + p.rom_page_words.bit_length() - 1) + p.rom_width
