@@ -3948,126 +3948,692 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$1445 ;
   wire \$1446 ;
   wire \$1447 ;
-  reg [4:0] \$1448 ;
-  reg [7:0] \$1449 ;
+  wire \$1448 ;
+  wire \$1449 ;
   wire \$145 ;
-  reg \$1450 ;
-  reg [4:0] \$1451 ;
-  reg \$1452 ;
-  reg [2:0] \$1453 ;
-  reg \$1454 ;
-  reg \$1455 ;
-  reg \$1456 ;
-  reg \$1457 ;
-  reg \$1458 ;
-  reg [2:0] \$1459 ;
+  wire \$1450 ;
+  wire \$1451 ;
+  wire \$1452 ;
+  wire \$1453 ;
+  wire \$1454 ;
+  wire \$1455 ;
+  wire \$1456 ;
+  wire \$1457 ;
+  wire \$1458 ;
+  wire \$1459 ;
   wire [5:0] \$146 ;
-  reg [5:0] \$1460 ;
-  reg [2:0] \$1461 ;
-  reg [7:0] \$1462 ;
-  reg [4:0] \$1463 ;
-  reg [5:0] \$1464 ;
-  reg [5:0] \$1465 ;
-  reg [4:0] \$1466 ;
-  reg [5:0] \$1467 ;
-  reg \$1468 ;
-  reg [2:0] \$1469 ;
+  wire \$1460 ;
+  wire \$1461 ;
+  wire \$1462 ;
+  wire \$1463 ;
+  wire \$1464 ;
+  wire \$1465 ;
+  wire \$1466 ;
+  wire \$1467 ;
+  wire \$1468 ;
+  wire \$1469 ;
   wire [5:0] \$147 ;
-  reg [7:0] \$1470 ;
-  reg [5:0] \$1471 ;
-  reg [5:0] \$1472 ;
-  reg [2:0] \$1473 ;
-  reg [7:0] \$1474 ;
-  reg \$1475 ;
-  reg \$1476 ;
-  reg [6:0] \$1477 ;
-  reg \$1478 ;
-  reg [5:0] \$1479 ;
+  wire \$1470 ;
+  wire \$1471 ;
+  wire \$1472 ;
+  wire \$1473 ;
+  wire \$1474 ;
+  wire \$1475 ;
+  wire \$1476 ;
+  wire \$1477 ;
+  wire \$1478 ;
+  wire \$1479 ;
   wire \$148 ;
-  reg [5:0] \$1480 ;
-  reg [5:0] \$1481 ;
-  reg [5:0] \$1482 ;
-  reg [5:0] \$1483 ;
-  reg [5:0] \$1484 ;
-  reg \$1485 ;
-  reg \$1486 ;
-  reg \$1487 ;
-  reg \$1488 ;
-  reg \$1489 ;
+  wire \$1480 ;
+  wire \$1481 ;
+  wire \$1482 ;
+  wire \$1483 ;
+  wire \$1484 ;
+  wire \$1485 ;
+  wire \$1486 ;
+  wire \$1487 ;
+  wire \$1488 ;
+  wire \$1489 ;
   wire [6:0] \$149 ;
-  reg \$1490 ;
-  reg \$1491 ;
-  reg \$1492 ;
-  reg \$1493 ;
-  reg \$1494 ;
-  reg \$1495 ;
-  reg \$1496 ;
-  reg \$1497 ;
-  reg \$1498 ;
+  wire \$1490 ;
+  wire \$1491 ;
+  wire \$1492 ;
+  wire \$1493 ;
+  wire \$1494 ;
+  wire \$1495 ;
+  wire \$1496 ;
+  wire \$1497 ;
+  wire \$1498 ;
+  wire \$1499 ;
   wire \$15 ;
   wire [6:0] \$150 ;
+  wire \$1500 ;
+  wire \$1501 ;
+  wire \$1502 ;
+  wire \$1503 ;
+  wire \$1504 ;
+  wire \$1505 ;
+  wire \$1506 ;
+  wire \$1507 ;
+  wire \$1508 ;
+  wire \$1509 ;
   wire \$151 ;
+  wire \$1510 ;
+  wire \$1511 ;
+  wire \$1512 ;
+  wire \$1513 ;
+  wire \$1514 ;
+  wire \$1515 ;
+  wire \$1516 ;
+  wire \$1517 ;
+  wire \$1518 ;
+  wire \$1519 ;
   wire \$152 ;
+  wire \$1520 ;
+  wire \$1521 ;
+  wire \$1522 ;
+  wire \$1523 ;
+  wire \$1524 ;
+  wire \$1525 ;
+  wire \$1526 ;
+  wire \$1527 ;
+  wire \$1528 ;
+  wire \$1529 ;
   wire \$153 ;
+  wire \$1530 ;
+  wire \$1531 ;
+  wire \$1532 ;
+  wire \$1533 ;
+  wire \$1534 ;
+  wire \$1535 ;
+  wire \$1536 ;
+  wire \$1537 ;
+  wire \$1538 ;
+  wire \$1539 ;
   wire \$154 ;
+  wire \$1540 ;
+  wire \$1541 ;
+  wire \$1542 ;
+  wire \$1543 ;
+  wire \$1544 ;
+  wire \$1545 ;
+  wire \$1546 ;
+  wire \$1547 ;
+  wire \$1548 ;
+  wire \$1549 ;
   wire \$155 ;
+  wire \$1550 ;
+  wire \$1551 ;
+  wire \$1552 ;
+  wire \$1553 ;
+  wire \$1554 ;
+  wire \$1555 ;
+  wire \$1556 ;
+  wire \$1557 ;
+  wire \$1558 ;
+  wire \$1559 ;
   wire \$156 ;
+  wire \$1560 ;
+  wire \$1561 ;
+  wire \$1562 ;
+  wire \$1563 ;
+  wire \$1564 ;
+  wire \$1565 ;
+  wire \$1566 ;
+  wire \$1567 ;
+  wire \$1568 ;
+  wire \$1569 ;
   wire [6:0] \$157 ;
+  wire \$1570 ;
+  wire \$1571 ;
+  wire \$1572 ;
+  wire \$1573 ;
+  wire \$1574 ;
+  wire \$1575 ;
+  wire \$1576 ;
+  wire \$1577 ;
+  wire \$1578 ;
+  wire \$1579 ;
   wire \$158 ;
+  wire \$1580 ;
+  wire \$1581 ;
+  wire \$1582 ;
+  wire \$1583 ;
+  wire \$1584 ;
+  wire \$1585 ;
+  wire \$1586 ;
+  wire \$1587 ;
+  wire \$1588 ;
+  wire \$1589 ;
   wire [6:0] \$159 ;
+  wire \$1590 ;
+  wire \$1591 ;
+  wire \$1592 ;
+  wire \$1593 ;
+  wire \$1594 ;
+  wire \$1595 ;
+  wire \$1596 ;
+  wire \$1597 ;
+  wire \$1598 ;
+  wire \$1599 ;
   wire \$16 ;
   wire [6:0] \$160 ;
+  wire \$1600 ;
+  wire \$1601 ;
+  wire \$1602 ;
+  wire \$1603 ;
+  wire \$1604 ;
+  wire \$1605 ;
+  wire \$1606 ;
+  wire \$1607 ;
+  wire \$1608 ;
+  wire \$1609 ;
   wire \$161 ;
+  wire \$1610 ;
+  wire \$1611 ;
+  wire \$1612 ;
+  wire \$1613 ;
+  wire \$1614 ;
+  wire \$1615 ;
+  wire \$1616 ;
+  wire \$1617 ;
+  wire \$1618 ;
+  wire \$1619 ;
   wire \$162 ;
+  wire \$1620 ;
+  wire \$1621 ;
+  wire \$1622 ;
+  wire \$1623 ;
+  wire \$1624 ;
+  wire \$1625 ;
+  wire \$1626 ;
+  wire \$1627 ;
+  wire \$1628 ;
+  wire \$1629 ;
   wire \$163 ;
+  wire \$1630 ;
+  wire \$1631 ;
+  wire \$1632 ;
+  wire \$1633 ;
+  wire \$1634 ;
+  wire \$1635 ;
+  wire \$1636 ;
+  wire \$1637 ;
+  wire \$1638 ;
+  wire \$1639 ;
   wire \$164 ;
+  wire \$1640 ;
+  wire \$1641 ;
+  wire \$1642 ;
+  wire \$1643 ;
+  wire \$1644 ;
+  wire \$1645 ;
+  wire \$1646 ;
+  wire \$1647 ;
+  wire \$1648 ;
+  wire \$1649 ;
   wire \$165 ;
+  wire \$1650 ;
+  wire \$1651 ;
+  wire \$1652 ;
+  wire \$1653 ;
+  wire \$1654 ;
+  wire \$1655 ;
+  wire \$1656 ;
+  wire \$1657 ;
+  wire \$1658 ;
+  wire \$1659 ;
   wire \$166 ;
+  wire \$1660 ;
+  wire \$1661 ;
+  wire \$1662 ;
+  wire \$1663 ;
+  wire \$1664 ;
+  wire \$1665 ;
+  wire \$1666 ;
+  wire \$1667 ;
+  wire \$1668 ;
+  wire \$1669 ;
   wire [6:0] \$167 ;
+  wire \$1670 ;
+  wire \$1671 ;
+  wire \$1672 ;
+  wire \$1673 ;
+  wire \$1674 ;
+  wire \$1675 ;
+  wire \$1676 ;
+  wire \$1677 ;
+  wire \$1678 ;
+  wire \$1679 ;
   wire \$168 ;
+  wire \$1680 ;
+  wire \$1681 ;
+  wire \$1682 ;
+  wire \$1683 ;
+  wire \$1684 ;
+  wire \$1685 ;
+  wire \$1686 ;
+  wire \$1687 ;
+  wire \$1688 ;
+  wire \$1689 ;
   wire [6:0] \$169 ;
+  wire \$1690 ;
+  wire \$1691 ;
+  wire \$1692 ;
+  wire \$1693 ;
+  wire \$1694 ;
+  wire \$1695 ;
+  wire \$1696 ;
+  wire \$1697 ;
+  wire \$1698 ;
+  wire \$1699 ;
   wire \$17 ;
   wire [6:0] \$170 ;
+  wire \$1700 ;
+  wire \$1701 ;
+  wire \$1702 ;
+  wire \$1703 ;
+  wire \$1704 ;
+  wire \$1705 ;
+  wire \$1706 ;
+  wire \$1707 ;
+  wire \$1708 ;
+  wire \$1709 ;
   wire \$171 ;
+  wire \$1710 ;
+  wire \$1711 ;
+  wire \$1712 ;
+  wire \$1713 ;
+  wire \$1714 ;
+  wire \$1715 ;
+  wire \$1716 ;
+  wire \$1717 ;
+  wire \$1718 ;
+  wire \$1719 ;
   wire \$172 ;
+  wire \$1720 ;
+  wire \$1721 ;
+  wire \$1722 ;
+  wire \$1723 ;
+  wire \$1724 ;
+  wire \$1725 ;
+  wire \$1726 ;
+  wire \$1727 ;
+  wire \$1728 ;
+  wire \$1729 ;
   wire \$173 ;
+  wire \$1730 ;
+  wire \$1731 ;
+  wire \$1732 ;
+  wire \$1733 ;
+  wire \$1734 ;
+  wire \$1735 ;
+  wire \$1736 ;
+  wire \$1737 ;
+  wire \$1738 ;
+  wire \$1739 ;
   wire \$174 ;
+  wire \$1740 ;
+  wire \$1741 ;
+  wire \$1742 ;
+  wire \$1743 ;
+  wire \$1744 ;
+  wire \$1745 ;
+  wire \$1746 ;
+  wire \$1747 ;
+  wire \$1748 ;
+  wire \$1749 ;
   wire \$175 ;
+  wire \$1750 ;
+  wire \$1751 ;
+  wire \$1752 ;
+  wire \$1753 ;
+  wire \$1754 ;
+  wire \$1755 ;
+  wire \$1756 ;
+  wire \$1757 ;
+  wire \$1758 ;
+  wire \$1759 ;
   wire \$176 ;
+  wire \$1760 ;
+  wire \$1761 ;
+  wire \$1762 ;
+  wire \$1763 ;
+  wire \$1764 ;
+  wire \$1765 ;
+  wire \$1766 ;
+  wire \$1767 ;
+  wire \$1768 ;
+  wire \$1769 ;
   wire \$177 ;
+  wire \$1770 ;
+  wire \$1771 ;
+  wire \$1772 ;
+  wire \$1773 ;
+  wire \$1774 ;
+  wire \$1775 ;
+  wire \$1776 ;
+  wire \$1777 ;
+  wire \$1778 ;
+  wire \$1779 ;
   wire \$178 ;
+  wire \$1780 ;
+  wire \$1781 ;
+  wire \$1782 ;
+  wire \$1783 ;
+  wire \$1784 ;
+  wire \$1785 ;
+  wire \$1786 ;
+  wire \$1787 ;
+  wire \$1788 ;
+  wire \$1789 ;
   wire \$179 ;
+  wire \$1790 ;
+  wire \$1791 ;
+  wire \$1792 ;
+  wire \$1793 ;
+  wire \$1794 ;
+  wire \$1795 ;
+  wire \$1796 ;
+  wire \$1797 ;
+  wire \$1798 ;
+  wire \$1799 ;
   wire \$18 ;
   wire \$180 ;
+  wire \$1800 ;
+  wire \$1801 ;
+  wire \$1802 ;
+  wire \$1803 ;
+  wire \$1804 ;
+  wire \$1805 ;
+  wire \$1806 ;
+  wire \$1807 ;
+  wire \$1808 ;
+  wire \$1809 ;
   wire \$181 ;
+  wire \$1810 ;
+  wire \$1811 ;
+  wire \$1812 ;
+  wire \$1813 ;
+  wire \$1814 ;
+  wire \$1815 ;
+  wire \$1816 ;
+  wire \$1817 ;
+  wire \$1818 ;
+  wire \$1819 ;
   wire \$182 ;
+  wire \$1820 ;
+  wire \$1821 ;
+  wire \$1822 ;
+  wire \$1823 ;
+  wire \$1824 ;
+  wire \$1825 ;
+  wire \$1826 ;
+  wire \$1827 ;
+  wire \$1828 ;
+  wire \$1829 ;
   wire \$183 ;
+  wire \$1830 ;
+  wire \$1831 ;
+  wire \$1832 ;
+  wire \$1833 ;
+  wire \$1834 ;
+  wire \$1835 ;
+  wire \$1836 ;
+  wire \$1837 ;
+  wire \$1838 ;
+  wire \$1839 ;
   wire [5:0] \$184 ;
+  wire \$1840 ;
+  wire \$1841 ;
+  wire \$1842 ;
+  wire \$1843 ;
+  wire \$1844 ;
+  wire \$1845 ;
+  wire \$1846 ;
+  wire \$1847 ;
+  wire \$1848 ;
+  wire \$1849 ;
   wire [5:0] \$185 ;
+  wire \$1850 ;
+  wire \$1851 ;
+  wire \$1852 ;
+  wire \$1853 ;
+  wire \$1854 ;
+  wire \$1855 ;
+  wire \$1856 ;
+  wire \$1857 ;
+  wire \$1858 ;
+  wire \$1859 ;
   wire [5:0] \$186 ;
+  wire \$1860 ;
+  wire \$1861 ;
+  wire \$1862 ;
+  wire \$1863 ;
+  wire \$1864 ;
+  wire \$1865 ;
+  wire \$1866 ;
+  wire \$1867 ;
+  wire \$1868 ;
+  wire \$1869 ;
   wire [5:0] \$187 ;
+  wire \$1870 ;
+  wire \$1871 ;
+  wire \$1872 ;
+  wire \$1873 ;
+  wire \$1874 ;
+  wire \$1875 ;
+  wire \$1876 ;
+  wire \$1877 ;
+  wire \$1878 ;
+  wire \$1879 ;
   wire \$188 ;
+  wire \$1880 ;
+  wire \$1881 ;
+  wire \$1882 ;
+  wire \$1883 ;
+  wire \$1884 ;
+  wire \$1885 ;
+  wire \$1886 ;
+  wire \$1887 ;
+  wire \$1888 ;
+  wire \$1889 ;
   wire \$189 ;
+  wire \$1890 ;
+  wire \$1891 ;
+  wire \$1892 ;
+  wire \$1893 ;
+  wire \$1894 ;
+  wire \$1895 ;
+  wire \$1896 ;
+  wire \$1897 ;
+  wire \$1898 ;
+  wire \$1899 ;
   wire \$19 ;
   wire \$190 ;
+  wire \$1900 ;
+  wire \$1901 ;
+  wire \$1902 ;
+  wire \$1903 ;
+  wire \$1904 ;
+  wire \$1905 ;
+  wire \$1906 ;
+  wire \$1907 ;
+  wire \$1908 ;
+  wire \$1909 ;
   wire \$191 ;
+  wire \$1910 ;
+  wire \$1911 ;
+  wire \$1912 ;
+  wire \$1913 ;
+  wire \$1914 ;
+  wire \$1915 ;
+  wire \$1916 ;
+  wire \$1917 ;
+  wire \$1918 ;
+  wire \$1919 ;
   wire \$192 ;
+  wire \$1920 ;
+  wire \$1921 ;
+  wire \$1922 ;
+  wire \$1923 ;
+  wire \$1924 ;
+  wire \$1925 ;
+  wire \$1926 ;
+  wire \$1927 ;
+  wire \$1928 ;
+  wire \$1929 ;
   wire [7:0] \$193 ;
+  wire \$1930 ;
+  wire \$1931 ;
+  wire \$1932 ;
+  wire \$1933 ;
+  wire \$1934 ;
+  wire \$1935 ;
+  wire \$1936 ;
+  wire \$1937 ;
+  wire \$1938 ;
+  wire \$1939 ;
   wire [7:0] \$194 ;
+  wire \$1940 ;
+  wire \$1941 ;
+  wire \$1942 ;
+  wire \$1943 ;
+  wire \$1944 ;
+  wire \$1945 ;
+  wire \$1946 ;
+  wire \$1947 ;
+  wire \$1948 ;
+  wire \$1949 ;
   wire [7:0] \$195 ;
+  wire \$1950 ;
+  wire \$1951 ;
+  wire \$1952 ;
+  wire \$1953 ;
+  wire \$1954 ;
+  wire \$1955 ;
+  wire \$1956 ;
+  wire \$1957 ;
+  wire \$1958 ;
+  wire \$1959 ;
   wire [7:0] \$196 ;
+  wire \$1960 ;
+  wire \$1961 ;
+  wire \$1962 ;
+  wire \$1963 ;
+  wire \$1964 ;
+  wire \$1965 ;
+  wire \$1966 ;
+  wire \$1967 ;
+  wire \$1968 ;
+  wire \$1969 ;
   wire [7:0] \$197 ;
+  wire \$1970 ;
+  wire \$1971 ;
+  wire \$1972 ;
+  wire \$1973 ;
+  wire \$1974 ;
+  wire \$1975 ;
+  wire \$1976 ;
+  wire \$1977 ;
+  wire \$1978 ;
+  wire \$1979 ;
   wire \$198 ;
+  wire \$1980 ;
+  wire \$1981 ;
+  wire \$1982 ;
+  wire \$1983 ;
+  wire \$1984 ;
+  wire \$1985 ;
+  wire \$1986 ;
+  wire \$1987 ;
+  wire \$1988 ;
+  wire \$1989 ;
   wire \$199 ;
+  wire \$1990 ;
+  wire \$1991 ;
+  wire \$1992 ;
+  wire \$1993 ;
+  wire \$1994 ;
+  wire \$1995 ;
+  wire \$1996 ;
+  wire \$1997 ;
+  wire \$1998 ;
+  wire \$1999 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
+  wire \$2000 ;
+  wire \$2001 ;
+  wire \$2002 ;
+  wire \$2003 ;
+  wire \$2004 ;
+  wire \$2005 ;
+  wire \$2006 ;
+  wire \$2007 ;
+  wire \$2008 ;
+  wire \$2009 ;
   wire \$201 ;
+  wire \$2010 ;
+  wire \$2011 ;
+  wire \$2012 ;
+  wire \$2013 ;
+  reg [4:0] \$2014 ;
+  reg [7:0] \$2015 ;
+  reg \$2016 ;
+  reg [4:0] \$2017 ;
+  reg \$2018 ;
+  reg [2:0] \$2019 ;
   wire \$202 ;
+  reg \$2020 ;
+  reg \$2021 ;
+  reg \$2022 ;
+  reg \$2023 ;
+  reg \$2024 ;
+  reg [2:0] \$2025 ;
+  reg [5:0] \$2026 ;
+  reg [2:0] \$2027 ;
+  reg [7:0] \$2028 ;
+  reg [4:0] \$2029 ;
   wire [7:0] \$203 ;
+  reg [5:0] \$2030 ;
+  reg [5:0] \$2031 ;
+  reg [4:0] \$2032 ;
+  reg [5:0] \$2033 ;
+  reg \$2034 ;
+  reg [2:0] \$2035 ;
+  reg [7:0] \$2036 ;
+  reg [5:0] \$2037 ;
+  reg [5:0] \$2038 ;
+  reg [2:0] \$2039 ;
   wire [7:0] \$204 ;
+  reg [7:0] \$2040 ;
+  reg \$2041 ;
+  reg \$2042 ;
+  reg [6:0] \$2043 ;
+  reg \$2044 ;
+  reg [5:0] \$2045 ;
+  reg [5:0] \$2046 ;
+  reg [5:0] \$2047 ;
+  reg [5:0] \$2048 ;
+  reg [5:0] \$2049 ;
   wire [7:0] \$205 ;
+  reg [5:0] \$2050 ;
+  reg \$2051 ;
+  reg \$2052 ;
+  reg \$2053 ;
+  reg \$2054 ;
+  reg \$2055 ;
+  reg \$2056 ;
+  reg \$2057 ;
+  reg \$2058 ;
+  reg \$2059 ;
   wire [7:0] \$206 ;
+  reg \$2060 ;
+  reg \$2061 ;
+  reg \$2062 ;
+  reg \$2063 ;
+  reg \$2064 ;
   wire [7:0] \$207 ;
   wire \$208 ;
   wire \$209 ;
@@ -4950,6 +5516,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg ahead = 1'h0;
   reg avail = 1'h1;
   wire avail_comb;
+  wire avail_rows;
+  wire avail_step;
   reg [7:0] base_row = 8'h70;
   reg [2:0] base_slot = 3'h4;
   wire [-1:0] c;
@@ -4994,8 +5562,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [5:0] low = 6'h3e;
   output [7:0] o__payload;
   wire [7:0] o__payload;
+  wire [7:0] \o__payload$103 ;
   wire [7:0] \o__payload$23 ;
-  wire [7:0] \o__payload$97 ;
   reg o__ready = 1'h1;
   input \o__ready$24 ;
   wire \o__ready$24 ;
@@ -5028,6 +5596,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire read_v4;
   reg [5:0] room_low_21 = 6'h17;
   reg [5:0] room_low_22 = 6'h18;
+  wire room_rows;
+  wire room_step;
   reg [5:0] room_w_27 = 6'h25;
   reg [5:0] room_w_28 = 6'h24;
   reg [5:0] room_w_3 = 6'h3d;
@@ -5044,6 +5614,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [2:0] step_next_slot = 3'h4;
   wire switch;
   wire take;
+  wire take_rows;
+  wire take_step;
   reg [7:0] w_addr = 8'h00;
   wire [7:0] w_addr_q;
   reg [7:0] w_data = 8'h00;
@@ -5252,6 +5824,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$7  = read_credits_space + read_credits_returned;
   assign \$8  = \$7  - take;
   assign read_credits_room_next = \$8 [2:0] >= 1'h1;
+  assign take_step = avail_step & room_step;
+  assign take_rows = avail_rows & room_rows;
   assign \$9  = ~ r_done;
   assign \$10  = pad | ahead;
   assign \$11  = ~ d[6];
@@ -5411,7 +5985,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$174  = ox == 5'h1b;
   assign \$175  = ky == 3'h4;
   assign \$176  = & { \$175 , \$174 , \$173  };
-  assign \$177  = take & r_last;
+  assign \$177  = take_rows & r_last;
   assign \$178  = oy == 5'h1b;
   assign \$179  = write & w_last;
   assign \$180  = ~ ahead;
@@ -5442,7 +6016,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$205  = \$202  ? \$203  : \$204 ;
   assign \$206  = \$198  ? \$205  : { d[6], d };
   assign \$207  = \$177  ? \$197  : \$206 ;
-  assign \$208  = take & r_last;
+  assign \$208  = take_rows & r_last;
   assign \$209  = write & w_last;
   assign \$210  = ~ ahead;
   assign \$211  = ~ room_w_27[5];
@@ -5606,7 +6180,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$378  = $signed(room_w_28) + $signed(2'h1);
   assign \$379  = \$377  ? 7'h64 : \$378 ;
   assign \$380  = \$373  ? \$379  : { room_w_28[5], room_w_28 };
-  assign \$381  = take & r_last;
+  assign \$381  = take_rows & r_last;
   assign \$382  = oy == 5'h1b;
   assign \$383  = $signed(room_low_21) - $signed(2'h1);
   assign \$384  = \$382  ? 7'h17 : \$383 ;
@@ -5627,7 +6201,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$399  = $signed(room_w_4) + $signed(2'h1);
   assign \$400  = \$398  ? 7'h7c : \$399 ;
   assign \$401  = \$394  ? \$400  : { room_w_4[5], room_w_4 };
-  assign \$402  = take & r_last;
+  assign \$402  = take_rows & r_last;
   assign \$403  = oy == 5'h1b;
   assign \$404  = $signed(room_low_22) - $signed(2'h1);
   assign \$405  = \$403  ? 7'h18 : \$404 ;
@@ -5904,7 +6478,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$685  = \$650  ? \$684  : avail;
   assign \$686  = take ? \$649  : \$685 ;
   assign \$687  = switch ? \$447  : \$686 ;
-  assign \$688  = take & r_last;
+  assign \$688  = take_rows & r_last;
   assign \$689  = oy == 5'h1b;
   assign \$690  = write & w_last;
   assign \$691  = ~ ahead;
@@ -6001,7 +6575,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$782  = \$733  ? \$743  : \$781 ;
   assign \$783  = \$729  ? \$782  : d_ge_28;
   assign \$784  = \$688  ? \$728  : \$783 ;
-  assign \$785  = take & r_last;
+  assign \$785  = take_rows & r_last;
   assign \$786  = oy == 5'h1b;
   assign \$787  = write & w_last;
   assign \$788  = ~ ahead;
@@ -6056,7 +6630,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$837  = \$827  ? \$836  : d_ge_28;
   assign \$838  = \$823  ? \$837  : d_ge_29;
   assign \$839  = \$785  ? \$822  : \$838 ;
-  assign \$840  = take & r_last;
+  assign \$840  = take_rows & r_last;
   assign \$841  = oy == 5'h1b;
   assign \$842  = write & w_last;
   assign \$843  = ~ ahead;
@@ -6107,7 +6681,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$888  = \$879  ? \$887  : d_ge_29;
   assign \$889  = \$875  ? \$888  : d_ge_30;
   assign \$890  = \$840  ? \$874  : \$889 ;
-  assign \$891  = take & r_last;
+  assign \$891  = take_rows & r_last;
   assign \$892  = oy == 5'h1b;
   assign \$893  = write & w_last;
   assign \$894  = ~ ahead;
@@ -6154,7 +6728,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$935  = \$927  ? \$934  : d_ge_30;
   assign \$936  = \$923  ? \$935  : d_ge_31;
   assign \$937  = \$891  ? \$922  : \$936 ;
-  assign \$938  = take & r_last;
+  assign \$938  = take_rows & r_last;
   assign \$939  = oy == 5'h1b;
   assign \$940  = write & w_last;
   assign \$941  = ~ ahead;
@@ -6197,7 +6771,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$978  = \$971  ? \$977  : d_ge_31;
   assign \$979  = \$967  ? \$978  : d_ge_32;
   assign \$980  = \$938  ? \$966  : \$979 ;
-  assign \$981  = take & r_last;
+  assign \$981  = take_rows & r_last;
   assign \$982  = oy == 5'h1b;
   assign \$983  = write & w_last;
   assign \$984  = ~ ahead;
@@ -6323,7 +6897,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1106  = \$1002  ? \$1040  : \$1105 ;
   assign \$1107  = \$998  ? \$1106  : d_ge_0;
   assign \$1108  = \$981  ? \$997  : \$1107 ;
-  assign \$1109  = take & r_last;
+  assign \$1109  = take_rows & r_last;
   assign \$1110  = oy == 5'h1b;
   assign \$1111  = write & w_last;
   assign \$1112  = ~ ahead;
@@ -6346,7 +6920,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1131  = \$1130  ? d_ge_28 : d_ge_0;
   assign \$1132  = \$1126  ? \$1131  : d_ge_1;
   assign \$1133  = \$1109  ? \$1125  : \$1132 ;
-  assign \$1134  = take & r_last;
+  assign \$1134  = take_rows & r_last;
   assign \$1135  = oy == 5'h1b;
   assign \$1136  = write & w_last;
   assign \$1137  = ~ ahead;
@@ -6369,7 +6943,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1156  = \$1155  ? d_ge_29 : d_ge_1;
   assign \$1157  = \$1151  ? \$1156  : d_ge_2;
   assign \$1158  = \$1134  ? \$1150  : \$1157 ;
-  assign \$1159  = take & r_last;
+  assign \$1159  = take_rows & r_last;
   assign \$1160  = oy == 5'h1b;
   assign \$1161  = write & w_last;
   assign \$1162  = ~ ahead;
@@ -6396,7 +6970,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1184  = \$1183  ? d_ge_30 : d_ge_2;
   assign \$1185  = \$1179  ? \$1184  : d_ge_3;
   assign \$1186  = \$1159  ? \$1178  : \$1185 ;
-  assign \$1187  = take & r_last;
+  assign \$1187  = take_rows & r_last;
   assign \$1188  = oy == 5'h1b;
   assign \$1189  = write & w_last;
   assign \$1190  = ~ ahead;
@@ -6427,7 +7001,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1216  = \$1215  ? d_ge_31 : d_ge_3;
   assign \$1217  = \$1211  ? \$1216  : d_ge_4;
   assign \$1218  = \$1187  ? \$1210  : \$1217 ;
-  assign \$1219  = take & r_last;
+  assign \$1219  = take_rows & r_last;
   assign \$1220  = oy == 5'h1b;
   assign \$1221  = write & w_last;
   assign \$1222  = ~ ahead;
@@ -6461,7 +7035,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1250  = \$1249  ? d_ge_32 : d_ge_4;
   assign \$1251  = \$1245  ? \$1250  : d_ge_5;
   assign \$1252  = \$1219  ? \$1244  : \$1251 ;
-  assign \$1253  = take & r_last;
+  assign \$1253  = take_rows & r_last;
   assign \$1254  = oy == 5'h1b;
   assign \$1255  = write & w_last;
   assign \$1256  = ~ ahead;
@@ -6530,7 +7104,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1320  = \$1314  ? \$1319  : d_ge_32;
   assign \$1321  = \$1310  ? \$1320  : d_ge_33;
   assign \$1322  = \$1253  ? \$1309  : \$1321 ;
-  assign \$1323  = take & r_last;
+  assign \$1323  = take_rows & r_last;
   assign \$1324  = oy == 5'h1b;
   assign \$1325  = write & w_last;
   assign \$1326  = ~ ahead;
@@ -6655,28 +7229,576 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1445  = \$1444  ? d_ge_33 : d_ge_5;
   assign \$1446  = \$1440  ? \$1445  : d_ge_6;
   assign \$1447  = \$1323  ? \$1439  : \$1446 ;
+  assign \$1448  = write & w_last;
+  assign \$1449  = ~ ahead;
+  assign \$1450  = w_row == 5'h1b;
+  assign \$1451  = \$1449  & \$1450 ;
+  assign \$1452  = ! ky;
+  assign \$1453  = \$1452  & d_ge_28;
+  assign \$1454  = ky == 1'h1;
+  assign \$1455  = \$1454  & d_ge_29;
+  assign \$1456  = ky == 2'h2;
+  assign \$1457  = \$1456  & d_ge_30;
+  assign \$1458  = ky == 2'h3;
+  assign \$1459  = \$1458  & d_ge_31;
+  assign \$1460  = ky == 3'h4;
+  assign \$1461  = \$1460  & d_ge_32;
+  assign \$1462  = | { \$1461 , \$1459 , \$1457 , \$1455 , \$1453  };
+  assign \$1463  = ! ky;
+  assign \$1464  = \$1463  & d_ge_0;
+  assign \$1465  = ky == 1'h1;
+  assign \$1466  = \$1465  & d_ge_1;
+  assign \$1467  = ky == 2'h2;
+  assign \$1468  = \$1467  & d_ge_2;
+  assign \$1469  = ky == 2'h3;
+  assign \$1470  = \$1469  & d_ge_3;
+  assign \$1471  = ky == 3'h4;
+  assign \$1472  = \$1471  & d_ge_4;
+  assign \$1473  = | { \$1472 , \$1470 , \$1468 , \$1466 , \$1464  };
+  assign \$1474  = \$1451  ? \$1462  : \$1473 ;
+  assign \$1475  = pad | \$1474 ;
+  assign \$1476  = ! ky;
+  assign \$1477  = \$1476  & d_ge_1;
+  assign \$1478  = ky == 1'h1;
+  assign \$1479  = \$1478  & d_ge_2;
+  assign \$1480  = ky == 2'h2;
+  assign \$1481  = \$1480  & d_ge_3;
+  assign \$1482  = ky == 2'h3;
+  assign \$1483  = \$1482  & d_ge_4;
+  assign \$1484  = ky == 3'h4;
+  assign \$1485  = \$1484  & d_ge_5;
+  assign \$1486  = | { \$1485 , \$1483 , \$1481 , \$1479 , \$1477  };
+  assign \$1487  = pad | \$1486 ;
+  assign \$1488  = \$1448  ? \$1475  : \$1487 ;
+  assign \$1489  = write & w_last;
+  assign \$1490  = oy == 5'h1b;
+  assign \$1491  = r_last & \$1490 ;
+  assign \$1492  = ~ \$1491 ;
+  assign \$1493  = kx == 3'h4;
+  assign \$1494  = ky == 3'h4;
+  assign \$1495  = ~ \$1494 ;
+  assign \$1496  = $signed(iy) < $signed(1'h1);
+  assign \$1497  = $signed(iy) >= $signed(6'h1b);
+  assign \$1498  = \$1496  | \$1497 ;
+  assign \$1500  = ox == 5'h1b;
+  assign \$1502  = oy == 5'h1b;
+  assign \$1503  = $signed(low) < $signed(1'h1);
+  assign \$1504  = $signed(low) >= $signed(6'h1b);
+  assign \$1505  = \$1503  | \$1504 ;
+  assign \$1506  = \$1502  ? 1'h1 : \$1505 ;
+  assign \$1507  = $signed(low) < $signed(1'h0);
+  assign \$1508  = $signed(low) >= $signed(6'h1c);
+  assign \$1509  = \$1507  | \$1508 ;
+  assign \$1510  = \$1501  ? \$1506  : \$1509 ;
+  assign \$1511  = \$1494  ? \$1510  : \$1498 ;
+  assign \$1512  = $signed(iy) < $signed(1'h0);
+  assign \$1513  = $signed(iy) >= $signed(6'h1c);
+  assign \$1514  = \$1512  | \$1513 ;
+  assign \$1515  = \$1493  ? \$1511  : \$1514 ;
+  assign \$1516  = kx == 3'h4;
+  assign \$1517  = ~ \$1516 ;
+  assign \$1518  = $signed(ix) < $signed(1'h1);
+  assign \$1519  = $signed(ix) >= $signed(6'h1b);
+  assign \$1520  = \$1518  | \$1519 ;
+  assign \$1521  = ky == 3'h4;
+  assign \$1524  = ox == 5'h1b;
+  assign \$1525  = $signed(ix0) < $signed(1'h1);
+  assign \$1526  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1527  = \$1525  | \$1526 ;
+  assign \$1528  = \$1524  ? 1'h1 : \$1527 ;
+  assign \$1529  = $signed(ix0) < $signed(1'h0);
+  assign \$1530  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1531  = \$1529  | \$1530 ;
+  assign \$1532  = \$1523  ? \$1528  : \$1531 ;
+  assign \$1533  = \$1516  ? \$1532  : \$1520 ;
+  assign \$1534  = \$1515  | \$1533 ;
+  assign \$1535  = ~ ahead;
+  assign \$1536  = w_row == 5'h1b;
+  assign \$1537  = \$1535  & \$1536 ;
+  assign \$1538  = ahead | \$1537 ;
+  assign \$1539  = \$1534  | \$1538 ;
+  assign \$1540  = oy == 5'h1b;
+  assign \$1541  = ~ ahead;
+  assign \$1542  = w_row == 5'h1b;
+  assign \$1543  = \$1541  & \$1542 ;
+  assign \$1545  = ~ ahead;
+  assign \$1546  = w_row == 5'h1b;
+  assign \$1547  = \$1545  & \$1546 ;
+  assign \$1548  = \$1547  ? d_ge_29 : d_ge_1;
+  assign \$1549  = \$1540  ? 1'h1 : \$1548 ;
+  assign \$1550  = kx == 3'h4;
+  assign \$1551  = ky == 3'h4;
+  assign \$1552  = ~ ahead;
+  assign \$1553  = w_row == 5'h1b;
+  assign \$1554  = \$1552  & \$1553 ;
+  assign \$1555  = \$1554  ? d_ge_28 : d_ge_0;
+  assign \$1556  = ~ ahead;
+  assign \$1557  = w_row == 5'h1b;
+  assign \$1558  = \$1556  & \$1557 ;
+  assign \$1559  = ! ky;
+  assign \$1560  = \$1559  & d_ge_29;
+  assign \$1561  = ky == 1'h1;
+  assign \$1562  = \$1561  & d_ge_30;
+  assign \$1563  = ky == 2'h2;
+  assign \$1564  = \$1563  & d_ge_31;
+  assign \$1565  = ky == 2'h3;
+  assign \$1566  = \$1565  & d_ge_32;
+  assign \$1567  = ky == 3'h4;
+  assign \$1568  = \$1567  & d_ge_33;
+  assign \$1569  = | { \$1568 , \$1566 , \$1564 , \$1562 , \$1560  };
+  assign \$1570  = ! ky;
+  assign \$1571  = \$1570  & d_ge_1;
+  assign \$1572  = ky == 1'h1;
+  assign \$1573  = \$1572  & d_ge_2;
+  assign \$1574  = ky == 2'h2;
+  assign \$1575  = \$1574  & d_ge_3;
+  assign \$1576  = ky == 2'h3;
+  assign \$1577  = \$1576  & d_ge_4;
+  assign \$1578  = ky == 3'h4;
+  assign \$1579  = \$1578  & d_ge_5;
+  assign \$1580  = | { \$1579 , \$1577 , \$1575 , \$1573 , \$1571  };
+  assign \$1581  = \$1558  ? \$1569  : \$1580 ;
+  assign \$1582  = \$1551  ? \$1555  : \$1581 ;
+  assign \$1583  = ~ ahead;
+  assign \$1584  = w_row == 5'h1b;
+  assign \$1585  = \$1583  & \$1584 ;
+  assign \$1586  = ! ky;
+  assign \$1587  = \$1586  & d_ge_28;
+  assign \$1588  = ky == 1'h1;
+  assign \$1589  = \$1588  & d_ge_29;
+  assign \$1590  = ky == 2'h2;
+  assign \$1591  = \$1590  & d_ge_30;
+  assign \$1592  = ky == 2'h3;
+  assign \$1593  = \$1592  & d_ge_31;
+  assign \$1594  = ky == 3'h4;
+  assign \$1595  = \$1594  & d_ge_32;
+  assign \$1596  = | { \$1595 , \$1593 , \$1591 , \$1589 , \$1587  };
+  assign \$1597  = ! ky;
+  assign \$1598  = \$1597  & d_ge_0;
+  assign \$1599  = ky == 1'h1;
+  assign \$1600  = \$1599  & d_ge_1;
+  assign \$1601  = ky == 2'h2;
+  assign \$1602  = \$1601  & d_ge_2;
+  assign \$1603  = ky == 2'h3;
+  assign \$1604  = \$1603  & d_ge_3;
+  assign \$1605  = ky == 3'h4;
+  assign \$1606  = \$1605  & d_ge_4;
+  assign \$1607  = | { \$1606 , \$1604 , \$1602 , \$1600 , \$1598  };
+  assign \$1608  = \$1585  ? \$1596  : \$1607 ;
+  assign \$1609  = \$1550  ? \$1582  : \$1608 ;
+  assign \$1610  = r_last ? \$1549  : \$1609 ;
+  assign \$1611  = \$1539  | \$1610 ;
+  assign \$1612  = \$1492  & \$1611 ;
+  assign \$1613  = oy == 5'h1b;
+  assign \$1614  = r_last & \$1613 ;
+  assign \$1615  = ~ \$1614 ;
+  assign \$1616  = kx == 3'h4;
+  assign \$1617  = ky == 3'h4;
+  assign \$1618  = ~ \$1617 ;
+  assign \$1619  = $signed(iy) < $signed(1'h1);
+  assign \$1620  = $signed(iy) >= $signed(6'h1b);
+  assign \$1621  = \$1619  | \$1620 ;
+  assign \$1623  = ox == 5'h1b;
+  assign \$1625  = oy == 5'h1b;
+  assign \$1626  = $signed(low) < $signed(1'h1);
+  assign \$1627  = $signed(low) >= $signed(6'h1b);
+  assign \$1628  = \$1626  | \$1627 ;
+  assign \$1629  = \$1625  ? 1'h1 : \$1628 ;
+  assign \$1630  = $signed(low) < $signed(1'h0);
+  assign \$1631  = $signed(low) >= $signed(6'h1c);
+  assign \$1632  = \$1630  | \$1631 ;
+  assign \$1633  = \$1624  ? \$1629  : \$1632 ;
+  assign \$1634  = \$1617  ? \$1633  : \$1621 ;
+  assign \$1635  = $signed(iy) < $signed(1'h0);
+  assign \$1636  = $signed(iy) >= $signed(6'h1c);
+  assign \$1637  = \$1635  | \$1636 ;
+  assign \$1638  = \$1616  ? \$1634  : \$1637 ;
+  assign \$1639  = kx == 3'h4;
+  assign \$1640  = ~ \$1639 ;
+  assign \$1641  = $signed(ix) < $signed(1'h1);
+  assign \$1642  = $signed(ix) >= $signed(6'h1b);
+  assign \$1643  = \$1641  | \$1642 ;
+  assign \$1644  = ky == 3'h4;
+  assign \$1647  = ox == 5'h1b;
+  assign \$1648  = $signed(ix0) < $signed(1'h1);
+  assign \$1649  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1650  = \$1648  | \$1649 ;
+  assign \$1651  = \$1647  ? 1'h1 : \$1650 ;
+  assign \$1652  = $signed(ix0) < $signed(1'h0);
+  assign \$1653  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1654  = \$1652  | \$1653 ;
+  assign \$1655  = \$1646  ? \$1651  : \$1654 ;
+  assign \$1656  = \$1639  ? \$1655  : \$1643 ;
+  assign \$1657  = \$1638  | \$1656 ;
+  assign \$1658  = \$1657  | ahead;
+  assign \$1659  = oy == 5'h1b;
+  assign \$1660  = \$1659  ? 1'h1 : d_ge_2;
+  assign \$1661  = kx == 3'h4;
+  assign \$1662  = ky == 3'h4;
+  assign \$1663  = ! ky;
+  assign \$1664  = \$1663  & d_ge_2;
+  assign \$1665  = ky == 1'h1;
+  assign \$1666  = \$1665  & d_ge_3;
+  assign \$1667  = ky == 2'h2;
+  assign \$1668  = \$1667  & d_ge_4;
+  assign \$1669  = ky == 2'h3;
+  assign \$1670  = \$1669  & d_ge_5;
+  assign \$1671  = ky == 3'h4;
+  assign \$1672  = \$1671  & d_ge_6;
+  assign \$1673  = | { \$1672 , \$1670 , \$1668 , \$1666 , \$1664  };
+  assign \$1674  = \$1662  ? d_ge_1 : \$1673 ;
+  assign \$1675  = ! ky;
+  assign \$1676  = \$1675  & d_ge_1;
+  assign \$1677  = ky == 1'h1;
+  assign \$1678  = \$1677  & d_ge_2;
+  assign \$1679  = ky == 2'h2;
+  assign \$1680  = \$1679  & d_ge_3;
+  assign \$1681  = ky == 2'h3;
+  assign \$1682  = \$1681  & d_ge_4;
+  assign \$1683  = ky == 3'h4;
+  assign \$1684  = \$1683  & d_ge_5;
+  assign \$1685  = | { \$1684 , \$1682 , \$1680 , \$1678 , \$1676  };
+  assign \$1686  = \$1661  ? \$1674  : \$1685 ;
+  assign \$1687  = r_last ? \$1660  : \$1686 ;
+  assign \$1688  = \$1658  | \$1687 ;
+  assign \$1689  = \$1615  & \$1688 ;
+  assign \$1690  = \$1489  ? \$1612  : \$1689 ;
+  assign \$1691  = write & w_last;
+  assign \$1692  = ~ r_done;
+  assign \$1693  = pad | ahead;
+  assign \$1694  = ~ ahead;
+  assign \$1695  = w_row == 5'h1b;
+  assign \$1696  = \$1694  & \$1695 ;
+  assign \$1697  = \$1693  | \$1696 ;
+  assign \$1698  = ~ ahead;
+  assign \$1699  = w_row == 5'h1b;
+  assign \$1700  = \$1698  & \$1699 ;
+  assign \$1701  = ! ky;
+  assign \$1702  = \$1701  & d_ge_28;
+  assign \$1703  = ky == 1'h1;
+  assign \$1704  = \$1703  & d_ge_29;
+  assign \$1705  = ky == 2'h2;
+  assign \$1706  = \$1705  & d_ge_30;
+  assign \$1707  = ky == 2'h3;
+  assign \$1708  = \$1707  & d_ge_31;
+  assign \$1709  = ky == 3'h4;
+  assign \$1710  = \$1709  & d_ge_32;
+  assign \$1711  = | { \$1710 , \$1708 , \$1706 , \$1704 , \$1702  };
+  assign \$1712  = ! ky;
+  assign \$1713  = \$1712  & d_ge_0;
+  assign \$1714  = ky == 1'h1;
+  assign \$1715  = \$1714  & d_ge_1;
+  assign \$1716  = ky == 2'h2;
+  assign \$1717  = \$1716  & d_ge_2;
+  assign \$1718  = ky == 2'h3;
+  assign \$1719  = \$1718  & d_ge_3;
+  assign \$1720  = ky == 3'h4;
+  assign \$1721  = \$1720  & d_ge_4;
+  assign \$1722  = | { \$1721 , \$1719 , \$1717 , \$1715 , \$1713  };
+  assign \$1723  = \$1700  ? \$1711  : \$1722 ;
+  assign \$1724  = \$1697  | \$1723 ;
+  assign \$1725  = \$1692  & \$1724 ;
+  assign \$1726  = \$1691  ? \$1725  : avail;
+  assign \$1727  = take ? \$1690  : \$1726 ;
+  assign \$1728  = switch ? \$1488  : \$1727 ;
+  assign \$1729  = rst_conv1_window ? 1'h1 : \$1728 ;
+  assign \$1730  = read_credits_room_next | rst_conv1_window;
+  assign \$1731  = write & w_last;
+  assign \$1732  = ~ ahead;
+  assign \$1733  = w_row == 5'h1b;
+  assign \$1734  = \$1732  & \$1733 ;
+  assign \$1735  = ! ky;
+  assign \$1736  = \$1735  & d_ge_28;
+  assign \$1737  = ky == 1'h1;
+  assign \$1738  = \$1737  & d_ge_29;
+  assign \$1739  = ky == 2'h2;
+  assign \$1740  = \$1739  & d_ge_30;
+  assign \$1741  = ky == 2'h3;
+  assign \$1742  = \$1741  & d_ge_31;
+  assign \$1743  = ky == 3'h4;
+  assign \$1744  = \$1743  & d_ge_32;
+  assign \$1745  = | { \$1744 , \$1742 , \$1740 , \$1738 , \$1736  };
+  assign \$1746  = ! ky;
+  assign \$1747  = \$1746  & d_ge_0;
+  assign \$1748  = ky == 1'h1;
+  assign \$1749  = \$1748  & d_ge_1;
+  assign \$1750  = ky == 2'h2;
+  assign \$1751  = \$1750  & d_ge_2;
+  assign \$1752  = ky == 2'h3;
+  assign \$1753  = \$1752  & d_ge_3;
+  assign \$1754  = ky == 3'h4;
+  assign \$1755  = \$1754  & d_ge_4;
+  assign \$1756  = | { \$1755 , \$1753 , \$1751 , \$1749 , \$1747  };
+  assign \$1757  = \$1734  ? \$1745  : \$1756 ;
+  assign \$1758  = pad | \$1757 ;
+  assign \$1759  = ! ky;
+  assign \$1760  = \$1759  & d_ge_1;
+  assign \$1761  = ky == 1'h1;
+  assign \$1762  = \$1761  & d_ge_2;
+  assign \$1763  = ky == 2'h2;
+  assign \$1764  = \$1763  & d_ge_3;
+  assign \$1765  = ky == 2'h3;
+  assign \$1766  = \$1765  & d_ge_4;
+  assign \$1767  = ky == 3'h4;
+  assign \$1768  = \$1767  & d_ge_5;
+  assign \$1769  = | { \$1768 , \$1766 , \$1764 , \$1762 , \$1760  };
+  assign \$1770  = pad | \$1769 ;
+  assign \$1771  = \$1731  ? \$1758  : \$1770 ;
+  assign \$1772  = write & w_last;
+  assign \$1773  = oy == 5'h1b;
+  assign \$1774  = r_last & \$1773 ;
+  assign \$1775  = ~ \$1774 ;
+  assign \$1776  = kx == 3'h4;
+  assign \$1777  = ky == 3'h4;
+  assign \$1778  = ~ \$1777 ;
+  assign \$1779  = $signed(iy) < $signed(1'h1);
+  assign \$1780  = $signed(iy) >= $signed(6'h1b);
+  assign \$1781  = \$1779  | \$1780 ;
+  assign \$1783  = ox == 5'h1b;
+  assign \$1785  = oy == 5'h1b;
+  assign \$1786  = $signed(low) < $signed(1'h1);
+  assign \$1787  = $signed(low) >= $signed(6'h1b);
+  assign \$1788  = \$1786  | \$1787 ;
+  assign \$1789  = \$1785  ? 1'h1 : \$1788 ;
+  assign \$1790  = $signed(low) < $signed(1'h0);
+  assign \$1791  = $signed(low) >= $signed(6'h1c);
+  assign \$1792  = \$1790  | \$1791 ;
+  assign \$1793  = \$1784  ? \$1789  : \$1792 ;
+  assign \$1794  = \$1777  ? \$1793  : \$1781 ;
+  assign \$1795  = $signed(iy) < $signed(1'h0);
+  assign \$1796  = $signed(iy) >= $signed(6'h1c);
+  assign \$1797  = \$1795  | \$1796 ;
+  assign \$1798  = \$1776  ? \$1794  : \$1797 ;
+  assign \$1799  = kx == 3'h4;
+  assign \$1800  = ~ \$1799 ;
+  assign \$1801  = $signed(ix) < $signed(1'h1);
+  assign \$1802  = $signed(ix) >= $signed(6'h1b);
+  assign \$1803  = \$1801  | \$1802 ;
+  assign \$1804  = ky == 3'h4;
+  assign \$1807  = ox == 5'h1b;
+  assign \$1808  = $signed(ix0) < $signed(1'h1);
+  assign \$1809  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1810  = \$1808  | \$1809 ;
+  assign \$1811  = \$1807  ? 1'h1 : \$1810 ;
+  assign \$1812  = $signed(ix0) < $signed(1'h0);
+  assign \$1813  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1814  = \$1812  | \$1813 ;
+  assign \$1815  = \$1806  ? \$1811  : \$1814 ;
+  assign \$1816  = \$1799  ? \$1815  : \$1803 ;
+  assign \$1817  = \$1798  | \$1816 ;
+  assign \$1818  = ~ ahead;
+  assign \$1819  = w_row == 5'h1b;
+  assign \$1820  = \$1818  & \$1819 ;
+  assign \$1821  = ahead | \$1820 ;
+  assign \$1822  = \$1817  | \$1821 ;
+  assign \$1823  = oy == 5'h1b;
+  assign \$1824  = ~ ahead;
+  assign \$1825  = w_row == 5'h1b;
+  assign \$1826  = \$1824  & \$1825 ;
+  assign \$1828  = ~ ahead;
+  assign \$1829  = w_row == 5'h1b;
+  assign \$1830  = \$1828  & \$1829 ;
+  assign \$1831  = \$1830  ? d_ge_29 : d_ge_1;
+  assign \$1832  = \$1823  ? 1'h1 : \$1831 ;
+  assign \$1833  = kx == 3'h4;
+  assign \$1834  = ky == 3'h4;
+  assign \$1835  = ~ ahead;
+  assign \$1836  = w_row == 5'h1b;
+  assign \$1837  = \$1835  & \$1836 ;
+  assign \$1838  = \$1837  ? d_ge_28 : d_ge_0;
+  assign \$1839  = ~ ahead;
+  assign \$1840  = w_row == 5'h1b;
+  assign \$1841  = \$1839  & \$1840 ;
+  assign \$1842  = ! ky;
+  assign \$1843  = \$1842  & d_ge_29;
+  assign \$1844  = ky == 1'h1;
+  assign \$1845  = \$1844  & d_ge_30;
+  assign \$1846  = ky == 2'h2;
+  assign \$1847  = \$1846  & d_ge_31;
+  assign \$1848  = ky == 2'h3;
+  assign \$1849  = \$1848  & d_ge_32;
+  assign \$1850  = ky == 3'h4;
+  assign \$1851  = \$1850  & d_ge_33;
+  assign \$1852  = | { \$1851 , \$1849 , \$1847 , \$1845 , \$1843  };
+  assign \$1853  = ! ky;
+  assign \$1854  = \$1853  & d_ge_1;
+  assign \$1855  = ky == 1'h1;
+  assign \$1856  = \$1855  & d_ge_2;
+  assign \$1857  = ky == 2'h2;
+  assign \$1858  = \$1857  & d_ge_3;
+  assign \$1859  = ky == 2'h3;
+  assign \$1860  = \$1859  & d_ge_4;
+  assign \$1861  = ky == 3'h4;
+  assign \$1862  = \$1861  & d_ge_5;
+  assign \$1863  = | { \$1862 , \$1860 , \$1858 , \$1856 , \$1854  };
+  assign \$1864  = \$1841  ? \$1852  : \$1863 ;
+  assign \$1865  = \$1834  ? \$1838  : \$1864 ;
+  assign \$1866  = ~ ahead;
+  assign \$1867  = w_row == 5'h1b;
+  assign \$1868  = \$1866  & \$1867 ;
+  assign \$1869  = ! ky;
+  assign \$1870  = \$1869  & d_ge_28;
+  assign \$1871  = ky == 1'h1;
+  assign \$1872  = \$1871  & d_ge_29;
+  assign \$1873  = ky == 2'h2;
+  assign \$1874  = \$1873  & d_ge_30;
+  assign \$1875  = ky == 2'h3;
+  assign \$1876  = \$1875  & d_ge_31;
+  assign \$1877  = ky == 3'h4;
+  assign \$1878  = \$1877  & d_ge_32;
+  assign \$1879  = | { \$1878 , \$1876 , \$1874 , \$1872 , \$1870  };
+  assign \$1880  = ! ky;
+  assign \$1881  = \$1880  & d_ge_0;
+  assign \$1882  = ky == 1'h1;
+  assign \$1883  = \$1882  & d_ge_1;
+  assign \$1884  = ky == 2'h2;
+  assign \$1885  = \$1884  & d_ge_2;
+  assign \$1886  = ky == 2'h3;
+  assign \$1887  = \$1886  & d_ge_3;
+  assign \$1888  = ky == 3'h4;
+  assign \$1889  = \$1888  & d_ge_4;
+  assign \$1890  = | { \$1889 , \$1887 , \$1885 , \$1883 , \$1881  };
+  assign \$1891  = \$1868  ? \$1879  : \$1890 ;
+  assign \$1892  = \$1833  ? \$1865  : \$1891 ;
+  assign \$1893  = r_last ? \$1832  : \$1892 ;
+  assign \$1894  = \$1822  | \$1893 ;
+  assign \$1895  = \$1775  & \$1894 ;
+  assign \$1896  = oy == 5'h1b;
+  assign \$1897  = r_last & \$1896 ;
+  assign \$1898  = ~ \$1897 ;
+  assign \$1899  = kx == 3'h4;
+  assign \$1900  = ky == 3'h4;
+  assign \$1901  = ~ \$1900 ;
+  assign \$1902  = $signed(iy) < $signed(1'h1);
+  assign \$1903  = $signed(iy) >= $signed(6'h1b);
+  assign \$1904  = \$1902  | \$1903 ;
+  assign \$1906  = ox == 5'h1b;
+  assign \$1908  = oy == 5'h1b;
+  assign \$1909  = $signed(low) < $signed(1'h1);
+  assign \$1910  = $signed(low) >= $signed(6'h1b);
+  assign \$1911  = \$1909  | \$1910 ;
+  assign \$1912  = \$1908  ? 1'h1 : \$1911 ;
+  assign \$1913  = $signed(low) < $signed(1'h0);
+  assign \$1914  = $signed(low) >= $signed(6'h1c);
+  assign \$1915  = \$1913  | \$1914 ;
+  assign \$1916  = \$1907  ? \$1912  : \$1915 ;
+  assign \$1917  = \$1900  ? \$1916  : \$1904 ;
+  assign \$1918  = $signed(iy) < $signed(1'h0);
+  assign \$1919  = $signed(iy) >= $signed(6'h1c);
+  assign \$1920  = \$1918  | \$1919 ;
+  assign \$1921  = \$1899  ? \$1917  : \$1920 ;
+  assign \$1922  = kx == 3'h4;
+  assign \$1923  = ~ \$1922 ;
+  assign \$1924  = $signed(ix) < $signed(1'h1);
+  assign \$1925  = $signed(ix) >= $signed(6'h1b);
+  assign \$1926  = \$1924  | \$1925 ;
+  assign \$1927  = ky == 3'h4;
+  assign \$1930  = ox == 5'h1b;
+  assign \$1931  = $signed(ix0) < $signed(1'h1);
+  assign \$1932  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1933  = \$1931  | \$1932 ;
+  assign \$1934  = \$1930  ? 1'h1 : \$1933 ;
+  assign \$1935  = $signed(ix0) < $signed(1'h0);
+  assign \$1936  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1937  = \$1935  | \$1936 ;
+  assign \$1938  = \$1929  ? \$1934  : \$1937 ;
+  assign \$1939  = \$1922  ? \$1938  : \$1926 ;
+  assign \$1940  = \$1921  | \$1939 ;
+  assign \$1941  = \$1940  | ahead;
+  assign \$1942  = oy == 5'h1b;
+  assign \$1943  = \$1942  ? 1'h1 : d_ge_2;
+  assign \$1944  = kx == 3'h4;
+  assign \$1945  = ky == 3'h4;
+  assign \$1946  = ! ky;
+  assign \$1947  = \$1946  & d_ge_2;
+  assign \$1948  = ky == 1'h1;
+  assign \$1949  = \$1948  & d_ge_3;
+  assign \$1950  = ky == 2'h2;
+  assign \$1951  = \$1950  & d_ge_4;
+  assign \$1952  = ky == 2'h3;
+  assign \$1953  = \$1952  & d_ge_5;
+  assign \$1954  = ky == 3'h4;
+  assign \$1955  = \$1954  & d_ge_6;
+  assign \$1956  = | { \$1955 , \$1953 , \$1951 , \$1949 , \$1947  };
+  assign \$1957  = \$1945  ? d_ge_1 : \$1956 ;
+  assign \$1958  = ! ky;
+  assign \$1959  = \$1958  & d_ge_1;
+  assign \$1960  = ky == 1'h1;
+  assign \$1961  = \$1960  & d_ge_2;
+  assign \$1962  = ky == 2'h2;
+  assign \$1963  = \$1962  & d_ge_3;
+  assign \$1964  = ky == 2'h3;
+  assign \$1965  = \$1964  & d_ge_4;
+  assign \$1966  = ky == 3'h4;
+  assign \$1967  = \$1966  & d_ge_5;
+  assign \$1968  = | { \$1967 , \$1965 , \$1963 , \$1961 , \$1959  };
+  assign \$1969  = \$1944  ? \$1957  : \$1968 ;
+  assign \$1970  = r_last ? \$1943  : \$1969 ;
+  assign \$1971  = \$1941  | \$1970 ;
+  assign \$1972  = \$1898  & \$1971 ;
+  assign \$1973  = \$1772  ? \$1895  : \$1972 ;
+  assign \$1974  = write & w_last;
+  assign \$1975  = ~ r_done;
+  assign \$1976  = pad | ahead;
+  assign \$1977  = ~ ahead;
+  assign \$1978  = w_row == 5'h1b;
+  assign \$1979  = \$1977  & \$1978 ;
+  assign \$1980  = \$1976  | \$1979 ;
+  assign \$1981  = ~ ahead;
+  assign \$1982  = w_row == 5'h1b;
+  assign \$1983  = \$1981  & \$1982 ;
+  assign \$1984  = ! ky;
+  assign \$1985  = \$1984  & d_ge_28;
+  assign \$1986  = ky == 1'h1;
+  assign \$1987  = \$1986  & d_ge_29;
+  assign \$1988  = ky == 2'h2;
+  assign \$1989  = \$1988  & d_ge_30;
+  assign \$1990  = ky == 2'h3;
+  assign \$1991  = \$1990  & d_ge_31;
+  assign \$1992  = ky == 3'h4;
+  assign \$1993  = \$1992  & d_ge_32;
+  assign \$1994  = | { \$1993 , \$1991 , \$1989 , \$1987 , \$1985  };
+  assign \$1995  = ! ky;
+  assign \$1996  = \$1995  & d_ge_0;
+  assign \$1997  = ky == 1'h1;
+  assign \$1998  = \$1997  & d_ge_1;
+  assign \$1999  = ky == 2'h2;
+  assign \$2000  = \$1999  & d_ge_2;
+  assign \$2001  = ky == 2'h3;
+  assign \$2002  = \$2001  & d_ge_3;
+  assign \$2003  = ky == 3'h4;
+  assign \$2004  = \$2003  & d_ge_4;
+  assign \$2005  = | { \$2004 , \$2002 , \$2000 , \$1998 , \$1996  };
+  assign \$2006  = \$1983  ? \$1994  : \$2005 ;
+  assign \$2007  = \$1980  | \$2006 ;
+  assign \$2008  = \$1975  & \$2007 ;
+  assign \$2009  = \$1974  ? \$2008  : avail;
+  assign \$2010  = take ? \$1973  : \$2009 ;
+  assign \$2011  = switch ? \$1771  : \$2010 ;
+  assign \$2012  = rst_conv1_window ? 1'h1 : \$2011 ;
+  assign \$2013  = read_credits_room_next | rst_conv1_window;
   always @(posedge clk)
-    w_px <= \$1448 ;
+    w_px <= \$2014 ;
   always @(posedge clk)
-    w_addr <= \$1449 ;
+    w_addr <= \$2015 ;
   always @(posedge clk)
-    ahead <= \$1450 ;
+    ahead <= \$2016 ;
   always @(posedge clk)
-    w_row <= \$1451 ;
+    w_row <= \$2017 ;
   always @(posedge clk)
-    read_credits_returned <= \$1452 ;
+    read_credits_returned <= \$2018 ;
   always @(posedge clk)
-    read_credits_space <= \$1453 ;
+    read_credits_space <= \$2019 ;
   always @(posedge clk)
-    read_credits_room <= \$1454 ;
+    read_credits_room <= \$2020 ;
   always @(posedge clk)
-    read_v1 <= \$1455 ;
+    read_v1 <= \$2021 ;
   always @(posedge clk)
-    read_v2 <= \$1456 ;
+    read_v2 <= \$2022 ;
   always @(posedge clk)
-    read_v3 <= \$1457 ;
+    read_v3 <= \$2023 ;
   always @(posedge clk)
-    w_en <= \$1458 ;
+    w_en <= \$2024 ;
   always @(posedge clk)
     step_next_slot <= \$74 [2:0];
   always @(posedge clk)
@@ -6700,91 +7822,107 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     w_data <= \$106 ;
   always @(posedge clk)
-    kx <= \$1459 ;
+    kx <= \$2025 ;
   always @(posedge clk)
-    col_addr <= \$1460 ;
+    col_addr <= \$2026 ;
   always @(posedge clk)
-    ky <= \$1461 ;
+    ky <= \$2027 ;
   always @(posedge clk)
-    row_addr <= \$1462 ;
+    row_addr <= \$2028 ;
   always @(posedge clk)
-    ox <= \$1463 ;
+    ox <= \$2029 ;
   always @(posedge clk)
-    ix0 <= \$1464 ;
+    ix0 <= \$2030 ;
   always @(posedge clk)
-    ix0c <= \$1465 ;
+    ix0c <= \$2031 ;
   always @(posedge clk)
-    oy <= \$1466 ;
+    oy <= \$2032 ;
   always @(posedge clk)
-    low <= \$1467 ;
+    low <= \$2033 ;
   always @(posedge clk)
-    r_done <= \$1468 ;
+    r_done <= \$2034 ;
   always @(posedge clk)
-    base_slot <= \$1469 ;
+    base_slot <= \$2035 ;
   always @(posedge clk)
-    base_row <= \$1470 ;
+    base_row <= \$2036 ;
   always @(posedge clk)
-    ix <= \$1471 ;
+    ix <= \$2037 ;
   always @(posedge clk)
-    iy <= \$1472 ;
+    iy <= \$2038 ;
   always @(posedge clk)
-    img_slot <= \$1473 ;
+    img_slot <= \$2039 ;
   always @(posedge clk)
-    img_row <= \$1474 ;
+    img_row <= \$2040 ;
   always @(posedge clk)
-    w_last <= \$1475 ;
+    w_last <= \$2041 ;
   always @(posedge clk)
-    r_last <= \$1476 ;
+    r_last <= \$2042 ;
   always @(posedge clk)
-    d <= \$1477 ;
+    d <= \$2043 ;
   always @(posedge clk)
-    o__ready <= \$1478 ;
+    o__ready <= \$2044 ;
   always @(posedge clk)
-    room_w_27 <= \$1479 ;
+    room_w_27 <= \$2045 ;
   always @(posedge clk)
-    room_w_28 <= \$1480 ;
+    room_w_28 <= \$2046 ;
   always @(posedge clk)
-    room_low_21 <= \$1481 ;
+    room_low_21 <= \$2047 ;
   always @(posedge clk)
-    room_w_3 <= \$1482 ;
+    room_w_3 <= \$2048 ;
   always @(posedge clk)
-    room_w_4 <= \$1483 ;
+    room_w_4 <= \$2049 ;
   always @(posedge clk)
-    room_low_22 <= \$1484 ;
+    room_low_22 <= \$2050 ;
   always @(posedge clk)
-    avail <= \$1485 ;
+    avail <= \$2051 ;
   always @(posedge clk)
-    d_ge_28 <= \$1486 ;
+    d_ge_28 <= \$2052 ;
   always @(posedge clk)
-    d_ge_29 <= \$1487 ;
+    d_ge_29 <= \$2053 ;
   always @(posedge clk)
-    d_ge_30 <= \$1488 ;
+    d_ge_30 <= \$2054 ;
   always @(posedge clk)
-    d_ge_31 <= \$1489 ;
+    d_ge_31 <= \$2055 ;
   always @(posedge clk)
-    d_ge_32 <= \$1490 ;
+    d_ge_32 <= \$2056 ;
   always @(posedge clk)
-    d_ge_0 <= \$1491 ;
+    d_ge_0 <= \$2057 ;
   always @(posedge clk)
-    d_ge_1 <= \$1492 ;
+    d_ge_1 <= \$2058 ;
   always @(posedge clk)
-    d_ge_2 <= \$1493 ;
+    d_ge_2 <= \$2059 ;
   always @(posedge clk)
-    d_ge_3 <= \$1494 ;
+    d_ge_3 <= \$2060 ;
   always @(posedge clk)
-    d_ge_4 <= \$1495 ;
+    d_ge_4 <= \$2061 ;
   always @(posedge clk)
-    d_ge_5 <= \$1496 ;
+    d_ge_5 <= \$2062 ;
   always @(posedge clk)
-    d_ge_33 <= \$1497 ;
+    d_ge_33 <= \$2063 ;
   always @(posedge clk)
-    d_ge_6 <= \$1498 ;
+    d_ge_6 <= \$2064 ;
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) avail_rows_copy (
+    .clk(clk),
+    .d(\$2012 ),
+    .q(avail_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) avail_step_copy (
+    .clk(clk),
+    .d(\$1729 ),
+    .q(avail_step)
+  );
   \flexor_lenet5.conv1_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$97 ),
+    .o__payload(\o__payload$103 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window)
@@ -6799,6 +7937,22 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .w_port__data(w_data)
   );
   flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) room_rows_copy (
+    .clk(clk),
+    .d(\$2013 ),
+    .q(room_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) room_step_copy (
+    .clk(clk),
+    .d(\$1730 ),
+    .q(room_step)
+  );
+  flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd8)
   ) w_addr_q_copy (
@@ -6811,7 +7965,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$97 ),
+    .d(\o__payload$103 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -6824,342 +7978,168 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1448  = w_px;
+    \$2014  = w_px;
     if (write) begin
-      \$1448  = \$59 [4:0];
+      \$2014  = \$59 [4:0];
     end
     if (rst_conv1_window) begin
-      \$1448  = 5'h00;
+      \$2014  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1449  = w_addr;
+    \$2015  = w_addr;
     if (write) begin
-      \$1449  = \$62 [7:0];
+      \$2015  = \$62 [7:0];
     end
     if (rst_conv1_window) begin
-      \$1449  = 8'h00;
+      \$2015  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1450  = ahead;
+    \$2016  = ahead;
     if (write) begin
       if (\$63 ) begin
         if (\$66 ) begin
-          \$1450  = 1'h1;
+          \$2016  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$1450  = 1'h0;
+      \$2016  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$1450  = 1'h0;
+      \$2016  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1451  = w_row;
+    \$2017  = w_row;
     if (write) begin
       if (\$63 ) begin
         (* full_case = 32'd1 *)
         if (\$66 ) begin
-          \$1451  = 5'h00;
+          \$2017  = 5'h00;
         end else begin
-          \$1451  = \$67 [4:0];
+          \$2017  = \$67 [4:0];
         end
       end
     end
     if (rst_conv1_window) begin
-      \$1451  = 5'h00;
+      \$2017  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1452  = \$68 ;
+    \$2018  = \$68 ;
     if (rst_conv1_window) begin
-      \$1452  = 1'h0;
+      \$2018  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1453  = \$8 [2:0];
+    \$2019  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$1453  = 3'h7;
+      \$2019  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1454  = read_credits_room_next;
+    \$2020  = read_credits_room_next;
     if (rst_conv1_window) begin
-      \$1454  = 1'h1;
+      \$2020  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1455  = take;
+    \$2021  = take;
     if (rst_conv1_window) begin
-      \$1455  = 1'h0;
+      \$2021  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1456  = read_v1;
+    \$2022  = read_v1;
     if (rst_conv1_window) begin
-      \$1456  = 1'h0;
+      \$2022  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1457  = read_v2;
+    \$2023  = read_v2;
     if (rst_conv1_window) begin
-      \$1457  = 1'h0;
+      \$2023  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1458  = read_v3;
+    \$2024  = read_v3;
     if (rst_conv1_window) begin
-      \$1458  = 1'h0;
+      \$2024  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1459  = kx;
-    if (take) begin
-      \$1459  = \$109 [2:0];
+    \$2025  = kx;
+    if (take_step) begin
+      \$2025  = \$109 [2:0];
     end
     if (rst_conv1_window) begin
-      \$1459  = 3'h0;
+      \$2025  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1460  = col_addr;
-    if (take) begin
+    \$2026  = col_addr;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
-        \$1460  = \$112 [5:0];
+        \$2026  = \$112 [5:0];
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$1460  = \$118 [5:0];
+          \$2026  = \$118 [5:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$129 ) begin
-            \$1460  = \$131 [5:0];
+            \$2026  = \$131 [5:0];
           end else begin
-            \$1460  = \$143 [5:0];
+            \$2026  = \$143 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$1460  = 6'h3e;
+      \$2026  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1461  = ky;
-    if (take) begin
+    \$2027  = ky;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
-        \$1461  = \$115 [2:0];
+        \$2027  = \$115 [2:0];
       end
     end
     if (rst_conv1_window) begin
-      \$1461  = 3'h0;
+      \$2027  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1462  = row_addr;
-    if (take) begin
+    \$2028  = row_addr;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$1462  = \$124 [7:0];
+          \$2028  = \$124 [7:0];
         end else begin
-          \$1462  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              (* full_case = 32'd1 *)
-              if (\$151 ) begin
-              end else begin
-                \$1462  = step_next_row;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$1462  = step_base_row;
-    end
-    if (rst_conv1_window) begin
-      \$1462  = 8'h70;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1463  = ox;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$1463  = \$134 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$1463  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1464  = ix0;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$1464  = \$137 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$1464  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1465  = ix0c;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$1465  = \$140 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$1465  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1466  = oy;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$1466  = \$147 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$1466  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1467  = low;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$1467  = \$150 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$1467  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1468  = r_done;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              if (\$151 ) begin
-                \$1468  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$1468  = 1'h0;
-    end
-    if (rst_conv1_window) begin
-      \$1468  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1469  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
+          \$2028  = base_row;
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
@@ -7167,7 +8147,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$1469  = step_next_slot;
+                \$2028  = step_next_row;
               end
             end
           end
@@ -7175,16 +8155,159 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$1469  = step_base_slot;
+      \$2028  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$1469  = 3'h4;
+      \$2028  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1470  = base_row;
-    if (take) begin
+    \$2029  = ox;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2029  = \$134 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2029  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2030  = ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2030  = \$137 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2030  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2031  = ix0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2031  = \$140 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2031  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2032  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2032  = \$147 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2032  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2033  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2033  = \$150 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2033  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2034  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              if (\$151 ) begin
+                \$2034  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2034  = 1'h0;
+    end
+    if (rst_conv1_window) begin
+      \$2034  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2035  = base_slot;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
@@ -7198,7 +8321,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$1470  = step_next_row;
+                \$2035  = step_next_slot;
               end
             end
           end
@@ -7206,240 +8329,271 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$1470  = step_base_row;
+      \$2035  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$1470  = 8'h70;
+      \$2035  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1471  = ix;
-    if (take) begin
+    \$2036  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              (* full_case = 32'd1 *)
+              if (\$151 ) begin
+              end else begin
+                \$2036  = step_next_row;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2036  = step_base_row;
+    end
+    if (rst_conv1_window) begin
+      \$2036  = 8'h70;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2037  = ix;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$153 ) begin
-        \$1471  = \$157 [5:0];
+        \$2037  = \$157 [5:0];
       end else if (\$156 ) begin
-        \$1471  = \$160 [5:0];
+        \$2037  = \$160 [5:0];
       end else begin
-        \$1471  = ix0;
+        \$2037  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$1471  = 6'h3e;
+      \$2037  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1472  = iy;
-    if (take) begin
+    \$2038  = iy;
+    if (take_step) begin
       if (\$161 ) begin
         (* full_case = 32'd1 *)
         if (\$163 ) begin
-          \$1472  = \$167 [5:0];
+          \$2038  = \$167 [5:0];
         end else if (\$166 ) begin
-          \$1472  = \$170 [5:0];
+          \$2038  = \$170 [5:0];
         end else begin
-          \$1472  = low;
+          \$2038  = low;
         end
       end
     end
     if (rst_conv1_window) begin
-      \$1472  = 6'h3e;
+      \$2038  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1473  = img_slot;
+    \$2039  = img_slot;
     if (switch) begin
-      \$1473  = step_img_slot;
+      \$2039  = step_img_slot;
     end
     if (rst_conv1_window) begin
-      \$1473  = 3'h0;
+      \$2039  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1474  = img_row;
+    \$2040  = img_row;
     if (switch) begin
-      \$1474  = step_img_row;
+      \$2040  = step_img_row;
     end
     if (rst_conv1_window) begin
-      \$1474  = 8'h00;
+      \$2040  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1475  = w_last;
+    \$2041  = w_last;
     if (write) begin
-      \$1475  = \$172 ;
+      \$2041  = \$172 ;
     end
     if (rst_conv1_window) begin
-      \$1475  = 1'h0;
+      \$2041  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1476  = r_last;
-    if (take) begin
-      \$1476  = \$176 ;
+    \$2042  = r_last;
+    if (take_step) begin
+      \$2042  = \$176 ;
     end
     if (rst_conv1_window) begin
-      \$1476  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1477  = \$207 [6:0];
-    if (rst_conv1_window) begin
-      \$1477  = 7'h02;
+      \$2042  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1478  = \$364 ;
+    \$2043  = \$207 [6:0];
     if (rst_conv1_window) begin
-      \$1478  = 1'h1;
+      \$2043  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1479  = \$372 [5:0];
+    \$2044  = \$364 ;
     if (rst_conv1_window) begin
-      \$1479  = 6'h25;
+      \$2044  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1480  = \$380 [5:0];
+    \$2045  = \$372 [5:0];
     if (rst_conv1_window) begin
-      \$1480  = 6'h24;
+      \$2045  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1481  = \$385 [5:0];
+    \$2046  = \$380 [5:0];
     if (rst_conv1_window) begin
-      \$1481  = 6'h17;
+      \$2046  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1482  = \$393 [5:0];
+    \$2047  = \$385 [5:0];
     if (rst_conv1_window) begin
-      \$1482  = 6'h3d;
+      \$2047  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1483  = \$401 [5:0];
+    \$2048  = \$393 [5:0];
     if (rst_conv1_window) begin
-      \$1483  = 6'h3c;
+      \$2048  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1484  = \$406 [5:0];
+    \$2049  = \$401 [5:0];
     if (rst_conv1_window) begin
-      \$1484  = 6'h18;
+      \$2049  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1485  = \$687 ;
+    \$2050  = \$406 [5:0];
     if (rst_conv1_window) begin
-      \$1485  = 1'h1;
+      \$2050  = 6'h18;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1486  = \$784 ;
+    \$2051  = \$687 ;
     if (rst_conv1_window) begin
-      \$1486  = 1'h0;
+      \$2051  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1487  = \$839 ;
+    \$2052  = \$784 ;
     if (rst_conv1_window) begin
-      \$1487  = 1'h0;
+      \$2052  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1488  = \$890 ;
+    \$2053  = \$839 ;
     if (rst_conv1_window) begin
-      \$1488  = 1'h0;
+      \$2053  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1489  = \$937 ;
+    \$2054  = \$890 ;
     if (rst_conv1_window) begin
-      \$1489  = 1'h0;
+      \$2054  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1490  = \$980 ;
+    \$2055  = \$937 ;
     if (rst_conv1_window) begin
-      \$1490  = 1'h0;
+      \$2055  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1491  = \$1108 ;
+    \$2056  = \$980 ;
     if (rst_conv1_window) begin
-      \$1491  = 1'h1;
+      \$2056  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1492  = \$1133 ;
+    \$2057  = \$1108 ;
     if (rst_conv1_window) begin
-      \$1492  = 1'h1;
+      \$2057  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1493  = \$1158 ;
+    \$2058  = \$1133 ;
     if (rst_conv1_window) begin
-      \$1493  = 1'h1;
+      \$2058  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1494  = \$1186 ;
+    \$2059  = \$1158 ;
     if (rst_conv1_window) begin
-      \$1494  = 1'h0;
+      \$2059  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1495  = \$1218 ;
+    \$2060  = \$1186 ;
     if (rst_conv1_window) begin
-      \$1495  = 1'h0;
+      \$2060  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1496  = \$1252 ;
+    \$2061  = \$1218 ;
     if (rst_conv1_window) begin
-      \$1496  = 1'h0;
+      \$2061  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1497  = \$1322 ;
+    \$2062  = \$1252 ;
     if (rst_conv1_window) begin
-      \$1497  = 1'h0;
+      \$2062  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$1498  = \$1447 ;
+    \$2063  = \$1322 ;
     if (rst_conv1_window) begin
-      \$1498  = 1'h0;
+      \$2063  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2064  = \$1447 ;
+    if (rst_conv1_window) begin
+      \$2064  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -7494,6 +8648,24 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1168  = \$1167 ;
   assign \$1195  = \$1194 ;
   assign \$1265  = \$1264 ;
+  assign \$1499  = 1'h1;
+  assign \$1501  = \$1500 ;
+  assign \$1522  = 1'h1;
+  assign \$1523  = \$1521 ;
+  assign \$1544  = 1'h1;
+  assign \$1622  = 1'h1;
+  assign \$1624  = \$1623 ;
+  assign \$1645  = 1'h1;
+  assign \$1646  = \$1644 ;
+  assign \$1782  = 1'h1;
+  assign \$1784  = \$1783 ;
+  assign \$1805  = 1'h1;
+  assign \$1806  = \$1804 ;
+  assign \$1827  = 1'h1;
+  assign \$1905  = 1'h1;
+  assign \$1907  = \$1906 ;
+  assign \$1928  = 1'h1;
+  assign \$1929  = \$1927 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12227,9 +13399,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .clk(clk),
     .data(\data$965 ),
     .o__ready(step),
-    .\port$4935$0 (\$484 ),
-    .\port$4941$0 (\$485 ),
-    .\port$4947$0 (\$486 ),
+    .\port$5997$0 (\$484 ),
+    .\port$6003$0 (\$485 ),
+    .\port$6009$0 (\$486 ),
     .raddr(\addr$966 ),
     .rst_conv2(rst_conv2)
   );
@@ -16240,7 +17412,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$4935$0 , \port$4941$0 , \port$4947$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$5997$0 , \port$6003$0 , \port$6009$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -16387,12 +17559,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$4935$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$4935$0 ;
-  wire [63:0] \port$4935$0 ;
-  output [63:0] \port$4941$0 ;
-  wire [63:0] \port$4941$0 ;
-  output [63:0] \port$4947$0 ;
-  wire [63:0] \port$4947$0 ;
+  output [63:0] \port$5997$0 ;
+  wire [63:0] \port$5997$0 ;
+  output [63:0] \port$6003$0 ;
+  wire [63:0] \port$6003$0 ;
+  output [63:0] \port$6009$0 ;
+  wire [63:0] \port$6009$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -16717,9 +17889,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$4935$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$4935$0  = \$81 ;
-  assign \port$4941$0  = \$87 ;
-  assign \port$4947$0  = \$93 ;
+  assign \port$5997$0  = \$81 ;
+  assign \port$6003$0  = \$87 ;
+  assign \port$6009$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -17085,118 +18257,602 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [13:0] \$132 ;
   wire \$1320 ;
   wire \$1321 ;
-  reg [4:0] \$1322 ;
-  reg [3:0] \$1323 ;
-  reg [2:0] \$1324 ;
-  reg [10:0] \$1325 ;
-  reg [10:0] \$1326 ;
-  reg \$1327 ;
-  reg [3:0] \$1328 ;
-  reg \$1329 ;
+  wire \$1322 ;
+  wire \$1323 ;
+  wire \$1324 ;
+  wire \$1325 ;
+  wire \$1326 ;
+  wire \$1327 ;
+  wire \$1328 ;
+  wire \$1329 ;
   wire [12:0] \$133 ;
-  reg [2:0] \$1330 ;
-  reg \$1331 ;
-  reg \$1332 ;
-  reg \$1333 ;
-  reg \$1334 ;
-  reg \$1335 ;
-  reg [2:0] \$1336 ;
-  reg [10:0] \$1337 ;
-  reg [4:0] \$1338 ;
-  reg [8:0] \$1339 ;
+  wire \$1330 ;
+  wire \$1331 ;
+  wire \$1332 ;
+  wire \$1333 ;
+  wire \$1334 ;
+  wire \$1335 ;
+  wire \$1336 ;
+  wire \$1337 ;
+  wire \$1338 ;
+  wire \$1339 ;
   wire \$134 ;
-  reg [3:0] \$1340 ;
-  reg [4:0] \$1341 ;
-  reg [2:0] \$1342 ;
-  reg [8:0] \$1343 ;
-  reg [3:0] \$1344 ;
-  reg [4:0] \$1345 ;
-  reg \$1346 ;
-  reg [3:0] \$1347 ;
-  reg [10:0] \$1348 ;
-  reg [4:0] \$1349 ;
+  wire \$1340 ;
+  wire \$1341 ;
+  wire \$1342 ;
+  wire \$1343 ;
+  wire \$1344 ;
+  wire \$1345 ;
+  wire \$1346 ;
+  wire \$1347 ;
+  wire \$1348 ;
+  wire \$1349 ;
   wire [5:0] \$135 ;
-  reg [3:0] \$1350 ;
-  reg [10:0] \$1351 ;
-  reg \$1352 ;
-  reg \$1353 ;
-  reg [5:0] \$1354 ;
-  reg \$1355 ;
-  reg [4:0] \$1356 ;
-  reg [4:0] \$1357 ;
-  reg [4:0] \$1358 ;
-  reg [3:0] \$1359 ;
+  wire \$1350 ;
+  wire \$1351 ;
+  wire \$1352 ;
+  wire \$1353 ;
+  wire \$1354 ;
+  wire \$1355 ;
+  wire \$1356 ;
+  wire \$1357 ;
+  wire \$1358 ;
+  wire \$1359 ;
   wire [13:0] \$136 ;
-  reg [4:0] \$1360 ;
-  reg [4:0] \$1361 ;
-  reg \$1362 ;
-  reg \$1363 ;
-  reg \$1364 ;
-  reg \$1365 ;
-  reg \$1366 ;
-  reg \$1367 ;
-  reg \$1368 ;
-  reg \$1369 ;
+  wire \$1360 ;
+  wire \$1361 ;
+  wire \$1362 ;
+  wire \$1363 ;
+  wire \$1364 ;
+  wire \$1365 ;
+  wire \$1366 ;
+  wire \$1367 ;
+  wire \$1368 ;
+  wire \$1369 ;
   wire [12:0] \$137 ;
-  reg \$1370 ;
-  reg \$1371 ;
-  reg \$1372 ;
-  reg \$1373 ;
-  reg \$1374 ;
-  reg \$1375 ;
+  wire \$1370 ;
+  wire \$1371 ;
+  wire \$1372 ;
+  wire \$1373 ;
+  wire \$1374 ;
+  wire \$1375 ;
+  wire \$1376 ;
+  wire \$1377 ;
+  wire \$1378 ;
+  wire \$1379 ;
   wire [13:0] \$138 ;
+  wire \$1380 ;
+  wire \$1381 ;
+  wire \$1382 ;
+  wire \$1383 ;
+  wire \$1384 ;
+  wire \$1385 ;
+  wire \$1386 ;
+  wire \$1387 ;
+  wire \$1388 ;
+  wire \$1389 ;
   wire \$139 ;
+  wire \$1390 ;
+  wire \$1391 ;
+  wire \$1392 ;
+  wire \$1393 ;
+  wire \$1394 ;
+  wire \$1395 ;
+  wire \$1396 ;
+  wire \$1397 ;
+  wire \$1398 ;
+  wire \$1399 ;
   wire \$14 ;
   wire \$140 ;
+  wire \$1400 ;
+  wire \$1401 ;
+  wire \$1402 ;
+  wire \$1403 ;
+  wire \$1404 ;
+  wire \$1405 ;
+  wire \$1406 ;
+  wire \$1407 ;
+  wire \$1408 ;
+  wire \$1409 ;
   wire \$141 ;
+  wire \$1410 ;
+  wire \$1411 ;
+  wire \$1412 ;
+  wire \$1413 ;
+  wire \$1414 ;
+  wire \$1415 ;
+  wire \$1416 ;
+  wire \$1417 ;
+  wire \$1418 ;
+  wire \$1419 ;
   wire \$142 ;
+  wire \$1420 ;
+  wire \$1421 ;
+  wire \$1422 ;
+  wire \$1423 ;
+  wire \$1424 ;
+  wire \$1425 ;
+  wire \$1426 ;
+  wire \$1427 ;
+  wire \$1428 ;
+  wire \$1429 ;
   wire [7:0] \$143 ;
+  wire \$1430 ;
+  wire \$1431 ;
+  wire \$1432 ;
+  wire \$1433 ;
+  wire \$1434 ;
+  wire \$1435 ;
+  wire \$1436 ;
+  wire \$1437 ;
+  wire \$1438 ;
+  wire \$1439 ;
   wire [7:0] \$144 ;
+  wire \$1440 ;
+  wire \$1441 ;
+  wire \$1442 ;
+  wire \$1443 ;
+  wire \$1444 ;
+  wire \$1445 ;
+  wire \$1446 ;
+  wire \$1447 ;
+  wire \$1448 ;
+  wire \$1449 ;
   wire [7:0] \$145 ;
+  wire \$1450 ;
+  wire \$1451 ;
+  wire \$1452 ;
+  wire \$1453 ;
+  wire \$1454 ;
+  wire \$1455 ;
+  wire \$1456 ;
+  wire \$1457 ;
+  wire \$1458 ;
+  wire \$1459 ;
   wire [7:0] \$146 ;
+  wire \$1460 ;
+  wire \$1461 ;
+  wire \$1462 ;
+  wire \$1463 ;
+  wire \$1464 ;
+  wire \$1465 ;
+  wire \$1466 ;
+  wire \$1467 ;
+  wire \$1468 ;
+  wire \$1469 ;
   wire [7:0] \$147 ;
+  wire \$1470 ;
+  wire \$1471 ;
+  wire \$1472 ;
+  wire \$1473 ;
+  wire \$1474 ;
+  wire \$1475 ;
+  wire \$1476 ;
+  wire \$1477 ;
+  wire \$1478 ;
+  wire \$1479 ;
   wire \$148 ;
+  wire \$1480 ;
+  wire \$1481 ;
+  wire \$1482 ;
+  wire \$1483 ;
+  wire \$1484 ;
+  wire \$1485 ;
+  wire \$1486 ;
+  wire \$1487 ;
+  wire \$1488 ;
+  wire \$1489 ;
   wire \$149 ;
+  wire \$1490 ;
+  wire \$1491 ;
+  wire \$1492 ;
+  wire \$1493 ;
+  wire \$1494 ;
+  wire \$1495 ;
+  wire \$1496 ;
+  wire \$1497 ;
+  wire \$1498 ;
+  wire \$1499 ;
   wire \$15 ;
   wire \$150 ;
+  wire \$1500 ;
+  wire \$1501 ;
+  wire \$1502 ;
+  wire \$1503 ;
+  wire \$1504 ;
+  wire \$1505 ;
+  wire \$1506 ;
+  wire \$1507 ;
+  wire \$1508 ;
+  wire \$1509 ;
   wire \$151 ;
+  wire \$1510 ;
+  wire \$1511 ;
+  wire \$1512 ;
+  wire \$1513 ;
+  wire \$1514 ;
+  wire \$1515 ;
+  wire \$1516 ;
+  wire \$1517 ;
+  wire \$1518 ;
+  wire \$1519 ;
   wire [7:0] \$152 ;
+  wire \$1520 ;
+  wire \$1521 ;
+  wire \$1522 ;
+  wire \$1523 ;
+  wire \$1524 ;
+  wire \$1525 ;
+  wire \$1526 ;
+  wire \$1527 ;
+  wire \$1528 ;
+  wire \$1529 ;
   wire [7:0] \$153 ;
+  wire \$1530 ;
+  wire \$1531 ;
+  wire \$1532 ;
+  wire \$1533 ;
+  wire \$1534 ;
+  wire \$1535 ;
+  wire \$1536 ;
+  wire \$1537 ;
+  wire \$1538 ;
+  wire \$1539 ;
   wire [7:0] \$154 ;
+  wire \$1540 ;
+  wire \$1541 ;
+  wire \$1542 ;
+  wire \$1543 ;
+  wire \$1544 ;
+  wire \$1545 ;
+  wire \$1546 ;
+  wire \$1547 ;
+  wire \$1548 ;
+  wire \$1549 ;
   wire [7:0] \$155 ;
+  wire \$1550 ;
+  wire \$1551 ;
+  wire \$1552 ;
+  wire \$1553 ;
+  wire \$1554 ;
+  wire \$1555 ;
+  wire \$1556 ;
+  wire \$1557 ;
+  wire \$1558 ;
+  wire \$1559 ;
   wire [7:0] \$156 ;
+  wire \$1560 ;
+  wire \$1561 ;
+  wire \$1562 ;
+  wire \$1563 ;
+  wire \$1564 ;
+  wire \$1565 ;
+  wire \$1566 ;
+  wire \$1567 ;
+  wire \$1568 ;
+  wire \$1569 ;
   wire \$157 ;
+  wire \$1570 ;
+  wire \$1571 ;
+  wire \$1572 ;
+  wire \$1573 ;
+  wire \$1574 ;
+  wire \$1575 ;
+  wire \$1576 ;
+  wire \$1577 ;
+  wire \$1578 ;
+  wire \$1579 ;
   wire \$158 ;
+  wire \$1580 ;
+  wire \$1581 ;
+  wire \$1582 ;
+  wire \$1583 ;
+  wire \$1584 ;
+  wire \$1585 ;
+  wire \$1586 ;
+  wire \$1587 ;
+  wire \$1588 ;
+  wire \$1589 ;
   wire \$159 ;
+  wire \$1590 ;
+  wire \$1591 ;
+  wire \$1592 ;
+  wire \$1593 ;
+  wire \$1594 ;
+  wire \$1595 ;
+  wire \$1596 ;
+  wire \$1597 ;
+  wire \$1598 ;
+  wire \$1599 ;
   wire \$16 ;
   wire \$160 ;
+  wire \$1600 ;
+  wire \$1601 ;
+  wire \$1602 ;
+  wire \$1603 ;
+  wire \$1604 ;
+  wire \$1605 ;
+  wire \$1606 ;
+  wire \$1607 ;
+  wire \$1608 ;
+  wire \$1609 ;
   wire [7:0] \$161 ;
+  wire \$1610 ;
+  wire \$1611 ;
+  wire \$1612 ;
+  wire \$1613 ;
+  wire \$1614 ;
+  wire \$1615 ;
+  wire \$1616 ;
+  wire \$1617 ;
+  wire \$1618 ;
+  wire \$1619 ;
   wire [7:0] \$162 ;
+  wire \$1620 ;
+  wire \$1621 ;
+  wire \$1622 ;
+  wire \$1623 ;
+  wire \$1624 ;
+  wire \$1625 ;
+  wire \$1626 ;
+  wire \$1627 ;
+  wire \$1628 ;
+  wire \$1629 ;
   wire [7:0] \$163 ;
+  wire \$1630 ;
+  wire \$1631 ;
+  wire \$1632 ;
+  wire \$1633 ;
+  wire \$1634 ;
+  wire \$1635 ;
+  wire \$1636 ;
+  wire \$1637 ;
+  wire \$1638 ;
+  wire \$1639 ;
   wire [7:0] \$164 ;
+  wire \$1640 ;
+  wire \$1641 ;
+  wire \$1642 ;
+  wire \$1643 ;
+  wire \$1644 ;
+  wire \$1645 ;
+  wire \$1646 ;
+  wire \$1647 ;
+  wire \$1648 ;
+  wire \$1649 ;
   wire [7:0] \$165 ;
+  wire \$1650 ;
+  wire \$1651 ;
+  wire \$1652 ;
+  wire \$1653 ;
+  wire \$1654 ;
+  wire \$1655 ;
+  wire \$1656 ;
+  wire \$1657 ;
+  wire \$1658 ;
+  wire \$1659 ;
   wire \$166 ;
+  wire \$1660 ;
+  wire \$1661 ;
+  wire \$1662 ;
+  wire \$1663 ;
+  wire \$1664 ;
+  wire \$1665 ;
+  wire \$1666 ;
+  wire \$1667 ;
+  wire \$1668 ;
+  wire \$1669 ;
   wire \$167 ;
+  wire \$1670 ;
+  wire \$1671 ;
+  wire \$1672 ;
+  wire \$1673 ;
+  wire \$1674 ;
+  wire \$1675 ;
+  wire \$1676 ;
+  wire \$1677 ;
+  wire \$1678 ;
+  wire \$1679 ;
   wire \$168 ;
+  wire \$1680 ;
+  wire \$1681 ;
+  wire \$1682 ;
+  wire \$1683 ;
+  wire \$1684 ;
+  wire \$1685 ;
+  wire \$1686 ;
+  wire \$1687 ;
+  wire \$1688 ;
+  wire \$1689 ;
   wire \$169 ;
+  wire \$1690 ;
+  wire \$1691 ;
+  wire \$1692 ;
+  wire \$1693 ;
+  wire \$1694 ;
+  wire \$1695 ;
+  wire \$1696 ;
+  wire \$1697 ;
+  wire \$1698 ;
+  wire \$1699 ;
   wire \$17 ;
   wire [7:0] \$170 ;
+  wire \$1700 ;
+  wire \$1701 ;
+  wire \$1702 ;
+  wire \$1703 ;
+  wire \$1704 ;
+  wire \$1705 ;
+  wire \$1706 ;
+  wire \$1707 ;
+  wire \$1708 ;
+  wire \$1709 ;
   wire [7:0] \$171 ;
+  wire \$1710 ;
+  wire \$1711 ;
+  wire \$1712 ;
+  wire \$1713 ;
+  wire \$1714 ;
+  wire \$1715 ;
+  wire \$1716 ;
+  wire \$1717 ;
+  wire \$1718 ;
+  wire \$1719 ;
   wire [7:0] \$172 ;
+  wire \$1720 ;
+  wire \$1721 ;
+  wire \$1722 ;
+  wire \$1723 ;
+  wire \$1724 ;
+  wire \$1725 ;
+  wire \$1726 ;
+  wire \$1727 ;
+  wire \$1728 ;
+  wire \$1729 ;
   wire [7:0] \$173 ;
+  wire \$1730 ;
+  wire \$1731 ;
+  wire \$1732 ;
+  wire \$1733 ;
+  wire \$1734 ;
+  wire \$1735 ;
+  wire \$1736 ;
+  wire \$1737 ;
+  wire \$1738 ;
+  wire \$1739 ;
   wire [7:0] \$174 ;
+  wire \$1740 ;
+  wire \$1741 ;
+  wire \$1742 ;
+  wire \$1743 ;
+  wire \$1744 ;
+  wire \$1745 ;
+  wire \$1746 ;
+  wire \$1747 ;
+  wire \$1748 ;
+  wire \$1749 ;
   wire \$175 ;
+  wire \$1750 ;
+  wire \$1751 ;
+  wire \$1752 ;
+  wire \$1753 ;
+  wire \$1754 ;
+  wire \$1755 ;
+  wire \$1756 ;
+  wire \$1757 ;
+  wire \$1758 ;
+  wire \$1759 ;
   wire \$176 ;
+  wire \$1760 ;
+  wire \$1761 ;
+  wire \$1762 ;
+  wire \$1763 ;
+  wire \$1764 ;
+  wire \$1765 ;
+  wire \$1766 ;
+  wire \$1767 ;
+  wire \$1768 ;
+  wire \$1769 ;
   wire \$177 ;
+  wire \$1770 ;
+  wire \$1771 ;
+  wire \$1772 ;
+  wire \$1773 ;
+  wire \$1774 ;
+  wire \$1775 ;
+  wire \$1776 ;
+  wire \$1777 ;
+  wire \$1778 ;
+  wire \$1779 ;
   wire \$178 ;
+  wire \$1780 ;
+  wire \$1781 ;
+  wire \$1782 ;
+  wire \$1783 ;
+  wire \$1784 ;
+  wire \$1785 ;
+  wire \$1786 ;
+  wire \$1787 ;
+  wire \$1788 ;
+  wire \$1789 ;
   wire [7:0] \$179 ;
+  wire \$1790 ;
+  wire \$1791 ;
+  wire \$1792 ;
+  wire \$1793 ;
+  wire \$1794 ;
+  wire \$1795 ;
+  wire \$1796 ;
+  wire \$1797 ;
+  wire \$1798 ;
+  wire \$1799 ;
   wire \$18 ;
   wire [7:0] \$180 ;
+  wire \$1800 ;
+  wire \$1801 ;
+  wire \$1802 ;
+  wire \$1803 ;
+  wire \$1804 ;
+  wire \$1805 ;
+  reg [4:0] \$1806 ;
+  reg [3:0] \$1807 ;
+  reg [2:0] \$1808 ;
+  reg [10:0] \$1809 ;
   wire [7:0] \$181 ;
+  reg [10:0] \$1810 ;
+  reg \$1811 ;
+  reg [3:0] \$1812 ;
+  reg \$1813 ;
+  reg [2:0] \$1814 ;
+  reg \$1815 ;
+  reg \$1816 ;
+  reg \$1817 ;
+  reg \$1818 ;
+  reg \$1819 ;
   wire [7:0] \$182 ;
+  reg [2:0] \$1820 ;
+  reg [10:0] \$1821 ;
+  reg [4:0] \$1822 ;
+  reg [8:0] \$1823 ;
+  reg [3:0] \$1824 ;
+  reg [4:0] \$1825 ;
+  reg [2:0] \$1826 ;
+  reg [8:0] \$1827 ;
+  reg [3:0] \$1828 ;
+  reg [4:0] \$1829 ;
   wire [7:0] \$183 ;
+  reg \$1830 ;
+  reg [3:0] \$1831 ;
+  reg [10:0] \$1832 ;
+  reg [4:0] \$1833 ;
+  reg [3:0] \$1834 ;
+  reg [10:0] \$1835 ;
+  reg \$1836 ;
+  reg \$1837 ;
+  reg [5:0] \$1838 ;
+  reg \$1839 ;
   wire [4:0] \$184 ;
+  reg [4:0] \$1840 ;
+  reg [4:0] \$1841 ;
+  reg [4:0] \$1842 ;
+  reg [3:0] \$1843 ;
+  reg [4:0] \$1844 ;
+  reg [4:0] \$1845 ;
+  reg \$1846 ;
+  reg \$1847 ;
+  reg \$1848 ;
+  reg \$1849 ;
   wire \$185 ;
+  reg \$1850 ;
+  reg \$1851 ;
+  reg \$1852 ;
+  reg \$1853 ;
+  reg \$1854 ;
+  reg \$1855 ;
+  reg \$1856 ;
+  reg \$1857 ;
+  reg \$1858 ;
+  reg \$1859 ;
   wire [4:0] \$186 ;
   wire [5:0] \$187 ;
   wire [4:0] \$188 ;
@@ -18111,15 +19767,15 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [10:0] \$signature__addr$65  = 11'h000;
   reg [10:0] \$signature__addr$68  = 11'h000;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$100 ;
-  wire [7:0] \$signature__data$101 ;
-  wire [7:0] \$signature__data$102 ;
-  wire [7:0] \$signature__data$103 ;
+  wire [7:0] \$signature__data$105 ;
+  wire [7:0] \$signature__data$106 ;
+  wire [7:0] \$signature__data$107 ;
+  wire [7:0] \$signature__data$108 ;
+  wire [7:0] \$signature__data$109 ;
   wire [7:0] \$signature__data$18 ;
   wire [7:0] \$signature__data$24 ;
   wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$36 ;
-  wire [7:0] \$signature__data$99 ;
   wire \$signature__en ;
   wire \$signature__en$20 ;
   wire \$signature__en$26 ;
@@ -18133,6 +19789,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg ahead = 1'h0;
   reg avail = 1'h1;
   wire avail_comb;
+  wire avail_rows;
+  wire avail_step;
   reg [10:0] base_row = 11'h360;
   reg [3:0] base_slot = 4'h9;
   reg [4:0] c = 5'h00;
@@ -18173,7 +19831,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$140 ;
+  wire [7:0] \o__payload$146 ;
   wire [39:0] \o__payload$44 ;
   reg o__ready = 1'h1;
   input \o__ready$45 ;
@@ -18214,6 +19872,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire read_v4;
   reg [4:0] room_low_2 = 5'h04;
   reg [4:0] room_low_3 = 5'h05;
+  wire room_rows;
+  wire room_step;
   reg [4:0] room_w_13 = 5'h13;
   reg [4:0] room_w_14 = 5'h12;
   reg [3:0] room_w_8 = 4'h8;
@@ -18232,6 +19892,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [3:0] step_next_slot = 4'h9;
   wire switch;
   wire take;
+  wire take_rows;
+  wire take_step;
   wire [10:0] w_addr0_q;
   wire [10:0] w_addr1_q;
   wire [10:0] w_addr2_q;
@@ -19326,7 +20988,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _0_ <= bank0[\$signature__addr$56 ];
   end
-  assign \$signature__data$99  = _0_;
+  assign \$signature__data$105  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -20396,7 +22058,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _1_ <= bank1[\$signature__addr$59 ];
   end
-  assign \$signature__data$100  = _1_;
+  assign \$signature__data$106  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -21466,7 +23128,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _2_ <= bank2[\$signature__addr$62 ];
   end
-  assign \$signature__data$101  = _2_;
+  assign \$signature__data$107  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -22536,7 +24198,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _3_ <= bank3[\$signature__addr$65 ];
   end
-  assign \$signature__data$102  = _3_;
+  assign \$signature__data$108  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -23606,13 +25268,15 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _4_ <= bank4[\$signature__addr$68 ];
   end
-  assign \$signature__data$103  = _4_;
+  assign \$signature__data$109  = _4_;
   assign write = o__valid & o__ready;
   assign switch = r_done & ahead;
   assign take = avail & read_credits_room;
   assign \$1  = read_credits_space + read_credits_returned;
   assign \$2  = \$1  - take;
   assign read_credits_room_next = \$2 [2:0] >= 1'h1;
+  assign take_step = avail_step & room_step;
+  assign take_rows = avail_rows & room_rows;
   assign \$3  = ~ r_done;
   assign \$4  = $signed(iy) < $signed(1'h0);
   assign \$5  = $signed(iy) >= $signed(5'h0e);
@@ -23900,7 +25564,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$286  = ox == 4'hd;
   assign \$287  = c == 5'h1f;
   assign \$288  = & { \$287 , \$286 , \$285  };
-  assign \$289  = take & r_last;
+  assign \$289  = take_rows & r_last;
   assign \$290  = oy == 4'hd;
   assign \$291  = write & w_last;
   assign \$292  = ~ ahead;
@@ -23931,7 +25595,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$317  = \$314  ? \$315  : \$316 ;
   assign \$318  = \$310  ? \$317  : { d[5], d };
   assign \$319  = \$289  ? \$309  : \$318 ;
-  assign \$320  = take & r_last;
+  assign \$320  = take_rows & r_last;
   assign \$321  = write & w_last;
   assign \$322  = ~ ahead;
   assign \$323  = ~ room_w_13[4];
@@ -24095,7 +25759,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$490  = $signed(room_w_14) + $signed(2'h1);
   assign \$491  = \$489  ? 6'h32 : \$490 ;
   assign \$492  = \$485  ? \$491  : { room_w_14[4], room_w_14 };
-  assign \$493  = take & r_last;
+  assign \$493  = take_rows & r_last;
   assign \$494  = oy == 4'hd;
   assign \$495  = $signed(room_low_2) - $signed(2'h1);
   assign \$496  = \$494  ? 6'h04 : \$495 ;
@@ -24116,7 +25780,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$511  = $signed(room_w_9) + $signed(2'h1);
   assign \$512  = \$510  ? 6'h37 : \$511 ;
   assign \$513  = \$506  ? \$512  : { room_w_9[4], room_w_9 };
-  assign \$514  = take & r_last;
+  assign \$514  = take_rows & r_last;
   assign \$515  = oy == 4'hd;
   assign \$516  = $signed(room_low_3) - $signed(2'h1);
   assign \$517  = \$515  ? 6'h05 : \$516 ;
@@ -24358,7 +26022,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$756  = \$718  ? \$755  : avail;
   assign \$757  = take ? \$717  : \$756 ;
   assign \$758  = switch ? \$565  : \$757 ;
-  assign \$759  = take & r_last;
+  assign \$759  = take_rows & r_last;
   assign \$760  = oy == 4'hd;
   assign \$761  = write & w_last;
   assign \$762  = ~ ahead;
@@ -24425,7 +26089,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$823  = \$796  ? \$802  : \$822 ;
   assign \$824  = \$792  ? \$823  : d_ge_14;
   assign \$825  = \$759  ? \$791  : \$824 ;
-  assign \$826  = take & r_last;
+  assign \$826  = take_rows & r_last;
   assign \$827  = oy == 4'hd;
   assign \$828  = write & w_last;
   assign \$829  = ~ ahead;
@@ -24468,7 +26132,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$866  = \$860  ? \$865  : d_ge_14;
   assign \$867  = \$856  ? \$866  : d_ge_15;
   assign \$868  = \$826  ? \$855  : \$867 ;
-  assign \$869  = take & r_last;
+  assign \$869  = take_rows & r_last;
   assign \$870  = oy == 4'hd;
   assign \$871  = write & w_last;
   assign \$872  = ~ ahead;
@@ -24507,7 +26171,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$905  = \$900  ? \$904  : d_ge_15;
   assign \$906  = \$896  ? \$905  : d_ge_16;
   assign \$907  = \$869  ? \$895  : \$906 ;
-  assign \$908  = take & r_last;
+  assign \$908  = take_rows & r_last;
   assign \$909  = oy == 4'hd;
   assign \$910  = write & w_last;
   assign \$911  = ~ ahead;
@@ -24540,7 +26204,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$940  = \$936  ? \$939  : d_ge_16;
   assign \$941  = \$932  ? \$940  : d_ge_17;
   assign \$942  = \$908  ? \$931  : \$941 ;
-  assign \$943  = take & r_last;
+  assign \$943  = take_rows & r_last;
   assign \$944  = oy == 4'hd;
   assign \$945  = write & w_last;
   assign \$946  = ~ ahead;
@@ -24567,7 +26231,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$969  = \$966  ? \$968  : d_ge_17;
   assign \$970  = \$962  ? \$969  : d_ge_18;
   assign \$971  = \$943  ? \$961  : \$970 ;
-  assign \$972  = take & r_last;
+  assign \$972  = take_rows & r_last;
   assign \$973  = oy == 4'hd;
   assign \$974  = write & w_last;
   assign \$975  = ~ ahead;
@@ -24643,7 +26307,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1047  = \$993  ? \$1013  : \$1046 ;
   assign \$1048  = \$989  ? \$1047  : d_ge_0;
   assign \$1049  = \$972  ? \$988  : \$1048 ;
-  assign \$1050  = take & r_last;
+  assign \$1050  = take_rows & r_last;
   assign \$1051  = oy == 4'hd;
   assign \$1052  = write & w_last;
   assign \$1053  = ~ ahead;
@@ -24666,7 +26330,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1072  = \$1071  ? d_ge_14 : d_ge_0;
   assign \$1073  = \$1067  ? \$1072  : d_ge_1;
   assign \$1074  = \$1050  ? \$1066  : \$1073 ;
-  assign \$1075  = take & r_last;
+  assign \$1075  = take_rows & r_last;
   assign \$1076  = oy == 4'hd;
   assign \$1077  = write & w_last;
   assign \$1078  = ~ ahead;
@@ -24689,7 +26353,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1097  = \$1096  ? d_ge_15 : d_ge_1;
   assign \$1098  = \$1092  ? \$1097  : d_ge_2;
   assign \$1099  = \$1075  ? \$1091  : \$1098 ;
-  assign \$1100  = take & r_last;
+  assign \$1100  = take_rows & r_last;
   assign \$1101  = oy == 4'hd;
   assign \$1102  = write & w_last;
   assign \$1103  = ~ ahead;
@@ -24716,7 +26380,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1125  = \$1124  ? d_ge_16 : d_ge_2;
   assign \$1126  = \$1120  ? \$1125  : d_ge_3;
   assign \$1127  = \$1100  ? \$1119  : \$1126 ;
-  assign \$1128  = take & r_last;
+  assign \$1128  = take_rows & r_last;
   assign \$1129  = oy == 4'hd;
   assign \$1130  = write & w_last;
   assign \$1131  = ~ ahead;
@@ -24747,7 +26411,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1157  = \$1156  ? d_ge_17 : d_ge_3;
   assign \$1158  = \$1152  ? \$1157  : d_ge_4;
   assign \$1159  = \$1128  ? \$1151  : \$1158 ;
-  assign \$1160  = take & r_last;
+  assign \$1160  = take_rows & r_last;
   assign \$1161  = oy == 4'hd;
   assign \$1162  = write & w_last;
   assign \$1163  = ~ ahead;
@@ -24781,7 +26445,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1191  = \$1190  ? d_ge_18 : d_ge_4;
   assign \$1192  = \$1186  ? \$1191  : d_ge_5;
   assign \$1193  = \$1160  ? \$1185  : \$1192 ;
-  assign \$1194  = take & r_last;
+  assign \$1194  = take_rows & r_last;
   assign \$1195  = oy == 4'hd;
   assign \$1196  = write & w_last;
   assign \$1197  = ~ ahead;
@@ -24817,7 +26481,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1229  = \$1228  ? 1'h0 : d_ge_18;
   assign \$1230  = \$1224  ? \$1229  : d_ge_19;
   assign \$1231  = \$1194  ? \$1223  : \$1230 ;
-  assign \$1232  = take & r_last;
+  assign \$1232  = take_rows & r_last;
   assign \$1233  = oy == 4'hd;
   assign \$1234  = write & w_last;
   assign \$1235  = ~ ahead;
@@ -24907,34 +26571,512 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1319  = w_grp + w_c;
   assign \$1320  = w_b == 3'h4;
   assign \$1321  = write & \$1320 ;
+  assign \$1322  = write & w_last;
+  assign \$1323  = $signed(iy) < $signed(1'h0);
+  assign \$1324  = $signed(iy) >= $signed(5'h0e);
+  assign \$1325  = \$1323  | \$1324 ;
+  assign \$1326  = ~ ahead;
+  assign \$1327  = w_row == 4'hd;
+  assign \$1328  = \$1326  & \$1327 ;
+  assign \$1329  = ! ky;
+  assign \$1330  = \$1329  & d_ge_14;
+  assign \$1331  = ky == 1'h1;
+  assign \$1332  = \$1331  & d_ge_15;
+  assign \$1333  = ky == 2'h2;
+  assign \$1334  = \$1333  & d_ge_16;
+  assign \$1335  = ky == 2'h3;
+  assign \$1336  = \$1335  & d_ge_17;
+  assign \$1337  = ky == 3'h4;
+  assign \$1338  = \$1337  & d_ge_18;
+  assign \$1339  = | { \$1338 , \$1336 , \$1334 , \$1332 , \$1330  };
+  assign \$1340  = ! ky;
+  assign \$1341  = \$1340  & d_ge_0;
+  assign \$1342  = ky == 1'h1;
+  assign \$1343  = \$1342  & d_ge_1;
+  assign \$1344  = ky == 2'h2;
+  assign \$1345  = \$1344  & d_ge_2;
+  assign \$1346  = ky == 2'h3;
+  assign \$1347  = \$1346  & d_ge_3;
+  assign \$1348  = ky == 3'h4;
+  assign \$1349  = \$1348  & d_ge_4;
+  assign \$1350  = | { \$1349 , \$1347 , \$1345 , \$1343 , \$1341  };
+  assign \$1351  = \$1328  ? \$1339  : \$1350 ;
+  assign \$1352  = \$1325  | \$1351 ;
+  assign \$1353  = $signed(iy) < $signed(1'h0);
+  assign \$1354  = $signed(iy) >= $signed(5'h0e);
+  assign \$1355  = \$1353  | \$1354 ;
+  assign \$1356  = ! ky;
+  assign \$1357  = \$1356  & d_ge_1;
+  assign \$1358  = ky == 1'h1;
+  assign \$1359  = \$1358  & d_ge_2;
+  assign \$1360  = ky == 2'h2;
+  assign \$1361  = \$1360  & d_ge_3;
+  assign \$1362  = ky == 2'h3;
+  assign \$1363  = \$1362  & d_ge_4;
+  assign \$1364  = ky == 3'h4;
+  assign \$1365  = \$1364  & d_ge_5;
+  assign \$1366  = | { \$1365 , \$1363 , \$1361 , \$1359 , \$1357  };
+  assign \$1367  = \$1355  | \$1366 ;
+  assign \$1368  = \$1322  ? \$1352  : \$1367 ;
+  assign \$1369  = write & w_last;
+  assign \$1370  = oy == 4'hd;
+  assign \$1371  = r_last & \$1370 ;
+  assign \$1372  = ~ \$1371 ;
+  assign \$1373  = ky == 3'h4;
+  assign \$1374  = ~ \$1373 ;
+  assign \$1375  = $signed(iy) < $signed(1'h1);
+  assign \$1376  = $signed(iy) >= $signed(5'h0d);
+  assign \$1377  = \$1375  | \$1376 ;
+  assign \$1378  = c == 5'h1f;
+  assign \$1379  = ox == 4'hd;
+  assign \$1380  = \$1378  & \$1379 ;
+  assign \$1381  = oy == 4'hd;
+  assign \$1382  = $signed(low) < $signed(1'h1);
+  assign \$1383  = $signed(low) >= $signed(5'h0d);
+  assign \$1384  = \$1382  | \$1383 ;
+  assign \$1385  = \$1381  ? 1'h1 : \$1384 ;
+  assign \$1386  = $signed(low) < $signed(1'h0);
+  assign \$1387  = $signed(low) >= $signed(5'h0e);
+  assign \$1388  = \$1386  | \$1387 ;
+  assign \$1389  = \$1380  ? \$1385  : \$1388 ;
+  assign \$1390  = \$1373  ? \$1389  : \$1377 ;
+  assign \$1391  = ~ ahead;
+  assign \$1392  = w_row == 4'hd;
+  assign \$1393  = \$1391  & \$1392 ;
+  assign \$1394  = ahead | \$1393 ;
+  assign \$1395  = \$1390  | \$1394 ;
+  assign \$1396  = oy == 4'hd;
+  assign \$1397  = ~ ahead;
+  assign \$1398  = w_row == 4'hd;
+  assign \$1399  = \$1397  & \$1398 ;
+  assign \$1401  = ~ ahead;
+  assign \$1402  = w_row == 4'hd;
+  assign \$1403  = \$1401  & \$1402 ;
+  assign \$1404  = \$1403  ? d_ge_15 : d_ge_1;
+  assign \$1405  = \$1396  ? 1'h1 : \$1404 ;
+  assign \$1406  = ky == 3'h4;
+  assign \$1407  = ~ ahead;
+  assign \$1408  = w_row == 4'hd;
+  assign \$1409  = \$1407  & \$1408 ;
+  assign \$1410  = \$1409  ? d_ge_14 : d_ge_0;
+  assign \$1411  = ~ ahead;
+  assign \$1412  = w_row == 4'hd;
+  assign \$1413  = \$1411  & \$1412 ;
+  assign \$1414  = ! ky;
+  assign \$1415  = \$1414  & d_ge_15;
+  assign \$1416  = ky == 1'h1;
+  assign \$1417  = \$1416  & d_ge_16;
+  assign \$1418  = ky == 2'h2;
+  assign \$1419  = \$1418  & d_ge_17;
+  assign \$1420  = ky == 2'h3;
+  assign \$1421  = \$1420  & d_ge_18;
+  assign \$1422  = ky == 3'h4;
+  assign \$1423  = \$1422  & d_ge_19;
+  assign \$1424  = | { \$1423 , \$1421 , \$1419 , \$1417 , \$1415  };
+  assign \$1425  = ! ky;
+  assign \$1426  = \$1425  & d_ge_1;
+  assign \$1427  = ky == 1'h1;
+  assign \$1428  = \$1427  & d_ge_2;
+  assign \$1429  = ky == 2'h2;
+  assign \$1430  = \$1429  & d_ge_3;
+  assign \$1431  = ky == 2'h3;
+  assign \$1432  = \$1431  & d_ge_4;
+  assign \$1433  = ky == 3'h4;
+  assign \$1434  = \$1433  & d_ge_5;
+  assign \$1435  = | { \$1434 , \$1432 , \$1430 , \$1428 , \$1426  };
+  assign \$1436  = \$1413  ? \$1424  : \$1435 ;
+  assign \$1437  = \$1406  ? \$1410  : \$1436 ;
+  assign \$1438  = ~ ahead;
+  assign \$1439  = w_row == 4'hd;
+  assign \$1440  = \$1438  & \$1439 ;
+  assign \$1441  = ! ky;
+  assign \$1442  = \$1441  & d_ge_14;
+  assign \$1443  = ky == 1'h1;
+  assign \$1444  = \$1443  & d_ge_15;
+  assign \$1445  = ky == 2'h2;
+  assign \$1446  = \$1445  & d_ge_16;
+  assign \$1447  = ky == 2'h3;
+  assign \$1448  = \$1447  & d_ge_17;
+  assign \$1449  = ky == 3'h4;
+  assign \$1450  = \$1449  & d_ge_18;
+  assign \$1451  = | { \$1450 , \$1448 , \$1446 , \$1444 , \$1442  };
+  assign \$1452  = ! ky;
+  assign \$1453  = \$1452  & d_ge_0;
+  assign \$1454  = ky == 1'h1;
+  assign \$1455  = \$1454  & d_ge_1;
+  assign \$1456  = ky == 2'h2;
+  assign \$1457  = \$1456  & d_ge_2;
+  assign \$1458  = ky == 2'h3;
+  assign \$1459  = \$1458  & d_ge_3;
+  assign \$1460  = ky == 3'h4;
+  assign \$1461  = \$1460  & d_ge_4;
+  assign \$1462  = | { \$1461 , \$1459 , \$1457 , \$1455 , \$1453  };
+  assign \$1463  = \$1440  ? \$1451  : \$1462 ;
+  assign \$1465  = r_last ? \$1405  : \$1464 ;
+  assign \$1466  = \$1395  | \$1465 ;
+  assign \$1467  = \$1372  & \$1466 ;
+  assign \$1468  = oy == 4'hd;
+  assign \$1469  = r_last & \$1468 ;
+  assign \$1470  = ~ \$1469 ;
+  assign \$1471  = ky == 3'h4;
+  assign \$1472  = ~ \$1471 ;
+  assign \$1473  = $signed(iy) < $signed(1'h1);
+  assign \$1474  = $signed(iy) >= $signed(5'h0d);
+  assign \$1475  = \$1473  | \$1474 ;
+  assign \$1476  = c == 5'h1f;
+  assign \$1477  = ox == 4'hd;
+  assign \$1478  = \$1476  & \$1477 ;
+  assign \$1479  = oy == 4'hd;
+  assign \$1480  = $signed(low) < $signed(1'h1);
+  assign \$1481  = $signed(low) >= $signed(5'h0d);
+  assign \$1482  = \$1480  | \$1481 ;
+  assign \$1483  = \$1479  ? 1'h1 : \$1482 ;
+  assign \$1484  = $signed(low) < $signed(1'h0);
+  assign \$1485  = $signed(low) >= $signed(5'h0e);
+  assign \$1486  = \$1484  | \$1485 ;
+  assign \$1487  = \$1478  ? \$1483  : \$1486 ;
+  assign \$1488  = \$1471  ? \$1487  : \$1475 ;
+  assign \$1489  = \$1488  | ahead;
+  assign \$1490  = oy == 4'hd;
+  assign \$1491  = \$1490  ? 1'h1 : d_ge_2;
+  assign \$1492  = ky == 3'h4;
+  assign \$1493  = ! ky;
+  assign \$1494  = \$1493  & d_ge_2;
+  assign \$1495  = ky == 1'h1;
+  assign \$1496  = \$1495  & d_ge_3;
+  assign \$1497  = ky == 2'h2;
+  assign \$1498  = \$1497  & d_ge_4;
+  assign \$1499  = ky == 2'h3;
+  assign \$1500  = \$1499  & d_ge_5;
+  assign \$1501  = ky == 3'h4;
+  assign \$1502  = \$1501  & d_ge_6;
+  assign \$1503  = | { \$1502 , \$1500 , \$1498 , \$1496 , \$1494  };
+  assign \$1504  = \$1492  ? d_ge_1 : \$1503 ;
+  assign \$1505  = ! ky;
+  assign \$1506  = \$1505  & d_ge_1;
+  assign \$1507  = ky == 1'h1;
+  assign \$1508  = \$1507  & d_ge_2;
+  assign \$1509  = ky == 2'h2;
+  assign \$1510  = \$1509  & d_ge_3;
+  assign \$1511  = ky == 2'h3;
+  assign \$1512  = \$1511  & d_ge_4;
+  assign \$1513  = ky == 3'h4;
+  assign \$1514  = \$1513  & d_ge_5;
+  assign \$1515  = | { \$1514 , \$1512 , \$1510 , \$1508 , \$1506  };
+  assign \$1517  = r_last ? \$1491  : \$1516 ;
+  assign \$1518  = \$1489  | \$1517 ;
+  assign \$1519  = \$1470  & \$1518 ;
+  assign \$1520  = \$1369  ? \$1467  : \$1519 ;
+  assign \$1521  = write & w_last;
+  assign \$1522  = ~ r_done;
+  assign \$1523  = $signed(iy) < $signed(1'h0);
+  assign \$1524  = $signed(iy) >= $signed(5'h0e);
+  assign \$1525  = \$1523  | \$1524 ;
+  assign \$1526  = \$1525  | ahead;
+  assign \$1527  = ~ ahead;
+  assign \$1528  = w_row == 4'hd;
+  assign \$1529  = \$1527  & \$1528 ;
+  assign \$1530  = \$1526  | \$1529 ;
+  assign \$1531  = ~ ahead;
+  assign \$1532  = w_row == 4'hd;
+  assign \$1533  = \$1531  & \$1532 ;
+  assign \$1534  = ! ky;
+  assign \$1535  = \$1534  & d_ge_14;
+  assign \$1536  = ky == 1'h1;
+  assign \$1537  = \$1536  & d_ge_15;
+  assign \$1538  = ky == 2'h2;
+  assign \$1539  = \$1538  & d_ge_16;
+  assign \$1540  = ky == 2'h3;
+  assign \$1541  = \$1540  & d_ge_17;
+  assign \$1542  = ky == 3'h4;
+  assign \$1543  = \$1542  & d_ge_18;
+  assign \$1544  = | { \$1543 , \$1541 , \$1539 , \$1537 , \$1535  };
+  assign \$1545  = ! ky;
+  assign \$1546  = \$1545  & d_ge_0;
+  assign \$1547  = ky == 1'h1;
+  assign \$1548  = \$1547  & d_ge_1;
+  assign \$1549  = ky == 2'h2;
+  assign \$1550  = \$1549  & d_ge_2;
+  assign \$1551  = ky == 2'h3;
+  assign \$1552  = \$1551  & d_ge_3;
+  assign \$1553  = ky == 3'h4;
+  assign \$1554  = \$1553  & d_ge_4;
+  assign \$1555  = | { \$1554 , \$1552 , \$1550 , \$1548 , \$1546  };
+  assign \$1556  = \$1533  ? \$1544  : \$1555 ;
+  assign \$1557  = \$1530  | \$1556 ;
+  assign \$1558  = \$1522  & \$1557 ;
+  assign \$1559  = \$1521  ? \$1558  : avail;
+  assign \$1560  = take ? \$1520  : \$1559 ;
+  assign \$1561  = switch ? \$1368  : \$1560 ;
+  assign \$1562  = rst_conv2_window ? 1'h1 : \$1561 ;
+  assign \$1563  = read_credits_room_next | rst_conv2_window;
+  assign \$1564  = write & w_last;
+  assign \$1565  = $signed(iy) < $signed(1'h0);
+  assign \$1566  = $signed(iy) >= $signed(5'h0e);
+  assign \$1567  = \$1565  | \$1566 ;
+  assign \$1568  = ~ ahead;
+  assign \$1569  = w_row == 4'hd;
+  assign \$1570  = \$1568  & \$1569 ;
+  assign \$1571  = ! ky;
+  assign \$1572  = \$1571  & d_ge_14;
+  assign \$1573  = ky == 1'h1;
+  assign \$1574  = \$1573  & d_ge_15;
+  assign \$1575  = ky == 2'h2;
+  assign \$1576  = \$1575  & d_ge_16;
+  assign \$1577  = ky == 2'h3;
+  assign \$1578  = \$1577  & d_ge_17;
+  assign \$1579  = ky == 3'h4;
+  assign \$1580  = \$1579  & d_ge_18;
+  assign \$1581  = | { \$1580 , \$1578 , \$1576 , \$1574 , \$1572  };
+  assign \$1582  = ! ky;
+  assign \$1583  = \$1582  & d_ge_0;
+  assign \$1584  = ky == 1'h1;
+  assign \$1585  = \$1584  & d_ge_1;
+  assign \$1586  = ky == 2'h2;
+  assign \$1587  = \$1586  & d_ge_2;
+  assign \$1588  = ky == 2'h3;
+  assign \$1589  = \$1588  & d_ge_3;
+  assign \$1590  = ky == 3'h4;
+  assign \$1591  = \$1590  & d_ge_4;
+  assign \$1592  = | { \$1591 , \$1589 , \$1587 , \$1585 , \$1583  };
+  assign \$1593  = \$1570  ? \$1581  : \$1592 ;
+  assign \$1594  = \$1567  | \$1593 ;
+  assign \$1595  = $signed(iy) < $signed(1'h0);
+  assign \$1596  = $signed(iy) >= $signed(5'h0e);
+  assign \$1597  = \$1595  | \$1596 ;
+  assign \$1598  = ! ky;
+  assign \$1599  = \$1598  & d_ge_1;
+  assign \$1600  = ky == 1'h1;
+  assign \$1601  = \$1600  & d_ge_2;
+  assign \$1602  = ky == 2'h2;
+  assign \$1603  = \$1602  & d_ge_3;
+  assign \$1604  = ky == 2'h3;
+  assign \$1605  = \$1604  & d_ge_4;
+  assign \$1606  = ky == 3'h4;
+  assign \$1607  = \$1606  & d_ge_5;
+  assign \$1608  = | { \$1607 , \$1605 , \$1603 , \$1601 , \$1599  };
+  assign \$1609  = \$1597  | \$1608 ;
+  assign \$1610  = \$1564  ? \$1594  : \$1609 ;
+  assign \$1611  = write & w_last;
+  assign \$1612  = oy == 4'hd;
+  assign \$1613  = r_last & \$1612 ;
+  assign \$1614  = ~ \$1613 ;
+  assign \$1615  = ky == 3'h4;
+  assign \$1616  = ~ \$1615 ;
+  assign \$1617  = $signed(iy) < $signed(1'h1);
+  assign \$1618  = $signed(iy) >= $signed(5'h0d);
+  assign \$1619  = \$1617  | \$1618 ;
+  assign \$1620  = c == 5'h1f;
+  assign \$1621  = ox == 4'hd;
+  assign \$1622  = \$1620  & \$1621 ;
+  assign \$1623  = oy == 4'hd;
+  assign \$1624  = $signed(low) < $signed(1'h1);
+  assign \$1625  = $signed(low) >= $signed(5'h0d);
+  assign \$1626  = \$1624  | \$1625 ;
+  assign \$1627  = \$1623  ? 1'h1 : \$1626 ;
+  assign \$1628  = $signed(low) < $signed(1'h0);
+  assign \$1629  = $signed(low) >= $signed(5'h0e);
+  assign \$1630  = \$1628  | \$1629 ;
+  assign \$1631  = \$1622  ? \$1627  : \$1630 ;
+  assign \$1632  = \$1615  ? \$1631  : \$1619 ;
+  assign \$1633  = ~ ahead;
+  assign \$1634  = w_row == 4'hd;
+  assign \$1635  = \$1633  & \$1634 ;
+  assign \$1636  = ahead | \$1635 ;
+  assign \$1637  = \$1632  | \$1636 ;
+  assign \$1638  = oy == 4'hd;
+  assign \$1639  = ~ ahead;
+  assign \$1640  = w_row == 4'hd;
+  assign \$1641  = \$1639  & \$1640 ;
+  assign \$1643  = ~ ahead;
+  assign \$1644  = w_row == 4'hd;
+  assign \$1645  = \$1643  & \$1644 ;
+  assign \$1646  = \$1645  ? d_ge_15 : d_ge_1;
+  assign \$1647  = \$1638  ? 1'h1 : \$1646 ;
+  assign \$1648  = ky == 3'h4;
+  assign \$1649  = ~ ahead;
+  assign \$1650  = w_row == 4'hd;
+  assign \$1651  = \$1649  & \$1650 ;
+  assign \$1652  = \$1651  ? d_ge_14 : d_ge_0;
+  assign \$1653  = ~ ahead;
+  assign \$1654  = w_row == 4'hd;
+  assign \$1655  = \$1653  & \$1654 ;
+  assign \$1656  = ! ky;
+  assign \$1657  = \$1656  & d_ge_15;
+  assign \$1658  = ky == 1'h1;
+  assign \$1659  = \$1658  & d_ge_16;
+  assign \$1660  = ky == 2'h2;
+  assign \$1661  = \$1660  & d_ge_17;
+  assign \$1662  = ky == 2'h3;
+  assign \$1663  = \$1662  & d_ge_18;
+  assign \$1664  = ky == 3'h4;
+  assign \$1665  = \$1664  & d_ge_19;
+  assign \$1666  = | { \$1665 , \$1663 , \$1661 , \$1659 , \$1657  };
+  assign \$1667  = ! ky;
+  assign \$1668  = \$1667  & d_ge_1;
+  assign \$1669  = ky == 1'h1;
+  assign \$1670  = \$1669  & d_ge_2;
+  assign \$1671  = ky == 2'h2;
+  assign \$1672  = \$1671  & d_ge_3;
+  assign \$1673  = ky == 2'h3;
+  assign \$1674  = \$1673  & d_ge_4;
+  assign \$1675  = ky == 3'h4;
+  assign \$1676  = \$1675  & d_ge_5;
+  assign \$1677  = | { \$1676 , \$1674 , \$1672 , \$1670 , \$1668  };
+  assign \$1678  = \$1655  ? \$1666  : \$1677 ;
+  assign \$1679  = \$1648  ? \$1652  : \$1678 ;
+  assign \$1680  = ~ ahead;
+  assign \$1681  = w_row == 4'hd;
+  assign \$1682  = \$1680  & \$1681 ;
+  assign \$1683  = ! ky;
+  assign \$1684  = \$1683  & d_ge_14;
+  assign \$1685  = ky == 1'h1;
+  assign \$1686  = \$1685  & d_ge_15;
+  assign \$1687  = ky == 2'h2;
+  assign \$1688  = \$1687  & d_ge_16;
+  assign \$1689  = ky == 2'h3;
+  assign \$1690  = \$1689  & d_ge_17;
+  assign \$1691  = ky == 3'h4;
+  assign \$1692  = \$1691  & d_ge_18;
+  assign \$1693  = | { \$1692 , \$1690 , \$1688 , \$1686 , \$1684  };
+  assign \$1694  = ! ky;
+  assign \$1695  = \$1694  & d_ge_0;
+  assign \$1696  = ky == 1'h1;
+  assign \$1697  = \$1696  & d_ge_1;
+  assign \$1698  = ky == 2'h2;
+  assign \$1699  = \$1698  & d_ge_2;
+  assign \$1700  = ky == 2'h3;
+  assign \$1701  = \$1700  & d_ge_3;
+  assign \$1702  = ky == 3'h4;
+  assign \$1703  = \$1702  & d_ge_4;
+  assign \$1704  = | { \$1703 , \$1701 , \$1699 , \$1697 , \$1695  };
+  assign \$1705  = \$1682  ? \$1693  : \$1704 ;
+  assign \$1707  = r_last ? \$1647  : \$1706 ;
+  assign \$1708  = \$1637  | \$1707 ;
+  assign \$1709  = \$1614  & \$1708 ;
+  assign \$1710  = oy == 4'hd;
+  assign \$1711  = r_last & \$1710 ;
+  assign \$1712  = ~ \$1711 ;
+  assign \$1713  = ky == 3'h4;
+  assign \$1714  = ~ \$1713 ;
+  assign \$1715  = $signed(iy) < $signed(1'h1);
+  assign \$1716  = $signed(iy) >= $signed(5'h0d);
+  assign \$1717  = \$1715  | \$1716 ;
+  assign \$1718  = c == 5'h1f;
+  assign \$1719  = ox == 4'hd;
+  assign \$1720  = \$1718  & \$1719 ;
+  assign \$1721  = oy == 4'hd;
+  assign \$1722  = $signed(low) < $signed(1'h1);
+  assign \$1723  = $signed(low) >= $signed(5'h0d);
+  assign \$1724  = \$1722  | \$1723 ;
+  assign \$1725  = \$1721  ? 1'h1 : \$1724 ;
+  assign \$1726  = $signed(low) < $signed(1'h0);
+  assign \$1727  = $signed(low) >= $signed(5'h0e);
+  assign \$1728  = \$1726  | \$1727 ;
+  assign \$1729  = \$1720  ? \$1725  : \$1728 ;
+  assign \$1730  = \$1713  ? \$1729  : \$1717 ;
+  assign \$1731  = \$1730  | ahead;
+  assign \$1732  = oy == 4'hd;
+  assign \$1733  = \$1732  ? 1'h1 : d_ge_2;
+  assign \$1734  = ky == 3'h4;
+  assign \$1735  = ! ky;
+  assign \$1736  = \$1735  & d_ge_2;
+  assign \$1737  = ky == 1'h1;
+  assign \$1738  = \$1737  & d_ge_3;
+  assign \$1739  = ky == 2'h2;
+  assign \$1740  = \$1739  & d_ge_4;
+  assign \$1741  = ky == 2'h3;
+  assign \$1742  = \$1741  & d_ge_5;
+  assign \$1743  = ky == 3'h4;
+  assign \$1744  = \$1743  & d_ge_6;
+  assign \$1745  = | { \$1744 , \$1742 , \$1740 , \$1738 , \$1736  };
+  assign \$1746  = \$1734  ? d_ge_1 : \$1745 ;
+  assign \$1747  = ! ky;
+  assign \$1748  = \$1747  & d_ge_1;
+  assign \$1749  = ky == 1'h1;
+  assign \$1750  = \$1749  & d_ge_2;
+  assign \$1751  = ky == 2'h2;
+  assign \$1752  = \$1751  & d_ge_3;
+  assign \$1753  = ky == 2'h3;
+  assign \$1754  = \$1753  & d_ge_4;
+  assign \$1755  = ky == 3'h4;
+  assign \$1756  = \$1755  & d_ge_5;
+  assign \$1757  = | { \$1756 , \$1754 , \$1752 , \$1750 , \$1748  };
+  assign \$1759  = r_last ? \$1733  : \$1758 ;
+  assign \$1760  = \$1731  | \$1759 ;
+  assign \$1761  = \$1712  & \$1760 ;
+  assign \$1762  = \$1611  ? \$1709  : \$1761 ;
+  assign \$1763  = write & w_last;
+  assign \$1764  = ~ r_done;
+  assign \$1765  = $signed(iy) < $signed(1'h0);
+  assign \$1766  = $signed(iy) >= $signed(5'h0e);
+  assign \$1767  = \$1765  | \$1766 ;
+  assign \$1768  = \$1767  | ahead;
+  assign \$1769  = ~ ahead;
+  assign \$1770  = w_row == 4'hd;
+  assign \$1771  = \$1769  & \$1770 ;
+  assign \$1772  = \$1768  | \$1771 ;
+  assign \$1773  = ~ ahead;
+  assign \$1774  = w_row == 4'hd;
+  assign \$1775  = \$1773  & \$1774 ;
+  assign \$1776  = ! ky;
+  assign \$1777  = \$1776  & d_ge_14;
+  assign \$1778  = ky == 1'h1;
+  assign \$1779  = \$1778  & d_ge_15;
+  assign \$1780  = ky == 2'h2;
+  assign \$1781  = \$1780  & d_ge_16;
+  assign \$1782  = ky == 2'h3;
+  assign \$1783  = \$1782  & d_ge_17;
+  assign \$1784  = ky == 3'h4;
+  assign \$1785  = \$1784  & d_ge_18;
+  assign \$1786  = | { \$1785 , \$1783 , \$1781 , \$1779 , \$1777  };
+  assign \$1787  = ! ky;
+  assign \$1788  = \$1787  & d_ge_0;
+  assign \$1789  = ky == 1'h1;
+  assign \$1790  = \$1789  & d_ge_1;
+  assign \$1791  = ky == 2'h2;
+  assign \$1792  = \$1791  & d_ge_2;
+  assign \$1793  = ky == 2'h3;
+  assign \$1794  = \$1793  & d_ge_3;
+  assign \$1795  = ky == 3'h4;
+  assign \$1796  = \$1795  & d_ge_4;
+  assign \$1797  = | { \$1796 , \$1794 , \$1792 , \$1790 , \$1788  };
+  assign \$1798  = \$1775  ? \$1786  : \$1797 ;
+  assign \$1799  = \$1772  | \$1798 ;
+  assign \$1800  = \$1764  & \$1799 ;
+  assign \$1801  = \$1763  ? \$1800  : avail;
+  assign \$1802  = take ? \$1762  : \$1801 ;
+  assign \$1803  = switch ? \$1610  : \$1802 ;
+  assign \$1804  = rst_conv2_window ? 1'h1 : \$1803 ;
+  assign \$1805  = read_credits_room_next | rst_conv2_window;
   always @(posedge clk)
-    w_c <= \$1322 ;
+    w_c <= \$1806 ;
   always @(posedge clk)
-    w_x <= \$1323 ;
+    w_x <= \$1807 ;
   always @(posedge clk)
-    w_b <= \$1324 ;
+    w_b <= \$1808 ;
   always @(posedge clk)
-    w_rowbase <= \$1325 ;
+    w_rowbase <= \$1809 ;
   always @(posedge clk)
-    w_grp <= \$1326 ;
+    w_grp <= \$1810 ;
   always @(posedge clk)
-    ahead <= \$1327 ;
+    ahead <= \$1811 ;
   always @(posedge clk)
-    w_row <= \$1328 ;
+    w_row <= \$1812 ;
   always @(posedge clk)
-    read_credits_returned <= \$1329 ;
+    read_credits_returned <= \$1813 ;
   always @(posedge clk)
-    read_credits_space <= \$1330 ;
+    read_credits_space <= \$1814 ;
   always @(posedge clk)
-    read_credits_room <= \$1331 ;
+    read_credits_room <= \$1815 ;
   always @(posedge clk)
-    read_v1 <= \$1332 ;
+    read_v1 <= \$1816 ;
   always @(posedge clk)
-    read_v2 <= \$1333 ;
+    read_v2 <= \$1817 ;
   always @(posedge clk)
-    read_v3 <= \$1334 ;
+    read_v3 <= \$1818 ;
   always @(posedge clk)
-    w_en <= \$1335 ;
+    w_en <= \$1819 ;
   always @(posedge clk)
     pads_a <= { \$120 , \$113 , \$106 , \$99 , \$92  };
   always @(posedge clk)
@@ -24954,7 +27096,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     \$signature__addr$68  <= \$138 [10:0];
   always @(posedge clk)
-    read_data <= { pads, rot, \$signature__data$103 , \$signature__data$102 , \$signature__data$101 , \$signature__data$100 , \$signature__data$99  };
+    read_data <= { pads, rot, \$signature__data$109 , \$signature__data$108 , \$signature__data$107 , \$signature__data$106 , \$signature__data$105  };
   always @(posedge clk)
     w_data <= { \$183 , \$174 , \$165 , \$156 , \$147  };
   always @(posedge clk)
@@ -24970,91 +27112,107 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_base_row <= \$219 [10:0];
   always @(posedge clk)
-    ky <= \$1336 ;
+    ky <= \$1820 ;
   always @(posedge clk)
-    row_addr <= \$1337 ;
+    row_addr <= \$1821 ;
   always @(posedge clk)
-    c <= \$1338 ;
+    c <= \$1822 ;
   always @(posedge clk)
-    qc <= \$1339 ;
+    qc <= \$1823 ;
   always @(posedge clk)
-    ox <= \$1340 ;
+    ox <= \$1824 ;
   always @(posedge clk)
-    ix0 <= \$1341 ;
+    ix0 <= \$1825 ;
   always @(posedge clk)
-    r0 <= \$1342 ;
+    r0 <= \$1826 ;
   always @(posedge clk)
-    q0c <= \$1343 ;
+    q0c <= \$1827 ;
   always @(posedge clk)
-    oy <= \$1344 ;
+    oy <= \$1828 ;
   always @(posedge clk)
-    low <= \$1345 ;
+    low <= \$1829 ;
   always @(posedge clk)
-    r_done <= \$1346 ;
+    r_done <= \$1830 ;
   always @(posedge clk)
-    base_slot <= \$1347 ;
+    base_slot <= \$1831 ;
   always @(posedge clk)
-    base_row <= \$1348 ;
+    base_row <= \$1832 ;
   always @(posedge clk)
-    iy <= \$1349 ;
+    iy <= \$1833 ;
   always @(posedge clk)
-    img_slot <= \$1350 ;
+    img_slot <= \$1834 ;
   always @(posedge clk)
-    img_row <= \$1351 ;
+    img_row <= \$1835 ;
   always @(posedge clk)
-    w_last <= \$1352 ;
+    w_last <= \$1836 ;
   always @(posedge clk)
-    r_last <= \$1353 ;
+    r_last <= \$1837 ;
   always @(posedge clk)
-    d <= \$1354 ;
+    d <= \$1838 ;
   always @(posedge clk)
-    o__ready <= \$1355 ;
+    o__ready <= \$1839 ;
   always @(posedge clk)
-    room_w_13 <= \$1356 ;
+    room_w_13 <= \$1840 ;
   always @(posedge clk)
-    room_w_14 <= \$1357 ;
+    room_w_14 <= \$1841 ;
   always @(posedge clk)
-    room_low_2 <= \$1358 ;
+    room_low_2 <= \$1842 ;
   always @(posedge clk)
-    room_w_8 <= \$1359 ;
+    room_w_8 <= \$1843 ;
   always @(posedge clk)
-    room_w_9 <= \$1360 ;
+    room_w_9 <= \$1844 ;
   always @(posedge clk)
-    room_low_3 <= \$1361 ;
+    room_low_3 <= \$1845 ;
   always @(posedge clk)
-    avail <= \$1362 ;
+    avail <= \$1846 ;
   always @(posedge clk)
-    d_ge_14 <= \$1363 ;
+    d_ge_14 <= \$1847 ;
   always @(posedge clk)
-    d_ge_15 <= \$1364 ;
+    d_ge_15 <= \$1848 ;
   always @(posedge clk)
-    d_ge_16 <= \$1365 ;
+    d_ge_16 <= \$1849 ;
   always @(posedge clk)
-    d_ge_17 <= \$1366 ;
+    d_ge_17 <= \$1850 ;
   always @(posedge clk)
-    d_ge_18 <= \$1367 ;
+    d_ge_18 <= \$1851 ;
   always @(posedge clk)
-    d_ge_0 <= \$1368 ;
+    d_ge_0 <= \$1852 ;
   always @(posedge clk)
-    d_ge_1 <= \$1369 ;
+    d_ge_1 <= \$1853 ;
   always @(posedge clk)
-    d_ge_2 <= \$1370 ;
+    d_ge_2 <= \$1854 ;
   always @(posedge clk)
-    d_ge_3 <= \$1371 ;
+    d_ge_3 <= \$1855 ;
   always @(posedge clk)
-    d_ge_4 <= \$1372 ;
+    d_ge_4 <= \$1856 ;
   always @(posedge clk)
-    d_ge_5 <= \$1373 ;
+    d_ge_5 <= \$1857 ;
   always @(posedge clk)
-    d_ge_19 <= \$1374 ;
+    d_ge_19 <= \$1858 ;
   always @(posedge clk)
-    d_ge_6 <= \$1375 ;
+    d_ge_6 <= \$1859 ;
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) avail_rows_copy (
+    .clk(clk),
+    .d(\$1804 ),
+    .q(avail_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) avail_step_copy (
+    .clk(clk),
+    .d(\$1562 ),
+    .q(avail_step)
+  );
   \flexor_lenet5.conv2_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$140 ),
+    .o__payload(\o__payload$146 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window)
@@ -25067,6 +27225,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .rst_conv2_window(rst_conv2_window),
     .w_en(w_en),
     .w_port__data(w_data)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) room_rows_copy (
+    .clk(clk),
+    .d(\$1805 ),
+    .q(room_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) room_step_copy (
+    .clk(clk),
+    .d(\$1563 ),
+    .q(room_step)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -25113,7 +27287,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$140 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -25121,7 +27295,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$140 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -25129,7 +27303,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$140 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -25137,7 +27311,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$140 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -25145,7 +27319,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$140 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -25190,174 +27364,174 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1322  = w_c;
+    \$1806  = w_c;
     if (write) begin
-      \$1322  = \$56 [4:0];
+      \$1806  = \$56 [4:0];
     end
     if (rst_conv2_window) begin
-      \$1322  = 5'h00;
+      \$1806  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1323  = w_x;
+    \$1807  = w_x;
     if (write) begin
       if (\$57 ) begin
-        \$1323  = \$60 [3:0];
+        \$1807  = \$60 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1323  = 4'h0;
+      \$1807  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1324  = w_b;
+    \$1808  = w_b;
     if (write) begin
       if (\$57 ) begin
-        \$1324  = \$65 [2:0];
+        \$1808  = \$65 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1324  = 3'h0;
+      \$1808  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1325  = w_rowbase;
+    \$1809  = w_rowbase;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$1325  = \$73 [10:0];
+          \$1809  = \$73 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1325  = 11'h000;
+      \$1809  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1326  = w_grp;
+    \$1810  = w_grp;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$1326  = \$79 [10:0];
+          \$1810  = \$79 [10:0];
         end else if (\$67 ) begin
-          \$1326  = \$84 [10:0];
+          \$1810  = \$84 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1326  = 11'h000;
+      \$1810  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1327  = ahead;
+    \$1811  = ahead;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           if (\$82 ) begin
-            \$1327  = 1'h1;
+            \$1811  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$1327  = 1'h0;
+      \$1811  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$1327  = 1'h0;
+      \$1811  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1328  = w_row;
+    \$1812  = w_row;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           (* full_case = 32'd1 *)
           if (\$82 ) begin
-            \$1328  = 4'h0;
+            \$1812  = 4'h0;
           end else begin
-            \$1328  = \$83 [3:0];
+            \$1812  = \$83 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1328  = 4'h0;
+      \$1812  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1329  = \$85 ;
+    \$1813  = \$85 ;
     if (rst_conv2_window) begin
-      \$1329  = 1'h0;
+      \$1813  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1330  = \$2 [2:0];
+    \$1814  = \$2 [2:0];
     if (rst_conv2_window) begin
-      \$1330  = 3'h7;
+      \$1814  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1331  = read_credits_room_next;
+    \$1815  = read_credits_room_next;
     if (rst_conv2_window) begin
-      \$1331  = 1'h1;
+      \$1815  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1332  = take;
+    \$1816  = take;
     if (rst_conv2_window) begin
-      \$1332  = 1'h0;
+      \$1816  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1333  = read_v1;
+    \$1817  = read_v1;
     if (rst_conv2_window) begin
-      \$1333  = 1'h0;
+      \$1817  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1334  = read_v2;
+    \$1818  = read_v2;
     if (rst_conv2_window) begin
-      \$1334  = 1'h0;
+      \$1818  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1335  = read_v3;
+    \$1819  = read_v3;
     if (rst_conv2_window) begin
-      \$1335  = 1'h0;
+      \$1819  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1336  = ky;
-    if (take) begin
-      \$1336  = \$222 [2:0];
+    \$1820  = ky;
+    if (take_step) begin
+      \$1820  = \$222 [2:0];
     end
     if (rst_conv2_window) begin
-      \$1336  = 3'h0;
+      \$1820  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1337  = row_addr;
-    if (take) begin
+    \$1821  = row_addr;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
-        \$1337  = \$230 [10:0];
+        \$1821  = \$230 [10:0];
       end else begin
-        \$1337  = base_row;
+        \$1821  = base_row;
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
@@ -25365,148 +27539,128 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$1337  = step_next_row;
+              \$1821  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1337  = step_base_row;
+      \$1821  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$1337  = 11'h360;
+      \$1821  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1338  = c;
-    if (take) begin
+    \$1822  = c;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
-        \$1338  = \$233 [4:0];
+        \$1822  = \$233 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1338  = 5'h00;
+      \$1822  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1339  = qc;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-          \$1339  = \$236 [8:0];
-        end else begin
-          \$1339  = \$264 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$1339  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1340  = ox;
-    if (take) begin
+    \$1823  = qc;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
+          \$1823  = \$236 [8:0];
         end else begin
-          \$1340  = \$239 [3:0];
+          \$1823  = \$264 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1340  = 4'h0;
+      \$1823  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1341  = ix0;
-    if (take) begin
+    \$1824  = ox;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1341  = \$242 [4:0];
+          \$1824  = \$239 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1341  = 5'h1e;
+      \$1824  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1342  = r0;
-    if (take) begin
+    \$1825  = ix0;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1342  = \$250 [2:0];
+          \$1825  = \$242 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1342  = 3'h3;
+      \$1825  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1343  = q0c;
-    if (take) begin
+    \$1826  = r0;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1343  = \$257 [8:0];
+          \$1826  = \$250 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1343  = 9'h1e0;
+      \$1826  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1344  = oy;
-    if (take) begin
+    \$1827  = q0c;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          if (\$265 ) begin
-            \$1344  = \$268 [3:0];
-          end
+          \$1827  = \$257 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1344  = 4'h0;
+      \$1827  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1345  = low;
-    if (take) begin
+    \$1828  = oy;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
@@ -25514,19 +27668,39 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         if (\$235 ) begin
         end else begin
           if (\$265 ) begin
-            \$1345  = \$271 [4:0];
+            \$1828  = \$268 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1345  = 5'h1e;
+      \$1828  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1346  = r_done;
-    if (take) begin
+    \$1829  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$1829  = \$271 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$1829  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1830  = r_done;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
@@ -25535,50 +27709,23 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         end else begin
           if (\$265 ) begin
             if (\$272 ) begin
-              \$1346  = 1'h1;
+              \$1830  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1346  = 1'h0;
+      \$1830  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$1346  = 1'h0;
+      \$1830  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1347  = base_slot;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            (* full_case = 32'd1 *)
-            if (\$272 ) begin
-            end else begin
-              \$1347  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$1347  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$1347  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1348  = base_row;
-    if (take) begin
+    \$1831  = base_slot;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
@@ -25589,228 +27736,255 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$1348  = step_next_row;
+              \$1831  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1348  = step_base_row;
+      \$1831  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$1348  = 11'h360;
+      \$1831  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1349  = iy;
-    if (take) begin
+    \$1832  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$1832  = step_next_row;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$1832  = step_base_row;
+    end
+    if (rst_conv2_window) begin
+      \$1832  = 11'h360;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1833  = iy;
+    if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$274 ) begin
-        \$1349  = \$278 [4:0];
+        \$1833  = \$278 [4:0];
       end else if (\$277 ) begin
-        \$1349  = \$281 [4:0];
+        \$1833  = \$281 [4:0];
       end else begin
-        \$1349  = low;
+        \$1833  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$1349  = 5'h1e;
+      \$1833  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1350  = img_slot;
+    \$1834  = img_slot;
     if (switch) begin
-      \$1350  = step_img_slot;
+      \$1834  = step_img_slot;
     end
     if (rst_conv2_window) begin
-      \$1350  = 4'h0;
+      \$1834  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1351  = img_row;
+    \$1835  = img_row;
     if (switch) begin
-      \$1351  = step_img_row;
+      \$1835  = step_img_row;
     end
     if (rst_conv2_window) begin
-      \$1351  = 11'h000;
+      \$1835  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1352  = w_last;
+    \$1836  = w_last;
     if (write) begin
-      \$1352  = \$284 ;
+      \$1836  = \$284 ;
     end
     if (rst_conv2_window) begin
-      \$1352  = 1'h0;
+      \$1836  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1353  = r_last;
-    if (take) begin
-      \$1353  = \$288 ;
+    \$1837  = r_last;
+    if (take_step) begin
+      \$1837  = \$288 ;
     end
     if (rst_conv2_window) begin
-      \$1353  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1354  = \$319 [5:0];
-    if (rst_conv2_window) begin
-      \$1354  = 6'h02;
+      \$1837  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1355  = \$476 ;
+    \$1838  = \$319 [5:0];
     if (rst_conv2_window) begin
-      \$1355  = 1'h1;
+      \$1838  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1356  = \$484 [4:0];
+    \$1839  = \$476 ;
     if (rst_conv2_window) begin
-      \$1356  = 5'h13;
+      \$1839  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1357  = \$492 [4:0];
+    \$1840  = \$484 [4:0];
     if (rst_conv2_window) begin
-      \$1357  = 5'h12;
+      \$1840  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1358  = \$497 [4:0];
+    \$1841  = \$492 [4:0];
     if (rst_conv2_window) begin
-      \$1358  = 5'h04;
+      \$1841  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1359  = \$505 [3:0];
+    \$1842  = \$497 [4:0];
     if (rst_conv2_window) begin
-      \$1359  = 4'h8;
+      \$1842  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1360  = \$513 [4:0];
+    \$1843  = \$505 [3:0];
     if (rst_conv2_window) begin
-      \$1360  = 5'h17;
+      \$1843  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1361  = \$518 [4:0];
+    \$1844  = \$513 [4:0];
     if (rst_conv2_window) begin
-      \$1361  = 5'h05;
+      \$1844  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1362  = \$758 ;
+    \$1845  = \$518 [4:0];
     if (rst_conv2_window) begin
-      \$1362  = 1'h1;
+      \$1845  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1363  = \$825 ;
+    \$1846  = \$758 ;
     if (rst_conv2_window) begin
-      \$1363  = 1'h0;
+      \$1846  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1364  = \$868 ;
+    \$1847  = \$825 ;
     if (rst_conv2_window) begin
-      \$1364  = 1'h0;
+      \$1847  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1365  = \$907 ;
+    \$1848  = \$868 ;
     if (rst_conv2_window) begin
-      \$1365  = 1'h0;
+      \$1848  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1366  = \$942 ;
+    \$1849  = \$907 ;
     if (rst_conv2_window) begin
-      \$1366  = 1'h0;
+      \$1849  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1367  = \$971 ;
+    \$1850  = \$942 ;
     if (rst_conv2_window) begin
-      \$1367  = 1'h0;
+      \$1850  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1368  = \$1049 ;
+    \$1851  = \$971 ;
     if (rst_conv2_window) begin
-      \$1368  = 1'h1;
+      \$1851  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1369  = \$1074 ;
+    \$1852  = \$1049 ;
     if (rst_conv2_window) begin
-      \$1369  = 1'h1;
+      \$1852  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1370  = \$1099 ;
+    \$1853  = \$1074 ;
     if (rst_conv2_window) begin
-      \$1370  = 1'h1;
+      \$1853  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1371  = \$1127 ;
+    \$1854  = \$1099 ;
     if (rst_conv2_window) begin
-      \$1371  = 1'h0;
+      \$1854  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1372  = \$1159 ;
+    \$1855  = \$1127 ;
     if (rst_conv2_window) begin
-      \$1372  = 1'h0;
+      \$1855  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1373  = \$1193 ;
+    \$1856  = \$1159 ;
     if (rst_conv2_window) begin
-      \$1373  = 1'h0;
+      \$1856  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1374  = \$1231 ;
+    \$1857  = \$1193 ;
     if (rst_conv2_window) begin
-      \$1374  = 1'h0;
+      \$1857  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1375  = \$1306 ;
+    \$1858  = \$1231 ;
     if (rst_conv2_window) begin
-      \$1375  = 1'h0;
+      \$1858  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1859  = \$1306 ;
+    if (rst_conv2_window) begin
+      \$1859  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -25874,6 +28048,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1136  = \$1135 ;
   assign \$1201  = 1'h0;
   assign \$1202  = 1'h0;
+  assign \$1400  = 1'h1;
+  assign \$1464  = \$1437 ;
+  assign \$1516  = \$1504 ;
+  assign \$1642  = 1'h1;
+  assign \$1706  = \$1679 ;
+  assign \$1758  = \$1746 ;
 endmodule
 
 (* generator = "Amaranth" *)
