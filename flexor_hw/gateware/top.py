@@ -6,7 +6,11 @@ from amaranth.lib.wiring import In, Out
 
 from .pipeline import copy_register
 
-__all__ = ["DataflowTop"]
+__all__ = ["DataflowTop", "RESET_GROUP"]
+
+#: Units whose reset copies share one copy of the top's ``rst`` (the reset tree's first
+#: level): consecutive units in stream order, which the placer puts near each other.
+RESET_GROUP = 8
 
 
 class DataflowTop(wiring.Component):
@@ -26,15 +30,18 @@ class DataflowTop(wiring.Component):
         plain bits).
     reset_tree : bool
         Ports ``clk`` and ``rst`` of the top's own, and each unit's reset a register of its
-        own (a copy of ``rst``, :func:`~.pipeline.copy_register`), so the reset net reaches
-        one unit's control registers, not the whole design's (the registered reset of a
-        harness or a board, driving every control register of ResNet-20 across an
-        ECP5-85k, was its longest placed path: 14.1 ns of routing). Each unit runs in a
-        clock domain of its own on ``clk`` (the same signal) with that copy as its reset.
-        Every unit leaves reset on the same edge, a cycle after ``rst`` falls; the top
-        takes and gives no beat while ``rst`` or its own copy is high (``i.ready`` and
-        ``o.valid`` low), so to its ports the reset lasts that cycle longer. Without it, the
-        units run in the ``sync`` domain of whoever instantiates the top.
+        own (:func:`~.pipeline.copy_register`), so the reset net reaches one unit's control
+        registers, not the whole design's (the registered reset of a harness or a board,
+        driving every control register of ResNet-20 across an ECP5-85k, was its longest
+        placed path: 14.1 ns of routing). The copies form a tree of two levels: ``rst``
+        reaches a copy per group of :data:`RESET_GROUP` units in stream order, and each of
+        those its units' copies (``rst`` into all of ResNet-20's 75 units' copies was its
+        longest placed path in turn: 13.0 ns of routing). Each unit runs in a clock domain
+        of its own on ``clk`` (the same signal) with its copy as its reset. Every unit
+        leaves reset on the same edge, two cycles after ``rst`` falls; the top takes and
+        gives no beat while ``rst`` or either of its own two copies is high (``i.ready`` and
+        ``o.valid`` low), so to its ports the reset lasts those two cycles longer. Without
+        it, the units run in the ``sync`` domain of whoever instantiates the top.
     emit : bool
         The reset copies as ``flexor_copy`` instances (Verilog), which Yosys keeps apart;
         else plain registers (Amaranth's simulator).
@@ -66,19 +73,22 @@ class DataflowTop(wiring.Component):
             m.domains.resets = top = ClockDomain("resets", reset_less=True, local=True)
             top.clk = self.clk
 
-            def copy(name):
-                return copy_register(m, self.rst, name, emit=self._emit, domain="resets")
-            held = Signal()         # the units' reset, or its last cycle: no beat in or out
-            m.d.comb += held.eq(self.rst | copy("rst_top"))
+            def copy(value, name):
+                return copy_register(m, value, name, emit=self._emit, domain="resets")
+            held = Signal()     # the units' reset, or its last two cycles: no beat in or out
+            top_1 = copy(self.rst, "rst_top")
+            m.d.comb += held.eq(self.rst | top_1 | copy(top_1, "rst_top_2"))
+            groups = [copy(self.rst, f"rst_g{k}")
+                      for k in range(-(-len(self._units) // RESET_GROUP))]
             cur = stream.Signature(self.i.payload.shape()).flip().create(path=("i_held",))
             m.d.comb += [cur.payload.eq(self.i.payload), cur.valid.eq(self.i.valid & ~held),
                          self.i.ready.eq(cur.ready & ~held)]
-        for name, make in self._units:
+        for k, (name, make) in enumerate(self._units):
             unit = by_name[name] = make()
             if self._tree:
                 domain = ClockDomain(f"d_{name}", local=True)
                 domain.clk = self.clk
-                domain.rst = copy(f"rst_{name}")
+                domain.rst = copy(groups[k // RESET_GROUP], f"rst_{name}")
                 m.domains += domain
                 m.submodules[name] = DomainRenamer({"sync": domain.name})(unit)
             else:

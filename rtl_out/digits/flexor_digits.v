@@ -7,119 +7,123 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
+  wire \$5 ;
   input clk;
   wire clk;
   wire held;
   input [4:0] i__payload;
   wire [4:0] i__payload;
-  wire [4:0] \i__payload$13 ;
-  wire [49:0] \i__payload$16 ;
-  wire [7:0] \i__payload$22 ;
-  wire [79:0] \i__payload$28 ;
-  wire [15:0] \i__payload$34 ;
+  wire [4:0] \i__payload$14 ;
+  wire [49:0] \i__payload$17 ;
+  wire [7:0] \i__payload$23 ;
+  wire [79:0] \i__payload$29 ;
+  wire [15:0] \i__payload$35 ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$15 ;
-  wire \i__ready$21 ;
-  wire \i__ready$27 ;
-  wire \i__ready$33 ;
-  wire \i__ready$39 ;
+  wire \i__ready$16 ;
+  wire \i__ready$22 ;
+  wire \i__ready$28 ;
+  wire \i__ready$34 ;
+  wire \i__ready$40 ;
   input i__valid;
   wire i__valid;
-  wire \i__valid$14 ;
-  wire \i__valid$18 ;
-  wire \i__valid$24 ;
-  wire \i__valid$30 ;
-  wire \i__valid$36 ;
+  wire \i__valid$15 ;
+  wire \i__valid$19 ;
+  wire \i__valid$25 ;
+  wire \i__valid$31 ;
+  wire \i__valid$37 ;
   wire [4:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
-  wire [49:0] \o__payload$17 ;
-  wire [7:0] \o__payload$23 ;
-  wire [79:0] \o__payload$29 ;
-  wire [15:0] \o__payload$35 ;
-  wire [3:0] \o__payload$40 ;
+  wire [49:0] \o__payload$18 ;
+  wire [7:0] \o__payload$24 ;
+  wire [79:0] \o__payload$30 ;
+  wire [15:0] \o__payload$36 ;
+  wire [3:0] \o__payload$41 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$20 ;
-  wire \o__ready$26 ;
-  wire \o__ready$32 ;
-  wire \o__ready$38 ;
-  wire \o__ready$42 ;
+  wire \o__ready$21 ;
+  wire \o__ready$27 ;
+  wire \o__ready$33 ;
+  wire \o__ready$39 ;
+  wire \o__ready$43 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$19 ;
-  wire \o__valid$25 ;
-  wire \o__valid$31 ;
-  wire \o__valid$37 ;
-  wire \o__valid$41 ;
+  wire \o__valid$20 ;
+  wire \o__valid$26 ;
+  wire \o__valid$32 ;
+  wire \o__valid$38 ;
+  wire \o__valid$42 ;
   input rst;
   wire rst;
   wire rst_argmax;
   wire rst_fc1;
   wire rst_fc1_to_fc2;
   wire rst_fc2;
+  wire rst_g0;
   wire rst_input_to_fc1;
   wire rst_top;
+  wire rst_top_2;
   assign \$3  = ~ held;
-  assign o__valid = \o__valid$41  & \$3 ;
+  assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign \o__ready$42  = o__ready & \$4 ;
-  assign held = rst | rst_top;
-  assign \$1  = ~ held;
-  assign i_held__valid = i__valid & \$1 ;
+  assign o__valid = \o__valid$42  & \$4 ;
+  assign \$5  = ~ held;
+  assign \o__ready$43  = o__ready & \$5 ;
+  assign \$1  = rst | rst_top;
+  assign held = \$1  | rst_top_2;
   assign \$2  = ~ held;
-  assign i__ready = i_held__ready & \$2 ;
+  assign i_held__valid = i__valid & \$2 ;
   \flexor_digits.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$34 ),
-    .i__ready(\o__ready$38 ),
-    .i__valid(\i__valid$36 ),
+    .i__payload(\i__payload$35 ),
+    .i__ready(\o__ready$39 ),
+    .i__valid(\i__valid$37 ),
     .o__payload(o__payload),
-    .o__ready(\o__ready$42 ),
-    .o__valid(\o__valid$41 ),
+    .o__ready(\o__ready$43 ),
+    .o__valid(\o__valid$42 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_digits.fc1  fc1 (
     .clk(clk),
-    .i__ready(\o__ready$20 ),
-    .i__valid(\i__valid$18 ),
-    .o__payload(\i__payload$22 ),
-    .\o__ready$122 (\o__ready$26 ),
-    .o__valid(\i__valid$24 ),
+    .i__ready(\o__ready$21 ),
+    .i__valid(\i__valid$19 ),
+    .o__payload(\i__payload$23 ),
+    .\o__ready$122 (\o__ready$27 ),
+    .o__valid(\i__valid$25 ),
     .rst_fc1(rst_fc1),
-    .w_data(\i__payload$16 )
+    .w_data(\i__payload$17 )
   );
   \flexor_digits.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
-    .i__payload(\i__payload$22 ),
-    .i__ready(\o__ready$26 ),
-    .i__valid(\i__valid$24 ),
-    .o__payload(\i__payload$28 ),
-    .o__ready(\o__ready$32 ),
-    .o__valid(\i__valid$30 ),
+    .i__payload(\i__payload$23 ),
+    .i__ready(\o__ready$27 ),
+    .i__valid(\i__valid$25 ),
+    .o__payload(\i__payload$29 ),
+    .o__ready(\o__ready$33 ),
+    .o__valid(\i__valid$31 ),
     .rst_fc1_to_fc2(rst_fc1_to_fc2)
   );
   \flexor_digits.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$32 ),
-    .i__valid(\i__valid$30 ),
-    .o__payload(\i__payload$34 ),
-    .\o__ready$97 (\o__ready$38 ),
-    .o__valid(\i__valid$36 ),
+    .i__ready(\o__ready$33 ),
+    .i__valid(\i__valid$31 ),
+    .o__payload(\i__payload$35 ),
+    .\o__ready$97 (\o__ready$39 ),
+    .o__valid(\i__valid$37 ),
     .rst_fc2(rst_fc2),
-    .w_data(\i__payload$28 )
+    .w_data(\i__payload$29 )
   );
   \flexor_digits.input_to_fc1  input_to_fc1 (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i_held__ready),
     .i__valid(i_held__valid),
-    .o__payload(\i__payload$16 ),
-    .o__ready(\o__ready$20 ),
-    .o__valid(\i__valid$18 ),
+    .o__payload(\i__payload$17 ),
+    .o__ready(\o__ready$21 ),
+    .o__valid(\i__valid$19 ),
     .rst_input_to_fc1(rst_input_to_fc1)
   );
   flexor_copy #(
@@ -127,7 +131,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_argmax_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_argmax)
   );
   flexor_copy #(
@@ -135,7 +139,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_fc1_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_fc1)
   );
   flexor_copy #(
@@ -143,7 +147,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_fc1_to_fc2_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_fc1_to_fc2)
   );
   flexor_copy #(
@@ -151,16 +155,32 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_fc2_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_fc2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_g0_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_g0)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) rst_input_to_fc1_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_input_to_fc1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_top_2_copy (
+    .clk(clk),
+    .d(rst_top),
+    .q(rst_top_2)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -171,22 +191,22 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .q(rst_top)
   );
   assign i_held__payload = i__payload;
-  assign \i__payload$13  = i__payload;
-  assign \i__valid$14  = i_held__valid;
-  assign \i__ready$15  = i_held__ready;
-  assign \o__payload$17  = \i__payload$16 ;
-  assign \o__valid$19  = \i__valid$18 ;
-  assign \i__ready$21  = \o__ready$20 ;
-  assign \o__payload$23  = \i__payload$22 ;
-  assign \o__valid$25  = \i__valid$24 ;
-  assign \i__ready$27  = \o__ready$26 ;
-  assign \o__payload$29  = \i__payload$28 ;
-  assign \o__valid$31  = \i__valid$30 ;
-  assign \i__ready$33  = \o__ready$32 ;
-  assign \o__payload$35  = \i__payload$34 ;
-  assign \o__valid$37  = \i__valid$36 ;
-  assign \i__ready$39  = \o__ready$38 ;
-  assign \o__payload$40  = o__payload;
+  assign \i__payload$14  = i__payload;
+  assign \i__valid$15  = i_held__valid;
+  assign \i__ready$16  = i_held__ready;
+  assign \o__payload$18  = \i__payload$17 ;
+  assign \o__valid$20  = \i__valid$19 ;
+  assign \i__ready$22  = \o__ready$21 ;
+  assign \o__payload$24  = \i__payload$23 ;
+  assign \o__valid$26  = \i__valid$25 ;
+  assign \i__ready$28  = \o__ready$27 ;
+  assign \o__payload$30  = \i__payload$29 ;
+  assign \o__valid$32  = \i__valid$31 ;
+  assign \i__ready$34  = \o__ready$33 ;
+  assign \o__payload$36  = \i__payload$35 ;
+  assign \o__valid$38  = \i__valid$37 ;
+  assign \i__ready$40  = \o__ready$39 ;
+  assign \o__payload$41  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)

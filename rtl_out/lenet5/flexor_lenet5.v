@@ -7,96 +7,97 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
+  wire \$5 ;
   input clk;
   wire clk;
   wire held;
   input [7:0] i__payload;
   wire [7:0] i__payload;
-  wire [7:0] \i__payload$13 ;
-  wire [7:0] \i__payload$16 ;
-  wire [79:0] \i__payload$22 ;
-  wire [7:0] \i__payload$28 ;
-  wire [7:0] \i__payload$34 ;
-  wire [39:0] \i__payload$40 ;
-  wire [479:0] \i__payload$46 ;
-  wire [7:0] \i__payload$52 ;
-  wire [7:0] \i__payload$58 ;
-  wire [7:0] \i__payload$64 ;
-  wire [31:0] \i__payload$70 ;
-  wire [15:0] \i__payload$76 ;
+  wire [7:0] \i__payload$14 ;
+  wire [7:0] \i__payload$17 ;
+  wire [79:0] \i__payload$23 ;
+  wire [7:0] \i__payload$29 ;
+  wire [7:0] \i__payload$35 ;
+  wire [39:0] \i__payload$41 ;
+  wire [479:0] \i__payload$47 ;
+  wire [7:0] \i__payload$53 ;
+  wire [7:0] \i__payload$59 ;
+  wire [7:0] \i__payload$65 ;
+  wire [31:0] \i__payload$71 ;
+  wire [15:0] \i__payload$77 ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$15 ;
-  wire \i__ready$21 ;
-  wire \i__ready$27 ;
-  wire \i__ready$33 ;
-  wire \i__ready$39 ;
-  wire \i__ready$45 ;
-  wire \i__ready$51 ;
-  wire \i__ready$57 ;
-  wire \i__ready$63 ;
-  wire \i__ready$69 ;
-  wire \i__ready$75 ;
-  wire \i__ready$81 ;
+  wire \i__ready$16 ;
+  wire \i__ready$22 ;
+  wire \i__ready$28 ;
+  wire \i__ready$34 ;
+  wire \i__ready$40 ;
+  wire \i__ready$46 ;
+  wire \i__ready$52 ;
+  wire \i__ready$58 ;
+  wire \i__ready$64 ;
+  wire \i__ready$70 ;
+  wire \i__ready$76 ;
+  wire \i__ready$82 ;
   input i__valid;
   wire i__valid;
-  wire \i__valid$14 ;
-  wire \i__valid$18 ;
-  wire \i__valid$24 ;
-  wire \i__valid$30 ;
-  wire \i__valid$36 ;
-  wire \i__valid$42 ;
-  wire \i__valid$48 ;
-  wire \i__valid$54 ;
-  wire \i__valid$60 ;
-  wire \i__valid$66 ;
-  wire \i__valid$72 ;
-  wire \i__valid$78 ;
+  wire \i__valid$15 ;
+  wire \i__valid$19 ;
+  wire \i__valid$25 ;
+  wire \i__valid$31 ;
+  wire \i__valid$37 ;
+  wire \i__valid$43 ;
+  wire \i__valid$49 ;
+  wire \i__valid$55 ;
+  wire \i__valid$61 ;
+  wire \i__valid$67 ;
+  wire \i__valid$73 ;
+  wire \i__valid$79 ;
   wire [7:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
-  wire [7:0] \o__payload$17 ;
-  wire [79:0] \o__payload$23 ;
-  wire [7:0] \o__payload$29 ;
-  wire [7:0] \o__payload$35 ;
-  wire [39:0] \o__payload$41 ;
-  wire [479:0] \o__payload$47 ;
-  wire [7:0] \o__payload$53 ;
-  wire [7:0] \o__payload$59 ;
-  wire [7:0] \o__payload$65 ;
-  wire [31:0] \o__payload$71 ;
-  wire [15:0] \o__payload$77 ;
-  wire [3:0] \o__payload$82 ;
+  wire [7:0] \o__payload$18 ;
+  wire [79:0] \o__payload$24 ;
+  wire [7:0] \o__payload$30 ;
+  wire [7:0] \o__payload$36 ;
+  wire [39:0] \o__payload$42 ;
+  wire [479:0] \o__payload$48 ;
+  wire [7:0] \o__payload$54 ;
+  wire [7:0] \o__payload$60 ;
+  wire [7:0] \o__payload$66 ;
+  wire [31:0] \o__payload$72 ;
+  wire [15:0] \o__payload$78 ;
+  wire [3:0] \o__payload$83 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$20 ;
-  wire \o__ready$26 ;
-  wire \o__ready$32 ;
-  wire \o__ready$38 ;
-  wire \o__ready$44 ;
-  wire \o__ready$50 ;
-  wire \o__ready$56 ;
-  wire \o__ready$62 ;
-  wire \o__ready$68 ;
-  wire \o__ready$74 ;
-  wire \o__ready$80 ;
-  wire \o__ready$84 ;
+  wire \o__ready$21 ;
+  wire \o__ready$27 ;
+  wire \o__ready$33 ;
+  wire \o__ready$39 ;
+  wire \o__ready$45 ;
+  wire \o__ready$51 ;
+  wire \o__ready$57 ;
+  wire \o__ready$63 ;
+  wire \o__ready$69 ;
+  wire \o__ready$75 ;
+  wire \o__ready$81 ;
+  wire \o__ready$85 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$19 ;
-  wire \o__valid$25 ;
-  wire \o__valid$31 ;
-  wire \o__valid$37 ;
-  wire \o__valid$43 ;
-  wire \o__valid$49 ;
-  wire \o__valid$55 ;
-  wire \o__valid$61 ;
-  wire \o__valid$67 ;
-  wire \o__valid$73 ;
-  wire \o__valid$79 ;
-  wire \o__valid$83 ;
+  wire \o__valid$20 ;
+  wire \o__valid$26 ;
+  wire \o__valid$32 ;
+  wire \o__valid$38 ;
+  wire \o__valid$44 ;
+  wire \o__valid$50 ;
+  wire \o__valid$56 ;
+  wire \o__valid$62 ;
+  wire \o__valid$68 ;
+  wire \o__valid$74 ;
+  wire \o__valid$80 ;
+  wire \o__valid$84 ;
   input rst;
   wire rst;
   wire rst_argmax;
@@ -109,136 +110,140 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst_fc1;
   wire rst_fc1_to_fc2;
   wire rst_fc2;
+  wire rst_g0;
+  wire rst_g1;
   wire rst_pool1;
   wire rst_pool2;
   wire rst_top;
+  wire rst_top_2;
   assign \$3  = ~ held;
-  assign o__valid = \o__valid$83  & \$3 ;
+  assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign \o__ready$84  = o__ready & \$4 ;
-  assign held = rst | rst_top;
-  assign \$1  = ~ held;
-  assign i_held__valid = i__valid & \$1 ;
+  assign o__valid = \o__valid$84  & \$4 ;
+  assign \$5  = ~ held;
+  assign \o__ready$85  = o__ready & \$5 ;
+  assign \$1  = rst | rst_top;
+  assign held = \$1  | rst_top_2;
   assign \$2  = ~ held;
-  assign i__ready = i_held__ready & \$2 ;
+  assign i_held__valid = i__valid & \$2 ;
   \flexor_lenet5.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$76 ),
-    .i__ready(\o__ready$80 ),
-    .i__valid(\i__valid$78 ),
+    .i__payload(\i__payload$77 ),
+    .i__ready(\o__ready$81 ),
+    .i__valid(\i__valid$79 ),
     .o__payload(o__payload),
-    .o__ready(\o__ready$84 ),
-    .o__valid(\o__valid$83 ),
+    .o__ready(\o__ready$85 ),
+    .o__valid(\o__valid$84 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_lenet5.conv1  conv1 (
     .clk(clk),
-    .i__ready(\o__ready$26 ),
-    .i__valid(\i__valid$24 ),
-    .o__payload(\i__payload$28 ),
-    .\o__ready$129 (\o__ready$32 ),
-    .\o__valid$131 (\i__valid$30 ),
+    .i__ready(\o__ready$27 ),
+    .i__valid(\i__valid$25 ),
+    .o__payload(\i__payload$29 ),
+    .\o__ready$129 (\o__ready$33 ),
+    .\o__valid$131 (\i__valid$31 ),
     .rst_conv1(rst_conv1),
-    .w_data(\i__payload$22 )
+    .w_data(\i__payload$23 )
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i_held__ready),
     .i__valid(i_held__valid),
-    .o__payload(\i__payload$16 ),
-    .\o__ready$24 (\o__ready$20 ),
-    .\o__valid$26 (\i__valid$18 ),
+    .o__payload(\i__payload$17 ),
+    .\o__ready$24 (\o__ready$21 ),
+    .\o__valid$26 (\i__valid$19 ),
     .rst_conv1_window(rst_conv1_window)
   );
   \flexor_lenet5.conv1_window_to_conv1  conv1_window_to_conv1 (
     .clk(clk),
-    .i__payload(\i__payload$16 ),
-    .i__ready(\o__ready$20 ),
-    .i__valid(\i__valid$18 ),
-    .o__payload(\i__payload$22 ),
-    .o__ready(\o__ready$26 ),
-    .o__valid(\i__valid$24 ),
+    .i__payload(\i__payload$17 ),
+    .i__ready(\o__ready$21 ),
+    .i__valid(\i__valid$19 ),
+    .o__payload(\i__payload$23 ),
+    .o__ready(\o__ready$27 ),
+    .o__valid(\i__valid$25 ),
     .rst_conv1_window_to_conv1(rst_conv1_window_to_conv1)
   );
   \flexor_lenet5.conv2  conv2 (
     .clk(clk),
-    .i__ready(\o__ready$50 ),
-    .i__valid(\i__valid$48 ),
-    .o__payload(\i__payload$52 ),
-    .\o__ready$842 (\o__ready$56 ),
-    .o__valid(\i__valid$54 ),
+    .i__ready(\o__ready$51 ),
+    .i__valid(\i__valid$49 ),
+    .o__payload(\i__payload$53 ),
+    .\o__ready$842 (\o__ready$57 ),
+    .o__valid(\i__valid$55 ),
     .rst_conv2(rst_conv2),
-    .w_data(\i__payload$46 )
+    .w_data(\i__payload$47 )
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .i__payload(\i__payload$34 ),
-    .i__ready(\o__ready$38 ),
-    .i__valid(\i__valid$36 ),
-    .o__payload(\i__payload$40 ),
-    .\o__ready$45 (\o__ready$44 ),
-    .\o__valid$47 (\i__valid$42 ),
+    .i__payload(\i__payload$35 ),
+    .i__ready(\o__ready$39 ),
+    .i__valid(\i__valid$37 ),
+    .o__payload(\i__payload$41 ),
+    .\o__ready$45 (\o__ready$45 ),
+    .\o__valid$47 (\i__valid$43 ),
     .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
     .clk(clk),
-    .i__payload(\i__payload$40 ),
-    .i__ready(\o__ready$44 ),
-    .i__valid(\i__valid$42 ),
-    .o__payload(\i__payload$46 ),
-    .o__ready(\o__ready$50 ),
-    .o__valid(\i__valid$48 ),
+    .i__payload(\i__payload$41 ),
+    .i__ready(\o__ready$45 ),
+    .i__valid(\i__valid$43 ),
+    .o__payload(\i__payload$47 ),
+    .o__ready(\o__ready$51 ),
+    .o__valid(\i__valid$49 ),
     .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
   );
   \flexor_lenet5.fc1  fc1 (
     .clk(clk),
-    .i__payload(\i__payload$58 ),
-    .i__ready(\o__ready$62 ),
-    .i__valid(\i__valid$60 ),
-    .o__payload(\i__payload$64 ),
-    .\o__ready$192 (\o__ready$68 ),
-    .o__valid(\i__valid$66 ),
+    .i__payload(\i__payload$59 ),
+    .i__ready(\o__ready$63 ),
+    .i__valid(\i__valid$61 ),
+    .o__payload(\i__payload$65 ),
+    .\o__ready$192 (\o__ready$69 ),
+    .o__valid(\i__valid$67 ),
     .rst_fc1(rst_fc1)
   );
   \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
-    .i__payload(\i__payload$64 ),
-    .i__ready(\o__ready$68 ),
-    .i__valid(\i__valid$66 ),
-    .o__payload(\i__payload$70 ),
-    .o__ready(\o__ready$74 ),
-    .o__valid(\i__valid$72 ),
+    .i__payload(\i__payload$65 ),
+    .i__ready(\o__ready$69 ),
+    .i__valid(\i__valid$67 ),
+    .o__payload(\i__payload$71 ),
+    .o__ready(\o__ready$75 ),
+    .o__valid(\i__valid$73 ),
     .rst_fc1_to_fc2(rst_fc1_to_fc2)
   );
   \flexor_lenet5.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$74 ),
-    .i__valid(\i__valid$72 ),
-    .o__payload(\i__payload$76 ),
-    .\o__ready$70 (\o__ready$80 ),
-    .o__valid(\i__valid$78 ),
+    .i__ready(\o__ready$75 ),
+    .i__valid(\i__valid$73 ),
+    .o__payload(\i__payload$77 ),
+    .\o__ready$70 (\o__ready$81 ),
+    .o__valid(\i__valid$79 ),
     .rst_fc2(rst_fc2),
-    .w_data(\i__payload$70 )
+    .w_data(\i__payload$71 )
   );
   \flexor_lenet5.pool1  pool1 (
     .clk(clk),
-    .i__payload(\i__payload$28 ),
-    .i__ready(\o__ready$32 ),
-    .i__valid(\i__valid$30 ),
-    .o__payload(\i__payload$34 ),
-    .o__valid(\i__valid$36 ),
-    .r_en(\o__ready$38 ),
+    .i__payload(\i__payload$29 ),
+    .i__ready(\o__ready$33 ),
+    .i__valid(\i__valid$31 ),
+    .o__payload(\i__payload$35 ),
+    .o__valid(\i__valid$37 ),
+    .r_en(\o__ready$39 ),
     .rst_pool1(rst_pool1)
   );
   \flexor_lenet5.pool2  pool2 (
     .clk(clk),
-    .i__payload(\i__payload$52 ),
-    .i__ready(\o__ready$56 ),
-    .i__valid(\i__valid$54 ),
-    .o__payload(\i__payload$58 ),
-    .o__valid(\i__valid$60 ),
-    .r_en(\o__ready$62 ),
+    .i__payload(\i__payload$53 ),
+    .i__ready(\o__ready$57 ),
+    .i__valid(\i__valid$55 ),
+    .o__payload(\i__payload$59 ),
+    .o__valid(\i__valid$61 ),
+    .r_en(\o__ready$63 ),
     .rst_pool2(rst_pool2)
   );
   flexor_copy #(
@@ -246,7 +251,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_argmax_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g1),
     .q(rst_argmax)
   );
   flexor_copy #(
@@ -254,7 +259,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_conv1_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_conv1)
   );
   flexor_copy #(
@@ -262,7 +267,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_conv1_window_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_conv1_window)
   );
   flexor_copy #(
@@ -270,7 +275,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_conv1_window_to_conv1_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_conv1_window_to_conv1)
   );
   flexor_copy #(
@@ -278,7 +283,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_conv2_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_conv2)
   );
   flexor_copy #(
@@ -286,7 +291,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_conv2_window_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_conv2_window)
   );
   flexor_copy #(
@@ -294,7 +299,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_conv2_window_to_conv2_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_conv2_window_to_conv2)
   );
   flexor_copy #(
@@ -302,7 +307,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_fc1_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g1),
     .q(rst_fc1)
   );
   flexor_copy #(
@@ -310,7 +315,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_fc1_to_fc2_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g1),
     .q(rst_fc1_to_fc2)
   );
   flexor_copy #(
@@ -318,15 +323,31 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_fc2_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g1),
     .q(rst_fc2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_g0_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_g0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_g1_copy (
+    .clk(clk),
+    .d(rst),
+    .q(rst_g1)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) rst_pool1_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_pool1)
   );
   flexor_copy #(
@@ -334,8 +355,16 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_pool2_copy (
     .clk(clk),
-    .d(rst),
+    .d(rst_g0),
     .q(rst_pool2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_top_2_copy (
+    .clk(clk),
+    .d(rst_top),
+    .q(rst_top_2)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -346,43 +375,43 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .q(rst_top)
   );
   assign i_held__payload = i__payload;
-  assign \i__payload$13  = i__payload;
-  assign \i__valid$14  = i_held__valid;
-  assign \i__ready$15  = i_held__ready;
-  assign \o__payload$17  = \i__payload$16 ;
-  assign \o__valid$19  = \i__valid$18 ;
-  assign \i__ready$21  = \o__ready$20 ;
-  assign \o__payload$23  = \i__payload$22 ;
-  assign \o__valid$25  = \i__valid$24 ;
-  assign \i__ready$27  = \o__ready$26 ;
-  assign \o__payload$29  = \i__payload$28 ;
-  assign \o__valid$31  = \i__valid$30 ;
-  assign \i__ready$33  = \o__ready$32 ;
-  assign \o__payload$35  = \i__payload$34 ;
-  assign \o__valid$37  = \i__valid$36 ;
-  assign \i__ready$39  = \o__ready$38 ;
-  assign \o__payload$41  = \i__payload$40 ;
-  assign \o__valid$43  = \i__valid$42 ;
-  assign \i__ready$45  = \o__ready$44 ;
-  assign \o__payload$47  = \i__payload$46 ;
-  assign \o__valid$49  = \i__valid$48 ;
-  assign \i__ready$51  = \o__ready$50 ;
-  assign \o__payload$53  = \i__payload$52 ;
-  assign \o__valid$55  = \i__valid$54 ;
-  assign \i__ready$57  = \o__ready$56 ;
-  assign \o__payload$59  = \i__payload$58 ;
-  assign \o__valid$61  = \i__valid$60 ;
-  assign \i__ready$63  = \o__ready$62 ;
-  assign \o__payload$65  = \i__payload$64 ;
-  assign \o__valid$67  = \i__valid$66 ;
-  assign \i__ready$69  = \o__ready$68 ;
-  assign \o__payload$71  = \i__payload$70 ;
-  assign \o__valid$73  = \i__valid$72 ;
-  assign \i__ready$75  = \o__ready$74 ;
-  assign \o__payload$77  = \i__payload$76 ;
-  assign \o__valid$79  = \i__valid$78 ;
-  assign \i__ready$81  = \o__ready$80 ;
-  assign \o__payload$82  = o__payload;
+  assign \i__payload$14  = i__payload;
+  assign \i__valid$15  = i_held__valid;
+  assign \i__ready$16  = i_held__ready;
+  assign \o__payload$18  = \i__payload$17 ;
+  assign \o__valid$20  = \i__valid$19 ;
+  assign \i__ready$22  = \o__ready$21 ;
+  assign \o__payload$24  = \i__payload$23 ;
+  assign \o__valid$26  = \i__valid$25 ;
+  assign \i__ready$28  = \o__ready$27 ;
+  assign \o__payload$30  = \i__payload$29 ;
+  assign \o__valid$32  = \i__valid$31 ;
+  assign \i__ready$34  = \o__ready$33 ;
+  assign \o__payload$36  = \i__payload$35 ;
+  assign \o__valid$38  = \i__valid$37 ;
+  assign \i__ready$40  = \o__ready$39 ;
+  assign \o__payload$42  = \i__payload$41 ;
+  assign \o__valid$44  = \i__valid$43 ;
+  assign \i__ready$46  = \o__ready$45 ;
+  assign \o__payload$48  = \i__payload$47 ;
+  assign \o__valid$50  = \i__valid$49 ;
+  assign \i__ready$52  = \o__ready$51 ;
+  assign \o__payload$54  = \i__payload$53 ;
+  assign \o__valid$56  = \i__valid$55 ;
+  assign \i__ready$58  = \o__ready$57 ;
+  assign \o__payload$60  = \i__payload$59 ;
+  assign \o__valid$62  = \i__valid$61 ;
+  assign \i__ready$64  = \o__ready$63 ;
+  assign \o__payload$66  = \i__payload$65 ;
+  assign \o__valid$68  = \i__valid$67 ;
+  assign \i__ready$70  = \o__ready$69 ;
+  assign \o__payload$72  = \i__payload$71 ;
+  assign \o__valid$74  = \i__valid$73 ;
+  assign \i__ready$76  = \o__ready$75 ;
+  assign \o__payload$78  = \i__payload$77 ;
+  assign \o__valid$80  = \i__valid$79 ;
+  assign \i__ready$82  = \o__ready$81 ;
+  assign \o__payload$83  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13399,9 +13428,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .clk(clk),
     .data(\data$965 ),
     .o__ready(step),
-    .\port$5997$0 (\$484 ),
-    .\port$6003$0 (\$485 ),
-    .\port$6009$0 (\$486 ),
+    .\port$6001$0 (\$484 ),
+    .\port$6007$0 (\$485 ),
+    .\port$6013$0 (\$486 ),
     .raddr(\addr$966 ),
     .rst_conv2(rst_conv2)
   );
@@ -17412,7 +17441,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$5997$0 , \port$6003$0 , \port$6009$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6001$0 , \port$6007$0 , \port$6013$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -17559,12 +17588,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$5997$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$5997$0 ;
-  wire [63:0] \port$5997$0 ;
-  output [63:0] \port$6003$0 ;
-  wire [63:0] \port$6003$0 ;
-  output [63:0] \port$6009$0 ;
-  wire [63:0] \port$6009$0 ;
+  output [63:0] \port$6001$0 ;
+  wire [63:0] \port$6001$0 ;
+  output [63:0] \port$6007$0 ;
+  wire [63:0] \port$6007$0 ;
+  output [63:0] \port$6013$0 ;
+  wire [63:0] \port$6013$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -17889,9 +17918,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$5997$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$5997$0  = \$81 ;
-  assign \port$6003$0  = \$87 ;
-  assign \port$6009$0  = \$93 ;
+  assign \port$6001$0  = \$81 ;
+  assign \port$6007$0  = \$87 ;
+  assign \port$6013$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)

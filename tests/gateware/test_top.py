@@ -7,6 +7,7 @@ import pytest
 
 from flexor_hw.build import hardware_top, plan_hardware
 from flexor_hw.errors import BuildError
+from flexor_hw.gateware.top import RESET_GROUP
 from flexor_hw.golden import run_int
 from flexor_hw.simulate import run_stream
 from flexor_hw.synthetic import random_graph
@@ -212,8 +213,10 @@ def test_reset_tree_top_resets_every_unit_mid_image(spec, shape, stall):
 
 
 def test_reset_tree_reaches_each_unit_through_a_register_of_its_own(tmp_path):
-    """In the emitted Verilog the top's ``rst`` goes into one register per unit and one for
-    the top's ports, and each unit's logic is reset by its own register alone."""
+    """In the emitted Verilog the top's ``rst`` goes into one register per group of
+    ``RESET_GROUP`` units and two in a row for the top's ports; each group's register into
+    a register per unit of its group, in stream order, and each unit's logic is reset by its
+    own register alone."""
     import re
     from flexor_hw.build import _unit_name, build
     from flexor_hw.package import save
@@ -225,11 +228,16 @@ def test_reset_tree_reaches_each_unit_through_a_register_of_its_own(tmp_path):
     modules = text.split("\nmodule ")
     body = modules[1].split(";", 1)[1]                  # the top module, after its header
     names = [n["modules"][0] for n in manifest["nodes"]]
-    copies = re.findall(r"\) (rst_\w+)_copy \(\s*\.clk\(clk\),\s*\.d\(rst\),", body)
-    assert sorted(copies) == sorted([f"rst_{n}" for n in names] + ["rst_top"])
+    copies = dict(re.findall(r"\) (rst_\w+)_copy \(\s*\.clk\(clk\),\s*\.d\((\w+)\),", body))
+    groups = [f"rst_g{k}" for k in range(-(-len(names) // RESET_GROUP))]
+    assert len(groups) >= 2                             # the test's network has two levels
+    assert copies == {"rst_top": "rst", "rst_top_2": "rst_top", **{g: "rst" for g in groups},
+                      **{f"rst_{n}": groups[k // RESET_GROUP] for k, n in enumerate(names)}}
     uses = [line for line in body.splitlines() if re.search(r"\brst\b", line)
             and not re.search(r"^\s*(input|wire|\.d\()", line)]
-    assert uses == ["  assign held = rst | rst_top;"], uses
+    assert len(uses) == 1 and re.fullmatch(r"  assign (\S+)\s+= rst \| rst_top;", uses[0]), uses
+    term = re.fullmatch(r"  assign (\S+)\s+= rst \| rst_top;", uses[0]).group(1)
+    assert f"  assign held = {term}  | rst_top_2;" in body.splitlines()
     for n in names:
         unit = next(t for t in modules if t.startswith(f"\\{manifest['top']}.{n} "))
         assert re.search(rf"\brst_{n}\b", unit.split(";", 1)[0])       # a port of the unit
