@@ -591,15 +591,18 @@ class ResidualAdd(Stage):
         return self.skip_beats
 
     def latency(self):
-        return 5            # four registered stages and the FIFO's head
+        from ..gateware.add import ResidualAdd
+        return ResidualAdd.STAGES + 1           # the registered stages and the FIFO's head
 
     def estimate(self):
-        # the products' registers in the fabric (after the multipliers) beside the fixed cost
+        # the products' and their sum's registers in the fabric (after the multipliers)
+        # beside the fixed cost
         from amaranth.hdl import Const, Signal
         est = super().estimate()
         k = self.consts
-        products = ((Signal(self.x_shape) * Const(k.A_a)).shape().width
-                    + (Signal(int_shape(*self.skip_range)) * Const(k.A_b)).shape().width)
+        pa = Signal(self.x_shape) * Const(k.A_a)
+        pb = Signal(int_shape(*self.skip_range)) * Const(k.A_b)
+        products = pa.shape().width + pb.shape().width + (pa + pb).shape().width   # and sum
         return dict(est, ffs=est["ffs"] + products)
 
     def describe(self):

@@ -68,9 +68,10 @@ class _Pair(wiring.Component):
 
 
 def test_residual_add_keeps_a_beat_a_cycle_and_its_ready_off_the_output():
-    """Unstalled, a beat a cycle goes in and, 4 cycles later, a beat a cycle comes out; with
-    the output stalled the inputs are still taken until the FIFO's places are reserved (the
-    inputs' ready does not follow the output's ready in the same cycle)."""
+    """Unstalled, a beat a cycle goes in and, ``STAGES`` + 1 cycles later, a beat a cycle
+    comes out; with the output stalled the inputs are still taken until the FIFO's places
+    are reserved (the inputs' ready does not follow the output's ready in the same
+    cycle)."""
     from amaranth.sim import Simulator
     dut = ResidualAdd(signed(9), 8, signed(9), 3, 5, 2, -256, 255)
     n, trace = 24, []
@@ -108,8 +109,9 @@ def test_residual_add_keeps_a_beat_a_cycle_and_its_ready_off_the_output():
     taken = [t for t, _, _ in trace[:-1]]
     valid = [v for _, v, _ in trace[:-1]]
     assert all(taken)                                   # never refused, unstalled
-    assert valid[:5] == [0] * 5 and all(valid[5:])      # out 5 cycles after in, then each cycle
-    assert [o for _, v, o in trace[5:n + 5]] == \
+    lat = ResidualAdd.STAGES + 1                        # the stages, then the FIFO's head
+    assert valid[:lat] == [0] * lat and all(valid[lat:])    # out lat cycles after in, then
+    assert [o for _, v, o in trace[lat:n + lat]] == \
         [max(-256, min(255, (3 * (t % 200) + 5 * ((3 * t) % 200) + 2) >> 2)) for t in range(n)]
     takes, last_ready, drained = trace[-1]
     assert takes >= 1 and last_ready == 0   # taken as the output stalls, until all reserved
