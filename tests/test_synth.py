@@ -72,14 +72,16 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     late = report["late_endpoints"]     # from nextpnr's detailed timing report
     assert late["period_ns"] == pytest.approx(1000 / 50)
     assert all(e["arrival_ns"] > late["period_ns"] for e in late["endpoints"])
-    # the critical path ends at a register input that data reach one pin's setup before its
-    # delay (an iCE40 clock enable's is 0.8 ns more than a data input's); other inputs can be
-    # reached later through the design's unregistered input ports, which nextpnr leaves
-    # untimed: the late endpoints are an upper bound
+    # the critical path ends at a logic cell whose inputs data reach within a pin's delay of
+    # it (an iCE40 clock enable's setup is 0.8 ns more than a data input's; where the cell's
+    # LUT drives its flip-flop, nextpnr's critical path may end through one LUT input while
+    # another is reached up to a LUT's delay, 0.4 ns, later); other inputs can be reached
+    # later through the design's unregistered input ports, which nextpnr leaves untimed:
+    # the late endpoints are an upper bound
     pnr = json.loads((tmp_path / "wd" / "pnr.json").read_text())
     near = late_endpoints(pnr, cp["delay_ns"] - 1.0, top=10 ** 6)
     ends = [e for e in near["endpoints"] if e["cell"] == cp["to"]]
-    assert ends and all(e["arrival_ns"] <= cp["delay_ns"] + 0.02 for e in ends)
+    assert ends and all(e["arrival_ns"] <= cp["delay_ns"] + 0.4 for e in ends)
 
 
 @pytest.mark.synth

@@ -8,54 +8,58 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
   input clk;
   wire clk;
+  wire gate_in;
+  wire gate_out;
   wire held;
   input [4:0] i__payload;
   wire [4:0] i__payload;
-  wire [4:0] \i__payload$14 ;
-  wire [49:0] \i__payload$17 ;
-  wire [7:0] \i__payload$23 ;
-  wire [79:0] \i__payload$29 ;
-  wire [15:0] \i__payload$35 ;
+  wire [4:0] \i__payload$15 ;
+  wire [49:0] \i__payload$18 ;
+  wire [7:0] \i__payload$24 ;
+  wire [79:0] \i__payload$30 ;
+  wire [15:0] \i__payload$36 ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$16 ;
-  wire \i__ready$22 ;
-  wire \i__ready$28 ;
-  wire \i__ready$34 ;
-  wire \i__ready$40 ;
+  wire \i__ready$17 ;
+  wire \i__ready$23 ;
+  wire \i__ready$29 ;
+  wire \i__ready$35 ;
+  wire \i__ready$41 ;
   input i__valid;
   wire i__valid;
-  wire \i__valid$15 ;
-  wire \i__valid$19 ;
-  wire \i__valid$25 ;
-  wire \i__valid$31 ;
-  wire \i__valid$37 ;
+  wire \i__valid$16 ;
+  wire \i__valid$20 ;
+  wire \i__valid$26 ;
+  wire \i__valid$32 ;
+  wire \i__valid$38 ;
   wire [4:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
-  wire [49:0] \o__payload$18 ;
-  wire [7:0] \o__payload$24 ;
-  wire [79:0] \o__payload$30 ;
-  wire [15:0] \o__payload$36 ;
-  wire [3:0] \o__payload$41 ;
+  wire [49:0] \o__payload$19 ;
+  wire [7:0] \o__payload$25 ;
+  wire [79:0] \o__payload$31 ;
+  wire [15:0] \o__payload$37 ;
+  wire [3:0] \o__payload$42 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$21 ;
-  wire \o__ready$27 ;
-  wire \o__ready$33 ;
-  wire \o__ready$39 ;
-  wire \o__ready$43 ;
+  wire \o__ready$22 ;
+  wire \o__ready$28 ;
+  wire \o__ready$34 ;
+  wire \o__ready$40 ;
+  wire \o__ready$44 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$20 ;
-  wire \o__valid$26 ;
-  wire \o__valid$32 ;
-  wire \o__valid$38 ;
-  wire \o__valid$42 ;
+  wire \o__valid$21 ;
+  wire \o__valid$27 ;
+  wire \o__valid$33 ;
+  wire \o__valid$39 ;
+  wire \o__valid$43 ;
   input rst;
   wire rst;
   wire rst_argmax;
@@ -66,64 +70,82 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst_input_to_fc1;
   wire rst_top;
   wire rst_top_2;
+  assign \$2  = ~ gate_in;
+  assign i_held__valid = i__valid & \$2 ;
   assign \$3  = ~ held;
   assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign o__valid = \o__valid$42  & \$4 ;
-  assign \$5  = ~ held;
-  assign \o__ready$43  = o__ready & \$5 ;
+  assign o__valid = \o__valid$43  & \$4 ;
+  assign \$5  = ~ gate_out;
+  assign \o__ready$44  = o__ready & \$5 ;
+  assign \$6  = rst | rst_top;
+  assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
   assign held = \$1  | rst_top_2;
-  assign \$2  = ~ held;
-  assign i_held__valid = i__valid & \$2 ;
   \flexor_digits.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$35 ),
-    .i__ready(\o__ready$39 ),
-    .i__valid(\i__valid$37 ),
+    .i__payload(\i__payload$36 ),
+    .i__ready(\o__ready$40 ),
+    .i__valid(\i__valid$38 ),
     .o__payload(o__payload),
-    .o__ready(\o__ready$43 ),
-    .o__valid(\o__valid$42 ),
+    .o__ready(\o__ready$44 ),
+    .o__valid(\o__valid$43 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_digits.fc1  fc1 (
     .clk(clk),
-    .i__ready(\o__ready$21 ),
-    .i__valid(\i__valid$19 ),
-    .o__payload(\i__payload$23 ),
-    .\o__ready$122 (\o__ready$27 ),
-    .o__valid(\i__valid$25 ),
+    .i__ready(\o__ready$22 ),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\i__payload$24 ),
+    .\o__ready$122 (\o__ready$28 ),
+    .o__valid(\i__valid$26 ),
     .rst_fc1(rst_fc1),
-    .w_data(\i__payload$17 )
+    .w_data(\i__payload$18 )
   );
   \flexor_digits.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
-    .i__payload(\i__payload$23 ),
-    .i__ready(\o__ready$27 ),
-    .i__valid(\i__valid$25 ),
-    .o__payload(\i__payload$29 ),
-    .o__ready(\o__ready$33 ),
-    .o__valid(\i__valid$31 ),
+    .i__payload(\i__payload$24 ),
+    .i__ready(\o__ready$28 ),
+    .i__valid(\i__valid$26 ),
+    .o__payload(\i__payload$30 ),
+    .o__ready(\o__ready$34 ),
+    .o__valid(\i__valid$32 ),
     .rst_fc1_to_fc2(rst_fc1_to_fc2)
   );
   \flexor_digits.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$33 ),
-    .i__valid(\i__valid$31 ),
-    .o__payload(\i__payload$35 ),
-    .\o__ready$97 (\o__ready$39 ),
-    .o__valid(\i__valid$37 ),
+    .i__ready(\o__ready$34 ),
+    .i__valid(\i__valid$32 ),
+    .o__payload(\i__payload$36 ),
+    .\o__ready$97 (\o__ready$40 ),
+    .o__valid(\i__valid$38 ),
     .rst_fc2(rst_fc2),
-    .w_data(\i__payload$29 )
+    .w_data(\i__payload$30 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) gate_in_copy (
+    .clk(clk),
+    .d(\$6 ),
+    .q(gate_in)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) gate_out_copy (
+    .clk(clk),
+    .d(\$7 ),
+    .q(gate_out)
   );
   \flexor_digits.input_to_fc1  input_to_fc1 (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i_held__ready),
     .i__valid(i_held__valid),
-    .o__payload(\i__payload$17 ),
-    .o__ready(\o__ready$21 ),
-    .o__valid(\i__valid$19 ),
+    .o__payload(\i__payload$18 ),
+    .o__ready(\o__ready$22 ),
+    .o__valid(\i__valid$20 ),
     .rst_input_to_fc1(rst_input_to_fc1)
   );
   flexor_copy #(
@@ -191,22 +213,22 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .q(rst_top)
   );
   assign i_held__payload = i__payload;
-  assign \i__payload$14  = i__payload;
-  assign \i__valid$15  = i_held__valid;
-  assign \i__ready$16  = i_held__ready;
-  assign \o__payload$18  = \i__payload$17 ;
-  assign \o__valid$20  = \i__valid$19 ;
-  assign \i__ready$22  = \o__ready$21 ;
-  assign \o__payload$24  = \i__payload$23 ;
-  assign \o__valid$26  = \i__valid$25 ;
-  assign \i__ready$28  = \o__ready$27 ;
-  assign \o__payload$30  = \i__payload$29 ;
-  assign \o__valid$32  = \i__valid$31 ;
-  assign \i__ready$34  = \o__ready$33 ;
-  assign \o__payload$36  = \i__payload$35 ;
-  assign \o__valid$38  = \i__valid$37 ;
-  assign \i__ready$40  = \o__ready$39 ;
-  assign \o__payload$41  = o__payload;
+  assign \i__payload$15  = i__payload;
+  assign \i__valid$16  = i_held__valid;
+  assign \i__ready$17  = i_held__ready;
+  assign \o__payload$19  = \i__payload$18 ;
+  assign \o__valid$21  = \i__valid$20 ;
+  assign \i__ready$23  = \o__ready$22 ;
+  assign \o__payload$25  = \i__payload$24 ;
+  assign \o__valid$27  = \i__valid$26 ;
+  assign \i__ready$29  = \o__ready$28 ;
+  assign \o__payload$31  = \i__payload$30 ;
+  assign \o__valid$33  = \i__valid$32 ;
+  assign \i__ready$35  = \o__ready$34 ;
+  assign \o__payload$37  = \i__payload$36 ;
+  assign \o__valid$39  = \i__valid$38 ;
+  assign \i__ready$41  = \o__ready$40 ;
+  assign \o__payload$42  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -8,96 +8,100 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
   input clk;
   wire clk;
+  wire gate_in;
+  wire gate_out;
   wire held;
   input [7:0] i__payload;
   wire [7:0] i__payload;
-  wire [7:0] \i__payload$14 ;
-  wire [7:0] \i__payload$17 ;
-  wire [79:0] \i__payload$23 ;
-  wire [7:0] \i__payload$29 ;
-  wire [7:0] \i__payload$35 ;
-  wire [39:0] \i__payload$41 ;
-  wire [479:0] \i__payload$47 ;
-  wire [7:0] \i__payload$53 ;
-  wire [7:0] \i__payload$59 ;
-  wire [7:0] \i__payload$65 ;
-  wire [31:0] \i__payload$71 ;
-  wire [15:0] \i__payload$77 ;
+  wire [7:0] \i__payload$15 ;
+  wire [7:0] \i__payload$18 ;
+  wire [79:0] \i__payload$24 ;
+  wire [7:0] \i__payload$30 ;
+  wire [7:0] \i__payload$36 ;
+  wire [39:0] \i__payload$42 ;
+  wire [479:0] \i__payload$48 ;
+  wire [7:0] \i__payload$54 ;
+  wire [7:0] \i__payload$60 ;
+  wire [7:0] \i__payload$66 ;
+  wire [31:0] \i__payload$72 ;
+  wire [15:0] \i__payload$78 ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$16 ;
-  wire \i__ready$22 ;
-  wire \i__ready$28 ;
-  wire \i__ready$34 ;
-  wire \i__ready$40 ;
-  wire \i__ready$46 ;
-  wire \i__ready$52 ;
-  wire \i__ready$58 ;
-  wire \i__ready$64 ;
-  wire \i__ready$70 ;
-  wire \i__ready$76 ;
-  wire \i__ready$82 ;
+  wire \i__ready$17 ;
+  wire \i__ready$23 ;
+  wire \i__ready$29 ;
+  wire \i__ready$35 ;
+  wire \i__ready$41 ;
+  wire \i__ready$47 ;
+  wire \i__ready$53 ;
+  wire \i__ready$59 ;
+  wire \i__ready$65 ;
+  wire \i__ready$71 ;
+  wire \i__ready$77 ;
+  wire \i__ready$83 ;
   input i__valid;
   wire i__valid;
-  wire \i__valid$15 ;
-  wire \i__valid$19 ;
-  wire \i__valid$25 ;
-  wire \i__valid$31 ;
-  wire \i__valid$37 ;
-  wire \i__valid$43 ;
-  wire \i__valid$49 ;
-  wire \i__valid$55 ;
-  wire \i__valid$61 ;
-  wire \i__valid$67 ;
-  wire \i__valid$73 ;
-  wire \i__valid$79 ;
+  wire \i__valid$16 ;
+  wire \i__valid$20 ;
+  wire \i__valid$26 ;
+  wire \i__valid$32 ;
+  wire \i__valid$38 ;
+  wire \i__valid$44 ;
+  wire \i__valid$50 ;
+  wire \i__valid$56 ;
+  wire \i__valid$62 ;
+  wire \i__valid$68 ;
+  wire \i__valid$74 ;
+  wire \i__valid$80 ;
   wire [7:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
-  wire [7:0] \o__payload$18 ;
-  wire [79:0] \o__payload$24 ;
-  wire [7:0] \o__payload$30 ;
-  wire [7:0] \o__payload$36 ;
-  wire [39:0] \o__payload$42 ;
-  wire [479:0] \o__payload$48 ;
-  wire [7:0] \o__payload$54 ;
-  wire [7:0] \o__payload$60 ;
-  wire [7:0] \o__payload$66 ;
-  wire [31:0] \o__payload$72 ;
-  wire [15:0] \o__payload$78 ;
-  wire [3:0] \o__payload$83 ;
+  wire [7:0] \o__payload$19 ;
+  wire [79:0] \o__payload$25 ;
+  wire [7:0] \o__payload$31 ;
+  wire [7:0] \o__payload$37 ;
+  wire [39:0] \o__payload$43 ;
+  wire [479:0] \o__payload$49 ;
+  wire [7:0] \o__payload$55 ;
+  wire [7:0] \o__payload$61 ;
+  wire [7:0] \o__payload$67 ;
+  wire [31:0] \o__payload$73 ;
+  wire [15:0] \o__payload$79 ;
+  wire [3:0] \o__payload$84 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$21 ;
-  wire \o__ready$27 ;
-  wire \o__ready$33 ;
-  wire \o__ready$39 ;
-  wire \o__ready$45 ;
-  wire \o__ready$51 ;
-  wire \o__ready$57 ;
-  wire \o__ready$63 ;
-  wire \o__ready$69 ;
-  wire \o__ready$75 ;
-  wire \o__ready$81 ;
-  wire \o__ready$85 ;
+  wire \o__ready$22 ;
+  wire \o__ready$28 ;
+  wire \o__ready$34 ;
+  wire \o__ready$40 ;
+  wire \o__ready$46 ;
+  wire \o__ready$52 ;
+  wire \o__ready$58 ;
+  wire \o__ready$64 ;
+  wire \o__ready$70 ;
+  wire \o__ready$76 ;
+  wire \o__ready$82 ;
+  wire \o__ready$86 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$20 ;
-  wire \o__valid$26 ;
-  wire \o__valid$32 ;
-  wire \o__valid$38 ;
-  wire \o__valid$44 ;
-  wire \o__valid$50 ;
-  wire \o__valid$56 ;
-  wire \o__valid$62 ;
-  wire \o__valid$68 ;
-  wire \o__valid$74 ;
-  wire \o__valid$80 ;
-  wire \o__valid$84 ;
+  wire \o__valid$21 ;
+  wire \o__valid$27 ;
+  wire \o__valid$33 ;
+  wire \o__valid$39 ;
+  wire \o__valid$45 ;
+  wire \o__valid$51 ;
+  wire \o__valid$57 ;
+  wire \o__valid$63 ;
+  wire \o__valid$69 ;
+  wire \o__valid$75 ;
+  wire \o__valid$81 ;
+  wire \o__valid$85 ;
   input rst;
   wire rst;
   wire rst_argmax;
@@ -116,134 +120,152 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst_pool2;
   wire rst_top;
   wire rst_top_2;
+  assign \$2  = ~ gate_in;
+  assign i_held__valid = i__valid & \$2 ;
   assign \$3  = ~ held;
   assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign o__valid = \o__valid$84  & \$4 ;
-  assign \$5  = ~ held;
-  assign \o__ready$85  = o__ready & \$5 ;
+  assign o__valid = \o__valid$85  & \$4 ;
+  assign \$5  = ~ gate_out;
+  assign \o__ready$86  = o__ready & \$5 ;
+  assign \$6  = rst | rst_top;
+  assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
   assign held = \$1  | rst_top_2;
-  assign \$2  = ~ held;
-  assign i_held__valid = i__valid & \$2 ;
   \flexor_lenet5.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$77 ),
-    .i__ready(\o__ready$81 ),
-    .i__valid(\i__valid$79 ),
+    .i__payload(\i__payload$78 ),
+    .i__ready(\o__ready$82 ),
+    .i__valid(\i__valid$80 ),
     .o__payload(o__payload),
-    .o__ready(\o__ready$85 ),
-    .o__valid(\o__valid$84 ),
+    .o__ready(\o__ready$86 ),
+    .o__valid(\o__valid$85 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_lenet5.conv1  conv1 (
     .clk(clk),
-    .i__ready(\o__ready$27 ),
-    .i__valid(\i__valid$25 ),
-    .o__payload(\i__payload$29 ),
-    .\o__ready$129 (\o__ready$33 ),
-    .\o__valid$131 (\i__valid$31 ),
+    .i__ready(\o__ready$28 ),
+    .i__valid(\i__valid$26 ),
+    .o__payload(\i__payload$30 ),
+    .\o__ready$129 (\o__ready$34 ),
+    .\o__valid$131 (\i__valid$32 ),
     .rst_conv1(rst_conv1),
-    .w_data(\i__payload$23 )
+    .w_data(\i__payload$24 )
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i_held__ready),
     .i__valid(i_held__valid),
-    .o__payload(\i__payload$17 ),
-    .\o__ready$24 (\o__ready$21 ),
-    .\o__valid$26 (\i__valid$19 ),
+    .o__payload(\i__payload$18 ),
+    .\o__ready$24 (\o__ready$22 ),
+    .\o__valid$26 (\i__valid$20 ),
     .rst_conv1_window(rst_conv1_window)
   );
   \flexor_lenet5.conv1_window_to_conv1  conv1_window_to_conv1 (
     .clk(clk),
-    .i__payload(\i__payload$17 ),
-    .i__ready(\o__ready$21 ),
-    .i__valid(\i__valid$19 ),
-    .o__payload(\i__payload$23 ),
-    .o__ready(\o__ready$27 ),
-    .o__valid(\i__valid$25 ),
+    .i__payload(\i__payload$18 ),
+    .i__ready(\o__ready$22 ),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\i__payload$24 ),
+    .o__ready(\o__ready$28 ),
+    .o__valid(\i__valid$26 ),
     .rst_conv1_window_to_conv1(rst_conv1_window_to_conv1)
   );
   \flexor_lenet5.conv2  conv2 (
     .clk(clk),
-    .i__ready(\o__ready$51 ),
-    .i__valid(\i__valid$49 ),
-    .o__payload(\i__payload$53 ),
-    .\o__ready$842 (\o__ready$57 ),
-    .o__valid(\i__valid$55 ),
+    .i__ready(\o__ready$52 ),
+    .i__valid(\i__valid$50 ),
+    .o__payload(\i__payload$54 ),
+    .\o__ready$842 (\o__ready$58 ),
+    .o__valid(\i__valid$56 ),
     .rst_conv2(rst_conv2),
-    .w_data(\i__payload$47 )
+    .w_data(\i__payload$48 )
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .i__payload(\i__payload$35 ),
-    .i__ready(\o__ready$39 ),
-    .i__valid(\i__valid$37 ),
-    .o__payload(\i__payload$41 ),
-    .\o__ready$45 (\o__ready$45 ),
-    .\o__valid$47 (\i__valid$43 ),
+    .i__payload(\i__payload$36 ),
+    .i__ready(\o__ready$40 ),
+    .i__valid(\i__valid$38 ),
+    .o__payload(\i__payload$42 ),
+    .\o__ready$45 (\o__ready$46 ),
+    .\o__valid$47 (\i__valid$44 ),
     .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
     .clk(clk),
-    .i__payload(\i__payload$41 ),
-    .i__ready(\o__ready$45 ),
-    .i__valid(\i__valid$43 ),
-    .o__payload(\i__payload$47 ),
-    .o__ready(\o__ready$51 ),
-    .o__valid(\i__valid$49 ),
+    .i__payload(\i__payload$42 ),
+    .i__ready(\o__ready$46 ),
+    .i__valid(\i__valid$44 ),
+    .o__payload(\i__payload$48 ),
+    .o__ready(\o__ready$52 ),
+    .o__valid(\i__valid$50 ),
     .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
   );
   \flexor_lenet5.fc1  fc1 (
     .clk(clk),
-    .i__payload(\i__payload$59 ),
-    .i__ready(\o__ready$63 ),
-    .i__valid(\i__valid$61 ),
-    .o__payload(\i__payload$65 ),
-    .\o__ready$192 (\o__ready$69 ),
-    .o__valid(\i__valid$67 ),
+    .i__payload(\i__payload$60 ),
+    .i__ready(\o__ready$64 ),
+    .i__valid(\i__valid$62 ),
+    .o__payload(\i__payload$66 ),
+    .\o__ready$192 (\o__ready$70 ),
+    .o__valid(\i__valid$68 ),
     .rst_fc1(rst_fc1)
   );
   \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
-    .i__payload(\i__payload$65 ),
-    .i__ready(\o__ready$69 ),
-    .i__valid(\i__valid$67 ),
-    .o__payload(\i__payload$71 ),
-    .o__ready(\o__ready$75 ),
-    .o__valid(\i__valid$73 ),
+    .i__payload(\i__payload$66 ),
+    .i__ready(\o__ready$70 ),
+    .i__valid(\i__valid$68 ),
+    .o__payload(\i__payload$72 ),
+    .o__ready(\o__ready$76 ),
+    .o__valid(\i__valid$74 ),
     .rst_fc1_to_fc2(rst_fc1_to_fc2)
   );
   \flexor_lenet5.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$75 ),
-    .i__valid(\i__valid$73 ),
-    .o__payload(\i__payload$77 ),
-    .\o__ready$70 (\o__ready$81 ),
-    .o__valid(\i__valid$79 ),
+    .i__ready(\o__ready$76 ),
+    .i__valid(\i__valid$74 ),
+    .o__payload(\i__payload$78 ),
+    .\o__ready$70 (\o__ready$82 ),
+    .o__valid(\i__valid$80 ),
     .rst_fc2(rst_fc2),
-    .w_data(\i__payload$71 )
+    .w_data(\i__payload$72 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) gate_in_copy (
+    .clk(clk),
+    .d(\$6 ),
+    .q(gate_in)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) gate_out_copy (
+    .clk(clk),
+    .d(\$7 ),
+    .q(gate_out)
   );
   \flexor_lenet5.pool1  pool1 (
     .clk(clk),
-    .i__payload(\i__payload$29 ),
-    .i__ready(\o__ready$33 ),
-    .i__valid(\i__valid$31 ),
-    .o__payload(\i__payload$35 ),
-    .o__valid(\i__valid$37 ),
-    .r_en(\o__ready$39 ),
+    .i__payload(\i__payload$30 ),
+    .i__ready(\o__ready$34 ),
+    .i__valid(\i__valid$32 ),
+    .o__payload(\i__payload$36 ),
+    .o__valid(\i__valid$38 ),
+    .r_en(\o__ready$40 ),
     .rst_pool1(rst_pool1)
   );
   \flexor_lenet5.pool2  pool2 (
     .clk(clk),
-    .i__payload(\i__payload$53 ),
-    .i__ready(\o__ready$57 ),
-    .i__valid(\i__valid$55 ),
-    .o__payload(\i__payload$59 ),
-    .o__valid(\i__valid$61 ),
-    .r_en(\o__ready$63 ),
+    .i__payload(\i__payload$54 ),
+    .i__ready(\o__ready$58 ),
+    .i__valid(\i__valid$56 ),
+    .o__payload(\i__payload$60 ),
+    .o__valid(\i__valid$62 ),
+    .r_en(\o__ready$64 ),
     .rst_pool2(rst_pool2)
   );
   flexor_copy #(
@@ -375,43 +397,43 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .q(rst_top)
   );
   assign i_held__payload = i__payload;
-  assign \i__payload$14  = i__payload;
-  assign \i__valid$15  = i_held__valid;
-  assign \i__ready$16  = i_held__ready;
-  assign \o__payload$18  = \i__payload$17 ;
-  assign \o__valid$20  = \i__valid$19 ;
-  assign \i__ready$22  = \o__ready$21 ;
-  assign \o__payload$24  = \i__payload$23 ;
-  assign \o__valid$26  = \i__valid$25 ;
-  assign \i__ready$28  = \o__ready$27 ;
-  assign \o__payload$30  = \i__payload$29 ;
-  assign \o__valid$32  = \i__valid$31 ;
-  assign \i__ready$34  = \o__ready$33 ;
-  assign \o__payload$36  = \i__payload$35 ;
-  assign \o__valid$38  = \i__valid$37 ;
-  assign \i__ready$40  = \o__ready$39 ;
-  assign \o__payload$42  = \i__payload$41 ;
-  assign \o__valid$44  = \i__valid$43 ;
-  assign \i__ready$46  = \o__ready$45 ;
-  assign \o__payload$48  = \i__payload$47 ;
-  assign \o__valid$50  = \i__valid$49 ;
-  assign \i__ready$52  = \o__ready$51 ;
-  assign \o__payload$54  = \i__payload$53 ;
-  assign \o__valid$56  = \i__valid$55 ;
-  assign \i__ready$58  = \o__ready$57 ;
-  assign \o__payload$60  = \i__payload$59 ;
-  assign \o__valid$62  = \i__valid$61 ;
-  assign \i__ready$64  = \o__ready$63 ;
-  assign \o__payload$66  = \i__payload$65 ;
-  assign \o__valid$68  = \i__valid$67 ;
-  assign \i__ready$70  = \o__ready$69 ;
-  assign \o__payload$72  = \i__payload$71 ;
-  assign \o__valid$74  = \i__valid$73 ;
-  assign \i__ready$76  = \o__ready$75 ;
-  assign \o__payload$78  = \i__payload$77 ;
-  assign \o__valid$80  = \i__valid$79 ;
-  assign \i__ready$82  = \o__ready$81 ;
-  assign \o__payload$83  = o__payload;
+  assign \i__payload$15  = i__payload;
+  assign \i__valid$16  = i_held__valid;
+  assign \i__ready$17  = i_held__ready;
+  assign \o__payload$19  = \i__payload$18 ;
+  assign \o__valid$21  = \i__valid$20 ;
+  assign \i__ready$23  = \o__ready$22 ;
+  assign \o__payload$25  = \i__payload$24 ;
+  assign \o__valid$27  = \i__valid$26 ;
+  assign \i__ready$29  = \o__ready$28 ;
+  assign \o__payload$31  = \i__payload$30 ;
+  assign \o__valid$33  = \i__valid$32 ;
+  assign \i__ready$35  = \o__ready$34 ;
+  assign \o__payload$37  = \i__payload$36 ;
+  assign \o__valid$39  = \i__valid$38 ;
+  assign \i__ready$41  = \o__ready$40 ;
+  assign \o__payload$43  = \i__payload$42 ;
+  assign \o__valid$45  = \i__valid$44 ;
+  assign \i__ready$47  = \o__ready$46 ;
+  assign \o__payload$49  = \i__payload$48 ;
+  assign \o__valid$51  = \i__valid$50 ;
+  assign \i__ready$53  = \o__ready$52 ;
+  assign \o__payload$55  = \i__payload$54 ;
+  assign \o__valid$57  = \i__valid$56 ;
+  assign \i__ready$59  = \o__ready$58 ;
+  assign \o__payload$61  = \i__payload$60 ;
+  assign \o__valid$63  = \i__valid$62 ;
+  assign \i__ready$65  = \o__ready$64 ;
+  assign \o__payload$67  = \i__payload$66 ;
+  assign \o__valid$69  = \i__valid$68 ;
+  assign \i__ready$71  = \o__ready$70 ;
+  assign \o__payload$73  = \i__payload$72 ;
+  assign \o__valid$75  = \i__valid$74 ;
+  assign \i__ready$77  = \o__ready$76 ;
+  assign \o__payload$79  = \i__payload$78 ;
+  assign \o__valid$81  = \i__valid$80 ;
+  assign \i__ready$83  = \o__ready$82 ;
+  assign \o__payload$84  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13428,9 +13450,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .clk(clk),
     .data(\data$965 ),
     .o__ready(step),
-    .\port$6001$0 (\$484 ),
-    .\port$6007$0 (\$485 ),
-    .\port$6013$0 (\$486 ),
+    .\port$6005$0 (\$484 ),
+    .\port$6011$0 (\$485 ),
+    .\port$6017$0 (\$486 ),
     .raddr(\addr$966 ),
     .rst_conv2(rst_conv2)
   );
@@ -17441,7 +17463,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6001$0 , \port$6007$0 , \port$6013$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6005$0 , \port$6011$0 , \port$6017$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -17588,12 +17610,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6001$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6001$0 ;
-  wire [63:0] \port$6001$0 ;
-  output [63:0] \port$6007$0 ;
-  wire [63:0] \port$6007$0 ;
-  output [63:0] \port$6013$0 ;
-  wire [63:0] \port$6013$0 ;
+  output [63:0] \port$6005$0 ;
+  wire [63:0] \port$6005$0 ;
+  output [63:0] \port$6011$0 ;
+  wire [63:0] \port$6011$0 ;
+  output [63:0] \port$6017$0 ;
+  wire [63:0] \port$6017$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -17918,9 +17940,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6001$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$6001$0  = \$81 ;
-  assign \port$6007$0  = \$87 ;
-  assign \port$6013$0  = \$93 ;
+  assign \port$6005$0  = \$81 ;
+  assign \port$6011$0  = \$87 ;
+  assign \port$6017$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -228,16 +228,20 @@ def test_reset_tree_reaches_each_unit_through_a_register_of_its_own(tmp_path):
     modules = text.split("\nmodule ")
     body = modules[1].split(";", 1)[1]                  # the top module, after its header
     names = [n["modules"][0] for n in manifest["nodes"]]
-    copies = dict(re.findall(r"\) (rst_\w+)_copy \(\s*\.clk\(clk\),\s*\.d\((\w+)\),", body))
+    copies = dict(re.findall(r"\) ((?:rst|gate)_\w+)_copy \(\s*\.clk\(clk\),"
+                             r"\s*\.d\((\S+?) ?\),", body))
     groups = [f"rst_g{k}" for k in range(-(-len(names) // RESET_GROUP))]
     assert len(groups) >= 2                             # the test's network has two levels
+    either = set(re.findall(r"^  assign (\S+)\s+= rst \| rst_top;$", body,
+                                re.MULTILINE))
+    gates = {g: copies.pop(g) for g in ("gate_in", "gate_out")}
+    assert set(gates.values()) <= either                # the ports' gates: rst | rst_top
     assert copies == {"rst_top": "rst", "rst_top_2": "rst_top", **{g: "rst" for g in groups},
                       **{f"rst_{n}": groups[k // RESET_GROUP] for k, n in enumerate(names)}}
     uses = [line for line in body.splitlines() if re.search(r"\brst\b", line)
             and not re.search(r"^\s*(input|wire|\.d\()", line)]
-    assert len(uses) == 1 and re.fullmatch(r"  assign (\S+)\s+= rst \| rst_top;", uses[0]), uses
-    term = re.fullmatch(r"  assign (\S+)\s+= rst \| rst_top;", uses[0]).group(1)
-    assert f"  assign held = {term}  | rst_top_2;" in body.splitlines()
+    assert uses and all(re.fullmatch(r"  assign \S+\s+= rst \| rst_top;", u) for u in uses), uses
+    assert any(f"  assign held = {t}  | rst_top_2;" in body.splitlines() for t in either)
     for n in names:
         unit = next(t for t in modules if t.startswith(f"\\{manifest['top']}.{n} "))
         assert re.search(rf"\brst_{n}\b", unit.split(";", 1)[0])       # a port of the unit
