@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mul import const_product
-from .pipeline import Credits, OutputFifo
+from .pipeline import Credits, OutputFifo, delay
 from .pool import _clamp_shift
 from .window import _positive
 
@@ -107,7 +107,6 @@ class ResidualAdd(wiring.Component):
         m.d.comb += [take.eq(self.a.valid & self.b.valid & credits.room),
                      self.a.ready.eq(take), self.b.ready.eq(take)]
         credits.count(m, take, self.o.valid & self.o.ready)
-        v1, v2, v3, v4 = Signal(), Signal(), Signal(), Signal()
         pa = const_product(m, self.a.payload, A_a, "mul_a", self._emit)
         pb = const_product(m, self.b.payload, A_b, "mul_b", self._emit)
         # the products into fabric registers before the sum: a MULT18X18D sits in a DSP
@@ -120,9 +119,7 @@ class ResidualAdd(wiring.Component):
         # at 10.6 ns)
         total = Signal((pa_r + pb_r).shape(), name="total")
         y = Signal(self._out)
-        v5 = Signal()
-        m.d.sync += [v1.eq(take), v2.eq(v1), v3.eq(v2), v4.eq(v3), v5.eq(v4),
-                     pa_r.eq(pa), pb_r.eq(pb), total.eq(pa_r + pb_r),
+        m.d.sync += [pa_r.eq(pa), pb_r.eq(pb), total.eq(pa_r + pb_r),
                      y.eq(_clamp_shift(total, f, lo, hi))]
-        m.d.comb += [fifo.w_en.eq(v5), fifo.w_data.eq(y)]
+        m.d.comb += [fifo.w_en.eq(delay(m, take, self.STAGES, "v")), fifo.w_data.eq(y)]
         return m

@@ -87,7 +87,7 @@ class DataflowTop(wiring.Component):
             top_1 = copy(self.rst, "rst_top")
             m.d.comb += held.eq(self.rst | top_1 | copy(top_1, "rst_top_2"))
             gate_in = copy(self.rst | top_1, "gate_in")
-            self._gate_out = copy(self.rst | top_1, "gate_out")
+            gate_out = copy(self.rst | top_1, "gate_out")
             groups = [copy(self.rst, f"rst_g{k}")
                       for k in range(-(-len(self._units) // RESET_GROUP))]
             cur = stream.Signature(self.i.payload.shape()).flip().create(path=("i_held",))
@@ -112,7 +112,7 @@ class DataflowTop(wiring.Component):
             _join(m, skip, by_name[add].b)
         if self._tree:
             m.d.comb += [self.o.payload.eq(cur.payload), self.o.valid.eq(cur.valid & ~held),
-                         cur.ready.eq(self.o.ready & ~self._gate_out)]
+                         cur.ready.eq(self.o.ready & ~gate_out)]
         else:
             _join(m, cur, self.o)
         return m

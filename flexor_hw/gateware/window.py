@@ -254,8 +254,8 @@ class SlidingWindow(wiring.Component):
             _hand_over(m, rows, steps)
         wr_end = write & _ends_next(m, write, [(w_px, W * C)], "w_last")
         row_end = _ends_next(m, step, [(ox, ow), (c, C), (ky, kh), (kx, kw)], "r_last")
-        d_next_of = _write_room(m, can_write, wr_end, reader.rows & row_end, last_oy, switch, ahead,
-                                w_row, low, r_done, d, H, R, sh, ph)
+        d_next_of = _write_room(m, can_write, wr_end, reader.rows & row_end, last_oy, switch,
+                                ahead, w_row, low, r_done, d, H, R, sh, ph)
 
         # The next element's padding after a take (iy and ix as they step), for ``avail``.
         row_pad1 = Mux(last_kx, Mux(~last_ky, _outside(iy, H, 1),
@@ -445,8 +445,8 @@ class RowWindow(SlidingWindow):
             _hand_over(m, rows, steps)
         wr_end = write & _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
         row_end = _ends_next(m, step, [(ox, ow), (c, C), (ky, kh)], "r_last")
-        d_next_of = _write_room(m, can_write, wr_end, reader.rows & row_end, last_oy, switch, ahead,
-                                w_row, low, r_done, d, H, R, sh, ph)
+        d_next_of = _write_room(m, can_write, wr_end, reader.rows & row_end, last_oy, switch,
+                                ahead, w_row, low, r_done, d, H, R, sh, ph)
         pad1 = Mux(~last_ky, _outside(iy, H, 1),
                    Mux(last_c & last_ox, Mux(last_oy, ph > 0, _outside(low, H, sh)),
                        _outside(low, H)))
@@ -512,10 +512,6 @@ class _Reader:
     #: an element a cycle going.
     DEPTH = STAGES + 3
 
-    #: The copies of ``take`` (:meth:`set_avail`): the counters' and read addresses'
-    #: enables, and the rows-done bookkeeping's (``d``, its flags, the writer's room).
-    COPIES = ("step", "rows")
-
     def __init__(self, m, unit, *, avail_init):
         m.submodules.out = self.fifo = OutputFifo(unit.o.payload.shape(), self.DEPTH)
         wiring.connect(m, self.fifo.o, wiring.flipped(unit.o))
@@ -524,8 +520,9 @@ class _Reader:
         self.avail = Signal(init=avail_init, name="avail")     # :func:`_registered_avail`
         self.take = Signal(name="take")
         m.d.comb += self.take.eq(self.avail & credits.room)
-        for name in self.COPIES:
-            setattr(self, name, Signal(name=f"take_{name}"))
+        # copies of ``take`` (:meth:`set_avail`): the counters' and read addresses' enable,
+        # and the rows-done bookkeeping's (``d``, its flags, the writer's room)
+        self.step, self.rows = Signal(name="take_step"), Signal(name="take_rows")
         credits.count(m, self.take, unit.o.valid & unit.o.ready)
         self._staged = self.take
         for k in range(self.STAGES):
@@ -535,20 +532,20 @@ class _Reader:
 
     def set_avail(self, m, avail_next):
         """``avail`` follows ``avail_next``; so do copies of it and of the credits' ``room``
-        (``flexor_copy`` cells, each following the reset through its input), one pair a
-        copy of ``take`` (:data:`COPIES`). The counters' and addresses' enables (some 55
+        (``flexor_copy`` cells, each following the reset through its input), one pair for
+        each copy of ``take`` (``step``, ``rows``). The counters' and addresses' enables (some 55
         flip-flops) and the rows-done bookkeeping each take their own copy, so ``take``
         itself reaches only ``avail``'s next value, the credits and the stages: with every
         enable on it, ``avail``'s loop through ``take`` was the placed ResNet-20's longest
         path (its first window, 2.4 ns of logic and 11.5 of routing)."""
         m.d.sync += self.avail.eq(avail_next)
         rst = ResetSignal("sync")
-        for name in self.COPIES:
+        for name, take in (("step", self.step), ("rows", self.rows)):
             avail = copy_register(m, Mux(rst, self._avail_init, avail_next), f"avail_{name}",
                                   emit=self._emit, init=self._avail_init)
             room = copy_register(m, self._credits.room_next | rst, f"room_{name}",
                                  emit=self._emit, init=1)
-            m.d.comb += getattr(self, name).eq(avail & room)
+            m.d.comb += take.eq(avail & room)
 
     def output(self, m, bits, finish):
         """The raw ``bits`` a take reads (the block RAMs' read data beside the flags staged

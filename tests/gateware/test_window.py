@@ -198,10 +198,10 @@ def test_a_one_cycle_reset_mid_image_restarts_the_window_and_its_take_copies(
 
     async def monitor(ctx):
         reader = dut._reader
-        async for _, _, take, step, rows in ctx.tick().sample(reader.take, reader.step,
-                                                               reader.rows):
+        async for _, _, take, step, rows_take in ctx.tick().sample(
+                reader.take, reader.step, reader.rows):
             cycles[0] += 1
-            if not take == step == rows:
+            if not take == step == rows_take:
                 wrong.append(cycles[0])
 
     n_out = 2 * dut.beats_per_image
