@@ -246,7 +246,7 @@ def test_design_that_does_not_fit(tmp_path, capsys):
     refuse(["board", big, "--board", "icebreaker", "-o", tmp_path / "out"],
            r"does not fit the iCEBreaker \(iCE40UP5K-SG48\): logic cells \(LUT4 \+ "
            r"flip-flops\) estimated 5,040 with the serial link, the device has 5,280 \(of "
-           r"which 83% usable\)$", tmp_path, capsys=capsys)
+           r"which 90% usable\)$", tmp_path, capsys=capsys)
     big = _oversized(tmp_path / "3", luts=1000, ffs=1000, brams=57)
     refuse(["board", big, "--board", "ulx3s-25f", "-o", tmp_path / "out"],
            r"block RAMs estimated 57 with the serial link, the device has 56$", tmp_path,

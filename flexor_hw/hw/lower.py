@@ -4,8 +4,10 @@ of conv, pool, linear and residual nodes — to one list of hardware stages."""
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth.hdl import Shape
 
 from ..errors import BuildError
+from ..gateware.top import PORT_OUT_LATENCY
 from ..golden import graph_constants
 from ..package import INPUT
 from . import stages as S
@@ -36,11 +38,15 @@ class HwGraph:
         return max(st.cycles_per_image() for st in self.stages)
 
     def latency(self):
-        """A bound on the cycles from an image's last input beat to its last output beat."""
-        return sum(st.latency() for st in self.stages)
+        """A bound on the cycles from an image's last input beat to its last output beat:
+        the stages' and the top's output register's."""
+        return sum(st.latency() for st in self.stages) + PORT_OUT_LATENCY
 
     def estimate(self):
-        total = {"luts": 0, "ffs": 0, "brams": 0, "dsps": 0}
+        """The stages' estimates summed, and the top's output register slice: two words of
+        the output stream and two flags in flip-flops, a LUT4 a bit choosing between them."""
+        width = Shape.cast(self.stages[-1].y_shape).width
+        total = {"luts": width, "ffs": 2 * width + 2, "brams": 0, "dsps": 0}
         for st in self.stages:
             for key, value in st.estimate().items():
                 total[key] += value

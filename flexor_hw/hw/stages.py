@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
-from ..gateware.mvau import rom_paged, vector_pages, vector_write_ffs
+from ..gateware.mvau import rom_latency, rom_paged, vector_pages, vector_write_ffs
 from ..gateware.pipeline import int_shape, ram_style_attr
-from ..gateware.rom import LOGIC_ROM_BITS, rom_layout
+from ..gateware.rom import LOGIC_ROM_BITS, rom_address_copies, rom_layout
 from ..gateware.window import line_buffer_rows, row_window_rows
 from .cost import COST, memory
 
@@ -371,19 +371,22 @@ def mvau_logic(p):
            + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
-           + rom_page_ffs(p))
+           + rom_read_ffs(p))
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
             "dsps": p.out_simd * p.q * p.product_terms}
 
 
-def rom_page_ffs(p):
-    """The registers of a weight ROM in logic read in pages (``rom_page_words``): a word
-    per page, the address's copy per page and the weight stream's word more for the cycle
-    that copy takes. None on the iCE40 (``address_register``), where each register takes
-    the logic cell of the LUT4 that decodes its page bit."""
+def rom_read_ffs(p):
+    """The registers a weight ROM in logic of latency 3 (:func:`rom_latency`) adds: read in
+    pages (``rom_page_words``), a word per page and the address's copy per page; else the
+    address's copy per 18 bits of the word; and the weight stream's word more for the cycle
+    the copies take. None at latency 2 (the iCE40, ``address_register``: each page register
+    takes the logic cell of the LUT4 that decodes its page bit)."""
     logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
-    if p.address_register or not (logic and rom_paged(p)):
+    if rom_latency(p, logic) < 3:
         return 0
+    if not rom_paged(p):
+        return rom_address_copies(p.rom_width) * max(1, (p.rom_depth - 1).bit_length()) + p.rom_width
     pages = -(-p.rom_depth // p.rom_page_words)
     return pages * (p.rom_width + p.rom_page_words.bit_length() - 1) + p.rom_width
 

@@ -22,6 +22,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \i__payload$24 ;
   wire [79:0] \i__payload$30 ;
   wire [15:0] \i__payload$36 ;
+  wire [3:0] \i__payload$42 ;
   output i__ready;
   wire i__ready;
   wire \i__ready$17 ;
@@ -29,6 +30,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__ready$29 ;
   wire \i__ready$35 ;
   wire \i__ready$41 ;
+  wire \i__ready$47 ;
   input i__valid;
   wire i__valid;
   wire \i__valid$16 ;
@@ -36,6 +38,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__valid$26 ;
   wire \i__valid$32 ;
   wire \i__valid$38 ;
+  wire \i__valid$44 ;
   wire [4:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
@@ -45,21 +48,24 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \o__payload$25 ;
   wire [79:0] \o__payload$31 ;
   wire [15:0] \o__payload$37 ;
-  wire [3:0] \o__payload$42 ;
+  wire [3:0] \o__payload$43 ;
+  wire [3:0] \o__payload$48 ;
   input o__ready;
   wire o__ready;
   wire \o__ready$22 ;
   wire \o__ready$28 ;
   wire \o__ready$34 ;
   wire \o__ready$40 ;
-  wire \o__ready$44 ;
+  wire \o__ready$46 ;
+  wire \o__ready$50 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$21 ;
   wire \o__valid$27 ;
   wire \o__valid$33 ;
   wire \o__valid$39 ;
-  wire \o__valid$43 ;
+  wire \o__valid$45 ;
+  wire \o__valid$49 ;
   input rst;
   wire rst;
   wire rst_argmax;
@@ -68,6 +74,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst_fc2;
   wire rst_g0;
   wire rst_input_to_fc1;
+  wire rst_port_out;
   wire rst_top;
   wire rst_top_2;
   assign \$2  = ~ gate_in;
@@ -75,9 +82,9 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \$3  = ~ held;
   assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign o__valid = \o__valid$43  & \$4 ;
+  assign o__valid = \o__valid$49  & \$4 ;
   assign \$5  = ~ gate_out;
-  assign \o__ready$44  = o__ready & \$5 ;
+  assign \o__ready$50  = o__ready & \$5 ;
   assign \$6  = rst | rst_top;
   assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
@@ -87,9 +94,9 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$36 ),
     .i__ready(\o__ready$40 ),
     .i__valid(\i__valid$38 ),
-    .o__payload(o__payload),
-    .o__ready(\o__ready$44 ),
-    .o__valid(\o__valid$43 ),
+    .o__payload(\i__payload$42 ),
+    .o__ready(\o__ready$46 ),
+    .o__valid(\i__valid$44 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_digits.fc1  fc1 (
@@ -148,6 +155,16 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .o__valid(\i__valid$20 ),
     .rst_input_to_fc1(rst_input_to_fc1)
   );
+  \flexor_digits.port_out  port_out (
+    .clk(clk),
+    .i__payload(\i__payload$42 ),
+    .i__ready(\o__ready$46 ),
+    .i__valid(\i__valid$44 ),
+    .o__payload(o__payload),
+    .o__ready(\o__ready$50 ),
+    .o__valid(\o__valid$49 ),
+    .rst_port_out(rst_port_out)
+  );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -199,6 +216,14 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) rst_port_out_copy (
+    .clk(clk),
+    .d(rst_g0),
+    .q(rst_port_out)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) rst_top_2_copy (
     .clk(clk),
     .d(rst_top),
@@ -228,11 +253,14 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \o__payload$37  = \i__payload$36 ;
   assign \o__valid$39  = \i__valid$38 ;
   assign \i__ready$41  = \o__ready$40 ;
-  assign \o__payload$42  = o__payload;
+  assign \o__payload$43  = \i__payload$42 ;
+  assign \o__valid$45  = \i__valid$44 ;
+  assign \i__ready$47  = \o__ready$46 ;
+  assign \o__payload$48  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.argmax (o__ready, rst_argmax, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_digits.argmax (rst_argmax, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
@@ -5611,6 +5639,94 @@ module \flexor_digits.input_to_fc1 (i__payload, i__valid, rst_input_to_fc1, o__r
   assign out = o__payload;
 endmodule
 
+(* generator = "Amaranth" *)
+module \flexor_digits.port_out (o__ready, rst_port_out, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire \$1 ;
+  reg [3:0] \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [3:0] \$6 ;
+  reg \$7 ;
+  reg [3:0] \$8 ;
+  reg \$9 ;
+  input clk;
+  wire clk;
+  (* init = 4'h0 *)
+  wire [3:0] data;
+  reg full = 1'h0;
+  reg [3:0] held = 4'h0;
+  input [3:0] i__payload;
+  wire [3:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [3:0] o__payload;
+  reg [3:0] o__payload = 4'h0;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst_port_out;
+  wire rst_port_out;
+  assign i__ready = ~ full;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = ~ full;
+  assign \$4  = i__valid & \$3 ;
+  assign \$5  = full | i__valid;
+  assign \$6  = full ? held : i__payload;
+  always @(posedge clk)
+    o__valid <= \$7 ;
+  always @(posedge clk)
+    o__payload <= \$8 ;
+  always @(posedge clk)
+    full <= \$9 ;
+  always @(posedge clk)
+    held <= \$10 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$7  = o__valid;
+    if (\$2 ) begin
+      \$7  = \$5 ;
+    end
+    if (rst_port_out) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$8  = o__payload;
+    if (\$2 ) begin
+      \$8  = \$6 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$9  = full;
+    if (\$2 ) begin
+      \$9  = 1'h0;
+    end else if (\$4 ) begin
+      \$9  = 1'h1;
+    end
+    if (rst_port_out) begin
+      \$9  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$10  = held;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$10  = i__payload;
+    end
+  end
+  assign data = o__payload;
+endmodule
+
 // flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line),
 // asked to be block RAM (a LUT-mapped ROM puts its decoder on the address path).
 module flexor_rom #(
@@ -5622,7 +5738,8 @@ module flexor_rom #(
     parameter BANKS = 1,
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
-    parameter PAGE_BITS = ADDR_WIDTH
+    parameter PAGE_BITS = ADDR_WIDTH,
+    parameter COPY_BITS = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -5716,6 +5833,24 @@ module flexor_rom #(
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
+        end else if (LATENCY == 3 && COPY_BITS > 0) begin : addr_copies
+            // The address registered first, in a copy per COPY_BITS bits of the word, each
+            // read from its own copy (kept apart: one register's fan-out to every bit's decode
+            // was the placed ResNet-20's longest path, its first conv's 48 x 72-bit ROM,
+            // 10.6 ns of which 8.0 routing), then the word, then data.
+            localparam COPIES = (WIDTH + COPY_BITS - 1) / COPY_BITS;
+            wire [WIDTH-1:0] word;
+            genvar c;
+            for (c = 0; c < COPIES; c = c + 1) begin : copy
+                localparam LO = c * COPY_BITS;
+                localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
+                reg [ADDR_WIDTH-1:0] a;
+                reg [HI-LO-1:0] part;
+                (* keep *) always @(posedge clk) a <= addr;
+                always @(posedge clk) part <= mem[a][HI-1:LO];
+                assign word[HI-1:LO] = part;
+            end
+            always @(posedge clk) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
@@ -5745,7 +5880,8 @@ module flexor_rom_logic #(
     parameter BANKS = 1,
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
-    parameter PAGE_BITS = ADDR_WIDTH
+    parameter PAGE_BITS = ADDR_WIDTH,
+    parameter COPY_BITS = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -5839,6 +5975,24 @@ module flexor_rom_logic #(
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
+        end else if (LATENCY == 3 && COPY_BITS > 0) begin : addr_copies
+            // The address registered first, in a copy per COPY_BITS bits of the word, each
+            // read from its own copy (kept apart: one register's fan-out to every bit's decode
+            // was the placed ResNet-20's longest path, its first conv's 48 x 72-bit ROM,
+            // 10.6 ns of which 8.0 routing), then the word, then data.
+            localparam COPIES = (WIDTH + COPY_BITS - 1) / COPY_BITS;
+            wire [WIDTH-1:0] word;
+            genvar c;
+            for (c = 0; c < COPIES; c = c + 1) begin : copy
+                localparam LO = c * COPY_BITS;
+                localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
+                reg [ADDR_WIDTH-1:0] a;
+                reg [HI-LO-1:0] part;
+                (* keep *) always @(posedge clk) a <= addr;
+                always @(posedge clk) part <= mem[a][HI-1:LO];
+                assign word[HI-1:LO] = part;
+            end
+            always @(posedge clk) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin

@@ -29,6 +29,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \i__payload$66 ;
   wire [31:0] \i__payload$72 ;
   wire [15:0] \i__payload$78 ;
+  wire [3:0] \i__payload$84 ;
   output i__ready;
   wire i__ready;
   wire \i__ready$17 ;
@@ -43,6 +44,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__ready$71 ;
   wire \i__ready$77 ;
   wire \i__ready$83 ;
+  wire \i__ready$89 ;
   input i__valid;
   wire i__valid;
   wire \i__valid$16 ;
@@ -57,6 +59,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__valid$68 ;
   wire \i__valid$74 ;
   wire \i__valid$80 ;
+  wire \i__valid$86 ;
   wire [7:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
@@ -73,7 +76,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \o__payload$67 ;
   wire [31:0] \o__payload$73 ;
   wire [15:0] \o__payload$79 ;
-  wire [3:0] \o__payload$84 ;
+  wire [3:0] \o__payload$85 ;
+  wire [3:0] \o__payload$90 ;
   input o__ready;
   wire o__ready;
   wire \o__ready$22 ;
@@ -87,7 +91,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__ready$70 ;
   wire \o__ready$76 ;
   wire \o__ready$82 ;
-  wire \o__ready$86 ;
+  wire \o__ready$88 ;
+  wire \o__ready$92 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$21 ;
@@ -101,7 +106,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__valid$69 ;
   wire \o__valid$75 ;
   wire \o__valid$81 ;
-  wire \o__valid$85 ;
+  wire \o__valid$87 ;
+  wire \o__valid$91 ;
   input rst;
   wire rst;
   wire rst_argmax;
@@ -118,6 +124,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst_g1;
   wire rst_pool1;
   wire rst_pool2;
+  wire rst_port_out;
   wire rst_top;
   wire rst_top_2;
   assign \$2  = ~ gate_in;
@@ -125,9 +132,9 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \$3  = ~ held;
   assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign o__valid = \o__valid$85  & \$4 ;
+  assign o__valid = \o__valid$91  & \$4 ;
   assign \$5  = ~ gate_out;
-  assign \o__ready$86  = o__ready & \$5 ;
+  assign \o__ready$92  = o__ready & \$5 ;
   assign \$6  = rst | rst_top;
   assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
@@ -137,9 +144,9 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$78 ),
     .i__ready(\o__ready$82 ),
     .i__valid(\i__valid$80 ),
-    .o__payload(o__payload),
-    .o__ready(\o__ready$86 ),
-    .o__valid(\o__valid$85 ),
+    .o__payload(\i__payload$84 ),
+    .o__ready(\o__ready$88 ),
+    .o__valid(\i__valid$86 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_lenet5.conv1  conv1 (
@@ -268,6 +275,16 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .r_en(\o__ready$64 ),
     .rst_pool2(rst_pool2)
   );
+  \flexor_lenet5.port_out  port_out (
+    .clk(clk),
+    .i__payload(\i__payload$84 ),
+    .i__ready(\o__ready$88 ),
+    .i__valid(\i__valid$86 ),
+    .o__payload(o__payload),
+    .o__ready(\o__ready$92 ),
+    .o__valid(\o__valid$91 ),
+    .rst_port_out(rst_port_out)
+  );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -383,6 +400,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) rst_port_out_copy (
+    .clk(clk),
+    .d(rst_g1),
+    .q(rst_port_out)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) rst_top_2_copy (
     .clk(clk),
     .d(rst_top),
@@ -433,11 +458,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \o__payload$79  = \i__payload$78 ;
   assign \o__valid$81  = \i__valid$80 ;
   assign \i__ready$83  = \o__ready$82 ;
-  assign \o__payload$84  = o__payload;
+  assign \o__payload$85  = \i__payload$84 ;
+  assign \o__valid$87  = \i__valid$86 ;
+  assign \i__ready$89  = \o__ready$88 ;
+  assign \o__payload$90  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.argmax (o__ready, rst_argmax, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
@@ -3075,9 +3103,10 @@ module \flexor_lenet5.conv1.rom (data, addr, clk);
   wire [63:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd6),
+    .COPY_BITS(32'd18),
     .DEPTH(32'd48),
     .INIT_FILE("flexor_lenet5_l0_weights.hex"),
-    .LATENCY(32'd2),
+    .LATENCY(32'd3),
     .WIDTH(32'd64)
   ) rom (
     .addr(addr),
@@ -3115,7 +3144,21 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg \$104 ;
+  reg [5:0] \$105 ;
+  reg \$106 ;
+  reg [2:0] \$107 ;
+  reg [2:0] \$108 ;
+  reg [63:0] \$109 ;
   wire \$11 ;
+  reg [63:0] \$110 ;
+  reg [63:0] \$111 ;
+  reg [63:0] \$112 ;
+  reg [63:0] \$113 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -3170,46 +3213,48 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [6:0] \$61 ;
-  wire [6:0] \$62 ;
+  wire \$61 ;
+  wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [2:0] \$66 ;
-  wire [2:0] \$67 ;
-  wire [2:0] \$68 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [2:0] \$70 ;
-  wire [2:0] \$71 ;
-  wire \$72 ;
+  wire \$70 ;
+  wire [6:0] \$71 ;
+  wire [6:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [63:0] \$79 ;
+  wire [3:0] \$76 ;
+  wire [3:0] \$77 ;
+  wire [3:0] \$78 ;
+  wire \$79 ;
   wire [4:0] \$8 ;
-  wire [63:0] \$80 ;
-  reg [2:0] \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg \$86 ;
-  reg \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  wire [3:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  reg [5:0] \$90 ;
-  reg \$91 ;
-  reg [1:0] \$92 ;
-  reg [1:0] \$93 ;
-  reg [63:0] \$94 ;
-  reg [63:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [63:0] \$97 ;
+  wire \$90 ;
+  wire [63:0] \$91 ;
+  wire [63:0] \$92 ;
+  wire [63:0] \$93 ;
+  reg [2:0] \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   (* init = 6'h00 *)
   wire [5:0] addr;
   reg at0 = 1'h1;
@@ -3217,11 +3262,12 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   reg at2 = 1'h0;
   reg at3 = 1'h0;
   reg at4 = 1'h0;
+  reg at5 = 1'h0;
   input clk;
   wire clk;
   input [63:0] data;
   wire [63:0] data;
-  reg [2:0] free = 3'h4;
+  reg [2:0] free = 3'h5;
   reg issue = 1'h1;
   output [63:0] o__payload;
   wire [63:0] o__payload;
@@ -3232,16 +3278,20 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   reg primed = 1'h0;
   output [5:0] raddr;
   reg [5:0] raddr = 6'h00;
-  reg [1:0] rptr = 2'h0;
+  reg [2:0] rptr = 3'h0;
   input rst_conv1;
   wire rst_conv1;
   reg [63:0] slot0 = 64'h0000000000000000;
   reg [63:0] slot1 = 64'h0000000000000000;
   reg [63:0] slot2 = 64'h0000000000000000;
   reg [63:0] slot3 = 64'h0000000000000000;
+  reg [63:0] slot4 = 64'h0000000000000000;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
-  reg [1:0] wptr = 2'h0;
+  reg v3 = 1'h0;
+  reg [2:0] wptr = 3'h0;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
   assign \$3  = \$2  & o__ready;
   assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
   assign \$5  = free - issue;
@@ -3252,245 +3302,285 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
   assign \$12  = ~ \$11 ;
-  assign \$13  = v2 & \$12 ;
+  assign \$13  = v3 & \$12 ;
   assign \$14  = ~ at0;
   assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ v2;
+  assign \$16  = ~ v3;
   assign \$17  = \$15  & \$16 ;
   assign \$18  = \$17  ? at1 : at0;
   assign \$19  = \$13  ? 1'h0 : \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
   assign \$22  = ~ \$21 ;
-  assign \$23  = v2 & \$22 ;
+  assign \$23  = v3 & \$22 ;
   assign \$24  = ~ at0;
   assign \$25  = \$24  & o__ready;
-  assign \$26  = ~ v2;
+  assign \$26  = ~ v3;
   assign \$27  = \$25  & \$26 ;
   assign \$28  = \$27  ? at2 : at1;
   assign \$29  = \$23  ? at0 : \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
   assign \$32  = ~ \$31 ;
-  assign \$33  = v2 & \$32 ;
+  assign \$33  = v3 & \$32 ;
   assign \$34  = ~ at0;
   assign \$35  = \$34  & o__ready;
-  assign \$36  = ~ v2;
+  assign \$36  = ~ v3;
   assign \$37  = \$35  & \$36 ;
   assign \$38  = \$37  ? at3 : at2;
   assign \$39  = \$33  ? at1 : \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
   assign \$42  = ~ \$41 ;
-  assign \$43  = v2 & \$42 ;
+  assign \$43  = v3 & \$42 ;
   assign \$44  = ~ at0;
   assign \$45  = \$44  & o__ready;
-  assign \$46  = ~ v2;
+  assign \$46  = ~ v3;
   assign \$47  = \$45  & \$46 ;
   assign \$48  = \$47  ? at4 : at3;
   assign \$49  = \$43  ? at2 : \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
   assign \$52  = ~ \$51 ;
-  assign \$53  = v2 & \$52 ;
+  assign \$53  = v3 & \$52 ;
   assign \$54  = ~ at0;
   assign \$55  = \$54  & o__ready;
-  assign \$56  = ~ v2;
+  assign \$56  = ~ v3;
   assign \$57  = \$55  & \$56 ;
-  assign \$58  = \$57  ? 1'h0 : at4;
+  assign \$58  = \$57  ? at5 : at4;
   assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = raddr == 6'h2f;
-  assign \$61  = raddr + 1'h1;
-  assign \$62  = \$60  ? 7'h00 : \$61 ;
-  assign \$63  = ~ at0;
-  assign \$64  = \$63  & o__ready;
-  assign \$65  = rptr == 2'h3;
-  assign \$66  = rptr + 1'h1;
-  assign \$67  = \$65  ? 3'h0 : \$66 ;
-  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
-  assign \$69  = wptr == 2'h3;
-  assign \$70  = wptr + 1'h1;
-  assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = ! wptr;
-  assign \$73  = wptr == 1'h1;
-  assign \$74  = wptr == 2'h2;
-  assign \$75  = wptr == 2'h3;
+  assign \$60  = ~ at0;
+  assign \$61  = \$60  & o__ready;
+  assign \$62  = ~ \$61 ;
+  assign \$63  = v3 & \$62 ;
+  assign \$64  = ~ at0;
+  assign \$65  = \$64  & o__ready;
+  assign \$66  = ~ v3;
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$67  ? 1'h0 : at5;
+  assign \$69  = \$63  ? at4 : \$68 ;
+  assign \$70  = raddr == 6'h2f;
+  assign \$71  = raddr + 1'h1;
+  assign \$72  = \$70  ? 7'h00 : \$71 ;
+  assign \$73  = ~ at0;
+  assign \$74  = \$73  & o__ready;
+  assign \$75  = rptr == 3'h4;
+  assign \$76  = rptr + 1'h1;
+  assign \$77  = \$75  ? 4'h0 : \$76 ;
+  assign \$78  = \$74  ? \$77  : { 1'h0, rptr };
+  assign \$79  = wptr == 3'h4;
+  assign \$80  = wptr + 1'h1;
+  assign \$81  = \$79  ? 4'h0 : \$80 ;
+  assign \$82  = ! wptr;
+  assign \$83  = wptr == 1'h1;
+  assign \$84  = wptr == 2'h2;
+  assign \$85  = wptr == 2'h3;
+  assign \$86  = wptr == 3'h4;
   assign o__valid = ~ at0;
-  assign \$76  = rptr == 2'h3;
-  assign \$77  = rptr == 2'h2;
-  assign \$78  = rptr == 1'h1;
-  assign \$79  = \$78  ? slot1 : slot0;
-  assign \$80  = \$77  ? slot2 : \$79 ;
-  assign o__payload = \$76  ? slot3 : \$80 ;
+  assign \$87  = rptr == 3'h4;
+  assign \$88  = rptr == 2'h3;
+  assign \$89  = rptr == 2'h2;
+  assign \$90  = rptr == 1'h1;
+  assign \$91  = \$90  ? slot1 : slot0;
+  assign \$92  = \$89  ? slot2 : \$91 ;
+  assign \$93  = \$88  ? slot3 : \$92 ;
+  assign o__payload = \$87  ? slot4 : \$93 ;
   always @(posedge clk)
-    free <= \$81 ;
+    free <= \$94 ;
   always @(posedge clk)
-    issue <= \$82 ;
+    issue <= \$95 ;
   always @(posedge clk)
-    at0 <= \$83 ;
+    at0 <= \$96 ;
   always @(posedge clk)
-    at1 <= \$84 ;
+    at1 <= \$97 ;
   always @(posedge clk)
-    at2 <= \$85 ;
+    at2 <= \$98 ;
   always @(posedge clk)
-    at3 <= \$86 ;
+    at3 <= \$99 ;
   always @(posedge clk)
-    at4 <= \$87 ;
+    at4 <= \$100 ;
   always @(posedge clk)
-    v1 <= \$88 ;
+    at5 <= \$101 ;
   always @(posedge clk)
-    v2 <= \$89 ;
+    v1 <= \$102 ;
   always @(posedge clk)
-    raddr <= \$90 ;
+    v2 <= \$103 ;
   always @(posedge clk)
-    primed <= \$91 ;
+    v3 <= \$104 ;
   always @(posedge clk)
-    rptr <= \$92 ;
+    raddr <= \$105 ;
   always @(posedge clk)
-    wptr <= \$93 ;
+    primed <= \$106 ;
   always @(posedge clk)
-    slot0 <= \$94 ;
+    rptr <= \$107 ;
   always @(posedge clk)
-    slot1 <= \$95 ;
+    wptr <= \$108 ;
   always @(posedge clk)
-    slot2 <= \$96 ;
+    slot0 <= \$109 ;
   always @(posedge clk)
-    slot3 <= \$97 ;
-  assign \$1  = free - issue;
-  assign \$2  = ~ at0;
+    slot1 <= \$110 ;
+  always @(posedge clk)
+    slot2 <= \$111 ;
+  always @(posedge clk)
+    slot3 <= \$112 ;
+  always @(posedge clk)
+    slot4 <= \$113 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$81  = \$4 [2:0];
+    \$94  = \$4 [2:0];
     if (rst_conv1) begin
-      \$81  = 3'h4;
+      \$94  = 3'h5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$82  = \$9 ;
+    \$95  = \$9 ;
     if (rst_conv1) begin
-      \$82  = 1'h1;
+      \$95  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$83  = \$19 ;
+    \$96  = \$19 ;
     if (rst_conv1) begin
-      \$83  = 1'h1;
+      \$96  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$84  = \$29 ;
+    \$97  = \$29 ;
     if (rst_conv1) begin
-      \$84  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$85  = \$39 ;
+    \$98  = \$39 ;
     if (rst_conv1) begin
-      \$85  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$86  = \$49 ;
+    \$99  = \$49 ;
     if (rst_conv1) begin
-      \$86  = 1'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$87  = \$59 ;
+    \$100  = \$59 ;
     if (rst_conv1) begin
-      \$87  = 1'h0;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$88  = issue;
+    \$101  = \$69 ;
     if (rst_conv1) begin
-      \$88  = 1'h0;
+      \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$89  = v1;
+    \$102  = issue;
     if (rst_conv1) begin
-      \$89  = 1'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$90  = raddr;
+    \$103  = v1;
+    if (rst_conv1) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$104  = v2;
+    if (rst_conv1) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$105  = raddr;
     if (issue) begin
-      \$90  = \$62 [5:0];
+      \$105  = \$72 [5:0];
     end
     if (rst_conv1) begin
-      \$90  = 6'h00;
+      \$105  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$91  = primed;
-    if (at4) begin
-      \$91  = 1'h1;
+    \$106  = primed;
+    if (at5) begin
+      \$106  = 1'h1;
     end
     if (rst_conv1) begin
-      \$91  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$92  = \$68 [1:0];
+    \$107  = \$78 [2:0];
     if (rst_conv1) begin
-      \$92  = 2'h0;
+      \$107  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$93  = wptr;
-    if (v2) begin
-      \$93  = \$71 [1:0];
+    \$108  = wptr;
+    if (v3) begin
+      \$108  = \$81 [2:0];
     end
     if (rst_conv1) begin
-      \$93  = 2'h0;
+      \$108  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$94  = slot0;
-    if (v2) begin
-      if (\$72 ) begin
-        \$94  = data;
+    \$109  = slot0;
+    if (v3) begin
+      if (\$82 ) begin
+        \$109  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$95  = slot1;
-    if (v2) begin
-      if (\$73 ) begin
-        \$95  = data;
+    \$110  = slot1;
+    if (v3) begin
+      if (\$83 ) begin
+        \$110  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = slot2;
-    if (v2) begin
-      if (\$74 ) begin
-        \$96  = data;
+    \$111  = slot2;
+    if (v3) begin
+      if (\$84 ) begin
+        \$111  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$97  = slot3;
-    if (v2) begin
-      if (\$75 ) begin
-        \$97  = data;
+    \$112  = slot3;
+    if (v3) begin
+      if (\$85 ) begin
+        \$112  = data;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$113  = slot4;
+    if (v3) begin
+      if (\$86 ) begin
+        \$113  = data;
       end
     end
   end
@@ -13450,9 +13540,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .clk(clk),
     .data(\data$965 ),
     .o__ready(step),
-    .\port$6005$0 (\$484 ),
-    .\port$6011$0 (\$485 ),
-    .\port$6017$0 (\$486 ),
+    .\port$6020$0 (\$484 ),
+    .\port$6026$0 (\$485 ),
+    .\port$6032$0 (\$486 ),
     .raddr(\addr$966 ),
     .rst_conv2(rst_conv2)
   );
@@ -17463,7 +17553,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6005$0 , \port$6011$0 , \port$6017$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6020$0 , \port$6026$0 , \port$6032$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -17610,12 +17700,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6005$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6005$0 ;
-  wire [63:0] \port$6005$0 ;
-  output [63:0] \port$6011$0 ;
-  wire [63:0] \port$6011$0 ;
-  output [63:0] \port$6017$0 ;
-  wire [63:0] \port$6017$0 ;
+  output [63:0] \port$6020$0 ;
+  wire [63:0] \port$6020$0 ;
+  output [63:0] \port$6026$0 ;
+  wire [63:0] \port$6026$0 ;
+  output [63:0] \port$6032$0 ;
+  wire [63:0] \port$6032$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -17940,9 +18030,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6005$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$6005$0  = \$81 ;
-  assign \port$6011$0  = \$87 ;
-  assign \port$6017$0  = \$93 ;
+  assign \port$6020$0  = \$81 ;
+  assign \port$6026$0  = \$87 ;
+  assign \port$6032$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -37654,6 +37744,94 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
   assign r_port__data = r_data;
 endmodule
 
+(* generator = "Amaranth" *)
+module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  wire \$1 ;
+  reg [3:0] \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [3:0] \$6 ;
+  reg \$7 ;
+  reg [3:0] \$8 ;
+  reg \$9 ;
+  input clk;
+  wire clk;
+  (* init = 4'h0 *)
+  wire [3:0] data;
+  reg full = 1'h0;
+  reg [3:0] held = 4'h0;
+  input [3:0] i__payload;
+  wire [3:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [3:0] o__payload;
+  reg [3:0] o__payload = 4'h0;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst_port_out;
+  wire rst_port_out;
+  assign i__ready = ~ full;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = ~ full;
+  assign \$4  = i__valid & \$3 ;
+  assign \$5  = full | i__valid;
+  assign \$6  = full ? held : i__payload;
+  always @(posedge clk)
+    o__valid <= \$7 ;
+  always @(posedge clk)
+    o__payload <= \$8 ;
+  always @(posedge clk)
+    full <= \$9 ;
+  always @(posedge clk)
+    held <= \$10 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$7  = o__valid;
+    if (\$2 ) begin
+      \$7  = \$5 ;
+    end
+    if (rst_port_out) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$8  = o__payload;
+    if (\$2 ) begin
+      \$8  = \$6 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$9  = full;
+    if (\$2 ) begin
+      \$9  = 1'h0;
+    end else if (\$4 ) begin
+      \$9  = 1'h1;
+    end
+    if (rst_port_out) begin
+      \$9  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$10  = held;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$10  = i__payload;
+    end
+  end
+  assign data = o__payload;
+endmodule
+
 // flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line),
 // asked to be block RAM (a LUT-mapped ROM puts its decoder on the address path).
 module flexor_rom #(
@@ -37665,7 +37843,8 @@ module flexor_rom #(
     parameter BANKS = 1,
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
-    parameter PAGE_BITS = ADDR_WIDTH
+    parameter PAGE_BITS = ADDR_WIDTH,
+    parameter COPY_BITS = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -37759,6 +37938,24 @@ module flexor_rom #(
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
+        end else if (LATENCY == 3 && COPY_BITS > 0) begin : addr_copies
+            // The address registered first, in a copy per COPY_BITS bits of the word, each
+            // read from its own copy (kept apart: one register's fan-out to every bit's decode
+            // was the placed ResNet-20's longest path, its first conv's 48 x 72-bit ROM,
+            // 10.6 ns of which 8.0 routing), then the word, then data.
+            localparam COPIES = (WIDTH + COPY_BITS - 1) / COPY_BITS;
+            wire [WIDTH-1:0] word;
+            genvar c;
+            for (c = 0; c < COPIES; c = c + 1) begin : copy
+                localparam LO = c * COPY_BITS;
+                localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
+                reg [ADDR_WIDTH-1:0] a;
+                reg [HI-LO-1:0] part;
+                (* keep *) always @(posedge clk) a <= addr;
+                always @(posedge clk) part <= mem[a][HI-1:LO];
+                assign word[HI-1:LO] = part;
+            end
+            always @(posedge clk) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
@@ -37788,7 +37985,8 @@ module flexor_rom_logic #(
     parameter BANKS = 1,
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
-    parameter PAGE_BITS = ADDR_WIDTH
+    parameter PAGE_BITS = ADDR_WIDTH,
+    parameter COPY_BITS = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -37882,6 +38080,24 @@ module flexor_rom_logic #(
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
             end
+        end else if (LATENCY == 3 && COPY_BITS > 0) begin : addr_copies
+            // The address registered first, in a copy per COPY_BITS bits of the word, each
+            // read from its own copy (kept apart: one register's fan-out to every bit's decode
+            // was the placed ResNet-20's longest path, its first conv's 48 x 72-bit ROM,
+            // 10.6 ns of which 8.0 routing), then the word, then data.
+            localparam COPIES = (WIDTH + COPY_BITS - 1) / COPY_BITS;
+            wire [WIDTH-1:0] word;
+            genvar c;
+            for (c = 0; c < COPIES; c = c + 1) begin : copy
+                localparam LO = c * COPY_BITS;
+                localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
+                reg [ADDR_WIDTH-1:0] a;
+                reg [HI-LO-1:0] part;
+                (* keep *) always @(posedge clk) a <= addr;
+                always @(posedge clk) part <= mem[a][HI-1:LO];
+                assign word[HI-1:LO] = part;
+            end
+            always @(posedge clk) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
