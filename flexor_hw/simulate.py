@@ -99,22 +99,35 @@ def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
     return run
 
 
-def reset_while_stalled(dut, beats, *, settle, hold=1):
+def reset_while_stalled(dut, beats, *, settle, hold=1, offered=False, fill=False):
     """A ``before`` for :func:`run_stream`: ``beats`` fed while the output stalls, ``settle``
-    idle cycles, then (with the output holding a valid beat) the reset for ``hold`` cycles."""
+    idle cycles, then (with the output holding a valid beat) the reset for ``hold`` cycles;
+    with ``offered``, a beat (the last one again) offered on the input during the reset;
+    with ``fill``, the feeding stops where the input takes no beat for ``settle`` cycles
+    (the unit is full)."""
     async def before(ctx, rst):
         ctx.set(dut.o.ready, 0)
         for beat in beats:
             ctx.set(dut.i.payload, beat)
             ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
+            if not fill:
+                await ctx.tick().until(dut.i.ready)
+                continue
+            for _ in range(settle):
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                if ready:
+                    break
+            else:
+                break
         ctx.set(dut.i.valid, 0)
         await ctx.tick().repeat(settle)
         assert ctx.get(dut.o.valid)
         ctx.set(rst, 1)
+        ctx.set(dut.i.valid, int(offered))
         for _ in range(hold):
             await ctx.tick()
         ctx.set(rst, 0)
+        ctx.set(dut.i.valid, 0)
     return before
 
 

@@ -56,6 +56,9 @@ class SkidBuffer(wiring.Component):
 
     def __init__(self, shape):
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+        #: ``o.valid``'s next value, for a copy of ``o.valid`` beside another of its users
+        #: (:func:`copy_register`, the reset taken through its input)
+        self.valid_next = Signal(name="valid_next")
 
     def elaborate(self, platform):
         m = Module()
@@ -64,9 +67,11 @@ class SkidBuffer(wiring.Component):
         full = Signal()
         m.d.comb += [self.i.ready.eq(~full), self.o.payload.eq(data)]
         take = self.i.valid & ~full
-        with m.If(~self.o.valid | self.o.ready):
-            m.d.sync += [self.o.valid.eq(full | self.i.valid),
-                         data.eq(Mux(full, held, self.i.payload)), full.eq(0)]
+        free = ~self.o.valid | self.o.ready
+        m.d.comb += self.valid_next.eq(Mux(free, full | self.i.valid, self.o.valid))
+        m.d.sync += self.o.valid.eq(self.valid_next)
+        with m.If(free):
+            m.d.sync += [data.eq(Mux(full, held, self.i.payload)), full.eq(0)]
         with m.Elif(take):
             m.d.sync += [held.eq(self.i.payload), full.eq(1)]
         return m

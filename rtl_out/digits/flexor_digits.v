@@ -5644,13 +5644,15 @@ module \flexor_digits.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   reg [3:0] \$10 ;
+  reg \$11 ;
+  reg [3:0] \$12 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
-  wire [3:0] \$6 ;
-  reg \$7 ;
-  reg [3:0] \$8 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [3:0] \$8 ;
   reg \$9 ;
   input clk;
   wire clk;
@@ -5672,56 +5674,57 @@ module \flexor_digits.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   reg o__valid = 1'h0;
   input rst_port_out;
   wire rst_port_out;
+  wire valid_next;
   assign i__ready = ~ full;
   assign \$1  = ~ o__valid;
   assign \$2  = \$1  | o__ready;
-  assign \$3  = ~ full;
-  assign \$4  = i__valid & \$3 ;
-  assign \$5  = full | i__valid;
-  assign \$6  = full ? held : i__payload;
+  assign \$3  = full | i__valid;
+  assign valid_next = \$2  ? \$3  : o__valid;
+  assign \$4  = ~ o__valid;
+  assign \$5  = \$4  | o__ready;
+  assign \$6  = ~ full;
+  assign \$7  = i__valid & \$6 ;
+  assign \$8  = full ? held : i__payload;
   always @(posedge clk)
-    o__valid <= \$7 ;
+    o__valid <= \$9 ;
   always @(posedge clk)
-    o__payload <= \$8 ;
+    o__payload <= \$10 ;
   always @(posedge clk)
-    full <= \$9 ;
+    full <= \$11 ;
   always @(posedge clk)
-    held <= \$10 ;
+    held <= \$12 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$7  = o__valid;
-    if (\$2 ) begin
-      \$7  = \$5 ;
-    end
-    if (rst_port_out) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$8  = o__payload;
-    if (\$2 ) begin
-      \$8  = \$6 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$9  = full;
-    if (\$2 ) begin
-      \$9  = 1'h0;
-    end else if (\$4 ) begin
-      \$9  = 1'h1;
-    end
+    \$9  = valid_next;
     if (rst_port_out) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$10  = held;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$10  = i__payload;
+    \$10  = o__payload;
+    if (\$5 ) begin
+      \$10  = \$8 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$11  = full;
+    if (\$5 ) begin
+      \$11  = 1'h0;
+    end else if (\$7 ) begin
+      \$11  = 1'h1;
+    end
+    if (rst_port_out) begin
+      \$11  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$12  = held;
+    if (\$5 ) begin
+    end else if (\$7 ) begin
+      \$12  = i__payload;
     end
   end
   assign data = o__payload;

@@ -4719,80 +4719,239 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2011 ;
   wire \$2012 ;
   wire \$2013 ;
-  reg [4:0] \$2014 ;
-  reg [7:0] \$2015 ;
-  reg \$2016 ;
-  reg [4:0] \$2017 ;
-  reg \$2018 ;
-  reg [2:0] \$2019 ;
+  wire \$2014 ;
+  wire \$2015 ;
+  wire \$2016 ;
+  wire \$2017 ;
+  wire \$2018 ;
+  wire \$2019 ;
   wire \$202 ;
-  reg \$2020 ;
-  reg \$2021 ;
-  reg \$2022 ;
-  reg \$2023 ;
-  reg \$2024 ;
-  reg [2:0] \$2025 ;
-  reg [5:0] \$2026 ;
-  reg [2:0] \$2027 ;
-  reg [7:0] \$2028 ;
-  reg [4:0] \$2029 ;
+  wire \$2020 ;
+  wire \$2021 ;
+  wire \$2022 ;
+  wire \$2023 ;
+  wire \$2024 ;
+  wire \$2025 ;
+  wire \$2026 ;
+  wire \$2027 ;
+  wire \$2028 ;
+  wire \$2029 ;
   wire [7:0] \$203 ;
-  reg [5:0] \$2030 ;
-  reg [5:0] \$2031 ;
-  reg [4:0] \$2032 ;
-  reg [5:0] \$2033 ;
-  reg \$2034 ;
-  reg [2:0] \$2035 ;
-  reg [7:0] \$2036 ;
-  reg [5:0] \$2037 ;
-  reg [5:0] \$2038 ;
-  reg [2:0] \$2039 ;
+  wire \$2030 ;
+  wire \$2031 ;
+  wire \$2032 ;
+  wire \$2033 ;
+  wire \$2034 ;
+  wire \$2035 ;
+  wire \$2036 ;
+  wire \$2037 ;
+  wire \$2038 ;
+  wire \$2039 ;
   wire [7:0] \$204 ;
-  reg [7:0] \$2040 ;
-  reg \$2041 ;
-  reg \$2042 ;
-  reg [6:0] \$2043 ;
-  reg \$2044 ;
-  reg [5:0] \$2045 ;
-  reg [5:0] \$2046 ;
-  reg [5:0] \$2047 ;
-  reg [5:0] \$2048 ;
-  reg [5:0] \$2049 ;
+  wire \$2040 ;
+  wire \$2041 ;
+  wire \$2042 ;
+  wire \$2043 ;
+  wire \$2044 ;
+  wire \$2045 ;
+  wire \$2046 ;
+  wire \$2047 ;
+  wire \$2048 ;
+  wire \$2049 ;
   wire [7:0] \$205 ;
-  reg [5:0] \$2050 ;
-  reg \$2051 ;
-  reg \$2052 ;
-  reg \$2053 ;
-  reg \$2054 ;
-  reg \$2055 ;
-  reg \$2056 ;
-  reg \$2057 ;
-  reg \$2058 ;
-  reg \$2059 ;
+  wire \$2050 ;
+  wire \$2051 ;
+  wire \$2052 ;
+  wire \$2053 ;
+  wire \$2054 ;
+  wire \$2055 ;
+  wire \$2056 ;
+  wire \$2057 ;
+  wire \$2058 ;
+  wire \$2059 ;
   wire [7:0] \$206 ;
-  reg \$2060 ;
-  reg \$2061 ;
-  reg \$2062 ;
-  reg \$2063 ;
-  reg \$2064 ;
+  wire \$2060 ;
+  wire \$2061 ;
+  wire \$2062 ;
+  wire \$2063 ;
+  wire \$2064 ;
+  wire \$2065 ;
+  wire \$2066 ;
+  wire \$2067 ;
+  wire \$2068 ;
+  wire \$2069 ;
   wire [7:0] \$207 ;
+  wire \$2070 ;
+  wire \$2071 ;
+  wire \$2072 ;
+  wire \$2073 ;
+  wire \$2074 ;
+  wire \$2075 ;
+  wire \$2076 ;
+  wire \$2077 ;
+  wire \$2078 ;
+  wire \$2079 ;
   wire \$208 ;
+  wire \$2080 ;
+  wire \$2081 ;
+  wire \$2082 ;
+  wire \$2083 ;
+  wire \$2084 ;
+  wire \$2085 ;
+  wire \$2086 ;
+  wire \$2087 ;
+  wire \$2088 ;
+  wire \$2089 ;
   wire \$209 ;
+  wire \$2090 ;
+  wire \$2091 ;
+  wire \$2092 ;
+  wire \$2093 ;
+  wire \$2094 ;
+  wire \$2095 ;
+  wire \$2096 ;
+  wire \$2097 ;
+  wire \$2098 ;
+  wire \$2099 ;
   wire \$21 ;
   wire \$210 ;
+  wire \$2100 ;
+  wire \$2101 ;
+  wire \$2102 ;
+  wire \$2103 ;
+  wire \$2104 ;
+  wire \$2105 ;
+  wire \$2106 ;
+  wire \$2107 ;
+  wire \$2108 ;
+  wire \$2109 ;
   wire \$211 ;
+  wire \$2110 ;
+  wire \$2111 ;
+  wire \$2112 ;
+  wire \$2113 ;
+  wire \$2114 ;
+  wire \$2115 ;
+  wire \$2116 ;
+  wire \$2117 ;
+  wire \$2118 ;
+  wire \$2119 ;
   wire \$212 ;
+  wire \$2120 ;
+  wire \$2121 ;
+  wire \$2122 ;
+  wire \$2123 ;
+  wire \$2124 ;
+  wire \$2125 ;
+  wire \$2126 ;
+  wire \$2127 ;
+  wire \$2128 ;
+  wire \$2129 ;
   wire \$213 ;
+  wire \$2130 ;
+  wire \$2131 ;
+  wire \$2132 ;
+  wire \$2133 ;
+  wire \$2134 ;
+  wire \$2135 ;
+  wire \$2136 ;
+  wire \$2137 ;
+  wire \$2138 ;
+  wire \$2139 ;
   wire \$214 ;
+  wire \$2140 ;
+  wire \$2141 ;
+  wire \$2142 ;
+  wire \$2143 ;
+  wire \$2144 ;
+  wire \$2145 ;
+  wire \$2146 ;
+  wire \$2147 ;
+  wire \$2148 ;
+  wire \$2149 ;
   wire \$215 ;
+  wire \$2150 ;
+  wire \$2151 ;
+  wire \$2152 ;
+  wire \$2153 ;
+  wire \$2154 ;
+  wire \$2155 ;
+  wire \$2156 ;
+  wire \$2157 ;
+  wire \$2158 ;
+  wire \$2159 ;
   wire \$216 ;
+  wire \$2160 ;
+  wire \$2161 ;
+  wire \$2162 ;
+  wire \$2163 ;
+  wire \$2164 ;
+  wire \$2165 ;
+  wire \$2166 ;
+  wire \$2167 ;
+  wire \$2168 ;
+  wire \$2169 ;
   wire \$217 ;
+  wire \$2170 ;
+  wire \$2171 ;
+  wire \$2172 ;
+  reg [4:0] \$2173 ;
+  reg [7:0] \$2174 ;
+  reg \$2175 ;
+  reg [4:0] \$2176 ;
+  reg \$2177 ;
+  reg [2:0] \$2178 ;
+  reg \$2179 ;
   wire \$218 ;
+  reg \$2180 ;
+  reg \$2181 ;
+  reg \$2182 ;
+  reg \$2183 ;
+  reg [2:0] \$2184 ;
+  reg [5:0] \$2185 ;
+  reg [2:0] \$2186 ;
+  reg [7:0] \$2187 ;
+  reg [4:0] \$2188 ;
+  reg [5:0] \$2189 ;
   wire \$219 ;
+  reg [5:0] \$2190 ;
+  reg [4:0] \$2191 ;
+  reg [5:0] \$2192 ;
+  reg \$2193 ;
+  reg [2:0] \$2194 ;
+  reg [7:0] \$2195 ;
+  reg [5:0] \$2196 ;
+  reg [5:0] \$2197 ;
+  reg [2:0] \$2198 ;
+  reg [7:0] \$2199 ;
   wire \$22 ;
   wire \$220 ;
+  reg \$2200 ;
+  reg \$2201 ;
+  reg [6:0] \$2202 ;
+  reg \$2203 ;
+  reg [5:0] \$2204 ;
+  reg [5:0] \$2205 ;
+  reg [5:0] \$2206 ;
+  reg [5:0] \$2207 ;
+  reg [5:0] \$2208 ;
+  reg [5:0] \$2209 ;
   wire \$221 ;
+  reg \$2210 ;
+  reg \$2211 ;
+  reg \$2212 ;
+  reg \$2213 ;
+  reg \$2214 ;
+  reg \$2215 ;
+  reg \$2216 ;
+  reg \$2217 ;
+  reg \$2218 ;
+  reg \$2219 ;
   wire \$222 ;
+  reg \$2220 ;
+  reg \$2221 ;
+  reg \$2222 ;
+  reg \$2223 ;
   wire \$223 ;
   wire \$224 ;
   wire \$225 ;
@@ -5664,6 +5823,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [-1:0] c;
   (* init = 1'h1 *)
   wire can_write;
+  wire can_write_rows;
   input clk;
   wire clk;
   reg [5:0] col_addr = 6'h3e;
@@ -5694,6 +5854,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \i__valid$5 ;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
+  wire inp_valid_rows;
   reg [5:0] ix = 6'h3e;
   reg [5:0] ix0 = 6'h3e;
   reg [5:0] ix0c = 6'h3e;
@@ -5703,7 +5864,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [5:0] low = 6'h3e;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$103 ;
+  wire [7:0] \o__payload$107 ;
   wire [7:0] \o__payload$23 ;
   reg o__ready = 1'h1;
   input \o__ready$24 ;
@@ -5757,6 +5918,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire take;
   wire take_rows;
   wire take_step;
+  wire valid_next;
   reg [7:0] w_addr = 8'h00;
   wire [7:0] w_addr_q;
   reg [7:0] w_data = 8'h00;
@@ -5770,6 +5932,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [7:0] wr__data;
   wire wr__en;
   wire write;
+  wire write_rows;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "distributed" *)
   reg [7:0] mem [167:0];
@@ -5965,6 +6128,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$7  = read_credits_space + read_credits_returned;
   assign \$8  = \$7  - take;
   assign read_credits_room_next = \$8 [2:0] >= 1'h1;
+  assign write_rows = inp_valid_rows & can_write_rows;
   assign take_step = avail_step & room_step;
   assign take_rows = avail_rows & room_rows;
   assign \$9  = ~ r_done;
@@ -6128,7 +6292,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$176  = & { \$175 , \$174 , \$173  };
   assign \$177  = take_rows & r_last;
   assign \$178  = oy == 5'h1b;
-  assign \$179  = write & w_last;
+  assign \$179  = write_rows & w_last;
   assign \$180  = ~ ahead;
   assign \$181  = ~ room_w_27[5];
   assign \$182  = \$180  & \$181 ;
@@ -6137,7 +6301,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$185  = \$183  ? 6'h02 : \$184 ;
   assign \$186  = w_row + 2'h2;
   assign \$187  = \$179  ? \$185  : \$186 ;
-  assign \$188  = write & w_last;
+  assign \$188  = write_rows & w_last;
   assign \$189  = ~ ahead;
   assign \$190  = ~ room_w_27[5];
   assign \$191  = \$189  & \$190 ;
@@ -6147,7 +6311,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$195  = $signed(d) + $signed(1'h1);
   assign \$196  = \$188  ? \$194  : \$195 ;
   assign \$197  = \$178  ? { 2'h0, \$187  } : \$196 ;
-  assign \$198  = write & w_last;
+  assign \$198  = write_rows & w_last;
   assign \$199  = ~ ahead;
   assign \$200  = ~ room_w_27[5];
   assign \$201  = \$199  & \$200 ;
@@ -6347,7 +6511,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$404  = $signed(room_low_22) - $signed(2'h1);
   assign \$405  = \$403  ? 7'h18 : \$404 ;
   assign \$406  = \$402  ? \$405  : { room_low_22[5], room_low_22 };
-  assign \$407  = write & w_last;
+  assign \$407  = write_rows & w_last;
   assign \$408  = ~ ahead;
   assign \$409  = w_row == 5'h1b;
   assign \$410  = \$408  & \$409 ;
@@ -6388,7 +6552,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$445  = | { \$444 , \$442 , \$440 , \$438 , \$436  };
   assign \$446  = pad | \$445 ;
   assign \$447  = \$407  ? \$434  : \$446 ;
-  assign \$448  = write & w_last;
+  assign \$448  = write_rows & w_last;
   assign \$449  = oy == 5'h1b;
   assign \$450  = r_last & \$449 ;
   assign \$451  = ~ \$450 ;
@@ -6581,7 +6745,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$647  = \$617  | \$646 ;
   assign \$648  = \$574  & \$647 ;
   assign \$649  = \$448  ? \$571  : \$648 ;
-  assign \$650  = write & w_last;
+  assign \$650  = write_rows & w_last;
   assign \$651  = ~ r_done;
   assign \$652  = pad | ahead;
   assign \$653  = ~ ahead;
@@ -6621,7 +6785,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$687  = switch ? \$447  : \$686 ;
   assign \$688  = take_rows & r_last;
   assign \$689  = oy == 5'h1b;
-  assign \$690  = write & w_last;
+  assign \$690  = write_rows & w_last;
   assign \$691  = ~ ahead;
   assign \$692  = ~ room_w_27[5];
   assign \$693  = \$691  & \$692 ;
@@ -6643,7 +6807,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$709  = w_row == 5'h1f;
   assign \$710  = | { \$709 , \$708 , \$707 , \$706 , \$705 , \$704  };
   assign \$711  = \$690  ? \$703  : \$710 ;
-  assign \$712  = write & w_last;
+  assign \$712  = write_rows & w_last;
   assign \$713  = ~ ahead;
   assign \$714  = ~ room_w_27[5];
   assign \$715  = \$713  & \$714 ;
@@ -6660,7 +6824,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$726  = \$716  ? \$725  : d_ge_28;
   assign \$727  = \$712  ? \$726  : d_ge_29;
   assign \$728  = \$689  ? \$711  : \$727 ;
-  assign \$729  = write & w_last;
+  assign \$729  = write_rows & w_last;
   assign \$730  = ~ ahead;
   assign \$731  = ~ room_w_27[5];
   assign \$732  = \$730  & \$731 ;
@@ -6718,7 +6882,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$784  = \$688  ? \$728  : \$783 ;
   assign \$785  = take_rows & r_last;
   assign \$786  = oy == 5'h1b;
-  assign \$787  = write & w_last;
+  assign \$787  = write_rows & w_last;
   assign \$788  = ~ ahead;
   assign \$789  = ~ room_w_27[5];
   assign \$790  = \$788  & \$789 ;
@@ -6738,7 +6902,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$804  = w_row == 5'h1f;
   assign \$805  = | { \$804 , \$803 , \$802 , \$801 , \$800  };
   assign \$806  = \$787  ? \$799  : \$805 ;
-  assign \$807  = write & w_last;
+  assign \$807  = write_rows & w_last;
   assign \$808  = ~ ahead;
   assign \$809  = ~ room_w_27[5];
   assign \$810  = \$808  & \$809 ;
@@ -6754,7 +6918,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$820  = \$811  ? \$819  : d_ge_29;
   assign \$821  = \$807  ? \$820  : d_ge_30;
   assign \$822  = \$786  ? \$806  : \$821 ;
-  assign \$823  = write & w_last;
+  assign \$823  = write_rows & w_last;
   assign \$824  = ~ ahead;
   assign \$825  = ~ room_w_27[5];
   assign \$826  = \$824  & \$825 ;
@@ -6773,7 +6937,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$839  = \$785  ? \$822  : \$838 ;
   assign \$840  = take_rows & r_last;
   assign \$841  = oy == 5'h1b;
-  assign \$842  = write & w_last;
+  assign \$842  = write_rows & w_last;
   assign \$843  = ~ ahead;
   assign \$844  = ~ room_w_27[5];
   assign \$845  = \$843  & \$844 ;
@@ -6791,7 +6955,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$857  = w_row == 5'h1f;
   assign \$858  = | { \$857 , \$856 , \$855 , \$854  };
   assign \$859  = \$842  ? \$853  : \$858 ;
-  assign \$860  = write & w_last;
+  assign \$860  = write_rows & w_last;
   assign \$861  = ~ ahead;
   assign \$862  = ~ room_w_27[5];
   assign \$863  = \$861  & \$862 ;
@@ -6806,7 +6970,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$872  = \$864  ? \$871  : d_ge_30;
   assign \$873  = \$860  ? \$872  : d_ge_31;
   assign \$874  = \$841  ? \$859  : \$873 ;
-  assign \$875  = write & w_last;
+  assign \$875  = write_rows & w_last;
   assign \$876  = ~ ahead;
   assign \$877  = ~ room_w_27[5];
   assign \$878  = \$876  & \$877 ;
@@ -6824,7 +6988,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$890  = \$840  ? \$874  : \$889 ;
   assign \$891  = take_rows & r_last;
   assign \$892  = oy == 5'h1b;
-  assign \$893  = write & w_last;
+  assign \$893  = write_rows & w_last;
   assign \$894  = ~ ahead;
   assign \$895  = ~ room_w_27[5];
   assign \$896  = \$894  & \$895 ;
@@ -6840,7 +7004,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$906  = w_row == 5'h1f;
   assign \$907  = | { \$906 , \$905 , \$904  };
   assign \$908  = \$893  ? \$903  : \$907 ;
-  assign \$909  = write & w_last;
+  assign \$909  = write_rows & w_last;
   assign \$910  = ~ ahead;
   assign \$911  = ~ room_w_27[5];
   assign \$912  = \$910  & \$911 ;
@@ -6854,7 +7018,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$920  = \$913  ? \$919  : d_ge_31;
   assign \$921  = \$909  ? \$920  : d_ge_32;
   assign \$922  = \$892  ? \$908  : \$921 ;
-  assign \$923  = write & w_last;
+  assign \$923  = write_rows & w_last;
   assign \$924  = ~ ahead;
   assign \$925  = ~ room_w_27[5];
   assign \$926  = \$924  & \$925 ;
@@ -6871,7 +7035,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$937  = \$891  ? \$922  : \$936 ;
   assign \$938  = take_rows & r_last;
   assign \$939  = oy == 5'h1b;
-  assign \$940  = write & w_last;
+  assign \$940  = write_rows & w_last;
   assign \$941  = ~ ahead;
   assign \$942  = ~ room_w_27[5];
   assign \$943  = \$941  & \$942 ;
@@ -6885,7 +7049,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$951  = w_row == 5'h1f;
   assign \$952  = | { \$951 , \$950  };
   assign \$953  = \$940  ? \$949  : \$952 ;
-  assign \$954  = write & w_last;
+  assign \$954  = write_rows & w_last;
   assign \$955  = ~ ahead;
   assign \$956  = ~ room_w_27[5];
   assign \$957  = \$955  & \$956 ;
@@ -6898,7 +7062,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$964  = \$958  ? \$963  : d_ge_32;
   assign \$965  = \$954  ? \$964  : d_ge_33;
   assign \$966  = \$939  ? \$953  : \$965 ;
-  assign \$967  = write & w_last;
+  assign \$967  = write_rows & w_last;
   assign \$968  = ~ ahead;
   assign \$969  = ~ room_w_27[5];
   assign \$970  = \$968  & \$969 ;
@@ -6914,12 +7078,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$980  = \$938  ? \$966  : \$979 ;
   assign \$981  = take_rows & r_last;
   assign \$982  = oy == 5'h1b;
-  assign \$983  = write & w_last;
+  assign \$983  = write_rows & w_last;
   assign \$984  = ~ ahead;
   assign \$985  = ~ room_w_27[5];
   assign \$986  = \$984  & \$985 ;
   assign \$987  = \$986  & room_w_28[5];
-  assign \$990  = write & w_last;
+  assign \$990  = write_rows & w_last;
   assign \$991  = ~ ahead;
   assign \$992  = ~ room_w_27[5];
   assign \$993  = \$991  & \$992 ;
@@ -6927,7 +7091,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$995  = \$994  ? d_ge_28 : d_ge_0;
   assign \$996  = \$990  ? \$995  : d_ge_1;
   assign \$997  = \$982  ? 1'h1 : \$996 ;
-  assign \$998  = write & w_last;
+  assign \$998  = write_rows & w_last;
   assign \$999  = ~ ahead;
   assign \$1000  = ~ room_w_27[5];
   assign \$1001  = \$999  & \$1000 ;
@@ -7040,12 +7204,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1108  = \$981  ? \$997  : \$1107 ;
   assign \$1109  = take_rows & r_last;
   assign \$1110  = oy == 5'h1b;
-  assign \$1111  = write & w_last;
+  assign \$1111  = write_rows & w_last;
   assign \$1112  = ~ ahead;
   assign \$1113  = ~ room_w_27[5];
   assign \$1114  = \$1112  & \$1113 ;
   assign \$1115  = \$1114  & room_w_28[5];
-  assign \$1118  = write & w_last;
+  assign \$1118  = write_rows & w_last;
   assign \$1119  = ~ ahead;
   assign \$1120  = ~ room_w_27[5];
   assign \$1121  = \$1119  & \$1120 ;
@@ -7053,7 +7217,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1123  = \$1122  ? d_ge_29 : d_ge_1;
   assign \$1124  = \$1118  ? \$1123  : d_ge_2;
   assign \$1125  = \$1110  ? 1'h1 : \$1124 ;
-  assign \$1126  = write & w_last;
+  assign \$1126  = write_rows & w_last;
   assign \$1127  = ~ ahead;
   assign \$1128  = ~ room_w_27[5];
   assign \$1129  = \$1127  & \$1128 ;
@@ -7063,12 +7227,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1133  = \$1109  ? \$1125  : \$1132 ;
   assign \$1134  = take_rows & r_last;
   assign \$1135  = oy == 5'h1b;
-  assign \$1136  = write & w_last;
+  assign \$1136  = write_rows & w_last;
   assign \$1137  = ~ ahead;
   assign \$1138  = ~ room_w_27[5];
   assign \$1139  = \$1137  & \$1138 ;
   assign \$1140  = \$1139  & room_w_28[5];
-  assign \$1143  = write & w_last;
+  assign \$1143  = write_rows & w_last;
   assign \$1144  = ~ ahead;
   assign \$1145  = ~ room_w_27[5];
   assign \$1146  = \$1144  & \$1145 ;
@@ -7076,7 +7240,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1148  = \$1147  ? d_ge_30 : d_ge_2;
   assign \$1149  = \$1143  ? \$1148  : d_ge_3;
   assign \$1150  = \$1135  ? 1'h1 : \$1149 ;
-  assign \$1151  = write & w_last;
+  assign \$1151  = write_rows & w_last;
   assign \$1152  = ~ ahead;
   assign \$1153  = ~ room_w_27[5];
   assign \$1154  = \$1152  & \$1153 ;
@@ -7086,7 +7250,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1158  = \$1134  ? \$1150  : \$1157 ;
   assign \$1159  = take_rows & r_last;
   assign \$1160  = oy == 5'h1b;
-  assign \$1161  = write & w_last;
+  assign \$1161  = write_rows & w_last;
   assign \$1162  = ~ ahead;
   assign \$1163  = ~ room_w_27[5];
   assign \$1164  = \$1162  & \$1163 ;
@@ -7095,7 +7259,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1167  = ! w_row;
   assign \$1169  = ~ \$1168 ;
   assign \$1170  = \$1161  ? \$1166  : \$1169 ;
-  assign \$1171  = write & w_last;
+  assign \$1171  = write_rows & w_last;
   assign \$1172  = ~ ahead;
   assign \$1173  = ~ room_w_27[5];
   assign \$1174  = \$1172  & \$1173 ;
@@ -7103,7 +7267,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1176  = \$1175  ? d_ge_31 : d_ge_3;
   assign \$1177  = \$1171  ? \$1176  : d_ge_4;
   assign \$1178  = \$1160  ? \$1170  : \$1177 ;
-  assign \$1179  = write & w_last;
+  assign \$1179  = write_rows & w_last;
   assign \$1180  = ~ ahead;
   assign \$1181  = ~ room_w_27[5];
   assign \$1182  = \$1180  & \$1181 ;
@@ -7113,7 +7277,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1186  = \$1159  ? \$1178  : \$1185 ;
   assign \$1187  = take_rows & r_last;
   assign \$1188  = oy == 5'h1b;
-  assign \$1189  = write & w_last;
+  assign \$1189  = write_rows & w_last;
   assign \$1190  = ~ ahead;
   assign \$1191  = ~ room_w_27[5];
   assign \$1192  = \$1190  & \$1191 ;
@@ -7126,7 +7290,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1200  = | { \$1199 , \$1198  };
   assign \$1201  = ~ \$1200 ;
   assign \$1202  = \$1189  ? \$1197  : \$1201 ;
-  assign \$1203  = write & w_last;
+  assign \$1203  = write_rows & w_last;
   assign \$1204  = ~ ahead;
   assign \$1205  = ~ room_w_27[5];
   assign \$1206  = \$1204  & \$1205 ;
@@ -7134,7 +7298,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1208  = \$1207  ? d_ge_32 : d_ge_4;
   assign \$1209  = \$1203  ? \$1208  : d_ge_5;
   assign \$1210  = \$1188  ? \$1202  : \$1209 ;
-  assign \$1211  = write & w_last;
+  assign \$1211  = write_rows & w_last;
   assign \$1212  = ~ ahead;
   assign \$1213  = ~ room_w_27[5];
   assign \$1214  = \$1212  & \$1213 ;
@@ -7144,7 +7308,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1218  = \$1187  ? \$1210  : \$1217 ;
   assign \$1219  = take_rows & r_last;
   assign \$1220  = oy == 5'h1b;
-  assign \$1221  = write & w_last;
+  assign \$1221  = write_rows & w_last;
   assign \$1222  = ~ ahead;
   assign \$1223  = ~ room_w_27[5];
   assign \$1224  = \$1222  & \$1223 ;
@@ -7160,7 +7324,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1234  = | { \$1233 , \$1232 , \$1231  };
   assign \$1235  = ~ \$1234 ;
   assign \$1236  = \$1221  ? \$1230  : \$1235 ;
-  assign \$1237  = write & w_last;
+  assign \$1237  = write_rows & w_last;
   assign \$1238  = ~ ahead;
   assign \$1239  = ~ room_w_27[5];
   assign \$1240  = \$1238  & \$1239 ;
@@ -7168,7 +7332,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1242  = \$1241  ? d_ge_33 : d_ge_5;
   assign \$1243  = \$1237  ? \$1242  : d_ge_6;
   assign \$1244  = \$1220  ? \$1236  : \$1243 ;
-  assign \$1245  = write & w_last;
+  assign \$1245  = write_rows & w_last;
   assign \$1246  = ~ ahead;
   assign \$1247  = ~ room_w_27[5];
   assign \$1248  = \$1246  & \$1247 ;
@@ -7178,7 +7342,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1252  = \$1219  ? \$1244  : \$1251 ;
   assign \$1253  = take_rows & r_last;
   assign \$1254  = oy == 5'h1b;
-  assign \$1255  = write & w_last;
+  assign \$1255  = write_rows & w_last;
   assign \$1256  = ~ ahead;
   assign \$1257  = ~ room_w_27[5];
   assign \$1258  = \$1256  & \$1257 ;
@@ -7189,7 +7353,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1263  = \$1259  ? 1'h0 : \$1262 ;
   assign \$1264  = w_row == 5'h1f;
   assign \$1266  = \$1255  ? \$1263  : \$1265 ;
-  assign \$1267  = write & w_last;
+  assign \$1267  = write_rows & w_last;
   assign \$1268  = ~ ahead;
   assign \$1269  = ~ room_w_27[5];
   assign \$1270  = \$1268  & \$1269 ;
@@ -7232,7 +7396,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1307  = | { \$1306 , \$1305 , \$1304 , \$1303 , \$1302 , \$1301 , \$1300 , \$1299 , \$1298 , \$1297 , \$1296 , \$1295 , \$1294 , \$1293 , \$1292 , \$1291 , \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277  };
   assign \$1308  = \$1267  ? \$1276  : \$1307 ;
   assign \$1309  = \$1254  ? \$1266  : \$1308 ;
-  assign \$1310  = write & w_last;
+  assign \$1310  = write_rows & w_last;
   assign \$1311  = ~ ahead;
   assign \$1312  = ~ room_w_27[5];
   assign \$1313  = \$1311  & \$1312 ;
@@ -7247,7 +7411,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1322  = \$1253  ? \$1309  : \$1321 ;
   assign \$1323  = take_rows & r_last;
   assign \$1324  = oy == 5'h1b;
-  assign \$1325  = write & w_last;
+  assign \$1325  = write_rows & w_last;
   assign \$1326  = ~ ahead;
   assign \$1327  = ~ room_w_27[5];
   assign \$1328  = \$1326  & \$1327 ;
@@ -7265,7 +7429,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1340  = | { \$1339 , \$1338 , \$1337 , \$1336  };
   assign \$1341  = ~ \$1340 ;
   assign \$1342  = \$1325  ? \$1335  : \$1341 ;
-  assign \$1343  = write & w_last;
+  assign \$1343  = write_rows & w_last;
   assign \$1344  = ~ ahead;
   assign \$1345  = ~ room_w_27[5];
   assign \$1346  = \$1344  & \$1345 ;
@@ -7362,7 +7526,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1437  = | { \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380  };
   assign \$1438  = \$1343  ? \$1379  : \$1437 ;
   assign \$1439  = \$1324  ? \$1342  : \$1438 ;
-  assign \$1440  = write & w_last;
+  assign \$1440  = write_rows & w_last;
   assign \$1441  = ~ ahead;
   assign \$1442  = ~ room_w_27[5];
   assign \$1443  = \$1441  & \$1442 ;
@@ -7370,576 +7534,726 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1445  = \$1444  ? d_ge_33 : d_ge_5;
   assign \$1446  = \$1440  ? \$1445  : d_ge_6;
   assign \$1447  = \$1323  ? \$1439  : \$1446 ;
-  assign \$1448  = write & w_last;
-  assign \$1449  = ~ ahead;
-  assign \$1450  = w_row == 5'h1b;
-  assign \$1451  = \$1449  & \$1450 ;
-  assign \$1452  = ! ky;
-  assign \$1453  = \$1452  & d_ge_28;
-  assign \$1454  = ky == 1'h1;
-  assign \$1455  = \$1454  & d_ge_29;
-  assign \$1456  = ky == 2'h2;
-  assign \$1457  = \$1456  & d_ge_30;
-  assign \$1458  = ky == 2'h3;
-  assign \$1459  = \$1458  & d_ge_31;
-  assign \$1460  = ky == 3'h4;
-  assign \$1461  = \$1460  & d_ge_32;
-  assign \$1462  = | { \$1461 , \$1459 , \$1457 , \$1455 , \$1453  };
-  assign \$1463  = ! ky;
-  assign \$1464  = \$1463  & d_ge_0;
-  assign \$1465  = ky == 1'h1;
-  assign \$1466  = \$1465  & d_ge_1;
-  assign \$1467  = ky == 2'h2;
-  assign \$1468  = \$1467  & d_ge_2;
-  assign \$1469  = ky == 2'h3;
-  assign \$1470  = \$1469  & d_ge_3;
-  assign \$1471  = ky == 3'h4;
-  assign \$1472  = \$1471  & d_ge_4;
-  assign \$1473  = | { \$1472 , \$1470 , \$1468 , \$1466 , \$1464  };
-  assign \$1474  = \$1451  ? \$1462  : \$1473 ;
-  assign \$1475  = pad | \$1474 ;
-  assign \$1476  = ! ky;
-  assign \$1477  = \$1476  & d_ge_1;
-  assign \$1478  = ky == 1'h1;
-  assign \$1479  = \$1478  & d_ge_2;
-  assign \$1480  = ky == 2'h2;
-  assign \$1481  = \$1480  & d_ge_3;
-  assign \$1482  = ky == 2'h3;
-  assign \$1483  = \$1482  & d_ge_4;
-  assign \$1484  = ky == 3'h4;
-  assign \$1485  = \$1484  & d_ge_5;
-  assign \$1486  = | { \$1485 , \$1483 , \$1481 , \$1479 , \$1477  };
-  assign \$1487  = pad | \$1486 ;
-  assign \$1488  = \$1448  ? \$1475  : \$1487 ;
-  assign \$1489  = write & w_last;
-  assign \$1490  = oy == 5'h1b;
-  assign \$1491  = r_last & \$1490 ;
-  assign \$1492  = ~ \$1491 ;
-  assign \$1493  = kx == 3'h4;
-  assign \$1494  = ky == 3'h4;
-  assign \$1495  = ~ \$1494 ;
-  assign \$1496  = $signed(iy) < $signed(1'h1);
-  assign \$1497  = $signed(iy) >= $signed(6'h1b);
-  assign \$1498  = \$1496  | \$1497 ;
-  assign \$1500  = ox == 5'h1b;
-  assign \$1502  = oy == 5'h1b;
-  assign \$1503  = $signed(low) < $signed(1'h1);
-  assign \$1504  = $signed(low) >= $signed(6'h1b);
-  assign \$1505  = \$1503  | \$1504 ;
-  assign \$1506  = \$1502  ? 1'h1 : \$1505 ;
-  assign \$1507  = $signed(low) < $signed(1'h0);
-  assign \$1508  = $signed(low) >= $signed(6'h1c);
-  assign \$1509  = \$1507  | \$1508 ;
-  assign \$1510  = \$1501  ? \$1506  : \$1509 ;
-  assign \$1511  = \$1494  ? \$1510  : \$1498 ;
-  assign \$1512  = $signed(iy) < $signed(1'h0);
-  assign \$1513  = $signed(iy) >= $signed(6'h1c);
-  assign \$1514  = \$1512  | \$1513 ;
-  assign \$1515  = \$1493  ? \$1511  : \$1514 ;
-  assign \$1516  = kx == 3'h4;
-  assign \$1517  = ~ \$1516 ;
-  assign \$1518  = $signed(ix) < $signed(1'h1);
-  assign \$1519  = $signed(ix) >= $signed(6'h1b);
-  assign \$1520  = \$1518  | \$1519 ;
-  assign \$1521  = ky == 3'h4;
-  assign \$1524  = ox == 5'h1b;
-  assign \$1525  = $signed(ix0) < $signed(1'h1);
-  assign \$1526  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1527  = \$1525  | \$1526 ;
-  assign \$1528  = \$1524  ? 1'h1 : \$1527 ;
-  assign \$1529  = $signed(ix0) < $signed(1'h0);
-  assign \$1530  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1531  = \$1529  | \$1530 ;
-  assign \$1532  = \$1523  ? \$1528  : \$1531 ;
-  assign \$1533  = \$1516  ? \$1532  : \$1520 ;
-  assign \$1534  = \$1515  | \$1533 ;
-  assign \$1535  = ~ ahead;
-  assign \$1536  = w_row == 5'h1b;
-  assign \$1537  = \$1535  & \$1536 ;
-  assign \$1538  = ahead | \$1537 ;
-  assign \$1539  = \$1534  | \$1538 ;
-  assign \$1540  = oy == 5'h1b;
-  assign \$1541  = ~ ahead;
-  assign \$1542  = w_row == 5'h1b;
-  assign \$1543  = \$1541  & \$1542 ;
-  assign \$1545  = ~ ahead;
-  assign \$1546  = w_row == 5'h1b;
-  assign \$1547  = \$1545  & \$1546 ;
-  assign \$1548  = \$1547  ? d_ge_29 : d_ge_1;
-  assign \$1549  = \$1540  ? 1'h1 : \$1548 ;
-  assign \$1550  = kx == 3'h4;
-  assign \$1551  = ky == 3'h4;
-  assign \$1552  = ~ ahead;
-  assign \$1553  = w_row == 5'h1b;
-  assign \$1554  = \$1552  & \$1553 ;
-  assign \$1555  = \$1554  ? d_ge_28 : d_ge_0;
-  assign \$1556  = ~ ahead;
-  assign \$1557  = w_row == 5'h1b;
-  assign \$1558  = \$1556  & \$1557 ;
-  assign \$1559  = ! ky;
-  assign \$1560  = \$1559  & d_ge_29;
-  assign \$1561  = ky == 1'h1;
-  assign \$1562  = \$1561  & d_ge_30;
-  assign \$1563  = ky == 2'h2;
-  assign \$1564  = \$1563  & d_ge_31;
-  assign \$1565  = ky == 2'h3;
-  assign \$1566  = \$1565  & d_ge_32;
-  assign \$1567  = ky == 3'h4;
-  assign \$1568  = \$1567  & d_ge_33;
-  assign \$1569  = | { \$1568 , \$1566 , \$1564 , \$1562 , \$1560  };
-  assign \$1570  = ! ky;
-  assign \$1571  = \$1570  & d_ge_1;
-  assign \$1572  = ky == 1'h1;
-  assign \$1573  = \$1572  & d_ge_2;
-  assign \$1574  = ky == 2'h2;
-  assign \$1575  = \$1574  & d_ge_3;
-  assign \$1576  = ky == 2'h3;
-  assign \$1577  = \$1576  & d_ge_4;
-  assign \$1578  = ky == 3'h4;
-  assign \$1579  = \$1578  & d_ge_5;
-  assign \$1580  = | { \$1579 , \$1577 , \$1575 , \$1573 , \$1571  };
-  assign \$1581  = \$1558  ? \$1569  : \$1580 ;
-  assign \$1582  = \$1551  ? \$1555  : \$1581 ;
-  assign \$1583  = ~ ahead;
-  assign \$1584  = w_row == 5'h1b;
-  assign \$1585  = \$1583  & \$1584 ;
-  assign \$1586  = ! ky;
-  assign \$1587  = \$1586  & d_ge_28;
-  assign \$1588  = ky == 1'h1;
-  assign \$1589  = \$1588  & d_ge_29;
-  assign \$1590  = ky == 2'h2;
-  assign \$1591  = \$1590  & d_ge_30;
-  assign \$1592  = ky == 2'h3;
-  assign \$1593  = \$1592  & d_ge_31;
-  assign \$1594  = ky == 3'h4;
-  assign \$1595  = \$1594  & d_ge_32;
-  assign \$1596  = | { \$1595 , \$1593 , \$1591 , \$1589 , \$1587  };
-  assign \$1597  = ! ky;
-  assign \$1598  = \$1597  & d_ge_0;
-  assign \$1599  = ky == 1'h1;
-  assign \$1600  = \$1599  & d_ge_1;
-  assign \$1601  = ky == 2'h2;
-  assign \$1602  = \$1601  & d_ge_2;
-  assign \$1603  = ky == 2'h3;
-  assign \$1604  = \$1603  & d_ge_3;
-  assign \$1605  = ky == 3'h4;
-  assign \$1606  = \$1605  & d_ge_4;
-  assign \$1607  = | { \$1606 , \$1604 , \$1602 , \$1600 , \$1598  };
-  assign \$1608  = \$1585  ? \$1596  : \$1607 ;
-  assign \$1609  = \$1550  ? \$1582  : \$1608 ;
-  assign \$1610  = r_last ? \$1549  : \$1609 ;
-  assign \$1611  = \$1539  | \$1610 ;
-  assign \$1612  = \$1492  & \$1611 ;
-  assign \$1613  = oy == 5'h1b;
-  assign \$1614  = r_last & \$1613 ;
-  assign \$1615  = ~ \$1614 ;
-  assign \$1616  = kx == 3'h4;
-  assign \$1617  = ky == 3'h4;
-  assign \$1618  = ~ \$1617 ;
-  assign \$1619  = $signed(iy) < $signed(1'h1);
-  assign \$1620  = $signed(iy) >= $signed(6'h1b);
-  assign \$1621  = \$1619  | \$1620 ;
-  assign \$1623  = ox == 5'h1b;
-  assign \$1625  = oy == 5'h1b;
-  assign \$1626  = $signed(low) < $signed(1'h1);
-  assign \$1627  = $signed(low) >= $signed(6'h1b);
-  assign \$1628  = \$1626  | \$1627 ;
-  assign \$1629  = \$1625  ? 1'h1 : \$1628 ;
-  assign \$1630  = $signed(low) < $signed(1'h0);
-  assign \$1631  = $signed(low) >= $signed(6'h1c);
-  assign \$1632  = \$1630  | \$1631 ;
-  assign \$1633  = \$1624  ? \$1629  : \$1632 ;
-  assign \$1634  = \$1617  ? \$1633  : \$1621 ;
-  assign \$1635  = $signed(iy) < $signed(1'h0);
-  assign \$1636  = $signed(iy) >= $signed(6'h1c);
-  assign \$1637  = \$1635  | \$1636 ;
-  assign \$1638  = \$1616  ? \$1634  : \$1637 ;
-  assign \$1639  = kx == 3'h4;
-  assign \$1640  = ~ \$1639 ;
-  assign \$1641  = $signed(ix) < $signed(1'h1);
-  assign \$1642  = $signed(ix) >= $signed(6'h1b);
-  assign \$1643  = \$1641  | \$1642 ;
-  assign \$1644  = ky == 3'h4;
-  assign \$1647  = ox == 5'h1b;
-  assign \$1648  = $signed(ix0) < $signed(1'h1);
-  assign \$1649  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1650  = \$1648  | \$1649 ;
-  assign \$1651  = \$1647  ? 1'h1 : \$1650 ;
-  assign \$1652  = $signed(ix0) < $signed(1'h0);
-  assign \$1653  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1654  = \$1652  | \$1653 ;
-  assign \$1655  = \$1646  ? \$1651  : \$1654 ;
-  assign \$1656  = \$1639  ? \$1655  : \$1643 ;
-  assign \$1657  = \$1638  | \$1656 ;
-  assign \$1658  = \$1657  | ahead;
-  assign \$1659  = oy == 5'h1b;
-  assign \$1660  = \$1659  ? 1'h1 : d_ge_2;
-  assign \$1661  = kx == 3'h4;
-  assign \$1662  = ky == 3'h4;
-  assign \$1663  = ! ky;
-  assign \$1664  = \$1663  & d_ge_2;
-  assign \$1665  = ky == 1'h1;
-  assign \$1666  = \$1665  & d_ge_3;
-  assign \$1667  = ky == 2'h2;
-  assign \$1668  = \$1667  & d_ge_4;
-  assign \$1669  = ky == 2'h3;
-  assign \$1670  = \$1669  & d_ge_5;
-  assign \$1671  = ky == 3'h4;
-  assign \$1672  = \$1671  & d_ge_6;
-  assign \$1673  = | { \$1672 , \$1670 , \$1668 , \$1666 , \$1664  };
-  assign \$1674  = \$1662  ? d_ge_1 : \$1673 ;
-  assign \$1675  = ! ky;
-  assign \$1676  = \$1675  & d_ge_1;
-  assign \$1677  = ky == 1'h1;
-  assign \$1678  = \$1677  & d_ge_2;
-  assign \$1679  = ky == 2'h2;
-  assign \$1680  = \$1679  & d_ge_3;
-  assign \$1681  = ky == 2'h3;
-  assign \$1682  = \$1681  & d_ge_4;
-  assign \$1683  = ky == 3'h4;
-  assign \$1684  = \$1683  & d_ge_5;
-  assign \$1685  = | { \$1684 , \$1682 , \$1680 , \$1678 , \$1676  };
-  assign \$1686  = \$1661  ? \$1674  : \$1685 ;
-  assign \$1687  = r_last ? \$1660  : \$1686 ;
-  assign \$1688  = \$1658  | \$1687 ;
-  assign \$1689  = \$1615  & \$1688 ;
-  assign \$1690  = \$1489  ? \$1612  : \$1689 ;
-  assign \$1691  = write & w_last;
-  assign \$1692  = ~ r_done;
-  assign \$1693  = pad | ahead;
+  assign \$1448  = rst_conv1_window ? 1'h0 : valid_next;
+  assign \$1449  = take_rows & r_last;
+  assign \$1450  = write & w_last;
+  assign \$1451  = ~ ahead;
+  assign \$1452  = ~ room_w_27[5];
+  assign \$1453  = \$1451  & \$1452 ;
+  assign \$1454  = \$1453  & room_w_28[5];
+  assign \$1455  = oy == 5'h1b;
+  assign \$1456  = ~ ahead;
+  assign \$1457  = ~ room_w_27[5];
+  assign \$1458  = \$1456  & \$1457 ;
+  assign \$1459  = \$1458  & room_w_28[5];
+  assign \$1460  = ahead | \$1459 ;
+  assign \$1461  = switch ? 1'h0 : \$1460 ;
+  assign \$1462  = oy == 5'h1b;
+  assign \$1463  = r_done | \$1462 ;
+  assign \$1464  = switch ? 1'h0 : \$1463 ;
+  assign \$1465  = ~ \$1464 ;
+  assign \$1467  = oy == 5'h1b;
+  assign \$1468  = r_done | \$1467 ;
+  assign \$1469  = switch ? 1'h0 : \$1468 ;
+  assign \$1472  = \$1461  ? 1'h0 : 1'h1;
+  assign \$1473  = ~ ahead;
+  assign \$1474  = ~ room_w_27[5];
+  assign \$1475  = \$1473  & \$1474 ;
+  assign \$1476  = \$1475  & room_w_28[5];
+  assign \$1477  = ahead | \$1476 ;
+  assign \$1478  = switch ? 1'h0 : \$1477 ;
+  assign \$1479  = oy == 5'h1b;
+  assign \$1480  = r_done | \$1479 ;
+  assign \$1481  = switch ? 1'h0 : \$1480 ;
+  assign \$1482  = ~ \$1481 ;
+  assign \$1483  = \$1482  & room_low_21[5];
+  assign \$1484  = oy == 5'h1b;
+  assign \$1485  = r_done | \$1484 ;
+  assign \$1486  = switch ? 1'h0 : \$1485 ;
+  assign \$1489  = \$1478  ? \$1483  : 1'h1;
+  assign \$1490  = \$1455  ? \$1472  : \$1489 ;
+  assign \$1491  = oy == 5'h1b;
+  assign \$1492  = ~ ahead;
+  assign \$1493  = ~ room_w_27[5];
+  assign \$1494  = \$1492  & \$1493 ;
+  assign \$1495  = \$1494  & room_w_28[5];
+  assign \$1496  = ahead | \$1495 ;
+  assign \$1497  = switch ? 1'h0 : \$1496 ;
+  assign \$1498  = oy == 5'h1b;
+  assign \$1499  = r_done | \$1498 ;
+  assign \$1500  = switch ? 1'h0 : \$1499 ;
+  assign \$1501  = ~ \$1500 ;
+  assign \$1503  = oy == 5'h1b;
+  assign \$1504  = r_done | \$1503 ;
+  assign \$1505  = switch ? 1'h0 : \$1504 ;
+  assign \$1506  = \$1505  | room_w_3[5];
+  assign \$1507  = room_w_27[5] & \$1506 ;
+  assign \$1508  = \$1497  ? 1'h0 : \$1507 ;
+  assign \$1509  = ~ ahead;
+  assign \$1510  = ~ room_w_27[5];
+  assign \$1511  = \$1509  & \$1510 ;
+  assign \$1512  = \$1511  & room_w_28[5];
+  assign \$1513  = ahead | \$1512 ;
+  assign \$1514  = switch ? 1'h0 : \$1513 ;
+  assign \$1515  = oy == 5'h1b;
+  assign \$1516  = r_done | \$1515 ;
+  assign \$1517  = switch ? 1'h0 : \$1516 ;
+  assign \$1518  = ~ \$1517 ;
+  assign \$1519  = $signed(d) < $signed(6'h2a);
+  assign \$1520  = \$1518  & \$1519 ;
+  assign \$1521  = oy == 5'h1b;
+  assign \$1522  = r_done | \$1521 ;
+  assign \$1523  = switch ? 1'h0 : \$1522 ;
+  assign \$1524  = $signed(d) < $signed(4'h6);
+  assign \$1525  = \$1523  | \$1524 ;
+  assign \$1526  = room_w_27[5] & \$1525 ;
+  assign \$1527  = \$1514  ? \$1520  : \$1526 ;
+  assign \$1528  = \$1491  ? \$1508  : \$1527 ;
+  assign \$1529  = \$1454  ? \$1490  : \$1528 ;
+  assign \$1530  = oy == 5'h1b;
+  assign \$1531  = switch ? 1'h0 : ahead;
+  assign \$1532  = oy == 5'h1b;
+  assign \$1533  = r_done | \$1532 ;
+  assign \$1534  = switch ? 1'h0 : \$1533 ;
+  assign \$1535  = ~ \$1534 ;
+  assign \$1537  = oy == 5'h1b;
+  assign \$1538  = r_done | \$1537 ;
+  assign \$1539  = switch ? 1'h0 : \$1538 ;
+  assign \$1540  = \$1539  | room_w_4[5];
+  assign \$1541  = room_w_28[5] & \$1540 ;
+  assign \$1542  = \$1531  ? 1'h0 : \$1541 ;
+  assign \$1543  = switch ? 1'h0 : ahead;
+  assign \$1544  = oy == 5'h1b;
+  assign \$1545  = r_done | \$1544 ;
+  assign \$1546  = switch ? 1'h0 : \$1545 ;
+  assign \$1547  = ~ \$1546 ;
+  assign \$1548  = $signed(d) < $signed(6'h2b);
+  assign \$1549  = \$1547  & \$1548 ;
+  assign \$1550  = oy == 5'h1b;
+  assign \$1551  = r_done | \$1550 ;
+  assign \$1552  = switch ? 1'h0 : \$1551 ;
+  assign \$1553  = $signed(d) < $signed(4'h7);
+  assign \$1554  = \$1552  | \$1553 ;
+  assign \$1555  = room_w_28[5] & \$1554 ;
+  assign \$1556  = \$1543  ? \$1549  : \$1555 ;
+  assign \$1557  = \$1530  ? \$1542  : \$1556 ;
+  assign \$1558  = \$1450  ? \$1529  : \$1557 ;
+  assign \$1559  = write & w_last;
+  assign \$1560  = ~ ahead;
+  assign \$1561  = ~ room_w_27[5];
+  assign \$1562  = \$1560  & \$1561 ;
+  assign \$1563  = \$1562  & room_w_28[5];
+  assign \$1564  = ~ ahead;
+  assign \$1565  = ~ room_w_27[5];
+  assign \$1566  = \$1564  & \$1565 ;
+  assign \$1567  = \$1566  & room_w_28[5];
+  assign \$1568  = ahead | \$1567 ;
+  assign \$1569  = switch ? 1'h0 : \$1568 ;
+  assign \$1570  = switch ? 1'h0 : r_done;
+  assign \$1571  = ~ \$1570 ;
+  assign \$1572  = \$1571  & room_low_22[5];
+  assign \$1573  = switch ? 1'h0 : r_done;
+  assign \$1576  = \$1569  ? \$1572  : 1'h1;
+  assign \$1577  = ~ ahead;
+  assign \$1578  = ~ room_w_27[5];
+  assign \$1579  = \$1577  & \$1578 ;
+  assign \$1580  = \$1579  & room_w_28[5];
+  assign \$1581  = ahead | \$1580 ;
+  assign \$1582  = switch ? 1'h0 : \$1581 ;
+  assign \$1583  = switch ? 1'h0 : r_done;
+  assign \$1584  = ~ \$1583 ;
+  assign \$1585  = $signed(d) < $signed(6'h29);
+  assign \$1586  = \$1584  & \$1585 ;
+  assign \$1587  = switch ? 1'h0 : r_done;
+  assign \$1588  = $signed(d) < $signed(4'h5);
+  assign \$1589  = \$1587  | \$1588 ;
+  assign \$1590  = room_w_27[5] & \$1589 ;
+  assign \$1591  = \$1582  ? \$1586  : \$1590 ;
+  assign \$1592  = \$1563  ? \$1576  : \$1591 ;
+  assign \$1593  = switch ? 1'h0 : ahead;
+  assign \$1594  = switch ? 1'h0 : r_done;
+  assign \$1595  = ~ \$1594 ;
+  assign \$1596  = $signed(d) < $signed(6'h2a);
+  assign \$1597  = \$1595  & \$1596 ;
+  assign \$1598  = switch ? 1'h0 : r_done;
+  assign \$1599  = $signed(d) < $signed(4'h6);
+  assign \$1600  = \$1598  | \$1599 ;
+  assign \$1601  = room_w_28[5] & \$1600 ;
+  assign \$1602  = \$1593  ? \$1597  : \$1601 ;
+  assign \$1603  = switch ? \$1602  : o__ready;
+  assign \$1604  = \$1559  ? \$1592  : \$1603 ;
+  assign \$1605  = \$1449  ? \$1558  : \$1604 ;
+  assign \$1606  = rst_conv1_window ? 1'h1 : \$1605 ;
+  assign \$1607  = write_rows & w_last;
+  assign \$1608  = ~ ahead;
+  assign \$1609  = w_row == 5'h1b;
+  assign \$1610  = \$1608  & \$1609 ;
+  assign \$1611  = ! ky;
+  assign \$1612  = \$1611  & d_ge_28;
+  assign \$1613  = ky == 1'h1;
+  assign \$1614  = \$1613  & d_ge_29;
+  assign \$1615  = ky == 2'h2;
+  assign \$1616  = \$1615  & d_ge_30;
+  assign \$1617  = ky == 2'h3;
+  assign \$1618  = \$1617  & d_ge_31;
+  assign \$1619  = ky == 3'h4;
+  assign \$1620  = \$1619  & d_ge_32;
+  assign \$1621  = | { \$1620 , \$1618 , \$1616 , \$1614 , \$1612  };
+  assign \$1622  = ! ky;
+  assign \$1623  = \$1622  & d_ge_0;
+  assign \$1624  = ky == 1'h1;
+  assign \$1625  = \$1624  & d_ge_1;
+  assign \$1626  = ky == 2'h2;
+  assign \$1627  = \$1626  & d_ge_2;
+  assign \$1628  = ky == 2'h3;
+  assign \$1629  = \$1628  & d_ge_3;
+  assign \$1630  = ky == 3'h4;
+  assign \$1631  = \$1630  & d_ge_4;
+  assign \$1632  = | { \$1631 , \$1629 , \$1627 , \$1625 , \$1623  };
+  assign \$1633  = \$1610  ? \$1621  : \$1632 ;
+  assign \$1634  = pad | \$1633 ;
+  assign \$1635  = ! ky;
+  assign \$1636  = \$1635  & d_ge_1;
+  assign \$1637  = ky == 1'h1;
+  assign \$1638  = \$1637  & d_ge_2;
+  assign \$1639  = ky == 2'h2;
+  assign \$1640  = \$1639  & d_ge_3;
+  assign \$1641  = ky == 2'h3;
+  assign \$1642  = \$1641  & d_ge_4;
+  assign \$1643  = ky == 3'h4;
+  assign \$1644  = \$1643  & d_ge_5;
+  assign \$1645  = | { \$1644 , \$1642 , \$1640 , \$1638 , \$1636  };
+  assign \$1646  = pad | \$1645 ;
+  assign \$1647  = \$1607  ? \$1634  : \$1646 ;
+  assign \$1648  = write_rows & w_last;
+  assign \$1649  = oy == 5'h1b;
+  assign \$1650  = r_last & \$1649 ;
+  assign \$1651  = ~ \$1650 ;
+  assign \$1652  = kx == 3'h4;
+  assign \$1653  = ky == 3'h4;
+  assign \$1654  = ~ \$1653 ;
+  assign \$1655  = $signed(iy) < $signed(1'h1);
+  assign \$1656  = $signed(iy) >= $signed(6'h1b);
+  assign \$1657  = \$1655  | \$1656 ;
+  assign \$1659  = ox == 5'h1b;
+  assign \$1661  = oy == 5'h1b;
+  assign \$1662  = $signed(low) < $signed(1'h1);
+  assign \$1663  = $signed(low) >= $signed(6'h1b);
+  assign \$1664  = \$1662  | \$1663 ;
+  assign \$1665  = \$1661  ? 1'h1 : \$1664 ;
+  assign \$1666  = $signed(low) < $signed(1'h0);
+  assign \$1667  = $signed(low) >= $signed(6'h1c);
+  assign \$1668  = \$1666  | \$1667 ;
+  assign \$1669  = \$1660  ? \$1665  : \$1668 ;
+  assign \$1670  = \$1653  ? \$1669  : \$1657 ;
+  assign \$1671  = $signed(iy) < $signed(1'h0);
+  assign \$1672  = $signed(iy) >= $signed(6'h1c);
+  assign \$1673  = \$1671  | \$1672 ;
+  assign \$1674  = \$1652  ? \$1670  : \$1673 ;
+  assign \$1675  = kx == 3'h4;
+  assign \$1676  = ~ \$1675 ;
+  assign \$1677  = $signed(ix) < $signed(1'h1);
+  assign \$1678  = $signed(ix) >= $signed(6'h1b);
+  assign \$1679  = \$1677  | \$1678 ;
+  assign \$1680  = ky == 3'h4;
+  assign \$1683  = ox == 5'h1b;
+  assign \$1684  = $signed(ix0) < $signed(1'h1);
+  assign \$1685  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1686  = \$1684  | \$1685 ;
+  assign \$1687  = \$1683  ? 1'h1 : \$1686 ;
+  assign \$1688  = $signed(ix0) < $signed(1'h0);
+  assign \$1689  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1690  = \$1688  | \$1689 ;
+  assign \$1691  = \$1682  ? \$1687  : \$1690 ;
+  assign \$1692  = \$1675  ? \$1691  : \$1679 ;
+  assign \$1693  = \$1674  | \$1692 ;
   assign \$1694  = ~ ahead;
   assign \$1695  = w_row == 5'h1b;
   assign \$1696  = \$1694  & \$1695 ;
-  assign \$1697  = \$1693  | \$1696 ;
-  assign \$1698  = ~ ahead;
-  assign \$1699  = w_row == 5'h1b;
-  assign \$1700  = \$1698  & \$1699 ;
-  assign \$1701  = ! ky;
-  assign \$1702  = \$1701  & d_ge_28;
-  assign \$1703  = ky == 1'h1;
-  assign \$1704  = \$1703  & d_ge_29;
-  assign \$1705  = ky == 2'h2;
-  assign \$1706  = \$1705  & d_ge_30;
-  assign \$1707  = ky == 2'h3;
-  assign \$1708  = \$1707  & d_ge_31;
-  assign \$1709  = ky == 3'h4;
-  assign \$1710  = \$1709  & d_ge_32;
-  assign \$1711  = | { \$1710 , \$1708 , \$1706 , \$1704 , \$1702  };
-  assign \$1712  = ! ky;
-  assign \$1713  = \$1712  & d_ge_0;
-  assign \$1714  = ky == 1'h1;
-  assign \$1715  = \$1714  & d_ge_1;
-  assign \$1716  = ky == 2'h2;
-  assign \$1717  = \$1716  & d_ge_2;
-  assign \$1718  = ky == 2'h3;
-  assign \$1719  = \$1718  & d_ge_3;
-  assign \$1720  = ky == 3'h4;
-  assign \$1721  = \$1720  & d_ge_4;
-  assign \$1722  = | { \$1721 , \$1719 , \$1717 , \$1715 , \$1713  };
-  assign \$1723  = \$1700  ? \$1711  : \$1722 ;
-  assign \$1724  = \$1697  | \$1723 ;
-  assign \$1725  = \$1692  & \$1724 ;
-  assign \$1726  = \$1691  ? \$1725  : avail;
-  assign \$1727  = take ? \$1690  : \$1726 ;
-  assign \$1728  = switch ? \$1488  : \$1727 ;
-  assign \$1729  = rst_conv1_window ? 1'h1 : \$1728 ;
-  assign \$1730  = read_credits_room_next | rst_conv1_window;
-  assign \$1731  = write & w_last;
-  assign \$1732  = ~ ahead;
-  assign \$1733  = w_row == 5'h1b;
-  assign \$1734  = \$1732  & \$1733 ;
-  assign \$1735  = ! ky;
-  assign \$1736  = \$1735  & d_ge_28;
-  assign \$1737  = ky == 1'h1;
-  assign \$1738  = \$1737  & d_ge_29;
-  assign \$1739  = ky == 2'h2;
-  assign \$1740  = \$1739  & d_ge_30;
-  assign \$1741  = ky == 2'h3;
-  assign \$1742  = \$1741  & d_ge_31;
-  assign \$1743  = ky == 3'h4;
-  assign \$1744  = \$1743  & d_ge_32;
-  assign \$1745  = | { \$1744 , \$1742 , \$1740 , \$1738 , \$1736  };
-  assign \$1746  = ! ky;
-  assign \$1747  = \$1746  & d_ge_0;
-  assign \$1748  = ky == 1'h1;
-  assign \$1749  = \$1748  & d_ge_1;
-  assign \$1750  = ky == 2'h2;
-  assign \$1751  = \$1750  & d_ge_2;
-  assign \$1752  = ky == 2'h3;
-  assign \$1753  = \$1752  & d_ge_3;
-  assign \$1754  = ky == 3'h4;
-  assign \$1755  = \$1754  & d_ge_4;
-  assign \$1756  = | { \$1755 , \$1753 , \$1751 , \$1749 , \$1747  };
-  assign \$1757  = \$1734  ? \$1745  : \$1756 ;
-  assign \$1758  = pad | \$1757 ;
-  assign \$1759  = ! ky;
-  assign \$1760  = \$1759  & d_ge_1;
-  assign \$1761  = ky == 1'h1;
-  assign \$1762  = \$1761  & d_ge_2;
-  assign \$1763  = ky == 2'h2;
-  assign \$1764  = \$1763  & d_ge_3;
-  assign \$1765  = ky == 2'h3;
-  assign \$1766  = \$1765  & d_ge_4;
-  assign \$1767  = ky == 3'h4;
-  assign \$1768  = \$1767  & d_ge_5;
-  assign \$1769  = | { \$1768 , \$1766 , \$1764 , \$1762 , \$1760  };
-  assign \$1770  = pad | \$1769 ;
-  assign \$1771  = \$1731  ? \$1758  : \$1770 ;
-  assign \$1772  = write & w_last;
-  assign \$1773  = oy == 5'h1b;
-  assign \$1774  = r_last & \$1773 ;
-  assign \$1775  = ~ \$1774 ;
-  assign \$1776  = kx == 3'h4;
-  assign \$1777  = ky == 3'h4;
-  assign \$1778  = ~ \$1777 ;
-  assign \$1779  = $signed(iy) < $signed(1'h1);
-  assign \$1780  = $signed(iy) >= $signed(6'h1b);
-  assign \$1781  = \$1779  | \$1780 ;
-  assign \$1783  = ox == 5'h1b;
-  assign \$1785  = oy == 5'h1b;
-  assign \$1786  = $signed(low) < $signed(1'h1);
-  assign \$1787  = $signed(low) >= $signed(6'h1b);
-  assign \$1788  = \$1786  | \$1787 ;
-  assign \$1789  = \$1785  ? 1'h1 : \$1788 ;
-  assign \$1790  = $signed(low) < $signed(1'h0);
-  assign \$1791  = $signed(low) >= $signed(6'h1c);
-  assign \$1792  = \$1790  | \$1791 ;
-  assign \$1793  = \$1784  ? \$1789  : \$1792 ;
-  assign \$1794  = \$1777  ? \$1793  : \$1781 ;
-  assign \$1795  = $signed(iy) < $signed(1'h0);
-  assign \$1796  = $signed(iy) >= $signed(6'h1c);
-  assign \$1797  = \$1795  | \$1796 ;
-  assign \$1798  = \$1776  ? \$1794  : \$1797 ;
-  assign \$1799  = kx == 3'h4;
-  assign \$1800  = ~ \$1799 ;
-  assign \$1801  = $signed(ix) < $signed(1'h1);
-  assign \$1802  = $signed(ix) >= $signed(6'h1b);
-  assign \$1803  = \$1801  | \$1802 ;
-  assign \$1804  = ky == 3'h4;
-  assign \$1807  = ox == 5'h1b;
-  assign \$1808  = $signed(ix0) < $signed(1'h1);
-  assign \$1809  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1810  = \$1808  | \$1809 ;
-  assign \$1811  = \$1807  ? 1'h1 : \$1810 ;
-  assign \$1812  = $signed(ix0) < $signed(1'h0);
-  assign \$1813  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1814  = \$1812  | \$1813 ;
-  assign \$1815  = \$1806  ? \$1811  : \$1814 ;
-  assign \$1816  = \$1799  ? \$1815  : \$1803 ;
-  assign \$1817  = \$1798  | \$1816 ;
-  assign \$1818  = ~ ahead;
-  assign \$1819  = w_row == 5'h1b;
-  assign \$1820  = \$1818  & \$1819 ;
-  assign \$1821  = ahead | \$1820 ;
-  assign \$1822  = \$1817  | \$1821 ;
-  assign \$1823  = oy == 5'h1b;
-  assign \$1824  = ~ ahead;
-  assign \$1825  = w_row == 5'h1b;
-  assign \$1826  = \$1824  & \$1825 ;
-  assign \$1828  = ~ ahead;
-  assign \$1829  = w_row == 5'h1b;
-  assign \$1830  = \$1828  & \$1829 ;
-  assign \$1831  = \$1830  ? d_ge_29 : d_ge_1;
-  assign \$1832  = \$1823  ? 1'h1 : \$1831 ;
-  assign \$1833  = kx == 3'h4;
-  assign \$1834  = ky == 3'h4;
-  assign \$1835  = ~ ahead;
-  assign \$1836  = w_row == 5'h1b;
-  assign \$1837  = \$1835  & \$1836 ;
-  assign \$1838  = \$1837  ? d_ge_28 : d_ge_0;
-  assign \$1839  = ~ ahead;
-  assign \$1840  = w_row == 5'h1b;
-  assign \$1841  = \$1839  & \$1840 ;
-  assign \$1842  = ! ky;
-  assign \$1843  = \$1842  & d_ge_29;
-  assign \$1844  = ky == 1'h1;
-  assign \$1845  = \$1844  & d_ge_30;
-  assign \$1846  = ky == 2'h2;
-  assign \$1847  = \$1846  & d_ge_31;
-  assign \$1848  = ky == 2'h3;
-  assign \$1849  = \$1848  & d_ge_32;
-  assign \$1850  = ky == 3'h4;
-  assign \$1851  = \$1850  & d_ge_33;
-  assign \$1852  = | { \$1851 , \$1849 , \$1847 , \$1845 , \$1843  };
-  assign \$1853  = ! ky;
-  assign \$1854  = \$1853  & d_ge_1;
-  assign \$1855  = ky == 1'h1;
-  assign \$1856  = \$1855  & d_ge_2;
-  assign \$1857  = ky == 2'h2;
-  assign \$1858  = \$1857  & d_ge_3;
-  assign \$1859  = ky == 2'h3;
-  assign \$1860  = \$1859  & d_ge_4;
-  assign \$1861  = ky == 3'h4;
-  assign \$1862  = \$1861  & d_ge_5;
-  assign \$1863  = | { \$1862 , \$1860 , \$1858 , \$1856 , \$1854  };
-  assign \$1864  = \$1841  ? \$1852  : \$1863 ;
-  assign \$1865  = \$1834  ? \$1838  : \$1864 ;
-  assign \$1866  = ~ ahead;
-  assign \$1867  = w_row == 5'h1b;
-  assign \$1868  = \$1866  & \$1867 ;
-  assign \$1869  = ! ky;
-  assign \$1870  = \$1869  & d_ge_28;
-  assign \$1871  = ky == 1'h1;
-  assign \$1872  = \$1871  & d_ge_29;
-  assign \$1873  = ky == 2'h2;
-  assign \$1874  = \$1873  & d_ge_30;
-  assign \$1875  = ky == 2'h3;
-  assign \$1876  = \$1875  & d_ge_31;
-  assign \$1877  = ky == 3'h4;
-  assign \$1878  = \$1877  & d_ge_32;
-  assign \$1879  = | { \$1878 , \$1876 , \$1874 , \$1872 , \$1870  };
-  assign \$1880  = ! ky;
-  assign \$1881  = \$1880  & d_ge_0;
-  assign \$1882  = ky == 1'h1;
-  assign \$1883  = \$1882  & d_ge_1;
-  assign \$1884  = ky == 2'h2;
-  assign \$1885  = \$1884  & d_ge_2;
-  assign \$1886  = ky == 2'h3;
-  assign \$1887  = \$1886  & d_ge_3;
-  assign \$1888  = ky == 3'h4;
-  assign \$1889  = \$1888  & d_ge_4;
-  assign \$1890  = | { \$1889 , \$1887 , \$1885 , \$1883 , \$1881  };
-  assign \$1891  = \$1868  ? \$1879  : \$1890 ;
-  assign \$1892  = \$1833  ? \$1865  : \$1891 ;
-  assign \$1893  = r_last ? \$1832  : \$1892 ;
-  assign \$1894  = \$1822  | \$1893 ;
-  assign \$1895  = \$1775  & \$1894 ;
-  assign \$1896  = oy == 5'h1b;
-  assign \$1897  = r_last & \$1896 ;
-  assign \$1898  = ~ \$1897 ;
-  assign \$1899  = kx == 3'h4;
-  assign \$1900  = ky == 3'h4;
-  assign \$1901  = ~ \$1900 ;
-  assign \$1902  = $signed(iy) < $signed(1'h1);
-  assign \$1903  = $signed(iy) >= $signed(6'h1b);
-  assign \$1904  = \$1902  | \$1903 ;
-  assign \$1906  = ox == 5'h1b;
-  assign \$1908  = oy == 5'h1b;
-  assign \$1909  = $signed(low) < $signed(1'h1);
-  assign \$1910  = $signed(low) >= $signed(6'h1b);
-  assign \$1911  = \$1909  | \$1910 ;
-  assign \$1912  = \$1908  ? 1'h1 : \$1911 ;
-  assign \$1913  = $signed(low) < $signed(1'h0);
-  assign \$1914  = $signed(low) >= $signed(6'h1c);
-  assign \$1915  = \$1913  | \$1914 ;
-  assign \$1916  = \$1907  ? \$1912  : \$1915 ;
-  assign \$1917  = \$1900  ? \$1916  : \$1904 ;
-  assign \$1918  = $signed(iy) < $signed(1'h0);
-  assign \$1919  = $signed(iy) >= $signed(6'h1c);
-  assign \$1920  = \$1918  | \$1919 ;
-  assign \$1921  = \$1899  ? \$1917  : \$1920 ;
-  assign \$1922  = kx == 3'h4;
-  assign \$1923  = ~ \$1922 ;
-  assign \$1924  = $signed(ix) < $signed(1'h1);
-  assign \$1925  = $signed(ix) >= $signed(6'h1b);
-  assign \$1926  = \$1924  | \$1925 ;
-  assign \$1927  = ky == 3'h4;
-  assign \$1930  = ox == 5'h1b;
-  assign \$1931  = $signed(ix0) < $signed(1'h1);
-  assign \$1932  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1933  = \$1931  | \$1932 ;
-  assign \$1934  = \$1930  ? 1'h1 : \$1933 ;
-  assign \$1935  = $signed(ix0) < $signed(1'h0);
-  assign \$1936  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1937  = \$1935  | \$1936 ;
-  assign \$1938  = \$1929  ? \$1934  : \$1937 ;
-  assign \$1939  = \$1922  ? \$1938  : \$1926 ;
-  assign \$1940  = \$1921  | \$1939 ;
-  assign \$1941  = \$1940  | ahead;
-  assign \$1942  = oy == 5'h1b;
-  assign \$1943  = \$1942  ? 1'h1 : d_ge_2;
-  assign \$1944  = kx == 3'h4;
-  assign \$1945  = ky == 3'h4;
-  assign \$1946  = ! ky;
-  assign \$1947  = \$1946  & d_ge_2;
-  assign \$1948  = ky == 1'h1;
-  assign \$1949  = \$1948  & d_ge_3;
-  assign \$1950  = ky == 2'h2;
-  assign \$1951  = \$1950  & d_ge_4;
-  assign \$1952  = ky == 2'h3;
-  assign \$1953  = \$1952  & d_ge_5;
-  assign \$1954  = ky == 3'h4;
-  assign \$1955  = \$1954  & d_ge_6;
-  assign \$1956  = | { \$1955 , \$1953 , \$1951 , \$1949 , \$1947  };
-  assign \$1957  = \$1945  ? d_ge_1 : \$1956 ;
-  assign \$1958  = ! ky;
-  assign \$1959  = \$1958  & d_ge_1;
-  assign \$1960  = ky == 1'h1;
-  assign \$1961  = \$1960  & d_ge_2;
-  assign \$1962  = ky == 2'h2;
-  assign \$1963  = \$1962  & d_ge_3;
-  assign \$1964  = ky == 2'h3;
-  assign \$1965  = \$1964  & d_ge_4;
-  assign \$1966  = ky == 3'h4;
-  assign \$1967  = \$1966  & d_ge_5;
-  assign \$1968  = | { \$1967 , \$1965 , \$1963 , \$1961 , \$1959  };
-  assign \$1969  = \$1944  ? \$1957  : \$1968 ;
-  assign \$1970  = r_last ? \$1943  : \$1969 ;
-  assign \$1971  = \$1941  | \$1970 ;
-  assign \$1972  = \$1898  & \$1971 ;
-  assign \$1973  = \$1772  ? \$1895  : \$1972 ;
-  assign \$1974  = write & w_last;
-  assign \$1975  = ~ r_done;
-  assign \$1976  = pad | ahead;
+  assign \$1697  = ahead | \$1696 ;
+  assign \$1698  = \$1693  | \$1697 ;
+  assign \$1699  = oy == 5'h1b;
+  assign \$1700  = ~ ahead;
+  assign \$1701  = w_row == 5'h1b;
+  assign \$1702  = \$1700  & \$1701 ;
+  assign \$1704  = ~ ahead;
+  assign \$1705  = w_row == 5'h1b;
+  assign \$1706  = \$1704  & \$1705 ;
+  assign \$1707  = \$1706  ? d_ge_29 : d_ge_1;
+  assign \$1708  = \$1699  ? 1'h1 : \$1707 ;
+  assign \$1709  = kx == 3'h4;
+  assign \$1710  = ky == 3'h4;
+  assign \$1711  = ~ ahead;
+  assign \$1712  = w_row == 5'h1b;
+  assign \$1713  = \$1711  & \$1712 ;
+  assign \$1714  = \$1713  ? d_ge_28 : d_ge_0;
+  assign \$1715  = ~ ahead;
+  assign \$1716  = w_row == 5'h1b;
+  assign \$1717  = \$1715  & \$1716 ;
+  assign \$1718  = ! ky;
+  assign \$1719  = \$1718  & d_ge_29;
+  assign \$1720  = ky == 1'h1;
+  assign \$1721  = \$1720  & d_ge_30;
+  assign \$1722  = ky == 2'h2;
+  assign \$1723  = \$1722  & d_ge_31;
+  assign \$1724  = ky == 2'h3;
+  assign \$1725  = \$1724  & d_ge_32;
+  assign \$1726  = ky == 3'h4;
+  assign \$1727  = \$1726  & d_ge_33;
+  assign \$1728  = | { \$1727 , \$1725 , \$1723 , \$1721 , \$1719  };
+  assign \$1729  = ! ky;
+  assign \$1730  = \$1729  & d_ge_1;
+  assign \$1731  = ky == 1'h1;
+  assign \$1732  = \$1731  & d_ge_2;
+  assign \$1733  = ky == 2'h2;
+  assign \$1734  = \$1733  & d_ge_3;
+  assign \$1735  = ky == 2'h3;
+  assign \$1736  = \$1735  & d_ge_4;
+  assign \$1737  = ky == 3'h4;
+  assign \$1738  = \$1737  & d_ge_5;
+  assign \$1739  = | { \$1738 , \$1736 , \$1734 , \$1732 , \$1730  };
+  assign \$1740  = \$1717  ? \$1728  : \$1739 ;
+  assign \$1741  = \$1710  ? \$1714  : \$1740 ;
+  assign \$1742  = ~ ahead;
+  assign \$1743  = w_row == 5'h1b;
+  assign \$1744  = \$1742  & \$1743 ;
+  assign \$1745  = ! ky;
+  assign \$1746  = \$1745  & d_ge_28;
+  assign \$1747  = ky == 1'h1;
+  assign \$1748  = \$1747  & d_ge_29;
+  assign \$1749  = ky == 2'h2;
+  assign \$1750  = \$1749  & d_ge_30;
+  assign \$1751  = ky == 2'h3;
+  assign \$1752  = \$1751  & d_ge_31;
+  assign \$1753  = ky == 3'h4;
+  assign \$1754  = \$1753  & d_ge_32;
+  assign \$1755  = | { \$1754 , \$1752 , \$1750 , \$1748 , \$1746  };
+  assign \$1756  = ! ky;
+  assign \$1757  = \$1756  & d_ge_0;
+  assign \$1758  = ky == 1'h1;
+  assign \$1759  = \$1758  & d_ge_1;
+  assign \$1760  = ky == 2'h2;
+  assign \$1761  = \$1760  & d_ge_2;
+  assign \$1762  = ky == 2'h3;
+  assign \$1763  = \$1762  & d_ge_3;
+  assign \$1764  = ky == 3'h4;
+  assign \$1765  = \$1764  & d_ge_4;
+  assign \$1766  = | { \$1765 , \$1763 , \$1761 , \$1759 , \$1757  };
+  assign \$1767  = \$1744  ? \$1755  : \$1766 ;
+  assign \$1768  = \$1709  ? \$1741  : \$1767 ;
+  assign \$1769  = r_last ? \$1708  : \$1768 ;
+  assign \$1770  = \$1698  | \$1769 ;
+  assign \$1771  = \$1651  & \$1770 ;
+  assign \$1772  = oy == 5'h1b;
+  assign \$1773  = r_last & \$1772 ;
+  assign \$1774  = ~ \$1773 ;
+  assign \$1775  = kx == 3'h4;
+  assign \$1776  = ky == 3'h4;
+  assign \$1777  = ~ \$1776 ;
+  assign \$1778  = $signed(iy) < $signed(1'h1);
+  assign \$1779  = $signed(iy) >= $signed(6'h1b);
+  assign \$1780  = \$1778  | \$1779 ;
+  assign \$1782  = ox == 5'h1b;
+  assign \$1784  = oy == 5'h1b;
+  assign \$1785  = $signed(low) < $signed(1'h1);
+  assign \$1786  = $signed(low) >= $signed(6'h1b);
+  assign \$1787  = \$1785  | \$1786 ;
+  assign \$1788  = \$1784  ? 1'h1 : \$1787 ;
+  assign \$1789  = $signed(low) < $signed(1'h0);
+  assign \$1790  = $signed(low) >= $signed(6'h1c);
+  assign \$1791  = \$1789  | \$1790 ;
+  assign \$1792  = \$1783  ? \$1788  : \$1791 ;
+  assign \$1793  = \$1776  ? \$1792  : \$1780 ;
+  assign \$1794  = $signed(iy) < $signed(1'h0);
+  assign \$1795  = $signed(iy) >= $signed(6'h1c);
+  assign \$1796  = \$1794  | \$1795 ;
+  assign \$1797  = \$1775  ? \$1793  : \$1796 ;
+  assign \$1798  = kx == 3'h4;
+  assign \$1799  = ~ \$1798 ;
+  assign \$1800  = $signed(ix) < $signed(1'h1);
+  assign \$1801  = $signed(ix) >= $signed(6'h1b);
+  assign \$1802  = \$1800  | \$1801 ;
+  assign \$1803  = ky == 3'h4;
+  assign \$1806  = ox == 5'h1b;
+  assign \$1807  = $signed(ix0) < $signed(1'h1);
+  assign \$1808  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1809  = \$1807  | \$1808 ;
+  assign \$1810  = \$1806  ? 1'h1 : \$1809 ;
+  assign \$1811  = $signed(ix0) < $signed(1'h0);
+  assign \$1812  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1813  = \$1811  | \$1812 ;
+  assign \$1814  = \$1805  ? \$1810  : \$1813 ;
+  assign \$1815  = \$1798  ? \$1814  : \$1802 ;
+  assign \$1816  = \$1797  | \$1815 ;
+  assign \$1817  = \$1816  | ahead;
+  assign \$1818  = oy == 5'h1b;
+  assign \$1819  = \$1818  ? 1'h1 : d_ge_2;
+  assign \$1820  = kx == 3'h4;
+  assign \$1821  = ky == 3'h4;
+  assign \$1822  = ! ky;
+  assign \$1823  = \$1822  & d_ge_2;
+  assign \$1824  = ky == 1'h1;
+  assign \$1825  = \$1824  & d_ge_3;
+  assign \$1826  = ky == 2'h2;
+  assign \$1827  = \$1826  & d_ge_4;
+  assign \$1828  = ky == 2'h3;
+  assign \$1829  = \$1828  & d_ge_5;
+  assign \$1830  = ky == 3'h4;
+  assign \$1831  = \$1830  & d_ge_6;
+  assign \$1832  = | { \$1831 , \$1829 , \$1827 , \$1825 , \$1823  };
+  assign \$1833  = \$1821  ? d_ge_1 : \$1832 ;
+  assign \$1834  = ! ky;
+  assign \$1835  = \$1834  & d_ge_1;
+  assign \$1836  = ky == 1'h1;
+  assign \$1837  = \$1836  & d_ge_2;
+  assign \$1838  = ky == 2'h2;
+  assign \$1839  = \$1838  & d_ge_3;
+  assign \$1840  = ky == 2'h3;
+  assign \$1841  = \$1840  & d_ge_4;
+  assign \$1842  = ky == 3'h4;
+  assign \$1843  = \$1842  & d_ge_5;
+  assign \$1844  = | { \$1843 , \$1841 , \$1839 , \$1837 , \$1835  };
+  assign \$1845  = \$1820  ? \$1833  : \$1844 ;
+  assign \$1846  = r_last ? \$1819  : \$1845 ;
+  assign \$1847  = \$1817  | \$1846 ;
+  assign \$1848  = \$1774  & \$1847 ;
+  assign \$1849  = \$1648  ? \$1771  : \$1848 ;
+  assign \$1850  = write_rows & w_last;
+  assign \$1851  = ~ r_done;
+  assign \$1852  = pad | ahead;
+  assign \$1853  = ~ ahead;
+  assign \$1854  = w_row == 5'h1b;
+  assign \$1855  = \$1853  & \$1854 ;
+  assign \$1856  = \$1852  | \$1855 ;
+  assign \$1857  = ~ ahead;
+  assign \$1858  = w_row == 5'h1b;
+  assign \$1859  = \$1857  & \$1858 ;
+  assign \$1860  = ! ky;
+  assign \$1861  = \$1860  & d_ge_28;
+  assign \$1862  = ky == 1'h1;
+  assign \$1863  = \$1862  & d_ge_29;
+  assign \$1864  = ky == 2'h2;
+  assign \$1865  = \$1864  & d_ge_30;
+  assign \$1866  = ky == 2'h3;
+  assign \$1867  = \$1866  & d_ge_31;
+  assign \$1868  = ky == 3'h4;
+  assign \$1869  = \$1868  & d_ge_32;
+  assign \$1870  = | { \$1869 , \$1867 , \$1865 , \$1863 , \$1861  };
+  assign \$1871  = ! ky;
+  assign \$1872  = \$1871  & d_ge_0;
+  assign \$1873  = ky == 1'h1;
+  assign \$1874  = \$1873  & d_ge_1;
+  assign \$1875  = ky == 2'h2;
+  assign \$1876  = \$1875  & d_ge_2;
+  assign \$1877  = ky == 2'h3;
+  assign \$1878  = \$1877  & d_ge_3;
+  assign \$1879  = ky == 3'h4;
+  assign \$1880  = \$1879  & d_ge_4;
+  assign \$1881  = | { \$1880 , \$1878 , \$1876 , \$1874 , \$1872  };
+  assign \$1882  = \$1859  ? \$1870  : \$1881 ;
+  assign \$1883  = \$1856  | \$1882 ;
+  assign \$1884  = \$1851  & \$1883 ;
+  assign \$1885  = \$1850  ? \$1884  : avail;
+  assign \$1886  = take ? \$1849  : \$1885 ;
+  assign \$1887  = switch ? \$1647  : \$1886 ;
+  assign \$1888  = rst_conv1_window ? 1'h1 : \$1887 ;
+  assign \$1889  = read_credits_room_next | rst_conv1_window;
+  assign \$1890  = write_rows & w_last;
+  assign \$1891  = ~ ahead;
+  assign \$1892  = w_row == 5'h1b;
+  assign \$1893  = \$1891  & \$1892 ;
+  assign \$1894  = ! ky;
+  assign \$1895  = \$1894  & d_ge_28;
+  assign \$1896  = ky == 1'h1;
+  assign \$1897  = \$1896  & d_ge_29;
+  assign \$1898  = ky == 2'h2;
+  assign \$1899  = \$1898  & d_ge_30;
+  assign \$1900  = ky == 2'h3;
+  assign \$1901  = \$1900  & d_ge_31;
+  assign \$1902  = ky == 3'h4;
+  assign \$1903  = \$1902  & d_ge_32;
+  assign \$1904  = | { \$1903 , \$1901 , \$1899 , \$1897 , \$1895  };
+  assign \$1905  = ! ky;
+  assign \$1906  = \$1905  & d_ge_0;
+  assign \$1907  = ky == 1'h1;
+  assign \$1908  = \$1907  & d_ge_1;
+  assign \$1909  = ky == 2'h2;
+  assign \$1910  = \$1909  & d_ge_2;
+  assign \$1911  = ky == 2'h3;
+  assign \$1912  = \$1911  & d_ge_3;
+  assign \$1913  = ky == 3'h4;
+  assign \$1914  = \$1913  & d_ge_4;
+  assign \$1915  = | { \$1914 , \$1912 , \$1910 , \$1908 , \$1906  };
+  assign \$1916  = \$1893  ? \$1904  : \$1915 ;
+  assign \$1917  = pad | \$1916 ;
+  assign \$1918  = ! ky;
+  assign \$1919  = \$1918  & d_ge_1;
+  assign \$1920  = ky == 1'h1;
+  assign \$1921  = \$1920  & d_ge_2;
+  assign \$1922  = ky == 2'h2;
+  assign \$1923  = \$1922  & d_ge_3;
+  assign \$1924  = ky == 2'h3;
+  assign \$1925  = \$1924  & d_ge_4;
+  assign \$1926  = ky == 3'h4;
+  assign \$1927  = \$1926  & d_ge_5;
+  assign \$1928  = | { \$1927 , \$1925 , \$1923 , \$1921 , \$1919  };
+  assign \$1929  = pad | \$1928 ;
+  assign \$1930  = \$1890  ? \$1917  : \$1929 ;
+  assign \$1931  = write_rows & w_last;
+  assign \$1932  = oy == 5'h1b;
+  assign \$1933  = r_last & \$1932 ;
+  assign \$1934  = ~ \$1933 ;
+  assign \$1935  = kx == 3'h4;
+  assign \$1936  = ky == 3'h4;
+  assign \$1937  = ~ \$1936 ;
+  assign \$1938  = $signed(iy) < $signed(1'h1);
+  assign \$1939  = $signed(iy) >= $signed(6'h1b);
+  assign \$1940  = \$1938  | \$1939 ;
+  assign \$1942  = ox == 5'h1b;
+  assign \$1944  = oy == 5'h1b;
+  assign \$1945  = $signed(low) < $signed(1'h1);
+  assign \$1946  = $signed(low) >= $signed(6'h1b);
+  assign \$1947  = \$1945  | \$1946 ;
+  assign \$1948  = \$1944  ? 1'h1 : \$1947 ;
+  assign \$1949  = $signed(low) < $signed(1'h0);
+  assign \$1950  = $signed(low) >= $signed(6'h1c);
+  assign \$1951  = \$1949  | \$1950 ;
+  assign \$1952  = \$1943  ? \$1948  : \$1951 ;
+  assign \$1953  = \$1936  ? \$1952  : \$1940 ;
+  assign \$1954  = $signed(iy) < $signed(1'h0);
+  assign \$1955  = $signed(iy) >= $signed(6'h1c);
+  assign \$1956  = \$1954  | \$1955 ;
+  assign \$1957  = \$1935  ? \$1953  : \$1956 ;
+  assign \$1958  = kx == 3'h4;
+  assign \$1959  = ~ \$1958 ;
+  assign \$1960  = $signed(ix) < $signed(1'h1);
+  assign \$1961  = $signed(ix) >= $signed(6'h1b);
+  assign \$1962  = \$1960  | \$1961 ;
+  assign \$1963  = ky == 3'h4;
+  assign \$1966  = ox == 5'h1b;
+  assign \$1967  = $signed(ix0) < $signed(1'h1);
+  assign \$1968  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1969  = \$1967  | \$1968 ;
+  assign \$1970  = \$1966  ? 1'h1 : \$1969 ;
+  assign \$1971  = $signed(ix0) < $signed(1'h0);
+  assign \$1972  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1973  = \$1971  | \$1972 ;
+  assign \$1974  = \$1965  ? \$1970  : \$1973 ;
+  assign \$1975  = \$1958  ? \$1974  : \$1962 ;
+  assign \$1976  = \$1957  | \$1975 ;
   assign \$1977  = ~ ahead;
   assign \$1978  = w_row == 5'h1b;
   assign \$1979  = \$1977  & \$1978 ;
-  assign \$1980  = \$1976  | \$1979 ;
-  assign \$1981  = ~ ahead;
-  assign \$1982  = w_row == 5'h1b;
-  assign \$1983  = \$1981  & \$1982 ;
-  assign \$1984  = ! ky;
-  assign \$1985  = \$1984  & d_ge_28;
-  assign \$1986  = ky == 1'h1;
-  assign \$1987  = \$1986  & d_ge_29;
-  assign \$1988  = ky == 2'h2;
-  assign \$1989  = \$1988  & d_ge_30;
-  assign \$1990  = ky == 2'h3;
-  assign \$1991  = \$1990  & d_ge_31;
-  assign \$1992  = ky == 3'h4;
-  assign \$1993  = \$1992  & d_ge_32;
-  assign \$1994  = | { \$1993 , \$1991 , \$1989 , \$1987 , \$1985  };
-  assign \$1995  = ! ky;
-  assign \$1996  = \$1995  & d_ge_0;
-  assign \$1997  = ky == 1'h1;
-  assign \$1998  = \$1997  & d_ge_1;
-  assign \$1999  = ky == 2'h2;
-  assign \$2000  = \$1999  & d_ge_2;
-  assign \$2001  = ky == 2'h3;
-  assign \$2002  = \$2001  & d_ge_3;
-  assign \$2003  = ky == 3'h4;
-  assign \$2004  = \$2003  & d_ge_4;
-  assign \$2005  = | { \$2004 , \$2002 , \$2000 , \$1998 , \$1996  };
-  assign \$2006  = \$1983  ? \$1994  : \$2005 ;
-  assign \$2007  = \$1980  | \$2006 ;
-  assign \$2008  = \$1975  & \$2007 ;
-  assign \$2009  = \$1974  ? \$2008  : avail;
-  assign \$2010  = take ? \$1973  : \$2009 ;
-  assign \$2011  = switch ? \$1771  : \$2010 ;
-  assign \$2012  = rst_conv1_window ? 1'h1 : \$2011 ;
-  assign \$2013  = read_credits_room_next | rst_conv1_window;
+  assign \$1980  = ahead | \$1979 ;
+  assign \$1981  = \$1976  | \$1980 ;
+  assign \$1982  = oy == 5'h1b;
+  assign \$1983  = ~ ahead;
+  assign \$1984  = w_row == 5'h1b;
+  assign \$1985  = \$1983  & \$1984 ;
+  assign \$1987  = ~ ahead;
+  assign \$1988  = w_row == 5'h1b;
+  assign \$1989  = \$1987  & \$1988 ;
+  assign \$1990  = \$1989  ? d_ge_29 : d_ge_1;
+  assign \$1991  = \$1982  ? 1'h1 : \$1990 ;
+  assign \$1992  = kx == 3'h4;
+  assign \$1993  = ky == 3'h4;
+  assign \$1994  = ~ ahead;
+  assign \$1995  = w_row == 5'h1b;
+  assign \$1996  = \$1994  & \$1995 ;
+  assign \$1997  = \$1996  ? d_ge_28 : d_ge_0;
+  assign \$1998  = ~ ahead;
+  assign \$1999  = w_row == 5'h1b;
+  assign \$2000  = \$1998  & \$1999 ;
+  assign \$2001  = ! ky;
+  assign \$2002  = \$2001  & d_ge_29;
+  assign \$2003  = ky == 1'h1;
+  assign \$2004  = \$2003  & d_ge_30;
+  assign \$2005  = ky == 2'h2;
+  assign \$2006  = \$2005  & d_ge_31;
+  assign \$2007  = ky == 2'h3;
+  assign \$2008  = \$2007  & d_ge_32;
+  assign \$2009  = ky == 3'h4;
+  assign \$2010  = \$2009  & d_ge_33;
+  assign \$2011  = | { \$2010 , \$2008 , \$2006 , \$2004 , \$2002  };
+  assign \$2012  = ! ky;
+  assign \$2013  = \$2012  & d_ge_1;
+  assign \$2014  = ky == 1'h1;
+  assign \$2015  = \$2014  & d_ge_2;
+  assign \$2016  = ky == 2'h2;
+  assign \$2017  = \$2016  & d_ge_3;
+  assign \$2018  = ky == 2'h3;
+  assign \$2019  = \$2018  & d_ge_4;
+  assign \$2020  = ky == 3'h4;
+  assign \$2021  = \$2020  & d_ge_5;
+  assign \$2022  = | { \$2021 , \$2019 , \$2017 , \$2015 , \$2013  };
+  assign \$2023  = \$2000  ? \$2011  : \$2022 ;
+  assign \$2024  = \$1993  ? \$1997  : \$2023 ;
+  assign \$2025  = ~ ahead;
+  assign \$2026  = w_row == 5'h1b;
+  assign \$2027  = \$2025  & \$2026 ;
+  assign \$2028  = ! ky;
+  assign \$2029  = \$2028  & d_ge_28;
+  assign \$2030  = ky == 1'h1;
+  assign \$2031  = \$2030  & d_ge_29;
+  assign \$2032  = ky == 2'h2;
+  assign \$2033  = \$2032  & d_ge_30;
+  assign \$2034  = ky == 2'h3;
+  assign \$2035  = \$2034  & d_ge_31;
+  assign \$2036  = ky == 3'h4;
+  assign \$2037  = \$2036  & d_ge_32;
+  assign \$2038  = | { \$2037 , \$2035 , \$2033 , \$2031 , \$2029  };
+  assign \$2039  = ! ky;
+  assign \$2040  = \$2039  & d_ge_0;
+  assign \$2041  = ky == 1'h1;
+  assign \$2042  = \$2041  & d_ge_1;
+  assign \$2043  = ky == 2'h2;
+  assign \$2044  = \$2043  & d_ge_2;
+  assign \$2045  = ky == 2'h3;
+  assign \$2046  = \$2045  & d_ge_3;
+  assign \$2047  = ky == 3'h4;
+  assign \$2048  = \$2047  & d_ge_4;
+  assign \$2049  = | { \$2048 , \$2046 , \$2044 , \$2042 , \$2040  };
+  assign \$2050  = \$2027  ? \$2038  : \$2049 ;
+  assign \$2051  = \$1992  ? \$2024  : \$2050 ;
+  assign \$2052  = r_last ? \$1991  : \$2051 ;
+  assign \$2053  = \$1981  | \$2052 ;
+  assign \$2054  = \$1934  & \$2053 ;
+  assign \$2055  = oy == 5'h1b;
+  assign \$2056  = r_last & \$2055 ;
+  assign \$2057  = ~ \$2056 ;
+  assign \$2058  = kx == 3'h4;
+  assign \$2059  = ky == 3'h4;
+  assign \$2060  = ~ \$2059 ;
+  assign \$2061  = $signed(iy) < $signed(1'h1);
+  assign \$2062  = $signed(iy) >= $signed(6'h1b);
+  assign \$2063  = \$2061  | \$2062 ;
+  assign \$2065  = ox == 5'h1b;
+  assign \$2067  = oy == 5'h1b;
+  assign \$2068  = $signed(low) < $signed(1'h1);
+  assign \$2069  = $signed(low) >= $signed(6'h1b);
+  assign \$2070  = \$2068  | \$2069 ;
+  assign \$2071  = \$2067  ? 1'h1 : \$2070 ;
+  assign \$2072  = $signed(low) < $signed(1'h0);
+  assign \$2073  = $signed(low) >= $signed(6'h1c);
+  assign \$2074  = \$2072  | \$2073 ;
+  assign \$2075  = \$2066  ? \$2071  : \$2074 ;
+  assign \$2076  = \$2059  ? \$2075  : \$2063 ;
+  assign \$2077  = $signed(iy) < $signed(1'h0);
+  assign \$2078  = $signed(iy) >= $signed(6'h1c);
+  assign \$2079  = \$2077  | \$2078 ;
+  assign \$2080  = \$2058  ? \$2076  : \$2079 ;
+  assign \$2081  = kx == 3'h4;
+  assign \$2082  = ~ \$2081 ;
+  assign \$2083  = $signed(ix) < $signed(1'h1);
+  assign \$2084  = $signed(ix) >= $signed(6'h1b);
+  assign \$2085  = \$2083  | \$2084 ;
+  assign \$2086  = ky == 3'h4;
+  assign \$2089  = ox == 5'h1b;
+  assign \$2090  = $signed(ix0) < $signed(1'h1);
+  assign \$2091  = $signed(ix0) >= $signed(6'h1b);
+  assign \$2092  = \$2090  | \$2091 ;
+  assign \$2093  = \$2089  ? 1'h1 : \$2092 ;
+  assign \$2094  = $signed(ix0) < $signed(1'h0);
+  assign \$2095  = $signed(ix0) >= $signed(6'h1c);
+  assign \$2096  = \$2094  | \$2095 ;
+  assign \$2097  = \$2088  ? \$2093  : \$2096 ;
+  assign \$2098  = \$2081  ? \$2097  : \$2085 ;
+  assign \$2099  = \$2080  | \$2098 ;
+  assign \$2100  = \$2099  | ahead;
+  assign \$2101  = oy == 5'h1b;
+  assign \$2102  = \$2101  ? 1'h1 : d_ge_2;
+  assign \$2103  = kx == 3'h4;
+  assign \$2104  = ky == 3'h4;
+  assign \$2105  = ! ky;
+  assign \$2106  = \$2105  & d_ge_2;
+  assign \$2107  = ky == 1'h1;
+  assign \$2108  = \$2107  & d_ge_3;
+  assign \$2109  = ky == 2'h2;
+  assign \$2110  = \$2109  & d_ge_4;
+  assign \$2111  = ky == 2'h3;
+  assign \$2112  = \$2111  & d_ge_5;
+  assign \$2113  = ky == 3'h4;
+  assign \$2114  = \$2113  & d_ge_6;
+  assign \$2115  = | { \$2114 , \$2112 , \$2110 , \$2108 , \$2106  };
+  assign \$2116  = \$2104  ? d_ge_1 : \$2115 ;
+  assign \$2117  = ! ky;
+  assign \$2118  = \$2117  & d_ge_1;
+  assign \$2119  = ky == 1'h1;
+  assign \$2120  = \$2119  & d_ge_2;
+  assign \$2121  = ky == 2'h2;
+  assign \$2122  = \$2121  & d_ge_3;
+  assign \$2123  = ky == 2'h3;
+  assign \$2124  = \$2123  & d_ge_4;
+  assign \$2125  = ky == 3'h4;
+  assign \$2126  = \$2125  & d_ge_5;
+  assign \$2127  = | { \$2126 , \$2124 , \$2122 , \$2120 , \$2118  };
+  assign \$2128  = \$2103  ? \$2116  : \$2127 ;
+  assign \$2129  = r_last ? \$2102  : \$2128 ;
+  assign \$2130  = \$2100  | \$2129 ;
+  assign \$2131  = \$2057  & \$2130 ;
+  assign \$2132  = \$1931  ? \$2054  : \$2131 ;
+  assign \$2133  = write_rows & w_last;
+  assign \$2134  = ~ r_done;
+  assign \$2135  = pad | ahead;
+  assign \$2136  = ~ ahead;
+  assign \$2137  = w_row == 5'h1b;
+  assign \$2138  = \$2136  & \$2137 ;
+  assign \$2139  = \$2135  | \$2138 ;
+  assign \$2140  = ~ ahead;
+  assign \$2141  = w_row == 5'h1b;
+  assign \$2142  = \$2140  & \$2141 ;
+  assign \$2143  = ! ky;
+  assign \$2144  = \$2143  & d_ge_28;
+  assign \$2145  = ky == 1'h1;
+  assign \$2146  = \$2145  & d_ge_29;
+  assign \$2147  = ky == 2'h2;
+  assign \$2148  = \$2147  & d_ge_30;
+  assign \$2149  = ky == 2'h3;
+  assign \$2150  = \$2149  & d_ge_31;
+  assign \$2151  = ky == 3'h4;
+  assign \$2152  = \$2151  & d_ge_32;
+  assign \$2153  = | { \$2152 , \$2150 , \$2148 , \$2146 , \$2144  };
+  assign \$2154  = ! ky;
+  assign \$2155  = \$2154  & d_ge_0;
+  assign \$2156  = ky == 1'h1;
+  assign \$2157  = \$2156  & d_ge_1;
+  assign \$2158  = ky == 2'h2;
+  assign \$2159  = \$2158  & d_ge_2;
+  assign \$2160  = ky == 2'h3;
+  assign \$2161  = \$2160  & d_ge_3;
+  assign \$2162  = ky == 3'h4;
+  assign \$2163  = \$2162  & d_ge_4;
+  assign \$2164  = | { \$2163 , \$2161 , \$2159 , \$2157 , \$2155  };
+  assign \$2165  = \$2142  ? \$2153  : \$2164 ;
+  assign \$2166  = \$2139  | \$2165 ;
+  assign \$2167  = \$2134  & \$2166 ;
+  assign \$2168  = \$2133  ? \$2167  : avail;
+  assign \$2169  = take ? \$2132  : \$2168 ;
+  assign \$2170  = switch ? \$1930  : \$2169 ;
+  assign \$2171  = rst_conv1_window ? 1'h1 : \$2170 ;
+  assign \$2172  = read_credits_room_next | rst_conv1_window;
   always @(posedge clk)
-    w_px <= \$2014 ;
+    w_px <= \$2173 ;
   always @(posedge clk)
-    w_addr <= \$2015 ;
+    w_addr <= \$2174 ;
   always @(posedge clk)
-    ahead <= \$2016 ;
+    ahead <= \$2175 ;
   always @(posedge clk)
-    w_row <= \$2017 ;
+    w_row <= \$2176 ;
   always @(posedge clk)
-    read_credits_returned <= \$2018 ;
+    read_credits_returned <= \$2177 ;
   always @(posedge clk)
-    read_credits_space <= \$2019 ;
+    read_credits_space <= \$2178 ;
   always @(posedge clk)
-    read_credits_room <= \$2020 ;
+    read_credits_room <= \$2179 ;
   always @(posedge clk)
-    read_v1 <= \$2021 ;
+    read_v1 <= \$2180 ;
   always @(posedge clk)
-    read_v2 <= \$2022 ;
+    read_v2 <= \$2181 ;
   always @(posedge clk)
-    read_v3 <= \$2023 ;
+    read_v3 <= \$2182 ;
   always @(posedge clk)
-    w_en <= \$2024 ;
+    w_en <= \$2183 ;
   always @(posedge clk)
     step_next_slot <= \$74 [2:0];
   always @(posedge clk)
@@ -7963,91 +8277,91 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     w_data <= \$106 ;
   always @(posedge clk)
-    kx <= \$2025 ;
+    kx <= \$2184 ;
   always @(posedge clk)
-    col_addr <= \$2026 ;
+    col_addr <= \$2185 ;
   always @(posedge clk)
-    ky <= \$2027 ;
+    ky <= \$2186 ;
   always @(posedge clk)
-    row_addr <= \$2028 ;
+    row_addr <= \$2187 ;
   always @(posedge clk)
-    ox <= \$2029 ;
+    ox <= \$2188 ;
   always @(posedge clk)
-    ix0 <= \$2030 ;
+    ix0 <= \$2189 ;
   always @(posedge clk)
-    ix0c <= \$2031 ;
+    ix0c <= \$2190 ;
   always @(posedge clk)
-    oy <= \$2032 ;
+    oy <= \$2191 ;
   always @(posedge clk)
-    low <= \$2033 ;
+    low <= \$2192 ;
   always @(posedge clk)
-    r_done <= \$2034 ;
+    r_done <= \$2193 ;
   always @(posedge clk)
-    base_slot <= \$2035 ;
+    base_slot <= \$2194 ;
   always @(posedge clk)
-    base_row <= \$2036 ;
+    base_row <= \$2195 ;
   always @(posedge clk)
-    ix <= \$2037 ;
+    ix <= \$2196 ;
   always @(posedge clk)
-    iy <= \$2038 ;
+    iy <= \$2197 ;
   always @(posedge clk)
-    img_slot <= \$2039 ;
+    img_slot <= \$2198 ;
   always @(posedge clk)
-    img_row <= \$2040 ;
+    img_row <= \$2199 ;
   always @(posedge clk)
-    w_last <= \$2041 ;
+    w_last <= \$2200 ;
   always @(posedge clk)
-    r_last <= \$2042 ;
+    r_last <= \$2201 ;
   always @(posedge clk)
-    d <= \$2043 ;
+    d <= \$2202 ;
   always @(posedge clk)
-    o__ready <= \$2044 ;
+    o__ready <= \$2203 ;
   always @(posedge clk)
-    room_w_27 <= \$2045 ;
+    room_w_27 <= \$2204 ;
   always @(posedge clk)
-    room_w_28 <= \$2046 ;
+    room_w_28 <= \$2205 ;
   always @(posedge clk)
-    room_low_21 <= \$2047 ;
+    room_low_21 <= \$2206 ;
   always @(posedge clk)
-    room_w_3 <= \$2048 ;
+    room_w_3 <= \$2207 ;
   always @(posedge clk)
-    room_w_4 <= \$2049 ;
+    room_w_4 <= \$2208 ;
   always @(posedge clk)
-    room_low_22 <= \$2050 ;
+    room_low_22 <= \$2209 ;
   always @(posedge clk)
-    avail <= \$2051 ;
+    avail <= \$2210 ;
   always @(posedge clk)
-    d_ge_28 <= \$2052 ;
+    d_ge_28 <= \$2211 ;
   always @(posedge clk)
-    d_ge_29 <= \$2053 ;
+    d_ge_29 <= \$2212 ;
   always @(posedge clk)
-    d_ge_30 <= \$2054 ;
+    d_ge_30 <= \$2213 ;
   always @(posedge clk)
-    d_ge_31 <= \$2055 ;
+    d_ge_31 <= \$2214 ;
   always @(posedge clk)
-    d_ge_32 <= \$2056 ;
+    d_ge_32 <= \$2215 ;
   always @(posedge clk)
-    d_ge_0 <= \$2057 ;
+    d_ge_0 <= \$2216 ;
   always @(posedge clk)
-    d_ge_1 <= \$2058 ;
+    d_ge_1 <= \$2217 ;
   always @(posedge clk)
-    d_ge_2 <= \$2059 ;
+    d_ge_2 <= \$2218 ;
   always @(posedge clk)
-    d_ge_3 <= \$2060 ;
+    d_ge_3 <= \$2219 ;
   always @(posedge clk)
-    d_ge_4 <= \$2061 ;
+    d_ge_4 <= \$2220 ;
   always @(posedge clk)
-    d_ge_5 <= \$2062 ;
+    d_ge_5 <= \$2221 ;
   always @(posedge clk)
-    d_ge_33 <= \$2063 ;
+    d_ge_33 <= \$2222 ;
   always @(posedge clk)
-    d_ge_6 <= \$2064 ;
+    d_ge_6 <= \$2223 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$2012 ),
+    .d(\$2171 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -8055,18 +8369,35 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$1729 ),
+    .d(\$1888 ),
     .q(avail_step)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_write_rows_copy (
+    .clk(clk),
+    .d(\$1606 ),
+    .q(can_write_rows)
   );
   \flexor_lenet5.conv1_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$103 ),
+    .o__payload(\o__payload$107 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .rst_conv1_window(rst_conv1_window)
+    .rst_conv1_window(rst_conv1_window),
+    .valid_next(valid_next)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) inp_valid_rows_copy (
+    .clk(clk),
+    .d(\$1448 ),
+    .q(inp_valid_rows)
   );
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
@@ -8082,7 +8413,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$2013 ),
+    .d(\$2172 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -8090,7 +8421,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$1730 ),
+    .d(\$1889 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -8106,7 +8437,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$103 ),
+    .d(\o__payload$107 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -8119,342 +8450,168 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2014  = w_px;
+    \$2173  = w_px;
     if (write) begin
-      \$2014  = \$59 [4:0];
+      \$2173  = \$59 [4:0];
     end
     if (rst_conv1_window) begin
-      \$2014  = 5'h00;
+      \$2173  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2015  = w_addr;
+    \$2174  = w_addr;
     if (write) begin
-      \$2015  = \$62 [7:0];
+      \$2174  = \$62 [7:0];
     end
     if (rst_conv1_window) begin
-      \$2015  = 8'h00;
+      \$2174  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2016  = ahead;
+    \$2175  = ahead;
     if (write) begin
       if (\$63 ) begin
         if (\$66 ) begin
-          \$2016  = 1'h1;
+          \$2175  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$2016  = 1'h0;
+      \$2175  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$2016  = 1'h0;
+      \$2175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2017  = w_row;
+    \$2176  = w_row;
     if (write) begin
       if (\$63 ) begin
         (* full_case = 32'd1 *)
         if (\$66 ) begin
-          \$2017  = 5'h00;
+          \$2176  = 5'h00;
         end else begin
-          \$2017  = \$67 [4:0];
+          \$2176  = \$67 [4:0];
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2017  = 5'h00;
+      \$2176  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2018  = \$68 ;
+    \$2177  = \$68 ;
     if (rst_conv1_window) begin
-      \$2018  = 1'h0;
+      \$2177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2019  = \$8 [2:0];
+    \$2178  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$2019  = 3'h7;
+      \$2178  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2020  = read_credits_room_next;
+    \$2179  = read_credits_room_next;
     if (rst_conv1_window) begin
-      \$2020  = 1'h1;
+      \$2179  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2021  = take;
+    \$2180  = take;
     if (rst_conv1_window) begin
-      \$2021  = 1'h0;
+      \$2180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2022  = read_v1;
+    \$2181  = read_v1;
     if (rst_conv1_window) begin
-      \$2022  = 1'h0;
+      \$2181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2023  = read_v2;
+    \$2182  = read_v2;
     if (rst_conv1_window) begin
-      \$2023  = 1'h0;
+      \$2182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2024  = read_v3;
+    \$2183  = read_v3;
     if (rst_conv1_window) begin
-      \$2024  = 1'h0;
+      \$2183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2025  = kx;
+    \$2184  = kx;
     if (take_step) begin
-      \$2025  = \$109 [2:0];
+      \$2184  = \$109 [2:0];
     end
     if (rst_conv1_window) begin
-      \$2025  = 3'h0;
+      \$2184  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2026  = col_addr;
+    \$2185  = col_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
-        \$2026  = \$112 [5:0];
+        \$2185  = \$112 [5:0];
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$2026  = \$118 [5:0];
+          \$2185  = \$118 [5:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$129 ) begin
-            \$2026  = \$131 [5:0];
+            \$2185  = \$131 [5:0];
           end else begin
-            \$2026  = \$143 [5:0];
+            \$2185  = \$143 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2026  = 6'h3e;
+      \$2185  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2027  = ky;
+    \$2186  = ky;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
-        \$2027  = \$115 [2:0];
+        \$2186  = \$115 [2:0];
       end
     end
     if (rst_conv1_window) begin
-      \$2027  = 3'h0;
+      \$2186  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2028  = row_addr;
+    \$2187  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$2028  = \$124 [7:0];
+          \$2187  = \$124 [7:0];
         end else begin
-          \$2028  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              (* full_case = 32'd1 *)
-              if (\$151 ) begin
-              end else begin
-                \$2028  = step_next_row;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2028  = step_base_row;
-    end
-    if (rst_conv1_window) begin
-      \$2028  = 8'h70;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2029  = ox;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2029  = \$134 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2029  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2030  = ix0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2030  = \$137 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2030  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2031  = ix0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2031  = \$140 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2031  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2032  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$2032  = \$147 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2032  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2033  = low;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$2033  = \$150 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2033  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2034  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              if (\$151 ) begin
-                \$2034  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2034  = 1'h0;
-    end
-    if (rst_conv1_window) begin
-      \$2034  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2035  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
+          \$2187  = base_row;
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
@@ -8462,7 +8619,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$2035  = step_next_slot;
+                \$2187  = step_next_row;
               end
             end
           end
@@ -8470,15 +8627,158 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2035  = step_base_slot;
+      \$2187  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$2035  = 3'h4;
+      \$2187  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2036  = base_row;
+    \$2188  = ox;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2188  = \$134 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2188  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2189  = ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2189  = \$137 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2189  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2190  = ix0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2190  = \$140 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2190  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2191  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2191  = \$147 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2191  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2192  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2192  = \$150 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2192  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2193  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              if (\$151 ) begin
+                \$2193  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2193  = 1'h0;
+    end
+    if (rst_conv1_window) begin
+      \$2193  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2194  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -8493,7 +8793,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$2036  = step_next_row;
+                \$2194  = step_next_slot;
               end
             end
           end
@@ -8501,240 +8801,271 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2036  = step_base_row;
+      \$2194  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$2036  = 8'h70;
+      \$2194  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2037  = ix;
+    \$2195  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              (* full_case = 32'd1 *)
+              if (\$151 ) begin
+              end else begin
+                \$2195  = step_next_row;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2195  = step_base_row;
+    end
+    if (rst_conv1_window) begin
+      \$2195  = 8'h70;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2196  = ix;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$153 ) begin
-        \$2037  = \$157 [5:0];
+        \$2196  = \$157 [5:0];
       end else if (\$156 ) begin
-        \$2037  = \$160 [5:0];
+        \$2196  = \$160 [5:0];
       end else begin
-        \$2037  = ix0;
+        \$2196  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$2037  = 6'h3e;
+      \$2196  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2038  = iy;
+    \$2197  = iy;
     if (take_step) begin
       if (\$161 ) begin
         (* full_case = 32'd1 *)
         if (\$163 ) begin
-          \$2038  = \$167 [5:0];
+          \$2197  = \$167 [5:0];
         end else if (\$166 ) begin
-          \$2038  = \$170 [5:0];
+          \$2197  = \$170 [5:0];
         end else begin
-          \$2038  = low;
+          \$2197  = low;
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2038  = 6'h3e;
+      \$2197  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2039  = img_slot;
+    \$2198  = img_slot;
     if (switch) begin
-      \$2039  = step_img_slot;
+      \$2198  = step_img_slot;
     end
     if (rst_conv1_window) begin
-      \$2039  = 3'h0;
+      \$2198  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2040  = img_row;
+    \$2199  = img_row;
     if (switch) begin
-      \$2040  = step_img_row;
+      \$2199  = step_img_row;
     end
     if (rst_conv1_window) begin
-      \$2040  = 8'h00;
+      \$2199  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2041  = w_last;
+    \$2200  = w_last;
     if (write) begin
-      \$2041  = \$172 ;
+      \$2200  = \$172 ;
     end
     if (rst_conv1_window) begin
-      \$2041  = 1'h0;
+      \$2200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2042  = r_last;
+    \$2201  = r_last;
     if (take_step) begin
-      \$2042  = \$176 ;
+      \$2201  = \$176 ;
     end
     if (rst_conv1_window) begin
-      \$2042  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2043  = \$207 [6:0];
-    if (rst_conv1_window) begin
-      \$2043  = 7'h02;
+      \$2201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2044  = \$364 ;
+    \$2202  = \$207 [6:0];
     if (rst_conv1_window) begin
-      \$2044  = 1'h1;
+      \$2202  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2045  = \$372 [5:0];
+    \$2203  = \$364 ;
     if (rst_conv1_window) begin
-      \$2045  = 6'h25;
+      \$2203  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2046  = \$380 [5:0];
+    \$2204  = \$372 [5:0];
     if (rst_conv1_window) begin
-      \$2046  = 6'h24;
+      \$2204  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2047  = \$385 [5:0];
+    \$2205  = \$380 [5:0];
     if (rst_conv1_window) begin
-      \$2047  = 6'h17;
+      \$2205  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2048  = \$393 [5:0];
+    \$2206  = \$385 [5:0];
     if (rst_conv1_window) begin
-      \$2048  = 6'h3d;
+      \$2206  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2049  = \$401 [5:0];
+    \$2207  = \$393 [5:0];
     if (rst_conv1_window) begin
-      \$2049  = 6'h3c;
+      \$2207  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2050  = \$406 [5:0];
+    \$2208  = \$401 [5:0];
     if (rst_conv1_window) begin
-      \$2050  = 6'h18;
+      \$2208  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2051  = \$687 ;
+    \$2209  = \$406 [5:0];
     if (rst_conv1_window) begin
-      \$2051  = 1'h1;
+      \$2209  = 6'h18;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2052  = \$784 ;
+    \$2210  = \$687 ;
     if (rst_conv1_window) begin
-      \$2052  = 1'h0;
+      \$2210  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2053  = \$839 ;
+    \$2211  = \$784 ;
     if (rst_conv1_window) begin
-      \$2053  = 1'h0;
+      \$2211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2054  = \$890 ;
+    \$2212  = \$839 ;
     if (rst_conv1_window) begin
-      \$2054  = 1'h0;
+      \$2212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2055  = \$937 ;
+    \$2213  = \$890 ;
     if (rst_conv1_window) begin
-      \$2055  = 1'h0;
+      \$2213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2056  = \$980 ;
+    \$2214  = \$937 ;
     if (rst_conv1_window) begin
-      \$2056  = 1'h0;
+      \$2214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2057  = \$1108 ;
+    \$2215  = \$980 ;
     if (rst_conv1_window) begin
-      \$2057  = 1'h1;
+      \$2215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2058  = \$1133 ;
+    \$2216  = \$1108 ;
     if (rst_conv1_window) begin
-      \$2058  = 1'h1;
+      \$2216  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2059  = \$1158 ;
+    \$2217  = \$1133 ;
     if (rst_conv1_window) begin
-      \$2059  = 1'h1;
+      \$2217  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2060  = \$1186 ;
+    \$2218  = \$1158 ;
     if (rst_conv1_window) begin
-      \$2060  = 1'h0;
+      \$2218  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2061  = \$1218 ;
+    \$2219  = \$1186 ;
     if (rst_conv1_window) begin
-      \$2061  = 1'h0;
+      \$2219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2062  = \$1252 ;
+    \$2220  = \$1218 ;
     if (rst_conv1_window) begin
-      \$2062  = 1'h0;
+      \$2220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2063  = \$1322 ;
+    \$2221  = \$1252 ;
     if (rst_conv1_window) begin
-      \$2063  = 1'h0;
+      \$2221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2064  = \$1447 ;
+    \$2222  = \$1322 ;
     if (rst_conv1_window) begin
-      \$2064  = 1'h0;
+      \$2222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2223  = \$1447 ;
+    if (rst_conv1_window) begin
+      \$2223  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -8789,38 +9120,49 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1168  = \$1167 ;
   assign \$1195  = \$1194 ;
   assign \$1265  = \$1264 ;
-  assign \$1499  = 1'h1;
-  assign \$1501  = \$1500 ;
-  assign \$1522  = 1'h1;
-  assign \$1523  = \$1521 ;
-  assign \$1544  = 1'h1;
-  assign \$1622  = 1'h1;
-  assign \$1624  = \$1623 ;
-  assign \$1645  = 1'h1;
-  assign \$1646  = \$1644 ;
-  assign \$1782  = 1'h1;
-  assign \$1784  = \$1783 ;
-  assign \$1805  = 1'h1;
-  assign \$1806  = \$1804 ;
-  assign \$1827  = 1'h1;
-  assign \$1905  = 1'h1;
-  assign \$1907  = \$1906 ;
-  assign \$1928  = 1'h1;
-  assign \$1929  = \$1927 ;
+  assign \$1466  = 1'h0;
+  assign \$1470  = 1'h1;
+  assign \$1471  = 1'h1;
+  assign \$1487  = 1'h1;
+  assign \$1488  = 1'h1;
+  assign \$1502  = 1'h0;
+  assign \$1536  = 1'h0;
+  assign \$1574  = 1'h1;
+  assign \$1575  = 1'h1;
+  assign \$1658  = 1'h1;
+  assign \$1660  = \$1659 ;
+  assign \$1681  = 1'h1;
+  assign \$1682  = \$1680 ;
+  assign \$1703  = 1'h1;
+  assign \$1781  = 1'h1;
+  assign \$1783  = \$1782 ;
+  assign \$1804  = 1'h1;
+  assign \$1805  = \$1803 ;
+  assign \$1941  = 1'h1;
+  assign \$1943  = \$1942 ;
+  assign \$1964  = 1'h1;
+  assign \$1965  = \$1963 ;
+  assign \$1986  = 1'h1;
+  assign \$2064  = 1'h1;
+  assign \$2066  = \$2065 ;
+  assign \$2087  = 1'h1;
+  assign \$2088  = \$2086 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, i__ready, o__ready, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, i__ready, valid_next, o__ready, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [7:0] \$10 ;
+  reg \$11 ;
+  reg [7:0] \$12 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
-  wire [7:0] \$6 ;
-  reg \$7 ;
-  reg [7:0] \$8 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [7:0] \$8 ;
   reg \$9 ;
   input clk;
   wire clk;
@@ -8842,56 +9184,58 @@ module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, 
   reg o__valid = 1'h0;
   input rst_conv1_window;
   wire rst_conv1_window;
+  output valid_next;
+  wire valid_next;
   assign i__ready = ~ full;
   assign \$1  = ~ o__valid;
   assign \$2  = \$1  | o__ready;
-  assign \$3  = ~ full;
-  assign \$4  = i__valid & \$3 ;
-  assign \$5  = full | i__valid;
-  assign \$6  = full ? held : i__payload;
+  assign \$3  = full | i__valid;
+  assign valid_next = \$2  ? \$3  : o__valid;
+  assign \$4  = ~ o__valid;
+  assign \$5  = \$4  | o__ready;
+  assign \$6  = ~ full;
+  assign \$7  = i__valid & \$6 ;
+  assign \$8  = full ? held : i__payload;
   always @(posedge clk)
-    o__valid <= \$7 ;
+    o__valid <= \$9 ;
   always @(posedge clk)
-    o__payload <= \$8 ;
+    o__payload <= \$10 ;
   always @(posedge clk)
-    full <= \$9 ;
+    full <= \$11 ;
   always @(posedge clk)
-    held <= \$10 ;
+    held <= \$12 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$7  = o__valid;
-    if (\$2 ) begin
-      \$7  = \$5 ;
-    end
-    if (rst_conv1_window) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$8  = o__payload;
-    if (\$2 ) begin
-      \$8  = \$6 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$9  = full;
-    if (\$2 ) begin
-      \$9  = 1'h0;
-    end else if (\$4 ) begin
-      \$9  = 1'h1;
-    end
+    \$9  = valid_next;
     if (rst_conv1_window) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$10  = held;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$10  = i__payload;
+    \$10  = o__payload;
+    if (\$5 ) begin
+      \$10  = \$8 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$11  = full;
+    if (\$5 ) begin
+      \$11  = 1'h0;
+    end else if (\$7 ) begin
+      \$11  = 1'h1;
+    end
+    if (rst_conv1_window) begin
+      \$11  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$12  = held;
+    if (\$5 ) begin
+    end else if (\$7 ) begin
+      \$12  = i__payload;
     end
   end
   assign data = o__payload;
@@ -13540,9 +13884,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .clk(clk),
     .data(\data$965 ),
     .o__ready(step),
-    .\port$6020$0 (\$484 ),
-    .\port$6026$0 (\$485 ),
-    .\port$6032$0 (\$486 ),
+    .\port$6350$0 (\$484 ),
+    .\port$6356$0 (\$485 ),
+    .\port$6362$0 (\$486 ),
     .raddr(\addr$966 ),
     .rst_conv2(rst_conv2)
   );
@@ -17553,7 +17897,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6020$0 , \port$6026$0 , \port$6032$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6350$0 , \port$6356$0 , \port$6362$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -17700,12 +18044,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6020$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6020$0 ;
-  wire [63:0] \port$6020$0 ;
-  output [63:0] \port$6026$0 ;
-  wire [63:0] \port$6026$0 ;
-  output [63:0] \port$6032$0 ;
-  wire [63:0] \port$6032$0 ;
+  output [63:0] \port$6350$0 ;
+  wire [63:0] \port$6350$0 ;
+  output [63:0] \port$6356$0 ;
+  wire [63:0] \port$6356$0 ;
+  output [63:0] \port$6362$0 ;
+  wire [63:0] \port$6362$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -18030,9 +18374,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6020$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$6020$0  = \$81 ;
-  assign \port$6026$0  = \$87 ;
-  assign \port$6032$0  = \$93 ;
+  assign \port$6350$0  = \$81 ;
+  assign \port$6356$0  = \$87 ;
+  assign \port$6362$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18381,22 +18725,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1304 ;
   wire \$1305 ;
   wire \$1306 ;
-  wire [11:0] \$1307 ;
-  wire \$1308 ;
+  wire \$1307 ;
+  wire [11:0] \$1308 ;
   wire \$1309 ;
   wire [5:0] \$131 ;
-  wire [11:0] \$1310 ;
-  wire \$1311 ;
+  wire \$1310 ;
+  wire [11:0] \$1311 ;
   wire \$1312 ;
-  wire [11:0] \$1313 ;
-  wire \$1314 ;
+  wire \$1313 ;
+  wire [11:0] \$1314 ;
   wire \$1315 ;
-  wire [11:0] \$1316 ;
-  wire \$1317 ;
+  wire \$1316 ;
+  wire [11:0] \$1317 ;
   wire \$1318 ;
-  wire [11:0] \$1319 ;
+  wire \$1319 ;
   wire [13:0] \$132 ;
-  wire \$1320 ;
+  wire [11:0] \$1320 ;
   wire \$1321 ;
   wire \$1322 ;
   wire \$1323 ;
@@ -18935,84 +19279,243 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1803 ;
   wire \$1804 ;
   wire \$1805 ;
-  reg [4:0] \$1806 ;
-  reg [3:0] \$1807 ;
-  reg [2:0] \$1808 ;
-  reg [10:0] \$1809 ;
+  wire \$1806 ;
+  wire \$1807 ;
+  wire \$1808 ;
+  wire \$1809 ;
   wire [7:0] \$181 ;
-  reg [10:0] \$1810 ;
-  reg \$1811 ;
-  reg [3:0] \$1812 ;
-  reg \$1813 ;
-  reg [2:0] \$1814 ;
-  reg \$1815 ;
-  reg \$1816 ;
-  reg \$1817 ;
-  reg \$1818 ;
-  reg \$1819 ;
+  wire \$1810 ;
+  wire \$1811 ;
+  wire \$1812 ;
+  wire \$1813 ;
+  wire \$1814 ;
+  wire \$1815 ;
+  wire \$1816 ;
+  wire \$1817 ;
+  wire \$1818 ;
+  wire \$1819 ;
   wire [7:0] \$182 ;
-  reg [2:0] \$1820 ;
-  reg [10:0] \$1821 ;
-  reg [4:0] \$1822 ;
-  reg [8:0] \$1823 ;
-  reg [3:0] \$1824 ;
-  reg [4:0] \$1825 ;
-  reg [2:0] \$1826 ;
-  reg [8:0] \$1827 ;
-  reg [3:0] \$1828 ;
-  reg [4:0] \$1829 ;
+  wire \$1820 ;
+  wire \$1821 ;
+  wire \$1822 ;
+  wire \$1823 ;
+  wire \$1824 ;
+  wire \$1825 ;
+  wire \$1826 ;
+  wire \$1827 ;
+  wire \$1828 ;
+  wire \$1829 ;
   wire [7:0] \$183 ;
-  reg \$1830 ;
-  reg [3:0] \$1831 ;
-  reg [10:0] \$1832 ;
-  reg [4:0] \$1833 ;
-  reg [3:0] \$1834 ;
-  reg [10:0] \$1835 ;
-  reg \$1836 ;
-  reg \$1837 ;
-  reg [5:0] \$1838 ;
-  reg \$1839 ;
+  wire \$1830 ;
+  wire \$1831 ;
+  wire \$1832 ;
+  wire \$1833 ;
+  wire \$1834 ;
+  wire \$1835 ;
+  wire \$1836 ;
+  wire \$1837 ;
+  wire \$1838 ;
+  wire \$1839 ;
   wire [4:0] \$184 ;
-  reg [4:0] \$1840 ;
-  reg [4:0] \$1841 ;
-  reg [4:0] \$1842 ;
-  reg [3:0] \$1843 ;
-  reg [4:0] \$1844 ;
-  reg [4:0] \$1845 ;
-  reg \$1846 ;
-  reg \$1847 ;
-  reg \$1848 ;
-  reg \$1849 ;
+  wire \$1840 ;
+  wire \$1841 ;
+  wire \$1842 ;
+  wire \$1843 ;
+  wire \$1844 ;
+  wire \$1845 ;
+  wire \$1846 ;
+  wire \$1847 ;
+  wire \$1848 ;
+  wire \$1849 ;
   wire \$185 ;
-  reg \$1850 ;
-  reg \$1851 ;
-  reg \$1852 ;
-  reg \$1853 ;
-  reg \$1854 ;
-  reg \$1855 ;
-  reg \$1856 ;
-  reg \$1857 ;
-  reg \$1858 ;
-  reg \$1859 ;
+  wire \$1850 ;
+  wire \$1851 ;
+  wire \$1852 ;
+  wire \$1853 ;
+  wire \$1854 ;
+  wire \$1855 ;
+  wire \$1856 ;
+  wire \$1857 ;
+  wire \$1858 ;
+  wire \$1859 ;
   wire [4:0] \$186 ;
+  wire \$1860 ;
+  wire \$1861 ;
+  wire \$1862 ;
+  wire \$1863 ;
+  wire \$1864 ;
+  wire \$1865 ;
+  wire \$1866 ;
+  wire \$1867 ;
+  wire \$1868 ;
+  wire \$1869 ;
   wire [5:0] \$187 ;
+  wire \$1870 ;
+  wire \$1871 ;
+  wire \$1872 ;
+  wire \$1873 ;
+  wire \$1874 ;
+  wire \$1875 ;
+  wire \$1876 ;
+  wire \$1877 ;
+  wire \$1878 ;
+  wire \$1879 ;
   wire [4:0] \$188 ;
+  wire \$1880 ;
+  wire \$1881 ;
+  wire \$1882 ;
+  wire \$1883 ;
+  wire \$1884 ;
+  wire \$1885 ;
+  wire \$1886 ;
+  wire \$1887 ;
+  wire \$1888 ;
+  wire \$1889 ;
   wire [5:0] \$189 ;
+  wire \$1890 ;
+  wire \$1891 ;
+  wire \$1892 ;
+  wire \$1893 ;
+  wire \$1894 ;
+  wire \$1895 ;
+  wire \$1896 ;
+  wire \$1897 ;
+  wire \$1898 ;
+  wire \$1899 ;
   wire \$19 ;
   wire [11:0] \$190 ;
+  wire \$1900 ;
+  wire \$1901 ;
+  wire \$1902 ;
+  wire \$1903 ;
+  wire \$1904 ;
+  wire \$1905 ;
+  wire \$1906 ;
+  wire \$1907 ;
+  wire \$1908 ;
+  wire \$1909 ;
   wire \$191 ;
+  wire \$1910 ;
+  wire \$1911 ;
+  wire \$1912 ;
+  wire \$1913 ;
+  wire \$1914 ;
+  wire \$1915 ;
+  wire \$1916 ;
+  wire \$1917 ;
+  wire \$1918 ;
+  wire \$1919 ;
   wire [11:0] \$192 ;
+  wire \$1920 ;
+  wire \$1921 ;
+  wire \$1922 ;
+  wire \$1923 ;
+  wire \$1924 ;
+  wire \$1925 ;
+  wire \$1926 ;
+  wire \$1927 ;
+  wire \$1928 ;
+  wire \$1929 ;
   wire [12:0] \$193 ;
+  wire \$1930 ;
+  wire \$1931 ;
+  wire \$1932 ;
+  wire \$1933 ;
+  wire \$1934 ;
+  wire \$1935 ;
+  wire \$1936 ;
+  wire \$1937 ;
+  wire \$1938 ;
+  wire \$1939 ;
   wire [11:0] \$194 ;
+  wire \$1940 ;
+  wire \$1941 ;
+  wire \$1942 ;
+  wire \$1943 ;
+  wire \$1944 ;
+  wire \$1945 ;
+  wire \$1946 ;
+  wire \$1947 ;
+  wire \$1948 ;
+  wire \$1949 ;
   wire [12:0] \$195 ;
+  wire \$1950 ;
+  wire \$1951 ;
+  wire \$1952 ;
+  wire \$1953 ;
+  wire \$1954 ;
+  wire \$1955 ;
+  wire \$1956 ;
+  wire \$1957 ;
+  wire \$1958 ;
+  wire \$1959 ;
   wire [4:0] \$196 ;
+  wire \$1960 ;
+  wire \$1961 ;
+  wire \$1962 ;
+  wire \$1963 ;
+  wire \$1964 ;
+  reg [4:0] \$1965 ;
+  reg [3:0] \$1966 ;
+  reg [2:0] \$1967 ;
+  reg [10:0] \$1968 ;
+  reg [10:0] \$1969 ;
   wire \$197 ;
+  reg \$1970 ;
+  reg [3:0] \$1971 ;
+  reg \$1972 ;
+  reg [2:0] \$1973 ;
+  reg \$1974 ;
+  reg \$1975 ;
+  reg \$1976 ;
+  reg \$1977 ;
+  reg \$1978 ;
+  reg [2:0] \$1979 ;
   wire [4:0] \$198 ;
+  reg [10:0] \$1980 ;
+  reg [4:0] \$1981 ;
+  reg [8:0] \$1982 ;
+  reg [3:0] \$1983 ;
+  reg [4:0] \$1984 ;
+  reg [2:0] \$1985 ;
+  reg [8:0] \$1986 ;
+  reg [3:0] \$1987 ;
+  reg [4:0] \$1988 ;
+  reg \$1989 ;
   wire [5:0] \$199 ;
+  reg [3:0] \$1990 ;
+  reg [10:0] \$1991 ;
+  reg [4:0] \$1992 ;
+  reg [3:0] \$1993 ;
+  reg [10:0] \$1994 ;
+  reg \$1995 ;
+  reg \$1996 ;
+  reg [5:0] \$1997 ;
+  reg \$1998 ;
+  reg [4:0] \$1999 ;
   wire [4:0] \$2 ;
   wire \$20 ;
   wire [4:0] \$200 ;
+  reg [4:0] \$2000 ;
+  reg [4:0] \$2001 ;
+  reg [3:0] \$2002 ;
+  reg [4:0] \$2003 ;
+  reg [4:0] \$2004 ;
+  reg \$2005 ;
+  reg \$2006 ;
+  reg \$2007 ;
+  reg \$2008 ;
+  reg \$2009 ;
   wire [5:0] \$201 ;
+  reg \$2010 ;
+  reg \$2011 ;
+  reg \$2012 ;
+  reg \$2013 ;
+  reg \$2014 ;
+  reg \$2015 ;
+  reg \$2016 ;
+  reg \$2017 ;
+  reg \$2018 ;
   wire [11:0] \$202 ;
   wire \$203 ;
   wire [11:0] \$204 ;
@@ -19908,11 +20411,11 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [10:0] \$signature__addr$65  = 11'h000;
   reg [10:0] \$signature__addr$68  = 11'h000;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$105 ;
-  wire [7:0] \$signature__data$106 ;
-  wire [7:0] \$signature__data$107 ;
   wire [7:0] \$signature__data$108 ;
   wire [7:0] \$signature__data$109 ;
+  wire [7:0] \$signature__data$110 ;
+  wire [7:0] \$signature__data$111 ;
+  wire [7:0] \$signature__data$112 ;
   wire [7:0] \$signature__data$18 ;
   wire [7:0] \$signature__data$24 ;
   wire [7:0] \$signature__data$30 ;
@@ -19937,6 +20440,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] c = 5'h00;
   (* init = 1'h1 *)
   wire can_write;
+  wire can_write_rows;
   input clk;
   wire clk;
   reg [5:0] d = 6'h02;
@@ -19966,13 +20470,14 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \i__valid$5 ;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
+  wire inp_valid_rows;
   reg [4:0] ix0 = 5'h1e;
   reg [4:0] iy = 5'h1e;
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$146 ;
+  wire [7:0] \o__payload$150 ;
   wire [39:0] \o__payload$44 ;
   reg o__ready = 1'h1;
   input \o__ready$45 ;
@@ -20035,6 +20540,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire take;
   wire take_rows;
   wire take_step;
+  wire valid_next;
   wire [10:0] w_addr0_q;
   wire [10:0] w_addr1_q;
   wire [10:0] w_addr2_q;
@@ -20060,6 +20566,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [10:0] w_rowbase = 11'h000;
   reg [3:0] w_x = 4'h0;
   wire write;
+  wire write_rows;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank0 [1055:0];
@@ -21129,7 +21636,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _0_ <= bank0[\$signature__addr$56 ];
   end
-  assign \$signature__data$105  = _0_;
+  assign \$signature__data$108  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -22199,7 +22706,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _1_ <= bank1[\$signature__addr$59 ];
   end
-  assign \$signature__data$106  = _1_;
+  assign \$signature__data$109  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -23269,7 +23776,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _2_ <= bank2[\$signature__addr$62 ];
   end
-  assign \$signature__data$107  = _2_;
+  assign \$signature__data$110  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -24339,7 +24846,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _3_ <= bank3[\$signature__addr$65 ];
   end
-  assign \$signature__data$108  = _3_;
+  assign \$signature__data$111  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -25409,13 +25916,14 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _4_ <= bank4[\$signature__addr$68 ];
   end
-  assign \$signature__data$109  = _4_;
+  assign \$signature__data$112  = _4_;
   assign write = o__valid & o__ready;
   assign switch = r_done & ahead;
   assign take = avail & read_credits_room;
   assign \$1  = read_credits_space + read_credits_returned;
   assign \$2  = \$1  - take;
   assign read_credits_room_next = \$2 [2:0] >= 1'h1;
+  assign write_rows = inp_valid_rows & can_write_rows;
   assign take_step = avail_step & room_step;
   assign take_rows = avail_rows & room_rows;
   assign \$3  = ~ r_done;
@@ -25707,7 +26215,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$288  = & { \$287 , \$286 , \$285  };
   assign \$289  = take_rows & r_last;
   assign \$290  = oy == 4'hd;
-  assign \$291  = write & w_last;
+  assign \$291  = write_rows & w_last;
   assign \$292  = ~ ahead;
   assign \$293  = ~ room_w_13[4];
   assign \$294  = \$292  & \$293 ;
@@ -25716,7 +26224,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$297  = \$295  ? 5'h02 : \$296 ;
   assign \$298  = w_row + 2'h2;
   assign \$299  = \$291  ? \$297  : \$298 ;
-  assign \$300  = write & w_last;
+  assign \$300  = write_rows & w_last;
   assign \$301  = ~ ahead;
   assign \$302  = ~ room_w_13[4];
   assign \$303  = \$301  & \$302 ;
@@ -25726,7 +26234,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$307  = $signed(d) + $signed(1'h1);
   assign \$308  = \$300  ? \$306  : \$307 ;
   assign \$309  = \$290  ? { 2'h0, \$299  } : \$308 ;
-  assign \$310  = write & w_last;
+  assign \$310  = write_rows & w_last;
   assign \$311  = ~ ahead;
   assign \$312  = ~ room_w_13[4];
   assign \$313  = \$311  & \$312 ;
@@ -25926,7 +26434,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$516  = $signed(room_low_3) - $signed(2'h1);
   assign \$517  = \$515  ? 6'h05 : \$516 ;
   assign \$518  = \$514  ? \$517  : { room_low_3[4], room_low_3 };
-  assign \$519  = write & w_last;
+  assign \$519  = write_rows & w_last;
   assign \$520  = $signed(iy) < $signed(1'h0);
   assign \$521  = $signed(iy) >= $signed(5'h0e);
   assign \$522  = \$520  | \$521 ;
@@ -25973,7 +26481,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$563  = | { \$562 , \$560 , \$558 , \$556 , \$554  };
   assign \$564  = \$552  | \$563 ;
   assign \$565  = \$519  ? \$549  : \$564 ;
-  assign \$566  = write & w_last;
+  assign \$566  = write_rows & w_last;
   assign \$567  = oy == 4'hd;
   assign \$568  = r_last & \$567 ;
   assign \$569  = ~ \$568 ;
@@ -26122,7 +26630,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$715  = \$686  | \$714 ;
   assign \$716  = \$667  & \$715 ;
   assign \$717  = \$566  ? \$664  : \$716 ;
-  assign \$718  = write & w_last;
+  assign \$718  = write_rows & w_last;
   assign \$719  = ~ r_done;
   assign \$720  = $signed(iy) < $signed(1'h0);
   assign \$721  = $signed(iy) >= $signed(5'h0e);
@@ -26165,7 +26673,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$758  = switch ? \$565  : \$757 ;
   assign \$759  = take_rows & r_last;
   assign \$760  = oy == 4'hd;
-  assign \$761  = write & w_last;
+  assign \$761  = write_rows & w_last;
   assign \$762  = ~ ahead;
   assign \$763  = ~ room_w_13[4];
   assign \$764  = \$762  & \$763 ;
@@ -26183,7 +26691,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$776  = w_row == 4'hf;
   assign \$777  = | { \$776 , \$775 , \$774 , \$773  };
   assign \$778  = \$761  ? \$772  : \$777 ;
-  assign \$779  = write & w_last;
+  assign \$779  = write_rows & w_last;
   assign \$780  = ~ ahead;
   assign \$781  = ~ room_w_13[4];
   assign \$782  = \$780  & \$781 ;
@@ -26196,7 +26704,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$789  = \$783  ? \$788  : d_ge_14;
   assign \$790  = \$779  ? \$789  : d_ge_15;
   assign \$791  = \$760  ? \$778  : \$790 ;
-  assign \$792  = write & w_last;
+  assign \$792  = write_rows & w_last;
   assign \$793  = ~ ahead;
   assign \$794  = ~ room_w_13[4];
   assign \$795  = \$793  & \$794 ;
@@ -26232,7 +26740,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$825  = \$759  ? \$791  : \$824 ;
   assign \$826  = take_rows & r_last;
   assign \$827  = oy == 4'hd;
-  assign \$828  = write & w_last;
+  assign \$828  = write_rows & w_last;
   assign \$829  = ~ ahead;
   assign \$830  = ~ room_w_13[4];
   assign \$831  = \$829  & \$830 ;
@@ -26248,7 +26756,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$841  = w_row == 4'hf;
   assign \$842  = | { \$841 , \$840 , \$839  };
   assign \$843  = \$828  ? \$838  : \$842 ;
-  assign \$844  = write & w_last;
+  assign \$844  = write_rows & w_last;
   assign \$845  = ~ ahead;
   assign \$846  = ~ room_w_13[4];
   assign \$847  = \$845  & \$846 ;
@@ -26260,7 +26768,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$853  = \$848  ? \$852  : d_ge_15;
   assign \$854  = \$844  ? \$853  : d_ge_16;
   assign \$855  = \$827  ? \$843  : \$854 ;
-  assign \$856  = write & w_last;
+  assign \$856  = write_rows & w_last;
   assign \$857  = ~ ahead;
   assign \$858  = ~ room_w_13[4];
   assign \$859  = \$857  & \$858 ;
@@ -26275,7 +26783,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$868  = \$826  ? \$855  : \$867 ;
   assign \$869  = take_rows & r_last;
   assign \$870  = oy == 4'hd;
-  assign \$871  = write & w_last;
+  assign \$871  = write_rows & w_last;
   assign \$872  = ~ ahead;
   assign \$873  = ~ room_w_13[4];
   assign \$874  = \$872  & \$873 ;
@@ -26289,7 +26797,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$882  = w_row == 4'hf;
   assign \$883  = | { \$882 , \$881  };
   assign \$884  = \$871  ? \$880  : \$883 ;
-  assign \$885  = write & w_last;
+  assign \$885  = write_rows & w_last;
   assign \$886  = ~ ahead;
   assign \$887  = ~ room_w_13[4];
   assign \$888  = \$886  & \$887 ;
@@ -26300,7 +26808,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$893  = \$889  ? \$892  : d_ge_16;
   assign \$894  = \$885  ? \$893  : d_ge_17;
   assign \$895  = \$870  ? \$884  : \$894 ;
-  assign \$896  = write & w_last;
+  assign \$896  = write_rows & w_last;
   assign \$897  = ~ ahead;
   assign \$898  = ~ room_w_13[4];
   assign \$899  = \$897  & \$898 ;
@@ -26314,7 +26822,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$907  = \$869  ? \$895  : \$906 ;
   assign \$908  = take_rows & r_last;
   assign \$909  = oy == 4'hd;
-  assign \$910  = write & w_last;
+  assign \$910  = write_rows & w_last;
   assign \$911  = ~ ahead;
   assign \$912  = ~ room_w_13[4];
   assign \$913  = \$911  & \$912 ;
@@ -26325,7 +26833,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$918  = \$914  ? 1'h0 : \$917 ;
   assign \$919  = w_row == 4'hf;
   assign \$921  = \$910  ? \$918  : \$920 ;
-  assign \$922  = write & w_last;
+  assign \$922  = write_rows & w_last;
   assign \$923  = ~ ahead;
   assign \$924  = ~ room_w_13[4];
   assign \$925  = \$923  & \$924 ;
@@ -26334,7 +26842,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$929  = \$926  ? \$928  : d_ge_17;
   assign \$930  = \$922  ? \$929  : d_ge_18;
   assign \$931  = \$909  ? \$921  : \$930 ;
-  assign \$932  = write & w_last;
+  assign \$932  = write_rows & w_last;
   assign \$933  = ~ ahead;
   assign \$934  = ~ room_w_13[4];
   assign \$935  = \$933  & \$934 ;
@@ -26347,7 +26855,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$942  = \$908  ? \$931  : \$941 ;
   assign \$943  = take_rows & r_last;
   assign \$944  = oy == 4'hd;
-  assign \$945  = write & w_last;
+  assign \$945  = write_rows & w_last;
   assign \$946  = ~ ahead;
   assign \$947  = ~ room_w_13[4];
   assign \$948  = \$946  & \$947 ;
@@ -26355,7 +26863,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$950  = w_row == 4'hf;
   assign \$952  = \$949  ? 1'h0 : \$951 ;
   assign \$953  = \$945  ? \$952  : 1'h0;
-  assign \$954  = write & w_last;
+  assign \$954  = write_rows & w_last;
   assign \$955  = ~ ahead;
   assign \$956  = ~ room_w_13[4];
   assign \$957  = \$955  & \$956 ;
@@ -26363,7 +26871,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$959  = \$958  ? 1'h0 : d_ge_18;
   assign \$960  = \$954  ? \$959  : d_ge_19;
   assign \$961  = \$944  ? \$953  : \$960 ;
-  assign \$962  = write & w_last;
+  assign \$962  = write_rows & w_last;
   assign \$963  = ~ ahead;
   assign \$964  = ~ room_w_13[4];
   assign \$965  = \$963  & \$964 ;
@@ -26374,12 +26882,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$971  = \$943  ? \$961  : \$970 ;
   assign \$972  = take_rows & r_last;
   assign \$973  = oy == 4'hd;
-  assign \$974  = write & w_last;
+  assign \$974  = write_rows & w_last;
   assign \$975  = ~ ahead;
   assign \$976  = ~ room_w_13[4];
   assign \$977  = \$975  & \$976 ;
   assign \$978  = \$977  & room_w_14[4];
-  assign \$981  = write & w_last;
+  assign \$981  = write_rows & w_last;
   assign \$982  = ~ ahead;
   assign \$983  = ~ room_w_13[4];
   assign \$984  = \$982  & \$983 ;
@@ -26387,7 +26895,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$986  = \$985  ? d_ge_14 : d_ge_0;
   assign \$987  = \$981  ? \$986  : d_ge_1;
   assign \$988  = \$973  ? 1'h1 : \$987 ;
-  assign \$989  = write & w_last;
+  assign \$989  = write_rows & w_last;
   assign \$990  = ~ ahead;
   assign \$991  = ~ room_w_13[4];
   assign \$992  = \$990  & \$991 ;
@@ -26450,12 +26958,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1049  = \$972  ? \$988  : \$1048 ;
   assign \$1050  = take_rows & r_last;
   assign \$1051  = oy == 4'hd;
-  assign \$1052  = write & w_last;
+  assign \$1052  = write_rows & w_last;
   assign \$1053  = ~ ahead;
   assign \$1054  = ~ room_w_13[4];
   assign \$1055  = \$1053  & \$1054 ;
   assign \$1056  = \$1055  & room_w_14[4];
-  assign \$1059  = write & w_last;
+  assign \$1059  = write_rows & w_last;
   assign \$1060  = ~ ahead;
   assign \$1061  = ~ room_w_13[4];
   assign \$1062  = \$1060  & \$1061 ;
@@ -26463,7 +26971,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1064  = \$1063  ? d_ge_15 : d_ge_1;
   assign \$1065  = \$1059  ? \$1064  : d_ge_2;
   assign \$1066  = \$1051  ? 1'h1 : \$1065 ;
-  assign \$1067  = write & w_last;
+  assign \$1067  = write_rows & w_last;
   assign \$1068  = ~ ahead;
   assign \$1069  = ~ room_w_13[4];
   assign \$1070  = \$1068  & \$1069 ;
@@ -26473,12 +26981,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1074  = \$1050  ? \$1066  : \$1073 ;
   assign \$1075  = take_rows & r_last;
   assign \$1076  = oy == 4'hd;
-  assign \$1077  = write & w_last;
+  assign \$1077  = write_rows & w_last;
   assign \$1078  = ~ ahead;
   assign \$1079  = ~ room_w_13[4];
   assign \$1080  = \$1078  & \$1079 ;
   assign \$1081  = \$1080  & room_w_14[4];
-  assign \$1084  = write & w_last;
+  assign \$1084  = write_rows & w_last;
   assign \$1085  = ~ ahead;
   assign \$1086  = ~ room_w_13[4];
   assign \$1087  = \$1085  & \$1086 ;
@@ -26486,7 +26994,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1089  = \$1088  ? d_ge_16 : d_ge_2;
   assign \$1090  = \$1084  ? \$1089  : d_ge_3;
   assign \$1091  = \$1076  ? 1'h1 : \$1090 ;
-  assign \$1092  = write & w_last;
+  assign \$1092  = write_rows & w_last;
   assign \$1093  = ~ ahead;
   assign \$1094  = ~ room_w_13[4];
   assign \$1095  = \$1093  & \$1094 ;
@@ -26496,7 +27004,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1099  = \$1075  ? \$1091  : \$1098 ;
   assign \$1100  = take_rows & r_last;
   assign \$1101  = oy == 4'hd;
-  assign \$1102  = write & w_last;
+  assign \$1102  = write_rows & w_last;
   assign \$1103  = ~ ahead;
   assign \$1104  = ~ room_w_13[4];
   assign \$1105  = \$1103  & \$1104 ;
@@ -26505,7 +27013,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1108  = ! w_row;
   assign \$1110  = ~ \$1109 ;
   assign \$1111  = \$1102  ? \$1107  : \$1110 ;
-  assign \$1112  = write & w_last;
+  assign \$1112  = write_rows & w_last;
   assign \$1113  = ~ ahead;
   assign \$1114  = ~ room_w_13[4];
   assign \$1115  = \$1113  & \$1114 ;
@@ -26513,7 +27021,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1117  = \$1116  ? d_ge_17 : d_ge_3;
   assign \$1118  = \$1112  ? \$1117  : d_ge_4;
   assign \$1119  = \$1101  ? \$1111  : \$1118 ;
-  assign \$1120  = write & w_last;
+  assign \$1120  = write_rows & w_last;
   assign \$1121  = ~ ahead;
   assign \$1122  = ~ room_w_13[4];
   assign \$1123  = \$1121  & \$1122 ;
@@ -26523,7 +27031,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1127  = \$1100  ? \$1119  : \$1126 ;
   assign \$1128  = take_rows & r_last;
   assign \$1129  = oy == 4'hd;
-  assign \$1130  = write & w_last;
+  assign \$1130  = write_rows & w_last;
   assign \$1131  = ~ ahead;
   assign \$1132  = ~ room_w_13[4];
   assign \$1133  = \$1131  & \$1132 ;
@@ -26536,7 +27044,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1141  = | { \$1140 , \$1139  };
   assign \$1142  = ~ \$1141 ;
   assign \$1143  = \$1130  ? \$1138  : \$1142 ;
-  assign \$1144  = write & w_last;
+  assign \$1144  = write_rows & w_last;
   assign \$1145  = ~ ahead;
   assign \$1146  = ~ room_w_13[4];
   assign \$1147  = \$1145  & \$1146 ;
@@ -26544,7 +27052,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1149  = \$1148  ? d_ge_18 : d_ge_4;
   assign \$1150  = \$1144  ? \$1149  : d_ge_5;
   assign \$1151  = \$1129  ? \$1143  : \$1150 ;
-  assign \$1152  = write & w_last;
+  assign \$1152  = write_rows & w_last;
   assign \$1153  = ~ ahead;
   assign \$1154  = ~ room_w_13[4];
   assign \$1155  = \$1153  & \$1154 ;
@@ -26554,7 +27062,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1159  = \$1128  ? \$1151  : \$1158 ;
   assign \$1160  = take_rows & r_last;
   assign \$1161  = oy == 4'hd;
-  assign \$1162  = write & w_last;
+  assign \$1162  = write_rows & w_last;
   assign \$1163  = ~ ahead;
   assign \$1164  = ~ room_w_13[4];
   assign \$1165  = \$1163  & \$1164 ;
@@ -26570,7 +27078,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1175  = | { \$1174 , \$1173 , \$1172  };
   assign \$1176  = ~ \$1175 ;
   assign \$1177  = \$1162  ? \$1171  : \$1176 ;
-  assign \$1178  = write & w_last;
+  assign \$1178  = write_rows & w_last;
   assign \$1179  = ~ ahead;
   assign \$1180  = ~ room_w_13[4];
   assign \$1181  = \$1179  & \$1180 ;
@@ -26578,7 +27086,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1183  = \$1182  ? d_ge_19 : d_ge_5;
   assign \$1184  = \$1178  ? \$1183  : d_ge_6;
   assign \$1185  = \$1161  ? \$1177  : \$1184 ;
-  assign \$1186  = write & w_last;
+  assign \$1186  = write_rows & w_last;
   assign \$1187  = ~ ahead;
   assign \$1188  = ~ room_w_13[4];
   assign \$1189  = \$1187  & \$1188 ;
@@ -26588,12 +27096,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1193  = \$1160  ? \$1185  : \$1192 ;
   assign \$1194  = take_rows & r_last;
   assign \$1195  = oy == 4'hd;
-  assign \$1196  = write & w_last;
+  assign \$1196  = write_rows & w_last;
   assign \$1197  = ~ ahead;
   assign \$1198  = ~ room_w_13[4];
   assign \$1199  = \$1197  & \$1198 ;
   assign \$1200  = \$1199  & room_w_14[4];
-  assign \$1203  = write & w_last;
+  assign \$1203  = write_rows & w_last;
   assign \$1204  = ~ ahead;
   assign \$1205  = ~ room_w_13[4];
   assign \$1206  = \$1204  & \$1205 ;
@@ -26614,7 +27122,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1221  = | { \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209  };
   assign \$1222  = \$1203  ? \$1208  : \$1221 ;
   assign \$1223  = \$1195  ? 1'h0 : \$1222 ;
-  assign \$1224  = write & w_last;
+  assign \$1224  = write_rows & w_last;
   assign \$1225  = ~ ahead;
   assign \$1226  = ~ room_w_13[4];
   assign \$1227  = \$1225  & \$1226 ;
@@ -26624,7 +27132,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1231  = \$1194  ? \$1223  : \$1230 ;
   assign \$1232  = take_rows & r_last;
   assign \$1233  = oy == 4'hd;
-  assign \$1234  = write & w_last;
+  assign \$1234  = write_rows & w_last;
   assign \$1235  = ~ ahead;
   assign \$1236  = ~ room_w_13[4];
   assign \$1237  = \$1235  & \$1236 ;
@@ -26642,7 +27150,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1249  = | { \$1248 , \$1247 , \$1246 , \$1245  };
   assign \$1250  = ~ \$1249 ;
   assign \$1251  = \$1234  ? \$1244  : \$1250 ;
-  assign \$1252  = write & w_last;
+  assign \$1252  = write_rows & w_last;
   assign \$1253  = ~ ahead;
   assign \$1254  = ~ room_w_13[4];
   assign \$1255  = \$1253  & \$1254 ;
@@ -26689,7 +27197,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1296  = | { \$1295 , \$1294 , \$1293 , \$1292 , \$1291 , \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271  };
   assign \$1297  = \$1252  ? \$1270  : \$1296 ;
   assign \$1298  = \$1233  ? \$1251  : \$1297 ;
-  assign \$1299  = write & w_last;
+  assign \$1299  = write_rows & w_last;
   assign \$1300  = ~ ahead;
   assign \$1301  = ~ room_w_13[4];
   assign \$1302  = \$1300  & \$1301 ;
@@ -26697,527 +27205,677 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1304  = \$1303  ? d_ge_19 : d_ge_5;
   assign \$1305  = \$1299  ? \$1304  : d_ge_6;
   assign \$1306  = \$1232  ? \$1298  : \$1305 ;
-  assign \$1307  = w_grp + w_c;
-  assign \$1308  = ! w_b;
-  assign \$1309  = write & \$1308 ;
-  assign \$1310  = w_grp + w_c;
-  assign \$1311  = w_b == 1'h1;
-  assign \$1312  = write & \$1311 ;
-  assign \$1313  = w_grp + w_c;
-  assign \$1314  = w_b == 2'h2;
-  assign \$1315  = write & \$1314 ;
-  assign \$1316  = w_grp + w_c;
-  assign \$1317  = w_b == 2'h3;
-  assign \$1318  = write & \$1317 ;
-  assign \$1319  = w_grp + w_c;
-  assign \$1320  = w_b == 3'h4;
-  assign \$1321  = write & \$1320 ;
-  assign \$1322  = write & w_last;
-  assign \$1323  = $signed(iy) < $signed(1'h0);
-  assign \$1324  = $signed(iy) >= $signed(5'h0e);
-  assign \$1325  = \$1323  | \$1324 ;
-  assign \$1326  = ~ ahead;
-  assign \$1327  = w_row == 4'hd;
-  assign \$1328  = \$1326  & \$1327 ;
-  assign \$1329  = ! ky;
-  assign \$1330  = \$1329  & d_ge_14;
-  assign \$1331  = ky == 1'h1;
-  assign \$1332  = \$1331  & d_ge_15;
-  assign \$1333  = ky == 2'h2;
-  assign \$1334  = \$1333  & d_ge_16;
-  assign \$1335  = ky == 2'h3;
-  assign \$1336  = \$1335  & d_ge_17;
-  assign \$1337  = ky == 3'h4;
-  assign \$1338  = \$1337  & d_ge_18;
-  assign \$1339  = | { \$1338 , \$1336 , \$1334 , \$1332 , \$1330  };
-  assign \$1340  = ! ky;
-  assign \$1341  = \$1340  & d_ge_0;
-  assign \$1342  = ky == 1'h1;
-  assign \$1343  = \$1342  & d_ge_1;
-  assign \$1344  = ky == 2'h2;
-  assign \$1345  = \$1344  & d_ge_2;
-  assign \$1346  = ky == 2'h3;
-  assign \$1347  = \$1346  & d_ge_3;
-  assign \$1348  = ky == 3'h4;
-  assign \$1349  = \$1348  & d_ge_4;
-  assign \$1350  = | { \$1349 , \$1347 , \$1345 , \$1343 , \$1341  };
-  assign \$1351  = \$1328  ? \$1339  : \$1350 ;
-  assign \$1352  = \$1325  | \$1351 ;
-  assign \$1353  = $signed(iy) < $signed(1'h0);
-  assign \$1354  = $signed(iy) >= $signed(5'h0e);
-  assign \$1355  = \$1353  | \$1354 ;
-  assign \$1356  = ! ky;
-  assign \$1357  = \$1356  & d_ge_1;
-  assign \$1358  = ky == 1'h1;
-  assign \$1359  = \$1358  & d_ge_2;
-  assign \$1360  = ky == 2'h2;
-  assign \$1361  = \$1360  & d_ge_3;
-  assign \$1362  = ky == 2'h3;
-  assign \$1363  = \$1362  & d_ge_4;
-  assign \$1364  = ky == 3'h4;
-  assign \$1365  = \$1364  & d_ge_5;
-  assign \$1366  = | { \$1365 , \$1363 , \$1361 , \$1359 , \$1357  };
-  assign \$1367  = \$1355  | \$1366 ;
-  assign \$1368  = \$1322  ? \$1352  : \$1367 ;
-  assign \$1369  = write & w_last;
-  assign \$1370  = oy == 4'hd;
-  assign \$1371  = r_last & \$1370 ;
-  assign \$1372  = ~ \$1371 ;
-  assign \$1373  = ky == 3'h4;
-  assign \$1374  = ~ \$1373 ;
-  assign \$1375  = $signed(iy) < $signed(1'h1);
-  assign \$1376  = $signed(iy) >= $signed(5'h0d);
-  assign \$1377  = \$1375  | \$1376 ;
-  assign \$1378  = c == 5'h1f;
-  assign \$1379  = ox == 4'hd;
-  assign \$1380  = \$1378  & \$1379 ;
-  assign \$1381  = oy == 4'hd;
-  assign \$1382  = $signed(low) < $signed(1'h1);
-  assign \$1383  = $signed(low) >= $signed(5'h0d);
-  assign \$1384  = \$1382  | \$1383 ;
-  assign \$1385  = \$1381  ? 1'h1 : \$1384 ;
-  assign \$1386  = $signed(low) < $signed(1'h0);
-  assign \$1387  = $signed(low) >= $signed(5'h0e);
-  assign \$1388  = \$1386  | \$1387 ;
-  assign \$1389  = \$1380  ? \$1385  : \$1388 ;
-  assign \$1390  = \$1373  ? \$1389  : \$1377 ;
-  assign \$1391  = ~ ahead;
-  assign \$1392  = w_row == 4'hd;
-  assign \$1393  = \$1391  & \$1392 ;
-  assign \$1394  = ahead | \$1393 ;
-  assign \$1395  = \$1390  | \$1394 ;
-  assign \$1396  = oy == 4'hd;
-  assign \$1397  = ~ ahead;
-  assign \$1398  = w_row == 4'hd;
-  assign \$1399  = \$1397  & \$1398 ;
-  assign \$1401  = ~ ahead;
-  assign \$1402  = w_row == 4'hd;
-  assign \$1403  = \$1401  & \$1402 ;
-  assign \$1404  = \$1403  ? d_ge_15 : d_ge_1;
-  assign \$1405  = \$1396  ? 1'h1 : \$1404 ;
-  assign \$1406  = ky == 3'h4;
-  assign \$1407  = ~ ahead;
-  assign \$1408  = w_row == 4'hd;
-  assign \$1409  = \$1407  & \$1408 ;
-  assign \$1410  = \$1409  ? d_ge_14 : d_ge_0;
-  assign \$1411  = ~ ahead;
-  assign \$1412  = w_row == 4'hd;
-  assign \$1413  = \$1411  & \$1412 ;
-  assign \$1414  = ! ky;
-  assign \$1415  = \$1414  & d_ge_15;
-  assign \$1416  = ky == 1'h1;
-  assign \$1417  = \$1416  & d_ge_16;
-  assign \$1418  = ky == 2'h2;
-  assign \$1419  = \$1418  & d_ge_17;
-  assign \$1420  = ky == 2'h3;
-  assign \$1421  = \$1420  & d_ge_18;
-  assign \$1422  = ky == 3'h4;
-  assign \$1423  = \$1422  & d_ge_19;
-  assign \$1424  = | { \$1423 , \$1421 , \$1419 , \$1417 , \$1415  };
-  assign \$1425  = ! ky;
-  assign \$1426  = \$1425  & d_ge_1;
-  assign \$1427  = ky == 1'h1;
-  assign \$1428  = \$1427  & d_ge_2;
-  assign \$1429  = ky == 2'h2;
-  assign \$1430  = \$1429  & d_ge_3;
-  assign \$1431  = ky == 2'h3;
-  assign \$1432  = \$1431  & d_ge_4;
-  assign \$1433  = ky == 3'h4;
-  assign \$1434  = \$1433  & d_ge_5;
-  assign \$1435  = | { \$1434 , \$1432 , \$1430 , \$1428 , \$1426  };
-  assign \$1436  = \$1413  ? \$1424  : \$1435 ;
-  assign \$1437  = \$1406  ? \$1410  : \$1436 ;
+  assign \$1307  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$1308  = w_grp + w_c;
+  assign \$1309  = ! w_b;
+  assign \$1310  = write & \$1309 ;
+  assign \$1311  = w_grp + w_c;
+  assign \$1312  = w_b == 1'h1;
+  assign \$1313  = write & \$1312 ;
+  assign \$1314  = w_grp + w_c;
+  assign \$1315  = w_b == 2'h2;
+  assign \$1316  = write & \$1315 ;
+  assign \$1317  = w_grp + w_c;
+  assign \$1318  = w_b == 2'h3;
+  assign \$1319  = write & \$1318 ;
+  assign \$1320  = w_grp + w_c;
+  assign \$1321  = w_b == 3'h4;
+  assign \$1322  = write & \$1321 ;
+  assign \$1323  = take_rows & r_last;
+  assign \$1324  = write & w_last;
+  assign \$1325  = ~ ahead;
+  assign \$1326  = ~ room_w_13[4];
+  assign \$1327  = \$1325  & \$1326 ;
+  assign \$1328  = \$1327  & room_w_14[4];
+  assign \$1329  = oy == 4'hd;
+  assign \$1330  = ~ ahead;
+  assign \$1331  = ~ room_w_13[4];
+  assign \$1332  = \$1330  & \$1331 ;
+  assign \$1333  = \$1332  & room_w_14[4];
+  assign \$1334  = ahead | \$1333 ;
+  assign \$1335  = switch ? 1'h0 : \$1334 ;
+  assign \$1336  = oy == 4'hd;
+  assign \$1337  = r_done | \$1336 ;
+  assign \$1338  = switch ? 1'h0 : \$1337 ;
+  assign \$1339  = ~ \$1338 ;
+  assign \$1341  = oy == 4'hd;
+  assign \$1342  = r_done | \$1341 ;
+  assign \$1343  = switch ? 1'h0 : \$1342 ;
+  assign \$1346  = \$1335  ? 1'h0 : 1'h1;
+  assign \$1347  = ~ ahead;
+  assign \$1348  = ~ room_w_13[4];
+  assign \$1349  = \$1347  & \$1348 ;
+  assign \$1350  = \$1349  & room_w_14[4];
+  assign \$1351  = ahead | \$1350 ;
+  assign \$1352  = switch ? 1'h0 : \$1351 ;
+  assign \$1353  = oy == 4'hd;
+  assign \$1354  = r_done | \$1353 ;
+  assign \$1355  = switch ? 1'h0 : \$1354 ;
+  assign \$1356  = ~ \$1355 ;
+  assign \$1357  = \$1356  & room_low_2[4];
+  assign \$1358  = oy == 4'hd;
+  assign \$1359  = r_done | \$1358 ;
+  assign \$1360  = switch ? 1'h0 : \$1359 ;
+  assign \$1363  = \$1352  ? \$1357  : 1'h1;
+  assign \$1364  = \$1329  ? \$1346  : \$1363 ;
+  assign \$1365  = oy == 4'hd;
+  assign \$1366  = ~ ahead;
+  assign \$1367  = ~ room_w_13[4];
+  assign \$1368  = \$1366  & \$1367 ;
+  assign \$1369  = \$1368  & room_w_14[4];
+  assign \$1370  = ahead | \$1369 ;
+  assign \$1371  = switch ? 1'h0 : \$1370 ;
+  assign \$1372  = oy == 4'hd;
+  assign \$1373  = r_done | \$1372 ;
+  assign \$1374  = switch ? 1'h0 : \$1373 ;
+  assign \$1375  = ~ \$1374 ;
+  assign \$1377  = oy == 4'hd;
+  assign \$1378  = r_done | \$1377 ;
+  assign \$1379  = switch ? 1'h0 : \$1378 ;
+  assign \$1380  = \$1379  | room_w_8[3];
+  assign \$1381  = room_w_13[4] & \$1380 ;
+  assign \$1382  = \$1371  ? 1'h0 : \$1381 ;
+  assign \$1383  = ~ ahead;
+  assign \$1384  = ~ room_w_13[4];
+  assign \$1385  = \$1383  & \$1384 ;
+  assign \$1386  = \$1385  & room_w_14[4];
+  assign \$1387  = ahead | \$1386 ;
+  assign \$1388  = switch ? 1'h0 : \$1387 ;
+  assign \$1389  = oy == 4'hd;
+  assign \$1390  = r_done | \$1389 ;
+  assign \$1391  = switch ? 1'h0 : \$1390 ;
+  assign \$1392  = ~ \$1391 ;
+  assign \$1393  = $signed(d) < $signed(3'h5);
+  assign \$1394  = \$1392  & \$1393 ;
+  assign \$1395  = oy == 4'hd;
+  assign \$1396  = r_done | \$1395 ;
+  assign \$1397  = switch ? 1'h0 : \$1396 ;
+  assign \$1398  = $signed(d) < $signed(5'h0b);
+  assign \$1399  = \$1397  | \$1398 ;
+  assign \$1400  = room_w_13[4] & \$1399 ;
+  assign \$1401  = \$1388  ? \$1394  : \$1400 ;
+  assign \$1402  = \$1365  ? \$1382  : \$1401 ;
+  assign \$1403  = \$1328  ? \$1364  : \$1402 ;
+  assign \$1404  = oy == 4'hd;
+  assign \$1405  = switch ? 1'h0 : ahead;
+  assign \$1406  = oy == 4'hd;
+  assign \$1407  = r_done | \$1406 ;
+  assign \$1408  = switch ? 1'h0 : \$1407 ;
+  assign \$1409  = ~ \$1408 ;
+  assign \$1411  = oy == 4'hd;
+  assign \$1412  = r_done | \$1411 ;
+  assign \$1413  = switch ? 1'h0 : \$1412 ;
+  assign \$1414  = \$1413  | room_w_9[4];
+  assign \$1415  = room_w_14[4] & \$1414 ;
+  assign \$1416  = \$1405  ? 1'h0 : \$1415 ;
+  assign \$1417  = switch ? 1'h0 : ahead;
+  assign \$1418  = oy == 4'hd;
+  assign \$1419  = r_done | \$1418 ;
+  assign \$1420  = switch ? 1'h0 : \$1419 ;
+  assign \$1421  = ~ \$1420 ;
+  assign \$1422  = $signed(d) < $signed(2'h2);
+  assign \$1423  = \$1421  & \$1422 ;
+  assign \$1424  = oy == 4'hd;
+  assign \$1425  = r_done | \$1424 ;
+  assign \$1426  = switch ? 1'h0 : \$1425 ;
+  assign \$1427  = $signed(d) < $signed(5'h0c);
+  assign \$1428  = \$1426  | \$1427 ;
+  assign \$1429  = room_w_14[4] & \$1428 ;
+  assign \$1430  = \$1417  ? \$1423  : \$1429 ;
+  assign \$1431  = \$1404  ? \$1416  : \$1430 ;
+  assign \$1432  = \$1324  ? \$1403  : \$1431 ;
+  assign \$1433  = write & w_last;
+  assign \$1434  = ~ ahead;
+  assign \$1435  = ~ room_w_13[4];
+  assign \$1436  = \$1434  & \$1435 ;
+  assign \$1437  = \$1436  & room_w_14[4];
   assign \$1438  = ~ ahead;
-  assign \$1439  = w_row == 4'hd;
+  assign \$1439  = ~ room_w_13[4];
   assign \$1440  = \$1438  & \$1439 ;
-  assign \$1441  = ! ky;
-  assign \$1442  = \$1441  & d_ge_14;
-  assign \$1443  = ky == 1'h1;
-  assign \$1444  = \$1443  & d_ge_15;
-  assign \$1445  = ky == 2'h2;
-  assign \$1446  = \$1445  & d_ge_16;
-  assign \$1447  = ky == 2'h3;
-  assign \$1448  = \$1447  & d_ge_17;
-  assign \$1449  = ky == 3'h4;
-  assign \$1450  = \$1449  & d_ge_18;
-  assign \$1451  = | { \$1450 , \$1448 , \$1446 , \$1444 , \$1442  };
-  assign \$1452  = ! ky;
-  assign \$1453  = \$1452  & d_ge_0;
-  assign \$1454  = ky == 1'h1;
-  assign \$1455  = \$1454  & d_ge_1;
-  assign \$1456  = ky == 2'h2;
-  assign \$1457  = \$1456  & d_ge_2;
-  assign \$1458  = ky == 2'h3;
-  assign \$1459  = \$1458  & d_ge_3;
-  assign \$1460  = ky == 3'h4;
-  assign \$1461  = \$1460  & d_ge_4;
-  assign \$1462  = | { \$1461 , \$1459 , \$1457 , \$1455 , \$1453  };
-  assign \$1463  = \$1440  ? \$1451  : \$1462 ;
-  assign \$1465  = r_last ? \$1405  : \$1464 ;
-  assign \$1466  = \$1395  | \$1465 ;
-  assign \$1467  = \$1372  & \$1466 ;
-  assign \$1468  = oy == 4'hd;
-  assign \$1469  = r_last & \$1468 ;
-  assign \$1470  = ~ \$1469 ;
-  assign \$1471  = ky == 3'h4;
-  assign \$1472  = ~ \$1471 ;
-  assign \$1473  = $signed(iy) < $signed(1'h1);
-  assign \$1474  = $signed(iy) >= $signed(5'h0d);
-  assign \$1475  = \$1473  | \$1474 ;
-  assign \$1476  = c == 5'h1f;
-  assign \$1477  = ox == 4'hd;
-  assign \$1478  = \$1476  & \$1477 ;
-  assign \$1479  = oy == 4'hd;
-  assign \$1480  = $signed(low) < $signed(1'h1);
-  assign \$1481  = $signed(low) >= $signed(5'h0d);
-  assign \$1482  = \$1480  | \$1481 ;
-  assign \$1483  = \$1479  ? 1'h1 : \$1482 ;
-  assign \$1484  = $signed(low) < $signed(1'h0);
-  assign \$1485  = $signed(low) >= $signed(5'h0e);
-  assign \$1486  = \$1484  | \$1485 ;
-  assign \$1487  = \$1478  ? \$1483  : \$1486 ;
-  assign \$1488  = \$1471  ? \$1487  : \$1475 ;
-  assign \$1489  = \$1488  | ahead;
-  assign \$1490  = oy == 4'hd;
-  assign \$1491  = \$1490  ? 1'h1 : d_ge_2;
-  assign \$1492  = ky == 3'h4;
-  assign \$1493  = ! ky;
-  assign \$1494  = \$1493  & d_ge_2;
-  assign \$1495  = ky == 1'h1;
-  assign \$1496  = \$1495  & d_ge_3;
-  assign \$1497  = ky == 2'h2;
-  assign \$1498  = \$1497  & d_ge_4;
-  assign \$1499  = ky == 2'h3;
-  assign \$1500  = \$1499  & d_ge_5;
-  assign \$1501  = ky == 3'h4;
-  assign \$1502  = \$1501  & d_ge_6;
-  assign \$1503  = | { \$1502 , \$1500 , \$1498 , \$1496 , \$1494  };
-  assign \$1504  = \$1492  ? d_ge_1 : \$1503 ;
-  assign \$1505  = ! ky;
-  assign \$1506  = \$1505  & d_ge_1;
-  assign \$1507  = ky == 1'h1;
-  assign \$1508  = \$1507  & d_ge_2;
-  assign \$1509  = ky == 2'h2;
-  assign \$1510  = \$1509  & d_ge_3;
-  assign \$1511  = ky == 2'h3;
-  assign \$1512  = \$1511  & d_ge_4;
-  assign \$1513  = ky == 3'h4;
-  assign \$1514  = \$1513  & d_ge_5;
-  assign \$1515  = | { \$1514 , \$1512 , \$1510 , \$1508 , \$1506  };
-  assign \$1517  = r_last ? \$1491  : \$1516 ;
-  assign \$1518  = \$1489  | \$1517 ;
-  assign \$1519  = \$1470  & \$1518 ;
-  assign \$1520  = \$1369  ? \$1467  : \$1519 ;
-  assign \$1521  = write & w_last;
-  assign \$1522  = ~ r_done;
-  assign \$1523  = $signed(iy) < $signed(1'h0);
-  assign \$1524  = $signed(iy) >= $signed(5'h0e);
-  assign \$1525  = \$1523  | \$1524 ;
-  assign \$1526  = \$1525  | ahead;
-  assign \$1527  = ~ ahead;
-  assign \$1528  = w_row == 4'hd;
-  assign \$1529  = \$1527  & \$1528 ;
-  assign \$1530  = \$1526  | \$1529 ;
-  assign \$1531  = ~ ahead;
-  assign \$1532  = w_row == 4'hd;
-  assign \$1533  = \$1531  & \$1532 ;
-  assign \$1534  = ! ky;
-  assign \$1535  = \$1534  & d_ge_14;
-  assign \$1536  = ky == 1'h1;
-  assign \$1537  = \$1536  & d_ge_15;
-  assign \$1538  = ky == 2'h2;
-  assign \$1539  = \$1538  & d_ge_16;
-  assign \$1540  = ky == 2'h3;
-  assign \$1541  = \$1540  & d_ge_17;
-  assign \$1542  = ky == 3'h4;
-  assign \$1543  = \$1542  & d_ge_18;
-  assign \$1544  = | { \$1543 , \$1541 , \$1539 , \$1537 , \$1535  };
-  assign \$1545  = ! ky;
-  assign \$1546  = \$1545  & d_ge_0;
-  assign \$1547  = ky == 1'h1;
-  assign \$1548  = \$1547  & d_ge_1;
-  assign \$1549  = ky == 2'h2;
-  assign \$1550  = \$1549  & d_ge_2;
-  assign \$1551  = ky == 2'h3;
-  assign \$1552  = \$1551  & d_ge_3;
-  assign \$1553  = ky == 3'h4;
-  assign \$1554  = \$1553  & d_ge_4;
-  assign \$1555  = | { \$1554 , \$1552 , \$1550 , \$1548 , \$1546  };
-  assign \$1556  = \$1533  ? \$1544  : \$1555 ;
-  assign \$1557  = \$1530  | \$1556 ;
-  assign \$1558  = \$1522  & \$1557 ;
-  assign \$1559  = \$1521  ? \$1558  : avail;
-  assign \$1560  = take ? \$1520  : \$1559 ;
-  assign \$1561  = switch ? \$1368  : \$1560 ;
-  assign \$1562  = rst_conv2_window ? 1'h1 : \$1561 ;
-  assign \$1563  = read_credits_room_next | rst_conv2_window;
-  assign \$1564  = write & w_last;
-  assign \$1565  = $signed(iy) < $signed(1'h0);
-  assign \$1566  = $signed(iy) >= $signed(5'h0e);
-  assign \$1567  = \$1565  | \$1566 ;
-  assign \$1568  = ~ ahead;
-  assign \$1569  = w_row == 4'hd;
-  assign \$1570  = \$1568  & \$1569 ;
-  assign \$1571  = ! ky;
-  assign \$1572  = \$1571  & d_ge_14;
-  assign \$1573  = ky == 1'h1;
+  assign \$1441  = \$1440  & room_w_14[4];
+  assign \$1442  = ahead | \$1441 ;
+  assign \$1443  = switch ? 1'h0 : \$1442 ;
+  assign \$1444  = switch ? 1'h0 : r_done;
+  assign \$1445  = ~ \$1444 ;
+  assign \$1446  = \$1445  & room_low_3[4];
+  assign \$1447  = switch ? 1'h0 : r_done;
+  assign \$1450  = \$1443  ? \$1446  : 1'h1;
+  assign \$1451  = ~ ahead;
+  assign \$1452  = ~ room_w_13[4];
+  assign \$1453  = \$1451  & \$1452 ;
+  assign \$1454  = \$1453  & room_w_14[4];
+  assign \$1455  = ahead | \$1454 ;
+  assign \$1456  = switch ? 1'h0 : \$1455 ;
+  assign \$1457  = switch ? 1'h0 : r_done;
+  assign \$1458  = ~ \$1457 ;
+  assign \$1459  = $signed(d) < $signed(3'h4);
+  assign \$1460  = \$1458  & \$1459 ;
+  assign \$1461  = switch ? 1'h0 : r_done;
+  assign \$1462  = $signed(d) < $signed(5'h0a);
+  assign \$1463  = \$1461  | \$1462 ;
+  assign \$1464  = room_w_13[4] & \$1463 ;
+  assign \$1465  = \$1456  ? \$1460  : \$1464 ;
+  assign \$1466  = \$1437  ? \$1450  : \$1465 ;
+  assign \$1467  = switch ? 1'h0 : ahead;
+  assign \$1468  = switch ? 1'h0 : r_done;
+  assign \$1469  = ~ \$1468 ;
+  assign \$1470  = $signed(d) < $signed(3'h5);
+  assign \$1471  = \$1469  & \$1470 ;
+  assign \$1472  = switch ? 1'h0 : r_done;
+  assign \$1473  = $signed(d) < $signed(5'h0b);
+  assign \$1474  = \$1472  | \$1473 ;
+  assign \$1475  = room_w_14[4] & \$1474 ;
+  assign \$1476  = \$1467  ? \$1471  : \$1475 ;
+  assign \$1477  = switch ? \$1476  : o__ready;
+  assign \$1478  = \$1433  ? \$1466  : \$1477 ;
+  assign \$1479  = \$1323  ? \$1432  : \$1478 ;
+  assign \$1480  = rst_conv2_window ? 1'h1 : \$1479 ;
+  assign \$1481  = write_rows & w_last;
+  assign \$1482  = $signed(iy) < $signed(1'h0);
+  assign \$1483  = $signed(iy) >= $signed(5'h0e);
+  assign \$1484  = \$1482  | \$1483 ;
+  assign \$1485  = ~ ahead;
+  assign \$1486  = w_row == 4'hd;
+  assign \$1487  = \$1485  & \$1486 ;
+  assign \$1488  = ! ky;
+  assign \$1489  = \$1488  & d_ge_14;
+  assign \$1490  = ky == 1'h1;
+  assign \$1491  = \$1490  & d_ge_15;
+  assign \$1492  = ky == 2'h2;
+  assign \$1493  = \$1492  & d_ge_16;
+  assign \$1494  = ky == 2'h3;
+  assign \$1495  = \$1494  & d_ge_17;
+  assign \$1496  = ky == 3'h4;
+  assign \$1497  = \$1496  & d_ge_18;
+  assign \$1498  = | { \$1497 , \$1495 , \$1493 , \$1491 , \$1489  };
+  assign \$1499  = ! ky;
+  assign \$1500  = \$1499  & d_ge_0;
+  assign \$1501  = ky == 1'h1;
+  assign \$1502  = \$1501  & d_ge_1;
+  assign \$1503  = ky == 2'h2;
+  assign \$1504  = \$1503  & d_ge_2;
+  assign \$1505  = ky == 2'h3;
+  assign \$1506  = \$1505  & d_ge_3;
+  assign \$1507  = ky == 3'h4;
+  assign \$1508  = \$1507  & d_ge_4;
+  assign \$1509  = | { \$1508 , \$1506 , \$1504 , \$1502 , \$1500  };
+  assign \$1510  = \$1487  ? \$1498  : \$1509 ;
+  assign \$1511  = \$1484  | \$1510 ;
+  assign \$1512  = $signed(iy) < $signed(1'h0);
+  assign \$1513  = $signed(iy) >= $signed(5'h0e);
+  assign \$1514  = \$1512  | \$1513 ;
+  assign \$1515  = ! ky;
+  assign \$1516  = \$1515  & d_ge_1;
+  assign \$1517  = ky == 1'h1;
+  assign \$1518  = \$1517  & d_ge_2;
+  assign \$1519  = ky == 2'h2;
+  assign \$1520  = \$1519  & d_ge_3;
+  assign \$1521  = ky == 2'h3;
+  assign \$1522  = \$1521  & d_ge_4;
+  assign \$1523  = ky == 3'h4;
+  assign \$1524  = \$1523  & d_ge_5;
+  assign \$1525  = | { \$1524 , \$1522 , \$1520 , \$1518 , \$1516  };
+  assign \$1526  = \$1514  | \$1525 ;
+  assign \$1527  = \$1481  ? \$1511  : \$1526 ;
+  assign \$1528  = write_rows & w_last;
+  assign \$1529  = oy == 4'hd;
+  assign \$1530  = r_last & \$1529 ;
+  assign \$1531  = ~ \$1530 ;
+  assign \$1532  = ky == 3'h4;
+  assign \$1533  = ~ \$1532 ;
+  assign \$1534  = $signed(iy) < $signed(1'h1);
+  assign \$1535  = $signed(iy) >= $signed(5'h0d);
+  assign \$1536  = \$1534  | \$1535 ;
+  assign \$1537  = c == 5'h1f;
+  assign \$1538  = ox == 4'hd;
+  assign \$1539  = \$1537  & \$1538 ;
+  assign \$1540  = oy == 4'hd;
+  assign \$1541  = $signed(low) < $signed(1'h1);
+  assign \$1542  = $signed(low) >= $signed(5'h0d);
+  assign \$1543  = \$1541  | \$1542 ;
+  assign \$1544  = \$1540  ? 1'h1 : \$1543 ;
+  assign \$1545  = $signed(low) < $signed(1'h0);
+  assign \$1546  = $signed(low) >= $signed(5'h0e);
+  assign \$1547  = \$1545  | \$1546 ;
+  assign \$1548  = \$1539  ? \$1544  : \$1547 ;
+  assign \$1549  = \$1532  ? \$1548  : \$1536 ;
+  assign \$1550  = ~ ahead;
+  assign \$1551  = w_row == 4'hd;
+  assign \$1552  = \$1550  & \$1551 ;
+  assign \$1553  = ahead | \$1552 ;
+  assign \$1554  = \$1549  | \$1553 ;
+  assign \$1555  = oy == 4'hd;
+  assign \$1556  = ~ ahead;
+  assign \$1557  = w_row == 4'hd;
+  assign \$1558  = \$1556  & \$1557 ;
+  assign \$1560  = ~ ahead;
+  assign \$1561  = w_row == 4'hd;
+  assign \$1562  = \$1560  & \$1561 ;
+  assign \$1563  = \$1562  ? d_ge_15 : d_ge_1;
+  assign \$1564  = \$1555  ? 1'h1 : \$1563 ;
+  assign \$1565  = ky == 3'h4;
+  assign \$1566  = ~ ahead;
+  assign \$1567  = w_row == 4'hd;
+  assign \$1568  = \$1566  & \$1567 ;
+  assign \$1569  = \$1568  ? d_ge_14 : d_ge_0;
+  assign \$1570  = ~ ahead;
+  assign \$1571  = w_row == 4'hd;
+  assign \$1572  = \$1570  & \$1571 ;
+  assign \$1573  = ! ky;
   assign \$1574  = \$1573  & d_ge_15;
-  assign \$1575  = ky == 2'h2;
+  assign \$1575  = ky == 1'h1;
   assign \$1576  = \$1575  & d_ge_16;
-  assign \$1577  = ky == 2'h3;
+  assign \$1577  = ky == 2'h2;
   assign \$1578  = \$1577  & d_ge_17;
-  assign \$1579  = ky == 3'h4;
+  assign \$1579  = ky == 2'h3;
   assign \$1580  = \$1579  & d_ge_18;
-  assign \$1581  = | { \$1580 , \$1578 , \$1576 , \$1574 , \$1572  };
-  assign \$1582  = ! ky;
-  assign \$1583  = \$1582  & d_ge_0;
-  assign \$1584  = ky == 1'h1;
+  assign \$1581  = ky == 3'h4;
+  assign \$1582  = \$1581  & d_ge_19;
+  assign \$1583  = | { \$1582 , \$1580 , \$1578 , \$1576 , \$1574  };
+  assign \$1584  = ! ky;
   assign \$1585  = \$1584  & d_ge_1;
-  assign \$1586  = ky == 2'h2;
+  assign \$1586  = ky == 1'h1;
   assign \$1587  = \$1586  & d_ge_2;
-  assign \$1588  = ky == 2'h3;
+  assign \$1588  = ky == 2'h2;
   assign \$1589  = \$1588  & d_ge_3;
-  assign \$1590  = ky == 3'h4;
+  assign \$1590  = ky == 2'h3;
   assign \$1591  = \$1590  & d_ge_4;
-  assign \$1592  = | { \$1591 , \$1589 , \$1587 , \$1585 , \$1583  };
-  assign \$1593  = \$1570  ? \$1581  : \$1592 ;
-  assign \$1594  = \$1567  | \$1593 ;
-  assign \$1595  = $signed(iy) < $signed(1'h0);
-  assign \$1596  = $signed(iy) >= $signed(5'h0e);
-  assign \$1597  = \$1595  | \$1596 ;
-  assign \$1598  = ! ky;
-  assign \$1599  = \$1598  & d_ge_1;
-  assign \$1600  = ky == 1'h1;
-  assign \$1601  = \$1600  & d_ge_2;
-  assign \$1602  = ky == 2'h2;
-  assign \$1603  = \$1602  & d_ge_3;
-  assign \$1604  = ky == 2'h3;
-  assign \$1605  = \$1604  & d_ge_4;
-  assign \$1606  = ky == 3'h4;
-  assign \$1607  = \$1606  & d_ge_5;
-  assign \$1608  = | { \$1607 , \$1605 , \$1603 , \$1601 , \$1599  };
-  assign \$1609  = \$1597  | \$1608 ;
-  assign \$1610  = \$1564  ? \$1594  : \$1609 ;
-  assign \$1611  = write & w_last;
-  assign \$1612  = oy == 4'hd;
-  assign \$1613  = r_last & \$1612 ;
-  assign \$1614  = ~ \$1613 ;
-  assign \$1615  = ky == 3'h4;
-  assign \$1616  = ~ \$1615 ;
-  assign \$1617  = $signed(iy) < $signed(1'h1);
-  assign \$1618  = $signed(iy) >= $signed(5'h0d);
-  assign \$1619  = \$1617  | \$1618 ;
-  assign \$1620  = c == 5'h1f;
-  assign \$1621  = ox == 4'hd;
-  assign \$1622  = \$1620  & \$1621 ;
-  assign \$1623  = oy == 4'hd;
-  assign \$1624  = $signed(low) < $signed(1'h1);
-  assign \$1625  = $signed(low) >= $signed(5'h0d);
-  assign \$1626  = \$1624  | \$1625 ;
-  assign \$1627  = \$1623  ? 1'h1 : \$1626 ;
-  assign \$1628  = $signed(low) < $signed(1'h0);
-  assign \$1629  = $signed(low) >= $signed(5'h0e);
-  assign \$1630  = \$1628  | \$1629 ;
-  assign \$1631  = \$1622  ? \$1627  : \$1630 ;
-  assign \$1632  = \$1615  ? \$1631  : \$1619 ;
-  assign \$1633  = ~ ahead;
-  assign \$1634  = w_row == 4'hd;
-  assign \$1635  = \$1633  & \$1634 ;
-  assign \$1636  = ahead | \$1635 ;
-  assign \$1637  = \$1632  | \$1636 ;
+  assign \$1592  = ky == 3'h4;
+  assign \$1593  = \$1592  & d_ge_5;
+  assign \$1594  = | { \$1593 , \$1591 , \$1589 , \$1587 , \$1585  };
+  assign \$1595  = \$1572  ? \$1583  : \$1594 ;
+  assign \$1596  = \$1565  ? \$1569  : \$1595 ;
+  assign \$1597  = ~ ahead;
+  assign \$1598  = w_row == 4'hd;
+  assign \$1599  = \$1597  & \$1598 ;
+  assign \$1600  = ! ky;
+  assign \$1601  = \$1600  & d_ge_14;
+  assign \$1602  = ky == 1'h1;
+  assign \$1603  = \$1602  & d_ge_15;
+  assign \$1604  = ky == 2'h2;
+  assign \$1605  = \$1604  & d_ge_16;
+  assign \$1606  = ky == 2'h3;
+  assign \$1607  = \$1606  & d_ge_17;
+  assign \$1608  = ky == 3'h4;
+  assign \$1609  = \$1608  & d_ge_18;
+  assign \$1610  = | { \$1609 , \$1607 , \$1605 , \$1603 , \$1601  };
+  assign \$1611  = ! ky;
+  assign \$1612  = \$1611  & d_ge_0;
+  assign \$1613  = ky == 1'h1;
+  assign \$1614  = \$1613  & d_ge_1;
+  assign \$1615  = ky == 2'h2;
+  assign \$1616  = \$1615  & d_ge_2;
+  assign \$1617  = ky == 2'h3;
+  assign \$1618  = \$1617  & d_ge_3;
+  assign \$1619  = ky == 3'h4;
+  assign \$1620  = \$1619  & d_ge_4;
+  assign \$1621  = | { \$1620 , \$1618 , \$1616 , \$1614 , \$1612  };
+  assign \$1622  = \$1599  ? \$1610  : \$1621 ;
+  assign \$1624  = r_last ? \$1564  : \$1623 ;
+  assign \$1625  = \$1554  | \$1624 ;
+  assign \$1626  = \$1531  & \$1625 ;
+  assign \$1627  = oy == 4'hd;
+  assign \$1628  = r_last & \$1627 ;
+  assign \$1629  = ~ \$1628 ;
+  assign \$1630  = ky == 3'h4;
+  assign \$1631  = ~ \$1630 ;
+  assign \$1632  = $signed(iy) < $signed(1'h1);
+  assign \$1633  = $signed(iy) >= $signed(5'h0d);
+  assign \$1634  = \$1632  | \$1633 ;
+  assign \$1635  = c == 5'h1f;
+  assign \$1636  = ox == 4'hd;
+  assign \$1637  = \$1635  & \$1636 ;
   assign \$1638  = oy == 4'hd;
-  assign \$1639  = ~ ahead;
-  assign \$1640  = w_row == 4'hd;
-  assign \$1641  = \$1639  & \$1640 ;
-  assign \$1643  = ~ ahead;
-  assign \$1644  = w_row == 4'hd;
-  assign \$1645  = \$1643  & \$1644 ;
-  assign \$1646  = \$1645  ? d_ge_15 : d_ge_1;
-  assign \$1647  = \$1638  ? 1'h1 : \$1646 ;
-  assign \$1648  = ky == 3'h4;
-  assign \$1649  = ~ ahead;
-  assign \$1650  = w_row == 4'hd;
-  assign \$1651  = \$1649  & \$1650 ;
-  assign \$1652  = \$1651  ? d_ge_14 : d_ge_0;
-  assign \$1653  = ~ ahead;
-  assign \$1654  = w_row == 4'hd;
-  assign \$1655  = \$1653  & \$1654 ;
-  assign \$1656  = ! ky;
-  assign \$1657  = \$1656  & d_ge_15;
-  assign \$1658  = ky == 1'h1;
-  assign \$1659  = \$1658  & d_ge_16;
-  assign \$1660  = ky == 2'h2;
-  assign \$1661  = \$1660  & d_ge_17;
-  assign \$1662  = ky == 2'h3;
-  assign \$1663  = \$1662  & d_ge_18;
-  assign \$1664  = ky == 3'h4;
-  assign \$1665  = \$1664  & d_ge_19;
-  assign \$1666  = | { \$1665 , \$1663 , \$1661 , \$1659 , \$1657  };
-  assign \$1667  = ! ky;
-  assign \$1668  = \$1667  & d_ge_1;
-  assign \$1669  = ky == 1'h1;
-  assign \$1670  = \$1669  & d_ge_2;
-  assign \$1671  = ky == 2'h2;
-  assign \$1672  = \$1671  & d_ge_3;
-  assign \$1673  = ky == 2'h3;
-  assign \$1674  = \$1673  & d_ge_4;
-  assign \$1675  = ky == 3'h4;
-  assign \$1676  = \$1675  & d_ge_5;
-  assign \$1677  = | { \$1676 , \$1674 , \$1672 , \$1670 , \$1668  };
-  assign \$1678  = \$1655  ? \$1666  : \$1677 ;
-  assign \$1679  = \$1648  ? \$1652  : \$1678 ;
-  assign \$1680  = ~ ahead;
-  assign \$1681  = w_row == 4'hd;
-  assign \$1682  = \$1680  & \$1681 ;
-  assign \$1683  = ! ky;
-  assign \$1684  = \$1683  & d_ge_14;
-  assign \$1685  = ky == 1'h1;
-  assign \$1686  = \$1685  & d_ge_15;
-  assign \$1687  = ky == 2'h2;
-  assign \$1688  = \$1687  & d_ge_16;
-  assign \$1689  = ky == 2'h3;
-  assign \$1690  = \$1689  & d_ge_17;
-  assign \$1691  = ky == 3'h4;
-  assign \$1692  = \$1691  & d_ge_18;
-  assign \$1693  = | { \$1692 , \$1690 , \$1688 , \$1686 , \$1684  };
-  assign \$1694  = ! ky;
-  assign \$1695  = \$1694  & d_ge_0;
-  assign \$1696  = ky == 1'h1;
-  assign \$1697  = \$1696  & d_ge_1;
-  assign \$1698  = ky == 2'h2;
-  assign \$1699  = \$1698  & d_ge_2;
-  assign \$1700  = ky == 2'h3;
-  assign \$1701  = \$1700  & d_ge_3;
-  assign \$1702  = ky == 3'h4;
-  assign \$1703  = \$1702  & d_ge_4;
-  assign \$1704  = | { \$1703 , \$1701 , \$1699 , \$1697 , \$1695  };
-  assign \$1705  = \$1682  ? \$1693  : \$1704 ;
-  assign \$1707  = r_last ? \$1647  : \$1706 ;
-  assign \$1708  = \$1637  | \$1707 ;
-  assign \$1709  = \$1614  & \$1708 ;
-  assign \$1710  = oy == 4'hd;
-  assign \$1711  = r_last & \$1710 ;
-  assign \$1712  = ~ \$1711 ;
-  assign \$1713  = ky == 3'h4;
-  assign \$1714  = ~ \$1713 ;
-  assign \$1715  = $signed(iy) < $signed(1'h1);
-  assign \$1716  = $signed(iy) >= $signed(5'h0d);
-  assign \$1717  = \$1715  | \$1716 ;
-  assign \$1718  = c == 5'h1f;
-  assign \$1719  = ox == 4'hd;
-  assign \$1720  = \$1718  & \$1719 ;
-  assign \$1721  = oy == 4'hd;
-  assign \$1722  = $signed(low) < $signed(1'h1);
-  assign \$1723  = $signed(low) >= $signed(5'h0d);
-  assign \$1724  = \$1722  | \$1723 ;
-  assign \$1725  = \$1721  ? 1'h1 : \$1724 ;
-  assign \$1726  = $signed(low) < $signed(1'h0);
-  assign \$1727  = $signed(low) >= $signed(5'h0e);
-  assign \$1728  = \$1726  | \$1727 ;
-  assign \$1729  = \$1720  ? \$1725  : \$1728 ;
-  assign \$1730  = \$1713  ? \$1729  : \$1717 ;
-  assign \$1731  = \$1730  | ahead;
-  assign \$1732  = oy == 4'hd;
-  assign \$1733  = \$1732  ? 1'h1 : d_ge_2;
-  assign \$1734  = ky == 3'h4;
-  assign \$1735  = ! ky;
-  assign \$1736  = \$1735  & d_ge_2;
-  assign \$1737  = ky == 1'h1;
-  assign \$1738  = \$1737  & d_ge_3;
-  assign \$1739  = ky == 2'h2;
-  assign \$1740  = \$1739  & d_ge_4;
-  assign \$1741  = ky == 2'h3;
-  assign \$1742  = \$1741  & d_ge_5;
-  assign \$1743  = ky == 3'h4;
-  assign \$1744  = \$1743  & d_ge_6;
-  assign \$1745  = | { \$1744 , \$1742 , \$1740 , \$1738 , \$1736  };
-  assign \$1746  = \$1734  ? d_ge_1 : \$1745 ;
-  assign \$1747  = ! ky;
-  assign \$1748  = \$1747  & d_ge_1;
-  assign \$1749  = ky == 1'h1;
-  assign \$1750  = \$1749  & d_ge_2;
-  assign \$1751  = ky == 2'h2;
-  assign \$1752  = \$1751  & d_ge_3;
-  assign \$1753  = ky == 2'h3;
-  assign \$1754  = \$1753  & d_ge_4;
-  assign \$1755  = ky == 3'h4;
-  assign \$1756  = \$1755  & d_ge_5;
-  assign \$1757  = | { \$1756 , \$1754 , \$1752 , \$1750 , \$1748  };
-  assign \$1759  = r_last ? \$1733  : \$1758 ;
-  assign \$1760  = \$1731  | \$1759 ;
-  assign \$1761  = \$1712  & \$1760 ;
-  assign \$1762  = \$1611  ? \$1709  : \$1761 ;
-  assign \$1763  = write & w_last;
-  assign \$1764  = ~ r_done;
-  assign \$1765  = $signed(iy) < $signed(1'h0);
-  assign \$1766  = $signed(iy) >= $signed(5'h0e);
-  assign \$1767  = \$1765  | \$1766 ;
-  assign \$1768  = \$1767  | ahead;
-  assign \$1769  = ~ ahead;
-  assign \$1770  = w_row == 4'hd;
-  assign \$1771  = \$1769  & \$1770 ;
-  assign \$1772  = \$1768  | \$1771 ;
-  assign \$1773  = ~ ahead;
-  assign \$1774  = w_row == 4'hd;
-  assign \$1775  = \$1773  & \$1774 ;
-  assign \$1776  = ! ky;
-  assign \$1777  = \$1776  & d_ge_14;
-  assign \$1778  = ky == 1'h1;
-  assign \$1779  = \$1778  & d_ge_15;
-  assign \$1780  = ky == 2'h2;
-  assign \$1781  = \$1780  & d_ge_16;
-  assign \$1782  = ky == 2'h3;
-  assign \$1783  = \$1782  & d_ge_17;
-  assign \$1784  = ky == 3'h4;
-  assign \$1785  = \$1784  & d_ge_18;
-  assign \$1786  = | { \$1785 , \$1783 , \$1781 , \$1779 , \$1777  };
-  assign \$1787  = ! ky;
-  assign \$1788  = \$1787  & d_ge_0;
-  assign \$1789  = ky == 1'h1;
-  assign \$1790  = \$1789  & d_ge_1;
-  assign \$1791  = ky == 2'h2;
-  assign \$1792  = \$1791  & d_ge_2;
-  assign \$1793  = ky == 2'h3;
-  assign \$1794  = \$1793  & d_ge_3;
-  assign \$1795  = ky == 3'h4;
-  assign \$1796  = \$1795  & d_ge_4;
-  assign \$1797  = | { \$1796 , \$1794 , \$1792 , \$1790 , \$1788  };
-  assign \$1798  = \$1775  ? \$1786  : \$1797 ;
-  assign \$1799  = \$1772  | \$1798 ;
-  assign \$1800  = \$1764  & \$1799 ;
-  assign \$1801  = \$1763  ? \$1800  : avail;
-  assign \$1802  = take ? \$1762  : \$1801 ;
-  assign \$1803  = switch ? \$1610  : \$1802 ;
-  assign \$1804  = rst_conv2_window ? 1'h1 : \$1803 ;
-  assign \$1805  = read_credits_room_next | rst_conv2_window;
+  assign \$1639  = $signed(low) < $signed(1'h1);
+  assign \$1640  = $signed(low) >= $signed(5'h0d);
+  assign \$1641  = \$1639  | \$1640 ;
+  assign \$1642  = \$1638  ? 1'h1 : \$1641 ;
+  assign \$1643  = $signed(low) < $signed(1'h0);
+  assign \$1644  = $signed(low) >= $signed(5'h0e);
+  assign \$1645  = \$1643  | \$1644 ;
+  assign \$1646  = \$1637  ? \$1642  : \$1645 ;
+  assign \$1647  = \$1630  ? \$1646  : \$1634 ;
+  assign \$1648  = \$1647  | ahead;
+  assign \$1649  = oy == 4'hd;
+  assign \$1650  = \$1649  ? 1'h1 : d_ge_2;
+  assign \$1651  = ky == 3'h4;
+  assign \$1652  = ! ky;
+  assign \$1653  = \$1652  & d_ge_2;
+  assign \$1654  = ky == 1'h1;
+  assign \$1655  = \$1654  & d_ge_3;
+  assign \$1656  = ky == 2'h2;
+  assign \$1657  = \$1656  & d_ge_4;
+  assign \$1658  = ky == 2'h3;
+  assign \$1659  = \$1658  & d_ge_5;
+  assign \$1660  = ky == 3'h4;
+  assign \$1661  = \$1660  & d_ge_6;
+  assign \$1662  = | { \$1661 , \$1659 , \$1657 , \$1655 , \$1653  };
+  assign \$1663  = \$1651  ? d_ge_1 : \$1662 ;
+  assign \$1664  = ! ky;
+  assign \$1665  = \$1664  & d_ge_1;
+  assign \$1666  = ky == 1'h1;
+  assign \$1667  = \$1666  & d_ge_2;
+  assign \$1668  = ky == 2'h2;
+  assign \$1669  = \$1668  & d_ge_3;
+  assign \$1670  = ky == 2'h3;
+  assign \$1671  = \$1670  & d_ge_4;
+  assign \$1672  = ky == 3'h4;
+  assign \$1673  = \$1672  & d_ge_5;
+  assign \$1674  = | { \$1673 , \$1671 , \$1669 , \$1667 , \$1665  };
+  assign \$1676  = r_last ? \$1650  : \$1675 ;
+  assign \$1677  = \$1648  | \$1676 ;
+  assign \$1678  = \$1629  & \$1677 ;
+  assign \$1679  = \$1528  ? \$1626  : \$1678 ;
+  assign \$1680  = write_rows & w_last;
+  assign \$1681  = ~ r_done;
+  assign \$1682  = $signed(iy) < $signed(1'h0);
+  assign \$1683  = $signed(iy) >= $signed(5'h0e);
+  assign \$1684  = \$1682  | \$1683 ;
+  assign \$1685  = \$1684  | ahead;
+  assign \$1686  = ~ ahead;
+  assign \$1687  = w_row == 4'hd;
+  assign \$1688  = \$1686  & \$1687 ;
+  assign \$1689  = \$1685  | \$1688 ;
+  assign \$1690  = ~ ahead;
+  assign \$1691  = w_row == 4'hd;
+  assign \$1692  = \$1690  & \$1691 ;
+  assign \$1693  = ! ky;
+  assign \$1694  = \$1693  & d_ge_14;
+  assign \$1695  = ky == 1'h1;
+  assign \$1696  = \$1695  & d_ge_15;
+  assign \$1697  = ky == 2'h2;
+  assign \$1698  = \$1697  & d_ge_16;
+  assign \$1699  = ky == 2'h3;
+  assign \$1700  = \$1699  & d_ge_17;
+  assign \$1701  = ky == 3'h4;
+  assign \$1702  = \$1701  & d_ge_18;
+  assign \$1703  = | { \$1702 , \$1700 , \$1698 , \$1696 , \$1694  };
+  assign \$1704  = ! ky;
+  assign \$1705  = \$1704  & d_ge_0;
+  assign \$1706  = ky == 1'h1;
+  assign \$1707  = \$1706  & d_ge_1;
+  assign \$1708  = ky == 2'h2;
+  assign \$1709  = \$1708  & d_ge_2;
+  assign \$1710  = ky == 2'h3;
+  assign \$1711  = \$1710  & d_ge_3;
+  assign \$1712  = ky == 3'h4;
+  assign \$1713  = \$1712  & d_ge_4;
+  assign \$1714  = | { \$1713 , \$1711 , \$1709 , \$1707 , \$1705  };
+  assign \$1715  = \$1692  ? \$1703  : \$1714 ;
+  assign \$1716  = \$1689  | \$1715 ;
+  assign \$1717  = \$1681  & \$1716 ;
+  assign \$1718  = \$1680  ? \$1717  : avail;
+  assign \$1719  = take ? \$1679  : \$1718 ;
+  assign \$1720  = switch ? \$1527  : \$1719 ;
+  assign \$1721  = rst_conv2_window ? 1'h1 : \$1720 ;
+  assign \$1722  = read_credits_room_next | rst_conv2_window;
+  assign \$1723  = write_rows & w_last;
+  assign \$1724  = $signed(iy) < $signed(1'h0);
+  assign \$1725  = $signed(iy) >= $signed(5'h0e);
+  assign \$1726  = \$1724  | \$1725 ;
+  assign \$1727  = ~ ahead;
+  assign \$1728  = w_row == 4'hd;
+  assign \$1729  = \$1727  & \$1728 ;
+  assign \$1730  = ! ky;
+  assign \$1731  = \$1730  & d_ge_14;
+  assign \$1732  = ky == 1'h1;
+  assign \$1733  = \$1732  & d_ge_15;
+  assign \$1734  = ky == 2'h2;
+  assign \$1735  = \$1734  & d_ge_16;
+  assign \$1736  = ky == 2'h3;
+  assign \$1737  = \$1736  & d_ge_17;
+  assign \$1738  = ky == 3'h4;
+  assign \$1739  = \$1738  & d_ge_18;
+  assign \$1740  = | { \$1739 , \$1737 , \$1735 , \$1733 , \$1731  };
+  assign \$1741  = ! ky;
+  assign \$1742  = \$1741  & d_ge_0;
+  assign \$1743  = ky == 1'h1;
+  assign \$1744  = \$1743  & d_ge_1;
+  assign \$1745  = ky == 2'h2;
+  assign \$1746  = \$1745  & d_ge_2;
+  assign \$1747  = ky == 2'h3;
+  assign \$1748  = \$1747  & d_ge_3;
+  assign \$1749  = ky == 3'h4;
+  assign \$1750  = \$1749  & d_ge_4;
+  assign \$1751  = | { \$1750 , \$1748 , \$1746 , \$1744 , \$1742  };
+  assign \$1752  = \$1729  ? \$1740  : \$1751 ;
+  assign \$1753  = \$1726  | \$1752 ;
+  assign \$1754  = $signed(iy) < $signed(1'h0);
+  assign \$1755  = $signed(iy) >= $signed(5'h0e);
+  assign \$1756  = \$1754  | \$1755 ;
+  assign \$1757  = ! ky;
+  assign \$1758  = \$1757  & d_ge_1;
+  assign \$1759  = ky == 1'h1;
+  assign \$1760  = \$1759  & d_ge_2;
+  assign \$1761  = ky == 2'h2;
+  assign \$1762  = \$1761  & d_ge_3;
+  assign \$1763  = ky == 2'h3;
+  assign \$1764  = \$1763  & d_ge_4;
+  assign \$1765  = ky == 3'h4;
+  assign \$1766  = \$1765  & d_ge_5;
+  assign \$1767  = | { \$1766 , \$1764 , \$1762 , \$1760 , \$1758  };
+  assign \$1768  = \$1756  | \$1767 ;
+  assign \$1769  = \$1723  ? \$1753  : \$1768 ;
+  assign \$1770  = write_rows & w_last;
+  assign \$1771  = oy == 4'hd;
+  assign \$1772  = r_last & \$1771 ;
+  assign \$1773  = ~ \$1772 ;
+  assign \$1774  = ky == 3'h4;
+  assign \$1775  = ~ \$1774 ;
+  assign \$1776  = $signed(iy) < $signed(1'h1);
+  assign \$1777  = $signed(iy) >= $signed(5'h0d);
+  assign \$1778  = \$1776  | \$1777 ;
+  assign \$1779  = c == 5'h1f;
+  assign \$1780  = ox == 4'hd;
+  assign \$1781  = \$1779  & \$1780 ;
+  assign \$1782  = oy == 4'hd;
+  assign \$1783  = $signed(low) < $signed(1'h1);
+  assign \$1784  = $signed(low) >= $signed(5'h0d);
+  assign \$1785  = \$1783  | \$1784 ;
+  assign \$1786  = \$1782  ? 1'h1 : \$1785 ;
+  assign \$1787  = $signed(low) < $signed(1'h0);
+  assign \$1788  = $signed(low) >= $signed(5'h0e);
+  assign \$1789  = \$1787  | \$1788 ;
+  assign \$1790  = \$1781  ? \$1786  : \$1789 ;
+  assign \$1791  = \$1774  ? \$1790  : \$1778 ;
+  assign \$1792  = ~ ahead;
+  assign \$1793  = w_row == 4'hd;
+  assign \$1794  = \$1792  & \$1793 ;
+  assign \$1795  = ahead | \$1794 ;
+  assign \$1796  = \$1791  | \$1795 ;
+  assign \$1797  = oy == 4'hd;
+  assign \$1798  = ~ ahead;
+  assign \$1799  = w_row == 4'hd;
+  assign \$1800  = \$1798  & \$1799 ;
+  assign \$1802  = ~ ahead;
+  assign \$1803  = w_row == 4'hd;
+  assign \$1804  = \$1802  & \$1803 ;
+  assign \$1805  = \$1804  ? d_ge_15 : d_ge_1;
+  assign \$1806  = \$1797  ? 1'h1 : \$1805 ;
+  assign \$1807  = ky == 3'h4;
+  assign \$1808  = ~ ahead;
+  assign \$1809  = w_row == 4'hd;
+  assign \$1810  = \$1808  & \$1809 ;
+  assign \$1811  = \$1810  ? d_ge_14 : d_ge_0;
+  assign \$1812  = ~ ahead;
+  assign \$1813  = w_row == 4'hd;
+  assign \$1814  = \$1812  & \$1813 ;
+  assign \$1815  = ! ky;
+  assign \$1816  = \$1815  & d_ge_15;
+  assign \$1817  = ky == 1'h1;
+  assign \$1818  = \$1817  & d_ge_16;
+  assign \$1819  = ky == 2'h2;
+  assign \$1820  = \$1819  & d_ge_17;
+  assign \$1821  = ky == 2'h3;
+  assign \$1822  = \$1821  & d_ge_18;
+  assign \$1823  = ky == 3'h4;
+  assign \$1824  = \$1823  & d_ge_19;
+  assign \$1825  = | { \$1824 , \$1822 , \$1820 , \$1818 , \$1816  };
+  assign \$1826  = ! ky;
+  assign \$1827  = \$1826  & d_ge_1;
+  assign \$1828  = ky == 1'h1;
+  assign \$1829  = \$1828  & d_ge_2;
+  assign \$1830  = ky == 2'h2;
+  assign \$1831  = \$1830  & d_ge_3;
+  assign \$1832  = ky == 2'h3;
+  assign \$1833  = \$1832  & d_ge_4;
+  assign \$1834  = ky == 3'h4;
+  assign \$1835  = \$1834  & d_ge_5;
+  assign \$1836  = | { \$1835 , \$1833 , \$1831 , \$1829 , \$1827  };
+  assign \$1837  = \$1814  ? \$1825  : \$1836 ;
+  assign \$1838  = \$1807  ? \$1811  : \$1837 ;
+  assign \$1839  = ~ ahead;
+  assign \$1840  = w_row == 4'hd;
+  assign \$1841  = \$1839  & \$1840 ;
+  assign \$1842  = ! ky;
+  assign \$1843  = \$1842  & d_ge_14;
+  assign \$1844  = ky == 1'h1;
+  assign \$1845  = \$1844  & d_ge_15;
+  assign \$1846  = ky == 2'h2;
+  assign \$1847  = \$1846  & d_ge_16;
+  assign \$1848  = ky == 2'h3;
+  assign \$1849  = \$1848  & d_ge_17;
+  assign \$1850  = ky == 3'h4;
+  assign \$1851  = \$1850  & d_ge_18;
+  assign \$1852  = | { \$1851 , \$1849 , \$1847 , \$1845 , \$1843  };
+  assign \$1853  = ! ky;
+  assign \$1854  = \$1853  & d_ge_0;
+  assign \$1855  = ky == 1'h1;
+  assign \$1856  = \$1855  & d_ge_1;
+  assign \$1857  = ky == 2'h2;
+  assign \$1858  = \$1857  & d_ge_2;
+  assign \$1859  = ky == 2'h3;
+  assign \$1860  = \$1859  & d_ge_3;
+  assign \$1861  = ky == 3'h4;
+  assign \$1862  = \$1861  & d_ge_4;
+  assign \$1863  = | { \$1862 , \$1860 , \$1858 , \$1856 , \$1854  };
+  assign \$1864  = \$1841  ? \$1852  : \$1863 ;
+  assign \$1866  = r_last ? \$1806  : \$1865 ;
+  assign \$1867  = \$1796  | \$1866 ;
+  assign \$1868  = \$1773  & \$1867 ;
+  assign \$1869  = oy == 4'hd;
+  assign \$1870  = r_last & \$1869 ;
+  assign \$1871  = ~ \$1870 ;
+  assign \$1872  = ky == 3'h4;
+  assign \$1873  = ~ \$1872 ;
+  assign \$1874  = $signed(iy) < $signed(1'h1);
+  assign \$1875  = $signed(iy) >= $signed(5'h0d);
+  assign \$1876  = \$1874  | \$1875 ;
+  assign \$1877  = c == 5'h1f;
+  assign \$1878  = ox == 4'hd;
+  assign \$1879  = \$1877  & \$1878 ;
+  assign \$1880  = oy == 4'hd;
+  assign \$1881  = $signed(low) < $signed(1'h1);
+  assign \$1882  = $signed(low) >= $signed(5'h0d);
+  assign \$1883  = \$1881  | \$1882 ;
+  assign \$1884  = \$1880  ? 1'h1 : \$1883 ;
+  assign \$1885  = $signed(low) < $signed(1'h0);
+  assign \$1886  = $signed(low) >= $signed(5'h0e);
+  assign \$1887  = \$1885  | \$1886 ;
+  assign \$1888  = \$1879  ? \$1884  : \$1887 ;
+  assign \$1889  = \$1872  ? \$1888  : \$1876 ;
+  assign \$1890  = \$1889  | ahead;
+  assign \$1891  = oy == 4'hd;
+  assign \$1892  = \$1891  ? 1'h1 : d_ge_2;
+  assign \$1893  = ky == 3'h4;
+  assign \$1894  = ! ky;
+  assign \$1895  = \$1894  & d_ge_2;
+  assign \$1896  = ky == 1'h1;
+  assign \$1897  = \$1896  & d_ge_3;
+  assign \$1898  = ky == 2'h2;
+  assign \$1899  = \$1898  & d_ge_4;
+  assign \$1900  = ky == 2'h3;
+  assign \$1901  = \$1900  & d_ge_5;
+  assign \$1902  = ky == 3'h4;
+  assign \$1903  = \$1902  & d_ge_6;
+  assign \$1904  = | { \$1903 , \$1901 , \$1899 , \$1897 , \$1895  };
+  assign \$1905  = \$1893  ? d_ge_1 : \$1904 ;
+  assign \$1906  = ! ky;
+  assign \$1907  = \$1906  & d_ge_1;
+  assign \$1908  = ky == 1'h1;
+  assign \$1909  = \$1908  & d_ge_2;
+  assign \$1910  = ky == 2'h2;
+  assign \$1911  = \$1910  & d_ge_3;
+  assign \$1912  = ky == 2'h3;
+  assign \$1913  = \$1912  & d_ge_4;
+  assign \$1914  = ky == 3'h4;
+  assign \$1915  = \$1914  & d_ge_5;
+  assign \$1916  = | { \$1915 , \$1913 , \$1911 , \$1909 , \$1907  };
+  assign \$1918  = r_last ? \$1892  : \$1917 ;
+  assign \$1919  = \$1890  | \$1918 ;
+  assign \$1920  = \$1871  & \$1919 ;
+  assign \$1921  = \$1770  ? \$1868  : \$1920 ;
+  assign \$1922  = write_rows & w_last;
+  assign \$1923  = ~ r_done;
+  assign \$1924  = $signed(iy) < $signed(1'h0);
+  assign \$1925  = $signed(iy) >= $signed(5'h0e);
+  assign \$1926  = \$1924  | \$1925 ;
+  assign \$1927  = \$1926  | ahead;
+  assign \$1928  = ~ ahead;
+  assign \$1929  = w_row == 4'hd;
+  assign \$1930  = \$1928  & \$1929 ;
+  assign \$1931  = \$1927  | \$1930 ;
+  assign \$1932  = ~ ahead;
+  assign \$1933  = w_row == 4'hd;
+  assign \$1934  = \$1932  & \$1933 ;
+  assign \$1935  = ! ky;
+  assign \$1936  = \$1935  & d_ge_14;
+  assign \$1937  = ky == 1'h1;
+  assign \$1938  = \$1937  & d_ge_15;
+  assign \$1939  = ky == 2'h2;
+  assign \$1940  = \$1939  & d_ge_16;
+  assign \$1941  = ky == 2'h3;
+  assign \$1942  = \$1941  & d_ge_17;
+  assign \$1943  = ky == 3'h4;
+  assign \$1944  = \$1943  & d_ge_18;
+  assign \$1945  = | { \$1944 , \$1942 , \$1940 , \$1938 , \$1936  };
+  assign \$1946  = ! ky;
+  assign \$1947  = \$1946  & d_ge_0;
+  assign \$1948  = ky == 1'h1;
+  assign \$1949  = \$1948  & d_ge_1;
+  assign \$1950  = ky == 2'h2;
+  assign \$1951  = \$1950  & d_ge_2;
+  assign \$1952  = ky == 2'h3;
+  assign \$1953  = \$1952  & d_ge_3;
+  assign \$1954  = ky == 3'h4;
+  assign \$1955  = \$1954  & d_ge_4;
+  assign \$1956  = | { \$1955 , \$1953 , \$1951 , \$1949 , \$1947  };
+  assign \$1957  = \$1934  ? \$1945  : \$1956 ;
+  assign \$1958  = \$1931  | \$1957 ;
+  assign \$1959  = \$1923  & \$1958 ;
+  assign \$1960  = \$1922  ? \$1959  : avail;
+  assign \$1961  = take ? \$1921  : \$1960 ;
+  assign \$1962  = switch ? \$1769  : \$1961 ;
+  assign \$1963  = rst_conv2_window ? 1'h1 : \$1962 ;
+  assign \$1964  = read_credits_room_next | rst_conv2_window;
   always @(posedge clk)
-    w_c <= \$1806 ;
+    w_c <= \$1965 ;
   always @(posedge clk)
-    w_x <= \$1807 ;
+    w_x <= \$1966 ;
   always @(posedge clk)
-    w_b <= \$1808 ;
+    w_b <= \$1967 ;
   always @(posedge clk)
-    w_rowbase <= \$1809 ;
+    w_rowbase <= \$1968 ;
   always @(posedge clk)
-    w_grp <= \$1810 ;
+    w_grp <= \$1969 ;
   always @(posedge clk)
-    ahead <= \$1811 ;
+    ahead <= \$1970 ;
   always @(posedge clk)
-    w_row <= \$1812 ;
+    w_row <= \$1971 ;
   always @(posedge clk)
-    read_credits_returned <= \$1813 ;
+    read_credits_returned <= \$1972 ;
   always @(posedge clk)
-    read_credits_space <= \$1814 ;
+    read_credits_space <= \$1973 ;
   always @(posedge clk)
-    read_credits_room <= \$1815 ;
+    read_credits_room <= \$1974 ;
   always @(posedge clk)
-    read_v1 <= \$1816 ;
+    read_v1 <= \$1975 ;
   always @(posedge clk)
-    read_v2 <= \$1817 ;
+    read_v2 <= \$1976 ;
   always @(posedge clk)
-    read_v3 <= \$1818 ;
+    read_v3 <= \$1977 ;
   always @(posedge clk)
-    w_en <= \$1819 ;
+    w_en <= \$1978 ;
   always @(posedge clk)
     pads_a <= { \$120 , \$113 , \$106 , \$99 , \$92  };
   always @(posedge clk)
@@ -27237,7 +27895,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     \$signature__addr$68  <= \$138 [10:0];
   always @(posedge clk)
-    read_data <= { pads, rot, \$signature__data$109 , \$signature__data$108 , \$signature__data$107 , \$signature__data$106 , \$signature__data$105  };
+    read_data <= { pads, rot, \$signature__data$112 , \$signature__data$111 , \$signature__data$110 , \$signature__data$109 , \$signature__data$108  };
   always @(posedge clk)
     w_data <= { \$183 , \$174 , \$165 , \$156 , \$147  };
   always @(posedge clk)
@@ -27253,91 +27911,91 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_base_row <= \$219 [10:0];
   always @(posedge clk)
-    ky <= \$1820 ;
+    ky <= \$1979 ;
   always @(posedge clk)
-    row_addr <= \$1821 ;
+    row_addr <= \$1980 ;
   always @(posedge clk)
-    c <= \$1822 ;
+    c <= \$1981 ;
   always @(posedge clk)
-    qc <= \$1823 ;
+    qc <= \$1982 ;
   always @(posedge clk)
-    ox <= \$1824 ;
+    ox <= \$1983 ;
   always @(posedge clk)
-    ix0 <= \$1825 ;
+    ix0 <= \$1984 ;
   always @(posedge clk)
-    r0 <= \$1826 ;
+    r0 <= \$1985 ;
   always @(posedge clk)
-    q0c <= \$1827 ;
+    q0c <= \$1986 ;
   always @(posedge clk)
-    oy <= \$1828 ;
+    oy <= \$1987 ;
   always @(posedge clk)
-    low <= \$1829 ;
+    low <= \$1988 ;
   always @(posedge clk)
-    r_done <= \$1830 ;
+    r_done <= \$1989 ;
   always @(posedge clk)
-    base_slot <= \$1831 ;
+    base_slot <= \$1990 ;
   always @(posedge clk)
-    base_row <= \$1832 ;
+    base_row <= \$1991 ;
   always @(posedge clk)
-    iy <= \$1833 ;
+    iy <= \$1992 ;
   always @(posedge clk)
-    img_slot <= \$1834 ;
+    img_slot <= \$1993 ;
   always @(posedge clk)
-    img_row <= \$1835 ;
+    img_row <= \$1994 ;
   always @(posedge clk)
-    w_last <= \$1836 ;
+    w_last <= \$1995 ;
   always @(posedge clk)
-    r_last <= \$1837 ;
+    r_last <= \$1996 ;
   always @(posedge clk)
-    d <= \$1838 ;
+    d <= \$1997 ;
   always @(posedge clk)
-    o__ready <= \$1839 ;
+    o__ready <= \$1998 ;
   always @(posedge clk)
-    room_w_13 <= \$1840 ;
+    room_w_13 <= \$1999 ;
   always @(posedge clk)
-    room_w_14 <= \$1841 ;
+    room_w_14 <= \$2000 ;
   always @(posedge clk)
-    room_low_2 <= \$1842 ;
+    room_low_2 <= \$2001 ;
   always @(posedge clk)
-    room_w_8 <= \$1843 ;
+    room_w_8 <= \$2002 ;
   always @(posedge clk)
-    room_w_9 <= \$1844 ;
+    room_w_9 <= \$2003 ;
   always @(posedge clk)
-    room_low_3 <= \$1845 ;
+    room_low_3 <= \$2004 ;
   always @(posedge clk)
-    avail <= \$1846 ;
+    avail <= \$2005 ;
   always @(posedge clk)
-    d_ge_14 <= \$1847 ;
+    d_ge_14 <= \$2006 ;
   always @(posedge clk)
-    d_ge_15 <= \$1848 ;
+    d_ge_15 <= \$2007 ;
   always @(posedge clk)
-    d_ge_16 <= \$1849 ;
+    d_ge_16 <= \$2008 ;
   always @(posedge clk)
-    d_ge_17 <= \$1850 ;
+    d_ge_17 <= \$2009 ;
   always @(posedge clk)
-    d_ge_18 <= \$1851 ;
+    d_ge_18 <= \$2010 ;
   always @(posedge clk)
-    d_ge_0 <= \$1852 ;
+    d_ge_0 <= \$2011 ;
   always @(posedge clk)
-    d_ge_1 <= \$1853 ;
+    d_ge_1 <= \$2012 ;
   always @(posedge clk)
-    d_ge_2 <= \$1854 ;
+    d_ge_2 <= \$2013 ;
   always @(posedge clk)
-    d_ge_3 <= \$1855 ;
+    d_ge_3 <= \$2014 ;
   always @(posedge clk)
-    d_ge_4 <= \$1856 ;
+    d_ge_4 <= \$2015 ;
   always @(posedge clk)
-    d_ge_5 <= \$1857 ;
+    d_ge_5 <= \$2016 ;
   always @(posedge clk)
-    d_ge_19 <= \$1858 ;
+    d_ge_19 <= \$2017 ;
   always @(posedge clk)
-    d_ge_6 <= \$1859 ;
+    d_ge_6 <= \$2018 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$1804 ),
+    .d(\$1963 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -27345,18 +28003,35 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$1562 ),
+    .d(\$1721 ),
     .q(avail_step)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_write_rows_copy (
+    .clk(clk),
+    .d(\$1480 ),
+    .q(can_write_rows)
   );
   \flexor_lenet5.conv2_window.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$146 ),
+    .o__payload(\o__payload$150 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .rst_conv2_window(rst_conv2_window)
+    .rst_conv2_window(rst_conv2_window),
+    .valid_next(valid_next)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) inp_valid_rows_copy (
+    .clk(clk),
+    .d(\$1307 ),
+    .q(inp_valid_rows)
   );
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
@@ -27372,7 +28047,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$1805 ),
+    .d(\$1964 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -27380,7 +28055,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$1563 ),
+    .d(\$1722 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -27388,7 +28063,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$1307 [10:0]),
+    .d(\$1308 [10:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
@@ -27396,7 +28071,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$1310 [10:0]),
+    .d(\$1311 [10:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
@@ -27404,7 +28079,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$1313 [10:0]),
+    .d(\$1314 [10:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
@@ -27412,7 +28087,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$1316 [10:0]),
+    .d(\$1317 [10:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
@@ -27420,7 +28095,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$1319 [10:0]),
+    .d(\$1320 [10:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
@@ -27428,7 +28103,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -27436,7 +28111,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -27444,7 +28119,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -27452,7 +28127,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -27460,7 +28135,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -27468,7 +28143,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en0_q_copy (
     .clk(clk),
-    .d(\$1309 ),
+    .d(\$1310 ),
     .q(\$signature__en )
   );
   flexor_copy #(
@@ -27476,7 +28151,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en1_q_copy (
     .clk(clk),
-    .d(\$1312 ),
+    .d(\$1313 ),
     .q(\$signature__en$20 )
   );
   flexor_copy #(
@@ -27484,7 +28159,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en2_q_copy (
     .clk(clk),
-    .d(\$1315 ),
+    .d(\$1316 ),
     .q(\$signature__en$26 )
   );
   flexor_copy #(
@@ -27492,7 +28167,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en3_q_copy (
     .clk(clk),
-    .d(\$1318 ),
+    .d(\$1319 ),
     .q(\$signature__en$32 )
   );
   flexor_copy #(
@@ -27500,179 +28175,179 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en4_q_copy (
     .clk(clk),
-    .d(\$1321 ),
+    .d(\$1322 ),
     .q(\$signature__en$38 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1806  = w_c;
+    \$1965  = w_c;
     if (write) begin
-      \$1806  = \$56 [4:0];
+      \$1965  = \$56 [4:0];
     end
     if (rst_conv2_window) begin
-      \$1806  = 5'h00;
+      \$1965  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1807  = w_x;
+    \$1966  = w_x;
     if (write) begin
       if (\$57 ) begin
-        \$1807  = \$60 [3:0];
+        \$1966  = \$60 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1807  = 4'h0;
+      \$1966  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1808  = w_b;
+    \$1967  = w_b;
     if (write) begin
       if (\$57 ) begin
-        \$1808  = \$65 [2:0];
+        \$1967  = \$65 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1808  = 3'h0;
+      \$1967  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1809  = w_rowbase;
+    \$1968  = w_rowbase;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$1809  = \$73 [10:0];
+          \$1968  = \$73 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1809  = 11'h000;
+      \$1968  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1810  = w_grp;
+    \$1969  = w_grp;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$1810  = \$79 [10:0];
+          \$1969  = \$79 [10:0];
         end else if (\$67 ) begin
-          \$1810  = \$84 [10:0];
+          \$1969  = \$84 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1810  = 11'h000;
+      \$1969  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1811  = ahead;
+    \$1970  = ahead;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           if (\$82 ) begin
-            \$1811  = 1'h1;
+            \$1970  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$1811  = 1'h0;
+      \$1970  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$1811  = 1'h0;
+      \$1970  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1812  = w_row;
+    \$1971  = w_row;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           (* full_case = 32'd1 *)
           if (\$82 ) begin
-            \$1812  = 4'h0;
+            \$1971  = 4'h0;
           end else begin
-            \$1812  = \$83 [3:0];
+            \$1971  = \$83 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1812  = 4'h0;
+      \$1971  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1813  = \$85 ;
+    \$1972  = \$85 ;
     if (rst_conv2_window) begin
-      \$1813  = 1'h0;
+      \$1972  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1814  = \$2 [2:0];
+    \$1973  = \$2 [2:0];
     if (rst_conv2_window) begin
-      \$1814  = 3'h7;
+      \$1973  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1815  = read_credits_room_next;
+    \$1974  = read_credits_room_next;
     if (rst_conv2_window) begin
-      \$1815  = 1'h1;
+      \$1974  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1816  = take;
+    \$1975  = take;
     if (rst_conv2_window) begin
-      \$1816  = 1'h0;
+      \$1975  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1817  = read_v1;
+    \$1976  = read_v1;
     if (rst_conv2_window) begin
-      \$1817  = 1'h0;
+      \$1976  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1818  = read_v2;
+    \$1977  = read_v2;
     if (rst_conv2_window) begin
-      \$1818  = 1'h0;
+      \$1977  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1819  = read_v3;
+    \$1978  = read_v3;
     if (rst_conv2_window) begin
-      \$1819  = 1'h0;
+      \$1978  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1820  = ky;
+    \$1979  = ky;
     if (take_step) begin
-      \$1820  = \$222 [2:0];
+      \$1979  = \$222 [2:0];
     end
     if (rst_conv2_window) begin
-      \$1820  = 3'h0;
+      \$1979  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1821  = row_addr;
+    \$1980  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
-        \$1821  = \$230 [10:0];
+        \$1980  = \$230 [10:0];
       end else begin
-        \$1821  = base_row;
+        \$1980  = base_row;
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
@@ -27680,73 +28355,55 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$1821  = step_next_row;
+              \$1980  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1821  = step_base_row;
+      \$1980  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$1821  = 11'h360;
+      \$1980  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1822  = c;
+    \$1981  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
-        \$1822  = \$233 [4:0];
+        \$1981  = \$233 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1822  = 5'h00;
+      \$1981  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1823  = qc;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-          \$1823  = \$236 [8:0];
-        end else begin
-          \$1823  = \$264 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$1823  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1824  = ox;
+    \$1982  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
+          \$1982  = \$236 [8:0];
         end else begin
-          \$1824  = \$239 [3:0];
+          \$1982  = \$264 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1824  = 4'h0;
+      \$1982  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1825  = ix0;
+    \$1983  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -27754,17 +28411,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1825  = \$242 [4:0];
+          \$1983  = \$239 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1825  = 5'h1e;
+      \$1983  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1826  = r0;
+    \$1984  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -27772,17 +28429,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1826  = \$250 [2:0];
+          \$1984  = \$242 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1826  = 3'h3;
+      \$1984  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1827  = q0c;
+    \$1985  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -27790,17 +28447,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1827  = \$257 [8:0];
+          \$1985  = \$250 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1827  = 9'h1e0;
+      \$1985  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1828  = oy;
+    \$1986  = q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -27808,19 +28465,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          if (\$265 ) begin
-            \$1828  = \$268 [3:0];
-          end
+          \$1986  = \$257 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1828  = 4'h0;
+      \$1986  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1829  = low;
+    \$1987  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -27829,18 +28484,38 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         if (\$235 ) begin
         end else begin
           if (\$265 ) begin
-            \$1829  = \$271 [4:0];
+            \$1987  = \$268 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1829  = 5'h1e;
+      \$1987  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1830  = r_done;
+    \$1988  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$1988  = \$271 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$1988  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1989  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -27850,49 +28525,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         end else begin
           if (\$265 ) begin
             if (\$272 ) begin
-              \$1830  = 1'h1;
+              \$1989  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1830  = 1'h0;
+      \$1989  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$1830  = 1'h0;
+      \$1989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1831  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            (* full_case = 32'd1 *)
-            if (\$272 ) begin
-            end else begin
-              \$1831  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$1831  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$1831  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1832  = base_row;
+    \$1990  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -27904,228 +28552,255 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$1832  = step_next_row;
+              \$1990  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1832  = step_base_row;
+      \$1990  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$1832  = 11'h360;
+      \$1990  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1833  = iy;
+    \$1991  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$1991  = step_next_row;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$1991  = step_base_row;
+    end
+    if (rst_conv2_window) begin
+      \$1991  = 11'h360;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1992  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$274 ) begin
-        \$1833  = \$278 [4:0];
+        \$1992  = \$278 [4:0];
       end else if (\$277 ) begin
-        \$1833  = \$281 [4:0];
+        \$1992  = \$281 [4:0];
       end else begin
-        \$1833  = low;
+        \$1992  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$1833  = 5'h1e;
+      \$1992  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1834  = img_slot;
+    \$1993  = img_slot;
     if (switch) begin
-      \$1834  = step_img_slot;
+      \$1993  = step_img_slot;
     end
     if (rst_conv2_window) begin
-      \$1834  = 4'h0;
+      \$1993  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1835  = img_row;
+    \$1994  = img_row;
     if (switch) begin
-      \$1835  = step_img_row;
+      \$1994  = step_img_row;
     end
     if (rst_conv2_window) begin
-      \$1835  = 11'h000;
+      \$1994  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1836  = w_last;
+    \$1995  = w_last;
     if (write) begin
-      \$1836  = \$284 ;
+      \$1995  = \$284 ;
     end
     if (rst_conv2_window) begin
-      \$1836  = 1'h0;
+      \$1995  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1837  = r_last;
+    \$1996  = r_last;
     if (take_step) begin
-      \$1837  = \$288 ;
+      \$1996  = \$288 ;
     end
     if (rst_conv2_window) begin
-      \$1837  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1838  = \$319 [5:0];
-    if (rst_conv2_window) begin
-      \$1838  = 6'h02;
+      \$1996  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1839  = \$476 ;
+    \$1997  = \$319 [5:0];
     if (rst_conv2_window) begin
-      \$1839  = 1'h1;
+      \$1997  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1840  = \$484 [4:0];
+    \$1998  = \$476 ;
     if (rst_conv2_window) begin
-      \$1840  = 5'h13;
+      \$1998  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1841  = \$492 [4:0];
+    \$1999  = \$484 [4:0];
     if (rst_conv2_window) begin
-      \$1841  = 5'h12;
+      \$1999  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1842  = \$497 [4:0];
+    \$2000  = \$492 [4:0];
     if (rst_conv2_window) begin
-      \$1842  = 5'h04;
+      \$2000  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1843  = \$505 [3:0];
+    \$2001  = \$497 [4:0];
     if (rst_conv2_window) begin
-      \$1843  = 4'h8;
+      \$2001  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1844  = \$513 [4:0];
+    \$2002  = \$505 [3:0];
     if (rst_conv2_window) begin
-      \$1844  = 5'h17;
+      \$2002  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1845  = \$518 [4:0];
+    \$2003  = \$513 [4:0];
     if (rst_conv2_window) begin
-      \$1845  = 5'h05;
+      \$2003  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1846  = \$758 ;
+    \$2004  = \$518 [4:0];
     if (rst_conv2_window) begin
-      \$1846  = 1'h1;
+      \$2004  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1847  = \$825 ;
+    \$2005  = \$758 ;
     if (rst_conv2_window) begin
-      \$1847  = 1'h0;
+      \$2005  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1848  = \$868 ;
+    \$2006  = \$825 ;
     if (rst_conv2_window) begin
-      \$1848  = 1'h0;
+      \$2006  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1849  = \$907 ;
+    \$2007  = \$868 ;
     if (rst_conv2_window) begin
-      \$1849  = 1'h0;
+      \$2007  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1850  = \$942 ;
+    \$2008  = \$907 ;
     if (rst_conv2_window) begin
-      \$1850  = 1'h0;
+      \$2008  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1851  = \$971 ;
+    \$2009  = \$942 ;
     if (rst_conv2_window) begin
-      \$1851  = 1'h0;
+      \$2009  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1852  = \$1049 ;
+    \$2010  = \$971 ;
     if (rst_conv2_window) begin
-      \$1852  = 1'h1;
+      \$2010  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1853  = \$1074 ;
+    \$2011  = \$1049 ;
     if (rst_conv2_window) begin
-      \$1853  = 1'h1;
+      \$2011  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1854  = \$1099 ;
+    \$2012  = \$1074 ;
     if (rst_conv2_window) begin
-      \$1854  = 1'h1;
+      \$2012  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1855  = \$1127 ;
+    \$2013  = \$1099 ;
     if (rst_conv2_window) begin
-      \$1855  = 1'h0;
+      \$2013  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1856  = \$1159 ;
+    \$2014  = \$1127 ;
     if (rst_conv2_window) begin
-      \$1856  = 1'h0;
+      \$2014  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1857  = \$1193 ;
+    \$2015  = \$1159 ;
     if (rst_conv2_window) begin
-      \$1857  = 1'h0;
+      \$2015  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1858  = \$1231 ;
+    \$2016  = \$1193 ;
     if (rst_conv2_window) begin
-      \$1858  = 1'h0;
+      \$2016  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1859  = \$1306 ;
+    \$2017  = \$1231 ;
     if (rst_conv2_window) begin
-      \$1859  = 1'h0;
+      \$2017  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2018  = \$1306 ;
+    if (rst_conv2_window) begin
+      \$2018  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -28189,26 +28864,37 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1136  = \$1135 ;
   assign \$1201  = 1'h0;
   assign \$1202  = 1'h0;
-  assign \$1400  = 1'h1;
-  assign \$1464  = \$1437 ;
-  assign \$1516  = \$1504 ;
-  assign \$1642  = 1'h1;
-  assign \$1706  = \$1679 ;
-  assign \$1758  = \$1746 ;
+  assign \$1340  = 1'h0;
+  assign \$1344  = 1'h1;
+  assign \$1345  = 1'h1;
+  assign \$1361  = 1'h1;
+  assign \$1362  = 1'h1;
+  assign \$1376  = 1'h0;
+  assign \$1410  = 1'h0;
+  assign \$1448  = 1'h1;
+  assign \$1449  = 1'h1;
+  assign \$1559  = 1'h1;
+  assign \$1623  = \$1596 ;
+  assign \$1675  = \$1663 ;
+  assign \$1801  = 1'h1;
+  assign \$1865  = \$1838 ;
+  assign \$1917  = \$1905 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, i__ready, o__ready, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, i__ready, valid_next, o__ready, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg [7:0] \$10 ;
+  reg \$11 ;
+  reg [7:0] \$12 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
-  wire [7:0] \$6 ;
-  reg \$7 ;
-  reg [7:0] \$8 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [7:0] \$8 ;
   reg \$9 ;
   input clk;
   wire clk;
@@ -28230,56 +28916,58 @@ module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, 
   reg o__valid = 1'h0;
   input rst_conv2_window;
   wire rst_conv2_window;
+  output valid_next;
+  wire valid_next;
   assign i__ready = ~ full;
   assign \$1  = ~ o__valid;
   assign \$2  = \$1  | o__ready;
-  assign \$3  = ~ full;
-  assign \$4  = i__valid & \$3 ;
-  assign \$5  = full | i__valid;
-  assign \$6  = full ? held : i__payload;
+  assign \$3  = full | i__valid;
+  assign valid_next = \$2  ? \$3  : o__valid;
+  assign \$4  = ~ o__valid;
+  assign \$5  = \$4  | o__ready;
+  assign \$6  = ~ full;
+  assign \$7  = i__valid & \$6 ;
+  assign \$8  = full ? held : i__payload;
   always @(posedge clk)
-    o__valid <= \$7 ;
+    o__valid <= \$9 ;
   always @(posedge clk)
-    o__payload <= \$8 ;
+    o__payload <= \$10 ;
   always @(posedge clk)
-    full <= \$9 ;
+    full <= \$11 ;
   always @(posedge clk)
-    held <= \$10 ;
+    held <= \$12 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$7  = o__valid;
-    if (\$2 ) begin
-      \$7  = \$5 ;
-    end
-    if (rst_conv2_window) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$8  = o__payload;
-    if (\$2 ) begin
-      \$8  = \$6 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$9  = full;
-    if (\$2 ) begin
-      \$9  = 1'h0;
-    end else if (\$4 ) begin
-      \$9  = 1'h1;
-    end
+    \$9  = valid_next;
     if (rst_conv2_window) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$10  = held;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$10  = i__payload;
+    \$10  = o__payload;
+    if (\$5 ) begin
+      \$10  = \$8 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$11  = full;
+    if (\$5 ) begin
+      \$11  = 1'h0;
+    end else if (\$7 ) begin
+      \$11  = 1'h1;
+    end
+    if (rst_conv2_window) begin
+      \$11  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$12  = held;
+    if (\$5 ) begin
+    end else if (\$7 ) begin
+      \$12  = i__payload;
     end
   end
   assign data = o__payload;
@@ -37749,13 +38437,15 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   reg [3:0] \$10 ;
+  reg \$11 ;
+  reg [3:0] \$12 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
-  wire [3:0] \$6 ;
-  reg \$7 ;
-  reg [3:0] \$8 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [3:0] \$8 ;
   reg \$9 ;
   input clk;
   wire clk;
@@ -37777,56 +38467,57 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   reg o__valid = 1'h0;
   input rst_port_out;
   wire rst_port_out;
+  wire valid_next;
   assign i__ready = ~ full;
   assign \$1  = ~ o__valid;
   assign \$2  = \$1  | o__ready;
-  assign \$3  = ~ full;
-  assign \$4  = i__valid & \$3 ;
-  assign \$5  = full | i__valid;
-  assign \$6  = full ? held : i__payload;
+  assign \$3  = full | i__valid;
+  assign valid_next = \$2  ? \$3  : o__valid;
+  assign \$4  = ~ o__valid;
+  assign \$5  = \$4  | o__ready;
+  assign \$6  = ~ full;
+  assign \$7  = i__valid & \$6 ;
+  assign \$8  = full ? held : i__payload;
   always @(posedge clk)
-    o__valid <= \$7 ;
+    o__valid <= \$9 ;
   always @(posedge clk)
-    o__payload <= \$8 ;
+    o__payload <= \$10 ;
   always @(posedge clk)
-    full <= \$9 ;
+    full <= \$11 ;
   always @(posedge clk)
-    held <= \$10 ;
+    held <= \$12 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$7  = o__valid;
-    if (\$2 ) begin
-      \$7  = \$5 ;
-    end
-    if (rst_port_out) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$8  = o__payload;
-    if (\$2 ) begin
-      \$8  = \$6 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$9  = full;
-    if (\$2 ) begin
-      \$9  = 1'h0;
-    end else if (\$4 ) begin
-      \$9  = 1'h1;
-    end
+    \$9  = valid_next;
     if (rst_port_out) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$10  = held;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$10  = i__payload;
+    \$10  = o__payload;
+    if (\$5 ) begin
+      \$10  = \$8 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$11  = full;
+    if (\$5 ) begin
+      \$11  = 1'h0;
+    end else if (\$7 ) begin
+      \$11  = 1'h1;
+    end
+    if (rst_port_out) begin
+      \$11  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$12  = held;
+    if (\$5 ) begin
+    end else if (\$7 ) begin
+      \$12  = i__payload;
     end
   end
   assign data = o__payload;

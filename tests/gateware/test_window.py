@@ -178,35 +178,41 @@ def test_avail_register_is_its_definition(cls, c, h, w, k, s, p, stall):
 @pytest.mark.parametrize("cls, c, h, w, k, s, p", [
     ("SlidingWindow", 2, 7, 6, 3, 2, 1), ("SlidingWindow", 1, 6, 6, 3, 1, 0),
     ("RowWindow", 2, 6, 7, 3, 1, 1), ("RowWindow", 1, 8, 8, 5, 1, 2)])
-@pytest.mark.parametrize("junk_rows", [1.5, None])
-def test_a_one_cycle_reset_mid_image_restarts_the_window_and_its_take_copies(
-        cls, c, h, w, k, s, p, junk_rows):
+@pytest.mark.parametrize("junk_rows", [1.5, None, "full"])
+@pytest.mark.parametrize("offered", [False, True])
+def test_a_one_cycle_reset_mid_image_restarts_the_window_and_its_copies(
+        cls, c, h, w, k, s, p, junk_rows, offered):
     """A reset of one cycle while the reader holds a full output FIFO (the counters' and
-    the rows-done bookkeeping's copies of ``take`` follow the reset through their inputs):
-    every copy equals ``take`` in every cycle, and the images after the reset come out
-    exact. ``junk_rows``: the rows written before the reset (None: a kernel's height, the
-    reader's first output row ready)."""
+    the rows-done bookkeeping's copies of ``take``, and the bookkeeping's copy of the
+    writer's ``write``, follow the reset through their inputs): every copy equals its
+    original in every cycle, and the images after the reset come out exact. ``junk_rows``:
+    the rows written before the reset (None: a kernel's height, the reader's first output
+    row ready; "full": beats until the writer is out of room and the input's skid buffer
+    holds its two); ``offered``: a beat offered on the input during the reset."""
     from flexor_hw.gateware import window
     rng = np.random.default_rng(c * 7 + h)
     images = rng.integers(0, 256, (3, c, h, w))
     dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p)
     beats = images.transpose(0, 2, 3, 1).reshape(-1).tolist()
     per_image = len(beats) // 3
-    rows = k if junk_rows is None else junk_rows
+    rows = {None: k, "full": dut.buffer_rows + 1}.get(junk_rows, junk_rows)
     junk = beats[:int(rows * w * c)]
     wrong, cycles = [], [0]
 
     async def monitor(ctx):
-        reader = dut._reader
-        async for _, _, take, step, rows_take in ctx.tick().sample(
-                reader.take, reader.step, reader.rows):
+        reader, writer = dut._reader, dut._writer
+        async for _, _, take, step, rows_take, write, rows_write, room, room_copy in \
+                ctx.tick().sample(reader.take, reader.step, reader.rows, writer.write,
+                                  writer.rows, writer.can_write, writer._room):
             cycles[0] += 1
-            if not take == step == rows_take:
+            if not (take == step == rows_take and write == rows_write and room == room_copy):
                 wrong.append(cycles[0])
 
     n_out = 2 * dut.beats_per_image
     run = run_stream(dut, beats[per_image:], n_out, in_stall=0.3, out_stall=0.3, seed=k,
-                     before=reset_while_stalled(dut, junk, settle=8), monitor=monitor)
+                     before=reset_while_stalled(dut, junk, settle=8, offered=offered,
+                                                fill=junk_rows == "full"),
+                     monitor=monitor)
     want = ref_windows(images[1:], (k, k), (s, s), (p, p))
     if cls == "RowWindow":
         got = np.array([(v >> (8 * e)) & 255 for v in run.outputs for e in range(k)])
