@@ -373,19 +373,18 @@ class MatrixVectorUnit(wiring.Component):
         vmem = _VectorMemory(m, p, emit=self._init_files is not None)
         w_half = Signal()                       # the half being written
         w_full = Signal()                       # the half holds a whole vector
+        filled = Signal()                       # the beat taken completes the vector
         take = Signal()
         m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
         if p.scatter is None:
             wport = vmem.write_port(m)
             w_count = Signal(range(max(2, sf)))
             m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
-                         wport.en.eq(take)]
+                         wport.en.eq(take), filled.eq(take & (w_count == sf - 1))]
             with m.If(take):
                 m.d.sync += w_count.eq(Mux(w_count == sf - 1, 0, w_count + 1))
-                with m.If(w_count == sf - 1):
-                    m.d.sync += w_full.eq(1)
         else:
-            self._scatter(m, vmem, take, w_half, w_full)
+            self._scatter(m, vmem, take, w_half, filled)
 
         # -- issue: one weight word and one vector word per step ----------------------------
         active = Signal()
@@ -421,7 +420,20 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += step.eq(active & valid & (~s_last | can_end))
         vector_end = step & sn_last
         load = Signal()
-        m.d.comb += load.eq(w_full & (~active | vector_end))
+        # w_full in two registers that follow one next value: the input's ready and the
+        # writer's own, and the issue's copy (``w_full_issue``, a ``flexor_copy`` following the
+        # reset through its input) for ``load``. With one register, the input side and the
+        # issue placed apart, the loop from it through ``load`` back into its own reset was
+        # the placed ResNet-20's longest path twice over (conv21: 1.4 ns of logic, 16.2 of
+        # routing); with the copy, each path crosses once. (A take and a load never meet:
+        # the take needs ``~w_full``, the load ``w_full``.)
+        w_full_next = Signal()
+        m.d.comb += w_full_next.eq(Mux(load, 0, Mux(filled, 1, w_full)))
+        m.d.sync += w_full.eq(w_full_next)
+        w_full_issue = copy_register(m, Mux(ResetSignal("sync"), 0, w_full_next),
+                                     "w_full_issue", emit=self._init_files is not None)
+        self._w_full = (w_full, w_full_issue)   # for tests
+        m.d.comb += load.eq(w_full_issue & (~active | vector_end))
         m.d.comb += weights.o.ready.eq(step)
         head_bits = None
         if head is not None and p.heads_prefetched:
@@ -445,7 +457,7 @@ class MatrixVectorUnit(wiring.Component):
         with m.If(load):
             new_base = Mux(w_half, sf, 0)
             m.d.comb += r_next.eq(new_base)
-            m.d.sync += [active.eq(1), r_base.eq(new_base), w_half.eq(~w_half), w_full.eq(0)]
+            m.d.sync += [active.eq(1), r_base.eq(new_base), w_half.eq(~w_half)]
         if G > 1:
             m.d.comb += gap_zero_next.eq(Mux(step & s_last, 0, gap_zero | (gap == 1)))
             with m.If(step & s_last):
@@ -668,9 +680,10 @@ class MatrixVectorUnit(wiring.Component):
         return m
 
 
-    def _scatter(self, m, vmem, take, w_half, w_full):
+    def _scatter(self, m, vmem, take, w_half, filled):
         """Element ``(p, c)`` of a ``(pixel, c)`` stream to column ``c·HW + p``: word and lane
-        counted, a step of ``HW`` per channel and of 1 per pixel (no divider)."""
+        counted, a step of ``HW`` per channel and of 1 per pixel (no divider); ``filled``
+        high with the vector's last element."""
         p = self._params
         C, HW = p.scatter
         sf, simd, xw = p.sf, p.simd, p.x_width
@@ -694,7 +707,8 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += c.eq(0)
                 with m.If(pix == HW - 1):
                     m.d.sync += [pix.eq(0), p_word.eq(0), p_lane.eq(0), word.eq(0),
-                                 lane.eq(0), w_full.eq(1)]
+                                 lane.eq(0)]
+                    m.d.comb += filled.eq(1)
                 with m.Else():
                     m.d.sync += [pix.eq(pix + 1), p_word.eq(next_w), p_lane.eq(next_l),
                                  word.eq(next_w), lane.eq(next_l)]

@@ -104,7 +104,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$22 ),
     .i__valid(\i__valid$20 ),
     .o__payload(\i__payload$24 ),
-    .\o__ready$122 (\o__ready$28 ),
+    .\o__ready$125 (\o__ready$28 ),
     .o__valid(\i__valid$26 ),
     .rst_fc1(rst_fc1),
     .w_data(\i__payload$18 )
@@ -124,7 +124,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$34 ),
     .i__valid(\i__valid$32 ),
     .o__payload(\i__payload$36 ),
-    .\o__ready$97 (\o__ready$40 ),
+    .\o__ready$100 (\o__ready$40 ),
     .o__valid(\i__valid$38 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$30 )
@@ -577,65 +577,65 @@ module \flexor_digits.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$122 , clk);
+module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$125 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [10:0] \$100 ;
-  wire [11:0] \$101 ;
+  wire \$100 ;
+  wire [10:0] \$101 ;
   wire [11:0] \$102 ;
-  wire [12:0] \$103 ;
-  wire [2:0] \$104 ;
-  wire \$105 ;
-  wire [7:0] \$106 ;
+  wire [11:0] \$103 ;
+  wire [12:0] \$104 ;
+  wire [2:0] \$105 ;
+  wire \$106 ;
   wire [7:0] \$107 ;
-  wire \$108 ;
+  wire [7:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire [21:0] \$111 ;
-  wire [30:0] \$112 ;
-  wire [31:0] \$113 ;
-  wire [28:0] \$114 ;
+  wire \$111 ;
+  wire [21:0] \$112 ;
+  wire [30:0] \$113 ;
+  wire [31:0] \$114 ;
   wire [28:0] \$115 ;
-  wire \$116 ;
-  wire [28:0] \$117 ;
-  wire \$118 ;
+  wire [28:0] \$116 ;
+  wire \$117 ;
+  wire [28:0] \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [1:0] \$121 ;
-  wire \$122 ;
+  wire \$121 ;
+  wire [1:0] \$122 ;
   wire \$123 ;
   wire \$124 ;
-  reg [2:0] \$125 ;
-  reg \$126 ;
-  reg \$127 ;
+  wire \$125 ;
+  wire \$126 ;
+  reg [2:0] \$127 ;
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
   reg \$130 ;
   reg \$131 ;
-  reg [3:0] \$132 ;
-  reg [2:0] \$133 ;
-  reg [5:0] \$134 ;
-  reg \$135 ;
-  reg [3:0] \$136 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg [3:0] \$134 ;
+  reg [2:0] \$135 ;
+  reg [5:0] \$136 ;
   reg \$137 ;
-  reg [1:0] \$138 ;
-  reg [3:0] \$139 ;
-  wire [4:0] \$14 ;
-  reg [3:0] \$140 ;
+  reg [3:0] \$138 ;
+  reg \$139 ;
+  wire \$14 ;
+  reg [1:0] \$140 ;
   reg [3:0] \$141 ;
   reg [3:0] \$142 ;
   reg [3:0] \$143 ;
-  reg \$144 ;
-  reg \$145 ;
+  reg [3:0] \$144 ;
+  reg [3:0] \$145 ;
   reg \$146 ;
-  reg [5:0] \$147 ;
-  reg [4:0] \$148 ;
-  reg [4:0] \$149 ;
-  wire [4:0] \$15 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg [5:0] \$149 ;
+  wire \$15 ;
   reg [4:0] \$150 ;
   reg [4:0] \$151 ;
   reg [4:0] \$152 ;
@@ -644,10 +644,10 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$155 ;
   reg [4:0] \$156 ;
   reg [4:0] \$157 ;
-  reg [5:0] \$158 ;
+  reg [4:0] \$158 ;
   reg [4:0] \$159 ;
-  wire [2:0] \$16 ;
-  reg [4:0] \$160 ;
+  wire [4:0] \$16 ;
+  reg [5:0] \$160 ;
   reg [4:0] \$161 ;
   reg [4:0] \$162 ;
   reg [4:0] \$163 ;
@@ -656,9 +656,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$166 ;
   reg [4:0] \$167 ;
   reg [4:0] \$168 ;
-  reg \$169 ;
-  wire \$17 ;
-  reg \$170 ;
+  reg [4:0] \$169 ;
+  wire [4:0] \$17 ;
+  reg [4:0] \$170 ;
   reg \$171 ;
   reg \$172 ;
   reg \$173 ;
@@ -668,7 +668,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$177 ;
   reg \$178 ;
   reg \$179 ;
-  wire \$18 ;
+  wire [2:0] \$18 ;
   reg \$180 ;
   reg \$181 ;
   reg \$182 ;
@@ -676,22 +676,22 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$184 ;
   reg \$185 ;
   reg \$186 ;
-  reg [10:0] \$187 ;
-  reg [10:0] \$188 ;
+  reg \$187 ;
+  reg \$188 ;
   reg [10:0] \$189 ;
   wire \$19 ;
   reg [10:0] \$190 ;
-  reg [11:0] \$191 ;
+  reg [10:0] \$191 ;
   reg [10:0] \$192 ;
-  reg [10:0] \$193 ;
-  reg [11:0] \$194 ;
-  reg [1:0] \$195 ;
-  reg [6:0] \$196 ;
-  reg \$197 ;
-  reg \$198 ;
+  reg [11:0] \$193 ;
+  reg [10:0] \$194 ;
+  reg [10:0] \$195 ;
+  reg [11:0] \$196 ;
+  reg [1:0] \$197 ;
+  reg [6:0] \$198 ;
   reg \$199 ;
   wire [4:0] \$2 ;
-  wire [12:0] \$20 ;
+  wire \$20 ;
   reg \$200 ;
   reg \$201 ;
   reg \$202 ;
@@ -700,58 +700,60 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$205 ;
   reg \$206 ;
   reg \$207 ;
-  reg [1:0] \$208 ;
-  reg [3:0] \$209 ;
-  wire [12:0] \$21 ;
-  reg \$210 ;
-  wire [4:0] \$22 ;
-  wire [1:0] \$23 ;
-  wire [5:0] \$24 ;
-  wire \$25 ;
-  wire [3:0] \$26 ;
-  wire [3:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg \$208 ;
+  reg \$209 ;
+  wire \$21 ;
+  reg [1:0] \$210 ;
+  reg [3:0] \$211 ;
+  reg \$212 ;
+  wire [12:0] \$22 ;
+  wire [12:0] \$23 ;
+  wire [4:0] \$24 ;
+  wire [1:0] \$25 ;
+  wire [5:0] \$26 ;
+  wire \$27 ;
+  wire [3:0] \$28 ;
+  wire [3:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
+  wire \$31 ;
   wire [3:0] \$32 ;
-  wire [6:0] \$33 ;
+  wire [3:0] \$33 ;
   wire [6:0] \$34 ;
-  wire \$35 ;
-  wire [2:0] \$36 ;
-  wire \$37 ;
+  wire [6:0] \$35 ;
+  wire \$36 ;
+  wire [2:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [2:0] \$40 ;
-  wire [3:0] \$41 ;
-  wire \$42 ;
-  wire [4:0] \$43 ;
+  wire \$40 ;
+  wire [2:0] \$41 ;
+  wire [3:0] \$42 ;
+  wire \$43 ;
   wire [4:0] \$44 ;
-  wire [5:0] \$45 ;
+  wire [4:0] \$45 ;
   wire [5:0] \$46 ;
-  wire \$47 ;
-  wire [4:0] \$48 ;
+  wire [5:0] \$47 ;
+  wire \$48 ;
   wire [4:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
+  wire [4:0] \$50 ;
   wire [5:0] \$51 ;
-  wire [4:0] \$52 ;
-  wire \$53 ;
-  wire [4:0] \$54 ;
-  wire [5:0] \$55 ;
-  wire [4:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire [4:0] \$58 ;
-  wire \$59 ;
+  wire [5:0] \$52 ;
+  wire [4:0] \$53 ;
+  wire \$54 ;
+  wire [4:0] \$55 ;
+  wire [5:0] \$56 ;
+  wire [4:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire [4:0] \$59 ;
   wire \$6 ;
-  wire [4:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire [4:0] \$62 ;
-  wire [5:0] \$63 ;
-  wire \$64 ;
-  wire [9:0] \$65 ;
+  wire \$60 ;
+  wire [4:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire [4:0] \$63 ;
+  wire [5:0] \$64 ;
+  wire \$65 ;
   wire [9:0] \$66 ;
   wire [9:0] \$67 ;
   wire [9:0] \$68 ;
@@ -773,33 +775,33 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [9:0] \$82 ;
   wire [9:0] \$83 ;
   wire [9:0] \$84 ;
-  wire [10:0] \$85 ;
-  wire [11:0] \$86 ;
-  wire \$87 ;
-  wire [10:0] \$88 ;
-  wire [11:0] \$89 ;
+  wire [9:0] \$85 ;
+  wire [10:0] \$86 ;
+  wire [11:0] \$87 ;
+  wire \$88 ;
+  wire [10:0] \$89 ;
   wire \$9 ;
-  wire [10:0] \$90 ;
-  wire [11:0] \$91 ;
-  wire \$92 ;
-  wire [10:0] \$93 ;
-  wire [11:0] \$94 ;
+  wire [11:0] \$90 ;
+  wire [10:0] \$91 ;
+  wire [11:0] \$92 ;
+  wire \$93 ;
+  wire [10:0] \$94 ;
   wire [11:0] \$95 ;
-  wire [12:0] \$96 ;
-  wire [10:0] \$97 ;
-  wire [11:0] \$98 ;
-  wire \$99 ;
+  wire [11:0] \$96 ;
+  wire [12:0] \$97 ;
+  wire [10:0] \$98 ;
+  wire [11:0] \$99 ;
   wire \$signal ;
-  reg \$signal$141  = 1'h0;
-  reg \$signal$181  = 1'h0;
-  reg \$signal$39  = 1'h0;
+  reg \$signal$144  = 1'h0;
+  reg \$signal$184  = 1'h0;
+  reg \$signal$42  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  reg [6:0] \addr$110  = 7'h00;
-  wire [8:0] \addr$196 ;
+  reg [6:0] \addr$113  = 7'h00;
+  wire [8:0] \addr$199 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
@@ -816,9 +818,10 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire credits_room_next;
   reg [3:0] credits_space = 4'h8;
   wire [11:0] data;
-  wire [38:0] \data$113 ;
-  wire [11:0] \data$195 ;
+  wire [38:0] \data$116 ;
+  wire [11:0] \data$198 ;
   reg done = 1'h0;
+  wire filled;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
   reg first2p_d1 = 1'h0;
@@ -833,9 +836,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  wire [5:0] \i$42 ;
-  wire [5:0] \i$66 ;
-  wire [5:0] \i$68 ;
+  wire [5:0] \i$45 ;
+  wire [5:0] \i$69 ;
+  wire [5:0] \i$71 ;
   wire [49:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -876,29 +879,29 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$146 ;
-  wire [9:0] \o$150 ;
-  wire [9:0] \o$151 ;
+  wire [9:0] \o$149 ;
+  wire [9:0] \o$153 ;
+  wire [9:0] \o$154 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$121 ;
-  wire [11:0] \o__payload$143 ;
+  wire [7:0] \o__payload$124 ;
+  wire [11:0] \o__payload$146 ;
   wire o__ready;
-  input \o__ready$122 ;
-  wire \o__ready$122 ;
-  wire \o__ready$123 ;
+  input \o__ready$125 ;
+  wire \o__ready$125 ;
+  wire \o__ready$126 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$125 ;
+  wire \o__valid$128 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
   wire [3:0] port__addr;
-  wire [3:0] \port__addr$35 ;
+  wire [3:0] \port__addr$38 ;
   reg [49:0] port__data = 50'h0000000000000;
-  wire [49:0] \port__data$147 ;
+  wire [49:0] \port__data$150 ;
   wire port__en;
-  wire \port__en$37 ;
+  wire \port__en$40 ;
   reg [3:0] r_addr = 4'h0;
   wire [3:0] r_addr_b0;
   reg [3:0] r_base = 4'h0;
@@ -992,13 +995,15 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [2:0] w_count = 3'h0;
   input [49:0] w_data;
   wire [49:0] w_data;
-  wire [7:0] \w_data$126 ;
+  wire [7:0] \w_data$129 ;
   (* init = 50'h0000000000000 *)
   wire [49:0] w_data_q;
   wire w_en;
-  reg \w_en$127  = 1'h0;
+  reg \w_en$130  = 1'h0;
   wire w_en_b0;
   reg w_full = 1'h0;
+  wire w_full_issue;
+  wire w_full_next;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
   reg [10:0] xacc = 11'h000;
@@ -1049,35 +1054,39 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   reg [49:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$35 ];
+    _0_ <= vectors[\port__addr$38 ];
   end
-  assign \port__data$147  = _0_;
+  assign \port__data$150  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 3'h7;
   assign \$2  = \$1  + w_count;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & sn_last;
-  assign \$8  = \$6  | \$7 ;
-  assign load = w_full & \$8 ;
-  assign \$9  = s_idx == 3'h5;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = addr == 6'h3e;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 3'h7 : 3'h0;
-  assign \$17  = step & s_last;
-  assign \$18  = gap == 1'h1;
-  assign \$19  = gap_zero | \$18 ;
-  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
-  assign i = \$signal$39  ? data[5:0] : carry0_0;
+  assign \$3  = w_count == 3'h6;
+  assign filled = take & \$3 ;
+  assign \$5  = ~ s_last;
+  assign \$6  = \$5  | can_end;
+  assign step = \$4  & \$6 ;
+  assign \$7  = filled ? 1'h1 : w_full;
+  assign w_full_next = load ? 1'h0 : \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & sn_last;
+  assign \$10  = \$8  | \$9 ;
+  assign load = w_full_issue & \$10 ;
+  assign \$11  = s_idx == 3'h5;
+  assign \$12  = s_last ? 1'h0 : \$11 ;
+  assign \$signal  = step ? \$12  : s_last;
+  assign \$13  = step & s_last;
+  assign \$14  = addr == 6'h3e;
+  assign \$15  = n_last ? 1'h0 : \$14 ;
+  assign n_last_next = \$13  ? \$15  : n_last;
+  assign \$16  = r_addr + 1'h1;
+  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
+  assign \$18  = w_half ? 3'h7 : 3'h0;
+  assign \$19  = step & s_last;
+  assign \$20  = gap == 1'h1;
+  assign \$21  = gap_zero | \$20 ;
+  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
+  assign i = \$signal$42  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1087,7 +1096,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign \i$66  = \$signal$39  ? data[11:6] : carry1_0;
+  assign \i$69  = \$signal$42  ? data[11:6] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -1108,172 +1117,172 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$20  = rq0_over ? 13'h00ff : rq0_shifted;
-  assign \$21  = rq0_under ? 13'h0000 : \$20 ;
-  assign \$22  = credits_space + credits_returned;
-  assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$24  = \$22  - \$23 ;
-  assign credits_room_next = \$24 [3:0] >= 2'h2;
-  assign \$25  = w_count == 3'h6;
-  assign \$26  = w_count + 1'h1;
-  assign \$27  = \$25  ? 4'h0 : \$26 ;
-  assign \$28  = w_count == 3'h6;
-  assign \$29  = credits_room_next & gap_zero_next;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 4'h0 : \$31 ;
-  assign \$33  = addr + 1'h1;
-  assign \$34  = n_last ? 7'h00 : \$33 ;
-  assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 3'h7 : 3'h0;
-  assign \$37  = ~ w_half;
-  assign \$38  = step & s_last;
-  assign \$39  = ~ gap_zero;
-  assign \$40  = gap - 1'h1;
-  assign \$41  = s_last ? 4'h0 : col;
-  assign \$42  = row_ph0 >= 2'h2;
-  assign \$43  = row_ph0 - 2'h2;
-  assign \$44  = row_ph0 + 4'h8;
-  assign \$45  = \$42  ? { \$43 [4], \$43  } : { 1'h0, \$44  };
-  assign \$46  = n_last ? 6'h00 : \$45 ;
-  assign \$47  = row_ph1 >= 2'h2;
-  assign \$48  = row_ph1 - 2'h2;
-  assign \$49  = row_ph1 + 4'h8;
-  assign \$50  = \$47  ? { \$48 [4], \$48  } : { 1'h0, \$49  };
-  assign \$51  = n_last ? 6'h04 : \$50 ;
-  assign \$52  = row_ph0 + col;
-  assign \$53  = \$52  >= 4'ha;
-  assign \$54  = row_ph0 + col;
-  assign \$55  = \$54  - 4'ha;
-  assign \$56  = row_ph0 + col;
-  assign \$57  = \$53  ? \$55  : { 1'h0, \$56  };
-  assign \$58  = row_ph1 + col;
-  assign \$59  = \$58  >= 4'ha;
-  assign \$60  = row_ph1 + col;
-  assign \$61  = \$60  - 4'ha;
-  assign \$62  = row_ph1 + col;
-  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
-  assign \$64  = ! s_idx;
-  assign \$65  = off1_0[0] ? o : { \o$146 [7:0], o[9:8] };
-  assign \$66  = off1_0[0] ? o : { \o$146 [5:0], o[9:6] };
-  assign \$67  = off1_0[0] ? o : { \o$146 [3:0], o[9:4] };
-  assign \$68  = off1_0[1] ? \$66  : \$67 ;
-  assign \$69  = off1_0[0] ? o : { \o$146 [1:0], o[9:2] };
-  assign \$71  = off1_0[1] ? \$69  : \$70 ;
-  assign \$72  = off1_0[2] ? \$68  : \$71 ;
-  assign \$73  = off1_0[3] ? \$65  : \$72 ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = off1_1[0] ? \o$150  : { \o$151 [7:0], \o$150 [9:8] };
-  assign \$76  = off1_1[0] ? \o$150  : { \o$151 [5:0], \o$150 [9:6] };
-  assign \$77  = off1_1[0] ? \o$150  : { \o$151 [3:0], \o$150 [9:4] };
-  assign \$78  = off1_1[1] ? \$76  : \$77 ;
-  assign \$79  = off1_1[0] ? \o$150  : { \o$151 [1:0], \o$150 [9:2] };
-  assign \$81  = off1_1[1] ? \$79  : \$80 ;
-  assign \$82  = off1_1[2] ? \$78  : \$81 ;
-  assign \$83  = off1_1[3] ? \$75  : \$82 ;
-  assign \$84  = ~ \$83 ;
-  assign \$85  = flags_x[1] ? 11'h000 : xacc;
-  assign \$86  = \$85  + xsum_l4_0;
-  assign \$87  = flags_x[0] & flags_x[2];
-  assign \$88  = flags_x[1] ? 11'h000 : xacc;
-  assign \$89  = \$88  + xsum_l4_0;
-  assign \$90  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$91  = \$90  + t0_0_l4_0;
-  assign \$92  = flags_0[0] & flags_0[2];
-  assign \$93  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$94  = \$93  + t0_0_l4_0;
-  assign \$96  = \$95  - xfin;
-  assign \$97  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$98  = \$97  + t1_0_l4_0;
-  assign \$99  = flags_1[0] & flags_1[2];
-  assign \$100  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$101  = \$100  + t1_0_l4_0;
-  assign \$103  = \$102  - xfin;
-  assign \$104  = ser_left - 1'h1;
-  assign \$105  = \addr$110  == 7'h7f;
-  assign \$106  = \addr$110  + 1'h1;
-  assign \$107  = \$105  ? 8'h00 : \$106 ;
-  assign \$111  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$113  = $signed(\$112 ) + $signed(rq0_beta);
-  assign \$116  = $signed(\$115 ) < $signed(1'h0);
-  assign \$118  = $signed(\$117 ) > $signed(9'h0ff);
-  assign \$119  = step & s_last;
-  assign \$120  = o__valid & \o__ready$122 ;
-  assign \$121  = \$120  + skipped_d4;
-  assign \$122  = ~ rst_fc1;
-  assign \$124  = rst_fc1 ? 1'h0 : take;
+  assign \$22  = rq0_over ? 13'h00ff : rq0_shifted;
+  assign \$23  = rq0_under ? 13'h0000 : \$22 ;
+  assign \$24  = credits_space + credits_returned;
+  assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$26  = \$24  - \$25 ;
+  assign credits_room_next = \$26 [3:0] >= 2'h2;
+  assign \$27  = w_count == 3'h6;
+  assign \$28  = w_count + 1'h1;
+  assign \$29  = \$27  ? 4'h0 : \$28 ;
+  assign \$30  = credits_room_next & gap_zero_next;
+  assign \$31  = \$signal  & n_last_next;
+  assign \$32  = s_idx + 1'h1;
+  assign \$33  = s_last ? 4'h0 : \$32 ;
+  assign \$34  = addr + 1'h1;
+  assign \$35  = n_last ? 7'h00 : \$34 ;
+  assign \$36  = step & sn_last;
+  assign \$37  = w_half ? 3'h7 : 3'h0;
+  assign \$38  = ~ w_half;
+  assign \$39  = step & s_last;
+  assign \$40  = ~ gap_zero;
+  assign \$41  = gap - 1'h1;
+  assign \$42  = s_last ? 4'h0 : col;
+  assign \$43  = row_ph0 >= 2'h2;
+  assign \$44  = row_ph0 - 2'h2;
+  assign \$45  = row_ph0 + 4'h8;
+  assign \$46  = \$43  ? { \$44 [4], \$44  } : { 1'h0, \$45  };
+  assign \$47  = n_last ? 6'h00 : \$46 ;
+  assign \$48  = row_ph1 >= 2'h2;
+  assign \$49  = row_ph1 - 2'h2;
+  assign \$50  = row_ph1 + 4'h8;
+  assign \$51  = \$48  ? { \$49 [4], \$49  } : { 1'h0, \$50  };
+  assign \$52  = n_last ? 6'h04 : \$51 ;
+  assign \$53  = row_ph0 + col;
+  assign \$54  = \$53  >= 4'ha;
+  assign \$55  = row_ph0 + col;
+  assign \$56  = \$55  - 4'ha;
+  assign \$57  = row_ph0 + col;
+  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
+  assign \$59  = row_ph1 + col;
+  assign \$60  = \$59  >= 4'ha;
+  assign \$61  = row_ph1 + col;
+  assign \$62  = \$61  - 4'ha;
+  assign \$63  = row_ph1 + col;
+  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
+  assign \$65  = ! s_idx;
+  assign \$66  = off1_0[0] ? o : { \o$149 [7:0], o[9:8] };
+  assign \$67  = off1_0[0] ? o : { \o$149 [5:0], o[9:6] };
+  assign \$68  = off1_0[0] ? o : { \o$149 [3:0], o[9:4] };
+  assign \$69  = off1_0[1] ? \$67  : \$68 ;
+  assign \$70  = off1_0[0] ? o : { \o$149 [1:0], o[9:2] };
+  assign \$72  = off1_0[1] ? \$70  : \$71 ;
+  assign \$73  = off1_0[2] ? \$69  : \$72 ;
+  assign \$74  = off1_0[3] ? \$66  : \$73 ;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = off1_1[0] ? \o$153  : { \o$154 [7:0], \o$153 [9:8] };
+  assign \$77  = off1_1[0] ? \o$153  : { \o$154 [5:0], \o$153 [9:6] };
+  assign \$78  = off1_1[0] ? \o$153  : { \o$154 [3:0], \o$153 [9:4] };
+  assign \$79  = off1_1[1] ? \$77  : \$78 ;
+  assign \$80  = off1_1[0] ? \o$153  : { \o$154 [1:0], \o$153 [9:2] };
+  assign \$82  = off1_1[1] ? \$80  : \$81 ;
+  assign \$83  = off1_1[2] ? \$79  : \$82 ;
+  assign \$84  = off1_1[3] ? \$76  : \$83 ;
+  assign \$85  = ~ \$84 ;
+  assign \$86  = flags_x[1] ? 11'h000 : xacc;
+  assign \$87  = \$86  + xsum_l4_0;
+  assign \$88  = flags_x[0] & flags_x[2];
+  assign \$89  = flags_x[1] ? 11'h000 : xacc;
+  assign \$90  = \$89  + xsum_l4_0;
+  assign \$91  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$92  = \$91  + t0_0_l4_0;
+  assign \$93  = flags_0[0] & flags_0[2];
+  assign \$94  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$95  = \$94  + t0_0_l4_0;
+  assign \$97  = \$96  - xfin;
+  assign \$98  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$99  = \$98  + t1_0_l4_0;
+  assign \$100  = flags_1[0] & flags_1[2];
+  assign \$101  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$102  = \$101  + t1_0_l4_0;
+  assign \$104  = \$103  - xfin;
+  assign \$105  = ser_left - 1'h1;
+  assign \$106  = \addr$113  == 7'h7f;
+  assign \$107  = \addr$113  + 1'h1;
+  assign \$108  = \$106  ? 8'h00 : \$107 ;
+  assign \$112  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$114  = $signed(\$113 ) + $signed(rq0_beta);
+  assign \$117  = $signed(\$116 ) < $signed(1'h0);
+  assign \$119  = $signed(\$118 ) > $signed(9'h0ff);
+  assign \$120  = step & s_last;
+  assign \$121  = o__valid & \o__ready$125 ;
+  assign \$122  = \$121  + skipped_d4;
+  assign \$123  = ~ rst_fc1;
+  assign \$125  = rst_fc1 ? 1'h0 : take;
+  assign \$126  = rst_fc1 ? 1'h0 : w_full_next;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$125 ;
+    w_count <= \$127 ;
   always @(posedge clk)
-    w_full <= \$126 ;
+    can_end <= \$128 ;
   always @(posedge clk)
-    can_end <= \$127 ;
+    gap_zero <= \$129 ;
   always @(posedge clk)
-    gap_zero <= \$128 ;
+    s_last <= \$130 ;
   always @(posedge clk)
-    s_last <= \$129 ;
+    n_last <= \$131 ;
   always @(posedge clk)
-    n_last <= \$130 ;
+    sn_last <= \$132 ;
   always @(posedge clk)
-    sn_last <= \$131 ;
+    w_full <= \$133 ;
   always @(posedge clk)
-    r_addr <= \$132 ;
+    r_addr <= \$134 ;
   always @(posedge clk)
-    s_idx <= \$133 ;
+    s_idx <= \$135 ;
   always @(posedge clk)
-    addr <= \$134 ;
+    addr <= \$136 ;
   always @(posedge clk)
-    active <= \$135 ;
+    active <= \$137 ;
   always @(posedge clk)
-    r_base <= \$136 ;
+    r_base <= \$138 ;
   always @(posedge clk)
-    w_half <= \$137 ;
+    w_half <= \$139 ;
   always @(posedge clk)
-    gap <= \$138 ;
+    gap <= \$140 ;
   always @(posedge clk)
-    col <= \$139 ;
+    col <= \$141 ;
   always @(posedge clk)
-    row_ph0 <= \$140 ;
+    row_ph0 <= \$142 ;
   always @(posedge clk)
-    row_ph1 <= \$141 ;
+    row_ph1 <= \$143 ;
   always @(posedge clk)
-    off1_0 <= \$142 ;
+    off1_0 <= \$144 ;
   always @(posedge clk)
-    off1_1 <= \$143 ;
+    off1_1 <= \$145 ;
   always @(posedge clk)
-    \$signal$141  <= \$144 ;
+    \$signal$144  <= \$146 ;
   always @(posedge clk)
-    \$signal$39  <= \$145 ;
+    \$signal$42  <= \$147 ;
   always @(posedge clk)
-    last1 <= \$146 ;
+    last1 <= \$148 ;
   always @(posedge clk)
-    word1 <= \o__payload$143 ;
+    word1 <= \o__payload$146 ;
   always @(posedge clk)
-    carry0_0 <= \$147 ;
+    carry0_0 <= \$149 ;
   always @(posedge clk)
-    w0_0 <= \$74 ;
+    w0_0 <= \$75 ;
   always @(posedge clk)
-    m0_0_0 <= \$148 ;
+    m0_0_0 <= \$150 ;
   always @(posedge clk)
-    m0_0_1 <= \$149 ;
+    m0_0_1 <= \$151 ;
   always @(posedge clk)
-    m0_0_2 <= \$150 ;
+    m0_0_2 <= \$152 ;
   always @(posedge clk)
-    m0_0_3 <= \$151 ;
+    m0_0_3 <= \$153 ;
   always @(posedge clk)
-    m0_0_4 <= \$152 ;
+    m0_0_4 <= \$154 ;
   always @(posedge clk)
-    m0_0_5 <= \$153 ;
+    m0_0_5 <= \$155 ;
   always @(posedge clk)
-    m0_0_6 <= \$154 ;
+    m0_0_6 <= \$156 ;
   always @(posedge clk)
-    m0_0_7 <= \$155 ;
+    m0_0_7 <= \$157 ;
   always @(posedge clk)
-    m0_0_8 <= \$156 ;
+    m0_0_8 <= \$158 ;
   always @(posedge clk)
-    m0_0_9 <= \$157 ;
+    m0_0_9 <= \$159 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1283,29 +1292,29 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$158 ;
+    carry1_0 <= \$160 ;
   always @(posedge clk)
-    w1_0 <= \$84 ;
+    w1_0 <= \$85 ;
   always @(posedge clk)
-    m1_0_0 <= \$159 ;
+    m1_0_0 <= \$161 ;
   always @(posedge clk)
-    m1_0_1 <= \$160 ;
+    m1_0_1 <= \$162 ;
   always @(posedge clk)
-    m1_0_2 <= \$161 ;
+    m1_0_2 <= \$163 ;
   always @(posedge clk)
-    m1_0_3 <= \$162 ;
+    m1_0_3 <= \$164 ;
   always @(posedge clk)
-    m1_0_4 <= \$163 ;
+    m1_0_4 <= \$165 ;
   always @(posedge clk)
-    m1_0_5 <= \$164 ;
+    m1_0_5 <= \$166 ;
   always @(posedge clk)
-    m1_0_6 <= \$165 ;
+    m1_0_6 <= \$167 ;
   always @(posedge clk)
-    m1_0_7 <= \$166 ;
+    m1_0_7 <= \$168 ;
   always @(posedge clk)
-    m1_0_8 <= \$167 ;
+    m1_0_8 <= \$169 ;
   always @(posedge clk)
-    m1_0_9 <= \$168 ;
+    m1_0_9 <= \$170 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1315,7 +1324,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= \port__data$147 ;
+    xword_d1 <= \port__data$150 ;
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
@@ -1325,107 +1334,107 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$169 ;
+    v2_d1 <= \$171 ;
   always @(posedge clk)
-    v2_d2 <= \$170 ;
+    v2_d2 <= \$172 ;
   always @(posedge clk)
-    v2_d3 <= \$171 ;
+    v2_d3 <= \$173 ;
   always @(posedge clk)
-    v2_d4 <= \$172 ;
+    v2_d4 <= \$174 ;
   always @(posedge clk)
-    last2_d1 <= \$173 ;
+    last2_d1 <= \$175 ;
   always @(posedge clk)
-    last2_d2 <= \$174 ;
+    last2_d2 <= \$176 ;
   always @(posedge clk)
-    last2_d3 <= \$175 ;
+    last2_d3 <= \$177 ;
   always @(posedge clk)
-    last2_d4 <= \$176 ;
+    last2_d4 <= \$178 ;
   always @(posedge clk)
-    v2p_d1 <= \$177 ;
+    v2p_d1 <= \$179 ;
   always @(posedge clk)
-    v2p_d2 <= \$178 ;
+    v2p_d2 <= \$180 ;
   always @(posedge clk)
-    v2p_d3 <= \$179 ;
+    v2p_d3 <= \$181 ;
   always @(posedge clk)
-    first2p_d1 <= \$180 ;
+    first2p_d1 <= \$182 ;
   always @(posedge clk)
-    first2p_d2 <= \$181 ;
+    first2p_d2 <= \$183 ;
   always @(posedge clk)
-    first2p_d3 <= \$182 ;
+    first2p_d3 <= \$184 ;
   always @(posedge clk)
-    last2p_d1 <= \$183 ;
+    last2p_d1 <= \$185 ;
   always @(posedge clk)
-    last2p_d2 <= \$184 ;
+    last2p_d2 <= \$186 ;
   always @(posedge clk)
-    last2p_d3 <= \$185 ;
+    last2p_d3 <= \$187 ;
   always @(posedge clk)
-    done <= \$186 ;
+    done <= \$188 ;
   always @(posedge clk)
-    xacc <= \$187 ;
+    xacc <= \$189 ;
   always @(posedge clk)
-    xfin <= \$188 ;
+    xfin <= \$190 ;
   always @(posedge clk)
-    acc0_0 <= \$189 ;
+    acc0_0 <= \$191 ;
   always @(posedge clk)
-    fin0_0 <= \$190 ;
+    fin0_0 <= \$192 ;
   always @(posedge clk)
-    bank0_0 <= \$191 ;
+    bank0_0 <= \$193 ;
   always @(posedge clk)
-    acc1_0 <= \$192 ;
+    acc1_0 <= \$194 ;
   always @(posedge clk)
-    fin1_0 <= \$193 ;
+    fin1_0 <= \$195 ;
   always @(posedge clk)
-    bank1_0 <= \$194 ;
+    bank1_0 <= \$196 ;
   always @(posedge clk)
-    ser_left <= \$195 ;
+    ser_left <= \$197 ;
   always @(posedge clk)
-    \addr$110  <= \$196 ;
+    \addr$113  <= \$198 ;
   always @(posedge clk)
-    \$signal$181  <= \$197 ;
+    \$signal$184  <= \$199 ;
   always @(posedge clk)
-    ka <= \$198 ;
+    ka <= \$200 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$199 ;
+    vb <= \$201 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$113 [38:18];
+    rq0_beta_b <= \data$116 [38:18];
   always @(posedge clk)
-    rq0_beta <= \$111 ;
+    rq0_beta <= \$112 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$113 [28:0];
+    rq0_acc_s1_0 <= \$114 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$114 [12:0];
+    rq0_shifted <= \$115 [12:0];
   always @(posedge clk)
-    rq0_under <= \$116 ;
+    rq0_under <= \$117 ;
   always @(posedge clk)
-    rq0_over <= \$118 ;
+    rq0_over <= \$119 ;
   always @(posedge clk)
-    v_out_d1 <= \$200 ;
+    v_out_d1 <= \$202 ;
   always @(posedge clk)
-    v_out_d2 <= \$201 ;
+    v_out_d2 <= \$203 ;
   always @(posedge clk)
-    \w_en$127  <= \$202 ;
+    \w_en$130  <= \$204 ;
   always @(posedge clk)
-    skipped_d1 <= \$203 ;
+    skipped_d1 <= \$205 ;
   always @(posedge clk)
-    skipped_d2 <= \$204 ;
+    skipped_d2 <= \$206 ;
   always @(posedge clk)
-    skipped_d3 <= \$205 ;
+    skipped_d3 <= \$207 ;
   always @(posedge clk)
-    skipped_d4 <= \$206 ;
+    skipped_d4 <= \$208 ;
   always @(posedge clk)
-    group_ended_d1 <= \$207 ;
+    group_ended_d1 <= \$209 ;
   always @(posedge clk)
-    credits_returned <= \$208 ;
+    credits_returned <= \$210 ;
   always @(posedge clk)
-    credits_space <= \$209 ;
+    credits_space <= \$211 ;
   always @(posedge clk)
-    credits_room <= \$210 ;
+    credits_room <= \$212 ;
   \flexor_digits.fc1.consts  consts (
-    .addr(\addr$110 ),
+    .addr(\addr$113 ),
     .clk(clk),
-    .data(\data$113 )
+    .data(\data$116 )
   );
   \flexor_digits.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -1433,24 +1442,24 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[5:0]),
-    .o(\o$146 )
+    .o(\o$149 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$66 ),
-    .o(\o$150 )
+    .i(\i$69 ),
+    .o(\o$153 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[11:6]),
-    .o(\o$151 )
+    .o(\o$154 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$122 ),
+    .o__ready(\o__ready$125 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
-    .w_en(\w_en$127 ),
-    .w_port__data(\$21 [7:0])
+    .w_en(\w_en$130 ),
+    .w_port__data(\$23 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1487,15 +1496,15 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_addr),
-    .q(\port__addr$35 )
+    .q(\port__addr$38 )
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$196 ),
+    .addr(\addr$199 ),
     .clk(clk),
-    .data(\data$195 )
+    .data(\data$198 )
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$113 [17:0]),
+    .a(\data$116 [17:0]),
     .b(b),
     .clk(clk),
     .p(p)
@@ -1513,144 +1522,124 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$124 ),
+    .d(\$125 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_issue_copy (
+    .clk(clk),
+    .d(\$126 ),
+    .q(w_full_issue)
   );
   \flexor_digits.fc1.weights  weights (
     .clk(clk),
-    .data(\data$195 ),
-    .o__payload(\o__payload$143 ),
+    .data(\data$198 ),
+    .o__payload(\o__payload$146 ),
     .o__ready(step),
-    .raddr(\addr$196 ),
+    .raddr(\addr$199 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [3:0];
+      r_next = \$17 [3:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = { 1'h0, \$18  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = w_count;
+    \$127  = w_count;
     if (take) begin
-      \$125  = \$27 [2:0];
+      \$127  = \$29 [2:0];
     end
     if (rst_fc1) begin
-      \$125  = 3'h0;
+      \$127  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = w_full;
-    if (take) begin
-      if (\$28 ) begin
-        \$126  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$126  = 1'h0;
-    end
-    if (rst_fc1) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = \$29 ;
-    if (rst_fc1) begin
-      \$127  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = gap_zero_next;
+    \$128  = \$30 ;
     if (rst_fc1) begin
       \$128  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = \$signal ;
+    \$129  = gap_zero_next;
     if (rst_fc1) begin
-      \$129  = 1'h0;
+      \$129  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = n_last_next;
+    \$130  = \$signal ;
     if (rst_fc1) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = \$30 ;
+    \$131  = n_last_next;
     if (rst_fc1) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = r_next;
+    \$132  = \$31 ;
     if (rst_fc1) begin
-      \$132  = 4'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = s_idx;
+    \$133  = w_full_next;
+    if (rst_fc1) begin
+      \$133  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$134  = r_next;
+    if (rst_fc1) begin
+      \$134  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$135  = s_idx;
     if (step) begin
-      \$133  = \$32 [2:0];
+      \$135  = \$33 [2:0];
     end
     if (rst_fc1) begin
-      \$133  = 3'h0;
+      \$135  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = addr;
+    \$136  = addr;
     if (step) begin
       if (s_last) begin
-        \$134  = \$34 [5:0];
+        \$136  = \$35 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$134  = 6'h00;
+      \$136  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = active;
-    if (\$35 ) begin
-      \$135  = 1'h0;
+    \$137  = active;
+    if (\$36 ) begin
+      \$137  = 1'h0;
     end
     if (load) begin
-      \$135  = 1'h1;
-    end
-    if (rst_fc1) begin
-      \$135  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = r_base;
-    if (load) begin
-      \$136  = { 1'h0, \$36  };
-    end
-    if (rst_fc1) begin
-      \$136  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = w_half;
-    if (load) begin
-      \$137  = \$37 ;
+      \$137  = 1'h1;
     end
     if (rst_fc1) begin
       \$137  = 1'h0;
@@ -1658,581 +1647,601 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = gap;
-    if (\$38 ) begin
-      \$138  = 2'h1;
-    end else if (\$39 ) begin
-      \$138  = \$40 [1:0];
+    \$138  = r_base;
+    if (load) begin
+      \$138  = { 1'h0, \$37  };
     end
     if (rst_fc1) begin
-      \$138  = 2'h0;
+      \$138  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = col;
+    \$139  = w_half;
+    if (load) begin
+      \$139  = \$38 ;
+    end
+    if (rst_fc1) begin
+      \$139  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$140  = gap;
+    if (\$39 ) begin
+      \$140  = 2'h1;
+    end else if (\$40 ) begin
+      \$140  = \$41 [1:0];
+    end
+    if (rst_fc1) begin
+      \$140  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$141  = col;
     if (step) begin
-      \$139  = \$41 ;
+      \$141  = \$42 ;
     end
     if (rst_fc1) begin
-      \$139  = 4'h0;
+      \$141  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = row_ph0;
+    \$142  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$140  = \$46 [3:0];
+        \$142  = \$47 [3:0];
       end
     end
-    if (rst_fc1) begin
-      \$140  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$141  = \$51 [3:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$141  = 4'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = \$57 [3:0];
     if (rst_fc1) begin
       \$142  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = \$63 [3:0];
+    \$143  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$143  = \$52 [3:0];
+      end
+    end
     if (rst_fc1) begin
-      \$143  = 4'h0;
+      \$143  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = step;
+    \$144  = \$58 [3:0];
     if (rst_fc1) begin
-      \$144  = 1'h0;
+      \$144  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = \$64 ;
+    \$145  = \$64 [3:0];
     if (rst_fc1) begin
-      \$145  = 1'h0;
+      \$145  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = s_last;
+    \$146  = step;
     if (rst_fc1) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = carry0_0;
-    if (\$signal$141 ) begin
-      \$147  = word1[5:0];
+    \$147  = \$65 ;
+    if (rst_fc1) begin
+      \$147  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$148  = s_last;
+    if (rst_fc1) begin
+      \$148  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$149  = carry0_0;
+    if (\$signal$144 ) begin
+      \$149  = word1[5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$148  = 5'h00;
+      \$150  = 5'h00;
     end else begin
-      \$148  = \port__data$147 [4:0];
+      \$150  = \port__data$150 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$149  = 5'h00;
+      \$151  = 5'h00;
     end else begin
-      \$149  = \port__data$147 [9:5];
+      \$151  = \port__data$150 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$150  = 5'h00;
+      \$152  = 5'h00;
     end else begin
-      \$150  = \port__data$147 [14:10];
+      \$152  = \port__data$150 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$151  = 5'h00;
+      \$153  = 5'h00;
     end else begin
-      \$151  = \port__data$147 [19:15];
+      \$153  = \port__data$150 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$152  = 5'h00;
+      \$154  = 5'h00;
     end else begin
-      \$152  = \port__data$147 [24:20];
+      \$154  = \port__data$150 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$153  = 5'h00;
+      \$155  = 5'h00;
     end else begin
-      \$153  = \port__data$147 [29:25];
+      \$155  = \port__data$150 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$154  = 5'h00;
+      \$156  = 5'h00;
     end else begin
-      \$154  = \port__data$147 [34:30];
+      \$156  = \port__data$150 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$155  = 5'h00;
+      \$157  = 5'h00;
     end else begin
-      \$155  = \port__data$147 [39:35];
+      \$157  = \port__data$150 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$156  = 5'h00;
+      \$158  = 5'h00;
     end else begin
-      \$156  = \port__data$147 [44:40];
+      \$158  = \port__data$150 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$157  = 5'h00;
+      \$159  = 5'h00;
     end else begin
-      \$157  = \port__data$147 [49:45];
+      \$159  = \port__data$150 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = carry1_0;
-    if (\$signal$141 ) begin
-      \$158  = word1[11:6];
+    \$160  = carry1_0;
+    if (\$signal$144 ) begin
+      \$160  = word1[11:6];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$159  = 5'h00;
+      \$161  = 5'h00;
     end else begin
-      \$159  = \port__data$147 [4:0];
+      \$161  = \port__data$150 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$160  = 5'h00;
+      \$162  = 5'h00;
     end else begin
-      \$160  = \port__data$147 [9:5];
+      \$162  = \port__data$150 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$161  = 5'h00;
+      \$163  = 5'h00;
     end else begin
-      \$161  = \port__data$147 [14:10];
+      \$163  = \port__data$150 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$162  = 5'h00;
+      \$164  = 5'h00;
     end else begin
-      \$162  = \port__data$147 [19:15];
+      \$164  = \port__data$150 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$163  = 5'h00;
+      \$165  = 5'h00;
     end else begin
-      \$163  = \port__data$147 [24:20];
+      \$165  = \port__data$150 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$164  = 5'h00;
+      \$166  = 5'h00;
     end else begin
-      \$164  = \port__data$147 [29:25];
+      \$166  = \port__data$150 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$165  = 5'h00;
+      \$167  = 5'h00;
     end else begin
-      \$165  = \port__data$147 [34:30];
+      \$167  = \port__data$150 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$166  = 5'h00;
+      \$168  = 5'h00;
     end else begin
-      \$166  = \port__data$147 [39:35];
+      \$168  = \port__data$150 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$167  = 5'h00;
+      \$169  = 5'h00;
     end else begin
-      \$167  = \port__data$147 [44:40];
+      \$169  = \port__data$150 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$168  = 5'h00;
+      \$170  = 5'h00;
     end else begin
-      \$168  = \port__data$147 [49:45];
+      \$170  = \port__data$150 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = \$signal$141 ;
-    if (rst_fc1) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = v2_d1;
-    if (rst_fc1) begin
-      \$170  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = v2_d2;
+    \$171  = \$signal$144 ;
     if (rst_fc1) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = v2_d3;
+    \$172  = v2_d1;
     if (rst_fc1) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = last1;
+    \$173  = v2_d2;
     if (rst_fc1) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = last2_d1;
+    \$174  = v2_d3;
     if (rst_fc1) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = last2_d2;
+    \$175  = last1;
     if (rst_fc1) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = last2_d3;
+    \$176  = last2_d1;
     if (rst_fc1) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = \$signal$141 ;
+    \$177  = last2_d2;
     if (rst_fc1) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = v2p_d1;
+    \$178  = last2_d3;
     if (rst_fc1) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = v2p_d2;
+    \$179  = \$signal$144 ;
     if (rst_fc1) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = \$signal$39 ;
+    \$180  = v2p_d1;
     if (rst_fc1) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = first2p_d1;
+    \$181  = v2p_d2;
     if (rst_fc1) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = first2p_d2;
+    \$182  = \$signal$42 ;
     if (rst_fc1) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = last1;
+    \$183  = first2p_d1;
     if (rst_fc1) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = last2p_d1;
+    \$184  = first2p_d2;
     if (rst_fc1) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = last2p_d2;
+    \$185  = last1;
     if (rst_fc1) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = group_end;
+    \$186  = last2p_d1;
     if (rst_fc1) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = xacc;
+    \$187  = last2p_d2;
+    if (rst_fc1) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$188  = group_end;
+    if (rst_fc1) begin
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = xacc;
     if (flags_x[0]) begin
-      \$187  = \$86 [10:0];
+      \$189  = \$87 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = xfin;
-    if (\$87 ) begin
-      \$188  = \$89 [10:0];
+    \$190  = xfin;
+    if (\$88 ) begin
+      \$190  = \$90 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = acc0_0;
+    \$191  = acc0_0;
     if (flags_0[0]) begin
-      \$189  = \$91 [10:0];
+      \$191  = \$92 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = fin0_0;
-    if (\$92 ) begin
-      \$190  = \$94 [10:0];
+    \$192  = fin0_0;
+    if (\$93 ) begin
+      \$192  = \$95 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = bank0_0;
+    \$193  = bank0_0;
     if (done) begin
-      \$191  = \$96 [11:0];
+      \$193  = \$97 [11:0];
     end else if (ser) begin
-      \$191  = bank1_0;
+      \$193  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = acc1_0;
+    \$194  = acc1_0;
     if (flags_1[0]) begin
-      \$192  = \$98 [10:0];
+      \$194  = \$99 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = fin1_0;
-    if (\$99 ) begin
-      \$193  = \$101 [10:0];
+    \$195  = fin1_0;
+    if (\$100 ) begin
+      \$195  = \$102 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = bank1_0;
+    \$196  = bank1_0;
     if (done) begin
-      \$194  = \$103 [11:0];
+      \$196  = \$104 [11:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = ser_left;
+    \$197  = ser_left;
     if (done) begin
-      \$195  = 2'h2;
+      \$197  = 2'h2;
     end else if (ser) begin
-      \$195  = \$104 [1:0];
+      \$197  = \$105 [1:0];
     end
     if (rst_fc1) begin
-      \$195  = 2'h0;
+      \$197  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = \addr$110 ;
+    \$198  = \addr$113 ;
     if (ser) begin
-      \$196  = \$107 [6:0];
+      \$198  = \$108 [6:0];
     end
     if (rst_fc1) begin
-      \$196  = 7'h00;
+      \$198  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = \$108 ;
-    if (rst_fc1) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = \$110 ;
-    if (rst_fc1) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$signal$181 ;
+    \$199  = \$109 ;
     if (rst_fc1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = vb;
+    \$200  = \$111 ;
     if (rst_fc1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = v_out_d1;
+    \$201  = \$signal$184 ;
     if (rst_fc1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = v_out_d2;
+    \$202  = vb;
     if (rst_fc1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = ka;
+    \$203  = v_out_d1;
     if (rst_fc1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = skipped_d1;
+    \$204  = v_out_d2;
     if (rst_fc1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = skipped_d2;
+    \$205  = ka;
     if (rst_fc1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = skipped_d3;
+    \$206  = skipped_d1;
     if (rst_fc1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$119 ;
+    \$207  = skipped_d2;
     if (rst_fc1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = \$121 ;
+    \$208  = skipped_d3;
     if (rst_fc1) begin
-      \$208  = 2'h0;
+      \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = \$24 [3:0];
+    \$209  = \$120 ;
     if (rst_fc1) begin
-      \$209  = 4'h8;
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = credits_room_next;
+    \$210  = \$122 ;
     if (rst_fc1) begin
-      \$210  = 1'h1;
+      \$210  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$211  = \$26 [3:0];
+    if (rst_fc1) begin
+      \$211  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$212  = credits_room_next;
+    if (rst_fc1) begin
+      \$212  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2243,34 +2252,34 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign w_en = take;
   assign o__ready = step;
   assign n_idx = addr;
-  assign r_addr_b0 = \port__addr$35 ;
-  assign \port__en$37  = 1'h1;
-  assign \i$42  = word1[5:0];
-  assign \i$68  = word1[11:6];
+  assign r_addr_b0 = \port__addr$38 ;
+  assign \port__en$40  = 1'h1;
+  assign \i$45  = word1[5:0];
+  assign \i$71  = word1[11:6];
   assign shift = ser;
-  assign beat = \addr$110 ;
-  assign a = \data$113 [17:0];
+  assign beat = \addr$113 ;
+  assign a = \data$116 [17:0];
   assign sa0_0 = b;
-  assign rq0_y = \$21 [7:0];
-  assign \o__payload$121  = o__payload;
-  assign \o__ready$123  = \o__ready$122 ;
-  assign \o__valid$125  = o__valid;
-  assign \w_data$126  = \$21 [7:0];
-  assign v_out_d3 = \w_en$127 ;
-  assign space_next = \$24 [3:0];
-  assign \$3  = active;
-  assign \$70  = o;
-  assign \$80  = \o$150 ;
-  assign \$95  = { fin0_0, 1'h0 };
-  assign \$102  = { fin1_0, 1'h0 };
-  assign \$108  = ser;
-  assign \$109  = 1'h0;
+  assign rq0_y = \$23 [7:0];
+  assign \o__payload$124  = o__payload;
+  assign \o__ready$126  = \o__ready$125 ;
+  assign \o__valid$128  = o__valid;
+  assign \w_data$129  = \$23 [7:0];
+  assign v_out_d3 = \w_en$130 ;
+  assign space_next = \$26 [3:0];
+  assign \$4  = active;
+  assign \$71  = o;
+  assign \$81  = \o$153 ;
+  assign \$96  = { fin0_0, 1'h0 };
+  assign \$103  = { fin1_0, 1'h0 };
+  assign \$109  = ser;
   assign \$110  = 1'h0;
-  assign \$112  = { p[29], p };
-  assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$111  = 1'h0;
+  assign \$113  = { p[29], p };
   assign \$115  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$117  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$123  = \$122 ;
+  assign \$116  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$118  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$124  = \$123 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3303,26 +3312,26 @@ module \flexor_digits.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  reg [4:0] \$100 ;
-  reg [3:0] \$101 ;
-  reg [3:0] \$102 ;
-  reg \$103 ;
-  reg [4:0] \$104 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg [4:0] \$102 ;
+  reg [3:0] \$103 ;
+  reg [3:0] \$104 ;
   reg \$105 ;
-  reg [3:0] \$106 ;
-  reg [3:0] \$107 ;
+  reg [4:0] \$106 ;
+  reg \$107 ;
   reg [3:0] \$108 ;
-  reg \$109 ;
+  reg [3:0] \$109 ;
   wire \$11 ;
-  reg \$110 ;
+  reg [3:0] \$110 ;
   reg \$111 ;
-  reg [5:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg [5:0] \$114 ;
   reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
@@ -3332,8 +3341,8 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg [7:0] \$120 ;
   reg [7:0] \$121 ;
   reg [7:0] \$122 ;
-  reg \$123 ;
-  reg \$124 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
   reg \$125 ;
   reg \$126 ;
   reg \$127 ;
@@ -3350,18 +3359,18 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg \$137 ;
   reg \$138 ;
   reg \$139 ;
-  wire [5:0] \$14 ;
+  wire \$14 ;
   reg \$140 ;
-  reg [14:0] \$141 ;
-  reg [14:0] \$142 ;
+  reg \$141 ;
+  reg \$142 ;
   reg [14:0] \$143 ;
   reg [14:0] \$144 ;
-  reg [15:0] \$145 ;
-  reg \$146 ;
-  reg [3:0] \$147 ;
+  reg [14:0] \$145 ;
+  reg [14:0] \$146 ;
+  reg [15:0] \$147 ;
   reg \$148 ;
-  reg \$149 ;
-  wire [5:0] \$15 ;
+  reg [3:0] \$149 ;
+  wire \$15 ;
   reg \$150 ;
   reg \$151 ;
   reg \$152 ;
@@ -3372,46 +3381,48 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg \$157 ;
   reg \$158 ;
   reg \$159 ;
-  wire [3:0] \$16 ;
+  wire [5:0] \$16 ;
   reg \$160 ;
-  reg [1:0] \$161 ;
-  reg [1:0] \$162 ;
-  reg \$163 ;
-  wire [19:0] \$17 ;
-  wire [19:0] \$18 ;
-  wire [2:0] \$19 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg [1:0] \$163 ;
+  reg [1:0] \$164 ;
+  reg \$165 ;
+  wire [5:0] \$17 ;
+  wire [3:0] \$18 ;
+  wire [19:0] \$19 ;
   wire [5:0] \$2 ;
-  wire \$20 ;
-  wire [3:0] \$21 ;
+  wire [19:0] \$20 ;
+  wire [2:0] \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
-  wire [4:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
+  wire [3:0] \$23 ;
+  wire \$24 ;
+  wire [4:0] \$25 ;
+  wire [4:0] \$26 ;
   wire \$27 ;
-  wire [4:0] \$28 ;
+  wire \$28 ;
   wire [4:0] \$29 ;
   wire \$3 ;
   wire [4:0] \$30 ;
   wire [4:0] \$31 ;
-  wire \$32 ;
-  wire [3:0] \$33 ;
-  wire \$34 ;
-  wire [3:0] \$35 ;
-  wire \$36 ;
-  wire [4:0] \$37 ;
+  wire [4:0] \$32 ;
+  wire \$33 ;
+  wire [3:0] \$34 ;
+  wire \$35 ;
+  wire [3:0] \$36 ;
+  wire \$37 ;
   wire [4:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire [4:0] \$39 ;
   wire \$4 ;
   wire [5:0] \$40 ;
-  wire [4:0] \$41 ;
-  wire \$42 ;
-  wire [4:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [4:0] \$45 ;
-  wire [5:0] \$46 ;
-  wire \$47 ;
-  wire [9:0] \$48 ;
+  wire [5:0] \$41 ;
+  wire [4:0] \$42 ;
+  wire \$43 ;
+  wire [4:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [4:0] \$46 ;
+  wire [5:0] \$47 ;
+  wire \$48 ;
   wire [9:0] \$49 ;
   wire \$5 ;
   wire [9:0] \$50 ;
@@ -3422,66 +3433,66 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   wire [9:0] \$55 ;
   wire [9:0] \$56 ;
   wire [9:0] \$57 ;
-  wire [14:0] \$58 ;
-  wire [15:0] \$59 ;
+  wire [9:0] \$58 ;
+  wire [14:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [14:0] \$61 ;
-  wire [15:0] \$62 ;
-  wire [14:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire \$65 ;
-  wire [14:0] \$66 ;
-  wire [15:0] \$67 ;
+  wire [15:0] \$60 ;
+  wire \$61 ;
+  wire [14:0] \$62 ;
+  wire [15:0] \$63 ;
+  wire [14:0] \$64 ;
+  wire [15:0] \$65 ;
+  wire \$66 ;
+  wire [14:0] \$67 ;
   wire [15:0] \$68 ;
-  wire [16:0] \$69 ;
+  wire [15:0] \$69 ;
   wire \$7 ;
-  wire [1:0] \$70 ;
-  wire \$71 ;
-  wire [4:0] \$72 ;
+  wire [16:0] \$70 ;
+  wire [1:0] \$71 ;
+  wire \$72 ;
   wire [4:0] \$73 ;
-  wire \$74 ;
+  wire [4:0] \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [24:0] \$77 ;
-  wire [33:0] \$78 ;
-  wire [50:0] \$79 ;
+  wire \$77 ;
+  wire [24:0] \$78 ;
+  wire [33:0] \$79 ;
   wire \$8 ;
-  wire [51:0] \$80 ;
-  wire [52:0] \$81 ;
-  wire [35:0] \$82 ;
+  wire [50:0] \$80 ;
+  wire [51:0] \$81 ;
+  wire [52:0] \$82 ;
   wire [35:0] \$83 ;
-  wire \$84 ;
-  wire [35:0] \$85 ;
-  wire \$86 ;
+  wire [35:0] \$84 ;
+  wire \$85 ;
+  wire [35:0] \$86 ;
   wire \$87 ;
   wire \$88 ;
-  wire [1:0] \$89 ;
+  wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [1:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
-  reg [3:0] \$93 ;
-  reg \$94 ;
-  reg \$95 ;
+  wire \$93 ;
+  wire \$94 ;
+  reg [3:0] \$95 ;
   reg \$96 ;
   reg \$97 ;
   reg \$98 ;
   reg \$99 ;
   wire \$signal ;
-  reg \$signal$115  = 1'h0;
-  reg \$signal$147  = 1'h0;
-  reg \$signal$37  = 1'h0;
+  reg \$signal$118  = 1'h0;
+  reg \$signal$150  = 1'h0;
+  reg \$signal$40  = 1'h0;
   wire [16:0] a;
-  wire [3:0] \a$89 ;
+  wire [3:0] \a$92 ;
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$167 ;
-  reg [3:0] \addr$83  = 4'h0;
+  wire [7:0] \addr$170 ;
+  reg [3:0] \addr$86  = 4'h0;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$90 ;
+  wire [15:0] \b$93 ;
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -3495,9 +3506,10 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
-  wire [5:0] \data$166 ;
-  wire [44:0] \data$86 ;
+  wire [5:0] \data$169 ;
+  wire [44:0] \data$89 ;
   reg done = 1'h0;
+  wire filled;
   reg [14:0] fin0_0 = 15'h0000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
@@ -3509,7 +3521,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  reg [5:0] \i$40  = 6'h00;
+  reg [5:0] \i$43  = 6'h00;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -3540,27 +3552,27 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$120 ;
+  wire [9:0] \o$123 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [5:0] \o__payload$117 ;
-  wire [15:0] \o__payload$96 ;
+  wire [5:0] \o__payload$120 ;
+  wire [15:0] \o__payload$99 ;
   wire o__ready;
-  input \o__ready$97 ;
-  wire \o__ready$97 ;
-  wire \o__ready$98 ;
+  input \o__ready$100 ;
+  wire \o__ready$100 ;
+  wire \o__ready$101 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$100 ;
+  wire \o__valid$103 ;
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
-  wire [19:0] \p$154 ;
+  wire [19:0] \p$157 ;
   wire [4:0] port__addr;
-  wire [4:0] \port__addr$33 ;
+  wire [4:0] \port__addr$36 ;
   reg [79:0] port__data = 80'h00000000000000000000;
-  wire [79:0] \port__data$121 ;
+  wire [79:0] \port__data$124 ;
   wire port__en;
-  wire \port__en$35 ;
+  wire \port__en$38 ;
   reg [4:0] r_addr = 5'h00;
   wire [4:0] r_addr_b0;
   reg [4:0] r_base = 5'h00;
@@ -3634,13 +3646,15 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   reg [3:0] w_count = 4'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [15:0] \w_data$101 ;
+  wire [15:0] \w_data$104 ;
   (* init = 80'h00000000000000000000 *)
   wire [79:0] w_data_q;
   wire w_en;
-  reg \w_en$102  = 1'h0;
+  reg \w_en$105  = 1'h0;
   wire w_en_b0;
   reg w_full = 1'h0;
+  wire w_full_issue;
+  wire w_full_next;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
   wire [5:0] word1;
@@ -3704,31 +3718,35 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$33 ];
+    _0_ <= vectors[\port__addr$36 ];
   end
-  assign \port__data$121  = _0_;
+  assign \port__data$124  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'hd;
   assign \$2  = \$1  + w_count;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & sn_last;
-  assign \$8  = \$6  | \$7 ;
-  assign load = w_full & \$8 ;
-  assign \$9  = s_idx == 4'hb;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = addr == 4'h8;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 4'hd : 4'h0;
-  assign i = \$signal$37  ? data : carry0_0;
+  assign \$3  = w_count == 4'hc;
+  assign filled = take & \$3 ;
+  assign \$5  = ~ s_last;
+  assign \$6  = \$5  | can_end;
+  assign step = \$4  & \$6 ;
+  assign \$7  = filled ? 1'h1 : w_full;
+  assign w_full_next = load ? 1'h0 : \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & sn_last;
+  assign \$10  = \$8  | \$9 ;
+  assign load = w_full_issue & \$10 ;
+  assign \$11  = s_idx == 4'hb;
+  assign \$12  = s_last ? 1'h0 : \$11 ;
+  assign \$signal  = step ? \$12  : s_last;
+  assign \$13  = step & s_last;
+  assign \$14  = addr == 4'h8;
+  assign \$15  = n_last ? 1'h0 : \$14 ;
+  assign n_last_next = \$13  ? \$15  : n_last;
+  assign \$16  = r_addr + 1'h1;
+  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
+  assign \$18  = w_half ? 4'hd : 4'h0;
+  assign i = \$signal$40  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -3748,137 +3766,137 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d4 & last2_d4;
-  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
-  assign \$19  = credits_space + credits_returned;
-  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$21  = \$19  - \$20 ;
-  assign credits_room_next = \$21 [1:0] >= 1'h1;
-  assign \$22  = w_count == 4'hc;
-  assign \$23  = w_count + 1'h1;
-  assign \$24  = \$22  ? 5'h00 : \$23 ;
-  assign \$25  = w_count == 4'hc;
-  assign \$27  = \$signal  & n_last_next;
-  assign \$28  = s_idx + 1'h1;
-  assign \$29  = s_last ? 5'h00 : \$28 ;
-  assign \$30  = addr + 1'h1;
-  assign \$31  = n_last ? 5'h00 : \$30 ;
-  assign \$32  = step & sn_last;
-  assign \$33  = w_half ? 4'hd : 4'h0;
-  assign \$34  = ~ w_half;
-  assign \$35  = s_last ? 4'h0 : col;
-  assign \$36  = row_ph0 >= 2'h2;
-  assign \$37  = row_ph0 - 2'h2;
-  assign \$38  = row_ph0 + 4'h8;
-  assign \$39  = \$36  ? { \$37 [4], \$37  } : { 1'h0, \$38  };
-  assign \$40  = n_last ? 6'h00 : \$39 ;
-  assign \$41  = row_ph0 + col;
-  assign \$42  = \$41  >= 4'ha;
-  assign \$43  = row_ph0 + col;
-  assign \$44  = \$43  - 4'ha;
-  assign \$45  = row_ph0 + col;
-  assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
-  assign \$47  = ! s_idx;
-  assign \$48  = off1_0[0] ? o : { \o$120 [7:0], o[9:8] };
-  assign \$49  = off1_0[0] ? o : { \o$120 [5:0], o[9:6] };
-  assign \$50  = off1_0[0] ? o : { \o$120 [3:0], o[9:4] };
-  assign \$51  = off1_0[1] ? \$49  : \$50 ;
-  assign \$52  = off1_0[0] ? o : { \o$120 [1:0], o[9:2] };
-  assign \$54  = off1_0[1] ? \$52  : \$53 ;
-  assign \$55  = off1_0[2] ? \$51  : \$54 ;
-  assign \$56  = off1_0[3] ? \$48  : \$55 ;
-  assign \$57  = ~ \$56 ;
-  assign \$58  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$59  = \$58  + xsum_l4_0;
-  assign \$60  = flags_x[0] & flags_x[2];
-  assign \$61  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$62  = \$61  + xsum_l4_0;
-  assign \$63  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$64  = \$63  + t0_0_l4_0;
-  assign \$65  = flags_0[0] & flags_0[2];
-  assign \$66  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$67  = \$66  + t0_0_l4_0;
-  assign \$69  = \$68  - xfin;
-  assign \$70  = ser_left - 1'h1;
-  assign \$71  = \addr$83  == 4'h9;
-  assign \$72  = \addr$83  + 1'h1;
-  assign \$73  = \$71  ? 5'h00 : \$72 ;
-  assign \$77  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$80  = $signed(\$78 ) + $signed(\$79 );
-  assign \$81  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$84  = $signed(\$83 ) < $signed(16'h8000);
-  assign \$86  = $signed(\$85 ) > $signed(16'h7fff);
-  assign \$87  = step & s_last;
-  assign \$88  = o__valid & \o__ready$97 ;
-  assign \$89  = \$88  + skipped_d5;
-  assign \$90  = ~ rst_fc2;
-  assign \$92  = rst_fc2 ? 1'h0 : take;
+  assign \$19  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$20  = rq0_under ? 20'hf8000 : \$19 ;
+  assign \$21  = credits_space + credits_returned;
+  assign \$22  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$23  = \$21  - \$22 ;
+  assign credits_room_next = \$23 [1:0] >= 1'h1;
+  assign \$24  = w_count == 4'hc;
+  assign \$25  = w_count + 1'h1;
+  assign \$26  = \$24  ? 5'h00 : \$25 ;
+  assign \$28  = \$signal  & n_last_next;
+  assign \$29  = s_idx + 1'h1;
+  assign \$30  = s_last ? 5'h00 : \$29 ;
+  assign \$31  = addr + 1'h1;
+  assign \$32  = n_last ? 5'h00 : \$31 ;
+  assign \$33  = step & sn_last;
+  assign \$34  = w_half ? 4'hd : 4'h0;
+  assign \$35  = ~ w_half;
+  assign \$36  = s_last ? 4'h0 : col;
+  assign \$37  = row_ph0 >= 2'h2;
+  assign \$38  = row_ph0 - 2'h2;
+  assign \$39  = row_ph0 + 4'h8;
+  assign \$40  = \$37  ? { \$38 [4], \$38  } : { 1'h0, \$39  };
+  assign \$41  = n_last ? 6'h00 : \$40 ;
+  assign \$42  = row_ph0 + col;
+  assign \$43  = \$42  >= 4'ha;
+  assign \$44  = row_ph0 + col;
+  assign \$45  = \$44  - 4'ha;
+  assign \$46  = row_ph0 + col;
+  assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
+  assign \$48  = ! s_idx;
+  assign \$49  = off1_0[0] ? o : { \o$123 [7:0], o[9:8] };
+  assign \$50  = off1_0[0] ? o : { \o$123 [5:0], o[9:6] };
+  assign \$51  = off1_0[0] ? o : { \o$123 [3:0], o[9:4] };
+  assign \$52  = off1_0[1] ? \$50  : \$51 ;
+  assign \$53  = off1_0[0] ? o : { \o$123 [1:0], o[9:2] };
+  assign \$55  = off1_0[1] ? \$53  : \$54 ;
+  assign \$56  = off1_0[2] ? \$52  : \$55 ;
+  assign \$57  = off1_0[3] ? \$49  : \$56 ;
+  assign \$58  = ~ \$57 ;
+  assign \$59  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$60  = \$59  + xsum_l4_0;
+  assign \$61  = flags_x[0] & flags_x[2];
+  assign \$62  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$63  = \$62  + xsum_l4_0;
+  assign \$64  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$65  = \$64  + t0_0_l4_0;
+  assign \$66  = flags_0[0] & flags_0[2];
+  assign \$67  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$68  = \$67  + t0_0_l4_0;
+  assign \$70  = \$69  - xfin;
+  assign \$71  = ser_left - 1'h1;
+  assign \$72  = \addr$86  == 4'h9;
+  assign \$73  = \addr$86  + 1'h1;
+  assign \$74  = \$72  ? 5'h00 : \$73 ;
+  assign \$78  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$81  = $signed(\$79 ) + $signed(\$80 );
+  assign \$82  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$85  = $signed(\$84 ) < $signed(16'h8000);
+  assign \$87  = $signed(\$86 ) > $signed(16'h7fff);
+  assign \$88  = step & s_last;
+  assign \$89  = o__valid & \o__ready$100 ;
+  assign \$90  = \$89  + skipped_d5;
+  assign \$91  = ~ rst_fc2;
+  assign \$93  = rst_fc2 ? 1'h0 : take;
+  assign \$94  = rst_fc2 ? 1'h0 : w_full_next;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$93 ;
+    w_count <= \$95 ;
   always @(posedge clk)
-    w_full <= \$94 ;
+    can_end <= \$96 ;
   always @(posedge clk)
-    can_end <= \$95 ;
+    gap_zero <= \$97 ;
   always @(posedge clk)
-    gap_zero <= \$96 ;
+    s_last <= \$98 ;
   always @(posedge clk)
-    s_last <= \$97 ;
+    n_last <= \$99 ;
   always @(posedge clk)
-    n_last <= \$98 ;
+    sn_last <= \$100 ;
   always @(posedge clk)
-    sn_last <= \$99 ;
+    w_full <= \$101 ;
   always @(posedge clk)
-    r_addr <= \$100 ;
+    r_addr <= \$102 ;
   always @(posedge clk)
-    s_idx <= \$101 ;
+    s_idx <= \$103 ;
   always @(posedge clk)
-    addr <= \$102 ;
+    addr <= \$104 ;
   always @(posedge clk)
-    active <= \$103 ;
+    active <= \$105 ;
   always @(posedge clk)
-    r_base <= \$104 ;
+    r_base <= \$106 ;
   always @(posedge clk)
-    w_half <= \$105 ;
+    w_half <= \$107 ;
   always @(posedge clk)
-    col <= \$106 ;
+    col <= \$108 ;
   always @(posedge clk)
-    row_ph0 <= \$107 ;
+    row_ph0 <= \$109 ;
   always @(posedge clk)
-    off1_0 <= \$108 ;
+    off1_0 <= \$110 ;
   always @(posedge clk)
-    \$signal$115  <= \$109 ;
+    \$signal$118  <= \$111 ;
   always @(posedge clk)
-    \$signal$37  <= \$110 ;
+    \$signal$40  <= \$112 ;
   always @(posedge clk)
-    last1 <= \$111 ;
+    last1 <= \$113 ;
   always @(posedge clk)
-    \i$40  <= \o__payload$117 ;
+    \i$43  <= \o__payload$120 ;
   always @(posedge clk)
-    carry0_0 <= \$112 ;
+    carry0_0 <= \$114 ;
   always @(posedge clk)
-    w0_0 <= \$57 ;
+    w0_0 <= \$58 ;
   always @(posedge clk)
-    m0_0_0 <= \$113 ;
+    m0_0_0 <= \$115 ;
   always @(posedge clk)
-    m0_0_1 <= \$114 ;
+    m0_0_1 <= \$116 ;
   always @(posedge clk)
-    m0_0_2 <= \$115 ;
+    m0_0_2 <= \$117 ;
   always @(posedge clk)
-    m0_0_3 <= \$116 ;
+    m0_0_3 <= \$118 ;
   always @(posedge clk)
-    m0_0_4 <= \$117 ;
+    m0_0_4 <= \$119 ;
   always @(posedge clk)
-    m0_0_5 <= \$118 ;
+    m0_0_5 <= \$120 ;
   always @(posedge clk)
-    m0_0_6 <= \$119 ;
+    m0_0_6 <= \$121 ;
   always @(posedge clk)
-    m0_0_7 <= \$120 ;
+    m0_0_7 <= \$122 ;
   always @(posedge clk)
-    m0_0_8 <= \$121 ;
+    m0_0_8 <= \$123 ;
   always @(posedge clk)
-    m0_0_9 <= \$122 ;
+    m0_0_9 <= \$124 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -3888,7 +3906,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= \port__data$121 ;
+    xword_d1 <= \port__data$124 ;
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
@@ -3898,126 +3916,126 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$123 ;
+    v2_d1 <= \$125 ;
   always @(posedge clk)
-    v2_d2 <= \$124 ;
+    v2_d2 <= \$126 ;
   always @(posedge clk)
-    v2_d3 <= \$125 ;
+    v2_d3 <= \$127 ;
   always @(posedge clk)
-    v2_d4 <= \$126 ;
+    v2_d4 <= \$128 ;
   always @(posedge clk)
-    last2_d1 <= \$127 ;
+    last2_d1 <= \$129 ;
   always @(posedge clk)
-    last2_d2 <= \$128 ;
+    last2_d2 <= \$130 ;
   always @(posedge clk)
-    last2_d3 <= \$129 ;
+    last2_d3 <= \$131 ;
   always @(posedge clk)
-    last2_d4 <= \$130 ;
+    last2_d4 <= \$132 ;
   always @(posedge clk)
-    v2p_d1 <= \$131 ;
+    v2p_d1 <= \$133 ;
   always @(posedge clk)
-    v2p_d2 <= \$132 ;
+    v2p_d2 <= \$134 ;
   always @(posedge clk)
-    v2p_d3 <= \$133 ;
+    v2p_d3 <= \$135 ;
   always @(posedge clk)
-    first2p_d1 <= \$134 ;
+    first2p_d1 <= \$136 ;
   always @(posedge clk)
-    first2p_d2 <= \$135 ;
+    first2p_d2 <= \$137 ;
   always @(posedge clk)
-    first2p_d3 <= \$136 ;
+    first2p_d3 <= \$138 ;
   always @(posedge clk)
-    last2p_d1 <= \$137 ;
+    last2p_d1 <= \$139 ;
   always @(posedge clk)
-    last2p_d2 <= \$138 ;
+    last2p_d2 <= \$140 ;
   always @(posedge clk)
-    last2p_d3 <= \$139 ;
+    last2p_d3 <= \$141 ;
   always @(posedge clk)
-    done <= \$140 ;
+    done <= \$142 ;
   always @(posedge clk)
-    xacc <= \$141 ;
+    xacc <= \$143 ;
   always @(posedge clk)
-    xfin <= \$142 ;
+    xfin <= \$144 ;
   always @(posedge clk)
-    acc0_0 <= \$143 ;
+    acc0_0 <= \$145 ;
   always @(posedge clk)
-    fin0_0 <= \$144 ;
+    fin0_0 <= \$146 ;
   always @(posedge clk)
-    bank0_0 <= \$145 ;
+    bank0_0 <= \$147 ;
   always @(posedge clk)
-    ser_left <= \$146 ;
+    ser_left <= \$148 ;
   always @(posedge clk)
-    \addr$83  <= \$147 ;
+    \addr$86  <= \$149 ;
   always @(posedge clk)
-    \$signal$147  <= \$148 ;
+    \$signal$150  <= \$150 ;
   always @(posedge clk)
-    ka <= \$149 ;
+    ka <= \$151 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$150 ;
+    vb <= \$152 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$86 [44:21];
+    rq0_beta_b <= \data$89 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$77 ;
+    rq0_beta <= \$78 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$80 ;
+    rq0_acc_s1_0 <= \$81 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$81 [35:0];
+    rq0_acc_s2_0 <= \$82 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$82 [19:0];
+    rq0_shifted <= \$83 [19:0];
   always @(posedge clk)
-    rq0_under <= \$84 ;
+    rq0_under <= \$85 ;
   always @(posedge clk)
-    rq0_over <= \$86 ;
+    rq0_over <= \$87 ;
   always @(posedge clk)
-    v_out_d1 <= \$151 ;
+    v_out_d1 <= \$153 ;
   always @(posedge clk)
-    v_out_d2 <= \$152 ;
+    v_out_d2 <= \$154 ;
   always @(posedge clk)
-    v_out_d3 <= \$153 ;
+    v_out_d3 <= \$155 ;
   always @(posedge clk)
-    \w_en$102  <= \$154 ;
+    \w_en$105  <= \$156 ;
   always @(posedge clk)
-    skipped_d1 <= \$155 ;
+    skipped_d1 <= \$157 ;
   always @(posedge clk)
-    skipped_d2 <= \$156 ;
+    skipped_d2 <= \$158 ;
   always @(posedge clk)
-    skipped_d3 <= \$157 ;
+    skipped_d3 <= \$159 ;
   always @(posedge clk)
-    skipped_d4 <= \$158 ;
+    skipped_d4 <= \$160 ;
   always @(posedge clk)
-    skipped_d5 <= \$159 ;
+    skipped_d5 <= \$161 ;
   always @(posedge clk)
-    group_ended_d1 <= \$160 ;
+    group_ended_d1 <= \$162 ;
   always @(posedge clk)
-    credits_returned <= \$161 ;
+    credits_returned <= \$163 ;
   always @(posedge clk)
-    credits_space <= \$162 ;
+    credits_space <= \$164 ;
   always @(posedge clk)
-    credits_room <= \$163 ;
+    credits_room <= \$165 ;
   \flexor_digits.fc2.consts  consts (
-    .addr(\addr$83 ),
+    .addr(\addr$86 ),
     .clk(clk),
-    .data(\data$86 )
+    .data(\data$89 )
   );
   \flexor_digits.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_digits.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$40 ),
-    .o(\o$120 )
+    .i(\i$43 ),
+    .o(\o$123 )
   );
   \flexor_digits.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$97 ),
+    .o__ready(\o__ready$100 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
-    .w_data(\$18 [15:0]),
-    .w_en(\w_en$102 )
+    .w_data(\$20 [15:0]),
+    .w_en(\w_en$105 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -4046,24 +4064,24 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_addr),
-    .q(\port__addr$33 )
+    .q(\port__addr$36 )
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$167 ),
+    .addr(\addr$170 ),
     .clk(clk),
-    .data(\data$166 )
+    .data(\data$169 )
   );
   \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$86 [16:0]),
+    .a(\data$89 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_digits.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$86 [20:17]),
+    .a(\data$89 [20:17]),
     .b(b),
     .clk(clk),
-    .p(\p$154 )
+    .p(\p$157 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -4078,144 +4096,124 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$92 ),
+    .d(\$93 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_issue_copy (
+    .clk(clk),
+    .d(\$94 ),
+    .q(w_full_issue)
   );
   \flexor_digits.fc2.weights  weights (
     .clk(clk),
-    .data(\data$166 ),
-    .o__payload(\o__payload$117 ),
+    .data(\data$169 ),
+    .o__payload(\o__payload$120 ),
     .o__ready(step),
-    .raddr(\addr$167 ),
+    .raddr(\addr$170 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [4:0];
+      r_next = \$17 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = { 1'h0, \$18  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = w_count;
+    \$95  = w_count;
     if (take) begin
-      \$93  = \$24 [3:0];
+      \$95  = \$26 [3:0];
     end
     if (rst_fc2) begin
-      \$93  = 4'h0;
+      \$95  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = w_full;
-    if (take) begin
-      if (\$25 ) begin
-        \$94  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$94  = 1'h0;
-    end
-    if (rst_fc2) begin
-      \$94  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = \$26 ;
-    if (rst_fc2) begin
-      \$95  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = 1'h1;
+    \$96  = \$27 ;
     if (rst_fc2) begin
       \$96  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$97  = \$signal ;
+    \$97  = 1'h1;
     if (rst_fc2) begin
-      \$97  = 1'h0;
+      \$97  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$98  = n_last_next;
+    \$98  = \$signal ;
     if (rst_fc2) begin
       \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = \$27 ;
+    \$99  = n_last_next;
     if (rst_fc2) begin
       \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = r_next;
+    \$100  = \$28 ;
     if (rst_fc2) begin
-      \$100  = 5'h00;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = s_idx;
+    \$101  = w_full_next;
+    if (rst_fc2) begin
+      \$101  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$102  = r_next;
+    if (rst_fc2) begin
+      \$102  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$103  = s_idx;
     if (step) begin
-      \$101  = \$29 [3:0];
+      \$103  = \$30 [3:0];
     end
     if (rst_fc2) begin
-      \$101  = 4'h0;
+      \$103  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = addr;
+    \$104  = addr;
     if (step) begin
       if (s_last) begin
-        \$102  = \$31 [3:0];
+        \$104  = \$32 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$102  = 4'h0;
+      \$104  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = active;
-    if (\$32 ) begin
-      \$103  = 1'h0;
+    \$105  = active;
+    if (\$33 ) begin
+      \$105  = 1'h0;
     end
     if (load) begin
-      \$103  = 1'h1;
-    end
-    if (rst_fc2) begin
-      \$103  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = r_base;
-    if (load) begin
-      \$104  = { 1'h0, \$33  };
-    end
-    if (rst_fc2) begin
-      \$104  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = w_half;
-    if (load) begin
-      \$105  = \$34 ;
+      \$105  = 1'h1;
     end
     if (rst_fc2) begin
       \$105  = 1'h0;
@@ -4223,444 +4221,464 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = col;
-    if (step) begin
-      \$106  = \$35 ;
+    \$106  = r_base;
+    if (load) begin
+      \$106  = { 1'h0, \$34  };
     end
     if (rst_fc2) begin
-      \$106  = 4'h0;
+      \$106  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$107  = \$40 [3:0];
-      end
+    \$107  = w_half;
+    if (load) begin
+      \$107  = \$35 ;
     end
     if (rst_fc2) begin
-      \$107  = 4'h0;
+      \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = \$46 [3:0];
+    \$108  = col;
+    if (step) begin
+      \$108  = \$36 ;
+    end
     if (rst_fc2) begin
       \$108  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = step;
+    \$109  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$109  = \$41 [3:0];
+      end
+    end
     if (rst_fc2) begin
-      \$109  = 1'h0;
+      \$109  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = \$47 ;
+    \$110  = \$47 [3:0];
     if (rst_fc2) begin
-      \$110  = 1'h0;
+      \$110  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = s_last;
+    \$111  = step;
     if (rst_fc2) begin
       \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = carry0_0;
-    if (\$signal$115 ) begin
-      \$112  = \i$40 ;
+    \$112  = \$48 ;
+    if (rst_fc2) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$113  = s_last;
+    if (rst_fc2) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$114  = carry0_0;
+    if (\$signal$118 ) begin
+      \$114  = \i$43 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$113  = 8'h00;
+      \$115  = 8'h00;
     end else begin
-      \$113  = \port__data$121 [7:0];
+      \$115  = \port__data$124 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$114  = 8'h00;
+      \$116  = 8'h00;
     end else begin
-      \$114  = \port__data$121 [15:8];
+      \$116  = \port__data$124 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$115  = 8'h00;
+      \$117  = 8'h00;
     end else begin
-      \$115  = \port__data$121 [23:16];
+      \$117  = \port__data$124 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$116  = 8'h00;
+      \$118  = 8'h00;
     end else begin
-      \$116  = \port__data$121 [31:24];
+      \$118  = \port__data$124 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$117  = 8'h00;
+      \$119  = 8'h00;
     end else begin
-      \$117  = \port__data$121 [39:32];
+      \$119  = \port__data$124 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$118  = 8'h00;
+      \$120  = 8'h00;
     end else begin
-      \$118  = \port__data$121 [47:40];
+      \$120  = \port__data$124 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$119  = 8'h00;
+      \$121  = 8'h00;
     end else begin
-      \$119  = \port__data$121 [55:48];
+      \$121  = \port__data$124 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$120  = 8'h00;
+      \$122  = 8'h00;
     end else begin
-      \$120  = \port__data$121 [63:56];
+      \$122  = \port__data$124 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$121  = 8'h00;
+      \$123  = 8'h00;
     end else begin
-      \$121  = \port__data$121 [71:64];
+      \$123  = \port__data$124 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$122  = 8'h00;
+      \$124  = 8'h00;
     end else begin
-      \$122  = \port__data$121 [79:72];
+      \$124  = \port__data$124 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = \$signal$115 ;
-    if (rst_fc2) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = v2_d1;
-    if (rst_fc2) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = v2_d2;
+    \$125  = \$signal$118 ;
     if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = v2_d3;
+    \$126  = v2_d1;
     if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = last1;
+    \$127  = v2_d2;
     if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = last2_d1;
+    \$128  = v2_d3;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$129  = last2_d2;
+    \$129  = last1;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$130  = last2_d3;
+    \$130  = last2_d1;
     if (rst_fc2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$131  = \$signal$115 ;
+    \$131  = last2_d2;
     if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$132  = v2p_d1;
+    \$132  = last2_d3;
     if (rst_fc2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$133  = v2p_d2;
+    \$133  = \$signal$118 ;
     if (rst_fc2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$134  = \$signal$37 ;
+    \$134  = v2p_d1;
     if (rst_fc2) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$135  = first2p_d1;
+    \$135  = v2p_d2;
     if (rst_fc2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$136  = first2p_d2;
+    \$136  = \$signal$40 ;
     if (rst_fc2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$137  = last1;
+    \$137  = first2p_d1;
     if (rst_fc2) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = last2p_d1;
+    \$138  = first2p_d2;
     if (rst_fc2) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = last2p_d2;
+    \$139  = last1;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = group_end;
+    \$140  = last2p_d1;
     if (rst_fc2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = xacc;
+    \$141  = last2p_d2;
+    if (rst_fc2) begin
+      \$141  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$142  = group_end;
+    if (rst_fc2) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$143  = xacc;
     if (flags_x[0]) begin
-      \$141  = \$59 [14:0];
+      \$143  = \$60 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = xfin;
-    if (\$60 ) begin
-      \$142  = \$62 [14:0];
+    \$144  = xfin;
+    if (\$61 ) begin
+      \$144  = \$63 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = acc0_0;
+    \$145  = acc0_0;
     if (flags_0[0]) begin
-      \$143  = \$64 [14:0];
+      \$145  = \$65 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = fin0_0;
-    if (\$65 ) begin
-      \$144  = \$67 [14:0];
+    \$146  = fin0_0;
+    if (\$66 ) begin
+      \$146  = \$68 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = bank0_0;
+    \$147  = bank0_0;
     if (done) begin
-      \$145  = \$69 [15:0];
+      \$147  = \$70 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = ser_left;
+    \$148  = ser_left;
     if (done) begin
-      \$146  = 1'h1;
+      \$148  = 1'h1;
     end else if (ser) begin
-      \$146  = \$70 [0];
+      \$148  = \$71 [0];
     end
-    if (rst_fc2) begin
-      \$146  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = \addr$83 ;
-    if (ser) begin
-      \$147  = \$73 [3:0];
-    end
-    if (rst_fc2) begin
-      \$147  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = \$74 ;
     if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = \$76 ;
+    \$149  = \addr$86 ;
+    if (ser) begin
+      \$149  = \$74 [3:0];
+    end
     if (rst_fc2) begin
-      \$149  = 1'h0;
+      \$149  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = \$signal$147 ;
+    \$150  = \$75 ;
     if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = vb;
+    \$151  = \$77 ;
     if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = v_out_d1;
+    \$152  = \$signal$150 ;
     if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = v_out_d2;
+    \$153  = vb;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = v_out_d3;
+    \$154  = v_out_d1;
     if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = ka;
+    \$155  = v_out_d2;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = skipped_d1;
+    \$156  = v_out_d3;
     if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = skipped_d2;
+    \$157  = ka;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = skipped_d3;
+    \$158  = skipped_d1;
     if (rst_fc2) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = skipped_d4;
+    \$159  = skipped_d2;
     if (rst_fc2) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = \$87 ;
+    \$160  = skipped_d3;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$161  = \$89 ;
+    \$161  = skipped_d4;
     if (rst_fc2) begin
-      \$161  = 2'h0;
+      \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$162  = \$21 [1:0];
+    \$162  = \$88 ;
     if (rst_fc2) begin
-      \$162  = 2'h3;
+      \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$163  = credits_room_next;
+    \$163  = \$90 ;
     if (rst_fc2) begin
-      \$163  = 1'h1;
+      \$163  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$164  = \$23 [1:0];
+    if (rst_fc2) begin
+      \$164  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$165  = credits_room_next;
+    if (rst_fc2) begin
+      \$165  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -4672,35 +4690,35 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$97 , i__valid, w_data, o
   assign o__ready = step;
   assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$33 ;
-  assign \port__en$35  = 1'h1;
-  assign word1 = \i$40 ;
+  assign r_addr_b0 = \port__addr$36 ;
+  assign \port__en$38  = 1'h1;
+  assign word1 = \i$43 ;
   assign shift = ser;
-  assign beat = \addr$83 ;
-  assign a = \data$86 [16:0];
+  assign beat = \addr$86 ;
+  assign a = \data$89 [16:0];
   assign sa0_0 = b;
-  assign \a$89  = \data$86 [20:17];
-  assign \b$90  = b;
-  assign rq0_y = \$18 [15:0];
-  assign \o__payload$96  = o__payload;
-  assign \o__ready$98  = \o__ready$97 ;
-  assign \o__valid$100  = o__valid;
-  assign \w_data$101  = \$18 [15:0];
-  assign v_out_d4 = \w_en$102 ;
-  assign space_next = \$21 [1:0];
-  assign \$3  = active;
-  assign \$26  = credits_room_next;
-  assign \$53  = o;
-  assign \$68  = { fin0_0, 1'h0 };
-  assign \$74  = ser;
-  assign \$75  = 1'h0;
+  assign \a$92  = \data$89 [20:17];
+  assign \b$93  = b;
+  assign rq0_y = \$20 [15:0];
+  assign \o__payload$99  = o__payload;
+  assign \o__ready$101  = \o__ready$100 ;
+  assign \o__valid$103  = o__valid;
+  assign \w_data$104  = \$20 [15:0];
+  assign v_out_d4 = \w_en$105 ;
+  assign space_next = \$23 [1:0];
+  assign \$4  = active;
+  assign \$27  = credits_room_next;
+  assign \$54  = o;
+  assign \$69  = { fin0_0, 1'h0 };
+  assign \$75  = ser;
   assign \$76  = 1'h0;
-  assign \$78  = { p[32], p };
-  assign \$79  = { \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 [19], \p$154 , 17'h00000 };
-  assign \$82  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$77  = 1'h0;
+  assign \$79  = { p[32], p };
+  assign \$80  = { \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 , 17'h00000 };
   assign \$83  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$85  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$91  = \$90 ;
+  assign \$84  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$86  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$92  = \$91 ;
   assign ser = ser_left;
 endmodule
 

@@ -154,8 +154,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$28 ),
     .i__valid(\i__valid$26 ),
     .o__payload(\i__payload$30 ),
-    .\o__ready$129 (\o__ready$34 ),
-    .\o__valid$131 (\i__valid$32 ),
+    .\o__ready$132 (\o__ready$34 ),
+    .\o__valid$134 (\i__valid$32 ),
     .rst_conv1(rst_conv1),
     .w_data(\i__payload$24 )
   );
@@ -184,7 +184,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
     .o__payload(\i__payload$54 ),
-    .\o__ready$842 (\o__ready$58 ),
+    .\o__ready$845 (\o__ready$58 ),
     .o__valid(\i__valid$56 ),
     .rst_conv2(rst_conv2),
     .w_data(\i__payload$48 )
@@ -215,7 +215,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$64 ),
     .i__valid(\i__valid$62 ),
     .o__payload(\i__payload$66 ),
-    .\o__ready$192 (\o__ready$70 ),
+    .\o__ready$197 (\o__ready$70 ),
     .o__valid(\i__valid$68 ),
     .rst_fc1(rst_fc1)
   );
@@ -234,7 +234,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$76 ),
     .i__valid(\i__valid$74 ),
     .o__payload(\i__payload$78 ),
-    .\o__ready$70 (\o__ready$82 ),
+    .\o__ready$73 (\o__ready$82 ),
     .o__valid(\i__valid$80 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$72 )
@@ -782,7 +782,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_data, \o__valid$131 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_data, \o__valid$134 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
@@ -795,85 +795,85 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   wire [9:0] \$106 ;
   wire [9:0] \$107 ;
   wire [9:0] \$108 ;
-  wire [12:0] \$109 ;
+  wire [9:0] \$109 ;
   wire \$11 ;
-  wire [13:0] \$110 ;
-  wire \$111 ;
-  wire [12:0] \$112 ;
-  wire [13:0] \$113 ;
-  wire [12:0] \$114 ;
-  wire [13:0] \$115 ;
-  wire \$116 ;
-  wire [12:0] \$117 ;
-  wire [13:0] \$118 ;
+  wire [12:0] \$110 ;
+  wire [13:0] \$111 ;
+  wire \$112 ;
+  wire [12:0] \$113 ;
+  wire [13:0] \$114 ;
+  wire [12:0] \$115 ;
+  wire [13:0] \$116 ;
+  wire \$117 ;
+  wire [12:0] \$118 ;
   wire [13:0] \$119 ;
   wire \$12 ;
-  wire [14:0] \$120 ;
-  wire [12:0] \$121 ;
-  wire [13:0] \$122 ;
-  wire \$123 ;
-  wire [12:0] \$124 ;
-  wire [13:0] \$125 ;
+  wire [13:0] \$120 ;
+  wire [14:0] \$121 ;
+  wire [12:0] \$122 ;
+  wire [13:0] \$123 ;
+  wire \$124 ;
+  wire [12:0] \$125 ;
   wire [13:0] \$126 ;
-  wire [14:0] \$127 ;
-  wire [2:0] \$128 ;
-  wire \$129 ;
+  wire [13:0] \$127 ;
+  wire [14:0] \$128 ;
+  wire [2:0] \$129 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
+  wire \$130 ;
   wire [5:0] \$131 ;
-  wire \$132 ;
+  wire [5:0] \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire [21:0] \$135 ;
-  wire [29:0] \$136 ;
-  wire [30:0] \$137 ;
-  wire [26:0] \$138 ;
+  wire \$135 ;
+  wire [21:0] \$136 ;
+  wire [29:0] \$137 ;
+  wire [30:0] \$138 ;
   wire [26:0] \$139 ;
-  wire [3:0] \$14 ;
-  wire \$140 ;
-  wire [26:0] \$141 ;
-  wire \$142 ;
+  wire \$14 ;
+  wire [26:0] \$140 ;
+  wire \$141 ;
+  wire [26:0] \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [1:0] \$145 ;
-  wire \$146 ;
+  wire \$145 ;
+  wire [1:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [3:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
-  reg [1:0] \$152 ;
-  reg \$153 ;
-  reg \$154 ;
+  wire \$152 ;
+  wire \$153 ;
+  reg [1:0] \$154 ;
   reg \$155 ;
   reg \$156 ;
   reg \$157 ;
   reg \$158 ;
-  reg [2:0] \$159 ;
-  wire [1:0] \$16 ;
-  reg [1:0] \$160 ;
-  reg [3:0] \$161 ;
-  reg \$162 ;
-  reg [2:0] \$163 ;
+  reg \$159 ;
+  wire [3:0] \$16 ;
+  reg \$160 ;
+  reg [2:0] \$161 ;
+  reg [1:0] \$162 ;
+  reg [3:0] \$163 ;
   reg \$164 ;
-  reg [1:0] \$165 ;
-  reg [4:0] \$166 ;
-  reg [4:0] \$167 ;
+  reg [2:0] \$165 ;
+  reg \$166 ;
+  reg [1:0] \$167 ;
   reg [4:0] \$168 ;
   reg [4:0] \$169 ;
-  wire \$17 ;
+  wire [3:0] \$17 ;
   reg [4:0] \$170 ;
-  reg \$171 ;
-  reg \$172 ;
+  reg [4:0] \$171 ;
+  reg [4:0] \$172 ;
   reg \$173 ;
-  reg [7:0] \$174 ;
-  reg [7:0] \$175 ;
+  reg \$174 ;
+  reg \$175 ;
   reg [7:0] \$176 ;
   reg [7:0] \$177 ;
   reg [7:0] \$178 ;
   reg [7:0] \$179 ;
-  wire \$18 ;
+  wire [1:0] \$18 ;
   reg [7:0] \$180 ;
   reg [7:0] \$181 ;
   reg [7:0] \$182 ;
@@ -889,14 +889,14 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   reg [7:0] \$191 ;
   reg [7:0] \$192 ;
   reg [7:0] \$193 ;
-  reg \$194 ;
-  reg \$195 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
   reg \$196 ;
   reg \$197 ;
   reg \$198 ;
   reg \$199 ;
   wire [3:0] \$2 ;
-  wire [10:0] \$20 ;
+  wire \$20 ;
   reg \$200 ;
   reg \$201 ;
   reg \$202 ;
@@ -907,85 +907,87 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   reg \$207 ;
   reg \$208 ;
   reg \$209 ;
-  wire [10:0] \$21 ;
+  wire \$21 ;
   reg \$210 ;
   reg \$211 ;
-  reg [12:0] \$212 ;
-  reg [12:0] \$213 ;
+  reg \$212 ;
+  reg \$213 ;
   reg [12:0] \$214 ;
   reg [12:0] \$215 ;
-  reg [13:0] \$216 ;
+  reg [12:0] \$216 ;
   reg [12:0] \$217 ;
-  reg [12:0] \$218 ;
-  reg [13:0] \$219 ;
-  wire [4:0] \$22 ;
-  reg [1:0] \$220 ;
-  reg [4:0] \$221 ;
-  reg \$222 ;
-  reg \$223 ;
+  reg [13:0] \$218 ;
+  reg [12:0] \$219 ;
+  wire [10:0] \$22 ;
+  reg [12:0] \$220 ;
+  reg [13:0] \$221 ;
+  reg [1:0] \$222 ;
+  reg [4:0] \$223 ;
   reg \$224 ;
   reg \$225 ;
   reg \$226 ;
   reg \$227 ;
   reg \$228 ;
   reg \$229 ;
-  wire [1:0] \$23 ;
+  wire [10:0] \$23 ;
   reg \$230 ;
   reg \$231 ;
   reg \$232 ;
-  reg [1:0] \$233 ;
-  reg [3:0] \$234 ;
-  reg \$235 ;
-  wire [5:0] \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire [2:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg [1:0] \$235 ;
+  reg [3:0] \$236 ;
+  reg \$237 ;
+  wire [4:0] \$24 ;
+  wire [1:0] \$25 ;
+  wire [5:0] \$26 ;
+  wire \$27 ;
+  wire [2:0] \$28 ;
+  wire [2:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [2:0] \$31 ;
+  wire \$31 ;
   wire [2:0] \$32 ;
-  wire [4:0] \$33 ;
+  wire [2:0] \$33 ;
   wire [4:0] \$34 ;
-  wire \$35 ;
-  wire [1:0] \$36 ;
-  wire \$37 ;
+  wire [4:0] \$35 ;
+  wire \$36 ;
+  wire [1:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [2:0] \$40 ;
-  wire \$41 ;
-  wire [5:0] \$42 ;
+  wire \$40 ;
+  wire [2:0] \$41 ;
+  wire \$42 ;
   wire [5:0] \$43 ;
-  wire [6:0] \$44 ;
+  wire [5:0] \$44 ;
   wire [6:0] \$45 ;
-  wire \$46 ;
-  wire [5:0] \$47 ;
+  wire [6:0] \$46 ;
+  wire \$47 ;
   wire [5:0] \$48 ;
-  wire [6:0] \$49 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
   wire [6:0] \$50 ;
-  wire \$51 ;
-  wire [5:0] \$52 ;
+  wire [6:0] \$51 ;
+  wire \$52 ;
   wire [5:0] \$53 ;
-  wire [6:0] \$54 ;
+  wire [5:0] \$54 ;
   wire [6:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire \$57 ;
-  wire [5:0] \$58 ;
-  wire [6:0] \$59 ;
+  wire [6:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire [6:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire \$63 ;
-  wire [5:0] \$64 ;
-  wire [6:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire [6:0] \$67 ;
-  wire \$68 ;
-  wire [9:0] \$69 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [6:0] \$62 ;
+  wire [5:0] \$63 ;
+  wire \$64 ;
+  wire [5:0] \$65 ;
+  wire [6:0] \$66 ;
+  wire [5:0] \$67 ;
+  wire [6:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire [9:0] \$70 ;
   wire [9:0] \$71 ;
@@ -1020,15 +1022,15 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   wire \$signal ;
-  reg \$signal$148  = 1'h0;
-  reg \$signal$149  = 1'h0;
-  reg \$signal$191  = 1'h0;
+  reg \$signal$151  = 1'h0;
+  reg \$signal$152  = 1'h0;
+  reg \$signal$194  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$206 ;
+  wire [5:0] \addr$209 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   reg [13:0] bank1_0 = 14'h0000;
@@ -1043,8 +1045,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [63:0] \data$205 ;
+  wire [63:0] \data$208 ;
   reg done = 1'h0;
+  wire filled;
   reg [12:0] fin0_0 = 13'h0000;
   reg [12:0] fin1_0 = 13'h0000;
   reg first2p_d1 = 1'h0;
@@ -1059,9 +1062,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$48 ;
-  wire [15:0] \i$71 ;
-  wire [15:0] \i$72 ;
+  wire [15:0] \i$51 ;
+  wire [15:0] \i$74 ;
+  wire [15:0] \i$75 ;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -1101,36 +1104,36 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$156 ;
   wire [19:0] \o$159 ;
-  wire [19:0] \o$160 ;
+  wire [19:0] \o$162 ;
+  wire [19:0] \o$163 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$128 ;
-  wire [63:0] \o__payload$151 ;
+  wire [7:0] \o__payload$131 ;
+  wire [63:0] \o__payload$154 ;
   wire o__ready;
-  input \o__ready$129 ;
-  wire \o__ready$129 ;
-  wire \o__ready$130 ;
+  input \o__ready$132 ;
+  wire \o__ready$132 ;
+  wire \o__ready$133 ;
   wire o__valid;
-  output \o__valid$131 ;
-  wire \o__valid$131 ;
-  wire \o__valid$132 ;
+  output \o__valid$134 ;
+  wire \o__valid$134 ;
+  wire \o__valid$135 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [28:0] p;
   wire [2:0] port__addr;
   wire [2:0] \port__addr$10 ;
-  wire [2:0] \port__addr$40 ;
   wire [2:0] \port__addr$43 ;
+  wire [2:0] \port__addr$46 ;
   wire [63:0] port__data;
   wire [15:0] \port__data$12 ;
-  wire [63:0] \port__data$152 ;
-  wire [15:0] \port__data$153 ;
+  wire [63:0] \port__data$155 ;
+  wire [15:0] \port__data$156 ;
   wire port__en;
   wire \port__en$13 ;
-  wire \port__en$42 ;
   wire \port__en$45 ;
+  wire \port__en$48 ;
   reg [2:0] r_addr = 3'h0;
   wire [2:0] r_addr_b0;
   wire [2:0] r_addr_b1;
@@ -1226,13 +1229,15 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   reg [1:0] w_count = 2'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [7:0] \w_data$133 ;
+  wire [7:0] \w_data$136 ;
   reg [79:0] w_data_q = 80'h00000000000000000000;
   wire w_en;
-  reg \w_en$134  = 1'h0;
+  reg \w_en$137  = 1'h0;
   wire w_en_b0;
   wire w_en_b1;
   reg w_full = 1'h0;
+  wire w_full_issue;
+  wire w_full_next;
   reg w_half = 1'h0;
   reg [63:0] word1 = 64'h0000000000000000;
   reg [12:0] xacc = 13'h0000;
@@ -1279,9 +1284,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$40 ];
+    _0_ <= vectors0[\port__addr$43 ];
   end
-  assign \port__data$152  = _0_;
+  assign \port__data$155  = _0_;
   reg [15:0] vectors1 [5:0];
   initial begin
     vectors1[0] = 16'h0000;
@@ -1297,35 +1302,39 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$43 ];
+    _1_ <= vectors1[\port__addr$46 ];
   end
-  assign \port__data$153  = _1_;
+  assign \port__data$156  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 2'h3;
   assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & sn_last;
-  assign \$8  = \$6  | \$7 ;
-  assign load = w_full & \$8 ;
-  assign \$9  = s_idx == 1'h1;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = n_idx == 4'he;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 2'h3 : 2'h0;
-  assign \$17  = step & s_last;
-  assign \$18  = gap == 1'h1;
-  assign \$19  = gap_zero | \$18 ;
-  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
+  assign \$3  = w_count == 2'h2;
+  assign filled = take & \$3 ;
+  assign \$4  = active & o__valid;
+  assign \$5  = ~ s_last;
+  assign \$6  = \$5  | can_end;
+  assign step = \$4  & \$6 ;
+  assign \$7  = filled ? 1'h1 : w_full;
+  assign w_full_next = load ? 1'h0 : \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & sn_last;
+  assign \$10  = \$8  | \$9 ;
+  assign load = w_full_issue & \$10 ;
+  assign \$11  = s_idx == 1'h1;
+  assign \$12  = s_last ? 1'h0 : \$11 ;
+  assign \$signal  = step ? \$12  : s_last;
+  assign \$13  = step & s_last;
+  assign \$14  = n_idx == 4'he;
+  assign \$15  = n_last ? 1'h0 : \$14 ;
+  assign n_last_next = \$13  ? \$15  : n_last;
+  assign \$16  = r_addr + 1'h1;
+  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
+  assign \$18  = w_half ? 2'h3 : 2'h0;
+  assign \$19  = step & s_last;
+  assign \$20  = gap == 1'h1;
+  assign \$21  = gap_zero | \$20 ;
+  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1355,172 +1364,172 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$20  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$21  = rq0_under ? 11'h000 : \$20 ;
-  assign \$22  = credits_space + credits_returned;
-  assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$24  = \$22  - \$23 ;
-  assign credits_room_next = \$24 [3:0] >= 2'h2;
-  assign \$25  = w_count == 2'h2;
-  assign \$26  = w_count + 1'h1;
-  assign \$27  = \$25  ? 3'h0 : \$26 ;
-  assign \$28  = w_count == 2'h2;
-  assign \$29  = credits_room_next & gap_zero_next;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 3'h0 : \$31 ;
-  assign \$33  = n_idx + 1'h1;
-  assign \$34  = n_last ? 5'h00 : \$33 ;
-  assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 2'h3 : 2'h0;
-  assign \$37  = ~ w_half;
-  assign \$38  = step & s_last;
-  assign \$39  = ~ gap_zero;
-  assign \$40  = gap - 1'h1;
-  assign \$41  = col >= 4'ha;
-  assign \$42  = col - 4'ha;
-  assign \$43  = col + 4'ha;
-  assign \$44  = \$41  ? { \$42 [5], \$42  } : { 1'h0, \$43  };
-  assign \$45  = s_last ? 7'h00 : \$44 ;
-  assign \$46  = row_ph0 >= 4'ha;
-  assign \$47  = row_ph0 - 4'ha;
-  assign \$48  = row_ph0 + 4'ha;
-  assign \$49  = \$46  ? { \$47 [5], \$47  } : { 1'h0, \$48  };
-  assign \$50  = n_last ? 7'h00 : \$49 ;
-  assign \$51  = row_ph1 >= 4'ha;
-  assign \$52  = row_ph1 - 4'ha;
-  assign \$53  = row_ph1 + 4'ha;
-  assign \$54  = \$51  ? { \$52 [5], \$52  } : { 1'h0, \$53  };
-  assign \$55  = n_last ? 7'h05 : \$54 ;
-  assign \$56  = row_ph0 + col;
-  assign \$57  = \$56  >= 5'h14;
-  assign \$58  = row_ph0 + col;
-  assign \$59  = \$58  - 5'h14;
-  assign \$60  = row_ph0 + col;
-  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
-  assign \$62  = row_ph1 + col;
-  assign \$63  = \$62  >= 5'h14;
-  assign \$64  = row_ph1 + col;
-  assign \$65  = \$64  - 5'h14;
-  assign \$66  = row_ph1 + col;
-  assign \$67  = \$63  ? \$65  : { 1'h0, \$66  };
-  assign \$68  = ! s_idx;
-  assign \$75  = off1_0[0] ? o[9:0] : o[19:10];
-  assign \$77  = off1_0[1] ? \$75  : \$76 ;
-  assign \$78  = off1_0[2] ? \$74  : \$77 ;
-  assign \$86  = off1_0[3] ? \$78  : \$85 ;
-  assign \$87  = off1_0[4] ? \$71  : \$86 ;
-  assign \$88  = ~ \$87 ;
-  assign \$92  = off1_1[0] ? { \o$160 [4:0], \o$159 [19:15] } : \o$159 [14:5];
-  assign \$94  = off1_1[1] ? \$92  : \$93 ;
-  assign \$98  = off1_1[2] ? \$94  : \$97 ;
-  assign \$106  = off1_1[3] ? \$98  : \$105 ;
-  assign \$107  = off1_1[4] ? \$91  : \$106 ;
-  assign \$108  = ~ \$107 ;
-  assign \$109  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$110  = \$109  + xsum_l4_0;
-  assign \$111  = flags_x[0] & flags_x[2];
-  assign \$112  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$113  = \$112  + xsum_l4_0;
-  assign \$114  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$115  = \$114  + t0_0_l4_0;
-  assign \$116  = flags_0[0] & flags_0[2];
-  assign \$117  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$118  = \$117  + t0_0_l4_0;
-  assign \$120  = \$119  - xfin;
-  assign \$121  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$122  = \$121  + t1_0_l4_0;
-  assign \$123  = flags_1[0] & flags_1[2];
-  assign \$124  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$125  = \$124  + t1_0_l4_0;
-  assign \$127  = \$126  - xfin;
-  assign \$128  = ser_left - 1'h1;
-  assign \$129  = addr == 5'h1f;
-  assign \$130  = addr + 1'h1;
-  assign \$131  = \$129  ? 6'h00 : \$130 ;
-  assign \$135  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$137  = $signed(\$136 ) + $signed(rq0_beta);
-  assign \$140  = $signed(\$139 ) < $signed(1'h0);
-  assign \$142  = $signed(\$141 ) > $signed(9'h0ff);
-  assign \$143  = step & s_last;
-  assign \$144  = \o__valid$131  & \o__ready$129 ;
-  assign \$145  = \$144  + skipped_d4;
-  assign \$146  = ~ rst_conv1;
-  assign \$148  = rst_conv1 ? 1'h0 : take;
-  assign \$149  = ~ rst_conv1;
-  assign \$151  = rst_conv1 ? 1'h0 : take;
+  assign \$22  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$23  = rq0_under ? 11'h000 : \$22 ;
+  assign \$24  = credits_space + credits_returned;
+  assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$26  = \$24  - \$25 ;
+  assign credits_room_next = \$26 [3:0] >= 2'h2;
+  assign \$27  = w_count == 2'h2;
+  assign \$28  = w_count + 1'h1;
+  assign \$29  = \$27  ? 3'h0 : \$28 ;
+  assign \$30  = credits_room_next & gap_zero_next;
+  assign \$31  = \$signal  & n_last_next;
+  assign \$32  = s_idx + 1'h1;
+  assign \$33  = s_last ? 3'h0 : \$32 ;
+  assign \$34  = n_idx + 1'h1;
+  assign \$35  = n_last ? 5'h00 : \$34 ;
+  assign \$36  = step & sn_last;
+  assign \$37  = w_half ? 2'h3 : 2'h0;
+  assign \$38  = ~ w_half;
+  assign \$39  = step & s_last;
+  assign \$40  = ~ gap_zero;
+  assign \$41  = gap - 1'h1;
+  assign \$42  = col >= 4'ha;
+  assign \$43  = col - 4'ha;
+  assign \$44  = col + 4'ha;
+  assign \$45  = \$42  ? { \$43 [5], \$43  } : { 1'h0, \$44  };
+  assign \$46  = s_last ? 7'h00 : \$45 ;
+  assign \$47  = row_ph0 >= 4'ha;
+  assign \$48  = row_ph0 - 4'ha;
+  assign \$49  = row_ph0 + 4'ha;
+  assign \$50  = \$47  ? { \$48 [5], \$48  } : { 1'h0, \$49  };
+  assign \$51  = n_last ? 7'h00 : \$50 ;
+  assign \$52  = row_ph1 >= 4'ha;
+  assign \$53  = row_ph1 - 4'ha;
+  assign \$54  = row_ph1 + 4'ha;
+  assign \$55  = \$52  ? { \$53 [5], \$53  } : { 1'h0, \$54  };
+  assign \$56  = n_last ? 7'h05 : \$55 ;
+  assign \$57  = row_ph0 + col;
+  assign \$58  = \$57  >= 5'h14;
+  assign \$59  = row_ph0 + col;
+  assign \$60  = \$59  - 5'h14;
+  assign \$61  = row_ph0 + col;
+  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
+  assign \$63  = row_ph1 + col;
+  assign \$64  = \$63  >= 5'h14;
+  assign \$65  = row_ph1 + col;
+  assign \$66  = \$65  - 5'h14;
+  assign \$67  = row_ph1 + col;
+  assign \$68  = \$64  ? \$66  : { 1'h0, \$67  };
+  assign \$69  = ! s_idx;
+  assign \$76  = off1_0[0] ? o[9:0] : o[19:10];
+  assign \$78  = off1_0[1] ? \$76  : \$77 ;
+  assign \$79  = off1_0[2] ? \$75  : \$78 ;
+  assign \$87  = off1_0[3] ? \$79  : \$86 ;
+  assign \$88  = off1_0[4] ? \$72  : \$87 ;
+  assign \$89  = ~ \$88 ;
+  assign \$93  = off1_1[0] ? { \o$163 [4:0], \o$162 [19:15] } : \o$162 [14:5];
+  assign \$95  = off1_1[1] ? \$93  : \$94 ;
+  assign \$99  = off1_1[2] ? \$95  : \$98 ;
+  assign \$107  = off1_1[3] ? \$99  : \$106 ;
+  assign \$108  = off1_1[4] ? \$92  : \$107 ;
+  assign \$109  = ~ \$108 ;
+  assign \$110  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$111  = \$110  + xsum_l4_0;
+  assign \$112  = flags_x[0] & flags_x[2];
+  assign \$113  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$114  = \$113  + xsum_l4_0;
+  assign \$115  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$116  = \$115  + t0_0_l4_0;
+  assign \$117  = flags_0[0] & flags_0[2];
+  assign \$118  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$119  = \$118  + t0_0_l4_0;
+  assign \$121  = \$120  - xfin;
+  assign \$122  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$123  = \$122  + t1_0_l4_0;
+  assign \$124  = flags_1[0] & flags_1[2];
+  assign \$125  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$126  = \$125  + t1_0_l4_0;
+  assign \$128  = \$127  - xfin;
+  assign \$129  = ser_left - 1'h1;
+  assign \$130  = addr == 5'h1f;
+  assign \$131  = addr + 1'h1;
+  assign \$132  = \$130  ? 6'h00 : \$131 ;
+  assign \$136  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$138  = $signed(\$137 ) + $signed(rq0_beta);
+  assign \$141  = $signed(\$140 ) < $signed(1'h0);
+  assign \$143  = $signed(\$142 ) > $signed(9'h0ff);
+  assign \$144  = step & s_last;
+  assign \$145  = \o__valid$134  & \o__ready$132 ;
+  assign \$146  = \$145  + skipped_d4;
+  assign \$147  = ~ rst_conv1;
+  assign \$149  = rst_conv1 ? 1'h0 : take;
+  assign \$150  = ~ rst_conv1;
+  assign \$152  = rst_conv1 ? 1'h0 : take;
+  assign \$153  = rst_conv1 ? 1'h0 : w_full_next;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$152 ;
+    w_count <= \$154 ;
   always @(posedge clk)
-    w_full <= \$153 ;
+    can_end <= \$155 ;
   always @(posedge clk)
-    can_end <= \$154 ;
+    gap_zero <= \$156 ;
   always @(posedge clk)
-    gap_zero <= \$155 ;
+    s_last <= \$157 ;
   always @(posedge clk)
-    s_last <= \$156 ;
+    n_last <= \$158 ;
   always @(posedge clk)
-    n_last <= \$157 ;
+    sn_last <= \$159 ;
   always @(posedge clk)
-    sn_last <= \$158 ;
+    w_full <= \$160 ;
   always @(posedge clk)
-    r_addr <= \$159 ;
+    r_addr <= \$161 ;
   always @(posedge clk)
-    s_idx <= \$160 ;
+    s_idx <= \$162 ;
   always @(posedge clk)
-    n_idx <= \$161 ;
+    n_idx <= \$163 ;
   always @(posedge clk)
-    active <= \$162 ;
+    active <= \$164 ;
   always @(posedge clk)
-    r_base <= \$163 ;
+    r_base <= \$165 ;
   always @(posedge clk)
-    w_half <= \$164 ;
+    w_half <= \$166 ;
   always @(posedge clk)
-    gap <= \$165 ;
+    gap <= \$167 ;
   always @(posedge clk)
-    col <= \$166 ;
+    col <= \$168 ;
   always @(posedge clk)
-    row_ph0 <= \$167 ;
+    row_ph0 <= \$169 ;
   always @(posedge clk)
-    row_ph1 <= \$168 ;
+    row_ph1 <= \$170 ;
   always @(posedge clk)
-    off1_0 <= \$169 ;
+    off1_0 <= \$171 ;
   always @(posedge clk)
-    off1_1 <= \$170 ;
+    off1_1 <= \$172 ;
   always @(posedge clk)
-    \$signal$148  <= \$171 ;
+    \$signal$151  <= \$173 ;
   always @(posedge clk)
-    \$signal$149  <= \$172 ;
+    \$signal$152  <= \$174 ;
   always @(posedge clk)
-    last1 <= \$173 ;
+    last1 <= \$175 ;
   always @(posedge clk)
-    word1 <= \o__payload$151 ;
+    word1 <= \o__payload$154 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$153 , \port__data$152  };
+    xdata_d1 <= { \port__data$156 , \port__data$155  };
   always @(posedge clk)
-    w0_0 <= \$88 ;
+    w0_0 <= \$89 ;
   always @(posedge clk)
-    m0_0_0 <= \$174 ;
+    m0_0_0 <= \$176 ;
   always @(posedge clk)
-    m0_0_1 <= \$175 ;
+    m0_0_1 <= \$177 ;
   always @(posedge clk)
-    m0_0_2 <= \$176 ;
+    m0_0_2 <= \$178 ;
   always @(posedge clk)
-    m0_0_3 <= \$177 ;
+    m0_0_3 <= \$179 ;
   always @(posedge clk)
-    m0_0_4 <= \$178 ;
+    m0_0_4 <= \$180 ;
   always @(posedge clk)
-    m0_0_5 <= \$179 ;
+    m0_0_5 <= \$181 ;
   always @(posedge clk)
-    m0_0_6 <= \$180 ;
+    m0_0_6 <= \$182 ;
   always @(posedge clk)
-    m0_0_7 <= \$181 ;
+    m0_0_7 <= \$183 ;
   always @(posedge clk)
-    m0_0_8 <= \$182 ;
+    m0_0_8 <= \$184 ;
   always @(posedge clk)
-    m0_0_9 <= \$183 ;
+    m0_0_9 <= \$185 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1530,27 +1539,27 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    w1_0 <= \$108 ;
+    w1_0 <= \$109 ;
   always @(posedge clk)
-    m1_0_0 <= \$184 ;
+    m1_0_0 <= \$186 ;
   always @(posedge clk)
-    m1_0_1 <= \$185 ;
+    m1_0_1 <= \$187 ;
   always @(posedge clk)
-    m1_0_2 <= \$186 ;
+    m1_0_2 <= \$188 ;
   always @(posedge clk)
-    m1_0_3 <= \$187 ;
+    m1_0_3 <= \$189 ;
   always @(posedge clk)
-    m1_0_4 <= \$188 ;
+    m1_0_4 <= \$190 ;
   always @(posedge clk)
-    m1_0_5 <= \$189 ;
+    m1_0_5 <= \$191 ;
   always @(posedge clk)
-    m1_0_6 <= \$190 ;
+    m1_0_6 <= \$192 ;
   always @(posedge clk)
-    m1_0_7 <= \$191 ;
+    m1_0_7 <= \$193 ;
   always @(posedge clk)
-    m1_0_8 <= \$192 ;
+    m1_0_8 <= \$194 ;
   always @(posedge clk)
-    m1_0_9 <= \$193 ;
+    m1_0_9 <= \$195 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1576,103 +1585,103 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$194 ;
+    v2_d1 <= \$196 ;
   always @(posedge clk)
-    v2_d2 <= \$195 ;
+    v2_d2 <= \$197 ;
   always @(posedge clk)
-    v2_d3 <= \$196 ;
+    v2_d3 <= \$198 ;
   always @(posedge clk)
-    v2_d4 <= \$197 ;
+    v2_d4 <= \$199 ;
   always @(posedge clk)
-    last2_d1 <= \$198 ;
+    last2_d1 <= \$200 ;
   always @(posedge clk)
-    last2_d2 <= \$199 ;
+    last2_d2 <= \$201 ;
   always @(posedge clk)
-    last2_d3 <= \$200 ;
+    last2_d3 <= \$202 ;
   always @(posedge clk)
-    last2_d4 <= \$201 ;
+    last2_d4 <= \$203 ;
   always @(posedge clk)
-    v2p_d1 <= \$202 ;
+    v2p_d1 <= \$204 ;
   always @(posedge clk)
-    v2p_d2 <= \$203 ;
+    v2p_d2 <= \$205 ;
   always @(posedge clk)
-    v2p_d3 <= \$204 ;
+    v2p_d3 <= \$206 ;
   always @(posedge clk)
-    first2p_d1 <= \$205 ;
+    first2p_d1 <= \$207 ;
   always @(posedge clk)
-    first2p_d2 <= \$206 ;
+    first2p_d2 <= \$208 ;
   always @(posedge clk)
-    first2p_d3 <= \$207 ;
+    first2p_d3 <= \$209 ;
   always @(posedge clk)
-    last2p_d1 <= \$208 ;
+    last2p_d1 <= \$210 ;
   always @(posedge clk)
-    last2p_d2 <= \$209 ;
+    last2p_d2 <= \$211 ;
   always @(posedge clk)
-    last2p_d3 <= \$210 ;
+    last2p_d3 <= \$212 ;
   always @(posedge clk)
-    done <= \$211 ;
+    done <= \$213 ;
   always @(posedge clk)
-    xacc <= \$212 ;
+    xacc <= \$214 ;
   always @(posedge clk)
-    xfin <= \$213 ;
+    xfin <= \$215 ;
   always @(posedge clk)
-    acc0_0 <= \$214 ;
+    acc0_0 <= \$216 ;
   always @(posedge clk)
-    fin0_0 <= \$215 ;
+    fin0_0 <= \$217 ;
   always @(posedge clk)
-    bank0_0 <= \$216 ;
+    bank0_0 <= \$218 ;
   always @(posedge clk)
-    acc1_0 <= \$217 ;
+    acc1_0 <= \$219 ;
   always @(posedge clk)
-    fin1_0 <= \$218 ;
+    fin1_0 <= \$220 ;
   always @(posedge clk)
-    bank1_0 <= \$219 ;
+    bank1_0 <= \$221 ;
   always @(posedge clk)
-    ser_left <= \$220 ;
+    ser_left <= \$222 ;
   always @(posedge clk)
-    addr <= \$221 ;
+    addr <= \$223 ;
   always @(posedge clk)
-    \$signal$191  <= \$222 ;
+    \$signal$194  <= \$224 ;
   always @(posedge clk)
-    ka <= \$223 ;
+    ka <= \$225 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$224 ;
+    vb <= \$226 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$135 ;
+    rq0_beta <= \$136 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$137 [26:0];
+    rq0_acc_s1_0 <= \$138 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$138 [10:0];
+    rq0_shifted <= \$139 [10:0];
   always @(posedge clk)
-    rq0_under <= \$140 ;
+    rq0_under <= \$141 ;
   always @(posedge clk)
-    rq0_over <= \$142 ;
+    rq0_over <= \$143 ;
   always @(posedge clk)
-    v_out_d1 <= \$225 ;
+    v_out_d1 <= \$227 ;
   always @(posedge clk)
-    v_out_d2 <= \$226 ;
+    v_out_d2 <= \$228 ;
   always @(posedge clk)
-    \w_en$134  <= \$227 ;
+    \w_en$137  <= \$229 ;
   always @(posedge clk)
-    skipped_d1 <= \$228 ;
+    skipped_d1 <= \$230 ;
   always @(posedge clk)
-    skipped_d2 <= \$229 ;
+    skipped_d2 <= \$231 ;
   always @(posedge clk)
-    skipped_d3 <= \$230 ;
+    skipped_d3 <= \$232 ;
   always @(posedge clk)
-    skipped_d4 <= \$231 ;
+    skipped_d4 <= \$233 ;
   always @(posedge clk)
-    group_ended_d1 <= \$232 ;
+    group_ended_d1 <= \$234 ;
   always @(posedge clk)
-    credits_returned <= \$233 ;
+    credits_returned <= \$235 ;
   always @(posedge clk)
-    credits_space <= \$234 ;
+    credits_space <= \$236 ;
   always @(posedge clk)
-    credits_room <= \$235 ;
+    credits_room <= \$237 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1684,24 +1693,24 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$156 )
+    .o(\o$159 )
   );
   \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$159 )
+    .o(\o$162 )
   );
   \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$160 )
+    .o(\o$163 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$129 ),
-    .o__valid(\o__valid$131 ),
+    .o__ready(\o__ready$132 ),
+    .o__valid(\o__valid$134 ),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$134 ),
-    .w_port__data(\$21 [7:0])
+    .w_en(\w_en$137 ),
+    .w_port__data(\$23 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1733,7 +1742,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$40 )
+    .q(\port__addr$43 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1741,12 +1750,12 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   ) r_addr_b1_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$43 )
+    .q(\port__addr$46 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$206 ),
+    .addr(\addr$209 ),
     .clk(clk),
-    .data(\data$205 )
+    .data(\data$208 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1775,7 +1784,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$148 ),
+    .d(\$149 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1783,145 +1792,125 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$151 ),
+    .d(\$152 ),
     .q(\port__en$13 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_issue_copy (
+    .clk(clk),
+    .d(\$153 ),
+    .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
     .clk(clk),
-    .data(\data$205 ),
-    .o__payload(\o__payload$151 ),
+    .data(\data$208 ),
+    .o__payload(\o__payload$154 ),
     .o__ready(step),
     .o__valid(o__valid),
-    .raddr(\addr$206 ),
+    .raddr(\addr$209 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [2:0];
+      r_next = \$17 [2:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = { 1'h0, \$18  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = w_count;
+    \$154  = w_count;
     if (take) begin
-      \$152  = \$27 [1:0];
+      \$154  = \$29 [1:0];
     end
     if (rst_conv1) begin
-      \$152  = 2'h0;
+      \$154  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = w_full;
-    if (take) begin
-      if (\$28 ) begin
-        \$153  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$153  = 1'h0;
-    end
-    if (rst_conv1) begin
-      \$153  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = \$29 ;
-    if (rst_conv1) begin
-      \$154  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = gap_zero_next;
+    \$155  = \$30 ;
     if (rst_conv1) begin
       \$155  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = \$signal ;
+    \$156  = gap_zero_next;
     if (rst_conv1) begin
-      \$156  = 1'h0;
+      \$156  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = n_last_next;
+    \$157  = \$signal ;
     if (rst_conv1) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = \$30 ;
+    \$158  = n_last_next;
     if (rst_conv1) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = r_next;
+    \$159  = \$31 ;
     if (rst_conv1) begin
-      \$159  = 3'h0;
+      \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = s_idx;
+    \$160  = w_full_next;
+    if (rst_conv1) begin
+      \$160  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$161  = r_next;
+    if (rst_conv1) begin
+      \$161  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$162  = s_idx;
     if (step) begin
-      \$160  = \$32 [1:0];
+      \$162  = \$33 [1:0];
     end
     if (rst_conv1) begin
-      \$160  = 2'h0;
+      \$162  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = n_idx;
+    \$163  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$161  = \$34 [3:0];
+        \$163  = \$35 [3:0];
       end
     end
     if (rst_conv1) begin
-      \$161  = 4'h0;
+      \$163  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = active;
-    if (\$35 ) begin
-      \$162  = 1'h0;
+    \$164  = active;
+    if (\$36 ) begin
+      \$164  = 1'h0;
     end
     if (load) begin
-      \$162  = 1'h1;
-    end
-    if (rst_conv1) begin
-      \$162  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = r_base;
-    if (load) begin
-      \$163  = { 1'h0, \$36  };
-    end
-    if (rst_conv1) begin
-      \$163  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = w_half;
-    if (load) begin
-      \$164  = \$37 ;
+      \$164  = 1'h1;
     end
     if (rst_conv1) begin
       \$164  = 1'h0;
@@ -1929,567 +1918,587 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = gap;
-    if (\$38 ) begin
-      \$165  = 2'h1;
-    end else if (\$39 ) begin
-      \$165  = \$40 [1:0];
+    \$165  = r_base;
+    if (load) begin
+      \$165  = { 1'h0, \$37  };
     end
     if (rst_conv1) begin
-      \$165  = 2'h0;
+      \$165  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = col;
+    \$166  = w_half;
+    if (load) begin
+      \$166  = \$38 ;
+    end
+    if (rst_conv1) begin
+      \$166  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$167  = gap;
+    if (\$39 ) begin
+      \$167  = 2'h1;
+    end else if (\$40 ) begin
+      \$167  = \$41 [1:0];
+    end
+    if (rst_conv1) begin
+      \$167  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$168  = col;
     if (step) begin
-      \$166  = \$45 [4:0];
+      \$168  = \$46 [4:0];
     end
     if (rst_conv1) begin
-      \$166  = 5'h00;
+      \$168  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = row_ph0;
+    \$169  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$167  = \$50 [4:0];
+        \$169  = \$51 [4:0];
       end
     end
-    if (rst_conv1) begin
-      \$167  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$168  = \$55 [4:0];
-      end
-    end
-    if (rst_conv1) begin
-      \$168  = 5'h05;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = \$61 [4:0];
     if (rst_conv1) begin
       \$169  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = \$67 [4:0];
+    \$170  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$170  = \$56 [4:0];
+      end
+    end
     if (rst_conv1) begin
-      \$170  = 5'h00;
+      \$170  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = step;
+    \$171  = \$62 [4:0];
     if (rst_conv1) begin
-      \$171  = 1'h0;
+      \$171  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = \$68 ;
+    \$172  = \$68 [4:0];
     if (rst_conv1) begin
-      \$172  = 1'h0;
+      \$172  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = s_last;
+    \$173  = step;
     if (rst_conv1) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$174  = \$69 ;
+    if (rst_conv1) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$175  = s_last;
+    if (rst_conv1) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$174  = 8'h00;
+      \$176  = 8'h00;
     end else begin
-      \$174  = xdata_d1[7:0];
+      \$176  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$175  = 8'h00;
+      \$177  = 8'h00;
     end else begin
-      \$175  = xdata_d1[15:8];
+      \$177  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$176  = 8'h00;
+      \$178  = 8'h00;
     end else begin
-      \$176  = xdata_d1[23:16];
+      \$178  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$177  = 8'h00;
+      \$179  = 8'h00;
     end else begin
-      \$177  = xdata_d1[31:24];
+      \$179  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$178  = 8'h00;
+      \$180  = 8'h00;
     end else begin
-      \$178  = xdata_d1[39:32];
+      \$180  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$179  = 8'h00;
+      \$181  = 8'h00;
     end else begin
-      \$179  = xdata_d1[47:40];
+      \$181  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$180  = 8'h00;
+      \$182  = 8'h00;
     end else begin
-      \$180  = xdata_d1[55:48];
+      \$182  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$181  = 8'h00;
+      \$183  = 8'h00;
     end else begin
-      \$181  = xdata_d1[63:56];
+      \$183  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$182  = 8'h00;
+      \$184  = 8'h00;
     end else begin
-      \$182  = xdata_d1[71:64];
+      \$184  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$183  = 8'h00;
+      \$185  = 8'h00;
     end else begin
-      \$183  = xdata_d1[79:72];
+      \$185  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$184  = 8'h00;
+      \$186  = 8'h00;
     end else begin
-      \$184  = xdata_d1[7:0];
+      \$186  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$185  = 8'h00;
+      \$187  = 8'h00;
     end else begin
-      \$185  = xdata_d1[15:8];
+      \$187  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$186  = 8'h00;
+      \$188  = 8'h00;
     end else begin
-      \$186  = xdata_d1[23:16];
+      \$188  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$187  = 8'h00;
+      \$189  = 8'h00;
     end else begin
-      \$187  = xdata_d1[31:24];
+      \$189  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$188  = 8'h00;
+      \$190  = 8'h00;
     end else begin
-      \$188  = xdata_d1[39:32];
+      \$190  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$189  = 8'h00;
+      \$191  = 8'h00;
     end else begin
-      \$189  = xdata_d1[47:40];
+      \$191  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$190  = 8'h00;
+      \$192  = 8'h00;
     end else begin
-      \$190  = xdata_d1[55:48];
+      \$192  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$191  = 8'h00;
+      \$193  = 8'h00;
     end else begin
-      \$191  = xdata_d1[63:56];
+      \$193  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$192  = 8'h00;
+      \$194  = 8'h00;
     end else begin
-      \$192  = xdata_d1[71:64];
+      \$194  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$193  = 8'h00;
+      \$195  = 8'h00;
     end else begin
-      \$193  = xdata_d1[79:72];
+      \$195  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = \$signal$148 ;
-    if (rst_conv1) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = v2_d1;
-    if (rst_conv1) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = v2_d2;
+    \$196  = \$signal$151 ;
     if (rst_conv1) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = v2_d3;
+    \$197  = v2_d1;
     if (rst_conv1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = last1;
+    \$198  = v2_d2;
     if (rst_conv1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = last2_d1;
+    \$199  = v2_d3;
     if (rst_conv1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = last2_d2;
+    \$200  = last1;
     if (rst_conv1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = last2_d3;
+    \$201  = last2_d1;
     if (rst_conv1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$signal$148 ;
+    \$202  = last2_d2;
     if (rst_conv1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = v2p_d1;
+    \$203  = last2_d3;
     if (rst_conv1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = v2p_d2;
+    \$204  = \$signal$151 ;
     if (rst_conv1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = \$signal$149 ;
+    \$205  = v2p_d1;
     if (rst_conv1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = first2p_d1;
+    \$206  = v2p_d2;
     if (rst_conv1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = first2p_d2;
+    \$207  = \$signal$152 ;
     if (rst_conv1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = last1;
+    \$208  = first2p_d1;
     if (rst_conv1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = last2p_d1;
+    \$209  = first2p_d2;
     if (rst_conv1) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = last2p_d2;
+    \$210  = last1;
     if (rst_conv1) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = group_end;
+    \$211  = last2p_d1;
     if (rst_conv1) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = xacc;
+    \$212  = last2p_d2;
+    if (rst_conv1) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$213  = group_end;
+    if (rst_conv1) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$214  = xacc;
     if (flags_x[0]) begin
-      \$212  = \$110 [12:0];
+      \$214  = \$111 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = xfin;
-    if (\$111 ) begin
-      \$213  = \$113 [12:0];
+    \$215  = xfin;
+    if (\$112 ) begin
+      \$215  = \$114 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = acc0_0;
+    \$216  = acc0_0;
     if (flags_0[0]) begin
-      \$214  = \$115 [12:0];
+      \$216  = \$116 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = fin0_0;
-    if (\$116 ) begin
-      \$215  = \$118 [12:0];
+    \$217  = fin0_0;
+    if (\$117 ) begin
+      \$217  = \$119 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = bank0_0;
+    \$218  = bank0_0;
     if (done) begin
-      \$216  = \$120 [13:0];
+      \$218  = \$121 [13:0];
     end else if (ser) begin
-      \$216  = bank1_0;
+      \$218  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = acc1_0;
+    \$219  = acc1_0;
     if (flags_1[0]) begin
-      \$217  = \$122 [12:0];
+      \$219  = \$123 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = fin1_0;
-    if (\$123 ) begin
-      \$218  = \$125 [12:0];
+    \$220  = fin1_0;
+    if (\$124 ) begin
+      \$220  = \$126 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = bank1_0;
+    \$221  = bank1_0;
     if (done) begin
-      \$219  = \$127 [13:0];
+      \$221  = \$128 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = ser_left;
+    \$222  = ser_left;
     if (done) begin
-      \$220  = 2'h2;
+      \$222  = 2'h2;
     end else if (ser) begin
-      \$220  = \$128 [1:0];
+      \$222  = \$129 [1:0];
     end
     if (rst_conv1) begin
-      \$220  = 2'h0;
+      \$222  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = addr;
+    \$223  = addr;
     if (ser) begin
-      \$221  = \$131 [4:0];
+      \$223  = \$132 [4:0];
     end
     if (rst_conv1) begin
-      \$221  = 5'h00;
+      \$223  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = \$132 ;
-    if (rst_conv1) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = \$134 ;
-    if (rst_conv1) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = \$signal$191 ;
+    \$224  = \$133 ;
     if (rst_conv1) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = vb;
+    \$225  = \$135 ;
     if (rst_conv1) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = v_out_d1;
+    \$226  = \$signal$194 ;
     if (rst_conv1) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = v_out_d2;
+    \$227  = vb;
     if (rst_conv1) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = ka;
+    \$228  = v_out_d1;
     if (rst_conv1) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = skipped_d1;
+    \$229  = v_out_d2;
     if (rst_conv1) begin
       \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = skipped_d2;
+    \$230  = ka;
     if (rst_conv1) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = skipped_d3;
+    \$231  = skipped_d1;
     if (rst_conv1) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = \$143 ;
+    \$232  = skipped_d2;
     if (rst_conv1) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = \$145 ;
+    \$233  = skipped_d3;
     if (rst_conv1) begin
-      \$233  = 2'h0;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = \$24 [3:0];
+    \$234  = \$144 ;
     if (rst_conv1) begin
-      \$234  = 4'he;
+      \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = credits_room_next;
+    \$235  = \$146 ;
     if (rst_conv1) begin
-      \$235  = 1'h1;
+      \$235  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$236  = \$26 [3:0];
+    if (rst_conv1) begin
+      \$236  = 4'he;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$237  = credits_room_next;
+    if (rst_conv1) begin
+      \$237  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2502,64 +2511,64 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$129 , i__valid, w_da
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$40 ;
-  assign \port__en$42  = 1'h1;
-  assign r_addr_b1 = \port__addr$43 ;
+  assign r_addr_b0 = \port__addr$43 ;
   assign \port__en$45  = 1'h1;
+  assign r_addr_b1 = \port__addr$46 ;
+  assign \port__en$48  = 1'h1;
   assign i = word1[15:0];
-  assign \i$48  = word1[31:16];
-  assign \i$71  = word1[47:32];
-  assign \i$72  = word1[63:48];
+  assign \i$51  = word1[31:16];
+  assign \i$74  = word1[47:32];
+  assign \i$75  = word1[63:48];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
-  assign rq0_y = \$21 [7:0];
-  assign \o__payload$128  = o__payload;
-  assign \o__ready$130  = \o__ready$129 ;
-  assign \o__valid$132  = \o__valid$131 ;
-  assign \w_data$133  = \$21 [7:0];
-  assign v_out_d3 = \w_en$134 ;
-  assign space_next = \$24 [3:0];
-  assign \$69  = o[9:0];
+  assign rq0_y = \$23 [7:0];
+  assign \o__payload$131  = o__payload;
+  assign \o__ready$133  = \o__ready$132 ;
+  assign \o__valid$135  = \o__valid$134 ;
+  assign \w_data$136  = \$23 [7:0];
+  assign v_out_d3 = \w_en$137 ;
+  assign space_next = \$26 [3:0];
   assign \$70  = o[9:0];
-  assign \$71  = \$70 ;
-  assign \$72  = o[9:0];
+  assign \$71  = o[9:0];
+  assign \$72  = \$71 ;
   assign \$73  = o[9:0];
-  assign \$74  = \$73 ;
-  assign \$76  = o[9:0];
-  assign \$79  = o[9:0];
+  assign \$74  = o[9:0];
+  assign \$75  = \$74 ;
+  assign \$77  = o[9:0];
   assign \$80  = o[9:0];
-  assign \$81  = \$80 ;
-  assign \$82  = o[9:0];
+  assign \$81  = o[9:0];
+  assign \$82  = \$81 ;
   assign \$83  = o[9:0];
-  assign \$84  = \$83 ;
+  assign \$84  = o[9:0];
   assign \$85  = \$84 ;
-  assign \$89  = \o$159 [14:5];
-  assign \$90  = \o$159 [14:5];
-  assign \$91  = \$90 ;
-  assign \$93  = \o$159 [14:5];
-  assign \$95  = \o$159 [14:5];
-  assign \$96  = \o$159 [14:5];
-  assign \$97  = \$96 ;
-  assign \$99  = \o$159 [14:5];
-  assign \$100  = \o$159 [14:5];
-  assign \$101  = \$100 ;
-  assign \$102  = \o$159 [14:5];
-  assign \$103  = \o$159 [14:5];
-  assign \$104  = \$103 ;
+  assign \$86  = \$85 ;
+  assign \$90  = \o$162 [14:5];
+  assign \$91  = \o$162 [14:5];
+  assign \$92  = \$91 ;
+  assign \$94  = \o$162 [14:5];
+  assign \$96  = \o$162 [14:5];
+  assign \$97  = \o$162 [14:5];
+  assign \$98  = \$97 ;
+  assign \$100  = \o$162 [14:5];
+  assign \$101  = \o$162 [14:5];
+  assign \$102  = \$101 ;
+  assign \$103  = \o$162 [14:5];
+  assign \$104  = \o$162 [14:5];
   assign \$105  = \$104 ;
-  assign \$119  = { fin0_0, 1'h0 };
-  assign \$126  = { fin1_0, 1'h0 };
-  assign \$132  = ser;
-  assign \$133  = 1'h0;
+  assign \$106  = \$105 ;
+  assign \$120  = { fin0_0, 1'h0 };
+  assign \$127  = { fin1_0, 1'h0 };
+  assign \$133  = ser;
   assign \$134  = 1'h0;
-  assign \$136  = { p[28], p };
-  assign \$138  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$135  = 1'h0;
+  assign \$137  = { p[28], p };
   assign \$139  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$141  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$147  = \$146 ;
-  assign \$150  = \$149 ;
+  assign \$140  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$142  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$148  = \$147 ;
+  assign \$151  = \$150 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9767,18 +9776,18 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire [30:0] \$100 ;
-  wire \$101 ;
-  wire [30:0] \$102 ;
-  wire \$103 ;
+  wire [30:0] \$101 ;
+  wire \$102 ;
+  wire [30:0] \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [1:0] \$106 ;
-  wire \$107 ;
+  wire \$106 ;
+  wire [1:0] \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
@@ -9814,7 +9823,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [5:0] \$14 ;
+  wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
@@ -9825,7 +9834,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [5:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -9836,7 +9845,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [3:0] \$16 ;
+  wire [5:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -9847,30 +9856,30 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire \$17 ;
+  wire [5:0] \$17 ;
   wire \$170 ;
-  reg [3:0] \$171 ;
-  reg \$172 ;
-  reg \$173 ;
+  wire \$171 ;
+  wire \$172 ;
+  reg [3:0] \$173 ;
   reg \$174 ;
   reg \$175 ;
   reg \$176 ;
   reg \$177 ;
-  reg [4:0] \$178 ;
-  reg [3:0] \$179 ;
-  wire \$18 ;
-  reg [3:0] \$180 ;
-  reg \$181 ;
-  reg [4:0] \$182 ;
+  reg \$178 ;
+  reg \$179 ;
+  wire [3:0] \$18 ;
+  reg [4:0] \$180 ;
+  reg [3:0] \$181 ;
+  reg [3:0] \$182 ;
   reg \$183 ;
-  reg [2:0] \$184 ;
+  reg [4:0] \$184 ;
   reg \$185 ;
-  reg \$186 ;
+  reg [2:0] \$186 ;
   reg \$187 ;
-  reg [4:0] \$188 ;
-  reg [7:0] \$189 ;
+  reg \$188 ;
+  reg \$189 ;
   wire \$19 ;
-  reg [7:0] \$190 ;
+  reg [4:0] \$190 ;
   reg [7:0] \$191 ;
   reg [7:0] \$192 ;
   reg [7:0] \$193 ;
@@ -9881,7 +9890,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$198 ;
   reg [7:0] \$199 ;
   wire [5:0] \$2 ;
-  wire [14:0] \$20 ;
+  wire \$20 ;
   reg [7:0] \$200 ;
   reg [7:0] \$201 ;
   reg [7:0] \$202 ;
@@ -9892,7 +9901,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$207 ;
   reg [7:0] \$208 ;
   reg [7:0] \$209 ;
-  wire [14:0] \$21 ;
+  wire \$21 ;
   reg [7:0] \$210 ;
   reg [7:0] \$211 ;
   reg [7:0] \$212 ;
@@ -9903,7 +9912,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$217 ;
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
-  wire [4:0] \$22 ;
+  wire [14:0] \$22 ;
   reg [7:0] \$220 ;
   reg [7:0] \$221 ;
   reg [7:0] \$222 ;
@@ -9914,7 +9923,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
-  wire [2:0] \$23 ;
+  wire [14:0] \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
   reg [7:0] \$232 ;
@@ -9925,7 +9934,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire [5:0] \$24 ;
+  wire [4:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
@@ -9936,7 +9945,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$247 ;
   reg [7:0] \$248 ;
   reg [7:0] \$249 ;
-  wire \$25 ;
+  wire [2:0] \$25 ;
   reg [7:0] \$250 ;
   reg [7:0] \$251 ;
   reg [7:0] \$252 ;
@@ -9947,7 +9956,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$257 ;
   reg [7:0] \$258 ;
   reg [7:0] \$259 ;
-  wire [4:0] \$26 ;
+  wire [5:0] \$26 ;
   reg [7:0] \$260 ;
   reg [7:0] \$261 ;
   reg [7:0] \$262 ;
@@ -9958,7 +9967,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
   reg [7:0] \$269 ;
-  wire [4:0] \$27 ;
+  wire \$27 ;
   reg [7:0] \$270 ;
   reg [7:0] \$271 ;
   reg [7:0] \$272 ;
@@ -9969,7 +9978,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$277 ;
   reg [7:0] \$278 ;
   reg [7:0] \$279 ;
-  wire \$28 ;
+  wire [4:0] \$28 ;
   reg [7:0] \$280 ;
   reg [7:0] \$281 ;
   reg [7:0] \$282 ;
@@ -9980,7 +9989,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$287 ;
   reg [7:0] \$288 ;
   reg [7:0] \$289 ;
-  wire \$29 ;
+  wire [4:0] \$29 ;
   reg [7:0] \$290 ;
   reg [7:0] \$291 ;
   reg [7:0] \$292 ;
@@ -10003,7 +10012,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$307 ;
   reg [7:0] \$308 ;
   reg [7:0] \$309 ;
-  wire [4:0] \$31 ;
+  wire \$31 ;
   reg [7:0] \$310 ;
   reg [7:0] \$311 ;
   reg [7:0] \$312 ;
@@ -10047,7 +10056,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$347 ;
   reg [7:0] \$348 ;
   reg [7:0] \$349 ;
-  wire \$35 ;
+  wire [4:0] \$35 ;
   reg [7:0] \$350 ;
   reg [7:0] \$351 ;
   reg [7:0] \$352 ;
@@ -10058,7 +10067,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$357 ;
   reg [7:0] \$358 ;
   reg [7:0] \$359 ;
-  wire [3:0] \$36 ;
+  wire \$36 ;
   reg [7:0] \$360 ;
   reg [7:0] \$361 ;
   reg [7:0] \$362 ;
@@ -10069,7 +10078,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$367 ;
   reg [7:0] \$368 ;
   reg [7:0] \$369 ;
-  wire \$37 ;
+  wire [3:0] \$37 ;
   reg [7:0] \$370 ;
   reg [7:0] \$371 ;
   reg [7:0] \$372 ;
@@ -10103,7 +10112,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$398 ;
   reg [7:0] \$399 ;
   wire \$4 ;
-  wire [3:0] \$40 ;
+  wire \$40 ;
   reg [7:0] \$400 ;
   reg [7:0] \$401 ;
   reg [7:0] \$402 ;
@@ -10114,7 +10123,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$407 ;
   reg [7:0] \$408 ;
   reg [7:0] \$409 ;
-  wire \$41 ;
+  wire [3:0] \$41 ;
   reg [7:0] \$410 ;
   reg [7:0] \$411 ;
   reg [7:0] \$412 ;
@@ -10125,7 +10134,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$417 ;
   reg [7:0] \$418 ;
   reg [7:0] \$419 ;
-  wire [63:0] \$42 ;
+  wire \$42 ;
   reg [7:0] \$420 ;
   reg [7:0] \$421 ;
   reg [7:0] \$422 ;
@@ -10135,9 +10144,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [7:0] \$426 ;
   reg [7:0] \$427 ;
   reg [7:0] \$428 ;
-  reg \$429 ;
+  reg [7:0] \$429 ;
   wire [63:0] \$43 ;
-  reg \$430 ;
+  reg [7:0] \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
@@ -10161,25 +10170,25 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire [63:0] \$45 ;
   reg \$450 ;
   reg \$451 ;
-  reg [17:0] \$452 ;
-  reg [17:0] \$453 ;
+  reg \$452 ;
+  reg \$453 ;
   reg [17:0] \$454 ;
   reg [17:0] \$455 ;
-  reg [18:0] \$456 ;
+  reg [17:0] \$456 ;
   reg [17:0] \$457 ;
-  reg [17:0] \$458 ;
-  reg [18:0] \$459 ;
+  reg [18:0] \$458 ;
+  reg [17:0] \$459 ;
   wire [63:0] \$46 ;
   reg [17:0] \$460 ;
-  reg [17:0] \$461 ;
-  reg [18:0] \$462 ;
+  reg [18:0] \$461 ;
+  reg [17:0] \$462 ;
   reg [17:0] \$463 ;
-  reg [17:0] \$464 ;
-  reg [18:0] \$465 ;
-  reg [2:0] \$466 ;
-  reg [5:0] \$467 ;
-  reg \$468 ;
-  reg \$469 ;
+  reg [18:0] \$464 ;
+  reg [17:0] \$465 ;
+  reg [17:0] \$466 ;
+  reg [18:0] \$467 ;
+  reg [2:0] \$468 ;
+  reg [5:0] \$469 ;
   wire [63:0] \$47 ;
   reg \$470 ;
   reg \$471 ;
@@ -10193,83 +10202,85 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg \$479 ;
   wire [63:0] \$48 ;
   reg \$480 ;
-  reg [1:0] \$481 ;
-  reg [3:0] \$482 ;
-  reg \$483 ;
-  wire [63:0] \$484 ;
-  wire [63:0] \$485 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg [1:0] \$483 ;
+  reg [3:0] \$484 ;
+  reg \$485 ;
   wire [63:0] \$486 ;
-  wire [31:0] \$49 ;
+  wire [63:0] \$487 ;
+  wire [63:0] \$488 ;
+  wire [63:0] \$49 ;
   wire \$5 ;
-  wire [59:0] \$50 ;
+  wire [31:0] \$50 ;
   wire [59:0] \$51 ;
   wire [59:0] \$52 ;
   wire [59:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire [18:0] \$55 ;
-  wire \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
-  wire [17:0] \$59 ;
+  wire [59:0] \$54 ;
+  wire [17:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire \$57 ;
+  wire [17:0] \$58 ;
+  wire [18:0] \$59 ;
   wire \$6 ;
-  wire [18:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
+  wire [17:0] \$60 ;
+  wire [18:0] \$61 ;
+  wire \$62 ;
+  wire [17:0] \$63 ;
   wire [18:0] \$64 ;
-  wire [19:0] \$65 ;
-  wire [17:0] \$66 ;
-  wire [18:0] \$67 ;
-  wire \$68 ;
-  wire [17:0] \$69 ;
+  wire [18:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [17:0] \$67 ;
+  wire [18:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [18:0] \$70 ;
+  wire [17:0] \$70 ;
   wire [18:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire [17:0] \$73 ;
-  wire [18:0] \$74 ;
-  wire \$75 ;
-  wire [17:0] \$76 ;
-  wire [18:0] \$77 ;
+  wire [18:0] \$72 ;
+  wire [19:0] \$73 ;
+  wire [17:0] \$74 ;
+  wire [18:0] \$75 ;
+  wire \$76 ;
+  wire [17:0] \$77 ;
   wire [18:0] \$78 ;
-  wire [19:0] \$79 ;
+  wire [18:0] \$79 ;
   wire \$8 ;
-  wire [17:0] \$80 ;
-  wire [18:0] \$81 ;
-  wire \$82 ;
-  wire [17:0] \$83 ;
-  wire [18:0] \$84 ;
+  wire [19:0] \$80 ;
+  wire [17:0] \$81 ;
+  wire [18:0] \$82 ;
+  wire \$83 ;
+  wire [17:0] \$84 ;
   wire [18:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [3:0] \$87 ;
-  wire \$88 ;
-  wire [6:0] \$89 ;
+  wire [18:0] \$86 ;
+  wire [19:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
   wire [6:0] \$90 ;
-  wire \$91 ;
+  wire [6:0] \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire [19:0] \$94 ;
-  wire [30:0] \$95 ;
-  wire [45:0] \$96 ;
-  wire [46:0] \$97 ;
-  wire [47:0] \$98 ;
-  wire [30:0] \$99 ;
+  wire \$94 ;
+  wire [19:0] \$95 ;
+  wire [30:0] \$96 ;
+  wire [45:0] \$97 ;
+  wire [46:0] \$98 ;
+  wire [47:0] \$99 ;
   wire \$signal ;
-  reg \$signal$856  = 1'h0;
-  reg \$signal$857  = 1'h0;
-  reg \$signal$946  = 1'h0;
+  reg \$signal$859  = 1'h0;
+  reg \$signal$860  = 1'h0;
+  reg \$signal$949  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$834 ;
+  wire [12:0] \a$837 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$966 ;
+  wire [7:0] \addr$969 ;
   wire [16:0] b;
-  wire [1:0] \b$835 ;
+  wire [1:0] \b$838 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -10284,8 +10295,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [31:0] data;
-  wire [191:0] \data$965 ;
+  wire [191:0] \data$968 ;
   reg done = 1'h0;
+  wire filled;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
   reg [17:0] fin2_0 = 18'h00000;
@@ -10305,17 +10317,17 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$159 ;
-  wire [15:0] \i$160 ;
-  wire [15:0] \i$299 ;
-  wire [15:0] \i$300 ;
-  wire [15:0] \i$301 ;
-  wire [15:0] \i$440 ;
-  wire [15:0] \i$441 ;
-  wire [15:0] \i$442 ;
-  wire [15:0] \i$581 ;
-  wire [15:0] \i$582 ;
-  wire [15:0] \i$583 ;
+  wire [15:0] \i$162 ;
+  wire [15:0] \i$163 ;
+  wire [15:0] \i$302 ;
+  wire [15:0] \i$303 ;
+  wire [15:0] \i$304 ;
+  wire [15:0] \i$443 ;
+  wire [15:0] \i$444 ;
+  wire [15:0] \i$445 ;
+  wire [15:0] \i$584 ;
+  wire [15:0] \i$585 ;
+  wire [15:0] \i$586 ;
   wire [479:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -10577,33 +10589,32 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$887 ;
-  wire [19:0] \o$888 ;
+  wire [19:0] \o$890 ;
   wire [19:0] \o$891 ;
-  wire [19:0] \o$892 ;
-  wire [19:0] \o$893 ;
+  wire [19:0] \o$894 ;
+  wire [19:0] \o$895 ;
   wire [19:0] \o$896 ;
-  wire [19:0] \o$897 ;
-  wire [19:0] \o$898 ;
+  wire [19:0] \o$899 ;
+  wire [19:0] \o$900 ;
   wire [19:0] \o$901 ;
-  wire [19:0] \o$902 ;
-  wire [19:0] \o$903 ;
+  wire [19:0] \o$904 ;
+  wire [19:0] \o$905 ;
+  wire [19:0] \o$906 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$841 ;
-  wire [191:0] \o__payload$859 ;
+  wire [7:0] \o__payload$844 ;
+  wire [191:0] \o__payload$862 ;
   wire o__ready;
-  input \o__ready$842 ;
-  wire \o__ready$842 ;
-  wire \o__ready$843 ;
+  input \o__ready$845 ;
+  wire \o__ready$845 ;
+  wire \o__ready$846 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$845 ;
+  wire \o__valid$848 ;
   wire [29:0] p;
-  wire [14:0] \p$953 ;
+  wire [14:0] \p$956 ;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$109 ;
   wire [3:0] \port__addr$112 ;
   wire [3:0] \port__addr$115 ;
   wire [3:0] \port__addr$118 ;
@@ -10620,6 +10631,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire [3:0] \port__addr$15 ;
   wire [3:0] \port__addr$151 ;
   wire [3:0] \port__addr$154 ;
+  wire [3:0] \port__addr$157 ;
   wire [3:0] \port__addr$20 ;
   wire [3:0] \port__addr$25 ;
   wire [3:0] \port__addr$30 ;
@@ -10649,8 +10661,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire [63:0] \port__data$72 ;
   wire [63:0] \port__data$77 ;
   wire [31:0] \port__data$82 ;
-  wire [63:0] \port__data$862 ;
-  wire [63:0] \port__data$863 ;
   wire [63:0] \port__data$865 ;
   wire [63:0] \port__data$866 ;
   wire [63:0] \port__data$868 ;
@@ -10663,10 +10673,11 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire [63:0] \port__data$878 ;
   wire [63:0] \port__data$880 ;
   wire [63:0] \port__data$881 ;
-  wire [31:0] \port__data$883 ;
-  wire [31:0] \port__data$884 ;
+  wire [63:0] \port__data$883 ;
+  wire [63:0] \port__data$884 ;
+  wire [31:0] \port__data$886 ;
+  wire [31:0] \port__data$887 ;
   wire port__en;
-  wire \port__en$111 ;
   wire \port__en$114 ;
   wire \port__en$117 ;
   wire \port__en$120 ;
@@ -10683,6 +10694,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire \port__en$150 ;
   wire \port__en$153 ;
   wire \port__en$156 ;
+  wire \port__en$159 ;
   wire \port__en$18 ;
   wire \port__en$23 ;
   wire \port__en$28 ;
@@ -11342,10 +11354,10 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   reg [3:0] w_count = 4'h0;
   input [479:0] w_data;
   wire [479:0] w_data;
-  wire [7:0] \w_data$846 ;
+  wire [7:0] \w_data$849 ;
   reg [479:0] w_data_q = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$847  = 1'h0;
+  reg \w_en$850  = 1'h0;
   wire w_en_b0_p0;
   wire w_en_b0_p1;
   wire w_en_b1_p0;
@@ -11363,6 +11375,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   wire w_en_b7_p0;
   wire w_en_b7_p1;
   reg w_full = 1'h0;
+  wire w_full_issue;
+  wire w_full_next;
   reg w_half = 1'h0;
   reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
   reg [17:0] xacc = 18'h00000;
@@ -11553,9 +11567,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$109 ];
+    _0_ <= vectors0_p0[\port__addr$112 ];
   end
-  assign \port__data$862  = _0_;
+  assign \port__data$865  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [11:0];
   initial begin
@@ -11578,9 +11592,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$112 ];
+    _1_ <= vectors0_p1[\port__addr$115 ];
   end
-  assign \port__data$863  = _1_;
+  assign \port__data$866  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [15:0];
   initial begin
@@ -11607,9 +11621,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors1_p0[\port__addr$115 ];
+    _2_ <= vectors1_p0[\port__addr$118 ];
   end
-  assign \port__data$865  = _2_;
+  assign \port__data$868  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [11:0];
   initial begin
@@ -11632,9 +11646,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors1_p1[\port__addr$118 ];
+    _3_ <= vectors1_p1[\port__addr$121 ];
   end
-  assign \port__data$866  = _3_;
+  assign \port__data$869  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [15:0];
   initial begin
@@ -11661,9 +11675,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors2_p0[\port__addr$121 ];
+    _4_ <= vectors2_p0[\port__addr$124 ];
   end
-  assign \port__data$868  = _4_;
+  assign \port__data$871  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [11:0];
   initial begin
@@ -11686,9 +11700,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors2_p1[\port__addr$124 ];
+    _5_ <= vectors2_p1[\port__addr$127 ];
   end
-  assign \port__data$869  = _5_;
+  assign \port__data$872  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [15:0];
   initial begin
@@ -11715,9 +11729,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors3_p0[\port__addr$127 ];
+    _6_ <= vectors3_p0[\port__addr$130 ];
   end
-  assign \port__data$871  = _6_;
+  assign \port__data$874  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [11:0];
   initial begin
@@ -11740,9 +11754,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors3_p1[\port__addr$130 ];
+    _7_ <= vectors3_p1[\port__addr$133 ];
   end
-  assign \port__data$872  = _7_;
+  assign \port__data$875  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [15:0];
   initial begin
@@ -11769,9 +11783,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors4_p0[\port__addr$133 ];
+    _8_ <= vectors4_p0[\port__addr$136 ];
   end
-  assign \port__data$874  = _8_;
+  assign \port__data$877  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [11:0];
   initial begin
@@ -11794,9 +11808,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors4_p1[\port__addr$136 ];
+    _9_ <= vectors4_p1[\port__addr$139 ];
   end
-  assign \port__data$875  = _9_;
+  assign \port__data$878  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p0 [15:0];
   initial begin
@@ -11823,9 +11837,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors5_p0[\port__addr$139 ];
+    _10_ <= vectors5_p0[\port__addr$142 ];
   end
-  assign \port__data$877  = _10_;
+  assign \port__data$880  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p1 [11:0];
   initial begin
@@ -11848,9 +11862,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors5_p1[\port__addr$142 ];
+    _11_ <= vectors5_p1[\port__addr$145 ];
   end
-  assign \port__data$878  = _11_;
+  assign \port__data$881  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p0 [15:0];
   initial begin
@@ -11877,9 +11891,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _12_ <= vectors6_p0[\port__addr$145 ];
+    _12_ <= vectors6_p0[\port__addr$148 ];
   end
-  assign \port__data$880  = _12_;
+  assign \port__data$883  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p1 [11:0];
   initial begin
@@ -11902,9 +11916,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors6_p1[\port__addr$148 ];
+    _13_ <= vectors6_p1[\port__addr$151 ];
   end
-  assign \port__data$881  = _13_;
+  assign \port__data$884  = _13_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p0 [15:0];
   initial begin
@@ -11931,9 +11945,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [31:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors7_p0[\port__addr$151 ];
+    _14_ <= vectors7_p0[\port__addr$154 ];
   end
-  assign \port__data$883  = _14_;
+  assign \port__data$886  = _14_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p1 [11:0];
   initial begin
@@ -11956,181 +11970,186 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   reg [31:0] _15_;
   always @(posedge clk) begin
-    _15_ <= vectors7_p1[\port__addr$154 ];
+    _15_ <= vectors7_p1[\port__addr$157 ];
   end
-  assign \port__data$884  = _15_;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? take : 1'h0;
-  assign \$164  = ~ rst_conv2;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = \$165  ? take : 1'h0;
-  assign \$168  = ~ rst_conv2;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = \$169  ? take : 1'h0;
+  assign \port__data$887  = _15_;
+  assign \$157  = ~ rst_conv2;
+  assign \$158  = \$156  & \$157 ;
+  assign \$159  = \$158  ? take : 1'h0;
+  assign \$161  = ~ rst_conv2;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = \$162  ? take : 1'h0;
+  assign \$165  = ~ rst_conv2;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$166  ? take : 1'h0;
+  assign \$169  = ~ rst_conv2;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = \$170  ? take : 1'h0;
+  assign \$172  = rst_conv2 ? 1'h0 : w_full_next;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$171 ;
+    w_count <= \$173 ;
   always @(posedge clk)
-    w_full <= \$172 ;
+    can_end <= \$174 ;
   always @(posedge clk)
-    can_end <= \$173 ;
+    gap_zero <= \$175 ;
   always @(posedge clk)
-    gap_zero <= \$174 ;
+    s_last <= \$176 ;
   always @(posedge clk)
-    s_last <= \$175 ;
+    n_last <= \$177 ;
   always @(posedge clk)
-    n_last <= \$176 ;
+    sn_last <= \$178 ;
   always @(posedge clk)
-    sn_last <= \$177 ;
+    w_full <= \$179 ;
   always @(posedge clk)
-    r_addr <= \$178 ;
+    r_addr <= \$180 ;
   always @(posedge clk)
-    s_idx <= \$179 ;
+    s_idx <= \$181 ;
   always @(posedge clk)
-    n_idx <= \$180 ;
+    n_idx <= \$182 ;
   always @(posedge clk)
-    active <= \$181 ;
+    active <= \$183 ;
   always @(posedge clk)
-    r_base <= \$182 ;
+    r_base <= \$184 ;
   always @(posedge clk)
-    w_half <= \$183 ;
+    w_half <= \$185 ;
   always @(posedge clk)
-    gap <= \$184 ;
+    gap <= \$186 ;
   always @(posedge clk)
-    \$signal$856  <= \$185 ;
+    \$signal$859  <= \$187 ;
   always @(posedge clk)
-    \$signal$857  <= \$186 ;
+    \$signal$860  <= \$188 ;
   always @(posedge clk)
-    last1 <= \$187 ;
+    last1 <= \$189 ;
   always @(posedge clk)
-    word1 <= { \$486 , \$485 , \$484  };
+    word1 <= { \$488 , \$487 , \$486  };
   always @(posedge clk)
-    r_addr_q <= \$188 ;
+    r_addr_q <= \$190 ;
   always @(posedge clk)
-    xdata_d1 <= { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
+    xdata_d1 <= { \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43  };
   always @(posedge clk)
-    w0_0 <= \$50 ;
+    w0_0 <= \$51 ;
   always @(posedge clk)
-    m0_0_0 <= \$189 ;
+    m0_0_0 <= \$191 ;
   always @(posedge clk)
-    m0_0_1 <= \$190 ;
+    m0_0_1 <= \$192 ;
   always @(posedge clk)
-    m0_0_2 <= \$191 ;
+    m0_0_2 <= \$193 ;
   always @(posedge clk)
-    m0_0_3 <= \$192 ;
+    m0_0_3 <= \$194 ;
   always @(posedge clk)
-    m0_0_4 <= \$193 ;
+    m0_0_4 <= \$195 ;
   always @(posedge clk)
-    m0_0_5 <= \$194 ;
+    m0_0_5 <= \$196 ;
   always @(posedge clk)
-    m0_0_6 <= \$195 ;
+    m0_0_6 <= \$197 ;
   always @(posedge clk)
-    m0_0_7 <= \$196 ;
+    m0_0_7 <= \$198 ;
   always @(posedge clk)
-    m0_0_8 <= \$197 ;
+    m0_0_8 <= \$199 ;
   always @(posedge clk)
-    m0_0_9 <= \$198 ;
+    m0_0_9 <= \$200 ;
   always @(posedge clk)
-    m0_0_10 <= \$199 ;
+    m0_0_10 <= \$201 ;
   always @(posedge clk)
-    m0_0_11 <= \$200 ;
+    m0_0_11 <= \$202 ;
   always @(posedge clk)
-    m0_0_12 <= \$201 ;
+    m0_0_12 <= \$203 ;
   always @(posedge clk)
-    m0_0_13 <= \$202 ;
+    m0_0_13 <= \$204 ;
   always @(posedge clk)
-    m0_0_14 <= \$203 ;
+    m0_0_14 <= \$205 ;
   always @(posedge clk)
-    m0_0_15 <= \$204 ;
+    m0_0_15 <= \$206 ;
   always @(posedge clk)
-    m0_0_16 <= \$205 ;
+    m0_0_16 <= \$207 ;
   always @(posedge clk)
-    m0_0_17 <= \$206 ;
+    m0_0_17 <= \$208 ;
   always @(posedge clk)
-    m0_0_18 <= \$207 ;
+    m0_0_18 <= \$209 ;
   always @(posedge clk)
-    m0_0_19 <= \$208 ;
+    m0_0_19 <= \$210 ;
   always @(posedge clk)
-    m0_0_20 <= \$209 ;
+    m0_0_20 <= \$211 ;
   always @(posedge clk)
-    m0_0_21 <= \$210 ;
+    m0_0_21 <= \$212 ;
   always @(posedge clk)
-    m0_0_22 <= \$211 ;
+    m0_0_22 <= \$213 ;
   always @(posedge clk)
-    m0_0_23 <= \$212 ;
+    m0_0_23 <= \$214 ;
   always @(posedge clk)
-    m0_0_24 <= \$213 ;
+    m0_0_24 <= \$215 ;
   always @(posedge clk)
-    m0_0_25 <= \$214 ;
+    m0_0_25 <= \$216 ;
   always @(posedge clk)
-    m0_0_26 <= \$215 ;
+    m0_0_26 <= \$217 ;
   always @(posedge clk)
-    m0_0_27 <= \$216 ;
+    m0_0_27 <= \$218 ;
   always @(posedge clk)
-    m0_0_28 <= \$217 ;
+    m0_0_28 <= \$219 ;
   always @(posedge clk)
-    m0_0_29 <= \$218 ;
+    m0_0_29 <= \$220 ;
   always @(posedge clk)
-    m0_0_30 <= \$219 ;
+    m0_0_30 <= \$221 ;
   always @(posedge clk)
-    m0_0_31 <= \$220 ;
+    m0_0_31 <= \$222 ;
   always @(posedge clk)
-    m0_0_32 <= \$221 ;
+    m0_0_32 <= \$223 ;
   always @(posedge clk)
-    m0_0_33 <= \$222 ;
+    m0_0_33 <= \$224 ;
   always @(posedge clk)
-    m0_0_34 <= \$223 ;
+    m0_0_34 <= \$225 ;
   always @(posedge clk)
-    m0_0_35 <= \$224 ;
+    m0_0_35 <= \$226 ;
   always @(posedge clk)
-    m0_0_36 <= \$225 ;
+    m0_0_36 <= \$227 ;
   always @(posedge clk)
-    m0_0_37 <= \$226 ;
+    m0_0_37 <= \$228 ;
   always @(posedge clk)
-    m0_0_38 <= \$227 ;
+    m0_0_38 <= \$229 ;
   always @(posedge clk)
-    m0_0_39 <= \$228 ;
+    m0_0_39 <= \$230 ;
   always @(posedge clk)
-    m0_0_40 <= \$229 ;
+    m0_0_40 <= \$231 ;
   always @(posedge clk)
-    m0_0_41 <= \$230 ;
+    m0_0_41 <= \$232 ;
   always @(posedge clk)
-    m0_0_42 <= \$231 ;
+    m0_0_42 <= \$233 ;
   always @(posedge clk)
-    m0_0_43 <= \$232 ;
+    m0_0_43 <= \$234 ;
   always @(posedge clk)
-    m0_0_44 <= \$233 ;
+    m0_0_44 <= \$235 ;
   always @(posedge clk)
-    m0_0_45 <= \$234 ;
+    m0_0_45 <= \$236 ;
   always @(posedge clk)
-    m0_0_46 <= \$235 ;
+    m0_0_46 <= \$237 ;
   always @(posedge clk)
-    m0_0_47 <= \$236 ;
+    m0_0_47 <= \$238 ;
   always @(posedge clk)
-    m0_0_48 <= \$237 ;
+    m0_0_48 <= \$239 ;
   always @(posedge clk)
-    m0_0_49 <= \$238 ;
+    m0_0_49 <= \$240 ;
   always @(posedge clk)
-    m0_0_50 <= \$239 ;
+    m0_0_50 <= \$241 ;
   always @(posedge clk)
-    m0_0_51 <= \$240 ;
+    m0_0_51 <= \$242 ;
   always @(posedge clk)
-    m0_0_52 <= \$241 ;
+    m0_0_52 <= \$243 ;
   always @(posedge clk)
-    m0_0_53 <= \$242 ;
+    m0_0_53 <= \$244 ;
   always @(posedge clk)
-    m0_0_54 <= \$243 ;
+    m0_0_54 <= \$245 ;
   always @(posedge clk)
-    m0_0_55 <= \$244 ;
+    m0_0_55 <= \$246 ;
   always @(posedge clk)
-    m0_0_56 <= \$245 ;
+    m0_0_56 <= \$247 ;
   always @(posedge clk)
-    m0_0_57 <= \$246 ;
+    m0_0_57 <= \$248 ;
   always @(posedge clk)
-    m0_0_58 <= \$247 ;
+    m0_0_58 <= \$249 ;
   always @(posedge clk)
-    m0_0_59 <= \$248 ;
+    m0_0_59 <= \$250 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -12172,127 +12191,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= \$51 ;
+    w1_0 <= \$52 ;
   always @(posedge clk)
-    m1_0_0 <= \$249 ;
+    m1_0_0 <= \$251 ;
   always @(posedge clk)
-    m1_0_1 <= \$250 ;
+    m1_0_1 <= \$252 ;
   always @(posedge clk)
-    m1_0_2 <= \$251 ;
+    m1_0_2 <= \$253 ;
   always @(posedge clk)
-    m1_0_3 <= \$252 ;
+    m1_0_3 <= \$254 ;
   always @(posedge clk)
-    m1_0_4 <= \$253 ;
+    m1_0_4 <= \$255 ;
   always @(posedge clk)
-    m1_0_5 <= \$254 ;
+    m1_0_5 <= \$256 ;
   always @(posedge clk)
-    m1_0_6 <= \$255 ;
+    m1_0_6 <= \$257 ;
   always @(posedge clk)
-    m1_0_7 <= \$256 ;
+    m1_0_7 <= \$258 ;
   always @(posedge clk)
-    m1_0_8 <= \$257 ;
+    m1_0_8 <= \$259 ;
   always @(posedge clk)
-    m1_0_9 <= \$258 ;
+    m1_0_9 <= \$260 ;
   always @(posedge clk)
-    m1_0_10 <= \$259 ;
+    m1_0_10 <= \$261 ;
   always @(posedge clk)
-    m1_0_11 <= \$260 ;
+    m1_0_11 <= \$262 ;
   always @(posedge clk)
-    m1_0_12 <= \$261 ;
+    m1_0_12 <= \$263 ;
   always @(posedge clk)
-    m1_0_13 <= \$262 ;
+    m1_0_13 <= \$264 ;
   always @(posedge clk)
-    m1_0_14 <= \$263 ;
+    m1_0_14 <= \$265 ;
   always @(posedge clk)
-    m1_0_15 <= \$264 ;
+    m1_0_15 <= \$266 ;
   always @(posedge clk)
-    m1_0_16 <= \$265 ;
+    m1_0_16 <= \$267 ;
   always @(posedge clk)
-    m1_0_17 <= \$266 ;
+    m1_0_17 <= \$268 ;
   always @(posedge clk)
-    m1_0_18 <= \$267 ;
+    m1_0_18 <= \$269 ;
   always @(posedge clk)
-    m1_0_19 <= \$268 ;
+    m1_0_19 <= \$270 ;
   always @(posedge clk)
-    m1_0_20 <= \$269 ;
+    m1_0_20 <= \$271 ;
   always @(posedge clk)
-    m1_0_21 <= \$270 ;
+    m1_0_21 <= \$272 ;
   always @(posedge clk)
-    m1_0_22 <= \$271 ;
+    m1_0_22 <= \$273 ;
   always @(posedge clk)
-    m1_0_23 <= \$272 ;
+    m1_0_23 <= \$274 ;
   always @(posedge clk)
-    m1_0_24 <= \$273 ;
+    m1_0_24 <= \$275 ;
   always @(posedge clk)
-    m1_0_25 <= \$274 ;
+    m1_0_25 <= \$276 ;
   always @(posedge clk)
-    m1_0_26 <= \$275 ;
+    m1_0_26 <= \$277 ;
   always @(posedge clk)
-    m1_0_27 <= \$276 ;
+    m1_0_27 <= \$278 ;
   always @(posedge clk)
-    m1_0_28 <= \$277 ;
+    m1_0_28 <= \$279 ;
   always @(posedge clk)
-    m1_0_29 <= \$278 ;
+    m1_0_29 <= \$280 ;
   always @(posedge clk)
-    m1_0_30 <= \$279 ;
+    m1_0_30 <= \$281 ;
   always @(posedge clk)
-    m1_0_31 <= \$280 ;
+    m1_0_31 <= \$282 ;
   always @(posedge clk)
-    m1_0_32 <= \$281 ;
+    m1_0_32 <= \$283 ;
   always @(posedge clk)
-    m1_0_33 <= \$282 ;
+    m1_0_33 <= \$284 ;
   always @(posedge clk)
-    m1_0_34 <= \$283 ;
+    m1_0_34 <= \$285 ;
   always @(posedge clk)
-    m1_0_35 <= \$284 ;
+    m1_0_35 <= \$286 ;
   always @(posedge clk)
-    m1_0_36 <= \$285 ;
+    m1_0_36 <= \$287 ;
   always @(posedge clk)
-    m1_0_37 <= \$286 ;
+    m1_0_37 <= \$288 ;
   always @(posedge clk)
-    m1_0_38 <= \$287 ;
+    m1_0_38 <= \$289 ;
   always @(posedge clk)
-    m1_0_39 <= \$288 ;
+    m1_0_39 <= \$290 ;
   always @(posedge clk)
-    m1_0_40 <= \$289 ;
+    m1_0_40 <= \$291 ;
   always @(posedge clk)
-    m1_0_41 <= \$290 ;
+    m1_0_41 <= \$292 ;
   always @(posedge clk)
-    m1_0_42 <= \$291 ;
+    m1_0_42 <= \$293 ;
   always @(posedge clk)
-    m1_0_43 <= \$292 ;
+    m1_0_43 <= \$294 ;
   always @(posedge clk)
-    m1_0_44 <= \$293 ;
+    m1_0_44 <= \$295 ;
   always @(posedge clk)
-    m1_0_45 <= \$294 ;
+    m1_0_45 <= \$296 ;
   always @(posedge clk)
-    m1_0_46 <= \$295 ;
+    m1_0_46 <= \$297 ;
   always @(posedge clk)
-    m1_0_47 <= \$296 ;
+    m1_0_47 <= \$298 ;
   always @(posedge clk)
-    m1_0_48 <= \$297 ;
+    m1_0_48 <= \$299 ;
   always @(posedge clk)
-    m1_0_49 <= \$298 ;
+    m1_0_49 <= \$300 ;
   always @(posedge clk)
-    m1_0_50 <= \$299 ;
+    m1_0_50 <= \$301 ;
   always @(posedge clk)
-    m1_0_51 <= \$300 ;
+    m1_0_51 <= \$302 ;
   always @(posedge clk)
-    m1_0_52 <= \$301 ;
+    m1_0_52 <= \$303 ;
   always @(posedge clk)
-    m1_0_53 <= \$302 ;
+    m1_0_53 <= \$304 ;
   always @(posedge clk)
-    m1_0_54 <= \$303 ;
+    m1_0_54 <= \$305 ;
   always @(posedge clk)
-    m1_0_55 <= \$304 ;
+    m1_0_55 <= \$306 ;
   always @(posedge clk)
-    m1_0_56 <= \$305 ;
+    m1_0_56 <= \$307 ;
   always @(posedge clk)
-    m1_0_57 <= \$306 ;
+    m1_0_57 <= \$308 ;
   always @(posedge clk)
-    m1_0_58 <= \$307 ;
+    m1_0_58 <= \$309 ;
   always @(posedge clk)
-    m1_0_59 <= \$308 ;
+    m1_0_59 <= \$310 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -12334,127 +12353,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= \$52 ;
+    w2_0 <= \$53 ;
   always @(posedge clk)
-    m2_0_0 <= \$309 ;
+    m2_0_0 <= \$311 ;
   always @(posedge clk)
-    m2_0_1 <= \$310 ;
+    m2_0_1 <= \$312 ;
   always @(posedge clk)
-    m2_0_2 <= \$311 ;
+    m2_0_2 <= \$313 ;
   always @(posedge clk)
-    m2_0_3 <= \$312 ;
+    m2_0_3 <= \$314 ;
   always @(posedge clk)
-    m2_0_4 <= \$313 ;
+    m2_0_4 <= \$315 ;
   always @(posedge clk)
-    m2_0_5 <= \$314 ;
+    m2_0_5 <= \$316 ;
   always @(posedge clk)
-    m2_0_6 <= \$315 ;
+    m2_0_6 <= \$317 ;
   always @(posedge clk)
-    m2_0_7 <= \$316 ;
+    m2_0_7 <= \$318 ;
   always @(posedge clk)
-    m2_0_8 <= \$317 ;
+    m2_0_8 <= \$319 ;
   always @(posedge clk)
-    m2_0_9 <= \$318 ;
+    m2_0_9 <= \$320 ;
   always @(posedge clk)
-    m2_0_10 <= \$319 ;
+    m2_0_10 <= \$321 ;
   always @(posedge clk)
-    m2_0_11 <= \$320 ;
+    m2_0_11 <= \$322 ;
   always @(posedge clk)
-    m2_0_12 <= \$321 ;
+    m2_0_12 <= \$323 ;
   always @(posedge clk)
-    m2_0_13 <= \$322 ;
+    m2_0_13 <= \$324 ;
   always @(posedge clk)
-    m2_0_14 <= \$323 ;
+    m2_0_14 <= \$325 ;
   always @(posedge clk)
-    m2_0_15 <= \$324 ;
+    m2_0_15 <= \$326 ;
   always @(posedge clk)
-    m2_0_16 <= \$325 ;
+    m2_0_16 <= \$327 ;
   always @(posedge clk)
-    m2_0_17 <= \$326 ;
+    m2_0_17 <= \$328 ;
   always @(posedge clk)
-    m2_0_18 <= \$327 ;
+    m2_0_18 <= \$329 ;
   always @(posedge clk)
-    m2_0_19 <= \$328 ;
+    m2_0_19 <= \$330 ;
   always @(posedge clk)
-    m2_0_20 <= \$329 ;
+    m2_0_20 <= \$331 ;
   always @(posedge clk)
-    m2_0_21 <= \$330 ;
+    m2_0_21 <= \$332 ;
   always @(posedge clk)
-    m2_0_22 <= \$331 ;
+    m2_0_22 <= \$333 ;
   always @(posedge clk)
-    m2_0_23 <= \$332 ;
+    m2_0_23 <= \$334 ;
   always @(posedge clk)
-    m2_0_24 <= \$333 ;
+    m2_0_24 <= \$335 ;
   always @(posedge clk)
-    m2_0_25 <= \$334 ;
+    m2_0_25 <= \$336 ;
   always @(posedge clk)
-    m2_0_26 <= \$335 ;
+    m2_0_26 <= \$337 ;
   always @(posedge clk)
-    m2_0_27 <= \$336 ;
+    m2_0_27 <= \$338 ;
   always @(posedge clk)
-    m2_0_28 <= \$337 ;
+    m2_0_28 <= \$339 ;
   always @(posedge clk)
-    m2_0_29 <= \$338 ;
+    m2_0_29 <= \$340 ;
   always @(posedge clk)
-    m2_0_30 <= \$339 ;
+    m2_0_30 <= \$341 ;
   always @(posedge clk)
-    m2_0_31 <= \$340 ;
+    m2_0_31 <= \$342 ;
   always @(posedge clk)
-    m2_0_32 <= \$341 ;
+    m2_0_32 <= \$343 ;
   always @(posedge clk)
-    m2_0_33 <= \$342 ;
+    m2_0_33 <= \$344 ;
   always @(posedge clk)
-    m2_0_34 <= \$343 ;
+    m2_0_34 <= \$345 ;
   always @(posedge clk)
-    m2_0_35 <= \$344 ;
+    m2_0_35 <= \$346 ;
   always @(posedge clk)
-    m2_0_36 <= \$345 ;
+    m2_0_36 <= \$347 ;
   always @(posedge clk)
-    m2_0_37 <= \$346 ;
+    m2_0_37 <= \$348 ;
   always @(posedge clk)
-    m2_0_38 <= \$347 ;
+    m2_0_38 <= \$349 ;
   always @(posedge clk)
-    m2_0_39 <= \$348 ;
+    m2_0_39 <= \$350 ;
   always @(posedge clk)
-    m2_0_40 <= \$349 ;
+    m2_0_40 <= \$351 ;
   always @(posedge clk)
-    m2_0_41 <= \$350 ;
+    m2_0_41 <= \$352 ;
   always @(posedge clk)
-    m2_0_42 <= \$351 ;
+    m2_0_42 <= \$353 ;
   always @(posedge clk)
-    m2_0_43 <= \$352 ;
+    m2_0_43 <= \$354 ;
   always @(posedge clk)
-    m2_0_44 <= \$353 ;
+    m2_0_44 <= \$355 ;
   always @(posedge clk)
-    m2_0_45 <= \$354 ;
+    m2_0_45 <= \$356 ;
   always @(posedge clk)
-    m2_0_46 <= \$355 ;
+    m2_0_46 <= \$357 ;
   always @(posedge clk)
-    m2_0_47 <= \$356 ;
+    m2_0_47 <= \$358 ;
   always @(posedge clk)
-    m2_0_48 <= \$357 ;
+    m2_0_48 <= \$359 ;
   always @(posedge clk)
-    m2_0_49 <= \$358 ;
+    m2_0_49 <= \$360 ;
   always @(posedge clk)
-    m2_0_50 <= \$359 ;
+    m2_0_50 <= \$361 ;
   always @(posedge clk)
-    m2_0_51 <= \$360 ;
+    m2_0_51 <= \$362 ;
   always @(posedge clk)
-    m2_0_52 <= \$361 ;
+    m2_0_52 <= \$363 ;
   always @(posedge clk)
-    m2_0_53 <= \$362 ;
+    m2_0_53 <= \$364 ;
   always @(posedge clk)
-    m2_0_54 <= \$363 ;
+    m2_0_54 <= \$365 ;
   always @(posedge clk)
-    m2_0_55 <= \$364 ;
+    m2_0_55 <= \$366 ;
   always @(posedge clk)
-    m2_0_56 <= \$365 ;
+    m2_0_56 <= \$367 ;
   always @(posedge clk)
-    m2_0_57 <= \$366 ;
+    m2_0_57 <= \$368 ;
   always @(posedge clk)
-    m2_0_58 <= \$367 ;
+    m2_0_58 <= \$369 ;
   always @(posedge clk)
-    m2_0_59 <= \$368 ;
+    m2_0_59 <= \$370 ;
   always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
@@ -12496,127 +12515,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= \$53 ;
+    w3_0 <= \$54 ;
   always @(posedge clk)
-    m3_0_0 <= \$369 ;
+    m3_0_0 <= \$371 ;
   always @(posedge clk)
-    m3_0_1 <= \$370 ;
+    m3_0_1 <= \$372 ;
   always @(posedge clk)
-    m3_0_2 <= \$371 ;
+    m3_0_2 <= \$373 ;
   always @(posedge clk)
-    m3_0_3 <= \$372 ;
+    m3_0_3 <= \$374 ;
   always @(posedge clk)
-    m3_0_4 <= \$373 ;
+    m3_0_4 <= \$375 ;
   always @(posedge clk)
-    m3_0_5 <= \$374 ;
+    m3_0_5 <= \$376 ;
   always @(posedge clk)
-    m3_0_6 <= \$375 ;
+    m3_0_6 <= \$377 ;
   always @(posedge clk)
-    m3_0_7 <= \$376 ;
+    m3_0_7 <= \$378 ;
   always @(posedge clk)
-    m3_0_8 <= \$377 ;
+    m3_0_8 <= \$379 ;
   always @(posedge clk)
-    m3_0_9 <= \$378 ;
+    m3_0_9 <= \$380 ;
   always @(posedge clk)
-    m3_0_10 <= \$379 ;
+    m3_0_10 <= \$381 ;
   always @(posedge clk)
-    m3_0_11 <= \$380 ;
+    m3_0_11 <= \$382 ;
   always @(posedge clk)
-    m3_0_12 <= \$381 ;
+    m3_0_12 <= \$383 ;
   always @(posedge clk)
-    m3_0_13 <= \$382 ;
+    m3_0_13 <= \$384 ;
   always @(posedge clk)
-    m3_0_14 <= \$383 ;
+    m3_0_14 <= \$385 ;
   always @(posedge clk)
-    m3_0_15 <= \$384 ;
+    m3_0_15 <= \$386 ;
   always @(posedge clk)
-    m3_0_16 <= \$385 ;
+    m3_0_16 <= \$387 ;
   always @(posedge clk)
-    m3_0_17 <= \$386 ;
+    m3_0_17 <= \$388 ;
   always @(posedge clk)
-    m3_0_18 <= \$387 ;
+    m3_0_18 <= \$389 ;
   always @(posedge clk)
-    m3_0_19 <= \$388 ;
+    m3_0_19 <= \$390 ;
   always @(posedge clk)
-    m3_0_20 <= \$389 ;
+    m3_0_20 <= \$391 ;
   always @(posedge clk)
-    m3_0_21 <= \$390 ;
+    m3_0_21 <= \$392 ;
   always @(posedge clk)
-    m3_0_22 <= \$391 ;
+    m3_0_22 <= \$393 ;
   always @(posedge clk)
-    m3_0_23 <= \$392 ;
+    m3_0_23 <= \$394 ;
   always @(posedge clk)
-    m3_0_24 <= \$393 ;
+    m3_0_24 <= \$395 ;
   always @(posedge clk)
-    m3_0_25 <= \$394 ;
+    m3_0_25 <= \$396 ;
   always @(posedge clk)
-    m3_0_26 <= \$395 ;
+    m3_0_26 <= \$397 ;
   always @(posedge clk)
-    m3_0_27 <= \$396 ;
+    m3_0_27 <= \$398 ;
   always @(posedge clk)
-    m3_0_28 <= \$397 ;
+    m3_0_28 <= \$399 ;
   always @(posedge clk)
-    m3_0_29 <= \$398 ;
+    m3_0_29 <= \$400 ;
   always @(posedge clk)
-    m3_0_30 <= \$399 ;
+    m3_0_30 <= \$401 ;
   always @(posedge clk)
-    m3_0_31 <= \$400 ;
+    m3_0_31 <= \$402 ;
   always @(posedge clk)
-    m3_0_32 <= \$401 ;
+    m3_0_32 <= \$403 ;
   always @(posedge clk)
-    m3_0_33 <= \$402 ;
+    m3_0_33 <= \$404 ;
   always @(posedge clk)
-    m3_0_34 <= \$403 ;
+    m3_0_34 <= \$405 ;
   always @(posedge clk)
-    m3_0_35 <= \$404 ;
+    m3_0_35 <= \$406 ;
   always @(posedge clk)
-    m3_0_36 <= \$405 ;
+    m3_0_36 <= \$407 ;
   always @(posedge clk)
-    m3_0_37 <= \$406 ;
+    m3_0_37 <= \$408 ;
   always @(posedge clk)
-    m3_0_38 <= \$407 ;
+    m3_0_38 <= \$409 ;
   always @(posedge clk)
-    m3_0_39 <= \$408 ;
+    m3_0_39 <= \$410 ;
   always @(posedge clk)
-    m3_0_40 <= \$409 ;
+    m3_0_40 <= \$411 ;
   always @(posedge clk)
-    m3_0_41 <= \$410 ;
+    m3_0_41 <= \$412 ;
   always @(posedge clk)
-    m3_0_42 <= \$411 ;
+    m3_0_42 <= \$413 ;
   always @(posedge clk)
-    m3_0_43 <= \$412 ;
+    m3_0_43 <= \$414 ;
   always @(posedge clk)
-    m3_0_44 <= \$413 ;
+    m3_0_44 <= \$415 ;
   always @(posedge clk)
-    m3_0_45 <= \$414 ;
+    m3_0_45 <= \$416 ;
   always @(posedge clk)
-    m3_0_46 <= \$415 ;
+    m3_0_46 <= \$417 ;
   always @(posedge clk)
-    m3_0_47 <= \$416 ;
+    m3_0_47 <= \$418 ;
   always @(posedge clk)
-    m3_0_48 <= \$417 ;
+    m3_0_48 <= \$419 ;
   always @(posedge clk)
-    m3_0_49 <= \$418 ;
+    m3_0_49 <= \$420 ;
   always @(posedge clk)
-    m3_0_50 <= \$419 ;
+    m3_0_50 <= \$421 ;
   always @(posedge clk)
-    m3_0_51 <= \$420 ;
+    m3_0_51 <= \$422 ;
   always @(posedge clk)
-    m3_0_52 <= \$421 ;
+    m3_0_52 <= \$423 ;
   always @(posedge clk)
-    m3_0_53 <= \$422 ;
+    m3_0_53 <= \$424 ;
   always @(posedge clk)
-    m3_0_54 <= \$423 ;
+    m3_0_54 <= \$425 ;
   always @(posedge clk)
-    m3_0_55 <= \$424 ;
+    m3_0_55 <= \$426 ;
   always @(posedge clk)
-    m3_0_56 <= \$425 ;
+    m3_0_56 <= \$427 ;
   always @(posedge clk)
-    m3_0_57 <= \$426 ;
+    m3_0_57 <= \$428 ;
   always @(posedge clk)
-    m3_0_58 <= \$427 ;
+    m3_0_58 <= \$429 ;
   always @(posedge clk)
-    m3_0_59 <= \$428 ;
+    m3_0_59 <= \$430 ;
   always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
@@ -12740,158 +12759,162 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    v2_d1 <= \$429 ;
+    v2_d1 <= \$431 ;
   always @(posedge clk)
-    v2_d2 <= \$430 ;
+    v2_d2 <= \$432 ;
   always @(posedge clk)
-    v2_d3 <= \$431 ;
+    v2_d3 <= \$433 ;
   always @(posedge clk)
-    v2_d4 <= \$432 ;
+    v2_d4 <= \$434 ;
   always @(posedge clk)
-    v2_d5 <= \$433 ;
+    v2_d5 <= \$435 ;
   always @(posedge clk)
-    last2_d1 <= \$434 ;
+    last2_d1 <= \$436 ;
   always @(posedge clk)
-    last2_d2 <= \$435 ;
+    last2_d2 <= \$437 ;
   always @(posedge clk)
-    last2_d3 <= \$436 ;
+    last2_d3 <= \$438 ;
   always @(posedge clk)
-    last2_d4 <= \$437 ;
+    last2_d4 <= \$439 ;
   always @(posedge clk)
-    last2_d5 <= \$438 ;
+    last2_d5 <= \$440 ;
   always @(posedge clk)
-    v2p_d1 <= \$439 ;
+    v2p_d1 <= \$441 ;
   always @(posedge clk)
-    v2p_d2 <= \$440 ;
+    v2p_d2 <= \$442 ;
   always @(posedge clk)
-    v2p_d3 <= \$441 ;
+    v2p_d3 <= \$443 ;
   always @(posedge clk)
-    v2p_d4 <= \$442 ;
+    v2p_d4 <= \$444 ;
   always @(posedge clk)
-    first2p_d1 <= \$443 ;
+    first2p_d1 <= \$445 ;
   always @(posedge clk)
-    first2p_d2 <= \$444 ;
+    first2p_d2 <= \$446 ;
   always @(posedge clk)
-    first2p_d3 <= \$445 ;
+    first2p_d3 <= \$447 ;
   always @(posedge clk)
-    first2p_d4 <= \$446 ;
+    first2p_d4 <= \$448 ;
   always @(posedge clk)
-    last2p_d1 <= \$447 ;
+    last2p_d1 <= \$449 ;
   always @(posedge clk)
-    last2p_d2 <= \$448 ;
+    last2p_d2 <= \$450 ;
   always @(posedge clk)
-    last2p_d3 <= \$449 ;
+    last2p_d3 <= \$451 ;
   always @(posedge clk)
-    last2p_d4 <= \$450 ;
+    last2p_d4 <= \$452 ;
   always @(posedge clk)
-    done <= \$451 ;
+    done <= \$453 ;
   always @(posedge clk)
-    xacc <= \$452 ;
+    xacc <= \$454 ;
   always @(posedge clk)
-    xfin <= \$453 ;
+    xfin <= \$455 ;
   always @(posedge clk)
-    acc0_0 <= \$454 ;
+    acc0_0 <= \$456 ;
   always @(posedge clk)
-    fin0_0 <= \$455 ;
+    fin0_0 <= \$457 ;
   always @(posedge clk)
-    bank0_0 <= \$456 ;
+    bank0_0 <= \$458 ;
   always @(posedge clk)
-    acc1_0 <= \$457 ;
+    acc1_0 <= \$459 ;
   always @(posedge clk)
-    fin1_0 <= \$458 ;
+    fin1_0 <= \$460 ;
   always @(posedge clk)
-    bank1_0 <= \$459 ;
+    bank1_0 <= \$461 ;
   always @(posedge clk)
-    acc2_0 <= \$460 ;
+    acc2_0 <= \$462 ;
   always @(posedge clk)
-    fin2_0 <= \$461 ;
+    fin2_0 <= \$463 ;
   always @(posedge clk)
-    bank2_0 <= \$462 ;
+    bank2_0 <= \$464 ;
   always @(posedge clk)
-    acc3_0 <= \$463 ;
+    acc3_0 <= \$465 ;
   always @(posedge clk)
-    fin3_0 <= \$464 ;
+    fin3_0 <= \$466 ;
   always @(posedge clk)
-    bank3_0 <= \$465 ;
+    bank3_0 <= \$467 ;
   always @(posedge clk)
-    ser_left <= \$466 ;
+    ser_left <= \$468 ;
   always @(posedge clk)
-    addr <= \$467 ;
+    addr <= \$469 ;
   always @(posedge clk)
-    \$signal$946  <= \$468 ;
+    \$signal$949  <= \$470 ;
   always @(posedge clk)
-    ka <= \$469 ;
+    ka <= \$471 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$470 ;
+    vb <= \$472 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$94 ;
+    rq0_beta <= \$95 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$97 ;
+    rq0_acc_s1_0 <= \$98 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$98 [30:0];
+    rq0_acc_s2_0 <= \$99 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$99 [14:0];
+    rq0_shifted <= \$100 [14:0];
   always @(posedge clk)
-    rq0_under <= \$101 ;
+    rq0_under <= \$102 ;
   always @(posedge clk)
-    rq0_over <= \$103 ;
+    rq0_over <= \$104 ;
   always @(posedge clk)
-    v_out_d1 <= \$471 ;
+    v_out_d1 <= \$473 ;
   always @(posedge clk)
-    v_out_d2 <= \$472 ;
+    v_out_d2 <= \$474 ;
   always @(posedge clk)
-    v_out_d3 <= \$473 ;
+    v_out_d3 <= \$475 ;
   always @(posedge clk)
-    \w_en$847  <= \$474 ;
+    \w_en$850  <= \$476 ;
   always @(posedge clk)
-    skipped_d1 <= \$475 ;
+    skipped_d1 <= \$477 ;
   always @(posedge clk)
-    skipped_d2 <= \$476 ;
+    skipped_d2 <= \$478 ;
   always @(posedge clk)
-    skipped_d3 <= \$477 ;
+    skipped_d3 <= \$479 ;
   always @(posedge clk)
-    skipped_d4 <= \$478 ;
+    skipped_d4 <= \$480 ;
   always @(posedge clk)
-    skipped_d5 <= \$479 ;
+    skipped_d5 <= \$481 ;
   always @(posedge clk)
-    group_ended_d1 <= \$480 ;
+    group_ended_d1 <= \$482 ;
   always @(posedge clk)
-    credits_returned <= \$481 ;
+    credits_returned <= \$483 ;
   always @(posedge clk)
-    credits_space <= \$482 ;
+    credits_space <= \$484 ;
   always @(posedge clk)
-    credits_room <= \$483 ;
+    credits_room <= \$485 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
   assign \$2  = \$1  + w_count;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & sn_last;
-  assign \$8  = \$6  | \$7 ;
-  assign load = w_full & \$8 ;
-  assign \$9  = s_idx == 4'hc;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = n_idx == 4'he;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 4'he : 4'h0;
-  assign \$17  = step & s_last;
-  assign \$18  = gap == 1'h1;
-  assign \$19  = gap_zero | \$18 ;
-  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
+  assign \$3  = w_count == 4'hd;
+  assign filled = take & \$3 ;
+  assign \$5  = ~ s_last;
+  assign \$6  = \$5  | can_end;
+  assign step = \$4  & \$6 ;
+  assign \$7  = filled ? 1'h1 : w_full;
+  assign w_full_next = load ? 1'h0 : \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & sn_last;
+  assign \$10  = \$8  | \$9 ;
+  assign load = w_full_issue & \$10 ;
+  assign \$11  = s_idx == 4'hc;
+  assign \$12  = s_last ? 1'h0 : \$11 ;
+  assign \$signal  = step ? \$12  : s_last;
+  assign \$13  = step & s_last;
+  assign \$14  = n_idx == 4'he;
+  assign \$15  = n_last ? 1'h0 : \$14 ;
+  assign n_last_next = \$13  ? \$15  : n_last;
+  assign \$16  = r_addr + 1'h1;
+  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
+  assign \$18  = w_half ? 4'he : 4'h0;
+  assign \$19  = step & s_last;
+  assign \$20  = gap == 1'h1;
+  assign \$21  = gap_zero | \$20 ;
+  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -13189,130 +13212,125 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$20  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$21  = rq0_under ? 15'h0000 : \$20 ;
-  assign \$22  = credits_space + credits_returned;
-  assign \$23  = group_ended_d1 ? 3'h4 : 3'h0;
-  assign \$24  = \$22  - \$23 ;
-  assign credits_room_next = \$24 [3:0] >= 3'h4;
-  assign \$25  = w_count == 4'hd;
-  assign \$26  = w_count + 1'h1;
-  assign \$27  = \$25  ? 5'h00 : \$26 ;
-  assign \$28  = w_count == 4'hd;
-  assign \$29  = credits_room_next & gap_zero_next;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 5'h00 : \$31 ;
-  assign \$33  = n_idx + 1'h1;
-  assign \$34  = n_last ? 5'h00 : \$33 ;
-  assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 4'he : 4'h0;
-  assign \$37  = ~ w_half;
-  assign \$38  = step & s_last;
-  assign \$39  = ~ gap_zero;
-  assign \$40  = gap - 1'h1;
-  assign \$41  = ! s_idx;
-  assign \$42  = r_page_b0 ? \port__data$863  : \port__data$862 ;
-  assign \$43  = r_page_b1 ? \port__data$866  : \port__data$865 ;
-  assign \$44  = r_page_b2 ? \port__data$869  : \port__data$868 ;
-  assign \$45  = r_page_b3 ? \port__data$872  : \port__data$871 ;
-  assign \$46  = r_page_b4 ? \port__data$875  : \port__data$874 ;
-  assign \$47  = r_page_b5 ? \port__data$878  : \port__data$877 ;
-  assign \$48  = r_page_b6 ? \port__data$881  : \port__data$880 ;
-  assign \$49  = r_page_b7 ? \port__data$884  : \port__data$883 ;
-  assign \$50  = ~ { \o$888 , \o$887 , o };
-  assign \$51  = ~ { \o$893 , \o$892 , \o$891  };
-  assign \$52  = ~ { \o$898 , \o$897 , \o$896  };
-  assign \$53  = ~ { \o$903 , \o$902 , \o$901  };
-  assign \$54  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$55  = \$54  + xsum_l6_0;
-  assign \$56  = flags_x[0] & flags_x[2];
-  assign \$57  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$58  = \$57  + xsum_l6_0;
-  assign \$59  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$60  = \$59  + t0_0_l6_0;
-  assign \$61  = flags_0[0] & flags_0[2];
-  assign \$62  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$63  = \$62  + t0_0_l6_0;
-  assign \$65  = \$64  - xfin;
-  assign \$66  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$67  = \$66  + t1_0_l6_0;
-  assign \$68  = flags_1[0] & flags_1[2];
-  assign \$69  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$70  = \$69  + t1_0_l6_0;
-  assign \$72  = \$71  - xfin;
-  assign \$73  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$74  = \$73  + t2_0_l6_0;
-  assign \$75  = flags_2[0] & flags_2[2];
-  assign \$76  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$77  = \$76  + t2_0_l6_0;
-  assign \$79  = \$78  - xfin;
-  assign \$80  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$81  = \$80  + t3_0_l6_0;
-  assign \$82  = flags_3[0] & flags_3[2];
-  assign \$83  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$84  = \$83  + t3_0_l6_0;
-  assign \$86  = \$85  - xfin;
-  assign \$87  = ser_left - 1'h1;
-  assign \$88  = addr == 6'h3f;
-  assign \$89  = addr + 1'h1;
-  assign \$90  = \$88  ? 7'h00 : \$89 ;
-  assign \$94  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$97  = $signed(\$95 ) + $signed(\$96 );
-  assign \$98  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$101  = $signed(\$100 ) < $signed(1'h0);
-  assign \$103  = $signed(\$102 ) > $signed(9'h0ff);
-  assign \$104  = step & s_last;
-  assign \$105  = o__valid & \o__ready$842 ;
-  assign \$106  = \$105  + skipped_d5;
-  assign \$107  = ! \$2 [4];
-  assign \$108  = ~ rst_conv2;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = \$109  ? take : 1'h0;
-  assign \$111  = ! \$2 [4];
-  assign \$112  = ~ rst_conv2;
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = \$113  ? take : 1'h0;
-  assign \$115  = ! \$2 [4];
-  assign \$116  = ~ rst_conv2;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = \$117  ? take : 1'h0;
-  assign \$119  = ! \$2 [4];
-  assign \$120  = ~ rst_conv2;
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = \$121  ? take : 1'h0;
-  assign \$123  = ! \$2 [4];
-  assign \$124  = ~ rst_conv2;
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = \$125  ? take : 1'h0;
-  assign \$127  = ! \$2 [4];
-  assign \$128  = ~ rst_conv2;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = \$129  ? take : 1'h0;
-  assign \$131  = ! \$2 [4];
-  assign \$132  = ~ rst_conv2;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = \$133  ? take : 1'h0;
-  assign \$135  = ! \$2 [4];
-  assign \$136  = ~ rst_conv2;
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = \$137  ? take : 1'h0;
-  assign \$140  = ~ rst_conv2;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$141  ? take : 1'h0;
-  assign \$144  = ~ rst_conv2;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = \$145  ? take : 1'h0;
-  assign \$148  = ~ rst_conv2;
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = \$149  ? take : 1'h0;
-  assign \$152  = ~ rst_conv2;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = \$153  ? take : 1'h0;
-  assign \$156  = ~ rst_conv2;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = \$157  ? take : 1'h0;
-  assign \$160  = ~ rst_conv2;
+  assign \$22  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$23  = rq0_under ? 15'h0000 : \$22 ;
+  assign \$24  = credits_space + credits_returned;
+  assign \$25  = group_ended_d1 ? 3'h4 : 3'h0;
+  assign \$26  = \$24  - \$25 ;
+  assign credits_room_next = \$26 [3:0] >= 3'h4;
+  assign \$27  = w_count == 4'hd;
+  assign \$28  = w_count + 1'h1;
+  assign \$29  = \$27  ? 5'h00 : \$28 ;
+  assign \$30  = credits_room_next & gap_zero_next;
+  assign \$31  = \$signal  & n_last_next;
+  assign \$32  = s_idx + 1'h1;
+  assign \$33  = s_last ? 5'h00 : \$32 ;
+  assign \$34  = n_idx + 1'h1;
+  assign \$35  = n_last ? 5'h00 : \$34 ;
+  assign \$36  = step & sn_last;
+  assign \$37  = w_half ? 4'he : 4'h0;
+  assign \$38  = ~ w_half;
+  assign \$39  = step & s_last;
+  assign \$40  = ~ gap_zero;
+  assign \$41  = gap - 1'h1;
+  assign \$42  = ! s_idx;
+  assign \$43  = r_page_b0 ? \port__data$866  : \port__data$865 ;
+  assign \$44  = r_page_b1 ? \port__data$869  : \port__data$868 ;
+  assign \$45  = r_page_b2 ? \port__data$872  : \port__data$871 ;
+  assign \$46  = r_page_b3 ? \port__data$875  : \port__data$874 ;
+  assign \$47  = r_page_b4 ? \port__data$878  : \port__data$877 ;
+  assign \$48  = r_page_b5 ? \port__data$881  : \port__data$880 ;
+  assign \$49  = r_page_b6 ? \port__data$884  : \port__data$883 ;
+  assign \$50  = r_page_b7 ? \port__data$887  : \port__data$886 ;
+  assign \$51  = ~ { \o$891 , \o$890 , o };
+  assign \$52  = ~ { \o$896 , \o$895 , \o$894  };
+  assign \$53  = ~ { \o$901 , \o$900 , \o$899  };
+  assign \$54  = ~ { \o$906 , \o$905 , \o$904  };
+  assign \$55  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$56  = \$55  + xsum_l6_0;
+  assign \$57  = flags_x[0] & flags_x[2];
+  assign \$58  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$59  = \$58  + xsum_l6_0;
+  assign \$60  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$61  = \$60  + t0_0_l6_0;
+  assign \$62  = flags_0[0] & flags_0[2];
+  assign \$63  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$64  = \$63  + t0_0_l6_0;
+  assign \$66  = \$65  - xfin;
+  assign \$67  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$68  = \$67  + t1_0_l6_0;
+  assign \$69  = flags_1[0] & flags_1[2];
+  assign \$70  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$71  = \$70  + t1_0_l6_0;
+  assign \$73  = \$72  - xfin;
+  assign \$74  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$75  = \$74  + t2_0_l6_0;
+  assign \$76  = flags_2[0] & flags_2[2];
+  assign \$77  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$78  = \$77  + t2_0_l6_0;
+  assign \$80  = \$79  - xfin;
+  assign \$81  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$82  = \$81  + t3_0_l6_0;
+  assign \$83  = flags_3[0] & flags_3[2];
+  assign \$84  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$85  = \$84  + t3_0_l6_0;
+  assign \$87  = \$86  - xfin;
+  assign \$88  = ser_left - 1'h1;
+  assign \$89  = addr == 6'h3f;
+  assign \$90  = addr + 1'h1;
+  assign \$91  = \$89  ? 7'h00 : \$90 ;
+  assign \$95  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$98  = $signed(\$96 ) + $signed(\$97 );
+  assign \$99  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$102  = $signed(\$101 ) < $signed(1'h0);
+  assign \$104  = $signed(\$103 ) > $signed(9'h0ff);
+  assign \$105  = step & s_last;
+  assign \$106  = o__valid & \o__ready$845 ;
+  assign \$107  = \$106  + skipped_d5;
+  assign \$108  = ! \$2 [4];
+  assign \$109  = ~ rst_conv2;
+  assign \$110  = \$108  & \$109 ;
+  assign \$111  = \$110  ? take : 1'h0;
+  assign \$112  = ! \$2 [4];
+  assign \$113  = ~ rst_conv2;
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = \$114  ? take : 1'h0;
+  assign \$116  = ! \$2 [4];
+  assign \$117  = ~ rst_conv2;
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = \$118  ? take : 1'h0;
+  assign \$120  = ! \$2 [4];
+  assign \$121  = ~ rst_conv2;
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = \$122  ? take : 1'h0;
+  assign \$124  = ! \$2 [4];
+  assign \$125  = ~ rst_conv2;
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$126  ? take : 1'h0;
+  assign \$128  = ! \$2 [4];
+  assign \$129  = ~ rst_conv2;
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = \$130  ? take : 1'h0;
+  assign \$132  = ! \$2 [4];
+  assign \$133  = ~ rst_conv2;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = \$134  ? take : 1'h0;
+  assign \$136  = ! \$2 [4];
+  assign \$137  = ~ rst_conv2;
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = \$138  ? take : 1'h0;
+  assign \$141  = ~ rst_conv2;
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$142  ? take : 1'h0;
+  assign \$145  = ~ rst_conv2;
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = \$146  ? take : 1'h0;
+  assign \$149  = ~ rst_conv2;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$150  ? take : 1'h0;
+  assign \$153  = ~ rst_conv2;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = \$154  ? take : 1'h0;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -13324,56 +13342,56 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$887 )
+    .o(\o$890 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$888 )
+    .o(\o$891 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$891 )
+    .o(\o$894 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$892 )
+    .o(\o$895 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$893 )
+    .o(\o$896 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$896 )
+    .o(\o$899 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$897 )
+    .o(\o$900 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$898 )
+    .o(\o$901 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$901 )
+    .o(\o$904 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$902 )
+    .o(\o$905 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$903 )
+    .o(\o$906 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$842 ),
+    .o__ready(\o__ready$845 ),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
-    .w_en(\w_en$847 ),
-    .w_port__data(\$21 [7:0])
+    .w_en(\w_en$850 ),
+    .w_port__data(\$23 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13421,7 +13439,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b0_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$109 )
+    .q(\port__addr$112 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13429,7 +13447,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b0_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$112 )
+    .q(\port__addr$115 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13437,7 +13455,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b1_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$115 )
+    .q(\port__addr$118 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13445,7 +13463,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b1_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$118 )
+    .q(\port__addr$121 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13453,7 +13471,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b2_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$121 )
+    .q(\port__addr$124 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13461,7 +13479,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b2_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$124 )
+    .q(\port__addr$127 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13469,7 +13487,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b3_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$127 )
+    .q(\port__addr$130 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13477,7 +13495,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b3_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$130 )
+    .q(\port__addr$133 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13485,7 +13503,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b4_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$133 )
+    .q(\port__addr$136 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13493,7 +13511,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b4_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$136 )
+    .q(\port__addr$139 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13501,7 +13519,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b5_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$139 )
+    .q(\port__addr$142 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13509,7 +13527,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b5_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$142 )
+    .q(\port__addr$145 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13517,7 +13535,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b6_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$145 )
+    .q(\port__addr$148 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13525,7 +13543,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b6_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$148 )
+    .q(\port__addr$151 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13533,7 +13551,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b7_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$151 )
+    .q(\port__addr$154 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13541,7 +13559,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   ) r_addr_b7_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$154 )
+    .q(\port__addr$157 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13608,9 +13626,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .q(r_page_b7)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$966 ),
+    .addr(\addr$969 ),
     .clk(clk),
-    .data(\data$965 )
+    .data(\data$968 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -13622,7 +13640,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$953 )
+    .p(\p$956 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13757,7 +13775,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$110 ),
+    .d(\$111 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -13765,7 +13783,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$142 ),
+    .d(\$143 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -13773,7 +13791,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$114 ),
+    .d(\$115 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -13781,7 +13799,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$146 ),
+    .d(\$147 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -13789,7 +13807,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$118 ),
+    .d(\$119 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -13797,7 +13815,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$150 ),
+    .d(\$151 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -13805,7 +13823,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$122 ),
+    .d(\$123 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -13813,7 +13831,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$154 ),
+    .d(\$155 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -13821,7 +13839,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$126 ),
+    .d(\$127 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -13829,7 +13847,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$158 ),
+    .d(\$159 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -13837,7 +13855,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p0_copy (
     .clk(clk),
-    .d(\$130 ),
+    .d(\$131 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -13845,7 +13863,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p1_copy (
     .clk(clk),
-    .d(\$162 ),
+    .d(\$163 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -13853,7 +13871,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p0_copy (
     .clk(clk),
-    .d(\$134 ),
+    .d(\$135 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -13861,7 +13879,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p1_copy (
     .clk(clk),
-    .d(\$166 ),
+    .d(\$167 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -13869,7 +13887,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p0_copy (
     .clk(clk),
-    .d(\$138 ),
+    .d(\$139 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -13877,146 +13895,126 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p1_copy (
     .clk(clk),
-    .d(\$170 ),
+    .d(\$171 ),
     .q(\port__en$83 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_issue_copy (
+    .clk(clk),
+    .d(\$172 ),
+    .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
-    .data(\data$965 ),
+    .data(\data$968 ),
     .o__ready(step),
-    .\port$6350$0 (\$484 ),
-    .\port$6356$0 (\$485 ),
-    .\port$6362$0 (\$486 ),
-    .raddr(\addr$966 ),
+    .\port$6354$0 (\$486 ),
+    .\port$6360$0 (\$487 ),
+    .\port$6366$0 (\$488 ),
+    .raddr(\addr$969 ),
     .rst_conv2(rst_conv2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [4:0];
+      r_next = \$17 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = { 1'h0, \$18  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$171  = w_count;
+    \$173  = w_count;
     if (take) begin
-      \$171  = \$27 [3:0];
+      \$173  = \$29 [3:0];
     end
     if (rst_conv2) begin
-      \$171  = 4'h0;
+      \$173  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$172  = w_full;
-    if (take) begin
-      if (\$28 ) begin
-        \$172  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$172  = 1'h0;
-    end
-    if (rst_conv2) begin
-      \$172  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = \$29 ;
-    if (rst_conv2) begin
-      \$173  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = gap_zero_next;
+    \$174  = \$30 ;
     if (rst_conv2) begin
       \$174  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = \$signal ;
+    \$175  = gap_zero_next;
     if (rst_conv2) begin
-      \$175  = 1'h0;
+      \$175  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = n_last_next;
+    \$176  = \$signal ;
     if (rst_conv2) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = \$30 ;
+    \$177  = n_last_next;
     if (rst_conv2) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = r_next;
+    \$178  = \$31 ;
     if (rst_conv2) begin
-      \$178  = 5'h00;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = s_idx;
+    \$179  = w_full_next;
+    if (rst_conv2) begin
+      \$179  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$180  = r_next;
+    if (rst_conv2) begin
+      \$180  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$181  = s_idx;
     if (step) begin
-      \$179  = \$32 [3:0];
+      \$181  = \$33 [3:0];
     end
     if (rst_conv2) begin
-      \$179  = 4'h0;
+      \$181  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = n_idx;
+    \$182  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$180  = \$34 [3:0];
+        \$182  = \$35 [3:0];
       end
     end
     if (rst_conv2) begin
-      \$180  = 4'h0;
+      \$182  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = active;
-    if (\$35 ) begin
-      \$181  = 1'h0;
+    \$183  = active;
+    if (\$36 ) begin
+      \$183  = 1'h0;
     end
     if (load) begin
-      \$181  = 1'h1;
-    end
-    if (rst_conv2) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = r_base;
-    if (load) begin
-      \$182  = { 1'h0, \$36  };
-    end
-    if (rst_conv2) begin
-      \$182  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = w_half;
-    if (load) begin
-      \$183  = \$37 ;
+      \$183  = 1'h1;
     end
     if (rst_conv2) begin
       \$183  = 1'h0;
@@ -14024,2601 +14022,2621 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = gap;
-    if (\$38 ) begin
-      \$184  = 3'h3;
-    end else if (\$39 ) begin
-      \$184  = \$40 [2:0];
+    \$184  = r_base;
+    if (load) begin
+      \$184  = { 1'h0, \$37  };
     end
     if (rst_conv2) begin
-      \$184  = 3'h0;
+      \$184  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = step;
+    \$185  = w_half;
+    if (load) begin
+      \$185  = \$38 ;
+    end
     if (rst_conv2) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = \$41 ;
+    \$186  = gap;
+    if (\$39 ) begin
+      \$186  = 3'h3;
+    end else if (\$40 ) begin
+      \$186  = \$41 [2:0];
+    end
     if (rst_conv2) begin
-      \$186  = 1'h0;
+      \$186  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = s_last;
+    \$187  = step;
     if (rst_conv2) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = r_next;
+    \$188  = \$42 ;
     if (rst_conv2) begin
-      \$188  = 5'h00;
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$189  = s_last;
+    if (rst_conv2) begin
+      \$189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$190  = r_next;
+    if (rst_conv2) begin
+      \$190  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$189  = 8'h00;
+      \$191  = 8'h00;
     end else begin
-      \$189  = xdata_d1[7:0];
+      \$191  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$190  = 8'h00;
+      \$192  = 8'h00;
     end else begin
-      \$190  = xdata_d1[15:8];
+      \$192  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$191  = 8'h00;
+      \$193  = 8'h00;
     end else begin
-      \$191  = xdata_d1[23:16];
+      \$193  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$192  = 8'h00;
+      \$194  = 8'h00;
     end else begin
-      \$192  = xdata_d1[31:24];
+      \$194  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$193  = 8'h00;
+      \$195  = 8'h00;
     end else begin
-      \$193  = xdata_d1[39:32];
+      \$195  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$194  = 8'h00;
+      \$196  = 8'h00;
     end else begin
-      \$194  = xdata_d1[47:40];
+      \$196  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$195  = 8'h00;
+      \$197  = 8'h00;
     end else begin
-      \$195  = xdata_d1[55:48];
+      \$197  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$196  = 8'h00;
+      \$198  = 8'h00;
     end else begin
-      \$196  = xdata_d1[63:56];
+      \$198  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$197  = 8'h00;
+      \$199  = 8'h00;
     end else begin
-      \$197  = xdata_d1[71:64];
+      \$199  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$198  = 8'h00;
+      \$200  = 8'h00;
     end else begin
-      \$198  = xdata_d1[79:72];
+      \$200  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$199  = 8'h00;
+      \$201  = 8'h00;
     end else begin
-      \$199  = xdata_d1[87:80];
+      \$201  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$200  = 8'h00;
+      \$202  = 8'h00;
     end else begin
-      \$200  = xdata_d1[95:88];
+      \$202  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$201  = 8'h00;
+      \$203  = 8'h00;
     end else begin
-      \$201  = xdata_d1[103:96];
+      \$203  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$202  = 8'h00;
+      \$204  = 8'h00;
     end else begin
-      \$202  = xdata_d1[111:104];
+      \$204  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$203  = 8'h00;
+      \$205  = 8'h00;
     end else begin
-      \$203  = xdata_d1[119:112];
+      \$205  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$204  = 8'h00;
+      \$206  = 8'h00;
     end else begin
-      \$204  = xdata_d1[127:120];
+      \$206  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$205  = 8'h00;
+      \$207  = 8'h00;
     end else begin
-      \$205  = xdata_d1[135:128];
+      \$207  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$206  = 8'h00;
+      \$208  = 8'h00;
     end else begin
-      \$206  = xdata_d1[143:136];
+      \$208  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$207  = 8'h00;
+      \$209  = 8'h00;
     end else begin
-      \$207  = xdata_d1[151:144];
+      \$209  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$208  = 8'h00;
+      \$210  = 8'h00;
     end else begin
-      \$208  = xdata_d1[159:152];
+      \$210  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$209  = 8'h00;
+      \$211  = 8'h00;
     end else begin
-      \$209  = xdata_d1[167:160];
+      \$211  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$210  = 8'h00;
+      \$212  = 8'h00;
     end else begin
-      \$210  = xdata_d1[175:168];
+      \$212  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$211  = 8'h00;
+      \$213  = 8'h00;
     end else begin
-      \$211  = xdata_d1[183:176];
+      \$213  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$212  = 8'h00;
+      \$214  = 8'h00;
     end else begin
-      \$212  = xdata_d1[191:184];
+      \$214  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$213  = 8'h00;
+      \$215  = 8'h00;
     end else begin
-      \$213  = xdata_d1[199:192];
+      \$215  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
-      \$214  = 8'h00;
+      \$216  = 8'h00;
     end else begin
-      \$214  = xdata_d1[207:200];
+      \$216  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
-      \$215  = 8'h00;
+      \$217  = 8'h00;
     end else begin
-      \$215  = xdata_d1[215:208];
+      \$217  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
-      \$216  = 8'h00;
+      \$218  = 8'h00;
     end else begin
-      \$216  = xdata_d1[223:216];
+      \$218  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
-      \$217  = 8'h00;
+      \$219  = 8'h00;
     end else begin
-      \$217  = xdata_d1[231:224];
+      \$219  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
-      \$218  = 8'h00;
+      \$220  = 8'h00;
     end else begin
-      \$218  = xdata_d1[239:232];
+      \$220  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
-      \$219  = 8'h00;
+      \$221  = 8'h00;
     end else begin
-      \$219  = xdata_d1[247:240];
+      \$221  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
-      \$220  = 8'h00;
+      \$222  = 8'h00;
     end else begin
-      \$220  = xdata_d1[255:248];
+      \$222  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
-      \$221  = 8'h00;
+      \$223  = 8'h00;
     end else begin
-      \$221  = xdata_d1[263:256];
+      \$223  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
-      \$222  = 8'h00;
+      \$224  = 8'h00;
     end else begin
-      \$222  = xdata_d1[271:264];
+      \$224  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
-      \$223  = 8'h00;
+      \$225  = 8'h00;
     end else begin
-      \$223  = xdata_d1[279:272];
+      \$225  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
-      \$224  = 8'h00;
+      \$226  = 8'h00;
     end else begin
-      \$224  = xdata_d1[287:280];
+      \$226  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
-      \$225  = 8'h00;
+      \$227  = 8'h00;
     end else begin
-      \$225  = xdata_d1[295:288];
+      \$227  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
-      \$226  = 8'h00;
+      \$228  = 8'h00;
     end else begin
-      \$226  = xdata_d1[303:296];
+      \$228  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
-      \$227  = 8'h00;
+      \$229  = 8'h00;
     end else begin
-      \$227  = xdata_d1[311:304];
+      \$229  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
-      \$228  = 8'h00;
+      \$230  = 8'h00;
     end else begin
-      \$228  = xdata_d1[319:312];
+      \$230  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
-      \$229  = 8'h00;
+      \$231  = 8'h00;
     end else begin
-      \$229  = xdata_d1[327:320];
+      \$231  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
-      \$230  = 8'h00;
+      \$232  = 8'h00;
     end else begin
-      \$230  = xdata_d1[335:328];
+      \$232  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
-      \$231  = 8'h00;
+      \$233  = 8'h00;
     end else begin
-      \$231  = xdata_d1[343:336];
+      \$233  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
-      \$232  = 8'h00;
+      \$234  = 8'h00;
     end else begin
-      \$232  = xdata_d1[351:344];
+      \$234  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
-      \$233  = 8'h00;
+      \$235  = 8'h00;
     end else begin
-      \$233  = xdata_d1[359:352];
+      \$235  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
-      \$234  = 8'h00;
+      \$236  = 8'h00;
     end else begin
-      \$234  = xdata_d1[367:360];
+      \$236  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
-      \$235  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$235  = xdata_d1[375:368];
+      \$237  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
-      \$236  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$236  = xdata_d1[383:376];
+      \$238  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
-      \$237  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$237  = xdata_d1[391:384];
+      \$239  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
-      \$238  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$238  = xdata_d1[399:392];
+      \$240  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
-      \$239  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$239  = xdata_d1[407:400];
+      \$241  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
-      \$240  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$240  = xdata_d1[415:408];
+      \$242  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
-      \$241  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$241  = xdata_d1[423:416];
+      \$243  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
-      \$242  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$242  = xdata_d1[431:424];
+      \$244  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
-      \$243  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$243  = xdata_d1[439:432];
+      \$245  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
-      \$244  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$244  = xdata_d1[447:440];
+      \$246  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
-      \$245  = 8'h00;
+      \$247  = 8'h00;
     end else begin
-      \$245  = xdata_d1[455:448];
+      \$247  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
-      \$246  = 8'h00;
+      \$248  = 8'h00;
     end else begin
-      \$246  = xdata_d1[463:456];
+      \$248  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
-      \$247  = 8'h00;
+      \$249  = 8'h00;
     end else begin
-      \$247  = xdata_d1[471:464];
+      \$249  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
-      \$248  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$248  = xdata_d1[479:472];
+      \$250  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$249  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$249  = xdata_d1[7:0];
+      \$251  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$250  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$250  = xdata_d1[15:8];
+      \$252  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$251  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$251  = xdata_d1[23:16];
+      \$253  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$252  = 8'h00;
+      \$254  = 8'h00;
     end else begin
-      \$252  = xdata_d1[31:24];
+      \$254  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$253  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$253  = xdata_d1[39:32];
+      \$255  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$254  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$254  = xdata_d1[47:40];
+      \$256  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$255  = 8'h00;
+      \$257  = 8'h00;
     end else begin
-      \$255  = xdata_d1[55:48];
+      \$257  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$256  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$256  = xdata_d1[63:56];
+      \$258  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$257  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$257  = xdata_d1[71:64];
+      \$259  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$258  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$258  = xdata_d1[79:72];
+      \$260  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$259  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$259  = xdata_d1[87:80];
+      \$261  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$260  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$260  = xdata_d1[95:88];
+      \$262  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$261  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$261  = xdata_d1[103:96];
+      \$263  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$262  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$262  = xdata_d1[111:104];
+      \$264  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$263  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$263  = xdata_d1[119:112];
+      \$265  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$264  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$264  = xdata_d1[127:120];
+      \$266  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$265  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$265  = xdata_d1[135:128];
+      \$267  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$266  = 8'h00;
+      \$268  = 8'h00;
     end else begin
-      \$266  = xdata_d1[143:136];
+      \$268  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$267  = 8'h00;
+      \$269  = 8'h00;
     end else begin
-      \$267  = xdata_d1[151:144];
+      \$269  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$268  = 8'h00;
+      \$270  = 8'h00;
     end else begin
-      \$268  = xdata_d1[159:152];
+      \$270  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
-      \$269  = 8'h00;
+      \$271  = 8'h00;
     end else begin
-      \$269  = xdata_d1[167:160];
+      \$271  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
-      \$270  = 8'h00;
+      \$272  = 8'h00;
     end else begin
-      \$270  = xdata_d1[175:168];
+      \$272  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
-      \$271  = 8'h00;
+      \$273  = 8'h00;
     end else begin
-      \$271  = xdata_d1[183:176];
+      \$273  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
-      \$272  = 8'h00;
+      \$274  = 8'h00;
     end else begin
-      \$272  = xdata_d1[191:184];
+      \$274  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
-      \$273  = 8'h00;
+      \$275  = 8'h00;
     end else begin
-      \$273  = xdata_d1[199:192];
+      \$275  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
-      \$274  = 8'h00;
+      \$276  = 8'h00;
     end else begin
-      \$274  = xdata_d1[207:200];
+      \$276  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
-      \$275  = 8'h00;
+      \$277  = 8'h00;
     end else begin
-      \$275  = xdata_d1[215:208];
+      \$277  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
-      \$276  = 8'h00;
+      \$278  = 8'h00;
     end else begin
-      \$276  = xdata_d1[223:216];
+      \$278  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
-      \$277  = 8'h00;
+      \$279  = 8'h00;
     end else begin
-      \$277  = xdata_d1[231:224];
+      \$279  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
-      \$278  = 8'h00;
+      \$280  = 8'h00;
     end else begin
-      \$278  = xdata_d1[239:232];
+      \$280  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
-      \$279  = 8'h00;
+      \$281  = 8'h00;
     end else begin
-      \$279  = xdata_d1[247:240];
+      \$281  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
-      \$280  = 8'h00;
+      \$282  = 8'h00;
     end else begin
-      \$280  = xdata_d1[255:248];
+      \$282  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
-      \$281  = 8'h00;
+      \$283  = 8'h00;
     end else begin
-      \$281  = xdata_d1[263:256];
+      \$283  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
-      \$282  = 8'h00;
+      \$284  = 8'h00;
     end else begin
-      \$282  = xdata_d1[271:264];
+      \$284  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
-      \$283  = 8'h00;
+      \$285  = 8'h00;
     end else begin
-      \$283  = xdata_d1[279:272];
+      \$285  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
-      \$284  = 8'h00;
+      \$286  = 8'h00;
     end else begin
-      \$284  = xdata_d1[287:280];
+      \$286  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
-      \$285  = 8'h00;
+      \$287  = 8'h00;
     end else begin
-      \$285  = xdata_d1[295:288];
+      \$287  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
-      \$286  = 8'h00;
+      \$288  = 8'h00;
     end else begin
-      \$286  = xdata_d1[303:296];
+      \$288  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
-      \$287  = 8'h00;
+      \$289  = 8'h00;
     end else begin
-      \$287  = xdata_d1[311:304];
+      \$289  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
-      \$288  = 8'h00;
+      \$290  = 8'h00;
     end else begin
-      \$288  = xdata_d1[319:312];
+      \$290  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
-      \$289  = 8'h00;
+      \$291  = 8'h00;
     end else begin
-      \$289  = xdata_d1[327:320];
+      \$291  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
-      \$290  = 8'h00;
+      \$292  = 8'h00;
     end else begin
-      \$290  = xdata_d1[335:328];
+      \$292  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
-      \$291  = 8'h00;
+      \$293  = 8'h00;
     end else begin
-      \$291  = xdata_d1[343:336];
+      \$293  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
-      \$292  = 8'h00;
+      \$294  = 8'h00;
     end else begin
-      \$292  = xdata_d1[351:344];
+      \$294  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
-      \$293  = 8'h00;
+      \$295  = 8'h00;
     end else begin
-      \$293  = xdata_d1[359:352];
+      \$295  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
-      \$294  = 8'h00;
+      \$296  = 8'h00;
     end else begin
-      \$294  = xdata_d1[367:360];
+      \$296  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
-      \$295  = 8'h00;
+      \$297  = 8'h00;
     end else begin
-      \$295  = xdata_d1[375:368];
+      \$297  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
-      \$296  = 8'h00;
+      \$298  = 8'h00;
     end else begin
-      \$296  = xdata_d1[383:376];
+      \$298  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
-      \$297  = 8'h00;
+      \$299  = 8'h00;
     end else begin
-      \$297  = xdata_d1[391:384];
+      \$299  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
-      \$298  = 8'h00;
+      \$300  = 8'h00;
     end else begin
-      \$298  = xdata_d1[399:392];
+      \$300  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
-      \$299  = 8'h00;
+      \$301  = 8'h00;
     end else begin
-      \$299  = xdata_d1[407:400];
+      \$301  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
-      \$300  = 8'h00;
+      \$302  = 8'h00;
     end else begin
-      \$300  = xdata_d1[415:408];
+      \$302  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
-      \$301  = 8'h00;
+      \$303  = 8'h00;
     end else begin
-      \$301  = xdata_d1[423:416];
+      \$303  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
-      \$302  = 8'h00;
+      \$304  = 8'h00;
     end else begin
-      \$302  = xdata_d1[431:424];
+      \$304  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
-      \$303  = 8'h00;
+      \$305  = 8'h00;
     end else begin
-      \$303  = xdata_d1[439:432];
+      \$305  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
-      \$304  = 8'h00;
+      \$306  = 8'h00;
     end else begin
-      \$304  = xdata_d1[447:440];
+      \$306  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
-      \$305  = 8'h00;
+      \$307  = 8'h00;
     end else begin
-      \$305  = xdata_d1[455:448];
+      \$307  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
-      \$306  = 8'h00;
+      \$308  = 8'h00;
     end else begin
-      \$306  = xdata_d1[463:456];
+      \$308  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
-      \$307  = 8'h00;
+      \$309  = 8'h00;
     end else begin
-      \$307  = xdata_d1[471:464];
+      \$309  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
-      \$308  = 8'h00;
+      \$310  = 8'h00;
     end else begin
-      \$308  = xdata_d1[479:472];
+      \$310  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
-      \$309  = 8'h00;
+      \$311  = 8'h00;
     end else begin
-      \$309  = xdata_d1[7:0];
+      \$311  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
-      \$310  = 8'h00;
+      \$312  = 8'h00;
     end else begin
-      \$310  = xdata_d1[15:8];
+      \$312  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
-      \$311  = 8'h00;
+      \$313  = 8'h00;
     end else begin
-      \$311  = xdata_d1[23:16];
+      \$313  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
-      \$312  = 8'h00;
+      \$314  = 8'h00;
     end else begin
-      \$312  = xdata_d1[31:24];
+      \$314  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
-      \$313  = 8'h00;
+      \$315  = 8'h00;
     end else begin
-      \$313  = xdata_d1[39:32];
+      \$315  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
-      \$314  = 8'h00;
+      \$316  = 8'h00;
     end else begin
-      \$314  = xdata_d1[47:40];
+      \$316  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
-      \$315  = 8'h00;
+      \$317  = 8'h00;
     end else begin
-      \$315  = xdata_d1[55:48];
+      \$317  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
-      \$316  = 8'h00;
+      \$318  = 8'h00;
     end else begin
-      \$316  = xdata_d1[63:56];
+      \$318  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
-      \$317  = 8'h00;
+      \$319  = 8'h00;
     end else begin
-      \$317  = xdata_d1[71:64];
+      \$319  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
-      \$318  = 8'h00;
+      \$320  = 8'h00;
     end else begin
-      \$318  = xdata_d1[79:72];
+      \$320  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
-      \$319  = 8'h00;
+      \$321  = 8'h00;
     end else begin
-      \$319  = xdata_d1[87:80];
+      \$321  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
-      \$320  = 8'h00;
+      \$322  = 8'h00;
     end else begin
-      \$320  = xdata_d1[95:88];
+      \$322  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
-      \$321  = 8'h00;
+      \$323  = 8'h00;
     end else begin
-      \$321  = xdata_d1[103:96];
+      \$323  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
-      \$322  = 8'h00;
+      \$324  = 8'h00;
     end else begin
-      \$322  = xdata_d1[111:104];
+      \$324  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
-      \$323  = 8'h00;
+      \$325  = 8'h00;
     end else begin
-      \$323  = xdata_d1[119:112];
+      \$325  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
-      \$324  = 8'h00;
+      \$326  = 8'h00;
     end else begin
-      \$324  = xdata_d1[127:120];
+      \$326  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
-      \$325  = 8'h00;
+      \$327  = 8'h00;
     end else begin
-      \$325  = xdata_d1[135:128];
+      \$327  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
-      \$326  = 8'h00;
+      \$328  = 8'h00;
     end else begin
-      \$326  = xdata_d1[143:136];
+      \$328  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
-      \$327  = 8'h00;
+      \$329  = 8'h00;
     end else begin
-      \$327  = xdata_d1[151:144];
+      \$329  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
-      \$328  = 8'h00;
+      \$330  = 8'h00;
     end else begin
-      \$328  = xdata_d1[159:152];
+      \$330  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
-      \$329  = 8'h00;
+      \$331  = 8'h00;
     end else begin
-      \$329  = xdata_d1[167:160];
+      \$331  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
-      \$330  = 8'h00;
+      \$332  = 8'h00;
     end else begin
-      \$330  = xdata_d1[175:168];
+      \$332  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
-      \$331  = 8'h00;
+      \$333  = 8'h00;
     end else begin
-      \$331  = xdata_d1[183:176];
+      \$333  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
-      \$332  = 8'h00;
+      \$334  = 8'h00;
     end else begin
-      \$332  = xdata_d1[191:184];
+      \$334  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
-      \$333  = 8'h00;
+      \$335  = 8'h00;
     end else begin
-      \$333  = xdata_d1[199:192];
+      \$335  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
-      \$334  = 8'h00;
+      \$336  = 8'h00;
     end else begin
-      \$334  = xdata_d1[207:200];
+      \$336  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
-      \$335  = 8'h00;
+      \$337  = 8'h00;
     end else begin
-      \$335  = xdata_d1[215:208];
+      \$337  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
-      \$336  = 8'h00;
+      \$338  = 8'h00;
     end else begin
-      \$336  = xdata_d1[223:216];
+      \$338  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
-      \$337  = 8'h00;
+      \$339  = 8'h00;
     end else begin
-      \$337  = xdata_d1[231:224];
+      \$339  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
-      \$338  = 8'h00;
+      \$340  = 8'h00;
     end else begin
-      \$338  = xdata_d1[239:232];
+      \$340  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
-      \$339  = 8'h00;
+      \$341  = 8'h00;
     end else begin
-      \$339  = xdata_d1[247:240];
+      \$341  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
-      \$340  = 8'h00;
+      \$342  = 8'h00;
     end else begin
-      \$340  = xdata_d1[255:248];
+      \$342  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
-      \$341  = 8'h00;
+      \$343  = 8'h00;
     end else begin
-      \$341  = xdata_d1[263:256];
+      \$343  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
-      \$342  = 8'h00;
+      \$344  = 8'h00;
     end else begin
-      \$342  = xdata_d1[271:264];
+      \$344  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
-      \$343  = 8'h00;
+      \$345  = 8'h00;
     end else begin
-      \$343  = xdata_d1[279:272];
+      \$345  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
-      \$344  = 8'h00;
+      \$346  = 8'h00;
     end else begin
-      \$344  = xdata_d1[287:280];
+      \$346  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
-      \$345  = 8'h00;
+      \$347  = 8'h00;
     end else begin
-      \$345  = xdata_d1[295:288];
+      \$347  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
-      \$346  = 8'h00;
+      \$348  = 8'h00;
     end else begin
-      \$346  = xdata_d1[303:296];
+      \$348  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
-      \$347  = 8'h00;
+      \$349  = 8'h00;
     end else begin
-      \$347  = xdata_d1[311:304];
+      \$349  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
-      \$348  = 8'h00;
+      \$350  = 8'h00;
     end else begin
-      \$348  = xdata_d1[319:312];
+      \$350  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
-      \$349  = 8'h00;
+      \$351  = 8'h00;
     end else begin
-      \$349  = xdata_d1[327:320];
+      \$351  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
-      \$350  = 8'h00;
+      \$352  = 8'h00;
     end else begin
-      \$350  = xdata_d1[335:328];
+      \$352  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
-      \$351  = 8'h00;
+      \$353  = 8'h00;
     end else begin
-      \$351  = xdata_d1[343:336];
+      \$353  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
-      \$352  = 8'h00;
+      \$354  = 8'h00;
     end else begin
-      \$352  = xdata_d1[351:344];
+      \$354  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
-      \$353  = 8'h00;
+      \$355  = 8'h00;
     end else begin
-      \$353  = xdata_d1[359:352];
+      \$355  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
-      \$354  = 8'h00;
+      \$356  = 8'h00;
     end else begin
-      \$354  = xdata_d1[367:360];
+      \$356  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
-      \$355  = 8'h00;
+      \$357  = 8'h00;
     end else begin
-      \$355  = xdata_d1[375:368];
+      \$357  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
-      \$356  = 8'h00;
+      \$358  = 8'h00;
     end else begin
-      \$356  = xdata_d1[383:376];
+      \$358  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
-      \$357  = 8'h00;
+      \$359  = 8'h00;
     end else begin
-      \$357  = xdata_d1[391:384];
+      \$359  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
-      \$358  = 8'h00;
+      \$360  = 8'h00;
     end else begin
-      \$358  = xdata_d1[399:392];
+      \$360  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
-      \$359  = 8'h00;
+      \$361  = 8'h00;
     end else begin
-      \$359  = xdata_d1[407:400];
+      \$361  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
-      \$360  = 8'h00;
+      \$362  = 8'h00;
     end else begin
-      \$360  = xdata_d1[415:408];
+      \$362  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
-      \$361  = 8'h00;
+      \$363  = 8'h00;
     end else begin
-      \$361  = xdata_d1[423:416];
+      \$363  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
-      \$362  = 8'h00;
+      \$364  = 8'h00;
     end else begin
-      \$362  = xdata_d1[431:424];
+      \$364  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
-      \$363  = 8'h00;
+      \$365  = 8'h00;
     end else begin
-      \$363  = xdata_d1[439:432];
+      \$365  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
-      \$364  = 8'h00;
+      \$366  = 8'h00;
     end else begin
-      \$364  = xdata_d1[447:440];
+      \$366  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
-      \$365  = 8'h00;
+      \$367  = 8'h00;
     end else begin
-      \$365  = xdata_d1[455:448];
+      \$367  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
-      \$366  = 8'h00;
+      \$368  = 8'h00;
     end else begin
-      \$366  = xdata_d1[463:456];
+      \$368  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
-      \$367  = 8'h00;
+      \$369  = 8'h00;
     end else begin
-      \$367  = xdata_d1[471:464];
+      \$369  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
-      \$368  = 8'h00;
+      \$370  = 8'h00;
     end else begin
-      \$368  = xdata_d1[479:472];
+      \$370  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
-      \$369  = 8'h00;
+      \$371  = 8'h00;
     end else begin
-      \$369  = xdata_d1[7:0];
+      \$371  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
-      \$370  = 8'h00;
+      \$372  = 8'h00;
     end else begin
-      \$370  = xdata_d1[15:8];
+      \$372  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
-      \$371  = 8'h00;
+      \$373  = 8'h00;
     end else begin
-      \$371  = xdata_d1[23:16];
+      \$373  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
-      \$372  = 8'h00;
+      \$374  = 8'h00;
     end else begin
-      \$372  = xdata_d1[31:24];
+      \$374  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
-      \$373  = 8'h00;
+      \$375  = 8'h00;
     end else begin
-      \$373  = xdata_d1[39:32];
+      \$375  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
-      \$374  = 8'h00;
+      \$376  = 8'h00;
     end else begin
-      \$374  = xdata_d1[47:40];
+      \$376  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
-      \$375  = 8'h00;
+      \$377  = 8'h00;
     end else begin
-      \$375  = xdata_d1[55:48];
+      \$377  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
-      \$376  = 8'h00;
+      \$378  = 8'h00;
     end else begin
-      \$376  = xdata_d1[63:56];
+      \$378  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
-      \$377  = 8'h00;
+      \$379  = 8'h00;
     end else begin
-      \$377  = xdata_d1[71:64];
+      \$379  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
-      \$378  = 8'h00;
+      \$380  = 8'h00;
     end else begin
-      \$378  = xdata_d1[79:72];
+      \$380  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
-      \$379  = 8'h00;
+      \$381  = 8'h00;
     end else begin
-      \$379  = xdata_d1[87:80];
+      \$381  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
-      \$380  = 8'h00;
+      \$382  = 8'h00;
     end else begin
-      \$380  = xdata_d1[95:88];
+      \$382  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
-      \$381  = 8'h00;
+      \$383  = 8'h00;
     end else begin
-      \$381  = xdata_d1[103:96];
+      \$383  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
-      \$382  = 8'h00;
+      \$384  = 8'h00;
     end else begin
-      \$382  = xdata_d1[111:104];
+      \$384  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
-      \$383  = 8'h00;
+      \$385  = 8'h00;
     end else begin
-      \$383  = xdata_d1[119:112];
+      \$385  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
-      \$384  = 8'h00;
+      \$386  = 8'h00;
     end else begin
-      \$384  = xdata_d1[127:120];
+      \$386  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
-      \$385  = 8'h00;
+      \$387  = 8'h00;
     end else begin
-      \$385  = xdata_d1[135:128];
+      \$387  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
-      \$386  = 8'h00;
+      \$388  = 8'h00;
     end else begin
-      \$386  = xdata_d1[143:136];
+      \$388  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
-      \$387  = 8'h00;
+      \$389  = 8'h00;
     end else begin
-      \$387  = xdata_d1[151:144];
+      \$389  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
-      \$388  = 8'h00;
+      \$390  = 8'h00;
     end else begin
-      \$388  = xdata_d1[159:152];
+      \$390  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
-      \$389  = 8'h00;
+      \$391  = 8'h00;
     end else begin
-      \$389  = xdata_d1[167:160];
+      \$391  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
-      \$390  = 8'h00;
+      \$392  = 8'h00;
     end else begin
-      \$390  = xdata_d1[175:168];
+      \$392  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
-      \$391  = 8'h00;
+      \$393  = 8'h00;
     end else begin
-      \$391  = xdata_d1[183:176];
+      \$393  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
-      \$392  = 8'h00;
+      \$394  = 8'h00;
     end else begin
-      \$392  = xdata_d1[191:184];
+      \$394  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
-      \$393  = 8'h00;
+      \$395  = 8'h00;
     end else begin
-      \$393  = xdata_d1[199:192];
+      \$395  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
-      \$394  = 8'h00;
+      \$396  = 8'h00;
     end else begin
-      \$394  = xdata_d1[207:200];
+      \$396  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
-      \$395  = 8'h00;
+      \$397  = 8'h00;
     end else begin
-      \$395  = xdata_d1[215:208];
+      \$397  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
-      \$396  = 8'h00;
+      \$398  = 8'h00;
     end else begin
-      \$396  = xdata_d1[223:216];
+      \$398  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
-      \$397  = 8'h00;
+      \$399  = 8'h00;
     end else begin
-      \$397  = xdata_d1[231:224];
+      \$399  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
-      \$398  = 8'h00;
+      \$400  = 8'h00;
     end else begin
-      \$398  = xdata_d1[239:232];
+      \$400  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
-      \$399  = 8'h00;
+      \$401  = 8'h00;
     end else begin
-      \$399  = xdata_d1[247:240];
+      \$401  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
-      \$400  = 8'h00;
+      \$402  = 8'h00;
     end else begin
-      \$400  = xdata_d1[255:248];
+      \$402  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
-      \$401  = 8'h00;
+      \$403  = 8'h00;
     end else begin
-      \$401  = xdata_d1[263:256];
+      \$403  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
-      \$402  = 8'h00;
+      \$404  = 8'h00;
     end else begin
-      \$402  = xdata_d1[271:264];
+      \$404  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
-      \$403  = 8'h00;
+      \$405  = 8'h00;
     end else begin
-      \$403  = xdata_d1[279:272];
+      \$405  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
-      \$404  = 8'h00;
+      \$406  = 8'h00;
     end else begin
-      \$404  = xdata_d1[287:280];
+      \$406  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
-      \$405  = 8'h00;
+      \$407  = 8'h00;
     end else begin
-      \$405  = xdata_d1[295:288];
+      \$407  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
-      \$406  = 8'h00;
+      \$408  = 8'h00;
     end else begin
-      \$406  = xdata_d1[303:296];
+      \$408  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
-      \$407  = 8'h00;
+      \$409  = 8'h00;
     end else begin
-      \$407  = xdata_d1[311:304];
+      \$409  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
-      \$408  = 8'h00;
+      \$410  = 8'h00;
     end else begin
-      \$408  = xdata_d1[319:312];
+      \$410  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
-      \$409  = 8'h00;
+      \$411  = 8'h00;
     end else begin
-      \$409  = xdata_d1[327:320];
+      \$411  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
-      \$410  = 8'h00;
+      \$412  = 8'h00;
     end else begin
-      \$410  = xdata_d1[335:328];
+      \$412  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
-      \$411  = 8'h00;
+      \$413  = 8'h00;
     end else begin
-      \$411  = xdata_d1[343:336];
+      \$413  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
-      \$412  = 8'h00;
+      \$414  = 8'h00;
     end else begin
-      \$412  = xdata_d1[351:344];
+      \$414  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
-      \$413  = 8'h00;
+      \$415  = 8'h00;
     end else begin
-      \$413  = xdata_d1[359:352];
+      \$415  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
-      \$414  = 8'h00;
+      \$416  = 8'h00;
     end else begin
-      \$414  = xdata_d1[367:360];
+      \$416  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
-      \$415  = 8'h00;
+      \$417  = 8'h00;
     end else begin
-      \$415  = xdata_d1[375:368];
+      \$417  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
-      \$416  = 8'h00;
+      \$418  = 8'h00;
     end else begin
-      \$416  = xdata_d1[383:376];
+      \$418  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
-      \$417  = 8'h00;
+      \$419  = 8'h00;
     end else begin
-      \$417  = xdata_d1[391:384];
+      \$419  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
-      \$418  = 8'h00;
+      \$420  = 8'h00;
     end else begin
-      \$418  = xdata_d1[399:392];
+      \$420  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
-      \$419  = 8'h00;
+      \$421  = 8'h00;
     end else begin
-      \$419  = xdata_d1[407:400];
+      \$421  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
-      \$420  = 8'h00;
+      \$422  = 8'h00;
     end else begin
-      \$420  = xdata_d1[415:408];
+      \$422  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
-      \$421  = 8'h00;
+      \$423  = 8'h00;
     end else begin
-      \$421  = xdata_d1[423:416];
+      \$423  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
-      \$422  = 8'h00;
+      \$424  = 8'h00;
     end else begin
-      \$422  = xdata_d1[431:424];
+      \$424  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
-      \$423  = 8'h00;
+      \$425  = 8'h00;
     end else begin
-      \$423  = xdata_d1[439:432];
+      \$425  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
-      \$424  = 8'h00;
+      \$426  = 8'h00;
     end else begin
-      \$424  = xdata_d1[447:440];
+      \$426  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
-      \$425  = 8'h00;
+      \$427  = 8'h00;
     end else begin
-      \$425  = xdata_d1[455:448];
+      \$427  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
-      \$426  = 8'h00;
+      \$428  = 8'h00;
     end else begin
-      \$426  = xdata_d1[463:456];
+      \$428  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
-      \$427  = 8'h00;
+      \$429  = 8'h00;
     end else begin
-      \$427  = xdata_d1[471:464];
+      \$429  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
-      \$428  = 8'h00;
+      \$430  = 8'h00;
     end else begin
-      \$428  = xdata_d1[479:472];
+      \$430  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$429  = \$signal$856 ;
-    if (rst_conv2) begin
-      \$429  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$430  = v2_d1;
-    if (rst_conv2) begin
-      \$430  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$431  = v2_d2;
+    \$431  = \$signal$859 ;
     if (rst_conv2) begin
       \$431  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$432  = v2_d3;
+    \$432  = v2_d1;
     if (rst_conv2) begin
       \$432  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$433  = v2_d4;
+    \$433  = v2_d2;
     if (rst_conv2) begin
       \$433  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$434  = last1;
+    \$434  = v2_d3;
     if (rst_conv2) begin
       \$434  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$435  = last2_d1;
+    \$435  = v2_d4;
     if (rst_conv2) begin
       \$435  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$436  = last2_d2;
+    \$436  = last1;
     if (rst_conv2) begin
       \$436  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$437  = last2_d3;
+    \$437  = last2_d1;
     if (rst_conv2) begin
       \$437  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$438  = last2_d4;
+    \$438  = last2_d2;
     if (rst_conv2) begin
       \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$439  = \$signal$856 ;
+    \$439  = last2_d3;
     if (rst_conv2) begin
       \$439  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$440  = v2p_d1;
+    \$440  = last2_d4;
     if (rst_conv2) begin
       \$440  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$441  = v2p_d2;
+    \$441  = \$signal$859 ;
     if (rst_conv2) begin
       \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$442  = v2p_d3;
+    \$442  = v2p_d1;
     if (rst_conv2) begin
       \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$443  = \$signal$857 ;
+    \$443  = v2p_d2;
     if (rst_conv2) begin
       \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$444  = first2p_d1;
+    \$444  = v2p_d3;
     if (rst_conv2) begin
       \$444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$445  = first2p_d2;
+    \$445  = \$signal$860 ;
     if (rst_conv2) begin
       \$445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$446  = first2p_d3;
+    \$446  = first2p_d1;
     if (rst_conv2) begin
       \$446  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$447  = last1;
+    \$447  = first2p_d2;
     if (rst_conv2) begin
       \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$448  = last2p_d1;
+    \$448  = first2p_d3;
     if (rst_conv2) begin
       \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$449  = last2p_d2;
+    \$449  = last1;
     if (rst_conv2) begin
       \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$450  = last2p_d3;
+    \$450  = last2p_d1;
     if (rst_conv2) begin
       \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$451  = group_end;
+    \$451  = last2p_d2;
     if (rst_conv2) begin
       \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$452  = xacc;
+    \$452  = last2p_d3;
+    if (rst_conv2) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$453  = group_end;
+    if (rst_conv2) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$454  = xacc;
     if (flags_x[0]) begin
-      \$452  = \$55 [17:0];
+      \$454  = \$56 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$453  = xfin;
-    if (\$56 ) begin
-      \$453  = \$58 [17:0];
+    \$455  = xfin;
+    if (\$57 ) begin
+      \$455  = \$59 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$454  = acc0_0;
+    \$456  = acc0_0;
     if (flags_0[0]) begin
-      \$454  = \$60 [17:0];
+      \$456  = \$61 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$455  = fin0_0;
-    if (\$61 ) begin
-      \$455  = \$63 [17:0];
+    \$457  = fin0_0;
+    if (\$62 ) begin
+      \$457  = \$64 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$456  = bank0_0;
+    \$458  = bank0_0;
     if (done) begin
-      \$456  = \$65 [18:0];
+      \$458  = \$66 [18:0];
     end else if (ser) begin
-      \$456  = bank1_0;
+      \$458  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$457  = acc1_0;
+    \$459  = acc1_0;
     if (flags_1[0]) begin
-      \$457  = \$67 [17:0];
+      \$459  = \$68 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$458  = fin1_0;
-    if (\$68 ) begin
-      \$458  = \$70 [17:0];
+    \$460  = fin1_0;
+    if (\$69 ) begin
+      \$460  = \$71 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$459  = bank1_0;
+    \$461  = bank1_0;
     if (done) begin
-      \$459  = \$72 [18:0];
+      \$461  = \$73 [18:0];
     end else if (ser) begin
-      \$459  = bank2_0;
+      \$461  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$460  = acc2_0;
+    \$462  = acc2_0;
     if (flags_2[0]) begin
-      \$460  = \$74 [17:0];
+      \$462  = \$75 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$461  = fin2_0;
-    if (\$75 ) begin
-      \$461  = \$77 [17:0];
+    \$463  = fin2_0;
+    if (\$76 ) begin
+      \$463  = \$78 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$462  = bank2_0;
+    \$464  = bank2_0;
     if (done) begin
-      \$462  = \$79 [18:0];
+      \$464  = \$80 [18:0];
     end else if (ser) begin
-      \$462  = bank3_0;
+      \$464  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$463  = acc3_0;
+    \$465  = acc3_0;
     if (flags_3[0]) begin
-      \$463  = \$81 [17:0];
+      \$465  = \$82 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$464  = fin3_0;
-    if (\$82 ) begin
-      \$464  = \$84 [17:0];
+    \$466  = fin3_0;
+    if (\$83 ) begin
+      \$466  = \$85 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$465  = bank3_0;
+    \$467  = bank3_0;
     if (done) begin
-      \$465  = \$86 [18:0];
+      \$467  = \$87 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$466  = ser_left;
+    \$468  = ser_left;
     if (done) begin
-      \$466  = 3'h4;
+      \$468  = 3'h4;
     end else if (ser) begin
-      \$466  = \$87 [2:0];
+      \$468  = \$88 [2:0];
     end
     if (rst_conv2) begin
-      \$466  = 3'h0;
+      \$468  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$467  = addr;
+    \$469  = addr;
     if (ser) begin
-      \$467  = \$90 [5:0];
+      \$469  = \$91 [5:0];
     end
     if (rst_conv2) begin
-      \$467  = 6'h00;
+      \$469  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$468  = \$91 ;
-    if (rst_conv2) begin
-      \$468  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$469  = \$93 ;
-    if (rst_conv2) begin
-      \$469  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$470  = \$signal$946 ;
+    \$470  = \$92 ;
     if (rst_conv2) begin
       \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$471  = vb;
+    \$471  = \$94 ;
     if (rst_conv2) begin
       \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$472  = v_out_d1;
+    \$472  = \$signal$949 ;
     if (rst_conv2) begin
       \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$473  = v_out_d2;
+    \$473  = vb;
     if (rst_conv2) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$474  = v_out_d3;
+    \$474  = v_out_d1;
     if (rst_conv2) begin
       \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$475  = ka;
+    \$475  = v_out_d2;
     if (rst_conv2) begin
       \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$476  = skipped_d1;
+    \$476  = v_out_d3;
     if (rst_conv2) begin
       \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$477  = skipped_d2;
+    \$477  = ka;
     if (rst_conv2) begin
       \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$478  = skipped_d3;
+    \$478  = skipped_d1;
     if (rst_conv2) begin
       \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$479  = skipped_d4;
+    \$479  = skipped_d2;
     if (rst_conv2) begin
       \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$480  = \$104 ;
+    \$480  = skipped_d3;
     if (rst_conv2) begin
       \$480  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$481  = \$106 ;
+    \$481  = skipped_d4;
     if (rst_conv2) begin
-      \$481  = 2'h0;
+      \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$482  = \$24 [3:0];
+    \$482  = \$105 ;
     if (rst_conv2) begin
-      \$482  = 4'hc;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$483  = credits_room_next;
+    \$483  = \$107 ;
     if (rst_conv2) begin
-      \$483  = 1'h1;
+      \$483  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$484  = \$26 [3:0];
+    if (rst_conv2) begin
+      \$484  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$485  = credits_room_next;
+    if (rst_conv2) begin
+      \$485  = 1'h1;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -16673,85 +16691,85 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$842 , i__valid, w_da
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign r_addr_b0_p0 = \port__addr$109 ;
-  assign \port__en$111  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$112 ;
+  assign r_addr_b0_p0 = \port__addr$112 ;
   assign \port__en$114  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$115 ;
+  assign r_addr_b0_p1 = \port__addr$115 ;
   assign \port__en$117  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$118 ;
+  assign r_addr_b1_p0 = \port__addr$118 ;
   assign \port__en$120  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$121 ;
+  assign r_addr_b1_p1 = \port__addr$121 ;
   assign \port__en$123  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$124 ;
+  assign r_addr_b2_p0 = \port__addr$124 ;
   assign \port__en$126  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$127 ;
+  assign r_addr_b2_p1 = \port__addr$127 ;
   assign \port__en$129  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$130 ;
+  assign r_addr_b3_p0 = \port__addr$130 ;
   assign \port__en$132  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$133 ;
+  assign r_addr_b3_p1 = \port__addr$133 ;
   assign \port__en$135  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$136 ;
+  assign r_addr_b4_p0 = \port__addr$136 ;
   assign \port__en$138  = 1'h1;
-  assign r_addr_b5_p0 = \port__addr$139 ;
+  assign r_addr_b4_p1 = \port__addr$139 ;
   assign \port__en$141  = 1'h1;
-  assign r_addr_b5_p1 = \port__addr$142 ;
+  assign r_addr_b5_p0 = \port__addr$142 ;
   assign \port__en$144  = 1'h1;
-  assign r_addr_b6_p0 = \port__addr$145 ;
+  assign r_addr_b5_p1 = \port__addr$145 ;
   assign \port__en$147  = 1'h1;
-  assign r_addr_b6_p1 = \port__addr$148 ;
+  assign r_addr_b6_p0 = \port__addr$148 ;
   assign \port__en$150  = 1'h1;
-  assign r_addr_b7_p0 = \port__addr$151 ;
+  assign r_addr_b6_p1 = \port__addr$151 ;
   assign \port__en$153  = 1'h1;
-  assign r_addr_b7_p1 = \port__addr$154 ;
+  assign r_addr_b7_p0 = \port__addr$154 ;
   assign \port__en$156  = 1'h1;
+  assign r_addr_b7_p1 = \port__addr$157 ;
+  assign \port__en$159  = 1'h1;
   assign i = word1[15:0];
-  assign \i$159  = word1[31:16];
-  assign \i$160  = word1[47:32];
-  assign \i$299  = word1[63:48];
-  assign \i$300  = word1[79:64];
-  assign \i$301  = word1[95:80];
-  assign \i$440  = word1[111:96];
-  assign \i$441  = word1[127:112];
-  assign \i$442  = word1[143:128];
-  assign \i$581  = word1[159:144];
-  assign \i$582  = word1[175:160];
-  assign \i$583  = word1[191:176];
+  assign \i$162  = word1[31:16];
+  assign \i$163  = word1[47:32];
+  assign \i$302  = word1[63:48];
+  assign \i$303  = word1[79:64];
+  assign \i$304  = word1[95:80];
+  assign \i$443  = word1[111:96];
+  assign \i$444  = word1[127:112];
+  assign \i$445  = word1[143:128];
+  assign \i$584  = word1[159:144];
+  assign \i$585  = word1[175:160];
+  assign \i$586  = word1[191:176];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$834  = data[12:0];
-  assign \b$835  = sa0_0[18:17];
-  assign rq0_y = \$21 [7:0];
-  assign \o__payload$841  = o__payload;
-  assign \o__ready$843  = \o__ready$842 ;
-  assign \o__valid$845  = o__valid;
-  assign \w_data$846  = \$21 [7:0];
-  assign v_out_d4 = \w_en$847 ;
-  assign space_next = \$24 [3:0];
-  assign \o__payload$859  = { \$486 , \$485 , \$484  };
-  assign \$3  = active;
-  assign \$64  = { fin0_0, 1'h0 };
-  assign \$71  = { fin1_0, 1'h0 };
-  assign \$78  = { fin2_0, 1'h0 };
-  assign \$85  = { fin3_0, 1'h0 };
-  assign \$91  = ser;
-  assign \$92  = 1'h0;
+  assign \a$837  = data[12:0];
+  assign \b$838  = sa0_0[18:17];
+  assign rq0_y = \$23 [7:0];
+  assign \o__payload$844  = o__payload;
+  assign \o__ready$846  = \o__ready$845 ;
+  assign \o__valid$848  = o__valid;
+  assign \w_data$849  = \$23 [7:0];
+  assign v_out_d4 = \w_en$850 ;
+  assign space_next = \$26 [3:0];
+  assign \o__payload$862  = { \$488 , \$487 , \$486  };
+  assign \$4  = active;
+  assign \$65  = { fin0_0, 1'h0 };
+  assign \$72  = { fin1_0, 1'h0 };
+  assign \$79  = { fin2_0, 1'h0 };
+  assign \$86  = { fin3_0, 1'h0 };
+  assign \$92  = ser;
   assign \$93  = 1'h0;
-  assign \$95  = { p[29], p };
-  assign \$96  = { \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 [14], \p$953 , 17'h00000 };
-  assign \$99  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$94  = 1'h0;
+  assign \$96  = { p[29], p };
+  assign \$97  = { \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 , 17'h00000 };
   assign \$100  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$102  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$139  = \$2 [4];
-  assign \$143  = \$2 [4];
-  assign \$147  = \$2 [4];
-  assign \$151  = \$2 [4];
-  assign \$155  = \$2 [4];
-  assign \$159  = \$2 [4];
-  assign \$163  = \$2 [4];
-  assign \$167  = \$2 [4];
+  assign \$101  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$103  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$140  = \$2 [4];
+  assign \$144  = \$2 [4];
+  assign \$148  = \$2 [4];
+  assign \$152  = \$2 [4];
+  assign \$156  = \$2 [4];
+  assign \$160  = \$2 [4];
+  assign \$164  = \$2 [4];
+  assign \$168  = \$2 [4];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -17897,7 +17915,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6350$0 , \port$6356$0 , \port$6362$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6354$0 , \port$6360$0 , \port$6366$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -18044,12 +18062,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6350$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6350$0 ;
-  wire [63:0] \port$6350$0 ;
-  output [63:0] \port$6356$0 ;
-  wire [63:0] \port$6356$0 ;
-  output [63:0] \port$6362$0 ;
-  wire [63:0] \port$6362$0 ;
+  output [63:0] \port$6354$0 ;
+  wire [63:0] \port$6354$0 ;
+  output [63:0] \port$6360$0 ;
+  wire [63:0] \port$6360$0 ;
+  output [63:0] \port$6366$0 ;
+  wire [63:0] \port$6366$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -18374,9 +18392,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6350$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$6350$0  = \$81 ;
-  assign \port$6356$0  = \$87 ;
-  assign \port$6362$0  = \$93 ;
+  assign \port$6354$0  = \$81 ;
+  assign \port$6360$0  = \$87 ;
+  assign \port$6366$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -29907,30 +29925,30 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$192 , clk);
+module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$197 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire [5:0] \$100 ;
-  wire [6:0] \$101 ;
-  wire [6:0] \$102 ;
+  wire [6:0] \$100 ;
+  wire \$101 ;
+  wire [5:0] \$102 ;
   wire [5:0] \$103 ;
-  wire \$104 ;
-  wire [5:0] \$105 ;
-  wire [6:0] \$106 ;
-  wire [5:0] \$107 ;
-  wire [6:0] \$108 ;
-  wire [5:0] \$109 ;
+  wire [6:0] \$104 ;
+  wire [6:0] \$105 ;
+  wire [5:0] \$106 ;
+  wire \$107 ;
+  wire [5:0] \$108 ;
+  wire [6:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [5:0] \$111 ;
-  wire [6:0] \$112 ;
-  wire [5:0] \$113 ;
-  wire [6:0] \$114 ;
-  wire \$115 ;
-  wire [19:0] \$116 ;
-  wire [19:0] \$117 ;
-  wire [19:0] \$118 ;
+  wire [5:0] \$110 ;
+  wire [6:0] \$111 ;
+  wire [5:0] \$112 ;
+  wire \$113 ;
+  wire [5:0] \$114 ;
+  wire [6:0] \$115 ;
+  wire [5:0] \$116 ;
+  wire [6:0] \$117 ;
+  wire \$118 ;
   wire [19:0] \$119 ;
   wire \$12 ;
   wire [19:0] \$120 ;
@@ -29973,91 +29991,91 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [19:0] \$154 ;
   wire [19:0] \$155 ;
   wire [19:0] \$156 ;
-  wire [20:0] \$157 ;
-  wire \$158 ;
+  wire [19:0] \$157 ;
+  wire [19:0] \$158 ;
   wire [19:0] \$159 ;
-  wire [9:0] \$16 ;
+  wire \$16 ;
   wire [20:0] \$160 ;
-  wire [19:0] \$161 ;
-  wire [20:0] \$162 ;
-  wire \$163 ;
+  wire \$161 ;
+  wire [19:0] \$162 ;
+  wire [20:0] \$163 ;
   wire [19:0] \$164 ;
   wire [20:0] \$165 ;
-  wire [20:0] \$166 ;
-  wire [21:0] \$167 ;
-  wire [19:0] \$168 ;
+  wire \$166 ;
+  wire [19:0] \$167 ;
+  wire [20:0] \$168 ;
   wire [20:0] \$169 ;
-  wire [9:0] \$17 ;
-  wire \$170 ;
+  wire \$17 ;
+  wire [21:0] \$170 ;
   wire [19:0] \$171 ;
   wire [20:0] \$172 ;
-  wire [20:0] \$173 ;
-  wire [21:0] \$174 ;
-  wire [2:0] \$175 ;
-  wire \$176 ;
-  wire [9:0] \$177 ;
-  wire [9:0] \$178 ;
+  wire \$173 ;
+  wire [19:0] \$174 ;
+  wire [20:0] \$175 ;
+  wire [20:0] \$176 ;
+  wire [21:0] \$177 ;
+  wire [2:0] \$178 ;
   wire \$179 ;
-  wire [7:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire [17:0] \$182 ;
-  wire [30:0] \$183 ;
-  wire [47:0] \$184 ;
-  wire [48:0] \$185 ;
-  wire [49:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [32:0] \$188 ;
-  wire \$189 ;
-  wire \$19 ;
+  wire \$18 ;
+  wire [9:0] \$180 ;
+  wire [9:0] \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire [17:0] \$185 ;
+  wire [30:0] \$186 ;
+  wire [47:0] \$187 ;
+  wire [48:0] \$188 ;
+  wire [49:0] \$189 ;
+  wire [9:0] \$19 ;
   wire [32:0] \$190 ;
-  wire \$191 ;
+  wire [32:0] \$191 ;
   wire \$192 ;
-  wire \$193 ;
-  wire [1:0] \$194 ;
+  wire [32:0] \$193 ;
+  wire \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire [19:0] \$197 ;
-  reg [5:0] \$198 ;
-  reg [5:0] \$199 ;
+  wire [1:0] \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [9:0] \$2 ;
-  wire \$20 ;
-  reg [7:0] \$200 ;
-  reg [4:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [4:0] \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg \$207 ;
+  wire [9:0] \$20 ;
+  wire [19:0] \$200 ;
+  wire \$201 ;
+  reg [5:0] \$202 ;
+  reg [5:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [4:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg [4:0] \$207 ;
   reg \$208 ;
   reg \$209 ;
-  wire \$21 ;
-  reg [7:0] \$210 ;
-  reg [7:0] \$211 ;
-  reg [1:0] \$212 ;
-  reg [15:0] \$213 ;
-  reg [8:0] \$214 ;
+  wire [7:0] \$21 ;
+  reg \$210 ;
+  reg \$211 ;
+  reg \$212 ;
+  reg \$213 ;
+  reg [7:0] \$214 ;
   reg [7:0] \$215 ;
-  reg [7:0] \$216 ;
-  reg \$217 ;
+  reg [1:0] \$216 ;
+  reg [15:0] \$217 ;
   reg [8:0] \$218 ;
-  reg \$219 ;
-  wire [16:0] \$22 ;
-  reg [1:0] \$220 ;
-  reg [4:0] \$221 ;
-  reg [4:0] \$222 ;
-  reg [4:0] \$223 ;
-  reg [4:0] \$224 ;
+  reg [7:0] \$219 ;
+  wire \$22 ;
+  reg [7:0] \$220 ;
+  reg \$221 ;
+  reg [8:0] \$222 ;
+  reg \$223 ;
+  reg [1:0] \$224 ;
   reg [4:0] \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg [7:0] \$229 ;
-  wire [16:0] \$23 ;
-  reg [7:0] \$230 ;
-  reg [7:0] \$231 ;
-  reg [7:0] \$232 ;
+  reg [4:0] \$226 ;
+  reg [4:0] \$227 ;
+  reg [4:0] \$228 ;
+  reg [4:0] \$229 ;
+  wire \$23 ;
+  reg \$230 ;
+  reg \$231 ;
+  reg \$232 ;
   reg [7:0] \$233 ;
   reg [7:0] \$234 ;
   reg [7:0] \$235 ;
@@ -30065,7 +30083,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire [3:0] \$24 ;
+  wire \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
@@ -30076,7 +30094,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [7:0] \$247 ;
   reg [7:0] \$248 ;
   reg [7:0] \$249 ;
-  wire [1:0] \$25 ;
+  wire [16:0] \$25 ;
   reg [7:0] \$250 ;
   reg [7:0] \$251 ;
   reg [7:0] \$252 ;
@@ -30087,7 +30105,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [7:0] \$257 ;
   reg [7:0] \$258 ;
   reg [7:0] \$259 ;
-  wire [4:0] \$26 ;
+  wire [16:0] \$26 ;
   reg [7:0] \$260 ;
   reg [7:0] \$261 ;
   reg [7:0] \$262 ;
@@ -30098,18 +30116,18 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
   reg [7:0] \$269 ;
-  wire \$27 ;
+  wire [3:0] \$27 ;
   reg [7:0] \$270 ;
-  reg \$271 ;
-  reg \$272 ;
-  reg \$273 ;
-  reg \$274 ;
+  reg [7:0] \$271 ;
+  reg [7:0] \$272 ;
+  reg [7:0] \$273 ;
+  reg [7:0] \$274 ;
   reg \$275 ;
   reg \$276 ;
   reg \$277 ;
   reg \$278 ;
   reg \$279 ;
-  wire \$28 ;
+  wire [1:0] \$28 ;
   reg \$280 ;
   reg \$281 ;
   reg \$282 ;
@@ -30120,30 +30138,30 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg \$287 ;
   reg \$288 ;
   reg \$289 ;
-  wire [6:0] \$29 ;
+  wire [4:0] \$29 ;
   reg \$290 ;
   reg \$291 ;
   reg \$292 ;
   reg \$293 ;
-  reg [19:0] \$294 ;
-  reg [19:0] \$295 ;
-  reg [19:0] \$296 ;
-  reg [19:0] \$297 ;
-  reg [20:0] \$298 ;
+  reg \$294 ;
+  reg \$295 ;
+  reg \$296 ;
+  reg \$297 ;
+  reg [19:0] \$298 ;
   reg [19:0] \$299 ;
   wire [50:0] \$3 ;
-  wire [8:0] \$30 ;
+  wire \$30 ;
   reg [19:0] \$300 ;
-  reg [20:0] \$301 ;
-  reg [1:0] \$302 ;
-  reg [8:0] \$303 ;
-  reg \$304 ;
-  reg \$305 ;
-  reg \$306 ;
-  reg \$307 ;
+  reg [19:0] \$301 ;
+  reg [20:0] \$302 ;
+  reg [19:0] \$303 ;
+  reg [19:0] \$304 ;
+  reg [20:0] \$305 ;
+  reg [1:0] \$306 ;
+  reg [8:0] \$307 ;
   reg \$308 ;
   reg \$309 ;
-  wire [5:0] \$31 ;
+  wire \$31 ;
   reg \$310 ;
   reg \$311 ;
   reg \$312 ;
@@ -30151,99 +30169,103 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg \$314 ;
   reg \$315 ;
   reg \$316 ;
-  reg [1:0] \$317 ;
-  reg [2:0] \$318 ;
+  reg \$317 ;
+  reg \$318 ;
   reg \$319 ;
-  wire \$32 ;
-  wire [9:0] \$33 ;
+  wire [6:0] \$32 ;
+  reg \$320 ;
+  reg [1:0] \$321 ;
+  reg [2:0] \$322 ;
+  reg \$323 ;
+  wire [8:0] \$33 ;
   wire [5:0] \$34 ;
   wire \$35 ;
-  wire [5:0] \$36 ;
-  wire [6:0] \$37 ;
-  wire [5:0] \$38 ;
-  wire [6:0] \$39 ;
+  wire [9:0] \$36 ;
+  wire [5:0] \$37 ;
+  wire \$38 ;
+  wire [5:0] \$39 ;
   wire [50:0] \$4 ;
-  wire [8:0] \$40 ;
+  wire [6:0] \$40 ;
   wire [5:0] \$41 ;
-  wire \$42 ;
-  wire [9:0] \$43 ;
+  wire [6:0] \$42 ;
+  wire [8:0] \$43 ;
   wire [5:0] \$44 ;
   wire \$45 ;
-  wire [5:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire [6:0] \$49 ;
+  wire [9:0] \$46 ;
+  wire [5:0] \$47 ;
+  wire \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
   wire [6:0] \$50 ;
-  wire [8:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire \$53 ;
-  wire [9:0] \$54 ;
+  wire [5:0] \$51 ;
+  wire [6:0] \$52 ;
+  wire [6:0] \$53 ;
+  wire [8:0] \$54 ;
   wire [5:0] \$55 ;
   wire \$56 ;
-  wire [5:0] \$57 ;
-  wire [6:0] \$58 ;
-  wire [5:0] \$59 ;
+  wire [9:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [6:0] \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
+  wire [5:0] \$60 ;
+  wire [6:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire [6:0] \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [8:0] \$66 ;
-  wire [8:0] \$67 ;
-  wire [8:0] \$68 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
   wire [8:0] \$69 ;
   wire \$7 ;
   wire [8:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
+  wire [8:0] \$71 ;
+  wire [8:0] \$72 ;
   wire [8:0] \$73 ;
-  wire [8:0] \$74 ;
-  wire [8:0] \$75 ;
+  wire \$74 ;
+  wire \$75 ;
   wire [8:0] \$76 ;
-  wire \$77 ;
-  wire [2:0] \$78 ;
-  wire \$79 ;
+  wire [8:0] \$77 ;
+  wire [8:0] \$78 ;
+  wire [8:0] \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire \$81 ;
-  wire [8:0] \$82 ;
-  wire [8:0] \$83 ;
-  wire [8:0] \$84 ;
+  wire [2:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
   wire [8:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
+  wire [8:0] \$86 ;
+  wire [8:0] \$87 ;
+  wire [8:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [2:0] \$91 ;
-  wire [4:0] \$92 ;
+  wire [7:0] \$90 ;
+  wire \$91 ;
+  wire \$92 ;
   wire \$93 ;
-  wire [5:0] \$94 ;
-  wire [5:0] \$95 ;
-  wire [6:0] \$96 ;
-  wire [6:0] \$97 ;
-  wire \$98 ;
-  wire [5:0] \$99 ;
+  wire [2:0] \$94 ;
+  wire [4:0] \$95 ;
+  wire \$96 ;
+  wire [5:0] \$97 ;
+  wire [5:0] \$98 ;
+  wire [6:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$218  = 1'h0;
-  reg \$signal$266  = 1'h0;
-  wire \$signal$28 ;
-  reg \$signal$41  = 1'h0;
+  reg \$signal$221  = 1'h0;
+  reg \$signal$269  = 1'h0;
+  wire \$signal$33 ;
+  reg \$signal$46  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$184 ;
+  wire [12:0] \a$189 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$178  = 9'h000;
-  wire [15:0] \addr$286 ;
+  reg [8:0] \addr$183  = 9'h000;
+  wire [15:0] \addr$289 ;
   wire [16:0] b;
-  wire [3:0] \b$185 ;
+  wire [3:0] \b$190 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -30260,9 +30282,10 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
   wire [29:0] data;
-  wire [15:0] \data$212 ;
-  wire [15:0] \data$285 ;
+  wire [15:0] \data$215 ;
+  wire [15:0] \data$288 ;
   reg done = 1'h0;
+  reg filled;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
   reg first2p_d1 = 1'h0;
@@ -30283,9 +30306,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [1:0] head_boot = 2'h3;
   reg [7:0] head_next = 8'h01;
   wire [7:0] i;
-  wire [7:0] \i$44 ;
-  wire [7:0] \i$91 ;
-  wire [7:0] \i$93 ;
+  wire [7:0] \i$49 ;
+  wire [7:0] \i$96 ;
+  wire [7:0] \i$98 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -30349,32 +30372,32 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$224 ;
-  wire [19:0] \o$228 ;
-  wire [19:0] \o$229 ;
+  wire [19:0] \o$227 ;
+  wire [19:0] \o$231 ;
+  wire [19:0] \o$232 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$191 ;
-  wire [15:0] \o__payload$220 ;
+  wire [7:0] \o__payload$196 ;
+  wire [15:0] \o__payload$223 ;
   wire o__ready;
-  input \o__ready$192 ;
-  wire \o__ready$192 ;
-  wire \o__ready$193 ;
+  input \o__ready$197 ;
+  wire \o__ready$197 ;
+  wire \o__ready$198 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$195 ;
+  wire \o__valid$200 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$273 ;
+  wire [16:0] \p$276 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   wire [8:0] port__addr;
-  wire [8:0] \port__addr$37 ;
+  wire [8:0] \port__addr$42 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$221 ;
+  wire [159:0] \port__data$224 ;
   wire [19:0] port__en;
-  wire \port__en$39 ;
+  wire \port__en$44 ;
   reg [8:0] r_addr = 9'h000;
   wire [8:0] r_addr_b0;
   reg [8:0] r_base = 9'h000;
@@ -30519,13 +30542,15 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [8:0] w_addr;
   wire [8:0] w_addr_b0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$196 ;
+  wire [7:0] \w_data$201 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$197  = 1'h0;
+  reg \w_en$202  = 1'h0;
   wire [19:0] w_en_b0;
   reg w_full = 1'h0;
+  wire w_full_issue;
+  wire w_full_next;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
   reg [19:0] xacc = 20'h00000;
@@ -30945,37 +30970,41 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   reg [159:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$37 ];
+    _0_ <= vectors[\port__addr$42 ];
   end
-  assign \port__data$221  = _0_;
+  assign \port__data$224  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
   assign \$2  = \$1  + \$signal ;
   assign \$3  = 1'h1 << lane;
   assign \$4  = take ? \$3  : 51'h0000000000000;
-  assign \$6  = ~ s_last;
-  assign \$7  = \$6  | can_end;
-  assign step = \$5  & \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & sn_last;
-  assign \$10  = \$8  | \$9 ;
-  assign load = w_full & \$10 ;
-  assign \$11  = s_idx == 8'h9b;
-  assign \$12  = s_last ? 1'h0 : \$11 ;
-  assign \$signal$28  = step ? \$12  : s_last;
-  assign \$13  = step & s_last;
-  assign \$14  = n_idx == 8'hfe;
-  assign \$15  = n_last ? 1'h0 : \$14 ;
-  assign n_last_next = \$13  ? \$15  : n_last;
-  assign \$16  = r_addr + 1'h1;
-  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
-  assign \$18  = w_half ? 8'h9d : 8'h00;
-  assign \$19  = step & s_last;
-  assign \$20  = gap == 1'h1;
-  assign \$21  = gap_zero | \$20 ;
-  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
-  assign i = \$signal$41  ? head[7:0] : carry0_0;
+  assign \$5  = c == 6'h3f;
+  assign \$6  = pix == 6'h30;
+  assign \$8  = ~ s_last;
+  assign \$9  = \$8  | can_end;
+  assign step = \$7  & \$9 ;
+  assign \$10  = filled ? 1'h1 : w_full;
+  assign w_full_next = load ? 1'h0 : \$10 ;
+  assign \$11  = ~ active;
+  assign \$12  = step & sn_last;
+  assign \$13  = \$11  | \$12 ;
+  assign load = w_full_issue & \$13 ;
+  assign \$14  = s_idx == 8'h9b;
+  assign \$15  = s_last ? 1'h0 : \$14 ;
+  assign \$signal$33  = step ? \$15  : s_last;
+  assign \$16  = step & s_last;
+  assign \$17  = n_idx == 8'hfe;
+  assign \$18  = n_last ? 1'h0 : \$17 ;
+  assign n_last_next = \$16  ? \$18  : n_last;
+  assign \$19  = r_addr + 1'h1;
+  assign \$20  = s_last ? { 1'h0, r_base } : \$19 ;
+  assign \$21  = w_half ? 8'h9d : 8'h00;
+  assign \$22  = step & s_last;
+  assign \$23  = gap == 1'h1;
+  assign \$24  = gap_zero | \$23 ;
+  assign gap_zero_next = \$22  ? 1'h0 : \$24 ;
+  assign i = \$signal$46  ? head[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -30995,7 +31024,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign \i$91  = \$signal$41  ? head[15:8] : carry1_0;
+  assign \i$96  = \$signal$46  ? head[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -31036,270 +31065,271 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign xsum_w4_0 = xsum_w3_0 + xsum_l3_2;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$22  = rq0_over ? 17'h000ff : rq0_shifted;
-  assign \$23  = rq0_under ? 17'h00000 : \$22 ;
-  assign \$24  = credits_space + credits_returned;
-  assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$26  = \$24  - \$25 ;
-  assign credits_room_next = \$26 [2:0] >= 2'h2;
-  assign \$27  = c == 6'h3f;
-  assign \$28  = pix == 6'h30;
-  assign \$29  = pix + 1'h1;
-  assign \$30  = \$like  + 1'h0;
-  assign \$31  = p_lane + 1'h1;
-  assign \$32  = \$31  >= 5'h14;
-  assign \$33  = \$30  + \$32 ;
+  assign \$25  = rq0_over ? 17'h000ff : rq0_shifted;
+  assign \$26  = rq0_under ? 17'h00000 : \$25 ;
+  assign \$27  = credits_space + credits_returned;
+  assign \$28  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$29  = \$27  - \$28 ;
+  assign credits_room_next = \$29 [2:0] >= 2'h2;
+  assign \$30  = c == 6'h3f;
+  assign \$31  = pix == 6'h30;
+  assign \$32  = pix + 1'h1;
+  assign \$33  = \$like  + 1'h0;
   assign \$34  = p_lane + 1'h1;
   assign \$35  = \$34  >= 5'h14;
-  assign \$36  = p_lane + 1'h1;
-  assign \$37  = \$36  - 5'h14;
-  assign \$38  = p_lane + 1'h1;
-  assign \$39  = \$35  ? \$37  : { 1'h0, \$38  };
-  assign \$40  = \$like  + 1'h0;
+  assign \$36  = \$33  + \$35 ;
+  assign \$37  = p_lane + 1'h1;
+  assign \$38  = \$37  >= 5'h14;
+  assign \$39  = p_lane + 1'h1;
+  assign \$40  = \$39  - 5'h14;
   assign \$41  = p_lane + 1'h1;
-  assign \$42  = \$41  >= 5'h14;
-  assign \$43  = \$40  + \$42 ;
+  assign \$42  = \$38  ? \$40  : { 1'h0, \$41  };
+  assign \$43  = \$like  + 1'h0;
   assign \$44  = p_lane + 1'h1;
   assign \$45  = \$44  >= 5'h14;
-  assign \$46  = p_lane + 1'h1;
-  assign \$47  = \$46  - 5'h14;
-  assign \$48  = p_lane + 1'h1;
-  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
-  assign \$50  = c + 1'h1;
-  assign \$51  = \$signal  + 2'h2;
-  assign \$52  = lane + 4'h9;
-  assign \$53  = \$52  >= 5'h14;
-  assign \$54  = \$51  + \$53 ;
+  assign \$46  = \$43  + \$45 ;
+  assign \$47  = p_lane + 1'h1;
+  assign \$48  = \$47  >= 5'h14;
+  assign \$49  = p_lane + 1'h1;
+  assign \$50  = \$49  - 5'h14;
+  assign \$51  = p_lane + 1'h1;
+  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
+  assign \$53  = c + 1'h1;
+  assign \$54  = \$signal  + 2'h2;
   assign \$55  = lane + 4'h9;
   assign \$56  = \$55  >= 5'h14;
-  assign \$57  = lane + 4'h9;
-  assign \$58  = \$57  - 5'h14;
-  assign \$59  = lane + 4'h9;
-  assign \$60  = \$56  ? \$58  : { 1'h0, \$59  };
-  assign \$61  = credits_room_next & gap_zero_next;
-  assign \$62  = \$signal$28  & n_last_next;
-  assign \$63  = head_boot >= 2'h2;
-  assign \$64  = step & s_last;
-  assign \$65  = head_next == 8'hff;
-  assign \$66  = head_next + 1'h1;
-  assign \$67  = \$65  ? 9'h000 : \$66 ;
-  assign \$68  = n_last ? 9'h001 : \$67 ;
-  assign \$69  = \$64  ? \$68  : { 1'h0, head_next };
-  assign \$70  = \$63  ? 9'h000 : \$69 ;
-  assign \$71  = step & s_last;
-  assign \$72  = head_next == 8'hff;
-  assign \$73  = head_next + 1'h1;
-  assign \$74  = \$72  ? 9'h000 : \$73 ;
-  assign \$75  = n_last ? 9'h001 : \$74 ;
-  assign \$76  = \$71  ? \$75  : { 1'h0, head_next };
-  assign \$77  = | head_boot;
-  assign \$78  = head_boot - 1'h1;
-  assign \$79  = head_boot == 1'h1;
-  assign \$80  = step & s_last;
-  assign \$81  = \$79  | \$80 ;
-  assign \$82  = s_idx + 1'h1;
-  assign \$83  = s_last ? 9'h000 : \$82 ;
-  assign \$84  = n_idx + 1'h1;
-  assign \$85  = n_last ? 9'h000 : \$84 ;
-  assign \$86  = step & sn_last;
-  assign \$87  = w_half ? 8'h9d : 8'h00;
-  assign \$88  = ~ w_half;
-  assign \$89  = step & s_last;
-  assign \$90  = ~ gap_zero;
-  assign \$91  = gap - 1'h1;
-  assign \$92  = s_last ? 5'h00 : col;
-  assign \$93  = row_ph0 >= 4'h8;
-  assign \$94  = row_ph0 - 4'h8;
-  assign \$95  = row_ph0 + 4'hc;
-  assign \$96  = \$93  ? { \$94 [5], \$94  } : { 1'h0, \$95  };
-  assign \$97  = n_last ? 7'h00 : \$96 ;
-  assign \$98  = row_ph1 >= 4'h8;
-  assign \$99  = row_ph1 - 4'h8;
-  assign \$100  = row_ph1 + 4'hc;
-  assign \$101  = \$98  ? { \$99 [5], \$99  } : { 1'h0, \$100  };
-  assign \$102  = n_last ? 7'h10 : \$101 ;
-  assign \$103  = row_ph0 + col;
-  assign \$104  = \$103  >= 5'h14;
-  assign \$105  = row_ph0 + col;
-  assign \$106  = \$105  - 5'h14;
-  assign \$107  = row_ph0 + col;
-  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
-  assign \$109  = row_ph1 + col;
-  assign \$110  = \$109  >= 5'h14;
-  assign \$111  = row_ph1 + col;
-  assign \$112  = \$111  - 5'h14;
-  assign \$113  = row_ph1 + col;
-  assign \$114  = \$110  ? \$112  : { 1'h0, \$113  };
-  assign \$115  = ! s_idx;
-  assign \$117  = off1_0[0] ? o : { \o$224 [15:0], o[19:16] };
-  assign \$118  = off1_0[1] ? \$116  : \$117 ;
-  assign \$120  = off1_0[0] ? o : { \o$224 [11:0], o[19:12] };
+  assign \$57  = \$54  + \$56 ;
+  assign \$58  = lane + 4'h9;
+  assign \$59  = \$58  >= 5'h14;
+  assign \$60  = lane + 4'h9;
+  assign \$61  = \$60  - 5'h14;
+  assign \$62  = lane + 4'h9;
+  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
+  assign \$64  = credits_room_next & gap_zero_next;
+  assign \$65  = \$signal$33  & n_last_next;
+  assign \$66  = head_boot >= 2'h2;
+  assign \$67  = step & s_last;
+  assign \$68  = head_next == 8'hff;
+  assign \$69  = head_next + 1'h1;
+  assign \$70  = \$68  ? 9'h000 : \$69 ;
+  assign \$71  = n_last ? 9'h001 : \$70 ;
+  assign \$72  = \$67  ? \$71  : { 1'h0, head_next };
+  assign \$73  = \$66  ? 9'h000 : \$72 ;
+  assign \$74  = step & s_last;
+  assign \$75  = head_next == 8'hff;
+  assign \$76  = head_next + 1'h1;
+  assign \$77  = \$75  ? 9'h000 : \$76 ;
+  assign \$78  = n_last ? 9'h001 : \$77 ;
+  assign \$79  = \$74  ? \$78  : { 1'h0, head_next };
+  assign \$80  = | head_boot;
+  assign \$81  = head_boot - 1'h1;
+  assign \$82  = head_boot == 1'h1;
+  assign \$83  = step & s_last;
+  assign \$84  = \$82  | \$83 ;
+  assign \$85  = s_idx + 1'h1;
+  assign \$86  = s_last ? 9'h000 : \$85 ;
+  assign \$87  = n_idx + 1'h1;
+  assign \$88  = n_last ? 9'h000 : \$87 ;
+  assign \$89  = step & sn_last;
+  assign \$90  = w_half ? 8'h9d : 8'h00;
+  assign \$91  = ~ w_half;
+  assign \$92  = step & s_last;
+  assign \$93  = ~ gap_zero;
+  assign \$94  = gap - 1'h1;
+  assign \$95  = s_last ? 5'h00 : col;
+  assign \$96  = row_ph0 >= 4'h8;
+  assign \$97  = row_ph0 - 4'h8;
+  assign \$98  = row_ph0 + 4'hc;
+  assign \$99  = \$96  ? { \$97 [5], \$97  } : { 1'h0, \$98  };
+  assign \$100  = n_last ? 7'h00 : \$99 ;
+  assign \$101  = row_ph1 >= 4'h8;
+  assign \$102  = row_ph1 - 4'h8;
+  assign \$103  = row_ph1 + 4'hc;
+  assign \$104  = \$101  ? { \$102 [5], \$102  } : { 1'h0, \$103  };
+  assign \$105  = n_last ? 7'h10 : \$104 ;
+  assign \$106  = row_ph0 + col;
+  assign \$107  = \$106  >= 5'h14;
+  assign \$108  = row_ph0 + col;
+  assign \$109  = \$108  - 5'h14;
+  assign \$110  = row_ph0 + col;
+  assign \$111  = \$107  ? \$109  : { 1'h0, \$110  };
+  assign \$112  = row_ph1 + col;
+  assign \$113  = \$112  >= 5'h14;
+  assign \$114  = row_ph1 + col;
+  assign \$115  = \$114  - 5'h14;
+  assign \$116  = row_ph1 + col;
+  assign \$117  = \$113  ? \$115  : { 1'h0, \$116  };
+  assign \$118  = ! s_idx;
+  assign \$120  = off1_0[0] ? o : { \o$227 [15:0], o[19:16] };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$123  = off1_0[0] ? o : { \o$224 [7:0], o[19:8] };
+  assign \$123  = off1_0[0] ? o : { \o$227 [11:0], o[19:12] };
   assign \$124  = off1_0[1] ? \$122  : \$123 ;
-  assign \$125  = off1_0[2] ? \$121  : \$124 ;
-  assign \$127  = off1_0[0] ? o : { \o$224 [3:0], o[19:4] };
-  assign \$128  = off1_0[1] ? \$126  : \$127 ;
-  assign \$132  = off1_0[2] ? \$128  : \$131 ;
-  assign \$133  = off1_0[3] ? \$125  : \$132 ;
-  assign \$134  = off1_0[4] ? \$118  : \$133 ;
-  assign \$135  = ~ \$134 ;
-  assign \$137  = off1_1[0] ? \o$228  : { \o$229 [15:0], \o$228 [19:16] };
-  assign \$138  = off1_1[1] ? \$136  : \$137 ;
-  assign \$140  = off1_1[0] ? \o$228  : { \o$229 [11:0], \o$228 [19:12] };
+  assign \$126  = off1_0[0] ? o : { \o$227 [7:0], o[19:8] };
+  assign \$127  = off1_0[1] ? \$125  : \$126 ;
+  assign \$128  = off1_0[2] ? \$124  : \$127 ;
+  assign \$130  = off1_0[0] ? o : { \o$227 [3:0], o[19:4] };
+  assign \$131  = off1_0[1] ? \$129  : \$130 ;
+  assign \$135  = off1_0[2] ? \$131  : \$134 ;
+  assign \$136  = off1_0[3] ? \$128  : \$135 ;
+  assign \$137  = off1_0[4] ? \$121  : \$136 ;
+  assign \$138  = ~ \$137 ;
+  assign \$140  = off1_1[0] ? \o$231  : { \o$232 [15:0], \o$231 [19:16] };
   assign \$141  = off1_1[1] ? \$139  : \$140 ;
-  assign \$143  = off1_1[0] ? \o$228  : { \o$229 [7:0], \o$228 [19:8] };
+  assign \$143  = off1_1[0] ? \o$231  : { \o$232 [11:0], \o$231 [19:12] };
   assign \$144  = off1_1[1] ? \$142  : \$143 ;
-  assign \$145  = off1_1[2] ? \$141  : \$144 ;
-  assign \$147  = off1_1[0] ? \o$228  : { \o$229 [3:0], \o$228 [19:4] };
-  assign \$148  = off1_1[1] ? \$146  : \$147 ;
-  assign \$152  = off1_1[2] ? \$148  : \$151 ;
-  assign \$153  = off1_1[3] ? \$145  : \$152 ;
-  assign \$154  = off1_1[4] ? \$138  : \$153 ;
-  assign \$155  = ~ \$154 ;
-  assign \$156  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$157  = \$156  + xsum_q_d1;
-  assign \$158  = flags_x[0] & flags_x[2];
+  assign \$146  = off1_1[0] ? \o$231  : { \o$232 [7:0], \o$231 [19:8] };
+  assign \$147  = off1_1[1] ? \$145  : \$146 ;
+  assign \$148  = off1_1[2] ? \$144  : \$147 ;
+  assign \$150  = off1_1[0] ? \o$231  : { \o$232 [3:0], \o$231 [19:4] };
+  assign \$151  = off1_1[1] ? \$149  : \$150 ;
+  assign \$155  = off1_1[2] ? \$151  : \$154 ;
+  assign \$156  = off1_1[3] ? \$148  : \$155 ;
+  assign \$157  = off1_1[4] ? \$141  : \$156 ;
+  assign \$158  = ~ \$157 ;
   assign \$159  = flags_x[1] ? 20'h00000 : xacc;
   assign \$160  = \$159  + xsum_q_d1;
-  assign \$161  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$162  = \$161  + t0_0_l5_0;
-  assign \$163  = flags_0[0] & flags_0[2];
+  assign \$161  = flags_x[0] & flags_x[2];
+  assign \$162  = flags_x[1] ? 20'h00000 : xacc;
+  assign \$163  = \$162  + xsum_q_d1;
   assign \$164  = flags_0[1] ? 20'h00000 : acc0_0;
   assign \$165  = \$164  + t0_0_l5_0;
-  assign \$167  = \$166  - xfin;
-  assign \$168  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$169  = \$168  + t1_0_l5_0;
-  assign \$170  = flags_1[0] & flags_1[2];
+  assign \$166  = flags_0[0] & flags_0[2];
+  assign \$167  = flags_0[1] ? 20'h00000 : acc0_0;
+  assign \$168  = \$167  + t0_0_l5_0;
+  assign \$170  = \$169  - xfin;
   assign \$171  = flags_1[1] ? 20'h00000 : acc1_0;
   assign \$172  = \$171  + t1_0_l5_0;
-  assign \$174  = \$173  - xfin;
-  assign \$175  = ser_left - 1'h1;
-  assign \$176  = \addr$178  == 9'h1ff;
-  assign \$177  = \addr$178  + 1'h1;
-  assign \$178  = \$176  ? 10'h000 : \$177 ;
-  assign \$182  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$185  = $signed(\$183 ) + $signed(\$184 );
-  assign \$186  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$189  = $signed(\$188 ) < $signed(1'h0);
-  assign \$191  = $signed(\$190 ) > $signed(9'h0ff);
-  assign \$192  = step & s_last;
-  assign \$193  = o__valid & \o__ready$192 ;
-  assign \$194  = \$193  + skipped_d5;
-  assign \$195  = ~ rst_fc1;
-  assign \$197  = rst_fc1 ? 20'h00000 : \$4 [19:0];
+  assign \$173  = flags_1[0] & flags_1[2];
+  assign \$174  = flags_1[1] ? 20'h00000 : acc1_0;
+  assign \$175  = \$174  + t1_0_l5_0;
+  assign \$177  = \$176  - xfin;
+  assign \$178  = ser_left - 1'h1;
+  assign \$179  = \addr$183  == 9'h1ff;
+  assign \$180  = \addr$183  + 1'h1;
+  assign \$181  = \$179  ? 10'h000 : \$180 ;
+  assign \$185  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$188  = $signed(\$186 ) + $signed(\$187 );
+  assign \$189  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$192  = $signed(\$191 ) < $signed(1'h0);
+  assign \$194  = $signed(\$193 ) > $signed(9'h0ff);
+  assign \$195  = step & s_last;
+  assign \$196  = o__valid & \o__ready$197 ;
+  assign \$197  = \$196  + skipped_d5;
+  assign \$198  = ~ rst_fc1;
+  assign \$200  = rst_fc1 ? 20'h00000 : \$4 [19:0];
+  assign \$201  = rst_fc1 ? 1'h0 : w_full_next;
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    c <= \$198 ;
+    c <= \$202 ;
   always @(posedge clk)
-    pix <= \$199 ;
+    pix <= \$203 ;
   always @(posedge clk)
-    \$like  <= \$200 ;
+    \$like  <= \$204 ;
   always @(posedge clk)
-    p_lane <= \$201 ;
+    p_lane <= \$205 ;
   always @(posedge clk)
-    \$signal  <= \$202 ;
+    \$signal  <= \$206 ;
   always @(posedge clk)
-    lane <= \$203 ;
+    lane <= \$207 ;
   always @(posedge clk)
-    w_full <= \$204 ;
+    can_end <= \$208 ;
   always @(posedge clk)
-    can_end <= \$205 ;
+    gap_zero <= \$209 ;
   always @(posedge clk)
-    gap_zero <= \$206 ;
+    s_last <= \$210 ;
   always @(posedge clk)
-    s_last <= \$207 ;
+    n_last <= \$211 ;
   always @(posedge clk)
-    n_last <= \$208 ;
+    sn_last <= \$212 ;
   always @(posedge clk)
-    sn_last <= \$209 ;
+    w_full <= \$213 ;
   always @(posedge clk)
-    addr <= \$210 ;
+    addr <= \$214 ;
   always @(posedge clk)
-    head_next <= \$211 ;
+    head_next <= \$215 ;
   always @(posedge clk)
-    head_boot <= \$212 ;
+    head_boot <= \$216 ;
   always @(posedge clk)
-    head <= \$213 ;
+    head <= \$217 ;
   always @(posedge clk)
-    r_addr <= \$214 ;
+    r_addr <= \$218 ;
   always @(posedge clk)
-    s_idx <= \$215 ;
+    s_idx <= \$219 ;
   always @(posedge clk)
-    n_idx <= \$216 ;
+    n_idx <= \$220 ;
   always @(posedge clk)
-    active <= \$217 ;
+    active <= \$221 ;
   always @(posedge clk)
-    r_base <= \$218 ;
+    r_base <= \$222 ;
   always @(posedge clk)
-    w_half <= \$219 ;
+    w_half <= \$223 ;
   always @(posedge clk)
-    gap <= \$220 ;
+    gap <= \$224 ;
   always @(posedge clk)
-    col <= \$221 ;
+    col <= \$225 ;
   always @(posedge clk)
-    row_ph0 <= \$222 ;
+    row_ph0 <= \$226 ;
   always @(posedge clk)
-    row_ph1 <= \$223 ;
+    row_ph1 <= \$227 ;
   always @(posedge clk)
-    off1_0 <= \$224 ;
+    off1_0 <= \$228 ;
   always @(posedge clk)
-    off1_1 <= \$225 ;
+    off1_1 <= \$229 ;
   always @(posedge clk)
-    \$signal$218  <= \$226 ;
+    \$signal$221  <= \$230 ;
   always @(posedge clk)
-    \$signal$41  <= \$227 ;
+    \$signal$46  <= \$231 ;
   always @(posedge clk)
-    last1 <= \$228 ;
+    last1 <= \$232 ;
   always @(posedge clk)
-    word1 <= \o__payload$220 ;
+    word1 <= \o__payload$223 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$221 ;
+    xdata_d1 <= \port__data$224 ;
   always @(posedge clk)
-    carry0_0 <= \$229 ;
+    carry0_0 <= \$233 ;
   always @(posedge clk)
-    w0_0 <= \$135 ;
+    w0_0 <= \$138 ;
   always @(posedge clk)
-    m0_0_0 <= \$230 ;
+    m0_0_0 <= \$234 ;
   always @(posedge clk)
-    m0_0_1 <= \$231 ;
+    m0_0_1 <= \$235 ;
   always @(posedge clk)
-    m0_0_2 <= \$232 ;
+    m0_0_2 <= \$236 ;
   always @(posedge clk)
-    m0_0_3 <= \$233 ;
+    m0_0_3 <= \$237 ;
   always @(posedge clk)
-    m0_0_4 <= \$234 ;
+    m0_0_4 <= \$238 ;
   always @(posedge clk)
-    m0_0_5 <= \$235 ;
+    m0_0_5 <= \$239 ;
   always @(posedge clk)
-    m0_0_6 <= \$236 ;
+    m0_0_6 <= \$240 ;
   always @(posedge clk)
-    m0_0_7 <= \$237 ;
+    m0_0_7 <= \$241 ;
   always @(posedge clk)
-    m0_0_8 <= \$238 ;
+    m0_0_8 <= \$242 ;
   always @(posedge clk)
-    m0_0_9 <= \$239 ;
+    m0_0_9 <= \$243 ;
   always @(posedge clk)
-    m0_0_10 <= \$240 ;
+    m0_0_10 <= \$244 ;
   always @(posedge clk)
-    m0_0_11 <= \$241 ;
+    m0_0_11 <= \$245 ;
   always @(posedge clk)
-    m0_0_12 <= \$242 ;
+    m0_0_12 <= \$246 ;
   always @(posedge clk)
-    m0_0_13 <= \$243 ;
+    m0_0_13 <= \$247 ;
   always @(posedge clk)
-    m0_0_14 <= \$244 ;
+    m0_0_14 <= \$248 ;
   always @(posedge clk)
-    m0_0_15 <= \$245 ;
+    m0_0_15 <= \$249 ;
   always @(posedge clk)
-    m0_0_16 <= \$246 ;
+    m0_0_16 <= \$250 ;
   always @(posedge clk)
-    m0_0_17 <= \$247 ;
+    m0_0_17 <= \$251 ;
   always @(posedge clk)
-    m0_0_18 <= \$248 ;
+    m0_0_18 <= \$252 ;
   always @(posedge clk)
-    m0_0_19 <= \$249 ;
+    m0_0_19 <= \$253 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -31317,49 +31347,49 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    carry1_0 <= \$250 ;
+    carry1_0 <= \$254 ;
   always @(posedge clk)
-    w1_0 <= \$155 ;
+    w1_0 <= \$158 ;
   always @(posedge clk)
-    m1_0_0 <= \$251 ;
+    m1_0_0 <= \$255 ;
   always @(posedge clk)
-    m1_0_1 <= \$252 ;
+    m1_0_1 <= \$256 ;
   always @(posedge clk)
-    m1_0_2 <= \$253 ;
+    m1_0_2 <= \$257 ;
   always @(posedge clk)
-    m1_0_3 <= \$254 ;
+    m1_0_3 <= \$258 ;
   always @(posedge clk)
-    m1_0_4 <= \$255 ;
+    m1_0_4 <= \$259 ;
   always @(posedge clk)
-    m1_0_5 <= \$256 ;
+    m1_0_5 <= \$260 ;
   always @(posedge clk)
-    m1_0_6 <= \$257 ;
+    m1_0_6 <= \$261 ;
   always @(posedge clk)
-    m1_0_7 <= \$258 ;
+    m1_0_7 <= \$262 ;
   always @(posedge clk)
-    m1_0_8 <= \$259 ;
+    m1_0_8 <= \$263 ;
   always @(posedge clk)
-    m1_0_9 <= \$260 ;
+    m1_0_9 <= \$264 ;
   always @(posedge clk)
-    m1_0_10 <= \$261 ;
+    m1_0_10 <= \$265 ;
   always @(posedge clk)
-    m1_0_11 <= \$262 ;
+    m1_0_11 <= \$266 ;
   always @(posedge clk)
-    m1_0_12 <= \$263 ;
+    m1_0_12 <= \$267 ;
   always @(posedge clk)
-    m1_0_13 <= \$264 ;
+    m1_0_13 <= \$268 ;
   always @(posedge clk)
-    m1_0_14 <= \$265 ;
+    m1_0_14 <= \$269 ;
   always @(posedge clk)
-    m1_0_15 <= \$266 ;
+    m1_0_15 <= \$270 ;
   always @(posedge clk)
-    m1_0_16 <= \$267 ;
+    m1_0_16 <= \$271 ;
   always @(posedge clk)
-    m1_0_17 <= \$268 ;
+    m1_0_17 <= \$272 ;
   always @(posedge clk)
-    m1_0_18 <= \$269 ;
+    m1_0_18 <= \$273 ;
   always @(posedge clk)
-    m1_0_19 <= \$270 ;
+    m1_0_19 <= \$274 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -31407,123 +31437,123 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d1 <= \$271 ;
+    v2_d1 <= \$275 ;
   always @(posedge clk)
-    v2_d2 <= \$272 ;
+    v2_d2 <= \$276 ;
   always @(posedge clk)
-    v2_d3 <= \$273 ;
+    v2_d3 <= \$277 ;
   always @(posedge clk)
-    v2_d4 <= \$274 ;
+    v2_d4 <= \$278 ;
   always @(posedge clk)
-    v2_d5 <= \$275 ;
+    v2_d5 <= \$279 ;
   always @(posedge clk)
-    last2_d1 <= \$276 ;
+    last2_d1 <= \$280 ;
   always @(posedge clk)
-    last2_d2 <= \$277 ;
+    last2_d2 <= \$281 ;
   always @(posedge clk)
-    last2_d3 <= \$278 ;
+    last2_d3 <= \$282 ;
   always @(posedge clk)
-    last2_d4 <= \$279 ;
+    last2_d4 <= \$283 ;
   always @(posedge clk)
-    last2_d5 <= \$280 ;
+    last2_d5 <= \$284 ;
   always @(posedge clk)
-    v2p_d1 <= \$281 ;
+    v2p_d1 <= \$285 ;
   always @(posedge clk)
-    v2p_d2 <= \$282 ;
+    v2p_d2 <= \$286 ;
   always @(posedge clk)
-    v2p_d3 <= \$283 ;
+    v2p_d3 <= \$287 ;
   always @(posedge clk)
-    v2p_d4 <= \$284 ;
+    v2p_d4 <= \$288 ;
   always @(posedge clk)
-    first2p_d1 <= \$285 ;
+    first2p_d1 <= \$289 ;
   always @(posedge clk)
-    first2p_d2 <= \$286 ;
+    first2p_d2 <= \$290 ;
   always @(posedge clk)
-    first2p_d3 <= \$287 ;
+    first2p_d3 <= \$291 ;
   always @(posedge clk)
-    first2p_d4 <= \$288 ;
+    first2p_d4 <= \$292 ;
   always @(posedge clk)
-    last2p_d1 <= \$289 ;
+    last2p_d1 <= \$293 ;
   always @(posedge clk)
-    last2p_d2 <= \$290 ;
+    last2p_d2 <= \$294 ;
   always @(posedge clk)
-    last2p_d3 <= \$291 ;
+    last2p_d3 <= \$295 ;
   always @(posedge clk)
-    last2p_d4 <= \$292 ;
+    last2p_d4 <= \$296 ;
   always @(posedge clk)
-    done <= \$293 ;
+    done <= \$297 ;
   always @(posedge clk)
-    xacc <= \$294 ;
+    xacc <= \$298 ;
   always @(posedge clk)
-    xfin <= \$295 ;
+    xfin <= \$299 ;
   always @(posedge clk)
-    acc0_0 <= \$296 ;
+    acc0_0 <= \$300 ;
   always @(posedge clk)
-    fin0_0 <= \$297 ;
+    fin0_0 <= \$301 ;
   always @(posedge clk)
-    bank0_0 <= \$298 ;
+    bank0_0 <= \$302 ;
   always @(posedge clk)
-    acc1_0 <= \$299 ;
+    acc1_0 <= \$303 ;
   always @(posedge clk)
-    fin1_0 <= \$300 ;
+    fin1_0 <= \$304 ;
   always @(posedge clk)
-    bank1_0 <= \$301 ;
+    bank1_0 <= \$305 ;
   always @(posedge clk)
-    ser_left <= \$302 ;
+    ser_left <= \$306 ;
   always @(posedge clk)
-    \addr$178  <= \$303 ;
+    \addr$183  <= \$307 ;
   always @(posedge clk)
-    \$signal$266  <= \$304 ;
+    \$signal$269  <= \$308 ;
   always @(posedge clk)
-    ka <= \$305 ;
+    ka <= \$309 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$306 ;
+    vb <= \$310 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$182 ;
+    rq0_beta <= \$185 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$185 ;
+    rq0_acc_s1_0 <= \$188 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$186 [32:0];
+    rq0_acc_s2_0 <= \$189 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$187 [16:0];
+    rq0_shifted <= \$190 [16:0];
   always @(posedge clk)
-    rq0_under <= \$189 ;
+    rq0_under <= \$192 ;
   always @(posedge clk)
-    rq0_over <= \$191 ;
+    rq0_over <= \$194 ;
   always @(posedge clk)
-    v_out_d1 <= \$307 ;
+    v_out_d1 <= \$311 ;
   always @(posedge clk)
-    v_out_d2 <= \$308 ;
+    v_out_d2 <= \$312 ;
   always @(posedge clk)
-    v_out_d3 <= \$309 ;
+    v_out_d3 <= \$313 ;
   always @(posedge clk)
-    \w_en$197  <= \$310 ;
+    \w_en$202  <= \$314 ;
   always @(posedge clk)
-    skipped_d1 <= \$311 ;
+    skipped_d1 <= \$315 ;
   always @(posedge clk)
-    skipped_d2 <= \$312 ;
+    skipped_d2 <= \$316 ;
   always @(posedge clk)
-    skipped_d3 <= \$313 ;
+    skipped_d3 <= \$317 ;
   always @(posedge clk)
-    skipped_d4 <= \$314 ;
+    skipped_d4 <= \$318 ;
   always @(posedge clk)
-    skipped_d5 <= \$315 ;
+    skipped_d5 <= \$319 ;
   always @(posedge clk)
-    group_ended_d1 <= \$316 ;
+    group_ended_d1 <= \$320 ;
   always @(posedge clk)
-    credits_returned <= \$317 ;
+    credits_returned <= \$321 ;
   always @(posedge clk)
-    credits_space <= \$318 ;
+    credits_space <= \$322 ;
   always @(posedge clk)
-    credits_room <= \$319 ;
+    credits_room <= \$323 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$178 ),
+    .addr(\addr$183 ),
     .clk(clk),
     .data(data)
   );
@@ -31533,24 +31563,24 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$224 )
+    .o(\o$227 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$91 ),
-    .o(\o$228 )
+    .i(\i$96 ),
+    .o(\o$231 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$229 )
+    .o(\o$232 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$192 ),
+    .o__ready(\o__ready$197 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
-    .w_data(\$23 [7:0]),
-    .w_en(\w_en$197 )
+    .w_data(\$26 [7:0]),
+    .w_en(\w_en$202 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -31579,7 +31609,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$212 )
+    .data(\data$215 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -31587,12 +31617,12 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$37 )
+    .q(\port__addr$42 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$286 ),
+    .addr(\addr$289 ),
     .clk(clk),
-    .data(\data$285 )
+    .data(\data$288 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -31604,7 +31634,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$273 )
+    .p(\p$276 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -31619,1084 +31649,1093 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd20)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$197 ),
+    .d(\$200 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_issue_copy (
+    .clk(clk),
+    .d(\$201 ),
+    .q(w_full_issue)
   );
   \flexor_lenet5.fc1.weights  weights (
     .clk(clk),
-    .data(\data$285 ),
-    .o__payload(\o__payload$220 ),
+    .data(\data$288 ),
+    .o__payload(\o__payload$223 ),
     .o__ready(step),
-    .raddr(\addr$286 ),
+    .raddr(\addr$289 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    filled = 1'h0;
+    if (take) begin
+      if (\$5 ) begin
+        if (\$6 ) begin
+          filled = 1'h1;
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$17 [8:0];
+      r_next = \$20 [8:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$18  };
+      r_next = { 1'h0, \$21  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$198  = c;
+    \$202  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$27 ) begin
-        \$198  = 6'h00;
+      if (\$30 ) begin
+        \$202  = 6'h00;
       end else begin
-        \$198  = \$50 [5:0];
+        \$202  = \$53 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$198  = 6'h00;
+      \$202  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$199  = pix;
+    \$203  = pix;
     if (take) begin
-      if (\$27 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$28 ) begin
-          \$199  = 6'h00;
+        if (\$31 ) begin
+          \$203  = 6'h00;
         end else begin
-          \$199  = \$29 [5:0];
+          \$203  = \$32 [5:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$199  = 6'h00;
+      \$203  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$200  = \$like ;
+    \$204  = \$like ;
     if (take) begin
-      if (\$27 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$28 ) begin
-          \$200  = 8'h00;
+        if (\$31 ) begin
+          \$204  = 8'h00;
         end else begin
-          \$200  = \$33 [7:0];
+          \$204  = \$36 [7:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$200  = 8'h00;
+      \$204  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$201  = p_lane;
+    \$205  = p_lane;
     if (take) begin
-      if (\$27 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$28 ) begin
-          \$201  = 5'h00;
+        if (\$31 ) begin
+          \$205  = 5'h00;
         end else begin
-          \$201  = \$39 [4:0];
+          \$205  = \$42 [4:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$201  = 5'h00;
+      \$205  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$202  = \$signal ;
+    \$206  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$27 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$28 ) begin
-          \$202  = 8'h00;
+        if (\$31 ) begin
+          \$206  = 8'h00;
         end else begin
-          \$202  = \$43 [7:0];
+          \$206  = \$46 [7:0];
         end
       end else begin
-        \$202  = \$54 [7:0];
+        \$206  = \$57 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$202  = 8'h00;
+      \$206  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$203  = lane;
+    \$207  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$27 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$28 ) begin
-          \$203  = 5'h00;
+        if (\$31 ) begin
+          \$207  = 5'h00;
         end else begin
-          \$203  = \$49 [4:0];
+          \$207  = \$52 [4:0];
         end
       end else begin
-        \$203  = \$60 [4:0];
+        \$207  = \$63 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$203  = 5'h00;
+      \$207  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$204  = w_full;
-    if (take) begin
-      if (\$27 ) begin
-        if (\$28 ) begin
-          \$204  = 1'h1;
-        end
-      end
+    \$208  = \$64 ;
+    if (rst_fc1) begin
+      \$208  = 1'h1;
     end
-    if (load) begin
-      \$204  = 1'h0;
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$209  = gap_zero_next;
+    if (rst_fc1) begin
+      \$209  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$210  = \$signal$33 ;
+    if (rst_fc1) begin
+      \$210  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$211  = n_last_next;
+    if (rst_fc1) begin
+      \$211  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$212  = \$65 ;
+    if (rst_fc1) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$213  = w_full_next;
+    if (rst_fc1) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$214  = \$73 [7:0];
+    if (rst_fc1) begin
+      \$214  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$215  = \$79 [7:0];
+    if (rst_fc1) begin
+      \$215  = 8'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$216  = head_boot;
+    if (\$80 ) begin
+      \$216  = \$81 [1:0];
     end
     if (rst_fc1) begin
-      \$204  = 1'h0;
+      \$216  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$205  = \$61 ;
-    if (rst_fc1) begin
-      \$205  = 1'h1;
+    \$217  = head;
+    if (\$84 ) begin
+      \$217  = \data$215 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$206  = gap_zero_next;
-    if (rst_fc1) begin
-      \$206  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$207  = \$signal$28 ;
-    if (rst_fc1) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$208  = n_last_next;
-    if (rst_fc1) begin
-      \$208  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$209  = \$62 ;
-    if (rst_fc1) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$210  = \$70 [7:0];
-    if (rst_fc1) begin
-      \$210  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$211  = \$76 [7:0];
-    if (rst_fc1) begin
-      \$211  = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$212  = head_boot;
-    if (\$77 ) begin
-      \$212  = \$78 [1:0];
-    end
-    if (rst_fc1) begin
-      \$212  = 2'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$213  = head;
-    if (\$81 ) begin
-      \$213  = \data$212 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$214  = r_next;
-    if (rst_fc1) begin
-      \$214  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$215  = s_idx;
-    if (step) begin
-      \$215  = \$83 [7:0];
-    end
-    if (rst_fc1) begin
-      \$215  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$216  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$216  = \$85 [7:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$216  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$217  = active;
-    if (\$86 ) begin
-      \$217  = 1'h0;
-    end
-    if (load) begin
-      \$217  = 1'h1;
-    end
-    if (rst_fc1) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$218  = r_base;
-    if (load) begin
-      \$218  = { 1'h0, \$87  };
-    end
+    \$218  = r_next;
     if (rst_fc1) begin
       \$218  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$219  = w_half;
-    if (load) begin
-      \$219  = \$88 ;
+    \$219  = s_idx;
+    if (step) begin
+      \$219  = \$86 [7:0];
     end
     if (rst_fc1) begin
-      \$219  = 1'h0;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$220  = gap;
+    \$220  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$220  = \$88 [7:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$220  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$221  = active;
     if (\$89 ) begin
-      \$220  = 2'h1;
-    end else if (\$90 ) begin
-      \$220  = \$91 [1:0];
+      \$221  = 1'h0;
+    end
+    if (load) begin
+      \$221  = 1'h1;
     end
     if (rst_fc1) begin
-      \$220  = 2'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$221  = col;
+    \$222  = r_base;
+    if (load) begin
+      \$222  = { 1'h0, \$90  };
+    end
+    if (rst_fc1) begin
+      \$222  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$223  = w_half;
+    if (load) begin
+      \$223  = \$91 ;
+    end
+    if (rst_fc1) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$224  = gap;
+    if (\$92 ) begin
+      \$224  = 2'h1;
+    end else if (\$93 ) begin
+      \$224  = \$94 [1:0];
+    end
+    if (rst_fc1) begin
+      \$224  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$225  = col;
     if (step) begin
-      \$221  = \$92 ;
+      \$225  = \$95 ;
     end
-    if (rst_fc1) begin
-      \$221  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$222  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$222  = \$97 [4:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$222  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$223  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$223  = \$102 [4:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$223  = 5'h10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$224  = \$108 [4:0];
-    if (rst_fc1) begin
-      \$224  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$225  = \$114 [4:0];
     if (rst_fc1) begin
       \$225  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$226  = step;
+    \$226  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$226  = \$100 [4:0];
+      end
+    end
     if (rst_fc1) begin
-      \$226  = 1'h0;
+      \$226  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$227  = \$115 ;
+    \$227  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$227  = \$105 [4:0];
+      end
+    end
     if (rst_fc1) begin
-      \$227  = 1'h0;
+      \$227  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$228  = s_last;
+    \$228  = \$111 [4:0];
     if (rst_fc1) begin
-      \$228  = 1'h0;
+      \$228  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$229  = carry0_0;
-    if (\$signal$218 ) begin
-      \$229  = word1[7:0];
+    \$229  = \$117 [4:0];
+    if (rst_fc1) begin
+      \$229  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$230  = step;
+    if (rst_fc1) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$231  = \$118 ;
+    if (rst_fc1) begin
+      \$231  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$232  = s_last;
+    if (rst_fc1) begin
+      \$232  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$233  = carry0_0;
+    if (\$signal$221 ) begin
+      \$233  = word1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$230  = 8'h00;
+      \$234  = 8'h00;
     end else begin
-      \$230  = xdata_d1[7:0];
+      \$234  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$231  = 8'h00;
+      \$235  = 8'h00;
     end else begin
-      \$231  = xdata_d1[15:8];
+      \$235  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$232  = 8'h00;
+      \$236  = 8'h00;
     end else begin
-      \$232  = xdata_d1[23:16];
+      \$236  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$233  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$233  = xdata_d1[31:24];
+      \$237  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$234  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$234  = xdata_d1[39:32];
+      \$238  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$235  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$235  = xdata_d1[47:40];
+      \$239  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$236  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$236  = xdata_d1[55:48];
+      \$240  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$237  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$237  = xdata_d1[63:56];
+      \$241  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$238  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$238  = xdata_d1[71:64];
+      \$242  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$239  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$239  = xdata_d1[79:72];
+      \$243  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$240  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$240  = xdata_d1[87:80];
+      \$244  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$241  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$241  = xdata_d1[95:88];
+      \$245  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$242  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$242  = xdata_d1[103:96];
+      \$246  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$243  = 8'h00;
+      \$247  = 8'h00;
     end else begin
-      \$243  = xdata_d1[111:104];
+      \$247  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$244  = 8'h00;
+      \$248  = 8'h00;
     end else begin
-      \$244  = xdata_d1[119:112];
+      \$248  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$245  = 8'h00;
+      \$249  = 8'h00;
     end else begin
-      \$245  = xdata_d1[127:120];
+      \$249  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$246  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$246  = xdata_d1[135:128];
+      \$250  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$247  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$247  = xdata_d1[143:136];
+      \$251  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$248  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$248  = xdata_d1[151:144];
+      \$252  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$249  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$249  = xdata_d1[159:152];
+      \$253  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$250  = carry1_0;
-    if (\$signal$218 ) begin
-      \$250  = word1[15:8];
+    \$254  = carry1_0;
+    if (\$signal$221 ) begin
+      \$254  = word1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$251  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$251  = xdata_d1[7:0];
+      \$255  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$252  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$252  = xdata_d1[15:8];
+      \$256  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$253  = 8'h00;
+      \$257  = 8'h00;
     end else begin
-      \$253  = xdata_d1[23:16];
+      \$257  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$254  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$254  = xdata_d1[31:24];
+      \$258  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$255  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$255  = xdata_d1[39:32];
+      \$259  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$256  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$256  = xdata_d1[47:40];
+      \$260  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$257  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$257  = xdata_d1[55:48];
+      \$261  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$258  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$258  = xdata_d1[63:56];
+      \$262  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$259  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$259  = xdata_d1[71:64];
+      \$263  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$260  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$260  = xdata_d1[79:72];
+      \$264  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$261  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$261  = xdata_d1[87:80];
+      \$265  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$262  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$262  = xdata_d1[95:88];
+      \$266  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$263  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$263  = xdata_d1[103:96];
+      \$267  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$264  = 8'h00;
+      \$268  = 8'h00;
     end else begin
-      \$264  = xdata_d1[111:104];
+      \$268  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$265  = 8'h00;
+      \$269  = 8'h00;
     end else begin
-      \$265  = xdata_d1[119:112];
+      \$269  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$266  = 8'h00;
+      \$270  = 8'h00;
     end else begin
-      \$266  = xdata_d1[127:120];
+      \$270  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$267  = 8'h00;
+      \$271  = 8'h00;
     end else begin
-      \$267  = xdata_d1[135:128];
+      \$271  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$268  = 8'h00;
+      \$272  = 8'h00;
     end else begin
-      \$268  = xdata_d1[143:136];
+      \$272  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$269  = 8'h00;
+      \$273  = 8'h00;
     end else begin
-      \$269  = xdata_d1[151:144];
+      \$273  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$270  = 8'h00;
+      \$274  = 8'h00;
     end else begin
-      \$270  = xdata_d1[159:152];
+      \$274  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$271  = \$signal$218 ;
-    if (rst_fc1) begin
-      \$271  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$272  = v2_d1;
-    if (rst_fc1) begin
-      \$272  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$273  = v2_d2;
-    if (rst_fc1) begin
-      \$273  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$274  = v2_d3;
-    if (rst_fc1) begin
-      \$274  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$275  = v2_d4;
+    \$275  = \$signal$221 ;
     if (rst_fc1) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$276  = last1;
+    \$276  = v2_d1;
     if (rst_fc1) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$277  = last2_d1;
+    \$277  = v2_d2;
     if (rst_fc1) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$278  = last2_d2;
+    \$278  = v2_d3;
     if (rst_fc1) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$279  = last2_d3;
+    \$279  = v2_d4;
     if (rst_fc1) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$280  = last2_d4;
+    \$280  = last1;
     if (rst_fc1) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$281  = \$signal$218 ;
+    \$281  = last2_d1;
     if (rst_fc1) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$282  = v2p_d1;
+    \$282  = last2_d2;
     if (rst_fc1) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$283  = v2p_d2;
+    \$283  = last2_d3;
     if (rst_fc1) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$284  = v2p_d3;
+    \$284  = last2_d4;
     if (rst_fc1) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$285  = \$signal$41 ;
+    \$285  = \$signal$221 ;
     if (rst_fc1) begin
       \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$286  = first2p_d1;
+    \$286  = v2p_d1;
     if (rst_fc1) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$287  = first2p_d2;
+    \$287  = v2p_d2;
     if (rst_fc1) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$288  = first2p_d3;
+    \$288  = v2p_d3;
     if (rst_fc1) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$289  = last1;
+    \$289  = \$signal$46 ;
     if (rst_fc1) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$290  = last2p_d1;
+    \$290  = first2p_d1;
     if (rst_fc1) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$291  = last2p_d2;
+    \$291  = first2p_d2;
     if (rst_fc1) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$292  = last2p_d3;
+    \$292  = first2p_d3;
     if (rst_fc1) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$293  = group_end;
+    \$293  = last1;
     if (rst_fc1) begin
       \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$294  = xacc;
+    \$294  = last2p_d1;
+    if (rst_fc1) begin
+      \$294  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$295  = last2p_d2;
+    if (rst_fc1) begin
+      \$295  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$296  = last2p_d3;
+    if (rst_fc1) begin
+      \$296  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$297  = group_end;
+    if (rst_fc1) begin
+      \$297  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$298  = xacc;
     if (flags_x[0]) begin
-      \$294  = \$157 [19:0];
+      \$298  = \$160 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$295  = xfin;
-    if (\$158 ) begin
-      \$295  = \$160 [19:0];
+    \$299  = xfin;
+    if (\$161 ) begin
+      \$299  = \$163 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$296  = acc0_0;
+    \$300  = acc0_0;
     if (flags_0[0]) begin
-      \$296  = \$162 [19:0];
+      \$300  = \$165 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$297  = fin0_0;
-    if (\$163 ) begin
-      \$297  = \$165 [19:0];
+    \$301  = fin0_0;
+    if (\$166 ) begin
+      \$301  = \$168 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$298  = bank0_0;
+    \$302  = bank0_0;
     if (done) begin
-      \$298  = \$167 [20:0];
+      \$302  = \$170 [20:0];
     end else if (ser) begin
-      \$298  = bank1_0;
+      \$302  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$299  = acc1_0;
+    \$303  = acc1_0;
     if (flags_1[0]) begin
-      \$299  = \$169 [19:0];
+      \$303  = \$172 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$300  = fin1_0;
-    if (\$170 ) begin
-      \$300  = \$172 [19:0];
+    \$304  = fin1_0;
+    if (\$173 ) begin
+      \$304  = \$175 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$301  = bank1_0;
+    \$305  = bank1_0;
     if (done) begin
-      \$301  = \$174 [20:0];
+      \$305  = \$177 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$302  = ser_left;
+    \$306  = ser_left;
     if (done) begin
-      \$302  = 2'h2;
+      \$306  = 2'h2;
     end else if (ser) begin
-      \$302  = \$175 [1:0];
+      \$306  = \$178 [1:0];
     end
     if (rst_fc1) begin
-      \$302  = 2'h0;
+      \$306  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$303  = \addr$178 ;
+    \$307  = \addr$183 ;
     if (ser) begin
-      \$303  = \$178 [8:0];
+      \$307  = \$181 [8:0];
     end
     if (rst_fc1) begin
-      \$303  = 9'h000;
+      \$307  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$304  = \$179 ;
-    if (rst_fc1) begin
-      \$304  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$305  = \$181 ;
-    if (rst_fc1) begin
-      \$305  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$306  = \$signal$266 ;
-    if (rst_fc1) begin
-      \$306  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$307  = vb;
-    if (rst_fc1) begin
-      \$307  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$308  = v_out_d1;
+    \$308  = \$182 ;
     if (rst_fc1) begin
       \$308  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$309  = v_out_d2;
+    \$309  = \$184 ;
     if (rst_fc1) begin
       \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$310  = v_out_d3;
+    \$310  = \$signal$269 ;
     if (rst_fc1) begin
       \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$311  = ka;
+    \$311  = vb;
     if (rst_fc1) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$312  = skipped_d1;
+    \$312  = v_out_d1;
     if (rst_fc1) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$313  = skipped_d2;
+    \$313  = v_out_d2;
     if (rst_fc1) begin
       \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$314  = skipped_d3;
+    \$314  = v_out_d3;
     if (rst_fc1) begin
       \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$315  = skipped_d4;
+    \$315  = ka;
     if (rst_fc1) begin
       \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$316  = \$192 ;
+    \$316  = skipped_d1;
     if (rst_fc1) begin
       \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$317  = \$194 ;
+    \$317  = skipped_d2;
     if (rst_fc1) begin
-      \$317  = 2'h0;
+      \$317  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$318  = \$26 [2:0];
+    \$318  = skipped_d3;
     if (rst_fc1) begin
-      \$318  = 3'h4;
+      \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$319  = credits_room_next;
+    \$319  = skipped_d4;
     if (rst_fc1) begin
-      \$319  = 1'h1;
+      \$319  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$320  = \$195 ;
+    if (rst_fc1) begin
+      \$320  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$321  = \$197 ;
+    if (rst_fc1) begin
+      \$321  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$322  = \$29 [2:0];
+    if (rst_fc1) begin
+      \$322  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$323  = credits_room_next;
+    if (rst_fc1) begin
+      \$323  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -32707,49 +32746,49 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign w_en = \$4 [19:0];
   assign o__ready = step;
   assign head_addr = addr;
-  assign r_addr_b0 = \port__addr$37 ;
-  assign \port__en$39  = 1'h1;
-  assign \i$44  = word1[7:0];
-  assign \i$93  = word1[15:8];
+  assign r_addr_b0 = \port__addr$42 ;
+  assign \port__en$44  = 1'h1;
+  assign \i$49  = word1[7:0];
+  assign \i$98  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$178 ;
+  assign beat = \addr$183 ;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$184  = data[12:0];
-  assign \b$185  = sa0_0[20:17];
-  assign rq0_y = \$23 [7:0];
-  assign \o__payload$191  = o__payload;
-  assign \o__ready$193  = \o__ready$192 ;
-  assign \o__valid$195  = o__valid;
-  assign \w_data$196  = \$23 [7:0];
-  assign v_out_d4 = \w_en$197 ;
-  assign space_next = \$26 [2:0];
-  assign \$5  = active;
-  assign \$116  = o;
+  assign \a$189  = data[12:0];
+  assign \b$190  = sa0_0[20:17];
+  assign rq0_y = \$26 [7:0];
+  assign \o__payload$196  = o__payload;
+  assign \o__ready$198  = \o__ready$197 ;
+  assign \o__valid$200  = o__valid;
+  assign \w_data$201  = \$26 [7:0];
+  assign v_out_d4 = \w_en$202 ;
+  assign space_next = \$29 [2:0];
+  assign \$7  = active;
   assign \$119  = o;
   assign \$122  = o;
-  assign \$126  = o;
+  assign \$125  = o;
   assign \$129  = o;
-  assign \$130  = o;
-  assign \$131  = \$130 ;
-  assign \$136  = \o$228 ;
-  assign \$139  = \o$228 ;
-  assign \$142  = \o$228 ;
-  assign \$146  = \o$228 ;
-  assign \$149  = \o$228 ;
-  assign \$150  = \o$228 ;
-  assign \$151  = \$150 ;
-  assign \$166  = { fin0_0, 1'h0 };
-  assign \$173  = { fin1_0, 1'h0 };
-  assign \$179  = ser;
-  assign \$180  = 1'h0;
-  assign \$181  = 1'h0;
-  assign \$183  = { p[29], p };
-  assign \$184  = { \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 [16], \p$273 , 17'h00000 };
-  assign \$187  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$188  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$132  = o;
+  assign \$133  = o;
+  assign \$134  = \$133 ;
+  assign \$139  = \o$231 ;
+  assign \$142  = \o$231 ;
+  assign \$145  = \o$231 ;
+  assign \$149  = \o$231 ;
+  assign \$152  = \o$231 ;
+  assign \$153  = \o$231 ;
+  assign \$154  = \$153 ;
+  assign \$169  = { fin0_0, 1'h0 };
+  assign \$176  = { fin1_0, 1'h0 };
+  assign \$182  = ser;
+  assign \$183  = 1'h0;
+  assign \$184  = 1'h0;
+  assign \$186  = { p[29], p };
+  assign \$187  = { \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 , 17'h00000 };
   assign \$190  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$196  = \$195 ;
+  assign \$191  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$193  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$199  = \$198 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -34085,45 +34124,45 @@ module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [35:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [1:0] \$103 ;
-  wire \$104 ;
+  wire \$103 ;
+  wire [1:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
-  reg [6:0] \$107 ;
-  reg \$108 ;
-  reg \$109 ;
+  wire \$107 ;
+  wire \$108 ;
+  reg [6:0] \$109 ;
   wire \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
   reg \$113 ;
-  reg [7:0] \$114 ;
-  reg [6:0] \$115 ;
-  reg [3:0] \$116 ;
-  reg \$117 ;
-  reg [7:0] \$118 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg [7:0] \$116 ;
+  reg [6:0] \$117 ;
+  reg [3:0] \$118 ;
   reg \$119 ;
   wire \$12 ;
-  reg [4:0] \$120 ;
-  reg [4:0] \$121 ;
+  reg [7:0] \$120 ;
+  reg \$121 ;
   reg [4:0] \$122 ;
-  reg \$123 ;
-  reg \$124 ;
+  reg [4:0] \$123 ;
+  reg [4:0] \$124 ;
   reg \$125 ;
-  reg [7:0] \$126 ;
-  reg [7:0] \$127 ;
+  reg \$126 ;
+  reg \$127 ;
   reg [7:0] \$128 ;
   reg [7:0] \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg \$131 ;
+  reg [7:0] \$130 ;
+  reg [7:0] \$131 ;
   reg \$132 ;
   reg \$133 ;
   reg \$134 ;
@@ -34132,20 +34171,20 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg \$137 ;
   reg \$138 ;
   reg \$139 ;
-  wire [8:0] \$14 ;
+  wire \$14 ;
   reg \$140 ;
   reg \$141 ;
   reg \$142 ;
-  reg [16:0] \$143 ;
-  reg [16:0] \$144 ;
+  reg \$143 ;
+  reg \$144 ;
   reg [16:0] \$145 ;
   reg [16:0] \$146 ;
-  reg [17:0] \$147 ;
-  reg \$148 ;
-  reg [3:0] \$149 ;
-  wire [8:0] \$15 ;
+  reg [16:0] \$147 ;
+  reg [16:0] \$148 ;
+  reg [17:0] \$149 ;
+  wire \$15 ;
   reg \$150 ;
-  reg \$151 ;
+  reg [3:0] \$151 ;
   reg \$152 ;
   reg \$153 ;
   reg \$154 ;
@@ -34154,53 +34193,55 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg \$157 ;
   reg \$158 ;
   reg \$159 ;
-  wire [7:0] \$16 ;
+  wire [8:0] \$16 ;
   reg \$160 ;
   reg \$161 ;
   reg \$162 ;
-  reg [1:0] \$163 ;
-  reg [1:0] \$164 ;
-  reg \$165 ;
-  wire [19:0] \$17 ;
-  wire [19:0] \$18 ;
-  wire [2:0] \$19 ;
+  reg \$163 ;
+  reg \$164 ;
+  reg [1:0] \$165 ;
+  reg [1:0] \$166 ;
+  reg \$167 ;
+  wire [8:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [19:0] \$19 ;
   wire [9:0] \$2 ;
-  wire \$20 ;
-  wire [3:0] \$21 ;
+  wire [19:0] \$20 ;
+  wire [2:0] \$21 ;
   wire \$22 ;
-  wire [7:0] \$23 ;
-  wire [7:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
+  wire [3:0] \$23 ;
+  wire \$24 ;
+  wire [7:0] \$25 ;
+  wire [7:0] \$26 ;
   wire \$27 ;
-  wire [7:0] \$28 ;
+  wire \$28 ;
   wire [7:0] \$29 ;
   wire \$3 ;
-  wire [4:0] \$30 ;
+  wire [7:0] \$30 ;
   wire [4:0] \$31 ;
-  wire \$32 ;
-  wire [7:0] \$33 ;
-  wire \$34 ;
+  wire [4:0] \$32 ;
+  wire \$33 ;
+  wire [7:0] \$34 ;
   wire \$35 ;
-  wire [5:0] \$36 ;
+  wire \$36 ;
   wire [5:0] \$37 ;
-  wire [6:0] \$38 ;
+  wire [5:0] \$38 ;
   wire [6:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [5:0] \$41 ;
+  wire [6:0] \$40 ;
+  wire \$41 ;
   wire [5:0] \$42 ;
-  wire [6:0] \$43 ;
+  wire [5:0] \$43 ;
   wire [6:0] \$44 ;
-  wire [5:0] \$45 ;
-  wire \$46 ;
-  wire [5:0] \$47 ;
-  wire [6:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire [6:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
-  wire \$51 ;
-  wire [3:0] \$52 ;
+  wire [5:0] \$50 ;
+  wire [6:0] \$51 ;
+  wire \$52 ;
   wire [3:0] \$53 ;
   wire [3:0] \$54 ;
   wire [3:0] \$55 ;
@@ -34222,49 +34263,49 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire \$7 ;
   wire [3:0] \$70 ;
   wire [3:0] \$71 ;
-  wire [16:0] \$72 ;
-  wire [17:0] \$73 ;
-  wire \$74 ;
-  wire [16:0] \$75 ;
-  wire [17:0] \$76 ;
-  wire [16:0] \$77 ;
-  wire [17:0] \$78 ;
-  wire \$79 ;
+  wire [3:0] \$72 ;
+  wire [16:0] \$73 ;
+  wire [17:0] \$74 ;
+  wire \$75 ;
+  wire [16:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire [16:0] \$78 ;
+  wire [17:0] \$79 ;
   wire \$8 ;
-  wire [16:0] \$80 ;
-  wire [17:0] \$81 ;
+  wire \$80 ;
+  wire [16:0] \$81 ;
   wire [17:0] \$82 ;
-  wire [18:0] \$83 ;
-  wire [1:0] \$84 ;
-  wire \$85 ;
-  wire [4:0] \$86 ;
+  wire [17:0] \$83 ;
+  wire [18:0] \$84 ;
+  wire [1:0] \$85 ;
+  wire \$86 ;
   wire [4:0] \$87 ;
-  wire \$88 ;
+  wire [4:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [21:0] \$91 ;
-  wire [35:0] \$92 ;
-  wire [50:0] \$93 ;
-  wire [51:0] \$94 ;
-  wire [52:0] \$95 ;
-  wire [35:0] \$96 ;
+  wire \$91 ;
+  wire [21:0] \$92 ;
+  wire [35:0] \$93 ;
+  wire [50:0] \$94 ;
+  wire [51:0] \$95 ;
+  wire [52:0] \$96 ;
   wire [35:0] \$97 ;
-  wire \$98 ;
-  wire [35:0] \$99 ;
+  wire [35:0] \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$115  = 1'h0;
-  reg \$signal$88  = 1'h0;
-  reg \$signal$89  = 1'h0;
+  reg \$signal$118  = 1'h0;
+  reg \$signal$91  = 1'h0;
+  reg \$signal$92  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$62 ;
+  wire [1:0] \a$65 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [10:0] \addr$135 ;
+  wire [10:0] \addr$138 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$63 ;
+  wire [17:0] \b$66 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -34277,8 +34318,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$134 ;
+  wire [15:0] \data$137 ;
   reg done = 1'h0;
+  wire filled;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
@@ -34312,24 +34354,24 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire [19:0] o;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$69 ;
-  wire [15:0] \o__payload$91 ;
+  wire [15:0] \o__payload$72 ;
+  wire [15:0] \o__payload$94 ;
   wire o__ready;
-  input \o__ready$70 ;
-  wire \o__ready$70 ;
-  wire \o__ready$71 ;
+  input \o__ready$73 ;
+  wire \o__ready$73 ;
+  wire \o__ready$74 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$73 ;
+  wire \o__valid$76 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$122 ;
+  wire [19:0] \p$125 ;
   wire [7:0] port__addr;
-  wire [7:0] \port__addr$32 ;
+  wire [7:0] \port__addr$35 ;
   reg [31:0] port__data = 32'd0;
-  wire [31:0] \port__data$92 ;
+  wire [31:0] \port__data$95 ;
   wire port__en;
-  wire \port__en$34 ;
+  wire \port__en$37 ;
   reg [7:0] r_addr = 8'h00;
   wire [7:0] r_addr_b0;
   reg [7:0] r_base = 8'h00;
@@ -34386,13 +34428,15 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg [6:0] w_count = 7'h00;
   input [31:0] w_data;
   wire [31:0] w_data;
-  wire [15:0] \w_data$74 ;
+  wire [15:0] \w_data$77 ;
   (* init = 32'd0 *)
   wire [31:0] w_data_q;
   wire w_en;
-  reg \w_en$75  = 1'h0;
+  reg \w_en$78  = 1'h0;
   wire w_en_b0;
   reg w_full = 1'h0;
+  wire w_full_issue;
+  wire w_full_next;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] word1;
@@ -34674,30 +34718,34 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$32 ];
+    _0_ <= vectors[\port__addr$35 ];
   end
-  assign \port__data$92  = _0_;
+  assign \port__data$95  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h80;
   assign \$2  = \$1  + w_count;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & sn_last;
-  assign \$8  = \$6  | \$7 ;
-  assign load = w_full & \$8 ;
-  assign \$9  = s_idx == 7'h7e;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = n_idx == 4'h8;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 8'h80 : 8'h00;
+  assign \$3  = w_count == 7'h7f;
+  assign filled = take & \$3 ;
+  assign \$5  = ~ s_last;
+  assign \$6  = \$5  | can_end;
+  assign step = \$4  & \$6 ;
+  assign \$7  = filled ? 1'h1 : w_full;
+  assign w_full_next = load ? 1'h0 : \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & sn_last;
+  assign \$10  = \$8  | \$9 ;
+  assign load = w_full_issue & \$10 ;
+  assign \$11  = s_idx == 7'h7e;
+  assign \$12  = s_last ? 1'h0 : \$11 ;
+  assign \$signal  = step ? \$12  : s_last;
+  assign \$13  = step & s_last;
+  assign \$14  = n_idx == 4'h8;
+  assign \$15  = n_last ? 1'h0 : \$14 ;
+  assign n_last_next = \$13  ? \$15  : n_last;
+  assign \$16  = r_addr + 1'h1;
+  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
+  assign \$18  = w_half ? 8'h80 : 8'h00;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
@@ -34705,133 +34753,133 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
   assign group_end = v2_d3 & last2_d3;
-  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
-  assign \$19  = credits_space + credits_returned;
-  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$21  = \$19  - \$20 ;
-  assign credits_room_next = \$21 [1:0] >= 1'h1;
-  assign \$22  = w_count == 7'h7f;
-  assign \$23  = w_count + 1'h1;
-  assign \$24  = \$22  ? 8'h00 : \$23 ;
-  assign \$25  = w_count == 7'h7f;
-  assign \$27  = \$signal  & n_last_next;
-  assign \$28  = s_idx + 1'h1;
-  assign \$29  = s_last ? 8'h00 : \$28 ;
-  assign \$30  = n_idx + 1'h1;
-  assign \$31  = n_last ? 5'h00 : \$30 ;
-  assign \$32  = step & sn_last;
-  assign \$33  = w_half ? 8'h80 : 8'h00;
-  assign \$34  = ~ w_half;
-  assign \$35  = col >= 5'h10;
-  assign \$36  = col - 5'h10;
-  assign \$37  = col + 3'h4;
-  assign \$38  = \$35  ? { \$36 [5], \$36  } : { 1'h0, \$37  };
-  assign \$39  = s_last ? 7'h00 : \$38 ;
-  assign \$40  = row_ph0 >= 4'h8;
-  assign \$41  = row_ph0 - 4'h8;
-  assign \$42  = row_ph0 + 4'hc;
-  assign \$43  = \$40  ? { \$41 [5], \$41  } : { 1'h0, \$42  };
-  assign \$44  = n_last ? 7'h00 : \$43 ;
-  assign \$45  = row_ph0 + col;
-  assign \$46  = \$45  >= 5'h14;
-  assign \$47  = row_ph0 + col;
-  assign \$48  = \$47  - 5'h14;
-  assign \$49  = row_ph0 + col;
-  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
-  assign \$51  = ! s_idx;
-  assign \$53  = off1_0[0] ? o[3:0] : o[19:16];
-  assign \$54  = off1_0[1] ? \$52  : \$53 ;
-  assign \$56  = off1_0[0] ? o[3:0] : o[15:12];
-  assign \$57  = off1_0[1] ? \$55  : \$56 ;
-  assign \$59  = off1_0[0] ? o[3:0] : o[11:8];
-  assign \$60  = off1_0[1] ? \$58  : \$59 ;
-  assign \$61  = off1_0[2] ? \$57  : \$60 ;
-  assign \$63  = off1_0[0] ? o[3:0] : o[7:4];
-  assign \$64  = off1_0[1] ? \$62  : \$63 ;
-  assign \$68  = off1_0[2] ? \$64  : \$67 ;
-  assign \$69  = off1_0[3] ? \$61  : \$68 ;
-  assign \$70  = off1_0[4] ? \$54  : \$69 ;
-  assign \$71  = ~ \$70 ;
-  assign \$72  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$73  = \$72  + xsum_l2_0;
-  assign \$74  = flags_x[0] & flags_x[2];
-  assign \$75  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$76  = \$75  + xsum_l2_0;
-  assign \$77  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$78  = \$77  + t0_0_l2_0;
-  assign \$79  = flags_0[0] & flags_0[2];
-  assign \$80  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$81  = \$80  + t0_0_l2_0;
-  assign \$83  = \$82  - xfin;
-  assign \$84  = ser_left - 1'h1;
-  assign \$85  = addr == 4'h9;
-  assign \$86  = addr + 1'h1;
-  assign \$87  = \$85  ? 5'h00 : \$86 ;
-  assign \$91  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$94  = $signed(\$92 ) + $signed(\$93 );
-  assign \$95  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$98  = $signed(\$97 ) < $signed(16'h8000);
-  assign \$100  = $signed(\$99 ) > $signed(16'h7fff);
-  assign \$101  = step & s_last;
-  assign \$102  = o__valid & \o__ready$70 ;
-  assign \$103  = \$102  + skipped_d5;
-  assign \$104  = ~ rst_fc2;
-  assign \$106  = rst_fc2 ? 1'h0 : take;
+  assign \$19  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$20  = rq0_under ? 20'hf8000 : \$19 ;
+  assign \$21  = credits_space + credits_returned;
+  assign \$22  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$23  = \$21  - \$22 ;
+  assign credits_room_next = \$23 [1:0] >= 1'h1;
+  assign \$24  = w_count == 7'h7f;
+  assign \$25  = w_count + 1'h1;
+  assign \$26  = \$24  ? 8'h00 : \$25 ;
+  assign \$28  = \$signal  & n_last_next;
+  assign \$29  = s_idx + 1'h1;
+  assign \$30  = s_last ? 8'h00 : \$29 ;
+  assign \$31  = n_idx + 1'h1;
+  assign \$32  = n_last ? 5'h00 : \$31 ;
+  assign \$33  = step & sn_last;
+  assign \$34  = w_half ? 8'h80 : 8'h00;
+  assign \$35  = ~ w_half;
+  assign \$36  = col >= 5'h10;
+  assign \$37  = col - 5'h10;
+  assign \$38  = col + 3'h4;
+  assign \$39  = \$36  ? { \$37 [5], \$37  } : { 1'h0, \$38  };
+  assign \$40  = s_last ? 7'h00 : \$39 ;
+  assign \$41  = row_ph0 >= 4'h8;
+  assign \$42  = row_ph0 - 4'h8;
+  assign \$43  = row_ph0 + 4'hc;
+  assign \$44  = \$41  ? { \$42 [5], \$42  } : { 1'h0, \$43  };
+  assign \$45  = n_last ? 7'h00 : \$44 ;
+  assign \$46  = row_ph0 + col;
+  assign \$47  = \$46  >= 5'h14;
+  assign \$48  = row_ph0 + col;
+  assign \$49  = \$48  - 5'h14;
+  assign \$50  = row_ph0 + col;
+  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
+  assign \$52  = ! s_idx;
+  assign \$54  = off1_0[0] ? o[3:0] : o[19:16];
+  assign \$55  = off1_0[1] ? \$53  : \$54 ;
+  assign \$57  = off1_0[0] ? o[3:0] : o[15:12];
+  assign \$58  = off1_0[1] ? \$56  : \$57 ;
+  assign \$60  = off1_0[0] ? o[3:0] : o[11:8];
+  assign \$61  = off1_0[1] ? \$59  : \$60 ;
+  assign \$62  = off1_0[2] ? \$58  : \$61 ;
+  assign \$64  = off1_0[0] ? o[3:0] : o[7:4];
+  assign \$65  = off1_0[1] ? \$63  : \$64 ;
+  assign \$69  = off1_0[2] ? \$65  : \$68 ;
+  assign \$70  = off1_0[3] ? \$62  : \$69 ;
+  assign \$71  = off1_0[4] ? \$55  : \$70 ;
+  assign \$72  = ~ \$71 ;
+  assign \$73  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$74  = \$73  + xsum_l2_0;
+  assign \$75  = flags_x[0] & flags_x[2];
+  assign \$76  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$77  = \$76  + xsum_l2_0;
+  assign \$78  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$79  = \$78  + t0_0_l2_0;
+  assign \$80  = flags_0[0] & flags_0[2];
+  assign \$81  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$82  = \$81  + t0_0_l2_0;
+  assign \$84  = \$83  - xfin;
+  assign \$85  = ser_left - 1'h1;
+  assign \$86  = addr == 4'h9;
+  assign \$87  = addr + 1'h1;
+  assign \$88  = \$86  ? 5'h00 : \$87 ;
+  assign \$92  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$95  = $signed(\$93 ) + $signed(\$94 );
+  assign \$96  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$99  = $signed(\$98 ) < $signed(16'h8000);
+  assign \$101  = $signed(\$100 ) > $signed(16'h7fff);
+  assign \$102  = step & s_last;
+  assign \$103  = o__valid & \o__ready$73 ;
+  assign \$104  = \$103  + skipped_d5;
+  assign \$105  = ~ rst_fc2;
+  assign \$107  = rst_fc2 ? 1'h0 : take;
+  assign \$108  = rst_fc2 ? 1'h0 : w_full_next;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$107 ;
+    w_count <= \$109 ;
   always @(posedge clk)
-    w_full <= \$108 ;
+    can_end <= \$110 ;
   always @(posedge clk)
-    can_end <= \$109 ;
+    gap_zero <= \$111 ;
   always @(posedge clk)
-    gap_zero <= \$110 ;
+    s_last <= \$112 ;
   always @(posedge clk)
-    s_last <= \$111 ;
+    n_last <= \$113 ;
   always @(posedge clk)
-    n_last <= \$112 ;
+    sn_last <= \$114 ;
   always @(posedge clk)
-    sn_last <= \$113 ;
+    w_full <= \$115 ;
   always @(posedge clk)
-    r_addr <= \$114 ;
+    r_addr <= \$116 ;
   always @(posedge clk)
-    s_idx <= \$115 ;
+    s_idx <= \$117 ;
   always @(posedge clk)
-    n_idx <= \$116 ;
+    n_idx <= \$118 ;
   always @(posedge clk)
-    active <= \$117 ;
+    active <= \$119 ;
   always @(posedge clk)
-    r_base <= \$118 ;
+    r_base <= \$120 ;
   always @(posedge clk)
-    w_half <= \$119 ;
+    w_half <= \$121 ;
   always @(posedge clk)
-    col <= \$120 ;
+    col <= \$122 ;
   always @(posedge clk)
-    row_ph0 <= \$121 ;
+    row_ph0 <= \$123 ;
   always @(posedge clk)
-    off1_0 <= \$122 ;
+    off1_0 <= \$124 ;
   always @(posedge clk)
-    \$signal$88  <= \$123 ;
+    \$signal$91  <= \$125 ;
   always @(posedge clk)
-    \$signal$89  <= \$124 ;
+    \$signal$92  <= \$126 ;
   always @(posedge clk)
-    last1 <= \$125 ;
+    last1 <= \$127 ;
   always @(posedge clk)
-    i <= \o__payload$91 ;
+    i <= \o__payload$94 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$92 ;
+    xdata_d1 <= \port__data$95 ;
   always @(posedge clk)
-    w0_0 <= \$71 ;
+    w0_0 <= \$72 ;
   always @(posedge clk)
-    m0_0_0 <= \$126 ;
+    m0_0_0 <= \$128 ;
   always @(posedge clk)
-    m0_0_1 <= \$127 ;
+    m0_0_1 <= \$129 ;
   always @(posedge clk)
-    m0_0_2 <= \$128 ;
+    m0_0_2 <= \$130 ;
   always @(posedge clk)
-    m0_0_3 <= \$129 ;
+    m0_0_3 <= \$131 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -34841,95 +34889,95 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    v2_d1 <= \$130 ;
+    v2_d1 <= \$132 ;
   always @(posedge clk)
-    v2_d2 <= \$131 ;
+    v2_d2 <= \$133 ;
   always @(posedge clk)
-    v2_d3 <= \$132 ;
+    v2_d3 <= \$134 ;
   always @(posedge clk)
-    last2_d1 <= \$133 ;
+    last2_d1 <= \$135 ;
   always @(posedge clk)
-    last2_d2 <= \$134 ;
+    last2_d2 <= \$136 ;
   always @(posedge clk)
-    last2_d3 <= \$135 ;
+    last2_d3 <= \$137 ;
   always @(posedge clk)
-    v2p_d1 <= \$136 ;
+    v2p_d1 <= \$138 ;
   always @(posedge clk)
-    v2p_d2 <= \$137 ;
+    v2p_d2 <= \$139 ;
   always @(posedge clk)
-    first2p_d1 <= \$138 ;
+    first2p_d1 <= \$140 ;
   always @(posedge clk)
-    first2p_d2 <= \$139 ;
+    first2p_d2 <= \$141 ;
   always @(posedge clk)
-    last2p_d1 <= \$140 ;
+    last2p_d1 <= \$142 ;
   always @(posedge clk)
-    last2p_d2 <= \$141 ;
+    last2p_d2 <= \$143 ;
   always @(posedge clk)
-    done <= \$142 ;
+    done <= \$144 ;
   always @(posedge clk)
-    xacc <= \$143 ;
+    xacc <= \$145 ;
   always @(posedge clk)
-    xfin <= \$144 ;
+    xfin <= \$146 ;
   always @(posedge clk)
-    acc0_0 <= \$145 ;
+    acc0_0 <= \$147 ;
   always @(posedge clk)
-    fin0_0 <= \$146 ;
+    fin0_0 <= \$148 ;
   always @(posedge clk)
-    bank0_0 <= \$147 ;
+    bank0_0 <= \$149 ;
   always @(posedge clk)
-    ser_left <= \$148 ;
+    ser_left <= \$150 ;
   always @(posedge clk)
-    addr <= \$149 ;
+    addr <= \$151 ;
   always @(posedge clk)
-    \$signal$115  <= \$150 ;
+    \$signal$118  <= \$152 ;
   always @(posedge clk)
-    ka <= \$151 ;
+    ka <= \$153 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$152 ;
+    vb <= \$154 ;
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$91 ;
+    rq0_beta <= \$92 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$94 ;
+    rq0_acc_s1_0 <= \$95 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$95 [35:0];
+    rq0_acc_s2_0 <= \$96 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$96 [19:0];
+    rq0_shifted <= \$97 [19:0];
   always @(posedge clk)
-    rq0_under <= \$98 ;
+    rq0_under <= \$99 ;
   always @(posedge clk)
-    rq0_over <= \$100 ;
+    rq0_over <= \$101 ;
   always @(posedge clk)
-    v_out_d1 <= \$153 ;
+    v_out_d1 <= \$155 ;
   always @(posedge clk)
-    v_out_d2 <= \$154 ;
+    v_out_d2 <= \$156 ;
   always @(posedge clk)
-    v_out_d3 <= \$155 ;
+    v_out_d3 <= \$157 ;
   always @(posedge clk)
-    \w_en$75  <= \$156 ;
+    \w_en$78  <= \$158 ;
   always @(posedge clk)
-    skipped_d1 <= \$157 ;
+    skipped_d1 <= \$159 ;
   always @(posedge clk)
-    skipped_d2 <= \$158 ;
+    skipped_d2 <= \$160 ;
   always @(posedge clk)
-    skipped_d3 <= \$159 ;
+    skipped_d3 <= \$161 ;
   always @(posedge clk)
-    skipped_d4 <= \$160 ;
+    skipped_d4 <= \$162 ;
   always @(posedge clk)
-    skipped_d5 <= \$161 ;
+    skipped_d5 <= \$163 ;
   always @(posedge clk)
-    group_ended_d1 <= \$162 ;
+    group_ended_d1 <= \$164 ;
   always @(posedge clk)
-    credits_returned <= \$163 ;
+    credits_returned <= \$165 ;
   always @(posedge clk)
-    credits_space <= \$164 ;
+    credits_space <= \$166 ;
   always @(posedge clk)
-    credits_room <= \$165 ;
+    credits_room <= \$167 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -34942,11 +34990,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$70 ),
+    .o__ready(\o__ready$73 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
-    .w_data(\$18 [15:0]),
-    .w_en(\w_en$75 )
+    .w_data(\$20 [15:0]),
+    .w_en(\w_en$78 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -34970,12 +35018,12 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$32 )
+    .q(\port__addr$35 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$135 ),
+    .addr(\addr$138 ),
     .clk(clk),
-    .data(\data$134 )
+    .data(\data$137 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[16:0]),
@@ -34987,7 +35035,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$122 )
+    .p(\p$125 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -35002,144 +35050,124 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$106 ),
+    .d(\$107 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_issue_copy (
+    .clk(clk),
+    .d(\$108 ),
+    .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
     .clk(clk),
-    .data(\data$134 ),
-    .o__payload(\o__payload$91 ),
+    .data(\data$137 ),
+    .o__payload(\o__payload$94 ),
     .o__ready(step),
-    .raddr(\addr$135 ),
+    .raddr(\addr$138 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [7:0];
+      r_next = \$17 [7:0];
     end
     if (load) begin
-      r_next = \$16 ;
+      r_next = \$18 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$107  = w_count;
+    \$109  = w_count;
     if (take) begin
-      \$107  = \$24 [6:0];
+      \$109  = \$26 [6:0];
     end
     if (rst_fc2) begin
-      \$107  = 7'h00;
+      \$109  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$108  = w_full;
-    if (take) begin
-      if (\$25 ) begin
-        \$108  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$108  = 1'h0;
-    end
-    if (rst_fc2) begin
-      \$108  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$109  = \$26 ;
-    if (rst_fc2) begin
-      \$109  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$110  = 1'h1;
+    \$110  = \$27 ;
     if (rst_fc2) begin
       \$110  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$111  = \$signal ;
+    \$111  = 1'h1;
     if (rst_fc2) begin
-      \$111  = 1'h0;
+      \$111  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$112  = n_last_next;
+    \$112  = \$signal ;
     if (rst_fc2) begin
       \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = \$27 ;
+    \$113  = n_last_next;
     if (rst_fc2) begin
       \$113  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$114  = r_next;
+    \$114  = \$28 ;
     if (rst_fc2) begin
-      \$114  = 8'h00;
+      \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$115  = s_idx;
+    \$115  = w_full_next;
+    if (rst_fc2) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$116  = r_next;
+    if (rst_fc2) begin
+      \$116  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$117  = s_idx;
     if (step) begin
-      \$115  = \$29 [6:0];
+      \$117  = \$30 [6:0];
     end
     if (rst_fc2) begin
-      \$115  = 7'h00;
+      \$117  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$116  = n_idx;
+    \$118  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$116  = \$31 [3:0];
+        \$118  = \$32 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$116  = 4'h0;
+      \$118  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$117  = active;
-    if (\$32 ) begin
-      \$117  = 1'h0;
+    \$119  = active;
+    if (\$33 ) begin
+      \$119  = 1'h0;
     end
     if (load) begin
-      \$117  = 1'h1;
-    end
-    if (rst_fc2) begin
-      \$117  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$118  = r_base;
-    if (load) begin
-      \$118  = \$33 ;
-    end
-    if (rst_fc2) begin
-      \$118  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$119  = w_half;
-    if (load) begin
-      \$119  = \$34 ;
+      \$119  = 1'h1;
     end
     if (rst_fc2) begin
       \$119  = 1'h0;
@@ -35147,348 +35175,368 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$120  = col;
-    if (step) begin
-      \$120  = \$39 [4:0];
+    \$120  = r_base;
+    if (load) begin
+      \$120  = \$34 ;
     end
     if (rst_fc2) begin
-      \$120  = 5'h00;
+      \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$121  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$121  = \$44 [4:0];
-      end
+    \$121  = w_half;
+    if (load) begin
+      \$121  = \$35 ;
     end
     if (rst_fc2) begin
-      \$121  = 5'h00;
+      \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$122  = \$50 [4:0];
+    \$122  = col;
+    if (step) begin
+      \$122  = \$40 [4:0];
+    end
     if (rst_fc2) begin
       \$122  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$123  = step;
+    \$123  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$123  = \$45 [4:0];
+      end
+    end
     if (rst_fc2) begin
-      \$123  = 1'h0;
+      \$123  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$124  = \$51 ;
+    \$124  = \$51 [4:0];
     if (rst_fc2) begin
-      \$124  = 1'h0;
+      \$124  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$125  = s_last;
+    \$125  = step;
     if (rst_fc2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$126  = \$52 ;
+    if (rst_fc2) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$127  = s_last;
+    if (rst_fc2) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$126  = 8'h00;
+      \$128  = 8'h00;
     end else begin
-      \$126  = xdata_d1[7:0];
+      \$128  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$127  = 8'h00;
+      \$129  = 8'h00;
     end else begin
-      \$127  = xdata_d1[15:8];
+      \$129  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$128  = 8'h00;
+      \$130  = 8'h00;
     end else begin
-      \$128  = xdata_d1[23:16];
+      \$130  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$129  = 8'h00;
+      \$131  = 8'h00;
     end else begin
-      \$129  = xdata_d1[31:24];
+      \$131  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$130  = \$signal$88 ;
-    if (rst_fc2) begin
-      \$130  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$131  = v2_d1;
-    if (rst_fc2) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$132  = v2_d2;
+    \$132  = \$signal$91 ;
     if (rst_fc2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$133  = last1;
+    \$133  = v2_d1;
     if (rst_fc2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$134  = last2_d1;
+    \$134  = v2_d2;
     if (rst_fc2) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = last2_d2;
+    \$135  = last1;
     if (rst_fc2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$136  = \$signal$88 ;
+    \$136  = last2_d1;
     if (rst_fc2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$137  = v2p_d1;
+    \$137  = last2_d2;
     if (rst_fc2) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$138  = \$signal$89 ;
+    \$138  = \$signal$91 ;
     if (rst_fc2) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$139  = first2p_d1;
+    \$139  = v2p_d1;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$140  = last1;
+    \$140  = \$signal$92 ;
     if (rst_fc2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = last2p_d1;
+    \$141  = first2p_d1;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = group_end;
+    \$142  = last1;
     if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = xacc;
+    \$143  = last2p_d1;
+    if (rst_fc2) begin
+      \$143  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$144  = group_end;
+    if (rst_fc2) begin
+      \$144  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$145  = xacc;
     if (flags_x[0]) begin
-      \$143  = \$73 [16:0];
+      \$145  = \$74 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = xfin;
-    if (\$74 ) begin
-      \$144  = \$76 [16:0];
+    \$146  = xfin;
+    if (\$75 ) begin
+      \$146  = \$77 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = acc0_0;
+    \$147  = acc0_0;
     if (flags_0[0]) begin
-      \$145  = \$78 [16:0];
+      \$147  = \$79 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = fin0_0;
-    if (\$79 ) begin
-      \$146  = \$81 [16:0];
+    \$148  = fin0_0;
+    if (\$80 ) begin
+      \$148  = \$82 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = bank0_0;
+    \$149  = bank0_0;
     if (done) begin
-      \$147  = \$83 [17:0];
+      \$149  = \$84 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = ser_left;
+    \$150  = ser_left;
     if (done) begin
-      \$148  = 1'h1;
+      \$150  = 1'h1;
     end else if (ser) begin
-      \$148  = \$84 [0];
+      \$150  = \$85 [0];
     end
-    if (rst_fc2) begin
-      \$148  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = addr;
-    if (ser) begin
-      \$149  = \$87 [3:0];
-    end
-    if (rst_fc2) begin
-      \$149  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = \$88 ;
     if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = \$90 ;
+    \$151  = addr;
+    if (ser) begin
+      \$151  = \$88 [3:0];
+    end
     if (rst_fc2) begin
-      \$151  = 1'h0;
+      \$151  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = \$signal$115 ;
+    \$152  = \$89 ;
     if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = vb;
+    \$153  = \$91 ;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = v_out_d1;
+    \$154  = \$signal$118 ;
     if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = v_out_d2;
+    \$155  = vb;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = v_out_d3;
+    \$156  = v_out_d1;
     if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = ka;
+    \$157  = v_out_d2;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = skipped_d1;
+    \$158  = v_out_d3;
     if (rst_fc2) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = skipped_d2;
+    \$159  = ka;
     if (rst_fc2) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = skipped_d3;
+    \$160  = skipped_d1;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = skipped_d4;
+    \$161  = skipped_d2;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = \$101 ;
+    \$162  = skipped_d3;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = \$103 ;
+    \$163  = skipped_d4;
     if (rst_fc2) begin
-      \$163  = 2'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$164  = \$21 [1:0];
+    \$164  = \$102 ;
     if (rst_fc2) begin
-      \$164  = 2'h2;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$165  = credits_room_next;
+    \$165  = \$104 ;
     if (rst_fc2) begin
-      \$165  = 1'h1;
+      \$165  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$166  = \$23 [1:0];
+    if (rst_fc2) begin
+      \$166  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$167  = credits_room_next;
+    if (rst_fc2) begin
+      \$167  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -35499,41 +35547,41 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   assign w_en = take;
   assign o__ready = step;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$32 ;
-  assign \port__en$34  = 1'h1;
+  assign r_addr_b0 = \port__addr$35 ;
+  assign \port__en$37  = 1'h1;
   assign word1 = i;
   assign shift = ser;
   assign beat = addr;
   assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$62  = data[18:17];
-  assign \b$63  = b;
-  assign rq0_y = \$18 [15:0];
-  assign \o__payload$69  = o__payload;
-  assign \o__ready$71  = \o__ready$70 ;
-  assign \o__valid$73  = o__valid;
-  assign \w_data$74  = \$18 [15:0];
-  assign v_out_d4 = \w_en$75 ;
-  assign space_next = \$21 [1:0];
-  assign \$3  = active;
-  assign \$26  = credits_room_next;
-  assign \$52  = o[3:0];
-  assign \$55  = o[3:0];
-  assign \$58  = o[3:0];
-  assign \$62  = o[3:0];
-  assign \$65  = o[3:0];
+  assign \a$65  = data[18:17];
+  assign \b$66  = b;
+  assign rq0_y = \$20 [15:0];
+  assign \o__payload$72  = o__payload;
+  assign \o__ready$74  = \o__ready$73 ;
+  assign \o__valid$76  = o__valid;
+  assign \w_data$77  = \$20 [15:0];
+  assign v_out_d4 = \w_en$78 ;
+  assign space_next = \$23 [1:0];
+  assign \$4  = active;
+  assign \$27  = credits_room_next;
+  assign \$53  = o[3:0];
+  assign \$56  = o[3:0];
+  assign \$59  = o[3:0];
+  assign \$63  = o[3:0];
   assign \$66  = o[3:0];
-  assign \$67  = \$66 ;
-  assign \$82  = { fin0_0, 1'h0 };
-  assign \$88  = ser;
-  assign \$89  = 1'h0;
+  assign \$67  = o[3:0];
+  assign \$68  = \$67 ;
+  assign \$83  = { fin0_0, 1'h0 };
+  assign \$89  = ser;
   assign \$90  = 1'h0;
-  assign \$92  = { p[34], p };
-  assign \$93  = { \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 [19], \p$122 , 17'h00000 };
-  assign \$96  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$91  = 1'h0;
+  assign \$93  = { p[34], p };
+  assign \$94  = { \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 , 17'h00000 };
   assign \$97  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$99  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$105  = \$104 ;
+  assign \$98  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$100  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$106  = \$105 ;
   assign ser = ser_left;
 endmodule
 

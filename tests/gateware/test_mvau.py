@@ -28,10 +28,25 @@ def _layer(f, o, *, q=1, n_in=6, n_out=10, signed=False, seed=0):
     return pkg, pkg.layers[0], layer_constants(pkg, 0, F)
 
 
+def _copies_agree(dut, wrong):
+    """A monitor: ``w_full`` and its issue copy equal in every cycle (else the cycle into
+    ``wrong``)."""
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, a, b in ctx.tick().sample(*dut._w_full):
+            cycle += 1
+            if a != b:
+                wrong.append(cycle)
+    return monitor
+
+
 def _simulate(params, x, *, stall=0.0, seed=1, before=None):
-    run = run_stream(MatrixVectorUnit(params), pack_beats(x, params.simd, params.x_width),
+    dut, wrong = MatrixVectorUnit(params), []
+    run = run_stream(dut, pack_beats(x, params.simd, params.x_width),
                      x.shape[0] * params.out_features // params.out_simd,
-                     in_stall=stall, out_stall=stall, seed=seed, before=before)
+                     in_stall=stall, out_stall=stall, seed=seed, before=before,
+                     monitor=_copies_agree(dut, wrong))
+    assert wrong == []
     got = unpack_beats(run.outputs, params.out_simd, params.y_width, params.consts.y_lo < 0)
     return got.reshape(x.shape[0], params.out_features), run
 
@@ -150,19 +165,25 @@ def test_mvau_int8_planes_and_baseline():
     assert np.array_equal(got, run_int(pkg, x, F)[0])
 
 
-def test_mvau_reset_in_the_middle_of_a_vector():
+@pytest.mark.parametrize("hold, offered", [(2, False), (1, True)])
+def test_mvau_reset_in_the_middle_of_a_vector(hold, offered):
+    """A reset while a vector is issued and the next one half written (``w_full``'s issue
+    copy follows the reset through its input: equal to ``w_full`` in every cycle)."""
     pkg, layer, consts = _layer(21, 8, q=2)
     params = mvau_params(layer, consts, 4, 5, 2)
-    dut = MatrixVectorUnit(params)
-    junk = pack_beats(_inputs(consts, 2, 21, seed=7), 5, params.x_width)
+    dut, wrong = MatrixVectorUnit(params), []
+    junk = pack_beats(_inputs(consts, 8, 21, seed=7), 5, params.x_width)
 
-    # a vector and part of the next, output stalled
-    before = reset_while_stalled(dut, junk[:5 + 2], settle=30, hold=2)
+    # a vector and part of the next, output stalled (or vectors until the input is out of
+    # room, both halves full, and a beat offered during the reset)
+    before = reset_while_stalled(dut, junk[:5 + 2] if not offered else junk, settle=30,
+                                 hold=hold, offered=offered, fill=offered)
     x = _inputs(consts, 3, 21, seed=8)
     run = run_stream(dut, pack_beats(x, 5, params.x_width), 3 * 4, in_stall=0.2, out_stall=0.3,
-                     seed=2, before=before)
+                     seed=2, before=before, monitor=_copies_agree(dut, wrong))
     got = unpack_beats(run.outputs, 2, params.y_width, consts.y_lo < 0).reshape(3, 8)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
+    assert wrong == []
 
 
 def test_rom_image_holds_each_rows_bits_at_its_offset():
