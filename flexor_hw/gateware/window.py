@@ -479,9 +479,9 @@ class _Writer:
         self.write, self.rows = Signal(name="write"), Signal(name="write_rows")
         m.d.comb += [skid.o.ready.eq(self.can_write),
                      self.write.eq(skid.o.valid & self.can_write)]
-        self._valid = copy_register(m, Mux(ResetSignal("sync"), 0, skid.valid_next),
-                                    "inp_valid_rows", emit=unit._emit)
         self._emit = unit._emit
+        self._valid = copy_register(m, Mux(ResetSignal("sync"), 0, skid.valid_next),
+                                    "inp_valid_rows", emit=self._emit)
 
     def set_room(self, m, can_write_next):
         """``can_write`` follows ``can_write_next``, and so does its copy for ``rows``."""

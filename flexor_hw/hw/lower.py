@@ -43,10 +43,10 @@ class HwGraph:
         return sum(st.latency() for st in self.stages) + PORT_OUT_LATENCY
 
     def estimate(self):
-        """The stages' estimates summed, and the top's output register slice: two words of
-        the output stream and two flags in flip-flops, a LUT4 a bit choosing between them."""
-        width = Shape.cast(self.stages[-1].y_shape).width
-        total = {"luts": width, "ffs": 2 * width + 2, "brams": 0, "dsps": 0}
+        """The stages' estimates summed, and the top's output register slice (a skid
+        buffer of the output stream's width)."""
+        port = S.skid_buffer_cost(Shape.cast(self.stages[-1].y_shape).width)
+        total = {**port, "brams": 0, "dsps": 0}
         for st in self.stages:
             for key, value in st.estimate().items():
                 total[key] += value

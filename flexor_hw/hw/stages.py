@@ -208,11 +208,9 @@ class SlidingWindow(Stage):
             ffs += self.x_shape.width * self.simd
         # each memory's registered write port: address, data and enable
         ffs += sum(max(1, (mem["depth"] - 1).bit_length()) + mem["width"] + 1 for mem in mems)
-        # the input's skid buffer: two beats, its flags, a multiplexer a bit
-        xw = self.x_shape.width
-        ffs += 2 * xw + 2
-        return _with_memories({"luts": c["luts"] + xw + 2, "ffs": ffs, "brams": 0,
-                               "dsps": 0}, mems)
+        skid = skid_buffer_cost(self.x_shape.width)         # the input's skid buffer
+        return _with_memories({"luts": c["luts"] + skid["luts"] + 2, "ffs": ffs + skid["ffs"],
+                               "brams": 0, "dsps": 0}, mems)
 
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
@@ -376,6 +374,12 @@ def mvau_logic(p):
             "dsps": p.out_simd * p.q * p.product_terms}
 
 
+def skid_buffer_cost(width):
+    """A :class:`~flexor_hw.gateware.pipeline.SkidBuffer` of ``width`` bits: two beats and
+    two flags in flip-flops, a multiplexer (a LUT4) a bit."""
+    return {"luts": width, "ffs": 2 * width + 2}
+
+
 def rom_read_ffs(p):
     """The registers a weight ROM in logic of latency 3 (:func:`rom_latency`) adds: read in
     pages (``rom_page_words``), a word per page and the address's copy per page; else the
@@ -386,7 +390,8 @@ def rom_read_ffs(p):
     if rom_latency(p, logic) < 3:
         return 0
     if not rom_paged(p):
-        return rom_address_copies(p.rom_width) * max(1, (p.rom_depth - 1).bit_length()) + p.rom_width
+        address_bits = max(1, (p.rom_depth - 1).bit_length())
+        return rom_address_copies(p.rom_width) * address_bits + p.rom_width
     pages = -(-p.rom_depth // p.rom_page_words)
     return pages * (p.rom_width + p.rom_page_words.bit_length() - 1) + p.rom_width
 
@@ -553,11 +558,12 @@ class ResidualFork(Stage):
         return [_mem(self, "skip fifo", self.depth + ROOM_SLACK, self.x_shape.width)]
 
     def estimate(self):
-        # the input's skid buffer (two registers, a 2:1 mux) and the skip FIFO's output
-        # register beside the fork's fixed cost
+        # the input's skid buffer and the skip FIFO's output register beside the fork's
+        # fixed cost
         est = super().estimate()
         xw = self.x_shape.width
-        return dict(est, luts=est["luts"] + xw, ffs=est["ffs"] + 3 * xw + 2)
+        skid = skid_buffer_cost(xw)
+        return dict(est, luts=est["luts"] + skid["luts"], ffs=est["ffs"] + skid["ffs"] + xw)
 
     def describe(self):
         return {"skip_fifo_depth": self.depth, "stride": self.stride,
