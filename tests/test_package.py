@@ -1,5 +1,7 @@
 import io
 import json
+import os
+import tempfile
 import zipfile
 
 import numpy as np
@@ -27,10 +29,11 @@ def test_save_load_round_trip_is_exact(features, q, seed, random_fill):
                          seed=seed)
     buf = io.BytesIO()
     save(pkg, buf)
-    path = f"/tmp/flexor-roundtrip-{seed}.flexor.npz"
-    with open(path, "wb") as f:
-        f.write(buf.getvalue())
-    assert_same(pkg, load(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "round-trip.flexor.npz")
+        with open(path, "wb") as f:
+            f.write(buf.getvalue())
+        assert_same(pkg, load(path))
 
 
 def test_save_is_deterministic(tmp_path, small_package):
