@@ -420,18 +420,21 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += step.eq(active & valid & (~s_last | can_end))
         vector_end = step & sn_last
         load = Signal()
-        # w_full in two registers that follow one next value: the input's ready and the
-        # writer's own, and the issue's copy (``w_full_issue``, a ``flexor_copy`` following the
-        # reset through its input) for ``load``. With one register, the input side and the
-        # issue placed apart, the loop from it through ``load`` back into its own reset was
-        # the placed ResNet-20's longest path twice over (conv21: 1.4 ns of logic, 16.2 of
-        # routing); with the copy, each path crosses once. (A take and a load never meet:
-        # the take needs ``~w_full``, the load ``w_full``.)
-        w_full_next = Signal()
-        m.d.comb += w_full_next.eq(Mux(load, 0, Mux(filled, 1, w_full)))
-        m.d.sync += w_full.eq(w_full_next)
-        w_full_issue = copy_register(m, Mux(ResetSignal("sync"), 0, w_full_next),
-                                     "w_full_issue", emit=self._init_files is not None)
+        # w_full in two registers, each holding through itself, that step alike (so they
+        # are equal): the input's ready and the writer's own, and the issue's copy
+        # (``w_full_issue``, a ``flexor_copy`` following the reset through its input) for
+        # ``load``. Each reads the other side once: the input side's ``load``, the issue's
+        # ``filled``. With one register, the input side and the issue placed apart, the loop
+        # from it through ``load`` back into its own reset was the placed ResNet-20's longest
+        # path twice over (conv21: 1.4 ns of logic, 16.2 of routing); with a copy that held
+        # through the input side's register, the placer put the copy by the input side and
+        # the loop crossed twice again (conv3: 11.1 ns of routing). (A take and a load never
+        # meet: the take needs ``~w_full``, the load ``w_full``.)
+        m.d.sync += w_full.eq(Mux(load, 0, Mux(filled, 1, w_full)))
+        w_full_issue = Signal()
+        w_full_issue_next = Mux(ResetSignal("sync") | load, 0, Mux(filled, 1, w_full_issue))
+        m.d.comb += w_full_issue.eq(copy_register(m, w_full_issue_next, "w_full_issue",
+                                                  emit=self._init_files is not None))
         self._w_full = (w_full, w_full_issue)   # for tests
         m.d.comb += load.eq(w_full_issue & (~active | vector_end))
         m.d.comb += weights.o.ready.eq(step)

@@ -581,64 +581,64 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [10:0] \$101 ;
-  wire [11:0] \$102 ;
+  wire [11:0] \$100 ;
+  wire \$101 ;
+  wire [10:0] \$102 ;
   wire [11:0] \$103 ;
-  wire [12:0] \$104 ;
-  wire [2:0] \$105 ;
-  wire \$106 ;
-  wire [7:0] \$107 ;
+  wire [11:0] \$104 ;
+  wire [12:0] \$105 ;
+  wire [2:0] \$106 ;
+  wire \$107 ;
   wire [7:0] \$108 ;
-  wire \$109 ;
+  wire [7:0] \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [21:0] \$112 ;
-  wire [30:0] \$113 ;
-  wire [31:0] \$114 ;
-  wire [28:0] \$115 ;
+  wire \$112 ;
+  wire [21:0] \$113 ;
+  wire [30:0] \$114 ;
+  wire [31:0] \$115 ;
   wire [28:0] \$116 ;
-  wire \$117 ;
-  wire [28:0] \$118 ;
-  wire \$119 ;
+  wire [28:0] \$117 ;
+  wire \$118 ;
+  wire [28:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire [1:0] \$122 ;
-  wire \$123 ;
+  wire \$122 ;
+  wire [1:0] \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  reg [2:0] \$127 ;
-  reg \$128 ;
-  reg \$129 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  reg \$130 ;
+  reg [2:0] \$130 ;
   reg \$131 ;
   reg \$132 ;
   reg \$133 ;
-  reg [3:0] \$134 ;
-  reg [2:0] \$135 ;
-  reg [5:0] \$136 ;
-  reg \$137 ;
-  reg [3:0] \$138 ;
-  reg \$139 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg [3:0] \$137 ;
+  reg [2:0] \$138 ;
+  reg [5:0] \$139 ;
   wire \$14 ;
-  reg [1:0] \$140 ;
+  reg \$140 ;
   reg [3:0] \$141 ;
-  reg [3:0] \$142 ;
-  reg [3:0] \$143 ;
+  reg \$142 ;
+  reg [1:0] \$143 ;
   reg [3:0] \$144 ;
   reg [3:0] \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg [5:0] \$149 ;
-  wire \$15 ;
-  reg [4:0] \$150 ;
-  reg [4:0] \$151 ;
-  reg [4:0] \$152 ;
+  reg [3:0] \$146 ;
+  reg [3:0] \$147 ;
+  reg [3:0] \$148 ;
+  reg \$149 ;
+  wire [4:0] \$15 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg [5:0] \$152 ;
   reg [4:0] \$153 ;
   reg [4:0] \$154 ;
   reg [4:0] \$155 ;
@@ -647,28 +647,28 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$158 ;
   reg [4:0] \$159 ;
   wire [4:0] \$16 ;
-  reg [5:0] \$160 ;
+  reg [4:0] \$160 ;
   reg [4:0] \$161 ;
   reg [4:0] \$162 ;
-  reg [4:0] \$163 ;
+  reg [5:0] \$163 ;
   reg [4:0] \$164 ;
   reg [4:0] \$165 ;
   reg [4:0] \$166 ;
   reg [4:0] \$167 ;
   reg [4:0] \$168 ;
   reg [4:0] \$169 ;
-  wire [4:0] \$17 ;
+  wire [2:0] \$17 ;
   reg [4:0] \$170 ;
-  reg \$171 ;
-  reg \$172 ;
-  reg \$173 ;
+  reg [4:0] \$171 ;
+  reg [4:0] \$172 ;
+  reg [4:0] \$173 ;
   reg \$174 ;
   reg \$175 ;
   reg \$176 ;
   reg \$177 ;
   reg \$178 ;
   reg \$179 ;
-  wire [2:0] \$18 ;
+  wire \$18 ;
   reg \$180 ;
   reg \$181 ;
   reg \$182 ;
@@ -678,22 +678,22 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$186 ;
   reg \$187 ;
   reg \$188 ;
-  reg [10:0] \$189 ;
+  reg \$189 ;
   wire \$19 ;
-  reg [10:0] \$190 ;
-  reg [10:0] \$191 ;
+  reg \$190 ;
+  reg \$191 ;
   reg [10:0] \$192 ;
-  reg [11:0] \$193 ;
+  reg [10:0] \$193 ;
   reg [10:0] \$194 ;
   reg [10:0] \$195 ;
   reg [11:0] \$196 ;
-  reg [1:0] \$197 ;
-  reg [6:0] \$198 ;
-  reg \$199 ;
+  reg [10:0] \$197 ;
+  reg [10:0] \$198 ;
+  reg [11:0] \$199 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg \$201 ;
+  reg [1:0] \$200 ;
+  reg [6:0] \$201 ;
   reg \$202 ;
   reg \$203 ;
   reg \$204 ;
@@ -702,59 +702,62 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$207 ;
   reg \$208 ;
   reg \$209 ;
-  wire \$21 ;
-  reg [1:0] \$210 ;
-  reg [3:0] \$211 ;
+  wire [12:0] \$21 ;
+  reg \$210 ;
+  reg \$211 ;
   reg \$212 ;
+  reg [1:0] \$213 ;
+  reg [3:0] \$214 ;
+  reg \$215 ;
   wire [12:0] \$22 ;
-  wire [12:0] \$23 ;
-  wire [4:0] \$24 ;
-  wire [1:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire \$27 ;
+  wire [4:0] \$23 ;
+  wire [1:0] \$24 ;
+  wire [5:0] \$25 ;
+  wire \$26 ;
+  wire [3:0] \$27 ;
   wire [3:0] \$28 ;
-  wire [3:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [3:0] \$32 ;
+  wire \$32 ;
   wire [3:0] \$33 ;
-  wire [6:0] \$34 ;
+  wire [3:0] \$34 ;
   wire [6:0] \$35 ;
-  wire \$36 ;
-  wire [2:0] \$37 ;
-  wire \$38 ;
+  wire [6:0] \$36 ;
+  wire \$37 ;
+  wire [2:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [2:0] \$41 ;
-  wire [3:0] \$42 ;
-  wire \$43 ;
-  wire [4:0] \$44 ;
+  wire \$41 ;
+  wire [2:0] \$42 ;
+  wire [3:0] \$43 ;
+  wire \$44 ;
   wire [4:0] \$45 ;
-  wire [5:0] \$46 ;
+  wire [4:0] \$46 ;
   wire [5:0] \$47 ;
-  wire \$48 ;
-  wire [4:0] \$49 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire [4:0] \$50 ;
-  wire [5:0] \$51 ;
+  wire [4:0] \$51 ;
   wire [5:0] \$52 ;
-  wire [4:0] \$53 ;
-  wire \$54 ;
-  wire [4:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [4:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire [4:0] \$59 ;
+  wire [5:0] \$53 ;
+  wire [4:0] \$54 ;
+  wire \$55 ;
+  wire [4:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [4:0] \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [4:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire [4:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire \$65 ;
-  wire [9:0] \$66 ;
+  wire [4:0] \$60 ;
+  wire \$61 ;
+  wire [4:0] \$62 ;
+  wire [5:0] \$63 ;
+  wire [4:0] \$64 ;
+  wire [5:0] \$65 ;
+  wire \$66 ;
   wire [9:0] \$67 ;
   wire [9:0] \$68 ;
   wire [9:0] \$69 ;
@@ -776,21 +779,21 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [9:0] \$83 ;
   wire [9:0] \$84 ;
   wire [9:0] \$85 ;
-  wire [10:0] \$86 ;
-  wire [11:0] \$87 ;
-  wire \$88 ;
-  wire [10:0] \$89 ;
+  wire [9:0] \$86 ;
+  wire [10:0] \$87 ;
+  wire [11:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [11:0] \$90 ;
-  wire [10:0] \$91 ;
-  wire [11:0] \$92 ;
-  wire \$93 ;
-  wire [10:0] \$94 ;
-  wire [11:0] \$95 ;
+  wire [10:0] \$90 ;
+  wire [11:0] \$91 ;
+  wire [10:0] \$92 ;
+  wire [11:0] \$93 ;
+  wire \$94 ;
+  wire [10:0] \$95 ;
   wire [11:0] \$96 ;
-  wire [12:0] \$97 ;
-  wire [10:0] \$98 ;
-  wire [11:0] \$99 ;
+  wire [11:0] \$97 ;
+  wire [12:0] \$98 ;
+  wire [10:0] \$99 ;
   wire \$signal ;
   reg \$signal$144  = 1'h0;
   reg \$signal$184  = 1'h0;
@@ -1003,7 +1006,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire w_en_b0;
   reg w_full = 1'h0;
   wire w_full_issue;
-  wire w_full_next;
+  wire \w_full_issue$22 ;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
   reg [10:0] xacc = 11'h000;
@@ -1066,26 +1069,24 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$5  = ~ s_last;
   assign \$6  = \$5  | can_end;
   assign step = \$4  & \$6 ;
-  assign \$7  = filled ? 1'h1 : w_full;
-  assign w_full_next = load ? 1'h0 : \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & sn_last;
-  assign \$10  = \$8  | \$9 ;
-  assign load = w_full_issue & \$10 ;
-  assign \$11  = s_idx == 3'h5;
-  assign \$12  = s_last ? 1'h0 : \$11 ;
-  assign \$signal  = step ? \$12  : s_last;
-  assign \$13  = step & s_last;
-  assign \$14  = addr == 6'h3e;
-  assign \$15  = n_last ? 1'h0 : \$14 ;
-  assign n_last_next = \$13  ? \$15  : n_last;
-  assign \$16  = r_addr + 1'h1;
-  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
-  assign \$18  = w_half ? 3'h7 : 3'h0;
-  assign \$19  = step & s_last;
-  assign \$20  = gap == 1'h1;
-  assign \$21  = gap_zero | \$20 ;
-  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
+  assign \$7  = ~ active;
+  assign \$8  = step & sn_last;
+  assign \$9  = \$7  | \$8 ;
+  assign load = w_full_issue & \$9 ;
+  assign \$10  = s_idx == 3'h5;
+  assign \$11  = s_last ? 1'h0 : \$10 ;
+  assign \$signal  = step ? \$11  : s_last;
+  assign \$12  = step & s_last;
+  assign \$13  = addr == 6'h3e;
+  assign \$14  = n_last ? 1'h0 : \$13 ;
+  assign n_last_next = \$12  ? \$14  : n_last;
+  assign \$15  = r_addr + 1'h1;
+  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
+  assign \$17  = w_half ? 3'h7 : 3'h0;
+  assign \$18  = step & s_last;
+  assign \$19  = gap == 1'h1;
+  assign \$20  = gap_zero | \$19 ;
+  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
   assign i = \$signal$42  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -1117,172 +1118,176 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$22  = rq0_over ? 13'h00ff : rq0_shifted;
-  assign \$23  = rq0_under ? 13'h0000 : \$22 ;
-  assign \$24  = credits_space + credits_returned;
-  assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$26  = \$24  - \$25 ;
-  assign credits_room_next = \$26 [3:0] >= 2'h2;
-  assign \$27  = w_count == 3'h6;
-  assign \$28  = w_count + 1'h1;
-  assign \$29  = \$27  ? 4'h0 : \$28 ;
-  assign \$30  = credits_room_next & gap_zero_next;
-  assign \$31  = \$signal  & n_last_next;
-  assign \$32  = s_idx + 1'h1;
-  assign \$33  = s_last ? 4'h0 : \$32 ;
-  assign \$34  = addr + 1'h1;
-  assign \$35  = n_last ? 7'h00 : \$34 ;
-  assign \$36  = step & sn_last;
-  assign \$37  = w_half ? 3'h7 : 3'h0;
-  assign \$38  = ~ w_half;
-  assign \$39  = step & s_last;
-  assign \$40  = ~ gap_zero;
-  assign \$41  = gap - 1'h1;
-  assign \$42  = s_last ? 4'h0 : col;
-  assign \$43  = row_ph0 >= 2'h2;
-  assign \$44  = row_ph0 - 2'h2;
-  assign \$45  = row_ph0 + 4'h8;
-  assign \$46  = \$43  ? { \$44 [4], \$44  } : { 1'h0, \$45  };
-  assign \$47  = n_last ? 6'h00 : \$46 ;
-  assign \$48  = row_ph1 >= 2'h2;
-  assign \$49  = row_ph1 - 2'h2;
-  assign \$50  = row_ph1 + 4'h8;
-  assign \$51  = \$48  ? { \$49 [4], \$49  } : { 1'h0, \$50  };
-  assign \$52  = n_last ? 6'h04 : \$51 ;
-  assign \$53  = row_ph0 + col;
-  assign \$54  = \$53  >= 4'ha;
-  assign \$55  = row_ph0 + col;
-  assign \$56  = \$55  - 4'ha;
-  assign \$57  = row_ph0 + col;
-  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
-  assign \$59  = row_ph1 + col;
-  assign \$60  = \$59  >= 4'ha;
-  assign \$61  = row_ph1 + col;
-  assign \$62  = \$61  - 4'ha;
-  assign \$63  = row_ph1 + col;
-  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
-  assign \$65  = ! s_idx;
-  assign \$66  = off1_0[0] ? o : { \o$149 [7:0], o[9:8] };
-  assign \$67  = off1_0[0] ? o : { \o$149 [5:0], o[9:6] };
-  assign \$68  = off1_0[0] ? o : { \o$149 [3:0], o[9:4] };
-  assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$70  = off1_0[0] ? o : { \o$149 [1:0], o[9:2] };
-  assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$73  = off1_0[2] ? \$69  : \$72 ;
-  assign \$74  = off1_0[3] ? \$66  : \$73 ;
-  assign \$75  = ~ \$74 ;
-  assign \$76  = off1_1[0] ? \o$153  : { \o$154 [7:0], \o$153 [9:8] };
-  assign \$77  = off1_1[0] ? \o$153  : { \o$154 [5:0], \o$153 [9:6] };
-  assign \$78  = off1_1[0] ? \o$153  : { \o$154 [3:0], \o$153 [9:4] };
-  assign \$79  = off1_1[1] ? \$77  : \$78 ;
-  assign \$80  = off1_1[0] ? \o$153  : { \o$154 [1:0], \o$153 [9:2] };
-  assign \$82  = off1_1[1] ? \$80  : \$81 ;
-  assign \$83  = off1_1[2] ? \$79  : \$82 ;
-  assign \$84  = off1_1[3] ? \$76  : \$83 ;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = flags_x[1] ? 11'h000 : xacc;
-  assign \$87  = \$86  + xsum_l4_0;
-  assign \$88  = flags_x[0] & flags_x[2];
-  assign \$89  = flags_x[1] ? 11'h000 : xacc;
-  assign \$90  = \$89  + xsum_l4_0;
-  assign \$91  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$92  = \$91  + t0_0_l4_0;
-  assign \$93  = flags_0[0] & flags_0[2];
-  assign \$94  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$95  = \$94  + t0_0_l4_0;
-  assign \$97  = \$96  - xfin;
-  assign \$98  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$99  = \$98  + t1_0_l4_0;
-  assign \$100  = flags_1[0] & flags_1[2];
-  assign \$101  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$102  = \$101  + t1_0_l4_0;
-  assign \$104  = \$103  - xfin;
-  assign \$105  = ser_left - 1'h1;
-  assign \$106  = \addr$113  == 7'h7f;
-  assign \$107  = \addr$113  + 1'h1;
-  assign \$108  = \$106  ? 8'h00 : \$107 ;
-  assign \$112  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$114  = $signed(\$113 ) + $signed(rq0_beta);
-  assign \$117  = $signed(\$116 ) < $signed(1'h0);
-  assign \$119  = $signed(\$118 ) > $signed(9'h0ff);
-  assign \$120  = step & s_last;
-  assign \$121  = o__valid & \o__ready$125 ;
-  assign \$122  = \$121  + skipped_d4;
-  assign \$123  = ~ rst_fc1;
-  assign \$125  = rst_fc1 ? 1'h0 : take;
-  assign \$126  = rst_fc1 ? 1'h0 : w_full_next;
+  assign \$21  = rq0_over ? 13'h00ff : rq0_shifted;
+  assign \$22  = rq0_under ? 13'h0000 : \$21 ;
+  assign \$23  = credits_space + credits_returned;
+  assign \$24  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$25  = \$23  - \$24 ;
+  assign credits_room_next = \$25 [3:0] >= 2'h2;
+  assign \$26  = w_count == 3'h6;
+  assign \$27  = w_count + 1'h1;
+  assign \$28  = \$26  ? 4'h0 : \$27 ;
+  assign \$29  = credits_room_next & gap_zero_next;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = filled ? 1'h1 : w_full;
+  assign \$32  = load ? 1'h0 : \$31 ;
+  assign \$33  = s_idx + 1'h1;
+  assign \$34  = s_last ? 4'h0 : \$33 ;
+  assign \$35  = addr + 1'h1;
+  assign \$36  = n_last ? 7'h00 : \$35 ;
+  assign \$37  = step & sn_last;
+  assign \$38  = w_half ? 3'h7 : 3'h0;
+  assign \$39  = ~ w_half;
+  assign \$40  = step & s_last;
+  assign \$41  = ~ gap_zero;
+  assign \$42  = gap - 1'h1;
+  assign \$43  = s_last ? 4'h0 : col;
+  assign \$44  = row_ph0 >= 2'h2;
+  assign \$45  = row_ph0 - 2'h2;
+  assign \$46  = row_ph0 + 4'h8;
+  assign \$47  = \$44  ? { \$45 [4], \$45  } : { 1'h0, \$46  };
+  assign \$48  = n_last ? 6'h00 : \$47 ;
+  assign \$49  = row_ph1 >= 2'h2;
+  assign \$50  = row_ph1 - 2'h2;
+  assign \$51  = row_ph1 + 4'h8;
+  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
+  assign \$53  = n_last ? 6'h04 : \$52 ;
+  assign \$54  = row_ph0 + col;
+  assign \$55  = \$54  >= 4'ha;
+  assign \$56  = row_ph0 + col;
+  assign \$57  = \$56  - 4'ha;
+  assign \$58  = row_ph0 + col;
+  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
+  assign \$60  = row_ph1 + col;
+  assign \$61  = \$60  >= 4'ha;
+  assign \$62  = row_ph1 + col;
+  assign \$63  = \$62  - 4'ha;
+  assign \$64  = row_ph1 + col;
+  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
+  assign \$66  = ! s_idx;
+  assign \$67  = off1_0[0] ? o : { \o$149 [7:0], o[9:8] };
+  assign \$68  = off1_0[0] ? o : { \o$149 [5:0], o[9:6] };
+  assign \$69  = off1_0[0] ? o : { \o$149 [3:0], o[9:4] };
+  assign \$70  = off1_0[1] ? \$68  : \$69 ;
+  assign \$71  = off1_0[0] ? o : { \o$149 [1:0], o[9:2] };
+  assign \$73  = off1_0[1] ? \$71  : \$72 ;
+  assign \$74  = off1_0[2] ? \$70  : \$73 ;
+  assign \$75  = off1_0[3] ? \$67  : \$74 ;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = off1_1[0] ? \o$153  : { \o$154 [7:0], \o$153 [9:8] };
+  assign \$78  = off1_1[0] ? \o$153  : { \o$154 [5:0], \o$153 [9:6] };
+  assign \$79  = off1_1[0] ? \o$153  : { \o$154 [3:0], \o$153 [9:4] };
+  assign \$80  = off1_1[1] ? \$78  : \$79 ;
+  assign \$81  = off1_1[0] ? \o$153  : { \o$154 [1:0], \o$153 [9:2] };
+  assign \$83  = off1_1[1] ? \$81  : \$82 ;
+  assign \$84  = off1_1[2] ? \$80  : \$83 ;
+  assign \$85  = off1_1[3] ? \$77  : \$84 ;
+  assign \$86  = ~ \$85 ;
+  assign \$87  = flags_x[1] ? 11'h000 : xacc;
+  assign \$88  = \$87  + xsum_l4_0;
+  assign \$89  = flags_x[0] & flags_x[2];
+  assign \$90  = flags_x[1] ? 11'h000 : xacc;
+  assign \$91  = \$90  + xsum_l4_0;
+  assign \$92  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$93  = \$92  + t0_0_l4_0;
+  assign \$94  = flags_0[0] & flags_0[2];
+  assign \$95  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$96  = \$95  + t0_0_l4_0;
+  assign \$98  = \$97  - xfin;
+  assign \$99  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$100  = \$99  + t1_0_l4_0;
+  assign \$101  = flags_1[0] & flags_1[2];
+  assign \$102  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$103  = \$102  + t1_0_l4_0;
+  assign \$105  = \$104  - xfin;
+  assign \$106  = ser_left - 1'h1;
+  assign \$107  = \addr$113  == 7'h7f;
+  assign \$108  = \addr$113  + 1'h1;
+  assign \$109  = \$107  ? 8'h00 : \$108 ;
+  assign \$113  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$115  = $signed(\$114 ) + $signed(rq0_beta);
+  assign \$118  = $signed(\$117 ) < $signed(1'h0);
+  assign \$120  = $signed(\$119 ) > $signed(9'h0ff);
+  assign \$121  = step & s_last;
+  assign \$122  = o__valid & \o__ready$125 ;
+  assign \$123  = \$122  + skipped_d4;
+  assign \$124  = ~ rst_fc1;
+  assign \$126  = rst_fc1 ? 1'h0 : take;
+  assign \$127  = rst_fc1 | load;
+  assign \$128  = filled ? 1'h1 : w_full_issue;
+  assign \$129  = \$127  ? 1'h0 : \$128 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$127 ;
+    w_count <= \$130 ;
   always @(posedge clk)
-    can_end <= \$128 ;
+    can_end <= \$131 ;
   always @(posedge clk)
-    gap_zero <= \$129 ;
+    gap_zero <= \$132 ;
   always @(posedge clk)
-    s_last <= \$130 ;
+    s_last <= \$133 ;
   always @(posedge clk)
-    n_last <= \$131 ;
+    n_last <= \$134 ;
   always @(posedge clk)
-    sn_last <= \$132 ;
+    sn_last <= \$135 ;
   always @(posedge clk)
-    w_full <= \$133 ;
+    w_full <= \$136 ;
   always @(posedge clk)
-    r_addr <= \$134 ;
+    r_addr <= \$137 ;
   always @(posedge clk)
-    s_idx <= \$135 ;
+    s_idx <= \$138 ;
   always @(posedge clk)
-    addr <= \$136 ;
+    addr <= \$139 ;
   always @(posedge clk)
-    active <= \$137 ;
+    active <= \$140 ;
   always @(posedge clk)
-    r_base <= \$138 ;
+    r_base <= \$141 ;
   always @(posedge clk)
-    w_half <= \$139 ;
+    w_half <= \$142 ;
   always @(posedge clk)
-    gap <= \$140 ;
+    gap <= \$143 ;
   always @(posedge clk)
-    col <= \$141 ;
+    col <= \$144 ;
   always @(posedge clk)
-    row_ph0 <= \$142 ;
+    row_ph0 <= \$145 ;
   always @(posedge clk)
-    row_ph1 <= \$143 ;
+    row_ph1 <= \$146 ;
   always @(posedge clk)
-    off1_0 <= \$144 ;
+    off1_0 <= \$147 ;
   always @(posedge clk)
-    off1_1 <= \$145 ;
+    off1_1 <= \$148 ;
   always @(posedge clk)
-    \$signal$144  <= \$146 ;
+    \$signal$144  <= \$149 ;
   always @(posedge clk)
-    \$signal$42  <= \$147 ;
+    \$signal$42  <= \$150 ;
   always @(posedge clk)
-    last1 <= \$148 ;
+    last1 <= \$151 ;
   always @(posedge clk)
     word1 <= \o__payload$146 ;
   always @(posedge clk)
-    carry0_0 <= \$149 ;
+    carry0_0 <= \$152 ;
   always @(posedge clk)
-    w0_0 <= \$75 ;
+    w0_0 <= \$76 ;
   always @(posedge clk)
-    m0_0_0 <= \$150 ;
+    m0_0_0 <= \$153 ;
   always @(posedge clk)
-    m0_0_1 <= \$151 ;
+    m0_0_1 <= \$154 ;
   always @(posedge clk)
-    m0_0_2 <= \$152 ;
+    m0_0_2 <= \$155 ;
   always @(posedge clk)
-    m0_0_3 <= \$153 ;
+    m0_0_3 <= \$156 ;
   always @(posedge clk)
-    m0_0_4 <= \$154 ;
+    m0_0_4 <= \$157 ;
   always @(posedge clk)
-    m0_0_5 <= \$155 ;
+    m0_0_5 <= \$158 ;
   always @(posedge clk)
-    m0_0_6 <= \$156 ;
+    m0_0_6 <= \$159 ;
   always @(posedge clk)
-    m0_0_7 <= \$157 ;
+    m0_0_7 <= \$160 ;
   always @(posedge clk)
-    m0_0_8 <= \$158 ;
+    m0_0_8 <= \$161 ;
   always @(posedge clk)
-    m0_0_9 <= \$159 ;
+    m0_0_9 <= \$162 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1292,29 +1297,29 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$160 ;
+    carry1_0 <= \$163 ;
   always @(posedge clk)
-    w1_0 <= \$85 ;
+    w1_0 <= \$86 ;
   always @(posedge clk)
-    m1_0_0 <= \$161 ;
+    m1_0_0 <= \$164 ;
   always @(posedge clk)
-    m1_0_1 <= \$162 ;
+    m1_0_1 <= \$165 ;
   always @(posedge clk)
-    m1_0_2 <= \$163 ;
+    m1_0_2 <= \$166 ;
   always @(posedge clk)
-    m1_0_3 <= \$164 ;
+    m1_0_3 <= \$167 ;
   always @(posedge clk)
-    m1_0_4 <= \$165 ;
+    m1_0_4 <= \$168 ;
   always @(posedge clk)
-    m1_0_5 <= \$166 ;
+    m1_0_5 <= \$169 ;
   always @(posedge clk)
-    m1_0_6 <= \$167 ;
+    m1_0_6 <= \$170 ;
   always @(posedge clk)
-    m1_0_7 <= \$168 ;
+    m1_0_7 <= \$171 ;
   always @(posedge clk)
-    m1_0_8 <= \$169 ;
+    m1_0_8 <= \$172 ;
   always @(posedge clk)
-    m1_0_9 <= \$170 ;
+    m1_0_9 <= \$173 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1334,103 +1339,103 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$171 ;
+    v2_d1 <= \$174 ;
   always @(posedge clk)
-    v2_d2 <= \$172 ;
+    v2_d2 <= \$175 ;
   always @(posedge clk)
-    v2_d3 <= \$173 ;
+    v2_d3 <= \$176 ;
   always @(posedge clk)
-    v2_d4 <= \$174 ;
+    v2_d4 <= \$177 ;
   always @(posedge clk)
-    last2_d1 <= \$175 ;
+    last2_d1 <= \$178 ;
   always @(posedge clk)
-    last2_d2 <= \$176 ;
+    last2_d2 <= \$179 ;
   always @(posedge clk)
-    last2_d3 <= \$177 ;
+    last2_d3 <= \$180 ;
   always @(posedge clk)
-    last2_d4 <= \$178 ;
+    last2_d4 <= \$181 ;
   always @(posedge clk)
-    v2p_d1 <= \$179 ;
+    v2p_d1 <= \$182 ;
   always @(posedge clk)
-    v2p_d2 <= \$180 ;
+    v2p_d2 <= \$183 ;
   always @(posedge clk)
-    v2p_d3 <= \$181 ;
+    v2p_d3 <= \$184 ;
   always @(posedge clk)
-    first2p_d1 <= \$182 ;
+    first2p_d1 <= \$185 ;
   always @(posedge clk)
-    first2p_d2 <= \$183 ;
+    first2p_d2 <= \$186 ;
   always @(posedge clk)
-    first2p_d3 <= \$184 ;
+    first2p_d3 <= \$187 ;
   always @(posedge clk)
-    last2p_d1 <= \$185 ;
+    last2p_d1 <= \$188 ;
   always @(posedge clk)
-    last2p_d2 <= \$186 ;
+    last2p_d2 <= \$189 ;
   always @(posedge clk)
-    last2p_d3 <= \$187 ;
+    last2p_d3 <= \$190 ;
   always @(posedge clk)
-    done <= \$188 ;
+    done <= \$191 ;
   always @(posedge clk)
-    xacc <= \$189 ;
+    xacc <= \$192 ;
   always @(posedge clk)
-    xfin <= \$190 ;
+    xfin <= \$193 ;
   always @(posedge clk)
-    acc0_0 <= \$191 ;
+    acc0_0 <= \$194 ;
   always @(posedge clk)
-    fin0_0 <= \$192 ;
+    fin0_0 <= \$195 ;
   always @(posedge clk)
-    bank0_0 <= \$193 ;
+    bank0_0 <= \$196 ;
   always @(posedge clk)
-    acc1_0 <= \$194 ;
+    acc1_0 <= \$197 ;
   always @(posedge clk)
-    fin1_0 <= \$195 ;
+    fin1_0 <= \$198 ;
   always @(posedge clk)
-    bank1_0 <= \$196 ;
+    bank1_0 <= \$199 ;
   always @(posedge clk)
-    ser_left <= \$197 ;
+    ser_left <= \$200 ;
   always @(posedge clk)
-    \addr$113  <= \$198 ;
+    \addr$113  <= \$201 ;
   always @(posedge clk)
-    \$signal$184  <= \$199 ;
+    \$signal$184  <= \$202 ;
   always @(posedge clk)
-    ka <= \$200 ;
+    ka <= \$203 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$201 ;
+    vb <= \$204 ;
   always @(posedge clk)
     rq0_beta_b <= \data$116 [38:18];
   always @(posedge clk)
-    rq0_beta <= \$112 ;
+    rq0_beta <= \$113 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$114 [28:0];
+    rq0_acc_s1_0 <= \$115 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$115 [12:0];
+    rq0_shifted <= \$116 [12:0];
   always @(posedge clk)
-    rq0_under <= \$117 ;
+    rq0_under <= \$118 ;
   always @(posedge clk)
-    rq0_over <= \$119 ;
+    rq0_over <= \$120 ;
   always @(posedge clk)
-    v_out_d1 <= \$202 ;
+    v_out_d1 <= \$205 ;
   always @(posedge clk)
-    v_out_d2 <= \$203 ;
+    v_out_d2 <= \$206 ;
   always @(posedge clk)
-    \w_en$130  <= \$204 ;
+    \w_en$130  <= \$207 ;
   always @(posedge clk)
-    skipped_d1 <= \$205 ;
+    skipped_d1 <= \$208 ;
   always @(posedge clk)
-    skipped_d2 <= \$206 ;
+    skipped_d2 <= \$209 ;
   always @(posedge clk)
-    skipped_d3 <= \$207 ;
+    skipped_d3 <= \$210 ;
   always @(posedge clk)
-    skipped_d4 <= \$208 ;
+    skipped_d4 <= \$211 ;
   always @(posedge clk)
-    group_ended_d1 <= \$209 ;
+    group_ended_d1 <= \$212 ;
   always @(posedge clk)
-    credits_returned <= \$210 ;
+    credits_returned <= \$213 ;
   always @(posedge clk)
-    credits_space <= \$211 ;
+    credits_space <= \$214 ;
   always @(posedge clk)
-    credits_room <= \$212 ;
+    credits_room <= \$215 ;
   \flexor_digits.fc1.consts  consts (
     .addr(\addr$113 ),
     .clk(clk),
@@ -1459,7 +1464,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
     .w_en(\w_en$130 ),
-    .w_port__data(\$23 [7:0])
+    .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1522,7 +1527,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$125 ),
+    .d(\$126 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1530,7 +1535,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$126 ),
+    .d(\$129 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc1.weights  weights (
@@ -1545,143 +1550,111 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$17 [3:0];
+      r_next = \$16 [3:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$18  };
+      r_next = { 1'h0, \$17  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = w_count;
+    \$130  = w_count;
     if (take) begin
-      \$127  = \$29 [2:0];
+      \$130  = \$28 [2:0];
     end
     if (rst_fc1) begin
-      \$127  = 3'h0;
+      \$130  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = \$30 ;
+    \$131  = \$29 ;
     if (rst_fc1) begin
-      \$128  = 1'h1;
+      \$131  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = gap_zero_next;
+    \$132  = gap_zero_next;
     if (rst_fc1) begin
-      \$129  = 1'h1;
+      \$132  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = \$signal ;
-    if (rst_fc1) begin
-      \$130  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = n_last_next;
-    if (rst_fc1) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = \$31 ;
-    if (rst_fc1) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = w_full_next;
+    \$133  = \$signal ;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = r_next;
+    \$134  = n_last_next;
     if (rst_fc1) begin
-      \$134  = 4'h0;
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = s_idx;
+    \$135  = \$30 ;
+    if (rst_fc1) begin
+      \$135  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$136  = \$32 ;
+    if (rst_fc1) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$137  = r_next;
+    if (rst_fc1) begin
+      \$137  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$138  = s_idx;
     if (step) begin
-      \$135  = \$33 [2:0];
+      \$138  = \$34 [2:0];
     end
     if (rst_fc1) begin
-      \$135  = 3'h0;
+      \$138  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = addr;
+    \$139  = addr;
     if (step) begin
       if (s_last) begin
-        \$136  = \$35 [5:0];
+        \$139  = \$36 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$136  = 6'h00;
+      \$139  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = active;
-    if (\$36 ) begin
-      \$137  = 1'h0;
+    \$140  = active;
+    if (\$37 ) begin
+      \$140  = 1'h0;
     end
     if (load) begin
-      \$137  = 1'h1;
+      \$140  = 1'h1;
     end
     if (rst_fc1) begin
-      \$137  = 1'h0;
+      \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = r_base;
+    \$141  = r_base;
     if (load) begin
-      \$138  = { 1'h0, \$37  };
-    end
-    if (rst_fc1) begin
-      \$138  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = w_half;
-    if (load) begin
-      \$139  = \$38 ;
-    end
-    if (rst_fc1) begin
-      \$139  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = gap;
-    if (\$39 ) begin
-      \$140  = 2'h1;
-    end else if (\$40 ) begin
-      \$140  = \$41 [1:0];
-    end
-    if (rst_fc1) begin
-      \$140  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = col;
-    if (step) begin
-      \$141  = \$42 ;
+      \$141  = { 1'h0, \$38  };
     end
     if (rst_fc1) begin
       \$141  = 4'h0;
@@ -1689,559 +1662,591 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$142  = \$47 [3:0];
-      end
+    \$142  = w_half;
+    if (load) begin
+      \$142  = \$39 ;
     end
     if (rst_fc1) begin
-      \$142  = 4'h0;
+      \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$143  = \$52 [3:0];
-      end
+    \$143  = gap;
+    if (\$40 ) begin
+      \$143  = 2'h1;
+    end else if (\$41 ) begin
+      \$143  = \$42 [1:0];
     end
     if (rst_fc1) begin
-      \$143  = 4'h4;
+      \$143  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = \$58 [3:0];
+    \$144  = col;
+    if (step) begin
+      \$144  = \$43 ;
+    end
     if (rst_fc1) begin
       \$144  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = \$64 [3:0];
+    \$145  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$145  = \$48 [3:0];
+      end
+    end
     if (rst_fc1) begin
       \$145  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = step;
+    \$146  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$146  = \$53 [3:0];
+      end
+    end
     if (rst_fc1) begin
-      \$146  = 1'h0;
+      \$146  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = \$65 ;
+    \$147  = \$59 [3:0];
     if (rst_fc1) begin
-      \$147  = 1'h0;
+      \$147  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = s_last;
+    \$148  = \$65 [3:0];
     if (rst_fc1) begin
-      \$148  = 1'h0;
+      \$148  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = carry0_0;
+    \$149  = step;
+    if (rst_fc1) begin
+      \$149  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$150  = \$66 ;
+    if (rst_fc1) begin
+      \$150  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$151  = s_last;
+    if (rst_fc1) begin
+      \$151  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$152  = carry0_0;
     if (\$signal$144 ) begin
-      \$149  = word1[5:0];
+      \$152  = word1[5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$150  = 5'h00;
+      \$153  = 5'h00;
     end else begin
-      \$150  = \port__data$150 [4:0];
+      \$153  = \port__data$150 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$151  = 5'h00;
+      \$154  = 5'h00;
     end else begin
-      \$151  = \port__data$150 [9:5];
+      \$154  = \port__data$150 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$152  = 5'h00;
+      \$155  = 5'h00;
     end else begin
-      \$152  = \port__data$150 [14:10];
+      \$155  = \port__data$150 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$153  = 5'h00;
+      \$156  = 5'h00;
     end else begin
-      \$153  = \port__data$150 [19:15];
+      \$156  = \port__data$150 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$154  = 5'h00;
+      \$157  = 5'h00;
     end else begin
-      \$154  = \port__data$150 [24:20];
+      \$157  = \port__data$150 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$155  = 5'h00;
+      \$158  = 5'h00;
     end else begin
-      \$155  = \port__data$150 [29:25];
+      \$158  = \port__data$150 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$156  = 5'h00;
+      \$159  = 5'h00;
     end else begin
-      \$156  = \port__data$150 [34:30];
+      \$159  = \port__data$150 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$157  = 5'h00;
+      \$160  = 5'h00;
     end else begin
-      \$157  = \port__data$150 [39:35];
+      \$160  = \port__data$150 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$158  = 5'h00;
+      \$161  = 5'h00;
     end else begin
-      \$158  = \port__data$150 [44:40];
+      \$161  = \port__data$150 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$159  = 5'h00;
+      \$162  = 5'h00;
     end else begin
-      \$159  = \port__data$150 [49:45];
+      \$162  = \port__data$150 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = carry1_0;
+    \$163  = carry1_0;
     if (\$signal$144 ) begin
-      \$160  = word1[11:6];
+      \$163  = word1[11:6];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$161  = 5'h00;
+      \$164  = 5'h00;
     end else begin
-      \$161  = \port__data$150 [4:0];
+      \$164  = \port__data$150 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$162  = 5'h00;
+      \$165  = 5'h00;
     end else begin
-      \$162  = \port__data$150 [9:5];
+      \$165  = \port__data$150 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$163  = 5'h00;
+      \$166  = 5'h00;
     end else begin
-      \$163  = \port__data$150 [14:10];
+      \$166  = \port__data$150 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$164  = 5'h00;
+      \$167  = 5'h00;
     end else begin
-      \$164  = \port__data$150 [19:15];
+      \$167  = \port__data$150 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$165  = 5'h00;
+      \$168  = 5'h00;
     end else begin
-      \$165  = \port__data$150 [24:20];
+      \$168  = \port__data$150 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$166  = 5'h00;
+      \$169  = 5'h00;
     end else begin
-      \$166  = \port__data$150 [29:25];
+      \$169  = \port__data$150 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$167  = 5'h00;
+      \$170  = 5'h00;
     end else begin
-      \$167  = \port__data$150 [34:30];
+      \$170  = \port__data$150 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$168  = 5'h00;
+      \$171  = 5'h00;
     end else begin
-      \$168  = \port__data$150 [39:35];
+      \$171  = \port__data$150 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$169  = 5'h00;
+      \$172  = 5'h00;
     end else begin
-      \$169  = \port__data$150 [44:40];
+      \$172  = \port__data$150 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$170  = 5'h00;
+      \$173  = 5'h00;
     end else begin
-      \$170  = \port__data$150 [49:45];
+      \$173  = \port__data$150 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = \$signal$144 ;
-    if (rst_fc1) begin
-      \$171  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = v2_d1;
-    if (rst_fc1) begin
-      \$172  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = v2_d2;
-    if (rst_fc1) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = v2_d3;
+    \$174  = \$signal$144 ;
     if (rst_fc1) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = last1;
+    \$175  = v2_d1;
     if (rst_fc1) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = last2_d1;
+    \$176  = v2_d2;
     if (rst_fc1) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = last2_d2;
+    \$177  = v2_d3;
     if (rst_fc1) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = last2_d3;
+    \$178  = last1;
     if (rst_fc1) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = \$signal$144 ;
+    \$179  = last2_d1;
     if (rst_fc1) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = v2p_d1;
+    \$180  = last2_d2;
     if (rst_fc1) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = v2p_d2;
+    \$181  = last2_d3;
     if (rst_fc1) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = \$signal$42 ;
+    \$182  = \$signal$144 ;
     if (rst_fc1) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = first2p_d1;
+    \$183  = v2p_d1;
     if (rst_fc1) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = first2p_d2;
+    \$184  = v2p_d2;
     if (rst_fc1) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = last1;
+    \$185  = \$signal$42 ;
     if (rst_fc1) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = last2p_d1;
+    \$186  = first2p_d1;
     if (rst_fc1) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = last2p_d2;
+    \$187  = first2p_d2;
     if (rst_fc1) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = group_end;
+    \$188  = last1;
     if (rst_fc1) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = xacc;
+    \$189  = last2p_d1;
+    if (rst_fc1) begin
+      \$189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$190  = last2p_d2;
+    if (rst_fc1) begin
+      \$190  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$191  = group_end;
+    if (rst_fc1) begin
+      \$191  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$192  = xacc;
     if (flags_x[0]) begin
-      \$189  = \$87 [10:0];
+      \$192  = \$88 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = xfin;
-    if (\$88 ) begin
-      \$190  = \$90 [10:0];
+    \$193  = xfin;
+    if (\$89 ) begin
+      \$193  = \$91 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = acc0_0;
+    \$194  = acc0_0;
     if (flags_0[0]) begin
-      \$191  = \$92 [10:0];
+      \$194  = \$93 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = fin0_0;
-    if (\$93 ) begin
-      \$192  = \$95 [10:0];
+    \$195  = fin0_0;
+    if (\$94 ) begin
+      \$195  = \$96 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = bank0_0;
+    \$196  = bank0_0;
     if (done) begin
-      \$193  = \$97 [11:0];
+      \$196  = \$98 [11:0];
     end else if (ser) begin
-      \$193  = bank1_0;
+      \$196  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = acc1_0;
+    \$197  = acc1_0;
     if (flags_1[0]) begin
-      \$194  = \$99 [10:0];
+      \$197  = \$100 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = fin1_0;
-    if (\$100 ) begin
-      \$195  = \$102 [10:0];
+    \$198  = fin1_0;
+    if (\$101 ) begin
+      \$198  = \$103 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = bank1_0;
+    \$199  = bank1_0;
     if (done) begin
-      \$196  = \$104 [11:0];
+      \$199  = \$105 [11:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = ser_left;
+    \$200  = ser_left;
     if (done) begin
-      \$197  = 2'h2;
+      \$200  = 2'h2;
     end else if (ser) begin
-      \$197  = \$105 [1:0];
+      \$200  = \$106 [1:0];
     end
     if (rst_fc1) begin
-      \$197  = 2'h0;
+      \$200  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = \addr$113 ;
+    \$201  = \addr$113 ;
     if (ser) begin
-      \$198  = \$108 [6:0];
+      \$201  = \$109 [6:0];
     end
     if (rst_fc1) begin
-      \$198  = 7'h00;
+      \$201  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$109 ;
-    if (rst_fc1) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = \$111 ;
-    if (rst_fc1) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$signal$184 ;
-    if (rst_fc1) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = vb;
+    \$202  = \$110 ;
     if (rst_fc1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = v_out_d1;
+    \$203  = \$112 ;
     if (rst_fc1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = v_out_d2;
+    \$204  = \$signal$184 ;
     if (rst_fc1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = ka;
+    \$205  = vb;
     if (rst_fc1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = skipped_d1;
+    \$206  = v_out_d1;
     if (rst_fc1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = skipped_d2;
+    \$207  = v_out_d2;
     if (rst_fc1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = skipped_d3;
+    \$208  = ka;
     if (rst_fc1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = \$120 ;
+    \$209  = skipped_d1;
     if (rst_fc1) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = \$122 ;
+    \$210  = skipped_d2;
     if (rst_fc1) begin
-      \$210  = 2'h0;
+      \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = \$26 [3:0];
+    \$211  = skipped_d3;
     if (rst_fc1) begin
-      \$211  = 4'h8;
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = credits_room_next;
+    \$212  = \$121 ;
     if (rst_fc1) begin
-      \$212  = 1'h1;
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$213  = \$123 ;
+    if (rst_fc1) begin
+      \$213  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$214  = \$25 [3:0];
+    if (rst_fc1) begin
+      \$214  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$215  = credits_room_next;
+    if (rst_fc1) begin
+      \$215  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2250,6 +2255,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign w_addr = \$2 [3:0];
   assign i__payload = w_data;
   assign w_en = take;
+  assign \w_full_issue$22  = w_full_issue;
   assign o__ready = step;
   assign n_idx = addr;
   assign r_addr_b0 = \port__addr$38 ;
@@ -2260,26 +2266,26 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign beat = \addr$113 ;
   assign a = \data$116 [17:0];
   assign sa0_0 = b;
-  assign rq0_y = \$23 [7:0];
+  assign rq0_y = \$22 [7:0];
   assign \o__payload$124  = o__payload;
   assign \o__ready$126  = \o__ready$125 ;
   assign \o__valid$128  = o__valid;
-  assign \w_data$129  = \$23 [7:0];
+  assign \w_data$129  = \$22 [7:0];
   assign v_out_d3 = \w_en$130 ;
-  assign space_next = \$26 [3:0];
+  assign space_next = \$25 [3:0];
   assign \$4  = active;
-  assign \$71  = o;
-  assign \$81  = \o$153 ;
-  assign \$96  = { fin0_0, 1'h0 };
-  assign \$103  = { fin1_0, 1'h0 };
-  assign \$109  = ser;
-  assign \$110  = 1'h0;
+  assign \$72  = o;
+  assign \$82  = \o$153 ;
+  assign \$97  = { fin0_0, 1'h0 };
+  assign \$104  = { fin1_0, 1'h0 };
+  assign \$110  = ser;
   assign \$111  = 1'h0;
-  assign \$113  = { p[29], p };
-  assign \$115  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$112  = 1'h0;
+  assign \$114  = { p[29], p };
   assign \$116  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$118  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$124  = \$123 ;
+  assign \$117  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$119  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$125  = \$124 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3318,23 +3324,23 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   wire \$10 ;
   reg \$100 ;
   reg \$101 ;
-  reg [4:0] \$102 ;
-  reg [3:0] \$103 ;
-  reg [3:0] \$104 ;
-  reg \$105 ;
-  reg [4:0] \$106 ;
-  reg \$107 ;
-  reg [3:0] \$108 ;
-  reg [3:0] \$109 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg \$104 ;
+  reg [4:0] \$105 ;
+  reg [3:0] \$106 ;
+  reg [3:0] \$107 ;
+  reg \$108 ;
+  reg [4:0] \$109 ;
   wire \$11 ;
-  reg [3:0] \$110 ;
-  reg \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg [5:0] \$114 ;
-  reg [7:0] \$115 ;
-  reg [7:0] \$116 ;
-  reg [7:0] \$117 ;
+  reg \$110 ;
+  reg [3:0] \$111 ;
+  reg [3:0] \$112 ;
+  reg [3:0] \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg [5:0] \$117 ;
   reg [7:0] \$118 ;
   reg [7:0] \$119 ;
   wire \$12 ;
@@ -3343,9 +3349,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   reg [7:0] \$122 ;
   reg [7:0] \$123 ;
   reg [7:0] \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
@@ -3363,17 +3369,17 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   reg \$140 ;
   reg \$141 ;
   reg \$142 ;
-  reg [14:0] \$143 ;
-  reg [14:0] \$144 ;
-  reg [14:0] \$145 ;
+  reg \$143 ;
+  reg \$144 ;
+  reg \$145 ;
   reg [14:0] \$146 ;
-  reg [15:0] \$147 ;
-  reg \$148 ;
-  reg [3:0] \$149 ;
-  wire \$15 ;
-  reg \$150 ;
+  reg [14:0] \$147 ;
+  reg [14:0] \$148 ;
+  reg [14:0] \$149 ;
+  wire [5:0] \$15 ;
+  reg [15:0] \$150 ;
   reg \$151 ;
-  reg \$152 ;
+  reg [3:0] \$152 ;
   reg \$153 ;
   reg \$154 ;
   reg \$155 ;
@@ -3385,45 +3391,48 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   reg \$160 ;
   reg \$161 ;
   reg \$162 ;
-  reg [1:0] \$163 ;
-  reg [1:0] \$164 ;
+  reg \$163 ;
+  reg \$164 ;
   reg \$165 ;
-  wire [5:0] \$17 ;
-  wire [3:0] \$18 ;
+  reg [1:0] \$166 ;
+  reg [1:0] \$167 ;
+  reg \$168 ;
+  wire [3:0] \$17 ;
+  wire [19:0] \$18 ;
   wire [19:0] \$19 ;
   wire [5:0] \$2 ;
-  wire [19:0] \$20 ;
-  wire [2:0] \$21 ;
-  wire \$22 ;
-  wire [3:0] \$23 ;
-  wire \$24 ;
+  wire [2:0] \$20 ;
+  wire \$21 ;
+  wire [3:0] \$22 ;
+  wire \$23 ;
+  wire [4:0] \$24 ;
   wire [4:0] \$25 ;
-  wire [4:0] \$26 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [4:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire [4:0] \$30 ;
   wire [4:0] \$31 ;
   wire [4:0] \$32 ;
-  wire \$33 ;
-  wire [3:0] \$34 ;
-  wire \$35 ;
-  wire [3:0] \$36 ;
-  wire \$37 ;
-  wire [4:0] \$38 ;
+  wire [4:0] \$33 ;
+  wire \$34 ;
+  wire [3:0] \$35 ;
+  wire \$36 ;
+  wire [3:0] \$37 ;
+  wire \$38 ;
   wire [4:0] \$39 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
+  wire [4:0] \$40 ;
   wire [5:0] \$41 ;
-  wire [4:0] \$42 ;
-  wire \$43 ;
-  wire [4:0] \$44 ;
-  wire [5:0] \$45 ;
-  wire [4:0] \$46 ;
-  wire [5:0] \$47 ;
-  wire \$48 ;
-  wire [9:0] \$49 ;
+  wire [5:0] \$42 ;
+  wire [4:0] \$43 ;
+  wire \$44 ;
+  wire [4:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire [4:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire [9:0] \$50 ;
   wire [9:0] \$51 ;
@@ -3434,50 +3443,50 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   wire [9:0] \$56 ;
   wire [9:0] \$57 ;
   wire [9:0] \$58 ;
-  wire [14:0] \$59 ;
+  wire [9:0] \$59 ;
   wire \$6 ;
-  wire [15:0] \$60 ;
-  wire \$61 ;
-  wire [14:0] \$62 ;
-  wire [15:0] \$63 ;
-  wire [14:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire \$66 ;
-  wire [14:0] \$67 ;
-  wire [15:0] \$68 ;
+  wire [14:0] \$60 ;
+  wire [15:0] \$61 ;
+  wire \$62 ;
+  wire [14:0] \$63 ;
+  wire [15:0] \$64 ;
+  wire [14:0] \$65 ;
+  wire [15:0] \$66 ;
+  wire \$67 ;
+  wire [14:0] \$68 ;
   wire [15:0] \$69 ;
   wire \$7 ;
-  wire [16:0] \$70 ;
-  wire [1:0] \$71 ;
-  wire \$72 ;
-  wire [4:0] \$73 ;
+  wire [15:0] \$70 ;
+  wire [16:0] \$71 ;
+  wire [1:0] \$72 ;
+  wire \$73 ;
   wire [4:0] \$74 ;
-  wire \$75 ;
+  wire [4:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [24:0] \$78 ;
-  wire [33:0] \$79 ;
+  wire \$78 ;
+  wire [24:0] \$79 ;
   wire \$8 ;
-  wire [50:0] \$80 ;
-  wire [51:0] \$81 ;
-  wire [52:0] \$82 ;
-  wire [35:0] \$83 ;
+  wire [33:0] \$80 ;
+  wire [50:0] \$81 ;
+  wire [51:0] \$82 ;
+  wire [52:0] \$83 ;
   wire [35:0] \$84 ;
-  wire \$85 ;
-  wire [35:0] \$86 ;
-  wire \$87 ;
+  wire [35:0] \$85 ;
+  wire \$86 ;
+  wire [35:0] \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [1:0] \$90 ;
-  wire \$91 ;
+  wire \$90 ;
+  wire [1:0] \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  reg [3:0] \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg \$98 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  reg [3:0] \$98 ;
   reg \$99 ;
   wire \$signal ;
   reg \$signal$118  = 1'h0;
@@ -3654,7 +3663,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   wire w_en_b0;
   reg w_full = 1'h0;
   wire w_full_issue;
-  wire w_full_next;
+  wire \w_full_issue$22 ;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
   wire [5:0] word1;
@@ -3730,22 +3739,20 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   assign \$5  = ~ s_last;
   assign \$6  = \$5  | can_end;
   assign step = \$4  & \$6 ;
-  assign \$7  = filled ? 1'h1 : w_full;
-  assign w_full_next = load ? 1'h0 : \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & sn_last;
-  assign \$10  = \$8  | \$9 ;
-  assign load = w_full_issue & \$10 ;
-  assign \$11  = s_idx == 4'hb;
-  assign \$12  = s_last ? 1'h0 : \$11 ;
-  assign \$signal  = step ? \$12  : s_last;
-  assign \$13  = step & s_last;
-  assign \$14  = addr == 4'h8;
-  assign \$15  = n_last ? 1'h0 : \$14 ;
-  assign n_last_next = \$13  ? \$15  : n_last;
-  assign \$16  = r_addr + 1'h1;
-  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
-  assign \$18  = w_half ? 4'hd : 4'h0;
+  assign \$7  = ~ active;
+  assign \$8  = step & sn_last;
+  assign \$9  = \$7  | \$8 ;
+  assign load = w_full_issue & \$9 ;
+  assign \$10  = s_idx == 4'hb;
+  assign \$11  = s_last ? 1'h0 : \$10 ;
+  assign \$signal  = step ? \$11  : s_last;
+  assign \$12  = step & s_last;
+  assign \$13  = addr == 4'h8;
+  assign \$14  = n_last ? 1'h0 : \$13 ;
+  assign n_last_next = \$12  ? \$14  : n_last;
+  assign \$15  = r_addr + 1'h1;
+  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
+  assign \$17  = w_half ? 4'hd : 4'h0;
   assign i = \$signal$40  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -3766,137 +3773,141 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d4 & last2_d4;
-  assign \$19  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$20  = rq0_under ? 20'hf8000 : \$19 ;
-  assign \$21  = credits_space + credits_returned;
-  assign \$22  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$23  = \$21  - \$22 ;
-  assign credits_room_next = \$23 [1:0] >= 1'h1;
-  assign \$24  = w_count == 4'hc;
-  assign \$25  = w_count + 1'h1;
-  assign \$26  = \$24  ? 5'h00 : \$25 ;
-  assign \$28  = \$signal  & n_last_next;
-  assign \$29  = s_idx + 1'h1;
-  assign \$30  = s_last ? 5'h00 : \$29 ;
-  assign \$31  = addr + 1'h1;
-  assign \$32  = n_last ? 5'h00 : \$31 ;
-  assign \$33  = step & sn_last;
-  assign \$34  = w_half ? 4'hd : 4'h0;
-  assign \$35  = ~ w_half;
-  assign \$36  = s_last ? 4'h0 : col;
-  assign \$37  = row_ph0 >= 2'h2;
-  assign \$38  = row_ph0 - 2'h2;
-  assign \$39  = row_ph0 + 4'h8;
-  assign \$40  = \$37  ? { \$38 [4], \$38  } : { 1'h0, \$39  };
-  assign \$41  = n_last ? 6'h00 : \$40 ;
-  assign \$42  = row_ph0 + col;
-  assign \$43  = \$42  >= 4'ha;
-  assign \$44  = row_ph0 + col;
-  assign \$45  = \$44  - 4'ha;
-  assign \$46  = row_ph0 + col;
-  assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
-  assign \$48  = ! s_idx;
-  assign \$49  = off1_0[0] ? o : { \o$123 [7:0], o[9:8] };
-  assign \$50  = off1_0[0] ? o : { \o$123 [5:0], o[9:6] };
-  assign \$51  = off1_0[0] ? o : { \o$123 [3:0], o[9:4] };
-  assign \$52  = off1_0[1] ? \$50  : \$51 ;
-  assign \$53  = off1_0[0] ? o : { \o$123 [1:0], o[9:2] };
-  assign \$55  = off1_0[1] ? \$53  : \$54 ;
-  assign \$56  = off1_0[2] ? \$52  : \$55 ;
-  assign \$57  = off1_0[3] ? \$49  : \$56 ;
-  assign \$58  = ~ \$57 ;
-  assign \$59  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$60  = \$59  + xsum_l4_0;
-  assign \$61  = flags_x[0] & flags_x[2];
-  assign \$62  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$63  = \$62  + xsum_l4_0;
-  assign \$64  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$65  = \$64  + t0_0_l4_0;
-  assign \$66  = flags_0[0] & flags_0[2];
-  assign \$67  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$68  = \$67  + t0_0_l4_0;
-  assign \$70  = \$69  - xfin;
-  assign \$71  = ser_left - 1'h1;
-  assign \$72  = \addr$86  == 4'h9;
-  assign \$73  = \addr$86  + 1'h1;
-  assign \$74  = \$72  ? 5'h00 : \$73 ;
-  assign \$78  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$81  = $signed(\$79 ) + $signed(\$80 );
-  assign \$82  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$85  = $signed(\$84 ) < $signed(16'h8000);
-  assign \$87  = $signed(\$86 ) > $signed(16'h7fff);
-  assign \$88  = step & s_last;
-  assign \$89  = o__valid & \o__ready$100 ;
-  assign \$90  = \$89  + skipped_d5;
-  assign \$91  = ~ rst_fc2;
-  assign \$93  = rst_fc2 ? 1'h0 : take;
-  assign \$94  = rst_fc2 ? 1'h0 : w_full_next;
+  assign \$18  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$19  = rq0_under ? 20'hf8000 : \$18 ;
+  assign \$20  = credits_space + credits_returned;
+  assign \$21  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$22  = \$20  - \$21 ;
+  assign credits_room_next = \$22 [1:0] >= 1'h1;
+  assign \$23  = w_count == 4'hc;
+  assign \$24  = w_count + 1'h1;
+  assign \$25  = \$23  ? 5'h00 : \$24 ;
+  assign \$27  = \$signal  & n_last_next;
+  assign \$28  = filled ? 1'h1 : w_full;
+  assign \$29  = load ? 1'h0 : \$28 ;
+  assign \$30  = s_idx + 1'h1;
+  assign \$31  = s_last ? 5'h00 : \$30 ;
+  assign \$32  = addr + 1'h1;
+  assign \$33  = n_last ? 5'h00 : \$32 ;
+  assign \$34  = step & sn_last;
+  assign \$35  = w_half ? 4'hd : 4'h0;
+  assign \$36  = ~ w_half;
+  assign \$37  = s_last ? 4'h0 : col;
+  assign \$38  = row_ph0 >= 2'h2;
+  assign \$39  = row_ph0 - 2'h2;
+  assign \$40  = row_ph0 + 4'h8;
+  assign \$41  = \$38  ? { \$39 [4], \$39  } : { 1'h0, \$40  };
+  assign \$42  = n_last ? 6'h00 : \$41 ;
+  assign \$43  = row_ph0 + col;
+  assign \$44  = \$43  >= 4'ha;
+  assign \$45  = row_ph0 + col;
+  assign \$46  = \$45  - 4'ha;
+  assign \$47  = row_ph0 + col;
+  assign \$48  = \$44  ? \$46  : { 1'h0, \$47  };
+  assign \$49  = ! s_idx;
+  assign \$50  = off1_0[0] ? o : { \o$123 [7:0], o[9:8] };
+  assign \$51  = off1_0[0] ? o : { \o$123 [5:0], o[9:6] };
+  assign \$52  = off1_0[0] ? o : { \o$123 [3:0], o[9:4] };
+  assign \$53  = off1_0[1] ? \$51  : \$52 ;
+  assign \$54  = off1_0[0] ? o : { \o$123 [1:0], o[9:2] };
+  assign \$56  = off1_0[1] ? \$54  : \$55 ;
+  assign \$57  = off1_0[2] ? \$53  : \$56 ;
+  assign \$58  = off1_0[3] ? \$50  : \$57 ;
+  assign \$59  = ~ \$58 ;
+  assign \$60  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$61  = \$60  + xsum_l4_0;
+  assign \$62  = flags_x[0] & flags_x[2];
+  assign \$63  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$64  = \$63  + xsum_l4_0;
+  assign \$65  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$66  = \$65  + t0_0_l4_0;
+  assign \$67  = flags_0[0] & flags_0[2];
+  assign \$68  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$69  = \$68  + t0_0_l4_0;
+  assign \$71  = \$70  - xfin;
+  assign \$72  = ser_left - 1'h1;
+  assign \$73  = \addr$86  == 4'h9;
+  assign \$74  = \addr$86  + 1'h1;
+  assign \$75  = \$73  ? 5'h00 : \$74 ;
+  assign \$79  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$82  = $signed(\$80 ) + $signed(\$81 );
+  assign \$83  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$86  = $signed(\$85 ) < $signed(16'h8000);
+  assign \$88  = $signed(\$87 ) > $signed(16'h7fff);
+  assign \$89  = step & s_last;
+  assign \$90  = o__valid & \o__ready$100 ;
+  assign \$91  = \$90  + skipped_d5;
+  assign \$92  = ~ rst_fc2;
+  assign \$94  = rst_fc2 ? 1'h0 : take;
+  assign \$95  = rst_fc2 | load;
+  assign \$96  = filled ? 1'h1 : w_full_issue;
+  assign \$97  = \$95  ? 1'h0 : \$96 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$95 ;
+    w_count <= \$98 ;
   always @(posedge clk)
-    can_end <= \$96 ;
+    can_end <= \$99 ;
   always @(posedge clk)
-    gap_zero <= \$97 ;
+    gap_zero <= \$100 ;
   always @(posedge clk)
-    s_last <= \$98 ;
+    s_last <= \$101 ;
   always @(posedge clk)
-    n_last <= \$99 ;
+    n_last <= \$102 ;
   always @(posedge clk)
-    sn_last <= \$100 ;
+    sn_last <= \$103 ;
   always @(posedge clk)
-    w_full <= \$101 ;
+    w_full <= \$104 ;
   always @(posedge clk)
-    r_addr <= \$102 ;
+    r_addr <= \$105 ;
   always @(posedge clk)
-    s_idx <= \$103 ;
+    s_idx <= \$106 ;
   always @(posedge clk)
-    addr <= \$104 ;
+    addr <= \$107 ;
   always @(posedge clk)
-    active <= \$105 ;
+    active <= \$108 ;
   always @(posedge clk)
-    r_base <= \$106 ;
+    r_base <= \$109 ;
   always @(posedge clk)
-    w_half <= \$107 ;
+    w_half <= \$110 ;
   always @(posedge clk)
-    col <= \$108 ;
+    col <= \$111 ;
   always @(posedge clk)
-    row_ph0 <= \$109 ;
+    row_ph0 <= \$112 ;
   always @(posedge clk)
-    off1_0 <= \$110 ;
+    off1_0 <= \$113 ;
   always @(posedge clk)
-    \$signal$118  <= \$111 ;
+    \$signal$118  <= \$114 ;
   always @(posedge clk)
-    \$signal$40  <= \$112 ;
+    \$signal$40  <= \$115 ;
   always @(posedge clk)
-    last1 <= \$113 ;
+    last1 <= \$116 ;
   always @(posedge clk)
     \i$43  <= \o__payload$120 ;
   always @(posedge clk)
-    carry0_0 <= \$114 ;
+    carry0_0 <= \$117 ;
   always @(posedge clk)
-    w0_0 <= \$58 ;
+    w0_0 <= \$59 ;
   always @(posedge clk)
-    m0_0_0 <= \$115 ;
+    m0_0_0 <= \$118 ;
   always @(posedge clk)
-    m0_0_1 <= \$116 ;
+    m0_0_1 <= \$119 ;
   always @(posedge clk)
-    m0_0_2 <= \$117 ;
+    m0_0_2 <= \$120 ;
   always @(posedge clk)
-    m0_0_3 <= \$118 ;
+    m0_0_3 <= \$121 ;
   always @(posedge clk)
-    m0_0_4 <= \$119 ;
+    m0_0_4 <= \$122 ;
   always @(posedge clk)
-    m0_0_5 <= \$120 ;
+    m0_0_5 <= \$123 ;
   always @(posedge clk)
-    m0_0_6 <= \$121 ;
+    m0_0_6 <= \$124 ;
   always @(posedge clk)
-    m0_0_7 <= \$122 ;
+    m0_0_7 <= \$125 ;
   always @(posedge clk)
-    m0_0_8 <= \$123 ;
+    m0_0_8 <= \$126 ;
   always @(posedge clk)
-    m0_0_9 <= \$124 ;
+    m0_0_9 <= \$127 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -3916,105 +3927,105 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$125 ;
+    v2_d1 <= \$128 ;
   always @(posedge clk)
-    v2_d2 <= \$126 ;
+    v2_d2 <= \$129 ;
   always @(posedge clk)
-    v2_d3 <= \$127 ;
+    v2_d3 <= \$130 ;
   always @(posedge clk)
-    v2_d4 <= \$128 ;
+    v2_d4 <= \$131 ;
   always @(posedge clk)
-    last2_d1 <= \$129 ;
+    last2_d1 <= \$132 ;
   always @(posedge clk)
-    last2_d2 <= \$130 ;
+    last2_d2 <= \$133 ;
   always @(posedge clk)
-    last2_d3 <= \$131 ;
+    last2_d3 <= \$134 ;
   always @(posedge clk)
-    last2_d4 <= \$132 ;
+    last2_d4 <= \$135 ;
   always @(posedge clk)
-    v2p_d1 <= \$133 ;
+    v2p_d1 <= \$136 ;
   always @(posedge clk)
-    v2p_d2 <= \$134 ;
+    v2p_d2 <= \$137 ;
   always @(posedge clk)
-    v2p_d3 <= \$135 ;
+    v2p_d3 <= \$138 ;
   always @(posedge clk)
-    first2p_d1 <= \$136 ;
+    first2p_d1 <= \$139 ;
   always @(posedge clk)
-    first2p_d2 <= \$137 ;
+    first2p_d2 <= \$140 ;
   always @(posedge clk)
-    first2p_d3 <= \$138 ;
+    first2p_d3 <= \$141 ;
   always @(posedge clk)
-    last2p_d1 <= \$139 ;
+    last2p_d1 <= \$142 ;
   always @(posedge clk)
-    last2p_d2 <= \$140 ;
+    last2p_d2 <= \$143 ;
   always @(posedge clk)
-    last2p_d3 <= \$141 ;
+    last2p_d3 <= \$144 ;
   always @(posedge clk)
-    done <= \$142 ;
+    done <= \$145 ;
   always @(posedge clk)
-    xacc <= \$143 ;
+    xacc <= \$146 ;
   always @(posedge clk)
-    xfin <= \$144 ;
+    xfin <= \$147 ;
   always @(posedge clk)
-    acc0_0 <= \$145 ;
+    acc0_0 <= \$148 ;
   always @(posedge clk)
-    fin0_0 <= \$146 ;
+    fin0_0 <= \$149 ;
   always @(posedge clk)
-    bank0_0 <= \$147 ;
+    bank0_0 <= \$150 ;
   always @(posedge clk)
-    ser_left <= \$148 ;
+    ser_left <= \$151 ;
   always @(posedge clk)
-    \addr$86  <= \$149 ;
+    \addr$86  <= \$152 ;
   always @(posedge clk)
-    \$signal$150  <= \$150 ;
+    \$signal$150  <= \$153 ;
   always @(posedge clk)
-    ka <= \$151 ;
+    ka <= \$154 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$152 ;
+    vb <= \$155 ;
   always @(posedge clk)
     rq0_beta_b <= \data$89 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$78 ;
+    rq0_beta <= \$79 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$81 ;
+    rq0_acc_s1_0 <= \$82 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$82 [35:0];
+    rq0_acc_s2_0 <= \$83 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$83 [19:0];
+    rq0_shifted <= \$84 [19:0];
   always @(posedge clk)
-    rq0_under <= \$85 ;
+    rq0_under <= \$86 ;
   always @(posedge clk)
-    rq0_over <= \$87 ;
+    rq0_over <= \$88 ;
   always @(posedge clk)
-    v_out_d1 <= \$153 ;
+    v_out_d1 <= \$156 ;
   always @(posedge clk)
-    v_out_d2 <= \$154 ;
+    v_out_d2 <= \$157 ;
   always @(posedge clk)
-    v_out_d3 <= \$155 ;
+    v_out_d3 <= \$158 ;
   always @(posedge clk)
-    \w_en$105  <= \$156 ;
+    \w_en$105  <= \$159 ;
   always @(posedge clk)
-    skipped_d1 <= \$157 ;
+    skipped_d1 <= \$160 ;
   always @(posedge clk)
-    skipped_d2 <= \$158 ;
+    skipped_d2 <= \$161 ;
   always @(posedge clk)
-    skipped_d3 <= \$159 ;
+    skipped_d3 <= \$162 ;
   always @(posedge clk)
-    skipped_d4 <= \$160 ;
+    skipped_d4 <= \$163 ;
   always @(posedge clk)
-    skipped_d5 <= \$161 ;
+    skipped_d5 <= \$164 ;
   always @(posedge clk)
-    group_ended_d1 <= \$162 ;
+    group_ended_d1 <= \$165 ;
   always @(posedge clk)
-    credits_returned <= \$163 ;
+    credits_returned <= \$166 ;
   always @(posedge clk)
-    credits_space <= \$164 ;
+    credits_space <= \$167 ;
   always @(posedge clk)
-    credits_room <= \$165 ;
+    credits_room <= \$168 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$86 ),
     .clk(clk),
@@ -4034,7 +4045,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     .o__ready(\o__ready$100 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
-    .w_data(\$20 [15:0]),
+    .w_data(\$19 [15:0]),
     .w_en(\w_en$105 )
   );
   flexor_copy #(
@@ -4096,7 +4107,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$93 ),
+    .d(\$94 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -4104,7 +4115,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$94 ),
+    .d(\$97 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc2.weights  weights (
@@ -4119,566 +4130,566 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$17 [4:0];
+      r_next = \$16 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$18  };
+      r_next = { 1'h0, \$17  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = w_count;
+    \$98  = w_count;
     if (take) begin
-      \$95  = \$26 [3:0];
+      \$98  = \$25 [3:0];
     end
     if (rst_fc2) begin
-      \$95  = 4'h0;
+      \$98  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = \$27 ;
+    \$99  = \$26 ;
     if (rst_fc2) begin
-      \$96  = 1'h1;
+      \$99  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$97  = 1'h1;
+    \$100  = 1'h1;
     if (rst_fc2) begin
-      \$97  = 1'h1;
+      \$100  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$98  = \$signal ;
-    if (rst_fc2) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = n_last_next;
-    if (rst_fc2) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = \$28 ;
-    if (rst_fc2) begin
-      \$100  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = w_full_next;
+    \$101  = \$signal ;
     if (rst_fc2) begin
       \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = r_next;
+    \$102  = n_last_next;
     if (rst_fc2) begin
-      \$102  = 5'h00;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = s_idx;
+    \$103  = \$27 ;
+    if (rst_fc2) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$104  = \$29 ;
+    if (rst_fc2) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$105  = r_next;
+    if (rst_fc2) begin
+      \$105  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$106  = s_idx;
     if (step) begin
-      \$103  = \$30 [3:0];
+      \$106  = \$31 [3:0];
     end
     if (rst_fc2) begin
-      \$103  = 4'h0;
+      \$106  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = addr;
+    \$107  = addr;
     if (step) begin
       if (s_last) begin
-        \$104  = \$32 [3:0];
+        \$107  = \$33 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$104  = 4'h0;
+      \$107  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = active;
-    if (\$33 ) begin
-      \$105  = 1'h0;
+    \$108  = active;
+    if (\$34 ) begin
+      \$108  = 1'h0;
     end
     if (load) begin
-      \$105  = 1'h1;
+      \$108  = 1'h1;
     end
     if (rst_fc2) begin
-      \$105  = 1'h0;
+      \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = r_base;
+    \$109  = r_base;
     if (load) begin
-      \$106  = { 1'h0, \$34  };
+      \$109  = { 1'h0, \$35  };
     end
     if (rst_fc2) begin
-      \$106  = 5'h00;
+      \$109  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = w_half;
+    \$110  = w_half;
     if (load) begin
-      \$107  = \$35 ;
+      \$110  = \$36 ;
     end
     if (rst_fc2) begin
-      \$107  = 1'h0;
+      \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = col;
+    \$111  = col;
     if (step) begin
-      \$108  = \$36 ;
+      \$111  = \$37 ;
     end
     if (rst_fc2) begin
-      \$108  = 4'h0;
+      \$111  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = row_ph0;
+    \$112  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$109  = \$41 [3:0];
+        \$112  = \$42 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$109  = 4'h0;
+      \$112  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = \$47 [3:0];
+    \$113  = \$48 [3:0];
     if (rst_fc2) begin
-      \$110  = 4'h0;
+      \$113  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = step;
+    \$114  = step;
     if (rst_fc2) begin
-      \$111  = 1'h0;
+      \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = \$48 ;
+    \$115  = \$49 ;
     if (rst_fc2) begin
-      \$112  = 1'h0;
+      \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = s_last;
+    \$116  = s_last;
     if (rst_fc2) begin
-      \$113  = 1'h0;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = carry0_0;
+    \$117  = carry0_0;
     if (\$signal$118 ) begin
-      \$114  = \i$43 ;
+      \$117  = \i$43 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$115  = 8'h00;
+      \$118  = 8'h00;
     end else begin
-      \$115  = \port__data$124 [7:0];
+      \$118  = \port__data$124 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$116  = 8'h00;
+      \$119  = 8'h00;
     end else begin
-      \$116  = \port__data$124 [15:8];
+      \$119  = \port__data$124 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$117  = 8'h00;
+      \$120  = 8'h00;
     end else begin
-      \$117  = \port__data$124 [23:16];
+      \$120  = \port__data$124 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$118  = 8'h00;
+      \$121  = 8'h00;
     end else begin
-      \$118  = \port__data$124 [31:24];
+      \$121  = \port__data$124 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$119  = 8'h00;
+      \$122  = 8'h00;
     end else begin
-      \$119  = \port__data$124 [39:32];
+      \$122  = \port__data$124 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$120  = 8'h00;
+      \$123  = 8'h00;
     end else begin
-      \$120  = \port__data$124 [47:40];
+      \$123  = \port__data$124 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$121  = 8'h00;
+      \$124  = 8'h00;
     end else begin
-      \$121  = \port__data$124 [55:48];
+      \$124  = \port__data$124 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$122  = 8'h00;
+      \$125  = 8'h00;
     end else begin
-      \$122  = \port__data$124 [63:56];
+      \$125  = \port__data$124 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$123  = 8'h00;
+      \$126  = 8'h00;
     end else begin
-      \$123  = \port__data$124 [71:64];
+      \$126  = \port__data$124 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$124  = 8'h00;
+      \$127  = 8'h00;
     end else begin
-      \$124  = \port__data$124 [79:72];
+      \$127  = \port__data$124 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = \$signal$118 ;
-    if (rst_fc2) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = v2_d1;
-    if (rst_fc2) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = v2_d2;
-    if (rst_fc2) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = v2_d3;
+    \$128  = \$signal$118 ;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$129  = last1;
+    \$129  = v2_d1;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$130  = last2_d1;
+    \$130  = v2_d2;
     if (rst_fc2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$131  = last2_d2;
+    \$131  = v2_d3;
     if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$132  = last2_d3;
+    \$132  = last1;
     if (rst_fc2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$133  = \$signal$118 ;
+    \$133  = last2_d1;
     if (rst_fc2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$134  = v2p_d1;
+    \$134  = last2_d2;
     if (rst_fc2) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$135  = v2p_d2;
+    \$135  = last2_d3;
     if (rst_fc2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$136  = \$signal$40 ;
+    \$136  = \$signal$118 ;
     if (rst_fc2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$137  = first2p_d1;
+    \$137  = v2p_d1;
     if (rst_fc2) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = first2p_d2;
+    \$138  = v2p_d2;
     if (rst_fc2) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = last1;
+    \$139  = \$signal$40 ;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = last2p_d1;
+    \$140  = first2p_d1;
     if (rst_fc2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = last2p_d2;
+    \$141  = first2p_d2;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = group_end;
+    \$142  = last1;
     if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = xacc;
+    \$143  = last2p_d1;
+    if (rst_fc2) begin
+      \$143  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$144  = last2p_d2;
+    if (rst_fc2) begin
+      \$144  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$145  = group_end;
+    if (rst_fc2) begin
+      \$145  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$146  = xacc;
     if (flags_x[0]) begin
-      \$143  = \$60 [14:0];
+      \$146  = \$61 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = xfin;
-    if (\$61 ) begin
-      \$144  = \$63 [14:0];
+    \$147  = xfin;
+    if (\$62 ) begin
+      \$147  = \$64 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = acc0_0;
+    \$148  = acc0_0;
     if (flags_0[0]) begin
-      \$145  = \$65 [14:0];
+      \$148  = \$66 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = fin0_0;
-    if (\$66 ) begin
-      \$146  = \$68 [14:0];
+    \$149  = fin0_0;
+    if (\$67 ) begin
+      \$149  = \$69 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = bank0_0;
+    \$150  = bank0_0;
     if (done) begin
-      \$147  = \$70 [15:0];
+      \$150  = \$71 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = ser_left;
+    \$151  = ser_left;
     if (done) begin
-      \$148  = 1'h1;
+      \$151  = 1'h1;
     end else if (ser) begin
-      \$148  = \$71 [0];
+      \$151  = \$72 [0];
     end
-    if (rst_fc2) begin
-      \$148  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = \addr$86 ;
-    if (ser) begin
-      \$149  = \$74 [3:0];
-    end
-    if (rst_fc2) begin
-      \$149  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = \$75 ;
-    if (rst_fc2) begin
-      \$150  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = \$77 ;
     if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = \$signal$150 ;
+    \$152  = \addr$86 ;
+    if (ser) begin
+      \$152  = \$75 [3:0];
+    end
     if (rst_fc2) begin
-      \$152  = 1'h0;
+      \$152  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = vb;
+    \$153  = \$76 ;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = v_out_d1;
+    \$154  = \$78 ;
     if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = v_out_d2;
+    \$155  = \$signal$150 ;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = v_out_d3;
+    \$156  = vb;
     if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = ka;
+    \$157  = v_out_d1;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = skipped_d1;
+    \$158  = v_out_d2;
     if (rst_fc2) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = skipped_d2;
+    \$159  = v_out_d3;
     if (rst_fc2) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = skipped_d3;
+    \$160  = ka;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$161  = skipped_d4;
+    \$161  = skipped_d1;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$162  = \$88 ;
+    \$162  = skipped_d2;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$163  = \$90 ;
+    \$163  = skipped_d3;
     if (rst_fc2) begin
-      \$163  = 2'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$164  = \$23 [1:0];
+    \$164  = skipped_d4;
     if (rst_fc2) begin
-      \$164  = 2'h3;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$165  = credits_room_next;
+    \$165  = \$89 ;
     if (rst_fc2) begin
-      \$165  = 1'h1;
+      \$165  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$166  = \$91 ;
+    if (rst_fc2) begin
+      \$166  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$167  = \$22 [1:0];
+    if (rst_fc2) begin
+      \$167  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$168  = credits_room_next;
+    if (rst_fc2) begin
+      \$168  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -4687,6 +4698,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   assign w_addr = \$2 [4:0];
   assign i__payload = w_data;
   assign w_en = take;
+  assign \w_full_issue$22  = w_full_issue;
   assign o__ready = step;
   assign n_idx = addr;
   assign gap_zero_next = 1'h1;
@@ -4699,26 +4711,26 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   assign sa0_0 = b;
   assign \a$92  = \data$89 [20:17];
   assign \b$93  = b;
-  assign rq0_y = \$20 [15:0];
+  assign rq0_y = \$19 [15:0];
   assign \o__payload$99  = o__payload;
   assign \o__ready$101  = \o__ready$100 ;
   assign \o__valid$103  = o__valid;
-  assign \w_data$104  = \$20 [15:0];
+  assign \w_data$104  = \$19 [15:0];
   assign v_out_d4 = \w_en$105 ;
-  assign space_next = \$23 [1:0];
+  assign space_next = \$22 [1:0];
   assign \$4  = active;
-  assign \$27  = credits_room_next;
-  assign \$54  = o;
-  assign \$69  = { fin0_0, 1'h0 };
-  assign \$75  = ser;
-  assign \$76  = 1'h0;
+  assign \$26  = credits_room_next;
+  assign \$55  = o;
+  assign \$70  = { fin0_0, 1'h0 };
+  assign \$76  = ser;
   assign \$77  = 1'h0;
-  assign \$79  = { p[32], p };
-  assign \$80  = { \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 , 17'h00000 };
-  assign \$83  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$78  = 1'h0;
+  assign \$80  = { p[32], p };
+  assign \$81  = { \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 , 17'h00000 };
   assign \$84  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$86  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$92  = \$91 ;
+  assign \$85  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$87  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$93  = \$92 ;
   assign ser = ser_left;
 endmodule
 

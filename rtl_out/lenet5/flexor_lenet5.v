@@ -797,83 +797,83 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   wire [9:0] \$108 ;
   wire [9:0] \$109 ;
   wire \$11 ;
-  wire [12:0] \$110 ;
-  wire [13:0] \$111 ;
-  wire \$112 ;
-  wire [12:0] \$113 ;
-  wire [13:0] \$114 ;
-  wire [12:0] \$115 ;
-  wire [13:0] \$116 ;
-  wire \$117 ;
-  wire [12:0] \$118 ;
-  wire [13:0] \$119 ;
+  wire [9:0] \$110 ;
+  wire [12:0] \$111 ;
+  wire [13:0] \$112 ;
+  wire \$113 ;
+  wire [12:0] \$114 ;
+  wire [13:0] \$115 ;
+  wire [12:0] \$116 ;
+  wire [13:0] \$117 ;
+  wire \$118 ;
+  wire [12:0] \$119 ;
   wire \$12 ;
   wire [13:0] \$120 ;
-  wire [14:0] \$121 ;
-  wire [12:0] \$122 ;
-  wire [13:0] \$123 ;
-  wire \$124 ;
-  wire [12:0] \$125 ;
-  wire [13:0] \$126 ;
+  wire [13:0] \$121 ;
+  wire [14:0] \$122 ;
+  wire [12:0] \$123 ;
+  wire [13:0] \$124 ;
+  wire \$125 ;
+  wire [12:0] \$126 ;
   wire [13:0] \$127 ;
-  wire [14:0] \$128 ;
-  wire [2:0] \$129 ;
+  wire [13:0] \$128 ;
+  wire [14:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire [5:0] \$131 ;
+  wire [2:0] \$130 ;
+  wire \$131 ;
   wire [5:0] \$132 ;
-  wire \$133 ;
+  wire [5:0] \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [21:0] \$136 ;
-  wire [29:0] \$137 ;
-  wire [30:0] \$138 ;
-  wire [26:0] \$139 ;
+  wire \$136 ;
+  wire [21:0] \$137 ;
+  wire [29:0] \$138 ;
+  wire [30:0] \$139 ;
   wire \$14 ;
   wire [26:0] \$140 ;
-  wire \$141 ;
-  wire [26:0] \$142 ;
-  wire \$143 ;
+  wire [26:0] \$141 ;
+  wire \$142 ;
+  wire [26:0] \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire [1:0] \$146 ;
-  wire \$147 ;
+  wire \$146 ;
+  wire [1:0] \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [3:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
   wire \$153 ;
-  reg [1:0] \$154 ;
-  reg \$155 ;
-  reg \$156 ;
-  reg \$157 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  reg [1:0] \$157 ;
   reg \$158 ;
   reg \$159 ;
   wire [3:0] \$16 ;
   reg \$160 ;
-  reg [2:0] \$161 ;
-  reg [1:0] \$162 ;
-  reg [3:0] \$163 ;
-  reg \$164 ;
-  reg [2:0] \$165 ;
-  reg \$166 ;
-  reg [1:0] \$167 ;
-  reg [4:0] \$168 ;
-  reg [4:0] \$169 ;
-  wire [3:0] \$17 ;
-  reg [4:0] \$170 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg \$163 ;
+  reg [2:0] \$164 ;
+  reg [1:0] \$165 ;
+  reg [3:0] \$166 ;
+  reg \$167 ;
+  reg [2:0] \$168 ;
+  reg \$169 ;
+  wire [1:0] \$17 ;
+  reg [1:0] \$170 ;
   reg [4:0] \$171 ;
   reg [4:0] \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg [7:0] \$176 ;
-  reg [7:0] \$177 ;
-  reg [7:0] \$178 ;
+  reg [4:0] \$173 ;
+  reg [4:0] \$174 ;
+  reg [4:0] \$175 ;
+  reg \$176 ;
+  reg \$177 ;
+  reg \$178 ;
   reg [7:0] \$179 ;
-  wire [1:0] \$18 ;
+  wire \$18 ;
   reg [7:0] \$180 ;
   reg [7:0] \$181 ;
   reg [7:0] \$182 ;
@@ -891,9 +891,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   reg [7:0] \$193 ;
   reg [7:0] \$194 ;
   reg [7:0] \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg \$198 ;
+  reg [7:0] \$196 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
   reg \$199 ;
   wire [3:0] \$2 ;
   wire \$20 ;
@@ -907,89 +907,92 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   reg \$207 ;
   reg \$208 ;
   reg \$209 ;
-  wire \$21 ;
+  wire [10:0] \$21 ;
   reg \$210 ;
   reg \$211 ;
   reg \$212 ;
   reg \$213 ;
-  reg [12:0] \$214 ;
-  reg [12:0] \$215 ;
-  reg [12:0] \$216 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg \$216 ;
   reg [12:0] \$217 ;
-  reg [13:0] \$218 ;
+  reg [12:0] \$218 ;
   reg [12:0] \$219 ;
   wire [10:0] \$22 ;
   reg [12:0] \$220 ;
   reg [13:0] \$221 ;
-  reg [1:0] \$222 ;
-  reg [4:0] \$223 ;
-  reg \$224 ;
-  reg \$225 ;
-  reg \$226 ;
+  reg [12:0] \$222 ;
+  reg [12:0] \$223 ;
+  reg [13:0] \$224 ;
+  reg [1:0] \$225 ;
+  reg [4:0] \$226 ;
   reg \$227 ;
   reg \$228 ;
   reg \$229 ;
-  wire [10:0] \$23 ;
+  wire [4:0] \$23 ;
   reg \$230 ;
   reg \$231 ;
   reg \$232 ;
   reg \$233 ;
   reg \$234 ;
-  reg [1:0] \$235 ;
-  reg [3:0] \$236 ;
+  reg \$235 ;
+  reg \$236 ;
   reg \$237 ;
-  wire [4:0] \$24 ;
-  wire [1:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire \$27 ;
+  reg [1:0] \$238 ;
+  reg [3:0] \$239 ;
+  wire [1:0] \$24 ;
+  reg \$240 ;
+  wire [5:0] \$25 ;
+  wire \$26 ;
+  wire [2:0] \$27 ;
   wire [2:0] \$28 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [2:0] \$32 ;
+  wire \$32 ;
   wire [2:0] \$33 ;
-  wire [4:0] \$34 ;
+  wire [2:0] \$34 ;
   wire [4:0] \$35 ;
-  wire \$36 ;
-  wire [1:0] \$37 ;
-  wire \$38 ;
+  wire [4:0] \$36 ;
+  wire \$37 ;
+  wire [1:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [2:0] \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
+  wire \$41 ;
+  wire [2:0] \$42 ;
+  wire \$43 ;
   wire [5:0] \$44 ;
-  wire [6:0] \$45 ;
+  wire [5:0] \$45 ;
   wire [6:0] \$46 ;
-  wire \$47 ;
-  wire [5:0] \$48 ;
+  wire [6:0] \$47 ;
+  wire \$48 ;
   wire [5:0] \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
+  wire [5:0] \$50 ;
   wire [6:0] \$51 ;
-  wire \$52 ;
-  wire [5:0] \$53 ;
+  wire [6:0] \$52 ;
+  wire \$53 ;
   wire [5:0] \$54 ;
-  wire [6:0] \$55 ;
+  wire [5:0] \$55 ;
   wire [6:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire \$58 ;
-  wire [5:0] \$59 ;
+  wire [6:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire [6:0] \$62 ;
-  wire [5:0] \$63 ;
-  wire \$64 ;
-  wire [5:0] \$65 ;
-  wire [6:0] \$66 ;
-  wire [5:0] \$67 ;
-  wire [6:0] \$68 ;
-  wire \$69 ;
+  wire [5:0] \$60 ;
+  wire [6:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire [6:0] \$63 ;
+  wire [5:0] \$64 ;
+  wire \$65 ;
+  wire [5:0] \$66 ;
+  wire [6:0] \$67 ;
+  wire [5:0] \$68 ;
+  wire [6:0] \$69 ;
   wire \$7 ;
-  wire [9:0] \$70 ;
+  wire \$70 ;
   wire [9:0] \$71 ;
   wire [9:0] \$72 ;
   wire [9:0] \$73 ;
@@ -1237,7 +1240,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   wire w_en_b1;
   reg w_full = 1'h0;
   wire w_full_issue;
-  wire w_full_next;
+  wire \w_full_issue$28 ;
   reg w_half = 1'h0;
   reg [63:0] word1 = 64'h0000000000000000;
   reg [12:0] xacc = 13'h0000;
@@ -1315,26 +1318,24 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   assign \$5  = ~ s_last;
   assign \$6  = \$5  | can_end;
   assign step = \$4  & \$6 ;
-  assign \$7  = filled ? 1'h1 : w_full;
-  assign w_full_next = load ? 1'h0 : \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & sn_last;
-  assign \$10  = \$8  | \$9 ;
-  assign load = w_full_issue & \$10 ;
-  assign \$11  = s_idx == 1'h1;
-  assign \$12  = s_last ? 1'h0 : \$11 ;
-  assign \$signal  = step ? \$12  : s_last;
-  assign \$13  = step & s_last;
-  assign \$14  = n_idx == 4'he;
-  assign \$15  = n_last ? 1'h0 : \$14 ;
-  assign n_last_next = \$13  ? \$15  : n_last;
-  assign \$16  = r_addr + 1'h1;
-  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
-  assign \$18  = w_half ? 2'h3 : 2'h0;
-  assign \$19  = step & s_last;
-  assign \$20  = gap == 1'h1;
-  assign \$21  = gap_zero | \$20 ;
-  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
+  assign \$7  = ~ active;
+  assign \$8  = step & sn_last;
+  assign \$9  = \$7  | \$8 ;
+  assign load = w_full_issue & \$9 ;
+  assign \$10  = s_idx == 1'h1;
+  assign \$11  = s_last ? 1'h0 : \$10 ;
+  assign \$signal  = step ? \$11  : s_last;
+  assign \$12  = step & s_last;
+  assign \$13  = n_idx == 4'he;
+  assign \$14  = n_last ? 1'h0 : \$13 ;
+  assign n_last_next = \$12  ? \$14  : n_last;
+  assign \$15  = r_addr + 1'h1;
+  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
+  assign \$17  = w_half ? 2'h3 : 2'h0;
+  assign \$18  = step & s_last;
+  assign \$19  = gap == 1'h1;
+  assign \$20  = gap_zero | \$19 ;
+  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1364,172 +1365,176 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$22  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$23  = rq0_under ? 11'h000 : \$22 ;
-  assign \$24  = credits_space + credits_returned;
-  assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$26  = \$24  - \$25 ;
-  assign credits_room_next = \$26 [3:0] >= 2'h2;
-  assign \$27  = w_count == 2'h2;
-  assign \$28  = w_count + 1'h1;
-  assign \$29  = \$27  ? 3'h0 : \$28 ;
-  assign \$30  = credits_room_next & gap_zero_next;
-  assign \$31  = \$signal  & n_last_next;
-  assign \$32  = s_idx + 1'h1;
-  assign \$33  = s_last ? 3'h0 : \$32 ;
-  assign \$34  = n_idx + 1'h1;
-  assign \$35  = n_last ? 5'h00 : \$34 ;
-  assign \$36  = step & sn_last;
-  assign \$37  = w_half ? 2'h3 : 2'h0;
-  assign \$38  = ~ w_half;
-  assign \$39  = step & s_last;
-  assign \$40  = ~ gap_zero;
-  assign \$41  = gap - 1'h1;
-  assign \$42  = col >= 4'ha;
-  assign \$43  = col - 4'ha;
-  assign \$44  = col + 4'ha;
-  assign \$45  = \$42  ? { \$43 [5], \$43  } : { 1'h0, \$44  };
-  assign \$46  = s_last ? 7'h00 : \$45 ;
-  assign \$47  = row_ph0 >= 4'ha;
-  assign \$48  = row_ph0 - 4'ha;
-  assign \$49  = row_ph0 + 4'ha;
-  assign \$50  = \$47  ? { \$48 [5], \$48  } : { 1'h0, \$49  };
-  assign \$51  = n_last ? 7'h00 : \$50 ;
-  assign \$52  = row_ph1 >= 4'ha;
-  assign \$53  = row_ph1 - 4'ha;
-  assign \$54  = row_ph1 + 4'ha;
-  assign \$55  = \$52  ? { \$53 [5], \$53  } : { 1'h0, \$54  };
-  assign \$56  = n_last ? 7'h05 : \$55 ;
-  assign \$57  = row_ph0 + col;
-  assign \$58  = \$57  >= 5'h14;
-  assign \$59  = row_ph0 + col;
-  assign \$60  = \$59  - 5'h14;
-  assign \$61  = row_ph0 + col;
-  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
-  assign \$63  = row_ph1 + col;
-  assign \$64  = \$63  >= 5'h14;
-  assign \$65  = row_ph1 + col;
-  assign \$66  = \$65  - 5'h14;
-  assign \$67  = row_ph1 + col;
-  assign \$68  = \$64  ? \$66  : { 1'h0, \$67  };
-  assign \$69  = ! s_idx;
-  assign \$76  = off1_0[0] ? o[9:0] : o[19:10];
-  assign \$78  = off1_0[1] ? \$76  : \$77 ;
-  assign \$79  = off1_0[2] ? \$75  : \$78 ;
-  assign \$87  = off1_0[3] ? \$79  : \$86 ;
-  assign \$88  = off1_0[4] ? \$72  : \$87 ;
-  assign \$89  = ~ \$88 ;
-  assign \$93  = off1_1[0] ? { \o$163 [4:0], \o$162 [19:15] } : \o$162 [14:5];
-  assign \$95  = off1_1[1] ? \$93  : \$94 ;
-  assign \$99  = off1_1[2] ? \$95  : \$98 ;
-  assign \$107  = off1_1[3] ? \$99  : \$106 ;
-  assign \$108  = off1_1[4] ? \$92  : \$107 ;
-  assign \$109  = ~ \$108 ;
-  assign \$110  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$111  = \$110  + xsum_l4_0;
-  assign \$112  = flags_x[0] & flags_x[2];
-  assign \$113  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$114  = \$113  + xsum_l4_0;
-  assign \$115  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$116  = \$115  + t0_0_l4_0;
-  assign \$117  = flags_0[0] & flags_0[2];
-  assign \$118  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$119  = \$118  + t0_0_l4_0;
-  assign \$121  = \$120  - xfin;
-  assign \$122  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$123  = \$122  + t1_0_l4_0;
-  assign \$124  = flags_1[0] & flags_1[2];
-  assign \$125  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$126  = \$125  + t1_0_l4_0;
-  assign \$128  = \$127  - xfin;
-  assign \$129  = ser_left - 1'h1;
-  assign \$130  = addr == 5'h1f;
-  assign \$131  = addr + 1'h1;
-  assign \$132  = \$130  ? 6'h00 : \$131 ;
-  assign \$136  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$138  = $signed(\$137 ) + $signed(rq0_beta);
-  assign \$141  = $signed(\$140 ) < $signed(1'h0);
-  assign \$143  = $signed(\$142 ) > $signed(9'h0ff);
-  assign \$144  = step & s_last;
-  assign \$145  = \o__valid$134  & \o__ready$132 ;
-  assign \$146  = \$145  + skipped_d4;
-  assign \$147  = ~ rst_conv1;
-  assign \$149  = rst_conv1 ? 1'h0 : take;
-  assign \$150  = ~ rst_conv1;
-  assign \$152  = rst_conv1 ? 1'h0 : take;
-  assign \$153  = rst_conv1 ? 1'h0 : w_full_next;
+  assign \$21  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$22  = rq0_under ? 11'h000 : \$21 ;
+  assign \$23  = credits_space + credits_returned;
+  assign \$24  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$25  = \$23  - \$24 ;
+  assign credits_room_next = \$25 [3:0] >= 2'h2;
+  assign \$26  = w_count == 2'h2;
+  assign \$27  = w_count + 1'h1;
+  assign \$28  = \$26  ? 3'h0 : \$27 ;
+  assign \$29  = credits_room_next & gap_zero_next;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = filled ? 1'h1 : w_full;
+  assign \$32  = load ? 1'h0 : \$31 ;
+  assign \$33  = s_idx + 1'h1;
+  assign \$34  = s_last ? 3'h0 : \$33 ;
+  assign \$35  = n_idx + 1'h1;
+  assign \$36  = n_last ? 5'h00 : \$35 ;
+  assign \$37  = step & sn_last;
+  assign \$38  = w_half ? 2'h3 : 2'h0;
+  assign \$39  = ~ w_half;
+  assign \$40  = step & s_last;
+  assign \$41  = ~ gap_zero;
+  assign \$42  = gap - 1'h1;
+  assign \$43  = col >= 4'ha;
+  assign \$44  = col - 4'ha;
+  assign \$45  = col + 4'ha;
+  assign \$46  = \$43  ? { \$44 [5], \$44  } : { 1'h0, \$45  };
+  assign \$47  = s_last ? 7'h00 : \$46 ;
+  assign \$48  = row_ph0 >= 4'ha;
+  assign \$49  = row_ph0 - 4'ha;
+  assign \$50  = row_ph0 + 4'ha;
+  assign \$51  = \$48  ? { \$49 [5], \$49  } : { 1'h0, \$50  };
+  assign \$52  = n_last ? 7'h00 : \$51 ;
+  assign \$53  = row_ph1 >= 4'ha;
+  assign \$54  = row_ph1 - 4'ha;
+  assign \$55  = row_ph1 + 4'ha;
+  assign \$56  = \$53  ? { \$54 [5], \$54  } : { 1'h0, \$55  };
+  assign \$57  = n_last ? 7'h05 : \$56 ;
+  assign \$58  = row_ph0 + col;
+  assign \$59  = \$58  >= 5'h14;
+  assign \$60  = row_ph0 + col;
+  assign \$61  = \$60  - 5'h14;
+  assign \$62  = row_ph0 + col;
+  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
+  assign \$64  = row_ph1 + col;
+  assign \$65  = \$64  >= 5'h14;
+  assign \$66  = row_ph1 + col;
+  assign \$67  = \$66  - 5'h14;
+  assign \$68  = row_ph1 + col;
+  assign \$69  = \$65  ? \$67  : { 1'h0, \$68  };
+  assign \$70  = ! s_idx;
+  assign \$77  = off1_0[0] ? o[9:0] : o[19:10];
+  assign \$79  = off1_0[1] ? \$77  : \$78 ;
+  assign \$80  = off1_0[2] ? \$76  : \$79 ;
+  assign \$88  = off1_0[3] ? \$80  : \$87 ;
+  assign \$89  = off1_0[4] ? \$73  : \$88 ;
+  assign \$90  = ~ \$89 ;
+  assign \$94  = off1_1[0] ? { \o$163 [4:0], \o$162 [19:15] } : \o$162 [14:5];
+  assign \$96  = off1_1[1] ? \$94  : \$95 ;
+  assign \$100  = off1_1[2] ? \$96  : \$99 ;
+  assign \$108  = off1_1[3] ? \$100  : \$107 ;
+  assign \$109  = off1_1[4] ? \$93  : \$108 ;
+  assign \$110  = ~ \$109 ;
+  assign \$111  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$112  = \$111  + xsum_l4_0;
+  assign \$113  = flags_x[0] & flags_x[2];
+  assign \$114  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$115  = \$114  + xsum_l4_0;
+  assign \$116  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$117  = \$116  + t0_0_l4_0;
+  assign \$118  = flags_0[0] & flags_0[2];
+  assign \$119  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$120  = \$119  + t0_0_l4_0;
+  assign \$122  = \$121  - xfin;
+  assign \$123  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$124  = \$123  + t1_0_l4_0;
+  assign \$125  = flags_1[0] & flags_1[2];
+  assign \$126  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$127  = \$126  + t1_0_l4_0;
+  assign \$129  = \$128  - xfin;
+  assign \$130  = ser_left - 1'h1;
+  assign \$131  = addr == 5'h1f;
+  assign \$132  = addr + 1'h1;
+  assign \$133  = \$131  ? 6'h00 : \$132 ;
+  assign \$137  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$139  = $signed(\$138 ) + $signed(rq0_beta);
+  assign \$142  = $signed(\$141 ) < $signed(1'h0);
+  assign \$144  = $signed(\$143 ) > $signed(9'h0ff);
+  assign \$145  = step & s_last;
+  assign \$146  = \o__valid$134  & \o__ready$132 ;
+  assign \$147  = \$146  + skipped_d4;
+  assign \$148  = ~ rst_conv1;
+  assign \$150  = rst_conv1 ? 1'h0 : take;
+  assign \$151  = ~ rst_conv1;
+  assign \$153  = rst_conv1 ? 1'h0 : take;
+  assign \$154  = rst_conv1 | load;
+  assign \$155  = filled ? 1'h1 : w_full_issue;
+  assign \$156  = \$154  ? 1'h0 : \$155 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$154 ;
+    w_count <= \$157 ;
   always @(posedge clk)
-    can_end <= \$155 ;
+    can_end <= \$158 ;
   always @(posedge clk)
-    gap_zero <= \$156 ;
+    gap_zero <= \$159 ;
   always @(posedge clk)
-    s_last <= \$157 ;
+    s_last <= \$160 ;
   always @(posedge clk)
-    n_last <= \$158 ;
+    n_last <= \$161 ;
   always @(posedge clk)
-    sn_last <= \$159 ;
+    sn_last <= \$162 ;
   always @(posedge clk)
-    w_full <= \$160 ;
+    w_full <= \$163 ;
   always @(posedge clk)
-    r_addr <= \$161 ;
+    r_addr <= \$164 ;
   always @(posedge clk)
-    s_idx <= \$162 ;
+    s_idx <= \$165 ;
   always @(posedge clk)
-    n_idx <= \$163 ;
+    n_idx <= \$166 ;
   always @(posedge clk)
-    active <= \$164 ;
+    active <= \$167 ;
   always @(posedge clk)
-    r_base <= \$165 ;
+    r_base <= \$168 ;
   always @(posedge clk)
-    w_half <= \$166 ;
+    w_half <= \$169 ;
   always @(posedge clk)
-    gap <= \$167 ;
+    gap <= \$170 ;
   always @(posedge clk)
-    col <= \$168 ;
+    col <= \$171 ;
   always @(posedge clk)
-    row_ph0 <= \$169 ;
+    row_ph0 <= \$172 ;
   always @(posedge clk)
-    row_ph1 <= \$170 ;
+    row_ph1 <= \$173 ;
   always @(posedge clk)
-    off1_0 <= \$171 ;
+    off1_0 <= \$174 ;
   always @(posedge clk)
-    off1_1 <= \$172 ;
+    off1_1 <= \$175 ;
   always @(posedge clk)
-    \$signal$151  <= \$173 ;
+    \$signal$151  <= \$176 ;
   always @(posedge clk)
-    \$signal$152  <= \$174 ;
+    \$signal$152  <= \$177 ;
   always @(posedge clk)
-    last1 <= \$175 ;
+    last1 <= \$178 ;
   always @(posedge clk)
     word1 <= \o__payload$154 ;
   always @(posedge clk)
     xdata_d1 <= { \port__data$156 , \port__data$155  };
   always @(posedge clk)
-    w0_0 <= \$89 ;
+    w0_0 <= \$90 ;
   always @(posedge clk)
-    m0_0_0 <= \$176 ;
+    m0_0_0 <= \$179 ;
   always @(posedge clk)
-    m0_0_1 <= \$177 ;
+    m0_0_1 <= \$180 ;
   always @(posedge clk)
-    m0_0_2 <= \$178 ;
+    m0_0_2 <= \$181 ;
   always @(posedge clk)
-    m0_0_3 <= \$179 ;
+    m0_0_3 <= \$182 ;
   always @(posedge clk)
-    m0_0_4 <= \$180 ;
+    m0_0_4 <= \$183 ;
   always @(posedge clk)
-    m0_0_5 <= \$181 ;
+    m0_0_5 <= \$184 ;
   always @(posedge clk)
-    m0_0_6 <= \$182 ;
+    m0_0_6 <= \$185 ;
   always @(posedge clk)
-    m0_0_7 <= \$183 ;
+    m0_0_7 <= \$186 ;
   always @(posedge clk)
-    m0_0_8 <= \$184 ;
+    m0_0_8 <= \$187 ;
   always @(posedge clk)
-    m0_0_9 <= \$185 ;
+    m0_0_9 <= \$188 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1539,27 +1544,27 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    w1_0 <= \$109 ;
+    w1_0 <= \$110 ;
   always @(posedge clk)
-    m1_0_0 <= \$186 ;
+    m1_0_0 <= \$189 ;
   always @(posedge clk)
-    m1_0_1 <= \$187 ;
+    m1_0_1 <= \$190 ;
   always @(posedge clk)
-    m1_0_2 <= \$188 ;
+    m1_0_2 <= \$191 ;
   always @(posedge clk)
-    m1_0_3 <= \$189 ;
+    m1_0_3 <= \$192 ;
   always @(posedge clk)
-    m1_0_4 <= \$190 ;
+    m1_0_4 <= \$193 ;
   always @(posedge clk)
-    m1_0_5 <= \$191 ;
+    m1_0_5 <= \$194 ;
   always @(posedge clk)
-    m1_0_6 <= \$192 ;
+    m1_0_6 <= \$195 ;
   always @(posedge clk)
-    m1_0_7 <= \$193 ;
+    m1_0_7 <= \$196 ;
   always @(posedge clk)
-    m1_0_8 <= \$194 ;
+    m1_0_8 <= \$197 ;
   always @(posedge clk)
-    m1_0_9 <= \$195 ;
+    m1_0_9 <= \$198 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1585,103 +1590,103 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$196 ;
+    v2_d1 <= \$199 ;
   always @(posedge clk)
-    v2_d2 <= \$197 ;
+    v2_d2 <= \$200 ;
   always @(posedge clk)
-    v2_d3 <= \$198 ;
+    v2_d3 <= \$201 ;
   always @(posedge clk)
-    v2_d4 <= \$199 ;
+    v2_d4 <= \$202 ;
   always @(posedge clk)
-    last2_d1 <= \$200 ;
+    last2_d1 <= \$203 ;
   always @(posedge clk)
-    last2_d2 <= \$201 ;
+    last2_d2 <= \$204 ;
   always @(posedge clk)
-    last2_d3 <= \$202 ;
+    last2_d3 <= \$205 ;
   always @(posedge clk)
-    last2_d4 <= \$203 ;
+    last2_d4 <= \$206 ;
   always @(posedge clk)
-    v2p_d1 <= \$204 ;
+    v2p_d1 <= \$207 ;
   always @(posedge clk)
-    v2p_d2 <= \$205 ;
+    v2p_d2 <= \$208 ;
   always @(posedge clk)
-    v2p_d3 <= \$206 ;
+    v2p_d3 <= \$209 ;
   always @(posedge clk)
-    first2p_d1 <= \$207 ;
+    first2p_d1 <= \$210 ;
   always @(posedge clk)
-    first2p_d2 <= \$208 ;
+    first2p_d2 <= \$211 ;
   always @(posedge clk)
-    first2p_d3 <= \$209 ;
+    first2p_d3 <= \$212 ;
   always @(posedge clk)
-    last2p_d1 <= \$210 ;
+    last2p_d1 <= \$213 ;
   always @(posedge clk)
-    last2p_d2 <= \$211 ;
+    last2p_d2 <= \$214 ;
   always @(posedge clk)
-    last2p_d3 <= \$212 ;
+    last2p_d3 <= \$215 ;
   always @(posedge clk)
-    done <= \$213 ;
+    done <= \$216 ;
   always @(posedge clk)
-    xacc <= \$214 ;
+    xacc <= \$217 ;
   always @(posedge clk)
-    xfin <= \$215 ;
+    xfin <= \$218 ;
   always @(posedge clk)
-    acc0_0 <= \$216 ;
+    acc0_0 <= \$219 ;
   always @(posedge clk)
-    fin0_0 <= \$217 ;
+    fin0_0 <= \$220 ;
   always @(posedge clk)
-    bank0_0 <= \$218 ;
+    bank0_0 <= \$221 ;
   always @(posedge clk)
-    acc1_0 <= \$219 ;
+    acc1_0 <= \$222 ;
   always @(posedge clk)
-    fin1_0 <= \$220 ;
+    fin1_0 <= \$223 ;
   always @(posedge clk)
-    bank1_0 <= \$221 ;
+    bank1_0 <= \$224 ;
   always @(posedge clk)
-    ser_left <= \$222 ;
+    ser_left <= \$225 ;
   always @(posedge clk)
-    addr <= \$223 ;
+    addr <= \$226 ;
   always @(posedge clk)
-    \$signal$194  <= \$224 ;
+    \$signal$194  <= \$227 ;
   always @(posedge clk)
-    ka <= \$225 ;
+    ka <= \$228 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$226 ;
+    vb <= \$229 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$136 ;
+    rq0_beta <= \$137 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$138 [26:0];
+    rq0_acc_s1_0 <= \$139 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$139 [10:0];
+    rq0_shifted <= \$140 [10:0];
   always @(posedge clk)
-    rq0_under <= \$141 ;
+    rq0_under <= \$142 ;
   always @(posedge clk)
-    rq0_over <= \$143 ;
+    rq0_over <= \$144 ;
   always @(posedge clk)
-    v_out_d1 <= \$227 ;
+    v_out_d1 <= \$230 ;
   always @(posedge clk)
-    v_out_d2 <= \$228 ;
+    v_out_d2 <= \$231 ;
   always @(posedge clk)
-    \w_en$137  <= \$229 ;
+    \w_en$137  <= \$232 ;
   always @(posedge clk)
-    skipped_d1 <= \$230 ;
+    skipped_d1 <= \$233 ;
   always @(posedge clk)
-    skipped_d2 <= \$231 ;
+    skipped_d2 <= \$234 ;
   always @(posedge clk)
-    skipped_d3 <= \$232 ;
+    skipped_d3 <= \$235 ;
   always @(posedge clk)
-    skipped_d4 <= \$233 ;
+    skipped_d4 <= \$236 ;
   always @(posedge clk)
-    group_ended_d1 <= \$234 ;
+    group_ended_d1 <= \$237 ;
   always @(posedge clk)
-    credits_returned <= \$235 ;
+    credits_returned <= \$238 ;
   always @(posedge clk)
-    credits_space <= \$236 ;
+    credits_space <= \$239 ;
   always @(posedge clk)
-    credits_room <= \$237 ;
+    credits_room <= \$240 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1710,7 +1715,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     .o__valid(\o__valid$134 ),
     .rst_conv1(rst_conv1),
     .w_en(\w_en$137 ),
-    .w_port__data(\$23 [7:0])
+    .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1784,7 +1789,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$149 ),
+    .d(\$150 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1792,7 +1797,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$152 ),
+    .d(\$153 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -1800,7 +1805,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$153 ),
+    .d(\$156 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
@@ -1816,689 +1821,689 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$17 [2:0];
+      r_next = \$16 [2:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$18  };
+      r_next = { 1'h0, \$17  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = w_count;
+    \$157  = w_count;
     if (take) begin
-      \$154  = \$29 [1:0];
+      \$157  = \$28 [1:0];
     end
     if (rst_conv1) begin
-      \$154  = 2'h0;
+      \$157  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = \$30 ;
+    \$158  = \$29 ;
     if (rst_conv1) begin
-      \$155  = 1'h1;
+      \$158  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = gap_zero_next;
+    \$159  = gap_zero_next;
     if (rst_conv1) begin
-      \$156  = 1'h1;
+      \$159  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = \$signal ;
-    if (rst_conv1) begin
-      \$157  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = n_last_next;
-    if (rst_conv1) begin
-      \$158  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = \$31 ;
-    if (rst_conv1) begin
-      \$159  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = w_full_next;
+    \$160  = \$signal ;
     if (rst_conv1) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = r_next;
+    \$161  = n_last_next;
     if (rst_conv1) begin
-      \$161  = 3'h0;
+      \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = s_idx;
+    \$162  = \$30 ;
+    if (rst_conv1) begin
+      \$162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$163  = \$32 ;
+    if (rst_conv1) begin
+      \$163  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$164  = r_next;
+    if (rst_conv1) begin
+      \$164  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$165  = s_idx;
     if (step) begin
-      \$162  = \$33 [1:0];
+      \$165  = \$34 [1:0];
     end
     if (rst_conv1) begin
-      \$162  = 2'h0;
+      \$165  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = n_idx;
+    \$166  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$163  = \$35 [3:0];
+        \$166  = \$36 [3:0];
       end
     end
     if (rst_conv1) begin
-      \$163  = 4'h0;
+      \$166  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = active;
-    if (\$36 ) begin
-      \$164  = 1'h0;
+    \$167  = active;
+    if (\$37 ) begin
+      \$167  = 1'h0;
     end
     if (load) begin
-      \$164  = 1'h1;
+      \$167  = 1'h1;
     end
     if (rst_conv1) begin
-      \$164  = 1'h0;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = r_base;
+    \$168  = r_base;
     if (load) begin
-      \$165  = { 1'h0, \$37  };
+      \$168  = { 1'h0, \$38  };
     end
     if (rst_conv1) begin
-      \$165  = 3'h0;
+      \$168  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = w_half;
+    \$169  = w_half;
     if (load) begin
-      \$166  = \$38 ;
+      \$169  = \$39 ;
     end
     if (rst_conv1) begin
-      \$166  = 1'h0;
+      \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = gap;
-    if (\$39 ) begin
-      \$167  = 2'h1;
-    end else if (\$40 ) begin
-      \$167  = \$41 [1:0];
+    \$170  = gap;
+    if (\$40 ) begin
+      \$170  = 2'h1;
+    end else if (\$41 ) begin
+      \$170  = \$42 [1:0];
     end
     if (rst_conv1) begin
-      \$167  = 2'h0;
+      \$170  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = col;
+    \$171  = col;
     if (step) begin
-      \$168  = \$46 [4:0];
+      \$171  = \$47 [4:0];
     end
-    if (rst_conv1) begin
-      \$168  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$169  = \$51 [4:0];
-      end
-    end
-    if (rst_conv1) begin
-      \$169  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$170  = \$56 [4:0];
-      end
-    end
-    if (rst_conv1) begin
-      \$170  = 5'h05;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = \$62 [4:0];
     if (rst_conv1) begin
       \$171  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = \$68 [4:0];
+    \$172  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$172  = \$52 [4:0];
+      end
+    end
     if (rst_conv1) begin
       \$172  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = step;
+    \$173  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$173  = \$57 [4:0];
+      end
+    end
     if (rst_conv1) begin
-      \$173  = 1'h0;
+      \$173  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = \$69 ;
+    \$174  = \$63 [4:0];
     if (rst_conv1) begin
-      \$174  = 1'h0;
+      \$174  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = s_last;
+    \$175  = \$69 [4:0];
     if (rst_conv1) begin
-      \$175  = 1'h0;
+      \$175  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$176  = step;
+    if (rst_conv1) begin
+      \$176  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$177  = \$70 ;
+    if (rst_conv1) begin
+      \$177  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$178  = s_last;
+    if (rst_conv1) begin
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$176  = 8'h00;
+      \$179  = 8'h00;
     end else begin
-      \$176  = xdata_d1[7:0];
+      \$179  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$177  = 8'h00;
+      \$180  = 8'h00;
     end else begin
-      \$177  = xdata_d1[15:8];
+      \$180  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$178  = 8'h00;
+      \$181  = 8'h00;
     end else begin
-      \$178  = xdata_d1[23:16];
+      \$181  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$179  = 8'h00;
+      \$182  = 8'h00;
     end else begin
-      \$179  = xdata_d1[31:24];
+      \$182  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$180  = 8'h00;
+      \$183  = 8'h00;
     end else begin
-      \$180  = xdata_d1[39:32];
+      \$183  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$181  = 8'h00;
+      \$184  = 8'h00;
     end else begin
-      \$181  = xdata_d1[47:40];
+      \$184  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$182  = 8'h00;
+      \$185  = 8'h00;
     end else begin
-      \$182  = xdata_d1[55:48];
+      \$185  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$183  = 8'h00;
+      \$186  = 8'h00;
     end else begin
-      \$183  = xdata_d1[63:56];
+      \$186  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$184  = 8'h00;
+      \$187  = 8'h00;
     end else begin
-      \$184  = xdata_d1[71:64];
+      \$187  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$185  = 8'h00;
+      \$188  = 8'h00;
     end else begin
-      \$185  = xdata_d1[79:72];
+      \$188  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$186  = 8'h00;
+      \$189  = 8'h00;
     end else begin
-      \$186  = xdata_d1[7:0];
+      \$189  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$187  = 8'h00;
+      \$190  = 8'h00;
     end else begin
-      \$187  = xdata_d1[15:8];
+      \$190  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$188  = 8'h00;
+      \$191  = 8'h00;
     end else begin
-      \$188  = xdata_d1[23:16];
+      \$191  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$189  = 8'h00;
+      \$192  = 8'h00;
     end else begin
-      \$189  = xdata_d1[31:24];
+      \$192  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$190  = 8'h00;
+      \$193  = 8'h00;
     end else begin
-      \$190  = xdata_d1[39:32];
+      \$193  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$191  = 8'h00;
+      \$194  = 8'h00;
     end else begin
-      \$191  = xdata_d1[47:40];
+      \$194  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$192  = 8'h00;
+      \$195  = 8'h00;
     end else begin
-      \$192  = xdata_d1[55:48];
+      \$195  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$193  = 8'h00;
+      \$196  = 8'h00;
     end else begin
-      \$193  = xdata_d1[63:56];
+      \$196  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$194  = 8'h00;
+      \$197  = 8'h00;
     end else begin
-      \$194  = xdata_d1[71:64];
+      \$197  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$195  = 8'h00;
+      \$198  = 8'h00;
     end else begin
-      \$195  = xdata_d1[79:72];
+      \$198  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = \$signal$151 ;
-    if (rst_conv1) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = v2_d1;
-    if (rst_conv1) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = v2_d2;
-    if (rst_conv1) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = v2_d3;
+    \$199  = \$signal$151 ;
     if (rst_conv1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = last1;
+    \$200  = v2_d1;
     if (rst_conv1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = last2_d1;
+    \$201  = v2_d2;
     if (rst_conv1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = last2_d2;
+    \$202  = v2_d3;
     if (rst_conv1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = last2_d3;
+    \$203  = last1;
     if (rst_conv1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = \$signal$151 ;
+    \$204  = last2_d1;
     if (rst_conv1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = v2p_d1;
+    \$205  = last2_d2;
     if (rst_conv1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = v2p_d2;
+    \$206  = last2_d3;
     if (rst_conv1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$signal$152 ;
+    \$207  = \$signal$151 ;
     if (rst_conv1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = first2p_d1;
+    \$208  = v2p_d1;
     if (rst_conv1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = first2p_d2;
+    \$209  = v2p_d2;
     if (rst_conv1) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = last1;
+    \$210  = \$signal$152 ;
     if (rst_conv1) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = last2p_d1;
+    \$211  = first2p_d1;
     if (rst_conv1) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = last2p_d2;
+    \$212  = first2p_d2;
     if (rst_conv1) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = group_end;
+    \$213  = last1;
     if (rst_conv1) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = xacc;
+    \$214  = last2p_d1;
+    if (rst_conv1) begin
+      \$214  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$215  = last2p_d2;
+    if (rst_conv1) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$216  = group_end;
+    if (rst_conv1) begin
+      \$216  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$217  = xacc;
     if (flags_x[0]) begin
-      \$214  = \$111 [12:0];
+      \$217  = \$112 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = xfin;
-    if (\$112 ) begin
-      \$215  = \$114 [12:0];
+    \$218  = xfin;
+    if (\$113 ) begin
+      \$218  = \$115 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = acc0_0;
+    \$219  = acc0_0;
     if (flags_0[0]) begin
-      \$216  = \$116 [12:0];
+      \$219  = \$117 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = fin0_0;
-    if (\$117 ) begin
-      \$217  = \$119 [12:0];
+    \$220  = fin0_0;
+    if (\$118 ) begin
+      \$220  = \$120 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = bank0_0;
+    \$221  = bank0_0;
     if (done) begin
-      \$218  = \$121 [13:0];
+      \$221  = \$122 [13:0];
     end else if (ser) begin
-      \$218  = bank1_0;
+      \$221  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = acc1_0;
+    \$222  = acc1_0;
     if (flags_1[0]) begin
-      \$219  = \$123 [12:0];
+      \$222  = \$124 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = fin1_0;
-    if (\$124 ) begin
-      \$220  = \$126 [12:0];
+    \$223  = fin1_0;
+    if (\$125 ) begin
+      \$223  = \$127 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = bank1_0;
+    \$224  = bank1_0;
     if (done) begin
-      \$221  = \$128 [13:0];
+      \$224  = \$129 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = ser_left;
+    \$225  = ser_left;
     if (done) begin
-      \$222  = 2'h2;
+      \$225  = 2'h2;
     end else if (ser) begin
-      \$222  = \$129 [1:0];
+      \$225  = \$130 [1:0];
     end
     if (rst_conv1) begin
-      \$222  = 2'h0;
+      \$225  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = addr;
+    \$226  = addr;
     if (ser) begin
-      \$223  = \$132 [4:0];
+      \$226  = \$133 [4:0];
     end
     if (rst_conv1) begin
-      \$223  = 5'h00;
+      \$226  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = \$133 ;
-    if (rst_conv1) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = \$135 ;
-    if (rst_conv1) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = \$signal$194 ;
-    if (rst_conv1) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = vb;
+    \$227  = \$134 ;
     if (rst_conv1) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = v_out_d1;
+    \$228  = \$136 ;
     if (rst_conv1) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = v_out_d2;
+    \$229  = \$signal$194 ;
     if (rst_conv1) begin
       \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = ka;
+    \$230  = vb;
     if (rst_conv1) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = skipped_d1;
+    \$231  = v_out_d1;
     if (rst_conv1) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = skipped_d2;
+    \$232  = v_out_d2;
     if (rst_conv1) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = skipped_d3;
+    \$233  = ka;
     if (rst_conv1) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = \$144 ;
+    \$234  = skipped_d1;
     if (rst_conv1) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = \$146 ;
+    \$235  = skipped_d2;
     if (rst_conv1) begin
-      \$235  = 2'h0;
+      \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = \$26 [3:0];
+    \$236  = skipped_d3;
     if (rst_conv1) begin
-      \$236  = 4'he;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = credits_room_next;
+    \$237  = \$145 ;
     if (rst_conv1) begin
-      \$237  = 1'h1;
+      \$237  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$238  = \$147 ;
+    if (rst_conv1) begin
+      \$238  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$239  = \$25 [3:0];
+    if (rst_conv1) begin
+      \$239  = 4'he;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$240  = credits_room_next;
+    if (rst_conv1) begin
+      \$240  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2510,6 +2515,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   assign w_addr = \$2 [2:0];
   assign i__payload = w_data;
   assign w_en = take;
+  assign \w_full_issue$28  = w_full_issue;
   assign o__ready = step;
   assign r_addr_b0 = \port__addr$43 ;
   assign \port__en$45  = 1'h1;
@@ -2523,52 +2529,52 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
-  assign rq0_y = \$23 [7:0];
+  assign rq0_y = \$22 [7:0];
   assign \o__payload$131  = o__payload;
   assign \o__ready$133  = \o__ready$132 ;
   assign \o__valid$135  = \o__valid$134 ;
-  assign \w_data$136  = \$23 [7:0];
+  assign \w_data$136  = \$22 [7:0];
   assign v_out_d3 = \w_en$137 ;
-  assign space_next = \$26 [3:0];
-  assign \$70  = o[9:0];
+  assign space_next = \$25 [3:0];
   assign \$71  = o[9:0];
-  assign \$72  = \$71 ;
-  assign \$73  = o[9:0];
+  assign \$72  = o[9:0];
+  assign \$73  = \$72 ;
   assign \$74  = o[9:0];
-  assign \$75  = \$74 ;
-  assign \$77  = o[9:0];
-  assign \$80  = o[9:0];
+  assign \$75  = o[9:0];
+  assign \$76  = \$75 ;
+  assign \$78  = o[9:0];
   assign \$81  = o[9:0];
-  assign \$82  = \$81 ;
-  assign \$83  = o[9:0];
+  assign \$82  = o[9:0];
+  assign \$83  = \$82 ;
   assign \$84  = o[9:0];
-  assign \$85  = \$84 ;
+  assign \$85  = o[9:0];
   assign \$86  = \$85 ;
-  assign \$90  = \o$162 [14:5];
+  assign \$87  = \$86 ;
   assign \$91  = \o$162 [14:5];
-  assign \$92  = \$91 ;
-  assign \$94  = \o$162 [14:5];
-  assign \$96  = \o$162 [14:5];
+  assign \$92  = \o$162 [14:5];
+  assign \$93  = \$92 ;
+  assign \$95  = \o$162 [14:5];
   assign \$97  = \o$162 [14:5];
-  assign \$98  = \$97 ;
-  assign \$100  = \o$162 [14:5];
+  assign \$98  = \o$162 [14:5];
+  assign \$99  = \$98 ;
   assign \$101  = \o$162 [14:5];
-  assign \$102  = \$101 ;
-  assign \$103  = \o$162 [14:5];
+  assign \$102  = \o$162 [14:5];
+  assign \$103  = \$102 ;
   assign \$104  = \o$162 [14:5];
-  assign \$105  = \$104 ;
+  assign \$105  = \o$162 [14:5];
   assign \$106  = \$105 ;
-  assign \$120  = { fin0_0, 1'h0 };
-  assign \$127  = { fin1_0, 1'h0 };
-  assign \$133  = ser;
-  assign \$134  = 1'h0;
+  assign \$107  = \$106 ;
+  assign \$121  = { fin0_0, 1'h0 };
+  assign \$128  = { fin1_0, 1'h0 };
+  assign \$134  = ser;
   assign \$135  = 1'h0;
-  assign \$137  = { p[28], p };
-  assign \$139  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$136  = 1'h0;
+  assign \$138  = { p[28], p };
   assign \$140  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$142  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$148  = \$147 ;
-  assign \$151  = \$150 ;
+  assign \$141  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$143  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$149  = \$148 ;
+  assign \$152  = \$151 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9780,15 +9786,15 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  wire [30:0] \$100 ;
+  wire [47:0] \$100 ;
   wire [30:0] \$101 ;
-  wire \$102 ;
-  wire [30:0] \$103 ;
-  wire \$104 ;
+  wire [30:0] \$102 ;
+  wire \$103 ;
+  wire [30:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire [1:0] \$107 ;
-  wire \$108 ;
+  wire \$107 ;
+  wire [1:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
@@ -9834,7 +9840,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [5:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -9856,33 +9862,33 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [5:0] \$17 ;
+  wire [3:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
-  reg [3:0] \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg \$176 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  reg [3:0] \$176 ;
   reg \$177 ;
   reg \$178 ;
   reg \$179 ;
-  wire [3:0] \$18 ;
-  reg [4:0] \$180 ;
-  reg [3:0] \$181 ;
-  reg [3:0] \$182 ;
-  reg \$183 ;
-  reg [4:0] \$184 ;
-  reg \$185 ;
-  reg [2:0] \$186 ;
-  reg \$187 ;
+  wire \$18 ;
+  reg \$180 ;
+  reg \$181 ;
+  reg \$182 ;
+  reg [4:0] \$183 ;
+  reg [3:0] \$184 ;
+  reg [3:0] \$185 ;
+  reg \$186 ;
+  reg [4:0] \$187 ;
   reg \$188 ;
-  reg \$189 ;
+  reg [2:0] \$189 ;
   wire \$19 ;
-  reg [4:0] \$190 ;
-  reg [7:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [7:0] \$193 ;
+  reg \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg [4:0] \$193 ;
   reg [7:0] \$194 ;
   reg [7:0] \$195 ;
   reg [7:0] \$196 ;
@@ -9901,7 +9907,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$207 ;
   reg [7:0] \$208 ;
   reg [7:0] \$209 ;
-  wire \$21 ;
+  wire [14:0] \$21 ;
   reg [7:0] \$210 ;
   reg [7:0] \$211 ;
   reg [7:0] \$212 ;
@@ -9923,7 +9929,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
-  wire [14:0] \$23 ;
+  wire [4:0] \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
   reg [7:0] \$232 ;
@@ -9934,7 +9940,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire [4:0] \$24 ;
+  wire [2:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
@@ -9945,7 +9951,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$247 ;
   reg [7:0] \$248 ;
   reg [7:0] \$249 ;
-  wire [2:0] \$25 ;
+  wire [5:0] \$25 ;
   reg [7:0] \$250 ;
   reg [7:0] \$251 ;
   reg [7:0] \$252 ;
@@ -9956,7 +9962,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$257 ;
   reg [7:0] \$258 ;
   reg [7:0] \$259 ;
-  wire [5:0] \$26 ;
+  wire \$26 ;
   reg [7:0] \$260 ;
   reg [7:0] \$261 ;
   reg [7:0] \$262 ;
@@ -9967,7 +9973,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
   reg [7:0] \$269 ;
-  wire \$27 ;
+  wire [4:0] \$27 ;
   reg [7:0] \$270 ;
   reg [7:0] \$271 ;
   reg [7:0] \$272 ;
@@ -9989,7 +9995,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$287 ;
   reg [7:0] \$288 ;
   reg [7:0] \$289 ;
-  wire [4:0] \$29 ;
+  wire \$29 ;
   reg [7:0] \$290 ;
   reg [7:0] \$291 ;
   reg [7:0] \$292 ;
@@ -10023,7 +10029,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$317 ;
   reg [7:0] \$318 ;
   reg [7:0] \$319 ;
-  wire [4:0] \$32 ;
+  wire \$32 ;
   reg [7:0] \$320 ;
   reg [7:0] \$321 ;
   reg [7:0] \$322 ;
@@ -10067,7 +10073,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$357 ;
   reg [7:0] \$358 ;
   reg [7:0] \$359 ;
-  wire \$36 ;
+  wire [4:0] \$36 ;
   reg [7:0] \$360 ;
   reg [7:0] \$361 ;
   reg [7:0] \$362 ;
@@ -10078,7 +10084,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$367 ;
   reg [7:0] \$368 ;
   reg [7:0] \$369 ;
-  wire [3:0] \$37 ;
+  wire \$37 ;
   reg [7:0] \$370 ;
   reg [7:0] \$371 ;
   reg [7:0] \$372 ;
@@ -10089,7 +10095,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$377 ;
   reg [7:0] \$378 ;
   reg [7:0] \$379 ;
-  wire \$38 ;
+  wire [3:0] \$38 ;
   reg [7:0] \$380 ;
   reg [7:0] \$381 ;
   reg [7:0] \$382 ;
@@ -10123,7 +10129,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$407 ;
   reg [7:0] \$408 ;
   reg [7:0] \$409 ;
-  wire [3:0] \$41 ;
+  wire \$41 ;
   reg [7:0] \$410 ;
   reg [7:0] \$411 ;
   reg [7:0] \$412 ;
@@ -10134,7 +10140,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$417 ;
   reg [7:0] \$418 ;
   reg [7:0] \$419 ;
-  wire \$42 ;
+  wire [3:0] \$42 ;
   reg [7:0] \$420 ;
   reg [7:0] \$421 ;
   reg [7:0] \$422 ;
@@ -10145,11 +10151,11 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$427 ;
   reg [7:0] \$428 ;
   reg [7:0] \$429 ;
-  wire [63:0] \$43 ;
+  wire \$43 ;
   reg [7:0] \$430 ;
-  reg \$431 ;
-  reg \$432 ;
-  reg \$433 ;
+  reg [7:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [7:0] \$433 ;
   reg \$434 ;
   reg \$435 ;
   reg \$436 ;
@@ -10172,11 +10178,11 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg \$451 ;
   reg \$452 ;
   reg \$453 ;
-  reg [17:0] \$454 ;
-  reg [17:0] \$455 ;
-  reg [17:0] \$456 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg \$456 ;
   reg [17:0] \$457 ;
-  reg [18:0] \$458 ;
+  reg [17:0] \$458 ;
   reg [17:0] \$459 ;
   wire [63:0] \$46 ;
   reg [17:0] \$460 ;
@@ -10187,12 +10193,12 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [17:0] \$465 ;
   reg [17:0] \$466 ;
   reg [18:0] \$467 ;
-  reg [2:0] \$468 ;
-  reg [5:0] \$469 ;
+  reg [17:0] \$468 ;
+  reg [17:0] \$469 ;
   wire [63:0] \$47 ;
-  reg \$470 ;
-  reg \$471 ;
-  reg \$472 ;
+  reg [18:0] \$470 ;
+  reg [2:0] \$471 ;
+  reg [5:0] \$472 ;
   reg \$473 ;
   reg \$474 ;
   reg \$475 ;
@@ -10204,68 +10210,71 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg \$480 ;
   reg \$481 ;
   reg \$482 ;
-  reg [1:0] \$483 ;
-  reg [3:0] \$484 ;
+  reg \$483 ;
+  reg \$484 ;
   reg \$485 ;
-  wire [63:0] \$486 ;
-  wire [63:0] \$487 ;
-  wire [63:0] \$488 ;
+  reg [1:0] \$486 ;
+  reg [3:0] \$487 ;
+  reg \$488 ;
+  wire [63:0] \$489 ;
   wire [63:0] \$49 ;
+  wire [63:0] \$490 ;
+  wire [63:0] \$491 ;
   wire \$5 ;
-  wire [31:0] \$50 ;
-  wire [59:0] \$51 ;
+  wire [63:0] \$50 ;
+  wire [31:0] \$51 ;
   wire [59:0] \$52 ;
   wire [59:0] \$53 ;
   wire [59:0] \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire \$57 ;
-  wire [17:0] \$58 ;
-  wire [18:0] \$59 ;
+  wire [59:0] \$55 ;
+  wire [17:0] \$56 ;
+  wire [18:0] \$57 ;
+  wire \$58 ;
+  wire [17:0] \$59 ;
   wire \$6 ;
-  wire [17:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire \$62 ;
-  wire [17:0] \$63 ;
-  wire [18:0] \$64 ;
+  wire [18:0] \$60 ;
+  wire [17:0] \$61 ;
+  wire [18:0] \$62 ;
+  wire \$63 ;
+  wire [17:0] \$64 ;
   wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [17:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire \$69 ;
+  wire [18:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [17:0] \$68 ;
+  wire [18:0] \$69 ;
   wire \$7 ;
-  wire [17:0] \$70 ;
-  wire [18:0] \$71 ;
+  wire \$70 ;
+  wire [17:0] \$71 ;
   wire [18:0] \$72 ;
-  wire [19:0] \$73 ;
-  wire [17:0] \$74 ;
-  wire [18:0] \$75 ;
-  wire \$76 ;
-  wire [17:0] \$77 ;
-  wire [18:0] \$78 ;
+  wire [18:0] \$73 ;
+  wire [19:0] \$74 ;
+  wire [17:0] \$75 ;
+  wire [18:0] \$76 ;
+  wire \$77 ;
+  wire [17:0] \$78 ;
   wire [18:0] \$79 ;
   wire \$8 ;
-  wire [19:0] \$80 ;
-  wire [17:0] \$81 ;
-  wire [18:0] \$82 ;
-  wire \$83 ;
-  wire [17:0] \$84 ;
-  wire [18:0] \$85 ;
+  wire [18:0] \$80 ;
+  wire [19:0] \$81 ;
+  wire [17:0] \$82 ;
+  wire [18:0] \$83 ;
+  wire \$84 ;
+  wire [17:0] \$85 ;
   wire [18:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire [3:0] \$88 ;
-  wire \$89 ;
+  wire [18:0] \$87 ;
+  wire [19:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire [6:0] \$90 ;
+  wire \$90 ;
   wire [6:0] \$91 ;
-  wire \$92 ;
+  wire [6:0] \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire [19:0] \$95 ;
-  wire [30:0] \$96 ;
-  wire [45:0] \$97 ;
-  wire [46:0] \$98 ;
-  wire [47:0] \$99 ;
+  wire \$95 ;
+  wire [19:0] \$96 ;
+  wire [30:0] \$97 ;
+  wire [45:0] \$98 ;
+  wire [46:0] \$99 ;
   wire \$signal ;
   reg \$signal$859  = 1'h0;
   reg \$signal$860  = 1'h0;
@@ -11376,7 +11385,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   wire w_en_b7_p1;
   reg w_full = 1'h0;
   wire w_full_issue;
-  wire w_full_next;
+  wire \w_full_issue$97 ;
   reg w_half = 1'h0;
   reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
   reg [17:0] xacc = 18'h00000;
@@ -11973,183 +11982,187 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     _15_ <= vectors7_p1[\port__addr$157 ];
   end
   assign \port__data$887  = _15_;
-  assign \$157  = ~ rst_conv2;
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = \$158  ? take : 1'h0;
-  assign \$161  = ~ rst_conv2;
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = \$162  ? take : 1'h0;
-  assign \$165  = ~ rst_conv2;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = \$166  ? take : 1'h0;
-  assign \$169  = ~ rst_conv2;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = \$170  ? take : 1'h0;
-  assign \$172  = rst_conv2 ? 1'h0 : w_full_next;
+  assign \$155  = \$153  & \$154 ;
+  assign \$156  = \$155  ? take : 1'h0;
+  assign \$158  = ~ rst_conv2;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = \$159  ? take : 1'h0;
+  assign \$162  = ~ rst_conv2;
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = \$163  ? take : 1'h0;
+  assign \$166  = ~ rst_conv2;
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = \$167  ? take : 1'h0;
+  assign \$170  = ~ rst_conv2;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = \$171  ? take : 1'h0;
+  assign \$173  = rst_conv2 | load;
+  assign \$174  = filled ? 1'h1 : w_full_issue;
+  assign \$175  = \$173  ? 1'h0 : \$174 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$173 ;
+    w_count <= \$176 ;
   always @(posedge clk)
-    can_end <= \$174 ;
+    can_end <= \$177 ;
   always @(posedge clk)
-    gap_zero <= \$175 ;
+    gap_zero <= \$178 ;
   always @(posedge clk)
-    s_last <= \$176 ;
+    s_last <= \$179 ;
   always @(posedge clk)
-    n_last <= \$177 ;
+    n_last <= \$180 ;
   always @(posedge clk)
-    sn_last <= \$178 ;
+    sn_last <= \$181 ;
   always @(posedge clk)
-    w_full <= \$179 ;
+    w_full <= \$182 ;
   always @(posedge clk)
-    r_addr <= \$180 ;
+    r_addr <= \$183 ;
   always @(posedge clk)
-    s_idx <= \$181 ;
+    s_idx <= \$184 ;
   always @(posedge clk)
-    n_idx <= \$182 ;
+    n_idx <= \$185 ;
   always @(posedge clk)
-    active <= \$183 ;
+    active <= \$186 ;
   always @(posedge clk)
-    r_base <= \$184 ;
+    r_base <= \$187 ;
   always @(posedge clk)
-    w_half <= \$185 ;
+    w_half <= \$188 ;
   always @(posedge clk)
-    gap <= \$186 ;
+    gap <= \$189 ;
   always @(posedge clk)
-    \$signal$859  <= \$187 ;
+    \$signal$859  <= \$190 ;
   always @(posedge clk)
-    \$signal$860  <= \$188 ;
+    \$signal$860  <= \$191 ;
   always @(posedge clk)
-    last1 <= \$189 ;
+    last1 <= \$192 ;
   always @(posedge clk)
-    word1 <= { \$488 , \$487 , \$486  };
+    word1 <= { \$491 , \$490 , \$489  };
   always @(posedge clk)
-    r_addr_q <= \$190 ;
+    r_addr_q <= \$193 ;
   always @(posedge clk)
-    xdata_d1 <= { \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43  };
+    xdata_d1 <= { \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44  };
   always @(posedge clk)
-    w0_0 <= \$51 ;
+    w0_0 <= \$52 ;
   always @(posedge clk)
-    m0_0_0 <= \$191 ;
+    m0_0_0 <= \$194 ;
   always @(posedge clk)
-    m0_0_1 <= \$192 ;
+    m0_0_1 <= \$195 ;
   always @(posedge clk)
-    m0_0_2 <= \$193 ;
+    m0_0_2 <= \$196 ;
   always @(posedge clk)
-    m0_0_3 <= \$194 ;
+    m0_0_3 <= \$197 ;
   always @(posedge clk)
-    m0_0_4 <= \$195 ;
+    m0_0_4 <= \$198 ;
   always @(posedge clk)
-    m0_0_5 <= \$196 ;
+    m0_0_5 <= \$199 ;
   always @(posedge clk)
-    m0_0_6 <= \$197 ;
+    m0_0_6 <= \$200 ;
   always @(posedge clk)
-    m0_0_7 <= \$198 ;
+    m0_0_7 <= \$201 ;
   always @(posedge clk)
-    m0_0_8 <= \$199 ;
+    m0_0_8 <= \$202 ;
   always @(posedge clk)
-    m0_0_9 <= \$200 ;
+    m0_0_9 <= \$203 ;
   always @(posedge clk)
-    m0_0_10 <= \$201 ;
+    m0_0_10 <= \$204 ;
   always @(posedge clk)
-    m0_0_11 <= \$202 ;
+    m0_0_11 <= \$205 ;
   always @(posedge clk)
-    m0_0_12 <= \$203 ;
+    m0_0_12 <= \$206 ;
   always @(posedge clk)
-    m0_0_13 <= \$204 ;
+    m0_0_13 <= \$207 ;
   always @(posedge clk)
-    m0_0_14 <= \$205 ;
+    m0_0_14 <= \$208 ;
   always @(posedge clk)
-    m0_0_15 <= \$206 ;
+    m0_0_15 <= \$209 ;
   always @(posedge clk)
-    m0_0_16 <= \$207 ;
+    m0_0_16 <= \$210 ;
   always @(posedge clk)
-    m0_0_17 <= \$208 ;
+    m0_0_17 <= \$211 ;
   always @(posedge clk)
-    m0_0_18 <= \$209 ;
+    m0_0_18 <= \$212 ;
   always @(posedge clk)
-    m0_0_19 <= \$210 ;
+    m0_0_19 <= \$213 ;
   always @(posedge clk)
-    m0_0_20 <= \$211 ;
+    m0_0_20 <= \$214 ;
   always @(posedge clk)
-    m0_0_21 <= \$212 ;
+    m0_0_21 <= \$215 ;
   always @(posedge clk)
-    m0_0_22 <= \$213 ;
+    m0_0_22 <= \$216 ;
   always @(posedge clk)
-    m0_0_23 <= \$214 ;
+    m0_0_23 <= \$217 ;
   always @(posedge clk)
-    m0_0_24 <= \$215 ;
+    m0_0_24 <= \$218 ;
   always @(posedge clk)
-    m0_0_25 <= \$216 ;
+    m0_0_25 <= \$219 ;
   always @(posedge clk)
-    m0_0_26 <= \$217 ;
+    m0_0_26 <= \$220 ;
   always @(posedge clk)
-    m0_0_27 <= \$218 ;
+    m0_0_27 <= \$221 ;
   always @(posedge clk)
-    m0_0_28 <= \$219 ;
+    m0_0_28 <= \$222 ;
   always @(posedge clk)
-    m0_0_29 <= \$220 ;
+    m0_0_29 <= \$223 ;
   always @(posedge clk)
-    m0_0_30 <= \$221 ;
+    m0_0_30 <= \$224 ;
   always @(posedge clk)
-    m0_0_31 <= \$222 ;
+    m0_0_31 <= \$225 ;
   always @(posedge clk)
-    m0_0_32 <= \$223 ;
+    m0_0_32 <= \$226 ;
   always @(posedge clk)
-    m0_0_33 <= \$224 ;
+    m0_0_33 <= \$227 ;
   always @(posedge clk)
-    m0_0_34 <= \$225 ;
+    m0_0_34 <= \$228 ;
   always @(posedge clk)
-    m0_0_35 <= \$226 ;
+    m0_0_35 <= \$229 ;
   always @(posedge clk)
-    m0_0_36 <= \$227 ;
+    m0_0_36 <= \$230 ;
   always @(posedge clk)
-    m0_0_37 <= \$228 ;
+    m0_0_37 <= \$231 ;
   always @(posedge clk)
-    m0_0_38 <= \$229 ;
+    m0_0_38 <= \$232 ;
   always @(posedge clk)
-    m0_0_39 <= \$230 ;
+    m0_0_39 <= \$233 ;
   always @(posedge clk)
-    m0_0_40 <= \$231 ;
+    m0_0_40 <= \$234 ;
   always @(posedge clk)
-    m0_0_41 <= \$232 ;
+    m0_0_41 <= \$235 ;
   always @(posedge clk)
-    m0_0_42 <= \$233 ;
+    m0_0_42 <= \$236 ;
   always @(posedge clk)
-    m0_0_43 <= \$234 ;
+    m0_0_43 <= \$237 ;
   always @(posedge clk)
-    m0_0_44 <= \$235 ;
+    m0_0_44 <= \$238 ;
   always @(posedge clk)
-    m0_0_45 <= \$236 ;
+    m0_0_45 <= \$239 ;
   always @(posedge clk)
-    m0_0_46 <= \$237 ;
+    m0_0_46 <= \$240 ;
   always @(posedge clk)
-    m0_0_47 <= \$238 ;
+    m0_0_47 <= \$241 ;
   always @(posedge clk)
-    m0_0_48 <= \$239 ;
+    m0_0_48 <= \$242 ;
   always @(posedge clk)
-    m0_0_49 <= \$240 ;
+    m0_0_49 <= \$243 ;
   always @(posedge clk)
-    m0_0_50 <= \$241 ;
+    m0_0_50 <= \$244 ;
   always @(posedge clk)
-    m0_0_51 <= \$242 ;
+    m0_0_51 <= \$245 ;
   always @(posedge clk)
-    m0_0_52 <= \$243 ;
+    m0_0_52 <= \$246 ;
   always @(posedge clk)
-    m0_0_53 <= \$244 ;
+    m0_0_53 <= \$247 ;
   always @(posedge clk)
-    m0_0_54 <= \$245 ;
+    m0_0_54 <= \$248 ;
   always @(posedge clk)
-    m0_0_55 <= \$246 ;
+    m0_0_55 <= \$249 ;
   always @(posedge clk)
-    m0_0_56 <= \$247 ;
+    m0_0_56 <= \$250 ;
   always @(posedge clk)
-    m0_0_57 <= \$248 ;
+    m0_0_57 <= \$251 ;
   always @(posedge clk)
-    m0_0_58 <= \$249 ;
+    m0_0_58 <= \$252 ;
   always @(posedge clk)
-    m0_0_59 <= \$250 ;
+    m0_0_59 <= \$253 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -12191,127 +12204,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= \$52 ;
+    w1_0 <= \$53 ;
   always @(posedge clk)
-    m1_0_0 <= \$251 ;
+    m1_0_0 <= \$254 ;
   always @(posedge clk)
-    m1_0_1 <= \$252 ;
+    m1_0_1 <= \$255 ;
   always @(posedge clk)
-    m1_0_2 <= \$253 ;
+    m1_0_2 <= \$256 ;
   always @(posedge clk)
-    m1_0_3 <= \$254 ;
+    m1_0_3 <= \$257 ;
   always @(posedge clk)
-    m1_0_4 <= \$255 ;
+    m1_0_4 <= \$258 ;
   always @(posedge clk)
-    m1_0_5 <= \$256 ;
+    m1_0_5 <= \$259 ;
   always @(posedge clk)
-    m1_0_6 <= \$257 ;
+    m1_0_6 <= \$260 ;
   always @(posedge clk)
-    m1_0_7 <= \$258 ;
+    m1_0_7 <= \$261 ;
   always @(posedge clk)
-    m1_0_8 <= \$259 ;
+    m1_0_8 <= \$262 ;
   always @(posedge clk)
-    m1_0_9 <= \$260 ;
+    m1_0_9 <= \$263 ;
   always @(posedge clk)
-    m1_0_10 <= \$261 ;
+    m1_0_10 <= \$264 ;
   always @(posedge clk)
-    m1_0_11 <= \$262 ;
+    m1_0_11 <= \$265 ;
   always @(posedge clk)
-    m1_0_12 <= \$263 ;
+    m1_0_12 <= \$266 ;
   always @(posedge clk)
-    m1_0_13 <= \$264 ;
+    m1_0_13 <= \$267 ;
   always @(posedge clk)
-    m1_0_14 <= \$265 ;
+    m1_0_14 <= \$268 ;
   always @(posedge clk)
-    m1_0_15 <= \$266 ;
+    m1_0_15 <= \$269 ;
   always @(posedge clk)
-    m1_0_16 <= \$267 ;
+    m1_0_16 <= \$270 ;
   always @(posedge clk)
-    m1_0_17 <= \$268 ;
+    m1_0_17 <= \$271 ;
   always @(posedge clk)
-    m1_0_18 <= \$269 ;
+    m1_0_18 <= \$272 ;
   always @(posedge clk)
-    m1_0_19 <= \$270 ;
+    m1_0_19 <= \$273 ;
   always @(posedge clk)
-    m1_0_20 <= \$271 ;
+    m1_0_20 <= \$274 ;
   always @(posedge clk)
-    m1_0_21 <= \$272 ;
+    m1_0_21 <= \$275 ;
   always @(posedge clk)
-    m1_0_22 <= \$273 ;
+    m1_0_22 <= \$276 ;
   always @(posedge clk)
-    m1_0_23 <= \$274 ;
+    m1_0_23 <= \$277 ;
   always @(posedge clk)
-    m1_0_24 <= \$275 ;
+    m1_0_24 <= \$278 ;
   always @(posedge clk)
-    m1_0_25 <= \$276 ;
+    m1_0_25 <= \$279 ;
   always @(posedge clk)
-    m1_0_26 <= \$277 ;
+    m1_0_26 <= \$280 ;
   always @(posedge clk)
-    m1_0_27 <= \$278 ;
+    m1_0_27 <= \$281 ;
   always @(posedge clk)
-    m1_0_28 <= \$279 ;
+    m1_0_28 <= \$282 ;
   always @(posedge clk)
-    m1_0_29 <= \$280 ;
+    m1_0_29 <= \$283 ;
   always @(posedge clk)
-    m1_0_30 <= \$281 ;
+    m1_0_30 <= \$284 ;
   always @(posedge clk)
-    m1_0_31 <= \$282 ;
+    m1_0_31 <= \$285 ;
   always @(posedge clk)
-    m1_0_32 <= \$283 ;
+    m1_0_32 <= \$286 ;
   always @(posedge clk)
-    m1_0_33 <= \$284 ;
+    m1_0_33 <= \$287 ;
   always @(posedge clk)
-    m1_0_34 <= \$285 ;
+    m1_0_34 <= \$288 ;
   always @(posedge clk)
-    m1_0_35 <= \$286 ;
+    m1_0_35 <= \$289 ;
   always @(posedge clk)
-    m1_0_36 <= \$287 ;
+    m1_0_36 <= \$290 ;
   always @(posedge clk)
-    m1_0_37 <= \$288 ;
+    m1_0_37 <= \$291 ;
   always @(posedge clk)
-    m1_0_38 <= \$289 ;
+    m1_0_38 <= \$292 ;
   always @(posedge clk)
-    m1_0_39 <= \$290 ;
+    m1_0_39 <= \$293 ;
   always @(posedge clk)
-    m1_0_40 <= \$291 ;
+    m1_0_40 <= \$294 ;
   always @(posedge clk)
-    m1_0_41 <= \$292 ;
+    m1_0_41 <= \$295 ;
   always @(posedge clk)
-    m1_0_42 <= \$293 ;
+    m1_0_42 <= \$296 ;
   always @(posedge clk)
-    m1_0_43 <= \$294 ;
+    m1_0_43 <= \$297 ;
   always @(posedge clk)
-    m1_0_44 <= \$295 ;
+    m1_0_44 <= \$298 ;
   always @(posedge clk)
-    m1_0_45 <= \$296 ;
+    m1_0_45 <= \$299 ;
   always @(posedge clk)
-    m1_0_46 <= \$297 ;
+    m1_0_46 <= \$300 ;
   always @(posedge clk)
-    m1_0_47 <= \$298 ;
+    m1_0_47 <= \$301 ;
   always @(posedge clk)
-    m1_0_48 <= \$299 ;
+    m1_0_48 <= \$302 ;
   always @(posedge clk)
-    m1_0_49 <= \$300 ;
+    m1_0_49 <= \$303 ;
   always @(posedge clk)
-    m1_0_50 <= \$301 ;
+    m1_0_50 <= \$304 ;
   always @(posedge clk)
-    m1_0_51 <= \$302 ;
+    m1_0_51 <= \$305 ;
   always @(posedge clk)
-    m1_0_52 <= \$303 ;
+    m1_0_52 <= \$306 ;
   always @(posedge clk)
-    m1_0_53 <= \$304 ;
+    m1_0_53 <= \$307 ;
   always @(posedge clk)
-    m1_0_54 <= \$305 ;
+    m1_0_54 <= \$308 ;
   always @(posedge clk)
-    m1_0_55 <= \$306 ;
+    m1_0_55 <= \$309 ;
   always @(posedge clk)
-    m1_0_56 <= \$307 ;
+    m1_0_56 <= \$310 ;
   always @(posedge clk)
-    m1_0_57 <= \$308 ;
+    m1_0_57 <= \$311 ;
   always @(posedge clk)
-    m1_0_58 <= \$309 ;
+    m1_0_58 <= \$312 ;
   always @(posedge clk)
-    m1_0_59 <= \$310 ;
+    m1_0_59 <= \$313 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -12353,127 +12366,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= \$53 ;
+    w2_0 <= \$54 ;
   always @(posedge clk)
-    m2_0_0 <= \$311 ;
+    m2_0_0 <= \$314 ;
   always @(posedge clk)
-    m2_0_1 <= \$312 ;
+    m2_0_1 <= \$315 ;
   always @(posedge clk)
-    m2_0_2 <= \$313 ;
+    m2_0_2 <= \$316 ;
   always @(posedge clk)
-    m2_0_3 <= \$314 ;
+    m2_0_3 <= \$317 ;
   always @(posedge clk)
-    m2_0_4 <= \$315 ;
+    m2_0_4 <= \$318 ;
   always @(posedge clk)
-    m2_0_5 <= \$316 ;
+    m2_0_5 <= \$319 ;
   always @(posedge clk)
-    m2_0_6 <= \$317 ;
+    m2_0_6 <= \$320 ;
   always @(posedge clk)
-    m2_0_7 <= \$318 ;
+    m2_0_7 <= \$321 ;
   always @(posedge clk)
-    m2_0_8 <= \$319 ;
+    m2_0_8 <= \$322 ;
   always @(posedge clk)
-    m2_0_9 <= \$320 ;
+    m2_0_9 <= \$323 ;
   always @(posedge clk)
-    m2_0_10 <= \$321 ;
+    m2_0_10 <= \$324 ;
   always @(posedge clk)
-    m2_0_11 <= \$322 ;
+    m2_0_11 <= \$325 ;
   always @(posedge clk)
-    m2_0_12 <= \$323 ;
+    m2_0_12 <= \$326 ;
   always @(posedge clk)
-    m2_0_13 <= \$324 ;
+    m2_0_13 <= \$327 ;
   always @(posedge clk)
-    m2_0_14 <= \$325 ;
+    m2_0_14 <= \$328 ;
   always @(posedge clk)
-    m2_0_15 <= \$326 ;
+    m2_0_15 <= \$329 ;
   always @(posedge clk)
-    m2_0_16 <= \$327 ;
+    m2_0_16 <= \$330 ;
   always @(posedge clk)
-    m2_0_17 <= \$328 ;
+    m2_0_17 <= \$331 ;
   always @(posedge clk)
-    m2_0_18 <= \$329 ;
+    m2_0_18 <= \$332 ;
   always @(posedge clk)
-    m2_0_19 <= \$330 ;
+    m2_0_19 <= \$333 ;
   always @(posedge clk)
-    m2_0_20 <= \$331 ;
+    m2_0_20 <= \$334 ;
   always @(posedge clk)
-    m2_0_21 <= \$332 ;
+    m2_0_21 <= \$335 ;
   always @(posedge clk)
-    m2_0_22 <= \$333 ;
+    m2_0_22 <= \$336 ;
   always @(posedge clk)
-    m2_0_23 <= \$334 ;
+    m2_0_23 <= \$337 ;
   always @(posedge clk)
-    m2_0_24 <= \$335 ;
+    m2_0_24 <= \$338 ;
   always @(posedge clk)
-    m2_0_25 <= \$336 ;
+    m2_0_25 <= \$339 ;
   always @(posedge clk)
-    m2_0_26 <= \$337 ;
+    m2_0_26 <= \$340 ;
   always @(posedge clk)
-    m2_0_27 <= \$338 ;
+    m2_0_27 <= \$341 ;
   always @(posedge clk)
-    m2_0_28 <= \$339 ;
+    m2_0_28 <= \$342 ;
   always @(posedge clk)
-    m2_0_29 <= \$340 ;
+    m2_0_29 <= \$343 ;
   always @(posedge clk)
-    m2_0_30 <= \$341 ;
+    m2_0_30 <= \$344 ;
   always @(posedge clk)
-    m2_0_31 <= \$342 ;
+    m2_0_31 <= \$345 ;
   always @(posedge clk)
-    m2_0_32 <= \$343 ;
+    m2_0_32 <= \$346 ;
   always @(posedge clk)
-    m2_0_33 <= \$344 ;
+    m2_0_33 <= \$347 ;
   always @(posedge clk)
-    m2_0_34 <= \$345 ;
+    m2_0_34 <= \$348 ;
   always @(posedge clk)
-    m2_0_35 <= \$346 ;
+    m2_0_35 <= \$349 ;
   always @(posedge clk)
-    m2_0_36 <= \$347 ;
+    m2_0_36 <= \$350 ;
   always @(posedge clk)
-    m2_0_37 <= \$348 ;
+    m2_0_37 <= \$351 ;
   always @(posedge clk)
-    m2_0_38 <= \$349 ;
+    m2_0_38 <= \$352 ;
   always @(posedge clk)
-    m2_0_39 <= \$350 ;
+    m2_0_39 <= \$353 ;
   always @(posedge clk)
-    m2_0_40 <= \$351 ;
+    m2_0_40 <= \$354 ;
   always @(posedge clk)
-    m2_0_41 <= \$352 ;
+    m2_0_41 <= \$355 ;
   always @(posedge clk)
-    m2_0_42 <= \$353 ;
+    m2_0_42 <= \$356 ;
   always @(posedge clk)
-    m2_0_43 <= \$354 ;
+    m2_0_43 <= \$357 ;
   always @(posedge clk)
-    m2_0_44 <= \$355 ;
+    m2_0_44 <= \$358 ;
   always @(posedge clk)
-    m2_0_45 <= \$356 ;
+    m2_0_45 <= \$359 ;
   always @(posedge clk)
-    m2_0_46 <= \$357 ;
+    m2_0_46 <= \$360 ;
   always @(posedge clk)
-    m2_0_47 <= \$358 ;
+    m2_0_47 <= \$361 ;
   always @(posedge clk)
-    m2_0_48 <= \$359 ;
+    m2_0_48 <= \$362 ;
   always @(posedge clk)
-    m2_0_49 <= \$360 ;
+    m2_0_49 <= \$363 ;
   always @(posedge clk)
-    m2_0_50 <= \$361 ;
+    m2_0_50 <= \$364 ;
   always @(posedge clk)
-    m2_0_51 <= \$362 ;
+    m2_0_51 <= \$365 ;
   always @(posedge clk)
-    m2_0_52 <= \$363 ;
+    m2_0_52 <= \$366 ;
   always @(posedge clk)
-    m2_0_53 <= \$364 ;
+    m2_0_53 <= \$367 ;
   always @(posedge clk)
-    m2_0_54 <= \$365 ;
+    m2_0_54 <= \$368 ;
   always @(posedge clk)
-    m2_0_55 <= \$366 ;
+    m2_0_55 <= \$369 ;
   always @(posedge clk)
-    m2_0_56 <= \$367 ;
+    m2_0_56 <= \$370 ;
   always @(posedge clk)
-    m2_0_57 <= \$368 ;
+    m2_0_57 <= \$371 ;
   always @(posedge clk)
-    m2_0_58 <= \$369 ;
+    m2_0_58 <= \$372 ;
   always @(posedge clk)
-    m2_0_59 <= \$370 ;
+    m2_0_59 <= \$373 ;
   always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
@@ -12515,127 +12528,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= \$54 ;
+    w3_0 <= \$55 ;
   always @(posedge clk)
-    m3_0_0 <= \$371 ;
+    m3_0_0 <= \$374 ;
   always @(posedge clk)
-    m3_0_1 <= \$372 ;
+    m3_0_1 <= \$375 ;
   always @(posedge clk)
-    m3_0_2 <= \$373 ;
+    m3_0_2 <= \$376 ;
   always @(posedge clk)
-    m3_0_3 <= \$374 ;
+    m3_0_3 <= \$377 ;
   always @(posedge clk)
-    m3_0_4 <= \$375 ;
+    m3_0_4 <= \$378 ;
   always @(posedge clk)
-    m3_0_5 <= \$376 ;
+    m3_0_5 <= \$379 ;
   always @(posedge clk)
-    m3_0_6 <= \$377 ;
+    m3_0_6 <= \$380 ;
   always @(posedge clk)
-    m3_0_7 <= \$378 ;
+    m3_0_7 <= \$381 ;
   always @(posedge clk)
-    m3_0_8 <= \$379 ;
+    m3_0_8 <= \$382 ;
   always @(posedge clk)
-    m3_0_9 <= \$380 ;
+    m3_0_9 <= \$383 ;
   always @(posedge clk)
-    m3_0_10 <= \$381 ;
+    m3_0_10 <= \$384 ;
   always @(posedge clk)
-    m3_0_11 <= \$382 ;
+    m3_0_11 <= \$385 ;
   always @(posedge clk)
-    m3_0_12 <= \$383 ;
+    m3_0_12 <= \$386 ;
   always @(posedge clk)
-    m3_0_13 <= \$384 ;
+    m3_0_13 <= \$387 ;
   always @(posedge clk)
-    m3_0_14 <= \$385 ;
+    m3_0_14 <= \$388 ;
   always @(posedge clk)
-    m3_0_15 <= \$386 ;
+    m3_0_15 <= \$389 ;
   always @(posedge clk)
-    m3_0_16 <= \$387 ;
+    m3_0_16 <= \$390 ;
   always @(posedge clk)
-    m3_0_17 <= \$388 ;
+    m3_0_17 <= \$391 ;
   always @(posedge clk)
-    m3_0_18 <= \$389 ;
+    m3_0_18 <= \$392 ;
   always @(posedge clk)
-    m3_0_19 <= \$390 ;
+    m3_0_19 <= \$393 ;
   always @(posedge clk)
-    m3_0_20 <= \$391 ;
+    m3_0_20 <= \$394 ;
   always @(posedge clk)
-    m3_0_21 <= \$392 ;
+    m3_0_21 <= \$395 ;
   always @(posedge clk)
-    m3_0_22 <= \$393 ;
+    m3_0_22 <= \$396 ;
   always @(posedge clk)
-    m3_0_23 <= \$394 ;
+    m3_0_23 <= \$397 ;
   always @(posedge clk)
-    m3_0_24 <= \$395 ;
+    m3_0_24 <= \$398 ;
   always @(posedge clk)
-    m3_0_25 <= \$396 ;
+    m3_0_25 <= \$399 ;
   always @(posedge clk)
-    m3_0_26 <= \$397 ;
+    m3_0_26 <= \$400 ;
   always @(posedge clk)
-    m3_0_27 <= \$398 ;
+    m3_0_27 <= \$401 ;
   always @(posedge clk)
-    m3_0_28 <= \$399 ;
+    m3_0_28 <= \$402 ;
   always @(posedge clk)
-    m3_0_29 <= \$400 ;
+    m3_0_29 <= \$403 ;
   always @(posedge clk)
-    m3_0_30 <= \$401 ;
+    m3_0_30 <= \$404 ;
   always @(posedge clk)
-    m3_0_31 <= \$402 ;
+    m3_0_31 <= \$405 ;
   always @(posedge clk)
-    m3_0_32 <= \$403 ;
+    m3_0_32 <= \$406 ;
   always @(posedge clk)
-    m3_0_33 <= \$404 ;
+    m3_0_33 <= \$407 ;
   always @(posedge clk)
-    m3_0_34 <= \$405 ;
+    m3_0_34 <= \$408 ;
   always @(posedge clk)
-    m3_0_35 <= \$406 ;
+    m3_0_35 <= \$409 ;
   always @(posedge clk)
-    m3_0_36 <= \$407 ;
+    m3_0_36 <= \$410 ;
   always @(posedge clk)
-    m3_0_37 <= \$408 ;
+    m3_0_37 <= \$411 ;
   always @(posedge clk)
-    m3_0_38 <= \$409 ;
+    m3_0_38 <= \$412 ;
   always @(posedge clk)
-    m3_0_39 <= \$410 ;
+    m3_0_39 <= \$413 ;
   always @(posedge clk)
-    m3_0_40 <= \$411 ;
+    m3_0_40 <= \$414 ;
   always @(posedge clk)
-    m3_0_41 <= \$412 ;
+    m3_0_41 <= \$415 ;
   always @(posedge clk)
-    m3_0_42 <= \$413 ;
+    m3_0_42 <= \$416 ;
   always @(posedge clk)
-    m3_0_43 <= \$414 ;
+    m3_0_43 <= \$417 ;
   always @(posedge clk)
-    m3_0_44 <= \$415 ;
+    m3_0_44 <= \$418 ;
   always @(posedge clk)
-    m3_0_45 <= \$416 ;
+    m3_0_45 <= \$419 ;
   always @(posedge clk)
-    m3_0_46 <= \$417 ;
+    m3_0_46 <= \$420 ;
   always @(posedge clk)
-    m3_0_47 <= \$418 ;
+    m3_0_47 <= \$421 ;
   always @(posedge clk)
-    m3_0_48 <= \$419 ;
+    m3_0_48 <= \$422 ;
   always @(posedge clk)
-    m3_0_49 <= \$420 ;
+    m3_0_49 <= \$423 ;
   always @(posedge clk)
-    m3_0_50 <= \$421 ;
+    m3_0_50 <= \$424 ;
   always @(posedge clk)
-    m3_0_51 <= \$422 ;
+    m3_0_51 <= \$425 ;
   always @(posedge clk)
-    m3_0_52 <= \$423 ;
+    m3_0_52 <= \$426 ;
   always @(posedge clk)
-    m3_0_53 <= \$424 ;
+    m3_0_53 <= \$427 ;
   always @(posedge clk)
-    m3_0_54 <= \$425 ;
+    m3_0_54 <= \$428 ;
   always @(posedge clk)
-    m3_0_55 <= \$426 ;
+    m3_0_55 <= \$429 ;
   always @(posedge clk)
-    m3_0_56 <= \$427 ;
+    m3_0_56 <= \$430 ;
   always @(posedge clk)
-    m3_0_57 <= \$428 ;
+    m3_0_57 <= \$431 ;
   always @(posedge clk)
-    m3_0_58 <= \$429 ;
+    m3_0_58 <= \$432 ;
   always @(posedge clk)
-    m3_0_59 <= \$430 ;
+    m3_0_59 <= \$433 ;
   always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
@@ -12759,133 +12772,133 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    v2_d1 <= \$431 ;
+    v2_d1 <= \$434 ;
   always @(posedge clk)
-    v2_d2 <= \$432 ;
+    v2_d2 <= \$435 ;
   always @(posedge clk)
-    v2_d3 <= \$433 ;
+    v2_d3 <= \$436 ;
   always @(posedge clk)
-    v2_d4 <= \$434 ;
+    v2_d4 <= \$437 ;
   always @(posedge clk)
-    v2_d5 <= \$435 ;
+    v2_d5 <= \$438 ;
   always @(posedge clk)
-    last2_d1 <= \$436 ;
+    last2_d1 <= \$439 ;
   always @(posedge clk)
-    last2_d2 <= \$437 ;
+    last2_d2 <= \$440 ;
   always @(posedge clk)
-    last2_d3 <= \$438 ;
+    last2_d3 <= \$441 ;
   always @(posedge clk)
-    last2_d4 <= \$439 ;
+    last2_d4 <= \$442 ;
   always @(posedge clk)
-    last2_d5 <= \$440 ;
+    last2_d5 <= \$443 ;
   always @(posedge clk)
-    v2p_d1 <= \$441 ;
+    v2p_d1 <= \$444 ;
   always @(posedge clk)
-    v2p_d2 <= \$442 ;
+    v2p_d2 <= \$445 ;
   always @(posedge clk)
-    v2p_d3 <= \$443 ;
+    v2p_d3 <= \$446 ;
   always @(posedge clk)
-    v2p_d4 <= \$444 ;
+    v2p_d4 <= \$447 ;
   always @(posedge clk)
-    first2p_d1 <= \$445 ;
+    first2p_d1 <= \$448 ;
   always @(posedge clk)
-    first2p_d2 <= \$446 ;
+    first2p_d2 <= \$449 ;
   always @(posedge clk)
-    first2p_d3 <= \$447 ;
+    first2p_d3 <= \$450 ;
   always @(posedge clk)
-    first2p_d4 <= \$448 ;
+    first2p_d4 <= \$451 ;
   always @(posedge clk)
-    last2p_d1 <= \$449 ;
+    last2p_d1 <= \$452 ;
   always @(posedge clk)
-    last2p_d2 <= \$450 ;
+    last2p_d2 <= \$453 ;
   always @(posedge clk)
-    last2p_d3 <= \$451 ;
+    last2p_d3 <= \$454 ;
   always @(posedge clk)
-    last2p_d4 <= \$452 ;
+    last2p_d4 <= \$455 ;
   always @(posedge clk)
-    done <= \$453 ;
+    done <= \$456 ;
   always @(posedge clk)
-    xacc <= \$454 ;
+    xacc <= \$457 ;
   always @(posedge clk)
-    xfin <= \$455 ;
+    xfin <= \$458 ;
   always @(posedge clk)
-    acc0_0 <= \$456 ;
+    acc0_0 <= \$459 ;
   always @(posedge clk)
-    fin0_0 <= \$457 ;
+    fin0_0 <= \$460 ;
   always @(posedge clk)
-    bank0_0 <= \$458 ;
+    bank0_0 <= \$461 ;
   always @(posedge clk)
-    acc1_0 <= \$459 ;
+    acc1_0 <= \$462 ;
   always @(posedge clk)
-    fin1_0 <= \$460 ;
+    fin1_0 <= \$463 ;
   always @(posedge clk)
-    bank1_0 <= \$461 ;
+    bank1_0 <= \$464 ;
   always @(posedge clk)
-    acc2_0 <= \$462 ;
+    acc2_0 <= \$465 ;
   always @(posedge clk)
-    fin2_0 <= \$463 ;
+    fin2_0 <= \$466 ;
   always @(posedge clk)
-    bank2_0 <= \$464 ;
+    bank2_0 <= \$467 ;
   always @(posedge clk)
-    acc3_0 <= \$465 ;
+    acc3_0 <= \$468 ;
   always @(posedge clk)
-    fin3_0 <= \$466 ;
+    fin3_0 <= \$469 ;
   always @(posedge clk)
-    bank3_0 <= \$467 ;
+    bank3_0 <= \$470 ;
   always @(posedge clk)
-    ser_left <= \$468 ;
+    ser_left <= \$471 ;
   always @(posedge clk)
-    addr <= \$469 ;
+    addr <= \$472 ;
   always @(posedge clk)
-    \$signal$949  <= \$470 ;
+    \$signal$949  <= \$473 ;
   always @(posedge clk)
-    ka <= \$471 ;
+    ka <= \$474 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$472 ;
+    vb <= \$475 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$95 ;
+    rq0_beta <= \$96 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$98 ;
+    rq0_acc_s1_0 <= \$99 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$99 [30:0];
+    rq0_acc_s2_0 <= \$100 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$100 [14:0];
+    rq0_shifted <= \$101 [14:0];
   always @(posedge clk)
-    rq0_under <= \$102 ;
+    rq0_under <= \$103 ;
   always @(posedge clk)
-    rq0_over <= \$104 ;
+    rq0_over <= \$105 ;
   always @(posedge clk)
-    v_out_d1 <= \$473 ;
+    v_out_d1 <= \$476 ;
   always @(posedge clk)
-    v_out_d2 <= \$474 ;
+    v_out_d2 <= \$477 ;
   always @(posedge clk)
-    v_out_d3 <= \$475 ;
+    v_out_d3 <= \$478 ;
   always @(posedge clk)
-    \w_en$850  <= \$476 ;
+    \w_en$850  <= \$479 ;
   always @(posedge clk)
-    skipped_d1 <= \$477 ;
+    skipped_d1 <= \$480 ;
   always @(posedge clk)
-    skipped_d2 <= \$478 ;
+    skipped_d2 <= \$481 ;
   always @(posedge clk)
-    skipped_d3 <= \$479 ;
+    skipped_d3 <= \$482 ;
   always @(posedge clk)
-    skipped_d4 <= \$480 ;
+    skipped_d4 <= \$483 ;
   always @(posedge clk)
-    skipped_d5 <= \$481 ;
+    skipped_d5 <= \$484 ;
   always @(posedge clk)
-    group_ended_d1 <= \$482 ;
+    group_ended_d1 <= \$485 ;
   always @(posedge clk)
-    credits_returned <= \$483 ;
+    credits_returned <= \$486 ;
   always @(posedge clk)
-    credits_space <= \$484 ;
+    credits_space <= \$487 ;
   always @(posedge clk)
-    credits_room <= \$485 ;
+    credits_room <= \$488 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -12895,26 +12908,24 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   assign \$5  = ~ s_last;
   assign \$6  = \$5  | can_end;
   assign step = \$4  & \$6 ;
-  assign \$7  = filled ? 1'h1 : w_full;
-  assign w_full_next = load ? 1'h0 : \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & sn_last;
-  assign \$10  = \$8  | \$9 ;
-  assign load = w_full_issue & \$10 ;
-  assign \$11  = s_idx == 4'hc;
-  assign \$12  = s_last ? 1'h0 : \$11 ;
-  assign \$signal  = step ? \$12  : s_last;
-  assign \$13  = step & s_last;
-  assign \$14  = n_idx == 4'he;
-  assign \$15  = n_last ? 1'h0 : \$14 ;
-  assign n_last_next = \$13  ? \$15  : n_last;
-  assign \$16  = r_addr + 1'h1;
-  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
-  assign \$18  = w_half ? 4'he : 4'h0;
-  assign \$19  = step & s_last;
-  assign \$20  = gap == 1'h1;
-  assign \$21  = gap_zero | \$20 ;
-  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
+  assign \$7  = ~ active;
+  assign \$8  = step & sn_last;
+  assign \$9  = \$7  | \$8 ;
+  assign load = w_full_issue & \$9 ;
+  assign \$10  = s_idx == 4'hc;
+  assign \$11  = s_last ? 1'h0 : \$10 ;
+  assign \$signal  = step ? \$11  : s_last;
+  assign \$12  = step & s_last;
+  assign \$13  = n_idx == 4'he;
+  assign \$14  = n_last ? 1'h0 : \$13 ;
+  assign n_last_next = \$12  ? \$14  : n_last;
+  assign \$15  = r_addr + 1'h1;
+  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
+  assign \$17  = w_half ? 4'he : 4'h0;
+  assign \$18  = step & s_last;
+  assign \$19  = gap == 1'h1;
+  assign \$20  = gap_zero | \$19 ;
+  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -13212,125 +13223,125 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$22  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$23  = rq0_under ? 15'h0000 : \$22 ;
-  assign \$24  = credits_space + credits_returned;
-  assign \$25  = group_ended_d1 ? 3'h4 : 3'h0;
-  assign \$26  = \$24  - \$25 ;
-  assign credits_room_next = \$26 [3:0] >= 3'h4;
-  assign \$27  = w_count == 4'hd;
-  assign \$28  = w_count + 1'h1;
-  assign \$29  = \$27  ? 5'h00 : \$28 ;
-  assign \$30  = credits_room_next & gap_zero_next;
-  assign \$31  = \$signal  & n_last_next;
-  assign \$32  = s_idx + 1'h1;
-  assign \$33  = s_last ? 5'h00 : \$32 ;
-  assign \$34  = n_idx + 1'h1;
-  assign \$35  = n_last ? 5'h00 : \$34 ;
-  assign \$36  = step & sn_last;
-  assign \$37  = w_half ? 4'he : 4'h0;
-  assign \$38  = ~ w_half;
-  assign \$39  = step & s_last;
-  assign \$40  = ~ gap_zero;
-  assign \$41  = gap - 1'h1;
-  assign \$42  = ! s_idx;
-  assign \$43  = r_page_b0 ? \port__data$866  : \port__data$865 ;
-  assign \$44  = r_page_b1 ? \port__data$869  : \port__data$868 ;
-  assign \$45  = r_page_b2 ? \port__data$872  : \port__data$871 ;
-  assign \$46  = r_page_b3 ? \port__data$875  : \port__data$874 ;
-  assign \$47  = r_page_b4 ? \port__data$878  : \port__data$877 ;
-  assign \$48  = r_page_b5 ? \port__data$881  : \port__data$880 ;
-  assign \$49  = r_page_b6 ? \port__data$884  : \port__data$883 ;
-  assign \$50  = r_page_b7 ? \port__data$887  : \port__data$886 ;
-  assign \$51  = ~ { \o$891 , \o$890 , o };
-  assign \$52  = ~ { \o$896 , \o$895 , \o$894  };
-  assign \$53  = ~ { \o$901 , \o$900 , \o$899  };
-  assign \$54  = ~ { \o$906 , \o$905 , \o$904  };
-  assign \$55  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$56  = \$55  + xsum_l6_0;
-  assign \$57  = flags_x[0] & flags_x[2];
-  assign \$58  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$59  = \$58  + xsum_l6_0;
-  assign \$60  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$61  = \$60  + t0_0_l6_0;
-  assign \$62  = flags_0[0] & flags_0[2];
-  assign \$63  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$64  = \$63  + t0_0_l6_0;
-  assign \$66  = \$65  - xfin;
-  assign \$67  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$68  = \$67  + t1_0_l6_0;
-  assign \$69  = flags_1[0] & flags_1[2];
-  assign \$70  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$71  = \$70  + t1_0_l6_0;
-  assign \$73  = \$72  - xfin;
-  assign \$74  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$75  = \$74  + t2_0_l6_0;
-  assign \$76  = flags_2[0] & flags_2[2];
-  assign \$77  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$78  = \$77  + t2_0_l6_0;
-  assign \$80  = \$79  - xfin;
-  assign \$81  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$82  = \$81  + t3_0_l6_0;
-  assign \$83  = flags_3[0] & flags_3[2];
-  assign \$84  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$85  = \$84  + t3_0_l6_0;
-  assign \$87  = \$86  - xfin;
-  assign \$88  = ser_left - 1'h1;
-  assign \$89  = addr == 6'h3f;
-  assign \$90  = addr + 1'h1;
-  assign \$91  = \$89  ? 7'h00 : \$90 ;
-  assign \$95  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$98  = $signed(\$96 ) + $signed(\$97 );
-  assign \$99  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$102  = $signed(\$101 ) < $signed(1'h0);
-  assign \$104  = $signed(\$103 ) > $signed(9'h0ff);
-  assign \$105  = step & s_last;
-  assign \$106  = o__valid & \o__ready$845 ;
-  assign \$107  = \$106  + skipped_d5;
-  assign \$108  = ! \$2 [4];
-  assign \$109  = ~ rst_conv2;
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = \$110  ? take : 1'h0;
-  assign \$112  = ! \$2 [4];
-  assign \$113  = ~ rst_conv2;
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = \$114  ? take : 1'h0;
-  assign \$116  = ! \$2 [4];
-  assign \$117  = ~ rst_conv2;
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = \$118  ? take : 1'h0;
-  assign \$120  = ! \$2 [4];
-  assign \$121  = ~ rst_conv2;
-  assign \$122  = \$120  & \$121 ;
-  assign \$123  = \$122  ? take : 1'h0;
-  assign \$124  = ! \$2 [4];
-  assign \$125  = ~ rst_conv2;
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = \$126  ? take : 1'h0;
-  assign \$128  = ! \$2 [4];
-  assign \$129  = ~ rst_conv2;
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = \$130  ? take : 1'h0;
-  assign \$132  = ! \$2 [4];
-  assign \$133  = ~ rst_conv2;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = \$134  ? take : 1'h0;
-  assign \$136  = ! \$2 [4];
-  assign \$137  = ~ rst_conv2;
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = \$138  ? take : 1'h0;
-  assign \$141  = ~ rst_conv2;
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = \$142  ? take : 1'h0;
-  assign \$145  = ~ rst_conv2;
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = \$146  ? take : 1'h0;
-  assign \$149  = ~ rst_conv2;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = \$150  ? take : 1'h0;
-  assign \$153  = ~ rst_conv2;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = \$154  ? take : 1'h0;
+  assign \$21  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$22  = rq0_under ? 15'h0000 : \$21 ;
+  assign \$23  = credits_space + credits_returned;
+  assign \$24  = group_ended_d1 ? 3'h4 : 3'h0;
+  assign \$25  = \$23  - \$24 ;
+  assign credits_room_next = \$25 [3:0] >= 3'h4;
+  assign \$26  = w_count == 4'hd;
+  assign \$27  = w_count + 1'h1;
+  assign \$28  = \$26  ? 5'h00 : \$27 ;
+  assign \$29  = credits_room_next & gap_zero_next;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = filled ? 1'h1 : w_full;
+  assign \$32  = load ? 1'h0 : \$31 ;
+  assign \$33  = s_idx + 1'h1;
+  assign \$34  = s_last ? 5'h00 : \$33 ;
+  assign \$35  = n_idx + 1'h1;
+  assign \$36  = n_last ? 5'h00 : \$35 ;
+  assign \$37  = step & sn_last;
+  assign \$38  = w_half ? 4'he : 4'h0;
+  assign \$39  = ~ w_half;
+  assign \$40  = step & s_last;
+  assign \$41  = ~ gap_zero;
+  assign \$42  = gap - 1'h1;
+  assign \$43  = ! s_idx;
+  assign \$44  = r_page_b0 ? \port__data$866  : \port__data$865 ;
+  assign \$45  = r_page_b1 ? \port__data$869  : \port__data$868 ;
+  assign \$46  = r_page_b2 ? \port__data$872  : \port__data$871 ;
+  assign \$47  = r_page_b3 ? \port__data$875  : \port__data$874 ;
+  assign \$48  = r_page_b4 ? \port__data$878  : \port__data$877 ;
+  assign \$49  = r_page_b5 ? \port__data$881  : \port__data$880 ;
+  assign \$50  = r_page_b6 ? \port__data$884  : \port__data$883 ;
+  assign \$51  = r_page_b7 ? \port__data$887  : \port__data$886 ;
+  assign \$52  = ~ { \o$891 , \o$890 , o };
+  assign \$53  = ~ { \o$896 , \o$895 , \o$894  };
+  assign \$54  = ~ { \o$901 , \o$900 , \o$899  };
+  assign \$55  = ~ { \o$906 , \o$905 , \o$904  };
+  assign \$56  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$57  = \$56  + xsum_l6_0;
+  assign \$58  = flags_x[0] & flags_x[2];
+  assign \$59  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$60  = \$59  + xsum_l6_0;
+  assign \$61  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$62  = \$61  + t0_0_l6_0;
+  assign \$63  = flags_0[0] & flags_0[2];
+  assign \$64  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$65  = \$64  + t0_0_l6_0;
+  assign \$67  = \$66  - xfin;
+  assign \$68  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$69  = \$68  + t1_0_l6_0;
+  assign \$70  = flags_1[0] & flags_1[2];
+  assign \$71  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$72  = \$71  + t1_0_l6_0;
+  assign \$74  = \$73  - xfin;
+  assign \$75  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$76  = \$75  + t2_0_l6_0;
+  assign \$77  = flags_2[0] & flags_2[2];
+  assign \$78  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$79  = \$78  + t2_0_l6_0;
+  assign \$81  = \$80  - xfin;
+  assign \$82  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$83  = \$82  + t3_0_l6_0;
+  assign \$84  = flags_3[0] & flags_3[2];
+  assign \$85  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$86  = \$85  + t3_0_l6_0;
+  assign \$88  = \$87  - xfin;
+  assign \$89  = ser_left - 1'h1;
+  assign \$90  = addr == 6'h3f;
+  assign \$91  = addr + 1'h1;
+  assign \$92  = \$90  ? 7'h00 : \$91 ;
+  assign \$96  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$99  = $signed(\$97 ) + $signed(\$98 );
+  assign \$100  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$103  = $signed(\$102 ) < $signed(1'h0);
+  assign \$105  = $signed(\$104 ) > $signed(9'h0ff);
+  assign \$106  = step & s_last;
+  assign \$107  = o__valid & \o__ready$845 ;
+  assign \$108  = \$107  + skipped_d5;
+  assign \$109  = ! \$2 [4];
+  assign \$110  = ~ rst_conv2;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$111  ? take : 1'h0;
+  assign \$113  = ! \$2 [4];
+  assign \$114  = ~ rst_conv2;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = \$115  ? take : 1'h0;
+  assign \$117  = ! \$2 [4];
+  assign \$118  = ~ rst_conv2;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$119  ? take : 1'h0;
+  assign \$121  = ! \$2 [4];
+  assign \$122  = ~ rst_conv2;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = \$123  ? take : 1'h0;
+  assign \$125  = ! \$2 [4];
+  assign \$126  = ~ rst_conv2;
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = \$127  ? take : 1'h0;
+  assign \$129  = ! \$2 [4];
+  assign \$130  = ~ rst_conv2;
+  assign \$131  = \$129  & \$130 ;
+  assign \$132  = \$131  ? take : 1'h0;
+  assign \$133  = ! \$2 [4];
+  assign \$134  = ~ rst_conv2;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$135  ? take : 1'h0;
+  assign \$137  = ! \$2 [4];
+  assign \$138  = ~ rst_conv2;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$139  ? take : 1'h0;
+  assign \$142  = ~ rst_conv2;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = \$143  ? take : 1'h0;
+  assign \$146  = ~ rst_conv2;
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = \$147  ? take : 1'h0;
+  assign \$150  = ~ rst_conv2;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = \$151  ? take : 1'h0;
+  assign \$154  = ~ rst_conv2;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -13391,7 +13402,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
     .w_en(\w_en$850 ),
-    .w_port__data(\$23 [7:0])
+    .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -13775,7 +13786,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$111 ),
+    .d(\$112 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -13783,7 +13794,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$143 ),
+    .d(\$144 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -13791,7 +13802,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$115 ),
+    .d(\$116 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -13799,7 +13810,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$147 ),
+    .d(\$148 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -13807,7 +13818,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$119 ),
+    .d(\$120 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -13815,7 +13826,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$151 ),
+    .d(\$152 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -13823,7 +13834,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$123 ),
+    .d(\$124 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -13831,7 +13842,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$155 ),
+    .d(\$156 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -13839,7 +13850,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$127 ),
+    .d(\$128 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -13847,7 +13858,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$159 ),
+    .d(\$160 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -13855,7 +13866,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p0_copy (
     .clk(clk),
-    .d(\$131 ),
+    .d(\$132 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -13863,7 +13874,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p1_copy (
     .clk(clk),
-    .d(\$163 ),
+    .d(\$164 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -13871,7 +13882,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p0_copy (
     .clk(clk),
-    .d(\$135 ),
+    .d(\$136 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -13879,7 +13890,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p1_copy (
     .clk(clk),
-    .d(\$167 ),
+    .d(\$168 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -13887,7 +13898,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p0_copy (
     .clk(clk),
-    .d(\$139 ),
+    .d(\$140 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -13895,7 +13906,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p1_copy (
     .clk(clk),
-    .d(\$171 ),
+    .d(\$172 ),
     .q(\port__en$83 )
   );
   flexor_copy #(
@@ -13903,16 +13914,16 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$172 ),
+    .d(\$175 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
     .data(\data$968 ),
     .o__ready(step),
-    .\port$6354$0 (\$486 ),
-    .\port$6360$0 (\$487 ),
-    .\port$6366$0 (\$488 ),
+    .\port$6356$0 (\$489 ),
+    .\port$6362$0 (\$490 ),
+    .\port$6368$0 (\$491 ),
     .raddr(\addr$969 ),
     .rst_conv2(rst_conv2)
   );
@@ -13920,2723 +13931,2723 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$17 [4:0];
+      r_next = \$16 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$18  };
+      r_next = { 1'h0, \$17  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = w_count;
+    \$176  = w_count;
     if (take) begin
-      \$173  = \$29 [3:0];
+      \$176  = \$28 [3:0];
     end
     if (rst_conv2) begin
-      \$173  = 4'h0;
+      \$176  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = \$30 ;
+    \$177  = \$29 ;
     if (rst_conv2) begin
-      \$174  = 1'h1;
+      \$177  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = gap_zero_next;
+    \$178  = gap_zero_next;
     if (rst_conv2) begin
-      \$175  = 1'h1;
+      \$178  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = \$signal ;
-    if (rst_conv2) begin
-      \$176  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = n_last_next;
-    if (rst_conv2) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = \$31 ;
-    if (rst_conv2) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = w_full_next;
+    \$179  = \$signal ;
     if (rst_conv2) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = r_next;
+    \$180  = n_last_next;
     if (rst_conv2) begin
-      \$180  = 5'h00;
+      \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = s_idx;
+    \$181  = \$30 ;
+    if (rst_conv2) begin
+      \$181  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$182  = \$32 ;
+    if (rst_conv2) begin
+      \$182  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$183  = r_next;
+    if (rst_conv2) begin
+      \$183  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$184  = s_idx;
     if (step) begin
-      \$181  = \$33 [3:0];
+      \$184  = \$34 [3:0];
     end
     if (rst_conv2) begin
-      \$181  = 4'h0;
+      \$184  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = n_idx;
+    \$185  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$182  = \$35 [3:0];
+        \$185  = \$36 [3:0];
       end
     end
     if (rst_conv2) begin
-      \$182  = 4'h0;
+      \$185  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = active;
-    if (\$36 ) begin
-      \$183  = 1'h0;
+    \$186  = active;
+    if (\$37 ) begin
+      \$186  = 1'h0;
     end
     if (load) begin
-      \$183  = 1'h1;
+      \$186  = 1'h1;
     end
     if (rst_conv2) begin
-      \$183  = 1'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = r_base;
+    \$187  = r_base;
     if (load) begin
-      \$184  = { 1'h0, \$37  };
+      \$187  = { 1'h0, \$38  };
     end
     if (rst_conv2) begin
-      \$184  = 5'h00;
+      \$187  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = w_half;
+    \$188  = w_half;
     if (load) begin
-      \$185  = \$38 ;
+      \$188  = \$39 ;
     end
-    if (rst_conv2) begin
-      \$185  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = gap;
-    if (\$39 ) begin
-      \$186  = 3'h3;
-    end else if (\$40 ) begin
-      \$186  = \$41 [2:0];
-    end
-    if (rst_conv2) begin
-      \$186  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = step;
-    if (rst_conv2) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = \$42 ;
     if (rst_conv2) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = s_last;
+    \$189  = gap;
+    if (\$40 ) begin
+      \$189  = 3'h3;
+    end else if (\$41 ) begin
+      \$189  = \$42 [2:0];
+    end
     if (rst_conv2) begin
-      \$189  = 1'h0;
+      \$189  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = r_next;
+    \$190  = step;
     if (rst_conv2) begin
-      \$190  = 5'h00;
+      \$190  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$191  = \$43 ;
+    if (rst_conv2) begin
+      \$191  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$192  = s_last;
+    if (rst_conv2) begin
+      \$192  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$193  = r_next;
+    if (rst_conv2) begin
+      \$193  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$191  = 8'h00;
+      \$194  = 8'h00;
     end else begin
-      \$191  = xdata_d1[7:0];
+      \$194  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$192  = 8'h00;
+      \$195  = 8'h00;
     end else begin
-      \$192  = xdata_d1[15:8];
+      \$195  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$193  = 8'h00;
+      \$196  = 8'h00;
     end else begin
-      \$193  = xdata_d1[23:16];
+      \$196  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$194  = 8'h00;
+      \$197  = 8'h00;
     end else begin
-      \$194  = xdata_d1[31:24];
+      \$197  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$195  = 8'h00;
+      \$198  = 8'h00;
     end else begin
-      \$195  = xdata_d1[39:32];
+      \$198  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$196  = 8'h00;
+      \$199  = 8'h00;
     end else begin
-      \$196  = xdata_d1[47:40];
+      \$199  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$197  = 8'h00;
+      \$200  = 8'h00;
     end else begin
-      \$197  = xdata_d1[55:48];
+      \$200  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$198  = 8'h00;
+      \$201  = 8'h00;
     end else begin
-      \$198  = xdata_d1[63:56];
+      \$201  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$199  = 8'h00;
+      \$202  = 8'h00;
     end else begin
-      \$199  = xdata_d1[71:64];
+      \$202  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$200  = 8'h00;
+      \$203  = 8'h00;
     end else begin
-      \$200  = xdata_d1[79:72];
+      \$203  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$201  = 8'h00;
+      \$204  = 8'h00;
     end else begin
-      \$201  = xdata_d1[87:80];
+      \$204  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$202  = 8'h00;
+      \$205  = 8'h00;
     end else begin
-      \$202  = xdata_d1[95:88];
+      \$205  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$203  = 8'h00;
+      \$206  = 8'h00;
     end else begin
-      \$203  = xdata_d1[103:96];
+      \$206  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$204  = 8'h00;
+      \$207  = 8'h00;
     end else begin
-      \$204  = xdata_d1[111:104];
+      \$207  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$205  = 8'h00;
+      \$208  = 8'h00;
     end else begin
-      \$205  = xdata_d1[119:112];
+      \$208  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$206  = 8'h00;
+      \$209  = 8'h00;
     end else begin
-      \$206  = xdata_d1[127:120];
+      \$209  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$207  = 8'h00;
+      \$210  = 8'h00;
     end else begin
-      \$207  = xdata_d1[135:128];
+      \$210  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$208  = 8'h00;
+      \$211  = 8'h00;
     end else begin
-      \$208  = xdata_d1[143:136];
+      \$211  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$209  = 8'h00;
+      \$212  = 8'h00;
     end else begin
-      \$209  = xdata_d1[151:144];
+      \$212  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$210  = 8'h00;
+      \$213  = 8'h00;
     end else begin
-      \$210  = xdata_d1[159:152];
+      \$213  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$211  = 8'h00;
+      \$214  = 8'h00;
     end else begin
-      \$211  = xdata_d1[167:160];
+      \$214  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$212  = 8'h00;
+      \$215  = 8'h00;
     end else begin
-      \$212  = xdata_d1[175:168];
+      \$215  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$213  = 8'h00;
+      \$216  = 8'h00;
     end else begin
-      \$213  = xdata_d1[183:176];
+      \$216  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$214  = 8'h00;
+      \$217  = 8'h00;
     end else begin
-      \$214  = xdata_d1[191:184];
+      \$217  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$215  = 8'h00;
+      \$218  = 8'h00;
     end else begin
-      \$215  = xdata_d1[199:192];
+      \$218  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
-      \$216  = 8'h00;
+      \$219  = 8'h00;
     end else begin
-      \$216  = xdata_d1[207:200];
+      \$219  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
-      \$217  = 8'h00;
+      \$220  = 8'h00;
     end else begin
-      \$217  = xdata_d1[215:208];
+      \$220  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
-      \$218  = 8'h00;
+      \$221  = 8'h00;
     end else begin
-      \$218  = xdata_d1[223:216];
+      \$221  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
-      \$219  = 8'h00;
+      \$222  = 8'h00;
     end else begin
-      \$219  = xdata_d1[231:224];
+      \$222  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
-      \$220  = 8'h00;
+      \$223  = 8'h00;
     end else begin
-      \$220  = xdata_d1[239:232];
+      \$223  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
-      \$221  = 8'h00;
+      \$224  = 8'h00;
     end else begin
-      \$221  = xdata_d1[247:240];
+      \$224  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
-      \$222  = 8'h00;
+      \$225  = 8'h00;
     end else begin
-      \$222  = xdata_d1[255:248];
+      \$225  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
-      \$223  = 8'h00;
+      \$226  = 8'h00;
     end else begin
-      \$223  = xdata_d1[263:256];
+      \$226  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
-      \$224  = 8'h00;
+      \$227  = 8'h00;
     end else begin
-      \$224  = xdata_d1[271:264];
+      \$227  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
-      \$225  = 8'h00;
+      \$228  = 8'h00;
     end else begin
-      \$225  = xdata_d1[279:272];
+      \$228  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
-      \$226  = 8'h00;
+      \$229  = 8'h00;
     end else begin
-      \$226  = xdata_d1[287:280];
+      \$229  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
-      \$227  = 8'h00;
+      \$230  = 8'h00;
     end else begin
-      \$227  = xdata_d1[295:288];
+      \$230  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
-      \$228  = 8'h00;
+      \$231  = 8'h00;
     end else begin
-      \$228  = xdata_d1[303:296];
+      \$231  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
-      \$229  = 8'h00;
+      \$232  = 8'h00;
     end else begin
-      \$229  = xdata_d1[311:304];
+      \$232  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
-      \$230  = 8'h00;
+      \$233  = 8'h00;
     end else begin
-      \$230  = xdata_d1[319:312];
+      \$233  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
-      \$231  = 8'h00;
+      \$234  = 8'h00;
     end else begin
-      \$231  = xdata_d1[327:320];
+      \$234  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
-      \$232  = 8'h00;
+      \$235  = 8'h00;
     end else begin
-      \$232  = xdata_d1[335:328];
+      \$235  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
-      \$233  = 8'h00;
+      \$236  = 8'h00;
     end else begin
-      \$233  = xdata_d1[343:336];
+      \$236  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
-      \$234  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$234  = xdata_d1[351:344];
+      \$237  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
-      \$235  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$235  = xdata_d1[359:352];
+      \$238  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
-      \$236  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$236  = xdata_d1[367:360];
+      \$239  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
-      \$237  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$237  = xdata_d1[375:368];
+      \$240  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
-      \$238  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$238  = xdata_d1[383:376];
+      \$241  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
-      \$239  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$239  = xdata_d1[391:384];
+      \$242  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
-      \$240  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$240  = xdata_d1[399:392];
+      \$243  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
-      \$241  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$241  = xdata_d1[407:400];
+      \$244  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
-      \$242  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$242  = xdata_d1[415:408];
+      \$245  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
-      \$243  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$243  = xdata_d1[423:416];
+      \$246  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
-      \$244  = 8'h00;
+      \$247  = 8'h00;
     end else begin
-      \$244  = xdata_d1[431:424];
+      \$247  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
-      \$245  = 8'h00;
+      \$248  = 8'h00;
     end else begin
-      \$245  = xdata_d1[439:432];
+      \$248  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
-      \$246  = 8'h00;
+      \$249  = 8'h00;
     end else begin
-      \$246  = xdata_d1[447:440];
+      \$249  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
-      \$247  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$247  = xdata_d1[455:448];
+      \$250  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
-      \$248  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$248  = xdata_d1[463:456];
+      \$251  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
-      \$249  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$249  = xdata_d1[471:464];
+      \$252  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
-      \$250  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$250  = xdata_d1[479:472];
+      \$253  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$251  = 8'h00;
+      \$254  = 8'h00;
     end else begin
-      \$251  = xdata_d1[7:0];
+      \$254  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$252  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$252  = xdata_d1[15:8];
+      \$255  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$253  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$253  = xdata_d1[23:16];
+      \$256  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$254  = 8'h00;
+      \$257  = 8'h00;
     end else begin
-      \$254  = xdata_d1[31:24];
+      \$257  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$255  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$255  = xdata_d1[39:32];
+      \$258  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$256  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$256  = xdata_d1[47:40];
+      \$259  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$257  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$257  = xdata_d1[55:48];
+      \$260  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$258  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$258  = xdata_d1[63:56];
+      \$261  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$259  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$259  = xdata_d1[71:64];
+      \$262  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$260  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$260  = xdata_d1[79:72];
+      \$263  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$261  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$261  = xdata_d1[87:80];
+      \$264  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$262  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$262  = xdata_d1[95:88];
+      \$265  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$263  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$263  = xdata_d1[103:96];
+      \$266  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$264  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$264  = xdata_d1[111:104];
+      \$267  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$265  = 8'h00;
+      \$268  = 8'h00;
     end else begin
-      \$265  = xdata_d1[119:112];
+      \$268  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$266  = 8'h00;
+      \$269  = 8'h00;
     end else begin
-      \$266  = xdata_d1[127:120];
+      \$269  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$267  = 8'h00;
+      \$270  = 8'h00;
     end else begin
-      \$267  = xdata_d1[135:128];
+      \$270  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$268  = 8'h00;
+      \$271  = 8'h00;
     end else begin
-      \$268  = xdata_d1[143:136];
+      \$271  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$269  = 8'h00;
+      \$272  = 8'h00;
     end else begin
-      \$269  = xdata_d1[151:144];
+      \$272  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$270  = 8'h00;
+      \$273  = 8'h00;
     end else begin
-      \$270  = xdata_d1[159:152];
+      \$273  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
-      \$271  = 8'h00;
+      \$274  = 8'h00;
     end else begin
-      \$271  = xdata_d1[167:160];
+      \$274  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
-      \$272  = 8'h00;
+      \$275  = 8'h00;
     end else begin
-      \$272  = xdata_d1[175:168];
+      \$275  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
-      \$273  = 8'h00;
+      \$276  = 8'h00;
     end else begin
-      \$273  = xdata_d1[183:176];
+      \$276  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
-      \$274  = 8'h00;
+      \$277  = 8'h00;
     end else begin
-      \$274  = xdata_d1[191:184];
+      \$277  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
-      \$275  = 8'h00;
+      \$278  = 8'h00;
     end else begin
-      \$275  = xdata_d1[199:192];
+      \$278  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
-      \$276  = 8'h00;
+      \$279  = 8'h00;
     end else begin
-      \$276  = xdata_d1[207:200];
+      \$279  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
-      \$277  = 8'h00;
+      \$280  = 8'h00;
     end else begin
-      \$277  = xdata_d1[215:208];
+      \$280  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
-      \$278  = 8'h00;
+      \$281  = 8'h00;
     end else begin
-      \$278  = xdata_d1[223:216];
+      \$281  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
-      \$279  = 8'h00;
+      \$282  = 8'h00;
     end else begin
-      \$279  = xdata_d1[231:224];
+      \$282  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
-      \$280  = 8'h00;
+      \$283  = 8'h00;
     end else begin
-      \$280  = xdata_d1[239:232];
+      \$283  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
-      \$281  = 8'h00;
+      \$284  = 8'h00;
     end else begin
-      \$281  = xdata_d1[247:240];
+      \$284  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
-      \$282  = 8'h00;
+      \$285  = 8'h00;
     end else begin
-      \$282  = xdata_d1[255:248];
+      \$285  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
-      \$283  = 8'h00;
+      \$286  = 8'h00;
     end else begin
-      \$283  = xdata_d1[263:256];
+      \$286  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
-      \$284  = 8'h00;
+      \$287  = 8'h00;
     end else begin
-      \$284  = xdata_d1[271:264];
+      \$287  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
-      \$285  = 8'h00;
+      \$288  = 8'h00;
     end else begin
-      \$285  = xdata_d1[279:272];
+      \$288  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
-      \$286  = 8'h00;
+      \$289  = 8'h00;
     end else begin
-      \$286  = xdata_d1[287:280];
+      \$289  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
-      \$287  = 8'h00;
+      \$290  = 8'h00;
     end else begin
-      \$287  = xdata_d1[295:288];
+      \$290  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
-      \$288  = 8'h00;
+      \$291  = 8'h00;
     end else begin
-      \$288  = xdata_d1[303:296];
+      \$291  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
-      \$289  = 8'h00;
+      \$292  = 8'h00;
     end else begin
-      \$289  = xdata_d1[311:304];
+      \$292  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
-      \$290  = 8'h00;
+      \$293  = 8'h00;
     end else begin
-      \$290  = xdata_d1[319:312];
+      \$293  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
-      \$291  = 8'h00;
+      \$294  = 8'h00;
     end else begin
-      \$291  = xdata_d1[327:320];
+      \$294  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
-      \$292  = 8'h00;
+      \$295  = 8'h00;
     end else begin
-      \$292  = xdata_d1[335:328];
+      \$295  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
-      \$293  = 8'h00;
+      \$296  = 8'h00;
     end else begin
-      \$293  = xdata_d1[343:336];
+      \$296  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
-      \$294  = 8'h00;
+      \$297  = 8'h00;
     end else begin
-      \$294  = xdata_d1[351:344];
+      \$297  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
-      \$295  = 8'h00;
+      \$298  = 8'h00;
     end else begin
-      \$295  = xdata_d1[359:352];
+      \$298  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
-      \$296  = 8'h00;
+      \$299  = 8'h00;
     end else begin
-      \$296  = xdata_d1[367:360];
+      \$299  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
-      \$297  = 8'h00;
+      \$300  = 8'h00;
     end else begin
-      \$297  = xdata_d1[375:368];
+      \$300  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
-      \$298  = 8'h00;
+      \$301  = 8'h00;
     end else begin
-      \$298  = xdata_d1[383:376];
+      \$301  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
-      \$299  = 8'h00;
+      \$302  = 8'h00;
     end else begin
-      \$299  = xdata_d1[391:384];
+      \$302  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
-      \$300  = 8'h00;
+      \$303  = 8'h00;
     end else begin
-      \$300  = xdata_d1[399:392];
+      \$303  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
-      \$301  = 8'h00;
+      \$304  = 8'h00;
     end else begin
-      \$301  = xdata_d1[407:400];
+      \$304  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
-      \$302  = 8'h00;
+      \$305  = 8'h00;
     end else begin
-      \$302  = xdata_d1[415:408];
+      \$305  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
-      \$303  = 8'h00;
+      \$306  = 8'h00;
     end else begin
-      \$303  = xdata_d1[423:416];
+      \$306  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
-      \$304  = 8'h00;
+      \$307  = 8'h00;
     end else begin
-      \$304  = xdata_d1[431:424];
+      \$307  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
-      \$305  = 8'h00;
+      \$308  = 8'h00;
     end else begin
-      \$305  = xdata_d1[439:432];
+      \$308  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
-      \$306  = 8'h00;
+      \$309  = 8'h00;
     end else begin
-      \$306  = xdata_d1[447:440];
+      \$309  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
-      \$307  = 8'h00;
+      \$310  = 8'h00;
     end else begin
-      \$307  = xdata_d1[455:448];
+      \$310  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
-      \$308  = 8'h00;
+      \$311  = 8'h00;
     end else begin
-      \$308  = xdata_d1[463:456];
+      \$311  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
-      \$309  = 8'h00;
+      \$312  = 8'h00;
     end else begin
-      \$309  = xdata_d1[471:464];
+      \$312  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
-      \$310  = 8'h00;
+      \$313  = 8'h00;
     end else begin
-      \$310  = xdata_d1[479:472];
+      \$313  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
-      \$311  = 8'h00;
+      \$314  = 8'h00;
     end else begin
-      \$311  = xdata_d1[7:0];
+      \$314  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
-      \$312  = 8'h00;
+      \$315  = 8'h00;
     end else begin
-      \$312  = xdata_d1[15:8];
+      \$315  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
-      \$313  = 8'h00;
+      \$316  = 8'h00;
     end else begin
-      \$313  = xdata_d1[23:16];
+      \$316  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
-      \$314  = 8'h00;
+      \$317  = 8'h00;
     end else begin
-      \$314  = xdata_d1[31:24];
+      \$317  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
-      \$315  = 8'h00;
+      \$318  = 8'h00;
     end else begin
-      \$315  = xdata_d1[39:32];
+      \$318  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
-      \$316  = 8'h00;
+      \$319  = 8'h00;
     end else begin
-      \$316  = xdata_d1[47:40];
+      \$319  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
-      \$317  = 8'h00;
+      \$320  = 8'h00;
     end else begin
-      \$317  = xdata_d1[55:48];
+      \$320  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
-      \$318  = 8'h00;
+      \$321  = 8'h00;
     end else begin
-      \$318  = xdata_d1[63:56];
+      \$321  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
-      \$319  = 8'h00;
+      \$322  = 8'h00;
     end else begin
-      \$319  = xdata_d1[71:64];
+      \$322  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
-      \$320  = 8'h00;
+      \$323  = 8'h00;
     end else begin
-      \$320  = xdata_d1[79:72];
+      \$323  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
-      \$321  = 8'h00;
+      \$324  = 8'h00;
     end else begin
-      \$321  = xdata_d1[87:80];
+      \$324  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
-      \$322  = 8'h00;
+      \$325  = 8'h00;
     end else begin
-      \$322  = xdata_d1[95:88];
+      \$325  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
-      \$323  = 8'h00;
+      \$326  = 8'h00;
     end else begin
-      \$323  = xdata_d1[103:96];
+      \$326  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
-      \$324  = 8'h00;
+      \$327  = 8'h00;
     end else begin
-      \$324  = xdata_d1[111:104];
+      \$327  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
-      \$325  = 8'h00;
+      \$328  = 8'h00;
     end else begin
-      \$325  = xdata_d1[119:112];
+      \$328  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
-      \$326  = 8'h00;
+      \$329  = 8'h00;
     end else begin
-      \$326  = xdata_d1[127:120];
+      \$329  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
-      \$327  = 8'h00;
+      \$330  = 8'h00;
     end else begin
-      \$327  = xdata_d1[135:128];
+      \$330  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
-      \$328  = 8'h00;
+      \$331  = 8'h00;
     end else begin
-      \$328  = xdata_d1[143:136];
+      \$331  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
-      \$329  = 8'h00;
+      \$332  = 8'h00;
     end else begin
-      \$329  = xdata_d1[151:144];
+      \$332  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
-      \$330  = 8'h00;
+      \$333  = 8'h00;
     end else begin
-      \$330  = xdata_d1[159:152];
+      \$333  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
-      \$331  = 8'h00;
+      \$334  = 8'h00;
     end else begin
-      \$331  = xdata_d1[167:160];
+      \$334  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
-      \$332  = 8'h00;
+      \$335  = 8'h00;
     end else begin
-      \$332  = xdata_d1[175:168];
+      \$335  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
-      \$333  = 8'h00;
+      \$336  = 8'h00;
     end else begin
-      \$333  = xdata_d1[183:176];
+      \$336  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
-      \$334  = 8'h00;
+      \$337  = 8'h00;
     end else begin
-      \$334  = xdata_d1[191:184];
+      \$337  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
-      \$335  = 8'h00;
+      \$338  = 8'h00;
     end else begin
-      \$335  = xdata_d1[199:192];
+      \$338  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
-      \$336  = 8'h00;
+      \$339  = 8'h00;
     end else begin
-      \$336  = xdata_d1[207:200];
+      \$339  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
-      \$337  = 8'h00;
+      \$340  = 8'h00;
     end else begin
-      \$337  = xdata_d1[215:208];
+      \$340  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
-      \$338  = 8'h00;
+      \$341  = 8'h00;
     end else begin
-      \$338  = xdata_d1[223:216];
+      \$341  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
-      \$339  = 8'h00;
+      \$342  = 8'h00;
     end else begin
-      \$339  = xdata_d1[231:224];
+      \$342  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
-      \$340  = 8'h00;
+      \$343  = 8'h00;
     end else begin
-      \$340  = xdata_d1[239:232];
+      \$343  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
-      \$341  = 8'h00;
+      \$344  = 8'h00;
     end else begin
-      \$341  = xdata_d1[247:240];
+      \$344  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
-      \$342  = 8'h00;
+      \$345  = 8'h00;
     end else begin
-      \$342  = xdata_d1[255:248];
+      \$345  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
-      \$343  = 8'h00;
+      \$346  = 8'h00;
     end else begin
-      \$343  = xdata_d1[263:256];
+      \$346  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
-      \$344  = 8'h00;
+      \$347  = 8'h00;
     end else begin
-      \$344  = xdata_d1[271:264];
+      \$347  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
-      \$345  = 8'h00;
+      \$348  = 8'h00;
     end else begin
-      \$345  = xdata_d1[279:272];
+      \$348  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
-      \$346  = 8'h00;
+      \$349  = 8'h00;
     end else begin
-      \$346  = xdata_d1[287:280];
+      \$349  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
-      \$347  = 8'h00;
+      \$350  = 8'h00;
     end else begin
-      \$347  = xdata_d1[295:288];
+      \$350  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
-      \$348  = 8'h00;
+      \$351  = 8'h00;
     end else begin
-      \$348  = xdata_d1[303:296];
+      \$351  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
-      \$349  = 8'h00;
+      \$352  = 8'h00;
     end else begin
-      \$349  = xdata_d1[311:304];
+      \$352  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
-      \$350  = 8'h00;
+      \$353  = 8'h00;
     end else begin
-      \$350  = xdata_d1[319:312];
+      \$353  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
-      \$351  = 8'h00;
+      \$354  = 8'h00;
     end else begin
-      \$351  = xdata_d1[327:320];
+      \$354  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
-      \$352  = 8'h00;
+      \$355  = 8'h00;
     end else begin
-      \$352  = xdata_d1[335:328];
+      \$355  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
-      \$353  = 8'h00;
+      \$356  = 8'h00;
     end else begin
-      \$353  = xdata_d1[343:336];
+      \$356  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
-      \$354  = 8'h00;
+      \$357  = 8'h00;
     end else begin
-      \$354  = xdata_d1[351:344];
+      \$357  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
-      \$355  = 8'h00;
+      \$358  = 8'h00;
     end else begin
-      \$355  = xdata_d1[359:352];
+      \$358  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
-      \$356  = 8'h00;
+      \$359  = 8'h00;
     end else begin
-      \$356  = xdata_d1[367:360];
+      \$359  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
-      \$357  = 8'h00;
+      \$360  = 8'h00;
     end else begin
-      \$357  = xdata_d1[375:368];
+      \$360  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
-      \$358  = 8'h00;
+      \$361  = 8'h00;
     end else begin
-      \$358  = xdata_d1[383:376];
+      \$361  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
-      \$359  = 8'h00;
+      \$362  = 8'h00;
     end else begin
-      \$359  = xdata_d1[391:384];
+      \$362  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
-      \$360  = 8'h00;
+      \$363  = 8'h00;
     end else begin
-      \$360  = xdata_d1[399:392];
+      \$363  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
-      \$361  = 8'h00;
+      \$364  = 8'h00;
     end else begin
-      \$361  = xdata_d1[407:400];
+      \$364  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
-      \$362  = 8'h00;
+      \$365  = 8'h00;
     end else begin
-      \$362  = xdata_d1[415:408];
+      \$365  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
-      \$363  = 8'h00;
+      \$366  = 8'h00;
     end else begin
-      \$363  = xdata_d1[423:416];
+      \$366  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
-      \$364  = 8'h00;
+      \$367  = 8'h00;
     end else begin
-      \$364  = xdata_d1[431:424];
+      \$367  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
-      \$365  = 8'h00;
+      \$368  = 8'h00;
     end else begin
-      \$365  = xdata_d1[439:432];
+      \$368  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
-      \$366  = 8'h00;
+      \$369  = 8'h00;
     end else begin
-      \$366  = xdata_d1[447:440];
+      \$369  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
-      \$367  = 8'h00;
+      \$370  = 8'h00;
     end else begin
-      \$367  = xdata_d1[455:448];
+      \$370  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
-      \$368  = 8'h00;
+      \$371  = 8'h00;
     end else begin
-      \$368  = xdata_d1[463:456];
+      \$371  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
-      \$369  = 8'h00;
+      \$372  = 8'h00;
     end else begin
-      \$369  = xdata_d1[471:464];
+      \$372  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
-      \$370  = 8'h00;
+      \$373  = 8'h00;
     end else begin
-      \$370  = xdata_d1[479:472];
+      \$373  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
-      \$371  = 8'h00;
+      \$374  = 8'h00;
     end else begin
-      \$371  = xdata_d1[7:0];
+      \$374  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
-      \$372  = 8'h00;
+      \$375  = 8'h00;
     end else begin
-      \$372  = xdata_d1[15:8];
+      \$375  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
-      \$373  = 8'h00;
+      \$376  = 8'h00;
     end else begin
-      \$373  = xdata_d1[23:16];
+      \$376  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
-      \$374  = 8'h00;
+      \$377  = 8'h00;
     end else begin
-      \$374  = xdata_d1[31:24];
+      \$377  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
-      \$375  = 8'h00;
+      \$378  = 8'h00;
     end else begin
-      \$375  = xdata_d1[39:32];
+      \$378  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
-      \$376  = 8'h00;
+      \$379  = 8'h00;
     end else begin
-      \$376  = xdata_d1[47:40];
+      \$379  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
-      \$377  = 8'h00;
+      \$380  = 8'h00;
     end else begin
-      \$377  = xdata_d1[55:48];
+      \$380  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
-      \$378  = 8'h00;
+      \$381  = 8'h00;
     end else begin
-      \$378  = xdata_d1[63:56];
+      \$381  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
-      \$379  = 8'h00;
+      \$382  = 8'h00;
     end else begin
-      \$379  = xdata_d1[71:64];
+      \$382  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
-      \$380  = 8'h00;
+      \$383  = 8'h00;
     end else begin
-      \$380  = xdata_d1[79:72];
+      \$383  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
-      \$381  = 8'h00;
+      \$384  = 8'h00;
     end else begin
-      \$381  = xdata_d1[87:80];
+      \$384  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
-      \$382  = 8'h00;
+      \$385  = 8'h00;
     end else begin
-      \$382  = xdata_d1[95:88];
+      \$385  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
-      \$383  = 8'h00;
+      \$386  = 8'h00;
     end else begin
-      \$383  = xdata_d1[103:96];
+      \$386  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
-      \$384  = 8'h00;
+      \$387  = 8'h00;
     end else begin
-      \$384  = xdata_d1[111:104];
+      \$387  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
-      \$385  = 8'h00;
+      \$388  = 8'h00;
     end else begin
-      \$385  = xdata_d1[119:112];
+      \$388  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
-      \$386  = 8'h00;
+      \$389  = 8'h00;
     end else begin
-      \$386  = xdata_d1[127:120];
+      \$389  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
-      \$387  = 8'h00;
+      \$390  = 8'h00;
     end else begin
-      \$387  = xdata_d1[135:128];
+      \$390  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
-      \$388  = 8'h00;
+      \$391  = 8'h00;
     end else begin
-      \$388  = xdata_d1[143:136];
+      \$391  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
-      \$389  = 8'h00;
+      \$392  = 8'h00;
     end else begin
-      \$389  = xdata_d1[151:144];
+      \$392  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
-      \$390  = 8'h00;
+      \$393  = 8'h00;
     end else begin
-      \$390  = xdata_d1[159:152];
+      \$393  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
-      \$391  = 8'h00;
+      \$394  = 8'h00;
     end else begin
-      \$391  = xdata_d1[167:160];
+      \$394  = xdata_d1[167:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
-      \$392  = 8'h00;
+      \$395  = 8'h00;
     end else begin
-      \$392  = xdata_d1[175:168];
+      \$395  = xdata_d1[175:168];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
-      \$393  = 8'h00;
+      \$396  = 8'h00;
     end else begin
-      \$393  = xdata_d1[183:176];
+      \$396  = xdata_d1[183:176];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
-      \$394  = 8'h00;
+      \$397  = 8'h00;
     end else begin
-      \$394  = xdata_d1[191:184];
+      \$397  = xdata_d1[191:184];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
-      \$395  = 8'h00;
+      \$398  = 8'h00;
     end else begin
-      \$395  = xdata_d1[199:192];
+      \$398  = xdata_d1[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
-      \$396  = 8'h00;
+      \$399  = 8'h00;
     end else begin
-      \$396  = xdata_d1[207:200];
+      \$399  = xdata_d1[207:200];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
-      \$397  = 8'h00;
+      \$400  = 8'h00;
     end else begin
-      \$397  = xdata_d1[215:208];
+      \$400  = xdata_d1[215:208];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
-      \$398  = 8'h00;
+      \$401  = 8'h00;
     end else begin
-      \$398  = xdata_d1[223:216];
+      \$401  = xdata_d1[223:216];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
-      \$399  = 8'h00;
+      \$402  = 8'h00;
     end else begin
-      \$399  = xdata_d1[231:224];
+      \$402  = xdata_d1[231:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
-      \$400  = 8'h00;
+      \$403  = 8'h00;
     end else begin
-      \$400  = xdata_d1[239:232];
+      \$403  = xdata_d1[239:232];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
-      \$401  = 8'h00;
+      \$404  = 8'h00;
     end else begin
-      \$401  = xdata_d1[247:240];
+      \$404  = xdata_d1[247:240];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
-      \$402  = 8'h00;
+      \$405  = 8'h00;
     end else begin
-      \$402  = xdata_d1[255:248];
+      \$405  = xdata_d1[255:248];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
-      \$403  = 8'h00;
+      \$406  = 8'h00;
     end else begin
-      \$403  = xdata_d1[263:256];
+      \$406  = xdata_d1[263:256];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
-      \$404  = 8'h00;
+      \$407  = 8'h00;
     end else begin
-      \$404  = xdata_d1[271:264];
+      \$407  = xdata_d1[271:264];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
-      \$405  = 8'h00;
+      \$408  = 8'h00;
     end else begin
-      \$405  = xdata_d1[279:272];
+      \$408  = xdata_d1[279:272];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
-      \$406  = 8'h00;
+      \$409  = 8'h00;
     end else begin
-      \$406  = xdata_d1[287:280];
+      \$409  = xdata_d1[287:280];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
-      \$407  = 8'h00;
+      \$410  = 8'h00;
     end else begin
-      \$407  = xdata_d1[295:288];
+      \$410  = xdata_d1[295:288];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
-      \$408  = 8'h00;
+      \$411  = 8'h00;
     end else begin
-      \$408  = xdata_d1[303:296];
+      \$411  = xdata_d1[303:296];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
-      \$409  = 8'h00;
+      \$412  = 8'h00;
     end else begin
-      \$409  = xdata_d1[311:304];
+      \$412  = xdata_d1[311:304];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
-      \$410  = 8'h00;
+      \$413  = 8'h00;
     end else begin
-      \$410  = xdata_d1[319:312];
+      \$413  = xdata_d1[319:312];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
-      \$411  = 8'h00;
+      \$414  = 8'h00;
     end else begin
-      \$411  = xdata_d1[327:320];
+      \$414  = xdata_d1[327:320];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
-      \$412  = 8'h00;
+      \$415  = 8'h00;
     end else begin
-      \$412  = xdata_d1[335:328];
+      \$415  = xdata_d1[335:328];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
-      \$413  = 8'h00;
+      \$416  = 8'h00;
     end else begin
-      \$413  = xdata_d1[343:336];
+      \$416  = xdata_d1[343:336];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
-      \$414  = 8'h00;
+      \$417  = 8'h00;
     end else begin
-      \$414  = xdata_d1[351:344];
+      \$417  = xdata_d1[351:344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
-      \$415  = 8'h00;
+      \$418  = 8'h00;
     end else begin
-      \$415  = xdata_d1[359:352];
+      \$418  = xdata_d1[359:352];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
-      \$416  = 8'h00;
+      \$419  = 8'h00;
     end else begin
-      \$416  = xdata_d1[367:360];
+      \$419  = xdata_d1[367:360];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
-      \$417  = 8'h00;
+      \$420  = 8'h00;
     end else begin
-      \$417  = xdata_d1[375:368];
+      \$420  = xdata_d1[375:368];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
-      \$418  = 8'h00;
+      \$421  = 8'h00;
     end else begin
-      \$418  = xdata_d1[383:376];
+      \$421  = xdata_d1[383:376];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
-      \$419  = 8'h00;
+      \$422  = 8'h00;
     end else begin
-      \$419  = xdata_d1[391:384];
+      \$422  = xdata_d1[391:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
-      \$420  = 8'h00;
+      \$423  = 8'h00;
     end else begin
-      \$420  = xdata_d1[399:392];
+      \$423  = xdata_d1[399:392];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
-      \$421  = 8'h00;
+      \$424  = 8'h00;
     end else begin
-      \$421  = xdata_d1[407:400];
+      \$424  = xdata_d1[407:400];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
-      \$422  = 8'h00;
+      \$425  = 8'h00;
     end else begin
-      \$422  = xdata_d1[415:408];
+      \$425  = xdata_d1[415:408];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
-      \$423  = 8'h00;
+      \$426  = 8'h00;
     end else begin
-      \$423  = xdata_d1[423:416];
+      \$426  = xdata_d1[423:416];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
-      \$424  = 8'h00;
+      \$427  = 8'h00;
     end else begin
-      \$424  = xdata_d1[431:424];
+      \$427  = xdata_d1[431:424];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
-      \$425  = 8'h00;
+      \$428  = 8'h00;
     end else begin
-      \$425  = xdata_d1[439:432];
+      \$428  = xdata_d1[439:432];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
-      \$426  = 8'h00;
+      \$429  = 8'h00;
     end else begin
-      \$426  = xdata_d1[447:440];
+      \$429  = xdata_d1[447:440];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
-      \$427  = 8'h00;
+      \$430  = 8'h00;
     end else begin
-      \$427  = xdata_d1[455:448];
+      \$430  = xdata_d1[455:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
-      \$428  = 8'h00;
+      \$431  = 8'h00;
     end else begin
-      \$428  = xdata_d1[463:456];
+      \$431  = xdata_d1[463:456];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
-      \$429  = 8'h00;
+      \$432  = 8'h00;
     end else begin
-      \$429  = xdata_d1[471:464];
+      \$432  = xdata_d1[471:464];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
-      \$430  = 8'h00;
+      \$433  = 8'h00;
     end else begin
-      \$430  = xdata_d1[479:472];
+      \$433  = xdata_d1[479:472];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$431  = \$signal$859 ;
-    if (rst_conv2) begin
-      \$431  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$432  = v2_d1;
-    if (rst_conv2) begin
-      \$432  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$433  = v2_d2;
-    if (rst_conv2) begin
-      \$433  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$434  = v2_d3;
+    \$434  = \$signal$859 ;
     if (rst_conv2) begin
       \$434  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$435  = v2_d4;
+    \$435  = v2_d1;
     if (rst_conv2) begin
       \$435  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$436  = last1;
+    \$436  = v2_d2;
     if (rst_conv2) begin
       \$436  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$437  = last2_d1;
+    \$437  = v2_d3;
     if (rst_conv2) begin
       \$437  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$438  = last2_d2;
+    \$438  = v2_d4;
     if (rst_conv2) begin
       \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$439  = last2_d3;
+    \$439  = last1;
     if (rst_conv2) begin
       \$439  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$440  = last2_d4;
+    \$440  = last2_d1;
     if (rst_conv2) begin
       \$440  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$441  = \$signal$859 ;
+    \$441  = last2_d2;
     if (rst_conv2) begin
       \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$442  = v2p_d1;
+    \$442  = last2_d3;
     if (rst_conv2) begin
       \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$443  = v2p_d2;
+    \$443  = last2_d4;
     if (rst_conv2) begin
       \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$444  = v2p_d3;
+    \$444  = \$signal$859 ;
     if (rst_conv2) begin
       \$444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$445  = \$signal$860 ;
+    \$445  = v2p_d1;
     if (rst_conv2) begin
       \$445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$446  = first2p_d1;
+    \$446  = v2p_d2;
     if (rst_conv2) begin
       \$446  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$447  = first2p_d2;
+    \$447  = v2p_d3;
     if (rst_conv2) begin
       \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$448  = first2p_d3;
+    \$448  = \$signal$860 ;
     if (rst_conv2) begin
       \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$449  = last1;
+    \$449  = first2p_d1;
     if (rst_conv2) begin
       \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$450  = last2p_d1;
+    \$450  = first2p_d2;
     if (rst_conv2) begin
       \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$451  = last2p_d2;
+    \$451  = first2p_d3;
     if (rst_conv2) begin
       \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$452  = last2p_d3;
+    \$452  = last1;
     if (rst_conv2) begin
       \$452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$453  = group_end;
+    \$453  = last2p_d1;
     if (rst_conv2) begin
       \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$454  = xacc;
+    \$454  = last2p_d2;
+    if (rst_conv2) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$455  = last2p_d3;
+    if (rst_conv2) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$456  = group_end;
+    if (rst_conv2) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$457  = xacc;
     if (flags_x[0]) begin
-      \$454  = \$56 [17:0];
+      \$457  = \$57 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$455  = xfin;
-    if (\$57 ) begin
-      \$455  = \$59 [17:0];
+    \$458  = xfin;
+    if (\$58 ) begin
+      \$458  = \$60 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$456  = acc0_0;
+    \$459  = acc0_0;
     if (flags_0[0]) begin
-      \$456  = \$61 [17:0];
+      \$459  = \$62 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$457  = fin0_0;
-    if (\$62 ) begin
-      \$457  = \$64 [17:0];
+    \$460  = fin0_0;
+    if (\$63 ) begin
+      \$460  = \$65 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$458  = bank0_0;
+    \$461  = bank0_0;
     if (done) begin
-      \$458  = \$66 [18:0];
+      \$461  = \$67 [18:0];
     end else if (ser) begin
-      \$458  = bank1_0;
+      \$461  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$459  = acc1_0;
+    \$462  = acc1_0;
     if (flags_1[0]) begin
-      \$459  = \$68 [17:0];
+      \$462  = \$69 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$460  = fin1_0;
-    if (\$69 ) begin
-      \$460  = \$71 [17:0];
+    \$463  = fin1_0;
+    if (\$70 ) begin
+      \$463  = \$72 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$461  = bank1_0;
+    \$464  = bank1_0;
     if (done) begin
-      \$461  = \$73 [18:0];
+      \$464  = \$74 [18:0];
     end else if (ser) begin
-      \$461  = bank2_0;
+      \$464  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$462  = acc2_0;
+    \$465  = acc2_0;
     if (flags_2[0]) begin
-      \$462  = \$75 [17:0];
+      \$465  = \$76 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$463  = fin2_0;
-    if (\$76 ) begin
-      \$463  = \$78 [17:0];
+    \$466  = fin2_0;
+    if (\$77 ) begin
+      \$466  = \$79 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$464  = bank2_0;
+    \$467  = bank2_0;
     if (done) begin
-      \$464  = \$80 [18:0];
+      \$467  = \$81 [18:0];
     end else if (ser) begin
-      \$464  = bank3_0;
+      \$467  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$465  = acc3_0;
+    \$468  = acc3_0;
     if (flags_3[0]) begin
-      \$465  = \$82 [17:0];
+      \$468  = \$83 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$466  = fin3_0;
-    if (\$83 ) begin
-      \$466  = \$85 [17:0];
+    \$469  = fin3_0;
+    if (\$84 ) begin
+      \$469  = \$86 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$467  = bank3_0;
+    \$470  = bank3_0;
     if (done) begin
-      \$467  = \$87 [18:0];
+      \$470  = \$88 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$468  = ser_left;
+    \$471  = ser_left;
     if (done) begin
-      \$468  = 3'h4;
+      \$471  = 3'h4;
     end else if (ser) begin
-      \$468  = \$88 [2:0];
+      \$471  = \$89 [2:0];
     end
     if (rst_conv2) begin
-      \$468  = 3'h0;
+      \$471  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$469  = addr;
+    \$472  = addr;
     if (ser) begin
-      \$469  = \$91 [5:0];
+      \$472  = \$92 [5:0];
     end
     if (rst_conv2) begin
-      \$469  = 6'h00;
+      \$472  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$470  = \$92 ;
-    if (rst_conv2) begin
-      \$470  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$471  = \$94 ;
-    if (rst_conv2) begin
-      \$471  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$472  = \$signal$949 ;
-    if (rst_conv2) begin
-      \$472  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$473  = vb;
+    \$473  = \$93 ;
     if (rst_conv2) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$474  = v_out_d1;
+    \$474  = \$95 ;
     if (rst_conv2) begin
       \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$475  = v_out_d2;
+    \$475  = \$signal$949 ;
     if (rst_conv2) begin
       \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$476  = v_out_d3;
+    \$476  = vb;
     if (rst_conv2) begin
       \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$477  = ka;
+    \$477  = v_out_d1;
     if (rst_conv2) begin
       \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$478  = skipped_d1;
+    \$478  = v_out_d2;
     if (rst_conv2) begin
       \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$479  = skipped_d2;
+    \$479  = v_out_d3;
     if (rst_conv2) begin
       \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$480  = skipped_d3;
+    \$480  = ka;
     if (rst_conv2) begin
       \$480  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$481  = skipped_d4;
+    \$481  = skipped_d1;
     if (rst_conv2) begin
       \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$482  = \$105 ;
+    \$482  = skipped_d2;
     if (rst_conv2) begin
       \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$483  = \$107 ;
+    \$483  = skipped_d3;
     if (rst_conv2) begin
-      \$483  = 2'h0;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$484  = \$26 [3:0];
+    \$484  = skipped_d4;
     if (rst_conv2) begin
-      \$484  = 4'hc;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$485  = credits_room_next;
+    \$485  = \$106 ;
     if (rst_conv2) begin
-      \$485  = 1'h1;
+      \$485  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$486  = \$108 ;
+    if (rst_conv2) begin
+      \$486  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$487  = \$25 [3:0];
+    if (rst_conv2) begin
+      \$487  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$488  = credits_room_next;
+    if (rst_conv2) begin
+      \$488  = 1'h1;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -16690,6 +16701,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   assign w_addr = \$2 [4:0];
   assign i__payload = w_data;
   assign w_en = take;
+  assign \w_full_issue$97  = w_full_issue;
   assign o__ready = step;
   assign r_addr_b0_p0 = \port__addr$112 ;
   assign \port__en$114  = 1'h1;
@@ -16741,35 +16753,35 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   assign b = sa0_0[16:0];
   assign \a$837  = data[12:0];
   assign \b$838  = sa0_0[18:17];
-  assign rq0_y = \$23 [7:0];
+  assign rq0_y = \$22 [7:0];
   assign \o__payload$844  = o__payload;
   assign \o__ready$846  = \o__ready$845 ;
   assign \o__valid$848  = o__valid;
-  assign \w_data$849  = \$23 [7:0];
+  assign \w_data$849  = \$22 [7:0];
   assign v_out_d4 = \w_en$850 ;
-  assign space_next = \$26 [3:0];
-  assign \o__payload$862  = { \$488 , \$487 , \$486  };
+  assign space_next = \$25 [3:0];
+  assign \o__payload$862  = { \$491 , \$490 , \$489  };
   assign \$4  = active;
-  assign \$65  = { fin0_0, 1'h0 };
-  assign \$72  = { fin1_0, 1'h0 };
-  assign \$79  = { fin2_0, 1'h0 };
-  assign \$86  = { fin3_0, 1'h0 };
-  assign \$92  = ser;
-  assign \$93  = 1'h0;
+  assign \$66  = { fin0_0, 1'h0 };
+  assign \$73  = { fin1_0, 1'h0 };
+  assign \$80  = { fin2_0, 1'h0 };
+  assign \$87  = { fin3_0, 1'h0 };
+  assign \$93  = ser;
   assign \$94  = 1'h0;
-  assign \$96  = { p[29], p };
-  assign \$97  = { \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 , 17'h00000 };
-  assign \$100  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$95  = 1'h0;
+  assign \$97  = { p[29], p };
+  assign \$98  = { \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 , 17'h00000 };
   assign \$101  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$103  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$140  = \$2 [4];
-  assign \$144  = \$2 [4];
-  assign \$148  = \$2 [4];
-  assign \$152  = \$2 [4];
-  assign \$156  = \$2 [4];
-  assign \$160  = \$2 [4];
-  assign \$164  = \$2 [4];
-  assign \$168  = \$2 [4];
+  assign \$102  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$104  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$141  = \$2 [4];
+  assign \$145  = \$2 [4];
+  assign \$149  = \$2 [4];
+  assign \$153  = \$2 [4];
+  assign \$157  = \$2 [4];
+  assign \$161  = \$2 [4];
+  assign \$165  = \$2 [4];
+  assign \$169  = \$2 [4];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -17915,7 +17927,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6354$0 , \port$6360$0 , \port$6366$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6356$0 , \port$6362$0 , \port$6368$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -18062,12 +18074,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6354$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6354$0 ;
-  wire [63:0] \port$6354$0 ;
-  output [63:0] \port$6360$0 ;
-  wire [63:0] \port$6360$0 ;
-  output [63:0] \port$6366$0 ;
-  wire [63:0] \port$6366$0 ;
+  output [63:0] \port$6356$0 ;
+  wire [63:0] \port$6356$0 ;
+  output [63:0] \port$6362$0 ;
+  wire [63:0] \port$6362$0 ;
+  output [63:0] \port$6368$0 ;
+  wire [63:0] \port$6368$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -18392,9 +18404,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6354$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$6354$0  = \$81 ;
-  assign \port$6360$0  = \$87 ;
-  assign \port$6366$0  = \$93 ;
+  assign \port$6356$0  = \$81 ;
+  assign \port$6362$0  = \$87 ;
+  assign \port$6368$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -29930,26 +29942,26 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [6:0] \$100 ;
-  wire \$101 ;
-  wire [5:0] \$102 ;
+  wire [6:0] \$101 ;
+  wire \$102 ;
   wire [5:0] \$103 ;
-  wire [6:0] \$104 ;
+  wire [5:0] \$104 ;
   wire [6:0] \$105 ;
-  wire [5:0] \$106 ;
-  wire \$107 ;
-  wire [5:0] \$108 ;
-  wire [6:0] \$109 ;
+  wire [6:0] \$106 ;
+  wire [5:0] \$107 ;
+  wire \$108 ;
+  wire [5:0] \$109 ;
   wire \$11 ;
-  wire [5:0] \$110 ;
-  wire [6:0] \$111 ;
-  wire [5:0] \$112 ;
-  wire \$113 ;
-  wire [5:0] \$114 ;
-  wire [6:0] \$115 ;
-  wire [5:0] \$116 ;
-  wire [6:0] \$117 ;
-  wire \$118 ;
-  wire [19:0] \$119 ;
+  wire [6:0] \$110 ;
+  wire [5:0] \$111 ;
+  wire [6:0] \$112 ;
+  wire [5:0] \$113 ;
+  wire \$114 ;
+  wire [5:0] \$115 ;
+  wire [6:0] \$116 ;
+  wire [5:0] \$117 ;
+  wire [6:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
   wire [19:0] \$120 ;
   wire [19:0] \$121 ;
@@ -29995,95 +30007,95 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [19:0] \$158 ;
   wire [19:0] \$159 ;
   wire \$16 ;
-  wire [20:0] \$160 ;
-  wire \$161 ;
-  wire [19:0] \$162 ;
-  wire [20:0] \$163 ;
-  wire [19:0] \$164 ;
-  wire [20:0] \$165 ;
-  wire \$166 ;
-  wire [19:0] \$167 ;
-  wire [20:0] \$168 ;
+  wire [19:0] \$160 ;
+  wire [20:0] \$161 ;
+  wire \$162 ;
+  wire [19:0] \$163 ;
+  wire [20:0] \$164 ;
+  wire [19:0] \$165 ;
+  wire [20:0] \$166 ;
+  wire \$167 ;
+  wire [19:0] \$168 ;
   wire [20:0] \$169 ;
   wire \$17 ;
-  wire [21:0] \$170 ;
-  wire [19:0] \$171 ;
-  wire [20:0] \$172 ;
-  wire \$173 ;
-  wire [19:0] \$174 ;
-  wire [20:0] \$175 ;
+  wire [20:0] \$170 ;
+  wire [21:0] \$171 ;
+  wire [19:0] \$172 ;
+  wire [20:0] \$173 ;
+  wire \$174 ;
+  wire [19:0] \$175 ;
   wire [20:0] \$176 ;
-  wire [21:0] \$177 ;
-  wire [2:0] \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire [9:0] \$180 ;
+  wire [20:0] \$177 ;
+  wire [21:0] \$178 ;
+  wire [2:0] \$179 ;
+  wire [9:0] \$18 ;
+  wire \$180 ;
   wire [9:0] \$181 ;
-  wire \$182 ;
+  wire [9:0] \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire [17:0] \$185 ;
-  wire [30:0] \$186 ;
-  wire [47:0] \$187 ;
-  wire [48:0] \$188 ;
-  wire [49:0] \$189 ;
+  wire \$185 ;
+  wire [17:0] \$186 ;
+  wire [30:0] \$187 ;
+  wire [47:0] \$188 ;
+  wire [48:0] \$189 ;
   wire [9:0] \$19 ;
-  wire [32:0] \$190 ;
+  wire [49:0] \$190 ;
   wire [32:0] \$191 ;
-  wire \$192 ;
-  wire [32:0] \$193 ;
-  wire \$194 ;
+  wire [32:0] \$192 ;
+  wire \$193 ;
+  wire [32:0] \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire [1:0] \$197 ;
-  wire \$198 ;
+  wire \$197 ;
+  wire [1:0] \$198 ;
   wire \$199 ;
   wire [9:0] \$2 ;
-  wire [9:0] \$20 ;
-  wire [19:0] \$200 ;
-  wire \$201 ;
-  reg [5:0] \$202 ;
-  reg [5:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [4:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg [4:0] \$207 ;
-  reg \$208 ;
-  reg \$209 ;
-  wire [7:0] \$21 ;
-  reg \$210 ;
+  wire [7:0] \$20 ;
+  wire \$200 ;
+  wire [19:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  reg [5:0] \$205 ;
+  reg [5:0] \$206 ;
+  reg [7:0] \$207 ;
+  reg [4:0] \$208 ;
+  reg [7:0] \$209 ;
+  wire \$21 ;
+  reg [4:0] \$210 ;
   reg \$211 ;
   reg \$212 ;
   reg \$213 ;
-  reg [7:0] \$214 ;
-  reg [7:0] \$215 ;
-  reg [1:0] \$216 ;
-  reg [15:0] \$217 ;
-  reg [8:0] \$218 ;
-  reg [7:0] \$219 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg [7:0] \$217 ;
+  reg [7:0] \$218 ;
+  reg [1:0] \$219 ;
   wire \$22 ;
-  reg [7:0] \$220 ;
-  reg \$221 ;
-  reg [8:0] \$222 ;
-  reg \$223 ;
-  reg [1:0] \$224 ;
-  reg [4:0] \$225 ;
-  reg [4:0] \$226 ;
-  reg [4:0] \$227 ;
+  reg [15:0] \$220 ;
+  reg [8:0] \$221 ;
+  reg [7:0] \$222 ;
+  reg [7:0] \$223 ;
+  reg \$224 ;
+  reg [8:0] \$225 ;
+  reg \$226 ;
+  reg [1:0] \$227 ;
   reg [4:0] \$228 ;
   reg [4:0] \$229 ;
   wire \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg [7:0] \$233 ;
-  reg [7:0] \$234 ;
-  reg [7:0] \$235 ;
+  reg [4:0] \$230 ;
+  reg [4:0] \$231 ;
+  reg [4:0] \$232 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg \$235 ;
   reg [7:0] \$236 ;
   reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire \$24 ;
+  wire [16:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
@@ -30105,7 +30117,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [7:0] \$257 ;
   reg [7:0] \$258 ;
   reg [7:0] \$259 ;
-  wire [16:0] \$26 ;
+  wire [3:0] \$26 ;
   reg [7:0] \$260 ;
   reg [7:0] \$261 ;
   reg [7:0] \$262 ;
@@ -30116,18 +30128,18 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
   reg [7:0] \$269 ;
-  wire [3:0] \$27 ;
+  wire [1:0] \$27 ;
   reg [7:0] \$270 ;
   reg [7:0] \$271 ;
   reg [7:0] \$272 ;
   reg [7:0] \$273 ;
   reg [7:0] \$274 ;
-  reg \$275 ;
-  reg \$276 ;
-  reg \$277 ;
+  reg [7:0] \$275 ;
+  reg [7:0] \$276 ;
+  reg [7:0] \$277 ;
   reg \$278 ;
   reg \$279 ;
-  wire [1:0] \$28 ;
+  wire [4:0] \$28 ;
   reg \$280 ;
   reg \$281 ;
   reg \$282 ;
@@ -30138,7 +30150,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg \$287 ;
   reg \$288 ;
   reg \$289 ;
-  wire [4:0] \$29 ;
+  wire \$29 ;
   reg \$290 ;
   reg \$291 ;
   reg \$292 ;
@@ -30147,22 +30159,22 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg \$295 ;
   reg \$296 ;
   reg \$297 ;
-  reg [19:0] \$298 ;
-  reg [19:0] \$299 ;
+  reg \$298 ;
+  reg \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
-  reg [19:0] \$300 ;
+  reg \$300 ;
   reg [19:0] \$301 ;
-  reg [20:0] \$302 ;
+  reg [19:0] \$302 ;
   reg [19:0] \$303 ;
   reg [19:0] \$304 ;
   reg [20:0] \$305 ;
-  reg [1:0] \$306 ;
-  reg [8:0] \$307 ;
-  reg \$308 ;
-  reg \$309 ;
-  wire \$31 ;
-  reg \$310 ;
+  reg [19:0] \$306 ;
+  reg [19:0] \$307 ;
+  reg [20:0] \$308 ;
+  reg [1:0] \$309 ;
+  wire [6:0] \$31 ;
+  reg [8:0] \$310 ;
   reg \$311 ;
   reg \$312 ;
   reg \$313 ;
@@ -30172,84 +30184,87 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg \$317 ;
   reg \$318 ;
   reg \$319 ;
-  wire [6:0] \$32 ;
+  wire [8:0] \$32 ;
   reg \$320 ;
-  reg [1:0] \$321 ;
-  reg [2:0] \$322 ;
+  reg \$321 ;
+  reg \$322 ;
   reg \$323 ;
-  wire [8:0] \$33 ;
-  wire [5:0] \$34 ;
-  wire \$35 ;
-  wire [9:0] \$36 ;
-  wire [5:0] \$37 ;
-  wire \$38 ;
-  wire [5:0] \$39 ;
+  reg [1:0] \$324 ;
+  reg [2:0] \$325 ;
+  reg \$326 ;
+  wire [5:0] \$33 ;
+  wire \$34 ;
+  wire [9:0] \$35 ;
+  wire [5:0] \$36 ;
+  wire \$37 ;
+  wire [5:0] \$38 ;
+  wire [6:0] \$39 ;
   wire [50:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire [5:0] \$41 ;
-  wire [6:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire \$45 ;
-  wire [9:0] \$46 ;
-  wire [5:0] \$47 ;
-  wire \$48 ;
-  wire [5:0] \$49 ;
+  wire [5:0] \$40 ;
+  wire [6:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire \$44 ;
+  wire [9:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
-  wire [5:0] \$51 ;
+  wire [5:0] \$50 ;
+  wire [6:0] \$51 ;
   wire [6:0] \$52 ;
-  wire [6:0] \$53 ;
-  wire [8:0] \$54 ;
-  wire [5:0] \$55 ;
-  wire \$56 ;
-  wire [9:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire \$59 ;
+  wire [8:0] \$53 ;
+  wire [5:0] \$54 ;
+  wire \$55 ;
+  wire [9:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire [6:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire [6:0] \$63 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [6:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
-  wire [8:0] \$69 ;
+  wire \$69 ;
   wire \$7 ;
   wire [8:0] \$70 ;
   wire [8:0] \$71 ;
   wire [8:0] \$72 ;
   wire [8:0] \$73 ;
-  wire \$74 ;
+  wire [8:0] \$74 ;
   wire \$75 ;
-  wire [8:0] \$76 ;
+  wire \$76 ;
   wire [8:0] \$77 ;
   wire [8:0] \$78 ;
   wire [8:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [2:0] \$81 ;
-  wire \$82 ;
+  wire [8:0] \$80 ;
+  wire \$81 ;
+  wire [2:0] \$82 ;
   wire \$83 ;
   wire \$84 ;
-  wire [8:0] \$85 ;
+  wire \$85 ;
   wire [8:0] \$86 ;
   wire [8:0] \$87 ;
   wire [8:0] \$88 ;
-  wire \$89 ;
+  wire [8:0] \$89 ;
   wire \$9 ;
-  wire [7:0] \$90 ;
-  wire \$91 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire [2:0] \$94 ;
-  wire [4:0] \$95 ;
-  wire \$96 ;
-  wire [5:0] \$97 ;
+  wire \$94 ;
+  wire [2:0] \$95 ;
+  wire [4:0] \$96 ;
+  wire \$97 ;
   wire [5:0] \$98 ;
-  wire [6:0] \$99 ;
+  wire [5:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
   reg \$signal$221  = 1'h0;
@@ -30550,7 +30565,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [19:0] w_en_b0;
   reg w_full = 1'h0;
   wire w_full_issue;
-  wire w_full_next;
+  wire \w_full_issue$25 ;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
   reg [19:0] xacc = 20'h00000;
@@ -30984,26 +30999,24 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$8  = ~ s_last;
   assign \$9  = \$8  | can_end;
   assign step = \$7  & \$9 ;
-  assign \$10  = filled ? 1'h1 : w_full;
-  assign w_full_next = load ? 1'h0 : \$10 ;
-  assign \$11  = ~ active;
-  assign \$12  = step & sn_last;
-  assign \$13  = \$11  | \$12 ;
-  assign load = w_full_issue & \$13 ;
-  assign \$14  = s_idx == 8'h9b;
-  assign \$15  = s_last ? 1'h0 : \$14 ;
-  assign \$signal$33  = step ? \$15  : s_last;
-  assign \$16  = step & s_last;
-  assign \$17  = n_idx == 8'hfe;
-  assign \$18  = n_last ? 1'h0 : \$17 ;
-  assign n_last_next = \$16  ? \$18  : n_last;
-  assign \$19  = r_addr + 1'h1;
-  assign \$20  = s_last ? { 1'h0, r_base } : \$19 ;
-  assign \$21  = w_half ? 8'h9d : 8'h00;
-  assign \$22  = step & s_last;
-  assign \$23  = gap == 1'h1;
-  assign \$24  = gap_zero | \$23 ;
-  assign gap_zero_next = \$22  ? 1'h0 : \$24 ;
+  assign \$10  = ~ active;
+  assign \$11  = step & sn_last;
+  assign \$12  = \$10  | \$11 ;
+  assign load = w_full_issue & \$12 ;
+  assign \$13  = s_idx == 8'h9b;
+  assign \$14  = s_last ? 1'h0 : \$13 ;
+  assign \$signal$33  = step ? \$14  : s_last;
+  assign \$15  = step & s_last;
+  assign \$16  = n_idx == 8'hfe;
+  assign \$17  = n_last ? 1'h0 : \$16 ;
+  assign n_last_next = \$15  ? \$17  : n_last;
+  assign \$18  = r_addr + 1'h1;
+  assign \$19  = s_last ? { 1'h0, r_base } : \$18 ;
+  assign \$20  = w_half ? 8'h9d : 8'h00;
+  assign \$21  = step & s_last;
+  assign \$22  = gap == 1'h1;
+  assign \$23  = gap_zero | \$22 ;
+  assign gap_zero_next = \$21  ? 1'h0 : \$23 ;
   assign i = \$signal$46  ? head[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -31065,271 +31078,275 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign xsum_w4_0 = xsum_w3_0 + xsum_l3_2;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$25  = rq0_over ? 17'h000ff : rq0_shifted;
-  assign \$26  = rq0_under ? 17'h00000 : \$25 ;
-  assign \$27  = credits_space + credits_returned;
-  assign \$28  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$29  = \$27  - \$28 ;
-  assign credits_room_next = \$29 [2:0] >= 2'h2;
-  assign \$30  = c == 6'h3f;
-  assign \$31  = pix == 6'h30;
-  assign \$32  = pix + 1'h1;
-  assign \$33  = \$like  + 1'h0;
-  assign \$34  = p_lane + 1'h1;
-  assign \$35  = \$34  >= 5'h14;
-  assign \$36  = \$33  + \$35 ;
-  assign \$37  = p_lane + 1'h1;
-  assign \$38  = \$37  >= 5'h14;
-  assign \$39  = p_lane + 1'h1;
-  assign \$40  = \$39  - 5'h14;
-  assign \$41  = p_lane + 1'h1;
-  assign \$42  = \$38  ? \$40  : { 1'h0, \$41  };
-  assign \$43  = \$like  + 1'h0;
-  assign \$44  = p_lane + 1'h1;
-  assign \$45  = \$44  >= 5'h14;
-  assign \$46  = \$43  + \$45 ;
-  assign \$47  = p_lane + 1'h1;
-  assign \$48  = \$47  >= 5'h14;
-  assign \$49  = p_lane + 1'h1;
-  assign \$50  = \$49  - 5'h14;
-  assign \$51  = p_lane + 1'h1;
-  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
-  assign \$53  = c + 1'h1;
-  assign \$54  = \$signal  + 2'h2;
-  assign \$55  = lane + 4'h9;
-  assign \$56  = \$55  >= 5'h14;
-  assign \$57  = \$54  + \$56 ;
-  assign \$58  = lane + 4'h9;
-  assign \$59  = \$58  >= 5'h14;
-  assign \$60  = lane + 4'h9;
-  assign \$61  = \$60  - 5'h14;
-  assign \$62  = lane + 4'h9;
-  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
-  assign \$64  = credits_room_next & gap_zero_next;
-  assign \$65  = \$signal$33  & n_last_next;
-  assign \$66  = head_boot >= 2'h2;
-  assign \$67  = step & s_last;
-  assign \$68  = head_next == 8'hff;
-  assign \$69  = head_next + 1'h1;
-  assign \$70  = \$68  ? 9'h000 : \$69 ;
-  assign \$71  = n_last ? 9'h001 : \$70 ;
-  assign \$72  = \$67  ? \$71  : { 1'h0, head_next };
-  assign \$73  = \$66  ? 9'h000 : \$72 ;
-  assign \$74  = step & s_last;
-  assign \$75  = head_next == 8'hff;
-  assign \$76  = head_next + 1'h1;
-  assign \$77  = \$75  ? 9'h000 : \$76 ;
-  assign \$78  = n_last ? 9'h001 : \$77 ;
-  assign \$79  = \$74  ? \$78  : { 1'h0, head_next };
-  assign \$80  = | head_boot;
-  assign \$81  = head_boot - 1'h1;
-  assign \$82  = head_boot == 1'h1;
-  assign \$83  = step & s_last;
-  assign \$84  = \$82  | \$83 ;
-  assign \$85  = s_idx + 1'h1;
-  assign \$86  = s_last ? 9'h000 : \$85 ;
-  assign \$87  = n_idx + 1'h1;
-  assign \$88  = n_last ? 9'h000 : \$87 ;
-  assign \$89  = step & sn_last;
-  assign \$90  = w_half ? 8'h9d : 8'h00;
-  assign \$91  = ~ w_half;
-  assign \$92  = step & s_last;
-  assign \$93  = ~ gap_zero;
-  assign \$94  = gap - 1'h1;
-  assign \$95  = s_last ? 5'h00 : col;
-  assign \$96  = row_ph0 >= 4'h8;
-  assign \$97  = row_ph0 - 4'h8;
-  assign \$98  = row_ph0 + 4'hc;
-  assign \$99  = \$96  ? { \$97 [5], \$97  } : { 1'h0, \$98  };
-  assign \$100  = n_last ? 7'h00 : \$99 ;
-  assign \$101  = row_ph1 >= 4'h8;
-  assign \$102  = row_ph1 - 4'h8;
-  assign \$103  = row_ph1 + 4'hc;
-  assign \$104  = \$101  ? { \$102 [5], \$102  } : { 1'h0, \$103  };
-  assign \$105  = n_last ? 7'h10 : \$104 ;
-  assign \$106  = row_ph0 + col;
-  assign \$107  = \$106  >= 5'h14;
-  assign \$108  = row_ph0 + col;
-  assign \$109  = \$108  - 5'h14;
-  assign \$110  = row_ph0 + col;
-  assign \$111  = \$107  ? \$109  : { 1'h0, \$110  };
-  assign \$112  = row_ph1 + col;
-  assign \$113  = \$112  >= 5'h14;
-  assign \$114  = row_ph1 + col;
-  assign \$115  = \$114  - 5'h14;
-  assign \$116  = row_ph1 + col;
-  assign \$117  = \$113  ? \$115  : { 1'h0, \$116  };
-  assign \$118  = ! s_idx;
-  assign \$120  = off1_0[0] ? o : { \o$227 [15:0], o[19:16] };
-  assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$123  = off1_0[0] ? o : { \o$227 [11:0], o[19:12] };
-  assign \$124  = off1_0[1] ? \$122  : \$123 ;
-  assign \$126  = off1_0[0] ? o : { \o$227 [7:0], o[19:8] };
-  assign \$127  = off1_0[1] ? \$125  : \$126 ;
-  assign \$128  = off1_0[2] ? \$124  : \$127 ;
-  assign \$130  = off1_0[0] ? o : { \o$227 [3:0], o[19:4] };
-  assign \$131  = off1_0[1] ? \$129  : \$130 ;
-  assign \$135  = off1_0[2] ? \$131  : \$134 ;
-  assign \$136  = off1_0[3] ? \$128  : \$135 ;
-  assign \$137  = off1_0[4] ? \$121  : \$136 ;
-  assign \$138  = ~ \$137 ;
-  assign \$140  = off1_1[0] ? \o$231  : { \o$232 [15:0], \o$231 [19:16] };
-  assign \$141  = off1_1[1] ? \$139  : \$140 ;
-  assign \$143  = off1_1[0] ? \o$231  : { \o$232 [11:0], \o$231 [19:12] };
-  assign \$144  = off1_1[1] ? \$142  : \$143 ;
-  assign \$146  = off1_1[0] ? \o$231  : { \o$232 [7:0], \o$231 [19:8] };
-  assign \$147  = off1_1[1] ? \$145  : \$146 ;
-  assign \$148  = off1_1[2] ? \$144  : \$147 ;
-  assign \$150  = off1_1[0] ? \o$231  : { \o$232 [3:0], \o$231 [19:4] };
-  assign \$151  = off1_1[1] ? \$149  : \$150 ;
-  assign \$155  = off1_1[2] ? \$151  : \$154 ;
-  assign \$156  = off1_1[3] ? \$148  : \$155 ;
-  assign \$157  = off1_1[4] ? \$141  : \$156 ;
-  assign \$158  = ~ \$157 ;
-  assign \$159  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$160  = \$159  + xsum_q_d1;
-  assign \$161  = flags_x[0] & flags_x[2];
-  assign \$162  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$163  = \$162  + xsum_q_d1;
-  assign \$164  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$165  = \$164  + t0_0_l5_0;
-  assign \$166  = flags_0[0] & flags_0[2];
-  assign \$167  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$168  = \$167  + t0_0_l5_0;
-  assign \$170  = \$169  - xfin;
-  assign \$171  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$172  = \$171  + t1_0_l5_0;
-  assign \$173  = flags_1[0] & flags_1[2];
-  assign \$174  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$175  = \$174  + t1_0_l5_0;
-  assign \$177  = \$176  - xfin;
-  assign \$178  = ser_left - 1'h1;
-  assign \$179  = \addr$183  == 9'h1ff;
-  assign \$180  = \addr$183  + 1'h1;
-  assign \$181  = \$179  ? 10'h000 : \$180 ;
-  assign \$185  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$188  = $signed(\$186 ) + $signed(\$187 );
-  assign \$189  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$192  = $signed(\$191 ) < $signed(1'h0);
-  assign \$194  = $signed(\$193 ) > $signed(9'h0ff);
-  assign \$195  = step & s_last;
-  assign \$196  = o__valid & \o__ready$197 ;
-  assign \$197  = \$196  + skipped_d5;
-  assign \$198  = ~ rst_fc1;
-  assign \$200  = rst_fc1 ? 20'h00000 : \$4 [19:0];
-  assign \$201  = rst_fc1 ? 1'h0 : w_full_next;
+  assign \$24  = rq0_over ? 17'h000ff : rq0_shifted;
+  assign \$25  = rq0_under ? 17'h00000 : \$24 ;
+  assign \$26  = credits_space + credits_returned;
+  assign \$27  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$28  = \$26  - \$27 ;
+  assign credits_room_next = \$28 [2:0] >= 2'h2;
+  assign \$29  = c == 6'h3f;
+  assign \$30  = pix == 6'h30;
+  assign \$31  = pix + 1'h1;
+  assign \$32  = \$like  + 1'h0;
+  assign \$33  = p_lane + 1'h1;
+  assign \$34  = \$33  >= 5'h14;
+  assign \$35  = \$32  + \$34 ;
+  assign \$36  = p_lane + 1'h1;
+  assign \$37  = \$36  >= 5'h14;
+  assign \$38  = p_lane + 1'h1;
+  assign \$39  = \$38  - 5'h14;
+  assign \$40  = p_lane + 1'h1;
+  assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
+  assign \$42  = \$like  + 1'h0;
+  assign \$43  = p_lane + 1'h1;
+  assign \$44  = \$43  >= 5'h14;
+  assign \$45  = \$42  + \$44 ;
+  assign \$46  = p_lane + 1'h1;
+  assign \$47  = \$46  >= 5'h14;
+  assign \$48  = p_lane + 1'h1;
+  assign \$49  = \$48  - 5'h14;
+  assign \$50  = p_lane + 1'h1;
+  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
+  assign \$52  = c + 1'h1;
+  assign \$53  = \$signal  + 2'h2;
+  assign \$54  = lane + 4'h9;
+  assign \$55  = \$54  >= 5'h14;
+  assign \$56  = \$53  + \$55 ;
+  assign \$57  = lane + 4'h9;
+  assign \$58  = \$57  >= 5'h14;
+  assign \$59  = lane + 4'h9;
+  assign \$60  = \$59  - 5'h14;
+  assign \$61  = lane + 4'h9;
+  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
+  assign \$63  = credits_room_next & gap_zero_next;
+  assign \$64  = \$signal$33  & n_last_next;
+  assign \$65  = filled ? 1'h1 : w_full;
+  assign \$66  = load ? 1'h0 : \$65 ;
+  assign \$67  = head_boot >= 2'h2;
+  assign \$68  = step & s_last;
+  assign \$69  = head_next == 8'hff;
+  assign \$70  = head_next + 1'h1;
+  assign \$71  = \$69  ? 9'h000 : \$70 ;
+  assign \$72  = n_last ? 9'h001 : \$71 ;
+  assign \$73  = \$68  ? \$72  : { 1'h0, head_next };
+  assign \$74  = \$67  ? 9'h000 : \$73 ;
+  assign \$75  = step & s_last;
+  assign \$76  = head_next == 8'hff;
+  assign \$77  = head_next + 1'h1;
+  assign \$78  = \$76  ? 9'h000 : \$77 ;
+  assign \$79  = n_last ? 9'h001 : \$78 ;
+  assign \$80  = \$75  ? \$79  : { 1'h0, head_next };
+  assign \$81  = | head_boot;
+  assign \$82  = head_boot - 1'h1;
+  assign \$83  = head_boot == 1'h1;
+  assign \$84  = step & s_last;
+  assign \$85  = \$83  | \$84 ;
+  assign \$86  = s_idx + 1'h1;
+  assign \$87  = s_last ? 9'h000 : \$86 ;
+  assign \$88  = n_idx + 1'h1;
+  assign \$89  = n_last ? 9'h000 : \$88 ;
+  assign \$90  = step & sn_last;
+  assign \$91  = w_half ? 8'h9d : 8'h00;
+  assign \$92  = ~ w_half;
+  assign \$93  = step & s_last;
+  assign \$94  = ~ gap_zero;
+  assign \$95  = gap - 1'h1;
+  assign \$96  = s_last ? 5'h00 : col;
+  assign \$97  = row_ph0 >= 4'h8;
+  assign \$98  = row_ph0 - 4'h8;
+  assign \$99  = row_ph0 + 4'hc;
+  assign \$100  = \$97  ? { \$98 [5], \$98  } : { 1'h0, \$99  };
+  assign \$101  = n_last ? 7'h00 : \$100 ;
+  assign \$102  = row_ph1 >= 4'h8;
+  assign \$103  = row_ph1 - 4'h8;
+  assign \$104  = row_ph1 + 4'hc;
+  assign \$105  = \$102  ? { \$103 [5], \$103  } : { 1'h0, \$104  };
+  assign \$106  = n_last ? 7'h10 : \$105 ;
+  assign \$107  = row_ph0 + col;
+  assign \$108  = \$107  >= 5'h14;
+  assign \$109  = row_ph0 + col;
+  assign \$110  = \$109  - 5'h14;
+  assign \$111  = row_ph0 + col;
+  assign \$112  = \$108  ? \$110  : { 1'h0, \$111  };
+  assign \$113  = row_ph1 + col;
+  assign \$114  = \$113  >= 5'h14;
+  assign \$115  = row_ph1 + col;
+  assign \$116  = \$115  - 5'h14;
+  assign \$117  = row_ph1 + col;
+  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
+  assign \$119  = ! s_idx;
+  assign \$121  = off1_0[0] ? o : { \o$227 [15:0], o[19:16] };
+  assign \$122  = off1_0[1] ? \$120  : \$121 ;
+  assign \$124  = off1_0[0] ? o : { \o$227 [11:0], o[19:12] };
+  assign \$125  = off1_0[1] ? \$123  : \$124 ;
+  assign \$127  = off1_0[0] ? o : { \o$227 [7:0], o[19:8] };
+  assign \$128  = off1_0[1] ? \$126  : \$127 ;
+  assign \$129  = off1_0[2] ? \$125  : \$128 ;
+  assign \$131  = off1_0[0] ? o : { \o$227 [3:0], o[19:4] };
+  assign \$132  = off1_0[1] ? \$130  : \$131 ;
+  assign \$136  = off1_0[2] ? \$132  : \$135 ;
+  assign \$137  = off1_0[3] ? \$129  : \$136 ;
+  assign \$138  = off1_0[4] ? \$122  : \$137 ;
+  assign \$139  = ~ \$138 ;
+  assign \$141  = off1_1[0] ? \o$231  : { \o$232 [15:0], \o$231 [19:16] };
+  assign \$142  = off1_1[1] ? \$140  : \$141 ;
+  assign \$144  = off1_1[0] ? \o$231  : { \o$232 [11:0], \o$231 [19:12] };
+  assign \$145  = off1_1[1] ? \$143  : \$144 ;
+  assign \$147  = off1_1[0] ? \o$231  : { \o$232 [7:0], \o$231 [19:8] };
+  assign \$148  = off1_1[1] ? \$146  : \$147 ;
+  assign \$149  = off1_1[2] ? \$145  : \$148 ;
+  assign \$151  = off1_1[0] ? \o$231  : { \o$232 [3:0], \o$231 [19:4] };
+  assign \$152  = off1_1[1] ? \$150  : \$151 ;
+  assign \$156  = off1_1[2] ? \$152  : \$155 ;
+  assign \$157  = off1_1[3] ? \$149  : \$156 ;
+  assign \$158  = off1_1[4] ? \$142  : \$157 ;
+  assign \$159  = ~ \$158 ;
+  assign \$160  = flags_x[1] ? 20'h00000 : xacc;
+  assign \$161  = \$160  + xsum_q_d1;
+  assign \$162  = flags_x[0] & flags_x[2];
+  assign \$163  = flags_x[1] ? 20'h00000 : xacc;
+  assign \$164  = \$163  + xsum_q_d1;
+  assign \$165  = flags_0[1] ? 20'h00000 : acc0_0;
+  assign \$166  = \$165  + t0_0_l5_0;
+  assign \$167  = flags_0[0] & flags_0[2];
+  assign \$168  = flags_0[1] ? 20'h00000 : acc0_0;
+  assign \$169  = \$168  + t0_0_l5_0;
+  assign \$171  = \$170  - xfin;
+  assign \$172  = flags_1[1] ? 20'h00000 : acc1_0;
+  assign \$173  = \$172  + t1_0_l5_0;
+  assign \$174  = flags_1[0] & flags_1[2];
+  assign \$175  = flags_1[1] ? 20'h00000 : acc1_0;
+  assign \$176  = \$175  + t1_0_l5_0;
+  assign \$178  = \$177  - xfin;
+  assign \$179  = ser_left - 1'h1;
+  assign \$180  = \addr$183  == 9'h1ff;
+  assign \$181  = \addr$183  + 1'h1;
+  assign \$182  = \$180  ? 10'h000 : \$181 ;
+  assign \$186  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$189  = $signed(\$187 ) + $signed(\$188 );
+  assign \$190  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$193  = $signed(\$192 ) < $signed(1'h0);
+  assign \$195  = $signed(\$194 ) > $signed(9'h0ff);
+  assign \$196  = step & s_last;
+  assign \$197  = o__valid & \o__ready$197 ;
+  assign \$198  = \$197  + skipped_d5;
+  assign \$199  = ~ rst_fc1;
+  assign \$201  = rst_fc1 ? 20'h00000 : \$4 [19:0];
+  assign \$202  = rst_fc1 | load;
+  assign \$203  = filled ? 1'h1 : w_full_issue;
+  assign \$204  = \$202  ? 1'h0 : \$203 ;
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    c <= \$202 ;
+    c <= \$205 ;
   always @(posedge clk)
-    pix <= \$203 ;
+    pix <= \$206 ;
   always @(posedge clk)
-    \$like  <= \$204 ;
+    \$like  <= \$207 ;
   always @(posedge clk)
-    p_lane <= \$205 ;
+    p_lane <= \$208 ;
   always @(posedge clk)
-    \$signal  <= \$206 ;
+    \$signal  <= \$209 ;
   always @(posedge clk)
-    lane <= \$207 ;
+    lane <= \$210 ;
   always @(posedge clk)
-    can_end <= \$208 ;
+    can_end <= \$211 ;
   always @(posedge clk)
-    gap_zero <= \$209 ;
+    gap_zero <= \$212 ;
   always @(posedge clk)
-    s_last <= \$210 ;
+    s_last <= \$213 ;
   always @(posedge clk)
-    n_last <= \$211 ;
+    n_last <= \$214 ;
   always @(posedge clk)
-    sn_last <= \$212 ;
+    sn_last <= \$215 ;
   always @(posedge clk)
-    w_full <= \$213 ;
+    w_full <= \$216 ;
   always @(posedge clk)
-    addr <= \$214 ;
+    addr <= \$217 ;
   always @(posedge clk)
-    head_next <= \$215 ;
+    head_next <= \$218 ;
   always @(posedge clk)
-    head_boot <= \$216 ;
+    head_boot <= \$219 ;
   always @(posedge clk)
-    head <= \$217 ;
+    head <= \$220 ;
   always @(posedge clk)
-    r_addr <= \$218 ;
+    r_addr <= \$221 ;
   always @(posedge clk)
-    s_idx <= \$219 ;
+    s_idx <= \$222 ;
   always @(posedge clk)
-    n_idx <= \$220 ;
+    n_idx <= \$223 ;
   always @(posedge clk)
-    active <= \$221 ;
+    active <= \$224 ;
   always @(posedge clk)
-    r_base <= \$222 ;
+    r_base <= \$225 ;
   always @(posedge clk)
-    w_half <= \$223 ;
+    w_half <= \$226 ;
   always @(posedge clk)
-    gap <= \$224 ;
+    gap <= \$227 ;
   always @(posedge clk)
-    col <= \$225 ;
+    col <= \$228 ;
   always @(posedge clk)
-    row_ph0 <= \$226 ;
+    row_ph0 <= \$229 ;
   always @(posedge clk)
-    row_ph1 <= \$227 ;
+    row_ph1 <= \$230 ;
   always @(posedge clk)
-    off1_0 <= \$228 ;
+    off1_0 <= \$231 ;
   always @(posedge clk)
-    off1_1 <= \$229 ;
+    off1_1 <= \$232 ;
   always @(posedge clk)
-    \$signal$221  <= \$230 ;
+    \$signal$221  <= \$233 ;
   always @(posedge clk)
-    \$signal$46  <= \$231 ;
+    \$signal$46  <= \$234 ;
   always @(posedge clk)
-    last1 <= \$232 ;
+    last1 <= \$235 ;
   always @(posedge clk)
     word1 <= \o__payload$223 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$224 ;
   always @(posedge clk)
-    carry0_0 <= \$233 ;
+    carry0_0 <= \$236 ;
   always @(posedge clk)
-    w0_0 <= \$138 ;
+    w0_0 <= \$139 ;
   always @(posedge clk)
-    m0_0_0 <= \$234 ;
+    m0_0_0 <= \$237 ;
   always @(posedge clk)
-    m0_0_1 <= \$235 ;
+    m0_0_1 <= \$238 ;
   always @(posedge clk)
-    m0_0_2 <= \$236 ;
+    m0_0_2 <= \$239 ;
   always @(posedge clk)
-    m0_0_3 <= \$237 ;
+    m0_0_3 <= \$240 ;
   always @(posedge clk)
-    m0_0_4 <= \$238 ;
+    m0_0_4 <= \$241 ;
   always @(posedge clk)
-    m0_0_5 <= \$239 ;
+    m0_0_5 <= \$242 ;
   always @(posedge clk)
-    m0_0_6 <= \$240 ;
+    m0_0_6 <= \$243 ;
   always @(posedge clk)
-    m0_0_7 <= \$241 ;
+    m0_0_7 <= \$244 ;
   always @(posedge clk)
-    m0_0_8 <= \$242 ;
+    m0_0_8 <= \$245 ;
   always @(posedge clk)
-    m0_0_9 <= \$243 ;
+    m0_0_9 <= \$246 ;
   always @(posedge clk)
-    m0_0_10 <= \$244 ;
+    m0_0_10 <= \$247 ;
   always @(posedge clk)
-    m0_0_11 <= \$245 ;
+    m0_0_11 <= \$248 ;
   always @(posedge clk)
-    m0_0_12 <= \$246 ;
+    m0_0_12 <= \$249 ;
   always @(posedge clk)
-    m0_0_13 <= \$247 ;
+    m0_0_13 <= \$250 ;
   always @(posedge clk)
-    m0_0_14 <= \$248 ;
+    m0_0_14 <= \$251 ;
   always @(posedge clk)
-    m0_0_15 <= \$249 ;
+    m0_0_15 <= \$252 ;
   always @(posedge clk)
-    m0_0_16 <= \$250 ;
+    m0_0_16 <= \$253 ;
   always @(posedge clk)
-    m0_0_17 <= \$251 ;
+    m0_0_17 <= \$254 ;
   always @(posedge clk)
-    m0_0_18 <= \$252 ;
+    m0_0_18 <= \$255 ;
   always @(posedge clk)
-    m0_0_19 <= \$253 ;
+    m0_0_19 <= \$256 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -31347,49 +31364,49 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    carry1_0 <= \$254 ;
+    carry1_0 <= \$257 ;
   always @(posedge clk)
-    w1_0 <= \$158 ;
+    w1_0 <= \$159 ;
   always @(posedge clk)
-    m1_0_0 <= \$255 ;
+    m1_0_0 <= \$258 ;
   always @(posedge clk)
-    m1_0_1 <= \$256 ;
+    m1_0_1 <= \$259 ;
   always @(posedge clk)
-    m1_0_2 <= \$257 ;
+    m1_0_2 <= \$260 ;
   always @(posedge clk)
-    m1_0_3 <= \$258 ;
+    m1_0_3 <= \$261 ;
   always @(posedge clk)
-    m1_0_4 <= \$259 ;
+    m1_0_4 <= \$262 ;
   always @(posedge clk)
-    m1_0_5 <= \$260 ;
+    m1_0_5 <= \$263 ;
   always @(posedge clk)
-    m1_0_6 <= \$261 ;
+    m1_0_6 <= \$264 ;
   always @(posedge clk)
-    m1_0_7 <= \$262 ;
+    m1_0_7 <= \$265 ;
   always @(posedge clk)
-    m1_0_8 <= \$263 ;
+    m1_0_8 <= \$266 ;
   always @(posedge clk)
-    m1_0_9 <= \$264 ;
+    m1_0_9 <= \$267 ;
   always @(posedge clk)
-    m1_0_10 <= \$265 ;
+    m1_0_10 <= \$268 ;
   always @(posedge clk)
-    m1_0_11 <= \$266 ;
+    m1_0_11 <= \$269 ;
   always @(posedge clk)
-    m1_0_12 <= \$267 ;
+    m1_0_12 <= \$270 ;
   always @(posedge clk)
-    m1_0_13 <= \$268 ;
+    m1_0_13 <= \$271 ;
   always @(posedge clk)
-    m1_0_14 <= \$269 ;
+    m1_0_14 <= \$272 ;
   always @(posedge clk)
-    m1_0_15 <= \$270 ;
+    m1_0_15 <= \$273 ;
   always @(posedge clk)
-    m1_0_16 <= \$271 ;
+    m1_0_16 <= \$274 ;
   always @(posedge clk)
-    m1_0_17 <= \$272 ;
+    m1_0_17 <= \$275 ;
   always @(posedge clk)
-    m1_0_18 <= \$273 ;
+    m1_0_18 <= \$276 ;
   always @(posedge clk)
-    m1_0_19 <= \$274 ;
+    m1_0_19 <= \$277 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -31437,121 +31454,121 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     xsum_q_d1 <= xsum_l5_0;
   always @(posedge clk)
-    v2_d1 <= \$275 ;
+    v2_d1 <= \$278 ;
   always @(posedge clk)
-    v2_d2 <= \$276 ;
+    v2_d2 <= \$279 ;
   always @(posedge clk)
-    v2_d3 <= \$277 ;
+    v2_d3 <= \$280 ;
   always @(posedge clk)
-    v2_d4 <= \$278 ;
+    v2_d4 <= \$281 ;
   always @(posedge clk)
-    v2_d5 <= \$279 ;
+    v2_d5 <= \$282 ;
   always @(posedge clk)
-    last2_d1 <= \$280 ;
+    last2_d1 <= \$283 ;
   always @(posedge clk)
-    last2_d2 <= \$281 ;
+    last2_d2 <= \$284 ;
   always @(posedge clk)
-    last2_d3 <= \$282 ;
+    last2_d3 <= \$285 ;
   always @(posedge clk)
-    last2_d4 <= \$283 ;
+    last2_d4 <= \$286 ;
   always @(posedge clk)
-    last2_d5 <= \$284 ;
+    last2_d5 <= \$287 ;
   always @(posedge clk)
-    v2p_d1 <= \$285 ;
+    v2p_d1 <= \$288 ;
   always @(posedge clk)
-    v2p_d2 <= \$286 ;
+    v2p_d2 <= \$289 ;
   always @(posedge clk)
-    v2p_d3 <= \$287 ;
+    v2p_d3 <= \$290 ;
   always @(posedge clk)
-    v2p_d4 <= \$288 ;
+    v2p_d4 <= \$291 ;
   always @(posedge clk)
-    first2p_d1 <= \$289 ;
+    first2p_d1 <= \$292 ;
   always @(posedge clk)
-    first2p_d2 <= \$290 ;
+    first2p_d2 <= \$293 ;
   always @(posedge clk)
-    first2p_d3 <= \$291 ;
+    first2p_d3 <= \$294 ;
   always @(posedge clk)
-    first2p_d4 <= \$292 ;
+    first2p_d4 <= \$295 ;
   always @(posedge clk)
-    last2p_d1 <= \$293 ;
+    last2p_d1 <= \$296 ;
   always @(posedge clk)
-    last2p_d2 <= \$294 ;
+    last2p_d2 <= \$297 ;
   always @(posedge clk)
-    last2p_d3 <= \$295 ;
+    last2p_d3 <= \$298 ;
   always @(posedge clk)
-    last2p_d4 <= \$296 ;
+    last2p_d4 <= \$299 ;
   always @(posedge clk)
-    done <= \$297 ;
+    done <= \$300 ;
   always @(posedge clk)
-    xacc <= \$298 ;
+    xacc <= \$301 ;
   always @(posedge clk)
-    xfin <= \$299 ;
+    xfin <= \$302 ;
   always @(posedge clk)
-    acc0_0 <= \$300 ;
+    acc0_0 <= \$303 ;
   always @(posedge clk)
-    fin0_0 <= \$301 ;
+    fin0_0 <= \$304 ;
   always @(posedge clk)
-    bank0_0 <= \$302 ;
+    bank0_0 <= \$305 ;
   always @(posedge clk)
-    acc1_0 <= \$303 ;
+    acc1_0 <= \$306 ;
   always @(posedge clk)
-    fin1_0 <= \$304 ;
+    fin1_0 <= \$307 ;
   always @(posedge clk)
-    bank1_0 <= \$305 ;
+    bank1_0 <= \$308 ;
   always @(posedge clk)
-    ser_left <= \$306 ;
+    ser_left <= \$309 ;
   always @(posedge clk)
-    \addr$183  <= \$307 ;
+    \addr$183  <= \$310 ;
   always @(posedge clk)
-    \$signal$269  <= \$308 ;
+    \$signal$269  <= \$311 ;
   always @(posedge clk)
-    ka <= \$309 ;
+    ka <= \$312 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$310 ;
+    vb <= \$313 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$185 ;
+    rq0_beta <= \$186 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$188 ;
+    rq0_acc_s1_0 <= \$189 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$189 [32:0];
+    rq0_acc_s2_0 <= \$190 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$190 [16:0];
+    rq0_shifted <= \$191 [16:0];
   always @(posedge clk)
-    rq0_under <= \$192 ;
+    rq0_under <= \$193 ;
   always @(posedge clk)
-    rq0_over <= \$194 ;
+    rq0_over <= \$195 ;
   always @(posedge clk)
-    v_out_d1 <= \$311 ;
+    v_out_d1 <= \$314 ;
   always @(posedge clk)
-    v_out_d2 <= \$312 ;
+    v_out_d2 <= \$315 ;
   always @(posedge clk)
-    v_out_d3 <= \$313 ;
+    v_out_d3 <= \$316 ;
   always @(posedge clk)
-    \w_en$202  <= \$314 ;
+    \w_en$202  <= \$317 ;
   always @(posedge clk)
-    skipped_d1 <= \$315 ;
+    skipped_d1 <= \$318 ;
   always @(posedge clk)
-    skipped_d2 <= \$316 ;
+    skipped_d2 <= \$319 ;
   always @(posedge clk)
-    skipped_d3 <= \$317 ;
+    skipped_d3 <= \$320 ;
   always @(posedge clk)
-    skipped_d4 <= \$318 ;
+    skipped_d4 <= \$321 ;
   always @(posedge clk)
-    skipped_d5 <= \$319 ;
+    skipped_d5 <= \$322 ;
   always @(posedge clk)
-    group_ended_d1 <= \$320 ;
+    group_ended_d1 <= \$323 ;
   always @(posedge clk)
-    credits_returned <= \$321 ;
+    credits_returned <= \$324 ;
   always @(posedge clk)
-    credits_space <= \$322 ;
+    credits_space <= \$325 ;
   always @(posedge clk)
-    credits_room <= \$323 ;
+    credits_room <= \$326 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$183 ),
     .clk(clk),
@@ -31579,7 +31596,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .o__ready(\o__ready$197 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
-    .w_data(\$26 [7:0]),
+    .w_data(\$25 [7:0]),
     .w_en(\w_en$202 )
   );
   flexor_copy #(
@@ -31649,7 +31666,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd20)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$200 ),
+    .d(\$201 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -31657,7 +31674,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$201 ),
+    .d(\$204 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc1.weights  weights (
@@ -31683,1059 +31700,1059 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$20 [8:0];
+      r_next = \$19 [8:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$21  };
+      r_next = { 1'h0, \$20  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$202  = c;
+    \$205  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
-        \$202  = 6'h00;
+      if (\$29 ) begin
+        \$205  = 6'h00;
       end else begin
-        \$202  = \$53 [5:0];
+        \$205  = \$52 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$202  = 6'h00;
+      \$205  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$203  = pix;
+    \$206  = pix;
     if (take) begin
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$203  = 6'h00;
+        if (\$30 ) begin
+          \$206  = 6'h00;
         end else begin
-          \$203  = \$32 [5:0];
+          \$206  = \$31 [5:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$203  = 6'h00;
+      \$206  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$204  = \$like ;
+    \$207  = \$like ;
     if (take) begin
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$204  = 8'h00;
+        if (\$30 ) begin
+          \$207  = 8'h00;
         end else begin
-          \$204  = \$36 [7:0];
+          \$207  = \$35 [7:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$204  = 8'h00;
+      \$207  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$205  = p_lane;
+    \$208  = p_lane;
     if (take) begin
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$205  = 5'h00;
+        if (\$30 ) begin
+          \$208  = 5'h00;
         end else begin
-          \$205  = \$42 [4:0];
+          \$208  = \$41 [4:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$205  = 5'h00;
+      \$208  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$206  = \$signal ;
+    \$209  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$206  = 8'h00;
+        if (\$30 ) begin
+          \$209  = 8'h00;
         end else begin
-          \$206  = \$46 [7:0];
+          \$209  = \$45 [7:0];
         end
       end else begin
-        \$206  = \$57 [7:0];
+        \$209  = \$56 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$206  = 8'h00;
+      \$209  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$207  = lane;
+    \$210  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$30 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$31 ) begin
-          \$207  = 5'h00;
+        if (\$30 ) begin
+          \$210  = 5'h00;
         end else begin
-          \$207  = \$52 [4:0];
+          \$210  = \$51 [4:0];
         end
       end else begin
-        \$207  = \$63 [4:0];
+        \$210  = \$62 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$207  = 5'h00;
+      \$210  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$208  = \$64 ;
+    \$211  = \$63 ;
     if (rst_fc1) begin
-      \$208  = 1'h1;
+      \$211  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$209  = gap_zero_next;
+    \$212  = gap_zero_next;
     if (rst_fc1) begin
-      \$209  = 1'h1;
+      \$212  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$210  = \$signal$33 ;
-    if (rst_fc1) begin
-      \$210  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$211  = n_last_next;
-    if (rst_fc1) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$212  = \$65 ;
-    if (rst_fc1) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$213  = w_full_next;
+    \$213  = \$signal$33 ;
     if (rst_fc1) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$214  = \$73 [7:0];
+    \$214  = n_last_next;
     if (rst_fc1) begin
-      \$214  = 8'h00;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$215  = \$79 [7:0];
+    \$215  = \$64 ;
     if (rst_fc1) begin
-      \$215  = 8'h01;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$216  = head_boot;
-    if (\$80 ) begin
-      \$216  = \$81 [1:0];
+    \$216  = \$66 ;
+    if (rst_fc1) begin
+      \$216  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$217  = \$74 [7:0];
+    if (rst_fc1) begin
+      \$217  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$218  = \$80 [7:0];
+    if (rst_fc1) begin
+      \$218  = 8'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$219  = head_boot;
+    if (\$81 ) begin
+      \$219  = \$82 [1:0];
     end
     if (rst_fc1) begin
-      \$216  = 2'h3;
+      \$219  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$217  = head;
-    if (\$84 ) begin
-      \$217  = \data$215 ;
+    \$220  = head;
+    if (\$85 ) begin
+      \$220  = \data$215 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$218  = r_next;
+    \$221  = r_next;
     if (rst_fc1) begin
-      \$218  = 9'h000;
+      \$221  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$219  = s_idx;
+    \$222  = s_idx;
     if (step) begin
-      \$219  = \$86 [7:0];
+      \$222  = \$87 [7:0];
     end
     if (rst_fc1) begin
-      \$219  = 8'h00;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$220  = n_idx;
+    \$223  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$220  = \$88 [7:0];
+        \$223  = \$89 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$220  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$221  = active;
-    if (\$89 ) begin
-      \$221  = 1'h0;
+    \$224  = active;
+    if (\$90 ) begin
+      \$224  = 1'h0;
     end
     if (load) begin
-      \$221  = 1'h1;
+      \$224  = 1'h1;
     end
     if (rst_fc1) begin
-      \$221  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$222  = r_base;
+    \$225  = r_base;
     if (load) begin
-      \$222  = { 1'h0, \$90  };
+      \$225  = { 1'h0, \$91  };
     end
     if (rst_fc1) begin
-      \$222  = 9'h000;
+      \$225  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$223  = w_half;
+    \$226  = w_half;
     if (load) begin
-      \$223  = \$91 ;
+      \$226  = \$92 ;
     end
     if (rst_fc1) begin
-      \$223  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$224  = gap;
-    if (\$92 ) begin
-      \$224  = 2'h1;
-    end else if (\$93 ) begin
-      \$224  = \$94 [1:0];
+    \$227  = gap;
+    if (\$93 ) begin
+      \$227  = 2'h1;
+    end else if (\$94 ) begin
+      \$227  = \$95 [1:0];
     end
     if (rst_fc1) begin
-      \$224  = 2'h0;
+      \$227  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$225  = col;
+    \$228  = col;
     if (step) begin
-      \$225  = \$95 ;
+      \$228  = \$96 ;
     end
-    if (rst_fc1) begin
-      \$225  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$226  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$226  = \$100 [4:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$226  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$227  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$227  = \$105 [4:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$227  = 5'h10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$228  = \$111 [4:0];
     if (rst_fc1) begin
       \$228  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$229  = \$117 [4:0];
+    \$229  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$229  = \$101 [4:0];
+      end
+    end
     if (rst_fc1) begin
       \$229  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$230  = step;
+    \$230  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$230  = \$106 [4:0];
+      end
+    end
     if (rst_fc1) begin
-      \$230  = 1'h0;
+      \$230  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$231  = \$118 ;
+    \$231  = \$112 [4:0];
     if (rst_fc1) begin
-      \$231  = 1'h0;
+      \$231  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$232  = s_last;
+    \$232  = \$118 [4:0];
     if (rst_fc1) begin
-      \$232  = 1'h0;
+      \$232  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$233  = carry0_0;
+    \$233  = step;
+    if (rst_fc1) begin
+      \$233  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$234  = \$119 ;
+    if (rst_fc1) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$235  = s_last;
+    if (rst_fc1) begin
+      \$235  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$236  = carry0_0;
     if (\$signal$221 ) begin
-      \$233  = word1[7:0];
+      \$236  = word1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$234  = 8'h00;
+      \$237  = 8'h00;
     end else begin
-      \$234  = xdata_d1[7:0];
+      \$237  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$235  = 8'h00;
+      \$238  = 8'h00;
     end else begin
-      \$235  = xdata_d1[15:8];
+      \$238  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$236  = 8'h00;
+      \$239  = 8'h00;
     end else begin
-      \$236  = xdata_d1[23:16];
+      \$239  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$237  = 8'h00;
+      \$240  = 8'h00;
     end else begin
-      \$237  = xdata_d1[31:24];
+      \$240  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$238  = 8'h00;
+      \$241  = 8'h00;
     end else begin
-      \$238  = xdata_d1[39:32];
+      \$241  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$239  = 8'h00;
+      \$242  = 8'h00;
     end else begin
-      \$239  = xdata_d1[47:40];
+      \$242  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$240  = 8'h00;
+      \$243  = 8'h00;
     end else begin
-      \$240  = xdata_d1[55:48];
+      \$243  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$241  = 8'h00;
+      \$244  = 8'h00;
     end else begin
-      \$241  = xdata_d1[63:56];
+      \$244  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$242  = 8'h00;
+      \$245  = 8'h00;
     end else begin
-      \$242  = xdata_d1[71:64];
+      \$245  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$243  = 8'h00;
+      \$246  = 8'h00;
     end else begin
-      \$243  = xdata_d1[79:72];
+      \$246  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$244  = 8'h00;
+      \$247  = 8'h00;
     end else begin
-      \$244  = xdata_d1[87:80];
+      \$247  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$245  = 8'h00;
+      \$248  = 8'h00;
     end else begin
-      \$245  = xdata_d1[95:88];
+      \$248  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$246  = 8'h00;
+      \$249  = 8'h00;
     end else begin
-      \$246  = xdata_d1[103:96];
+      \$249  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$247  = 8'h00;
+      \$250  = 8'h00;
     end else begin
-      \$247  = xdata_d1[111:104];
+      \$250  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$248  = 8'h00;
+      \$251  = 8'h00;
     end else begin
-      \$248  = xdata_d1[119:112];
+      \$251  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$249  = 8'h00;
+      \$252  = 8'h00;
     end else begin
-      \$249  = xdata_d1[127:120];
+      \$252  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$250  = 8'h00;
+      \$253  = 8'h00;
     end else begin
-      \$250  = xdata_d1[135:128];
+      \$253  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$251  = 8'h00;
+      \$254  = 8'h00;
     end else begin
-      \$251  = xdata_d1[143:136];
+      \$254  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$252  = 8'h00;
+      \$255  = 8'h00;
     end else begin
-      \$252  = xdata_d1[151:144];
+      \$255  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$253  = 8'h00;
+      \$256  = 8'h00;
     end else begin
-      \$253  = xdata_d1[159:152];
+      \$256  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$254  = carry1_0;
+    \$257  = carry1_0;
     if (\$signal$221 ) begin
-      \$254  = word1[15:8];
+      \$257  = word1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$255  = 8'h00;
+      \$258  = 8'h00;
     end else begin
-      \$255  = xdata_d1[7:0];
+      \$258  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$256  = 8'h00;
+      \$259  = 8'h00;
     end else begin
-      \$256  = xdata_d1[15:8];
+      \$259  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$257  = 8'h00;
+      \$260  = 8'h00;
     end else begin
-      \$257  = xdata_d1[23:16];
+      \$260  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$258  = 8'h00;
+      \$261  = 8'h00;
     end else begin
-      \$258  = xdata_d1[31:24];
+      \$261  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$259  = 8'h00;
+      \$262  = 8'h00;
     end else begin
-      \$259  = xdata_d1[39:32];
+      \$262  = xdata_d1[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$260  = 8'h00;
+      \$263  = 8'h00;
     end else begin
-      \$260  = xdata_d1[47:40];
+      \$263  = xdata_d1[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$261  = 8'h00;
+      \$264  = 8'h00;
     end else begin
-      \$261  = xdata_d1[55:48];
+      \$264  = xdata_d1[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$262  = 8'h00;
+      \$265  = 8'h00;
     end else begin
-      \$262  = xdata_d1[63:56];
+      \$265  = xdata_d1[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$263  = 8'h00;
+      \$266  = 8'h00;
     end else begin
-      \$263  = xdata_d1[71:64];
+      \$266  = xdata_d1[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$264  = 8'h00;
+      \$267  = 8'h00;
     end else begin
-      \$264  = xdata_d1[79:72];
+      \$267  = xdata_d1[79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$265  = 8'h00;
+      \$268  = 8'h00;
     end else begin
-      \$265  = xdata_d1[87:80];
+      \$268  = xdata_d1[87:80];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$266  = 8'h00;
+      \$269  = 8'h00;
     end else begin
-      \$266  = xdata_d1[95:88];
+      \$269  = xdata_d1[95:88];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$267  = 8'h00;
+      \$270  = 8'h00;
     end else begin
-      \$267  = xdata_d1[103:96];
+      \$270  = xdata_d1[103:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$268  = 8'h00;
+      \$271  = 8'h00;
     end else begin
-      \$268  = xdata_d1[111:104];
+      \$271  = xdata_d1[111:104];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$269  = 8'h00;
+      \$272  = 8'h00;
     end else begin
-      \$269  = xdata_d1[119:112];
+      \$272  = xdata_d1[119:112];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$270  = 8'h00;
+      \$273  = 8'h00;
     end else begin
-      \$270  = xdata_d1[127:120];
+      \$273  = xdata_d1[127:120];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$271  = 8'h00;
+      \$274  = 8'h00;
     end else begin
-      \$271  = xdata_d1[135:128];
+      \$274  = xdata_d1[135:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$272  = 8'h00;
+      \$275  = 8'h00;
     end else begin
-      \$272  = xdata_d1[143:136];
+      \$275  = xdata_d1[143:136];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$273  = 8'h00;
+      \$276  = 8'h00;
     end else begin
-      \$273  = xdata_d1[151:144];
+      \$276  = xdata_d1[151:144];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$274  = 8'h00;
+      \$277  = 8'h00;
     end else begin
-      \$274  = xdata_d1[159:152];
+      \$277  = xdata_d1[159:152];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$275  = \$signal$221 ;
-    if (rst_fc1) begin
-      \$275  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$276  = v2_d1;
-    if (rst_fc1) begin
-      \$276  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$277  = v2_d2;
-    if (rst_fc1) begin
-      \$277  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$278  = v2_d3;
+    \$278  = \$signal$221 ;
     if (rst_fc1) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$279  = v2_d4;
+    \$279  = v2_d1;
     if (rst_fc1) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$280  = last1;
+    \$280  = v2_d2;
     if (rst_fc1) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$281  = last2_d1;
+    \$281  = v2_d3;
     if (rst_fc1) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$282  = last2_d2;
+    \$282  = v2_d4;
     if (rst_fc1) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$283  = last2_d3;
+    \$283  = last1;
     if (rst_fc1) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$284  = last2_d4;
+    \$284  = last2_d1;
     if (rst_fc1) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$285  = \$signal$221 ;
+    \$285  = last2_d2;
     if (rst_fc1) begin
       \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$286  = v2p_d1;
+    \$286  = last2_d3;
     if (rst_fc1) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$287  = v2p_d2;
+    \$287  = last2_d4;
     if (rst_fc1) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$288  = v2p_d3;
+    \$288  = \$signal$221 ;
     if (rst_fc1) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$289  = \$signal$46 ;
+    \$289  = v2p_d1;
     if (rst_fc1) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$290  = first2p_d1;
+    \$290  = v2p_d2;
     if (rst_fc1) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$291  = first2p_d2;
+    \$291  = v2p_d3;
     if (rst_fc1) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$292  = first2p_d3;
+    \$292  = \$signal$46 ;
     if (rst_fc1) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$293  = last1;
+    \$293  = first2p_d1;
     if (rst_fc1) begin
       \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$294  = last2p_d1;
+    \$294  = first2p_d2;
     if (rst_fc1) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$295  = last2p_d2;
+    \$295  = first2p_d3;
     if (rst_fc1) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$296  = last2p_d3;
+    \$296  = last1;
     if (rst_fc1) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$297  = group_end;
+    \$297  = last2p_d1;
     if (rst_fc1) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$298  = xacc;
+    \$298  = last2p_d2;
+    if (rst_fc1) begin
+      \$298  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$299  = last2p_d3;
+    if (rst_fc1) begin
+      \$299  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$300  = group_end;
+    if (rst_fc1) begin
+      \$300  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$301  = xacc;
     if (flags_x[0]) begin
-      \$298  = \$160 [19:0];
+      \$301  = \$161 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$299  = xfin;
-    if (\$161 ) begin
-      \$299  = \$163 [19:0];
+    \$302  = xfin;
+    if (\$162 ) begin
+      \$302  = \$164 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$300  = acc0_0;
+    \$303  = acc0_0;
     if (flags_0[0]) begin
-      \$300  = \$165 [19:0];
+      \$303  = \$166 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$301  = fin0_0;
-    if (\$166 ) begin
-      \$301  = \$168 [19:0];
+    \$304  = fin0_0;
+    if (\$167 ) begin
+      \$304  = \$169 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$302  = bank0_0;
+    \$305  = bank0_0;
     if (done) begin
-      \$302  = \$170 [20:0];
+      \$305  = \$171 [20:0];
     end else if (ser) begin
-      \$302  = bank1_0;
+      \$305  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$303  = acc1_0;
+    \$306  = acc1_0;
     if (flags_1[0]) begin
-      \$303  = \$172 [19:0];
+      \$306  = \$173 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$304  = fin1_0;
-    if (\$173 ) begin
-      \$304  = \$175 [19:0];
+    \$307  = fin1_0;
+    if (\$174 ) begin
+      \$307  = \$176 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$305  = bank1_0;
+    \$308  = bank1_0;
     if (done) begin
-      \$305  = \$177 [20:0];
+      \$308  = \$178 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$306  = ser_left;
+    \$309  = ser_left;
     if (done) begin
-      \$306  = 2'h2;
+      \$309  = 2'h2;
     end else if (ser) begin
-      \$306  = \$178 [1:0];
+      \$309  = \$179 [1:0];
     end
     if (rst_fc1) begin
-      \$306  = 2'h0;
+      \$309  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$307  = \addr$183 ;
+    \$310  = \addr$183 ;
     if (ser) begin
-      \$307  = \$181 [8:0];
+      \$310  = \$182 [8:0];
     end
     if (rst_fc1) begin
-      \$307  = 9'h000;
+      \$310  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$308  = \$182 ;
-    if (rst_fc1) begin
-      \$308  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$309  = \$184 ;
-    if (rst_fc1) begin
-      \$309  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$310  = \$signal$269 ;
-    if (rst_fc1) begin
-      \$310  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$311  = vb;
+    \$311  = \$183 ;
     if (rst_fc1) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$312  = v_out_d1;
+    \$312  = \$185 ;
     if (rst_fc1) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$313  = v_out_d2;
+    \$313  = \$signal$269 ;
     if (rst_fc1) begin
       \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$314  = v_out_d3;
+    \$314  = vb;
     if (rst_fc1) begin
       \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$315  = ka;
+    \$315  = v_out_d1;
     if (rst_fc1) begin
       \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$316  = skipped_d1;
+    \$316  = v_out_d2;
     if (rst_fc1) begin
       \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$317  = skipped_d2;
+    \$317  = v_out_d3;
     if (rst_fc1) begin
       \$317  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$318  = skipped_d3;
+    \$318  = ka;
     if (rst_fc1) begin
       \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$319  = skipped_d4;
+    \$319  = skipped_d1;
     if (rst_fc1) begin
       \$319  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$320  = \$195 ;
+    \$320  = skipped_d2;
     if (rst_fc1) begin
       \$320  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$321  = \$197 ;
+    \$321  = skipped_d3;
     if (rst_fc1) begin
-      \$321  = 2'h0;
+      \$321  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$322  = \$29 [2:0];
+    \$322  = skipped_d4;
     if (rst_fc1) begin
-      \$322  = 3'h4;
+      \$322  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$323  = credits_room_next;
+    \$323  = \$196 ;
     if (rst_fc1) begin
-      \$323  = 1'h1;
+      \$323  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$324  = \$198 ;
+    if (rst_fc1) begin
+      \$324  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$325  = \$28 [2:0];
+    if (rst_fc1) begin
+      \$325  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$326  = credits_room_next;
+    if (rst_fc1) begin
+      \$326  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -32744,6 +32761,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign w_addr = \$2 [8:0];
   assign w_data = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   assign w_en = \$4 [19:0];
+  assign \w_full_issue$25  = w_full_issue;
   assign o__ready = step;
   assign head_addr = addr;
   assign r_addr_b0 = \port__addr$42 ;
@@ -32756,39 +32774,39 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign b = sa0_0[16:0];
   assign \a$189  = data[12:0];
   assign \b$190  = sa0_0[20:17];
-  assign rq0_y = \$26 [7:0];
+  assign rq0_y = \$25 [7:0];
   assign \o__payload$196  = o__payload;
   assign \o__ready$198  = \o__ready$197 ;
   assign \o__valid$200  = o__valid;
-  assign \w_data$201  = \$26 [7:0];
+  assign \w_data$201  = \$25 [7:0];
   assign v_out_d4 = \w_en$202 ;
-  assign space_next = \$29 [2:0];
+  assign space_next = \$28 [2:0];
   assign \$7  = active;
-  assign \$119  = o;
-  assign \$122  = o;
-  assign \$125  = o;
-  assign \$129  = o;
-  assign \$132  = o;
+  assign \$120  = o;
+  assign \$123  = o;
+  assign \$126  = o;
+  assign \$130  = o;
   assign \$133  = o;
-  assign \$134  = \$133 ;
-  assign \$139  = \o$231 ;
-  assign \$142  = \o$231 ;
-  assign \$145  = \o$231 ;
-  assign \$149  = \o$231 ;
-  assign \$152  = \o$231 ;
+  assign \$134  = o;
+  assign \$135  = \$134 ;
+  assign \$140  = \o$231 ;
+  assign \$143  = \o$231 ;
+  assign \$146  = \o$231 ;
+  assign \$150  = \o$231 ;
   assign \$153  = \o$231 ;
-  assign \$154  = \$153 ;
-  assign \$169  = { fin0_0, 1'h0 };
-  assign \$176  = { fin1_0, 1'h0 };
-  assign \$182  = ser;
-  assign \$183  = 1'h0;
+  assign \$154  = \o$231 ;
+  assign \$155  = \$154 ;
+  assign \$170  = { fin0_0, 1'h0 };
+  assign \$177  = { fin1_0, 1'h0 };
+  assign \$183  = ser;
   assign \$184  = 1'h0;
-  assign \$186  = { p[29], p };
-  assign \$187  = { \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 , 17'h00000 };
-  assign \$190  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$185  = 1'h0;
+  assign \$187  = { p[29], p };
+  assign \$188  = { \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 , 17'h00000 };
   assign \$191  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$193  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$199  = \$198 ;
+  assign \$192  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$194  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$200  = \$199 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -34128,44 +34146,44 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire [35:0] \$100 ;
-  wire \$101 ;
+  wire \$100 ;
+  wire [35:0] \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire [1:0] \$104 ;
-  wire \$105 ;
+  wire \$104 ;
+  wire [1:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  reg [6:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  reg \$110 ;
-  reg \$111 ;
-  reg \$112 ;
+  wire \$110 ;
+  wire \$111 ;
+  reg [6:0] \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
-  reg [7:0] \$116 ;
-  reg [6:0] \$117 ;
-  reg [3:0] \$118 ;
-  reg \$119 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg [7:0] \$119 ;
   wire \$12 ;
-  reg [7:0] \$120 ;
-  reg \$121 ;
-  reg [4:0] \$122 ;
-  reg [4:0] \$123 ;
-  reg [4:0] \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
+  reg [6:0] \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg [7:0] \$123 ;
+  reg \$124 ;
+  reg [4:0] \$125 ;
+  reg [4:0] \$126 ;
+  reg [4:0] \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
+  reg \$130 ;
   reg [7:0] \$131 ;
-  reg \$132 ;
-  reg \$133 ;
-  reg \$134 ;
+  reg [7:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [7:0] \$134 ;
   reg \$135 ;
   reg \$136 ;
   reg \$137 ;
@@ -34177,17 +34195,17 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   reg \$142 ;
   reg \$143 ;
   reg \$144 ;
-  reg [16:0] \$145 ;
-  reg [16:0] \$146 ;
-  reg [16:0] \$147 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg \$147 ;
   reg [16:0] \$148 ;
-  reg [17:0] \$149 ;
-  wire \$15 ;
-  reg \$150 ;
-  reg [3:0] \$151 ;
-  reg \$152 ;
+  reg [16:0] \$149 ;
+  wire [8:0] \$15 ;
+  reg [16:0] \$150 ;
+  reg [16:0] \$151 ;
+  reg [17:0] \$152 ;
   reg \$153 ;
-  reg \$154 ;
+  reg [3:0] \$154 ;
   reg \$155 ;
   reg \$156 ;
   reg \$157 ;
@@ -34199,50 +34217,53 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   reg \$162 ;
   reg \$163 ;
   reg \$164 ;
-  reg [1:0] \$165 ;
-  reg [1:0] \$166 ;
+  reg \$165 ;
+  reg \$166 ;
   reg \$167 ;
-  wire [8:0] \$17 ;
-  wire [7:0] \$18 ;
+  reg [1:0] \$168 ;
+  reg [1:0] \$169 ;
+  wire [7:0] \$17 ;
+  reg \$170 ;
+  wire [19:0] \$18 ;
   wire [19:0] \$19 ;
   wire [9:0] \$2 ;
-  wire [19:0] \$20 ;
-  wire [2:0] \$21 ;
-  wire \$22 ;
-  wire [3:0] \$23 ;
-  wire \$24 ;
+  wire [2:0] \$20 ;
+  wire \$21 ;
+  wire [3:0] \$22 ;
+  wire \$23 ;
+  wire [7:0] \$24 ;
   wire [7:0] \$25 ;
-  wire [7:0] \$26 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [7:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire [7:0] \$30 ;
-  wire [4:0] \$31 ;
+  wire [7:0] \$31 ;
   wire [4:0] \$32 ;
-  wire \$33 ;
-  wire [7:0] \$34 ;
-  wire \$35 ;
+  wire [4:0] \$33 ;
+  wire \$34 ;
+  wire [7:0] \$35 ;
   wire \$36 ;
-  wire [5:0] \$37 ;
+  wire \$37 ;
   wire [5:0] \$38 ;
-  wire [6:0] \$39 ;
+  wire [5:0] \$39 ;
   wire \$4 ;
   wire [6:0] \$40 ;
-  wire \$41 ;
-  wire [5:0] \$42 ;
+  wire [6:0] \$41 ;
+  wire \$42 ;
   wire [5:0] \$43 ;
-  wire [6:0] \$44 ;
+  wire [5:0] \$44 ;
   wire [6:0] \$45 ;
-  wire [5:0] \$46 ;
-  wire \$47 ;
-  wire [5:0] \$48 ;
-  wire [6:0] \$49 ;
+  wire [6:0] \$46 ;
+  wire [5:0] \$47 ;
+  wire \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [6:0] \$51 ;
-  wire \$52 ;
-  wire [3:0] \$53 ;
+  wire [6:0] \$50 ;
+  wire [5:0] \$51 ;
+  wire [6:0] \$52 ;
+  wire \$53 ;
   wire [3:0] \$54 ;
   wire [3:0] \$55 ;
   wire [3:0] \$56 ;
@@ -34264,35 +34285,35 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   wire [3:0] \$70 ;
   wire [3:0] \$71 ;
   wire [3:0] \$72 ;
-  wire [16:0] \$73 ;
-  wire [17:0] \$74 ;
-  wire \$75 ;
-  wire [16:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [16:0] \$78 ;
-  wire [17:0] \$79 ;
+  wire [3:0] \$73 ;
+  wire [16:0] \$74 ;
+  wire [17:0] \$75 ;
+  wire \$76 ;
+  wire [16:0] \$77 ;
+  wire [17:0] \$78 ;
+  wire [16:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [16:0] \$81 ;
-  wire [17:0] \$82 ;
+  wire [17:0] \$80 ;
+  wire \$81 ;
+  wire [16:0] \$82 ;
   wire [17:0] \$83 ;
-  wire [18:0] \$84 ;
-  wire [1:0] \$85 ;
-  wire \$86 ;
-  wire [4:0] \$87 ;
+  wire [17:0] \$84 ;
+  wire [18:0] \$85 ;
+  wire [1:0] \$86 ;
+  wire \$87 ;
   wire [4:0] \$88 ;
-  wire \$89 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire [21:0] \$92 ;
-  wire [35:0] \$93 ;
-  wire [50:0] \$94 ;
-  wire [51:0] \$95 ;
-  wire [52:0] \$96 ;
-  wire [35:0] \$97 ;
+  wire \$92 ;
+  wire [21:0] \$93 ;
+  wire [35:0] \$94 ;
+  wire [50:0] \$95 ;
+  wire [51:0] \$96 ;
+  wire [52:0] \$97 ;
   wire [35:0] \$98 ;
-  wire \$99 ;
+  wire [35:0] \$99 ;
   wire \$signal ;
   reg \$signal$118  = 1'h0;
   reg \$signal$91  = 1'h0;
@@ -34436,7 +34457,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   wire w_en_b0;
   reg w_full = 1'h0;
   wire w_full_issue;
-  wire w_full_next;
+  wire \w_full_issue$22 ;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] word1;
@@ -34730,22 +34751,20 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   assign \$5  = ~ s_last;
   assign \$6  = \$5  | can_end;
   assign step = \$4  & \$6 ;
-  assign \$7  = filled ? 1'h1 : w_full;
-  assign w_full_next = load ? 1'h0 : \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & sn_last;
-  assign \$10  = \$8  | \$9 ;
-  assign load = w_full_issue & \$10 ;
-  assign \$11  = s_idx == 7'h7e;
-  assign \$12  = s_last ? 1'h0 : \$11 ;
-  assign \$signal  = step ? \$12  : s_last;
-  assign \$13  = step & s_last;
-  assign \$14  = n_idx == 4'h8;
-  assign \$15  = n_last ? 1'h0 : \$14 ;
-  assign n_last_next = \$13  ? \$15  : n_last;
-  assign \$16  = r_addr + 1'h1;
-  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
-  assign \$18  = w_half ? 8'h80 : 8'h00;
+  assign \$7  = ~ active;
+  assign \$8  = step & sn_last;
+  assign \$9  = \$7  | \$8 ;
+  assign load = w_full_issue & \$9 ;
+  assign \$10  = s_idx == 7'h7e;
+  assign \$11  = s_last ? 1'h0 : \$10 ;
+  assign \$signal  = step ? \$11  : s_last;
+  assign \$12  = step & s_last;
+  assign \$13  = n_idx == 4'h8;
+  assign \$14  = n_last ? 1'h0 : \$13 ;
+  assign n_last_next = \$12  ? \$14  : n_last;
+  assign \$15  = r_addr + 1'h1;
+  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
+  assign \$17  = w_half ? 8'h80 : 8'h00;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
@@ -34753,133 +34772,137 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
   assign group_end = v2_d3 & last2_d3;
-  assign \$19  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$20  = rq0_under ? 20'hf8000 : \$19 ;
-  assign \$21  = credits_space + credits_returned;
-  assign \$22  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$23  = \$21  - \$22 ;
-  assign credits_room_next = \$23 [1:0] >= 1'h1;
-  assign \$24  = w_count == 7'h7f;
-  assign \$25  = w_count + 1'h1;
-  assign \$26  = \$24  ? 8'h00 : \$25 ;
-  assign \$28  = \$signal  & n_last_next;
-  assign \$29  = s_idx + 1'h1;
-  assign \$30  = s_last ? 8'h00 : \$29 ;
-  assign \$31  = n_idx + 1'h1;
-  assign \$32  = n_last ? 5'h00 : \$31 ;
-  assign \$33  = step & sn_last;
-  assign \$34  = w_half ? 8'h80 : 8'h00;
-  assign \$35  = ~ w_half;
-  assign \$36  = col >= 5'h10;
-  assign \$37  = col - 5'h10;
-  assign \$38  = col + 3'h4;
-  assign \$39  = \$36  ? { \$37 [5], \$37  } : { 1'h0, \$38  };
-  assign \$40  = s_last ? 7'h00 : \$39 ;
-  assign \$41  = row_ph0 >= 4'h8;
-  assign \$42  = row_ph0 - 4'h8;
-  assign \$43  = row_ph0 + 4'hc;
-  assign \$44  = \$41  ? { \$42 [5], \$42  } : { 1'h0, \$43  };
-  assign \$45  = n_last ? 7'h00 : \$44 ;
-  assign \$46  = row_ph0 + col;
-  assign \$47  = \$46  >= 5'h14;
-  assign \$48  = row_ph0 + col;
-  assign \$49  = \$48  - 5'h14;
-  assign \$50  = row_ph0 + col;
-  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
-  assign \$52  = ! s_idx;
-  assign \$54  = off1_0[0] ? o[3:0] : o[19:16];
-  assign \$55  = off1_0[1] ? \$53  : \$54 ;
-  assign \$57  = off1_0[0] ? o[3:0] : o[15:12];
-  assign \$58  = off1_0[1] ? \$56  : \$57 ;
-  assign \$60  = off1_0[0] ? o[3:0] : o[11:8];
-  assign \$61  = off1_0[1] ? \$59  : \$60 ;
-  assign \$62  = off1_0[2] ? \$58  : \$61 ;
-  assign \$64  = off1_0[0] ? o[3:0] : o[7:4];
-  assign \$65  = off1_0[1] ? \$63  : \$64 ;
-  assign \$69  = off1_0[2] ? \$65  : \$68 ;
-  assign \$70  = off1_0[3] ? \$62  : \$69 ;
-  assign \$71  = off1_0[4] ? \$55  : \$70 ;
-  assign \$72  = ~ \$71 ;
-  assign \$73  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$74  = \$73  + xsum_l2_0;
-  assign \$75  = flags_x[0] & flags_x[2];
-  assign \$76  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$77  = \$76  + xsum_l2_0;
-  assign \$78  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$79  = \$78  + t0_0_l2_0;
-  assign \$80  = flags_0[0] & flags_0[2];
-  assign \$81  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$82  = \$81  + t0_0_l2_0;
-  assign \$84  = \$83  - xfin;
-  assign \$85  = ser_left - 1'h1;
-  assign \$86  = addr == 4'h9;
-  assign \$87  = addr + 1'h1;
-  assign \$88  = \$86  ? 5'h00 : \$87 ;
-  assign \$92  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$95  = $signed(\$93 ) + $signed(\$94 );
-  assign \$96  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$99  = $signed(\$98 ) < $signed(16'h8000);
-  assign \$101  = $signed(\$100 ) > $signed(16'h7fff);
-  assign \$102  = step & s_last;
-  assign \$103  = o__valid & \o__ready$73 ;
-  assign \$104  = \$103  + skipped_d5;
-  assign \$105  = ~ rst_fc2;
-  assign \$107  = rst_fc2 ? 1'h0 : take;
-  assign \$108  = rst_fc2 ? 1'h0 : w_full_next;
+  assign \$18  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$19  = rq0_under ? 20'hf8000 : \$18 ;
+  assign \$20  = credits_space + credits_returned;
+  assign \$21  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$22  = \$20  - \$21 ;
+  assign credits_room_next = \$22 [1:0] >= 1'h1;
+  assign \$23  = w_count == 7'h7f;
+  assign \$24  = w_count + 1'h1;
+  assign \$25  = \$23  ? 8'h00 : \$24 ;
+  assign \$27  = \$signal  & n_last_next;
+  assign \$28  = filled ? 1'h1 : w_full;
+  assign \$29  = load ? 1'h0 : \$28 ;
+  assign \$30  = s_idx + 1'h1;
+  assign \$31  = s_last ? 8'h00 : \$30 ;
+  assign \$32  = n_idx + 1'h1;
+  assign \$33  = n_last ? 5'h00 : \$32 ;
+  assign \$34  = step & sn_last;
+  assign \$35  = w_half ? 8'h80 : 8'h00;
+  assign \$36  = ~ w_half;
+  assign \$37  = col >= 5'h10;
+  assign \$38  = col - 5'h10;
+  assign \$39  = col + 3'h4;
+  assign \$40  = \$37  ? { \$38 [5], \$38  } : { 1'h0, \$39  };
+  assign \$41  = s_last ? 7'h00 : \$40 ;
+  assign \$42  = row_ph0 >= 4'h8;
+  assign \$43  = row_ph0 - 4'h8;
+  assign \$44  = row_ph0 + 4'hc;
+  assign \$45  = \$42  ? { \$43 [5], \$43  } : { 1'h0, \$44  };
+  assign \$46  = n_last ? 7'h00 : \$45 ;
+  assign \$47  = row_ph0 + col;
+  assign \$48  = \$47  >= 5'h14;
+  assign \$49  = row_ph0 + col;
+  assign \$50  = \$49  - 5'h14;
+  assign \$51  = row_ph0 + col;
+  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
+  assign \$53  = ! s_idx;
+  assign \$55  = off1_0[0] ? o[3:0] : o[19:16];
+  assign \$56  = off1_0[1] ? \$54  : \$55 ;
+  assign \$58  = off1_0[0] ? o[3:0] : o[15:12];
+  assign \$59  = off1_0[1] ? \$57  : \$58 ;
+  assign \$61  = off1_0[0] ? o[3:0] : o[11:8];
+  assign \$62  = off1_0[1] ? \$60  : \$61 ;
+  assign \$63  = off1_0[2] ? \$59  : \$62 ;
+  assign \$65  = off1_0[0] ? o[3:0] : o[7:4];
+  assign \$66  = off1_0[1] ? \$64  : \$65 ;
+  assign \$70  = off1_0[2] ? \$66  : \$69 ;
+  assign \$71  = off1_0[3] ? \$63  : \$70 ;
+  assign \$72  = off1_0[4] ? \$56  : \$71 ;
+  assign \$73  = ~ \$72 ;
+  assign \$74  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$75  = \$74  + xsum_l2_0;
+  assign \$76  = flags_x[0] & flags_x[2];
+  assign \$77  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$78  = \$77  + xsum_l2_0;
+  assign \$79  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$80  = \$79  + t0_0_l2_0;
+  assign \$81  = flags_0[0] & flags_0[2];
+  assign \$82  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$83  = \$82  + t0_0_l2_0;
+  assign \$85  = \$84  - xfin;
+  assign \$86  = ser_left - 1'h1;
+  assign \$87  = addr == 4'h9;
+  assign \$88  = addr + 1'h1;
+  assign \$89  = \$87  ? 5'h00 : \$88 ;
+  assign \$93  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$96  = $signed(\$94 ) + $signed(\$95 );
+  assign \$97  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$100  = $signed(\$99 ) < $signed(16'h8000);
+  assign \$102  = $signed(\$101 ) > $signed(16'h7fff);
+  assign \$103  = step & s_last;
+  assign \$104  = o__valid & \o__ready$73 ;
+  assign \$105  = \$104  + skipped_d5;
+  assign \$106  = ~ rst_fc2;
+  assign \$108  = rst_fc2 ? 1'h0 : take;
+  assign \$109  = rst_fc2 | load;
+  assign \$110  = filled ? 1'h1 : w_full_issue;
+  assign \$111  = \$109  ? 1'h0 : \$110 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$109 ;
+    w_count <= \$112 ;
   always @(posedge clk)
-    can_end <= \$110 ;
+    can_end <= \$113 ;
   always @(posedge clk)
-    gap_zero <= \$111 ;
+    gap_zero <= \$114 ;
   always @(posedge clk)
-    s_last <= \$112 ;
+    s_last <= \$115 ;
   always @(posedge clk)
-    n_last <= \$113 ;
+    n_last <= \$116 ;
   always @(posedge clk)
-    sn_last <= \$114 ;
+    sn_last <= \$117 ;
   always @(posedge clk)
-    w_full <= \$115 ;
+    w_full <= \$118 ;
   always @(posedge clk)
-    r_addr <= \$116 ;
+    r_addr <= \$119 ;
   always @(posedge clk)
-    s_idx <= \$117 ;
+    s_idx <= \$120 ;
   always @(posedge clk)
-    n_idx <= \$118 ;
+    n_idx <= \$121 ;
   always @(posedge clk)
-    active <= \$119 ;
+    active <= \$122 ;
   always @(posedge clk)
-    r_base <= \$120 ;
+    r_base <= \$123 ;
   always @(posedge clk)
-    w_half <= \$121 ;
+    w_half <= \$124 ;
   always @(posedge clk)
-    col <= \$122 ;
+    col <= \$125 ;
   always @(posedge clk)
-    row_ph0 <= \$123 ;
+    row_ph0 <= \$126 ;
   always @(posedge clk)
-    off1_0 <= \$124 ;
+    off1_0 <= \$127 ;
   always @(posedge clk)
-    \$signal$91  <= \$125 ;
+    \$signal$91  <= \$128 ;
   always @(posedge clk)
-    \$signal$92  <= \$126 ;
+    \$signal$92  <= \$129 ;
   always @(posedge clk)
-    last1 <= \$127 ;
+    last1 <= \$130 ;
   always @(posedge clk)
     i <= \o__payload$94 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$95 ;
   always @(posedge clk)
-    w0_0 <= \$72 ;
+    w0_0 <= \$73 ;
   always @(posedge clk)
-    m0_0_0 <= \$128 ;
+    m0_0_0 <= \$131 ;
   always @(posedge clk)
-    m0_0_1 <= \$129 ;
+    m0_0_1 <= \$132 ;
   always @(posedge clk)
-    m0_0_2 <= \$130 ;
+    m0_0_2 <= \$133 ;
   always @(posedge clk)
-    m0_0_3 <= \$131 ;
+    m0_0_3 <= \$134 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -34889,95 +34912,95 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    v2_d1 <= \$132 ;
+    v2_d1 <= \$135 ;
   always @(posedge clk)
-    v2_d2 <= \$133 ;
+    v2_d2 <= \$136 ;
   always @(posedge clk)
-    v2_d3 <= \$134 ;
+    v2_d3 <= \$137 ;
   always @(posedge clk)
-    last2_d1 <= \$135 ;
+    last2_d1 <= \$138 ;
   always @(posedge clk)
-    last2_d2 <= \$136 ;
+    last2_d2 <= \$139 ;
   always @(posedge clk)
-    last2_d3 <= \$137 ;
+    last2_d3 <= \$140 ;
   always @(posedge clk)
-    v2p_d1 <= \$138 ;
+    v2p_d1 <= \$141 ;
   always @(posedge clk)
-    v2p_d2 <= \$139 ;
+    v2p_d2 <= \$142 ;
   always @(posedge clk)
-    first2p_d1 <= \$140 ;
+    first2p_d1 <= \$143 ;
   always @(posedge clk)
-    first2p_d2 <= \$141 ;
+    first2p_d2 <= \$144 ;
   always @(posedge clk)
-    last2p_d1 <= \$142 ;
+    last2p_d1 <= \$145 ;
   always @(posedge clk)
-    last2p_d2 <= \$143 ;
+    last2p_d2 <= \$146 ;
   always @(posedge clk)
-    done <= \$144 ;
+    done <= \$147 ;
   always @(posedge clk)
-    xacc <= \$145 ;
+    xacc <= \$148 ;
   always @(posedge clk)
-    xfin <= \$146 ;
+    xfin <= \$149 ;
   always @(posedge clk)
-    acc0_0 <= \$147 ;
+    acc0_0 <= \$150 ;
   always @(posedge clk)
-    fin0_0 <= \$148 ;
+    fin0_0 <= \$151 ;
   always @(posedge clk)
-    bank0_0 <= \$149 ;
+    bank0_0 <= \$152 ;
   always @(posedge clk)
-    ser_left <= \$150 ;
+    ser_left <= \$153 ;
   always @(posedge clk)
-    addr <= \$151 ;
+    addr <= \$154 ;
   always @(posedge clk)
-    \$signal$118  <= \$152 ;
+    \$signal$118  <= \$155 ;
   always @(posedge clk)
-    ka <= \$153 ;
+    ka <= \$156 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$154 ;
+    vb <= \$157 ;
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$92 ;
+    rq0_beta <= \$93 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$95 ;
+    rq0_acc_s1_0 <= \$96 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$96 [35:0];
+    rq0_acc_s2_0 <= \$97 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$97 [19:0];
+    rq0_shifted <= \$98 [19:0];
   always @(posedge clk)
-    rq0_under <= \$99 ;
+    rq0_under <= \$100 ;
   always @(posedge clk)
-    rq0_over <= \$101 ;
+    rq0_over <= \$102 ;
   always @(posedge clk)
-    v_out_d1 <= \$155 ;
+    v_out_d1 <= \$158 ;
   always @(posedge clk)
-    v_out_d2 <= \$156 ;
+    v_out_d2 <= \$159 ;
   always @(posedge clk)
-    v_out_d3 <= \$157 ;
+    v_out_d3 <= \$160 ;
   always @(posedge clk)
-    \w_en$78  <= \$158 ;
+    \w_en$78  <= \$161 ;
   always @(posedge clk)
-    skipped_d1 <= \$159 ;
+    skipped_d1 <= \$162 ;
   always @(posedge clk)
-    skipped_d2 <= \$160 ;
+    skipped_d2 <= \$163 ;
   always @(posedge clk)
-    skipped_d3 <= \$161 ;
+    skipped_d3 <= \$164 ;
   always @(posedge clk)
-    skipped_d4 <= \$162 ;
+    skipped_d4 <= \$165 ;
   always @(posedge clk)
-    skipped_d5 <= \$163 ;
+    skipped_d5 <= \$166 ;
   always @(posedge clk)
-    group_ended_d1 <= \$164 ;
+    group_ended_d1 <= \$167 ;
   always @(posedge clk)
-    credits_returned <= \$165 ;
+    credits_returned <= \$168 ;
   always @(posedge clk)
-    credits_space <= \$166 ;
+    credits_space <= \$169 ;
   always @(posedge clk)
-    credits_room <= \$167 ;
+    credits_room <= \$170 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -34993,7 +35016,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     .o__ready(\o__ready$73 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
-    .w_data(\$20 [15:0]),
+    .w_data(\$19 [15:0]),
     .w_en(\w_en$78 )
   );
   flexor_copy #(
@@ -35050,7 +35073,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$107 ),
+    .d(\$108 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -35058,7 +35081,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$108 ),
+    .d(\$111 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
@@ -35073,470 +35096,470 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$17 [7:0];
+      r_next = \$16 [7:0];
     end
     if (load) begin
-      r_next = \$18 ;
+      r_next = \$17 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$109  = w_count;
+    \$112  = w_count;
     if (take) begin
-      \$109  = \$26 [6:0];
+      \$112  = \$25 [6:0];
     end
     if (rst_fc2) begin
-      \$109  = 7'h00;
+      \$112  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$110  = \$27 ;
+    \$113  = \$26 ;
     if (rst_fc2) begin
-      \$110  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$111  = 1'h1;
+    \$114  = 1'h1;
     if (rst_fc2) begin
-      \$111  = 1'h1;
+      \$114  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$112  = \$signal ;
-    if (rst_fc2) begin
-      \$112  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = n_last_next;
-    if (rst_fc2) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$114  = \$28 ;
-    if (rst_fc2) begin
-      \$114  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$115  = w_full_next;
+    \$115  = \$signal ;
     if (rst_fc2) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$116  = r_next;
+    \$116  = n_last_next;
     if (rst_fc2) begin
-      \$116  = 8'h00;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$117  = s_idx;
+    \$117  = \$27 ;
+    if (rst_fc2) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$118  = \$29 ;
+    if (rst_fc2) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$119  = r_next;
+    if (rst_fc2) begin
+      \$119  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$120  = s_idx;
     if (step) begin
-      \$117  = \$30 [6:0];
+      \$120  = \$31 [6:0];
     end
     if (rst_fc2) begin
-      \$117  = 7'h00;
+      \$120  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$118  = n_idx;
+    \$121  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$118  = \$32 [3:0];
+        \$121  = \$33 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$118  = 4'h0;
+      \$121  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$119  = active;
-    if (\$33 ) begin
-      \$119  = 1'h0;
+    \$122  = active;
+    if (\$34 ) begin
+      \$122  = 1'h0;
     end
     if (load) begin
-      \$119  = 1'h1;
+      \$122  = 1'h1;
     end
     if (rst_fc2) begin
-      \$119  = 1'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$120  = r_base;
+    \$123  = r_base;
     if (load) begin
-      \$120  = \$34 ;
+      \$123  = \$35 ;
     end
     if (rst_fc2) begin
-      \$120  = 8'h00;
+      \$123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$121  = w_half;
+    \$124  = w_half;
     if (load) begin
-      \$121  = \$35 ;
+      \$124  = \$36 ;
     end
     if (rst_fc2) begin
-      \$121  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$122  = col;
+    \$125  = col;
     if (step) begin
-      \$122  = \$40 [4:0];
+      \$125  = \$41 [4:0];
     end
     if (rst_fc2) begin
-      \$122  = 5'h00;
+      \$125  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$123  = row_ph0;
+    \$126  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$123  = \$45 [4:0];
+        \$126  = \$46 [4:0];
       end
     end
     if (rst_fc2) begin
-      \$123  = 5'h00;
+      \$126  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$124  = \$51 [4:0];
+    \$127  = \$52 [4:0];
     if (rst_fc2) begin
-      \$124  = 5'h00;
+      \$127  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$125  = step;
+    \$128  = step;
     if (rst_fc2) begin
-      \$125  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$126  = \$52 ;
+    \$129  = \$53 ;
     if (rst_fc2) begin
-      \$126  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$127  = s_last;
+    \$130  = s_last;
     if (rst_fc2) begin
-      \$127  = 1'h0;
+      \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$128  = 8'h00;
+      \$131  = 8'h00;
     end else begin
-      \$128  = xdata_d1[7:0];
+      \$131  = xdata_d1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$129  = 8'h00;
+      \$132  = 8'h00;
     end else begin
-      \$129  = xdata_d1[15:8];
+      \$132  = xdata_d1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$130  = 8'h00;
+      \$133  = 8'h00;
     end else begin
-      \$130  = xdata_d1[23:16];
+      \$133  = xdata_d1[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$131  = 8'h00;
+      \$134  = 8'h00;
     end else begin
-      \$131  = xdata_d1[31:24];
+      \$134  = xdata_d1[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$132  = \$signal$91 ;
-    if (rst_fc2) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$133  = v2_d1;
-    if (rst_fc2) begin
-      \$133  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$134  = v2_d2;
-    if (rst_fc2) begin
-      \$134  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = last1;
+    \$135  = \$signal$91 ;
     if (rst_fc2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$136  = last2_d1;
+    \$136  = v2_d1;
     if (rst_fc2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$137  = last2_d2;
+    \$137  = v2_d2;
     if (rst_fc2) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$138  = \$signal$91 ;
+    \$138  = last1;
     if (rst_fc2) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$139  = v2p_d1;
+    \$139  = last2_d1;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$140  = \$signal$92 ;
+    \$140  = last2_d2;
     if (rst_fc2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = first2p_d1;
+    \$141  = \$signal$91 ;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = last1;
+    \$142  = v2p_d1;
     if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = last2p_d1;
+    \$143  = \$signal$92 ;
     if (rst_fc2) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = group_end;
+    \$144  = first2p_d1;
     if (rst_fc2) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = xacc;
+    \$145  = last1;
+    if (rst_fc2) begin
+      \$145  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$146  = last2p_d1;
+    if (rst_fc2) begin
+      \$146  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$147  = group_end;
+    if (rst_fc2) begin
+      \$147  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$148  = xacc;
     if (flags_x[0]) begin
-      \$145  = \$74 [16:0];
+      \$148  = \$75 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = xfin;
-    if (\$75 ) begin
-      \$146  = \$77 [16:0];
+    \$149  = xfin;
+    if (\$76 ) begin
+      \$149  = \$78 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = acc0_0;
+    \$150  = acc0_0;
     if (flags_0[0]) begin
-      \$147  = \$79 [16:0];
+      \$150  = \$80 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = fin0_0;
-    if (\$80 ) begin
-      \$148  = \$82 [16:0];
+    \$151  = fin0_0;
+    if (\$81 ) begin
+      \$151  = \$83 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = bank0_0;
+    \$152  = bank0_0;
     if (done) begin
-      \$149  = \$84 [17:0];
+      \$152  = \$85 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = ser_left;
+    \$153  = ser_left;
     if (done) begin
-      \$150  = 1'h1;
+      \$153  = 1'h1;
     end else if (ser) begin
-      \$150  = \$85 [0];
+      \$153  = \$86 [0];
     end
-    if (rst_fc2) begin
-      \$150  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = addr;
-    if (ser) begin
-      \$151  = \$88 [3:0];
-    end
-    if (rst_fc2) begin
-      \$151  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = \$89 ;
-    if (rst_fc2) begin
-      \$152  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = \$91 ;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = \$signal$118 ;
+    \$154  = addr;
+    if (ser) begin
+      \$154  = \$89 [3:0];
+    end
     if (rst_fc2) begin
-      \$154  = 1'h0;
+      \$154  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = vb;
+    \$155  = \$90 ;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = v_out_d1;
+    \$156  = \$92 ;
     if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = v_out_d2;
+    \$157  = \$signal$118 ;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = v_out_d3;
+    \$158  = vb;
     if (rst_fc2) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = ka;
+    \$159  = v_out_d1;
     if (rst_fc2) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = skipped_d1;
+    \$160  = v_out_d2;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = skipped_d2;
+    \$161  = v_out_d3;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = skipped_d3;
+    \$162  = ka;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = skipped_d4;
+    \$163  = skipped_d1;
     if (rst_fc2) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$164  = \$102 ;
+    \$164  = skipped_d2;
     if (rst_fc2) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$165  = \$104 ;
+    \$165  = skipped_d3;
     if (rst_fc2) begin
-      \$165  = 2'h0;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$166  = \$23 [1:0];
+    \$166  = skipped_d4;
     if (rst_fc2) begin
-      \$166  = 2'h2;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$167  = credits_room_next;
+    \$167  = \$103 ;
     if (rst_fc2) begin
-      \$167  = 1'h1;
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$168  = \$105 ;
+    if (rst_fc2) begin
+      \$168  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$169  = \$22 [1:0];
+    if (rst_fc2) begin
+      \$169  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$170  = credits_room_next;
+    if (rst_fc2) begin
+      \$170  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -35545,6 +35568,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   assign w_addr = \$2 [7:0];
   assign i__payload = w_data;
   assign w_en = take;
+  assign \w_full_issue$22  = w_full_issue;
   assign o__ready = step;
   assign gap_zero_next = 1'h1;
   assign r_addr_b0 = \port__addr$35 ;
@@ -35556,32 +35580,32 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   assign sa0_0 = b;
   assign \a$65  = data[18:17];
   assign \b$66  = b;
-  assign rq0_y = \$20 [15:0];
+  assign rq0_y = \$19 [15:0];
   assign \o__payload$72  = o__payload;
   assign \o__ready$74  = \o__ready$73 ;
   assign \o__valid$76  = o__valid;
-  assign \w_data$77  = \$20 [15:0];
+  assign \w_data$77  = \$19 [15:0];
   assign v_out_d4 = \w_en$78 ;
-  assign space_next = \$23 [1:0];
+  assign space_next = \$22 [1:0];
   assign \$4  = active;
-  assign \$27  = credits_room_next;
-  assign \$53  = o[3:0];
-  assign \$56  = o[3:0];
-  assign \$59  = o[3:0];
-  assign \$63  = o[3:0];
-  assign \$66  = o[3:0];
+  assign \$26  = credits_room_next;
+  assign \$54  = o[3:0];
+  assign \$57  = o[3:0];
+  assign \$60  = o[3:0];
+  assign \$64  = o[3:0];
   assign \$67  = o[3:0];
-  assign \$68  = \$67 ;
-  assign \$83  = { fin0_0, 1'h0 };
-  assign \$89  = ser;
-  assign \$90  = 1'h0;
+  assign \$68  = o[3:0];
+  assign \$69  = \$68 ;
+  assign \$84  = { fin0_0, 1'h0 };
+  assign \$90  = ser;
   assign \$91  = 1'h0;
-  assign \$93  = { p[34], p };
-  assign \$94  = { \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 , 17'h00000 };
-  assign \$97  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$92  = 1'h0;
+  assign \$94  = { p[34], p };
+  assign \$95  = { \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 , 17'h00000 };
   assign \$98  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$100  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$106  = \$105 ;
+  assign \$99  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$101  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$107  = \$106 ;
   assign ser = ser_left;
 endmodule
 
