@@ -253,3 +253,31 @@ def test_folding_to_an_ice40_counts_its_block_rams(tmp_path):
     for st in ice.mvaus:
         vec = [m for m in st.memories() if m["kind"] == "activations"][0]
         assert vec["block_rams"] == -(-vec["width"] // 16) and vec["luts"] == 0
+
+
+def test_ice40_requantizers_count_sb_mac16_pieces():
+    """On the iCE40 a requantizer's partial product takes an SB_MAC16 per 16 × 16 piece, its
+    registers in flip-flops: the placed digits MLP took 5 SB_MAC16 (fc1's 18 × 12 product 2,
+    fc2's 17 × 16 and 4 × 16 pieces 2 and 1), which the ECP5's count (a MULT18X18D per
+    piece) gives as 3."""
+    from dataclasses import replace
+
+    from flexor_hw.build import plan_hardware
+    from flexor_hw.package import load
+    pkg = load(Path(__file__).resolve().parent.parent / "examples" / "digits" /
+               "digits.flexor.npz")
+    ice = plan_hardware(pkg, target="ice40-up5k", argmax=True)
+    assert [st.estimate()["dsps"] for st in ice.mvaus] == [2, 3]
+    assert ice.estimate()["dsps"] == 5
+    for st in ice.mvaus:
+        ecp = replace(st, family="ecp5")
+        assert ecp.estimate()["dsps"] == st.params.out_simd * st.params.product_terms
+        c = st.params.consts
+        # fc1: A 18 bits × S 12; fc2: A 21 bits (an unsigned 17-bit piece and the signed
+        # 4 on top) × S 16
+        widths, pieces = {"fc1": ((18, 12), [(18, 12)]),
+                          "fc2": ((21, 16), [(17, 16), (4, 16)])}[st.name]
+        assert (c.a_width, c.s_width) == widths
+        # the operands' and the product's registers
+        assert st.estimate()["ffs"] - ecp.estimate()["ffs"] == \
+            sum(2 * (a + s) for a, s in pieces)

@@ -303,7 +303,10 @@ class Mvau(Stage):
              if p.carry else [])
 
     def estimate(self):
-        return _with_memories(mvau_logic(self.params), self.memories())
+        est = mvau_logic(self.params)
+        if self.family == "ice40":
+            est = {**est, **ice40_multipliers(self.params, est)}
+        return _with_memories(est, self.memories())
 
     def describe(self):
         p, w = self.params, self.weights
@@ -372,6 +375,25 @@ def mvau_logic(p):
            + rom_read_ffs(p))
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
             "dsps": p.out_simd * p.q * p.product_terms}
+
+
+#: Operand width of the iCE40's SB_MAC16 (16 × 16).
+ICE40_MUL_WIDTH = 16
+
+
+def ice40_multipliers(p, est):
+    """``est``'s DSPs and flip-flops on the iCE40: the requantizer's partial products
+    (:func:`~flexor_hw.gateware.mvau._chunks`, cut for the ECP5's 18-bit MULT18X18D) take an
+    SB_MAC16 per 16 × 16 piece, and Yosys leaves their operand and product registers in
+    flip-flops (the placed digits MLP: 17 × 16 bits, 2 SB_MAC16 and 66 flip-flops; 4 × 16,
+    1 and 40)."""
+    from ..gateware.mvau import _chunks
+    dsps = ffs = 0
+    for alo, ahi in _chunks(p.consts.a_width):
+        for slo, shi in _chunks(p.consts.s_width):
+            dsps += -(-(ahi - alo) // ICE40_MUL_WIDTH) * -(-(shi - slo) // ICE40_MUL_WIDTH)
+            ffs += 2 * (ahi - alo + shi - slo)
+    return {"dsps": p.out_simd * p.q * dsps, "ffs": est["ffs"] + p.out_simd * p.q * ffs}
 
 
 def skid_buffer_cost(width):
