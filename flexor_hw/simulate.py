@@ -70,8 +70,8 @@ def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
         ctx.set(dut.i.valid, 0)
 
     async def consumer(ctx):
+        ctx.set(dut.o.ready, 0)         # ``before`` may take outputs of its own meanwhile
         while not started:
-            ctx.set(dut.o.ready, 0)
             await ctx.tick()
         while len(run.outputs) < n_outputs:
             ready = not (out_stall and rng_out.random() < out_stall)
@@ -99,28 +99,52 @@ def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
     return run
 
 
-def reset_while_stalled(dut, beats, *, settle, hold=1, offered=False, fill=False):
+def reset_while_stalled(dut, beats, *, settle, hold=1, offered=False, fill=False, taken=0):
     """A ``before`` for :func:`run_stream`: ``beats`` fed while the output stalls, ``settle``
     idle cycles, then (with the output holding a valid beat) the reset for ``hold`` cycles;
     with ``offered``, a beat (the last one again) offered on the input during the reset;
     with ``fill``, the feeding stops where the input takes no beat for ``settle`` cycles
-    (the unit is full)."""
+    (the unit is full); with ``taken``, the output takes its first ``taken`` beats as they
+    come (and stalls from then on), so the reset can find the unit deep in its work."""
     async def before(ctx, rst):
+        got = 0
         ctx.set(dut.o.ready, 0)
+        if taken:
+            await ctx.tick()
+            ctx.set(dut.o.ready, 1)
+
+        async def tick():
+            """A cycle; whether the input took the beat offered."""
+            nonlocal got
+            _, _, i_ready, o_valid, o_ready = await ctx.tick().sample(
+                dut.i.ready, dut.o.valid, dut.o.ready)
+            if o_valid and o_ready:
+                got += 1
+                if got == taken:
+                    ctx.set(dut.o.ready, 0)
+            return i_ready
+
         for beat in beats:
             ctx.set(dut.i.payload, beat)
             ctx.set(dut.i.valid, 1)
             if not fill:
-                await ctx.tick().until(dut.i.ready)
+                while not await tick():
+                    pass
                 continue
             for _ in range(settle):
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                if ready:
+                if await tick():
                     break
             else:
                 break
         ctx.set(dut.i.valid, 0)
-        await ctx.tick().repeat(settle)
+        for _ in range(100 * taken):
+            if got >= taken:
+                break
+            await tick()
+        if got < taken:
+            raise AssertionError(f"the output took {got} of {taken} beats")
+        for _ in range(settle):
+            await tick()
         assert ctx.get(dut.o.valid)
         ctx.set(rst, 1)
         ctx.set(dut.i.valid, int(offered))

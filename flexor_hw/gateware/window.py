@@ -170,7 +170,8 @@ class SlidingWindow(wiring.Component):
         # The reader hands its image over to the writer's when it is done and the writer has
         # moved on (one cycle; the reader's counters are already back at the start).
         switch = Signal()
-        m.d.comb += switch.eq(r_done & ahead)
+        ahead_rows = Signal(name="ahead_rows")  # the reader's copy (:func:`_reader_ahead`)
+        m.d.comb += switch.eq(r_done & ahead_rows)
         with m.If(write):
             m.d.sync += [w_px.eq(Mux(w_px == W * C - 1, 0, w_px + 1)),
                          w_addr.eq(Mux(w_addr == R * W * C - 1, 0, w_addr + 1))]
@@ -252,9 +253,11 @@ class SlidingWindow(wiring.Component):
             _hand_over(m, rows, steps)
         w_last = _ends_next(m, write, [(w_px, W * C)], "w_last")
         wr_end, wr_end_rows = write & w_last, writer.rows & w_last
+        self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
         row_end = _ends_next(m, step, [(ox, ow), (c, C), (ky, kh), (kx, kw)], "r_last")
         d_next_of = _write_room(m, writer, wr_end, wr_end_rows, reader.rows & row_end,
-                                last_oy, switch, ahead, w_row, low, r_done, d, H, R, sh, ph)
+                                last_oy, switch, ahead, ahead_rows, w_row, low, r_done, d, H,
+                                R, sh, ph)
 
         # The next element's padding after a take (iy and ix as they step), for ``avail``.
         row_pad1 = Mux(last_kx, Mux(~last_ky, _outside(iy, H, 1),
@@ -265,7 +268,8 @@ class SlidingWindow(wiring.Component):
                        Mux(last_ky & last_c, Mux(last_ox, pw > 0, _outside(ix0, W, sw)),
                            _outside(ix0, W)))
         self._avail_check = _registered_avail(
-            m, reader, wr_end_rows, switch, ahead, r_done, d, w_row, kh, H, sh, ph, pad=pad,
+            m, reader, wr_end_rows, switch, ahead_rows, r_done, d, w_row, kh, H, sh, ph,
+            pad=pad,
             ky=ky, ky_moves=last_kx, last_ky=last_ky, row_end=row_end, last_oy=last_oy,
             pad1=row_pad1 | col_pad1, flags=flags)
         flags.update(m, d_next_of)
@@ -363,7 +367,8 @@ class RowWindow(SlidingWindow):
             _registered_write(m, wr, w_grp + w_c, inp.payload, write & (w_b == b), str(b),
                               self._emit)
         switch = Signal()
-        m.d.comb += switch.eq(r_done & ahead)
+        ahead_rows = Signal(name="ahead_rows")  # the reader's copy (:func:`_reader_ahead`)
+        m.d.comb += switch.eq(r_done & ahead_rows)
 
         def wrap(value, n=RBC):
             return Mux(value >= n, value - n, value)
@@ -441,14 +446,16 @@ class RowWindow(SlidingWindow):
             _hand_over(m, rows, steps)
         w_last = _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
         wr_end, wr_end_rows = write & w_last, writer.rows & w_last
+        self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
         row_end = _ends_next(m, step, [(ox, ow), (c, C), (ky, kh)], "r_last")
         d_next_of = _write_room(m, writer, wr_end, wr_end_rows, reader.rows & row_end,
-                                last_oy, switch, ahead, w_row, low, r_done, d, H, R, sh, ph)
+                                last_oy, switch, ahead, ahead_rows, w_row, low, r_done, d, H,
+                                R, sh, ph)
         pad1 = Mux(~last_ky, _outside(iy, H, 1),
                    Mux(last_c & last_ox, Mux(last_oy, ph > 0, _outside(low, H, sh)),
                        _outside(low, H)))
         self._avail_check = _registered_avail(
-            m, reader, wr_end_rows, switch, ahead, r_done, d, w_row, kh, H, sh, ph,
+            m, reader, wr_end_rows, switch, ahead_rows, r_done, d, w_row, kh, H, sh, ph,
             pad=row_pad, ky=ky, ky_moves=Const(1), last_ky=last_ky, row_end=row_end,
             last_oy=last_oy, pad1=pad1, flags=flags)
         flags.update(m, d_next_of)
@@ -489,6 +496,22 @@ class _Writer:
         self._room = copy_register(m, Mux(ResetSignal("sync"), 1, can_write_next),
                                    "can_write_rows", emit=self._emit, init=1)
         m.d.comb += self.rows.eq(self._valid & self._room)
+
+
+def _reader_ahead(m, unit, ahead_rows, switch, wr_end_rows, w_row, H):
+    """``ahead_rows``, the reader's copy of the writer's ``ahead`` (the writer has moved on to
+    the next image), a ``flexor_copy`` that holds through itself and follows the reset
+    through its input: set by the writer's last row end of its image (``wr_end_rows``, from
+    the writer's copy of ``write``), cleared by the hand-over (``switch``, which it gates:
+    the writer's own ``ahead`` clears with it). The hand-over, ``avail`` and the rows-done
+    bookkeeping read it, so their logic stays by the reader: through the writer's ``ahead``,
+    the reader's row address was the placed ResNet-20's longest path (a window's ``c``
+    through the hand-over's select by ``ahead`` and back, 8.8 ns of routing). Equal to
+    ``ahead`` in every cycle (a switch needs ``ahead``, the writer's set its absence).
+    Returns it."""
+    nxt = Mux(ResetSignal("sync") | switch, 0, Mux(wr_end_rows & (w_row == H - 1), 1, ahead_rows))
+    m.d.comb += ahead_rows.eq(copy_register(m, nxt, "ahead_rows", emit=unit._emit))
+    return ahead_rows
 
 
 def _registered_write(m, port, addr, data, en, name, emit):
@@ -792,8 +815,8 @@ def _registered_avail(m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H,
     return avail, comb
 
 
-def _write_room(m, writer, wr_end, wr_end_rows, rd_end, last_oy, switch, ahead, w_row, low,
-                r_done, d, H, R, sh, ph):
+def _write_room(m, writer, wr_end, wr_end_rows, rd_end, last_oy, switch, ahead, ahead_rows,
+                w_row, low, r_done, d, H, R, sh, ph):
     """``writer.can_write`` as a register (:meth:`_Writer.set_room`): the writer may fill a
     row unless its slot still holds a row the reader needs (stream rows before the reader's
     ``low`` are free: row r of the next image is row H + r of this one; once the reader is
@@ -834,8 +857,10 @@ def _write_room(m, writer, wr_end, wr_end_rows, rd_end, last_oy, switch, ahead, 
 
     lows = (-ph, (H + 1) * sh)                  # a bound on low's range (low = oy·sh − ph)
     updates = []
-    # the writer's next row is the next image's
+    # the writer's next row is the next image's (for ``d``, by the reader: from its copy of
+    # ``ahead``)
     wraps = ~ahead & ~below("w", H - 1) & below("w", H)
+    wraps_rows = ~ahead_rows & ~below("w", H - 1) & below("w", H)
     # d = w_row − low (:func:`_rows_done`) follows both: its values after each case of
     # events are summed from registers, and the events choose among them (the sum behind
     # the events' step was the longest path of ResNet-20 placed on the ECP5-85k: all six
@@ -850,7 +875,8 @@ def _write_room(m, writer, wr_end, wr_end_rows, rd_end, last_oy, switch, ahead, 
         """``fn`` of ``d``'s next value, ``fn((register, constant))`` for each case of the
         events, the events choosing (``fn`` of ``(d, 0)``: no event)."""
         def after(w_end, r_end):
-            return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end), fn)
+            return _by_wraps(wraps_rows, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end),
+                             fn)
         return Mux(rd_end, Mux(last_oy, Mux(wr_end_rows, after(True, "image"),
                                             after(False, "image")),
                                Mux(wr_end_rows, after(True, "row"), after(False, "row"))),

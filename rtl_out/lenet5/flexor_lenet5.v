@@ -4910,54 +4910,54 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2170 ;
   wire \$2171 ;
   wire \$2172 ;
-  reg [4:0] \$2173 ;
-  reg [7:0] \$2174 ;
-  reg \$2175 ;
-  reg [4:0] \$2176 ;
-  reg \$2177 ;
-  reg [2:0] \$2178 ;
-  reg \$2179 ;
+  wire \$2173 ;
+  wire \$2174 ;
+  wire \$2175 ;
+  wire \$2176 ;
+  wire \$2177 ;
+  wire \$2178 ;
+  reg [4:0] \$2179 ;
   wire \$218 ;
-  reg \$2180 ;
+  reg [7:0] \$2180 ;
   reg \$2181 ;
-  reg \$2182 ;
+  reg [4:0] \$2182 ;
   reg \$2183 ;
   reg [2:0] \$2184 ;
-  reg [5:0] \$2185 ;
-  reg [2:0] \$2186 ;
-  reg [7:0] \$2187 ;
-  reg [4:0] \$2188 ;
-  reg [5:0] \$2189 ;
+  reg \$2185 ;
+  reg \$2186 ;
+  reg \$2187 ;
+  reg \$2188 ;
+  reg \$2189 ;
   wire \$219 ;
-  reg [5:0] \$2190 ;
-  reg [4:0] \$2191 ;
-  reg [5:0] \$2192 ;
-  reg \$2193 ;
-  reg [2:0] \$2194 ;
-  reg [7:0] \$2195 ;
+  reg [2:0] \$2190 ;
+  reg [5:0] \$2191 ;
+  reg [2:0] \$2192 ;
+  reg [7:0] \$2193 ;
+  reg [4:0] \$2194 ;
+  reg [5:0] \$2195 ;
   reg [5:0] \$2196 ;
-  reg [5:0] \$2197 ;
-  reg [2:0] \$2198 ;
-  reg [7:0] \$2199 ;
+  reg [4:0] \$2197 ;
+  reg [5:0] \$2198 ;
+  reg \$2199 ;
   wire \$22 ;
   wire \$220 ;
-  reg \$2200 ;
-  reg \$2201 ;
-  reg [6:0] \$2202 ;
-  reg \$2203 ;
-  reg [5:0] \$2204 ;
-  reg [5:0] \$2205 ;
-  reg [5:0] \$2206 ;
-  reg [5:0] \$2207 ;
-  reg [5:0] \$2208 ;
-  reg [5:0] \$2209 ;
+  reg [2:0] \$2200 ;
+  reg [7:0] \$2201 ;
+  reg [5:0] \$2202 ;
+  reg [5:0] \$2203 ;
+  reg [2:0] \$2204 ;
+  reg [7:0] \$2205 ;
+  reg \$2206 ;
+  reg \$2207 ;
+  reg [6:0] \$2208 ;
+  reg \$2209 ;
   wire \$221 ;
-  reg \$2210 ;
-  reg \$2211 ;
-  reg \$2212 ;
-  reg \$2213 ;
-  reg \$2214 ;
-  reg \$2215 ;
+  reg [5:0] \$2210 ;
+  reg [5:0] \$2211 ;
+  reg [5:0] \$2212 ;
+  reg [5:0] \$2213 ;
+  reg [5:0] \$2214 ;
+  reg [5:0] \$2215 ;
   reg \$2216 ;
   reg \$2217 ;
   reg \$2218 ;
@@ -4967,6 +4967,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg \$2221 ;
   reg \$2222 ;
   reg \$2223 ;
+  reg \$2224 ;
+  reg \$2225 ;
+  reg \$2226 ;
+  reg \$2227 ;
+  reg \$2228 ;
+  reg \$2229 ;
   wire \$223 ;
   wire \$224 ;
   wire \$225 ;
@@ -5829,6 +5835,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$998 ;
   wire \$999 ;
   reg ahead = 1'h0;
+  wire ahead_rows;
+  wire \ahead_rows$42 ;
   reg avail = 1'h1;
   wire avail_comb;
   wire avail_rows;
@@ -5879,7 +5887,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [5:0] low = 6'h3e;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$107 ;
+  wire [7:0] \o__payload$109 ;
   wire [7:0] \o__payload$23 ;
   reg o__ready = 1'h1;
   input \o__ready$24 ;
@@ -6131,7 +6139,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   assign rd__data = _0_;
   assign write = o__valid & o__ready;
-  assign switch = r_done & ahead;
+  assign switch = r_done & ahead_rows;
   assign \$1  = $signed(iy) < $signed(1'h0);
   assign \$2  = $signed(iy) >= $signed(6'h1c);
   assign \$3  = \$1  | \$2 ;
@@ -6147,7 +6155,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign take_step = avail_step & room_step;
   assign take_rows = avail_rows & room_rows;
   assign \$9  = ~ r_done;
-  assign \$10  = pad | ahead;
+  assign \$10  = pad | ahead_rows;
   assign \$11  = ~ d[6];
   assign \$12  = | d[5:3];
   assign \$13  = ! ky;
@@ -6308,7 +6316,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$177  = take_rows & r_last;
   assign \$178  = oy == 5'h1b;
   assign \$179  = write_rows & w_last;
-  assign \$180  = ~ ahead;
+  assign \$180  = ~ ahead_rows;
   assign \$181  = ~ room_w_27[5];
   assign \$182  = \$180  & \$181 ;
   assign \$183  = \$182  & room_w_28[5];
@@ -6317,7 +6325,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$186  = w_row + 2'h2;
   assign \$187  = \$179  ? \$185  : \$186 ;
   assign \$188  = write_rows & w_last;
-  assign \$189  = ~ ahead;
+  assign \$189  = ~ ahead_rows;
   assign \$190  = ~ room_w_27[5];
   assign \$191  = \$189  & \$190 ;
   assign \$192  = \$191  & room_w_28[5];
@@ -6327,7 +6335,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$196  = \$188  ? \$194  : \$195 ;
   assign \$197  = \$178  ? { 2'h0, \$187  } : \$196 ;
   assign \$198  = write_rows & w_last;
-  assign \$199  = ~ ahead;
+  assign \$199  = ~ ahead_rows;
   assign \$200  = ~ room_w_27[5];
   assign \$201  = \$199  & \$200 ;
   assign \$202  = \$201  & room_w_28[5];
@@ -6527,7 +6535,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$405  = \$403  ? 7'h18 : \$404 ;
   assign \$406  = \$402  ? \$405  : { room_low_22[5], room_low_22 };
   assign \$407  = write_rows & w_last;
-  assign \$408  = ~ ahead;
+  assign \$408  = ~ ahead_rows;
   assign \$409  = w_row == 5'h1b;
   assign \$410  = \$408  & \$409 ;
   assign \$411  = ! ky;
@@ -6609,27 +6617,27 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$491  = \$482  ? \$487  : \$490 ;
   assign \$492  = \$475  ? \$491  : \$479 ;
   assign \$493  = \$474  | \$492 ;
-  assign \$494  = ~ ahead;
+  assign \$494  = ~ ahead_rows;
   assign \$495  = w_row == 5'h1b;
   assign \$496  = \$494  & \$495 ;
-  assign \$497  = ahead | \$496 ;
+  assign \$497  = ahead_rows | \$496 ;
   assign \$498  = \$493  | \$497 ;
   assign \$499  = oy == 5'h1b;
-  assign \$500  = ~ ahead;
+  assign \$500  = ~ ahead_rows;
   assign \$501  = w_row == 5'h1b;
   assign \$502  = \$500  & \$501 ;
-  assign \$504  = ~ ahead;
+  assign \$504  = ~ ahead_rows;
   assign \$505  = w_row == 5'h1b;
   assign \$506  = \$504  & \$505 ;
   assign \$507  = \$506  ? d_ge_29 : d_ge_1;
   assign \$508  = \$499  ? 1'h1 : \$507 ;
   assign \$509  = kx == 3'h4;
   assign \$510  = ky == 3'h4;
-  assign \$511  = ~ ahead;
+  assign \$511  = ~ ahead_rows;
   assign \$512  = w_row == 5'h1b;
   assign \$513  = \$511  & \$512 ;
   assign \$514  = \$513  ? d_ge_28 : d_ge_0;
-  assign \$515  = ~ ahead;
+  assign \$515  = ~ ahead_rows;
   assign \$516  = w_row == 5'h1b;
   assign \$517  = \$515  & \$516 ;
   assign \$518  = ! ky;
@@ -6656,7 +6664,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$539  = | { \$538 , \$536 , \$534 , \$532 , \$530  };
   assign \$540  = \$517  ? \$528  : \$539 ;
   assign \$541  = \$510  ? \$514  : \$540 ;
-  assign \$542  = ~ ahead;
+  assign \$542  = ~ ahead_rows;
   assign \$543  = w_row == 5'h1b;
   assign \$544  = \$542  & \$543 ;
   assign \$545  = ! ky;
@@ -6727,7 +6735,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$614  = \$605  ? \$610  : \$613 ;
   assign \$615  = \$598  ? \$614  : \$602 ;
   assign \$616  = \$597  | \$615 ;
-  assign \$617  = \$616  | ahead;
+  assign \$617  = \$616  | ahead_rows;
   assign \$618  = oy == 5'h1b;
   assign \$619  = \$618  ? 1'h1 : d_ge_2;
   assign \$620  = kx == 3'h4;
@@ -6762,12 +6770,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$649  = \$448  ? \$571  : \$648 ;
   assign \$650  = write_rows & w_last;
   assign \$651  = ~ r_done;
-  assign \$652  = pad | ahead;
-  assign \$653  = ~ ahead;
+  assign \$652  = pad | ahead_rows;
+  assign \$653  = ~ ahead_rows;
   assign \$654  = w_row == 5'h1b;
   assign \$655  = \$653  & \$654 ;
   assign \$656  = \$652  | \$655 ;
-  assign \$657  = ~ ahead;
+  assign \$657  = ~ ahead_rows;
   assign \$658  = w_row == 5'h1b;
   assign \$659  = \$657  & \$658 ;
   assign \$660  = ! ky;
@@ -6801,7 +6809,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$688  = take_rows & r_last;
   assign \$689  = oy == 5'h1b;
   assign \$690  = write_rows & w_last;
-  assign \$691  = ~ ahead;
+  assign \$691  = ~ ahead_rows;
   assign \$692  = ~ room_w_27[5];
   assign \$693  = \$691  & \$692 ;
   assign \$694  = \$693  & room_w_28[5];
@@ -6823,7 +6831,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$710  = | { \$709 , \$708 , \$707 , \$706 , \$705 , \$704  };
   assign \$711  = \$690  ? \$703  : \$710 ;
   assign \$712  = write_rows & w_last;
-  assign \$713  = ~ ahead;
+  assign \$713  = ~ ahead_rows;
   assign \$714  = ~ room_w_27[5];
   assign \$715  = \$713  & \$714 ;
   assign \$716  = \$715  & room_w_28[5];
@@ -6840,7 +6848,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$727  = \$712  ? \$726  : d_ge_29;
   assign \$728  = \$689  ? \$711  : \$727 ;
   assign \$729  = write_rows & w_last;
-  assign \$730  = ~ ahead;
+  assign \$730  = ~ ahead_rows;
   assign \$731  = ~ room_w_27[5];
   assign \$732  = \$730  & \$731 ;
   assign \$733  = \$732  & room_w_28[5];
@@ -6898,7 +6906,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$785  = take_rows & r_last;
   assign \$786  = oy == 5'h1b;
   assign \$787  = write_rows & w_last;
-  assign \$788  = ~ ahead;
+  assign \$788  = ~ ahead_rows;
   assign \$789  = ~ room_w_27[5];
   assign \$790  = \$788  & \$789 ;
   assign \$791  = \$790  & room_w_28[5];
@@ -6918,7 +6926,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$805  = | { \$804 , \$803 , \$802 , \$801 , \$800  };
   assign \$806  = \$787  ? \$799  : \$805 ;
   assign \$807  = write_rows & w_last;
-  assign \$808  = ~ ahead;
+  assign \$808  = ~ ahead_rows;
   assign \$809  = ~ room_w_27[5];
   assign \$810  = \$808  & \$809 ;
   assign \$811  = \$810  & room_w_28[5];
@@ -6934,7 +6942,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$821  = \$807  ? \$820  : d_ge_30;
   assign \$822  = \$786  ? \$806  : \$821 ;
   assign \$823  = write_rows & w_last;
-  assign \$824  = ~ ahead;
+  assign \$824  = ~ ahead_rows;
   assign \$825  = ~ room_w_27[5];
   assign \$826  = \$824  & \$825 ;
   assign \$827  = \$826  & room_w_28[5];
@@ -6953,7 +6961,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$840  = take_rows & r_last;
   assign \$841  = oy == 5'h1b;
   assign \$842  = write_rows & w_last;
-  assign \$843  = ~ ahead;
+  assign \$843  = ~ ahead_rows;
   assign \$844  = ~ room_w_27[5];
   assign \$845  = \$843  & \$844 ;
   assign \$846  = \$845  & room_w_28[5];
@@ -6971,7 +6979,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$858  = | { \$857 , \$856 , \$855 , \$854  };
   assign \$859  = \$842  ? \$853  : \$858 ;
   assign \$860  = write_rows & w_last;
-  assign \$861  = ~ ahead;
+  assign \$861  = ~ ahead_rows;
   assign \$862  = ~ room_w_27[5];
   assign \$863  = \$861  & \$862 ;
   assign \$864  = \$863  & room_w_28[5];
@@ -6986,7 +6994,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$873  = \$860  ? \$872  : d_ge_31;
   assign \$874  = \$841  ? \$859  : \$873 ;
   assign \$875  = write_rows & w_last;
-  assign \$876  = ~ ahead;
+  assign \$876  = ~ ahead_rows;
   assign \$877  = ~ room_w_27[5];
   assign \$878  = \$876  & \$877 ;
   assign \$879  = \$878  & room_w_28[5];
@@ -7004,7 +7012,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$891  = take_rows & r_last;
   assign \$892  = oy == 5'h1b;
   assign \$893  = write_rows & w_last;
-  assign \$894  = ~ ahead;
+  assign \$894  = ~ ahead_rows;
   assign \$895  = ~ room_w_27[5];
   assign \$896  = \$894  & \$895 ;
   assign \$897  = \$896  & room_w_28[5];
@@ -7020,7 +7028,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$907  = | { \$906 , \$905 , \$904  };
   assign \$908  = \$893  ? \$903  : \$907 ;
   assign \$909  = write_rows & w_last;
-  assign \$910  = ~ ahead;
+  assign \$910  = ~ ahead_rows;
   assign \$911  = ~ room_w_27[5];
   assign \$912  = \$910  & \$911 ;
   assign \$913  = \$912  & room_w_28[5];
@@ -7034,7 +7042,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$921  = \$909  ? \$920  : d_ge_32;
   assign \$922  = \$892  ? \$908  : \$921 ;
   assign \$923  = write_rows & w_last;
-  assign \$924  = ~ ahead;
+  assign \$924  = ~ ahead_rows;
   assign \$925  = ~ room_w_27[5];
   assign \$926  = \$924  & \$925 ;
   assign \$927  = \$926  & room_w_28[5];
@@ -7051,7 +7059,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$938  = take_rows & r_last;
   assign \$939  = oy == 5'h1b;
   assign \$940  = write_rows & w_last;
-  assign \$941  = ~ ahead;
+  assign \$941  = ~ ahead_rows;
   assign \$942  = ~ room_w_27[5];
   assign \$943  = \$941  & \$942 ;
   assign \$944  = \$943  & room_w_28[5];
@@ -7065,7 +7073,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$952  = | { \$951 , \$950  };
   assign \$953  = \$940  ? \$949  : \$952 ;
   assign \$954  = write_rows & w_last;
-  assign \$955  = ~ ahead;
+  assign \$955  = ~ ahead_rows;
   assign \$956  = ~ room_w_27[5];
   assign \$957  = \$955  & \$956 ;
   assign \$958  = \$957  & room_w_28[5];
@@ -7078,7 +7086,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$965  = \$954  ? \$964  : d_ge_33;
   assign \$966  = \$939  ? \$953  : \$965 ;
   assign \$967  = write_rows & w_last;
-  assign \$968  = ~ ahead;
+  assign \$968  = ~ ahead_rows;
   assign \$969  = ~ room_w_27[5];
   assign \$970  = \$968  & \$969 ;
   assign \$971  = \$970  & room_w_28[5];
@@ -7094,12 +7102,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$981  = take_rows & r_last;
   assign \$982  = oy == 5'h1b;
   assign \$983  = write_rows & w_last;
-  assign \$984  = ~ ahead;
+  assign \$984  = ~ ahead_rows;
   assign \$985  = ~ room_w_27[5];
   assign \$986  = \$984  & \$985 ;
   assign \$987  = \$986  & room_w_28[5];
   assign \$990  = write_rows & w_last;
-  assign \$991  = ~ ahead;
+  assign \$991  = ~ ahead_rows;
   assign \$992  = ~ room_w_27[5];
   assign \$993  = \$991  & \$992 ;
   assign \$994  = \$993  & room_w_28[5];
@@ -7107,7 +7115,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$996  = \$990  ? \$995  : d_ge_1;
   assign \$997  = \$982  ? 1'h1 : \$996 ;
   assign \$998  = write_rows & w_last;
-  assign \$999  = ~ ahead;
+  assign \$999  = ~ ahead_rows;
   assign \$1000  = ~ room_w_27[5];
   assign \$1001  = \$999  & \$1000 ;
   assign \$1002  = \$1001  & room_w_28[5];
@@ -7220,12 +7228,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1109  = take_rows & r_last;
   assign \$1110  = oy == 5'h1b;
   assign \$1111  = write_rows & w_last;
-  assign \$1112  = ~ ahead;
+  assign \$1112  = ~ ahead_rows;
   assign \$1113  = ~ room_w_27[5];
   assign \$1114  = \$1112  & \$1113 ;
   assign \$1115  = \$1114  & room_w_28[5];
   assign \$1118  = write_rows & w_last;
-  assign \$1119  = ~ ahead;
+  assign \$1119  = ~ ahead_rows;
   assign \$1120  = ~ room_w_27[5];
   assign \$1121  = \$1119  & \$1120 ;
   assign \$1122  = \$1121  & room_w_28[5];
@@ -7233,7 +7241,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1124  = \$1118  ? \$1123  : d_ge_2;
   assign \$1125  = \$1110  ? 1'h1 : \$1124 ;
   assign \$1126  = write_rows & w_last;
-  assign \$1127  = ~ ahead;
+  assign \$1127  = ~ ahead_rows;
   assign \$1128  = ~ room_w_27[5];
   assign \$1129  = \$1127  & \$1128 ;
   assign \$1130  = \$1129  & room_w_28[5];
@@ -7243,12 +7251,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1134  = take_rows & r_last;
   assign \$1135  = oy == 5'h1b;
   assign \$1136  = write_rows & w_last;
-  assign \$1137  = ~ ahead;
+  assign \$1137  = ~ ahead_rows;
   assign \$1138  = ~ room_w_27[5];
   assign \$1139  = \$1137  & \$1138 ;
   assign \$1140  = \$1139  & room_w_28[5];
   assign \$1143  = write_rows & w_last;
-  assign \$1144  = ~ ahead;
+  assign \$1144  = ~ ahead_rows;
   assign \$1145  = ~ room_w_27[5];
   assign \$1146  = \$1144  & \$1145 ;
   assign \$1147  = \$1146  & room_w_28[5];
@@ -7256,7 +7264,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1149  = \$1143  ? \$1148  : d_ge_3;
   assign \$1150  = \$1135  ? 1'h1 : \$1149 ;
   assign \$1151  = write_rows & w_last;
-  assign \$1152  = ~ ahead;
+  assign \$1152  = ~ ahead_rows;
   assign \$1153  = ~ room_w_27[5];
   assign \$1154  = \$1152  & \$1153 ;
   assign \$1155  = \$1154  & room_w_28[5];
@@ -7266,7 +7274,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1159  = take_rows & r_last;
   assign \$1160  = oy == 5'h1b;
   assign \$1161  = write_rows & w_last;
-  assign \$1162  = ~ ahead;
+  assign \$1162  = ~ ahead_rows;
   assign \$1163  = ~ room_w_27[5];
   assign \$1164  = \$1162  & \$1163 ;
   assign \$1165  = \$1164  & room_w_28[5];
@@ -7275,7 +7283,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1169  = ~ \$1168 ;
   assign \$1170  = \$1161  ? \$1166  : \$1169 ;
   assign \$1171  = write_rows & w_last;
-  assign \$1172  = ~ ahead;
+  assign \$1172  = ~ ahead_rows;
   assign \$1173  = ~ room_w_27[5];
   assign \$1174  = \$1172  & \$1173 ;
   assign \$1175  = \$1174  & room_w_28[5];
@@ -7283,7 +7291,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1177  = \$1171  ? \$1176  : d_ge_4;
   assign \$1178  = \$1160  ? \$1170  : \$1177 ;
   assign \$1179  = write_rows & w_last;
-  assign \$1180  = ~ ahead;
+  assign \$1180  = ~ ahead_rows;
   assign \$1181  = ~ room_w_27[5];
   assign \$1182  = \$1180  & \$1181 ;
   assign \$1183  = \$1182  & room_w_28[5];
@@ -7293,7 +7301,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1187  = take_rows & r_last;
   assign \$1188  = oy == 5'h1b;
   assign \$1189  = write_rows & w_last;
-  assign \$1190  = ~ ahead;
+  assign \$1190  = ~ ahead_rows;
   assign \$1191  = ~ room_w_27[5];
   assign \$1192  = \$1190  & \$1191 ;
   assign \$1193  = \$1192  & room_w_28[5];
@@ -7306,7 +7314,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1201  = ~ \$1200 ;
   assign \$1202  = \$1189  ? \$1197  : \$1201 ;
   assign \$1203  = write_rows & w_last;
-  assign \$1204  = ~ ahead;
+  assign \$1204  = ~ ahead_rows;
   assign \$1205  = ~ room_w_27[5];
   assign \$1206  = \$1204  & \$1205 ;
   assign \$1207  = \$1206  & room_w_28[5];
@@ -7314,7 +7322,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1209  = \$1203  ? \$1208  : d_ge_5;
   assign \$1210  = \$1188  ? \$1202  : \$1209 ;
   assign \$1211  = write_rows & w_last;
-  assign \$1212  = ~ ahead;
+  assign \$1212  = ~ ahead_rows;
   assign \$1213  = ~ room_w_27[5];
   assign \$1214  = \$1212  & \$1213 ;
   assign \$1215  = \$1214  & room_w_28[5];
@@ -7324,7 +7332,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1219  = take_rows & r_last;
   assign \$1220  = oy == 5'h1b;
   assign \$1221  = write_rows & w_last;
-  assign \$1222  = ~ ahead;
+  assign \$1222  = ~ ahead_rows;
   assign \$1223  = ~ room_w_27[5];
   assign \$1224  = \$1222  & \$1223 ;
   assign \$1225  = \$1224  & room_w_28[5];
@@ -7340,7 +7348,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1235  = ~ \$1234 ;
   assign \$1236  = \$1221  ? \$1230  : \$1235 ;
   assign \$1237  = write_rows & w_last;
-  assign \$1238  = ~ ahead;
+  assign \$1238  = ~ ahead_rows;
   assign \$1239  = ~ room_w_27[5];
   assign \$1240  = \$1238  & \$1239 ;
   assign \$1241  = \$1240  & room_w_28[5];
@@ -7348,7 +7356,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1243  = \$1237  ? \$1242  : d_ge_6;
   assign \$1244  = \$1220  ? \$1236  : \$1243 ;
   assign \$1245  = write_rows & w_last;
-  assign \$1246  = ~ ahead;
+  assign \$1246  = ~ ahead_rows;
   assign \$1247  = ~ room_w_27[5];
   assign \$1248  = \$1246  & \$1247 ;
   assign \$1249  = \$1248  & room_w_28[5];
@@ -7358,7 +7366,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1253  = take_rows & r_last;
   assign \$1254  = oy == 5'h1b;
   assign \$1255  = write_rows & w_last;
-  assign \$1256  = ~ ahead;
+  assign \$1256  = ~ ahead_rows;
   assign \$1257  = ~ room_w_27[5];
   assign \$1258  = \$1256  & \$1257 ;
   assign \$1259  = \$1258  & room_w_28[5];
@@ -7369,7 +7377,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1264  = w_row == 5'h1f;
   assign \$1266  = \$1255  ? \$1263  : \$1265 ;
   assign \$1267  = write_rows & w_last;
-  assign \$1268  = ~ ahead;
+  assign \$1268  = ~ ahead_rows;
   assign \$1269  = ~ room_w_27[5];
   assign \$1270  = \$1268  & \$1269 ;
   assign \$1271  = \$1270  & room_w_28[5];
@@ -7412,7 +7420,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1308  = \$1267  ? \$1276  : \$1307 ;
   assign \$1309  = \$1254  ? \$1266  : \$1308 ;
   assign \$1310  = write_rows & w_last;
-  assign \$1311  = ~ ahead;
+  assign \$1311  = ~ ahead_rows;
   assign \$1312  = ~ room_w_27[5];
   assign \$1313  = \$1311  & \$1312 ;
   assign \$1314  = \$1313  & room_w_28[5];
@@ -7427,7 +7435,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1323  = take_rows & r_last;
   assign \$1324  = oy == 5'h1b;
   assign \$1325  = write_rows & w_last;
-  assign \$1326  = ~ ahead;
+  assign \$1326  = ~ ahead_rows;
   assign \$1327  = ~ room_w_27[5];
   assign \$1328  = \$1326  & \$1327 ;
   assign \$1329  = \$1328  & room_w_28[5];
@@ -7445,7 +7453,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1341  = ~ \$1340 ;
   assign \$1342  = \$1325  ? \$1335  : \$1341 ;
   assign \$1343  = write_rows & w_last;
-  assign \$1344  = ~ ahead;
+  assign \$1344  = ~ ahead_rows;
   assign \$1345  = ~ room_w_27[5];
   assign \$1346  = \$1344  & \$1345 ;
   assign \$1347  = \$1346  & room_w_28[5];
@@ -7542,7 +7550,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1438  = \$1343  ? \$1379  : \$1437 ;
   assign \$1439  = \$1324  ? \$1342  : \$1438 ;
   assign \$1440  = write_rows & w_last;
-  assign \$1441  = ~ ahead;
+  assign \$1441  = ~ ahead_rows;
   assign \$1442  = ~ room_w_27[5];
   assign \$1443  = \$1441  & \$1442 ;
   assign \$1444  = \$1443  & room_w_28[5];
@@ -7550,725 +7558,731 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1446  = \$1440  ? \$1445  : d_ge_6;
   assign \$1447  = \$1323  ? \$1439  : \$1446 ;
   assign \$1448  = rst_conv1_window ? 1'h0 : valid_next;
-  assign \$1449  = take_rows & r_last;
-  assign \$1450  = write & w_last;
-  assign \$1451  = ~ ahead;
-  assign \$1452  = ~ room_w_27[5];
-  assign \$1453  = \$1451  & \$1452 ;
-  assign \$1454  = \$1453  & room_w_28[5];
-  assign \$1455  = oy == 5'h1b;
-  assign \$1456  = ~ ahead;
-  assign \$1457  = ~ room_w_27[5];
-  assign \$1458  = \$1456  & \$1457 ;
-  assign \$1459  = \$1458  & room_w_28[5];
-  assign \$1460  = ahead | \$1459 ;
-  assign \$1461  = switch ? 1'h0 : \$1460 ;
-  assign \$1462  = oy == 5'h1b;
-  assign \$1463  = r_done | \$1462 ;
-  assign \$1464  = switch ? 1'h0 : \$1463 ;
-  assign \$1465  = ~ \$1464 ;
-  assign \$1467  = oy == 5'h1b;
-  assign \$1468  = r_done | \$1467 ;
-  assign \$1469  = switch ? 1'h0 : \$1468 ;
-  assign \$1472  = \$1461  ? 1'h0 : 1'h1;
-  assign \$1473  = ~ ahead;
-  assign \$1474  = ~ room_w_27[5];
-  assign \$1475  = \$1473  & \$1474 ;
-  assign \$1476  = \$1475  & room_w_28[5];
-  assign \$1477  = ahead | \$1476 ;
-  assign \$1478  = switch ? 1'h0 : \$1477 ;
-  assign \$1479  = oy == 5'h1b;
-  assign \$1480  = r_done | \$1479 ;
-  assign \$1481  = switch ? 1'h0 : \$1480 ;
-  assign \$1482  = ~ \$1481 ;
-  assign \$1483  = \$1482  & room_low_21[5];
-  assign \$1484  = oy == 5'h1b;
-  assign \$1485  = r_done | \$1484 ;
-  assign \$1486  = switch ? 1'h0 : \$1485 ;
-  assign \$1489  = \$1478  ? \$1483  : 1'h1;
-  assign \$1490  = \$1455  ? \$1472  : \$1489 ;
-  assign \$1491  = oy == 5'h1b;
-  assign \$1492  = ~ ahead;
-  assign \$1493  = ~ room_w_27[5];
-  assign \$1494  = \$1492  & \$1493 ;
-  assign \$1495  = \$1494  & room_w_28[5];
-  assign \$1496  = ahead | \$1495 ;
-  assign \$1497  = switch ? 1'h0 : \$1496 ;
-  assign \$1498  = oy == 5'h1b;
-  assign \$1499  = r_done | \$1498 ;
-  assign \$1500  = switch ? 1'h0 : \$1499 ;
-  assign \$1501  = ~ \$1500 ;
-  assign \$1503  = oy == 5'h1b;
-  assign \$1504  = r_done | \$1503 ;
-  assign \$1505  = switch ? 1'h0 : \$1504 ;
-  assign \$1506  = \$1505  | room_w_3[5];
-  assign \$1507  = room_w_27[5] & \$1506 ;
-  assign \$1508  = \$1497  ? 1'h0 : \$1507 ;
-  assign \$1509  = ~ ahead;
-  assign \$1510  = ~ room_w_27[5];
-  assign \$1511  = \$1509  & \$1510 ;
-  assign \$1512  = \$1511  & room_w_28[5];
-  assign \$1513  = ahead | \$1512 ;
-  assign \$1514  = switch ? 1'h0 : \$1513 ;
-  assign \$1515  = oy == 5'h1b;
-  assign \$1516  = r_done | \$1515 ;
-  assign \$1517  = switch ? 1'h0 : \$1516 ;
-  assign \$1518  = ~ \$1517 ;
-  assign \$1519  = $signed(d) < $signed(6'h2a);
-  assign \$1520  = \$1518  & \$1519 ;
+  assign \$1449  = rst_conv1_window | switch;
+  assign \$1450  = write_rows & w_last;
+  assign \$1451  = w_row == 5'h1b;
+  assign \$1452  = \$1450  & \$1451 ;
+  assign \$1453  = \$1452  ? 1'h1 : ahead_rows;
+  assign \$1454  = \$1449  ? 1'h0 : \$1453 ;
+  assign \$1455  = take_rows & r_last;
+  assign \$1456  = write & w_last;
+  assign \$1457  = ~ ahead;
+  assign \$1458  = ~ room_w_27[5];
+  assign \$1459  = \$1457  & \$1458 ;
+  assign \$1460  = \$1459  & room_w_28[5];
+  assign \$1461  = oy == 5'h1b;
+  assign \$1462  = ~ ahead;
+  assign \$1463  = ~ room_w_27[5];
+  assign \$1464  = \$1462  & \$1463 ;
+  assign \$1465  = \$1464  & room_w_28[5];
+  assign \$1466  = ahead | \$1465 ;
+  assign \$1467  = switch ? 1'h0 : \$1466 ;
+  assign \$1468  = oy == 5'h1b;
+  assign \$1469  = r_done | \$1468 ;
+  assign \$1470  = switch ? 1'h0 : \$1469 ;
+  assign \$1471  = ~ \$1470 ;
+  assign \$1473  = oy == 5'h1b;
+  assign \$1474  = r_done | \$1473 ;
+  assign \$1475  = switch ? 1'h0 : \$1474 ;
+  assign \$1478  = \$1467  ? 1'h0 : 1'h1;
+  assign \$1479  = ~ ahead;
+  assign \$1480  = ~ room_w_27[5];
+  assign \$1481  = \$1479  & \$1480 ;
+  assign \$1482  = \$1481  & room_w_28[5];
+  assign \$1483  = ahead | \$1482 ;
+  assign \$1484  = switch ? 1'h0 : \$1483 ;
+  assign \$1485  = oy == 5'h1b;
+  assign \$1486  = r_done | \$1485 ;
+  assign \$1487  = switch ? 1'h0 : \$1486 ;
+  assign \$1488  = ~ \$1487 ;
+  assign \$1489  = \$1488  & room_low_21[5];
+  assign \$1490  = oy == 5'h1b;
+  assign \$1491  = r_done | \$1490 ;
+  assign \$1492  = switch ? 1'h0 : \$1491 ;
+  assign \$1495  = \$1484  ? \$1489  : 1'h1;
+  assign \$1496  = \$1461  ? \$1478  : \$1495 ;
+  assign \$1497  = oy == 5'h1b;
+  assign \$1498  = ~ ahead;
+  assign \$1499  = ~ room_w_27[5];
+  assign \$1500  = \$1498  & \$1499 ;
+  assign \$1501  = \$1500  & room_w_28[5];
+  assign \$1502  = ahead | \$1501 ;
+  assign \$1503  = switch ? 1'h0 : \$1502 ;
+  assign \$1504  = oy == 5'h1b;
+  assign \$1505  = r_done | \$1504 ;
+  assign \$1506  = switch ? 1'h0 : \$1505 ;
+  assign \$1507  = ~ \$1506 ;
+  assign \$1509  = oy == 5'h1b;
+  assign \$1510  = r_done | \$1509 ;
+  assign \$1511  = switch ? 1'h0 : \$1510 ;
+  assign \$1512  = \$1511  | room_w_3[5];
+  assign \$1513  = room_w_27[5] & \$1512 ;
+  assign \$1514  = \$1503  ? 1'h0 : \$1513 ;
+  assign \$1515  = ~ ahead;
+  assign \$1516  = ~ room_w_27[5];
+  assign \$1517  = \$1515  & \$1516 ;
+  assign \$1518  = \$1517  & room_w_28[5];
+  assign \$1519  = ahead | \$1518 ;
+  assign \$1520  = switch ? 1'h0 : \$1519 ;
   assign \$1521  = oy == 5'h1b;
   assign \$1522  = r_done | \$1521 ;
   assign \$1523  = switch ? 1'h0 : \$1522 ;
-  assign \$1524  = $signed(d) < $signed(4'h6);
-  assign \$1525  = \$1523  | \$1524 ;
-  assign \$1526  = room_w_27[5] & \$1525 ;
-  assign \$1527  = \$1514  ? \$1520  : \$1526 ;
-  assign \$1528  = \$1491  ? \$1508  : \$1527 ;
-  assign \$1529  = \$1454  ? \$1490  : \$1528 ;
-  assign \$1530  = oy == 5'h1b;
-  assign \$1531  = switch ? 1'h0 : ahead;
-  assign \$1532  = oy == 5'h1b;
-  assign \$1533  = r_done | \$1532 ;
-  assign \$1534  = switch ? 1'h0 : \$1533 ;
-  assign \$1535  = ~ \$1534 ;
-  assign \$1537  = oy == 5'h1b;
-  assign \$1538  = r_done | \$1537 ;
-  assign \$1539  = switch ? 1'h0 : \$1538 ;
-  assign \$1540  = \$1539  | room_w_4[5];
-  assign \$1541  = room_w_28[5] & \$1540 ;
-  assign \$1542  = \$1531  ? 1'h0 : \$1541 ;
-  assign \$1543  = switch ? 1'h0 : ahead;
-  assign \$1544  = oy == 5'h1b;
-  assign \$1545  = r_done | \$1544 ;
-  assign \$1546  = switch ? 1'h0 : \$1545 ;
-  assign \$1547  = ~ \$1546 ;
-  assign \$1548  = $signed(d) < $signed(6'h2b);
-  assign \$1549  = \$1547  & \$1548 ;
+  assign \$1524  = ~ \$1523 ;
+  assign \$1525  = $signed(d) < $signed(6'h2a);
+  assign \$1526  = \$1524  & \$1525 ;
+  assign \$1527  = oy == 5'h1b;
+  assign \$1528  = r_done | \$1527 ;
+  assign \$1529  = switch ? 1'h0 : \$1528 ;
+  assign \$1530  = $signed(d) < $signed(4'h6);
+  assign \$1531  = \$1529  | \$1530 ;
+  assign \$1532  = room_w_27[5] & \$1531 ;
+  assign \$1533  = \$1520  ? \$1526  : \$1532 ;
+  assign \$1534  = \$1497  ? \$1514  : \$1533 ;
+  assign \$1535  = \$1460  ? \$1496  : \$1534 ;
+  assign \$1536  = oy == 5'h1b;
+  assign \$1537  = switch ? 1'h0 : ahead;
+  assign \$1538  = oy == 5'h1b;
+  assign \$1539  = r_done | \$1538 ;
+  assign \$1540  = switch ? 1'h0 : \$1539 ;
+  assign \$1541  = ~ \$1540 ;
+  assign \$1543  = oy == 5'h1b;
+  assign \$1544  = r_done | \$1543 ;
+  assign \$1545  = switch ? 1'h0 : \$1544 ;
+  assign \$1546  = \$1545  | room_w_4[5];
+  assign \$1547  = room_w_28[5] & \$1546 ;
+  assign \$1548  = \$1537  ? 1'h0 : \$1547 ;
+  assign \$1549  = switch ? 1'h0 : ahead;
   assign \$1550  = oy == 5'h1b;
   assign \$1551  = r_done | \$1550 ;
   assign \$1552  = switch ? 1'h0 : \$1551 ;
-  assign \$1553  = $signed(d) < $signed(4'h7);
-  assign \$1554  = \$1552  | \$1553 ;
-  assign \$1555  = room_w_28[5] & \$1554 ;
-  assign \$1556  = \$1543  ? \$1549  : \$1555 ;
-  assign \$1557  = \$1530  ? \$1542  : \$1556 ;
-  assign \$1558  = \$1450  ? \$1529  : \$1557 ;
-  assign \$1559  = write & w_last;
-  assign \$1560  = ~ ahead;
-  assign \$1561  = ~ room_w_27[5];
-  assign \$1562  = \$1560  & \$1561 ;
-  assign \$1563  = \$1562  & room_w_28[5];
-  assign \$1564  = ~ ahead;
-  assign \$1565  = ~ room_w_27[5];
-  assign \$1566  = \$1564  & \$1565 ;
-  assign \$1567  = \$1566  & room_w_28[5];
-  assign \$1568  = ahead | \$1567 ;
-  assign \$1569  = switch ? 1'h0 : \$1568 ;
-  assign \$1570  = switch ? 1'h0 : r_done;
-  assign \$1571  = ~ \$1570 ;
-  assign \$1572  = \$1571  & room_low_22[5];
-  assign \$1573  = switch ? 1'h0 : r_done;
-  assign \$1576  = \$1569  ? \$1572  : 1'h1;
-  assign \$1577  = ~ ahead;
-  assign \$1578  = ~ room_w_27[5];
-  assign \$1579  = \$1577  & \$1578 ;
-  assign \$1580  = \$1579  & room_w_28[5];
-  assign \$1581  = ahead | \$1580 ;
-  assign \$1582  = switch ? 1'h0 : \$1581 ;
-  assign \$1583  = switch ? 1'h0 : r_done;
-  assign \$1584  = ~ \$1583 ;
-  assign \$1585  = $signed(d) < $signed(6'h29);
-  assign \$1586  = \$1584  & \$1585 ;
-  assign \$1587  = switch ? 1'h0 : r_done;
-  assign \$1588  = $signed(d) < $signed(4'h5);
-  assign \$1589  = \$1587  | \$1588 ;
-  assign \$1590  = room_w_27[5] & \$1589 ;
-  assign \$1591  = \$1582  ? \$1586  : \$1590 ;
-  assign \$1592  = \$1563  ? \$1576  : \$1591 ;
-  assign \$1593  = switch ? 1'h0 : ahead;
-  assign \$1594  = switch ? 1'h0 : r_done;
-  assign \$1595  = ~ \$1594 ;
-  assign \$1596  = $signed(d) < $signed(6'h2a);
-  assign \$1597  = \$1595  & \$1596 ;
-  assign \$1598  = switch ? 1'h0 : r_done;
-  assign \$1599  = $signed(d) < $signed(4'h6);
-  assign \$1600  = \$1598  | \$1599 ;
-  assign \$1601  = room_w_28[5] & \$1600 ;
-  assign \$1602  = \$1593  ? \$1597  : \$1601 ;
-  assign \$1603  = switch ? \$1602  : o__ready;
-  assign \$1604  = \$1559  ? \$1592  : \$1603 ;
-  assign \$1605  = \$1449  ? \$1558  : \$1604 ;
-  assign \$1606  = rst_conv1_window ? 1'h1 : \$1605 ;
-  assign \$1607  = write_rows & w_last;
-  assign \$1608  = ~ ahead;
-  assign \$1609  = w_row == 5'h1b;
-  assign \$1610  = \$1608  & \$1609 ;
-  assign \$1611  = ! ky;
-  assign \$1612  = \$1611  & d_ge_28;
-  assign \$1613  = ky == 1'h1;
-  assign \$1614  = \$1613  & d_ge_29;
-  assign \$1615  = ky == 2'h2;
-  assign \$1616  = \$1615  & d_ge_30;
-  assign \$1617  = ky == 2'h3;
-  assign \$1618  = \$1617  & d_ge_31;
-  assign \$1619  = ky == 3'h4;
-  assign \$1620  = \$1619  & d_ge_32;
-  assign \$1621  = | { \$1620 , \$1618 , \$1616 , \$1614 , \$1612  };
-  assign \$1622  = ! ky;
-  assign \$1623  = \$1622  & d_ge_0;
-  assign \$1624  = ky == 1'h1;
-  assign \$1625  = \$1624  & d_ge_1;
-  assign \$1626  = ky == 2'h2;
-  assign \$1627  = \$1626  & d_ge_2;
-  assign \$1628  = ky == 2'h3;
-  assign \$1629  = \$1628  & d_ge_3;
-  assign \$1630  = ky == 3'h4;
-  assign \$1631  = \$1630  & d_ge_4;
-  assign \$1632  = | { \$1631 , \$1629 , \$1627 , \$1625 , \$1623  };
-  assign \$1633  = \$1610  ? \$1621  : \$1632 ;
-  assign \$1634  = pad | \$1633 ;
-  assign \$1635  = ! ky;
-  assign \$1636  = \$1635  & d_ge_1;
-  assign \$1637  = ky == 1'h1;
-  assign \$1638  = \$1637  & d_ge_2;
-  assign \$1639  = ky == 2'h2;
-  assign \$1640  = \$1639  & d_ge_3;
-  assign \$1641  = ky == 2'h3;
-  assign \$1642  = \$1641  & d_ge_4;
-  assign \$1643  = ky == 3'h4;
-  assign \$1644  = \$1643  & d_ge_5;
-  assign \$1645  = | { \$1644 , \$1642 , \$1640 , \$1638 , \$1636  };
-  assign \$1646  = pad | \$1645 ;
-  assign \$1647  = \$1607  ? \$1634  : \$1646 ;
-  assign \$1648  = write_rows & w_last;
-  assign \$1649  = oy == 5'h1b;
-  assign \$1650  = r_last & \$1649 ;
-  assign \$1651  = ~ \$1650 ;
-  assign \$1652  = kx == 3'h4;
-  assign \$1653  = ky == 3'h4;
-  assign \$1654  = ~ \$1653 ;
-  assign \$1655  = $signed(iy) < $signed(1'h1);
-  assign \$1656  = $signed(iy) >= $signed(6'h1b);
-  assign \$1657  = \$1655  | \$1656 ;
-  assign \$1659  = ox == 5'h1b;
-  assign \$1661  = oy == 5'h1b;
-  assign \$1662  = $signed(low) < $signed(1'h1);
-  assign \$1663  = $signed(low) >= $signed(6'h1b);
-  assign \$1664  = \$1662  | \$1663 ;
-  assign \$1665  = \$1661  ? 1'h1 : \$1664 ;
-  assign \$1666  = $signed(low) < $signed(1'h0);
-  assign \$1667  = $signed(low) >= $signed(6'h1c);
-  assign \$1668  = \$1666  | \$1667 ;
-  assign \$1669  = \$1660  ? \$1665  : \$1668 ;
-  assign \$1670  = \$1653  ? \$1669  : \$1657 ;
-  assign \$1671  = $signed(iy) < $signed(1'h0);
-  assign \$1672  = $signed(iy) >= $signed(6'h1c);
-  assign \$1673  = \$1671  | \$1672 ;
-  assign \$1674  = \$1652  ? \$1670  : \$1673 ;
-  assign \$1675  = kx == 3'h4;
-  assign \$1676  = ~ \$1675 ;
-  assign \$1677  = $signed(ix) < $signed(1'h1);
-  assign \$1678  = $signed(ix) >= $signed(6'h1b);
+  assign \$1553  = ~ \$1552 ;
+  assign \$1554  = $signed(d) < $signed(6'h2b);
+  assign \$1555  = \$1553  & \$1554 ;
+  assign \$1556  = oy == 5'h1b;
+  assign \$1557  = r_done | \$1556 ;
+  assign \$1558  = switch ? 1'h0 : \$1557 ;
+  assign \$1559  = $signed(d) < $signed(4'h7);
+  assign \$1560  = \$1558  | \$1559 ;
+  assign \$1561  = room_w_28[5] & \$1560 ;
+  assign \$1562  = \$1549  ? \$1555  : \$1561 ;
+  assign \$1563  = \$1536  ? \$1548  : \$1562 ;
+  assign \$1564  = \$1456  ? \$1535  : \$1563 ;
+  assign \$1565  = write & w_last;
+  assign \$1566  = ~ ahead;
+  assign \$1567  = ~ room_w_27[5];
+  assign \$1568  = \$1566  & \$1567 ;
+  assign \$1569  = \$1568  & room_w_28[5];
+  assign \$1570  = ~ ahead;
+  assign \$1571  = ~ room_w_27[5];
+  assign \$1572  = \$1570  & \$1571 ;
+  assign \$1573  = \$1572  & room_w_28[5];
+  assign \$1574  = ahead | \$1573 ;
+  assign \$1575  = switch ? 1'h0 : \$1574 ;
+  assign \$1576  = switch ? 1'h0 : r_done;
+  assign \$1577  = ~ \$1576 ;
+  assign \$1578  = \$1577  & room_low_22[5];
+  assign \$1579  = switch ? 1'h0 : r_done;
+  assign \$1582  = \$1575  ? \$1578  : 1'h1;
+  assign \$1583  = ~ ahead;
+  assign \$1584  = ~ room_w_27[5];
+  assign \$1585  = \$1583  & \$1584 ;
+  assign \$1586  = \$1585  & room_w_28[5];
+  assign \$1587  = ahead | \$1586 ;
+  assign \$1588  = switch ? 1'h0 : \$1587 ;
+  assign \$1589  = switch ? 1'h0 : r_done;
+  assign \$1590  = ~ \$1589 ;
+  assign \$1591  = $signed(d) < $signed(6'h29);
+  assign \$1592  = \$1590  & \$1591 ;
+  assign \$1593  = switch ? 1'h0 : r_done;
+  assign \$1594  = $signed(d) < $signed(4'h5);
+  assign \$1595  = \$1593  | \$1594 ;
+  assign \$1596  = room_w_27[5] & \$1595 ;
+  assign \$1597  = \$1588  ? \$1592  : \$1596 ;
+  assign \$1598  = \$1569  ? \$1582  : \$1597 ;
+  assign \$1599  = switch ? 1'h0 : ahead;
+  assign \$1600  = switch ? 1'h0 : r_done;
+  assign \$1601  = ~ \$1600 ;
+  assign \$1602  = $signed(d) < $signed(6'h2a);
+  assign \$1603  = \$1601  & \$1602 ;
+  assign \$1604  = switch ? 1'h0 : r_done;
+  assign \$1605  = $signed(d) < $signed(4'h6);
+  assign \$1606  = \$1604  | \$1605 ;
+  assign \$1607  = room_w_28[5] & \$1606 ;
+  assign \$1608  = \$1599  ? \$1603  : \$1607 ;
+  assign \$1609  = switch ? \$1608  : o__ready;
+  assign \$1610  = \$1565  ? \$1598  : \$1609 ;
+  assign \$1611  = \$1455  ? \$1564  : \$1610 ;
+  assign \$1612  = rst_conv1_window ? 1'h1 : \$1611 ;
+  assign \$1613  = write_rows & w_last;
+  assign \$1614  = ~ ahead_rows;
+  assign \$1615  = w_row == 5'h1b;
+  assign \$1616  = \$1614  & \$1615 ;
+  assign \$1617  = ! ky;
+  assign \$1618  = \$1617  & d_ge_28;
+  assign \$1619  = ky == 1'h1;
+  assign \$1620  = \$1619  & d_ge_29;
+  assign \$1621  = ky == 2'h2;
+  assign \$1622  = \$1621  & d_ge_30;
+  assign \$1623  = ky == 2'h3;
+  assign \$1624  = \$1623  & d_ge_31;
+  assign \$1625  = ky == 3'h4;
+  assign \$1626  = \$1625  & d_ge_32;
+  assign \$1627  = | { \$1626 , \$1624 , \$1622 , \$1620 , \$1618  };
+  assign \$1628  = ! ky;
+  assign \$1629  = \$1628  & d_ge_0;
+  assign \$1630  = ky == 1'h1;
+  assign \$1631  = \$1630  & d_ge_1;
+  assign \$1632  = ky == 2'h2;
+  assign \$1633  = \$1632  & d_ge_2;
+  assign \$1634  = ky == 2'h3;
+  assign \$1635  = \$1634  & d_ge_3;
+  assign \$1636  = ky == 3'h4;
+  assign \$1637  = \$1636  & d_ge_4;
+  assign \$1638  = | { \$1637 , \$1635 , \$1633 , \$1631 , \$1629  };
+  assign \$1639  = \$1616  ? \$1627  : \$1638 ;
+  assign \$1640  = pad | \$1639 ;
+  assign \$1641  = ! ky;
+  assign \$1642  = \$1641  & d_ge_1;
+  assign \$1643  = ky == 1'h1;
+  assign \$1644  = \$1643  & d_ge_2;
+  assign \$1645  = ky == 2'h2;
+  assign \$1646  = \$1645  & d_ge_3;
+  assign \$1647  = ky == 2'h3;
+  assign \$1648  = \$1647  & d_ge_4;
+  assign \$1649  = ky == 3'h4;
+  assign \$1650  = \$1649  & d_ge_5;
+  assign \$1651  = | { \$1650 , \$1648 , \$1646 , \$1644 , \$1642  };
+  assign \$1652  = pad | \$1651 ;
+  assign \$1653  = \$1613  ? \$1640  : \$1652 ;
+  assign \$1654  = write_rows & w_last;
+  assign \$1655  = oy == 5'h1b;
+  assign \$1656  = r_last & \$1655 ;
+  assign \$1657  = ~ \$1656 ;
+  assign \$1658  = kx == 3'h4;
+  assign \$1659  = ky == 3'h4;
+  assign \$1660  = ~ \$1659 ;
+  assign \$1661  = $signed(iy) < $signed(1'h1);
+  assign \$1662  = $signed(iy) >= $signed(6'h1b);
+  assign \$1663  = \$1661  | \$1662 ;
+  assign \$1665  = ox == 5'h1b;
+  assign \$1667  = oy == 5'h1b;
+  assign \$1668  = $signed(low) < $signed(1'h1);
+  assign \$1669  = $signed(low) >= $signed(6'h1b);
+  assign \$1670  = \$1668  | \$1669 ;
+  assign \$1671  = \$1667  ? 1'h1 : \$1670 ;
+  assign \$1672  = $signed(low) < $signed(1'h0);
+  assign \$1673  = $signed(low) >= $signed(6'h1c);
+  assign \$1674  = \$1672  | \$1673 ;
+  assign \$1675  = \$1666  ? \$1671  : \$1674 ;
+  assign \$1676  = \$1659  ? \$1675  : \$1663 ;
+  assign \$1677  = $signed(iy) < $signed(1'h0);
+  assign \$1678  = $signed(iy) >= $signed(6'h1c);
   assign \$1679  = \$1677  | \$1678 ;
-  assign \$1680  = ky == 3'h4;
-  assign \$1683  = ox == 5'h1b;
-  assign \$1684  = $signed(ix0) < $signed(1'h1);
-  assign \$1685  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1686  = \$1684  | \$1685 ;
-  assign \$1687  = \$1683  ? 1'h1 : \$1686 ;
-  assign \$1688  = $signed(ix0) < $signed(1'h0);
-  assign \$1689  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1690  = \$1688  | \$1689 ;
-  assign \$1691  = \$1682  ? \$1687  : \$1690 ;
-  assign \$1692  = \$1675  ? \$1691  : \$1679 ;
-  assign \$1693  = \$1674  | \$1692 ;
-  assign \$1694  = ~ ahead;
-  assign \$1695  = w_row == 5'h1b;
-  assign \$1696  = \$1694  & \$1695 ;
-  assign \$1697  = ahead | \$1696 ;
-  assign \$1698  = \$1693  | \$1697 ;
-  assign \$1699  = oy == 5'h1b;
-  assign \$1700  = ~ ahead;
+  assign \$1680  = \$1658  ? \$1676  : \$1679 ;
+  assign \$1681  = kx == 3'h4;
+  assign \$1682  = ~ \$1681 ;
+  assign \$1683  = $signed(ix) < $signed(1'h1);
+  assign \$1684  = $signed(ix) >= $signed(6'h1b);
+  assign \$1685  = \$1683  | \$1684 ;
+  assign \$1686  = ky == 3'h4;
+  assign \$1689  = ox == 5'h1b;
+  assign \$1690  = $signed(ix0) < $signed(1'h1);
+  assign \$1691  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1692  = \$1690  | \$1691 ;
+  assign \$1693  = \$1689  ? 1'h1 : \$1692 ;
+  assign \$1694  = $signed(ix0) < $signed(1'h0);
+  assign \$1695  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1696  = \$1694  | \$1695 ;
+  assign \$1697  = \$1688  ? \$1693  : \$1696 ;
+  assign \$1698  = \$1681  ? \$1697  : \$1685 ;
+  assign \$1699  = \$1680  | \$1698 ;
+  assign \$1700  = ~ ahead_rows;
   assign \$1701  = w_row == 5'h1b;
   assign \$1702  = \$1700  & \$1701 ;
-  assign \$1704  = ~ ahead;
-  assign \$1705  = w_row == 5'h1b;
-  assign \$1706  = \$1704  & \$1705 ;
-  assign \$1707  = \$1706  ? d_ge_29 : d_ge_1;
-  assign \$1708  = \$1699  ? 1'h1 : \$1707 ;
-  assign \$1709  = kx == 3'h4;
-  assign \$1710  = ky == 3'h4;
-  assign \$1711  = ~ ahead;
-  assign \$1712  = w_row == 5'h1b;
-  assign \$1713  = \$1711  & \$1712 ;
-  assign \$1714  = \$1713  ? d_ge_28 : d_ge_0;
-  assign \$1715  = ~ ahead;
-  assign \$1716  = w_row == 5'h1b;
-  assign \$1717  = \$1715  & \$1716 ;
-  assign \$1718  = ! ky;
-  assign \$1719  = \$1718  & d_ge_29;
-  assign \$1720  = ky == 1'h1;
-  assign \$1721  = \$1720  & d_ge_30;
-  assign \$1722  = ky == 2'h2;
-  assign \$1723  = \$1722  & d_ge_31;
-  assign \$1724  = ky == 2'h3;
-  assign \$1725  = \$1724  & d_ge_32;
-  assign \$1726  = ky == 3'h4;
-  assign \$1727  = \$1726  & d_ge_33;
-  assign \$1728  = | { \$1727 , \$1725 , \$1723 , \$1721 , \$1719  };
-  assign \$1729  = ! ky;
-  assign \$1730  = \$1729  & d_ge_1;
-  assign \$1731  = ky == 1'h1;
-  assign \$1732  = \$1731  & d_ge_2;
-  assign \$1733  = ky == 2'h2;
-  assign \$1734  = \$1733  & d_ge_3;
-  assign \$1735  = ky == 2'h3;
-  assign \$1736  = \$1735  & d_ge_4;
-  assign \$1737  = ky == 3'h4;
-  assign \$1738  = \$1737  & d_ge_5;
-  assign \$1739  = | { \$1738 , \$1736 , \$1734 , \$1732 , \$1730  };
-  assign \$1740  = \$1717  ? \$1728  : \$1739 ;
-  assign \$1741  = \$1710  ? \$1714  : \$1740 ;
-  assign \$1742  = ~ ahead;
-  assign \$1743  = w_row == 5'h1b;
-  assign \$1744  = \$1742  & \$1743 ;
-  assign \$1745  = ! ky;
-  assign \$1746  = \$1745  & d_ge_28;
-  assign \$1747  = ky == 1'h1;
-  assign \$1748  = \$1747  & d_ge_29;
-  assign \$1749  = ky == 2'h2;
-  assign \$1750  = \$1749  & d_ge_30;
-  assign \$1751  = ky == 2'h3;
-  assign \$1752  = \$1751  & d_ge_31;
-  assign \$1753  = ky == 3'h4;
-  assign \$1754  = \$1753  & d_ge_32;
-  assign \$1755  = | { \$1754 , \$1752 , \$1750 , \$1748 , \$1746  };
-  assign \$1756  = ! ky;
-  assign \$1757  = \$1756  & d_ge_0;
-  assign \$1758  = ky == 1'h1;
-  assign \$1759  = \$1758  & d_ge_1;
-  assign \$1760  = ky == 2'h2;
-  assign \$1761  = \$1760  & d_ge_2;
-  assign \$1762  = ky == 2'h3;
-  assign \$1763  = \$1762  & d_ge_3;
-  assign \$1764  = ky == 3'h4;
-  assign \$1765  = \$1764  & d_ge_4;
-  assign \$1766  = | { \$1765 , \$1763 , \$1761 , \$1759 , \$1757  };
-  assign \$1767  = \$1744  ? \$1755  : \$1766 ;
-  assign \$1768  = \$1709  ? \$1741  : \$1767 ;
-  assign \$1769  = r_last ? \$1708  : \$1768 ;
-  assign \$1770  = \$1698  | \$1769 ;
-  assign \$1771  = \$1651  & \$1770 ;
-  assign \$1772  = oy == 5'h1b;
-  assign \$1773  = r_last & \$1772 ;
-  assign \$1774  = ~ \$1773 ;
-  assign \$1775  = kx == 3'h4;
-  assign \$1776  = ky == 3'h4;
-  assign \$1777  = ~ \$1776 ;
-  assign \$1778  = $signed(iy) < $signed(1'h1);
-  assign \$1779  = $signed(iy) >= $signed(6'h1b);
-  assign \$1780  = \$1778  | \$1779 ;
-  assign \$1782  = ox == 5'h1b;
-  assign \$1784  = oy == 5'h1b;
-  assign \$1785  = $signed(low) < $signed(1'h1);
-  assign \$1786  = $signed(low) >= $signed(6'h1b);
-  assign \$1787  = \$1785  | \$1786 ;
-  assign \$1788  = \$1784  ? 1'h1 : \$1787 ;
-  assign \$1789  = $signed(low) < $signed(1'h0);
-  assign \$1790  = $signed(low) >= $signed(6'h1c);
-  assign \$1791  = \$1789  | \$1790 ;
-  assign \$1792  = \$1783  ? \$1788  : \$1791 ;
-  assign \$1793  = \$1776  ? \$1792  : \$1780 ;
-  assign \$1794  = $signed(iy) < $signed(1'h0);
-  assign \$1795  = $signed(iy) >= $signed(6'h1c);
-  assign \$1796  = \$1794  | \$1795 ;
-  assign \$1797  = \$1775  ? \$1793  : \$1796 ;
-  assign \$1798  = kx == 3'h4;
-  assign \$1799  = ~ \$1798 ;
-  assign \$1800  = $signed(ix) < $signed(1'h1);
-  assign \$1801  = $signed(ix) >= $signed(6'h1b);
+  assign \$1703  = ahead_rows | \$1702 ;
+  assign \$1704  = \$1699  | \$1703 ;
+  assign \$1705  = oy == 5'h1b;
+  assign \$1706  = ~ ahead_rows;
+  assign \$1707  = w_row == 5'h1b;
+  assign \$1708  = \$1706  & \$1707 ;
+  assign \$1710  = ~ ahead_rows;
+  assign \$1711  = w_row == 5'h1b;
+  assign \$1712  = \$1710  & \$1711 ;
+  assign \$1713  = \$1712  ? d_ge_29 : d_ge_1;
+  assign \$1714  = \$1705  ? 1'h1 : \$1713 ;
+  assign \$1715  = kx == 3'h4;
+  assign \$1716  = ky == 3'h4;
+  assign \$1717  = ~ ahead_rows;
+  assign \$1718  = w_row == 5'h1b;
+  assign \$1719  = \$1717  & \$1718 ;
+  assign \$1720  = \$1719  ? d_ge_28 : d_ge_0;
+  assign \$1721  = ~ ahead_rows;
+  assign \$1722  = w_row == 5'h1b;
+  assign \$1723  = \$1721  & \$1722 ;
+  assign \$1724  = ! ky;
+  assign \$1725  = \$1724  & d_ge_29;
+  assign \$1726  = ky == 1'h1;
+  assign \$1727  = \$1726  & d_ge_30;
+  assign \$1728  = ky == 2'h2;
+  assign \$1729  = \$1728  & d_ge_31;
+  assign \$1730  = ky == 2'h3;
+  assign \$1731  = \$1730  & d_ge_32;
+  assign \$1732  = ky == 3'h4;
+  assign \$1733  = \$1732  & d_ge_33;
+  assign \$1734  = | { \$1733 , \$1731 , \$1729 , \$1727 , \$1725  };
+  assign \$1735  = ! ky;
+  assign \$1736  = \$1735  & d_ge_1;
+  assign \$1737  = ky == 1'h1;
+  assign \$1738  = \$1737  & d_ge_2;
+  assign \$1739  = ky == 2'h2;
+  assign \$1740  = \$1739  & d_ge_3;
+  assign \$1741  = ky == 2'h3;
+  assign \$1742  = \$1741  & d_ge_4;
+  assign \$1743  = ky == 3'h4;
+  assign \$1744  = \$1743  & d_ge_5;
+  assign \$1745  = | { \$1744 , \$1742 , \$1740 , \$1738 , \$1736  };
+  assign \$1746  = \$1723  ? \$1734  : \$1745 ;
+  assign \$1747  = \$1716  ? \$1720  : \$1746 ;
+  assign \$1748  = ~ ahead_rows;
+  assign \$1749  = w_row == 5'h1b;
+  assign \$1750  = \$1748  & \$1749 ;
+  assign \$1751  = ! ky;
+  assign \$1752  = \$1751  & d_ge_28;
+  assign \$1753  = ky == 1'h1;
+  assign \$1754  = \$1753  & d_ge_29;
+  assign \$1755  = ky == 2'h2;
+  assign \$1756  = \$1755  & d_ge_30;
+  assign \$1757  = ky == 2'h3;
+  assign \$1758  = \$1757  & d_ge_31;
+  assign \$1759  = ky == 3'h4;
+  assign \$1760  = \$1759  & d_ge_32;
+  assign \$1761  = | { \$1760 , \$1758 , \$1756 , \$1754 , \$1752  };
+  assign \$1762  = ! ky;
+  assign \$1763  = \$1762  & d_ge_0;
+  assign \$1764  = ky == 1'h1;
+  assign \$1765  = \$1764  & d_ge_1;
+  assign \$1766  = ky == 2'h2;
+  assign \$1767  = \$1766  & d_ge_2;
+  assign \$1768  = ky == 2'h3;
+  assign \$1769  = \$1768  & d_ge_3;
+  assign \$1770  = ky == 3'h4;
+  assign \$1771  = \$1770  & d_ge_4;
+  assign \$1772  = | { \$1771 , \$1769 , \$1767 , \$1765 , \$1763  };
+  assign \$1773  = \$1750  ? \$1761  : \$1772 ;
+  assign \$1774  = \$1715  ? \$1747  : \$1773 ;
+  assign \$1775  = r_last ? \$1714  : \$1774 ;
+  assign \$1776  = \$1704  | \$1775 ;
+  assign \$1777  = \$1657  & \$1776 ;
+  assign \$1778  = oy == 5'h1b;
+  assign \$1779  = r_last & \$1778 ;
+  assign \$1780  = ~ \$1779 ;
+  assign \$1781  = kx == 3'h4;
+  assign \$1782  = ky == 3'h4;
+  assign \$1783  = ~ \$1782 ;
+  assign \$1784  = $signed(iy) < $signed(1'h1);
+  assign \$1785  = $signed(iy) >= $signed(6'h1b);
+  assign \$1786  = \$1784  | \$1785 ;
+  assign \$1788  = ox == 5'h1b;
+  assign \$1790  = oy == 5'h1b;
+  assign \$1791  = $signed(low) < $signed(1'h1);
+  assign \$1792  = $signed(low) >= $signed(6'h1b);
+  assign \$1793  = \$1791  | \$1792 ;
+  assign \$1794  = \$1790  ? 1'h1 : \$1793 ;
+  assign \$1795  = $signed(low) < $signed(1'h0);
+  assign \$1796  = $signed(low) >= $signed(6'h1c);
+  assign \$1797  = \$1795  | \$1796 ;
+  assign \$1798  = \$1789  ? \$1794  : \$1797 ;
+  assign \$1799  = \$1782  ? \$1798  : \$1786 ;
+  assign \$1800  = $signed(iy) < $signed(1'h0);
+  assign \$1801  = $signed(iy) >= $signed(6'h1c);
   assign \$1802  = \$1800  | \$1801 ;
-  assign \$1803  = ky == 3'h4;
-  assign \$1806  = ox == 5'h1b;
-  assign \$1807  = $signed(ix0) < $signed(1'h1);
-  assign \$1808  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1809  = \$1807  | \$1808 ;
-  assign \$1810  = \$1806  ? 1'h1 : \$1809 ;
-  assign \$1811  = $signed(ix0) < $signed(1'h0);
-  assign \$1812  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1813  = \$1811  | \$1812 ;
-  assign \$1814  = \$1805  ? \$1810  : \$1813 ;
-  assign \$1815  = \$1798  ? \$1814  : \$1802 ;
-  assign \$1816  = \$1797  | \$1815 ;
-  assign \$1817  = \$1816  | ahead;
-  assign \$1818  = oy == 5'h1b;
-  assign \$1819  = \$1818  ? 1'h1 : d_ge_2;
-  assign \$1820  = kx == 3'h4;
-  assign \$1821  = ky == 3'h4;
-  assign \$1822  = ! ky;
-  assign \$1823  = \$1822  & d_ge_2;
-  assign \$1824  = ky == 1'h1;
-  assign \$1825  = \$1824  & d_ge_3;
-  assign \$1826  = ky == 2'h2;
-  assign \$1827  = \$1826  & d_ge_4;
-  assign \$1828  = ky == 2'h3;
-  assign \$1829  = \$1828  & d_ge_5;
-  assign \$1830  = ky == 3'h4;
-  assign \$1831  = \$1830  & d_ge_6;
-  assign \$1832  = | { \$1831 , \$1829 , \$1827 , \$1825 , \$1823  };
-  assign \$1833  = \$1821  ? d_ge_1 : \$1832 ;
-  assign \$1834  = ! ky;
-  assign \$1835  = \$1834  & d_ge_1;
-  assign \$1836  = ky == 1'h1;
-  assign \$1837  = \$1836  & d_ge_2;
-  assign \$1838  = ky == 2'h2;
-  assign \$1839  = \$1838  & d_ge_3;
-  assign \$1840  = ky == 2'h3;
-  assign \$1841  = \$1840  & d_ge_4;
-  assign \$1842  = ky == 3'h4;
-  assign \$1843  = \$1842  & d_ge_5;
-  assign \$1844  = | { \$1843 , \$1841 , \$1839 , \$1837 , \$1835  };
-  assign \$1845  = \$1820  ? \$1833  : \$1844 ;
-  assign \$1846  = r_last ? \$1819  : \$1845 ;
-  assign \$1847  = \$1817  | \$1846 ;
-  assign \$1848  = \$1774  & \$1847 ;
-  assign \$1849  = \$1648  ? \$1771  : \$1848 ;
-  assign \$1850  = write_rows & w_last;
-  assign \$1851  = ~ r_done;
-  assign \$1852  = pad | ahead;
-  assign \$1853  = ~ ahead;
-  assign \$1854  = w_row == 5'h1b;
-  assign \$1855  = \$1853  & \$1854 ;
-  assign \$1856  = \$1852  | \$1855 ;
-  assign \$1857  = ~ ahead;
-  assign \$1858  = w_row == 5'h1b;
-  assign \$1859  = \$1857  & \$1858 ;
-  assign \$1860  = ! ky;
-  assign \$1861  = \$1860  & d_ge_28;
-  assign \$1862  = ky == 1'h1;
-  assign \$1863  = \$1862  & d_ge_29;
-  assign \$1864  = ky == 2'h2;
-  assign \$1865  = \$1864  & d_ge_30;
-  assign \$1866  = ky == 2'h3;
-  assign \$1867  = \$1866  & d_ge_31;
-  assign \$1868  = ky == 3'h4;
-  assign \$1869  = \$1868  & d_ge_32;
-  assign \$1870  = | { \$1869 , \$1867 , \$1865 , \$1863 , \$1861  };
-  assign \$1871  = ! ky;
-  assign \$1872  = \$1871  & d_ge_0;
-  assign \$1873  = ky == 1'h1;
-  assign \$1874  = \$1873  & d_ge_1;
-  assign \$1875  = ky == 2'h2;
-  assign \$1876  = \$1875  & d_ge_2;
-  assign \$1877  = ky == 2'h3;
-  assign \$1878  = \$1877  & d_ge_3;
-  assign \$1879  = ky == 3'h4;
-  assign \$1880  = \$1879  & d_ge_4;
-  assign \$1881  = | { \$1880 , \$1878 , \$1876 , \$1874 , \$1872  };
-  assign \$1882  = \$1859  ? \$1870  : \$1881 ;
-  assign \$1883  = \$1856  | \$1882 ;
-  assign \$1884  = \$1851  & \$1883 ;
-  assign \$1885  = \$1850  ? \$1884  : avail;
-  assign \$1886  = take ? \$1849  : \$1885 ;
-  assign \$1887  = switch ? \$1647  : \$1886 ;
-  assign \$1888  = rst_conv1_window ? 1'h1 : \$1887 ;
-  assign \$1889  = read_credits_room_next | rst_conv1_window;
-  assign \$1890  = write_rows & w_last;
-  assign \$1891  = ~ ahead;
-  assign \$1892  = w_row == 5'h1b;
-  assign \$1893  = \$1891  & \$1892 ;
-  assign \$1894  = ! ky;
-  assign \$1895  = \$1894  & d_ge_28;
-  assign \$1896  = ky == 1'h1;
-  assign \$1897  = \$1896  & d_ge_29;
-  assign \$1898  = ky == 2'h2;
-  assign \$1899  = \$1898  & d_ge_30;
-  assign \$1900  = ky == 2'h3;
-  assign \$1901  = \$1900  & d_ge_31;
-  assign \$1902  = ky == 3'h4;
-  assign \$1903  = \$1902  & d_ge_32;
-  assign \$1904  = | { \$1903 , \$1901 , \$1899 , \$1897 , \$1895  };
-  assign \$1905  = ! ky;
-  assign \$1906  = \$1905  & d_ge_0;
-  assign \$1907  = ky == 1'h1;
-  assign \$1908  = \$1907  & d_ge_1;
-  assign \$1909  = ky == 2'h2;
-  assign \$1910  = \$1909  & d_ge_2;
-  assign \$1911  = ky == 2'h3;
-  assign \$1912  = \$1911  & d_ge_3;
-  assign \$1913  = ky == 3'h4;
-  assign \$1914  = \$1913  & d_ge_4;
-  assign \$1915  = | { \$1914 , \$1912 , \$1910 , \$1908 , \$1906  };
-  assign \$1916  = \$1893  ? \$1904  : \$1915 ;
-  assign \$1917  = pad | \$1916 ;
-  assign \$1918  = ! ky;
-  assign \$1919  = \$1918  & d_ge_1;
-  assign \$1920  = ky == 1'h1;
-  assign \$1921  = \$1920  & d_ge_2;
-  assign \$1922  = ky == 2'h2;
-  assign \$1923  = \$1922  & d_ge_3;
-  assign \$1924  = ky == 2'h3;
-  assign \$1925  = \$1924  & d_ge_4;
-  assign \$1926  = ky == 3'h4;
-  assign \$1927  = \$1926  & d_ge_5;
-  assign \$1928  = | { \$1927 , \$1925 , \$1923 , \$1921 , \$1919  };
-  assign \$1929  = pad | \$1928 ;
-  assign \$1930  = \$1890  ? \$1917  : \$1929 ;
-  assign \$1931  = write_rows & w_last;
-  assign \$1932  = oy == 5'h1b;
-  assign \$1933  = r_last & \$1932 ;
-  assign \$1934  = ~ \$1933 ;
-  assign \$1935  = kx == 3'h4;
-  assign \$1936  = ky == 3'h4;
-  assign \$1937  = ~ \$1936 ;
-  assign \$1938  = $signed(iy) < $signed(1'h1);
-  assign \$1939  = $signed(iy) >= $signed(6'h1b);
-  assign \$1940  = \$1938  | \$1939 ;
-  assign \$1942  = ox == 5'h1b;
-  assign \$1944  = oy == 5'h1b;
-  assign \$1945  = $signed(low) < $signed(1'h1);
-  assign \$1946  = $signed(low) >= $signed(6'h1b);
-  assign \$1947  = \$1945  | \$1946 ;
-  assign \$1948  = \$1944  ? 1'h1 : \$1947 ;
-  assign \$1949  = $signed(low) < $signed(1'h0);
-  assign \$1950  = $signed(low) >= $signed(6'h1c);
-  assign \$1951  = \$1949  | \$1950 ;
-  assign \$1952  = \$1943  ? \$1948  : \$1951 ;
-  assign \$1953  = \$1936  ? \$1952  : \$1940 ;
-  assign \$1954  = $signed(iy) < $signed(1'h0);
-  assign \$1955  = $signed(iy) >= $signed(6'h1c);
-  assign \$1956  = \$1954  | \$1955 ;
-  assign \$1957  = \$1935  ? \$1953  : \$1956 ;
-  assign \$1958  = kx == 3'h4;
-  assign \$1959  = ~ \$1958 ;
-  assign \$1960  = $signed(ix) < $signed(1'h1);
-  assign \$1961  = $signed(ix) >= $signed(6'h1b);
+  assign \$1803  = \$1781  ? \$1799  : \$1802 ;
+  assign \$1804  = kx == 3'h4;
+  assign \$1805  = ~ \$1804 ;
+  assign \$1806  = $signed(ix) < $signed(1'h1);
+  assign \$1807  = $signed(ix) >= $signed(6'h1b);
+  assign \$1808  = \$1806  | \$1807 ;
+  assign \$1809  = ky == 3'h4;
+  assign \$1812  = ox == 5'h1b;
+  assign \$1813  = $signed(ix0) < $signed(1'h1);
+  assign \$1814  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1815  = \$1813  | \$1814 ;
+  assign \$1816  = \$1812  ? 1'h1 : \$1815 ;
+  assign \$1817  = $signed(ix0) < $signed(1'h0);
+  assign \$1818  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1819  = \$1817  | \$1818 ;
+  assign \$1820  = \$1811  ? \$1816  : \$1819 ;
+  assign \$1821  = \$1804  ? \$1820  : \$1808 ;
+  assign \$1822  = \$1803  | \$1821 ;
+  assign \$1823  = \$1822  | ahead_rows;
+  assign \$1824  = oy == 5'h1b;
+  assign \$1825  = \$1824  ? 1'h1 : d_ge_2;
+  assign \$1826  = kx == 3'h4;
+  assign \$1827  = ky == 3'h4;
+  assign \$1828  = ! ky;
+  assign \$1829  = \$1828  & d_ge_2;
+  assign \$1830  = ky == 1'h1;
+  assign \$1831  = \$1830  & d_ge_3;
+  assign \$1832  = ky == 2'h2;
+  assign \$1833  = \$1832  & d_ge_4;
+  assign \$1834  = ky == 2'h3;
+  assign \$1835  = \$1834  & d_ge_5;
+  assign \$1836  = ky == 3'h4;
+  assign \$1837  = \$1836  & d_ge_6;
+  assign \$1838  = | { \$1837 , \$1835 , \$1833 , \$1831 , \$1829  };
+  assign \$1839  = \$1827  ? d_ge_1 : \$1838 ;
+  assign \$1840  = ! ky;
+  assign \$1841  = \$1840  & d_ge_1;
+  assign \$1842  = ky == 1'h1;
+  assign \$1843  = \$1842  & d_ge_2;
+  assign \$1844  = ky == 2'h2;
+  assign \$1845  = \$1844  & d_ge_3;
+  assign \$1846  = ky == 2'h3;
+  assign \$1847  = \$1846  & d_ge_4;
+  assign \$1848  = ky == 3'h4;
+  assign \$1849  = \$1848  & d_ge_5;
+  assign \$1850  = | { \$1849 , \$1847 , \$1845 , \$1843 , \$1841  };
+  assign \$1851  = \$1826  ? \$1839  : \$1850 ;
+  assign \$1852  = r_last ? \$1825  : \$1851 ;
+  assign \$1853  = \$1823  | \$1852 ;
+  assign \$1854  = \$1780  & \$1853 ;
+  assign \$1855  = \$1654  ? \$1777  : \$1854 ;
+  assign \$1856  = write_rows & w_last;
+  assign \$1857  = ~ r_done;
+  assign \$1858  = pad | ahead_rows;
+  assign \$1859  = ~ ahead_rows;
+  assign \$1860  = w_row == 5'h1b;
+  assign \$1861  = \$1859  & \$1860 ;
+  assign \$1862  = \$1858  | \$1861 ;
+  assign \$1863  = ~ ahead_rows;
+  assign \$1864  = w_row == 5'h1b;
+  assign \$1865  = \$1863  & \$1864 ;
+  assign \$1866  = ! ky;
+  assign \$1867  = \$1866  & d_ge_28;
+  assign \$1868  = ky == 1'h1;
+  assign \$1869  = \$1868  & d_ge_29;
+  assign \$1870  = ky == 2'h2;
+  assign \$1871  = \$1870  & d_ge_30;
+  assign \$1872  = ky == 2'h3;
+  assign \$1873  = \$1872  & d_ge_31;
+  assign \$1874  = ky == 3'h4;
+  assign \$1875  = \$1874  & d_ge_32;
+  assign \$1876  = | { \$1875 , \$1873 , \$1871 , \$1869 , \$1867  };
+  assign \$1877  = ! ky;
+  assign \$1878  = \$1877  & d_ge_0;
+  assign \$1879  = ky == 1'h1;
+  assign \$1880  = \$1879  & d_ge_1;
+  assign \$1881  = ky == 2'h2;
+  assign \$1882  = \$1881  & d_ge_2;
+  assign \$1883  = ky == 2'h3;
+  assign \$1884  = \$1883  & d_ge_3;
+  assign \$1885  = ky == 3'h4;
+  assign \$1886  = \$1885  & d_ge_4;
+  assign \$1887  = | { \$1886 , \$1884 , \$1882 , \$1880 , \$1878  };
+  assign \$1888  = \$1865  ? \$1876  : \$1887 ;
+  assign \$1889  = \$1862  | \$1888 ;
+  assign \$1890  = \$1857  & \$1889 ;
+  assign \$1891  = \$1856  ? \$1890  : avail;
+  assign \$1892  = take ? \$1855  : \$1891 ;
+  assign \$1893  = switch ? \$1653  : \$1892 ;
+  assign \$1894  = rst_conv1_window ? 1'h1 : \$1893 ;
+  assign \$1895  = read_credits_room_next | rst_conv1_window;
+  assign \$1896  = write_rows & w_last;
+  assign \$1897  = ~ ahead_rows;
+  assign \$1898  = w_row == 5'h1b;
+  assign \$1899  = \$1897  & \$1898 ;
+  assign \$1900  = ! ky;
+  assign \$1901  = \$1900  & d_ge_28;
+  assign \$1902  = ky == 1'h1;
+  assign \$1903  = \$1902  & d_ge_29;
+  assign \$1904  = ky == 2'h2;
+  assign \$1905  = \$1904  & d_ge_30;
+  assign \$1906  = ky == 2'h3;
+  assign \$1907  = \$1906  & d_ge_31;
+  assign \$1908  = ky == 3'h4;
+  assign \$1909  = \$1908  & d_ge_32;
+  assign \$1910  = | { \$1909 , \$1907 , \$1905 , \$1903 , \$1901  };
+  assign \$1911  = ! ky;
+  assign \$1912  = \$1911  & d_ge_0;
+  assign \$1913  = ky == 1'h1;
+  assign \$1914  = \$1913  & d_ge_1;
+  assign \$1915  = ky == 2'h2;
+  assign \$1916  = \$1915  & d_ge_2;
+  assign \$1917  = ky == 2'h3;
+  assign \$1918  = \$1917  & d_ge_3;
+  assign \$1919  = ky == 3'h4;
+  assign \$1920  = \$1919  & d_ge_4;
+  assign \$1921  = | { \$1920 , \$1918 , \$1916 , \$1914 , \$1912  };
+  assign \$1922  = \$1899  ? \$1910  : \$1921 ;
+  assign \$1923  = pad | \$1922 ;
+  assign \$1924  = ! ky;
+  assign \$1925  = \$1924  & d_ge_1;
+  assign \$1926  = ky == 1'h1;
+  assign \$1927  = \$1926  & d_ge_2;
+  assign \$1928  = ky == 2'h2;
+  assign \$1929  = \$1928  & d_ge_3;
+  assign \$1930  = ky == 2'h3;
+  assign \$1931  = \$1930  & d_ge_4;
+  assign \$1932  = ky == 3'h4;
+  assign \$1933  = \$1932  & d_ge_5;
+  assign \$1934  = | { \$1933 , \$1931 , \$1929 , \$1927 , \$1925  };
+  assign \$1935  = pad | \$1934 ;
+  assign \$1936  = \$1896  ? \$1923  : \$1935 ;
+  assign \$1937  = write_rows & w_last;
+  assign \$1938  = oy == 5'h1b;
+  assign \$1939  = r_last & \$1938 ;
+  assign \$1940  = ~ \$1939 ;
+  assign \$1941  = kx == 3'h4;
+  assign \$1942  = ky == 3'h4;
+  assign \$1943  = ~ \$1942 ;
+  assign \$1944  = $signed(iy) < $signed(1'h1);
+  assign \$1945  = $signed(iy) >= $signed(6'h1b);
+  assign \$1946  = \$1944  | \$1945 ;
+  assign \$1948  = ox == 5'h1b;
+  assign \$1950  = oy == 5'h1b;
+  assign \$1951  = $signed(low) < $signed(1'h1);
+  assign \$1952  = $signed(low) >= $signed(6'h1b);
+  assign \$1953  = \$1951  | \$1952 ;
+  assign \$1954  = \$1950  ? 1'h1 : \$1953 ;
+  assign \$1955  = $signed(low) < $signed(1'h0);
+  assign \$1956  = $signed(low) >= $signed(6'h1c);
+  assign \$1957  = \$1955  | \$1956 ;
+  assign \$1958  = \$1949  ? \$1954  : \$1957 ;
+  assign \$1959  = \$1942  ? \$1958  : \$1946 ;
+  assign \$1960  = $signed(iy) < $signed(1'h0);
+  assign \$1961  = $signed(iy) >= $signed(6'h1c);
   assign \$1962  = \$1960  | \$1961 ;
-  assign \$1963  = ky == 3'h4;
-  assign \$1966  = ox == 5'h1b;
-  assign \$1967  = $signed(ix0) < $signed(1'h1);
-  assign \$1968  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1969  = \$1967  | \$1968 ;
-  assign \$1970  = \$1966  ? 1'h1 : \$1969 ;
-  assign \$1971  = $signed(ix0) < $signed(1'h0);
-  assign \$1972  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1973  = \$1971  | \$1972 ;
-  assign \$1974  = \$1965  ? \$1970  : \$1973 ;
-  assign \$1975  = \$1958  ? \$1974  : \$1962 ;
-  assign \$1976  = \$1957  | \$1975 ;
-  assign \$1977  = ~ ahead;
-  assign \$1978  = w_row == 5'h1b;
-  assign \$1979  = \$1977  & \$1978 ;
-  assign \$1980  = ahead | \$1979 ;
-  assign \$1981  = \$1976  | \$1980 ;
-  assign \$1982  = oy == 5'h1b;
-  assign \$1983  = ~ ahead;
+  assign \$1963  = \$1941  ? \$1959  : \$1962 ;
+  assign \$1964  = kx == 3'h4;
+  assign \$1965  = ~ \$1964 ;
+  assign \$1966  = $signed(ix) < $signed(1'h1);
+  assign \$1967  = $signed(ix) >= $signed(6'h1b);
+  assign \$1968  = \$1966  | \$1967 ;
+  assign \$1969  = ky == 3'h4;
+  assign \$1972  = ox == 5'h1b;
+  assign \$1973  = $signed(ix0) < $signed(1'h1);
+  assign \$1974  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1975  = \$1973  | \$1974 ;
+  assign \$1976  = \$1972  ? 1'h1 : \$1975 ;
+  assign \$1977  = $signed(ix0) < $signed(1'h0);
+  assign \$1978  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1979  = \$1977  | \$1978 ;
+  assign \$1980  = \$1971  ? \$1976  : \$1979 ;
+  assign \$1981  = \$1964  ? \$1980  : \$1968 ;
+  assign \$1982  = \$1963  | \$1981 ;
+  assign \$1983  = ~ ahead_rows;
   assign \$1984  = w_row == 5'h1b;
   assign \$1985  = \$1983  & \$1984 ;
-  assign \$1987  = ~ ahead;
-  assign \$1988  = w_row == 5'h1b;
-  assign \$1989  = \$1987  & \$1988 ;
-  assign \$1990  = \$1989  ? d_ge_29 : d_ge_1;
-  assign \$1991  = \$1982  ? 1'h1 : \$1990 ;
-  assign \$1992  = kx == 3'h4;
-  assign \$1993  = ky == 3'h4;
-  assign \$1994  = ~ ahead;
-  assign \$1995  = w_row == 5'h1b;
-  assign \$1996  = \$1994  & \$1995 ;
-  assign \$1997  = \$1996  ? d_ge_28 : d_ge_0;
-  assign \$1998  = ~ ahead;
-  assign \$1999  = w_row == 5'h1b;
-  assign \$2000  = \$1998  & \$1999 ;
-  assign \$2001  = ! ky;
-  assign \$2002  = \$2001  & d_ge_29;
-  assign \$2003  = ky == 1'h1;
-  assign \$2004  = \$2003  & d_ge_30;
-  assign \$2005  = ky == 2'h2;
-  assign \$2006  = \$2005  & d_ge_31;
-  assign \$2007  = ky == 2'h3;
-  assign \$2008  = \$2007  & d_ge_32;
-  assign \$2009  = ky == 3'h4;
-  assign \$2010  = \$2009  & d_ge_33;
-  assign \$2011  = | { \$2010 , \$2008 , \$2006 , \$2004 , \$2002  };
-  assign \$2012  = ! ky;
-  assign \$2013  = \$2012  & d_ge_1;
-  assign \$2014  = ky == 1'h1;
-  assign \$2015  = \$2014  & d_ge_2;
-  assign \$2016  = ky == 2'h2;
-  assign \$2017  = \$2016  & d_ge_3;
-  assign \$2018  = ky == 2'h3;
-  assign \$2019  = \$2018  & d_ge_4;
-  assign \$2020  = ky == 3'h4;
-  assign \$2021  = \$2020  & d_ge_5;
-  assign \$2022  = | { \$2021 , \$2019 , \$2017 , \$2015 , \$2013  };
-  assign \$2023  = \$2000  ? \$2011  : \$2022 ;
-  assign \$2024  = \$1993  ? \$1997  : \$2023 ;
-  assign \$2025  = ~ ahead;
-  assign \$2026  = w_row == 5'h1b;
-  assign \$2027  = \$2025  & \$2026 ;
-  assign \$2028  = ! ky;
-  assign \$2029  = \$2028  & d_ge_28;
-  assign \$2030  = ky == 1'h1;
-  assign \$2031  = \$2030  & d_ge_29;
-  assign \$2032  = ky == 2'h2;
-  assign \$2033  = \$2032  & d_ge_30;
-  assign \$2034  = ky == 2'h3;
-  assign \$2035  = \$2034  & d_ge_31;
-  assign \$2036  = ky == 3'h4;
-  assign \$2037  = \$2036  & d_ge_32;
-  assign \$2038  = | { \$2037 , \$2035 , \$2033 , \$2031 , \$2029  };
-  assign \$2039  = ! ky;
-  assign \$2040  = \$2039  & d_ge_0;
-  assign \$2041  = ky == 1'h1;
-  assign \$2042  = \$2041  & d_ge_1;
-  assign \$2043  = ky == 2'h2;
-  assign \$2044  = \$2043  & d_ge_2;
-  assign \$2045  = ky == 2'h3;
-  assign \$2046  = \$2045  & d_ge_3;
-  assign \$2047  = ky == 3'h4;
-  assign \$2048  = \$2047  & d_ge_4;
-  assign \$2049  = | { \$2048 , \$2046 , \$2044 , \$2042 , \$2040  };
-  assign \$2050  = \$2027  ? \$2038  : \$2049 ;
-  assign \$2051  = \$1992  ? \$2024  : \$2050 ;
-  assign \$2052  = r_last ? \$1991  : \$2051 ;
-  assign \$2053  = \$1981  | \$2052 ;
-  assign \$2054  = \$1934  & \$2053 ;
-  assign \$2055  = oy == 5'h1b;
-  assign \$2056  = r_last & \$2055 ;
-  assign \$2057  = ~ \$2056 ;
-  assign \$2058  = kx == 3'h4;
-  assign \$2059  = ky == 3'h4;
-  assign \$2060  = ~ \$2059 ;
-  assign \$2061  = $signed(iy) < $signed(1'h1);
-  assign \$2062  = $signed(iy) >= $signed(6'h1b);
-  assign \$2063  = \$2061  | \$2062 ;
-  assign \$2065  = ox == 5'h1b;
-  assign \$2067  = oy == 5'h1b;
-  assign \$2068  = $signed(low) < $signed(1'h1);
-  assign \$2069  = $signed(low) >= $signed(6'h1b);
-  assign \$2070  = \$2068  | \$2069 ;
-  assign \$2071  = \$2067  ? 1'h1 : \$2070 ;
-  assign \$2072  = $signed(low) < $signed(1'h0);
-  assign \$2073  = $signed(low) >= $signed(6'h1c);
-  assign \$2074  = \$2072  | \$2073 ;
-  assign \$2075  = \$2066  ? \$2071  : \$2074 ;
-  assign \$2076  = \$2059  ? \$2075  : \$2063 ;
-  assign \$2077  = $signed(iy) < $signed(1'h0);
-  assign \$2078  = $signed(iy) >= $signed(6'h1c);
-  assign \$2079  = \$2077  | \$2078 ;
-  assign \$2080  = \$2058  ? \$2076  : \$2079 ;
-  assign \$2081  = kx == 3'h4;
-  assign \$2082  = ~ \$2081 ;
-  assign \$2083  = $signed(ix) < $signed(1'h1);
-  assign \$2084  = $signed(ix) >= $signed(6'h1b);
+  assign \$1986  = ahead_rows | \$1985 ;
+  assign \$1987  = \$1982  | \$1986 ;
+  assign \$1988  = oy == 5'h1b;
+  assign \$1989  = ~ ahead_rows;
+  assign \$1990  = w_row == 5'h1b;
+  assign \$1991  = \$1989  & \$1990 ;
+  assign \$1993  = ~ ahead_rows;
+  assign \$1994  = w_row == 5'h1b;
+  assign \$1995  = \$1993  & \$1994 ;
+  assign \$1996  = \$1995  ? d_ge_29 : d_ge_1;
+  assign \$1997  = \$1988  ? 1'h1 : \$1996 ;
+  assign \$1998  = kx == 3'h4;
+  assign \$1999  = ky == 3'h4;
+  assign \$2000  = ~ ahead_rows;
+  assign \$2001  = w_row == 5'h1b;
+  assign \$2002  = \$2000  & \$2001 ;
+  assign \$2003  = \$2002  ? d_ge_28 : d_ge_0;
+  assign \$2004  = ~ ahead_rows;
+  assign \$2005  = w_row == 5'h1b;
+  assign \$2006  = \$2004  & \$2005 ;
+  assign \$2007  = ! ky;
+  assign \$2008  = \$2007  & d_ge_29;
+  assign \$2009  = ky == 1'h1;
+  assign \$2010  = \$2009  & d_ge_30;
+  assign \$2011  = ky == 2'h2;
+  assign \$2012  = \$2011  & d_ge_31;
+  assign \$2013  = ky == 2'h3;
+  assign \$2014  = \$2013  & d_ge_32;
+  assign \$2015  = ky == 3'h4;
+  assign \$2016  = \$2015  & d_ge_33;
+  assign \$2017  = | { \$2016 , \$2014 , \$2012 , \$2010 , \$2008  };
+  assign \$2018  = ! ky;
+  assign \$2019  = \$2018  & d_ge_1;
+  assign \$2020  = ky == 1'h1;
+  assign \$2021  = \$2020  & d_ge_2;
+  assign \$2022  = ky == 2'h2;
+  assign \$2023  = \$2022  & d_ge_3;
+  assign \$2024  = ky == 2'h3;
+  assign \$2025  = \$2024  & d_ge_4;
+  assign \$2026  = ky == 3'h4;
+  assign \$2027  = \$2026  & d_ge_5;
+  assign \$2028  = | { \$2027 , \$2025 , \$2023 , \$2021 , \$2019  };
+  assign \$2029  = \$2006  ? \$2017  : \$2028 ;
+  assign \$2030  = \$1999  ? \$2003  : \$2029 ;
+  assign \$2031  = ~ ahead_rows;
+  assign \$2032  = w_row == 5'h1b;
+  assign \$2033  = \$2031  & \$2032 ;
+  assign \$2034  = ! ky;
+  assign \$2035  = \$2034  & d_ge_28;
+  assign \$2036  = ky == 1'h1;
+  assign \$2037  = \$2036  & d_ge_29;
+  assign \$2038  = ky == 2'h2;
+  assign \$2039  = \$2038  & d_ge_30;
+  assign \$2040  = ky == 2'h3;
+  assign \$2041  = \$2040  & d_ge_31;
+  assign \$2042  = ky == 3'h4;
+  assign \$2043  = \$2042  & d_ge_32;
+  assign \$2044  = | { \$2043 , \$2041 , \$2039 , \$2037 , \$2035  };
+  assign \$2045  = ! ky;
+  assign \$2046  = \$2045  & d_ge_0;
+  assign \$2047  = ky == 1'h1;
+  assign \$2048  = \$2047  & d_ge_1;
+  assign \$2049  = ky == 2'h2;
+  assign \$2050  = \$2049  & d_ge_2;
+  assign \$2051  = ky == 2'h3;
+  assign \$2052  = \$2051  & d_ge_3;
+  assign \$2053  = ky == 3'h4;
+  assign \$2054  = \$2053  & d_ge_4;
+  assign \$2055  = | { \$2054 , \$2052 , \$2050 , \$2048 , \$2046  };
+  assign \$2056  = \$2033  ? \$2044  : \$2055 ;
+  assign \$2057  = \$1998  ? \$2030  : \$2056 ;
+  assign \$2058  = r_last ? \$1997  : \$2057 ;
+  assign \$2059  = \$1987  | \$2058 ;
+  assign \$2060  = \$1940  & \$2059 ;
+  assign \$2061  = oy == 5'h1b;
+  assign \$2062  = r_last & \$2061 ;
+  assign \$2063  = ~ \$2062 ;
+  assign \$2064  = kx == 3'h4;
+  assign \$2065  = ky == 3'h4;
+  assign \$2066  = ~ \$2065 ;
+  assign \$2067  = $signed(iy) < $signed(1'h1);
+  assign \$2068  = $signed(iy) >= $signed(6'h1b);
+  assign \$2069  = \$2067  | \$2068 ;
+  assign \$2071  = ox == 5'h1b;
+  assign \$2073  = oy == 5'h1b;
+  assign \$2074  = $signed(low) < $signed(1'h1);
+  assign \$2075  = $signed(low) >= $signed(6'h1b);
+  assign \$2076  = \$2074  | \$2075 ;
+  assign \$2077  = \$2073  ? 1'h1 : \$2076 ;
+  assign \$2078  = $signed(low) < $signed(1'h0);
+  assign \$2079  = $signed(low) >= $signed(6'h1c);
+  assign \$2080  = \$2078  | \$2079 ;
+  assign \$2081  = \$2072  ? \$2077  : \$2080 ;
+  assign \$2082  = \$2065  ? \$2081  : \$2069 ;
+  assign \$2083  = $signed(iy) < $signed(1'h0);
+  assign \$2084  = $signed(iy) >= $signed(6'h1c);
   assign \$2085  = \$2083  | \$2084 ;
-  assign \$2086  = ky == 3'h4;
-  assign \$2089  = ox == 5'h1b;
-  assign \$2090  = $signed(ix0) < $signed(1'h1);
-  assign \$2091  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2092  = \$2090  | \$2091 ;
-  assign \$2093  = \$2089  ? 1'h1 : \$2092 ;
-  assign \$2094  = $signed(ix0) < $signed(1'h0);
-  assign \$2095  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2096  = \$2094  | \$2095 ;
-  assign \$2097  = \$2088  ? \$2093  : \$2096 ;
-  assign \$2098  = \$2081  ? \$2097  : \$2085 ;
-  assign \$2099  = \$2080  | \$2098 ;
-  assign \$2100  = \$2099  | ahead;
-  assign \$2101  = oy == 5'h1b;
-  assign \$2102  = \$2101  ? 1'h1 : d_ge_2;
-  assign \$2103  = kx == 3'h4;
-  assign \$2104  = ky == 3'h4;
-  assign \$2105  = ! ky;
-  assign \$2106  = \$2105  & d_ge_2;
-  assign \$2107  = ky == 1'h1;
-  assign \$2108  = \$2107  & d_ge_3;
-  assign \$2109  = ky == 2'h2;
-  assign \$2110  = \$2109  & d_ge_4;
-  assign \$2111  = ky == 2'h3;
-  assign \$2112  = \$2111  & d_ge_5;
-  assign \$2113  = ky == 3'h4;
-  assign \$2114  = \$2113  & d_ge_6;
-  assign \$2115  = | { \$2114 , \$2112 , \$2110 , \$2108 , \$2106  };
-  assign \$2116  = \$2104  ? d_ge_1 : \$2115 ;
-  assign \$2117  = ! ky;
-  assign \$2118  = \$2117  & d_ge_1;
-  assign \$2119  = ky == 1'h1;
-  assign \$2120  = \$2119  & d_ge_2;
-  assign \$2121  = ky == 2'h2;
-  assign \$2122  = \$2121  & d_ge_3;
-  assign \$2123  = ky == 2'h3;
-  assign \$2124  = \$2123  & d_ge_4;
-  assign \$2125  = ky == 3'h4;
-  assign \$2126  = \$2125  & d_ge_5;
-  assign \$2127  = | { \$2126 , \$2124 , \$2122 , \$2120 , \$2118  };
-  assign \$2128  = \$2103  ? \$2116  : \$2127 ;
-  assign \$2129  = r_last ? \$2102  : \$2128 ;
-  assign \$2130  = \$2100  | \$2129 ;
-  assign \$2131  = \$2057  & \$2130 ;
-  assign \$2132  = \$1931  ? \$2054  : \$2131 ;
-  assign \$2133  = write_rows & w_last;
-  assign \$2134  = ~ r_done;
-  assign \$2135  = pad | ahead;
-  assign \$2136  = ~ ahead;
-  assign \$2137  = w_row == 5'h1b;
-  assign \$2138  = \$2136  & \$2137 ;
-  assign \$2139  = \$2135  | \$2138 ;
-  assign \$2140  = ~ ahead;
-  assign \$2141  = w_row == 5'h1b;
-  assign \$2142  = \$2140  & \$2141 ;
-  assign \$2143  = ! ky;
-  assign \$2144  = \$2143  & d_ge_28;
-  assign \$2145  = ky == 1'h1;
-  assign \$2146  = \$2145  & d_ge_29;
-  assign \$2147  = ky == 2'h2;
-  assign \$2148  = \$2147  & d_ge_30;
-  assign \$2149  = ky == 2'h3;
-  assign \$2150  = \$2149  & d_ge_31;
-  assign \$2151  = ky == 3'h4;
-  assign \$2152  = \$2151  & d_ge_32;
-  assign \$2153  = | { \$2152 , \$2150 , \$2148 , \$2146 , \$2144  };
-  assign \$2154  = ! ky;
-  assign \$2155  = \$2154  & d_ge_0;
-  assign \$2156  = ky == 1'h1;
-  assign \$2157  = \$2156  & d_ge_1;
-  assign \$2158  = ky == 2'h2;
-  assign \$2159  = \$2158  & d_ge_2;
-  assign \$2160  = ky == 2'h3;
-  assign \$2161  = \$2160  & d_ge_3;
-  assign \$2162  = ky == 3'h4;
-  assign \$2163  = \$2162  & d_ge_4;
-  assign \$2164  = | { \$2163 , \$2161 , \$2159 , \$2157 , \$2155  };
-  assign \$2165  = \$2142  ? \$2153  : \$2164 ;
-  assign \$2166  = \$2139  | \$2165 ;
-  assign \$2167  = \$2134  & \$2166 ;
-  assign \$2168  = \$2133  ? \$2167  : avail;
-  assign \$2169  = take ? \$2132  : \$2168 ;
-  assign \$2170  = switch ? \$1930  : \$2169 ;
-  assign \$2171  = rst_conv1_window ? 1'h1 : \$2170 ;
-  assign \$2172  = read_credits_room_next | rst_conv1_window;
+  assign \$2086  = \$2064  ? \$2082  : \$2085 ;
+  assign \$2087  = kx == 3'h4;
+  assign \$2088  = ~ \$2087 ;
+  assign \$2089  = $signed(ix) < $signed(1'h1);
+  assign \$2090  = $signed(ix) >= $signed(6'h1b);
+  assign \$2091  = \$2089  | \$2090 ;
+  assign \$2092  = ky == 3'h4;
+  assign \$2095  = ox == 5'h1b;
+  assign \$2096  = $signed(ix0) < $signed(1'h1);
+  assign \$2097  = $signed(ix0) >= $signed(6'h1b);
+  assign \$2098  = \$2096  | \$2097 ;
+  assign \$2099  = \$2095  ? 1'h1 : \$2098 ;
+  assign \$2100  = $signed(ix0) < $signed(1'h0);
+  assign \$2101  = $signed(ix0) >= $signed(6'h1c);
+  assign \$2102  = \$2100  | \$2101 ;
+  assign \$2103  = \$2094  ? \$2099  : \$2102 ;
+  assign \$2104  = \$2087  ? \$2103  : \$2091 ;
+  assign \$2105  = \$2086  | \$2104 ;
+  assign \$2106  = \$2105  | ahead_rows;
+  assign \$2107  = oy == 5'h1b;
+  assign \$2108  = \$2107  ? 1'h1 : d_ge_2;
+  assign \$2109  = kx == 3'h4;
+  assign \$2110  = ky == 3'h4;
+  assign \$2111  = ! ky;
+  assign \$2112  = \$2111  & d_ge_2;
+  assign \$2113  = ky == 1'h1;
+  assign \$2114  = \$2113  & d_ge_3;
+  assign \$2115  = ky == 2'h2;
+  assign \$2116  = \$2115  & d_ge_4;
+  assign \$2117  = ky == 2'h3;
+  assign \$2118  = \$2117  & d_ge_5;
+  assign \$2119  = ky == 3'h4;
+  assign \$2120  = \$2119  & d_ge_6;
+  assign \$2121  = | { \$2120 , \$2118 , \$2116 , \$2114 , \$2112  };
+  assign \$2122  = \$2110  ? d_ge_1 : \$2121 ;
+  assign \$2123  = ! ky;
+  assign \$2124  = \$2123  & d_ge_1;
+  assign \$2125  = ky == 1'h1;
+  assign \$2126  = \$2125  & d_ge_2;
+  assign \$2127  = ky == 2'h2;
+  assign \$2128  = \$2127  & d_ge_3;
+  assign \$2129  = ky == 2'h3;
+  assign \$2130  = \$2129  & d_ge_4;
+  assign \$2131  = ky == 3'h4;
+  assign \$2132  = \$2131  & d_ge_5;
+  assign \$2133  = | { \$2132 , \$2130 , \$2128 , \$2126 , \$2124  };
+  assign \$2134  = \$2109  ? \$2122  : \$2133 ;
+  assign \$2135  = r_last ? \$2108  : \$2134 ;
+  assign \$2136  = \$2106  | \$2135 ;
+  assign \$2137  = \$2063  & \$2136 ;
+  assign \$2138  = \$1937  ? \$2060  : \$2137 ;
+  assign \$2139  = write_rows & w_last;
+  assign \$2140  = ~ r_done;
+  assign \$2141  = pad | ahead_rows;
+  assign \$2142  = ~ ahead_rows;
+  assign \$2143  = w_row == 5'h1b;
+  assign \$2144  = \$2142  & \$2143 ;
+  assign \$2145  = \$2141  | \$2144 ;
+  assign \$2146  = ~ ahead_rows;
+  assign \$2147  = w_row == 5'h1b;
+  assign \$2148  = \$2146  & \$2147 ;
+  assign \$2149  = ! ky;
+  assign \$2150  = \$2149  & d_ge_28;
+  assign \$2151  = ky == 1'h1;
+  assign \$2152  = \$2151  & d_ge_29;
+  assign \$2153  = ky == 2'h2;
+  assign \$2154  = \$2153  & d_ge_30;
+  assign \$2155  = ky == 2'h3;
+  assign \$2156  = \$2155  & d_ge_31;
+  assign \$2157  = ky == 3'h4;
+  assign \$2158  = \$2157  & d_ge_32;
+  assign \$2159  = | { \$2158 , \$2156 , \$2154 , \$2152 , \$2150  };
+  assign \$2160  = ! ky;
+  assign \$2161  = \$2160  & d_ge_0;
+  assign \$2162  = ky == 1'h1;
+  assign \$2163  = \$2162  & d_ge_1;
+  assign \$2164  = ky == 2'h2;
+  assign \$2165  = \$2164  & d_ge_2;
+  assign \$2166  = ky == 2'h3;
+  assign \$2167  = \$2166  & d_ge_3;
+  assign \$2168  = ky == 3'h4;
+  assign \$2169  = \$2168  & d_ge_4;
+  assign \$2170  = | { \$2169 , \$2167 , \$2165 , \$2163 , \$2161  };
+  assign \$2171  = \$2148  ? \$2159  : \$2170 ;
+  assign \$2172  = \$2145  | \$2171 ;
+  assign \$2173  = \$2140  & \$2172 ;
+  assign \$2174  = \$2139  ? \$2173  : avail;
+  assign \$2175  = take ? \$2138  : \$2174 ;
+  assign \$2176  = switch ? \$1936  : \$2175 ;
+  assign \$2177  = rst_conv1_window ? 1'h1 : \$2176 ;
+  assign \$2178  = read_credits_room_next | rst_conv1_window;
   always @(posedge clk)
-    w_px <= \$2173 ;
+    w_px <= \$2179 ;
   always @(posedge clk)
-    w_addr <= \$2174 ;
+    w_addr <= \$2180 ;
   always @(posedge clk)
-    ahead <= \$2175 ;
+    ahead <= \$2181 ;
   always @(posedge clk)
-    w_row <= \$2176 ;
+    w_row <= \$2182 ;
   always @(posedge clk)
-    read_credits_returned <= \$2177 ;
+    read_credits_returned <= \$2183 ;
   always @(posedge clk)
-    read_credits_space <= \$2178 ;
+    read_credits_space <= \$2184 ;
   always @(posedge clk)
-    read_credits_room <= \$2179 ;
+    read_credits_room <= \$2185 ;
   always @(posedge clk)
-    read_v1 <= \$2180 ;
+    read_v1 <= \$2186 ;
   always @(posedge clk)
-    read_v2 <= \$2181 ;
+    read_v2 <= \$2187 ;
   always @(posedge clk)
-    read_v3 <= \$2182 ;
+    read_v3 <= \$2188 ;
   always @(posedge clk)
-    w_en <= \$2183 ;
+    w_en <= \$2189 ;
   always @(posedge clk)
     step_next_slot <= \$74 [2:0];
   always @(posedge clk)
@@ -8292,91 +8306,99 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     w_data <= \$106 ;
   always @(posedge clk)
-    kx <= \$2184 ;
+    kx <= \$2190 ;
   always @(posedge clk)
-    col_addr <= \$2185 ;
+    col_addr <= \$2191 ;
   always @(posedge clk)
-    ky <= \$2186 ;
+    ky <= \$2192 ;
   always @(posedge clk)
-    row_addr <= \$2187 ;
+    row_addr <= \$2193 ;
   always @(posedge clk)
-    ox <= \$2188 ;
+    ox <= \$2194 ;
   always @(posedge clk)
-    ix0 <= \$2189 ;
+    ix0 <= \$2195 ;
   always @(posedge clk)
-    ix0c <= \$2190 ;
+    ix0c <= \$2196 ;
   always @(posedge clk)
-    oy <= \$2191 ;
+    oy <= \$2197 ;
   always @(posedge clk)
-    low <= \$2192 ;
+    low <= \$2198 ;
   always @(posedge clk)
-    r_done <= \$2193 ;
+    r_done <= \$2199 ;
   always @(posedge clk)
-    base_slot <= \$2194 ;
+    base_slot <= \$2200 ;
   always @(posedge clk)
-    base_row <= \$2195 ;
+    base_row <= \$2201 ;
   always @(posedge clk)
-    ix <= \$2196 ;
+    ix <= \$2202 ;
   always @(posedge clk)
-    iy <= \$2197 ;
+    iy <= \$2203 ;
   always @(posedge clk)
-    img_slot <= \$2198 ;
+    img_slot <= \$2204 ;
   always @(posedge clk)
-    img_row <= \$2199 ;
+    img_row <= \$2205 ;
   always @(posedge clk)
-    w_last <= \$2200 ;
+    w_last <= \$2206 ;
   always @(posedge clk)
-    r_last <= \$2201 ;
+    r_last <= \$2207 ;
   always @(posedge clk)
-    d <= \$2202 ;
+    d <= \$2208 ;
   always @(posedge clk)
-    o__ready <= \$2203 ;
+    o__ready <= \$2209 ;
   always @(posedge clk)
-    room_w_27 <= \$2204 ;
+    room_w_27 <= \$2210 ;
   always @(posedge clk)
-    room_w_28 <= \$2205 ;
+    room_w_28 <= \$2211 ;
   always @(posedge clk)
-    room_low_21 <= \$2206 ;
+    room_low_21 <= \$2212 ;
   always @(posedge clk)
-    room_w_3 <= \$2207 ;
+    room_w_3 <= \$2213 ;
   always @(posedge clk)
-    room_w_4 <= \$2208 ;
+    room_w_4 <= \$2214 ;
   always @(posedge clk)
-    room_low_22 <= \$2209 ;
+    room_low_22 <= \$2215 ;
   always @(posedge clk)
-    avail <= \$2210 ;
+    avail <= \$2216 ;
   always @(posedge clk)
-    d_ge_28 <= \$2211 ;
+    d_ge_28 <= \$2217 ;
   always @(posedge clk)
-    d_ge_29 <= \$2212 ;
+    d_ge_29 <= \$2218 ;
   always @(posedge clk)
-    d_ge_30 <= \$2213 ;
+    d_ge_30 <= \$2219 ;
   always @(posedge clk)
-    d_ge_31 <= \$2214 ;
+    d_ge_31 <= \$2220 ;
   always @(posedge clk)
-    d_ge_32 <= \$2215 ;
+    d_ge_32 <= \$2221 ;
   always @(posedge clk)
-    d_ge_0 <= \$2216 ;
+    d_ge_0 <= \$2222 ;
   always @(posedge clk)
-    d_ge_1 <= \$2217 ;
+    d_ge_1 <= \$2223 ;
   always @(posedge clk)
-    d_ge_2 <= \$2218 ;
+    d_ge_2 <= \$2224 ;
   always @(posedge clk)
-    d_ge_3 <= \$2219 ;
+    d_ge_3 <= \$2225 ;
   always @(posedge clk)
-    d_ge_4 <= \$2220 ;
+    d_ge_4 <= \$2226 ;
   always @(posedge clk)
-    d_ge_5 <= \$2221 ;
+    d_ge_5 <= \$2227 ;
   always @(posedge clk)
-    d_ge_33 <= \$2222 ;
+    d_ge_33 <= \$2228 ;
   always @(posedge clk)
-    d_ge_6 <= \$2223 ;
+    d_ge_6 <= \$2229 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) ahead_rows_copy (
+    .clk(clk),
+    .d(\$1454 ),
+    .q(ahead_rows)
+  );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$2171 ),
+    .d(\$2177 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -8384,7 +8406,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$1888 ),
+    .d(\$1894 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -8392,7 +8414,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$1606 ),
+    .d(\$1612 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv1_window.inp  inp (
@@ -8400,7 +8422,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$107 ),
+    .o__payload(\o__payload$109 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window),
@@ -8428,7 +8450,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$2172 ),
+    .d(\$2178 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -8436,7 +8458,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$1889 ),
+    .d(\$1895 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -8452,7 +8474,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$107 ),
+    .d(\o__payload$109 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -8465,342 +8487,168 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2173  = w_px;
+    \$2179  = w_px;
     if (write) begin
-      \$2173  = \$59 [4:0];
+      \$2179  = \$59 [4:0];
     end
     if (rst_conv1_window) begin
-      \$2173  = 5'h00;
+      \$2179  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2174  = w_addr;
+    \$2180  = w_addr;
     if (write) begin
-      \$2174  = \$62 [7:0];
+      \$2180  = \$62 [7:0];
     end
     if (rst_conv1_window) begin
-      \$2174  = 8'h00;
+      \$2180  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2175  = ahead;
+    \$2181  = ahead;
     if (write) begin
       if (\$63 ) begin
         if (\$66 ) begin
-          \$2175  = 1'h1;
+          \$2181  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$2175  = 1'h0;
+      \$2181  = 1'h0;
     end
-    if (rst_conv1_window) begin
-      \$2175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2176  = w_row;
-    if (write) begin
-      if (\$63 ) begin
-        (* full_case = 32'd1 *)
-        if (\$66 ) begin
-          \$2176  = 5'h00;
-        end else begin
-          \$2176  = \$67 [4:0];
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2176  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2177  = \$68 ;
-    if (rst_conv1_window) begin
-      \$2177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2178  = \$8 [2:0];
-    if (rst_conv1_window) begin
-      \$2178  = 3'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2179  = read_credits_room_next;
-    if (rst_conv1_window) begin
-      \$2179  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2180  = take;
-    if (rst_conv1_window) begin
-      \$2180  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2181  = read_v1;
     if (rst_conv1_window) begin
       \$2181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2182  = read_v2;
+    \$2182  = w_row;
+    if (write) begin
+      if (\$63 ) begin
+        (* full_case = 32'd1 *)
+        if (\$66 ) begin
+          \$2182  = 5'h00;
+        end else begin
+          \$2182  = \$67 [4:0];
+        end
+      end
+    end
     if (rst_conv1_window) begin
-      \$2182  = 1'h0;
+      \$2182  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2183  = read_v3;
+    \$2183  = \$68 ;
     if (rst_conv1_window) begin
       \$2183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2184  = kx;
-    if (take_step) begin
-      \$2184  = \$109 [2:0];
-    end
+    \$2184  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$2184  = 3'h0;
+      \$2184  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2185  = col_addr;
+    \$2185  = read_credits_room_next;
+    if (rst_conv1_window) begin
+      \$2185  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2186  = take;
+    if (rst_conv1_window) begin
+      \$2186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2187  = read_v1;
+    if (rst_conv1_window) begin
+      \$2187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2188  = read_v2;
+    if (rst_conv1_window) begin
+      \$2188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2189  = read_v3;
+    if (rst_conv1_window) begin
+      \$2189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2190  = kx;
+    if (take_step) begin
+      \$2190  = \$109 [2:0];
+    end
+    if (rst_conv1_window) begin
+      \$2190  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2191  = col_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
-        \$2185  = \$112 [5:0];
+        \$2191  = \$112 [5:0];
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$2185  = \$118 [5:0];
+          \$2191  = \$118 [5:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$129 ) begin
-            \$2185  = \$131 [5:0];
+            \$2191  = \$131 [5:0];
           end else begin
-            \$2185  = \$143 [5:0];
+            \$2191  = \$143 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2185  = 6'h3e;
+      \$2191  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2186  = ky;
+    \$2192  = ky;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
-        \$2186  = \$115 [2:0];
+        \$2192  = \$115 [2:0];
       end
     end
     if (rst_conv1_window) begin
-      \$2186  = 3'h0;
+      \$2192  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2187  = row_addr;
+    \$2193  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$2187  = \$124 [7:0];
+          \$2193  = \$124 [7:0];
         end else begin
-          \$2187  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              (* full_case = 32'd1 *)
-              if (\$151 ) begin
-              end else begin
-                \$2187  = step_next_row;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2187  = step_base_row;
-    end
-    if (rst_conv1_window) begin
-      \$2187  = 8'h70;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2188  = ox;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2188  = \$134 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2188  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2189  = ix0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2189  = \$137 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2189  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2190  = ix0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2190  = \$140 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2190  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2191  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$2191  = \$147 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2191  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2192  = low;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$2192  = \$150 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2192  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2193  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              if (\$151 ) begin
-                \$2193  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2193  = 1'h0;
-    end
-    if (rst_conv1_window) begin
-      \$2193  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2194  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
+          \$2193  = base_row;
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
@@ -8808,7 +8656,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$2194  = step_next_slot;
+                \$2193  = step_next_row;
               end
             end
           end
@@ -8816,15 +8664,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2194  = step_base_slot;
+      \$2193  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$2194  = 3'h4;
+      \$2193  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2195  = base_row;
+    \$2194  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -8835,35 +8683,53 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
-            if (\$144 ) begin
-              (* full_case = 32'd1 *)
-              if (\$151 ) begin
-              end else begin
-                \$2195  = step_next_row;
-              end
-            end
+            \$2194  = \$134 [4:0];
           end
         end
       end
     end
-    if (switch) begin
-      \$2195  = step_base_row;
-    end
     if (rst_conv1_window) begin
-      \$2195  = 8'h70;
+      \$2194  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2196  = ix;
+    \$2195  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$153 ) begin
-        \$2196  = \$157 [5:0];
-      end else if (\$156 ) begin
-        \$2196  = \$160 [5:0];
+      if (\$111 ) begin
       end else begin
-        \$2196  = ix0;
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2195  = \$137 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2195  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2196  = ix0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2196  = \$140 [5:0];
+          end
+        end
       end
     end
     if (rst_conv1_window) begin
@@ -8872,215 +8738,371 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2197  = iy;
+    \$2197  = oy;
     if (take_step) begin
-      if (\$161 ) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
         (* full_case = 32'd1 *)
-        if (\$163 ) begin
-          \$2197  = \$167 [5:0];
-        end else if (\$166 ) begin
-          \$2197  = \$170 [5:0];
+        if (\$117 ) begin
         end else begin
-          \$2197  = low;
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2197  = \$147 [4:0];
+            end
+          end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2197  = 6'h3e;
+      \$2197  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2198  = img_slot;
-    if (switch) begin
-      \$2198  = step_img_slot;
-    end
-    if (rst_conv1_window) begin
-      \$2198  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2199  = img_row;
-    if (switch) begin
-      \$2199  = step_img_row;
-    end
-    if (rst_conv1_window) begin
-      \$2199  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2200  = w_last;
-    if (write) begin
-      \$2200  = \$172 ;
-    end
-    if (rst_conv1_window) begin
-      \$2200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2201  = r_last;
+    \$2198  = low;
     if (take_step) begin
-      \$2201  = \$176 ;
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2198  = \$150 [5:0];
+            end
+          end
+        end
+      end
     end
     if (rst_conv1_window) begin
-      \$2201  = 1'h0;
+      \$2198  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2202  = \$207 [6:0];
+    \$2199  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              if (\$151 ) begin
+                \$2199  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2199  = 1'h0;
+    end
     if (rst_conv1_window) begin
-      \$2202  = 7'h02;
+      \$2199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2203  = \$364 ;
+    \$2200  = base_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              (* full_case = 32'd1 *)
+              if (\$151 ) begin
+              end else begin
+                \$2200  = step_next_slot;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2200  = step_base_slot;
+    end
     if (rst_conv1_window) begin
-      \$2203  = 1'h1;
+      \$2200  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2204  = \$372 [5:0];
+    \$2201  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              (* full_case = 32'd1 *)
+              if (\$151 ) begin
+              end else begin
+                \$2201  = step_next_row;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2201  = step_base_row;
+    end
     if (rst_conv1_window) begin
-      \$2204  = 6'h25;
+      \$2201  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2205  = \$380 [5:0];
+    \$2202  = ix;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$153 ) begin
+        \$2202  = \$157 [5:0];
+      end else if (\$156 ) begin
+        \$2202  = \$160 [5:0];
+      end else begin
+        \$2202  = ix0;
+      end
+    end
     if (rst_conv1_window) begin
-      \$2205  = 6'h24;
+      \$2202  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2206  = \$385 [5:0];
+    \$2203  = iy;
+    if (take_step) begin
+      if (\$161 ) begin
+        (* full_case = 32'd1 *)
+        if (\$163 ) begin
+          \$2203  = \$167 [5:0];
+        end else if (\$166 ) begin
+          \$2203  = \$170 [5:0];
+        end else begin
+          \$2203  = low;
+        end
+      end
+    end
     if (rst_conv1_window) begin
-      \$2206  = 6'h17;
+      \$2203  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2207  = \$393 [5:0];
+    \$2204  = img_slot;
+    if (switch) begin
+      \$2204  = step_img_slot;
+    end
     if (rst_conv1_window) begin
-      \$2207  = 6'h3d;
+      \$2204  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2208  = \$401 [5:0];
+    \$2205  = img_row;
+    if (switch) begin
+      \$2205  = step_img_row;
+    end
     if (rst_conv1_window) begin
-      \$2208  = 6'h3c;
+      \$2205  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2209  = \$406 [5:0];
+    \$2206  = w_last;
+    if (write) begin
+      \$2206  = \$172 ;
+    end
     if (rst_conv1_window) begin
-      \$2209  = 6'h18;
+      \$2206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2210  = \$687 ;
+    \$2207  = r_last;
+    if (take_step) begin
+      \$2207  = \$176 ;
+    end
     if (rst_conv1_window) begin
-      \$2210  = 1'h1;
+      \$2207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2211  = \$784 ;
+    \$2208  = \$207 [6:0];
     if (rst_conv1_window) begin
-      \$2211  = 1'h0;
+      \$2208  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2212  = \$839 ;
+    \$2209  = \$364 ;
     if (rst_conv1_window) begin
-      \$2212  = 1'h0;
+      \$2209  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2213  = \$890 ;
+    \$2210  = \$372 [5:0];
     if (rst_conv1_window) begin
-      \$2213  = 1'h0;
+      \$2210  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2214  = \$937 ;
+    \$2211  = \$380 [5:0];
     if (rst_conv1_window) begin
-      \$2214  = 1'h0;
+      \$2211  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2215  = \$980 ;
+    \$2212  = \$385 [5:0];
     if (rst_conv1_window) begin
-      \$2215  = 1'h0;
+      \$2212  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2216  = \$1108 ;
+    \$2213  = \$393 [5:0];
+    if (rst_conv1_window) begin
+      \$2213  = 6'h3d;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2214  = \$401 [5:0];
+    if (rst_conv1_window) begin
+      \$2214  = 6'h3c;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2215  = \$406 [5:0];
+    if (rst_conv1_window) begin
+      \$2215  = 6'h18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2216  = \$687 ;
     if (rst_conv1_window) begin
       \$2216  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2217  = \$1133 ;
+    \$2217  = \$784 ;
     if (rst_conv1_window) begin
-      \$2217  = 1'h1;
+      \$2217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2218  = \$1158 ;
+    \$2218  = \$839 ;
     if (rst_conv1_window) begin
-      \$2218  = 1'h1;
+      \$2218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2219  = \$1186 ;
+    \$2219  = \$890 ;
     if (rst_conv1_window) begin
       \$2219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2220  = \$1218 ;
+    \$2220  = \$937 ;
     if (rst_conv1_window) begin
       \$2220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2221  = \$1252 ;
+    \$2221  = \$980 ;
     if (rst_conv1_window) begin
       \$2221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2222  = \$1322 ;
+    \$2222  = \$1108 ;
     if (rst_conv1_window) begin
-      \$2222  = 1'h0;
+      \$2222  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2223  = \$1447 ;
+    \$2223  = \$1133 ;
     if (rst_conv1_window) begin
-      \$2223  = 1'h0;
+      \$2223  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2224  = \$1158 ;
+    if (rst_conv1_window) begin
+      \$2224  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2225  = \$1186 ;
+    if (rst_conv1_window) begin
+      \$2225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2226  = \$1218 ;
+    if (rst_conv1_window) begin
+      \$2226  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2227  = \$1252 ;
+    if (rst_conv1_window) begin
+      \$2227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2228  = \$1322 ;
+    if (rst_conv1_window) begin
+      \$2228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2229  = \$1447 ;
+    if (rst_conv1_window) begin
+      \$2229  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -9098,6 +9120,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign rd__en = 1'h1;
   assign read_v4 = w_en;
   assign finished = w_data;
+  assign \ahead_rows$42  = ahead_rows;
   assign \$125  = 1'h1;
   assign \$126  = 2'h1;
   assign \$127  = 2'h0;
@@ -9135,33 +9158,33 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1168  = \$1167 ;
   assign \$1195  = \$1194 ;
   assign \$1265  = \$1264 ;
-  assign \$1466  = 1'h0;
-  assign \$1470  = 1'h1;
-  assign \$1471  = 1'h1;
-  assign \$1487  = 1'h1;
-  assign \$1488  = 1'h1;
-  assign \$1502  = 1'h0;
-  assign \$1536  = 1'h0;
-  assign \$1574  = 1'h1;
-  assign \$1575  = 1'h1;
-  assign \$1658  = 1'h1;
-  assign \$1660  = \$1659 ;
-  assign \$1681  = 1'h1;
-  assign \$1682  = \$1680 ;
-  assign \$1703  = 1'h1;
-  assign \$1781  = 1'h1;
-  assign \$1783  = \$1782 ;
-  assign \$1804  = 1'h1;
-  assign \$1805  = \$1803 ;
-  assign \$1941  = 1'h1;
-  assign \$1943  = \$1942 ;
-  assign \$1964  = 1'h1;
-  assign \$1965  = \$1963 ;
-  assign \$1986  = 1'h1;
-  assign \$2064  = 1'h1;
-  assign \$2066  = \$2065 ;
-  assign \$2087  = 1'h1;
-  assign \$2088  = \$2086 ;
+  assign \$1472  = 1'h0;
+  assign \$1476  = 1'h1;
+  assign \$1477  = 1'h1;
+  assign \$1493  = 1'h1;
+  assign \$1494  = 1'h1;
+  assign \$1508  = 1'h0;
+  assign \$1542  = 1'h0;
+  assign \$1580  = 1'h1;
+  assign \$1581  = 1'h1;
+  assign \$1664  = 1'h1;
+  assign \$1666  = \$1665 ;
+  assign \$1687  = 1'h1;
+  assign \$1688  = \$1686 ;
+  assign \$1709  = 1'h1;
+  assign \$1787  = 1'h1;
+  assign \$1789  = \$1788 ;
+  assign \$1810  = 1'h1;
+  assign \$1811  = \$1809 ;
+  assign \$1947  = 1'h1;
+  assign \$1949  = \$1948 ;
+  assign \$1970  = 1'h1;
+  assign \$1971  = \$1969 ;
+  assign \$1992  = 1'h1;
+  assign \$2070  = 1'h1;
+  assign \$2072  = \$2071 ;
+  assign \$2093  = 1'h1;
+  assign \$2094  = \$2092 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13921,9 +13944,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .clk(clk),
     .data(\data$968 ),
     .o__ready(step),
-    .\port$6356$0 (\$489 ),
-    .\port$6362$0 (\$490 ),
-    .\port$6368$0 (\$491 ),
+    .\port$6370$0 (\$489 ),
+    .\port$6376$0 (\$490 ),
+    .\port$6382$0 (\$491 ),
     .raddr(\addr$969 ),
     .rst_conv2(rst_conv2)
   );
@@ -17927,7 +17950,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6356$0 , \port$6362$0 , \port$6368$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6370$0 , \port$6376$0 , \port$6382$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -18074,12 +18097,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6356$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6356$0 ;
-  wire [63:0] \port$6356$0 ;
-  output [63:0] \port$6362$0 ;
-  wire [63:0] \port$6362$0 ;
-  output [63:0] \port$6368$0 ;
-  wire [63:0] \port$6368$0 ;
+  output [63:0] \port$6370$0 ;
+  wire [63:0] \port$6370$0 ;
+  output [63:0] \port$6376$0 ;
+  wire [63:0] \port$6376$0 ;
+  output [63:0] \port$6382$0 ;
+  wire [63:0] \port$6382$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -18404,9 +18427,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6356$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$6356$0  = \$81 ;
-  assign \port$6362$0  = \$87 ;
-  assign \port$6368$0  = \$93 ;
+  assign \port$6370$0  = \$81 ;
+  assign \port$6376$0  = \$87 ;
+  assign \port$6382$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -19485,59 +19508,59 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1962 ;
   wire \$1963 ;
   wire \$1964 ;
-  reg [4:0] \$1965 ;
-  reg [3:0] \$1966 ;
-  reg [2:0] \$1967 ;
-  reg [10:0] \$1968 ;
-  reg [10:0] \$1969 ;
+  wire \$1965 ;
+  wire \$1966 ;
+  wire \$1967 ;
+  wire \$1968 ;
+  wire \$1969 ;
   wire \$197 ;
-  reg \$1970 ;
-  reg [3:0] \$1971 ;
-  reg \$1972 ;
+  wire \$1970 ;
+  reg [4:0] \$1971 ;
+  reg [3:0] \$1972 ;
   reg [2:0] \$1973 ;
-  reg \$1974 ;
-  reg \$1975 ;
+  reg [10:0] \$1974 ;
+  reg [10:0] \$1975 ;
   reg \$1976 ;
-  reg \$1977 ;
+  reg [3:0] \$1977 ;
   reg \$1978 ;
   reg [2:0] \$1979 ;
   wire [4:0] \$198 ;
-  reg [10:0] \$1980 ;
-  reg [4:0] \$1981 ;
-  reg [8:0] \$1982 ;
-  reg [3:0] \$1983 ;
-  reg [4:0] \$1984 ;
+  reg \$1980 ;
+  reg \$1981 ;
+  reg \$1982 ;
+  reg \$1983 ;
+  reg \$1984 ;
   reg [2:0] \$1985 ;
-  reg [8:0] \$1986 ;
-  reg [3:0] \$1987 ;
-  reg [4:0] \$1988 ;
-  reg \$1989 ;
+  reg [10:0] \$1986 ;
+  reg [4:0] \$1987 ;
+  reg [8:0] \$1988 ;
+  reg [3:0] \$1989 ;
   wire [5:0] \$199 ;
-  reg [3:0] \$1990 ;
-  reg [10:0] \$1991 ;
-  reg [4:0] \$1992 ;
+  reg [4:0] \$1990 ;
+  reg [2:0] \$1991 ;
+  reg [8:0] \$1992 ;
   reg [3:0] \$1993 ;
-  reg [10:0] \$1994 ;
+  reg [4:0] \$1994 ;
   reg \$1995 ;
-  reg \$1996 ;
-  reg [5:0] \$1997 ;
-  reg \$1998 ;
-  reg [4:0] \$1999 ;
+  reg [3:0] \$1996 ;
+  reg [10:0] \$1997 ;
+  reg [4:0] \$1998 ;
+  reg [3:0] \$1999 ;
   wire [4:0] \$2 ;
   wire \$20 ;
   wire [4:0] \$200 ;
-  reg [4:0] \$2000 ;
-  reg [4:0] \$2001 ;
-  reg [3:0] \$2002 ;
-  reg [4:0] \$2003 ;
-  reg [4:0] \$2004 ;
-  reg \$2005 ;
-  reg \$2006 ;
-  reg \$2007 ;
-  reg \$2008 ;
-  reg \$2009 ;
+  reg [10:0] \$2000 ;
+  reg \$2001 ;
+  reg \$2002 ;
+  reg [5:0] \$2003 ;
+  reg \$2004 ;
+  reg [4:0] \$2005 ;
+  reg [4:0] \$2006 ;
+  reg [4:0] \$2007 ;
+  reg [3:0] \$2008 ;
+  reg [4:0] \$2009 ;
   wire [5:0] \$201 ;
-  reg \$2010 ;
+  reg [4:0] \$2010 ;
   reg \$2011 ;
   reg \$2012 ;
   reg \$2013 ;
@@ -19546,7 +19569,13 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg \$2016 ;
   reg \$2017 ;
   reg \$2018 ;
+  reg \$2019 ;
   wire [11:0] \$202 ;
+  reg \$2020 ;
+  reg \$2021 ;
+  reg \$2022 ;
+  reg \$2023 ;
+  reg \$2024 ;
   wire \$203 ;
   wire [11:0] \$204 ;
   wire [12:0] \$205 ;
@@ -20441,11 +20470,11 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [10:0] \$signature__addr$65  = 11'h000;
   reg [10:0] \$signature__addr$68  = 11'h000;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$108 ;
-  wire [7:0] \$signature__data$109 ;
   wire [7:0] \$signature__data$110 ;
   wire [7:0] \$signature__data$111 ;
   wire [7:0] \$signature__data$112 ;
+  wire [7:0] \$signature__data$113 ;
+  wire [7:0] \$signature__data$114 ;
   wire [7:0] \$signature__data$18 ;
   wire [7:0] \$signature__data$24 ;
   wire [7:0] \$signature__data$30 ;
@@ -20461,6 +20490,8 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$signature__en$67 ;
   wire \$signature__en$70 ;
   reg ahead = 1'h0;
+  wire ahead_rows;
+  wire \ahead_rows$75 ;
   reg avail = 1'h1;
   wire avail_comb;
   wire avail_rows;
@@ -20507,7 +20538,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$150 ;
+  wire [7:0] \o__payload$152 ;
   wire [39:0] \o__payload$44 ;
   reg o__ready = 1'h1;
   input \o__ready$45 ;
@@ -21666,7 +21697,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _0_ <= bank0[\$signature__addr$56 ];
   end
-  assign \$signature__data$108  = _0_;
+  assign \$signature__data$110  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -22736,7 +22767,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _1_ <= bank1[\$signature__addr$59 ];
   end
-  assign \$signature__data$109  = _1_;
+  assign \$signature__data$111  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -23806,7 +23837,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _2_ <= bank2[\$signature__addr$62 ];
   end
-  assign \$signature__data$110  = _2_;
+  assign \$signature__data$112  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -24876,7 +24907,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _3_ <= bank3[\$signature__addr$65 ];
   end
-  assign \$signature__data$111  = _3_;
+  assign \$signature__data$113  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -25946,9 +25977,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk) begin
     _4_ <= bank4[\$signature__addr$68 ];
   end
-  assign \$signature__data$112  = _4_;
+  assign \$signature__data$114  = _4_;
   assign write = o__valid & o__ready;
-  assign switch = r_done & ahead;
+  assign switch = r_done & ahead_rows;
   assign take = avail & read_credits_room;
   assign \$1  = read_credits_space + read_credits_returned;
   assign \$2  = \$1  - take;
@@ -25960,7 +25991,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$4  = $signed(iy) < $signed(1'h0);
   assign \$5  = $signed(iy) >= $signed(5'h0e);
   assign \$6  = \$4  | \$5 ;
-  assign \$7  = \$6  | ahead;
+  assign \$7  = \$6  | ahead_rows;
   assign \$8  = ~ d[5];
   assign \$9  = | d[4:3];
   assign \$10  = ! ky;
@@ -26246,7 +26277,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$289  = take_rows & r_last;
   assign \$290  = oy == 4'hd;
   assign \$291  = write_rows & w_last;
-  assign \$292  = ~ ahead;
+  assign \$292  = ~ ahead_rows;
   assign \$293  = ~ room_w_13[4];
   assign \$294  = \$292  & \$293 ;
   assign \$295  = \$294  & room_w_14[4];
@@ -26255,7 +26286,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$298  = w_row + 2'h2;
   assign \$299  = \$291  ? \$297  : \$298 ;
   assign \$300  = write_rows & w_last;
-  assign \$301  = ~ ahead;
+  assign \$301  = ~ ahead_rows;
   assign \$302  = ~ room_w_13[4];
   assign \$303  = \$301  & \$302 ;
   assign \$304  = \$303  & room_w_14[4];
@@ -26265,7 +26296,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$308  = \$300  ? \$306  : \$307 ;
   assign \$309  = \$290  ? { 2'h0, \$299  } : \$308 ;
   assign \$310  = write_rows & w_last;
-  assign \$311  = ~ ahead;
+  assign \$311  = ~ ahead_rows;
   assign \$312  = ~ room_w_13[4];
   assign \$313  = \$311  & \$312 ;
   assign \$314  = \$313  & room_w_14[4];
@@ -26468,7 +26499,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$520  = $signed(iy) < $signed(1'h0);
   assign \$521  = $signed(iy) >= $signed(5'h0e);
   assign \$522  = \$520  | \$521 ;
-  assign \$523  = ~ ahead;
+  assign \$523  = ~ ahead_rows;
   assign \$524  = w_row == 4'hd;
   assign \$525  = \$523  & \$524 ;
   assign \$526  = ! ky;
@@ -26533,26 +26564,26 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$585  = \$583  | \$584 ;
   assign \$586  = \$577  ? \$582  : \$585 ;
   assign \$587  = \$570  ? \$586  : \$574 ;
-  assign \$588  = ~ ahead;
+  assign \$588  = ~ ahead_rows;
   assign \$589  = w_row == 4'hd;
   assign \$590  = \$588  & \$589 ;
-  assign \$591  = ahead | \$590 ;
+  assign \$591  = ahead_rows | \$590 ;
   assign \$592  = \$587  | \$591 ;
   assign \$593  = oy == 4'hd;
-  assign \$594  = ~ ahead;
+  assign \$594  = ~ ahead_rows;
   assign \$595  = w_row == 4'hd;
   assign \$596  = \$594  & \$595 ;
-  assign \$598  = ~ ahead;
+  assign \$598  = ~ ahead_rows;
   assign \$599  = w_row == 4'hd;
   assign \$600  = \$598  & \$599 ;
   assign \$601  = \$600  ? d_ge_15 : d_ge_1;
   assign \$602  = \$593  ? 1'h1 : \$601 ;
   assign \$603  = ky == 3'h4;
-  assign \$604  = ~ ahead;
+  assign \$604  = ~ ahead_rows;
   assign \$605  = w_row == 4'hd;
   assign \$606  = \$604  & \$605 ;
   assign \$607  = \$606  ? d_ge_14 : d_ge_0;
-  assign \$608  = ~ ahead;
+  assign \$608  = ~ ahead_rows;
   assign \$609  = w_row == 4'hd;
   assign \$610  = \$608  & \$609 ;
   assign \$611  = ! ky;
@@ -26579,7 +26610,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$632  = | { \$631 , \$629 , \$627 , \$625 , \$623  };
   assign \$633  = \$610  ? \$621  : \$632 ;
   assign \$634  = \$603  ? \$607  : \$633 ;
-  assign \$635  = ~ ahead;
+  assign \$635  = ~ ahead_rows;
   assign \$636  = w_row == 4'hd;
   assign \$637  = \$635  & \$636 ;
   assign \$638  = ! ky;
@@ -26629,7 +26660,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$683  = \$681  | \$682 ;
   assign \$684  = \$675  ? \$680  : \$683 ;
   assign \$685  = \$668  ? \$684  : \$672 ;
-  assign \$686  = \$685  | ahead;
+  assign \$686  = \$685  | ahead_rows;
   assign \$687  = oy == 4'hd;
   assign \$688  = \$687  ? 1'h1 : d_ge_2;
   assign \$689  = ky == 3'h4;
@@ -26665,12 +26696,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$720  = $signed(iy) < $signed(1'h0);
   assign \$721  = $signed(iy) >= $signed(5'h0e);
   assign \$722  = \$720  | \$721 ;
-  assign \$723  = \$722  | ahead;
-  assign \$724  = ~ ahead;
+  assign \$723  = \$722  | ahead_rows;
+  assign \$724  = ~ ahead_rows;
   assign \$725  = w_row == 4'hd;
   assign \$726  = \$724  & \$725 ;
   assign \$727  = \$723  | \$726 ;
-  assign \$728  = ~ ahead;
+  assign \$728  = ~ ahead_rows;
   assign \$729  = w_row == 4'hd;
   assign \$730  = \$728  & \$729 ;
   assign \$731  = ! ky;
@@ -26704,7 +26735,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$759  = take_rows & r_last;
   assign \$760  = oy == 4'hd;
   assign \$761  = write_rows & w_last;
-  assign \$762  = ~ ahead;
+  assign \$762  = ~ ahead_rows;
   assign \$763  = ~ room_w_13[4];
   assign \$764  = \$762  & \$763 ;
   assign \$765  = \$764  & room_w_14[4];
@@ -26722,7 +26753,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$777  = | { \$776 , \$775 , \$774 , \$773  };
   assign \$778  = \$761  ? \$772  : \$777 ;
   assign \$779  = write_rows & w_last;
-  assign \$780  = ~ ahead;
+  assign \$780  = ~ ahead_rows;
   assign \$781  = ~ room_w_13[4];
   assign \$782  = \$780  & \$781 ;
   assign \$783  = \$782  & room_w_14[4];
@@ -26735,7 +26766,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$790  = \$779  ? \$789  : d_ge_15;
   assign \$791  = \$760  ? \$778  : \$790 ;
   assign \$792  = write_rows & w_last;
-  assign \$793  = ~ ahead;
+  assign \$793  = ~ ahead_rows;
   assign \$794  = ~ room_w_13[4];
   assign \$795  = \$793  & \$794 ;
   assign \$796  = \$795  & room_w_14[4];
@@ -26771,7 +26802,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$826  = take_rows & r_last;
   assign \$827  = oy == 4'hd;
   assign \$828  = write_rows & w_last;
-  assign \$829  = ~ ahead;
+  assign \$829  = ~ ahead_rows;
   assign \$830  = ~ room_w_13[4];
   assign \$831  = \$829  & \$830 ;
   assign \$832  = \$831  & room_w_14[4];
@@ -26787,7 +26818,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$842  = | { \$841 , \$840 , \$839  };
   assign \$843  = \$828  ? \$838  : \$842 ;
   assign \$844  = write_rows & w_last;
-  assign \$845  = ~ ahead;
+  assign \$845  = ~ ahead_rows;
   assign \$846  = ~ room_w_13[4];
   assign \$847  = \$845  & \$846 ;
   assign \$848  = \$847  & room_w_14[4];
@@ -26799,7 +26830,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$854  = \$844  ? \$853  : d_ge_16;
   assign \$855  = \$827  ? \$843  : \$854 ;
   assign \$856  = write_rows & w_last;
-  assign \$857  = ~ ahead;
+  assign \$857  = ~ ahead_rows;
   assign \$858  = ~ room_w_13[4];
   assign \$859  = \$857  & \$858 ;
   assign \$860  = \$859  & room_w_14[4];
@@ -26814,7 +26845,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$869  = take_rows & r_last;
   assign \$870  = oy == 4'hd;
   assign \$871  = write_rows & w_last;
-  assign \$872  = ~ ahead;
+  assign \$872  = ~ ahead_rows;
   assign \$873  = ~ room_w_13[4];
   assign \$874  = \$872  & \$873 ;
   assign \$875  = \$874  & room_w_14[4];
@@ -26828,7 +26859,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$883  = | { \$882 , \$881  };
   assign \$884  = \$871  ? \$880  : \$883 ;
   assign \$885  = write_rows & w_last;
-  assign \$886  = ~ ahead;
+  assign \$886  = ~ ahead_rows;
   assign \$887  = ~ room_w_13[4];
   assign \$888  = \$886  & \$887 ;
   assign \$889  = \$888  & room_w_14[4];
@@ -26839,7 +26870,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$894  = \$885  ? \$893  : d_ge_17;
   assign \$895  = \$870  ? \$884  : \$894 ;
   assign \$896  = write_rows & w_last;
-  assign \$897  = ~ ahead;
+  assign \$897  = ~ ahead_rows;
   assign \$898  = ~ room_w_13[4];
   assign \$899  = \$897  & \$898 ;
   assign \$900  = \$899  & room_w_14[4];
@@ -26853,7 +26884,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$908  = take_rows & r_last;
   assign \$909  = oy == 4'hd;
   assign \$910  = write_rows & w_last;
-  assign \$911  = ~ ahead;
+  assign \$911  = ~ ahead_rows;
   assign \$912  = ~ room_w_13[4];
   assign \$913  = \$911  & \$912 ;
   assign \$914  = \$913  & room_w_14[4];
@@ -26864,7 +26895,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$919  = w_row == 4'hf;
   assign \$921  = \$910  ? \$918  : \$920 ;
   assign \$922  = write_rows & w_last;
-  assign \$923  = ~ ahead;
+  assign \$923  = ~ ahead_rows;
   assign \$924  = ~ room_w_13[4];
   assign \$925  = \$923  & \$924 ;
   assign \$926  = \$925  & room_w_14[4];
@@ -26873,7 +26904,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$930  = \$922  ? \$929  : d_ge_18;
   assign \$931  = \$909  ? \$921  : \$930 ;
   assign \$932  = write_rows & w_last;
-  assign \$933  = ~ ahead;
+  assign \$933  = ~ ahead_rows;
   assign \$934  = ~ room_w_13[4];
   assign \$935  = \$933  & \$934 ;
   assign \$936  = \$935  & room_w_14[4];
@@ -26886,7 +26917,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$943  = take_rows & r_last;
   assign \$944  = oy == 4'hd;
   assign \$945  = write_rows & w_last;
-  assign \$946  = ~ ahead;
+  assign \$946  = ~ ahead_rows;
   assign \$947  = ~ room_w_13[4];
   assign \$948  = \$946  & \$947 ;
   assign \$949  = \$948  & room_w_14[4];
@@ -26894,7 +26925,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$952  = \$949  ? 1'h0 : \$951 ;
   assign \$953  = \$945  ? \$952  : 1'h0;
   assign \$954  = write_rows & w_last;
-  assign \$955  = ~ ahead;
+  assign \$955  = ~ ahead_rows;
   assign \$956  = ~ room_w_13[4];
   assign \$957  = \$955  & \$956 ;
   assign \$958  = \$957  & room_w_14[4];
@@ -26902,7 +26933,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$960  = \$954  ? \$959  : d_ge_19;
   assign \$961  = \$944  ? \$953  : \$960 ;
   assign \$962  = write_rows & w_last;
-  assign \$963  = ~ ahead;
+  assign \$963  = ~ ahead_rows;
   assign \$964  = ~ room_w_13[4];
   assign \$965  = \$963  & \$964 ;
   assign \$966  = \$965  & room_w_14[4];
@@ -26913,12 +26944,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$972  = take_rows & r_last;
   assign \$973  = oy == 4'hd;
   assign \$974  = write_rows & w_last;
-  assign \$975  = ~ ahead;
+  assign \$975  = ~ ahead_rows;
   assign \$976  = ~ room_w_13[4];
   assign \$977  = \$975  & \$976 ;
   assign \$978  = \$977  & room_w_14[4];
   assign \$981  = write_rows & w_last;
-  assign \$982  = ~ ahead;
+  assign \$982  = ~ ahead_rows;
   assign \$983  = ~ room_w_13[4];
   assign \$984  = \$982  & \$983 ;
   assign \$985  = \$984  & room_w_14[4];
@@ -26926,7 +26957,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$987  = \$981  ? \$986  : d_ge_1;
   assign \$988  = \$973  ? 1'h1 : \$987 ;
   assign \$989  = write_rows & w_last;
-  assign \$990  = ~ ahead;
+  assign \$990  = ~ ahead_rows;
   assign \$991  = ~ room_w_13[4];
   assign \$992  = \$990  & \$991 ;
   assign \$993  = \$992  & room_w_14[4];
@@ -26989,12 +27020,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1050  = take_rows & r_last;
   assign \$1051  = oy == 4'hd;
   assign \$1052  = write_rows & w_last;
-  assign \$1053  = ~ ahead;
+  assign \$1053  = ~ ahead_rows;
   assign \$1054  = ~ room_w_13[4];
   assign \$1055  = \$1053  & \$1054 ;
   assign \$1056  = \$1055  & room_w_14[4];
   assign \$1059  = write_rows & w_last;
-  assign \$1060  = ~ ahead;
+  assign \$1060  = ~ ahead_rows;
   assign \$1061  = ~ room_w_13[4];
   assign \$1062  = \$1060  & \$1061 ;
   assign \$1063  = \$1062  & room_w_14[4];
@@ -27002,7 +27033,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1065  = \$1059  ? \$1064  : d_ge_2;
   assign \$1066  = \$1051  ? 1'h1 : \$1065 ;
   assign \$1067  = write_rows & w_last;
-  assign \$1068  = ~ ahead;
+  assign \$1068  = ~ ahead_rows;
   assign \$1069  = ~ room_w_13[4];
   assign \$1070  = \$1068  & \$1069 ;
   assign \$1071  = \$1070  & room_w_14[4];
@@ -27012,12 +27043,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1075  = take_rows & r_last;
   assign \$1076  = oy == 4'hd;
   assign \$1077  = write_rows & w_last;
-  assign \$1078  = ~ ahead;
+  assign \$1078  = ~ ahead_rows;
   assign \$1079  = ~ room_w_13[4];
   assign \$1080  = \$1078  & \$1079 ;
   assign \$1081  = \$1080  & room_w_14[4];
   assign \$1084  = write_rows & w_last;
-  assign \$1085  = ~ ahead;
+  assign \$1085  = ~ ahead_rows;
   assign \$1086  = ~ room_w_13[4];
   assign \$1087  = \$1085  & \$1086 ;
   assign \$1088  = \$1087  & room_w_14[4];
@@ -27025,7 +27056,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1090  = \$1084  ? \$1089  : d_ge_3;
   assign \$1091  = \$1076  ? 1'h1 : \$1090 ;
   assign \$1092  = write_rows & w_last;
-  assign \$1093  = ~ ahead;
+  assign \$1093  = ~ ahead_rows;
   assign \$1094  = ~ room_w_13[4];
   assign \$1095  = \$1093  & \$1094 ;
   assign \$1096  = \$1095  & room_w_14[4];
@@ -27035,7 +27066,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1100  = take_rows & r_last;
   assign \$1101  = oy == 4'hd;
   assign \$1102  = write_rows & w_last;
-  assign \$1103  = ~ ahead;
+  assign \$1103  = ~ ahead_rows;
   assign \$1104  = ~ room_w_13[4];
   assign \$1105  = \$1103  & \$1104 ;
   assign \$1106  = \$1105  & room_w_14[4];
@@ -27044,7 +27075,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1110  = ~ \$1109 ;
   assign \$1111  = \$1102  ? \$1107  : \$1110 ;
   assign \$1112  = write_rows & w_last;
-  assign \$1113  = ~ ahead;
+  assign \$1113  = ~ ahead_rows;
   assign \$1114  = ~ room_w_13[4];
   assign \$1115  = \$1113  & \$1114 ;
   assign \$1116  = \$1115  & room_w_14[4];
@@ -27052,7 +27083,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1118  = \$1112  ? \$1117  : d_ge_4;
   assign \$1119  = \$1101  ? \$1111  : \$1118 ;
   assign \$1120  = write_rows & w_last;
-  assign \$1121  = ~ ahead;
+  assign \$1121  = ~ ahead_rows;
   assign \$1122  = ~ room_w_13[4];
   assign \$1123  = \$1121  & \$1122 ;
   assign \$1124  = \$1123  & room_w_14[4];
@@ -27062,7 +27093,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1128  = take_rows & r_last;
   assign \$1129  = oy == 4'hd;
   assign \$1130  = write_rows & w_last;
-  assign \$1131  = ~ ahead;
+  assign \$1131  = ~ ahead_rows;
   assign \$1132  = ~ room_w_13[4];
   assign \$1133  = \$1131  & \$1132 ;
   assign \$1134  = \$1133  & room_w_14[4];
@@ -27075,7 +27106,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1142  = ~ \$1141 ;
   assign \$1143  = \$1130  ? \$1138  : \$1142 ;
   assign \$1144  = write_rows & w_last;
-  assign \$1145  = ~ ahead;
+  assign \$1145  = ~ ahead_rows;
   assign \$1146  = ~ room_w_13[4];
   assign \$1147  = \$1145  & \$1146 ;
   assign \$1148  = \$1147  & room_w_14[4];
@@ -27083,7 +27114,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1150  = \$1144  ? \$1149  : d_ge_5;
   assign \$1151  = \$1129  ? \$1143  : \$1150 ;
   assign \$1152  = write_rows & w_last;
-  assign \$1153  = ~ ahead;
+  assign \$1153  = ~ ahead_rows;
   assign \$1154  = ~ room_w_13[4];
   assign \$1155  = \$1153  & \$1154 ;
   assign \$1156  = \$1155  & room_w_14[4];
@@ -27093,7 +27124,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1160  = take_rows & r_last;
   assign \$1161  = oy == 4'hd;
   assign \$1162  = write_rows & w_last;
-  assign \$1163  = ~ ahead;
+  assign \$1163  = ~ ahead_rows;
   assign \$1164  = ~ room_w_13[4];
   assign \$1165  = \$1163  & \$1164 ;
   assign \$1166  = \$1165  & room_w_14[4];
@@ -27109,7 +27140,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1176  = ~ \$1175 ;
   assign \$1177  = \$1162  ? \$1171  : \$1176 ;
   assign \$1178  = write_rows & w_last;
-  assign \$1179  = ~ ahead;
+  assign \$1179  = ~ ahead_rows;
   assign \$1180  = ~ room_w_13[4];
   assign \$1181  = \$1179  & \$1180 ;
   assign \$1182  = \$1181  & room_w_14[4];
@@ -27117,7 +27148,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1184  = \$1178  ? \$1183  : d_ge_6;
   assign \$1185  = \$1161  ? \$1177  : \$1184 ;
   assign \$1186  = write_rows & w_last;
-  assign \$1187  = ~ ahead;
+  assign \$1187  = ~ ahead_rows;
   assign \$1188  = ~ room_w_13[4];
   assign \$1189  = \$1187  & \$1188 ;
   assign \$1190  = \$1189  & room_w_14[4];
@@ -27127,12 +27158,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1194  = take_rows & r_last;
   assign \$1195  = oy == 4'hd;
   assign \$1196  = write_rows & w_last;
-  assign \$1197  = ~ ahead;
+  assign \$1197  = ~ ahead_rows;
   assign \$1198  = ~ room_w_13[4];
   assign \$1199  = \$1197  & \$1198 ;
   assign \$1200  = \$1199  & room_w_14[4];
   assign \$1203  = write_rows & w_last;
-  assign \$1204  = ~ ahead;
+  assign \$1204  = ~ ahead_rows;
   assign \$1205  = ~ room_w_13[4];
   assign \$1206  = \$1204  & \$1205 ;
   assign \$1207  = \$1206  & room_w_14[4];
@@ -27153,7 +27184,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1222  = \$1203  ? \$1208  : \$1221 ;
   assign \$1223  = \$1195  ? 1'h0 : \$1222 ;
   assign \$1224  = write_rows & w_last;
-  assign \$1225  = ~ ahead;
+  assign \$1225  = ~ ahead_rows;
   assign \$1226  = ~ room_w_13[4];
   assign \$1227  = \$1225  & \$1226 ;
   assign \$1228  = \$1227  & room_w_14[4];
@@ -27163,7 +27194,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1232  = take_rows & r_last;
   assign \$1233  = oy == 4'hd;
   assign \$1234  = write_rows & w_last;
-  assign \$1235  = ~ ahead;
+  assign \$1235  = ~ ahead_rows;
   assign \$1236  = ~ room_w_13[4];
   assign \$1237  = \$1235  & \$1236 ;
   assign \$1238  = \$1237  & room_w_14[4];
@@ -27181,7 +27212,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1250  = ~ \$1249 ;
   assign \$1251  = \$1234  ? \$1244  : \$1250 ;
   assign \$1252  = write_rows & w_last;
-  assign \$1253  = ~ ahead;
+  assign \$1253  = ~ ahead_rows;
   assign \$1254  = ~ room_w_13[4];
   assign \$1255  = \$1253  & \$1254 ;
   assign \$1256  = \$1255  & room_w_14[4];
@@ -27228,7 +27259,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1297  = \$1252  ? \$1270  : \$1296 ;
   assign \$1298  = \$1233  ? \$1251  : \$1297 ;
   assign \$1299  = write_rows & w_last;
-  assign \$1300  = ~ ahead;
+  assign \$1300  = ~ ahead_rows;
   assign \$1301  = ~ room_w_13[4];
   assign \$1302  = \$1300  & \$1301 ;
   assign \$1303  = \$1302  & room_w_14[4];
@@ -27251,661 +27282,667 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1320  = w_grp + w_c;
   assign \$1321  = w_b == 3'h4;
   assign \$1322  = write & \$1321 ;
-  assign \$1323  = take_rows & r_last;
-  assign \$1324  = write & w_last;
-  assign \$1325  = ~ ahead;
-  assign \$1326  = ~ room_w_13[4];
-  assign \$1327  = \$1325  & \$1326 ;
-  assign \$1328  = \$1327  & room_w_14[4];
-  assign \$1329  = oy == 4'hd;
-  assign \$1330  = ~ ahead;
-  assign \$1331  = ~ room_w_13[4];
-  assign \$1332  = \$1330  & \$1331 ;
-  assign \$1333  = \$1332  & room_w_14[4];
-  assign \$1334  = ahead | \$1333 ;
-  assign \$1335  = switch ? 1'h0 : \$1334 ;
-  assign \$1336  = oy == 4'hd;
-  assign \$1337  = r_done | \$1336 ;
-  assign \$1338  = switch ? 1'h0 : \$1337 ;
-  assign \$1339  = ~ \$1338 ;
-  assign \$1341  = oy == 4'hd;
-  assign \$1342  = r_done | \$1341 ;
-  assign \$1343  = switch ? 1'h0 : \$1342 ;
-  assign \$1346  = \$1335  ? 1'h0 : 1'h1;
-  assign \$1347  = ~ ahead;
-  assign \$1348  = ~ room_w_13[4];
-  assign \$1349  = \$1347  & \$1348 ;
-  assign \$1350  = \$1349  & room_w_14[4];
-  assign \$1351  = ahead | \$1350 ;
-  assign \$1352  = switch ? 1'h0 : \$1351 ;
-  assign \$1353  = oy == 4'hd;
-  assign \$1354  = r_done | \$1353 ;
-  assign \$1355  = switch ? 1'h0 : \$1354 ;
-  assign \$1356  = ~ \$1355 ;
-  assign \$1357  = \$1356  & room_low_2[4];
-  assign \$1358  = oy == 4'hd;
-  assign \$1359  = r_done | \$1358 ;
-  assign \$1360  = switch ? 1'h0 : \$1359 ;
-  assign \$1363  = \$1352  ? \$1357  : 1'h1;
-  assign \$1364  = \$1329  ? \$1346  : \$1363 ;
-  assign \$1365  = oy == 4'hd;
-  assign \$1366  = ~ ahead;
-  assign \$1367  = ~ room_w_13[4];
-  assign \$1368  = \$1366  & \$1367 ;
-  assign \$1369  = \$1368  & room_w_14[4];
-  assign \$1370  = ahead | \$1369 ;
-  assign \$1371  = switch ? 1'h0 : \$1370 ;
-  assign \$1372  = oy == 4'hd;
-  assign \$1373  = r_done | \$1372 ;
-  assign \$1374  = switch ? 1'h0 : \$1373 ;
-  assign \$1375  = ~ \$1374 ;
-  assign \$1377  = oy == 4'hd;
-  assign \$1378  = r_done | \$1377 ;
-  assign \$1379  = switch ? 1'h0 : \$1378 ;
-  assign \$1380  = \$1379  | room_w_8[3];
-  assign \$1381  = room_w_13[4] & \$1380 ;
-  assign \$1382  = \$1371  ? 1'h0 : \$1381 ;
-  assign \$1383  = ~ ahead;
-  assign \$1384  = ~ room_w_13[4];
-  assign \$1385  = \$1383  & \$1384 ;
-  assign \$1386  = \$1385  & room_w_14[4];
-  assign \$1387  = ahead | \$1386 ;
-  assign \$1388  = switch ? 1'h0 : \$1387 ;
-  assign \$1389  = oy == 4'hd;
-  assign \$1390  = r_done | \$1389 ;
-  assign \$1391  = switch ? 1'h0 : \$1390 ;
-  assign \$1392  = ~ \$1391 ;
-  assign \$1393  = $signed(d) < $signed(3'h5);
-  assign \$1394  = \$1392  & \$1393 ;
+  assign \$1323  = rst_conv2_window | switch;
+  assign \$1324  = write_rows & w_last;
+  assign \$1325  = w_row == 4'hd;
+  assign \$1326  = \$1324  & \$1325 ;
+  assign \$1327  = \$1326  ? 1'h1 : ahead_rows;
+  assign \$1328  = \$1323  ? 1'h0 : \$1327 ;
+  assign \$1329  = take_rows & r_last;
+  assign \$1330  = write & w_last;
+  assign \$1331  = ~ ahead;
+  assign \$1332  = ~ room_w_13[4];
+  assign \$1333  = \$1331  & \$1332 ;
+  assign \$1334  = \$1333  & room_w_14[4];
+  assign \$1335  = oy == 4'hd;
+  assign \$1336  = ~ ahead;
+  assign \$1337  = ~ room_w_13[4];
+  assign \$1338  = \$1336  & \$1337 ;
+  assign \$1339  = \$1338  & room_w_14[4];
+  assign \$1340  = ahead | \$1339 ;
+  assign \$1341  = switch ? 1'h0 : \$1340 ;
+  assign \$1342  = oy == 4'hd;
+  assign \$1343  = r_done | \$1342 ;
+  assign \$1344  = switch ? 1'h0 : \$1343 ;
+  assign \$1345  = ~ \$1344 ;
+  assign \$1347  = oy == 4'hd;
+  assign \$1348  = r_done | \$1347 ;
+  assign \$1349  = switch ? 1'h0 : \$1348 ;
+  assign \$1352  = \$1341  ? 1'h0 : 1'h1;
+  assign \$1353  = ~ ahead;
+  assign \$1354  = ~ room_w_13[4];
+  assign \$1355  = \$1353  & \$1354 ;
+  assign \$1356  = \$1355  & room_w_14[4];
+  assign \$1357  = ahead | \$1356 ;
+  assign \$1358  = switch ? 1'h0 : \$1357 ;
+  assign \$1359  = oy == 4'hd;
+  assign \$1360  = r_done | \$1359 ;
+  assign \$1361  = switch ? 1'h0 : \$1360 ;
+  assign \$1362  = ~ \$1361 ;
+  assign \$1363  = \$1362  & room_low_2[4];
+  assign \$1364  = oy == 4'hd;
+  assign \$1365  = r_done | \$1364 ;
+  assign \$1366  = switch ? 1'h0 : \$1365 ;
+  assign \$1369  = \$1358  ? \$1363  : 1'h1;
+  assign \$1370  = \$1335  ? \$1352  : \$1369 ;
+  assign \$1371  = oy == 4'hd;
+  assign \$1372  = ~ ahead;
+  assign \$1373  = ~ room_w_13[4];
+  assign \$1374  = \$1372  & \$1373 ;
+  assign \$1375  = \$1374  & room_w_14[4];
+  assign \$1376  = ahead | \$1375 ;
+  assign \$1377  = switch ? 1'h0 : \$1376 ;
+  assign \$1378  = oy == 4'hd;
+  assign \$1379  = r_done | \$1378 ;
+  assign \$1380  = switch ? 1'h0 : \$1379 ;
+  assign \$1381  = ~ \$1380 ;
+  assign \$1383  = oy == 4'hd;
+  assign \$1384  = r_done | \$1383 ;
+  assign \$1385  = switch ? 1'h0 : \$1384 ;
+  assign \$1386  = \$1385  | room_w_8[3];
+  assign \$1387  = room_w_13[4] & \$1386 ;
+  assign \$1388  = \$1377  ? 1'h0 : \$1387 ;
+  assign \$1389  = ~ ahead;
+  assign \$1390  = ~ room_w_13[4];
+  assign \$1391  = \$1389  & \$1390 ;
+  assign \$1392  = \$1391  & room_w_14[4];
+  assign \$1393  = ahead | \$1392 ;
+  assign \$1394  = switch ? 1'h0 : \$1393 ;
   assign \$1395  = oy == 4'hd;
   assign \$1396  = r_done | \$1395 ;
   assign \$1397  = switch ? 1'h0 : \$1396 ;
-  assign \$1398  = $signed(d) < $signed(5'h0b);
-  assign \$1399  = \$1397  | \$1398 ;
-  assign \$1400  = room_w_13[4] & \$1399 ;
-  assign \$1401  = \$1388  ? \$1394  : \$1400 ;
-  assign \$1402  = \$1365  ? \$1382  : \$1401 ;
-  assign \$1403  = \$1328  ? \$1364  : \$1402 ;
-  assign \$1404  = oy == 4'hd;
-  assign \$1405  = switch ? 1'h0 : ahead;
-  assign \$1406  = oy == 4'hd;
-  assign \$1407  = r_done | \$1406 ;
-  assign \$1408  = switch ? 1'h0 : \$1407 ;
-  assign \$1409  = ~ \$1408 ;
-  assign \$1411  = oy == 4'hd;
-  assign \$1412  = r_done | \$1411 ;
-  assign \$1413  = switch ? 1'h0 : \$1412 ;
-  assign \$1414  = \$1413  | room_w_9[4];
-  assign \$1415  = room_w_14[4] & \$1414 ;
-  assign \$1416  = \$1405  ? 1'h0 : \$1415 ;
-  assign \$1417  = switch ? 1'h0 : ahead;
-  assign \$1418  = oy == 4'hd;
-  assign \$1419  = r_done | \$1418 ;
-  assign \$1420  = switch ? 1'h0 : \$1419 ;
-  assign \$1421  = ~ \$1420 ;
-  assign \$1422  = $signed(d) < $signed(2'h2);
-  assign \$1423  = \$1421  & \$1422 ;
+  assign \$1398  = ~ \$1397 ;
+  assign \$1399  = $signed(d) < $signed(3'h5);
+  assign \$1400  = \$1398  & \$1399 ;
+  assign \$1401  = oy == 4'hd;
+  assign \$1402  = r_done | \$1401 ;
+  assign \$1403  = switch ? 1'h0 : \$1402 ;
+  assign \$1404  = $signed(d) < $signed(5'h0b);
+  assign \$1405  = \$1403  | \$1404 ;
+  assign \$1406  = room_w_13[4] & \$1405 ;
+  assign \$1407  = \$1394  ? \$1400  : \$1406 ;
+  assign \$1408  = \$1371  ? \$1388  : \$1407 ;
+  assign \$1409  = \$1334  ? \$1370  : \$1408 ;
+  assign \$1410  = oy == 4'hd;
+  assign \$1411  = switch ? 1'h0 : ahead;
+  assign \$1412  = oy == 4'hd;
+  assign \$1413  = r_done | \$1412 ;
+  assign \$1414  = switch ? 1'h0 : \$1413 ;
+  assign \$1415  = ~ \$1414 ;
+  assign \$1417  = oy == 4'hd;
+  assign \$1418  = r_done | \$1417 ;
+  assign \$1419  = switch ? 1'h0 : \$1418 ;
+  assign \$1420  = \$1419  | room_w_9[4];
+  assign \$1421  = room_w_14[4] & \$1420 ;
+  assign \$1422  = \$1411  ? 1'h0 : \$1421 ;
+  assign \$1423  = switch ? 1'h0 : ahead;
   assign \$1424  = oy == 4'hd;
   assign \$1425  = r_done | \$1424 ;
   assign \$1426  = switch ? 1'h0 : \$1425 ;
-  assign \$1427  = $signed(d) < $signed(5'h0c);
-  assign \$1428  = \$1426  | \$1427 ;
-  assign \$1429  = room_w_14[4] & \$1428 ;
-  assign \$1430  = \$1417  ? \$1423  : \$1429 ;
-  assign \$1431  = \$1404  ? \$1416  : \$1430 ;
-  assign \$1432  = \$1324  ? \$1403  : \$1431 ;
-  assign \$1433  = write & w_last;
-  assign \$1434  = ~ ahead;
-  assign \$1435  = ~ room_w_13[4];
-  assign \$1436  = \$1434  & \$1435 ;
-  assign \$1437  = \$1436  & room_w_14[4];
-  assign \$1438  = ~ ahead;
-  assign \$1439  = ~ room_w_13[4];
-  assign \$1440  = \$1438  & \$1439 ;
-  assign \$1441  = \$1440  & room_w_14[4];
-  assign \$1442  = ahead | \$1441 ;
-  assign \$1443  = switch ? 1'h0 : \$1442 ;
-  assign \$1444  = switch ? 1'h0 : r_done;
-  assign \$1445  = ~ \$1444 ;
-  assign \$1446  = \$1445  & room_low_3[4];
-  assign \$1447  = switch ? 1'h0 : r_done;
-  assign \$1450  = \$1443  ? \$1446  : 1'h1;
-  assign \$1451  = ~ ahead;
-  assign \$1452  = ~ room_w_13[4];
-  assign \$1453  = \$1451  & \$1452 ;
-  assign \$1454  = \$1453  & room_w_14[4];
-  assign \$1455  = ahead | \$1454 ;
-  assign \$1456  = switch ? 1'h0 : \$1455 ;
-  assign \$1457  = switch ? 1'h0 : r_done;
-  assign \$1458  = ~ \$1457 ;
-  assign \$1459  = $signed(d) < $signed(3'h4);
-  assign \$1460  = \$1458  & \$1459 ;
-  assign \$1461  = switch ? 1'h0 : r_done;
-  assign \$1462  = $signed(d) < $signed(5'h0a);
-  assign \$1463  = \$1461  | \$1462 ;
-  assign \$1464  = room_w_13[4] & \$1463 ;
-  assign \$1465  = \$1456  ? \$1460  : \$1464 ;
-  assign \$1466  = \$1437  ? \$1450  : \$1465 ;
-  assign \$1467  = switch ? 1'h0 : ahead;
-  assign \$1468  = switch ? 1'h0 : r_done;
-  assign \$1469  = ~ \$1468 ;
-  assign \$1470  = $signed(d) < $signed(3'h5);
-  assign \$1471  = \$1469  & \$1470 ;
-  assign \$1472  = switch ? 1'h0 : r_done;
-  assign \$1473  = $signed(d) < $signed(5'h0b);
-  assign \$1474  = \$1472  | \$1473 ;
-  assign \$1475  = room_w_14[4] & \$1474 ;
-  assign \$1476  = \$1467  ? \$1471  : \$1475 ;
-  assign \$1477  = switch ? \$1476  : o__ready;
-  assign \$1478  = \$1433  ? \$1466  : \$1477 ;
-  assign \$1479  = \$1323  ? \$1432  : \$1478 ;
-  assign \$1480  = rst_conv2_window ? 1'h1 : \$1479 ;
-  assign \$1481  = write_rows & w_last;
-  assign \$1482  = $signed(iy) < $signed(1'h0);
-  assign \$1483  = $signed(iy) >= $signed(5'h0e);
-  assign \$1484  = \$1482  | \$1483 ;
-  assign \$1485  = ~ ahead;
-  assign \$1486  = w_row == 4'hd;
-  assign \$1487  = \$1485  & \$1486 ;
-  assign \$1488  = ! ky;
-  assign \$1489  = \$1488  & d_ge_14;
-  assign \$1490  = ky == 1'h1;
-  assign \$1491  = \$1490  & d_ge_15;
-  assign \$1492  = ky == 2'h2;
-  assign \$1493  = \$1492  & d_ge_16;
-  assign \$1494  = ky == 2'h3;
-  assign \$1495  = \$1494  & d_ge_17;
-  assign \$1496  = ky == 3'h4;
-  assign \$1497  = \$1496  & d_ge_18;
-  assign \$1498  = | { \$1497 , \$1495 , \$1493 , \$1491 , \$1489  };
-  assign \$1499  = ! ky;
-  assign \$1500  = \$1499  & d_ge_0;
-  assign \$1501  = ky == 1'h1;
-  assign \$1502  = \$1501  & d_ge_1;
-  assign \$1503  = ky == 2'h2;
-  assign \$1504  = \$1503  & d_ge_2;
-  assign \$1505  = ky == 2'h3;
-  assign \$1506  = \$1505  & d_ge_3;
-  assign \$1507  = ky == 3'h4;
-  assign \$1508  = \$1507  & d_ge_4;
-  assign \$1509  = | { \$1508 , \$1506 , \$1504 , \$1502 , \$1500  };
-  assign \$1510  = \$1487  ? \$1498  : \$1509 ;
-  assign \$1511  = \$1484  | \$1510 ;
-  assign \$1512  = $signed(iy) < $signed(1'h0);
-  assign \$1513  = $signed(iy) >= $signed(5'h0e);
-  assign \$1514  = \$1512  | \$1513 ;
-  assign \$1515  = ! ky;
-  assign \$1516  = \$1515  & d_ge_1;
-  assign \$1517  = ky == 1'h1;
-  assign \$1518  = \$1517  & d_ge_2;
-  assign \$1519  = ky == 2'h2;
-  assign \$1520  = \$1519  & d_ge_3;
-  assign \$1521  = ky == 2'h3;
-  assign \$1522  = \$1521  & d_ge_4;
-  assign \$1523  = ky == 3'h4;
-  assign \$1524  = \$1523  & d_ge_5;
-  assign \$1525  = | { \$1524 , \$1522 , \$1520 , \$1518 , \$1516  };
-  assign \$1526  = \$1514  | \$1525 ;
-  assign \$1527  = \$1481  ? \$1511  : \$1526 ;
-  assign \$1528  = write_rows & w_last;
-  assign \$1529  = oy == 4'hd;
-  assign \$1530  = r_last & \$1529 ;
-  assign \$1531  = ~ \$1530 ;
-  assign \$1532  = ky == 3'h4;
-  assign \$1533  = ~ \$1532 ;
-  assign \$1534  = $signed(iy) < $signed(1'h1);
-  assign \$1535  = $signed(iy) >= $signed(5'h0d);
-  assign \$1536  = \$1534  | \$1535 ;
-  assign \$1537  = c == 5'h1f;
-  assign \$1538  = ox == 4'hd;
-  assign \$1539  = \$1537  & \$1538 ;
-  assign \$1540  = oy == 4'hd;
-  assign \$1541  = $signed(low) < $signed(1'h1);
-  assign \$1542  = $signed(low) >= $signed(5'h0d);
-  assign \$1543  = \$1541  | \$1542 ;
-  assign \$1544  = \$1540  ? 1'h1 : \$1543 ;
-  assign \$1545  = $signed(low) < $signed(1'h0);
-  assign \$1546  = $signed(low) >= $signed(5'h0e);
-  assign \$1547  = \$1545  | \$1546 ;
-  assign \$1548  = \$1539  ? \$1544  : \$1547 ;
-  assign \$1549  = \$1532  ? \$1548  : \$1536 ;
-  assign \$1550  = ~ ahead;
-  assign \$1551  = w_row == 4'hd;
-  assign \$1552  = \$1550  & \$1551 ;
-  assign \$1553  = ahead | \$1552 ;
-  assign \$1554  = \$1549  | \$1553 ;
-  assign \$1555  = oy == 4'hd;
-  assign \$1556  = ~ ahead;
+  assign \$1427  = ~ \$1426 ;
+  assign \$1428  = $signed(d) < $signed(2'h2);
+  assign \$1429  = \$1427  & \$1428 ;
+  assign \$1430  = oy == 4'hd;
+  assign \$1431  = r_done | \$1430 ;
+  assign \$1432  = switch ? 1'h0 : \$1431 ;
+  assign \$1433  = $signed(d) < $signed(5'h0c);
+  assign \$1434  = \$1432  | \$1433 ;
+  assign \$1435  = room_w_14[4] & \$1434 ;
+  assign \$1436  = \$1423  ? \$1429  : \$1435 ;
+  assign \$1437  = \$1410  ? \$1422  : \$1436 ;
+  assign \$1438  = \$1330  ? \$1409  : \$1437 ;
+  assign \$1439  = write & w_last;
+  assign \$1440  = ~ ahead;
+  assign \$1441  = ~ room_w_13[4];
+  assign \$1442  = \$1440  & \$1441 ;
+  assign \$1443  = \$1442  & room_w_14[4];
+  assign \$1444  = ~ ahead;
+  assign \$1445  = ~ room_w_13[4];
+  assign \$1446  = \$1444  & \$1445 ;
+  assign \$1447  = \$1446  & room_w_14[4];
+  assign \$1448  = ahead | \$1447 ;
+  assign \$1449  = switch ? 1'h0 : \$1448 ;
+  assign \$1450  = switch ? 1'h0 : r_done;
+  assign \$1451  = ~ \$1450 ;
+  assign \$1452  = \$1451  & room_low_3[4];
+  assign \$1453  = switch ? 1'h0 : r_done;
+  assign \$1456  = \$1449  ? \$1452  : 1'h1;
+  assign \$1457  = ~ ahead;
+  assign \$1458  = ~ room_w_13[4];
+  assign \$1459  = \$1457  & \$1458 ;
+  assign \$1460  = \$1459  & room_w_14[4];
+  assign \$1461  = ahead | \$1460 ;
+  assign \$1462  = switch ? 1'h0 : \$1461 ;
+  assign \$1463  = switch ? 1'h0 : r_done;
+  assign \$1464  = ~ \$1463 ;
+  assign \$1465  = $signed(d) < $signed(3'h4);
+  assign \$1466  = \$1464  & \$1465 ;
+  assign \$1467  = switch ? 1'h0 : r_done;
+  assign \$1468  = $signed(d) < $signed(5'h0a);
+  assign \$1469  = \$1467  | \$1468 ;
+  assign \$1470  = room_w_13[4] & \$1469 ;
+  assign \$1471  = \$1462  ? \$1466  : \$1470 ;
+  assign \$1472  = \$1443  ? \$1456  : \$1471 ;
+  assign \$1473  = switch ? 1'h0 : ahead;
+  assign \$1474  = switch ? 1'h0 : r_done;
+  assign \$1475  = ~ \$1474 ;
+  assign \$1476  = $signed(d) < $signed(3'h5);
+  assign \$1477  = \$1475  & \$1476 ;
+  assign \$1478  = switch ? 1'h0 : r_done;
+  assign \$1479  = $signed(d) < $signed(5'h0b);
+  assign \$1480  = \$1478  | \$1479 ;
+  assign \$1481  = room_w_14[4] & \$1480 ;
+  assign \$1482  = \$1473  ? \$1477  : \$1481 ;
+  assign \$1483  = switch ? \$1482  : o__ready;
+  assign \$1484  = \$1439  ? \$1472  : \$1483 ;
+  assign \$1485  = \$1329  ? \$1438  : \$1484 ;
+  assign \$1486  = rst_conv2_window ? 1'h1 : \$1485 ;
+  assign \$1487  = write_rows & w_last;
+  assign \$1488  = $signed(iy) < $signed(1'h0);
+  assign \$1489  = $signed(iy) >= $signed(5'h0e);
+  assign \$1490  = \$1488  | \$1489 ;
+  assign \$1491  = ~ ahead_rows;
+  assign \$1492  = w_row == 4'hd;
+  assign \$1493  = \$1491  & \$1492 ;
+  assign \$1494  = ! ky;
+  assign \$1495  = \$1494  & d_ge_14;
+  assign \$1496  = ky == 1'h1;
+  assign \$1497  = \$1496  & d_ge_15;
+  assign \$1498  = ky == 2'h2;
+  assign \$1499  = \$1498  & d_ge_16;
+  assign \$1500  = ky == 2'h3;
+  assign \$1501  = \$1500  & d_ge_17;
+  assign \$1502  = ky == 3'h4;
+  assign \$1503  = \$1502  & d_ge_18;
+  assign \$1504  = | { \$1503 , \$1501 , \$1499 , \$1497 , \$1495  };
+  assign \$1505  = ! ky;
+  assign \$1506  = \$1505  & d_ge_0;
+  assign \$1507  = ky == 1'h1;
+  assign \$1508  = \$1507  & d_ge_1;
+  assign \$1509  = ky == 2'h2;
+  assign \$1510  = \$1509  & d_ge_2;
+  assign \$1511  = ky == 2'h3;
+  assign \$1512  = \$1511  & d_ge_3;
+  assign \$1513  = ky == 3'h4;
+  assign \$1514  = \$1513  & d_ge_4;
+  assign \$1515  = | { \$1514 , \$1512 , \$1510 , \$1508 , \$1506  };
+  assign \$1516  = \$1493  ? \$1504  : \$1515 ;
+  assign \$1517  = \$1490  | \$1516 ;
+  assign \$1518  = $signed(iy) < $signed(1'h0);
+  assign \$1519  = $signed(iy) >= $signed(5'h0e);
+  assign \$1520  = \$1518  | \$1519 ;
+  assign \$1521  = ! ky;
+  assign \$1522  = \$1521  & d_ge_1;
+  assign \$1523  = ky == 1'h1;
+  assign \$1524  = \$1523  & d_ge_2;
+  assign \$1525  = ky == 2'h2;
+  assign \$1526  = \$1525  & d_ge_3;
+  assign \$1527  = ky == 2'h3;
+  assign \$1528  = \$1527  & d_ge_4;
+  assign \$1529  = ky == 3'h4;
+  assign \$1530  = \$1529  & d_ge_5;
+  assign \$1531  = | { \$1530 , \$1528 , \$1526 , \$1524 , \$1522  };
+  assign \$1532  = \$1520  | \$1531 ;
+  assign \$1533  = \$1487  ? \$1517  : \$1532 ;
+  assign \$1534  = write_rows & w_last;
+  assign \$1535  = oy == 4'hd;
+  assign \$1536  = r_last & \$1535 ;
+  assign \$1537  = ~ \$1536 ;
+  assign \$1538  = ky == 3'h4;
+  assign \$1539  = ~ \$1538 ;
+  assign \$1540  = $signed(iy) < $signed(1'h1);
+  assign \$1541  = $signed(iy) >= $signed(5'h0d);
+  assign \$1542  = \$1540  | \$1541 ;
+  assign \$1543  = c == 5'h1f;
+  assign \$1544  = ox == 4'hd;
+  assign \$1545  = \$1543  & \$1544 ;
+  assign \$1546  = oy == 4'hd;
+  assign \$1547  = $signed(low) < $signed(1'h1);
+  assign \$1548  = $signed(low) >= $signed(5'h0d);
+  assign \$1549  = \$1547  | \$1548 ;
+  assign \$1550  = \$1546  ? 1'h1 : \$1549 ;
+  assign \$1551  = $signed(low) < $signed(1'h0);
+  assign \$1552  = $signed(low) >= $signed(5'h0e);
+  assign \$1553  = \$1551  | \$1552 ;
+  assign \$1554  = \$1545  ? \$1550  : \$1553 ;
+  assign \$1555  = \$1538  ? \$1554  : \$1542 ;
+  assign \$1556  = ~ ahead_rows;
   assign \$1557  = w_row == 4'hd;
   assign \$1558  = \$1556  & \$1557 ;
-  assign \$1560  = ~ ahead;
-  assign \$1561  = w_row == 4'hd;
-  assign \$1562  = \$1560  & \$1561 ;
-  assign \$1563  = \$1562  ? d_ge_15 : d_ge_1;
-  assign \$1564  = \$1555  ? 1'h1 : \$1563 ;
-  assign \$1565  = ky == 3'h4;
-  assign \$1566  = ~ ahead;
+  assign \$1559  = ahead_rows | \$1558 ;
+  assign \$1560  = \$1555  | \$1559 ;
+  assign \$1561  = oy == 4'hd;
+  assign \$1562  = ~ ahead_rows;
+  assign \$1563  = w_row == 4'hd;
+  assign \$1564  = \$1562  & \$1563 ;
+  assign \$1566  = ~ ahead_rows;
   assign \$1567  = w_row == 4'hd;
   assign \$1568  = \$1566  & \$1567 ;
-  assign \$1569  = \$1568  ? d_ge_14 : d_ge_0;
-  assign \$1570  = ~ ahead;
-  assign \$1571  = w_row == 4'hd;
-  assign \$1572  = \$1570  & \$1571 ;
-  assign \$1573  = ! ky;
-  assign \$1574  = \$1573  & d_ge_15;
-  assign \$1575  = ky == 1'h1;
-  assign \$1576  = \$1575  & d_ge_16;
-  assign \$1577  = ky == 2'h2;
-  assign \$1578  = \$1577  & d_ge_17;
-  assign \$1579  = ky == 2'h3;
-  assign \$1580  = \$1579  & d_ge_18;
-  assign \$1581  = ky == 3'h4;
-  assign \$1582  = \$1581  & d_ge_19;
-  assign \$1583  = | { \$1582 , \$1580 , \$1578 , \$1576 , \$1574  };
-  assign \$1584  = ! ky;
-  assign \$1585  = \$1584  & d_ge_1;
-  assign \$1586  = ky == 1'h1;
-  assign \$1587  = \$1586  & d_ge_2;
-  assign \$1588  = ky == 2'h2;
-  assign \$1589  = \$1588  & d_ge_3;
-  assign \$1590  = ky == 2'h3;
-  assign \$1591  = \$1590  & d_ge_4;
-  assign \$1592  = ky == 3'h4;
-  assign \$1593  = \$1592  & d_ge_5;
-  assign \$1594  = | { \$1593 , \$1591 , \$1589 , \$1587 , \$1585  };
-  assign \$1595  = \$1572  ? \$1583  : \$1594 ;
-  assign \$1596  = \$1565  ? \$1569  : \$1595 ;
-  assign \$1597  = ~ ahead;
-  assign \$1598  = w_row == 4'hd;
-  assign \$1599  = \$1597  & \$1598 ;
-  assign \$1600  = ! ky;
-  assign \$1601  = \$1600  & d_ge_14;
-  assign \$1602  = ky == 1'h1;
-  assign \$1603  = \$1602  & d_ge_15;
-  assign \$1604  = ky == 2'h2;
-  assign \$1605  = \$1604  & d_ge_16;
-  assign \$1606  = ky == 2'h3;
-  assign \$1607  = \$1606  & d_ge_17;
-  assign \$1608  = ky == 3'h4;
-  assign \$1609  = \$1608  & d_ge_18;
-  assign \$1610  = | { \$1609 , \$1607 , \$1605 , \$1603 , \$1601  };
-  assign \$1611  = ! ky;
-  assign \$1612  = \$1611  & d_ge_0;
-  assign \$1613  = ky == 1'h1;
-  assign \$1614  = \$1613  & d_ge_1;
-  assign \$1615  = ky == 2'h2;
-  assign \$1616  = \$1615  & d_ge_2;
-  assign \$1617  = ky == 2'h3;
-  assign \$1618  = \$1617  & d_ge_3;
-  assign \$1619  = ky == 3'h4;
-  assign \$1620  = \$1619  & d_ge_4;
-  assign \$1621  = | { \$1620 , \$1618 , \$1616 , \$1614 , \$1612  };
-  assign \$1622  = \$1599  ? \$1610  : \$1621 ;
-  assign \$1624  = r_last ? \$1564  : \$1623 ;
-  assign \$1625  = \$1554  | \$1624 ;
-  assign \$1626  = \$1531  & \$1625 ;
-  assign \$1627  = oy == 4'hd;
-  assign \$1628  = r_last & \$1627 ;
-  assign \$1629  = ~ \$1628 ;
-  assign \$1630  = ky == 3'h4;
-  assign \$1631  = ~ \$1630 ;
-  assign \$1632  = $signed(iy) < $signed(1'h1);
-  assign \$1633  = $signed(iy) >= $signed(5'h0d);
-  assign \$1634  = \$1632  | \$1633 ;
-  assign \$1635  = c == 5'h1f;
-  assign \$1636  = ox == 4'hd;
-  assign \$1637  = \$1635  & \$1636 ;
-  assign \$1638  = oy == 4'hd;
-  assign \$1639  = $signed(low) < $signed(1'h1);
-  assign \$1640  = $signed(low) >= $signed(5'h0d);
-  assign \$1641  = \$1639  | \$1640 ;
-  assign \$1642  = \$1638  ? 1'h1 : \$1641 ;
-  assign \$1643  = $signed(low) < $signed(1'h0);
-  assign \$1644  = $signed(low) >= $signed(5'h0e);
-  assign \$1645  = \$1643  | \$1644 ;
-  assign \$1646  = \$1637  ? \$1642  : \$1645 ;
-  assign \$1647  = \$1630  ? \$1646  : \$1634 ;
-  assign \$1648  = \$1647  | ahead;
-  assign \$1649  = oy == 4'hd;
-  assign \$1650  = \$1649  ? 1'h1 : d_ge_2;
-  assign \$1651  = ky == 3'h4;
-  assign \$1652  = ! ky;
-  assign \$1653  = \$1652  & d_ge_2;
-  assign \$1654  = ky == 1'h1;
-  assign \$1655  = \$1654  & d_ge_3;
-  assign \$1656  = ky == 2'h2;
-  assign \$1657  = \$1656  & d_ge_4;
-  assign \$1658  = ky == 2'h3;
-  assign \$1659  = \$1658  & d_ge_5;
-  assign \$1660  = ky == 3'h4;
-  assign \$1661  = \$1660  & d_ge_6;
-  assign \$1662  = | { \$1661 , \$1659 , \$1657 , \$1655 , \$1653  };
-  assign \$1663  = \$1651  ? d_ge_1 : \$1662 ;
-  assign \$1664  = ! ky;
-  assign \$1665  = \$1664  & d_ge_1;
-  assign \$1666  = ky == 1'h1;
-  assign \$1667  = \$1666  & d_ge_2;
-  assign \$1668  = ky == 2'h2;
-  assign \$1669  = \$1668  & d_ge_3;
-  assign \$1670  = ky == 2'h3;
-  assign \$1671  = \$1670  & d_ge_4;
-  assign \$1672  = ky == 3'h4;
-  assign \$1673  = \$1672  & d_ge_5;
-  assign \$1674  = | { \$1673 , \$1671 , \$1669 , \$1667 , \$1665  };
-  assign \$1676  = r_last ? \$1650  : \$1675 ;
-  assign \$1677  = \$1648  | \$1676 ;
-  assign \$1678  = \$1629  & \$1677 ;
-  assign \$1679  = \$1528  ? \$1626  : \$1678 ;
-  assign \$1680  = write_rows & w_last;
-  assign \$1681  = ~ r_done;
-  assign \$1682  = $signed(iy) < $signed(1'h0);
-  assign \$1683  = $signed(iy) >= $signed(5'h0e);
-  assign \$1684  = \$1682  | \$1683 ;
-  assign \$1685  = \$1684  | ahead;
-  assign \$1686  = ~ ahead;
-  assign \$1687  = w_row == 4'hd;
-  assign \$1688  = \$1686  & \$1687 ;
-  assign \$1689  = \$1685  | \$1688 ;
-  assign \$1690  = ~ ahead;
-  assign \$1691  = w_row == 4'hd;
-  assign \$1692  = \$1690  & \$1691 ;
-  assign \$1693  = ! ky;
-  assign \$1694  = \$1693  & d_ge_14;
-  assign \$1695  = ky == 1'h1;
-  assign \$1696  = \$1695  & d_ge_15;
-  assign \$1697  = ky == 2'h2;
-  assign \$1698  = \$1697  & d_ge_16;
-  assign \$1699  = ky == 2'h3;
-  assign \$1700  = \$1699  & d_ge_17;
-  assign \$1701  = ky == 3'h4;
-  assign \$1702  = \$1701  & d_ge_18;
-  assign \$1703  = | { \$1702 , \$1700 , \$1698 , \$1696 , \$1694  };
-  assign \$1704  = ! ky;
-  assign \$1705  = \$1704  & d_ge_0;
-  assign \$1706  = ky == 1'h1;
-  assign \$1707  = \$1706  & d_ge_1;
-  assign \$1708  = ky == 2'h2;
-  assign \$1709  = \$1708  & d_ge_2;
-  assign \$1710  = ky == 2'h3;
-  assign \$1711  = \$1710  & d_ge_3;
-  assign \$1712  = ky == 3'h4;
-  assign \$1713  = \$1712  & d_ge_4;
-  assign \$1714  = | { \$1713 , \$1711 , \$1709 , \$1707 , \$1705  };
-  assign \$1715  = \$1692  ? \$1703  : \$1714 ;
-  assign \$1716  = \$1689  | \$1715 ;
-  assign \$1717  = \$1681  & \$1716 ;
-  assign \$1718  = \$1680  ? \$1717  : avail;
-  assign \$1719  = take ? \$1679  : \$1718 ;
-  assign \$1720  = switch ? \$1527  : \$1719 ;
-  assign \$1721  = rst_conv2_window ? 1'h1 : \$1720 ;
-  assign \$1722  = read_credits_room_next | rst_conv2_window;
-  assign \$1723  = write_rows & w_last;
-  assign \$1724  = $signed(iy) < $signed(1'h0);
-  assign \$1725  = $signed(iy) >= $signed(5'h0e);
-  assign \$1726  = \$1724  | \$1725 ;
-  assign \$1727  = ~ ahead;
-  assign \$1728  = w_row == 4'hd;
-  assign \$1729  = \$1727  & \$1728 ;
-  assign \$1730  = ! ky;
-  assign \$1731  = \$1730  & d_ge_14;
-  assign \$1732  = ky == 1'h1;
-  assign \$1733  = \$1732  & d_ge_15;
-  assign \$1734  = ky == 2'h2;
-  assign \$1735  = \$1734  & d_ge_16;
-  assign \$1736  = ky == 2'h3;
-  assign \$1737  = \$1736  & d_ge_17;
-  assign \$1738  = ky == 3'h4;
-  assign \$1739  = \$1738  & d_ge_18;
-  assign \$1740  = | { \$1739 , \$1737 , \$1735 , \$1733 , \$1731  };
-  assign \$1741  = ! ky;
-  assign \$1742  = \$1741  & d_ge_0;
-  assign \$1743  = ky == 1'h1;
-  assign \$1744  = \$1743  & d_ge_1;
-  assign \$1745  = ky == 2'h2;
-  assign \$1746  = \$1745  & d_ge_2;
-  assign \$1747  = ky == 2'h3;
-  assign \$1748  = \$1747  & d_ge_3;
-  assign \$1749  = ky == 3'h4;
-  assign \$1750  = \$1749  & d_ge_4;
-  assign \$1751  = | { \$1750 , \$1748 , \$1746 , \$1744 , \$1742  };
-  assign \$1752  = \$1729  ? \$1740  : \$1751 ;
-  assign \$1753  = \$1726  | \$1752 ;
-  assign \$1754  = $signed(iy) < $signed(1'h0);
-  assign \$1755  = $signed(iy) >= $signed(5'h0e);
-  assign \$1756  = \$1754  | \$1755 ;
-  assign \$1757  = ! ky;
-  assign \$1758  = \$1757  & d_ge_1;
-  assign \$1759  = ky == 1'h1;
-  assign \$1760  = \$1759  & d_ge_2;
-  assign \$1761  = ky == 2'h2;
-  assign \$1762  = \$1761  & d_ge_3;
-  assign \$1763  = ky == 2'h3;
-  assign \$1764  = \$1763  & d_ge_4;
-  assign \$1765  = ky == 3'h4;
-  assign \$1766  = \$1765  & d_ge_5;
-  assign \$1767  = | { \$1766 , \$1764 , \$1762 , \$1760 , \$1758  };
-  assign \$1768  = \$1756  | \$1767 ;
-  assign \$1769  = \$1723  ? \$1753  : \$1768 ;
-  assign \$1770  = write_rows & w_last;
-  assign \$1771  = oy == 4'hd;
-  assign \$1772  = r_last & \$1771 ;
-  assign \$1773  = ~ \$1772 ;
-  assign \$1774  = ky == 3'h4;
-  assign \$1775  = ~ \$1774 ;
-  assign \$1776  = $signed(iy) < $signed(1'h1);
-  assign \$1777  = $signed(iy) >= $signed(5'h0d);
-  assign \$1778  = \$1776  | \$1777 ;
-  assign \$1779  = c == 5'h1f;
-  assign \$1780  = ox == 4'hd;
-  assign \$1781  = \$1779  & \$1780 ;
-  assign \$1782  = oy == 4'hd;
-  assign \$1783  = $signed(low) < $signed(1'h1);
-  assign \$1784  = $signed(low) >= $signed(5'h0d);
-  assign \$1785  = \$1783  | \$1784 ;
-  assign \$1786  = \$1782  ? 1'h1 : \$1785 ;
-  assign \$1787  = $signed(low) < $signed(1'h0);
-  assign \$1788  = $signed(low) >= $signed(5'h0e);
-  assign \$1789  = \$1787  | \$1788 ;
-  assign \$1790  = \$1781  ? \$1786  : \$1789 ;
-  assign \$1791  = \$1774  ? \$1790  : \$1778 ;
-  assign \$1792  = ~ ahead;
-  assign \$1793  = w_row == 4'hd;
-  assign \$1794  = \$1792  & \$1793 ;
-  assign \$1795  = ahead | \$1794 ;
-  assign \$1796  = \$1791  | \$1795 ;
-  assign \$1797  = oy == 4'hd;
-  assign \$1798  = ~ ahead;
+  assign \$1569  = \$1568  ? d_ge_15 : d_ge_1;
+  assign \$1570  = \$1561  ? 1'h1 : \$1569 ;
+  assign \$1571  = ky == 3'h4;
+  assign \$1572  = ~ ahead_rows;
+  assign \$1573  = w_row == 4'hd;
+  assign \$1574  = \$1572  & \$1573 ;
+  assign \$1575  = \$1574  ? d_ge_14 : d_ge_0;
+  assign \$1576  = ~ ahead_rows;
+  assign \$1577  = w_row == 4'hd;
+  assign \$1578  = \$1576  & \$1577 ;
+  assign \$1579  = ! ky;
+  assign \$1580  = \$1579  & d_ge_15;
+  assign \$1581  = ky == 1'h1;
+  assign \$1582  = \$1581  & d_ge_16;
+  assign \$1583  = ky == 2'h2;
+  assign \$1584  = \$1583  & d_ge_17;
+  assign \$1585  = ky == 2'h3;
+  assign \$1586  = \$1585  & d_ge_18;
+  assign \$1587  = ky == 3'h4;
+  assign \$1588  = \$1587  & d_ge_19;
+  assign \$1589  = | { \$1588 , \$1586 , \$1584 , \$1582 , \$1580  };
+  assign \$1590  = ! ky;
+  assign \$1591  = \$1590  & d_ge_1;
+  assign \$1592  = ky == 1'h1;
+  assign \$1593  = \$1592  & d_ge_2;
+  assign \$1594  = ky == 2'h2;
+  assign \$1595  = \$1594  & d_ge_3;
+  assign \$1596  = ky == 2'h3;
+  assign \$1597  = \$1596  & d_ge_4;
+  assign \$1598  = ky == 3'h4;
+  assign \$1599  = \$1598  & d_ge_5;
+  assign \$1600  = | { \$1599 , \$1597 , \$1595 , \$1593 , \$1591  };
+  assign \$1601  = \$1578  ? \$1589  : \$1600 ;
+  assign \$1602  = \$1571  ? \$1575  : \$1601 ;
+  assign \$1603  = ~ ahead_rows;
+  assign \$1604  = w_row == 4'hd;
+  assign \$1605  = \$1603  & \$1604 ;
+  assign \$1606  = ! ky;
+  assign \$1607  = \$1606  & d_ge_14;
+  assign \$1608  = ky == 1'h1;
+  assign \$1609  = \$1608  & d_ge_15;
+  assign \$1610  = ky == 2'h2;
+  assign \$1611  = \$1610  & d_ge_16;
+  assign \$1612  = ky == 2'h3;
+  assign \$1613  = \$1612  & d_ge_17;
+  assign \$1614  = ky == 3'h4;
+  assign \$1615  = \$1614  & d_ge_18;
+  assign \$1616  = | { \$1615 , \$1613 , \$1611 , \$1609 , \$1607  };
+  assign \$1617  = ! ky;
+  assign \$1618  = \$1617  & d_ge_0;
+  assign \$1619  = ky == 1'h1;
+  assign \$1620  = \$1619  & d_ge_1;
+  assign \$1621  = ky == 2'h2;
+  assign \$1622  = \$1621  & d_ge_2;
+  assign \$1623  = ky == 2'h3;
+  assign \$1624  = \$1623  & d_ge_3;
+  assign \$1625  = ky == 3'h4;
+  assign \$1626  = \$1625  & d_ge_4;
+  assign \$1627  = | { \$1626 , \$1624 , \$1622 , \$1620 , \$1618  };
+  assign \$1628  = \$1605  ? \$1616  : \$1627 ;
+  assign \$1630  = r_last ? \$1570  : \$1629 ;
+  assign \$1631  = \$1560  | \$1630 ;
+  assign \$1632  = \$1537  & \$1631 ;
+  assign \$1633  = oy == 4'hd;
+  assign \$1634  = r_last & \$1633 ;
+  assign \$1635  = ~ \$1634 ;
+  assign \$1636  = ky == 3'h4;
+  assign \$1637  = ~ \$1636 ;
+  assign \$1638  = $signed(iy) < $signed(1'h1);
+  assign \$1639  = $signed(iy) >= $signed(5'h0d);
+  assign \$1640  = \$1638  | \$1639 ;
+  assign \$1641  = c == 5'h1f;
+  assign \$1642  = ox == 4'hd;
+  assign \$1643  = \$1641  & \$1642 ;
+  assign \$1644  = oy == 4'hd;
+  assign \$1645  = $signed(low) < $signed(1'h1);
+  assign \$1646  = $signed(low) >= $signed(5'h0d);
+  assign \$1647  = \$1645  | \$1646 ;
+  assign \$1648  = \$1644  ? 1'h1 : \$1647 ;
+  assign \$1649  = $signed(low) < $signed(1'h0);
+  assign \$1650  = $signed(low) >= $signed(5'h0e);
+  assign \$1651  = \$1649  | \$1650 ;
+  assign \$1652  = \$1643  ? \$1648  : \$1651 ;
+  assign \$1653  = \$1636  ? \$1652  : \$1640 ;
+  assign \$1654  = \$1653  | ahead_rows;
+  assign \$1655  = oy == 4'hd;
+  assign \$1656  = \$1655  ? 1'h1 : d_ge_2;
+  assign \$1657  = ky == 3'h4;
+  assign \$1658  = ! ky;
+  assign \$1659  = \$1658  & d_ge_2;
+  assign \$1660  = ky == 1'h1;
+  assign \$1661  = \$1660  & d_ge_3;
+  assign \$1662  = ky == 2'h2;
+  assign \$1663  = \$1662  & d_ge_4;
+  assign \$1664  = ky == 2'h3;
+  assign \$1665  = \$1664  & d_ge_5;
+  assign \$1666  = ky == 3'h4;
+  assign \$1667  = \$1666  & d_ge_6;
+  assign \$1668  = | { \$1667 , \$1665 , \$1663 , \$1661 , \$1659  };
+  assign \$1669  = \$1657  ? d_ge_1 : \$1668 ;
+  assign \$1670  = ! ky;
+  assign \$1671  = \$1670  & d_ge_1;
+  assign \$1672  = ky == 1'h1;
+  assign \$1673  = \$1672  & d_ge_2;
+  assign \$1674  = ky == 2'h2;
+  assign \$1675  = \$1674  & d_ge_3;
+  assign \$1676  = ky == 2'h3;
+  assign \$1677  = \$1676  & d_ge_4;
+  assign \$1678  = ky == 3'h4;
+  assign \$1679  = \$1678  & d_ge_5;
+  assign \$1680  = | { \$1679 , \$1677 , \$1675 , \$1673 , \$1671  };
+  assign \$1682  = r_last ? \$1656  : \$1681 ;
+  assign \$1683  = \$1654  | \$1682 ;
+  assign \$1684  = \$1635  & \$1683 ;
+  assign \$1685  = \$1534  ? \$1632  : \$1684 ;
+  assign \$1686  = write_rows & w_last;
+  assign \$1687  = ~ r_done;
+  assign \$1688  = $signed(iy) < $signed(1'h0);
+  assign \$1689  = $signed(iy) >= $signed(5'h0e);
+  assign \$1690  = \$1688  | \$1689 ;
+  assign \$1691  = \$1690  | ahead_rows;
+  assign \$1692  = ~ ahead_rows;
+  assign \$1693  = w_row == 4'hd;
+  assign \$1694  = \$1692  & \$1693 ;
+  assign \$1695  = \$1691  | \$1694 ;
+  assign \$1696  = ~ ahead_rows;
+  assign \$1697  = w_row == 4'hd;
+  assign \$1698  = \$1696  & \$1697 ;
+  assign \$1699  = ! ky;
+  assign \$1700  = \$1699  & d_ge_14;
+  assign \$1701  = ky == 1'h1;
+  assign \$1702  = \$1701  & d_ge_15;
+  assign \$1703  = ky == 2'h2;
+  assign \$1704  = \$1703  & d_ge_16;
+  assign \$1705  = ky == 2'h3;
+  assign \$1706  = \$1705  & d_ge_17;
+  assign \$1707  = ky == 3'h4;
+  assign \$1708  = \$1707  & d_ge_18;
+  assign \$1709  = | { \$1708 , \$1706 , \$1704 , \$1702 , \$1700  };
+  assign \$1710  = ! ky;
+  assign \$1711  = \$1710  & d_ge_0;
+  assign \$1712  = ky == 1'h1;
+  assign \$1713  = \$1712  & d_ge_1;
+  assign \$1714  = ky == 2'h2;
+  assign \$1715  = \$1714  & d_ge_2;
+  assign \$1716  = ky == 2'h3;
+  assign \$1717  = \$1716  & d_ge_3;
+  assign \$1718  = ky == 3'h4;
+  assign \$1719  = \$1718  & d_ge_4;
+  assign \$1720  = | { \$1719 , \$1717 , \$1715 , \$1713 , \$1711  };
+  assign \$1721  = \$1698  ? \$1709  : \$1720 ;
+  assign \$1722  = \$1695  | \$1721 ;
+  assign \$1723  = \$1687  & \$1722 ;
+  assign \$1724  = \$1686  ? \$1723  : avail;
+  assign \$1725  = take ? \$1685  : \$1724 ;
+  assign \$1726  = switch ? \$1533  : \$1725 ;
+  assign \$1727  = rst_conv2_window ? 1'h1 : \$1726 ;
+  assign \$1728  = read_credits_room_next | rst_conv2_window;
+  assign \$1729  = write_rows & w_last;
+  assign \$1730  = $signed(iy) < $signed(1'h0);
+  assign \$1731  = $signed(iy) >= $signed(5'h0e);
+  assign \$1732  = \$1730  | \$1731 ;
+  assign \$1733  = ~ ahead_rows;
+  assign \$1734  = w_row == 4'hd;
+  assign \$1735  = \$1733  & \$1734 ;
+  assign \$1736  = ! ky;
+  assign \$1737  = \$1736  & d_ge_14;
+  assign \$1738  = ky == 1'h1;
+  assign \$1739  = \$1738  & d_ge_15;
+  assign \$1740  = ky == 2'h2;
+  assign \$1741  = \$1740  & d_ge_16;
+  assign \$1742  = ky == 2'h3;
+  assign \$1743  = \$1742  & d_ge_17;
+  assign \$1744  = ky == 3'h4;
+  assign \$1745  = \$1744  & d_ge_18;
+  assign \$1746  = | { \$1745 , \$1743 , \$1741 , \$1739 , \$1737  };
+  assign \$1747  = ! ky;
+  assign \$1748  = \$1747  & d_ge_0;
+  assign \$1749  = ky == 1'h1;
+  assign \$1750  = \$1749  & d_ge_1;
+  assign \$1751  = ky == 2'h2;
+  assign \$1752  = \$1751  & d_ge_2;
+  assign \$1753  = ky == 2'h3;
+  assign \$1754  = \$1753  & d_ge_3;
+  assign \$1755  = ky == 3'h4;
+  assign \$1756  = \$1755  & d_ge_4;
+  assign \$1757  = | { \$1756 , \$1754 , \$1752 , \$1750 , \$1748  };
+  assign \$1758  = \$1735  ? \$1746  : \$1757 ;
+  assign \$1759  = \$1732  | \$1758 ;
+  assign \$1760  = $signed(iy) < $signed(1'h0);
+  assign \$1761  = $signed(iy) >= $signed(5'h0e);
+  assign \$1762  = \$1760  | \$1761 ;
+  assign \$1763  = ! ky;
+  assign \$1764  = \$1763  & d_ge_1;
+  assign \$1765  = ky == 1'h1;
+  assign \$1766  = \$1765  & d_ge_2;
+  assign \$1767  = ky == 2'h2;
+  assign \$1768  = \$1767  & d_ge_3;
+  assign \$1769  = ky == 2'h3;
+  assign \$1770  = \$1769  & d_ge_4;
+  assign \$1771  = ky == 3'h4;
+  assign \$1772  = \$1771  & d_ge_5;
+  assign \$1773  = | { \$1772 , \$1770 , \$1768 , \$1766 , \$1764  };
+  assign \$1774  = \$1762  | \$1773 ;
+  assign \$1775  = \$1729  ? \$1759  : \$1774 ;
+  assign \$1776  = write_rows & w_last;
+  assign \$1777  = oy == 4'hd;
+  assign \$1778  = r_last & \$1777 ;
+  assign \$1779  = ~ \$1778 ;
+  assign \$1780  = ky == 3'h4;
+  assign \$1781  = ~ \$1780 ;
+  assign \$1782  = $signed(iy) < $signed(1'h1);
+  assign \$1783  = $signed(iy) >= $signed(5'h0d);
+  assign \$1784  = \$1782  | \$1783 ;
+  assign \$1785  = c == 5'h1f;
+  assign \$1786  = ox == 4'hd;
+  assign \$1787  = \$1785  & \$1786 ;
+  assign \$1788  = oy == 4'hd;
+  assign \$1789  = $signed(low) < $signed(1'h1);
+  assign \$1790  = $signed(low) >= $signed(5'h0d);
+  assign \$1791  = \$1789  | \$1790 ;
+  assign \$1792  = \$1788  ? 1'h1 : \$1791 ;
+  assign \$1793  = $signed(low) < $signed(1'h0);
+  assign \$1794  = $signed(low) >= $signed(5'h0e);
+  assign \$1795  = \$1793  | \$1794 ;
+  assign \$1796  = \$1787  ? \$1792  : \$1795 ;
+  assign \$1797  = \$1780  ? \$1796  : \$1784 ;
+  assign \$1798  = ~ ahead_rows;
   assign \$1799  = w_row == 4'hd;
   assign \$1800  = \$1798  & \$1799 ;
-  assign \$1802  = ~ ahead;
-  assign \$1803  = w_row == 4'hd;
-  assign \$1804  = \$1802  & \$1803 ;
-  assign \$1805  = \$1804  ? d_ge_15 : d_ge_1;
-  assign \$1806  = \$1797  ? 1'h1 : \$1805 ;
-  assign \$1807  = ky == 3'h4;
-  assign \$1808  = ~ ahead;
+  assign \$1801  = ahead_rows | \$1800 ;
+  assign \$1802  = \$1797  | \$1801 ;
+  assign \$1803  = oy == 4'hd;
+  assign \$1804  = ~ ahead_rows;
+  assign \$1805  = w_row == 4'hd;
+  assign \$1806  = \$1804  & \$1805 ;
+  assign \$1808  = ~ ahead_rows;
   assign \$1809  = w_row == 4'hd;
   assign \$1810  = \$1808  & \$1809 ;
-  assign \$1811  = \$1810  ? d_ge_14 : d_ge_0;
-  assign \$1812  = ~ ahead;
-  assign \$1813  = w_row == 4'hd;
-  assign \$1814  = \$1812  & \$1813 ;
-  assign \$1815  = ! ky;
-  assign \$1816  = \$1815  & d_ge_15;
-  assign \$1817  = ky == 1'h1;
-  assign \$1818  = \$1817  & d_ge_16;
-  assign \$1819  = ky == 2'h2;
-  assign \$1820  = \$1819  & d_ge_17;
-  assign \$1821  = ky == 2'h3;
-  assign \$1822  = \$1821  & d_ge_18;
-  assign \$1823  = ky == 3'h4;
-  assign \$1824  = \$1823  & d_ge_19;
-  assign \$1825  = | { \$1824 , \$1822 , \$1820 , \$1818 , \$1816  };
-  assign \$1826  = ! ky;
-  assign \$1827  = \$1826  & d_ge_1;
-  assign \$1828  = ky == 1'h1;
-  assign \$1829  = \$1828  & d_ge_2;
-  assign \$1830  = ky == 2'h2;
-  assign \$1831  = \$1830  & d_ge_3;
-  assign \$1832  = ky == 2'h3;
-  assign \$1833  = \$1832  & d_ge_4;
-  assign \$1834  = ky == 3'h4;
-  assign \$1835  = \$1834  & d_ge_5;
-  assign \$1836  = | { \$1835 , \$1833 , \$1831 , \$1829 , \$1827  };
-  assign \$1837  = \$1814  ? \$1825  : \$1836 ;
-  assign \$1838  = \$1807  ? \$1811  : \$1837 ;
-  assign \$1839  = ~ ahead;
-  assign \$1840  = w_row == 4'hd;
-  assign \$1841  = \$1839  & \$1840 ;
-  assign \$1842  = ! ky;
-  assign \$1843  = \$1842  & d_ge_14;
-  assign \$1844  = ky == 1'h1;
-  assign \$1845  = \$1844  & d_ge_15;
-  assign \$1846  = ky == 2'h2;
-  assign \$1847  = \$1846  & d_ge_16;
-  assign \$1848  = ky == 2'h3;
-  assign \$1849  = \$1848  & d_ge_17;
-  assign \$1850  = ky == 3'h4;
-  assign \$1851  = \$1850  & d_ge_18;
-  assign \$1852  = | { \$1851 , \$1849 , \$1847 , \$1845 , \$1843  };
-  assign \$1853  = ! ky;
-  assign \$1854  = \$1853  & d_ge_0;
-  assign \$1855  = ky == 1'h1;
-  assign \$1856  = \$1855  & d_ge_1;
-  assign \$1857  = ky == 2'h2;
-  assign \$1858  = \$1857  & d_ge_2;
-  assign \$1859  = ky == 2'h3;
-  assign \$1860  = \$1859  & d_ge_3;
-  assign \$1861  = ky == 3'h4;
-  assign \$1862  = \$1861  & d_ge_4;
-  assign \$1863  = | { \$1862 , \$1860 , \$1858 , \$1856 , \$1854  };
-  assign \$1864  = \$1841  ? \$1852  : \$1863 ;
-  assign \$1866  = r_last ? \$1806  : \$1865 ;
-  assign \$1867  = \$1796  | \$1866 ;
-  assign \$1868  = \$1773  & \$1867 ;
-  assign \$1869  = oy == 4'hd;
-  assign \$1870  = r_last & \$1869 ;
-  assign \$1871  = ~ \$1870 ;
-  assign \$1872  = ky == 3'h4;
-  assign \$1873  = ~ \$1872 ;
-  assign \$1874  = $signed(iy) < $signed(1'h1);
-  assign \$1875  = $signed(iy) >= $signed(5'h0d);
-  assign \$1876  = \$1874  | \$1875 ;
-  assign \$1877  = c == 5'h1f;
-  assign \$1878  = ox == 4'hd;
-  assign \$1879  = \$1877  & \$1878 ;
-  assign \$1880  = oy == 4'hd;
-  assign \$1881  = $signed(low) < $signed(1'h1);
-  assign \$1882  = $signed(low) >= $signed(5'h0d);
-  assign \$1883  = \$1881  | \$1882 ;
-  assign \$1884  = \$1880  ? 1'h1 : \$1883 ;
-  assign \$1885  = $signed(low) < $signed(1'h0);
-  assign \$1886  = $signed(low) >= $signed(5'h0e);
-  assign \$1887  = \$1885  | \$1886 ;
-  assign \$1888  = \$1879  ? \$1884  : \$1887 ;
-  assign \$1889  = \$1872  ? \$1888  : \$1876 ;
-  assign \$1890  = \$1889  | ahead;
-  assign \$1891  = oy == 4'hd;
-  assign \$1892  = \$1891  ? 1'h1 : d_ge_2;
-  assign \$1893  = ky == 3'h4;
-  assign \$1894  = ! ky;
-  assign \$1895  = \$1894  & d_ge_2;
-  assign \$1896  = ky == 1'h1;
-  assign \$1897  = \$1896  & d_ge_3;
-  assign \$1898  = ky == 2'h2;
-  assign \$1899  = \$1898  & d_ge_4;
-  assign \$1900  = ky == 2'h3;
-  assign \$1901  = \$1900  & d_ge_5;
-  assign \$1902  = ky == 3'h4;
-  assign \$1903  = \$1902  & d_ge_6;
-  assign \$1904  = | { \$1903 , \$1901 , \$1899 , \$1897 , \$1895  };
-  assign \$1905  = \$1893  ? d_ge_1 : \$1904 ;
-  assign \$1906  = ! ky;
-  assign \$1907  = \$1906  & d_ge_1;
-  assign \$1908  = ky == 1'h1;
-  assign \$1909  = \$1908  & d_ge_2;
-  assign \$1910  = ky == 2'h2;
-  assign \$1911  = \$1910  & d_ge_3;
-  assign \$1912  = ky == 2'h3;
-  assign \$1913  = \$1912  & d_ge_4;
-  assign \$1914  = ky == 3'h4;
-  assign \$1915  = \$1914  & d_ge_5;
-  assign \$1916  = | { \$1915 , \$1913 , \$1911 , \$1909 , \$1907  };
-  assign \$1918  = r_last ? \$1892  : \$1917 ;
-  assign \$1919  = \$1890  | \$1918 ;
-  assign \$1920  = \$1871  & \$1919 ;
-  assign \$1921  = \$1770  ? \$1868  : \$1920 ;
-  assign \$1922  = write_rows & w_last;
-  assign \$1923  = ~ r_done;
-  assign \$1924  = $signed(iy) < $signed(1'h0);
-  assign \$1925  = $signed(iy) >= $signed(5'h0e);
-  assign \$1926  = \$1924  | \$1925 ;
-  assign \$1927  = \$1926  | ahead;
-  assign \$1928  = ~ ahead;
-  assign \$1929  = w_row == 4'hd;
-  assign \$1930  = \$1928  & \$1929 ;
-  assign \$1931  = \$1927  | \$1930 ;
-  assign \$1932  = ~ ahead;
-  assign \$1933  = w_row == 4'hd;
-  assign \$1934  = \$1932  & \$1933 ;
-  assign \$1935  = ! ky;
-  assign \$1936  = \$1935  & d_ge_14;
-  assign \$1937  = ky == 1'h1;
-  assign \$1938  = \$1937  & d_ge_15;
-  assign \$1939  = ky == 2'h2;
-  assign \$1940  = \$1939  & d_ge_16;
-  assign \$1941  = ky == 2'h3;
-  assign \$1942  = \$1941  & d_ge_17;
-  assign \$1943  = ky == 3'h4;
-  assign \$1944  = \$1943  & d_ge_18;
-  assign \$1945  = | { \$1944 , \$1942 , \$1940 , \$1938 , \$1936  };
-  assign \$1946  = ! ky;
-  assign \$1947  = \$1946  & d_ge_0;
-  assign \$1948  = ky == 1'h1;
-  assign \$1949  = \$1948  & d_ge_1;
-  assign \$1950  = ky == 2'h2;
-  assign \$1951  = \$1950  & d_ge_2;
-  assign \$1952  = ky == 2'h3;
-  assign \$1953  = \$1952  & d_ge_3;
-  assign \$1954  = ky == 3'h4;
-  assign \$1955  = \$1954  & d_ge_4;
-  assign \$1956  = | { \$1955 , \$1953 , \$1951 , \$1949 , \$1947  };
-  assign \$1957  = \$1934  ? \$1945  : \$1956 ;
-  assign \$1958  = \$1931  | \$1957 ;
-  assign \$1959  = \$1923  & \$1958 ;
-  assign \$1960  = \$1922  ? \$1959  : avail;
-  assign \$1961  = take ? \$1921  : \$1960 ;
-  assign \$1962  = switch ? \$1769  : \$1961 ;
-  assign \$1963  = rst_conv2_window ? 1'h1 : \$1962 ;
-  assign \$1964  = read_credits_room_next | rst_conv2_window;
+  assign \$1811  = \$1810  ? d_ge_15 : d_ge_1;
+  assign \$1812  = \$1803  ? 1'h1 : \$1811 ;
+  assign \$1813  = ky == 3'h4;
+  assign \$1814  = ~ ahead_rows;
+  assign \$1815  = w_row == 4'hd;
+  assign \$1816  = \$1814  & \$1815 ;
+  assign \$1817  = \$1816  ? d_ge_14 : d_ge_0;
+  assign \$1818  = ~ ahead_rows;
+  assign \$1819  = w_row == 4'hd;
+  assign \$1820  = \$1818  & \$1819 ;
+  assign \$1821  = ! ky;
+  assign \$1822  = \$1821  & d_ge_15;
+  assign \$1823  = ky == 1'h1;
+  assign \$1824  = \$1823  & d_ge_16;
+  assign \$1825  = ky == 2'h2;
+  assign \$1826  = \$1825  & d_ge_17;
+  assign \$1827  = ky == 2'h3;
+  assign \$1828  = \$1827  & d_ge_18;
+  assign \$1829  = ky == 3'h4;
+  assign \$1830  = \$1829  & d_ge_19;
+  assign \$1831  = | { \$1830 , \$1828 , \$1826 , \$1824 , \$1822  };
+  assign \$1832  = ! ky;
+  assign \$1833  = \$1832  & d_ge_1;
+  assign \$1834  = ky == 1'h1;
+  assign \$1835  = \$1834  & d_ge_2;
+  assign \$1836  = ky == 2'h2;
+  assign \$1837  = \$1836  & d_ge_3;
+  assign \$1838  = ky == 2'h3;
+  assign \$1839  = \$1838  & d_ge_4;
+  assign \$1840  = ky == 3'h4;
+  assign \$1841  = \$1840  & d_ge_5;
+  assign \$1842  = | { \$1841 , \$1839 , \$1837 , \$1835 , \$1833  };
+  assign \$1843  = \$1820  ? \$1831  : \$1842 ;
+  assign \$1844  = \$1813  ? \$1817  : \$1843 ;
+  assign \$1845  = ~ ahead_rows;
+  assign \$1846  = w_row == 4'hd;
+  assign \$1847  = \$1845  & \$1846 ;
+  assign \$1848  = ! ky;
+  assign \$1849  = \$1848  & d_ge_14;
+  assign \$1850  = ky == 1'h1;
+  assign \$1851  = \$1850  & d_ge_15;
+  assign \$1852  = ky == 2'h2;
+  assign \$1853  = \$1852  & d_ge_16;
+  assign \$1854  = ky == 2'h3;
+  assign \$1855  = \$1854  & d_ge_17;
+  assign \$1856  = ky == 3'h4;
+  assign \$1857  = \$1856  & d_ge_18;
+  assign \$1858  = | { \$1857 , \$1855 , \$1853 , \$1851 , \$1849  };
+  assign \$1859  = ! ky;
+  assign \$1860  = \$1859  & d_ge_0;
+  assign \$1861  = ky == 1'h1;
+  assign \$1862  = \$1861  & d_ge_1;
+  assign \$1863  = ky == 2'h2;
+  assign \$1864  = \$1863  & d_ge_2;
+  assign \$1865  = ky == 2'h3;
+  assign \$1866  = \$1865  & d_ge_3;
+  assign \$1867  = ky == 3'h4;
+  assign \$1868  = \$1867  & d_ge_4;
+  assign \$1869  = | { \$1868 , \$1866 , \$1864 , \$1862 , \$1860  };
+  assign \$1870  = \$1847  ? \$1858  : \$1869 ;
+  assign \$1872  = r_last ? \$1812  : \$1871 ;
+  assign \$1873  = \$1802  | \$1872 ;
+  assign \$1874  = \$1779  & \$1873 ;
+  assign \$1875  = oy == 4'hd;
+  assign \$1876  = r_last & \$1875 ;
+  assign \$1877  = ~ \$1876 ;
+  assign \$1878  = ky == 3'h4;
+  assign \$1879  = ~ \$1878 ;
+  assign \$1880  = $signed(iy) < $signed(1'h1);
+  assign \$1881  = $signed(iy) >= $signed(5'h0d);
+  assign \$1882  = \$1880  | \$1881 ;
+  assign \$1883  = c == 5'h1f;
+  assign \$1884  = ox == 4'hd;
+  assign \$1885  = \$1883  & \$1884 ;
+  assign \$1886  = oy == 4'hd;
+  assign \$1887  = $signed(low) < $signed(1'h1);
+  assign \$1888  = $signed(low) >= $signed(5'h0d);
+  assign \$1889  = \$1887  | \$1888 ;
+  assign \$1890  = \$1886  ? 1'h1 : \$1889 ;
+  assign \$1891  = $signed(low) < $signed(1'h0);
+  assign \$1892  = $signed(low) >= $signed(5'h0e);
+  assign \$1893  = \$1891  | \$1892 ;
+  assign \$1894  = \$1885  ? \$1890  : \$1893 ;
+  assign \$1895  = \$1878  ? \$1894  : \$1882 ;
+  assign \$1896  = \$1895  | ahead_rows;
+  assign \$1897  = oy == 4'hd;
+  assign \$1898  = \$1897  ? 1'h1 : d_ge_2;
+  assign \$1899  = ky == 3'h4;
+  assign \$1900  = ! ky;
+  assign \$1901  = \$1900  & d_ge_2;
+  assign \$1902  = ky == 1'h1;
+  assign \$1903  = \$1902  & d_ge_3;
+  assign \$1904  = ky == 2'h2;
+  assign \$1905  = \$1904  & d_ge_4;
+  assign \$1906  = ky == 2'h3;
+  assign \$1907  = \$1906  & d_ge_5;
+  assign \$1908  = ky == 3'h4;
+  assign \$1909  = \$1908  & d_ge_6;
+  assign \$1910  = | { \$1909 , \$1907 , \$1905 , \$1903 , \$1901  };
+  assign \$1911  = \$1899  ? d_ge_1 : \$1910 ;
+  assign \$1912  = ! ky;
+  assign \$1913  = \$1912  & d_ge_1;
+  assign \$1914  = ky == 1'h1;
+  assign \$1915  = \$1914  & d_ge_2;
+  assign \$1916  = ky == 2'h2;
+  assign \$1917  = \$1916  & d_ge_3;
+  assign \$1918  = ky == 2'h3;
+  assign \$1919  = \$1918  & d_ge_4;
+  assign \$1920  = ky == 3'h4;
+  assign \$1921  = \$1920  & d_ge_5;
+  assign \$1922  = | { \$1921 , \$1919 , \$1917 , \$1915 , \$1913  };
+  assign \$1924  = r_last ? \$1898  : \$1923 ;
+  assign \$1925  = \$1896  | \$1924 ;
+  assign \$1926  = \$1877  & \$1925 ;
+  assign \$1927  = \$1776  ? \$1874  : \$1926 ;
+  assign \$1928  = write_rows & w_last;
+  assign \$1929  = ~ r_done;
+  assign \$1930  = $signed(iy) < $signed(1'h0);
+  assign \$1931  = $signed(iy) >= $signed(5'h0e);
+  assign \$1932  = \$1930  | \$1931 ;
+  assign \$1933  = \$1932  | ahead_rows;
+  assign \$1934  = ~ ahead_rows;
+  assign \$1935  = w_row == 4'hd;
+  assign \$1936  = \$1934  & \$1935 ;
+  assign \$1937  = \$1933  | \$1936 ;
+  assign \$1938  = ~ ahead_rows;
+  assign \$1939  = w_row == 4'hd;
+  assign \$1940  = \$1938  & \$1939 ;
+  assign \$1941  = ! ky;
+  assign \$1942  = \$1941  & d_ge_14;
+  assign \$1943  = ky == 1'h1;
+  assign \$1944  = \$1943  & d_ge_15;
+  assign \$1945  = ky == 2'h2;
+  assign \$1946  = \$1945  & d_ge_16;
+  assign \$1947  = ky == 2'h3;
+  assign \$1948  = \$1947  & d_ge_17;
+  assign \$1949  = ky == 3'h4;
+  assign \$1950  = \$1949  & d_ge_18;
+  assign \$1951  = | { \$1950 , \$1948 , \$1946 , \$1944 , \$1942  };
+  assign \$1952  = ! ky;
+  assign \$1953  = \$1952  & d_ge_0;
+  assign \$1954  = ky == 1'h1;
+  assign \$1955  = \$1954  & d_ge_1;
+  assign \$1956  = ky == 2'h2;
+  assign \$1957  = \$1956  & d_ge_2;
+  assign \$1958  = ky == 2'h3;
+  assign \$1959  = \$1958  & d_ge_3;
+  assign \$1960  = ky == 3'h4;
+  assign \$1961  = \$1960  & d_ge_4;
+  assign \$1962  = | { \$1961 , \$1959 , \$1957 , \$1955 , \$1953  };
+  assign \$1963  = \$1940  ? \$1951  : \$1962 ;
+  assign \$1964  = \$1937  | \$1963 ;
+  assign \$1965  = \$1929  & \$1964 ;
+  assign \$1966  = \$1928  ? \$1965  : avail;
+  assign \$1967  = take ? \$1927  : \$1966 ;
+  assign \$1968  = switch ? \$1775  : \$1967 ;
+  assign \$1969  = rst_conv2_window ? 1'h1 : \$1968 ;
+  assign \$1970  = read_credits_room_next | rst_conv2_window;
   always @(posedge clk)
-    w_c <= \$1965 ;
+    w_c <= \$1971 ;
   always @(posedge clk)
-    w_x <= \$1966 ;
+    w_x <= \$1972 ;
   always @(posedge clk)
-    w_b <= \$1967 ;
+    w_b <= \$1973 ;
   always @(posedge clk)
-    w_rowbase <= \$1968 ;
+    w_rowbase <= \$1974 ;
   always @(posedge clk)
-    w_grp <= \$1969 ;
+    w_grp <= \$1975 ;
   always @(posedge clk)
-    ahead <= \$1970 ;
+    ahead <= \$1976 ;
   always @(posedge clk)
-    w_row <= \$1971 ;
+    w_row <= \$1977 ;
   always @(posedge clk)
-    read_credits_returned <= \$1972 ;
+    read_credits_returned <= \$1978 ;
   always @(posedge clk)
-    read_credits_space <= \$1973 ;
+    read_credits_space <= \$1979 ;
   always @(posedge clk)
-    read_credits_room <= \$1974 ;
+    read_credits_room <= \$1980 ;
   always @(posedge clk)
-    read_v1 <= \$1975 ;
+    read_v1 <= \$1981 ;
   always @(posedge clk)
-    read_v2 <= \$1976 ;
+    read_v2 <= \$1982 ;
   always @(posedge clk)
-    read_v3 <= \$1977 ;
+    read_v3 <= \$1983 ;
   always @(posedge clk)
-    w_en <= \$1978 ;
+    w_en <= \$1984 ;
   always @(posedge clk)
     pads_a <= { \$120 , \$113 , \$106 , \$99 , \$92  };
   always @(posedge clk)
@@ -27925,7 +27962,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     \$signature__addr$68  <= \$138 [10:0];
   always @(posedge clk)
-    read_data <= { pads, rot, \$signature__data$112 , \$signature__data$111 , \$signature__data$110 , \$signature__data$109 , \$signature__data$108  };
+    read_data <= { pads, rot, \$signature__data$114 , \$signature__data$113 , \$signature__data$112 , \$signature__data$111 , \$signature__data$110  };
   always @(posedge clk)
     w_data <= { \$183 , \$174 , \$165 , \$156 , \$147  };
   always @(posedge clk)
@@ -27941,91 +27978,99 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_base_row <= \$219 [10:0];
   always @(posedge clk)
-    ky <= \$1979 ;
+    ky <= \$1985 ;
   always @(posedge clk)
-    row_addr <= \$1980 ;
+    row_addr <= \$1986 ;
   always @(posedge clk)
-    c <= \$1981 ;
+    c <= \$1987 ;
   always @(posedge clk)
-    qc <= \$1982 ;
+    qc <= \$1988 ;
   always @(posedge clk)
-    ox <= \$1983 ;
+    ox <= \$1989 ;
   always @(posedge clk)
-    ix0 <= \$1984 ;
+    ix0 <= \$1990 ;
   always @(posedge clk)
-    r0 <= \$1985 ;
+    r0 <= \$1991 ;
   always @(posedge clk)
-    q0c <= \$1986 ;
+    q0c <= \$1992 ;
   always @(posedge clk)
-    oy <= \$1987 ;
+    oy <= \$1993 ;
   always @(posedge clk)
-    low <= \$1988 ;
+    low <= \$1994 ;
   always @(posedge clk)
-    r_done <= \$1989 ;
+    r_done <= \$1995 ;
   always @(posedge clk)
-    base_slot <= \$1990 ;
+    base_slot <= \$1996 ;
   always @(posedge clk)
-    base_row <= \$1991 ;
+    base_row <= \$1997 ;
   always @(posedge clk)
-    iy <= \$1992 ;
+    iy <= \$1998 ;
   always @(posedge clk)
-    img_slot <= \$1993 ;
+    img_slot <= \$1999 ;
   always @(posedge clk)
-    img_row <= \$1994 ;
+    img_row <= \$2000 ;
   always @(posedge clk)
-    w_last <= \$1995 ;
+    w_last <= \$2001 ;
   always @(posedge clk)
-    r_last <= \$1996 ;
+    r_last <= \$2002 ;
   always @(posedge clk)
-    d <= \$1997 ;
+    d <= \$2003 ;
   always @(posedge clk)
-    o__ready <= \$1998 ;
+    o__ready <= \$2004 ;
   always @(posedge clk)
-    room_w_13 <= \$1999 ;
+    room_w_13 <= \$2005 ;
   always @(posedge clk)
-    room_w_14 <= \$2000 ;
+    room_w_14 <= \$2006 ;
   always @(posedge clk)
-    room_low_2 <= \$2001 ;
+    room_low_2 <= \$2007 ;
   always @(posedge clk)
-    room_w_8 <= \$2002 ;
+    room_w_8 <= \$2008 ;
   always @(posedge clk)
-    room_w_9 <= \$2003 ;
+    room_w_9 <= \$2009 ;
   always @(posedge clk)
-    room_low_3 <= \$2004 ;
+    room_low_3 <= \$2010 ;
   always @(posedge clk)
-    avail <= \$2005 ;
+    avail <= \$2011 ;
   always @(posedge clk)
-    d_ge_14 <= \$2006 ;
+    d_ge_14 <= \$2012 ;
   always @(posedge clk)
-    d_ge_15 <= \$2007 ;
+    d_ge_15 <= \$2013 ;
   always @(posedge clk)
-    d_ge_16 <= \$2008 ;
+    d_ge_16 <= \$2014 ;
   always @(posedge clk)
-    d_ge_17 <= \$2009 ;
+    d_ge_17 <= \$2015 ;
   always @(posedge clk)
-    d_ge_18 <= \$2010 ;
+    d_ge_18 <= \$2016 ;
   always @(posedge clk)
-    d_ge_0 <= \$2011 ;
+    d_ge_0 <= \$2017 ;
   always @(posedge clk)
-    d_ge_1 <= \$2012 ;
+    d_ge_1 <= \$2018 ;
   always @(posedge clk)
-    d_ge_2 <= \$2013 ;
+    d_ge_2 <= \$2019 ;
   always @(posedge clk)
-    d_ge_3 <= \$2014 ;
+    d_ge_3 <= \$2020 ;
   always @(posedge clk)
-    d_ge_4 <= \$2015 ;
+    d_ge_4 <= \$2021 ;
   always @(posedge clk)
-    d_ge_5 <= \$2016 ;
+    d_ge_5 <= \$2022 ;
   always @(posedge clk)
-    d_ge_19 <= \$2017 ;
+    d_ge_19 <= \$2023 ;
   always @(posedge clk)
-    d_ge_6 <= \$2018 ;
+    d_ge_6 <= \$2024 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) ahead_rows_copy (
+    .clk(clk),
+    .d(\$1328 ),
+    .q(ahead_rows)
+  );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$1963 ),
+    .d(\$1969 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -28033,7 +28078,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$1721 ),
+    .d(\$1727 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -28041,7 +28086,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$1480 ),
+    .d(\$1486 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv2_window.inp  inp (
@@ -28049,7 +28094,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$150 ),
+    .o__payload(\o__payload$152 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -28077,7 +28122,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$1964 ),
+    .d(\$1970 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -28085,7 +28130,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$1722 ),
+    .d(\$1728 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -28133,7 +28178,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -28141,7 +28186,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -28149,7 +28194,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -28157,7 +28202,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -28165,7 +28210,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -28210,174 +28255,174 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1965  = w_c;
+    \$1971  = w_c;
     if (write) begin
-      \$1965  = \$56 [4:0];
+      \$1971  = \$56 [4:0];
     end
     if (rst_conv2_window) begin
-      \$1965  = 5'h00;
+      \$1971  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1966  = w_x;
+    \$1972  = w_x;
     if (write) begin
       if (\$57 ) begin
-        \$1966  = \$60 [3:0];
+        \$1972  = \$60 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1966  = 4'h0;
+      \$1972  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1967  = w_b;
+    \$1973  = w_b;
     if (write) begin
       if (\$57 ) begin
-        \$1967  = \$65 [2:0];
+        \$1973  = \$65 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1967  = 3'h0;
+      \$1973  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1968  = w_rowbase;
+    \$1974  = w_rowbase;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$1968  = \$73 [10:0];
+          \$1974  = \$73 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1968  = 11'h000;
+      \$1974  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1969  = w_grp;
+    \$1975  = w_grp;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$1969  = \$79 [10:0];
+          \$1975  = \$79 [10:0];
         end else if (\$67 ) begin
-          \$1969  = \$84 [10:0];
+          \$1975  = \$84 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1969  = 11'h000;
+      \$1975  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1970  = ahead;
+    \$1976  = ahead;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           if (\$82 ) begin
-            \$1970  = 1'h1;
+            \$1976  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$1970  = 1'h0;
+      \$1976  = 1'h0;
     end
-    if (rst_conv2_window) begin
-      \$1970  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1971  = w_row;
-    if (write) begin
-      if (\$57 ) begin
-        if (\$66 ) begin
-          (* full_case = 32'd1 *)
-          if (\$82 ) begin
-            \$1971  = 4'h0;
-          end else begin
-            \$1971  = \$83 [3:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$1971  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1972  = \$85 ;
-    if (rst_conv2_window) begin
-      \$1972  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1973  = \$2 [2:0];
-    if (rst_conv2_window) begin
-      \$1973  = 3'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1974  = read_credits_room_next;
-    if (rst_conv2_window) begin
-      \$1974  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1975  = take;
-    if (rst_conv2_window) begin
-      \$1975  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1976  = read_v1;
     if (rst_conv2_window) begin
       \$1976  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1977  = read_v2;
+    \$1977  = w_row;
+    if (write) begin
+      if (\$57 ) begin
+        if (\$66 ) begin
+          (* full_case = 32'd1 *)
+          if (\$82 ) begin
+            \$1977  = 4'h0;
+          end else begin
+            \$1977  = \$83 [3:0];
+          end
+        end
+      end
+    end
     if (rst_conv2_window) begin
-      \$1977  = 1'h0;
+      \$1977  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1978  = read_v3;
+    \$1978  = \$85 ;
     if (rst_conv2_window) begin
       \$1978  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1979  = ky;
-    if (take_step) begin
-      \$1979  = \$222 [2:0];
-    end
+    \$1979  = \$2 [2:0];
     if (rst_conv2_window) begin
-      \$1979  = 3'h0;
+      \$1979  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1980  = row_addr;
+    \$1980  = read_credits_room_next;
+    if (rst_conv2_window) begin
+      \$1980  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1981  = take;
+    if (rst_conv2_window) begin
+      \$1981  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1982  = read_v1;
+    if (rst_conv2_window) begin
+      \$1982  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1983  = read_v2;
+    if (rst_conv2_window) begin
+      \$1983  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1984  = read_v3;
+    if (rst_conv2_window) begin
+      \$1984  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1985  = ky;
+    if (take_step) begin
+      \$1985  = \$222 [2:0];
+    end
+    if (rst_conv2_window) begin
+      \$1985  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$1986  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
-        \$1980  = \$230 [10:0];
+        \$1986  = \$230 [10:0];
       end else begin
-        \$1980  = base_row;
+        \$1986  = base_row;
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
@@ -28385,73 +28430,55 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$1980  = step_next_row;
+              \$1986  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1980  = step_base_row;
+      \$1986  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$1980  = 11'h360;
+      \$1986  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1981  = c;
+    \$1987  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
-        \$1981  = \$233 [4:0];
+        \$1987  = \$233 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1981  = 5'h00;
+      \$1987  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1982  = qc;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-          \$1982  = \$236 [8:0];
-        end else begin
-          \$1982  = \$264 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$1982  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1983  = ox;
+    \$1988  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
+          \$1988  = \$236 [8:0];
         end else begin
-          \$1983  = \$239 [3:0];
+          \$1988  = \$264 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1983  = 4'h0;
+      \$1988  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1984  = ix0;
+    \$1989  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28459,17 +28486,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1984  = \$242 [4:0];
+          \$1989  = \$239 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1984  = 5'h1e;
+      \$1989  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1985  = r0;
+    \$1990  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28477,17 +28504,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1985  = \$250 [2:0];
+          \$1990  = \$242 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1985  = 3'h3;
+      \$1990  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1986  = q0c;
+    \$1991  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28495,17 +28522,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1986  = \$257 [8:0];
+          \$1991  = \$250 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1986  = 9'h1e0;
+      \$1991  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1987  = oy;
+    \$1992  = q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28513,19 +28540,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          if (\$265 ) begin
-            \$1987  = \$268 [3:0];
-          end
+          \$1992  = \$257 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1987  = 4'h0;
+      \$1992  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1988  = low;
+    \$1993  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28534,116 +28559,10 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         if (\$235 ) begin
         end else begin
           if (\$265 ) begin
-            \$1988  = \$271 [4:0];
+            \$1993  = \$268 [3:0];
           end
         end
       end
-    end
-    if (rst_conv2_window) begin
-      \$1988  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1989  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            if (\$272 ) begin
-              \$1989  = 1'h1;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$1989  = 1'h0;
-    end
-    if (rst_conv2_window) begin
-      \$1989  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1990  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            (* full_case = 32'd1 *)
-            if (\$272 ) begin
-            end else begin
-              \$1990  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$1990  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$1990  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1991  = base_row;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            (* full_case = 32'd1 *)
-            if (\$272 ) begin
-            end else begin
-              \$1991  = step_next_row;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$1991  = step_base_row;
-    end
-    if (rst_conv2_window) begin
-      \$1991  = 11'h360;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1992  = iy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$274 ) begin
-        \$1992  = \$278 [4:0];
-      end else if (\$277 ) begin
-        \$1992  = \$281 [4:0];
-      end else begin
-        \$1992  = low;
-      end
-    end
-    if (rst_conv2_window) begin
-      \$1992  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1993  = img_slot;
-    if (switch) begin
-      \$1993  = step_img_slot;
     end
     if (rst_conv2_window) begin
       \$1993  = 4'h0;
@@ -28651,19 +28570,44 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1994  = img_row;
-    if (switch) begin
-      \$1994  = step_img_row;
+    \$1994  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$1994  = \$271 [4:0];
+          end
+        end
+      end
     end
     if (rst_conv2_window) begin
-      \$1994  = 11'h000;
+      \$1994  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1995  = w_last;
-    if (write) begin
-      \$1995  = \$284 ;
+    \$1995  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            if (\$272 ) begin
+              \$1995  = 1'h1;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$1995  = 1'h0;
     end
     if (rst_conv2_window) begin
       \$1995  = 1'h0;
@@ -28671,166 +28615,267 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1996  = r_last;
+    \$1996  = base_slot;
     if (take_step) begin
-      \$1996  = \$288 ;
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$1996  = step_next_slot;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$1996  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$1996  = 1'h0;
+      \$1996  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1997  = \$319 [5:0];
+    \$1997  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$1997  = step_next_row;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$1997  = step_base_row;
+    end
     if (rst_conv2_window) begin
-      \$1997  = 6'h02;
+      \$1997  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1998  = \$476 ;
+    \$1998  = iy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$274 ) begin
+        \$1998  = \$278 [4:0];
+      end else if (\$277 ) begin
+        \$1998  = \$281 [4:0];
+      end else begin
+        \$1998  = low;
+      end
+    end
     if (rst_conv2_window) begin
-      \$1998  = 1'h1;
+      \$1998  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1999  = \$484 [4:0];
+    \$1999  = img_slot;
+    if (switch) begin
+      \$1999  = step_img_slot;
+    end
     if (rst_conv2_window) begin
-      \$1999  = 5'h13;
+      \$1999  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2000  = \$492 [4:0];
+    \$2000  = img_row;
+    if (switch) begin
+      \$2000  = step_img_row;
+    end
     if (rst_conv2_window) begin
-      \$2000  = 5'h12;
+      \$2000  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2001  = \$497 [4:0];
+    \$2001  = w_last;
+    if (write) begin
+      \$2001  = \$284 ;
+    end
     if (rst_conv2_window) begin
-      \$2001  = 5'h04;
+      \$2001  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2002  = \$505 [3:0];
+    \$2002  = r_last;
+    if (take_step) begin
+      \$2002  = \$288 ;
+    end
     if (rst_conv2_window) begin
-      \$2002  = 4'h8;
+      \$2002  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2003  = \$513 [4:0];
+    \$2003  = \$319 [5:0];
     if (rst_conv2_window) begin
-      \$2003  = 5'h17;
+      \$2003  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2004  = \$518 [4:0];
+    \$2004  = \$476 ;
     if (rst_conv2_window) begin
-      \$2004  = 5'h05;
+      \$2004  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2005  = \$758 ;
+    \$2005  = \$484 [4:0];
     if (rst_conv2_window) begin
-      \$2005  = 1'h1;
+      \$2005  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2006  = \$825 ;
+    \$2006  = \$492 [4:0];
     if (rst_conv2_window) begin
-      \$2006  = 1'h0;
+      \$2006  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2007  = \$868 ;
+    \$2007  = \$497 [4:0];
     if (rst_conv2_window) begin
-      \$2007  = 1'h0;
+      \$2007  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2008  = \$907 ;
+    \$2008  = \$505 [3:0];
     if (rst_conv2_window) begin
-      \$2008  = 1'h0;
+      \$2008  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2009  = \$942 ;
+    \$2009  = \$513 [4:0];
     if (rst_conv2_window) begin
-      \$2009  = 1'h0;
+      \$2009  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2010  = \$971 ;
+    \$2010  = \$518 [4:0];
     if (rst_conv2_window) begin
-      \$2010  = 1'h0;
+      \$2010  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2011  = \$1049 ;
+    \$2011  = \$758 ;
     if (rst_conv2_window) begin
       \$2011  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2012  = \$1074 ;
+    \$2012  = \$825 ;
     if (rst_conv2_window) begin
-      \$2012  = 1'h1;
+      \$2012  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2013  = \$1099 ;
+    \$2013  = \$868 ;
     if (rst_conv2_window) begin
-      \$2013  = 1'h1;
+      \$2013  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2014  = \$1127 ;
+    \$2014  = \$907 ;
     if (rst_conv2_window) begin
       \$2014  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2015  = \$1159 ;
+    \$2015  = \$942 ;
     if (rst_conv2_window) begin
       \$2015  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2016  = \$1193 ;
+    \$2016  = \$971 ;
     if (rst_conv2_window) begin
       \$2016  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2017  = \$1231 ;
+    \$2017  = \$1049 ;
     if (rst_conv2_window) begin
-      \$2017  = 1'h0;
+      \$2017  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2018  = \$1306 ;
+    \$2018  = \$1074 ;
     if (rst_conv2_window) begin
-      \$2018  = 1'h0;
+      \$2018  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2019  = \$1099 ;
+    if (rst_conv2_window) begin
+      \$2019  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2020  = \$1127 ;
+    if (rst_conv2_window) begin
+      \$2020  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2021  = \$1159 ;
+    if (rst_conv2_window) begin
+      \$2021  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2022  = \$1193 ;
+    if (rst_conv2_window) begin
+      \$2022  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2023  = \$1231 ;
+    if (rst_conv2_window) begin
+      \$2023  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2024  = \$1306 ;
+    if (rst_conv2_window) begin
+      \$2024  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -28868,6 +28913,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$signature__en$70  = 1'h1;
   assign read_v4 = w_en;
   assign finished = w_data;
+  assign \ahead_rows$75  = ahead_rows;
   assign \$337  = 1'h0;
   assign \$341  = 1'h1;
   assign \$342  = 1'h1;
@@ -28894,21 +28940,21 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$1136  = \$1135 ;
   assign \$1201  = 1'h0;
   assign \$1202  = 1'h0;
-  assign \$1340  = 1'h0;
-  assign \$1344  = 1'h1;
-  assign \$1345  = 1'h1;
-  assign \$1361  = 1'h1;
-  assign \$1362  = 1'h1;
-  assign \$1376  = 1'h0;
-  assign \$1410  = 1'h0;
-  assign \$1448  = 1'h1;
-  assign \$1449  = 1'h1;
-  assign \$1559  = 1'h1;
-  assign \$1623  = \$1596 ;
-  assign \$1675  = \$1663 ;
-  assign \$1801  = 1'h1;
-  assign \$1865  = \$1838 ;
-  assign \$1917  = \$1905 ;
+  assign \$1346  = 1'h0;
+  assign \$1350  = 1'h1;
+  assign \$1351  = 1'h1;
+  assign \$1367  = 1'h1;
+  assign \$1368  = 1'h1;
+  assign \$1382  = 1'h0;
+  assign \$1416  = 1'h0;
+  assign \$1454  = 1'h1;
+  assign \$1455  = 1'h1;
+  assign \$1565  = 1'h1;
+  assign \$1629  = \$1602 ;
+  assign \$1681  = \$1669 ;
+  assign \$1807  = 1'h1;
+  assign \$1871  = \$1844 ;
+  assign \$1923  = \$1911 ;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -154,9 +154,9 @@ def test_ky_below_is_the_compare(kh):
     ("RowWindow", 1, 8, 8, 5, 1, 2, 0.0), ("RowWindow", 2, 9, 9, 5, 2, 0, 0.5)])
 def test_avail_register_is_its_definition(cls, c, h, w, k, s, p, stall):
     """The reader's ``avail``, a register holding its next state's value, equals
-    ``~r_done & (pad | ahead | ky < d)`` of the state in every cycle: images back to back,
-    both streams stalled (a take, the writer's row end and the hand-over in every
-    combination)."""
+    ``~r_done & (pad | ahead | ky < d)`` of the state in every cycle, and the reader's copy
+    of ``ahead`` the writer's: images back to back, both streams stalled (a take, the
+    writer's row end and the hand-over in every combination)."""
     from flexor_hw.gateware import window
     images = np.random.default_rng(c + h).integers(0, 256, (3, c, h, w))
     dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p)
@@ -164,9 +164,9 @@ def test_avail_register_is_its_definition(cls, c, h, w, k, s, p, stall):
 
     async def monitor(ctx):
         reg, comb = dut._avail_check
-        async for _, _, a, b in ctx.tick().sample(reg, comb):
+        async for _, _, a, b, ahead, ahead_rows in ctx.tick().sample(reg, comb, *dut._ahead):
             cycles[0] += 1
-            if a != b:
+            if a != b or ahead != ahead_rows:
                 wrong.append(cycles[0])
 
     beats = images.transpose(0, 2, 3, 1).reshape(-1).tolist()
@@ -178,40 +178,54 @@ def test_avail_register_is_its_definition(cls, c, h, w, k, s, p, stall):
 @pytest.mark.parametrize("cls, c, h, w, k, s, p", [
     ("SlidingWindow", 2, 7, 6, 3, 2, 1), ("SlidingWindow", 1, 6, 6, 3, 1, 0),
     ("RowWindow", 2, 6, 7, 3, 1, 1), ("RowWindow", 1, 8, 8, 5, 1, 2)])
-@pytest.mark.parametrize("junk_rows", [1.5, None, "full"])
+@pytest.mark.parametrize("junk_rows", [1.5, None, "full", "ahead"])
 @pytest.mark.parametrize("offered", [False, True])
 def test_a_one_cycle_reset_mid_image_restarts_the_window_and_its_copies(
         cls, c, h, w, k, s, p, junk_rows, offered):
     """A reset of one cycle while the reader holds a full output FIFO (the counters' and
-    the rows-done bookkeeping's copies of ``take``, and the bookkeeping's copy of the
-    writer's ``write``, follow the reset through their inputs): every copy equals its
-    original in every cycle, and the images after the reset come out exact. ``junk_rows``:
-    the rows written before the reset (None: a kernel's height, the reader's first output
-    row ready; "full": beats until the writer is out of room and the input's skid buffer
-    holds its two); ``offered``: a beat offered on the input during the reset."""
+    the rows-done bookkeeping's copies of ``take``, the bookkeeping's copy of the writer's
+    ``write`` and the reader's of ``ahead`` follow the reset through their inputs): every
+    copy equals its original in every cycle, and the images after the reset come out
+    exact. ``junk_rows``: the rows written before the reset (None: a kernel's height, the
+    reader's first output row ready; "full": beats until the writer is out of room and the
+    input's skid buffer holds its two; "ahead": a whole image, its outputs taken into the
+    last output row, so that the writer is ahead of the reader); ``offered``: a beat
+    offered on the input during the reset."""
     from flexor_hw.gateware import window
     rng = np.random.default_rng(c * 7 + h)
     images = rng.integers(0, 256, (3, c, h, w))
     dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p)
     beats = images.transpose(0, 2, 3, 1).reshape(-1).tolist()
     per_image = len(beats) // 3
-    rows = {None: k, "full": dut.buffer_rows + 1}.get(junk_rows, junk_rows)
+    rows = {None: k, "full": dut.buffer_rows + 1, "ahead": h}.get(junk_rows, junk_rows)
     junk = beats[:int(rows * w * c)]
-    wrong, cycles = [], [0]
+    # "ahead": the reader stops half an output row before its image's end
+    taken = dut.beats_per_image - dut.beats_per_image // dut.output_size[0] // 2 \
+        if junk_rows == "ahead" else 0
+    wrong, cycles, ahead_at_reset, seen = [], [0], [], {}
+    stalled = reset_while_stalled(dut, junk, settle=8, offered=offered,
+                                  fill=junk_rows == "full", taken=taken)
+
+    async def before(ctx, rst):
+        seen["rst"] = rst
+        await stalled(ctx, rst)
 
     async def monitor(ctx):
         reader, writer = dut._reader, dut._writer
-        async for _, _, take, step, rows_take, write, rows_write, room, room_copy in \
-                ctx.tick().sample(reader.take, reader.step, reader.rows, writer.write,
-                                  writer.rows, writer.can_write, writer._room):
+        async for _, _, take, step, rows_take, write, rows_write, room, room_copy, ahead, \
+                ahead_rows in ctx.tick().sample(reader.take, reader.step, reader.rows,
+                                                writer.write, writer.rows, writer.can_write,
+                                                writer._room, *dut._ahead):
             cycles[0] += 1
-            if not (take == step == rows_take and write == rows_write and room == room_copy):
+            if not (take == step == rows_take and write == rows_write and room == room_copy
+                    and ahead == ahead_rows):
                 wrong.append(cycles[0])
+            if "rst" in seen and ctx.get(seen["rst"]) and not ahead_at_reset:
+                ahead_at_reset.append(ahead)
 
     n_out = 2 * dut.beats_per_image
     run = run_stream(dut, beats[per_image:], n_out, in_stall=0.3, out_stall=0.3, seed=k,
-                     before=reset_while_stalled(dut, junk, settle=8, offered=offered,
-                                                fill=junk_rows == "full"),
+                     before=before,
                      monitor=monitor)
     want = ref_windows(images[1:], (k, k), (s, s), (p, p))
     if cls == "RowWindow":
@@ -219,4 +233,5 @@ def test_a_one_cycle_reset_mid_image_restarts_the_window_and_its_copies(
     else:
         got = np.array(run.outputs)
     assert cycles[0] > n_out and wrong == []
+    assert ahead_at_reset == [int(junk_rows == "ahead")]
     assert got.tolist() == want.tolist()
