@@ -820,9 +820,10 @@ def _write_room(m, writer, wr_end, wr_end_rows, rd_end, last_oy, switch, ahead, 
     """``writer.can_write`` as a register (:meth:`_Writer.set_room`): the writer may fill a
     row unless its slot still holds a row the reader needs (stream rows before the reader's
     ``low`` are free: row r of the next image is row H + r of this one; once the reader is
-    done, every row of its image is free). The input's ``ready`` is then a flip-flop: the compare of the writer's row with the
-    reader's (an adder and a compare) drove it, and through the producer's handshake it
-    reached the FIFO before it (the placed ResNet-20's longest path on the ECP5-85k).
+    done, every row of its image is free). The input's ``ready`` is then a flip-flop: the
+    compare of the writer's row with the reader's (an adder and a compare) drove it, and
+    through the producer's handshake it reached the FIFO before it (the placed ResNet-20's
+    longest path on the ECP5-85k).
 
     The register holds the room of the next cycle's state, exactly: the writer's row after a
     write that ends one (``wr_end``), the reader's after a take that ends an output row
