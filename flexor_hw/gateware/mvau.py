@@ -10,7 +10,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .mul import MUL_WIDTH, Multiplier
-from .pipeline import (Credits, OutputFifo, copy_register, delay, int_shape, mux_tree,
+from .pipeline import (Credits, OutputFifo, copy_register, delay, flag_copy, int_shape,
+                       mux_tree,
                        pipelined_sum, ram_style_attr)
 from .rom import Rom
 from .weight_stream import WeightStream, prime_cycles
@@ -237,10 +238,16 @@ class MvauParams:
         return 1 + self.bits_register + _tree_registers(self.simd)
 
     @property
+    def product_pieces(self):
+        """The widths ``(a, s)`` of each registered partial product of a plane's ``A_i·S_i``
+        (:func:`_chunks`: each operand cut into multiplier-sized pieces)."""
+        return [(ahi - alo, shi - slo) for alo, ahi in _chunks(self.consts.a_width)
+                for slo, shi in _chunks(self.consts.s_width)]
+
+    @property
     def product_terms(self):
-        """Registered partial products per plane's ``A_i·S_i`` (:func:`_chunks`: each operand
-        cut into multiplier-sized pieces)."""
-        return len(_chunks(self.consts.a_width)) * len(_chunks(self.consts.s_width))
+        """Registered partial products per plane's ``A_i·S_i``."""
+        return len(self.product_pieces)
 
     @property
     def sum_stages(self):
@@ -431,10 +438,8 @@ class MatrixVectorUnit(wiring.Component):
         # the loop crossed twice again (conv3: 11.1 ns of routing). (A take and a load never
         # meet: the take needs ``~w_full``, the load ``w_full``.)
         m.d.sync += w_full.eq(Mux(load, 0, Mux(filled, 1, w_full)))
-        w_full_issue = Signal()
-        w_full_issue_next = Mux(ResetSignal("sync") | load, 0, Mux(filled, 1, w_full_issue))
-        m.d.comb += w_full_issue.eq(copy_register(m, w_full_issue_next, "w_full_issue",
-                                                  emit=self._init_files is not None))
+        w_full_issue = flag_copy(m, filled, load, "w_full_issue",
+                                 emit=self._init_files is not None)
         self._w_full = (w_full, w_full_issue)   # for tests
         m.d.comb += load.eq(w_full_issue & (~active | vector_end))
         m.d.comb += weights.o.ready.eq(step)

@@ -9,7 +9,8 @@ a few hundred flip-flops, not thousands)."""
 
 import re
 
-from amaranth.hdl import ClockSignal, Instance, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import (ClockSignal, Instance, Module, Mux, ResetSignal, Shape, Signal, Value,
+                          signed, unsigned)
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -276,6 +277,19 @@ endmodule
 def copy_modules(verilog):
     """The register copy's module, if an emitted design instantiates it."""
     return COPY_VERILOG if re.search(r"^\s*flexor_copy #\(", verilog, re.MULTILINE) else ""
+
+
+def flag_copy(m, set_, clear, name, *, emit, flag=None):
+    """A flag in a copy of its own (:func:`copy_register`) that holds through itself: set by
+    ``set_``, cleared by ``clear`` (which wins) and by the reset. Beside a twin register that
+    steps alike, it reads each input once from wherever they are placed, not the twin (a copy
+    that held through its twin was placed by it, and a loop through the copy crossed the
+    device twice). ``flag``: the signal to drive with it (one made beforehand, for logic
+    that reads it before its inputs exist), else a new one. Returns it."""
+    flag = Signal(name=name) if flag is None else flag
+    m.d.comb += flag.eq(copy_register(m, Mux(ResetSignal("sync") | clear, 0,
+                                              Mux(set_, 1, flag)), name, emit=emit))
+    return flag
 
 
 def copy_register(m, value, name, *, emit, init=0, domain="sync"):

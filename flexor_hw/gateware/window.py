@@ -8,7 +8,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import Credits, OutputFifo, SkidBuffer, copy_register, no_rw_check_attrs
+from .pipeline import (Credits, OutputFifo, SkidBuffer, copy_register, flag_copy,
+                       no_rw_check_attrs)
 
 __all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
 
@@ -509,9 +510,8 @@ def _reader_ahead(m, unit, ahead_rows, switch, wr_end_rows, w_row, H):
     through the hand-over's select by ``ahead`` and back, 8.8 ns of routing). Equal to
     ``ahead`` in every cycle (a switch needs ``ahead``, the writer's set its absence).
     Returns it."""
-    nxt = Mux(ResetSignal("sync") | switch, 0, Mux(wr_end_rows & (w_row == H - 1), 1, ahead_rows))
-    m.d.comb += ahead_rows.eq(copy_register(m, nxt, "ahead_rows", emit=unit._emit))
-    return ahead_rows
+    return flag_copy(m, wr_end_rows & (w_row == H - 1), switch, "ahead_rows", emit=unit._emit,
+                     flag=ahead_rows)
 
 
 def _registered_write(m, port, addr, data, en, name, emit):

@@ -383,16 +383,12 @@ ICE40_MUL_WIDTH = 16
 
 def ice40_multipliers(p, est):
     """``est``'s DSPs and flip-flops on the iCE40: the requantizer's partial products
-    (:func:`~flexor_hw.gateware.mvau._chunks`, cut for the ECP5's 18-bit MULT18X18D) take an
-    SB_MAC16 per 16 × 16 piece, and Yosys leaves their operand and product registers in
-    flip-flops (the placed digits MLP: 17 × 16 bits, 2 SB_MAC16 and 66 flip-flops; 4 × 16,
-    1 and 40)."""
-    from ..gateware.mvau import _chunks
-    dsps = ffs = 0
-    for alo, ahi in _chunks(p.consts.a_width):
-        for slo, shi in _chunks(p.consts.s_width):
-            dsps += -(-(ahi - alo) // ICE40_MUL_WIDTH) * -(-(shi - slo) // ICE40_MUL_WIDTH)
-            ffs += 2 * (ahi - alo + shi - slo)
+    (``product_pieces``, cut for the ECP5's 18-bit MULT18X18D) take an SB_MAC16 per 16 × 16
+    piece, and Yosys leaves their operand and product registers in flip-flops (the placed
+    digits MLP: 17 × 16 bits, 2 SB_MAC16 and 66 flip-flops; 4 × 16, 1 and 40)."""
+    pieces = p.product_pieces
+    dsps = sum(-(-a // ICE40_MUL_WIDTH) * -(-s // ICE40_MUL_WIDTH) for a, s in pieces)
+    ffs = sum(2 * (a + s) for a, s in pieces)
     return {"dsps": p.out_simd * p.q * dsps, "ffs": est["ffs"] + p.out_simd * p.q * ffs}
 
 
