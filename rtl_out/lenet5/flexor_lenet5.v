@@ -4916,92 +4916,357 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2176 ;
   wire \$2177 ;
   wire \$2178 ;
-  reg [4:0] \$2179 ;
+  wire \$2179 ;
   wire \$218 ;
-  reg [7:0] \$2180 ;
-  reg \$2181 ;
-  reg [4:0] \$2182 ;
-  reg \$2183 ;
-  reg [2:0] \$2184 ;
-  reg \$2185 ;
-  reg \$2186 ;
-  reg \$2187 ;
-  reg \$2188 ;
-  reg \$2189 ;
+  wire \$2180 ;
+  wire \$2181 ;
+  wire \$2182 ;
+  wire \$2183 ;
+  wire \$2184 ;
+  wire \$2185 ;
+  wire \$2186 ;
+  wire \$2187 ;
+  wire \$2188 ;
+  wire \$2189 ;
   wire \$219 ;
-  reg [2:0] \$2190 ;
-  reg [5:0] \$2191 ;
-  reg [2:0] \$2192 ;
-  reg [7:0] \$2193 ;
-  reg [4:0] \$2194 ;
-  reg [5:0] \$2195 ;
-  reg [5:0] \$2196 ;
-  reg [4:0] \$2197 ;
-  reg [5:0] \$2198 ;
-  reg \$2199 ;
+  wire \$2190 ;
+  wire \$2191 ;
+  wire \$2192 ;
+  wire \$2193 ;
+  wire \$2194 ;
+  wire \$2195 ;
+  wire \$2196 ;
+  wire \$2197 ;
+  wire \$2198 ;
+  wire \$2199 ;
   wire \$22 ;
   wire \$220 ;
-  reg [2:0] \$2200 ;
-  reg [7:0] \$2201 ;
-  reg [5:0] \$2202 ;
-  reg [5:0] \$2203 ;
-  reg [2:0] \$2204 ;
-  reg [7:0] \$2205 ;
-  reg \$2206 ;
-  reg \$2207 ;
-  reg [6:0] \$2208 ;
-  reg \$2209 ;
+  wire \$2200 ;
+  wire \$2201 ;
+  wire \$2202 ;
+  wire \$2203 ;
+  wire \$2204 ;
+  wire \$2205 ;
+  wire \$2206 ;
+  wire \$2207 ;
+  wire \$2208 ;
+  wire \$2209 ;
   wire \$221 ;
-  reg [5:0] \$2210 ;
-  reg [5:0] \$2211 ;
-  reg [5:0] \$2212 ;
-  reg [5:0] \$2213 ;
-  reg [5:0] \$2214 ;
-  reg [5:0] \$2215 ;
-  reg \$2216 ;
-  reg \$2217 ;
-  reg \$2218 ;
-  reg \$2219 ;
+  wire \$2210 ;
+  wire \$2211 ;
+  wire \$2212 ;
+  wire \$2213 ;
+  wire \$2214 ;
+  wire \$2215 ;
+  wire \$2216 ;
+  wire \$2217 ;
+  wire \$2218 ;
+  wire \$2219 ;
   wire \$222 ;
-  reg \$2220 ;
-  reg \$2221 ;
-  reg \$2222 ;
-  reg \$2223 ;
-  reg \$2224 ;
-  reg \$2225 ;
-  reg \$2226 ;
-  reg \$2227 ;
-  reg \$2228 ;
-  reg \$2229 ;
+  wire \$2220 ;
+  wire \$2221 ;
+  wire \$2222 ;
+  wire \$2223 ;
+  wire \$2224 ;
+  wire \$2225 ;
+  wire \$2226 ;
+  wire \$2227 ;
+  wire \$2228 ;
+  wire \$2229 ;
   wire \$223 ;
+  wire \$2230 ;
+  wire \$2231 ;
+  wire \$2232 ;
+  wire \$2233 ;
+  wire \$2234 ;
+  wire \$2235 ;
+  wire \$2236 ;
+  wire \$2237 ;
+  wire \$2238 ;
+  wire \$2239 ;
   wire \$224 ;
+  wire \$2240 ;
+  wire \$2241 ;
+  wire \$2242 ;
+  wire \$2243 ;
+  wire \$2244 ;
+  wire \$2245 ;
+  wire \$2246 ;
+  wire \$2247 ;
+  wire \$2248 ;
+  wire \$2249 ;
   wire \$225 ;
+  wire \$2250 ;
+  wire \$2251 ;
+  wire \$2252 ;
+  wire \$2253 ;
+  wire \$2254 ;
+  wire \$2255 ;
+  wire \$2256 ;
+  wire \$2257 ;
+  wire \$2258 ;
+  wire \$2259 ;
   wire \$226 ;
+  wire \$2260 ;
+  wire \$2261 ;
+  wire \$2262 ;
+  wire \$2263 ;
+  wire \$2264 ;
+  wire \$2265 ;
+  wire \$2266 ;
+  wire \$2267 ;
+  wire \$2268 ;
+  wire \$2269 ;
   wire \$227 ;
+  wire \$2270 ;
+  wire \$2271 ;
+  wire \$2272 ;
+  wire \$2273 ;
+  wire \$2274 ;
+  wire \$2275 ;
+  wire \$2276 ;
+  wire \$2277 ;
+  wire \$2278 ;
+  wire \$2279 ;
   wire \$228 ;
+  wire \$2280 ;
+  wire \$2281 ;
+  wire \$2282 ;
+  wire \$2283 ;
+  wire \$2284 ;
+  wire \$2285 ;
+  wire \$2286 ;
+  wire \$2287 ;
+  wire \$2288 ;
+  wire \$2289 ;
   wire \$229 ;
+  wire \$2290 ;
+  wire \$2291 ;
+  wire \$2292 ;
+  wire \$2293 ;
+  wire \$2294 ;
+  wire \$2295 ;
+  wire \$2296 ;
+  wire \$2297 ;
+  wire \$2298 ;
+  wire \$2299 ;
   wire \$23 ;
   wire \$230 ;
+  wire \$2300 ;
+  wire \$2301 ;
+  wire \$2302 ;
+  wire \$2303 ;
+  wire \$2304 ;
+  wire \$2305 ;
+  wire \$2306 ;
+  wire \$2307 ;
+  wire \$2308 ;
+  wire \$2309 ;
   wire \$231 ;
+  wire \$2310 ;
+  wire \$2311 ;
+  wire \$2312 ;
+  wire \$2313 ;
+  wire \$2314 ;
+  wire \$2315 ;
+  wire \$2316 ;
+  wire \$2317 ;
+  wire \$2318 ;
+  wire \$2319 ;
   wire \$232 ;
+  wire \$2320 ;
+  wire \$2321 ;
+  wire \$2322 ;
+  wire \$2323 ;
+  wire \$2324 ;
+  wire \$2325 ;
+  wire \$2326 ;
+  wire \$2327 ;
+  wire \$2328 ;
+  wire \$2329 ;
   wire \$233 ;
+  wire \$2330 ;
+  wire \$2331 ;
+  wire \$2332 ;
+  wire \$2333 ;
+  wire \$2334 ;
+  wire \$2335 ;
+  wire \$2336 ;
+  wire \$2337 ;
+  wire \$2338 ;
+  wire \$2339 ;
   wire \$234 ;
+  wire \$2340 ;
+  wire \$2341 ;
+  wire \$2342 ;
+  wire \$2343 ;
+  wire \$2344 ;
+  wire \$2345 ;
+  wire \$2346 ;
+  wire \$2347 ;
+  wire \$2348 ;
+  wire \$2349 ;
   wire \$235 ;
+  wire \$2350 ;
+  wire \$2351 ;
+  wire \$2352 ;
+  wire \$2353 ;
+  wire \$2354 ;
+  wire \$2355 ;
+  wire \$2356 ;
+  wire \$2357 ;
+  wire \$2358 ;
+  wire \$2359 ;
   wire \$236 ;
+  wire \$2360 ;
+  wire \$2361 ;
+  wire \$2362 ;
+  wire \$2363 ;
+  wire \$2364 ;
+  wire \$2365 ;
+  wire \$2366 ;
+  wire \$2367 ;
+  wire \$2368 ;
+  wire \$2369 ;
   wire \$237 ;
+  wire \$2370 ;
+  wire \$2371 ;
+  wire \$2372 ;
+  wire \$2373 ;
+  wire \$2374 ;
+  wire \$2375 ;
+  wire \$2376 ;
+  wire \$2377 ;
+  wire \$2378 ;
+  wire \$2379 ;
   wire \$238 ;
+  wire \$2380 ;
+  wire \$2381 ;
+  wire \$2382 ;
+  wire \$2383 ;
+  wire \$2384 ;
+  wire \$2385 ;
+  wire \$2386 ;
+  wire \$2387 ;
+  wire \$2388 ;
+  wire \$2389 ;
   wire \$239 ;
+  wire \$2390 ;
+  wire \$2391 ;
+  wire \$2392 ;
+  wire \$2393 ;
+  wire \$2394 ;
+  wire \$2395 ;
+  wire \$2396 ;
+  wire \$2397 ;
+  wire \$2398 ;
+  wire \$2399 ;
   wire \$24 ;
   wire \$240 ;
+  wire \$2400 ;
+  wire \$2401 ;
+  wire \$2402 ;
+  wire \$2403 ;
+  wire \$2404 ;
+  wire \$2405 ;
+  wire \$2406 ;
+  wire \$2407 ;
+  wire \$2408 ;
+  wire \$2409 ;
   wire \$241 ;
+  wire \$2410 ;
+  wire \$2411 ;
+  wire \$2412 ;
+  wire \$2413 ;
+  wire \$2414 ;
+  wire \$2415 ;
+  wire \$2416 ;
+  wire \$2417 ;
+  wire \$2418 ;
+  wire \$2419 ;
   wire \$242 ;
+  wire \$2420 ;
+  wire \$2421 ;
+  wire \$2422 ;
+  wire \$2423 ;
+  wire \$2424 ;
+  wire \$2425 ;
+  wire \$2426 ;
+  wire \$2427 ;
+  wire \$2428 ;
+  wire \$2429 ;
   wire \$243 ;
+  wire \$2430 ;
+  wire \$2431 ;
+  wire \$2432 ;
+  wire \$2433 ;
+  wire \$2434 ;
+  wire \$2435 ;
+  wire \$2436 ;
+  wire \$2437 ;
+  wire \$2438 ;
+  wire \$2439 ;
   wire \$244 ;
+  reg [4:0] \$2440 ;
+  reg [7:0] \$2441 ;
+  reg \$2442 ;
+  reg [4:0] \$2443 ;
+  reg \$2444 ;
+  reg [2:0] \$2445 ;
+  reg \$2446 ;
+  reg \$2447 ;
+  reg \$2448 ;
+  reg \$2449 ;
   wire \$245 ;
+  reg \$2450 ;
+  reg [2:0] \$2451 ;
+  reg [5:0] \$2452 ;
+  reg [2:0] \$2453 ;
+  reg [7:0] \$2454 ;
+  reg [4:0] \$2455 ;
+  reg [5:0] \$2456 ;
+  reg [5:0] \$2457 ;
+  reg [4:0] \$2458 ;
+  reg [5:0] \$2459 ;
   wire \$246 ;
+  reg \$2460 ;
+  reg [2:0] \$2461 ;
+  reg [7:0] \$2462 ;
+  reg [5:0] \$2463 ;
+  reg [5:0] \$2464 ;
+  reg [2:0] \$2465 ;
+  reg [7:0] \$2466 ;
+  reg \$2467 ;
+  reg \$2468 ;
+  reg [6:0] \$2469 ;
   wire \$247 ;
+  reg \$2470 ;
+  reg [5:0] \$2471 ;
+  reg [5:0] \$2472 ;
+  reg [5:0] \$2473 ;
+  reg [5:0] \$2474 ;
+  reg [5:0] \$2475 ;
+  reg [5:0] \$2476 ;
+  reg \$2477 ;
+  reg \$2478 ;
+  reg \$2479 ;
   wire \$248 ;
+  reg \$2480 ;
+  reg \$2481 ;
+  reg \$2482 ;
+  reg \$2483 ;
+  reg \$2484 ;
+  reg \$2485 ;
+  reg \$2486 ;
+  reg \$2487 ;
+  reg \$2488 ;
+  reg \$2489 ;
   wire \$249 ;
+  reg \$2490 ;
+  reg \$2491 ;
+  reg \$2492 ;
+  reg \$2493 ;
+  reg \$2494 ;
   wire \$25 ;
   wire \$250 ;
   wire \$251 ;
@@ -5864,6 +6129,10 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg d_ge_4 = 1'h0;
   reg d_ge_5 = 1'h0;
   reg d_ge_6 = 1'h0;
+  reg d_ge_7 = 1'h0;
+  reg d_ge_m21 = 1'h1;
+  reg d_ge_m22 = 1'h1;
+  reg d_ge_m23 = 1'h1;
   (* init = 8'h00 *)
   wire [7:0] finished;
   input [7:0] i__payload;
@@ -5887,7 +6156,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [5:0] low = 6'h3e;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$109 ;
+  wire [7:0] \o__payload$113 ;
   wire [7:0] \o__payload$23 ;
   reg o__ready = 1'h1;
   input \o__ready$24 ;
@@ -6408,12 +6677,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$275  = r_done | \$274 ;
   assign \$276  = switch ? 1'h0 : \$275 ;
   assign \$277  = ~ \$276 ;
-  assign \$278  = $signed(d) < $signed(6'h2a);
+  assign \$278  = ~ d_ge_m22;
   assign \$279  = \$277  & \$278 ;
   assign \$280  = oy == 5'h1b;
   assign \$281  = r_done | \$280 ;
   assign \$282  = switch ? 1'h0 : \$281 ;
-  assign \$283  = $signed(d) < $signed(4'h6);
+  assign \$283  = ~ d_ge_6;
   assign \$284  = \$282  | \$283 ;
   assign \$285  = room_w_27[5] & \$284 ;
   assign \$286  = \$273  ? \$279  : \$285 ;
@@ -6436,12 +6705,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$304  = r_done | \$303 ;
   assign \$305  = switch ? 1'h0 : \$304 ;
   assign \$306  = ~ \$305 ;
-  assign \$307  = $signed(d) < $signed(6'h2b);
+  assign \$307  = ~ d_ge_m21;
   assign \$308  = \$306  & \$307 ;
   assign \$309  = oy == 5'h1b;
   assign \$310  = r_done | \$309 ;
   assign \$311  = switch ? 1'h0 : \$310 ;
-  assign \$312  = $signed(d) < $signed(4'h7);
+  assign \$312  = ~ d_ge_7;
   assign \$313  = \$311  | \$312 ;
   assign \$314  = room_w_28[5] & \$313 ;
   assign \$315  = \$302  ? \$308  : \$314 ;
@@ -6471,10 +6740,10 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$341  = switch ? 1'h0 : \$340 ;
   assign \$342  = switch ? 1'h0 : r_done;
   assign \$343  = ~ \$342 ;
-  assign \$344  = $signed(d) < $signed(6'h29);
+  assign \$344  = ~ d_ge_m23;
   assign \$345  = \$343  & \$344 ;
   assign \$346  = switch ? 1'h0 : r_done;
-  assign \$347  = $signed(d) < $signed(4'h5);
+  assign \$347  = ~ d_ge_5;
   assign \$348  = \$346  | \$347 ;
   assign \$349  = room_w_27[5] & \$348 ;
   assign \$350  = \$341  ? \$345  : \$349 ;
@@ -6482,10 +6751,10 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$352  = switch ? 1'h0 : ahead;
   assign \$353  = switch ? 1'h0 : r_done;
   assign \$354  = ~ \$353 ;
-  assign \$355  = $signed(d) < $signed(6'h2a);
+  assign \$355  = ~ d_ge_m22;
   assign \$356  = \$354  & \$355 ;
   assign \$357  = switch ? 1'h0 : r_done;
-  assign \$358  = $signed(d) < $signed(4'h6);
+  assign \$358  = ~ d_ge_6;
   assign \$359  = \$357  | \$358 ;
   assign \$360  = room_w_28[5] & \$359 ;
   assign \$361  = \$352  ? \$356  : \$360 ;
@@ -6813,602 +7082,605 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$692  = ~ room_w_27[5];
   assign \$693  = \$691  & \$692 ;
   assign \$694  = \$693  & room_w_28[5];
-  assign \$695  = w_row == 5'h19;
-  assign \$696  = w_row == 5'h1a;
-  assign \$697  = w_row == 5'h1b;
-  assign \$698  = w_row == 5'h1c;
-  assign \$699  = w_row == 5'h1d;
-  assign \$700  = w_row == 5'h1e;
-  assign \$701  = w_row == 5'h1f;
-  assign \$702  = | { \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695  };
-  assign \$703  = \$694  ? 1'h0 : \$702 ;
-  assign \$704  = w_row == 5'h1a;
-  assign \$705  = w_row == 5'h1b;
-  assign \$706  = w_row == 5'h1c;
-  assign \$707  = w_row == 5'h1d;
-  assign \$708  = w_row == 5'h1e;
-  assign \$709  = w_row == 5'h1f;
-  assign \$710  = | { \$709 , \$708 , \$707 , \$706 , \$705 , \$704  };
-  assign \$711  = \$690  ? \$703  : \$710 ;
-  assign \$712  = write_rows & w_last;
-  assign \$713  = ~ ahead_rows;
-  assign \$714  = ~ room_w_27[5];
-  assign \$715  = \$713  & \$714 ;
-  assign \$716  = \$715  & room_w_28[5];
-  assign \$717  = d == 6'h38;
-  assign \$718  = d == 6'h39;
-  assign \$719  = d == 6'h3a;
-  assign \$720  = d == 6'h3b;
-  assign \$721  = d == 6'h3c;
-  assign \$722  = d == 6'h3d;
-  assign \$723  = d == 6'h3e;
-  assign \$724  = d == 6'h3f;
-  assign \$725  = | { \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717  };
-  assign \$726  = \$716  ? \$725  : d_ge_28;
-  assign \$727  = \$712  ? \$726  : d_ge_29;
-  assign \$728  = \$689  ? \$711  : \$727 ;
-  assign \$729  = write_rows & w_last;
-  assign \$730  = ~ ahead_rows;
-  assign \$731  = ~ room_w_27[5];
-  assign \$732  = \$730  & \$731 ;
-  assign \$733  = \$732  & room_w_28[5];
-  assign \$734  = d == 6'h37;
-  assign \$735  = d == 6'h38;
-  assign \$736  = d == 6'h39;
-  assign \$737  = d == 6'h3a;
-  assign \$738  = d == 6'h3b;
-  assign \$739  = d == 6'h3c;
-  assign \$740  = d == 6'h3d;
-  assign \$741  = d == 6'h3e;
-  assign \$742  = d == 6'h3f;
-  assign \$743  = | { \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734  };
-  assign \$744  = d == 5'h1b;
-  assign \$745  = d == 5'h1c;
-  assign \$746  = d == 5'h1d;
-  assign \$747  = d == 5'h1e;
-  assign \$748  = d == 5'h1f;
-  assign \$749  = d == 6'h20;
-  assign \$750  = d == 6'h21;
-  assign \$751  = d == 6'h22;
-  assign \$752  = d == 6'h23;
-  assign \$753  = d == 6'h24;
-  assign \$754  = d == 6'h25;
-  assign \$755  = d == 6'h26;
-  assign \$756  = d == 6'h27;
-  assign \$757  = d == 6'h28;
-  assign \$758  = d == 6'h29;
-  assign \$759  = d == 6'h2a;
-  assign \$760  = d == 6'h2b;
-  assign \$761  = d == 6'h2c;
-  assign \$762  = d == 6'h2d;
-  assign \$763  = d == 6'h2e;
-  assign \$764  = d == 6'h2f;
-  assign \$765  = d == 6'h30;
-  assign \$766  = d == 6'h31;
-  assign \$767  = d == 6'h32;
-  assign \$768  = d == 6'h33;
-  assign \$769  = d == 6'h34;
-  assign \$770  = d == 6'h35;
-  assign \$771  = d == 6'h36;
-  assign \$772  = d == 6'h37;
-  assign \$773  = d == 6'h38;
-  assign \$774  = d == 6'h39;
-  assign \$775  = d == 6'h3a;
-  assign \$776  = d == 6'h3b;
-  assign \$777  = d == 6'h3c;
-  assign \$778  = d == 6'h3d;
-  assign \$779  = d == 6'h3e;
-  assign \$780  = d == 6'h3f;
-  assign \$781  = | { \$780 , \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744  };
-  assign \$782  = \$733  ? \$743  : \$781 ;
-  assign \$783  = \$729  ? \$782  : d_ge_28;
-  assign \$784  = \$688  ? \$728  : \$783 ;
-  assign \$785  = take_rows & r_last;
-  assign \$786  = oy == 5'h1b;
-  assign \$787  = write_rows & w_last;
-  assign \$788  = ~ ahead_rows;
-  assign \$789  = ~ room_w_27[5];
-  assign \$790  = \$788  & \$789 ;
-  assign \$791  = \$790  & room_w_28[5];
-  assign \$792  = w_row == 5'h1a;
-  assign \$793  = w_row == 5'h1b;
-  assign \$794  = w_row == 5'h1c;
-  assign \$795  = w_row == 5'h1d;
-  assign \$796  = w_row == 5'h1e;
-  assign \$797  = w_row == 5'h1f;
-  assign \$798  = | { \$797 , \$796 , \$795 , \$794 , \$793 , \$792  };
-  assign \$799  = \$791  ? 1'h0 : \$798 ;
-  assign \$800  = w_row == 5'h1b;
-  assign \$801  = w_row == 5'h1c;
-  assign \$802  = w_row == 5'h1d;
-  assign \$803  = w_row == 5'h1e;
-  assign \$804  = w_row == 5'h1f;
-  assign \$805  = | { \$804 , \$803 , \$802 , \$801 , \$800  };
-  assign \$806  = \$787  ? \$799  : \$805 ;
-  assign \$807  = write_rows & w_last;
-  assign \$808  = ~ ahead_rows;
-  assign \$809  = ~ room_w_27[5];
-  assign \$810  = \$808  & \$809 ;
-  assign \$811  = \$810  & room_w_28[5];
-  assign \$812  = d == 6'h39;
-  assign \$813  = d == 6'h3a;
-  assign \$814  = d == 6'h3b;
-  assign \$815  = d == 6'h3c;
-  assign \$816  = d == 6'h3d;
-  assign \$817  = d == 6'h3e;
-  assign \$818  = d == 6'h3f;
-  assign \$819  = | { \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812  };
-  assign \$820  = \$811  ? \$819  : d_ge_29;
-  assign \$821  = \$807  ? \$820  : d_ge_30;
-  assign \$822  = \$786  ? \$806  : \$821 ;
-  assign \$823  = write_rows & w_last;
-  assign \$824  = ~ ahead_rows;
-  assign \$825  = ~ room_w_27[5];
-  assign \$826  = \$824  & \$825 ;
-  assign \$827  = \$826  & room_w_28[5];
-  assign \$828  = d == 6'h38;
-  assign \$829  = d == 6'h39;
-  assign \$830  = d == 6'h3a;
-  assign \$831  = d == 6'h3b;
-  assign \$832  = d == 6'h3c;
-  assign \$833  = d == 6'h3d;
-  assign \$834  = d == 6'h3e;
-  assign \$835  = d == 6'h3f;
-  assign \$836  = | { \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828  };
-  assign \$837  = \$827  ? \$836  : d_ge_28;
-  assign \$838  = \$823  ? \$837  : d_ge_29;
-  assign \$839  = \$785  ? \$822  : \$838 ;
-  assign \$840  = take_rows & r_last;
-  assign \$841  = oy == 5'h1b;
-  assign \$842  = write_rows & w_last;
-  assign \$843  = ~ ahead_rows;
-  assign \$844  = ~ room_w_27[5];
-  assign \$845  = \$843  & \$844 ;
-  assign \$846  = \$845  & room_w_28[5];
-  assign \$847  = w_row == 5'h1b;
-  assign \$848  = w_row == 5'h1c;
-  assign \$849  = w_row == 5'h1d;
-  assign \$850  = w_row == 5'h1e;
-  assign \$851  = w_row == 5'h1f;
-  assign \$852  = | { \$851 , \$850 , \$849 , \$848 , \$847  };
-  assign \$853  = \$846  ? 1'h0 : \$852 ;
-  assign \$854  = w_row == 5'h1c;
-  assign \$855  = w_row == 5'h1d;
-  assign \$856  = w_row == 5'h1e;
-  assign \$857  = w_row == 5'h1f;
-  assign \$858  = | { \$857 , \$856 , \$855 , \$854  };
-  assign \$859  = \$842  ? \$853  : \$858 ;
-  assign \$860  = write_rows & w_last;
-  assign \$861  = ~ ahead_rows;
-  assign \$862  = ~ room_w_27[5];
-  assign \$863  = \$861  & \$862 ;
-  assign \$864  = \$863  & room_w_28[5];
-  assign \$865  = d == 6'h3a;
-  assign \$866  = d == 6'h3b;
-  assign \$867  = d == 6'h3c;
-  assign \$868  = d == 6'h3d;
-  assign \$869  = d == 6'h3e;
-  assign \$870  = d == 6'h3f;
-  assign \$871  = | { \$870 , \$869 , \$868 , \$867 , \$866 , \$865  };
-  assign \$872  = \$864  ? \$871  : d_ge_30;
-  assign \$873  = \$860  ? \$872  : d_ge_31;
-  assign \$874  = \$841  ? \$859  : \$873 ;
-  assign \$875  = write_rows & w_last;
-  assign \$876  = ~ ahead_rows;
-  assign \$877  = ~ room_w_27[5];
-  assign \$878  = \$876  & \$877 ;
-  assign \$879  = \$878  & room_w_28[5];
-  assign \$880  = d == 6'h39;
-  assign \$881  = d == 6'h3a;
-  assign \$882  = d == 6'h3b;
-  assign \$883  = d == 6'h3c;
-  assign \$884  = d == 6'h3d;
-  assign \$885  = d == 6'h3e;
-  assign \$886  = d == 6'h3f;
-  assign \$887  = | { \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880  };
-  assign \$888  = \$879  ? \$887  : d_ge_29;
-  assign \$889  = \$875  ? \$888  : d_ge_30;
-  assign \$890  = \$840  ? \$874  : \$889 ;
-  assign \$891  = take_rows & r_last;
-  assign \$892  = oy == 5'h1b;
-  assign \$893  = write_rows & w_last;
-  assign \$894  = ~ ahead_rows;
-  assign \$895  = ~ room_w_27[5];
-  assign \$896  = \$894  & \$895 ;
-  assign \$897  = \$896  & room_w_28[5];
-  assign \$898  = w_row == 5'h1c;
-  assign \$899  = w_row == 5'h1d;
-  assign \$900  = w_row == 5'h1e;
-  assign \$901  = w_row == 5'h1f;
-  assign \$902  = | { \$901 , \$900 , \$899 , \$898  };
-  assign \$903  = \$897  ? 1'h0 : \$902 ;
-  assign \$904  = w_row == 5'h1d;
-  assign \$905  = w_row == 5'h1e;
-  assign \$906  = w_row == 5'h1f;
-  assign \$907  = | { \$906 , \$905 , \$904  };
-  assign \$908  = \$893  ? \$903  : \$907 ;
-  assign \$909  = write_rows & w_last;
-  assign \$910  = ~ ahead_rows;
-  assign \$911  = ~ room_w_27[5];
-  assign \$912  = \$910  & \$911 ;
-  assign \$913  = \$912  & room_w_28[5];
-  assign \$914  = d == 6'h3b;
-  assign \$915  = d == 6'h3c;
-  assign \$916  = d == 6'h3d;
-  assign \$917  = d == 6'h3e;
-  assign \$918  = d == 6'h3f;
-  assign \$919  = | { \$918 , \$917 , \$916 , \$915 , \$914  };
-  assign \$920  = \$913  ? \$919  : d_ge_31;
-  assign \$921  = \$909  ? \$920  : d_ge_32;
-  assign \$922  = \$892  ? \$908  : \$921 ;
-  assign \$923  = write_rows & w_last;
-  assign \$924  = ~ ahead_rows;
-  assign \$925  = ~ room_w_27[5];
-  assign \$926  = \$924  & \$925 ;
-  assign \$927  = \$926  & room_w_28[5];
-  assign \$928  = d == 6'h3a;
-  assign \$929  = d == 6'h3b;
-  assign \$930  = d == 6'h3c;
-  assign \$931  = d == 6'h3d;
-  assign \$932  = d == 6'h3e;
-  assign \$933  = d == 6'h3f;
-  assign \$934  = | { \$933 , \$932 , \$931 , \$930 , \$929 , \$928  };
-  assign \$935  = \$927  ? \$934  : d_ge_30;
-  assign \$936  = \$923  ? \$935  : d_ge_31;
-  assign \$937  = \$891  ? \$922  : \$936 ;
-  assign \$938  = take_rows & r_last;
-  assign \$939  = oy == 5'h1b;
-  assign \$940  = write_rows & w_last;
-  assign \$941  = ~ ahead_rows;
-  assign \$942  = ~ room_w_27[5];
-  assign \$943  = \$941  & \$942 ;
-  assign \$944  = \$943  & room_w_28[5];
-  assign \$945  = w_row == 5'h1d;
-  assign \$946  = w_row == 5'h1e;
-  assign \$947  = w_row == 5'h1f;
-  assign \$948  = | { \$947 , \$946 , \$945  };
-  assign \$949  = \$944  ? 1'h0 : \$948 ;
-  assign \$950  = w_row == 5'h1e;
-  assign \$951  = w_row == 5'h1f;
-  assign \$952  = | { \$951 , \$950  };
-  assign \$953  = \$940  ? \$949  : \$952 ;
-  assign \$954  = write_rows & w_last;
-  assign \$955  = ~ ahead_rows;
-  assign \$956  = ~ room_w_27[5];
-  assign \$957  = \$955  & \$956 ;
-  assign \$958  = \$957  & room_w_28[5];
-  assign \$959  = d == 6'h3c;
-  assign \$960  = d == 6'h3d;
-  assign \$961  = d == 6'h3e;
-  assign \$962  = d == 6'h3f;
-  assign \$963  = | { \$962 , \$961 , \$960 , \$959  };
-  assign \$964  = \$958  ? \$963  : d_ge_32;
-  assign \$965  = \$954  ? \$964  : d_ge_33;
-  assign \$966  = \$939  ? \$953  : \$965 ;
-  assign \$967  = write_rows & w_last;
-  assign \$968  = ~ ahead_rows;
-  assign \$969  = ~ room_w_27[5];
-  assign \$970  = \$968  & \$969 ;
-  assign \$971  = \$970  & room_w_28[5];
-  assign \$972  = d == 6'h3b;
-  assign \$973  = d == 6'h3c;
-  assign \$974  = d == 6'h3d;
-  assign \$975  = d == 6'h3e;
-  assign \$976  = d == 6'h3f;
-  assign \$977  = | { \$976 , \$975 , \$974 , \$973 , \$972  };
-  assign \$978  = \$971  ? \$977  : d_ge_31;
-  assign \$979  = \$967  ? \$978  : d_ge_32;
-  assign \$980  = \$938  ? \$966  : \$979 ;
-  assign \$981  = take_rows & r_last;
-  assign \$982  = oy == 5'h1b;
-  assign \$983  = write_rows & w_last;
-  assign \$984  = ~ ahead_rows;
-  assign \$985  = ~ room_w_27[5];
-  assign \$986  = \$984  & \$985 ;
-  assign \$987  = \$986  & room_w_28[5];
-  assign \$990  = write_rows & w_last;
-  assign \$991  = ~ ahead_rows;
-  assign \$992  = ~ room_w_27[5];
-  assign \$993  = \$991  & \$992 ;
-  assign \$994  = \$993  & room_w_28[5];
-  assign \$995  = \$994  ? d_ge_28 : d_ge_0;
-  assign \$996  = \$990  ? \$995  : d_ge_1;
-  assign \$997  = \$982  ? 1'h1 : \$996 ;
-  assign \$998  = write_rows & w_last;
-  assign \$999  = ~ ahead_rows;
-  assign \$1000  = ~ room_w_27[5];
-  assign \$1001  = \$999  & \$1000 ;
-  assign \$1002  = \$1001  & room_w_28[5];
-  assign \$1003  = d == 5'h1b;
-  assign \$1004  = d == 5'h1c;
-  assign \$1005  = d == 5'h1d;
-  assign \$1006  = d == 5'h1e;
-  assign \$1007  = d == 5'h1f;
-  assign \$1008  = d == 6'h20;
-  assign \$1009  = d == 6'h21;
-  assign \$1010  = d == 6'h22;
-  assign \$1011  = d == 6'h23;
-  assign \$1012  = d == 6'h24;
-  assign \$1013  = d == 6'h25;
-  assign \$1014  = d == 6'h26;
-  assign \$1015  = d == 6'h27;
-  assign \$1016  = d == 6'h28;
-  assign \$1017  = d == 6'h29;
-  assign \$1018  = d == 6'h2a;
-  assign \$1019  = d == 6'h2b;
-  assign \$1020  = d == 6'h2c;
-  assign \$1021  = d == 6'h2d;
-  assign \$1022  = d == 6'h2e;
-  assign \$1023  = d == 6'h2f;
-  assign \$1024  = d == 6'h30;
-  assign \$1025  = d == 6'h31;
-  assign \$1026  = d == 6'h32;
-  assign \$1027  = d == 6'h33;
-  assign \$1028  = d == 6'h34;
-  assign \$1029  = d == 6'h35;
-  assign \$1030  = d == 6'h36;
-  assign \$1031  = d == 6'h37;
-  assign \$1032  = d == 6'h38;
-  assign \$1033  = d == 6'h39;
-  assign \$1034  = d == 6'h3a;
-  assign \$1035  = d == 6'h3b;
-  assign \$1036  = d == 6'h3c;
-  assign \$1037  = d == 6'h3d;
-  assign \$1038  = d == 6'h3e;
-  assign \$1039  = d == 6'h3f;
-  assign \$1040  = | { \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003  };
-  assign \$1041  = d == 7'h40;
-  assign \$1042  = d == 7'h41;
-  assign \$1043  = d == 7'h42;
-  assign \$1044  = d == 7'h43;
-  assign \$1045  = d == 7'h44;
-  assign \$1046  = d == 7'h45;
-  assign \$1047  = d == 7'h46;
-  assign \$1048  = d == 7'h47;
-  assign \$1049  = d == 7'h48;
-  assign \$1050  = d == 7'h49;
-  assign \$1051  = d == 7'h4a;
-  assign \$1052  = d == 7'h4b;
-  assign \$1053  = d == 7'h4c;
-  assign \$1054  = d == 7'h4d;
-  assign \$1055  = d == 7'h4e;
-  assign \$1056  = d == 7'h4f;
-  assign \$1057  = d == 7'h50;
-  assign \$1058  = d == 7'h51;
-  assign \$1059  = d == 7'h52;
-  assign \$1060  = d == 7'h53;
-  assign \$1061  = d == 7'h54;
-  assign \$1062  = d == 7'h55;
-  assign \$1063  = d == 7'h56;
-  assign \$1064  = d == 7'h57;
-  assign \$1065  = d == 7'h58;
-  assign \$1066  = d == 7'h59;
-  assign \$1067  = d == 7'h5a;
-  assign \$1068  = d == 7'h5b;
-  assign \$1069  = d == 7'h5c;
-  assign \$1070  = d == 7'h5d;
-  assign \$1071  = d == 7'h5e;
-  assign \$1072  = d == 7'h5f;
-  assign \$1073  = d == 7'h60;
-  assign \$1074  = d == 7'h61;
-  assign \$1075  = d == 7'h62;
-  assign \$1076  = d == 7'h63;
-  assign \$1077  = d == 7'h64;
-  assign \$1078  = d == 7'h65;
-  assign \$1079  = d == 7'h66;
-  assign \$1080  = d == 7'h67;
-  assign \$1081  = d == 7'h68;
-  assign \$1082  = d == 7'h69;
-  assign \$1083  = d == 7'h6a;
-  assign \$1084  = d == 7'h6b;
-  assign \$1085  = d == 7'h6c;
-  assign \$1086  = d == 7'h6d;
-  assign \$1087  = d == 7'h6e;
-  assign \$1088  = d == 7'h6f;
-  assign \$1089  = d == 7'h70;
-  assign \$1090  = d == 7'h71;
-  assign \$1091  = d == 7'h72;
-  assign \$1092  = d == 7'h73;
-  assign \$1093  = d == 7'h74;
-  assign \$1094  = d == 7'h75;
-  assign \$1095  = d == 7'h76;
-  assign \$1096  = d == 7'h77;
-  assign \$1097  = d == 7'h78;
-  assign \$1098  = d == 7'h79;
-  assign \$1099  = d == 7'h7a;
-  assign \$1100  = d == 7'h7b;
-  assign \$1101  = d == 7'h7c;
-  assign \$1102  = d == 7'h7d;
-  assign \$1103  = d == 7'h7e;
-  assign \$1104  = | { \$1103 , \$1102 , \$1101 , \$1100 , \$1099 , \$1098 , \$1097 , \$1096 , \$1095 , \$1094 , \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086 , \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056 , \$1055 , \$1054 , \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041  };
-  assign \$1105  = ~ \$1104 ;
-  assign \$1106  = \$1002  ? \$1040  : \$1105 ;
-  assign \$1107  = \$998  ? \$1106  : d_ge_0;
-  assign \$1108  = \$981  ? \$997  : \$1107 ;
-  assign \$1109  = take_rows & r_last;
-  assign \$1110  = oy == 5'h1b;
-  assign \$1111  = write_rows & w_last;
-  assign \$1112  = ~ ahead_rows;
-  assign \$1113  = ~ room_w_27[5];
-  assign \$1114  = \$1112  & \$1113 ;
-  assign \$1115  = \$1114  & room_w_28[5];
-  assign \$1118  = write_rows & w_last;
-  assign \$1119  = ~ ahead_rows;
-  assign \$1120  = ~ room_w_27[5];
-  assign \$1121  = \$1119  & \$1120 ;
-  assign \$1122  = \$1121  & room_w_28[5];
-  assign \$1123  = \$1122  ? d_ge_29 : d_ge_1;
-  assign \$1124  = \$1118  ? \$1123  : d_ge_2;
-  assign \$1125  = \$1110  ? 1'h1 : \$1124 ;
-  assign \$1126  = write_rows & w_last;
-  assign \$1127  = ~ ahead_rows;
-  assign \$1128  = ~ room_w_27[5];
-  assign \$1129  = \$1127  & \$1128 ;
-  assign \$1130  = \$1129  & room_w_28[5];
-  assign \$1131  = \$1130  ? d_ge_28 : d_ge_0;
-  assign \$1132  = \$1126  ? \$1131  : d_ge_1;
-  assign \$1133  = \$1109  ? \$1125  : \$1132 ;
-  assign \$1134  = take_rows & r_last;
-  assign \$1135  = oy == 5'h1b;
-  assign \$1136  = write_rows & w_last;
-  assign \$1137  = ~ ahead_rows;
-  assign \$1138  = ~ room_w_27[5];
-  assign \$1139  = \$1137  & \$1138 ;
-  assign \$1140  = \$1139  & room_w_28[5];
-  assign \$1143  = write_rows & w_last;
-  assign \$1144  = ~ ahead_rows;
-  assign \$1145  = ~ room_w_27[5];
-  assign \$1146  = \$1144  & \$1145 ;
-  assign \$1147  = \$1146  & room_w_28[5];
-  assign \$1148  = \$1147  ? d_ge_30 : d_ge_2;
-  assign \$1149  = \$1143  ? \$1148  : d_ge_3;
-  assign \$1150  = \$1135  ? 1'h1 : \$1149 ;
-  assign \$1151  = write_rows & w_last;
-  assign \$1152  = ~ ahead_rows;
-  assign \$1153  = ~ room_w_27[5];
-  assign \$1154  = \$1152  & \$1153 ;
-  assign \$1155  = \$1154  & room_w_28[5];
-  assign \$1156  = \$1155  ? d_ge_29 : d_ge_1;
-  assign \$1157  = \$1151  ? \$1156  : d_ge_2;
-  assign \$1158  = \$1134  ? \$1150  : \$1157 ;
-  assign \$1159  = take_rows & r_last;
-  assign \$1160  = oy == 5'h1b;
-  assign \$1161  = write_rows & w_last;
-  assign \$1162  = ~ ahead_rows;
-  assign \$1163  = ~ room_w_27[5];
-  assign \$1164  = \$1162  & \$1163 ;
-  assign \$1165  = \$1164  & room_w_28[5];
-  assign \$1166  = \$1165  ? 1'h0 : 1'h1;
-  assign \$1167  = ! w_row;
-  assign \$1169  = ~ \$1168 ;
-  assign \$1170  = \$1161  ? \$1166  : \$1169 ;
-  assign \$1171  = write_rows & w_last;
-  assign \$1172  = ~ ahead_rows;
-  assign \$1173  = ~ room_w_27[5];
-  assign \$1174  = \$1172  & \$1173 ;
-  assign \$1175  = \$1174  & room_w_28[5];
-  assign \$1176  = \$1175  ? d_ge_31 : d_ge_3;
-  assign \$1177  = \$1171  ? \$1176  : d_ge_4;
-  assign \$1178  = \$1160  ? \$1170  : \$1177 ;
-  assign \$1179  = write_rows & w_last;
-  assign \$1180  = ~ ahead_rows;
-  assign \$1181  = ~ room_w_27[5];
-  assign \$1182  = \$1180  & \$1181 ;
-  assign \$1183  = \$1182  & room_w_28[5];
-  assign \$1184  = \$1183  ? d_ge_30 : d_ge_2;
-  assign \$1185  = \$1179  ? \$1184  : d_ge_3;
-  assign \$1186  = \$1159  ? \$1178  : \$1185 ;
-  assign \$1187  = take_rows & r_last;
-  assign \$1188  = oy == 5'h1b;
-  assign \$1189  = write_rows & w_last;
-  assign \$1190  = ~ ahead_rows;
-  assign \$1191  = ~ room_w_27[5];
-  assign \$1192  = \$1190  & \$1191 ;
-  assign \$1193  = \$1192  & room_w_28[5];
-  assign \$1194  = ! w_row;
-  assign \$1196  = ~ \$1195 ;
-  assign \$1197  = \$1193  ? 1'h0 : \$1196 ;
-  assign \$1198  = ! w_row;
-  assign \$1199  = w_row == 1'h1;
-  assign \$1200  = | { \$1199 , \$1198  };
-  assign \$1201  = ~ \$1200 ;
-  assign \$1202  = \$1189  ? \$1197  : \$1201 ;
-  assign \$1203  = write_rows & w_last;
-  assign \$1204  = ~ ahead_rows;
-  assign \$1205  = ~ room_w_27[5];
-  assign \$1206  = \$1204  & \$1205 ;
-  assign \$1207  = \$1206  & room_w_28[5];
-  assign \$1208  = \$1207  ? d_ge_32 : d_ge_4;
-  assign \$1209  = \$1203  ? \$1208  : d_ge_5;
-  assign \$1210  = \$1188  ? \$1202  : \$1209 ;
-  assign \$1211  = write_rows & w_last;
-  assign \$1212  = ~ ahead_rows;
-  assign \$1213  = ~ room_w_27[5];
-  assign \$1214  = \$1212  & \$1213 ;
-  assign \$1215  = \$1214  & room_w_28[5];
-  assign \$1216  = \$1215  ? d_ge_31 : d_ge_3;
-  assign \$1217  = \$1211  ? \$1216  : d_ge_4;
-  assign \$1218  = \$1187  ? \$1210  : \$1217 ;
-  assign \$1219  = take_rows & r_last;
-  assign \$1220  = oy == 5'h1b;
-  assign \$1221  = write_rows & w_last;
-  assign \$1222  = ~ ahead_rows;
-  assign \$1223  = ~ room_w_27[5];
-  assign \$1224  = \$1222  & \$1223 ;
-  assign \$1225  = \$1224  & room_w_28[5];
-  assign \$1226  = ! w_row;
-  assign \$1227  = w_row == 1'h1;
-  assign \$1228  = | { \$1227 , \$1226  };
-  assign \$1229  = ~ \$1228 ;
-  assign \$1230  = \$1225  ? 1'h0 : \$1229 ;
-  assign \$1231  = ! w_row;
-  assign \$1232  = w_row == 1'h1;
-  assign \$1233  = w_row == 2'h2;
-  assign \$1234  = | { \$1233 , \$1232 , \$1231  };
-  assign \$1235  = ~ \$1234 ;
-  assign \$1236  = \$1221  ? \$1230  : \$1235 ;
-  assign \$1237  = write_rows & w_last;
-  assign \$1238  = ~ ahead_rows;
-  assign \$1239  = ~ room_w_27[5];
-  assign \$1240  = \$1238  & \$1239 ;
-  assign \$1241  = \$1240  & room_w_28[5];
-  assign \$1242  = \$1241  ? d_ge_33 : d_ge_5;
-  assign \$1243  = \$1237  ? \$1242  : d_ge_6;
-  assign \$1244  = \$1220  ? \$1236  : \$1243 ;
-  assign \$1245  = write_rows & w_last;
-  assign \$1246  = ~ ahead_rows;
-  assign \$1247  = ~ room_w_27[5];
-  assign \$1248  = \$1246  & \$1247 ;
-  assign \$1249  = \$1248  & room_w_28[5];
-  assign \$1250  = \$1249  ? d_ge_32 : d_ge_4;
-  assign \$1251  = \$1245  ? \$1250  : d_ge_5;
-  assign \$1252  = \$1219  ? \$1244  : \$1251 ;
-  assign \$1253  = take_rows & r_last;
-  assign \$1254  = oy == 5'h1b;
-  assign \$1255  = write_rows & w_last;
-  assign \$1256  = ~ ahead_rows;
-  assign \$1257  = ~ room_w_27[5];
-  assign \$1258  = \$1256  & \$1257 ;
-  assign \$1259  = \$1258  & room_w_28[5];
-  assign \$1260  = w_row == 5'h1e;
-  assign \$1261  = w_row == 5'h1f;
-  assign \$1262  = | { \$1261 , \$1260  };
-  assign \$1263  = \$1259  ? 1'h0 : \$1262 ;
-  assign \$1264  = w_row == 5'h1f;
-  assign \$1266  = \$1255  ? \$1263  : \$1265 ;
-  assign \$1267  = write_rows & w_last;
-  assign \$1268  = ~ ahead_rows;
-  assign \$1269  = ~ room_w_27[5];
-  assign \$1270  = \$1268  & \$1269 ;
-  assign \$1271  = \$1270  & room_w_28[5];
-  assign \$1272  = d == 6'h3d;
-  assign \$1273  = d == 6'h3e;
-  assign \$1274  = d == 6'h3f;
-  assign \$1275  = | { \$1274 , \$1273 , \$1272  };
-  assign \$1276  = \$1271  ? \$1275  : d_ge_33;
-  assign \$1277  = d == 6'h22;
-  assign \$1278  = d == 6'h23;
-  assign \$1279  = d == 6'h24;
-  assign \$1280  = d == 6'h25;
-  assign \$1281  = d == 6'h26;
-  assign \$1282  = d == 6'h27;
-  assign \$1283  = d == 6'h28;
-  assign \$1284  = d == 6'h29;
-  assign \$1285  = d == 6'h2a;
-  assign \$1286  = d == 6'h2b;
-  assign \$1287  = d == 6'h2c;
-  assign \$1288  = d == 6'h2d;
-  assign \$1289  = d == 6'h2e;
-  assign \$1290  = d == 6'h2f;
-  assign \$1291  = d == 6'h30;
-  assign \$1292  = d == 6'h31;
-  assign \$1293  = d == 6'h32;
-  assign \$1294  = d == 6'h33;
-  assign \$1295  = d == 6'h34;
-  assign \$1296  = d == 6'h35;
-  assign \$1297  = d == 6'h36;
-  assign \$1298  = d == 6'h37;
-  assign \$1299  = d == 6'h38;
+  assign \$697  = write_rows & w_last;
+  assign \$698  = ~ ahead_rows;
+  assign \$699  = ~ room_w_27[5];
+  assign \$700  = \$698  & \$699 ;
+  assign \$701  = \$700  & room_w_28[5];
+  assign \$702  = \$701  ? d_ge_6 : d_ge_m22;
+  assign \$703  = \$697  ? \$702  : d_ge_m21;
+  assign \$704  = \$689  ? 1'h1 : \$703 ;
+  assign \$705  = write_rows & w_last;
+  assign \$706  = ~ ahead_rows;
+  assign \$707  = ~ room_w_27[5];
+  assign \$708  = \$706  & \$707 ;
+  assign \$709  = \$708  & room_w_28[5];
+  assign \$710  = \$709  ? d_ge_5 : d_ge_m23;
+  assign \$711  = \$705  ? \$710  : d_ge_m22;
+  assign \$712  = \$688  ? \$704  : \$711 ;
+  assign \$713  = take_rows & r_last;
+  assign \$714  = oy == 5'h1b;
+  assign \$715  = write_rows & w_last;
+  assign \$716  = ~ ahead_rows;
+  assign \$717  = ~ room_w_27[5];
+  assign \$718  = \$716  & \$717 ;
+  assign \$719  = \$718  & room_w_28[5];
+  assign \$720  = ! w_row;
+  assign \$721  = w_row == 1'h1;
+  assign \$722  = w_row == 2'h2;
+  assign \$723  = | { \$722 , \$721 , \$720  };
+  assign \$724  = ~ \$723 ;
+  assign \$725  = \$719  ? 1'h0 : \$724 ;
+  assign \$726  = ! w_row;
+  assign \$727  = w_row == 1'h1;
+  assign \$728  = w_row == 2'h2;
+  assign \$729  = w_row == 2'h3;
+  assign \$730  = | { \$729 , \$728 , \$727 , \$726  };
+  assign \$731  = ~ \$730 ;
+  assign \$732  = \$715  ? \$725  : \$731 ;
+  assign \$733  = write_rows & w_last;
+  assign \$734  = ~ ahead_rows;
+  assign \$735  = ~ room_w_27[5];
+  assign \$736  = \$734  & \$735 ;
+  assign \$737  = \$736  & room_w_28[5];
+  assign \$738  = d == 6'h22;
+  assign \$739  = d == 6'h23;
+  assign \$740  = d == 6'h24;
+  assign \$741  = d == 6'h25;
+  assign \$742  = d == 6'h26;
+  assign \$743  = d == 6'h27;
+  assign \$744  = d == 6'h28;
+  assign \$745  = d == 6'h29;
+  assign \$746  = d == 6'h2a;
+  assign \$747  = d == 6'h2b;
+  assign \$748  = d == 6'h2c;
+  assign \$749  = d == 6'h2d;
+  assign \$750  = d == 6'h2e;
+  assign \$751  = d == 6'h2f;
+  assign \$752  = d == 6'h30;
+  assign \$753  = d == 6'h31;
+  assign \$754  = d == 6'h32;
+  assign \$755  = d == 6'h33;
+  assign \$756  = d == 6'h34;
+  assign \$757  = d == 6'h35;
+  assign \$758  = d == 6'h36;
+  assign \$759  = d == 6'h37;
+  assign \$760  = d == 6'h38;
+  assign \$761  = d == 6'h39;
+  assign \$762  = d == 6'h3a;
+  assign \$763  = d == 6'h3b;
+  assign \$764  = d == 6'h3c;
+  assign \$765  = d == 6'h3d;
+  assign \$766  = d == 6'h3e;
+  assign \$767  = d == 6'h3f;
+  assign \$768  = | { \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738  };
+  assign \$769  = \$737  ? \$768  : d_ge_6;
+  assign \$770  = \$733  ? \$769  : d_ge_7;
+  assign \$771  = \$714  ? \$732  : \$770 ;
+  assign \$772  = write_rows & w_last;
+  assign \$773  = ~ ahead_rows;
+  assign \$774  = ~ room_w_27[5];
+  assign \$775  = \$773  & \$774 ;
+  assign \$776  = \$775  & room_w_28[5];
+  assign \$777  = \$776  ? d_ge_33 : d_ge_5;
+  assign \$778  = \$772  ? \$777  : d_ge_6;
+  assign \$779  = \$713  ? \$771  : \$778 ;
+  assign \$780  = take_rows & r_last;
+  assign \$781  = oy == 5'h1b;
+  assign \$782  = write_rows & w_last;
+  assign \$783  = ~ ahead_rows;
+  assign \$784  = ~ room_w_27[5];
+  assign \$785  = \$783  & \$784 ;
+  assign \$786  = \$785  & room_w_28[5];
+  assign \$789  = write_rows & w_last;
+  assign \$790  = ~ ahead_rows;
+  assign \$791  = ~ room_w_27[5];
+  assign \$792  = \$790  & \$791 ;
+  assign \$793  = \$792  & room_w_28[5];
+  assign \$794  = \$793  ? d_ge_7 : d_ge_m21;
+  assign \$795  = d == 7'h40;
+  assign \$796  = d == 7'h41;
+  assign \$797  = d == 7'h42;
+  assign \$798  = d == 7'h43;
+  assign \$799  = d == 7'h44;
+  assign \$800  = d == 7'h45;
+  assign \$801  = d == 7'h46;
+  assign \$802  = d == 7'h47;
+  assign \$803  = d == 7'h48;
+  assign \$804  = d == 7'h49;
+  assign \$805  = d == 7'h4a;
+  assign \$806  = d == 7'h4b;
+  assign \$807  = d == 7'h4c;
+  assign \$808  = d == 7'h4d;
+  assign \$809  = d == 7'h4e;
+  assign \$810  = d == 7'h4f;
+  assign \$811  = d == 7'h50;
+  assign \$812  = d == 7'h51;
+  assign \$813  = d == 7'h52;
+  assign \$814  = d == 7'h53;
+  assign \$815  = d == 7'h54;
+  assign \$816  = d == 7'h55;
+  assign \$817  = d == 7'h56;
+  assign \$818  = d == 7'h57;
+  assign \$819  = d == 7'h58;
+  assign \$820  = d == 7'h59;
+  assign \$821  = d == 7'h5a;
+  assign \$822  = d == 7'h5b;
+  assign \$823  = d == 7'h5c;
+  assign \$824  = d == 7'h5d;
+  assign \$825  = d == 7'h5e;
+  assign \$826  = d == 7'h5f;
+  assign \$827  = d == 7'h60;
+  assign \$828  = d == 7'h61;
+  assign \$829  = d == 7'h62;
+  assign \$830  = d == 7'h63;
+  assign \$831  = d == 7'h64;
+  assign \$832  = d == 7'h65;
+  assign \$833  = d == 7'h66;
+  assign \$834  = d == 7'h67;
+  assign \$835  = d == 7'h68;
+  assign \$836  = d == 7'h69;
+  assign \$837  = d == 7'h6a;
+  assign \$838  = d == 7'h6b;
+  assign \$839  = | { \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795  };
+  assign \$840  = ~ \$839 ;
+  assign \$841  = \$789  ? \$794  : \$840 ;
+  assign \$842  = \$781  ? 1'h1 : \$841 ;
+  assign \$843  = write_rows & w_last;
+  assign \$844  = ~ ahead_rows;
+  assign \$845  = ~ room_w_27[5];
+  assign \$846  = \$844  & \$845 ;
+  assign \$847  = \$846  & room_w_28[5];
+  assign \$848  = \$847  ? d_ge_6 : d_ge_m22;
+  assign \$849  = \$843  ? \$848  : d_ge_m21;
+  assign \$850  = \$780  ? \$842  : \$849 ;
+  assign \$851  = take_rows & r_last;
+  assign \$852  = oy == 5'h1b;
+  assign \$853  = write_rows & w_last;
+  assign \$854  = ~ ahead_rows;
+  assign \$855  = ~ room_w_27[5];
+  assign \$856  = \$854  & \$855 ;
+  assign \$857  = \$856  & room_w_28[5];
+  assign \$858  = ! w_row;
+  assign \$859  = w_row == 1'h1;
+  assign \$860  = w_row == 2'h2;
+  assign \$861  = w_row == 2'h3;
+  assign \$862  = | { \$861 , \$860 , \$859 , \$858  };
+  assign \$863  = ~ \$862 ;
+  assign \$864  = \$857  ? 1'h0 : \$863 ;
+  assign \$865  = ! w_row;
+  assign \$866  = w_row == 1'h1;
+  assign \$867  = w_row == 2'h2;
+  assign \$868  = w_row == 2'h3;
+  assign \$869  = w_row == 3'h4;
+  assign \$870  = | { \$869 , \$868 , \$867 , \$866 , \$865  };
+  assign \$871  = ~ \$870 ;
+  assign \$872  = \$853  ? \$864  : \$871 ;
+  assign \$873  = write_rows & w_last;
+  assign \$874  = ~ ahead_rows;
+  assign \$875  = ~ room_w_27[5];
+  assign \$876  = \$874  & \$875 ;
+  assign \$877  = \$876  & room_w_28[5];
+  assign \$878  = d == 6'h23;
+  assign \$879  = d == 6'h24;
+  assign \$880  = d == 6'h25;
+  assign \$881  = d == 6'h26;
+  assign \$882  = d == 6'h27;
+  assign \$883  = d == 6'h28;
+  assign \$884  = d == 6'h29;
+  assign \$885  = d == 6'h2a;
+  assign \$886  = d == 6'h2b;
+  assign \$887  = d == 6'h2c;
+  assign \$888  = d == 6'h2d;
+  assign \$889  = d == 6'h2e;
+  assign \$890  = d == 6'h2f;
+  assign \$891  = d == 6'h30;
+  assign \$892  = d == 6'h31;
+  assign \$893  = d == 6'h32;
+  assign \$894  = d == 6'h33;
+  assign \$895  = d == 6'h34;
+  assign \$896  = d == 6'h35;
+  assign \$897  = d == 6'h36;
+  assign \$898  = d == 6'h37;
+  assign \$899  = d == 6'h38;
+  assign \$900  = d == 6'h39;
+  assign \$901  = d == 6'h3a;
+  assign \$902  = d == 6'h3b;
+  assign \$903  = d == 6'h3c;
+  assign \$904  = d == 6'h3d;
+  assign \$905  = d == 6'h3e;
+  assign \$906  = d == 6'h3f;
+  assign \$907  = | { \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878  };
+  assign \$908  = \$877  ? \$907  : d_ge_7;
+  assign \$909  = d == 4'h8;
+  assign \$910  = d == 4'h9;
+  assign \$911  = d == 4'ha;
+  assign \$912  = d == 4'hb;
+  assign \$913  = d == 4'hc;
+  assign \$914  = d == 4'hd;
+  assign \$915  = d == 4'he;
+  assign \$916  = d == 4'hf;
+  assign \$917  = d == 5'h10;
+  assign \$918  = d == 5'h11;
+  assign \$919  = d == 5'h12;
+  assign \$920  = d == 5'h13;
+  assign \$921  = d == 5'h14;
+  assign \$922  = d == 5'h15;
+  assign \$923  = d == 5'h16;
+  assign \$924  = d == 5'h17;
+  assign \$925  = d == 5'h18;
+  assign \$926  = d == 5'h19;
+  assign \$927  = d == 5'h1a;
+  assign \$928  = d == 5'h1b;
+  assign \$929  = d == 5'h1c;
+  assign \$930  = d == 5'h1d;
+  assign \$931  = d == 5'h1e;
+  assign \$932  = d == 5'h1f;
+  assign \$933  = d == 6'h20;
+  assign \$934  = d == 6'h21;
+  assign \$935  = d == 6'h22;
+  assign \$936  = d == 6'h23;
+  assign \$937  = d == 6'h24;
+  assign \$938  = d == 6'h25;
+  assign \$939  = d == 6'h26;
+  assign \$940  = d == 6'h27;
+  assign \$941  = d == 6'h28;
+  assign \$942  = d == 6'h29;
+  assign \$943  = d == 6'h2a;
+  assign \$944  = d == 6'h2b;
+  assign \$945  = d == 6'h2c;
+  assign \$946  = d == 6'h2d;
+  assign \$947  = d == 6'h2e;
+  assign \$948  = d == 6'h2f;
+  assign \$949  = d == 6'h30;
+  assign \$950  = d == 6'h31;
+  assign \$951  = d == 6'h32;
+  assign \$952  = d == 6'h33;
+  assign \$953  = d == 6'h34;
+  assign \$954  = d == 6'h35;
+  assign \$955  = d == 6'h36;
+  assign \$956  = d == 6'h37;
+  assign \$957  = d == 6'h38;
+  assign \$958  = d == 6'h39;
+  assign \$959  = d == 6'h3a;
+  assign \$960  = d == 6'h3b;
+  assign \$961  = d == 6'h3c;
+  assign \$962  = d == 6'h3d;
+  assign \$963  = d == 6'h3e;
+  assign \$964  = d == 6'h3f;
+  assign \$965  = | { \$964 , \$963 , \$962 , \$961 , \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909  };
+  assign \$966  = \$873  ? \$908  : \$965 ;
+  assign \$967  = \$852  ? \$872  : \$966 ;
+  assign \$968  = write_rows & w_last;
+  assign \$969  = ~ ahead_rows;
+  assign \$970  = ~ room_w_27[5];
+  assign \$971  = \$969  & \$970 ;
+  assign \$972  = \$971  & room_w_28[5];
+  assign \$973  = d == 6'h22;
+  assign \$974  = d == 6'h23;
+  assign \$975  = d == 6'h24;
+  assign \$976  = d == 6'h25;
+  assign \$977  = d == 6'h26;
+  assign \$978  = d == 6'h27;
+  assign \$979  = d == 6'h28;
+  assign \$980  = d == 6'h29;
+  assign \$981  = d == 6'h2a;
+  assign \$982  = d == 6'h2b;
+  assign \$983  = d == 6'h2c;
+  assign \$984  = d == 6'h2d;
+  assign \$985  = d == 6'h2e;
+  assign \$986  = d == 6'h2f;
+  assign \$987  = d == 6'h30;
+  assign \$988  = d == 6'h31;
+  assign \$989  = d == 6'h32;
+  assign \$990  = d == 6'h33;
+  assign \$991  = d == 6'h34;
+  assign \$992  = d == 6'h35;
+  assign \$993  = d == 6'h36;
+  assign \$994  = d == 6'h37;
+  assign \$995  = d == 6'h38;
+  assign \$996  = d == 6'h39;
+  assign \$997  = d == 6'h3a;
+  assign \$998  = d == 6'h3b;
+  assign \$999  = d == 6'h3c;
+  assign \$1000  = d == 6'h3d;
+  assign \$1001  = d == 6'h3e;
+  assign \$1002  = d == 6'h3f;
+  assign \$1003  = | { \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978 , \$977 , \$976 , \$975 , \$974 , \$973  };
+  assign \$1004  = \$972  ? \$1003  : d_ge_6;
+  assign \$1005  = \$968  ? \$1004  : d_ge_7;
+  assign \$1006  = \$851  ? \$967  : \$1005 ;
+  assign \$1007  = take_rows & r_last;
+  assign \$1008  = oy == 5'h1b;
+  assign \$1009  = write_rows & w_last;
+  assign \$1010  = ~ ahead_rows;
+  assign \$1011  = ~ room_w_27[5];
+  assign \$1012  = \$1010  & \$1011 ;
+  assign \$1013  = \$1012  & room_w_28[5];
+  assign \$1016  = write_rows & w_last;
+  assign \$1017  = ~ ahead_rows;
+  assign \$1018  = ~ room_w_27[5];
+  assign \$1019  = \$1017  & \$1018 ;
+  assign \$1020  = \$1019  & room_w_28[5];
+  assign \$1021  = \$1020  ? d_ge_5 : d_ge_m23;
+  assign \$1022  = \$1016  ? \$1021  : d_ge_m22;
+  assign \$1023  = \$1008  ? 1'h1 : \$1022 ;
+  assign \$1024  = write_rows & w_last;
+  assign \$1025  = ~ ahead_rows;
+  assign \$1026  = ~ room_w_27[5];
+  assign \$1027  = \$1025  & \$1026 ;
+  assign \$1028  = \$1027  & room_w_28[5];
+  assign \$1029  = d == 7'h40;
+  assign \$1030  = d == 7'h41;
+  assign \$1031  = d == 7'h42;
+  assign \$1032  = d == 7'h43;
+  assign \$1033  = d == 7'h44;
+  assign \$1034  = d == 7'h45;
+  assign \$1035  = d == 7'h46;
+  assign \$1036  = d == 7'h47;
+  assign \$1037  = d == 7'h48;
+  assign \$1038  = d == 7'h49;
+  assign \$1039  = d == 7'h4a;
+  assign \$1040  = d == 7'h4b;
+  assign \$1041  = d == 7'h4c;
+  assign \$1042  = d == 7'h4d;
+  assign \$1043  = d == 7'h4e;
+  assign \$1044  = d == 7'h4f;
+  assign \$1045  = d == 7'h50;
+  assign \$1046  = d == 7'h51;
+  assign \$1047  = d == 7'h52;
+  assign \$1048  = d == 7'h53;
+  assign \$1049  = d == 7'h54;
+  assign \$1050  = d == 7'h55;
+  assign \$1051  = d == 7'h56;
+  assign \$1052  = d == 7'h57;
+  assign \$1053  = d == 7'h58;
+  assign \$1054  = d == 7'h59;
+  assign \$1055  = d == 7'h5a;
+  assign \$1056  = d == 7'h5b;
+  assign \$1057  = d == 7'h5c;
+  assign \$1058  = d == 7'h5d;
+  assign \$1059  = d == 7'h5e;
+  assign \$1060  = d == 7'h5f;
+  assign \$1061  = d == 7'h60;
+  assign \$1062  = d == 7'h61;
+  assign \$1063  = d == 7'h62;
+  assign \$1064  = d == 7'h63;
+  assign \$1065  = d == 7'h64;
+  assign \$1066  = d == 7'h65;
+  assign \$1067  = d == 7'h66;
+  assign \$1068  = d == 7'h67;
+  assign \$1069  = | { \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056 , \$1055 , \$1054 , \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029  };
+  assign \$1070  = ~ \$1069 ;
+  assign \$1071  = \$1028  ? d_ge_4 : \$1070 ;
+  assign \$1072  = \$1024  ? \$1071  : d_ge_m23;
+  assign \$1073  = \$1007  ? \$1023  : \$1072 ;
+  assign \$1074  = take_rows & r_last;
+  assign \$1075  = oy == 5'h1b;
+  assign \$1076  = write_rows & w_last;
+  assign \$1077  = ~ ahead_rows;
+  assign \$1078  = ~ room_w_27[5];
+  assign \$1079  = \$1077  & \$1078 ;
+  assign \$1080  = \$1079  & room_w_28[5];
+  assign \$1081  = ! w_row;
+  assign \$1082  = w_row == 1'h1;
+  assign \$1083  = | { \$1082 , \$1081  };
+  assign \$1084  = ~ \$1083 ;
+  assign \$1085  = \$1080  ? 1'h0 : \$1084 ;
+  assign \$1086  = ! w_row;
+  assign \$1087  = w_row == 1'h1;
+  assign \$1088  = w_row == 2'h2;
+  assign \$1089  = | { \$1088 , \$1087 , \$1086  };
+  assign \$1090  = ~ \$1089 ;
+  assign \$1091  = \$1076  ? \$1085  : \$1090 ;
+  assign \$1092  = write_rows & w_last;
+  assign \$1093  = ~ ahead_rows;
+  assign \$1094  = ~ room_w_27[5];
+  assign \$1095  = \$1093  & \$1094 ;
+  assign \$1096  = \$1095  & room_w_28[5];
+  assign \$1097  = \$1096  ? d_ge_33 : d_ge_5;
+  assign \$1098  = \$1092  ? \$1097  : d_ge_6;
+  assign \$1099  = \$1075  ? \$1091  : \$1098 ;
+  assign \$1100  = write_rows & w_last;
+  assign \$1101  = ~ ahead_rows;
+  assign \$1102  = ~ room_w_27[5];
+  assign \$1103  = \$1101  & \$1102 ;
+  assign \$1104  = \$1103  & room_w_28[5];
+  assign \$1105  = \$1104  ? d_ge_32 : d_ge_4;
+  assign \$1106  = \$1100  ? \$1105  : d_ge_5;
+  assign \$1107  = \$1074  ? \$1099  : \$1106 ;
+  assign \$1108  = take_rows & r_last;
+  assign \$1109  = oy == 5'h1b;
+  assign \$1110  = write_rows & w_last;
+  assign \$1111  = ~ ahead_rows;
+  assign \$1112  = ~ room_w_27[5];
+  assign \$1113  = \$1111  & \$1112 ;
+  assign \$1114  = \$1113  & room_w_28[5];
+  assign \$1115  = w_row == 5'h19;
+  assign \$1116  = w_row == 5'h1a;
+  assign \$1117  = w_row == 5'h1b;
+  assign \$1118  = w_row == 5'h1c;
+  assign \$1119  = w_row == 5'h1d;
+  assign \$1120  = w_row == 5'h1e;
+  assign \$1121  = w_row == 5'h1f;
+  assign \$1122  = | { \$1121 , \$1120 , \$1119 , \$1118 , \$1117 , \$1116 , \$1115  };
+  assign \$1123  = \$1114  ? 1'h0 : \$1122 ;
+  assign \$1124  = w_row == 5'h1a;
+  assign \$1125  = w_row == 5'h1b;
+  assign \$1126  = w_row == 5'h1c;
+  assign \$1127  = w_row == 5'h1d;
+  assign \$1128  = w_row == 5'h1e;
+  assign \$1129  = w_row == 5'h1f;
+  assign \$1130  = | { \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124  };
+  assign \$1131  = \$1110  ? \$1123  : \$1130 ;
+  assign \$1132  = write_rows & w_last;
+  assign \$1133  = ~ ahead_rows;
+  assign \$1134  = ~ room_w_27[5];
+  assign \$1135  = \$1133  & \$1134 ;
+  assign \$1136  = \$1135  & room_w_28[5];
+  assign \$1137  = d == 6'h38;
+  assign \$1138  = d == 6'h39;
+  assign \$1139  = d == 6'h3a;
+  assign \$1140  = d == 6'h3b;
+  assign \$1141  = d == 6'h3c;
+  assign \$1142  = d == 6'h3d;
+  assign \$1143  = d == 6'h3e;
+  assign \$1144  = d == 6'h3f;
+  assign \$1145  = | { \$1144 , \$1143 , \$1142 , \$1141 , \$1140 , \$1139 , \$1138 , \$1137  };
+  assign \$1146  = \$1136  ? \$1145  : d_ge_28;
+  assign \$1147  = \$1132  ? \$1146  : d_ge_29;
+  assign \$1148  = \$1109  ? \$1131  : \$1147 ;
+  assign \$1149  = write_rows & w_last;
+  assign \$1150  = ~ ahead_rows;
+  assign \$1151  = ~ room_w_27[5];
+  assign \$1152  = \$1150  & \$1151 ;
+  assign \$1153  = \$1152  & room_w_28[5];
+  assign \$1154  = d == 6'h37;
+  assign \$1155  = d == 6'h38;
+  assign \$1156  = d == 6'h39;
+  assign \$1157  = d == 6'h3a;
+  assign \$1158  = d == 6'h3b;
+  assign \$1159  = d == 6'h3c;
+  assign \$1160  = d == 6'h3d;
+  assign \$1161  = d == 6'h3e;
+  assign \$1162  = d == 6'h3f;
+  assign \$1163  = | { \$1162 , \$1161 , \$1160 , \$1159 , \$1158 , \$1157 , \$1156 , \$1155 , \$1154  };
+  assign \$1164  = d == 5'h1b;
+  assign \$1165  = d == 5'h1c;
+  assign \$1166  = d == 5'h1d;
+  assign \$1167  = d == 5'h1e;
+  assign \$1168  = d == 5'h1f;
+  assign \$1169  = d == 6'h20;
+  assign \$1170  = d == 6'h21;
+  assign \$1171  = d == 6'h22;
+  assign \$1172  = d == 6'h23;
+  assign \$1173  = d == 6'h24;
+  assign \$1174  = d == 6'h25;
+  assign \$1175  = d == 6'h26;
+  assign \$1176  = d == 6'h27;
+  assign \$1177  = d == 6'h28;
+  assign \$1178  = d == 6'h29;
+  assign \$1179  = d == 6'h2a;
+  assign \$1180  = d == 6'h2b;
+  assign \$1181  = d == 6'h2c;
+  assign \$1182  = d == 6'h2d;
+  assign \$1183  = d == 6'h2e;
+  assign \$1184  = d == 6'h2f;
+  assign \$1185  = d == 6'h30;
+  assign \$1186  = d == 6'h31;
+  assign \$1187  = d == 6'h32;
+  assign \$1188  = d == 6'h33;
+  assign \$1189  = d == 6'h34;
+  assign \$1190  = d == 6'h35;
+  assign \$1191  = d == 6'h36;
+  assign \$1192  = d == 6'h37;
+  assign \$1193  = d == 6'h38;
+  assign \$1194  = d == 6'h39;
+  assign \$1195  = d == 6'h3a;
+  assign \$1196  = d == 6'h3b;
+  assign \$1197  = d == 6'h3c;
+  assign \$1198  = d == 6'h3d;
+  assign \$1199  = d == 6'h3e;
+  assign \$1200  = d == 6'h3f;
+  assign \$1201  = | { \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184 , \$1183 , \$1182 , \$1181 , \$1180 , \$1179 , \$1178 , \$1177 , \$1176 , \$1175 , \$1174 , \$1173 , \$1172 , \$1171 , \$1170 , \$1169 , \$1168 , \$1167 , \$1166 , \$1165 , \$1164  };
+  assign \$1202  = \$1153  ? \$1163  : \$1201 ;
+  assign \$1203  = \$1149  ? \$1202  : d_ge_28;
+  assign \$1204  = \$1108  ? \$1148  : \$1203 ;
+  assign \$1205  = take_rows & r_last;
+  assign \$1206  = oy == 5'h1b;
+  assign \$1207  = write_rows & w_last;
+  assign \$1208  = ~ ahead_rows;
+  assign \$1209  = ~ room_w_27[5];
+  assign \$1210  = \$1208  & \$1209 ;
+  assign \$1211  = \$1210  & room_w_28[5];
+  assign \$1212  = w_row == 5'h1a;
+  assign \$1213  = w_row == 5'h1b;
+  assign \$1214  = w_row == 5'h1c;
+  assign \$1215  = w_row == 5'h1d;
+  assign \$1216  = w_row == 5'h1e;
+  assign \$1217  = w_row == 5'h1f;
+  assign \$1218  = | { \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212  };
+  assign \$1219  = \$1211  ? 1'h0 : \$1218 ;
+  assign \$1220  = w_row == 5'h1b;
+  assign \$1221  = w_row == 5'h1c;
+  assign \$1222  = w_row == 5'h1d;
+  assign \$1223  = w_row == 5'h1e;
+  assign \$1224  = w_row == 5'h1f;
+  assign \$1225  = | { \$1224 , \$1223 , \$1222 , \$1221 , \$1220  };
+  assign \$1226  = \$1207  ? \$1219  : \$1225 ;
+  assign \$1227  = write_rows & w_last;
+  assign \$1228  = ~ ahead_rows;
+  assign \$1229  = ~ room_w_27[5];
+  assign \$1230  = \$1228  & \$1229 ;
+  assign \$1231  = \$1230  & room_w_28[5];
+  assign \$1232  = d == 6'h39;
+  assign \$1233  = d == 6'h3a;
+  assign \$1234  = d == 6'h3b;
+  assign \$1235  = d == 6'h3c;
+  assign \$1236  = d == 6'h3d;
+  assign \$1237  = d == 6'h3e;
+  assign \$1238  = d == 6'h3f;
+  assign \$1239  = | { \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232  };
+  assign \$1240  = \$1231  ? \$1239  : d_ge_29;
+  assign \$1241  = \$1227  ? \$1240  : d_ge_30;
+  assign \$1242  = \$1206  ? \$1226  : \$1241 ;
+  assign \$1243  = write_rows & w_last;
+  assign \$1244  = ~ ahead_rows;
+  assign \$1245  = ~ room_w_27[5];
+  assign \$1246  = \$1244  & \$1245 ;
+  assign \$1247  = \$1246  & room_w_28[5];
+  assign \$1248  = d == 6'h38;
+  assign \$1249  = d == 6'h39;
+  assign \$1250  = d == 6'h3a;
+  assign \$1251  = d == 6'h3b;
+  assign \$1252  = d == 6'h3c;
+  assign \$1253  = d == 6'h3d;
+  assign \$1254  = d == 6'h3e;
+  assign \$1255  = d == 6'h3f;
+  assign \$1256  = | { \$1255 , \$1254 , \$1253 , \$1252 , \$1251 , \$1250 , \$1249 , \$1248  };
+  assign \$1257  = \$1247  ? \$1256  : d_ge_28;
+  assign \$1258  = \$1243  ? \$1257  : d_ge_29;
+  assign \$1259  = \$1205  ? \$1242  : \$1258 ;
+  assign \$1260  = take_rows & r_last;
+  assign \$1261  = oy == 5'h1b;
+  assign \$1262  = write_rows & w_last;
+  assign \$1263  = ~ ahead_rows;
+  assign \$1264  = ~ room_w_27[5];
+  assign \$1265  = \$1263  & \$1264 ;
+  assign \$1266  = \$1265  & room_w_28[5];
+  assign \$1267  = w_row == 5'h1b;
+  assign \$1268  = w_row == 5'h1c;
+  assign \$1269  = w_row == 5'h1d;
+  assign \$1270  = w_row == 5'h1e;
+  assign \$1271  = w_row == 5'h1f;
+  assign \$1272  = | { \$1271 , \$1270 , \$1269 , \$1268 , \$1267  };
+  assign \$1273  = \$1266  ? 1'h0 : \$1272 ;
+  assign \$1274  = w_row == 5'h1c;
+  assign \$1275  = w_row == 5'h1d;
+  assign \$1276  = w_row == 5'h1e;
+  assign \$1277  = w_row == 5'h1f;
+  assign \$1278  = | { \$1277 , \$1276 , \$1275 , \$1274  };
+  assign \$1279  = \$1262  ? \$1273  : \$1278 ;
+  assign \$1280  = write_rows & w_last;
+  assign \$1281  = ~ ahead_rows;
+  assign \$1282  = ~ room_w_27[5];
+  assign \$1283  = \$1281  & \$1282 ;
+  assign \$1284  = \$1283  & room_w_28[5];
+  assign \$1285  = d == 6'h3a;
+  assign \$1286  = d == 6'h3b;
+  assign \$1287  = d == 6'h3c;
+  assign \$1288  = d == 6'h3d;
+  assign \$1289  = d == 6'h3e;
+  assign \$1290  = d == 6'h3f;
+  assign \$1291  = | { \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285  };
+  assign \$1292  = \$1284  ? \$1291  : d_ge_30;
+  assign \$1293  = \$1280  ? \$1292  : d_ge_31;
+  assign \$1294  = \$1261  ? \$1279  : \$1293 ;
+  assign \$1295  = write_rows & w_last;
+  assign \$1296  = ~ ahead_rows;
+  assign \$1297  = ~ room_w_27[5];
+  assign \$1298  = \$1296  & \$1297 ;
+  assign \$1299  = \$1298  & room_w_28[5];
   assign \$1300  = d == 6'h39;
   assign \$1301  = d == 6'h3a;
   assign \$1302  = d == 6'h3b;
@@ -7416,873 +7688,1125 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$1304  = d == 6'h3d;
   assign \$1305  = d == 6'h3e;
   assign \$1306  = d == 6'h3f;
-  assign \$1307  = | { \$1306 , \$1305 , \$1304 , \$1303 , \$1302 , \$1301 , \$1300 , \$1299 , \$1298 , \$1297 , \$1296 , \$1295 , \$1294 , \$1293 , \$1292 , \$1291 , \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277  };
-  assign \$1308  = \$1267  ? \$1276  : \$1307 ;
-  assign \$1309  = \$1254  ? \$1266  : \$1308 ;
-  assign \$1310  = write_rows & w_last;
-  assign \$1311  = ~ ahead_rows;
-  assign \$1312  = ~ room_w_27[5];
-  assign \$1313  = \$1311  & \$1312 ;
-  assign \$1314  = \$1313  & room_w_28[5];
-  assign \$1315  = d == 6'h3c;
-  assign \$1316  = d == 6'h3d;
-  assign \$1317  = d == 6'h3e;
-  assign \$1318  = d == 6'h3f;
-  assign \$1319  = | { \$1318 , \$1317 , \$1316 , \$1315  };
-  assign \$1320  = \$1314  ? \$1319  : d_ge_32;
-  assign \$1321  = \$1310  ? \$1320  : d_ge_33;
-  assign \$1322  = \$1253  ? \$1309  : \$1321 ;
-  assign \$1323  = take_rows & r_last;
-  assign \$1324  = oy == 5'h1b;
-  assign \$1325  = write_rows & w_last;
-  assign \$1326  = ~ ahead_rows;
-  assign \$1327  = ~ room_w_27[5];
-  assign \$1328  = \$1326  & \$1327 ;
-  assign \$1329  = \$1328  & room_w_28[5];
-  assign \$1330  = ! w_row;
-  assign \$1331  = w_row == 1'h1;
-  assign \$1332  = w_row == 2'h2;
-  assign \$1333  = | { \$1332 , \$1331 , \$1330  };
-  assign \$1334  = ~ \$1333 ;
-  assign \$1335  = \$1329  ? 1'h0 : \$1334 ;
-  assign \$1336  = ! w_row;
-  assign \$1337  = w_row == 1'h1;
-  assign \$1338  = w_row == 2'h2;
-  assign \$1339  = w_row == 2'h3;
-  assign \$1340  = | { \$1339 , \$1338 , \$1337 , \$1336  };
-  assign \$1341  = ~ \$1340 ;
-  assign \$1342  = \$1325  ? \$1335  : \$1341 ;
+  assign \$1307  = | { \$1306 , \$1305 , \$1304 , \$1303 , \$1302 , \$1301 , \$1300  };
+  assign \$1308  = \$1299  ? \$1307  : d_ge_29;
+  assign \$1309  = \$1295  ? \$1308  : d_ge_30;
+  assign \$1310  = \$1260  ? \$1294  : \$1309 ;
+  assign \$1311  = take_rows & r_last;
+  assign \$1312  = oy == 5'h1b;
+  assign \$1313  = write_rows & w_last;
+  assign \$1314  = ~ ahead_rows;
+  assign \$1315  = ~ room_w_27[5];
+  assign \$1316  = \$1314  & \$1315 ;
+  assign \$1317  = \$1316  & room_w_28[5];
+  assign \$1318  = w_row == 5'h1c;
+  assign \$1319  = w_row == 5'h1d;
+  assign \$1320  = w_row == 5'h1e;
+  assign \$1321  = w_row == 5'h1f;
+  assign \$1322  = | { \$1321 , \$1320 , \$1319 , \$1318  };
+  assign \$1323  = \$1317  ? 1'h0 : \$1322 ;
+  assign \$1324  = w_row == 5'h1d;
+  assign \$1325  = w_row == 5'h1e;
+  assign \$1326  = w_row == 5'h1f;
+  assign \$1327  = | { \$1326 , \$1325 , \$1324  };
+  assign \$1328  = \$1313  ? \$1323  : \$1327 ;
+  assign \$1329  = write_rows & w_last;
+  assign \$1330  = ~ ahead_rows;
+  assign \$1331  = ~ room_w_27[5];
+  assign \$1332  = \$1330  & \$1331 ;
+  assign \$1333  = \$1332  & room_w_28[5];
+  assign \$1334  = d == 6'h3b;
+  assign \$1335  = d == 6'h3c;
+  assign \$1336  = d == 6'h3d;
+  assign \$1337  = d == 6'h3e;
+  assign \$1338  = d == 6'h3f;
+  assign \$1339  = | { \$1338 , \$1337 , \$1336 , \$1335 , \$1334  };
+  assign \$1340  = \$1333  ? \$1339  : d_ge_31;
+  assign \$1341  = \$1329  ? \$1340  : d_ge_32;
+  assign \$1342  = \$1312  ? \$1328  : \$1341 ;
   assign \$1343  = write_rows & w_last;
   assign \$1344  = ~ ahead_rows;
   assign \$1345  = ~ room_w_27[5];
   assign \$1346  = \$1344  & \$1345 ;
   assign \$1347  = \$1346  & room_w_28[5];
-  assign \$1348  = d == 6'h22;
-  assign \$1349  = d == 6'h23;
-  assign \$1350  = d == 6'h24;
-  assign \$1351  = d == 6'h25;
-  assign \$1352  = d == 6'h26;
-  assign \$1353  = d == 6'h27;
-  assign \$1354  = d == 6'h28;
-  assign \$1355  = d == 6'h29;
-  assign \$1356  = d == 6'h2a;
-  assign \$1357  = d == 6'h2b;
-  assign \$1358  = d == 6'h2c;
-  assign \$1359  = d == 6'h2d;
-  assign \$1360  = d == 6'h2e;
-  assign \$1361  = d == 6'h2f;
-  assign \$1362  = d == 6'h30;
-  assign \$1363  = d == 6'h31;
-  assign \$1364  = d == 6'h32;
-  assign \$1365  = d == 6'h33;
-  assign \$1366  = d == 6'h34;
-  assign \$1367  = d == 6'h35;
-  assign \$1368  = d == 6'h36;
-  assign \$1369  = d == 6'h37;
-  assign \$1370  = d == 6'h38;
-  assign \$1371  = d == 6'h39;
-  assign \$1372  = d == 6'h3a;
-  assign \$1373  = d == 6'h3b;
-  assign \$1374  = d == 6'h3c;
-  assign \$1375  = d == 6'h3d;
-  assign \$1376  = d == 6'h3e;
-  assign \$1377  = d == 6'h3f;
-  assign \$1378  = | { \$1377 , \$1376 , \$1375 , \$1374 , \$1373 , \$1372 , \$1371 , \$1370 , \$1369 , \$1368 , \$1367 , \$1366 , \$1365 , \$1364 , \$1363 , \$1362 , \$1361 , \$1360 , \$1359 , \$1358 , \$1357 , \$1356 , \$1355 , \$1354 , \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348  };
-  assign \$1379  = \$1347  ? \$1378  : d_ge_6;
-  assign \$1380  = d == 3'h7;
-  assign \$1381  = d == 4'h8;
-  assign \$1382  = d == 4'h9;
-  assign \$1383  = d == 4'ha;
-  assign \$1384  = d == 4'hb;
-  assign \$1385  = d == 4'hc;
-  assign \$1386  = d == 4'hd;
-  assign \$1387  = d == 4'he;
-  assign \$1388  = d == 4'hf;
-  assign \$1389  = d == 5'h10;
-  assign \$1390  = d == 5'h11;
-  assign \$1391  = d == 5'h12;
-  assign \$1392  = d == 5'h13;
-  assign \$1393  = d == 5'h14;
-  assign \$1394  = d == 5'h15;
-  assign \$1395  = d == 5'h16;
-  assign \$1396  = d == 5'h17;
-  assign \$1397  = d == 5'h18;
-  assign \$1398  = d == 5'h19;
-  assign \$1399  = d == 5'h1a;
-  assign \$1400  = d == 5'h1b;
-  assign \$1401  = d == 5'h1c;
-  assign \$1402  = d == 5'h1d;
-  assign \$1403  = d == 5'h1e;
-  assign \$1404  = d == 5'h1f;
-  assign \$1405  = d == 6'h20;
-  assign \$1406  = d == 6'h21;
-  assign \$1407  = d == 6'h22;
-  assign \$1408  = d == 6'h23;
-  assign \$1409  = d == 6'h24;
-  assign \$1410  = d == 6'h25;
-  assign \$1411  = d == 6'h26;
-  assign \$1412  = d == 6'h27;
-  assign \$1413  = d == 6'h28;
-  assign \$1414  = d == 6'h29;
-  assign \$1415  = d == 6'h2a;
-  assign \$1416  = d == 6'h2b;
-  assign \$1417  = d == 6'h2c;
-  assign \$1418  = d == 6'h2d;
-  assign \$1419  = d == 6'h2e;
-  assign \$1420  = d == 6'h2f;
-  assign \$1421  = d == 6'h30;
-  assign \$1422  = d == 6'h31;
-  assign \$1423  = d == 6'h32;
-  assign \$1424  = d == 6'h33;
-  assign \$1425  = d == 6'h34;
-  assign \$1426  = d == 6'h35;
-  assign \$1427  = d == 6'h36;
-  assign \$1428  = d == 6'h37;
-  assign \$1429  = d == 6'h38;
-  assign \$1430  = d == 6'h39;
-  assign \$1431  = d == 6'h3a;
-  assign \$1432  = d == 6'h3b;
-  assign \$1433  = d == 6'h3c;
-  assign \$1434  = d == 6'h3d;
-  assign \$1435  = d == 6'h3e;
-  assign \$1436  = d == 6'h3f;
-  assign \$1437  = | { \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395 , \$1394 , \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380  };
-  assign \$1438  = \$1343  ? \$1379  : \$1437 ;
-  assign \$1439  = \$1324  ? \$1342  : \$1438 ;
-  assign \$1440  = write_rows & w_last;
-  assign \$1441  = ~ ahead_rows;
-  assign \$1442  = ~ room_w_27[5];
-  assign \$1443  = \$1441  & \$1442 ;
-  assign \$1444  = \$1443  & room_w_28[5];
-  assign \$1445  = \$1444  ? d_ge_33 : d_ge_5;
-  assign \$1446  = \$1440  ? \$1445  : d_ge_6;
-  assign \$1447  = \$1323  ? \$1439  : \$1446 ;
-  assign \$1448  = rst_conv1_window ? 1'h0 : valid_next;
-  assign \$1449  = rst_conv1_window | switch;
-  assign \$1450  = write_rows & w_last;
-  assign \$1451  = w_row == 5'h1b;
-  assign \$1452  = \$1450  & \$1451 ;
-  assign \$1453  = \$1452  ? 1'h1 : ahead_rows;
-  assign \$1454  = \$1449  ? 1'h0 : \$1453 ;
-  assign \$1455  = take_rows & r_last;
-  assign \$1456  = write & w_last;
-  assign \$1457  = ~ ahead;
-  assign \$1458  = ~ room_w_27[5];
-  assign \$1459  = \$1457  & \$1458 ;
-  assign \$1460  = \$1459  & room_w_28[5];
-  assign \$1461  = oy == 5'h1b;
-  assign \$1462  = ~ ahead;
-  assign \$1463  = ~ room_w_27[5];
-  assign \$1464  = \$1462  & \$1463 ;
-  assign \$1465  = \$1464  & room_w_28[5];
-  assign \$1466  = ahead | \$1465 ;
-  assign \$1467  = switch ? 1'h0 : \$1466 ;
-  assign \$1468  = oy == 5'h1b;
-  assign \$1469  = r_done | \$1468 ;
-  assign \$1470  = switch ? 1'h0 : \$1469 ;
-  assign \$1471  = ~ \$1470 ;
-  assign \$1473  = oy == 5'h1b;
-  assign \$1474  = r_done | \$1473 ;
-  assign \$1475  = switch ? 1'h0 : \$1474 ;
-  assign \$1478  = \$1467  ? 1'h0 : 1'h1;
-  assign \$1479  = ~ ahead;
-  assign \$1480  = ~ room_w_27[5];
-  assign \$1481  = \$1479  & \$1480 ;
-  assign \$1482  = \$1481  & room_w_28[5];
-  assign \$1483  = ahead | \$1482 ;
-  assign \$1484  = switch ? 1'h0 : \$1483 ;
-  assign \$1485  = oy == 5'h1b;
-  assign \$1486  = r_done | \$1485 ;
-  assign \$1487  = switch ? 1'h0 : \$1486 ;
-  assign \$1488  = ~ \$1487 ;
-  assign \$1489  = \$1488  & room_low_21[5];
-  assign \$1490  = oy == 5'h1b;
-  assign \$1491  = r_done | \$1490 ;
-  assign \$1492  = switch ? 1'h0 : \$1491 ;
-  assign \$1495  = \$1484  ? \$1489  : 1'h1;
-  assign \$1496  = \$1461  ? \$1478  : \$1495 ;
-  assign \$1497  = oy == 5'h1b;
-  assign \$1498  = ~ ahead;
-  assign \$1499  = ~ room_w_27[5];
-  assign \$1500  = \$1498  & \$1499 ;
-  assign \$1501  = \$1500  & room_w_28[5];
-  assign \$1502  = ahead | \$1501 ;
-  assign \$1503  = switch ? 1'h0 : \$1502 ;
-  assign \$1504  = oy == 5'h1b;
-  assign \$1505  = r_done | \$1504 ;
-  assign \$1506  = switch ? 1'h0 : \$1505 ;
-  assign \$1507  = ~ \$1506 ;
-  assign \$1509  = oy == 5'h1b;
-  assign \$1510  = r_done | \$1509 ;
-  assign \$1511  = switch ? 1'h0 : \$1510 ;
-  assign \$1512  = \$1511  | room_w_3[5];
-  assign \$1513  = room_w_27[5] & \$1512 ;
-  assign \$1514  = \$1503  ? 1'h0 : \$1513 ;
-  assign \$1515  = ~ ahead;
-  assign \$1516  = ~ room_w_27[5];
-  assign \$1517  = \$1515  & \$1516 ;
-  assign \$1518  = \$1517  & room_w_28[5];
-  assign \$1519  = ahead | \$1518 ;
-  assign \$1520  = switch ? 1'h0 : \$1519 ;
-  assign \$1521  = oy == 5'h1b;
-  assign \$1522  = r_done | \$1521 ;
-  assign \$1523  = switch ? 1'h0 : \$1522 ;
-  assign \$1524  = ~ \$1523 ;
-  assign \$1525  = $signed(d) < $signed(6'h2a);
-  assign \$1526  = \$1524  & \$1525 ;
-  assign \$1527  = oy == 5'h1b;
-  assign \$1528  = r_done | \$1527 ;
-  assign \$1529  = switch ? 1'h0 : \$1528 ;
-  assign \$1530  = $signed(d) < $signed(4'h6);
-  assign \$1531  = \$1529  | \$1530 ;
-  assign \$1532  = room_w_27[5] & \$1531 ;
-  assign \$1533  = \$1520  ? \$1526  : \$1532 ;
-  assign \$1534  = \$1497  ? \$1514  : \$1533 ;
-  assign \$1535  = \$1460  ? \$1496  : \$1534 ;
-  assign \$1536  = oy == 5'h1b;
-  assign \$1537  = switch ? 1'h0 : ahead;
-  assign \$1538  = oy == 5'h1b;
-  assign \$1539  = r_done | \$1538 ;
-  assign \$1540  = switch ? 1'h0 : \$1539 ;
-  assign \$1541  = ~ \$1540 ;
-  assign \$1543  = oy == 5'h1b;
-  assign \$1544  = r_done | \$1543 ;
-  assign \$1545  = switch ? 1'h0 : \$1544 ;
-  assign \$1546  = \$1545  | room_w_4[5];
-  assign \$1547  = room_w_28[5] & \$1546 ;
-  assign \$1548  = \$1537  ? 1'h0 : \$1547 ;
-  assign \$1549  = switch ? 1'h0 : ahead;
-  assign \$1550  = oy == 5'h1b;
-  assign \$1551  = r_done | \$1550 ;
-  assign \$1552  = switch ? 1'h0 : \$1551 ;
-  assign \$1553  = ~ \$1552 ;
-  assign \$1554  = $signed(d) < $signed(6'h2b);
-  assign \$1555  = \$1553  & \$1554 ;
-  assign \$1556  = oy == 5'h1b;
-  assign \$1557  = r_done | \$1556 ;
-  assign \$1558  = switch ? 1'h0 : \$1557 ;
-  assign \$1559  = $signed(d) < $signed(4'h7);
-  assign \$1560  = \$1558  | \$1559 ;
-  assign \$1561  = room_w_28[5] & \$1560 ;
-  assign \$1562  = \$1549  ? \$1555  : \$1561 ;
-  assign \$1563  = \$1536  ? \$1548  : \$1562 ;
-  assign \$1564  = \$1456  ? \$1535  : \$1563 ;
-  assign \$1565  = write & w_last;
-  assign \$1566  = ~ ahead;
-  assign \$1567  = ~ room_w_27[5];
-  assign \$1568  = \$1566  & \$1567 ;
-  assign \$1569  = \$1568  & room_w_28[5];
-  assign \$1570  = ~ ahead;
-  assign \$1571  = ~ room_w_27[5];
-  assign \$1572  = \$1570  & \$1571 ;
-  assign \$1573  = \$1572  & room_w_28[5];
-  assign \$1574  = ahead | \$1573 ;
-  assign \$1575  = switch ? 1'h0 : \$1574 ;
-  assign \$1576  = switch ? 1'h0 : r_done;
-  assign \$1577  = ~ \$1576 ;
-  assign \$1578  = \$1577  & room_low_22[5];
-  assign \$1579  = switch ? 1'h0 : r_done;
-  assign \$1582  = \$1575  ? \$1578  : 1'h1;
-  assign \$1583  = ~ ahead;
-  assign \$1584  = ~ room_w_27[5];
-  assign \$1585  = \$1583  & \$1584 ;
-  assign \$1586  = \$1585  & room_w_28[5];
-  assign \$1587  = ahead | \$1586 ;
-  assign \$1588  = switch ? 1'h0 : \$1587 ;
-  assign \$1589  = switch ? 1'h0 : r_done;
-  assign \$1590  = ~ \$1589 ;
-  assign \$1591  = $signed(d) < $signed(6'h29);
-  assign \$1592  = \$1590  & \$1591 ;
-  assign \$1593  = switch ? 1'h0 : r_done;
-  assign \$1594  = $signed(d) < $signed(4'h5);
-  assign \$1595  = \$1593  | \$1594 ;
-  assign \$1596  = room_w_27[5] & \$1595 ;
-  assign \$1597  = \$1588  ? \$1592  : \$1596 ;
-  assign \$1598  = \$1569  ? \$1582  : \$1597 ;
-  assign \$1599  = switch ? 1'h0 : ahead;
-  assign \$1600  = switch ? 1'h0 : r_done;
-  assign \$1601  = ~ \$1600 ;
-  assign \$1602  = $signed(d) < $signed(6'h2a);
-  assign \$1603  = \$1601  & \$1602 ;
-  assign \$1604  = switch ? 1'h0 : r_done;
-  assign \$1605  = $signed(d) < $signed(4'h6);
-  assign \$1606  = \$1604  | \$1605 ;
-  assign \$1607  = room_w_28[5] & \$1606 ;
-  assign \$1608  = \$1599  ? \$1603  : \$1607 ;
-  assign \$1609  = switch ? \$1608  : o__ready;
-  assign \$1610  = \$1565  ? \$1598  : \$1609 ;
-  assign \$1611  = \$1455  ? \$1564  : \$1610 ;
-  assign \$1612  = rst_conv1_window ? 1'h1 : \$1611 ;
-  assign \$1613  = write_rows & w_last;
-  assign \$1614  = ~ ahead_rows;
-  assign \$1615  = w_row == 5'h1b;
-  assign \$1616  = \$1614  & \$1615 ;
-  assign \$1617  = ! ky;
-  assign \$1618  = \$1617  & d_ge_28;
-  assign \$1619  = ky == 1'h1;
-  assign \$1620  = \$1619  & d_ge_29;
-  assign \$1621  = ky == 2'h2;
-  assign \$1622  = \$1621  & d_ge_30;
-  assign \$1623  = ky == 2'h3;
-  assign \$1624  = \$1623  & d_ge_31;
-  assign \$1625  = ky == 3'h4;
-  assign \$1626  = \$1625  & d_ge_32;
-  assign \$1627  = | { \$1626 , \$1624 , \$1622 , \$1620 , \$1618  };
-  assign \$1628  = ! ky;
-  assign \$1629  = \$1628  & d_ge_0;
-  assign \$1630  = ky == 1'h1;
-  assign \$1631  = \$1630  & d_ge_1;
-  assign \$1632  = ky == 2'h2;
-  assign \$1633  = \$1632  & d_ge_2;
-  assign \$1634  = ky == 2'h3;
-  assign \$1635  = \$1634  & d_ge_3;
-  assign \$1636  = ky == 3'h4;
-  assign \$1637  = \$1636  & d_ge_4;
-  assign \$1638  = | { \$1637 , \$1635 , \$1633 , \$1631 , \$1629  };
-  assign \$1639  = \$1616  ? \$1627  : \$1638 ;
-  assign \$1640  = pad | \$1639 ;
-  assign \$1641  = ! ky;
-  assign \$1642  = \$1641  & d_ge_1;
-  assign \$1643  = ky == 1'h1;
-  assign \$1644  = \$1643  & d_ge_2;
-  assign \$1645  = ky == 2'h2;
-  assign \$1646  = \$1645  & d_ge_3;
-  assign \$1647  = ky == 2'h3;
-  assign \$1648  = \$1647  & d_ge_4;
-  assign \$1649  = ky == 3'h4;
-  assign \$1650  = \$1649  & d_ge_5;
-  assign \$1651  = | { \$1650 , \$1648 , \$1646 , \$1644 , \$1642  };
-  assign \$1652  = pad | \$1651 ;
-  assign \$1653  = \$1613  ? \$1640  : \$1652 ;
-  assign \$1654  = write_rows & w_last;
-  assign \$1655  = oy == 5'h1b;
-  assign \$1656  = r_last & \$1655 ;
-  assign \$1657  = ~ \$1656 ;
-  assign \$1658  = kx == 3'h4;
-  assign \$1659  = ky == 3'h4;
-  assign \$1660  = ~ \$1659 ;
-  assign \$1661  = $signed(iy) < $signed(1'h1);
-  assign \$1662  = $signed(iy) >= $signed(6'h1b);
-  assign \$1663  = \$1661  | \$1662 ;
-  assign \$1665  = ox == 5'h1b;
-  assign \$1667  = oy == 5'h1b;
-  assign \$1668  = $signed(low) < $signed(1'h1);
-  assign \$1669  = $signed(low) >= $signed(6'h1b);
-  assign \$1670  = \$1668  | \$1669 ;
-  assign \$1671  = \$1667  ? 1'h1 : \$1670 ;
-  assign \$1672  = $signed(low) < $signed(1'h0);
-  assign \$1673  = $signed(low) >= $signed(6'h1c);
-  assign \$1674  = \$1672  | \$1673 ;
-  assign \$1675  = \$1666  ? \$1671  : \$1674 ;
-  assign \$1676  = \$1659  ? \$1675  : \$1663 ;
-  assign \$1677  = $signed(iy) < $signed(1'h0);
-  assign \$1678  = $signed(iy) >= $signed(6'h1c);
-  assign \$1679  = \$1677  | \$1678 ;
-  assign \$1680  = \$1658  ? \$1676  : \$1679 ;
-  assign \$1681  = kx == 3'h4;
-  assign \$1682  = ~ \$1681 ;
-  assign \$1683  = $signed(ix) < $signed(1'h1);
-  assign \$1684  = $signed(ix) >= $signed(6'h1b);
-  assign \$1685  = \$1683  | \$1684 ;
-  assign \$1686  = ky == 3'h4;
-  assign \$1689  = ox == 5'h1b;
-  assign \$1690  = $signed(ix0) < $signed(1'h1);
-  assign \$1691  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1692  = \$1690  | \$1691 ;
-  assign \$1693  = \$1689  ? 1'h1 : \$1692 ;
-  assign \$1694  = $signed(ix0) < $signed(1'h0);
-  assign \$1695  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1696  = \$1694  | \$1695 ;
-  assign \$1697  = \$1688  ? \$1693  : \$1696 ;
-  assign \$1698  = \$1681  ? \$1697  : \$1685 ;
-  assign \$1699  = \$1680  | \$1698 ;
-  assign \$1700  = ~ ahead_rows;
-  assign \$1701  = w_row == 5'h1b;
-  assign \$1702  = \$1700  & \$1701 ;
-  assign \$1703  = ahead_rows | \$1702 ;
-  assign \$1704  = \$1699  | \$1703 ;
-  assign \$1705  = oy == 5'h1b;
-  assign \$1706  = ~ ahead_rows;
-  assign \$1707  = w_row == 5'h1b;
-  assign \$1708  = \$1706  & \$1707 ;
-  assign \$1710  = ~ ahead_rows;
-  assign \$1711  = w_row == 5'h1b;
-  assign \$1712  = \$1710  & \$1711 ;
-  assign \$1713  = \$1712  ? d_ge_29 : d_ge_1;
-  assign \$1714  = \$1705  ? 1'h1 : \$1713 ;
-  assign \$1715  = kx == 3'h4;
-  assign \$1716  = ky == 3'h4;
-  assign \$1717  = ~ ahead_rows;
-  assign \$1718  = w_row == 5'h1b;
-  assign \$1719  = \$1717  & \$1718 ;
-  assign \$1720  = \$1719  ? d_ge_28 : d_ge_0;
-  assign \$1721  = ~ ahead_rows;
-  assign \$1722  = w_row == 5'h1b;
-  assign \$1723  = \$1721  & \$1722 ;
-  assign \$1724  = ! ky;
-  assign \$1725  = \$1724  & d_ge_29;
-  assign \$1726  = ky == 1'h1;
-  assign \$1727  = \$1726  & d_ge_30;
-  assign \$1728  = ky == 2'h2;
-  assign \$1729  = \$1728  & d_ge_31;
-  assign \$1730  = ky == 2'h3;
-  assign \$1731  = \$1730  & d_ge_32;
-  assign \$1732  = ky == 3'h4;
-  assign \$1733  = \$1732  & d_ge_33;
-  assign \$1734  = | { \$1733 , \$1731 , \$1729 , \$1727 , \$1725  };
-  assign \$1735  = ! ky;
-  assign \$1736  = \$1735  & d_ge_1;
-  assign \$1737  = ky == 1'h1;
-  assign \$1738  = \$1737  & d_ge_2;
-  assign \$1739  = ky == 2'h2;
-  assign \$1740  = \$1739  & d_ge_3;
-  assign \$1741  = ky == 2'h3;
-  assign \$1742  = \$1741  & d_ge_4;
-  assign \$1743  = ky == 3'h4;
-  assign \$1744  = \$1743  & d_ge_5;
-  assign \$1745  = | { \$1744 , \$1742 , \$1740 , \$1738 , \$1736  };
-  assign \$1746  = \$1723  ? \$1734  : \$1745 ;
-  assign \$1747  = \$1716  ? \$1720  : \$1746 ;
-  assign \$1748  = ~ ahead_rows;
-  assign \$1749  = w_row == 5'h1b;
-  assign \$1750  = \$1748  & \$1749 ;
-  assign \$1751  = ! ky;
-  assign \$1752  = \$1751  & d_ge_28;
-  assign \$1753  = ky == 1'h1;
-  assign \$1754  = \$1753  & d_ge_29;
-  assign \$1755  = ky == 2'h2;
-  assign \$1756  = \$1755  & d_ge_30;
-  assign \$1757  = ky == 2'h3;
-  assign \$1758  = \$1757  & d_ge_31;
-  assign \$1759  = ky == 3'h4;
-  assign \$1760  = \$1759  & d_ge_32;
-  assign \$1761  = | { \$1760 , \$1758 , \$1756 , \$1754 , \$1752  };
-  assign \$1762  = ! ky;
-  assign \$1763  = \$1762  & d_ge_0;
-  assign \$1764  = ky == 1'h1;
-  assign \$1765  = \$1764  & d_ge_1;
-  assign \$1766  = ky == 2'h2;
-  assign \$1767  = \$1766  & d_ge_2;
-  assign \$1768  = ky == 2'h3;
-  assign \$1769  = \$1768  & d_ge_3;
-  assign \$1770  = ky == 3'h4;
-  assign \$1771  = \$1770  & d_ge_4;
-  assign \$1772  = | { \$1771 , \$1769 , \$1767 , \$1765 , \$1763  };
-  assign \$1773  = \$1750  ? \$1761  : \$1772 ;
-  assign \$1774  = \$1715  ? \$1747  : \$1773 ;
-  assign \$1775  = r_last ? \$1714  : \$1774 ;
-  assign \$1776  = \$1704  | \$1775 ;
-  assign \$1777  = \$1657  & \$1776 ;
-  assign \$1778  = oy == 5'h1b;
-  assign \$1779  = r_last & \$1778 ;
-  assign \$1780  = ~ \$1779 ;
-  assign \$1781  = kx == 3'h4;
-  assign \$1782  = ky == 3'h4;
-  assign \$1783  = ~ \$1782 ;
-  assign \$1784  = $signed(iy) < $signed(1'h1);
-  assign \$1785  = $signed(iy) >= $signed(6'h1b);
-  assign \$1786  = \$1784  | \$1785 ;
-  assign \$1788  = ox == 5'h1b;
-  assign \$1790  = oy == 5'h1b;
-  assign \$1791  = $signed(low) < $signed(1'h1);
-  assign \$1792  = $signed(low) >= $signed(6'h1b);
-  assign \$1793  = \$1791  | \$1792 ;
-  assign \$1794  = \$1790  ? 1'h1 : \$1793 ;
-  assign \$1795  = $signed(low) < $signed(1'h0);
-  assign \$1796  = $signed(low) >= $signed(6'h1c);
-  assign \$1797  = \$1795  | \$1796 ;
-  assign \$1798  = \$1789  ? \$1794  : \$1797 ;
-  assign \$1799  = \$1782  ? \$1798  : \$1786 ;
-  assign \$1800  = $signed(iy) < $signed(1'h0);
-  assign \$1801  = $signed(iy) >= $signed(6'h1c);
-  assign \$1802  = \$1800  | \$1801 ;
-  assign \$1803  = \$1781  ? \$1799  : \$1802 ;
-  assign \$1804  = kx == 3'h4;
-  assign \$1805  = ~ \$1804 ;
-  assign \$1806  = $signed(ix) < $signed(1'h1);
-  assign \$1807  = $signed(ix) >= $signed(6'h1b);
-  assign \$1808  = \$1806  | \$1807 ;
-  assign \$1809  = ky == 3'h4;
-  assign \$1812  = ox == 5'h1b;
-  assign \$1813  = $signed(ix0) < $signed(1'h1);
-  assign \$1814  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1815  = \$1813  | \$1814 ;
-  assign \$1816  = \$1812  ? 1'h1 : \$1815 ;
-  assign \$1817  = $signed(ix0) < $signed(1'h0);
-  assign \$1818  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1819  = \$1817  | \$1818 ;
-  assign \$1820  = \$1811  ? \$1816  : \$1819 ;
-  assign \$1821  = \$1804  ? \$1820  : \$1808 ;
-  assign \$1822  = \$1803  | \$1821 ;
-  assign \$1823  = \$1822  | ahead_rows;
-  assign \$1824  = oy == 5'h1b;
-  assign \$1825  = \$1824  ? 1'h1 : d_ge_2;
-  assign \$1826  = kx == 3'h4;
-  assign \$1827  = ky == 3'h4;
-  assign \$1828  = ! ky;
-  assign \$1829  = \$1828  & d_ge_2;
-  assign \$1830  = ky == 1'h1;
-  assign \$1831  = \$1830  & d_ge_3;
-  assign \$1832  = ky == 2'h2;
-  assign \$1833  = \$1832  & d_ge_4;
-  assign \$1834  = ky == 2'h3;
-  assign \$1835  = \$1834  & d_ge_5;
-  assign \$1836  = ky == 3'h4;
-  assign \$1837  = \$1836  & d_ge_6;
-  assign \$1838  = | { \$1837 , \$1835 , \$1833 , \$1831 , \$1829  };
-  assign \$1839  = \$1827  ? d_ge_1 : \$1838 ;
-  assign \$1840  = ! ky;
-  assign \$1841  = \$1840  & d_ge_1;
-  assign \$1842  = ky == 1'h1;
-  assign \$1843  = \$1842  & d_ge_2;
-  assign \$1844  = ky == 2'h2;
-  assign \$1845  = \$1844  & d_ge_3;
-  assign \$1846  = ky == 2'h3;
-  assign \$1847  = \$1846  & d_ge_4;
-  assign \$1848  = ky == 3'h4;
-  assign \$1849  = \$1848  & d_ge_5;
-  assign \$1850  = | { \$1849 , \$1847 , \$1845 , \$1843 , \$1841  };
-  assign \$1851  = \$1826  ? \$1839  : \$1850 ;
-  assign \$1852  = r_last ? \$1825  : \$1851 ;
-  assign \$1853  = \$1823  | \$1852 ;
-  assign \$1854  = \$1780  & \$1853 ;
-  assign \$1855  = \$1654  ? \$1777  : \$1854 ;
-  assign \$1856  = write_rows & w_last;
-  assign \$1857  = ~ r_done;
-  assign \$1858  = pad | ahead_rows;
-  assign \$1859  = ~ ahead_rows;
-  assign \$1860  = w_row == 5'h1b;
-  assign \$1861  = \$1859  & \$1860 ;
-  assign \$1862  = \$1858  | \$1861 ;
-  assign \$1863  = ~ ahead_rows;
-  assign \$1864  = w_row == 5'h1b;
-  assign \$1865  = \$1863  & \$1864 ;
-  assign \$1866  = ! ky;
-  assign \$1867  = \$1866  & d_ge_28;
-  assign \$1868  = ky == 1'h1;
-  assign \$1869  = \$1868  & d_ge_29;
-  assign \$1870  = ky == 2'h2;
-  assign \$1871  = \$1870  & d_ge_30;
-  assign \$1872  = ky == 2'h3;
-  assign \$1873  = \$1872  & d_ge_31;
-  assign \$1874  = ky == 3'h4;
-  assign \$1875  = \$1874  & d_ge_32;
-  assign \$1876  = | { \$1875 , \$1873 , \$1871 , \$1869 , \$1867  };
-  assign \$1877  = ! ky;
-  assign \$1878  = \$1877  & d_ge_0;
-  assign \$1879  = ky == 1'h1;
-  assign \$1880  = \$1879  & d_ge_1;
-  assign \$1881  = ky == 2'h2;
-  assign \$1882  = \$1881  & d_ge_2;
-  assign \$1883  = ky == 2'h3;
-  assign \$1884  = \$1883  & d_ge_3;
-  assign \$1885  = ky == 3'h4;
-  assign \$1886  = \$1885  & d_ge_4;
-  assign \$1887  = | { \$1886 , \$1884 , \$1882 , \$1880 , \$1878  };
-  assign \$1888  = \$1865  ? \$1876  : \$1887 ;
-  assign \$1889  = \$1862  | \$1888 ;
-  assign \$1890  = \$1857  & \$1889 ;
-  assign \$1891  = \$1856  ? \$1890  : avail;
-  assign \$1892  = take ? \$1855  : \$1891 ;
-  assign \$1893  = switch ? \$1653  : \$1892 ;
-  assign \$1894  = rst_conv1_window ? 1'h1 : \$1893 ;
-  assign \$1895  = read_credits_room_next | rst_conv1_window;
-  assign \$1896  = write_rows & w_last;
-  assign \$1897  = ~ ahead_rows;
-  assign \$1898  = w_row == 5'h1b;
-  assign \$1899  = \$1897  & \$1898 ;
-  assign \$1900  = ! ky;
-  assign \$1901  = \$1900  & d_ge_28;
-  assign \$1902  = ky == 1'h1;
-  assign \$1903  = \$1902  & d_ge_29;
-  assign \$1904  = ky == 2'h2;
-  assign \$1905  = \$1904  & d_ge_30;
-  assign \$1906  = ky == 2'h3;
-  assign \$1907  = \$1906  & d_ge_31;
-  assign \$1908  = ky == 3'h4;
-  assign \$1909  = \$1908  & d_ge_32;
-  assign \$1910  = | { \$1909 , \$1907 , \$1905 , \$1903 , \$1901  };
-  assign \$1911  = ! ky;
-  assign \$1912  = \$1911  & d_ge_0;
-  assign \$1913  = ky == 1'h1;
-  assign \$1914  = \$1913  & d_ge_1;
-  assign \$1915  = ky == 2'h2;
-  assign \$1916  = \$1915  & d_ge_2;
-  assign \$1917  = ky == 2'h3;
-  assign \$1918  = \$1917  & d_ge_3;
-  assign \$1919  = ky == 3'h4;
-  assign \$1920  = \$1919  & d_ge_4;
-  assign \$1921  = | { \$1920 , \$1918 , \$1916 , \$1914 , \$1912  };
-  assign \$1922  = \$1899  ? \$1910  : \$1921 ;
-  assign \$1923  = pad | \$1922 ;
-  assign \$1924  = ! ky;
-  assign \$1925  = \$1924  & d_ge_1;
-  assign \$1926  = ky == 1'h1;
-  assign \$1927  = \$1926  & d_ge_2;
-  assign \$1928  = ky == 2'h2;
-  assign \$1929  = \$1928  & d_ge_3;
-  assign \$1930  = ky == 2'h3;
-  assign \$1931  = \$1930  & d_ge_4;
-  assign \$1932  = ky == 3'h4;
-  assign \$1933  = \$1932  & d_ge_5;
-  assign \$1934  = | { \$1933 , \$1931 , \$1929 , \$1927 , \$1925  };
-  assign \$1935  = pad | \$1934 ;
-  assign \$1936  = \$1896  ? \$1923  : \$1935 ;
-  assign \$1937  = write_rows & w_last;
-  assign \$1938  = oy == 5'h1b;
-  assign \$1939  = r_last & \$1938 ;
-  assign \$1940  = ~ \$1939 ;
-  assign \$1941  = kx == 3'h4;
-  assign \$1942  = ky == 3'h4;
+  assign \$1348  = d == 6'h3a;
+  assign \$1349  = d == 6'h3b;
+  assign \$1350  = d == 6'h3c;
+  assign \$1351  = d == 6'h3d;
+  assign \$1352  = d == 6'h3e;
+  assign \$1353  = d == 6'h3f;
+  assign \$1354  = | { \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348  };
+  assign \$1355  = \$1347  ? \$1354  : d_ge_30;
+  assign \$1356  = \$1343  ? \$1355  : d_ge_31;
+  assign \$1357  = \$1311  ? \$1342  : \$1356 ;
+  assign \$1358  = take_rows & r_last;
+  assign \$1359  = oy == 5'h1b;
+  assign \$1360  = write_rows & w_last;
+  assign \$1361  = ~ ahead_rows;
+  assign \$1362  = ~ room_w_27[5];
+  assign \$1363  = \$1361  & \$1362 ;
+  assign \$1364  = \$1363  & room_w_28[5];
+  assign \$1365  = w_row == 5'h1d;
+  assign \$1366  = w_row == 5'h1e;
+  assign \$1367  = w_row == 5'h1f;
+  assign \$1368  = | { \$1367 , \$1366 , \$1365  };
+  assign \$1369  = \$1364  ? 1'h0 : \$1368 ;
+  assign \$1370  = w_row == 5'h1e;
+  assign \$1371  = w_row == 5'h1f;
+  assign \$1372  = | { \$1371 , \$1370  };
+  assign \$1373  = \$1360  ? \$1369  : \$1372 ;
+  assign \$1374  = write_rows & w_last;
+  assign \$1375  = ~ ahead_rows;
+  assign \$1376  = ~ room_w_27[5];
+  assign \$1377  = \$1375  & \$1376 ;
+  assign \$1378  = \$1377  & room_w_28[5];
+  assign \$1379  = d == 6'h3c;
+  assign \$1380  = d == 6'h3d;
+  assign \$1381  = d == 6'h3e;
+  assign \$1382  = d == 6'h3f;
+  assign \$1383  = | { \$1382 , \$1381 , \$1380 , \$1379  };
+  assign \$1384  = \$1378  ? \$1383  : d_ge_32;
+  assign \$1385  = \$1374  ? \$1384  : d_ge_33;
+  assign \$1386  = \$1359  ? \$1373  : \$1385 ;
+  assign \$1387  = write_rows & w_last;
+  assign \$1388  = ~ ahead_rows;
+  assign \$1389  = ~ room_w_27[5];
+  assign \$1390  = \$1388  & \$1389 ;
+  assign \$1391  = \$1390  & room_w_28[5];
+  assign \$1392  = d == 6'h3b;
+  assign \$1393  = d == 6'h3c;
+  assign \$1394  = d == 6'h3d;
+  assign \$1395  = d == 6'h3e;
+  assign \$1396  = d == 6'h3f;
+  assign \$1397  = | { \$1396 , \$1395 , \$1394 , \$1393 , \$1392  };
+  assign \$1398  = \$1391  ? \$1397  : d_ge_31;
+  assign \$1399  = \$1387  ? \$1398  : d_ge_32;
+  assign \$1400  = \$1358  ? \$1386  : \$1399 ;
+  assign \$1401  = take_rows & r_last;
+  assign \$1402  = oy == 5'h1b;
+  assign \$1403  = write_rows & w_last;
+  assign \$1404  = ~ ahead_rows;
+  assign \$1405  = ~ room_w_27[5];
+  assign \$1406  = \$1404  & \$1405 ;
+  assign \$1407  = \$1406  & room_w_28[5];
+  assign \$1410  = write_rows & w_last;
+  assign \$1411  = ~ ahead_rows;
+  assign \$1412  = ~ room_w_27[5];
+  assign \$1413  = \$1411  & \$1412 ;
+  assign \$1414  = \$1413  & room_w_28[5];
+  assign \$1415  = \$1414  ? d_ge_28 : d_ge_0;
+  assign \$1416  = \$1410  ? \$1415  : d_ge_1;
+  assign \$1417  = \$1402  ? 1'h1 : \$1416 ;
+  assign \$1418  = write_rows & w_last;
+  assign \$1419  = ~ ahead_rows;
+  assign \$1420  = ~ room_w_27[5];
+  assign \$1421  = \$1419  & \$1420 ;
+  assign \$1422  = \$1421  & room_w_28[5];
+  assign \$1423  = d == 5'h1b;
+  assign \$1424  = d == 5'h1c;
+  assign \$1425  = d == 5'h1d;
+  assign \$1426  = d == 5'h1e;
+  assign \$1427  = d == 5'h1f;
+  assign \$1428  = d == 6'h20;
+  assign \$1429  = d == 6'h21;
+  assign \$1430  = d == 6'h22;
+  assign \$1431  = d == 6'h23;
+  assign \$1432  = d == 6'h24;
+  assign \$1433  = d == 6'h25;
+  assign \$1434  = d == 6'h26;
+  assign \$1435  = d == 6'h27;
+  assign \$1436  = d == 6'h28;
+  assign \$1437  = d == 6'h29;
+  assign \$1438  = d == 6'h2a;
+  assign \$1439  = d == 6'h2b;
+  assign \$1440  = d == 6'h2c;
+  assign \$1441  = d == 6'h2d;
+  assign \$1442  = d == 6'h2e;
+  assign \$1443  = d == 6'h2f;
+  assign \$1444  = d == 6'h30;
+  assign \$1445  = d == 6'h31;
+  assign \$1446  = d == 6'h32;
+  assign \$1447  = d == 6'h33;
+  assign \$1448  = d == 6'h34;
+  assign \$1449  = d == 6'h35;
+  assign \$1450  = d == 6'h36;
+  assign \$1451  = d == 6'h37;
+  assign \$1452  = d == 6'h38;
+  assign \$1453  = d == 6'h39;
+  assign \$1454  = d == 6'h3a;
+  assign \$1455  = d == 6'h3b;
+  assign \$1456  = d == 6'h3c;
+  assign \$1457  = d == 6'h3d;
+  assign \$1458  = d == 6'h3e;
+  assign \$1459  = d == 6'h3f;
+  assign \$1460  = | { \$1459 , \$1458 , \$1457 , \$1456 , \$1455 , \$1454 , \$1453 , \$1452 , \$1451 , \$1450 , \$1449 , \$1448 , \$1447 , \$1446 , \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439 , \$1438 , \$1437 , \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423  };
+  assign \$1461  = d == 7'h40;
+  assign \$1462  = d == 7'h41;
+  assign \$1463  = d == 7'h42;
+  assign \$1464  = d == 7'h43;
+  assign \$1465  = d == 7'h44;
+  assign \$1466  = d == 7'h45;
+  assign \$1467  = d == 7'h46;
+  assign \$1468  = d == 7'h47;
+  assign \$1469  = d == 7'h48;
+  assign \$1470  = d == 7'h49;
+  assign \$1471  = d == 7'h4a;
+  assign \$1472  = d == 7'h4b;
+  assign \$1473  = d == 7'h4c;
+  assign \$1474  = d == 7'h4d;
+  assign \$1475  = d == 7'h4e;
+  assign \$1476  = d == 7'h4f;
+  assign \$1477  = d == 7'h50;
+  assign \$1478  = d == 7'h51;
+  assign \$1479  = d == 7'h52;
+  assign \$1480  = d == 7'h53;
+  assign \$1481  = d == 7'h54;
+  assign \$1482  = d == 7'h55;
+  assign \$1483  = d == 7'h56;
+  assign \$1484  = d == 7'h57;
+  assign \$1485  = d == 7'h58;
+  assign \$1486  = d == 7'h59;
+  assign \$1487  = d == 7'h5a;
+  assign \$1488  = d == 7'h5b;
+  assign \$1489  = d == 7'h5c;
+  assign \$1490  = d == 7'h5d;
+  assign \$1491  = d == 7'h5e;
+  assign \$1492  = d == 7'h5f;
+  assign \$1493  = d == 7'h60;
+  assign \$1494  = d == 7'h61;
+  assign \$1495  = d == 7'h62;
+  assign \$1496  = d == 7'h63;
+  assign \$1497  = d == 7'h64;
+  assign \$1498  = d == 7'h65;
+  assign \$1499  = d == 7'h66;
+  assign \$1500  = d == 7'h67;
+  assign \$1501  = d == 7'h68;
+  assign \$1502  = d == 7'h69;
+  assign \$1503  = d == 7'h6a;
+  assign \$1504  = d == 7'h6b;
+  assign \$1505  = d == 7'h6c;
+  assign \$1506  = d == 7'h6d;
+  assign \$1507  = d == 7'h6e;
+  assign \$1508  = d == 7'h6f;
+  assign \$1509  = d == 7'h70;
+  assign \$1510  = d == 7'h71;
+  assign \$1511  = d == 7'h72;
+  assign \$1512  = d == 7'h73;
+  assign \$1513  = d == 7'h74;
+  assign \$1514  = d == 7'h75;
+  assign \$1515  = d == 7'h76;
+  assign \$1516  = d == 7'h77;
+  assign \$1517  = d == 7'h78;
+  assign \$1518  = d == 7'h79;
+  assign \$1519  = d == 7'h7a;
+  assign \$1520  = d == 7'h7b;
+  assign \$1521  = d == 7'h7c;
+  assign \$1522  = d == 7'h7d;
+  assign \$1523  = d == 7'h7e;
+  assign \$1524  = | { \$1523 , \$1522 , \$1521 , \$1520 , \$1519 , \$1518 , \$1517 , \$1516 , \$1515 , \$1514 , \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502 , \$1501 , \$1500 , \$1499 , \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492 , \$1491 , \$1490 , \$1489 , \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467 , \$1466 , \$1465 , \$1464 , \$1463 , \$1462 , \$1461  };
+  assign \$1525  = ~ \$1524 ;
+  assign \$1526  = \$1422  ? \$1460  : \$1525 ;
+  assign \$1527  = \$1418  ? \$1526  : d_ge_0;
+  assign \$1528  = \$1401  ? \$1417  : \$1527 ;
+  assign \$1529  = take_rows & r_last;
+  assign \$1530  = oy == 5'h1b;
+  assign \$1531  = write_rows & w_last;
+  assign \$1532  = ~ ahead_rows;
+  assign \$1533  = ~ room_w_27[5];
+  assign \$1534  = \$1532  & \$1533 ;
+  assign \$1535  = \$1534  & room_w_28[5];
+  assign \$1538  = write_rows & w_last;
+  assign \$1539  = ~ ahead_rows;
+  assign \$1540  = ~ room_w_27[5];
+  assign \$1541  = \$1539  & \$1540 ;
+  assign \$1542  = \$1541  & room_w_28[5];
+  assign \$1543  = \$1542  ? d_ge_29 : d_ge_1;
+  assign \$1544  = \$1538  ? \$1543  : d_ge_2;
+  assign \$1545  = \$1530  ? 1'h1 : \$1544 ;
+  assign \$1546  = write_rows & w_last;
+  assign \$1547  = ~ ahead_rows;
+  assign \$1548  = ~ room_w_27[5];
+  assign \$1549  = \$1547  & \$1548 ;
+  assign \$1550  = \$1549  & room_w_28[5];
+  assign \$1551  = \$1550  ? d_ge_28 : d_ge_0;
+  assign \$1552  = \$1546  ? \$1551  : d_ge_1;
+  assign \$1553  = \$1529  ? \$1545  : \$1552 ;
+  assign \$1554  = take_rows & r_last;
+  assign \$1555  = oy == 5'h1b;
+  assign \$1556  = write_rows & w_last;
+  assign \$1557  = ~ ahead_rows;
+  assign \$1558  = ~ room_w_27[5];
+  assign \$1559  = \$1557  & \$1558 ;
+  assign \$1560  = \$1559  & room_w_28[5];
+  assign \$1563  = write_rows & w_last;
+  assign \$1564  = ~ ahead_rows;
+  assign \$1565  = ~ room_w_27[5];
+  assign \$1566  = \$1564  & \$1565 ;
+  assign \$1567  = \$1566  & room_w_28[5];
+  assign \$1568  = \$1567  ? d_ge_30 : d_ge_2;
+  assign \$1569  = \$1563  ? \$1568  : d_ge_3;
+  assign \$1570  = \$1555  ? 1'h1 : \$1569 ;
+  assign \$1571  = write_rows & w_last;
+  assign \$1572  = ~ ahead_rows;
+  assign \$1573  = ~ room_w_27[5];
+  assign \$1574  = \$1572  & \$1573 ;
+  assign \$1575  = \$1574  & room_w_28[5];
+  assign \$1576  = \$1575  ? d_ge_29 : d_ge_1;
+  assign \$1577  = \$1571  ? \$1576  : d_ge_2;
+  assign \$1578  = \$1554  ? \$1570  : \$1577 ;
+  assign \$1579  = take_rows & r_last;
+  assign \$1580  = oy == 5'h1b;
+  assign \$1581  = write_rows & w_last;
+  assign \$1582  = ~ ahead_rows;
+  assign \$1583  = ~ room_w_27[5];
+  assign \$1584  = \$1582  & \$1583 ;
+  assign \$1585  = \$1584  & room_w_28[5];
+  assign \$1586  = \$1585  ? 1'h0 : 1'h1;
+  assign \$1587  = ! w_row;
+  assign \$1589  = ~ \$1588 ;
+  assign \$1590  = \$1581  ? \$1586  : \$1589 ;
+  assign \$1591  = write_rows & w_last;
+  assign \$1592  = ~ ahead_rows;
+  assign \$1593  = ~ room_w_27[5];
+  assign \$1594  = \$1592  & \$1593 ;
+  assign \$1595  = \$1594  & room_w_28[5];
+  assign \$1596  = \$1595  ? d_ge_31 : d_ge_3;
+  assign \$1597  = \$1591  ? \$1596  : d_ge_4;
+  assign \$1598  = \$1580  ? \$1590  : \$1597 ;
+  assign \$1599  = write_rows & w_last;
+  assign \$1600  = ~ ahead_rows;
+  assign \$1601  = ~ room_w_27[5];
+  assign \$1602  = \$1600  & \$1601 ;
+  assign \$1603  = \$1602  & room_w_28[5];
+  assign \$1604  = \$1603  ? d_ge_30 : d_ge_2;
+  assign \$1605  = \$1599  ? \$1604  : d_ge_3;
+  assign \$1606  = \$1579  ? \$1598  : \$1605 ;
+  assign \$1607  = take_rows & r_last;
+  assign \$1608  = oy == 5'h1b;
+  assign \$1609  = write_rows & w_last;
+  assign \$1610  = ~ ahead_rows;
+  assign \$1611  = ~ room_w_27[5];
+  assign \$1612  = \$1610  & \$1611 ;
+  assign \$1613  = \$1612  & room_w_28[5];
+  assign \$1614  = ! w_row;
+  assign \$1616  = ~ \$1615 ;
+  assign \$1617  = \$1613  ? 1'h0 : \$1616 ;
+  assign \$1618  = ! w_row;
+  assign \$1619  = w_row == 1'h1;
+  assign \$1620  = | { \$1619 , \$1618  };
+  assign \$1621  = ~ \$1620 ;
+  assign \$1622  = \$1609  ? \$1617  : \$1621 ;
+  assign \$1623  = write_rows & w_last;
+  assign \$1624  = ~ ahead_rows;
+  assign \$1625  = ~ room_w_27[5];
+  assign \$1626  = \$1624  & \$1625 ;
+  assign \$1627  = \$1626  & room_w_28[5];
+  assign \$1628  = \$1627  ? d_ge_32 : d_ge_4;
+  assign \$1629  = \$1623  ? \$1628  : d_ge_5;
+  assign \$1630  = \$1608  ? \$1622  : \$1629 ;
+  assign \$1631  = write_rows & w_last;
+  assign \$1632  = ~ ahead_rows;
+  assign \$1633  = ~ room_w_27[5];
+  assign \$1634  = \$1632  & \$1633 ;
+  assign \$1635  = \$1634  & room_w_28[5];
+  assign \$1636  = \$1635  ? d_ge_31 : d_ge_3;
+  assign \$1637  = \$1631  ? \$1636  : d_ge_4;
+  assign \$1638  = \$1607  ? \$1630  : \$1637 ;
+  assign \$1639  = take_rows & r_last;
+  assign \$1640  = oy == 5'h1b;
+  assign \$1641  = write_rows & w_last;
+  assign \$1642  = ~ ahead_rows;
+  assign \$1643  = ~ room_w_27[5];
+  assign \$1644  = \$1642  & \$1643 ;
+  assign \$1645  = \$1644  & room_w_28[5];
+  assign \$1646  = w_row == 5'h1e;
+  assign \$1647  = w_row == 5'h1f;
+  assign \$1648  = | { \$1647 , \$1646  };
+  assign \$1649  = \$1645  ? 1'h0 : \$1648 ;
+  assign \$1650  = w_row == 5'h1f;
+  assign \$1652  = \$1641  ? \$1649  : \$1651 ;
+  assign \$1653  = write_rows & w_last;
+  assign \$1654  = ~ ahead_rows;
+  assign \$1655  = ~ room_w_27[5];
+  assign \$1656  = \$1654  & \$1655 ;
+  assign \$1657  = \$1656  & room_w_28[5];
+  assign \$1658  = d == 6'h3d;
+  assign \$1659  = d == 6'h3e;
+  assign \$1660  = d == 6'h3f;
+  assign \$1661  = | { \$1660 , \$1659 , \$1658  };
+  assign \$1662  = \$1657  ? \$1661  : d_ge_33;
+  assign \$1663  = d == 6'h22;
+  assign \$1664  = d == 6'h23;
+  assign \$1665  = d == 6'h24;
+  assign \$1666  = d == 6'h25;
+  assign \$1667  = d == 6'h26;
+  assign \$1668  = d == 6'h27;
+  assign \$1669  = d == 6'h28;
+  assign \$1670  = d == 6'h29;
+  assign \$1671  = d == 6'h2a;
+  assign \$1672  = d == 6'h2b;
+  assign \$1673  = d == 6'h2c;
+  assign \$1674  = d == 6'h2d;
+  assign \$1675  = d == 6'h2e;
+  assign \$1676  = d == 6'h2f;
+  assign \$1677  = d == 6'h30;
+  assign \$1678  = d == 6'h31;
+  assign \$1679  = d == 6'h32;
+  assign \$1680  = d == 6'h33;
+  assign \$1681  = d == 6'h34;
+  assign \$1682  = d == 6'h35;
+  assign \$1683  = d == 6'h36;
+  assign \$1684  = d == 6'h37;
+  assign \$1685  = d == 6'h38;
+  assign \$1686  = d == 6'h39;
+  assign \$1687  = d == 6'h3a;
+  assign \$1688  = d == 6'h3b;
+  assign \$1689  = d == 6'h3c;
+  assign \$1690  = d == 6'h3d;
+  assign \$1691  = d == 6'h3e;
+  assign \$1692  = d == 6'h3f;
+  assign \$1693  = | { \$1692 , \$1691 , \$1690 , \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683 , \$1682 , \$1681 , \$1680 , \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666 , \$1665 , \$1664 , \$1663  };
+  assign \$1694  = \$1653  ? \$1662  : \$1693 ;
+  assign \$1695  = \$1640  ? \$1652  : \$1694 ;
+  assign \$1696  = write_rows & w_last;
+  assign \$1697  = ~ ahead_rows;
+  assign \$1698  = ~ room_w_27[5];
+  assign \$1699  = \$1697  & \$1698 ;
+  assign \$1700  = \$1699  & room_w_28[5];
+  assign \$1701  = d == 6'h3c;
+  assign \$1702  = d == 6'h3d;
+  assign \$1703  = d == 6'h3e;
+  assign \$1704  = d == 6'h3f;
+  assign \$1705  = | { \$1704 , \$1703 , \$1702 , \$1701  };
+  assign \$1706  = \$1700  ? \$1705  : d_ge_32;
+  assign \$1707  = \$1696  ? \$1706  : d_ge_33;
+  assign \$1708  = \$1639  ? \$1695  : \$1707 ;
+  assign \$1709  = rst_conv1_window ? 1'h0 : valid_next;
+  assign \$1710  = rst_conv1_window | switch;
+  assign \$1711  = write_rows & w_last;
+  assign \$1712  = w_row == 5'h1b;
+  assign \$1713  = \$1711  & \$1712 ;
+  assign \$1714  = \$1713  ? 1'h1 : ahead_rows;
+  assign \$1715  = \$1710  ? 1'h0 : \$1714 ;
+  assign \$1716  = take_rows & r_last;
+  assign \$1717  = write & w_last;
+  assign \$1718  = ~ ahead;
+  assign \$1719  = ~ room_w_27[5];
+  assign \$1720  = \$1718  & \$1719 ;
+  assign \$1721  = \$1720  & room_w_28[5];
+  assign \$1722  = oy == 5'h1b;
+  assign \$1723  = ~ ahead;
+  assign \$1724  = ~ room_w_27[5];
+  assign \$1725  = \$1723  & \$1724 ;
+  assign \$1726  = \$1725  & room_w_28[5];
+  assign \$1727  = ahead | \$1726 ;
+  assign \$1728  = switch ? 1'h0 : \$1727 ;
+  assign \$1729  = oy == 5'h1b;
+  assign \$1730  = r_done | \$1729 ;
+  assign \$1731  = switch ? 1'h0 : \$1730 ;
+  assign \$1732  = ~ \$1731 ;
+  assign \$1734  = oy == 5'h1b;
+  assign \$1735  = r_done | \$1734 ;
+  assign \$1736  = switch ? 1'h0 : \$1735 ;
+  assign \$1739  = \$1728  ? 1'h0 : 1'h1;
+  assign \$1740  = ~ ahead;
+  assign \$1741  = ~ room_w_27[5];
+  assign \$1742  = \$1740  & \$1741 ;
+  assign \$1743  = \$1742  & room_w_28[5];
+  assign \$1744  = ahead | \$1743 ;
+  assign \$1745  = switch ? 1'h0 : \$1744 ;
+  assign \$1746  = oy == 5'h1b;
+  assign \$1747  = r_done | \$1746 ;
+  assign \$1748  = switch ? 1'h0 : \$1747 ;
+  assign \$1749  = ~ \$1748 ;
+  assign \$1750  = \$1749  & room_low_21[5];
+  assign \$1751  = oy == 5'h1b;
+  assign \$1752  = r_done | \$1751 ;
+  assign \$1753  = switch ? 1'h0 : \$1752 ;
+  assign \$1756  = \$1745  ? \$1750  : 1'h1;
+  assign \$1757  = \$1722  ? \$1739  : \$1756 ;
+  assign \$1758  = oy == 5'h1b;
+  assign \$1759  = ~ ahead;
+  assign \$1760  = ~ room_w_27[5];
+  assign \$1761  = \$1759  & \$1760 ;
+  assign \$1762  = \$1761  & room_w_28[5];
+  assign \$1763  = ahead | \$1762 ;
+  assign \$1764  = switch ? 1'h0 : \$1763 ;
+  assign \$1765  = oy == 5'h1b;
+  assign \$1766  = r_done | \$1765 ;
+  assign \$1767  = switch ? 1'h0 : \$1766 ;
+  assign \$1768  = ~ \$1767 ;
+  assign \$1770  = oy == 5'h1b;
+  assign \$1771  = r_done | \$1770 ;
+  assign \$1772  = switch ? 1'h0 : \$1771 ;
+  assign \$1773  = \$1772  | room_w_3[5];
+  assign \$1774  = room_w_27[5] & \$1773 ;
+  assign \$1775  = \$1764  ? 1'h0 : \$1774 ;
+  assign \$1776  = ~ ahead;
+  assign \$1777  = ~ room_w_27[5];
+  assign \$1778  = \$1776  & \$1777 ;
+  assign \$1779  = \$1778  & room_w_28[5];
+  assign \$1780  = ahead | \$1779 ;
+  assign \$1781  = switch ? 1'h0 : \$1780 ;
+  assign \$1782  = oy == 5'h1b;
+  assign \$1783  = r_done | \$1782 ;
+  assign \$1784  = switch ? 1'h0 : \$1783 ;
+  assign \$1785  = ~ \$1784 ;
+  assign \$1786  = ~ d_ge_m22;
+  assign \$1787  = \$1785  & \$1786 ;
+  assign \$1788  = oy == 5'h1b;
+  assign \$1789  = r_done | \$1788 ;
+  assign \$1790  = switch ? 1'h0 : \$1789 ;
+  assign \$1791  = ~ d_ge_6;
+  assign \$1792  = \$1790  | \$1791 ;
+  assign \$1793  = room_w_27[5] & \$1792 ;
+  assign \$1794  = \$1781  ? \$1787  : \$1793 ;
+  assign \$1795  = \$1758  ? \$1775  : \$1794 ;
+  assign \$1796  = \$1721  ? \$1757  : \$1795 ;
+  assign \$1797  = oy == 5'h1b;
+  assign \$1798  = switch ? 1'h0 : ahead;
+  assign \$1799  = oy == 5'h1b;
+  assign \$1800  = r_done | \$1799 ;
+  assign \$1801  = switch ? 1'h0 : \$1800 ;
+  assign \$1802  = ~ \$1801 ;
+  assign \$1804  = oy == 5'h1b;
+  assign \$1805  = r_done | \$1804 ;
+  assign \$1806  = switch ? 1'h0 : \$1805 ;
+  assign \$1807  = \$1806  | room_w_4[5];
+  assign \$1808  = room_w_28[5] & \$1807 ;
+  assign \$1809  = \$1798  ? 1'h0 : \$1808 ;
+  assign \$1810  = switch ? 1'h0 : ahead;
+  assign \$1811  = oy == 5'h1b;
+  assign \$1812  = r_done | \$1811 ;
+  assign \$1813  = switch ? 1'h0 : \$1812 ;
+  assign \$1814  = ~ \$1813 ;
+  assign \$1815  = ~ d_ge_m21;
+  assign \$1816  = \$1814  & \$1815 ;
+  assign \$1817  = oy == 5'h1b;
+  assign \$1818  = r_done | \$1817 ;
+  assign \$1819  = switch ? 1'h0 : \$1818 ;
+  assign \$1820  = ~ d_ge_7;
+  assign \$1821  = \$1819  | \$1820 ;
+  assign \$1822  = room_w_28[5] & \$1821 ;
+  assign \$1823  = \$1810  ? \$1816  : \$1822 ;
+  assign \$1824  = \$1797  ? \$1809  : \$1823 ;
+  assign \$1825  = \$1717  ? \$1796  : \$1824 ;
+  assign \$1826  = write & w_last;
+  assign \$1827  = ~ ahead;
+  assign \$1828  = ~ room_w_27[5];
+  assign \$1829  = \$1827  & \$1828 ;
+  assign \$1830  = \$1829  & room_w_28[5];
+  assign \$1831  = ~ ahead;
+  assign \$1832  = ~ room_w_27[5];
+  assign \$1833  = \$1831  & \$1832 ;
+  assign \$1834  = \$1833  & room_w_28[5];
+  assign \$1835  = ahead | \$1834 ;
+  assign \$1836  = switch ? 1'h0 : \$1835 ;
+  assign \$1837  = switch ? 1'h0 : r_done;
+  assign \$1838  = ~ \$1837 ;
+  assign \$1839  = \$1838  & room_low_22[5];
+  assign \$1840  = switch ? 1'h0 : r_done;
+  assign \$1843  = \$1836  ? \$1839  : 1'h1;
+  assign \$1844  = ~ ahead;
+  assign \$1845  = ~ room_w_27[5];
+  assign \$1846  = \$1844  & \$1845 ;
+  assign \$1847  = \$1846  & room_w_28[5];
+  assign \$1848  = ahead | \$1847 ;
+  assign \$1849  = switch ? 1'h0 : \$1848 ;
+  assign \$1850  = switch ? 1'h0 : r_done;
+  assign \$1851  = ~ \$1850 ;
+  assign \$1852  = ~ d_ge_m23;
+  assign \$1853  = \$1851  & \$1852 ;
+  assign \$1854  = switch ? 1'h0 : r_done;
+  assign \$1855  = ~ d_ge_5;
+  assign \$1856  = \$1854  | \$1855 ;
+  assign \$1857  = room_w_27[5] & \$1856 ;
+  assign \$1858  = \$1849  ? \$1853  : \$1857 ;
+  assign \$1859  = \$1830  ? \$1843  : \$1858 ;
+  assign \$1860  = switch ? 1'h0 : ahead;
+  assign \$1861  = switch ? 1'h0 : r_done;
+  assign \$1862  = ~ \$1861 ;
+  assign \$1863  = ~ d_ge_m22;
+  assign \$1864  = \$1862  & \$1863 ;
+  assign \$1865  = switch ? 1'h0 : r_done;
+  assign \$1866  = ~ d_ge_6;
+  assign \$1867  = \$1865  | \$1866 ;
+  assign \$1868  = room_w_28[5] & \$1867 ;
+  assign \$1869  = \$1860  ? \$1864  : \$1868 ;
+  assign \$1870  = switch ? \$1869  : o__ready;
+  assign \$1871  = \$1826  ? \$1859  : \$1870 ;
+  assign \$1872  = \$1716  ? \$1825  : \$1871 ;
+  assign \$1873  = rst_conv1_window ? 1'h1 : \$1872 ;
+  assign \$1874  = write_rows & w_last;
+  assign \$1875  = ~ ahead_rows;
+  assign \$1876  = w_row == 5'h1b;
+  assign \$1877  = \$1875  & \$1876 ;
+  assign \$1878  = ! ky;
+  assign \$1879  = \$1878  & d_ge_28;
+  assign \$1880  = ky == 1'h1;
+  assign \$1881  = \$1880  & d_ge_29;
+  assign \$1882  = ky == 2'h2;
+  assign \$1883  = \$1882  & d_ge_30;
+  assign \$1884  = ky == 2'h3;
+  assign \$1885  = \$1884  & d_ge_31;
+  assign \$1886  = ky == 3'h4;
+  assign \$1887  = \$1886  & d_ge_32;
+  assign \$1888  = | { \$1887 , \$1885 , \$1883 , \$1881 , \$1879  };
+  assign \$1889  = ! ky;
+  assign \$1890  = \$1889  & d_ge_0;
+  assign \$1891  = ky == 1'h1;
+  assign \$1892  = \$1891  & d_ge_1;
+  assign \$1893  = ky == 2'h2;
+  assign \$1894  = \$1893  & d_ge_2;
+  assign \$1895  = ky == 2'h3;
+  assign \$1896  = \$1895  & d_ge_3;
+  assign \$1897  = ky == 3'h4;
+  assign \$1898  = \$1897  & d_ge_4;
+  assign \$1899  = | { \$1898 , \$1896 , \$1894 , \$1892 , \$1890  };
+  assign \$1900  = \$1877  ? \$1888  : \$1899 ;
+  assign \$1901  = pad | \$1900 ;
+  assign \$1902  = ! ky;
+  assign \$1903  = \$1902  & d_ge_1;
+  assign \$1904  = ky == 1'h1;
+  assign \$1905  = \$1904  & d_ge_2;
+  assign \$1906  = ky == 2'h2;
+  assign \$1907  = \$1906  & d_ge_3;
+  assign \$1908  = ky == 2'h3;
+  assign \$1909  = \$1908  & d_ge_4;
+  assign \$1910  = ky == 3'h4;
+  assign \$1911  = \$1910  & d_ge_5;
+  assign \$1912  = | { \$1911 , \$1909 , \$1907 , \$1905 , \$1903  };
+  assign \$1913  = pad | \$1912 ;
+  assign \$1914  = \$1874  ? \$1901  : \$1913 ;
+  assign \$1915  = write_rows & w_last;
+  assign \$1916  = oy == 5'h1b;
+  assign \$1917  = r_last & \$1916 ;
+  assign \$1918  = ~ \$1917 ;
+  assign \$1919  = kx == 3'h4;
+  assign \$1920  = ky == 3'h4;
+  assign \$1921  = ~ \$1920 ;
+  assign \$1922  = $signed(iy) < $signed(1'h1);
+  assign \$1923  = $signed(iy) >= $signed(6'h1b);
+  assign \$1924  = \$1922  | \$1923 ;
+  assign \$1926  = ox == 5'h1b;
+  assign \$1928  = oy == 5'h1b;
+  assign \$1929  = $signed(low) < $signed(1'h1);
+  assign \$1930  = $signed(low) >= $signed(6'h1b);
+  assign \$1931  = \$1929  | \$1930 ;
+  assign \$1932  = \$1928  ? 1'h1 : \$1931 ;
+  assign \$1933  = $signed(low) < $signed(1'h0);
+  assign \$1934  = $signed(low) >= $signed(6'h1c);
+  assign \$1935  = \$1933  | \$1934 ;
+  assign \$1936  = \$1927  ? \$1932  : \$1935 ;
+  assign \$1937  = \$1920  ? \$1936  : \$1924 ;
+  assign \$1938  = $signed(iy) < $signed(1'h0);
+  assign \$1939  = $signed(iy) >= $signed(6'h1c);
+  assign \$1940  = \$1938  | \$1939 ;
+  assign \$1941  = \$1919  ? \$1937  : \$1940 ;
+  assign \$1942  = kx == 3'h4;
   assign \$1943  = ~ \$1942 ;
-  assign \$1944  = $signed(iy) < $signed(1'h1);
-  assign \$1945  = $signed(iy) >= $signed(6'h1b);
+  assign \$1944  = $signed(ix) < $signed(1'h1);
+  assign \$1945  = $signed(ix) >= $signed(6'h1b);
   assign \$1946  = \$1944  | \$1945 ;
-  assign \$1948  = ox == 5'h1b;
-  assign \$1950  = oy == 5'h1b;
-  assign \$1951  = $signed(low) < $signed(1'h1);
-  assign \$1952  = $signed(low) >= $signed(6'h1b);
+  assign \$1947  = ky == 3'h4;
+  assign \$1950  = ox == 5'h1b;
+  assign \$1951  = $signed(ix0) < $signed(1'h1);
+  assign \$1952  = $signed(ix0) >= $signed(6'h1b);
   assign \$1953  = \$1951  | \$1952 ;
   assign \$1954  = \$1950  ? 1'h1 : \$1953 ;
-  assign \$1955  = $signed(low) < $signed(1'h0);
-  assign \$1956  = $signed(low) >= $signed(6'h1c);
+  assign \$1955  = $signed(ix0) < $signed(1'h0);
+  assign \$1956  = $signed(ix0) >= $signed(6'h1c);
   assign \$1957  = \$1955  | \$1956 ;
   assign \$1958  = \$1949  ? \$1954  : \$1957 ;
   assign \$1959  = \$1942  ? \$1958  : \$1946 ;
-  assign \$1960  = $signed(iy) < $signed(1'h0);
-  assign \$1961  = $signed(iy) >= $signed(6'h1c);
-  assign \$1962  = \$1960  | \$1961 ;
-  assign \$1963  = \$1941  ? \$1959  : \$1962 ;
-  assign \$1964  = kx == 3'h4;
-  assign \$1965  = ~ \$1964 ;
-  assign \$1966  = $signed(ix) < $signed(1'h1);
-  assign \$1967  = $signed(ix) >= $signed(6'h1b);
-  assign \$1968  = \$1966  | \$1967 ;
-  assign \$1969  = ky == 3'h4;
-  assign \$1972  = ox == 5'h1b;
-  assign \$1973  = $signed(ix0) < $signed(1'h1);
-  assign \$1974  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1975  = \$1973  | \$1974 ;
-  assign \$1976  = \$1972  ? 1'h1 : \$1975 ;
-  assign \$1977  = $signed(ix0) < $signed(1'h0);
-  assign \$1978  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1979  = \$1977  | \$1978 ;
-  assign \$1980  = \$1971  ? \$1976  : \$1979 ;
-  assign \$1981  = \$1964  ? \$1980  : \$1968 ;
-  assign \$1982  = \$1963  | \$1981 ;
-  assign \$1983  = ~ ahead_rows;
-  assign \$1984  = w_row == 5'h1b;
-  assign \$1985  = \$1983  & \$1984 ;
-  assign \$1986  = ahead_rows | \$1985 ;
-  assign \$1987  = \$1982  | \$1986 ;
-  assign \$1988  = oy == 5'h1b;
-  assign \$1989  = ~ ahead_rows;
-  assign \$1990  = w_row == 5'h1b;
-  assign \$1991  = \$1989  & \$1990 ;
-  assign \$1993  = ~ ahead_rows;
-  assign \$1994  = w_row == 5'h1b;
-  assign \$1995  = \$1993  & \$1994 ;
-  assign \$1996  = \$1995  ? d_ge_29 : d_ge_1;
-  assign \$1997  = \$1988  ? 1'h1 : \$1996 ;
-  assign \$1998  = kx == 3'h4;
-  assign \$1999  = ky == 3'h4;
-  assign \$2000  = ~ ahead_rows;
-  assign \$2001  = w_row == 5'h1b;
-  assign \$2002  = \$2000  & \$2001 ;
-  assign \$2003  = \$2002  ? d_ge_28 : d_ge_0;
-  assign \$2004  = ~ ahead_rows;
-  assign \$2005  = w_row == 5'h1b;
-  assign \$2006  = \$2004  & \$2005 ;
-  assign \$2007  = ! ky;
-  assign \$2008  = \$2007  & d_ge_29;
-  assign \$2009  = ky == 1'h1;
-  assign \$2010  = \$2009  & d_ge_30;
-  assign \$2011  = ky == 2'h2;
-  assign \$2012  = \$2011  & d_ge_31;
-  assign \$2013  = ky == 2'h3;
-  assign \$2014  = \$2013  & d_ge_32;
-  assign \$2015  = ky == 3'h4;
-  assign \$2016  = \$2015  & d_ge_33;
-  assign \$2017  = | { \$2016 , \$2014 , \$2012 , \$2010 , \$2008  };
-  assign \$2018  = ! ky;
-  assign \$2019  = \$2018  & d_ge_1;
-  assign \$2020  = ky == 1'h1;
-  assign \$2021  = \$2020  & d_ge_2;
-  assign \$2022  = ky == 2'h2;
-  assign \$2023  = \$2022  & d_ge_3;
-  assign \$2024  = ky == 2'h3;
-  assign \$2025  = \$2024  & d_ge_4;
-  assign \$2026  = ky == 3'h4;
-  assign \$2027  = \$2026  & d_ge_5;
-  assign \$2028  = | { \$2027 , \$2025 , \$2023 , \$2021 , \$2019  };
-  assign \$2029  = \$2006  ? \$2017  : \$2028 ;
-  assign \$2030  = \$1999  ? \$2003  : \$2029 ;
-  assign \$2031  = ~ ahead_rows;
-  assign \$2032  = w_row == 5'h1b;
-  assign \$2033  = \$2031  & \$2032 ;
-  assign \$2034  = ! ky;
-  assign \$2035  = \$2034  & d_ge_28;
-  assign \$2036  = ky == 1'h1;
-  assign \$2037  = \$2036  & d_ge_29;
-  assign \$2038  = ky == 2'h2;
-  assign \$2039  = \$2038  & d_ge_30;
-  assign \$2040  = ky == 2'h3;
-  assign \$2041  = \$2040  & d_ge_31;
-  assign \$2042  = ky == 3'h4;
-  assign \$2043  = \$2042  & d_ge_32;
-  assign \$2044  = | { \$2043 , \$2041 , \$2039 , \$2037 , \$2035  };
-  assign \$2045  = ! ky;
-  assign \$2046  = \$2045  & d_ge_0;
-  assign \$2047  = ky == 1'h1;
-  assign \$2048  = \$2047  & d_ge_1;
-  assign \$2049  = ky == 2'h2;
-  assign \$2050  = \$2049  & d_ge_2;
-  assign \$2051  = ky == 2'h3;
-  assign \$2052  = \$2051  & d_ge_3;
-  assign \$2053  = ky == 3'h4;
-  assign \$2054  = \$2053  & d_ge_4;
-  assign \$2055  = | { \$2054 , \$2052 , \$2050 , \$2048 , \$2046  };
-  assign \$2056  = \$2033  ? \$2044  : \$2055 ;
-  assign \$2057  = \$1998  ? \$2030  : \$2056 ;
-  assign \$2058  = r_last ? \$1997  : \$2057 ;
-  assign \$2059  = \$1987  | \$2058 ;
-  assign \$2060  = \$1940  & \$2059 ;
-  assign \$2061  = oy == 5'h1b;
-  assign \$2062  = r_last & \$2061 ;
-  assign \$2063  = ~ \$2062 ;
-  assign \$2064  = kx == 3'h4;
-  assign \$2065  = ky == 3'h4;
+  assign \$1960  = \$1941  | \$1959 ;
+  assign \$1961  = ~ ahead_rows;
+  assign \$1962  = w_row == 5'h1b;
+  assign \$1963  = \$1961  & \$1962 ;
+  assign \$1964  = ahead_rows | \$1963 ;
+  assign \$1965  = \$1960  | \$1964 ;
+  assign \$1966  = oy == 5'h1b;
+  assign \$1967  = ~ ahead_rows;
+  assign \$1968  = w_row == 5'h1b;
+  assign \$1969  = \$1967  & \$1968 ;
+  assign \$1971  = ~ ahead_rows;
+  assign \$1972  = w_row == 5'h1b;
+  assign \$1973  = \$1971  & \$1972 ;
+  assign \$1974  = \$1973  ? d_ge_29 : d_ge_1;
+  assign \$1975  = \$1966  ? 1'h1 : \$1974 ;
+  assign \$1976  = kx == 3'h4;
+  assign \$1977  = ky == 3'h4;
+  assign \$1978  = ~ ahead_rows;
+  assign \$1979  = w_row == 5'h1b;
+  assign \$1980  = \$1978  & \$1979 ;
+  assign \$1981  = \$1980  ? d_ge_28 : d_ge_0;
+  assign \$1982  = ~ ahead_rows;
+  assign \$1983  = w_row == 5'h1b;
+  assign \$1984  = \$1982  & \$1983 ;
+  assign \$1985  = ! ky;
+  assign \$1986  = \$1985  & d_ge_29;
+  assign \$1987  = ky == 1'h1;
+  assign \$1988  = \$1987  & d_ge_30;
+  assign \$1989  = ky == 2'h2;
+  assign \$1990  = \$1989  & d_ge_31;
+  assign \$1991  = ky == 2'h3;
+  assign \$1992  = \$1991  & d_ge_32;
+  assign \$1993  = ky == 3'h4;
+  assign \$1994  = \$1993  & d_ge_33;
+  assign \$1995  = | { \$1994 , \$1992 , \$1990 , \$1988 , \$1986  };
+  assign \$1996  = ! ky;
+  assign \$1997  = \$1996  & d_ge_1;
+  assign \$1998  = ky == 1'h1;
+  assign \$1999  = \$1998  & d_ge_2;
+  assign \$2000  = ky == 2'h2;
+  assign \$2001  = \$2000  & d_ge_3;
+  assign \$2002  = ky == 2'h3;
+  assign \$2003  = \$2002  & d_ge_4;
+  assign \$2004  = ky == 3'h4;
+  assign \$2005  = \$2004  & d_ge_5;
+  assign \$2006  = | { \$2005 , \$2003 , \$2001 , \$1999 , \$1997  };
+  assign \$2007  = \$1984  ? \$1995  : \$2006 ;
+  assign \$2008  = \$1977  ? \$1981  : \$2007 ;
+  assign \$2009  = ~ ahead_rows;
+  assign \$2010  = w_row == 5'h1b;
+  assign \$2011  = \$2009  & \$2010 ;
+  assign \$2012  = ! ky;
+  assign \$2013  = \$2012  & d_ge_28;
+  assign \$2014  = ky == 1'h1;
+  assign \$2015  = \$2014  & d_ge_29;
+  assign \$2016  = ky == 2'h2;
+  assign \$2017  = \$2016  & d_ge_30;
+  assign \$2018  = ky == 2'h3;
+  assign \$2019  = \$2018  & d_ge_31;
+  assign \$2020  = ky == 3'h4;
+  assign \$2021  = \$2020  & d_ge_32;
+  assign \$2022  = | { \$2021 , \$2019 , \$2017 , \$2015 , \$2013  };
+  assign \$2023  = ! ky;
+  assign \$2024  = \$2023  & d_ge_0;
+  assign \$2025  = ky == 1'h1;
+  assign \$2026  = \$2025  & d_ge_1;
+  assign \$2027  = ky == 2'h2;
+  assign \$2028  = \$2027  & d_ge_2;
+  assign \$2029  = ky == 2'h3;
+  assign \$2030  = \$2029  & d_ge_3;
+  assign \$2031  = ky == 3'h4;
+  assign \$2032  = \$2031  & d_ge_4;
+  assign \$2033  = | { \$2032 , \$2030 , \$2028 , \$2026 , \$2024  };
+  assign \$2034  = \$2011  ? \$2022  : \$2033 ;
+  assign \$2035  = \$1976  ? \$2008  : \$2034 ;
+  assign \$2036  = r_last ? \$1975  : \$2035 ;
+  assign \$2037  = \$1965  | \$2036 ;
+  assign \$2038  = \$1918  & \$2037 ;
+  assign \$2039  = oy == 5'h1b;
+  assign \$2040  = r_last & \$2039 ;
+  assign \$2041  = ~ \$2040 ;
+  assign \$2042  = kx == 3'h4;
+  assign \$2043  = ky == 3'h4;
+  assign \$2044  = ~ \$2043 ;
+  assign \$2045  = $signed(iy) < $signed(1'h1);
+  assign \$2046  = $signed(iy) >= $signed(6'h1b);
+  assign \$2047  = \$2045  | \$2046 ;
+  assign \$2049  = ox == 5'h1b;
+  assign \$2051  = oy == 5'h1b;
+  assign \$2052  = $signed(low) < $signed(1'h1);
+  assign \$2053  = $signed(low) >= $signed(6'h1b);
+  assign \$2054  = \$2052  | \$2053 ;
+  assign \$2055  = \$2051  ? 1'h1 : \$2054 ;
+  assign \$2056  = $signed(low) < $signed(1'h0);
+  assign \$2057  = $signed(low) >= $signed(6'h1c);
+  assign \$2058  = \$2056  | \$2057 ;
+  assign \$2059  = \$2050  ? \$2055  : \$2058 ;
+  assign \$2060  = \$2043  ? \$2059  : \$2047 ;
+  assign \$2061  = $signed(iy) < $signed(1'h0);
+  assign \$2062  = $signed(iy) >= $signed(6'h1c);
+  assign \$2063  = \$2061  | \$2062 ;
+  assign \$2064  = \$2042  ? \$2060  : \$2063 ;
+  assign \$2065  = kx == 3'h4;
   assign \$2066  = ~ \$2065 ;
-  assign \$2067  = $signed(iy) < $signed(1'h1);
-  assign \$2068  = $signed(iy) >= $signed(6'h1b);
+  assign \$2067  = $signed(ix) < $signed(1'h1);
+  assign \$2068  = $signed(ix) >= $signed(6'h1b);
   assign \$2069  = \$2067  | \$2068 ;
-  assign \$2071  = ox == 5'h1b;
-  assign \$2073  = oy == 5'h1b;
-  assign \$2074  = $signed(low) < $signed(1'h1);
-  assign \$2075  = $signed(low) >= $signed(6'h1b);
+  assign \$2070  = ky == 3'h4;
+  assign \$2073  = ox == 5'h1b;
+  assign \$2074  = $signed(ix0) < $signed(1'h1);
+  assign \$2075  = $signed(ix0) >= $signed(6'h1b);
   assign \$2076  = \$2074  | \$2075 ;
   assign \$2077  = \$2073  ? 1'h1 : \$2076 ;
-  assign \$2078  = $signed(low) < $signed(1'h0);
-  assign \$2079  = $signed(low) >= $signed(6'h1c);
+  assign \$2078  = $signed(ix0) < $signed(1'h0);
+  assign \$2079  = $signed(ix0) >= $signed(6'h1c);
   assign \$2080  = \$2078  | \$2079 ;
   assign \$2081  = \$2072  ? \$2077  : \$2080 ;
   assign \$2082  = \$2065  ? \$2081  : \$2069 ;
-  assign \$2083  = $signed(iy) < $signed(1'h0);
-  assign \$2084  = $signed(iy) >= $signed(6'h1c);
-  assign \$2085  = \$2083  | \$2084 ;
-  assign \$2086  = \$2064  ? \$2082  : \$2085 ;
+  assign \$2083  = \$2064  | \$2082 ;
+  assign \$2084  = \$2083  | ahead_rows;
+  assign \$2085  = oy == 5'h1b;
+  assign \$2086  = \$2085  ? 1'h1 : d_ge_2;
   assign \$2087  = kx == 3'h4;
-  assign \$2088  = ~ \$2087 ;
-  assign \$2089  = $signed(ix) < $signed(1'h1);
-  assign \$2090  = $signed(ix) >= $signed(6'h1b);
-  assign \$2091  = \$2089  | \$2090 ;
-  assign \$2092  = ky == 3'h4;
-  assign \$2095  = ox == 5'h1b;
-  assign \$2096  = $signed(ix0) < $signed(1'h1);
-  assign \$2097  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2098  = \$2096  | \$2097 ;
-  assign \$2099  = \$2095  ? 1'h1 : \$2098 ;
-  assign \$2100  = $signed(ix0) < $signed(1'h0);
-  assign \$2101  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2102  = \$2100  | \$2101 ;
-  assign \$2103  = \$2094  ? \$2099  : \$2102 ;
-  assign \$2104  = \$2087  ? \$2103  : \$2091 ;
-  assign \$2105  = \$2086  | \$2104 ;
-  assign \$2106  = \$2105  | ahead_rows;
-  assign \$2107  = oy == 5'h1b;
-  assign \$2108  = \$2107  ? 1'h1 : d_ge_2;
-  assign \$2109  = kx == 3'h4;
-  assign \$2110  = ky == 3'h4;
-  assign \$2111  = ! ky;
-  assign \$2112  = \$2111  & d_ge_2;
-  assign \$2113  = ky == 1'h1;
-  assign \$2114  = \$2113  & d_ge_3;
-  assign \$2115  = ky == 2'h2;
-  assign \$2116  = \$2115  & d_ge_4;
-  assign \$2117  = ky == 2'h3;
-  assign \$2118  = \$2117  & d_ge_5;
-  assign \$2119  = ky == 3'h4;
-  assign \$2120  = \$2119  & d_ge_6;
-  assign \$2121  = | { \$2120 , \$2118 , \$2116 , \$2114 , \$2112  };
-  assign \$2122  = \$2110  ? d_ge_1 : \$2121 ;
-  assign \$2123  = ! ky;
-  assign \$2124  = \$2123  & d_ge_1;
-  assign \$2125  = ky == 1'h1;
-  assign \$2126  = \$2125  & d_ge_2;
-  assign \$2127  = ky == 2'h2;
-  assign \$2128  = \$2127  & d_ge_3;
-  assign \$2129  = ky == 2'h3;
-  assign \$2130  = \$2129  & d_ge_4;
-  assign \$2131  = ky == 3'h4;
-  assign \$2132  = \$2131  & d_ge_5;
-  assign \$2133  = | { \$2132 , \$2130 , \$2128 , \$2126 , \$2124  };
-  assign \$2134  = \$2109  ? \$2122  : \$2133 ;
-  assign \$2135  = r_last ? \$2108  : \$2134 ;
-  assign \$2136  = \$2106  | \$2135 ;
-  assign \$2137  = \$2063  & \$2136 ;
-  assign \$2138  = \$1937  ? \$2060  : \$2137 ;
-  assign \$2139  = write_rows & w_last;
-  assign \$2140  = ~ r_done;
-  assign \$2141  = pad | ahead_rows;
-  assign \$2142  = ~ ahead_rows;
-  assign \$2143  = w_row == 5'h1b;
-  assign \$2144  = \$2142  & \$2143 ;
-  assign \$2145  = \$2141  | \$2144 ;
-  assign \$2146  = ~ ahead_rows;
-  assign \$2147  = w_row == 5'h1b;
-  assign \$2148  = \$2146  & \$2147 ;
-  assign \$2149  = ! ky;
-  assign \$2150  = \$2149  & d_ge_28;
-  assign \$2151  = ky == 1'h1;
-  assign \$2152  = \$2151  & d_ge_29;
-  assign \$2153  = ky == 2'h2;
-  assign \$2154  = \$2153  & d_ge_30;
-  assign \$2155  = ky == 2'h3;
-  assign \$2156  = \$2155  & d_ge_31;
-  assign \$2157  = ky == 3'h4;
-  assign \$2158  = \$2157  & d_ge_32;
-  assign \$2159  = | { \$2158 , \$2156 , \$2154 , \$2152 , \$2150  };
-  assign \$2160  = ! ky;
-  assign \$2161  = \$2160  & d_ge_0;
-  assign \$2162  = ky == 1'h1;
-  assign \$2163  = \$2162  & d_ge_1;
-  assign \$2164  = ky == 2'h2;
-  assign \$2165  = \$2164  & d_ge_2;
-  assign \$2166  = ky == 2'h3;
-  assign \$2167  = \$2166  & d_ge_3;
-  assign \$2168  = ky == 3'h4;
-  assign \$2169  = \$2168  & d_ge_4;
-  assign \$2170  = | { \$2169 , \$2167 , \$2165 , \$2163 , \$2161  };
-  assign \$2171  = \$2148  ? \$2159  : \$2170 ;
-  assign \$2172  = \$2145  | \$2171 ;
-  assign \$2173  = \$2140  & \$2172 ;
-  assign \$2174  = \$2139  ? \$2173  : avail;
-  assign \$2175  = take ? \$2138  : \$2174 ;
-  assign \$2176  = switch ? \$1936  : \$2175 ;
-  assign \$2177  = rst_conv1_window ? 1'h1 : \$2176 ;
-  assign \$2178  = read_credits_room_next | rst_conv1_window;
+  assign \$2088  = ky == 3'h4;
+  assign \$2089  = ! ky;
+  assign \$2090  = \$2089  & d_ge_2;
+  assign \$2091  = ky == 1'h1;
+  assign \$2092  = \$2091  & d_ge_3;
+  assign \$2093  = ky == 2'h2;
+  assign \$2094  = \$2093  & d_ge_4;
+  assign \$2095  = ky == 2'h3;
+  assign \$2096  = \$2095  & d_ge_5;
+  assign \$2097  = ky == 3'h4;
+  assign \$2098  = \$2097  & d_ge_6;
+  assign \$2099  = | { \$2098 , \$2096 , \$2094 , \$2092 , \$2090  };
+  assign \$2100  = \$2088  ? d_ge_1 : \$2099 ;
+  assign \$2101  = ! ky;
+  assign \$2102  = \$2101  & d_ge_1;
+  assign \$2103  = ky == 1'h1;
+  assign \$2104  = \$2103  & d_ge_2;
+  assign \$2105  = ky == 2'h2;
+  assign \$2106  = \$2105  & d_ge_3;
+  assign \$2107  = ky == 2'h3;
+  assign \$2108  = \$2107  & d_ge_4;
+  assign \$2109  = ky == 3'h4;
+  assign \$2110  = \$2109  & d_ge_5;
+  assign \$2111  = | { \$2110 , \$2108 , \$2106 , \$2104 , \$2102  };
+  assign \$2112  = \$2087  ? \$2100  : \$2111 ;
+  assign \$2113  = r_last ? \$2086  : \$2112 ;
+  assign \$2114  = \$2084  | \$2113 ;
+  assign \$2115  = \$2041  & \$2114 ;
+  assign \$2116  = \$1915  ? \$2038  : \$2115 ;
+  assign \$2117  = write_rows & w_last;
+  assign \$2118  = ~ r_done;
+  assign \$2119  = pad | ahead_rows;
+  assign \$2120  = ~ ahead_rows;
+  assign \$2121  = w_row == 5'h1b;
+  assign \$2122  = \$2120  & \$2121 ;
+  assign \$2123  = \$2119  | \$2122 ;
+  assign \$2124  = ~ ahead_rows;
+  assign \$2125  = w_row == 5'h1b;
+  assign \$2126  = \$2124  & \$2125 ;
+  assign \$2127  = ! ky;
+  assign \$2128  = \$2127  & d_ge_28;
+  assign \$2129  = ky == 1'h1;
+  assign \$2130  = \$2129  & d_ge_29;
+  assign \$2131  = ky == 2'h2;
+  assign \$2132  = \$2131  & d_ge_30;
+  assign \$2133  = ky == 2'h3;
+  assign \$2134  = \$2133  & d_ge_31;
+  assign \$2135  = ky == 3'h4;
+  assign \$2136  = \$2135  & d_ge_32;
+  assign \$2137  = | { \$2136 , \$2134 , \$2132 , \$2130 , \$2128  };
+  assign \$2138  = ! ky;
+  assign \$2139  = \$2138  & d_ge_0;
+  assign \$2140  = ky == 1'h1;
+  assign \$2141  = \$2140  & d_ge_1;
+  assign \$2142  = ky == 2'h2;
+  assign \$2143  = \$2142  & d_ge_2;
+  assign \$2144  = ky == 2'h3;
+  assign \$2145  = \$2144  & d_ge_3;
+  assign \$2146  = ky == 3'h4;
+  assign \$2147  = \$2146  & d_ge_4;
+  assign \$2148  = | { \$2147 , \$2145 , \$2143 , \$2141 , \$2139  };
+  assign \$2149  = \$2126  ? \$2137  : \$2148 ;
+  assign \$2150  = \$2123  | \$2149 ;
+  assign \$2151  = \$2118  & \$2150 ;
+  assign \$2152  = \$2117  ? \$2151  : avail;
+  assign \$2153  = take ? \$2116  : \$2152 ;
+  assign \$2154  = switch ? \$1914  : \$2153 ;
+  assign \$2155  = rst_conv1_window ? 1'h1 : \$2154 ;
+  assign \$2156  = read_credits_room_next | rst_conv1_window;
+  assign \$2157  = write_rows & w_last;
+  assign \$2158  = ~ ahead_rows;
+  assign \$2159  = w_row == 5'h1b;
+  assign \$2160  = \$2158  & \$2159 ;
+  assign \$2161  = ! ky;
+  assign \$2162  = \$2161  & d_ge_28;
+  assign \$2163  = ky == 1'h1;
+  assign \$2164  = \$2163  & d_ge_29;
+  assign \$2165  = ky == 2'h2;
+  assign \$2166  = \$2165  & d_ge_30;
+  assign \$2167  = ky == 2'h3;
+  assign \$2168  = \$2167  & d_ge_31;
+  assign \$2169  = ky == 3'h4;
+  assign \$2170  = \$2169  & d_ge_32;
+  assign \$2171  = | { \$2170 , \$2168 , \$2166 , \$2164 , \$2162  };
+  assign \$2172  = ! ky;
+  assign \$2173  = \$2172  & d_ge_0;
+  assign \$2174  = ky == 1'h1;
+  assign \$2175  = \$2174  & d_ge_1;
+  assign \$2176  = ky == 2'h2;
+  assign \$2177  = \$2176  & d_ge_2;
+  assign \$2178  = ky == 2'h3;
+  assign \$2179  = \$2178  & d_ge_3;
+  assign \$2180  = ky == 3'h4;
+  assign \$2181  = \$2180  & d_ge_4;
+  assign \$2182  = | { \$2181 , \$2179 , \$2177 , \$2175 , \$2173  };
+  assign \$2183  = \$2160  ? \$2171  : \$2182 ;
+  assign \$2184  = pad | \$2183 ;
+  assign \$2185  = ! ky;
+  assign \$2186  = \$2185  & d_ge_1;
+  assign \$2187  = ky == 1'h1;
+  assign \$2188  = \$2187  & d_ge_2;
+  assign \$2189  = ky == 2'h2;
+  assign \$2190  = \$2189  & d_ge_3;
+  assign \$2191  = ky == 2'h3;
+  assign \$2192  = \$2191  & d_ge_4;
+  assign \$2193  = ky == 3'h4;
+  assign \$2194  = \$2193  & d_ge_5;
+  assign \$2195  = | { \$2194 , \$2192 , \$2190 , \$2188 , \$2186  };
+  assign \$2196  = pad | \$2195 ;
+  assign \$2197  = \$2157  ? \$2184  : \$2196 ;
+  assign \$2198  = write_rows & w_last;
+  assign \$2199  = oy == 5'h1b;
+  assign \$2200  = r_last & \$2199 ;
+  assign \$2201  = ~ \$2200 ;
+  assign \$2202  = kx == 3'h4;
+  assign \$2203  = ky == 3'h4;
+  assign \$2204  = ~ \$2203 ;
+  assign \$2205  = $signed(iy) < $signed(1'h1);
+  assign \$2206  = $signed(iy) >= $signed(6'h1b);
+  assign \$2207  = \$2205  | \$2206 ;
+  assign \$2209  = ox == 5'h1b;
+  assign \$2211  = oy == 5'h1b;
+  assign \$2212  = $signed(low) < $signed(1'h1);
+  assign \$2213  = $signed(low) >= $signed(6'h1b);
+  assign \$2214  = \$2212  | \$2213 ;
+  assign \$2215  = \$2211  ? 1'h1 : \$2214 ;
+  assign \$2216  = $signed(low) < $signed(1'h0);
+  assign \$2217  = $signed(low) >= $signed(6'h1c);
+  assign \$2218  = \$2216  | \$2217 ;
+  assign \$2219  = \$2210  ? \$2215  : \$2218 ;
+  assign \$2220  = \$2203  ? \$2219  : \$2207 ;
+  assign \$2221  = $signed(iy) < $signed(1'h0);
+  assign \$2222  = $signed(iy) >= $signed(6'h1c);
+  assign \$2223  = \$2221  | \$2222 ;
+  assign \$2224  = \$2202  ? \$2220  : \$2223 ;
+  assign \$2225  = kx == 3'h4;
+  assign \$2226  = ~ \$2225 ;
+  assign \$2227  = $signed(ix) < $signed(1'h1);
+  assign \$2228  = $signed(ix) >= $signed(6'h1b);
+  assign \$2229  = \$2227  | \$2228 ;
+  assign \$2230  = ky == 3'h4;
+  assign \$2233  = ox == 5'h1b;
+  assign \$2234  = $signed(ix0) < $signed(1'h1);
+  assign \$2235  = $signed(ix0) >= $signed(6'h1b);
+  assign \$2236  = \$2234  | \$2235 ;
+  assign \$2237  = \$2233  ? 1'h1 : \$2236 ;
+  assign \$2238  = $signed(ix0) < $signed(1'h0);
+  assign \$2239  = $signed(ix0) >= $signed(6'h1c);
+  assign \$2240  = \$2238  | \$2239 ;
+  assign \$2241  = \$2232  ? \$2237  : \$2240 ;
+  assign \$2242  = \$2225  ? \$2241  : \$2229 ;
+  assign \$2243  = \$2224  | \$2242 ;
+  assign \$2244  = ~ ahead_rows;
+  assign \$2245  = w_row == 5'h1b;
+  assign \$2246  = \$2244  & \$2245 ;
+  assign \$2247  = ahead_rows | \$2246 ;
+  assign \$2248  = \$2243  | \$2247 ;
+  assign \$2249  = oy == 5'h1b;
+  assign \$2250  = ~ ahead_rows;
+  assign \$2251  = w_row == 5'h1b;
+  assign \$2252  = \$2250  & \$2251 ;
+  assign \$2254  = ~ ahead_rows;
+  assign \$2255  = w_row == 5'h1b;
+  assign \$2256  = \$2254  & \$2255 ;
+  assign \$2257  = \$2256  ? d_ge_29 : d_ge_1;
+  assign \$2258  = \$2249  ? 1'h1 : \$2257 ;
+  assign \$2259  = kx == 3'h4;
+  assign \$2260  = ky == 3'h4;
+  assign \$2261  = ~ ahead_rows;
+  assign \$2262  = w_row == 5'h1b;
+  assign \$2263  = \$2261  & \$2262 ;
+  assign \$2264  = \$2263  ? d_ge_28 : d_ge_0;
+  assign \$2265  = ~ ahead_rows;
+  assign \$2266  = w_row == 5'h1b;
+  assign \$2267  = \$2265  & \$2266 ;
+  assign \$2268  = ! ky;
+  assign \$2269  = \$2268  & d_ge_29;
+  assign \$2270  = ky == 1'h1;
+  assign \$2271  = \$2270  & d_ge_30;
+  assign \$2272  = ky == 2'h2;
+  assign \$2273  = \$2272  & d_ge_31;
+  assign \$2274  = ky == 2'h3;
+  assign \$2275  = \$2274  & d_ge_32;
+  assign \$2276  = ky == 3'h4;
+  assign \$2277  = \$2276  & d_ge_33;
+  assign \$2278  = | { \$2277 , \$2275 , \$2273 , \$2271 , \$2269  };
+  assign \$2279  = ! ky;
+  assign \$2280  = \$2279  & d_ge_1;
+  assign \$2281  = ky == 1'h1;
+  assign \$2282  = \$2281  & d_ge_2;
+  assign \$2283  = ky == 2'h2;
+  assign \$2284  = \$2283  & d_ge_3;
+  assign \$2285  = ky == 2'h3;
+  assign \$2286  = \$2285  & d_ge_4;
+  assign \$2287  = ky == 3'h4;
+  assign \$2288  = \$2287  & d_ge_5;
+  assign \$2289  = | { \$2288 , \$2286 , \$2284 , \$2282 , \$2280  };
+  assign \$2290  = \$2267  ? \$2278  : \$2289 ;
+  assign \$2291  = \$2260  ? \$2264  : \$2290 ;
+  assign \$2292  = ~ ahead_rows;
+  assign \$2293  = w_row == 5'h1b;
+  assign \$2294  = \$2292  & \$2293 ;
+  assign \$2295  = ! ky;
+  assign \$2296  = \$2295  & d_ge_28;
+  assign \$2297  = ky == 1'h1;
+  assign \$2298  = \$2297  & d_ge_29;
+  assign \$2299  = ky == 2'h2;
+  assign \$2300  = \$2299  & d_ge_30;
+  assign \$2301  = ky == 2'h3;
+  assign \$2302  = \$2301  & d_ge_31;
+  assign \$2303  = ky == 3'h4;
+  assign \$2304  = \$2303  & d_ge_32;
+  assign \$2305  = | { \$2304 , \$2302 , \$2300 , \$2298 , \$2296  };
+  assign \$2306  = ! ky;
+  assign \$2307  = \$2306  & d_ge_0;
+  assign \$2308  = ky == 1'h1;
+  assign \$2309  = \$2308  & d_ge_1;
+  assign \$2310  = ky == 2'h2;
+  assign \$2311  = \$2310  & d_ge_2;
+  assign \$2312  = ky == 2'h3;
+  assign \$2313  = \$2312  & d_ge_3;
+  assign \$2314  = ky == 3'h4;
+  assign \$2315  = \$2314  & d_ge_4;
+  assign \$2316  = | { \$2315 , \$2313 , \$2311 , \$2309 , \$2307  };
+  assign \$2317  = \$2294  ? \$2305  : \$2316 ;
+  assign \$2318  = \$2259  ? \$2291  : \$2317 ;
+  assign \$2319  = r_last ? \$2258  : \$2318 ;
+  assign \$2320  = \$2248  | \$2319 ;
+  assign \$2321  = \$2201  & \$2320 ;
+  assign \$2322  = oy == 5'h1b;
+  assign \$2323  = r_last & \$2322 ;
+  assign \$2324  = ~ \$2323 ;
+  assign \$2325  = kx == 3'h4;
+  assign \$2326  = ky == 3'h4;
+  assign \$2327  = ~ \$2326 ;
+  assign \$2328  = $signed(iy) < $signed(1'h1);
+  assign \$2329  = $signed(iy) >= $signed(6'h1b);
+  assign \$2330  = \$2328  | \$2329 ;
+  assign \$2332  = ox == 5'h1b;
+  assign \$2334  = oy == 5'h1b;
+  assign \$2335  = $signed(low) < $signed(1'h1);
+  assign \$2336  = $signed(low) >= $signed(6'h1b);
+  assign \$2337  = \$2335  | \$2336 ;
+  assign \$2338  = \$2334  ? 1'h1 : \$2337 ;
+  assign \$2339  = $signed(low) < $signed(1'h0);
+  assign \$2340  = $signed(low) >= $signed(6'h1c);
+  assign \$2341  = \$2339  | \$2340 ;
+  assign \$2342  = \$2333  ? \$2338  : \$2341 ;
+  assign \$2343  = \$2326  ? \$2342  : \$2330 ;
+  assign \$2344  = $signed(iy) < $signed(1'h0);
+  assign \$2345  = $signed(iy) >= $signed(6'h1c);
+  assign \$2346  = \$2344  | \$2345 ;
+  assign \$2347  = \$2325  ? \$2343  : \$2346 ;
+  assign \$2348  = kx == 3'h4;
+  assign \$2349  = ~ \$2348 ;
+  assign \$2350  = $signed(ix) < $signed(1'h1);
+  assign \$2351  = $signed(ix) >= $signed(6'h1b);
+  assign \$2352  = \$2350  | \$2351 ;
+  assign \$2353  = ky == 3'h4;
+  assign \$2356  = ox == 5'h1b;
+  assign \$2357  = $signed(ix0) < $signed(1'h1);
+  assign \$2358  = $signed(ix0) >= $signed(6'h1b);
+  assign \$2359  = \$2357  | \$2358 ;
+  assign \$2360  = \$2356  ? 1'h1 : \$2359 ;
+  assign \$2361  = $signed(ix0) < $signed(1'h0);
+  assign \$2362  = $signed(ix0) >= $signed(6'h1c);
+  assign \$2363  = \$2361  | \$2362 ;
+  assign \$2364  = \$2355  ? \$2360  : \$2363 ;
+  assign \$2365  = \$2348  ? \$2364  : \$2352 ;
+  assign \$2366  = \$2347  | \$2365 ;
+  assign \$2367  = \$2366  | ahead_rows;
+  assign \$2368  = oy == 5'h1b;
+  assign \$2369  = \$2368  ? 1'h1 : d_ge_2;
+  assign \$2370  = kx == 3'h4;
+  assign \$2371  = ky == 3'h4;
+  assign \$2372  = ! ky;
+  assign \$2373  = \$2372  & d_ge_2;
+  assign \$2374  = ky == 1'h1;
+  assign \$2375  = \$2374  & d_ge_3;
+  assign \$2376  = ky == 2'h2;
+  assign \$2377  = \$2376  & d_ge_4;
+  assign \$2378  = ky == 2'h3;
+  assign \$2379  = \$2378  & d_ge_5;
+  assign \$2380  = ky == 3'h4;
+  assign \$2381  = \$2380  & d_ge_6;
+  assign \$2382  = | { \$2381 , \$2379 , \$2377 , \$2375 , \$2373  };
+  assign \$2383  = \$2371  ? d_ge_1 : \$2382 ;
+  assign \$2384  = ! ky;
+  assign \$2385  = \$2384  & d_ge_1;
+  assign \$2386  = ky == 1'h1;
+  assign \$2387  = \$2386  & d_ge_2;
+  assign \$2388  = ky == 2'h2;
+  assign \$2389  = \$2388  & d_ge_3;
+  assign \$2390  = ky == 2'h3;
+  assign \$2391  = \$2390  & d_ge_4;
+  assign \$2392  = ky == 3'h4;
+  assign \$2393  = \$2392  & d_ge_5;
+  assign \$2394  = | { \$2393 , \$2391 , \$2389 , \$2387 , \$2385  };
+  assign \$2395  = \$2370  ? \$2383  : \$2394 ;
+  assign \$2396  = r_last ? \$2369  : \$2395 ;
+  assign \$2397  = \$2367  | \$2396 ;
+  assign \$2398  = \$2324  & \$2397 ;
+  assign \$2399  = \$2198  ? \$2321  : \$2398 ;
+  assign \$2400  = write_rows & w_last;
+  assign \$2401  = ~ r_done;
+  assign \$2402  = pad | ahead_rows;
+  assign \$2403  = ~ ahead_rows;
+  assign \$2404  = w_row == 5'h1b;
+  assign \$2405  = \$2403  & \$2404 ;
+  assign \$2406  = \$2402  | \$2405 ;
+  assign \$2407  = ~ ahead_rows;
+  assign \$2408  = w_row == 5'h1b;
+  assign \$2409  = \$2407  & \$2408 ;
+  assign \$2410  = ! ky;
+  assign \$2411  = \$2410  & d_ge_28;
+  assign \$2412  = ky == 1'h1;
+  assign \$2413  = \$2412  & d_ge_29;
+  assign \$2414  = ky == 2'h2;
+  assign \$2415  = \$2414  & d_ge_30;
+  assign \$2416  = ky == 2'h3;
+  assign \$2417  = \$2416  & d_ge_31;
+  assign \$2418  = ky == 3'h4;
+  assign \$2419  = \$2418  & d_ge_32;
+  assign \$2420  = | { \$2419 , \$2417 , \$2415 , \$2413 , \$2411  };
+  assign \$2421  = ! ky;
+  assign \$2422  = \$2421  & d_ge_0;
+  assign \$2423  = ky == 1'h1;
+  assign \$2424  = \$2423  & d_ge_1;
+  assign \$2425  = ky == 2'h2;
+  assign \$2426  = \$2425  & d_ge_2;
+  assign \$2427  = ky == 2'h3;
+  assign \$2428  = \$2427  & d_ge_3;
+  assign \$2429  = ky == 3'h4;
+  assign \$2430  = \$2429  & d_ge_4;
+  assign \$2431  = | { \$2430 , \$2428 , \$2426 , \$2424 , \$2422  };
+  assign \$2432  = \$2409  ? \$2420  : \$2431 ;
+  assign \$2433  = \$2406  | \$2432 ;
+  assign \$2434  = \$2401  & \$2433 ;
+  assign \$2435  = \$2400  ? \$2434  : avail;
+  assign \$2436  = take ? \$2399  : \$2435 ;
+  assign \$2437  = switch ? \$2197  : \$2436 ;
+  assign \$2438  = rst_conv1_window ? 1'h1 : \$2437 ;
+  assign \$2439  = read_credits_room_next | rst_conv1_window;
   always @(posedge clk)
-    w_px <= \$2179 ;
+    w_px <= \$2440 ;
   always @(posedge clk)
-    w_addr <= \$2180 ;
+    w_addr <= \$2441 ;
   always @(posedge clk)
-    ahead <= \$2181 ;
+    ahead <= \$2442 ;
   always @(posedge clk)
-    w_row <= \$2182 ;
+    w_row <= \$2443 ;
   always @(posedge clk)
-    read_credits_returned <= \$2183 ;
+    read_credits_returned <= \$2444 ;
   always @(posedge clk)
-    read_credits_space <= \$2184 ;
+    read_credits_space <= \$2445 ;
   always @(posedge clk)
-    read_credits_room <= \$2185 ;
+    read_credits_room <= \$2446 ;
   always @(posedge clk)
-    read_v1 <= \$2186 ;
+    read_v1 <= \$2447 ;
   always @(posedge clk)
-    read_v2 <= \$2187 ;
+    read_v2 <= \$2448 ;
   always @(posedge clk)
-    read_v3 <= \$2188 ;
+    read_v3 <= \$2449 ;
   always @(posedge clk)
-    w_en <= \$2189 ;
+    w_en <= \$2450 ;
   always @(posedge clk)
     step_next_slot <= \$74 [2:0];
   always @(posedge clk)
@@ -8306,91 +8830,99 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     w_data <= \$106 ;
   always @(posedge clk)
-    kx <= \$2190 ;
+    kx <= \$2451 ;
   always @(posedge clk)
-    col_addr <= \$2191 ;
+    col_addr <= \$2452 ;
   always @(posedge clk)
-    ky <= \$2192 ;
+    ky <= \$2453 ;
   always @(posedge clk)
-    row_addr <= \$2193 ;
+    row_addr <= \$2454 ;
   always @(posedge clk)
-    ox <= \$2194 ;
+    ox <= \$2455 ;
   always @(posedge clk)
-    ix0 <= \$2195 ;
+    ix0 <= \$2456 ;
   always @(posedge clk)
-    ix0c <= \$2196 ;
+    ix0c <= \$2457 ;
   always @(posedge clk)
-    oy <= \$2197 ;
+    oy <= \$2458 ;
   always @(posedge clk)
-    low <= \$2198 ;
+    low <= \$2459 ;
   always @(posedge clk)
-    r_done <= \$2199 ;
+    r_done <= \$2460 ;
   always @(posedge clk)
-    base_slot <= \$2200 ;
+    base_slot <= \$2461 ;
   always @(posedge clk)
-    base_row <= \$2201 ;
+    base_row <= \$2462 ;
   always @(posedge clk)
-    ix <= \$2202 ;
+    ix <= \$2463 ;
   always @(posedge clk)
-    iy <= \$2203 ;
+    iy <= \$2464 ;
   always @(posedge clk)
-    img_slot <= \$2204 ;
+    img_slot <= \$2465 ;
   always @(posedge clk)
-    img_row <= \$2205 ;
+    img_row <= \$2466 ;
   always @(posedge clk)
-    w_last <= \$2206 ;
+    w_last <= \$2467 ;
   always @(posedge clk)
-    r_last <= \$2207 ;
+    r_last <= \$2468 ;
   always @(posedge clk)
-    d <= \$2208 ;
+    d <= \$2469 ;
   always @(posedge clk)
-    o__ready <= \$2209 ;
+    o__ready <= \$2470 ;
   always @(posedge clk)
-    room_w_27 <= \$2210 ;
+    room_w_27 <= \$2471 ;
   always @(posedge clk)
-    room_w_28 <= \$2211 ;
+    room_w_28 <= \$2472 ;
   always @(posedge clk)
-    room_low_21 <= \$2212 ;
+    room_low_21 <= \$2473 ;
   always @(posedge clk)
-    room_w_3 <= \$2213 ;
+    room_w_3 <= \$2474 ;
   always @(posedge clk)
-    room_w_4 <= \$2214 ;
+    room_w_4 <= \$2475 ;
   always @(posedge clk)
-    room_low_22 <= \$2215 ;
+    room_low_22 <= \$2476 ;
   always @(posedge clk)
-    avail <= \$2216 ;
+    avail <= \$2477 ;
   always @(posedge clk)
-    d_ge_28 <= \$2217 ;
+    d_ge_m22 <= \$2478 ;
   always @(posedge clk)
-    d_ge_29 <= \$2218 ;
+    d_ge_6 <= \$2479 ;
   always @(posedge clk)
-    d_ge_30 <= \$2219 ;
+    d_ge_m21 <= \$2480 ;
   always @(posedge clk)
-    d_ge_31 <= \$2220 ;
+    d_ge_7 <= \$2481 ;
   always @(posedge clk)
-    d_ge_32 <= \$2221 ;
+    d_ge_m23 <= \$2482 ;
   always @(posedge clk)
-    d_ge_0 <= \$2222 ;
+    d_ge_5 <= \$2483 ;
   always @(posedge clk)
-    d_ge_1 <= \$2223 ;
+    d_ge_28 <= \$2484 ;
   always @(posedge clk)
-    d_ge_2 <= \$2224 ;
+    d_ge_29 <= \$2485 ;
   always @(posedge clk)
-    d_ge_3 <= \$2225 ;
+    d_ge_30 <= \$2486 ;
   always @(posedge clk)
-    d_ge_4 <= \$2226 ;
+    d_ge_31 <= \$2487 ;
   always @(posedge clk)
-    d_ge_5 <= \$2227 ;
+    d_ge_32 <= \$2488 ;
   always @(posedge clk)
-    d_ge_33 <= \$2228 ;
+    d_ge_0 <= \$2489 ;
   always @(posedge clk)
-    d_ge_6 <= \$2229 ;
+    d_ge_1 <= \$2490 ;
+  always @(posedge clk)
+    d_ge_2 <= \$2491 ;
+  always @(posedge clk)
+    d_ge_3 <= \$2492 ;
+  always @(posedge clk)
+    d_ge_4 <= \$2493 ;
+  always @(posedge clk)
+    d_ge_33 <= \$2494 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$1454 ),
+    .d(\$1715 ),
     .q(ahead_rows)
   );
   flexor_copy #(
@@ -8398,7 +8930,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$2177 ),
+    .d(\$2438 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -8406,7 +8938,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$1894 ),
+    .d(\$2155 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -8414,7 +8946,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$1612 ),
+    .d(\$1873 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv1_window.inp  inp (
@@ -8422,7 +8954,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$109 ),
+    .o__payload(\o__payload$113 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window),
@@ -8433,7 +8965,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$1448 ),
+    .d(\$1709 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv1_window.out  out (
@@ -8450,7 +8982,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$2178 ),
+    .d(\$2439 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -8458,7 +8990,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$1895 ),
+    .d(\$2156 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -8474,7 +9006,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$109 ),
+    .d(\o__payload$113 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -8487,342 +9019,168 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2179  = w_px;
+    \$2440  = w_px;
     if (write) begin
-      \$2179  = \$59 [4:0];
+      \$2440  = \$59 [4:0];
     end
     if (rst_conv1_window) begin
-      \$2179  = 5'h00;
+      \$2440  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2180  = w_addr;
+    \$2441  = w_addr;
     if (write) begin
-      \$2180  = \$62 [7:0];
+      \$2441  = \$62 [7:0];
     end
     if (rst_conv1_window) begin
-      \$2180  = 8'h00;
+      \$2441  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2181  = ahead;
+    \$2442  = ahead;
     if (write) begin
       if (\$63 ) begin
         if (\$66 ) begin
-          \$2181  = 1'h1;
+          \$2442  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$2181  = 1'h0;
+      \$2442  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$2181  = 1'h0;
+      \$2442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2182  = w_row;
+    \$2443  = w_row;
     if (write) begin
       if (\$63 ) begin
         (* full_case = 32'd1 *)
         if (\$66 ) begin
-          \$2182  = 5'h00;
+          \$2443  = 5'h00;
         end else begin
-          \$2182  = \$67 [4:0];
+          \$2443  = \$67 [4:0];
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2182  = 5'h00;
+      \$2443  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2183  = \$68 ;
+    \$2444  = \$68 ;
     if (rst_conv1_window) begin
-      \$2183  = 1'h0;
+      \$2444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2184  = \$8 [2:0];
+    \$2445  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$2184  = 3'h7;
+      \$2445  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2185  = read_credits_room_next;
+    \$2446  = read_credits_room_next;
     if (rst_conv1_window) begin
-      \$2185  = 1'h1;
+      \$2446  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2186  = take;
+    \$2447  = take;
     if (rst_conv1_window) begin
-      \$2186  = 1'h0;
+      \$2447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2187  = read_v1;
+    \$2448  = read_v1;
     if (rst_conv1_window) begin
-      \$2187  = 1'h0;
+      \$2448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2188  = read_v2;
+    \$2449  = read_v2;
     if (rst_conv1_window) begin
-      \$2188  = 1'h0;
+      \$2449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2189  = read_v3;
+    \$2450  = read_v3;
     if (rst_conv1_window) begin
-      \$2189  = 1'h0;
+      \$2450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2190  = kx;
+    \$2451  = kx;
     if (take_step) begin
-      \$2190  = \$109 [2:0];
+      \$2451  = \$109 [2:0];
     end
     if (rst_conv1_window) begin
-      \$2190  = 3'h0;
+      \$2451  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2191  = col_addr;
+    \$2452  = col_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
-        \$2191  = \$112 [5:0];
+        \$2452  = \$112 [5:0];
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$2191  = \$118 [5:0];
+          \$2452  = \$118 [5:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$129 ) begin
-            \$2191  = \$131 [5:0];
+            \$2452  = \$131 [5:0];
           end else begin
-            \$2191  = \$143 [5:0];
+            \$2452  = \$143 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2191  = 6'h3e;
+      \$2452  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2192  = ky;
+    \$2453  = ky;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
-        \$2192  = \$115 [2:0];
+        \$2453  = \$115 [2:0];
       end
     end
     if (rst_conv1_window) begin
-      \$2192  = 3'h0;
+      \$2453  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2193  = row_addr;
+    \$2454  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$2193  = \$124 [7:0];
+          \$2454  = \$124 [7:0];
         end else begin
-          \$2193  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              (* full_case = 32'd1 *)
-              if (\$151 ) begin
-              end else begin
-                \$2193  = step_next_row;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2193  = step_base_row;
-    end
-    if (rst_conv1_window) begin
-      \$2193  = 8'h70;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2194  = ox;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2194  = \$134 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2194  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2195  = ix0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2195  = \$137 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2195  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2196  = ix0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            \$2196  = \$140 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2196  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2197  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$2197  = \$147 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2197  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2198  = low;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$2198  = \$150 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2198  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2199  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              if (\$151 ) begin
-                \$2199  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2199  = 1'h0;
-    end
-    if (rst_conv1_window) begin
-      \$2199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2200  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
+          \$2454  = base_row;
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
@@ -8830,7 +9188,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$2200  = step_next_slot;
+                \$2454  = step_next_row;
               end
             end
           end
@@ -8838,15 +9196,158 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2200  = step_base_slot;
+      \$2454  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$2200  = 3'h4;
+      \$2454  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2201  = base_row;
+    \$2455  = ox;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2455  = \$134 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2455  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2456  = ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2456  = \$137 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2456  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2457  = ix0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            \$2457  = \$140 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2457  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2458  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2458  = \$147 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2458  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2459  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2459  = \$150 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2459  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2460  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              if (\$151 ) begin
+                \$2460  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2460  = 1'h0;
+    end
+    if (rst_conv1_window) begin
+      \$2460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2461  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -8861,7 +9362,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$2201  = step_next_row;
+                \$2461  = step_next_slot;
               end
             end
           end
@@ -8869,240 +9370,299 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2201  = step_base_row;
+      \$2461  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$2201  = 8'h70;
+      \$2461  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2202  = ix;
+    \$2462  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              (* full_case = 32'd1 *)
+              if (\$151 ) begin
+              end else begin
+                \$2462  = step_next_row;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2462  = step_base_row;
+    end
+    if (rst_conv1_window) begin
+      \$2462  = 8'h70;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2463  = ix;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$153 ) begin
-        \$2202  = \$157 [5:0];
+        \$2463  = \$157 [5:0];
       end else if (\$156 ) begin
-        \$2202  = \$160 [5:0];
+        \$2463  = \$160 [5:0];
       end else begin
-        \$2202  = ix0;
+        \$2463  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$2202  = 6'h3e;
+      \$2463  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2203  = iy;
+    \$2464  = iy;
     if (take_step) begin
       if (\$161 ) begin
         (* full_case = 32'd1 *)
         if (\$163 ) begin
-          \$2203  = \$167 [5:0];
+          \$2464  = \$167 [5:0];
         end else if (\$166 ) begin
-          \$2203  = \$170 [5:0];
+          \$2464  = \$170 [5:0];
         end else begin
-          \$2203  = low;
+          \$2464  = low;
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2203  = 6'h3e;
+      \$2464  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2204  = img_slot;
+    \$2465  = img_slot;
     if (switch) begin
-      \$2204  = step_img_slot;
+      \$2465  = step_img_slot;
     end
     if (rst_conv1_window) begin
-      \$2204  = 3'h0;
+      \$2465  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2205  = img_row;
+    \$2466  = img_row;
     if (switch) begin
-      \$2205  = step_img_row;
+      \$2466  = step_img_row;
     end
     if (rst_conv1_window) begin
-      \$2205  = 8'h00;
+      \$2466  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2206  = w_last;
+    \$2467  = w_last;
     if (write) begin
-      \$2206  = \$172 ;
+      \$2467  = \$172 ;
     end
     if (rst_conv1_window) begin
-      \$2206  = 1'h0;
+      \$2467  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2207  = r_last;
+    \$2468  = r_last;
     if (take_step) begin
-      \$2207  = \$176 ;
+      \$2468  = \$176 ;
     end
     if (rst_conv1_window) begin
-      \$2207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2208  = \$207 [6:0];
-    if (rst_conv1_window) begin
-      \$2208  = 7'h02;
+      \$2468  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2209  = \$364 ;
+    \$2469  = \$207 [6:0];
     if (rst_conv1_window) begin
-      \$2209  = 1'h1;
+      \$2469  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2210  = \$372 [5:0];
+    \$2470  = \$364 ;
     if (rst_conv1_window) begin
-      \$2210  = 6'h25;
+      \$2470  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2211  = \$380 [5:0];
+    \$2471  = \$372 [5:0];
     if (rst_conv1_window) begin
-      \$2211  = 6'h24;
+      \$2471  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2212  = \$385 [5:0];
+    \$2472  = \$380 [5:0];
     if (rst_conv1_window) begin
-      \$2212  = 6'h17;
+      \$2472  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2213  = \$393 [5:0];
+    \$2473  = \$385 [5:0];
     if (rst_conv1_window) begin
-      \$2213  = 6'h3d;
+      \$2473  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2214  = \$401 [5:0];
+    \$2474  = \$393 [5:0];
     if (rst_conv1_window) begin
-      \$2214  = 6'h3c;
+      \$2474  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2215  = \$406 [5:0];
+    \$2475  = \$401 [5:0];
     if (rst_conv1_window) begin
-      \$2215  = 6'h18;
+      \$2475  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2216  = \$687 ;
+    \$2476  = \$406 [5:0];
     if (rst_conv1_window) begin
-      \$2216  = 1'h1;
+      \$2476  = 6'h18;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2217  = \$784 ;
+    \$2477  = \$687 ;
     if (rst_conv1_window) begin
-      \$2217  = 1'h0;
+      \$2477  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2218  = \$839 ;
+    \$2478  = \$712 ;
     if (rst_conv1_window) begin
-      \$2218  = 1'h0;
+      \$2478  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2219  = \$890 ;
+    \$2479  = \$779 ;
     if (rst_conv1_window) begin
-      \$2219  = 1'h0;
+      \$2479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2220  = \$937 ;
+    \$2480  = \$850 ;
     if (rst_conv1_window) begin
-      \$2220  = 1'h0;
+      \$2480  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2221  = \$980 ;
+    \$2481  = \$1006 ;
     if (rst_conv1_window) begin
-      \$2221  = 1'h0;
+      \$2481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2222  = \$1108 ;
+    \$2482  = \$1073 ;
     if (rst_conv1_window) begin
-      \$2222  = 1'h1;
+      \$2482  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2223  = \$1133 ;
+    \$2483  = \$1107 ;
     if (rst_conv1_window) begin
-      \$2223  = 1'h1;
+      \$2483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2224  = \$1158 ;
+    \$2484  = \$1204 ;
     if (rst_conv1_window) begin
-      \$2224  = 1'h1;
+      \$2484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2225  = \$1186 ;
+    \$2485  = \$1259 ;
     if (rst_conv1_window) begin
-      \$2225  = 1'h0;
+      \$2485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2226  = \$1218 ;
+    \$2486  = \$1310 ;
     if (rst_conv1_window) begin
-      \$2226  = 1'h0;
+      \$2486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2227  = \$1252 ;
+    \$2487  = \$1357 ;
     if (rst_conv1_window) begin
-      \$2227  = 1'h0;
+      \$2487  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2228  = \$1322 ;
+    \$2488  = \$1400 ;
     if (rst_conv1_window) begin
-      \$2228  = 1'h0;
+      \$2488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2229  = \$1447 ;
+    \$2489  = \$1528 ;
     if (rst_conv1_window) begin
-      \$2229  = 1'h0;
+      \$2489  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2490  = \$1553 ;
+    if (rst_conv1_window) begin
+      \$2490  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2491  = \$1578 ;
+    if (rst_conv1_window) begin
+      \$2491  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2492  = \$1606 ;
+    if (rst_conv1_window) begin
+      \$2492  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2493  = \$1638 ;
+    if (rst_conv1_window) begin
+      \$2493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2494  = \$1708 ;
+    if (rst_conv1_window) begin
+      \$2494  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -9149,42 +9709,48 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$583  = \$582 ;
   assign \$604  = 1'h1;
   assign \$605  = \$603 ;
-  assign \$988  = 1'h1;
-  assign \$989  = 1'h1;
-  assign \$1116  = 1'h1;
-  assign \$1117  = 1'h1;
-  assign \$1141  = 1'h1;
-  assign \$1142  = 1'h1;
-  assign \$1168  = \$1167 ;
-  assign \$1195  = \$1194 ;
-  assign \$1265  = \$1264 ;
-  assign \$1472  = 1'h0;
-  assign \$1476  = 1'h1;
-  assign \$1477  = 1'h1;
-  assign \$1493  = 1'h1;
-  assign \$1494  = 1'h1;
-  assign \$1508  = 1'h0;
-  assign \$1542  = 1'h0;
-  assign \$1580  = 1'h1;
-  assign \$1581  = 1'h1;
-  assign \$1664  = 1'h1;
-  assign \$1666  = \$1665 ;
-  assign \$1687  = 1'h1;
-  assign \$1688  = \$1686 ;
-  assign \$1709  = 1'h1;
-  assign \$1787  = 1'h1;
-  assign \$1789  = \$1788 ;
-  assign \$1810  = 1'h1;
-  assign \$1811  = \$1809 ;
-  assign \$1947  = 1'h1;
-  assign \$1949  = \$1948 ;
+  assign \$695  = 1'h1;
+  assign \$696  = 1'h1;
+  assign \$787  = 1'h1;
+  assign \$788  = 1'h1;
+  assign \$1014  = 1'h1;
+  assign \$1015  = 1'h1;
+  assign \$1408  = 1'h1;
+  assign \$1409  = 1'h1;
+  assign \$1536  = 1'h1;
+  assign \$1537  = 1'h1;
+  assign \$1561  = 1'h1;
+  assign \$1562  = 1'h1;
+  assign \$1588  = \$1587 ;
+  assign \$1615  = \$1614 ;
+  assign \$1651  = \$1650 ;
+  assign \$1733  = 1'h0;
+  assign \$1737  = 1'h1;
+  assign \$1738  = 1'h1;
+  assign \$1754  = 1'h1;
+  assign \$1755  = 1'h1;
+  assign \$1769  = 1'h0;
+  assign \$1803  = 1'h0;
+  assign \$1841  = 1'h1;
+  assign \$1842  = 1'h1;
+  assign \$1925  = 1'h1;
+  assign \$1927  = \$1926 ;
+  assign \$1948  = 1'h1;
+  assign \$1949  = \$1947 ;
   assign \$1970  = 1'h1;
-  assign \$1971  = \$1969 ;
-  assign \$1992  = 1'h1;
-  assign \$2070  = 1'h1;
-  assign \$2072  = \$2071 ;
-  assign \$2093  = 1'h1;
-  assign \$2094  = \$2092 ;
+  assign \$2048  = 1'h1;
+  assign \$2050  = \$2049 ;
+  assign \$2071  = 1'h1;
+  assign \$2072  = \$2070 ;
+  assign \$2208  = 1'h1;
+  assign \$2210  = \$2209 ;
+  assign \$2231  = 1'h1;
+  assign \$2232  = \$2230 ;
+  assign \$2253  = 1'h1;
+  assign \$2331  = 1'h1;
+  assign \$2333  = \$2332 ;
+  assign \$2354  = 1'h1;
+  assign \$2355  = \$2353 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13944,9 +14510,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .clk(clk),
     .data(\data$968 ),
     .o__ready(step),
-    .\port$6370$0 (\$489 ),
-    .\port$6376$0 (\$490 ),
-    .\port$6382$0 (\$491 ),
+    .\port$7012$0 (\$489 ),
+    .\port$7018$0 (\$490 ),
+    .\port$7024$0 (\$491 ),
     .raddr(\addr$969 ),
     .rst_conv2(rst_conv2)
   );
@@ -17950,7 +18516,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6370$0 , \port$6376$0 , \port$6382$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$7012$0 , \port$7018$0 , \port$7024$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -18097,12 +18663,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6370$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6370$0 ;
-  wire [63:0] \port$6370$0 ;
-  output [63:0] \port$6376$0 ;
-  wire [63:0] \port$6376$0 ;
-  output [63:0] \port$6382$0 ;
-  wire [63:0] \port$6382$0 ;
+  output [63:0] \port$7012$0 ;
+  wire [63:0] \port$7012$0 ;
+  output [63:0] \port$7018$0 ;
+  wire [63:0] \port$7018$0 ;
+  output [63:0] \port$7024$0 ;
+  wire [63:0] \port$7024$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -18427,9 +18993,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6370$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$6370$0  = \$81 ;
-  assign \port$6376$0  = \$87 ;
-  assign \port$6382$0  = \$93 ;
+  assign \port$7012$0  = \$81 ;
+  assign \port$7018$0  = \$87 ;
+  assign \port$7024$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18779,21 +19345,21 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1305 ;
   wire \$1306 ;
   wire \$1307 ;
-  wire [11:0] \$1308 ;
+  wire \$1308 ;
   wire \$1309 ;
   wire [5:0] \$131 ;
   wire \$1310 ;
-  wire [11:0] \$1311 ;
+  wire \$1311 ;
   wire \$1312 ;
   wire \$1313 ;
-  wire [11:0] \$1314 ;
+  wire \$1314 ;
   wire \$1315 ;
   wire \$1316 ;
-  wire [11:0] \$1317 ;
+  wire \$1317 ;
   wire \$1318 ;
   wire \$1319 ;
   wire [13:0] \$132 ;
-  wire [11:0] \$1320 ;
+  wire \$1320 ;
   wire \$1321 ;
   wire \$1322 ;
   wire \$1323 ;
@@ -19201,22 +19767,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1686 ;
   wire \$1687 ;
   wire \$1688 ;
-  wire \$1689 ;
+  wire [11:0] \$1689 ;
   wire \$169 ;
   wire \$1690 ;
   wire \$1691 ;
-  wire \$1692 ;
+  wire [11:0] \$1692 ;
   wire \$1693 ;
   wire \$1694 ;
-  wire \$1695 ;
+  wire [11:0] \$1695 ;
   wire \$1696 ;
   wire \$1697 ;
-  wire \$1698 ;
+  wire [11:0] \$1698 ;
   wire \$1699 ;
   wire \$17 ;
   wire [7:0] \$170 ;
   wire \$1700 ;
-  wire \$1701 ;
+  wire [11:0] \$1701 ;
   wire \$1702 ;
   wire \$1703 ;
   wire \$1704 ;
@@ -19515,110 +20081,497 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1969 ;
   wire \$197 ;
   wire \$1970 ;
-  reg [4:0] \$1971 ;
-  reg [3:0] \$1972 ;
-  reg [2:0] \$1973 ;
-  reg [10:0] \$1974 ;
-  reg [10:0] \$1975 ;
-  reg \$1976 ;
-  reg [3:0] \$1977 ;
-  reg \$1978 ;
-  reg [2:0] \$1979 ;
+  wire \$1971 ;
+  wire \$1972 ;
+  wire \$1973 ;
+  wire \$1974 ;
+  wire \$1975 ;
+  wire \$1976 ;
+  wire \$1977 ;
+  wire \$1978 ;
+  wire \$1979 ;
   wire [4:0] \$198 ;
-  reg \$1980 ;
-  reg \$1981 ;
-  reg \$1982 ;
-  reg \$1983 ;
-  reg \$1984 ;
-  reg [2:0] \$1985 ;
-  reg [10:0] \$1986 ;
-  reg [4:0] \$1987 ;
-  reg [8:0] \$1988 ;
-  reg [3:0] \$1989 ;
+  wire \$1980 ;
+  wire \$1981 ;
+  wire \$1982 ;
+  wire \$1983 ;
+  wire \$1984 ;
+  wire \$1985 ;
+  wire \$1986 ;
+  wire \$1987 ;
+  wire \$1988 ;
+  wire \$1989 ;
   wire [5:0] \$199 ;
-  reg [4:0] \$1990 ;
-  reg [2:0] \$1991 ;
-  reg [8:0] \$1992 ;
-  reg [3:0] \$1993 ;
-  reg [4:0] \$1994 ;
-  reg \$1995 ;
-  reg [3:0] \$1996 ;
-  reg [10:0] \$1997 ;
-  reg [4:0] \$1998 ;
-  reg [3:0] \$1999 ;
+  wire \$1990 ;
+  wire \$1991 ;
+  wire \$1992 ;
+  wire \$1993 ;
+  wire \$1994 ;
+  wire \$1995 ;
+  wire \$1996 ;
+  wire \$1997 ;
+  wire \$1998 ;
+  wire \$1999 ;
   wire [4:0] \$2 ;
   wire \$20 ;
   wire [4:0] \$200 ;
-  reg [10:0] \$2000 ;
-  reg \$2001 ;
-  reg \$2002 ;
-  reg [5:0] \$2003 ;
-  reg \$2004 ;
-  reg [4:0] \$2005 ;
-  reg [4:0] \$2006 ;
-  reg [4:0] \$2007 ;
-  reg [3:0] \$2008 ;
-  reg [4:0] \$2009 ;
+  wire \$2000 ;
+  wire \$2001 ;
+  wire \$2002 ;
+  wire \$2003 ;
+  wire \$2004 ;
+  wire \$2005 ;
+  wire \$2006 ;
+  wire \$2007 ;
+  wire \$2008 ;
+  wire \$2009 ;
   wire [5:0] \$201 ;
-  reg [4:0] \$2010 ;
-  reg \$2011 ;
-  reg \$2012 ;
-  reg \$2013 ;
-  reg \$2014 ;
-  reg \$2015 ;
-  reg \$2016 ;
-  reg \$2017 ;
-  reg \$2018 ;
-  reg \$2019 ;
+  wire \$2010 ;
+  wire \$2011 ;
+  wire \$2012 ;
+  wire \$2013 ;
+  wire \$2014 ;
+  wire \$2015 ;
+  wire \$2016 ;
+  wire \$2017 ;
+  wire \$2018 ;
+  wire \$2019 ;
   wire [11:0] \$202 ;
-  reg \$2020 ;
-  reg \$2021 ;
-  reg \$2022 ;
-  reg \$2023 ;
-  reg \$2024 ;
+  wire \$2020 ;
+  wire \$2021 ;
+  wire \$2022 ;
+  wire \$2023 ;
+  wire \$2024 ;
+  wire \$2025 ;
+  wire \$2026 ;
+  wire \$2027 ;
+  wire \$2028 ;
+  wire \$2029 ;
   wire \$203 ;
+  wire \$2030 ;
+  wire \$2031 ;
+  wire \$2032 ;
+  wire \$2033 ;
+  wire \$2034 ;
+  wire \$2035 ;
+  wire \$2036 ;
+  wire \$2037 ;
+  wire \$2038 ;
+  wire \$2039 ;
   wire [11:0] \$204 ;
+  wire \$2040 ;
+  wire \$2041 ;
+  wire \$2042 ;
+  wire \$2043 ;
+  wire \$2044 ;
+  wire \$2045 ;
+  wire \$2046 ;
+  wire \$2047 ;
+  wire \$2048 ;
+  wire \$2049 ;
   wire [12:0] \$205 ;
+  wire \$2050 ;
+  wire \$2051 ;
+  wire \$2052 ;
+  wire \$2053 ;
+  wire \$2054 ;
+  wire \$2055 ;
+  wire \$2056 ;
+  wire \$2057 ;
+  wire \$2058 ;
+  wire \$2059 ;
   wire [11:0] \$206 ;
+  wire \$2060 ;
+  wire \$2061 ;
+  wire \$2062 ;
+  wire \$2063 ;
+  wire \$2064 ;
+  wire \$2065 ;
+  wire \$2066 ;
+  wire \$2067 ;
+  wire \$2068 ;
+  wire \$2069 ;
   wire [12:0] \$207 ;
+  wire \$2070 ;
+  wire \$2071 ;
+  wire \$2072 ;
+  wire \$2073 ;
+  wire \$2074 ;
+  wire \$2075 ;
+  wire \$2076 ;
+  wire \$2077 ;
+  wire \$2078 ;
+  wire \$2079 ;
   wire [4:0] \$208 ;
+  wire \$2080 ;
+  wire \$2081 ;
+  wire \$2082 ;
+  wire \$2083 ;
+  wire \$2084 ;
+  wire \$2085 ;
+  wire \$2086 ;
+  wire \$2087 ;
+  wire \$2088 ;
+  wire \$2089 ;
   wire \$209 ;
+  wire \$2090 ;
+  wire \$2091 ;
+  wire \$2092 ;
+  wire \$2093 ;
+  wire \$2094 ;
+  wire \$2095 ;
+  wire \$2096 ;
+  wire \$2097 ;
+  wire \$2098 ;
+  wire \$2099 ;
   wire \$21 ;
   wire [4:0] \$210 ;
+  wire \$2100 ;
+  wire \$2101 ;
+  wire \$2102 ;
+  wire \$2103 ;
+  wire \$2104 ;
+  wire \$2105 ;
+  wire \$2106 ;
+  wire \$2107 ;
+  wire \$2108 ;
+  wire \$2109 ;
   wire [5:0] \$211 ;
+  wire \$2110 ;
+  wire \$2111 ;
+  wire \$2112 ;
+  wire \$2113 ;
+  wire \$2114 ;
+  wire \$2115 ;
+  wire \$2116 ;
+  wire \$2117 ;
+  wire \$2118 ;
+  wire \$2119 ;
   wire [4:0] \$212 ;
+  wire \$2120 ;
+  wire \$2121 ;
+  wire \$2122 ;
+  wire \$2123 ;
+  wire \$2124 ;
+  wire \$2125 ;
+  wire \$2126 ;
+  wire \$2127 ;
+  wire \$2128 ;
+  wire \$2129 ;
   wire [5:0] \$213 ;
+  wire \$2130 ;
+  wire \$2131 ;
+  wire \$2132 ;
+  wire \$2133 ;
+  wire \$2134 ;
+  wire \$2135 ;
+  wire \$2136 ;
+  wire \$2137 ;
+  wire \$2138 ;
+  wire \$2139 ;
   wire [11:0] \$214 ;
+  wire \$2140 ;
+  wire \$2141 ;
+  wire \$2142 ;
+  wire \$2143 ;
+  wire \$2144 ;
+  wire \$2145 ;
+  wire \$2146 ;
+  wire \$2147 ;
+  wire \$2148 ;
+  wire \$2149 ;
   wire \$215 ;
+  wire \$2150 ;
+  wire \$2151 ;
+  wire \$2152 ;
+  wire \$2153 ;
+  wire \$2154 ;
+  wire \$2155 ;
+  wire \$2156 ;
+  wire \$2157 ;
+  wire \$2158 ;
+  wire \$2159 ;
   wire [11:0] \$216 ;
+  wire \$2160 ;
+  wire \$2161 ;
+  wire \$2162 ;
+  wire \$2163 ;
+  wire \$2164 ;
+  wire \$2165 ;
+  wire \$2166 ;
+  wire \$2167 ;
+  wire \$2168 ;
+  wire \$2169 ;
   wire [12:0] \$217 ;
+  wire \$2170 ;
+  wire \$2171 ;
+  wire \$2172 ;
+  wire \$2173 ;
+  wire \$2174 ;
+  wire \$2175 ;
+  wire \$2176 ;
+  wire \$2177 ;
+  wire \$2178 ;
+  wire \$2179 ;
   wire [11:0] \$218 ;
+  wire \$2180 ;
+  wire \$2181 ;
+  wire \$2182 ;
+  wire \$2183 ;
+  wire \$2184 ;
+  wire \$2185 ;
+  wire \$2186 ;
+  wire \$2187 ;
+  wire \$2188 ;
+  wire \$2189 ;
   wire [12:0] \$219 ;
+  wire \$2190 ;
+  wire \$2191 ;
+  wire \$2192 ;
+  wire \$2193 ;
+  wire \$2194 ;
+  wire \$2195 ;
+  wire \$2196 ;
+  wire \$2197 ;
+  wire \$2198 ;
+  wire \$2199 ;
   wire \$22 ;
   wire \$220 ;
+  wire \$2200 ;
+  wire \$2201 ;
+  wire \$2202 ;
+  wire \$2203 ;
+  wire \$2204 ;
+  wire \$2205 ;
+  wire \$2206 ;
+  wire \$2207 ;
+  wire \$2208 ;
+  wire \$2209 ;
   wire [3:0] \$221 ;
+  wire \$2210 ;
+  wire \$2211 ;
+  wire \$2212 ;
+  wire \$2213 ;
+  wire \$2214 ;
+  wire \$2215 ;
+  wire \$2216 ;
+  wire \$2217 ;
+  wire \$2218 ;
+  wire \$2219 ;
   wire [3:0] \$222 ;
+  wire \$2220 ;
+  wire \$2221 ;
+  wire \$2222 ;
+  wire \$2223 ;
+  wire \$2224 ;
+  wire \$2225 ;
+  wire \$2226 ;
+  wire \$2227 ;
+  wire \$2228 ;
+  wire \$2229 ;
   wire \$223 ;
+  wire \$2230 ;
+  wire \$2231 ;
+  wire \$2232 ;
+  wire \$2233 ;
+  wire \$2234 ;
+  wire \$2235 ;
+  wire \$2236 ;
+  wire \$2237 ;
+  wire \$2238 ;
+  wire \$2239 ;
   wire \$224 ;
+  wire \$2240 ;
+  wire \$2241 ;
+  wire \$2242 ;
+  wire \$2243 ;
+  wire \$2244 ;
+  wire \$2245 ;
+  wire \$2246 ;
+  wire \$2247 ;
+  wire \$2248 ;
+  wire \$2249 ;
   wire [11:0] \$225 ;
+  wire \$2250 ;
+  wire \$2251 ;
+  wire \$2252 ;
+  wire \$2253 ;
+  wire \$2254 ;
+  wire \$2255 ;
+  wire \$2256 ;
+  wire \$2257 ;
+  wire \$2258 ;
+  wire \$2259 ;
   wire \$226 ;
+  wire \$2260 ;
+  wire \$2261 ;
+  wire \$2262 ;
+  wire \$2263 ;
+  wire \$2264 ;
+  wire \$2265 ;
+  wire \$2266 ;
+  wire \$2267 ;
+  wire \$2268 ;
+  wire \$2269 ;
   wire [11:0] \$227 ;
+  wire \$2270 ;
+  wire \$2271 ;
+  wire \$2272 ;
+  wire \$2273 ;
+  wire \$2274 ;
+  wire \$2275 ;
+  wire \$2276 ;
+  wire \$2277 ;
+  wire \$2278 ;
+  wire \$2279 ;
   wire [12:0] \$228 ;
+  wire \$2280 ;
+  wire \$2281 ;
+  wire \$2282 ;
+  wire \$2283 ;
+  wire \$2284 ;
+  wire \$2285 ;
+  wire \$2286 ;
+  wire \$2287 ;
+  wire \$2288 ;
+  wire \$2289 ;
   wire [11:0] \$229 ;
+  wire \$2290 ;
+  wire \$2291 ;
+  wire \$2292 ;
+  wire \$2293 ;
+  wire \$2294 ;
+  wire \$2295 ;
+  wire \$2296 ;
+  wire \$2297 ;
+  wire \$2298 ;
+  wire \$2299 ;
   wire \$23 ;
   wire [12:0] \$230 ;
+  wire \$2300 ;
+  wire \$2301 ;
+  wire \$2302 ;
+  wire \$2303 ;
+  wire \$2304 ;
+  wire \$2305 ;
+  wire \$2306 ;
+  wire \$2307 ;
+  wire \$2308 ;
+  wire \$2309 ;
   wire \$231 ;
+  wire \$2310 ;
+  wire \$2311 ;
+  wire \$2312 ;
+  wire \$2313 ;
+  wire \$2314 ;
+  wire \$2315 ;
+  wire \$2316 ;
+  wire \$2317 ;
+  wire \$2318 ;
+  wire \$2319 ;
   wire [5:0] \$232 ;
+  wire \$2320 ;
+  wire \$2321 ;
+  wire \$2322 ;
+  wire \$2323 ;
+  wire \$2324 ;
+  wire \$2325 ;
+  wire \$2326 ;
+  wire \$2327 ;
+  wire \$2328 ;
+  wire \$2329 ;
   wire [5:0] \$233 ;
+  wire \$2330 ;
+  wire \$2331 ;
+  wire \$2332 ;
+  wire \$2333 ;
+  wire \$2334 ;
+  wire \$2335 ;
+  wire \$2336 ;
+  wire \$2337 ;
+  wire \$2338 ;
+  wire \$2339 ;
   wire \$234 ;
+  wire \$2340 ;
+  wire \$2341 ;
+  wire \$2342 ;
+  wire \$2343 ;
+  wire \$2344 ;
+  wire \$2345 ;
+  wire \$2346 ;
+  wire \$2347 ;
+  wire \$2348 ;
+  wire \$2349 ;
   wire \$235 ;
+  wire \$2350 ;
+  wire \$2351 ;
+  reg [4:0] \$2352 ;
+  reg [3:0] \$2353 ;
+  reg [2:0] \$2354 ;
+  reg [10:0] \$2355 ;
+  reg [10:0] \$2356 ;
+  reg \$2357 ;
+  reg [3:0] \$2358 ;
+  reg \$2359 ;
   wire [9:0] \$236 ;
+  reg [2:0] \$2360 ;
+  reg \$2361 ;
+  reg \$2362 ;
+  reg \$2363 ;
+  reg \$2364 ;
+  reg \$2365 ;
+  reg [2:0] \$2366 ;
+  reg [10:0] \$2367 ;
+  reg [4:0] \$2368 ;
+  reg [8:0] \$2369 ;
   wire \$237 ;
+  reg [3:0] \$2370 ;
+  reg [4:0] \$2371 ;
+  reg [2:0] \$2372 ;
+  reg [8:0] \$2373 ;
+  reg [3:0] \$2374 ;
+  reg [4:0] \$2375 ;
+  reg \$2376 ;
+  reg [3:0] \$2377 ;
+  reg [10:0] \$2378 ;
+  reg [4:0] \$2379 ;
   wire [4:0] \$238 ;
+  reg [3:0] \$2380 ;
+  reg [10:0] \$2381 ;
+  reg \$2382 ;
+  reg \$2383 ;
+  reg [5:0] \$2384 ;
+  reg \$2385 ;
+  reg [4:0] \$2386 ;
+  reg [4:0] \$2387 ;
+  reg [4:0] \$2388 ;
+  reg [3:0] \$2389 ;
   wire [4:0] \$239 ;
+  reg [4:0] \$2390 ;
+  reg [4:0] \$2391 ;
+  reg \$2392 ;
+  reg \$2393 ;
+  reg \$2394 ;
+  reg \$2395 ;
+  reg \$2396 ;
+  reg \$2397 ;
+  reg \$2398 ;
+  reg \$2399 ;
   wire \$24 ;
   wire \$240 ;
+  reg \$2400 ;
+  reg \$2401 ;
+  reg \$2402 ;
+  reg \$2403 ;
+  reg \$2404 ;
+  reg \$2405 ;
+  reg \$2406 ;
+  reg \$2407 ;
+  reg \$2408 ;
+  reg \$2409 ;
   wire [5:0] \$241 ;
+  reg \$2410 ;
+  reg \$2411 ;
   wire [5:0] \$242 ;
   wire \$243 ;
   wire [3:0] \$244 ;
@@ -20507,6 +21460,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [5:0] d = 6'h02;
   reg d_ge_0 = 1'h1;
   reg d_ge_1 = 1'h1;
+  reg d_ge_10 = 1'h0;
+  reg d_ge_11 = 1'h0;
+  reg d_ge_12 = 1'h0;
   reg d_ge_14 = 1'h0;
   reg d_ge_15 = 1'h0;
   reg d_ge_16 = 1'h0;
@@ -20518,6 +21474,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg d_ge_4 = 1'h0;
   reg d_ge_5 = 1'h0;
   reg d_ge_6 = 1'h0;
+  reg d_ge_m2 = 1'h1;
+  reg d_ge_m3 = 1'h1;
+  reg d_ge_m4 = 1'h1;
   (* init = 40'h0000000000 *)
   wire [39:0] finished;
   input [7:0] i__payload;
@@ -20538,7 +21497,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$152 ;
+  wire [7:0] \o__payload$158 ;
   wire [39:0] \o__payload$44 ;
   reg o__ready = 1'h1;
   input \o__ready$45 ;
@@ -26369,12 +27328,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$387  = r_done | \$386 ;
   assign \$388  = switch ? 1'h0 : \$387 ;
   assign \$389  = ~ \$388 ;
-  assign \$390  = $signed(d) < $signed(3'h5);
+  assign \$390  = ~ d_ge_m3;
   assign \$391  = \$389  & \$390 ;
   assign \$392  = oy == 4'hd;
   assign \$393  = r_done | \$392 ;
   assign \$394  = switch ? 1'h0 : \$393 ;
-  assign \$395  = $signed(d) < $signed(5'h0b);
+  assign \$395  = ~ d_ge_11;
   assign \$396  = \$394  | \$395 ;
   assign \$397  = room_w_13[4] & \$396 ;
   assign \$398  = \$385  ? \$391  : \$397 ;
@@ -26397,12 +27356,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$416  = r_done | \$415 ;
   assign \$417  = switch ? 1'h0 : \$416 ;
   assign \$418  = ~ \$417 ;
-  assign \$419  = $signed(d) < $signed(2'h2);
+  assign \$419  = ~ d_ge_m2;
   assign \$420  = \$418  & \$419 ;
   assign \$421  = oy == 4'hd;
   assign \$422  = r_done | \$421 ;
   assign \$423  = switch ? 1'h0 : \$422 ;
-  assign \$424  = $signed(d) < $signed(5'h0c);
+  assign \$424  = ~ d_ge_12;
   assign \$425  = \$423  | \$424 ;
   assign \$426  = room_w_14[4] & \$425 ;
   assign \$427  = \$414  ? \$420  : \$426 ;
@@ -26432,10 +27391,10 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$453  = switch ? 1'h0 : \$452 ;
   assign \$454  = switch ? 1'h0 : r_done;
   assign \$455  = ~ \$454 ;
-  assign \$456  = $signed(d) < $signed(3'h4);
+  assign \$456  = ~ d_ge_m4;
   assign \$457  = \$455  & \$456 ;
   assign \$458  = switch ? 1'h0 : r_done;
-  assign \$459  = $signed(d) < $signed(5'h0a);
+  assign \$459  = ~ d_ge_10;
   assign \$460  = \$458  | \$459 ;
   assign \$461  = room_w_13[4] & \$460 ;
   assign \$462  = \$453  ? \$457  : \$461 ;
@@ -26443,10 +27402,10 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$464  = switch ? 1'h0 : ahead;
   assign \$465  = switch ? 1'h0 : r_done;
   assign \$466  = ~ \$465 ;
-  assign \$467  = $signed(d) < $signed(3'h5);
+  assign \$467  = ~ d_ge_m3;
   assign \$468  = \$466  & \$467 ;
   assign \$469  = switch ? 1'h0 : r_done;
-  assign \$470  = $signed(d) < $signed(5'h0b);
+  assign \$470  = ~ d_ge_11;
   assign \$471  = \$469  | \$470 ;
   assign \$472  = room_w_14[4] & \$471 ;
   assign \$473  = \$464  ? \$468  : \$472 ;
@@ -26739,55 +27698,53 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$763  = ~ room_w_13[4];
   assign \$764  = \$762  & \$763 ;
   assign \$765  = \$764  & room_w_14[4];
-  assign \$766  = w_row == 4'hb;
-  assign \$767  = w_row == 4'hc;
-  assign \$768  = w_row == 4'hd;
-  assign \$769  = w_row == 4'he;
-  assign \$770  = w_row == 4'hf;
-  assign \$771  = | { \$770 , \$769 , \$768 , \$767 , \$766  };
-  assign \$772  = \$765  ? 1'h0 : \$771 ;
-  assign \$773  = w_row == 4'hc;
-  assign \$774  = w_row == 4'hd;
-  assign \$775  = w_row == 4'he;
-  assign \$776  = w_row == 4'hf;
-  assign \$777  = | { \$776 , \$775 , \$774 , \$773  };
-  assign \$778  = \$761  ? \$772  : \$777 ;
-  assign \$779  = write_rows & w_last;
-  assign \$780  = ~ ahead_rows;
-  assign \$781  = ~ room_w_13[4];
-  assign \$782  = \$780  & \$781 ;
-  assign \$783  = \$782  & room_w_14[4];
-  assign \$784  = d == 5'h1c;
-  assign \$785  = d == 5'h1d;
-  assign \$786  = d == 5'h1e;
-  assign \$787  = d == 5'h1f;
-  assign \$788  = | { \$787 , \$786 , \$785 , \$784  };
-  assign \$789  = \$783  ? \$788  : d_ge_14;
-  assign \$790  = \$779  ? \$789  : d_ge_15;
-  assign \$791  = \$760  ? \$778  : \$790 ;
-  assign \$792  = write_rows & w_last;
-  assign \$793  = ~ ahead_rows;
-  assign \$794  = ~ room_w_13[4];
-  assign \$795  = \$793  & \$794 ;
-  assign \$796  = \$795  & room_w_14[4];
-  assign \$797  = d == 5'h1b;
-  assign \$798  = d == 5'h1c;
-  assign \$799  = d == 5'h1d;
-  assign \$800  = d == 5'h1e;
-  assign \$801  = d == 5'h1f;
-  assign \$802  = | { \$801 , \$800 , \$799 , \$798 , \$797  };
-  assign \$803  = d == 4'hd;
-  assign \$804  = d == 4'he;
-  assign \$805  = d == 4'hf;
-  assign \$806  = d == 5'h10;
-  assign \$807  = d == 5'h11;
-  assign \$808  = d == 5'h12;
-  assign \$809  = d == 5'h13;
-  assign \$810  = d == 5'h14;
-  assign \$811  = d == 5'h15;
-  assign \$812  = d == 5'h16;
-  assign \$813  = d == 5'h17;
-  assign \$814  = d == 5'h18;
+  assign \$768  = write_rows & w_last;
+  assign \$769  = ~ ahead_rows;
+  assign \$770  = ~ room_w_13[4];
+  assign \$771  = \$769  & \$770 ;
+  assign \$772  = \$771  & room_w_14[4];
+  assign \$773  = \$772  ? d_ge_11 : d_ge_m3;
+  assign \$774  = \$768  ? \$773  : d_ge_m2;
+  assign \$775  = \$760  ? 1'h1 : \$774 ;
+  assign \$776  = write_rows & w_last;
+  assign \$777  = ~ ahead_rows;
+  assign \$778  = ~ room_w_13[4];
+  assign \$779  = \$777  & \$778 ;
+  assign \$780  = \$779  & room_w_14[4];
+  assign \$781  = \$780  ? d_ge_10 : d_ge_m4;
+  assign \$782  = \$776  ? \$781  : d_ge_m3;
+  assign \$783  = \$759  ? \$775  : \$782 ;
+  assign \$784  = take_rows & r_last;
+  assign \$785  = oy == 4'hd;
+  assign \$786  = write_rows & w_last;
+  assign \$787  = ~ ahead_rows;
+  assign \$788  = ~ room_w_13[4];
+  assign \$789  = \$787  & \$788 ;
+  assign \$790  = \$789  & room_w_14[4];
+  assign \$791  = w_row == 4'h8;
+  assign \$792  = w_row == 4'h9;
+  assign \$793  = w_row == 4'ha;
+  assign \$794  = w_row == 4'hb;
+  assign \$795  = w_row == 4'hc;
+  assign \$796  = w_row == 4'hd;
+  assign \$797  = w_row == 4'he;
+  assign \$798  = w_row == 4'hf;
+  assign \$799  = | { \$798 , \$797 , \$796 , \$795 , \$794 , \$793 , \$792 , \$791  };
+  assign \$800  = \$790  ? 1'h0 : \$799 ;
+  assign \$801  = w_row == 4'h9;
+  assign \$802  = w_row == 4'ha;
+  assign \$803  = w_row == 4'hb;
+  assign \$804  = w_row == 4'hc;
+  assign \$805  = w_row == 4'hd;
+  assign \$806  = w_row == 4'he;
+  assign \$807  = w_row == 4'hf;
+  assign \$808  = | { \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801  };
+  assign \$809  = \$786  ? \$800  : \$808 ;
+  assign \$810  = write_rows & w_last;
+  assign \$811  = ~ ahead_rows;
+  assign \$812  = ~ room_w_13[4];
+  assign \$813  = \$811  & \$812 ;
+  assign \$814  = \$813  & room_w_14[4];
   assign \$815  = d == 5'h19;
   assign \$816  = d == 5'h1a;
   assign \$817  = d == 5'h1b;
@@ -26795,1154 +27752,1531 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$819  = d == 5'h1d;
   assign \$820  = d == 5'h1e;
   assign \$821  = d == 5'h1f;
-  assign \$822  = | { \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803  };
-  assign \$823  = \$796  ? \$802  : \$822 ;
-  assign \$824  = \$792  ? \$823  : d_ge_14;
-  assign \$825  = \$759  ? \$791  : \$824 ;
-  assign \$826  = take_rows & r_last;
-  assign \$827  = oy == 4'hd;
-  assign \$828  = write_rows & w_last;
-  assign \$829  = ~ ahead_rows;
-  assign \$830  = ~ room_w_13[4];
-  assign \$831  = \$829  & \$830 ;
-  assign \$832  = \$831  & room_w_14[4];
-  assign \$833  = w_row == 4'hc;
-  assign \$834  = w_row == 4'hd;
-  assign \$835  = w_row == 4'he;
-  assign \$836  = w_row == 4'hf;
-  assign \$837  = | { \$836 , \$835 , \$834 , \$833  };
-  assign \$838  = \$832  ? 1'h0 : \$837 ;
-  assign \$839  = w_row == 4'hd;
-  assign \$840  = w_row == 4'he;
-  assign \$841  = w_row == 4'hf;
-  assign \$842  = | { \$841 , \$840 , \$839  };
-  assign \$843  = \$828  ? \$838  : \$842 ;
-  assign \$844  = write_rows & w_last;
-  assign \$845  = ~ ahead_rows;
-  assign \$846  = ~ room_w_13[4];
-  assign \$847  = \$845  & \$846 ;
-  assign \$848  = \$847  & room_w_14[4];
-  assign \$849  = d == 5'h1d;
-  assign \$850  = d == 5'h1e;
-  assign \$851  = d == 5'h1f;
-  assign \$852  = | { \$851 , \$850 , \$849  };
-  assign \$853  = \$848  ? \$852  : d_ge_15;
-  assign \$854  = \$844  ? \$853  : d_ge_16;
-  assign \$855  = \$827  ? \$843  : \$854 ;
-  assign \$856  = write_rows & w_last;
-  assign \$857  = ~ ahead_rows;
-  assign \$858  = ~ room_w_13[4];
-  assign \$859  = \$857  & \$858 ;
-  assign \$860  = \$859  & room_w_14[4];
-  assign \$861  = d == 5'h1c;
-  assign \$862  = d == 5'h1d;
-  assign \$863  = d == 5'h1e;
-  assign \$864  = d == 5'h1f;
-  assign \$865  = | { \$864 , \$863 , \$862 , \$861  };
-  assign \$866  = \$860  ? \$865  : d_ge_14;
-  assign \$867  = \$856  ? \$866  : d_ge_15;
-  assign \$868  = \$826  ? \$855  : \$867 ;
-  assign \$869  = take_rows & r_last;
-  assign \$870  = oy == 4'hd;
-  assign \$871  = write_rows & w_last;
-  assign \$872  = ~ ahead_rows;
-  assign \$873  = ~ room_w_13[4];
-  assign \$874  = \$872  & \$873 ;
-  assign \$875  = \$874  & room_w_14[4];
-  assign \$876  = w_row == 4'hd;
-  assign \$877  = w_row == 4'he;
-  assign \$878  = w_row == 4'hf;
-  assign \$879  = | { \$878 , \$877 , \$876  };
-  assign \$880  = \$875  ? 1'h0 : \$879 ;
-  assign \$881  = w_row == 4'he;
-  assign \$882  = w_row == 4'hf;
-  assign \$883  = | { \$882 , \$881  };
-  assign \$884  = \$871  ? \$880  : \$883 ;
-  assign \$885  = write_rows & w_last;
-  assign \$886  = ~ ahead_rows;
-  assign \$887  = ~ room_w_13[4];
-  assign \$888  = \$886  & \$887 ;
-  assign \$889  = \$888  & room_w_14[4];
-  assign \$890  = d == 5'h1e;
-  assign \$891  = d == 5'h1f;
-  assign \$892  = | { \$891 , \$890  };
-  assign \$893  = \$889  ? \$892  : d_ge_16;
-  assign \$894  = \$885  ? \$893  : d_ge_17;
-  assign \$895  = \$870  ? \$884  : \$894 ;
-  assign \$896  = write_rows & w_last;
-  assign \$897  = ~ ahead_rows;
-  assign \$898  = ~ room_w_13[4];
-  assign \$899  = \$897  & \$898 ;
-  assign \$900  = \$899  & room_w_14[4];
-  assign \$901  = d == 5'h1d;
-  assign \$902  = d == 5'h1e;
-  assign \$903  = d == 5'h1f;
-  assign \$904  = | { \$903 , \$902 , \$901  };
-  assign \$905  = \$900  ? \$904  : d_ge_15;
-  assign \$906  = \$896  ? \$905  : d_ge_16;
-  assign \$907  = \$869  ? \$895  : \$906 ;
-  assign \$908  = take_rows & r_last;
-  assign \$909  = oy == 4'hd;
-  assign \$910  = write_rows & w_last;
-  assign \$911  = ~ ahead_rows;
-  assign \$912  = ~ room_w_13[4];
-  assign \$913  = \$911  & \$912 ;
-  assign \$914  = \$913  & room_w_14[4];
-  assign \$915  = w_row == 4'he;
-  assign \$916  = w_row == 4'hf;
-  assign \$917  = | { \$916 , \$915  };
-  assign \$918  = \$914  ? 1'h0 : \$917 ;
-  assign \$919  = w_row == 4'hf;
-  assign \$921  = \$910  ? \$918  : \$920 ;
-  assign \$922  = write_rows & w_last;
-  assign \$923  = ~ ahead_rows;
-  assign \$924  = ~ room_w_13[4];
-  assign \$925  = \$923  & \$924 ;
-  assign \$926  = \$925  & room_w_14[4];
-  assign \$927  = d == 5'h1f;
-  assign \$929  = \$926  ? \$928  : d_ge_17;
-  assign \$930  = \$922  ? \$929  : d_ge_18;
-  assign \$931  = \$909  ? \$921  : \$930 ;
-  assign \$932  = write_rows & w_last;
-  assign \$933  = ~ ahead_rows;
-  assign \$934  = ~ room_w_13[4];
-  assign \$935  = \$933  & \$934 ;
-  assign \$936  = \$935  & room_w_14[4];
-  assign \$937  = d == 5'h1e;
-  assign \$938  = d == 5'h1f;
-  assign \$939  = | { \$938 , \$937  };
-  assign \$940  = \$936  ? \$939  : d_ge_16;
-  assign \$941  = \$932  ? \$940  : d_ge_17;
-  assign \$942  = \$908  ? \$931  : \$941 ;
-  assign \$943  = take_rows & r_last;
-  assign \$944  = oy == 4'hd;
-  assign \$945  = write_rows & w_last;
-  assign \$946  = ~ ahead_rows;
-  assign \$947  = ~ room_w_13[4];
-  assign \$948  = \$946  & \$947 ;
-  assign \$949  = \$948  & room_w_14[4];
-  assign \$950  = w_row == 4'hf;
-  assign \$952  = \$949  ? 1'h0 : \$951 ;
-  assign \$953  = \$945  ? \$952  : 1'h0;
-  assign \$954  = write_rows & w_last;
-  assign \$955  = ~ ahead_rows;
-  assign \$956  = ~ room_w_13[4];
-  assign \$957  = \$955  & \$956 ;
-  assign \$958  = \$957  & room_w_14[4];
-  assign \$959  = \$958  ? 1'h0 : d_ge_18;
-  assign \$960  = \$954  ? \$959  : d_ge_19;
-  assign \$961  = \$944  ? \$953  : \$960 ;
-  assign \$962  = write_rows & w_last;
-  assign \$963  = ~ ahead_rows;
-  assign \$964  = ~ room_w_13[4];
-  assign \$965  = \$963  & \$964 ;
-  assign \$966  = \$965  & room_w_14[4];
-  assign \$967  = d == 5'h1f;
-  assign \$969  = \$966  ? \$968  : d_ge_17;
-  assign \$970  = \$962  ? \$969  : d_ge_18;
-  assign \$971  = \$943  ? \$961  : \$970 ;
-  assign \$972  = take_rows & r_last;
-  assign \$973  = oy == 4'hd;
-  assign \$974  = write_rows & w_last;
-  assign \$975  = ~ ahead_rows;
-  assign \$976  = ~ room_w_13[4];
-  assign \$977  = \$975  & \$976 ;
-  assign \$978  = \$977  & room_w_14[4];
-  assign \$981  = write_rows & w_last;
-  assign \$982  = ~ ahead_rows;
-  assign \$983  = ~ room_w_13[4];
-  assign \$984  = \$982  & \$983 ;
-  assign \$985  = \$984  & room_w_14[4];
-  assign \$986  = \$985  ? d_ge_14 : d_ge_0;
-  assign \$987  = \$981  ? \$986  : d_ge_1;
-  assign \$988  = \$973  ? 1'h1 : \$987 ;
-  assign \$989  = write_rows & w_last;
-  assign \$990  = ~ ahead_rows;
-  assign \$991  = ~ room_w_13[4];
-  assign \$992  = \$990  & \$991 ;
-  assign \$993  = \$992  & room_w_14[4];
-  assign \$994  = d == 4'hd;
-  assign \$995  = d == 4'he;
-  assign \$996  = d == 4'hf;
-  assign \$997  = d == 5'h10;
-  assign \$998  = d == 5'h11;
-  assign \$999  = d == 5'h12;
-  assign \$1000  = d == 5'h13;
-  assign \$1001  = d == 5'h14;
-  assign \$1002  = d == 5'h15;
-  assign \$1003  = d == 5'h16;
-  assign \$1004  = d == 5'h17;
-  assign \$1005  = d == 5'h18;
-  assign \$1006  = d == 5'h19;
-  assign \$1007  = d == 5'h1a;
-  assign \$1008  = d == 5'h1b;
-  assign \$1009  = d == 5'h1c;
-  assign \$1010  = d == 5'h1d;
-  assign \$1011  = d == 5'h1e;
-  assign \$1012  = d == 5'h1f;
-  assign \$1013  = | { \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994  };
-  assign \$1014  = d == 6'h20;
-  assign \$1015  = d == 6'h21;
-  assign \$1016  = d == 6'h22;
-  assign \$1017  = d == 6'h23;
-  assign \$1018  = d == 6'h24;
-  assign \$1019  = d == 6'h25;
-  assign \$1020  = d == 6'h26;
-  assign \$1021  = d == 6'h27;
-  assign \$1022  = d == 6'h28;
-  assign \$1023  = d == 6'h29;
-  assign \$1024  = d == 6'h2a;
-  assign \$1025  = d == 6'h2b;
-  assign \$1026  = d == 6'h2c;
-  assign \$1027  = d == 6'h2d;
-  assign \$1028  = d == 6'h2e;
-  assign \$1029  = d == 6'h2f;
-  assign \$1030  = d == 6'h30;
-  assign \$1031  = d == 6'h31;
-  assign \$1032  = d == 6'h32;
-  assign \$1033  = d == 6'h33;
-  assign \$1034  = d == 6'h34;
-  assign \$1035  = d == 6'h35;
-  assign \$1036  = d == 6'h36;
-  assign \$1037  = d == 6'h37;
-  assign \$1038  = d == 6'h38;
-  assign \$1039  = d == 6'h39;
-  assign \$1040  = d == 6'h3a;
-  assign \$1041  = d == 6'h3b;
-  assign \$1042  = d == 6'h3c;
-  assign \$1043  = d == 6'h3d;
-  assign \$1044  = d == 6'h3e;
-  assign \$1045  = | { \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014  };
-  assign \$1046  = ~ \$1045 ;
-  assign \$1047  = \$993  ? \$1013  : \$1046 ;
-  assign \$1048  = \$989  ? \$1047  : d_ge_0;
-  assign \$1049  = \$972  ? \$988  : \$1048 ;
-  assign \$1050  = take_rows & r_last;
-  assign \$1051  = oy == 4'hd;
-  assign \$1052  = write_rows & w_last;
-  assign \$1053  = ~ ahead_rows;
-  assign \$1054  = ~ room_w_13[4];
-  assign \$1055  = \$1053  & \$1054 ;
-  assign \$1056  = \$1055  & room_w_14[4];
-  assign \$1059  = write_rows & w_last;
-  assign \$1060  = ~ ahead_rows;
-  assign \$1061  = ~ room_w_13[4];
-  assign \$1062  = \$1060  & \$1061 ;
-  assign \$1063  = \$1062  & room_w_14[4];
-  assign \$1064  = \$1063  ? d_ge_15 : d_ge_1;
-  assign \$1065  = \$1059  ? \$1064  : d_ge_2;
-  assign \$1066  = \$1051  ? 1'h1 : \$1065 ;
-  assign \$1067  = write_rows & w_last;
-  assign \$1068  = ~ ahead_rows;
-  assign \$1069  = ~ room_w_13[4];
-  assign \$1070  = \$1068  & \$1069 ;
-  assign \$1071  = \$1070  & room_w_14[4];
-  assign \$1072  = \$1071  ? d_ge_14 : d_ge_0;
-  assign \$1073  = \$1067  ? \$1072  : d_ge_1;
-  assign \$1074  = \$1050  ? \$1066  : \$1073 ;
-  assign \$1075  = take_rows & r_last;
-  assign \$1076  = oy == 4'hd;
-  assign \$1077  = write_rows & w_last;
-  assign \$1078  = ~ ahead_rows;
-  assign \$1079  = ~ room_w_13[4];
-  assign \$1080  = \$1078  & \$1079 ;
-  assign \$1081  = \$1080  & room_w_14[4];
-  assign \$1084  = write_rows & w_last;
-  assign \$1085  = ~ ahead_rows;
-  assign \$1086  = ~ room_w_13[4];
-  assign \$1087  = \$1085  & \$1086 ;
-  assign \$1088  = \$1087  & room_w_14[4];
-  assign \$1089  = \$1088  ? d_ge_16 : d_ge_2;
-  assign \$1090  = \$1084  ? \$1089  : d_ge_3;
-  assign \$1091  = \$1076  ? 1'h1 : \$1090 ;
-  assign \$1092  = write_rows & w_last;
-  assign \$1093  = ~ ahead_rows;
-  assign \$1094  = ~ room_w_13[4];
-  assign \$1095  = \$1093  & \$1094 ;
-  assign \$1096  = \$1095  & room_w_14[4];
-  assign \$1097  = \$1096  ? d_ge_15 : d_ge_1;
-  assign \$1098  = \$1092  ? \$1097  : d_ge_2;
-  assign \$1099  = \$1075  ? \$1091  : \$1098 ;
-  assign \$1100  = take_rows & r_last;
-  assign \$1101  = oy == 4'hd;
-  assign \$1102  = write_rows & w_last;
-  assign \$1103  = ~ ahead_rows;
-  assign \$1104  = ~ room_w_13[4];
-  assign \$1105  = \$1103  & \$1104 ;
-  assign \$1106  = \$1105  & room_w_14[4];
-  assign \$1107  = \$1106  ? 1'h0 : 1'h1;
-  assign \$1108  = ! w_row;
-  assign \$1110  = ~ \$1109 ;
-  assign \$1111  = \$1102  ? \$1107  : \$1110 ;
-  assign \$1112  = write_rows & w_last;
-  assign \$1113  = ~ ahead_rows;
-  assign \$1114  = ~ room_w_13[4];
-  assign \$1115  = \$1113  & \$1114 ;
-  assign \$1116  = \$1115  & room_w_14[4];
-  assign \$1117  = \$1116  ? d_ge_17 : d_ge_3;
-  assign \$1118  = \$1112  ? \$1117  : d_ge_4;
-  assign \$1119  = \$1101  ? \$1111  : \$1118 ;
-  assign \$1120  = write_rows & w_last;
-  assign \$1121  = ~ ahead_rows;
-  assign \$1122  = ~ room_w_13[4];
-  assign \$1123  = \$1121  & \$1122 ;
-  assign \$1124  = \$1123  & room_w_14[4];
-  assign \$1125  = \$1124  ? d_ge_16 : d_ge_2;
-  assign \$1126  = \$1120  ? \$1125  : d_ge_3;
-  assign \$1127  = \$1100  ? \$1119  : \$1126 ;
-  assign \$1128  = take_rows & r_last;
-  assign \$1129  = oy == 4'hd;
-  assign \$1130  = write_rows & w_last;
-  assign \$1131  = ~ ahead_rows;
-  assign \$1132  = ~ room_w_13[4];
-  assign \$1133  = \$1131  & \$1132 ;
-  assign \$1134  = \$1133  & room_w_14[4];
-  assign \$1135  = ! w_row;
-  assign \$1137  = ~ \$1136 ;
-  assign \$1138  = \$1134  ? 1'h0 : \$1137 ;
-  assign \$1139  = ! w_row;
-  assign \$1140  = w_row == 1'h1;
-  assign \$1141  = | { \$1140 , \$1139  };
-  assign \$1142  = ~ \$1141 ;
-  assign \$1143  = \$1130  ? \$1138  : \$1142 ;
-  assign \$1144  = write_rows & w_last;
-  assign \$1145  = ~ ahead_rows;
-  assign \$1146  = ~ room_w_13[4];
-  assign \$1147  = \$1145  & \$1146 ;
-  assign \$1148  = \$1147  & room_w_14[4];
-  assign \$1149  = \$1148  ? d_ge_18 : d_ge_4;
-  assign \$1150  = \$1144  ? \$1149  : d_ge_5;
-  assign \$1151  = \$1129  ? \$1143  : \$1150 ;
-  assign \$1152  = write_rows & w_last;
-  assign \$1153  = ~ ahead_rows;
-  assign \$1154  = ~ room_w_13[4];
-  assign \$1155  = \$1153  & \$1154 ;
-  assign \$1156  = \$1155  & room_w_14[4];
-  assign \$1157  = \$1156  ? d_ge_17 : d_ge_3;
-  assign \$1158  = \$1152  ? \$1157  : d_ge_4;
-  assign \$1159  = \$1128  ? \$1151  : \$1158 ;
-  assign \$1160  = take_rows & r_last;
-  assign \$1161  = oy == 4'hd;
-  assign \$1162  = write_rows & w_last;
-  assign \$1163  = ~ ahead_rows;
-  assign \$1164  = ~ room_w_13[4];
-  assign \$1165  = \$1163  & \$1164 ;
-  assign \$1166  = \$1165  & room_w_14[4];
-  assign \$1167  = ! w_row;
-  assign \$1168  = w_row == 1'h1;
-  assign \$1169  = | { \$1168 , \$1167  };
-  assign \$1170  = ~ \$1169 ;
-  assign \$1171  = \$1166  ? 1'h0 : \$1170 ;
-  assign \$1172  = ! w_row;
-  assign \$1173  = w_row == 1'h1;
-  assign \$1174  = w_row == 2'h2;
-  assign \$1175  = | { \$1174 , \$1173 , \$1172  };
-  assign \$1176  = ~ \$1175 ;
-  assign \$1177  = \$1162  ? \$1171  : \$1176 ;
-  assign \$1178  = write_rows & w_last;
-  assign \$1179  = ~ ahead_rows;
-  assign \$1180  = ~ room_w_13[4];
-  assign \$1181  = \$1179  & \$1180 ;
-  assign \$1182  = \$1181  & room_w_14[4];
-  assign \$1183  = \$1182  ? d_ge_19 : d_ge_5;
-  assign \$1184  = \$1178  ? \$1183  : d_ge_6;
-  assign \$1185  = \$1161  ? \$1177  : \$1184 ;
-  assign \$1186  = write_rows & w_last;
-  assign \$1187  = ~ ahead_rows;
-  assign \$1188  = ~ room_w_13[4];
-  assign \$1189  = \$1187  & \$1188 ;
-  assign \$1190  = \$1189  & room_w_14[4];
-  assign \$1191  = \$1190  ? d_ge_18 : d_ge_4;
-  assign \$1192  = \$1186  ? \$1191  : d_ge_5;
-  assign \$1193  = \$1160  ? \$1185  : \$1192 ;
-  assign \$1194  = take_rows & r_last;
-  assign \$1195  = oy == 4'hd;
-  assign \$1196  = write_rows & w_last;
-  assign \$1197  = ~ ahead_rows;
-  assign \$1198  = ~ room_w_13[4];
-  assign \$1199  = \$1197  & \$1198 ;
-  assign \$1200  = \$1199  & room_w_14[4];
-  assign \$1203  = write_rows & w_last;
-  assign \$1204  = ~ ahead_rows;
-  assign \$1205  = ~ room_w_13[4];
-  assign \$1206  = \$1204  & \$1205 ;
-  assign \$1207  = \$1206  & room_w_14[4];
-  assign \$1208  = \$1207  ? 1'h0 : d_ge_19;
-  assign \$1209  = d == 5'h14;
-  assign \$1210  = d == 5'h15;
-  assign \$1211  = d == 5'h16;
-  assign \$1212  = d == 5'h17;
-  assign \$1213  = d == 5'h18;
-  assign \$1214  = d == 5'h19;
-  assign \$1215  = d == 5'h1a;
-  assign \$1216  = d == 5'h1b;
-  assign \$1217  = d == 5'h1c;
-  assign \$1218  = d == 5'h1d;
-  assign \$1219  = d == 5'h1e;
-  assign \$1220  = d == 5'h1f;
-  assign \$1221  = | { \$1220 , \$1219 , \$1218 , \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212 , \$1211 , \$1210 , \$1209  };
-  assign \$1222  = \$1203  ? \$1208  : \$1221 ;
-  assign \$1223  = \$1195  ? 1'h0 : \$1222 ;
-  assign \$1224  = write_rows & w_last;
-  assign \$1225  = ~ ahead_rows;
-  assign \$1226  = ~ room_w_13[4];
-  assign \$1227  = \$1225  & \$1226 ;
-  assign \$1228  = \$1227  & room_w_14[4];
-  assign \$1229  = \$1228  ? 1'h0 : d_ge_18;
-  assign \$1230  = \$1224  ? \$1229  : d_ge_19;
-  assign \$1231  = \$1194  ? \$1223  : \$1230 ;
-  assign \$1232  = take_rows & r_last;
-  assign \$1233  = oy == 4'hd;
-  assign \$1234  = write_rows & w_last;
-  assign \$1235  = ~ ahead_rows;
-  assign \$1236  = ~ room_w_13[4];
-  assign \$1237  = \$1235  & \$1236 ;
-  assign \$1238  = \$1237  & room_w_14[4];
-  assign \$1239  = ! w_row;
-  assign \$1240  = w_row == 1'h1;
-  assign \$1241  = w_row == 2'h2;
-  assign \$1242  = | { \$1241 , \$1240 , \$1239  };
-  assign \$1243  = ~ \$1242 ;
-  assign \$1244  = \$1238  ? 1'h0 : \$1243 ;
-  assign \$1245  = ! w_row;
-  assign \$1246  = w_row == 1'h1;
-  assign \$1247  = w_row == 2'h2;
-  assign \$1248  = w_row == 2'h3;
-  assign \$1249  = | { \$1248 , \$1247 , \$1246 , \$1245  };
-  assign \$1250  = ~ \$1249 ;
-  assign \$1251  = \$1234  ? \$1244  : \$1250 ;
+  assign \$822  = | { \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815  };
+  assign \$823  = \$814  ? \$822  : d_ge_11;
+  assign \$824  = \$810  ? \$823  : d_ge_12;
+  assign \$825  = \$785  ? \$809  : \$824 ;
+  assign \$826  = write_rows & w_last;
+  assign \$827  = ~ ahead_rows;
+  assign \$828  = ~ room_w_13[4];
+  assign \$829  = \$827  & \$828 ;
+  assign \$830  = \$829  & room_w_14[4];
+  assign \$831  = d == 5'h18;
+  assign \$832  = d == 5'h19;
+  assign \$833  = d == 5'h1a;
+  assign \$834  = d == 5'h1b;
+  assign \$835  = d == 5'h1c;
+  assign \$836  = d == 5'h1d;
+  assign \$837  = d == 5'h1e;
+  assign \$838  = d == 5'h1f;
+  assign \$839  = | { \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831  };
+  assign \$840  = \$830  ? \$839  : d_ge_10;
+  assign \$841  = \$826  ? \$840  : d_ge_11;
+  assign \$842  = \$784  ? \$825  : \$841 ;
+  assign \$843  = take_rows & r_last;
+  assign \$844  = oy == 4'hd;
+  assign \$845  = write_rows & w_last;
+  assign \$846  = ~ ahead_rows;
+  assign \$847  = ~ room_w_13[4];
+  assign \$848  = \$846  & \$847 ;
+  assign \$849  = \$848  & room_w_14[4];
+  assign \$852  = write_rows & w_last;
+  assign \$853  = ~ ahead_rows;
+  assign \$854  = ~ room_w_13[4];
+  assign \$855  = \$853  & \$854 ;
+  assign \$856  = \$855  & room_w_14[4];
+  assign \$857  = \$856  ? d_ge_12 : d_ge_m2;
+  assign \$858  = d == 6'h20;
+  assign \$859  = d == 6'h21;
+  assign \$860  = d == 6'h22;
+  assign \$861  = d == 6'h23;
+  assign \$862  = d == 6'h24;
+  assign \$863  = d == 6'h25;
+  assign \$864  = d == 6'h26;
+  assign \$865  = d == 6'h27;
+  assign \$866  = d == 6'h28;
+  assign \$867  = d == 6'h29;
+  assign \$868  = d == 6'h2a;
+  assign \$869  = d == 6'h2b;
+  assign \$870  = d == 6'h2c;
+  assign \$871  = d == 6'h2d;
+  assign \$872  = d == 6'h2e;
+  assign \$873  = d == 6'h2f;
+  assign \$874  = d == 6'h30;
+  assign \$875  = d == 6'h31;
+  assign \$876  = d == 6'h32;
+  assign \$877  = d == 6'h33;
+  assign \$878  = d == 6'h34;
+  assign \$879  = d == 6'h35;
+  assign \$880  = d == 6'h36;
+  assign \$881  = d == 6'h37;
+  assign \$882  = d == 6'h38;
+  assign \$883  = d == 6'h39;
+  assign \$884  = d == 6'h3a;
+  assign \$885  = d == 6'h3b;
+  assign \$886  = d == 6'h3c;
+  assign \$887  = d == 6'h3d;
+  assign \$888  = d == 6'h3e;
+  assign \$889  = | { \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858  };
+  assign \$890  = ~ \$889 ;
+  assign \$891  = \$852  ? \$857  : \$890 ;
+  assign \$892  = \$844  ? 1'h1 : \$891 ;
+  assign \$893  = write_rows & w_last;
+  assign \$894  = ~ ahead_rows;
+  assign \$895  = ~ room_w_13[4];
+  assign \$896  = \$894  & \$895 ;
+  assign \$897  = \$896  & room_w_14[4];
+  assign \$898  = \$897  ? d_ge_11 : d_ge_m3;
+  assign \$899  = \$893  ? \$898  : d_ge_m2;
+  assign \$900  = \$843  ? \$892  : \$899 ;
+  assign \$901  = take_rows & r_last;
+  assign \$902  = oy == 4'hd;
+  assign \$903  = write_rows & w_last;
+  assign \$904  = ~ ahead_rows;
+  assign \$905  = ~ room_w_13[4];
+  assign \$906  = \$904  & \$905 ;
+  assign \$907  = \$906  & room_w_14[4];
+  assign \$908  = w_row == 4'h9;
+  assign \$909  = w_row == 4'ha;
+  assign \$910  = w_row == 4'hb;
+  assign \$911  = w_row == 4'hc;
+  assign \$912  = w_row == 4'hd;
+  assign \$913  = w_row == 4'he;
+  assign \$914  = w_row == 4'hf;
+  assign \$915  = | { \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908  };
+  assign \$916  = \$907  ? 1'h0 : \$915 ;
+  assign \$917  = w_row == 4'ha;
+  assign \$918  = w_row == 4'hb;
+  assign \$919  = w_row == 4'hc;
+  assign \$920  = w_row == 4'hd;
+  assign \$921  = w_row == 4'he;
+  assign \$922  = w_row == 4'hf;
+  assign \$923  = | { \$922 , \$921 , \$920 , \$919 , \$918 , \$917  };
+  assign \$924  = \$903  ? \$916  : \$923 ;
+  assign \$925  = write_rows & w_last;
+  assign \$926  = ~ ahead_rows;
+  assign \$927  = ~ room_w_13[4];
+  assign \$928  = \$926  & \$927 ;
+  assign \$929  = \$928  & room_w_14[4];
+  assign \$930  = d == 5'h1a;
+  assign \$931  = d == 5'h1b;
+  assign \$932  = d == 5'h1c;
+  assign \$933  = d == 5'h1d;
+  assign \$934  = d == 5'h1e;
+  assign \$935  = d == 5'h1f;
+  assign \$936  = | { \$935 , \$934 , \$933 , \$932 , \$931 , \$930  };
+  assign \$937  = \$929  ? \$936  : d_ge_12;
+  assign \$938  = d == 4'hd;
+  assign \$939  = d == 4'he;
+  assign \$940  = d == 4'hf;
+  assign \$941  = d == 5'h10;
+  assign \$942  = d == 5'h11;
+  assign \$943  = d == 5'h12;
+  assign \$944  = d == 5'h13;
+  assign \$945  = d == 5'h14;
+  assign \$946  = d == 5'h15;
+  assign \$947  = d == 5'h16;
+  assign \$948  = d == 5'h17;
+  assign \$949  = d == 5'h18;
+  assign \$950  = d == 5'h19;
+  assign \$951  = d == 5'h1a;
+  assign \$952  = d == 5'h1b;
+  assign \$953  = d == 5'h1c;
+  assign \$954  = d == 5'h1d;
+  assign \$955  = d == 5'h1e;
+  assign \$956  = d == 5'h1f;
+  assign \$957  = | { \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938  };
+  assign \$958  = \$925  ? \$937  : \$957 ;
+  assign \$959  = \$902  ? \$924  : \$958 ;
+  assign \$960  = write_rows & w_last;
+  assign \$961  = ~ ahead_rows;
+  assign \$962  = ~ room_w_13[4];
+  assign \$963  = \$961  & \$962 ;
+  assign \$964  = \$963  & room_w_14[4];
+  assign \$965  = d == 5'h19;
+  assign \$966  = d == 5'h1a;
+  assign \$967  = d == 5'h1b;
+  assign \$968  = d == 5'h1c;
+  assign \$969  = d == 5'h1d;
+  assign \$970  = d == 5'h1e;
+  assign \$971  = d == 5'h1f;
+  assign \$972  = | { \$971 , \$970 , \$969 , \$968 , \$967 , \$966 , \$965  };
+  assign \$973  = \$964  ? \$972  : d_ge_11;
+  assign \$974  = \$960  ? \$973  : d_ge_12;
+  assign \$975  = \$901  ? \$959  : \$974 ;
+  assign \$976  = take_rows & r_last;
+  assign \$977  = oy == 4'hd;
+  assign \$978  = write_rows & w_last;
+  assign \$979  = ~ ahead_rows;
+  assign \$980  = ~ room_w_13[4];
+  assign \$981  = \$979  & \$980 ;
+  assign \$982  = \$981  & room_w_14[4];
+  assign \$985  = write_rows & w_last;
+  assign \$986  = ~ ahead_rows;
+  assign \$987  = ~ room_w_13[4];
+  assign \$988  = \$986  & \$987 ;
+  assign \$989  = \$988  & room_w_14[4];
+  assign \$990  = \$989  ? d_ge_10 : d_ge_m4;
+  assign \$991  = \$985  ? \$990  : d_ge_m3;
+  assign \$992  = \$977  ? 1'h1 : \$991 ;
+  assign \$993  = write_rows & w_last;
+  assign \$994  = ~ ahead_rows;
+  assign \$995  = ~ room_w_13[4];
+  assign \$996  = \$994  & \$995 ;
+  assign \$997  = \$996  & room_w_14[4];
+  assign \$998  = d == 4'h9;
+  assign \$999  = d == 4'ha;
+  assign \$1000  = d == 4'hb;
+  assign \$1001  = d == 4'hc;
+  assign \$1002  = d == 4'hd;
+  assign \$1003  = d == 4'he;
+  assign \$1004  = d == 4'hf;
+  assign \$1005  = d == 5'h10;
+  assign \$1006  = d == 5'h11;
+  assign \$1007  = d == 5'h12;
+  assign \$1008  = d == 5'h13;
+  assign \$1009  = d == 5'h14;
+  assign \$1010  = d == 5'h15;
+  assign \$1011  = d == 5'h16;
+  assign \$1012  = d == 5'h17;
+  assign \$1013  = d == 5'h18;
+  assign \$1014  = d == 5'h19;
+  assign \$1015  = d == 5'h1a;
+  assign \$1016  = d == 5'h1b;
+  assign \$1017  = d == 5'h1c;
+  assign \$1018  = d == 5'h1d;
+  assign \$1019  = d == 5'h1e;
+  assign \$1020  = d == 5'h1f;
+  assign \$1021  = | { \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998  };
+  assign \$1022  = d == 6'h20;
+  assign \$1023  = d == 6'h21;
+  assign \$1024  = d == 6'h22;
+  assign \$1025  = d == 6'h23;
+  assign \$1026  = d == 6'h24;
+  assign \$1027  = d == 6'h25;
+  assign \$1028  = d == 6'h26;
+  assign \$1029  = d == 6'h27;
+  assign \$1030  = d == 6'h28;
+  assign \$1031  = d == 6'h29;
+  assign \$1032  = d == 6'h2a;
+  assign \$1033  = d == 6'h2b;
+  assign \$1034  = d == 6'h2c;
+  assign \$1035  = d == 6'h2d;
+  assign \$1036  = d == 6'h2e;
+  assign \$1037  = d == 6'h2f;
+  assign \$1038  = d == 6'h30;
+  assign \$1039  = d == 6'h31;
+  assign \$1040  = d == 6'h32;
+  assign \$1041  = d == 6'h33;
+  assign \$1042  = d == 6'h34;
+  assign \$1043  = d == 6'h35;
+  assign \$1044  = d == 6'h36;
+  assign \$1045  = d == 6'h37;
+  assign \$1046  = d == 6'h38;
+  assign \$1047  = d == 6'h39;
+  assign \$1048  = d == 6'h3a;
+  assign \$1049  = | { \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022  };
+  assign \$1050  = ~ \$1049 ;
+  assign \$1051  = \$997  ? \$1021  : \$1050 ;
+  assign \$1052  = \$993  ? \$1051  : d_ge_m4;
+  assign \$1053  = \$976  ? \$992  : \$1052 ;
+  assign \$1054  = take_rows & r_last;
+  assign \$1055  = oy == 4'hd;
+  assign \$1056  = write_rows & w_last;
+  assign \$1057  = ~ ahead_rows;
+  assign \$1058  = ~ room_w_13[4];
+  assign \$1059  = \$1057  & \$1058 ;
+  assign \$1060  = \$1059  & room_w_14[4];
+  assign \$1061  = ! w_row;
+  assign \$1062  = w_row == 1'h1;
+  assign \$1063  = w_row == 2'h2;
+  assign \$1064  = w_row == 2'h3;
+  assign \$1065  = w_row == 3'h4;
+  assign \$1066  = w_row == 3'h5;
+  assign \$1067  = w_row == 3'h6;
+  assign \$1068  = | { \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061  };
+  assign \$1069  = ~ \$1068 ;
+  assign \$1070  = \$1060  ? 1'h0 : \$1069 ;
+  assign \$1071  = w_row == 4'h8;
+  assign \$1072  = w_row == 4'h9;
+  assign \$1073  = w_row == 4'ha;
+  assign \$1074  = w_row == 4'hb;
+  assign \$1075  = w_row == 4'hc;
+  assign \$1076  = w_row == 4'hd;
+  assign \$1077  = w_row == 4'he;
+  assign \$1078  = w_row == 4'hf;
+  assign \$1079  = | { \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071  };
+  assign \$1080  = \$1056  ? \$1070  : \$1079 ;
+  assign \$1081  = write_rows & w_last;
+  assign \$1082  = ~ ahead_rows;
+  assign \$1083  = ~ room_w_13[4];
+  assign \$1084  = \$1082  & \$1083 ;
+  assign \$1085  = \$1084  & room_w_14[4];
+  assign \$1086  = d == 5'h18;
+  assign \$1087  = d == 5'h19;
+  assign \$1088  = d == 5'h1a;
+  assign \$1089  = d == 5'h1b;
+  assign \$1090  = d == 5'h1c;
+  assign \$1091  = d == 5'h1d;
+  assign \$1092  = d == 5'h1e;
+  assign \$1093  = d == 5'h1f;
+  assign \$1094  = | { \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086  };
+  assign \$1095  = \$1085  ? \$1094  : d_ge_10;
+  assign \$1096  = \$1081  ? \$1095  : d_ge_11;
+  assign \$1097  = \$1055  ? \$1080  : \$1096 ;
+  assign \$1098  = write_rows & w_last;
+  assign \$1099  = ~ ahead_rows;
+  assign \$1100  = ~ room_w_13[4];
+  assign \$1101  = \$1099  & \$1100 ;
+  assign \$1102  = \$1101  & room_w_14[4];
+  assign \$1103  = d == 5'h17;
+  assign \$1104  = d == 5'h18;
+  assign \$1105  = d == 5'h19;
+  assign \$1106  = d == 5'h1a;
+  assign \$1107  = d == 5'h1b;
+  assign \$1108  = d == 5'h1c;
+  assign \$1109  = d == 5'h1d;
+  assign \$1110  = d == 5'h1e;
+  assign \$1111  = d == 5'h1f;
+  assign \$1112  = | { \$1111 , \$1110 , \$1109 , \$1108 , \$1107 , \$1106 , \$1105 , \$1104 , \$1103  };
+  assign \$1113  = d == 4'h9;
+  assign \$1114  = d == 4'ha;
+  assign \$1115  = d == 4'hb;
+  assign \$1116  = d == 4'hc;
+  assign \$1117  = d == 4'hd;
+  assign \$1118  = d == 4'he;
+  assign \$1119  = d == 4'hf;
+  assign \$1120  = d == 5'h10;
+  assign \$1121  = d == 5'h11;
+  assign \$1122  = d == 5'h12;
+  assign \$1123  = d == 5'h13;
+  assign \$1124  = d == 5'h14;
+  assign \$1125  = d == 5'h15;
+  assign \$1126  = d == 5'h16;
+  assign \$1127  = d == 5'h17;
+  assign \$1128  = d == 5'h18;
+  assign \$1129  = d == 5'h19;
+  assign \$1130  = d == 5'h1a;
+  assign \$1131  = d == 5'h1b;
+  assign \$1132  = d == 5'h1c;
+  assign \$1133  = d == 5'h1d;
+  assign \$1134  = d == 5'h1e;
+  assign \$1135  = d == 5'h1f;
+  assign \$1136  = | { \$1135 , \$1134 , \$1133 , \$1132 , \$1131 , \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124 , \$1123 , \$1122 , \$1121 , \$1120 , \$1119 , \$1118 , \$1117 , \$1116 , \$1115 , \$1114 , \$1113  };
+  assign \$1137  = \$1102  ? \$1112  : \$1136 ;
+  assign \$1138  = \$1098  ? \$1137  : d_ge_10;
+  assign \$1139  = \$1054  ? \$1097  : \$1138 ;
+  assign \$1140  = take_rows & r_last;
+  assign \$1141  = oy == 4'hd;
+  assign \$1142  = write_rows & w_last;
+  assign \$1143  = ~ ahead_rows;
+  assign \$1144  = ~ room_w_13[4];
+  assign \$1145  = \$1143  & \$1144 ;
+  assign \$1146  = \$1145  & room_w_14[4];
+  assign \$1147  = w_row == 4'hb;
+  assign \$1148  = w_row == 4'hc;
+  assign \$1149  = w_row == 4'hd;
+  assign \$1150  = w_row == 4'he;
+  assign \$1151  = w_row == 4'hf;
+  assign \$1152  = | { \$1151 , \$1150 , \$1149 , \$1148 , \$1147  };
+  assign \$1153  = \$1146  ? 1'h0 : \$1152 ;
+  assign \$1154  = w_row == 4'hc;
+  assign \$1155  = w_row == 4'hd;
+  assign \$1156  = w_row == 4'he;
+  assign \$1157  = w_row == 4'hf;
+  assign \$1158  = | { \$1157 , \$1156 , \$1155 , \$1154  };
+  assign \$1159  = \$1142  ? \$1153  : \$1158 ;
+  assign \$1160  = write_rows & w_last;
+  assign \$1161  = ~ ahead_rows;
+  assign \$1162  = ~ room_w_13[4];
+  assign \$1163  = \$1161  & \$1162 ;
+  assign \$1164  = \$1163  & room_w_14[4];
+  assign \$1165  = d == 5'h1c;
+  assign \$1166  = d == 5'h1d;
+  assign \$1167  = d == 5'h1e;
+  assign \$1168  = d == 5'h1f;
+  assign \$1169  = | { \$1168 , \$1167 , \$1166 , \$1165  };
+  assign \$1170  = \$1164  ? \$1169  : d_ge_14;
+  assign \$1171  = \$1160  ? \$1170  : d_ge_15;
+  assign \$1172  = \$1141  ? \$1159  : \$1171 ;
+  assign \$1173  = write_rows & w_last;
+  assign \$1174  = ~ ahead_rows;
+  assign \$1175  = ~ room_w_13[4];
+  assign \$1176  = \$1174  & \$1175 ;
+  assign \$1177  = \$1176  & room_w_14[4];
+  assign \$1178  = d == 5'h1b;
+  assign \$1179  = d == 5'h1c;
+  assign \$1180  = d == 5'h1d;
+  assign \$1181  = d == 5'h1e;
+  assign \$1182  = d == 5'h1f;
+  assign \$1183  = | { \$1182 , \$1181 , \$1180 , \$1179 , \$1178  };
+  assign \$1184  = d == 4'hd;
+  assign \$1185  = d == 4'he;
+  assign \$1186  = d == 4'hf;
+  assign \$1187  = d == 5'h10;
+  assign \$1188  = d == 5'h11;
+  assign \$1189  = d == 5'h12;
+  assign \$1190  = d == 5'h13;
+  assign \$1191  = d == 5'h14;
+  assign \$1192  = d == 5'h15;
+  assign \$1193  = d == 5'h16;
+  assign \$1194  = d == 5'h17;
+  assign \$1195  = d == 5'h18;
+  assign \$1196  = d == 5'h19;
+  assign \$1197  = d == 5'h1a;
+  assign \$1198  = d == 5'h1b;
+  assign \$1199  = d == 5'h1c;
+  assign \$1200  = d == 5'h1d;
+  assign \$1201  = d == 5'h1e;
+  assign \$1202  = d == 5'h1f;
+  assign \$1203  = | { \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184  };
+  assign \$1204  = \$1177  ? \$1183  : \$1203 ;
+  assign \$1205  = \$1173  ? \$1204  : d_ge_14;
+  assign \$1206  = \$1140  ? \$1172  : \$1205 ;
+  assign \$1207  = take_rows & r_last;
+  assign \$1208  = oy == 4'hd;
+  assign \$1209  = write_rows & w_last;
+  assign \$1210  = ~ ahead_rows;
+  assign \$1211  = ~ room_w_13[4];
+  assign \$1212  = \$1210  & \$1211 ;
+  assign \$1213  = \$1212  & room_w_14[4];
+  assign \$1214  = w_row == 4'hc;
+  assign \$1215  = w_row == 4'hd;
+  assign \$1216  = w_row == 4'he;
+  assign \$1217  = w_row == 4'hf;
+  assign \$1218  = | { \$1217 , \$1216 , \$1215 , \$1214  };
+  assign \$1219  = \$1213  ? 1'h0 : \$1218 ;
+  assign \$1220  = w_row == 4'hd;
+  assign \$1221  = w_row == 4'he;
+  assign \$1222  = w_row == 4'hf;
+  assign \$1223  = | { \$1222 , \$1221 , \$1220  };
+  assign \$1224  = \$1209  ? \$1219  : \$1223 ;
+  assign \$1225  = write_rows & w_last;
+  assign \$1226  = ~ ahead_rows;
+  assign \$1227  = ~ room_w_13[4];
+  assign \$1228  = \$1226  & \$1227 ;
+  assign \$1229  = \$1228  & room_w_14[4];
+  assign \$1230  = d == 5'h1d;
+  assign \$1231  = d == 5'h1e;
+  assign \$1232  = d == 5'h1f;
+  assign \$1233  = | { \$1232 , \$1231 , \$1230  };
+  assign \$1234  = \$1229  ? \$1233  : d_ge_15;
+  assign \$1235  = \$1225  ? \$1234  : d_ge_16;
+  assign \$1236  = \$1208  ? \$1224  : \$1235 ;
+  assign \$1237  = write_rows & w_last;
+  assign \$1238  = ~ ahead_rows;
+  assign \$1239  = ~ room_w_13[4];
+  assign \$1240  = \$1238  & \$1239 ;
+  assign \$1241  = \$1240  & room_w_14[4];
+  assign \$1242  = d == 5'h1c;
+  assign \$1243  = d == 5'h1d;
+  assign \$1244  = d == 5'h1e;
+  assign \$1245  = d == 5'h1f;
+  assign \$1246  = | { \$1245 , \$1244 , \$1243 , \$1242  };
+  assign \$1247  = \$1241  ? \$1246  : d_ge_14;
+  assign \$1248  = \$1237  ? \$1247  : d_ge_15;
+  assign \$1249  = \$1207  ? \$1236  : \$1248 ;
+  assign \$1250  = take_rows & r_last;
+  assign \$1251  = oy == 4'hd;
   assign \$1252  = write_rows & w_last;
   assign \$1253  = ~ ahead_rows;
   assign \$1254  = ~ room_w_13[4];
   assign \$1255  = \$1253  & \$1254 ;
   assign \$1256  = \$1255  & room_w_14[4];
-  assign \$1257  = d == 5'h14;
-  assign \$1258  = d == 5'h15;
-  assign \$1259  = d == 5'h16;
-  assign \$1260  = d == 5'h17;
-  assign \$1261  = d == 5'h18;
-  assign \$1262  = d == 5'h19;
-  assign \$1263  = d == 5'h1a;
-  assign \$1264  = d == 5'h1b;
-  assign \$1265  = d == 5'h1c;
-  assign \$1266  = d == 5'h1d;
-  assign \$1267  = d == 5'h1e;
-  assign \$1268  = d == 5'h1f;
-  assign \$1269  = | { \$1268 , \$1267 , \$1266 , \$1265 , \$1264 , \$1263 , \$1262 , \$1261 , \$1260 , \$1259 , \$1258 , \$1257  };
-  assign \$1270  = \$1256  ? \$1269  : d_ge_6;
-  assign \$1271  = d == 3'h7;
-  assign \$1272  = d == 4'h8;
-  assign \$1273  = d == 4'h9;
-  assign \$1274  = d == 4'ha;
-  assign \$1275  = d == 4'hb;
-  assign \$1276  = d == 4'hc;
-  assign \$1277  = d == 4'hd;
-  assign \$1278  = d == 4'he;
-  assign \$1279  = d == 4'hf;
-  assign \$1280  = d == 5'h10;
-  assign \$1281  = d == 5'h11;
-  assign \$1282  = d == 5'h12;
-  assign \$1283  = d == 5'h13;
-  assign \$1284  = d == 5'h14;
-  assign \$1285  = d == 5'h15;
-  assign \$1286  = d == 5'h16;
-  assign \$1287  = d == 5'h17;
-  assign \$1288  = d == 5'h18;
-  assign \$1289  = d == 5'h19;
-  assign \$1290  = d == 5'h1a;
-  assign \$1291  = d == 5'h1b;
-  assign \$1292  = d == 5'h1c;
-  assign \$1293  = d == 5'h1d;
-  assign \$1294  = d == 5'h1e;
-  assign \$1295  = d == 5'h1f;
-  assign \$1296  = | { \$1295 , \$1294 , \$1293 , \$1292 , \$1291 , \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285 , \$1284 , \$1283 , \$1282 , \$1281 , \$1280 , \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271  };
-  assign \$1297  = \$1252  ? \$1270  : \$1296 ;
-  assign \$1298  = \$1233  ? \$1251  : \$1297 ;
-  assign \$1299  = write_rows & w_last;
-  assign \$1300  = ~ ahead_rows;
-  assign \$1301  = ~ room_w_13[4];
-  assign \$1302  = \$1300  & \$1301 ;
-  assign \$1303  = \$1302  & room_w_14[4];
-  assign \$1304  = \$1303  ? d_ge_19 : d_ge_5;
-  assign \$1305  = \$1299  ? \$1304  : d_ge_6;
-  assign \$1306  = \$1232  ? \$1298  : \$1305 ;
-  assign \$1307  = rst_conv2_window ? 1'h0 : valid_next;
-  assign \$1308  = w_grp + w_c;
-  assign \$1309  = ! w_b;
-  assign \$1310  = write & \$1309 ;
-  assign \$1311  = w_grp + w_c;
-  assign \$1312  = w_b == 1'h1;
-  assign \$1313  = write & \$1312 ;
-  assign \$1314  = w_grp + w_c;
-  assign \$1315  = w_b == 2'h2;
-  assign \$1316  = write & \$1315 ;
-  assign \$1317  = w_grp + w_c;
-  assign \$1318  = w_b == 2'h3;
-  assign \$1319  = write & \$1318 ;
-  assign \$1320  = w_grp + w_c;
-  assign \$1321  = w_b == 3'h4;
-  assign \$1322  = write & \$1321 ;
-  assign \$1323  = rst_conv2_window | switch;
-  assign \$1324  = write_rows & w_last;
-  assign \$1325  = w_row == 4'hd;
-  assign \$1326  = \$1324  & \$1325 ;
-  assign \$1327  = \$1326  ? 1'h1 : ahead_rows;
-  assign \$1328  = \$1323  ? 1'h0 : \$1327 ;
-  assign \$1329  = take_rows & r_last;
-  assign \$1330  = write & w_last;
-  assign \$1331  = ~ ahead;
-  assign \$1332  = ~ room_w_13[4];
-  assign \$1333  = \$1331  & \$1332 ;
-  assign \$1334  = \$1333  & room_w_14[4];
-  assign \$1335  = oy == 4'hd;
-  assign \$1336  = ~ ahead;
+  assign \$1257  = w_row == 4'hd;
+  assign \$1258  = w_row == 4'he;
+  assign \$1259  = w_row == 4'hf;
+  assign \$1260  = | { \$1259 , \$1258 , \$1257  };
+  assign \$1261  = \$1256  ? 1'h0 : \$1260 ;
+  assign \$1262  = w_row == 4'he;
+  assign \$1263  = w_row == 4'hf;
+  assign \$1264  = | { \$1263 , \$1262  };
+  assign \$1265  = \$1252  ? \$1261  : \$1264 ;
+  assign \$1266  = write_rows & w_last;
+  assign \$1267  = ~ ahead_rows;
+  assign \$1268  = ~ room_w_13[4];
+  assign \$1269  = \$1267  & \$1268 ;
+  assign \$1270  = \$1269  & room_w_14[4];
+  assign \$1271  = d == 5'h1e;
+  assign \$1272  = d == 5'h1f;
+  assign \$1273  = | { \$1272 , \$1271  };
+  assign \$1274  = \$1270  ? \$1273  : d_ge_16;
+  assign \$1275  = \$1266  ? \$1274  : d_ge_17;
+  assign \$1276  = \$1251  ? \$1265  : \$1275 ;
+  assign \$1277  = write_rows & w_last;
+  assign \$1278  = ~ ahead_rows;
+  assign \$1279  = ~ room_w_13[4];
+  assign \$1280  = \$1278  & \$1279 ;
+  assign \$1281  = \$1280  & room_w_14[4];
+  assign \$1282  = d == 5'h1d;
+  assign \$1283  = d == 5'h1e;
+  assign \$1284  = d == 5'h1f;
+  assign \$1285  = | { \$1284 , \$1283 , \$1282  };
+  assign \$1286  = \$1281  ? \$1285  : d_ge_15;
+  assign \$1287  = \$1277  ? \$1286  : d_ge_16;
+  assign \$1288  = \$1250  ? \$1276  : \$1287 ;
+  assign \$1289  = take_rows & r_last;
+  assign \$1290  = oy == 4'hd;
+  assign \$1291  = write_rows & w_last;
+  assign \$1292  = ~ ahead_rows;
+  assign \$1293  = ~ room_w_13[4];
+  assign \$1294  = \$1292  & \$1293 ;
+  assign \$1295  = \$1294  & room_w_14[4];
+  assign \$1296  = w_row == 4'he;
+  assign \$1297  = w_row == 4'hf;
+  assign \$1298  = | { \$1297 , \$1296  };
+  assign \$1299  = \$1295  ? 1'h0 : \$1298 ;
+  assign \$1300  = w_row == 4'hf;
+  assign \$1302  = \$1291  ? \$1299  : \$1301 ;
+  assign \$1303  = write_rows & w_last;
+  assign \$1304  = ~ ahead_rows;
+  assign \$1305  = ~ room_w_13[4];
+  assign \$1306  = \$1304  & \$1305 ;
+  assign \$1307  = \$1306  & room_w_14[4];
+  assign \$1308  = d == 5'h1f;
+  assign \$1310  = \$1307  ? \$1309  : d_ge_17;
+  assign \$1311  = \$1303  ? \$1310  : d_ge_18;
+  assign \$1312  = \$1290  ? \$1302  : \$1311 ;
+  assign \$1313  = write_rows & w_last;
+  assign \$1314  = ~ ahead_rows;
+  assign \$1315  = ~ room_w_13[4];
+  assign \$1316  = \$1314  & \$1315 ;
+  assign \$1317  = \$1316  & room_w_14[4];
+  assign \$1318  = d == 5'h1e;
+  assign \$1319  = d == 5'h1f;
+  assign \$1320  = | { \$1319 , \$1318  };
+  assign \$1321  = \$1317  ? \$1320  : d_ge_16;
+  assign \$1322  = \$1313  ? \$1321  : d_ge_17;
+  assign \$1323  = \$1289  ? \$1312  : \$1322 ;
+  assign \$1324  = take_rows & r_last;
+  assign \$1325  = oy == 4'hd;
+  assign \$1326  = write_rows & w_last;
+  assign \$1327  = ~ ahead_rows;
+  assign \$1328  = ~ room_w_13[4];
+  assign \$1329  = \$1327  & \$1328 ;
+  assign \$1330  = \$1329  & room_w_14[4];
+  assign \$1331  = w_row == 4'hf;
+  assign \$1333  = \$1330  ? 1'h0 : \$1332 ;
+  assign \$1334  = \$1326  ? \$1333  : 1'h0;
+  assign \$1335  = write_rows & w_last;
+  assign \$1336  = ~ ahead_rows;
   assign \$1337  = ~ room_w_13[4];
   assign \$1338  = \$1336  & \$1337 ;
   assign \$1339  = \$1338  & room_w_14[4];
-  assign \$1340  = ahead | \$1339 ;
-  assign \$1341  = switch ? 1'h0 : \$1340 ;
-  assign \$1342  = oy == 4'hd;
-  assign \$1343  = r_done | \$1342 ;
-  assign \$1344  = switch ? 1'h0 : \$1343 ;
-  assign \$1345  = ~ \$1344 ;
-  assign \$1347  = oy == 4'hd;
-  assign \$1348  = r_done | \$1347 ;
-  assign \$1349  = switch ? 1'h0 : \$1348 ;
-  assign \$1352  = \$1341  ? 1'h0 : 1'h1;
-  assign \$1353  = ~ ahead;
-  assign \$1354  = ~ room_w_13[4];
-  assign \$1355  = \$1353  & \$1354 ;
-  assign \$1356  = \$1355  & room_w_14[4];
-  assign \$1357  = ahead | \$1356 ;
-  assign \$1358  = switch ? 1'h0 : \$1357 ;
-  assign \$1359  = oy == 4'hd;
-  assign \$1360  = r_done | \$1359 ;
-  assign \$1361  = switch ? 1'h0 : \$1360 ;
-  assign \$1362  = ~ \$1361 ;
-  assign \$1363  = \$1362  & room_low_2[4];
-  assign \$1364  = oy == 4'hd;
-  assign \$1365  = r_done | \$1364 ;
-  assign \$1366  = switch ? 1'h0 : \$1365 ;
-  assign \$1369  = \$1358  ? \$1363  : 1'h1;
-  assign \$1370  = \$1335  ? \$1352  : \$1369 ;
-  assign \$1371  = oy == 4'hd;
-  assign \$1372  = ~ ahead;
-  assign \$1373  = ~ room_w_13[4];
-  assign \$1374  = \$1372  & \$1373 ;
-  assign \$1375  = \$1374  & room_w_14[4];
-  assign \$1376  = ahead | \$1375 ;
-  assign \$1377  = switch ? 1'h0 : \$1376 ;
-  assign \$1378  = oy == 4'hd;
-  assign \$1379  = r_done | \$1378 ;
-  assign \$1380  = switch ? 1'h0 : \$1379 ;
-  assign \$1381  = ~ \$1380 ;
-  assign \$1383  = oy == 4'hd;
-  assign \$1384  = r_done | \$1383 ;
-  assign \$1385  = switch ? 1'h0 : \$1384 ;
-  assign \$1386  = \$1385  | room_w_8[3];
-  assign \$1387  = room_w_13[4] & \$1386 ;
-  assign \$1388  = \$1377  ? 1'h0 : \$1387 ;
-  assign \$1389  = ~ ahead;
-  assign \$1390  = ~ room_w_13[4];
-  assign \$1391  = \$1389  & \$1390 ;
-  assign \$1392  = \$1391  & room_w_14[4];
-  assign \$1393  = ahead | \$1392 ;
-  assign \$1394  = switch ? 1'h0 : \$1393 ;
-  assign \$1395  = oy == 4'hd;
-  assign \$1396  = r_done | \$1395 ;
-  assign \$1397  = switch ? 1'h0 : \$1396 ;
-  assign \$1398  = ~ \$1397 ;
-  assign \$1399  = $signed(d) < $signed(3'h5);
-  assign \$1400  = \$1398  & \$1399 ;
-  assign \$1401  = oy == 4'hd;
-  assign \$1402  = r_done | \$1401 ;
-  assign \$1403  = switch ? 1'h0 : \$1402 ;
-  assign \$1404  = $signed(d) < $signed(5'h0b);
-  assign \$1405  = \$1403  | \$1404 ;
-  assign \$1406  = room_w_13[4] & \$1405 ;
-  assign \$1407  = \$1394  ? \$1400  : \$1406 ;
-  assign \$1408  = \$1371  ? \$1388  : \$1407 ;
-  assign \$1409  = \$1334  ? \$1370  : \$1408 ;
-  assign \$1410  = oy == 4'hd;
-  assign \$1411  = switch ? 1'h0 : ahead;
-  assign \$1412  = oy == 4'hd;
-  assign \$1413  = r_done | \$1412 ;
-  assign \$1414  = switch ? 1'h0 : \$1413 ;
-  assign \$1415  = ~ \$1414 ;
-  assign \$1417  = oy == 4'hd;
-  assign \$1418  = r_done | \$1417 ;
-  assign \$1419  = switch ? 1'h0 : \$1418 ;
-  assign \$1420  = \$1419  | room_w_9[4];
-  assign \$1421  = room_w_14[4] & \$1420 ;
-  assign \$1422  = \$1411  ? 1'h0 : \$1421 ;
-  assign \$1423  = switch ? 1'h0 : ahead;
-  assign \$1424  = oy == 4'hd;
-  assign \$1425  = r_done | \$1424 ;
-  assign \$1426  = switch ? 1'h0 : \$1425 ;
+  assign \$1340  = \$1339  ? 1'h0 : d_ge_18;
+  assign \$1341  = \$1335  ? \$1340  : d_ge_19;
+  assign \$1342  = \$1325  ? \$1334  : \$1341 ;
+  assign \$1343  = write_rows & w_last;
+  assign \$1344  = ~ ahead_rows;
+  assign \$1345  = ~ room_w_13[4];
+  assign \$1346  = \$1344  & \$1345 ;
+  assign \$1347  = \$1346  & room_w_14[4];
+  assign \$1348  = d == 5'h1f;
+  assign \$1350  = \$1347  ? \$1349  : d_ge_17;
+  assign \$1351  = \$1343  ? \$1350  : d_ge_18;
+  assign \$1352  = \$1324  ? \$1342  : \$1351 ;
+  assign \$1353  = take_rows & r_last;
+  assign \$1354  = oy == 4'hd;
+  assign \$1355  = write_rows & w_last;
+  assign \$1356  = ~ ahead_rows;
+  assign \$1357  = ~ room_w_13[4];
+  assign \$1358  = \$1356  & \$1357 ;
+  assign \$1359  = \$1358  & room_w_14[4];
+  assign \$1362  = write_rows & w_last;
+  assign \$1363  = ~ ahead_rows;
+  assign \$1364  = ~ room_w_13[4];
+  assign \$1365  = \$1363  & \$1364 ;
+  assign \$1366  = \$1365  & room_w_14[4];
+  assign \$1367  = \$1366  ? d_ge_14 : d_ge_0;
+  assign \$1368  = \$1362  ? \$1367  : d_ge_1;
+  assign \$1369  = \$1354  ? 1'h1 : \$1368 ;
+  assign \$1370  = write_rows & w_last;
+  assign \$1371  = ~ ahead_rows;
+  assign \$1372  = ~ room_w_13[4];
+  assign \$1373  = \$1371  & \$1372 ;
+  assign \$1374  = \$1373  & room_w_14[4];
+  assign \$1375  = d == 4'hd;
+  assign \$1376  = d == 4'he;
+  assign \$1377  = d == 4'hf;
+  assign \$1378  = d == 5'h10;
+  assign \$1379  = d == 5'h11;
+  assign \$1380  = d == 5'h12;
+  assign \$1381  = d == 5'h13;
+  assign \$1382  = d == 5'h14;
+  assign \$1383  = d == 5'h15;
+  assign \$1384  = d == 5'h16;
+  assign \$1385  = d == 5'h17;
+  assign \$1386  = d == 5'h18;
+  assign \$1387  = d == 5'h19;
+  assign \$1388  = d == 5'h1a;
+  assign \$1389  = d == 5'h1b;
+  assign \$1390  = d == 5'h1c;
+  assign \$1391  = d == 5'h1d;
+  assign \$1392  = d == 5'h1e;
+  assign \$1393  = d == 5'h1f;
+  assign \$1394  = | { \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380 , \$1379 , \$1378 , \$1377 , \$1376 , \$1375  };
+  assign \$1395  = d == 6'h20;
+  assign \$1396  = d == 6'h21;
+  assign \$1397  = d == 6'h22;
+  assign \$1398  = d == 6'h23;
+  assign \$1399  = d == 6'h24;
+  assign \$1400  = d == 6'h25;
+  assign \$1401  = d == 6'h26;
+  assign \$1402  = d == 6'h27;
+  assign \$1403  = d == 6'h28;
+  assign \$1404  = d == 6'h29;
+  assign \$1405  = d == 6'h2a;
+  assign \$1406  = d == 6'h2b;
+  assign \$1407  = d == 6'h2c;
+  assign \$1408  = d == 6'h2d;
+  assign \$1409  = d == 6'h2e;
+  assign \$1410  = d == 6'h2f;
+  assign \$1411  = d == 6'h30;
+  assign \$1412  = d == 6'h31;
+  assign \$1413  = d == 6'h32;
+  assign \$1414  = d == 6'h33;
+  assign \$1415  = d == 6'h34;
+  assign \$1416  = d == 6'h35;
+  assign \$1417  = d == 6'h36;
+  assign \$1418  = d == 6'h37;
+  assign \$1419  = d == 6'h38;
+  assign \$1420  = d == 6'h39;
+  assign \$1421  = d == 6'h3a;
+  assign \$1422  = d == 6'h3b;
+  assign \$1423  = d == 6'h3c;
+  assign \$1424  = d == 6'h3d;
+  assign \$1425  = d == 6'h3e;
+  assign \$1426  = | { \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395  };
   assign \$1427  = ~ \$1426 ;
-  assign \$1428  = $signed(d) < $signed(2'h2);
-  assign \$1429  = \$1427  & \$1428 ;
-  assign \$1430  = oy == 4'hd;
-  assign \$1431  = r_done | \$1430 ;
-  assign \$1432  = switch ? 1'h0 : \$1431 ;
-  assign \$1433  = $signed(d) < $signed(5'h0c);
-  assign \$1434  = \$1432  | \$1433 ;
-  assign \$1435  = room_w_14[4] & \$1434 ;
-  assign \$1436  = \$1423  ? \$1429  : \$1435 ;
-  assign \$1437  = \$1410  ? \$1422  : \$1436 ;
-  assign \$1438  = \$1330  ? \$1409  : \$1437 ;
-  assign \$1439  = write & w_last;
-  assign \$1440  = ~ ahead;
-  assign \$1441  = ~ room_w_13[4];
-  assign \$1442  = \$1440  & \$1441 ;
-  assign \$1443  = \$1442  & room_w_14[4];
-  assign \$1444  = ~ ahead;
-  assign \$1445  = ~ room_w_13[4];
-  assign \$1446  = \$1444  & \$1445 ;
-  assign \$1447  = \$1446  & room_w_14[4];
-  assign \$1448  = ahead | \$1447 ;
-  assign \$1449  = switch ? 1'h0 : \$1448 ;
-  assign \$1450  = switch ? 1'h0 : r_done;
-  assign \$1451  = ~ \$1450 ;
-  assign \$1452  = \$1451  & room_low_3[4];
-  assign \$1453  = switch ? 1'h0 : r_done;
-  assign \$1456  = \$1449  ? \$1452  : 1'h1;
-  assign \$1457  = ~ ahead;
-  assign \$1458  = ~ room_w_13[4];
-  assign \$1459  = \$1457  & \$1458 ;
-  assign \$1460  = \$1459  & room_w_14[4];
-  assign \$1461  = ahead | \$1460 ;
-  assign \$1462  = switch ? 1'h0 : \$1461 ;
-  assign \$1463  = switch ? 1'h0 : r_done;
-  assign \$1464  = ~ \$1463 ;
-  assign \$1465  = $signed(d) < $signed(3'h4);
-  assign \$1466  = \$1464  & \$1465 ;
-  assign \$1467  = switch ? 1'h0 : r_done;
-  assign \$1468  = $signed(d) < $signed(5'h0a);
-  assign \$1469  = \$1467  | \$1468 ;
-  assign \$1470  = room_w_13[4] & \$1469 ;
-  assign \$1471  = \$1462  ? \$1466  : \$1470 ;
-  assign \$1472  = \$1443  ? \$1456  : \$1471 ;
-  assign \$1473  = switch ? 1'h0 : ahead;
-  assign \$1474  = switch ? 1'h0 : r_done;
-  assign \$1475  = ~ \$1474 ;
-  assign \$1476  = $signed(d) < $signed(3'h5);
-  assign \$1477  = \$1475  & \$1476 ;
-  assign \$1478  = switch ? 1'h0 : r_done;
-  assign \$1479  = $signed(d) < $signed(5'h0b);
-  assign \$1480  = \$1478  | \$1479 ;
-  assign \$1481  = room_w_14[4] & \$1480 ;
-  assign \$1482  = \$1473  ? \$1477  : \$1481 ;
-  assign \$1483  = switch ? \$1482  : o__ready;
-  assign \$1484  = \$1439  ? \$1472  : \$1483 ;
-  assign \$1485  = \$1329  ? \$1438  : \$1484 ;
-  assign \$1486  = rst_conv2_window ? 1'h1 : \$1485 ;
-  assign \$1487  = write_rows & w_last;
-  assign \$1488  = $signed(iy) < $signed(1'h0);
-  assign \$1489  = $signed(iy) >= $signed(5'h0e);
-  assign \$1490  = \$1488  | \$1489 ;
-  assign \$1491  = ~ ahead_rows;
-  assign \$1492  = w_row == 4'hd;
-  assign \$1493  = \$1491  & \$1492 ;
-  assign \$1494  = ! ky;
-  assign \$1495  = \$1494  & d_ge_14;
-  assign \$1496  = ky == 1'h1;
-  assign \$1497  = \$1496  & d_ge_15;
-  assign \$1498  = ky == 2'h2;
-  assign \$1499  = \$1498  & d_ge_16;
-  assign \$1500  = ky == 2'h3;
-  assign \$1501  = \$1500  & d_ge_17;
-  assign \$1502  = ky == 3'h4;
-  assign \$1503  = \$1502  & d_ge_18;
-  assign \$1504  = | { \$1503 , \$1501 , \$1499 , \$1497 , \$1495  };
-  assign \$1505  = ! ky;
-  assign \$1506  = \$1505  & d_ge_0;
-  assign \$1507  = ky == 1'h1;
-  assign \$1508  = \$1507  & d_ge_1;
-  assign \$1509  = ky == 2'h2;
-  assign \$1510  = \$1509  & d_ge_2;
-  assign \$1511  = ky == 2'h3;
-  assign \$1512  = \$1511  & d_ge_3;
-  assign \$1513  = ky == 3'h4;
-  assign \$1514  = \$1513  & d_ge_4;
-  assign \$1515  = | { \$1514 , \$1512 , \$1510 , \$1508 , \$1506  };
-  assign \$1516  = \$1493  ? \$1504  : \$1515 ;
-  assign \$1517  = \$1490  | \$1516 ;
-  assign \$1518  = $signed(iy) < $signed(1'h0);
-  assign \$1519  = $signed(iy) >= $signed(5'h0e);
-  assign \$1520  = \$1518  | \$1519 ;
-  assign \$1521  = ! ky;
-  assign \$1522  = \$1521  & d_ge_1;
-  assign \$1523  = ky == 1'h1;
-  assign \$1524  = \$1523  & d_ge_2;
-  assign \$1525  = ky == 2'h2;
-  assign \$1526  = \$1525  & d_ge_3;
-  assign \$1527  = ky == 2'h3;
-  assign \$1528  = \$1527  & d_ge_4;
-  assign \$1529  = ky == 3'h4;
-  assign \$1530  = \$1529  & d_ge_5;
-  assign \$1531  = | { \$1530 , \$1528 , \$1526 , \$1524 , \$1522  };
-  assign \$1532  = \$1520  | \$1531 ;
-  assign \$1533  = \$1487  ? \$1517  : \$1532 ;
-  assign \$1534  = write_rows & w_last;
-  assign \$1535  = oy == 4'hd;
-  assign \$1536  = r_last & \$1535 ;
-  assign \$1537  = ~ \$1536 ;
-  assign \$1538  = ky == 3'h4;
-  assign \$1539  = ~ \$1538 ;
-  assign \$1540  = $signed(iy) < $signed(1'h1);
-  assign \$1541  = $signed(iy) >= $signed(5'h0d);
-  assign \$1542  = \$1540  | \$1541 ;
-  assign \$1543  = c == 5'h1f;
-  assign \$1544  = ox == 4'hd;
-  assign \$1545  = \$1543  & \$1544 ;
-  assign \$1546  = oy == 4'hd;
-  assign \$1547  = $signed(low) < $signed(1'h1);
-  assign \$1548  = $signed(low) >= $signed(5'h0d);
-  assign \$1549  = \$1547  | \$1548 ;
-  assign \$1550  = \$1546  ? 1'h1 : \$1549 ;
-  assign \$1551  = $signed(low) < $signed(1'h0);
-  assign \$1552  = $signed(low) >= $signed(5'h0e);
-  assign \$1553  = \$1551  | \$1552 ;
-  assign \$1554  = \$1545  ? \$1550  : \$1553 ;
-  assign \$1555  = \$1538  ? \$1554  : \$1542 ;
-  assign \$1556  = ~ ahead_rows;
-  assign \$1557  = w_row == 4'hd;
-  assign \$1558  = \$1556  & \$1557 ;
-  assign \$1559  = ahead_rows | \$1558 ;
-  assign \$1560  = \$1555  | \$1559 ;
-  assign \$1561  = oy == 4'hd;
-  assign \$1562  = ~ ahead_rows;
-  assign \$1563  = w_row == 4'hd;
-  assign \$1564  = \$1562  & \$1563 ;
-  assign \$1566  = ~ ahead_rows;
-  assign \$1567  = w_row == 4'hd;
-  assign \$1568  = \$1566  & \$1567 ;
-  assign \$1569  = \$1568  ? d_ge_15 : d_ge_1;
-  assign \$1570  = \$1561  ? 1'h1 : \$1569 ;
-  assign \$1571  = ky == 3'h4;
-  assign \$1572  = ~ ahead_rows;
-  assign \$1573  = w_row == 4'hd;
-  assign \$1574  = \$1572  & \$1573 ;
-  assign \$1575  = \$1574  ? d_ge_14 : d_ge_0;
-  assign \$1576  = ~ ahead_rows;
-  assign \$1577  = w_row == 4'hd;
-  assign \$1578  = \$1576  & \$1577 ;
-  assign \$1579  = ! ky;
-  assign \$1580  = \$1579  & d_ge_15;
-  assign \$1581  = ky == 1'h1;
-  assign \$1582  = \$1581  & d_ge_16;
-  assign \$1583  = ky == 2'h2;
-  assign \$1584  = \$1583  & d_ge_17;
-  assign \$1585  = ky == 2'h3;
-  assign \$1586  = \$1585  & d_ge_18;
-  assign \$1587  = ky == 3'h4;
-  assign \$1588  = \$1587  & d_ge_19;
-  assign \$1589  = | { \$1588 , \$1586 , \$1584 , \$1582 , \$1580  };
-  assign \$1590  = ! ky;
-  assign \$1591  = \$1590  & d_ge_1;
-  assign \$1592  = ky == 1'h1;
-  assign \$1593  = \$1592  & d_ge_2;
-  assign \$1594  = ky == 2'h2;
-  assign \$1595  = \$1594  & d_ge_3;
-  assign \$1596  = ky == 2'h3;
-  assign \$1597  = \$1596  & d_ge_4;
-  assign \$1598  = ky == 3'h4;
-  assign \$1599  = \$1598  & d_ge_5;
-  assign \$1600  = | { \$1599 , \$1597 , \$1595 , \$1593 , \$1591  };
-  assign \$1601  = \$1578  ? \$1589  : \$1600 ;
-  assign \$1602  = \$1571  ? \$1575  : \$1601 ;
-  assign \$1603  = ~ ahead_rows;
-  assign \$1604  = w_row == 4'hd;
-  assign \$1605  = \$1603  & \$1604 ;
-  assign \$1606  = ! ky;
-  assign \$1607  = \$1606  & d_ge_14;
-  assign \$1608  = ky == 1'h1;
-  assign \$1609  = \$1608  & d_ge_15;
-  assign \$1610  = ky == 2'h2;
-  assign \$1611  = \$1610  & d_ge_16;
-  assign \$1612  = ky == 2'h3;
-  assign \$1613  = \$1612  & d_ge_17;
-  assign \$1614  = ky == 3'h4;
-  assign \$1615  = \$1614  & d_ge_18;
-  assign \$1616  = | { \$1615 , \$1613 , \$1611 , \$1609 , \$1607  };
-  assign \$1617  = ! ky;
-  assign \$1618  = \$1617  & d_ge_0;
-  assign \$1619  = ky == 1'h1;
-  assign \$1620  = \$1619  & d_ge_1;
-  assign \$1621  = ky == 2'h2;
-  assign \$1622  = \$1621  & d_ge_2;
-  assign \$1623  = ky == 2'h3;
-  assign \$1624  = \$1623  & d_ge_3;
-  assign \$1625  = ky == 3'h4;
-  assign \$1626  = \$1625  & d_ge_4;
-  assign \$1627  = | { \$1626 , \$1624 , \$1622 , \$1620 , \$1618  };
-  assign \$1628  = \$1605  ? \$1616  : \$1627 ;
-  assign \$1630  = r_last ? \$1570  : \$1629 ;
-  assign \$1631  = \$1560  | \$1630 ;
-  assign \$1632  = \$1537  & \$1631 ;
-  assign \$1633  = oy == 4'hd;
-  assign \$1634  = r_last & \$1633 ;
-  assign \$1635  = ~ \$1634 ;
-  assign \$1636  = ky == 3'h4;
-  assign \$1637  = ~ \$1636 ;
-  assign \$1638  = $signed(iy) < $signed(1'h1);
-  assign \$1639  = $signed(iy) >= $signed(5'h0d);
-  assign \$1640  = \$1638  | \$1639 ;
-  assign \$1641  = c == 5'h1f;
-  assign \$1642  = ox == 4'hd;
-  assign \$1643  = \$1641  & \$1642 ;
-  assign \$1644  = oy == 4'hd;
-  assign \$1645  = $signed(low) < $signed(1'h1);
-  assign \$1646  = $signed(low) >= $signed(5'h0d);
-  assign \$1647  = \$1645  | \$1646 ;
-  assign \$1648  = \$1644  ? 1'h1 : \$1647 ;
-  assign \$1649  = $signed(low) < $signed(1'h0);
-  assign \$1650  = $signed(low) >= $signed(5'h0e);
-  assign \$1651  = \$1649  | \$1650 ;
-  assign \$1652  = \$1643  ? \$1648  : \$1651 ;
-  assign \$1653  = \$1636  ? \$1652  : \$1640 ;
-  assign \$1654  = \$1653  | ahead_rows;
-  assign \$1655  = oy == 4'hd;
-  assign \$1656  = \$1655  ? 1'h1 : d_ge_2;
-  assign \$1657  = ky == 3'h4;
-  assign \$1658  = ! ky;
-  assign \$1659  = \$1658  & d_ge_2;
-  assign \$1660  = ky == 1'h1;
-  assign \$1661  = \$1660  & d_ge_3;
-  assign \$1662  = ky == 2'h2;
-  assign \$1663  = \$1662  & d_ge_4;
-  assign \$1664  = ky == 2'h3;
-  assign \$1665  = \$1664  & d_ge_5;
-  assign \$1666  = ky == 3'h4;
-  assign \$1667  = \$1666  & d_ge_6;
-  assign \$1668  = | { \$1667 , \$1665 , \$1663 , \$1661 , \$1659  };
-  assign \$1669  = \$1657  ? d_ge_1 : \$1668 ;
-  assign \$1670  = ! ky;
-  assign \$1671  = \$1670  & d_ge_1;
-  assign \$1672  = ky == 1'h1;
-  assign \$1673  = \$1672  & d_ge_2;
-  assign \$1674  = ky == 2'h2;
-  assign \$1675  = \$1674  & d_ge_3;
-  assign \$1676  = ky == 2'h3;
-  assign \$1677  = \$1676  & d_ge_4;
-  assign \$1678  = ky == 3'h4;
-  assign \$1679  = \$1678  & d_ge_5;
-  assign \$1680  = | { \$1679 , \$1677 , \$1675 , \$1673 , \$1671  };
-  assign \$1682  = r_last ? \$1656  : \$1681 ;
-  assign \$1683  = \$1654  | \$1682 ;
-  assign \$1684  = \$1635  & \$1683 ;
-  assign \$1685  = \$1534  ? \$1632  : \$1684 ;
-  assign \$1686  = write_rows & w_last;
-  assign \$1687  = ~ r_done;
-  assign \$1688  = $signed(iy) < $signed(1'h0);
-  assign \$1689  = $signed(iy) >= $signed(5'h0e);
-  assign \$1690  = \$1688  | \$1689 ;
-  assign \$1691  = \$1690  | ahead_rows;
-  assign \$1692  = ~ ahead_rows;
-  assign \$1693  = w_row == 4'hd;
-  assign \$1694  = \$1692  & \$1693 ;
-  assign \$1695  = \$1691  | \$1694 ;
-  assign \$1696  = ~ ahead_rows;
-  assign \$1697  = w_row == 4'hd;
-  assign \$1698  = \$1696  & \$1697 ;
-  assign \$1699  = ! ky;
-  assign \$1700  = \$1699  & d_ge_14;
-  assign \$1701  = ky == 1'h1;
-  assign \$1702  = \$1701  & d_ge_15;
-  assign \$1703  = ky == 2'h2;
-  assign \$1704  = \$1703  & d_ge_16;
-  assign \$1705  = ky == 2'h3;
-  assign \$1706  = \$1705  & d_ge_17;
-  assign \$1707  = ky == 3'h4;
-  assign \$1708  = \$1707  & d_ge_18;
-  assign \$1709  = | { \$1708 , \$1706 , \$1704 , \$1702 , \$1700  };
-  assign \$1710  = ! ky;
-  assign \$1711  = \$1710  & d_ge_0;
-  assign \$1712  = ky == 1'h1;
-  assign \$1713  = \$1712  & d_ge_1;
-  assign \$1714  = ky == 2'h2;
-  assign \$1715  = \$1714  & d_ge_2;
-  assign \$1716  = ky == 2'h3;
-  assign \$1717  = \$1716  & d_ge_3;
-  assign \$1718  = ky == 3'h4;
-  assign \$1719  = \$1718  & d_ge_4;
-  assign \$1720  = | { \$1719 , \$1717 , \$1715 , \$1713 , \$1711  };
-  assign \$1721  = \$1698  ? \$1709  : \$1720 ;
-  assign \$1722  = \$1695  | \$1721 ;
-  assign \$1723  = \$1687  & \$1722 ;
-  assign \$1724  = \$1686  ? \$1723  : avail;
-  assign \$1725  = take ? \$1685  : \$1724 ;
-  assign \$1726  = switch ? \$1533  : \$1725 ;
-  assign \$1727  = rst_conv2_window ? 1'h1 : \$1726 ;
-  assign \$1728  = read_credits_room_next | rst_conv2_window;
-  assign \$1729  = write_rows & w_last;
-  assign \$1730  = $signed(iy) < $signed(1'h0);
-  assign \$1731  = $signed(iy) >= $signed(5'h0e);
-  assign \$1732  = \$1730  | \$1731 ;
-  assign \$1733  = ~ ahead_rows;
-  assign \$1734  = w_row == 4'hd;
-  assign \$1735  = \$1733  & \$1734 ;
-  assign \$1736  = ! ky;
-  assign \$1737  = \$1736  & d_ge_14;
-  assign \$1738  = ky == 1'h1;
-  assign \$1739  = \$1738  & d_ge_15;
-  assign \$1740  = ky == 2'h2;
-  assign \$1741  = \$1740  & d_ge_16;
-  assign \$1742  = ky == 2'h3;
-  assign \$1743  = \$1742  & d_ge_17;
-  assign \$1744  = ky == 3'h4;
-  assign \$1745  = \$1744  & d_ge_18;
-  assign \$1746  = | { \$1745 , \$1743 , \$1741 , \$1739 , \$1737  };
-  assign \$1747  = ! ky;
-  assign \$1748  = \$1747  & d_ge_0;
-  assign \$1749  = ky == 1'h1;
-  assign \$1750  = \$1749  & d_ge_1;
-  assign \$1751  = ky == 2'h2;
-  assign \$1752  = \$1751  & d_ge_2;
-  assign \$1753  = ky == 2'h3;
-  assign \$1754  = \$1753  & d_ge_3;
-  assign \$1755  = ky == 3'h4;
-  assign \$1756  = \$1755  & d_ge_4;
-  assign \$1757  = | { \$1756 , \$1754 , \$1752 , \$1750 , \$1748  };
-  assign \$1758  = \$1735  ? \$1746  : \$1757 ;
-  assign \$1759  = \$1732  | \$1758 ;
-  assign \$1760  = $signed(iy) < $signed(1'h0);
-  assign \$1761  = $signed(iy) >= $signed(5'h0e);
-  assign \$1762  = \$1760  | \$1761 ;
-  assign \$1763  = ! ky;
-  assign \$1764  = \$1763  & d_ge_1;
-  assign \$1765  = ky == 1'h1;
-  assign \$1766  = \$1765  & d_ge_2;
-  assign \$1767  = ky == 2'h2;
-  assign \$1768  = \$1767  & d_ge_3;
-  assign \$1769  = ky == 2'h3;
-  assign \$1770  = \$1769  & d_ge_4;
-  assign \$1771  = ky == 3'h4;
-  assign \$1772  = \$1771  & d_ge_5;
-  assign \$1773  = | { \$1772 , \$1770 , \$1768 , \$1766 , \$1764  };
-  assign \$1774  = \$1762  | \$1773 ;
-  assign \$1775  = \$1729  ? \$1759  : \$1774 ;
-  assign \$1776  = write_rows & w_last;
-  assign \$1777  = oy == 4'hd;
-  assign \$1778  = r_last & \$1777 ;
+  assign \$1428  = \$1374  ? \$1394  : \$1427 ;
+  assign \$1429  = \$1370  ? \$1428  : d_ge_0;
+  assign \$1430  = \$1353  ? \$1369  : \$1429 ;
+  assign \$1431  = take_rows & r_last;
+  assign \$1432  = oy == 4'hd;
+  assign \$1433  = write_rows & w_last;
+  assign \$1434  = ~ ahead_rows;
+  assign \$1435  = ~ room_w_13[4];
+  assign \$1436  = \$1434  & \$1435 ;
+  assign \$1437  = \$1436  & room_w_14[4];
+  assign \$1440  = write_rows & w_last;
+  assign \$1441  = ~ ahead_rows;
+  assign \$1442  = ~ room_w_13[4];
+  assign \$1443  = \$1441  & \$1442 ;
+  assign \$1444  = \$1443  & room_w_14[4];
+  assign \$1445  = \$1444  ? d_ge_15 : d_ge_1;
+  assign \$1446  = \$1440  ? \$1445  : d_ge_2;
+  assign \$1447  = \$1432  ? 1'h1 : \$1446 ;
+  assign \$1448  = write_rows & w_last;
+  assign \$1449  = ~ ahead_rows;
+  assign \$1450  = ~ room_w_13[4];
+  assign \$1451  = \$1449  & \$1450 ;
+  assign \$1452  = \$1451  & room_w_14[4];
+  assign \$1453  = \$1452  ? d_ge_14 : d_ge_0;
+  assign \$1454  = \$1448  ? \$1453  : d_ge_1;
+  assign \$1455  = \$1431  ? \$1447  : \$1454 ;
+  assign \$1456  = take_rows & r_last;
+  assign \$1457  = oy == 4'hd;
+  assign \$1458  = write_rows & w_last;
+  assign \$1459  = ~ ahead_rows;
+  assign \$1460  = ~ room_w_13[4];
+  assign \$1461  = \$1459  & \$1460 ;
+  assign \$1462  = \$1461  & room_w_14[4];
+  assign \$1465  = write_rows & w_last;
+  assign \$1466  = ~ ahead_rows;
+  assign \$1467  = ~ room_w_13[4];
+  assign \$1468  = \$1466  & \$1467 ;
+  assign \$1469  = \$1468  & room_w_14[4];
+  assign \$1470  = \$1469  ? d_ge_16 : d_ge_2;
+  assign \$1471  = \$1465  ? \$1470  : d_ge_3;
+  assign \$1472  = \$1457  ? 1'h1 : \$1471 ;
+  assign \$1473  = write_rows & w_last;
+  assign \$1474  = ~ ahead_rows;
+  assign \$1475  = ~ room_w_13[4];
+  assign \$1476  = \$1474  & \$1475 ;
+  assign \$1477  = \$1476  & room_w_14[4];
+  assign \$1478  = \$1477  ? d_ge_15 : d_ge_1;
+  assign \$1479  = \$1473  ? \$1478  : d_ge_2;
+  assign \$1480  = \$1456  ? \$1472  : \$1479 ;
+  assign \$1481  = take_rows & r_last;
+  assign \$1482  = oy == 4'hd;
+  assign \$1483  = write_rows & w_last;
+  assign \$1484  = ~ ahead_rows;
+  assign \$1485  = ~ room_w_13[4];
+  assign \$1486  = \$1484  & \$1485 ;
+  assign \$1487  = \$1486  & room_w_14[4];
+  assign \$1488  = \$1487  ? 1'h0 : 1'h1;
+  assign \$1489  = ! w_row;
+  assign \$1491  = ~ \$1490 ;
+  assign \$1492  = \$1483  ? \$1488  : \$1491 ;
+  assign \$1493  = write_rows & w_last;
+  assign \$1494  = ~ ahead_rows;
+  assign \$1495  = ~ room_w_13[4];
+  assign \$1496  = \$1494  & \$1495 ;
+  assign \$1497  = \$1496  & room_w_14[4];
+  assign \$1498  = \$1497  ? d_ge_17 : d_ge_3;
+  assign \$1499  = \$1493  ? \$1498  : d_ge_4;
+  assign \$1500  = \$1482  ? \$1492  : \$1499 ;
+  assign \$1501  = write_rows & w_last;
+  assign \$1502  = ~ ahead_rows;
+  assign \$1503  = ~ room_w_13[4];
+  assign \$1504  = \$1502  & \$1503 ;
+  assign \$1505  = \$1504  & room_w_14[4];
+  assign \$1506  = \$1505  ? d_ge_16 : d_ge_2;
+  assign \$1507  = \$1501  ? \$1506  : d_ge_3;
+  assign \$1508  = \$1481  ? \$1500  : \$1507 ;
+  assign \$1509  = take_rows & r_last;
+  assign \$1510  = oy == 4'hd;
+  assign \$1511  = write_rows & w_last;
+  assign \$1512  = ~ ahead_rows;
+  assign \$1513  = ~ room_w_13[4];
+  assign \$1514  = \$1512  & \$1513 ;
+  assign \$1515  = \$1514  & room_w_14[4];
+  assign \$1516  = ! w_row;
+  assign \$1518  = ~ \$1517 ;
+  assign \$1519  = \$1515  ? 1'h0 : \$1518 ;
+  assign \$1520  = ! w_row;
+  assign \$1521  = w_row == 1'h1;
+  assign \$1522  = | { \$1521 , \$1520  };
+  assign \$1523  = ~ \$1522 ;
+  assign \$1524  = \$1511  ? \$1519  : \$1523 ;
+  assign \$1525  = write_rows & w_last;
+  assign \$1526  = ~ ahead_rows;
+  assign \$1527  = ~ room_w_13[4];
+  assign \$1528  = \$1526  & \$1527 ;
+  assign \$1529  = \$1528  & room_w_14[4];
+  assign \$1530  = \$1529  ? d_ge_18 : d_ge_4;
+  assign \$1531  = \$1525  ? \$1530  : d_ge_5;
+  assign \$1532  = \$1510  ? \$1524  : \$1531 ;
+  assign \$1533  = write_rows & w_last;
+  assign \$1534  = ~ ahead_rows;
+  assign \$1535  = ~ room_w_13[4];
+  assign \$1536  = \$1534  & \$1535 ;
+  assign \$1537  = \$1536  & room_w_14[4];
+  assign \$1538  = \$1537  ? d_ge_17 : d_ge_3;
+  assign \$1539  = \$1533  ? \$1538  : d_ge_4;
+  assign \$1540  = \$1509  ? \$1532  : \$1539 ;
+  assign \$1541  = take_rows & r_last;
+  assign \$1542  = oy == 4'hd;
+  assign \$1543  = write_rows & w_last;
+  assign \$1544  = ~ ahead_rows;
+  assign \$1545  = ~ room_w_13[4];
+  assign \$1546  = \$1544  & \$1545 ;
+  assign \$1547  = \$1546  & room_w_14[4];
+  assign \$1548  = ! w_row;
+  assign \$1549  = w_row == 1'h1;
+  assign \$1550  = | { \$1549 , \$1548  };
+  assign \$1551  = ~ \$1550 ;
+  assign \$1552  = \$1547  ? 1'h0 : \$1551 ;
+  assign \$1553  = ! w_row;
+  assign \$1554  = w_row == 1'h1;
+  assign \$1555  = w_row == 2'h2;
+  assign \$1556  = | { \$1555 , \$1554 , \$1553  };
+  assign \$1557  = ~ \$1556 ;
+  assign \$1558  = \$1543  ? \$1552  : \$1557 ;
+  assign \$1559  = write_rows & w_last;
+  assign \$1560  = ~ ahead_rows;
+  assign \$1561  = ~ room_w_13[4];
+  assign \$1562  = \$1560  & \$1561 ;
+  assign \$1563  = \$1562  & room_w_14[4];
+  assign \$1564  = \$1563  ? d_ge_19 : d_ge_5;
+  assign \$1565  = \$1559  ? \$1564  : d_ge_6;
+  assign \$1566  = \$1542  ? \$1558  : \$1565 ;
+  assign \$1567  = write_rows & w_last;
+  assign \$1568  = ~ ahead_rows;
+  assign \$1569  = ~ room_w_13[4];
+  assign \$1570  = \$1568  & \$1569 ;
+  assign \$1571  = \$1570  & room_w_14[4];
+  assign \$1572  = \$1571  ? d_ge_18 : d_ge_4;
+  assign \$1573  = \$1567  ? \$1572  : d_ge_5;
+  assign \$1574  = \$1541  ? \$1566  : \$1573 ;
+  assign \$1575  = take_rows & r_last;
+  assign \$1576  = oy == 4'hd;
+  assign \$1577  = write_rows & w_last;
+  assign \$1578  = ~ ahead_rows;
+  assign \$1579  = ~ room_w_13[4];
+  assign \$1580  = \$1578  & \$1579 ;
+  assign \$1581  = \$1580  & room_w_14[4];
+  assign \$1584  = write_rows & w_last;
+  assign \$1585  = ~ ahead_rows;
+  assign \$1586  = ~ room_w_13[4];
+  assign \$1587  = \$1585  & \$1586 ;
+  assign \$1588  = \$1587  & room_w_14[4];
+  assign \$1589  = \$1588  ? 1'h0 : d_ge_19;
+  assign \$1590  = d == 5'h14;
+  assign \$1591  = d == 5'h15;
+  assign \$1592  = d == 5'h16;
+  assign \$1593  = d == 5'h17;
+  assign \$1594  = d == 5'h18;
+  assign \$1595  = d == 5'h19;
+  assign \$1596  = d == 5'h1a;
+  assign \$1597  = d == 5'h1b;
+  assign \$1598  = d == 5'h1c;
+  assign \$1599  = d == 5'h1d;
+  assign \$1600  = d == 5'h1e;
+  assign \$1601  = d == 5'h1f;
+  assign \$1602  = | { \$1601 , \$1600 , \$1599 , \$1598 , \$1597 , \$1596 , \$1595 , \$1594 , \$1593 , \$1592 , \$1591 , \$1590  };
+  assign \$1603  = \$1584  ? \$1589  : \$1602 ;
+  assign \$1604  = \$1576  ? 1'h0 : \$1603 ;
+  assign \$1605  = write_rows & w_last;
+  assign \$1606  = ~ ahead_rows;
+  assign \$1607  = ~ room_w_13[4];
+  assign \$1608  = \$1606  & \$1607 ;
+  assign \$1609  = \$1608  & room_w_14[4];
+  assign \$1610  = \$1609  ? 1'h0 : d_ge_18;
+  assign \$1611  = \$1605  ? \$1610  : d_ge_19;
+  assign \$1612  = \$1575  ? \$1604  : \$1611 ;
+  assign \$1613  = take_rows & r_last;
+  assign \$1614  = oy == 4'hd;
+  assign \$1615  = write_rows & w_last;
+  assign \$1616  = ~ ahead_rows;
+  assign \$1617  = ~ room_w_13[4];
+  assign \$1618  = \$1616  & \$1617 ;
+  assign \$1619  = \$1618  & room_w_14[4];
+  assign \$1620  = ! w_row;
+  assign \$1621  = w_row == 1'h1;
+  assign \$1622  = w_row == 2'h2;
+  assign \$1623  = | { \$1622 , \$1621 , \$1620  };
+  assign \$1624  = ~ \$1623 ;
+  assign \$1625  = \$1619  ? 1'h0 : \$1624 ;
+  assign \$1626  = ! w_row;
+  assign \$1627  = w_row == 1'h1;
+  assign \$1628  = w_row == 2'h2;
+  assign \$1629  = w_row == 2'h3;
+  assign \$1630  = | { \$1629 , \$1628 , \$1627 , \$1626  };
+  assign \$1631  = ~ \$1630 ;
+  assign \$1632  = \$1615  ? \$1625  : \$1631 ;
+  assign \$1633  = write_rows & w_last;
+  assign \$1634  = ~ ahead_rows;
+  assign \$1635  = ~ room_w_13[4];
+  assign \$1636  = \$1634  & \$1635 ;
+  assign \$1637  = \$1636  & room_w_14[4];
+  assign \$1638  = d == 5'h14;
+  assign \$1639  = d == 5'h15;
+  assign \$1640  = d == 5'h16;
+  assign \$1641  = d == 5'h17;
+  assign \$1642  = d == 5'h18;
+  assign \$1643  = d == 5'h19;
+  assign \$1644  = d == 5'h1a;
+  assign \$1645  = d == 5'h1b;
+  assign \$1646  = d == 5'h1c;
+  assign \$1647  = d == 5'h1d;
+  assign \$1648  = d == 5'h1e;
+  assign \$1649  = d == 5'h1f;
+  assign \$1650  = | { \$1649 , \$1648 , \$1647 , \$1646 , \$1645 , \$1644 , \$1643 , \$1642 , \$1641 , \$1640 , \$1639 , \$1638  };
+  assign \$1651  = \$1637  ? \$1650  : d_ge_6;
+  assign \$1652  = d == 3'h7;
+  assign \$1653  = d == 4'h8;
+  assign \$1654  = d == 4'h9;
+  assign \$1655  = d == 4'ha;
+  assign \$1656  = d == 4'hb;
+  assign \$1657  = d == 4'hc;
+  assign \$1658  = d == 4'hd;
+  assign \$1659  = d == 4'he;
+  assign \$1660  = d == 4'hf;
+  assign \$1661  = d == 5'h10;
+  assign \$1662  = d == 5'h11;
+  assign \$1663  = d == 5'h12;
+  assign \$1664  = d == 5'h13;
+  assign \$1665  = d == 5'h14;
+  assign \$1666  = d == 5'h15;
+  assign \$1667  = d == 5'h16;
+  assign \$1668  = d == 5'h17;
+  assign \$1669  = d == 5'h18;
+  assign \$1670  = d == 5'h19;
+  assign \$1671  = d == 5'h1a;
+  assign \$1672  = d == 5'h1b;
+  assign \$1673  = d == 5'h1c;
+  assign \$1674  = d == 5'h1d;
+  assign \$1675  = d == 5'h1e;
+  assign \$1676  = d == 5'h1f;
+  assign \$1677  = | { \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666 , \$1665 , \$1664 , \$1663 , \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656 , \$1655 , \$1654 , \$1653 , \$1652  };
+  assign \$1678  = \$1633  ? \$1651  : \$1677 ;
+  assign \$1679  = \$1614  ? \$1632  : \$1678 ;
+  assign \$1680  = write_rows & w_last;
+  assign \$1681  = ~ ahead_rows;
+  assign \$1682  = ~ room_w_13[4];
+  assign \$1683  = \$1681  & \$1682 ;
+  assign \$1684  = \$1683  & room_w_14[4];
+  assign \$1685  = \$1684  ? d_ge_19 : d_ge_5;
+  assign \$1686  = \$1680  ? \$1685  : d_ge_6;
+  assign \$1687  = \$1613  ? \$1679  : \$1686 ;
+  assign \$1688  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$1689  = w_grp + w_c;
+  assign \$1690  = ! w_b;
+  assign \$1691  = write & \$1690 ;
+  assign \$1692  = w_grp + w_c;
+  assign \$1693  = w_b == 1'h1;
+  assign \$1694  = write & \$1693 ;
+  assign \$1695  = w_grp + w_c;
+  assign \$1696  = w_b == 2'h2;
+  assign \$1697  = write & \$1696 ;
+  assign \$1698  = w_grp + w_c;
+  assign \$1699  = w_b == 2'h3;
+  assign \$1700  = write & \$1699 ;
+  assign \$1701  = w_grp + w_c;
+  assign \$1702  = w_b == 3'h4;
+  assign \$1703  = write & \$1702 ;
+  assign \$1704  = rst_conv2_window | switch;
+  assign \$1705  = write_rows & w_last;
+  assign \$1706  = w_row == 4'hd;
+  assign \$1707  = \$1705  & \$1706 ;
+  assign \$1708  = \$1707  ? 1'h1 : ahead_rows;
+  assign \$1709  = \$1704  ? 1'h0 : \$1708 ;
+  assign \$1710  = take_rows & r_last;
+  assign \$1711  = write & w_last;
+  assign \$1712  = ~ ahead;
+  assign \$1713  = ~ room_w_13[4];
+  assign \$1714  = \$1712  & \$1713 ;
+  assign \$1715  = \$1714  & room_w_14[4];
+  assign \$1716  = oy == 4'hd;
+  assign \$1717  = ~ ahead;
+  assign \$1718  = ~ room_w_13[4];
+  assign \$1719  = \$1717  & \$1718 ;
+  assign \$1720  = \$1719  & room_w_14[4];
+  assign \$1721  = ahead | \$1720 ;
+  assign \$1722  = switch ? 1'h0 : \$1721 ;
+  assign \$1723  = oy == 4'hd;
+  assign \$1724  = r_done | \$1723 ;
+  assign \$1725  = switch ? 1'h0 : \$1724 ;
+  assign \$1726  = ~ \$1725 ;
+  assign \$1728  = oy == 4'hd;
+  assign \$1729  = r_done | \$1728 ;
+  assign \$1730  = switch ? 1'h0 : \$1729 ;
+  assign \$1733  = \$1722  ? 1'h0 : 1'h1;
+  assign \$1734  = ~ ahead;
+  assign \$1735  = ~ room_w_13[4];
+  assign \$1736  = \$1734  & \$1735 ;
+  assign \$1737  = \$1736  & room_w_14[4];
+  assign \$1738  = ahead | \$1737 ;
+  assign \$1739  = switch ? 1'h0 : \$1738 ;
+  assign \$1740  = oy == 4'hd;
+  assign \$1741  = r_done | \$1740 ;
+  assign \$1742  = switch ? 1'h0 : \$1741 ;
+  assign \$1743  = ~ \$1742 ;
+  assign \$1744  = \$1743  & room_low_2[4];
+  assign \$1745  = oy == 4'hd;
+  assign \$1746  = r_done | \$1745 ;
+  assign \$1747  = switch ? 1'h0 : \$1746 ;
+  assign \$1750  = \$1739  ? \$1744  : 1'h1;
+  assign \$1751  = \$1716  ? \$1733  : \$1750 ;
+  assign \$1752  = oy == 4'hd;
+  assign \$1753  = ~ ahead;
+  assign \$1754  = ~ room_w_13[4];
+  assign \$1755  = \$1753  & \$1754 ;
+  assign \$1756  = \$1755  & room_w_14[4];
+  assign \$1757  = ahead | \$1756 ;
+  assign \$1758  = switch ? 1'h0 : \$1757 ;
+  assign \$1759  = oy == 4'hd;
+  assign \$1760  = r_done | \$1759 ;
+  assign \$1761  = switch ? 1'h0 : \$1760 ;
+  assign \$1762  = ~ \$1761 ;
+  assign \$1764  = oy == 4'hd;
+  assign \$1765  = r_done | \$1764 ;
+  assign \$1766  = switch ? 1'h0 : \$1765 ;
+  assign \$1767  = \$1766  | room_w_8[3];
+  assign \$1768  = room_w_13[4] & \$1767 ;
+  assign \$1769  = \$1758  ? 1'h0 : \$1768 ;
+  assign \$1770  = ~ ahead;
+  assign \$1771  = ~ room_w_13[4];
+  assign \$1772  = \$1770  & \$1771 ;
+  assign \$1773  = \$1772  & room_w_14[4];
+  assign \$1774  = ahead | \$1773 ;
+  assign \$1775  = switch ? 1'h0 : \$1774 ;
+  assign \$1776  = oy == 4'hd;
+  assign \$1777  = r_done | \$1776 ;
+  assign \$1778  = switch ? 1'h0 : \$1777 ;
   assign \$1779  = ~ \$1778 ;
-  assign \$1780  = ky == 3'h4;
-  assign \$1781  = ~ \$1780 ;
-  assign \$1782  = $signed(iy) < $signed(1'h1);
-  assign \$1783  = $signed(iy) >= $signed(5'h0d);
-  assign \$1784  = \$1782  | \$1783 ;
-  assign \$1785  = c == 5'h1f;
-  assign \$1786  = ox == 4'hd;
-  assign \$1787  = \$1785  & \$1786 ;
-  assign \$1788  = oy == 4'hd;
-  assign \$1789  = $signed(low) < $signed(1'h1);
-  assign \$1790  = $signed(low) >= $signed(5'h0d);
-  assign \$1791  = \$1789  | \$1790 ;
-  assign \$1792  = \$1788  ? 1'h1 : \$1791 ;
-  assign \$1793  = $signed(low) < $signed(1'h0);
-  assign \$1794  = $signed(low) >= $signed(5'h0e);
-  assign \$1795  = \$1793  | \$1794 ;
-  assign \$1796  = \$1787  ? \$1792  : \$1795 ;
-  assign \$1797  = \$1780  ? \$1796  : \$1784 ;
-  assign \$1798  = ~ ahead_rows;
-  assign \$1799  = w_row == 4'hd;
-  assign \$1800  = \$1798  & \$1799 ;
-  assign \$1801  = ahead_rows | \$1800 ;
-  assign \$1802  = \$1797  | \$1801 ;
-  assign \$1803  = oy == 4'hd;
-  assign \$1804  = ~ ahead_rows;
-  assign \$1805  = w_row == 4'hd;
-  assign \$1806  = \$1804  & \$1805 ;
-  assign \$1808  = ~ ahead_rows;
-  assign \$1809  = w_row == 4'hd;
+  assign \$1780  = ~ d_ge_m3;
+  assign \$1781  = \$1779  & \$1780 ;
+  assign \$1782  = oy == 4'hd;
+  assign \$1783  = r_done | \$1782 ;
+  assign \$1784  = switch ? 1'h0 : \$1783 ;
+  assign \$1785  = ~ d_ge_11;
+  assign \$1786  = \$1784  | \$1785 ;
+  assign \$1787  = room_w_13[4] & \$1786 ;
+  assign \$1788  = \$1775  ? \$1781  : \$1787 ;
+  assign \$1789  = \$1752  ? \$1769  : \$1788 ;
+  assign \$1790  = \$1715  ? \$1751  : \$1789 ;
+  assign \$1791  = oy == 4'hd;
+  assign \$1792  = switch ? 1'h0 : ahead;
+  assign \$1793  = oy == 4'hd;
+  assign \$1794  = r_done | \$1793 ;
+  assign \$1795  = switch ? 1'h0 : \$1794 ;
+  assign \$1796  = ~ \$1795 ;
+  assign \$1798  = oy == 4'hd;
+  assign \$1799  = r_done | \$1798 ;
+  assign \$1800  = switch ? 1'h0 : \$1799 ;
+  assign \$1801  = \$1800  | room_w_9[4];
+  assign \$1802  = room_w_14[4] & \$1801 ;
+  assign \$1803  = \$1792  ? 1'h0 : \$1802 ;
+  assign \$1804  = switch ? 1'h0 : ahead;
+  assign \$1805  = oy == 4'hd;
+  assign \$1806  = r_done | \$1805 ;
+  assign \$1807  = switch ? 1'h0 : \$1806 ;
+  assign \$1808  = ~ \$1807 ;
+  assign \$1809  = ~ d_ge_m2;
   assign \$1810  = \$1808  & \$1809 ;
-  assign \$1811  = \$1810  ? d_ge_15 : d_ge_1;
-  assign \$1812  = \$1803  ? 1'h1 : \$1811 ;
-  assign \$1813  = ky == 3'h4;
-  assign \$1814  = ~ ahead_rows;
-  assign \$1815  = w_row == 4'hd;
-  assign \$1816  = \$1814  & \$1815 ;
-  assign \$1817  = \$1816  ? d_ge_14 : d_ge_0;
-  assign \$1818  = ~ ahead_rows;
-  assign \$1819  = w_row == 4'hd;
-  assign \$1820  = \$1818  & \$1819 ;
-  assign \$1821  = ! ky;
-  assign \$1822  = \$1821  & d_ge_15;
-  assign \$1823  = ky == 1'h1;
-  assign \$1824  = \$1823  & d_ge_16;
-  assign \$1825  = ky == 2'h2;
-  assign \$1826  = \$1825  & d_ge_17;
-  assign \$1827  = ky == 2'h3;
-  assign \$1828  = \$1827  & d_ge_18;
-  assign \$1829  = ky == 3'h4;
-  assign \$1830  = \$1829  & d_ge_19;
-  assign \$1831  = | { \$1830 , \$1828 , \$1826 , \$1824 , \$1822  };
-  assign \$1832  = ! ky;
-  assign \$1833  = \$1832  & d_ge_1;
-  assign \$1834  = ky == 1'h1;
-  assign \$1835  = \$1834  & d_ge_2;
-  assign \$1836  = ky == 2'h2;
-  assign \$1837  = \$1836  & d_ge_3;
-  assign \$1838  = ky == 2'h3;
-  assign \$1839  = \$1838  & d_ge_4;
-  assign \$1840  = ky == 3'h4;
-  assign \$1841  = \$1840  & d_ge_5;
-  assign \$1842  = | { \$1841 , \$1839 , \$1837 , \$1835 , \$1833  };
-  assign \$1843  = \$1820  ? \$1831  : \$1842 ;
-  assign \$1844  = \$1813  ? \$1817  : \$1843 ;
-  assign \$1845  = ~ ahead_rows;
-  assign \$1846  = w_row == 4'hd;
+  assign \$1811  = oy == 4'hd;
+  assign \$1812  = r_done | \$1811 ;
+  assign \$1813  = switch ? 1'h0 : \$1812 ;
+  assign \$1814  = ~ d_ge_12;
+  assign \$1815  = \$1813  | \$1814 ;
+  assign \$1816  = room_w_14[4] & \$1815 ;
+  assign \$1817  = \$1804  ? \$1810  : \$1816 ;
+  assign \$1818  = \$1791  ? \$1803  : \$1817 ;
+  assign \$1819  = \$1711  ? \$1790  : \$1818 ;
+  assign \$1820  = write & w_last;
+  assign \$1821  = ~ ahead;
+  assign \$1822  = ~ room_w_13[4];
+  assign \$1823  = \$1821  & \$1822 ;
+  assign \$1824  = \$1823  & room_w_14[4];
+  assign \$1825  = ~ ahead;
+  assign \$1826  = ~ room_w_13[4];
+  assign \$1827  = \$1825  & \$1826 ;
+  assign \$1828  = \$1827  & room_w_14[4];
+  assign \$1829  = ahead | \$1828 ;
+  assign \$1830  = switch ? 1'h0 : \$1829 ;
+  assign \$1831  = switch ? 1'h0 : r_done;
+  assign \$1832  = ~ \$1831 ;
+  assign \$1833  = \$1832  & room_low_3[4];
+  assign \$1834  = switch ? 1'h0 : r_done;
+  assign \$1837  = \$1830  ? \$1833  : 1'h1;
+  assign \$1838  = ~ ahead;
+  assign \$1839  = ~ room_w_13[4];
+  assign \$1840  = \$1838  & \$1839 ;
+  assign \$1841  = \$1840  & room_w_14[4];
+  assign \$1842  = ahead | \$1841 ;
+  assign \$1843  = switch ? 1'h0 : \$1842 ;
+  assign \$1844  = switch ? 1'h0 : r_done;
+  assign \$1845  = ~ \$1844 ;
+  assign \$1846  = ~ d_ge_m4;
   assign \$1847  = \$1845  & \$1846 ;
-  assign \$1848  = ! ky;
-  assign \$1849  = \$1848  & d_ge_14;
-  assign \$1850  = ky == 1'h1;
-  assign \$1851  = \$1850  & d_ge_15;
-  assign \$1852  = ky == 2'h2;
-  assign \$1853  = \$1852  & d_ge_16;
-  assign \$1854  = ky == 2'h3;
-  assign \$1855  = \$1854  & d_ge_17;
-  assign \$1856  = ky == 3'h4;
-  assign \$1857  = \$1856  & d_ge_18;
-  assign \$1858  = | { \$1857 , \$1855 , \$1853 , \$1851 , \$1849  };
-  assign \$1859  = ! ky;
-  assign \$1860  = \$1859  & d_ge_0;
-  assign \$1861  = ky == 1'h1;
-  assign \$1862  = \$1861  & d_ge_1;
-  assign \$1863  = ky == 2'h2;
-  assign \$1864  = \$1863  & d_ge_2;
-  assign \$1865  = ky == 2'h3;
-  assign \$1866  = \$1865  & d_ge_3;
-  assign \$1867  = ky == 3'h4;
-  assign \$1868  = \$1867  & d_ge_4;
-  assign \$1869  = | { \$1868 , \$1866 , \$1864 , \$1862 , \$1860  };
-  assign \$1870  = \$1847  ? \$1858  : \$1869 ;
-  assign \$1872  = r_last ? \$1812  : \$1871 ;
-  assign \$1873  = \$1802  | \$1872 ;
-  assign \$1874  = \$1779  & \$1873 ;
-  assign \$1875  = oy == 4'hd;
-  assign \$1876  = r_last & \$1875 ;
-  assign \$1877  = ~ \$1876 ;
-  assign \$1878  = ky == 3'h4;
-  assign \$1879  = ~ \$1878 ;
-  assign \$1880  = $signed(iy) < $signed(1'h1);
-  assign \$1881  = $signed(iy) >= $signed(5'h0d);
-  assign \$1882  = \$1880  | \$1881 ;
-  assign \$1883  = c == 5'h1f;
-  assign \$1884  = ox == 4'hd;
-  assign \$1885  = \$1883  & \$1884 ;
-  assign \$1886  = oy == 4'hd;
-  assign \$1887  = $signed(low) < $signed(1'h1);
-  assign \$1888  = $signed(low) >= $signed(5'h0d);
-  assign \$1889  = \$1887  | \$1888 ;
-  assign \$1890  = \$1886  ? 1'h1 : \$1889 ;
-  assign \$1891  = $signed(low) < $signed(1'h0);
-  assign \$1892  = $signed(low) >= $signed(5'h0e);
-  assign \$1893  = \$1891  | \$1892 ;
-  assign \$1894  = \$1885  ? \$1890  : \$1893 ;
-  assign \$1895  = \$1878  ? \$1894  : \$1882 ;
-  assign \$1896  = \$1895  | ahead_rows;
-  assign \$1897  = oy == 4'hd;
-  assign \$1898  = \$1897  ? 1'h1 : d_ge_2;
-  assign \$1899  = ky == 3'h4;
-  assign \$1900  = ! ky;
-  assign \$1901  = \$1900  & d_ge_2;
-  assign \$1902  = ky == 1'h1;
-  assign \$1903  = \$1902  & d_ge_3;
-  assign \$1904  = ky == 2'h2;
-  assign \$1905  = \$1904  & d_ge_4;
-  assign \$1906  = ky == 2'h3;
-  assign \$1907  = \$1906  & d_ge_5;
-  assign \$1908  = ky == 3'h4;
-  assign \$1909  = \$1908  & d_ge_6;
-  assign \$1910  = | { \$1909 , \$1907 , \$1905 , \$1903 , \$1901  };
-  assign \$1911  = \$1899  ? d_ge_1 : \$1910 ;
-  assign \$1912  = ! ky;
-  assign \$1913  = \$1912  & d_ge_1;
-  assign \$1914  = ky == 1'h1;
-  assign \$1915  = \$1914  & d_ge_2;
-  assign \$1916  = ky == 2'h2;
-  assign \$1917  = \$1916  & d_ge_3;
-  assign \$1918  = ky == 2'h3;
-  assign \$1919  = \$1918  & d_ge_4;
-  assign \$1920  = ky == 3'h4;
-  assign \$1921  = \$1920  & d_ge_5;
-  assign \$1922  = | { \$1921 , \$1919 , \$1917 , \$1915 , \$1913  };
-  assign \$1924  = r_last ? \$1898  : \$1923 ;
-  assign \$1925  = \$1896  | \$1924 ;
-  assign \$1926  = \$1877  & \$1925 ;
-  assign \$1927  = \$1776  ? \$1874  : \$1926 ;
-  assign \$1928  = write_rows & w_last;
-  assign \$1929  = ~ r_done;
-  assign \$1930  = $signed(iy) < $signed(1'h0);
-  assign \$1931  = $signed(iy) >= $signed(5'h0e);
-  assign \$1932  = \$1930  | \$1931 ;
-  assign \$1933  = \$1932  | ahead_rows;
-  assign \$1934  = ~ ahead_rows;
-  assign \$1935  = w_row == 4'hd;
-  assign \$1936  = \$1934  & \$1935 ;
-  assign \$1937  = \$1933  | \$1936 ;
-  assign \$1938  = ~ ahead_rows;
-  assign \$1939  = w_row == 4'hd;
-  assign \$1940  = \$1938  & \$1939 ;
-  assign \$1941  = ! ky;
-  assign \$1942  = \$1941  & d_ge_14;
-  assign \$1943  = ky == 1'h1;
-  assign \$1944  = \$1943  & d_ge_15;
-  assign \$1945  = ky == 2'h2;
-  assign \$1946  = \$1945  & d_ge_16;
-  assign \$1947  = ky == 2'h3;
-  assign \$1948  = \$1947  & d_ge_17;
-  assign \$1949  = ky == 3'h4;
-  assign \$1950  = \$1949  & d_ge_18;
-  assign \$1951  = | { \$1950 , \$1948 , \$1946 , \$1944 , \$1942  };
-  assign \$1952  = ! ky;
-  assign \$1953  = \$1952  & d_ge_0;
-  assign \$1954  = ky == 1'h1;
-  assign \$1955  = \$1954  & d_ge_1;
-  assign \$1956  = ky == 2'h2;
-  assign \$1957  = \$1956  & d_ge_2;
-  assign \$1958  = ky == 2'h3;
-  assign \$1959  = \$1958  & d_ge_3;
-  assign \$1960  = ky == 3'h4;
-  assign \$1961  = \$1960  & d_ge_4;
-  assign \$1962  = | { \$1961 , \$1959 , \$1957 , \$1955 , \$1953  };
-  assign \$1963  = \$1940  ? \$1951  : \$1962 ;
-  assign \$1964  = \$1937  | \$1963 ;
-  assign \$1965  = \$1929  & \$1964 ;
-  assign \$1966  = \$1928  ? \$1965  : avail;
-  assign \$1967  = take ? \$1927  : \$1966 ;
-  assign \$1968  = switch ? \$1775  : \$1967 ;
-  assign \$1969  = rst_conv2_window ? 1'h1 : \$1968 ;
-  assign \$1970  = read_credits_room_next | rst_conv2_window;
+  assign \$1848  = switch ? 1'h0 : r_done;
+  assign \$1849  = ~ d_ge_10;
+  assign \$1850  = \$1848  | \$1849 ;
+  assign \$1851  = room_w_13[4] & \$1850 ;
+  assign \$1852  = \$1843  ? \$1847  : \$1851 ;
+  assign \$1853  = \$1824  ? \$1837  : \$1852 ;
+  assign \$1854  = switch ? 1'h0 : ahead;
+  assign \$1855  = switch ? 1'h0 : r_done;
+  assign \$1856  = ~ \$1855 ;
+  assign \$1857  = ~ d_ge_m3;
+  assign \$1858  = \$1856  & \$1857 ;
+  assign \$1859  = switch ? 1'h0 : r_done;
+  assign \$1860  = ~ d_ge_11;
+  assign \$1861  = \$1859  | \$1860 ;
+  assign \$1862  = room_w_14[4] & \$1861 ;
+  assign \$1863  = \$1854  ? \$1858  : \$1862 ;
+  assign \$1864  = switch ? \$1863  : o__ready;
+  assign \$1865  = \$1820  ? \$1853  : \$1864 ;
+  assign \$1866  = \$1710  ? \$1819  : \$1865 ;
+  assign \$1867  = rst_conv2_window ? 1'h1 : \$1866 ;
+  assign \$1868  = write_rows & w_last;
+  assign \$1869  = $signed(iy) < $signed(1'h0);
+  assign \$1870  = $signed(iy) >= $signed(5'h0e);
+  assign \$1871  = \$1869  | \$1870 ;
+  assign \$1872  = ~ ahead_rows;
+  assign \$1873  = w_row == 4'hd;
+  assign \$1874  = \$1872  & \$1873 ;
+  assign \$1875  = ! ky;
+  assign \$1876  = \$1875  & d_ge_14;
+  assign \$1877  = ky == 1'h1;
+  assign \$1878  = \$1877  & d_ge_15;
+  assign \$1879  = ky == 2'h2;
+  assign \$1880  = \$1879  & d_ge_16;
+  assign \$1881  = ky == 2'h3;
+  assign \$1882  = \$1881  & d_ge_17;
+  assign \$1883  = ky == 3'h4;
+  assign \$1884  = \$1883  & d_ge_18;
+  assign \$1885  = | { \$1884 , \$1882 , \$1880 , \$1878 , \$1876  };
+  assign \$1886  = ! ky;
+  assign \$1887  = \$1886  & d_ge_0;
+  assign \$1888  = ky == 1'h1;
+  assign \$1889  = \$1888  & d_ge_1;
+  assign \$1890  = ky == 2'h2;
+  assign \$1891  = \$1890  & d_ge_2;
+  assign \$1892  = ky == 2'h3;
+  assign \$1893  = \$1892  & d_ge_3;
+  assign \$1894  = ky == 3'h4;
+  assign \$1895  = \$1894  & d_ge_4;
+  assign \$1896  = | { \$1895 , \$1893 , \$1891 , \$1889 , \$1887  };
+  assign \$1897  = \$1874  ? \$1885  : \$1896 ;
+  assign \$1898  = \$1871  | \$1897 ;
+  assign \$1899  = $signed(iy) < $signed(1'h0);
+  assign \$1900  = $signed(iy) >= $signed(5'h0e);
+  assign \$1901  = \$1899  | \$1900 ;
+  assign \$1902  = ! ky;
+  assign \$1903  = \$1902  & d_ge_1;
+  assign \$1904  = ky == 1'h1;
+  assign \$1905  = \$1904  & d_ge_2;
+  assign \$1906  = ky == 2'h2;
+  assign \$1907  = \$1906  & d_ge_3;
+  assign \$1908  = ky == 2'h3;
+  assign \$1909  = \$1908  & d_ge_4;
+  assign \$1910  = ky == 3'h4;
+  assign \$1911  = \$1910  & d_ge_5;
+  assign \$1912  = | { \$1911 , \$1909 , \$1907 , \$1905 , \$1903  };
+  assign \$1913  = \$1901  | \$1912 ;
+  assign \$1914  = \$1868  ? \$1898  : \$1913 ;
+  assign \$1915  = write_rows & w_last;
+  assign \$1916  = oy == 4'hd;
+  assign \$1917  = r_last & \$1916 ;
+  assign \$1918  = ~ \$1917 ;
+  assign \$1919  = ky == 3'h4;
+  assign \$1920  = ~ \$1919 ;
+  assign \$1921  = $signed(iy) < $signed(1'h1);
+  assign \$1922  = $signed(iy) >= $signed(5'h0d);
+  assign \$1923  = \$1921  | \$1922 ;
+  assign \$1924  = c == 5'h1f;
+  assign \$1925  = ox == 4'hd;
+  assign \$1926  = \$1924  & \$1925 ;
+  assign \$1927  = oy == 4'hd;
+  assign \$1928  = $signed(low) < $signed(1'h1);
+  assign \$1929  = $signed(low) >= $signed(5'h0d);
+  assign \$1930  = \$1928  | \$1929 ;
+  assign \$1931  = \$1927  ? 1'h1 : \$1930 ;
+  assign \$1932  = $signed(low) < $signed(1'h0);
+  assign \$1933  = $signed(low) >= $signed(5'h0e);
+  assign \$1934  = \$1932  | \$1933 ;
+  assign \$1935  = \$1926  ? \$1931  : \$1934 ;
+  assign \$1936  = \$1919  ? \$1935  : \$1923 ;
+  assign \$1937  = ~ ahead_rows;
+  assign \$1938  = w_row == 4'hd;
+  assign \$1939  = \$1937  & \$1938 ;
+  assign \$1940  = ahead_rows | \$1939 ;
+  assign \$1941  = \$1936  | \$1940 ;
+  assign \$1942  = oy == 4'hd;
+  assign \$1943  = ~ ahead_rows;
+  assign \$1944  = w_row == 4'hd;
+  assign \$1945  = \$1943  & \$1944 ;
+  assign \$1947  = ~ ahead_rows;
+  assign \$1948  = w_row == 4'hd;
+  assign \$1949  = \$1947  & \$1948 ;
+  assign \$1950  = \$1949  ? d_ge_15 : d_ge_1;
+  assign \$1951  = \$1942  ? 1'h1 : \$1950 ;
+  assign \$1952  = ky == 3'h4;
+  assign \$1953  = ~ ahead_rows;
+  assign \$1954  = w_row == 4'hd;
+  assign \$1955  = \$1953  & \$1954 ;
+  assign \$1956  = \$1955  ? d_ge_14 : d_ge_0;
+  assign \$1957  = ~ ahead_rows;
+  assign \$1958  = w_row == 4'hd;
+  assign \$1959  = \$1957  & \$1958 ;
+  assign \$1960  = ! ky;
+  assign \$1961  = \$1960  & d_ge_15;
+  assign \$1962  = ky == 1'h1;
+  assign \$1963  = \$1962  & d_ge_16;
+  assign \$1964  = ky == 2'h2;
+  assign \$1965  = \$1964  & d_ge_17;
+  assign \$1966  = ky == 2'h3;
+  assign \$1967  = \$1966  & d_ge_18;
+  assign \$1968  = ky == 3'h4;
+  assign \$1969  = \$1968  & d_ge_19;
+  assign \$1970  = | { \$1969 , \$1967 , \$1965 , \$1963 , \$1961  };
+  assign \$1971  = ! ky;
+  assign \$1972  = \$1971  & d_ge_1;
+  assign \$1973  = ky == 1'h1;
+  assign \$1974  = \$1973  & d_ge_2;
+  assign \$1975  = ky == 2'h2;
+  assign \$1976  = \$1975  & d_ge_3;
+  assign \$1977  = ky == 2'h3;
+  assign \$1978  = \$1977  & d_ge_4;
+  assign \$1979  = ky == 3'h4;
+  assign \$1980  = \$1979  & d_ge_5;
+  assign \$1981  = | { \$1980 , \$1978 , \$1976 , \$1974 , \$1972  };
+  assign \$1982  = \$1959  ? \$1970  : \$1981 ;
+  assign \$1983  = \$1952  ? \$1956  : \$1982 ;
+  assign \$1984  = ~ ahead_rows;
+  assign \$1985  = w_row == 4'hd;
+  assign \$1986  = \$1984  & \$1985 ;
+  assign \$1987  = ! ky;
+  assign \$1988  = \$1987  & d_ge_14;
+  assign \$1989  = ky == 1'h1;
+  assign \$1990  = \$1989  & d_ge_15;
+  assign \$1991  = ky == 2'h2;
+  assign \$1992  = \$1991  & d_ge_16;
+  assign \$1993  = ky == 2'h3;
+  assign \$1994  = \$1993  & d_ge_17;
+  assign \$1995  = ky == 3'h4;
+  assign \$1996  = \$1995  & d_ge_18;
+  assign \$1997  = | { \$1996 , \$1994 , \$1992 , \$1990 , \$1988  };
+  assign \$1998  = ! ky;
+  assign \$1999  = \$1998  & d_ge_0;
+  assign \$2000  = ky == 1'h1;
+  assign \$2001  = \$2000  & d_ge_1;
+  assign \$2002  = ky == 2'h2;
+  assign \$2003  = \$2002  & d_ge_2;
+  assign \$2004  = ky == 2'h3;
+  assign \$2005  = \$2004  & d_ge_3;
+  assign \$2006  = ky == 3'h4;
+  assign \$2007  = \$2006  & d_ge_4;
+  assign \$2008  = | { \$2007 , \$2005 , \$2003 , \$2001 , \$1999  };
+  assign \$2009  = \$1986  ? \$1997  : \$2008 ;
+  assign \$2011  = r_last ? \$1951  : \$2010 ;
+  assign \$2012  = \$1941  | \$2011 ;
+  assign \$2013  = \$1918  & \$2012 ;
+  assign \$2014  = oy == 4'hd;
+  assign \$2015  = r_last & \$2014 ;
+  assign \$2016  = ~ \$2015 ;
+  assign \$2017  = ky == 3'h4;
+  assign \$2018  = ~ \$2017 ;
+  assign \$2019  = $signed(iy) < $signed(1'h1);
+  assign \$2020  = $signed(iy) >= $signed(5'h0d);
+  assign \$2021  = \$2019  | \$2020 ;
+  assign \$2022  = c == 5'h1f;
+  assign \$2023  = ox == 4'hd;
+  assign \$2024  = \$2022  & \$2023 ;
+  assign \$2025  = oy == 4'hd;
+  assign \$2026  = $signed(low) < $signed(1'h1);
+  assign \$2027  = $signed(low) >= $signed(5'h0d);
+  assign \$2028  = \$2026  | \$2027 ;
+  assign \$2029  = \$2025  ? 1'h1 : \$2028 ;
+  assign \$2030  = $signed(low) < $signed(1'h0);
+  assign \$2031  = $signed(low) >= $signed(5'h0e);
+  assign \$2032  = \$2030  | \$2031 ;
+  assign \$2033  = \$2024  ? \$2029  : \$2032 ;
+  assign \$2034  = \$2017  ? \$2033  : \$2021 ;
+  assign \$2035  = \$2034  | ahead_rows;
+  assign \$2036  = oy == 4'hd;
+  assign \$2037  = \$2036  ? 1'h1 : d_ge_2;
+  assign \$2038  = ky == 3'h4;
+  assign \$2039  = ! ky;
+  assign \$2040  = \$2039  & d_ge_2;
+  assign \$2041  = ky == 1'h1;
+  assign \$2042  = \$2041  & d_ge_3;
+  assign \$2043  = ky == 2'h2;
+  assign \$2044  = \$2043  & d_ge_4;
+  assign \$2045  = ky == 2'h3;
+  assign \$2046  = \$2045  & d_ge_5;
+  assign \$2047  = ky == 3'h4;
+  assign \$2048  = \$2047  & d_ge_6;
+  assign \$2049  = | { \$2048 , \$2046 , \$2044 , \$2042 , \$2040  };
+  assign \$2050  = \$2038  ? d_ge_1 : \$2049 ;
+  assign \$2051  = ! ky;
+  assign \$2052  = \$2051  & d_ge_1;
+  assign \$2053  = ky == 1'h1;
+  assign \$2054  = \$2053  & d_ge_2;
+  assign \$2055  = ky == 2'h2;
+  assign \$2056  = \$2055  & d_ge_3;
+  assign \$2057  = ky == 2'h3;
+  assign \$2058  = \$2057  & d_ge_4;
+  assign \$2059  = ky == 3'h4;
+  assign \$2060  = \$2059  & d_ge_5;
+  assign \$2061  = | { \$2060 , \$2058 , \$2056 , \$2054 , \$2052  };
+  assign \$2063  = r_last ? \$2037  : \$2062 ;
+  assign \$2064  = \$2035  | \$2063 ;
+  assign \$2065  = \$2016  & \$2064 ;
+  assign \$2066  = \$1915  ? \$2013  : \$2065 ;
+  assign \$2067  = write_rows & w_last;
+  assign \$2068  = ~ r_done;
+  assign \$2069  = $signed(iy) < $signed(1'h0);
+  assign \$2070  = $signed(iy) >= $signed(5'h0e);
+  assign \$2071  = \$2069  | \$2070 ;
+  assign \$2072  = \$2071  | ahead_rows;
+  assign \$2073  = ~ ahead_rows;
+  assign \$2074  = w_row == 4'hd;
+  assign \$2075  = \$2073  & \$2074 ;
+  assign \$2076  = \$2072  | \$2075 ;
+  assign \$2077  = ~ ahead_rows;
+  assign \$2078  = w_row == 4'hd;
+  assign \$2079  = \$2077  & \$2078 ;
+  assign \$2080  = ! ky;
+  assign \$2081  = \$2080  & d_ge_14;
+  assign \$2082  = ky == 1'h1;
+  assign \$2083  = \$2082  & d_ge_15;
+  assign \$2084  = ky == 2'h2;
+  assign \$2085  = \$2084  & d_ge_16;
+  assign \$2086  = ky == 2'h3;
+  assign \$2087  = \$2086  & d_ge_17;
+  assign \$2088  = ky == 3'h4;
+  assign \$2089  = \$2088  & d_ge_18;
+  assign \$2090  = | { \$2089 , \$2087 , \$2085 , \$2083 , \$2081  };
+  assign \$2091  = ! ky;
+  assign \$2092  = \$2091  & d_ge_0;
+  assign \$2093  = ky == 1'h1;
+  assign \$2094  = \$2093  & d_ge_1;
+  assign \$2095  = ky == 2'h2;
+  assign \$2096  = \$2095  & d_ge_2;
+  assign \$2097  = ky == 2'h3;
+  assign \$2098  = \$2097  & d_ge_3;
+  assign \$2099  = ky == 3'h4;
+  assign \$2100  = \$2099  & d_ge_4;
+  assign \$2101  = | { \$2100 , \$2098 , \$2096 , \$2094 , \$2092  };
+  assign \$2102  = \$2079  ? \$2090  : \$2101 ;
+  assign \$2103  = \$2076  | \$2102 ;
+  assign \$2104  = \$2068  & \$2103 ;
+  assign \$2105  = \$2067  ? \$2104  : avail;
+  assign \$2106  = take ? \$2066  : \$2105 ;
+  assign \$2107  = switch ? \$1914  : \$2106 ;
+  assign \$2108  = rst_conv2_window ? 1'h1 : \$2107 ;
+  assign \$2109  = read_credits_room_next | rst_conv2_window;
+  assign \$2110  = write_rows & w_last;
+  assign \$2111  = $signed(iy) < $signed(1'h0);
+  assign \$2112  = $signed(iy) >= $signed(5'h0e);
+  assign \$2113  = \$2111  | \$2112 ;
+  assign \$2114  = ~ ahead_rows;
+  assign \$2115  = w_row == 4'hd;
+  assign \$2116  = \$2114  & \$2115 ;
+  assign \$2117  = ! ky;
+  assign \$2118  = \$2117  & d_ge_14;
+  assign \$2119  = ky == 1'h1;
+  assign \$2120  = \$2119  & d_ge_15;
+  assign \$2121  = ky == 2'h2;
+  assign \$2122  = \$2121  & d_ge_16;
+  assign \$2123  = ky == 2'h3;
+  assign \$2124  = \$2123  & d_ge_17;
+  assign \$2125  = ky == 3'h4;
+  assign \$2126  = \$2125  & d_ge_18;
+  assign \$2127  = | { \$2126 , \$2124 , \$2122 , \$2120 , \$2118  };
+  assign \$2128  = ! ky;
+  assign \$2129  = \$2128  & d_ge_0;
+  assign \$2130  = ky == 1'h1;
+  assign \$2131  = \$2130  & d_ge_1;
+  assign \$2132  = ky == 2'h2;
+  assign \$2133  = \$2132  & d_ge_2;
+  assign \$2134  = ky == 2'h3;
+  assign \$2135  = \$2134  & d_ge_3;
+  assign \$2136  = ky == 3'h4;
+  assign \$2137  = \$2136  & d_ge_4;
+  assign \$2138  = | { \$2137 , \$2135 , \$2133 , \$2131 , \$2129  };
+  assign \$2139  = \$2116  ? \$2127  : \$2138 ;
+  assign \$2140  = \$2113  | \$2139 ;
+  assign \$2141  = $signed(iy) < $signed(1'h0);
+  assign \$2142  = $signed(iy) >= $signed(5'h0e);
+  assign \$2143  = \$2141  | \$2142 ;
+  assign \$2144  = ! ky;
+  assign \$2145  = \$2144  & d_ge_1;
+  assign \$2146  = ky == 1'h1;
+  assign \$2147  = \$2146  & d_ge_2;
+  assign \$2148  = ky == 2'h2;
+  assign \$2149  = \$2148  & d_ge_3;
+  assign \$2150  = ky == 2'h3;
+  assign \$2151  = \$2150  & d_ge_4;
+  assign \$2152  = ky == 3'h4;
+  assign \$2153  = \$2152  & d_ge_5;
+  assign \$2154  = | { \$2153 , \$2151 , \$2149 , \$2147 , \$2145  };
+  assign \$2155  = \$2143  | \$2154 ;
+  assign \$2156  = \$2110  ? \$2140  : \$2155 ;
+  assign \$2157  = write_rows & w_last;
+  assign \$2158  = oy == 4'hd;
+  assign \$2159  = r_last & \$2158 ;
+  assign \$2160  = ~ \$2159 ;
+  assign \$2161  = ky == 3'h4;
+  assign \$2162  = ~ \$2161 ;
+  assign \$2163  = $signed(iy) < $signed(1'h1);
+  assign \$2164  = $signed(iy) >= $signed(5'h0d);
+  assign \$2165  = \$2163  | \$2164 ;
+  assign \$2166  = c == 5'h1f;
+  assign \$2167  = ox == 4'hd;
+  assign \$2168  = \$2166  & \$2167 ;
+  assign \$2169  = oy == 4'hd;
+  assign \$2170  = $signed(low) < $signed(1'h1);
+  assign \$2171  = $signed(low) >= $signed(5'h0d);
+  assign \$2172  = \$2170  | \$2171 ;
+  assign \$2173  = \$2169  ? 1'h1 : \$2172 ;
+  assign \$2174  = $signed(low) < $signed(1'h0);
+  assign \$2175  = $signed(low) >= $signed(5'h0e);
+  assign \$2176  = \$2174  | \$2175 ;
+  assign \$2177  = \$2168  ? \$2173  : \$2176 ;
+  assign \$2178  = \$2161  ? \$2177  : \$2165 ;
+  assign \$2179  = ~ ahead_rows;
+  assign \$2180  = w_row == 4'hd;
+  assign \$2181  = \$2179  & \$2180 ;
+  assign \$2182  = ahead_rows | \$2181 ;
+  assign \$2183  = \$2178  | \$2182 ;
+  assign \$2184  = oy == 4'hd;
+  assign \$2185  = ~ ahead_rows;
+  assign \$2186  = w_row == 4'hd;
+  assign \$2187  = \$2185  & \$2186 ;
+  assign \$2189  = ~ ahead_rows;
+  assign \$2190  = w_row == 4'hd;
+  assign \$2191  = \$2189  & \$2190 ;
+  assign \$2192  = \$2191  ? d_ge_15 : d_ge_1;
+  assign \$2193  = \$2184  ? 1'h1 : \$2192 ;
+  assign \$2194  = ky == 3'h4;
+  assign \$2195  = ~ ahead_rows;
+  assign \$2196  = w_row == 4'hd;
+  assign \$2197  = \$2195  & \$2196 ;
+  assign \$2198  = \$2197  ? d_ge_14 : d_ge_0;
+  assign \$2199  = ~ ahead_rows;
+  assign \$2200  = w_row == 4'hd;
+  assign \$2201  = \$2199  & \$2200 ;
+  assign \$2202  = ! ky;
+  assign \$2203  = \$2202  & d_ge_15;
+  assign \$2204  = ky == 1'h1;
+  assign \$2205  = \$2204  & d_ge_16;
+  assign \$2206  = ky == 2'h2;
+  assign \$2207  = \$2206  & d_ge_17;
+  assign \$2208  = ky == 2'h3;
+  assign \$2209  = \$2208  & d_ge_18;
+  assign \$2210  = ky == 3'h4;
+  assign \$2211  = \$2210  & d_ge_19;
+  assign \$2212  = | { \$2211 , \$2209 , \$2207 , \$2205 , \$2203  };
+  assign \$2213  = ! ky;
+  assign \$2214  = \$2213  & d_ge_1;
+  assign \$2215  = ky == 1'h1;
+  assign \$2216  = \$2215  & d_ge_2;
+  assign \$2217  = ky == 2'h2;
+  assign \$2218  = \$2217  & d_ge_3;
+  assign \$2219  = ky == 2'h3;
+  assign \$2220  = \$2219  & d_ge_4;
+  assign \$2221  = ky == 3'h4;
+  assign \$2222  = \$2221  & d_ge_5;
+  assign \$2223  = | { \$2222 , \$2220 , \$2218 , \$2216 , \$2214  };
+  assign \$2224  = \$2201  ? \$2212  : \$2223 ;
+  assign \$2225  = \$2194  ? \$2198  : \$2224 ;
+  assign \$2226  = ~ ahead_rows;
+  assign \$2227  = w_row == 4'hd;
+  assign \$2228  = \$2226  & \$2227 ;
+  assign \$2229  = ! ky;
+  assign \$2230  = \$2229  & d_ge_14;
+  assign \$2231  = ky == 1'h1;
+  assign \$2232  = \$2231  & d_ge_15;
+  assign \$2233  = ky == 2'h2;
+  assign \$2234  = \$2233  & d_ge_16;
+  assign \$2235  = ky == 2'h3;
+  assign \$2236  = \$2235  & d_ge_17;
+  assign \$2237  = ky == 3'h4;
+  assign \$2238  = \$2237  & d_ge_18;
+  assign \$2239  = | { \$2238 , \$2236 , \$2234 , \$2232 , \$2230  };
+  assign \$2240  = ! ky;
+  assign \$2241  = \$2240  & d_ge_0;
+  assign \$2242  = ky == 1'h1;
+  assign \$2243  = \$2242  & d_ge_1;
+  assign \$2244  = ky == 2'h2;
+  assign \$2245  = \$2244  & d_ge_2;
+  assign \$2246  = ky == 2'h3;
+  assign \$2247  = \$2246  & d_ge_3;
+  assign \$2248  = ky == 3'h4;
+  assign \$2249  = \$2248  & d_ge_4;
+  assign \$2250  = | { \$2249 , \$2247 , \$2245 , \$2243 , \$2241  };
+  assign \$2251  = \$2228  ? \$2239  : \$2250 ;
+  assign \$2253  = r_last ? \$2193  : \$2252 ;
+  assign \$2254  = \$2183  | \$2253 ;
+  assign \$2255  = \$2160  & \$2254 ;
+  assign \$2256  = oy == 4'hd;
+  assign \$2257  = r_last & \$2256 ;
+  assign \$2258  = ~ \$2257 ;
+  assign \$2259  = ky == 3'h4;
+  assign \$2260  = ~ \$2259 ;
+  assign \$2261  = $signed(iy) < $signed(1'h1);
+  assign \$2262  = $signed(iy) >= $signed(5'h0d);
+  assign \$2263  = \$2261  | \$2262 ;
+  assign \$2264  = c == 5'h1f;
+  assign \$2265  = ox == 4'hd;
+  assign \$2266  = \$2264  & \$2265 ;
+  assign \$2267  = oy == 4'hd;
+  assign \$2268  = $signed(low) < $signed(1'h1);
+  assign \$2269  = $signed(low) >= $signed(5'h0d);
+  assign \$2270  = \$2268  | \$2269 ;
+  assign \$2271  = \$2267  ? 1'h1 : \$2270 ;
+  assign \$2272  = $signed(low) < $signed(1'h0);
+  assign \$2273  = $signed(low) >= $signed(5'h0e);
+  assign \$2274  = \$2272  | \$2273 ;
+  assign \$2275  = \$2266  ? \$2271  : \$2274 ;
+  assign \$2276  = \$2259  ? \$2275  : \$2263 ;
+  assign \$2277  = \$2276  | ahead_rows;
+  assign \$2278  = oy == 4'hd;
+  assign \$2279  = \$2278  ? 1'h1 : d_ge_2;
+  assign \$2280  = ky == 3'h4;
+  assign \$2281  = ! ky;
+  assign \$2282  = \$2281  & d_ge_2;
+  assign \$2283  = ky == 1'h1;
+  assign \$2284  = \$2283  & d_ge_3;
+  assign \$2285  = ky == 2'h2;
+  assign \$2286  = \$2285  & d_ge_4;
+  assign \$2287  = ky == 2'h3;
+  assign \$2288  = \$2287  & d_ge_5;
+  assign \$2289  = ky == 3'h4;
+  assign \$2290  = \$2289  & d_ge_6;
+  assign \$2291  = | { \$2290 , \$2288 , \$2286 , \$2284 , \$2282  };
+  assign \$2292  = \$2280  ? d_ge_1 : \$2291 ;
+  assign \$2293  = ! ky;
+  assign \$2294  = \$2293  & d_ge_1;
+  assign \$2295  = ky == 1'h1;
+  assign \$2296  = \$2295  & d_ge_2;
+  assign \$2297  = ky == 2'h2;
+  assign \$2298  = \$2297  & d_ge_3;
+  assign \$2299  = ky == 2'h3;
+  assign \$2300  = \$2299  & d_ge_4;
+  assign \$2301  = ky == 3'h4;
+  assign \$2302  = \$2301  & d_ge_5;
+  assign \$2303  = | { \$2302 , \$2300 , \$2298 , \$2296 , \$2294  };
+  assign \$2305  = r_last ? \$2279  : \$2304 ;
+  assign \$2306  = \$2277  | \$2305 ;
+  assign \$2307  = \$2258  & \$2306 ;
+  assign \$2308  = \$2157  ? \$2255  : \$2307 ;
+  assign \$2309  = write_rows & w_last;
+  assign \$2310  = ~ r_done;
+  assign \$2311  = $signed(iy) < $signed(1'h0);
+  assign \$2312  = $signed(iy) >= $signed(5'h0e);
+  assign \$2313  = \$2311  | \$2312 ;
+  assign \$2314  = \$2313  | ahead_rows;
+  assign \$2315  = ~ ahead_rows;
+  assign \$2316  = w_row == 4'hd;
+  assign \$2317  = \$2315  & \$2316 ;
+  assign \$2318  = \$2314  | \$2317 ;
+  assign \$2319  = ~ ahead_rows;
+  assign \$2320  = w_row == 4'hd;
+  assign \$2321  = \$2319  & \$2320 ;
+  assign \$2322  = ! ky;
+  assign \$2323  = \$2322  & d_ge_14;
+  assign \$2324  = ky == 1'h1;
+  assign \$2325  = \$2324  & d_ge_15;
+  assign \$2326  = ky == 2'h2;
+  assign \$2327  = \$2326  & d_ge_16;
+  assign \$2328  = ky == 2'h3;
+  assign \$2329  = \$2328  & d_ge_17;
+  assign \$2330  = ky == 3'h4;
+  assign \$2331  = \$2330  & d_ge_18;
+  assign \$2332  = | { \$2331 , \$2329 , \$2327 , \$2325 , \$2323  };
+  assign \$2333  = ! ky;
+  assign \$2334  = \$2333  & d_ge_0;
+  assign \$2335  = ky == 1'h1;
+  assign \$2336  = \$2335  & d_ge_1;
+  assign \$2337  = ky == 2'h2;
+  assign \$2338  = \$2337  & d_ge_2;
+  assign \$2339  = ky == 2'h3;
+  assign \$2340  = \$2339  & d_ge_3;
+  assign \$2341  = ky == 3'h4;
+  assign \$2342  = \$2341  & d_ge_4;
+  assign \$2343  = | { \$2342 , \$2340 , \$2338 , \$2336 , \$2334  };
+  assign \$2344  = \$2321  ? \$2332  : \$2343 ;
+  assign \$2345  = \$2318  | \$2344 ;
+  assign \$2346  = \$2310  & \$2345 ;
+  assign \$2347  = \$2309  ? \$2346  : avail;
+  assign \$2348  = take ? \$2308  : \$2347 ;
+  assign \$2349  = switch ? \$2156  : \$2348 ;
+  assign \$2350  = rst_conv2_window ? 1'h1 : \$2349 ;
+  assign \$2351  = read_credits_room_next | rst_conv2_window;
   always @(posedge clk)
-    w_c <= \$1971 ;
+    w_c <= \$2352 ;
   always @(posedge clk)
-    w_x <= \$1972 ;
+    w_x <= \$2353 ;
   always @(posedge clk)
-    w_b <= \$1973 ;
+    w_b <= \$2354 ;
   always @(posedge clk)
-    w_rowbase <= \$1974 ;
+    w_rowbase <= \$2355 ;
   always @(posedge clk)
-    w_grp <= \$1975 ;
+    w_grp <= \$2356 ;
   always @(posedge clk)
-    ahead <= \$1976 ;
+    ahead <= \$2357 ;
   always @(posedge clk)
-    w_row <= \$1977 ;
+    w_row <= \$2358 ;
   always @(posedge clk)
-    read_credits_returned <= \$1978 ;
+    read_credits_returned <= \$2359 ;
   always @(posedge clk)
-    read_credits_space <= \$1979 ;
+    read_credits_space <= \$2360 ;
   always @(posedge clk)
-    read_credits_room <= \$1980 ;
+    read_credits_room <= \$2361 ;
   always @(posedge clk)
-    read_v1 <= \$1981 ;
+    read_v1 <= \$2362 ;
   always @(posedge clk)
-    read_v2 <= \$1982 ;
+    read_v2 <= \$2363 ;
   always @(posedge clk)
-    read_v3 <= \$1983 ;
+    read_v3 <= \$2364 ;
   always @(posedge clk)
-    w_en <= \$1984 ;
+    w_en <= \$2365 ;
   always @(posedge clk)
     pads_a <= { \$120 , \$113 , \$106 , \$99 , \$92  };
   always @(posedge clk)
@@ -27978,91 +29312,103 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_base_row <= \$219 [10:0];
   always @(posedge clk)
-    ky <= \$1985 ;
+    ky <= \$2366 ;
   always @(posedge clk)
-    row_addr <= \$1986 ;
+    row_addr <= \$2367 ;
   always @(posedge clk)
-    c <= \$1987 ;
+    c <= \$2368 ;
   always @(posedge clk)
-    qc <= \$1988 ;
+    qc <= \$2369 ;
   always @(posedge clk)
-    ox <= \$1989 ;
+    ox <= \$2370 ;
   always @(posedge clk)
-    ix0 <= \$1990 ;
+    ix0 <= \$2371 ;
   always @(posedge clk)
-    r0 <= \$1991 ;
+    r0 <= \$2372 ;
   always @(posedge clk)
-    q0c <= \$1992 ;
+    q0c <= \$2373 ;
   always @(posedge clk)
-    oy <= \$1993 ;
+    oy <= \$2374 ;
   always @(posedge clk)
-    low <= \$1994 ;
+    low <= \$2375 ;
   always @(posedge clk)
-    r_done <= \$1995 ;
+    r_done <= \$2376 ;
   always @(posedge clk)
-    base_slot <= \$1996 ;
+    base_slot <= \$2377 ;
   always @(posedge clk)
-    base_row <= \$1997 ;
+    base_row <= \$2378 ;
   always @(posedge clk)
-    iy <= \$1998 ;
+    iy <= \$2379 ;
   always @(posedge clk)
-    img_slot <= \$1999 ;
+    img_slot <= \$2380 ;
   always @(posedge clk)
-    img_row <= \$2000 ;
+    img_row <= \$2381 ;
   always @(posedge clk)
-    w_last <= \$2001 ;
+    w_last <= \$2382 ;
   always @(posedge clk)
-    r_last <= \$2002 ;
+    r_last <= \$2383 ;
   always @(posedge clk)
-    d <= \$2003 ;
+    d <= \$2384 ;
   always @(posedge clk)
-    o__ready <= \$2004 ;
+    o__ready <= \$2385 ;
   always @(posedge clk)
-    room_w_13 <= \$2005 ;
+    room_w_13 <= \$2386 ;
   always @(posedge clk)
-    room_w_14 <= \$2006 ;
+    room_w_14 <= \$2387 ;
   always @(posedge clk)
-    room_low_2 <= \$2007 ;
+    room_low_2 <= \$2388 ;
   always @(posedge clk)
-    room_w_8 <= \$2008 ;
+    room_w_8 <= \$2389 ;
   always @(posedge clk)
-    room_w_9 <= \$2009 ;
+    room_w_9 <= \$2390 ;
   always @(posedge clk)
-    room_low_3 <= \$2010 ;
+    room_low_3 <= \$2391 ;
   always @(posedge clk)
-    avail <= \$2011 ;
+    avail <= \$2392 ;
   always @(posedge clk)
-    d_ge_14 <= \$2012 ;
+    d_ge_m3 <= \$2393 ;
   always @(posedge clk)
-    d_ge_15 <= \$2013 ;
+    d_ge_11 <= \$2394 ;
   always @(posedge clk)
-    d_ge_16 <= \$2014 ;
+    d_ge_m2 <= \$2395 ;
   always @(posedge clk)
-    d_ge_17 <= \$2015 ;
+    d_ge_12 <= \$2396 ;
   always @(posedge clk)
-    d_ge_18 <= \$2016 ;
+    d_ge_m4 <= \$2397 ;
   always @(posedge clk)
-    d_ge_0 <= \$2017 ;
+    d_ge_10 <= \$2398 ;
   always @(posedge clk)
-    d_ge_1 <= \$2018 ;
+    d_ge_14 <= \$2399 ;
   always @(posedge clk)
-    d_ge_2 <= \$2019 ;
+    d_ge_15 <= \$2400 ;
   always @(posedge clk)
-    d_ge_3 <= \$2020 ;
+    d_ge_16 <= \$2401 ;
   always @(posedge clk)
-    d_ge_4 <= \$2021 ;
+    d_ge_17 <= \$2402 ;
   always @(posedge clk)
-    d_ge_5 <= \$2022 ;
+    d_ge_18 <= \$2403 ;
   always @(posedge clk)
-    d_ge_19 <= \$2023 ;
+    d_ge_0 <= \$2404 ;
   always @(posedge clk)
-    d_ge_6 <= \$2024 ;
+    d_ge_1 <= \$2405 ;
+  always @(posedge clk)
+    d_ge_2 <= \$2406 ;
+  always @(posedge clk)
+    d_ge_3 <= \$2407 ;
+  always @(posedge clk)
+    d_ge_4 <= \$2408 ;
+  always @(posedge clk)
+    d_ge_5 <= \$2409 ;
+  always @(posedge clk)
+    d_ge_19 <= \$2410 ;
+  always @(posedge clk)
+    d_ge_6 <= \$2411 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$1328 ),
+    .d(\$1709 ),
     .q(ahead_rows)
   );
   flexor_copy #(
@@ -28070,7 +29416,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$1969 ),
+    .d(\$2350 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -28078,7 +29424,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$1727 ),
+    .d(\$2108 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -28086,7 +29432,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$1486 ),
+    .d(\$1867 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv2_window.inp  inp (
@@ -28094,7 +29440,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$152 ),
+    .o__payload(\o__payload$158 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -28105,7 +29451,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$1307 ),
+    .d(\$1688 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv2_window.out  out (
@@ -28122,7 +29468,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$1970 ),
+    .d(\$2351 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -28130,7 +29476,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$1728 ),
+    .d(\$2109 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -28138,7 +29484,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$1308 [10:0]),
+    .d(\$1689 [10:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
@@ -28146,7 +29492,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$1311 [10:0]),
+    .d(\$1692 [10:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
@@ -28154,7 +29500,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$1314 [10:0]),
+    .d(\$1695 [10:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
@@ -28162,7 +29508,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$1317 [10:0]),
+    .d(\$1698 [10:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
@@ -28170,7 +29516,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$1320 [10:0]),
+    .d(\$1701 [10:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
@@ -28178,7 +29524,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$158 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -28186,7 +29532,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$158 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -28194,7 +29540,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$158 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -28202,7 +29548,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$158 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -28210,7 +29556,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$158 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -28218,7 +29564,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en0_q_copy (
     .clk(clk),
-    .d(\$1310 ),
+    .d(\$1691 ),
     .q(\$signature__en )
   );
   flexor_copy #(
@@ -28226,7 +29572,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en1_q_copy (
     .clk(clk),
-    .d(\$1313 ),
+    .d(\$1694 ),
     .q(\$signature__en$20 )
   );
   flexor_copy #(
@@ -28234,7 +29580,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en2_q_copy (
     .clk(clk),
-    .d(\$1316 ),
+    .d(\$1697 ),
     .q(\$signature__en$26 )
   );
   flexor_copy #(
@@ -28242,7 +29588,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en3_q_copy (
     .clk(clk),
-    .d(\$1319 ),
+    .d(\$1700 ),
     .q(\$signature__en$32 )
   );
   flexor_copy #(
@@ -28250,179 +29596,179 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en4_q_copy (
     .clk(clk),
-    .d(\$1322 ),
+    .d(\$1703 ),
     .q(\$signature__en$38 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1971  = w_c;
+    \$2352  = w_c;
     if (write) begin
-      \$1971  = \$56 [4:0];
+      \$2352  = \$56 [4:0];
     end
     if (rst_conv2_window) begin
-      \$1971  = 5'h00;
+      \$2352  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1972  = w_x;
+    \$2353  = w_x;
     if (write) begin
       if (\$57 ) begin
-        \$1972  = \$60 [3:0];
+        \$2353  = \$60 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1972  = 4'h0;
+      \$2353  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1973  = w_b;
+    \$2354  = w_b;
     if (write) begin
       if (\$57 ) begin
-        \$1973  = \$65 [2:0];
+        \$2354  = \$65 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1973  = 3'h0;
+      \$2354  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1974  = w_rowbase;
+    \$2355  = w_rowbase;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$1974  = \$73 [10:0];
+          \$2355  = \$73 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1974  = 11'h000;
+      \$2355  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1975  = w_grp;
+    \$2356  = w_grp;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$1975  = \$79 [10:0];
+          \$2356  = \$79 [10:0];
         end else if (\$67 ) begin
-          \$1975  = \$84 [10:0];
+          \$2356  = \$84 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1975  = 11'h000;
+      \$2356  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1976  = ahead;
+    \$2357  = ahead;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           if (\$82 ) begin
-            \$1976  = 1'h1;
+            \$2357  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$1976  = 1'h0;
+      \$2357  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$1976  = 1'h0;
+      \$2357  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1977  = w_row;
+    \$2358  = w_row;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           (* full_case = 32'd1 *)
           if (\$82 ) begin
-            \$1977  = 4'h0;
+            \$2358  = 4'h0;
           end else begin
-            \$1977  = \$83 [3:0];
+            \$2358  = \$83 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1977  = 4'h0;
+      \$2358  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1978  = \$85 ;
+    \$2359  = \$85 ;
     if (rst_conv2_window) begin
-      \$1978  = 1'h0;
+      \$2359  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1979  = \$2 [2:0];
+    \$2360  = \$2 [2:0];
     if (rst_conv2_window) begin
-      \$1979  = 3'h7;
+      \$2360  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1980  = read_credits_room_next;
+    \$2361  = read_credits_room_next;
     if (rst_conv2_window) begin
-      \$1980  = 1'h1;
+      \$2361  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1981  = take;
+    \$2362  = take;
     if (rst_conv2_window) begin
-      \$1981  = 1'h0;
+      \$2362  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1982  = read_v1;
+    \$2363  = read_v1;
     if (rst_conv2_window) begin
-      \$1982  = 1'h0;
+      \$2363  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1983  = read_v2;
+    \$2364  = read_v2;
     if (rst_conv2_window) begin
-      \$1983  = 1'h0;
+      \$2364  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1984  = read_v3;
+    \$2365  = read_v3;
     if (rst_conv2_window) begin
-      \$1984  = 1'h0;
+      \$2365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1985  = ky;
+    \$2366  = ky;
     if (take_step) begin
-      \$1985  = \$222 [2:0];
+      \$2366  = \$222 [2:0];
     end
     if (rst_conv2_window) begin
-      \$1985  = 3'h0;
+      \$2366  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1986  = row_addr;
+    \$2367  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
-        \$1986  = \$230 [10:0];
+        \$2367  = \$230 [10:0];
       end else begin
-        \$1986  = base_row;
+        \$2367  = base_row;
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
@@ -28430,73 +29776,55 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$1986  = step_next_row;
+              \$2367  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1986  = step_base_row;
+      \$2367  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$1986  = 11'h360;
+      \$2367  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1987  = c;
+    \$2368  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
-        \$1987  = \$233 [4:0];
+        \$2368  = \$233 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$1987  = 5'h00;
+      \$2368  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1988  = qc;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-          \$1988  = \$236 [8:0];
-        end else begin
-          \$1988  = \$264 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$1988  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1989  = ox;
+    \$2369  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
+          \$2369  = \$236 [8:0];
         end else begin
-          \$1989  = \$239 [3:0];
+          \$2369  = \$264 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1989  = 4'h0;
+      \$2369  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1990  = ix0;
+    \$2370  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28504,17 +29832,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1990  = \$242 [4:0];
+          \$2370  = \$239 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1990  = 5'h1e;
+      \$2370  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1991  = r0;
+    \$2371  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28522,17 +29850,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1991  = \$250 [2:0];
+          \$2371  = \$242 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1991  = 3'h3;
+      \$2371  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1992  = q0c;
+    \$2372  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28540,17 +29868,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$1992  = \$257 [8:0];
+          \$2372  = \$250 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1992  = 9'h1e0;
+      \$2372  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1993  = oy;
+    \$2373  = q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28558,19 +29886,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          if (\$265 ) begin
-            \$1993  = \$268 [3:0];
-          end
+          \$2373  = \$257 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1993  = 4'h0;
+      \$2373  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1994  = low;
+    \$2374  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28579,18 +29905,38 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         if (\$235 ) begin
         end else begin
           if (\$265 ) begin
-            \$1994  = \$271 [4:0];
+            \$2374  = \$268 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$1994  = 5'h1e;
+      \$2374  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1995  = r_done;
+    \$2375  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$2375  = \$271 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2375  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2376  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28600,49 +29946,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         end else begin
           if (\$265 ) begin
             if (\$272 ) begin
-              \$1995  = 1'h1;
+              \$2376  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1995  = 1'h0;
+      \$2376  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$1995  = 1'h0;
+      \$2376  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1996  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            (* full_case = 32'd1 *)
-            if (\$272 ) begin
-            end else begin
-              \$1996  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$1996  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$1996  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1997  = base_row;
+    \$2377  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -28654,228 +29973,297 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$1997  = step_next_row;
+              \$2377  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$1997  = step_base_row;
+      \$2377  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$1997  = 11'h360;
+      \$2377  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1998  = iy;
+    \$2378  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$2378  = step_next_row;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2378  = step_base_row;
+    end
+    if (rst_conv2_window) begin
+      \$2378  = 11'h360;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2379  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$274 ) begin
-        \$1998  = \$278 [4:0];
+        \$2379  = \$278 [4:0];
       end else if (\$277 ) begin
-        \$1998  = \$281 [4:0];
+        \$2379  = \$281 [4:0];
       end else begin
-        \$1998  = low;
+        \$2379  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$1998  = 5'h1e;
+      \$2379  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$1999  = img_slot;
+    \$2380  = img_slot;
     if (switch) begin
-      \$1999  = step_img_slot;
+      \$2380  = step_img_slot;
     end
     if (rst_conv2_window) begin
-      \$1999  = 4'h0;
+      \$2380  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2000  = img_row;
+    \$2381  = img_row;
     if (switch) begin
-      \$2000  = step_img_row;
+      \$2381  = step_img_row;
     end
     if (rst_conv2_window) begin
-      \$2000  = 11'h000;
+      \$2381  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2001  = w_last;
+    \$2382  = w_last;
     if (write) begin
-      \$2001  = \$284 ;
+      \$2382  = \$284 ;
     end
     if (rst_conv2_window) begin
-      \$2001  = 1'h0;
+      \$2382  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2002  = r_last;
+    \$2383  = r_last;
     if (take_step) begin
-      \$2002  = \$288 ;
+      \$2383  = \$288 ;
     end
     if (rst_conv2_window) begin
-      \$2002  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2003  = \$319 [5:0];
-    if (rst_conv2_window) begin
-      \$2003  = 6'h02;
+      \$2383  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2004  = \$476 ;
+    \$2384  = \$319 [5:0];
     if (rst_conv2_window) begin
-      \$2004  = 1'h1;
+      \$2384  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2005  = \$484 [4:0];
+    \$2385  = \$476 ;
     if (rst_conv2_window) begin
-      \$2005  = 5'h13;
+      \$2385  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2006  = \$492 [4:0];
+    \$2386  = \$484 [4:0];
     if (rst_conv2_window) begin
-      \$2006  = 5'h12;
+      \$2386  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2007  = \$497 [4:0];
+    \$2387  = \$492 [4:0];
     if (rst_conv2_window) begin
-      \$2007  = 5'h04;
+      \$2387  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2008  = \$505 [3:0];
+    \$2388  = \$497 [4:0];
     if (rst_conv2_window) begin
-      \$2008  = 4'h8;
+      \$2388  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2009  = \$513 [4:0];
+    \$2389  = \$505 [3:0];
     if (rst_conv2_window) begin
-      \$2009  = 5'h17;
+      \$2389  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2010  = \$518 [4:0];
+    \$2390  = \$513 [4:0];
     if (rst_conv2_window) begin
-      \$2010  = 5'h05;
+      \$2390  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2011  = \$758 ;
+    \$2391  = \$518 [4:0];
     if (rst_conv2_window) begin
-      \$2011  = 1'h1;
+      \$2391  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2012  = \$825 ;
+    \$2392  = \$758 ;
     if (rst_conv2_window) begin
-      \$2012  = 1'h0;
+      \$2392  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2013  = \$868 ;
+    \$2393  = \$783 ;
     if (rst_conv2_window) begin
-      \$2013  = 1'h0;
+      \$2393  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2014  = \$907 ;
+    \$2394  = \$842 ;
     if (rst_conv2_window) begin
-      \$2014  = 1'h0;
+      \$2394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2015  = \$942 ;
+    \$2395  = \$900 ;
     if (rst_conv2_window) begin
-      \$2015  = 1'h0;
+      \$2395  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2016  = \$971 ;
+    \$2396  = \$975 ;
     if (rst_conv2_window) begin
-      \$2016  = 1'h0;
+      \$2396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2017  = \$1049 ;
+    \$2397  = \$1053 ;
     if (rst_conv2_window) begin
-      \$2017  = 1'h1;
+      \$2397  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2018  = \$1074 ;
+    \$2398  = \$1139 ;
     if (rst_conv2_window) begin
-      \$2018  = 1'h1;
+      \$2398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2019  = \$1099 ;
+    \$2399  = \$1206 ;
     if (rst_conv2_window) begin
-      \$2019  = 1'h1;
+      \$2399  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2020  = \$1127 ;
+    \$2400  = \$1249 ;
     if (rst_conv2_window) begin
-      \$2020  = 1'h0;
+      \$2400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2021  = \$1159 ;
+    \$2401  = \$1288 ;
     if (rst_conv2_window) begin
-      \$2021  = 1'h0;
+      \$2401  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2022  = \$1193 ;
+    \$2402  = \$1323 ;
     if (rst_conv2_window) begin
-      \$2022  = 1'h0;
+      \$2402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2023  = \$1231 ;
+    \$2403  = \$1352 ;
     if (rst_conv2_window) begin
-      \$2023  = 1'h0;
+      \$2403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2024  = \$1306 ;
+    \$2404  = \$1430 ;
     if (rst_conv2_window) begin
-      \$2024  = 1'h0;
+      \$2404  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2405  = \$1455 ;
+    if (rst_conv2_window) begin
+      \$2405  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2406  = \$1480 ;
+    if (rst_conv2_window) begin
+      \$2406  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2407  = \$1508 ;
+    if (rst_conv2_window) begin
+      \$2407  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2408  = \$1540 ;
+    if (rst_conv2_window) begin
+      \$2408  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2409  = \$1574 ;
+    if (rst_conv2_window) begin
+      \$2409  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2410  = \$1612 ;
+    if (rst_conv2_window) begin
+      \$2410  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2411  = \$1687 ;
+    if (rst_conv2_window) begin
+      \$2411  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -28926,35 +30314,41 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$597  = 1'h1;
   assign \$661  = \$634 ;
   assign \$713  = \$701 ;
-  assign \$920  = \$919 ;
-  assign \$928  = \$927 ;
-  assign \$951  = \$950 ;
-  assign \$968  = \$967 ;
-  assign \$979  = 1'h1;
-  assign \$980  = 1'h1;
-  assign \$1057  = 1'h1;
-  assign \$1058  = 1'h1;
-  assign \$1082  = 1'h1;
-  assign \$1083  = 1'h1;
-  assign \$1109  = \$1108 ;
-  assign \$1136  = \$1135 ;
-  assign \$1201  = 1'h0;
-  assign \$1202  = 1'h0;
-  assign \$1346  = 1'h0;
-  assign \$1350  = 1'h1;
-  assign \$1351  = 1'h1;
-  assign \$1367  = 1'h1;
-  assign \$1368  = 1'h1;
-  assign \$1382  = 1'h0;
-  assign \$1416  = 1'h0;
-  assign \$1454  = 1'h1;
-  assign \$1455  = 1'h1;
-  assign \$1565  = 1'h1;
-  assign \$1629  = \$1602 ;
-  assign \$1681  = \$1669 ;
-  assign \$1807  = 1'h1;
-  assign \$1871  = \$1844 ;
-  assign \$1923  = \$1911 ;
+  assign \$766  = 1'h1;
+  assign \$767  = 1'h1;
+  assign \$850  = 1'h1;
+  assign \$851  = 1'h1;
+  assign \$983  = 1'h1;
+  assign \$984  = 1'h1;
+  assign \$1301  = \$1300 ;
+  assign \$1309  = \$1308 ;
+  assign \$1332  = \$1331 ;
+  assign \$1349  = \$1348 ;
+  assign \$1360  = 1'h1;
+  assign \$1361  = 1'h1;
+  assign \$1438  = 1'h1;
+  assign \$1439  = 1'h1;
+  assign \$1463  = 1'h1;
+  assign \$1464  = 1'h1;
+  assign \$1490  = \$1489 ;
+  assign \$1517  = \$1516 ;
+  assign \$1582  = 1'h0;
+  assign \$1583  = 1'h0;
+  assign \$1727  = 1'h0;
+  assign \$1731  = 1'h1;
+  assign \$1732  = 1'h1;
+  assign \$1748  = 1'h1;
+  assign \$1749  = 1'h1;
+  assign \$1763  = 1'h0;
+  assign \$1797  = 1'h0;
+  assign \$1835  = 1'h1;
+  assign \$1836  = 1'h1;
+  assign \$1946  = 1'h1;
+  assign \$2010  = \$1983 ;
+  assign \$2062  = \$2050 ;
+  assign \$2188  = 1'h1;
+  assign \$2252  = \$2225 ;
+  assign \$2304  = \$2292 ;
 endmodule
 
 (* generator = "Amaranth" *)

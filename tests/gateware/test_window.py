@@ -154,9 +154,10 @@ def test_ky_below_is_the_compare(kh):
     ("RowWindow", 1, 8, 8, 5, 1, 2, 0.0), ("RowWindow", 2, 9, 9, 5, 2, 0, 0.5)])
 def test_avail_register_is_its_definition(cls, c, h, w, k, s, p, stall):
     """The reader's ``avail``, a register holding its next state's value, equals
-    ``~r_done & (pad | ahead | ky < d)`` of the state in every cycle, and the reader's copy
-    of ``ahead`` the writer's: images back to back, both streams stalled (a take, the
-    writer's row end and the hand-over in every combination)."""
+    ``~r_done & (pad | ahead | ky < d)`` of the state in every cycle, the reader's copy
+    of ``ahead`` the writer's, and each flag ``d ≥ c`` (read by ``avail`` and the writer's
+    room) its compare: images back to back, both streams stalled (a take, the writer's row
+    end and the hand-over in every combination)."""
     from flexor_hw.gateware import window
     images = np.random.default_rng(c + h).integers(0, 256, (3, c, h, w))
     dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p)
@@ -164,9 +165,12 @@ def test_avail_register_is_its_definition(cls, c, h, w, k, s, p, stall):
 
     async def monitor(ctx):
         reg, comb = dut._avail_check
-        async for _, _, a, b, ahead, ahead_rows in ctx.tick().sample(reg, comb, *dut._ahead):
+        flags = dut._flags
+        consts, regs = list(flags.flags), list(flags.flags.values())
+        async for _, _, a, b, ahead, ahead_rows, d, *ge in ctx.tick().sample(
+                reg, comb, *dut._ahead, flags.d, *regs):
             cycles[0] += 1
-            if a != b or ahead != ahead_rows:
+            if a != b or ahead != ahead_rows or ge != [int(d >= c) for c in consts]:
                 wrong.append(cycles[0])
 
     beats = images.transpose(0, 2, 3, 1).reshape(-1).tolist()
