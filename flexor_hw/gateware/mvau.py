@@ -437,9 +437,13 @@ class MatrixVectorUnit(wiring.Component):
         # through the input side's register, the placer put the copy by the input side and
         # the loop crossed twice again (conv3: 11.1 ns of routing). (A take and a load never
         # meet: the take needs ``~w_full``, the load ``w_full``.)
-        m.d.sync += w_full.eq(Mux(load, 0, Mux(filled, 1, w_full)))
-        w_full_issue = flag_copy(m, filled, load, "w_full_issue",
-                                 emit=self._init_files is not None)
+        # Both are kept copies: Yosys merges a plain register into a kept twin that steps
+        # alike (its opt_merge keeps the kept one), and did so in four of ResNet-20's twenty
+        # units, the loop through ``load`` then crossing the unit again (conv26's ``w_full``
+        # into itself, 10.3 ns of routing).
+        emit = self._init_files is not None
+        flag_copy(m, filled, load, "w_full", emit=emit, flag=w_full)
+        w_full_issue = flag_copy(m, filled, load, "w_full_issue", emit=emit)
         self._w_full = (w_full, w_full_issue)   # for tests
         m.d.comb += load.eq(w_full_issue & (~active | vector_end))
         m.d.comb += weights.o.ready.eq(step)

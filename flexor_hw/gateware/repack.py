@@ -7,7 +7,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import copy_register
+from .pipeline import copy_register, kept_register
 
 __all__ = ["Repack", "PIECE_BITS"]
 
@@ -121,11 +121,17 @@ class Repack(wiring.Component):
                      valid_next.eq(Mux(moves, 1, Mux(self.o.ready, 0, self.o.valid)))]
         out = Signal(n_out * w, reset_less=True)
         m.d.comb += self.o.payload.eq(out)
-        m.d.sync += [self.o.valid.eq(valid_next), full.eq(full_next),
-                     ready.eq(~full_next | ~valid_next)]
         e = (beats - 1) % chunks
         last_next = Mux(take, Mux(last, beats == 1, beat == beats - 2), last)
-        m.d.sync += last.eq(last_next)
+        pieces = -(-n_out * w // PIECE_BITS) if self._pieces else 1
+        regs = [(self.o.valid, valid_next, "valid", 0), (full, full_next, "full", 0),
+                (ready, ~full_next | ~valid_next, "ready", 1),
+                (last, last_next, "last", beats == 1)]
+        for reg, value, name, init in regs:
+            if pieces > 1 and self._emit:   # registers with copies: kept copies themselves
+                m.d.comb += reg.eq(kept_register(m, value, f"{name}_q", emit=True, init=init))
+            else:
+                m.d.sync += reg.eq(value)
         with m.If(take):
             m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
                          at.eq(Mux(closes, 1, at.rotate_left(1)))]
@@ -138,7 +144,6 @@ class Repack(wiring.Component):
         # they equal their registers but in the cycle after a reset, where ``full`` is 0 and
         # a piece loaded then is not valid.
         tail = self._length - (beats - 1) * n_in
-        pieces = -(-n_out * w // PIECE_BITS) if self._pieces else 1
         for k in range(pieces):
             lo, hi = k * PIECE_BITS, (n_out * w if k == pieces - 1 else (k + 1) * PIECE_BITS)
             if pieces == 1:

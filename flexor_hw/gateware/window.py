@@ -9,7 +9,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import (Credits, OutputFifo, SkidBuffer, copy_register, flag_copy,
-                       no_rw_check_attrs)
+                       kept_register, no_rw_check_attrs)
 
 __all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
 
@@ -482,7 +482,7 @@ class _Writer:
     turn (2.2 ns of logic, 8.7 of routing)."""
 
     def __init__(self, m, unit):
-        m.submodules.inp = skid = SkidBuffer(unit.i.payload.shape())
+        m.submodules.inp = skid = SkidBuffer(unit.i.payload.shape(), emit=unit._emit)
         wiring.connect(m, wiring.flipped(unit.i), skid.i)
         self.inp = skid.o
         self.can_write = Signal(init=1, name="can_write")
@@ -495,7 +495,8 @@ class _Writer:
 
     def set_room(self, m, can_write_next):
         """``can_write`` follows ``can_write_next``, and so does its copy for ``rows``."""
-        m.d.sync += self.can_write.eq(can_write_next)
+        m.d.comb += self.can_write.eq(kept_register(m, can_write_next, "can_write_q",
+                                                    emit=self._emit, init=1))
         self._room = copy_register(m, Mux(ResetSignal("sync"), 1, can_write_next),
                                    "can_write_rows", emit=self._emit, init=1)
         m.d.comb += self.rows.eq(self._valid & self._room)
@@ -562,7 +563,7 @@ class _Reader:
     def __init__(self, m, unit, *, avail_init):
         m.submodules.out = self.fifo = OutputFifo(unit.o.payload.shape(), self.DEPTH)
         wiring.connect(m, self.fifo.o, wiring.flipped(unit.o))
-        self._credits = credits = Credits(self.DEPTH, name="read_credits")
+        self._credits = credits = Credits(self.DEPTH, name="read_credits", emit=unit._emit)
         self._avail_init, self._emit = avail_init, unit._emit
         self.avail = Signal(init=avail_init, name="avail")     # :func:`_registered_avail`
         self.take = Signal(name="take")
@@ -585,7 +586,8 @@ class _Reader:
         itself reaches only ``avail``'s next value, the credits and the stages: with every
         enable on it, ``avail``'s loop through ``take`` was the placed ResNet-20's longest
         path (its first window, 2.4 ns of logic and 11.5 of routing)."""
-        m.d.sync += self.avail.eq(avail_next)
+        m.d.comb += self.avail.eq(kept_register(m, avail_next, "avail_q", emit=self._emit,
+                                                init=self._avail_init))
         rst = ResetSignal("sync")
         for name, take in (("step", self.step), ("rows", self.rows)):
             avail = copy_register(m, Mux(rst, self._avail_init, avail_next), f"avail_{name}",

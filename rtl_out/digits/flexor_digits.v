@@ -104,7 +104,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$22 ),
     .i__valid(\i__valid$20 ),
     .o__payload(\i__payload$24 ),
-    .\o__ready$125 (\o__ready$28 ),
+    .\o__ready$126 (\o__ready$28 ),
     .o__valid(\i__valid$26 ),
     .rst_fc1(rst_fc1),
     .w_data(\i__payload$18 )
@@ -124,7 +124,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$34 ),
     .i__valid(\i__valid$32 ),
     .o__payload(\i__payload$36 ),
-    .\o__ready$100 (\o__ready$40 ),
+    .\o__ready$101 (\o__ready$40 ),
     .o__valid(\i__valid$38 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$30 )
@@ -577,36 +577,36 @@ module \flexor_digits.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$125 , clk);
+module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$126 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [11:0] \$100 ;
-  wire \$101 ;
-  wire [10:0] \$102 ;
-  wire [11:0] \$103 ;
-  wire [11:0] \$104 ;
-  wire [12:0] \$105 ;
-  wire [2:0] \$106 ;
-  wire \$107 ;
-  wire [7:0] \$108 ;
-  wire [7:0] \$109 ;
+  wire [10:0] \$100 ;
+  wire [11:0] \$101 ;
+  wire [11:0] \$102 ;
+  wire [12:0] \$103 ;
+  wire [2:0] \$104 ;
+  wire \$105 ;
+  wire [7:0] \$106 ;
+  wire [7:0] \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire [21:0] \$113 ;
-  wire [30:0] \$114 ;
-  wire [31:0] \$115 ;
-  wire [28:0] \$116 ;
+  wire [21:0] \$111 ;
+  wire [30:0] \$112 ;
+  wire [31:0] \$113 ;
+  wire [28:0] \$114 ;
+  wire [28:0] \$115 ;
+  wire \$116 ;
   wire [28:0] \$117 ;
   wire \$118 ;
-  wire [28:0] \$119 ;
+  wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
+  wire [1:0] \$121 ;
   wire \$122 ;
-  wire [1:0] \$123 ;
+  wire \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
@@ -614,8 +614,8 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
-  reg [2:0] \$130 ;
-  reg \$131 ;
+  wire \$130 ;
+  reg [2:0] \$131 ;
   reg \$132 ;
   reg \$133 ;
   reg \$134 ;
@@ -719,45 +719,45 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire [3:0] \$33 ;
-  wire [3:0] \$34 ;
-  wire [6:0] \$35 ;
-  wire [6:0] \$36 ;
+  wire [3:0] \$31 ;
+  wire [3:0] \$32 ;
+  wire [6:0] \$33 ;
+  wire [6:0] \$34 ;
+  wire \$35 ;
+  wire [2:0] \$36 ;
   wire \$37 ;
-  wire [2:0] \$38 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [2:0] \$42 ;
-  wire [3:0] \$43 ;
-  wire \$44 ;
-  wire [4:0] \$45 ;
-  wire [4:0] \$46 ;
-  wire [5:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire \$49 ;
+  wire [2:0] \$40 ;
+  wire [3:0] \$41 ;
+  wire \$42 ;
+  wire [4:0] \$43 ;
+  wire [4:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire \$47 ;
+  wire [4:0] \$48 ;
+  wire [4:0] \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [4:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire [5:0] \$53 ;
+  wire [5:0] \$50 ;
+  wire [5:0] \$51 ;
+  wire [4:0] \$52 ;
+  wire \$53 ;
   wire [4:0] \$54 ;
-  wire \$55 ;
+  wire [5:0] \$55 ;
   wire [4:0] \$56 ;
   wire [5:0] \$57 ;
   wire [4:0] \$58 ;
-  wire [5:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
   wire [4:0] \$60 ;
-  wire \$61 ;
+  wire [5:0] \$61 ;
   wire [4:0] \$62 ;
   wire [5:0] \$63 ;
-  wire [4:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire \$66 ;
+  wire \$64 ;
+  wire [9:0] \$65 ;
+  wire [9:0] \$66 ;
   wire [9:0] \$67 ;
   wire [9:0] \$68 ;
   wire [9:0] \$69 ;
@@ -778,33 +778,33 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [9:0] \$82 ;
   wire [9:0] \$83 ;
   wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire [10:0] \$87 ;
-  wire [11:0] \$88 ;
-  wire \$89 ;
+  wire [10:0] \$85 ;
+  wire [11:0] \$86 ;
+  wire \$87 ;
+  wire [10:0] \$88 ;
+  wire [11:0] \$89 ;
   wire \$9 ;
   wire [10:0] \$90 ;
   wire [11:0] \$91 ;
-  wire [10:0] \$92 ;
-  wire [11:0] \$93 ;
-  wire \$94 ;
-  wire [10:0] \$95 ;
-  wire [11:0] \$96 ;
-  wire [11:0] \$97 ;
-  wire [12:0] \$98 ;
-  wire [10:0] \$99 ;
+  wire \$92 ;
+  wire [10:0] \$93 ;
+  wire [11:0] \$94 ;
+  wire [11:0] \$95 ;
+  wire [12:0] \$96 ;
+  wire [10:0] \$97 ;
+  wire [11:0] \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$144  = 1'h0;
-  reg \$signal$184  = 1'h0;
-  reg \$signal$42  = 1'h0;
+  reg \$signal$145  = 1'h0;
+  reg \$signal$185  = 1'h0;
+  reg \$signal$43  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  reg [6:0] \addr$113  = 7'h00;
-  wire [8:0] \addr$199 ;
+  reg [6:0] \addr$114  = 7'h00;
+  wire [8:0] \addr$200 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
@@ -821,8 +821,8 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire credits_room_next;
   reg [3:0] credits_space = 4'h8;
   wire [11:0] data;
-  wire [38:0] \data$116 ;
-  wire [11:0] \data$198 ;
+  wire [38:0] \data$117 ;
+  wire [11:0] \data$199 ;
   reg done = 1'h0;
   wire filled;
   reg [10:0] fin0_0 = 11'h000;
@@ -839,9 +839,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  wire [5:0] \i$45 ;
-  wire [5:0] \i$69 ;
-  wire [5:0] \i$71 ;
+  wire [5:0] \i$46 ;
+  wire [5:0] \i$70 ;
+  wire [5:0] \i$72 ;
   wire [49:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -882,29 +882,29 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$149 ;
-  wire [9:0] \o$153 ;
+  wire [9:0] \o$150 ;
   wire [9:0] \o$154 ;
+  wire [9:0] \o$155 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$124 ;
-  wire [11:0] \o__payload$146 ;
+  wire [7:0] \o__payload$125 ;
+  wire [11:0] \o__payload$147 ;
   wire o__ready;
-  input \o__ready$125 ;
-  wire \o__ready$125 ;
+  input \o__ready$126 ;
   wire \o__ready$126 ;
+  wire \o__ready$127 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$128 ;
+  wire \o__valid$129 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
   wire [3:0] port__addr;
-  wire [3:0] \port__addr$38 ;
+  wire [3:0] \port__addr$39 ;
   reg [49:0] port__data = 50'h0000000000000;
-  wire [49:0] \port__data$150 ;
+  wire [49:0] \port__data$151 ;
   wire port__en;
-  wire \port__en$40 ;
+  wire \port__en$41 ;
   reg [3:0] r_addr = 4'h0;
   wire [3:0] r_addr_b0;
   reg [3:0] r_base = 4'h0;
@@ -998,15 +998,16 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [2:0] w_count = 3'h0;
   input [49:0] w_data;
   wire [49:0] w_data;
-  wire [7:0] \w_data$129 ;
+  wire [7:0] \w_data$130 ;
   (* init = 50'h0000000000000 *)
   wire [49:0] w_data_q;
   wire w_en;
-  reg \w_en$130  = 1'h0;
+  reg \w_en$131  = 1'h0;
   wire w_en_b0;
-  reg w_full = 1'h0;
+  wire w_full;
+  wire \w_full$21 ;
   wire w_full_issue;
-  wire \w_full_issue$22 ;
+  wire \w_full_issue$23 ;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
   reg [10:0] xacc = 11'h000;
@@ -1057,9 +1058,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   reg [49:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$38 ];
+    _0_ <= vectors[\port__addr$39 ];
   end
-  assign \port__data$150  = _0_;
+  assign \port__data$151  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 3'h7;
@@ -1087,7 +1088,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$19  = gap == 1'h1;
   assign \$20  = gap_zero | \$19 ;
   assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
-  assign i = \$signal$42  ? data[5:0] : carry0_0;
+  assign i = \$signal$43  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1097,7 +1098,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign \i$69  = \$signal$42  ? data[11:6] : carry1_0;
+  assign \i$70  = \$signal$43  ? data[11:6] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -1129,109 +1130,108 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$28  = \$26  ? 4'h0 : \$27 ;
   assign \$29  = credits_room_next & gap_zero_next;
   assign \$30  = \$signal  & n_last_next;
-  assign \$31  = filled ? 1'h1 : w_full;
-  assign \$32  = load ? 1'h0 : \$31 ;
-  assign \$33  = s_idx + 1'h1;
-  assign \$34  = s_last ? 4'h0 : \$33 ;
-  assign \$35  = addr + 1'h1;
-  assign \$36  = n_last ? 7'h00 : \$35 ;
-  assign \$37  = step & sn_last;
-  assign \$38  = w_half ? 3'h7 : 3'h0;
-  assign \$39  = ~ w_half;
-  assign \$40  = step & s_last;
-  assign \$41  = ~ gap_zero;
-  assign \$42  = gap - 1'h1;
-  assign \$43  = s_last ? 4'h0 : col;
-  assign \$44  = row_ph0 >= 2'h2;
-  assign \$45  = row_ph0 - 2'h2;
-  assign \$46  = row_ph0 + 4'h8;
-  assign \$47  = \$44  ? { \$45 [4], \$45  } : { 1'h0, \$46  };
-  assign \$48  = n_last ? 6'h00 : \$47 ;
-  assign \$49  = row_ph1 >= 2'h2;
-  assign \$50  = row_ph1 - 2'h2;
-  assign \$51  = row_ph1 + 4'h8;
-  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
-  assign \$53  = n_last ? 6'h04 : \$52 ;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 4'h0 : \$31 ;
+  assign \$33  = addr + 1'h1;
+  assign \$34  = n_last ? 7'h00 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 3'h7 : 3'h0;
+  assign \$37  = ~ w_half;
+  assign \$38  = step & s_last;
+  assign \$39  = ~ gap_zero;
+  assign \$40  = gap - 1'h1;
+  assign \$41  = s_last ? 4'h0 : col;
+  assign \$42  = row_ph0 >= 2'h2;
+  assign \$43  = row_ph0 - 2'h2;
+  assign \$44  = row_ph0 + 4'h8;
+  assign \$45  = \$42  ? { \$43 [4], \$43  } : { 1'h0, \$44  };
+  assign \$46  = n_last ? 6'h00 : \$45 ;
+  assign \$47  = row_ph1 >= 2'h2;
+  assign \$48  = row_ph1 - 2'h2;
+  assign \$49  = row_ph1 + 4'h8;
+  assign \$50  = \$47  ? { \$48 [4], \$48  } : { 1'h0, \$49  };
+  assign \$51  = n_last ? 6'h04 : \$50 ;
+  assign \$52  = row_ph0 + col;
+  assign \$53  = \$52  >= 4'ha;
   assign \$54  = row_ph0 + col;
-  assign \$55  = \$54  >= 4'ha;
+  assign \$55  = \$54  - 4'ha;
   assign \$56  = row_ph0 + col;
-  assign \$57  = \$56  - 4'ha;
-  assign \$58  = row_ph0 + col;
-  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
+  assign \$57  = \$53  ? \$55  : { 1'h0, \$56  };
+  assign \$58  = row_ph1 + col;
+  assign \$59  = \$58  >= 4'ha;
   assign \$60  = row_ph1 + col;
-  assign \$61  = \$60  >= 4'ha;
+  assign \$61  = \$60  - 4'ha;
   assign \$62  = row_ph1 + col;
-  assign \$63  = \$62  - 4'ha;
-  assign \$64  = row_ph1 + col;
-  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
-  assign \$66  = ! s_idx;
-  assign \$67  = off1_0[0] ? o : { \o$149 [7:0], o[9:8] };
-  assign \$68  = off1_0[0] ? o : { \o$149 [5:0], o[9:6] };
-  assign \$69  = off1_0[0] ? o : { \o$149 [3:0], o[9:4] };
-  assign \$70  = off1_0[1] ? \$68  : \$69 ;
-  assign \$71  = off1_0[0] ? o : { \o$149 [1:0], o[9:2] };
-  assign \$73  = off1_0[1] ? \$71  : \$72 ;
-  assign \$74  = off1_0[2] ? \$70  : \$73 ;
-  assign \$75  = off1_0[3] ? \$67  : \$74 ;
-  assign \$76  = ~ \$75 ;
-  assign \$77  = off1_1[0] ? \o$153  : { \o$154 [7:0], \o$153 [9:8] };
-  assign \$78  = off1_1[0] ? \o$153  : { \o$154 [5:0], \o$153 [9:6] };
-  assign \$79  = off1_1[0] ? \o$153  : { \o$154 [3:0], \o$153 [9:4] };
-  assign \$80  = off1_1[1] ? \$78  : \$79 ;
-  assign \$81  = off1_1[0] ? \o$153  : { \o$154 [1:0], \o$153 [9:2] };
-  assign \$83  = off1_1[1] ? \$81  : \$82 ;
-  assign \$84  = off1_1[2] ? \$80  : \$83 ;
-  assign \$85  = off1_1[3] ? \$77  : \$84 ;
-  assign \$86  = ~ \$85 ;
-  assign \$87  = flags_x[1] ? 11'h000 : xacc;
-  assign \$88  = \$87  + xsum_l4_0;
-  assign \$89  = flags_x[0] & flags_x[2];
-  assign \$90  = flags_x[1] ? 11'h000 : xacc;
-  assign \$91  = \$90  + xsum_l4_0;
-  assign \$92  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$93  = \$92  + t0_0_l4_0;
-  assign \$94  = flags_0[0] & flags_0[2];
-  assign \$95  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$96  = \$95  + t0_0_l4_0;
-  assign \$98  = \$97  - xfin;
-  assign \$99  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$100  = \$99  + t1_0_l4_0;
-  assign \$101  = flags_1[0] & flags_1[2];
-  assign \$102  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$103  = \$102  + t1_0_l4_0;
-  assign \$105  = \$104  - xfin;
-  assign \$106  = ser_left - 1'h1;
-  assign \$107  = \addr$113  == 7'h7f;
-  assign \$108  = \addr$113  + 1'h1;
-  assign \$109  = \$107  ? 8'h00 : \$108 ;
-  assign \$113  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$115  = $signed(\$114 ) + $signed(rq0_beta);
-  assign \$118  = $signed(\$117 ) < $signed(1'h0);
-  assign \$120  = $signed(\$119 ) > $signed(9'h0ff);
-  assign \$121  = step & s_last;
-  assign \$122  = o__valid & \o__ready$125 ;
-  assign \$123  = \$122  + skipped_d4;
-  assign \$124  = ~ rst_fc1;
-  assign \$126  = rst_fc1 ? 1'h0 : take;
-  assign \$127  = rst_fc1 | load;
-  assign \$128  = filled ? 1'h1 : w_full_issue;
-  assign \$129  = \$127  ? 1'h0 : \$128 ;
+  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
+  assign \$64  = ! s_idx;
+  assign \$65  = off1_0[0] ? o : { \o$150 [7:0], o[9:8] };
+  assign \$66  = off1_0[0] ? o : { \o$150 [5:0], o[9:6] };
+  assign \$67  = off1_0[0] ? o : { \o$150 [3:0], o[9:4] };
+  assign \$68  = off1_0[1] ? \$66  : \$67 ;
+  assign \$69  = off1_0[0] ? o : { \o$150 [1:0], o[9:2] };
+  assign \$71  = off1_0[1] ? \$69  : \$70 ;
+  assign \$72  = off1_0[2] ? \$68  : \$71 ;
+  assign \$73  = off1_0[3] ? \$65  : \$72 ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = off1_1[0] ? \o$154  : { \o$155 [7:0], \o$154 [9:8] };
+  assign \$76  = off1_1[0] ? \o$154  : { \o$155 [5:0], \o$154 [9:6] };
+  assign \$77  = off1_1[0] ? \o$154  : { \o$155 [3:0], \o$154 [9:4] };
+  assign \$78  = off1_1[1] ? \$76  : \$77 ;
+  assign \$79  = off1_1[0] ? \o$154  : { \o$155 [1:0], \o$154 [9:2] };
+  assign \$81  = off1_1[1] ? \$79  : \$80 ;
+  assign \$82  = off1_1[2] ? \$78  : \$81 ;
+  assign \$83  = off1_1[3] ? \$75  : \$82 ;
+  assign \$84  = ~ \$83 ;
+  assign \$85  = flags_x[1] ? 11'h000 : xacc;
+  assign \$86  = \$85  + xsum_l4_0;
+  assign \$87  = flags_x[0] & flags_x[2];
+  assign \$88  = flags_x[1] ? 11'h000 : xacc;
+  assign \$89  = \$88  + xsum_l4_0;
+  assign \$90  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$91  = \$90  + t0_0_l4_0;
+  assign \$92  = flags_0[0] & flags_0[2];
+  assign \$93  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$94  = \$93  + t0_0_l4_0;
+  assign \$96  = \$95  - xfin;
+  assign \$97  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$98  = \$97  + t1_0_l4_0;
+  assign \$99  = flags_1[0] & flags_1[2];
+  assign \$100  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$101  = \$100  + t1_0_l4_0;
+  assign \$103  = \$102  - xfin;
+  assign \$104  = ser_left - 1'h1;
+  assign \$105  = \addr$114  == 7'h7f;
+  assign \$106  = \addr$114  + 1'h1;
+  assign \$107  = \$105  ? 8'h00 : \$106 ;
+  assign \$111  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$113  = $signed(\$112 ) + $signed(rq0_beta);
+  assign \$116  = $signed(\$115 ) < $signed(1'h0);
+  assign \$118  = $signed(\$117 ) > $signed(9'h0ff);
+  assign \$119  = step & s_last;
+  assign \$120  = o__valid & \o__ready$126 ;
+  assign \$121  = \$120  + skipped_d4;
+  assign \$122  = ~ rst_fc1;
+  assign \$124  = rst_fc1 ? 1'h0 : take;
+  assign \$125  = rst_fc1 | load;
+  assign \$126  = filled ? 1'h1 : w_full;
+  assign \$127  = \$125  ? 1'h0 : \$126 ;
+  assign \$128  = rst_fc1 | load;
+  assign \$129  = filled ? 1'h1 : w_full_issue;
+  assign \$130  = \$128  ? 1'h0 : \$129 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$130 ;
+    w_count <= \$131 ;
   always @(posedge clk)
-    can_end <= \$131 ;
+    can_end <= \$132 ;
   always @(posedge clk)
-    gap_zero <= \$132 ;
+    gap_zero <= \$133 ;
   always @(posedge clk)
-    s_last <= \$133 ;
+    s_last <= \$134 ;
   always @(posedge clk)
-    n_last <= \$134 ;
+    n_last <= \$135 ;
   always @(posedge clk)
-    sn_last <= \$135 ;
-  always @(posedge clk)
-    w_full <= \$136 ;
+    sn_last <= \$136 ;
   always @(posedge clk)
     r_addr <= \$137 ;
   always @(posedge clk)
@@ -1257,17 +1257,17 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     off1_1 <= \$148 ;
   always @(posedge clk)
-    \$signal$144  <= \$149 ;
+    \$signal$145  <= \$149 ;
   always @(posedge clk)
-    \$signal$42  <= \$150 ;
+    \$signal$43  <= \$150 ;
   always @(posedge clk)
     last1 <= \$151 ;
   always @(posedge clk)
-    word1 <= \o__payload$146 ;
+    word1 <= \o__payload$147 ;
   always @(posedge clk)
     carry0_0 <= \$152 ;
   always @(posedge clk)
-    w0_0 <= \$76 ;
+    w0_0 <= \$74 ;
   always @(posedge clk)
     m0_0_0 <= \$153 ;
   always @(posedge clk)
@@ -1299,7 +1299,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     carry1_0 <= \$163 ;
   always @(posedge clk)
-    w1_0 <= \$86 ;
+    w1_0 <= \$84 ;
   always @(posedge clk)
     m1_0_0 <= \$164 ;
   always @(posedge clk)
@@ -1329,7 +1329,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= \port__data$150 ;
+    xword_d1 <= \port__data$151 ;
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
@@ -1393,9 +1393,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     ser_left <= \$200 ;
   always @(posedge clk)
-    \addr$113  <= \$201 ;
+    \addr$114  <= \$201 ;
   always @(posedge clk)
-    \$signal$184  <= \$202 ;
+    \$signal$185  <= \$202 ;
   always @(posedge clk)
     ka <= \$203 ;
   always @(posedge clk)
@@ -1403,23 +1403,23 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     vb <= \$204 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$116 [38:18];
+    rq0_beta_b <= \data$117 [38:18];
   always @(posedge clk)
-    rq0_beta <= \$113 ;
+    rq0_beta <= \$111 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$115 [28:0];
+    rq0_acc_s1_0 <= \$113 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$116 [12:0];
+    rq0_shifted <= \$114 [12:0];
   always @(posedge clk)
-    rq0_under <= \$118 ;
+    rq0_under <= \$116 ;
   always @(posedge clk)
-    rq0_over <= \$120 ;
+    rq0_over <= \$118 ;
   always @(posedge clk)
     v_out_d1 <= \$205 ;
   always @(posedge clk)
     v_out_d2 <= \$206 ;
   always @(posedge clk)
-    \w_en$130  <= \$207 ;
+    \w_en$131  <= \$207 ;
   always @(posedge clk)
     skipped_d1 <= \$208 ;
   always @(posedge clk)
@@ -1437,9 +1437,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     credits_room <= \$215 ;
   \flexor_digits.fc1.consts  consts (
-    .addr(\addr$113 ),
+    .addr(\addr$114 ),
     .clk(clk),
-    .data(\data$116 )
+    .data(\data$117 )
   );
   \flexor_digits.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -1447,23 +1447,23 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[5:0]),
-    .o(\o$149 )
+    .o(\o$150 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$69 ),
-    .o(\o$153 )
+    .i(\i$70 ),
+    .o(\o$154 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[11:6]),
-    .o(\o$154 )
+    .o(\o$155 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$125 ),
+    .o__ready(\o__ready$126 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
-    .w_en(\w_en$130 ),
+    .w_en(\w_en$131 ),
     .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
@@ -1501,15 +1501,15 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_addr),
-    .q(\port__addr$38 )
+    .q(\port__addr$39 )
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$199 ),
+    .addr(\addr$200 ),
     .clk(clk),
-    .data(\data$198 )
+    .data(\data$199 )
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$116 [17:0]),
+    .a(\data$117 [17:0]),
     .b(b),
     .clk(clk),
     .p(p)
@@ -1527,23 +1527,31 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$126 ),
+    .d(\$124 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_copy (
+    .clk(clk),
+    .d(\$127 ),
+    .q(w_full)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$129 ),
+    .d(\$130 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc1.weights  weights (
     .clk(clk),
-    .data(\data$198 ),
-    .o__payload(\o__payload$146 ),
+    .data(\data$199 ),
+    .o__payload(\o__payload$147 ),
     .o__ready(step),
-    .raddr(\addr$199 ),
+    .raddr(\addr$200 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -1558,52 +1566,45 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = w_count;
+    \$131  = w_count;
     if (take) begin
-      \$130  = \$28 [2:0];
+      \$131  = \$28 [2:0];
     end
     if (rst_fc1) begin
-      \$130  = 3'h0;
+      \$131  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = \$29 ;
-    if (rst_fc1) begin
-      \$131  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = gap_zero_next;
+    \$132  = \$29 ;
     if (rst_fc1) begin
       \$132  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = \$signal ;
+    \$133  = gap_zero_next;
     if (rst_fc1) begin
-      \$133  = 1'h0;
+      \$133  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = n_last_next;
+    \$134  = \$signal ;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = \$30 ;
+    \$135  = n_last_next;
     if (rst_fc1) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = \$32 ;
+    \$136  = \$30 ;
     if (rst_fc1) begin
       \$136  = 1'h0;
     end
@@ -1619,7 +1620,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$138  = s_idx;
     if (step) begin
-      \$138  = \$34 [2:0];
+      \$138  = \$32 [2:0];
     end
     if (rst_fc1) begin
       \$138  = 3'h0;
@@ -1630,7 +1631,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     \$139  = addr;
     if (step) begin
       if (s_last) begin
-        \$139  = \$36 [5:0];
+        \$139  = \$34 [5:0];
       end
     end
     if (rst_fc1) begin
@@ -1640,7 +1641,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$140  = active;
-    if (\$37 ) begin
+    if (\$35 ) begin
       \$140  = 1'h0;
     end
     if (load) begin
@@ -1654,7 +1655,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$141  = r_base;
     if (load) begin
-      \$141  = { 1'h0, \$38  };
+      \$141  = { 1'h0, \$36  };
     end
     if (rst_fc1) begin
       \$141  = 4'h0;
@@ -1664,7 +1665,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$142  = w_half;
     if (load) begin
-      \$142  = \$39 ;
+      \$142  = \$37 ;
     end
     if (rst_fc1) begin
       \$142  = 1'h0;
@@ -1673,10 +1674,10 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$143  = gap;
-    if (\$40 ) begin
+    if (\$38 ) begin
       \$143  = 2'h1;
-    end else if (\$41 ) begin
-      \$143  = \$42 [1:0];
+    end else if (\$39 ) begin
+      \$143  = \$40 [1:0];
     end
     if (rst_fc1) begin
       \$143  = 2'h0;
@@ -1686,7 +1687,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$144  = col;
     if (step) begin
-      \$144  = \$43 ;
+      \$144  = \$41 ;
     end
     if (rst_fc1) begin
       \$144  = 4'h0;
@@ -1697,7 +1698,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     \$145  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$145  = \$48 [3:0];
+        \$145  = \$46 [3:0];
       end
     end
     if (rst_fc1) begin
@@ -1709,7 +1710,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     \$146  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$146  = \$53 [3:0];
+        \$146  = \$51 [3:0];
       end
     end
     if (rst_fc1) begin
@@ -1718,14 +1719,14 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = \$59 [3:0];
+    \$147  = \$57 [3:0];
     if (rst_fc1) begin
       \$147  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = \$65 [3:0];
+    \$148  = \$63 [3:0];
     if (rst_fc1) begin
       \$148  = 4'h0;
     end
@@ -1739,7 +1740,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = \$66 ;
+    \$150  = \$64 ;
     if (rst_fc1) begin
       \$150  = 1'h0;
     end
@@ -1754,7 +1755,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$152  = carry0_0;
-    if (\$signal$144 ) begin
+    if (\$signal$145 ) begin
       \$152  = word1[5:0];
     end
   end
@@ -1764,7 +1765,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[0]) begin
       \$153  = 5'h00;
     end else begin
-      \$153  = \port__data$150 [4:0];
+      \$153  = \port__data$151 [4:0];
     end
   end
   always @* begin
@@ -1773,7 +1774,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[1]) begin
       \$154  = 5'h00;
     end else begin
-      \$154  = \port__data$150 [9:5];
+      \$154  = \port__data$151 [9:5];
     end
   end
   always @* begin
@@ -1782,7 +1783,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[2]) begin
       \$155  = 5'h00;
     end else begin
-      \$155  = \port__data$150 [14:10];
+      \$155  = \port__data$151 [14:10];
     end
   end
   always @* begin
@@ -1791,7 +1792,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[3]) begin
       \$156  = 5'h00;
     end else begin
-      \$156  = \port__data$150 [19:15];
+      \$156  = \port__data$151 [19:15];
     end
   end
   always @* begin
@@ -1800,7 +1801,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[4]) begin
       \$157  = 5'h00;
     end else begin
-      \$157  = \port__data$150 [24:20];
+      \$157  = \port__data$151 [24:20];
     end
   end
   always @* begin
@@ -1809,7 +1810,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[5]) begin
       \$158  = 5'h00;
     end else begin
-      \$158  = \port__data$150 [29:25];
+      \$158  = \port__data$151 [29:25];
     end
   end
   always @* begin
@@ -1818,7 +1819,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[6]) begin
       \$159  = 5'h00;
     end else begin
-      \$159  = \port__data$150 [34:30];
+      \$159  = \port__data$151 [34:30];
     end
   end
   always @* begin
@@ -1827,7 +1828,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[7]) begin
       \$160  = 5'h00;
     end else begin
-      \$160  = \port__data$150 [39:35];
+      \$160  = \port__data$151 [39:35];
     end
   end
   always @* begin
@@ -1836,7 +1837,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[8]) begin
       \$161  = 5'h00;
     end else begin
-      \$161  = \port__data$150 [44:40];
+      \$161  = \port__data$151 [44:40];
     end
   end
   always @* begin
@@ -1845,13 +1846,13 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w0_0[9]) begin
       \$162  = 5'h00;
     end else begin
-      \$162  = \port__data$150 [49:45];
+      \$162  = \port__data$151 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$163  = carry1_0;
-    if (\$signal$144 ) begin
+    if (\$signal$145 ) begin
       \$163  = word1[11:6];
     end
   end
@@ -1861,7 +1862,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[0]) begin
       \$164  = 5'h00;
     end else begin
-      \$164  = \port__data$150 [4:0];
+      \$164  = \port__data$151 [4:0];
     end
   end
   always @* begin
@@ -1870,7 +1871,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[1]) begin
       \$165  = 5'h00;
     end else begin
-      \$165  = \port__data$150 [9:5];
+      \$165  = \port__data$151 [9:5];
     end
   end
   always @* begin
@@ -1879,7 +1880,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[2]) begin
       \$166  = 5'h00;
     end else begin
-      \$166  = \port__data$150 [14:10];
+      \$166  = \port__data$151 [14:10];
     end
   end
   always @* begin
@@ -1888,7 +1889,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[3]) begin
       \$167  = 5'h00;
     end else begin
-      \$167  = \port__data$150 [19:15];
+      \$167  = \port__data$151 [19:15];
     end
   end
   always @* begin
@@ -1897,7 +1898,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[4]) begin
       \$168  = 5'h00;
     end else begin
-      \$168  = \port__data$150 [24:20];
+      \$168  = \port__data$151 [24:20];
     end
   end
   always @* begin
@@ -1906,7 +1907,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[5]) begin
       \$169  = 5'h00;
     end else begin
-      \$169  = \port__data$150 [29:25];
+      \$169  = \port__data$151 [29:25];
     end
   end
   always @* begin
@@ -1915,7 +1916,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[6]) begin
       \$170  = 5'h00;
     end else begin
-      \$170  = \port__data$150 [34:30];
+      \$170  = \port__data$151 [34:30];
     end
   end
   always @* begin
@@ -1924,7 +1925,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[7]) begin
       \$171  = 5'h00;
     end else begin
-      \$171  = \port__data$150 [39:35];
+      \$171  = \port__data$151 [39:35];
     end
   end
   always @* begin
@@ -1933,7 +1934,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[8]) begin
       \$172  = 5'h00;
     end else begin
-      \$172  = \port__data$150 [44:40];
+      \$172  = \port__data$151 [44:40];
     end
   end
   always @* begin
@@ -1942,12 +1943,12 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (w1_0[9]) begin
       \$173  = 5'h00;
     end else begin
-      \$173  = \port__data$150 [49:45];
+      \$173  = \port__data$151 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = \$signal$144 ;
+    \$174  = \$signal$145 ;
     if (rst_fc1) begin
       \$174  = 1'h0;
     end
@@ -2003,7 +2004,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = \$signal$144 ;
+    \$182  = \$signal$145 ;
     if (rst_fc1) begin
       \$182  = 1'h0;
     end
@@ -2024,7 +2025,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = \$signal$42 ;
+    \$185  = \$signal$43 ;
     if (rst_fc1) begin
       \$185  = 1'h0;
     end
@@ -2075,35 +2076,35 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$192  = xacc;
     if (flags_x[0]) begin
-      \$192  = \$88 [10:0];
+      \$192  = \$86 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$193  = xfin;
-    if (\$89 ) begin
-      \$193  = \$91 [10:0];
+    if (\$87 ) begin
+      \$193  = \$89 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$194  = acc0_0;
     if (flags_0[0]) begin
-      \$194  = \$93 [10:0];
+      \$194  = \$91 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$195  = fin0_0;
-    if (\$94 ) begin
-      \$195  = \$96 [10:0];
+    if (\$92 ) begin
+      \$195  = \$94 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$196  = bank0_0;
     if (done) begin
-      \$196  = \$98 [11:0];
+      \$196  = \$96 [11:0];
     end else if (ser) begin
       \$196  = bank1_0;
     end
@@ -2112,21 +2113,21 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$197  = acc1_0;
     if (flags_1[0]) begin
-      \$197  = \$100 [10:0];
+      \$197  = \$98 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$198  = fin1_0;
-    if (\$101 ) begin
-      \$198  = \$103 [10:0];
+    if (\$99 ) begin
+      \$198  = \$101 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$199  = bank1_0;
     if (done) begin
-      \$199  = \$105 [11:0];
+      \$199  = \$103 [11:0];
     end
   end
   always @* begin
@@ -2135,7 +2136,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     if (done) begin
       \$200  = 2'h2;
     end else if (ser) begin
-      \$200  = \$106 [1:0];
+      \$200  = \$104 [1:0];
     end
     if (rst_fc1) begin
       \$200  = 2'h0;
@@ -2143,9 +2144,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \addr$113 ;
+    \$201  = \addr$114 ;
     if (ser) begin
-      \$201  = \$109 [6:0];
+      \$201  = \$107 [6:0];
     end
     if (rst_fc1) begin
       \$201  = 7'h00;
@@ -2153,21 +2154,21 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$110 ;
+    \$202  = \$108 ;
     if (rst_fc1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = \$112 ;
+    \$203  = \$110 ;
     if (rst_fc1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = \$signal$184 ;
+    \$204  = \$signal$185 ;
     if (rst_fc1) begin
       \$204  = 1'h0;
     end
@@ -2223,14 +2224,14 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = \$121 ;
+    \$212  = \$119 ;
     if (rst_fc1) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = \$123 ;
+    \$213  = \$121 ;
     if (rst_fc1) begin
       \$213  = 2'h0;
     end
@@ -2255,37 +2256,38 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign w_addr = \$2 [3:0];
   assign i__payload = w_data;
   assign w_en = take;
-  assign \w_full_issue$22  = w_full_issue;
+  assign \w_full$21  = w_full;
+  assign \w_full_issue$23  = w_full_issue;
   assign o__ready = step;
   assign n_idx = addr;
-  assign r_addr_b0 = \port__addr$38 ;
-  assign \port__en$40  = 1'h1;
-  assign \i$45  = word1[5:0];
-  assign \i$71  = word1[11:6];
+  assign r_addr_b0 = \port__addr$39 ;
+  assign \port__en$41  = 1'h1;
+  assign \i$46  = word1[5:0];
+  assign \i$72  = word1[11:6];
   assign shift = ser;
-  assign beat = \addr$113 ;
-  assign a = \data$116 [17:0];
+  assign beat = \addr$114 ;
+  assign a = \data$117 [17:0];
   assign sa0_0 = b;
   assign rq0_y = \$22 [7:0];
-  assign \o__payload$124  = o__payload;
-  assign \o__ready$126  = \o__ready$125 ;
-  assign \o__valid$128  = o__valid;
-  assign \w_data$129  = \$22 [7:0];
-  assign v_out_d3 = \w_en$130 ;
+  assign \o__payload$125  = o__payload;
+  assign \o__ready$127  = \o__ready$126 ;
+  assign \o__valid$129  = o__valid;
+  assign \w_data$130  = \$22 [7:0];
+  assign v_out_d3 = \w_en$131 ;
   assign space_next = \$25 [3:0];
   assign \$4  = active;
-  assign \$72  = o;
-  assign \$82  = \o$153 ;
-  assign \$97  = { fin0_0, 1'h0 };
-  assign \$104  = { fin1_0, 1'h0 };
-  assign \$110  = ser;
-  assign \$111  = 1'h0;
-  assign \$112  = 1'h0;
-  assign \$114  = { p[29], p };
-  assign \$116  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$70  = o;
+  assign \$80  = \o$154 ;
+  assign \$95  = { fin0_0, 1'h0 };
+  assign \$102  = { fin1_0, 1'h0 };
+  assign \$108  = ser;
+  assign \$109  = 1'h0;
+  assign \$110  = 1'h0;
+  assign \$112  = { p[29], p };
+  assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$115  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
   assign \$117  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$119  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$125  = \$124 ;
+  assign \$123  = \$122 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3318,7 +3320,7 @@ module \flexor_digits.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -3409,30 +3411,30 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   wire [4:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [4:0] \$28 ;
+  wire [4:0] \$29 ;
   wire \$3 ;
   wire [4:0] \$30 ;
   wire [4:0] \$31 ;
-  wire [4:0] \$32 ;
-  wire [4:0] \$33 ;
+  wire \$32 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
   wire [3:0] \$35 ;
   wire \$36 ;
-  wire [3:0] \$37 ;
-  wire \$38 ;
-  wire [4:0] \$39 ;
+  wire [4:0] \$37 ;
+  wire [4:0] \$38 ;
+  wire [5:0] \$39 ;
   wire \$4 ;
-  wire [4:0] \$40 ;
-  wire [5:0] \$41 ;
-  wire [5:0] \$42 ;
+  wire [5:0] \$40 ;
+  wire [4:0] \$41 ;
+  wire \$42 ;
   wire [4:0] \$43 ;
-  wire \$44 ;
+  wire [5:0] \$44 ;
   wire [4:0] \$45 ;
   wire [5:0] \$46 ;
-  wire [4:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire \$49 ;
+  wire \$47 ;
+  wire [9:0] \$48 ;
+  wire [9:0] \$49 ;
   wire \$5 ;
   wire [9:0] \$50 ;
   wire [9:0] \$51 ;
@@ -3442,66 +3444,66 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   wire [9:0] \$55 ;
   wire [9:0] \$56 ;
   wire [9:0] \$57 ;
-  wire [9:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire [14:0] \$58 ;
+  wire [15:0] \$59 ;
   wire \$6 ;
-  wire [14:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire \$62 ;
+  wire \$60 ;
+  wire [14:0] \$61 ;
+  wire [15:0] \$62 ;
   wire [14:0] \$63 ;
   wire [15:0] \$64 ;
-  wire [14:0] \$65 ;
-  wire [15:0] \$66 ;
-  wire \$67 ;
-  wire [14:0] \$68 ;
-  wire [15:0] \$69 ;
+  wire \$65 ;
+  wire [14:0] \$66 ;
+  wire [15:0] \$67 ;
+  wire [15:0] \$68 ;
+  wire [16:0] \$69 ;
   wire \$7 ;
-  wire [15:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire [1:0] \$72 ;
-  wire \$73 ;
-  wire [4:0] \$74 ;
-  wire [4:0] \$75 ;
+  wire [1:0] \$70 ;
+  wire \$71 ;
+  wire [4:0] \$72 ;
+  wire [4:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
   wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [24:0] \$79 ;
+  wire [24:0] \$77 ;
+  wire [33:0] \$78 ;
+  wire [50:0] \$79 ;
   wire \$8 ;
-  wire [33:0] \$80 ;
-  wire [50:0] \$81 ;
-  wire [51:0] \$82 ;
-  wire [52:0] \$83 ;
-  wire [35:0] \$84 ;
+  wire [51:0] \$80 ;
+  wire [52:0] \$81 ;
+  wire [35:0] \$82 ;
+  wire [35:0] \$83 ;
+  wire \$84 ;
   wire [35:0] \$85 ;
   wire \$86 ;
-  wire [35:0] \$87 ;
+  wire \$87 ;
   wire \$88 ;
-  wire \$89 ;
+  wire [1:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [1:0] \$91 ;
+  wire \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  reg [3:0] \$98 ;
-  reg \$99 ;
+  wire \$98 ;
+  reg [3:0] \$99 ;
   wire \$signal ;
-  reg \$signal$118  = 1'h0;
-  reg \$signal$150  = 1'h0;
-  reg \$signal$40  = 1'h0;
+  reg \$signal$119  = 1'h0;
+  reg \$signal$151  = 1'h0;
+  reg \$signal$41  = 1'h0;
   wire [16:0] a;
-  wire [3:0] \a$92 ;
+  wire [3:0] \a$93 ;
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$170 ;
-  reg [3:0] \addr$86  = 4'h0;
+  wire [7:0] \addr$171 ;
+  reg [3:0] \addr$87  = 4'h0;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$93 ;
+  wire [15:0] \b$94 ;
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -3515,8 +3517,8 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
-  wire [5:0] \data$169 ;
-  wire [44:0] \data$89 ;
+  wire [5:0] \data$170 ;
+  wire [44:0] \data$90 ;
   reg done = 1'h0;
   wire filled;
   reg [14:0] fin0_0 = 15'h0000;
@@ -3530,7 +3532,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  reg [5:0] \i$43  = 6'h00;
+  reg [5:0] \i$44  = 6'h00;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -3561,27 +3563,27 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$123 ;
+  wire [9:0] \o$124 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [5:0] \o__payload$120 ;
-  wire [15:0] \o__payload$99 ;
+  wire [15:0] \o__payload$100 ;
+  wire [5:0] \o__payload$121 ;
   wire o__ready;
-  input \o__ready$100 ;
-  wire \o__ready$100 ;
+  input \o__ready$101 ;
   wire \o__ready$101 ;
+  wire \o__ready$102 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$103 ;
+  wire \o__valid$104 ;
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
-  wire [19:0] \p$157 ;
+  wire [19:0] \p$158 ;
   wire [4:0] port__addr;
-  wire [4:0] \port__addr$36 ;
+  wire [4:0] \port__addr$37 ;
   reg [79:0] port__data = 80'h00000000000000000000;
-  wire [79:0] \port__data$124 ;
+  wire [79:0] \port__data$125 ;
   wire port__en;
-  wire \port__en$38 ;
+  wire \port__en$39 ;
   reg [4:0] r_addr = 5'h00;
   wire [4:0] r_addr_b0;
   reg [4:0] r_base = 5'h00;
@@ -3655,15 +3657,16 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   reg [3:0] w_count = 4'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [15:0] \w_data$104 ;
+  wire [15:0] \w_data$105 ;
   (* init = 80'h00000000000000000000 *)
   wire [79:0] w_data_q;
   wire w_en;
-  reg \w_en$105  = 1'h0;
+  reg \w_en$106  = 1'h0;
   wire w_en_b0;
-  reg w_full = 1'h0;
+  wire w_full;
+  wire \w_full$21 ;
   wire w_full_issue;
-  wire \w_full_issue$22 ;
+  wire \w_full_issue$23 ;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
   wire [5:0] word1;
@@ -3727,9 +3730,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$36 ];
+    _0_ <= vectors[\port__addr$37 ];
   end
-  assign \port__data$124  = _0_;
+  assign \port__data$125  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'hd;
@@ -3753,7 +3756,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   assign \$15  = r_addr + 1'h1;
   assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
   assign \$17  = w_half ? 4'hd : 4'h0;
-  assign i = \$signal$40  ? data : carry0_0;
+  assign i = \$signal$41  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -3783,81 +3786,80 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   assign \$24  = w_count + 1'h1;
   assign \$25  = \$23  ? 5'h00 : \$24 ;
   assign \$27  = \$signal  & n_last_next;
-  assign \$28  = filled ? 1'h1 : w_full;
-  assign \$29  = load ? 1'h0 : \$28 ;
-  assign \$30  = s_idx + 1'h1;
-  assign \$31  = s_last ? 5'h00 : \$30 ;
-  assign \$32  = addr + 1'h1;
-  assign \$33  = n_last ? 5'h00 : \$32 ;
-  assign \$34  = step & sn_last;
-  assign \$35  = w_half ? 4'hd : 4'h0;
-  assign \$36  = ~ w_half;
-  assign \$37  = s_last ? 4'h0 : col;
-  assign \$38  = row_ph0 >= 2'h2;
-  assign \$39  = row_ph0 - 2'h2;
-  assign \$40  = row_ph0 + 4'h8;
-  assign \$41  = \$38  ? { \$39 [4], \$39  } : { 1'h0, \$40  };
-  assign \$42  = n_last ? 6'h00 : \$41 ;
+  assign \$28  = s_idx + 1'h1;
+  assign \$29  = s_last ? 5'h00 : \$28 ;
+  assign \$30  = addr + 1'h1;
+  assign \$31  = n_last ? 5'h00 : \$30 ;
+  assign \$32  = step & sn_last;
+  assign \$33  = w_half ? 4'hd : 4'h0;
+  assign \$34  = ~ w_half;
+  assign \$35  = s_last ? 4'h0 : col;
+  assign \$36  = row_ph0 >= 2'h2;
+  assign \$37  = row_ph0 - 2'h2;
+  assign \$38  = row_ph0 + 4'h8;
+  assign \$39  = \$36  ? { \$37 [4], \$37  } : { 1'h0, \$38  };
+  assign \$40  = n_last ? 6'h00 : \$39 ;
+  assign \$41  = row_ph0 + col;
+  assign \$42  = \$41  >= 4'ha;
   assign \$43  = row_ph0 + col;
-  assign \$44  = \$43  >= 4'ha;
+  assign \$44  = \$43  - 4'ha;
   assign \$45  = row_ph0 + col;
-  assign \$46  = \$45  - 4'ha;
-  assign \$47  = row_ph0 + col;
-  assign \$48  = \$44  ? \$46  : { 1'h0, \$47  };
-  assign \$49  = ! s_idx;
-  assign \$50  = off1_0[0] ? o : { \o$123 [7:0], o[9:8] };
-  assign \$51  = off1_0[0] ? o : { \o$123 [5:0], o[9:6] };
-  assign \$52  = off1_0[0] ? o : { \o$123 [3:0], o[9:4] };
-  assign \$53  = off1_0[1] ? \$51  : \$52 ;
-  assign \$54  = off1_0[0] ? o : { \o$123 [1:0], o[9:2] };
-  assign \$56  = off1_0[1] ? \$54  : \$55 ;
-  assign \$57  = off1_0[2] ? \$53  : \$56 ;
-  assign \$58  = off1_0[3] ? \$50  : \$57 ;
-  assign \$59  = ~ \$58 ;
-  assign \$60  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$61  = \$60  + xsum_l4_0;
-  assign \$62  = flags_x[0] & flags_x[2];
-  assign \$63  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$64  = \$63  + xsum_l4_0;
-  assign \$65  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$66  = \$65  + t0_0_l4_0;
-  assign \$67  = flags_0[0] & flags_0[2];
-  assign \$68  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$69  = \$68  + t0_0_l4_0;
-  assign \$71  = \$70  - xfin;
-  assign \$72  = ser_left - 1'h1;
-  assign \$73  = \addr$86  == 4'h9;
-  assign \$74  = \addr$86  + 1'h1;
-  assign \$75  = \$73  ? 5'h00 : \$74 ;
-  assign \$79  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$82  = $signed(\$80 ) + $signed(\$81 );
-  assign \$83  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$86  = $signed(\$85 ) < $signed(16'h8000);
-  assign \$88  = $signed(\$87 ) > $signed(16'h7fff);
-  assign \$89  = step & s_last;
-  assign \$90  = o__valid & \o__ready$100 ;
-  assign \$91  = \$90  + skipped_d5;
-  assign \$92  = ~ rst_fc2;
-  assign \$94  = rst_fc2 ? 1'h0 : take;
-  assign \$95  = rst_fc2 | load;
-  assign \$96  = filled ? 1'h1 : w_full_issue;
-  assign \$97  = \$95  ? 1'h0 : \$96 ;
+  assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
+  assign \$47  = ! s_idx;
+  assign \$48  = off1_0[0] ? o : { \o$124 [7:0], o[9:8] };
+  assign \$49  = off1_0[0] ? o : { \o$124 [5:0], o[9:6] };
+  assign \$50  = off1_0[0] ? o : { \o$124 [3:0], o[9:4] };
+  assign \$51  = off1_0[1] ? \$49  : \$50 ;
+  assign \$52  = off1_0[0] ? o : { \o$124 [1:0], o[9:2] };
+  assign \$54  = off1_0[1] ? \$52  : \$53 ;
+  assign \$55  = off1_0[2] ? \$51  : \$54 ;
+  assign \$56  = off1_0[3] ? \$48  : \$55 ;
+  assign \$57  = ~ \$56 ;
+  assign \$58  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$59  = \$58  + xsum_l4_0;
+  assign \$60  = flags_x[0] & flags_x[2];
+  assign \$61  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$62  = \$61  + xsum_l4_0;
+  assign \$63  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$64  = \$63  + t0_0_l4_0;
+  assign \$65  = flags_0[0] & flags_0[2];
+  assign \$66  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$67  = \$66  + t0_0_l4_0;
+  assign \$69  = \$68  - xfin;
+  assign \$70  = ser_left - 1'h1;
+  assign \$71  = \addr$87  == 4'h9;
+  assign \$72  = \addr$87  + 1'h1;
+  assign \$73  = \$71  ? 5'h00 : \$72 ;
+  assign \$77  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$80  = $signed(\$78 ) + $signed(\$79 );
+  assign \$81  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$84  = $signed(\$83 ) < $signed(16'h8000);
+  assign \$86  = $signed(\$85 ) > $signed(16'h7fff);
+  assign \$87  = step & s_last;
+  assign \$88  = o__valid & \o__ready$101 ;
+  assign \$89  = \$88  + skipped_d5;
+  assign \$90  = ~ rst_fc2;
+  assign \$92  = rst_fc2 ? 1'h0 : take;
+  assign \$93  = rst_fc2 | load;
+  assign \$94  = filled ? 1'h1 : w_full;
+  assign \$95  = \$93  ? 1'h0 : \$94 ;
+  assign \$96  = rst_fc2 | load;
+  assign \$97  = filled ? 1'h1 : w_full_issue;
+  assign \$98  = \$96  ? 1'h0 : \$97 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$98 ;
+    w_count <= \$99 ;
   always @(posedge clk)
-    can_end <= \$99 ;
+    can_end <= \$100 ;
   always @(posedge clk)
-    gap_zero <= \$100 ;
+    gap_zero <= \$101 ;
   always @(posedge clk)
-    s_last <= \$101 ;
+    s_last <= \$102 ;
   always @(posedge clk)
-    n_last <= \$102 ;
+    n_last <= \$103 ;
   always @(posedge clk)
-    sn_last <= \$103 ;
-  always @(posedge clk)
-    w_full <= \$104 ;
+    sn_last <= \$104 ;
   always @(posedge clk)
     r_addr <= \$105 ;
   always @(posedge clk)
@@ -3877,17 +3879,17 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @(posedge clk)
     off1_0 <= \$113 ;
   always @(posedge clk)
-    \$signal$118  <= \$114 ;
+    \$signal$119  <= \$114 ;
   always @(posedge clk)
-    \$signal$40  <= \$115 ;
+    \$signal$41  <= \$115 ;
   always @(posedge clk)
     last1 <= \$116 ;
   always @(posedge clk)
-    \i$43  <= \o__payload$120 ;
+    \i$44  <= \o__payload$121 ;
   always @(posedge clk)
     carry0_0 <= \$117 ;
   always @(posedge clk)
-    w0_0 <= \$59 ;
+    w0_0 <= \$57 ;
   always @(posedge clk)
     m0_0_0 <= \$118 ;
   always @(posedge clk)
@@ -3917,7 +3919,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= \port__data$124 ;
+    xword_d1 <= \port__data$125 ;
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
@@ -3975,9 +3977,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @(posedge clk)
     ser_left <= \$151 ;
   always @(posedge clk)
-    \addr$86  <= \$152 ;
+    \addr$87  <= \$152 ;
   always @(posedge clk)
-    \$signal$150  <= \$153 ;
+    \$signal$151  <= \$153 ;
   always @(posedge clk)
     ka <= \$154 ;
   always @(posedge clk)
@@ -3985,21 +3987,21 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @(posedge clk)
     vb <= \$155 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$89 [44:21];
+    rq0_beta_b <= \data$90 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$79 ;
+    rq0_beta <= \$77 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$82 ;
+    rq0_acc_s1_0 <= \$80 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$83 [35:0];
+    rq0_acc_s2_0 <= \$81 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$84 [19:0];
+    rq0_shifted <= \$82 [19:0];
   always @(posedge clk)
-    rq0_under <= \$86 ;
+    rq0_under <= \$84 ;
   always @(posedge clk)
-    rq0_over <= \$88 ;
+    rq0_over <= \$86 ;
   always @(posedge clk)
     v_out_d1 <= \$156 ;
   always @(posedge clk)
@@ -4007,7 +4009,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @(posedge clk)
     v_out_d3 <= \$158 ;
   always @(posedge clk)
-    \w_en$105  <= \$159 ;
+    \w_en$106  <= \$159 ;
   always @(posedge clk)
     skipped_d1 <= \$160 ;
   always @(posedge clk)
@@ -4027,26 +4029,26 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @(posedge clk)
     credits_room <= \$168 ;
   \flexor_digits.fc2.consts  consts (
-    .addr(\addr$86 ),
+    .addr(\addr$87 ),
     .clk(clk),
-    .data(\data$89 )
+    .data(\data$90 )
   );
   \flexor_digits.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_digits.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$43 ),
-    .o(\o$123 )
+    .i(\i$44 ),
+    .o(\o$124 )
   );
   \flexor_digits.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$100 ),
+    .o__ready(\o__ready$101 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
     .w_data(\$19 [15:0]),
-    .w_en(\w_en$105 )
+    .w_en(\w_en$106 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -4075,24 +4077,24 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_addr),
-    .q(\port__addr$36 )
+    .q(\port__addr$37 )
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$170 ),
+    .addr(\addr$171 ),
     .clk(clk),
-    .data(\data$169 )
+    .data(\data$170 )
   );
   \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$89 [16:0]),
+    .a(\data$90 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_digits.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$89 [20:17]),
+    .a(\data$90 [20:17]),
     .b(b),
     .clk(clk),
-    .p(\p$157 )
+    .p(\p$158 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -4107,23 +4109,31 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$94 ),
+    .d(\$92 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_copy (
+    .clk(clk),
+    .d(\$95 ),
+    .q(w_full)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$97 ),
+    .d(\$98 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc2.weights  weights (
     .clk(clk),
-    .data(\data$169 ),
-    .o__payload(\o__payload$120 ),
+    .data(\data$170 ),
+    .o__payload(\o__payload$121 ),
     .o__ready(step),
-    .raddr(\addr$170 ),
+    .raddr(\addr$171 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -4138,52 +4148,45 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$98  = w_count;
+    \$99  = w_count;
     if (take) begin
-      \$98  = \$25 [3:0];
+      \$99  = \$25 [3:0];
     end
     if (rst_fc2) begin
-      \$98  = 4'h0;
+      \$99  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = \$26 ;
-    if (rst_fc2) begin
-      \$99  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = 1'h1;
+    \$100  = \$26 ;
     if (rst_fc2) begin
       \$100  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = \$signal ;
+    \$101  = 1'h1;
     if (rst_fc2) begin
-      \$101  = 1'h0;
+      \$101  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = n_last_next;
+    \$102  = \$signal ;
     if (rst_fc2) begin
       \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = \$27 ;
+    \$103  = n_last_next;
     if (rst_fc2) begin
       \$103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = \$29 ;
+    \$104  = \$27 ;
     if (rst_fc2) begin
       \$104  = 1'h0;
     end
@@ -4199,7 +4202,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$106  = s_idx;
     if (step) begin
-      \$106  = \$31 [3:0];
+      \$106  = \$29 [3:0];
     end
     if (rst_fc2) begin
       \$106  = 4'h0;
@@ -4210,7 +4213,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     \$107  = addr;
     if (step) begin
       if (s_last) begin
-        \$107  = \$33 [3:0];
+        \$107  = \$31 [3:0];
       end
     end
     if (rst_fc2) begin
@@ -4220,7 +4223,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$108  = active;
-    if (\$34 ) begin
+    if (\$32 ) begin
       \$108  = 1'h0;
     end
     if (load) begin
@@ -4234,7 +4237,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$109  = r_base;
     if (load) begin
-      \$109  = { 1'h0, \$35  };
+      \$109  = { 1'h0, \$33  };
     end
     if (rst_fc2) begin
       \$109  = 5'h00;
@@ -4244,7 +4247,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$110  = w_half;
     if (load) begin
-      \$110  = \$36 ;
+      \$110  = \$34 ;
     end
     if (rst_fc2) begin
       \$110  = 1'h0;
@@ -4254,7 +4257,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$111  = col;
     if (step) begin
-      \$111  = \$37 ;
+      \$111  = \$35 ;
     end
     if (rst_fc2) begin
       \$111  = 4'h0;
@@ -4265,7 +4268,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     \$112  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$112  = \$42 [3:0];
+        \$112  = \$40 [3:0];
       end
     end
     if (rst_fc2) begin
@@ -4274,7 +4277,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = \$48 [3:0];
+    \$113  = \$46 [3:0];
     if (rst_fc2) begin
       \$113  = 4'h0;
     end
@@ -4288,7 +4291,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$115  = \$49 ;
+    \$115  = \$47 ;
     if (rst_fc2) begin
       \$115  = 1'h0;
     end
@@ -4303,8 +4306,8 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$117  = carry0_0;
-    if (\$signal$118 ) begin
-      \$117  = \i$43 ;
+    if (\$signal$119 ) begin
+      \$117  = \i$44 ;
     end
   end
   always @* begin
@@ -4313,7 +4316,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[0]) begin
       \$118  = 8'h00;
     end else begin
-      \$118  = \port__data$124 [7:0];
+      \$118  = \port__data$125 [7:0];
     end
   end
   always @* begin
@@ -4322,7 +4325,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[1]) begin
       \$119  = 8'h00;
     end else begin
-      \$119  = \port__data$124 [15:8];
+      \$119  = \port__data$125 [15:8];
     end
   end
   always @* begin
@@ -4331,7 +4334,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[2]) begin
       \$120  = 8'h00;
     end else begin
-      \$120  = \port__data$124 [23:16];
+      \$120  = \port__data$125 [23:16];
     end
   end
   always @* begin
@@ -4340,7 +4343,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[3]) begin
       \$121  = 8'h00;
     end else begin
-      \$121  = \port__data$124 [31:24];
+      \$121  = \port__data$125 [31:24];
     end
   end
   always @* begin
@@ -4349,7 +4352,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[4]) begin
       \$122  = 8'h00;
     end else begin
-      \$122  = \port__data$124 [39:32];
+      \$122  = \port__data$125 [39:32];
     end
   end
   always @* begin
@@ -4358,7 +4361,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[5]) begin
       \$123  = 8'h00;
     end else begin
-      \$123  = \port__data$124 [47:40];
+      \$123  = \port__data$125 [47:40];
     end
   end
   always @* begin
@@ -4367,7 +4370,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[6]) begin
       \$124  = 8'h00;
     end else begin
-      \$124  = \port__data$124 [55:48];
+      \$124  = \port__data$125 [55:48];
     end
   end
   always @* begin
@@ -4376,7 +4379,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[7]) begin
       \$125  = 8'h00;
     end else begin
-      \$125  = \port__data$124 [63:56];
+      \$125  = \port__data$125 [63:56];
     end
   end
   always @* begin
@@ -4385,7 +4388,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[8]) begin
       \$126  = 8'h00;
     end else begin
-      \$126  = \port__data$124 [71:64];
+      \$126  = \port__data$125 [71:64];
     end
   end
   always @* begin
@@ -4394,12 +4397,12 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (w0_0[9]) begin
       \$127  = 8'h00;
     end else begin
-      \$127  = \port__data$124 [79:72];
+      \$127  = \port__data$125 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = \$signal$118 ;
+    \$128  = \$signal$119 ;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
@@ -4455,7 +4458,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$136  = \$signal$118 ;
+    \$136  = \$signal$119 ;
     if (rst_fc2) begin
       \$136  = 1'h0;
     end
@@ -4476,7 +4479,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = \$signal$40 ;
+    \$139  = \$signal$41 ;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
@@ -4527,35 +4530,35 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$146  = xacc;
     if (flags_x[0]) begin
-      \$146  = \$61 [14:0];
+      \$146  = \$59 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$147  = xfin;
-    if (\$62 ) begin
-      \$147  = \$64 [14:0];
+    if (\$60 ) begin
+      \$147  = \$62 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$148  = acc0_0;
     if (flags_0[0]) begin
-      \$148  = \$66 [14:0];
+      \$148  = \$64 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$149  = fin0_0;
-    if (\$67 ) begin
-      \$149  = \$69 [14:0];
+    if (\$65 ) begin
+      \$149  = \$67 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$150  = bank0_0;
     if (done) begin
-      \$150  = \$71 [15:0];
+      \$150  = \$69 [15:0];
     end
   end
   always @* begin
@@ -4564,7 +4567,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
     if (done) begin
       \$151  = 1'h1;
     end else if (ser) begin
-      \$151  = \$72 [0];
+      \$151  = \$70 [0];
     end
     if (rst_fc2) begin
       \$151  = 1'h0;
@@ -4572,9 +4575,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = \addr$86 ;
+    \$152  = \addr$87 ;
     if (ser) begin
-      \$152  = \$75 [3:0];
+      \$152  = \$73 [3:0];
     end
     if (rst_fc2) begin
       \$152  = 4'h0;
@@ -4582,21 +4585,21 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = \$76 ;
+    \$153  = \$74 ;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = \$78 ;
+    \$154  = \$76 ;
     if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = \$signal$150 ;
+    \$155  = \$signal$151 ;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
@@ -4666,14 +4669,14 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$165  = \$89 ;
+    \$165  = \$87 ;
     if (rst_fc2) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = \$91 ;
+    \$166  = \$89 ;
     if (rst_fc2) begin
       \$166  = 2'h0;
     end
@@ -4698,39 +4701,40 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$100 , i__valid, w_data, 
   assign w_addr = \$2 [4:0];
   assign i__payload = w_data;
   assign w_en = take;
-  assign \w_full_issue$22  = w_full_issue;
+  assign \w_full$21  = w_full;
+  assign \w_full_issue$23  = w_full_issue;
   assign o__ready = step;
   assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$36 ;
-  assign \port__en$38  = 1'h1;
-  assign word1 = \i$43 ;
+  assign r_addr_b0 = \port__addr$37 ;
+  assign \port__en$39  = 1'h1;
+  assign word1 = \i$44 ;
   assign shift = ser;
-  assign beat = \addr$86 ;
-  assign a = \data$89 [16:0];
+  assign beat = \addr$87 ;
+  assign a = \data$90 [16:0];
   assign sa0_0 = b;
-  assign \a$92  = \data$89 [20:17];
-  assign \b$93  = b;
+  assign \a$93  = \data$90 [20:17];
+  assign \b$94  = b;
   assign rq0_y = \$19 [15:0];
-  assign \o__payload$99  = o__payload;
-  assign \o__ready$101  = \o__ready$100 ;
-  assign \o__valid$103  = o__valid;
-  assign \w_data$104  = \$19 [15:0];
-  assign v_out_d4 = \w_en$105 ;
+  assign \o__payload$100  = o__payload;
+  assign \o__ready$102  = \o__ready$101 ;
+  assign \o__valid$104  = o__valid;
+  assign \w_data$105  = \$19 [15:0];
+  assign v_out_d4 = \w_en$106 ;
   assign space_next = \$22 [1:0];
   assign \$4  = active;
   assign \$26  = credits_room_next;
-  assign \$55  = o;
-  assign \$70  = { fin0_0, 1'h0 };
-  assign \$76  = ser;
-  assign \$77  = 1'h0;
-  assign \$78  = 1'h0;
-  assign \$80  = { p[32], p };
-  assign \$81  = { \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 [19], \p$157 , 17'h00000 };
-  assign \$84  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$53  = o;
+  assign \$68  = { fin0_0, 1'h0 };
+  assign \$74  = ser;
+  assign \$75  = 1'h0;
+  assign \$76  = 1'h0;
+  assign \$78  = { p[32], p };
+  assign \$79  = { \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 , 17'h00000 };
+  assign \$82  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$83  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$85  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$87  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$93  = \$92 ;
+  assign \$91  = \$90 ;
   assign ser = ser_left;
 endmodule
 

@@ -154,8 +154,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$28 ),
     .i__valid(\i__valid$26 ),
     .o__payload(\i__payload$30 ),
-    .\o__ready$132 (\o__ready$34 ),
-    .\o__valid$134 (\i__valid$32 ),
+    .\o__ready$133 (\o__ready$34 ),
+    .\o__valid$135 (\i__valid$32 ),
     .rst_conv1(rst_conv1),
     .w_data(\i__payload$24 )
   );
@@ -184,7 +184,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
     .o__payload(\i__payload$54 ),
-    .\o__ready$845 (\o__ready$58 ),
+    .\o__ready$846 (\o__ready$58 ),
     .o__valid(\i__valid$56 ),
     .rst_conv2(rst_conv2),
     .w_data(\i__payload$48 )
@@ -215,7 +215,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$64 ),
     .i__valid(\i__valid$62 ),
     .o__payload(\i__payload$66 ),
-    .\o__ready$197 (\o__ready$70 ),
+    .\o__ready$198 (\o__ready$70 ),
     .o__valid(\i__valid$68 ),
     .rst_fc1(rst_fc1)
   );
@@ -234,7 +234,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$76 ),
     .i__valid(\i__valid$74 ),
     .o__payload(\i__payload$78 ),
-    .\o__ready$73 (\o__ready$82 ),
+    .\o__ready$74 (\o__ready$82 ),
     .o__valid(\i__valid$80 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$72 )
@@ -782,7 +782,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_data, \o__valid$134 , o__payload, clk);
+module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_data, \o__valid$135 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
@@ -795,49 +795,49 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   wire [9:0] \$106 ;
   wire [9:0] \$107 ;
   wire [9:0] \$108 ;
-  wire [9:0] \$109 ;
+  wire [12:0] \$109 ;
   wire \$11 ;
-  wire [9:0] \$110 ;
-  wire [12:0] \$111 ;
-  wire [13:0] \$112 ;
-  wire \$113 ;
+  wire [13:0] \$110 ;
+  wire \$111 ;
+  wire [12:0] \$112 ;
+  wire [13:0] \$113 ;
   wire [12:0] \$114 ;
   wire [13:0] \$115 ;
-  wire [12:0] \$116 ;
-  wire [13:0] \$117 ;
-  wire \$118 ;
-  wire [12:0] \$119 ;
+  wire \$116 ;
+  wire [12:0] \$117 ;
+  wire [13:0] \$118 ;
+  wire [13:0] \$119 ;
   wire \$12 ;
-  wire [13:0] \$120 ;
-  wire [13:0] \$121 ;
-  wire [14:0] \$122 ;
-  wire [12:0] \$123 ;
-  wire [13:0] \$124 ;
-  wire \$125 ;
-  wire [12:0] \$126 ;
-  wire [13:0] \$127 ;
-  wire [13:0] \$128 ;
-  wire [14:0] \$129 ;
+  wire [14:0] \$120 ;
+  wire [12:0] \$121 ;
+  wire [13:0] \$122 ;
+  wire \$123 ;
+  wire [12:0] \$124 ;
+  wire [13:0] \$125 ;
+  wire [13:0] \$126 ;
+  wire [14:0] \$127 ;
+  wire [2:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [2:0] \$130 ;
-  wire \$131 ;
-  wire [5:0] \$132 ;
-  wire [5:0] \$133 ;
+  wire [5:0] \$130 ;
+  wire [5:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
   wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire [21:0] \$137 ;
-  wire [29:0] \$138 ;
-  wire [30:0] \$139 ;
+  wire [21:0] \$135 ;
+  wire [29:0] \$136 ;
+  wire [30:0] \$137 ;
+  wire [26:0] \$138 ;
+  wire [26:0] \$139 ;
   wire \$14 ;
-  wire [26:0] \$140 ;
+  wire \$140 ;
   wire [26:0] \$141 ;
   wire \$142 ;
-  wire [26:0] \$143 ;
+  wire \$143 ;
   wire \$144 ;
-  wire \$145 ;
+  wire [1:0] \$145 ;
   wire \$146 ;
-  wire [1:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire [3:0] \$15 ;
@@ -848,8 +848,8 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   wire \$154 ;
   wire \$155 ;
   wire \$156 ;
-  reg [1:0] \$157 ;
-  reg \$158 ;
+  wire \$157 ;
+  reg [1:0] \$158 ;
   reg \$159 ;
   wire [3:0] \$16 ;
   reg \$160 ;
@@ -949,50 +949,50 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire [2:0] \$33 ;
-  wire [2:0] \$34 ;
-  wire [4:0] \$35 ;
-  wire [4:0] \$36 ;
+  wire [2:0] \$31 ;
+  wire [2:0] \$32 ;
+  wire [4:0] \$33 ;
+  wire [4:0] \$34 ;
+  wire \$35 ;
+  wire [1:0] \$36 ;
   wire \$37 ;
-  wire [1:0] \$38 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [2:0] \$40 ;
   wire \$41 ;
-  wire [2:0] \$42 ;
-  wire \$43 ;
-  wire [5:0] \$44 ;
-  wire [5:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire [5:0] \$49 ;
+  wire [5:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire [6:0] \$44 ;
+  wire [6:0] \$45 ;
+  wire \$46 ;
+  wire [5:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [6:0] \$51 ;
-  wire [6:0] \$52 ;
-  wire \$53 ;
-  wire [5:0] \$54 ;
-  wire [5:0] \$55 ;
-  wire [6:0] \$56 ;
-  wire [6:0] \$57 ;
+  wire [6:0] \$50 ;
+  wire \$51 ;
+  wire [5:0] \$52 ;
+  wire [5:0] \$53 ;
+  wire [6:0] \$54 ;
+  wire [6:0] \$55 ;
+  wire [5:0] \$56 ;
+  wire \$57 ;
   wire [5:0] \$58 ;
-  wire \$59 ;
+  wire [6:0] \$59 ;
   wire \$6 ;
   wire [5:0] \$60 ;
   wire [6:0] \$61 ;
   wire [5:0] \$62 ;
-  wire [6:0] \$63 ;
+  wire \$63 ;
   wire [5:0] \$64 ;
-  wire \$65 ;
+  wire [6:0] \$65 ;
   wire [5:0] \$66 ;
   wire [6:0] \$67 ;
-  wire [5:0] \$68 ;
-  wire [6:0] \$69 ;
+  wire \$68 ;
+  wire [9:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
+  wire [9:0] \$70 ;
   wire [9:0] \$71 ;
   wire [9:0] \$72 ;
   wire [9:0] \$73 ;
@@ -1025,15 +1025,15 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   wire \$signal ;
-  reg \$signal$151  = 1'h0;
   reg \$signal$152  = 1'h0;
-  reg \$signal$194  = 1'h0;
+  reg \$signal$153  = 1'h0;
+  reg \$signal$195  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$209 ;
+  wire [5:0] \addr$210 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   reg [13:0] bank1_0 = 14'h0000;
@@ -1048,7 +1048,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [63:0] \data$208 ;
+  wire [63:0] \data$209 ;
   reg done = 1'h0;
   wire filled;
   reg [12:0] fin0_0 = 13'h0000;
@@ -1065,9 +1065,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$51 ;
-  wire [15:0] \i$74 ;
+  wire [15:0] \i$52 ;
   wire [15:0] \i$75 ;
+  wire [15:0] \i$76 ;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -1107,36 +1107,36 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$159 ;
-  wire [19:0] \o$162 ;
+  wire [19:0] \o$160 ;
   wire [19:0] \o$163 ;
+  wire [19:0] \o$164 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$131 ;
-  wire [63:0] \o__payload$154 ;
+  wire [7:0] \o__payload$132 ;
+  wire [63:0] \o__payload$155 ;
   wire o__ready;
-  input \o__ready$132 ;
-  wire \o__ready$132 ;
+  input \o__ready$133 ;
   wire \o__ready$133 ;
+  wire \o__ready$134 ;
   wire o__valid;
-  output \o__valid$134 ;
-  wire \o__valid$134 ;
+  output \o__valid$135 ;
   wire \o__valid$135 ;
+  wire \o__valid$136 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [28:0] p;
   wire [2:0] port__addr;
   wire [2:0] \port__addr$10 ;
-  wire [2:0] \port__addr$43 ;
-  wire [2:0] \port__addr$46 ;
+  wire [2:0] \port__addr$44 ;
+  wire [2:0] \port__addr$47 ;
   wire [63:0] port__data;
   wire [15:0] \port__data$12 ;
-  wire [63:0] \port__data$155 ;
-  wire [15:0] \port__data$156 ;
+  wire [63:0] \port__data$156 ;
+  wire [15:0] \port__data$157 ;
   wire port__en;
   wire \port__en$13 ;
-  wire \port__en$45 ;
-  wire \port__en$48 ;
+  wire \port__en$46 ;
+  wire \port__en$49 ;
   reg [2:0] r_addr = 3'h0;
   wire [2:0] r_addr_b0;
   wire [2:0] r_addr_b1;
@@ -1232,15 +1232,16 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   reg [1:0] w_count = 2'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [7:0] \w_data$136 ;
+  wire [7:0] \w_data$137 ;
   reg [79:0] w_data_q = 80'h00000000000000000000;
   wire w_en;
-  reg \w_en$137  = 1'h0;
+  reg \w_en$138  = 1'h0;
   wire w_en_b0;
   wire w_en_b1;
-  reg w_full = 1'h0;
+  wire w_full;
+  wire \w_full$27 ;
   wire w_full_issue;
-  wire \w_full_issue$28 ;
+  wire \w_full_issue$29 ;
   reg w_half = 1'h0;
   reg [63:0] word1 = 64'h0000000000000000;
   reg [12:0] xacc = 13'h0000;
@@ -1287,9 +1288,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$43 ];
+    _0_ <= vectors0[\port__addr$44 ];
   end
-  assign \port__data$155  = _0_;
+  assign \port__data$156  = _0_;
   reg [15:0] vectors1 [5:0];
   initial begin
     vectors1[0] = 16'h0000;
@@ -1305,9 +1306,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$46 ];
+    _1_ <= vectors1[\port__addr$47 ];
   end
-  assign \port__data$156  = _1_;
+  assign \port__data$157  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 2'h3;
@@ -1376,109 +1377,108 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   assign \$28  = \$26  ? 3'h0 : \$27 ;
   assign \$29  = credits_room_next & gap_zero_next;
   assign \$30  = \$signal  & n_last_next;
-  assign \$31  = filled ? 1'h1 : w_full;
-  assign \$32  = load ? 1'h0 : \$31 ;
-  assign \$33  = s_idx + 1'h1;
-  assign \$34  = s_last ? 3'h0 : \$33 ;
-  assign \$35  = n_idx + 1'h1;
-  assign \$36  = n_last ? 5'h00 : \$35 ;
-  assign \$37  = step & sn_last;
-  assign \$38  = w_half ? 2'h3 : 2'h0;
-  assign \$39  = ~ w_half;
-  assign \$40  = step & s_last;
-  assign \$41  = ~ gap_zero;
-  assign \$42  = gap - 1'h1;
-  assign \$43  = col >= 4'ha;
-  assign \$44  = col - 4'ha;
-  assign \$45  = col + 4'ha;
-  assign \$46  = \$43  ? { \$44 [5], \$44  } : { 1'h0, \$45  };
-  assign \$47  = s_last ? 7'h00 : \$46 ;
-  assign \$48  = row_ph0 >= 4'ha;
-  assign \$49  = row_ph0 - 4'ha;
-  assign \$50  = row_ph0 + 4'ha;
-  assign \$51  = \$48  ? { \$49 [5], \$49  } : { 1'h0, \$50  };
-  assign \$52  = n_last ? 7'h00 : \$51 ;
-  assign \$53  = row_ph1 >= 4'ha;
-  assign \$54  = row_ph1 - 4'ha;
-  assign \$55  = row_ph1 + 4'ha;
-  assign \$56  = \$53  ? { \$54 [5], \$54  } : { 1'h0, \$55  };
-  assign \$57  = n_last ? 7'h05 : \$56 ;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 3'h0 : \$31 ;
+  assign \$33  = n_idx + 1'h1;
+  assign \$34  = n_last ? 5'h00 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 2'h3 : 2'h0;
+  assign \$37  = ~ w_half;
+  assign \$38  = step & s_last;
+  assign \$39  = ~ gap_zero;
+  assign \$40  = gap - 1'h1;
+  assign \$41  = col >= 4'ha;
+  assign \$42  = col - 4'ha;
+  assign \$43  = col + 4'ha;
+  assign \$44  = \$41  ? { \$42 [5], \$42  } : { 1'h0, \$43  };
+  assign \$45  = s_last ? 7'h00 : \$44 ;
+  assign \$46  = row_ph0 >= 4'ha;
+  assign \$47  = row_ph0 - 4'ha;
+  assign \$48  = row_ph0 + 4'ha;
+  assign \$49  = \$46  ? { \$47 [5], \$47  } : { 1'h0, \$48  };
+  assign \$50  = n_last ? 7'h00 : \$49 ;
+  assign \$51  = row_ph1 >= 4'ha;
+  assign \$52  = row_ph1 - 4'ha;
+  assign \$53  = row_ph1 + 4'ha;
+  assign \$54  = \$51  ? { \$52 [5], \$52  } : { 1'h0, \$53  };
+  assign \$55  = n_last ? 7'h05 : \$54 ;
+  assign \$56  = row_ph0 + col;
+  assign \$57  = \$56  >= 5'h14;
   assign \$58  = row_ph0 + col;
-  assign \$59  = \$58  >= 5'h14;
+  assign \$59  = \$58  - 5'h14;
   assign \$60  = row_ph0 + col;
-  assign \$61  = \$60  - 5'h14;
-  assign \$62  = row_ph0 + col;
-  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
+  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
+  assign \$62  = row_ph1 + col;
+  assign \$63  = \$62  >= 5'h14;
   assign \$64  = row_ph1 + col;
-  assign \$65  = \$64  >= 5'h14;
+  assign \$65  = \$64  - 5'h14;
   assign \$66  = row_ph1 + col;
-  assign \$67  = \$66  - 5'h14;
-  assign \$68  = row_ph1 + col;
-  assign \$69  = \$65  ? \$67  : { 1'h0, \$68  };
-  assign \$70  = ! s_idx;
-  assign \$77  = off1_0[0] ? o[9:0] : o[19:10];
-  assign \$79  = off1_0[1] ? \$77  : \$78 ;
-  assign \$80  = off1_0[2] ? \$76  : \$79 ;
-  assign \$88  = off1_0[3] ? \$80  : \$87 ;
-  assign \$89  = off1_0[4] ? \$73  : \$88 ;
-  assign \$90  = ~ \$89 ;
-  assign \$94  = off1_1[0] ? { \o$163 [4:0], \o$162 [19:15] } : \o$162 [14:5];
-  assign \$96  = off1_1[1] ? \$94  : \$95 ;
-  assign \$100  = off1_1[2] ? \$96  : \$99 ;
-  assign \$108  = off1_1[3] ? \$100  : \$107 ;
-  assign \$109  = off1_1[4] ? \$93  : \$108 ;
-  assign \$110  = ~ \$109 ;
-  assign \$111  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$112  = \$111  + xsum_l4_0;
-  assign \$113  = flags_x[0] & flags_x[2];
-  assign \$114  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$115  = \$114  + xsum_l4_0;
-  assign \$116  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$117  = \$116  + t0_0_l4_0;
-  assign \$118  = flags_0[0] & flags_0[2];
-  assign \$119  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$120  = \$119  + t0_0_l4_0;
-  assign \$122  = \$121  - xfin;
-  assign \$123  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$124  = \$123  + t1_0_l4_0;
-  assign \$125  = flags_1[0] & flags_1[2];
-  assign \$126  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$127  = \$126  + t1_0_l4_0;
-  assign \$129  = \$128  - xfin;
-  assign \$130  = ser_left - 1'h1;
-  assign \$131  = addr == 5'h1f;
-  assign \$132  = addr + 1'h1;
-  assign \$133  = \$131  ? 6'h00 : \$132 ;
-  assign \$137  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$139  = $signed(\$138 ) + $signed(rq0_beta);
-  assign \$142  = $signed(\$141 ) < $signed(1'h0);
-  assign \$144  = $signed(\$143 ) > $signed(9'h0ff);
-  assign \$145  = step & s_last;
-  assign \$146  = \o__valid$134  & \o__ready$132 ;
-  assign \$147  = \$146  + skipped_d4;
-  assign \$148  = ~ rst_conv1;
-  assign \$150  = rst_conv1 ? 1'h0 : take;
-  assign \$151  = ~ rst_conv1;
-  assign \$153  = rst_conv1 ? 1'h0 : take;
-  assign \$154  = rst_conv1 | load;
-  assign \$155  = filled ? 1'h1 : w_full_issue;
-  assign \$156  = \$154  ? 1'h0 : \$155 ;
+  assign \$67  = \$63  ? \$65  : { 1'h0, \$66  };
+  assign \$68  = ! s_idx;
+  assign \$75  = off1_0[0] ? o[9:0] : o[19:10];
+  assign \$77  = off1_0[1] ? \$75  : \$76 ;
+  assign \$78  = off1_0[2] ? \$74  : \$77 ;
+  assign \$86  = off1_0[3] ? \$78  : \$85 ;
+  assign \$87  = off1_0[4] ? \$71  : \$86 ;
+  assign \$88  = ~ \$87 ;
+  assign \$92  = off1_1[0] ? { \o$164 [4:0], \o$163 [19:15] } : \o$163 [14:5];
+  assign \$94  = off1_1[1] ? \$92  : \$93 ;
+  assign \$98  = off1_1[2] ? \$94  : \$97 ;
+  assign \$106  = off1_1[3] ? \$98  : \$105 ;
+  assign \$107  = off1_1[4] ? \$91  : \$106 ;
+  assign \$108  = ~ \$107 ;
+  assign \$109  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$110  = \$109  + xsum_l4_0;
+  assign \$111  = flags_x[0] & flags_x[2];
+  assign \$112  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$113  = \$112  + xsum_l4_0;
+  assign \$114  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$115  = \$114  + t0_0_l4_0;
+  assign \$116  = flags_0[0] & flags_0[2];
+  assign \$117  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$118  = \$117  + t0_0_l4_0;
+  assign \$120  = \$119  - xfin;
+  assign \$121  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$122  = \$121  + t1_0_l4_0;
+  assign \$123  = flags_1[0] & flags_1[2];
+  assign \$124  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$125  = \$124  + t1_0_l4_0;
+  assign \$127  = \$126  - xfin;
+  assign \$128  = ser_left - 1'h1;
+  assign \$129  = addr == 5'h1f;
+  assign \$130  = addr + 1'h1;
+  assign \$131  = \$129  ? 6'h00 : \$130 ;
+  assign \$135  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$137  = $signed(\$136 ) + $signed(rq0_beta);
+  assign \$140  = $signed(\$139 ) < $signed(1'h0);
+  assign \$142  = $signed(\$141 ) > $signed(9'h0ff);
+  assign \$143  = step & s_last;
+  assign \$144  = \o__valid$135  & \o__ready$133 ;
+  assign \$145  = \$144  + skipped_d4;
+  assign \$146  = ~ rst_conv1;
+  assign \$148  = rst_conv1 ? 1'h0 : take;
+  assign \$149  = ~ rst_conv1;
+  assign \$151  = rst_conv1 ? 1'h0 : take;
+  assign \$152  = rst_conv1 | load;
+  assign \$153  = filled ? 1'h1 : w_full;
+  assign \$154  = \$152  ? 1'h0 : \$153 ;
+  assign \$155  = rst_conv1 | load;
+  assign \$156  = filled ? 1'h1 : w_full_issue;
+  assign \$157  = \$155  ? 1'h0 : \$156 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$157 ;
+    w_count <= \$158 ;
   always @(posedge clk)
-    can_end <= \$158 ;
+    can_end <= \$159 ;
   always @(posedge clk)
-    gap_zero <= \$159 ;
+    gap_zero <= \$160 ;
   always @(posedge clk)
-    s_last <= \$160 ;
+    s_last <= \$161 ;
   always @(posedge clk)
-    n_last <= \$161 ;
+    n_last <= \$162 ;
   always @(posedge clk)
-    sn_last <= \$162 ;
-  always @(posedge clk)
-    w_full <= \$163 ;
+    sn_last <= \$163 ;
   always @(posedge clk)
     r_addr <= \$164 ;
   always @(posedge clk)
@@ -1504,17 +1504,17 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   always @(posedge clk)
     off1_1 <= \$175 ;
   always @(posedge clk)
-    \$signal$151  <= \$176 ;
+    \$signal$152  <= \$176 ;
   always @(posedge clk)
-    \$signal$152  <= \$177 ;
+    \$signal$153  <= \$177 ;
   always @(posedge clk)
     last1 <= \$178 ;
   always @(posedge clk)
-    word1 <= \o__payload$154 ;
+    word1 <= \o__payload$155 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$156 , \port__data$155  };
+    xdata_d1 <= { \port__data$157 , \port__data$156  };
   always @(posedge clk)
-    w0_0 <= \$90 ;
+    w0_0 <= \$88 ;
   always @(posedge clk)
     m0_0_0 <= \$179 ;
   always @(posedge clk)
@@ -1544,7 +1544,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    w1_0 <= \$110 ;
+    w1_0 <= \$108 ;
   always @(posedge clk)
     m1_0_0 <= \$189 ;
   always @(posedge clk)
@@ -1646,7 +1646,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   always @(posedge clk)
     addr <= \$226 ;
   always @(posedge clk)
-    \$signal$194  <= \$227 ;
+    \$signal$195  <= \$227 ;
   always @(posedge clk)
     ka <= \$228 ;
   always @(posedge clk)
@@ -1656,21 +1656,21 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$137 ;
+    rq0_beta <= \$135 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$139 [26:0];
+    rq0_acc_s1_0 <= \$137 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$140 [10:0];
+    rq0_shifted <= \$138 [10:0];
   always @(posedge clk)
-    rq0_under <= \$142 ;
+    rq0_under <= \$140 ;
   always @(posedge clk)
-    rq0_over <= \$144 ;
+    rq0_over <= \$142 ;
   always @(posedge clk)
     v_out_d1 <= \$230 ;
   always @(posedge clk)
     v_out_d2 <= \$231 ;
   always @(posedge clk)
-    \w_en$137  <= \$232 ;
+    \w_en$138  <= \$232 ;
   always @(posedge clk)
     skipped_d1 <= \$233 ;
   always @(posedge clk)
@@ -1698,23 +1698,23 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$159 )
+    .o(\o$160 )
   );
   \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$162 )
+    .o(\o$163 )
   );
   \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$163 )
+    .o(\o$164 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$132 ),
-    .o__valid(\o__valid$134 ),
+    .o__ready(\o__ready$133 ),
+    .o__valid(\o__valid$135 ),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$137 ),
+    .w_en(\w_en$138 ),
     .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
@@ -1747,7 +1747,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$43 )
+    .q(\port__addr$44 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1755,12 +1755,12 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   ) r_addr_b1_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$46 )
+    .q(\port__addr$47 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$209 ),
+    .addr(\addr$210 ),
     .clk(clk),
-    .data(\data$208 )
+    .data(\data$209 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1789,7 +1789,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$150 ),
+    .d(\$148 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1797,24 +1797,32 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$153 ),
+    .d(\$151 ),
     .q(\port__en$13 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_copy (
+    .clk(clk),
+    .d(\$154 ),
+    .q(w_full)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$156 ),
+    .d(\$157 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
     .clk(clk),
-    .data(\data$208 ),
-    .o__payload(\o__payload$154 ),
+    .data(\data$209 ),
+    .o__payload(\o__payload$155 ),
     .o__ready(step),
     .o__valid(o__valid),
-    .raddr(\addr$209 ),
+    .raddr(\addr$210 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
@@ -1829,52 +1837,45 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = w_count;
+    \$158  = w_count;
     if (take) begin
-      \$157  = \$28 [1:0];
+      \$158  = \$28 [1:0];
     end
     if (rst_conv1) begin
-      \$157  = 2'h0;
+      \$158  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = \$29 ;
-    if (rst_conv1) begin
-      \$158  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = gap_zero_next;
+    \$159  = \$29 ;
     if (rst_conv1) begin
       \$159  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = \$signal ;
+    \$160  = gap_zero_next;
     if (rst_conv1) begin
-      \$160  = 1'h0;
+      \$160  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = n_last_next;
+    \$161  = \$signal ;
     if (rst_conv1) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = \$30 ;
+    \$162  = n_last_next;
     if (rst_conv1) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = \$32 ;
+    \$163  = \$30 ;
     if (rst_conv1) begin
       \$163  = 1'h0;
     end
@@ -1890,7 +1891,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$165  = s_idx;
     if (step) begin
-      \$165  = \$34 [1:0];
+      \$165  = \$32 [1:0];
     end
     if (rst_conv1) begin
       \$165  = 2'h0;
@@ -1901,7 +1902,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     \$166  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$166  = \$36 [3:0];
+        \$166  = \$34 [3:0];
       end
     end
     if (rst_conv1) begin
@@ -1911,7 +1912,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$167  = active;
-    if (\$37 ) begin
+    if (\$35 ) begin
       \$167  = 1'h0;
     end
     if (load) begin
@@ -1925,7 +1926,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$168  = r_base;
     if (load) begin
-      \$168  = { 1'h0, \$38  };
+      \$168  = { 1'h0, \$36  };
     end
     if (rst_conv1) begin
       \$168  = 3'h0;
@@ -1935,7 +1936,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$169  = w_half;
     if (load) begin
-      \$169  = \$39 ;
+      \$169  = \$37 ;
     end
     if (rst_conv1) begin
       \$169  = 1'h0;
@@ -1944,10 +1945,10 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$170  = gap;
-    if (\$40 ) begin
+    if (\$38 ) begin
       \$170  = 2'h1;
-    end else if (\$41 ) begin
-      \$170  = \$42 [1:0];
+    end else if (\$39 ) begin
+      \$170  = \$40 [1:0];
     end
     if (rst_conv1) begin
       \$170  = 2'h0;
@@ -1957,7 +1958,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$171  = col;
     if (step) begin
-      \$171  = \$47 [4:0];
+      \$171  = \$45 [4:0];
     end
     if (rst_conv1) begin
       \$171  = 5'h00;
@@ -1968,7 +1969,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     \$172  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$172  = \$52 [4:0];
+        \$172  = \$50 [4:0];
       end
     end
     if (rst_conv1) begin
@@ -1980,7 +1981,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     \$173  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$173  = \$57 [4:0];
+        \$173  = \$55 [4:0];
       end
     end
     if (rst_conv1) begin
@@ -1989,14 +1990,14 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = \$63 [4:0];
+    \$174  = \$61 [4:0];
     if (rst_conv1) begin
       \$174  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = \$69 [4:0];
+    \$175  = \$67 [4:0];
     if (rst_conv1) begin
       \$175  = 5'h00;
     end
@@ -2010,7 +2011,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = \$70 ;
+    \$177  = \$68 ;
     if (rst_conv1) begin
       \$177  = 1'h0;
     end
@@ -2204,7 +2205,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$signal$151 ;
+    \$199  = \$signal$152 ;
     if (rst_conv1) begin
       \$199  = 1'h0;
     end
@@ -2260,7 +2261,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$signal$151 ;
+    \$207  = \$signal$152 ;
     if (rst_conv1) begin
       \$207  = 1'h0;
     end
@@ -2281,7 +2282,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = \$signal$152 ;
+    \$210  = \$signal$153 ;
     if (rst_conv1) begin
       \$210  = 1'h0;
     end
@@ -2332,35 +2333,35 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$217  = xacc;
     if (flags_x[0]) begin
-      \$217  = \$112 [12:0];
+      \$217  = \$110 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$218  = xfin;
-    if (\$113 ) begin
-      \$218  = \$115 [12:0];
+    if (\$111 ) begin
+      \$218  = \$113 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$219  = acc0_0;
     if (flags_0[0]) begin
-      \$219  = \$117 [12:0];
+      \$219  = \$115 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$220  = fin0_0;
-    if (\$118 ) begin
-      \$220  = \$120 [12:0];
+    if (\$116 ) begin
+      \$220  = \$118 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$221  = bank0_0;
     if (done) begin
-      \$221  = \$122 [13:0];
+      \$221  = \$120 [13:0];
     end else if (ser) begin
       \$221  = bank1_0;
     end
@@ -2369,21 +2370,21 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$222  = acc1_0;
     if (flags_1[0]) begin
-      \$222  = \$124 [12:0];
+      \$222  = \$122 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$223  = fin1_0;
-    if (\$125 ) begin
-      \$223  = \$127 [12:0];
+    if (\$123 ) begin
+      \$223  = \$125 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$224  = bank1_0;
     if (done) begin
-      \$224  = \$129 [13:0];
+      \$224  = \$127 [13:0];
     end
   end
   always @* begin
@@ -2392,7 +2393,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (done) begin
       \$225  = 2'h2;
     end else if (ser) begin
-      \$225  = \$130 [1:0];
+      \$225  = \$128 [1:0];
     end
     if (rst_conv1) begin
       \$225  = 2'h0;
@@ -2402,7 +2403,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$226  = addr;
     if (ser) begin
-      \$226  = \$133 [4:0];
+      \$226  = \$131 [4:0];
     end
     if (rst_conv1) begin
       \$226  = 5'h00;
@@ -2410,21 +2411,21 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = \$134 ;
+    \$227  = \$132 ;
     if (rst_conv1) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = \$136 ;
+    \$228  = \$134 ;
     if (rst_conv1) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = \$signal$194 ;
+    \$229  = \$signal$195 ;
     if (rst_conv1) begin
       \$229  = 1'h0;
     end
@@ -2480,14 +2481,14 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = \$145 ;
+    \$237  = \$143 ;
     if (rst_conv1) begin
       \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = \$147 ;
+    \$238  = \$145 ;
     if (rst_conv1) begin
       \$238  = 2'h0;
     end
@@ -2515,66 +2516,67 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$132 , i__valid, w_da
   assign w_addr = \$2 [2:0];
   assign i__payload = w_data;
   assign w_en = take;
-  assign \w_full_issue$28  = w_full_issue;
+  assign \w_full$27  = w_full;
+  assign \w_full_issue$29  = w_full_issue;
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$43 ;
-  assign \port__en$45  = 1'h1;
-  assign r_addr_b1 = \port__addr$46 ;
-  assign \port__en$48  = 1'h1;
+  assign r_addr_b0 = \port__addr$44 ;
+  assign \port__en$46  = 1'h1;
+  assign r_addr_b1 = \port__addr$47 ;
+  assign \port__en$49  = 1'h1;
   assign i = word1[15:0];
-  assign \i$51  = word1[31:16];
-  assign \i$74  = word1[47:32];
-  assign \i$75  = word1[63:48];
+  assign \i$52  = word1[31:16];
+  assign \i$75  = word1[47:32];
+  assign \i$76  = word1[63:48];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
   assign rq0_y = \$22 [7:0];
-  assign \o__payload$131  = o__payload;
-  assign \o__ready$133  = \o__ready$132 ;
-  assign \o__valid$135  = \o__valid$134 ;
-  assign \w_data$136  = \$22 [7:0];
-  assign v_out_d3 = \w_en$137 ;
+  assign \o__payload$132  = o__payload;
+  assign \o__ready$134  = \o__ready$133 ;
+  assign \o__valid$136  = \o__valid$135 ;
+  assign \w_data$137  = \$22 [7:0];
+  assign v_out_d3 = \w_en$138 ;
   assign space_next = \$25 [3:0];
-  assign \$71  = o[9:0];
+  assign \$69  = o[9:0];
+  assign \$70  = o[9:0];
+  assign \$71  = \$70 ;
   assign \$72  = o[9:0];
-  assign \$73  = \$72 ;
-  assign \$74  = o[9:0];
-  assign \$75  = o[9:0];
-  assign \$76  = \$75 ;
-  assign \$78  = o[9:0];
-  assign \$81  = o[9:0];
+  assign \$73  = o[9:0];
+  assign \$74  = \$73 ;
+  assign \$76  = o[9:0];
+  assign \$79  = o[9:0];
+  assign \$80  = o[9:0];
+  assign \$81  = \$80 ;
   assign \$82  = o[9:0];
-  assign \$83  = \$82 ;
-  assign \$84  = o[9:0];
-  assign \$85  = o[9:0];
-  assign \$86  = \$85 ;
-  assign \$87  = \$86 ;
-  assign \$91  = \o$162 [14:5];
-  assign \$92  = \o$162 [14:5];
-  assign \$93  = \$92 ;
-  assign \$95  = \o$162 [14:5];
-  assign \$97  = \o$162 [14:5];
-  assign \$98  = \o$162 [14:5];
-  assign \$99  = \$98 ;
-  assign \$101  = \o$162 [14:5];
-  assign \$102  = \o$162 [14:5];
-  assign \$103  = \$102 ;
-  assign \$104  = \o$162 [14:5];
-  assign \$105  = \o$162 [14:5];
-  assign \$106  = \$105 ;
-  assign \$107  = \$106 ;
-  assign \$121  = { fin0_0, 1'h0 };
-  assign \$128  = { fin1_0, 1'h0 };
-  assign \$134  = ser;
-  assign \$135  = 1'h0;
-  assign \$136  = 1'h0;
-  assign \$138  = { p[28], p };
-  assign \$140  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$83  = o[9:0];
+  assign \$84  = \$83 ;
+  assign \$85  = \$84 ;
+  assign \$89  = \o$163 [14:5];
+  assign \$90  = \o$163 [14:5];
+  assign \$91  = \$90 ;
+  assign \$93  = \o$163 [14:5];
+  assign \$95  = \o$163 [14:5];
+  assign \$96  = \o$163 [14:5];
+  assign \$97  = \$96 ;
+  assign \$99  = \o$163 [14:5];
+  assign \$100  = \o$163 [14:5];
+  assign \$101  = \$100 ;
+  assign \$102  = \o$163 [14:5];
+  assign \$103  = \o$163 [14:5];
+  assign \$104  = \$103 ;
+  assign \$105  = \$104 ;
+  assign \$119  = { fin0_0, 1'h0 };
+  assign \$126  = { fin1_0, 1'h0 };
+  assign \$132  = ser;
+  assign \$133  = 1'h0;
+  assign \$134  = 1'h0;
+  assign \$136  = { p[28], p };
+  assign \$138  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$139  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign \$141  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$143  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$149  = \$148 ;
-  assign \$152  = \$151 ;
+  assign \$147  = \$146 ;
+  assign \$150  = \$149 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3603,7 +3605,7 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__ready, \o__valid$26 , o__payload, \o__ready$24 , clk);
+module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__ready, \o__ready$24 , \o__valid$26 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4862,7 +4864,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2127 ;
   wire \$2128 ;
   wire \$2129 ;
-  wire \$213 ;
+  wire [6:0] \$213 ;
   wire \$2130 ;
   wire \$2131 ;
   wire \$2132 ;
@@ -4873,7 +4875,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2137 ;
   wire \$2138 ;
   wire \$2139 ;
-  wire \$214 ;
+  wire [6:0] \$214 ;
   wire \$2140 ;
   wire \$2141 ;
   wire \$2142 ;
@@ -4884,7 +4886,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2147 ;
   wire \$2148 ;
   wire \$2149 ;
-  wire \$215 ;
+  wire [6:0] \$215 ;
   wire \$2150 ;
   wire \$2151 ;
   wire \$2152 ;
@@ -4951,7 +4953,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2207 ;
   wire \$2208 ;
   wire \$2209 ;
-  wire \$221 ;
+  wire [6:0] \$221 ;
   wire \$2210 ;
   wire \$2211 ;
   wire \$2212 ;
@@ -4962,7 +4964,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2217 ;
   wire \$2218 ;
   wire \$2219 ;
-  wire \$222 ;
+  wire [6:0] \$222 ;
   wire \$2220 ;
   wire \$2221 ;
   wire \$2222 ;
@@ -4973,7 +4975,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2227 ;
   wire \$2228 ;
   wire \$2229 ;
-  wire \$223 ;
+  wire [6:0] \$223 ;
   wire \$2230 ;
   wire \$2231 ;
   wire \$2232 ;
@@ -5006,7 +5008,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2257 ;
   wire \$2258 ;
   wire \$2259 ;
-  wire \$226 ;
+  wire [6:0] \$226 ;
   wire \$2260 ;
   wire \$2261 ;
   wire \$2262 ;
@@ -5017,7 +5019,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2267 ;
   wire \$2268 ;
   wire \$2269 ;
-  wire \$227 ;
+  wire [6:0] \$227 ;
   wire \$2270 ;
   wire \$2271 ;
   wire \$2272 ;
@@ -5028,7 +5030,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2277 ;
   wire \$2278 ;
   wire \$2279 ;
-  wire \$228 ;
+  wire [6:0] \$228 ;
   wire \$2280 ;
   wire \$2281 ;
   wire \$2282 ;
@@ -5095,7 +5097,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2337 ;
   wire \$2338 ;
   wire \$2339 ;
-  wire \$234 ;
+  wire [6:0] \$234 ;
   wire \$2340 ;
   wire \$2341 ;
   wire \$2342 ;
@@ -5106,7 +5108,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2347 ;
   wire \$2348 ;
   wire \$2349 ;
-  wire \$235 ;
+  wire [6:0] \$235 ;
   wire \$2350 ;
   wire \$2351 ;
   wire \$2352 ;
@@ -5117,7 +5119,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2357 ;
   wire \$2358 ;
   wire \$2359 ;
-  wire \$236 ;
+  wire [6:0] \$236 ;
   wire \$2360 ;
   wire \$2361 ;
   wire \$2362 ;
@@ -5184,7 +5186,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2417 ;
   wire \$2418 ;
   wire \$2419 ;
-  wire \$242 ;
+  wire [6:0] \$242 ;
   wire \$2420 ;
   wire \$2421 ;
   wire \$2422 ;
@@ -5195,7 +5197,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2427 ;
   wire \$2428 ;
   wire \$2429 ;
-  wire \$243 ;
+  wire [6:0] \$243 ;
   wire \$2430 ;
   wire \$2431 ;
   wire \$2432 ;
@@ -5206,51 +5208,51 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2437 ;
   wire \$2438 ;
   wire \$2439 ;
-  wire \$244 ;
-  reg [4:0] \$2440 ;
-  reg [7:0] \$2441 ;
-  reg \$2442 ;
+  wire [6:0] \$244 ;
+  wire \$2440 ;
+  wire \$2441 ;
+  wire \$2442 ;
   reg [4:0] \$2443 ;
-  reg \$2444 ;
-  reg [2:0] \$2445 ;
-  reg \$2446 ;
+  reg [7:0] \$2444 ;
+  reg \$2445 ;
+  reg [4:0] \$2446 ;
   reg \$2447 ;
-  reg \$2448 ;
+  reg [2:0] \$2448 ;
   reg \$2449 ;
   wire \$245 ;
   reg \$2450 ;
-  reg [2:0] \$2451 ;
-  reg [5:0] \$2452 ;
+  reg \$2451 ;
+  reg \$2452 ;
   reg [2:0] \$2453 ;
-  reg [7:0] \$2454 ;
-  reg [4:0] \$2455 ;
-  reg [5:0] \$2456 ;
-  reg [5:0] \$2457 ;
-  reg [4:0] \$2458 ;
+  reg [5:0] \$2454 ;
+  reg [2:0] \$2455 ;
+  reg [7:0] \$2456 ;
+  reg [4:0] \$2457 ;
+  reg [5:0] \$2458 ;
   reg [5:0] \$2459 ;
   wire \$246 ;
-  reg \$2460 ;
-  reg [2:0] \$2461 ;
-  reg [7:0] \$2462 ;
-  reg [5:0] \$2463 ;
-  reg [5:0] \$2464 ;
-  reg [2:0] \$2465 ;
-  reg [7:0] \$2466 ;
-  reg \$2467 ;
-  reg \$2468 ;
-  reg [6:0] \$2469 ;
-  wire \$247 ;
+  reg [4:0] \$2460 ;
+  reg [5:0] \$2461 ;
+  reg \$2462 ;
+  reg [2:0] \$2463 ;
+  reg [7:0] \$2464 ;
+  reg [5:0] \$2465 ;
+  reg [5:0] \$2466 ;
+  reg [2:0] \$2467 ;
+  reg [7:0] \$2468 ;
+  reg \$2469 ;
+  wire [6:0] \$247 ;
   reg \$2470 ;
-  reg [5:0] \$2471 ;
+  reg [6:0] \$2471 ;
   reg [5:0] \$2472 ;
   reg [5:0] \$2473 ;
   reg [5:0] \$2474 ;
   reg [5:0] \$2475 ;
   reg [5:0] \$2476 ;
-  reg \$2477 ;
+  reg [5:0] \$2477 ;
   reg \$2478 ;
   reg \$2479 ;
-  wire \$248 ;
+  wire [6:0] \$248 ;
   reg \$2480 ;
   reg \$2481 ;
   reg \$2482 ;
@@ -5261,7 +5263,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg \$2487 ;
   reg \$2488 ;
   reg \$2489 ;
-  wire \$249 ;
+  wire [6:0] \$249 ;
   reg \$2490 ;
   reg \$2491 ;
   reg \$2492 ;
@@ -5401,47 +5403,47 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$368 ;
   wire \$369 ;
   wire \$37 ;
-  wire [6:0] \$370 ;
-  wire [6:0] \$371 ;
-  wire [6:0] \$372 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
   wire \$373 ;
   wire \$374 ;
   wire \$375 ;
   wire \$376 ;
   wire \$377 ;
-  wire [6:0] \$378 ;
-  wire [6:0] \$379 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
-  wire [6:0] \$380 ;
+  wire \$380 ;
   wire \$381 ;
   wire \$382 ;
-  wire [6:0] \$383 ;
-  wire [6:0] \$384 ;
-  wire [6:0] \$385 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
   wire \$386 ;
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
   wire \$390 ;
-  wire [6:0] \$391 ;
-  wire [6:0] \$392 ;
-  wire [6:0] \$393 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
   wire \$394 ;
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
-  wire [6:0] \$399 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [6:0] \$400 ;
-  wire [6:0] \$401 ;
+  wire \$400 ;
+  wire \$401 ;
   wire \$402 ;
   wire \$403 ;
-  wire [6:0] \$404 ;
-  wire [6:0] \$405 ;
-  wire [6:0] \$406 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
   wire \$407 ;
   wire \$408 ;
   wire \$409 ;
@@ -6101,16 +6103,17 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$999 ;
   reg ahead = 1'h0;
   wire ahead_rows;
-  wire \ahead_rows$42 ;
-  reg avail = 1'h1;
+  wire \ahead_rows$43 ;
+  wire avail;
   wire avail_comb;
+  wire avail_q;
   wire avail_rows;
   wire avail_step;
   reg [7:0] base_row = 8'h70;
   reg [2:0] base_slot = 3'h4;
   wire [-1:0] c;
-  (* init = 1'h1 *)
   wire can_write;
+  wire can_write_q;
   wire can_write_rows;
   input clk;
   wire clk;
@@ -6156,9 +6159,9 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [5:0] low = 6'h3e;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$113 ;
+  wire [7:0] \o__payload$116 ;
   wire [7:0] \o__payload$23 ;
-  reg o__ready = 1'h1;
+  wire o__ready;
   input \o__ready$24 ;
   wire \o__ready$24 ;
   wire \o__ready$25 ;
@@ -6179,8 +6182,9 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [7:0] rd__data;
   wire rd__en;
   reg read_credits_returned = 1'h0;
-  reg read_credits_room = 1'h1;
+  wire read_credits_room;
   wire read_credits_room_next;
+  wire read_credits_room_q;
   reg [2:0] read_credits_space = 3'h7;
   reg [8:0] read_data = 9'h000;
   reg read_v1 = 1'h0;
@@ -6613,2200 +6617,2201 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$205  = \$202  ? \$203  : \$204 ;
   assign \$206  = \$198  ? \$205  : { d[6], d };
   assign \$207  = \$177  ? \$197  : \$206 ;
-  assign \$208  = take_rows & r_last;
-  assign \$209  = write & w_last;
-  assign \$210  = ~ ahead;
-  assign \$211  = ~ room_w_27[5];
-  assign \$212  = \$210  & \$211 ;
-  assign \$213  = \$212  & room_w_28[5];
-  assign \$214  = oy == 5'h1b;
-  assign \$215  = ~ ahead;
-  assign \$216  = ~ room_w_27[5];
-  assign \$217  = \$215  & \$216 ;
-  assign \$218  = \$217  & room_w_28[5];
-  assign \$219  = ahead | \$218 ;
-  assign \$220  = switch ? 1'h0 : \$219 ;
-  assign \$221  = oy == 5'h1b;
-  assign \$222  = r_done | \$221 ;
-  assign \$223  = switch ? 1'h0 : \$222 ;
-  assign \$224  = ~ \$223 ;
-  assign \$226  = oy == 5'h1b;
-  assign \$227  = r_done | \$226 ;
-  assign \$228  = switch ? 1'h0 : \$227 ;
-  assign \$231  = \$220  ? 1'h0 : 1'h1;
-  assign \$232  = ~ ahead;
-  assign \$233  = ~ room_w_27[5];
-  assign \$234  = \$232  & \$233 ;
-  assign \$235  = \$234  & room_w_28[5];
-  assign \$236  = ahead | \$235 ;
-  assign \$237  = switch ? 1'h0 : \$236 ;
-  assign \$238  = oy == 5'h1b;
-  assign \$239  = r_done | \$238 ;
-  assign \$240  = switch ? 1'h0 : \$239 ;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = \$241  & room_low_21[5];
-  assign \$243  = oy == 5'h1b;
-  assign \$244  = r_done | \$243 ;
-  assign \$245  = switch ? 1'h0 : \$244 ;
-  assign \$248  = \$237  ? \$242  : 1'h1;
-  assign \$249  = \$214  ? \$231  : \$248 ;
-  assign \$250  = oy == 5'h1b;
-  assign \$251  = ~ ahead;
-  assign \$252  = ~ room_w_27[5];
-  assign \$253  = \$251  & \$252 ;
-  assign \$254  = \$253  & room_w_28[5];
-  assign \$255  = ahead | \$254 ;
-  assign \$256  = switch ? 1'h0 : \$255 ;
-  assign \$257  = oy == 5'h1b;
-  assign \$258  = r_done | \$257 ;
-  assign \$259  = switch ? 1'h0 : \$258 ;
-  assign \$260  = ~ \$259 ;
-  assign \$262  = oy == 5'h1b;
-  assign \$263  = r_done | \$262 ;
-  assign \$264  = switch ? 1'h0 : \$263 ;
-  assign \$265  = \$264  | room_w_3[5];
-  assign \$266  = room_w_27[5] & \$265 ;
-  assign \$267  = \$256  ? 1'h0 : \$266 ;
-  assign \$268  = ~ ahead;
+  assign \$208  = write & w_last;
+  assign \$209  = ~ ahead;
+  assign \$210  = ~ room_w_27[5];
+  assign \$211  = \$209  & \$210 ;
+  assign \$212  = \$211  & room_w_28[5];
+  assign \$213  = $signed(room_w_27) + $signed(2'h1);
+  assign \$214  = \$212  ? 7'h65 : \$213 ;
+  assign \$215  = \$208  ? \$214  : { room_w_27[5], room_w_27 };
+  assign \$216  = write & w_last;
+  assign \$217  = ~ ahead;
+  assign \$218  = ~ room_w_27[5];
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = \$219  & room_w_28[5];
+  assign \$221  = $signed(room_w_28) + $signed(2'h1);
+  assign \$222  = \$220  ? 7'h64 : \$221 ;
+  assign \$223  = \$216  ? \$222  : { room_w_28[5], room_w_28 };
+  assign \$224  = take_rows & r_last;
+  assign \$225  = oy == 5'h1b;
+  assign \$226  = $signed(room_low_21) - $signed(2'h1);
+  assign \$227  = \$225  ? 7'h17 : \$226 ;
+  assign \$228  = \$224  ? \$227  : { room_low_21[5], room_low_21 };
+  assign \$229  = write & w_last;
+  assign \$230  = ~ ahead;
+  assign \$231  = ~ room_w_27[5];
+  assign \$232  = \$230  & \$231 ;
+  assign \$233  = \$232  & room_w_28[5];
+  assign \$234  = $signed(room_w_3) + $signed(2'h1);
+  assign \$235  = \$233  ? 7'h7d : \$234 ;
+  assign \$236  = \$229  ? \$235  : { room_w_3[5], room_w_3 };
+  assign \$237  = write & w_last;
+  assign \$238  = ~ ahead;
+  assign \$239  = ~ room_w_27[5];
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = \$240  & room_w_28[5];
+  assign \$242  = $signed(room_w_4) + $signed(2'h1);
+  assign \$243  = \$241  ? 7'h7c : \$242 ;
+  assign \$244  = \$237  ? \$243  : { room_w_4[5], room_w_4 };
+  assign \$245  = take_rows & r_last;
+  assign \$246  = oy == 5'h1b;
+  assign \$247  = $signed(room_low_22) - $signed(2'h1);
+  assign \$248  = \$246  ? 7'h18 : \$247 ;
+  assign \$249  = \$245  ? \$248  : { room_low_22[5], room_low_22 };
+  assign \$250  = take_rows & r_last;
+  assign \$251  = oy == 5'h1b;
+  assign \$252  = write_rows & w_last;
+  assign \$253  = ~ ahead_rows;
+  assign \$254  = ~ room_w_27[5];
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = \$255  & room_w_28[5];
+  assign \$259  = write_rows & w_last;
+  assign \$260  = ~ ahead_rows;
+  assign \$261  = ~ room_w_27[5];
+  assign \$262  = \$260  & \$261 ;
+  assign \$263  = \$262  & room_w_28[5];
+  assign \$264  = \$263  ? d_ge_6 : d_ge_m22;
+  assign \$265  = \$259  ? \$264  : d_ge_m21;
+  assign \$266  = \$251  ? 1'h1 : \$265 ;
+  assign \$267  = write_rows & w_last;
+  assign \$268  = ~ ahead_rows;
   assign \$269  = ~ room_w_27[5];
   assign \$270  = \$268  & \$269 ;
   assign \$271  = \$270  & room_w_28[5];
-  assign \$272  = ahead | \$271 ;
-  assign \$273  = switch ? 1'h0 : \$272 ;
-  assign \$274  = oy == 5'h1b;
-  assign \$275  = r_done | \$274 ;
-  assign \$276  = switch ? 1'h0 : \$275 ;
-  assign \$277  = ~ \$276 ;
-  assign \$278  = ~ d_ge_m22;
-  assign \$279  = \$277  & \$278 ;
-  assign \$280  = oy == 5'h1b;
-  assign \$281  = r_done | \$280 ;
-  assign \$282  = switch ? 1'h0 : \$281 ;
-  assign \$283  = ~ d_ge_6;
-  assign \$284  = \$282  | \$283 ;
-  assign \$285  = room_w_27[5] & \$284 ;
-  assign \$286  = \$273  ? \$279  : \$285 ;
-  assign \$287  = \$250  ? \$267  : \$286 ;
-  assign \$288  = \$213  ? \$249  : \$287 ;
-  assign \$289  = oy == 5'h1b;
-  assign \$290  = switch ? 1'h0 : ahead;
-  assign \$291  = oy == 5'h1b;
-  assign \$292  = r_done | \$291 ;
-  assign \$293  = switch ? 1'h0 : \$292 ;
-  assign \$294  = ~ \$293 ;
-  assign \$296  = oy == 5'h1b;
-  assign \$297  = r_done | \$296 ;
-  assign \$298  = switch ? 1'h0 : \$297 ;
-  assign \$299  = \$298  | room_w_4[5];
-  assign \$300  = room_w_28[5] & \$299 ;
-  assign \$301  = \$290  ? 1'h0 : \$300 ;
-  assign \$302  = switch ? 1'h0 : ahead;
-  assign \$303  = oy == 5'h1b;
-  assign \$304  = r_done | \$303 ;
-  assign \$305  = switch ? 1'h0 : \$304 ;
-  assign \$306  = ~ \$305 ;
-  assign \$307  = ~ d_ge_m21;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = oy == 5'h1b;
-  assign \$310  = r_done | \$309 ;
-  assign \$311  = switch ? 1'h0 : \$310 ;
-  assign \$312  = ~ d_ge_7;
-  assign \$313  = \$311  | \$312 ;
-  assign \$314  = room_w_28[5] & \$313 ;
-  assign \$315  = \$302  ? \$308  : \$314 ;
-  assign \$316  = \$289  ? \$301  : \$315 ;
-  assign \$317  = \$209  ? \$288  : \$316 ;
-  assign \$318  = write & w_last;
-  assign \$319  = ~ ahead;
-  assign \$320  = ~ room_w_27[5];
-  assign \$321  = \$319  & \$320 ;
-  assign \$322  = \$321  & room_w_28[5];
-  assign \$323  = ~ ahead;
-  assign \$324  = ~ room_w_27[5];
-  assign \$325  = \$323  & \$324 ;
-  assign \$326  = \$325  & room_w_28[5];
-  assign \$327  = ahead | \$326 ;
-  assign \$328  = switch ? 1'h0 : \$327 ;
-  assign \$329  = switch ? 1'h0 : r_done;
-  assign \$330  = ~ \$329 ;
-  assign \$331  = \$330  & room_low_22[5];
-  assign \$332  = switch ? 1'h0 : r_done;
-  assign \$335  = \$328  ? \$331  : 1'h1;
-  assign \$336  = ~ ahead;
-  assign \$337  = ~ room_w_27[5];
-  assign \$338  = \$336  & \$337 ;
-  assign \$339  = \$338  & room_w_28[5];
-  assign \$340  = ahead | \$339 ;
-  assign \$341  = switch ? 1'h0 : \$340 ;
-  assign \$342  = switch ? 1'h0 : r_done;
-  assign \$343  = ~ \$342 ;
-  assign \$344  = ~ d_ge_m23;
-  assign \$345  = \$343  & \$344 ;
-  assign \$346  = switch ? 1'h0 : r_done;
-  assign \$347  = ~ d_ge_5;
-  assign \$348  = \$346  | \$347 ;
-  assign \$349  = room_w_27[5] & \$348 ;
-  assign \$350  = \$341  ? \$345  : \$349 ;
-  assign \$351  = \$322  ? \$335  : \$350 ;
-  assign \$352  = switch ? 1'h0 : ahead;
-  assign \$353  = switch ? 1'h0 : r_done;
-  assign \$354  = ~ \$353 ;
-  assign \$355  = ~ d_ge_m22;
-  assign \$356  = \$354  & \$355 ;
-  assign \$357  = switch ? 1'h0 : r_done;
-  assign \$358  = ~ d_ge_6;
-  assign \$359  = \$357  | \$358 ;
-  assign \$360  = room_w_28[5] & \$359 ;
-  assign \$361  = \$352  ? \$356  : \$360 ;
-  assign \$362  = switch ? \$361  : o__ready;
-  assign \$363  = \$318  ? \$351  : \$362 ;
-  assign \$364  = \$208  ? \$317  : \$363 ;
-  assign \$365  = write & w_last;
-  assign \$366  = ~ ahead;
-  assign \$367  = ~ room_w_27[5];
-  assign \$368  = \$366  & \$367 ;
-  assign \$369  = \$368  & room_w_28[5];
-  assign \$370  = $signed(room_w_27) + $signed(2'h1);
-  assign \$371  = \$369  ? 7'h65 : \$370 ;
-  assign \$372  = \$365  ? \$371  : { room_w_27[5], room_w_27 };
-  assign \$373  = write & w_last;
-  assign \$374  = ~ ahead;
-  assign \$375  = ~ room_w_27[5];
-  assign \$376  = \$374  & \$375 ;
-  assign \$377  = \$376  & room_w_28[5];
-  assign \$378  = $signed(room_w_28) + $signed(2'h1);
-  assign \$379  = \$377  ? 7'h64 : \$378 ;
-  assign \$380  = \$373  ? \$379  : { room_w_28[5], room_w_28 };
-  assign \$381  = take_rows & r_last;
-  assign \$382  = oy == 5'h1b;
-  assign \$383  = $signed(room_low_21) - $signed(2'h1);
-  assign \$384  = \$382  ? 7'h17 : \$383 ;
-  assign \$385  = \$381  ? \$384  : { room_low_21[5], room_low_21 };
-  assign \$386  = write & w_last;
-  assign \$387  = ~ ahead;
-  assign \$388  = ~ room_w_27[5];
-  assign \$389  = \$387  & \$388 ;
-  assign \$390  = \$389  & room_w_28[5];
-  assign \$391  = $signed(room_w_3) + $signed(2'h1);
-  assign \$392  = \$390  ? 7'h7d : \$391 ;
-  assign \$393  = \$386  ? \$392  : { room_w_3[5], room_w_3 };
-  assign \$394  = write & w_last;
-  assign \$395  = ~ ahead;
-  assign \$396  = ~ room_w_27[5];
-  assign \$397  = \$395  & \$396 ;
-  assign \$398  = \$397  & room_w_28[5];
-  assign \$399  = $signed(room_w_4) + $signed(2'h1);
-  assign \$400  = \$398  ? 7'h7c : \$399 ;
-  assign \$401  = \$394  ? \$400  : { room_w_4[5], room_w_4 };
-  assign \$402  = take_rows & r_last;
-  assign \$403  = oy == 5'h1b;
-  assign \$404  = $signed(room_low_22) - $signed(2'h1);
-  assign \$405  = \$403  ? 7'h18 : \$404 ;
-  assign \$406  = \$402  ? \$405  : { room_low_22[5], room_low_22 };
-  assign \$407  = write_rows & w_last;
-  assign \$408  = ~ ahead_rows;
-  assign \$409  = w_row == 5'h1b;
-  assign \$410  = \$408  & \$409 ;
-  assign \$411  = ! ky;
-  assign \$412  = \$411  & d_ge_28;
-  assign \$413  = ky == 1'h1;
-  assign \$414  = \$413  & d_ge_29;
-  assign \$415  = ky == 2'h2;
-  assign \$416  = \$415  & d_ge_30;
-  assign \$417  = ky == 2'h3;
-  assign \$418  = \$417  & d_ge_31;
-  assign \$419  = ky == 3'h4;
-  assign \$420  = \$419  & d_ge_32;
-  assign \$421  = | { \$420 , \$418 , \$416 , \$414 , \$412  };
-  assign \$422  = ! ky;
-  assign \$423  = \$422  & d_ge_0;
-  assign \$424  = ky == 1'h1;
-  assign \$425  = \$424  & d_ge_1;
-  assign \$426  = ky == 2'h2;
-  assign \$427  = \$426  & d_ge_2;
-  assign \$428  = ky == 2'h3;
-  assign \$429  = \$428  & d_ge_3;
-  assign \$430  = ky == 3'h4;
-  assign \$431  = \$430  & d_ge_4;
-  assign \$432  = | { \$431 , \$429 , \$427 , \$425 , \$423  };
-  assign \$433  = \$410  ? \$421  : \$432 ;
-  assign \$434  = pad | \$433 ;
-  assign \$435  = ! ky;
-  assign \$436  = \$435  & d_ge_1;
-  assign \$437  = ky == 1'h1;
-  assign \$438  = \$437  & d_ge_2;
-  assign \$439  = ky == 2'h2;
-  assign \$440  = \$439  & d_ge_3;
-  assign \$441  = ky == 2'h3;
-  assign \$442  = \$441  & d_ge_4;
-  assign \$443  = ky == 3'h4;
-  assign \$444  = \$443  & d_ge_5;
-  assign \$445  = | { \$444 , \$442 , \$440 , \$438 , \$436  };
-  assign \$446  = pad | \$445 ;
-  assign \$447  = \$407  ? \$434  : \$446 ;
-  assign \$448  = write_rows & w_last;
-  assign \$449  = oy == 5'h1b;
-  assign \$450  = r_last & \$449 ;
-  assign \$451  = ~ \$450 ;
-  assign \$452  = kx == 3'h4;
-  assign \$453  = ky == 3'h4;
-  assign \$454  = ~ \$453 ;
-  assign \$455  = $signed(iy) < $signed(1'h1);
-  assign \$456  = $signed(iy) >= $signed(6'h1b);
-  assign \$457  = \$455  | \$456 ;
-  assign \$459  = ox == 5'h1b;
-  assign \$461  = oy == 5'h1b;
-  assign \$462  = $signed(low) < $signed(1'h1);
-  assign \$463  = $signed(low) >= $signed(6'h1b);
-  assign \$464  = \$462  | \$463 ;
-  assign \$465  = \$461  ? 1'h1 : \$464 ;
-  assign \$466  = $signed(low) < $signed(1'h0);
-  assign \$467  = $signed(low) >= $signed(6'h1c);
-  assign \$468  = \$466  | \$467 ;
-  assign \$469  = \$460  ? \$465  : \$468 ;
-  assign \$470  = \$453  ? \$469  : \$457 ;
-  assign \$471  = $signed(iy) < $signed(1'h0);
-  assign \$472  = $signed(iy) >= $signed(6'h1c);
-  assign \$473  = \$471  | \$472 ;
-  assign \$474  = \$452  ? \$470  : \$473 ;
-  assign \$475  = kx == 3'h4;
-  assign \$476  = ~ \$475 ;
-  assign \$477  = $signed(ix) < $signed(1'h1);
-  assign \$478  = $signed(ix) >= $signed(6'h1b);
-  assign \$479  = \$477  | \$478 ;
-  assign \$480  = ky == 3'h4;
-  assign \$483  = ox == 5'h1b;
-  assign \$484  = $signed(ix0) < $signed(1'h1);
-  assign \$485  = $signed(ix0) >= $signed(6'h1b);
-  assign \$486  = \$484  | \$485 ;
-  assign \$487  = \$483  ? 1'h1 : \$486 ;
-  assign \$488  = $signed(ix0) < $signed(1'h0);
-  assign \$489  = $signed(ix0) >= $signed(6'h1c);
-  assign \$490  = \$488  | \$489 ;
-  assign \$491  = \$482  ? \$487  : \$490 ;
-  assign \$492  = \$475  ? \$491  : \$479 ;
-  assign \$493  = \$474  | \$492 ;
-  assign \$494  = ~ ahead_rows;
-  assign \$495  = w_row == 5'h1b;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = ahead_rows | \$496 ;
-  assign \$498  = \$493  | \$497 ;
-  assign \$499  = oy == 5'h1b;
-  assign \$500  = ~ ahead_rows;
-  assign \$501  = w_row == 5'h1b;
-  assign \$502  = \$500  & \$501 ;
-  assign \$504  = ~ ahead_rows;
-  assign \$505  = w_row == 5'h1b;
-  assign \$506  = \$504  & \$505 ;
-  assign \$507  = \$506  ? d_ge_29 : d_ge_1;
-  assign \$508  = \$499  ? 1'h1 : \$507 ;
-  assign \$509  = kx == 3'h4;
-  assign \$510  = ky == 3'h4;
-  assign \$511  = ~ ahead_rows;
-  assign \$512  = w_row == 5'h1b;
-  assign \$513  = \$511  & \$512 ;
-  assign \$514  = \$513  ? d_ge_28 : d_ge_0;
-  assign \$515  = ~ ahead_rows;
-  assign \$516  = w_row == 5'h1b;
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = ! ky;
-  assign \$519  = \$518  & d_ge_29;
-  assign \$520  = ky == 1'h1;
-  assign \$521  = \$520  & d_ge_30;
-  assign \$522  = ky == 2'h2;
-  assign \$523  = \$522  & d_ge_31;
-  assign \$524  = ky == 2'h3;
-  assign \$525  = \$524  & d_ge_32;
-  assign \$526  = ky == 3'h4;
-  assign \$527  = \$526  & d_ge_33;
-  assign \$528  = | { \$527 , \$525 , \$523 , \$521 , \$519  };
-  assign \$529  = ! ky;
-  assign \$530  = \$529  & d_ge_1;
-  assign \$531  = ky == 1'h1;
-  assign \$532  = \$531  & d_ge_2;
-  assign \$533  = ky == 2'h2;
-  assign \$534  = \$533  & d_ge_3;
-  assign \$535  = ky == 2'h3;
-  assign \$536  = \$535  & d_ge_4;
-  assign \$537  = ky == 3'h4;
-  assign \$538  = \$537  & d_ge_5;
-  assign \$539  = | { \$538 , \$536 , \$534 , \$532 , \$530  };
-  assign \$540  = \$517  ? \$528  : \$539 ;
-  assign \$541  = \$510  ? \$514  : \$540 ;
-  assign \$542  = ~ ahead_rows;
-  assign \$543  = w_row == 5'h1b;
-  assign \$544  = \$542  & \$543 ;
-  assign \$545  = ! ky;
-  assign \$546  = \$545  & d_ge_28;
-  assign \$547  = ky == 1'h1;
-  assign \$548  = \$547  & d_ge_29;
-  assign \$549  = ky == 2'h2;
-  assign \$550  = \$549  & d_ge_30;
-  assign \$551  = ky == 2'h3;
-  assign \$552  = \$551  & d_ge_31;
-  assign \$553  = ky == 3'h4;
-  assign \$554  = \$553  & d_ge_32;
-  assign \$555  = | { \$554 , \$552 , \$550 , \$548 , \$546  };
-  assign \$556  = ! ky;
-  assign \$557  = \$556  & d_ge_0;
-  assign \$558  = ky == 1'h1;
-  assign \$559  = \$558  & d_ge_1;
-  assign \$560  = ky == 2'h2;
-  assign \$561  = \$560  & d_ge_2;
-  assign \$562  = ky == 2'h3;
-  assign \$563  = \$562  & d_ge_3;
-  assign \$564  = ky == 3'h4;
-  assign \$565  = \$564  & d_ge_4;
-  assign \$566  = | { \$565 , \$563 , \$561 , \$559 , \$557  };
-  assign \$567  = \$544  ? \$555  : \$566 ;
-  assign \$568  = \$509  ? \$541  : \$567 ;
-  assign \$569  = r_last ? \$508  : \$568 ;
-  assign \$570  = \$498  | \$569 ;
-  assign \$571  = \$451  & \$570 ;
-  assign \$572  = oy == 5'h1b;
-  assign \$573  = r_last & \$572 ;
-  assign \$574  = ~ \$573 ;
-  assign \$575  = kx == 3'h4;
-  assign \$576  = ky == 3'h4;
-  assign \$577  = ~ \$576 ;
-  assign \$578  = $signed(iy) < $signed(1'h1);
-  assign \$579  = $signed(iy) >= $signed(6'h1b);
-  assign \$580  = \$578  | \$579 ;
-  assign \$582  = ox == 5'h1b;
-  assign \$584  = oy == 5'h1b;
-  assign \$585  = $signed(low) < $signed(1'h1);
-  assign \$586  = $signed(low) >= $signed(6'h1b);
-  assign \$587  = \$585  | \$586 ;
-  assign \$588  = \$584  ? 1'h1 : \$587 ;
-  assign \$589  = $signed(low) < $signed(1'h0);
-  assign \$590  = $signed(low) >= $signed(6'h1c);
-  assign \$591  = \$589  | \$590 ;
-  assign \$592  = \$583  ? \$588  : \$591 ;
-  assign \$593  = \$576  ? \$592  : \$580 ;
-  assign \$594  = $signed(iy) < $signed(1'h0);
-  assign \$595  = $signed(iy) >= $signed(6'h1c);
-  assign \$596  = \$594  | \$595 ;
-  assign \$597  = \$575  ? \$593  : \$596 ;
-  assign \$598  = kx == 3'h4;
-  assign \$599  = ~ \$598 ;
-  assign \$600  = $signed(ix) < $signed(1'h1);
-  assign \$601  = $signed(ix) >= $signed(6'h1b);
-  assign \$602  = \$600  | \$601 ;
-  assign \$603  = ky == 3'h4;
-  assign \$606  = ox == 5'h1b;
-  assign \$607  = $signed(ix0) < $signed(1'h1);
-  assign \$608  = $signed(ix0) >= $signed(6'h1b);
-  assign \$609  = \$607  | \$608 ;
-  assign \$610  = \$606  ? 1'h1 : \$609 ;
-  assign \$611  = $signed(ix0) < $signed(1'h0);
-  assign \$612  = $signed(ix0) >= $signed(6'h1c);
-  assign \$613  = \$611  | \$612 ;
-  assign \$614  = \$605  ? \$610  : \$613 ;
-  assign \$615  = \$598  ? \$614  : \$602 ;
-  assign \$616  = \$597  | \$615 ;
-  assign \$617  = \$616  | ahead_rows;
-  assign \$618  = oy == 5'h1b;
-  assign \$619  = \$618  ? 1'h1 : d_ge_2;
-  assign \$620  = kx == 3'h4;
-  assign \$621  = ky == 3'h4;
-  assign \$622  = ! ky;
-  assign \$623  = \$622  & d_ge_2;
-  assign \$624  = ky == 1'h1;
-  assign \$625  = \$624  & d_ge_3;
-  assign \$626  = ky == 2'h2;
-  assign \$627  = \$626  & d_ge_4;
-  assign \$628  = ky == 2'h3;
-  assign \$629  = \$628  & d_ge_5;
-  assign \$630  = ky == 3'h4;
-  assign \$631  = \$630  & d_ge_6;
-  assign \$632  = | { \$631 , \$629 , \$627 , \$625 , \$623  };
-  assign \$633  = \$621  ? d_ge_1 : \$632 ;
-  assign \$634  = ! ky;
-  assign \$635  = \$634  & d_ge_1;
-  assign \$636  = ky == 1'h1;
-  assign \$637  = \$636  & d_ge_2;
-  assign \$638  = ky == 2'h2;
-  assign \$639  = \$638  & d_ge_3;
-  assign \$640  = ky == 2'h3;
-  assign \$641  = \$640  & d_ge_4;
-  assign \$642  = ky == 3'h4;
-  assign \$643  = \$642  & d_ge_5;
-  assign \$644  = | { \$643 , \$641 , \$639 , \$637 , \$635  };
-  assign \$645  = \$620  ? \$633  : \$644 ;
-  assign \$646  = r_last ? \$619  : \$645 ;
-  assign \$647  = \$617  | \$646 ;
-  assign \$648  = \$574  & \$647 ;
-  assign \$649  = \$448  ? \$571  : \$648 ;
-  assign \$650  = write_rows & w_last;
-  assign \$651  = ~ r_done;
-  assign \$652  = pad | ahead_rows;
-  assign \$653  = ~ ahead_rows;
-  assign \$654  = w_row == 5'h1b;
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = \$652  | \$655 ;
-  assign \$657  = ~ ahead_rows;
-  assign \$658  = w_row == 5'h1b;
-  assign \$659  = \$657  & \$658 ;
-  assign \$660  = ! ky;
-  assign \$661  = \$660  & d_ge_28;
-  assign \$662  = ky == 1'h1;
-  assign \$663  = \$662  & d_ge_29;
-  assign \$664  = ky == 2'h2;
-  assign \$665  = \$664  & d_ge_30;
-  assign \$666  = ky == 2'h3;
-  assign \$667  = \$666  & d_ge_31;
-  assign \$668  = ky == 3'h4;
-  assign \$669  = \$668  & d_ge_32;
-  assign \$670  = | { \$669 , \$667 , \$665 , \$663 , \$661  };
-  assign \$671  = ! ky;
-  assign \$672  = \$671  & d_ge_0;
-  assign \$673  = ky == 1'h1;
-  assign \$674  = \$673  & d_ge_1;
-  assign \$675  = ky == 2'h2;
-  assign \$676  = \$675  & d_ge_2;
-  assign \$677  = ky == 2'h3;
-  assign \$678  = \$677  & d_ge_3;
-  assign \$679  = ky == 3'h4;
-  assign \$680  = \$679  & d_ge_4;
-  assign \$681  = | { \$680 , \$678 , \$676 , \$674 , \$672  };
-  assign \$682  = \$659  ? \$670  : \$681 ;
-  assign \$683  = \$656  | \$682 ;
-  assign \$684  = \$651  & \$683 ;
-  assign \$685  = \$650  ? \$684  : avail;
-  assign \$686  = take ? \$649  : \$685 ;
-  assign \$687  = switch ? \$447  : \$686 ;
-  assign \$688  = take_rows & r_last;
-  assign \$689  = oy == 5'h1b;
-  assign \$690  = write_rows & w_last;
-  assign \$691  = ~ ahead_rows;
-  assign \$692  = ~ room_w_27[5];
-  assign \$693  = \$691  & \$692 ;
-  assign \$694  = \$693  & room_w_28[5];
-  assign \$697  = write_rows & w_last;
-  assign \$698  = ~ ahead_rows;
-  assign \$699  = ~ room_w_27[5];
-  assign \$700  = \$698  & \$699 ;
-  assign \$701  = \$700  & room_w_28[5];
-  assign \$702  = \$701  ? d_ge_6 : d_ge_m22;
-  assign \$703  = \$697  ? \$702  : d_ge_m21;
-  assign \$704  = \$689  ? 1'h1 : \$703 ;
-  assign \$705  = write_rows & w_last;
-  assign \$706  = ~ ahead_rows;
-  assign \$707  = ~ room_w_27[5];
-  assign \$708  = \$706  & \$707 ;
-  assign \$709  = \$708  & room_w_28[5];
-  assign \$710  = \$709  ? d_ge_5 : d_ge_m23;
-  assign \$711  = \$705  ? \$710  : d_ge_m22;
-  assign \$712  = \$688  ? \$704  : \$711 ;
-  assign \$713  = take_rows & r_last;
-  assign \$714  = oy == 5'h1b;
-  assign \$715  = write_rows & w_last;
-  assign \$716  = ~ ahead_rows;
-  assign \$717  = ~ room_w_27[5];
-  assign \$718  = \$716  & \$717 ;
-  assign \$719  = \$718  & room_w_28[5];
-  assign \$720  = ! w_row;
-  assign \$721  = w_row == 1'h1;
-  assign \$722  = w_row == 2'h2;
-  assign \$723  = | { \$722 , \$721 , \$720  };
-  assign \$724  = ~ \$723 ;
-  assign \$725  = \$719  ? 1'h0 : \$724 ;
-  assign \$726  = ! w_row;
-  assign \$727  = w_row == 1'h1;
-  assign \$728  = w_row == 2'h2;
-  assign \$729  = w_row == 2'h3;
-  assign \$730  = | { \$729 , \$728 , \$727 , \$726  };
-  assign \$731  = ~ \$730 ;
-  assign \$732  = \$715  ? \$725  : \$731 ;
-  assign \$733  = write_rows & w_last;
-  assign \$734  = ~ ahead_rows;
-  assign \$735  = ~ room_w_27[5];
-  assign \$736  = \$734  & \$735 ;
-  assign \$737  = \$736  & room_w_28[5];
-  assign \$738  = d == 6'h22;
-  assign \$739  = d == 6'h23;
-  assign \$740  = d == 6'h24;
-  assign \$741  = d == 6'h25;
-  assign \$742  = d == 6'h26;
-  assign \$743  = d == 6'h27;
-  assign \$744  = d == 6'h28;
-  assign \$745  = d == 6'h29;
-  assign \$746  = d == 6'h2a;
-  assign \$747  = d == 6'h2b;
-  assign \$748  = d == 6'h2c;
-  assign \$749  = d == 6'h2d;
-  assign \$750  = d == 6'h2e;
-  assign \$751  = d == 6'h2f;
-  assign \$752  = d == 6'h30;
-  assign \$753  = d == 6'h31;
-  assign \$754  = d == 6'h32;
-  assign \$755  = d == 6'h33;
-  assign \$756  = d == 6'h34;
-  assign \$757  = d == 6'h35;
-  assign \$758  = d == 6'h36;
-  assign \$759  = d == 6'h37;
-  assign \$760  = d == 6'h38;
-  assign \$761  = d == 6'h39;
-  assign \$762  = d == 6'h3a;
-  assign \$763  = d == 6'h3b;
-  assign \$764  = d == 6'h3c;
-  assign \$765  = d == 6'h3d;
-  assign \$766  = d == 6'h3e;
-  assign \$767  = d == 6'h3f;
-  assign \$768  = | { \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738  };
-  assign \$769  = \$737  ? \$768  : d_ge_6;
-  assign \$770  = \$733  ? \$769  : d_ge_7;
-  assign \$771  = \$714  ? \$732  : \$770 ;
-  assign \$772  = write_rows & w_last;
-  assign \$773  = ~ ahead_rows;
-  assign \$774  = ~ room_w_27[5];
-  assign \$775  = \$773  & \$774 ;
-  assign \$776  = \$775  & room_w_28[5];
-  assign \$777  = \$776  ? d_ge_33 : d_ge_5;
-  assign \$778  = \$772  ? \$777  : d_ge_6;
-  assign \$779  = \$713  ? \$771  : \$778 ;
-  assign \$780  = take_rows & r_last;
-  assign \$781  = oy == 5'h1b;
-  assign \$782  = write_rows & w_last;
-  assign \$783  = ~ ahead_rows;
-  assign \$784  = ~ room_w_27[5];
-  assign \$785  = \$783  & \$784 ;
-  assign \$786  = \$785  & room_w_28[5];
+  assign \$272  = \$271  ? d_ge_5 : d_ge_m23;
+  assign \$273  = \$267  ? \$272  : d_ge_m22;
+  assign \$274  = \$250  ? \$266  : \$273 ;
+  assign \$275  = take_rows & r_last;
+  assign \$276  = oy == 5'h1b;
+  assign \$277  = write_rows & w_last;
+  assign \$278  = ~ ahead_rows;
+  assign \$279  = ~ room_w_27[5];
+  assign \$280  = \$278  & \$279 ;
+  assign \$281  = \$280  & room_w_28[5];
+  assign \$282  = ! w_row;
+  assign \$283  = w_row == 1'h1;
+  assign \$284  = w_row == 2'h2;
+  assign \$285  = | { \$284 , \$283 , \$282  };
+  assign \$286  = ~ \$285 ;
+  assign \$287  = \$281  ? 1'h0 : \$286 ;
+  assign \$288  = ! w_row;
+  assign \$289  = w_row == 1'h1;
+  assign \$290  = w_row == 2'h2;
+  assign \$291  = w_row == 2'h3;
+  assign \$292  = | { \$291 , \$290 , \$289 , \$288  };
+  assign \$293  = ~ \$292 ;
+  assign \$294  = \$277  ? \$287  : \$293 ;
+  assign \$295  = write_rows & w_last;
+  assign \$296  = ~ ahead_rows;
+  assign \$297  = ~ room_w_27[5];
+  assign \$298  = \$296  & \$297 ;
+  assign \$299  = \$298  & room_w_28[5];
+  assign \$300  = d == 6'h22;
+  assign \$301  = d == 6'h23;
+  assign \$302  = d == 6'h24;
+  assign \$303  = d == 6'h25;
+  assign \$304  = d == 6'h26;
+  assign \$305  = d == 6'h27;
+  assign \$306  = d == 6'h28;
+  assign \$307  = d == 6'h29;
+  assign \$308  = d == 6'h2a;
+  assign \$309  = d == 6'h2b;
+  assign \$310  = d == 6'h2c;
+  assign \$311  = d == 6'h2d;
+  assign \$312  = d == 6'h2e;
+  assign \$313  = d == 6'h2f;
+  assign \$314  = d == 6'h30;
+  assign \$315  = d == 6'h31;
+  assign \$316  = d == 6'h32;
+  assign \$317  = d == 6'h33;
+  assign \$318  = d == 6'h34;
+  assign \$319  = d == 6'h35;
+  assign \$320  = d == 6'h36;
+  assign \$321  = d == 6'h37;
+  assign \$322  = d == 6'h38;
+  assign \$323  = d == 6'h39;
+  assign \$324  = d == 6'h3a;
+  assign \$325  = d == 6'h3b;
+  assign \$326  = d == 6'h3c;
+  assign \$327  = d == 6'h3d;
+  assign \$328  = d == 6'h3e;
+  assign \$329  = d == 6'h3f;
+  assign \$330  = | { \$329 , \$328 , \$327 , \$326 , \$325 , \$324 , \$323 , \$322 , \$321 , \$320 , \$319 , \$318 , \$317 , \$316 , \$315 , \$314 , \$313 , \$312 , \$311 , \$310 , \$309 , \$308 , \$307 , \$306 , \$305 , \$304 , \$303 , \$302 , \$301 , \$300  };
+  assign \$331  = \$299  ? \$330  : d_ge_6;
+  assign \$332  = \$295  ? \$331  : d_ge_7;
+  assign \$333  = \$276  ? \$294  : \$332 ;
+  assign \$334  = write_rows & w_last;
+  assign \$335  = ~ ahead_rows;
+  assign \$336  = ~ room_w_27[5];
+  assign \$337  = \$335  & \$336 ;
+  assign \$338  = \$337  & room_w_28[5];
+  assign \$339  = \$338  ? d_ge_33 : d_ge_5;
+  assign \$340  = \$334  ? \$339  : d_ge_6;
+  assign \$341  = \$275  ? \$333  : \$340 ;
+  assign \$342  = take_rows & r_last;
+  assign \$343  = oy == 5'h1b;
+  assign \$344  = write_rows & w_last;
+  assign \$345  = ~ ahead_rows;
+  assign \$346  = ~ room_w_27[5];
+  assign \$347  = \$345  & \$346 ;
+  assign \$348  = \$347  & room_w_28[5];
+  assign \$351  = write_rows & w_last;
+  assign \$352  = ~ ahead_rows;
+  assign \$353  = ~ room_w_27[5];
+  assign \$354  = \$352  & \$353 ;
+  assign \$355  = \$354  & room_w_28[5];
+  assign \$356  = \$355  ? d_ge_7 : d_ge_m21;
+  assign \$357  = d == 7'h40;
+  assign \$358  = d == 7'h41;
+  assign \$359  = d == 7'h42;
+  assign \$360  = d == 7'h43;
+  assign \$361  = d == 7'h44;
+  assign \$362  = d == 7'h45;
+  assign \$363  = d == 7'h46;
+  assign \$364  = d == 7'h47;
+  assign \$365  = d == 7'h48;
+  assign \$366  = d == 7'h49;
+  assign \$367  = d == 7'h4a;
+  assign \$368  = d == 7'h4b;
+  assign \$369  = d == 7'h4c;
+  assign \$370  = d == 7'h4d;
+  assign \$371  = d == 7'h4e;
+  assign \$372  = d == 7'h4f;
+  assign \$373  = d == 7'h50;
+  assign \$374  = d == 7'h51;
+  assign \$375  = d == 7'h52;
+  assign \$376  = d == 7'h53;
+  assign \$377  = d == 7'h54;
+  assign \$378  = d == 7'h55;
+  assign \$379  = d == 7'h56;
+  assign \$380  = d == 7'h57;
+  assign \$381  = d == 7'h58;
+  assign \$382  = d == 7'h59;
+  assign \$383  = d == 7'h5a;
+  assign \$384  = d == 7'h5b;
+  assign \$385  = d == 7'h5c;
+  assign \$386  = d == 7'h5d;
+  assign \$387  = d == 7'h5e;
+  assign \$388  = d == 7'h5f;
+  assign \$389  = d == 7'h60;
+  assign \$390  = d == 7'h61;
+  assign \$391  = d == 7'h62;
+  assign \$392  = d == 7'h63;
+  assign \$393  = d == 7'h64;
+  assign \$394  = d == 7'h65;
+  assign \$395  = d == 7'h66;
+  assign \$396  = d == 7'h67;
+  assign \$397  = d == 7'h68;
+  assign \$398  = d == 7'h69;
+  assign \$399  = d == 7'h6a;
+  assign \$400  = d == 7'h6b;
+  assign \$401  = | { \$400 , \$399 , \$398 , \$397 , \$396 , \$395 , \$394 , \$393 , \$392 , \$391 , \$390 , \$389 , \$388 , \$387 , \$386 , \$385 , \$384 , \$383 , \$382 , \$381 , \$380 , \$379 , \$378 , \$377 , \$376 , \$375 , \$374 , \$373 , \$372 , \$371 , \$370 , \$369 , \$368 , \$367 , \$366 , \$365 , \$364 , \$363 , \$362 , \$361 , \$360 , \$359 , \$358 , \$357  };
+  assign \$402  = ~ \$401 ;
+  assign \$403  = \$351  ? \$356  : \$402 ;
+  assign \$404  = \$343  ? 1'h1 : \$403 ;
+  assign \$405  = write_rows & w_last;
+  assign \$406  = ~ ahead_rows;
+  assign \$407  = ~ room_w_27[5];
+  assign \$408  = \$406  & \$407 ;
+  assign \$409  = \$408  & room_w_28[5];
+  assign \$410  = \$409  ? d_ge_6 : d_ge_m22;
+  assign \$411  = \$405  ? \$410  : d_ge_m21;
+  assign \$412  = \$342  ? \$404  : \$411 ;
+  assign \$413  = take_rows & r_last;
+  assign \$414  = oy == 5'h1b;
+  assign \$415  = write_rows & w_last;
+  assign \$416  = ~ ahead_rows;
+  assign \$417  = ~ room_w_27[5];
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = \$418  & room_w_28[5];
+  assign \$420  = ! w_row;
+  assign \$421  = w_row == 1'h1;
+  assign \$422  = w_row == 2'h2;
+  assign \$423  = w_row == 2'h3;
+  assign \$424  = | { \$423 , \$422 , \$421 , \$420  };
+  assign \$425  = ~ \$424 ;
+  assign \$426  = \$419  ? 1'h0 : \$425 ;
+  assign \$427  = ! w_row;
+  assign \$428  = w_row == 1'h1;
+  assign \$429  = w_row == 2'h2;
+  assign \$430  = w_row == 2'h3;
+  assign \$431  = w_row == 3'h4;
+  assign \$432  = | { \$431 , \$430 , \$429 , \$428 , \$427  };
+  assign \$433  = ~ \$432 ;
+  assign \$434  = \$415  ? \$426  : \$433 ;
+  assign \$435  = write_rows & w_last;
+  assign \$436  = ~ ahead_rows;
+  assign \$437  = ~ room_w_27[5];
+  assign \$438  = \$436  & \$437 ;
+  assign \$439  = \$438  & room_w_28[5];
+  assign \$440  = d == 6'h23;
+  assign \$441  = d == 6'h24;
+  assign \$442  = d == 6'h25;
+  assign \$443  = d == 6'h26;
+  assign \$444  = d == 6'h27;
+  assign \$445  = d == 6'h28;
+  assign \$446  = d == 6'h29;
+  assign \$447  = d == 6'h2a;
+  assign \$448  = d == 6'h2b;
+  assign \$449  = d == 6'h2c;
+  assign \$450  = d == 6'h2d;
+  assign \$451  = d == 6'h2e;
+  assign \$452  = d == 6'h2f;
+  assign \$453  = d == 6'h30;
+  assign \$454  = d == 6'h31;
+  assign \$455  = d == 6'h32;
+  assign \$456  = d == 6'h33;
+  assign \$457  = d == 6'h34;
+  assign \$458  = d == 6'h35;
+  assign \$459  = d == 6'h36;
+  assign \$460  = d == 6'h37;
+  assign \$461  = d == 6'h38;
+  assign \$462  = d == 6'h39;
+  assign \$463  = d == 6'h3a;
+  assign \$464  = d == 6'h3b;
+  assign \$465  = d == 6'h3c;
+  assign \$466  = d == 6'h3d;
+  assign \$467  = d == 6'h3e;
+  assign \$468  = d == 6'h3f;
+  assign \$469  = | { \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449 , \$448 , \$447 , \$446 , \$445 , \$444 , \$443 , \$442 , \$441 , \$440  };
+  assign \$470  = \$439  ? \$469  : d_ge_7;
+  assign \$471  = d == 4'h8;
+  assign \$472  = d == 4'h9;
+  assign \$473  = d == 4'ha;
+  assign \$474  = d == 4'hb;
+  assign \$475  = d == 4'hc;
+  assign \$476  = d == 4'hd;
+  assign \$477  = d == 4'he;
+  assign \$478  = d == 4'hf;
+  assign \$479  = d == 5'h10;
+  assign \$480  = d == 5'h11;
+  assign \$481  = d == 5'h12;
+  assign \$482  = d == 5'h13;
+  assign \$483  = d == 5'h14;
+  assign \$484  = d == 5'h15;
+  assign \$485  = d == 5'h16;
+  assign \$486  = d == 5'h17;
+  assign \$487  = d == 5'h18;
+  assign \$488  = d == 5'h19;
+  assign \$489  = d == 5'h1a;
+  assign \$490  = d == 5'h1b;
+  assign \$491  = d == 5'h1c;
+  assign \$492  = d == 5'h1d;
+  assign \$493  = d == 5'h1e;
+  assign \$494  = d == 5'h1f;
+  assign \$495  = d == 6'h20;
+  assign \$496  = d == 6'h21;
+  assign \$497  = d == 6'h22;
+  assign \$498  = d == 6'h23;
+  assign \$499  = d == 6'h24;
+  assign \$500  = d == 6'h25;
+  assign \$501  = d == 6'h26;
+  assign \$502  = d == 6'h27;
+  assign \$503  = d == 6'h28;
+  assign \$504  = d == 6'h29;
+  assign \$505  = d == 6'h2a;
+  assign \$506  = d == 6'h2b;
+  assign \$507  = d == 6'h2c;
+  assign \$508  = d == 6'h2d;
+  assign \$509  = d == 6'h2e;
+  assign \$510  = d == 6'h2f;
+  assign \$511  = d == 6'h30;
+  assign \$512  = d == 6'h31;
+  assign \$513  = d == 6'h32;
+  assign \$514  = d == 6'h33;
+  assign \$515  = d == 6'h34;
+  assign \$516  = d == 6'h35;
+  assign \$517  = d == 6'h36;
+  assign \$518  = d == 6'h37;
+  assign \$519  = d == 6'h38;
+  assign \$520  = d == 6'h39;
+  assign \$521  = d == 6'h3a;
+  assign \$522  = d == 6'h3b;
+  assign \$523  = d == 6'h3c;
+  assign \$524  = d == 6'h3d;
+  assign \$525  = d == 6'h3e;
+  assign \$526  = d == 6'h3f;
+  assign \$527  = | { \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471  };
+  assign \$528  = \$435  ? \$470  : \$527 ;
+  assign \$529  = \$414  ? \$434  : \$528 ;
+  assign \$530  = write_rows & w_last;
+  assign \$531  = ~ ahead_rows;
+  assign \$532  = ~ room_w_27[5];
+  assign \$533  = \$531  & \$532 ;
+  assign \$534  = \$533  & room_w_28[5];
+  assign \$535  = d == 6'h22;
+  assign \$536  = d == 6'h23;
+  assign \$537  = d == 6'h24;
+  assign \$538  = d == 6'h25;
+  assign \$539  = d == 6'h26;
+  assign \$540  = d == 6'h27;
+  assign \$541  = d == 6'h28;
+  assign \$542  = d == 6'h29;
+  assign \$543  = d == 6'h2a;
+  assign \$544  = d == 6'h2b;
+  assign \$545  = d == 6'h2c;
+  assign \$546  = d == 6'h2d;
+  assign \$547  = d == 6'h2e;
+  assign \$548  = d == 6'h2f;
+  assign \$549  = d == 6'h30;
+  assign \$550  = d == 6'h31;
+  assign \$551  = d == 6'h32;
+  assign \$552  = d == 6'h33;
+  assign \$553  = d == 6'h34;
+  assign \$554  = d == 6'h35;
+  assign \$555  = d == 6'h36;
+  assign \$556  = d == 6'h37;
+  assign \$557  = d == 6'h38;
+  assign \$558  = d == 6'h39;
+  assign \$559  = d == 6'h3a;
+  assign \$560  = d == 6'h3b;
+  assign \$561  = d == 6'h3c;
+  assign \$562  = d == 6'h3d;
+  assign \$563  = d == 6'h3e;
+  assign \$564  = d == 6'h3f;
+  assign \$565  = | { \$564 , \$563 , \$562 , \$561 , \$560 , \$559 , \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535  };
+  assign \$566  = \$534  ? \$565  : d_ge_6;
+  assign \$567  = \$530  ? \$566  : d_ge_7;
+  assign \$568  = \$413  ? \$529  : \$567 ;
+  assign \$569  = take_rows & r_last;
+  assign \$570  = oy == 5'h1b;
+  assign \$571  = write_rows & w_last;
+  assign \$572  = ~ ahead_rows;
+  assign \$573  = ~ room_w_27[5];
+  assign \$574  = \$572  & \$573 ;
+  assign \$575  = \$574  & room_w_28[5];
+  assign \$578  = write_rows & w_last;
+  assign \$579  = ~ ahead_rows;
+  assign \$580  = ~ room_w_27[5];
+  assign \$581  = \$579  & \$580 ;
+  assign \$582  = \$581  & room_w_28[5];
+  assign \$583  = \$582  ? d_ge_5 : d_ge_m23;
+  assign \$584  = \$578  ? \$583  : d_ge_m22;
+  assign \$585  = \$570  ? 1'h1 : \$584 ;
+  assign \$586  = write_rows & w_last;
+  assign \$587  = ~ ahead_rows;
+  assign \$588  = ~ room_w_27[5];
+  assign \$589  = \$587  & \$588 ;
+  assign \$590  = \$589  & room_w_28[5];
+  assign \$591  = d == 7'h40;
+  assign \$592  = d == 7'h41;
+  assign \$593  = d == 7'h42;
+  assign \$594  = d == 7'h43;
+  assign \$595  = d == 7'h44;
+  assign \$596  = d == 7'h45;
+  assign \$597  = d == 7'h46;
+  assign \$598  = d == 7'h47;
+  assign \$599  = d == 7'h48;
+  assign \$600  = d == 7'h49;
+  assign \$601  = d == 7'h4a;
+  assign \$602  = d == 7'h4b;
+  assign \$603  = d == 7'h4c;
+  assign \$604  = d == 7'h4d;
+  assign \$605  = d == 7'h4e;
+  assign \$606  = d == 7'h4f;
+  assign \$607  = d == 7'h50;
+  assign \$608  = d == 7'h51;
+  assign \$609  = d == 7'h52;
+  assign \$610  = d == 7'h53;
+  assign \$611  = d == 7'h54;
+  assign \$612  = d == 7'h55;
+  assign \$613  = d == 7'h56;
+  assign \$614  = d == 7'h57;
+  assign \$615  = d == 7'h58;
+  assign \$616  = d == 7'h59;
+  assign \$617  = d == 7'h5a;
+  assign \$618  = d == 7'h5b;
+  assign \$619  = d == 7'h5c;
+  assign \$620  = d == 7'h5d;
+  assign \$621  = d == 7'h5e;
+  assign \$622  = d == 7'h5f;
+  assign \$623  = d == 7'h60;
+  assign \$624  = d == 7'h61;
+  assign \$625  = d == 7'h62;
+  assign \$626  = d == 7'h63;
+  assign \$627  = d == 7'h64;
+  assign \$628  = d == 7'h65;
+  assign \$629  = d == 7'h66;
+  assign \$630  = d == 7'h67;
+  assign \$631  = | { \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600 , \$599 , \$598 , \$597 , \$596 , \$595 , \$594 , \$593 , \$592 , \$591  };
+  assign \$632  = ~ \$631 ;
+  assign \$633  = \$590  ? d_ge_4 : \$632 ;
+  assign \$634  = \$586  ? \$633  : d_ge_m23;
+  assign \$635  = \$569  ? \$585  : \$634 ;
+  assign \$636  = take_rows & r_last;
+  assign \$637  = oy == 5'h1b;
+  assign \$638  = write_rows & w_last;
+  assign \$639  = ~ ahead_rows;
+  assign \$640  = ~ room_w_27[5];
+  assign \$641  = \$639  & \$640 ;
+  assign \$642  = \$641  & room_w_28[5];
+  assign \$643  = ! w_row;
+  assign \$644  = w_row == 1'h1;
+  assign \$645  = | { \$644 , \$643  };
+  assign \$646  = ~ \$645 ;
+  assign \$647  = \$642  ? 1'h0 : \$646 ;
+  assign \$648  = ! w_row;
+  assign \$649  = w_row == 1'h1;
+  assign \$650  = w_row == 2'h2;
+  assign \$651  = | { \$650 , \$649 , \$648  };
+  assign \$652  = ~ \$651 ;
+  assign \$653  = \$638  ? \$647  : \$652 ;
+  assign \$654  = write_rows & w_last;
+  assign \$655  = ~ ahead_rows;
+  assign \$656  = ~ room_w_27[5];
+  assign \$657  = \$655  & \$656 ;
+  assign \$658  = \$657  & room_w_28[5];
+  assign \$659  = \$658  ? d_ge_33 : d_ge_5;
+  assign \$660  = \$654  ? \$659  : d_ge_6;
+  assign \$661  = \$637  ? \$653  : \$660 ;
+  assign \$662  = write_rows & w_last;
+  assign \$663  = ~ ahead_rows;
+  assign \$664  = ~ room_w_27[5];
+  assign \$665  = \$663  & \$664 ;
+  assign \$666  = \$665  & room_w_28[5];
+  assign \$667  = \$666  ? d_ge_32 : d_ge_4;
+  assign \$668  = \$662  ? \$667  : d_ge_5;
+  assign \$669  = \$636  ? \$661  : \$668 ;
+  assign \$670  = take_rows & r_last;
+  assign \$671  = oy == 5'h1b;
+  assign \$672  = write_rows & w_last;
+  assign \$673  = ~ ahead_rows;
+  assign \$674  = ~ room_w_27[5];
+  assign \$675  = \$673  & \$674 ;
+  assign \$676  = \$675  & room_w_28[5];
+  assign \$677  = w_row == 5'h19;
+  assign \$678  = w_row == 5'h1a;
+  assign \$679  = w_row == 5'h1b;
+  assign \$680  = w_row == 5'h1c;
+  assign \$681  = w_row == 5'h1d;
+  assign \$682  = w_row == 5'h1e;
+  assign \$683  = w_row == 5'h1f;
+  assign \$684  = | { \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677  };
+  assign \$685  = \$676  ? 1'h0 : \$684 ;
+  assign \$686  = w_row == 5'h1a;
+  assign \$687  = w_row == 5'h1b;
+  assign \$688  = w_row == 5'h1c;
+  assign \$689  = w_row == 5'h1d;
+  assign \$690  = w_row == 5'h1e;
+  assign \$691  = w_row == 5'h1f;
+  assign \$692  = | { \$691 , \$690 , \$689 , \$688 , \$687 , \$686  };
+  assign \$693  = \$672  ? \$685  : \$692 ;
+  assign \$694  = write_rows & w_last;
+  assign \$695  = ~ ahead_rows;
+  assign \$696  = ~ room_w_27[5];
+  assign \$697  = \$695  & \$696 ;
+  assign \$698  = \$697  & room_w_28[5];
+  assign \$699  = d == 6'h38;
+  assign \$700  = d == 6'h39;
+  assign \$701  = d == 6'h3a;
+  assign \$702  = d == 6'h3b;
+  assign \$703  = d == 6'h3c;
+  assign \$704  = d == 6'h3d;
+  assign \$705  = d == 6'h3e;
+  assign \$706  = d == 6'h3f;
+  assign \$707  = | { \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699  };
+  assign \$708  = \$698  ? \$707  : d_ge_28;
+  assign \$709  = \$694  ? \$708  : d_ge_29;
+  assign \$710  = \$671  ? \$693  : \$709 ;
+  assign \$711  = write_rows & w_last;
+  assign \$712  = ~ ahead_rows;
+  assign \$713  = ~ room_w_27[5];
+  assign \$714  = \$712  & \$713 ;
+  assign \$715  = \$714  & room_w_28[5];
+  assign \$716  = d == 6'h37;
+  assign \$717  = d == 6'h38;
+  assign \$718  = d == 6'h39;
+  assign \$719  = d == 6'h3a;
+  assign \$720  = d == 6'h3b;
+  assign \$721  = d == 6'h3c;
+  assign \$722  = d == 6'h3d;
+  assign \$723  = d == 6'h3e;
+  assign \$724  = d == 6'h3f;
+  assign \$725  = | { \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716  };
+  assign \$726  = d == 5'h1b;
+  assign \$727  = d == 5'h1c;
+  assign \$728  = d == 5'h1d;
+  assign \$729  = d == 5'h1e;
+  assign \$730  = d == 5'h1f;
+  assign \$731  = d == 6'h20;
+  assign \$732  = d == 6'h21;
+  assign \$733  = d == 6'h22;
+  assign \$734  = d == 6'h23;
+  assign \$735  = d == 6'h24;
+  assign \$736  = d == 6'h25;
+  assign \$737  = d == 6'h26;
+  assign \$738  = d == 6'h27;
+  assign \$739  = d == 6'h28;
+  assign \$740  = d == 6'h29;
+  assign \$741  = d == 6'h2a;
+  assign \$742  = d == 6'h2b;
+  assign \$743  = d == 6'h2c;
+  assign \$744  = d == 6'h2d;
+  assign \$745  = d == 6'h2e;
+  assign \$746  = d == 6'h2f;
+  assign \$747  = d == 6'h30;
+  assign \$748  = d == 6'h31;
+  assign \$749  = d == 6'h32;
+  assign \$750  = d == 6'h33;
+  assign \$751  = d == 6'h34;
+  assign \$752  = d == 6'h35;
+  assign \$753  = d == 6'h36;
+  assign \$754  = d == 6'h37;
+  assign \$755  = d == 6'h38;
+  assign \$756  = d == 6'h39;
+  assign \$757  = d == 6'h3a;
+  assign \$758  = d == 6'h3b;
+  assign \$759  = d == 6'h3c;
+  assign \$760  = d == 6'h3d;
+  assign \$761  = d == 6'h3e;
+  assign \$762  = d == 6'h3f;
+  assign \$763  = | { \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726  };
+  assign \$764  = \$715  ? \$725  : \$763 ;
+  assign \$765  = \$711  ? \$764  : d_ge_28;
+  assign \$766  = \$670  ? \$710  : \$765 ;
+  assign \$767  = take_rows & r_last;
+  assign \$768  = oy == 5'h1b;
+  assign \$769  = write_rows & w_last;
+  assign \$770  = ~ ahead_rows;
+  assign \$771  = ~ room_w_27[5];
+  assign \$772  = \$770  & \$771 ;
+  assign \$773  = \$772  & room_w_28[5];
+  assign \$774  = w_row == 5'h1a;
+  assign \$775  = w_row == 5'h1b;
+  assign \$776  = w_row == 5'h1c;
+  assign \$777  = w_row == 5'h1d;
+  assign \$778  = w_row == 5'h1e;
+  assign \$779  = w_row == 5'h1f;
+  assign \$780  = | { \$779 , \$778 , \$777 , \$776 , \$775 , \$774  };
+  assign \$781  = \$773  ? 1'h0 : \$780 ;
+  assign \$782  = w_row == 5'h1b;
+  assign \$783  = w_row == 5'h1c;
+  assign \$784  = w_row == 5'h1d;
+  assign \$785  = w_row == 5'h1e;
+  assign \$786  = w_row == 5'h1f;
+  assign \$787  = | { \$786 , \$785 , \$784 , \$783 , \$782  };
+  assign \$788  = \$769  ? \$781  : \$787 ;
   assign \$789  = write_rows & w_last;
   assign \$790  = ~ ahead_rows;
   assign \$791  = ~ room_w_27[5];
   assign \$792  = \$790  & \$791 ;
   assign \$793  = \$792  & room_w_28[5];
-  assign \$794  = \$793  ? d_ge_7 : d_ge_m21;
-  assign \$795  = d == 7'h40;
-  assign \$796  = d == 7'h41;
-  assign \$797  = d == 7'h42;
-  assign \$798  = d == 7'h43;
-  assign \$799  = d == 7'h44;
-  assign \$800  = d == 7'h45;
-  assign \$801  = d == 7'h46;
-  assign \$802  = d == 7'h47;
-  assign \$803  = d == 7'h48;
-  assign \$804  = d == 7'h49;
-  assign \$805  = d == 7'h4a;
-  assign \$806  = d == 7'h4b;
-  assign \$807  = d == 7'h4c;
-  assign \$808  = d == 7'h4d;
-  assign \$809  = d == 7'h4e;
-  assign \$810  = d == 7'h4f;
-  assign \$811  = d == 7'h50;
-  assign \$812  = d == 7'h51;
-  assign \$813  = d == 7'h52;
-  assign \$814  = d == 7'h53;
-  assign \$815  = d == 7'h54;
-  assign \$816  = d == 7'h55;
-  assign \$817  = d == 7'h56;
-  assign \$818  = d == 7'h57;
-  assign \$819  = d == 7'h58;
-  assign \$820  = d == 7'h59;
-  assign \$821  = d == 7'h5a;
-  assign \$822  = d == 7'h5b;
-  assign \$823  = d == 7'h5c;
-  assign \$824  = d == 7'h5d;
-  assign \$825  = d == 7'h5e;
-  assign \$826  = d == 7'h5f;
-  assign \$827  = d == 7'h60;
-  assign \$828  = d == 7'h61;
-  assign \$829  = d == 7'h62;
-  assign \$830  = d == 7'h63;
-  assign \$831  = d == 7'h64;
-  assign \$832  = d == 7'h65;
-  assign \$833  = d == 7'h66;
-  assign \$834  = d == 7'h67;
-  assign \$835  = d == 7'h68;
-  assign \$836  = d == 7'h69;
-  assign \$837  = d == 7'h6a;
-  assign \$838  = d == 7'h6b;
-  assign \$839  = | { \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795  };
-  assign \$840  = ~ \$839 ;
-  assign \$841  = \$789  ? \$794  : \$840 ;
-  assign \$842  = \$781  ? 1'h1 : \$841 ;
-  assign \$843  = write_rows & w_last;
-  assign \$844  = ~ ahead_rows;
-  assign \$845  = ~ room_w_27[5];
-  assign \$846  = \$844  & \$845 ;
-  assign \$847  = \$846  & room_w_28[5];
-  assign \$848  = \$847  ? d_ge_6 : d_ge_m22;
-  assign \$849  = \$843  ? \$848  : d_ge_m21;
-  assign \$850  = \$780  ? \$842  : \$849 ;
-  assign \$851  = take_rows & r_last;
-  assign \$852  = oy == 5'h1b;
-  assign \$853  = write_rows & w_last;
-  assign \$854  = ~ ahead_rows;
-  assign \$855  = ~ room_w_27[5];
-  assign \$856  = \$854  & \$855 ;
-  assign \$857  = \$856  & room_w_28[5];
-  assign \$858  = ! w_row;
-  assign \$859  = w_row == 1'h1;
-  assign \$860  = w_row == 2'h2;
-  assign \$861  = w_row == 2'h3;
-  assign \$862  = | { \$861 , \$860 , \$859 , \$858  };
-  assign \$863  = ~ \$862 ;
-  assign \$864  = \$857  ? 1'h0 : \$863 ;
-  assign \$865  = ! w_row;
-  assign \$866  = w_row == 1'h1;
-  assign \$867  = w_row == 2'h2;
-  assign \$868  = w_row == 2'h3;
-  assign \$869  = w_row == 3'h4;
-  assign \$870  = | { \$869 , \$868 , \$867 , \$866 , \$865  };
-  assign \$871  = ~ \$870 ;
-  assign \$872  = \$853  ? \$864  : \$871 ;
-  assign \$873  = write_rows & w_last;
-  assign \$874  = ~ ahead_rows;
-  assign \$875  = ~ room_w_27[5];
-  assign \$876  = \$874  & \$875 ;
-  assign \$877  = \$876  & room_w_28[5];
-  assign \$878  = d == 6'h23;
-  assign \$879  = d == 6'h24;
-  assign \$880  = d == 6'h25;
-  assign \$881  = d == 6'h26;
-  assign \$882  = d == 6'h27;
-  assign \$883  = d == 6'h28;
-  assign \$884  = d == 6'h29;
-  assign \$885  = d == 6'h2a;
-  assign \$886  = d == 6'h2b;
-  assign \$887  = d == 6'h2c;
-  assign \$888  = d == 6'h2d;
-  assign \$889  = d == 6'h2e;
-  assign \$890  = d == 6'h2f;
-  assign \$891  = d == 6'h30;
-  assign \$892  = d == 6'h31;
-  assign \$893  = d == 6'h32;
-  assign \$894  = d == 6'h33;
-  assign \$895  = d == 6'h34;
-  assign \$896  = d == 6'h35;
-  assign \$897  = d == 6'h36;
-  assign \$898  = d == 6'h37;
-  assign \$899  = d == 6'h38;
-  assign \$900  = d == 6'h39;
-  assign \$901  = d == 6'h3a;
-  assign \$902  = d == 6'h3b;
-  assign \$903  = d == 6'h3c;
-  assign \$904  = d == 6'h3d;
-  assign \$905  = d == 6'h3e;
-  assign \$906  = d == 6'h3f;
-  assign \$907  = | { \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878  };
-  assign \$908  = \$877  ? \$907  : d_ge_7;
-  assign \$909  = d == 4'h8;
-  assign \$910  = d == 4'h9;
-  assign \$911  = d == 4'ha;
-  assign \$912  = d == 4'hb;
-  assign \$913  = d == 4'hc;
-  assign \$914  = d == 4'hd;
-  assign \$915  = d == 4'he;
-  assign \$916  = d == 4'hf;
-  assign \$917  = d == 5'h10;
-  assign \$918  = d == 5'h11;
-  assign \$919  = d == 5'h12;
-  assign \$920  = d == 5'h13;
-  assign \$921  = d == 5'h14;
-  assign \$922  = d == 5'h15;
-  assign \$923  = d == 5'h16;
-  assign \$924  = d == 5'h17;
-  assign \$925  = d == 5'h18;
-  assign \$926  = d == 5'h19;
-  assign \$927  = d == 5'h1a;
-  assign \$928  = d == 5'h1b;
-  assign \$929  = d == 5'h1c;
-  assign \$930  = d == 5'h1d;
-  assign \$931  = d == 5'h1e;
-  assign \$932  = d == 5'h1f;
-  assign \$933  = d == 6'h20;
-  assign \$934  = d == 6'h21;
-  assign \$935  = d == 6'h22;
-  assign \$936  = d == 6'h23;
-  assign \$937  = d == 6'h24;
-  assign \$938  = d == 6'h25;
-  assign \$939  = d == 6'h26;
-  assign \$940  = d == 6'h27;
-  assign \$941  = d == 6'h28;
-  assign \$942  = d == 6'h29;
-  assign \$943  = d == 6'h2a;
-  assign \$944  = d == 6'h2b;
-  assign \$945  = d == 6'h2c;
-  assign \$946  = d == 6'h2d;
-  assign \$947  = d == 6'h2e;
-  assign \$948  = d == 6'h2f;
-  assign \$949  = d == 6'h30;
-  assign \$950  = d == 6'h31;
-  assign \$951  = d == 6'h32;
-  assign \$952  = d == 6'h33;
-  assign \$953  = d == 6'h34;
-  assign \$954  = d == 6'h35;
-  assign \$955  = d == 6'h36;
-  assign \$956  = d == 6'h37;
-  assign \$957  = d == 6'h38;
-  assign \$958  = d == 6'h39;
-  assign \$959  = d == 6'h3a;
-  assign \$960  = d == 6'h3b;
-  assign \$961  = d == 6'h3c;
-  assign \$962  = d == 6'h3d;
-  assign \$963  = d == 6'h3e;
-  assign \$964  = d == 6'h3f;
-  assign \$965  = | { \$964 , \$963 , \$962 , \$961 , \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910 , \$909  };
-  assign \$966  = \$873  ? \$908  : \$965 ;
-  assign \$967  = \$852  ? \$872  : \$966 ;
-  assign \$968  = write_rows & w_last;
-  assign \$969  = ~ ahead_rows;
-  assign \$970  = ~ room_w_27[5];
-  assign \$971  = \$969  & \$970 ;
-  assign \$972  = \$971  & room_w_28[5];
-  assign \$973  = d == 6'h22;
-  assign \$974  = d == 6'h23;
-  assign \$975  = d == 6'h24;
-  assign \$976  = d == 6'h25;
-  assign \$977  = d == 6'h26;
-  assign \$978  = d == 6'h27;
-  assign \$979  = d == 6'h28;
-  assign \$980  = d == 6'h29;
-  assign \$981  = d == 6'h2a;
-  assign \$982  = d == 6'h2b;
-  assign \$983  = d == 6'h2c;
-  assign \$984  = d == 6'h2d;
-  assign \$985  = d == 6'h2e;
-  assign \$986  = d == 6'h2f;
-  assign \$987  = d == 6'h30;
-  assign \$988  = d == 6'h31;
-  assign \$989  = d == 6'h32;
-  assign \$990  = d == 6'h33;
-  assign \$991  = d == 6'h34;
-  assign \$992  = d == 6'h35;
-  assign \$993  = d == 6'h36;
-  assign \$994  = d == 6'h37;
-  assign \$995  = d == 6'h38;
-  assign \$996  = d == 6'h39;
-  assign \$997  = d == 6'h3a;
-  assign \$998  = d == 6'h3b;
-  assign \$999  = d == 6'h3c;
-  assign \$1000  = d == 6'h3d;
-  assign \$1001  = d == 6'h3e;
-  assign \$1002  = d == 6'h3f;
-  assign \$1003  = | { \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978 , \$977 , \$976 , \$975 , \$974 , \$973  };
-  assign \$1004  = \$972  ? \$1003  : d_ge_6;
-  assign \$1005  = \$968  ? \$1004  : d_ge_7;
-  assign \$1006  = \$851  ? \$967  : \$1005 ;
-  assign \$1007  = take_rows & r_last;
-  assign \$1008  = oy == 5'h1b;
-  assign \$1009  = write_rows & w_last;
-  assign \$1010  = ~ ahead_rows;
-  assign \$1011  = ~ room_w_27[5];
-  assign \$1012  = \$1010  & \$1011 ;
-  assign \$1013  = \$1012  & room_w_28[5];
-  assign \$1016  = write_rows & w_last;
-  assign \$1017  = ~ ahead_rows;
-  assign \$1018  = ~ room_w_27[5];
-  assign \$1019  = \$1017  & \$1018 ;
-  assign \$1020  = \$1019  & room_w_28[5];
-  assign \$1021  = \$1020  ? d_ge_5 : d_ge_m23;
-  assign \$1022  = \$1016  ? \$1021  : d_ge_m22;
-  assign \$1023  = \$1008  ? 1'h1 : \$1022 ;
-  assign \$1024  = write_rows & w_last;
-  assign \$1025  = ~ ahead_rows;
-  assign \$1026  = ~ room_w_27[5];
-  assign \$1027  = \$1025  & \$1026 ;
-  assign \$1028  = \$1027  & room_w_28[5];
-  assign \$1029  = d == 7'h40;
-  assign \$1030  = d == 7'h41;
-  assign \$1031  = d == 7'h42;
-  assign \$1032  = d == 7'h43;
-  assign \$1033  = d == 7'h44;
-  assign \$1034  = d == 7'h45;
-  assign \$1035  = d == 7'h46;
-  assign \$1036  = d == 7'h47;
-  assign \$1037  = d == 7'h48;
-  assign \$1038  = d == 7'h49;
-  assign \$1039  = d == 7'h4a;
-  assign \$1040  = d == 7'h4b;
-  assign \$1041  = d == 7'h4c;
-  assign \$1042  = d == 7'h4d;
-  assign \$1043  = d == 7'h4e;
-  assign \$1044  = d == 7'h4f;
-  assign \$1045  = d == 7'h50;
-  assign \$1046  = d == 7'h51;
-  assign \$1047  = d == 7'h52;
-  assign \$1048  = d == 7'h53;
-  assign \$1049  = d == 7'h54;
-  assign \$1050  = d == 7'h55;
-  assign \$1051  = d == 7'h56;
-  assign \$1052  = d == 7'h57;
-  assign \$1053  = d == 7'h58;
-  assign \$1054  = d == 7'h59;
-  assign \$1055  = d == 7'h5a;
-  assign \$1056  = d == 7'h5b;
-  assign \$1057  = d == 7'h5c;
-  assign \$1058  = d == 7'h5d;
-  assign \$1059  = d == 7'h5e;
-  assign \$1060  = d == 7'h5f;
-  assign \$1061  = d == 7'h60;
-  assign \$1062  = d == 7'h61;
-  assign \$1063  = d == 7'h62;
-  assign \$1064  = d == 7'h63;
-  assign \$1065  = d == 7'h64;
-  assign \$1066  = d == 7'h65;
-  assign \$1067  = d == 7'h66;
-  assign \$1068  = d == 7'h67;
-  assign \$1069  = | { \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056 , \$1055 , \$1054 , \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029  };
-  assign \$1070  = ~ \$1069 ;
-  assign \$1071  = \$1028  ? d_ge_4 : \$1070 ;
-  assign \$1072  = \$1024  ? \$1071  : d_ge_m23;
-  assign \$1073  = \$1007  ? \$1023  : \$1072 ;
-  assign \$1074  = take_rows & r_last;
-  assign \$1075  = oy == 5'h1b;
-  assign \$1076  = write_rows & w_last;
-  assign \$1077  = ~ ahead_rows;
-  assign \$1078  = ~ room_w_27[5];
-  assign \$1079  = \$1077  & \$1078 ;
-  assign \$1080  = \$1079  & room_w_28[5];
-  assign \$1081  = ! w_row;
-  assign \$1082  = w_row == 1'h1;
-  assign \$1083  = | { \$1082 , \$1081  };
-  assign \$1084  = ~ \$1083 ;
-  assign \$1085  = \$1080  ? 1'h0 : \$1084 ;
-  assign \$1086  = ! w_row;
-  assign \$1087  = w_row == 1'h1;
-  assign \$1088  = w_row == 2'h2;
-  assign \$1089  = | { \$1088 , \$1087 , \$1086  };
-  assign \$1090  = ~ \$1089 ;
-  assign \$1091  = \$1076  ? \$1085  : \$1090 ;
-  assign \$1092  = write_rows & w_last;
-  assign \$1093  = ~ ahead_rows;
-  assign \$1094  = ~ room_w_27[5];
-  assign \$1095  = \$1093  & \$1094 ;
-  assign \$1096  = \$1095  & room_w_28[5];
-  assign \$1097  = \$1096  ? d_ge_33 : d_ge_5;
-  assign \$1098  = \$1092  ? \$1097  : d_ge_6;
-  assign \$1099  = \$1075  ? \$1091  : \$1098 ;
+  assign \$794  = d == 6'h39;
+  assign \$795  = d == 6'h3a;
+  assign \$796  = d == 6'h3b;
+  assign \$797  = d == 6'h3c;
+  assign \$798  = d == 6'h3d;
+  assign \$799  = d == 6'h3e;
+  assign \$800  = d == 6'h3f;
+  assign \$801  = | { \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794  };
+  assign \$802  = \$793  ? \$801  : d_ge_29;
+  assign \$803  = \$789  ? \$802  : d_ge_30;
+  assign \$804  = \$768  ? \$788  : \$803 ;
+  assign \$805  = write_rows & w_last;
+  assign \$806  = ~ ahead_rows;
+  assign \$807  = ~ room_w_27[5];
+  assign \$808  = \$806  & \$807 ;
+  assign \$809  = \$808  & room_w_28[5];
+  assign \$810  = d == 6'h38;
+  assign \$811  = d == 6'h39;
+  assign \$812  = d == 6'h3a;
+  assign \$813  = d == 6'h3b;
+  assign \$814  = d == 6'h3c;
+  assign \$815  = d == 6'h3d;
+  assign \$816  = d == 6'h3e;
+  assign \$817  = d == 6'h3f;
+  assign \$818  = | { \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810  };
+  assign \$819  = \$809  ? \$818  : d_ge_28;
+  assign \$820  = \$805  ? \$819  : d_ge_29;
+  assign \$821  = \$767  ? \$804  : \$820 ;
+  assign \$822  = take_rows & r_last;
+  assign \$823  = oy == 5'h1b;
+  assign \$824  = write_rows & w_last;
+  assign \$825  = ~ ahead_rows;
+  assign \$826  = ~ room_w_27[5];
+  assign \$827  = \$825  & \$826 ;
+  assign \$828  = \$827  & room_w_28[5];
+  assign \$829  = w_row == 5'h1b;
+  assign \$830  = w_row == 5'h1c;
+  assign \$831  = w_row == 5'h1d;
+  assign \$832  = w_row == 5'h1e;
+  assign \$833  = w_row == 5'h1f;
+  assign \$834  = | { \$833 , \$832 , \$831 , \$830 , \$829  };
+  assign \$835  = \$828  ? 1'h0 : \$834 ;
+  assign \$836  = w_row == 5'h1c;
+  assign \$837  = w_row == 5'h1d;
+  assign \$838  = w_row == 5'h1e;
+  assign \$839  = w_row == 5'h1f;
+  assign \$840  = | { \$839 , \$838 , \$837 , \$836  };
+  assign \$841  = \$824  ? \$835  : \$840 ;
+  assign \$842  = write_rows & w_last;
+  assign \$843  = ~ ahead_rows;
+  assign \$844  = ~ room_w_27[5];
+  assign \$845  = \$843  & \$844 ;
+  assign \$846  = \$845  & room_w_28[5];
+  assign \$847  = d == 6'h3a;
+  assign \$848  = d == 6'h3b;
+  assign \$849  = d == 6'h3c;
+  assign \$850  = d == 6'h3d;
+  assign \$851  = d == 6'h3e;
+  assign \$852  = d == 6'h3f;
+  assign \$853  = | { \$852 , \$851 , \$850 , \$849 , \$848 , \$847  };
+  assign \$854  = \$846  ? \$853  : d_ge_30;
+  assign \$855  = \$842  ? \$854  : d_ge_31;
+  assign \$856  = \$823  ? \$841  : \$855 ;
+  assign \$857  = write_rows & w_last;
+  assign \$858  = ~ ahead_rows;
+  assign \$859  = ~ room_w_27[5];
+  assign \$860  = \$858  & \$859 ;
+  assign \$861  = \$860  & room_w_28[5];
+  assign \$862  = d == 6'h39;
+  assign \$863  = d == 6'h3a;
+  assign \$864  = d == 6'h3b;
+  assign \$865  = d == 6'h3c;
+  assign \$866  = d == 6'h3d;
+  assign \$867  = d == 6'h3e;
+  assign \$868  = d == 6'h3f;
+  assign \$869  = | { \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862  };
+  assign \$870  = \$861  ? \$869  : d_ge_29;
+  assign \$871  = \$857  ? \$870  : d_ge_30;
+  assign \$872  = \$822  ? \$856  : \$871 ;
+  assign \$873  = take_rows & r_last;
+  assign \$874  = oy == 5'h1b;
+  assign \$875  = write_rows & w_last;
+  assign \$876  = ~ ahead_rows;
+  assign \$877  = ~ room_w_27[5];
+  assign \$878  = \$876  & \$877 ;
+  assign \$879  = \$878  & room_w_28[5];
+  assign \$880  = w_row == 5'h1c;
+  assign \$881  = w_row == 5'h1d;
+  assign \$882  = w_row == 5'h1e;
+  assign \$883  = w_row == 5'h1f;
+  assign \$884  = | { \$883 , \$882 , \$881 , \$880  };
+  assign \$885  = \$879  ? 1'h0 : \$884 ;
+  assign \$886  = w_row == 5'h1d;
+  assign \$887  = w_row == 5'h1e;
+  assign \$888  = w_row == 5'h1f;
+  assign \$889  = | { \$888 , \$887 , \$886  };
+  assign \$890  = \$875  ? \$885  : \$889 ;
+  assign \$891  = write_rows & w_last;
+  assign \$892  = ~ ahead_rows;
+  assign \$893  = ~ room_w_27[5];
+  assign \$894  = \$892  & \$893 ;
+  assign \$895  = \$894  & room_w_28[5];
+  assign \$896  = d == 6'h3b;
+  assign \$897  = d == 6'h3c;
+  assign \$898  = d == 6'h3d;
+  assign \$899  = d == 6'h3e;
+  assign \$900  = d == 6'h3f;
+  assign \$901  = | { \$900 , \$899 , \$898 , \$897 , \$896  };
+  assign \$902  = \$895  ? \$901  : d_ge_31;
+  assign \$903  = \$891  ? \$902  : d_ge_32;
+  assign \$904  = \$874  ? \$890  : \$903 ;
+  assign \$905  = write_rows & w_last;
+  assign \$906  = ~ ahead_rows;
+  assign \$907  = ~ room_w_27[5];
+  assign \$908  = \$906  & \$907 ;
+  assign \$909  = \$908  & room_w_28[5];
+  assign \$910  = d == 6'h3a;
+  assign \$911  = d == 6'h3b;
+  assign \$912  = d == 6'h3c;
+  assign \$913  = d == 6'h3d;
+  assign \$914  = d == 6'h3e;
+  assign \$915  = d == 6'h3f;
+  assign \$916  = | { \$915 , \$914 , \$913 , \$912 , \$911 , \$910  };
+  assign \$917  = \$909  ? \$916  : d_ge_30;
+  assign \$918  = \$905  ? \$917  : d_ge_31;
+  assign \$919  = \$873  ? \$904  : \$918 ;
+  assign \$920  = take_rows & r_last;
+  assign \$921  = oy == 5'h1b;
+  assign \$922  = write_rows & w_last;
+  assign \$923  = ~ ahead_rows;
+  assign \$924  = ~ room_w_27[5];
+  assign \$925  = \$923  & \$924 ;
+  assign \$926  = \$925  & room_w_28[5];
+  assign \$927  = w_row == 5'h1d;
+  assign \$928  = w_row == 5'h1e;
+  assign \$929  = w_row == 5'h1f;
+  assign \$930  = | { \$929 , \$928 , \$927  };
+  assign \$931  = \$926  ? 1'h0 : \$930 ;
+  assign \$932  = w_row == 5'h1e;
+  assign \$933  = w_row == 5'h1f;
+  assign \$934  = | { \$933 , \$932  };
+  assign \$935  = \$922  ? \$931  : \$934 ;
+  assign \$936  = write_rows & w_last;
+  assign \$937  = ~ ahead_rows;
+  assign \$938  = ~ room_w_27[5];
+  assign \$939  = \$937  & \$938 ;
+  assign \$940  = \$939  & room_w_28[5];
+  assign \$941  = d == 6'h3c;
+  assign \$942  = d == 6'h3d;
+  assign \$943  = d == 6'h3e;
+  assign \$944  = d == 6'h3f;
+  assign \$945  = | { \$944 , \$943 , \$942 , \$941  };
+  assign \$946  = \$940  ? \$945  : d_ge_32;
+  assign \$947  = \$936  ? \$946  : d_ge_33;
+  assign \$948  = \$921  ? \$935  : \$947 ;
+  assign \$949  = write_rows & w_last;
+  assign \$950  = ~ ahead_rows;
+  assign \$951  = ~ room_w_27[5];
+  assign \$952  = \$950  & \$951 ;
+  assign \$953  = \$952  & room_w_28[5];
+  assign \$954  = d == 6'h3b;
+  assign \$955  = d == 6'h3c;
+  assign \$956  = d == 6'h3d;
+  assign \$957  = d == 6'h3e;
+  assign \$958  = d == 6'h3f;
+  assign \$959  = | { \$958 , \$957 , \$956 , \$955 , \$954  };
+  assign \$960  = \$953  ? \$959  : d_ge_31;
+  assign \$961  = \$949  ? \$960  : d_ge_32;
+  assign \$962  = \$920  ? \$948  : \$961 ;
+  assign \$963  = take_rows & r_last;
+  assign \$964  = oy == 5'h1b;
+  assign \$965  = write_rows & w_last;
+  assign \$966  = ~ ahead_rows;
+  assign \$967  = ~ room_w_27[5];
+  assign \$968  = \$966  & \$967 ;
+  assign \$969  = \$968  & room_w_28[5];
+  assign \$972  = write_rows & w_last;
+  assign \$973  = ~ ahead_rows;
+  assign \$974  = ~ room_w_27[5];
+  assign \$975  = \$973  & \$974 ;
+  assign \$976  = \$975  & room_w_28[5];
+  assign \$977  = \$976  ? d_ge_28 : d_ge_0;
+  assign \$978  = \$972  ? \$977  : d_ge_1;
+  assign \$979  = \$964  ? 1'h1 : \$978 ;
+  assign \$980  = write_rows & w_last;
+  assign \$981  = ~ ahead_rows;
+  assign \$982  = ~ room_w_27[5];
+  assign \$983  = \$981  & \$982 ;
+  assign \$984  = \$983  & room_w_28[5];
+  assign \$985  = d == 5'h1b;
+  assign \$986  = d == 5'h1c;
+  assign \$987  = d == 5'h1d;
+  assign \$988  = d == 5'h1e;
+  assign \$989  = d == 5'h1f;
+  assign \$990  = d == 6'h20;
+  assign \$991  = d == 6'h21;
+  assign \$992  = d == 6'h22;
+  assign \$993  = d == 6'h23;
+  assign \$994  = d == 6'h24;
+  assign \$995  = d == 6'h25;
+  assign \$996  = d == 6'h26;
+  assign \$997  = d == 6'h27;
+  assign \$998  = d == 6'h28;
+  assign \$999  = d == 6'h29;
+  assign \$1000  = d == 6'h2a;
+  assign \$1001  = d == 6'h2b;
+  assign \$1002  = d == 6'h2c;
+  assign \$1003  = d == 6'h2d;
+  assign \$1004  = d == 6'h2e;
+  assign \$1005  = d == 6'h2f;
+  assign \$1006  = d == 6'h30;
+  assign \$1007  = d == 6'h31;
+  assign \$1008  = d == 6'h32;
+  assign \$1009  = d == 6'h33;
+  assign \$1010  = d == 6'h34;
+  assign \$1011  = d == 6'h35;
+  assign \$1012  = d == 6'h36;
+  assign \$1013  = d == 6'h37;
+  assign \$1014  = d == 6'h38;
+  assign \$1015  = d == 6'h39;
+  assign \$1016  = d == 6'h3a;
+  assign \$1017  = d == 6'h3b;
+  assign \$1018  = d == 6'h3c;
+  assign \$1019  = d == 6'h3d;
+  assign \$1020  = d == 6'h3e;
+  assign \$1021  = d == 6'h3f;
+  assign \$1022  = | { \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986 , \$985  };
+  assign \$1023  = d == 7'h40;
+  assign \$1024  = d == 7'h41;
+  assign \$1025  = d == 7'h42;
+  assign \$1026  = d == 7'h43;
+  assign \$1027  = d == 7'h44;
+  assign \$1028  = d == 7'h45;
+  assign \$1029  = d == 7'h46;
+  assign \$1030  = d == 7'h47;
+  assign \$1031  = d == 7'h48;
+  assign \$1032  = d == 7'h49;
+  assign \$1033  = d == 7'h4a;
+  assign \$1034  = d == 7'h4b;
+  assign \$1035  = d == 7'h4c;
+  assign \$1036  = d == 7'h4d;
+  assign \$1037  = d == 7'h4e;
+  assign \$1038  = d == 7'h4f;
+  assign \$1039  = d == 7'h50;
+  assign \$1040  = d == 7'h51;
+  assign \$1041  = d == 7'h52;
+  assign \$1042  = d == 7'h53;
+  assign \$1043  = d == 7'h54;
+  assign \$1044  = d == 7'h55;
+  assign \$1045  = d == 7'h56;
+  assign \$1046  = d == 7'h57;
+  assign \$1047  = d == 7'h58;
+  assign \$1048  = d == 7'h59;
+  assign \$1049  = d == 7'h5a;
+  assign \$1050  = d == 7'h5b;
+  assign \$1051  = d == 7'h5c;
+  assign \$1052  = d == 7'h5d;
+  assign \$1053  = d == 7'h5e;
+  assign \$1054  = d == 7'h5f;
+  assign \$1055  = d == 7'h60;
+  assign \$1056  = d == 7'h61;
+  assign \$1057  = d == 7'h62;
+  assign \$1058  = d == 7'h63;
+  assign \$1059  = d == 7'h64;
+  assign \$1060  = d == 7'h65;
+  assign \$1061  = d == 7'h66;
+  assign \$1062  = d == 7'h67;
+  assign \$1063  = d == 7'h68;
+  assign \$1064  = d == 7'h69;
+  assign \$1065  = d == 7'h6a;
+  assign \$1066  = d == 7'h6b;
+  assign \$1067  = d == 7'h6c;
+  assign \$1068  = d == 7'h6d;
+  assign \$1069  = d == 7'h6e;
+  assign \$1070  = d == 7'h6f;
+  assign \$1071  = d == 7'h70;
+  assign \$1072  = d == 7'h71;
+  assign \$1073  = d == 7'h72;
+  assign \$1074  = d == 7'h73;
+  assign \$1075  = d == 7'h74;
+  assign \$1076  = d == 7'h75;
+  assign \$1077  = d == 7'h76;
+  assign \$1078  = d == 7'h77;
+  assign \$1079  = d == 7'h78;
+  assign \$1080  = d == 7'h79;
+  assign \$1081  = d == 7'h7a;
+  assign \$1082  = d == 7'h7b;
+  assign \$1083  = d == 7'h7c;
+  assign \$1084  = d == 7'h7d;
+  assign \$1085  = d == 7'h7e;
+  assign \$1086  = | { \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056 , \$1055 , \$1054 , \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023  };
+  assign \$1087  = ~ \$1086 ;
+  assign \$1088  = \$984  ? \$1022  : \$1087 ;
+  assign \$1089  = \$980  ? \$1088  : d_ge_0;
+  assign \$1090  = \$963  ? \$979  : \$1089 ;
+  assign \$1091  = take_rows & r_last;
+  assign \$1092  = oy == 5'h1b;
+  assign \$1093  = write_rows & w_last;
+  assign \$1094  = ~ ahead_rows;
+  assign \$1095  = ~ room_w_27[5];
+  assign \$1096  = \$1094  & \$1095 ;
+  assign \$1097  = \$1096  & room_w_28[5];
   assign \$1100  = write_rows & w_last;
   assign \$1101  = ~ ahead_rows;
   assign \$1102  = ~ room_w_27[5];
   assign \$1103  = \$1101  & \$1102 ;
   assign \$1104  = \$1103  & room_w_28[5];
-  assign \$1105  = \$1104  ? d_ge_32 : d_ge_4;
-  assign \$1106  = \$1100  ? \$1105  : d_ge_5;
-  assign \$1107  = \$1074  ? \$1099  : \$1106 ;
-  assign \$1108  = take_rows & r_last;
-  assign \$1109  = oy == 5'h1b;
-  assign \$1110  = write_rows & w_last;
-  assign \$1111  = ~ ahead_rows;
-  assign \$1112  = ~ room_w_27[5];
-  assign \$1113  = \$1111  & \$1112 ;
-  assign \$1114  = \$1113  & room_w_28[5];
-  assign \$1115  = w_row == 5'h19;
-  assign \$1116  = w_row == 5'h1a;
-  assign \$1117  = w_row == 5'h1b;
-  assign \$1118  = w_row == 5'h1c;
-  assign \$1119  = w_row == 5'h1d;
-  assign \$1120  = w_row == 5'h1e;
-  assign \$1121  = w_row == 5'h1f;
-  assign \$1122  = | { \$1121 , \$1120 , \$1119 , \$1118 , \$1117 , \$1116 , \$1115  };
-  assign \$1123  = \$1114  ? 1'h0 : \$1122 ;
-  assign \$1124  = w_row == 5'h1a;
-  assign \$1125  = w_row == 5'h1b;
-  assign \$1126  = w_row == 5'h1c;
-  assign \$1127  = w_row == 5'h1d;
-  assign \$1128  = w_row == 5'h1e;
-  assign \$1129  = w_row == 5'h1f;
-  assign \$1130  = | { \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124  };
-  assign \$1131  = \$1110  ? \$1123  : \$1130 ;
-  assign \$1132  = write_rows & w_last;
-  assign \$1133  = ~ ahead_rows;
-  assign \$1134  = ~ room_w_27[5];
-  assign \$1135  = \$1133  & \$1134 ;
-  assign \$1136  = \$1135  & room_w_28[5];
-  assign \$1137  = d == 6'h38;
-  assign \$1138  = d == 6'h39;
-  assign \$1139  = d == 6'h3a;
-  assign \$1140  = d == 6'h3b;
-  assign \$1141  = d == 6'h3c;
-  assign \$1142  = d == 6'h3d;
-  assign \$1143  = d == 6'h3e;
-  assign \$1144  = d == 6'h3f;
-  assign \$1145  = | { \$1144 , \$1143 , \$1142 , \$1141 , \$1140 , \$1139 , \$1138 , \$1137  };
-  assign \$1146  = \$1136  ? \$1145  : d_ge_28;
-  assign \$1147  = \$1132  ? \$1146  : d_ge_29;
-  assign \$1148  = \$1109  ? \$1131  : \$1147 ;
-  assign \$1149  = write_rows & w_last;
-  assign \$1150  = ~ ahead_rows;
-  assign \$1151  = ~ room_w_27[5];
-  assign \$1152  = \$1150  & \$1151 ;
-  assign \$1153  = \$1152  & room_w_28[5];
-  assign \$1154  = d == 6'h37;
-  assign \$1155  = d == 6'h38;
-  assign \$1156  = d == 6'h39;
-  assign \$1157  = d == 6'h3a;
-  assign \$1158  = d == 6'h3b;
-  assign \$1159  = d == 6'h3c;
-  assign \$1160  = d == 6'h3d;
-  assign \$1161  = d == 6'h3e;
-  assign \$1162  = d == 6'h3f;
-  assign \$1163  = | { \$1162 , \$1161 , \$1160 , \$1159 , \$1158 , \$1157 , \$1156 , \$1155 , \$1154  };
-  assign \$1164  = d == 5'h1b;
-  assign \$1165  = d == 5'h1c;
-  assign \$1166  = d == 5'h1d;
-  assign \$1167  = d == 5'h1e;
-  assign \$1168  = d == 5'h1f;
-  assign \$1169  = d == 6'h20;
-  assign \$1170  = d == 6'h21;
-  assign \$1171  = d == 6'h22;
-  assign \$1172  = d == 6'h23;
-  assign \$1173  = d == 6'h24;
-  assign \$1174  = d == 6'h25;
-  assign \$1175  = d == 6'h26;
-  assign \$1176  = d == 6'h27;
-  assign \$1177  = d == 6'h28;
-  assign \$1178  = d == 6'h29;
-  assign \$1179  = d == 6'h2a;
-  assign \$1180  = d == 6'h2b;
-  assign \$1181  = d == 6'h2c;
-  assign \$1182  = d == 6'h2d;
-  assign \$1183  = d == 6'h2e;
-  assign \$1184  = d == 6'h2f;
-  assign \$1185  = d == 6'h30;
-  assign \$1186  = d == 6'h31;
-  assign \$1187  = d == 6'h32;
-  assign \$1188  = d == 6'h33;
-  assign \$1189  = d == 6'h34;
-  assign \$1190  = d == 6'h35;
-  assign \$1191  = d == 6'h36;
-  assign \$1192  = d == 6'h37;
-  assign \$1193  = d == 6'h38;
-  assign \$1194  = d == 6'h39;
-  assign \$1195  = d == 6'h3a;
-  assign \$1196  = d == 6'h3b;
-  assign \$1197  = d == 6'h3c;
-  assign \$1198  = d == 6'h3d;
-  assign \$1199  = d == 6'h3e;
-  assign \$1200  = d == 6'h3f;
-  assign \$1201  = | { \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184 , \$1183 , \$1182 , \$1181 , \$1180 , \$1179 , \$1178 , \$1177 , \$1176 , \$1175 , \$1174 , \$1173 , \$1172 , \$1171 , \$1170 , \$1169 , \$1168 , \$1167 , \$1166 , \$1165 , \$1164  };
-  assign \$1202  = \$1153  ? \$1163  : \$1201 ;
-  assign \$1203  = \$1149  ? \$1202  : d_ge_28;
-  assign \$1204  = \$1108  ? \$1148  : \$1203 ;
-  assign \$1205  = take_rows & r_last;
-  assign \$1206  = oy == 5'h1b;
-  assign \$1207  = write_rows & w_last;
-  assign \$1208  = ~ ahead_rows;
-  assign \$1209  = ~ room_w_27[5];
-  assign \$1210  = \$1208  & \$1209 ;
-  assign \$1211  = \$1210  & room_w_28[5];
-  assign \$1212  = w_row == 5'h1a;
-  assign \$1213  = w_row == 5'h1b;
-  assign \$1214  = w_row == 5'h1c;
-  assign \$1215  = w_row == 5'h1d;
-  assign \$1216  = w_row == 5'h1e;
-  assign \$1217  = w_row == 5'h1f;
-  assign \$1218  = | { \$1217 , \$1216 , \$1215 , \$1214 , \$1213 , \$1212  };
-  assign \$1219  = \$1211  ? 1'h0 : \$1218 ;
-  assign \$1220  = w_row == 5'h1b;
-  assign \$1221  = w_row == 5'h1c;
-  assign \$1222  = w_row == 5'h1d;
-  assign \$1223  = w_row == 5'h1e;
-  assign \$1224  = w_row == 5'h1f;
-  assign \$1225  = | { \$1224 , \$1223 , \$1222 , \$1221 , \$1220  };
-  assign \$1226  = \$1207  ? \$1219  : \$1225 ;
-  assign \$1227  = write_rows & w_last;
-  assign \$1228  = ~ ahead_rows;
-  assign \$1229  = ~ room_w_27[5];
-  assign \$1230  = \$1228  & \$1229 ;
-  assign \$1231  = \$1230  & room_w_28[5];
-  assign \$1232  = d == 6'h39;
-  assign \$1233  = d == 6'h3a;
-  assign \$1234  = d == 6'h3b;
-  assign \$1235  = d == 6'h3c;
-  assign \$1236  = d == 6'h3d;
-  assign \$1237  = d == 6'h3e;
-  assign \$1238  = d == 6'h3f;
-  assign \$1239  = | { \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232  };
-  assign \$1240  = \$1231  ? \$1239  : d_ge_29;
-  assign \$1241  = \$1227  ? \$1240  : d_ge_30;
-  assign \$1242  = \$1206  ? \$1226  : \$1241 ;
-  assign \$1243  = write_rows & w_last;
-  assign \$1244  = ~ ahead_rows;
-  assign \$1245  = ~ room_w_27[5];
-  assign \$1246  = \$1244  & \$1245 ;
-  assign \$1247  = \$1246  & room_w_28[5];
-  assign \$1248  = d == 6'h38;
-  assign \$1249  = d == 6'h39;
-  assign \$1250  = d == 6'h3a;
-  assign \$1251  = d == 6'h3b;
-  assign \$1252  = d == 6'h3c;
-  assign \$1253  = d == 6'h3d;
-  assign \$1254  = d == 6'h3e;
-  assign \$1255  = d == 6'h3f;
-  assign \$1256  = | { \$1255 , \$1254 , \$1253 , \$1252 , \$1251 , \$1250 , \$1249 , \$1248  };
-  assign \$1257  = \$1247  ? \$1256  : d_ge_28;
-  assign \$1258  = \$1243  ? \$1257  : d_ge_29;
-  assign \$1259  = \$1205  ? \$1242  : \$1258 ;
-  assign \$1260  = take_rows & r_last;
-  assign \$1261  = oy == 5'h1b;
-  assign \$1262  = write_rows & w_last;
-  assign \$1263  = ~ ahead_rows;
-  assign \$1264  = ~ room_w_27[5];
-  assign \$1265  = \$1263  & \$1264 ;
-  assign \$1266  = \$1265  & room_w_28[5];
-  assign \$1267  = w_row == 5'h1b;
-  assign \$1268  = w_row == 5'h1c;
-  assign \$1269  = w_row == 5'h1d;
-  assign \$1270  = w_row == 5'h1e;
-  assign \$1271  = w_row == 5'h1f;
-  assign \$1272  = | { \$1271 , \$1270 , \$1269 , \$1268 , \$1267  };
-  assign \$1273  = \$1266  ? 1'h0 : \$1272 ;
-  assign \$1274  = w_row == 5'h1c;
-  assign \$1275  = w_row == 5'h1d;
-  assign \$1276  = w_row == 5'h1e;
-  assign \$1277  = w_row == 5'h1f;
-  assign \$1278  = | { \$1277 , \$1276 , \$1275 , \$1274  };
-  assign \$1279  = \$1262  ? \$1273  : \$1278 ;
-  assign \$1280  = write_rows & w_last;
-  assign \$1281  = ~ ahead_rows;
+  assign \$1105  = \$1104  ? d_ge_29 : d_ge_1;
+  assign \$1106  = \$1100  ? \$1105  : d_ge_2;
+  assign \$1107  = \$1092  ? 1'h1 : \$1106 ;
+  assign \$1108  = write_rows & w_last;
+  assign \$1109  = ~ ahead_rows;
+  assign \$1110  = ~ room_w_27[5];
+  assign \$1111  = \$1109  & \$1110 ;
+  assign \$1112  = \$1111  & room_w_28[5];
+  assign \$1113  = \$1112  ? d_ge_28 : d_ge_0;
+  assign \$1114  = \$1108  ? \$1113  : d_ge_1;
+  assign \$1115  = \$1091  ? \$1107  : \$1114 ;
+  assign \$1116  = take_rows & r_last;
+  assign \$1117  = oy == 5'h1b;
+  assign \$1118  = write_rows & w_last;
+  assign \$1119  = ~ ahead_rows;
+  assign \$1120  = ~ room_w_27[5];
+  assign \$1121  = \$1119  & \$1120 ;
+  assign \$1122  = \$1121  & room_w_28[5];
+  assign \$1125  = write_rows & w_last;
+  assign \$1126  = ~ ahead_rows;
+  assign \$1127  = ~ room_w_27[5];
+  assign \$1128  = \$1126  & \$1127 ;
+  assign \$1129  = \$1128  & room_w_28[5];
+  assign \$1130  = \$1129  ? d_ge_30 : d_ge_2;
+  assign \$1131  = \$1125  ? \$1130  : d_ge_3;
+  assign \$1132  = \$1117  ? 1'h1 : \$1131 ;
+  assign \$1133  = write_rows & w_last;
+  assign \$1134  = ~ ahead_rows;
+  assign \$1135  = ~ room_w_27[5];
+  assign \$1136  = \$1134  & \$1135 ;
+  assign \$1137  = \$1136  & room_w_28[5];
+  assign \$1138  = \$1137  ? d_ge_29 : d_ge_1;
+  assign \$1139  = \$1133  ? \$1138  : d_ge_2;
+  assign \$1140  = \$1116  ? \$1132  : \$1139 ;
+  assign \$1141  = take_rows & r_last;
+  assign \$1142  = oy == 5'h1b;
+  assign \$1143  = write_rows & w_last;
+  assign \$1144  = ~ ahead_rows;
+  assign \$1145  = ~ room_w_27[5];
+  assign \$1146  = \$1144  & \$1145 ;
+  assign \$1147  = \$1146  & room_w_28[5];
+  assign \$1148  = \$1147  ? 1'h0 : 1'h1;
+  assign \$1149  = ! w_row;
+  assign \$1151  = ~ \$1150 ;
+  assign \$1152  = \$1143  ? \$1148  : \$1151 ;
+  assign \$1153  = write_rows & w_last;
+  assign \$1154  = ~ ahead_rows;
+  assign \$1155  = ~ room_w_27[5];
+  assign \$1156  = \$1154  & \$1155 ;
+  assign \$1157  = \$1156  & room_w_28[5];
+  assign \$1158  = \$1157  ? d_ge_31 : d_ge_3;
+  assign \$1159  = \$1153  ? \$1158  : d_ge_4;
+  assign \$1160  = \$1142  ? \$1152  : \$1159 ;
+  assign \$1161  = write_rows & w_last;
+  assign \$1162  = ~ ahead_rows;
+  assign \$1163  = ~ room_w_27[5];
+  assign \$1164  = \$1162  & \$1163 ;
+  assign \$1165  = \$1164  & room_w_28[5];
+  assign \$1166  = \$1165  ? d_ge_30 : d_ge_2;
+  assign \$1167  = \$1161  ? \$1166  : d_ge_3;
+  assign \$1168  = \$1141  ? \$1160  : \$1167 ;
+  assign \$1169  = take_rows & r_last;
+  assign \$1170  = oy == 5'h1b;
+  assign \$1171  = write_rows & w_last;
+  assign \$1172  = ~ ahead_rows;
+  assign \$1173  = ~ room_w_27[5];
+  assign \$1174  = \$1172  & \$1173 ;
+  assign \$1175  = \$1174  & room_w_28[5];
+  assign \$1176  = ! w_row;
+  assign \$1178  = ~ \$1177 ;
+  assign \$1179  = \$1175  ? 1'h0 : \$1178 ;
+  assign \$1180  = ! w_row;
+  assign \$1181  = w_row == 1'h1;
+  assign \$1182  = | { \$1181 , \$1180  };
+  assign \$1183  = ~ \$1182 ;
+  assign \$1184  = \$1171  ? \$1179  : \$1183 ;
+  assign \$1185  = write_rows & w_last;
+  assign \$1186  = ~ ahead_rows;
+  assign \$1187  = ~ room_w_27[5];
+  assign \$1188  = \$1186  & \$1187 ;
+  assign \$1189  = \$1188  & room_w_28[5];
+  assign \$1190  = \$1189  ? d_ge_32 : d_ge_4;
+  assign \$1191  = \$1185  ? \$1190  : d_ge_5;
+  assign \$1192  = \$1170  ? \$1184  : \$1191 ;
+  assign \$1193  = write_rows & w_last;
+  assign \$1194  = ~ ahead_rows;
+  assign \$1195  = ~ room_w_27[5];
+  assign \$1196  = \$1194  & \$1195 ;
+  assign \$1197  = \$1196  & room_w_28[5];
+  assign \$1198  = \$1197  ? d_ge_31 : d_ge_3;
+  assign \$1199  = \$1193  ? \$1198  : d_ge_4;
+  assign \$1200  = \$1169  ? \$1192  : \$1199 ;
+  assign \$1201  = take_rows & r_last;
+  assign \$1202  = oy == 5'h1b;
+  assign \$1203  = write_rows & w_last;
+  assign \$1204  = ~ ahead_rows;
+  assign \$1205  = ~ room_w_27[5];
+  assign \$1206  = \$1204  & \$1205 ;
+  assign \$1207  = \$1206  & room_w_28[5];
+  assign \$1208  = w_row == 5'h1e;
+  assign \$1209  = w_row == 5'h1f;
+  assign \$1210  = | { \$1209 , \$1208  };
+  assign \$1211  = \$1207  ? 1'h0 : \$1210 ;
+  assign \$1212  = w_row == 5'h1f;
+  assign \$1214  = \$1203  ? \$1211  : \$1213 ;
+  assign \$1215  = write_rows & w_last;
+  assign \$1216  = ~ ahead_rows;
+  assign \$1217  = ~ room_w_27[5];
+  assign \$1218  = \$1216  & \$1217 ;
+  assign \$1219  = \$1218  & room_w_28[5];
+  assign \$1220  = d == 6'h3d;
+  assign \$1221  = d == 6'h3e;
+  assign \$1222  = d == 6'h3f;
+  assign \$1223  = | { \$1222 , \$1221 , \$1220  };
+  assign \$1224  = \$1219  ? \$1223  : d_ge_33;
+  assign \$1225  = d == 6'h22;
+  assign \$1226  = d == 6'h23;
+  assign \$1227  = d == 6'h24;
+  assign \$1228  = d == 6'h25;
+  assign \$1229  = d == 6'h26;
+  assign \$1230  = d == 6'h27;
+  assign \$1231  = d == 6'h28;
+  assign \$1232  = d == 6'h29;
+  assign \$1233  = d == 6'h2a;
+  assign \$1234  = d == 6'h2b;
+  assign \$1235  = d == 6'h2c;
+  assign \$1236  = d == 6'h2d;
+  assign \$1237  = d == 6'h2e;
+  assign \$1238  = d == 6'h2f;
+  assign \$1239  = d == 6'h30;
+  assign \$1240  = d == 6'h31;
+  assign \$1241  = d == 6'h32;
+  assign \$1242  = d == 6'h33;
+  assign \$1243  = d == 6'h34;
+  assign \$1244  = d == 6'h35;
+  assign \$1245  = d == 6'h36;
+  assign \$1246  = d == 6'h37;
+  assign \$1247  = d == 6'h38;
+  assign \$1248  = d == 6'h39;
+  assign \$1249  = d == 6'h3a;
+  assign \$1250  = d == 6'h3b;
+  assign \$1251  = d == 6'h3c;
+  assign \$1252  = d == 6'h3d;
+  assign \$1253  = d == 6'h3e;
+  assign \$1254  = d == 6'h3f;
+  assign \$1255  = | { \$1254 , \$1253 , \$1252 , \$1251 , \$1250 , \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243 , \$1242 , \$1241 , \$1240 , \$1239 , \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229 , \$1228 , \$1227 , \$1226 , \$1225  };
+  assign \$1256  = \$1215  ? \$1224  : \$1255 ;
+  assign \$1257  = \$1202  ? \$1214  : \$1256 ;
+  assign \$1258  = write_rows & w_last;
+  assign \$1259  = ~ ahead_rows;
+  assign \$1260  = ~ room_w_27[5];
+  assign \$1261  = \$1259  & \$1260 ;
+  assign \$1262  = \$1261  & room_w_28[5];
+  assign \$1263  = d == 6'h3c;
+  assign \$1264  = d == 6'h3d;
+  assign \$1265  = d == 6'h3e;
+  assign \$1266  = d == 6'h3f;
+  assign \$1267  = | { \$1266 , \$1265 , \$1264 , \$1263  };
+  assign \$1268  = \$1262  ? \$1267  : d_ge_32;
+  assign \$1269  = \$1258  ? \$1268  : d_ge_33;
+  assign \$1270  = \$1201  ? \$1257  : \$1269 ;
+  assign \$1271  = rst_conv1_window ? 1'h0 : valid_next;
+  assign \$1272  = rst_conv1_window ? 1'h1 : read_credits_room_next;
+  assign \$1273  = rst_conv1_window | switch;
+  assign \$1274  = write_rows & w_last;
+  assign \$1275  = w_row == 5'h1b;
+  assign \$1276  = \$1274  & \$1275 ;
+  assign \$1277  = \$1276  ? 1'h1 : ahead_rows;
+  assign \$1278  = \$1273  ? 1'h0 : \$1277 ;
+  assign \$1279  = take_rows & r_last;
+  assign \$1280  = write & w_last;
+  assign \$1281  = ~ ahead;
   assign \$1282  = ~ room_w_27[5];
   assign \$1283  = \$1281  & \$1282 ;
   assign \$1284  = \$1283  & room_w_28[5];
-  assign \$1285  = d == 6'h3a;
-  assign \$1286  = d == 6'h3b;
-  assign \$1287  = d == 6'h3c;
-  assign \$1288  = d == 6'h3d;
-  assign \$1289  = d == 6'h3e;
-  assign \$1290  = d == 6'h3f;
-  assign \$1291  = | { \$1290 , \$1289 , \$1288 , \$1287 , \$1286 , \$1285  };
-  assign \$1292  = \$1284  ? \$1291  : d_ge_30;
-  assign \$1293  = \$1280  ? \$1292  : d_ge_31;
-  assign \$1294  = \$1261  ? \$1279  : \$1293 ;
-  assign \$1295  = write_rows & w_last;
-  assign \$1296  = ~ ahead_rows;
-  assign \$1297  = ~ room_w_27[5];
-  assign \$1298  = \$1296  & \$1297 ;
-  assign \$1299  = \$1298  & room_w_28[5];
-  assign \$1300  = d == 6'h39;
-  assign \$1301  = d == 6'h3a;
-  assign \$1302  = d == 6'h3b;
-  assign \$1303  = d == 6'h3c;
-  assign \$1304  = d == 6'h3d;
-  assign \$1305  = d == 6'h3e;
-  assign \$1306  = d == 6'h3f;
-  assign \$1307  = | { \$1306 , \$1305 , \$1304 , \$1303 , \$1302 , \$1301 , \$1300  };
-  assign \$1308  = \$1299  ? \$1307  : d_ge_29;
-  assign \$1309  = \$1295  ? \$1308  : d_ge_30;
-  assign \$1310  = \$1260  ? \$1294  : \$1309 ;
-  assign \$1311  = take_rows & r_last;
-  assign \$1312  = oy == 5'h1b;
-  assign \$1313  = write_rows & w_last;
-  assign \$1314  = ~ ahead_rows;
-  assign \$1315  = ~ room_w_27[5];
-  assign \$1316  = \$1314  & \$1315 ;
-  assign \$1317  = \$1316  & room_w_28[5];
-  assign \$1318  = w_row == 5'h1c;
-  assign \$1319  = w_row == 5'h1d;
-  assign \$1320  = w_row == 5'h1e;
-  assign \$1321  = w_row == 5'h1f;
-  assign \$1322  = | { \$1321 , \$1320 , \$1319 , \$1318  };
-  assign \$1323  = \$1317  ? 1'h0 : \$1322 ;
-  assign \$1324  = w_row == 5'h1d;
-  assign \$1325  = w_row == 5'h1e;
-  assign \$1326  = w_row == 5'h1f;
-  assign \$1327  = | { \$1326 , \$1325 , \$1324  };
-  assign \$1328  = \$1313  ? \$1323  : \$1327 ;
-  assign \$1329  = write_rows & w_last;
-  assign \$1330  = ~ ahead_rows;
-  assign \$1331  = ~ room_w_27[5];
-  assign \$1332  = \$1330  & \$1331 ;
-  assign \$1333  = \$1332  & room_w_28[5];
-  assign \$1334  = d == 6'h3b;
-  assign \$1335  = d == 6'h3c;
-  assign \$1336  = d == 6'h3d;
-  assign \$1337  = d == 6'h3e;
-  assign \$1338  = d == 6'h3f;
-  assign \$1339  = | { \$1338 , \$1337 , \$1336 , \$1335 , \$1334  };
-  assign \$1340  = \$1333  ? \$1339  : d_ge_31;
-  assign \$1341  = \$1329  ? \$1340  : d_ge_32;
-  assign \$1342  = \$1312  ? \$1328  : \$1341 ;
-  assign \$1343  = write_rows & w_last;
-  assign \$1344  = ~ ahead_rows;
-  assign \$1345  = ~ room_w_27[5];
-  assign \$1346  = \$1344  & \$1345 ;
-  assign \$1347  = \$1346  & room_w_28[5];
-  assign \$1348  = d == 6'h3a;
-  assign \$1349  = d == 6'h3b;
-  assign \$1350  = d == 6'h3c;
-  assign \$1351  = d == 6'h3d;
-  assign \$1352  = d == 6'h3e;
-  assign \$1353  = d == 6'h3f;
-  assign \$1354  = | { \$1353 , \$1352 , \$1351 , \$1350 , \$1349 , \$1348  };
-  assign \$1355  = \$1347  ? \$1354  : d_ge_30;
-  assign \$1356  = \$1343  ? \$1355  : d_ge_31;
-  assign \$1357  = \$1311  ? \$1342  : \$1356 ;
-  assign \$1358  = take_rows & r_last;
-  assign \$1359  = oy == 5'h1b;
-  assign \$1360  = write_rows & w_last;
-  assign \$1361  = ~ ahead_rows;
-  assign \$1362  = ~ room_w_27[5];
-  assign \$1363  = \$1361  & \$1362 ;
-  assign \$1364  = \$1363  & room_w_28[5];
-  assign \$1365  = w_row == 5'h1d;
-  assign \$1366  = w_row == 5'h1e;
-  assign \$1367  = w_row == 5'h1f;
-  assign \$1368  = | { \$1367 , \$1366 , \$1365  };
-  assign \$1369  = \$1364  ? 1'h0 : \$1368 ;
-  assign \$1370  = w_row == 5'h1e;
-  assign \$1371  = w_row == 5'h1f;
-  assign \$1372  = | { \$1371 , \$1370  };
-  assign \$1373  = \$1360  ? \$1369  : \$1372 ;
-  assign \$1374  = write_rows & w_last;
-  assign \$1375  = ~ ahead_rows;
-  assign \$1376  = ~ room_w_27[5];
-  assign \$1377  = \$1375  & \$1376 ;
-  assign \$1378  = \$1377  & room_w_28[5];
-  assign \$1379  = d == 6'h3c;
-  assign \$1380  = d == 6'h3d;
-  assign \$1381  = d == 6'h3e;
-  assign \$1382  = d == 6'h3f;
-  assign \$1383  = | { \$1382 , \$1381 , \$1380 , \$1379  };
-  assign \$1384  = \$1378  ? \$1383  : d_ge_32;
-  assign \$1385  = \$1374  ? \$1384  : d_ge_33;
-  assign \$1386  = \$1359  ? \$1373  : \$1385 ;
-  assign \$1387  = write_rows & w_last;
-  assign \$1388  = ~ ahead_rows;
-  assign \$1389  = ~ room_w_27[5];
-  assign \$1390  = \$1388  & \$1389 ;
-  assign \$1391  = \$1390  & room_w_28[5];
-  assign \$1392  = d == 6'h3b;
-  assign \$1393  = d == 6'h3c;
-  assign \$1394  = d == 6'h3d;
-  assign \$1395  = d == 6'h3e;
-  assign \$1396  = d == 6'h3f;
-  assign \$1397  = | { \$1396 , \$1395 , \$1394 , \$1393 , \$1392  };
-  assign \$1398  = \$1391  ? \$1397  : d_ge_31;
-  assign \$1399  = \$1387  ? \$1398  : d_ge_32;
-  assign \$1400  = \$1358  ? \$1386  : \$1399 ;
-  assign \$1401  = take_rows & r_last;
-  assign \$1402  = oy == 5'h1b;
-  assign \$1403  = write_rows & w_last;
-  assign \$1404  = ~ ahead_rows;
-  assign \$1405  = ~ room_w_27[5];
-  assign \$1406  = \$1404  & \$1405 ;
-  assign \$1407  = \$1406  & room_w_28[5];
-  assign \$1410  = write_rows & w_last;
-  assign \$1411  = ~ ahead_rows;
-  assign \$1412  = ~ room_w_27[5];
-  assign \$1413  = \$1411  & \$1412 ;
-  assign \$1414  = \$1413  & room_w_28[5];
-  assign \$1415  = \$1414  ? d_ge_28 : d_ge_0;
-  assign \$1416  = \$1410  ? \$1415  : d_ge_1;
-  assign \$1417  = \$1402  ? 1'h1 : \$1416 ;
-  assign \$1418  = write_rows & w_last;
-  assign \$1419  = ~ ahead_rows;
-  assign \$1420  = ~ room_w_27[5];
-  assign \$1421  = \$1419  & \$1420 ;
-  assign \$1422  = \$1421  & room_w_28[5];
-  assign \$1423  = d == 5'h1b;
-  assign \$1424  = d == 5'h1c;
-  assign \$1425  = d == 5'h1d;
-  assign \$1426  = d == 5'h1e;
-  assign \$1427  = d == 5'h1f;
-  assign \$1428  = d == 6'h20;
-  assign \$1429  = d == 6'h21;
-  assign \$1430  = d == 6'h22;
-  assign \$1431  = d == 6'h23;
-  assign \$1432  = d == 6'h24;
-  assign \$1433  = d == 6'h25;
-  assign \$1434  = d == 6'h26;
-  assign \$1435  = d == 6'h27;
-  assign \$1436  = d == 6'h28;
-  assign \$1437  = d == 6'h29;
-  assign \$1438  = d == 6'h2a;
-  assign \$1439  = d == 6'h2b;
-  assign \$1440  = d == 6'h2c;
-  assign \$1441  = d == 6'h2d;
-  assign \$1442  = d == 6'h2e;
-  assign \$1443  = d == 6'h2f;
-  assign \$1444  = d == 6'h30;
-  assign \$1445  = d == 6'h31;
-  assign \$1446  = d == 6'h32;
-  assign \$1447  = d == 6'h33;
-  assign \$1448  = d == 6'h34;
-  assign \$1449  = d == 6'h35;
-  assign \$1450  = d == 6'h36;
-  assign \$1451  = d == 6'h37;
-  assign \$1452  = d == 6'h38;
-  assign \$1453  = d == 6'h39;
-  assign \$1454  = d == 6'h3a;
-  assign \$1455  = d == 6'h3b;
-  assign \$1456  = d == 6'h3c;
-  assign \$1457  = d == 6'h3d;
-  assign \$1458  = d == 6'h3e;
-  assign \$1459  = d == 6'h3f;
-  assign \$1460  = | { \$1459 , \$1458 , \$1457 , \$1456 , \$1455 , \$1454 , \$1453 , \$1452 , \$1451 , \$1450 , \$1449 , \$1448 , \$1447 , \$1446 , \$1445 , \$1444 , \$1443 , \$1442 , \$1441 , \$1440 , \$1439 , \$1438 , \$1437 , \$1436 , \$1435 , \$1434 , \$1433 , \$1432 , \$1431 , \$1430 , \$1429 , \$1428 , \$1427 , \$1426 , \$1425 , \$1424 , \$1423  };
-  assign \$1461  = d == 7'h40;
-  assign \$1462  = d == 7'h41;
-  assign \$1463  = d == 7'h42;
-  assign \$1464  = d == 7'h43;
-  assign \$1465  = d == 7'h44;
-  assign \$1466  = d == 7'h45;
-  assign \$1467  = d == 7'h46;
-  assign \$1468  = d == 7'h47;
-  assign \$1469  = d == 7'h48;
-  assign \$1470  = d == 7'h49;
-  assign \$1471  = d == 7'h4a;
-  assign \$1472  = d == 7'h4b;
-  assign \$1473  = d == 7'h4c;
-  assign \$1474  = d == 7'h4d;
-  assign \$1475  = d == 7'h4e;
-  assign \$1476  = d == 7'h4f;
-  assign \$1477  = d == 7'h50;
-  assign \$1478  = d == 7'h51;
-  assign \$1479  = d == 7'h52;
-  assign \$1480  = d == 7'h53;
-  assign \$1481  = d == 7'h54;
-  assign \$1482  = d == 7'h55;
-  assign \$1483  = d == 7'h56;
-  assign \$1484  = d == 7'h57;
-  assign \$1485  = d == 7'h58;
-  assign \$1486  = d == 7'h59;
-  assign \$1487  = d == 7'h5a;
-  assign \$1488  = d == 7'h5b;
-  assign \$1489  = d == 7'h5c;
-  assign \$1490  = d == 7'h5d;
-  assign \$1491  = d == 7'h5e;
-  assign \$1492  = d == 7'h5f;
-  assign \$1493  = d == 7'h60;
-  assign \$1494  = d == 7'h61;
-  assign \$1495  = d == 7'h62;
-  assign \$1496  = d == 7'h63;
-  assign \$1497  = d == 7'h64;
-  assign \$1498  = d == 7'h65;
-  assign \$1499  = d == 7'h66;
-  assign \$1500  = d == 7'h67;
-  assign \$1501  = d == 7'h68;
-  assign \$1502  = d == 7'h69;
-  assign \$1503  = d == 7'h6a;
-  assign \$1504  = d == 7'h6b;
-  assign \$1505  = d == 7'h6c;
-  assign \$1506  = d == 7'h6d;
-  assign \$1507  = d == 7'h6e;
-  assign \$1508  = d == 7'h6f;
-  assign \$1509  = d == 7'h70;
-  assign \$1510  = d == 7'h71;
-  assign \$1511  = d == 7'h72;
-  assign \$1512  = d == 7'h73;
-  assign \$1513  = d == 7'h74;
-  assign \$1514  = d == 7'h75;
-  assign \$1515  = d == 7'h76;
-  assign \$1516  = d == 7'h77;
-  assign \$1517  = d == 7'h78;
-  assign \$1518  = d == 7'h79;
-  assign \$1519  = d == 7'h7a;
-  assign \$1520  = d == 7'h7b;
-  assign \$1521  = d == 7'h7c;
-  assign \$1522  = d == 7'h7d;
-  assign \$1523  = d == 7'h7e;
-  assign \$1524  = | { \$1523 , \$1522 , \$1521 , \$1520 , \$1519 , \$1518 , \$1517 , \$1516 , \$1515 , \$1514 , \$1513 , \$1512 , \$1511 , \$1510 , \$1509 , \$1508 , \$1507 , \$1506 , \$1505 , \$1504 , \$1503 , \$1502 , \$1501 , \$1500 , \$1499 , \$1498 , \$1497 , \$1496 , \$1495 , \$1494 , \$1493 , \$1492 , \$1491 , \$1490 , \$1489 , \$1488 , \$1487 , \$1486 , \$1485 , \$1484 , \$1483 , \$1482 , \$1481 , \$1480 , \$1479 , \$1478 , \$1477 , \$1476 , \$1475 , \$1474 , \$1473 , \$1472 , \$1471 , \$1470 , \$1469 , \$1468 , \$1467 , \$1466 , \$1465 , \$1464 , \$1463 , \$1462 , \$1461  };
-  assign \$1525  = ~ \$1524 ;
-  assign \$1526  = \$1422  ? \$1460  : \$1525 ;
-  assign \$1527  = \$1418  ? \$1526  : d_ge_0;
-  assign \$1528  = \$1401  ? \$1417  : \$1527 ;
-  assign \$1529  = take_rows & r_last;
-  assign \$1530  = oy == 5'h1b;
-  assign \$1531  = write_rows & w_last;
-  assign \$1532  = ~ ahead_rows;
-  assign \$1533  = ~ room_w_27[5];
-  assign \$1534  = \$1532  & \$1533 ;
-  assign \$1535  = \$1534  & room_w_28[5];
-  assign \$1538  = write_rows & w_last;
-  assign \$1539  = ~ ahead_rows;
-  assign \$1540  = ~ room_w_27[5];
-  assign \$1541  = \$1539  & \$1540 ;
-  assign \$1542  = \$1541  & room_w_28[5];
-  assign \$1543  = \$1542  ? d_ge_29 : d_ge_1;
-  assign \$1544  = \$1538  ? \$1543  : d_ge_2;
-  assign \$1545  = \$1530  ? 1'h1 : \$1544 ;
-  assign \$1546  = write_rows & w_last;
-  assign \$1547  = ~ ahead_rows;
-  assign \$1548  = ~ room_w_27[5];
-  assign \$1549  = \$1547  & \$1548 ;
-  assign \$1550  = \$1549  & room_w_28[5];
-  assign \$1551  = \$1550  ? d_ge_28 : d_ge_0;
-  assign \$1552  = \$1546  ? \$1551  : d_ge_1;
-  assign \$1553  = \$1529  ? \$1545  : \$1552 ;
-  assign \$1554  = take_rows & r_last;
-  assign \$1555  = oy == 5'h1b;
-  assign \$1556  = write_rows & w_last;
-  assign \$1557  = ~ ahead_rows;
-  assign \$1558  = ~ room_w_27[5];
-  assign \$1559  = \$1557  & \$1558 ;
-  assign \$1560  = \$1559  & room_w_28[5];
-  assign \$1563  = write_rows & w_last;
-  assign \$1564  = ~ ahead_rows;
-  assign \$1565  = ~ room_w_27[5];
-  assign \$1566  = \$1564  & \$1565 ;
-  assign \$1567  = \$1566  & room_w_28[5];
-  assign \$1568  = \$1567  ? d_ge_30 : d_ge_2;
-  assign \$1569  = \$1563  ? \$1568  : d_ge_3;
-  assign \$1570  = \$1555  ? 1'h1 : \$1569 ;
-  assign \$1571  = write_rows & w_last;
-  assign \$1572  = ~ ahead_rows;
-  assign \$1573  = ~ room_w_27[5];
+  assign \$1285  = oy == 5'h1b;
+  assign \$1286  = ~ ahead;
+  assign \$1287  = ~ room_w_27[5];
+  assign \$1288  = \$1286  & \$1287 ;
+  assign \$1289  = \$1288  & room_w_28[5];
+  assign \$1290  = ahead | \$1289 ;
+  assign \$1291  = switch ? 1'h0 : \$1290 ;
+  assign \$1292  = oy == 5'h1b;
+  assign \$1293  = r_done | \$1292 ;
+  assign \$1294  = switch ? 1'h0 : \$1293 ;
+  assign \$1295  = ~ \$1294 ;
+  assign \$1297  = oy == 5'h1b;
+  assign \$1298  = r_done | \$1297 ;
+  assign \$1299  = switch ? 1'h0 : \$1298 ;
+  assign \$1302  = \$1291  ? 1'h0 : 1'h1;
+  assign \$1303  = ~ ahead;
+  assign \$1304  = ~ room_w_27[5];
+  assign \$1305  = \$1303  & \$1304 ;
+  assign \$1306  = \$1305  & room_w_28[5];
+  assign \$1307  = ahead | \$1306 ;
+  assign \$1308  = switch ? 1'h0 : \$1307 ;
+  assign \$1309  = oy == 5'h1b;
+  assign \$1310  = r_done | \$1309 ;
+  assign \$1311  = switch ? 1'h0 : \$1310 ;
+  assign \$1312  = ~ \$1311 ;
+  assign \$1313  = \$1312  & room_low_21[5];
+  assign \$1314  = oy == 5'h1b;
+  assign \$1315  = r_done | \$1314 ;
+  assign \$1316  = switch ? 1'h0 : \$1315 ;
+  assign \$1319  = \$1308  ? \$1313  : 1'h1;
+  assign \$1320  = \$1285  ? \$1302  : \$1319 ;
+  assign \$1321  = oy == 5'h1b;
+  assign \$1322  = ~ ahead;
+  assign \$1323  = ~ room_w_27[5];
+  assign \$1324  = \$1322  & \$1323 ;
+  assign \$1325  = \$1324  & room_w_28[5];
+  assign \$1326  = ahead | \$1325 ;
+  assign \$1327  = switch ? 1'h0 : \$1326 ;
+  assign \$1328  = oy == 5'h1b;
+  assign \$1329  = r_done | \$1328 ;
+  assign \$1330  = switch ? 1'h0 : \$1329 ;
+  assign \$1331  = ~ \$1330 ;
+  assign \$1333  = oy == 5'h1b;
+  assign \$1334  = r_done | \$1333 ;
+  assign \$1335  = switch ? 1'h0 : \$1334 ;
+  assign \$1336  = \$1335  | room_w_3[5];
+  assign \$1337  = room_w_27[5] & \$1336 ;
+  assign \$1338  = \$1327  ? 1'h0 : \$1337 ;
+  assign \$1339  = ~ ahead;
+  assign \$1340  = ~ room_w_27[5];
+  assign \$1341  = \$1339  & \$1340 ;
+  assign \$1342  = \$1341  & room_w_28[5];
+  assign \$1343  = ahead | \$1342 ;
+  assign \$1344  = switch ? 1'h0 : \$1343 ;
+  assign \$1345  = oy == 5'h1b;
+  assign \$1346  = r_done | \$1345 ;
+  assign \$1347  = switch ? 1'h0 : \$1346 ;
+  assign \$1348  = ~ \$1347 ;
+  assign \$1349  = ~ d_ge_m22;
+  assign \$1350  = \$1348  & \$1349 ;
+  assign \$1351  = oy == 5'h1b;
+  assign \$1352  = r_done | \$1351 ;
+  assign \$1353  = switch ? 1'h0 : \$1352 ;
+  assign \$1354  = ~ d_ge_6;
+  assign \$1355  = \$1353  | \$1354 ;
+  assign \$1356  = room_w_27[5] & \$1355 ;
+  assign \$1357  = \$1344  ? \$1350  : \$1356 ;
+  assign \$1358  = \$1321  ? \$1338  : \$1357 ;
+  assign \$1359  = \$1284  ? \$1320  : \$1358 ;
+  assign \$1360  = oy == 5'h1b;
+  assign \$1361  = switch ? 1'h0 : ahead;
+  assign \$1362  = oy == 5'h1b;
+  assign \$1363  = r_done | \$1362 ;
+  assign \$1364  = switch ? 1'h0 : \$1363 ;
+  assign \$1365  = ~ \$1364 ;
+  assign \$1367  = oy == 5'h1b;
+  assign \$1368  = r_done | \$1367 ;
+  assign \$1369  = switch ? 1'h0 : \$1368 ;
+  assign \$1370  = \$1369  | room_w_4[5];
+  assign \$1371  = room_w_28[5] & \$1370 ;
+  assign \$1372  = \$1361  ? 1'h0 : \$1371 ;
+  assign \$1373  = switch ? 1'h0 : ahead;
+  assign \$1374  = oy == 5'h1b;
+  assign \$1375  = r_done | \$1374 ;
+  assign \$1376  = switch ? 1'h0 : \$1375 ;
+  assign \$1377  = ~ \$1376 ;
+  assign \$1378  = ~ d_ge_m21;
+  assign \$1379  = \$1377  & \$1378 ;
+  assign \$1380  = oy == 5'h1b;
+  assign \$1381  = r_done | \$1380 ;
+  assign \$1382  = switch ? 1'h0 : \$1381 ;
+  assign \$1383  = ~ d_ge_7;
+  assign \$1384  = \$1382  | \$1383 ;
+  assign \$1385  = room_w_28[5] & \$1384 ;
+  assign \$1386  = \$1373  ? \$1379  : \$1385 ;
+  assign \$1387  = \$1360  ? \$1372  : \$1386 ;
+  assign \$1388  = \$1280  ? \$1359  : \$1387 ;
+  assign \$1389  = write & w_last;
+  assign \$1390  = ~ ahead;
+  assign \$1391  = ~ room_w_27[5];
+  assign \$1392  = \$1390  & \$1391 ;
+  assign \$1393  = \$1392  & room_w_28[5];
+  assign \$1394  = ~ ahead;
+  assign \$1395  = ~ room_w_27[5];
+  assign \$1396  = \$1394  & \$1395 ;
+  assign \$1397  = \$1396  & room_w_28[5];
+  assign \$1398  = ahead | \$1397 ;
+  assign \$1399  = switch ? 1'h0 : \$1398 ;
+  assign \$1400  = switch ? 1'h0 : r_done;
+  assign \$1401  = ~ \$1400 ;
+  assign \$1402  = \$1401  & room_low_22[5];
+  assign \$1403  = switch ? 1'h0 : r_done;
+  assign \$1406  = \$1399  ? \$1402  : 1'h1;
+  assign \$1407  = ~ ahead;
+  assign \$1408  = ~ room_w_27[5];
+  assign \$1409  = \$1407  & \$1408 ;
+  assign \$1410  = \$1409  & room_w_28[5];
+  assign \$1411  = ahead | \$1410 ;
+  assign \$1412  = switch ? 1'h0 : \$1411 ;
+  assign \$1413  = switch ? 1'h0 : r_done;
+  assign \$1414  = ~ \$1413 ;
+  assign \$1415  = ~ d_ge_m23;
+  assign \$1416  = \$1414  & \$1415 ;
+  assign \$1417  = switch ? 1'h0 : r_done;
+  assign \$1418  = ~ d_ge_5;
+  assign \$1419  = \$1417  | \$1418 ;
+  assign \$1420  = room_w_27[5] & \$1419 ;
+  assign \$1421  = \$1412  ? \$1416  : \$1420 ;
+  assign \$1422  = \$1393  ? \$1406  : \$1421 ;
+  assign \$1423  = switch ? 1'h0 : ahead;
+  assign \$1424  = switch ? 1'h0 : r_done;
+  assign \$1425  = ~ \$1424 ;
+  assign \$1426  = ~ d_ge_m22;
+  assign \$1427  = \$1425  & \$1426 ;
+  assign \$1428  = switch ? 1'h0 : r_done;
+  assign \$1429  = ~ d_ge_6;
+  assign \$1430  = \$1428  | \$1429 ;
+  assign \$1431  = room_w_28[5] & \$1430 ;
+  assign \$1432  = \$1423  ? \$1427  : \$1431 ;
+  assign \$1433  = switch ? \$1432  : o__ready;
+  assign \$1434  = \$1389  ? \$1422  : \$1433 ;
+  assign \$1435  = \$1279  ? \$1388  : \$1434 ;
+  assign \$1436  = rst_conv1_window ? 1'h1 : \$1435 ;
+  assign \$1437  = take_rows & r_last;
+  assign \$1438  = write & w_last;
+  assign \$1439  = ~ ahead;
+  assign \$1440  = ~ room_w_27[5];
+  assign \$1441  = \$1439  & \$1440 ;
+  assign \$1442  = \$1441  & room_w_28[5];
+  assign \$1443  = oy == 5'h1b;
+  assign \$1444  = ~ ahead;
+  assign \$1445  = ~ room_w_27[5];
+  assign \$1446  = \$1444  & \$1445 ;
+  assign \$1447  = \$1446  & room_w_28[5];
+  assign \$1448  = ahead | \$1447 ;
+  assign \$1449  = switch ? 1'h0 : \$1448 ;
+  assign \$1450  = oy == 5'h1b;
+  assign \$1451  = r_done | \$1450 ;
+  assign \$1452  = switch ? 1'h0 : \$1451 ;
+  assign \$1453  = ~ \$1452 ;
+  assign \$1455  = oy == 5'h1b;
+  assign \$1456  = r_done | \$1455 ;
+  assign \$1457  = switch ? 1'h0 : \$1456 ;
+  assign \$1460  = \$1449  ? 1'h0 : 1'h1;
+  assign \$1461  = ~ ahead;
+  assign \$1462  = ~ room_w_27[5];
+  assign \$1463  = \$1461  & \$1462 ;
+  assign \$1464  = \$1463  & room_w_28[5];
+  assign \$1465  = ahead | \$1464 ;
+  assign \$1466  = switch ? 1'h0 : \$1465 ;
+  assign \$1467  = oy == 5'h1b;
+  assign \$1468  = r_done | \$1467 ;
+  assign \$1469  = switch ? 1'h0 : \$1468 ;
+  assign \$1470  = ~ \$1469 ;
+  assign \$1471  = \$1470  & room_low_21[5];
+  assign \$1472  = oy == 5'h1b;
+  assign \$1473  = r_done | \$1472 ;
+  assign \$1474  = switch ? 1'h0 : \$1473 ;
+  assign \$1477  = \$1466  ? \$1471  : 1'h1;
+  assign \$1478  = \$1443  ? \$1460  : \$1477 ;
+  assign \$1479  = oy == 5'h1b;
+  assign \$1480  = ~ ahead;
+  assign \$1481  = ~ room_w_27[5];
+  assign \$1482  = \$1480  & \$1481 ;
+  assign \$1483  = \$1482  & room_w_28[5];
+  assign \$1484  = ahead | \$1483 ;
+  assign \$1485  = switch ? 1'h0 : \$1484 ;
+  assign \$1486  = oy == 5'h1b;
+  assign \$1487  = r_done | \$1486 ;
+  assign \$1488  = switch ? 1'h0 : \$1487 ;
+  assign \$1489  = ~ \$1488 ;
+  assign \$1491  = oy == 5'h1b;
+  assign \$1492  = r_done | \$1491 ;
+  assign \$1493  = switch ? 1'h0 : \$1492 ;
+  assign \$1494  = \$1493  | room_w_3[5];
+  assign \$1495  = room_w_27[5] & \$1494 ;
+  assign \$1496  = \$1485  ? 1'h0 : \$1495 ;
+  assign \$1497  = ~ ahead;
+  assign \$1498  = ~ room_w_27[5];
+  assign \$1499  = \$1497  & \$1498 ;
+  assign \$1500  = \$1499  & room_w_28[5];
+  assign \$1501  = ahead | \$1500 ;
+  assign \$1502  = switch ? 1'h0 : \$1501 ;
+  assign \$1503  = oy == 5'h1b;
+  assign \$1504  = r_done | \$1503 ;
+  assign \$1505  = switch ? 1'h0 : \$1504 ;
+  assign \$1506  = ~ \$1505 ;
+  assign \$1507  = ~ d_ge_m22;
+  assign \$1508  = \$1506  & \$1507 ;
+  assign \$1509  = oy == 5'h1b;
+  assign \$1510  = r_done | \$1509 ;
+  assign \$1511  = switch ? 1'h0 : \$1510 ;
+  assign \$1512  = ~ d_ge_6;
+  assign \$1513  = \$1511  | \$1512 ;
+  assign \$1514  = room_w_27[5] & \$1513 ;
+  assign \$1515  = \$1502  ? \$1508  : \$1514 ;
+  assign \$1516  = \$1479  ? \$1496  : \$1515 ;
+  assign \$1517  = \$1442  ? \$1478  : \$1516 ;
+  assign \$1518  = oy == 5'h1b;
+  assign \$1519  = switch ? 1'h0 : ahead;
+  assign \$1520  = oy == 5'h1b;
+  assign \$1521  = r_done | \$1520 ;
+  assign \$1522  = switch ? 1'h0 : \$1521 ;
+  assign \$1523  = ~ \$1522 ;
+  assign \$1525  = oy == 5'h1b;
+  assign \$1526  = r_done | \$1525 ;
+  assign \$1527  = switch ? 1'h0 : \$1526 ;
+  assign \$1528  = \$1527  | room_w_4[5];
+  assign \$1529  = room_w_28[5] & \$1528 ;
+  assign \$1530  = \$1519  ? 1'h0 : \$1529 ;
+  assign \$1531  = switch ? 1'h0 : ahead;
+  assign \$1532  = oy == 5'h1b;
+  assign \$1533  = r_done | \$1532 ;
+  assign \$1534  = switch ? 1'h0 : \$1533 ;
+  assign \$1535  = ~ \$1534 ;
+  assign \$1536  = ~ d_ge_m21;
+  assign \$1537  = \$1535  & \$1536 ;
+  assign \$1538  = oy == 5'h1b;
+  assign \$1539  = r_done | \$1538 ;
+  assign \$1540  = switch ? 1'h0 : \$1539 ;
+  assign \$1541  = ~ d_ge_7;
+  assign \$1542  = \$1540  | \$1541 ;
+  assign \$1543  = room_w_28[5] & \$1542 ;
+  assign \$1544  = \$1531  ? \$1537  : \$1543 ;
+  assign \$1545  = \$1518  ? \$1530  : \$1544 ;
+  assign \$1546  = \$1438  ? \$1517  : \$1545 ;
+  assign \$1547  = write & w_last;
+  assign \$1548  = ~ ahead;
+  assign \$1549  = ~ room_w_27[5];
+  assign \$1550  = \$1548  & \$1549 ;
+  assign \$1551  = \$1550  & room_w_28[5];
+  assign \$1552  = ~ ahead;
+  assign \$1553  = ~ room_w_27[5];
+  assign \$1554  = \$1552  & \$1553 ;
+  assign \$1555  = \$1554  & room_w_28[5];
+  assign \$1556  = ahead | \$1555 ;
+  assign \$1557  = switch ? 1'h0 : \$1556 ;
+  assign \$1558  = switch ? 1'h0 : r_done;
+  assign \$1559  = ~ \$1558 ;
+  assign \$1560  = \$1559  & room_low_22[5];
+  assign \$1561  = switch ? 1'h0 : r_done;
+  assign \$1564  = \$1557  ? \$1560  : 1'h1;
+  assign \$1565  = ~ ahead;
+  assign \$1566  = ~ room_w_27[5];
+  assign \$1567  = \$1565  & \$1566 ;
+  assign \$1568  = \$1567  & room_w_28[5];
+  assign \$1569  = ahead | \$1568 ;
+  assign \$1570  = switch ? 1'h0 : \$1569 ;
+  assign \$1571  = switch ? 1'h0 : r_done;
+  assign \$1572  = ~ \$1571 ;
+  assign \$1573  = ~ d_ge_m23;
   assign \$1574  = \$1572  & \$1573 ;
-  assign \$1575  = \$1574  & room_w_28[5];
-  assign \$1576  = \$1575  ? d_ge_29 : d_ge_1;
-  assign \$1577  = \$1571  ? \$1576  : d_ge_2;
-  assign \$1578  = \$1554  ? \$1570  : \$1577 ;
-  assign \$1579  = take_rows & r_last;
-  assign \$1580  = oy == 5'h1b;
-  assign \$1581  = write_rows & w_last;
-  assign \$1582  = ~ ahead_rows;
-  assign \$1583  = ~ room_w_27[5];
-  assign \$1584  = \$1582  & \$1583 ;
-  assign \$1585  = \$1584  & room_w_28[5];
-  assign \$1586  = \$1585  ? 1'h0 : 1'h1;
-  assign \$1587  = ! w_row;
-  assign \$1589  = ~ \$1588 ;
-  assign \$1590  = \$1581  ? \$1586  : \$1589 ;
-  assign \$1591  = write_rows & w_last;
-  assign \$1592  = ~ ahead_rows;
-  assign \$1593  = ~ room_w_27[5];
-  assign \$1594  = \$1592  & \$1593 ;
-  assign \$1595  = \$1594  & room_w_28[5];
-  assign \$1596  = \$1595  ? d_ge_31 : d_ge_3;
-  assign \$1597  = \$1591  ? \$1596  : d_ge_4;
-  assign \$1598  = \$1580  ? \$1590  : \$1597 ;
-  assign \$1599  = write_rows & w_last;
-  assign \$1600  = ~ ahead_rows;
-  assign \$1601  = ~ room_w_27[5];
-  assign \$1602  = \$1600  & \$1601 ;
-  assign \$1603  = \$1602  & room_w_28[5];
-  assign \$1604  = \$1603  ? d_ge_30 : d_ge_2;
-  assign \$1605  = \$1599  ? \$1604  : d_ge_3;
-  assign \$1606  = \$1579  ? \$1598  : \$1605 ;
-  assign \$1607  = take_rows & r_last;
-  assign \$1608  = oy == 5'h1b;
-  assign \$1609  = write_rows & w_last;
-  assign \$1610  = ~ ahead_rows;
-  assign \$1611  = ~ room_w_27[5];
-  assign \$1612  = \$1610  & \$1611 ;
-  assign \$1613  = \$1612  & room_w_28[5];
-  assign \$1614  = ! w_row;
-  assign \$1616  = ~ \$1615 ;
-  assign \$1617  = \$1613  ? 1'h0 : \$1616 ;
-  assign \$1618  = ! w_row;
-  assign \$1619  = w_row == 1'h1;
-  assign \$1620  = | { \$1619 , \$1618  };
-  assign \$1621  = ~ \$1620 ;
-  assign \$1622  = \$1609  ? \$1617  : \$1621 ;
-  assign \$1623  = write_rows & w_last;
-  assign \$1624  = ~ ahead_rows;
-  assign \$1625  = ~ room_w_27[5];
-  assign \$1626  = \$1624  & \$1625 ;
-  assign \$1627  = \$1626  & room_w_28[5];
-  assign \$1628  = \$1627  ? d_ge_32 : d_ge_4;
-  assign \$1629  = \$1623  ? \$1628  : d_ge_5;
-  assign \$1630  = \$1608  ? \$1622  : \$1629 ;
-  assign \$1631  = write_rows & w_last;
-  assign \$1632  = ~ ahead_rows;
-  assign \$1633  = ~ room_w_27[5];
-  assign \$1634  = \$1632  & \$1633 ;
-  assign \$1635  = \$1634  & room_w_28[5];
-  assign \$1636  = \$1635  ? d_ge_31 : d_ge_3;
-  assign \$1637  = \$1631  ? \$1636  : d_ge_4;
-  assign \$1638  = \$1607  ? \$1630  : \$1637 ;
-  assign \$1639  = take_rows & r_last;
-  assign \$1640  = oy == 5'h1b;
-  assign \$1641  = write_rows & w_last;
-  assign \$1642  = ~ ahead_rows;
-  assign \$1643  = ~ room_w_27[5];
-  assign \$1644  = \$1642  & \$1643 ;
-  assign \$1645  = \$1644  & room_w_28[5];
-  assign \$1646  = w_row == 5'h1e;
-  assign \$1647  = w_row == 5'h1f;
-  assign \$1648  = | { \$1647 , \$1646  };
-  assign \$1649  = \$1645  ? 1'h0 : \$1648 ;
-  assign \$1650  = w_row == 5'h1f;
-  assign \$1652  = \$1641  ? \$1649  : \$1651 ;
-  assign \$1653  = write_rows & w_last;
-  assign \$1654  = ~ ahead_rows;
-  assign \$1655  = ~ room_w_27[5];
-  assign \$1656  = \$1654  & \$1655 ;
-  assign \$1657  = \$1656  & room_w_28[5];
-  assign \$1658  = d == 6'h3d;
-  assign \$1659  = d == 6'h3e;
-  assign \$1660  = d == 6'h3f;
-  assign \$1661  = | { \$1660 , \$1659 , \$1658  };
-  assign \$1662  = \$1657  ? \$1661  : d_ge_33;
-  assign \$1663  = d == 6'h22;
-  assign \$1664  = d == 6'h23;
-  assign \$1665  = d == 6'h24;
-  assign \$1666  = d == 6'h25;
-  assign \$1667  = d == 6'h26;
-  assign \$1668  = d == 6'h27;
-  assign \$1669  = d == 6'h28;
-  assign \$1670  = d == 6'h29;
-  assign \$1671  = d == 6'h2a;
-  assign \$1672  = d == 6'h2b;
-  assign \$1673  = d == 6'h2c;
-  assign \$1674  = d == 6'h2d;
-  assign \$1675  = d == 6'h2e;
-  assign \$1676  = d == 6'h2f;
-  assign \$1677  = d == 6'h30;
-  assign \$1678  = d == 6'h31;
-  assign \$1679  = d == 6'h32;
-  assign \$1680  = d == 6'h33;
-  assign \$1681  = d == 6'h34;
-  assign \$1682  = d == 6'h35;
-  assign \$1683  = d == 6'h36;
-  assign \$1684  = d == 6'h37;
-  assign \$1685  = d == 6'h38;
-  assign \$1686  = d == 6'h39;
-  assign \$1687  = d == 6'h3a;
-  assign \$1688  = d == 6'h3b;
-  assign \$1689  = d == 6'h3c;
-  assign \$1690  = d == 6'h3d;
-  assign \$1691  = d == 6'h3e;
-  assign \$1692  = d == 6'h3f;
-  assign \$1693  = | { \$1692 , \$1691 , \$1690 , \$1689 , \$1688 , \$1687 , \$1686 , \$1685 , \$1684 , \$1683 , \$1682 , \$1681 , \$1680 , \$1679 , \$1678 , \$1677 , \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666 , \$1665 , \$1664 , \$1663  };
-  assign \$1694  = \$1653  ? \$1662  : \$1693 ;
-  assign \$1695  = \$1640  ? \$1652  : \$1694 ;
-  assign \$1696  = write_rows & w_last;
-  assign \$1697  = ~ ahead_rows;
-  assign \$1698  = ~ room_w_27[5];
-  assign \$1699  = \$1697  & \$1698 ;
-  assign \$1700  = \$1699  & room_w_28[5];
-  assign \$1701  = d == 6'h3c;
-  assign \$1702  = d == 6'h3d;
-  assign \$1703  = d == 6'h3e;
-  assign \$1704  = d == 6'h3f;
-  assign \$1705  = | { \$1704 , \$1703 , \$1702 , \$1701  };
-  assign \$1706  = \$1700  ? \$1705  : d_ge_32;
-  assign \$1707  = \$1696  ? \$1706  : d_ge_33;
-  assign \$1708  = \$1639  ? \$1695  : \$1707 ;
-  assign \$1709  = rst_conv1_window ? 1'h0 : valid_next;
-  assign \$1710  = rst_conv1_window | switch;
-  assign \$1711  = write_rows & w_last;
-  assign \$1712  = w_row == 5'h1b;
-  assign \$1713  = \$1711  & \$1712 ;
-  assign \$1714  = \$1713  ? 1'h1 : ahead_rows;
-  assign \$1715  = \$1710  ? 1'h0 : \$1714 ;
-  assign \$1716  = take_rows & r_last;
-  assign \$1717  = write & w_last;
-  assign \$1718  = ~ ahead;
-  assign \$1719  = ~ room_w_27[5];
-  assign \$1720  = \$1718  & \$1719 ;
-  assign \$1721  = \$1720  & room_w_28[5];
-  assign \$1722  = oy == 5'h1b;
-  assign \$1723  = ~ ahead;
-  assign \$1724  = ~ room_w_27[5];
-  assign \$1725  = \$1723  & \$1724 ;
-  assign \$1726  = \$1725  & room_w_28[5];
-  assign \$1727  = ahead | \$1726 ;
-  assign \$1728  = switch ? 1'h0 : \$1727 ;
-  assign \$1729  = oy == 5'h1b;
-  assign \$1730  = r_done | \$1729 ;
-  assign \$1731  = switch ? 1'h0 : \$1730 ;
-  assign \$1732  = ~ \$1731 ;
-  assign \$1734  = oy == 5'h1b;
-  assign \$1735  = r_done | \$1734 ;
-  assign \$1736  = switch ? 1'h0 : \$1735 ;
-  assign \$1739  = \$1728  ? 1'h0 : 1'h1;
-  assign \$1740  = ~ ahead;
-  assign \$1741  = ~ room_w_27[5];
-  assign \$1742  = \$1740  & \$1741 ;
-  assign \$1743  = \$1742  & room_w_28[5];
-  assign \$1744  = ahead | \$1743 ;
-  assign \$1745  = switch ? 1'h0 : \$1744 ;
-  assign \$1746  = oy == 5'h1b;
-  assign \$1747  = r_done | \$1746 ;
-  assign \$1748  = switch ? 1'h0 : \$1747 ;
-  assign \$1749  = ~ \$1748 ;
-  assign \$1750  = \$1749  & room_low_21[5];
-  assign \$1751  = oy == 5'h1b;
-  assign \$1752  = r_done | \$1751 ;
-  assign \$1753  = switch ? 1'h0 : \$1752 ;
-  assign \$1756  = \$1745  ? \$1750  : 1'h1;
-  assign \$1757  = \$1722  ? \$1739  : \$1756 ;
-  assign \$1758  = oy == 5'h1b;
-  assign \$1759  = ~ ahead;
-  assign \$1760  = ~ room_w_27[5];
-  assign \$1761  = \$1759  & \$1760 ;
-  assign \$1762  = \$1761  & room_w_28[5];
-  assign \$1763  = ahead | \$1762 ;
-  assign \$1764  = switch ? 1'h0 : \$1763 ;
-  assign \$1765  = oy == 5'h1b;
-  assign \$1766  = r_done | \$1765 ;
-  assign \$1767  = switch ? 1'h0 : \$1766 ;
-  assign \$1768  = ~ \$1767 ;
-  assign \$1770  = oy == 5'h1b;
-  assign \$1771  = r_done | \$1770 ;
-  assign \$1772  = switch ? 1'h0 : \$1771 ;
-  assign \$1773  = \$1772  | room_w_3[5];
-  assign \$1774  = room_w_27[5] & \$1773 ;
-  assign \$1775  = \$1764  ? 1'h0 : \$1774 ;
-  assign \$1776  = ~ ahead;
-  assign \$1777  = ~ room_w_27[5];
-  assign \$1778  = \$1776  & \$1777 ;
-  assign \$1779  = \$1778  & room_w_28[5];
-  assign \$1780  = ahead | \$1779 ;
-  assign \$1781  = switch ? 1'h0 : \$1780 ;
-  assign \$1782  = oy == 5'h1b;
-  assign \$1783  = r_done | \$1782 ;
-  assign \$1784  = switch ? 1'h0 : \$1783 ;
-  assign \$1785  = ~ \$1784 ;
-  assign \$1786  = ~ d_ge_m22;
-  assign \$1787  = \$1785  & \$1786 ;
-  assign \$1788  = oy == 5'h1b;
-  assign \$1789  = r_done | \$1788 ;
-  assign \$1790  = switch ? 1'h0 : \$1789 ;
-  assign \$1791  = ~ d_ge_6;
-  assign \$1792  = \$1790  | \$1791 ;
-  assign \$1793  = room_w_27[5] & \$1792 ;
-  assign \$1794  = \$1781  ? \$1787  : \$1793 ;
-  assign \$1795  = \$1758  ? \$1775  : \$1794 ;
-  assign \$1796  = \$1721  ? \$1757  : \$1795 ;
-  assign \$1797  = oy == 5'h1b;
-  assign \$1798  = switch ? 1'h0 : ahead;
-  assign \$1799  = oy == 5'h1b;
-  assign \$1800  = r_done | \$1799 ;
-  assign \$1801  = switch ? 1'h0 : \$1800 ;
-  assign \$1802  = ~ \$1801 ;
-  assign \$1804  = oy == 5'h1b;
-  assign \$1805  = r_done | \$1804 ;
-  assign \$1806  = switch ? 1'h0 : \$1805 ;
-  assign \$1807  = \$1806  | room_w_4[5];
-  assign \$1808  = room_w_28[5] & \$1807 ;
-  assign \$1809  = \$1798  ? 1'h0 : \$1808 ;
-  assign \$1810  = switch ? 1'h0 : ahead;
-  assign \$1811  = oy == 5'h1b;
-  assign \$1812  = r_done | \$1811 ;
-  assign \$1813  = switch ? 1'h0 : \$1812 ;
-  assign \$1814  = ~ \$1813 ;
-  assign \$1815  = ~ d_ge_m21;
-  assign \$1816  = \$1814  & \$1815 ;
-  assign \$1817  = oy == 5'h1b;
-  assign \$1818  = r_done | \$1817 ;
-  assign \$1819  = switch ? 1'h0 : \$1818 ;
-  assign \$1820  = ~ d_ge_7;
-  assign \$1821  = \$1819  | \$1820 ;
-  assign \$1822  = room_w_28[5] & \$1821 ;
-  assign \$1823  = \$1810  ? \$1816  : \$1822 ;
-  assign \$1824  = \$1797  ? \$1809  : \$1823 ;
-  assign \$1825  = \$1717  ? \$1796  : \$1824 ;
-  assign \$1826  = write & w_last;
-  assign \$1827  = ~ ahead;
-  assign \$1828  = ~ room_w_27[5];
-  assign \$1829  = \$1827  & \$1828 ;
-  assign \$1830  = \$1829  & room_w_28[5];
-  assign \$1831  = ~ ahead;
-  assign \$1832  = ~ room_w_27[5];
-  assign \$1833  = \$1831  & \$1832 ;
-  assign \$1834  = \$1833  & room_w_28[5];
-  assign \$1835  = ahead | \$1834 ;
-  assign \$1836  = switch ? 1'h0 : \$1835 ;
-  assign \$1837  = switch ? 1'h0 : r_done;
-  assign \$1838  = ~ \$1837 ;
-  assign \$1839  = \$1838  & room_low_22[5];
-  assign \$1840  = switch ? 1'h0 : r_done;
-  assign \$1843  = \$1836  ? \$1839  : 1'h1;
-  assign \$1844  = ~ ahead;
-  assign \$1845  = ~ room_w_27[5];
-  assign \$1846  = \$1844  & \$1845 ;
-  assign \$1847  = \$1846  & room_w_28[5];
-  assign \$1848  = ahead | \$1847 ;
-  assign \$1849  = switch ? 1'h0 : \$1848 ;
-  assign \$1850  = switch ? 1'h0 : r_done;
-  assign \$1851  = ~ \$1850 ;
-  assign \$1852  = ~ d_ge_m23;
-  assign \$1853  = \$1851  & \$1852 ;
-  assign \$1854  = switch ? 1'h0 : r_done;
-  assign \$1855  = ~ d_ge_5;
-  assign \$1856  = \$1854  | \$1855 ;
-  assign \$1857  = room_w_27[5] & \$1856 ;
-  assign \$1858  = \$1849  ? \$1853  : \$1857 ;
-  assign \$1859  = \$1830  ? \$1843  : \$1858 ;
-  assign \$1860  = switch ? 1'h0 : ahead;
-  assign \$1861  = switch ? 1'h0 : r_done;
-  assign \$1862  = ~ \$1861 ;
-  assign \$1863  = ~ d_ge_m22;
-  assign \$1864  = \$1862  & \$1863 ;
-  assign \$1865  = switch ? 1'h0 : r_done;
-  assign \$1866  = ~ d_ge_6;
-  assign \$1867  = \$1865  | \$1866 ;
-  assign \$1868  = room_w_28[5] & \$1867 ;
-  assign \$1869  = \$1860  ? \$1864  : \$1868 ;
-  assign \$1870  = switch ? \$1869  : o__ready;
-  assign \$1871  = \$1826  ? \$1859  : \$1870 ;
-  assign \$1872  = \$1716  ? \$1825  : \$1871 ;
-  assign \$1873  = rst_conv1_window ? 1'h1 : \$1872 ;
-  assign \$1874  = write_rows & w_last;
-  assign \$1875  = ~ ahead_rows;
-  assign \$1876  = w_row == 5'h1b;
-  assign \$1877  = \$1875  & \$1876 ;
-  assign \$1878  = ! ky;
-  assign \$1879  = \$1878  & d_ge_28;
-  assign \$1880  = ky == 1'h1;
-  assign \$1881  = \$1880  & d_ge_29;
-  assign \$1882  = ky == 2'h2;
-  assign \$1883  = \$1882  & d_ge_30;
-  assign \$1884  = ky == 2'h3;
-  assign \$1885  = \$1884  & d_ge_31;
-  assign \$1886  = ky == 3'h4;
-  assign \$1887  = \$1886  & d_ge_32;
-  assign \$1888  = | { \$1887 , \$1885 , \$1883 , \$1881 , \$1879  };
-  assign \$1889  = ! ky;
-  assign \$1890  = \$1889  & d_ge_0;
-  assign \$1891  = ky == 1'h1;
-  assign \$1892  = \$1891  & d_ge_1;
-  assign \$1893  = ky == 2'h2;
-  assign \$1894  = \$1893  & d_ge_2;
-  assign \$1895  = ky == 2'h3;
-  assign \$1896  = \$1895  & d_ge_3;
-  assign \$1897  = ky == 3'h4;
-  assign \$1898  = \$1897  & d_ge_4;
-  assign \$1899  = | { \$1898 , \$1896 , \$1894 , \$1892 , \$1890  };
-  assign \$1900  = \$1877  ? \$1888  : \$1899 ;
-  assign \$1901  = pad | \$1900 ;
-  assign \$1902  = ! ky;
-  assign \$1903  = \$1902  & d_ge_1;
-  assign \$1904  = ky == 1'h1;
-  assign \$1905  = \$1904  & d_ge_2;
-  assign \$1906  = ky == 2'h2;
-  assign \$1907  = \$1906  & d_ge_3;
-  assign \$1908  = ky == 2'h3;
-  assign \$1909  = \$1908  & d_ge_4;
-  assign \$1910  = ky == 3'h4;
-  assign \$1911  = \$1910  & d_ge_5;
-  assign \$1912  = | { \$1911 , \$1909 , \$1907 , \$1905 , \$1903  };
-  assign \$1913  = pad | \$1912 ;
-  assign \$1914  = \$1874  ? \$1901  : \$1913 ;
-  assign \$1915  = write_rows & w_last;
-  assign \$1916  = oy == 5'h1b;
-  assign \$1917  = r_last & \$1916 ;
-  assign \$1918  = ~ \$1917 ;
-  assign \$1919  = kx == 3'h4;
-  assign \$1920  = ky == 3'h4;
+  assign \$1575  = switch ? 1'h0 : r_done;
+  assign \$1576  = ~ d_ge_5;
+  assign \$1577  = \$1575  | \$1576 ;
+  assign \$1578  = room_w_27[5] & \$1577 ;
+  assign \$1579  = \$1570  ? \$1574  : \$1578 ;
+  assign \$1580  = \$1551  ? \$1564  : \$1579 ;
+  assign \$1581  = switch ? 1'h0 : ahead;
+  assign \$1582  = switch ? 1'h0 : r_done;
+  assign \$1583  = ~ \$1582 ;
+  assign \$1584  = ~ d_ge_m22;
+  assign \$1585  = \$1583  & \$1584 ;
+  assign \$1586  = switch ? 1'h0 : r_done;
+  assign \$1587  = ~ d_ge_6;
+  assign \$1588  = \$1586  | \$1587 ;
+  assign \$1589  = room_w_28[5] & \$1588 ;
+  assign \$1590  = \$1581  ? \$1585  : \$1589 ;
+  assign \$1591  = switch ? \$1590  : o__ready;
+  assign \$1592  = \$1547  ? \$1580  : \$1591 ;
+  assign \$1593  = \$1437  ? \$1546  : \$1592 ;
+  assign \$1594  = rst_conv1_window ? 1'h1 : \$1593 ;
+  assign \$1595  = write_rows & w_last;
+  assign \$1596  = ~ ahead_rows;
+  assign \$1597  = w_row == 5'h1b;
+  assign \$1598  = \$1596  & \$1597 ;
+  assign \$1599  = ! ky;
+  assign \$1600  = \$1599  & d_ge_28;
+  assign \$1601  = ky == 1'h1;
+  assign \$1602  = \$1601  & d_ge_29;
+  assign \$1603  = ky == 2'h2;
+  assign \$1604  = \$1603  & d_ge_30;
+  assign \$1605  = ky == 2'h3;
+  assign \$1606  = \$1605  & d_ge_31;
+  assign \$1607  = ky == 3'h4;
+  assign \$1608  = \$1607  & d_ge_32;
+  assign \$1609  = | { \$1608 , \$1606 , \$1604 , \$1602 , \$1600  };
+  assign \$1610  = ! ky;
+  assign \$1611  = \$1610  & d_ge_0;
+  assign \$1612  = ky == 1'h1;
+  assign \$1613  = \$1612  & d_ge_1;
+  assign \$1614  = ky == 2'h2;
+  assign \$1615  = \$1614  & d_ge_2;
+  assign \$1616  = ky == 2'h3;
+  assign \$1617  = \$1616  & d_ge_3;
+  assign \$1618  = ky == 3'h4;
+  assign \$1619  = \$1618  & d_ge_4;
+  assign \$1620  = | { \$1619 , \$1617 , \$1615 , \$1613 , \$1611  };
+  assign \$1621  = \$1598  ? \$1609  : \$1620 ;
+  assign \$1622  = pad | \$1621 ;
+  assign \$1623  = ! ky;
+  assign \$1624  = \$1623  & d_ge_1;
+  assign \$1625  = ky == 1'h1;
+  assign \$1626  = \$1625  & d_ge_2;
+  assign \$1627  = ky == 2'h2;
+  assign \$1628  = \$1627  & d_ge_3;
+  assign \$1629  = ky == 2'h3;
+  assign \$1630  = \$1629  & d_ge_4;
+  assign \$1631  = ky == 3'h4;
+  assign \$1632  = \$1631  & d_ge_5;
+  assign \$1633  = | { \$1632 , \$1630 , \$1628 , \$1626 , \$1624  };
+  assign \$1634  = pad | \$1633 ;
+  assign \$1635  = \$1595  ? \$1622  : \$1634 ;
+  assign \$1636  = write_rows & w_last;
+  assign \$1637  = oy == 5'h1b;
+  assign \$1638  = r_last & \$1637 ;
+  assign \$1639  = ~ \$1638 ;
+  assign \$1640  = kx == 3'h4;
+  assign \$1641  = ky == 3'h4;
+  assign \$1642  = ~ \$1641 ;
+  assign \$1643  = $signed(iy) < $signed(1'h1);
+  assign \$1644  = $signed(iy) >= $signed(6'h1b);
+  assign \$1645  = \$1643  | \$1644 ;
+  assign \$1647  = ox == 5'h1b;
+  assign \$1649  = oy == 5'h1b;
+  assign \$1650  = $signed(low) < $signed(1'h1);
+  assign \$1651  = $signed(low) >= $signed(6'h1b);
+  assign \$1652  = \$1650  | \$1651 ;
+  assign \$1653  = \$1649  ? 1'h1 : \$1652 ;
+  assign \$1654  = $signed(low) < $signed(1'h0);
+  assign \$1655  = $signed(low) >= $signed(6'h1c);
+  assign \$1656  = \$1654  | \$1655 ;
+  assign \$1657  = \$1648  ? \$1653  : \$1656 ;
+  assign \$1658  = \$1641  ? \$1657  : \$1645 ;
+  assign \$1659  = $signed(iy) < $signed(1'h0);
+  assign \$1660  = $signed(iy) >= $signed(6'h1c);
+  assign \$1661  = \$1659  | \$1660 ;
+  assign \$1662  = \$1640  ? \$1658  : \$1661 ;
+  assign \$1663  = kx == 3'h4;
+  assign \$1664  = ~ \$1663 ;
+  assign \$1665  = $signed(ix) < $signed(1'h1);
+  assign \$1666  = $signed(ix) >= $signed(6'h1b);
+  assign \$1667  = \$1665  | \$1666 ;
+  assign \$1668  = ky == 3'h4;
+  assign \$1671  = ox == 5'h1b;
+  assign \$1672  = $signed(ix0) < $signed(1'h1);
+  assign \$1673  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1674  = \$1672  | \$1673 ;
+  assign \$1675  = \$1671  ? 1'h1 : \$1674 ;
+  assign \$1676  = $signed(ix0) < $signed(1'h0);
+  assign \$1677  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1678  = \$1676  | \$1677 ;
+  assign \$1679  = \$1670  ? \$1675  : \$1678 ;
+  assign \$1680  = \$1663  ? \$1679  : \$1667 ;
+  assign \$1681  = \$1662  | \$1680 ;
+  assign \$1682  = ~ ahead_rows;
+  assign \$1683  = w_row == 5'h1b;
+  assign \$1684  = \$1682  & \$1683 ;
+  assign \$1685  = ahead_rows | \$1684 ;
+  assign \$1686  = \$1681  | \$1685 ;
+  assign \$1687  = oy == 5'h1b;
+  assign \$1688  = ~ ahead_rows;
+  assign \$1689  = w_row == 5'h1b;
+  assign \$1690  = \$1688  & \$1689 ;
+  assign \$1692  = ~ ahead_rows;
+  assign \$1693  = w_row == 5'h1b;
+  assign \$1694  = \$1692  & \$1693 ;
+  assign \$1695  = \$1694  ? d_ge_29 : d_ge_1;
+  assign \$1696  = \$1687  ? 1'h1 : \$1695 ;
+  assign \$1697  = kx == 3'h4;
+  assign \$1698  = ky == 3'h4;
+  assign \$1699  = ~ ahead_rows;
+  assign \$1700  = w_row == 5'h1b;
+  assign \$1701  = \$1699  & \$1700 ;
+  assign \$1702  = \$1701  ? d_ge_28 : d_ge_0;
+  assign \$1703  = ~ ahead_rows;
+  assign \$1704  = w_row == 5'h1b;
+  assign \$1705  = \$1703  & \$1704 ;
+  assign \$1706  = ! ky;
+  assign \$1707  = \$1706  & d_ge_29;
+  assign \$1708  = ky == 1'h1;
+  assign \$1709  = \$1708  & d_ge_30;
+  assign \$1710  = ky == 2'h2;
+  assign \$1711  = \$1710  & d_ge_31;
+  assign \$1712  = ky == 2'h3;
+  assign \$1713  = \$1712  & d_ge_32;
+  assign \$1714  = ky == 3'h4;
+  assign \$1715  = \$1714  & d_ge_33;
+  assign \$1716  = | { \$1715 , \$1713 , \$1711 , \$1709 , \$1707  };
+  assign \$1717  = ! ky;
+  assign \$1718  = \$1717  & d_ge_1;
+  assign \$1719  = ky == 1'h1;
+  assign \$1720  = \$1719  & d_ge_2;
+  assign \$1721  = ky == 2'h2;
+  assign \$1722  = \$1721  & d_ge_3;
+  assign \$1723  = ky == 2'h3;
+  assign \$1724  = \$1723  & d_ge_4;
+  assign \$1725  = ky == 3'h4;
+  assign \$1726  = \$1725  & d_ge_5;
+  assign \$1727  = | { \$1726 , \$1724 , \$1722 , \$1720 , \$1718  };
+  assign \$1728  = \$1705  ? \$1716  : \$1727 ;
+  assign \$1729  = \$1698  ? \$1702  : \$1728 ;
+  assign \$1730  = ~ ahead_rows;
+  assign \$1731  = w_row == 5'h1b;
+  assign \$1732  = \$1730  & \$1731 ;
+  assign \$1733  = ! ky;
+  assign \$1734  = \$1733  & d_ge_28;
+  assign \$1735  = ky == 1'h1;
+  assign \$1736  = \$1735  & d_ge_29;
+  assign \$1737  = ky == 2'h2;
+  assign \$1738  = \$1737  & d_ge_30;
+  assign \$1739  = ky == 2'h3;
+  assign \$1740  = \$1739  & d_ge_31;
+  assign \$1741  = ky == 3'h4;
+  assign \$1742  = \$1741  & d_ge_32;
+  assign \$1743  = | { \$1742 , \$1740 , \$1738 , \$1736 , \$1734  };
+  assign \$1744  = ! ky;
+  assign \$1745  = \$1744  & d_ge_0;
+  assign \$1746  = ky == 1'h1;
+  assign \$1747  = \$1746  & d_ge_1;
+  assign \$1748  = ky == 2'h2;
+  assign \$1749  = \$1748  & d_ge_2;
+  assign \$1750  = ky == 2'h3;
+  assign \$1751  = \$1750  & d_ge_3;
+  assign \$1752  = ky == 3'h4;
+  assign \$1753  = \$1752  & d_ge_4;
+  assign \$1754  = | { \$1753 , \$1751 , \$1749 , \$1747 , \$1745  };
+  assign \$1755  = \$1732  ? \$1743  : \$1754 ;
+  assign \$1756  = \$1697  ? \$1729  : \$1755 ;
+  assign \$1757  = r_last ? \$1696  : \$1756 ;
+  assign \$1758  = \$1686  | \$1757 ;
+  assign \$1759  = \$1639  & \$1758 ;
+  assign \$1760  = oy == 5'h1b;
+  assign \$1761  = r_last & \$1760 ;
+  assign \$1762  = ~ \$1761 ;
+  assign \$1763  = kx == 3'h4;
+  assign \$1764  = ky == 3'h4;
+  assign \$1765  = ~ \$1764 ;
+  assign \$1766  = $signed(iy) < $signed(1'h1);
+  assign \$1767  = $signed(iy) >= $signed(6'h1b);
+  assign \$1768  = \$1766  | \$1767 ;
+  assign \$1770  = ox == 5'h1b;
+  assign \$1772  = oy == 5'h1b;
+  assign \$1773  = $signed(low) < $signed(1'h1);
+  assign \$1774  = $signed(low) >= $signed(6'h1b);
+  assign \$1775  = \$1773  | \$1774 ;
+  assign \$1776  = \$1772  ? 1'h1 : \$1775 ;
+  assign \$1777  = $signed(low) < $signed(1'h0);
+  assign \$1778  = $signed(low) >= $signed(6'h1c);
+  assign \$1779  = \$1777  | \$1778 ;
+  assign \$1780  = \$1771  ? \$1776  : \$1779 ;
+  assign \$1781  = \$1764  ? \$1780  : \$1768 ;
+  assign \$1782  = $signed(iy) < $signed(1'h0);
+  assign \$1783  = $signed(iy) >= $signed(6'h1c);
+  assign \$1784  = \$1782  | \$1783 ;
+  assign \$1785  = \$1763  ? \$1781  : \$1784 ;
+  assign \$1786  = kx == 3'h4;
+  assign \$1787  = ~ \$1786 ;
+  assign \$1788  = $signed(ix) < $signed(1'h1);
+  assign \$1789  = $signed(ix) >= $signed(6'h1b);
+  assign \$1790  = \$1788  | \$1789 ;
+  assign \$1791  = ky == 3'h4;
+  assign \$1794  = ox == 5'h1b;
+  assign \$1795  = $signed(ix0) < $signed(1'h1);
+  assign \$1796  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1797  = \$1795  | \$1796 ;
+  assign \$1798  = \$1794  ? 1'h1 : \$1797 ;
+  assign \$1799  = $signed(ix0) < $signed(1'h0);
+  assign \$1800  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1801  = \$1799  | \$1800 ;
+  assign \$1802  = \$1793  ? \$1798  : \$1801 ;
+  assign \$1803  = \$1786  ? \$1802  : \$1790 ;
+  assign \$1804  = \$1785  | \$1803 ;
+  assign \$1805  = \$1804  | ahead_rows;
+  assign \$1806  = oy == 5'h1b;
+  assign \$1807  = \$1806  ? 1'h1 : d_ge_2;
+  assign \$1808  = kx == 3'h4;
+  assign \$1809  = ky == 3'h4;
+  assign \$1810  = ! ky;
+  assign \$1811  = \$1810  & d_ge_2;
+  assign \$1812  = ky == 1'h1;
+  assign \$1813  = \$1812  & d_ge_3;
+  assign \$1814  = ky == 2'h2;
+  assign \$1815  = \$1814  & d_ge_4;
+  assign \$1816  = ky == 2'h3;
+  assign \$1817  = \$1816  & d_ge_5;
+  assign \$1818  = ky == 3'h4;
+  assign \$1819  = \$1818  & d_ge_6;
+  assign \$1820  = | { \$1819 , \$1817 , \$1815 , \$1813 , \$1811  };
+  assign \$1821  = \$1809  ? d_ge_1 : \$1820 ;
+  assign \$1822  = ! ky;
+  assign \$1823  = \$1822  & d_ge_1;
+  assign \$1824  = ky == 1'h1;
+  assign \$1825  = \$1824  & d_ge_2;
+  assign \$1826  = ky == 2'h2;
+  assign \$1827  = \$1826  & d_ge_3;
+  assign \$1828  = ky == 2'h3;
+  assign \$1829  = \$1828  & d_ge_4;
+  assign \$1830  = ky == 3'h4;
+  assign \$1831  = \$1830  & d_ge_5;
+  assign \$1832  = | { \$1831 , \$1829 , \$1827 , \$1825 , \$1823  };
+  assign \$1833  = \$1808  ? \$1821  : \$1832 ;
+  assign \$1834  = r_last ? \$1807  : \$1833 ;
+  assign \$1835  = \$1805  | \$1834 ;
+  assign \$1836  = \$1762  & \$1835 ;
+  assign \$1837  = \$1636  ? \$1759  : \$1836 ;
+  assign \$1838  = write_rows & w_last;
+  assign \$1839  = ~ r_done;
+  assign \$1840  = pad | ahead_rows;
+  assign \$1841  = ~ ahead_rows;
+  assign \$1842  = w_row == 5'h1b;
+  assign \$1843  = \$1841  & \$1842 ;
+  assign \$1844  = \$1840  | \$1843 ;
+  assign \$1845  = ~ ahead_rows;
+  assign \$1846  = w_row == 5'h1b;
+  assign \$1847  = \$1845  & \$1846 ;
+  assign \$1848  = ! ky;
+  assign \$1849  = \$1848  & d_ge_28;
+  assign \$1850  = ky == 1'h1;
+  assign \$1851  = \$1850  & d_ge_29;
+  assign \$1852  = ky == 2'h2;
+  assign \$1853  = \$1852  & d_ge_30;
+  assign \$1854  = ky == 2'h3;
+  assign \$1855  = \$1854  & d_ge_31;
+  assign \$1856  = ky == 3'h4;
+  assign \$1857  = \$1856  & d_ge_32;
+  assign \$1858  = | { \$1857 , \$1855 , \$1853 , \$1851 , \$1849  };
+  assign \$1859  = ! ky;
+  assign \$1860  = \$1859  & d_ge_0;
+  assign \$1861  = ky == 1'h1;
+  assign \$1862  = \$1861  & d_ge_1;
+  assign \$1863  = ky == 2'h2;
+  assign \$1864  = \$1863  & d_ge_2;
+  assign \$1865  = ky == 2'h3;
+  assign \$1866  = \$1865  & d_ge_3;
+  assign \$1867  = ky == 3'h4;
+  assign \$1868  = \$1867  & d_ge_4;
+  assign \$1869  = | { \$1868 , \$1866 , \$1864 , \$1862 , \$1860  };
+  assign \$1870  = \$1847  ? \$1858  : \$1869 ;
+  assign \$1871  = \$1844  | \$1870 ;
+  assign \$1872  = \$1839  & \$1871 ;
+  assign \$1873  = \$1838  ? \$1872  : avail;
+  assign \$1874  = take ? \$1837  : \$1873 ;
+  assign \$1875  = switch ? \$1635  : \$1874 ;
+  assign \$1876  = rst_conv1_window ? 1'h1 : \$1875 ;
+  assign \$1877  = write_rows & w_last;
+  assign \$1878  = ~ ahead_rows;
+  assign \$1879  = w_row == 5'h1b;
+  assign \$1880  = \$1878  & \$1879 ;
+  assign \$1881  = ! ky;
+  assign \$1882  = \$1881  & d_ge_28;
+  assign \$1883  = ky == 1'h1;
+  assign \$1884  = \$1883  & d_ge_29;
+  assign \$1885  = ky == 2'h2;
+  assign \$1886  = \$1885  & d_ge_30;
+  assign \$1887  = ky == 2'h3;
+  assign \$1888  = \$1887  & d_ge_31;
+  assign \$1889  = ky == 3'h4;
+  assign \$1890  = \$1889  & d_ge_32;
+  assign \$1891  = | { \$1890 , \$1888 , \$1886 , \$1884 , \$1882  };
+  assign \$1892  = ! ky;
+  assign \$1893  = \$1892  & d_ge_0;
+  assign \$1894  = ky == 1'h1;
+  assign \$1895  = \$1894  & d_ge_1;
+  assign \$1896  = ky == 2'h2;
+  assign \$1897  = \$1896  & d_ge_2;
+  assign \$1898  = ky == 2'h3;
+  assign \$1899  = \$1898  & d_ge_3;
+  assign \$1900  = ky == 3'h4;
+  assign \$1901  = \$1900  & d_ge_4;
+  assign \$1902  = | { \$1901 , \$1899 , \$1897 , \$1895 , \$1893  };
+  assign \$1903  = \$1880  ? \$1891  : \$1902 ;
+  assign \$1904  = pad | \$1903 ;
+  assign \$1905  = ! ky;
+  assign \$1906  = \$1905  & d_ge_1;
+  assign \$1907  = ky == 1'h1;
+  assign \$1908  = \$1907  & d_ge_2;
+  assign \$1909  = ky == 2'h2;
+  assign \$1910  = \$1909  & d_ge_3;
+  assign \$1911  = ky == 2'h3;
+  assign \$1912  = \$1911  & d_ge_4;
+  assign \$1913  = ky == 3'h4;
+  assign \$1914  = \$1913  & d_ge_5;
+  assign \$1915  = | { \$1914 , \$1912 , \$1910 , \$1908 , \$1906  };
+  assign \$1916  = pad | \$1915 ;
+  assign \$1917  = \$1877  ? \$1904  : \$1916 ;
+  assign \$1918  = write_rows & w_last;
+  assign \$1919  = oy == 5'h1b;
+  assign \$1920  = r_last & \$1919 ;
   assign \$1921  = ~ \$1920 ;
-  assign \$1922  = $signed(iy) < $signed(1'h1);
-  assign \$1923  = $signed(iy) >= $signed(6'h1b);
-  assign \$1924  = \$1922  | \$1923 ;
-  assign \$1926  = ox == 5'h1b;
-  assign \$1928  = oy == 5'h1b;
-  assign \$1929  = $signed(low) < $signed(1'h1);
-  assign \$1930  = $signed(low) >= $signed(6'h1b);
-  assign \$1931  = \$1929  | \$1930 ;
-  assign \$1932  = \$1928  ? 1'h1 : \$1931 ;
-  assign \$1933  = $signed(low) < $signed(1'h0);
-  assign \$1934  = $signed(low) >= $signed(6'h1c);
-  assign \$1935  = \$1933  | \$1934 ;
-  assign \$1936  = \$1927  ? \$1932  : \$1935 ;
-  assign \$1937  = \$1920  ? \$1936  : \$1924 ;
-  assign \$1938  = $signed(iy) < $signed(1'h0);
-  assign \$1939  = $signed(iy) >= $signed(6'h1c);
-  assign \$1940  = \$1938  | \$1939 ;
-  assign \$1941  = \$1919  ? \$1937  : \$1940 ;
-  assign \$1942  = kx == 3'h4;
-  assign \$1943  = ~ \$1942 ;
-  assign \$1944  = $signed(ix) < $signed(1'h1);
-  assign \$1945  = $signed(ix) >= $signed(6'h1b);
-  assign \$1946  = \$1944  | \$1945 ;
-  assign \$1947  = ky == 3'h4;
-  assign \$1950  = ox == 5'h1b;
-  assign \$1951  = $signed(ix0) < $signed(1'h1);
-  assign \$1952  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1953  = \$1951  | \$1952 ;
-  assign \$1954  = \$1950  ? 1'h1 : \$1953 ;
-  assign \$1955  = $signed(ix0) < $signed(1'h0);
-  assign \$1956  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1957  = \$1955  | \$1956 ;
-  assign \$1958  = \$1949  ? \$1954  : \$1957 ;
-  assign \$1959  = \$1942  ? \$1958  : \$1946 ;
-  assign \$1960  = \$1941  | \$1959 ;
-  assign \$1961  = ~ ahead_rows;
-  assign \$1962  = w_row == 5'h1b;
-  assign \$1963  = \$1961  & \$1962 ;
-  assign \$1964  = ahead_rows | \$1963 ;
-  assign \$1965  = \$1960  | \$1964 ;
-  assign \$1966  = oy == 5'h1b;
-  assign \$1967  = ~ ahead_rows;
-  assign \$1968  = w_row == 5'h1b;
-  assign \$1969  = \$1967  & \$1968 ;
-  assign \$1971  = ~ ahead_rows;
-  assign \$1972  = w_row == 5'h1b;
-  assign \$1973  = \$1971  & \$1972 ;
-  assign \$1974  = \$1973  ? d_ge_29 : d_ge_1;
-  assign \$1975  = \$1966  ? 1'h1 : \$1974 ;
-  assign \$1976  = kx == 3'h4;
-  assign \$1977  = ky == 3'h4;
-  assign \$1978  = ~ ahead_rows;
-  assign \$1979  = w_row == 5'h1b;
-  assign \$1980  = \$1978  & \$1979 ;
-  assign \$1981  = \$1980  ? d_ge_28 : d_ge_0;
-  assign \$1982  = ~ ahead_rows;
-  assign \$1983  = w_row == 5'h1b;
-  assign \$1984  = \$1982  & \$1983 ;
-  assign \$1985  = ! ky;
-  assign \$1986  = \$1985  & d_ge_29;
-  assign \$1987  = ky == 1'h1;
-  assign \$1988  = \$1987  & d_ge_30;
-  assign \$1989  = ky == 2'h2;
-  assign \$1990  = \$1989  & d_ge_31;
-  assign \$1991  = ky == 2'h3;
-  assign \$1992  = \$1991  & d_ge_32;
-  assign \$1993  = ky == 3'h4;
-  assign \$1994  = \$1993  & d_ge_33;
-  assign \$1995  = | { \$1994 , \$1992 , \$1990 , \$1988 , \$1986  };
-  assign \$1996  = ! ky;
-  assign \$1997  = \$1996  & d_ge_1;
-  assign \$1998  = ky == 1'h1;
-  assign \$1999  = \$1998  & d_ge_2;
-  assign \$2000  = ky == 2'h2;
-  assign \$2001  = \$2000  & d_ge_3;
-  assign \$2002  = ky == 2'h3;
-  assign \$2003  = \$2002  & d_ge_4;
-  assign \$2004  = ky == 3'h4;
-  assign \$2005  = \$2004  & d_ge_5;
-  assign \$2006  = | { \$2005 , \$2003 , \$2001 , \$1999 , \$1997  };
-  assign \$2007  = \$1984  ? \$1995  : \$2006 ;
-  assign \$2008  = \$1977  ? \$1981  : \$2007 ;
-  assign \$2009  = ~ ahead_rows;
-  assign \$2010  = w_row == 5'h1b;
-  assign \$2011  = \$2009  & \$2010 ;
-  assign \$2012  = ! ky;
-  assign \$2013  = \$2012  & d_ge_28;
-  assign \$2014  = ky == 1'h1;
-  assign \$2015  = \$2014  & d_ge_29;
-  assign \$2016  = ky == 2'h2;
-  assign \$2017  = \$2016  & d_ge_30;
-  assign \$2018  = ky == 2'h3;
-  assign \$2019  = \$2018  & d_ge_31;
-  assign \$2020  = ky == 3'h4;
-  assign \$2021  = \$2020  & d_ge_32;
-  assign \$2022  = | { \$2021 , \$2019 , \$2017 , \$2015 , \$2013  };
-  assign \$2023  = ! ky;
-  assign \$2024  = \$2023  & d_ge_0;
-  assign \$2025  = ky == 1'h1;
-  assign \$2026  = \$2025  & d_ge_1;
-  assign \$2027  = ky == 2'h2;
-  assign \$2028  = \$2027  & d_ge_2;
-  assign \$2029  = ky == 2'h3;
-  assign \$2030  = \$2029  & d_ge_3;
-  assign \$2031  = ky == 3'h4;
-  assign \$2032  = \$2031  & d_ge_4;
-  assign \$2033  = | { \$2032 , \$2030 , \$2028 , \$2026 , \$2024  };
-  assign \$2034  = \$2011  ? \$2022  : \$2033 ;
-  assign \$2035  = \$1976  ? \$2008  : \$2034 ;
-  assign \$2036  = r_last ? \$1975  : \$2035 ;
-  assign \$2037  = \$1965  | \$2036 ;
-  assign \$2038  = \$1918  & \$2037 ;
-  assign \$2039  = oy == 5'h1b;
-  assign \$2040  = r_last & \$2039 ;
-  assign \$2041  = ~ \$2040 ;
-  assign \$2042  = kx == 3'h4;
-  assign \$2043  = ky == 3'h4;
+  assign \$1922  = kx == 3'h4;
+  assign \$1923  = ky == 3'h4;
+  assign \$1924  = ~ \$1923 ;
+  assign \$1925  = $signed(iy) < $signed(1'h1);
+  assign \$1926  = $signed(iy) >= $signed(6'h1b);
+  assign \$1927  = \$1925  | \$1926 ;
+  assign \$1929  = ox == 5'h1b;
+  assign \$1931  = oy == 5'h1b;
+  assign \$1932  = $signed(low) < $signed(1'h1);
+  assign \$1933  = $signed(low) >= $signed(6'h1b);
+  assign \$1934  = \$1932  | \$1933 ;
+  assign \$1935  = \$1931  ? 1'h1 : \$1934 ;
+  assign \$1936  = $signed(low) < $signed(1'h0);
+  assign \$1937  = $signed(low) >= $signed(6'h1c);
+  assign \$1938  = \$1936  | \$1937 ;
+  assign \$1939  = \$1930  ? \$1935  : \$1938 ;
+  assign \$1940  = \$1923  ? \$1939  : \$1927 ;
+  assign \$1941  = $signed(iy) < $signed(1'h0);
+  assign \$1942  = $signed(iy) >= $signed(6'h1c);
+  assign \$1943  = \$1941  | \$1942 ;
+  assign \$1944  = \$1922  ? \$1940  : \$1943 ;
+  assign \$1945  = kx == 3'h4;
+  assign \$1946  = ~ \$1945 ;
+  assign \$1947  = $signed(ix) < $signed(1'h1);
+  assign \$1948  = $signed(ix) >= $signed(6'h1b);
+  assign \$1949  = \$1947  | \$1948 ;
+  assign \$1950  = ky == 3'h4;
+  assign \$1953  = ox == 5'h1b;
+  assign \$1954  = $signed(ix0) < $signed(1'h1);
+  assign \$1955  = $signed(ix0) >= $signed(6'h1b);
+  assign \$1956  = \$1954  | \$1955 ;
+  assign \$1957  = \$1953  ? 1'h1 : \$1956 ;
+  assign \$1958  = $signed(ix0) < $signed(1'h0);
+  assign \$1959  = $signed(ix0) >= $signed(6'h1c);
+  assign \$1960  = \$1958  | \$1959 ;
+  assign \$1961  = \$1952  ? \$1957  : \$1960 ;
+  assign \$1962  = \$1945  ? \$1961  : \$1949 ;
+  assign \$1963  = \$1944  | \$1962 ;
+  assign \$1964  = ~ ahead_rows;
+  assign \$1965  = w_row == 5'h1b;
+  assign \$1966  = \$1964  & \$1965 ;
+  assign \$1967  = ahead_rows | \$1966 ;
+  assign \$1968  = \$1963  | \$1967 ;
+  assign \$1969  = oy == 5'h1b;
+  assign \$1970  = ~ ahead_rows;
+  assign \$1971  = w_row == 5'h1b;
+  assign \$1972  = \$1970  & \$1971 ;
+  assign \$1974  = ~ ahead_rows;
+  assign \$1975  = w_row == 5'h1b;
+  assign \$1976  = \$1974  & \$1975 ;
+  assign \$1977  = \$1976  ? d_ge_29 : d_ge_1;
+  assign \$1978  = \$1969  ? 1'h1 : \$1977 ;
+  assign \$1979  = kx == 3'h4;
+  assign \$1980  = ky == 3'h4;
+  assign \$1981  = ~ ahead_rows;
+  assign \$1982  = w_row == 5'h1b;
+  assign \$1983  = \$1981  & \$1982 ;
+  assign \$1984  = \$1983  ? d_ge_28 : d_ge_0;
+  assign \$1985  = ~ ahead_rows;
+  assign \$1986  = w_row == 5'h1b;
+  assign \$1987  = \$1985  & \$1986 ;
+  assign \$1988  = ! ky;
+  assign \$1989  = \$1988  & d_ge_29;
+  assign \$1990  = ky == 1'h1;
+  assign \$1991  = \$1990  & d_ge_30;
+  assign \$1992  = ky == 2'h2;
+  assign \$1993  = \$1992  & d_ge_31;
+  assign \$1994  = ky == 2'h3;
+  assign \$1995  = \$1994  & d_ge_32;
+  assign \$1996  = ky == 3'h4;
+  assign \$1997  = \$1996  & d_ge_33;
+  assign \$1998  = | { \$1997 , \$1995 , \$1993 , \$1991 , \$1989  };
+  assign \$1999  = ! ky;
+  assign \$2000  = \$1999  & d_ge_1;
+  assign \$2001  = ky == 1'h1;
+  assign \$2002  = \$2001  & d_ge_2;
+  assign \$2003  = ky == 2'h2;
+  assign \$2004  = \$2003  & d_ge_3;
+  assign \$2005  = ky == 2'h3;
+  assign \$2006  = \$2005  & d_ge_4;
+  assign \$2007  = ky == 3'h4;
+  assign \$2008  = \$2007  & d_ge_5;
+  assign \$2009  = | { \$2008 , \$2006 , \$2004 , \$2002 , \$2000  };
+  assign \$2010  = \$1987  ? \$1998  : \$2009 ;
+  assign \$2011  = \$1980  ? \$1984  : \$2010 ;
+  assign \$2012  = ~ ahead_rows;
+  assign \$2013  = w_row == 5'h1b;
+  assign \$2014  = \$2012  & \$2013 ;
+  assign \$2015  = ! ky;
+  assign \$2016  = \$2015  & d_ge_28;
+  assign \$2017  = ky == 1'h1;
+  assign \$2018  = \$2017  & d_ge_29;
+  assign \$2019  = ky == 2'h2;
+  assign \$2020  = \$2019  & d_ge_30;
+  assign \$2021  = ky == 2'h3;
+  assign \$2022  = \$2021  & d_ge_31;
+  assign \$2023  = ky == 3'h4;
+  assign \$2024  = \$2023  & d_ge_32;
+  assign \$2025  = | { \$2024 , \$2022 , \$2020 , \$2018 , \$2016  };
+  assign \$2026  = ! ky;
+  assign \$2027  = \$2026  & d_ge_0;
+  assign \$2028  = ky == 1'h1;
+  assign \$2029  = \$2028  & d_ge_1;
+  assign \$2030  = ky == 2'h2;
+  assign \$2031  = \$2030  & d_ge_2;
+  assign \$2032  = ky == 2'h3;
+  assign \$2033  = \$2032  & d_ge_3;
+  assign \$2034  = ky == 3'h4;
+  assign \$2035  = \$2034  & d_ge_4;
+  assign \$2036  = | { \$2035 , \$2033 , \$2031 , \$2029 , \$2027  };
+  assign \$2037  = \$2014  ? \$2025  : \$2036 ;
+  assign \$2038  = \$1979  ? \$2011  : \$2037 ;
+  assign \$2039  = r_last ? \$1978  : \$2038 ;
+  assign \$2040  = \$1968  | \$2039 ;
+  assign \$2041  = \$1921  & \$2040 ;
+  assign \$2042  = oy == 5'h1b;
+  assign \$2043  = r_last & \$2042 ;
   assign \$2044  = ~ \$2043 ;
-  assign \$2045  = $signed(iy) < $signed(1'h1);
-  assign \$2046  = $signed(iy) >= $signed(6'h1b);
-  assign \$2047  = \$2045  | \$2046 ;
-  assign \$2049  = ox == 5'h1b;
-  assign \$2051  = oy == 5'h1b;
-  assign \$2052  = $signed(low) < $signed(1'h1);
-  assign \$2053  = $signed(low) >= $signed(6'h1b);
-  assign \$2054  = \$2052  | \$2053 ;
-  assign \$2055  = \$2051  ? 1'h1 : \$2054 ;
-  assign \$2056  = $signed(low) < $signed(1'h0);
-  assign \$2057  = $signed(low) >= $signed(6'h1c);
-  assign \$2058  = \$2056  | \$2057 ;
-  assign \$2059  = \$2050  ? \$2055  : \$2058 ;
-  assign \$2060  = \$2043  ? \$2059  : \$2047 ;
-  assign \$2061  = $signed(iy) < $signed(1'h0);
-  assign \$2062  = $signed(iy) >= $signed(6'h1c);
-  assign \$2063  = \$2061  | \$2062 ;
-  assign \$2064  = \$2042  ? \$2060  : \$2063 ;
-  assign \$2065  = kx == 3'h4;
-  assign \$2066  = ~ \$2065 ;
-  assign \$2067  = $signed(ix) < $signed(1'h1);
-  assign \$2068  = $signed(ix) >= $signed(6'h1b);
-  assign \$2069  = \$2067  | \$2068 ;
-  assign \$2070  = ky == 3'h4;
-  assign \$2073  = ox == 5'h1b;
-  assign \$2074  = $signed(ix0) < $signed(1'h1);
-  assign \$2075  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2076  = \$2074  | \$2075 ;
-  assign \$2077  = \$2073  ? 1'h1 : \$2076 ;
-  assign \$2078  = $signed(ix0) < $signed(1'h0);
-  assign \$2079  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2080  = \$2078  | \$2079 ;
-  assign \$2081  = \$2072  ? \$2077  : \$2080 ;
-  assign \$2082  = \$2065  ? \$2081  : \$2069 ;
-  assign \$2083  = \$2064  | \$2082 ;
-  assign \$2084  = \$2083  | ahead_rows;
-  assign \$2085  = oy == 5'h1b;
-  assign \$2086  = \$2085  ? 1'h1 : d_ge_2;
-  assign \$2087  = kx == 3'h4;
-  assign \$2088  = ky == 3'h4;
-  assign \$2089  = ! ky;
-  assign \$2090  = \$2089  & d_ge_2;
-  assign \$2091  = ky == 1'h1;
-  assign \$2092  = \$2091  & d_ge_3;
-  assign \$2093  = ky == 2'h2;
-  assign \$2094  = \$2093  & d_ge_4;
-  assign \$2095  = ky == 2'h3;
-  assign \$2096  = \$2095  & d_ge_5;
-  assign \$2097  = ky == 3'h4;
-  assign \$2098  = \$2097  & d_ge_6;
-  assign \$2099  = | { \$2098 , \$2096 , \$2094 , \$2092 , \$2090  };
-  assign \$2100  = \$2088  ? d_ge_1 : \$2099 ;
-  assign \$2101  = ! ky;
-  assign \$2102  = \$2101  & d_ge_1;
-  assign \$2103  = ky == 1'h1;
-  assign \$2104  = \$2103  & d_ge_2;
-  assign \$2105  = ky == 2'h2;
-  assign \$2106  = \$2105  & d_ge_3;
-  assign \$2107  = ky == 2'h3;
-  assign \$2108  = \$2107  & d_ge_4;
-  assign \$2109  = ky == 3'h4;
-  assign \$2110  = \$2109  & d_ge_5;
-  assign \$2111  = | { \$2110 , \$2108 , \$2106 , \$2104 , \$2102  };
-  assign \$2112  = \$2087  ? \$2100  : \$2111 ;
-  assign \$2113  = r_last ? \$2086  : \$2112 ;
-  assign \$2114  = \$2084  | \$2113 ;
-  assign \$2115  = \$2041  & \$2114 ;
-  assign \$2116  = \$1915  ? \$2038  : \$2115 ;
-  assign \$2117  = write_rows & w_last;
-  assign \$2118  = ~ r_done;
-  assign \$2119  = pad | ahead_rows;
-  assign \$2120  = ~ ahead_rows;
-  assign \$2121  = w_row == 5'h1b;
-  assign \$2122  = \$2120  & \$2121 ;
-  assign \$2123  = \$2119  | \$2122 ;
-  assign \$2124  = ~ ahead_rows;
-  assign \$2125  = w_row == 5'h1b;
-  assign \$2126  = \$2124  & \$2125 ;
-  assign \$2127  = ! ky;
-  assign \$2128  = \$2127  & d_ge_28;
-  assign \$2129  = ky == 1'h1;
-  assign \$2130  = \$2129  & d_ge_29;
-  assign \$2131  = ky == 2'h2;
-  assign \$2132  = \$2131  & d_ge_30;
-  assign \$2133  = ky == 2'h3;
-  assign \$2134  = \$2133  & d_ge_31;
-  assign \$2135  = ky == 3'h4;
-  assign \$2136  = \$2135  & d_ge_32;
-  assign \$2137  = | { \$2136 , \$2134 , \$2132 , \$2130 , \$2128  };
-  assign \$2138  = ! ky;
-  assign \$2139  = \$2138  & d_ge_0;
-  assign \$2140  = ky == 1'h1;
-  assign \$2141  = \$2140  & d_ge_1;
-  assign \$2142  = ky == 2'h2;
-  assign \$2143  = \$2142  & d_ge_2;
-  assign \$2144  = ky == 2'h3;
-  assign \$2145  = \$2144  & d_ge_3;
-  assign \$2146  = ky == 3'h4;
-  assign \$2147  = \$2146  & d_ge_4;
-  assign \$2148  = | { \$2147 , \$2145 , \$2143 , \$2141 , \$2139  };
-  assign \$2149  = \$2126  ? \$2137  : \$2148 ;
-  assign \$2150  = \$2123  | \$2149 ;
-  assign \$2151  = \$2118  & \$2150 ;
-  assign \$2152  = \$2117  ? \$2151  : avail;
-  assign \$2153  = take ? \$2116  : \$2152 ;
-  assign \$2154  = switch ? \$1914  : \$2153 ;
-  assign \$2155  = rst_conv1_window ? 1'h1 : \$2154 ;
-  assign \$2156  = read_credits_room_next | rst_conv1_window;
-  assign \$2157  = write_rows & w_last;
-  assign \$2158  = ~ ahead_rows;
-  assign \$2159  = w_row == 5'h1b;
-  assign \$2160  = \$2158  & \$2159 ;
-  assign \$2161  = ! ky;
-  assign \$2162  = \$2161  & d_ge_28;
-  assign \$2163  = ky == 1'h1;
-  assign \$2164  = \$2163  & d_ge_29;
-  assign \$2165  = ky == 2'h2;
-  assign \$2166  = \$2165  & d_ge_30;
-  assign \$2167  = ky == 2'h3;
-  assign \$2168  = \$2167  & d_ge_31;
-  assign \$2169  = ky == 3'h4;
-  assign \$2170  = \$2169  & d_ge_32;
-  assign \$2171  = | { \$2170 , \$2168 , \$2166 , \$2164 , \$2162  };
-  assign \$2172  = ! ky;
-  assign \$2173  = \$2172  & d_ge_0;
-  assign \$2174  = ky == 1'h1;
-  assign \$2175  = \$2174  & d_ge_1;
-  assign \$2176  = ky == 2'h2;
-  assign \$2177  = \$2176  & d_ge_2;
-  assign \$2178  = ky == 2'h3;
-  assign \$2179  = \$2178  & d_ge_3;
-  assign \$2180  = ky == 3'h4;
-  assign \$2181  = \$2180  & d_ge_4;
-  assign \$2182  = | { \$2181 , \$2179 , \$2177 , \$2175 , \$2173  };
-  assign \$2183  = \$2160  ? \$2171  : \$2182 ;
-  assign \$2184  = pad | \$2183 ;
-  assign \$2185  = ! ky;
-  assign \$2186  = \$2185  & d_ge_1;
-  assign \$2187  = ky == 1'h1;
-  assign \$2188  = \$2187  & d_ge_2;
-  assign \$2189  = ky == 2'h2;
-  assign \$2190  = \$2189  & d_ge_3;
-  assign \$2191  = ky == 2'h3;
-  assign \$2192  = \$2191  & d_ge_4;
-  assign \$2193  = ky == 3'h4;
-  assign \$2194  = \$2193  & d_ge_5;
-  assign \$2195  = | { \$2194 , \$2192 , \$2190 , \$2188 , \$2186  };
-  assign \$2196  = pad | \$2195 ;
-  assign \$2197  = \$2157  ? \$2184  : \$2196 ;
-  assign \$2198  = write_rows & w_last;
-  assign \$2199  = oy == 5'h1b;
-  assign \$2200  = r_last & \$2199 ;
-  assign \$2201  = ~ \$2200 ;
-  assign \$2202  = kx == 3'h4;
-  assign \$2203  = ky == 3'h4;
+  assign \$2045  = kx == 3'h4;
+  assign \$2046  = ky == 3'h4;
+  assign \$2047  = ~ \$2046 ;
+  assign \$2048  = $signed(iy) < $signed(1'h1);
+  assign \$2049  = $signed(iy) >= $signed(6'h1b);
+  assign \$2050  = \$2048  | \$2049 ;
+  assign \$2052  = ox == 5'h1b;
+  assign \$2054  = oy == 5'h1b;
+  assign \$2055  = $signed(low) < $signed(1'h1);
+  assign \$2056  = $signed(low) >= $signed(6'h1b);
+  assign \$2057  = \$2055  | \$2056 ;
+  assign \$2058  = \$2054  ? 1'h1 : \$2057 ;
+  assign \$2059  = $signed(low) < $signed(1'h0);
+  assign \$2060  = $signed(low) >= $signed(6'h1c);
+  assign \$2061  = \$2059  | \$2060 ;
+  assign \$2062  = \$2053  ? \$2058  : \$2061 ;
+  assign \$2063  = \$2046  ? \$2062  : \$2050 ;
+  assign \$2064  = $signed(iy) < $signed(1'h0);
+  assign \$2065  = $signed(iy) >= $signed(6'h1c);
+  assign \$2066  = \$2064  | \$2065 ;
+  assign \$2067  = \$2045  ? \$2063  : \$2066 ;
+  assign \$2068  = kx == 3'h4;
+  assign \$2069  = ~ \$2068 ;
+  assign \$2070  = $signed(ix) < $signed(1'h1);
+  assign \$2071  = $signed(ix) >= $signed(6'h1b);
+  assign \$2072  = \$2070  | \$2071 ;
+  assign \$2073  = ky == 3'h4;
+  assign \$2076  = ox == 5'h1b;
+  assign \$2077  = $signed(ix0) < $signed(1'h1);
+  assign \$2078  = $signed(ix0) >= $signed(6'h1b);
+  assign \$2079  = \$2077  | \$2078 ;
+  assign \$2080  = \$2076  ? 1'h1 : \$2079 ;
+  assign \$2081  = $signed(ix0) < $signed(1'h0);
+  assign \$2082  = $signed(ix0) >= $signed(6'h1c);
+  assign \$2083  = \$2081  | \$2082 ;
+  assign \$2084  = \$2075  ? \$2080  : \$2083 ;
+  assign \$2085  = \$2068  ? \$2084  : \$2072 ;
+  assign \$2086  = \$2067  | \$2085 ;
+  assign \$2087  = \$2086  | ahead_rows;
+  assign \$2088  = oy == 5'h1b;
+  assign \$2089  = \$2088  ? 1'h1 : d_ge_2;
+  assign \$2090  = kx == 3'h4;
+  assign \$2091  = ky == 3'h4;
+  assign \$2092  = ! ky;
+  assign \$2093  = \$2092  & d_ge_2;
+  assign \$2094  = ky == 1'h1;
+  assign \$2095  = \$2094  & d_ge_3;
+  assign \$2096  = ky == 2'h2;
+  assign \$2097  = \$2096  & d_ge_4;
+  assign \$2098  = ky == 2'h3;
+  assign \$2099  = \$2098  & d_ge_5;
+  assign \$2100  = ky == 3'h4;
+  assign \$2101  = \$2100  & d_ge_6;
+  assign \$2102  = | { \$2101 , \$2099 , \$2097 , \$2095 , \$2093  };
+  assign \$2103  = \$2091  ? d_ge_1 : \$2102 ;
+  assign \$2104  = ! ky;
+  assign \$2105  = \$2104  & d_ge_1;
+  assign \$2106  = ky == 1'h1;
+  assign \$2107  = \$2106  & d_ge_2;
+  assign \$2108  = ky == 2'h2;
+  assign \$2109  = \$2108  & d_ge_3;
+  assign \$2110  = ky == 2'h3;
+  assign \$2111  = \$2110  & d_ge_4;
+  assign \$2112  = ky == 3'h4;
+  assign \$2113  = \$2112  & d_ge_5;
+  assign \$2114  = | { \$2113 , \$2111 , \$2109 , \$2107 , \$2105  };
+  assign \$2115  = \$2090  ? \$2103  : \$2114 ;
+  assign \$2116  = r_last ? \$2089  : \$2115 ;
+  assign \$2117  = \$2087  | \$2116 ;
+  assign \$2118  = \$2044  & \$2117 ;
+  assign \$2119  = \$1918  ? \$2041  : \$2118 ;
+  assign \$2120  = write_rows & w_last;
+  assign \$2121  = ~ r_done;
+  assign \$2122  = pad | ahead_rows;
+  assign \$2123  = ~ ahead_rows;
+  assign \$2124  = w_row == 5'h1b;
+  assign \$2125  = \$2123  & \$2124 ;
+  assign \$2126  = \$2122  | \$2125 ;
+  assign \$2127  = ~ ahead_rows;
+  assign \$2128  = w_row == 5'h1b;
+  assign \$2129  = \$2127  & \$2128 ;
+  assign \$2130  = ! ky;
+  assign \$2131  = \$2130  & d_ge_28;
+  assign \$2132  = ky == 1'h1;
+  assign \$2133  = \$2132  & d_ge_29;
+  assign \$2134  = ky == 2'h2;
+  assign \$2135  = \$2134  & d_ge_30;
+  assign \$2136  = ky == 2'h3;
+  assign \$2137  = \$2136  & d_ge_31;
+  assign \$2138  = ky == 3'h4;
+  assign \$2139  = \$2138  & d_ge_32;
+  assign \$2140  = | { \$2139 , \$2137 , \$2135 , \$2133 , \$2131  };
+  assign \$2141  = ! ky;
+  assign \$2142  = \$2141  & d_ge_0;
+  assign \$2143  = ky == 1'h1;
+  assign \$2144  = \$2143  & d_ge_1;
+  assign \$2145  = ky == 2'h2;
+  assign \$2146  = \$2145  & d_ge_2;
+  assign \$2147  = ky == 2'h3;
+  assign \$2148  = \$2147  & d_ge_3;
+  assign \$2149  = ky == 3'h4;
+  assign \$2150  = \$2149  & d_ge_4;
+  assign \$2151  = | { \$2150 , \$2148 , \$2146 , \$2144 , \$2142  };
+  assign \$2152  = \$2129  ? \$2140  : \$2151 ;
+  assign \$2153  = \$2126  | \$2152 ;
+  assign \$2154  = \$2121  & \$2153 ;
+  assign \$2155  = \$2120  ? \$2154  : avail;
+  assign \$2156  = take ? \$2119  : \$2155 ;
+  assign \$2157  = switch ? \$1917  : \$2156 ;
+  assign \$2158  = rst_conv1_window ? 1'h1 : \$2157 ;
+  assign \$2159  = read_credits_room_next | rst_conv1_window;
+  assign \$2160  = write_rows & w_last;
+  assign \$2161  = ~ ahead_rows;
+  assign \$2162  = w_row == 5'h1b;
+  assign \$2163  = \$2161  & \$2162 ;
+  assign \$2164  = ! ky;
+  assign \$2165  = \$2164  & d_ge_28;
+  assign \$2166  = ky == 1'h1;
+  assign \$2167  = \$2166  & d_ge_29;
+  assign \$2168  = ky == 2'h2;
+  assign \$2169  = \$2168  & d_ge_30;
+  assign \$2170  = ky == 2'h3;
+  assign \$2171  = \$2170  & d_ge_31;
+  assign \$2172  = ky == 3'h4;
+  assign \$2173  = \$2172  & d_ge_32;
+  assign \$2174  = | { \$2173 , \$2171 , \$2169 , \$2167 , \$2165  };
+  assign \$2175  = ! ky;
+  assign \$2176  = \$2175  & d_ge_0;
+  assign \$2177  = ky == 1'h1;
+  assign \$2178  = \$2177  & d_ge_1;
+  assign \$2179  = ky == 2'h2;
+  assign \$2180  = \$2179  & d_ge_2;
+  assign \$2181  = ky == 2'h3;
+  assign \$2182  = \$2181  & d_ge_3;
+  assign \$2183  = ky == 3'h4;
+  assign \$2184  = \$2183  & d_ge_4;
+  assign \$2185  = | { \$2184 , \$2182 , \$2180 , \$2178 , \$2176  };
+  assign \$2186  = \$2163  ? \$2174  : \$2185 ;
+  assign \$2187  = pad | \$2186 ;
+  assign \$2188  = ! ky;
+  assign \$2189  = \$2188  & d_ge_1;
+  assign \$2190  = ky == 1'h1;
+  assign \$2191  = \$2190  & d_ge_2;
+  assign \$2192  = ky == 2'h2;
+  assign \$2193  = \$2192  & d_ge_3;
+  assign \$2194  = ky == 2'h3;
+  assign \$2195  = \$2194  & d_ge_4;
+  assign \$2196  = ky == 3'h4;
+  assign \$2197  = \$2196  & d_ge_5;
+  assign \$2198  = | { \$2197 , \$2195 , \$2193 , \$2191 , \$2189  };
+  assign \$2199  = pad | \$2198 ;
+  assign \$2200  = \$2160  ? \$2187  : \$2199 ;
+  assign \$2201  = write_rows & w_last;
+  assign \$2202  = oy == 5'h1b;
+  assign \$2203  = r_last & \$2202 ;
   assign \$2204  = ~ \$2203 ;
-  assign \$2205  = $signed(iy) < $signed(1'h1);
-  assign \$2206  = $signed(iy) >= $signed(6'h1b);
-  assign \$2207  = \$2205  | \$2206 ;
-  assign \$2209  = ox == 5'h1b;
-  assign \$2211  = oy == 5'h1b;
-  assign \$2212  = $signed(low) < $signed(1'h1);
-  assign \$2213  = $signed(low) >= $signed(6'h1b);
-  assign \$2214  = \$2212  | \$2213 ;
-  assign \$2215  = \$2211  ? 1'h1 : \$2214 ;
-  assign \$2216  = $signed(low) < $signed(1'h0);
-  assign \$2217  = $signed(low) >= $signed(6'h1c);
-  assign \$2218  = \$2216  | \$2217 ;
-  assign \$2219  = \$2210  ? \$2215  : \$2218 ;
-  assign \$2220  = \$2203  ? \$2219  : \$2207 ;
-  assign \$2221  = $signed(iy) < $signed(1'h0);
-  assign \$2222  = $signed(iy) >= $signed(6'h1c);
-  assign \$2223  = \$2221  | \$2222 ;
-  assign \$2224  = \$2202  ? \$2220  : \$2223 ;
-  assign \$2225  = kx == 3'h4;
-  assign \$2226  = ~ \$2225 ;
-  assign \$2227  = $signed(ix) < $signed(1'h1);
-  assign \$2228  = $signed(ix) >= $signed(6'h1b);
-  assign \$2229  = \$2227  | \$2228 ;
-  assign \$2230  = ky == 3'h4;
-  assign \$2233  = ox == 5'h1b;
-  assign \$2234  = $signed(ix0) < $signed(1'h1);
-  assign \$2235  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2236  = \$2234  | \$2235 ;
-  assign \$2237  = \$2233  ? 1'h1 : \$2236 ;
-  assign \$2238  = $signed(ix0) < $signed(1'h0);
-  assign \$2239  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2240  = \$2238  | \$2239 ;
-  assign \$2241  = \$2232  ? \$2237  : \$2240 ;
-  assign \$2242  = \$2225  ? \$2241  : \$2229 ;
-  assign \$2243  = \$2224  | \$2242 ;
-  assign \$2244  = ~ ahead_rows;
-  assign \$2245  = w_row == 5'h1b;
-  assign \$2246  = \$2244  & \$2245 ;
-  assign \$2247  = ahead_rows | \$2246 ;
-  assign \$2248  = \$2243  | \$2247 ;
-  assign \$2249  = oy == 5'h1b;
-  assign \$2250  = ~ ahead_rows;
-  assign \$2251  = w_row == 5'h1b;
-  assign \$2252  = \$2250  & \$2251 ;
-  assign \$2254  = ~ ahead_rows;
-  assign \$2255  = w_row == 5'h1b;
-  assign \$2256  = \$2254  & \$2255 ;
-  assign \$2257  = \$2256  ? d_ge_29 : d_ge_1;
-  assign \$2258  = \$2249  ? 1'h1 : \$2257 ;
-  assign \$2259  = kx == 3'h4;
-  assign \$2260  = ky == 3'h4;
-  assign \$2261  = ~ ahead_rows;
-  assign \$2262  = w_row == 5'h1b;
-  assign \$2263  = \$2261  & \$2262 ;
-  assign \$2264  = \$2263  ? d_ge_28 : d_ge_0;
-  assign \$2265  = ~ ahead_rows;
-  assign \$2266  = w_row == 5'h1b;
-  assign \$2267  = \$2265  & \$2266 ;
-  assign \$2268  = ! ky;
-  assign \$2269  = \$2268  & d_ge_29;
-  assign \$2270  = ky == 1'h1;
-  assign \$2271  = \$2270  & d_ge_30;
-  assign \$2272  = ky == 2'h2;
-  assign \$2273  = \$2272  & d_ge_31;
-  assign \$2274  = ky == 2'h3;
-  assign \$2275  = \$2274  & d_ge_32;
-  assign \$2276  = ky == 3'h4;
-  assign \$2277  = \$2276  & d_ge_33;
-  assign \$2278  = | { \$2277 , \$2275 , \$2273 , \$2271 , \$2269  };
-  assign \$2279  = ! ky;
-  assign \$2280  = \$2279  & d_ge_1;
-  assign \$2281  = ky == 1'h1;
-  assign \$2282  = \$2281  & d_ge_2;
-  assign \$2283  = ky == 2'h2;
-  assign \$2284  = \$2283  & d_ge_3;
-  assign \$2285  = ky == 2'h3;
-  assign \$2286  = \$2285  & d_ge_4;
-  assign \$2287  = ky == 3'h4;
-  assign \$2288  = \$2287  & d_ge_5;
-  assign \$2289  = | { \$2288 , \$2286 , \$2284 , \$2282 , \$2280  };
-  assign \$2290  = \$2267  ? \$2278  : \$2289 ;
-  assign \$2291  = \$2260  ? \$2264  : \$2290 ;
-  assign \$2292  = ~ ahead_rows;
-  assign \$2293  = w_row == 5'h1b;
-  assign \$2294  = \$2292  & \$2293 ;
-  assign \$2295  = ! ky;
-  assign \$2296  = \$2295  & d_ge_28;
-  assign \$2297  = ky == 1'h1;
-  assign \$2298  = \$2297  & d_ge_29;
-  assign \$2299  = ky == 2'h2;
-  assign \$2300  = \$2299  & d_ge_30;
-  assign \$2301  = ky == 2'h3;
-  assign \$2302  = \$2301  & d_ge_31;
-  assign \$2303  = ky == 3'h4;
-  assign \$2304  = \$2303  & d_ge_32;
-  assign \$2305  = | { \$2304 , \$2302 , \$2300 , \$2298 , \$2296  };
-  assign \$2306  = ! ky;
-  assign \$2307  = \$2306  & d_ge_0;
-  assign \$2308  = ky == 1'h1;
-  assign \$2309  = \$2308  & d_ge_1;
-  assign \$2310  = ky == 2'h2;
-  assign \$2311  = \$2310  & d_ge_2;
-  assign \$2312  = ky == 2'h3;
-  assign \$2313  = \$2312  & d_ge_3;
-  assign \$2314  = ky == 3'h4;
-  assign \$2315  = \$2314  & d_ge_4;
-  assign \$2316  = | { \$2315 , \$2313 , \$2311 , \$2309 , \$2307  };
-  assign \$2317  = \$2294  ? \$2305  : \$2316 ;
-  assign \$2318  = \$2259  ? \$2291  : \$2317 ;
-  assign \$2319  = r_last ? \$2258  : \$2318 ;
-  assign \$2320  = \$2248  | \$2319 ;
-  assign \$2321  = \$2201  & \$2320 ;
-  assign \$2322  = oy == 5'h1b;
-  assign \$2323  = r_last & \$2322 ;
-  assign \$2324  = ~ \$2323 ;
-  assign \$2325  = kx == 3'h4;
-  assign \$2326  = ky == 3'h4;
+  assign \$2205  = kx == 3'h4;
+  assign \$2206  = ky == 3'h4;
+  assign \$2207  = ~ \$2206 ;
+  assign \$2208  = $signed(iy) < $signed(1'h1);
+  assign \$2209  = $signed(iy) >= $signed(6'h1b);
+  assign \$2210  = \$2208  | \$2209 ;
+  assign \$2212  = ox == 5'h1b;
+  assign \$2214  = oy == 5'h1b;
+  assign \$2215  = $signed(low) < $signed(1'h1);
+  assign \$2216  = $signed(low) >= $signed(6'h1b);
+  assign \$2217  = \$2215  | \$2216 ;
+  assign \$2218  = \$2214  ? 1'h1 : \$2217 ;
+  assign \$2219  = $signed(low) < $signed(1'h0);
+  assign \$2220  = $signed(low) >= $signed(6'h1c);
+  assign \$2221  = \$2219  | \$2220 ;
+  assign \$2222  = \$2213  ? \$2218  : \$2221 ;
+  assign \$2223  = \$2206  ? \$2222  : \$2210 ;
+  assign \$2224  = $signed(iy) < $signed(1'h0);
+  assign \$2225  = $signed(iy) >= $signed(6'h1c);
+  assign \$2226  = \$2224  | \$2225 ;
+  assign \$2227  = \$2205  ? \$2223  : \$2226 ;
+  assign \$2228  = kx == 3'h4;
+  assign \$2229  = ~ \$2228 ;
+  assign \$2230  = $signed(ix) < $signed(1'h1);
+  assign \$2231  = $signed(ix) >= $signed(6'h1b);
+  assign \$2232  = \$2230  | \$2231 ;
+  assign \$2233  = ky == 3'h4;
+  assign \$2236  = ox == 5'h1b;
+  assign \$2237  = $signed(ix0) < $signed(1'h1);
+  assign \$2238  = $signed(ix0) >= $signed(6'h1b);
+  assign \$2239  = \$2237  | \$2238 ;
+  assign \$2240  = \$2236  ? 1'h1 : \$2239 ;
+  assign \$2241  = $signed(ix0) < $signed(1'h0);
+  assign \$2242  = $signed(ix0) >= $signed(6'h1c);
+  assign \$2243  = \$2241  | \$2242 ;
+  assign \$2244  = \$2235  ? \$2240  : \$2243 ;
+  assign \$2245  = \$2228  ? \$2244  : \$2232 ;
+  assign \$2246  = \$2227  | \$2245 ;
+  assign \$2247  = ~ ahead_rows;
+  assign \$2248  = w_row == 5'h1b;
+  assign \$2249  = \$2247  & \$2248 ;
+  assign \$2250  = ahead_rows | \$2249 ;
+  assign \$2251  = \$2246  | \$2250 ;
+  assign \$2252  = oy == 5'h1b;
+  assign \$2253  = ~ ahead_rows;
+  assign \$2254  = w_row == 5'h1b;
+  assign \$2255  = \$2253  & \$2254 ;
+  assign \$2257  = ~ ahead_rows;
+  assign \$2258  = w_row == 5'h1b;
+  assign \$2259  = \$2257  & \$2258 ;
+  assign \$2260  = \$2259  ? d_ge_29 : d_ge_1;
+  assign \$2261  = \$2252  ? 1'h1 : \$2260 ;
+  assign \$2262  = kx == 3'h4;
+  assign \$2263  = ky == 3'h4;
+  assign \$2264  = ~ ahead_rows;
+  assign \$2265  = w_row == 5'h1b;
+  assign \$2266  = \$2264  & \$2265 ;
+  assign \$2267  = \$2266  ? d_ge_28 : d_ge_0;
+  assign \$2268  = ~ ahead_rows;
+  assign \$2269  = w_row == 5'h1b;
+  assign \$2270  = \$2268  & \$2269 ;
+  assign \$2271  = ! ky;
+  assign \$2272  = \$2271  & d_ge_29;
+  assign \$2273  = ky == 1'h1;
+  assign \$2274  = \$2273  & d_ge_30;
+  assign \$2275  = ky == 2'h2;
+  assign \$2276  = \$2275  & d_ge_31;
+  assign \$2277  = ky == 2'h3;
+  assign \$2278  = \$2277  & d_ge_32;
+  assign \$2279  = ky == 3'h4;
+  assign \$2280  = \$2279  & d_ge_33;
+  assign \$2281  = | { \$2280 , \$2278 , \$2276 , \$2274 , \$2272  };
+  assign \$2282  = ! ky;
+  assign \$2283  = \$2282  & d_ge_1;
+  assign \$2284  = ky == 1'h1;
+  assign \$2285  = \$2284  & d_ge_2;
+  assign \$2286  = ky == 2'h2;
+  assign \$2287  = \$2286  & d_ge_3;
+  assign \$2288  = ky == 2'h3;
+  assign \$2289  = \$2288  & d_ge_4;
+  assign \$2290  = ky == 3'h4;
+  assign \$2291  = \$2290  & d_ge_5;
+  assign \$2292  = | { \$2291 , \$2289 , \$2287 , \$2285 , \$2283  };
+  assign \$2293  = \$2270  ? \$2281  : \$2292 ;
+  assign \$2294  = \$2263  ? \$2267  : \$2293 ;
+  assign \$2295  = ~ ahead_rows;
+  assign \$2296  = w_row == 5'h1b;
+  assign \$2297  = \$2295  & \$2296 ;
+  assign \$2298  = ! ky;
+  assign \$2299  = \$2298  & d_ge_28;
+  assign \$2300  = ky == 1'h1;
+  assign \$2301  = \$2300  & d_ge_29;
+  assign \$2302  = ky == 2'h2;
+  assign \$2303  = \$2302  & d_ge_30;
+  assign \$2304  = ky == 2'h3;
+  assign \$2305  = \$2304  & d_ge_31;
+  assign \$2306  = ky == 3'h4;
+  assign \$2307  = \$2306  & d_ge_32;
+  assign \$2308  = | { \$2307 , \$2305 , \$2303 , \$2301 , \$2299  };
+  assign \$2309  = ! ky;
+  assign \$2310  = \$2309  & d_ge_0;
+  assign \$2311  = ky == 1'h1;
+  assign \$2312  = \$2311  & d_ge_1;
+  assign \$2313  = ky == 2'h2;
+  assign \$2314  = \$2313  & d_ge_2;
+  assign \$2315  = ky == 2'h3;
+  assign \$2316  = \$2315  & d_ge_3;
+  assign \$2317  = ky == 3'h4;
+  assign \$2318  = \$2317  & d_ge_4;
+  assign \$2319  = | { \$2318 , \$2316 , \$2314 , \$2312 , \$2310  };
+  assign \$2320  = \$2297  ? \$2308  : \$2319 ;
+  assign \$2321  = \$2262  ? \$2294  : \$2320 ;
+  assign \$2322  = r_last ? \$2261  : \$2321 ;
+  assign \$2323  = \$2251  | \$2322 ;
+  assign \$2324  = \$2204  & \$2323 ;
+  assign \$2325  = oy == 5'h1b;
+  assign \$2326  = r_last & \$2325 ;
   assign \$2327  = ~ \$2326 ;
-  assign \$2328  = $signed(iy) < $signed(1'h1);
-  assign \$2329  = $signed(iy) >= $signed(6'h1b);
-  assign \$2330  = \$2328  | \$2329 ;
-  assign \$2332  = ox == 5'h1b;
-  assign \$2334  = oy == 5'h1b;
-  assign \$2335  = $signed(low) < $signed(1'h1);
-  assign \$2336  = $signed(low) >= $signed(6'h1b);
-  assign \$2337  = \$2335  | \$2336 ;
-  assign \$2338  = \$2334  ? 1'h1 : \$2337 ;
-  assign \$2339  = $signed(low) < $signed(1'h0);
-  assign \$2340  = $signed(low) >= $signed(6'h1c);
-  assign \$2341  = \$2339  | \$2340 ;
-  assign \$2342  = \$2333  ? \$2338  : \$2341 ;
-  assign \$2343  = \$2326  ? \$2342  : \$2330 ;
-  assign \$2344  = $signed(iy) < $signed(1'h0);
-  assign \$2345  = $signed(iy) >= $signed(6'h1c);
-  assign \$2346  = \$2344  | \$2345 ;
-  assign \$2347  = \$2325  ? \$2343  : \$2346 ;
-  assign \$2348  = kx == 3'h4;
-  assign \$2349  = ~ \$2348 ;
-  assign \$2350  = $signed(ix) < $signed(1'h1);
-  assign \$2351  = $signed(ix) >= $signed(6'h1b);
-  assign \$2352  = \$2350  | \$2351 ;
-  assign \$2353  = ky == 3'h4;
-  assign \$2356  = ox == 5'h1b;
-  assign \$2357  = $signed(ix0) < $signed(1'h1);
-  assign \$2358  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2359  = \$2357  | \$2358 ;
-  assign \$2360  = \$2356  ? 1'h1 : \$2359 ;
-  assign \$2361  = $signed(ix0) < $signed(1'h0);
-  assign \$2362  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2363  = \$2361  | \$2362 ;
-  assign \$2364  = \$2355  ? \$2360  : \$2363 ;
-  assign \$2365  = \$2348  ? \$2364  : \$2352 ;
-  assign \$2366  = \$2347  | \$2365 ;
-  assign \$2367  = \$2366  | ahead_rows;
-  assign \$2368  = oy == 5'h1b;
-  assign \$2369  = \$2368  ? 1'h1 : d_ge_2;
-  assign \$2370  = kx == 3'h4;
-  assign \$2371  = ky == 3'h4;
-  assign \$2372  = ! ky;
-  assign \$2373  = \$2372  & d_ge_2;
-  assign \$2374  = ky == 1'h1;
-  assign \$2375  = \$2374  & d_ge_3;
-  assign \$2376  = ky == 2'h2;
-  assign \$2377  = \$2376  & d_ge_4;
-  assign \$2378  = ky == 2'h3;
-  assign \$2379  = \$2378  & d_ge_5;
-  assign \$2380  = ky == 3'h4;
-  assign \$2381  = \$2380  & d_ge_6;
-  assign \$2382  = | { \$2381 , \$2379 , \$2377 , \$2375 , \$2373  };
-  assign \$2383  = \$2371  ? d_ge_1 : \$2382 ;
-  assign \$2384  = ! ky;
-  assign \$2385  = \$2384  & d_ge_1;
-  assign \$2386  = ky == 1'h1;
-  assign \$2387  = \$2386  & d_ge_2;
-  assign \$2388  = ky == 2'h2;
-  assign \$2389  = \$2388  & d_ge_3;
-  assign \$2390  = ky == 2'h3;
-  assign \$2391  = \$2390  & d_ge_4;
-  assign \$2392  = ky == 3'h4;
-  assign \$2393  = \$2392  & d_ge_5;
-  assign \$2394  = | { \$2393 , \$2391 , \$2389 , \$2387 , \$2385  };
-  assign \$2395  = \$2370  ? \$2383  : \$2394 ;
-  assign \$2396  = r_last ? \$2369  : \$2395 ;
-  assign \$2397  = \$2367  | \$2396 ;
-  assign \$2398  = \$2324  & \$2397 ;
-  assign \$2399  = \$2198  ? \$2321  : \$2398 ;
-  assign \$2400  = write_rows & w_last;
-  assign \$2401  = ~ r_done;
-  assign \$2402  = pad | ahead_rows;
-  assign \$2403  = ~ ahead_rows;
-  assign \$2404  = w_row == 5'h1b;
-  assign \$2405  = \$2403  & \$2404 ;
-  assign \$2406  = \$2402  | \$2405 ;
-  assign \$2407  = ~ ahead_rows;
-  assign \$2408  = w_row == 5'h1b;
-  assign \$2409  = \$2407  & \$2408 ;
-  assign \$2410  = ! ky;
-  assign \$2411  = \$2410  & d_ge_28;
-  assign \$2412  = ky == 1'h1;
-  assign \$2413  = \$2412  & d_ge_29;
-  assign \$2414  = ky == 2'h2;
-  assign \$2415  = \$2414  & d_ge_30;
-  assign \$2416  = ky == 2'h3;
-  assign \$2417  = \$2416  & d_ge_31;
-  assign \$2418  = ky == 3'h4;
-  assign \$2419  = \$2418  & d_ge_32;
-  assign \$2420  = | { \$2419 , \$2417 , \$2415 , \$2413 , \$2411  };
-  assign \$2421  = ! ky;
-  assign \$2422  = \$2421  & d_ge_0;
-  assign \$2423  = ky == 1'h1;
-  assign \$2424  = \$2423  & d_ge_1;
-  assign \$2425  = ky == 2'h2;
-  assign \$2426  = \$2425  & d_ge_2;
-  assign \$2427  = ky == 2'h3;
-  assign \$2428  = \$2427  & d_ge_3;
-  assign \$2429  = ky == 3'h4;
-  assign \$2430  = \$2429  & d_ge_4;
-  assign \$2431  = | { \$2430 , \$2428 , \$2426 , \$2424 , \$2422  };
-  assign \$2432  = \$2409  ? \$2420  : \$2431 ;
-  assign \$2433  = \$2406  | \$2432 ;
-  assign \$2434  = \$2401  & \$2433 ;
-  assign \$2435  = \$2400  ? \$2434  : avail;
-  assign \$2436  = take ? \$2399  : \$2435 ;
-  assign \$2437  = switch ? \$2197  : \$2436 ;
-  assign \$2438  = rst_conv1_window ? 1'h1 : \$2437 ;
-  assign \$2439  = read_credits_room_next | rst_conv1_window;
+  assign \$2328  = kx == 3'h4;
+  assign \$2329  = ky == 3'h4;
+  assign \$2330  = ~ \$2329 ;
+  assign \$2331  = $signed(iy) < $signed(1'h1);
+  assign \$2332  = $signed(iy) >= $signed(6'h1b);
+  assign \$2333  = \$2331  | \$2332 ;
+  assign \$2335  = ox == 5'h1b;
+  assign \$2337  = oy == 5'h1b;
+  assign \$2338  = $signed(low) < $signed(1'h1);
+  assign \$2339  = $signed(low) >= $signed(6'h1b);
+  assign \$2340  = \$2338  | \$2339 ;
+  assign \$2341  = \$2337  ? 1'h1 : \$2340 ;
+  assign \$2342  = $signed(low) < $signed(1'h0);
+  assign \$2343  = $signed(low) >= $signed(6'h1c);
+  assign \$2344  = \$2342  | \$2343 ;
+  assign \$2345  = \$2336  ? \$2341  : \$2344 ;
+  assign \$2346  = \$2329  ? \$2345  : \$2333 ;
+  assign \$2347  = $signed(iy) < $signed(1'h0);
+  assign \$2348  = $signed(iy) >= $signed(6'h1c);
+  assign \$2349  = \$2347  | \$2348 ;
+  assign \$2350  = \$2328  ? \$2346  : \$2349 ;
+  assign \$2351  = kx == 3'h4;
+  assign \$2352  = ~ \$2351 ;
+  assign \$2353  = $signed(ix) < $signed(1'h1);
+  assign \$2354  = $signed(ix) >= $signed(6'h1b);
+  assign \$2355  = \$2353  | \$2354 ;
+  assign \$2356  = ky == 3'h4;
+  assign \$2359  = ox == 5'h1b;
+  assign \$2360  = $signed(ix0) < $signed(1'h1);
+  assign \$2361  = $signed(ix0) >= $signed(6'h1b);
+  assign \$2362  = \$2360  | \$2361 ;
+  assign \$2363  = \$2359  ? 1'h1 : \$2362 ;
+  assign \$2364  = $signed(ix0) < $signed(1'h0);
+  assign \$2365  = $signed(ix0) >= $signed(6'h1c);
+  assign \$2366  = \$2364  | \$2365 ;
+  assign \$2367  = \$2358  ? \$2363  : \$2366 ;
+  assign \$2368  = \$2351  ? \$2367  : \$2355 ;
+  assign \$2369  = \$2350  | \$2368 ;
+  assign \$2370  = \$2369  | ahead_rows;
+  assign \$2371  = oy == 5'h1b;
+  assign \$2372  = \$2371  ? 1'h1 : d_ge_2;
+  assign \$2373  = kx == 3'h4;
+  assign \$2374  = ky == 3'h4;
+  assign \$2375  = ! ky;
+  assign \$2376  = \$2375  & d_ge_2;
+  assign \$2377  = ky == 1'h1;
+  assign \$2378  = \$2377  & d_ge_3;
+  assign \$2379  = ky == 2'h2;
+  assign \$2380  = \$2379  & d_ge_4;
+  assign \$2381  = ky == 2'h3;
+  assign \$2382  = \$2381  & d_ge_5;
+  assign \$2383  = ky == 3'h4;
+  assign \$2384  = \$2383  & d_ge_6;
+  assign \$2385  = | { \$2384 , \$2382 , \$2380 , \$2378 , \$2376  };
+  assign \$2386  = \$2374  ? d_ge_1 : \$2385 ;
+  assign \$2387  = ! ky;
+  assign \$2388  = \$2387  & d_ge_1;
+  assign \$2389  = ky == 1'h1;
+  assign \$2390  = \$2389  & d_ge_2;
+  assign \$2391  = ky == 2'h2;
+  assign \$2392  = \$2391  & d_ge_3;
+  assign \$2393  = ky == 2'h3;
+  assign \$2394  = \$2393  & d_ge_4;
+  assign \$2395  = ky == 3'h4;
+  assign \$2396  = \$2395  & d_ge_5;
+  assign \$2397  = | { \$2396 , \$2394 , \$2392 , \$2390 , \$2388  };
+  assign \$2398  = \$2373  ? \$2386  : \$2397 ;
+  assign \$2399  = r_last ? \$2372  : \$2398 ;
+  assign \$2400  = \$2370  | \$2399 ;
+  assign \$2401  = \$2327  & \$2400 ;
+  assign \$2402  = \$2201  ? \$2324  : \$2401 ;
+  assign \$2403  = write_rows & w_last;
+  assign \$2404  = ~ r_done;
+  assign \$2405  = pad | ahead_rows;
+  assign \$2406  = ~ ahead_rows;
+  assign \$2407  = w_row == 5'h1b;
+  assign \$2408  = \$2406  & \$2407 ;
+  assign \$2409  = \$2405  | \$2408 ;
+  assign \$2410  = ~ ahead_rows;
+  assign \$2411  = w_row == 5'h1b;
+  assign \$2412  = \$2410  & \$2411 ;
+  assign \$2413  = ! ky;
+  assign \$2414  = \$2413  & d_ge_28;
+  assign \$2415  = ky == 1'h1;
+  assign \$2416  = \$2415  & d_ge_29;
+  assign \$2417  = ky == 2'h2;
+  assign \$2418  = \$2417  & d_ge_30;
+  assign \$2419  = ky == 2'h3;
+  assign \$2420  = \$2419  & d_ge_31;
+  assign \$2421  = ky == 3'h4;
+  assign \$2422  = \$2421  & d_ge_32;
+  assign \$2423  = | { \$2422 , \$2420 , \$2418 , \$2416 , \$2414  };
+  assign \$2424  = ! ky;
+  assign \$2425  = \$2424  & d_ge_0;
+  assign \$2426  = ky == 1'h1;
+  assign \$2427  = \$2426  & d_ge_1;
+  assign \$2428  = ky == 2'h2;
+  assign \$2429  = \$2428  & d_ge_2;
+  assign \$2430  = ky == 2'h3;
+  assign \$2431  = \$2430  & d_ge_3;
+  assign \$2432  = ky == 3'h4;
+  assign \$2433  = \$2432  & d_ge_4;
+  assign \$2434  = | { \$2433 , \$2431 , \$2429 , \$2427 , \$2425  };
+  assign \$2435  = \$2412  ? \$2423  : \$2434 ;
+  assign \$2436  = \$2409  | \$2435 ;
+  assign \$2437  = \$2404  & \$2436 ;
+  assign \$2438  = \$2403  ? \$2437  : avail;
+  assign \$2439  = take ? \$2402  : \$2438 ;
+  assign \$2440  = switch ? \$2200  : \$2439 ;
+  assign \$2441  = rst_conv1_window ? 1'h1 : \$2440 ;
+  assign \$2442  = read_credits_room_next | rst_conv1_window;
   always @(posedge clk)
-    w_px <= \$2440 ;
+    w_px <= \$2443 ;
   always @(posedge clk)
-    w_addr <= \$2441 ;
+    w_addr <= \$2444 ;
   always @(posedge clk)
-    ahead <= \$2442 ;
+    ahead <= \$2445 ;
   always @(posedge clk)
-    w_row <= \$2443 ;
+    w_row <= \$2446 ;
   always @(posedge clk)
-    read_credits_returned <= \$2444 ;
+    read_credits_returned <= \$2447 ;
   always @(posedge clk)
-    read_credits_space <= \$2445 ;
+    read_credits_space <= \$2448 ;
   always @(posedge clk)
-    read_credits_room <= \$2446 ;
+    read_v1 <= \$2449 ;
   always @(posedge clk)
-    read_v1 <= \$2447 ;
+    read_v2 <= \$2450 ;
   always @(posedge clk)
-    read_v2 <= \$2448 ;
+    read_v3 <= \$2451 ;
   always @(posedge clk)
-    read_v3 <= \$2449 ;
-  always @(posedge clk)
-    w_en <= \$2450 ;
+    w_en <= \$2452 ;
   always @(posedge clk)
     step_next_slot <= \$74 [2:0];
   always @(posedge clk)
@@ -8830,59 +8835,55 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     w_data <= \$106 ;
   always @(posedge clk)
-    kx <= \$2451 ;
+    kx <= \$2453 ;
   always @(posedge clk)
-    col_addr <= \$2452 ;
+    col_addr <= \$2454 ;
   always @(posedge clk)
-    ky <= \$2453 ;
+    ky <= \$2455 ;
   always @(posedge clk)
-    row_addr <= \$2454 ;
+    row_addr <= \$2456 ;
   always @(posedge clk)
-    ox <= \$2455 ;
+    ox <= \$2457 ;
   always @(posedge clk)
-    ix0 <= \$2456 ;
+    ix0 <= \$2458 ;
   always @(posedge clk)
-    ix0c <= \$2457 ;
+    ix0c <= \$2459 ;
   always @(posedge clk)
-    oy <= \$2458 ;
+    oy <= \$2460 ;
   always @(posedge clk)
-    low <= \$2459 ;
+    low <= \$2461 ;
   always @(posedge clk)
-    r_done <= \$2460 ;
+    r_done <= \$2462 ;
   always @(posedge clk)
-    base_slot <= \$2461 ;
+    base_slot <= \$2463 ;
   always @(posedge clk)
-    base_row <= \$2462 ;
+    base_row <= \$2464 ;
   always @(posedge clk)
-    ix <= \$2463 ;
+    ix <= \$2465 ;
   always @(posedge clk)
-    iy <= \$2464 ;
+    iy <= \$2466 ;
   always @(posedge clk)
-    img_slot <= \$2465 ;
+    img_slot <= \$2467 ;
   always @(posedge clk)
-    img_row <= \$2466 ;
+    img_row <= \$2468 ;
   always @(posedge clk)
-    w_last <= \$2467 ;
+    w_last <= \$2469 ;
   always @(posedge clk)
-    r_last <= \$2468 ;
+    r_last <= \$2470 ;
   always @(posedge clk)
-    d <= \$2469 ;
+    d <= \$2471 ;
   always @(posedge clk)
-    o__ready <= \$2470 ;
+    room_w_27 <= \$2472 ;
   always @(posedge clk)
-    room_w_27 <= \$2471 ;
+    room_w_28 <= \$2473 ;
   always @(posedge clk)
-    room_w_28 <= \$2472 ;
+    room_low_21 <= \$2474 ;
   always @(posedge clk)
-    room_low_21 <= \$2473 ;
+    room_w_3 <= \$2475 ;
   always @(posedge clk)
-    room_w_3 <= \$2474 ;
+    room_w_4 <= \$2476 ;
   always @(posedge clk)
-    room_w_4 <= \$2475 ;
-  always @(posedge clk)
-    room_low_22 <= \$2476 ;
-  always @(posedge clk)
-    avail <= \$2477 ;
+    room_low_22 <= \$2477 ;
   always @(posedge clk)
     d_ge_m22 <= \$2478 ;
   always @(posedge clk)
@@ -8922,15 +8923,23 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$1715 ),
+    .d(\$1278 ),
     .q(ahead_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) avail_q_copy (
+    .clk(clk),
+    .d(\$1876 ),
+    .q(avail)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$2438 ),
+    .d(\$2441 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -8938,15 +8947,23 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$2155 ),
+    .d(\$2158 ),
     .q(avail_step)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_write_q_copy (
+    .clk(clk),
+    .d(\$1436 ),
+    .q(o__ready)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$1873 ),
+    .d(\$1594 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv1_window.inp  inp (
@@ -8954,7 +8971,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$113 ),
+    .o__payload(\o__payload$116 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window),
@@ -8965,7 +8982,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$1709 ),
+    .d(\$1271 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv1_window.out  out (
@@ -8980,9 +8997,17 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
+  ) read_credits_room_q_copy (
+    .clk(clk),
+    .d(\$1272 ),
+    .q(read_credits_room)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$2439 ),
+    .d(\$2442 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -8990,7 +9015,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$2156 ),
+    .d(\$2159 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -9006,7 +9031,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$113 ),
+    .d(\o__payload$116 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -9019,53 +9044,9 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2440  = w_px;
+    \$2443  = w_px;
     if (write) begin
-      \$2440  = \$59 [4:0];
-    end
-    if (rst_conv1_window) begin
-      \$2440  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2441  = w_addr;
-    if (write) begin
-      \$2441  = \$62 [7:0];
-    end
-    if (rst_conv1_window) begin
-      \$2441  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2442  = ahead;
-    if (write) begin
-      if (\$63 ) begin
-        if (\$66 ) begin
-          \$2442  = 1'h1;
-        end
-      end
-    end
-    if (switch) begin
-      \$2442  = 1'h0;
-    end
-    if (rst_conv1_window) begin
-      \$2442  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2443  = w_row;
-    if (write) begin
-      if (\$63 ) begin
-        (* full_case = 32'd1 *)
-        if (\$66 ) begin
-          \$2443  = 5'h00;
-        end else begin
-          \$2443  = \$67 [4:0];
-        end
-      end
+      \$2443  = \$59 [4:0];
     end
     if (rst_conv1_window) begin
       \$2443  = 5'h00;
@@ -9073,97 +9054,95 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2444  = \$68 ;
+    \$2444  = w_addr;
+    if (write) begin
+      \$2444  = \$62 [7:0];
+    end
     if (rst_conv1_window) begin
-      \$2444  = 1'h0;
+      \$2444  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2445  = \$8 [2:0];
+    \$2445  = ahead;
+    if (write) begin
+      if (\$63 ) begin
+        if (\$66 ) begin
+          \$2445  = 1'h1;
+        end
+      end
+    end
+    if (switch) begin
+      \$2445  = 1'h0;
+    end
     if (rst_conv1_window) begin
-      \$2445  = 3'h7;
+      \$2445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2446  = read_credits_room_next;
+    \$2446  = w_row;
+    if (write) begin
+      if (\$63 ) begin
+        (* full_case = 32'd1 *)
+        if (\$66 ) begin
+          \$2446  = 5'h00;
+        end else begin
+          \$2446  = \$67 [4:0];
+        end
+      end
+    end
     if (rst_conv1_window) begin
-      \$2446  = 1'h1;
+      \$2446  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2447  = take;
+    \$2447  = \$68 ;
     if (rst_conv1_window) begin
       \$2447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2448  = read_v1;
+    \$2448  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$2448  = 1'h0;
+      \$2448  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2449  = read_v2;
+    \$2449  = take;
     if (rst_conv1_window) begin
       \$2449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2450  = read_v3;
+    \$2450  = read_v1;
     if (rst_conv1_window) begin
       \$2450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2451  = kx;
-    if (take_step) begin
-      \$2451  = \$109 [2:0];
-    end
+    \$2451  = read_v2;
     if (rst_conv1_window) begin
-      \$2451  = 3'h0;
+      \$2451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2452  = col_addr;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-        \$2452  = \$112 [5:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-          \$2452  = \$118 [5:0];
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-            \$2452  = \$131 [5:0];
-          end else begin
-            \$2452  = \$143 [5:0];
-          end
-        end
-      end
-    end
+    \$2452  = read_v3;
     if (rst_conv1_window) begin
-      \$2452  = 6'h3e;
+      \$2452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2453  = ky;
+    \$2453  = kx;
     if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        \$2453  = \$115 [2:0];
-      end
+      \$2453  = \$109 [2:0];
     end
     if (rst_conv1_window) begin
       \$2453  = 3'h0;
@@ -9171,16 +9150,55 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2454  = row_addr;
+    \$2454  = col_addr;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+        \$2454  = \$112 [5:0];
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+          \$2454  = \$118 [5:0];
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+            \$2454  = \$131 [5:0];
+          end else begin
+            \$2454  = \$143 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2454  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2455  = ky;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        \$2455  = \$115 [2:0];
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2455  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2456  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$117 ) begin
-          \$2454  = \$124 [7:0];
+          \$2456  = \$124 [7:0];
         end else begin
-          \$2454  = base_row;
+          \$2456  = base_row;
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
@@ -9188,7 +9206,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$2454  = step_next_row;
+                \$2456  = step_next_row;
               end
             end
           end
@@ -9196,15 +9214,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2454  = step_base_row;
+      \$2456  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$2454  = 8'h70;
+      \$2456  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2455  = ox;
+    \$2457  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -9215,18 +9233,18 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
-            \$2455  = \$134 [4:0];
+            \$2457  = \$134 [4:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2455  = 5'h00;
+      \$2457  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2456  = ix0;
+    \$2458  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -9237,18 +9255,18 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
-            \$2456  = \$137 [5:0];
+            \$2458  = \$137 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2456  = 6'h3e;
+      \$2458  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2457  = ix0c;
+    \$2459  = ix0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -9259,55 +9277,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$129 ) begin
           end else begin
-            \$2457  = \$140 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2457  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2458  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$2458  = \$147 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2458  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2459  = low;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
-              \$2459  = \$150 [5:0];
-            end
+            \$2459  = \$140 [5:0];
           end
         end
       end
@@ -9318,7 +9288,55 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2460  = r_done;
+    \$2460  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2460  = \$147 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2460  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2461  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$111 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$117 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$129 ) begin
+          end else begin
+            if (\$144 ) begin
+              \$2461  = \$150 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$2461  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2462  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -9331,7 +9349,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           end else begin
             if (\$144 ) begin
               if (\$151 ) begin
-                \$2460  = 1'h1;
+                \$2462  = 1'h1;
               end
             end
           end
@@ -9339,15 +9357,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2460  = 1'h0;
+      \$2462  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$2460  = 1'h0;
+      \$2462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2461  = base_slot;
+    \$2463  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -9362,7 +9380,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$2461  = step_next_slot;
+                \$2463  = step_next_slot;
               end
             end
           end
@@ -9370,15 +9388,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2461  = step_base_slot;
+      \$2463  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$2461  = 3'h4;
+      \$2463  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2462  = base_row;
+    \$2464  = base_row;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$111 ) begin
@@ -9393,7 +9411,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               (* full_case = 32'd1 *)
               if (\$151 ) begin
               end else begin
-                \$2462  = step_next_row;
+                \$2464  = step_next_row;
               end
             end
           end
@@ -9401,266 +9419,252 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2462  = step_base_row;
+      \$2464  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$2462  = 8'h70;
+      \$2464  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2463  = ix;
+    \$2465  = ix;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$153 ) begin
-        \$2463  = \$157 [5:0];
+        \$2465  = \$157 [5:0];
       end else if (\$156 ) begin
-        \$2463  = \$160 [5:0];
+        \$2465  = \$160 [5:0];
       end else begin
-        \$2463  = ix0;
+        \$2465  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$2463  = 6'h3e;
+      \$2465  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2464  = iy;
+    \$2466  = iy;
     if (take_step) begin
       if (\$161 ) begin
         (* full_case = 32'd1 *)
         if (\$163 ) begin
-          \$2464  = \$167 [5:0];
+          \$2466  = \$167 [5:0];
         end else if (\$166 ) begin
-          \$2464  = \$170 [5:0];
+          \$2466  = \$170 [5:0];
         end else begin
-          \$2464  = low;
+          \$2466  = low;
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2464  = 6'h3e;
+      \$2466  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2465  = img_slot;
+    \$2467  = img_slot;
     if (switch) begin
-      \$2465  = step_img_slot;
+      \$2467  = step_img_slot;
     end
     if (rst_conv1_window) begin
-      \$2465  = 3'h0;
+      \$2467  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2466  = img_row;
+    \$2468  = img_row;
     if (switch) begin
-      \$2466  = step_img_row;
+      \$2468  = step_img_row;
     end
     if (rst_conv1_window) begin
-      \$2466  = 8'h00;
+      \$2468  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2467  = w_last;
+    \$2469  = w_last;
     if (write) begin
-      \$2467  = \$172 ;
+      \$2469  = \$172 ;
     end
     if (rst_conv1_window) begin
-      \$2467  = 1'h0;
+      \$2469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2468  = r_last;
+    \$2470  = r_last;
     if (take_step) begin
-      \$2468  = \$176 ;
+      \$2470  = \$176 ;
     end
     if (rst_conv1_window) begin
-      \$2468  = 1'h0;
+      \$2470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2469  = \$207 [6:0];
+    \$2471  = \$207 [6:0];
     if (rst_conv1_window) begin
-      \$2469  = 7'h02;
+      \$2471  = 7'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2470  = \$364 ;
+    \$2472  = \$215 [5:0];
     if (rst_conv1_window) begin
-      \$2470  = 1'h1;
+      \$2472  = 6'h25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2471  = \$372 [5:0];
+    \$2473  = \$223 [5:0];
     if (rst_conv1_window) begin
-      \$2471  = 6'h25;
+      \$2473  = 6'h24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2472  = \$380 [5:0];
+    \$2474  = \$228 [5:0];
     if (rst_conv1_window) begin
-      \$2472  = 6'h24;
+      \$2474  = 6'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2473  = \$385 [5:0];
+    \$2475  = \$236 [5:0];
     if (rst_conv1_window) begin
-      \$2473  = 6'h17;
+      \$2475  = 6'h3d;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2474  = \$393 [5:0];
+    \$2476  = \$244 [5:0];
     if (rst_conv1_window) begin
-      \$2474  = 6'h3d;
+      \$2476  = 6'h3c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2475  = \$401 [5:0];
+    \$2477  = \$249 [5:0];
     if (rst_conv1_window) begin
-      \$2475  = 6'h3c;
+      \$2477  = 6'h18;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2476  = \$406 [5:0];
-    if (rst_conv1_window) begin
-      \$2476  = 6'h18;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2477  = \$687 ;
-    if (rst_conv1_window) begin
-      \$2477  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2478  = \$712 ;
+    \$2478  = \$274 ;
     if (rst_conv1_window) begin
       \$2478  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2479  = \$779 ;
+    \$2479  = \$341 ;
     if (rst_conv1_window) begin
       \$2479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2480  = \$850 ;
+    \$2480  = \$412 ;
     if (rst_conv1_window) begin
       \$2480  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2481  = \$1006 ;
+    \$2481  = \$568 ;
     if (rst_conv1_window) begin
       \$2481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2482  = \$1073 ;
+    \$2482  = \$635 ;
     if (rst_conv1_window) begin
       \$2482  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2483  = \$1107 ;
+    \$2483  = \$669 ;
     if (rst_conv1_window) begin
       \$2483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2484  = \$1204 ;
+    \$2484  = \$766 ;
     if (rst_conv1_window) begin
       \$2484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2485  = \$1259 ;
+    \$2485  = \$821 ;
     if (rst_conv1_window) begin
       \$2485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2486  = \$1310 ;
+    \$2486  = \$872 ;
     if (rst_conv1_window) begin
       \$2486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2487  = \$1357 ;
+    \$2487  = \$919 ;
     if (rst_conv1_window) begin
       \$2487  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2488  = \$1400 ;
+    \$2488  = \$962 ;
     if (rst_conv1_window) begin
       \$2488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2489  = \$1528 ;
+    \$2489  = \$1090 ;
     if (rst_conv1_window) begin
       \$2489  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2490  = \$1553 ;
+    \$2490  = \$1115 ;
     if (rst_conv1_window) begin
       \$2490  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2491  = \$1578 ;
+    \$2491  = \$1140 ;
     if (rst_conv1_window) begin
       \$2491  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2492  = \$1606 ;
+    \$2492  = \$1168 ;
     if (rst_conv1_window) begin
       \$2492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2493  = \$1638 ;
+    \$2493  = \$1200 ;
     if (rst_conv1_window) begin
       \$2493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2494  = \$1708 ;
+    \$2494  = \$1270 ;
     if (rst_conv1_window) begin
       \$2494  = 1'h0;
     end
@@ -9676,11 +9680,14 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \o__ready$25  = \o__ready$24 ;
   assign \o__valid$27  = \o__valid$26 ;
   assign space_next = \$8 [2:0];
+  assign read_credits_room_q = read_credits_room;
   assign r_addr = rd__addr;
   assign rd__en = 1'h1;
   assign read_v4 = w_en;
   assign finished = w_data;
-  assign \ahead_rows$42  = ahead_rows;
+  assign \ahead_rows$43  = ahead_rows;
+  assign can_write_q = o__ready;
+  assign avail_q = avail;
   assign \$125  = 1'h1;
   assign \$126  = 2'h1;
   assign \$127  = 2'h0;
@@ -9691,70 +9698,70 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$164  = 1'h1;
   assign \$166  = \$165 ;
   assign \$172  = \$171 ;
-  assign \$225  = 1'h0;
-  assign \$229  = 1'h1;
-  assign \$230  = 1'h1;
-  assign \$246  = 1'h1;
-  assign \$247  = 1'h1;
-  assign \$261  = 1'h0;
-  assign \$295  = 1'h0;
-  assign \$333  = 1'h1;
-  assign \$334  = 1'h1;
-  assign \$458  = 1'h1;
-  assign \$460  = \$459 ;
-  assign \$481  = 1'h1;
-  assign \$482  = \$480 ;
-  assign \$503  = 1'h1;
-  assign \$581  = 1'h1;
-  assign \$583  = \$582 ;
-  assign \$604  = 1'h1;
-  assign \$605  = \$603 ;
-  assign \$695  = 1'h1;
-  assign \$696  = 1'h1;
-  assign \$787  = 1'h1;
-  assign \$788  = 1'h1;
-  assign \$1014  = 1'h1;
-  assign \$1015  = 1'h1;
-  assign \$1408  = 1'h1;
-  assign \$1409  = 1'h1;
-  assign \$1536  = 1'h1;
-  assign \$1537  = 1'h1;
-  assign \$1561  = 1'h1;
+  assign \$257  = 1'h1;
+  assign \$258  = 1'h1;
+  assign \$349  = 1'h1;
+  assign \$350  = 1'h1;
+  assign \$576  = 1'h1;
+  assign \$577  = 1'h1;
+  assign \$970  = 1'h1;
+  assign \$971  = 1'h1;
+  assign \$1098  = 1'h1;
+  assign \$1099  = 1'h1;
+  assign \$1123  = 1'h1;
+  assign \$1124  = 1'h1;
+  assign \$1150  = \$1149 ;
+  assign \$1177  = \$1176 ;
+  assign \$1213  = \$1212 ;
+  assign \$1296  = 1'h0;
+  assign \$1300  = 1'h1;
+  assign \$1301  = 1'h1;
+  assign \$1317  = 1'h1;
+  assign \$1318  = 1'h1;
+  assign \$1332  = 1'h0;
+  assign \$1366  = 1'h0;
+  assign \$1404  = 1'h1;
+  assign \$1405  = 1'h1;
+  assign \$1454  = 1'h0;
+  assign \$1458  = 1'h1;
+  assign \$1459  = 1'h1;
+  assign \$1475  = 1'h1;
+  assign \$1476  = 1'h1;
+  assign \$1490  = 1'h0;
+  assign \$1524  = 1'h0;
   assign \$1562  = 1'h1;
-  assign \$1588  = \$1587 ;
-  assign \$1615  = \$1614 ;
-  assign \$1651  = \$1650 ;
-  assign \$1733  = 1'h0;
-  assign \$1737  = 1'h1;
-  assign \$1738  = 1'h1;
-  assign \$1754  = 1'h1;
-  assign \$1755  = 1'h1;
-  assign \$1769  = 1'h0;
-  assign \$1803  = 1'h0;
-  assign \$1841  = 1'h1;
-  assign \$1842  = 1'h1;
-  assign \$1925  = 1'h1;
-  assign \$1927  = \$1926 ;
-  assign \$1948  = 1'h1;
-  assign \$1949  = \$1947 ;
-  assign \$1970  = 1'h1;
-  assign \$2048  = 1'h1;
-  assign \$2050  = \$2049 ;
-  assign \$2071  = 1'h1;
-  assign \$2072  = \$2070 ;
-  assign \$2208  = 1'h1;
-  assign \$2210  = \$2209 ;
-  assign \$2231  = 1'h1;
-  assign \$2232  = \$2230 ;
-  assign \$2253  = 1'h1;
-  assign \$2331  = 1'h1;
-  assign \$2333  = \$2332 ;
-  assign \$2354  = 1'h1;
-  assign \$2355  = \$2353 ;
+  assign \$1563  = 1'h1;
+  assign \$1646  = 1'h1;
+  assign \$1648  = \$1647 ;
+  assign \$1669  = 1'h1;
+  assign \$1670  = \$1668 ;
+  assign \$1691  = 1'h1;
+  assign \$1769  = 1'h1;
+  assign \$1771  = \$1770 ;
+  assign \$1792  = 1'h1;
+  assign \$1793  = \$1791 ;
+  assign \$1928  = 1'h1;
+  assign \$1930  = \$1929 ;
+  assign \$1951  = 1'h1;
+  assign \$1952  = \$1950 ;
+  assign \$1973  = 1'h1;
+  assign \$2051  = 1'h1;
+  assign \$2053  = \$2052 ;
+  assign \$2074  = 1'h1;
+  assign \$2075  = \$2073 ;
+  assign \$2211  = 1'h1;
+  assign \$2213  = \$2212 ;
+  assign \$2234  = 1'h1;
+  assign \$2235  = \$2233 ;
+  assign \$2256  = 1'h1;
+  assign \$2334  = 1'h1;
+  assign \$2336  = \$2335 ;
+  assign \$2357  = 1'h1;
+  assign \$2358  = \$2356 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, i__ready, valid_next, o__ready, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, i__ready, valid_next, o__valid, o__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [7:0] \$10 ;
@@ -9767,7 +9774,7 @@ module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, 
   wire \$6 ;
   wire \$7 ;
   wire [7:0] \$8 ;
-  reg \$9 ;
+  wire \$9 ;
   input clk;
   wire clk;
   (* init = 8'h00 *)
@@ -9785,9 +9792,10 @@ module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, 
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid = 1'h0;
+  wire o__valid;
   input rst_conv1_window;
   wire rst_conv1_window;
+  wire valid;
   output valid_next;
   wire valid_next;
   assign i__ready = ~ full;
@@ -9800,21 +9808,21 @@ module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, 
   assign \$6  = ~ full;
   assign \$7  = i__valid & \$6 ;
   assign \$8  = full ? held : i__payload;
-  always @(posedge clk)
-    o__valid <= \$9 ;
+  assign \$9  = rst_conv1_window ? 1'h0 : valid_next;
   always @(posedge clk)
     o__payload <= \$10 ;
   always @(posedge clk)
     full <= \$11 ;
   always @(posedge clk)
     held <= \$12 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$9  = valid_next;
-    if (rst_conv1_window) begin
-      \$9  = 1'h0;
-    end
-  end
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_copy (
+    .clk(clk),
+    .d(\$9 ),
+    .q(o__valid)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$10  = o__payload;
@@ -9843,10 +9851,11 @@ module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, 
     end
   end
   assign data = o__payload;
+  assign valid = o__valid;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst_conv1_window, w_en, w_port__data, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -10077,32 +10086,32 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, w_en, w_port__data, o_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
+module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
   wire \$13 ;
-  wire \$14 ;
+  wire [9:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [5:0] \$17 ;
-  wire [5:0] \$18 ;
-  wire \$19 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [79:0] \$19 ;
   wire \$2 ;
-  wire [9:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire [79:0] \$25 ;
+  wire [79:0] \$24 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [79:0] \$30 ;
+  wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
@@ -10120,11 +10129,11 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  reg \$47 ;
-  reg \$48 ;
-  reg \$49 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  reg \$50 ;
+  wire \$50 ;
   reg [4:0] \$51 ;
   reg [9:0] \$52 ;
   reg [79:0] \$53 ;
@@ -10138,49 +10147,48 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
   reg [4:0] beat = 5'h00;
   input clk;
   wire clk;
-  reg full = 1'h0;
+  wire full;
   wire full_0;
   wire full_1;
+  wire full_q;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
-  reg i__ready = 1'h1;
+  wire i__ready;
   input i__valid;
   wire i__valid;
-  reg last = 1'h0;
+  wire last;
   wire last_0;
   wire last_1;
+  wire last_q;
   output [79:0] o__payload;
   reg [79:0] o__payload = 80'h00000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid = 1'h0;
+  wire o__valid;
   (* init = 80'h00000000000000000000 *)
   wire [79:0] out;
-  (* init = 1'h1 *)
   wire ready;
   wire ready_0;
   wire ready_1;
+  wire ready_q;
   input rst_conv1_window_to_conv1;
   wire rst_conv1_window_to_conv1;
   wire take;
   wire valid_0;
   wire valid_1;
   wire valid_next;
+  wire valid_q;
   reg [79:0] word = 80'h00000000000000000000;
-  assign \$43  = beat == 5'h17;
-  assign \$44  = last ? 1'h0 : \$43 ;
-  assign \$45  = take ? \$44  : last;
-  assign \$46  = rst_conv1_window_to_conv1 ? 1'h0 : \$45 ;
-  always @(posedge clk)
-    o__valid <= \$47 ;
-  always @(posedge clk)
-    full <= \$48 ;
-  always @(posedge clk)
-    i__ready <= \$49 ;
-  always @(posedge clk)
-    last <= \$50 ;
+  assign \$43  = ~ \$signal ;
+  assign \$44  = ~ valid_next;
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = \$45  | rst_conv1_window_to_conv1;
+  assign \$47  = beat == 5'h17;
+  assign \$48  = last ? 1'h0 : \$47 ;
+  assign \$49  = take ? \$48  : last;
+  assign \$50  = rst_conv1_window_to_conv1 ? 1'h0 : \$49 ;
   always @(posedge clk)
     beat <= \$51 ;
   always @(posedge clk)
@@ -10202,38 +10210,38 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
   assign \$9  = full & \$8 ;
   assign \$10  = o__ready ? 1'h0 : o__valid;
   assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ \$signal ;
-  assign \$12  = ~ valid_next;
-  assign \$13  = \$11  | \$12 ;
-  assign \$14  = beat == 5'h17;
-  assign \$15  = last ? 1'h0 : \$14 ;
-  assign \$16  = take ? \$15  : last;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 6'h00 : \$17 ;
-  assign \$19  = at[9] | last;
-  assign \$20  = \$19  ? 10'h001 : { at[8:0], at[9] };
-  assign \$21  = ~ valid_0;
-  assign \$22  = \$21  | o__ready;
-  assign \$23  = full_0 & \$22 ;
-  assign \$24  = i__valid & ready_0;
-  assign \$25  = last_0 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
-  assign \$26  = ~ valid_1;
-  assign \$27  = \$26  | o__ready;
-  assign \$28  = full_1 & \$27 ;
-  assign \$29  = i__valid & ready_1;
-  assign \$30  = last_1 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
-  assign \$31  = ~ \$signal ;
-  assign \$32  = ~ valid_next;
-  assign \$33  = \$31  | \$32 ;
-  assign \$34  = \$33  | rst_conv1_window_to_conv1;
-  assign \$35  = beat == 5'h17;
-  assign \$36  = last ? 1'h0 : \$35 ;
-  assign \$37  = take ? \$36  : last;
-  assign \$38  = rst_conv1_window_to_conv1 ? 1'h0 : \$37 ;
-  assign \$39  = ~ \$signal ;
-  assign \$40  = ~ valid_next;
-  assign \$41  = \$39  | \$40 ;
-  assign \$42  = \$41  | rst_conv1_window_to_conv1;
+  assign \$11  = beat + 1'h1;
+  assign \$12  = last ? 6'h00 : \$11 ;
+  assign \$13  = at[9] | last;
+  assign \$14  = \$13  ? 10'h001 : { at[8:0], at[9] };
+  assign \$15  = ~ valid_0;
+  assign \$16  = \$15  | o__ready;
+  assign \$17  = full_0 & \$16 ;
+  assign \$18  = i__valid & ready_0;
+  assign \$19  = last_0 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
+  assign \$20  = ~ valid_1;
+  assign \$21  = \$20  | o__ready;
+  assign \$22  = full_1 & \$21 ;
+  assign \$23  = i__valid & ready_1;
+  assign \$24  = last_1 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
+  assign \$25  = rst_conv1_window_to_conv1 ? 1'h0 : valid_next;
+  assign \$26  = rst_conv1_window_to_conv1 ? 1'h0 : \$signal ;
+  assign \$27  = ~ \$signal ;
+  assign \$28  = ~ valid_next;
+  assign \$29  = \$27  | \$28 ;
+  assign \$30  = rst_conv1_window_to_conv1 ? 1'h1 : \$29 ;
+  assign \$31  = beat == 5'h17;
+  assign \$32  = last ? 1'h0 : \$31 ;
+  assign \$33  = take ? \$32  : last;
+  assign \$34  = rst_conv1_window_to_conv1 ? 1'h0 : \$33 ;
+  assign \$35  = ~ \$signal ;
+  assign \$36  = ~ valid_next;
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = \$37  | rst_conv1_window_to_conv1;
+  assign \$39  = beat == 5'h17;
+  assign \$40  = last ? 1'h0 : \$39 ;
+  assign \$41  = take ? \$40  : last;
+  assign \$42  = rst_conv1_window_to_conv1 ? 1'h0 : \$41 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -10253,9 +10261,17 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) full_q_copy (
+    .clk(clk),
+    .d(\$26 ),
+    .q(full)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) last_0_copy (
     .clk(clk),
-    .d(\$38 ),
+    .d(\$42 ),
     .q(last_0)
   );
   flexor_copy #(
@@ -10263,15 +10279,23 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
     .WIDTH(32'd1)
   ) last_1_copy (
     .clk(clk),
-    .d(\$46 ),
+    .d(\$50 ),
     .q(last_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_q_copy (
+    .clk(clk),
+    .d(\$34 ),
+    .q(last)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) ready_0_copy (
     .clk(clk),
-    .d(\$34 ),
+    .d(\$38 ),
     .q(ready_0)
   );
   flexor_copy #(
@@ -10279,8 +10303,16 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
     .WIDTH(32'd1)
   ) ready_1_copy (
     .clk(clk),
-    .d(\$42 ),
+    .d(\$46 ),
     .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_q_copy (
+    .clk(clk),
+    .d(\$30 ),
+    .q(i__ready)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10298,39 +10330,19 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
     .d(valid_next),
     .q(valid_1)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$47  = valid_next;
-    if (rst_conv1_window_to_conv1) begin
-      \$47  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$48  = \$signal ;
-    if (rst_conv1_window_to_conv1) begin
-      \$48  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$49  = \$13 ;
-    if (rst_conv1_window_to_conv1) begin
-      \$49  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$50  = \$16 ;
-    if (rst_conv1_window_to_conv1) begin
-      \$50  = 1'h0;
-    end
-  end
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_q_copy (
+    .clk(clk),
+    .d(\$25 ),
+    .q(o__valid)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$51  = beat;
     if (take) begin
-      \$51  = \$18 [4:0];
+      \$51  = \$12 [4:0];
     end
     if (rst_conv1_window_to_conv1) begin
       \$51  = 5'h00;
@@ -10340,7 +10352,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$52  = at;
     if (take) begin
-      \$52  = \$20 ;
+      \$52  = \$14 ;
     end
     if (rst_conv1_window_to_conv1) begin
       \$52  = 10'h001;
@@ -10349,41 +10361,45 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__ready
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$53  = o__payload;
-    if (\$23 ) begin
+    if (\$17 ) begin
       \$53 [63:0] = word[63:0];
     end
-    if (\$28 ) begin
+    if (\$22 ) begin
       \$53 [79:64] = word[79:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$54  = word;
-    if (\$24 ) begin
-      \$54 [63:0] = \$25 [63:0];
+    if (\$18 ) begin
+      \$54 [63:0] = \$19 [63:0];
     end
-    if (\$29 ) begin
-      \$54 [79:64] = \$30 [79:64];
+    if (\$23 ) begin
+      \$54 [79:64] = \$24 [79:64];
     end
   end
   assign ready = i__ready;
   assign out = o__payload;
+  assign valid_q = o__valid;
+  assign full_q = full;
+  assign ready_q = i__ready;
+  assign last_q = last;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  wire [47:0] \$100 ;
-  wire [30:0] \$101 ;
+  wire [30:0] \$100 ;
+  wire \$101 ;
   wire [30:0] \$102 ;
   wire \$103 ;
-  wire [30:0] \$104 ;
+  wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
+  wire [1:0] \$106 ;
   wire \$107 ;
-  wire [1:0] \$108 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
@@ -10458,8 +10474,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  reg [3:0] \$176 ;
-  reg \$177 ;
+  wire \$176 ;
+  reg [3:0] \$177 ;
   reg \$178 ;
   reg \$179 ;
   wire \$18 ;
@@ -10607,7 +10623,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$307 ;
   reg [7:0] \$308 ;
   reg [7:0] \$309 ;
-  wire \$31 ;
+  wire [4:0] \$31 ;
   reg [7:0] \$310 ;
   reg [7:0] \$311 ;
   reg [7:0] \$312 ;
@@ -10618,7 +10634,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$317 ;
   reg [7:0] \$318 ;
   reg [7:0] \$319 ;
-  wire \$32 ;
+  wire [4:0] \$32 ;
   reg [7:0] \$320 ;
   reg [7:0] \$321 ;
   reg [7:0] \$322 ;
@@ -10651,7 +10667,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$347 ;
   reg [7:0] \$348 ;
   reg [7:0] \$349 ;
-  wire [4:0] \$35 ;
+  wire \$35 ;
   reg [7:0] \$350 ;
   reg [7:0] \$351 ;
   reg [7:0] \$352 ;
@@ -10662,7 +10678,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$357 ;
   reg [7:0] \$358 ;
   reg [7:0] \$359 ;
-  wire [4:0] \$36 ;
+  wire [3:0] \$36 ;
   reg [7:0] \$360 ;
   reg [7:0] \$361 ;
   reg [7:0] \$362 ;
@@ -10684,7 +10700,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$377 ;
   reg [7:0] \$378 ;
   reg [7:0] \$379 ;
-  wire [3:0] \$38 ;
+  wire \$38 ;
   reg [7:0] \$380 ;
   reg [7:0] \$381 ;
   reg [7:0] \$382 ;
@@ -10707,7 +10723,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$398 ;
   reg [7:0] \$399 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [3:0] \$40 ;
   reg [7:0] \$400 ;
   reg [7:0] \$401 ;
   reg [7:0] \$402 ;
@@ -10729,7 +10745,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$417 ;
   reg [7:0] \$418 ;
   reg [7:0] \$419 ;
-  wire [3:0] \$42 ;
+  wire [63:0] \$42 ;
   reg [7:0] \$420 ;
   reg [7:0] \$421 ;
   reg [7:0] \$422 ;
@@ -10740,7 +10756,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [7:0] \$427 ;
   reg [7:0] \$428 ;
   reg [7:0] \$429 ;
-  wire \$43 ;
+  wire [63:0] \$43 ;
   reg [7:0] \$430 ;
   reg [7:0] \$431 ;
   reg [7:0] \$432 ;
@@ -10806,79 +10822,79 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [3:0] \$487 ;
   reg \$488 ;
   wire [63:0] \$489 ;
-  wire [63:0] \$49 ;
+  wire [31:0] \$49 ;
   wire [63:0] \$490 ;
   wire [63:0] \$491 ;
   wire \$5 ;
-  wire [63:0] \$50 ;
-  wire [31:0] \$51 ;
+  wire [59:0] \$50 ;
+  wire [59:0] \$51 ;
   wire [59:0] \$52 ;
   wire [59:0] \$53 ;
-  wire [59:0] \$54 ;
-  wire [59:0] \$55 ;
-  wire [17:0] \$56 ;
-  wire [18:0] \$57 ;
-  wire \$58 ;
+  wire [17:0] \$54 ;
+  wire [18:0] \$55 ;
+  wire \$56 ;
+  wire [17:0] \$57 ;
+  wire [18:0] \$58 ;
   wire [17:0] \$59 ;
   wire \$6 ;
   wire [18:0] \$60 ;
-  wire [17:0] \$61 ;
-  wire [18:0] \$62 ;
-  wire \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [17:0] \$68 ;
-  wire [18:0] \$69 ;
+  wire \$61 ;
+  wire [17:0] \$62 ;
+  wire [18:0] \$63 ;
+  wire [18:0] \$64 ;
+  wire [19:0] \$65 ;
+  wire [17:0] \$66 ;
+  wire [18:0] \$67 ;
+  wire \$68 ;
+  wire [17:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [17:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire [18:0] \$73 ;
-  wire [19:0] \$74 ;
-  wire [17:0] \$75 ;
-  wire [18:0] \$76 ;
-  wire \$77 ;
-  wire [17:0] \$78 ;
-  wire [18:0] \$79 ;
+  wire [18:0] \$70 ;
+  wire [18:0] \$71 ;
+  wire [19:0] \$72 ;
+  wire [17:0] \$73 ;
+  wire [18:0] \$74 ;
+  wire \$75 ;
+  wire [17:0] \$76 ;
+  wire [18:0] \$77 ;
+  wire [18:0] \$78 ;
+  wire [19:0] \$79 ;
   wire \$8 ;
-  wire [18:0] \$80 ;
-  wire [19:0] \$81 ;
-  wire [17:0] \$82 ;
-  wire [18:0] \$83 ;
-  wire \$84 ;
-  wire [17:0] \$85 ;
-  wire [18:0] \$86 ;
-  wire [18:0] \$87 ;
-  wire [19:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire [17:0] \$80 ;
+  wire [18:0] \$81 ;
+  wire \$82 ;
+  wire [17:0] \$83 ;
+  wire [18:0] \$84 ;
+  wire [18:0] \$85 ;
+  wire [19:0] \$86 ;
+  wire [3:0] \$87 ;
+  wire \$88 ;
+  wire [6:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [6:0] \$91 ;
-  wire [6:0] \$92 ;
+  wire [6:0] \$90 ;
+  wire \$91 ;
+  wire \$92 ;
   wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire [19:0] \$96 ;
-  wire [30:0] \$97 ;
-  wire [45:0] \$98 ;
-  wire [46:0] \$99 ;
+  wire [19:0] \$94 ;
+  wire [30:0] \$95 ;
+  wire [45:0] \$96 ;
+  wire [46:0] \$97 ;
+  wire [47:0] \$98 ;
+  wire [30:0] \$99 ;
   wire \$signal ;
-  reg \$signal$859  = 1'h0;
   reg \$signal$860  = 1'h0;
-  reg \$signal$949  = 1'h0;
+  reg \$signal$861  = 1'h0;
+  reg \$signal$950  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$837 ;
+  wire [12:0] \a$838 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$969 ;
+  wire [7:0] \addr$970 ;
   wire [16:0] b;
-  wire [1:0] \b$838 ;
+  wire [1:0] \b$839 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -10893,7 +10909,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [31:0] data;
-  wire [191:0] \data$968 ;
+  wire [191:0] \data$969 ;
   reg done = 1'h0;
   wire filled;
   reg [17:0] fin0_0 = 18'h00000;
@@ -10915,17 +10931,17 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$162 ;
   wire [15:0] \i$163 ;
-  wire [15:0] \i$302 ;
+  wire [15:0] \i$164 ;
   wire [15:0] \i$303 ;
   wire [15:0] \i$304 ;
-  wire [15:0] \i$443 ;
+  wire [15:0] \i$305 ;
   wire [15:0] \i$444 ;
   wire [15:0] \i$445 ;
-  wire [15:0] \i$584 ;
+  wire [15:0] \i$446 ;
   wire [15:0] \i$585 ;
   wire [15:0] \i$586 ;
+  wire [15:0] \i$587 ;
   wire [479:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -11187,49 +11203,49 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$890 ;
   wire [19:0] \o$891 ;
-  wire [19:0] \o$894 ;
+  wire [19:0] \o$892 ;
   wire [19:0] \o$895 ;
   wire [19:0] \o$896 ;
-  wire [19:0] \o$899 ;
+  wire [19:0] \o$897 ;
   wire [19:0] \o$900 ;
   wire [19:0] \o$901 ;
-  wire [19:0] \o$904 ;
+  wire [19:0] \o$902 ;
   wire [19:0] \o$905 ;
   wire [19:0] \o$906 ;
+  wire [19:0] \o$907 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$844 ;
-  wire [191:0] \o__payload$862 ;
+  wire [7:0] \o__payload$845 ;
+  wire [191:0] \o__payload$863 ;
   wire o__ready;
-  input \o__ready$845 ;
-  wire \o__ready$845 ;
+  input \o__ready$846 ;
   wire \o__ready$846 ;
+  wire \o__ready$847 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$848 ;
+  wire \o__valid$849 ;
   wire [29:0] p;
-  wire [14:0] \p$956 ;
+  wire [14:0] \p$957 ;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$112 ;
-  wire [3:0] \port__addr$115 ;
-  wire [3:0] \port__addr$118 ;
-  wire [3:0] \port__addr$121 ;
-  wire [3:0] \port__addr$124 ;
-  wire [3:0] \port__addr$127 ;
-  wire [3:0] \port__addr$130 ;
-  wire [3:0] \port__addr$133 ;
-  wire [3:0] \port__addr$136 ;
-  wire [3:0] \port__addr$139 ;
-  wire [3:0] \port__addr$142 ;
-  wire [3:0] \port__addr$145 ;
-  wire [3:0] \port__addr$148 ;
+  wire [3:0] \port__addr$113 ;
+  wire [3:0] \port__addr$116 ;
+  wire [3:0] \port__addr$119 ;
+  wire [3:0] \port__addr$122 ;
+  wire [3:0] \port__addr$125 ;
+  wire [3:0] \port__addr$128 ;
+  wire [3:0] \port__addr$131 ;
+  wire [3:0] \port__addr$134 ;
+  wire [3:0] \port__addr$137 ;
+  wire [3:0] \port__addr$140 ;
+  wire [3:0] \port__addr$143 ;
+  wire [3:0] \port__addr$146 ;
+  wire [3:0] \port__addr$149 ;
   wire [3:0] \port__addr$15 ;
-  wire [3:0] \port__addr$151 ;
-  wire [3:0] \port__addr$154 ;
-  wire [3:0] \port__addr$157 ;
+  wire [3:0] \port__addr$152 ;
+  wire [3:0] \port__addr$155 ;
+  wire [3:0] \port__addr$158 ;
   wire [3:0] \port__addr$20 ;
   wire [3:0] \port__addr$25 ;
   wire [3:0] \port__addr$30 ;
@@ -11259,40 +11275,40 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   wire [63:0] \port__data$72 ;
   wire [63:0] \port__data$77 ;
   wire [31:0] \port__data$82 ;
-  wire [63:0] \port__data$865 ;
   wire [63:0] \port__data$866 ;
-  wire [63:0] \port__data$868 ;
+  wire [63:0] \port__data$867 ;
   wire [63:0] \port__data$869 ;
-  wire [63:0] \port__data$871 ;
+  wire [63:0] \port__data$870 ;
   wire [63:0] \port__data$872 ;
-  wire [63:0] \port__data$874 ;
+  wire [63:0] \port__data$873 ;
   wire [63:0] \port__data$875 ;
-  wire [63:0] \port__data$877 ;
+  wire [63:0] \port__data$876 ;
   wire [63:0] \port__data$878 ;
-  wire [63:0] \port__data$880 ;
+  wire [63:0] \port__data$879 ;
   wire [63:0] \port__data$881 ;
-  wire [63:0] \port__data$883 ;
+  wire [63:0] \port__data$882 ;
   wire [63:0] \port__data$884 ;
-  wire [31:0] \port__data$886 ;
+  wire [63:0] \port__data$885 ;
   wire [31:0] \port__data$887 ;
+  wire [31:0] \port__data$888 ;
   wire port__en;
-  wire \port__en$114 ;
-  wire \port__en$117 ;
-  wire \port__en$120 ;
-  wire \port__en$123 ;
-  wire \port__en$126 ;
-  wire \port__en$129 ;
+  wire \port__en$115 ;
+  wire \port__en$118 ;
+  wire \port__en$121 ;
+  wire \port__en$124 ;
+  wire \port__en$127 ;
   wire \port__en$13 ;
-  wire \port__en$132 ;
-  wire \port__en$135 ;
-  wire \port__en$138 ;
-  wire \port__en$141 ;
-  wire \port__en$144 ;
-  wire \port__en$147 ;
-  wire \port__en$150 ;
-  wire \port__en$153 ;
-  wire \port__en$156 ;
-  wire \port__en$159 ;
+  wire \port__en$130 ;
+  wire \port__en$133 ;
+  wire \port__en$136 ;
+  wire \port__en$139 ;
+  wire \port__en$142 ;
+  wire \port__en$145 ;
+  wire \port__en$148 ;
+  wire \port__en$151 ;
+  wire \port__en$154 ;
+  wire \port__en$157 ;
+  wire \port__en$160 ;
   wire \port__en$18 ;
   wire \port__en$23 ;
   wire \port__en$28 ;
@@ -11952,10 +11968,10 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   reg [3:0] w_count = 4'h0;
   input [479:0] w_data;
   wire [479:0] w_data;
-  wire [7:0] \w_data$849 ;
+  wire [7:0] \w_data$850 ;
   reg [479:0] w_data_q = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$850  = 1'h0;
+  reg \w_en$851  = 1'h0;
   wire w_en_b0_p0;
   wire w_en_b0_p1;
   wire w_en_b1_p0;
@@ -11972,9 +11988,10 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   wire w_en_b6_p1;
   wire w_en_b7_p0;
   wire w_en_b7_p1;
-  reg w_full = 1'h0;
+  wire w_full;
+  wire \w_full$96 ;
   wire w_full_issue;
-  wire \w_full_issue$97 ;
+  wire \w_full_issue$98 ;
   reg w_half = 1'h0;
   reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
   reg [17:0] xacc = 18'h00000;
@@ -12165,9 +12182,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$112 ];
+    _0_ <= vectors0_p0[\port__addr$113 ];
   end
-  assign \port__data$865  = _0_;
+  assign \port__data$866  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [11:0];
   initial begin
@@ -12190,9 +12207,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$115 ];
+    _1_ <= vectors0_p1[\port__addr$116 ];
   end
-  assign \port__data$866  = _1_;
+  assign \port__data$867  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [15:0];
   initial begin
@@ -12219,9 +12236,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors1_p0[\port__addr$118 ];
+    _2_ <= vectors1_p0[\port__addr$119 ];
   end
-  assign \port__data$868  = _2_;
+  assign \port__data$869  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [11:0];
   initial begin
@@ -12244,9 +12261,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors1_p1[\port__addr$121 ];
+    _3_ <= vectors1_p1[\port__addr$122 ];
   end
-  assign \port__data$869  = _3_;
+  assign \port__data$870  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [15:0];
   initial begin
@@ -12273,9 +12290,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors2_p0[\port__addr$124 ];
+    _4_ <= vectors2_p0[\port__addr$125 ];
   end
-  assign \port__data$871  = _4_;
+  assign \port__data$872  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [11:0];
   initial begin
@@ -12298,9 +12315,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors2_p1[\port__addr$127 ];
+    _5_ <= vectors2_p1[\port__addr$128 ];
   end
-  assign \port__data$872  = _5_;
+  assign \port__data$873  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [15:0];
   initial begin
@@ -12327,9 +12344,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors3_p0[\port__addr$130 ];
+    _6_ <= vectors3_p0[\port__addr$131 ];
   end
-  assign \port__data$874  = _6_;
+  assign \port__data$875  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [11:0];
   initial begin
@@ -12352,9 +12369,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors3_p1[\port__addr$133 ];
+    _7_ <= vectors3_p1[\port__addr$134 ];
   end
-  assign \port__data$875  = _7_;
+  assign \port__data$876  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [15:0];
   initial begin
@@ -12381,9 +12398,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors4_p0[\port__addr$136 ];
+    _8_ <= vectors4_p0[\port__addr$137 ];
   end
-  assign \port__data$877  = _8_;
+  assign \port__data$878  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [11:0];
   initial begin
@@ -12406,9 +12423,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors4_p1[\port__addr$139 ];
+    _9_ <= vectors4_p1[\port__addr$140 ];
   end
-  assign \port__data$878  = _9_;
+  assign \port__data$879  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p0 [15:0];
   initial begin
@@ -12435,9 +12452,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors5_p0[\port__addr$142 ];
+    _10_ <= vectors5_p0[\port__addr$143 ];
   end
-  assign \port__data$880  = _10_;
+  assign \port__data$881  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p1 [11:0];
   initial begin
@@ -12460,9 +12477,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors5_p1[\port__addr$145 ];
+    _11_ <= vectors5_p1[\port__addr$146 ];
   end
-  assign \port__data$881  = _11_;
+  assign \port__data$882  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p0 [15:0];
   initial begin
@@ -12489,9 +12506,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _12_ <= vectors6_p0[\port__addr$148 ];
+    _12_ <= vectors6_p0[\port__addr$149 ];
   end
-  assign \port__data$883  = _12_;
+  assign \port__data$884  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p1 [11:0];
   initial begin
@@ -12514,9 +12531,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors6_p1[\port__addr$151 ];
+    _13_ <= vectors6_p1[\port__addr$152 ];
   end
-  assign \port__data$884  = _13_;
+  assign \port__data$885  = _13_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p0 [15:0];
   initial begin
@@ -12543,9 +12560,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [31:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors7_p0[\port__addr$154 ];
+    _14_ <= vectors7_p0[\port__addr$155 ];
   end
-  assign \port__data$886  = _14_;
+  assign \port__data$887  = _14_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p1 [11:0];
   initial begin
@@ -12568,42 +12585,41 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   reg [31:0] _15_;
   always @(posedge clk) begin
-    _15_ <= vectors7_p1[\port__addr$157 ];
+    _15_ <= vectors7_p1[\port__addr$158 ];
   end
-  assign \port__data$887  = _15_;
-  assign \$155  = \$153  & \$154 ;
-  assign \$156  = \$155  ? take : 1'h0;
-  assign \$158  = ~ rst_conv2;
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = \$159  ? take : 1'h0;
-  assign \$162  = ~ rst_conv2;
-  assign \$163  = \$161  & \$162 ;
-  assign \$164  = \$163  ? take : 1'h0;
-  assign \$166  = ~ rst_conv2;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = \$167  ? take : 1'h0;
-  assign \$170  = ~ rst_conv2;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = \$171  ? take : 1'h0;
-  assign \$173  = rst_conv2 | load;
-  assign \$174  = filled ? 1'h1 : w_full_issue;
-  assign \$175  = \$173  ? 1'h0 : \$174 ;
+  assign \port__data$888  = _15_;
+  assign \$156  = ~ rst_conv2;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$157  ? take : 1'h0;
+  assign \$160  = ~ rst_conv2;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? take : 1'h0;
+  assign \$164  = ~ rst_conv2;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = \$165  ? take : 1'h0;
+  assign \$168  = ~ rst_conv2;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = \$169  ? take : 1'h0;
+  assign \$171  = rst_conv2 | load;
+  assign \$172  = filled ? 1'h1 : w_full;
+  assign \$173  = \$171  ? 1'h0 : \$172 ;
+  assign \$174  = rst_conv2 | load;
+  assign \$175  = filled ? 1'h1 : w_full_issue;
+  assign \$176  = \$174  ? 1'h0 : \$175 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$176 ;
+    w_count <= \$177 ;
   always @(posedge clk)
-    can_end <= \$177 ;
+    can_end <= \$178 ;
   always @(posedge clk)
-    gap_zero <= \$178 ;
+    gap_zero <= \$179 ;
   always @(posedge clk)
-    s_last <= \$179 ;
+    s_last <= \$180 ;
   always @(posedge clk)
-    n_last <= \$180 ;
+    n_last <= \$181 ;
   always @(posedge clk)
-    sn_last <= \$181 ;
-  always @(posedge clk)
-    w_full <= \$182 ;
+    sn_last <= \$182 ;
   always @(posedge clk)
     r_addr <= \$183 ;
   always @(posedge clk)
@@ -12619,9 +12635,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     gap <= \$189 ;
   always @(posedge clk)
-    \$signal$859  <= \$190 ;
+    \$signal$860  <= \$190 ;
   always @(posedge clk)
-    \$signal$860  <= \$191 ;
+    \$signal$861  <= \$191 ;
   always @(posedge clk)
     last1 <= \$192 ;
   always @(posedge clk)
@@ -12629,9 +12645,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     r_addr_q <= \$193 ;
   always @(posedge clk)
-    xdata_d1 <= { \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44  };
+    xdata_d1 <= { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
   always @(posedge clk)
-    w0_0 <= \$52 ;
+    w0_0 <= \$50 ;
   always @(posedge clk)
     m0_0_0 <= \$194 ;
   always @(posedge clk)
@@ -12793,7 +12809,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= \$53 ;
+    w1_0 <= \$51 ;
   always @(posedge clk)
     m1_0_0 <= \$254 ;
   always @(posedge clk)
@@ -12955,7 +12971,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= \$54 ;
+    w2_0 <= \$52 ;
   always @(posedge clk)
     m2_0_0 <= \$314 ;
   always @(posedge clk)
@@ -13117,7 +13133,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= \$55 ;
+    w3_0 <= \$53 ;
   always @(posedge clk)
     m3_0_0 <= \$374 ;
   always @(posedge clk)
@@ -13439,7 +13455,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     addr <= \$472 ;
   always @(posedge clk)
-    \$signal$949  <= \$473 ;
+    \$signal$950  <= \$473 ;
   always @(posedge clk)
     ka <= \$474 ;
   always @(posedge clk)
@@ -13449,19 +13465,19 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$96 ;
+    rq0_beta <= \$94 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$99 ;
+    rq0_acc_s1_0 <= \$97 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$100 [30:0];
+    rq0_acc_s2_0 <= \$98 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$101 [14:0];
+    rq0_shifted <= \$99 [14:0];
   always @(posedge clk)
-    rq0_under <= \$103 ;
+    rq0_under <= \$101 ;
   always @(posedge clk)
-    rq0_over <= \$105 ;
+    rq0_over <= \$103 ;
   always @(posedge clk)
     v_out_d1 <= \$476 ;
   always @(posedge clk)
@@ -13469,7 +13485,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @(posedge clk)
     v_out_d3 <= \$478 ;
   always @(posedge clk)
-    \w_en$850  <= \$479 ;
+    \w_en$851  <= \$479 ;
   always @(posedge clk)
     skipped_d1 <= \$480 ;
   always @(posedge clk)
@@ -13823,114 +13839,114 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   assign \$28  = \$26  ? 5'h00 : \$27 ;
   assign \$29  = credits_room_next & gap_zero_next;
   assign \$30  = \$signal  & n_last_next;
-  assign \$31  = filled ? 1'h1 : w_full;
-  assign \$32  = load ? 1'h0 : \$31 ;
-  assign \$33  = s_idx + 1'h1;
-  assign \$34  = s_last ? 5'h00 : \$33 ;
-  assign \$35  = n_idx + 1'h1;
-  assign \$36  = n_last ? 5'h00 : \$35 ;
-  assign \$37  = step & sn_last;
-  assign \$38  = w_half ? 4'he : 4'h0;
-  assign \$39  = ~ w_half;
-  assign \$40  = step & s_last;
-  assign \$41  = ~ gap_zero;
-  assign \$42  = gap - 1'h1;
-  assign \$43  = ! s_idx;
-  assign \$44  = r_page_b0 ? \port__data$866  : \port__data$865 ;
-  assign \$45  = r_page_b1 ? \port__data$869  : \port__data$868 ;
-  assign \$46  = r_page_b2 ? \port__data$872  : \port__data$871 ;
-  assign \$47  = r_page_b3 ? \port__data$875  : \port__data$874 ;
-  assign \$48  = r_page_b4 ? \port__data$878  : \port__data$877 ;
-  assign \$49  = r_page_b5 ? \port__data$881  : \port__data$880 ;
-  assign \$50  = r_page_b6 ? \port__data$884  : \port__data$883 ;
-  assign \$51  = r_page_b7 ? \port__data$887  : \port__data$886 ;
-  assign \$52  = ~ { \o$891 , \o$890 , o };
-  assign \$53  = ~ { \o$896 , \o$895 , \o$894  };
-  assign \$54  = ~ { \o$901 , \o$900 , \o$899  };
-  assign \$55  = ~ { \o$906 , \o$905 , \o$904  };
-  assign \$56  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$57  = \$56  + xsum_l6_0;
-  assign \$58  = flags_x[0] & flags_x[2];
-  assign \$59  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$60  = \$59  + xsum_l6_0;
-  assign \$61  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$62  = \$61  + t0_0_l6_0;
-  assign \$63  = flags_0[0] & flags_0[2];
-  assign \$64  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$65  = \$64  + t0_0_l6_0;
-  assign \$67  = \$66  - xfin;
-  assign \$68  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$69  = \$68  + t1_0_l6_0;
-  assign \$70  = flags_1[0] & flags_1[2];
-  assign \$71  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$72  = \$71  + t1_0_l6_0;
-  assign \$74  = \$73  - xfin;
-  assign \$75  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$76  = \$75  + t2_0_l6_0;
-  assign \$77  = flags_2[0] & flags_2[2];
-  assign \$78  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$79  = \$78  + t2_0_l6_0;
-  assign \$81  = \$80  - xfin;
-  assign \$82  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$83  = \$82  + t3_0_l6_0;
-  assign \$84  = flags_3[0] & flags_3[2];
-  assign \$85  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$86  = \$85  + t3_0_l6_0;
-  assign \$88  = \$87  - xfin;
-  assign \$89  = ser_left - 1'h1;
-  assign \$90  = addr == 6'h3f;
-  assign \$91  = addr + 1'h1;
-  assign \$92  = \$90  ? 7'h00 : \$91 ;
-  assign \$96  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$99  = $signed(\$97 ) + $signed(\$98 );
-  assign \$100  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$103  = $signed(\$102 ) < $signed(1'h0);
-  assign \$105  = $signed(\$104 ) > $signed(9'h0ff);
-  assign \$106  = step & s_last;
-  assign \$107  = o__valid & \o__ready$845 ;
-  assign \$108  = \$107  + skipped_d5;
-  assign \$109  = ! \$2 [4];
-  assign \$110  = ~ rst_conv2;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = \$111  ? take : 1'h0;
-  assign \$113  = ! \$2 [4];
-  assign \$114  = ~ rst_conv2;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = \$115  ? take : 1'h0;
-  assign \$117  = ! \$2 [4];
-  assign \$118  = ~ rst_conv2;
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = \$119  ? take : 1'h0;
-  assign \$121  = ! \$2 [4];
-  assign \$122  = ~ rst_conv2;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = \$123  ? take : 1'h0;
-  assign \$125  = ! \$2 [4];
-  assign \$126  = ~ rst_conv2;
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = \$127  ? take : 1'h0;
-  assign \$129  = ! \$2 [4];
-  assign \$130  = ~ rst_conv2;
-  assign \$131  = \$129  & \$130 ;
-  assign \$132  = \$131  ? take : 1'h0;
-  assign \$133  = ! \$2 [4];
-  assign \$134  = ~ rst_conv2;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = \$135  ? take : 1'h0;
-  assign \$137  = ! \$2 [4];
-  assign \$138  = ~ rst_conv2;
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = \$139  ? take : 1'h0;
-  assign \$142  = ~ rst_conv2;
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = \$143  ? take : 1'h0;
-  assign \$146  = ~ rst_conv2;
-  assign \$147  = \$145  & \$146 ;
-  assign \$148  = \$147  ? take : 1'h0;
-  assign \$150  = ~ rst_conv2;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = \$151  ? take : 1'h0;
-  assign \$154  = ~ rst_conv2;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 5'h00 : \$31 ;
+  assign \$33  = n_idx + 1'h1;
+  assign \$34  = n_last ? 5'h00 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 4'he : 4'h0;
+  assign \$37  = ~ w_half;
+  assign \$38  = step & s_last;
+  assign \$39  = ~ gap_zero;
+  assign \$40  = gap - 1'h1;
+  assign \$41  = ! s_idx;
+  assign \$42  = r_page_b0 ? \port__data$867  : \port__data$866 ;
+  assign \$43  = r_page_b1 ? \port__data$870  : \port__data$869 ;
+  assign \$44  = r_page_b2 ? \port__data$873  : \port__data$872 ;
+  assign \$45  = r_page_b3 ? \port__data$876  : \port__data$875 ;
+  assign \$46  = r_page_b4 ? \port__data$879  : \port__data$878 ;
+  assign \$47  = r_page_b5 ? \port__data$882  : \port__data$881 ;
+  assign \$48  = r_page_b6 ? \port__data$885  : \port__data$884 ;
+  assign \$49  = r_page_b7 ? \port__data$888  : \port__data$887 ;
+  assign \$50  = ~ { \o$892 , \o$891 , o };
+  assign \$51  = ~ { \o$897 , \o$896 , \o$895  };
+  assign \$52  = ~ { \o$902 , \o$901 , \o$900  };
+  assign \$53  = ~ { \o$907 , \o$906 , \o$905  };
+  assign \$54  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$55  = \$54  + xsum_l6_0;
+  assign \$56  = flags_x[0] & flags_x[2];
+  assign \$57  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$58  = \$57  + xsum_l6_0;
+  assign \$59  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$60  = \$59  + t0_0_l6_0;
+  assign \$61  = flags_0[0] & flags_0[2];
+  assign \$62  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$63  = \$62  + t0_0_l6_0;
+  assign \$65  = \$64  - xfin;
+  assign \$66  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$67  = \$66  + t1_0_l6_0;
+  assign \$68  = flags_1[0] & flags_1[2];
+  assign \$69  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$70  = \$69  + t1_0_l6_0;
+  assign \$72  = \$71  - xfin;
+  assign \$73  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$74  = \$73  + t2_0_l6_0;
+  assign \$75  = flags_2[0] & flags_2[2];
+  assign \$76  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$77  = \$76  + t2_0_l6_0;
+  assign \$79  = \$78  - xfin;
+  assign \$80  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$81  = \$80  + t3_0_l6_0;
+  assign \$82  = flags_3[0] & flags_3[2];
+  assign \$83  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$84  = \$83  + t3_0_l6_0;
+  assign \$86  = \$85  - xfin;
+  assign \$87  = ser_left - 1'h1;
+  assign \$88  = addr == 6'h3f;
+  assign \$89  = addr + 1'h1;
+  assign \$90  = \$88  ? 7'h00 : \$89 ;
+  assign \$94  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$97  = $signed(\$95 ) + $signed(\$96 );
+  assign \$98  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$101  = $signed(\$100 ) < $signed(1'h0);
+  assign \$103  = $signed(\$102 ) > $signed(9'h0ff);
+  assign \$104  = step & s_last;
+  assign \$105  = o__valid & \o__ready$846 ;
+  assign \$106  = \$105  + skipped_d5;
+  assign \$107  = ! \$2 [4];
+  assign \$108  = ~ rst_conv2;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = \$109  ? take : 1'h0;
+  assign \$111  = ! \$2 [4];
+  assign \$112  = ~ rst_conv2;
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = \$113  ? take : 1'h0;
+  assign \$115  = ! \$2 [4];
+  assign \$116  = ~ rst_conv2;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$117  ? take : 1'h0;
+  assign \$119  = ! \$2 [4];
+  assign \$120  = ~ rst_conv2;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$121  ? take : 1'h0;
+  assign \$123  = ! \$2 [4];
+  assign \$124  = ~ rst_conv2;
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = \$125  ? take : 1'h0;
+  assign \$127  = ! \$2 [4];
+  assign \$128  = ~ rst_conv2;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = \$129  ? take : 1'h0;
+  assign \$131  = ! \$2 [4];
+  assign \$132  = ~ rst_conv2;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = \$133  ? take : 1'h0;
+  assign \$135  = ! \$2 [4];
+  assign \$136  = ~ rst_conv2;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$137  ? take : 1'h0;
+  assign \$140  = ~ rst_conv2;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$141  ? take : 1'h0;
+  assign \$144  = ~ rst_conv2;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = \$145  ? take : 1'h0;
+  assign \$148  = ~ rst_conv2;
+  assign \$149  = \$147  & \$148 ;
+  assign \$150  = \$149  ? take : 1'h0;
+  assign \$152  = ~ rst_conv2;
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = \$153  ? take : 1'h0;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -13942,55 +13958,55 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$890 )
+    .o(\o$891 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$891 )
+    .o(\o$892 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$894 )
+    .o(\o$895 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$895 )
+    .o(\o$896 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$896 )
+    .o(\o$897 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$899 )
+    .o(\o$900 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$900 )
+    .o(\o$901 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$901 )
+    .o(\o$902 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$904 )
+    .o(\o$905 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$905 )
+    .o(\o$906 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$906 )
+    .o(\o$907 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$845 ),
+    .o__ready(\o__ready$846 ),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
-    .w_en(\w_en$850 ),
+    .w_en(\w_en$851 ),
     .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
@@ -14039,7 +14055,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b0_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$112 )
+    .q(\port__addr$113 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14047,7 +14063,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b0_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$115 )
+    .q(\port__addr$116 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14055,7 +14071,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b1_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$118 )
+    .q(\port__addr$119 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14063,7 +14079,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b1_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$121 )
+    .q(\port__addr$122 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14071,7 +14087,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b2_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$124 )
+    .q(\port__addr$125 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14079,7 +14095,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b2_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$127 )
+    .q(\port__addr$128 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14087,7 +14103,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b3_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$130 )
+    .q(\port__addr$131 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14095,7 +14111,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b3_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$133 )
+    .q(\port__addr$134 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14103,7 +14119,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b4_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$136 )
+    .q(\port__addr$137 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14111,7 +14127,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b4_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$139 )
+    .q(\port__addr$140 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14119,7 +14135,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b5_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$142 )
+    .q(\port__addr$143 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14127,7 +14143,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b5_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$145 )
+    .q(\port__addr$146 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14135,7 +14151,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b6_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$148 )
+    .q(\port__addr$149 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14143,7 +14159,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b6_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$151 )
+    .q(\port__addr$152 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14151,7 +14167,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b7_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$154 )
+    .q(\port__addr$155 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14159,7 +14175,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   ) r_addr_b7_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$157 )
+    .q(\port__addr$158 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14226,9 +14242,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .q(r_page_b7)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$969 ),
+    .addr(\addr$970 ),
     .clk(clk),
-    .data(\data$968 )
+    .data(\data$969 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -14240,7 +14256,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$956 )
+    .p(\p$957 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14375,7 +14391,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$112 ),
+    .d(\$110 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -14383,7 +14399,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$144 ),
+    .d(\$142 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -14391,7 +14407,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$116 ),
+    .d(\$114 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -14399,7 +14415,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$148 ),
+    .d(\$146 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -14407,7 +14423,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$120 ),
+    .d(\$118 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -14415,7 +14431,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$152 ),
+    .d(\$150 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -14423,7 +14439,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$124 ),
+    .d(\$122 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -14431,7 +14447,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$156 ),
+    .d(\$154 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -14439,7 +14455,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$128 ),
+    .d(\$126 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -14447,7 +14463,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$160 ),
+    .d(\$158 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -14455,7 +14471,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p0_copy (
     .clk(clk),
-    .d(\$132 ),
+    .d(\$130 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -14463,7 +14479,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b5_p1_copy (
     .clk(clk),
-    .d(\$164 ),
+    .d(\$162 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -14471,7 +14487,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p0_copy (
     .clk(clk),
-    .d(\$136 ),
+    .d(\$134 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -14479,7 +14495,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b6_p1_copy (
     .clk(clk),
-    .d(\$168 ),
+    .d(\$166 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -14487,7 +14503,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p0_copy (
     .clk(clk),
-    .d(\$140 ),
+    .d(\$138 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -14495,25 +14511,33 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_en_b7_p1_copy (
     .clk(clk),
-    .d(\$172 ),
+    .d(\$170 ),
     .q(\port__en$83 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_copy (
+    .clk(clk),
+    .d(\$173 ),
+    .q(w_full)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$175 ),
+    .d(\$176 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
-    .data(\data$968 ),
+    .data(\data$969 ),
     .o__ready(step),
-    .\port$7012$0 (\$489 ),
-    .\port$7018$0 (\$490 ),
-    .\port$7024$0 (\$491 ),
-    .raddr(\addr$969 ),
+    .\port$7044$0 (\$489 ),
+    .\port$7050$0 (\$490 ),
+    .\port$7056$0 (\$491 ),
+    .raddr(\addr$970 ),
     .rst_conv2(rst_conv2)
   );
   always @* begin
@@ -14528,52 +14552,45 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = w_count;
+    \$177  = w_count;
     if (take) begin
-      \$176  = \$28 [3:0];
+      \$177  = \$28 [3:0];
     end
     if (rst_conv2) begin
-      \$176  = 4'h0;
+      \$177  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = \$29 ;
-    if (rst_conv2) begin
-      \$177  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = gap_zero_next;
+    \$178  = \$29 ;
     if (rst_conv2) begin
       \$178  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = \$signal ;
+    \$179  = gap_zero_next;
     if (rst_conv2) begin
-      \$179  = 1'h0;
+      \$179  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = n_last_next;
+    \$180  = \$signal ;
     if (rst_conv2) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = \$30 ;
+    \$181  = n_last_next;
     if (rst_conv2) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = \$32 ;
+    \$182  = \$30 ;
     if (rst_conv2) begin
       \$182  = 1'h0;
     end
@@ -14589,7 +14606,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$184  = s_idx;
     if (step) begin
-      \$184  = \$34 [3:0];
+      \$184  = \$32 [3:0];
     end
     if (rst_conv2) begin
       \$184  = 4'h0;
@@ -14600,7 +14617,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     \$185  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$185  = \$36 [3:0];
+        \$185  = \$34 [3:0];
       end
     end
     if (rst_conv2) begin
@@ -14610,7 +14627,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$186  = active;
-    if (\$37 ) begin
+    if (\$35 ) begin
       \$186  = 1'h0;
     end
     if (load) begin
@@ -14624,7 +14641,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$187  = r_base;
     if (load) begin
-      \$187  = { 1'h0, \$38  };
+      \$187  = { 1'h0, \$36  };
     end
     if (rst_conv2) begin
       \$187  = 5'h00;
@@ -14634,7 +14651,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$188  = w_half;
     if (load) begin
-      \$188  = \$39 ;
+      \$188  = \$37 ;
     end
     if (rst_conv2) begin
       \$188  = 1'h0;
@@ -14643,10 +14660,10 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$189  = gap;
-    if (\$40 ) begin
+    if (\$38 ) begin
       \$189  = 3'h3;
-    end else if (\$41 ) begin
-      \$189  = \$42 [2:0];
+    end else if (\$39 ) begin
+      \$189  = \$40 [2:0];
     end
     if (rst_conv2) begin
       \$189  = 3'h0;
@@ -14661,7 +14678,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = \$43 ;
+    \$191  = \$41 ;
     if (rst_conv2) begin
       \$191  = 1'h0;
     end
@@ -16842,7 +16859,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$434  = \$signal$859 ;
+    \$434  = \$signal$860 ;
     if (rst_conv2) begin
       \$434  = 1'h0;
     end
@@ -16912,7 +16929,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$444  = \$signal$859 ;
+    \$444  = \$signal$860 ;
     if (rst_conv2) begin
       \$444  = 1'h0;
     end
@@ -16940,7 +16957,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$448  = \$signal$860 ;
+    \$448  = \$signal$861 ;
     if (rst_conv2) begin
       \$448  = 1'h0;
     end
@@ -17005,35 +17022,35 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$457  = xacc;
     if (flags_x[0]) begin
-      \$457  = \$57 [17:0];
+      \$457  = \$55 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$458  = xfin;
-    if (\$58 ) begin
-      \$458  = \$60 [17:0];
+    if (\$56 ) begin
+      \$458  = \$58 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$459  = acc0_0;
     if (flags_0[0]) begin
-      \$459  = \$62 [17:0];
+      \$459  = \$60 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$460  = fin0_0;
-    if (\$63 ) begin
-      \$460  = \$65 [17:0];
+    if (\$61 ) begin
+      \$460  = \$63 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$461  = bank0_0;
     if (done) begin
-      \$461  = \$67 [18:0];
+      \$461  = \$65 [18:0];
     end else if (ser) begin
       \$461  = bank1_0;
     end
@@ -17042,21 +17059,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$462  = acc1_0;
     if (flags_1[0]) begin
-      \$462  = \$69 [17:0];
+      \$462  = \$67 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$463  = fin1_0;
-    if (\$70 ) begin
-      \$463  = \$72 [17:0];
+    if (\$68 ) begin
+      \$463  = \$70 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$464  = bank1_0;
     if (done) begin
-      \$464  = \$74 [18:0];
+      \$464  = \$72 [18:0];
     end else if (ser) begin
       \$464  = bank2_0;
     end
@@ -17065,21 +17082,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$465  = acc2_0;
     if (flags_2[0]) begin
-      \$465  = \$76 [17:0];
+      \$465  = \$74 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$466  = fin2_0;
-    if (\$77 ) begin
-      \$466  = \$79 [17:0];
+    if (\$75 ) begin
+      \$466  = \$77 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$467  = bank2_0;
     if (done) begin
-      \$467  = \$81 [18:0];
+      \$467  = \$79 [18:0];
     end else if (ser) begin
       \$467  = bank3_0;
     end
@@ -17088,21 +17105,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$468  = acc3_0;
     if (flags_3[0]) begin
-      \$468  = \$83 [17:0];
+      \$468  = \$81 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$469  = fin3_0;
-    if (\$84 ) begin
-      \$469  = \$86 [17:0];
+    if (\$82 ) begin
+      \$469  = \$84 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$470  = bank3_0;
     if (done) begin
-      \$470  = \$88 [18:0];
+      \$470  = \$86 [18:0];
     end
   end
   always @* begin
@@ -17111,7 +17128,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (done) begin
       \$471  = 3'h4;
     end else if (ser) begin
-      \$471  = \$89 [2:0];
+      \$471  = \$87 [2:0];
     end
     if (rst_conv2) begin
       \$471  = 3'h0;
@@ -17121,7 +17138,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$472  = addr;
     if (ser) begin
-      \$472  = \$92 [5:0];
+      \$472  = \$90 [5:0];
     end
     if (rst_conv2) begin
       \$472  = 6'h00;
@@ -17129,21 +17146,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$473  = \$93 ;
+    \$473  = \$91 ;
     if (rst_conv2) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$474  = \$95 ;
+    \$474  = \$93 ;
     if (rst_conv2) begin
       \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$475  = \$signal$949 ;
+    \$475  = \$signal$950 ;
     if (rst_conv2) begin
       \$475  = 1'h0;
     end
@@ -17213,14 +17230,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$485  = \$106 ;
+    \$485  = \$104 ;
     if (rst_conv2) begin
       \$485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$486  = \$108 ;
+    \$486  = \$106 ;
     if (rst_conv2) begin
       \$486  = 2'h0;
     end
@@ -17290,87 +17307,88 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$845 , i__valid, w_da
   assign w_addr = \$2 [4:0];
   assign i__payload = w_data;
   assign w_en = take;
-  assign \w_full_issue$97  = w_full_issue;
+  assign \w_full$96  = w_full;
+  assign \w_full_issue$98  = w_full_issue;
   assign o__ready = step;
-  assign r_addr_b0_p0 = \port__addr$112 ;
-  assign \port__en$114  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$115 ;
-  assign \port__en$117  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$118 ;
-  assign \port__en$120  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$121 ;
-  assign \port__en$123  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$124 ;
-  assign \port__en$126  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$127 ;
-  assign \port__en$129  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$130 ;
-  assign \port__en$132  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$133 ;
-  assign \port__en$135  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$136 ;
-  assign \port__en$138  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$139 ;
-  assign \port__en$141  = 1'h1;
-  assign r_addr_b5_p0 = \port__addr$142 ;
-  assign \port__en$144  = 1'h1;
-  assign r_addr_b5_p1 = \port__addr$145 ;
-  assign \port__en$147  = 1'h1;
-  assign r_addr_b6_p0 = \port__addr$148 ;
-  assign \port__en$150  = 1'h1;
-  assign r_addr_b6_p1 = \port__addr$151 ;
-  assign \port__en$153  = 1'h1;
-  assign r_addr_b7_p0 = \port__addr$154 ;
-  assign \port__en$156  = 1'h1;
-  assign r_addr_b7_p1 = \port__addr$157 ;
-  assign \port__en$159  = 1'h1;
+  assign r_addr_b0_p0 = \port__addr$113 ;
+  assign \port__en$115  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$116 ;
+  assign \port__en$118  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$119 ;
+  assign \port__en$121  = 1'h1;
+  assign r_addr_b1_p1 = \port__addr$122 ;
+  assign \port__en$124  = 1'h1;
+  assign r_addr_b2_p0 = \port__addr$125 ;
+  assign \port__en$127  = 1'h1;
+  assign r_addr_b2_p1 = \port__addr$128 ;
+  assign \port__en$130  = 1'h1;
+  assign r_addr_b3_p0 = \port__addr$131 ;
+  assign \port__en$133  = 1'h1;
+  assign r_addr_b3_p1 = \port__addr$134 ;
+  assign \port__en$136  = 1'h1;
+  assign r_addr_b4_p0 = \port__addr$137 ;
+  assign \port__en$139  = 1'h1;
+  assign r_addr_b4_p1 = \port__addr$140 ;
+  assign \port__en$142  = 1'h1;
+  assign r_addr_b5_p0 = \port__addr$143 ;
+  assign \port__en$145  = 1'h1;
+  assign r_addr_b5_p1 = \port__addr$146 ;
+  assign \port__en$148  = 1'h1;
+  assign r_addr_b6_p0 = \port__addr$149 ;
+  assign \port__en$151  = 1'h1;
+  assign r_addr_b6_p1 = \port__addr$152 ;
+  assign \port__en$154  = 1'h1;
+  assign r_addr_b7_p0 = \port__addr$155 ;
+  assign \port__en$157  = 1'h1;
+  assign r_addr_b7_p1 = \port__addr$158 ;
+  assign \port__en$160  = 1'h1;
   assign i = word1[15:0];
-  assign \i$162  = word1[31:16];
-  assign \i$163  = word1[47:32];
-  assign \i$302  = word1[63:48];
-  assign \i$303  = word1[79:64];
-  assign \i$304  = word1[95:80];
-  assign \i$443  = word1[111:96];
-  assign \i$444  = word1[127:112];
-  assign \i$445  = word1[143:128];
-  assign \i$584  = word1[159:144];
-  assign \i$585  = word1[175:160];
-  assign \i$586  = word1[191:176];
+  assign \i$163  = word1[31:16];
+  assign \i$164  = word1[47:32];
+  assign \i$303  = word1[63:48];
+  assign \i$304  = word1[79:64];
+  assign \i$305  = word1[95:80];
+  assign \i$444  = word1[111:96];
+  assign \i$445  = word1[127:112];
+  assign \i$446  = word1[143:128];
+  assign \i$585  = word1[159:144];
+  assign \i$586  = word1[175:160];
+  assign \i$587  = word1[191:176];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$837  = data[12:0];
-  assign \b$838  = sa0_0[18:17];
+  assign \a$838  = data[12:0];
+  assign \b$839  = sa0_0[18:17];
   assign rq0_y = \$22 [7:0];
-  assign \o__payload$844  = o__payload;
-  assign \o__ready$846  = \o__ready$845 ;
-  assign \o__valid$848  = o__valid;
-  assign \w_data$849  = \$22 [7:0];
-  assign v_out_d4 = \w_en$850 ;
+  assign \o__payload$845  = o__payload;
+  assign \o__ready$847  = \o__ready$846 ;
+  assign \o__valid$849  = o__valid;
+  assign \w_data$850  = \$22 [7:0];
+  assign v_out_d4 = \w_en$851 ;
   assign space_next = \$25 [3:0];
-  assign \o__payload$862  = { \$491 , \$490 , \$489  };
+  assign \o__payload$863  = { \$491 , \$490 , \$489  };
   assign \$4  = active;
-  assign \$66  = { fin0_0, 1'h0 };
-  assign \$73  = { fin1_0, 1'h0 };
-  assign \$80  = { fin2_0, 1'h0 };
-  assign \$87  = { fin3_0, 1'h0 };
-  assign \$93  = ser;
-  assign \$94  = 1'h0;
-  assign \$95  = 1'h0;
-  assign \$97  = { p[29], p };
-  assign \$98  = { \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 [14], \p$956 , 17'h00000 };
-  assign \$101  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$64  = { fin0_0, 1'h0 };
+  assign \$71  = { fin1_0, 1'h0 };
+  assign \$78  = { fin2_0, 1'h0 };
+  assign \$85  = { fin3_0, 1'h0 };
+  assign \$91  = ser;
+  assign \$92  = 1'h0;
+  assign \$93  = 1'h0;
+  assign \$95  = { p[29], p };
+  assign \$96  = { \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 , 17'h00000 };
+  assign \$99  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$100  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$102  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$104  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$141  = \$2 [4];
-  assign \$145  = \$2 [4];
-  assign \$149  = \$2 [4];
-  assign \$153  = \$2 [4];
-  assign \$157  = \$2 [4];
-  assign \$161  = \$2 [4];
-  assign \$165  = \$2 [4];
-  assign \$169  = \$2 [4];
+  assign \$139  = \$2 [4];
+  assign \$143  = \$2 [4];
+  assign \$147  = \$2 [4];
+  assign \$151  = \$2 [4];
+  assign \$155  = \$2 [4];
+  assign \$159  = \$2 [4];
+  assign \$163  = \$2 [4];
+  assign \$167  = \$2 [4];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18516,7 +18534,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$7012$0 , \port$7018$0 , \port$7024$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$7044$0 , \port$7050$0 , \port$7056$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -18663,12 +18681,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$7012$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$7012$0 ;
-  wire [63:0] \port$7012$0 ;
-  output [63:0] \port$7018$0 ;
-  wire [63:0] \port$7018$0 ;
-  output [63:0] \port$7024$0 ;
-  wire [63:0] \port$7024$0 ;
+  output [63:0] \port$7044$0 ;
+  wire [63:0] \port$7044$0 ;
+  output [63:0] \port$7050$0 ;
+  wire [63:0] \port$7050$0 ;
+  output [63:0] \port$7056$0 ;
+  wire [63:0] \port$7056$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -18993,13 +19011,13 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$7012$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$7012$0  = \$81 ;
-  assign \port$7018$0  = \$87 ;
-  assign \port$7024$0  = \$93 ;
+  assign \port$7044$0  = \$81 ;
+  assign \port$7050$0  = \$87 ;
+  assign \port$7056$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__ready, \o__valid$47 , o__payload, \o__ready$45 , clk);
+module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__ready, \o__ready$45 , \o__valid$47 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -19327,21 +19345,21 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [12:0] \$129 ;
   wire \$1290 ;
   wire \$1291 ;
-  wire \$1292 ;
+  wire [11:0] \$1292 ;
   wire \$1293 ;
   wire \$1294 ;
-  wire \$1295 ;
+  wire [11:0] \$1295 ;
   wire \$1296 ;
   wire \$1297 ;
-  wire \$1298 ;
+  wire [11:0] \$1298 ;
   wire \$1299 ;
   wire \$13 ;
   wire \$130 ;
   wire \$1300 ;
-  wire \$1301 ;
+  wire [11:0] \$1301 ;
   wire \$1302 ;
   wire \$1303 ;
-  wire \$1304 ;
+  wire [11:0] \$1304 ;
   wire \$1305 ;
   wire \$1306 ;
   wire \$1307 ;
@@ -19767,22 +19785,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$1686 ;
   wire \$1687 ;
   wire \$1688 ;
-  wire [11:0] \$1689 ;
+  wire \$1689 ;
   wire \$169 ;
   wire \$1690 ;
   wire \$1691 ;
-  wire [11:0] \$1692 ;
+  wire \$1692 ;
   wire \$1693 ;
   wire \$1694 ;
-  wire [11:0] \$1695 ;
+  wire \$1695 ;
   wire \$1696 ;
   wire \$1697 ;
-  wire [11:0] \$1698 ;
+  wire \$1698 ;
   wire \$1699 ;
   wire \$17 ;
   wire [7:0] \$170 ;
   wire \$1700 ;
-  wire [11:0] \$1701 ;
+  wire \$1701 ;
   wire \$1702 ;
   wire \$1703 ;
   wire \$1704 ;
@@ -20505,51 +20523,51 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$235 ;
   wire \$2350 ;
   wire \$2351 ;
-  reg [4:0] \$2352 ;
-  reg [3:0] \$2353 ;
-  reg [2:0] \$2354 ;
-  reg [10:0] \$2355 ;
-  reg [10:0] \$2356 ;
-  reg \$2357 ;
-  reg [3:0] \$2358 ;
-  reg \$2359 ;
+  wire \$2352 ;
+  wire \$2353 ;
+  wire \$2354 ;
+  reg [4:0] \$2355 ;
+  reg [3:0] \$2356 ;
+  reg [2:0] \$2357 ;
+  reg [10:0] \$2358 ;
+  reg [10:0] \$2359 ;
   wire [9:0] \$236 ;
-  reg [2:0] \$2360 ;
-  reg \$2361 ;
+  reg \$2360 ;
+  reg [3:0] \$2361 ;
   reg \$2362 ;
-  reg \$2363 ;
+  reg [2:0] \$2363 ;
   reg \$2364 ;
   reg \$2365 ;
-  reg [2:0] \$2366 ;
-  reg [10:0] \$2367 ;
-  reg [4:0] \$2368 ;
-  reg [8:0] \$2369 ;
+  reg \$2366 ;
+  reg \$2367 ;
+  reg [2:0] \$2368 ;
+  reg [10:0] \$2369 ;
   wire \$237 ;
-  reg [3:0] \$2370 ;
-  reg [4:0] \$2371 ;
-  reg [2:0] \$2372 ;
-  reg [8:0] \$2373 ;
-  reg [3:0] \$2374 ;
-  reg [4:0] \$2375 ;
-  reg \$2376 ;
-  reg [3:0] \$2377 ;
-  reg [10:0] \$2378 ;
-  reg [4:0] \$2379 ;
+  reg [4:0] \$2370 ;
+  reg [8:0] \$2371 ;
+  reg [3:0] \$2372 ;
+  reg [4:0] \$2373 ;
+  reg [2:0] \$2374 ;
+  reg [8:0] \$2375 ;
+  reg [3:0] \$2376 ;
+  reg [4:0] \$2377 ;
+  reg \$2378 ;
+  reg [3:0] \$2379 ;
   wire [4:0] \$238 ;
-  reg [3:0] \$2380 ;
-  reg [10:0] \$2381 ;
-  reg \$2382 ;
-  reg \$2383 ;
-  reg [5:0] \$2384 ;
+  reg [10:0] \$2380 ;
+  reg [4:0] \$2381 ;
+  reg [3:0] \$2382 ;
+  reg [10:0] \$2383 ;
+  reg \$2384 ;
   reg \$2385 ;
-  reg [4:0] \$2386 ;
+  reg [5:0] \$2386 ;
   reg [4:0] \$2387 ;
   reg [4:0] \$2388 ;
-  reg [3:0] \$2389 ;
+  reg [4:0] \$2389 ;
   wire [4:0] \$239 ;
-  reg [4:0] \$2390 ;
+  reg [3:0] \$2390 ;
   reg [4:0] \$2391 ;
-  reg \$2392 ;
+  reg [4:0] \$2392 ;
   reg \$2393 ;
   reg \$2394 ;
   reg \$2395 ;
@@ -20664,47 +20682,47 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
+  wire [5:0] \$325 ;
+  wire [5:0] \$326 ;
+  wire [5:0] \$327 ;
   wire \$328 ;
   wire \$329 ;
   wire \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
+  wire [5:0] \$333 ;
+  wire [5:0] \$334 ;
+  wire [5:0] \$335 ;
   wire \$336 ;
   wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
+  wire [5:0] \$338 ;
+  wire [5:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
+  wire [5:0] \$340 ;
   wire \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
   wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
+  wire [4:0] \$346 ;
+  wire [4:0] \$347 ;
+  wire [4:0] \$348 ;
   wire \$349 ;
   wire \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
+  wire [5:0] \$354 ;
+  wire [5:0] \$355 ;
+  wire [5:0] \$356 ;
   wire \$357 ;
   wire \$358 ;
-  wire \$359 ;
+  wire [5:0] \$359 ;
   wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
+  wire [5:0] \$360 ;
+  wire [5:0] \$361 ;
   wire \$362 ;
   wire \$363 ;
   wire \$364 ;
@@ -20838,23 +20856,23 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$48 ;
   wire \$480 ;
   wire \$481 ;
-  wire [5:0] \$482 ;
-  wire [5:0] \$483 ;
-  wire [5:0] \$484 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
   wire \$485 ;
   wire \$486 ;
   wire \$487 ;
   wire \$488 ;
   wire \$489 ;
   wire \$49 ;
-  wire [5:0] \$490 ;
-  wire [5:0] \$491 ;
-  wire [5:0] \$492 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire [5:0] \$495 ;
-  wire [5:0] \$496 ;
-  wire [5:0] \$497 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
   wire \$498 ;
   wire \$499 ;
   wire \$5 ;
@@ -20862,23 +20880,23 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$500 ;
   wire \$501 ;
   wire \$502 ;
-  wire [4:0] \$503 ;
-  wire [4:0] \$504 ;
-  wire [4:0] \$505 ;
+  wire \$503 ;
+  wire \$504 ;
+  wire \$505 ;
   wire \$506 ;
   wire \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
   wire \$510 ;
-  wire [5:0] \$511 ;
-  wire [5:0] \$512 ;
-  wire [5:0] \$513 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire \$513 ;
   wire \$514 ;
   wire \$515 ;
-  wire [5:0] \$516 ;
-  wire [5:0] \$517 ;
-  wire [5:0] \$518 ;
+  wire \$516 ;
+  wire \$517 ;
+  wire \$518 ;
   wire \$519 ;
   wire \$52 ;
   wire \$520 ;
@@ -21417,17 +21435,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [10:0] \$signature__addr$22 ;
   wire [10:0] \$signature__addr$28 ;
   wire [10:0] \$signature__addr$34 ;
-  reg [10:0] \$signature__addr$56  = 11'h000;
-  reg [10:0] \$signature__addr$59  = 11'h000;
-  reg [10:0] \$signature__addr$62  = 11'h000;
-  reg [10:0] \$signature__addr$65  = 11'h000;
-  reg [10:0] \$signature__addr$68  = 11'h000;
+  reg [10:0] \$signature__addr$57  = 11'h000;
+  reg [10:0] \$signature__addr$60  = 11'h000;
+  reg [10:0] \$signature__addr$63  = 11'h000;
+  reg [10:0] \$signature__addr$66  = 11'h000;
+  reg [10:0] \$signature__addr$69  = 11'h000;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$110 ;
-  wire [7:0] \$signature__data$111 ;
-  wire [7:0] \$signature__data$112 ;
   wire [7:0] \$signature__data$113 ;
   wire [7:0] \$signature__data$114 ;
+  wire [7:0] \$signature__data$115 ;
+  wire [7:0] \$signature__data$116 ;
+  wire [7:0] \$signature__data$117 ;
   wire [7:0] \$signature__data$18 ;
   wire [7:0] \$signature__data$24 ;
   wire [7:0] \$signature__data$30 ;
@@ -21437,23 +21455,24 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$signature__en$26 ;
   wire \$signature__en$32 ;
   wire \$signature__en$38 ;
-  wire \$signature__en$58 ;
-  wire \$signature__en$61 ;
-  wire \$signature__en$64 ;
-  wire \$signature__en$67 ;
-  wire \$signature__en$70 ;
+  wire \$signature__en$59 ;
+  wire \$signature__en$62 ;
+  wire \$signature__en$65 ;
+  wire \$signature__en$68 ;
+  wire \$signature__en$71 ;
   reg ahead = 1'h0;
   wire ahead_rows;
-  wire \ahead_rows$75 ;
-  reg avail = 1'h1;
+  wire \ahead_rows$76 ;
+  wire avail;
   wire avail_comb;
+  wire avail_q;
   wire avail_rows;
   wire avail_step;
   reg [10:0] base_row = 11'h360;
   reg [3:0] base_slot = 4'h9;
   reg [4:0] c = 5'h00;
-  (* init = 1'h1 *)
   wire can_write;
+  wire can_write_q;
   wire can_write_rows;
   input clk;
   wire clk;
@@ -21497,9 +21516,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$158 ;
+  wire [7:0] \o__payload$161 ;
   wire [39:0] \o__payload$44 ;
-  reg o__ready = 1'h1;
+  wire o__ready;
   input \o__ready$45 ;
   wire \o__ready$45 ;
   wire \o__ready$46 ;
@@ -21527,8 +21546,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg r_done = 1'h0;
   reg r_last = 1'h0;
   reg read_credits_returned = 1'h0;
-  reg read_credits_room = 1'h1;
+  wire read_credits_room;
   wire read_credits_room_next;
+  wire read_credits_room_q;
   reg [2:0] read_credits_space = 3'h7;
   reg [47:0] read_data = 48'h000000000000;
   reg read_v1 = 1'h0;
@@ -22654,9 +22674,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bank0[\$signature__addr$56 ];
+    _0_ <= bank0[\$signature__addr$57 ];
   end
-  assign \$signature__data$110  = _0_;
+  assign \$signature__data$113  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -23724,9 +23744,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
-    _1_ <= bank1[\$signature__addr$59 ];
+    _1_ <= bank1[\$signature__addr$60 ];
   end
-  assign \$signature__data$111  = _1_;
+  assign \$signature__data$114  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -24794,9 +24814,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= bank2[\$signature__addr$62 ];
+    _2_ <= bank2[\$signature__addr$63 ];
   end
-  assign \$signature__data$112  = _2_;
+  assign \$signature__data$115  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -25864,9 +25884,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    _3_ <= bank3[\$signature__addr$65 ];
+    _3_ <= bank3[\$signature__addr$66 ];
   end
-  assign \$signature__data$113  = _3_;
+  assign \$signature__data$116  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -26934,9 +26954,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
-    _4_ <= bank4[\$signature__addr$68 ];
+    _4_ <= bank4[\$signature__addr$69 ];
   end
-  assign \$signature__data$114  = _4_;
+  assign \$signature__data$117  = _4_;
   assign write = o__valid & o__ready;
   assign switch = r_done & ahead_rows;
   assign take = avail & read_credits_room;
@@ -27264,2019 +27284,2020 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$317  = \$314  ? \$315  : \$316 ;
   assign \$318  = \$310  ? \$317  : { d[5], d };
   assign \$319  = \$289  ? \$309  : \$318 ;
-  assign \$320  = take_rows & r_last;
-  assign \$321  = write & w_last;
-  assign \$322  = ~ ahead;
-  assign \$323  = ~ room_w_13[4];
-  assign \$324  = \$322  & \$323 ;
-  assign \$325  = \$324  & room_w_14[4];
-  assign \$326  = oy == 4'hd;
-  assign \$327  = ~ ahead;
-  assign \$328  = ~ room_w_13[4];
-  assign \$329  = \$327  & \$328 ;
-  assign \$330  = \$329  & room_w_14[4];
-  assign \$331  = ahead | \$330 ;
-  assign \$332  = switch ? 1'h0 : \$331 ;
-  assign \$333  = oy == 4'hd;
-  assign \$334  = r_done | \$333 ;
-  assign \$335  = switch ? 1'h0 : \$334 ;
-  assign \$336  = ~ \$335 ;
-  assign \$338  = oy == 4'hd;
-  assign \$339  = r_done | \$338 ;
-  assign \$340  = switch ? 1'h0 : \$339 ;
-  assign \$343  = \$332  ? 1'h0 : 1'h1;
-  assign \$344  = ~ ahead;
-  assign \$345  = ~ room_w_13[4];
-  assign \$346  = \$344  & \$345 ;
-  assign \$347  = \$346  & room_w_14[4];
-  assign \$348  = ahead | \$347 ;
-  assign \$349  = switch ? 1'h0 : \$348 ;
-  assign \$350  = oy == 4'hd;
-  assign \$351  = r_done | \$350 ;
-  assign \$352  = switch ? 1'h0 : \$351 ;
-  assign \$353  = ~ \$352 ;
-  assign \$354  = \$353  & room_low_2[4];
-  assign \$355  = oy == 4'hd;
-  assign \$356  = r_done | \$355 ;
-  assign \$357  = switch ? 1'h0 : \$356 ;
-  assign \$360  = \$349  ? \$354  : 1'h1;
-  assign \$361  = \$326  ? \$343  : \$360 ;
-  assign \$362  = oy == 4'hd;
-  assign \$363  = ~ ahead;
-  assign \$364  = ~ room_w_13[4];
-  assign \$365  = \$363  & \$364 ;
-  assign \$366  = \$365  & room_w_14[4];
-  assign \$367  = ahead | \$366 ;
-  assign \$368  = switch ? 1'h0 : \$367 ;
-  assign \$369  = oy == 4'hd;
-  assign \$370  = r_done | \$369 ;
-  assign \$371  = switch ? 1'h0 : \$370 ;
-  assign \$372  = ~ \$371 ;
-  assign \$374  = oy == 4'hd;
-  assign \$375  = r_done | \$374 ;
-  assign \$376  = switch ? 1'h0 : \$375 ;
-  assign \$377  = \$376  | room_w_8[3];
-  assign \$378  = room_w_13[4] & \$377 ;
-  assign \$379  = \$368  ? 1'h0 : \$378 ;
-  assign \$380  = ~ ahead;
+  assign \$320  = write & w_last;
+  assign \$321  = ~ ahead;
+  assign \$322  = ~ room_w_13[4];
+  assign \$323  = \$321  & \$322 ;
+  assign \$324  = \$323  & room_w_14[4];
+  assign \$325  = $signed(room_w_13) + $signed(2'h1);
+  assign \$326  = \$324  ? 6'h33 : \$325 ;
+  assign \$327  = \$320  ? \$326  : { room_w_13[4], room_w_13 };
+  assign \$328  = write & w_last;
+  assign \$329  = ~ ahead;
+  assign \$330  = ~ room_w_13[4];
+  assign \$331  = \$329  & \$330 ;
+  assign \$332  = \$331  & room_w_14[4];
+  assign \$333  = $signed(room_w_14) + $signed(2'h1);
+  assign \$334  = \$332  ? 6'h32 : \$333 ;
+  assign \$335  = \$328  ? \$334  : { room_w_14[4], room_w_14 };
+  assign \$336  = take_rows & r_last;
+  assign \$337  = oy == 4'hd;
+  assign \$338  = $signed(room_low_2) - $signed(2'h1);
+  assign \$339  = \$337  ? 6'h04 : \$338 ;
+  assign \$340  = \$336  ? \$339  : { room_low_2[4], room_low_2 };
+  assign \$341  = write & w_last;
+  assign \$342  = ~ ahead;
+  assign \$343  = ~ room_w_13[4];
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = \$344  & room_w_14[4];
+  assign \$346  = $signed(room_w_8) + $signed(2'h1);
+  assign \$347  = \$345  ? 5'h18 : \$346 ;
+  assign \$348  = \$341  ? \$347  : { room_w_8[3], room_w_8 };
+  assign \$349  = write & w_last;
+  assign \$350  = ~ ahead;
+  assign \$351  = ~ room_w_13[4];
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = \$352  & room_w_14[4];
+  assign \$354  = $signed(room_w_9) + $signed(2'h1);
+  assign \$355  = \$353  ? 6'h37 : \$354 ;
+  assign \$356  = \$349  ? \$355  : { room_w_9[4], room_w_9 };
+  assign \$357  = take_rows & r_last;
+  assign \$358  = oy == 4'hd;
+  assign \$359  = $signed(room_low_3) - $signed(2'h1);
+  assign \$360  = \$358  ? 6'h05 : \$359 ;
+  assign \$361  = \$357  ? \$360  : { room_low_3[4], room_low_3 };
+  assign \$362  = take_rows & r_last;
+  assign \$363  = oy == 4'hd;
+  assign \$364  = write_rows & w_last;
+  assign \$365  = ~ ahead_rows;
+  assign \$366  = ~ room_w_13[4];
+  assign \$367  = \$365  & \$366 ;
+  assign \$368  = \$367  & room_w_14[4];
+  assign \$371  = write_rows & w_last;
+  assign \$372  = ~ ahead_rows;
+  assign \$373  = ~ room_w_13[4];
+  assign \$374  = \$372  & \$373 ;
+  assign \$375  = \$374  & room_w_14[4];
+  assign \$376  = \$375  ? d_ge_11 : d_ge_m3;
+  assign \$377  = \$371  ? \$376  : d_ge_m2;
+  assign \$378  = \$363  ? 1'h1 : \$377 ;
+  assign \$379  = write_rows & w_last;
+  assign \$380  = ~ ahead_rows;
   assign \$381  = ~ room_w_13[4];
   assign \$382  = \$380  & \$381 ;
   assign \$383  = \$382  & room_w_14[4];
-  assign \$384  = ahead | \$383 ;
-  assign \$385  = switch ? 1'h0 : \$384 ;
-  assign \$386  = oy == 4'hd;
-  assign \$387  = r_done | \$386 ;
-  assign \$388  = switch ? 1'h0 : \$387 ;
-  assign \$389  = ~ \$388 ;
-  assign \$390  = ~ d_ge_m3;
-  assign \$391  = \$389  & \$390 ;
-  assign \$392  = oy == 4'hd;
-  assign \$393  = r_done | \$392 ;
-  assign \$394  = switch ? 1'h0 : \$393 ;
-  assign \$395  = ~ d_ge_11;
-  assign \$396  = \$394  | \$395 ;
-  assign \$397  = room_w_13[4] & \$396 ;
-  assign \$398  = \$385  ? \$391  : \$397 ;
-  assign \$399  = \$362  ? \$379  : \$398 ;
-  assign \$400  = \$325  ? \$361  : \$399 ;
-  assign \$401  = oy == 4'hd;
-  assign \$402  = switch ? 1'h0 : ahead;
-  assign \$403  = oy == 4'hd;
-  assign \$404  = r_done | \$403 ;
-  assign \$405  = switch ? 1'h0 : \$404 ;
-  assign \$406  = ~ \$405 ;
-  assign \$408  = oy == 4'hd;
-  assign \$409  = r_done | \$408 ;
-  assign \$410  = switch ? 1'h0 : \$409 ;
-  assign \$411  = \$410  | room_w_9[4];
-  assign \$412  = room_w_14[4] & \$411 ;
-  assign \$413  = \$402  ? 1'h0 : \$412 ;
-  assign \$414  = switch ? 1'h0 : ahead;
-  assign \$415  = oy == 4'hd;
-  assign \$416  = r_done | \$415 ;
-  assign \$417  = switch ? 1'h0 : \$416 ;
-  assign \$418  = ~ \$417 ;
-  assign \$419  = ~ d_ge_m2;
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = oy == 4'hd;
-  assign \$422  = r_done | \$421 ;
-  assign \$423  = switch ? 1'h0 : \$422 ;
-  assign \$424  = ~ d_ge_12;
-  assign \$425  = \$423  | \$424 ;
-  assign \$426  = room_w_14[4] & \$425 ;
-  assign \$427  = \$414  ? \$420  : \$426 ;
-  assign \$428  = \$401  ? \$413  : \$427 ;
-  assign \$429  = \$321  ? \$400  : \$428 ;
-  assign \$430  = write & w_last;
-  assign \$431  = ~ ahead;
-  assign \$432  = ~ room_w_13[4];
-  assign \$433  = \$431  & \$432 ;
-  assign \$434  = \$433  & room_w_14[4];
-  assign \$435  = ~ ahead;
-  assign \$436  = ~ room_w_13[4];
-  assign \$437  = \$435  & \$436 ;
-  assign \$438  = \$437  & room_w_14[4];
-  assign \$439  = ahead | \$438 ;
-  assign \$440  = switch ? 1'h0 : \$439 ;
-  assign \$441  = switch ? 1'h0 : r_done;
-  assign \$442  = ~ \$441 ;
-  assign \$443  = \$442  & room_low_3[4];
-  assign \$444  = switch ? 1'h0 : r_done;
-  assign \$447  = \$440  ? \$443  : 1'h1;
-  assign \$448  = ~ ahead;
-  assign \$449  = ~ room_w_13[4];
-  assign \$450  = \$448  & \$449 ;
-  assign \$451  = \$450  & room_w_14[4];
-  assign \$452  = ahead | \$451 ;
-  assign \$453  = switch ? 1'h0 : \$452 ;
-  assign \$454  = switch ? 1'h0 : r_done;
-  assign \$455  = ~ \$454 ;
-  assign \$456  = ~ d_ge_m4;
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = switch ? 1'h0 : r_done;
-  assign \$459  = ~ d_ge_10;
-  assign \$460  = \$458  | \$459 ;
-  assign \$461  = room_w_13[4] & \$460 ;
-  assign \$462  = \$453  ? \$457  : \$461 ;
-  assign \$463  = \$434  ? \$447  : \$462 ;
-  assign \$464  = switch ? 1'h0 : ahead;
-  assign \$465  = switch ? 1'h0 : r_done;
-  assign \$466  = ~ \$465 ;
-  assign \$467  = ~ d_ge_m3;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = switch ? 1'h0 : r_done;
-  assign \$470  = ~ d_ge_11;
-  assign \$471  = \$469  | \$470 ;
-  assign \$472  = room_w_14[4] & \$471 ;
-  assign \$473  = \$464  ? \$468  : \$472 ;
-  assign \$474  = switch ? \$473  : o__ready;
-  assign \$475  = \$430  ? \$463  : \$474 ;
-  assign \$476  = \$320  ? \$429  : \$475 ;
-  assign \$477  = write & w_last;
-  assign \$478  = ~ ahead;
-  assign \$479  = ~ room_w_13[4];
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = \$480  & room_w_14[4];
-  assign \$482  = $signed(room_w_13) + $signed(2'h1);
-  assign \$483  = \$481  ? 6'h33 : \$482 ;
-  assign \$484  = \$477  ? \$483  : { room_w_13[4], room_w_13 };
-  assign \$485  = write & w_last;
-  assign \$486  = ~ ahead;
-  assign \$487  = ~ room_w_13[4];
-  assign \$488  = \$486  & \$487 ;
-  assign \$489  = \$488  & room_w_14[4];
-  assign \$490  = $signed(room_w_14) + $signed(2'h1);
-  assign \$491  = \$489  ? 6'h32 : \$490 ;
-  assign \$492  = \$485  ? \$491  : { room_w_14[4], room_w_14 };
-  assign \$493  = take_rows & r_last;
-  assign \$494  = oy == 4'hd;
-  assign \$495  = $signed(room_low_2) - $signed(2'h1);
-  assign \$496  = \$494  ? 6'h04 : \$495 ;
-  assign \$497  = \$493  ? \$496  : { room_low_2[4], room_low_2 };
-  assign \$498  = write & w_last;
-  assign \$499  = ~ ahead;
-  assign \$500  = ~ room_w_13[4];
-  assign \$501  = \$499  & \$500 ;
-  assign \$502  = \$501  & room_w_14[4];
-  assign \$503  = $signed(room_w_8) + $signed(2'h1);
-  assign \$504  = \$502  ? 5'h18 : \$503 ;
-  assign \$505  = \$498  ? \$504  : { room_w_8[3], room_w_8 };
-  assign \$506  = write & w_last;
-  assign \$507  = ~ ahead;
+  assign \$384  = \$383  ? d_ge_10 : d_ge_m4;
+  assign \$385  = \$379  ? \$384  : d_ge_m3;
+  assign \$386  = \$362  ? \$378  : \$385 ;
+  assign \$387  = take_rows & r_last;
+  assign \$388  = oy == 4'hd;
+  assign \$389  = write_rows & w_last;
+  assign \$390  = ~ ahead_rows;
+  assign \$391  = ~ room_w_13[4];
+  assign \$392  = \$390  & \$391 ;
+  assign \$393  = \$392  & room_w_14[4];
+  assign \$394  = w_row == 4'h8;
+  assign \$395  = w_row == 4'h9;
+  assign \$396  = w_row == 4'ha;
+  assign \$397  = w_row == 4'hb;
+  assign \$398  = w_row == 4'hc;
+  assign \$399  = w_row == 4'hd;
+  assign \$400  = w_row == 4'he;
+  assign \$401  = w_row == 4'hf;
+  assign \$402  = | { \$401 , \$400 , \$399 , \$398 , \$397 , \$396 , \$395 , \$394  };
+  assign \$403  = \$393  ? 1'h0 : \$402 ;
+  assign \$404  = w_row == 4'h9;
+  assign \$405  = w_row == 4'ha;
+  assign \$406  = w_row == 4'hb;
+  assign \$407  = w_row == 4'hc;
+  assign \$408  = w_row == 4'hd;
+  assign \$409  = w_row == 4'he;
+  assign \$410  = w_row == 4'hf;
+  assign \$411  = | { \$410 , \$409 , \$408 , \$407 , \$406 , \$405 , \$404  };
+  assign \$412  = \$389  ? \$403  : \$411 ;
+  assign \$413  = write_rows & w_last;
+  assign \$414  = ~ ahead_rows;
+  assign \$415  = ~ room_w_13[4];
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = \$416  & room_w_14[4];
+  assign \$418  = d == 5'h19;
+  assign \$419  = d == 5'h1a;
+  assign \$420  = d == 5'h1b;
+  assign \$421  = d == 5'h1c;
+  assign \$422  = d == 5'h1d;
+  assign \$423  = d == 5'h1e;
+  assign \$424  = d == 5'h1f;
+  assign \$425  = | { \$424 , \$423 , \$422 , \$421 , \$420 , \$419 , \$418  };
+  assign \$426  = \$417  ? \$425  : d_ge_11;
+  assign \$427  = \$413  ? \$426  : d_ge_12;
+  assign \$428  = \$388  ? \$412  : \$427 ;
+  assign \$429  = write_rows & w_last;
+  assign \$430  = ~ ahead_rows;
+  assign \$431  = ~ room_w_13[4];
+  assign \$432  = \$430  & \$431 ;
+  assign \$433  = \$432  & room_w_14[4];
+  assign \$434  = d == 5'h18;
+  assign \$435  = d == 5'h19;
+  assign \$436  = d == 5'h1a;
+  assign \$437  = d == 5'h1b;
+  assign \$438  = d == 5'h1c;
+  assign \$439  = d == 5'h1d;
+  assign \$440  = d == 5'h1e;
+  assign \$441  = d == 5'h1f;
+  assign \$442  = | { \$441 , \$440 , \$439 , \$438 , \$437 , \$436 , \$435 , \$434  };
+  assign \$443  = \$433  ? \$442  : d_ge_10;
+  assign \$444  = \$429  ? \$443  : d_ge_11;
+  assign \$445  = \$387  ? \$428  : \$444 ;
+  assign \$446  = take_rows & r_last;
+  assign \$447  = oy == 4'hd;
+  assign \$448  = write_rows & w_last;
+  assign \$449  = ~ ahead_rows;
+  assign \$450  = ~ room_w_13[4];
+  assign \$451  = \$449  & \$450 ;
+  assign \$452  = \$451  & room_w_14[4];
+  assign \$455  = write_rows & w_last;
+  assign \$456  = ~ ahead_rows;
+  assign \$457  = ~ room_w_13[4];
+  assign \$458  = \$456  & \$457 ;
+  assign \$459  = \$458  & room_w_14[4];
+  assign \$460  = \$459  ? d_ge_12 : d_ge_m2;
+  assign \$461  = d == 6'h20;
+  assign \$462  = d == 6'h21;
+  assign \$463  = d == 6'h22;
+  assign \$464  = d == 6'h23;
+  assign \$465  = d == 6'h24;
+  assign \$466  = d == 6'h25;
+  assign \$467  = d == 6'h26;
+  assign \$468  = d == 6'h27;
+  assign \$469  = d == 6'h28;
+  assign \$470  = d == 6'h29;
+  assign \$471  = d == 6'h2a;
+  assign \$472  = d == 6'h2b;
+  assign \$473  = d == 6'h2c;
+  assign \$474  = d == 6'h2d;
+  assign \$475  = d == 6'h2e;
+  assign \$476  = d == 6'h2f;
+  assign \$477  = d == 6'h30;
+  assign \$478  = d == 6'h31;
+  assign \$479  = d == 6'h32;
+  assign \$480  = d == 6'h33;
+  assign \$481  = d == 6'h34;
+  assign \$482  = d == 6'h35;
+  assign \$483  = d == 6'h36;
+  assign \$484  = d == 6'h37;
+  assign \$485  = d == 6'h38;
+  assign \$486  = d == 6'h39;
+  assign \$487  = d == 6'h3a;
+  assign \$488  = d == 6'h3b;
+  assign \$489  = d == 6'h3c;
+  assign \$490  = d == 6'h3d;
+  assign \$491  = d == 6'h3e;
+  assign \$492  = | { \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461  };
+  assign \$493  = ~ \$492 ;
+  assign \$494  = \$455  ? \$460  : \$493 ;
+  assign \$495  = \$447  ? 1'h1 : \$494 ;
+  assign \$496  = write_rows & w_last;
+  assign \$497  = ~ ahead_rows;
+  assign \$498  = ~ room_w_13[4];
+  assign \$499  = \$497  & \$498 ;
+  assign \$500  = \$499  & room_w_14[4];
+  assign \$501  = \$500  ? d_ge_11 : d_ge_m3;
+  assign \$502  = \$496  ? \$501  : d_ge_m2;
+  assign \$503  = \$446  ? \$495  : \$502 ;
+  assign \$504  = take_rows & r_last;
+  assign \$505  = oy == 4'hd;
+  assign \$506  = write_rows & w_last;
+  assign \$507  = ~ ahead_rows;
   assign \$508  = ~ room_w_13[4];
   assign \$509  = \$507  & \$508 ;
   assign \$510  = \$509  & room_w_14[4];
-  assign \$511  = $signed(room_w_9) + $signed(2'h1);
-  assign \$512  = \$510  ? 6'h37 : \$511 ;
-  assign \$513  = \$506  ? \$512  : { room_w_9[4], room_w_9 };
-  assign \$514  = take_rows & r_last;
-  assign \$515  = oy == 4'hd;
-  assign \$516  = $signed(room_low_3) - $signed(2'h1);
-  assign \$517  = \$515  ? 6'h05 : \$516 ;
-  assign \$518  = \$514  ? \$517  : { room_low_3[4], room_low_3 };
-  assign \$519  = write_rows & w_last;
-  assign \$520  = $signed(iy) < $signed(1'h0);
-  assign \$521  = $signed(iy) >= $signed(5'h0e);
-  assign \$522  = \$520  | \$521 ;
-  assign \$523  = ~ ahead_rows;
-  assign \$524  = w_row == 4'hd;
-  assign \$525  = \$523  & \$524 ;
-  assign \$526  = ! ky;
-  assign \$527  = \$526  & d_ge_14;
-  assign \$528  = ky == 1'h1;
-  assign \$529  = \$528  & d_ge_15;
-  assign \$530  = ky == 2'h2;
-  assign \$531  = \$530  & d_ge_16;
-  assign \$532  = ky == 2'h3;
-  assign \$533  = \$532  & d_ge_17;
-  assign \$534  = ky == 3'h4;
-  assign \$535  = \$534  & d_ge_18;
-  assign \$536  = | { \$535 , \$533 , \$531 , \$529 , \$527  };
-  assign \$537  = ! ky;
-  assign \$538  = \$537  & d_ge_0;
-  assign \$539  = ky == 1'h1;
-  assign \$540  = \$539  & d_ge_1;
-  assign \$541  = ky == 2'h2;
-  assign \$542  = \$541  & d_ge_2;
-  assign \$543  = ky == 2'h3;
-  assign \$544  = \$543  & d_ge_3;
-  assign \$545  = ky == 3'h4;
-  assign \$546  = \$545  & d_ge_4;
-  assign \$547  = | { \$546 , \$544 , \$542 , \$540 , \$538  };
-  assign \$548  = \$525  ? \$536  : \$547 ;
-  assign \$549  = \$522  | \$548 ;
-  assign \$550  = $signed(iy) < $signed(1'h0);
-  assign \$551  = $signed(iy) >= $signed(5'h0e);
-  assign \$552  = \$550  | \$551 ;
-  assign \$553  = ! ky;
-  assign \$554  = \$553  & d_ge_1;
-  assign \$555  = ky == 1'h1;
-  assign \$556  = \$555  & d_ge_2;
-  assign \$557  = ky == 2'h2;
-  assign \$558  = \$557  & d_ge_3;
-  assign \$559  = ky == 2'h3;
-  assign \$560  = \$559  & d_ge_4;
-  assign \$561  = ky == 3'h4;
-  assign \$562  = \$561  & d_ge_5;
-  assign \$563  = | { \$562 , \$560 , \$558 , \$556 , \$554  };
-  assign \$564  = \$552  | \$563 ;
-  assign \$565  = \$519  ? \$549  : \$564 ;
-  assign \$566  = write_rows & w_last;
-  assign \$567  = oy == 4'hd;
-  assign \$568  = r_last & \$567 ;
-  assign \$569  = ~ \$568 ;
-  assign \$570  = ky == 3'h4;
-  assign \$571  = ~ \$570 ;
-  assign \$572  = $signed(iy) < $signed(1'h1);
-  assign \$573  = $signed(iy) >= $signed(5'h0d);
-  assign \$574  = \$572  | \$573 ;
-  assign \$575  = c == 5'h1f;
-  assign \$576  = ox == 4'hd;
-  assign \$577  = \$575  & \$576 ;
-  assign \$578  = oy == 4'hd;
-  assign \$579  = $signed(low) < $signed(1'h1);
-  assign \$580  = $signed(low) >= $signed(5'h0d);
-  assign \$581  = \$579  | \$580 ;
-  assign \$582  = \$578  ? 1'h1 : \$581 ;
-  assign \$583  = $signed(low) < $signed(1'h0);
-  assign \$584  = $signed(low) >= $signed(5'h0e);
-  assign \$585  = \$583  | \$584 ;
-  assign \$586  = \$577  ? \$582  : \$585 ;
-  assign \$587  = \$570  ? \$586  : \$574 ;
-  assign \$588  = ~ ahead_rows;
-  assign \$589  = w_row == 4'hd;
-  assign \$590  = \$588  & \$589 ;
-  assign \$591  = ahead_rows | \$590 ;
-  assign \$592  = \$587  | \$591 ;
-  assign \$593  = oy == 4'hd;
-  assign \$594  = ~ ahead_rows;
-  assign \$595  = w_row == 4'hd;
-  assign \$596  = \$594  & \$595 ;
-  assign \$598  = ~ ahead_rows;
-  assign \$599  = w_row == 4'hd;
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = \$600  ? d_ge_15 : d_ge_1;
-  assign \$602  = \$593  ? 1'h1 : \$601 ;
-  assign \$603  = ky == 3'h4;
-  assign \$604  = ~ ahead_rows;
-  assign \$605  = w_row == 4'hd;
-  assign \$606  = \$604  & \$605 ;
-  assign \$607  = \$606  ? d_ge_14 : d_ge_0;
-  assign \$608  = ~ ahead_rows;
-  assign \$609  = w_row == 4'hd;
-  assign \$610  = \$608  & \$609 ;
-  assign \$611  = ! ky;
-  assign \$612  = \$611  & d_ge_15;
-  assign \$613  = ky == 1'h1;
-  assign \$614  = \$613  & d_ge_16;
-  assign \$615  = ky == 2'h2;
-  assign \$616  = \$615  & d_ge_17;
-  assign \$617  = ky == 2'h3;
-  assign \$618  = \$617  & d_ge_18;
-  assign \$619  = ky == 3'h4;
-  assign \$620  = \$619  & d_ge_19;
-  assign \$621  = | { \$620 , \$618 , \$616 , \$614 , \$612  };
-  assign \$622  = ! ky;
-  assign \$623  = \$622  & d_ge_1;
-  assign \$624  = ky == 1'h1;
-  assign \$625  = \$624  & d_ge_2;
-  assign \$626  = ky == 2'h2;
-  assign \$627  = \$626  & d_ge_3;
-  assign \$628  = ky == 2'h3;
-  assign \$629  = \$628  & d_ge_4;
-  assign \$630  = ky == 3'h4;
-  assign \$631  = \$630  & d_ge_5;
-  assign \$632  = | { \$631 , \$629 , \$627 , \$625 , \$623  };
-  assign \$633  = \$610  ? \$621  : \$632 ;
-  assign \$634  = \$603  ? \$607  : \$633 ;
-  assign \$635  = ~ ahead_rows;
-  assign \$636  = w_row == 4'hd;
-  assign \$637  = \$635  & \$636 ;
-  assign \$638  = ! ky;
-  assign \$639  = \$638  & d_ge_14;
-  assign \$640  = ky == 1'h1;
-  assign \$641  = \$640  & d_ge_15;
-  assign \$642  = ky == 2'h2;
-  assign \$643  = \$642  & d_ge_16;
-  assign \$644  = ky == 2'h3;
-  assign \$645  = \$644  & d_ge_17;
-  assign \$646  = ky == 3'h4;
-  assign \$647  = \$646  & d_ge_18;
-  assign \$648  = | { \$647 , \$645 , \$643 , \$641 , \$639  };
-  assign \$649  = ! ky;
-  assign \$650  = \$649  & d_ge_0;
-  assign \$651  = ky == 1'h1;
-  assign \$652  = \$651  & d_ge_1;
-  assign \$653  = ky == 2'h2;
-  assign \$654  = \$653  & d_ge_2;
-  assign \$655  = ky == 2'h3;
-  assign \$656  = \$655  & d_ge_3;
-  assign \$657  = ky == 3'h4;
-  assign \$658  = \$657  & d_ge_4;
-  assign \$659  = | { \$658 , \$656 , \$654 , \$652 , \$650  };
-  assign \$660  = \$637  ? \$648  : \$659 ;
-  assign \$662  = r_last ? \$602  : \$661 ;
-  assign \$663  = \$592  | \$662 ;
-  assign \$664  = \$569  & \$663 ;
-  assign \$665  = oy == 4'hd;
-  assign \$666  = r_last & \$665 ;
-  assign \$667  = ~ \$666 ;
-  assign \$668  = ky == 3'h4;
-  assign \$669  = ~ \$668 ;
-  assign \$670  = $signed(iy) < $signed(1'h1);
-  assign \$671  = $signed(iy) >= $signed(5'h0d);
-  assign \$672  = \$670  | \$671 ;
-  assign \$673  = c == 5'h1f;
-  assign \$674  = ox == 4'hd;
-  assign \$675  = \$673  & \$674 ;
-  assign \$676  = oy == 4'hd;
-  assign \$677  = $signed(low) < $signed(1'h1);
-  assign \$678  = $signed(low) >= $signed(5'h0d);
-  assign \$679  = \$677  | \$678 ;
-  assign \$680  = \$676  ? 1'h1 : \$679 ;
-  assign \$681  = $signed(low) < $signed(1'h0);
-  assign \$682  = $signed(low) >= $signed(5'h0e);
-  assign \$683  = \$681  | \$682 ;
-  assign \$684  = \$675  ? \$680  : \$683 ;
-  assign \$685  = \$668  ? \$684  : \$672 ;
-  assign \$686  = \$685  | ahead_rows;
-  assign \$687  = oy == 4'hd;
-  assign \$688  = \$687  ? 1'h1 : d_ge_2;
-  assign \$689  = ky == 3'h4;
-  assign \$690  = ! ky;
-  assign \$691  = \$690  & d_ge_2;
-  assign \$692  = ky == 1'h1;
-  assign \$693  = \$692  & d_ge_3;
-  assign \$694  = ky == 2'h2;
-  assign \$695  = \$694  & d_ge_4;
-  assign \$696  = ky == 2'h3;
-  assign \$697  = \$696  & d_ge_5;
-  assign \$698  = ky == 3'h4;
-  assign \$699  = \$698  & d_ge_6;
-  assign \$700  = | { \$699 , \$697 , \$695 , \$693 , \$691  };
-  assign \$701  = \$689  ? d_ge_1 : \$700 ;
-  assign \$702  = ! ky;
-  assign \$703  = \$702  & d_ge_1;
-  assign \$704  = ky == 1'h1;
-  assign \$705  = \$704  & d_ge_2;
-  assign \$706  = ky == 2'h2;
-  assign \$707  = \$706  & d_ge_3;
-  assign \$708  = ky == 2'h3;
-  assign \$709  = \$708  & d_ge_4;
-  assign \$710  = ky == 3'h4;
-  assign \$711  = \$710  & d_ge_5;
-  assign \$712  = | { \$711 , \$709 , \$707 , \$705 , \$703  };
-  assign \$714  = r_last ? \$688  : \$713 ;
-  assign \$715  = \$686  | \$714 ;
-  assign \$716  = \$667  & \$715 ;
-  assign \$717  = \$566  ? \$664  : \$716 ;
-  assign \$718  = write_rows & w_last;
-  assign \$719  = ~ r_done;
-  assign \$720  = $signed(iy) < $signed(1'h0);
-  assign \$721  = $signed(iy) >= $signed(5'h0e);
-  assign \$722  = \$720  | \$721 ;
-  assign \$723  = \$722  | ahead_rows;
-  assign \$724  = ~ ahead_rows;
-  assign \$725  = w_row == 4'hd;
-  assign \$726  = \$724  & \$725 ;
-  assign \$727  = \$723  | \$726 ;
-  assign \$728  = ~ ahead_rows;
-  assign \$729  = w_row == 4'hd;
-  assign \$730  = \$728  & \$729 ;
-  assign \$731  = ! ky;
-  assign \$732  = \$731  & d_ge_14;
-  assign \$733  = ky == 1'h1;
-  assign \$734  = \$733  & d_ge_15;
-  assign \$735  = ky == 2'h2;
-  assign \$736  = \$735  & d_ge_16;
-  assign \$737  = ky == 2'h3;
-  assign \$738  = \$737  & d_ge_17;
-  assign \$739  = ky == 3'h4;
-  assign \$740  = \$739  & d_ge_18;
-  assign \$741  = | { \$740 , \$738 , \$736 , \$734 , \$732  };
-  assign \$742  = ! ky;
-  assign \$743  = \$742  & d_ge_0;
-  assign \$744  = ky == 1'h1;
-  assign \$745  = \$744  & d_ge_1;
-  assign \$746  = ky == 2'h2;
-  assign \$747  = \$746  & d_ge_2;
-  assign \$748  = ky == 2'h3;
-  assign \$749  = \$748  & d_ge_3;
-  assign \$750  = ky == 3'h4;
-  assign \$751  = \$750  & d_ge_4;
-  assign \$752  = | { \$751 , \$749 , \$747 , \$745 , \$743  };
-  assign \$753  = \$730  ? \$741  : \$752 ;
-  assign \$754  = \$727  | \$753 ;
-  assign \$755  = \$719  & \$754 ;
-  assign \$756  = \$718  ? \$755  : avail;
-  assign \$757  = take ? \$717  : \$756 ;
-  assign \$758  = switch ? \$565  : \$757 ;
-  assign \$759  = take_rows & r_last;
-  assign \$760  = oy == 4'hd;
-  assign \$761  = write_rows & w_last;
-  assign \$762  = ~ ahead_rows;
-  assign \$763  = ~ room_w_13[4];
-  assign \$764  = \$762  & \$763 ;
-  assign \$765  = \$764  & room_w_14[4];
-  assign \$768  = write_rows & w_last;
-  assign \$769  = ~ ahead_rows;
-  assign \$770  = ~ room_w_13[4];
-  assign \$771  = \$769  & \$770 ;
-  assign \$772  = \$771  & room_w_14[4];
-  assign \$773  = \$772  ? d_ge_11 : d_ge_m3;
-  assign \$774  = \$768  ? \$773  : d_ge_m2;
-  assign \$775  = \$760  ? 1'h1 : \$774 ;
+  assign \$511  = w_row == 4'h9;
+  assign \$512  = w_row == 4'ha;
+  assign \$513  = w_row == 4'hb;
+  assign \$514  = w_row == 4'hc;
+  assign \$515  = w_row == 4'hd;
+  assign \$516  = w_row == 4'he;
+  assign \$517  = w_row == 4'hf;
+  assign \$518  = | { \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511  };
+  assign \$519  = \$510  ? 1'h0 : \$518 ;
+  assign \$520  = w_row == 4'ha;
+  assign \$521  = w_row == 4'hb;
+  assign \$522  = w_row == 4'hc;
+  assign \$523  = w_row == 4'hd;
+  assign \$524  = w_row == 4'he;
+  assign \$525  = w_row == 4'hf;
+  assign \$526  = | { \$525 , \$524 , \$523 , \$522 , \$521 , \$520  };
+  assign \$527  = \$506  ? \$519  : \$526 ;
+  assign \$528  = write_rows & w_last;
+  assign \$529  = ~ ahead_rows;
+  assign \$530  = ~ room_w_13[4];
+  assign \$531  = \$529  & \$530 ;
+  assign \$532  = \$531  & room_w_14[4];
+  assign \$533  = d == 5'h1a;
+  assign \$534  = d == 5'h1b;
+  assign \$535  = d == 5'h1c;
+  assign \$536  = d == 5'h1d;
+  assign \$537  = d == 5'h1e;
+  assign \$538  = d == 5'h1f;
+  assign \$539  = | { \$538 , \$537 , \$536 , \$535 , \$534 , \$533  };
+  assign \$540  = \$532  ? \$539  : d_ge_12;
+  assign \$541  = d == 4'hd;
+  assign \$542  = d == 4'he;
+  assign \$543  = d == 4'hf;
+  assign \$544  = d == 5'h10;
+  assign \$545  = d == 5'h11;
+  assign \$546  = d == 5'h12;
+  assign \$547  = d == 5'h13;
+  assign \$548  = d == 5'h14;
+  assign \$549  = d == 5'h15;
+  assign \$550  = d == 5'h16;
+  assign \$551  = d == 5'h17;
+  assign \$552  = d == 5'h18;
+  assign \$553  = d == 5'h19;
+  assign \$554  = d == 5'h1a;
+  assign \$555  = d == 5'h1b;
+  assign \$556  = d == 5'h1c;
+  assign \$557  = d == 5'h1d;
+  assign \$558  = d == 5'h1e;
+  assign \$559  = d == 5'h1f;
+  assign \$560  = | { \$559 , \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541  };
+  assign \$561  = \$528  ? \$540  : \$560 ;
+  assign \$562  = \$505  ? \$527  : \$561 ;
+  assign \$563  = write_rows & w_last;
+  assign \$564  = ~ ahead_rows;
+  assign \$565  = ~ room_w_13[4];
+  assign \$566  = \$564  & \$565 ;
+  assign \$567  = \$566  & room_w_14[4];
+  assign \$568  = d == 5'h19;
+  assign \$569  = d == 5'h1a;
+  assign \$570  = d == 5'h1b;
+  assign \$571  = d == 5'h1c;
+  assign \$572  = d == 5'h1d;
+  assign \$573  = d == 5'h1e;
+  assign \$574  = d == 5'h1f;
+  assign \$575  = | { \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568  };
+  assign \$576  = \$567  ? \$575  : d_ge_11;
+  assign \$577  = \$563  ? \$576  : d_ge_12;
+  assign \$578  = \$504  ? \$562  : \$577 ;
+  assign \$579  = take_rows & r_last;
+  assign \$580  = oy == 4'hd;
+  assign \$581  = write_rows & w_last;
+  assign \$582  = ~ ahead_rows;
+  assign \$583  = ~ room_w_13[4];
+  assign \$584  = \$582  & \$583 ;
+  assign \$585  = \$584  & room_w_14[4];
+  assign \$588  = write_rows & w_last;
+  assign \$589  = ~ ahead_rows;
+  assign \$590  = ~ room_w_13[4];
+  assign \$591  = \$589  & \$590 ;
+  assign \$592  = \$591  & room_w_14[4];
+  assign \$593  = \$592  ? d_ge_10 : d_ge_m4;
+  assign \$594  = \$588  ? \$593  : d_ge_m3;
+  assign \$595  = \$580  ? 1'h1 : \$594 ;
+  assign \$596  = write_rows & w_last;
+  assign \$597  = ~ ahead_rows;
+  assign \$598  = ~ room_w_13[4];
+  assign \$599  = \$597  & \$598 ;
+  assign \$600  = \$599  & room_w_14[4];
+  assign \$601  = d == 4'h9;
+  assign \$602  = d == 4'ha;
+  assign \$603  = d == 4'hb;
+  assign \$604  = d == 4'hc;
+  assign \$605  = d == 4'hd;
+  assign \$606  = d == 4'he;
+  assign \$607  = d == 4'hf;
+  assign \$608  = d == 5'h10;
+  assign \$609  = d == 5'h11;
+  assign \$610  = d == 5'h12;
+  assign \$611  = d == 5'h13;
+  assign \$612  = d == 5'h14;
+  assign \$613  = d == 5'h15;
+  assign \$614  = d == 5'h16;
+  assign \$615  = d == 5'h17;
+  assign \$616  = d == 5'h18;
+  assign \$617  = d == 5'h19;
+  assign \$618  = d == 5'h1a;
+  assign \$619  = d == 5'h1b;
+  assign \$620  = d == 5'h1c;
+  assign \$621  = d == 5'h1d;
+  assign \$622  = d == 5'h1e;
+  assign \$623  = d == 5'h1f;
+  assign \$624  = | { \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
+  assign \$625  = d == 6'h20;
+  assign \$626  = d == 6'h21;
+  assign \$627  = d == 6'h22;
+  assign \$628  = d == 6'h23;
+  assign \$629  = d == 6'h24;
+  assign \$630  = d == 6'h25;
+  assign \$631  = d == 6'h26;
+  assign \$632  = d == 6'h27;
+  assign \$633  = d == 6'h28;
+  assign \$634  = d == 6'h29;
+  assign \$635  = d == 6'h2a;
+  assign \$636  = d == 6'h2b;
+  assign \$637  = d == 6'h2c;
+  assign \$638  = d == 6'h2d;
+  assign \$639  = d == 6'h2e;
+  assign \$640  = d == 6'h2f;
+  assign \$641  = d == 6'h30;
+  assign \$642  = d == 6'h31;
+  assign \$643  = d == 6'h32;
+  assign \$644  = d == 6'h33;
+  assign \$645  = d == 6'h34;
+  assign \$646  = d == 6'h35;
+  assign \$647  = d == 6'h36;
+  assign \$648  = d == 6'h37;
+  assign \$649  = d == 6'h38;
+  assign \$650  = d == 6'h39;
+  assign \$651  = d == 6'h3a;
+  assign \$652  = | { \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625  };
+  assign \$653  = ~ \$652 ;
+  assign \$654  = \$600  ? \$624  : \$653 ;
+  assign \$655  = \$596  ? \$654  : d_ge_m4;
+  assign \$656  = \$579  ? \$595  : \$655 ;
+  assign \$657  = take_rows & r_last;
+  assign \$658  = oy == 4'hd;
+  assign \$659  = write_rows & w_last;
+  assign \$660  = ~ ahead_rows;
+  assign \$661  = ~ room_w_13[4];
+  assign \$662  = \$660  & \$661 ;
+  assign \$663  = \$662  & room_w_14[4];
+  assign \$664  = ! w_row;
+  assign \$665  = w_row == 1'h1;
+  assign \$666  = w_row == 2'h2;
+  assign \$667  = w_row == 2'h3;
+  assign \$668  = w_row == 3'h4;
+  assign \$669  = w_row == 3'h5;
+  assign \$670  = w_row == 3'h6;
+  assign \$671  = | { \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664  };
+  assign \$672  = ~ \$671 ;
+  assign \$673  = \$663  ? 1'h0 : \$672 ;
+  assign \$674  = w_row == 4'h8;
+  assign \$675  = w_row == 4'h9;
+  assign \$676  = w_row == 4'ha;
+  assign \$677  = w_row == 4'hb;
+  assign \$678  = w_row == 4'hc;
+  assign \$679  = w_row == 4'hd;
+  assign \$680  = w_row == 4'he;
+  assign \$681  = w_row == 4'hf;
+  assign \$682  = | { \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674  };
+  assign \$683  = \$659  ? \$673  : \$682 ;
+  assign \$684  = write_rows & w_last;
+  assign \$685  = ~ ahead_rows;
+  assign \$686  = ~ room_w_13[4];
+  assign \$687  = \$685  & \$686 ;
+  assign \$688  = \$687  & room_w_14[4];
+  assign \$689  = d == 5'h18;
+  assign \$690  = d == 5'h19;
+  assign \$691  = d == 5'h1a;
+  assign \$692  = d == 5'h1b;
+  assign \$693  = d == 5'h1c;
+  assign \$694  = d == 5'h1d;
+  assign \$695  = d == 5'h1e;
+  assign \$696  = d == 5'h1f;
+  assign \$697  = | { \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689  };
+  assign \$698  = \$688  ? \$697  : d_ge_10;
+  assign \$699  = \$684  ? \$698  : d_ge_11;
+  assign \$700  = \$658  ? \$683  : \$699 ;
+  assign \$701  = write_rows & w_last;
+  assign \$702  = ~ ahead_rows;
+  assign \$703  = ~ room_w_13[4];
+  assign \$704  = \$702  & \$703 ;
+  assign \$705  = \$704  & room_w_14[4];
+  assign \$706  = d == 5'h17;
+  assign \$707  = d == 5'h18;
+  assign \$708  = d == 5'h19;
+  assign \$709  = d == 5'h1a;
+  assign \$710  = d == 5'h1b;
+  assign \$711  = d == 5'h1c;
+  assign \$712  = d == 5'h1d;
+  assign \$713  = d == 5'h1e;
+  assign \$714  = d == 5'h1f;
+  assign \$715  = | { \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706  };
+  assign \$716  = d == 4'h9;
+  assign \$717  = d == 4'ha;
+  assign \$718  = d == 4'hb;
+  assign \$719  = d == 4'hc;
+  assign \$720  = d == 4'hd;
+  assign \$721  = d == 4'he;
+  assign \$722  = d == 4'hf;
+  assign \$723  = d == 5'h10;
+  assign \$724  = d == 5'h11;
+  assign \$725  = d == 5'h12;
+  assign \$726  = d == 5'h13;
+  assign \$727  = d == 5'h14;
+  assign \$728  = d == 5'h15;
+  assign \$729  = d == 5'h16;
+  assign \$730  = d == 5'h17;
+  assign \$731  = d == 5'h18;
+  assign \$732  = d == 5'h19;
+  assign \$733  = d == 5'h1a;
+  assign \$734  = d == 5'h1b;
+  assign \$735  = d == 5'h1c;
+  assign \$736  = d == 5'h1d;
+  assign \$737  = d == 5'h1e;
+  assign \$738  = d == 5'h1f;
+  assign \$739  = | { \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716  };
+  assign \$740  = \$705  ? \$715  : \$739 ;
+  assign \$741  = \$701  ? \$740  : d_ge_10;
+  assign \$742  = \$657  ? \$700  : \$741 ;
+  assign \$743  = take_rows & r_last;
+  assign \$744  = oy == 4'hd;
+  assign \$745  = write_rows & w_last;
+  assign \$746  = ~ ahead_rows;
+  assign \$747  = ~ room_w_13[4];
+  assign \$748  = \$746  & \$747 ;
+  assign \$749  = \$748  & room_w_14[4];
+  assign \$750  = w_row == 4'hb;
+  assign \$751  = w_row == 4'hc;
+  assign \$752  = w_row == 4'hd;
+  assign \$753  = w_row == 4'he;
+  assign \$754  = w_row == 4'hf;
+  assign \$755  = | { \$754 , \$753 , \$752 , \$751 , \$750  };
+  assign \$756  = \$749  ? 1'h0 : \$755 ;
+  assign \$757  = w_row == 4'hc;
+  assign \$758  = w_row == 4'hd;
+  assign \$759  = w_row == 4'he;
+  assign \$760  = w_row == 4'hf;
+  assign \$761  = | { \$760 , \$759 , \$758 , \$757  };
+  assign \$762  = \$745  ? \$756  : \$761 ;
+  assign \$763  = write_rows & w_last;
+  assign \$764  = ~ ahead_rows;
+  assign \$765  = ~ room_w_13[4];
+  assign \$766  = \$764  & \$765 ;
+  assign \$767  = \$766  & room_w_14[4];
+  assign \$768  = d == 5'h1c;
+  assign \$769  = d == 5'h1d;
+  assign \$770  = d == 5'h1e;
+  assign \$771  = d == 5'h1f;
+  assign \$772  = | { \$771 , \$770 , \$769 , \$768  };
+  assign \$773  = \$767  ? \$772  : d_ge_14;
+  assign \$774  = \$763  ? \$773  : d_ge_15;
+  assign \$775  = \$744  ? \$762  : \$774 ;
   assign \$776  = write_rows & w_last;
   assign \$777  = ~ ahead_rows;
   assign \$778  = ~ room_w_13[4];
   assign \$779  = \$777  & \$778 ;
   assign \$780  = \$779  & room_w_14[4];
-  assign \$781  = \$780  ? d_ge_10 : d_ge_m4;
-  assign \$782  = \$776  ? \$781  : d_ge_m3;
-  assign \$783  = \$759  ? \$775  : \$782 ;
-  assign \$784  = take_rows & r_last;
-  assign \$785  = oy == 4'hd;
-  assign \$786  = write_rows & w_last;
-  assign \$787  = ~ ahead_rows;
-  assign \$788  = ~ room_w_13[4];
-  assign \$789  = \$787  & \$788 ;
-  assign \$790  = \$789  & room_w_14[4];
-  assign \$791  = w_row == 4'h8;
-  assign \$792  = w_row == 4'h9;
-  assign \$793  = w_row == 4'ha;
-  assign \$794  = w_row == 4'hb;
-  assign \$795  = w_row == 4'hc;
-  assign \$796  = w_row == 4'hd;
-  assign \$797  = w_row == 4'he;
-  assign \$798  = w_row == 4'hf;
-  assign \$799  = | { \$798 , \$797 , \$796 , \$795 , \$794 , \$793 , \$792 , \$791  };
-  assign \$800  = \$790  ? 1'h0 : \$799 ;
-  assign \$801  = w_row == 4'h9;
-  assign \$802  = w_row == 4'ha;
-  assign \$803  = w_row == 4'hb;
-  assign \$804  = w_row == 4'hc;
-  assign \$805  = w_row == 4'hd;
-  assign \$806  = w_row == 4'he;
-  assign \$807  = w_row == 4'hf;
-  assign \$808  = | { \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801  };
-  assign \$809  = \$786  ? \$800  : \$808 ;
-  assign \$810  = write_rows & w_last;
-  assign \$811  = ~ ahead_rows;
-  assign \$812  = ~ room_w_13[4];
-  assign \$813  = \$811  & \$812 ;
-  assign \$814  = \$813  & room_w_14[4];
-  assign \$815  = d == 5'h19;
-  assign \$816  = d == 5'h1a;
-  assign \$817  = d == 5'h1b;
-  assign \$818  = d == 5'h1c;
-  assign \$819  = d == 5'h1d;
-  assign \$820  = d == 5'h1e;
-  assign \$821  = d == 5'h1f;
-  assign \$822  = | { \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815  };
-  assign \$823  = \$814  ? \$822  : d_ge_11;
-  assign \$824  = \$810  ? \$823  : d_ge_12;
-  assign \$825  = \$785  ? \$809  : \$824 ;
-  assign \$826  = write_rows & w_last;
-  assign \$827  = ~ ahead_rows;
-  assign \$828  = ~ room_w_13[4];
-  assign \$829  = \$827  & \$828 ;
-  assign \$830  = \$829  & room_w_14[4];
-  assign \$831  = d == 5'h18;
-  assign \$832  = d == 5'h19;
-  assign \$833  = d == 5'h1a;
-  assign \$834  = d == 5'h1b;
-  assign \$835  = d == 5'h1c;
-  assign \$836  = d == 5'h1d;
-  assign \$837  = d == 5'h1e;
-  assign \$838  = d == 5'h1f;
-  assign \$839  = | { \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831  };
-  assign \$840  = \$830  ? \$839  : d_ge_10;
-  assign \$841  = \$826  ? \$840  : d_ge_11;
-  assign \$842  = \$784  ? \$825  : \$841 ;
-  assign \$843  = take_rows & r_last;
-  assign \$844  = oy == 4'hd;
-  assign \$845  = write_rows & w_last;
-  assign \$846  = ~ ahead_rows;
-  assign \$847  = ~ room_w_13[4];
-  assign \$848  = \$846  & \$847 ;
-  assign \$849  = \$848  & room_w_14[4];
-  assign \$852  = write_rows & w_last;
-  assign \$853  = ~ ahead_rows;
-  assign \$854  = ~ room_w_13[4];
-  assign \$855  = \$853  & \$854 ;
-  assign \$856  = \$855  & room_w_14[4];
-  assign \$857  = \$856  ? d_ge_12 : d_ge_m2;
-  assign \$858  = d == 6'h20;
-  assign \$859  = d == 6'h21;
-  assign \$860  = d == 6'h22;
-  assign \$861  = d == 6'h23;
-  assign \$862  = d == 6'h24;
-  assign \$863  = d == 6'h25;
-  assign \$864  = d == 6'h26;
-  assign \$865  = d == 6'h27;
-  assign \$866  = d == 6'h28;
-  assign \$867  = d == 6'h29;
-  assign \$868  = d == 6'h2a;
-  assign \$869  = d == 6'h2b;
-  assign \$870  = d == 6'h2c;
-  assign \$871  = d == 6'h2d;
-  assign \$872  = d == 6'h2e;
-  assign \$873  = d == 6'h2f;
-  assign \$874  = d == 6'h30;
-  assign \$875  = d == 6'h31;
-  assign \$876  = d == 6'h32;
-  assign \$877  = d == 6'h33;
-  assign \$878  = d == 6'h34;
-  assign \$879  = d == 6'h35;
-  assign \$880  = d == 6'h36;
-  assign \$881  = d == 6'h37;
-  assign \$882  = d == 6'h38;
-  assign \$883  = d == 6'h39;
-  assign \$884  = d == 6'h3a;
-  assign \$885  = d == 6'h3b;
-  assign \$886  = d == 6'h3c;
-  assign \$887  = d == 6'h3d;
-  assign \$888  = d == 6'h3e;
-  assign \$889  = | { \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858  };
-  assign \$890  = ~ \$889 ;
-  assign \$891  = \$852  ? \$857  : \$890 ;
-  assign \$892  = \$844  ? 1'h1 : \$891 ;
-  assign \$893  = write_rows & w_last;
-  assign \$894  = ~ ahead_rows;
-  assign \$895  = ~ room_w_13[4];
-  assign \$896  = \$894  & \$895 ;
-  assign \$897  = \$896  & room_w_14[4];
-  assign \$898  = \$897  ? d_ge_11 : d_ge_m3;
-  assign \$899  = \$893  ? \$898  : d_ge_m2;
-  assign \$900  = \$843  ? \$892  : \$899 ;
-  assign \$901  = take_rows & r_last;
-  assign \$902  = oy == 4'hd;
-  assign \$903  = write_rows & w_last;
-  assign \$904  = ~ ahead_rows;
-  assign \$905  = ~ room_w_13[4];
-  assign \$906  = \$904  & \$905 ;
-  assign \$907  = \$906  & room_w_14[4];
-  assign \$908  = w_row == 4'h9;
-  assign \$909  = w_row == 4'ha;
-  assign \$910  = w_row == 4'hb;
-  assign \$911  = w_row == 4'hc;
-  assign \$912  = w_row == 4'hd;
-  assign \$913  = w_row == 4'he;
-  assign \$914  = w_row == 4'hf;
-  assign \$915  = | { \$914 , \$913 , \$912 , \$911 , \$910 , \$909 , \$908  };
-  assign \$916  = \$907  ? 1'h0 : \$915 ;
-  assign \$917  = w_row == 4'ha;
-  assign \$918  = w_row == 4'hb;
-  assign \$919  = w_row == 4'hc;
-  assign \$920  = w_row == 4'hd;
-  assign \$921  = w_row == 4'he;
-  assign \$922  = w_row == 4'hf;
-  assign \$923  = | { \$922 , \$921 , \$920 , \$919 , \$918 , \$917  };
-  assign \$924  = \$903  ? \$916  : \$923 ;
-  assign \$925  = write_rows & w_last;
-  assign \$926  = ~ ahead_rows;
-  assign \$927  = ~ room_w_13[4];
-  assign \$928  = \$926  & \$927 ;
-  assign \$929  = \$928  & room_w_14[4];
-  assign \$930  = d == 5'h1a;
-  assign \$931  = d == 5'h1b;
-  assign \$932  = d == 5'h1c;
-  assign \$933  = d == 5'h1d;
-  assign \$934  = d == 5'h1e;
-  assign \$935  = d == 5'h1f;
-  assign \$936  = | { \$935 , \$934 , \$933 , \$932 , \$931 , \$930  };
-  assign \$937  = \$929  ? \$936  : d_ge_12;
-  assign \$938  = d == 4'hd;
-  assign \$939  = d == 4'he;
-  assign \$940  = d == 4'hf;
-  assign \$941  = d == 5'h10;
-  assign \$942  = d == 5'h11;
-  assign \$943  = d == 5'h12;
-  assign \$944  = d == 5'h13;
-  assign \$945  = d == 5'h14;
-  assign \$946  = d == 5'h15;
-  assign \$947  = d == 5'h16;
-  assign \$948  = d == 5'h17;
-  assign \$949  = d == 5'h18;
-  assign \$950  = d == 5'h19;
-  assign \$951  = d == 5'h1a;
-  assign \$952  = d == 5'h1b;
-  assign \$953  = d == 5'h1c;
-  assign \$954  = d == 5'h1d;
-  assign \$955  = d == 5'h1e;
-  assign \$956  = d == 5'h1f;
-  assign \$957  = | { \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938  };
-  assign \$958  = \$925  ? \$937  : \$957 ;
-  assign \$959  = \$902  ? \$924  : \$958 ;
-  assign \$960  = write_rows & w_last;
-  assign \$961  = ~ ahead_rows;
-  assign \$962  = ~ room_w_13[4];
-  assign \$963  = \$961  & \$962 ;
-  assign \$964  = \$963  & room_w_14[4];
-  assign \$965  = d == 5'h19;
-  assign \$966  = d == 5'h1a;
-  assign \$967  = d == 5'h1b;
-  assign \$968  = d == 5'h1c;
-  assign \$969  = d == 5'h1d;
-  assign \$970  = d == 5'h1e;
-  assign \$971  = d == 5'h1f;
-  assign \$972  = | { \$971 , \$970 , \$969 , \$968 , \$967 , \$966 , \$965  };
-  assign \$973  = \$964  ? \$972  : d_ge_11;
-  assign \$974  = \$960  ? \$973  : d_ge_12;
-  assign \$975  = \$901  ? \$959  : \$974 ;
-  assign \$976  = take_rows & r_last;
-  assign \$977  = oy == 4'hd;
-  assign \$978  = write_rows & w_last;
-  assign \$979  = ~ ahead_rows;
-  assign \$980  = ~ room_w_13[4];
-  assign \$981  = \$979  & \$980 ;
-  assign \$982  = \$981  & room_w_14[4];
-  assign \$985  = write_rows & w_last;
-  assign \$986  = ~ ahead_rows;
-  assign \$987  = ~ room_w_13[4];
-  assign \$988  = \$986  & \$987 ;
-  assign \$989  = \$988  & room_w_14[4];
-  assign \$990  = \$989  ? d_ge_10 : d_ge_m4;
-  assign \$991  = \$985  ? \$990  : d_ge_m3;
-  assign \$992  = \$977  ? 1'h1 : \$991 ;
-  assign \$993  = write_rows & w_last;
-  assign \$994  = ~ ahead_rows;
-  assign \$995  = ~ room_w_13[4];
-  assign \$996  = \$994  & \$995 ;
-  assign \$997  = \$996  & room_w_14[4];
-  assign \$998  = d == 4'h9;
-  assign \$999  = d == 4'ha;
-  assign \$1000  = d == 4'hb;
-  assign \$1001  = d == 4'hc;
-  assign \$1002  = d == 4'hd;
-  assign \$1003  = d == 4'he;
-  assign \$1004  = d == 4'hf;
-  assign \$1005  = d == 5'h10;
-  assign \$1006  = d == 5'h11;
-  assign \$1007  = d == 5'h12;
-  assign \$1008  = d == 5'h13;
-  assign \$1009  = d == 5'h14;
-  assign \$1010  = d == 5'h15;
-  assign \$1011  = d == 5'h16;
-  assign \$1012  = d == 5'h17;
-  assign \$1013  = d == 5'h18;
-  assign \$1014  = d == 5'h19;
-  assign \$1015  = d == 5'h1a;
-  assign \$1016  = d == 5'h1b;
-  assign \$1017  = d == 5'h1c;
-  assign \$1018  = d == 5'h1d;
-  assign \$1019  = d == 5'h1e;
-  assign \$1020  = d == 5'h1f;
-  assign \$1021  = | { \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998  };
-  assign \$1022  = d == 6'h20;
-  assign \$1023  = d == 6'h21;
-  assign \$1024  = d == 6'h22;
-  assign \$1025  = d == 6'h23;
-  assign \$1026  = d == 6'h24;
-  assign \$1027  = d == 6'h25;
-  assign \$1028  = d == 6'h26;
-  assign \$1029  = d == 6'h27;
-  assign \$1030  = d == 6'h28;
-  assign \$1031  = d == 6'h29;
-  assign \$1032  = d == 6'h2a;
-  assign \$1033  = d == 6'h2b;
-  assign \$1034  = d == 6'h2c;
-  assign \$1035  = d == 6'h2d;
-  assign \$1036  = d == 6'h2e;
-  assign \$1037  = d == 6'h2f;
-  assign \$1038  = d == 6'h30;
-  assign \$1039  = d == 6'h31;
-  assign \$1040  = d == 6'h32;
-  assign \$1041  = d == 6'h33;
-  assign \$1042  = d == 6'h34;
-  assign \$1043  = d == 6'h35;
-  assign \$1044  = d == 6'h36;
-  assign \$1045  = d == 6'h37;
-  assign \$1046  = d == 6'h38;
-  assign \$1047  = d == 6'h39;
-  assign \$1048  = d == 6'h3a;
-  assign \$1049  = | { \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022  };
-  assign \$1050  = ~ \$1049 ;
-  assign \$1051  = \$997  ? \$1021  : \$1050 ;
-  assign \$1052  = \$993  ? \$1051  : d_ge_m4;
-  assign \$1053  = \$976  ? \$992  : \$1052 ;
-  assign \$1054  = take_rows & r_last;
-  assign \$1055  = oy == 4'hd;
-  assign \$1056  = write_rows & w_last;
-  assign \$1057  = ~ ahead_rows;
-  assign \$1058  = ~ room_w_13[4];
-  assign \$1059  = \$1057  & \$1058 ;
-  assign \$1060  = \$1059  & room_w_14[4];
-  assign \$1061  = ! w_row;
-  assign \$1062  = w_row == 1'h1;
-  assign \$1063  = w_row == 2'h2;
-  assign \$1064  = w_row == 2'h3;
-  assign \$1065  = w_row == 3'h4;
-  assign \$1066  = w_row == 3'h5;
-  assign \$1067  = w_row == 3'h6;
-  assign \$1068  = | { \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061  };
-  assign \$1069  = ~ \$1068 ;
-  assign \$1070  = \$1060  ? 1'h0 : \$1069 ;
-  assign \$1071  = w_row == 4'h8;
-  assign \$1072  = w_row == 4'h9;
-  assign \$1073  = w_row == 4'ha;
-  assign \$1074  = w_row == 4'hb;
-  assign \$1075  = w_row == 4'hc;
-  assign \$1076  = w_row == 4'hd;
-  assign \$1077  = w_row == 4'he;
-  assign \$1078  = w_row == 4'hf;
-  assign \$1079  = | { \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071  };
-  assign \$1080  = \$1056  ? \$1070  : \$1079 ;
-  assign \$1081  = write_rows & w_last;
-  assign \$1082  = ~ ahead_rows;
-  assign \$1083  = ~ room_w_13[4];
-  assign \$1084  = \$1082  & \$1083 ;
-  assign \$1085  = \$1084  & room_w_14[4];
-  assign \$1086  = d == 5'h18;
-  assign \$1087  = d == 5'h19;
-  assign \$1088  = d == 5'h1a;
-  assign \$1089  = d == 5'h1b;
-  assign \$1090  = d == 5'h1c;
-  assign \$1091  = d == 5'h1d;
-  assign \$1092  = d == 5'h1e;
-  assign \$1093  = d == 5'h1f;
-  assign \$1094  = | { \$1093 , \$1092 , \$1091 , \$1090 , \$1089 , \$1088 , \$1087 , \$1086  };
-  assign \$1095  = \$1085  ? \$1094  : d_ge_10;
-  assign \$1096  = \$1081  ? \$1095  : d_ge_11;
-  assign \$1097  = \$1055  ? \$1080  : \$1096 ;
-  assign \$1098  = write_rows & w_last;
-  assign \$1099  = ~ ahead_rows;
-  assign \$1100  = ~ room_w_13[4];
-  assign \$1101  = \$1099  & \$1100 ;
-  assign \$1102  = \$1101  & room_w_14[4];
-  assign \$1103  = d == 5'h17;
-  assign \$1104  = d == 5'h18;
-  assign \$1105  = d == 5'h19;
-  assign \$1106  = d == 5'h1a;
-  assign \$1107  = d == 5'h1b;
-  assign \$1108  = d == 5'h1c;
-  assign \$1109  = d == 5'h1d;
-  assign \$1110  = d == 5'h1e;
-  assign \$1111  = d == 5'h1f;
-  assign \$1112  = | { \$1111 , \$1110 , \$1109 , \$1108 , \$1107 , \$1106 , \$1105 , \$1104 , \$1103  };
-  assign \$1113  = d == 4'h9;
-  assign \$1114  = d == 4'ha;
-  assign \$1115  = d == 4'hb;
-  assign \$1116  = d == 4'hc;
-  assign \$1117  = d == 4'hd;
-  assign \$1118  = d == 4'he;
-  assign \$1119  = d == 4'hf;
-  assign \$1120  = d == 5'h10;
-  assign \$1121  = d == 5'h11;
-  assign \$1122  = d == 5'h12;
-  assign \$1123  = d == 5'h13;
-  assign \$1124  = d == 5'h14;
-  assign \$1125  = d == 5'h15;
-  assign \$1126  = d == 5'h16;
-  assign \$1127  = d == 5'h17;
-  assign \$1128  = d == 5'h18;
-  assign \$1129  = d == 5'h19;
-  assign \$1130  = d == 5'h1a;
-  assign \$1131  = d == 5'h1b;
-  assign \$1132  = d == 5'h1c;
-  assign \$1133  = d == 5'h1d;
-  assign \$1134  = d == 5'h1e;
-  assign \$1135  = d == 5'h1f;
-  assign \$1136  = | { \$1135 , \$1134 , \$1133 , \$1132 , \$1131 , \$1130 , \$1129 , \$1128 , \$1127 , \$1126 , \$1125 , \$1124 , \$1123 , \$1122 , \$1121 , \$1120 , \$1119 , \$1118 , \$1117 , \$1116 , \$1115 , \$1114 , \$1113  };
-  assign \$1137  = \$1102  ? \$1112  : \$1136 ;
-  assign \$1138  = \$1098  ? \$1137  : d_ge_10;
-  assign \$1139  = \$1054  ? \$1097  : \$1138 ;
-  assign \$1140  = take_rows & r_last;
-  assign \$1141  = oy == 4'hd;
-  assign \$1142  = write_rows & w_last;
-  assign \$1143  = ~ ahead_rows;
-  assign \$1144  = ~ room_w_13[4];
-  assign \$1145  = \$1143  & \$1144 ;
-  assign \$1146  = \$1145  & room_w_14[4];
-  assign \$1147  = w_row == 4'hb;
-  assign \$1148  = w_row == 4'hc;
-  assign \$1149  = w_row == 4'hd;
-  assign \$1150  = w_row == 4'he;
-  assign \$1151  = w_row == 4'hf;
-  assign \$1152  = | { \$1151 , \$1150 , \$1149 , \$1148 , \$1147  };
-  assign \$1153  = \$1146  ? 1'h0 : \$1152 ;
-  assign \$1154  = w_row == 4'hc;
-  assign \$1155  = w_row == 4'hd;
-  assign \$1156  = w_row == 4'he;
-  assign \$1157  = w_row == 4'hf;
-  assign \$1158  = | { \$1157 , \$1156 , \$1155 , \$1154  };
-  assign \$1159  = \$1142  ? \$1153  : \$1158 ;
-  assign \$1160  = write_rows & w_last;
-  assign \$1161  = ~ ahead_rows;
-  assign \$1162  = ~ room_w_13[4];
-  assign \$1163  = \$1161  & \$1162 ;
-  assign \$1164  = \$1163  & room_w_14[4];
-  assign \$1165  = d == 5'h1c;
-  assign \$1166  = d == 5'h1d;
-  assign \$1167  = d == 5'h1e;
-  assign \$1168  = d == 5'h1f;
-  assign \$1169  = | { \$1168 , \$1167 , \$1166 , \$1165  };
-  assign \$1170  = \$1164  ? \$1169  : d_ge_14;
-  assign \$1171  = \$1160  ? \$1170  : d_ge_15;
-  assign \$1172  = \$1141  ? \$1159  : \$1171 ;
-  assign \$1173  = write_rows & w_last;
-  assign \$1174  = ~ ahead_rows;
-  assign \$1175  = ~ room_w_13[4];
-  assign \$1176  = \$1174  & \$1175 ;
-  assign \$1177  = \$1176  & room_w_14[4];
-  assign \$1178  = d == 5'h1b;
-  assign \$1179  = d == 5'h1c;
-  assign \$1180  = d == 5'h1d;
-  assign \$1181  = d == 5'h1e;
-  assign \$1182  = d == 5'h1f;
-  assign \$1183  = | { \$1182 , \$1181 , \$1180 , \$1179 , \$1178  };
-  assign \$1184  = d == 4'hd;
-  assign \$1185  = d == 4'he;
-  assign \$1186  = d == 4'hf;
-  assign \$1187  = d == 5'h10;
-  assign \$1188  = d == 5'h11;
-  assign \$1189  = d == 5'h12;
-  assign \$1190  = d == 5'h13;
-  assign \$1191  = d == 5'h14;
-  assign \$1192  = d == 5'h15;
-  assign \$1193  = d == 5'h16;
-  assign \$1194  = d == 5'h17;
-  assign \$1195  = d == 5'h18;
-  assign \$1196  = d == 5'h19;
-  assign \$1197  = d == 5'h1a;
-  assign \$1198  = d == 5'h1b;
-  assign \$1199  = d == 5'h1c;
-  assign \$1200  = d == 5'h1d;
-  assign \$1201  = d == 5'h1e;
-  assign \$1202  = d == 5'h1f;
-  assign \$1203  = | { \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193 , \$1192 , \$1191 , \$1190 , \$1189 , \$1188 , \$1187 , \$1186 , \$1185 , \$1184  };
-  assign \$1204  = \$1177  ? \$1183  : \$1203 ;
-  assign \$1205  = \$1173  ? \$1204  : d_ge_14;
-  assign \$1206  = \$1140  ? \$1172  : \$1205 ;
-  assign \$1207  = take_rows & r_last;
-  assign \$1208  = oy == 4'hd;
-  assign \$1209  = write_rows & w_last;
-  assign \$1210  = ~ ahead_rows;
-  assign \$1211  = ~ room_w_13[4];
-  assign \$1212  = \$1210  & \$1211 ;
-  assign \$1213  = \$1212  & room_w_14[4];
-  assign \$1214  = w_row == 4'hc;
-  assign \$1215  = w_row == 4'hd;
-  assign \$1216  = w_row == 4'he;
-  assign \$1217  = w_row == 4'hf;
-  assign \$1218  = | { \$1217 , \$1216 , \$1215 , \$1214  };
-  assign \$1219  = \$1213  ? 1'h0 : \$1218 ;
-  assign \$1220  = w_row == 4'hd;
-  assign \$1221  = w_row == 4'he;
-  assign \$1222  = w_row == 4'hf;
-  assign \$1223  = | { \$1222 , \$1221 , \$1220  };
-  assign \$1224  = \$1209  ? \$1219  : \$1223 ;
-  assign \$1225  = write_rows & w_last;
-  assign \$1226  = ~ ahead_rows;
-  assign \$1227  = ~ room_w_13[4];
-  assign \$1228  = \$1226  & \$1227 ;
-  assign \$1229  = \$1228  & room_w_14[4];
-  assign \$1230  = d == 5'h1d;
-  assign \$1231  = d == 5'h1e;
-  assign \$1232  = d == 5'h1f;
-  assign \$1233  = | { \$1232 , \$1231 , \$1230  };
-  assign \$1234  = \$1229  ? \$1233  : d_ge_15;
-  assign \$1235  = \$1225  ? \$1234  : d_ge_16;
-  assign \$1236  = \$1208  ? \$1224  : \$1235 ;
-  assign \$1237  = write_rows & w_last;
-  assign \$1238  = ~ ahead_rows;
-  assign \$1239  = ~ room_w_13[4];
-  assign \$1240  = \$1238  & \$1239 ;
-  assign \$1241  = \$1240  & room_w_14[4];
-  assign \$1242  = d == 5'h1c;
-  assign \$1243  = d == 5'h1d;
-  assign \$1244  = d == 5'h1e;
-  assign \$1245  = d == 5'h1f;
-  assign \$1246  = | { \$1245 , \$1244 , \$1243 , \$1242  };
-  assign \$1247  = \$1241  ? \$1246  : d_ge_14;
-  assign \$1248  = \$1237  ? \$1247  : d_ge_15;
-  assign \$1249  = \$1207  ? \$1236  : \$1248 ;
-  assign \$1250  = take_rows & r_last;
-  assign \$1251  = oy == 4'hd;
-  assign \$1252  = write_rows & w_last;
-  assign \$1253  = ~ ahead_rows;
-  assign \$1254  = ~ room_w_13[4];
-  assign \$1255  = \$1253  & \$1254 ;
-  assign \$1256  = \$1255  & room_w_14[4];
-  assign \$1257  = w_row == 4'hd;
-  assign \$1258  = w_row == 4'he;
-  assign \$1259  = w_row == 4'hf;
-  assign \$1260  = | { \$1259 , \$1258 , \$1257  };
-  assign \$1261  = \$1256  ? 1'h0 : \$1260 ;
-  assign \$1262  = w_row == 4'he;
-  assign \$1263  = w_row == 4'hf;
-  assign \$1264  = | { \$1263 , \$1262  };
-  assign \$1265  = \$1252  ? \$1261  : \$1264 ;
-  assign \$1266  = write_rows & w_last;
-  assign \$1267  = ~ ahead_rows;
-  assign \$1268  = ~ room_w_13[4];
-  assign \$1269  = \$1267  & \$1268 ;
-  assign \$1270  = \$1269  & room_w_14[4];
-  assign \$1271  = d == 5'h1e;
-  assign \$1272  = d == 5'h1f;
-  assign \$1273  = | { \$1272 , \$1271  };
-  assign \$1274  = \$1270  ? \$1273  : d_ge_16;
-  assign \$1275  = \$1266  ? \$1274  : d_ge_17;
-  assign \$1276  = \$1251  ? \$1265  : \$1275 ;
-  assign \$1277  = write_rows & w_last;
-  assign \$1278  = ~ ahead_rows;
-  assign \$1279  = ~ room_w_13[4];
-  assign \$1280  = \$1278  & \$1279 ;
-  assign \$1281  = \$1280  & room_w_14[4];
-  assign \$1282  = d == 5'h1d;
-  assign \$1283  = d == 5'h1e;
-  assign \$1284  = d == 5'h1f;
-  assign \$1285  = | { \$1284 , \$1283 , \$1282  };
-  assign \$1286  = \$1281  ? \$1285  : d_ge_15;
-  assign \$1287  = \$1277  ? \$1286  : d_ge_16;
-  assign \$1288  = \$1250  ? \$1276  : \$1287 ;
-  assign \$1289  = take_rows & r_last;
-  assign \$1290  = oy == 4'hd;
-  assign \$1291  = write_rows & w_last;
-  assign \$1292  = ~ ahead_rows;
-  assign \$1293  = ~ room_w_13[4];
-  assign \$1294  = \$1292  & \$1293 ;
-  assign \$1295  = \$1294  & room_w_14[4];
-  assign \$1296  = w_row == 4'he;
-  assign \$1297  = w_row == 4'hf;
-  assign \$1298  = | { \$1297 , \$1296  };
-  assign \$1299  = \$1295  ? 1'h0 : \$1298 ;
-  assign \$1300  = w_row == 4'hf;
-  assign \$1302  = \$1291  ? \$1299  : \$1301 ;
-  assign \$1303  = write_rows & w_last;
-  assign \$1304  = ~ ahead_rows;
-  assign \$1305  = ~ room_w_13[4];
-  assign \$1306  = \$1304  & \$1305 ;
-  assign \$1307  = \$1306  & room_w_14[4];
-  assign \$1308  = d == 5'h1f;
-  assign \$1310  = \$1307  ? \$1309  : d_ge_17;
-  assign \$1311  = \$1303  ? \$1310  : d_ge_18;
-  assign \$1312  = \$1290  ? \$1302  : \$1311 ;
-  assign \$1313  = write_rows & w_last;
-  assign \$1314  = ~ ahead_rows;
-  assign \$1315  = ~ room_w_13[4];
-  assign \$1316  = \$1314  & \$1315 ;
-  assign \$1317  = \$1316  & room_w_14[4];
-  assign \$1318  = d == 5'h1e;
-  assign \$1319  = d == 5'h1f;
-  assign \$1320  = | { \$1319 , \$1318  };
-  assign \$1321  = \$1317  ? \$1320  : d_ge_16;
-  assign \$1322  = \$1313  ? \$1321  : d_ge_17;
-  assign \$1323  = \$1289  ? \$1312  : \$1322 ;
-  assign \$1324  = take_rows & r_last;
-  assign \$1325  = oy == 4'hd;
-  assign \$1326  = write_rows & w_last;
-  assign \$1327  = ~ ahead_rows;
-  assign \$1328  = ~ room_w_13[4];
-  assign \$1329  = \$1327  & \$1328 ;
-  assign \$1330  = \$1329  & room_w_14[4];
-  assign \$1331  = w_row == 4'hf;
-  assign \$1333  = \$1330  ? 1'h0 : \$1332 ;
-  assign \$1334  = \$1326  ? \$1333  : 1'h0;
-  assign \$1335  = write_rows & w_last;
-  assign \$1336  = ~ ahead_rows;
-  assign \$1337  = ~ room_w_13[4];
-  assign \$1338  = \$1336  & \$1337 ;
-  assign \$1339  = \$1338  & room_w_14[4];
-  assign \$1340  = \$1339  ? 1'h0 : d_ge_18;
-  assign \$1341  = \$1335  ? \$1340  : d_ge_19;
-  assign \$1342  = \$1325  ? \$1334  : \$1341 ;
-  assign \$1343  = write_rows & w_last;
-  assign \$1344  = ~ ahead_rows;
-  assign \$1345  = ~ room_w_13[4];
-  assign \$1346  = \$1344  & \$1345 ;
-  assign \$1347  = \$1346  & room_w_14[4];
-  assign \$1348  = d == 5'h1f;
-  assign \$1350  = \$1347  ? \$1349  : d_ge_17;
-  assign \$1351  = \$1343  ? \$1350  : d_ge_18;
-  assign \$1352  = \$1324  ? \$1342  : \$1351 ;
-  assign \$1353  = take_rows & r_last;
-  assign \$1354  = oy == 4'hd;
-  assign \$1355  = write_rows & w_last;
-  assign \$1356  = ~ ahead_rows;
-  assign \$1357  = ~ room_w_13[4];
-  assign \$1358  = \$1356  & \$1357 ;
-  assign \$1359  = \$1358  & room_w_14[4];
-  assign \$1362  = write_rows & w_last;
-  assign \$1363  = ~ ahead_rows;
-  assign \$1364  = ~ room_w_13[4];
-  assign \$1365  = \$1363  & \$1364 ;
-  assign \$1366  = \$1365  & room_w_14[4];
-  assign \$1367  = \$1366  ? d_ge_14 : d_ge_0;
-  assign \$1368  = \$1362  ? \$1367  : d_ge_1;
-  assign \$1369  = \$1354  ? 1'h1 : \$1368 ;
-  assign \$1370  = write_rows & w_last;
-  assign \$1371  = ~ ahead_rows;
-  assign \$1372  = ~ room_w_13[4];
-  assign \$1373  = \$1371  & \$1372 ;
-  assign \$1374  = \$1373  & room_w_14[4];
-  assign \$1375  = d == 4'hd;
-  assign \$1376  = d == 4'he;
-  assign \$1377  = d == 4'hf;
-  assign \$1378  = d == 5'h10;
-  assign \$1379  = d == 5'h11;
-  assign \$1380  = d == 5'h12;
-  assign \$1381  = d == 5'h13;
-  assign \$1382  = d == 5'h14;
-  assign \$1383  = d == 5'h15;
-  assign \$1384  = d == 5'h16;
-  assign \$1385  = d == 5'h17;
-  assign \$1386  = d == 5'h18;
-  assign \$1387  = d == 5'h19;
-  assign \$1388  = d == 5'h1a;
-  assign \$1389  = d == 5'h1b;
-  assign \$1390  = d == 5'h1c;
-  assign \$1391  = d == 5'h1d;
-  assign \$1392  = d == 5'h1e;
-  assign \$1393  = d == 5'h1f;
-  assign \$1394  = | { \$1393 , \$1392 , \$1391 , \$1390 , \$1389 , \$1388 , \$1387 , \$1386 , \$1385 , \$1384 , \$1383 , \$1382 , \$1381 , \$1380 , \$1379 , \$1378 , \$1377 , \$1376 , \$1375  };
-  assign \$1395  = d == 6'h20;
-  assign \$1396  = d == 6'h21;
-  assign \$1397  = d == 6'h22;
-  assign \$1398  = d == 6'h23;
-  assign \$1399  = d == 6'h24;
-  assign \$1400  = d == 6'h25;
-  assign \$1401  = d == 6'h26;
-  assign \$1402  = d == 6'h27;
-  assign \$1403  = d == 6'h28;
-  assign \$1404  = d == 6'h29;
-  assign \$1405  = d == 6'h2a;
-  assign \$1406  = d == 6'h2b;
-  assign \$1407  = d == 6'h2c;
-  assign \$1408  = d == 6'h2d;
-  assign \$1409  = d == 6'h2e;
-  assign \$1410  = d == 6'h2f;
-  assign \$1411  = d == 6'h30;
-  assign \$1412  = d == 6'h31;
-  assign \$1413  = d == 6'h32;
-  assign \$1414  = d == 6'h33;
-  assign \$1415  = d == 6'h34;
-  assign \$1416  = d == 6'h35;
-  assign \$1417  = d == 6'h36;
-  assign \$1418  = d == 6'h37;
-  assign \$1419  = d == 6'h38;
-  assign \$1420  = d == 6'h39;
-  assign \$1421  = d == 6'h3a;
-  assign \$1422  = d == 6'h3b;
-  assign \$1423  = d == 6'h3c;
-  assign \$1424  = d == 6'h3d;
-  assign \$1425  = d == 6'h3e;
-  assign \$1426  = | { \$1425 , \$1424 , \$1423 , \$1422 , \$1421 , \$1420 , \$1419 , \$1418 , \$1417 , \$1416 , \$1415 , \$1414 , \$1413 , \$1412 , \$1411 , \$1410 , \$1409 , \$1408 , \$1407 , \$1406 , \$1405 , \$1404 , \$1403 , \$1402 , \$1401 , \$1400 , \$1399 , \$1398 , \$1397 , \$1396 , \$1395  };
-  assign \$1427  = ~ \$1426 ;
-  assign \$1428  = \$1374  ? \$1394  : \$1427 ;
-  assign \$1429  = \$1370  ? \$1428  : d_ge_0;
-  assign \$1430  = \$1353  ? \$1369  : \$1429 ;
-  assign \$1431  = take_rows & r_last;
-  assign \$1432  = oy == 4'hd;
-  assign \$1433  = write_rows & w_last;
-  assign \$1434  = ~ ahead_rows;
-  assign \$1435  = ~ room_w_13[4];
-  assign \$1436  = \$1434  & \$1435 ;
-  assign \$1437  = \$1436  & room_w_14[4];
-  assign \$1440  = write_rows & w_last;
-  assign \$1441  = ~ ahead_rows;
-  assign \$1442  = ~ room_w_13[4];
-  assign \$1443  = \$1441  & \$1442 ;
-  assign \$1444  = \$1443  & room_w_14[4];
-  assign \$1445  = \$1444  ? d_ge_15 : d_ge_1;
-  assign \$1446  = \$1440  ? \$1445  : d_ge_2;
-  assign \$1447  = \$1432  ? 1'h1 : \$1446 ;
-  assign \$1448  = write_rows & w_last;
-  assign \$1449  = ~ ahead_rows;
-  assign \$1450  = ~ room_w_13[4];
+  assign \$781  = d == 5'h1b;
+  assign \$782  = d == 5'h1c;
+  assign \$783  = d == 5'h1d;
+  assign \$784  = d == 5'h1e;
+  assign \$785  = d == 5'h1f;
+  assign \$786  = | { \$785 , \$784 , \$783 , \$782 , \$781  };
+  assign \$787  = d == 4'hd;
+  assign \$788  = d == 4'he;
+  assign \$789  = d == 4'hf;
+  assign \$790  = d == 5'h10;
+  assign \$791  = d == 5'h11;
+  assign \$792  = d == 5'h12;
+  assign \$793  = d == 5'h13;
+  assign \$794  = d == 5'h14;
+  assign \$795  = d == 5'h15;
+  assign \$796  = d == 5'h16;
+  assign \$797  = d == 5'h17;
+  assign \$798  = d == 5'h18;
+  assign \$799  = d == 5'h19;
+  assign \$800  = d == 5'h1a;
+  assign \$801  = d == 5'h1b;
+  assign \$802  = d == 5'h1c;
+  assign \$803  = d == 5'h1d;
+  assign \$804  = d == 5'h1e;
+  assign \$805  = d == 5'h1f;
+  assign \$806  = | { \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787  };
+  assign \$807  = \$780  ? \$786  : \$806 ;
+  assign \$808  = \$776  ? \$807  : d_ge_14;
+  assign \$809  = \$743  ? \$775  : \$808 ;
+  assign \$810  = take_rows & r_last;
+  assign \$811  = oy == 4'hd;
+  assign \$812  = write_rows & w_last;
+  assign \$813  = ~ ahead_rows;
+  assign \$814  = ~ room_w_13[4];
+  assign \$815  = \$813  & \$814 ;
+  assign \$816  = \$815  & room_w_14[4];
+  assign \$817  = w_row == 4'hc;
+  assign \$818  = w_row == 4'hd;
+  assign \$819  = w_row == 4'he;
+  assign \$820  = w_row == 4'hf;
+  assign \$821  = | { \$820 , \$819 , \$818 , \$817  };
+  assign \$822  = \$816  ? 1'h0 : \$821 ;
+  assign \$823  = w_row == 4'hd;
+  assign \$824  = w_row == 4'he;
+  assign \$825  = w_row == 4'hf;
+  assign \$826  = | { \$825 , \$824 , \$823  };
+  assign \$827  = \$812  ? \$822  : \$826 ;
+  assign \$828  = write_rows & w_last;
+  assign \$829  = ~ ahead_rows;
+  assign \$830  = ~ room_w_13[4];
+  assign \$831  = \$829  & \$830 ;
+  assign \$832  = \$831  & room_w_14[4];
+  assign \$833  = d == 5'h1d;
+  assign \$834  = d == 5'h1e;
+  assign \$835  = d == 5'h1f;
+  assign \$836  = | { \$835 , \$834 , \$833  };
+  assign \$837  = \$832  ? \$836  : d_ge_15;
+  assign \$838  = \$828  ? \$837  : d_ge_16;
+  assign \$839  = \$811  ? \$827  : \$838 ;
+  assign \$840  = write_rows & w_last;
+  assign \$841  = ~ ahead_rows;
+  assign \$842  = ~ room_w_13[4];
+  assign \$843  = \$841  & \$842 ;
+  assign \$844  = \$843  & room_w_14[4];
+  assign \$845  = d == 5'h1c;
+  assign \$846  = d == 5'h1d;
+  assign \$847  = d == 5'h1e;
+  assign \$848  = d == 5'h1f;
+  assign \$849  = | { \$848 , \$847 , \$846 , \$845  };
+  assign \$850  = \$844  ? \$849  : d_ge_14;
+  assign \$851  = \$840  ? \$850  : d_ge_15;
+  assign \$852  = \$810  ? \$839  : \$851 ;
+  assign \$853  = take_rows & r_last;
+  assign \$854  = oy == 4'hd;
+  assign \$855  = write_rows & w_last;
+  assign \$856  = ~ ahead_rows;
+  assign \$857  = ~ room_w_13[4];
+  assign \$858  = \$856  & \$857 ;
+  assign \$859  = \$858  & room_w_14[4];
+  assign \$860  = w_row == 4'hd;
+  assign \$861  = w_row == 4'he;
+  assign \$862  = w_row == 4'hf;
+  assign \$863  = | { \$862 , \$861 , \$860  };
+  assign \$864  = \$859  ? 1'h0 : \$863 ;
+  assign \$865  = w_row == 4'he;
+  assign \$866  = w_row == 4'hf;
+  assign \$867  = | { \$866 , \$865  };
+  assign \$868  = \$855  ? \$864  : \$867 ;
+  assign \$869  = write_rows & w_last;
+  assign \$870  = ~ ahead_rows;
+  assign \$871  = ~ room_w_13[4];
+  assign \$872  = \$870  & \$871 ;
+  assign \$873  = \$872  & room_w_14[4];
+  assign \$874  = d == 5'h1e;
+  assign \$875  = d == 5'h1f;
+  assign \$876  = | { \$875 , \$874  };
+  assign \$877  = \$873  ? \$876  : d_ge_16;
+  assign \$878  = \$869  ? \$877  : d_ge_17;
+  assign \$879  = \$854  ? \$868  : \$878 ;
+  assign \$880  = write_rows & w_last;
+  assign \$881  = ~ ahead_rows;
+  assign \$882  = ~ room_w_13[4];
+  assign \$883  = \$881  & \$882 ;
+  assign \$884  = \$883  & room_w_14[4];
+  assign \$885  = d == 5'h1d;
+  assign \$886  = d == 5'h1e;
+  assign \$887  = d == 5'h1f;
+  assign \$888  = | { \$887 , \$886 , \$885  };
+  assign \$889  = \$884  ? \$888  : d_ge_15;
+  assign \$890  = \$880  ? \$889  : d_ge_16;
+  assign \$891  = \$853  ? \$879  : \$890 ;
+  assign \$892  = take_rows & r_last;
+  assign \$893  = oy == 4'hd;
+  assign \$894  = write_rows & w_last;
+  assign \$895  = ~ ahead_rows;
+  assign \$896  = ~ room_w_13[4];
+  assign \$897  = \$895  & \$896 ;
+  assign \$898  = \$897  & room_w_14[4];
+  assign \$899  = w_row == 4'he;
+  assign \$900  = w_row == 4'hf;
+  assign \$901  = | { \$900 , \$899  };
+  assign \$902  = \$898  ? 1'h0 : \$901 ;
+  assign \$903  = w_row == 4'hf;
+  assign \$905  = \$894  ? \$902  : \$904 ;
+  assign \$906  = write_rows & w_last;
+  assign \$907  = ~ ahead_rows;
+  assign \$908  = ~ room_w_13[4];
+  assign \$909  = \$907  & \$908 ;
+  assign \$910  = \$909  & room_w_14[4];
+  assign \$911  = d == 5'h1f;
+  assign \$913  = \$910  ? \$912  : d_ge_17;
+  assign \$914  = \$906  ? \$913  : d_ge_18;
+  assign \$915  = \$893  ? \$905  : \$914 ;
+  assign \$916  = write_rows & w_last;
+  assign \$917  = ~ ahead_rows;
+  assign \$918  = ~ room_w_13[4];
+  assign \$919  = \$917  & \$918 ;
+  assign \$920  = \$919  & room_w_14[4];
+  assign \$921  = d == 5'h1e;
+  assign \$922  = d == 5'h1f;
+  assign \$923  = | { \$922 , \$921  };
+  assign \$924  = \$920  ? \$923  : d_ge_16;
+  assign \$925  = \$916  ? \$924  : d_ge_17;
+  assign \$926  = \$892  ? \$915  : \$925 ;
+  assign \$927  = take_rows & r_last;
+  assign \$928  = oy == 4'hd;
+  assign \$929  = write_rows & w_last;
+  assign \$930  = ~ ahead_rows;
+  assign \$931  = ~ room_w_13[4];
+  assign \$932  = \$930  & \$931 ;
+  assign \$933  = \$932  & room_w_14[4];
+  assign \$934  = w_row == 4'hf;
+  assign \$936  = \$933  ? 1'h0 : \$935 ;
+  assign \$937  = \$929  ? \$936  : 1'h0;
+  assign \$938  = write_rows & w_last;
+  assign \$939  = ~ ahead_rows;
+  assign \$940  = ~ room_w_13[4];
+  assign \$941  = \$939  & \$940 ;
+  assign \$942  = \$941  & room_w_14[4];
+  assign \$943  = \$942  ? 1'h0 : d_ge_18;
+  assign \$944  = \$938  ? \$943  : d_ge_19;
+  assign \$945  = \$928  ? \$937  : \$944 ;
+  assign \$946  = write_rows & w_last;
+  assign \$947  = ~ ahead_rows;
+  assign \$948  = ~ room_w_13[4];
+  assign \$949  = \$947  & \$948 ;
+  assign \$950  = \$949  & room_w_14[4];
+  assign \$951  = d == 5'h1f;
+  assign \$953  = \$950  ? \$952  : d_ge_17;
+  assign \$954  = \$946  ? \$953  : d_ge_18;
+  assign \$955  = \$927  ? \$945  : \$954 ;
+  assign \$956  = take_rows & r_last;
+  assign \$957  = oy == 4'hd;
+  assign \$958  = write_rows & w_last;
+  assign \$959  = ~ ahead_rows;
+  assign \$960  = ~ room_w_13[4];
+  assign \$961  = \$959  & \$960 ;
+  assign \$962  = \$961  & room_w_14[4];
+  assign \$965  = write_rows & w_last;
+  assign \$966  = ~ ahead_rows;
+  assign \$967  = ~ room_w_13[4];
+  assign \$968  = \$966  & \$967 ;
+  assign \$969  = \$968  & room_w_14[4];
+  assign \$970  = \$969  ? d_ge_14 : d_ge_0;
+  assign \$971  = \$965  ? \$970  : d_ge_1;
+  assign \$972  = \$957  ? 1'h1 : \$971 ;
+  assign \$973  = write_rows & w_last;
+  assign \$974  = ~ ahead_rows;
+  assign \$975  = ~ room_w_13[4];
+  assign \$976  = \$974  & \$975 ;
+  assign \$977  = \$976  & room_w_14[4];
+  assign \$978  = d == 4'hd;
+  assign \$979  = d == 4'he;
+  assign \$980  = d == 4'hf;
+  assign \$981  = d == 5'h10;
+  assign \$982  = d == 5'h11;
+  assign \$983  = d == 5'h12;
+  assign \$984  = d == 5'h13;
+  assign \$985  = d == 5'h14;
+  assign \$986  = d == 5'h15;
+  assign \$987  = d == 5'h16;
+  assign \$988  = d == 5'h17;
+  assign \$989  = d == 5'h18;
+  assign \$990  = d == 5'h19;
+  assign \$991  = d == 5'h1a;
+  assign \$992  = d == 5'h1b;
+  assign \$993  = d == 5'h1c;
+  assign \$994  = d == 5'h1d;
+  assign \$995  = d == 5'h1e;
+  assign \$996  = d == 5'h1f;
+  assign \$997  = | { \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978  };
+  assign \$998  = d == 6'h20;
+  assign \$999  = d == 6'h21;
+  assign \$1000  = d == 6'h22;
+  assign \$1001  = d == 6'h23;
+  assign \$1002  = d == 6'h24;
+  assign \$1003  = d == 6'h25;
+  assign \$1004  = d == 6'h26;
+  assign \$1005  = d == 6'h27;
+  assign \$1006  = d == 6'h28;
+  assign \$1007  = d == 6'h29;
+  assign \$1008  = d == 6'h2a;
+  assign \$1009  = d == 6'h2b;
+  assign \$1010  = d == 6'h2c;
+  assign \$1011  = d == 6'h2d;
+  assign \$1012  = d == 6'h2e;
+  assign \$1013  = d == 6'h2f;
+  assign \$1014  = d == 6'h30;
+  assign \$1015  = d == 6'h31;
+  assign \$1016  = d == 6'h32;
+  assign \$1017  = d == 6'h33;
+  assign \$1018  = d == 6'h34;
+  assign \$1019  = d == 6'h35;
+  assign \$1020  = d == 6'h36;
+  assign \$1021  = d == 6'h37;
+  assign \$1022  = d == 6'h38;
+  assign \$1023  = d == 6'h39;
+  assign \$1024  = d == 6'h3a;
+  assign \$1025  = d == 6'h3b;
+  assign \$1026  = d == 6'h3c;
+  assign \$1027  = d == 6'h3d;
+  assign \$1028  = d == 6'h3e;
+  assign \$1029  = | { \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998  };
+  assign \$1030  = ~ \$1029 ;
+  assign \$1031  = \$977  ? \$997  : \$1030 ;
+  assign \$1032  = \$973  ? \$1031  : d_ge_0;
+  assign \$1033  = \$956  ? \$972  : \$1032 ;
+  assign \$1034  = take_rows & r_last;
+  assign \$1035  = oy == 4'hd;
+  assign \$1036  = write_rows & w_last;
+  assign \$1037  = ~ ahead_rows;
+  assign \$1038  = ~ room_w_13[4];
+  assign \$1039  = \$1037  & \$1038 ;
+  assign \$1040  = \$1039  & room_w_14[4];
+  assign \$1043  = write_rows & w_last;
+  assign \$1044  = ~ ahead_rows;
+  assign \$1045  = ~ room_w_13[4];
+  assign \$1046  = \$1044  & \$1045 ;
+  assign \$1047  = \$1046  & room_w_14[4];
+  assign \$1048  = \$1047  ? d_ge_15 : d_ge_1;
+  assign \$1049  = \$1043  ? \$1048  : d_ge_2;
+  assign \$1050  = \$1035  ? 1'h1 : \$1049 ;
+  assign \$1051  = write_rows & w_last;
+  assign \$1052  = ~ ahead_rows;
+  assign \$1053  = ~ room_w_13[4];
+  assign \$1054  = \$1052  & \$1053 ;
+  assign \$1055  = \$1054  & room_w_14[4];
+  assign \$1056  = \$1055  ? d_ge_14 : d_ge_0;
+  assign \$1057  = \$1051  ? \$1056  : d_ge_1;
+  assign \$1058  = \$1034  ? \$1050  : \$1057 ;
+  assign \$1059  = take_rows & r_last;
+  assign \$1060  = oy == 4'hd;
+  assign \$1061  = write_rows & w_last;
+  assign \$1062  = ~ ahead_rows;
+  assign \$1063  = ~ room_w_13[4];
+  assign \$1064  = \$1062  & \$1063 ;
+  assign \$1065  = \$1064  & room_w_14[4];
+  assign \$1068  = write_rows & w_last;
+  assign \$1069  = ~ ahead_rows;
+  assign \$1070  = ~ room_w_13[4];
+  assign \$1071  = \$1069  & \$1070 ;
+  assign \$1072  = \$1071  & room_w_14[4];
+  assign \$1073  = \$1072  ? d_ge_16 : d_ge_2;
+  assign \$1074  = \$1068  ? \$1073  : d_ge_3;
+  assign \$1075  = \$1060  ? 1'h1 : \$1074 ;
+  assign \$1076  = write_rows & w_last;
+  assign \$1077  = ~ ahead_rows;
+  assign \$1078  = ~ room_w_13[4];
+  assign \$1079  = \$1077  & \$1078 ;
+  assign \$1080  = \$1079  & room_w_14[4];
+  assign \$1081  = \$1080  ? d_ge_15 : d_ge_1;
+  assign \$1082  = \$1076  ? \$1081  : d_ge_2;
+  assign \$1083  = \$1059  ? \$1075  : \$1082 ;
+  assign \$1084  = take_rows & r_last;
+  assign \$1085  = oy == 4'hd;
+  assign \$1086  = write_rows & w_last;
+  assign \$1087  = ~ ahead_rows;
+  assign \$1088  = ~ room_w_13[4];
+  assign \$1089  = \$1087  & \$1088 ;
+  assign \$1090  = \$1089  & room_w_14[4];
+  assign \$1091  = \$1090  ? 1'h0 : 1'h1;
+  assign \$1092  = ! w_row;
+  assign \$1094  = ~ \$1093 ;
+  assign \$1095  = \$1086  ? \$1091  : \$1094 ;
+  assign \$1096  = write_rows & w_last;
+  assign \$1097  = ~ ahead_rows;
+  assign \$1098  = ~ room_w_13[4];
+  assign \$1099  = \$1097  & \$1098 ;
+  assign \$1100  = \$1099  & room_w_14[4];
+  assign \$1101  = \$1100  ? d_ge_17 : d_ge_3;
+  assign \$1102  = \$1096  ? \$1101  : d_ge_4;
+  assign \$1103  = \$1085  ? \$1095  : \$1102 ;
+  assign \$1104  = write_rows & w_last;
+  assign \$1105  = ~ ahead_rows;
+  assign \$1106  = ~ room_w_13[4];
+  assign \$1107  = \$1105  & \$1106 ;
+  assign \$1108  = \$1107  & room_w_14[4];
+  assign \$1109  = \$1108  ? d_ge_16 : d_ge_2;
+  assign \$1110  = \$1104  ? \$1109  : d_ge_3;
+  assign \$1111  = \$1084  ? \$1103  : \$1110 ;
+  assign \$1112  = take_rows & r_last;
+  assign \$1113  = oy == 4'hd;
+  assign \$1114  = write_rows & w_last;
+  assign \$1115  = ~ ahead_rows;
+  assign \$1116  = ~ room_w_13[4];
+  assign \$1117  = \$1115  & \$1116 ;
+  assign \$1118  = \$1117  & room_w_14[4];
+  assign \$1119  = ! w_row;
+  assign \$1121  = ~ \$1120 ;
+  assign \$1122  = \$1118  ? 1'h0 : \$1121 ;
+  assign \$1123  = ! w_row;
+  assign \$1124  = w_row == 1'h1;
+  assign \$1125  = | { \$1124 , \$1123  };
+  assign \$1126  = ~ \$1125 ;
+  assign \$1127  = \$1114  ? \$1122  : \$1126 ;
+  assign \$1128  = write_rows & w_last;
+  assign \$1129  = ~ ahead_rows;
+  assign \$1130  = ~ room_w_13[4];
+  assign \$1131  = \$1129  & \$1130 ;
+  assign \$1132  = \$1131  & room_w_14[4];
+  assign \$1133  = \$1132  ? d_ge_18 : d_ge_4;
+  assign \$1134  = \$1128  ? \$1133  : d_ge_5;
+  assign \$1135  = \$1113  ? \$1127  : \$1134 ;
+  assign \$1136  = write_rows & w_last;
+  assign \$1137  = ~ ahead_rows;
+  assign \$1138  = ~ room_w_13[4];
+  assign \$1139  = \$1137  & \$1138 ;
+  assign \$1140  = \$1139  & room_w_14[4];
+  assign \$1141  = \$1140  ? d_ge_17 : d_ge_3;
+  assign \$1142  = \$1136  ? \$1141  : d_ge_4;
+  assign \$1143  = \$1112  ? \$1135  : \$1142 ;
+  assign \$1144  = take_rows & r_last;
+  assign \$1145  = oy == 4'hd;
+  assign \$1146  = write_rows & w_last;
+  assign \$1147  = ~ ahead_rows;
+  assign \$1148  = ~ room_w_13[4];
+  assign \$1149  = \$1147  & \$1148 ;
+  assign \$1150  = \$1149  & room_w_14[4];
+  assign \$1151  = ! w_row;
+  assign \$1152  = w_row == 1'h1;
+  assign \$1153  = | { \$1152 , \$1151  };
+  assign \$1154  = ~ \$1153 ;
+  assign \$1155  = \$1150  ? 1'h0 : \$1154 ;
+  assign \$1156  = ! w_row;
+  assign \$1157  = w_row == 1'h1;
+  assign \$1158  = w_row == 2'h2;
+  assign \$1159  = | { \$1158 , \$1157 , \$1156  };
+  assign \$1160  = ~ \$1159 ;
+  assign \$1161  = \$1146  ? \$1155  : \$1160 ;
+  assign \$1162  = write_rows & w_last;
+  assign \$1163  = ~ ahead_rows;
+  assign \$1164  = ~ room_w_13[4];
+  assign \$1165  = \$1163  & \$1164 ;
+  assign \$1166  = \$1165  & room_w_14[4];
+  assign \$1167  = \$1166  ? d_ge_19 : d_ge_5;
+  assign \$1168  = \$1162  ? \$1167  : d_ge_6;
+  assign \$1169  = \$1145  ? \$1161  : \$1168 ;
+  assign \$1170  = write_rows & w_last;
+  assign \$1171  = ~ ahead_rows;
+  assign \$1172  = ~ room_w_13[4];
+  assign \$1173  = \$1171  & \$1172 ;
+  assign \$1174  = \$1173  & room_w_14[4];
+  assign \$1175  = \$1174  ? d_ge_18 : d_ge_4;
+  assign \$1176  = \$1170  ? \$1175  : d_ge_5;
+  assign \$1177  = \$1144  ? \$1169  : \$1176 ;
+  assign \$1178  = take_rows & r_last;
+  assign \$1179  = oy == 4'hd;
+  assign \$1180  = write_rows & w_last;
+  assign \$1181  = ~ ahead_rows;
+  assign \$1182  = ~ room_w_13[4];
+  assign \$1183  = \$1181  & \$1182 ;
+  assign \$1184  = \$1183  & room_w_14[4];
+  assign \$1187  = write_rows & w_last;
+  assign \$1188  = ~ ahead_rows;
+  assign \$1189  = ~ room_w_13[4];
+  assign \$1190  = \$1188  & \$1189 ;
+  assign \$1191  = \$1190  & room_w_14[4];
+  assign \$1192  = \$1191  ? 1'h0 : d_ge_19;
+  assign \$1193  = d == 5'h14;
+  assign \$1194  = d == 5'h15;
+  assign \$1195  = d == 5'h16;
+  assign \$1196  = d == 5'h17;
+  assign \$1197  = d == 5'h18;
+  assign \$1198  = d == 5'h19;
+  assign \$1199  = d == 5'h1a;
+  assign \$1200  = d == 5'h1b;
+  assign \$1201  = d == 5'h1c;
+  assign \$1202  = d == 5'h1d;
+  assign \$1203  = d == 5'h1e;
+  assign \$1204  = d == 5'h1f;
+  assign \$1205  = | { \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193  };
+  assign \$1206  = \$1187  ? \$1192  : \$1205 ;
+  assign \$1207  = \$1179  ? 1'h0 : \$1206 ;
+  assign \$1208  = write_rows & w_last;
+  assign \$1209  = ~ ahead_rows;
+  assign \$1210  = ~ room_w_13[4];
+  assign \$1211  = \$1209  & \$1210 ;
+  assign \$1212  = \$1211  & room_w_14[4];
+  assign \$1213  = \$1212  ? 1'h0 : d_ge_18;
+  assign \$1214  = \$1208  ? \$1213  : d_ge_19;
+  assign \$1215  = \$1178  ? \$1207  : \$1214 ;
+  assign \$1216  = take_rows & r_last;
+  assign \$1217  = oy == 4'hd;
+  assign \$1218  = write_rows & w_last;
+  assign \$1219  = ~ ahead_rows;
+  assign \$1220  = ~ room_w_13[4];
+  assign \$1221  = \$1219  & \$1220 ;
+  assign \$1222  = \$1221  & room_w_14[4];
+  assign \$1223  = ! w_row;
+  assign \$1224  = w_row == 1'h1;
+  assign \$1225  = w_row == 2'h2;
+  assign \$1226  = | { \$1225 , \$1224 , \$1223  };
+  assign \$1227  = ~ \$1226 ;
+  assign \$1228  = \$1222  ? 1'h0 : \$1227 ;
+  assign \$1229  = ! w_row;
+  assign \$1230  = w_row == 1'h1;
+  assign \$1231  = w_row == 2'h2;
+  assign \$1232  = w_row == 2'h3;
+  assign \$1233  = | { \$1232 , \$1231 , \$1230 , \$1229  };
+  assign \$1234  = ~ \$1233 ;
+  assign \$1235  = \$1218  ? \$1228  : \$1234 ;
+  assign \$1236  = write_rows & w_last;
+  assign \$1237  = ~ ahead_rows;
+  assign \$1238  = ~ room_w_13[4];
+  assign \$1239  = \$1237  & \$1238 ;
+  assign \$1240  = \$1239  & room_w_14[4];
+  assign \$1241  = d == 5'h14;
+  assign \$1242  = d == 5'h15;
+  assign \$1243  = d == 5'h16;
+  assign \$1244  = d == 5'h17;
+  assign \$1245  = d == 5'h18;
+  assign \$1246  = d == 5'h19;
+  assign \$1247  = d == 5'h1a;
+  assign \$1248  = d == 5'h1b;
+  assign \$1249  = d == 5'h1c;
+  assign \$1250  = d == 5'h1d;
+  assign \$1251  = d == 5'h1e;
+  assign \$1252  = d == 5'h1f;
+  assign \$1253  = | { \$1252 , \$1251 , \$1250 , \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243 , \$1242 , \$1241  };
+  assign \$1254  = \$1240  ? \$1253  : d_ge_6;
+  assign \$1255  = d == 3'h7;
+  assign \$1256  = d == 4'h8;
+  assign \$1257  = d == 4'h9;
+  assign \$1258  = d == 4'ha;
+  assign \$1259  = d == 4'hb;
+  assign \$1260  = d == 4'hc;
+  assign \$1261  = d == 4'hd;
+  assign \$1262  = d == 4'he;
+  assign \$1263  = d == 4'hf;
+  assign \$1264  = d == 5'h10;
+  assign \$1265  = d == 5'h11;
+  assign \$1266  = d == 5'h12;
+  assign \$1267  = d == 5'h13;
+  assign \$1268  = d == 5'h14;
+  assign \$1269  = d == 5'h15;
+  assign \$1270  = d == 5'h16;
+  assign \$1271  = d == 5'h17;
+  assign \$1272  = d == 5'h18;
+  assign \$1273  = d == 5'h19;
+  assign \$1274  = d == 5'h1a;
+  assign \$1275  = d == 5'h1b;
+  assign \$1276  = d == 5'h1c;
+  assign \$1277  = d == 5'h1d;
+  assign \$1278  = d == 5'h1e;
+  assign \$1279  = d == 5'h1f;
+  assign \$1280  = | { \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271 , \$1270 , \$1269 , \$1268 , \$1267 , \$1266 , \$1265 , \$1264 , \$1263 , \$1262 , \$1261 , \$1260 , \$1259 , \$1258 , \$1257 , \$1256 , \$1255  };
+  assign \$1281  = \$1236  ? \$1254  : \$1280 ;
+  assign \$1282  = \$1217  ? \$1235  : \$1281 ;
+  assign \$1283  = write_rows & w_last;
+  assign \$1284  = ~ ahead_rows;
+  assign \$1285  = ~ room_w_13[4];
+  assign \$1286  = \$1284  & \$1285 ;
+  assign \$1287  = \$1286  & room_w_14[4];
+  assign \$1288  = \$1287  ? d_ge_19 : d_ge_5;
+  assign \$1289  = \$1283  ? \$1288  : d_ge_6;
+  assign \$1290  = \$1216  ? \$1282  : \$1289 ;
+  assign \$1291  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$1292  = w_grp + w_c;
+  assign \$1293  = ! w_b;
+  assign \$1294  = write & \$1293 ;
+  assign \$1295  = w_grp + w_c;
+  assign \$1296  = w_b == 1'h1;
+  assign \$1297  = write & \$1296 ;
+  assign \$1298  = w_grp + w_c;
+  assign \$1299  = w_b == 2'h2;
+  assign \$1300  = write & \$1299 ;
+  assign \$1301  = w_grp + w_c;
+  assign \$1302  = w_b == 2'h3;
+  assign \$1303  = write & \$1302 ;
+  assign \$1304  = w_grp + w_c;
+  assign \$1305  = w_b == 3'h4;
+  assign \$1306  = write & \$1305 ;
+  assign \$1307  = rst_conv2_window ? 1'h1 : read_credits_room_next;
+  assign \$1308  = rst_conv2_window | switch;
+  assign \$1309  = write_rows & w_last;
+  assign \$1310  = w_row == 4'hd;
+  assign \$1311  = \$1309  & \$1310 ;
+  assign \$1312  = \$1311  ? 1'h1 : ahead_rows;
+  assign \$1313  = \$1308  ? 1'h0 : \$1312 ;
+  assign \$1314  = take_rows & r_last;
+  assign \$1315  = write & w_last;
+  assign \$1316  = ~ ahead;
+  assign \$1317  = ~ room_w_13[4];
+  assign \$1318  = \$1316  & \$1317 ;
+  assign \$1319  = \$1318  & room_w_14[4];
+  assign \$1320  = oy == 4'hd;
+  assign \$1321  = ~ ahead;
+  assign \$1322  = ~ room_w_13[4];
+  assign \$1323  = \$1321  & \$1322 ;
+  assign \$1324  = \$1323  & room_w_14[4];
+  assign \$1325  = ahead | \$1324 ;
+  assign \$1326  = switch ? 1'h0 : \$1325 ;
+  assign \$1327  = oy == 4'hd;
+  assign \$1328  = r_done | \$1327 ;
+  assign \$1329  = switch ? 1'h0 : \$1328 ;
+  assign \$1330  = ~ \$1329 ;
+  assign \$1332  = oy == 4'hd;
+  assign \$1333  = r_done | \$1332 ;
+  assign \$1334  = switch ? 1'h0 : \$1333 ;
+  assign \$1337  = \$1326  ? 1'h0 : 1'h1;
+  assign \$1338  = ~ ahead;
+  assign \$1339  = ~ room_w_13[4];
+  assign \$1340  = \$1338  & \$1339 ;
+  assign \$1341  = \$1340  & room_w_14[4];
+  assign \$1342  = ahead | \$1341 ;
+  assign \$1343  = switch ? 1'h0 : \$1342 ;
+  assign \$1344  = oy == 4'hd;
+  assign \$1345  = r_done | \$1344 ;
+  assign \$1346  = switch ? 1'h0 : \$1345 ;
+  assign \$1347  = ~ \$1346 ;
+  assign \$1348  = \$1347  & room_low_2[4];
+  assign \$1349  = oy == 4'hd;
+  assign \$1350  = r_done | \$1349 ;
+  assign \$1351  = switch ? 1'h0 : \$1350 ;
+  assign \$1354  = \$1343  ? \$1348  : 1'h1;
+  assign \$1355  = \$1320  ? \$1337  : \$1354 ;
+  assign \$1356  = oy == 4'hd;
+  assign \$1357  = ~ ahead;
+  assign \$1358  = ~ room_w_13[4];
+  assign \$1359  = \$1357  & \$1358 ;
+  assign \$1360  = \$1359  & room_w_14[4];
+  assign \$1361  = ahead | \$1360 ;
+  assign \$1362  = switch ? 1'h0 : \$1361 ;
+  assign \$1363  = oy == 4'hd;
+  assign \$1364  = r_done | \$1363 ;
+  assign \$1365  = switch ? 1'h0 : \$1364 ;
+  assign \$1366  = ~ \$1365 ;
+  assign \$1368  = oy == 4'hd;
+  assign \$1369  = r_done | \$1368 ;
+  assign \$1370  = switch ? 1'h0 : \$1369 ;
+  assign \$1371  = \$1370  | room_w_8[3];
+  assign \$1372  = room_w_13[4] & \$1371 ;
+  assign \$1373  = \$1362  ? 1'h0 : \$1372 ;
+  assign \$1374  = ~ ahead;
+  assign \$1375  = ~ room_w_13[4];
+  assign \$1376  = \$1374  & \$1375 ;
+  assign \$1377  = \$1376  & room_w_14[4];
+  assign \$1378  = ahead | \$1377 ;
+  assign \$1379  = switch ? 1'h0 : \$1378 ;
+  assign \$1380  = oy == 4'hd;
+  assign \$1381  = r_done | \$1380 ;
+  assign \$1382  = switch ? 1'h0 : \$1381 ;
+  assign \$1383  = ~ \$1382 ;
+  assign \$1384  = ~ d_ge_m3;
+  assign \$1385  = \$1383  & \$1384 ;
+  assign \$1386  = oy == 4'hd;
+  assign \$1387  = r_done | \$1386 ;
+  assign \$1388  = switch ? 1'h0 : \$1387 ;
+  assign \$1389  = ~ d_ge_11;
+  assign \$1390  = \$1388  | \$1389 ;
+  assign \$1391  = room_w_13[4] & \$1390 ;
+  assign \$1392  = \$1379  ? \$1385  : \$1391 ;
+  assign \$1393  = \$1356  ? \$1373  : \$1392 ;
+  assign \$1394  = \$1319  ? \$1355  : \$1393 ;
+  assign \$1395  = oy == 4'hd;
+  assign \$1396  = switch ? 1'h0 : ahead;
+  assign \$1397  = oy == 4'hd;
+  assign \$1398  = r_done | \$1397 ;
+  assign \$1399  = switch ? 1'h0 : \$1398 ;
+  assign \$1400  = ~ \$1399 ;
+  assign \$1402  = oy == 4'hd;
+  assign \$1403  = r_done | \$1402 ;
+  assign \$1404  = switch ? 1'h0 : \$1403 ;
+  assign \$1405  = \$1404  | room_w_9[4];
+  assign \$1406  = room_w_14[4] & \$1405 ;
+  assign \$1407  = \$1396  ? 1'h0 : \$1406 ;
+  assign \$1408  = switch ? 1'h0 : ahead;
+  assign \$1409  = oy == 4'hd;
+  assign \$1410  = r_done | \$1409 ;
+  assign \$1411  = switch ? 1'h0 : \$1410 ;
+  assign \$1412  = ~ \$1411 ;
+  assign \$1413  = ~ d_ge_m2;
+  assign \$1414  = \$1412  & \$1413 ;
+  assign \$1415  = oy == 4'hd;
+  assign \$1416  = r_done | \$1415 ;
+  assign \$1417  = switch ? 1'h0 : \$1416 ;
+  assign \$1418  = ~ d_ge_12;
+  assign \$1419  = \$1417  | \$1418 ;
+  assign \$1420  = room_w_14[4] & \$1419 ;
+  assign \$1421  = \$1408  ? \$1414  : \$1420 ;
+  assign \$1422  = \$1395  ? \$1407  : \$1421 ;
+  assign \$1423  = \$1315  ? \$1394  : \$1422 ;
+  assign \$1424  = write & w_last;
+  assign \$1425  = ~ ahead;
+  assign \$1426  = ~ room_w_13[4];
+  assign \$1427  = \$1425  & \$1426 ;
+  assign \$1428  = \$1427  & room_w_14[4];
+  assign \$1429  = ~ ahead;
+  assign \$1430  = ~ room_w_13[4];
+  assign \$1431  = \$1429  & \$1430 ;
+  assign \$1432  = \$1431  & room_w_14[4];
+  assign \$1433  = ahead | \$1432 ;
+  assign \$1434  = switch ? 1'h0 : \$1433 ;
+  assign \$1435  = switch ? 1'h0 : r_done;
+  assign \$1436  = ~ \$1435 ;
+  assign \$1437  = \$1436  & room_low_3[4];
+  assign \$1438  = switch ? 1'h0 : r_done;
+  assign \$1441  = \$1434  ? \$1437  : 1'h1;
+  assign \$1442  = ~ ahead;
+  assign \$1443  = ~ room_w_13[4];
+  assign \$1444  = \$1442  & \$1443 ;
+  assign \$1445  = \$1444  & room_w_14[4];
+  assign \$1446  = ahead | \$1445 ;
+  assign \$1447  = switch ? 1'h0 : \$1446 ;
+  assign \$1448  = switch ? 1'h0 : r_done;
+  assign \$1449  = ~ \$1448 ;
+  assign \$1450  = ~ d_ge_m4;
   assign \$1451  = \$1449  & \$1450 ;
-  assign \$1452  = \$1451  & room_w_14[4];
-  assign \$1453  = \$1452  ? d_ge_14 : d_ge_0;
-  assign \$1454  = \$1448  ? \$1453  : d_ge_1;
-  assign \$1455  = \$1431  ? \$1447  : \$1454 ;
-  assign \$1456  = take_rows & r_last;
-  assign \$1457  = oy == 4'hd;
-  assign \$1458  = write_rows & w_last;
-  assign \$1459  = ~ ahead_rows;
-  assign \$1460  = ~ room_w_13[4];
-  assign \$1461  = \$1459  & \$1460 ;
-  assign \$1462  = \$1461  & room_w_14[4];
-  assign \$1465  = write_rows & w_last;
-  assign \$1466  = ~ ahead_rows;
-  assign \$1467  = ~ room_w_13[4];
-  assign \$1468  = \$1466  & \$1467 ;
-  assign \$1469  = \$1468  & room_w_14[4];
-  assign \$1470  = \$1469  ? d_ge_16 : d_ge_2;
-  assign \$1471  = \$1465  ? \$1470  : d_ge_3;
-  assign \$1472  = \$1457  ? 1'h1 : \$1471 ;
-  assign \$1473  = write_rows & w_last;
-  assign \$1474  = ~ ahead_rows;
+  assign \$1452  = switch ? 1'h0 : r_done;
+  assign \$1453  = ~ d_ge_10;
+  assign \$1454  = \$1452  | \$1453 ;
+  assign \$1455  = room_w_13[4] & \$1454 ;
+  assign \$1456  = \$1447  ? \$1451  : \$1455 ;
+  assign \$1457  = \$1428  ? \$1441  : \$1456 ;
+  assign \$1458  = switch ? 1'h0 : ahead;
+  assign \$1459  = switch ? 1'h0 : r_done;
+  assign \$1460  = ~ \$1459 ;
+  assign \$1461  = ~ d_ge_m3;
+  assign \$1462  = \$1460  & \$1461 ;
+  assign \$1463  = switch ? 1'h0 : r_done;
+  assign \$1464  = ~ d_ge_11;
+  assign \$1465  = \$1463  | \$1464 ;
+  assign \$1466  = room_w_14[4] & \$1465 ;
+  assign \$1467  = \$1458  ? \$1462  : \$1466 ;
+  assign \$1468  = switch ? \$1467  : o__ready;
+  assign \$1469  = \$1424  ? \$1457  : \$1468 ;
+  assign \$1470  = \$1314  ? \$1423  : \$1469 ;
+  assign \$1471  = rst_conv2_window ? 1'h1 : \$1470 ;
+  assign \$1472  = take_rows & r_last;
+  assign \$1473  = write & w_last;
+  assign \$1474  = ~ ahead;
   assign \$1475  = ~ room_w_13[4];
   assign \$1476  = \$1474  & \$1475 ;
   assign \$1477  = \$1476  & room_w_14[4];
-  assign \$1478  = \$1477  ? d_ge_15 : d_ge_1;
-  assign \$1479  = \$1473  ? \$1478  : d_ge_2;
-  assign \$1480  = \$1456  ? \$1472  : \$1479 ;
-  assign \$1481  = take_rows & r_last;
-  assign \$1482  = oy == 4'hd;
-  assign \$1483  = write_rows & w_last;
-  assign \$1484  = ~ ahead_rows;
-  assign \$1485  = ~ room_w_13[4];
-  assign \$1486  = \$1484  & \$1485 ;
-  assign \$1487  = \$1486  & room_w_14[4];
-  assign \$1488  = \$1487  ? 1'h0 : 1'h1;
-  assign \$1489  = ! w_row;
-  assign \$1491  = ~ \$1490 ;
-  assign \$1492  = \$1483  ? \$1488  : \$1491 ;
-  assign \$1493  = write_rows & w_last;
-  assign \$1494  = ~ ahead_rows;
-  assign \$1495  = ~ room_w_13[4];
-  assign \$1496  = \$1494  & \$1495 ;
-  assign \$1497  = \$1496  & room_w_14[4];
-  assign \$1498  = \$1497  ? d_ge_17 : d_ge_3;
-  assign \$1499  = \$1493  ? \$1498  : d_ge_4;
-  assign \$1500  = \$1482  ? \$1492  : \$1499 ;
-  assign \$1501  = write_rows & w_last;
-  assign \$1502  = ~ ahead_rows;
-  assign \$1503  = ~ room_w_13[4];
-  assign \$1504  = \$1502  & \$1503 ;
-  assign \$1505  = \$1504  & room_w_14[4];
-  assign \$1506  = \$1505  ? d_ge_16 : d_ge_2;
-  assign \$1507  = \$1501  ? \$1506  : d_ge_3;
-  assign \$1508  = \$1481  ? \$1500  : \$1507 ;
-  assign \$1509  = take_rows & r_last;
-  assign \$1510  = oy == 4'hd;
-  assign \$1511  = write_rows & w_last;
-  assign \$1512  = ~ ahead_rows;
-  assign \$1513  = ~ room_w_13[4];
-  assign \$1514  = \$1512  & \$1513 ;
-  assign \$1515  = \$1514  & room_w_14[4];
-  assign \$1516  = ! w_row;
-  assign \$1518  = ~ \$1517 ;
-  assign \$1519  = \$1515  ? 1'h0 : \$1518 ;
-  assign \$1520  = ! w_row;
-  assign \$1521  = w_row == 1'h1;
-  assign \$1522  = | { \$1521 , \$1520  };
-  assign \$1523  = ~ \$1522 ;
-  assign \$1524  = \$1511  ? \$1519  : \$1523 ;
-  assign \$1525  = write_rows & w_last;
-  assign \$1526  = ~ ahead_rows;
-  assign \$1527  = ~ room_w_13[4];
-  assign \$1528  = \$1526  & \$1527 ;
-  assign \$1529  = \$1528  & room_w_14[4];
-  assign \$1530  = \$1529  ? d_ge_18 : d_ge_4;
-  assign \$1531  = \$1525  ? \$1530  : d_ge_5;
-  assign \$1532  = \$1510  ? \$1524  : \$1531 ;
-  assign \$1533  = write_rows & w_last;
-  assign \$1534  = ~ ahead_rows;
-  assign \$1535  = ~ room_w_13[4];
-  assign \$1536  = \$1534  & \$1535 ;
-  assign \$1537  = \$1536  & room_w_14[4];
-  assign \$1538  = \$1537  ? d_ge_17 : d_ge_3;
-  assign \$1539  = \$1533  ? \$1538  : d_ge_4;
-  assign \$1540  = \$1509  ? \$1532  : \$1539 ;
-  assign \$1541  = take_rows & r_last;
-  assign \$1542  = oy == 4'hd;
-  assign \$1543  = write_rows & w_last;
-  assign \$1544  = ~ ahead_rows;
-  assign \$1545  = ~ room_w_13[4];
-  assign \$1546  = \$1544  & \$1545 ;
-  assign \$1547  = \$1546  & room_w_14[4];
-  assign \$1548  = ! w_row;
-  assign \$1549  = w_row == 1'h1;
-  assign \$1550  = | { \$1549 , \$1548  };
-  assign \$1551  = ~ \$1550 ;
-  assign \$1552  = \$1547  ? 1'h0 : \$1551 ;
-  assign \$1553  = ! w_row;
-  assign \$1554  = w_row == 1'h1;
-  assign \$1555  = w_row == 2'h2;
-  assign \$1556  = | { \$1555 , \$1554 , \$1553  };
-  assign \$1557  = ~ \$1556 ;
-  assign \$1558  = \$1543  ? \$1552  : \$1557 ;
-  assign \$1559  = write_rows & w_last;
-  assign \$1560  = ~ ahead_rows;
-  assign \$1561  = ~ room_w_13[4];
-  assign \$1562  = \$1560  & \$1561 ;
-  assign \$1563  = \$1562  & room_w_14[4];
-  assign \$1564  = \$1563  ? d_ge_19 : d_ge_5;
-  assign \$1565  = \$1559  ? \$1564  : d_ge_6;
-  assign \$1566  = \$1542  ? \$1558  : \$1565 ;
-  assign \$1567  = write_rows & w_last;
-  assign \$1568  = ~ ahead_rows;
-  assign \$1569  = ~ room_w_13[4];
-  assign \$1570  = \$1568  & \$1569 ;
-  assign \$1571  = \$1570  & room_w_14[4];
-  assign \$1572  = \$1571  ? d_ge_18 : d_ge_4;
-  assign \$1573  = \$1567  ? \$1572  : d_ge_5;
-  assign \$1574  = \$1541  ? \$1566  : \$1573 ;
-  assign \$1575  = take_rows & r_last;
-  assign \$1576  = oy == 4'hd;
-  assign \$1577  = write_rows & w_last;
-  assign \$1578  = ~ ahead_rows;
-  assign \$1579  = ~ room_w_13[4];
-  assign \$1580  = \$1578  & \$1579 ;
-  assign \$1581  = \$1580  & room_w_14[4];
-  assign \$1584  = write_rows & w_last;
-  assign \$1585  = ~ ahead_rows;
-  assign \$1586  = ~ room_w_13[4];
-  assign \$1587  = \$1585  & \$1586 ;
-  assign \$1588  = \$1587  & room_w_14[4];
-  assign \$1589  = \$1588  ? 1'h0 : d_ge_19;
-  assign \$1590  = d == 5'h14;
-  assign \$1591  = d == 5'h15;
-  assign \$1592  = d == 5'h16;
-  assign \$1593  = d == 5'h17;
-  assign \$1594  = d == 5'h18;
-  assign \$1595  = d == 5'h19;
-  assign \$1596  = d == 5'h1a;
-  assign \$1597  = d == 5'h1b;
-  assign \$1598  = d == 5'h1c;
-  assign \$1599  = d == 5'h1d;
-  assign \$1600  = d == 5'h1e;
-  assign \$1601  = d == 5'h1f;
-  assign \$1602  = | { \$1601 , \$1600 , \$1599 , \$1598 , \$1597 , \$1596 , \$1595 , \$1594 , \$1593 , \$1592 , \$1591 , \$1590  };
-  assign \$1603  = \$1584  ? \$1589  : \$1602 ;
-  assign \$1604  = \$1576  ? 1'h0 : \$1603 ;
-  assign \$1605  = write_rows & w_last;
-  assign \$1606  = ~ ahead_rows;
-  assign \$1607  = ~ room_w_13[4];
-  assign \$1608  = \$1606  & \$1607 ;
-  assign \$1609  = \$1608  & room_w_14[4];
-  assign \$1610  = \$1609  ? 1'h0 : d_ge_18;
-  assign \$1611  = \$1605  ? \$1610  : d_ge_19;
-  assign \$1612  = \$1575  ? \$1604  : \$1611 ;
-  assign \$1613  = take_rows & r_last;
-  assign \$1614  = oy == 4'hd;
-  assign \$1615  = write_rows & w_last;
-  assign \$1616  = ~ ahead_rows;
-  assign \$1617  = ~ room_w_13[4];
-  assign \$1618  = \$1616  & \$1617 ;
-  assign \$1619  = \$1618  & room_w_14[4];
-  assign \$1620  = ! w_row;
-  assign \$1621  = w_row == 1'h1;
-  assign \$1622  = w_row == 2'h2;
-  assign \$1623  = | { \$1622 , \$1621 , \$1620  };
-  assign \$1624  = ~ \$1623 ;
-  assign \$1625  = \$1619  ? 1'h0 : \$1624 ;
-  assign \$1626  = ! w_row;
-  assign \$1627  = w_row == 1'h1;
-  assign \$1628  = w_row == 2'h2;
-  assign \$1629  = w_row == 2'h3;
-  assign \$1630  = | { \$1629 , \$1628 , \$1627 , \$1626  };
-  assign \$1631  = ~ \$1630 ;
-  assign \$1632  = \$1615  ? \$1625  : \$1631 ;
-  assign \$1633  = write_rows & w_last;
+  assign \$1478  = oy == 4'hd;
+  assign \$1479  = ~ ahead;
+  assign \$1480  = ~ room_w_13[4];
+  assign \$1481  = \$1479  & \$1480 ;
+  assign \$1482  = \$1481  & room_w_14[4];
+  assign \$1483  = ahead | \$1482 ;
+  assign \$1484  = switch ? 1'h0 : \$1483 ;
+  assign \$1485  = oy == 4'hd;
+  assign \$1486  = r_done | \$1485 ;
+  assign \$1487  = switch ? 1'h0 : \$1486 ;
+  assign \$1488  = ~ \$1487 ;
+  assign \$1490  = oy == 4'hd;
+  assign \$1491  = r_done | \$1490 ;
+  assign \$1492  = switch ? 1'h0 : \$1491 ;
+  assign \$1495  = \$1484  ? 1'h0 : 1'h1;
+  assign \$1496  = ~ ahead;
+  assign \$1497  = ~ room_w_13[4];
+  assign \$1498  = \$1496  & \$1497 ;
+  assign \$1499  = \$1498  & room_w_14[4];
+  assign \$1500  = ahead | \$1499 ;
+  assign \$1501  = switch ? 1'h0 : \$1500 ;
+  assign \$1502  = oy == 4'hd;
+  assign \$1503  = r_done | \$1502 ;
+  assign \$1504  = switch ? 1'h0 : \$1503 ;
+  assign \$1505  = ~ \$1504 ;
+  assign \$1506  = \$1505  & room_low_2[4];
+  assign \$1507  = oy == 4'hd;
+  assign \$1508  = r_done | \$1507 ;
+  assign \$1509  = switch ? 1'h0 : \$1508 ;
+  assign \$1512  = \$1501  ? \$1506  : 1'h1;
+  assign \$1513  = \$1478  ? \$1495  : \$1512 ;
+  assign \$1514  = oy == 4'hd;
+  assign \$1515  = ~ ahead;
+  assign \$1516  = ~ room_w_13[4];
+  assign \$1517  = \$1515  & \$1516 ;
+  assign \$1518  = \$1517  & room_w_14[4];
+  assign \$1519  = ahead | \$1518 ;
+  assign \$1520  = switch ? 1'h0 : \$1519 ;
+  assign \$1521  = oy == 4'hd;
+  assign \$1522  = r_done | \$1521 ;
+  assign \$1523  = switch ? 1'h0 : \$1522 ;
+  assign \$1524  = ~ \$1523 ;
+  assign \$1526  = oy == 4'hd;
+  assign \$1527  = r_done | \$1526 ;
+  assign \$1528  = switch ? 1'h0 : \$1527 ;
+  assign \$1529  = \$1528  | room_w_8[3];
+  assign \$1530  = room_w_13[4] & \$1529 ;
+  assign \$1531  = \$1520  ? 1'h0 : \$1530 ;
+  assign \$1532  = ~ ahead;
+  assign \$1533  = ~ room_w_13[4];
+  assign \$1534  = \$1532  & \$1533 ;
+  assign \$1535  = \$1534  & room_w_14[4];
+  assign \$1536  = ahead | \$1535 ;
+  assign \$1537  = switch ? 1'h0 : \$1536 ;
+  assign \$1538  = oy == 4'hd;
+  assign \$1539  = r_done | \$1538 ;
+  assign \$1540  = switch ? 1'h0 : \$1539 ;
+  assign \$1541  = ~ \$1540 ;
+  assign \$1542  = ~ d_ge_m3;
+  assign \$1543  = \$1541  & \$1542 ;
+  assign \$1544  = oy == 4'hd;
+  assign \$1545  = r_done | \$1544 ;
+  assign \$1546  = switch ? 1'h0 : \$1545 ;
+  assign \$1547  = ~ d_ge_11;
+  assign \$1548  = \$1546  | \$1547 ;
+  assign \$1549  = room_w_13[4] & \$1548 ;
+  assign \$1550  = \$1537  ? \$1543  : \$1549 ;
+  assign \$1551  = \$1514  ? \$1531  : \$1550 ;
+  assign \$1552  = \$1477  ? \$1513  : \$1551 ;
+  assign \$1553  = oy == 4'hd;
+  assign \$1554  = switch ? 1'h0 : ahead;
+  assign \$1555  = oy == 4'hd;
+  assign \$1556  = r_done | \$1555 ;
+  assign \$1557  = switch ? 1'h0 : \$1556 ;
+  assign \$1558  = ~ \$1557 ;
+  assign \$1560  = oy == 4'hd;
+  assign \$1561  = r_done | \$1560 ;
+  assign \$1562  = switch ? 1'h0 : \$1561 ;
+  assign \$1563  = \$1562  | room_w_9[4];
+  assign \$1564  = room_w_14[4] & \$1563 ;
+  assign \$1565  = \$1554  ? 1'h0 : \$1564 ;
+  assign \$1566  = switch ? 1'h0 : ahead;
+  assign \$1567  = oy == 4'hd;
+  assign \$1568  = r_done | \$1567 ;
+  assign \$1569  = switch ? 1'h0 : \$1568 ;
+  assign \$1570  = ~ \$1569 ;
+  assign \$1571  = ~ d_ge_m2;
+  assign \$1572  = \$1570  & \$1571 ;
+  assign \$1573  = oy == 4'hd;
+  assign \$1574  = r_done | \$1573 ;
+  assign \$1575  = switch ? 1'h0 : \$1574 ;
+  assign \$1576  = ~ d_ge_12;
+  assign \$1577  = \$1575  | \$1576 ;
+  assign \$1578  = room_w_14[4] & \$1577 ;
+  assign \$1579  = \$1566  ? \$1572  : \$1578 ;
+  assign \$1580  = \$1553  ? \$1565  : \$1579 ;
+  assign \$1581  = \$1473  ? \$1552  : \$1580 ;
+  assign \$1582  = write & w_last;
+  assign \$1583  = ~ ahead;
+  assign \$1584  = ~ room_w_13[4];
+  assign \$1585  = \$1583  & \$1584 ;
+  assign \$1586  = \$1585  & room_w_14[4];
+  assign \$1587  = ~ ahead;
+  assign \$1588  = ~ room_w_13[4];
+  assign \$1589  = \$1587  & \$1588 ;
+  assign \$1590  = \$1589  & room_w_14[4];
+  assign \$1591  = ahead | \$1590 ;
+  assign \$1592  = switch ? 1'h0 : \$1591 ;
+  assign \$1593  = switch ? 1'h0 : r_done;
+  assign \$1594  = ~ \$1593 ;
+  assign \$1595  = \$1594  & room_low_3[4];
+  assign \$1596  = switch ? 1'h0 : r_done;
+  assign \$1599  = \$1592  ? \$1595  : 1'h1;
+  assign \$1600  = ~ ahead;
+  assign \$1601  = ~ room_w_13[4];
+  assign \$1602  = \$1600  & \$1601 ;
+  assign \$1603  = \$1602  & room_w_14[4];
+  assign \$1604  = ahead | \$1603 ;
+  assign \$1605  = switch ? 1'h0 : \$1604 ;
+  assign \$1606  = switch ? 1'h0 : r_done;
+  assign \$1607  = ~ \$1606 ;
+  assign \$1608  = ~ d_ge_m4;
+  assign \$1609  = \$1607  & \$1608 ;
+  assign \$1610  = switch ? 1'h0 : r_done;
+  assign \$1611  = ~ d_ge_10;
+  assign \$1612  = \$1610  | \$1611 ;
+  assign \$1613  = room_w_13[4] & \$1612 ;
+  assign \$1614  = \$1605  ? \$1609  : \$1613 ;
+  assign \$1615  = \$1586  ? \$1599  : \$1614 ;
+  assign \$1616  = switch ? 1'h0 : ahead;
+  assign \$1617  = switch ? 1'h0 : r_done;
+  assign \$1618  = ~ \$1617 ;
+  assign \$1619  = ~ d_ge_m3;
+  assign \$1620  = \$1618  & \$1619 ;
+  assign \$1621  = switch ? 1'h0 : r_done;
+  assign \$1622  = ~ d_ge_11;
+  assign \$1623  = \$1621  | \$1622 ;
+  assign \$1624  = room_w_14[4] & \$1623 ;
+  assign \$1625  = \$1616  ? \$1620  : \$1624 ;
+  assign \$1626  = switch ? \$1625  : o__ready;
+  assign \$1627  = \$1582  ? \$1615  : \$1626 ;
+  assign \$1628  = \$1472  ? \$1581  : \$1627 ;
+  assign \$1629  = rst_conv2_window ? 1'h1 : \$1628 ;
+  assign \$1630  = write_rows & w_last;
+  assign \$1631  = $signed(iy) < $signed(1'h0);
+  assign \$1632  = $signed(iy) >= $signed(5'h0e);
+  assign \$1633  = \$1631  | \$1632 ;
   assign \$1634  = ~ ahead_rows;
-  assign \$1635  = ~ room_w_13[4];
+  assign \$1635  = w_row == 4'hd;
   assign \$1636  = \$1634  & \$1635 ;
-  assign \$1637  = \$1636  & room_w_14[4];
-  assign \$1638  = d == 5'h14;
-  assign \$1639  = d == 5'h15;
-  assign \$1640  = d == 5'h16;
-  assign \$1641  = d == 5'h17;
-  assign \$1642  = d == 5'h18;
-  assign \$1643  = d == 5'h19;
-  assign \$1644  = d == 5'h1a;
-  assign \$1645  = d == 5'h1b;
-  assign \$1646  = d == 5'h1c;
-  assign \$1647  = d == 5'h1d;
-  assign \$1648  = d == 5'h1e;
-  assign \$1649  = d == 5'h1f;
-  assign \$1650  = | { \$1649 , \$1648 , \$1647 , \$1646 , \$1645 , \$1644 , \$1643 , \$1642 , \$1641 , \$1640 , \$1639 , \$1638  };
-  assign \$1651  = \$1637  ? \$1650  : d_ge_6;
-  assign \$1652  = d == 3'h7;
-  assign \$1653  = d == 4'h8;
-  assign \$1654  = d == 4'h9;
-  assign \$1655  = d == 4'ha;
-  assign \$1656  = d == 4'hb;
-  assign \$1657  = d == 4'hc;
-  assign \$1658  = d == 4'hd;
-  assign \$1659  = d == 4'he;
-  assign \$1660  = d == 4'hf;
-  assign \$1661  = d == 5'h10;
-  assign \$1662  = d == 5'h11;
-  assign \$1663  = d == 5'h12;
-  assign \$1664  = d == 5'h13;
-  assign \$1665  = d == 5'h14;
-  assign \$1666  = d == 5'h15;
-  assign \$1667  = d == 5'h16;
-  assign \$1668  = d == 5'h17;
-  assign \$1669  = d == 5'h18;
-  assign \$1670  = d == 5'h19;
-  assign \$1671  = d == 5'h1a;
-  assign \$1672  = d == 5'h1b;
-  assign \$1673  = d == 5'h1c;
-  assign \$1674  = d == 5'h1d;
-  assign \$1675  = d == 5'h1e;
-  assign \$1676  = d == 5'h1f;
-  assign \$1677  = | { \$1676 , \$1675 , \$1674 , \$1673 , \$1672 , \$1671 , \$1670 , \$1669 , \$1668 , \$1667 , \$1666 , \$1665 , \$1664 , \$1663 , \$1662 , \$1661 , \$1660 , \$1659 , \$1658 , \$1657 , \$1656 , \$1655 , \$1654 , \$1653 , \$1652  };
-  assign \$1678  = \$1633  ? \$1651  : \$1677 ;
-  assign \$1679  = \$1614  ? \$1632  : \$1678 ;
-  assign \$1680  = write_rows & w_last;
-  assign \$1681  = ~ ahead_rows;
-  assign \$1682  = ~ room_w_13[4];
-  assign \$1683  = \$1681  & \$1682 ;
-  assign \$1684  = \$1683  & room_w_14[4];
-  assign \$1685  = \$1684  ? d_ge_19 : d_ge_5;
-  assign \$1686  = \$1680  ? \$1685  : d_ge_6;
-  assign \$1687  = \$1613  ? \$1679  : \$1686 ;
-  assign \$1688  = rst_conv2_window ? 1'h0 : valid_next;
-  assign \$1689  = w_grp + w_c;
-  assign \$1690  = ! w_b;
-  assign \$1691  = write & \$1690 ;
-  assign \$1692  = w_grp + w_c;
-  assign \$1693  = w_b == 1'h1;
-  assign \$1694  = write & \$1693 ;
-  assign \$1695  = w_grp + w_c;
-  assign \$1696  = w_b == 2'h2;
-  assign \$1697  = write & \$1696 ;
-  assign \$1698  = w_grp + w_c;
-  assign \$1699  = w_b == 2'h3;
-  assign \$1700  = write & \$1699 ;
-  assign \$1701  = w_grp + w_c;
-  assign \$1702  = w_b == 3'h4;
-  assign \$1703  = write & \$1702 ;
-  assign \$1704  = rst_conv2_window | switch;
-  assign \$1705  = write_rows & w_last;
+  assign \$1637  = ! ky;
+  assign \$1638  = \$1637  & d_ge_14;
+  assign \$1639  = ky == 1'h1;
+  assign \$1640  = \$1639  & d_ge_15;
+  assign \$1641  = ky == 2'h2;
+  assign \$1642  = \$1641  & d_ge_16;
+  assign \$1643  = ky == 2'h3;
+  assign \$1644  = \$1643  & d_ge_17;
+  assign \$1645  = ky == 3'h4;
+  assign \$1646  = \$1645  & d_ge_18;
+  assign \$1647  = | { \$1646 , \$1644 , \$1642 , \$1640 , \$1638  };
+  assign \$1648  = ! ky;
+  assign \$1649  = \$1648  & d_ge_0;
+  assign \$1650  = ky == 1'h1;
+  assign \$1651  = \$1650  & d_ge_1;
+  assign \$1652  = ky == 2'h2;
+  assign \$1653  = \$1652  & d_ge_2;
+  assign \$1654  = ky == 2'h3;
+  assign \$1655  = \$1654  & d_ge_3;
+  assign \$1656  = ky == 3'h4;
+  assign \$1657  = \$1656  & d_ge_4;
+  assign \$1658  = | { \$1657 , \$1655 , \$1653 , \$1651 , \$1649  };
+  assign \$1659  = \$1636  ? \$1647  : \$1658 ;
+  assign \$1660  = \$1633  | \$1659 ;
+  assign \$1661  = $signed(iy) < $signed(1'h0);
+  assign \$1662  = $signed(iy) >= $signed(5'h0e);
+  assign \$1663  = \$1661  | \$1662 ;
+  assign \$1664  = ! ky;
+  assign \$1665  = \$1664  & d_ge_1;
+  assign \$1666  = ky == 1'h1;
+  assign \$1667  = \$1666  & d_ge_2;
+  assign \$1668  = ky == 2'h2;
+  assign \$1669  = \$1668  & d_ge_3;
+  assign \$1670  = ky == 2'h3;
+  assign \$1671  = \$1670  & d_ge_4;
+  assign \$1672  = ky == 3'h4;
+  assign \$1673  = \$1672  & d_ge_5;
+  assign \$1674  = | { \$1673 , \$1671 , \$1669 , \$1667 , \$1665  };
+  assign \$1675  = \$1663  | \$1674 ;
+  assign \$1676  = \$1630  ? \$1660  : \$1675 ;
+  assign \$1677  = write_rows & w_last;
+  assign \$1678  = oy == 4'hd;
+  assign \$1679  = r_last & \$1678 ;
+  assign \$1680  = ~ \$1679 ;
+  assign \$1681  = ky == 3'h4;
+  assign \$1682  = ~ \$1681 ;
+  assign \$1683  = $signed(iy) < $signed(1'h1);
+  assign \$1684  = $signed(iy) >= $signed(5'h0d);
+  assign \$1685  = \$1683  | \$1684 ;
+  assign \$1686  = c == 5'h1f;
+  assign \$1687  = ox == 4'hd;
+  assign \$1688  = \$1686  & \$1687 ;
+  assign \$1689  = oy == 4'hd;
+  assign \$1690  = $signed(low) < $signed(1'h1);
+  assign \$1691  = $signed(low) >= $signed(5'h0d);
+  assign \$1692  = \$1690  | \$1691 ;
+  assign \$1693  = \$1689  ? 1'h1 : \$1692 ;
+  assign \$1694  = $signed(low) < $signed(1'h0);
+  assign \$1695  = $signed(low) >= $signed(5'h0e);
+  assign \$1696  = \$1694  | \$1695 ;
+  assign \$1697  = \$1688  ? \$1693  : \$1696 ;
+  assign \$1698  = \$1681  ? \$1697  : \$1685 ;
+  assign \$1699  = ~ ahead_rows;
+  assign \$1700  = w_row == 4'hd;
+  assign \$1701  = \$1699  & \$1700 ;
+  assign \$1702  = ahead_rows | \$1701 ;
+  assign \$1703  = \$1698  | \$1702 ;
+  assign \$1704  = oy == 4'hd;
+  assign \$1705  = ~ ahead_rows;
   assign \$1706  = w_row == 4'hd;
   assign \$1707  = \$1705  & \$1706 ;
-  assign \$1708  = \$1707  ? 1'h1 : ahead_rows;
-  assign \$1709  = \$1704  ? 1'h0 : \$1708 ;
-  assign \$1710  = take_rows & r_last;
-  assign \$1711  = write & w_last;
-  assign \$1712  = ~ ahead;
-  assign \$1713  = ~ room_w_13[4];
-  assign \$1714  = \$1712  & \$1713 ;
-  assign \$1715  = \$1714  & room_w_14[4];
-  assign \$1716  = oy == 4'hd;
-  assign \$1717  = ~ ahead;
-  assign \$1718  = ~ room_w_13[4];
-  assign \$1719  = \$1717  & \$1718 ;
-  assign \$1720  = \$1719  & room_w_14[4];
-  assign \$1721  = ahead | \$1720 ;
-  assign \$1722  = switch ? 1'h0 : \$1721 ;
-  assign \$1723  = oy == 4'hd;
-  assign \$1724  = r_done | \$1723 ;
-  assign \$1725  = switch ? 1'h0 : \$1724 ;
-  assign \$1726  = ~ \$1725 ;
-  assign \$1728  = oy == 4'hd;
-  assign \$1729  = r_done | \$1728 ;
-  assign \$1730  = switch ? 1'h0 : \$1729 ;
-  assign \$1733  = \$1722  ? 1'h0 : 1'h1;
-  assign \$1734  = ~ ahead;
-  assign \$1735  = ~ room_w_13[4];
-  assign \$1736  = \$1734  & \$1735 ;
-  assign \$1737  = \$1736  & room_w_14[4];
-  assign \$1738  = ahead | \$1737 ;
-  assign \$1739  = switch ? 1'h0 : \$1738 ;
-  assign \$1740  = oy == 4'hd;
-  assign \$1741  = r_done | \$1740 ;
-  assign \$1742  = switch ? 1'h0 : \$1741 ;
-  assign \$1743  = ~ \$1742 ;
-  assign \$1744  = \$1743  & room_low_2[4];
-  assign \$1745  = oy == 4'hd;
-  assign \$1746  = r_done | \$1745 ;
-  assign \$1747  = switch ? 1'h0 : \$1746 ;
-  assign \$1750  = \$1739  ? \$1744  : 1'h1;
-  assign \$1751  = \$1716  ? \$1733  : \$1750 ;
-  assign \$1752  = oy == 4'hd;
-  assign \$1753  = ~ ahead;
-  assign \$1754  = ~ room_w_13[4];
-  assign \$1755  = \$1753  & \$1754 ;
-  assign \$1756  = \$1755  & room_w_14[4];
-  assign \$1757  = ahead | \$1756 ;
-  assign \$1758  = switch ? 1'h0 : \$1757 ;
-  assign \$1759  = oy == 4'hd;
-  assign \$1760  = r_done | \$1759 ;
-  assign \$1761  = switch ? 1'h0 : \$1760 ;
-  assign \$1762  = ~ \$1761 ;
-  assign \$1764  = oy == 4'hd;
-  assign \$1765  = r_done | \$1764 ;
-  assign \$1766  = switch ? 1'h0 : \$1765 ;
-  assign \$1767  = \$1766  | room_w_8[3];
-  assign \$1768  = room_w_13[4] & \$1767 ;
-  assign \$1769  = \$1758  ? 1'h0 : \$1768 ;
-  assign \$1770  = ~ ahead;
-  assign \$1771  = ~ room_w_13[4];
-  assign \$1772  = \$1770  & \$1771 ;
-  assign \$1773  = \$1772  & room_w_14[4];
-  assign \$1774  = ahead | \$1773 ;
-  assign \$1775  = switch ? 1'h0 : \$1774 ;
+  assign \$1709  = ~ ahead_rows;
+  assign \$1710  = w_row == 4'hd;
+  assign \$1711  = \$1709  & \$1710 ;
+  assign \$1712  = \$1711  ? d_ge_15 : d_ge_1;
+  assign \$1713  = \$1704  ? 1'h1 : \$1712 ;
+  assign \$1714  = ky == 3'h4;
+  assign \$1715  = ~ ahead_rows;
+  assign \$1716  = w_row == 4'hd;
+  assign \$1717  = \$1715  & \$1716 ;
+  assign \$1718  = \$1717  ? d_ge_14 : d_ge_0;
+  assign \$1719  = ~ ahead_rows;
+  assign \$1720  = w_row == 4'hd;
+  assign \$1721  = \$1719  & \$1720 ;
+  assign \$1722  = ! ky;
+  assign \$1723  = \$1722  & d_ge_15;
+  assign \$1724  = ky == 1'h1;
+  assign \$1725  = \$1724  & d_ge_16;
+  assign \$1726  = ky == 2'h2;
+  assign \$1727  = \$1726  & d_ge_17;
+  assign \$1728  = ky == 2'h3;
+  assign \$1729  = \$1728  & d_ge_18;
+  assign \$1730  = ky == 3'h4;
+  assign \$1731  = \$1730  & d_ge_19;
+  assign \$1732  = | { \$1731 , \$1729 , \$1727 , \$1725 , \$1723  };
+  assign \$1733  = ! ky;
+  assign \$1734  = \$1733  & d_ge_1;
+  assign \$1735  = ky == 1'h1;
+  assign \$1736  = \$1735  & d_ge_2;
+  assign \$1737  = ky == 2'h2;
+  assign \$1738  = \$1737  & d_ge_3;
+  assign \$1739  = ky == 2'h3;
+  assign \$1740  = \$1739  & d_ge_4;
+  assign \$1741  = ky == 3'h4;
+  assign \$1742  = \$1741  & d_ge_5;
+  assign \$1743  = | { \$1742 , \$1740 , \$1738 , \$1736 , \$1734  };
+  assign \$1744  = \$1721  ? \$1732  : \$1743 ;
+  assign \$1745  = \$1714  ? \$1718  : \$1744 ;
+  assign \$1746  = ~ ahead_rows;
+  assign \$1747  = w_row == 4'hd;
+  assign \$1748  = \$1746  & \$1747 ;
+  assign \$1749  = ! ky;
+  assign \$1750  = \$1749  & d_ge_14;
+  assign \$1751  = ky == 1'h1;
+  assign \$1752  = \$1751  & d_ge_15;
+  assign \$1753  = ky == 2'h2;
+  assign \$1754  = \$1753  & d_ge_16;
+  assign \$1755  = ky == 2'h3;
+  assign \$1756  = \$1755  & d_ge_17;
+  assign \$1757  = ky == 3'h4;
+  assign \$1758  = \$1757  & d_ge_18;
+  assign \$1759  = | { \$1758 , \$1756 , \$1754 , \$1752 , \$1750  };
+  assign \$1760  = ! ky;
+  assign \$1761  = \$1760  & d_ge_0;
+  assign \$1762  = ky == 1'h1;
+  assign \$1763  = \$1762  & d_ge_1;
+  assign \$1764  = ky == 2'h2;
+  assign \$1765  = \$1764  & d_ge_2;
+  assign \$1766  = ky == 2'h3;
+  assign \$1767  = \$1766  & d_ge_3;
+  assign \$1768  = ky == 3'h4;
+  assign \$1769  = \$1768  & d_ge_4;
+  assign \$1770  = | { \$1769 , \$1767 , \$1765 , \$1763 , \$1761  };
+  assign \$1771  = \$1748  ? \$1759  : \$1770 ;
+  assign \$1773  = r_last ? \$1713  : \$1772 ;
+  assign \$1774  = \$1703  | \$1773 ;
+  assign \$1775  = \$1680  & \$1774 ;
   assign \$1776  = oy == 4'hd;
-  assign \$1777  = r_done | \$1776 ;
-  assign \$1778  = switch ? 1'h0 : \$1777 ;
-  assign \$1779  = ~ \$1778 ;
-  assign \$1780  = ~ d_ge_m3;
-  assign \$1781  = \$1779  & \$1780 ;
-  assign \$1782  = oy == 4'hd;
-  assign \$1783  = r_done | \$1782 ;
-  assign \$1784  = switch ? 1'h0 : \$1783 ;
-  assign \$1785  = ~ d_ge_11;
-  assign \$1786  = \$1784  | \$1785 ;
-  assign \$1787  = room_w_13[4] & \$1786 ;
-  assign \$1788  = \$1775  ? \$1781  : \$1787 ;
-  assign \$1789  = \$1752  ? \$1769  : \$1788 ;
-  assign \$1790  = \$1715  ? \$1751  : \$1789 ;
-  assign \$1791  = oy == 4'hd;
-  assign \$1792  = switch ? 1'h0 : ahead;
-  assign \$1793  = oy == 4'hd;
-  assign \$1794  = r_done | \$1793 ;
-  assign \$1795  = switch ? 1'h0 : \$1794 ;
-  assign \$1796  = ~ \$1795 ;
+  assign \$1777  = r_last & \$1776 ;
+  assign \$1778  = ~ \$1777 ;
+  assign \$1779  = ky == 3'h4;
+  assign \$1780  = ~ \$1779 ;
+  assign \$1781  = $signed(iy) < $signed(1'h1);
+  assign \$1782  = $signed(iy) >= $signed(5'h0d);
+  assign \$1783  = \$1781  | \$1782 ;
+  assign \$1784  = c == 5'h1f;
+  assign \$1785  = ox == 4'hd;
+  assign \$1786  = \$1784  & \$1785 ;
+  assign \$1787  = oy == 4'hd;
+  assign \$1788  = $signed(low) < $signed(1'h1);
+  assign \$1789  = $signed(low) >= $signed(5'h0d);
+  assign \$1790  = \$1788  | \$1789 ;
+  assign \$1791  = \$1787  ? 1'h1 : \$1790 ;
+  assign \$1792  = $signed(low) < $signed(1'h0);
+  assign \$1793  = $signed(low) >= $signed(5'h0e);
+  assign \$1794  = \$1792  | \$1793 ;
+  assign \$1795  = \$1786  ? \$1791  : \$1794 ;
+  assign \$1796  = \$1779  ? \$1795  : \$1783 ;
+  assign \$1797  = \$1796  | ahead_rows;
   assign \$1798  = oy == 4'hd;
-  assign \$1799  = r_done | \$1798 ;
-  assign \$1800  = switch ? 1'h0 : \$1799 ;
-  assign \$1801  = \$1800  | room_w_9[4];
-  assign \$1802  = room_w_14[4] & \$1801 ;
-  assign \$1803  = \$1792  ? 1'h0 : \$1802 ;
-  assign \$1804  = switch ? 1'h0 : ahead;
-  assign \$1805  = oy == 4'hd;
-  assign \$1806  = r_done | \$1805 ;
-  assign \$1807  = switch ? 1'h0 : \$1806 ;
-  assign \$1808  = ~ \$1807 ;
-  assign \$1809  = ~ d_ge_m2;
-  assign \$1810  = \$1808  & \$1809 ;
-  assign \$1811  = oy == 4'hd;
-  assign \$1812  = r_done | \$1811 ;
-  assign \$1813  = switch ? 1'h0 : \$1812 ;
-  assign \$1814  = ~ d_ge_12;
-  assign \$1815  = \$1813  | \$1814 ;
-  assign \$1816  = room_w_14[4] & \$1815 ;
-  assign \$1817  = \$1804  ? \$1810  : \$1816 ;
-  assign \$1818  = \$1791  ? \$1803  : \$1817 ;
-  assign \$1819  = \$1711  ? \$1790  : \$1818 ;
-  assign \$1820  = write & w_last;
-  assign \$1821  = ~ ahead;
-  assign \$1822  = ~ room_w_13[4];
-  assign \$1823  = \$1821  & \$1822 ;
-  assign \$1824  = \$1823  & room_w_14[4];
-  assign \$1825  = ~ ahead;
-  assign \$1826  = ~ room_w_13[4];
-  assign \$1827  = \$1825  & \$1826 ;
-  assign \$1828  = \$1827  & room_w_14[4];
-  assign \$1829  = ahead | \$1828 ;
-  assign \$1830  = switch ? 1'h0 : \$1829 ;
-  assign \$1831  = switch ? 1'h0 : r_done;
-  assign \$1832  = ~ \$1831 ;
-  assign \$1833  = \$1832  & room_low_3[4];
-  assign \$1834  = switch ? 1'h0 : r_done;
-  assign \$1837  = \$1830  ? \$1833  : 1'h1;
-  assign \$1838  = ~ ahead;
-  assign \$1839  = ~ room_w_13[4];
-  assign \$1840  = \$1838  & \$1839 ;
-  assign \$1841  = \$1840  & room_w_14[4];
-  assign \$1842  = ahead | \$1841 ;
-  assign \$1843  = switch ? 1'h0 : \$1842 ;
-  assign \$1844  = switch ? 1'h0 : r_done;
-  assign \$1845  = ~ \$1844 ;
-  assign \$1846  = ~ d_ge_m4;
-  assign \$1847  = \$1845  & \$1846 ;
-  assign \$1848  = switch ? 1'h0 : r_done;
-  assign \$1849  = ~ d_ge_10;
-  assign \$1850  = \$1848  | \$1849 ;
-  assign \$1851  = room_w_13[4] & \$1850 ;
-  assign \$1852  = \$1843  ? \$1847  : \$1851 ;
-  assign \$1853  = \$1824  ? \$1837  : \$1852 ;
-  assign \$1854  = switch ? 1'h0 : ahead;
-  assign \$1855  = switch ? 1'h0 : r_done;
-  assign \$1856  = ~ \$1855 ;
-  assign \$1857  = ~ d_ge_m3;
-  assign \$1858  = \$1856  & \$1857 ;
-  assign \$1859  = switch ? 1'h0 : r_done;
-  assign \$1860  = ~ d_ge_11;
-  assign \$1861  = \$1859  | \$1860 ;
-  assign \$1862  = room_w_14[4] & \$1861 ;
-  assign \$1863  = \$1854  ? \$1858  : \$1862 ;
-  assign \$1864  = switch ? \$1863  : o__ready;
-  assign \$1865  = \$1820  ? \$1853  : \$1864 ;
-  assign \$1866  = \$1710  ? \$1819  : \$1865 ;
-  assign \$1867  = rst_conv2_window ? 1'h1 : \$1866 ;
-  assign \$1868  = write_rows & w_last;
-  assign \$1869  = $signed(iy) < $signed(1'h0);
-  assign \$1870  = $signed(iy) >= $signed(5'h0e);
-  assign \$1871  = \$1869  | \$1870 ;
-  assign \$1872  = ~ ahead_rows;
-  assign \$1873  = w_row == 4'hd;
-  assign \$1874  = \$1872  & \$1873 ;
-  assign \$1875  = ! ky;
-  assign \$1876  = \$1875  & d_ge_14;
-  assign \$1877  = ky == 1'h1;
-  assign \$1878  = \$1877  & d_ge_15;
-  assign \$1879  = ky == 2'h2;
-  assign \$1880  = \$1879  & d_ge_16;
-  assign \$1881  = ky == 2'h3;
-  assign \$1882  = \$1881  & d_ge_17;
-  assign \$1883  = ky == 3'h4;
-  assign \$1884  = \$1883  & d_ge_18;
-  assign \$1885  = | { \$1884 , \$1882 , \$1880 , \$1878 , \$1876  };
-  assign \$1886  = ! ky;
-  assign \$1887  = \$1886  & d_ge_0;
-  assign \$1888  = ky == 1'h1;
-  assign \$1889  = \$1888  & d_ge_1;
-  assign \$1890  = ky == 2'h2;
-  assign \$1891  = \$1890  & d_ge_2;
-  assign \$1892  = ky == 2'h3;
-  assign \$1893  = \$1892  & d_ge_3;
-  assign \$1894  = ky == 3'h4;
-  assign \$1895  = \$1894  & d_ge_4;
-  assign \$1896  = | { \$1895 , \$1893 , \$1891 , \$1889 , \$1887  };
-  assign \$1897  = \$1874  ? \$1885  : \$1896 ;
-  assign \$1898  = \$1871  | \$1897 ;
-  assign \$1899  = $signed(iy) < $signed(1'h0);
-  assign \$1900  = $signed(iy) >= $signed(5'h0e);
-  assign \$1901  = \$1899  | \$1900 ;
-  assign \$1902  = ! ky;
-  assign \$1903  = \$1902  & d_ge_1;
-  assign \$1904  = ky == 1'h1;
-  assign \$1905  = \$1904  & d_ge_2;
-  assign \$1906  = ky == 2'h2;
-  assign \$1907  = \$1906  & d_ge_3;
-  assign \$1908  = ky == 2'h3;
-  assign \$1909  = \$1908  & d_ge_4;
-  assign \$1910  = ky == 3'h4;
-  assign \$1911  = \$1910  & d_ge_5;
-  assign \$1912  = | { \$1911 , \$1909 , \$1907 , \$1905 , \$1903  };
-  assign \$1913  = \$1901  | \$1912 ;
-  assign \$1914  = \$1868  ? \$1898  : \$1913 ;
-  assign \$1915  = write_rows & w_last;
-  assign \$1916  = oy == 4'hd;
-  assign \$1917  = r_last & \$1916 ;
-  assign \$1918  = ~ \$1917 ;
-  assign \$1919  = ky == 3'h4;
-  assign \$1920  = ~ \$1919 ;
-  assign \$1921  = $signed(iy) < $signed(1'h1);
-  assign \$1922  = $signed(iy) >= $signed(5'h0d);
-  assign \$1923  = \$1921  | \$1922 ;
-  assign \$1924  = c == 5'h1f;
-  assign \$1925  = ox == 4'hd;
-  assign \$1926  = \$1924  & \$1925 ;
-  assign \$1927  = oy == 4'hd;
-  assign \$1928  = $signed(low) < $signed(1'h1);
-  assign \$1929  = $signed(low) >= $signed(5'h0d);
-  assign \$1930  = \$1928  | \$1929 ;
-  assign \$1931  = \$1927  ? 1'h1 : \$1930 ;
-  assign \$1932  = $signed(low) < $signed(1'h0);
-  assign \$1933  = $signed(low) >= $signed(5'h0e);
-  assign \$1934  = \$1932  | \$1933 ;
-  assign \$1935  = \$1926  ? \$1931  : \$1934 ;
-  assign \$1936  = \$1919  ? \$1935  : \$1923 ;
-  assign \$1937  = ~ ahead_rows;
-  assign \$1938  = w_row == 4'hd;
-  assign \$1939  = \$1937  & \$1938 ;
-  assign \$1940  = ahead_rows | \$1939 ;
-  assign \$1941  = \$1936  | \$1940 ;
-  assign \$1942  = oy == 4'hd;
-  assign \$1943  = ~ ahead_rows;
-  assign \$1944  = w_row == 4'hd;
-  assign \$1945  = \$1943  & \$1944 ;
-  assign \$1947  = ~ ahead_rows;
-  assign \$1948  = w_row == 4'hd;
-  assign \$1949  = \$1947  & \$1948 ;
-  assign \$1950  = \$1949  ? d_ge_15 : d_ge_1;
-  assign \$1951  = \$1942  ? 1'h1 : \$1950 ;
-  assign \$1952  = ky == 3'h4;
-  assign \$1953  = ~ ahead_rows;
-  assign \$1954  = w_row == 4'hd;
-  assign \$1955  = \$1953  & \$1954 ;
-  assign \$1956  = \$1955  ? d_ge_14 : d_ge_0;
-  assign \$1957  = ~ ahead_rows;
-  assign \$1958  = w_row == 4'hd;
-  assign \$1959  = \$1957  & \$1958 ;
-  assign \$1960  = ! ky;
-  assign \$1961  = \$1960  & d_ge_15;
-  assign \$1962  = ky == 1'h1;
-  assign \$1963  = \$1962  & d_ge_16;
-  assign \$1964  = ky == 2'h2;
-  assign \$1965  = \$1964  & d_ge_17;
-  assign \$1966  = ky == 2'h3;
-  assign \$1967  = \$1966  & d_ge_18;
-  assign \$1968  = ky == 3'h4;
-  assign \$1969  = \$1968  & d_ge_19;
-  assign \$1970  = | { \$1969 , \$1967 , \$1965 , \$1963 , \$1961  };
-  assign \$1971  = ! ky;
-  assign \$1972  = \$1971  & d_ge_1;
-  assign \$1973  = ky == 1'h1;
-  assign \$1974  = \$1973  & d_ge_2;
-  assign \$1975  = ky == 2'h2;
-  assign \$1976  = \$1975  & d_ge_3;
-  assign \$1977  = ky == 2'h3;
-  assign \$1978  = \$1977  & d_ge_4;
-  assign \$1979  = ky == 3'h4;
-  assign \$1980  = \$1979  & d_ge_5;
-  assign \$1981  = | { \$1980 , \$1978 , \$1976 , \$1974 , \$1972  };
-  assign \$1982  = \$1959  ? \$1970  : \$1981 ;
-  assign \$1983  = \$1952  ? \$1956  : \$1982 ;
-  assign \$1984  = ~ ahead_rows;
-  assign \$1985  = w_row == 4'hd;
-  assign \$1986  = \$1984  & \$1985 ;
-  assign \$1987  = ! ky;
-  assign \$1988  = \$1987  & d_ge_14;
-  assign \$1989  = ky == 1'h1;
-  assign \$1990  = \$1989  & d_ge_15;
-  assign \$1991  = ky == 2'h2;
-  assign \$1992  = \$1991  & d_ge_16;
-  assign \$1993  = ky == 2'h3;
-  assign \$1994  = \$1993  & d_ge_17;
-  assign \$1995  = ky == 3'h4;
-  assign \$1996  = \$1995  & d_ge_18;
-  assign \$1997  = | { \$1996 , \$1994 , \$1992 , \$1990 , \$1988  };
-  assign \$1998  = ! ky;
-  assign \$1999  = \$1998  & d_ge_0;
-  assign \$2000  = ky == 1'h1;
-  assign \$2001  = \$2000  & d_ge_1;
-  assign \$2002  = ky == 2'h2;
-  assign \$2003  = \$2002  & d_ge_2;
-  assign \$2004  = ky == 2'h3;
-  assign \$2005  = \$2004  & d_ge_3;
-  assign \$2006  = ky == 3'h4;
-  assign \$2007  = \$2006  & d_ge_4;
-  assign \$2008  = | { \$2007 , \$2005 , \$2003 , \$2001 , \$1999  };
-  assign \$2009  = \$1986  ? \$1997  : \$2008 ;
-  assign \$2011  = r_last ? \$1951  : \$2010 ;
-  assign \$2012  = \$1941  | \$2011 ;
-  assign \$2013  = \$1918  & \$2012 ;
-  assign \$2014  = oy == 4'hd;
-  assign \$2015  = r_last & \$2014 ;
-  assign \$2016  = ~ \$2015 ;
-  assign \$2017  = ky == 3'h4;
-  assign \$2018  = ~ \$2017 ;
-  assign \$2019  = $signed(iy) < $signed(1'h1);
-  assign \$2020  = $signed(iy) >= $signed(5'h0d);
-  assign \$2021  = \$2019  | \$2020 ;
-  assign \$2022  = c == 5'h1f;
-  assign \$2023  = ox == 4'hd;
-  assign \$2024  = \$2022  & \$2023 ;
-  assign \$2025  = oy == 4'hd;
-  assign \$2026  = $signed(low) < $signed(1'h1);
-  assign \$2027  = $signed(low) >= $signed(5'h0d);
-  assign \$2028  = \$2026  | \$2027 ;
-  assign \$2029  = \$2025  ? 1'h1 : \$2028 ;
-  assign \$2030  = $signed(low) < $signed(1'h0);
-  assign \$2031  = $signed(low) >= $signed(5'h0e);
-  assign \$2032  = \$2030  | \$2031 ;
-  assign \$2033  = \$2024  ? \$2029  : \$2032 ;
-  assign \$2034  = \$2017  ? \$2033  : \$2021 ;
-  assign \$2035  = \$2034  | ahead_rows;
-  assign \$2036  = oy == 4'hd;
-  assign \$2037  = \$2036  ? 1'h1 : d_ge_2;
-  assign \$2038  = ky == 3'h4;
-  assign \$2039  = ! ky;
-  assign \$2040  = \$2039  & d_ge_2;
-  assign \$2041  = ky == 1'h1;
-  assign \$2042  = \$2041  & d_ge_3;
-  assign \$2043  = ky == 2'h2;
-  assign \$2044  = \$2043  & d_ge_4;
-  assign \$2045  = ky == 2'h3;
-  assign \$2046  = \$2045  & d_ge_5;
-  assign \$2047  = ky == 3'h4;
-  assign \$2048  = \$2047  & d_ge_6;
-  assign \$2049  = | { \$2048 , \$2046 , \$2044 , \$2042 , \$2040  };
-  assign \$2050  = \$2038  ? d_ge_1 : \$2049 ;
-  assign \$2051  = ! ky;
-  assign \$2052  = \$2051  & d_ge_1;
-  assign \$2053  = ky == 1'h1;
-  assign \$2054  = \$2053  & d_ge_2;
-  assign \$2055  = ky == 2'h2;
-  assign \$2056  = \$2055  & d_ge_3;
-  assign \$2057  = ky == 2'h3;
-  assign \$2058  = \$2057  & d_ge_4;
-  assign \$2059  = ky == 3'h4;
-  assign \$2060  = \$2059  & d_ge_5;
-  assign \$2061  = | { \$2060 , \$2058 , \$2056 , \$2054 , \$2052  };
-  assign \$2063  = r_last ? \$2037  : \$2062 ;
-  assign \$2064  = \$2035  | \$2063 ;
-  assign \$2065  = \$2016  & \$2064 ;
-  assign \$2066  = \$1915  ? \$2013  : \$2065 ;
-  assign \$2067  = write_rows & w_last;
-  assign \$2068  = ~ r_done;
-  assign \$2069  = $signed(iy) < $signed(1'h0);
-  assign \$2070  = $signed(iy) >= $signed(5'h0e);
-  assign \$2071  = \$2069  | \$2070 ;
-  assign \$2072  = \$2071  | ahead_rows;
-  assign \$2073  = ~ ahead_rows;
-  assign \$2074  = w_row == 4'hd;
-  assign \$2075  = \$2073  & \$2074 ;
-  assign \$2076  = \$2072  | \$2075 ;
-  assign \$2077  = ~ ahead_rows;
-  assign \$2078  = w_row == 4'hd;
-  assign \$2079  = \$2077  & \$2078 ;
-  assign \$2080  = ! ky;
-  assign \$2081  = \$2080  & d_ge_14;
-  assign \$2082  = ky == 1'h1;
-  assign \$2083  = \$2082  & d_ge_15;
-  assign \$2084  = ky == 2'h2;
-  assign \$2085  = \$2084  & d_ge_16;
-  assign \$2086  = ky == 2'h3;
-  assign \$2087  = \$2086  & d_ge_17;
-  assign \$2088  = ky == 3'h4;
-  assign \$2089  = \$2088  & d_ge_18;
-  assign \$2090  = | { \$2089 , \$2087 , \$2085 , \$2083 , \$2081  };
-  assign \$2091  = ! ky;
-  assign \$2092  = \$2091  & d_ge_0;
-  assign \$2093  = ky == 1'h1;
-  assign \$2094  = \$2093  & d_ge_1;
-  assign \$2095  = ky == 2'h2;
-  assign \$2096  = \$2095  & d_ge_2;
-  assign \$2097  = ky == 2'h3;
-  assign \$2098  = \$2097  & d_ge_3;
-  assign \$2099  = ky == 3'h4;
-  assign \$2100  = \$2099  & d_ge_4;
-  assign \$2101  = | { \$2100 , \$2098 , \$2096 , \$2094 , \$2092  };
-  assign \$2102  = \$2079  ? \$2090  : \$2101 ;
-  assign \$2103  = \$2076  | \$2102 ;
-  assign \$2104  = \$2068  & \$2103 ;
-  assign \$2105  = \$2067  ? \$2104  : avail;
-  assign \$2106  = take ? \$2066  : \$2105 ;
-  assign \$2107  = switch ? \$1914  : \$2106 ;
-  assign \$2108  = rst_conv2_window ? 1'h1 : \$2107 ;
-  assign \$2109  = read_credits_room_next | rst_conv2_window;
-  assign \$2110  = write_rows & w_last;
-  assign \$2111  = $signed(iy) < $signed(1'h0);
-  assign \$2112  = $signed(iy) >= $signed(5'h0e);
-  assign \$2113  = \$2111  | \$2112 ;
-  assign \$2114  = ~ ahead_rows;
-  assign \$2115  = w_row == 4'hd;
-  assign \$2116  = \$2114  & \$2115 ;
-  assign \$2117  = ! ky;
-  assign \$2118  = \$2117  & d_ge_14;
-  assign \$2119  = ky == 1'h1;
-  assign \$2120  = \$2119  & d_ge_15;
-  assign \$2121  = ky == 2'h2;
-  assign \$2122  = \$2121  & d_ge_16;
-  assign \$2123  = ky == 2'h3;
-  assign \$2124  = \$2123  & d_ge_17;
-  assign \$2125  = ky == 3'h4;
-  assign \$2126  = \$2125  & d_ge_18;
-  assign \$2127  = | { \$2126 , \$2124 , \$2122 , \$2120 , \$2118  };
-  assign \$2128  = ! ky;
-  assign \$2129  = \$2128  & d_ge_0;
-  assign \$2130  = ky == 1'h1;
-  assign \$2131  = \$2130  & d_ge_1;
-  assign \$2132  = ky == 2'h2;
-  assign \$2133  = \$2132  & d_ge_2;
-  assign \$2134  = ky == 2'h3;
-  assign \$2135  = \$2134  & d_ge_3;
-  assign \$2136  = ky == 3'h4;
-  assign \$2137  = \$2136  & d_ge_4;
-  assign \$2138  = | { \$2137 , \$2135 , \$2133 , \$2131 , \$2129  };
-  assign \$2139  = \$2116  ? \$2127  : \$2138 ;
-  assign \$2140  = \$2113  | \$2139 ;
-  assign \$2141  = $signed(iy) < $signed(1'h0);
-  assign \$2142  = $signed(iy) >= $signed(5'h0e);
-  assign \$2143  = \$2141  | \$2142 ;
-  assign \$2144  = ! ky;
-  assign \$2145  = \$2144  & d_ge_1;
-  assign \$2146  = ky == 1'h1;
-  assign \$2147  = \$2146  & d_ge_2;
-  assign \$2148  = ky == 2'h2;
-  assign \$2149  = \$2148  & d_ge_3;
-  assign \$2150  = ky == 2'h3;
-  assign \$2151  = \$2150  & d_ge_4;
-  assign \$2152  = ky == 3'h4;
-  assign \$2153  = \$2152  & d_ge_5;
-  assign \$2154  = | { \$2153 , \$2151 , \$2149 , \$2147 , \$2145  };
-  assign \$2155  = \$2143  | \$2154 ;
-  assign \$2156  = \$2110  ? \$2140  : \$2155 ;
-  assign \$2157  = write_rows & w_last;
-  assign \$2158  = oy == 4'hd;
-  assign \$2159  = r_last & \$2158 ;
-  assign \$2160  = ~ \$2159 ;
-  assign \$2161  = ky == 3'h4;
-  assign \$2162  = ~ \$2161 ;
-  assign \$2163  = $signed(iy) < $signed(1'h1);
-  assign \$2164  = $signed(iy) >= $signed(5'h0d);
-  assign \$2165  = \$2163  | \$2164 ;
-  assign \$2166  = c == 5'h1f;
-  assign \$2167  = ox == 4'hd;
-  assign \$2168  = \$2166  & \$2167 ;
-  assign \$2169  = oy == 4'hd;
-  assign \$2170  = $signed(low) < $signed(1'h1);
-  assign \$2171  = $signed(low) >= $signed(5'h0d);
-  assign \$2172  = \$2170  | \$2171 ;
-  assign \$2173  = \$2169  ? 1'h1 : \$2172 ;
-  assign \$2174  = $signed(low) < $signed(1'h0);
-  assign \$2175  = $signed(low) >= $signed(5'h0e);
-  assign \$2176  = \$2174  | \$2175 ;
-  assign \$2177  = \$2168  ? \$2173  : \$2176 ;
-  assign \$2178  = \$2161  ? \$2177  : \$2165 ;
-  assign \$2179  = ~ ahead_rows;
-  assign \$2180  = w_row == 4'hd;
-  assign \$2181  = \$2179  & \$2180 ;
-  assign \$2182  = ahead_rows | \$2181 ;
-  assign \$2183  = \$2178  | \$2182 ;
-  assign \$2184  = oy == 4'hd;
-  assign \$2185  = ~ ahead_rows;
-  assign \$2186  = w_row == 4'hd;
-  assign \$2187  = \$2185  & \$2186 ;
-  assign \$2189  = ~ ahead_rows;
-  assign \$2190  = w_row == 4'hd;
-  assign \$2191  = \$2189  & \$2190 ;
-  assign \$2192  = \$2191  ? d_ge_15 : d_ge_1;
-  assign \$2193  = \$2184  ? 1'h1 : \$2192 ;
-  assign \$2194  = ky == 3'h4;
-  assign \$2195  = ~ ahead_rows;
-  assign \$2196  = w_row == 4'hd;
-  assign \$2197  = \$2195  & \$2196 ;
-  assign \$2198  = \$2197  ? d_ge_14 : d_ge_0;
-  assign \$2199  = ~ ahead_rows;
-  assign \$2200  = w_row == 4'hd;
-  assign \$2201  = \$2199  & \$2200 ;
-  assign \$2202  = ! ky;
-  assign \$2203  = \$2202  & d_ge_15;
-  assign \$2204  = ky == 1'h1;
-  assign \$2205  = \$2204  & d_ge_16;
-  assign \$2206  = ky == 2'h2;
-  assign \$2207  = \$2206  & d_ge_17;
-  assign \$2208  = ky == 2'h3;
-  assign \$2209  = \$2208  & d_ge_18;
-  assign \$2210  = ky == 3'h4;
-  assign \$2211  = \$2210  & d_ge_19;
-  assign \$2212  = | { \$2211 , \$2209 , \$2207 , \$2205 , \$2203  };
-  assign \$2213  = ! ky;
-  assign \$2214  = \$2213  & d_ge_1;
-  assign \$2215  = ky == 1'h1;
-  assign \$2216  = \$2215  & d_ge_2;
-  assign \$2217  = ky == 2'h2;
-  assign \$2218  = \$2217  & d_ge_3;
-  assign \$2219  = ky == 2'h3;
-  assign \$2220  = \$2219  & d_ge_4;
-  assign \$2221  = ky == 3'h4;
-  assign \$2222  = \$2221  & d_ge_5;
-  assign \$2223  = | { \$2222 , \$2220 , \$2218 , \$2216 , \$2214  };
-  assign \$2224  = \$2201  ? \$2212  : \$2223 ;
-  assign \$2225  = \$2194  ? \$2198  : \$2224 ;
-  assign \$2226  = ~ ahead_rows;
-  assign \$2227  = w_row == 4'hd;
-  assign \$2228  = \$2226  & \$2227 ;
-  assign \$2229  = ! ky;
-  assign \$2230  = \$2229  & d_ge_14;
-  assign \$2231  = ky == 1'h1;
-  assign \$2232  = \$2231  & d_ge_15;
-  assign \$2233  = ky == 2'h2;
-  assign \$2234  = \$2233  & d_ge_16;
-  assign \$2235  = ky == 2'h3;
-  assign \$2236  = \$2235  & d_ge_17;
-  assign \$2237  = ky == 3'h4;
-  assign \$2238  = \$2237  & d_ge_18;
-  assign \$2239  = | { \$2238 , \$2236 , \$2234 , \$2232 , \$2230  };
-  assign \$2240  = ! ky;
-  assign \$2241  = \$2240  & d_ge_0;
-  assign \$2242  = ky == 1'h1;
-  assign \$2243  = \$2242  & d_ge_1;
-  assign \$2244  = ky == 2'h2;
-  assign \$2245  = \$2244  & d_ge_2;
-  assign \$2246  = ky == 2'h3;
-  assign \$2247  = \$2246  & d_ge_3;
-  assign \$2248  = ky == 3'h4;
-  assign \$2249  = \$2248  & d_ge_4;
-  assign \$2250  = | { \$2249 , \$2247 , \$2245 , \$2243 , \$2241  };
-  assign \$2251  = \$2228  ? \$2239  : \$2250 ;
-  assign \$2253  = r_last ? \$2193  : \$2252 ;
-  assign \$2254  = \$2183  | \$2253 ;
-  assign \$2255  = \$2160  & \$2254 ;
-  assign \$2256  = oy == 4'hd;
-  assign \$2257  = r_last & \$2256 ;
-  assign \$2258  = ~ \$2257 ;
-  assign \$2259  = ky == 3'h4;
-  assign \$2260  = ~ \$2259 ;
-  assign \$2261  = $signed(iy) < $signed(1'h1);
-  assign \$2262  = $signed(iy) >= $signed(5'h0d);
-  assign \$2263  = \$2261  | \$2262 ;
-  assign \$2264  = c == 5'h1f;
-  assign \$2265  = ox == 4'hd;
-  assign \$2266  = \$2264  & \$2265 ;
-  assign \$2267  = oy == 4'hd;
-  assign \$2268  = $signed(low) < $signed(1'h1);
-  assign \$2269  = $signed(low) >= $signed(5'h0d);
-  assign \$2270  = \$2268  | \$2269 ;
-  assign \$2271  = \$2267  ? 1'h1 : \$2270 ;
-  assign \$2272  = $signed(low) < $signed(1'h0);
-  assign \$2273  = $signed(low) >= $signed(5'h0e);
-  assign \$2274  = \$2272  | \$2273 ;
-  assign \$2275  = \$2266  ? \$2271  : \$2274 ;
-  assign \$2276  = \$2259  ? \$2275  : \$2263 ;
-  assign \$2277  = \$2276  | ahead_rows;
-  assign \$2278  = oy == 4'hd;
-  assign \$2279  = \$2278  ? 1'h1 : d_ge_2;
-  assign \$2280  = ky == 3'h4;
-  assign \$2281  = ! ky;
-  assign \$2282  = \$2281  & d_ge_2;
-  assign \$2283  = ky == 1'h1;
-  assign \$2284  = \$2283  & d_ge_3;
-  assign \$2285  = ky == 2'h2;
-  assign \$2286  = \$2285  & d_ge_4;
-  assign \$2287  = ky == 2'h3;
-  assign \$2288  = \$2287  & d_ge_5;
-  assign \$2289  = ky == 3'h4;
-  assign \$2290  = \$2289  & d_ge_6;
-  assign \$2291  = | { \$2290 , \$2288 , \$2286 , \$2284 , \$2282  };
-  assign \$2292  = \$2280  ? d_ge_1 : \$2291 ;
-  assign \$2293  = ! ky;
-  assign \$2294  = \$2293  & d_ge_1;
-  assign \$2295  = ky == 1'h1;
-  assign \$2296  = \$2295  & d_ge_2;
-  assign \$2297  = ky == 2'h2;
-  assign \$2298  = \$2297  & d_ge_3;
-  assign \$2299  = ky == 2'h3;
-  assign \$2300  = \$2299  & d_ge_4;
-  assign \$2301  = ky == 3'h4;
-  assign \$2302  = \$2301  & d_ge_5;
-  assign \$2303  = | { \$2302 , \$2300 , \$2298 , \$2296 , \$2294  };
-  assign \$2305  = r_last ? \$2279  : \$2304 ;
-  assign \$2306  = \$2277  | \$2305 ;
-  assign \$2307  = \$2258  & \$2306 ;
-  assign \$2308  = \$2157  ? \$2255  : \$2307 ;
-  assign \$2309  = write_rows & w_last;
-  assign \$2310  = ~ r_done;
-  assign \$2311  = $signed(iy) < $signed(1'h0);
-  assign \$2312  = $signed(iy) >= $signed(5'h0e);
-  assign \$2313  = \$2311  | \$2312 ;
-  assign \$2314  = \$2313  | ahead_rows;
-  assign \$2315  = ~ ahead_rows;
-  assign \$2316  = w_row == 4'hd;
-  assign \$2317  = \$2315  & \$2316 ;
-  assign \$2318  = \$2314  | \$2317 ;
-  assign \$2319  = ~ ahead_rows;
-  assign \$2320  = w_row == 4'hd;
-  assign \$2321  = \$2319  & \$2320 ;
-  assign \$2322  = ! ky;
-  assign \$2323  = \$2322  & d_ge_14;
-  assign \$2324  = ky == 1'h1;
-  assign \$2325  = \$2324  & d_ge_15;
-  assign \$2326  = ky == 2'h2;
-  assign \$2327  = \$2326  & d_ge_16;
-  assign \$2328  = ky == 2'h3;
-  assign \$2329  = \$2328  & d_ge_17;
-  assign \$2330  = ky == 3'h4;
-  assign \$2331  = \$2330  & d_ge_18;
-  assign \$2332  = | { \$2331 , \$2329 , \$2327 , \$2325 , \$2323  };
-  assign \$2333  = ! ky;
-  assign \$2334  = \$2333  & d_ge_0;
-  assign \$2335  = ky == 1'h1;
-  assign \$2336  = \$2335  & d_ge_1;
-  assign \$2337  = ky == 2'h2;
-  assign \$2338  = \$2337  & d_ge_2;
-  assign \$2339  = ky == 2'h3;
-  assign \$2340  = \$2339  & d_ge_3;
-  assign \$2341  = ky == 3'h4;
-  assign \$2342  = \$2341  & d_ge_4;
-  assign \$2343  = | { \$2342 , \$2340 , \$2338 , \$2336 , \$2334  };
-  assign \$2344  = \$2321  ? \$2332  : \$2343 ;
-  assign \$2345  = \$2318  | \$2344 ;
-  assign \$2346  = \$2310  & \$2345 ;
-  assign \$2347  = \$2309  ? \$2346  : avail;
-  assign \$2348  = take ? \$2308  : \$2347 ;
-  assign \$2349  = switch ? \$2156  : \$2348 ;
-  assign \$2350  = rst_conv2_window ? 1'h1 : \$2349 ;
-  assign \$2351  = read_credits_room_next | rst_conv2_window;
+  assign \$1799  = \$1798  ? 1'h1 : d_ge_2;
+  assign \$1800  = ky == 3'h4;
+  assign \$1801  = ! ky;
+  assign \$1802  = \$1801  & d_ge_2;
+  assign \$1803  = ky == 1'h1;
+  assign \$1804  = \$1803  & d_ge_3;
+  assign \$1805  = ky == 2'h2;
+  assign \$1806  = \$1805  & d_ge_4;
+  assign \$1807  = ky == 2'h3;
+  assign \$1808  = \$1807  & d_ge_5;
+  assign \$1809  = ky == 3'h4;
+  assign \$1810  = \$1809  & d_ge_6;
+  assign \$1811  = | { \$1810 , \$1808 , \$1806 , \$1804 , \$1802  };
+  assign \$1812  = \$1800  ? d_ge_1 : \$1811 ;
+  assign \$1813  = ! ky;
+  assign \$1814  = \$1813  & d_ge_1;
+  assign \$1815  = ky == 1'h1;
+  assign \$1816  = \$1815  & d_ge_2;
+  assign \$1817  = ky == 2'h2;
+  assign \$1818  = \$1817  & d_ge_3;
+  assign \$1819  = ky == 2'h3;
+  assign \$1820  = \$1819  & d_ge_4;
+  assign \$1821  = ky == 3'h4;
+  assign \$1822  = \$1821  & d_ge_5;
+  assign \$1823  = | { \$1822 , \$1820 , \$1818 , \$1816 , \$1814  };
+  assign \$1825  = r_last ? \$1799  : \$1824 ;
+  assign \$1826  = \$1797  | \$1825 ;
+  assign \$1827  = \$1778  & \$1826 ;
+  assign \$1828  = \$1677  ? \$1775  : \$1827 ;
+  assign \$1829  = write_rows & w_last;
+  assign \$1830  = ~ r_done;
+  assign \$1831  = $signed(iy) < $signed(1'h0);
+  assign \$1832  = $signed(iy) >= $signed(5'h0e);
+  assign \$1833  = \$1831  | \$1832 ;
+  assign \$1834  = \$1833  | ahead_rows;
+  assign \$1835  = ~ ahead_rows;
+  assign \$1836  = w_row == 4'hd;
+  assign \$1837  = \$1835  & \$1836 ;
+  assign \$1838  = \$1834  | \$1837 ;
+  assign \$1839  = ~ ahead_rows;
+  assign \$1840  = w_row == 4'hd;
+  assign \$1841  = \$1839  & \$1840 ;
+  assign \$1842  = ! ky;
+  assign \$1843  = \$1842  & d_ge_14;
+  assign \$1844  = ky == 1'h1;
+  assign \$1845  = \$1844  & d_ge_15;
+  assign \$1846  = ky == 2'h2;
+  assign \$1847  = \$1846  & d_ge_16;
+  assign \$1848  = ky == 2'h3;
+  assign \$1849  = \$1848  & d_ge_17;
+  assign \$1850  = ky == 3'h4;
+  assign \$1851  = \$1850  & d_ge_18;
+  assign \$1852  = | { \$1851 , \$1849 , \$1847 , \$1845 , \$1843  };
+  assign \$1853  = ! ky;
+  assign \$1854  = \$1853  & d_ge_0;
+  assign \$1855  = ky == 1'h1;
+  assign \$1856  = \$1855  & d_ge_1;
+  assign \$1857  = ky == 2'h2;
+  assign \$1858  = \$1857  & d_ge_2;
+  assign \$1859  = ky == 2'h3;
+  assign \$1860  = \$1859  & d_ge_3;
+  assign \$1861  = ky == 3'h4;
+  assign \$1862  = \$1861  & d_ge_4;
+  assign \$1863  = | { \$1862 , \$1860 , \$1858 , \$1856 , \$1854  };
+  assign \$1864  = \$1841  ? \$1852  : \$1863 ;
+  assign \$1865  = \$1838  | \$1864 ;
+  assign \$1866  = \$1830  & \$1865 ;
+  assign \$1867  = \$1829  ? \$1866  : avail;
+  assign \$1868  = take ? \$1828  : \$1867 ;
+  assign \$1869  = switch ? \$1676  : \$1868 ;
+  assign \$1870  = rst_conv2_window ? 1'h1 : \$1869 ;
+  assign \$1871  = write_rows & w_last;
+  assign \$1872  = $signed(iy) < $signed(1'h0);
+  assign \$1873  = $signed(iy) >= $signed(5'h0e);
+  assign \$1874  = \$1872  | \$1873 ;
+  assign \$1875  = ~ ahead_rows;
+  assign \$1876  = w_row == 4'hd;
+  assign \$1877  = \$1875  & \$1876 ;
+  assign \$1878  = ! ky;
+  assign \$1879  = \$1878  & d_ge_14;
+  assign \$1880  = ky == 1'h1;
+  assign \$1881  = \$1880  & d_ge_15;
+  assign \$1882  = ky == 2'h2;
+  assign \$1883  = \$1882  & d_ge_16;
+  assign \$1884  = ky == 2'h3;
+  assign \$1885  = \$1884  & d_ge_17;
+  assign \$1886  = ky == 3'h4;
+  assign \$1887  = \$1886  & d_ge_18;
+  assign \$1888  = | { \$1887 , \$1885 , \$1883 , \$1881 , \$1879  };
+  assign \$1889  = ! ky;
+  assign \$1890  = \$1889  & d_ge_0;
+  assign \$1891  = ky == 1'h1;
+  assign \$1892  = \$1891  & d_ge_1;
+  assign \$1893  = ky == 2'h2;
+  assign \$1894  = \$1893  & d_ge_2;
+  assign \$1895  = ky == 2'h3;
+  assign \$1896  = \$1895  & d_ge_3;
+  assign \$1897  = ky == 3'h4;
+  assign \$1898  = \$1897  & d_ge_4;
+  assign \$1899  = | { \$1898 , \$1896 , \$1894 , \$1892 , \$1890  };
+  assign \$1900  = \$1877  ? \$1888  : \$1899 ;
+  assign \$1901  = \$1874  | \$1900 ;
+  assign \$1902  = $signed(iy) < $signed(1'h0);
+  assign \$1903  = $signed(iy) >= $signed(5'h0e);
+  assign \$1904  = \$1902  | \$1903 ;
+  assign \$1905  = ! ky;
+  assign \$1906  = \$1905  & d_ge_1;
+  assign \$1907  = ky == 1'h1;
+  assign \$1908  = \$1907  & d_ge_2;
+  assign \$1909  = ky == 2'h2;
+  assign \$1910  = \$1909  & d_ge_3;
+  assign \$1911  = ky == 2'h3;
+  assign \$1912  = \$1911  & d_ge_4;
+  assign \$1913  = ky == 3'h4;
+  assign \$1914  = \$1913  & d_ge_5;
+  assign \$1915  = | { \$1914 , \$1912 , \$1910 , \$1908 , \$1906  };
+  assign \$1916  = \$1904  | \$1915 ;
+  assign \$1917  = \$1871  ? \$1901  : \$1916 ;
+  assign \$1918  = write_rows & w_last;
+  assign \$1919  = oy == 4'hd;
+  assign \$1920  = r_last & \$1919 ;
+  assign \$1921  = ~ \$1920 ;
+  assign \$1922  = ky == 3'h4;
+  assign \$1923  = ~ \$1922 ;
+  assign \$1924  = $signed(iy) < $signed(1'h1);
+  assign \$1925  = $signed(iy) >= $signed(5'h0d);
+  assign \$1926  = \$1924  | \$1925 ;
+  assign \$1927  = c == 5'h1f;
+  assign \$1928  = ox == 4'hd;
+  assign \$1929  = \$1927  & \$1928 ;
+  assign \$1930  = oy == 4'hd;
+  assign \$1931  = $signed(low) < $signed(1'h1);
+  assign \$1932  = $signed(low) >= $signed(5'h0d);
+  assign \$1933  = \$1931  | \$1932 ;
+  assign \$1934  = \$1930  ? 1'h1 : \$1933 ;
+  assign \$1935  = $signed(low) < $signed(1'h0);
+  assign \$1936  = $signed(low) >= $signed(5'h0e);
+  assign \$1937  = \$1935  | \$1936 ;
+  assign \$1938  = \$1929  ? \$1934  : \$1937 ;
+  assign \$1939  = \$1922  ? \$1938  : \$1926 ;
+  assign \$1940  = ~ ahead_rows;
+  assign \$1941  = w_row == 4'hd;
+  assign \$1942  = \$1940  & \$1941 ;
+  assign \$1943  = ahead_rows | \$1942 ;
+  assign \$1944  = \$1939  | \$1943 ;
+  assign \$1945  = oy == 4'hd;
+  assign \$1946  = ~ ahead_rows;
+  assign \$1947  = w_row == 4'hd;
+  assign \$1948  = \$1946  & \$1947 ;
+  assign \$1950  = ~ ahead_rows;
+  assign \$1951  = w_row == 4'hd;
+  assign \$1952  = \$1950  & \$1951 ;
+  assign \$1953  = \$1952  ? d_ge_15 : d_ge_1;
+  assign \$1954  = \$1945  ? 1'h1 : \$1953 ;
+  assign \$1955  = ky == 3'h4;
+  assign \$1956  = ~ ahead_rows;
+  assign \$1957  = w_row == 4'hd;
+  assign \$1958  = \$1956  & \$1957 ;
+  assign \$1959  = \$1958  ? d_ge_14 : d_ge_0;
+  assign \$1960  = ~ ahead_rows;
+  assign \$1961  = w_row == 4'hd;
+  assign \$1962  = \$1960  & \$1961 ;
+  assign \$1963  = ! ky;
+  assign \$1964  = \$1963  & d_ge_15;
+  assign \$1965  = ky == 1'h1;
+  assign \$1966  = \$1965  & d_ge_16;
+  assign \$1967  = ky == 2'h2;
+  assign \$1968  = \$1967  & d_ge_17;
+  assign \$1969  = ky == 2'h3;
+  assign \$1970  = \$1969  & d_ge_18;
+  assign \$1971  = ky == 3'h4;
+  assign \$1972  = \$1971  & d_ge_19;
+  assign \$1973  = | { \$1972 , \$1970 , \$1968 , \$1966 , \$1964  };
+  assign \$1974  = ! ky;
+  assign \$1975  = \$1974  & d_ge_1;
+  assign \$1976  = ky == 1'h1;
+  assign \$1977  = \$1976  & d_ge_2;
+  assign \$1978  = ky == 2'h2;
+  assign \$1979  = \$1978  & d_ge_3;
+  assign \$1980  = ky == 2'h3;
+  assign \$1981  = \$1980  & d_ge_4;
+  assign \$1982  = ky == 3'h4;
+  assign \$1983  = \$1982  & d_ge_5;
+  assign \$1984  = | { \$1983 , \$1981 , \$1979 , \$1977 , \$1975  };
+  assign \$1985  = \$1962  ? \$1973  : \$1984 ;
+  assign \$1986  = \$1955  ? \$1959  : \$1985 ;
+  assign \$1987  = ~ ahead_rows;
+  assign \$1988  = w_row == 4'hd;
+  assign \$1989  = \$1987  & \$1988 ;
+  assign \$1990  = ! ky;
+  assign \$1991  = \$1990  & d_ge_14;
+  assign \$1992  = ky == 1'h1;
+  assign \$1993  = \$1992  & d_ge_15;
+  assign \$1994  = ky == 2'h2;
+  assign \$1995  = \$1994  & d_ge_16;
+  assign \$1996  = ky == 2'h3;
+  assign \$1997  = \$1996  & d_ge_17;
+  assign \$1998  = ky == 3'h4;
+  assign \$1999  = \$1998  & d_ge_18;
+  assign \$2000  = | { \$1999 , \$1997 , \$1995 , \$1993 , \$1991  };
+  assign \$2001  = ! ky;
+  assign \$2002  = \$2001  & d_ge_0;
+  assign \$2003  = ky == 1'h1;
+  assign \$2004  = \$2003  & d_ge_1;
+  assign \$2005  = ky == 2'h2;
+  assign \$2006  = \$2005  & d_ge_2;
+  assign \$2007  = ky == 2'h3;
+  assign \$2008  = \$2007  & d_ge_3;
+  assign \$2009  = ky == 3'h4;
+  assign \$2010  = \$2009  & d_ge_4;
+  assign \$2011  = | { \$2010 , \$2008 , \$2006 , \$2004 , \$2002  };
+  assign \$2012  = \$1989  ? \$2000  : \$2011 ;
+  assign \$2014  = r_last ? \$1954  : \$2013 ;
+  assign \$2015  = \$1944  | \$2014 ;
+  assign \$2016  = \$1921  & \$2015 ;
+  assign \$2017  = oy == 4'hd;
+  assign \$2018  = r_last & \$2017 ;
+  assign \$2019  = ~ \$2018 ;
+  assign \$2020  = ky == 3'h4;
+  assign \$2021  = ~ \$2020 ;
+  assign \$2022  = $signed(iy) < $signed(1'h1);
+  assign \$2023  = $signed(iy) >= $signed(5'h0d);
+  assign \$2024  = \$2022  | \$2023 ;
+  assign \$2025  = c == 5'h1f;
+  assign \$2026  = ox == 4'hd;
+  assign \$2027  = \$2025  & \$2026 ;
+  assign \$2028  = oy == 4'hd;
+  assign \$2029  = $signed(low) < $signed(1'h1);
+  assign \$2030  = $signed(low) >= $signed(5'h0d);
+  assign \$2031  = \$2029  | \$2030 ;
+  assign \$2032  = \$2028  ? 1'h1 : \$2031 ;
+  assign \$2033  = $signed(low) < $signed(1'h0);
+  assign \$2034  = $signed(low) >= $signed(5'h0e);
+  assign \$2035  = \$2033  | \$2034 ;
+  assign \$2036  = \$2027  ? \$2032  : \$2035 ;
+  assign \$2037  = \$2020  ? \$2036  : \$2024 ;
+  assign \$2038  = \$2037  | ahead_rows;
+  assign \$2039  = oy == 4'hd;
+  assign \$2040  = \$2039  ? 1'h1 : d_ge_2;
+  assign \$2041  = ky == 3'h4;
+  assign \$2042  = ! ky;
+  assign \$2043  = \$2042  & d_ge_2;
+  assign \$2044  = ky == 1'h1;
+  assign \$2045  = \$2044  & d_ge_3;
+  assign \$2046  = ky == 2'h2;
+  assign \$2047  = \$2046  & d_ge_4;
+  assign \$2048  = ky == 2'h3;
+  assign \$2049  = \$2048  & d_ge_5;
+  assign \$2050  = ky == 3'h4;
+  assign \$2051  = \$2050  & d_ge_6;
+  assign \$2052  = | { \$2051 , \$2049 , \$2047 , \$2045 , \$2043  };
+  assign \$2053  = \$2041  ? d_ge_1 : \$2052 ;
+  assign \$2054  = ! ky;
+  assign \$2055  = \$2054  & d_ge_1;
+  assign \$2056  = ky == 1'h1;
+  assign \$2057  = \$2056  & d_ge_2;
+  assign \$2058  = ky == 2'h2;
+  assign \$2059  = \$2058  & d_ge_3;
+  assign \$2060  = ky == 2'h3;
+  assign \$2061  = \$2060  & d_ge_4;
+  assign \$2062  = ky == 3'h4;
+  assign \$2063  = \$2062  & d_ge_5;
+  assign \$2064  = | { \$2063 , \$2061 , \$2059 , \$2057 , \$2055  };
+  assign \$2066  = r_last ? \$2040  : \$2065 ;
+  assign \$2067  = \$2038  | \$2066 ;
+  assign \$2068  = \$2019  & \$2067 ;
+  assign \$2069  = \$1918  ? \$2016  : \$2068 ;
+  assign \$2070  = write_rows & w_last;
+  assign \$2071  = ~ r_done;
+  assign \$2072  = $signed(iy) < $signed(1'h0);
+  assign \$2073  = $signed(iy) >= $signed(5'h0e);
+  assign \$2074  = \$2072  | \$2073 ;
+  assign \$2075  = \$2074  | ahead_rows;
+  assign \$2076  = ~ ahead_rows;
+  assign \$2077  = w_row == 4'hd;
+  assign \$2078  = \$2076  & \$2077 ;
+  assign \$2079  = \$2075  | \$2078 ;
+  assign \$2080  = ~ ahead_rows;
+  assign \$2081  = w_row == 4'hd;
+  assign \$2082  = \$2080  & \$2081 ;
+  assign \$2083  = ! ky;
+  assign \$2084  = \$2083  & d_ge_14;
+  assign \$2085  = ky == 1'h1;
+  assign \$2086  = \$2085  & d_ge_15;
+  assign \$2087  = ky == 2'h2;
+  assign \$2088  = \$2087  & d_ge_16;
+  assign \$2089  = ky == 2'h3;
+  assign \$2090  = \$2089  & d_ge_17;
+  assign \$2091  = ky == 3'h4;
+  assign \$2092  = \$2091  & d_ge_18;
+  assign \$2093  = | { \$2092 , \$2090 , \$2088 , \$2086 , \$2084  };
+  assign \$2094  = ! ky;
+  assign \$2095  = \$2094  & d_ge_0;
+  assign \$2096  = ky == 1'h1;
+  assign \$2097  = \$2096  & d_ge_1;
+  assign \$2098  = ky == 2'h2;
+  assign \$2099  = \$2098  & d_ge_2;
+  assign \$2100  = ky == 2'h3;
+  assign \$2101  = \$2100  & d_ge_3;
+  assign \$2102  = ky == 3'h4;
+  assign \$2103  = \$2102  & d_ge_4;
+  assign \$2104  = | { \$2103 , \$2101 , \$2099 , \$2097 , \$2095  };
+  assign \$2105  = \$2082  ? \$2093  : \$2104 ;
+  assign \$2106  = \$2079  | \$2105 ;
+  assign \$2107  = \$2071  & \$2106 ;
+  assign \$2108  = \$2070  ? \$2107  : avail;
+  assign \$2109  = take ? \$2069  : \$2108 ;
+  assign \$2110  = switch ? \$1917  : \$2109 ;
+  assign \$2111  = rst_conv2_window ? 1'h1 : \$2110 ;
+  assign \$2112  = read_credits_room_next | rst_conv2_window;
+  assign \$2113  = write_rows & w_last;
+  assign \$2114  = $signed(iy) < $signed(1'h0);
+  assign \$2115  = $signed(iy) >= $signed(5'h0e);
+  assign \$2116  = \$2114  | \$2115 ;
+  assign \$2117  = ~ ahead_rows;
+  assign \$2118  = w_row == 4'hd;
+  assign \$2119  = \$2117  & \$2118 ;
+  assign \$2120  = ! ky;
+  assign \$2121  = \$2120  & d_ge_14;
+  assign \$2122  = ky == 1'h1;
+  assign \$2123  = \$2122  & d_ge_15;
+  assign \$2124  = ky == 2'h2;
+  assign \$2125  = \$2124  & d_ge_16;
+  assign \$2126  = ky == 2'h3;
+  assign \$2127  = \$2126  & d_ge_17;
+  assign \$2128  = ky == 3'h4;
+  assign \$2129  = \$2128  & d_ge_18;
+  assign \$2130  = | { \$2129 , \$2127 , \$2125 , \$2123 , \$2121  };
+  assign \$2131  = ! ky;
+  assign \$2132  = \$2131  & d_ge_0;
+  assign \$2133  = ky == 1'h1;
+  assign \$2134  = \$2133  & d_ge_1;
+  assign \$2135  = ky == 2'h2;
+  assign \$2136  = \$2135  & d_ge_2;
+  assign \$2137  = ky == 2'h3;
+  assign \$2138  = \$2137  & d_ge_3;
+  assign \$2139  = ky == 3'h4;
+  assign \$2140  = \$2139  & d_ge_4;
+  assign \$2141  = | { \$2140 , \$2138 , \$2136 , \$2134 , \$2132  };
+  assign \$2142  = \$2119  ? \$2130  : \$2141 ;
+  assign \$2143  = \$2116  | \$2142 ;
+  assign \$2144  = $signed(iy) < $signed(1'h0);
+  assign \$2145  = $signed(iy) >= $signed(5'h0e);
+  assign \$2146  = \$2144  | \$2145 ;
+  assign \$2147  = ! ky;
+  assign \$2148  = \$2147  & d_ge_1;
+  assign \$2149  = ky == 1'h1;
+  assign \$2150  = \$2149  & d_ge_2;
+  assign \$2151  = ky == 2'h2;
+  assign \$2152  = \$2151  & d_ge_3;
+  assign \$2153  = ky == 2'h3;
+  assign \$2154  = \$2153  & d_ge_4;
+  assign \$2155  = ky == 3'h4;
+  assign \$2156  = \$2155  & d_ge_5;
+  assign \$2157  = | { \$2156 , \$2154 , \$2152 , \$2150 , \$2148  };
+  assign \$2158  = \$2146  | \$2157 ;
+  assign \$2159  = \$2113  ? \$2143  : \$2158 ;
+  assign \$2160  = write_rows & w_last;
+  assign \$2161  = oy == 4'hd;
+  assign \$2162  = r_last & \$2161 ;
+  assign \$2163  = ~ \$2162 ;
+  assign \$2164  = ky == 3'h4;
+  assign \$2165  = ~ \$2164 ;
+  assign \$2166  = $signed(iy) < $signed(1'h1);
+  assign \$2167  = $signed(iy) >= $signed(5'h0d);
+  assign \$2168  = \$2166  | \$2167 ;
+  assign \$2169  = c == 5'h1f;
+  assign \$2170  = ox == 4'hd;
+  assign \$2171  = \$2169  & \$2170 ;
+  assign \$2172  = oy == 4'hd;
+  assign \$2173  = $signed(low) < $signed(1'h1);
+  assign \$2174  = $signed(low) >= $signed(5'h0d);
+  assign \$2175  = \$2173  | \$2174 ;
+  assign \$2176  = \$2172  ? 1'h1 : \$2175 ;
+  assign \$2177  = $signed(low) < $signed(1'h0);
+  assign \$2178  = $signed(low) >= $signed(5'h0e);
+  assign \$2179  = \$2177  | \$2178 ;
+  assign \$2180  = \$2171  ? \$2176  : \$2179 ;
+  assign \$2181  = \$2164  ? \$2180  : \$2168 ;
+  assign \$2182  = ~ ahead_rows;
+  assign \$2183  = w_row == 4'hd;
+  assign \$2184  = \$2182  & \$2183 ;
+  assign \$2185  = ahead_rows | \$2184 ;
+  assign \$2186  = \$2181  | \$2185 ;
+  assign \$2187  = oy == 4'hd;
+  assign \$2188  = ~ ahead_rows;
+  assign \$2189  = w_row == 4'hd;
+  assign \$2190  = \$2188  & \$2189 ;
+  assign \$2192  = ~ ahead_rows;
+  assign \$2193  = w_row == 4'hd;
+  assign \$2194  = \$2192  & \$2193 ;
+  assign \$2195  = \$2194  ? d_ge_15 : d_ge_1;
+  assign \$2196  = \$2187  ? 1'h1 : \$2195 ;
+  assign \$2197  = ky == 3'h4;
+  assign \$2198  = ~ ahead_rows;
+  assign \$2199  = w_row == 4'hd;
+  assign \$2200  = \$2198  & \$2199 ;
+  assign \$2201  = \$2200  ? d_ge_14 : d_ge_0;
+  assign \$2202  = ~ ahead_rows;
+  assign \$2203  = w_row == 4'hd;
+  assign \$2204  = \$2202  & \$2203 ;
+  assign \$2205  = ! ky;
+  assign \$2206  = \$2205  & d_ge_15;
+  assign \$2207  = ky == 1'h1;
+  assign \$2208  = \$2207  & d_ge_16;
+  assign \$2209  = ky == 2'h2;
+  assign \$2210  = \$2209  & d_ge_17;
+  assign \$2211  = ky == 2'h3;
+  assign \$2212  = \$2211  & d_ge_18;
+  assign \$2213  = ky == 3'h4;
+  assign \$2214  = \$2213  & d_ge_19;
+  assign \$2215  = | { \$2214 , \$2212 , \$2210 , \$2208 , \$2206  };
+  assign \$2216  = ! ky;
+  assign \$2217  = \$2216  & d_ge_1;
+  assign \$2218  = ky == 1'h1;
+  assign \$2219  = \$2218  & d_ge_2;
+  assign \$2220  = ky == 2'h2;
+  assign \$2221  = \$2220  & d_ge_3;
+  assign \$2222  = ky == 2'h3;
+  assign \$2223  = \$2222  & d_ge_4;
+  assign \$2224  = ky == 3'h4;
+  assign \$2225  = \$2224  & d_ge_5;
+  assign \$2226  = | { \$2225 , \$2223 , \$2221 , \$2219 , \$2217  };
+  assign \$2227  = \$2204  ? \$2215  : \$2226 ;
+  assign \$2228  = \$2197  ? \$2201  : \$2227 ;
+  assign \$2229  = ~ ahead_rows;
+  assign \$2230  = w_row == 4'hd;
+  assign \$2231  = \$2229  & \$2230 ;
+  assign \$2232  = ! ky;
+  assign \$2233  = \$2232  & d_ge_14;
+  assign \$2234  = ky == 1'h1;
+  assign \$2235  = \$2234  & d_ge_15;
+  assign \$2236  = ky == 2'h2;
+  assign \$2237  = \$2236  & d_ge_16;
+  assign \$2238  = ky == 2'h3;
+  assign \$2239  = \$2238  & d_ge_17;
+  assign \$2240  = ky == 3'h4;
+  assign \$2241  = \$2240  & d_ge_18;
+  assign \$2242  = | { \$2241 , \$2239 , \$2237 , \$2235 , \$2233  };
+  assign \$2243  = ! ky;
+  assign \$2244  = \$2243  & d_ge_0;
+  assign \$2245  = ky == 1'h1;
+  assign \$2246  = \$2245  & d_ge_1;
+  assign \$2247  = ky == 2'h2;
+  assign \$2248  = \$2247  & d_ge_2;
+  assign \$2249  = ky == 2'h3;
+  assign \$2250  = \$2249  & d_ge_3;
+  assign \$2251  = ky == 3'h4;
+  assign \$2252  = \$2251  & d_ge_4;
+  assign \$2253  = | { \$2252 , \$2250 , \$2248 , \$2246 , \$2244  };
+  assign \$2254  = \$2231  ? \$2242  : \$2253 ;
+  assign \$2256  = r_last ? \$2196  : \$2255 ;
+  assign \$2257  = \$2186  | \$2256 ;
+  assign \$2258  = \$2163  & \$2257 ;
+  assign \$2259  = oy == 4'hd;
+  assign \$2260  = r_last & \$2259 ;
+  assign \$2261  = ~ \$2260 ;
+  assign \$2262  = ky == 3'h4;
+  assign \$2263  = ~ \$2262 ;
+  assign \$2264  = $signed(iy) < $signed(1'h1);
+  assign \$2265  = $signed(iy) >= $signed(5'h0d);
+  assign \$2266  = \$2264  | \$2265 ;
+  assign \$2267  = c == 5'h1f;
+  assign \$2268  = ox == 4'hd;
+  assign \$2269  = \$2267  & \$2268 ;
+  assign \$2270  = oy == 4'hd;
+  assign \$2271  = $signed(low) < $signed(1'h1);
+  assign \$2272  = $signed(low) >= $signed(5'h0d);
+  assign \$2273  = \$2271  | \$2272 ;
+  assign \$2274  = \$2270  ? 1'h1 : \$2273 ;
+  assign \$2275  = $signed(low) < $signed(1'h0);
+  assign \$2276  = $signed(low) >= $signed(5'h0e);
+  assign \$2277  = \$2275  | \$2276 ;
+  assign \$2278  = \$2269  ? \$2274  : \$2277 ;
+  assign \$2279  = \$2262  ? \$2278  : \$2266 ;
+  assign \$2280  = \$2279  | ahead_rows;
+  assign \$2281  = oy == 4'hd;
+  assign \$2282  = \$2281  ? 1'h1 : d_ge_2;
+  assign \$2283  = ky == 3'h4;
+  assign \$2284  = ! ky;
+  assign \$2285  = \$2284  & d_ge_2;
+  assign \$2286  = ky == 1'h1;
+  assign \$2287  = \$2286  & d_ge_3;
+  assign \$2288  = ky == 2'h2;
+  assign \$2289  = \$2288  & d_ge_4;
+  assign \$2290  = ky == 2'h3;
+  assign \$2291  = \$2290  & d_ge_5;
+  assign \$2292  = ky == 3'h4;
+  assign \$2293  = \$2292  & d_ge_6;
+  assign \$2294  = | { \$2293 , \$2291 , \$2289 , \$2287 , \$2285  };
+  assign \$2295  = \$2283  ? d_ge_1 : \$2294 ;
+  assign \$2296  = ! ky;
+  assign \$2297  = \$2296  & d_ge_1;
+  assign \$2298  = ky == 1'h1;
+  assign \$2299  = \$2298  & d_ge_2;
+  assign \$2300  = ky == 2'h2;
+  assign \$2301  = \$2300  & d_ge_3;
+  assign \$2302  = ky == 2'h3;
+  assign \$2303  = \$2302  & d_ge_4;
+  assign \$2304  = ky == 3'h4;
+  assign \$2305  = \$2304  & d_ge_5;
+  assign \$2306  = | { \$2305 , \$2303 , \$2301 , \$2299 , \$2297  };
+  assign \$2308  = r_last ? \$2282  : \$2307 ;
+  assign \$2309  = \$2280  | \$2308 ;
+  assign \$2310  = \$2261  & \$2309 ;
+  assign \$2311  = \$2160  ? \$2258  : \$2310 ;
+  assign \$2312  = write_rows & w_last;
+  assign \$2313  = ~ r_done;
+  assign \$2314  = $signed(iy) < $signed(1'h0);
+  assign \$2315  = $signed(iy) >= $signed(5'h0e);
+  assign \$2316  = \$2314  | \$2315 ;
+  assign \$2317  = \$2316  | ahead_rows;
+  assign \$2318  = ~ ahead_rows;
+  assign \$2319  = w_row == 4'hd;
+  assign \$2320  = \$2318  & \$2319 ;
+  assign \$2321  = \$2317  | \$2320 ;
+  assign \$2322  = ~ ahead_rows;
+  assign \$2323  = w_row == 4'hd;
+  assign \$2324  = \$2322  & \$2323 ;
+  assign \$2325  = ! ky;
+  assign \$2326  = \$2325  & d_ge_14;
+  assign \$2327  = ky == 1'h1;
+  assign \$2328  = \$2327  & d_ge_15;
+  assign \$2329  = ky == 2'h2;
+  assign \$2330  = \$2329  & d_ge_16;
+  assign \$2331  = ky == 2'h3;
+  assign \$2332  = \$2331  & d_ge_17;
+  assign \$2333  = ky == 3'h4;
+  assign \$2334  = \$2333  & d_ge_18;
+  assign \$2335  = | { \$2334 , \$2332 , \$2330 , \$2328 , \$2326  };
+  assign \$2336  = ! ky;
+  assign \$2337  = \$2336  & d_ge_0;
+  assign \$2338  = ky == 1'h1;
+  assign \$2339  = \$2338  & d_ge_1;
+  assign \$2340  = ky == 2'h2;
+  assign \$2341  = \$2340  & d_ge_2;
+  assign \$2342  = ky == 2'h3;
+  assign \$2343  = \$2342  & d_ge_3;
+  assign \$2344  = ky == 3'h4;
+  assign \$2345  = \$2344  & d_ge_4;
+  assign \$2346  = | { \$2345 , \$2343 , \$2341 , \$2339 , \$2337  };
+  assign \$2347  = \$2324  ? \$2335  : \$2346 ;
+  assign \$2348  = \$2321  | \$2347 ;
+  assign \$2349  = \$2313  & \$2348 ;
+  assign \$2350  = \$2312  ? \$2349  : avail;
+  assign \$2351  = take ? \$2311  : \$2350 ;
+  assign \$2352  = switch ? \$2159  : \$2351 ;
+  assign \$2353  = rst_conv2_window ? 1'h1 : \$2352 ;
+  assign \$2354  = read_credits_room_next | rst_conv2_window;
   always @(posedge clk)
-    w_c <= \$2352 ;
+    w_c <= \$2355 ;
   always @(posedge clk)
-    w_x <= \$2353 ;
+    w_x <= \$2356 ;
   always @(posedge clk)
-    w_b <= \$2354 ;
+    w_b <= \$2357 ;
   always @(posedge clk)
-    w_rowbase <= \$2355 ;
+    w_rowbase <= \$2358 ;
   always @(posedge clk)
-    w_grp <= \$2356 ;
+    w_grp <= \$2359 ;
   always @(posedge clk)
-    ahead <= \$2357 ;
+    ahead <= \$2360 ;
   always @(posedge clk)
-    w_row <= \$2358 ;
+    w_row <= \$2361 ;
   always @(posedge clk)
-    read_credits_returned <= \$2359 ;
+    read_credits_returned <= \$2362 ;
   always @(posedge clk)
-    read_credits_space <= \$2360 ;
+    read_credits_space <= \$2363 ;
   always @(posedge clk)
-    read_credits_room <= \$2361 ;
+    read_v1 <= \$2364 ;
   always @(posedge clk)
-    read_v1 <= \$2362 ;
+    read_v2 <= \$2365 ;
   always @(posedge clk)
-    read_v2 <= \$2363 ;
+    read_v3 <= \$2366 ;
   always @(posedge clk)
-    read_v3 <= \$2364 ;
-  always @(posedge clk)
-    w_en <= \$2365 ;
+    w_en <= \$2367 ;
   always @(posedge clk)
     pads_a <= { \$120 , \$113 , \$106 , \$99 , \$92  };
   always @(posedge clk)
@@ -29286,17 +29307,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     rot <= rot_a;
   always @(posedge clk)
-    \$signature__addr$56  <= \$124 [10:0];
+    \$signature__addr$57  <= \$124 [10:0];
   always @(posedge clk)
-    \$signature__addr$59  <= \$128 [10:0];
+    \$signature__addr$60  <= \$128 [10:0];
   always @(posedge clk)
-    \$signature__addr$62  <= \$132 [10:0];
+    \$signature__addr$63  <= \$132 [10:0];
   always @(posedge clk)
-    \$signature__addr$65  <= \$136 [10:0];
+    \$signature__addr$66  <= \$136 [10:0];
   always @(posedge clk)
-    \$signature__addr$68  <= \$138 [10:0];
+    \$signature__addr$69  <= \$138 [10:0];
   always @(posedge clk)
-    read_data <= { pads, rot, \$signature__data$114 , \$signature__data$113 , \$signature__data$112 , \$signature__data$111 , \$signature__data$110  };
+    read_data <= { pads, rot, \$signature__data$117 , \$signature__data$116 , \$signature__data$115 , \$signature__data$114 , \$signature__data$113  };
   always @(posedge clk)
     w_data <= { \$183 , \$174 , \$165 , \$156 , \$147  };
   always @(posedge clk)
@@ -29312,59 +29333,55 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_base_row <= \$219 [10:0];
   always @(posedge clk)
-    ky <= \$2366 ;
+    ky <= \$2368 ;
   always @(posedge clk)
-    row_addr <= \$2367 ;
+    row_addr <= \$2369 ;
   always @(posedge clk)
-    c <= \$2368 ;
+    c <= \$2370 ;
   always @(posedge clk)
-    qc <= \$2369 ;
+    qc <= \$2371 ;
   always @(posedge clk)
-    ox <= \$2370 ;
+    ox <= \$2372 ;
   always @(posedge clk)
-    ix0 <= \$2371 ;
+    ix0 <= \$2373 ;
   always @(posedge clk)
-    r0 <= \$2372 ;
+    r0 <= \$2374 ;
   always @(posedge clk)
-    q0c <= \$2373 ;
+    q0c <= \$2375 ;
   always @(posedge clk)
-    oy <= \$2374 ;
+    oy <= \$2376 ;
   always @(posedge clk)
-    low <= \$2375 ;
+    low <= \$2377 ;
   always @(posedge clk)
-    r_done <= \$2376 ;
+    r_done <= \$2378 ;
   always @(posedge clk)
-    base_slot <= \$2377 ;
+    base_slot <= \$2379 ;
   always @(posedge clk)
-    base_row <= \$2378 ;
+    base_row <= \$2380 ;
   always @(posedge clk)
-    iy <= \$2379 ;
+    iy <= \$2381 ;
   always @(posedge clk)
-    img_slot <= \$2380 ;
+    img_slot <= \$2382 ;
   always @(posedge clk)
-    img_row <= \$2381 ;
+    img_row <= \$2383 ;
   always @(posedge clk)
-    w_last <= \$2382 ;
+    w_last <= \$2384 ;
   always @(posedge clk)
-    r_last <= \$2383 ;
+    r_last <= \$2385 ;
   always @(posedge clk)
-    d <= \$2384 ;
+    d <= \$2386 ;
   always @(posedge clk)
-    o__ready <= \$2385 ;
+    room_w_13 <= \$2387 ;
   always @(posedge clk)
-    room_w_13 <= \$2386 ;
+    room_w_14 <= \$2388 ;
   always @(posedge clk)
-    room_w_14 <= \$2387 ;
+    room_low_2 <= \$2389 ;
   always @(posedge clk)
-    room_low_2 <= \$2388 ;
+    room_w_8 <= \$2390 ;
   always @(posedge clk)
-    room_w_8 <= \$2389 ;
+    room_w_9 <= \$2391 ;
   always @(posedge clk)
-    room_w_9 <= \$2390 ;
-  always @(posedge clk)
-    room_low_3 <= \$2391 ;
-  always @(posedge clk)
-    avail <= \$2392 ;
+    room_low_3 <= \$2392 ;
   always @(posedge clk)
     d_ge_m3 <= \$2393 ;
   always @(posedge clk)
@@ -29408,15 +29425,23 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$1709 ),
+    .d(\$1313 ),
     .q(ahead_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) avail_q_copy (
+    .clk(clk),
+    .d(\$1870 ),
+    .q(avail)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$2350 ),
+    .d(\$2353 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -29424,15 +29449,23 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$2108 ),
+    .d(\$2111 ),
     .q(avail_step)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_write_q_copy (
+    .clk(clk),
+    .d(\$1471 ),
+    .q(o__ready)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$1867 ),
+    .d(\$1629 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv2_window.inp  inp (
@@ -29440,7 +29473,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$158 ),
+    .o__payload(\o__payload$161 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -29451,7 +29484,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$1688 ),
+    .d(\$1291 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv2_window.out  out (
@@ -29466,9 +29499,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
+  ) read_credits_room_q_copy (
+    .clk(clk),
+    .d(\$1307 ),
+    .q(read_credits_room)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$2351 ),
+    .d(\$2354 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -29476,7 +29517,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$2109 ),
+    .d(\$2112 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -29484,7 +29525,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$1689 [10:0]),
+    .d(\$1292 [10:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
@@ -29492,7 +29533,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$1692 [10:0]),
+    .d(\$1295 [10:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
@@ -29500,7 +29541,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$1695 [10:0]),
+    .d(\$1298 [10:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
@@ -29508,7 +29549,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$1698 [10:0]),
+    .d(\$1301 [10:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
@@ -29516,7 +29557,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$1701 [10:0]),
+    .d(\$1304 [10:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
@@ -29524,7 +29565,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$158 ),
+    .d(\o__payload$161 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -29532,7 +29573,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$158 ),
+    .d(\o__payload$161 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -29540,7 +29581,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$158 ),
+    .d(\o__payload$161 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -29548,7 +29589,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$158 ),
+    .d(\o__payload$161 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -29556,7 +29597,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$158 ),
+    .d(\o__payload$161 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -29564,7 +29605,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en0_q_copy (
     .clk(clk),
-    .d(\$1691 ),
+    .d(\$1294 ),
     .q(\$signature__en )
   );
   flexor_copy #(
@@ -29572,7 +29613,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en1_q_copy (
     .clk(clk),
-    .d(\$1694 ),
+    .d(\$1297 ),
     .q(\$signature__en$20 )
   );
   flexor_copy #(
@@ -29580,7 +29621,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en2_q_copy (
     .clk(clk),
-    .d(\$1697 ),
+    .d(\$1300 ),
     .q(\$signature__en$26 )
   );
   flexor_copy #(
@@ -29588,7 +29629,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en3_q_copy (
     .clk(clk),
-    .d(\$1700 ),
+    .d(\$1303 ),
     .q(\$signature__en$32 )
   );
   flexor_copy #(
@@ -29596,179 +29637,172 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en4_q_copy (
     .clk(clk),
-    .d(\$1703 ),
+    .d(\$1306 ),
     .q(\$signature__en$38 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2352  = w_c;
+    \$2355  = w_c;
     if (write) begin
-      \$2352  = \$56 [4:0];
+      \$2355  = \$56 [4:0];
     end
     if (rst_conv2_window) begin
-      \$2352  = 5'h00;
+      \$2355  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2353  = w_x;
+    \$2356  = w_x;
     if (write) begin
       if (\$57 ) begin
-        \$2353  = \$60 [3:0];
+        \$2356  = \$60 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2353  = 4'h0;
+      \$2356  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2354  = w_b;
+    \$2357  = w_b;
     if (write) begin
       if (\$57 ) begin
-        \$2354  = \$65 [2:0];
+        \$2357  = \$65 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2354  = 3'h0;
+      \$2357  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2355  = w_rowbase;
+    \$2358  = w_rowbase;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$2355  = \$73 [10:0];
+          \$2358  = \$73 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2355  = 11'h000;
+      \$2358  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2356  = w_grp;
+    \$2359  = w_grp;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
-          \$2356  = \$79 [10:0];
+          \$2359  = \$79 [10:0];
         end else if (\$67 ) begin
-          \$2356  = \$84 [10:0];
+          \$2359  = \$84 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2356  = 11'h000;
+      \$2359  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2357  = ahead;
+    \$2360  = ahead;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           if (\$82 ) begin
-            \$2357  = 1'h1;
+            \$2360  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$2357  = 1'h0;
+      \$2360  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$2357  = 1'h0;
+      \$2360  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2358  = w_row;
+    \$2361  = w_row;
     if (write) begin
       if (\$57 ) begin
         if (\$66 ) begin
           (* full_case = 32'd1 *)
           if (\$82 ) begin
-            \$2358  = 4'h0;
+            \$2361  = 4'h0;
           end else begin
-            \$2358  = \$83 [3:0];
+            \$2361  = \$83 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2358  = 4'h0;
+      \$2361  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2359  = \$85 ;
-    if (rst_conv2_window) begin
-      \$2359  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2360  = \$2 [2:0];
-    if (rst_conv2_window) begin
-      \$2360  = 3'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2361  = read_credits_room_next;
-    if (rst_conv2_window) begin
-      \$2361  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2362  = take;
+    \$2362  = \$85 ;
     if (rst_conv2_window) begin
       \$2362  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2363  = read_v1;
+    \$2363  = \$2 [2:0];
     if (rst_conv2_window) begin
-      \$2363  = 1'h0;
+      \$2363  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2364  = read_v2;
+    \$2364  = take;
     if (rst_conv2_window) begin
       \$2364  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2365  = read_v3;
+    \$2365  = read_v1;
     if (rst_conv2_window) begin
       \$2365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2366  = ky;
-    if (take_step) begin
-      \$2366  = \$222 [2:0];
-    end
+    \$2366  = read_v2;
     if (rst_conv2_window) begin
-      \$2366  = 3'h0;
+      \$2366  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2367  = row_addr;
+    \$2367  = read_v3;
+    if (rst_conv2_window) begin
+      \$2367  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2368  = ky;
+    if (take_step) begin
+      \$2368  = \$222 [2:0];
+    end
+    if (rst_conv2_window) begin
+      \$2368  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2369  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
-        \$2367  = \$230 [10:0];
+        \$2369  = \$230 [10:0];
       end else begin
-        \$2367  = base_row;
+        \$2369  = base_row;
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
@@ -29776,73 +29810,55 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$2367  = step_next_row;
+              \$2369  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2367  = step_base_row;
+      \$2369  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$2367  = 11'h360;
+      \$2369  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2368  = c;
+    \$2370  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
-        \$2368  = \$233 [4:0];
+        \$2370  = \$233 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2368  = 5'h00;
+      \$2370  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2369  = qc;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-          \$2369  = \$236 [8:0];
-        end else begin
-          \$2369  = \$264 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$2369  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2370  = ox;
+    \$2371  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$235 ) begin
+          \$2371  = \$236 [8:0];
         end else begin
-          \$2370  = \$239 [3:0];
+          \$2371  = \$264 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2370  = 4'h0;
+      \$2371  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2371  = ix0;
+    \$2372  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -29850,17 +29866,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2371  = \$242 [4:0];
+          \$2372  = \$239 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2371  = 5'h1e;
+      \$2372  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2372  = r0;
+    \$2373  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -29868,17 +29884,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2372  = \$250 [2:0];
+          \$2373  = \$242 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2372  = 3'h3;
+      \$2373  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2373  = q0c;
+    \$2374  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -29886,17 +29902,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          \$2373  = \$257 [8:0];
+          \$2374  = \$250 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2373  = 9'h1e0;
+      \$2374  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2374  = oy;
+    \$2375  = q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -29904,19 +29920,17 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$235 ) begin
         end else begin
-          if (\$265 ) begin
-            \$2374  = \$268 [3:0];
-          end
+          \$2375  = \$257 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2374  = 4'h0;
+      \$2375  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2375  = low;
+    \$2376  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -29925,18 +29939,38 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         if (\$235 ) begin
         end else begin
           if (\$265 ) begin
-            \$2375  = \$271 [4:0];
+            \$2376  = \$268 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2375  = 5'h1e;
+      \$2376  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2376  = r_done;
+    \$2377  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            \$2377  = \$271 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$2377  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2378  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -29946,49 +29980,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         end else begin
           if (\$265 ) begin
             if (\$272 ) begin
-              \$2376  = 1'h1;
+              \$2378  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2376  = 1'h0;
+      \$2378  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$2376  = 1'h0;
+      \$2378  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2377  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$224 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$235 ) begin
-        end else begin
-          if (\$265 ) begin
-            (* full_case = 32'd1 *)
-            if (\$272 ) begin
-            end else begin
-              \$2377  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$2377  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$2377  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2378  = base_row;
+    \$2379  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$224 ) begin
@@ -30000,268 +30007,281 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
             (* full_case = 32'd1 *)
             if (\$272 ) begin
             end else begin
-              \$2378  = step_next_row;
+              \$2379  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2378  = step_base_row;
+      \$2379  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$2378  = 11'h360;
+      \$2379  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2379  = iy;
+    \$2380  = base_row;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$224 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$235 ) begin
+        end else begin
+          if (\$265 ) begin
+            (* full_case = 32'd1 *)
+            if (\$272 ) begin
+            end else begin
+              \$2380  = step_next_row;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$2380  = step_base_row;
+    end
+    if (rst_conv2_window) begin
+      \$2380  = 11'h360;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2381  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$274 ) begin
-        \$2379  = \$278 [4:0];
+        \$2381  = \$278 [4:0];
       end else if (\$277 ) begin
-        \$2379  = \$281 [4:0];
+        \$2381  = \$281 [4:0];
       end else begin
-        \$2379  = low;
+        \$2381  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$2379  = 5'h1e;
+      \$2381  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2380  = img_slot;
+    \$2382  = img_slot;
     if (switch) begin
-      \$2380  = step_img_slot;
+      \$2382  = step_img_slot;
     end
     if (rst_conv2_window) begin
-      \$2380  = 4'h0;
+      \$2382  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2381  = img_row;
+    \$2383  = img_row;
     if (switch) begin
-      \$2381  = step_img_row;
+      \$2383  = step_img_row;
     end
     if (rst_conv2_window) begin
-      \$2381  = 11'h000;
+      \$2383  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2382  = w_last;
+    \$2384  = w_last;
     if (write) begin
-      \$2382  = \$284 ;
+      \$2384  = \$284 ;
     end
     if (rst_conv2_window) begin
-      \$2382  = 1'h0;
+      \$2384  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2383  = r_last;
+    \$2385  = r_last;
     if (take_step) begin
-      \$2383  = \$288 ;
+      \$2385  = \$288 ;
     end
     if (rst_conv2_window) begin
-      \$2383  = 1'h0;
+      \$2385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2384  = \$319 [5:0];
+    \$2386  = \$319 [5:0];
     if (rst_conv2_window) begin
-      \$2384  = 6'h02;
+      \$2386  = 6'h02;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2385  = \$476 ;
+    \$2387  = \$327 [4:0];
     if (rst_conv2_window) begin
-      \$2385  = 1'h1;
+      \$2387  = 5'h13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2386  = \$484 [4:0];
+    \$2388  = \$335 [4:0];
     if (rst_conv2_window) begin
-      \$2386  = 5'h13;
+      \$2388  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2387  = \$492 [4:0];
+    \$2389  = \$340 [4:0];
     if (rst_conv2_window) begin
-      \$2387  = 5'h12;
+      \$2389  = 5'h04;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2388  = \$497 [4:0];
+    \$2390  = \$348 [3:0];
     if (rst_conv2_window) begin
-      \$2388  = 5'h04;
+      \$2390  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2389  = \$505 [3:0];
+    \$2391  = \$356 [4:0];
     if (rst_conv2_window) begin
-      \$2389  = 4'h8;
+      \$2391  = 5'h17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2390  = \$513 [4:0];
+    \$2392  = \$361 [4:0];
     if (rst_conv2_window) begin
-      \$2390  = 5'h17;
+      \$2392  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2391  = \$518 [4:0];
-    if (rst_conv2_window) begin
-      \$2391  = 5'h05;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2392  = \$758 ;
-    if (rst_conv2_window) begin
-      \$2392  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2393  = \$783 ;
+    \$2393  = \$386 ;
     if (rst_conv2_window) begin
       \$2393  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2394  = \$842 ;
+    \$2394  = \$445 ;
     if (rst_conv2_window) begin
       \$2394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2395  = \$900 ;
+    \$2395  = \$503 ;
     if (rst_conv2_window) begin
       \$2395  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2396  = \$975 ;
+    \$2396  = \$578 ;
     if (rst_conv2_window) begin
       \$2396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2397  = \$1053 ;
+    \$2397  = \$656 ;
     if (rst_conv2_window) begin
       \$2397  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2398  = \$1139 ;
+    \$2398  = \$742 ;
     if (rst_conv2_window) begin
       \$2398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2399  = \$1206 ;
+    \$2399  = \$809 ;
     if (rst_conv2_window) begin
       \$2399  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2400  = \$1249 ;
+    \$2400  = \$852 ;
     if (rst_conv2_window) begin
       \$2400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2401  = \$1288 ;
+    \$2401  = \$891 ;
     if (rst_conv2_window) begin
       \$2401  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2402  = \$1323 ;
+    \$2402  = \$926 ;
     if (rst_conv2_window) begin
       \$2402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2403  = \$1352 ;
+    \$2403  = \$955 ;
     if (rst_conv2_window) begin
       \$2403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2404  = \$1430 ;
+    \$2404  = \$1033 ;
     if (rst_conv2_window) begin
       \$2404  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2405  = \$1455 ;
+    \$2405  = \$1058 ;
     if (rst_conv2_window) begin
       \$2405  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2406  = \$1480 ;
+    \$2406  = \$1083 ;
     if (rst_conv2_window) begin
       \$2406  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2407  = \$1508 ;
+    \$2407  = \$1111 ;
     if (rst_conv2_window) begin
       \$2407  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2408  = \$1540 ;
+    \$2408  = \$1143 ;
     if (rst_conv2_window) begin
       \$2408  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2409  = \$1574 ;
+    \$2409  = \$1177 ;
     if (rst_conv2_window) begin
       \$2409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2410  = \$1612 ;
+    \$2410  = \$1215 ;
     if (rst_conv2_window) begin
       \$2410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2411  = \$1687 ;
+    \$2411  = \$1290 ;
     if (rst_conv2_window) begin
       \$2411  = 1'h0;
     end
@@ -30289,70 +30309,73 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \o__ready$46  = \o__ready$45 ;
   assign \o__valid$48  = \o__valid$47 ;
   assign space_next = \$2 [2:0];
-  assign r_addr0 = \$signature__addr$56 ;
-  assign \$signature__en$58  = 1'h1;
-  assign r_addr1 = \$signature__addr$59 ;
-  assign \$signature__en$61  = 1'h1;
-  assign r_addr2 = \$signature__addr$62 ;
-  assign \$signature__en$64  = 1'h1;
-  assign r_addr3 = \$signature__addr$65 ;
-  assign \$signature__en$67  = 1'h1;
-  assign r_addr4 = \$signature__addr$68 ;
-  assign \$signature__en$70  = 1'h1;
+  assign read_credits_room_q = read_credits_room;
+  assign r_addr0 = \$signature__addr$57 ;
+  assign \$signature__en$59  = 1'h1;
+  assign r_addr1 = \$signature__addr$60 ;
+  assign \$signature__en$62  = 1'h1;
+  assign r_addr2 = \$signature__addr$63 ;
+  assign \$signature__en$65  = 1'h1;
+  assign r_addr3 = \$signature__addr$66 ;
+  assign \$signature__en$68  = 1'h1;
+  assign r_addr4 = \$signature__addr$69 ;
+  assign \$signature__en$71  = 1'h1;
   assign read_v4 = w_en;
   assign finished = w_data;
-  assign \ahead_rows$75  = ahead_rows;
-  assign \$337  = 1'h0;
-  assign \$341  = 1'h1;
-  assign \$342  = 1'h1;
-  assign \$358  = 1'h1;
-  assign \$359  = 1'h1;
-  assign \$373  = 1'h0;
-  assign \$407  = 1'h0;
-  assign \$445  = 1'h1;
-  assign \$446  = 1'h1;
-  assign \$597  = 1'h1;
-  assign \$661  = \$634 ;
-  assign \$713  = \$701 ;
-  assign \$766  = 1'h1;
-  assign \$767  = 1'h1;
-  assign \$850  = 1'h1;
-  assign \$851  = 1'h1;
-  assign \$983  = 1'h1;
-  assign \$984  = 1'h1;
-  assign \$1301  = \$1300 ;
-  assign \$1309  = \$1308 ;
-  assign \$1332  = \$1331 ;
-  assign \$1349  = \$1348 ;
-  assign \$1360  = 1'h1;
-  assign \$1361  = 1'h1;
-  assign \$1438  = 1'h1;
+  assign \ahead_rows$76  = ahead_rows;
+  assign can_write_q = o__ready;
+  assign avail_q = avail;
+  assign \$369  = 1'h1;
+  assign \$370  = 1'h1;
+  assign \$453  = 1'h1;
+  assign \$454  = 1'h1;
+  assign \$586  = 1'h1;
+  assign \$587  = 1'h1;
+  assign \$904  = \$903 ;
+  assign \$912  = \$911 ;
+  assign \$935  = \$934 ;
+  assign \$952  = \$951 ;
+  assign \$963  = 1'h1;
+  assign \$964  = 1'h1;
+  assign \$1041  = 1'h1;
+  assign \$1042  = 1'h1;
+  assign \$1066  = 1'h1;
+  assign \$1067  = 1'h1;
+  assign \$1093  = \$1092 ;
+  assign \$1120  = \$1119 ;
+  assign \$1185  = 1'h0;
+  assign \$1186  = 1'h0;
+  assign \$1331  = 1'h0;
+  assign \$1335  = 1'h1;
+  assign \$1336  = 1'h1;
+  assign \$1352  = 1'h1;
+  assign \$1353  = 1'h1;
+  assign \$1367  = 1'h0;
+  assign \$1401  = 1'h0;
   assign \$1439  = 1'h1;
-  assign \$1463  = 1'h1;
-  assign \$1464  = 1'h1;
-  assign \$1490  = \$1489 ;
-  assign \$1517  = \$1516 ;
-  assign \$1582  = 1'h0;
-  assign \$1583  = 1'h0;
-  assign \$1727  = 1'h0;
-  assign \$1731  = 1'h1;
-  assign \$1732  = 1'h1;
-  assign \$1748  = 1'h1;
-  assign \$1749  = 1'h1;
-  assign \$1763  = 1'h0;
-  assign \$1797  = 1'h0;
-  assign \$1835  = 1'h1;
-  assign \$1836  = 1'h1;
-  assign \$1946  = 1'h1;
-  assign \$2010  = \$1983 ;
-  assign \$2062  = \$2050 ;
-  assign \$2188  = 1'h1;
-  assign \$2252  = \$2225 ;
-  assign \$2304  = \$2292 ;
+  assign \$1440  = 1'h1;
+  assign \$1489  = 1'h0;
+  assign \$1493  = 1'h1;
+  assign \$1494  = 1'h1;
+  assign \$1510  = 1'h1;
+  assign \$1511  = 1'h1;
+  assign \$1525  = 1'h0;
+  assign \$1559  = 1'h0;
+  assign \$1597  = 1'h1;
+  assign \$1598  = 1'h1;
+  assign \$1708  = 1'h1;
+  assign \$1772  = \$1745 ;
+  assign \$1824  = \$1812 ;
+  assign \$1949  = 1'h1;
+  assign \$2013  = \$1986 ;
+  assign \$2065  = \$2053 ;
+  assign \$2191  = 1'h1;
+  assign \$2255  = \$2228 ;
+  assign \$2307  = \$2295 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, i__ready, valid_next, o__ready, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, i__ready, valid_next, o__valid, o__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg [7:0] \$10 ;
@@ -30365,7 +30388,7 @@ module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, 
   wire \$6 ;
   wire \$7 ;
   wire [7:0] \$8 ;
-  reg \$9 ;
+  wire \$9 ;
   input clk;
   wire clk;
   (* init = 8'h00 *)
@@ -30383,9 +30406,10 @@ module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, 
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid = 1'h0;
+  wire o__valid;
   input rst_conv2_window;
   wire rst_conv2_window;
+  wire valid;
   output valid_next;
   wire valid_next;
   assign i__ready = ~ full;
@@ -30398,21 +30422,21 @@ module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, 
   assign \$6  = ~ full;
   assign \$7  = i__valid & \$6 ;
   assign \$8  = full ? held : i__payload;
-  always @(posedge clk)
-    o__valid <= \$9 ;
+  assign \$9  = rst_conv2_window ? 1'h0 : valid_next;
   always @(posedge clk)
     o__payload <= \$10 ;
   always @(posedge clk)
     full <= \$11 ;
   always @(posedge clk)
     held <= \$12 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$9  = valid_next;
-    if (rst_conv2_window) begin
-      \$9  = 1'h0;
-    end
-  end
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_copy (
+    .clk(clk),
+    .d(\$9 ),
+    .q(o__valid)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$10  = o__payload;
@@ -30441,10 +30465,11 @@ module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, 
     end
   end
   assign data = o__payload;
+  assign valid = o__valid;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst_conv2_window, w_en, w_port__data, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -30675,7 +30700,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, w_en, w_port__data, o_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -30689,7 +30714,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire \$11 ;
+  wire [8:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
@@ -30700,73 +30725,73 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
+  wire [8:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
   reg [7:0] \$129 ;
   wire \$13 ;
   reg [11:0] \$130 ;
   reg [479:0] \$131 ;
   reg [479:0] \$132 ;
-  wire \$14 ;
+  wire [11:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [8:0] \$17 ;
-  wire [8:0] \$18 ;
-  wire \$19 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [479:0] \$19 ;
   wire \$2 ;
-  wire [11:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire [479:0] \$25 ;
+  wire [479:0] \$24 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [479:0] \$29 ;
   wire \$3 ;
-  wire [479:0] \$30 ;
+  wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  wire [479:0] \$35 ;
+  wire [479:0] \$34 ;
+  wire \$35 ;
   wire \$36 ;
   wire \$37 ;
   wire \$38 ;
-  wire \$39 ;
+  wire [479:0] \$39 ;
   wire \$4 ;
-  wire [479:0] \$40 ;
+  wire \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire \$44 ;
-  wire [479:0] \$45 ;
+  wire [479:0] \$44 ;
+  wire \$45 ;
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire \$49 ;
+  wire [479:0] \$49 ;
   wire \$5 ;
-  wire [479:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
-  wire \$54 ;
-  wire [479:0] \$55 ;
+  wire [479:0] \$54 ;
+  wire \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [479:0] \$60 ;
+  wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
@@ -30814,7 +30839,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   reg [7:0] beat = 8'h00;
   input clk;
   wire clk;
-  reg full = 1'h0;
+  wire full;
   wire full_0;
   wire full_1;
   wire full_2;
@@ -30823,13 +30848,14 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   wire full_5;
   wire full_6;
   wire full_7;
+  wire full_q;
   input [39:0] i__payload;
   wire [39:0] i__payload;
   output i__ready;
-  reg i__ready = 1'h1;
+  wire i__ready;
   input i__valid;
   wire i__valid;
-  reg last = 1'h0;
+  wire last;
   wire last_0;
   wire last_1;
   wire last_2;
@@ -30838,15 +30864,15 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   wire last_5;
   wire last_6;
   wire last_7;
+  wire last_q;
   output [479:0] o__payload;
   reg [479:0] o__payload = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid = 1'h0;
+  wire o__valid;
   (* init = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [479:0] out;
-  (* init = 1'h1 *)
   wire ready;
   wire ready_0;
   wire ready_1;
@@ -30856,6 +30882,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   wire ready_5;
   wire ready_6;
   wire ready_7;
+  wire ready_q;
   input rst_conv2_window_to_conv2;
   wire rst_conv2_window_to_conv2;
   wire take;
@@ -30868,6 +30895,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   wire valid_6;
   wire valid_7;
   wire valid_next;
+  wire valid_q;
   reg [479:0] word = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign take = i__valid & i__ready;
   assign \$1  = at[11] | last;
@@ -30882,128 +30910,124 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   assign \$9  = full & \$8 ;
   assign \$10  = o__ready ? 1'h0 : o__valid;
   assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ \$signal ;
-  assign \$12  = ~ valid_next;
-  assign \$13  = \$11  | \$12 ;
-  assign \$14  = beat == 8'h9e;
-  assign \$15  = last ? 1'h0 : \$14 ;
-  assign \$16  = take ? \$15  : last;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 9'h000 : \$17 ;
-  assign \$19  = at[11] | last;
-  assign \$20  = \$19  ? 12'h001 : { at[10:0], at[11] };
-  assign \$21  = ~ valid_0;
-  assign \$22  = \$21  | o__ready;
-  assign \$23  = full_0 & \$22 ;
-  assign \$24  = i__valid & ready_0;
-  assign \$25  = last_0 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$26  = ~ valid_1;
-  assign \$27  = \$26  | o__ready;
-  assign \$28  = full_1 & \$27 ;
-  assign \$29  = i__valid & ready_1;
-  assign \$30  = last_1 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$31  = ~ valid_2;
-  assign \$32  = \$31  | o__ready;
-  assign \$33  = full_2 & \$32 ;
-  assign \$34  = i__valid & ready_2;
-  assign \$35  = last_2 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$36  = ~ valid_3;
-  assign \$37  = \$36  | o__ready;
-  assign \$38  = full_3 & \$37 ;
-  assign \$39  = i__valid & ready_3;
-  assign \$40  = last_3 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$41  = ~ valid_4;
-  assign \$42  = \$41  | o__ready;
-  assign \$43  = full_4 & \$42 ;
-  assign \$44  = i__valid & ready_4;
-  assign \$45  = last_4 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$46  = ~ valid_5;
-  assign \$47  = \$46  | o__ready;
-  assign \$48  = full_5 & \$47 ;
-  assign \$49  = i__valid & ready_5;
-  assign \$50  = last_5 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$51  = ~ valid_6;
-  assign \$52  = \$51  | o__ready;
-  assign \$53  = full_6 & \$52 ;
-  assign \$54  = i__valid & ready_6;
-  assign \$55  = last_6 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$56  = ~ valid_7;
-  assign \$57  = \$56  | o__ready;
-  assign \$58  = full_7 & \$57 ;
-  assign \$59  = i__valid & ready_7;
-  assign \$60  = last_7 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$61  = ~ \$signal ;
-  assign \$62  = ~ valid_next;
-  assign \$63  = \$61  | \$62 ;
-  assign \$64  = \$63  | rst_conv2_window_to_conv2;
-  assign \$65  = beat == 8'h9e;
-  assign \$66  = last ? 1'h0 : \$65 ;
-  assign \$67  = take ? \$66  : last;
-  assign \$68  = rst_conv2_window_to_conv2 ? 1'h0 : \$67 ;
-  assign \$69  = ~ \$signal ;
-  assign \$70  = ~ valid_next;
-  assign \$71  = \$69  | \$70 ;
-  assign \$72  = \$71  | rst_conv2_window_to_conv2;
-  assign \$73  = beat == 8'h9e;
-  assign \$74  = last ? 1'h0 : \$73 ;
-  assign \$75  = take ? \$74  : last;
-  assign \$76  = rst_conv2_window_to_conv2 ? 1'h0 : \$75 ;
-  assign \$77  = ~ \$signal ;
-  assign \$78  = ~ valid_next;
-  assign \$79  = \$77  | \$78 ;
-  assign \$80  = \$79  | rst_conv2_window_to_conv2;
-  assign \$81  = beat == 8'h9e;
-  assign \$82  = last ? 1'h0 : \$81 ;
-  assign \$83  = take ? \$82  : last;
-  assign \$84  = rst_conv2_window_to_conv2 ? 1'h0 : \$83 ;
-  assign \$85  = ~ \$signal ;
-  assign \$86  = ~ valid_next;
-  assign \$87  = \$85  | \$86 ;
-  assign \$88  = \$87  | rst_conv2_window_to_conv2;
-  assign \$89  = beat == 8'h9e;
-  assign \$90  = last ? 1'h0 : \$89 ;
-  assign \$91  = take ? \$90  : last;
-  assign \$92  = rst_conv2_window_to_conv2 ? 1'h0 : \$91 ;
-  assign \$93  = ~ \$signal ;
-  assign \$94  = ~ valid_next;
-  assign \$95  = \$93  | \$94 ;
-  assign \$96  = \$95  | rst_conv2_window_to_conv2;
-  assign \$97  = beat == 8'h9e;
-  assign \$98  = last ? 1'h0 : \$97 ;
-  assign \$99  = take ? \$98  : last;
-  assign \$100  = rst_conv2_window_to_conv2 ? 1'h0 : \$99 ;
-  assign \$101  = ~ \$signal ;
-  assign \$102  = ~ valid_next;
-  assign \$103  = \$101  | \$102 ;
-  assign \$104  = \$103  | rst_conv2_window_to_conv2;
-  assign \$105  = beat == 8'h9e;
-  assign \$106  = last ? 1'h0 : \$105 ;
-  assign \$107  = take ? \$106  : last;
-  assign \$108  = rst_conv2_window_to_conv2 ? 1'h0 : \$107 ;
-  assign \$109  = ~ \$signal ;
-  assign \$110  = ~ valid_next;
-  assign \$111  = \$109  | \$110 ;
-  assign \$112  = \$111  | rst_conv2_window_to_conv2;
-  assign \$113  = beat == 8'h9e;
-  assign \$114  = last ? 1'h0 : \$113 ;
-  assign \$115  = take ? \$114  : last;
-  assign \$116  = rst_conv2_window_to_conv2 ? 1'h0 : \$115 ;
-  assign \$117  = ~ \$signal ;
-  assign \$118  = ~ valid_next;
-  assign \$119  = \$117  | \$118 ;
-  assign \$120  = \$119  | rst_conv2_window_to_conv2;
-  assign \$121  = beat == 8'h9e;
-  assign \$122  = last ? 1'h0 : \$121 ;
-  assign \$123  = take ? \$122  : last;
-  assign \$124  = rst_conv2_window_to_conv2 ? 1'h0 : \$123 ;
-  always @(posedge clk)
-    o__valid <= \$125 ;
-  always @(posedge clk)
-    full <= \$126 ;
-  always @(posedge clk)
-    i__ready <= \$127 ;
-  always @(posedge clk)
-    last <= \$128 ;
+  assign \$11  = beat + 1'h1;
+  assign \$12  = last ? 9'h000 : \$11 ;
+  assign \$13  = at[11] | last;
+  assign \$14  = \$13  ? 12'h001 : { at[10:0], at[11] };
+  assign \$15  = ~ valid_0;
+  assign \$16  = \$15  | o__ready;
+  assign \$17  = full_0 & \$16 ;
+  assign \$18  = i__valid & ready_0;
+  assign \$19  = last_0 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$20  = ~ valid_1;
+  assign \$21  = \$20  | o__ready;
+  assign \$22  = full_1 & \$21 ;
+  assign \$23  = i__valid & ready_1;
+  assign \$24  = last_1 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$25  = ~ valid_2;
+  assign \$26  = \$25  | o__ready;
+  assign \$27  = full_2 & \$26 ;
+  assign \$28  = i__valid & ready_2;
+  assign \$29  = last_2 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$30  = ~ valid_3;
+  assign \$31  = \$30  | o__ready;
+  assign \$32  = full_3 & \$31 ;
+  assign \$33  = i__valid & ready_3;
+  assign \$34  = last_3 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$35  = ~ valid_4;
+  assign \$36  = \$35  | o__ready;
+  assign \$37  = full_4 & \$36 ;
+  assign \$38  = i__valid & ready_4;
+  assign \$39  = last_4 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$40  = ~ valid_5;
+  assign \$41  = \$40  | o__ready;
+  assign \$42  = full_5 & \$41 ;
+  assign \$43  = i__valid & ready_5;
+  assign \$44  = last_5 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$45  = ~ valid_6;
+  assign \$46  = \$45  | o__ready;
+  assign \$47  = full_6 & \$46 ;
+  assign \$48  = i__valid & ready_6;
+  assign \$49  = last_6 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$50  = ~ valid_7;
+  assign \$51  = \$50  | o__ready;
+  assign \$52  = full_7 & \$51 ;
+  assign \$53  = i__valid & ready_7;
+  assign \$54  = last_7 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
+  assign \$55  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
+  assign \$56  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
+  assign \$57  = ~ \$signal ;
+  assign \$58  = ~ valid_next;
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = rst_conv2_window_to_conv2 ? 1'h1 : \$59 ;
+  assign \$61  = beat == 8'h9e;
+  assign \$62  = last ? 1'h0 : \$61 ;
+  assign \$63  = take ? \$62  : last;
+  assign \$64  = rst_conv2_window_to_conv2 ? 1'h0 : \$63 ;
+  assign \$65  = ~ \$signal ;
+  assign \$66  = ~ valid_next;
+  assign \$67  = \$65  | \$66 ;
+  assign \$68  = \$67  | rst_conv2_window_to_conv2;
+  assign \$69  = beat == 8'h9e;
+  assign \$70  = last ? 1'h0 : \$69 ;
+  assign \$71  = take ? \$70  : last;
+  assign \$72  = rst_conv2_window_to_conv2 ? 1'h0 : \$71 ;
+  assign \$73  = ~ \$signal ;
+  assign \$74  = ~ valid_next;
+  assign \$75  = \$73  | \$74 ;
+  assign \$76  = \$75  | rst_conv2_window_to_conv2;
+  assign \$77  = beat == 8'h9e;
+  assign \$78  = last ? 1'h0 : \$77 ;
+  assign \$79  = take ? \$78  : last;
+  assign \$80  = rst_conv2_window_to_conv2 ? 1'h0 : \$79 ;
+  assign \$81  = ~ \$signal ;
+  assign \$82  = ~ valid_next;
+  assign \$83  = \$81  | \$82 ;
+  assign \$84  = \$83  | rst_conv2_window_to_conv2;
+  assign \$85  = beat == 8'h9e;
+  assign \$86  = last ? 1'h0 : \$85 ;
+  assign \$87  = take ? \$86  : last;
+  assign \$88  = rst_conv2_window_to_conv2 ? 1'h0 : \$87 ;
+  assign \$89  = ~ \$signal ;
+  assign \$90  = ~ valid_next;
+  assign \$91  = \$89  | \$90 ;
+  assign \$92  = \$91  | rst_conv2_window_to_conv2;
+  assign \$93  = beat == 8'h9e;
+  assign \$94  = last ? 1'h0 : \$93 ;
+  assign \$95  = take ? \$94  : last;
+  assign \$96  = rst_conv2_window_to_conv2 ? 1'h0 : \$95 ;
+  assign \$97  = ~ \$signal ;
+  assign \$98  = ~ valid_next;
+  assign \$99  = \$97  | \$98 ;
+  assign \$100  = \$99  | rst_conv2_window_to_conv2;
+  assign \$101  = beat == 8'h9e;
+  assign \$102  = last ? 1'h0 : \$101 ;
+  assign \$103  = take ? \$102  : last;
+  assign \$104  = rst_conv2_window_to_conv2 ? 1'h0 : \$103 ;
+  assign \$105  = ~ \$signal ;
+  assign \$106  = ~ valid_next;
+  assign \$107  = \$105  | \$106 ;
+  assign \$108  = \$107  | rst_conv2_window_to_conv2;
+  assign \$109  = beat == 8'h9e;
+  assign \$110  = last ? 1'h0 : \$109 ;
+  assign \$111  = take ? \$110  : last;
+  assign \$112  = rst_conv2_window_to_conv2 ? 1'h0 : \$111 ;
+  assign \$113  = ~ \$signal ;
+  assign \$114  = ~ valid_next;
+  assign \$115  = \$113  | \$114 ;
+  assign \$116  = \$115  | rst_conv2_window_to_conv2;
+  assign \$117  = beat == 8'h9e;
+  assign \$118  = last ? 1'h0 : \$117 ;
+  assign \$119  = take ? \$118  : last;
+  assign \$120  = rst_conv2_window_to_conv2 ? 1'h0 : \$119 ;
+  assign \$121  = ~ \$signal ;
+  assign \$122  = ~ valid_next;
+  assign \$123  = \$121  | \$122 ;
+  assign \$124  = \$123  | rst_conv2_window_to_conv2;
+  assign \$125  = beat == 8'h9e;
+  assign \$126  = last ? 1'h0 : \$125 ;
+  assign \$127  = take ? \$126  : last;
+  assign \$128  = rst_conv2_window_to_conv2 ? 1'h0 : \$127 ;
   always @(posedge clk)
     beat <= \$129 ;
   always @(posedge clk)
@@ -31079,9 +31103,17 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) full_q_copy (
+    .clk(clk),
+    .d(\$56 ),
+    .q(full)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) last_0_copy (
     .clk(clk),
-    .d(\$68 ),
+    .d(\$72 ),
     .q(last_0)
   );
   flexor_copy #(
@@ -31089,7 +31121,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) last_1_copy (
     .clk(clk),
-    .d(\$76 ),
+    .d(\$80 ),
     .q(last_1)
   );
   flexor_copy #(
@@ -31097,7 +31129,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) last_2_copy (
     .clk(clk),
-    .d(\$84 ),
+    .d(\$88 ),
     .q(last_2)
   );
   flexor_copy #(
@@ -31105,7 +31137,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) last_3_copy (
     .clk(clk),
-    .d(\$92 ),
+    .d(\$96 ),
     .q(last_3)
   );
   flexor_copy #(
@@ -31113,7 +31145,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) last_4_copy (
     .clk(clk),
-    .d(\$100 ),
+    .d(\$104 ),
     .q(last_4)
   );
   flexor_copy #(
@@ -31121,7 +31153,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) last_5_copy (
     .clk(clk),
-    .d(\$108 ),
+    .d(\$112 ),
     .q(last_5)
   );
   flexor_copy #(
@@ -31129,7 +31161,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) last_6_copy (
     .clk(clk),
-    .d(\$116 ),
+    .d(\$120 ),
     .q(last_6)
   );
   flexor_copy #(
@@ -31137,15 +31169,23 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) last_7_copy (
     .clk(clk),
-    .d(\$124 ),
+    .d(\$128 ),
     .q(last_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_q_copy (
+    .clk(clk),
+    .d(\$64 ),
+    .q(last)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) ready_0_copy (
     .clk(clk),
-    .d(\$64 ),
+    .d(\$68 ),
     .q(ready_0)
   );
   flexor_copy #(
@@ -31153,7 +31193,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) ready_1_copy (
     .clk(clk),
-    .d(\$72 ),
+    .d(\$76 ),
     .q(ready_1)
   );
   flexor_copy #(
@@ -31161,7 +31201,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) ready_2_copy (
     .clk(clk),
-    .d(\$80 ),
+    .d(\$84 ),
     .q(ready_2)
   );
   flexor_copy #(
@@ -31169,7 +31209,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) ready_3_copy (
     .clk(clk),
-    .d(\$88 ),
+    .d(\$92 ),
     .q(ready_3)
   );
   flexor_copy #(
@@ -31177,7 +31217,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) ready_4_copy (
     .clk(clk),
-    .d(\$96 ),
+    .d(\$100 ),
     .q(ready_4)
   );
   flexor_copy #(
@@ -31185,7 +31225,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) ready_5_copy (
     .clk(clk),
-    .d(\$104 ),
+    .d(\$108 ),
     .q(ready_5)
   );
   flexor_copy #(
@@ -31193,7 +31233,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) ready_6_copy (
     .clk(clk),
-    .d(\$112 ),
+    .d(\$116 ),
     .q(ready_6)
   );
   flexor_copy #(
@@ -31201,8 +31241,16 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .WIDTH(32'd1)
   ) ready_7_copy (
     .clk(clk),
-    .d(\$120 ),
+    .d(\$124 ),
     .q(ready_7)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_q_copy (
+    .clk(clk),
+    .d(\$60 ),
+    .q(i__ready)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -31268,39 +31316,19 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     .d(valid_next),
     .q(valid_7)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$125  = valid_next;
-    if (rst_conv2_window_to_conv2) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$126  = \$signal ;
-    if (rst_conv2_window_to_conv2) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$127  = \$13 ;
-    if (rst_conv2_window_to_conv2) begin
-      \$127  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$128  = \$16 ;
-    if (rst_conv2_window_to_conv2) begin
-      \$128  = 1'h0;
-    end
-  end
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_q_copy (
+    .clk(clk),
+    .d(\$55 ),
+    .q(o__valid)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$129  = beat;
     if (take) begin
-      \$129  = \$18 [7:0];
+      \$129  = \$12 [7:0];
     end
     if (rst_conv2_window_to_conv2) begin
       \$129  = 8'h00;
@@ -31310,7 +31338,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$130  = at;
     if (take) begin
-      \$130  = \$20 ;
+      \$130  = \$14 ;
     end
     if (rst_conv2_window_to_conv2) begin
       \$130  = 12'h001;
@@ -31319,89 +31347,93 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__ready
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$131  = o__payload;
-    if (\$23 ) begin
+    if (\$17 ) begin
       \$131 [63:0] = word[63:0];
     end
-    if (\$28 ) begin
+    if (\$22 ) begin
       \$131 [127:64] = word[127:64];
     end
-    if (\$33 ) begin
+    if (\$27 ) begin
       \$131 [191:128] = word[191:128];
     end
-    if (\$38 ) begin
+    if (\$32 ) begin
       \$131 [255:192] = word[255:192];
     end
-    if (\$43 ) begin
+    if (\$37 ) begin
       \$131 [319:256] = word[319:256];
     end
-    if (\$48 ) begin
+    if (\$42 ) begin
       \$131 [383:320] = word[383:320];
     end
-    if (\$53 ) begin
+    if (\$47 ) begin
       \$131 [447:384] = word[447:384];
     end
-    if (\$58 ) begin
+    if (\$52 ) begin
       \$131 [479:448] = word[479:448];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$132  = word;
-    if (\$24 ) begin
-      \$132 [63:0] = \$25 [63:0];
+    if (\$18 ) begin
+      \$132 [63:0] = \$19 [63:0];
     end
-    if (\$29 ) begin
-      \$132 [127:64] = \$30 [127:64];
+    if (\$23 ) begin
+      \$132 [127:64] = \$24 [127:64];
     end
-    if (\$34 ) begin
-      \$132 [191:128] = \$35 [191:128];
+    if (\$28 ) begin
+      \$132 [191:128] = \$29 [191:128];
     end
-    if (\$39 ) begin
-      \$132 [255:192] = \$40 [255:192];
+    if (\$33 ) begin
+      \$132 [255:192] = \$34 [255:192];
     end
-    if (\$44 ) begin
-      \$132 [319:256] = \$45 [319:256];
+    if (\$38 ) begin
+      \$132 [319:256] = \$39 [319:256];
     end
-    if (\$49 ) begin
-      \$132 [383:320] = \$50 [383:320];
+    if (\$43 ) begin
+      \$132 [383:320] = \$44 [383:320];
     end
-    if (\$54 ) begin
-      \$132 [447:384] = \$55 [447:384];
+    if (\$48 ) begin
+      \$132 [447:384] = \$49 [447:384];
     end
-    if (\$59 ) begin
-      \$132 [479:448] = \$60 [479:448];
+    if (\$53 ) begin
+      \$132 [479:448] = \$54 [479:448];
     end
   end
   assign ready = i__ready;
   assign out = o__payload;
+  assign valid_q = o__valid;
+  assign full_q = full;
+  assign ready_q = i__ready;
+  assign last_q = last;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$197 , clk);
+module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$198 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire [6:0] \$100 ;
-  wire [6:0] \$101 ;
-  wire \$102 ;
-  wire [5:0] \$103 ;
-  wire [5:0] \$104 ;
-  wire [6:0] \$105 ;
-  wire [6:0] \$106 ;
+  wire \$100 ;
+  wire [5:0] \$101 ;
+  wire [5:0] \$102 ;
+  wire [6:0] \$103 ;
+  wire [6:0] \$104 ;
+  wire [5:0] \$105 ;
+  wire \$106 ;
   wire [5:0] \$107 ;
-  wire \$108 ;
+  wire [6:0] \$108 ;
   wire [5:0] \$109 ;
   wire \$11 ;
   wire [6:0] \$110 ;
   wire [5:0] \$111 ;
-  wire [6:0] \$112 ;
+  wire \$112 ;
   wire [5:0] \$113 ;
-  wire \$114 ;
+  wire [6:0] \$114 ;
   wire [5:0] \$115 ;
   wire [6:0] \$116 ;
-  wire [5:0] \$117 ;
-  wire [6:0] \$118 ;
-  wire \$119 ;
+  wire \$117 ;
+  wire [19:0] \$118 ;
+  wire [19:0] \$119 ;
   wire \$12 ;
   wire [19:0] \$120 ;
   wire [19:0] \$121 ;
@@ -31445,66 +31477,66 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [19:0] \$156 ;
   wire [19:0] \$157 ;
   wire [19:0] \$158 ;
-  wire [19:0] \$159 ;
+  wire [20:0] \$159 ;
   wire \$16 ;
-  wire [19:0] \$160 ;
-  wire [20:0] \$161 ;
-  wire \$162 ;
+  wire \$160 ;
+  wire [19:0] \$161 ;
+  wire [20:0] \$162 ;
   wire [19:0] \$163 ;
   wire [20:0] \$164 ;
-  wire [19:0] \$165 ;
-  wire [20:0] \$166 ;
-  wire \$167 ;
-  wire [19:0] \$168 ;
-  wire [20:0] \$169 ;
+  wire \$165 ;
+  wire [19:0] \$166 ;
+  wire [20:0] \$167 ;
+  wire [20:0] \$168 ;
+  wire [21:0] \$169 ;
   wire \$17 ;
-  wire [20:0] \$170 ;
-  wire [21:0] \$171 ;
-  wire [19:0] \$172 ;
-  wire [20:0] \$173 ;
-  wire \$174 ;
-  wire [19:0] \$175 ;
-  wire [20:0] \$176 ;
-  wire [20:0] \$177 ;
-  wire [21:0] \$178 ;
-  wire [2:0] \$179 ;
+  wire [19:0] \$170 ;
+  wire [20:0] \$171 ;
+  wire \$172 ;
+  wire [19:0] \$173 ;
+  wire [20:0] \$174 ;
+  wire [20:0] \$175 ;
+  wire [21:0] \$176 ;
+  wire [2:0] \$177 ;
+  wire \$178 ;
+  wire [9:0] \$179 ;
   wire [9:0] \$18 ;
-  wire \$180 ;
-  wire [9:0] \$181 ;
-  wire [9:0] \$182 ;
+  wire [9:0] \$180 ;
+  wire \$181 ;
+  wire \$182 ;
   wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire [17:0] \$186 ;
-  wire [30:0] \$187 ;
-  wire [47:0] \$188 ;
-  wire [48:0] \$189 ;
+  wire [17:0] \$184 ;
+  wire [30:0] \$185 ;
+  wire [47:0] \$186 ;
+  wire [48:0] \$187 ;
+  wire [49:0] \$188 ;
+  wire [32:0] \$189 ;
   wire [9:0] \$19 ;
-  wire [49:0] \$190 ;
-  wire [32:0] \$191 ;
+  wire [32:0] \$190 ;
+  wire \$191 ;
   wire [32:0] \$192 ;
   wire \$193 ;
-  wire [32:0] \$194 ;
+  wire \$194 ;
   wire \$195 ;
-  wire \$196 ;
+  wire [1:0] \$196 ;
   wire \$197 ;
-  wire [1:0] \$198 ;
-  wire \$199 ;
+  wire \$198 ;
+  wire [19:0] \$199 ;
   wire [9:0] \$2 ;
   wire [7:0] \$20 ;
   wire \$200 ;
-  wire [19:0] \$201 ;
+  wire \$201 ;
   wire \$202 ;
   wire \$203 ;
   wire \$204 ;
-  reg [5:0] \$205 ;
+  wire \$205 ;
   reg [5:0] \$206 ;
-  reg [7:0] \$207 ;
-  reg [4:0] \$208 ;
-  reg [7:0] \$209 ;
+  reg [5:0] \$207 ;
+  reg [7:0] \$208 ;
+  reg [4:0] \$209 ;
   wire \$21 ;
-  reg [4:0] \$210 ;
-  reg \$211 ;
+  reg [7:0] \$210 ;
+  reg [4:0] \$211 ;
   reg \$212 ;
   reg \$213 ;
   reg \$214 ;
@@ -31670,57 +31702,57 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [8:0] \$68 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
   wire [8:0] \$70 ;
   wire [8:0] \$71 ;
   wire [8:0] \$72 ;
-  wire [8:0] \$73 ;
-  wire [8:0] \$74 ;
-  wire \$75 ;
-  wire \$76 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [8:0] \$75 ;
+  wire [8:0] \$76 ;
   wire [8:0] \$77 ;
   wire [8:0] \$78 ;
-  wire [8:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [8:0] \$80 ;
+  wire [2:0] \$80 ;
   wire \$81 ;
-  wire [2:0] \$82 ;
+  wire \$82 ;
   wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
+  wire [8:0] \$84 ;
+  wire [8:0] \$85 ;
   wire [8:0] \$86 ;
   wire [8:0] \$87 ;
-  wire [8:0] \$88 ;
-  wire [8:0] \$89 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [7:0] \$91 ;
+  wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [2:0] \$95 ;
-  wire [4:0] \$96 ;
-  wire \$97 ;
-  wire [5:0] \$98 ;
-  wire [5:0] \$99 ;
+  wire [2:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
+  wire [5:0] \$96 ;
+  wire [5:0] \$97 ;
+  wire [6:0] \$98 ;
+  wire [6:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$221  = 1'h0;
-  reg \$signal$269  = 1'h0;
-  wire \$signal$33 ;
-  reg \$signal$46  = 1'h0;
+  reg \$signal$222  = 1'h0;
+  reg \$signal$270  = 1'h0;
+  wire \$signal$34 ;
+  reg \$signal$47  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$189 ;
+  wire [12:0] \a$190 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$183  = 9'h000;
-  wire [15:0] \addr$289 ;
+  reg [8:0] \addr$184  = 9'h000;
+  wire [15:0] \addr$290 ;
   wire [16:0] b;
-  wire [3:0] \b$190 ;
+  wire [3:0] \b$191 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -31737,8 +31769,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
   wire [29:0] data;
-  wire [15:0] \data$215 ;
-  wire [15:0] \data$288 ;
+  wire [15:0] \data$216 ;
+  wire [15:0] \data$289 ;
   reg done = 1'h0;
   reg filled;
   reg [19:0] fin0_0 = 20'h00000;
@@ -31761,9 +31793,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [1:0] head_boot = 2'h3;
   reg [7:0] head_next = 8'h01;
   wire [7:0] i;
-  wire [7:0] \i$49 ;
-  wire [7:0] \i$96 ;
-  wire [7:0] \i$98 ;
+  wire [7:0] \i$50 ;
+  wire [7:0] \i$97 ;
+  wire [7:0] \i$99 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -31827,32 +31859,32 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$227 ;
-  wire [19:0] \o$231 ;
+  wire [19:0] \o$228 ;
   wire [19:0] \o$232 ;
+  wire [19:0] \o$233 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$196 ;
-  wire [15:0] \o__payload$223 ;
+  wire [7:0] \o__payload$197 ;
+  wire [15:0] \o__payload$224 ;
   wire o__ready;
-  input \o__ready$197 ;
-  wire \o__ready$197 ;
+  input \o__ready$198 ;
   wire \o__ready$198 ;
+  wire \o__ready$199 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$200 ;
+  wire \o__valid$201 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$276 ;
+  wire [16:0] \p$277 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   wire [8:0] port__addr;
-  wire [8:0] \port__addr$42 ;
+  wire [8:0] \port__addr$43 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$224 ;
+  wire [159:0] \port__data$225 ;
   wire [19:0] port__en;
-  wire \port__en$44 ;
+  wire \port__en$45 ;
   reg [8:0] r_addr = 9'h000;
   wire [8:0] r_addr_b0;
   reg [8:0] r_base = 9'h000;
@@ -31997,15 +32029,16 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [8:0] w_addr;
   wire [8:0] w_addr_b0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$201 ;
+  wire [7:0] \w_data$202 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$202  = 1'h0;
+  reg \w_en$203  = 1'h0;
   wire [19:0] w_en_b0;
-  reg w_full = 1'h0;
+  wire w_full;
+  wire \w_full$24 ;
   wire w_full_issue;
-  wire \w_full_issue$25 ;
+  wire \w_full_issue$26 ;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
   reg [19:0] xacc = 20'h00000;
@@ -32425,9 +32458,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   reg [159:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$42 ];
+    _0_ <= vectors[\port__addr$43 ];
   end
-  assign \port__data$224  = _0_;
+  assign \port__data$225  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -32445,7 +32478,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign load = w_full_issue & \$12 ;
   assign \$13  = s_idx == 8'h9b;
   assign \$14  = s_last ? 1'h0 : \$13 ;
-  assign \$signal$33  = step ? \$14  : s_last;
+  assign \$signal$34  = step ? \$14  : s_last;
   assign \$15  = step & s_last;
   assign \$16  = n_idx == 8'hfe;
   assign \$17  = n_last ? 1'h0 : \$16 ;
@@ -32457,7 +32490,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$22  = gap == 1'h1;
   assign \$23  = gap_zero | \$22 ;
   assign gap_zero_next = \$21  ? 1'h0 : \$23 ;
-  assign i = \$signal$46  ? head[7:0] : carry0_0;
+  assign i = \$signal$47  ? head[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -32477,7 +32510,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign \i$96  = \$signal$46  ? head[15:8] : carry1_0;
+  assign \i$97  = \$signal$47  ? head[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -32559,148 +32592,147 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$61  = lane + 4'h9;
   assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
   assign \$63  = credits_room_next & gap_zero_next;
-  assign \$64  = \$signal$33  & n_last_next;
-  assign \$65  = filled ? 1'h1 : w_full;
-  assign \$66  = load ? 1'h0 : \$65 ;
-  assign \$67  = head_boot >= 2'h2;
-  assign \$68  = step & s_last;
-  assign \$69  = head_next == 8'hff;
-  assign \$70  = head_next + 1'h1;
-  assign \$71  = \$69  ? 9'h000 : \$70 ;
-  assign \$72  = n_last ? 9'h001 : \$71 ;
-  assign \$73  = \$68  ? \$72  : { 1'h0, head_next };
-  assign \$74  = \$67  ? 9'h000 : \$73 ;
-  assign \$75  = step & s_last;
-  assign \$76  = head_next == 8'hff;
-  assign \$77  = head_next + 1'h1;
-  assign \$78  = \$76  ? 9'h000 : \$77 ;
-  assign \$79  = n_last ? 9'h001 : \$78 ;
-  assign \$80  = \$75  ? \$79  : { 1'h0, head_next };
-  assign \$81  = | head_boot;
-  assign \$82  = head_boot - 1'h1;
-  assign \$83  = head_boot == 1'h1;
-  assign \$84  = step & s_last;
-  assign \$85  = \$83  | \$84 ;
-  assign \$86  = s_idx + 1'h1;
-  assign \$87  = s_last ? 9'h000 : \$86 ;
-  assign \$88  = n_idx + 1'h1;
-  assign \$89  = n_last ? 9'h000 : \$88 ;
-  assign \$90  = step & sn_last;
-  assign \$91  = w_half ? 8'h9d : 8'h00;
-  assign \$92  = ~ w_half;
-  assign \$93  = step & s_last;
-  assign \$94  = ~ gap_zero;
-  assign \$95  = gap - 1'h1;
-  assign \$96  = s_last ? 5'h00 : col;
-  assign \$97  = row_ph0 >= 4'h8;
-  assign \$98  = row_ph0 - 4'h8;
-  assign \$99  = row_ph0 + 4'hc;
-  assign \$100  = \$97  ? { \$98 [5], \$98  } : { 1'h0, \$99  };
-  assign \$101  = n_last ? 7'h00 : \$100 ;
-  assign \$102  = row_ph1 >= 4'h8;
-  assign \$103  = row_ph1 - 4'h8;
-  assign \$104  = row_ph1 + 4'hc;
-  assign \$105  = \$102  ? { \$103 [5], \$103  } : { 1'h0, \$104  };
-  assign \$106  = n_last ? 7'h10 : \$105 ;
+  assign \$64  = \$signal$34  & n_last_next;
+  assign \$65  = head_boot >= 2'h2;
+  assign \$66  = step & s_last;
+  assign \$67  = head_next == 8'hff;
+  assign \$68  = head_next + 1'h1;
+  assign \$69  = \$67  ? 9'h000 : \$68 ;
+  assign \$70  = n_last ? 9'h001 : \$69 ;
+  assign \$71  = \$66  ? \$70  : { 1'h0, head_next };
+  assign \$72  = \$65  ? 9'h000 : \$71 ;
+  assign \$73  = step & s_last;
+  assign \$74  = head_next == 8'hff;
+  assign \$75  = head_next + 1'h1;
+  assign \$76  = \$74  ? 9'h000 : \$75 ;
+  assign \$77  = n_last ? 9'h001 : \$76 ;
+  assign \$78  = \$73  ? \$77  : { 1'h0, head_next };
+  assign \$79  = | head_boot;
+  assign \$80  = head_boot - 1'h1;
+  assign \$81  = head_boot == 1'h1;
+  assign \$82  = step & s_last;
+  assign \$83  = \$81  | \$82 ;
+  assign \$84  = s_idx + 1'h1;
+  assign \$85  = s_last ? 9'h000 : \$84 ;
+  assign \$86  = n_idx + 1'h1;
+  assign \$87  = n_last ? 9'h000 : \$86 ;
+  assign \$88  = step & sn_last;
+  assign \$89  = w_half ? 8'h9d : 8'h00;
+  assign \$90  = ~ w_half;
+  assign \$91  = step & s_last;
+  assign \$92  = ~ gap_zero;
+  assign \$93  = gap - 1'h1;
+  assign \$94  = s_last ? 5'h00 : col;
+  assign \$95  = row_ph0 >= 4'h8;
+  assign \$96  = row_ph0 - 4'h8;
+  assign \$97  = row_ph0 + 4'hc;
+  assign \$98  = \$95  ? { \$96 [5], \$96  } : { 1'h0, \$97  };
+  assign \$99  = n_last ? 7'h00 : \$98 ;
+  assign \$100  = row_ph1 >= 4'h8;
+  assign \$101  = row_ph1 - 4'h8;
+  assign \$102  = row_ph1 + 4'hc;
+  assign \$103  = \$100  ? { \$101 [5], \$101  } : { 1'h0, \$102  };
+  assign \$104  = n_last ? 7'h10 : \$103 ;
+  assign \$105  = row_ph0 + col;
+  assign \$106  = \$105  >= 5'h14;
   assign \$107  = row_ph0 + col;
-  assign \$108  = \$107  >= 5'h14;
+  assign \$108  = \$107  - 5'h14;
   assign \$109  = row_ph0 + col;
-  assign \$110  = \$109  - 5'h14;
-  assign \$111  = row_ph0 + col;
-  assign \$112  = \$108  ? \$110  : { 1'h0, \$111  };
+  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
+  assign \$111  = row_ph1 + col;
+  assign \$112  = \$111  >= 5'h14;
   assign \$113  = row_ph1 + col;
-  assign \$114  = \$113  >= 5'h14;
+  assign \$114  = \$113  - 5'h14;
   assign \$115  = row_ph1 + col;
-  assign \$116  = \$115  - 5'h14;
-  assign \$117  = row_ph1 + col;
-  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
-  assign \$119  = ! s_idx;
-  assign \$121  = off1_0[0] ? o : { \o$227 [15:0], o[19:16] };
-  assign \$122  = off1_0[1] ? \$120  : \$121 ;
-  assign \$124  = off1_0[0] ? o : { \o$227 [11:0], o[19:12] };
-  assign \$125  = off1_0[1] ? \$123  : \$124 ;
-  assign \$127  = off1_0[0] ? o : { \o$227 [7:0], o[19:8] };
-  assign \$128  = off1_0[1] ? \$126  : \$127 ;
-  assign \$129  = off1_0[2] ? \$125  : \$128 ;
-  assign \$131  = off1_0[0] ? o : { \o$227 [3:0], o[19:4] };
-  assign \$132  = off1_0[1] ? \$130  : \$131 ;
-  assign \$136  = off1_0[2] ? \$132  : \$135 ;
-  assign \$137  = off1_0[3] ? \$129  : \$136 ;
-  assign \$138  = off1_0[4] ? \$122  : \$137 ;
-  assign \$139  = ~ \$138 ;
-  assign \$141  = off1_1[0] ? \o$231  : { \o$232 [15:0], \o$231 [19:16] };
-  assign \$142  = off1_1[1] ? \$140  : \$141 ;
-  assign \$144  = off1_1[0] ? \o$231  : { \o$232 [11:0], \o$231 [19:12] };
-  assign \$145  = off1_1[1] ? \$143  : \$144 ;
-  assign \$147  = off1_1[0] ? \o$231  : { \o$232 [7:0], \o$231 [19:8] };
-  assign \$148  = off1_1[1] ? \$146  : \$147 ;
-  assign \$149  = off1_1[2] ? \$145  : \$148 ;
-  assign \$151  = off1_1[0] ? \o$231  : { \o$232 [3:0], \o$231 [19:4] };
-  assign \$152  = off1_1[1] ? \$150  : \$151 ;
-  assign \$156  = off1_1[2] ? \$152  : \$155 ;
-  assign \$157  = off1_1[3] ? \$149  : \$156 ;
-  assign \$158  = off1_1[4] ? \$142  : \$157 ;
-  assign \$159  = ~ \$158 ;
-  assign \$160  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$161  = \$160  + xsum_q_d1;
-  assign \$162  = flags_x[0] & flags_x[2];
-  assign \$163  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$164  = \$163  + xsum_q_d1;
-  assign \$165  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$166  = \$165  + t0_0_l5_0;
-  assign \$167  = flags_0[0] & flags_0[2];
-  assign \$168  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$169  = \$168  + t0_0_l5_0;
-  assign \$171  = \$170  - xfin;
-  assign \$172  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$173  = \$172  + t1_0_l5_0;
-  assign \$174  = flags_1[0] & flags_1[2];
-  assign \$175  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$176  = \$175  + t1_0_l5_0;
-  assign \$178  = \$177  - xfin;
-  assign \$179  = ser_left - 1'h1;
-  assign \$180  = \addr$183  == 9'h1ff;
-  assign \$181  = \addr$183  + 1'h1;
-  assign \$182  = \$180  ? 10'h000 : \$181 ;
-  assign \$186  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$189  = $signed(\$187 ) + $signed(\$188 );
-  assign \$190  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$193  = $signed(\$192 ) < $signed(1'h0);
-  assign \$195  = $signed(\$194 ) > $signed(9'h0ff);
-  assign \$196  = step & s_last;
-  assign \$197  = o__valid & \o__ready$197 ;
-  assign \$198  = \$197  + skipped_d5;
-  assign \$199  = ~ rst_fc1;
-  assign \$201  = rst_fc1 ? 20'h00000 : \$4 [19:0];
-  assign \$202  = rst_fc1 | load;
-  assign \$203  = filled ? 1'h1 : w_full_issue;
-  assign \$204  = \$202  ? 1'h0 : \$203 ;
+  assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
+  assign \$117  = ! s_idx;
+  assign \$119  = off1_0[0] ? o : { \o$228 [15:0], o[19:16] };
+  assign \$120  = off1_0[1] ? \$118  : \$119 ;
+  assign \$122  = off1_0[0] ? o : { \o$228 [11:0], o[19:12] };
+  assign \$123  = off1_0[1] ? \$121  : \$122 ;
+  assign \$125  = off1_0[0] ? o : { \o$228 [7:0], o[19:8] };
+  assign \$126  = off1_0[1] ? \$124  : \$125 ;
+  assign \$127  = off1_0[2] ? \$123  : \$126 ;
+  assign \$129  = off1_0[0] ? o : { \o$228 [3:0], o[19:4] };
+  assign \$130  = off1_0[1] ? \$128  : \$129 ;
+  assign \$134  = off1_0[2] ? \$130  : \$133 ;
+  assign \$135  = off1_0[3] ? \$127  : \$134 ;
+  assign \$136  = off1_0[4] ? \$120  : \$135 ;
+  assign \$137  = ~ \$136 ;
+  assign \$139  = off1_1[0] ? \o$232  : { \o$233 [15:0], \o$232 [19:16] };
+  assign \$140  = off1_1[1] ? \$138  : \$139 ;
+  assign \$142  = off1_1[0] ? \o$232  : { \o$233 [11:0], \o$232 [19:12] };
+  assign \$143  = off1_1[1] ? \$141  : \$142 ;
+  assign \$145  = off1_1[0] ? \o$232  : { \o$233 [7:0], \o$232 [19:8] };
+  assign \$146  = off1_1[1] ? \$144  : \$145 ;
+  assign \$147  = off1_1[2] ? \$143  : \$146 ;
+  assign \$149  = off1_1[0] ? \o$232  : { \o$233 [3:0], \o$232 [19:4] };
+  assign \$150  = off1_1[1] ? \$148  : \$149 ;
+  assign \$154  = off1_1[2] ? \$150  : \$153 ;
+  assign \$155  = off1_1[3] ? \$147  : \$154 ;
+  assign \$156  = off1_1[4] ? \$140  : \$155 ;
+  assign \$157  = ~ \$156 ;
+  assign \$158  = flags_x[1] ? 20'h00000 : xacc;
+  assign \$159  = \$158  + xsum_q_d1;
+  assign \$160  = flags_x[0] & flags_x[2];
+  assign \$161  = flags_x[1] ? 20'h00000 : xacc;
+  assign \$162  = \$161  + xsum_q_d1;
+  assign \$163  = flags_0[1] ? 20'h00000 : acc0_0;
+  assign \$164  = \$163  + t0_0_l5_0;
+  assign \$165  = flags_0[0] & flags_0[2];
+  assign \$166  = flags_0[1] ? 20'h00000 : acc0_0;
+  assign \$167  = \$166  + t0_0_l5_0;
+  assign \$169  = \$168  - xfin;
+  assign \$170  = flags_1[1] ? 20'h00000 : acc1_0;
+  assign \$171  = \$170  + t1_0_l5_0;
+  assign \$172  = flags_1[0] & flags_1[2];
+  assign \$173  = flags_1[1] ? 20'h00000 : acc1_0;
+  assign \$174  = \$173  + t1_0_l5_0;
+  assign \$176  = \$175  - xfin;
+  assign \$177  = ser_left - 1'h1;
+  assign \$178  = \addr$184  == 9'h1ff;
+  assign \$179  = \addr$184  + 1'h1;
+  assign \$180  = \$178  ? 10'h000 : \$179 ;
+  assign \$184  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$187  = $signed(\$185 ) + $signed(\$186 );
+  assign \$188  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$191  = $signed(\$190 ) < $signed(1'h0);
+  assign \$193  = $signed(\$192 ) > $signed(9'h0ff);
+  assign \$194  = step & s_last;
+  assign \$195  = o__valid & \o__ready$198 ;
+  assign \$196  = \$195  + skipped_d5;
+  assign \$197  = ~ rst_fc1;
+  assign \$199  = rst_fc1 ? 20'h00000 : \$4 [19:0];
+  assign \$200  = rst_fc1 | load;
+  assign \$201  = filled ? 1'h1 : w_full;
+  assign \$202  = \$200  ? 1'h0 : \$201 ;
+  assign \$203  = rst_fc1 | load;
+  assign \$204  = filled ? 1'h1 : w_full_issue;
+  assign \$205  = \$203  ? 1'h0 : \$204 ;
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    c <= \$205 ;
+    c <= \$206 ;
   always @(posedge clk)
-    pix <= \$206 ;
+    pix <= \$207 ;
   always @(posedge clk)
-    \$like  <= \$207 ;
+    \$like  <= \$208 ;
   always @(posedge clk)
-    p_lane <= \$208 ;
+    p_lane <= \$209 ;
   always @(posedge clk)
-    \$signal  <= \$209 ;
+    \$signal  <= \$210 ;
   always @(posedge clk)
-    lane <= \$210 ;
+    lane <= \$211 ;
   always @(posedge clk)
-    can_end <= \$211 ;
+    can_end <= \$212 ;
   always @(posedge clk)
-    gap_zero <= \$212 ;
+    gap_zero <= \$213 ;
   always @(posedge clk)
-    s_last <= \$213 ;
+    s_last <= \$214 ;
   always @(posedge clk)
-    n_last <= \$214 ;
+    n_last <= \$215 ;
   always @(posedge clk)
-    sn_last <= \$215 ;
-  always @(posedge clk)
-    w_full <= \$216 ;
+    sn_last <= \$216 ;
   always @(posedge clk)
     addr <= \$217 ;
   always @(posedge clk)
@@ -32734,19 +32766,19 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     off1_1 <= \$232 ;
   always @(posedge clk)
-    \$signal$221  <= \$233 ;
+    \$signal$222  <= \$233 ;
   always @(posedge clk)
-    \$signal$46  <= \$234 ;
+    \$signal$47  <= \$234 ;
   always @(posedge clk)
     last1 <= \$235 ;
   always @(posedge clk)
-    word1 <= \o__payload$223 ;
+    word1 <= \o__payload$224 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$224 ;
+    xdata_d1 <= \port__data$225 ;
   always @(posedge clk)
     carry0_0 <= \$236 ;
   always @(posedge clk)
-    w0_0 <= \$139 ;
+    w0_0 <= \$137 ;
   always @(posedge clk)
     m0_0_0 <= \$237 ;
   always @(posedge clk)
@@ -32806,7 +32838,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     carry1_0 <= \$257 ;
   always @(posedge clk)
-    w1_0 <= \$159 ;
+    w1_0 <= \$157 ;
   always @(posedge clk)
     m1_0_0 <= \$258 ;
   always @(posedge clk)
@@ -32958,9 +32990,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     ser_left <= \$309 ;
   always @(posedge clk)
-    \addr$183  <= \$310 ;
+    \addr$184  <= \$310 ;
   always @(posedge clk)
-    \$signal$269  <= \$311 ;
+    \$signal$270  <= \$311 ;
   always @(posedge clk)
     ka <= \$312 ;
   always @(posedge clk)
@@ -32970,19 +33002,19 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$186 ;
+    rq0_beta <= \$184 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$189 ;
+    rq0_acc_s1_0 <= \$187 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$190 [32:0];
+    rq0_acc_s2_0 <= \$188 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$191 [16:0];
+    rq0_shifted <= \$189 [16:0];
   always @(posedge clk)
-    rq0_under <= \$193 ;
+    rq0_under <= \$191 ;
   always @(posedge clk)
-    rq0_over <= \$195 ;
+    rq0_over <= \$193 ;
   always @(posedge clk)
     v_out_d1 <= \$314 ;
   always @(posedge clk)
@@ -32990,7 +33022,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     v_out_d3 <= \$316 ;
   always @(posedge clk)
-    \w_en$202  <= \$317 ;
+    \w_en$203  <= \$317 ;
   always @(posedge clk)
     skipped_d1 <= \$318 ;
   always @(posedge clk)
@@ -33010,7 +33042,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     credits_room <= \$326 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$183 ),
+    .addr(\addr$184 ),
     .clk(clk),
     .data(data)
   );
@@ -33020,24 +33052,24 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$227 )
+    .o(\o$228 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$96 ),
-    .o(\o$231 )
+    .i(\i$97 ),
+    .o(\o$232 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$232 )
+    .o(\o$233 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$197 ),
+    .o__ready(\o__ready$198 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
     .w_data(\$25 [7:0]),
-    .w_en(\w_en$202 )
+    .w_en(\w_en$203 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -33066,7 +33098,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$215 )
+    .data(\data$216 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -33074,12 +33106,12 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$42 )
+    .q(\port__addr$43 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$289 ),
+    .addr(\addr$290 ),
     .clk(clk),
-    .data(\data$288 )
+    .data(\data$289 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -33091,7 +33123,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$276 )
+    .p(\p$277 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -33106,23 +33138,31 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd20)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$201 ),
+    .d(\$199 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_copy (
+    .clk(clk),
+    .d(\$202 ),
+    .q(w_full)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$204 ),
+    .d(\$205 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc1.weights  weights (
     .clk(clk),
-    .data(\data$288 ),
-    .o__payload(\o__payload$223 ),
+    .data(\data$289 ),
+    .o__payload(\o__payload$224 ),
     .o__ready(step),
-    .raddr(\addr$289 ),
+    .raddr(\addr$290 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -33148,30 +33188,13 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$205  = c;
+    \$206  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
-        \$205  = 6'h00;
+        \$206  = 6'h00;
       end else begin
-        \$205  = \$52 [5:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$205  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$206  = pix;
-    if (take) begin
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$206  = 6'h00;
-        end else begin
-          \$206  = \$31 [5:0];
-        end
+        \$206  = \$52 [5:0];
       end
     end
     if (rst_fc1) begin
@@ -33180,130 +33203,140 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$207  = \$like ;
+    \$207  = pix;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$207  = 8'h00;
+          \$207  = 6'h00;
         end else begin
-          \$207  = \$35 [7:0];
+          \$207  = \$31 [5:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$207  = 8'h00;
+      \$207  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$208  = p_lane;
+    \$208  = \$like ;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$208  = 5'h00;
+          \$208  = 8'h00;
         end else begin
-          \$208  = \$41 [4:0];
+          \$208  = \$35 [7:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$208  = 5'h00;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$209  = \$signal ;
+    \$209  = p_lane;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$209  = 8'h00;
+          \$209  = 5'h00;
         end else begin
-          \$209  = \$45 [7:0];
+          \$209  = \$41 [4:0];
         end
-      end else begin
-        \$209  = \$56 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$209  = 8'h00;
+      \$209  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$210  = lane;
+    \$210  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$210  = 5'h00;
+          \$210  = 8'h00;
         end else begin
-          \$210  = \$51 [4:0];
+          \$210  = \$45 [7:0];
         end
       end else begin
-        \$210  = \$62 [4:0];
+        \$210  = \$56 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$210  = 5'h00;
+      \$210  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$211  = \$63 ;
+    \$211  = lane;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$30 ) begin
+          \$211  = 5'h00;
+        end else begin
+          \$211  = \$51 [4:0];
+        end
+      end else begin
+        \$211  = \$62 [4:0];
+      end
+    end
     if (rst_fc1) begin
-      \$211  = 1'h1;
+      \$211  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$212  = gap_zero_next;
+    \$212  = \$63 ;
     if (rst_fc1) begin
       \$212  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$213  = \$signal$33 ;
+    \$213  = gap_zero_next;
     if (rst_fc1) begin
-      \$213  = 1'h0;
+      \$213  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$214  = n_last_next;
+    \$214  = \$signal$34 ;
     if (rst_fc1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$215  = \$64 ;
+    \$215  = n_last_next;
     if (rst_fc1) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$216  = \$66 ;
+    \$216  = \$64 ;
     if (rst_fc1) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$217  = \$74 [7:0];
+    \$217  = \$72 [7:0];
     if (rst_fc1) begin
       \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$218  = \$80 [7:0];
+    \$218  = \$78 [7:0];
     if (rst_fc1) begin
       \$218  = 8'h01;
     end
@@ -33311,8 +33344,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$219  = head_boot;
-    if (\$81 ) begin
-      \$219  = \$82 [1:0];
+    if (\$79 ) begin
+      \$219  = \$80 [1:0];
     end
     if (rst_fc1) begin
       \$219  = 2'h3;
@@ -33321,8 +33354,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$220  = head;
-    if (\$85 ) begin
-      \$220  = \data$215 ;
+    if (\$83 ) begin
+      \$220  = \data$216 ;
     end
   end
   always @* begin
@@ -33336,7 +33369,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$222  = s_idx;
     if (step) begin
-      \$222  = \$87 [7:0];
+      \$222  = \$85 [7:0];
     end
     if (rst_fc1) begin
       \$222  = 8'h00;
@@ -33347,7 +33380,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     \$223  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$223  = \$89 [7:0];
+        \$223  = \$87 [7:0];
       end
     end
     if (rst_fc1) begin
@@ -33357,7 +33390,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$224  = active;
-    if (\$90 ) begin
+    if (\$88 ) begin
       \$224  = 1'h0;
     end
     if (load) begin
@@ -33371,7 +33404,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$225  = r_base;
     if (load) begin
-      \$225  = { 1'h0, \$91  };
+      \$225  = { 1'h0, \$89  };
     end
     if (rst_fc1) begin
       \$225  = 9'h000;
@@ -33381,7 +33414,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$226  = w_half;
     if (load) begin
-      \$226  = \$92 ;
+      \$226  = \$90 ;
     end
     if (rst_fc1) begin
       \$226  = 1'h0;
@@ -33390,10 +33423,10 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$227  = gap;
-    if (\$93 ) begin
+    if (\$91 ) begin
       \$227  = 2'h1;
-    end else if (\$94 ) begin
-      \$227  = \$95 [1:0];
+    end else if (\$92 ) begin
+      \$227  = \$93 [1:0];
     end
     if (rst_fc1) begin
       \$227  = 2'h0;
@@ -33403,7 +33436,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$228  = col;
     if (step) begin
-      \$228  = \$96 ;
+      \$228  = \$94 ;
     end
     if (rst_fc1) begin
       \$228  = 5'h00;
@@ -33414,7 +33447,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     \$229  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$229  = \$101 [4:0];
+        \$229  = \$99 [4:0];
       end
     end
     if (rst_fc1) begin
@@ -33426,7 +33459,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     \$230  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$230  = \$106 [4:0];
+        \$230  = \$104 [4:0];
       end
     end
     if (rst_fc1) begin
@@ -33435,14 +33468,14 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$231  = \$112 [4:0];
+    \$231  = \$110 [4:0];
     if (rst_fc1) begin
       \$231  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$232  = \$118 [4:0];
+    \$232  = \$116 [4:0];
     if (rst_fc1) begin
       \$232  = 5'h00;
     end
@@ -33456,7 +33489,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$234  = \$119 ;
+    \$234  = \$117 ;
     if (rst_fc1) begin
       \$234  = 1'h0;
     end
@@ -33471,7 +33504,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$236  = carry0_0;
-    if (\$signal$221 ) begin
+    if (\$signal$222 ) begin
       \$236  = word1[7:0];
     end
   end
@@ -33658,7 +33691,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$257  = carry1_0;
-    if (\$signal$221 ) begin
+    if (\$signal$222 ) begin
       \$257  = word1[15:8];
     end
   end
@@ -33844,7 +33877,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$278  = \$signal$221 ;
+    \$278  = \$signal$222 ;
     if (rst_fc1) begin
       \$278  = 1'h0;
     end
@@ -33914,7 +33947,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$288  = \$signal$221 ;
+    \$288  = \$signal$222 ;
     if (rst_fc1) begin
       \$288  = 1'h0;
     end
@@ -33942,7 +33975,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$292  = \$signal$46 ;
+    \$292  = \$signal$47 ;
     if (rst_fc1) begin
       \$292  = 1'h0;
     end
@@ -34007,35 +34040,35 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$301  = xacc;
     if (flags_x[0]) begin
-      \$301  = \$161 [19:0];
+      \$301  = \$159 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$302  = xfin;
-    if (\$162 ) begin
-      \$302  = \$164 [19:0];
+    if (\$160 ) begin
+      \$302  = \$162 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$303  = acc0_0;
     if (flags_0[0]) begin
-      \$303  = \$166 [19:0];
+      \$303  = \$164 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$304  = fin0_0;
-    if (\$167 ) begin
-      \$304  = \$169 [19:0];
+    if (\$165 ) begin
+      \$304  = \$167 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$305  = bank0_0;
     if (done) begin
-      \$305  = \$171 [20:0];
+      \$305  = \$169 [20:0];
     end else if (ser) begin
       \$305  = bank1_0;
     end
@@ -34044,21 +34077,21 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$306  = acc1_0;
     if (flags_1[0]) begin
-      \$306  = \$173 [19:0];
+      \$306  = \$171 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$307  = fin1_0;
-    if (\$174 ) begin
-      \$307  = \$176 [19:0];
+    if (\$172 ) begin
+      \$307  = \$174 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$308  = bank1_0;
     if (done) begin
-      \$308  = \$178 [20:0];
+      \$308  = \$176 [20:0];
     end
   end
   always @* begin
@@ -34067,7 +34100,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (done) begin
       \$309  = 2'h2;
     end else if (ser) begin
-      \$309  = \$179 [1:0];
+      \$309  = \$177 [1:0];
     end
     if (rst_fc1) begin
       \$309  = 2'h0;
@@ -34075,9 +34108,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$310  = \addr$183 ;
+    \$310  = \addr$184 ;
     if (ser) begin
-      \$310  = \$182 [8:0];
+      \$310  = \$180 [8:0];
     end
     if (rst_fc1) begin
       \$310  = 9'h000;
@@ -34085,21 +34118,21 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$311  = \$183 ;
+    \$311  = \$181 ;
     if (rst_fc1) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$312  = \$185 ;
+    \$312  = \$183 ;
     if (rst_fc1) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$313  = \$signal$269 ;
+    \$313  = \$signal$270 ;
     if (rst_fc1) begin
       \$313  = 1'h0;
     end
@@ -34169,14 +34202,14 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$323  = \$196 ;
+    \$323  = \$194 ;
     if (rst_fc1) begin
       \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$324  = \$198 ;
+    \$324  = \$196 ;
     if (rst_fc1) begin
       \$324  = 2'h0;
     end
@@ -34201,52 +34234,53 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign w_addr = \$2 [8:0];
   assign w_data = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   assign w_en = \$4 [19:0];
-  assign \w_full_issue$25  = w_full_issue;
+  assign \w_full$24  = w_full;
+  assign \w_full_issue$26  = w_full_issue;
   assign o__ready = step;
   assign head_addr = addr;
-  assign r_addr_b0 = \port__addr$42 ;
-  assign \port__en$44  = 1'h1;
-  assign \i$49  = word1[7:0];
-  assign \i$98  = word1[15:8];
+  assign r_addr_b0 = \port__addr$43 ;
+  assign \port__en$45  = 1'h1;
+  assign \i$50  = word1[7:0];
+  assign \i$99  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$183 ;
+  assign beat = \addr$184 ;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$189  = data[12:0];
-  assign \b$190  = sa0_0[20:17];
+  assign \a$190  = data[12:0];
+  assign \b$191  = sa0_0[20:17];
   assign rq0_y = \$25 [7:0];
-  assign \o__payload$196  = o__payload;
-  assign \o__ready$198  = \o__ready$197 ;
-  assign \o__valid$200  = o__valid;
-  assign \w_data$201  = \$25 [7:0];
-  assign v_out_d4 = \w_en$202 ;
+  assign \o__payload$197  = o__payload;
+  assign \o__ready$199  = \o__ready$198 ;
+  assign \o__valid$201  = o__valid;
+  assign \w_data$202  = \$25 [7:0];
+  assign v_out_d4 = \w_en$203 ;
   assign space_next = \$28 [2:0];
   assign \$7  = active;
-  assign \$120  = o;
-  assign \$123  = o;
-  assign \$126  = o;
-  assign \$130  = o;
-  assign \$133  = o;
-  assign \$134  = o;
-  assign \$135  = \$134 ;
-  assign \$140  = \o$231 ;
-  assign \$143  = \o$231 ;
-  assign \$146  = \o$231 ;
-  assign \$150  = \o$231 ;
-  assign \$153  = \o$231 ;
-  assign \$154  = \o$231 ;
-  assign \$155  = \$154 ;
-  assign \$170  = { fin0_0, 1'h0 };
-  assign \$177  = { fin1_0, 1'h0 };
-  assign \$183  = ser;
-  assign \$184  = 1'h0;
-  assign \$185  = 1'h0;
-  assign \$187  = { p[29], p };
-  assign \$188  = { \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 [16], \p$276 , 17'h00000 };
-  assign \$191  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$118  = o;
+  assign \$121  = o;
+  assign \$124  = o;
+  assign \$128  = o;
+  assign \$131  = o;
+  assign \$132  = o;
+  assign \$133  = \$132 ;
+  assign \$138  = \o$232 ;
+  assign \$141  = \o$232 ;
+  assign \$144  = \o$232 ;
+  assign \$148  = \o$232 ;
+  assign \$151  = \o$232 ;
+  assign \$152  = \o$232 ;
+  assign \$153  = \$152 ;
+  assign \$168  = { fin0_0, 1'h0 };
+  assign \$175  = { fin1_0, 1'h0 };
+  assign \$181  = ser;
+  assign \$182  = 1'h0;
+  assign \$183  = 1'h0;
+  assign \$185  = { p[29], p };
+  assign \$186  = { \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 , 17'h00000 };
+  assign \$189  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$190  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$192  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$194  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$200  = \$199 ;
+  assign \$198  = \$197 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -35582,16 +35616,16 @@ module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [35:0] \$101 ;
+  wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
+  wire [1:0] \$103 ;
   wire \$104 ;
-  wire [1:0] \$105 ;
+  wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
@@ -35599,8 +35633,8 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  reg [6:0] \$112 ;
-  reg \$113 ;
+  wire \$112 ;
+  reg [6:0] \$113 ;
   reg \$114 ;
   reg \$115 ;
   reg \$116 ;
@@ -35675,35 +35709,35 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   wire [7:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [7:0] \$28 ;
+  wire [7:0] \$29 ;
   wire \$3 ;
-  wire [7:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire [4:0] \$32 ;
-  wire [4:0] \$33 ;
+  wire [4:0] \$30 ;
+  wire [4:0] \$31 ;
+  wire \$32 ;
+  wire [7:0] \$33 ;
   wire \$34 ;
-  wire [7:0] \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire [5:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire \$35 ;
+  wire [5:0] \$36 ;
+  wire [5:0] \$37 ;
+  wire [6:0] \$38 ;
+  wire [6:0] \$39 ;
   wire \$4 ;
-  wire [6:0] \$40 ;
-  wire [6:0] \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [6:0] \$45 ;
-  wire [6:0] \$46 ;
+  wire \$40 ;
+  wire [5:0] \$41 ;
+  wire [5:0] \$42 ;
+  wire [6:0] \$43 ;
+  wire [6:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire \$46 ;
   wire [5:0] \$47 ;
-  wire \$48 ;
+  wire [6:0] \$48 ;
   wire [5:0] \$49 ;
   wire \$5 ;
   wire [6:0] \$50 ;
-  wire [5:0] \$51 ;
-  wire [6:0] \$52 ;
-  wire \$53 ;
+  wire \$51 ;
+  wire [3:0] \$52 ;
+  wire [3:0] \$53 ;
   wire [3:0] \$54 ;
   wire [3:0] \$55 ;
   wire [3:0] \$56 ;
@@ -35724,49 +35758,49 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   wire \$7 ;
   wire [3:0] \$70 ;
   wire [3:0] \$71 ;
-  wire [3:0] \$72 ;
-  wire [3:0] \$73 ;
-  wire [16:0] \$74 ;
-  wire [17:0] \$75 ;
-  wire \$76 ;
+  wire [16:0] \$72 ;
+  wire [17:0] \$73 ;
+  wire \$74 ;
+  wire [16:0] \$75 ;
+  wire [17:0] \$76 ;
   wire [16:0] \$77 ;
   wire [17:0] \$78 ;
-  wire [16:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [17:0] \$80 ;
-  wire \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [17:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [1:0] \$86 ;
-  wire \$87 ;
-  wire [4:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire [16:0] \$80 ;
+  wire [17:0] \$81 ;
+  wire [17:0] \$82 ;
+  wire [18:0] \$83 ;
+  wire [1:0] \$84 ;
+  wire \$85 ;
+  wire [4:0] \$86 ;
+  wire [4:0] \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire [21:0] \$93 ;
-  wire [35:0] \$94 ;
-  wire [50:0] \$95 ;
-  wire [51:0] \$96 ;
-  wire [52:0] \$97 ;
-  wire [35:0] \$98 ;
+  wire [21:0] \$91 ;
+  wire [35:0] \$92 ;
+  wire [50:0] \$93 ;
+  wire [51:0] \$94 ;
+  wire [52:0] \$95 ;
+  wire [35:0] \$96 ;
+  wire [35:0] \$97 ;
+  wire \$98 ;
   wire [35:0] \$99 ;
   wire \$signal ;
-  reg \$signal$118  = 1'h0;
-  reg \$signal$91  = 1'h0;
+  reg \$signal$119  = 1'h0;
   reg \$signal$92  = 1'h0;
+  reg \$signal$93  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$65 ;
+  wire [1:0] \a$66 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [10:0] \addr$138 ;
+  wire [10:0] \addr$139 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$66 ;
+  wire [17:0] \b$67 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -35779,7 +35813,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$137 ;
+  wire [15:0] \data$138 ;
   reg done = 1'h0;
   wire filled;
   reg [16:0] fin0_0 = 17'h00000;
@@ -35815,24 +35849,24 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   wire [19:0] o;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$72 ;
-  wire [15:0] \o__payload$94 ;
+  wire [15:0] \o__payload$73 ;
+  wire [15:0] \o__payload$95 ;
   wire o__ready;
-  input \o__ready$73 ;
-  wire \o__ready$73 ;
+  input \o__ready$74 ;
   wire \o__ready$74 ;
+  wire \o__ready$75 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$76 ;
+  wire \o__valid$77 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$125 ;
+  wire [19:0] \p$126 ;
   wire [7:0] port__addr;
-  wire [7:0] \port__addr$35 ;
+  wire [7:0] \port__addr$36 ;
   reg [31:0] port__data = 32'd0;
-  wire [31:0] \port__data$95 ;
+  wire [31:0] \port__data$96 ;
   wire port__en;
-  wire \port__en$37 ;
+  wire \port__en$38 ;
   reg [7:0] r_addr = 8'h00;
   wire [7:0] r_addr_b0;
   reg [7:0] r_base = 8'h00;
@@ -35889,15 +35923,16 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   reg [6:0] w_count = 7'h00;
   input [31:0] w_data;
   wire [31:0] w_data;
-  wire [15:0] \w_data$77 ;
+  wire [15:0] \w_data$78 ;
   (* init = 32'd0 *)
   wire [31:0] w_data_q;
   wire w_en;
-  reg \w_en$78  = 1'h0;
+  reg \w_en$79  = 1'h0;
   wire w_en_b0;
-  reg w_full = 1'h0;
+  wire w_full;
+  wire \w_full$21 ;
   wire w_full_issue;
-  wire \w_full_issue$22 ;
+  wire \w_full_issue$23 ;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] word1;
@@ -36179,9 +36214,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$35 ];
+    _0_ <= vectors[\port__addr$36 ];
   end
-  assign \port__data$95  = _0_;
+  assign \port__data$96  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h80;
@@ -36222,89 +36257,88 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   assign \$24  = w_count + 1'h1;
   assign \$25  = \$23  ? 8'h00 : \$24 ;
   assign \$27  = \$signal  & n_last_next;
-  assign \$28  = filled ? 1'h1 : w_full;
-  assign \$29  = load ? 1'h0 : \$28 ;
-  assign \$30  = s_idx + 1'h1;
-  assign \$31  = s_last ? 8'h00 : \$30 ;
-  assign \$32  = n_idx + 1'h1;
-  assign \$33  = n_last ? 5'h00 : \$32 ;
-  assign \$34  = step & sn_last;
-  assign \$35  = w_half ? 8'h80 : 8'h00;
-  assign \$36  = ~ w_half;
-  assign \$37  = col >= 5'h10;
-  assign \$38  = col - 5'h10;
-  assign \$39  = col + 3'h4;
-  assign \$40  = \$37  ? { \$38 [5], \$38  } : { 1'h0, \$39  };
-  assign \$41  = s_last ? 7'h00 : \$40 ;
-  assign \$42  = row_ph0 >= 4'h8;
-  assign \$43  = row_ph0 - 4'h8;
-  assign \$44  = row_ph0 + 4'hc;
-  assign \$45  = \$42  ? { \$43 [5], \$43  } : { 1'h0, \$44  };
-  assign \$46  = n_last ? 7'h00 : \$45 ;
+  assign \$28  = s_idx + 1'h1;
+  assign \$29  = s_last ? 8'h00 : \$28 ;
+  assign \$30  = n_idx + 1'h1;
+  assign \$31  = n_last ? 5'h00 : \$30 ;
+  assign \$32  = step & sn_last;
+  assign \$33  = w_half ? 8'h80 : 8'h00;
+  assign \$34  = ~ w_half;
+  assign \$35  = col >= 5'h10;
+  assign \$36  = col - 5'h10;
+  assign \$37  = col + 3'h4;
+  assign \$38  = \$35  ? { \$36 [5], \$36  } : { 1'h0, \$37  };
+  assign \$39  = s_last ? 7'h00 : \$38 ;
+  assign \$40  = row_ph0 >= 4'h8;
+  assign \$41  = row_ph0 - 4'h8;
+  assign \$42  = row_ph0 + 4'hc;
+  assign \$43  = \$40  ? { \$41 [5], \$41  } : { 1'h0, \$42  };
+  assign \$44  = n_last ? 7'h00 : \$43 ;
+  assign \$45  = row_ph0 + col;
+  assign \$46  = \$45  >= 5'h14;
   assign \$47  = row_ph0 + col;
-  assign \$48  = \$47  >= 5'h14;
+  assign \$48  = \$47  - 5'h14;
   assign \$49  = row_ph0 + col;
-  assign \$50  = \$49  - 5'h14;
-  assign \$51  = row_ph0 + col;
-  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
-  assign \$53  = ! s_idx;
-  assign \$55  = off1_0[0] ? o[3:0] : o[19:16];
-  assign \$56  = off1_0[1] ? \$54  : \$55 ;
-  assign \$58  = off1_0[0] ? o[3:0] : o[15:12];
-  assign \$59  = off1_0[1] ? \$57  : \$58 ;
-  assign \$61  = off1_0[0] ? o[3:0] : o[11:8];
-  assign \$62  = off1_0[1] ? \$60  : \$61 ;
-  assign \$63  = off1_0[2] ? \$59  : \$62 ;
-  assign \$65  = off1_0[0] ? o[3:0] : o[7:4];
-  assign \$66  = off1_0[1] ? \$64  : \$65 ;
-  assign \$70  = off1_0[2] ? \$66  : \$69 ;
-  assign \$71  = off1_0[3] ? \$63  : \$70 ;
-  assign \$72  = off1_0[4] ? \$56  : \$71 ;
-  assign \$73  = ~ \$72 ;
-  assign \$74  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$75  = \$74  + xsum_l2_0;
-  assign \$76  = flags_x[0] & flags_x[2];
-  assign \$77  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$78  = \$77  + xsum_l2_0;
-  assign \$79  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$80  = \$79  + t0_0_l2_0;
-  assign \$81  = flags_0[0] & flags_0[2];
-  assign \$82  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$83  = \$82  + t0_0_l2_0;
-  assign \$85  = \$84  - xfin;
-  assign \$86  = ser_left - 1'h1;
-  assign \$87  = addr == 4'h9;
-  assign \$88  = addr + 1'h1;
-  assign \$89  = \$87  ? 5'h00 : \$88 ;
-  assign \$93  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$96  = $signed(\$94 ) + $signed(\$95 );
-  assign \$97  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$102  = $signed(\$101 ) > $signed(16'h7fff);
-  assign \$103  = step & s_last;
-  assign \$104  = o__valid & \o__ready$73 ;
-  assign \$105  = \$104  + skipped_d5;
-  assign \$106  = ~ rst_fc2;
-  assign \$108  = rst_fc2 ? 1'h0 : take;
-  assign \$109  = rst_fc2 | load;
-  assign \$110  = filled ? 1'h1 : w_full_issue;
-  assign \$111  = \$109  ? 1'h0 : \$110 ;
+  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
+  assign \$51  = ! s_idx;
+  assign \$53  = off1_0[0] ? o[3:0] : o[19:16];
+  assign \$54  = off1_0[1] ? \$52  : \$53 ;
+  assign \$56  = off1_0[0] ? o[3:0] : o[15:12];
+  assign \$57  = off1_0[1] ? \$55  : \$56 ;
+  assign \$59  = off1_0[0] ? o[3:0] : o[11:8];
+  assign \$60  = off1_0[1] ? \$58  : \$59 ;
+  assign \$61  = off1_0[2] ? \$57  : \$60 ;
+  assign \$63  = off1_0[0] ? o[3:0] : o[7:4];
+  assign \$64  = off1_0[1] ? \$62  : \$63 ;
+  assign \$68  = off1_0[2] ? \$64  : \$67 ;
+  assign \$69  = off1_0[3] ? \$61  : \$68 ;
+  assign \$70  = off1_0[4] ? \$54  : \$69 ;
+  assign \$71  = ~ \$70 ;
+  assign \$72  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$73  = \$72  + xsum_l2_0;
+  assign \$74  = flags_x[0] & flags_x[2];
+  assign \$75  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$76  = \$75  + xsum_l2_0;
+  assign \$77  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$78  = \$77  + t0_0_l2_0;
+  assign \$79  = flags_0[0] & flags_0[2];
+  assign \$80  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$81  = \$80  + t0_0_l2_0;
+  assign \$83  = \$82  - xfin;
+  assign \$84  = ser_left - 1'h1;
+  assign \$85  = addr == 4'h9;
+  assign \$86  = addr + 1'h1;
+  assign \$87  = \$85  ? 5'h00 : \$86 ;
+  assign \$91  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$94  = $signed(\$92 ) + $signed(\$93 );
+  assign \$95  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$98  = $signed(\$97 ) < $signed(16'h8000);
+  assign \$100  = $signed(\$99 ) > $signed(16'h7fff);
+  assign \$101  = step & s_last;
+  assign \$102  = o__valid & \o__ready$74 ;
+  assign \$103  = \$102  + skipped_d5;
+  assign \$104  = ~ rst_fc2;
+  assign \$106  = rst_fc2 ? 1'h0 : take;
+  assign \$107  = rst_fc2 | load;
+  assign \$108  = filled ? 1'h1 : w_full;
+  assign \$109  = \$107  ? 1'h0 : \$108 ;
+  assign \$110  = rst_fc2 | load;
+  assign \$111  = filled ? 1'h1 : w_full_issue;
+  assign \$112  = \$110  ? 1'h0 : \$111 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$112 ;
+    w_count <= \$113 ;
   always @(posedge clk)
-    can_end <= \$113 ;
+    can_end <= \$114 ;
   always @(posedge clk)
-    gap_zero <= \$114 ;
+    gap_zero <= \$115 ;
   always @(posedge clk)
-    s_last <= \$115 ;
+    s_last <= \$116 ;
   always @(posedge clk)
-    n_last <= \$116 ;
+    n_last <= \$117 ;
   always @(posedge clk)
-    sn_last <= \$117 ;
-  always @(posedge clk)
-    w_full <= \$118 ;
+    sn_last <= \$118 ;
   always @(posedge clk)
     r_addr <= \$119 ;
   always @(posedge clk)
@@ -36324,17 +36358,17 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   always @(posedge clk)
     off1_0 <= \$127 ;
   always @(posedge clk)
-    \$signal$91  <= \$128 ;
+    \$signal$92  <= \$128 ;
   always @(posedge clk)
-    \$signal$92  <= \$129 ;
+    \$signal$93  <= \$129 ;
   always @(posedge clk)
     last1 <= \$130 ;
   always @(posedge clk)
-    i <= \o__payload$94 ;
+    i <= \o__payload$95 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$95 ;
+    xdata_d1 <= \port__data$96 ;
   always @(posedge clk)
-    w0_0 <= \$73 ;
+    w0_0 <= \$71 ;
   always @(posedge clk)
     m0_0_0 <= \$131 ;
   always @(posedge clk)
@@ -36392,7 +36426,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   always @(posedge clk)
     addr <= \$154 ;
   always @(posedge clk)
-    \$signal$118  <= \$155 ;
+    \$signal$119  <= \$155 ;
   always @(posedge clk)
     ka <= \$156 ;
   always @(posedge clk)
@@ -36402,19 +36436,19 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$93 ;
+    rq0_beta <= \$91 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$96 ;
+    rq0_acc_s1_0 <= \$94 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$97 [35:0];
+    rq0_acc_s2_0 <= \$95 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$98 [19:0];
+    rq0_shifted <= \$96 [19:0];
   always @(posedge clk)
-    rq0_under <= \$100 ;
+    rq0_under <= \$98 ;
   always @(posedge clk)
-    rq0_over <= \$102 ;
+    rq0_over <= \$100 ;
   always @(posedge clk)
     v_out_d1 <= \$158 ;
   always @(posedge clk)
@@ -36422,7 +36456,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   always @(posedge clk)
     v_out_d3 <= \$160 ;
   always @(posedge clk)
-    \w_en$78  <= \$161 ;
+    \w_en$79  <= \$161 ;
   always @(posedge clk)
     skipped_d1 <= \$162 ;
   always @(posedge clk)
@@ -36453,11 +36487,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$73 ),
+    .o__ready(\o__ready$74 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
     .w_data(\$19 [15:0]),
-    .w_en(\w_en$78 )
+    .w_en(\w_en$79 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -36481,12 +36515,12 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$35 )
+    .q(\port__addr$36 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$138 ),
+    .addr(\addr$139 ),
     .clk(clk),
-    .data(\data$137 )
+    .data(\data$138 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[16:0]),
@@ -36498,7 +36532,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$125 )
+    .p(\p$126 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -36513,23 +36547,31 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$108 ),
+    .d(\$106 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_full_copy (
+    .clk(clk),
+    .d(\$109 ),
+    .q(w_full)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$111 ),
+    .d(\$112 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
     .clk(clk),
-    .data(\data$137 ),
-    .o__payload(\o__payload$94 ),
+    .data(\data$138 ),
+    .o__payload(\o__payload$95 ),
     .o__ready(step),
-    .raddr(\addr$138 ),
+    .raddr(\addr$139 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -36544,52 +36586,45 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$112  = w_count;
+    \$113  = w_count;
     if (take) begin
-      \$112  = \$25 [6:0];
+      \$113  = \$25 [6:0];
     end
     if (rst_fc2) begin
-      \$112  = 7'h00;
+      \$113  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = \$26 ;
-    if (rst_fc2) begin
-      \$113  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$114  = 1'h1;
+    \$114  = \$26 ;
     if (rst_fc2) begin
       \$114  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$115  = \$signal ;
+    \$115  = 1'h1;
     if (rst_fc2) begin
-      \$115  = 1'h0;
+      \$115  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$116  = n_last_next;
+    \$116  = \$signal ;
     if (rst_fc2) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$117  = \$27 ;
+    \$117  = n_last_next;
     if (rst_fc2) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$118  = \$29 ;
+    \$118  = \$27 ;
     if (rst_fc2) begin
       \$118  = 1'h0;
     end
@@ -36605,7 +36640,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$120  = s_idx;
     if (step) begin
-      \$120  = \$31 [6:0];
+      \$120  = \$29 [6:0];
     end
     if (rst_fc2) begin
       \$120  = 7'h00;
@@ -36616,7 +36651,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     \$121  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$121  = \$33 [3:0];
+        \$121  = \$31 [3:0];
       end
     end
     if (rst_fc2) begin
@@ -36626,7 +36661,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$122  = active;
-    if (\$34 ) begin
+    if (\$32 ) begin
       \$122  = 1'h0;
     end
     if (load) begin
@@ -36640,7 +36675,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$123  = r_base;
     if (load) begin
-      \$123  = \$35 ;
+      \$123  = \$33 ;
     end
     if (rst_fc2) begin
       \$123  = 8'h00;
@@ -36650,7 +36685,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$124  = w_half;
     if (load) begin
-      \$124  = \$36 ;
+      \$124  = \$34 ;
     end
     if (rst_fc2) begin
       \$124  = 1'h0;
@@ -36660,7 +36695,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$125  = col;
     if (step) begin
-      \$125  = \$41 [4:0];
+      \$125  = \$39 [4:0];
     end
     if (rst_fc2) begin
       \$125  = 5'h00;
@@ -36671,7 +36706,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     \$126  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$126  = \$46 [4:0];
+        \$126  = \$44 [4:0];
       end
     end
     if (rst_fc2) begin
@@ -36680,7 +36715,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$127  = \$52 [4:0];
+    \$127  = \$50 [4:0];
     if (rst_fc2) begin
       \$127  = 5'h00;
     end
@@ -36694,7 +36729,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$129  = \$53 ;
+    \$129  = \$51 ;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
@@ -36744,7 +36779,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = \$signal$91 ;
+    \$135  = \$signal$92 ;
     if (rst_fc2) begin
       \$135  = 1'h0;
     end
@@ -36786,7 +36821,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = \$signal$91 ;
+    \$141  = \$signal$92 ;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
@@ -36800,7 +36835,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = \$signal$92 ;
+    \$143  = \$signal$93 ;
     if (rst_fc2) begin
       \$143  = 1'h0;
     end
@@ -36837,35 +36872,35 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$148  = xacc;
     if (flags_x[0]) begin
-      \$148  = \$75 [16:0];
+      \$148  = \$73 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$149  = xfin;
-    if (\$76 ) begin
-      \$149  = \$78 [16:0];
+    if (\$74 ) begin
+      \$149  = \$76 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$150  = acc0_0;
     if (flags_0[0]) begin
-      \$150  = \$80 [16:0];
+      \$150  = \$78 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$151  = fin0_0;
-    if (\$81 ) begin
-      \$151  = \$83 [16:0];
+    if (\$79 ) begin
+      \$151  = \$81 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$152  = bank0_0;
     if (done) begin
-      \$152  = \$85 [17:0];
+      \$152  = \$83 [17:0];
     end
   end
   always @* begin
@@ -36874,7 +36909,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     if (done) begin
       \$153  = 1'h1;
     end else if (ser) begin
-      \$153  = \$86 [0];
+      \$153  = \$84 [0];
     end
     if (rst_fc2) begin
       \$153  = 1'h0;
@@ -36884,7 +36919,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$154  = addr;
     if (ser) begin
-      \$154  = \$89 [3:0];
+      \$154  = \$87 [3:0];
     end
     if (rst_fc2) begin
       \$154  = 4'h0;
@@ -36892,21 +36927,21 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = \$90 ;
+    \$155  = \$88 ;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = \$92 ;
+    \$156  = \$90 ;
     if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = \$signal$118 ;
+    \$157  = \$signal$119 ;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
@@ -36976,14 +37011,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$167  = \$103 ;
+    \$167  = \$101 ;
     if (rst_fc2) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$168  = \$105 ;
+    \$168  = \$103 ;
     if (rst_fc2) begin
       \$168  = 2'h0;
     end
@@ -37008,44 +37043,45 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$73 , i__valid, w_data, o
   assign w_addr = \$2 [7:0];
   assign i__payload = w_data;
   assign w_en = take;
-  assign \w_full_issue$22  = w_full_issue;
+  assign \w_full$21  = w_full;
+  assign \w_full_issue$23  = w_full_issue;
   assign o__ready = step;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$35 ;
-  assign \port__en$37  = 1'h1;
+  assign r_addr_b0 = \port__addr$36 ;
+  assign \port__en$38  = 1'h1;
   assign word1 = i;
   assign shift = ser;
   assign beat = addr;
   assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$65  = data[18:17];
-  assign \b$66  = b;
+  assign \a$66  = data[18:17];
+  assign \b$67  = b;
   assign rq0_y = \$19 [15:0];
-  assign \o__payload$72  = o__payload;
-  assign \o__ready$74  = \o__ready$73 ;
-  assign \o__valid$76  = o__valid;
-  assign \w_data$77  = \$19 [15:0];
-  assign v_out_d4 = \w_en$78 ;
+  assign \o__payload$73  = o__payload;
+  assign \o__ready$75  = \o__ready$74 ;
+  assign \o__valid$77  = o__valid;
+  assign \w_data$78  = \$19 [15:0];
+  assign v_out_d4 = \w_en$79 ;
   assign space_next = \$22 [1:0];
   assign \$4  = active;
   assign \$26  = credits_room_next;
-  assign \$54  = o[3:0];
-  assign \$57  = o[3:0];
-  assign \$60  = o[3:0];
-  assign \$64  = o[3:0];
-  assign \$67  = o[3:0];
-  assign \$68  = o[3:0];
-  assign \$69  = \$68 ;
-  assign \$84  = { fin0_0, 1'h0 };
-  assign \$90  = ser;
-  assign \$91  = 1'h0;
-  assign \$92  = 1'h0;
-  assign \$94  = { p[34], p };
-  assign \$95  = { \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 [19], \p$125 , 17'h00000 };
-  assign \$98  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$52  = o[3:0];
+  assign \$55  = o[3:0];
+  assign \$58  = o[3:0];
+  assign \$62  = o[3:0];
+  assign \$65  = o[3:0];
+  assign \$66  = o[3:0];
+  assign \$67  = \$66 ;
+  assign \$82  = { fin0_0, 1'h0 };
+  assign \$88  = ser;
+  assign \$89  = 1'h0;
+  assign \$90  = 1'h0;
+  assign \$92  = { p[34], p };
+  assign \$93  = { \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 , 17'h00000 };
+  assign \$96  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$97  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$99  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$101  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$107  = \$106 ;
+  assign \$105  = \$104 ;
   assign ser = ser_left;
 endmodule
 
