@@ -224,6 +224,9 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
     def abc9_dies(cmd, label, cwd, log, quiet, **kw):
         if "nextpnr" in cmd[0]:     # the ECP5's placer has a bound on its tries per cell
             assert "--placer-heap-cell-placement-timeout" in cmd
+            # and its timing weight
+            weight = cmd[cmd.index("--placer-heap-timingweight") + 1]
+            assert weight == str(s.PLACER_TIMING_WEIGHT)
         if "yosys" in cmd[0] and ":map_luts" not in cmd[-1]:
             raise s.SynthError(f"{label} failed (exit 1):  (log: {log})")
         return real_run(cmd, label, cwd, log, quiet, **kw)
