@@ -11,8 +11,7 @@ from amaranth.utils import ceil_log2
 
 from .mul import MUL_WIDTH, Multiplier
 from .pipeline import (Credits, OutputFifo, copy_register, delay, flag_copy, int_shape,
-                       mux_tree,
-                       pipelined_sum, ram_style_attr)
+                       mux_tree, pipelined_sum, ram_style_attr)
 from .rom import Rom
 from .weight_stream import WeightStream, prime_cycles
 from .xor_decoder import XorDecoder

@@ -18,8 +18,7 @@ from ..golden import value_width
 
 __all__ = ["Credits", "OutputFifo", "SkidBuffer", "StreamRegister", "delay", "mux_tree",
            "pipelined_sum", "int_shape", "copy_register", "kept_register", "COPY_VERILOG",
-           "copy_modules",
-           "ram_style_attr", "NO_RW_CHECK", "no_rw_check_attrs"]
+           "copy_modules", "ram_style_attr", "NO_RW_CHECK", "no_rw_check_attrs"]
 
 
 #: A memory whose reader never reads the place its writer writes in the same cycle (a

@@ -152,8 +152,8 @@ class Repack(wiring.Component):
                 rst = ResetSignal("sync")
                 ready_k = copy_register(m, ~full_next | ~valid_next | rst, f"ready_{k}",
                                         emit=self._emit, init=1)
-                last_k = copy_register(m, Mux(rst, beats == 1, last_next), f"last_{k}",
-                                       emit=self._emit, init=beats == 1)
+                last_k = kept_register(m, last_next, f"last_{k}", emit=self._emit,
+                                       init=beats == 1)
                 full_k = copy_register(m, full_next, f"full_{k}", emit=self._emit)
                 valid_k = copy_register(m, valid_next, f"valid_{k}", emit=self._emit)
                 take_k = self.i.valid & ready_k

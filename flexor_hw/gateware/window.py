@@ -490,15 +490,14 @@ class _Writer:
         m.d.comb += [skid.o.ready.eq(self.can_write),
                      self.write.eq(skid.o.valid & self.can_write)]
         self._emit = unit._emit
-        self._valid = copy_register(m, Mux(ResetSignal("sync"), 0, skid.valid_next),
-                                    "inp_valid_rows", emit=self._emit)
+        self._valid = kept_register(m, skid.valid_next, "inp_valid_rows", emit=self._emit)
 
     def set_room(self, m, can_write_next):
         """``can_write`` follows ``can_write_next``, and so does its copy for ``rows``."""
         m.d.comb += self.can_write.eq(kept_register(m, can_write_next, "can_write_q",
                                                     emit=self._emit, init=1))
-        self._room = copy_register(m, Mux(ResetSignal("sync"), 1, can_write_next),
-                                   "can_write_rows", emit=self._emit, init=1)
+        self._room = kept_register(m, can_write_next, "can_write_rows", emit=self._emit,
+                                   init=1)
         m.d.comb += self.rows.eq(self._valid & self._room)
 
 
@@ -590,8 +589,8 @@ class _Reader:
                                                 init=self._avail_init))
         rst = ResetSignal("sync")
         for name, take in (("step", self.step), ("rows", self.rows)):
-            avail = copy_register(m, Mux(rst, self._avail_init, avail_next), f"avail_{name}",
-                                  emit=self._emit, init=self._avail_init)
+            avail = kept_register(m, avail_next, f"avail_{name}", emit=self._emit,
+                                  init=self._avail_init)
             room = copy_register(m, self._credits.room_next | rst, f"room_{name}",
                                  emit=self._emit, init=1)
             m.d.comb += take.eq(avail & room)
