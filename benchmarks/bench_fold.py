@@ -1,10 +1,12 @@
 """Folding sweep of the shipped LeNet-5: for a range of LUT budgets on a device, the folding
-`--budget` picks, its cycles per image and estimated resources, and (with --synth) the placed
-figures beside the estimate. One JSON record per point as it lands, so a stop loses nothing
-finished; --plot-only redraws the Pareto plot from the JSON.
+`--target T --budget luts=N` picks (the folding pass keeps the estimate within 65 % of N), its
+cycles per image and estimated resources, and (with --synth) the placed figures beside the
+estimate. One JSON record per point as it lands, so a stop loses nothing finished;
+--plot-only redraws the Pareto plot from the JSON.
 
 Run: python benchmarks/bench_fold.py [--target ecp5-25k] [--shares 0.3 0.5 0.7 1.0] [--synth]
-     python benchmarks/bench_fold.py --plot-only
+         [--out benchmarks/fold_sweep_ecp5_25k.json]
+     python benchmarks/bench_fold.py --plot-only --out benchmarks/fold_sweep_ecp5_25k.json
 """
 
 import argparse
@@ -25,9 +27,12 @@ def main():
     ap.add_argument("--shares", type=float, nargs="+", default=[0.25, 0.4, 0.55, 0.7, 0.85, 1.0],
                     help="LUT budgets as shares of the device's LUTs")
     ap.add_argument("--synth", action="store_true", help="place every point (minutes each)")
-    ap.add_argument("--out", default=os.path.join(HERE, "fold_sweep.json"))
+    ap.add_argument("--out", help="JSON file (default: benchmarks/fold_sweep_TARGET.json)")
+    ap.add_argument("--seed", type=int, default=1, help="nextpnr's seed")
     ap.add_argument("--plot-only", action="store_true")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = os.path.join(HERE, f"fold_sweep_{args.target.replace('-', '_')}.json")
     if not args.plot_only:
         sweep(args)
     plot(args.out)
@@ -37,7 +42,10 @@ def sweep(args):
     from flexor_hw.build import build
     from flexor_hw.errors import FlexorError
     from flexor_hw.synth import TARGETS, synth
+    import subprocess
     device = TARGETS[args.target]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip() or None
     records = []
     for share in args.shares:
         budget = {"luts": int(device["luts"] * share), "ffs": int(device["luts"] * share),
@@ -45,12 +53,12 @@ def sweep(args):
                   "dsps": device["dsps"]}
         with tempfile.TemporaryDirectory(prefix="fold-") as tmp:
             try:
-                m = build(args.package, os.path.join(tmp, "rtl"), budget=budget, argmax=True,
-                          quiet=True)
+                m = build(args.package, os.path.join(tmp, "rtl"), target=args.target,
+                          budget=budget, argmax=True, quiet=True)
             except FlexorError as e:
                 print(f"share {share:.2f}: {e}")
                 continue
-            rec = {"target": args.target, "share": share, "budget": budget,
+            rec = {"target": args.target, "commit": commit, "share": share, "budget": budget,
                    "fold": m["build"]["fold"], "cycles": m["cycles_per_inference"],
                    "ideal": m["ideal_cycles_per_inference"], "estimate": m["estimate"],
                    "bottleneck": m["bottleneck"]}
@@ -58,7 +66,7 @@ def sweep(args):
                   f"est. {m['estimate']['luts']:,} LUT4, {m['estimate']['brams']} block RAM",
                   flush=True)
             if args.synth:
-                r = synth(os.path.join(tmp, "rtl"), args.target, quiet=True)
+                r = synth(os.path.join(tmp, "rtl"), args.target, seed=args.seed, quiet=True)
                 rec["placed"] = {k: r.get(k) for k in ("luts", "ffs", "brams", "dsps",
                                                        "fmax_mhz", "fits")}
                 if r.get("fmax_mhz"):
