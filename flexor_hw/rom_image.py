@@ -19,6 +19,8 @@ then stored once, plus a slice per row.
 """
 
 import binascii
+import collections
+import functools
 
 import numpy as np
 
@@ -27,6 +29,9 @@ from .xor import decrypt
 
 __all__ = ["hex_lines", "tile_geometry", "carries", "mvau_rom_bytes", "mvau_head_words",
            "mvau_const_words", "mvau_params", "is_plain"]
+
+
+_Shape = collections.namedtuple("_Shape", "fan_in out_features n_out")
 
 
 def _grid(layer, pe, simd):
@@ -43,6 +48,14 @@ def _grid(layer, pe, simd):
 def tile_geometry(layer, pe, simd):
     """``(slots, offsets)``: encrypted slices per PE row and plane in a word, and per PE row
     the sorted tuple of bit offsets its column blocks start at."""
+    return _tile_geometry(layer.fan_in, layer.out_features, layer.n_out, pe, simd)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile_geometry(fan_in, out_features, n_out, pe, simd):
+    """:func:`tile_geometry` by the layer's shape alone (the folding pass asks it of every
+    candidate folding on every try)."""
+    layer = _Shape(fan_in, out_features, n_out)
     g0, exists = _grid(layer, pe, simd)
     off = g0 % layer.n_out
     slots = int(((off + simd + layer.n_out - 1) // layer.n_out)[exists].max())

@@ -247,6 +247,33 @@ def test_memories_leave_block_ram_where_block_rams_run_out(tmp_path):
     assert "flexor_rom_logic #(" in v
 
 
+def test_a_budget_where_lut_and_block_ram_trade_is_folded_not_refused(monkeypatch):
+    """The shipped LeNet-5 under 55 % of the ECP5-25k's LUTs: the narrowest folding by LUTs
+    needs 103 block RAMs, the one reweighing finds by block RAMs 40,000 LUT4, and foldings
+    between fit. The pass tries the weight grid and returns one that fits; without the grid
+    (WEIGHT_GRID empty) it refused the build. Under 70 % the grid gives a faster folding than
+    reweighing alone."""
+    from flexor_hw.hw import fold as F
+    from flexor_hw.package import load
+    pkg = load(os.path.join(os.path.dirname(__file__), "..", "examples", "mnist",
+                            "lenet5.flexor.npz"))
+
+    def share(s):
+        return {"luts": int(24288 * s), "ffs": int(24288 * s)}
+
+    cycles = {}
+    for s in (0.55, 0.7):
+        graph = plan_hardware(pkg, target="ecp5-25k", budget=share(s), argmax=True)
+        est = graph.estimate()
+        assert est["luts"] <= F.MARGIN["luts"] * share(s)["luts"] and est["brams"] <= 56
+        cycles[s] = graph.cycles_per_image()
+    monkeypatch.setattr(F, "WEIGHT_GRID", ())
+    with pytest.raises(BuildError, match="does not fit ecp5-25k even at the narrowest"):
+        plan_hardware(pkg, target="ecp5-25k", budget=share(0.55), argmax=True)
+    reweighed = plan_hardware(pkg, target="ecp5-25k", budget=share(0.7), argmax=True)
+    assert cycles[0.7] < reweighed.cycles_per_image()
+
+
 def test_focused_budget_weighs_only_what_runs_out():
     """After reweighing, the fold's last try at a rate weighs only the resources the design
     needs beyond the device (a resource that is not short, weighed on, kept ResNet-32 on
