@@ -49,6 +49,12 @@ BOARDS = {
         "osc_mhz": 25.0, "reset": ("button_fire", 0), "leds": 8,
         "bitstream": f"{TOP}.bit", "program": "openFPGALoader -b ulx3s {bitstream}",
     },
+    "ulx3s-45f": {
+        "platform": ("amaranth_boards.ulx3s", "ULX3S_45F_Platform"),
+        "name": "ULX3S-45F", "device": "ecp5-45k", "part": "LFE5U-45F-6BG381",
+        "osc_mhz": 25.0, "reset": ("button_fire", 0), "leds": 8,
+        "bitstream": f"{TOP}.bit", "program": "openFPGALoader -b ulx3s {bitstream}",
+    },
     "ulx3s-85f": {
         "platform": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform"),
         "name": "ULX3S-85F", "device": "ecp5-85k", "part": "LFE5U-85F-6BG381",

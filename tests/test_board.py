@@ -357,3 +357,19 @@ def test_icebreaker_bitstream(icebreaker_build, tmp_path, capsys):
     assert (tmp_path / "b" / "timing.json").is_file()
     assert f"iceprog {tmp_path / 'b' / 'board_top.bin'}" in out
     assert 0 < m["resources"]["luts"] <= 5280
+
+
+def test_every_board_places_on_its_own_device():
+    """Each board's platform (amaranth-boards) is the device its ``synth`` target places on
+    (the part named in the board table, the target's nextpnr device): the folding to the
+    board's target is folding to the board's chip."""
+    import importlib
+    from flexor_hw.synth import TARGETS
+    flags = {"LFE5U-25F": "--25k", "LFE5U-45F": "--45k", "LFE5U-85F": "--85k",
+             "iCE40UP5K": "--up5k"}
+    for name, spec in BOARDS.items():
+        module, cls = spec["platform"]
+        platform = getattr(importlib.import_module(module), cls)
+        target = TARGETS[spec["device"]]
+        assert spec["part"].startswith(platform.device), name
+        assert flags[platform.device] in target["pnr"], name

@@ -148,7 +148,7 @@ def test_verilator_lint_accepts(built):
                            r"fc1, fc2\)$"),
     (dict(fold="fc1:1x1"), r"^--fold takes 'auto' or NODE=PExSIMD items separated by commas "
                            r"\(e\.g\. conv2=16x25,fc1=8x32\), not 'fc1:1x1'$"),
-    (dict(target="ecp5-1k"), r"^unknown target 'ecp5-1k'; expected one of ecp5-25k, "
+    (dict(target="ecp5-1k"), r"^unknown target 'ecp5-1k'; expected one of ecp5-25k, ecp5-45k, "
                              r"ecp5-85k, ice40-hx8k, ice40-up5k$"),
     (dict(frac_bits=40), r"^frac_bits must be an integer from 0 to 32, not 40$"),
 ])

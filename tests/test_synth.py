@@ -123,7 +123,7 @@ def test_missing_synth_extra(small, monkeypatch):
 def test_unknown_target(small):
     root, _ = small
     with pytest.raises(SynthError, match=r"^target must be one of ice40-up5k, ice40-hx8k, "
-                                         r"ecp5-25k, ecp5-85k, not 'xc7'$"):
+                                         r"ecp5-25k, ecp5-45k, ecp5-85k, not 'xc7'$"):
         synth(root / "rtl", "xc7", quiet=True)
 
 
