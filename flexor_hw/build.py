@@ -127,6 +127,8 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         what = target
     if budget:
         device.update(budget)
+        if target is not None:
+            what = f"{target} with the budget"
     if fold is None and (target is not None or budget):
         graph = F.fold_to_device(graph, device, what=what)
     else:       # --lanes keeps the one-element windows it always had

@@ -252,7 +252,8 @@ def test_a_budget_where_lut_and_block_ram_trade_is_folded_not_refused(monkeypatc
     needs 103 block RAMs, the one reweighing finds by block RAMs 40,000 LUT4, and foldings
     between fit. The pass tries the weight grid and returns one that fits; without the grid
     (WEIGHT_GRID empty) it refused the build. Under 70 % the grid gives a faster folding than
-    reweighing alone."""
+    reweighing alone. Under 40 % nothing fits, and the refusal says what each end of the
+    trade between LUTs and block RAMs runs out of."""
     from flexor_hw.hw import fold as F
     from flexor_hw.package import load
     pkg = load(os.path.join(os.path.dirname(__file__), "..", "examples", "mnist",
@@ -267,8 +268,16 @@ def test_a_budget_where_lut_and_block_ram_trade_is_folded_not_refused(monkeypatc
         est = graph.estimate()
         assert est["luts"] <= F.MARGIN["luts"] * share(s)["luts"] and est["brams"] <= 56
         cycles[s] = graph.cycles_per_image()
+    # under 40 % nothing fits: the refusal names both ends of the trade
+    with pytest.raises(BuildError, match=r"^'lenet5' does not fit ecp5-25k with the budget at "
+                                         r"any folding: the narrowest needs [\d,]+ block RAMs, "
+                                         r"ecp5-25k with the budget has 56; the one with the "
+                                         r"fewest block RAMs \([\d,]+\) has LUT4 estimated "
+                                         r"[\d,]+, ecp5-25k with the budget has 9,715 \(of "
+                                         r"which 65% usable\)$"):
+        plan_hardware(pkg, target="ecp5-25k", budget=share(0.4), argmax=True)
     monkeypatch.setattr(F, "WEIGHT_GRID", ())
-    with pytest.raises(BuildError, match="does not fit ecp5-25k even at the narrowest"):
+    with pytest.raises(BuildError, match="does not fit ecp5-25k with the budget at any"):
         plan_hardware(pkg, target="ecp5-25k", budget=share(0.55), argmax=True)
     reweighed = plan_hardware(pkg, target="ecp5-25k", budget=share(0.7), argmax=True)
     assert cycles[0.7] < reweighed.cycles_per_image()

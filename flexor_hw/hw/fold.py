@@ -326,12 +326,7 @@ def fold_to_device(graph, budget, *, what="the device"):
         narrowest = _fold_on_weight_grid(graph, 10 ** 15, budget) or narrowest
     over = _fits(narrowest, budget)
     if over:
-        names = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs",
-                 "cells": "logic cells (LUT4 + flip-flops)"}
-        key, est, avail = over
-        raise BuildError(f"{graph.name!r} does not fit {what} even at the narrowest folding: "
-                         f"{names[key]} estimated {est:,}, {what} has {avail:,}"
-                         + (f" (of which {MARGIN[key]:.0%} usable)" if key != "brams" else ""))
+        raise BuildError(_refusal(graph, budget, over, what))
     def at_rate(target):
         """A folding that meets ``target`` and fits, or None: the units reweighed towards
         what the last try ran out of (a unit that saves one block RAM with thousands of
@@ -361,6 +356,32 @@ def fold_to_device(graph, budget, *, what="the device"):
             else:
                 lo = mid
     return _pools_back_to_block_ram(best, budget)
+
+
+_NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs",
+          "cells": "logic cells (LUT4 + flip-flops)"}
+
+
+def _over(over, what):
+    key, est, avail = over
+    return (f"{_NAMES[key]} estimated {est:,}, {what} has {avail:,}"
+            + (f" (of which {MARGIN[key]:.0%} usable)" if key != "brams" else ""))
+
+
+def _refusal(graph, budget, over, what):
+    """Why no folding fits: the resource the narrowest folding runs out of, or, where the
+    foldings that keep the LUTs down run out of block RAMs and the one with the fewest block
+    RAMs runs out of LUTs, both."""
+    if over[0] == "brams":
+        frugal = fold(graph, target=10 ** 15, budget=dict(budget, weights=(0.01, 0.01, 1.0)))
+        frugal_over = _fits(frugal, budget)
+        if frugal_over is not None and frugal_over[0] != "brams":
+            brams = match_widths(frugal).estimate()["brams"]
+            return (f"{graph.name!r} does not fit {what} at any folding: the narrowest needs "
+                    f"{over[1]:,} block RAMs, {what} has {over[2]:,}; the one with the fewest "
+                    f"block RAMs ({brams:,}) has {_over(frugal_over, what)}")
+    return (f"{graph.name!r} does not fit {what} even at the narrowest folding: "
+            f"{_over(over, what)}")
 
 
 def _fold_on_weight_grid(graph, target, budget):
