@@ -61,6 +61,7 @@ def sweep(args):
             rec = {"target": args.target, "commit": commit, "share": share, "budget": budget,
                    "fold": m["build"]["fold"], "cycles": m["cycles_per_inference"],
                    "ideal": m["ideal_cycles_per_inference"], "estimate": m["estimate"],
+                   "macs": sum(layer["macs"] for layer in m["layers"]),
                    "bottleneck": m["bottleneck"]}
             print(f"share {share:.2f}: {rec['cycles']:,} cycles per image, fold {rec['fold']}, "
                   f"est. {m['estimate']['luts']:,} LUT4, {m['estimate']['brams']} block RAM",
@@ -71,6 +72,9 @@ def sweep(args):
                                                        "fmax_mhz", "fits")}
                 if r.get("fmax_mhz"):
                     rec["images_per_s"] = r["fmax_mhz"] * 1e6 / rec["cycles"]
+                if r.get("luts"):           # FINN's figure of merit, per 1,000 placed LUT4
+                    rec["macs_per_cycle_per_klut"] = (rec["macs"] / rec["cycles"]
+                                                      / (r["luts"] / 1000))
                 print(f"  placed: {rec['placed']}", flush=True)
         records.append(rec)
         with open(args.out, "w") as f:
