@@ -121,6 +121,35 @@ def test_shipped_lenet5_on_verilator(tmp_path):
 
 
 @pytest.mark.slow
+def test_shipped_lenet5_folded_for_the_45k_on_verilator(tmp_path):
+    """The shipped LeNet-5 built with --target ecp5-45k (the README's fastest LeNet-5 row):
+    a faster folding than the 25k's, within the 45k's block RAMs, and 10 test images on
+    Verilator bit-exact with stalls, unstalled at exactly the manifest's cycles."""
+    from pathlib import Path
+
+    from flexor_hw.toolchain import SimulatorMissing, require_simulator
+    try:
+        require_simulator("verilator")
+    except SimulatorMissing as e:
+        pytest.skip(str(e))
+    root = Path(__file__).resolve().parent.parent
+    example = root / "examples" / "mnist"
+    manifest = build(example / "lenet5.flexor.npz", tmp_path / "rtl", target="ecp5-45k",
+                     argmax=True, quiet=True)
+    shipped = json.loads((root / "rtl_out" / "lenet5" / "manifest.json").read_text())
+    assert manifest["cycles_per_inference"] < shipped["cycles_per_inference"]
+    assert manifest["estimate"]["brams"] <= 108
+    x, y = np.load(example / "test_x.npy")[:10], np.load(example / "test_y.npy")[:10]
+    report = verify(tmp_path / "rtl", sim="verilator", inputs=x, labels=y, in_stall=0.2,
+                    out_stall=0.2, workdir=tmp_path / "w", quiet=True)
+    assert report["mismatches"] == 0, report["first_mismatches"]
+    report = verify(tmp_path / "rtl", sim="verilator", inputs=x[:3], in_stall=0, out_stall=0,
+                    workdir=tmp_path / "u", quiet=True)
+    assert report["mismatches"] == 0
+    assert report["measured_cycles_per_inference"] == manifest["cycles_per_inference"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["lenet5", "resnet20"])
 def test_imported_checkpoints_on_verilator(arch, tmp_path):
     """The paper's LeNet-5 and ResNet-20 as imported from flexor-unofficial checkpoints (random
