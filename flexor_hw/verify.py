@@ -390,7 +390,6 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
     for name, p in (("in_stall", in_stall), ("out_stall", out_stall)):
         if not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise InputError(f"{name} must be a probability from 0 to below 1, not {p!r}")
-    require_simulator(sim)
     built = os.path.isdir(str(target))
     if built:                   # cheap: the manifest and its files, checked
         rtl_dir, manifest, package_path = resolve_target(target, None)
@@ -420,6 +419,8 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
                              f"{MAX_OUTPUTS:,} outputs per run, not {n_vectors * features:,} "
                              f"and {n_vectors * outputs:,} ({n_vectors:,} vectors): use fewer "
                              f"vectors, or split the inputs")
+    # what was given is checked first, then whether this machine can simulate it
+    require_simulator(sim)
     own_tmp = workdir is None
     workdir = (tempfile.mkdtemp(prefix="flexor-verify-") if own_tmp
                else os.path.abspath(str(workdir)))
