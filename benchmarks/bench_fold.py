@@ -12,6 +12,7 @@ Run: python benchmarks/bench_fold.py [--target ecp5-25k] [--shares 0.3 0.5 0.7 1
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -42,7 +43,6 @@ def sweep(args):
     from flexor_hw.build import build
     from flexor_hw.errors import FlexorError
     from flexor_hw.synth import TARGETS, synth
-    import subprocess
     device = TARGETS[args.target]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip() or None
