@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .pipeline import (Credits, OutputFifo, SkidBuffer, copy_register, flag_copy,
                        kept_register, no_rw_check_attrs)
 
-__all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
+__all__ = ["SlidingWindow", "RowWindow", "KernelWindow", "line_buffer_rows"]
 
 
 def _positive(name, value, minimum=1):
@@ -36,6 +36,15 @@ def _pair(name, value, minimum):
 def row_window_rows(height, kernel_h, stride_h):
     """Rows a :class:`RowWindow`'s line buffer holds: ``2·kh + sh``."""
     return min(height, 2 * kernel_h + stride_h)
+
+
+def kernel_window_rows(height, kernel_h, stride_h):
+    """Rows a :class:`KernelWindow`'s line buffer holds: ``2·kh + sh``, or the map's and a
+    kernel's more where that is fewer (the writer fills the next image's first rows while
+    the reader waits for this one's last), rounded up to a multiple of ``kh`` (row ``g`` in
+    row bank ``g mod kh``: any ``kh`` rows in a row are then in ``kh`` different banks)."""
+    rows = min(height + kernel_h, 2 * kernel_h + stride_h)
+    return -(-rows // kernel_h) * kernel_h
 
 
 def line_buffer_rows(height, kernel_h, stride_h):
@@ -465,6 +474,240 @@ class RowWindow(SlidingWindow):
         return m
 
 
+class KernelWindow(SlidingWindow):
+    """Windows of a feature map, one channel's whole kernel per beat: the ``kh·kw`` elements
+    ``(c, 0 … kh−1, 0 … kw−1)`` of each output pixel's window leave together (element
+    ``(ky, kx)`` at bits ``(ky·kw + kx)·w``), in the same ``(c, ky, kx)`` order as
+    :class:`SlidingWindow` — ``kh`` times :class:`RowWindow`'s rate, for a matrix-vector
+    unit whose SIMD is a multiple of ``kh·kw`` (FINN's SWU emits a window position's
+    channels at once; FleXOR's weights, encrypted in ``(c, ky, kx)`` order, need a
+    channel's kernel instead).
+
+    The line buffer is split into ``kh × kw`` banks, by row (stream row ``g`` in row bank
+    ``g mod kh``, the buffer's rows a multiple of ``kh``: :func:`kernel_window_rows`) and by
+    column (pixel ``x`` in column bank ``x mod kw``), so the ``kh·kw`` elements of a kernel
+    are read in one cycle, one from each bank, and rotated into place. A beat is taken once
+    its last kernel row is complete (or, below the map, once the image is). Flow control and
+    image hand-over are :class:`SlidingWindow`'s: the writer waits only where it would
+    overwrite a row still in use, and never deadlocks.
+    """
+
+    @property
+    def simd(self):
+        return self._k[0] * self._k[1]
+
+    def _out_width(self):
+        return self._k[0] * self._k[1] * self._shape.width
+
+    @property
+    def buffer_rows(self):
+        return kernel_window_rows(self._h, self._k[0], self._s[0])
+
+    @property
+    def beats_per_image(self):
+        oh, ow = self.output_size
+        return oh * ow * self._c
+
+    def elaborate(self, platform):
+        m = Module()
+        C, H, W = self._c, self._h, self._w
+        (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
+        oh, ow = self.output_size
+        R = self.buffer_rows
+        Rk = R // kh                            # rows of one row bank
+        d = _rows_done(H, R, sh, ph)
+        flags = _RowsDoneFlags(d)
+        Wb = -(-W // kw)                        # column groups: pixel x in group x // kw
+        xw = self._shape.width
+        rw, hw_ = Shape.cast(range(kw)).width, Shape.cast(range(kh)).width
+
+        def finish(bits):
+            """The banks' data, the rotations and the padding flags, as read, into the
+            kernel: element (ky, kx) from row bank (rot_y + ky) mod kh and column bank
+            (rot + kx) mod kw, or 0 where it is padding."""
+            n = kh * kw * xw
+            data = [[bits[(rb * kw + cb) * xw:(rb * kw + cb + 1) * xw] for cb in range(kw)]
+                    for rb in range(kh)]
+            rot_y, rot = bits[n:n + hw_], bits[n + hw_:n + hw_ + rw]
+            pads = bits[n + hw_ + rw:]
+            elements = []
+            for ky in range(kh):
+                row = []
+                for cb in range(kw):
+                    picked = data[ky % kh][cb]
+                    for r in range(1, kh):
+                        picked = Mux(rot_y == r, data[(r + ky) % kh][cb], picked)
+                    row.append(picked)
+                for kx in range(kw):
+                    picked = row[kx % kw]
+                    for r in range(1, kw):
+                        picked = Mux(rot == r, row[(r + kx) % kw], picked)
+                    elements.append(Mux(pads[ky * kw + kx], 0, picked))
+            return Cat(*elements)
+
+        self._writer = writer = _Writer(m, self)
+        inp, write = writer.inp, writer.write
+        BWC = Wb * C                            # one row of one bank
+        RBC = Rk * BWC                          # one bank
+
+        banks = {}
+        for rb in range(kh):
+            for cb in range(kw):
+                mem = memory.Memory(shape=self._shape, depth=RBC, init=[],
+                                    attrs=no_rw_check_attrs(RBC, self._shape.width))
+                m.submodules[f"bank{rb}_{cb}"] = mem
+                banks[rb, cb] = (mem.write_port(), mem.read_port(domain="sync"))
+
+        # Writer: (row, x, c) in stream order; row bank slot mod kh, column bank x mod kw,
+        # at ((slot // kh)·Wb + x // kw)·C + c.
+        ahead = Signal()
+        w_row = Signal(range(H + 1))
+        w_c = Signal(range(C))
+        w_x = Signal(range(W))
+        w_b = Signal(range(kw))                 # x mod kw
+        w_rb = Signal(range(kh))                # slot mod kh
+        w_grp = Signal(range(RBC + 1))          # ((slot // kh)·Wb + x // kw)·C
+        w_rowbase = Signal(range(RBC + 1))      # (slot // kh)·Wb·C
+        oy = Signal(range(oh))
+        ox = Signal(range(ow))
+        c = Signal(range(C))
+        low = Signal(range(-ph, (oh - 1) * sh - ph + 1), init=-ph)        # oy·sh − ph
+        img_slot = Signal(range(R))
+        base_slot = Signal(range(R), init=(-ph) % R)
+        ix0 = Signal(range(-pw, (ow - 1) * sw - pw + 1), init=-pw)        # ox·sw − pw
+        r_done = Signal()
+
+        # The line buffer's write a cycle after the beat (:func:`_registered_write`): the
+        # address and data registers one pair per column bank, shared by its row banks.
+        for cb in range(kw):
+            for rb in range(kh):
+                wr = banks[rb, cb][0]
+                if rb == 0:
+                    width = len(wr.addr)
+                    w_addr = copy_register(m, (w_grp + w_c)[:width], f"w_addr{cb}_q",
+                                           emit=self._emit)
+                    w_data = copy_register(m, inp.payload, f"w_data{cb}_q", emit=self._emit)
+                m.d.comb += [
+                    wr.addr.eq(w_addr), wr.data.eq(w_data),
+                    wr.en.eq(copy_register(m, write & (w_b == cb) & (w_rb == rb),
+                                           f"w_en{rb}_{cb}_q", emit=self._emit))]
+        switch = Signal()
+        ahead_rows = Signal(name="ahead_rows")  # the reader's copy (:func:`_reader_ahead`)
+        m.d.comb += switch.eq(r_done & ahead_rows)
+
+        def wrap(value, n=RBC):
+            return Mux(value >= n, value - n, value)
+
+        with m.If(write):
+            m.d.sync += w_c.eq(Mux(w_c == C - 1, 0, w_c + 1))
+            with m.If(w_c == C - 1):
+                m.d.sync += [w_x.eq(Mux(w_x == W - 1, 0, w_x + 1)),
+                             w_b.eq(Mux((w_b == kw - 1) | (w_x == W - 1), 0, w_b + 1))]
+                with m.If(w_x == W - 1):            # the row is complete: the next slot
+                    next_row = Mux(w_rb == kh - 1, wrap(w_rowbase + BWC), w_rowbase)
+                    m.d.sync += [w_rowbase.eq(next_row), w_grp.eq(next_row),
+                                 w_rb.eq(Mux(w_rb == kh - 1, 0, w_rb + 1))]
+                    with m.If(~ahead & (w_row == H - 1)):
+                        m.d.sync += [ahead.eq(1), w_row.eq(0)]
+                    with m.Else():
+                        m.d.sync += w_row.eq(w_row + 1)
+                with m.Elif(w_b == kw - 1):
+                    m.d.sync += w_grp.eq(w_grp + C)
+
+        # Reader: one channel's kernel per beat. Column bank b holds column
+        # ix0 + ((b − r0) mod kw) at group q0 + (b < r0), with ix0 = q0·kw + r0 (as in
+        # :class:`RowWindow`); row bank rb holds kernel row (rb − base_slot) mod kh at
+        # that slot's row of the bank, from a table of base_slot.
+        q_lo, q_hi = (-pw) // kw, ((ow - 1) * sw - pw) // kw + 1
+        r0 = Signal(range(kw), init=(-pw) % kw)
+        qc = Signal(range(min(0, q_lo * C), q_hi * C + C + 1), init=((-pw) // kw) * C)
+        q0c = Signal.like(qc, init=((-pw) // kw) * C)             # q0·C
+        # the rows' bookkeeping in slots (:class:`_Rows`; its row addresses are the slots)
+        base_row = Signal(range(R), init=base_slot.init)
+        row_addr = Signal(range(R), init=base_slot.init)
+        img_row = Signal(range(R))
+        reader = _Reader(m, self, avail_init=int(kh - 1 < ph))
+        self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
+
+        def table(values):
+            """``values[base_slot]``: a case of the slot register."""
+            out = Signal(range(max(values) + 1), name="slot_table")
+            with m.Switch(base_slot):
+                for s_, v in enumerate(values):
+                    with m.Case(s_):
+                        m.d.comb += out.eq(v)
+            return out
+
+        def bank_row(rb, s_):
+            """The row of row bank ``rb`` that holds kernel row ``(rb − s_) mod kh`` of a
+            window whose first row is in slot ``s_``."""
+            return ((s_ + (rb - s_) % kh) % R) // kh
+
+        pads_a = Signal(kh * kw, reset_less=True)   # element (ky, kx) of the beat is padding
+        rot_a = Signal(range(kw), reset_less=True)
+        roty_a = Signal(range(kh), reset_less=True)
+        pads = Signal(kh * kw, reset_less=True)
+        rot = Signal(range(kw), reset_less=True)
+        rot_y = Signal(range(kh), reset_less=True)
+        row_pads = [_outside(low, H, ky) for ky in range(kh)]
+        col_pads = [_outside(ix0, W, kx) for kx in range(kw)]
+        # The read addresses, padding flags and rotations follow the reader's state every
+        # cycle (no enable): what a take reads is the state's at the take (:class:`_Reader`).
+        m.d.sync += [pads_a.eq(Cat(*[row_pads[ky] | col_pads[kx] for ky in range(kh)
+                                     for kx in range(kw)])),
+                     rot_a.eq(r0), roty_a.eq(table([s_ % kh for s_ in range(R)])),
+                     pads.eq(pads_a), rot.eq(rot_a), rot_y.eq(roty_a)]
+        for rb in range(kh):
+            rows_base = table([bank_row(rb, s_) * BWC for s_ in range(R)])
+            for cb in range(kw):
+                rd = banks[rb, cb][1]
+                addr = Signal.like(rd.addr, name=f"r_addr{rb}_{cb}", reset_less=True)
+                m.d.sync += addr.eq(rows_base + qc + (Mux(r0 > cb, C, 0) if cb < kw - 1
+                                                      else 0))
+                m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
+        reader.output(m, Cat(*[banks[rb, cb][1].data for rb in range(kh) for cb in range(kw)],
+                             rot_y, rot, pads), finish)
+
+        rows = _Rows(R, H, sh, ph, 1, lambda v: Mux(v >= R, v - R, v), oy, low, r_done, ahead,
+                     img_slot, img_row, base_slot, base_row, row_addr)
+        steps = _row_steps(m, rows, ow * C)
+        last_c = c == C - 1
+        last_ox, last_oy = ox == ow - 1, oy == oh - 1
+        t = r0 + sw % kw
+        carry = sw // kw + (t >= kw)
+        with m.If(step):
+            m.d.sync += c.eq(Mux(last_c, 0, c + 1))
+            with m.If(~last_c):
+                m.d.sync += qc.eq(qc + 1)
+            with m.Else():
+                next_q0c = q0c + carry * C
+                m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
+                             ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
+                             r0.eq(Mux(last_ox, r0.init, Mux(t >= kw, t - kw, t))),
+                             q0c.eq(Mux(last_ox, q0c.init, next_q0c)),
+                             qc.eq(Mux(last_ox, q0c.init, next_q0c))]
+                with m.If(last_ox):
+                    _next_output_row(m, rows, steps, last_oy)
+        with m.If(switch):
+            _hand_over(m, rows, steps)
+        w_last = _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
+        wr_end, wr_end_rows = write & w_last, writer.rows & w_last
+        self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
+        row_end = _ends_next(m, step, [(ox, ow), (c, C)], "r_last")
+        d_next_of = _write_room(m, writer, wr_end, wr_end_rows, reader.rows & row_end,
+                                last_oy, switch, ahead, ahead_rows, w_row, low, r_done, d, H,
+                                R, sh, ph, flags)
+        # A beat needs its last kernel row (``ky = kh − 1``): below the map, that is a
+        # padding row, and the beat waits for the image's last row, ``ahead``.
+        self._avail_check = _registered_avail(
+            m, reader, wr_end_rows, switch, ahead_rows, r_done, d, w_row, kh, H, sh, ph,
+            pad=Const(0), ky=kh - 1, ky_moves=Const(0), last_ky=Const(1), row_end=row_end,
+            last_oy=last_oy, pad1=Const(0), flags=flags, ky_first=kh - 1)
+        flags.update(m, d_next_of)
+        self._flags = flags
+        return m
+
+
 class _Writer:
     """A window writer's handshake. The input comes through a skid buffer (its ``ready`` and
     the beat registers), so ``write`` (the input's beat taken) is a gate of the window's own
@@ -759,7 +1002,8 @@ class _RowsDoneFlags:
 
 
 def _registered_avail(m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh,
-                      ph, *, pad, ky, ky_moves, last_ky, row_end, last_oy, pad1, flags):
+                      ph, *, pad, ky, ky_moves, last_ky, row_end, last_oy, pad1, flags,
+                      ky_first=0):
     """A reader's ``avail`` (its next element is padding, or its row is complete, and the
     image is not done: ``~r_done & (pad | ahead | ky < d)``) as a register holding its value
     for the next cycle's state, so that ``take`` is one gate of flip-flops: ``take``
@@ -802,7 +1046,7 @@ def _registered_avail(m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H,
 
     def after_take(w_end):
         ahead_x = ahead | wraps if w_end else ahead
-        ok_row = Mux(last_oy, ok(0, w_end, "image"), ok(0, w_end, "row"))
+        ok_row = Mux(last_oy, ok(ky_first, w_end, "image"), ok(ky_first, w_end, "row"))
         ok_x = Mux(row_end, ok_row, Mux(ky_moves, rows_ok(w_end, True), rows_ok(w_end, False)))
         return ~(row_end & last_oy) & (pad1 | ahead_x | ok_x)
 
@@ -814,7 +1058,8 @@ def _registered_avail(m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H,
                             Mux(take, Mux(wr_end, after_take(True), after_take(False)),
                                 Mux(wr_end, idle_w, avail))))
     comb = Signal(name="avail_comb")
-    m.d.comb += comb.eq(~r_done & (pad | ahead | _ky_below(ky, d, kh)))
+    ky_now = Const(ky, range(kh)) if isinstance(ky, int) else ky
+    m.d.comb += comb.eq(~r_done & (pad | ahead | _ky_below(ky_now, d, kh)))
     return avail, comb
 
 
