@@ -123,8 +123,10 @@ def test_shipped_lenet5_on_verilator(tmp_path):
 @pytest.mark.slow
 def test_shipped_lenet5_folded_for_the_45k_on_verilator(tmp_path):
     """The shipped LeNet-5 built with --target ecp5-45k (the README's fastest LeNet-5 row):
-    a faster folding than the 25k's, within the 45k's block RAMs, and 10 test images on
-    Verilator bit-exact with stalls, unstalled at exactly the manifest's cycles."""
+    a faster folding than the 25k's, conv2's window a kernel a beat, within the 45k's block
+    RAMs, and 10 test images on Verilator bit-exact with stalls; unstalled, images leave
+    exactly the manifest's cycles apart once the pipeline is full (the first, as it fills,
+    may take a cycle more)."""
     from pathlib import Path
 
     from flexor_hw.toolchain import SimulatorMissing, require_simulator
@@ -143,10 +145,13 @@ def test_shipped_lenet5_folded_for_the_45k_on_verilator(tmp_path):
     report = verify(tmp_path / "rtl", sim="verilator", inputs=x, labels=y, in_stall=0.2,
                     out_stall=0.2, workdir=tmp_path / "w", quiet=True)
     assert report["mismatches"] == 0, report["first_mismatches"]
-    report = verify(tmp_path / "rtl", sim="verilator", inputs=x[:3], in_stall=0, out_stall=0,
+    assert any(n["name"] == "conv2_window" and n["simd"] == 25 for n in manifest["nodes"])
+    report = verify(tmp_path / "rtl", sim="verilator", inputs=x[:4], in_stall=0, out_stall=0,
                     workdir=tmp_path / "u", quiet=True)
     assert report["mismatches"] == 0
-    assert report["measured_cycles_per_inference"] == manifest["cycles_per_inference"]
+    gaps = report["cycles_between_outputs"]
+    assert gaps[1:] == [manifest["cycles_per_inference"]] * (len(gaps) - 1)
+    assert gaps[0] - manifest["cycles_per_inference"] in (0, 1)
 
 
 @pytest.mark.slow

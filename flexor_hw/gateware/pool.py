@@ -79,7 +79,9 @@ class TiledMaxPool(wiring.Component):
 
     One beat per cycle in: each beat is folded into the running maxima of its output pixel,
     kept for one output row (``⌊W/kw⌋·C`` elements, in ``⌊W/kw⌋·C/simd`` words); the beat
-    that completes a window leaves through a three-entry FIFO. No line buffer of input rows,
+    that completes a window leaves through a FIFO of ``out_depth`` beats (three, or an output
+    row's and three where the consumer drains a row slower than it comes). No line buffer of
+    input rows,
     no window re-read: ``H·W·C/simd`` cycles per image (rows and columns past the last
     whole window are taken and dropped).
 
@@ -89,9 +91,11 @@ class TiledMaxPool(wiring.Component):
     those three cycles (``C ≤ 3·simd``) is forwarded.
     """
 
-    def __init__(self, shape, channels, height, width, kernel, *, simd=1, ram_style=None):
+    def __init__(self, shape, channels, height, width, kernel, *, simd=1, ram_style=None,
+                 out_depth=3):
         self._shape = Shape.cast(shape)
         self._ram_style = ram_style         # "block", "distributed" or None (the tools')
+        self._out_depth = _positive("Output FIFO depth", out_depth)
         self._c = _positive("Channels", channels)
         self._h, self._w = _positive("Height", height), _positive("Width", width)
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
@@ -128,7 +132,11 @@ class TiledMaxPool(wiring.Component):
         m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth), init=[],
                                                   attrs=attrs)
         rport, wport = mem.read_port(domain="sync"), mem.write_port()
-        m.submodules.out = out = fifo.SyncFIFO(width=P * xw, depth=3)
+        D = self._out_depth
+        # three entries; more (a buffered FIFO, in memory) where the consumer drains slower
+        # than an output row leaves (:class:`~flexor_hw.hw.stages.MaxPool`'s ``out_depth``)
+        m.submodules.out = out = (fifo.SyncFIFO(width=P * xw, depth=3) if D == 3 else
+                                  fifo.SyncFIFOBuffered(width=P * xw, depth=D))
         m.d.comb += [self.o.payload.eq(out.r_data), self.o.valid.eq(out.r_rdy),
                      out.r_en.eq(self.o.ready)]
 
@@ -154,7 +162,7 @@ class TiledMaxPool(wiring.Component):
 
         pending = Cat(v1 & last1 & keep1, v2 & last2 & keep2)   # will write the FIFO
         take = Signal()
-        m.d.comb += [self.i.ready.eq(out.level + pending[0] + pending[1] < 3),
+        m.d.comb += [self.i.ready.eq(out.level + pending[0] + pending[1] < D),
                      take.eq(self.i.valid & self.i.ready)]
         addr = Signal(range(max(2, depth)))
         m.d.comb += [addr.eq(ox * groups + cg), rport.addr.eq(addr), rport.en.eq(1)]

@@ -521,28 +521,27 @@ class KernelWindow(SlidingWindow):
         xw = self._shape.width
         rw, hw_ = Shape.cast(range(kw)).width, Shape.cast(range(kh)).width
 
+        n = kh * kw * xw
+
+        def middle(bits):
+            """The banks' data, as read, rows rotated: kernel row ky from row bank
+            (rot_y + ky) mod kh; the column rotation and the padding flags passed on."""
+            data = [Cat(*[bits[(rb * kw + cb) * xw:(rb * kw + cb + 1) * xw]
+                          for cb in range(kw)]) for rb in range(kh)]
+            rot_y = bits[n:n + hw_]
+            return Cat(*_rotate(data, rot_y), bits[n + hw_:])
+
         def finish(bits):
-            """The banks' data, the rotations and the padding flags, as read, into the
-            kernel: element (ky, kx) from row bank (rot_y + ky) mod kh and column bank
-            (rot + kx) mod kw, or 0 where it is padding."""
-            n = kh * kw * xw
-            data = [[bits[(rb * kw + cb) * xw:(rb * kw + cb + 1) * xw] for cb in range(kw)]
-                    for rb in range(kh)]
-            rot_y, rot = bits[n:n + hw_], bits[n + hw_:n + hw_ + rw]
-            pads = bits[n + hw_ + rw:]
+            """The rows, columns rotated (element kx from column bank (rot + kx) mod kw),
+            and 0 where an element is padding, into the kernel. (The rotations in one
+            step, a kh·kw-way select of every bit, took a 5 × 5 kernel 4,357 LUT4: as two,
+            registered between, ~1,400.)"""
+            rot, pads = bits[n:n + rw], bits[n + rw:]
             elements = []
             for ky in range(kh):
-                row = []
-                for cb in range(kw):
-                    picked = data[ky % kh][cb]
-                    for r in range(1, kh):
-                        picked = Mux(rot_y == r, data[(r + ky) % kh][cb], picked)
-                    row.append(picked)
-                for kx in range(kw):
-                    picked = row[kx % kw]
-                    for r in range(1, kw):
-                        picked = Mux(rot == r, row[(r + kx) % kw], picked)
-                    elements.append(Mux(pads[ky * kw + kx], 0, picked))
+                row = [bits[(ky * kw + cb) * xw:(ky * kw + cb + 1) * xw] for cb in range(kw)]
+                row = _rotate(row, rot)
+                elements += [Mux(pads[ky * kw + kx], 0, row[kx]) for kx in range(kw)]
             return Cat(*elements)
 
         self._writer = writer = _Writer(m, self)
@@ -626,23 +625,47 @@ class KernelWindow(SlidingWindow):
         base_row = Signal(range(R), init=base_slot.init)
         row_addr = Signal(range(R), init=base_slot.init)
         img_row = Signal(range(R))
-        reader = _Reader(m, self, avail_init=int(kh - 1 < ph))
+        reader = _Reader(m, self, avail_init=int(kh - 1 < ph), middle=True)
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
 
-        def table(values):
-            """``values[base_slot]``: a case of the slot register."""
+        def table(values, slot):
+            """``values[slot]``: a case of a slot register."""
             out = Signal(range(max(values) + 1), name="slot_table")
-            with m.Switch(base_slot):
+            with m.Switch(slot):
                 for s_, v in enumerate(values):
                     with m.Case(s_):
                         m.d.comb += out.eq(v)
             return out
+
+        def by_slot(values, name):
+            """``values[base_slot]`` as a register that moves with ``base_slot``, loaded
+            from registers that follow its next values (:func:`_row_steps`: they move at
+            least ``ow·C`` cycles apart, and these follow them a cycle later still). Read
+            from ``base_slot`` through a case, then added into every bank's read address,
+            Yosys made a select of every sum (a 5 × 5 kernel's: 6,576 LUT4)."""
+            if ow * C < 3:
+                return table(values, base_slot)
+            reg = Signal(range(max(values) + 1), init=values[base_slot.init], name=name)
+            nxt = Signal.like(reg, name=f"{name}_next", reset_less=True)
+            img = Signal.like(reg, name=f"{name}_img", reset_less=True)
+            m.d.sync += [nxt.eq(table(values, steps["next_slot"])),
+                         img.eq(table(values, steps["base_slot"]))]
+            with m.If(step & last_c & last_ox & ~last_oy):
+                m.d.sync += reg.eq(nxt)
+            with m.If(switch):
+                m.d.sync += reg.eq(img)
+            return reg
 
         def bank_row(rb, s_):
             """The row of row bank ``rb`` that holds kernel row ``(rb − s_) mod kh`` of a
             window whose first row is in slot ``s_``."""
             return ((s_ + (rb - s_) % kh) % R) // kh
 
+        rows = _Rows(R, H, sh, ph, 1, lambda v: Mux(v >= R, v - R, v), oy, low, r_done, ahead,
+                     img_slot, img_row, base_slot, base_row, row_addr)
+        steps = _row_steps(m, rows, ow * C)
+        last_c = c == C - 1
+        last_ox, last_oy = ox == ow - 1, oy == oh - 1
         pads_a = Signal(kh * kw, reset_less=True)   # element (ky, kx) of the beat is padding
         rot_a = Signal(range(kw), reset_less=True)
         roty_a = Signal(range(kh), reset_less=True)
@@ -655,10 +678,10 @@ class KernelWindow(SlidingWindow):
         # cycle (no enable): what a take reads is the state's at the take (:class:`_Reader`).
         m.d.sync += [pads_a.eq(Cat(*[row_pads[ky] | col_pads[kx] for ky in range(kh)
                                      for kx in range(kw)])),
-                     rot_a.eq(r0), roty_a.eq(table([s_ % kh for s_ in range(R)])),
+                     rot_a.eq(r0), roty_a.eq(by_slot([s_ % kh for s_ in range(R)], "rot_y")),
                      pads.eq(pads_a), rot.eq(rot_a), rot_y.eq(roty_a)]
         for rb in range(kh):
-            rows_base = table([bank_row(rb, s_) * BWC for s_ in range(R)])
+            rows_base = by_slot([bank_row(rb, s_) * BWC for s_ in range(R)], f"row_base{rb}")
             for cb in range(kw):
                 rd = banks[rb, cb][1]
                 addr = Signal.like(rd.addr, name=f"r_addr{rb}_{cb}", reset_less=True)
@@ -666,13 +689,8 @@ class KernelWindow(SlidingWindow):
                                                       else 0))
                 m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
         reader.output(m, Cat(*[banks[rb, cb][1].data for rb in range(kh) for cb in range(kw)],
-                             rot_y, rot, pads), finish)
+                             rot_y, rot, pads), finish, middle)
 
-        rows = _Rows(R, H, sh, ph, 1, lambda v: Mux(v >= R, v - R, v), oy, low, r_done, ahead,
-                     img_slot, img_row, base_slot, base_row, row_addr)
-        steps = _row_steps(m, rows, ow * C)
-        last_c = c == C - 1
-        last_ox, last_oy = ox == ow - 1, oy == oh - 1
         t = r0 + sw % kw
         carry = sw // kw + (t >= kw)
         with m.If(step):
@@ -706,6 +724,18 @@ class KernelWindow(SlidingWindow):
         flags.update(m, d_next_of)
         self._flags = flags
         return m
+
+
+def _rotate(items, amount):
+    """``items`` rotated left by ``amount`` places: ``out[i] = items[(i + amount) mod n]``."""
+    n = len(items)
+    out = []
+    for i in range(n):
+        picked = items[i]
+        for r in range(1, n):
+            picked = Mux(amount == r, items[(i + r) % n], picked)
+        out.append(picked)
+    return out
 
 
 class _Writer:
@@ -802,10 +832,14 @@ class _Reader:
     #: an element a cycle going.
     DEPTH = STAGES + 3
 
-    def __init__(self, m, unit, *, avail_init):
-        m.submodules.out = self.fifo = OutputFifo(unit.o.payload.shape(), self.DEPTH)
+    def __init__(self, m, unit, *, avail_init, middle=False):
+        # ``middle``: a register between the read data's and the finished payload's
+        # (:meth:`output`), a stage and a place more
+        self.stages = self.STAGES + bool(middle)
+        self.depth = self.stages + 3
+        m.submodules.out = self.fifo = OutputFifo(unit.o.payload.shape(), self.depth)
         wiring.connect(m, self.fifo.o, wiring.flipped(unit.o))
-        self._credits = credits = Credits(self.DEPTH, name="read_credits", emit=unit._emit)
+        self._credits = credits = Credits(self.depth, name="read_credits", emit=unit._emit)
         self._avail_init, self._emit = avail_init, unit._emit
         self.avail = Signal(init=avail_init, name="avail")     # :func:`_registered_avail`
         self.take = Signal(name="take")
@@ -815,7 +849,7 @@ class _Reader:
         self.step, self.rows = Signal(name="take_step"), Signal(name="take_rows")
         credits.count(m, self.take, unit.o.valid & unit.o.ready)
         self._staged = self.take
-        for k in range(self.STAGES):
+        for k in range(self.stages):
             staged = Signal(name=f"read_v{k + 1}")
             m.d.sync += staged.eq(self._staged)
             self._staged = staged
@@ -838,15 +872,23 @@ class _Reader:
                                  emit=self._emit, init=1)
             m.d.comb += take.eq(avail & room)
 
-    def output(self, m, bits, finish):
+    def output(self, m, bits, finish, middle=None):
         """The raw ``bits`` a take reads (the block RAMs' read data beside the flags staged
         to them: two stages after the take) into the read data's register, then through
         ``finish`` into a register of the payload, then into the FIFO (the block RAMs' data
         through the kernel row's rotation into the FIFO's LUT RAM was LeNet-5's longest path
-        at two seeds of three, 9.6 ns of routing)."""
+        at two seeds of three, 9.6 ns of routing). ``middle`` (with a reader made with
+        ``middle``): a step of ``finish``'s work into a register between them."""
         read = Signal(len(bits), name="read_data", reset_less=True)
         done = Signal(self.fifo.w_data.shape(), name="finished", reset_less=True)
-        m.d.sync += [read.eq(bits), done.eq(finish(read))]
+        m.d.sync += read.eq(bits)
+        if middle is not None:
+            # ``middle`` of the read data into a register of its own, then ``finish``
+            between = middle(read)
+            mid = Signal(len(between), name="read_mid", reset_less=True)
+            m.d.sync += mid.eq(between)
+            read = mid
+        m.d.sync += done.eq(finish(read))
         m.d.comb += [self.fifo.w_en.eq(self._staged), self.fifo.w_data.eq(done)]
 
 

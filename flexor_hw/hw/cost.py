@@ -43,6 +43,12 @@ COST = {
     # would take ResNet-20's folding below what the 85k places.
     "window": {"luts": 470, "ffs": 200},
     "row_window": {"luts": 700, "ffs": 300},     # kw banks, the rotation, the output slice
+    # kh × kw banks: beside the row window's, per bank its read address and write enable;
+    # per element bit the rotations (a kh-way and a kw-way select, registered between) and
+    # their registers. Synthesized alone: LeNet-5's conv2 window (5 × 5 × 8 bits, 32
+    # channels) 3,116 LUT4 and 1,710 FF, a 3 × 3 one of 16 channels 1,260 and 807
+    "kernel_window": {"luts": 700, "ffs": 300, "luts_per_bank": 10, "ffs_per_bank": 12,
+                      "luts_per_select_bit": 1.1, "ffs_per_element_bit": 2.0},
     # either window's output register and its input's registered ready
     "window_io": {"ffs": 3, "ffs_per_out_bit": 1},
     "maxpool": {"luts": 200, "ffs": 140},

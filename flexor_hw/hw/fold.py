@@ -190,11 +190,16 @@ def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
     return _score(_ESTIMATES[key], dict(budget))
 
 
-def _fastest(st):
-    """A stage that does not fold, at its fastest: a window a kernel row per beat, a tiled
-    max pool a pixel per beat."""
-    if st.kind == "window" and st.kernel[1] > 1:
-        return st.widened(st.kernel[1])
+def _fastest(st, target=1):
+    """A stage that does not fold, at its fastest (or the narrowest that meets ``target``
+    cycles per image): a window a kernel row per beat, then a channel's kernel (the next
+    beat multiplies its line buffer's banks by ``kh``); a tiled max pool a pixel per beat."""
+    if st.kind == "window":
+        for simd in st.widths:
+            widened = st.widened(simd)
+            if widened.cycles_per_image() <= target:
+                return widened
+        return st.widened(st.widths[-1])
     if st.kind == "maxpool":
         return st.at_rate(1)
     return st
@@ -246,19 +251,50 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
                 st = fold_unit(st, target - target // UNIT_SLACK, budget, quantum)
         quantum = 1
         if st.kind == "maxpool" and widen and not explicit:
-            st = st.at_rate(target)
+            st = st.at_rate(target - target // UNIT_SLACK)
         if st.kind == "maxpool":
             st = _pool_memory(st, budget)
         if st.kind == "window" and widen and not explicit and st.cycles_per_image() > target:
-            st = _fastest(st)
+            st = _fastest(st, target)
             quantum = st.simd
         stages.append(st)
+    units = [st.cycles_per_image() for st in stages if st.kind == "mvau"]
+    if widen and not explicit and units:
+        # A tiled pool as slow as the slowest unit stalls its producer whenever the unit
+        # bursts and cannot catch up: it takes a beat wide enough to run faster (LeNet-5 with
+        # pool1 and both convs at 12,544 cycles ran at 15,288; pool1 twice as wide, 12,544).
+        limit = max(units) - max(units) // UNIT_SLACK
+        stages = [_pool_memory(st.at_rate(limit), budget)
+                  if st.kind == "maxpool" and st.cycles_per_image() > limit else st
+                  for st in stages]
+        stages = _buffer_pool_rows(stages, limit)
     if explicit and widen:
         # Windows and pools keep up with the slowest unit (or stay one element per beat).
         slowest = max(st.cycles_per_image() for st in stages if st.kind == "mvau")
-        stages = [_fastest(st) if st.kind == "window" and st.cycles_per_image() > slowest
-                  else st.at_rate(slowest) if st.kind == "maxpool" else st for st in stages]
+        stages = [_fastest(st, slowest)
+                  if st.kind == "window" and st.cycles_per_image() > slowest
+                  else st.at_rate(slowest - slowest // UNIT_SLACK) if st.kind == "maxpool"
+                  else st for st in stages]
     return replace(graph, stages=stages)
+
+
+def _buffer_pool_rows(stages, limit):
+    """Tiled pools whose output rows drain into their consumer (``in_simd`` elements a
+    cycle) no faster than their producer's input rows come, at ``limit`` cycles per image:
+    each takes an output FIFO of a row (:meth:`~.stages.MaxPool.row_buffered`). A pool
+    emits a window row's outputs during its last input row; held to the consumer's pace
+    there, it stalls its producer, which has no time to make up (LeNet-5's pool1 into
+    conv2's window at one element a cycle, 448 a row, with conv1 at 12,544 cycles an
+    image, 448 a row: 14,112 cycles an image; with the row's FIFO, 12,544)."""
+    out = list(stages)
+    for k, st in enumerate(stages[:-1]):
+        if st.kind != "maxpool" or not st.tiled:
+            continue
+        drain = max(1, getattr(stages[k + 1], "in_simd", 1))
+        ow = st.output_size[1]
+        if ow * st.channels / drain * st.height >= limit:
+            out[k] = st.row_buffered()
+    return out
 
 
 #: The budget when no device is given: an ECP5-25k's.

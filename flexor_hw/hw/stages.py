@@ -19,7 +19,7 @@ from typing import ClassVar
 from ..gateware.mvau import rom_latency, rom_paged, vector_pages, vector_write_ffs
 from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import LOGIC_ROM_BITS, rom_address_copies, rom_layout
-from ..gateware.window import line_buffer_rows, row_window_rows
+from ..gateware.window import kernel_window_rows, line_buffer_rows, row_window_rows
 from .cost import COST, memory
 
 __all__ = ["STAGES", "Stage", "InputQuantizer", "SlidingWindow", "Mvau", "MaxPool",
@@ -148,7 +148,8 @@ class SlidingWindow(Stage):
     kernel: tuple = (1, 1)
     stride: tuple = (1, 1)
     padding: tuple = (0, 0)
-    simd: int = 1                   # 1, or kw: a kernel row per beat (RowWindow)
+    simd: int = 1       # 1; kw: a kernel row per beat (RowWindow); kh·kw: a channel's kernel
+                        # (KernelWindow)
 
     @property
     def out_simd(self):
@@ -158,10 +159,25 @@ class SlidingWindow(Stage):
         return replace(self, simd=simd)
 
     @property
+    def widths(self):
+        """The beats this window can emit, narrowest first: an element, a kernel row, a
+        channel's kernel."""
+        kh, kw = self.kernel
+        return sorted({1, kw, kh * kw})
+
+    @property
+    def style(self):
+        """``"element"``, ``"row"`` or ``"kernel"``: the unit its beat width makes."""
+        kh, kw = self.kernel
+        if self.simd == 1:
+            return "element"
+        return "row" if self.simd == kw else "kernel"
+
+    @property
     def buffer_rows(self):
-        if self.simd > 1:
-            return row_window_rows(self.height, self.kernel[0], self.stride[0])
-        return line_buffer_rows(self.height, self.kernel[0], self.stride[0])
+        rows = {"element": line_buffer_rows, "row": row_window_rows,
+                "kernel": kernel_window_rows}[self.style]
+        return rows(self.height, self.kernel[0], self.stride[0])
 
     @property
     def output_size(self):
@@ -192,12 +208,17 @@ class SlidingWindow(Stage):
         if self.simd == 1:
             return [_mem(self, "line buffer", rows * self.width * self.channels,
                             self.x_shape.width)]
-        groups = -(-self.width // self.kernel[1])
-        return [_mem(self, f"line buffer bank {b}", rows * groups * self.channels,
-                        self.x_shape.width) for b in range(self.kernel[1])]
+        (kh, kw), xw = self.kernel, self.x_shape.width
+        groups = -(-self.width // kw)
+        if self.style == "row":
+            return [_mem(self, f"line buffer bank {b}", rows * groups * self.channels, xw)
+                    for b in range(kw)]
+        return [_mem(self, f"line buffer bank {rb}_{cb}", rows // kh * groups * self.channels,
+                     xw) for rb in range(kh) for cb in range(kw)]
 
     def estimate(self):
-        c = COST["row_window" if self.simd > 1 else "window"]
+        c = COST[{"element": "window", "row": "row_window", "kernel": "kernel_window"}[
+            self.style]]
         # the output's register beside the unit's fixed cost
         io = COST["window_io"]
         ffs = c["ffs"] + io["ffs_per_out_bit"] * self.x_shape.width * self.simd + io["ffs"]
@@ -208,8 +229,17 @@ class SlidingWindow(Stage):
             ffs += self.x_shape.width * self.simd
         # each memory's registered write port: address, data and enable
         ffs += sum(max(1, (mem["depth"] - 1).bit_length()) + mem["width"] + 1 for mem in mems)
+        luts = c["luts"]
+        if self.style == "kernel":
+            # the banks' read addresses (a register each), the kernel's rotation by row and
+            # by column (a kh-way and a kw-way select per element bit)
+            kh, kw = self.kernel
+            n = kh * kw
+            bits = n * self.x_shape.width
+            luts += round(c["luts_per_bank"] * n + c["luts_per_select_bit"] * (kh + kw) * bits)
+            ffs += c["ffs_per_bank"] * n + c["ffs_per_element_bit"] * bits
         skid = skid_buffer_cost(self.x_shape.width)         # the input's skid buffer
-        return _with_memories({"luts": c["luts"] + skid["luts"] + 2, "ffs": ffs + skid["ffs"],
+        return _with_memories({"luts": luts + skid["luts"] + 2, "ffs": ffs + skid["ffs"],
                                "brams": 0, "dsps": 0}, mems)
 
     def describe(self):
@@ -219,8 +249,8 @@ class SlidingWindow(Stage):
                 "line_buffer_rows": self.buffer_rows}
 
     def unit(self, files=None):
-        from ..gateware.window import RowWindow, SlidingWindow
-        unit = RowWindow if self.simd > 1 else SlidingWindow
+        from ..gateware.window import KernelWindow, RowWindow, SlidingWindow
+        unit = {"element": SlidingWindow, "row": RowWindow, "kernel": KernelWindow}[self.style]
         return unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
                     stride=self.stride, padding=self.padding, emit=files is not None)
 
@@ -430,6 +460,14 @@ class MaxPool(Stage):
     stride: tuple = (2, 2)
     simd: int = 1
     lutram: bool = None         # a tiled pool's maxima in LUT RAM / block RAM / (None) by cost
+    out_depth: int = 3          # a tiled pool's output FIFO, in beats
+
+    def row_buffered(self):
+        """The pool with an output FIFO that holds an output row (and the three beats a
+        pool's pipeline needs): the row's beats leave as fast as they come, and the
+        consumer drains them while the next window row's first input rows arrive."""
+        ow = self.output_size[1]
+        return replace(self, out_depth=3 + ow * self.channels // self.simd)
 
     @property
     def tiled(self):
@@ -477,8 +515,12 @@ class MaxPool(Stage):
     def memories(self):
         if self.tiled:
             ow = self.output_size[1]
-            return [_mem(self, "row maxima", ow * self.channels // self.simd,
-                            self.simd * self.x_shape.width, style=self.ram_style)]
+            mems = [_mem(self, "row maxima", ow * self.channels // self.simd,
+                             self.simd * self.x_shape.width, style=self.ram_style)]
+            if self.out_depth > 3:
+                mems.append(_mem(self, "output FIFO", self.out_depth,
+                                 self.simd * self.x_shape.width))
+            return mems
         rows = line_buffer_rows(self.height, self.kernel[0], self.stride[0])
         return [_mem(self, "line buffer", rows * self.width * self.channels, self.x_shape.width)]
 
@@ -498,13 +540,15 @@ class MaxPool(Stage):
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
                 "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd,
-                "maxima_in_lut_ram": self.lutram}
+                "maxima_in_lut_ram": self.lutram, **({"output_fifo": self.out_depth}
+                                                     if self.out_depth > 3 else {})}
 
     def unit(self, files=None):
         from ..gateware.pool import MaxPool as Unit, TiledMaxPool
         if self.tiled:
             return TiledMaxPool(self.x_shape, self.channels, self.height, self.width,
-                                tuple(self.kernel), simd=self.simd, ram_style=self.ram_style)
+                                tuple(self.kernel), simd=self.simd, ram_style=self.ram_style,
+                                out_depth=self.out_depth)
         return Unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
                     stride=self.stride)
 

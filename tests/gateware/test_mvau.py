@@ -99,7 +99,8 @@ def test_vector_memory_pages(lutram):
 
 @pytest.mark.parametrize("f, o, pe, simd, r", [(13, 6, 2, 4, 1), (40, 16, 16, 8, 4),
                                                (30, 8, 8, 30, 1), (100, 6, 3, 5, 3),
-                                               (33, 6, 2, 10, 1)])
+                                               (33, 6, 2, 10, 1), (25, 32, 2, 25, 2),
+                                               (25, 8, 2, 25, 2), (25, 8, 2, 25, 1)])
 def test_mvau_runs_at_its_stated_rate_and_latency(f, o, pe, simd, r):
     """Unstalled, vectors leave exactly ``cycles_per_vector`` apart (compute- or load-bound)
     and the first vector's last output exactly ``latency_cycles`` after its last beat."""

@@ -103,3 +103,89 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
     assert run.outputs == _pack(want, simd, 8)
     if not stall:       # one beat a cycle in, whatever the output does
         assert run.in_cycles[-1] - run.in_cycles[0] == len(beats) - 1
+
+
+@pytest.mark.parametrize("out_depth, stall", [(3 + 4 * 4 // 2, 0.3), (3 + 4 * 4 // 2, 0.0),
+                                              (40, 0.5)])
+def test_tiled_maxpool_with_a_row_fifo_matches_golden(out_depth, stall):
+    """A deeper output FIFO (an output row's beats and three, in memory): the same maxima,
+    stalls or not, and one beat a cycle in while its output drains."""
+    from flexor_hw.gateware.pool import TiledMaxPool
+    c, h, w, k, simd = 4, 8, 8, 2, 2
+    images = np.random.default_rng(out_depth).integers(0, 256, (3, c, h, w))
+    want = MaxPool2d(name="p", kernel=(k, k), stride=(k, k)).run_int(
+        [images], None).transpose(0, 2, 3, 1).reshape(-1)
+    dut = TiledMaxPool(8, c, h, w, k, simd=simd, out_depth=out_depth)
+    beats = _pack(images.transpose(0, 2, 3, 1).reshape(-1), simd, 8)
+    run = run_stream(dut, beats, 3 * dut.beats_per_image, in_stall=stall, out_stall=stall,
+                     seed=out_depth)
+    assert run.outputs == _pack(want, simd, 8)
+    if not stall:
+        assert run.in_cycles[-1] - run.in_cycles[0] == len(beats) - 1
+
+
+def test_a_row_fifo_keeps_the_pool_at_its_producers_pace():
+    """Drained an element a cycle (a narrowing from eight), a pool whose input comes a beat
+    every other cycle drains an output row in twice the time it comes: with three places it
+    stalls its producer, with an output row's FIFO it never does (the next input row gives
+    the drain its time)."""
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.sim import Simulator
+
+    from flexor_hw.gateware.pool import TiledMaxPool
+    from flexor_hw.gateware.repack import Repack
+
+    c, h, w, simd = 8, 4, 16, 8
+
+    class Chain(wiring.Component):
+        i: wiring.In(stream.Signature(8 * simd))
+        o: wiring.Out(stream.Signature(8))
+
+        def __init__(self, depth):
+            self.depth = depth
+            super().__init__()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.pool = pool = TiledMaxPool(8, c, h, w, 2, simd=simd,
+                                                    out_depth=self.depth)
+            m.submodules.narrow = narrow = Repack(8, c, simd, 1)
+            wiring.connect(m, wiring.flipped(self.i), pool.i)
+            wiring.connect(m, pool.o, narrow.i)
+            wiring.connect(m, narrow.o, wiring.flipped(self.o))
+            return m
+
+    beats = _pack(np.random.default_rng(1).integers(0, 256, 2 * c * h * w), simd, 8)
+
+    def span(depth):
+        dut = Chain(depth)
+        taken = []
+
+        async def bench(ctx):
+            ctx.set(dut.o.ready, 1)
+            cycle, k = 0, 0
+            while k < len(beats):
+                # a beat offered every other cycle, or as soon as it may be after a stall
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, beats[k])
+                while True:
+                    _, _, ready = await ctx.tick().sample(dut.i.ready)
+                    cycle += 1
+                    if ready:
+                        break
+                taken.append(cycle)
+                k += 1
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick()
+                cycle += 1
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        return taken[-1] - taken[0]
+
+    paced = 2 * (len(beats) - 1)
+    assert span(3) > paced
+    assert span(3 + (w // 2) * c // simd) == paced

@@ -1,0 +1,81 @@
+"""The folding pass's windows and pools beside faster units: a window widens from an element
+to a kernel row to a channel's whole kernel only as far as the rate needs; a tiled pool that
+would stall its producer gets an output row's FIFO."""
+
+from flexor_hw.hw import fold as F
+from flexor_hw.hw import stages as S
+
+
+def conv2_window(simd=1):
+    """LeNet-5's conv2 window: 32 channels of a 14 × 14 map, 5 × 5 kernel, padding 2."""
+    return S.SlidingWindow("w", (0, 255), (0, 255), channels=32, height=14, width=14,
+                           kernel=(5, 5), stride=(1, 1), padding=(2, 2), simd=simd)
+
+
+def test_a_window_widens_only_as_far_as_the_rate_needs():
+    w = conv2_window()
+    assert w.widths == [1, 5, 25]
+    assert F._fastest(w, 10 ** 6).style == "element"
+    assert F._fastest(w, 31_361).style == "row"          # 196 pixels × 800 / 5, and one
+    assert F._fastest(w, 31_360).style == "kernel"
+    assert F._fastest(w, 1).style == "kernel"            # the widest, where none meets it
+    kernel = w.widened(25)
+    assert kernel.cycles_per_image() == 196 * 32 + 1
+    assert kernel.unit().simd == 25
+
+
+def test_a_kernel_window_banks_its_line_buffer_by_row_and_column():
+    w = conv2_window(25)
+    assert w.buffer_rows == 15                           # 2·5 + 1, a multiple of 5
+    mems = w.memories()
+    assert len(mems) == 25
+    # 3 rows of a bank × 3 column groups × 32 channels
+    assert {(m["depth"], m["width"]) for m in mems} == {(288, 8)}
+    row = w.widened(5)
+    assert row.estimate()["luts"] < w.estimate()["luts"]
+
+
+def pool1(simd=4):
+    return S.MaxPool("p", (0, 255), (0, 255), channels=32, height=28, width=28,
+                     kernel=(2, 2), stride=(2, 2), simd=simd)
+
+
+def test_a_pool_that_would_stall_its_producer_gets_an_output_row_fifo():
+    # conv1 at 12,544 cycles an image makes a 28-pixel row in 448 cycles; pool1's output
+    # row, 14 pixels of 32 channels, drains into the window at one element a cycle: 448
+    stages = [pool1(), conv2_window(25)]
+    limit = 12_544 - 12_544 // F.UNIT_SLACK
+    buffered = F._buffer_pool_rows(stages, limit)[0]
+    assert buffered.out_depth == 3 + 14 * 32 // 4
+    assert [m["kind"] for m in buffered.memories()] == ["row maxima", "output FIFO"]
+    assert buffered.unit()._out_depth == buffered.out_depth
+    # at the ECP5-25k's rate (43,904 cycles) the row drains in time: three entries
+    slow = 43_904 - 43_904 // F.UNIT_SLACK
+    assert F._buffer_pool_rows(stages, slow)[0].out_depth == 3
+    # a consumer that takes the pool's whole beat drains four times as fast
+    assert F._buffer_pool_rows([pool1(), _Taking(4)], limit)[0].out_depth == 3
+
+
+class _Taking:
+    """A stand-in consumer taking ``in_simd`` elements a cycle."""
+    kind = "mvau"
+
+    def __init__(self, in_simd):
+        self.in_simd = in_simd
+
+
+def test_lenet5_on_the_45k_reads_conv2_a_kernel_a_beat():
+    """With the ECP5-45k's room, the fastest folding that fits needs conv2's window faster
+    than a kernel row a beat (31,361 cycles): it emits a channel's kernel."""
+    from pathlib import Path
+
+    from flexor_hw import package
+    from flexor_hw.build import plan_hardware
+    pkg = package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
+                       "lenet5.flexor.npz")
+    g = plan_hardware(pkg, target="ecp5-45k", argmax=True)
+    window = next(st for st in g.stages if st.name == "conv2_window")
+    assert window.style == "kernel"
+    assert g.cycles_per_image() < 31_361
+    conv2 = next(st for st in g.stages if st.name == "conv2")
+    assert conv2.simd % 25 == 0
