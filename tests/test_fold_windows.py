@@ -79,3 +79,18 @@ def test_lenet5_on_the_45k_reads_conv2_a_kernel_a_beat():
     assert g.cycles_per_image() < 31_361
     conv2 = next(st for st in g.stages if st.name == "conv2")
     assert conv2.simd % 25 == 0
+
+
+def test_fold_auto_without_a_device_keeps_windows_at_a_kernel_row():
+    """Without a device, ``--fold auto`` folds to the rate the windows allow a kernel row a
+    beat (a kernel a beat would size units for a rate no device holds)."""
+    from pathlib import Path
+
+    from flexor_hw import package
+    from flexor_hw.build import plan_hardware
+    pkg = package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
+                       "lenet5.flexor.npz")
+    g = plan_hardware(pkg, argmax=True)
+    assert g.cycles_per_image() == 31_361
+    assert {st.name: st.style for st in g.stages if st.kind == "window"} == \
+        {"conv1_window": "element", "conv2_window": "row"}

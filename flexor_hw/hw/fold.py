@@ -205,10 +205,15 @@ def _fastest(st, target=1):
     return st
 
 
-def _fixed_cycles(graph):
+def _fixed_cycles(graph, kernels=True):
     """The rate the stages that do not fold allow at their fastest (and the 1-wide network
-    input)."""
-    cycles = [_fastest(st).cycles_per_image() for st in graph.stages if st.kind != "mvau"]
+    input); with ``kernels`` false, the windows at a kernel row per beat (``--fold auto``
+    without a device: a kernel a beat would fold units to a rate no device holds)."""
+    def fastest(st):
+        if st.kind == "window" and not kernels:
+            return st.widened(st.kernel[1])
+        return _fastest(st)
+    cycles = [fastest(st).cycles_per_image() for st in graph.stages if st.kind != "mvau"]
     first = graph.stages[0]
     if first.kind == "mvau":
         cycles.append(first.vectors * first.weights.fan_in)   # one input element per cycle
@@ -228,7 +233,7 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
             raise BuildError(f"--fold names {unknown[0]!r}, which is not a weighted node "
                              f"(they are {', '.join(st.name for st in graph.mvaus)})")
     if target is None:
-        target = _fixed_cycles(graph)
+        target = _fixed_cycles(graph, kernels=False)
     stages, quantum = [], 1
     for st in graph.stages:
         st = replace(st, family=budget.get("family", "ecp5"))
