@@ -534,8 +534,8 @@ class KernelWindow(SlidingWindow):
         def finish(bits):
             """The rows, columns rotated (element kx from column bank (rot + kx) mod kw),
             and 0 where an element is padding, into the kernel. (The rotations in one
-            step, a kh·kw-way select of every bit, took a 5 × 5 kernel 4,357 LUT4: as two,
-            registered between, ~1,400.)"""
+            step, a kh·kw-way select of every bit, took a 5 × 5 kernel of 8-bit elements 4,357
+            LUT4; as two, registered between, about 1,700.)"""
             rot, pads = bits[n:n + rw], bits[n + rw:]
             elements = []
             for ky in range(kh):
@@ -825,7 +825,8 @@ class _Reader:
     padding and the kernel row's rotation) into the FIFO, whose head is a register."""
 
     #: Stages from a take to the FIFO's write: the read address, the block RAM's read, the
-    #: read data's register, the finished payload's register.
+    #: read data's register, the finished payload's register (and, made with ``middle``,
+    #: one between those two).
     STAGES = 4
     #: A place reserved at a take returns to ``room`` ``STAGES`` + 3 cycles later (the
     #: FIFO's head register, the returned credit, the room register): that many places keep
