@@ -111,6 +111,8 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         t = TARGETS[target]
         device = {"luts": t["luts"], "ffs": t.get("ffs", t["luts"]), "brams": t["brams"],
                   "dsps": t["dsps"], "family": t["family"]}
+        if "lut_margin" in t:
+            device["lut_margin"] = t["lut_margin"]
         if t["family"] == "ice40":      # a logic cell holds a LUT4 and a flip-flop
             device["cells"] = t["luts"]
             device["lut_ram"] = False   # and there is no LUT RAM

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The folding pass's windows and pools beside faster units: a window widens from an element
 to a kernel row to a channel's whole kernel only as far as the rate needs; a tiled pool that
 would stall its producer gets an output row's FIFO."""
@@ -94,3 +95,22 @@ def test_fold_auto_without_a_device_keeps_windows_at_a_kernel_row():
     assert g.cycles_per_image() == 31_361
     assert {st.name: st.style for st in g.stages if st.kind == "window"} == \
         {"conv1_window": "element", "conv2_window": "row"}
+
+
+def test_the_45k_folds_within_its_own_lut_margin():
+    """The ECP5-45k's folding keeps to half its LUTs (its placer gives up on cells sooner,
+    nextpnr#1062); the same counts with the other devices' 65 % fold faster."""
+    from pathlib import Path
+
+    from flexor_hw import package
+    from flexor_hw.build import plan_hardware
+    from flexor_hw.synth import TARGETS
+    pkg = package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
+                       "lenet5.flexor.npz")
+    t = TARGETS["ecp5-45k"]
+    g = plan_hardware(pkg, target="ecp5-45k", argmax=True)
+    assert g.estimate()["luts"] <= t["lut_margin"] * t["luts"]
+    wider = plan_hardware(pkg, target="ecp5-45k", budget={"lut_margin": F.MARGIN["luts"]},
+                          argmax=True)
+    assert wider.estimate()["luts"] > t["lut_margin"] * t["luts"]
+    assert wider.cycles_per_image() < g.cycles_per_image()

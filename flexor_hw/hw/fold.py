@@ -302,6 +302,12 @@ def _buffer_pool_rows(stages, limit):
     return out
 
 
+def _lut_margin(budget):
+    """The share of the budget's LUTs a folding may take: :data:`MARGIN`'s, or the device's
+    own (``lut_margin``: the ECP5-45k's)."""
+    return budget.get("lut_margin", MARGIN["luts"])
+
+
 #: The budget when no device is given: an ECP5-25k's.
 DEFAULT_BUDGET = {"luts": 24288, "ffs": 24288, "brams": 56, "dsps": 28}
 
@@ -310,7 +316,7 @@ def _fits(graph, budget):
     """The first resource the graph (its width converters included) needs beyond the
     budget, as ``(name, estimate, available)``, or None."""
     est = match_widths(graph).estimate()
-    for key, share in (("luts", MARGIN["luts"]), ("ffs", MARGIN["ffs"]), ("brams", 1.0),
+    for key, share in (("luts", _lut_margin(budget)), ("ffs", MARGIN["ffs"]), ("brams", 1.0),
                        ("dsps", None)):
         if share is None:
             continue            # multipliers beyond the DSPs are built from LUTs
@@ -329,7 +335,8 @@ def focused(graph, budget):
     """The budget weighed only towards the resources ``graph`` needs beyond it (1 each; the
     others 0.01)."""
     est = match_widths(graph).estimate()
-    over = [est[k] > budget[k] * MARGIN.get(k, 1.0) for k in ("luts", "ffs", "brams")]
+    margins = dict(MARGIN, luts=_lut_margin(budget))
+    over = [est[k] > budget[k] * margins.get(k, 1.0) for k in ("luts", "ffs", "brams")]
     if "cells" in budget and est["luts"] + est["ffs"] > budget["cells"] * MARGIN["cells"]:
         over[0] = over[1] = True
     return dict(budget, weights=tuple(1.0 if o else 0.01 for o in over))
@@ -403,10 +410,11 @@ _NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs",
           "cells": "logic cells (LUT4 + flip-flops)"}
 
 
-def _over(over, what):
+def _over(over, what, budget):
     key, est, avail = over
+    share = _lut_margin(budget) if key == "luts" else MARGIN.get(key)
     return (f"{_NAMES[key]} estimated {est:,}, {what} has {avail:,}"
-            + (f" (of which {MARGIN[key]:.0%} usable)" if key != "brams" else ""))
+            + (f" (of which {share:.0%} usable)" if key != "brams" else ""))
 
 
 def _refusal(graph, budget, over, what):
@@ -420,9 +428,9 @@ def _refusal(graph, budget, over, what):
             brams = match_widths(frugal).estimate()["brams"]
             return (f"{graph.name!r} does not fit {what} at any folding: the narrowest needs "
                     f"{over[1]:,} block RAMs, {what} has {over[2]:,}; the one with the fewest "
-                    f"block RAMs ({brams:,}) has {_over(frugal_over, what)}")
+                    f"block RAMs ({brams:,}) has {_over(frugal_over, what, budget)}")
     return (f"{graph.name!r} does not fit {what} even at the narrowest folding: "
-            f"{_over(over, what)}")
+            f"{_over(over, what, budget)}")
 
 
 def _fold_on_weight_grid(graph, target, budget):
