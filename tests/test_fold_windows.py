@@ -7,6 +7,13 @@ from flexor_hw.hw import fold as F
 from flexor_hw.hw import stages as S
 
 
+def _used(unit):
+    """``unit``, elaborated (a unit made and never elaborated warns as it is collected)."""
+    from amaranth.hdl import Fragment
+    Fragment.get(unit, None)
+    return unit
+
+
 def conv2_window(simd=1):
     """LeNet-5's conv2 window: 32 channels of a 14 × 14 map, 5 × 5 kernel, padding 2."""
     return S.SlidingWindow("w", (0, 255), (0, 255), channels=32, height=14, width=14,
@@ -22,7 +29,7 @@ def test_a_window_widens_only_as_far_as_the_rate_needs():
     assert F._fastest(w, 1).style == "kernel"            # the widest, where none meets it
     kernel = w.widened(25)
     assert kernel.cycles_per_image() == 196 * 32 + 1
-    assert kernel.unit().simd == 25
+    assert _used(kernel.unit()).simd == 25
 
 
 def test_a_kernel_window_banks_its_line_buffer_by_row_and_column():
@@ -49,7 +56,7 @@ def test_a_pool_that_would_stall_its_producer_gets_an_output_row_fifo():
     buffered = F._buffer_pool_rows(stages, limit)[0]
     assert buffered.out_depth == 3 + 14 * 32 // 4
     assert [m["kind"] for m in buffered.memories()] == ["row maxima", "output FIFO"]
-    assert buffered.unit()._out_depth == buffered.out_depth
+    assert _used(buffered.unit())._out_depth == buffered.out_depth
     # at the ECP5-25k's rate (43,904 cycles) the row drains in time: three entries
     slow = 43_904 - 43_904 // F.UNIT_SLACK
     assert F._buffer_pool_rows(stages, slow)[0].out_depth == 3
