@@ -150,8 +150,13 @@ class OutputFifo(wiring.Component):
     Never written when full (the credits see to that).
     """
 
-    def __init__(self, shape, depth):
+    def __init__(self, shape, depth, *, pieces=1, emit=False):
+        # ``pieces``: the head in that many pieces, each enabled and selected by copies of
+        # ``o.valid`` and ``empty`` of its own (``emit``: kept copies), so ``o.ready`` reaches
+        # ``pieces`` gates, not the enable of every bit of a wide head (a kernel window's
+        # 200-bit head: one gate to 200 enables across the device, 12.5 ns of routing)
         self._shape, self._depth = shape, depth
+        self._pieces, self._emit = pieces, emit
         super().__init__({"w_data": In(shape), "w_en": In(1),
                           "o": Out(stream.Signature(shape))})
 
@@ -204,9 +209,12 @@ class OutputFifo(wiring.Component):
                          fwd_data.eq(self.w_data)]
             with m.If(pop):
                 m.d.sync += rd_inc.eq(bump(rd_inc))
-        with m.If(head_free):
-            m.d.sync += [self.o.valid.eq(~empty | self.w_en),
-                         head.eq(Mux(empty, self.w_data, waiting))]
+        if self._pieces == 1:
+            with m.If(head_free):
+                m.d.sync += [self.o.valid.eq(~empty | self.w_en),
+                             head.eq(Mux(empty, self.w_data, waiting))]
+        else:
+            self._head_pieces(m, head, head_free, empty, waiting, push, pop, used)
         with m.If(pop):
             m.d.sync += rd.eq(bump(rd))
         with m.If(push):
@@ -216,6 +224,22 @@ class OutputFifo(wiring.Component):
         m.d.sync += [used.eq(Mux(up, used + 1, Mux(down, used - 1, used))),
                      empty.eq(Mux(up, 0, Mux(down, used == 1, empty)))]
         return m
+
+    def _head_pieces(self, m, head, head_free, empty, waiting, push, pop, used):
+        """The head in pieces, each under copies of ``o.valid`` and ``empty`` that step as
+        they do."""
+        up, down = push & ~pop, pop & ~push
+        empty_next = Mux(up, 0, Mux(down, used == 1, empty))
+        valid_next = Mux(head_free, ~empty | self.w_en, self.o.valid)
+        m.d.sync += self.o.valid.eq(valid_next)
+        width = len(head)
+        step = -(-width // self._pieces)
+        for k, lo in enumerate(range(0, width, step)):
+            hi = min(width, lo + step)
+            valid_k = kept_register(m, valid_next, f"head_valid_{k}", emit=self._emit)
+            empty_k = kept_register(m, empty_next, f"head_empty_{k}", emit=self._emit, init=1)
+            with m.If(~valid_k | self.o.ready):
+                m.d.sync += head[lo:hi].eq(Mux(empty_k, self.w_data, waiting)[lo:hi])
 
 
 #: Deepest output FIFO buffer kept in registers (deeper ones are memories).

@@ -838,7 +838,11 @@ class _Reader:
         # (:meth:`output`), a stage and a place more
         self.stages = self.STAGES + bool(middle)
         self.depth = self.stages + 3
-        m.submodules.out = self.fifo = OutputFifo(unit.o.payload.shape(), self.depth)
+        width = Shape.cast(unit.o.payload.shape()).width
+        # a wide head (a kernel window's) in pieces of at most 64 bits
+        m.submodules.out = self.fifo = OutputFifo(
+            unit.o.payload.shape(), self.depth,
+            pieces=-(-width // 64) if middle else 1, emit=unit._emit)
         wiring.connect(m, self.fifo.o, wiring.flipped(unit.o))
         self._credits = credits = Credits(self.depth, name="read_credits", emit=unit._emit)
         self._avail_init, self._emit = avail_init, unit._emit
