@@ -193,15 +193,17 @@ def test_baseline_network_bit_exact(lanes):
     assert np.array_equal(got, run_int(pkg, x, 16)[-1])
 
 
-@pytest.mark.parametrize("depth", [1, 2, 5, 6, 13])
-def test_output_fifo_keeps_order_under_backpressure(depth):
+@pytest.mark.parametrize("depth, pieces", [(1, 1), (2, 1), (5, 1), (6, 1), (13, 1), (2, 3),
+                                           (7, 3), (8, 4), (13, 2)])
+def test_output_fifo_keeps_order_under_backpressure(depth, pieces):
     # Registers up to 4 waiting entries, a memory beyond: both with the head as a register.
     # The writer keeps within the FIFO's room like the MAC's credits do (a place comes back
     # a cycle after its entry leaves); the consumer stalls at random.
     import random
     from amaranth.hdl import ClockDomain, Module
     from flexor_hw.gateware.pipeline import OutputFifo
-    fifo = OutputFifo(10, depth)
+    # ``pieces``: the head in pieces under copies of its control (a kernel window's)
+    fifo = OutputFifo(10, depth, pieces=pieces)
     top = Module()
     top.domains.sync = ClockDomain("sync")
     top.submodules.fifo = fifo
