@@ -384,20 +384,9 @@ class RowWindow(SlidingWindow):
         def wrap(value, n=RBC):
             return Mux(value >= n, value - n, value)
 
-        with m.If(write):
-            m.d.sync += w_c.eq(Mux(w_c == C - 1, 0, w_c + 1))
-            with m.If(w_c == C - 1):
-                m.d.sync += [w_x.eq(Mux(w_x == W - 1, 0, w_x + 1)),
-                             w_b.eq(Mux((w_b == kw - 1) | (w_x == W - 1), 0, w_b + 1))]
-                with m.If(w_x == W - 1):            # the row is complete: the next slot
-                    next_row = wrap(w_rowbase + BWC)
-                    m.d.sync += [w_rowbase.eq(next_row), w_grp.eq(next_row)]
-                    with m.If(~ahead & (w_row == H - 1)):
-                        m.d.sync += [ahead.eq(1), w_row.eq(0)]
-                    with m.Else():
-                        m.d.sync += w_row.eq(w_row + 1)
-                with m.Elif(w_b == kw - 1):
-                    m.d.sync += w_grp.eq(w_grp + C)
+        next_row = wrap(w_rowbase + BWC)
+        _banked_writer(m, write, ahead, w_row, w_c, w_x, w_b, w_grp, C, H, W, kw,
+                       [w_rowbase.eq(next_row), w_grp.eq(next_row)])
 
         # Reader: one kernel row (c, ky) per beat; bank b holds column ix0 + ((b − r0) mod kw)
         # at group q0 + (b < r0), with ix0 = q0·kw + r0.
@@ -432,8 +421,6 @@ class RowWindow(SlidingWindow):
         steps = _row_steps(m, rows, ow * C * kh)
         last_ky, last_c = ky == kh - 1, c == C - 1
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
-        t = r0 + sw % kw
-        carry = sw // kw + (t >= kw)
         with m.If(step):
             m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
             with m.If(~last_ky):
@@ -443,14 +430,8 @@ class RowWindow(SlidingWindow):
                 with m.If(~last_c):
                     m.d.sync += qc.eq(qc + 1)
                 with m.Else():
-                    next_q0c = q0c + carry * C
-                    m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
-                                 ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
-                                 r0.eq(Mux(last_ox, r0.init, Mux(t >= kw, t - kw, t))),
-                                 q0c.eq(Mux(last_ox, q0c.init, next_q0c)),
-                                 qc.eq(Mux(last_ox, q0c.init, next_q0c))]
-                    with m.If(last_ox):
-                        _next_output_row(m, rows, steps, last_oy)
+                    _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C,
+                                kw, sw, pw)
         with m.If(step):
             _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
         with m.If(switch):
@@ -597,21 +578,10 @@ class KernelWindow(SlidingWindow):
         def wrap(value, n=RBC):
             return Mux(value >= n, value - n, value)
 
-        with m.If(write):
-            m.d.sync += w_c.eq(Mux(w_c == C - 1, 0, w_c + 1))
-            with m.If(w_c == C - 1):
-                m.d.sync += [w_x.eq(Mux(w_x == W - 1, 0, w_x + 1)),
-                             w_b.eq(Mux((w_b == kw - 1) | (w_x == W - 1), 0, w_b + 1))]
-                with m.If(w_x == W - 1):            # the row is complete: the next slot
-                    next_row = Mux(w_rb == kh - 1, wrap(w_rowbase + BWC), w_rowbase)
-                    m.d.sync += [w_rowbase.eq(next_row), w_grp.eq(next_row),
-                                 w_rb.eq(Mux(w_rb == kh - 1, 0, w_rb + 1))]
-                    with m.If(~ahead & (w_row == H - 1)):
-                        m.d.sync += [ahead.eq(1), w_row.eq(0)]
-                    with m.Else():
-                        m.d.sync += w_row.eq(w_row + 1)
-                with m.Elif(w_b == kw - 1):
-                    m.d.sync += w_grp.eq(w_grp + C)
+        next_row = Mux(w_rb == kh - 1, wrap(w_rowbase + BWC), w_rowbase)
+        _banked_writer(m, write, ahead, w_row, w_c, w_x, w_b, w_grp, C, H, W, kw,
+                       [w_rowbase.eq(next_row), w_grp.eq(next_row),
+                        w_rb.eq(Mux(w_rb == kh - 1, 0, w_rb + 1))])
 
         # Reader: one channel's kernel per beat. Column bank b holds column
         # ix0 + ((b − r0) mod kw) at group q0 + (b < r0), with ix0 = q0·kw + r0 (as in
@@ -691,21 +661,13 @@ class KernelWindow(SlidingWindow):
         reader.output(m, Cat(*[banks[rb, cb][1].data for rb in range(kh) for cb in range(kw)],
                              rot_y, rot, pads), finish, middle)
 
-        t = r0 + sw % kw
-        carry = sw // kw + (t >= kw)
         with m.If(step):
             m.d.sync += c.eq(Mux(last_c, 0, c + 1))
             with m.If(~last_c):
                 m.d.sync += qc.eq(qc + 1)
             with m.Else():
-                next_q0c = q0c + carry * C
-                m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
-                             ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
-                             r0.eq(Mux(last_ox, r0.init, Mux(t >= kw, t - kw, t))),
-                             q0c.eq(Mux(last_ox, q0c.init, next_q0c)),
-                             qc.eq(Mux(last_ox, q0c.init, next_q0c))]
-                with m.If(last_ox):
-                    _next_output_row(m, rows, steps, last_oy)
+                _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw,
+                            sw, pw)
         with m.If(switch):
             _hand_over(m, rows, steps)
         w_last = _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
@@ -736,6 +698,27 @@ def _rotate(items, amount):
             picked = Mux(amount == r, items[(i + r) % n], picked)
         out.append(picked)
     return out
+
+
+def _banked_writer(m, write, ahead, w_row, w_c, w_x, w_b, w_grp, C, H, W, kw,
+                   row_end):
+    """A column-banked line buffer's writer counters (:class:`RowWindow`,
+    :class:`KernelWindow`): ``(row, x, c)`` in stream order, ``x`` in bank ``x mod kw`` at
+    group ``x // kw`` of the row (``w_grp``); ``row_end``, the statements that move it to the
+    next row's slot."""
+    with m.If(write):
+        m.d.sync += w_c.eq(Mux(w_c == C - 1, 0, w_c + 1))
+        with m.If(w_c == C - 1):
+            m.d.sync += [w_x.eq(Mux(w_x == W - 1, 0, w_x + 1)),
+                         w_b.eq(Mux((w_b == kw - 1) | (w_x == W - 1), 0, w_b + 1))]
+            with m.If(w_x == W - 1):            # the row is complete: the next slot
+                m.d.sync += row_end
+                with m.If(~ahead & (w_row == H - 1)):
+                    m.d.sync += [ahead.eq(1), w_row.eq(0)]
+                with m.Else():
+                    m.d.sync += w_row.eq(w_row + 1)
+            with m.Elif(w_b == kw - 1):
+                m.d.sync += w_grp.eq(w_grp + C)
 
 
 class _Writer:
@@ -1281,6 +1264,22 @@ def _row_steps(m, r, beats_per_row):
         regs[k] = Signal.like(like, name=f"step_{k}", reset_less=True)
         m.d.sync += regs[k].eq(expr)
     return regs
+
+
+def _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw, sw, pw):
+    """A column-banked reader moves to its next output pixel, ``sw`` columns on: the first
+    column ``ix0 = q0·kw + r0`` (``q0c = q0·C``; ``qc``, the read group, back to it), or the
+    next output row's first."""
+    t = r0 + sw % kw
+    carry = sw // kw + (t >= kw)
+    next_q0c = q0c + carry * C
+    m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
+                 ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
+                 r0.eq(Mux(last_ox, r0.init, Mux(t >= kw, t - kw, t))),
+                 q0c.eq(Mux(last_ox, q0c.init, next_q0c)),
+                 qc.eq(Mux(last_ox, q0c.init, next_q0c))]
+    with m.If(last_ox):
+        _next_output_row(m, rows, steps, last_oy)
 
 
 def _next_output_row(m, r, steps, last_oy):
