@@ -121,3 +121,25 @@ def test_the_45k_folds_within_its_own_lut_margin():
                           argmax=True)
     assert wider.estimate()["luts"] > t["lut_margin"] * t["luts"]
     assert wider.cycles_per_image() < g.cycles_per_image()
+
+
+def test_an_explicit_folding_buffers_its_pools_as_the_device_folding_does():
+    """``--fold`` with the ECP5-85k's folding of LeNet-5 (6,273 cycles) gives its pools the
+    same output row FIFOs as ``--target ecp5-85k``: held to their consumers' pace, their
+    rows would stall the convolutions. (Where its memories go is the device pass's, not
+    compared.)"""
+    from pathlib import Path
+
+    from flexor_hw import package
+    from flexor_hw.build import plan_hardware
+    pkg = package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
+                       "lenet5.flexor.npz")
+    auto = plan_hardware(pkg, target="ecp5-85k", argmax=True)
+    fold = {u.name: (u.pe, u.simd) for u in auto.mvaus}
+    explicit = plan_hardware(pkg, fold=fold, target="ecp5-85k", argmax=True)
+    pools = {st.name: st.out_depth for st in auto.stages if st.kind == "maxpool"}
+    assert min(pools.values()) > 3                      # each buffers a row
+    assert {st.name: st.out_depth for st in explicit.stages if st.kind == "maxpool"} == pools
+    assert explicit.cycles_per_image() == auto.cycles_per_image()
+    assert all("output FIFO" in [m["kind"] for m in st.memories()]
+               for st in explicit.stages if st.kind == "maxpool")

@@ -274,12 +274,15 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
                   for st in stages]
         stages = _buffer_pool_rows(stages, limit)
     if explicit and widen:
-        # Windows and pools keep up with the slowest unit (or stay one element per beat).
+        # Windows and pools keep up with the slowest unit (or stay one element per beat),
+        # and a pool whose rows would stall its producer takes a row's FIFO, as above.
         slowest = max(st.cycles_per_image() for st in stages if st.kind == "mvau")
+        limit = slowest - slowest // UNIT_SLACK
         stages = [_fastest(st, slowest)
                   if st.kind == "window" and st.cycles_per_image() > slowest
-                  else st.at_rate(slowest - slowest // UNIT_SLACK) if st.kind == "maxpool"
+                  else _pool_memory(st.at_rate(limit), budget) if st.kind == "maxpool"
                   else st for st in stages]
+        stages = _buffer_pool_rows(stages, limit)
     return replace(graph, stages=stages)
 
 
