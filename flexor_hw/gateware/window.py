@@ -506,22 +506,30 @@ class KernelWindow(SlidingWindow):
 
         def middle(bits):
             """The banks' data, as read, rows rotated: kernel row ky from row bank
-            (rot_y + ky) mod kh; the column rotation and the padding flags passed on."""
-            data = [Cat(*[bits[(rb * kw + cb) * xw:(rb * kw + cb + 1) * xw]
-                          for cb in range(kw)]) for rb in range(kh)]
-            rot_y = bits[n:n + hw_]
-            return Cat(*_rotate(data, rot_y), bits[n + hw_:])
+            (rot_y + ky) mod kh, each column bank's by a copy of rot_y of its own; the
+            column rotations and the padding flags passed on. (With one rot_y for the
+            200 bits of a 5 × 5 kernel, Yosys decoded it once, and the decode's net to
+            the selects was the placed 45k design's longest path: 6.7 ns of routing.)"""
+            at = n
+            out = [[None] * kw for _ in range(kh)]
+            for cb in range(kw):
+                column = [bits[(rb * kw + cb) * xw:(rb * kw + cb + 1) * xw] for rb in range(kh)]
+                for ky, e in enumerate(_rotate(column, bits[at:at + hw_])):
+                    out[ky][cb] = e
+                at += hw_
+            return Cat(*[e for row in out for e in row], bits[at:])
 
         def finish(bits):
-            """The rows, columns rotated (element kx from column bank (rot + kx) mod kw),
-            and 0 where an element is padding, into the kernel. (The rotations in one
-            step, a kh·kw-way select of every bit, took a 5 × 5 kernel of 8-bit elements 4,357
-            LUT4; as two, registered between, about 1,700.)"""
-            rot, pads = bits[n:n + rw], bits[n + rw:]
+            """The rows, columns rotated (element kx from column bank (rot + kx) mod kw, each
+            row by a copy of rot of its own), and 0 where an element is padding, into the
+            kernel. (The rotations in one step, a kh·kw-way select of every bit, took a
+            5 × 5 kernel of 8-bit elements 4,357 LUT4; as two, registered between, about
+            1,700.)"""
+            rots, pads = bits[n:n + kh * rw], bits[n + kh * rw:]
             elements = []
             for ky in range(kh):
                 row = [bits[(ky * kw + cb) * xw:(ky * kw + cb + 1) * xw] for cb in range(kw)]
-                row = _rotate(row, rot)
+                row = _rotate(row, rots[ky * rw:(ky + 1) * rw])
                 elements += [Mux(pads[ky * kw + kx], 0, row[kx]) for kx in range(kw)]
             return Cat(*elements)
 
@@ -640,8 +648,6 @@ class KernelWindow(SlidingWindow):
         rot_a = Signal(range(kw), reset_less=True)
         roty_a = Signal(range(kh), reset_less=True)
         pads = Signal(kh * kw, reset_less=True)
-        rot = Signal(range(kw), reset_less=True)
-        rot_y = Signal(range(kh), reset_less=True)
         row_pads = [_outside(low, H, ky) for ky in range(kh)]
         col_pads = [_outside(ix0, W, kx) for kx in range(kw)]
         # The read addresses, padding flags and rotations follow the reader's state every
@@ -649,7 +655,11 @@ class KernelWindow(SlidingWindow):
         m.d.sync += [pads_a.eq(Cat(*[row_pads[ky] | col_pads[kx] for ky in range(kh)
                                      for kx in range(kw)])),
                      rot_a.eq(r0), roty_a.eq(by_slot([s_ % kh for s_ in range(R)], "rot_y")),
-                     pads.eq(pads_a), rot.eq(rot_a), rot_y.eq(roty_a)]
+                     pads.eq(pads_a)]
+        # the rotations in copies of their own: rot_y one per column bank, rot one per
+        # kernel row (``middle``, ``finish``)
+        rot_y = [copy_register(m, roty_a, f"rot_y{cb}", emit=self._emit) for cb in range(kw)]
+        rot = [copy_register(m, rot_a, f"rot{ky}", emit=self._emit) for ky in range(kh)]
         for rb in range(kh):
             rows_base = by_slot([bank_row(rb, s_) * BWC for s_ in range(R)], f"row_base{rb}")
             for cb in range(kw):
@@ -659,7 +669,7 @@ class KernelWindow(SlidingWindow):
                                                       else 0))
                 m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
         reader.output(m, Cat(*[banks[rb, cb][1].data for rb in range(kh) for cb in range(kw)],
-                             rot_y, rot, pads), finish, middle)
+                             *rot_y, *rot, pads), finish, middle)
 
         with m.If(step):
             m.d.sync += c.eq(Mux(last_c, 0, c + 1))
