@@ -415,6 +415,8 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
         "cycles_per_inference": cycles,
         "ideal_cycles_per_inference": round(graph.ideal_cycles(macs), 1),
         "bottleneck": bottleneck.name,
+        # folded to a device: the next faster folding tried, and what it runs out of
+        "faster_folding": graph.limit,
         "clock_mhz": clock_mhz,
         "inferences_per_s": clock_mhz * 1e6 / cycles,
         "rom_bits": sum(st.params.weight_bits for st in units_hw),

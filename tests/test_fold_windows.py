@@ -143,3 +143,52 @@ def test_an_explicit_folding_buffers_its_pools_as_the_device_folding_does():
     assert explicit.cycles_per_image() == auto.cycles_per_image()
     assert all("output FIFO" in [m["kind"] for m in st.memories()]
                for st in explicit.stages if st.kind == "maxpool")
+
+
+def _lenet5():
+    from pathlib import Path
+
+    from flexor_hw import package
+    return package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
+                        "lenet5.flexor.npz")
+
+
+def test_a_device_folding_records_what_a_faster_one_runs_out_of():
+    """On the ECP5-25k LeNet-5 folds to 43,904 cycles: the closest of the faster foldings
+    tried needs more block RAMs than the 25k's 56, and the record says so; the same tried
+    again fits only with the resource it names raised."""
+    from flexor_hw.build import plan_hardware
+    pkg = _lenet5()
+    g = plan_hardware(pkg, target="ecp5-25k", argmax=True)
+    limit = g.limit
+    assert limit["cycles"] < g.cycles_per_image()
+    assert limit["resource"] == "brams" and limit["available"] == 56
+    assert limit["estimate"] > 56 and limit["usable"] == 1.0
+    more = plan_hardware(pkg, target="ecp5-25k", budget={"brams": limit["estimate"]},
+                         argmax=True)
+    assert more.cycles_per_image() <= limit["cycles"]
+
+
+def test_a_folding_as_fast_as_its_windows_records_no_limit():
+    """On the ECP5-85k LeNet-5 runs as fast as conv2's window a kernel a beat allows: no
+    faster folding exists to run out of anything."""
+    from flexor_hw.build import plan_hardware
+    g = plan_hardware(_lenet5(), target="ecp5-85k", argmax=True)
+    assert g.cycles_per_image() == F._fixed_cycles(g)
+    assert g.limit is None
+
+
+def test_build_prints_what_a_faster_folding_needs(tmp_path, capsys):
+    from pathlib import Path
+
+    from flexor_hw.cli import main
+    pkg = Path(__file__).resolve().parent.parent / "examples" / "digits" / "digits.flexor.npz"
+    assert main(["build", str(pkg), "-o", str(tmp_path / "rtl"), "--target", "ice40-up5k",
+                 "--argmax"]) == 0
+    out = capsys.readouterr().out
+    line = next(s for s in out.splitlines() if s.strip().startswith("faster:"))
+    assert "logic cells; ice40-up5k has 5,280, 83% usable" in line
+    import json
+    manifest = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
+    assert manifest["faster_folding"]["resource"] == "cells"
+    assert manifest["faster_folding"]["cycles"] < manifest["cycles_per_inference"]

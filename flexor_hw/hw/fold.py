@@ -378,23 +378,29 @@ def fold_to_device(graph, budget, *, what="the device"):
     over = _fits(narrowest, budget)
     if over:
         raise BuildError(_refusal(graph, budget, over, what))
+    tried = {}          # rate → the foldings tried that did not fit
+
     def at_rate(target):
         """A folding that meets ``target`` and fits, or None: the units reweighed towards
         what the last try ran out of (a unit that saves one block RAM with thousands of
         LUTs is right only when block RAMs are what is short)."""
-        b = budget
+        b, failed = budget, tried.setdefault(target, [])
         for _ in range(4):
             g = fold(graph, target=target, budget=b)
             if fits(g):
                 return g
+            failed.append(g)
             b = weighed(g, b)
         # Last, only what runs out counts: reweighing forgets a resource that is not short
         # slowly (ResNet-32 at 196,608 cycles: 54,676 LUT4 with flip-flops still weighed at
         # 0.2, 51,340 with them and block RAMs at 0.01).
         g = fold(graph, target=target, budget=focused(g, budget))
-        return g if fits(g) else _fold_on_weight_grid(graph, target, budget)
+        if fits(g):
+            return g
+        failed.append(g)
+        return _fold_on_weight_grid(graph, target, budget, failed)
 
-    best = at_rate(floor)
+    best, lo = at_rate(floor), None
     if best is None:
         # The fastest rate that fits, by bisection on cycles per image (a slower rate never
         # needs more than a faster one).
@@ -406,7 +412,32 @@ def fold_to_device(graph, budget, *, what="the device"):
                 hi, best = mid, folded
             else:
                 lo = mid
-    return _pools_back_to_block_ram(best, budget)
+    best = _pools_back_to_block_ram(best, budget)
+    faster = [g for g in tried.get(lo, []) if g.cycles_per_image() < best.cycles_per_image()]
+    if faster:
+        best.limit = _limit(faster, budget)
+    return best
+
+
+def _limit(foldings, budget):
+    """What the closest of ``foldings`` (tried at one rate, none fits ``budget``) runs out
+    of: the one whose most overfilled resource is the least so; its cycles per image, that
+    resource, its estimate, the budget's count and the share of it a folding may take."""
+    def usable(key):
+        return _lut_margin(budget) if key == "luts" else MARGIN.get(key, 1.0)
+
+    def worst(g):
+        est = match_widths(g).estimate()
+        keys = ["luts", "ffs", "brams"]
+        if "cells" in budget:       # the iCE40: a logic cell holds a LUT4 and a flip-flop
+            est, keys = dict(est, cells=est["luts"] + est["ffs"]), keys + ["cells"]
+        return max((est[k] / (budget[k] * usable(k)), k, est[k]) for k in keys)
+
+    ratio, key, est = min(worst(g) + (g.cycles_per_image(),) for g in foldings)[:3]
+    cycles = min((g for g in foldings if worst(g)[0] == ratio),
+                 key=lambda g: g.cycles_per_image()).cycles_per_image()
+    return {"cycles": cycles, "resource": key, "estimate": est, "available": budget[key],
+            "usable": usable(key)}
 
 
 _NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs",
@@ -436,13 +467,16 @@ def _refusal(graph, budget, over, what):
             f"{_over(over, what, budget)}")
 
 
-def _fold_on_weight_grid(graph, target, budget):
+def _fold_on_weight_grid(graph, target, budget, failed=None):
     """The first folding meeting ``target`` that fits ``budget`` with the units weighed by
-    a point of :data:`WEIGHT_GRID`, or None."""
+    a point of :data:`WEIGHT_GRID`, or None (the ones that do not fit appended to
+    ``failed``)."""
     for weights in WEIGHT_GRID:
         g = fold(graph, target=target, budget=dict(budget, weights=weights))
         if _fits(g, budget) is None:
             return g
+        if failed is not None:
+            failed.append(g)
     return None
 
 

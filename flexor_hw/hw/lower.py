@@ -28,6 +28,10 @@ class HwGraph:
     frac_bits: int
     argmax: bool = False
     baseline: bool = False
+    #: Folded to a device: what the next faster folding tried ran out of, ``{"cycles",
+    #: "resource", "estimate", "available", "usable"}`` (None: as fast as the stages that do
+    #: not fold allow, or not folded to a device).
+    limit: dict = None
 
     @property
     def mvaus(self):

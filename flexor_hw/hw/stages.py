@@ -237,7 +237,7 @@ class SlidingWindow(Stage):
             n = kh * kw
             bits = n * self.x_shape.width
             luts += round(c["luts_per_bank"] * n + c["luts_per_select_bit"] * (kh + kw) * bits)
-            ffs += c["ffs_per_bank"] * n + c["ffs_per_element_bit"] * bits
+            ffs += round(c["ffs_per_bank"] * n + c["ffs_per_element_bit"] * bits)
         skid = skid_buffer_cost(self.x_shape.width)         # the input's skid buffer
         return _with_memories({"luts": luts + skid["luts"] + 2, "ffs": ffs + skid["ffs"],
                                "brams": 0, "dsps": 0}, mems)
