@@ -431,7 +431,8 @@ def _limit(foldings, budget):
         keys = ["luts", "ffs", "brams"]
         if "cells" in budget:       # the iCE40: a logic cell holds a LUT4 and a flip-flop
             est, keys = dict(est, cells=est["luts"] + est["ffs"]), keys + ["cells"]
-        return max((est[k] / (budget[k] * usable(k)), k, est[k]) for k in keys)
+        return max((est[k] / (budget[k] * usable(k)) if budget[k] else
+                    math.inf if est[k] else 0.0, k, est[k]) for k in keys)
 
     ratio, key, est = min(worst(g) + (g.cycles_per_image(),) for g in foldings)[:3]
     cycles = min((g for g in foldings if worst(g)[0] == ratio),
