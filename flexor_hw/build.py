@@ -321,6 +321,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
     (``final_dir``: where it goes); ``settings``: the manifest's ``build``."""
     from amaranth.back import verilog
 
+    from .gateware.madd import madd_modules
     from .gateware.mul import mul_modules
     from .gateware.pipeline import copy_modules
     from .gateware.rom import bank_rows, rom_modules
@@ -378,7 +379,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
         f.write(text.rstrip("\n") + "\n\n" + rom_modules(text) + mul_modules(text)
-                + copy_modules(text))
+                + madd_modules(text) + copy_modules(text))
 
     units_hw = graph.mvaus
     numel = sum(st.weights.numel for st in units_hw)

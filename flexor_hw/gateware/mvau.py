@@ -9,6 +9,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .madd import masked_add
 from .mul import MUL_WIDTH, Multiplier
 from .pipeline import (Credits, OutputFifo, copy_register, delay, flag_copy, int_shape,
                        mux_tree, pipelined_sum, ram_style_attr)
@@ -54,6 +55,10 @@ class MvauParams:
     ``ram_style`` in the Verilog), or leaves it to the tools (None).
     ``bits_register``: the decoded weight bits are registered before they mask the
     activations (the masks' resets then come from flip-flops; False: a stage shorter).
+    ``masked_adders``: the weight bits mask the activations inside the adder tree's first
+    level (:func:`~flexor_hw.gateware.madd.masked_add`: the ECP5's carry-chain LUTs take
+    them), whose sums are registered, instead of in the synchronous reset of a register of
+    each activation (for the iCE40, whose carry logic reads the adder's inputs as they are).
     ``address_register`` (with ``bits_register``): the vector word is not registered after
     the memory; its read address is registered once more instead, from the step's address
     register, so the issue logic ends in registers beside the unit's control and not at the
@@ -89,6 +94,7 @@ class MvauParams:
     scatter: tuple = None
     bits_register: bool = True
     address_register: bool = False
+    masked_adders: bool = False
     rom_page_words: int = None
     rom_words: tuple = None
     const_words: tuple = None
@@ -232,9 +238,15 @@ class MvauParams:
     @property
     def tree_stages(self):
         """Registers from the stage-1 word to a row's sum: the decoded weight bits, the
-        masked activations, then one every :data:`TREE_LEVELS_PER_REGISTER` levels of the
-        adder tree (and its output)."""
-        return 1 + self.bits_register + _tree_registers(self.simd)
+        masked activations (with ``masked_adders``, the first level's masked sums), then one
+        every :data:`TREE_LEVELS_PER_REGISTER` levels of the adder tree (and its output)."""
+        return 1 + self.bits_register + _tree_registers(self.tree_terms)
+
+    @property
+    def tree_terms(self):
+        """Terms of a row's adder tree after its first register: the masked activations,
+        or the first level's masked pair sums."""
+        return -(-self.simd // 2) if self.masked_adders else self.simd
 
     @property
     def product_pieces(self):
@@ -555,18 +567,35 @@ class MatrixVectorUnit(wiring.Component):
                 # The register holds the bits inverted, the resets themselves: an LSR
                 # driven straight by a flip-flop (Yosys puts an inverter's LUT before a
                 # reset rather than the slice's LSR inversion).
-                clear = ~bits
-                if p.bits_register:
-                    clear = Signal(simd, name=f"w{j}_{i}", reset_less=True)
-                    m.d.sync += clear.eq(~bits)
                 terms = []
-                for s in range(simd):
-                    held = Signal(xs, name=f"m{j}_{i}_{s}", reset_less=True)
-                    with m.If(clear[s]):
-                        m.d.sync += held.eq(0)
-                    with m.Else():
-                        m.d.sync += held.eq(x2[s])
-                    terms.append(held)
+                if p.masked_adders:
+                    # Or the bits mask them inside the first level's adders (the ECP5's
+                    # carry-chain LUTs: no register per activation, no LSR per lane), whose
+                    # sums are registered.
+                    if p.bits_register:
+                        w = Signal(simd, name=f"w{j}_{i}", reset_less=True)
+                        m.d.sync += w.eq(bits)
+                    else:
+                        w = bits
+                    for s in range(0, simd, 2):
+                        pair = masked_add(m, x2[s], w[s], x2[s + 1] if s + 1 < simd else None,
+                                          w[s + 1] if s + 1 < simd else None,
+                                          f"p{j}_{i}_{s // 2}", emit=self._init_files is not None)
+                        held = Signal.like(pair, name=f"m{j}_{i}_{s // 2}", reset_less=True)
+                        m.d.sync += held.eq(pair)
+                        terms.append(held)
+                else:
+                    clear = ~bits
+                    if p.bits_register:
+                        clear = Signal(simd, name=f"w{j}_{i}", reset_less=True)
+                        m.d.sync += clear.eq(~bits)
+                    for s in range(simd):
+                        held = Signal(xs, name=f"m{j}_{i}_{s}", reset_less=True)
+                        with m.If(clear[s]):
+                            m.d.sync += held.eq(0)
+                        with m.Else():
+                            m.d.sync += held.eq(x2[s])
+                        terms.append(held)
                 row_trees.append(_tree_sum(m, terms, part_shape, f"t{j}_{i}"))
             trees.append(row_trees)
         # Σx of the word, beside the rows' sums (one tree shared by every PE row).
@@ -586,8 +615,9 @@ class MatrixVectorUnit(wiring.Component):
             # as well, so its adders sit apart from it (LeNet-5's conv2 placed on the
             # ECP5-25k: the word through two adders into the tree's register, 8.7 ns of
             # routing, its longest path at two seeds of three). Delayed to the rows' sums.
-            word_sum = delay(m, _tree_sum(m, x2, sum_shape, "xsum", first=1),
-                             1 + _tree_registers(simd) - _tree_registers(simd, first=1),
+            behind = 1 + _tree_registers(p.tree_terms) - _tree_registers(simd, first=1)
+            assert behind >= 0
+            word_sum = delay(m, _tree_sum(m, x2, sum_shape, "xsum", first=1), behind,
                              "xsum_q", sum_shape, data=True)
         v2 = delay(m, v1, p.tree_stages, "v2")
         last2 = delay(m, last1, p.tree_stages, "last2")

@@ -309,6 +309,8 @@ class Mvau(Stage):
                            rom_logic=self.rom_logic, vectors_lutram=self.vectors_lutram,
                            bits_register=self.bits_register,
                            address_register=self.address_register,
+                           # the ECP5's carry-chain LUTs take the weight bits' masks
+                           masked_adders=self.family == "ecp5" and not self.address_register,
                            rom_page_words=self.rom_page_words,
                            scatter=None if self.scatter is None else
                            (self.scatter[0], self.scatter[1] * self.scatter[2]))
@@ -390,7 +392,11 @@ def mvau_logic(p):
             + c["luts_per_row_bit"] * rows * t_width
             + c["luts_per_word_bit"] * p.rom_width
             + c["luts_per_requantizer"] * p.out_simd)
-    ffs = (c["ffs"] + c["ffs_per_lane_bit"] * lanes * xw
+    # masked in the first level's adders: a register of a pair's sum takes the place of the
+    # two masked activations' (about half the flip-flops)
+    lane_ffs = (c["ffs_per_lane_bit"] * lanes * xw if not p.masked_adders else
+                (c["ffs_per_lane_bit"] - 1) * lanes * xw + lanes * (xw + 1) / 2)
+    ffs = (c["ffs"] + lane_ffs
            # the Σx tree's registers, and on the iCE40 the word's register before it
            + (c["ffs_per_column_bit"] + p.address_register) * p.simd * xw
            + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page

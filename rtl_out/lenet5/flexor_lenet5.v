@@ -154,8 +154,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$28 ),
     .i__valid(\i__valid$26 ),
     .o__payload(\i__payload$30 ),
-    .\o__ready$133 (\o__ready$34 ),
-    .\o__valid$135 (\i__valid$32 ),
+    .\o__ready$109 (\o__ready$34 ),
+    .\o__valid$111 (\i__valid$32 ),
     .rst_conv1(rst_conv1),
     .w_data(\i__payload$24 )
   );
@@ -184,7 +184,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
     .o__payload(\i__payload$54 ),
-    .\o__ready$846 (\o__ready$58 ),
+    .\o__ready$570 (\o__ready$58 ),
     .o__valid(\i__valid$56 ),
     .rst_conv2(rst_conv2),
     .w_data(\i__payload$48 )
@@ -215,7 +215,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$64 ),
     .i__valid(\i__valid$62 ),
     .o__payload(\i__payload$66 ),
-    .\o__ready$198 (\o__ready$70 ),
+    .\o__ready$152 (\o__ready$70 ),
     .o__valid(\i__valid$68 ),
     .rst_fc1(rst_fc1)
   );
@@ -234,7 +234,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$76 ),
     .i__valid(\i__valid$74 ),
     .o__payload(\i__payload$78 ),
-    .\o__ready$74 (\o__ready$82 ),
+    .\o__ready$70 (\o__ready$82 ),
     .o__valid(\i__valid$80 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$72 )
@@ -782,7 +782,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_data, \o__valid$135 , o__payload, clk);
+module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_data, \o__valid$111 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
@@ -793,49 +793,49 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   wire [9:0] \$104 ;
   wire [9:0] \$105 ;
   wire [9:0] \$106 ;
-  wire [9:0] \$107 ;
-  wire [9:0] \$108 ;
-  wire [12:0] \$109 ;
+  wire [12:0] \$107 ;
+  wire [13:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [13:0] \$110 ;
-  wire \$111 ;
+  wire [12:0] \$110 ;
+  wire [13:0] \$111 ;
   wire [12:0] \$112 ;
   wire [13:0] \$113 ;
-  wire [12:0] \$114 ;
-  wire [13:0] \$115 ;
-  wire \$116 ;
-  wire [12:0] \$117 ;
-  wire [13:0] \$118 ;
-  wire [13:0] \$119 ;
+  wire \$114 ;
+  wire [12:0] \$115 ;
+  wire [13:0] \$116 ;
+  wire [13:0] \$117 ;
+  wire [14:0] \$118 ;
+  wire [12:0] \$119 ;
   wire \$12 ;
-  wire [14:0] \$120 ;
-  wire [12:0] \$121 ;
-  wire [13:0] \$122 ;
-  wire \$123 ;
-  wire [12:0] \$124 ;
-  wire [13:0] \$125 ;
-  wire [13:0] \$126 ;
-  wire [14:0] \$127 ;
-  wire [2:0] \$128 ;
-  wire \$129 ;
+  wire [13:0] \$120 ;
+  wire \$121 ;
+  wire [12:0] \$122 ;
+  wire [13:0] \$123 ;
+  wire [13:0] \$124 ;
+  wire [14:0] \$125 ;
+  wire [2:0] \$126 ;
+  wire \$127 ;
+  wire [5:0] \$128 ;
+  wire [5:0] \$129 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
-  wire [5:0] \$131 ;
+  wire \$130 ;
+  wire \$131 ;
   wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire [21:0] \$135 ;
-  wire [29:0] \$136 ;
-  wire [30:0] \$137 ;
-  wire [26:0] \$138 ;
+  wire [21:0] \$133 ;
+  wire [29:0] \$134 ;
+  wire [30:0] \$135 ;
+  wire [26:0] \$136 ;
+  wire [26:0] \$137 ;
+  wire \$138 ;
   wire [26:0] \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire [26:0] \$141 ;
+  wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
+  wire [1:0] \$143 ;
   wire \$144 ;
-  wire [1:0] \$145 ;
+  wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
@@ -847,61 +847,61 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  reg [1:0] \$158 ;
+  reg [1:0] \$156 ;
+  reg \$157 ;
+  reg \$158 ;
   reg \$159 ;
   wire [3:0] \$16 ;
   reg \$160 ;
   reg \$161 ;
-  reg \$162 ;
-  reg \$163 ;
-  reg [2:0] \$164 ;
-  reg [1:0] \$165 ;
-  reg [3:0] \$166 ;
+  reg [2:0] \$162 ;
+  reg [1:0] \$163 ;
+  reg [3:0] \$164 ;
+  reg \$165 ;
+  reg [2:0] \$166 ;
   reg \$167 ;
-  reg [2:0] \$168 ;
-  reg \$169 ;
+  reg [1:0] \$168 ;
+  reg [4:0] \$169 ;
   wire [1:0] \$17 ;
-  reg [1:0] \$170 ;
+  reg [4:0] \$170 ;
   reg [4:0] \$171 ;
   reg [4:0] \$172 ;
   reg [4:0] \$173 ;
-  reg [4:0] \$174 ;
-  reg [4:0] \$175 ;
+  reg \$174 ;
+  reg \$175 ;
   reg \$176 ;
   reg \$177 ;
   reg \$178 ;
-  reg [7:0] \$179 ;
+  reg \$179 ;
   wire \$18 ;
-  reg [7:0] \$180 ;
-  reg [7:0] \$181 ;
-  reg [7:0] \$182 ;
-  reg [7:0] \$183 ;
-  reg [7:0] \$184 ;
-  reg [7:0] \$185 ;
-  reg [7:0] \$186 ;
-  reg [7:0] \$187 ;
-  reg [7:0] \$188 ;
-  reg [7:0] \$189 ;
+  reg \$180 ;
+  reg \$181 ;
+  reg \$182 ;
+  reg \$183 ;
+  reg \$184 ;
+  reg \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg \$189 ;
   wire \$19 ;
-  reg [7:0] \$190 ;
-  reg [7:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [7:0] \$193 ;
-  reg [7:0] \$194 ;
-  reg [7:0] \$195 ;
-  reg [7:0] \$196 ;
-  reg [7:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg \$199 ;
+  reg \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg [12:0] \$195 ;
+  reg [12:0] \$196 ;
+  reg [12:0] \$197 ;
+  reg [12:0] \$198 ;
+  reg [13:0] \$199 ;
   wire [3:0] \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg \$204 ;
+  reg [12:0] \$200 ;
+  reg [12:0] \$201 ;
+  reg [13:0] \$202 ;
+  reg [1:0] \$203 ;
+  reg [4:0] \$204 ;
   reg \$205 ;
   reg \$206 ;
   reg \$207 ;
@@ -914,34 +914,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   reg \$213 ;
   reg \$214 ;
   reg \$215 ;
-  reg \$216 ;
-  reg [12:0] \$217 ;
-  reg [12:0] \$218 ;
-  reg [12:0] \$219 ;
+  reg [1:0] \$216 ;
+  reg [3:0] \$217 ;
+  reg \$218 ;
   wire [10:0] \$22 ;
-  reg [12:0] \$220 ;
-  reg [13:0] \$221 ;
-  reg [12:0] \$222 ;
-  reg [12:0] \$223 ;
-  reg [13:0] \$224 ;
-  reg [1:0] \$225 ;
-  reg [4:0] \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg \$229 ;
   wire [4:0] \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg \$237 ;
-  reg [1:0] \$238 ;
-  reg [3:0] \$239 ;
   wire [1:0] \$24 ;
-  reg \$240 ;
   wire [5:0] \$25 ;
   wire \$26 ;
   wire [2:0] \$27 ;
@@ -1025,15 +1003,15 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   wire \$signal ;
-  reg \$signal$152  = 1'h0;
-  reg \$signal$153  = 1'h0;
-  reg \$signal$195  = 1'h0;
+  reg \$signal$128  = 1'h0;
+  reg \$signal$129  = 1'h0;
+  reg \$signal$183  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$210 ;
+  wire [5:0] \addr$198 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   reg [13:0] bank1_0 = 14'h0000;
@@ -1048,7 +1026,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [63:0] \data$209 ;
+  wire [63:0] \data$197 ;
   reg done = 1'h0;
   wire filled;
   reg [12:0] fin0_0 = 13'h0000;
@@ -1066,8 +1044,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
   wire [15:0] \i$52 ;
-  wire [15:0] \i$75 ;
-  wire [15:0] \i$76 ;
+  wire [15:0] \i$63 ;
+  wire [15:0] \i$64 ;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -1083,56 +1061,56 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   reg last2p_d2 = 1'h0;
   reg last2p_d3 = 1'h0;
   wire load;
-  reg [7:0] m0_0_0 = 8'h00;
-  reg [7:0] m0_0_1 = 8'h00;
-  reg [7:0] m0_0_2 = 8'h00;
-  reg [7:0] m0_0_3 = 8'h00;
-  reg [7:0] m0_0_4 = 8'h00;
-  reg [7:0] m0_0_5 = 8'h00;
-  reg [7:0] m0_0_6 = 8'h00;
-  reg [7:0] m0_0_7 = 8'h00;
-  reg [7:0] m0_0_8 = 8'h00;
-  reg [7:0] m0_0_9 = 8'h00;
-  reg [7:0] m1_0_0 = 8'h00;
-  reg [7:0] m1_0_1 = 8'h00;
-  reg [7:0] m1_0_2 = 8'h00;
-  reg [7:0] m1_0_3 = 8'h00;
-  reg [7:0] m1_0_4 = 8'h00;
-  reg [7:0] m1_0_5 = 8'h00;
-  reg [7:0] m1_0_6 = 8'h00;
-  reg [7:0] m1_0_7 = 8'h00;
-  reg [7:0] m1_0_8 = 8'h00;
-  reg [7:0] m1_0_9 = 8'h00;
+  reg [8:0] m0_0_0 = 9'h000;
+  reg [8:0] m0_0_1 = 9'h000;
+  reg [8:0] m0_0_2 = 9'h000;
+  reg [8:0] m0_0_3 = 9'h000;
+  reg [8:0] m0_0_4 = 9'h000;
+  reg [8:0] m1_0_0 = 9'h000;
+  reg [8:0] m1_0_1 = 9'h000;
+  reg [8:0] m1_0_2 = 9'h000;
+  reg [8:0] m1_0_3 = 9'h000;
+  reg [8:0] m1_0_4 = 9'h000;
   reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$160 ;
-  wire [19:0] \o$163 ;
-  wire [19:0] \o$164 ;
+  wire [19:0] \o$136 ;
+  wire [19:0] \o$145 ;
+  wire [19:0] \o$146 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$132 ;
-  wire [63:0] \o__payload$155 ;
+  wire [7:0] \o__payload$108 ;
+  wire [63:0] \o__payload$131 ;
   wire o__ready;
-  input \o__ready$133 ;
-  wire \o__ready$133 ;
-  wire \o__ready$134 ;
+  input \o__ready$109 ;
+  wire \o__ready$109 ;
+  wire \o__ready$110 ;
   wire o__valid;
-  output \o__valid$135 ;
-  wire \o__valid$135 ;
-  wire \o__valid$136 ;
+  output \o__valid$111 ;
+  wire \o__valid$111 ;
+  wire \o__valid$112 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [28:0] p;
+  wire [8:0] p0_0_0;
+  wire [8:0] p0_0_1;
+  wire [8:0] p0_0_2;
+  wire [8:0] p0_0_3;
+  wire [8:0] p0_0_4;
+  wire [8:0] p1_0_0;
+  wire [8:0] p1_0_1;
+  wire [8:0] p1_0_2;
+  wire [8:0] p1_0_3;
+  wire [8:0] p1_0_4;
   wire [2:0] port__addr;
   wire [2:0] \port__addr$10 ;
   wire [2:0] \port__addr$44 ;
   wire [2:0] \port__addr$47 ;
   wire [63:0] port__data;
   wire [15:0] \port__data$12 ;
-  wire [63:0] \port__data$156 ;
-  wire [15:0] \port__data$157 ;
+  wire [63:0] \port__data$132 ;
+  wire [15:0] \port__data$133 ;
   wire port__en;
   wire \port__en$13 ;
   wire \port__en$46 ;
@@ -1167,50 +1145,28 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   reg sn_last = 1'h0;
   wire [3:0] space_next;
   wire step;
-  reg [9:0] t0_0_l2_0 = 10'h000;
-  reg [9:0] t0_0_l2_1 = 10'h000;
-  reg [8:0] t0_0_l2_2 = 9'h000;
-  reg [11:0] t0_0_l4_0 = 12'h000;
+  reg [10:0] t0_0_l2_0 = 11'h000;
+  reg [8:0] t0_0_l2_1 = 9'h000;
+  reg [11:0] t0_0_l3_0 = 12'h000;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_0;
+  wire [9:0] t0_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_2;
+  wire [9:0] t0_0_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_4;
+  wire [10:0] t0_0_w1_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_6;
+  wire [11:0] t0_0_w2_0;
+  reg [10:0] t1_0_l2_0 = 11'h000;
+  reg [8:0] t1_0_l2_1 = 9'h000;
+  reg [11:0] t1_0_l3_0 = 12'h000;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_8;
+  wire [9:0] t1_0_w0_0;
   (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_0;
+  wire [9:0] t1_0_w0_2;
   (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_2;
+  wire [10:0] t1_0_w1_0;
   (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_0;
-  reg [9:0] t1_0_l2_0 = 10'h000;
-  reg [9:0] t1_0_l2_1 = 10'h000;
-  reg [8:0] t1_0_l2_2 = 9'h000;
-  reg [11:0] t1_0_l4_0 = 12'h000;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t1_0_w3_0;
+  wire [11:0] t1_0_w2_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
@@ -1232,10 +1188,10 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   reg [1:0] w_count = 2'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [7:0] \w_data$137 ;
+  wire [7:0] \w_data$113 ;
   reg [79:0] w_data_q = 80'h00000000000000000000;
   wire w_en;
-  reg \w_en$138  = 1'h0;
+  reg \w_en$114  = 1'h0;
   wire w_en_b0;
   wire w_en_b1;
   wire w_full;
@@ -1290,7 +1246,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   always @(posedge clk) begin
     _0_ <= vectors0[\port__addr$44 ];
   end
-  assign \port__data$156  = _0_;
+  assign \port__data$132  = _0_;
   reg [15:0] vectors1 [5:0];
   initial begin
     vectors1[0] = 16'h0000;
@@ -1308,7 +1264,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   always @(posedge clk) begin
     _1_ <= vectors1[\port__addr$47 ];
   end
-  assign \port__data$157  = _1_;
+  assign \port__data$133  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 2'h3;
@@ -1339,22 +1295,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
-  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
-  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
-  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
-  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
-  assign t1_0_w0_4 = m1_0_4 + m1_0_5;
-  assign t1_0_w0_6 = m1_0_6 + m1_0_7;
-  assign t1_0_w0_8 = m1_0_8 + m1_0_9;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
-  assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
@@ -1420,159 +1366,133 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   assign \$78  = off1_0[2] ? \$74  : \$77 ;
   assign \$86  = off1_0[3] ? \$78  : \$85 ;
   assign \$87  = off1_0[4] ? \$71  : \$86 ;
-  assign \$88  = ~ \$87 ;
-  assign \$92  = off1_1[0] ? { \o$164 [4:0], \o$163 [19:15] } : \o$163 [14:5];
-  assign \$94  = off1_1[1] ? \$92  : \$93 ;
-  assign \$98  = off1_1[2] ? \$94  : \$97 ;
-  assign \$106  = off1_1[3] ? \$98  : \$105 ;
-  assign \$107  = off1_1[4] ? \$91  : \$106 ;
-  assign \$108  = ~ \$107 ;
-  assign \$109  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$110  = \$109  + xsum_l4_0;
-  assign \$111  = flags_x[0] & flags_x[2];
-  assign \$112  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$113  = \$112  + xsum_l4_0;
-  assign \$114  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$115  = \$114  + t0_0_l4_0;
-  assign \$116  = flags_0[0] & flags_0[2];
-  assign \$117  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$118  = \$117  + t0_0_l4_0;
-  assign \$120  = \$119  - xfin;
-  assign \$121  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$122  = \$121  + t1_0_l4_0;
-  assign \$123  = flags_1[0] & flags_1[2];
-  assign \$124  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$125  = \$124  + t1_0_l4_0;
-  assign \$127  = \$126  - xfin;
-  assign \$128  = ser_left - 1'h1;
-  assign \$129  = addr == 5'h1f;
-  assign \$130  = addr + 1'h1;
-  assign \$131  = \$129  ? 6'h00 : \$130 ;
-  assign \$135  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$137  = $signed(\$136 ) + $signed(rq0_beta);
-  assign \$140  = $signed(\$139 ) < $signed(1'h0);
-  assign \$142  = $signed(\$141 ) > $signed(9'h0ff);
-  assign \$143  = step & s_last;
-  assign \$144  = \o__valid$135  & \o__ready$133 ;
-  assign \$145  = \$144  + skipped_d4;
-  assign \$146  = ~ rst_conv1;
-  assign \$148  = rst_conv1 ? 1'h0 : take;
-  assign \$149  = ~ rst_conv1;
-  assign \$151  = rst_conv1 ? 1'h0 : take;
-  assign \$152  = rst_conv1 | load;
-  assign \$153  = filled ? 1'h1 : w_full;
-  assign \$154  = \$152  ? 1'h0 : \$153 ;
-  assign \$155  = rst_conv1 | load;
-  assign \$156  = filled ? 1'h1 : w_full_issue;
-  assign \$157  = \$155  ? 1'h0 : \$156 ;
+  assign \$91  = off1_1[0] ? { \o$146 [4:0], \o$145 [19:15] } : \o$145 [14:5];
+  assign \$93  = off1_1[1] ? \$91  : \$92 ;
+  assign \$97  = off1_1[2] ? \$93  : \$96 ;
+  assign \$105  = off1_1[3] ? \$97  : \$104 ;
+  assign \$106  = off1_1[4] ? \$90  : \$105 ;
+  assign \$107  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$108  = \$107  + xsum_l4_0;
+  assign \$109  = flags_x[0] & flags_x[2];
+  assign \$110  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$111  = \$110  + xsum_l4_0;
+  assign \$112  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$113  = \$112  + t0_0_l3_0;
+  assign \$114  = flags_0[0] & flags_0[2];
+  assign \$115  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$116  = \$115  + t0_0_l3_0;
+  assign \$118  = \$117  - xfin;
+  assign \$119  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$120  = \$119  + t1_0_l3_0;
+  assign \$121  = flags_1[0] & flags_1[2];
+  assign \$122  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$123  = \$122  + t1_0_l3_0;
+  assign \$125  = \$124  - xfin;
+  assign \$126  = ser_left - 1'h1;
+  assign \$127  = addr == 5'h1f;
+  assign \$128  = addr + 1'h1;
+  assign \$129  = \$127  ? 6'h00 : \$128 ;
+  assign \$133  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$135  = $signed(\$134 ) + $signed(rq0_beta);
+  assign \$138  = $signed(\$137 ) < $signed(1'h0);
+  assign \$140  = $signed(\$139 ) > $signed(9'h0ff);
+  assign \$141  = step & s_last;
+  assign \$142  = \o__valid$111  & \o__ready$109 ;
+  assign \$143  = \$142  + skipped_d4;
+  assign \$144  = ~ rst_conv1;
+  assign \$146  = rst_conv1 ? 1'h0 : take;
+  assign \$147  = ~ rst_conv1;
+  assign \$149  = rst_conv1 ? 1'h0 : take;
+  assign \$150  = rst_conv1 | load;
+  assign \$151  = filled ? 1'h1 : w_full;
+  assign \$152  = \$150  ? 1'h0 : \$151 ;
+  assign \$153  = rst_conv1 | load;
+  assign \$154  = filled ? 1'h1 : w_full_issue;
+  assign \$155  = \$153  ? 1'h0 : \$154 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$158 ;
+    w_count <= \$156 ;
   always @(posedge clk)
-    can_end <= \$159 ;
+    can_end <= \$157 ;
   always @(posedge clk)
-    gap_zero <= \$160 ;
+    gap_zero <= \$158 ;
   always @(posedge clk)
-    s_last <= \$161 ;
+    s_last <= \$159 ;
   always @(posedge clk)
-    n_last <= \$162 ;
+    n_last <= \$160 ;
   always @(posedge clk)
-    sn_last <= \$163 ;
+    sn_last <= \$161 ;
   always @(posedge clk)
-    r_addr <= \$164 ;
+    r_addr <= \$162 ;
   always @(posedge clk)
-    s_idx <= \$165 ;
+    s_idx <= \$163 ;
   always @(posedge clk)
-    n_idx <= \$166 ;
+    n_idx <= \$164 ;
   always @(posedge clk)
-    active <= \$167 ;
+    active <= \$165 ;
   always @(posedge clk)
-    r_base <= \$168 ;
+    r_base <= \$166 ;
   always @(posedge clk)
-    w_half <= \$169 ;
+    w_half <= \$167 ;
   always @(posedge clk)
-    gap <= \$170 ;
+    gap <= \$168 ;
   always @(posedge clk)
-    col <= \$171 ;
+    col <= \$169 ;
   always @(posedge clk)
-    row_ph0 <= \$172 ;
+    row_ph0 <= \$170 ;
   always @(posedge clk)
-    row_ph1 <= \$173 ;
+    row_ph1 <= \$171 ;
   always @(posedge clk)
-    off1_0 <= \$174 ;
+    off1_0 <= \$172 ;
   always @(posedge clk)
-    off1_1 <= \$175 ;
+    off1_1 <= \$173 ;
   always @(posedge clk)
-    \$signal$152  <= \$176 ;
+    \$signal$128  <= \$174 ;
   always @(posedge clk)
-    \$signal$153  <= \$177 ;
+    \$signal$129  <= \$175 ;
   always @(posedge clk)
-    last1 <= \$178 ;
+    last1 <= \$176 ;
   always @(posedge clk)
-    word1 <= \o__payload$155 ;
+    word1 <= \o__payload$131 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$157 , \port__data$156  };
+    xdata_d1 <= { \port__data$133 , \port__data$132  };
   always @(posedge clk)
-    w0_0 <= \$88 ;
+    w0_0 <= \$87 ;
   always @(posedge clk)
-    m0_0_0 <= \$179 ;
+    m0_0_0 <= p0_0_0;
   always @(posedge clk)
-    m0_0_1 <= \$180 ;
+    m0_0_1 <= p0_0_1;
   always @(posedge clk)
-    m0_0_2 <= \$181 ;
+    m0_0_2 <= p0_0_2;
   always @(posedge clk)
-    m0_0_3 <= \$182 ;
+    m0_0_3 <= p0_0_3;
   always @(posedge clk)
-    m0_0_4 <= \$183 ;
-  always @(posedge clk)
-    m0_0_5 <= \$184 ;
-  always @(posedge clk)
-    m0_0_6 <= \$185 ;
-  always @(posedge clk)
-    m0_0_7 <= \$186 ;
-  always @(posedge clk)
-    m0_0_8 <= \$187 ;
-  always @(posedge clk)
-    m0_0_9 <= \$188 ;
+    m0_0_4 <= p0_0_4;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= t0_0_w1_2;
+    t0_0_l2_1 <= m0_0_4;
   always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w0_8;
+    t0_0_l3_0 <= t0_0_w2_0;
   always @(posedge clk)
-    t0_0_l4_0 <= t0_0_w3_0;
+    w1_0 <= \$106 ;
   always @(posedge clk)
-    w1_0 <= \$108 ;
+    m1_0_0 <= p1_0_0;
   always @(posedge clk)
-    m1_0_0 <= \$189 ;
+    m1_0_1 <= p1_0_1;
   always @(posedge clk)
-    m1_0_1 <= \$190 ;
+    m1_0_2 <= p1_0_2;
   always @(posedge clk)
-    m1_0_2 <= \$191 ;
+    m1_0_3 <= p1_0_3;
   always @(posedge clk)
-    m1_0_3 <= \$192 ;
-  always @(posedge clk)
-    m1_0_4 <= \$193 ;
-  always @(posedge clk)
-    m1_0_5 <= \$194 ;
-  always @(posedge clk)
-    m1_0_6 <= \$195 ;
-  always @(posedge clk)
-    m1_0_7 <= \$196 ;
-  always @(posedge clk)
-    m1_0_8 <= \$197 ;
-  always @(posedge clk)
-    m1_0_9 <= \$198 ;
+    m1_0_4 <= p1_0_4;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
-    t1_0_l2_1 <= t1_0_w1_2;
+    t1_0_l2_1 <= m1_0_4;
   always @(posedge clk)
-    t1_0_l2_2 <= t1_0_w0_8;
-  always @(posedge clk)
-    t1_0_l4_0 <= t1_0_w3_0;
+    t1_0_l3_0 <= t1_0_w2_0;
   always @(posedge clk)
     xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
@@ -1590,103 +1510,103 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$199 ;
+    v2_d1 <= \$177 ;
   always @(posedge clk)
-    v2_d2 <= \$200 ;
+    v2_d2 <= \$178 ;
   always @(posedge clk)
-    v2_d3 <= \$201 ;
+    v2_d3 <= \$179 ;
   always @(posedge clk)
-    v2_d4 <= \$202 ;
+    v2_d4 <= \$180 ;
   always @(posedge clk)
-    last2_d1 <= \$203 ;
+    last2_d1 <= \$181 ;
   always @(posedge clk)
-    last2_d2 <= \$204 ;
+    last2_d2 <= \$182 ;
   always @(posedge clk)
-    last2_d3 <= \$205 ;
+    last2_d3 <= \$183 ;
   always @(posedge clk)
-    last2_d4 <= \$206 ;
+    last2_d4 <= \$184 ;
   always @(posedge clk)
-    v2p_d1 <= \$207 ;
+    v2p_d1 <= \$185 ;
   always @(posedge clk)
-    v2p_d2 <= \$208 ;
+    v2p_d2 <= \$186 ;
   always @(posedge clk)
-    v2p_d3 <= \$209 ;
+    v2p_d3 <= \$187 ;
   always @(posedge clk)
-    first2p_d1 <= \$210 ;
+    first2p_d1 <= \$188 ;
   always @(posedge clk)
-    first2p_d2 <= \$211 ;
+    first2p_d2 <= \$189 ;
   always @(posedge clk)
-    first2p_d3 <= \$212 ;
+    first2p_d3 <= \$190 ;
   always @(posedge clk)
-    last2p_d1 <= \$213 ;
+    last2p_d1 <= \$191 ;
   always @(posedge clk)
-    last2p_d2 <= \$214 ;
+    last2p_d2 <= \$192 ;
   always @(posedge clk)
-    last2p_d3 <= \$215 ;
+    last2p_d3 <= \$193 ;
   always @(posedge clk)
-    done <= \$216 ;
+    done <= \$194 ;
   always @(posedge clk)
-    xacc <= \$217 ;
+    xacc <= \$195 ;
   always @(posedge clk)
-    xfin <= \$218 ;
+    xfin <= \$196 ;
   always @(posedge clk)
-    acc0_0 <= \$219 ;
+    acc0_0 <= \$197 ;
   always @(posedge clk)
-    fin0_0 <= \$220 ;
+    fin0_0 <= \$198 ;
   always @(posedge clk)
-    bank0_0 <= \$221 ;
+    bank0_0 <= \$199 ;
   always @(posedge clk)
-    acc1_0 <= \$222 ;
+    acc1_0 <= \$200 ;
   always @(posedge clk)
-    fin1_0 <= \$223 ;
+    fin1_0 <= \$201 ;
   always @(posedge clk)
-    bank1_0 <= \$224 ;
+    bank1_0 <= \$202 ;
   always @(posedge clk)
-    ser_left <= \$225 ;
+    ser_left <= \$203 ;
   always @(posedge clk)
-    addr <= \$226 ;
+    addr <= \$204 ;
   always @(posedge clk)
-    \$signal$195  <= \$227 ;
+    \$signal$183  <= \$205 ;
   always @(posedge clk)
-    ka <= \$228 ;
+    ka <= \$206 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$229 ;
+    vb <= \$207 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$135 ;
+    rq0_beta <= \$133 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$137 [26:0];
+    rq0_acc_s1_0 <= \$135 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$138 [10:0];
+    rq0_shifted <= \$136 [10:0];
   always @(posedge clk)
-    rq0_under <= \$140 ;
+    rq0_under <= \$138 ;
   always @(posedge clk)
-    rq0_over <= \$142 ;
+    rq0_over <= \$140 ;
   always @(posedge clk)
-    v_out_d1 <= \$230 ;
+    v_out_d1 <= \$208 ;
   always @(posedge clk)
-    v_out_d2 <= \$231 ;
+    v_out_d2 <= \$209 ;
   always @(posedge clk)
-    \w_en$138  <= \$232 ;
+    \w_en$114  <= \$210 ;
   always @(posedge clk)
-    skipped_d1 <= \$233 ;
+    skipped_d1 <= \$211 ;
   always @(posedge clk)
-    skipped_d2 <= \$234 ;
+    skipped_d2 <= \$212 ;
   always @(posedge clk)
-    skipped_d3 <= \$235 ;
+    skipped_d3 <= \$213 ;
   always @(posedge clk)
-    skipped_d4 <= \$236 ;
+    skipped_d4 <= \$214 ;
   always @(posedge clk)
-    group_ended_d1 <= \$237 ;
+    group_ended_d1 <= \$215 ;
   always @(posedge clk)
-    credits_returned <= \$238 ;
+    credits_returned <= \$216 ;
   always @(posedge clk)
-    credits_space <= \$239 ;
+    credits_space <= \$217 ;
   always @(posedge clk)
-    credits_room <= \$240 ;
+    credits_room <= \$218 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1698,23 +1618,23 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$160 )
+    .o(\o$136 )
   );
   \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$163 )
+    .o(\o$145 )
   );
   \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$164 )
+    .o(\o$146 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$133 ),
-    .o__valid(\o__valid$135 ),
+    .o__ready(\o__ready$109 ),
+    .o__valid(\o__valid$111 ),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$138 ),
+    .w_en(\w_en$114 ),
     .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
@@ -1741,6 +1661,106 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
     .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_x)
   );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p0_0_0),
+    .wa(w0_0[0]),
+    .wb(w0_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p0_0_1),
+    .wa(w0_0[2]),
+    .wb(w0_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p0_0_2),
+    .wa(w0_0[4]),
+    .wb(w0_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p0_0_3),
+    .wa(w0_0[6]),
+    .wb(w0_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p0_0_4),
+    .wa(w0_0[8]),
+    .wb(w0_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p1_0_0),
+    .wa(w1_0[0]),
+    .wb(w1_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p1_0_1),
+    .wa(w1_0[2]),
+    .wb(w1_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p1_0_2),
+    .wa(w1_0[4]),
+    .wb(w1_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p1_0_3),
+    .wa(w1_0[6]),
+    .wb(w1_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p1_0_4),
+    .wa(w1_0[8]),
+    .wb(w1_0[9])
+  );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd3)
@@ -1758,9 +1778,9 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
     .q(\port__addr$47 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$210 ),
+    .addr(\addr$198 ),
     .clk(clk),
-    .data(\data$209 )
+    .data(\data$197 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1789,7 +1809,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$148 ),
+    .d(\$146 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1797,7 +1817,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$151 ),
+    .d(\$149 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -1805,7 +1825,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$154 ),
+    .d(\$152 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1813,16 +1833,16 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$157 ),
+    .d(\$155 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
     .clk(clk),
-    .data(\data$209 ),
-    .o__payload(\o__payload$155 ),
+    .data(\data$197 ),
+    .o__payload(\o__payload$131 ),
     .o__ready(step),
     .o__valid(o__valid),
-    .raddr(\addr$210 ),
+    .raddr(\addr$198 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
@@ -1837,86 +1857,106 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = w_count;
+    \$156  = w_count;
     if (take) begin
-      \$158  = \$28 [1:0];
+      \$156  = \$28 [1:0];
     end
     if (rst_conv1) begin
-      \$158  = 2'h0;
+      \$156  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = \$29 ;
+    \$157  = \$29 ;
     if (rst_conv1) begin
-      \$159  = 1'h1;
+      \$157  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = gap_zero_next;
+    \$158  = gap_zero_next;
     if (rst_conv1) begin
-      \$160  = 1'h1;
+      \$158  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = \$signal ;
+    \$159  = \$signal ;
+    if (rst_conv1) begin
+      \$159  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$160  = n_last_next;
+    if (rst_conv1) begin
+      \$160  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$161  = \$30 ;
     if (rst_conv1) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = n_last_next;
+    \$162  = r_next;
     if (rst_conv1) begin
-      \$162  = 1'h0;
+      \$162  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = \$30 ;
-    if (rst_conv1) begin
-      \$163  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = r_next;
-    if (rst_conv1) begin
-      \$164  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = s_idx;
+    \$163  = s_idx;
     if (step) begin
-      \$165  = \$32 [1:0];
+      \$163  = \$32 [1:0];
     end
     if (rst_conv1) begin
-      \$165  = 2'h0;
+      \$163  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = n_idx;
+    \$164  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$166  = \$34 [3:0];
+        \$164  = \$34 [3:0];
       end
     end
     if (rst_conv1) begin
-      \$166  = 4'h0;
+      \$164  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = active;
+    \$165  = active;
     if (\$35 ) begin
-      \$167  = 1'h0;
+      \$165  = 1'h0;
     end
     if (load) begin
-      \$167  = 1'h1;
+      \$165  = 1'h1;
+    end
+    if (rst_conv1) begin
+      \$165  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$166  = r_base;
+    if (load) begin
+      \$166  = { 1'h0, \$36  };
+    end
+    if (rst_conv1) begin
+      \$166  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$167  = w_half;
+    if (load) begin
+      \$167  = \$37 ;
     end
     if (rst_conv1) begin
       \$167  = 1'h0;
@@ -1924,587 +1964,387 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = r_base;
-    if (load) begin
-      \$168  = { 1'h0, \$36  };
-    end
-    if (rst_conv1) begin
-      \$168  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = w_half;
-    if (load) begin
-      \$169  = \$37 ;
-    end
-    if (rst_conv1) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = gap;
+    \$168  = gap;
     if (\$38 ) begin
-      \$170  = 2'h1;
+      \$168  = 2'h1;
     end else if (\$39 ) begin
-      \$170  = \$40 [1:0];
+      \$168  = \$40 [1:0];
     end
     if (rst_conv1) begin
-      \$170  = 2'h0;
+      \$168  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = col;
+    \$169  = col;
     if (step) begin
-      \$171  = \$45 [4:0];
+      \$169  = \$45 [4:0];
     end
     if (rst_conv1) begin
-      \$171  = 5'h00;
+      \$169  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = row_ph0;
+    \$170  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$172  = \$50 [4:0];
+        \$170  = \$50 [4:0];
       end
     end
+    if (rst_conv1) begin
+      \$170  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$171  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$171  = \$55 [4:0];
+      end
+    end
+    if (rst_conv1) begin
+      \$171  = 5'h05;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$172  = \$61 [4:0];
     if (rst_conv1) begin
       \$172  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$173  = \$55 [4:0];
-      end
-    end
+    \$173  = \$67 [4:0];
     if (rst_conv1) begin
-      \$173  = 5'h05;
+      \$173  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = \$61 [4:0];
+    \$174  = step;
     if (rst_conv1) begin
-      \$174  = 5'h00;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = \$67 [4:0];
+    \$175  = \$68 ;
     if (rst_conv1) begin
-      \$175  = 5'h00;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = step;
+    \$176  = s_last;
     if (rst_conv1) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = \$68 ;
+    \$177  = \$signal$128 ;
     if (rst_conv1) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = s_last;
+    \$178  = v2_d1;
     if (rst_conv1) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[0]) begin
-      \$179  = 8'h00;
-    end else begin
-      \$179  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[1]) begin
-      \$180  = 8'h00;
-    end else begin
-      \$180  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[2]) begin
-      \$181  = 8'h00;
-    end else begin
-      \$181  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[3]) begin
-      \$182  = 8'h00;
-    end else begin
-      \$182  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[4]) begin
-      \$183  = 8'h00;
-    end else begin
-      \$183  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[5]) begin
-      \$184  = 8'h00;
-    end else begin
-      \$184  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[6]) begin
-      \$185  = 8'h00;
-    end else begin
-      \$185  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[7]) begin
-      \$186  = 8'h00;
-    end else begin
-      \$186  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[8]) begin
-      \$187  = 8'h00;
-    end else begin
-      \$187  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[9]) begin
-      \$188  = 8'h00;
-    end else begin
-      \$188  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[0]) begin
-      \$189  = 8'h00;
-    end else begin
-      \$189  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[1]) begin
-      \$190  = 8'h00;
-    end else begin
-      \$190  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[2]) begin
-      \$191  = 8'h00;
-    end else begin
-      \$191  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[3]) begin
-      \$192  = 8'h00;
-    end else begin
-      \$192  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[4]) begin
-      \$193  = 8'h00;
-    end else begin
-      \$193  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[5]) begin
-      \$194  = 8'h00;
-    end else begin
-      \$194  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[6]) begin
-      \$195  = 8'h00;
-    end else begin
-      \$195  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[7]) begin
-      \$196  = 8'h00;
-    end else begin
-      \$196  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[8]) begin
-      \$197  = 8'h00;
-    end else begin
-      \$197  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[9]) begin
-      \$198  = 8'h00;
-    end else begin
-      \$198  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$signal$152 ;
+    \$179  = v2_d2;
     if (rst_conv1) begin
-      \$199  = 1'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = v2_d1;
+    \$180  = v2_d3;
     if (rst_conv1) begin
-      \$200  = 1'h0;
+      \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = v2_d2;
+    \$181  = last1;
     if (rst_conv1) begin
-      \$201  = 1'h0;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = v2_d3;
+    \$182  = last2_d1;
     if (rst_conv1) begin
-      \$202  = 1'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = last1;
+    \$183  = last2_d2;
     if (rst_conv1) begin
-      \$203  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = last2_d1;
+    \$184  = last2_d3;
     if (rst_conv1) begin
-      \$204  = 1'h0;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = last2_d2;
+    \$185  = \$signal$128 ;
+    if (rst_conv1) begin
+      \$185  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$186  = v2p_d1;
+    if (rst_conv1) begin
+      \$186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$187  = v2p_d2;
+    if (rst_conv1) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$188  = \$signal$129 ;
+    if (rst_conv1) begin
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = first2p_d1;
+    if (rst_conv1) begin
+      \$189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$190  = first2p_d2;
+    if (rst_conv1) begin
+      \$190  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$191  = last1;
+    if (rst_conv1) begin
+      \$191  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$192  = last2p_d1;
+    if (rst_conv1) begin
+      \$192  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$193  = last2p_d2;
+    if (rst_conv1) begin
+      \$193  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$194  = group_end;
+    if (rst_conv1) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$195  = xacc;
+    if (flags_x[0]) begin
+      \$195  = \$108 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$196  = xfin;
+    if (\$109 ) begin
+      \$196  = \$111 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = acc0_0;
+    if (flags_0[0]) begin
+      \$197  = \$113 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$198  = fin0_0;
+    if (\$114 ) begin
+      \$198  = \$116 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$199  = bank0_0;
+    if (done) begin
+      \$199  = \$118 [13:0];
+    end else if (ser) begin
+      \$199  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$200  = acc1_0;
+    if (flags_1[0]) begin
+      \$200  = \$120 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$201  = fin1_0;
+    if (\$121 ) begin
+      \$201  = \$123 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$202  = bank1_0;
+    if (done) begin
+      \$202  = \$125 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$203  = ser_left;
+    if (done) begin
+      \$203  = 2'h2;
+    end else if (ser) begin
+      \$203  = \$126 [1:0];
+    end
+    if (rst_conv1) begin
+      \$203  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$204  = addr;
+    if (ser) begin
+      \$204  = \$129 [4:0];
+    end
+    if (rst_conv1) begin
+      \$204  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$205  = \$130 ;
     if (rst_conv1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = last2_d3;
+    \$206  = \$132 ;
     if (rst_conv1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$signal$152 ;
+    \$207  = \$signal$183 ;
     if (rst_conv1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = v2p_d1;
+    \$208  = vb;
     if (rst_conv1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = v2p_d2;
+    \$209  = v_out_d1;
     if (rst_conv1) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = \$signal$153 ;
+    \$210  = v_out_d2;
     if (rst_conv1) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = first2p_d1;
+    \$211  = ka;
     if (rst_conv1) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = first2p_d2;
+    \$212  = skipped_d1;
     if (rst_conv1) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = last1;
+    \$213  = skipped_d2;
     if (rst_conv1) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = last2p_d1;
+    \$214  = skipped_d3;
     if (rst_conv1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = last2p_d2;
+    \$215  = \$141 ;
     if (rst_conv1) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = group_end;
+    \$216  = \$143 ;
     if (rst_conv1) begin
-      \$216  = 1'h0;
+      \$216  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = xacc;
-    if (flags_x[0]) begin
-      \$217  = \$110 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = xfin;
-    if (\$111 ) begin
-      \$218  = \$113 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = acc0_0;
-    if (flags_0[0]) begin
-      \$219  = \$115 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = fin0_0;
-    if (\$116 ) begin
-      \$220  = \$118 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = bank0_0;
-    if (done) begin
-      \$221  = \$120 [13:0];
-    end else if (ser) begin
-      \$221  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = acc1_0;
-    if (flags_1[0]) begin
-      \$222  = \$122 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = fin1_0;
-    if (\$123 ) begin
-      \$223  = \$125 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = bank1_0;
-    if (done) begin
-      \$224  = \$127 [13:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = ser_left;
-    if (done) begin
-      \$225  = 2'h2;
-    end else if (ser) begin
-      \$225  = \$128 [1:0];
-    end
+    \$217  = \$25 [3:0];
     if (rst_conv1) begin
-      \$225  = 2'h0;
+      \$217  = 4'he;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = addr;
-    if (ser) begin
-      \$226  = \$131 [4:0];
-    end
+    \$218  = credits_room_next;
     if (rst_conv1) begin
-      \$226  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = \$132 ;
-    if (rst_conv1) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = \$134 ;
-    if (rst_conv1) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = \$signal$195 ;
-    if (rst_conv1) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = vb;
-    if (rst_conv1) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = v_out_d1;
-    if (rst_conv1) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = v_out_d2;
-    if (rst_conv1) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = ka;
-    if (rst_conv1) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = skipped_d1;
-    if (rst_conv1) begin
-      \$234  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = skipped_d2;
-    if (rst_conv1) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = skipped_d3;
-    if (rst_conv1) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = \$143 ;
-    if (rst_conv1) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = \$145 ;
-    if (rst_conv1) begin
-      \$238  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = \$25 [3:0];
-    if (rst_conv1) begin
-      \$239  = 4'he;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = credits_room_next;
-    if (rst_conv1) begin
-      \$240  = 1'h1;
+      \$218  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2525,18 +2365,18 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   assign \port__en$49  = 1'h1;
   assign i = word1[15:0];
   assign \i$52  = word1[31:16];
-  assign \i$75  = word1[47:32];
-  assign \i$76  = word1[63:48];
+  assign \i$63  = word1[47:32];
+  assign \i$64  = word1[63:48];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
   assign rq0_y = \$22 [7:0];
-  assign \o__payload$132  = o__payload;
-  assign \o__ready$134  = \o__ready$133 ;
-  assign \o__valid$136  = \o__valid$135 ;
-  assign \w_data$137  = \$22 [7:0];
-  assign v_out_d3 = \w_en$138 ;
+  assign \o__payload$108  = o__payload;
+  assign \o__ready$110  = \o__ready$109 ;
+  assign \o__valid$112  = \o__valid$111 ;
+  assign \w_data$113  = \$22 [7:0];
+  assign v_out_d3 = \w_en$114 ;
   assign space_next = \$25 [3:0];
   assign \$69  = o[9:0];
   assign \$70  = o[9:0];
@@ -2552,31 +2392,31 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$133 , w_da
   assign \$83  = o[9:0];
   assign \$84  = \$83 ;
   assign \$85  = \$84 ;
-  assign \$89  = \o$163 [14:5];
-  assign \$90  = \o$163 [14:5];
-  assign \$91  = \$90 ;
-  assign \$93  = \o$163 [14:5];
-  assign \$95  = \o$163 [14:5];
-  assign \$96  = \o$163 [14:5];
-  assign \$97  = \$96 ;
-  assign \$99  = \o$163 [14:5];
-  assign \$100  = \o$163 [14:5];
-  assign \$101  = \$100 ;
-  assign \$102  = \o$163 [14:5];
-  assign \$103  = \o$163 [14:5];
+  assign \$88  = \o$145 [14:5];
+  assign \$89  = \o$145 [14:5];
+  assign \$90  = \$89 ;
+  assign \$92  = \o$145 [14:5];
+  assign \$94  = \o$145 [14:5];
+  assign \$95  = \o$145 [14:5];
+  assign \$96  = \$95 ;
+  assign \$98  = \o$145 [14:5];
+  assign \$99  = \o$145 [14:5];
+  assign \$100  = \$99 ;
+  assign \$101  = \o$145 [14:5];
+  assign \$102  = \o$145 [14:5];
+  assign \$103  = \$102 ;
   assign \$104  = \$103 ;
-  assign \$105  = \$104 ;
-  assign \$119  = { fin0_0, 1'h0 };
-  assign \$126  = { fin1_0, 1'h0 };
-  assign \$132  = ser;
-  assign \$133  = 1'h0;
-  assign \$134  = 1'h0;
-  assign \$136  = { p[28], p };
-  assign \$138  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$117  = { fin0_0, 1'h0 };
+  assign \$124  = { fin1_0, 1'h0 };
+  assign \$130  = ser;
+  assign \$131  = 1'h0;
+  assign \$132  = 1'h0;
+  assign \$134  = { p[28], p };
+  assign \$136  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$137  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign \$139  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$141  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$147  = \$146 ;
-  assign \$150  = \$149 ;
+  assign \$145  = \$144 ;
+  assign \$148  = \$147 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10387,17 +10227,17 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  wire [30:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
-  wire [30:0] \$102 ;
+  wire [1:0] \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [1:0] \$106 ;
+  wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
@@ -10471,430 +10311,186 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  reg [3:0] \$177 ;
+  reg [3:0] \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg \$177 ;
   reg \$178 ;
-  reg \$179 ;
+  reg [4:0] \$179 ;
   wire \$18 ;
-  reg \$180 ;
-  reg \$181 ;
+  reg [3:0] \$180 ;
+  reg [3:0] \$181 ;
   reg \$182 ;
   reg [4:0] \$183 ;
-  reg [3:0] \$184 ;
-  reg [3:0] \$185 ;
+  reg \$184 ;
+  reg [2:0] \$185 ;
   reg \$186 ;
-  reg [4:0] \$187 ;
+  reg \$187 ;
   reg \$188 ;
-  reg [2:0] \$189 ;
+  reg [4:0] \$189 ;
   wire \$19 ;
   reg \$190 ;
   reg \$191 ;
   reg \$192 ;
-  reg [4:0] \$193 ;
-  reg [7:0] \$194 ;
-  reg [7:0] \$195 ;
-  reg [7:0] \$196 ;
-  reg [7:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg [7:0] \$199 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
   wire [5:0] \$2 ;
   wire \$20 ;
-  reg [7:0] \$200 ;
-  reg [7:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [7:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [7:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg [7:0] \$207 ;
-  reg [7:0] \$208 ;
-  reg [7:0] \$209 ;
+  reg \$200 ;
+  reg \$201 ;
+  reg \$202 ;
+  reg \$203 ;
+  reg \$204 ;
+  reg \$205 ;
+  reg \$206 ;
+  reg \$207 ;
+  reg \$208 ;
+  reg \$209 ;
   wire [14:0] \$21 ;
-  reg [7:0] \$210 ;
-  reg [7:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg [7:0] \$213 ;
-  reg [7:0] \$214 ;
-  reg [7:0] \$215 ;
-  reg [7:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [7:0] \$219 ;
+  reg \$210 ;
+  reg \$211 ;
+  reg \$212 ;
+  reg [17:0] \$213 ;
+  reg [17:0] \$214 ;
+  reg [17:0] \$215 ;
+  reg [17:0] \$216 ;
+  reg [18:0] \$217 ;
+  reg [17:0] \$218 ;
+  reg [17:0] \$219 ;
   wire [14:0] \$22 ;
-  reg [7:0] \$220 ;
-  reg [7:0] \$221 ;
-  reg [7:0] \$222 ;
-  reg [7:0] \$223 ;
-  reg [7:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [7:0] \$227 ;
-  reg [7:0] \$228 ;
-  reg [7:0] \$229 ;
+  reg [18:0] \$220 ;
+  reg [17:0] \$221 ;
+  reg [17:0] \$222 ;
+  reg [18:0] \$223 ;
+  reg [17:0] \$224 ;
+  reg [17:0] \$225 ;
+  reg [18:0] \$226 ;
+  reg [2:0] \$227 ;
+  reg [5:0] \$228 ;
+  reg \$229 ;
   wire [4:0] \$23 ;
-  reg [7:0] \$230 ;
-  reg [7:0] \$231 ;
-  reg [7:0] \$232 ;
-  reg [7:0] \$233 ;
-  reg [7:0] \$234 ;
-  reg [7:0] \$235 ;
-  reg [7:0] \$236 ;
-  reg [7:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg [7:0] \$239 ;
+  reg \$230 ;
+  reg \$231 ;
+  reg \$232 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg \$235 ;
+  reg \$236 ;
+  reg \$237 ;
+  reg \$238 ;
+  reg \$239 ;
   wire [2:0] \$24 ;
-  reg [7:0] \$240 ;
-  reg [7:0] \$241 ;
-  reg [7:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [7:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg [7:0] \$247 ;
-  reg [7:0] \$248 ;
-  reg [7:0] \$249 ;
+  reg \$240 ;
+  reg \$241 ;
+  reg [1:0] \$242 ;
+  reg [3:0] \$243 ;
+  reg \$244 ;
+  wire [63:0] \$245 ;
+  wire [63:0] \$246 ;
+  wire [63:0] \$247 ;
   wire [5:0] \$25 ;
-  reg [7:0] \$250 ;
-  reg [7:0] \$251 ;
-  reg [7:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg [7:0] \$255 ;
-  reg [7:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [7:0] \$258 ;
-  reg [7:0] \$259 ;
   wire \$26 ;
-  reg [7:0] \$260 ;
-  reg [7:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [7:0] \$263 ;
-  reg [7:0] \$264 ;
-  reg [7:0] \$265 ;
-  reg [7:0] \$266 ;
-  reg [7:0] \$267 ;
-  reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
   wire [4:0] \$27 ;
-  reg [7:0] \$270 ;
-  reg [7:0] \$271 ;
-  reg [7:0] \$272 ;
-  reg [7:0] \$273 ;
-  reg [7:0] \$274 ;
-  reg [7:0] \$275 ;
-  reg [7:0] \$276 ;
-  reg [7:0] \$277 ;
-  reg [7:0] \$278 ;
-  reg [7:0] \$279 ;
   wire [4:0] \$28 ;
-  reg [7:0] \$280 ;
-  reg [7:0] \$281 ;
-  reg [7:0] \$282 ;
-  reg [7:0] \$283 ;
-  reg [7:0] \$284 ;
-  reg [7:0] \$285 ;
-  reg [7:0] \$286 ;
-  reg [7:0] \$287 ;
-  reg [7:0] \$288 ;
-  reg [7:0] \$289 ;
   wire \$29 ;
-  reg [7:0] \$290 ;
-  reg [7:0] \$291 ;
-  reg [7:0] \$292 ;
-  reg [7:0] \$293 ;
-  reg [7:0] \$294 ;
-  reg [7:0] \$295 ;
-  reg [7:0] \$296 ;
-  reg [7:0] \$297 ;
-  reg [7:0] \$298 ;
-  reg [7:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [7:0] \$300 ;
-  reg [7:0] \$301 ;
-  reg [7:0] \$302 ;
-  reg [7:0] \$303 ;
-  reg [7:0] \$304 ;
-  reg [7:0] \$305 ;
-  reg [7:0] \$306 ;
-  reg [7:0] \$307 ;
-  reg [7:0] \$308 ;
-  reg [7:0] \$309 ;
   wire [4:0] \$31 ;
-  reg [7:0] \$310 ;
-  reg [7:0] \$311 ;
-  reg [7:0] \$312 ;
-  reg [7:0] \$313 ;
-  reg [7:0] \$314 ;
-  reg [7:0] \$315 ;
-  reg [7:0] \$316 ;
-  reg [7:0] \$317 ;
-  reg [7:0] \$318 ;
-  reg [7:0] \$319 ;
   wire [4:0] \$32 ;
-  reg [7:0] \$320 ;
-  reg [7:0] \$321 ;
-  reg [7:0] \$322 ;
-  reg [7:0] \$323 ;
-  reg [7:0] \$324 ;
-  reg [7:0] \$325 ;
-  reg [7:0] \$326 ;
-  reg [7:0] \$327 ;
-  reg [7:0] \$328 ;
-  reg [7:0] \$329 ;
   wire [4:0] \$33 ;
-  reg [7:0] \$330 ;
-  reg [7:0] \$331 ;
-  reg [7:0] \$332 ;
-  reg [7:0] \$333 ;
-  reg [7:0] \$334 ;
-  reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [7:0] \$337 ;
-  reg [7:0] \$338 ;
-  reg [7:0] \$339 ;
   wire [4:0] \$34 ;
-  reg [7:0] \$340 ;
-  reg [7:0] \$341 ;
-  reg [7:0] \$342 ;
-  reg [7:0] \$343 ;
-  reg [7:0] \$344 ;
-  reg [7:0] \$345 ;
-  reg [7:0] \$346 ;
-  reg [7:0] \$347 ;
-  reg [7:0] \$348 ;
-  reg [7:0] \$349 ;
   wire \$35 ;
-  reg [7:0] \$350 ;
-  reg [7:0] \$351 ;
-  reg [7:0] \$352 ;
-  reg [7:0] \$353 ;
-  reg [7:0] \$354 ;
-  reg [7:0] \$355 ;
-  reg [7:0] \$356 ;
-  reg [7:0] \$357 ;
-  reg [7:0] \$358 ;
-  reg [7:0] \$359 ;
   wire [3:0] \$36 ;
-  reg [7:0] \$360 ;
-  reg [7:0] \$361 ;
-  reg [7:0] \$362 ;
-  reg [7:0] \$363 ;
-  reg [7:0] \$364 ;
-  reg [7:0] \$365 ;
-  reg [7:0] \$366 ;
-  reg [7:0] \$367 ;
-  reg [7:0] \$368 ;
-  reg [7:0] \$369 ;
   wire \$37 ;
-  reg [7:0] \$370 ;
-  reg [7:0] \$371 ;
-  reg [7:0] \$372 ;
-  reg [7:0] \$373 ;
-  reg [7:0] \$374 ;
-  reg [7:0] \$375 ;
-  reg [7:0] \$376 ;
-  reg [7:0] \$377 ;
-  reg [7:0] \$378 ;
-  reg [7:0] \$379 ;
   wire \$38 ;
-  reg [7:0] \$380 ;
-  reg [7:0] \$381 ;
-  reg [7:0] \$382 ;
-  reg [7:0] \$383 ;
-  reg [7:0] \$384 ;
-  reg [7:0] \$385 ;
-  reg [7:0] \$386 ;
-  reg [7:0] \$387 ;
-  reg [7:0] \$388 ;
-  reg [7:0] \$389 ;
   wire \$39 ;
-  reg [7:0] \$390 ;
-  reg [7:0] \$391 ;
-  reg [7:0] \$392 ;
-  reg [7:0] \$393 ;
-  reg [7:0] \$394 ;
-  reg [7:0] \$395 ;
-  reg [7:0] \$396 ;
-  reg [7:0] \$397 ;
-  reg [7:0] \$398 ;
-  reg [7:0] \$399 ;
   wire \$4 ;
   wire [3:0] \$40 ;
-  reg [7:0] \$400 ;
-  reg [7:0] \$401 ;
-  reg [7:0] \$402 ;
-  reg [7:0] \$403 ;
-  reg [7:0] \$404 ;
-  reg [7:0] \$405 ;
-  reg [7:0] \$406 ;
-  reg [7:0] \$407 ;
-  reg [7:0] \$408 ;
-  reg [7:0] \$409 ;
   wire \$41 ;
-  reg [7:0] \$410 ;
-  reg [7:0] \$411 ;
-  reg [7:0] \$412 ;
-  reg [7:0] \$413 ;
-  reg [7:0] \$414 ;
-  reg [7:0] \$415 ;
-  reg [7:0] \$416 ;
-  reg [7:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg [7:0] \$419 ;
   wire [63:0] \$42 ;
-  reg [7:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [7:0] \$422 ;
-  reg [7:0] \$423 ;
-  reg [7:0] \$424 ;
-  reg [7:0] \$425 ;
-  reg [7:0] \$426 ;
-  reg [7:0] \$427 ;
-  reg [7:0] \$428 ;
-  reg [7:0] \$429 ;
   wire [63:0] \$43 ;
-  reg [7:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [7:0] \$432 ;
-  reg [7:0] \$433 ;
-  reg \$434 ;
-  reg \$435 ;
-  reg \$436 ;
-  reg \$437 ;
-  reg \$438 ;
-  reg \$439 ;
   wire [63:0] \$44 ;
-  reg \$440 ;
-  reg \$441 ;
-  reg \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg \$445 ;
-  reg \$446 ;
-  reg \$447 ;
-  reg \$448 ;
-  reg \$449 ;
   wire [63:0] \$45 ;
-  reg \$450 ;
-  reg \$451 ;
-  reg \$452 ;
-  reg \$453 ;
-  reg \$454 ;
-  reg \$455 ;
-  reg \$456 ;
-  reg [17:0] \$457 ;
-  reg [17:0] \$458 ;
-  reg [17:0] \$459 ;
   wire [63:0] \$46 ;
-  reg [17:0] \$460 ;
-  reg [18:0] \$461 ;
-  reg [17:0] \$462 ;
-  reg [17:0] \$463 ;
-  reg [18:0] \$464 ;
-  reg [17:0] \$465 ;
-  reg [17:0] \$466 ;
-  reg [18:0] \$467 ;
-  reg [17:0] \$468 ;
-  reg [17:0] \$469 ;
   wire [63:0] \$47 ;
-  reg [18:0] \$470 ;
-  reg [2:0] \$471 ;
-  reg [5:0] \$472 ;
-  reg \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
-  reg \$477 ;
-  reg \$478 ;
-  reg \$479 ;
   wire [63:0] \$48 ;
-  reg \$480 ;
-  reg \$481 ;
-  reg \$482 ;
-  reg \$483 ;
-  reg \$484 ;
-  reg \$485 ;
-  reg [1:0] \$486 ;
-  reg [3:0] \$487 ;
-  reg \$488 ;
-  wire [63:0] \$489 ;
   wire [31:0] \$49 ;
-  wire [63:0] \$490 ;
-  wire [63:0] \$491 ;
   wire \$5 ;
-  wire [59:0] \$50 ;
-  wire [59:0] \$51 ;
-  wire [59:0] \$52 ;
-  wire [59:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire [18:0] \$55 ;
-  wire \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
-  wire [17:0] \$59 ;
+  wire [17:0] \$50 ;
+  wire [18:0] \$51 ;
+  wire \$52 ;
+  wire [17:0] \$53 ;
+  wire [18:0] \$54 ;
+  wire [17:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire \$57 ;
+  wire [17:0] \$58 ;
+  wire [18:0] \$59 ;
   wire \$6 ;
   wire [18:0] \$60 ;
-  wire \$61 ;
+  wire [19:0] \$61 ;
   wire [17:0] \$62 ;
   wire [18:0] \$63 ;
-  wire [18:0] \$64 ;
-  wire [19:0] \$65 ;
-  wire [17:0] \$66 ;
+  wire \$64 ;
+  wire [17:0] \$65 ;
+  wire [18:0] \$66 ;
   wire [18:0] \$67 ;
-  wire \$68 ;
+  wire [19:0] \$68 ;
   wire [17:0] \$69 ;
   wire \$7 ;
   wire [18:0] \$70 ;
-  wire [18:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire [17:0] \$73 ;
+  wire \$71 ;
+  wire [17:0] \$72 ;
+  wire [18:0] \$73 ;
   wire [18:0] \$74 ;
-  wire \$75 ;
+  wire [19:0] \$75 ;
   wire [17:0] \$76 ;
   wire [18:0] \$77 ;
-  wire [18:0] \$78 ;
-  wire [19:0] \$79 ;
+  wire \$78 ;
+  wire [17:0] \$79 ;
   wire \$8 ;
-  wire [17:0] \$80 ;
+  wire [18:0] \$80 ;
   wire [18:0] \$81 ;
-  wire \$82 ;
-  wire [17:0] \$83 ;
-  wire [18:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [3:0] \$87 ;
+  wire [19:0] \$82 ;
+  wire [3:0] \$83 ;
+  wire \$84 ;
+  wire [6:0] \$85 ;
+  wire [6:0] \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  wire [6:0] \$89 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [6:0] \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [19:0] \$94 ;
+  wire [19:0] \$90 ;
+  wire [30:0] \$91 ;
+  wire [45:0] \$92 ;
+  wire [46:0] \$93 ;
+  wire [47:0] \$94 ;
   wire [30:0] \$95 ;
-  wire [45:0] \$96 ;
-  wire [46:0] \$97 ;
-  wire [47:0] \$98 ;
-  wire [30:0] \$99 ;
+  wire [30:0] \$96 ;
+  wire \$97 ;
+  wire [30:0] \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$860  = 1'h0;
-  reg \$signal$861  = 1'h0;
-  reg \$signal$950  = 1'h0;
+  reg \$signal$584  = 1'h0;
+  reg \$signal$585  = 1'h0;
+  reg \$signal$794  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$838 ;
+  wire [12:0] \a$562 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$970 ;
+  wire [7:0] \addr$814 ;
   wire [16:0] b;
-  wire [1:0] \b$839 ;
+  wire [1:0] \b$563 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -10909,7 +10505,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [31:0] data;
-  wire [191:0] \data$969 ;
+  wire [191:0] \data$813 ;
   reg done = 1'h0;
   wire filled;
   reg [17:0] fin0_0 = 18'h00000;
@@ -10933,15 +10529,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   wire [15:0] i;
   wire [15:0] \i$163 ;
   wire [15:0] \i$164 ;
-  wire [15:0] \i$303 ;
-  wire [15:0] \i$304 ;
-  wire [15:0] \i$305 ;
-  wire [15:0] \i$444 ;
-  wire [15:0] \i$445 ;
-  wire [15:0] \i$446 ;
-  wire [15:0] \i$585 ;
-  wire [15:0] \i$586 ;
-  wire [15:0] \i$587 ;
+  wire [15:0] \i$234 ;
+  wire [15:0] \i$235 ;
+  wire [15:0] \i$236 ;
+  wire [15:0] \i$306 ;
+  wire [15:0] \i$307 ;
+  wire [15:0] \i$308 ;
+  wire [15:0] \i$378 ;
+  wire [15:0] \i$379 ;
+  wire [15:0] \i$380 ;
   wire [479:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -10959,274 +10555,274 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   reg last2p_d3 = 1'h0;
   reg last2p_d4 = 1'h0;
   wire load;
-  reg [7:0] m0_0_0 = 8'h00;
-  reg [7:0] m0_0_1 = 8'h00;
-  reg [7:0] m0_0_10 = 8'h00;
-  reg [7:0] m0_0_11 = 8'h00;
-  reg [7:0] m0_0_12 = 8'h00;
-  reg [7:0] m0_0_13 = 8'h00;
-  reg [7:0] m0_0_14 = 8'h00;
-  reg [7:0] m0_0_15 = 8'h00;
-  reg [7:0] m0_0_16 = 8'h00;
-  reg [7:0] m0_0_17 = 8'h00;
-  reg [7:0] m0_0_18 = 8'h00;
-  reg [7:0] m0_0_19 = 8'h00;
-  reg [7:0] m0_0_2 = 8'h00;
-  reg [7:0] m0_0_20 = 8'h00;
-  reg [7:0] m0_0_21 = 8'h00;
-  reg [7:0] m0_0_22 = 8'h00;
-  reg [7:0] m0_0_23 = 8'h00;
-  reg [7:0] m0_0_24 = 8'h00;
-  reg [7:0] m0_0_25 = 8'h00;
-  reg [7:0] m0_0_26 = 8'h00;
-  reg [7:0] m0_0_27 = 8'h00;
-  reg [7:0] m0_0_28 = 8'h00;
-  reg [7:0] m0_0_29 = 8'h00;
-  reg [7:0] m0_0_3 = 8'h00;
-  reg [7:0] m0_0_30 = 8'h00;
-  reg [7:0] m0_0_31 = 8'h00;
-  reg [7:0] m0_0_32 = 8'h00;
-  reg [7:0] m0_0_33 = 8'h00;
-  reg [7:0] m0_0_34 = 8'h00;
-  reg [7:0] m0_0_35 = 8'h00;
-  reg [7:0] m0_0_36 = 8'h00;
-  reg [7:0] m0_0_37 = 8'h00;
-  reg [7:0] m0_0_38 = 8'h00;
-  reg [7:0] m0_0_39 = 8'h00;
-  reg [7:0] m0_0_4 = 8'h00;
-  reg [7:0] m0_0_40 = 8'h00;
-  reg [7:0] m0_0_41 = 8'h00;
-  reg [7:0] m0_0_42 = 8'h00;
-  reg [7:0] m0_0_43 = 8'h00;
-  reg [7:0] m0_0_44 = 8'h00;
-  reg [7:0] m0_0_45 = 8'h00;
-  reg [7:0] m0_0_46 = 8'h00;
-  reg [7:0] m0_0_47 = 8'h00;
-  reg [7:0] m0_0_48 = 8'h00;
-  reg [7:0] m0_0_49 = 8'h00;
-  reg [7:0] m0_0_5 = 8'h00;
-  reg [7:0] m0_0_50 = 8'h00;
-  reg [7:0] m0_0_51 = 8'h00;
-  reg [7:0] m0_0_52 = 8'h00;
-  reg [7:0] m0_0_53 = 8'h00;
-  reg [7:0] m0_0_54 = 8'h00;
-  reg [7:0] m0_0_55 = 8'h00;
-  reg [7:0] m0_0_56 = 8'h00;
-  reg [7:0] m0_0_57 = 8'h00;
-  reg [7:0] m0_0_58 = 8'h00;
-  reg [7:0] m0_0_59 = 8'h00;
-  reg [7:0] m0_0_6 = 8'h00;
-  reg [7:0] m0_0_7 = 8'h00;
-  reg [7:0] m0_0_8 = 8'h00;
-  reg [7:0] m0_0_9 = 8'h00;
-  reg [7:0] m1_0_0 = 8'h00;
-  reg [7:0] m1_0_1 = 8'h00;
-  reg [7:0] m1_0_10 = 8'h00;
-  reg [7:0] m1_0_11 = 8'h00;
-  reg [7:0] m1_0_12 = 8'h00;
-  reg [7:0] m1_0_13 = 8'h00;
-  reg [7:0] m1_0_14 = 8'h00;
-  reg [7:0] m1_0_15 = 8'h00;
-  reg [7:0] m1_0_16 = 8'h00;
-  reg [7:0] m1_0_17 = 8'h00;
-  reg [7:0] m1_0_18 = 8'h00;
-  reg [7:0] m1_0_19 = 8'h00;
-  reg [7:0] m1_0_2 = 8'h00;
-  reg [7:0] m1_0_20 = 8'h00;
-  reg [7:0] m1_0_21 = 8'h00;
-  reg [7:0] m1_0_22 = 8'h00;
-  reg [7:0] m1_0_23 = 8'h00;
-  reg [7:0] m1_0_24 = 8'h00;
-  reg [7:0] m1_0_25 = 8'h00;
-  reg [7:0] m1_0_26 = 8'h00;
-  reg [7:0] m1_0_27 = 8'h00;
-  reg [7:0] m1_0_28 = 8'h00;
-  reg [7:0] m1_0_29 = 8'h00;
-  reg [7:0] m1_0_3 = 8'h00;
-  reg [7:0] m1_0_30 = 8'h00;
-  reg [7:0] m1_0_31 = 8'h00;
-  reg [7:0] m1_0_32 = 8'h00;
-  reg [7:0] m1_0_33 = 8'h00;
-  reg [7:0] m1_0_34 = 8'h00;
-  reg [7:0] m1_0_35 = 8'h00;
-  reg [7:0] m1_0_36 = 8'h00;
-  reg [7:0] m1_0_37 = 8'h00;
-  reg [7:0] m1_0_38 = 8'h00;
-  reg [7:0] m1_0_39 = 8'h00;
-  reg [7:0] m1_0_4 = 8'h00;
-  reg [7:0] m1_0_40 = 8'h00;
-  reg [7:0] m1_0_41 = 8'h00;
-  reg [7:0] m1_0_42 = 8'h00;
-  reg [7:0] m1_0_43 = 8'h00;
-  reg [7:0] m1_0_44 = 8'h00;
-  reg [7:0] m1_0_45 = 8'h00;
-  reg [7:0] m1_0_46 = 8'h00;
-  reg [7:0] m1_0_47 = 8'h00;
-  reg [7:0] m1_0_48 = 8'h00;
-  reg [7:0] m1_0_49 = 8'h00;
-  reg [7:0] m1_0_5 = 8'h00;
-  reg [7:0] m1_0_50 = 8'h00;
-  reg [7:0] m1_0_51 = 8'h00;
-  reg [7:0] m1_0_52 = 8'h00;
-  reg [7:0] m1_0_53 = 8'h00;
-  reg [7:0] m1_0_54 = 8'h00;
-  reg [7:0] m1_0_55 = 8'h00;
-  reg [7:0] m1_0_56 = 8'h00;
-  reg [7:0] m1_0_57 = 8'h00;
-  reg [7:0] m1_0_58 = 8'h00;
-  reg [7:0] m1_0_59 = 8'h00;
-  reg [7:0] m1_0_6 = 8'h00;
-  reg [7:0] m1_0_7 = 8'h00;
-  reg [7:0] m1_0_8 = 8'h00;
-  reg [7:0] m1_0_9 = 8'h00;
-  reg [7:0] m2_0_0 = 8'h00;
-  reg [7:0] m2_0_1 = 8'h00;
-  reg [7:0] m2_0_10 = 8'h00;
-  reg [7:0] m2_0_11 = 8'h00;
-  reg [7:0] m2_0_12 = 8'h00;
-  reg [7:0] m2_0_13 = 8'h00;
-  reg [7:0] m2_0_14 = 8'h00;
-  reg [7:0] m2_0_15 = 8'h00;
-  reg [7:0] m2_0_16 = 8'h00;
-  reg [7:0] m2_0_17 = 8'h00;
-  reg [7:0] m2_0_18 = 8'h00;
-  reg [7:0] m2_0_19 = 8'h00;
-  reg [7:0] m2_0_2 = 8'h00;
-  reg [7:0] m2_0_20 = 8'h00;
-  reg [7:0] m2_0_21 = 8'h00;
-  reg [7:0] m2_0_22 = 8'h00;
-  reg [7:0] m2_0_23 = 8'h00;
-  reg [7:0] m2_0_24 = 8'h00;
-  reg [7:0] m2_0_25 = 8'h00;
-  reg [7:0] m2_0_26 = 8'h00;
-  reg [7:0] m2_0_27 = 8'h00;
-  reg [7:0] m2_0_28 = 8'h00;
-  reg [7:0] m2_0_29 = 8'h00;
-  reg [7:0] m2_0_3 = 8'h00;
-  reg [7:0] m2_0_30 = 8'h00;
-  reg [7:0] m2_0_31 = 8'h00;
-  reg [7:0] m2_0_32 = 8'h00;
-  reg [7:0] m2_0_33 = 8'h00;
-  reg [7:0] m2_0_34 = 8'h00;
-  reg [7:0] m2_0_35 = 8'h00;
-  reg [7:0] m2_0_36 = 8'h00;
-  reg [7:0] m2_0_37 = 8'h00;
-  reg [7:0] m2_0_38 = 8'h00;
-  reg [7:0] m2_0_39 = 8'h00;
-  reg [7:0] m2_0_4 = 8'h00;
-  reg [7:0] m2_0_40 = 8'h00;
-  reg [7:0] m2_0_41 = 8'h00;
-  reg [7:0] m2_0_42 = 8'h00;
-  reg [7:0] m2_0_43 = 8'h00;
-  reg [7:0] m2_0_44 = 8'h00;
-  reg [7:0] m2_0_45 = 8'h00;
-  reg [7:0] m2_0_46 = 8'h00;
-  reg [7:0] m2_0_47 = 8'h00;
-  reg [7:0] m2_0_48 = 8'h00;
-  reg [7:0] m2_0_49 = 8'h00;
-  reg [7:0] m2_0_5 = 8'h00;
-  reg [7:0] m2_0_50 = 8'h00;
-  reg [7:0] m2_0_51 = 8'h00;
-  reg [7:0] m2_0_52 = 8'h00;
-  reg [7:0] m2_0_53 = 8'h00;
-  reg [7:0] m2_0_54 = 8'h00;
-  reg [7:0] m2_0_55 = 8'h00;
-  reg [7:0] m2_0_56 = 8'h00;
-  reg [7:0] m2_0_57 = 8'h00;
-  reg [7:0] m2_0_58 = 8'h00;
-  reg [7:0] m2_0_59 = 8'h00;
-  reg [7:0] m2_0_6 = 8'h00;
-  reg [7:0] m2_0_7 = 8'h00;
-  reg [7:0] m2_0_8 = 8'h00;
-  reg [7:0] m2_0_9 = 8'h00;
-  reg [7:0] m3_0_0 = 8'h00;
-  reg [7:0] m3_0_1 = 8'h00;
-  reg [7:0] m3_0_10 = 8'h00;
-  reg [7:0] m3_0_11 = 8'h00;
-  reg [7:0] m3_0_12 = 8'h00;
-  reg [7:0] m3_0_13 = 8'h00;
-  reg [7:0] m3_0_14 = 8'h00;
-  reg [7:0] m3_0_15 = 8'h00;
-  reg [7:0] m3_0_16 = 8'h00;
-  reg [7:0] m3_0_17 = 8'h00;
-  reg [7:0] m3_0_18 = 8'h00;
-  reg [7:0] m3_0_19 = 8'h00;
-  reg [7:0] m3_0_2 = 8'h00;
-  reg [7:0] m3_0_20 = 8'h00;
-  reg [7:0] m3_0_21 = 8'h00;
-  reg [7:0] m3_0_22 = 8'h00;
-  reg [7:0] m3_0_23 = 8'h00;
-  reg [7:0] m3_0_24 = 8'h00;
-  reg [7:0] m3_0_25 = 8'h00;
-  reg [7:0] m3_0_26 = 8'h00;
-  reg [7:0] m3_0_27 = 8'h00;
-  reg [7:0] m3_0_28 = 8'h00;
-  reg [7:0] m3_0_29 = 8'h00;
-  reg [7:0] m3_0_3 = 8'h00;
-  reg [7:0] m3_0_30 = 8'h00;
-  reg [7:0] m3_0_31 = 8'h00;
-  reg [7:0] m3_0_32 = 8'h00;
-  reg [7:0] m3_0_33 = 8'h00;
-  reg [7:0] m3_0_34 = 8'h00;
-  reg [7:0] m3_0_35 = 8'h00;
-  reg [7:0] m3_0_36 = 8'h00;
-  reg [7:0] m3_0_37 = 8'h00;
-  reg [7:0] m3_0_38 = 8'h00;
-  reg [7:0] m3_0_39 = 8'h00;
-  reg [7:0] m3_0_4 = 8'h00;
-  reg [7:0] m3_0_40 = 8'h00;
-  reg [7:0] m3_0_41 = 8'h00;
-  reg [7:0] m3_0_42 = 8'h00;
-  reg [7:0] m3_0_43 = 8'h00;
-  reg [7:0] m3_0_44 = 8'h00;
-  reg [7:0] m3_0_45 = 8'h00;
-  reg [7:0] m3_0_46 = 8'h00;
-  reg [7:0] m3_0_47 = 8'h00;
-  reg [7:0] m3_0_48 = 8'h00;
-  reg [7:0] m3_0_49 = 8'h00;
-  reg [7:0] m3_0_5 = 8'h00;
-  reg [7:0] m3_0_50 = 8'h00;
-  reg [7:0] m3_0_51 = 8'h00;
-  reg [7:0] m3_0_52 = 8'h00;
-  reg [7:0] m3_0_53 = 8'h00;
-  reg [7:0] m3_0_54 = 8'h00;
-  reg [7:0] m3_0_55 = 8'h00;
-  reg [7:0] m3_0_56 = 8'h00;
-  reg [7:0] m3_0_57 = 8'h00;
-  reg [7:0] m3_0_58 = 8'h00;
-  reg [7:0] m3_0_59 = 8'h00;
-  reg [7:0] m3_0_6 = 8'h00;
-  reg [7:0] m3_0_7 = 8'h00;
-  reg [7:0] m3_0_8 = 8'h00;
-  reg [7:0] m3_0_9 = 8'h00;
+  reg [8:0] m0_0_0 = 9'h000;
+  reg [8:0] m0_0_1 = 9'h000;
+  reg [8:0] m0_0_10 = 9'h000;
+  reg [8:0] m0_0_11 = 9'h000;
+  reg [8:0] m0_0_12 = 9'h000;
+  reg [8:0] m0_0_13 = 9'h000;
+  reg [8:0] m0_0_14 = 9'h000;
+  reg [8:0] m0_0_15 = 9'h000;
+  reg [8:0] m0_0_16 = 9'h000;
+  reg [8:0] m0_0_17 = 9'h000;
+  reg [8:0] m0_0_18 = 9'h000;
+  reg [8:0] m0_0_19 = 9'h000;
+  reg [8:0] m0_0_2 = 9'h000;
+  reg [8:0] m0_0_20 = 9'h000;
+  reg [8:0] m0_0_21 = 9'h000;
+  reg [8:0] m0_0_22 = 9'h000;
+  reg [8:0] m0_0_23 = 9'h000;
+  reg [8:0] m0_0_24 = 9'h000;
+  reg [8:0] m0_0_25 = 9'h000;
+  reg [8:0] m0_0_26 = 9'h000;
+  reg [8:0] m0_0_27 = 9'h000;
+  reg [8:0] m0_0_28 = 9'h000;
+  reg [8:0] m0_0_29 = 9'h000;
+  reg [8:0] m0_0_3 = 9'h000;
+  reg [8:0] m0_0_4 = 9'h000;
+  reg [8:0] m0_0_5 = 9'h000;
+  reg [8:0] m0_0_6 = 9'h000;
+  reg [8:0] m0_0_7 = 9'h000;
+  reg [8:0] m0_0_8 = 9'h000;
+  reg [8:0] m0_0_9 = 9'h000;
+  reg [8:0] m1_0_0 = 9'h000;
+  reg [8:0] m1_0_1 = 9'h000;
+  reg [8:0] m1_0_10 = 9'h000;
+  reg [8:0] m1_0_11 = 9'h000;
+  reg [8:0] m1_0_12 = 9'h000;
+  reg [8:0] m1_0_13 = 9'h000;
+  reg [8:0] m1_0_14 = 9'h000;
+  reg [8:0] m1_0_15 = 9'h000;
+  reg [8:0] m1_0_16 = 9'h000;
+  reg [8:0] m1_0_17 = 9'h000;
+  reg [8:0] m1_0_18 = 9'h000;
+  reg [8:0] m1_0_19 = 9'h000;
+  reg [8:0] m1_0_2 = 9'h000;
+  reg [8:0] m1_0_20 = 9'h000;
+  reg [8:0] m1_0_21 = 9'h000;
+  reg [8:0] m1_0_22 = 9'h000;
+  reg [8:0] m1_0_23 = 9'h000;
+  reg [8:0] m1_0_24 = 9'h000;
+  reg [8:0] m1_0_25 = 9'h000;
+  reg [8:0] m1_0_26 = 9'h000;
+  reg [8:0] m1_0_27 = 9'h000;
+  reg [8:0] m1_0_28 = 9'h000;
+  reg [8:0] m1_0_29 = 9'h000;
+  reg [8:0] m1_0_3 = 9'h000;
+  reg [8:0] m1_0_4 = 9'h000;
+  reg [8:0] m1_0_5 = 9'h000;
+  reg [8:0] m1_0_6 = 9'h000;
+  reg [8:0] m1_0_7 = 9'h000;
+  reg [8:0] m1_0_8 = 9'h000;
+  reg [8:0] m1_0_9 = 9'h000;
+  reg [8:0] m2_0_0 = 9'h000;
+  reg [8:0] m2_0_1 = 9'h000;
+  reg [8:0] m2_0_10 = 9'h000;
+  reg [8:0] m2_0_11 = 9'h000;
+  reg [8:0] m2_0_12 = 9'h000;
+  reg [8:0] m2_0_13 = 9'h000;
+  reg [8:0] m2_0_14 = 9'h000;
+  reg [8:0] m2_0_15 = 9'h000;
+  reg [8:0] m2_0_16 = 9'h000;
+  reg [8:0] m2_0_17 = 9'h000;
+  reg [8:0] m2_0_18 = 9'h000;
+  reg [8:0] m2_0_19 = 9'h000;
+  reg [8:0] m2_0_2 = 9'h000;
+  reg [8:0] m2_0_20 = 9'h000;
+  reg [8:0] m2_0_21 = 9'h000;
+  reg [8:0] m2_0_22 = 9'h000;
+  reg [8:0] m2_0_23 = 9'h000;
+  reg [8:0] m2_0_24 = 9'h000;
+  reg [8:0] m2_0_25 = 9'h000;
+  reg [8:0] m2_0_26 = 9'h000;
+  reg [8:0] m2_0_27 = 9'h000;
+  reg [8:0] m2_0_28 = 9'h000;
+  reg [8:0] m2_0_29 = 9'h000;
+  reg [8:0] m2_0_3 = 9'h000;
+  reg [8:0] m2_0_4 = 9'h000;
+  reg [8:0] m2_0_5 = 9'h000;
+  reg [8:0] m2_0_6 = 9'h000;
+  reg [8:0] m2_0_7 = 9'h000;
+  reg [8:0] m2_0_8 = 9'h000;
+  reg [8:0] m2_0_9 = 9'h000;
+  reg [8:0] m3_0_0 = 9'h000;
+  reg [8:0] m3_0_1 = 9'h000;
+  reg [8:0] m3_0_10 = 9'h000;
+  reg [8:0] m3_0_11 = 9'h000;
+  reg [8:0] m3_0_12 = 9'h000;
+  reg [8:0] m3_0_13 = 9'h000;
+  reg [8:0] m3_0_14 = 9'h000;
+  reg [8:0] m3_0_15 = 9'h000;
+  reg [8:0] m3_0_16 = 9'h000;
+  reg [8:0] m3_0_17 = 9'h000;
+  reg [8:0] m3_0_18 = 9'h000;
+  reg [8:0] m3_0_19 = 9'h000;
+  reg [8:0] m3_0_2 = 9'h000;
+  reg [8:0] m3_0_20 = 9'h000;
+  reg [8:0] m3_0_21 = 9'h000;
+  reg [8:0] m3_0_22 = 9'h000;
+  reg [8:0] m3_0_23 = 9'h000;
+  reg [8:0] m3_0_24 = 9'h000;
+  reg [8:0] m3_0_25 = 9'h000;
+  reg [8:0] m3_0_26 = 9'h000;
+  reg [8:0] m3_0_27 = 9'h000;
+  reg [8:0] m3_0_28 = 9'h000;
+  reg [8:0] m3_0_29 = 9'h000;
+  reg [8:0] m3_0_3 = 9'h000;
+  reg [8:0] m3_0_4 = 9'h000;
+  reg [8:0] m3_0_5 = 9'h000;
+  reg [8:0] m3_0_6 = 9'h000;
+  reg [8:0] m3_0_7 = 9'h000;
+  reg [8:0] m3_0_8 = 9'h000;
+  reg [8:0] m3_0_9 = 9'h000;
   reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$891 ;
-  wire [19:0] \o$892 ;
-  wire [19:0] \o$895 ;
-  wire [19:0] \o$896 ;
-  wire [19:0] \o$897 ;
-  wire [19:0] \o$900 ;
-  wire [19:0] \o$901 ;
-  wire [19:0] \o$902 ;
-  wire [19:0] \o$905 ;
-  wire [19:0] \o$906 ;
-  wire [19:0] \o$907 ;
+  wire [19:0] \o$615 ;
+  wire [19:0] \o$616 ;
+  wire [19:0] \o$649 ;
+  wire [19:0] \o$650 ;
+  wire [19:0] \o$651 ;
+  wire [19:0] \o$684 ;
+  wire [19:0] \o$685 ;
+  wire [19:0] \o$686 ;
+  wire [19:0] \o$719 ;
+  wire [19:0] \o$720 ;
+  wire [19:0] \o$721 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$845 ;
-  wire [191:0] \o__payload$863 ;
+  wire [7:0] \o__payload$569 ;
+  wire [191:0] \o__payload$587 ;
   wire o__ready;
-  input \o__ready$846 ;
-  wire \o__ready$846 ;
-  wire \o__ready$847 ;
+  input \o__ready$570 ;
+  wire \o__ready$570 ;
+  wire \o__ready$571 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$849 ;
+  wire \o__valid$573 ;
   wire [29:0] p;
-  wire [14:0] \p$957 ;
+  wire [14:0] \p$801 ;
+  wire [8:0] p0_0_0;
+  wire [8:0] p0_0_1;
+  wire [8:0] p0_0_10;
+  wire [8:0] p0_0_11;
+  wire [8:0] p0_0_12;
+  wire [8:0] p0_0_13;
+  wire [8:0] p0_0_14;
+  wire [8:0] p0_0_15;
+  wire [8:0] p0_0_16;
+  wire [8:0] p0_0_17;
+  wire [8:0] p0_0_18;
+  wire [8:0] p0_0_19;
+  wire [8:0] p0_0_2;
+  wire [8:0] p0_0_20;
+  wire [8:0] p0_0_21;
+  wire [8:0] p0_0_22;
+  wire [8:0] p0_0_23;
+  wire [8:0] p0_0_24;
+  wire [8:0] p0_0_25;
+  wire [8:0] p0_0_26;
+  wire [8:0] p0_0_27;
+  wire [8:0] p0_0_28;
+  wire [8:0] p0_0_29;
+  wire [8:0] p0_0_3;
+  wire [8:0] p0_0_4;
+  wire [8:0] p0_0_5;
+  wire [8:0] p0_0_6;
+  wire [8:0] p0_0_7;
+  wire [8:0] p0_0_8;
+  wire [8:0] p0_0_9;
+  wire [8:0] p1_0_0;
+  wire [8:0] p1_0_1;
+  wire [8:0] p1_0_10;
+  wire [8:0] p1_0_11;
+  wire [8:0] p1_0_12;
+  wire [8:0] p1_0_13;
+  wire [8:0] p1_0_14;
+  wire [8:0] p1_0_15;
+  wire [8:0] p1_0_16;
+  wire [8:0] p1_0_17;
+  wire [8:0] p1_0_18;
+  wire [8:0] p1_0_19;
+  wire [8:0] p1_0_2;
+  wire [8:0] p1_0_20;
+  wire [8:0] p1_0_21;
+  wire [8:0] p1_0_22;
+  wire [8:0] p1_0_23;
+  wire [8:0] p1_0_24;
+  wire [8:0] p1_0_25;
+  wire [8:0] p1_0_26;
+  wire [8:0] p1_0_27;
+  wire [8:0] p1_0_28;
+  wire [8:0] p1_0_29;
+  wire [8:0] p1_0_3;
+  wire [8:0] p1_0_4;
+  wire [8:0] p1_0_5;
+  wire [8:0] p1_0_6;
+  wire [8:0] p1_0_7;
+  wire [8:0] p1_0_8;
+  wire [8:0] p1_0_9;
+  wire [8:0] p2_0_0;
+  wire [8:0] p2_0_1;
+  wire [8:0] p2_0_10;
+  wire [8:0] p2_0_11;
+  wire [8:0] p2_0_12;
+  wire [8:0] p2_0_13;
+  wire [8:0] p2_0_14;
+  wire [8:0] p2_0_15;
+  wire [8:0] p2_0_16;
+  wire [8:0] p2_0_17;
+  wire [8:0] p2_0_18;
+  wire [8:0] p2_0_19;
+  wire [8:0] p2_0_2;
+  wire [8:0] p2_0_20;
+  wire [8:0] p2_0_21;
+  wire [8:0] p2_0_22;
+  wire [8:0] p2_0_23;
+  wire [8:0] p2_0_24;
+  wire [8:0] p2_0_25;
+  wire [8:0] p2_0_26;
+  wire [8:0] p2_0_27;
+  wire [8:0] p2_0_28;
+  wire [8:0] p2_0_29;
+  wire [8:0] p2_0_3;
+  wire [8:0] p2_0_4;
+  wire [8:0] p2_0_5;
+  wire [8:0] p2_0_6;
+  wire [8:0] p2_0_7;
+  wire [8:0] p2_0_8;
+  wire [8:0] p2_0_9;
+  wire [8:0] p3_0_0;
+  wire [8:0] p3_0_1;
+  wire [8:0] p3_0_10;
+  wire [8:0] p3_0_11;
+  wire [8:0] p3_0_12;
+  wire [8:0] p3_0_13;
+  wire [8:0] p3_0_14;
+  wire [8:0] p3_0_15;
+  wire [8:0] p3_0_16;
+  wire [8:0] p3_0_17;
+  wire [8:0] p3_0_18;
+  wire [8:0] p3_0_19;
+  wire [8:0] p3_0_2;
+  wire [8:0] p3_0_20;
+  wire [8:0] p3_0_21;
+  wire [8:0] p3_0_22;
+  wire [8:0] p3_0_23;
+  wire [8:0] p3_0_24;
+  wire [8:0] p3_0_25;
+  wire [8:0] p3_0_26;
+  wire [8:0] p3_0_27;
+  wire [8:0] p3_0_28;
+  wire [8:0] p3_0_29;
+  wire [8:0] p3_0_3;
+  wire [8:0] p3_0_4;
+  wire [8:0] p3_0_5;
+  wire [8:0] p3_0_6;
+  wire [8:0] p3_0_7;
+  wire [8:0] p3_0_8;
+  wire [8:0] p3_0_9;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
   wire [3:0] \port__addr$113 ;
@@ -11270,27 +10866,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   wire [63:0] \port__data$47 ;
   wire [63:0] \port__data$52 ;
   wire [63:0] \port__data$57 ;
+  wire [63:0] \port__data$590 ;
+  wire [63:0] \port__data$591 ;
+  wire [63:0] \port__data$593 ;
+  wire [63:0] \port__data$594 ;
+  wire [63:0] \port__data$596 ;
+  wire [63:0] \port__data$597 ;
+  wire [63:0] \port__data$599 ;
+  wire [63:0] \port__data$600 ;
+  wire [63:0] \port__data$602 ;
+  wire [63:0] \port__data$603 ;
+  wire [63:0] \port__data$605 ;
+  wire [63:0] \port__data$606 ;
+  wire [63:0] \port__data$608 ;
+  wire [63:0] \port__data$609 ;
+  wire [31:0] \port__data$611 ;
+  wire [31:0] \port__data$612 ;
   wire [63:0] \port__data$62 ;
   wire [63:0] \port__data$67 ;
   wire [63:0] \port__data$72 ;
   wire [63:0] \port__data$77 ;
   wire [31:0] \port__data$82 ;
-  wire [63:0] \port__data$866 ;
-  wire [63:0] \port__data$867 ;
-  wire [63:0] \port__data$869 ;
-  wire [63:0] \port__data$870 ;
-  wire [63:0] \port__data$872 ;
-  wire [63:0] \port__data$873 ;
-  wire [63:0] \port__data$875 ;
-  wire [63:0] \port__data$876 ;
-  wire [63:0] \port__data$878 ;
-  wire [63:0] \port__data$879 ;
-  wire [63:0] \port__data$881 ;
-  wire [63:0] \port__data$882 ;
-  wire [63:0] \port__data$884 ;
-  wire [63:0] \port__data$885 ;
-  wire [31:0] \port__data$887 ;
-  wire [31:0] \port__data$888 ;
   wire port__en;
   wire \port__en$115 ;
   wire \port__en$118 ;
@@ -11376,558 +10972,282 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   reg sn_last = 1'h0;
   wire [3:0] space_next;
   wire step;
-  reg [9:0] t0_0_l2_0 = 10'h000;
-  reg [9:0] t0_0_l2_1 = 10'h000;
-  reg [9:0] t0_0_l2_10 = 10'h000;
-  reg [9:0] t0_0_l2_11 = 10'h000;
-  reg [9:0] t0_0_l2_12 = 10'h000;
-  reg [9:0] t0_0_l2_13 = 10'h000;
-  reg [9:0] t0_0_l2_14 = 10'h000;
-  reg [9:0] t0_0_l2_2 = 10'h000;
-  reg [9:0] t0_0_l2_3 = 10'h000;
-  reg [9:0] t0_0_l2_4 = 10'h000;
-  reg [9:0] t0_0_l2_5 = 10'h000;
-  reg [9:0] t0_0_l2_6 = 10'h000;
+  reg [10:0] t0_0_l2_0 = 11'h000;
+  reg [10:0] t0_0_l2_1 = 11'h000;
+  reg [10:0] t0_0_l2_2 = 11'h000;
+  reg [10:0] t0_0_l2_3 = 11'h000;
+  reg [10:0] t0_0_l2_4 = 11'h000;
+  reg [10:0] t0_0_l2_5 = 11'h000;
+  reg [10:0] t0_0_l2_6 = 11'h000;
   reg [9:0] t0_0_l2_7 = 10'h000;
-  reg [9:0] t0_0_l2_8 = 10'h000;
-  reg [9:0] t0_0_l2_9 = 10'h000;
-  reg [11:0] t0_0_l4_0 = 12'h000;
-  reg [11:0] t0_0_l4_1 = 12'h000;
-  reg [11:0] t0_0_l4_2 = 12'h000;
-  reg [11:0] t0_0_l4_3 = 12'h000;
-  reg [13:0] t0_0_l6_0 = 14'h0000;
+  reg [12:0] t0_0_l4_0 = 13'h0000;
+  reg [12:0] t0_0_l4_1 = 13'h0000;
+  reg [13:0] t0_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_0;
+  wire [9:0] t0_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_10;
+  wire [9:0] t0_0_w0_10;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_12;
+  wire [9:0] t0_0_w0_12;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_14;
+  wire [9:0] t0_0_w0_14;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_16;
+  wire [9:0] t0_0_w0_16;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_18;
+  wire [9:0] t0_0_w0_18;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_2;
+  wire [9:0] t0_0_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_20;
+  wire [9:0] t0_0_w0_20;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_22;
+  wire [9:0] t0_0_w0_22;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_24;
+  wire [9:0] t0_0_w0_24;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_26;
+  wire [9:0] t0_0_w0_26;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_28;
+  wire [9:0] t0_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_30;
+  wire [9:0] t0_0_w0_4;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_32;
+  wire [9:0] t0_0_w0_6;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_34;
+  wire [9:0] t0_0_w0_8;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_36;
+  wire [10:0] t0_0_w1_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_38;
+  wire [10:0] t0_0_w1_10;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_4;
+  wire [10:0] t0_0_w1_12;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_40;
+  wire [10:0] t0_0_w1_2;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_42;
+  wire [10:0] t0_0_w1_4;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_44;
+  wire [10:0] t0_0_w1_6;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_46;
+  wire [10:0] t0_0_w1_8;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_48;
+  wire [11:0] t0_0_w2_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_50;
+  wire [11:0] t0_0_w2_2;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_52;
+  wire [11:0] t0_0_w2_4;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_54;
+  wire [11:0] t0_0_w2_6;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_56;
+  wire [12:0] t0_0_w3_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_58;
+  wire [12:0] t0_0_w3_2;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_18;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_20;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_22;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_24;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_26;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_28;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_10;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_12;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_6;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_8;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_4;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_6;
-  (* keep = 32'd1 *)
-  wire [12:0] t0_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t0_0_w4_2;
-  (* keep = 32'd1 *)
-  wire [13:0] t0_0_w5_0;
-  reg [9:0] t1_0_l2_0 = 10'h000;
-  reg [9:0] t1_0_l2_1 = 10'h000;
-  reg [9:0] t1_0_l2_10 = 10'h000;
-  reg [9:0] t1_0_l2_11 = 10'h000;
-  reg [9:0] t1_0_l2_12 = 10'h000;
-  reg [9:0] t1_0_l2_13 = 10'h000;
-  reg [9:0] t1_0_l2_14 = 10'h000;
-  reg [9:0] t1_0_l2_2 = 10'h000;
-  reg [9:0] t1_0_l2_3 = 10'h000;
-  reg [9:0] t1_0_l2_4 = 10'h000;
-  reg [9:0] t1_0_l2_5 = 10'h000;
-  reg [9:0] t1_0_l2_6 = 10'h000;
+  wire [13:0] t0_0_w4_0;
+  reg [10:0] t1_0_l2_0 = 11'h000;
+  reg [10:0] t1_0_l2_1 = 11'h000;
+  reg [10:0] t1_0_l2_2 = 11'h000;
+  reg [10:0] t1_0_l2_3 = 11'h000;
+  reg [10:0] t1_0_l2_4 = 11'h000;
+  reg [10:0] t1_0_l2_5 = 11'h000;
+  reg [10:0] t1_0_l2_6 = 11'h000;
   reg [9:0] t1_0_l2_7 = 10'h000;
-  reg [9:0] t1_0_l2_8 = 10'h000;
-  reg [9:0] t1_0_l2_9 = 10'h000;
-  reg [11:0] t1_0_l4_0 = 12'h000;
-  reg [11:0] t1_0_l4_1 = 12'h000;
-  reg [11:0] t1_0_l4_2 = 12'h000;
-  reg [11:0] t1_0_l4_3 = 12'h000;
-  reg [13:0] t1_0_l6_0 = 14'h0000;
+  reg [12:0] t1_0_l4_0 = 13'h0000;
+  reg [12:0] t1_0_l4_1 = 13'h0000;
+  reg [13:0] t1_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_0;
+  wire [9:0] t1_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_10;
+  wire [9:0] t1_0_w0_10;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_12;
+  wire [9:0] t1_0_w0_12;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_14;
+  wire [9:0] t1_0_w0_14;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_16;
+  wire [9:0] t1_0_w0_16;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_18;
+  wire [9:0] t1_0_w0_18;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_2;
+  wire [9:0] t1_0_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_20;
+  wire [9:0] t1_0_w0_20;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_22;
+  wire [9:0] t1_0_w0_22;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_24;
+  wire [9:0] t1_0_w0_24;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_26;
+  wire [9:0] t1_0_w0_26;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_28;
+  wire [9:0] t1_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_30;
+  wire [9:0] t1_0_w0_4;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_32;
+  wire [9:0] t1_0_w0_6;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_34;
+  wire [9:0] t1_0_w0_8;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_36;
+  wire [10:0] t1_0_w1_0;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_38;
+  wire [10:0] t1_0_w1_10;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_4;
+  wire [10:0] t1_0_w1_12;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_40;
+  wire [10:0] t1_0_w1_2;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_42;
+  wire [10:0] t1_0_w1_4;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_44;
+  wire [10:0] t1_0_w1_6;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_46;
+  wire [10:0] t1_0_w1_8;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_48;
+  wire [11:0] t1_0_w2_0;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_50;
+  wire [11:0] t1_0_w2_2;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_52;
+  wire [11:0] t1_0_w2_4;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_54;
+  wire [11:0] t1_0_w2_6;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_56;
+  wire [12:0] t1_0_w3_0;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_58;
+  wire [12:0] t1_0_w3_2;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_18;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_20;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_22;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_24;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_26;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_28;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_10;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_12;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_6;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_8;
-  (* keep = 32'd1 *)
-  wire [11:0] t1_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t1_0_w3_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t1_0_w3_4;
-  (* keep = 32'd1 *)
-  wire [11:0] t1_0_w3_6;
-  (* keep = 32'd1 *)
-  wire [12:0] t1_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t1_0_w4_2;
-  (* keep = 32'd1 *)
-  wire [13:0] t1_0_w5_0;
-  reg [9:0] t2_0_l2_0 = 10'h000;
-  reg [9:0] t2_0_l2_1 = 10'h000;
-  reg [9:0] t2_0_l2_10 = 10'h000;
-  reg [9:0] t2_0_l2_11 = 10'h000;
-  reg [9:0] t2_0_l2_12 = 10'h000;
-  reg [9:0] t2_0_l2_13 = 10'h000;
-  reg [9:0] t2_0_l2_14 = 10'h000;
-  reg [9:0] t2_0_l2_2 = 10'h000;
-  reg [9:0] t2_0_l2_3 = 10'h000;
-  reg [9:0] t2_0_l2_4 = 10'h000;
-  reg [9:0] t2_0_l2_5 = 10'h000;
-  reg [9:0] t2_0_l2_6 = 10'h000;
+  wire [13:0] t1_0_w4_0;
+  reg [10:0] t2_0_l2_0 = 11'h000;
+  reg [10:0] t2_0_l2_1 = 11'h000;
+  reg [10:0] t2_0_l2_2 = 11'h000;
+  reg [10:0] t2_0_l2_3 = 11'h000;
+  reg [10:0] t2_0_l2_4 = 11'h000;
+  reg [10:0] t2_0_l2_5 = 11'h000;
+  reg [10:0] t2_0_l2_6 = 11'h000;
   reg [9:0] t2_0_l2_7 = 10'h000;
-  reg [9:0] t2_0_l2_8 = 10'h000;
-  reg [9:0] t2_0_l2_9 = 10'h000;
-  reg [11:0] t2_0_l4_0 = 12'h000;
-  reg [11:0] t2_0_l4_1 = 12'h000;
-  reg [11:0] t2_0_l4_2 = 12'h000;
-  reg [11:0] t2_0_l4_3 = 12'h000;
-  reg [13:0] t2_0_l6_0 = 14'h0000;
+  reg [12:0] t2_0_l4_0 = 13'h0000;
+  reg [12:0] t2_0_l4_1 = 13'h0000;
+  reg [13:0] t2_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_0;
+  wire [9:0] t2_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_10;
+  wire [9:0] t2_0_w0_10;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_12;
+  wire [9:0] t2_0_w0_12;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_14;
+  wire [9:0] t2_0_w0_14;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_16;
+  wire [9:0] t2_0_w0_16;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_18;
+  wire [9:0] t2_0_w0_18;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_2;
+  wire [9:0] t2_0_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_20;
+  wire [9:0] t2_0_w0_20;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_22;
+  wire [9:0] t2_0_w0_22;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_24;
+  wire [9:0] t2_0_w0_24;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_26;
+  wire [9:0] t2_0_w0_26;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_28;
+  wire [9:0] t2_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_30;
+  wire [9:0] t2_0_w0_4;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_32;
+  wire [9:0] t2_0_w0_6;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_34;
+  wire [9:0] t2_0_w0_8;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_36;
+  wire [10:0] t2_0_w1_0;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_38;
+  wire [10:0] t2_0_w1_10;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_4;
+  wire [10:0] t2_0_w1_12;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_40;
+  wire [10:0] t2_0_w1_2;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_42;
+  wire [10:0] t2_0_w1_4;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_44;
+  wire [10:0] t2_0_w1_6;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_46;
+  wire [10:0] t2_0_w1_8;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_48;
+  wire [11:0] t2_0_w2_0;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_50;
+  wire [11:0] t2_0_w2_2;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_52;
+  wire [11:0] t2_0_w2_4;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_54;
+  wire [11:0] t2_0_w2_6;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_56;
+  wire [12:0] t2_0_w3_0;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_58;
+  wire [12:0] t2_0_w3_2;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_18;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_20;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_22;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_24;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_26;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_28;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_10;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_12;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_6;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_8;
-  (* keep = 32'd1 *)
-  wire [11:0] t2_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t2_0_w3_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t2_0_w3_4;
-  (* keep = 32'd1 *)
-  wire [11:0] t2_0_w3_6;
-  (* keep = 32'd1 *)
-  wire [12:0] t2_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t2_0_w4_2;
-  (* keep = 32'd1 *)
-  wire [13:0] t2_0_w5_0;
-  reg [9:0] t3_0_l2_0 = 10'h000;
-  reg [9:0] t3_0_l2_1 = 10'h000;
-  reg [9:0] t3_0_l2_10 = 10'h000;
-  reg [9:0] t3_0_l2_11 = 10'h000;
-  reg [9:0] t3_0_l2_12 = 10'h000;
-  reg [9:0] t3_0_l2_13 = 10'h000;
-  reg [9:0] t3_0_l2_14 = 10'h000;
-  reg [9:0] t3_0_l2_2 = 10'h000;
-  reg [9:0] t3_0_l2_3 = 10'h000;
-  reg [9:0] t3_0_l2_4 = 10'h000;
-  reg [9:0] t3_0_l2_5 = 10'h000;
-  reg [9:0] t3_0_l2_6 = 10'h000;
+  wire [13:0] t2_0_w4_0;
+  reg [10:0] t3_0_l2_0 = 11'h000;
+  reg [10:0] t3_0_l2_1 = 11'h000;
+  reg [10:0] t3_0_l2_2 = 11'h000;
+  reg [10:0] t3_0_l2_3 = 11'h000;
+  reg [10:0] t3_0_l2_4 = 11'h000;
+  reg [10:0] t3_0_l2_5 = 11'h000;
+  reg [10:0] t3_0_l2_6 = 11'h000;
   reg [9:0] t3_0_l2_7 = 10'h000;
-  reg [9:0] t3_0_l2_8 = 10'h000;
-  reg [9:0] t3_0_l2_9 = 10'h000;
-  reg [11:0] t3_0_l4_0 = 12'h000;
-  reg [11:0] t3_0_l4_1 = 12'h000;
-  reg [11:0] t3_0_l4_2 = 12'h000;
-  reg [11:0] t3_0_l4_3 = 12'h000;
-  reg [13:0] t3_0_l6_0 = 14'h0000;
+  reg [12:0] t3_0_l4_0 = 13'h0000;
+  reg [12:0] t3_0_l4_1 = 13'h0000;
+  reg [13:0] t3_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_0;
+  wire [9:0] t3_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_10;
+  wire [9:0] t3_0_w0_10;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_12;
+  wire [9:0] t3_0_w0_12;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_14;
+  wire [9:0] t3_0_w0_14;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_16;
+  wire [9:0] t3_0_w0_16;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_18;
+  wire [9:0] t3_0_w0_18;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_2;
+  wire [9:0] t3_0_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_20;
+  wire [9:0] t3_0_w0_20;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_22;
+  wire [9:0] t3_0_w0_22;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_24;
+  wire [9:0] t3_0_w0_24;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_26;
+  wire [9:0] t3_0_w0_26;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_28;
+  wire [9:0] t3_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_30;
+  wire [9:0] t3_0_w0_4;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_32;
+  wire [9:0] t3_0_w0_6;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_34;
+  wire [9:0] t3_0_w0_8;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_36;
+  wire [10:0] t3_0_w1_0;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_38;
+  wire [10:0] t3_0_w1_10;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_4;
+  wire [10:0] t3_0_w1_12;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_40;
+  wire [10:0] t3_0_w1_2;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_42;
+  wire [10:0] t3_0_w1_4;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_44;
+  wire [10:0] t3_0_w1_6;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_46;
+  wire [10:0] t3_0_w1_8;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_48;
+  wire [11:0] t3_0_w2_0;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_50;
+  wire [11:0] t3_0_w2_2;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_52;
+  wire [11:0] t3_0_w2_4;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_54;
+  wire [11:0] t3_0_w2_6;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_56;
+  wire [12:0] t3_0_w3_0;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_58;
+  wire [12:0] t3_0_w3_2;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_18;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_20;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_22;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_24;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_26;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_28;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_10;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_12;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_6;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_8;
-  (* keep = 32'd1 *)
-  wire [11:0] t3_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t3_0_w3_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t3_0_w3_4;
-  (* keep = 32'd1 *)
-  wire [11:0] t3_0_w3_6;
-  (* keep = 32'd1 *)
-  wire [12:0] t3_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t3_0_w4_2;
-  (* keep = 32'd1 *)
-  wire [13:0] t3_0_w5_0;
+  wire [13:0] t3_0_w4_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
@@ -11968,10 +11288,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   reg [3:0] w_count = 4'h0;
   input [479:0] w_data;
   wire [479:0] w_data;
-  wire [7:0] \w_data$850 ;
+  wire [7:0] \w_data$574 ;
   reg [479:0] w_data_q = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$851  = 1'h0;
+  reg \w_en$575  = 1'h0;
   wire w_en_b0_p0;
   wire w_en_b0_p1;
   wire w_en_b1_p0;
@@ -12184,7 +11504,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _0_ <= vectors0_p0[\port__addr$113 ];
   end
-  assign \port__data$866  = _0_;
+  assign \port__data$590  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [11:0];
   initial begin
@@ -12209,7 +11529,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _1_ <= vectors0_p1[\port__addr$116 ];
   end
-  assign \port__data$867  = _1_;
+  assign \port__data$591  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [15:0];
   initial begin
@@ -12238,7 +11558,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _2_ <= vectors1_p0[\port__addr$119 ];
   end
-  assign \port__data$869  = _2_;
+  assign \port__data$593  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [11:0];
   initial begin
@@ -12263,7 +11583,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _3_ <= vectors1_p1[\port__addr$122 ];
   end
-  assign \port__data$870  = _3_;
+  assign \port__data$594  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [15:0];
   initial begin
@@ -12292,7 +11612,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _4_ <= vectors2_p0[\port__addr$125 ];
   end
-  assign \port__data$872  = _4_;
+  assign \port__data$596  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [11:0];
   initial begin
@@ -12317,7 +11637,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _5_ <= vectors2_p1[\port__addr$128 ];
   end
-  assign \port__data$873  = _5_;
+  assign \port__data$597  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [15:0];
   initial begin
@@ -12346,7 +11666,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _6_ <= vectors3_p0[\port__addr$131 ];
   end
-  assign \port__data$875  = _6_;
+  assign \port__data$599  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [11:0];
   initial begin
@@ -12371,7 +11691,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _7_ <= vectors3_p1[\port__addr$134 ];
   end
-  assign \port__data$876  = _7_;
+  assign \port__data$600  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [15:0];
   initial begin
@@ -12400,7 +11720,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _8_ <= vectors4_p0[\port__addr$137 ];
   end
-  assign \port__data$878  = _8_;
+  assign \port__data$602  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [11:0];
   initial begin
@@ -12425,7 +11745,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _9_ <= vectors4_p1[\port__addr$140 ];
   end
-  assign \port__data$879  = _9_;
+  assign \port__data$603  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p0 [15:0];
   initial begin
@@ -12454,7 +11774,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _10_ <= vectors5_p0[\port__addr$143 ];
   end
-  assign \port__data$881  = _10_;
+  assign \port__data$605  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p1 [11:0];
   initial begin
@@ -12479,7 +11799,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _11_ <= vectors5_p1[\port__addr$146 ];
   end
-  assign \port__data$882  = _11_;
+  assign \port__data$606  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p0 [15:0];
   initial begin
@@ -12508,7 +11828,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _12_ <= vectors6_p0[\port__addr$149 ];
   end
-  assign \port__data$884  = _12_;
+  assign \port__data$608  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p1 [11:0];
   initial begin
@@ -12533,7 +11853,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _13_ <= vectors6_p1[\port__addr$152 ];
   end
-  assign \port__data$885  = _13_;
+  assign \port__data$609  = _13_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p0 [15:0];
   initial begin
@@ -12562,7 +11882,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _14_ <= vectors7_p0[\port__addr$155 ];
   end
-  assign \port__data$887  = _14_;
+  assign \port__data$611  = _14_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p1 [11:0];
   initial begin
@@ -12587,923 +11907,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   always @(posedge clk) begin
     _15_ <= vectors7_p1[\port__addr$158 ];
   end
-  assign \port__data$888  = _15_;
-  assign \$156  = ~ rst_conv2;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = \$157  ? take : 1'h0;
-  assign \$160  = ~ rst_conv2;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? take : 1'h0;
-  assign \$164  = ~ rst_conv2;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = \$165  ? take : 1'h0;
-  assign \$168  = ~ rst_conv2;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = \$169  ? take : 1'h0;
-  assign \$171  = rst_conv2 | load;
-  assign \$172  = filled ? 1'h1 : w_full;
-  assign \$173  = \$171  ? 1'h0 : \$172 ;
-  assign \$174  = rst_conv2 | load;
-  assign \$175  = filled ? 1'h1 : w_full_issue;
-  assign \$176  = \$174  ? 1'h0 : \$175 ;
+  assign \port__data$612  = _15_;
   always @(posedge clk)
-    w_data_q <= w_data;
+    \w_en$575  <= \$235 ;
   always @(posedge clk)
-    w_count <= \$177 ;
+    skipped_d1 <= \$236 ;
   always @(posedge clk)
-    can_end <= \$178 ;
+    skipped_d2 <= \$237 ;
   always @(posedge clk)
-    gap_zero <= \$179 ;
+    skipped_d3 <= \$238 ;
   always @(posedge clk)
-    s_last <= \$180 ;
+    skipped_d4 <= \$239 ;
   always @(posedge clk)
-    n_last <= \$181 ;
+    skipped_d5 <= \$240 ;
   always @(posedge clk)
-    sn_last <= \$182 ;
+    group_ended_d1 <= \$241 ;
   always @(posedge clk)
-    r_addr <= \$183 ;
+    credits_returned <= \$242 ;
   always @(posedge clk)
-    s_idx <= \$184 ;
+    credits_space <= \$243 ;
   always @(posedge clk)
-    n_idx <= \$185 ;
-  always @(posedge clk)
-    active <= \$186 ;
-  always @(posedge clk)
-    r_base <= \$187 ;
-  always @(posedge clk)
-    w_half <= \$188 ;
-  always @(posedge clk)
-    gap <= \$189 ;
-  always @(posedge clk)
-    \$signal$860  <= \$190 ;
-  always @(posedge clk)
-    \$signal$861  <= \$191 ;
-  always @(posedge clk)
-    last1 <= \$192 ;
-  always @(posedge clk)
-    word1 <= { \$491 , \$490 , \$489  };
-  always @(posedge clk)
-    r_addr_q <= \$193 ;
-  always @(posedge clk)
-    xdata_d1 <= { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
-  always @(posedge clk)
-    w0_0 <= \$50 ;
-  always @(posedge clk)
-    m0_0_0 <= \$194 ;
-  always @(posedge clk)
-    m0_0_1 <= \$195 ;
-  always @(posedge clk)
-    m0_0_2 <= \$196 ;
-  always @(posedge clk)
-    m0_0_3 <= \$197 ;
-  always @(posedge clk)
-    m0_0_4 <= \$198 ;
-  always @(posedge clk)
-    m0_0_5 <= \$199 ;
-  always @(posedge clk)
-    m0_0_6 <= \$200 ;
-  always @(posedge clk)
-    m0_0_7 <= \$201 ;
-  always @(posedge clk)
-    m0_0_8 <= \$202 ;
-  always @(posedge clk)
-    m0_0_9 <= \$203 ;
-  always @(posedge clk)
-    m0_0_10 <= \$204 ;
-  always @(posedge clk)
-    m0_0_11 <= \$205 ;
-  always @(posedge clk)
-    m0_0_12 <= \$206 ;
-  always @(posedge clk)
-    m0_0_13 <= \$207 ;
-  always @(posedge clk)
-    m0_0_14 <= \$208 ;
-  always @(posedge clk)
-    m0_0_15 <= \$209 ;
-  always @(posedge clk)
-    m0_0_16 <= \$210 ;
-  always @(posedge clk)
-    m0_0_17 <= \$211 ;
-  always @(posedge clk)
-    m0_0_18 <= \$212 ;
-  always @(posedge clk)
-    m0_0_19 <= \$213 ;
-  always @(posedge clk)
-    m0_0_20 <= \$214 ;
-  always @(posedge clk)
-    m0_0_21 <= \$215 ;
-  always @(posedge clk)
-    m0_0_22 <= \$216 ;
-  always @(posedge clk)
-    m0_0_23 <= \$217 ;
-  always @(posedge clk)
-    m0_0_24 <= \$218 ;
-  always @(posedge clk)
-    m0_0_25 <= \$219 ;
-  always @(posedge clk)
-    m0_0_26 <= \$220 ;
-  always @(posedge clk)
-    m0_0_27 <= \$221 ;
-  always @(posedge clk)
-    m0_0_28 <= \$222 ;
-  always @(posedge clk)
-    m0_0_29 <= \$223 ;
-  always @(posedge clk)
-    m0_0_30 <= \$224 ;
-  always @(posedge clk)
-    m0_0_31 <= \$225 ;
-  always @(posedge clk)
-    m0_0_32 <= \$226 ;
-  always @(posedge clk)
-    m0_0_33 <= \$227 ;
-  always @(posedge clk)
-    m0_0_34 <= \$228 ;
-  always @(posedge clk)
-    m0_0_35 <= \$229 ;
-  always @(posedge clk)
-    m0_0_36 <= \$230 ;
-  always @(posedge clk)
-    m0_0_37 <= \$231 ;
-  always @(posedge clk)
-    m0_0_38 <= \$232 ;
-  always @(posedge clk)
-    m0_0_39 <= \$233 ;
-  always @(posedge clk)
-    m0_0_40 <= \$234 ;
-  always @(posedge clk)
-    m0_0_41 <= \$235 ;
-  always @(posedge clk)
-    m0_0_42 <= \$236 ;
-  always @(posedge clk)
-    m0_0_43 <= \$237 ;
-  always @(posedge clk)
-    m0_0_44 <= \$238 ;
-  always @(posedge clk)
-    m0_0_45 <= \$239 ;
-  always @(posedge clk)
-    m0_0_46 <= \$240 ;
-  always @(posedge clk)
-    m0_0_47 <= \$241 ;
-  always @(posedge clk)
-    m0_0_48 <= \$242 ;
-  always @(posedge clk)
-    m0_0_49 <= \$243 ;
-  always @(posedge clk)
-    m0_0_50 <= \$244 ;
-  always @(posedge clk)
-    m0_0_51 <= \$245 ;
-  always @(posedge clk)
-    m0_0_52 <= \$246 ;
-  always @(posedge clk)
-    m0_0_53 <= \$247 ;
-  always @(posedge clk)
-    m0_0_54 <= \$248 ;
-  always @(posedge clk)
-    m0_0_55 <= \$249 ;
-  always @(posedge clk)
-    m0_0_56 <= \$250 ;
-  always @(posedge clk)
-    m0_0_57 <= \$251 ;
-  always @(posedge clk)
-    m0_0_58 <= \$252 ;
-  always @(posedge clk)
-    m0_0_59 <= \$253 ;
-  always @(posedge clk)
-    t0_0_l2_0 <= t0_0_w1_0;
-  always @(posedge clk)
-    t0_0_l2_1 <= t0_0_w1_2;
-  always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w1_4;
-  always @(posedge clk)
-    t0_0_l2_3 <= t0_0_w1_6;
-  always @(posedge clk)
-    t0_0_l2_4 <= t0_0_w1_8;
-  always @(posedge clk)
-    t0_0_l2_5 <= t0_0_w1_10;
-  always @(posedge clk)
-    t0_0_l2_6 <= t0_0_w1_12;
-  always @(posedge clk)
-    t0_0_l2_7 <= t0_0_w1_14;
-  always @(posedge clk)
-    t0_0_l2_8 <= t0_0_w1_16;
-  always @(posedge clk)
-    t0_0_l2_9 <= t0_0_w1_18;
-  always @(posedge clk)
-    t0_0_l2_10 <= t0_0_w1_20;
-  always @(posedge clk)
-    t0_0_l2_11 <= t0_0_w1_22;
-  always @(posedge clk)
-    t0_0_l2_12 <= t0_0_w1_24;
-  always @(posedge clk)
-    t0_0_l2_13 <= t0_0_w1_26;
-  always @(posedge clk)
-    t0_0_l2_14 <= t0_0_w1_28;
-  always @(posedge clk)
-    t0_0_l4_0 <= t0_0_w3_0;
-  always @(posedge clk)
-    t0_0_l4_1 <= t0_0_w3_2;
-  always @(posedge clk)
-    t0_0_l4_2 <= t0_0_w3_4;
-  always @(posedge clk)
-    t0_0_l4_3 <= t0_0_w3_6;
-  always @(posedge clk)
-    t0_0_l6_0 <= t0_0_w5_0;
-  always @(posedge clk)
-    w1_0 <= \$51 ;
-  always @(posedge clk)
-    m1_0_0 <= \$254 ;
-  always @(posedge clk)
-    m1_0_1 <= \$255 ;
-  always @(posedge clk)
-    m1_0_2 <= \$256 ;
-  always @(posedge clk)
-    m1_0_3 <= \$257 ;
-  always @(posedge clk)
-    m1_0_4 <= \$258 ;
-  always @(posedge clk)
-    m1_0_5 <= \$259 ;
-  always @(posedge clk)
-    m1_0_6 <= \$260 ;
-  always @(posedge clk)
-    m1_0_7 <= \$261 ;
-  always @(posedge clk)
-    m1_0_8 <= \$262 ;
-  always @(posedge clk)
-    m1_0_9 <= \$263 ;
-  always @(posedge clk)
-    m1_0_10 <= \$264 ;
-  always @(posedge clk)
-    m1_0_11 <= \$265 ;
-  always @(posedge clk)
-    m1_0_12 <= \$266 ;
-  always @(posedge clk)
-    m1_0_13 <= \$267 ;
-  always @(posedge clk)
-    m1_0_14 <= \$268 ;
-  always @(posedge clk)
-    m1_0_15 <= \$269 ;
-  always @(posedge clk)
-    m1_0_16 <= \$270 ;
-  always @(posedge clk)
-    m1_0_17 <= \$271 ;
-  always @(posedge clk)
-    m1_0_18 <= \$272 ;
-  always @(posedge clk)
-    m1_0_19 <= \$273 ;
-  always @(posedge clk)
-    m1_0_20 <= \$274 ;
-  always @(posedge clk)
-    m1_0_21 <= \$275 ;
-  always @(posedge clk)
-    m1_0_22 <= \$276 ;
-  always @(posedge clk)
-    m1_0_23 <= \$277 ;
-  always @(posedge clk)
-    m1_0_24 <= \$278 ;
-  always @(posedge clk)
-    m1_0_25 <= \$279 ;
-  always @(posedge clk)
-    m1_0_26 <= \$280 ;
-  always @(posedge clk)
-    m1_0_27 <= \$281 ;
-  always @(posedge clk)
-    m1_0_28 <= \$282 ;
-  always @(posedge clk)
-    m1_0_29 <= \$283 ;
-  always @(posedge clk)
-    m1_0_30 <= \$284 ;
-  always @(posedge clk)
-    m1_0_31 <= \$285 ;
-  always @(posedge clk)
-    m1_0_32 <= \$286 ;
-  always @(posedge clk)
-    m1_0_33 <= \$287 ;
-  always @(posedge clk)
-    m1_0_34 <= \$288 ;
-  always @(posedge clk)
-    m1_0_35 <= \$289 ;
-  always @(posedge clk)
-    m1_0_36 <= \$290 ;
-  always @(posedge clk)
-    m1_0_37 <= \$291 ;
-  always @(posedge clk)
-    m1_0_38 <= \$292 ;
-  always @(posedge clk)
-    m1_0_39 <= \$293 ;
-  always @(posedge clk)
-    m1_0_40 <= \$294 ;
-  always @(posedge clk)
-    m1_0_41 <= \$295 ;
-  always @(posedge clk)
-    m1_0_42 <= \$296 ;
-  always @(posedge clk)
-    m1_0_43 <= \$297 ;
-  always @(posedge clk)
-    m1_0_44 <= \$298 ;
-  always @(posedge clk)
-    m1_0_45 <= \$299 ;
-  always @(posedge clk)
-    m1_0_46 <= \$300 ;
-  always @(posedge clk)
-    m1_0_47 <= \$301 ;
-  always @(posedge clk)
-    m1_0_48 <= \$302 ;
-  always @(posedge clk)
-    m1_0_49 <= \$303 ;
-  always @(posedge clk)
-    m1_0_50 <= \$304 ;
-  always @(posedge clk)
-    m1_0_51 <= \$305 ;
-  always @(posedge clk)
-    m1_0_52 <= \$306 ;
-  always @(posedge clk)
-    m1_0_53 <= \$307 ;
-  always @(posedge clk)
-    m1_0_54 <= \$308 ;
-  always @(posedge clk)
-    m1_0_55 <= \$309 ;
-  always @(posedge clk)
-    m1_0_56 <= \$310 ;
-  always @(posedge clk)
-    m1_0_57 <= \$311 ;
-  always @(posedge clk)
-    m1_0_58 <= \$312 ;
-  always @(posedge clk)
-    m1_0_59 <= \$313 ;
-  always @(posedge clk)
-    t1_0_l2_0 <= t1_0_w1_0;
-  always @(posedge clk)
-    t1_0_l2_1 <= t1_0_w1_2;
-  always @(posedge clk)
-    t1_0_l2_2 <= t1_0_w1_4;
-  always @(posedge clk)
-    t1_0_l2_3 <= t1_0_w1_6;
-  always @(posedge clk)
-    t1_0_l2_4 <= t1_0_w1_8;
-  always @(posedge clk)
-    t1_0_l2_5 <= t1_0_w1_10;
-  always @(posedge clk)
-    t1_0_l2_6 <= t1_0_w1_12;
-  always @(posedge clk)
-    t1_0_l2_7 <= t1_0_w1_14;
-  always @(posedge clk)
-    t1_0_l2_8 <= t1_0_w1_16;
-  always @(posedge clk)
-    t1_0_l2_9 <= t1_0_w1_18;
-  always @(posedge clk)
-    t1_0_l2_10 <= t1_0_w1_20;
-  always @(posedge clk)
-    t1_0_l2_11 <= t1_0_w1_22;
-  always @(posedge clk)
-    t1_0_l2_12 <= t1_0_w1_24;
-  always @(posedge clk)
-    t1_0_l2_13 <= t1_0_w1_26;
-  always @(posedge clk)
-    t1_0_l2_14 <= t1_0_w1_28;
-  always @(posedge clk)
-    t1_0_l4_0 <= t1_0_w3_0;
-  always @(posedge clk)
-    t1_0_l4_1 <= t1_0_w3_2;
-  always @(posedge clk)
-    t1_0_l4_2 <= t1_0_w3_4;
-  always @(posedge clk)
-    t1_0_l4_3 <= t1_0_w3_6;
-  always @(posedge clk)
-    t1_0_l6_0 <= t1_0_w5_0;
-  always @(posedge clk)
-    w2_0 <= \$52 ;
-  always @(posedge clk)
-    m2_0_0 <= \$314 ;
-  always @(posedge clk)
-    m2_0_1 <= \$315 ;
-  always @(posedge clk)
-    m2_0_2 <= \$316 ;
-  always @(posedge clk)
-    m2_0_3 <= \$317 ;
-  always @(posedge clk)
-    m2_0_4 <= \$318 ;
-  always @(posedge clk)
-    m2_0_5 <= \$319 ;
-  always @(posedge clk)
-    m2_0_6 <= \$320 ;
-  always @(posedge clk)
-    m2_0_7 <= \$321 ;
-  always @(posedge clk)
-    m2_0_8 <= \$322 ;
-  always @(posedge clk)
-    m2_0_9 <= \$323 ;
-  always @(posedge clk)
-    m2_0_10 <= \$324 ;
-  always @(posedge clk)
-    m2_0_11 <= \$325 ;
-  always @(posedge clk)
-    m2_0_12 <= \$326 ;
-  always @(posedge clk)
-    m2_0_13 <= \$327 ;
-  always @(posedge clk)
-    m2_0_14 <= \$328 ;
-  always @(posedge clk)
-    m2_0_15 <= \$329 ;
-  always @(posedge clk)
-    m2_0_16 <= \$330 ;
-  always @(posedge clk)
-    m2_0_17 <= \$331 ;
-  always @(posedge clk)
-    m2_0_18 <= \$332 ;
-  always @(posedge clk)
-    m2_0_19 <= \$333 ;
-  always @(posedge clk)
-    m2_0_20 <= \$334 ;
-  always @(posedge clk)
-    m2_0_21 <= \$335 ;
-  always @(posedge clk)
-    m2_0_22 <= \$336 ;
-  always @(posedge clk)
-    m2_0_23 <= \$337 ;
-  always @(posedge clk)
-    m2_0_24 <= \$338 ;
-  always @(posedge clk)
-    m2_0_25 <= \$339 ;
-  always @(posedge clk)
-    m2_0_26 <= \$340 ;
-  always @(posedge clk)
-    m2_0_27 <= \$341 ;
-  always @(posedge clk)
-    m2_0_28 <= \$342 ;
-  always @(posedge clk)
-    m2_0_29 <= \$343 ;
-  always @(posedge clk)
-    m2_0_30 <= \$344 ;
-  always @(posedge clk)
-    m2_0_31 <= \$345 ;
-  always @(posedge clk)
-    m2_0_32 <= \$346 ;
-  always @(posedge clk)
-    m2_0_33 <= \$347 ;
-  always @(posedge clk)
-    m2_0_34 <= \$348 ;
-  always @(posedge clk)
-    m2_0_35 <= \$349 ;
-  always @(posedge clk)
-    m2_0_36 <= \$350 ;
-  always @(posedge clk)
-    m2_0_37 <= \$351 ;
-  always @(posedge clk)
-    m2_0_38 <= \$352 ;
-  always @(posedge clk)
-    m2_0_39 <= \$353 ;
-  always @(posedge clk)
-    m2_0_40 <= \$354 ;
-  always @(posedge clk)
-    m2_0_41 <= \$355 ;
-  always @(posedge clk)
-    m2_0_42 <= \$356 ;
-  always @(posedge clk)
-    m2_0_43 <= \$357 ;
-  always @(posedge clk)
-    m2_0_44 <= \$358 ;
-  always @(posedge clk)
-    m2_0_45 <= \$359 ;
-  always @(posedge clk)
-    m2_0_46 <= \$360 ;
-  always @(posedge clk)
-    m2_0_47 <= \$361 ;
-  always @(posedge clk)
-    m2_0_48 <= \$362 ;
-  always @(posedge clk)
-    m2_0_49 <= \$363 ;
-  always @(posedge clk)
-    m2_0_50 <= \$364 ;
-  always @(posedge clk)
-    m2_0_51 <= \$365 ;
-  always @(posedge clk)
-    m2_0_52 <= \$366 ;
-  always @(posedge clk)
-    m2_0_53 <= \$367 ;
-  always @(posedge clk)
-    m2_0_54 <= \$368 ;
-  always @(posedge clk)
-    m2_0_55 <= \$369 ;
-  always @(posedge clk)
-    m2_0_56 <= \$370 ;
-  always @(posedge clk)
-    m2_0_57 <= \$371 ;
-  always @(posedge clk)
-    m2_0_58 <= \$372 ;
-  always @(posedge clk)
-    m2_0_59 <= \$373 ;
-  always @(posedge clk)
-    t2_0_l2_0 <= t2_0_w1_0;
-  always @(posedge clk)
-    t2_0_l2_1 <= t2_0_w1_2;
-  always @(posedge clk)
-    t2_0_l2_2 <= t2_0_w1_4;
-  always @(posedge clk)
-    t2_0_l2_3 <= t2_0_w1_6;
-  always @(posedge clk)
-    t2_0_l2_4 <= t2_0_w1_8;
-  always @(posedge clk)
-    t2_0_l2_5 <= t2_0_w1_10;
-  always @(posedge clk)
-    t2_0_l2_6 <= t2_0_w1_12;
-  always @(posedge clk)
-    t2_0_l2_7 <= t2_0_w1_14;
-  always @(posedge clk)
-    t2_0_l2_8 <= t2_0_w1_16;
-  always @(posedge clk)
-    t2_0_l2_9 <= t2_0_w1_18;
-  always @(posedge clk)
-    t2_0_l2_10 <= t2_0_w1_20;
-  always @(posedge clk)
-    t2_0_l2_11 <= t2_0_w1_22;
-  always @(posedge clk)
-    t2_0_l2_12 <= t2_0_w1_24;
-  always @(posedge clk)
-    t2_0_l2_13 <= t2_0_w1_26;
-  always @(posedge clk)
-    t2_0_l2_14 <= t2_0_w1_28;
-  always @(posedge clk)
-    t2_0_l4_0 <= t2_0_w3_0;
-  always @(posedge clk)
-    t2_0_l4_1 <= t2_0_w3_2;
-  always @(posedge clk)
-    t2_0_l4_2 <= t2_0_w3_4;
-  always @(posedge clk)
-    t2_0_l4_3 <= t2_0_w3_6;
-  always @(posedge clk)
-    t2_0_l6_0 <= t2_0_w5_0;
-  always @(posedge clk)
-    w3_0 <= \$53 ;
-  always @(posedge clk)
-    m3_0_0 <= \$374 ;
-  always @(posedge clk)
-    m3_0_1 <= \$375 ;
-  always @(posedge clk)
-    m3_0_2 <= \$376 ;
-  always @(posedge clk)
-    m3_0_3 <= \$377 ;
-  always @(posedge clk)
-    m3_0_4 <= \$378 ;
-  always @(posedge clk)
-    m3_0_5 <= \$379 ;
-  always @(posedge clk)
-    m3_0_6 <= \$380 ;
-  always @(posedge clk)
-    m3_0_7 <= \$381 ;
-  always @(posedge clk)
-    m3_0_8 <= \$382 ;
-  always @(posedge clk)
-    m3_0_9 <= \$383 ;
-  always @(posedge clk)
-    m3_0_10 <= \$384 ;
-  always @(posedge clk)
-    m3_0_11 <= \$385 ;
-  always @(posedge clk)
-    m3_0_12 <= \$386 ;
-  always @(posedge clk)
-    m3_0_13 <= \$387 ;
-  always @(posedge clk)
-    m3_0_14 <= \$388 ;
-  always @(posedge clk)
-    m3_0_15 <= \$389 ;
-  always @(posedge clk)
-    m3_0_16 <= \$390 ;
-  always @(posedge clk)
-    m3_0_17 <= \$391 ;
-  always @(posedge clk)
-    m3_0_18 <= \$392 ;
-  always @(posedge clk)
-    m3_0_19 <= \$393 ;
-  always @(posedge clk)
-    m3_0_20 <= \$394 ;
-  always @(posedge clk)
-    m3_0_21 <= \$395 ;
-  always @(posedge clk)
-    m3_0_22 <= \$396 ;
-  always @(posedge clk)
-    m3_0_23 <= \$397 ;
-  always @(posedge clk)
-    m3_0_24 <= \$398 ;
-  always @(posedge clk)
-    m3_0_25 <= \$399 ;
-  always @(posedge clk)
-    m3_0_26 <= \$400 ;
-  always @(posedge clk)
-    m3_0_27 <= \$401 ;
-  always @(posedge clk)
-    m3_0_28 <= \$402 ;
-  always @(posedge clk)
-    m3_0_29 <= \$403 ;
-  always @(posedge clk)
-    m3_0_30 <= \$404 ;
-  always @(posedge clk)
-    m3_0_31 <= \$405 ;
-  always @(posedge clk)
-    m3_0_32 <= \$406 ;
-  always @(posedge clk)
-    m3_0_33 <= \$407 ;
-  always @(posedge clk)
-    m3_0_34 <= \$408 ;
-  always @(posedge clk)
-    m3_0_35 <= \$409 ;
-  always @(posedge clk)
-    m3_0_36 <= \$410 ;
-  always @(posedge clk)
-    m3_0_37 <= \$411 ;
-  always @(posedge clk)
-    m3_0_38 <= \$412 ;
-  always @(posedge clk)
-    m3_0_39 <= \$413 ;
-  always @(posedge clk)
-    m3_0_40 <= \$414 ;
-  always @(posedge clk)
-    m3_0_41 <= \$415 ;
-  always @(posedge clk)
-    m3_0_42 <= \$416 ;
-  always @(posedge clk)
-    m3_0_43 <= \$417 ;
-  always @(posedge clk)
-    m3_0_44 <= \$418 ;
-  always @(posedge clk)
-    m3_0_45 <= \$419 ;
-  always @(posedge clk)
-    m3_0_46 <= \$420 ;
-  always @(posedge clk)
-    m3_0_47 <= \$421 ;
-  always @(posedge clk)
-    m3_0_48 <= \$422 ;
-  always @(posedge clk)
-    m3_0_49 <= \$423 ;
-  always @(posedge clk)
-    m3_0_50 <= \$424 ;
-  always @(posedge clk)
-    m3_0_51 <= \$425 ;
-  always @(posedge clk)
-    m3_0_52 <= \$426 ;
-  always @(posedge clk)
-    m3_0_53 <= \$427 ;
-  always @(posedge clk)
-    m3_0_54 <= \$428 ;
-  always @(posedge clk)
-    m3_0_55 <= \$429 ;
-  always @(posedge clk)
-    m3_0_56 <= \$430 ;
-  always @(posedge clk)
-    m3_0_57 <= \$431 ;
-  always @(posedge clk)
-    m3_0_58 <= \$432 ;
-  always @(posedge clk)
-    m3_0_59 <= \$433 ;
-  always @(posedge clk)
-    t3_0_l2_0 <= t3_0_w1_0;
-  always @(posedge clk)
-    t3_0_l2_1 <= t3_0_w1_2;
-  always @(posedge clk)
-    t3_0_l2_2 <= t3_0_w1_4;
-  always @(posedge clk)
-    t3_0_l2_3 <= t3_0_w1_6;
-  always @(posedge clk)
-    t3_0_l2_4 <= t3_0_w1_8;
-  always @(posedge clk)
-    t3_0_l2_5 <= t3_0_w1_10;
-  always @(posedge clk)
-    t3_0_l2_6 <= t3_0_w1_12;
-  always @(posedge clk)
-    t3_0_l2_7 <= t3_0_w1_14;
-  always @(posedge clk)
-    t3_0_l2_8 <= t3_0_w1_16;
-  always @(posedge clk)
-    t3_0_l2_9 <= t3_0_w1_18;
-  always @(posedge clk)
-    t3_0_l2_10 <= t3_0_w1_20;
-  always @(posedge clk)
-    t3_0_l2_11 <= t3_0_w1_22;
-  always @(posedge clk)
-    t3_0_l2_12 <= t3_0_w1_24;
-  always @(posedge clk)
-    t3_0_l2_13 <= t3_0_w1_26;
-  always @(posedge clk)
-    t3_0_l2_14 <= t3_0_w1_28;
-  always @(posedge clk)
-    t3_0_l4_0 <= t3_0_w3_0;
-  always @(posedge clk)
-    t3_0_l4_1 <= t3_0_w3_2;
-  always @(posedge clk)
-    t3_0_l4_2 <= t3_0_w3_4;
-  always @(posedge clk)
-    t3_0_l4_3 <= t3_0_w3_6;
-  always @(posedge clk)
-    t3_0_l6_0 <= t3_0_w5_0;
-  always @(posedge clk)
-    xsum_l1_0 <= xsum_w0_0;
-  always @(posedge clk)
-    xsum_l1_1 <= xsum_w0_2;
-  always @(posedge clk)
-    xsum_l1_2 <= xsum_w0_4;
-  always @(posedge clk)
-    xsum_l1_3 <= xsum_w0_6;
-  always @(posedge clk)
-    xsum_l1_4 <= xsum_w0_8;
-  always @(posedge clk)
-    xsum_l1_5 <= xsum_w0_10;
-  always @(posedge clk)
-    xsum_l1_6 <= xsum_w0_12;
-  always @(posedge clk)
-    xsum_l1_7 <= xsum_w0_14;
-  always @(posedge clk)
-    xsum_l1_8 <= xsum_w0_16;
-  always @(posedge clk)
-    xsum_l1_9 <= xsum_w0_18;
-  always @(posedge clk)
-    xsum_l1_10 <= xsum_w0_20;
-  always @(posedge clk)
-    xsum_l1_11 <= xsum_w0_22;
-  always @(posedge clk)
-    xsum_l1_12 <= xsum_w0_24;
-  always @(posedge clk)
-    xsum_l1_13 <= xsum_w0_26;
-  always @(posedge clk)
-    xsum_l1_14 <= xsum_w0_28;
-  always @(posedge clk)
-    xsum_l1_15 <= xsum_w0_30;
-  always @(posedge clk)
-    xsum_l1_16 <= xsum_w0_32;
-  always @(posedge clk)
-    xsum_l1_17 <= xsum_w0_34;
-  always @(posedge clk)
-    xsum_l1_18 <= xsum_w0_36;
-  always @(posedge clk)
-    xsum_l1_19 <= xsum_w0_38;
-  always @(posedge clk)
-    xsum_l1_20 <= xsum_w0_40;
-  always @(posedge clk)
-    xsum_l1_21 <= xsum_w0_42;
-  always @(posedge clk)
-    xsum_l1_22 <= xsum_w0_44;
-  always @(posedge clk)
-    xsum_l1_23 <= xsum_w0_46;
-  always @(posedge clk)
-    xsum_l1_24 <= xsum_w0_48;
-  always @(posedge clk)
-    xsum_l1_25 <= xsum_w0_50;
-  always @(posedge clk)
-    xsum_l1_26 <= xsum_w0_52;
-  always @(posedge clk)
-    xsum_l1_27 <= xsum_w0_54;
-  always @(posedge clk)
-    xsum_l1_28 <= xsum_w0_56;
-  always @(posedge clk)
-    xsum_l1_29 <= xsum_w0_58;
-  always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
-  always @(posedge clk)
-    xsum_l3_1 <= xsum_w2_2;
-  always @(posedge clk)
-    xsum_l3_2 <= xsum_w2_4;
-  always @(posedge clk)
-    xsum_l3_3 <= xsum_w2_6;
-  always @(posedge clk)
-    xsum_l3_4 <= xsum_w2_8;
-  always @(posedge clk)
-    xsum_l3_5 <= xsum_w2_10;
-  always @(posedge clk)
-    xsum_l3_6 <= xsum_w2_12;
-  always @(posedge clk)
-    xsum_l3_7 <= xsum_w1_28;
-  always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
-  always @(posedge clk)
-    xsum_l5_1 <= xsum_w4_2;
-  always @(posedge clk)
-    xsum_l6_0 <= xsum_w5_0;
-  always @(posedge clk)
-    v2_d1 <= \$434 ;
-  always @(posedge clk)
-    v2_d2 <= \$435 ;
-  always @(posedge clk)
-    v2_d3 <= \$436 ;
-  always @(posedge clk)
-    v2_d4 <= \$437 ;
-  always @(posedge clk)
-    v2_d5 <= \$438 ;
-  always @(posedge clk)
-    last2_d1 <= \$439 ;
-  always @(posedge clk)
-    last2_d2 <= \$440 ;
-  always @(posedge clk)
-    last2_d3 <= \$441 ;
-  always @(posedge clk)
-    last2_d4 <= \$442 ;
-  always @(posedge clk)
-    last2_d5 <= \$443 ;
-  always @(posedge clk)
-    v2p_d1 <= \$444 ;
-  always @(posedge clk)
-    v2p_d2 <= \$445 ;
-  always @(posedge clk)
-    v2p_d3 <= \$446 ;
-  always @(posedge clk)
-    v2p_d4 <= \$447 ;
-  always @(posedge clk)
-    first2p_d1 <= \$448 ;
-  always @(posedge clk)
-    first2p_d2 <= \$449 ;
-  always @(posedge clk)
-    first2p_d3 <= \$450 ;
-  always @(posedge clk)
-    first2p_d4 <= \$451 ;
-  always @(posedge clk)
-    last2p_d1 <= \$452 ;
-  always @(posedge clk)
-    last2p_d2 <= \$453 ;
-  always @(posedge clk)
-    last2p_d3 <= \$454 ;
-  always @(posedge clk)
-    last2p_d4 <= \$455 ;
-  always @(posedge clk)
-    done <= \$456 ;
-  always @(posedge clk)
-    xacc <= \$457 ;
-  always @(posedge clk)
-    xfin <= \$458 ;
-  always @(posedge clk)
-    acc0_0 <= \$459 ;
-  always @(posedge clk)
-    fin0_0 <= \$460 ;
-  always @(posedge clk)
-    bank0_0 <= \$461 ;
-  always @(posedge clk)
-    acc1_0 <= \$462 ;
-  always @(posedge clk)
-    fin1_0 <= \$463 ;
-  always @(posedge clk)
-    bank1_0 <= \$464 ;
-  always @(posedge clk)
-    acc2_0 <= \$465 ;
-  always @(posedge clk)
-    fin2_0 <= \$466 ;
-  always @(posedge clk)
-    bank2_0 <= \$467 ;
-  always @(posedge clk)
-    acc3_0 <= \$468 ;
-  always @(posedge clk)
-    fin3_0 <= \$469 ;
-  always @(posedge clk)
-    bank3_0 <= \$470 ;
-  always @(posedge clk)
-    ser_left <= \$471 ;
-  always @(posedge clk)
-    addr <= \$472 ;
-  always @(posedge clk)
-    \$signal$950  <= \$473 ;
-  always @(posedge clk)
-    ka <= \$474 ;
-  always @(posedge clk)
-    sa0_0 <= bank0_0;
-  always @(posedge clk)
-    vb <= \$475 ;
-  always @(posedge clk)
-    rq0_beta_b <= data[31:13];
-  always @(posedge clk)
-    rq0_beta <= \$94 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$97 ;
-  always @(posedge clk)
-    rq0_acc_s1_1 <= rq0_beta;
-  always @(posedge clk)
-    rq0_acc_s2_0 <= \$98 [30:0];
-  always @(posedge clk)
-    rq0_shifted <= \$99 [14:0];
-  always @(posedge clk)
-    rq0_under <= \$101 ;
-  always @(posedge clk)
-    rq0_over <= \$103 ;
-  always @(posedge clk)
-    v_out_d1 <= \$476 ;
-  always @(posedge clk)
-    v_out_d2 <= \$477 ;
-  always @(posedge clk)
-    v_out_d3 <= \$478 ;
-  always @(posedge clk)
-    \w_en$851  <= \$479 ;
-  always @(posedge clk)
-    skipped_d1 <= \$480 ;
-  always @(posedge clk)
-    skipped_d2 <= \$481 ;
-  always @(posedge clk)
-    skipped_d3 <= \$482 ;
-  always @(posedge clk)
-    skipped_d4 <= \$483 ;
-  always @(posedge clk)
-    skipped_d5 <= \$484 ;
-  always @(posedge clk)
-    group_ended_d1 <= \$485 ;
-  always @(posedge clk)
-    credits_returned <= \$486 ;
-  always @(posedge clk)
-    credits_space <= \$487 ;
-  always @(posedge clk)
-    credits_room <= \$488 ;
+    credits_room <= \$244 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -13546,21 +11970,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign t0_0_w0_24 = m0_0_24 + m0_0_25;
   assign t0_0_w0_26 = m0_0_26 + m0_0_27;
   assign t0_0_w0_28 = m0_0_28 + m0_0_29;
-  assign t0_0_w0_30 = m0_0_30 + m0_0_31;
-  assign t0_0_w0_32 = m0_0_32 + m0_0_33;
-  assign t0_0_w0_34 = m0_0_34 + m0_0_35;
-  assign t0_0_w0_36 = m0_0_36 + m0_0_37;
-  assign t0_0_w0_38 = m0_0_38 + m0_0_39;
-  assign t0_0_w0_40 = m0_0_40 + m0_0_41;
-  assign t0_0_w0_42 = m0_0_42 + m0_0_43;
-  assign t0_0_w0_44 = m0_0_44 + m0_0_45;
-  assign t0_0_w0_46 = m0_0_46 + m0_0_47;
-  assign t0_0_w0_48 = m0_0_48 + m0_0_49;
-  assign t0_0_w0_50 = m0_0_50 + m0_0_51;
-  assign t0_0_w0_52 = m0_0_52 + m0_0_53;
-  assign t0_0_w0_54 = m0_0_54 + m0_0_55;
-  assign t0_0_w0_56 = m0_0_56 + m0_0_57;
-  assign t0_0_w0_58 = m0_0_58 + m0_0_59;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
@@ -13568,28 +11977,13 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
   assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
   assign t0_0_w1_12 = t0_0_w0_24 + t0_0_w0_26;
-  assign t0_0_w1_14 = t0_0_w0_28 + t0_0_w0_30;
-  assign t0_0_w1_16 = t0_0_w0_32 + t0_0_w0_34;
-  assign t0_0_w1_18 = t0_0_w0_36 + t0_0_w0_38;
-  assign t0_0_w1_20 = t0_0_w0_40 + t0_0_w0_42;
-  assign t0_0_w1_22 = t0_0_w0_44 + t0_0_w0_46;
-  assign t0_0_w1_24 = t0_0_w0_48 + t0_0_w0_50;
-  assign t0_0_w1_26 = t0_0_w0_52 + t0_0_w0_54;
-  assign t0_0_w1_28 = t0_0_w0_56 + t0_0_w0_58;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
   assign t0_0_w2_6 = t0_0_l2_6 + t0_0_l2_7;
-  assign t0_0_w2_8 = t0_0_l2_8 + t0_0_l2_9;
-  assign t0_0_w2_10 = t0_0_l2_10 + t0_0_l2_11;
-  assign t0_0_w2_12 = t0_0_l2_12 + t0_0_l2_13;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w3_2 = t0_0_w2_4 + t0_0_w2_6;
-  assign t0_0_w3_4 = t0_0_w2_8 + t0_0_w2_10;
-  assign t0_0_w3_6 = t0_0_w2_12 + t0_0_l2_14;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign t0_0_w4_2 = t0_0_l4_2 + t0_0_l4_3;
-  assign t0_0_w5_0 = t0_0_w4_0 + t0_0_w4_2;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -13605,21 +11999,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign t1_0_w0_24 = m1_0_24 + m1_0_25;
   assign t1_0_w0_26 = m1_0_26 + m1_0_27;
   assign t1_0_w0_28 = m1_0_28 + m1_0_29;
-  assign t1_0_w0_30 = m1_0_30 + m1_0_31;
-  assign t1_0_w0_32 = m1_0_32 + m1_0_33;
-  assign t1_0_w0_34 = m1_0_34 + m1_0_35;
-  assign t1_0_w0_36 = m1_0_36 + m1_0_37;
-  assign t1_0_w0_38 = m1_0_38 + m1_0_39;
-  assign t1_0_w0_40 = m1_0_40 + m1_0_41;
-  assign t1_0_w0_42 = m1_0_42 + m1_0_43;
-  assign t1_0_w0_44 = m1_0_44 + m1_0_45;
-  assign t1_0_w0_46 = m1_0_46 + m1_0_47;
-  assign t1_0_w0_48 = m1_0_48 + m1_0_49;
-  assign t1_0_w0_50 = m1_0_50 + m1_0_51;
-  assign t1_0_w0_52 = m1_0_52 + m1_0_53;
-  assign t1_0_w0_54 = m1_0_54 + m1_0_55;
-  assign t1_0_w0_56 = m1_0_56 + m1_0_57;
-  assign t1_0_w0_58 = m1_0_58 + m1_0_59;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
   assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
@@ -13627,28 +12006,13 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign t1_0_w1_8 = t1_0_w0_16 + t1_0_w0_18;
   assign t1_0_w1_10 = t1_0_w0_20 + t1_0_w0_22;
   assign t1_0_w1_12 = t1_0_w0_24 + t1_0_w0_26;
-  assign t1_0_w1_14 = t1_0_w0_28 + t1_0_w0_30;
-  assign t1_0_w1_16 = t1_0_w0_32 + t1_0_w0_34;
-  assign t1_0_w1_18 = t1_0_w0_36 + t1_0_w0_38;
-  assign t1_0_w1_20 = t1_0_w0_40 + t1_0_w0_42;
-  assign t1_0_w1_22 = t1_0_w0_44 + t1_0_w0_46;
-  assign t1_0_w1_24 = t1_0_w0_48 + t1_0_w0_50;
-  assign t1_0_w1_26 = t1_0_w0_52 + t1_0_w0_54;
-  assign t1_0_w1_28 = t1_0_w0_56 + t1_0_w0_58;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
   assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
   assign t1_0_w2_4 = t1_0_l2_4 + t1_0_l2_5;
   assign t1_0_w2_6 = t1_0_l2_6 + t1_0_l2_7;
-  assign t1_0_w2_8 = t1_0_l2_8 + t1_0_l2_9;
-  assign t1_0_w2_10 = t1_0_l2_10 + t1_0_l2_11;
-  assign t1_0_w2_12 = t1_0_l2_12 + t1_0_l2_13;
   assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
   assign t1_0_w3_2 = t1_0_w2_4 + t1_0_w2_6;
-  assign t1_0_w3_4 = t1_0_w2_8 + t1_0_w2_10;
-  assign t1_0_w3_6 = t1_0_w2_12 + t1_0_l2_14;
   assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
-  assign t1_0_w4_2 = t1_0_l4_2 + t1_0_l4_3;
-  assign t1_0_w5_0 = t1_0_w4_0 + t1_0_w4_2;
   assign t2_0_w0_0 = m2_0_0 + m2_0_1;
   assign t2_0_w0_2 = m2_0_2 + m2_0_3;
   assign t2_0_w0_4 = m2_0_4 + m2_0_5;
@@ -13664,21 +12028,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign t2_0_w0_24 = m2_0_24 + m2_0_25;
   assign t2_0_w0_26 = m2_0_26 + m2_0_27;
   assign t2_0_w0_28 = m2_0_28 + m2_0_29;
-  assign t2_0_w0_30 = m2_0_30 + m2_0_31;
-  assign t2_0_w0_32 = m2_0_32 + m2_0_33;
-  assign t2_0_w0_34 = m2_0_34 + m2_0_35;
-  assign t2_0_w0_36 = m2_0_36 + m2_0_37;
-  assign t2_0_w0_38 = m2_0_38 + m2_0_39;
-  assign t2_0_w0_40 = m2_0_40 + m2_0_41;
-  assign t2_0_w0_42 = m2_0_42 + m2_0_43;
-  assign t2_0_w0_44 = m2_0_44 + m2_0_45;
-  assign t2_0_w0_46 = m2_0_46 + m2_0_47;
-  assign t2_0_w0_48 = m2_0_48 + m2_0_49;
-  assign t2_0_w0_50 = m2_0_50 + m2_0_51;
-  assign t2_0_w0_52 = m2_0_52 + m2_0_53;
-  assign t2_0_w0_54 = m2_0_54 + m2_0_55;
-  assign t2_0_w0_56 = m2_0_56 + m2_0_57;
-  assign t2_0_w0_58 = m2_0_58 + m2_0_59;
   assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
   assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
   assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
@@ -13686,28 +12035,13 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign t2_0_w1_8 = t2_0_w0_16 + t2_0_w0_18;
   assign t2_0_w1_10 = t2_0_w0_20 + t2_0_w0_22;
   assign t2_0_w1_12 = t2_0_w0_24 + t2_0_w0_26;
-  assign t2_0_w1_14 = t2_0_w0_28 + t2_0_w0_30;
-  assign t2_0_w1_16 = t2_0_w0_32 + t2_0_w0_34;
-  assign t2_0_w1_18 = t2_0_w0_36 + t2_0_w0_38;
-  assign t2_0_w1_20 = t2_0_w0_40 + t2_0_w0_42;
-  assign t2_0_w1_22 = t2_0_w0_44 + t2_0_w0_46;
-  assign t2_0_w1_24 = t2_0_w0_48 + t2_0_w0_50;
-  assign t2_0_w1_26 = t2_0_w0_52 + t2_0_w0_54;
-  assign t2_0_w1_28 = t2_0_w0_56 + t2_0_w0_58;
   assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
   assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
   assign t2_0_w2_4 = t2_0_l2_4 + t2_0_l2_5;
   assign t2_0_w2_6 = t2_0_l2_6 + t2_0_l2_7;
-  assign t2_0_w2_8 = t2_0_l2_8 + t2_0_l2_9;
-  assign t2_0_w2_10 = t2_0_l2_10 + t2_0_l2_11;
-  assign t2_0_w2_12 = t2_0_l2_12 + t2_0_l2_13;
   assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
   assign t2_0_w3_2 = t2_0_w2_4 + t2_0_w2_6;
-  assign t2_0_w3_4 = t2_0_w2_8 + t2_0_w2_10;
-  assign t2_0_w3_6 = t2_0_w2_12 + t2_0_l2_14;
   assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
-  assign t2_0_w4_2 = t2_0_l4_2 + t2_0_l4_3;
-  assign t2_0_w5_0 = t2_0_w4_0 + t2_0_w4_2;
   assign t3_0_w0_0 = m3_0_0 + m3_0_1;
   assign t3_0_w0_2 = m3_0_2 + m3_0_3;
   assign t3_0_w0_4 = m3_0_4 + m3_0_5;
@@ -13723,21 +12057,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign t3_0_w0_24 = m3_0_24 + m3_0_25;
   assign t3_0_w0_26 = m3_0_26 + m3_0_27;
   assign t3_0_w0_28 = m3_0_28 + m3_0_29;
-  assign t3_0_w0_30 = m3_0_30 + m3_0_31;
-  assign t3_0_w0_32 = m3_0_32 + m3_0_33;
-  assign t3_0_w0_34 = m3_0_34 + m3_0_35;
-  assign t3_0_w0_36 = m3_0_36 + m3_0_37;
-  assign t3_0_w0_38 = m3_0_38 + m3_0_39;
-  assign t3_0_w0_40 = m3_0_40 + m3_0_41;
-  assign t3_0_w0_42 = m3_0_42 + m3_0_43;
-  assign t3_0_w0_44 = m3_0_44 + m3_0_45;
-  assign t3_0_w0_46 = m3_0_46 + m3_0_47;
-  assign t3_0_w0_48 = m3_0_48 + m3_0_49;
-  assign t3_0_w0_50 = m3_0_50 + m3_0_51;
-  assign t3_0_w0_52 = m3_0_52 + m3_0_53;
-  assign t3_0_w0_54 = m3_0_54 + m3_0_55;
-  assign t3_0_w0_56 = m3_0_56 + m3_0_57;
-  assign t3_0_w0_58 = m3_0_58 + m3_0_59;
   assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
   assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
   assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
@@ -13745,28 +12064,13 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign t3_0_w1_8 = t3_0_w0_16 + t3_0_w0_18;
   assign t3_0_w1_10 = t3_0_w0_20 + t3_0_w0_22;
   assign t3_0_w1_12 = t3_0_w0_24 + t3_0_w0_26;
-  assign t3_0_w1_14 = t3_0_w0_28 + t3_0_w0_30;
-  assign t3_0_w1_16 = t3_0_w0_32 + t3_0_w0_34;
-  assign t3_0_w1_18 = t3_0_w0_36 + t3_0_w0_38;
-  assign t3_0_w1_20 = t3_0_w0_40 + t3_0_w0_42;
-  assign t3_0_w1_22 = t3_0_w0_44 + t3_0_w0_46;
-  assign t3_0_w1_24 = t3_0_w0_48 + t3_0_w0_50;
-  assign t3_0_w1_26 = t3_0_w0_52 + t3_0_w0_54;
-  assign t3_0_w1_28 = t3_0_w0_56 + t3_0_w0_58;
   assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
   assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
   assign t3_0_w2_4 = t3_0_l2_4 + t3_0_l2_5;
   assign t3_0_w2_6 = t3_0_l2_6 + t3_0_l2_7;
-  assign t3_0_w2_8 = t3_0_l2_8 + t3_0_l2_9;
-  assign t3_0_w2_10 = t3_0_l2_10 + t3_0_l2_11;
-  assign t3_0_w2_12 = t3_0_l2_12 + t3_0_l2_13;
   assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
   assign t3_0_w3_2 = t3_0_w2_4 + t3_0_w2_6;
-  assign t3_0_w3_4 = t3_0_w2_8 + t3_0_w2_10;
-  assign t3_0_w3_6 = t3_0_w2_12 + t3_0_l2_14;
   assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
-  assign t3_0_w4_2 = t3_0_l4_2 + t3_0_l4_3;
-  assign t3_0_w5_0 = t3_0_w4_0 + t3_0_w4_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
@@ -13850,59 +12154,59 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign \$39  = ~ gap_zero;
   assign \$40  = gap - 1'h1;
   assign \$41  = ! s_idx;
-  assign \$42  = r_page_b0 ? \port__data$867  : \port__data$866 ;
-  assign \$43  = r_page_b1 ? \port__data$870  : \port__data$869 ;
-  assign \$44  = r_page_b2 ? \port__data$873  : \port__data$872 ;
-  assign \$45  = r_page_b3 ? \port__data$876  : \port__data$875 ;
-  assign \$46  = r_page_b4 ? \port__data$879  : \port__data$878 ;
-  assign \$47  = r_page_b5 ? \port__data$882  : \port__data$881 ;
-  assign \$48  = r_page_b6 ? \port__data$885  : \port__data$884 ;
-  assign \$49  = r_page_b7 ? \port__data$888  : \port__data$887 ;
-  assign \$50  = ~ { \o$892 , \o$891 , o };
-  assign \$51  = ~ { \o$897 , \o$896 , \o$895  };
-  assign \$52  = ~ { \o$902 , \o$901 , \o$900  };
-  assign \$53  = ~ { \o$907 , \o$906 , \o$905  };
-  assign \$54  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$55  = \$54  + xsum_l6_0;
-  assign \$56  = flags_x[0] & flags_x[2];
-  assign \$57  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$58  = \$57  + xsum_l6_0;
-  assign \$59  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$60  = \$59  + t0_0_l6_0;
-  assign \$61  = flags_0[0] & flags_0[2];
-  assign \$62  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$63  = \$62  + t0_0_l6_0;
-  assign \$65  = \$64  - xfin;
-  assign \$66  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$67  = \$66  + t1_0_l6_0;
-  assign \$68  = flags_1[0] & flags_1[2];
-  assign \$69  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$70  = \$69  + t1_0_l6_0;
-  assign \$72  = \$71  - xfin;
-  assign \$73  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$74  = \$73  + t2_0_l6_0;
-  assign \$75  = flags_2[0] & flags_2[2];
-  assign \$76  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$77  = \$76  + t2_0_l6_0;
-  assign \$79  = \$78  - xfin;
-  assign \$80  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$81  = \$80  + t3_0_l6_0;
-  assign \$82  = flags_3[0] & flags_3[2];
-  assign \$83  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$84  = \$83  + t3_0_l6_0;
-  assign \$86  = \$85  - xfin;
-  assign \$87  = ser_left - 1'h1;
-  assign \$88  = addr == 6'h3f;
-  assign \$89  = addr + 1'h1;
-  assign \$90  = \$88  ? 7'h00 : \$89 ;
-  assign \$94  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$97  = $signed(\$95 ) + $signed(\$96 );
-  assign \$98  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$101  = $signed(\$100 ) < $signed(1'h0);
-  assign \$103  = $signed(\$102 ) > $signed(9'h0ff);
-  assign \$104  = step & s_last;
-  assign \$105  = o__valid & \o__ready$846 ;
-  assign \$106  = \$105  + skipped_d5;
+  assign \$42  = r_page_b0 ? \port__data$591  : \port__data$590 ;
+  assign \$43  = r_page_b1 ? \port__data$594  : \port__data$593 ;
+  assign \$44  = r_page_b2 ? \port__data$597  : \port__data$596 ;
+  assign \$45  = r_page_b3 ? \port__data$600  : \port__data$599 ;
+  assign \$46  = r_page_b4 ? \port__data$603  : \port__data$602 ;
+  assign \$47  = r_page_b5 ? \port__data$606  : \port__data$605 ;
+  assign \$48  = r_page_b6 ? \port__data$609  : \port__data$608 ;
+  assign \$49  = r_page_b7 ? \port__data$612  : \port__data$611 ;
+  assign \$50  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$51  = \$50  + xsum_l6_0;
+  assign \$52  = flags_x[0] & flags_x[2];
+  assign \$53  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$54  = \$53  + xsum_l6_0;
+  assign \$55  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$56  = \$55  + t0_0_l5_0;
+  assign \$57  = flags_0[0] & flags_0[2];
+  assign \$58  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$59  = \$58  + t0_0_l5_0;
+  assign \$61  = \$60  - xfin;
+  assign \$62  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$63  = \$62  + t1_0_l5_0;
+  assign \$64  = flags_1[0] & flags_1[2];
+  assign \$65  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$66  = \$65  + t1_0_l5_0;
+  assign \$68  = \$67  - xfin;
+  assign \$69  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$70  = \$69  + t2_0_l5_0;
+  assign \$71  = flags_2[0] & flags_2[2];
+  assign \$72  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$73  = \$72  + t2_0_l5_0;
+  assign \$75  = \$74  - xfin;
+  assign \$76  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$77  = \$76  + t3_0_l5_0;
+  assign \$78  = flags_3[0] & flags_3[2];
+  assign \$79  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$80  = \$79  + t3_0_l5_0;
+  assign \$82  = \$81  - xfin;
+  assign \$83  = ser_left - 1'h1;
+  assign \$84  = addr == 6'h3f;
+  assign \$85  = addr + 1'h1;
+  assign \$86  = \$84  ? 7'h00 : \$85 ;
+  assign \$90  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$93  = $signed(\$91 ) + $signed(\$92 );
+  assign \$94  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$97  = $signed(\$96 ) < $signed(1'h0);
+  assign \$99  = $signed(\$98 ) > $signed(9'h0ff);
+  assign \$100  = step & s_last;
+  assign \$101  = o__valid & \o__ready$570 ;
+  assign \$102  = \$101  + skipped_d5;
+  assign \$103  = ! \$2 [4];
+  assign \$104  = ~ rst_conv2;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = \$105  ? take : 1'h0;
   assign \$107  = ! \$2 [4];
   assign \$108  = ~ rst_conv2;
   assign \$109  = \$107  & \$108 ;
@@ -13931,7 +12235,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign \$132  = ~ rst_conv2;
   assign \$133  = \$131  & \$132 ;
   assign \$134  = \$133  ? take : 1'h0;
-  assign \$135  = ! \$2 [4];
   assign \$136  = ~ rst_conv2;
   assign \$137  = \$135  & \$136 ;
   assign \$138  = \$137  ? take : 1'h0;
@@ -13947,6 +12250,587 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign \$152  = ~ rst_conv2;
   assign \$153  = \$151  & \$152 ;
   assign \$154  = \$153  ? take : 1'h0;
+  assign \$156  = ~ rst_conv2;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$157  ? take : 1'h0;
+  assign \$160  = ~ rst_conv2;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? take : 1'h0;
+  assign \$164  = ~ rst_conv2;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = \$165  ? take : 1'h0;
+  assign \$167  = rst_conv2 | load;
+  assign \$168  = filled ? 1'h1 : w_full;
+  assign \$169  = \$167  ? 1'h0 : \$168 ;
+  assign \$170  = rst_conv2 | load;
+  assign \$171  = filled ? 1'h1 : w_full_issue;
+  assign \$172  = \$170  ? 1'h0 : \$171 ;
+  always @(posedge clk)
+    w_data_q <= w_data;
+  always @(posedge clk)
+    w_count <= \$173 ;
+  always @(posedge clk)
+    can_end <= \$174 ;
+  always @(posedge clk)
+    gap_zero <= \$175 ;
+  always @(posedge clk)
+    s_last <= \$176 ;
+  always @(posedge clk)
+    n_last <= \$177 ;
+  always @(posedge clk)
+    sn_last <= \$178 ;
+  always @(posedge clk)
+    r_addr <= \$179 ;
+  always @(posedge clk)
+    s_idx <= \$180 ;
+  always @(posedge clk)
+    n_idx <= \$181 ;
+  always @(posedge clk)
+    active <= \$182 ;
+  always @(posedge clk)
+    r_base <= \$183 ;
+  always @(posedge clk)
+    w_half <= \$184 ;
+  always @(posedge clk)
+    gap <= \$185 ;
+  always @(posedge clk)
+    \$signal$584  <= \$186 ;
+  always @(posedge clk)
+    \$signal$585  <= \$187 ;
+  always @(posedge clk)
+    last1 <= \$188 ;
+  always @(posedge clk)
+    word1 <= { \$247 , \$246 , \$245  };
+  always @(posedge clk)
+    r_addr_q <= \$189 ;
+  always @(posedge clk)
+    xdata_d1 <= { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
+  always @(posedge clk)
+    w0_0 <= { \o$616 , \o$615 , o };
+  always @(posedge clk)
+    m0_0_0 <= p0_0_0;
+  always @(posedge clk)
+    m0_0_1 <= p0_0_1;
+  always @(posedge clk)
+    m0_0_2 <= p0_0_2;
+  always @(posedge clk)
+    m0_0_3 <= p0_0_3;
+  always @(posedge clk)
+    m0_0_4 <= p0_0_4;
+  always @(posedge clk)
+    m0_0_5 <= p0_0_5;
+  always @(posedge clk)
+    m0_0_6 <= p0_0_6;
+  always @(posedge clk)
+    m0_0_7 <= p0_0_7;
+  always @(posedge clk)
+    m0_0_8 <= p0_0_8;
+  always @(posedge clk)
+    m0_0_9 <= p0_0_9;
+  always @(posedge clk)
+    m0_0_10 <= p0_0_10;
+  always @(posedge clk)
+    m0_0_11 <= p0_0_11;
+  always @(posedge clk)
+    m0_0_12 <= p0_0_12;
+  always @(posedge clk)
+    m0_0_13 <= p0_0_13;
+  always @(posedge clk)
+    m0_0_14 <= p0_0_14;
+  always @(posedge clk)
+    m0_0_15 <= p0_0_15;
+  always @(posedge clk)
+    m0_0_16 <= p0_0_16;
+  always @(posedge clk)
+    m0_0_17 <= p0_0_17;
+  always @(posedge clk)
+    m0_0_18 <= p0_0_18;
+  always @(posedge clk)
+    m0_0_19 <= p0_0_19;
+  always @(posedge clk)
+    m0_0_20 <= p0_0_20;
+  always @(posedge clk)
+    m0_0_21 <= p0_0_21;
+  always @(posedge clk)
+    m0_0_22 <= p0_0_22;
+  always @(posedge clk)
+    m0_0_23 <= p0_0_23;
+  always @(posedge clk)
+    m0_0_24 <= p0_0_24;
+  always @(posedge clk)
+    m0_0_25 <= p0_0_25;
+  always @(posedge clk)
+    m0_0_26 <= p0_0_26;
+  always @(posedge clk)
+    m0_0_27 <= p0_0_27;
+  always @(posedge clk)
+    m0_0_28 <= p0_0_28;
+  always @(posedge clk)
+    m0_0_29 <= p0_0_29;
+  always @(posedge clk)
+    t0_0_l2_0 <= t0_0_w1_0;
+  always @(posedge clk)
+    t0_0_l2_1 <= t0_0_w1_2;
+  always @(posedge clk)
+    t0_0_l2_2 <= t0_0_w1_4;
+  always @(posedge clk)
+    t0_0_l2_3 <= t0_0_w1_6;
+  always @(posedge clk)
+    t0_0_l2_4 <= t0_0_w1_8;
+  always @(posedge clk)
+    t0_0_l2_5 <= t0_0_w1_10;
+  always @(posedge clk)
+    t0_0_l2_6 <= t0_0_w1_12;
+  always @(posedge clk)
+    t0_0_l2_7 <= t0_0_w0_28;
+  always @(posedge clk)
+    t0_0_l4_0 <= t0_0_w3_0;
+  always @(posedge clk)
+    t0_0_l4_1 <= t0_0_w3_2;
+  always @(posedge clk)
+    t0_0_l5_0 <= t0_0_w4_0;
+  always @(posedge clk)
+    w1_0 <= { \o$651 , \o$650 , \o$649  };
+  always @(posedge clk)
+    m1_0_0 <= p1_0_0;
+  always @(posedge clk)
+    m1_0_1 <= p1_0_1;
+  always @(posedge clk)
+    m1_0_2 <= p1_0_2;
+  always @(posedge clk)
+    m1_0_3 <= p1_0_3;
+  always @(posedge clk)
+    m1_0_4 <= p1_0_4;
+  always @(posedge clk)
+    m1_0_5 <= p1_0_5;
+  always @(posedge clk)
+    m1_0_6 <= p1_0_6;
+  always @(posedge clk)
+    m1_0_7 <= p1_0_7;
+  always @(posedge clk)
+    m1_0_8 <= p1_0_8;
+  always @(posedge clk)
+    m1_0_9 <= p1_0_9;
+  always @(posedge clk)
+    m1_0_10 <= p1_0_10;
+  always @(posedge clk)
+    m1_0_11 <= p1_0_11;
+  always @(posedge clk)
+    m1_0_12 <= p1_0_12;
+  always @(posedge clk)
+    m1_0_13 <= p1_0_13;
+  always @(posedge clk)
+    m1_0_14 <= p1_0_14;
+  always @(posedge clk)
+    m1_0_15 <= p1_0_15;
+  always @(posedge clk)
+    m1_0_16 <= p1_0_16;
+  always @(posedge clk)
+    m1_0_17 <= p1_0_17;
+  always @(posedge clk)
+    m1_0_18 <= p1_0_18;
+  always @(posedge clk)
+    m1_0_19 <= p1_0_19;
+  always @(posedge clk)
+    m1_0_20 <= p1_0_20;
+  always @(posedge clk)
+    m1_0_21 <= p1_0_21;
+  always @(posedge clk)
+    m1_0_22 <= p1_0_22;
+  always @(posedge clk)
+    m1_0_23 <= p1_0_23;
+  always @(posedge clk)
+    m1_0_24 <= p1_0_24;
+  always @(posedge clk)
+    m1_0_25 <= p1_0_25;
+  always @(posedge clk)
+    m1_0_26 <= p1_0_26;
+  always @(posedge clk)
+    m1_0_27 <= p1_0_27;
+  always @(posedge clk)
+    m1_0_28 <= p1_0_28;
+  always @(posedge clk)
+    m1_0_29 <= p1_0_29;
+  always @(posedge clk)
+    t1_0_l2_0 <= t1_0_w1_0;
+  always @(posedge clk)
+    t1_0_l2_1 <= t1_0_w1_2;
+  always @(posedge clk)
+    t1_0_l2_2 <= t1_0_w1_4;
+  always @(posedge clk)
+    t1_0_l2_3 <= t1_0_w1_6;
+  always @(posedge clk)
+    t1_0_l2_4 <= t1_0_w1_8;
+  always @(posedge clk)
+    t1_0_l2_5 <= t1_0_w1_10;
+  always @(posedge clk)
+    t1_0_l2_6 <= t1_0_w1_12;
+  always @(posedge clk)
+    t1_0_l2_7 <= t1_0_w0_28;
+  always @(posedge clk)
+    t1_0_l4_0 <= t1_0_w3_0;
+  always @(posedge clk)
+    t1_0_l4_1 <= t1_0_w3_2;
+  always @(posedge clk)
+    t1_0_l5_0 <= t1_0_w4_0;
+  always @(posedge clk)
+    w2_0 <= { \o$686 , \o$685 , \o$684  };
+  always @(posedge clk)
+    m2_0_0 <= p2_0_0;
+  always @(posedge clk)
+    m2_0_1 <= p2_0_1;
+  always @(posedge clk)
+    m2_0_2 <= p2_0_2;
+  always @(posedge clk)
+    m2_0_3 <= p2_0_3;
+  always @(posedge clk)
+    m2_0_4 <= p2_0_4;
+  always @(posedge clk)
+    m2_0_5 <= p2_0_5;
+  always @(posedge clk)
+    m2_0_6 <= p2_0_6;
+  always @(posedge clk)
+    m2_0_7 <= p2_0_7;
+  always @(posedge clk)
+    m2_0_8 <= p2_0_8;
+  always @(posedge clk)
+    m2_0_9 <= p2_0_9;
+  always @(posedge clk)
+    m2_0_10 <= p2_0_10;
+  always @(posedge clk)
+    m2_0_11 <= p2_0_11;
+  always @(posedge clk)
+    m2_0_12 <= p2_0_12;
+  always @(posedge clk)
+    m2_0_13 <= p2_0_13;
+  always @(posedge clk)
+    m2_0_14 <= p2_0_14;
+  always @(posedge clk)
+    m2_0_15 <= p2_0_15;
+  always @(posedge clk)
+    m2_0_16 <= p2_0_16;
+  always @(posedge clk)
+    m2_0_17 <= p2_0_17;
+  always @(posedge clk)
+    m2_0_18 <= p2_0_18;
+  always @(posedge clk)
+    m2_0_19 <= p2_0_19;
+  always @(posedge clk)
+    m2_0_20 <= p2_0_20;
+  always @(posedge clk)
+    m2_0_21 <= p2_0_21;
+  always @(posedge clk)
+    m2_0_22 <= p2_0_22;
+  always @(posedge clk)
+    m2_0_23 <= p2_0_23;
+  always @(posedge clk)
+    m2_0_24 <= p2_0_24;
+  always @(posedge clk)
+    m2_0_25 <= p2_0_25;
+  always @(posedge clk)
+    m2_0_26 <= p2_0_26;
+  always @(posedge clk)
+    m2_0_27 <= p2_0_27;
+  always @(posedge clk)
+    m2_0_28 <= p2_0_28;
+  always @(posedge clk)
+    m2_0_29 <= p2_0_29;
+  always @(posedge clk)
+    t2_0_l2_0 <= t2_0_w1_0;
+  always @(posedge clk)
+    t2_0_l2_1 <= t2_0_w1_2;
+  always @(posedge clk)
+    t2_0_l2_2 <= t2_0_w1_4;
+  always @(posedge clk)
+    t2_0_l2_3 <= t2_0_w1_6;
+  always @(posedge clk)
+    t2_0_l2_4 <= t2_0_w1_8;
+  always @(posedge clk)
+    t2_0_l2_5 <= t2_0_w1_10;
+  always @(posedge clk)
+    t2_0_l2_6 <= t2_0_w1_12;
+  always @(posedge clk)
+    t2_0_l2_7 <= t2_0_w0_28;
+  always @(posedge clk)
+    t2_0_l4_0 <= t2_0_w3_0;
+  always @(posedge clk)
+    t2_0_l4_1 <= t2_0_w3_2;
+  always @(posedge clk)
+    t2_0_l5_0 <= t2_0_w4_0;
+  always @(posedge clk)
+    w3_0 <= { \o$721 , \o$720 , \o$719  };
+  always @(posedge clk)
+    m3_0_0 <= p3_0_0;
+  always @(posedge clk)
+    m3_0_1 <= p3_0_1;
+  always @(posedge clk)
+    m3_0_2 <= p3_0_2;
+  always @(posedge clk)
+    m3_0_3 <= p3_0_3;
+  always @(posedge clk)
+    m3_0_4 <= p3_0_4;
+  always @(posedge clk)
+    m3_0_5 <= p3_0_5;
+  always @(posedge clk)
+    m3_0_6 <= p3_0_6;
+  always @(posedge clk)
+    m3_0_7 <= p3_0_7;
+  always @(posedge clk)
+    m3_0_8 <= p3_0_8;
+  always @(posedge clk)
+    m3_0_9 <= p3_0_9;
+  always @(posedge clk)
+    m3_0_10 <= p3_0_10;
+  always @(posedge clk)
+    m3_0_11 <= p3_0_11;
+  always @(posedge clk)
+    m3_0_12 <= p3_0_12;
+  always @(posedge clk)
+    m3_0_13 <= p3_0_13;
+  always @(posedge clk)
+    m3_0_14 <= p3_0_14;
+  always @(posedge clk)
+    m3_0_15 <= p3_0_15;
+  always @(posedge clk)
+    m3_0_16 <= p3_0_16;
+  always @(posedge clk)
+    m3_0_17 <= p3_0_17;
+  always @(posedge clk)
+    m3_0_18 <= p3_0_18;
+  always @(posedge clk)
+    m3_0_19 <= p3_0_19;
+  always @(posedge clk)
+    m3_0_20 <= p3_0_20;
+  always @(posedge clk)
+    m3_0_21 <= p3_0_21;
+  always @(posedge clk)
+    m3_0_22 <= p3_0_22;
+  always @(posedge clk)
+    m3_0_23 <= p3_0_23;
+  always @(posedge clk)
+    m3_0_24 <= p3_0_24;
+  always @(posedge clk)
+    m3_0_25 <= p3_0_25;
+  always @(posedge clk)
+    m3_0_26 <= p3_0_26;
+  always @(posedge clk)
+    m3_0_27 <= p3_0_27;
+  always @(posedge clk)
+    m3_0_28 <= p3_0_28;
+  always @(posedge clk)
+    m3_0_29 <= p3_0_29;
+  always @(posedge clk)
+    t3_0_l2_0 <= t3_0_w1_0;
+  always @(posedge clk)
+    t3_0_l2_1 <= t3_0_w1_2;
+  always @(posedge clk)
+    t3_0_l2_2 <= t3_0_w1_4;
+  always @(posedge clk)
+    t3_0_l2_3 <= t3_0_w1_6;
+  always @(posedge clk)
+    t3_0_l2_4 <= t3_0_w1_8;
+  always @(posedge clk)
+    t3_0_l2_5 <= t3_0_w1_10;
+  always @(posedge clk)
+    t3_0_l2_6 <= t3_0_w1_12;
+  always @(posedge clk)
+    t3_0_l2_7 <= t3_0_w0_28;
+  always @(posedge clk)
+    t3_0_l4_0 <= t3_0_w3_0;
+  always @(posedge clk)
+    t3_0_l4_1 <= t3_0_w3_2;
+  always @(posedge clk)
+    t3_0_l5_0 <= t3_0_w4_0;
+  always @(posedge clk)
+    xsum_l1_0 <= xsum_w0_0;
+  always @(posedge clk)
+    xsum_l1_1 <= xsum_w0_2;
+  always @(posedge clk)
+    xsum_l1_2 <= xsum_w0_4;
+  always @(posedge clk)
+    xsum_l1_3 <= xsum_w0_6;
+  always @(posedge clk)
+    xsum_l1_4 <= xsum_w0_8;
+  always @(posedge clk)
+    xsum_l1_5 <= xsum_w0_10;
+  always @(posedge clk)
+    xsum_l1_6 <= xsum_w0_12;
+  always @(posedge clk)
+    xsum_l1_7 <= xsum_w0_14;
+  always @(posedge clk)
+    xsum_l1_8 <= xsum_w0_16;
+  always @(posedge clk)
+    xsum_l1_9 <= xsum_w0_18;
+  always @(posedge clk)
+    xsum_l1_10 <= xsum_w0_20;
+  always @(posedge clk)
+    xsum_l1_11 <= xsum_w0_22;
+  always @(posedge clk)
+    xsum_l1_12 <= xsum_w0_24;
+  always @(posedge clk)
+    xsum_l1_13 <= xsum_w0_26;
+  always @(posedge clk)
+    xsum_l1_14 <= xsum_w0_28;
+  always @(posedge clk)
+    xsum_l1_15 <= xsum_w0_30;
+  always @(posedge clk)
+    xsum_l1_16 <= xsum_w0_32;
+  always @(posedge clk)
+    xsum_l1_17 <= xsum_w0_34;
+  always @(posedge clk)
+    xsum_l1_18 <= xsum_w0_36;
+  always @(posedge clk)
+    xsum_l1_19 <= xsum_w0_38;
+  always @(posedge clk)
+    xsum_l1_20 <= xsum_w0_40;
+  always @(posedge clk)
+    xsum_l1_21 <= xsum_w0_42;
+  always @(posedge clk)
+    xsum_l1_22 <= xsum_w0_44;
+  always @(posedge clk)
+    xsum_l1_23 <= xsum_w0_46;
+  always @(posedge clk)
+    xsum_l1_24 <= xsum_w0_48;
+  always @(posedge clk)
+    xsum_l1_25 <= xsum_w0_50;
+  always @(posedge clk)
+    xsum_l1_26 <= xsum_w0_52;
+  always @(posedge clk)
+    xsum_l1_27 <= xsum_w0_54;
+  always @(posedge clk)
+    xsum_l1_28 <= xsum_w0_56;
+  always @(posedge clk)
+    xsum_l1_29 <= xsum_w0_58;
+  always @(posedge clk)
+    xsum_l3_0 <= xsum_w2_0;
+  always @(posedge clk)
+    xsum_l3_1 <= xsum_w2_2;
+  always @(posedge clk)
+    xsum_l3_2 <= xsum_w2_4;
+  always @(posedge clk)
+    xsum_l3_3 <= xsum_w2_6;
+  always @(posedge clk)
+    xsum_l3_4 <= xsum_w2_8;
+  always @(posedge clk)
+    xsum_l3_5 <= xsum_w2_10;
+  always @(posedge clk)
+    xsum_l3_6 <= xsum_w2_12;
+  always @(posedge clk)
+    xsum_l3_7 <= xsum_w1_28;
+  always @(posedge clk)
+    xsum_l5_0 <= xsum_w4_0;
+  always @(posedge clk)
+    xsum_l5_1 <= xsum_w4_2;
+  always @(posedge clk)
+    xsum_l6_0 <= xsum_w5_0;
+  always @(posedge clk)
+    v2_d1 <= \$190 ;
+  always @(posedge clk)
+    v2_d2 <= \$191 ;
+  always @(posedge clk)
+    v2_d3 <= \$192 ;
+  always @(posedge clk)
+    v2_d4 <= \$193 ;
+  always @(posedge clk)
+    v2_d5 <= \$194 ;
+  always @(posedge clk)
+    last2_d1 <= \$195 ;
+  always @(posedge clk)
+    last2_d2 <= \$196 ;
+  always @(posedge clk)
+    last2_d3 <= \$197 ;
+  always @(posedge clk)
+    last2_d4 <= \$198 ;
+  always @(posedge clk)
+    last2_d5 <= \$199 ;
+  always @(posedge clk)
+    v2p_d1 <= \$200 ;
+  always @(posedge clk)
+    v2p_d2 <= \$201 ;
+  always @(posedge clk)
+    v2p_d3 <= \$202 ;
+  always @(posedge clk)
+    v2p_d4 <= \$203 ;
+  always @(posedge clk)
+    first2p_d1 <= \$204 ;
+  always @(posedge clk)
+    first2p_d2 <= \$205 ;
+  always @(posedge clk)
+    first2p_d3 <= \$206 ;
+  always @(posedge clk)
+    first2p_d4 <= \$207 ;
+  always @(posedge clk)
+    last2p_d1 <= \$208 ;
+  always @(posedge clk)
+    last2p_d2 <= \$209 ;
+  always @(posedge clk)
+    last2p_d3 <= \$210 ;
+  always @(posedge clk)
+    last2p_d4 <= \$211 ;
+  always @(posedge clk)
+    done <= \$212 ;
+  always @(posedge clk)
+    xacc <= \$213 ;
+  always @(posedge clk)
+    xfin <= \$214 ;
+  always @(posedge clk)
+    acc0_0 <= \$215 ;
+  always @(posedge clk)
+    fin0_0 <= \$216 ;
+  always @(posedge clk)
+    bank0_0 <= \$217 ;
+  always @(posedge clk)
+    acc1_0 <= \$218 ;
+  always @(posedge clk)
+    fin1_0 <= \$219 ;
+  always @(posedge clk)
+    bank1_0 <= \$220 ;
+  always @(posedge clk)
+    acc2_0 <= \$221 ;
+  always @(posedge clk)
+    fin2_0 <= \$222 ;
+  always @(posedge clk)
+    bank2_0 <= \$223 ;
+  always @(posedge clk)
+    acc3_0 <= \$224 ;
+  always @(posedge clk)
+    fin3_0 <= \$225 ;
+  always @(posedge clk)
+    bank3_0 <= \$226 ;
+  always @(posedge clk)
+    ser_left <= \$227 ;
+  always @(posedge clk)
+    addr <= \$228 ;
+  always @(posedge clk)
+    \$signal$794  <= \$229 ;
+  always @(posedge clk)
+    ka <= \$230 ;
+  always @(posedge clk)
+    sa0_0 <= bank0_0;
+  always @(posedge clk)
+    vb <= \$231 ;
+  always @(posedge clk)
+    rq0_beta_b <= data[31:13];
+  always @(posedge clk)
+    rq0_beta <= \$90 ;
+  always @(posedge clk)
+    rq0_acc_s1_0 <= \$93 ;
+  always @(posedge clk)
+    rq0_acc_s1_1 <= rq0_beta;
+  always @(posedge clk)
+    rq0_acc_s2_0 <= \$94 [30:0];
+  always @(posedge clk)
+    rq0_shifted <= \$95 [14:0];
+  always @(posedge clk)
+    rq0_under <= \$97 ;
+  always @(posedge clk)
+    rq0_over <= \$99 ;
+  always @(posedge clk)
+    v_out_d1 <= \$232 ;
+  always @(posedge clk)
+    v_out_d2 <= \$233 ;
+  always @(posedge clk)
+    v_out_d3 <= \$234 ;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -13958,55 +12842,55 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$891 )
+    .o(\o$615 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$892 )
+    .o(\o$616 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$895 )
+    .o(\o$649 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$896 )
+    .o(\o$650 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$897 )
+    .o(\o$651 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$900 )
+    .o(\o$684 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$901 )
+    .o(\o$685 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$902 )
+    .o(\o$686 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$905 )
+    .o(\o$719 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$906 )
+    .o(\o$720 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$907 )
+    .o(\o$721 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$846 ),
+    .o__ready(\o__ready$570 ),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
-    .w_en(\w_en$851 ),
+    .w_en(\w_en$575 ),
     .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
@@ -14048,6 +12932,1206 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .clk(clk),
     .d({ last2p_d4, first2p_d4, v2p_d4 }),
     .q(flags_x)
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p0_0_0),
+    .wa(w0_0[0]),
+    .wb(w0_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_10_add (
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
+    .s(p0_0_10),
+    .wa(w0_0[20]),
+    .wb(w0_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_11_add (
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
+    .s(p0_0_11),
+    .wa(w0_0[22]),
+    .wb(w0_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_12_add (
+    .a(xdata_d1[199:192]),
+    .b(xdata_d1[207:200]),
+    .s(p0_0_12),
+    .wa(w0_0[24]),
+    .wb(w0_0[25])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_13_add (
+    .a(xdata_d1[215:208]),
+    .b(xdata_d1[223:216]),
+    .s(p0_0_13),
+    .wa(w0_0[26]),
+    .wb(w0_0[27])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_14_add (
+    .a(xdata_d1[231:224]),
+    .b(xdata_d1[239:232]),
+    .s(p0_0_14),
+    .wa(w0_0[28]),
+    .wb(w0_0[29])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_15_add (
+    .a(xdata_d1[247:240]),
+    .b(xdata_d1[255:248]),
+    .s(p0_0_15),
+    .wa(w0_0[30]),
+    .wb(w0_0[31])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_16_add (
+    .a(xdata_d1[263:256]),
+    .b(xdata_d1[271:264]),
+    .s(p0_0_16),
+    .wa(w0_0[32]),
+    .wb(w0_0[33])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_17_add (
+    .a(xdata_d1[279:272]),
+    .b(xdata_d1[287:280]),
+    .s(p0_0_17),
+    .wa(w0_0[34]),
+    .wb(w0_0[35])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_18_add (
+    .a(xdata_d1[295:288]),
+    .b(xdata_d1[303:296]),
+    .s(p0_0_18),
+    .wa(w0_0[36]),
+    .wb(w0_0[37])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_19_add (
+    .a(xdata_d1[311:304]),
+    .b(xdata_d1[319:312]),
+    .s(p0_0_19),
+    .wa(w0_0[38]),
+    .wb(w0_0[39])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p0_0_1),
+    .wa(w0_0[2]),
+    .wb(w0_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_20_add (
+    .a(xdata_d1[327:320]),
+    .b(xdata_d1[335:328]),
+    .s(p0_0_20),
+    .wa(w0_0[40]),
+    .wb(w0_0[41])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_21_add (
+    .a(xdata_d1[343:336]),
+    .b(xdata_d1[351:344]),
+    .s(p0_0_21),
+    .wa(w0_0[42]),
+    .wb(w0_0[43])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_22_add (
+    .a(xdata_d1[359:352]),
+    .b(xdata_d1[367:360]),
+    .s(p0_0_22),
+    .wa(w0_0[44]),
+    .wb(w0_0[45])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_23_add (
+    .a(xdata_d1[375:368]),
+    .b(xdata_d1[383:376]),
+    .s(p0_0_23),
+    .wa(w0_0[46]),
+    .wb(w0_0[47])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_24_add (
+    .a(xdata_d1[391:384]),
+    .b(xdata_d1[399:392]),
+    .s(p0_0_24),
+    .wa(w0_0[48]),
+    .wb(w0_0[49])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_25_add (
+    .a(xdata_d1[407:400]),
+    .b(xdata_d1[415:408]),
+    .s(p0_0_25),
+    .wa(w0_0[50]),
+    .wb(w0_0[51])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_26_add (
+    .a(xdata_d1[423:416]),
+    .b(xdata_d1[431:424]),
+    .s(p0_0_26),
+    .wa(w0_0[52]),
+    .wb(w0_0[53])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_27_add (
+    .a(xdata_d1[439:432]),
+    .b(xdata_d1[447:440]),
+    .s(p0_0_27),
+    .wa(w0_0[54]),
+    .wb(w0_0[55])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_28_add (
+    .a(xdata_d1[455:448]),
+    .b(xdata_d1[463:456]),
+    .s(p0_0_28),
+    .wa(w0_0[56]),
+    .wb(w0_0[57])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_29_add (
+    .a(xdata_d1[471:464]),
+    .b(xdata_d1[479:472]),
+    .s(p0_0_29),
+    .wa(w0_0[58]),
+    .wb(w0_0[59])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p0_0_2),
+    .wa(w0_0[4]),
+    .wb(w0_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p0_0_3),
+    .wa(w0_0[6]),
+    .wb(w0_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p0_0_4),
+    .wa(w0_0[8]),
+    .wb(w0_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p0_0_5),
+    .wa(w0_0[10]),
+    .wb(w0_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p0_0_6),
+    .wa(w0_0[12]),
+    .wb(w0_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p0_0_7),
+    .wa(w0_0[14]),
+    .wb(w0_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p0_0_8),
+    .wa(w0_0[16]),
+    .wb(w0_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p0_0_9),
+    .wa(w0_0[18]),
+    .wb(w0_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p1_0_0),
+    .wa(w1_0[0]),
+    .wb(w1_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_10_add (
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
+    .s(p1_0_10),
+    .wa(w1_0[20]),
+    .wb(w1_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_11_add (
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
+    .s(p1_0_11),
+    .wa(w1_0[22]),
+    .wb(w1_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_12_add (
+    .a(xdata_d1[199:192]),
+    .b(xdata_d1[207:200]),
+    .s(p1_0_12),
+    .wa(w1_0[24]),
+    .wb(w1_0[25])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_13_add (
+    .a(xdata_d1[215:208]),
+    .b(xdata_d1[223:216]),
+    .s(p1_0_13),
+    .wa(w1_0[26]),
+    .wb(w1_0[27])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_14_add (
+    .a(xdata_d1[231:224]),
+    .b(xdata_d1[239:232]),
+    .s(p1_0_14),
+    .wa(w1_0[28]),
+    .wb(w1_0[29])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_15_add (
+    .a(xdata_d1[247:240]),
+    .b(xdata_d1[255:248]),
+    .s(p1_0_15),
+    .wa(w1_0[30]),
+    .wb(w1_0[31])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_16_add (
+    .a(xdata_d1[263:256]),
+    .b(xdata_d1[271:264]),
+    .s(p1_0_16),
+    .wa(w1_0[32]),
+    .wb(w1_0[33])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_17_add (
+    .a(xdata_d1[279:272]),
+    .b(xdata_d1[287:280]),
+    .s(p1_0_17),
+    .wa(w1_0[34]),
+    .wb(w1_0[35])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_18_add (
+    .a(xdata_d1[295:288]),
+    .b(xdata_d1[303:296]),
+    .s(p1_0_18),
+    .wa(w1_0[36]),
+    .wb(w1_0[37])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_19_add (
+    .a(xdata_d1[311:304]),
+    .b(xdata_d1[319:312]),
+    .s(p1_0_19),
+    .wa(w1_0[38]),
+    .wb(w1_0[39])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p1_0_1),
+    .wa(w1_0[2]),
+    .wb(w1_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_20_add (
+    .a(xdata_d1[327:320]),
+    .b(xdata_d1[335:328]),
+    .s(p1_0_20),
+    .wa(w1_0[40]),
+    .wb(w1_0[41])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_21_add (
+    .a(xdata_d1[343:336]),
+    .b(xdata_d1[351:344]),
+    .s(p1_0_21),
+    .wa(w1_0[42]),
+    .wb(w1_0[43])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_22_add (
+    .a(xdata_d1[359:352]),
+    .b(xdata_d1[367:360]),
+    .s(p1_0_22),
+    .wa(w1_0[44]),
+    .wb(w1_0[45])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_23_add (
+    .a(xdata_d1[375:368]),
+    .b(xdata_d1[383:376]),
+    .s(p1_0_23),
+    .wa(w1_0[46]),
+    .wb(w1_0[47])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_24_add (
+    .a(xdata_d1[391:384]),
+    .b(xdata_d1[399:392]),
+    .s(p1_0_24),
+    .wa(w1_0[48]),
+    .wb(w1_0[49])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_25_add (
+    .a(xdata_d1[407:400]),
+    .b(xdata_d1[415:408]),
+    .s(p1_0_25),
+    .wa(w1_0[50]),
+    .wb(w1_0[51])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_26_add (
+    .a(xdata_d1[423:416]),
+    .b(xdata_d1[431:424]),
+    .s(p1_0_26),
+    .wa(w1_0[52]),
+    .wb(w1_0[53])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_27_add (
+    .a(xdata_d1[439:432]),
+    .b(xdata_d1[447:440]),
+    .s(p1_0_27),
+    .wa(w1_0[54]),
+    .wb(w1_0[55])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_28_add (
+    .a(xdata_d1[455:448]),
+    .b(xdata_d1[463:456]),
+    .s(p1_0_28),
+    .wa(w1_0[56]),
+    .wb(w1_0[57])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_29_add (
+    .a(xdata_d1[471:464]),
+    .b(xdata_d1[479:472]),
+    .s(p1_0_29),
+    .wa(w1_0[58]),
+    .wb(w1_0[59])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p1_0_2),
+    .wa(w1_0[4]),
+    .wb(w1_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p1_0_3),
+    .wa(w1_0[6]),
+    .wb(w1_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p1_0_4),
+    .wa(w1_0[8]),
+    .wb(w1_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p1_0_5),
+    .wa(w1_0[10]),
+    .wb(w1_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p1_0_6),
+    .wa(w1_0[12]),
+    .wb(w1_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p1_0_7),
+    .wa(w1_0[14]),
+    .wb(w1_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p1_0_8),
+    .wa(w1_0[16]),
+    .wb(w1_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p1_0_9),
+    .wa(w1_0[18]),
+    .wb(w1_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p2_0_0),
+    .wa(w2_0[0]),
+    .wb(w2_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_10_add (
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
+    .s(p2_0_10),
+    .wa(w2_0[20]),
+    .wb(w2_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_11_add (
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
+    .s(p2_0_11),
+    .wa(w2_0[22]),
+    .wb(w2_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_12_add (
+    .a(xdata_d1[199:192]),
+    .b(xdata_d1[207:200]),
+    .s(p2_0_12),
+    .wa(w2_0[24]),
+    .wb(w2_0[25])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_13_add (
+    .a(xdata_d1[215:208]),
+    .b(xdata_d1[223:216]),
+    .s(p2_0_13),
+    .wa(w2_0[26]),
+    .wb(w2_0[27])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_14_add (
+    .a(xdata_d1[231:224]),
+    .b(xdata_d1[239:232]),
+    .s(p2_0_14),
+    .wa(w2_0[28]),
+    .wb(w2_0[29])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_15_add (
+    .a(xdata_d1[247:240]),
+    .b(xdata_d1[255:248]),
+    .s(p2_0_15),
+    .wa(w2_0[30]),
+    .wb(w2_0[31])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_16_add (
+    .a(xdata_d1[263:256]),
+    .b(xdata_d1[271:264]),
+    .s(p2_0_16),
+    .wa(w2_0[32]),
+    .wb(w2_0[33])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_17_add (
+    .a(xdata_d1[279:272]),
+    .b(xdata_d1[287:280]),
+    .s(p2_0_17),
+    .wa(w2_0[34]),
+    .wb(w2_0[35])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_18_add (
+    .a(xdata_d1[295:288]),
+    .b(xdata_d1[303:296]),
+    .s(p2_0_18),
+    .wa(w2_0[36]),
+    .wb(w2_0[37])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_19_add (
+    .a(xdata_d1[311:304]),
+    .b(xdata_d1[319:312]),
+    .s(p2_0_19),
+    .wa(w2_0[38]),
+    .wb(w2_0[39])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p2_0_1),
+    .wa(w2_0[2]),
+    .wb(w2_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_20_add (
+    .a(xdata_d1[327:320]),
+    .b(xdata_d1[335:328]),
+    .s(p2_0_20),
+    .wa(w2_0[40]),
+    .wb(w2_0[41])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_21_add (
+    .a(xdata_d1[343:336]),
+    .b(xdata_d1[351:344]),
+    .s(p2_0_21),
+    .wa(w2_0[42]),
+    .wb(w2_0[43])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_22_add (
+    .a(xdata_d1[359:352]),
+    .b(xdata_d1[367:360]),
+    .s(p2_0_22),
+    .wa(w2_0[44]),
+    .wb(w2_0[45])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_23_add (
+    .a(xdata_d1[375:368]),
+    .b(xdata_d1[383:376]),
+    .s(p2_0_23),
+    .wa(w2_0[46]),
+    .wb(w2_0[47])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_24_add (
+    .a(xdata_d1[391:384]),
+    .b(xdata_d1[399:392]),
+    .s(p2_0_24),
+    .wa(w2_0[48]),
+    .wb(w2_0[49])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_25_add (
+    .a(xdata_d1[407:400]),
+    .b(xdata_d1[415:408]),
+    .s(p2_0_25),
+    .wa(w2_0[50]),
+    .wb(w2_0[51])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_26_add (
+    .a(xdata_d1[423:416]),
+    .b(xdata_d1[431:424]),
+    .s(p2_0_26),
+    .wa(w2_0[52]),
+    .wb(w2_0[53])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_27_add (
+    .a(xdata_d1[439:432]),
+    .b(xdata_d1[447:440]),
+    .s(p2_0_27),
+    .wa(w2_0[54]),
+    .wb(w2_0[55])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_28_add (
+    .a(xdata_d1[455:448]),
+    .b(xdata_d1[463:456]),
+    .s(p2_0_28),
+    .wa(w2_0[56]),
+    .wb(w2_0[57])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_29_add (
+    .a(xdata_d1[471:464]),
+    .b(xdata_d1[479:472]),
+    .s(p2_0_29),
+    .wa(w2_0[58]),
+    .wb(w2_0[59])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p2_0_2),
+    .wa(w2_0[4]),
+    .wb(w2_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p2_0_3),
+    .wa(w2_0[6]),
+    .wb(w2_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p2_0_4),
+    .wa(w2_0[8]),
+    .wb(w2_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p2_0_5),
+    .wa(w2_0[10]),
+    .wb(w2_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p2_0_6),
+    .wa(w2_0[12]),
+    .wb(w2_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p2_0_7),
+    .wa(w2_0[14]),
+    .wb(w2_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p2_0_8),
+    .wa(w2_0[16]),
+    .wb(w2_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p2_0_9),
+    .wa(w2_0[18]),
+    .wb(w2_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p3_0_0),
+    .wa(w3_0[0]),
+    .wb(w3_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_10_add (
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
+    .s(p3_0_10),
+    .wa(w3_0[20]),
+    .wb(w3_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_11_add (
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
+    .s(p3_0_11),
+    .wa(w3_0[22]),
+    .wb(w3_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_12_add (
+    .a(xdata_d1[199:192]),
+    .b(xdata_d1[207:200]),
+    .s(p3_0_12),
+    .wa(w3_0[24]),
+    .wb(w3_0[25])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_13_add (
+    .a(xdata_d1[215:208]),
+    .b(xdata_d1[223:216]),
+    .s(p3_0_13),
+    .wa(w3_0[26]),
+    .wb(w3_0[27])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_14_add (
+    .a(xdata_d1[231:224]),
+    .b(xdata_d1[239:232]),
+    .s(p3_0_14),
+    .wa(w3_0[28]),
+    .wb(w3_0[29])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_15_add (
+    .a(xdata_d1[247:240]),
+    .b(xdata_d1[255:248]),
+    .s(p3_0_15),
+    .wa(w3_0[30]),
+    .wb(w3_0[31])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_16_add (
+    .a(xdata_d1[263:256]),
+    .b(xdata_d1[271:264]),
+    .s(p3_0_16),
+    .wa(w3_0[32]),
+    .wb(w3_0[33])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_17_add (
+    .a(xdata_d1[279:272]),
+    .b(xdata_d1[287:280]),
+    .s(p3_0_17),
+    .wa(w3_0[34]),
+    .wb(w3_0[35])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_18_add (
+    .a(xdata_d1[295:288]),
+    .b(xdata_d1[303:296]),
+    .s(p3_0_18),
+    .wa(w3_0[36]),
+    .wb(w3_0[37])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_19_add (
+    .a(xdata_d1[311:304]),
+    .b(xdata_d1[319:312]),
+    .s(p3_0_19),
+    .wa(w3_0[38]),
+    .wb(w3_0[39])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p3_0_1),
+    .wa(w3_0[2]),
+    .wb(w3_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_20_add (
+    .a(xdata_d1[327:320]),
+    .b(xdata_d1[335:328]),
+    .s(p3_0_20),
+    .wa(w3_0[40]),
+    .wb(w3_0[41])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_21_add (
+    .a(xdata_d1[343:336]),
+    .b(xdata_d1[351:344]),
+    .s(p3_0_21),
+    .wa(w3_0[42]),
+    .wb(w3_0[43])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_22_add (
+    .a(xdata_d1[359:352]),
+    .b(xdata_d1[367:360]),
+    .s(p3_0_22),
+    .wa(w3_0[44]),
+    .wb(w3_0[45])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_23_add (
+    .a(xdata_d1[375:368]),
+    .b(xdata_d1[383:376]),
+    .s(p3_0_23),
+    .wa(w3_0[46]),
+    .wb(w3_0[47])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_24_add (
+    .a(xdata_d1[391:384]),
+    .b(xdata_d1[399:392]),
+    .s(p3_0_24),
+    .wa(w3_0[48]),
+    .wb(w3_0[49])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_25_add (
+    .a(xdata_d1[407:400]),
+    .b(xdata_d1[415:408]),
+    .s(p3_0_25),
+    .wa(w3_0[50]),
+    .wb(w3_0[51])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_26_add (
+    .a(xdata_d1[423:416]),
+    .b(xdata_d1[431:424]),
+    .s(p3_0_26),
+    .wa(w3_0[52]),
+    .wb(w3_0[53])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_27_add (
+    .a(xdata_d1[439:432]),
+    .b(xdata_d1[447:440]),
+    .s(p3_0_27),
+    .wa(w3_0[54]),
+    .wb(w3_0[55])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_28_add (
+    .a(xdata_d1[455:448]),
+    .b(xdata_d1[463:456]),
+    .s(p3_0_28),
+    .wa(w3_0[56]),
+    .wb(w3_0[57])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_29_add (
+    .a(xdata_d1[471:464]),
+    .b(xdata_d1[479:472]),
+    .s(p3_0_29),
+    .wa(w3_0[58]),
+    .wb(w3_0[59])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p3_0_2),
+    .wa(w3_0[4]),
+    .wb(w3_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p3_0_3),
+    .wa(w3_0[6]),
+    .wb(w3_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p3_0_4),
+    .wa(w3_0[8]),
+    .wb(w3_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p3_0_5),
+    .wa(w3_0[10]),
+    .wb(w3_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p3_0_6),
+    .wa(w3_0[12]),
+    .wb(w3_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p3_0_7),
+    .wa(w3_0[14]),
+    .wb(w3_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p3_0_8),
+    .wa(w3_0[16]),
+    .wb(w3_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p3_0_9),
+    .wa(w3_0[18]),
+    .wb(w3_0[19])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14242,9 +14326,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .q(r_page_b7)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$970 ),
+    .addr(\addr$814 ),
     .clk(clk),
-    .data(\data$969 )
+    .data(\data$813 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -14256,7 +14340,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$957 )
+    .p(\p$801 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14391,7 +14475,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$110 ),
+    .d(\$106 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -14399,7 +14483,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$142 ),
+    .d(\$138 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -14407,7 +14491,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$114 ),
+    .d(\$110 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -14415,7 +14499,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$146 ),
+    .d(\$142 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -14423,7 +14507,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$118 ),
+    .d(\$114 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -14431,7 +14515,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$150 ),
+    .d(\$146 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -14439,7 +14523,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$122 ),
+    .d(\$118 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -14447,7 +14531,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$154 ),
+    .d(\$150 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -14455,7 +14539,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$126 ),
+    .d(\$122 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -14463,7 +14547,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$158 ),
+    .d(\$154 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -14471,7 +14555,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b5_p0_copy (
     .clk(clk),
-    .d(\$130 ),
+    .d(\$126 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -14479,7 +14563,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b5_p1_copy (
     .clk(clk),
-    .d(\$162 ),
+    .d(\$158 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -14487,7 +14571,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b6_p0_copy (
     .clk(clk),
-    .d(\$134 ),
+    .d(\$130 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -14495,7 +14579,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b6_p1_copy (
     .clk(clk),
-    .d(\$166 ),
+    .d(\$162 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -14503,7 +14587,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b7_p0_copy (
     .clk(clk),
-    .d(\$138 ),
+    .d(\$134 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -14511,7 +14595,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_en_b7_p1_copy (
     .clk(clk),
-    .d(\$170 ),
+    .d(\$166 ),
     .q(\port__en$83 )
   );
   flexor_copy #(
@@ -14519,7 +14603,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$173 ),
+    .d(\$169 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -14527,19 +14611,89 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$176 ),
+    .d(\$172 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
-    .data(\data$969 ),
+    .data(\data$813 ),
     .o__ready(step),
-    .\port$7044$0 (\$489 ),
-    .\port$7050$0 (\$490 ),
-    .\port$7056$0 (\$491 ),
-    .raddr(\addr$970 ),
+    .\port$6398$0 (\$245 ),
+    .\port$6404$0 (\$246 ),
+    .\port$6410$0 (\$247 ),
+    .raddr(\addr$814 ),
     .rst_conv2(rst_conv2)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$235  = v_out_d3;
+    if (rst_conv2) begin
+      \$235  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$236  = ka;
+    if (rst_conv2) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$237  = skipped_d1;
+    if (rst_conv2) begin
+      \$237  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$238  = skipped_d2;
+    if (rst_conv2) begin
+      \$238  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$239  = skipped_d3;
+    if (rst_conv2) begin
+      \$239  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$240  = skipped_d4;
+    if (rst_conv2) begin
+      \$240  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$241  = \$100 ;
+    if (rst_conv2) begin
+      \$241  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$242  = \$102 ;
+    if (rst_conv2) begin
+      \$242  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$243  = \$25 [3:0];
+    if (rst_conv2) begin
+      \$243  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$244  = credits_room_next;
+    if (rst_conv2) begin
+      \$244  = 1'h1;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     r_next = r_addr;
@@ -14552,2708 +14706,478 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = w_count;
+    \$173  = w_count;
     if (take) begin
-      \$177  = \$28 [3:0];
+      \$173  = \$28 [3:0];
     end
     if (rst_conv2) begin
-      \$177  = 4'h0;
+      \$173  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = \$29 ;
+    \$174  = \$29 ;
     if (rst_conv2) begin
-      \$178  = 1'h1;
+      \$174  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = gap_zero_next;
+    \$175  = gap_zero_next;
     if (rst_conv2) begin
-      \$179  = 1'h1;
+      \$175  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = \$signal ;
+    \$176  = \$signal ;
     if (rst_conv2) begin
-      \$180  = 1'h0;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = n_last_next;
+    \$177  = n_last_next;
     if (rst_conv2) begin
-      \$181  = 1'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = \$30 ;
+    \$178  = \$30 ;
+    if (rst_conv2) begin
+      \$178  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$179  = r_next;
+    if (rst_conv2) begin
+      \$179  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$180  = s_idx;
+    if (step) begin
+      \$180  = \$32 [3:0];
+    end
+    if (rst_conv2) begin
+      \$180  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$181  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$181  = \$34 [3:0];
+      end
+    end
+    if (rst_conv2) begin
+      \$181  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$182  = active;
+    if (\$35 ) begin
+      \$182  = 1'h0;
+    end
+    if (load) begin
+      \$182  = 1'h1;
+    end
     if (rst_conv2) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = r_next;
+    \$183  = r_base;
+    if (load) begin
+      \$183  = { 1'h0, \$36  };
+    end
     if (rst_conv2) begin
       \$183  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = s_idx;
-    if (step) begin
-      \$184  = \$32 [3:0];
-    end
-    if (rst_conv2) begin
-      \$184  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$185  = \$34 [3:0];
-      end
-    end
-    if (rst_conv2) begin
-      \$185  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = active;
-    if (\$35 ) begin
-      \$186  = 1'h0;
-    end
+    \$184  = w_half;
     if (load) begin
-      \$186  = 1'h1;
+      \$184  = \$37 ;
     end
+    if (rst_conv2) begin
+      \$184  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$185  = gap;
+    if (\$38 ) begin
+      \$185  = 3'h3;
+    end else if (\$39 ) begin
+      \$185  = \$40 [2:0];
+    end
+    if (rst_conv2) begin
+      \$185  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$186  = step;
     if (rst_conv2) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = r_base;
-    if (load) begin
-      \$187  = { 1'h0, \$36  };
-    end
+    \$187  = \$41 ;
     if (rst_conv2) begin
-      \$187  = 5'h00;
+      \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = w_half;
-    if (load) begin
-      \$188  = \$37 ;
-    end
+    \$188  = s_last;
     if (rst_conv2) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = gap;
-    if (\$38 ) begin
-      \$189  = 3'h3;
-    end else if (\$39 ) begin
-      \$189  = \$40 [2:0];
-    end
+    \$189  = r_next;
     if (rst_conv2) begin
-      \$189  = 3'h0;
+      \$189  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = step;
+    \$190  = \$signal$584 ;
     if (rst_conv2) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = \$41 ;
+    \$191  = v2_d1;
     if (rst_conv2) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$192  = s_last;
+    \$192  = v2_d2;
     if (rst_conv2) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$193  = r_next;
+    \$193  = v2_d3;
     if (rst_conv2) begin
-      \$193  = 5'h00;
+      \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[0]) begin
-      \$194  = 8'h00;
-    end else begin
-      \$194  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[1]) begin
-      \$195  = 8'h00;
-    end else begin
-      \$195  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[2]) begin
-      \$196  = 8'h00;
-    end else begin
-      \$196  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[3]) begin
-      \$197  = 8'h00;
-    end else begin
-      \$197  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[4]) begin
-      \$198  = 8'h00;
-    end else begin
-      \$198  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[5]) begin
-      \$199  = 8'h00;
-    end else begin
-      \$199  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[6]) begin
-      \$200  = 8'h00;
-    end else begin
-      \$200  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[7]) begin
-      \$201  = 8'h00;
-    end else begin
-      \$201  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[8]) begin
-      \$202  = 8'h00;
-    end else begin
-      \$202  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[9]) begin
-      \$203  = 8'h00;
-    end else begin
-      \$203  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[10]) begin
-      \$204  = 8'h00;
-    end else begin
-      \$204  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[11]) begin
-      \$205  = 8'h00;
-    end else begin
-      \$205  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[12]) begin
-      \$206  = 8'h00;
-    end else begin
-      \$206  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[13]) begin
-      \$207  = 8'h00;
-    end else begin
-      \$207  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[14]) begin
-      \$208  = 8'h00;
-    end else begin
-      \$208  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$209  = 8'h00;
-    end else begin
-      \$209  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[16]) begin
-      \$210  = 8'h00;
-    end else begin
-      \$210  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[17]) begin
-      \$211  = 8'h00;
-    end else begin
-      \$211  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[18]) begin
-      \$212  = 8'h00;
-    end else begin
-      \$212  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[19]) begin
-      \$213  = 8'h00;
-    end else begin
-      \$213  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[20]) begin
-      \$214  = 8'h00;
-    end else begin
-      \$214  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[21]) begin
-      \$215  = 8'h00;
-    end else begin
-      \$215  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[22]) begin
-      \$216  = 8'h00;
-    end else begin
-      \$216  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[23]) begin
-      \$217  = 8'h00;
-    end else begin
-      \$217  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[24]) begin
-      \$218  = 8'h00;
-    end else begin
-      \$218  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[25]) begin
-      \$219  = 8'h00;
-    end else begin
-      \$219  = xdata_d1[207:200];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[26]) begin
-      \$220  = 8'h00;
-    end else begin
-      \$220  = xdata_d1[215:208];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[27]) begin
-      \$221  = 8'h00;
-    end else begin
-      \$221  = xdata_d1[223:216];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[28]) begin
-      \$222  = 8'h00;
-    end else begin
-      \$222  = xdata_d1[231:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[29]) begin
-      \$223  = 8'h00;
-    end else begin
-      \$223  = xdata_d1[239:232];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[30]) begin
-      \$224  = 8'h00;
-    end else begin
-      \$224  = xdata_d1[247:240];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[31]) begin
-      \$225  = 8'h00;
-    end else begin
-      \$225  = xdata_d1[255:248];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[32]) begin
-      \$226  = 8'h00;
-    end else begin
-      \$226  = xdata_d1[263:256];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[33]) begin
-      \$227  = 8'h00;
-    end else begin
-      \$227  = xdata_d1[271:264];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[34]) begin
-      \$228  = 8'h00;
-    end else begin
-      \$228  = xdata_d1[279:272];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[35]) begin
-      \$229  = 8'h00;
-    end else begin
-      \$229  = xdata_d1[287:280];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[36]) begin
-      \$230  = 8'h00;
-    end else begin
-      \$230  = xdata_d1[295:288];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[37]) begin
-      \$231  = 8'h00;
-    end else begin
-      \$231  = xdata_d1[303:296];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[38]) begin
-      \$232  = 8'h00;
-    end else begin
-      \$232  = xdata_d1[311:304];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[39]) begin
-      \$233  = 8'h00;
-    end else begin
-      \$233  = xdata_d1[319:312];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[40]) begin
-      \$234  = 8'h00;
-    end else begin
-      \$234  = xdata_d1[327:320];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[41]) begin
-      \$235  = 8'h00;
-    end else begin
-      \$235  = xdata_d1[335:328];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[42]) begin
-      \$236  = 8'h00;
-    end else begin
-      \$236  = xdata_d1[343:336];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[43]) begin
-      \$237  = 8'h00;
-    end else begin
-      \$237  = xdata_d1[351:344];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[44]) begin
-      \$238  = 8'h00;
-    end else begin
-      \$238  = xdata_d1[359:352];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[45]) begin
-      \$239  = 8'h00;
-    end else begin
-      \$239  = xdata_d1[367:360];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[46]) begin
-      \$240  = 8'h00;
-    end else begin
-      \$240  = xdata_d1[375:368];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[47]) begin
-      \$241  = 8'h00;
-    end else begin
-      \$241  = xdata_d1[383:376];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[48]) begin
-      \$242  = 8'h00;
-    end else begin
-      \$242  = xdata_d1[391:384];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[49]) begin
-      \$243  = 8'h00;
-    end else begin
-      \$243  = xdata_d1[399:392];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[50]) begin
-      \$244  = 8'h00;
-    end else begin
-      \$244  = xdata_d1[407:400];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[51]) begin
-      \$245  = 8'h00;
-    end else begin
-      \$245  = xdata_d1[415:408];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[52]) begin
-      \$246  = 8'h00;
-    end else begin
-      \$246  = xdata_d1[423:416];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[53]) begin
-      \$247  = 8'h00;
-    end else begin
-      \$247  = xdata_d1[431:424];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[54]) begin
-      \$248  = 8'h00;
-    end else begin
-      \$248  = xdata_d1[439:432];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[55]) begin
-      \$249  = 8'h00;
-    end else begin
-      \$249  = xdata_d1[447:440];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[56]) begin
-      \$250  = 8'h00;
-    end else begin
-      \$250  = xdata_d1[455:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[57]) begin
-      \$251  = 8'h00;
-    end else begin
-      \$251  = xdata_d1[463:456];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[58]) begin
-      \$252  = 8'h00;
-    end else begin
-      \$252  = xdata_d1[471:464];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[59]) begin
-      \$253  = 8'h00;
-    end else begin
-      \$253  = xdata_d1[479:472];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[0]) begin
-      \$254  = 8'h00;
-    end else begin
-      \$254  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[1]) begin
-      \$255  = 8'h00;
-    end else begin
-      \$255  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[2]) begin
-      \$256  = 8'h00;
-    end else begin
-      \$256  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[3]) begin
-      \$257  = 8'h00;
-    end else begin
-      \$257  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[4]) begin
-      \$258  = 8'h00;
-    end else begin
-      \$258  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[5]) begin
-      \$259  = 8'h00;
-    end else begin
-      \$259  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[6]) begin
-      \$260  = 8'h00;
-    end else begin
-      \$260  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[7]) begin
-      \$261  = 8'h00;
-    end else begin
-      \$261  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[8]) begin
-      \$262  = 8'h00;
-    end else begin
-      \$262  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[9]) begin
-      \$263  = 8'h00;
-    end else begin
-      \$263  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[10]) begin
-      \$264  = 8'h00;
-    end else begin
-      \$264  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[11]) begin
-      \$265  = 8'h00;
-    end else begin
-      \$265  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[12]) begin
-      \$266  = 8'h00;
-    end else begin
-      \$266  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[13]) begin
-      \$267  = 8'h00;
-    end else begin
-      \$267  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[14]) begin
-      \$268  = 8'h00;
-    end else begin
-      \$268  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[15]) begin
-      \$269  = 8'h00;
-    end else begin
-      \$269  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[16]) begin
-      \$270  = 8'h00;
-    end else begin
-      \$270  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[17]) begin
-      \$271  = 8'h00;
-    end else begin
-      \$271  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[18]) begin
-      \$272  = 8'h00;
-    end else begin
-      \$272  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[19]) begin
-      \$273  = 8'h00;
-    end else begin
-      \$273  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[20]) begin
-      \$274  = 8'h00;
-    end else begin
-      \$274  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[21]) begin
-      \$275  = 8'h00;
-    end else begin
-      \$275  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[22]) begin
-      \$276  = 8'h00;
-    end else begin
-      \$276  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[23]) begin
-      \$277  = 8'h00;
-    end else begin
-      \$277  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[24]) begin
-      \$278  = 8'h00;
-    end else begin
-      \$278  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[25]) begin
-      \$279  = 8'h00;
-    end else begin
-      \$279  = xdata_d1[207:200];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[26]) begin
-      \$280  = 8'h00;
-    end else begin
-      \$280  = xdata_d1[215:208];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[27]) begin
-      \$281  = 8'h00;
-    end else begin
-      \$281  = xdata_d1[223:216];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[28]) begin
-      \$282  = 8'h00;
-    end else begin
-      \$282  = xdata_d1[231:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[29]) begin
-      \$283  = 8'h00;
-    end else begin
-      \$283  = xdata_d1[239:232];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[30]) begin
-      \$284  = 8'h00;
-    end else begin
-      \$284  = xdata_d1[247:240];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[31]) begin
-      \$285  = 8'h00;
-    end else begin
-      \$285  = xdata_d1[255:248];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[32]) begin
-      \$286  = 8'h00;
-    end else begin
-      \$286  = xdata_d1[263:256];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[33]) begin
-      \$287  = 8'h00;
-    end else begin
-      \$287  = xdata_d1[271:264];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[34]) begin
-      \$288  = 8'h00;
-    end else begin
-      \$288  = xdata_d1[279:272];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[35]) begin
-      \$289  = 8'h00;
-    end else begin
-      \$289  = xdata_d1[287:280];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[36]) begin
-      \$290  = 8'h00;
-    end else begin
-      \$290  = xdata_d1[295:288];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[37]) begin
-      \$291  = 8'h00;
-    end else begin
-      \$291  = xdata_d1[303:296];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[38]) begin
-      \$292  = 8'h00;
-    end else begin
-      \$292  = xdata_d1[311:304];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[39]) begin
-      \$293  = 8'h00;
-    end else begin
-      \$293  = xdata_d1[319:312];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[40]) begin
-      \$294  = 8'h00;
-    end else begin
-      \$294  = xdata_d1[327:320];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[41]) begin
-      \$295  = 8'h00;
-    end else begin
-      \$295  = xdata_d1[335:328];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[42]) begin
-      \$296  = 8'h00;
-    end else begin
-      \$296  = xdata_d1[343:336];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[43]) begin
-      \$297  = 8'h00;
-    end else begin
-      \$297  = xdata_d1[351:344];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[44]) begin
-      \$298  = 8'h00;
-    end else begin
-      \$298  = xdata_d1[359:352];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[45]) begin
-      \$299  = 8'h00;
-    end else begin
-      \$299  = xdata_d1[367:360];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[46]) begin
-      \$300  = 8'h00;
-    end else begin
-      \$300  = xdata_d1[375:368];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[47]) begin
-      \$301  = 8'h00;
-    end else begin
-      \$301  = xdata_d1[383:376];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[48]) begin
-      \$302  = 8'h00;
-    end else begin
-      \$302  = xdata_d1[391:384];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[49]) begin
-      \$303  = 8'h00;
-    end else begin
-      \$303  = xdata_d1[399:392];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[50]) begin
-      \$304  = 8'h00;
-    end else begin
-      \$304  = xdata_d1[407:400];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[51]) begin
-      \$305  = 8'h00;
-    end else begin
-      \$305  = xdata_d1[415:408];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[52]) begin
-      \$306  = 8'h00;
-    end else begin
-      \$306  = xdata_d1[423:416];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[53]) begin
-      \$307  = 8'h00;
-    end else begin
-      \$307  = xdata_d1[431:424];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[54]) begin
-      \$308  = 8'h00;
-    end else begin
-      \$308  = xdata_d1[439:432];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[55]) begin
-      \$309  = 8'h00;
-    end else begin
-      \$309  = xdata_d1[447:440];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[56]) begin
-      \$310  = 8'h00;
-    end else begin
-      \$310  = xdata_d1[455:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[57]) begin
-      \$311  = 8'h00;
-    end else begin
-      \$311  = xdata_d1[463:456];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[58]) begin
-      \$312  = 8'h00;
-    end else begin
-      \$312  = xdata_d1[471:464];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[59]) begin
-      \$313  = 8'h00;
-    end else begin
-      \$313  = xdata_d1[479:472];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[0]) begin
-      \$314  = 8'h00;
-    end else begin
-      \$314  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[1]) begin
-      \$315  = 8'h00;
-    end else begin
-      \$315  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[2]) begin
-      \$316  = 8'h00;
-    end else begin
-      \$316  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[3]) begin
-      \$317  = 8'h00;
-    end else begin
-      \$317  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[4]) begin
-      \$318  = 8'h00;
-    end else begin
-      \$318  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[5]) begin
-      \$319  = 8'h00;
-    end else begin
-      \$319  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[6]) begin
-      \$320  = 8'h00;
-    end else begin
-      \$320  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[7]) begin
-      \$321  = 8'h00;
-    end else begin
-      \$321  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[8]) begin
-      \$322  = 8'h00;
-    end else begin
-      \$322  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[9]) begin
-      \$323  = 8'h00;
-    end else begin
-      \$323  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[10]) begin
-      \$324  = 8'h00;
-    end else begin
-      \$324  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[11]) begin
-      \$325  = 8'h00;
-    end else begin
-      \$325  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[12]) begin
-      \$326  = 8'h00;
-    end else begin
-      \$326  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[13]) begin
-      \$327  = 8'h00;
-    end else begin
-      \$327  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[14]) begin
-      \$328  = 8'h00;
-    end else begin
-      \$328  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[15]) begin
-      \$329  = 8'h00;
-    end else begin
-      \$329  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[16]) begin
-      \$330  = 8'h00;
-    end else begin
-      \$330  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[17]) begin
-      \$331  = 8'h00;
-    end else begin
-      \$331  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[18]) begin
-      \$332  = 8'h00;
-    end else begin
-      \$332  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[19]) begin
-      \$333  = 8'h00;
-    end else begin
-      \$333  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[20]) begin
-      \$334  = 8'h00;
-    end else begin
-      \$334  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[21]) begin
-      \$335  = 8'h00;
-    end else begin
-      \$335  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[22]) begin
-      \$336  = 8'h00;
-    end else begin
-      \$336  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[23]) begin
-      \$337  = 8'h00;
-    end else begin
-      \$337  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[24]) begin
-      \$338  = 8'h00;
-    end else begin
-      \$338  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[25]) begin
-      \$339  = 8'h00;
-    end else begin
-      \$339  = xdata_d1[207:200];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[26]) begin
-      \$340  = 8'h00;
-    end else begin
-      \$340  = xdata_d1[215:208];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[27]) begin
-      \$341  = 8'h00;
-    end else begin
-      \$341  = xdata_d1[223:216];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[28]) begin
-      \$342  = 8'h00;
-    end else begin
-      \$342  = xdata_d1[231:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[29]) begin
-      \$343  = 8'h00;
-    end else begin
-      \$343  = xdata_d1[239:232];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[30]) begin
-      \$344  = 8'h00;
-    end else begin
-      \$344  = xdata_d1[247:240];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[31]) begin
-      \$345  = 8'h00;
-    end else begin
-      \$345  = xdata_d1[255:248];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[32]) begin
-      \$346  = 8'h00;
-    end else begin
-      \$346  = xdata_d1[263:256];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[33]) begin
-      \$347  = 8'h00;
-    end else begin
-      \$347  = xdata_d1[271:264];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[34]) begin
-      \$348  = 8'h00;
-    end else begin
-      \$348  = xdata_d1[279:272];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[35]) begin
-      \$349  = 8'h00;
-    end else begin
-      \$349  = xdata_d1[287:280];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[36]) begin
-      \$350  = 8'h00;
-    end else begin
-      \$350  = xdata_d1[295:288];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[37]) begin
-      \$351  = 8'h00;
-    end else begin
-      \$351  = xdata_d1[303:296];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[38]) begin
-      \$352  = 8'h00;
-    end else begin
-      \$352  = xdata_d1[311:304];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[39]) begin
-      \$353  = 8'h00;
-    end else begin
-      \$353  = xdata_d1[319:312];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[40]) begin
-      \$354  = 8'h00;
-    end else begin
-      \$354  = xdata_d1[327:320];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[41]) begin
-      \$355  = 8'h00;
-    end else begin
-      \$355  = xdata_d1[335:328];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[42]) begin
-      \$356  = 8'h00;
-    end else begin
-      \$356  = xdata_d1[343:336];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[43]) begin
-      \$357  = 8'h00;
-    end else begin
-      \$357  = xdata_d1[351:344];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[44]) begin
-      \$358  = 8'h00;
-    end else begin
-      \$358  = xdata_d1[359:352];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[45]) begin
-      \$359  = 8'h00;
-    end else begin
-      \$359  = xdata_d1[367:360];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[46]) begin
-      \$360  = 8'h00;
-    end else begin
-      \$360  = xdata_d1[375:368];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[47]) begin
-      \$361  = 8'h00;
-    end else begin
-      \$361  = xdata_d1[383:376];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[48]) begin
-      \$362  = 8'h00;
-    end else begin
-      \$362  = xdata_d1[391:384];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[49]) begin
-      \$363  = 8'h00;
-    end else begin
-      \$363  = xdata_d1[399:392];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[50]) begin
-      \$364  = 8'h00;
-    end else begin
-      \$364  = xdata_d1[407:400];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[51]) begin
-      \$365  = 8'h00;
-    end else begin
-      \$365  = xdata_d1[415:408];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[52]) begin
-      \$366  = 8'h00;
-    end else begin
-      \$366  = xdata_d1[423:416];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[53]) begin
-      \$367  = 8'h00;
-    end else begin
-      \$367  = xdata_d1[431:424];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[54]) begin
-      \$368  = 8'h00;
-    end else begin
-      \$368  = xdata_d1[439:432];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[55]) begin
-      \$369  = 8'h00;
-    end else begin
-      \$369  = xdata_d1[447:440];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[56]) begin
-      \$370  = 8'h00;
-    end else begin
-      \$370  = xdata_d1[455:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[57]) begin
-      \$371  = 8'h00;
-    end else begin
-      \$371  = xdata_d1[463:456];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[58]) begin
-      \$372  = 8'h00;
-    end else begin
-      \$372  = xdata_d1[471:464];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w2_0[59]) begin
-      \$373  = 8'h00;
-    end else begin
-      \$373  = xdata_d1[479:472];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[0]) begin
-      \$374  = 8'h00;
-    end else begin
-      \$374  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[1]) begin
-      \$375  = 8'h00;
-    end else begin
-      \$375  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[2]) begin
-      \$376  = 8'h00;
-    end else begin
-      \$376  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[3]) begin
-      \$377  = 8'h00;
-    end else begin
-      \$377  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[4]) begin
-      \$378  = 8'h00;
-    end else begin
-      \$378  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[5]) begin
-      \$379  = 8'h00;
-    end else begin
-      \$379  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[6]) begin
-      \$380  = 8'h00;
-    end else begin
-      \$380  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[7]) begin
-      \$381  = 8'h00;
-    end else begin
-      \$381  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[8]) begin
-      \$382  = 8'h00;
-    end else begin
-      \$382  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[9]) begin
-      \$383  = 8'h00;
-    end else begin
-      \$383  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[10]) begin
-      \$384  = 8'h00;
-    end else begin
-      \$384  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[11]) begin
-      \$385  = 8'h00;
-    end else begin
-      \$385  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[12]) begin
-      \$386  = 8'h00;
-    end else begin
-      \$386  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[13]) begin
-      \$387  = 8'h00;
-    end else begin
-      \$387  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[14]) begin
-      \$388  = 8'h00;
-    end else begin
-      \$388  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[15]) begin
-      \$389  = 8'h00;
-    end else begin
-      \$389  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[16]) begin
-      \$390  = 8'h00;
-    end else begin
-      \$390  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[17]) begin
-      \$391  = 8'h00;
-    end else begin
-      \$391  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[18]) begin
-      \$392  = 8'h00;
-    end else begin
-      \$392  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[19]) begin
-      \$393  = 8'h00;
-    end else begin
-      \$393  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[20]) begin
-      \$394  = 8'h00;
-    end else begin
-      \$394  = xdata_d1[167:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[21]) begin
-      \$395  = 8'h00;
-    end else begin
-      \$395  = xdata_d1[175:168];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[22]) begin
-      \$396  = 8'h00;
-    end else begin
-      \$396  = xdata_d1[183:176];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[23]) begin
-      \$397  = 8'h00;
-    end else begin
-      \$397  = xdata_d1[191:184];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[24]) begin
-      \$398  = 8'h00;
-    end else begin
-      \$398  = xdata_d1[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[25]) begin
-      \$399  = 8'h00;
-    end else begin
-      \$399  = xdata_d1[207:200];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[26]) begin
-      \$400  = 8'h00;
-    end else begin
-      \$400  = xdata_d1[215:208];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[27]) begin
-      \$401  = 8'h00;
-    end else begin
-      \$401  = xdata_d1[223:216];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[28]) begin
-      \$402  = 8'h00;
-    end else begin
-      \$402  = xdata_d1[231:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[29]) begin
-      \$403  = 8'h00;
-    end else begin
-      \$403  = xdata_d1[239:232];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[30]) begin
-      \$404  = 8'h00;
-    end else begin
-      \$404  = xdata_d1[247:240];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[31]) begin
-      \$405  = 8'h00;
-    end else begin
-      \$405  = xdata_d1[255:248];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[32]) begin
-      \$406  = 8'h00;
-    end else begin
-      \$406  = xdata_d1[263:256];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[33]) begin
-      \$407  = 8'h00;
-    end else begin
-      \$407  = xdata_d1[271:264];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[34]) begin
-      \$408  = 8'h00;
-    end else begin
-      \$408  = xdata_d1[279:272];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[35]) begin
-      \$409  = 8'h00;
-    end else begin
-      \$409  = xdata_d1[287:280];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[36]) begin
-      \$410  = 8'h00;
-    end else begin
-      \$410  = xdata_d1[295:288];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[37]) begin
-      \$411  = 8'h00;
-    end else begin
-      \$411  = xdata_d1[303:296];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[38]) begin
-      \$412  = 8'h00;
-    end else begin
-      \$412  = xdata_d1[311:304];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[39]) begin
-      \$413  = 8'h00;
-    end else begin
-      \$413  = xdata_d1[319:312];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[40]) begin
-      \$414  = 8'h00;
-    end else begin
-      \$414  = xdata_d1[327:320];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[41]) begin
-      \$415  = 8'h00;
-    end else begin
-      \$415  = xdata_d1[335:328];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[42]) begin
-      \$416  = 8'h00;
-    end else begin
-      \$416  = xdata_d1[343:336];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[43]) begin
-      \$417  = 8'h00;
-    end else begin
-      \$417  = xdata_d1[351:344];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[44]) begin
-      \$418  = 8'h00;
-    end else begin
-      \$418  = xdata_d1[359:352];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[45]) begin
-      \$419  = 8'h00;
-    end else begin
-      \$419  = xdata_d1[367:360];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[46]) begin
-      \$420  = 8'h00;
-    end else begin
-      \$420  = xdata_d1[375:368];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[47]) begin
-      \$421  = 8'h00;
-    end else begin
-      \$421  = xdata_d1[383:376];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[48]) begin
-      \$422  = 8'h00;
-    end else begin
-      \$422  = xdata_d1[391:384];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[49]) begin
-      \$423  = 8'h00;
-    end else begin
-      \$423  = xdata_d1[399:392];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[50]) begin
-      \$424  = 8'h00;
-    end else begin
-      \$424  = xdata_d1[407:400];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[51]) begin
-      \$425  = 8'h00;
-    end else begin
-      \$425  = xdata_d1[415:408];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[52]) begin
-      \$426  = 8'h00;
-    end else begin
-      \$426  = xdata_d1[423:416];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[53]) begin
-      \$427  = 8'h00;
-    end else begin
-      \$427  = xdata_d1[431:424];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[54]) begin
-      \$428  = 8'h00;
-    end else begin
-      \$428  = xdata_d1[439:432];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[55]) begin
-      \$429  = 8'h00;
-    end else begin
-      \$429  = xdata_d1[447:440];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[56]) begin
-      \$430  = 8'h00;
-    end else begin
-      \$430  = xdata_d1[455:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[57]) begin
-      \$431  = 8'h00;
-    end else begin
-      \$431  = xdata_d1[463:456];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[58]) begin
-      \$432  = 8'h00;
-    end else begin
-      \$432  = xdata_d1[471:464];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (w3_0[59]) begin
-      \$433  = 8'h00;
-    end else begin
-      \$433  = xdata_d1[479:472];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$434  = \$signal$860 ;
+    \$194  = v2_d4;
     if (rst_conv2) begin
-      \$434  = 1'h0;
+      \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$435  = v2_d1;
+    \$195  = last1;
     if (rst_conv2) begin
-      \$435  = 1'h0;
+      \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$436  = v2_d2;
+    \$196  = last2_d1;
     if (rst_conv2) begin
-      \$436  = 1'h0;
+      \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$437  = v2_d3;
+    \$197  = last2_d2;
     if (rst_conv2) begin
-      \$437  = 1'h0;
+      \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$438  = v2_d4;
+    \$198  = last2_d3;
     if (rst_conv2) begin
-      \$438  = 1'h0;
+      \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$439  = last1;
+    \$199  = last2_d4;
     if (rst_conv2) begin
-      \$439  = 1'h0;
+      \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$440  = last2_d1;
+    \$200  = \$signal$584 ;
     if (rst_conv2) begin
-      \$440  = 1'h0;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$441  = last2_d2;
+    \$201  = v2p_d1;
     if (rst_conv2) begin
-      \$441  = 1'h0;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$442  = last2_d3;
+    \$202  = v2p_d2;
     if (rst_conv2) begin
-      \$442  = 1'h0;
+      \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$443  = last2_d4;
+    \$203  = v2p_d3;
     if (rst_conv2) begin
-      \$443  = 1'h0;
+      \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$444  = \$signal$860 ;
+    \$204  = \$signal$585 ;
     if (rst_conv2) begin
-      \$444  = 1'h0;
+      \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$445  = v2p_d1;
+    \$205  = first2p_d1;
     if (rst_conv2) begin
-      \$445  = 1'h0;
+      \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$446  = v2p_d2;
+    \$206  = first2p_d2;
     if (rst_conv2) begin
-      \$446  = 1'h0;
+      \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$447  = v2p_d3;
+    \$207  = first2p_d3;
     if (rst_conv2) begin
-      \$447  = 1'h0;
+      \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$448  = \$signal$861 ;
+    \$208  = last1;
     if (rst_conv2) begin
-      \$448  = 1'h0;
+      \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$449  = first2p_d1;
+    \$209  = last2p_d1;
     if (rst_conv2) begin
-      \$449  = 1'h0;
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$450  = first2p_d2;
+    \$210  = last2p_d2;
     if (rst_conv2) begin
-      \$450  = 1'h0;
+      \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$451  = first2p_d3;
+    \$211  = last2p_d3;
     if (rst_conv2) begin
-      \$451  = 1'h0;
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$452  = last1;
+    \$212  = group_end;
     if (rst_conv2) begin
-      \$452  = 1'h0;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$453  = last2p_d1;
-    if (rst_conv2) begin
-      \$453  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$454  = last2p_d2;
-    if (rst_conv2) begin
-      \$454  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$455  = last2p_d3;
-    if (rst_conv2) begin
-      \$455  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$456  = group_end;
-    if (rst_conv2) begin
-      \$456  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$457  = xacc;
+    \$213  = xacc;
     if (flags_x[0]) begin
-      \$457  = \$55 [17:0];
+      \$213  = \$51 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$458  = xfin;
-    if (\$56 ) begin
-      \$458  = \$58 [17:0];
+    \$214  = xfin;
+    if (\$52 ) begin
+      \$214  = \$54 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$459  = acc0_0;
+    \$215  = acc0_0;
     if (flags_0[0]) begin
-      \$459  = \$60 [17:0];
+      \$215  = \$56 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$460  = fin0_0;
-    if (\$61 ) begin
-      \$460  = \$63 [17:0];
+    \$216  = fin0_0;
+    if (\$57 ) begin
+      \$216  = \$59 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$461  = bank0_0;
+    \$217  = bank0_0;
     if (done) begin
-      \$461  = \$65 [18:0];
+      \$217  = \$61 [18:0];
     end else if (ser) begin
-      \$461  = bank1_0;
+      \$217  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$462  = acc1_0;
+    \$218  = acc1_0;
     if (flags_1[0]) begin
-      \$462  = \$67 [17:0];
+      \$218  = \$63 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$463  = fin1_0;
-    if (\$68 ) begin
-      \$463  = \$70 [17:0];
+    \$219  = fin1_0;
+    if (\$64 ) begin
+      \$219  = \$66 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$464  = bank1_0;
+    \$220  = bank1_0;
     if (done) begin
-      \$464  = \$72 [18:0];
+      \$220  = \$68 [18:0];
     end else if (ser) begin
-      \$464  = bank2_0;
+      \$220  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$465  = acc2_0;
+    \$221  = acc2_0;
     if (flags_2[0]) begin
-      \$465  = \$74 [17:0];
+      \$221  = \$70 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$466  = fin2_0;
-    if (\$75 ) begin
-      \$466  = \$77 [17:0];
+    \$222  = fin2_0;
+    if (\$71 ) begin
+      \$222  = \$73 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$467  = bank2_0;
+    \$223  = bank2_0;
     if (done) begin
-      \$467  = \$79 [18:0];
+      \$223  = \$75 [18:0];
     end else if (ser) begin
-      \$467  = bank3_0;
+      \$223  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$468  = acc3_0;
+    \$224  = acc3_0;
     if (flags_3[0]) begin
-      \$468  = \$81 [17:0];
+      \$224  = \$77 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$469  = fin3_0;
-    if (\$82 ) begin
-      \$469  = \$84 [17:0];
+    \$225  = fin3_0;
+    if (\$78 ) begin
+      \$225  = \$80 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$470  = bank3_0;
+    \$226  = bank3_0;
     if (done) begin
-      \$470  = \$86 [18:0];
+      \$226  = \$82 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$471  = ser_left;
+    \$227  = ser_left;
     if (done) begin
-      \$471  = 3'h4;
+      \$227  = 3'h4;
     end else if (ser) begin
-      \$471  = \$87 [2:0];
+      \$227  = \$83 [2:0];
     end
     if (rst_conv2) begin
-      \$471  = 3'h0;
+      \$227  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$472  = addr;
+    \$228  = addr;
     if (ser) begin
-      \$472  = \$90 [5:0];
+      \$228  = \$86 [5:0];
     end
     if (rst_conv2) begin
-      \$472  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$473  = \$91 ;
-    if (rst_conv2) begin
-      \$473  = 1'h0;
+      \$228  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$474  = \$93 ;
+    \$229  = \$87 ;
     if (rst_conv2) begin
-      \$474  = 1'h0;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$475  = \$signal$950 ;
+    \$230  = \$89 ;
     if (rst_conv2) begin
-      \$475  = 1'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$476  = vb;
+    \$231  = \$signal$794 ;
     if (rst_conv2) begin
-      \$476  = 1'h0;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$477  = v_out_d1;
+    \$232  = vb;
     if (rst_conv2) begin
-      \$477  = 1'h0;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$478  = v_out_d2;
+    \$233  = v_out_d1;
     if (rst_conv2) begin
-      \$478  = 1'h0;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$479  = v_out_d3;
+    \$234  = v_out_d2;
     if (rst_conv2) begin
-      \$479  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$480  = ka;
-    if (rst_conv2) begin
-      \$480  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$481  = skipped_d1;
-    if (rst_conv2) begin
-      \$481  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$482  = skipped_d2;
-    if (rst_conv2) begin
-      \$482  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$483  = skipped_d3;
-    if (rst_conv2) begin
-      \$483  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$484  = skipped_d4;
-    if (rst_conv2) begin
-      \$484  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$485  = \$104 ;
-    if (rst_conv2) begin
-      \$485  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$486  = \$106 ;
-    if (rst_conv2) begin
-      \$486  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$487  = \$25 [3:0];
-    if (rst_conv2) begin
-      \$487  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$488  = credits_room_next;
-    if (rst_conv2) begin
-      \$488  = 1'h1;
+      \$234  = 1'h0;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -17345,42 +15269,43 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign i = word1[15:0];
   assign \i$163  = word1[31:16];
   assign \i$164  = word1[47:32];
-  assign \i$303  = word1[63:48];
-  assign \i$304  = word1[79:64];
-  assign \i$305  = word1[95:80];
-  assign \i$444  = word1[111:96];
-  assign \i$445  = word1[127:112];
-  assign \i$446  = word1[143:128];
-  assign \i$585  = word1[159:144];
-  assign \i$586  = word1[175:160];
-  assign \i$587  = word1[191:176];
+  assign \i$234  = word1[63:48];
+  assign \i$235  = word1[79:64];
+  assign \i$236  = word1[95:80];
+  assign \i$306  = word1[111:96];
+  assign \i$307  = word1[127:112];
+  assign \i$308  = word1[143:128];
+  assign \i$378  = word1[159:144];
+  assign \i$379  = word1[175:160];
+  assign \i$380  = word1[191:176];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$838  = data[12:0];
-  assign \b$839  = sa0_0[18:17];
+  assign \a$562  = data[12:0];
+  assign \b$563  = sa0_0[18:17];
   assign rq0_y = \$22 [7:0];
-  assign \o__payload$845  = o__payload;
-  assign \o__ready$847  = \o__ready$846 ;
-  assign \o__valid$849  = o__valid;
-  assign \w_data$850  = \$22 [7:0];
-  assign v_out_d4 = \w_en$851 ;
+  assign \o__payload$569  = o__payload;
+  assign \o__ready$571  = \o__ready$570 ;
+  assign \o__valid$573  = o__valid;
+  assign \w_data$574  = \$22 [7:0];
+  assign v_out_d4 = \w_en$575 ;
   assign space_next = \$25 [3:0];
-  assign \o__payload$863  = { \$491 , \$490 , \$489  };
+  assign \o__payload$587  = { \$247 , \$246 , \$245  };
   assign \$4  = active;
-  assign \$64  = { fin0_0, 1'h0 };
-  assign \$71  = { fin1_0, 1'h0 };
-  assign \$78  = { fin2_0, 1'h0 };
-  assign \$85  = { fin3_0, 1'h0 };
-  assign \$91  = ser;
-  assign \$92  = 1'h0;
-  assign \$93  = 1'h0;
-  assign \$95  = { p[29], p };
-  assign \$96  = { \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 [14], \p$957 , 17'h00000 };
-  assign \$99  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$100  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$102  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$60  = { fin0_0, 1'h0 };
+  assign \$67  = { fin1_0, 1'h0 };
+  assign \$74  = { fin2_0, 1'h0 };
+  assign \$81  = { fin3_0, 1'h0 };
+  assign \$87  = ser;
+  assign \$88  = 1'h0;
+  assign \$89  = 1'h0;
+  assign \$91  = { p[29], p };
+  assign \$92  = { \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 , 17'h00000 };
+  assign \$95  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$96  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$98  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$135  = \$2 [4];
   assign \$139  = \$2 [4];
   assign \$143  = \$2 [4];
   assign \$147  = \$2 [4];
@@ -17388,7 +15313,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$846 , w_da
   assign \$155  = \$2 [4];
   assign \$159  = \$2 [4];
   assign \$163  = \$2 [4];
-  assign \$167  = \$2 [4];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18534,7 +16458,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$7044$0 , \port$7050$0 , \port$7056$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6398$0 , \port$6404$0 , \port$6410$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -18681,12 +16605,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$7044$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$7044$0 ;
-  wire [63:0] \port$7044$0 ;
-  output [63:0] \port$7050$0 ;
-  wire [63:0] \port$7050$0 ;
-  output [63:0] \port$7056$0 ;
-  wire [63:0] \port$7056$0 ;
+  output [63:0] \port$6398$0 ;
+  wire [63:0] \port$6398$0 ;
+  output [63:0] \port$6404$0 ;
+  wire [63:0] \port$6404$0 ;
+  output [63:0] \port$6410$0 ;
+  wire [63:0] \port$6410$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -19011,9 +16935,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$7044$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$7044$0  = \$81 ;
-  assign \port$7050$0  = \$87 ;
-  assign \port$7056$0  = \$93 ;
+  assign \port$6398$0  = \$81 ;
+  assign \port$6404$0  = \$87 ;
+  assign \port$6410$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31409,7 +29333,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$198 , clk);
+module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$152 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -31475,195 +29399,148 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [19:0] \$154 ;
   wire [19:0] \$155 ;
   wire [19:0] \$156 ;
-  wire [19:0] \$157 ;
-  wire [19:0] \$158 ;
-  wire [20:0] \$159 ;
+  wire [20:0] \$157 ;
+  wire \$158 ;
+  wire [19:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [20:0] \$160 ;
   wire [19:0] \$161 ;
   wire [20:0] \$162 ;
-  wire [19:0] \$163 ;
-  wire [20:0] \$164 ;
-  wire \$165 ;
-  wire [19:0] \$166 ;
-  wire [20:0] \$167 ;
-  wire [20:0] \$168 ;
-  wire [21:0] \$169 ;
+  wire \$163 ;
+  wire [19:0] \$164 ;
+  wire [20:0] \$165 ;
+  wire [20:0] \$166 ;
+  wire [21:0] \$167 ;
+  wire [19:0] \$168 ;
+  wire [20:0] \$169 ;
   wire \$17 ;
-  wire [19:0] \$170 ;
-  wire [20:0] \$171 ;
-  wire \$172 ;
-  wire [19:0] \$173 ;
-  wire [20:0] \$174 ;
-  wire [20:0] \$175 ;
-  wire [21:0] \$176 ;
-  wire [2:0] \$177 ;
-  wire \$178 ;
-  wire [9:0] \$179 ;
+  wire \$170 ;
+  wire [19:0] \$171 ;
+  wire [20:0] \$172 ;
+  wire [20:0] \$173 ;
+  wire [21:0] \$174 ;
+  wire [2:0] \$175 ;
+  wire \$176 ;
+  wire [9:0] \$177 ;
+  wire [9:0] \$178 ;
+  wire \$179 ;
   wire [9:0] \$18 ;
-  wire [9:0] \$180 ;
+  wire \$180 ;
   wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire [17:0] \$184 ;
-  wire [30:0] \$185 ;
-  wire [47:0] \$186 ;
-  wire [48:0] \$187 ;
-  wire [49:0] \$188 ;
-  wire [32:0] \$189 ;
+  wire [17:0] \$182 ;
+  wire [30:0] \$183 ;
+  wire [47:0] \$184 ;
+  wire [48:0] \$185 ;
+  wire [49:0] \$186 ;
+  wire [32:0] \$187 ;
+  wire [32:0] \$188 ;
+  wire \$189 ;
   wire [9:0] \$19 ;
   wire [32:0] \$190 ;
   wire \$191 ;
-  wire [32:0] \$192 ;
+  wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
+  wire [1:0] \$194 ;
   wire \$195 ;
-  wire [1:0] \$196 ;
-  wire \$197 ;
+  wire \$196 ;
+  wire [19:0] \$197 ;
   wire \$198 ;
-  wire [19:0] \$199 ;
+  wire \$199 ;
   wire [9:0] \$2 ;
   wire [7:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  reg [5:0] \$206 ;
-  reg [5:0] \$207 ;
+  reg [5:0] \$204 ;
+  reg [5:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg [4:0] \$207 ;
   reg [7:0] \$208 ;
   reg [4:0] \$209 ;
   wire \$21 ;
-  reg [7:0] \$210 ;
-  reg [4:0] \$211 ;
+  reg \$210 ;
+  reg \$211 ;
   reg \$212 ;
   reg \$213 ;
   reg \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [1:0] \$219 ;
+  reg [7:0] \$215 ;
+  reg [7:0] \$216 ;
+  reg [1:0] \$217 ;
+  reg [15:0] \$218 ;
+  reg [8:0] \$219 ;
   wire \$22 ;
-  reg [15:0] \$220 ;
-  reg [8:0] \$221 ;
-  reg [7:0] \$222 ;
-  reg [7:0] \$223 ;
+  reg [7:0] \$220 ;
+  reg [7:0] \$221 ;
+  reg \$222 ;
+  reg [8:0] \$223 ;
   reg \$224 ;
-  reg [8:0] \$225 ;
-  reg \$226 ;
-  reg [1:0] \$227 ;
+  reg [1:0] \$225 ;
+  reg [4:0] \$226 ;
+  reg [4:0] \$227 ;
   reg [4:0] \$228 ;
   reg [4:0] \$229 ;
   wire \$23 ;
   reg [4:0] \$230 ;
-  reg [4:0] \$231 ;
-  reg [4:0] \$232 ;
+  reg \$231 ;
+  reg \$232 ;
   reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg [7:0] \$236 ;
-  reg [7:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg [7:0] \$239 ;
+  reg [7:0] \$234 ;
+  reg [7:0] \$235 ;
+  reg \$236 ;
+  reg \$237 ;
+  reg \$238 ;
+  reg \$239 ;
   wire [16:0] \$24 ;
-  reg [7:0] \$240 ;
-  reg [7:0] \$241 ;
-  reg [7:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [7:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg [7:0] \$247 ;
-  reg [7:0] \$248 ;
-  reg [7:0] \$249 ;
+  reg \$240 ;
+  reg \$241 ;
+  reg \$242 ;
+  reg \$243 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg \$246 ;
+  reg \$247 ;
+  reg \$248 ;
+  reg \$249 ;
   wire [16:0] \$25 ;
-  reg [7:0] \$250 ;
-  reg [7:0] \$251 ;
-  reg [7:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg [7:0] \$255 ;
-  reg [7:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [7:0] \$258 ;
-  reg [7:0] \$259 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg \$252 ;
+  reg \$253 ;
+  reg [19:0] \$254 ;
+  reg [19:0] \$255 ;
+  reg [19:0] \$256 ;
+  reg [19:0] \$257 ;
+  reg [20:0] \$258 ;
+  reg [19:0] \$259 ;
   wire [3:0] \$26 ;
-  reg [7:0] \$260 ;
-  reg [7:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [7:0] \$263 ;
-  reg [7:0] \$264 ;
-  reg [7:0] \$265 ;
-  reg [7:0] \$266 ;
-  reg [7:0] \$267 ;
-  reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
+  reg [19:0] \$260 ;
+  reg [20:0] \$261 ;
+  reg [1:0] \$262 ;
+  reg [8:0] \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg \$269 ;
   wire [1:0] \$27 ;
-  reg [7:0] \$270 ;
-  reg [7:0] \$271 ;
-  reg [7:0] \$272 ;
-  reg [7:0] \$273 ;
-  reg [7:0] \$274 ;
-  reg [7:0] \$275 ;
-  reg [7:0] \$276 ;
-  reg [7:0] \$277 ;
-  reg \$278 ;
+  reg \$270 ;
+  reg \$271 ;
+  reg \$272 ;
+  reg \$273 ;
+  reg \$274 ;
+  reg \$275 ;
+  reg \$276 ;
+  reg [1:0] \$277 ;
+  reg [2:0] \$278 ;
   reg \$279 ;
   wire [4:0] \$28 ;
-  reg \$280 ;
-  reg \$281 ;
-  reg \$282 ;
-  reg \$283 ;
-  reg \$284 ;
-  reg \$285 ;
-  reg \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
   wire \$29 ;
-  reg \$290 ;
-  reg \$291 ;
-  reg \$292 ;
-  reg \$293 ;
-  reg \$294 ;
-  reg \$295 ;
-  reg \$296 ;
-  reg \$297 ;
-  reg \$298 ;
-  reg \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
-  reg \$300 ;
-  reg [19:0] \$301 ;
-  reg [19:0] \$302 ;
-  reg [19:0] \$303 ;
-  reg [19:0] \$304 ;
-  reg [20:0] \$305 ;
-  reg [19:0] \$306 ;
-  reg [19:0] \$307 ;
-  reg [20:0] \$308 ;
-  reg [1:0] \$309 ;
   wire [6:0] \$31 ;
-  reg [8:0] \$310 ;
-  reg \$311 ;
-  reg \$312 ;
-  reg \$313 ;
-  reg \$314 ;
-  reg \$315 ;
-  reg \$316 ;
-  reg \$317 ;
-  reg \$318 ;
-  reg \$319 ;
   wire [8:0] \$32 ;
-  reg \$320 ;
-  reg \$321 ;
-  reg \$322 ;
-  reg \$323 ;
-  reg [1:0] \$324 ;
-  reg [2:0] \$325 ;
-  reg \$326 ;
   wire [5:0] \$33 ;
   wire \$34 ;
   wire [9:0] \$35 ;
@@ -31739,20 +29616,20 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [6:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$222  = 1'h0;
-  reg \$signal$270  = 1'h0;
+  reg \$signal$176  = 1'h0;
+  reg \$signal$236  = 1'h0;
   wire \$signal$34 ;
   reg \$signal$47  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$190 ;
+  wire [12:0] \a$144 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$184  = 9'h000;
-  wire [15:0] \addr$290 ;
+  reg [8:0] \addr$138  = 9'h000;
+  wire [15:0] \addr$256 ;
   wire [16:0] b;
-  wire [3:0] \b$191 ;
+  wire [3:0] \b$145 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -31769,8 +29646,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
   wire [29:0] data;
-  wire [15:0] \data$216 ;
-  wire [15:0] \data$289 ;
+  wire [15:0] \data$170 ;
+  wire [15:0] \data$255 ;
   reg done = 1'h0;
   reg filled;
   reg [19:0] fin0_0 = 20'h00000;
@@ -31778,7 +29655,6 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
-  reg first2p_d4 = 1'h0;
   wire [2:0] flags_0;
   wire [2:0] flags_1;
   wire [2:0] flags_x;
@@ -31794,8 +29670,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [7:0] head_next = 8'h01;
   wire [7:0] i;
   wire [7:0] \i$50 ;
-  wire [7:0] \i$97 ;
-  wire [7:0] \i$99 ;
+  wire [7:0] \i$74 ;
+  wire [7:0] \i$76 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -31809,80 +29685,78 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
   reg last2_d4 = 1'h0;
-  reg last2_d5 = 1'h0;
   reg last2p_d1 = 1'h0;
   reg last2p_d2 = 1'h0;
   reg last2p_d3 = 1'h0;
-  reg last2p_d4 = 1'h0;
   wire load;
-  reg [7:0] m0_0_0 = 8'h00;
-  reg [7:0] m0_0_1 = 8'h00;
-  reg [7:0] m0_0_10 = 8'h00;
-  reg [7:0] m0_0_11 = 8'h00;
-  reg [7:0] m0_0_12 = 8'h00;
-  reg [7:0] m0_0_13 = 8'h00;
-  reg [7:0] m0_0_14 = 8'h00;
-  reg [7:0] m0_0_15 = 8'h00;
-  reg [7:0] m0_0_16 = 8'h00;
-  reg [7:0] m0_0_17 = 8'h00;
-  reg [7:0] m0_0_18 = 8'h00;
-  reg [7:0] m0_0_19 = 8'h00;
-  reg [7:0] m0_0_2 = 8'h00;
-  reg [7:0] m0_0_3 = 8'h00;
-  reg [7:0] m0_0_4 = 8'h00;
-  reg [7:0] m0_0_5 = 8'h00;
-  reg [7:0] m0_0_6 = 8'h00;
-  reg [7:0] m0_0_7 = 8'h00;
-  reg [7:0] m0_0_8 = 8'h00;
-  reg [7:0] m0_0_9 = 8'h00;
-  reg [7:0] m1_0_0 = 8'h00;
-  reg [7:0] m1_0_1 = 8'h00;
-  reg [7:0] m1_0_10 = 8'h00;
-  reg [7:0] m1_0_11 = 8'h00;
-  reg [7:0] m1_0_12 = 8'h00;
-  reg [7:0] m1_0_13 = 8'h00;
-  reg [7:0] m1_0_14 = 8'h00;
-  reg [7:0] m1_0_15 = 8'h00;
-  reg [7:0] m1_0_16 = 8'h00;
-  reg [7:0] m1_0_17 = 8'h00;
-  reg [7:0] m1_0_18 = 8'h00;
-  reg [7:0] m1_0_19 = 8'h00;
-  reg [7:0] m1_0_2 = 8'h00;
-  reg [7:0] m1_0_3 = 8'h00;
-  reg [7:0] m1_0_4 = 8'h00;
-  reg [7:0] m1_0_5 = 8'h00;
-  reg [7:0] m1_0_6 = 8'h00;
-  reg [7:0] m1_0_7 = 8'h00;
-  reg [7:0] m1_0_8 = 8'h00;
-  reg [7:0] m1_0_9 = 8'h00;
+  reg [8:0] m0_0_0 = 9'h000;
+  reg [8:0] m0_0_1 = 9'h000;
+  reg [8:0] m0_0_2 = 9'h000;
+  reg [8:0] m0_0_3 = 9'h000;
+  reg [8:0] m0_0_4 = 9'h000;
+  reg [8:0] m0_0_5 = 9'h000;
+  reg [8:0] m0_0_6 = 9'h000;
+  reg [8:0] m0_0_7 = 9'h000;
+  reg [8:0] m0_0_8 = 9'h000;
+  reg [8:0] m0_0_9 = 9'h000;
+  reg [8:0] m1_0_0 = 9'h000;
+  reg [8:0] m1_0_1 = 9'h000;
+  reg [8:0] m1_0_2 = 9'h000;
+  reg [8:0] m1_0_3 = 9'h000;
+  reg [8:0] m1_0_4 = 9'h000;
+  reg [8:0] m1_0_5 = 9'h000;
+  reg [8:0] m1_0_6 = 9'h000;
+  reg [8:0] m1_0_7 = 9'h000;
+  reg [8:0] m1_0_8 = 9'h000;
+  reg [8:0] m1_0_9 = 9'h000;
   reg [7:0] n_idx = 8'h00;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$228 ;
-  wire [19:0] \o$232 ;
-  wire [19:0] \o$233 ;
+  wire [19:0] \o$182 ;
+  wire [19:0] \o$195 ;
+  wire [19:0] \o$196 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$197 ;
-  wire [15:0] \o__payload$224 ;
+  wire [7:0] \o__payload$151 ;
+  wire [15:0] \o__payload$178 ;
   wire o__ready;
-  input \o__ready$198 ;
-  wire \o__ready$198 ;
-  wire \o__ready$199 ;
+  input \o__ready$152 ;
+  wire \o__ready$152 ;
+  wire \o__ready$153 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$201 ;
+  wire \o__valid$155 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$277 ;
+  wire [16:0] \p$243 ;
+  wire [8:0] p0_0_0;
+  wire [8:0] p0_0_1;
+  wire [8:0] p0_0_2;
+  wire [8:0] p0_0_3;
+  wire [8:0] p0_0_4;
+  wire [8:0] p0_0_5;
+  wire [8:0] p0_0_6;
+  wire [8:0] p0_0_7;
+  wire [8:0] p0_0_8;
+  wire [8:0] p0_0_9;
+  wire [8:0] p1_0_0;
+  wire [8:0] p1_0_1;
+  wire [8:0] p1_0_2;
+  wire [8:0] p1_0_3;
+  wire [8:0] p1_0_4;
+  wire [8:0] p1_0_5;
+  wire [8:0] p1_0_6;
+  wire [8:0] p1_0_7;
+  wire [8:0] p1_0_8;
+  wire [8:0] p1_0_9;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   wire [8:0] port__addr;
   wire [8:0] \port__addr$43 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$225 ;
+  wire [159:0] \port__data$179 ;
   wire [19:0] port__en;
   wire \port__en$45 ;
   reg [8:0] r_addr = 9'h000;
@@ -31916,108 +29790,58 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg sn_last = 1'h0;
   wire [2:0] space_next;
   wire step;
-  reg [9:0] t0_0_l2_0 = 10'h000;
-  reg [9:0] t0_0_l2_1 = 10'h000;
+  reg [10:0] t0_0_l2_0 = 11'h000;
+  reg [10:0] t0_0_l2_1 = 11'h000;
   reg [9:0] t0_0_l2_2 = 10'h000;
-  reg [9:0] t0_0_l2_3 = 10'h000;
-  reg [9:0] t0_0_l2_4 = 10'h000;
-  reg [11:0] t0_0_l4_0 = 12'h000;
-  reg [9:0] t0_0_l4_1 = 10'h000;
-  reg [12:0] t0_0_l5_0 = 13'h0000;
+  reg [12:0] t0_0_l4_0 = 13'h0000;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_0;
+  wire [9:0] t0_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_10;
+  wire [9:0] t0_0_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_12;
+  wire [9:0] t0_0_w0_4;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_14;
+  wire [9:0] t0_0_w0_6;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_16;
+  wire [9:0] t0_0_w0_8;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_18;
+  wire [10:0] t0_0_w1_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_2;
+  wire [10:0] t0_0_w1_2;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_4;
+  wire [11:0] t0_0_w2_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t0_0_w4_0;
-  reg [9:0] t1_0_l2_0 = 10'h000;
-  reg [9:0] t1_0_l2_1 = 10'h000;
+  wire [12:0] t0_0_w3_0;
+  reg [10:0] t1_0_l2_0 = 11'h000;
+  reg [10:0] t1_0_l2_1 = 11'h000;
   reg [9:0] t1_0_l2_2 = 10'h000;
-  reg [9:0] t1_0_l2_3 = 10'h000;
-  reg [9:0] t1_0_l2_4 = 10'h000;
-  reg [11:0] t1_0_l4_0 = 12'h000;
-  reg [9:0] t1_0_l4_1 = 10'h000;
-  reg [12:0] t1_0_l5_0 = 13'h0000;
+  reg [12:0] t1_0_l4_0 = 13'h0000;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_0;
+  wire [9:0] t1_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_10;
+  wire [9:0] t1_0_w0_2;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_12;
+  wire [9:0] t1_0_w0_4;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_14;
+  wire [9:0] t1_0_w0_6;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_16;
+  wire [9:0] t1_0_w0_8;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_18;
+  wire [10:0] t1_0_w1_0;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_2;
+  wire [10:0] t1_0_w1_2;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_4;
+  wire [11:0] t1_0_w2_0;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t1_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t1_0_w4_0;
+  wire [12:0] t1_0_w3_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
   reg v2_d4 = 1'h0;
-  reg v2_d5 = 1'h0;
   reg v2p_d1 = 1'h0;
   reg v2p_d2 = 1'h0;
   reg v2p_d3 = 1'h0;
-  reg v2p_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
@@ -32029,11 +29853,11 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [8:0] w_addr;
   wire [8:0] w_addr_b0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$202 ;
+  wire [7:0] \w_data$156 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$203  = 1'h0;
+  reg \w_en$157  = 1'h0;
   wire [19:0] w_en_b0;
   wire w_full;
   wire \w_full$24 ;
@@ -32058,7 +29882,6 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [10:0] xsum_l3_1 = 11'h000;
   reg [9:0] xsum_l3_2 = 10'h000;
   reg [12:0] xsum_l5_0 = 13'h0000;
-  reg [12:0] xsum_q_d1 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -32460,7 +30283,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$43 ];
   end
-  assign \port__data$225  = _0_;
+  assign \port__data$179  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -32496,40 +30319,20 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
   assign t0_0_w0_6 = m0_0_6 + m0_0_7;
   assign t0_0_w0_8 = m0_0_8 + m0_0_9;
-  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
-  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
-  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
-  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
-  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
-  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
-  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
-  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
-  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign \i$97  = \$signal$47  ? head[15:8] : carry1_0;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
+  assign \i$74  = \$signal$47  ? head[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
   assign t1_0_w0_6 = m1_0_6 + m1_0_7;
   assign t1_0_w0_8 = m1_0_8 + m1_0_9;
-  assign t1_0_w0_10 = m1_0_10 + m1_0_11;
-  assign t1_0_w0_12 = m1_0_12 + m1_0_13;
-  assign t1_0_w0_14 = m1_0_14 + m1_0_15;
-  assign t1_0_w0_16 = m1_0_16 + m1_0_17;
-  assign t1_0_w0_18 = m1_0_18 + m1_0_19;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
-  assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
-  assign t1_0_w1_6 = t1_0_w0_12 + t1_0_w0_14;
-  assign t1_0_w1_8 = t1_0_w0_16 + t1_0_w0_18;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
-  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
-  assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
+  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
@@ -32549,7 +30352,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
   assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign xsum_w4_0 = xsum_w3_0 + xsum_l3_2;
-  assign group_end = v2_d5 & last2_d5;
+  assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$24  = rq0_over ? 17'h000ff : rq0_shifted;
   assign \$25  = rq0_under ? 17'h00000 : \$24 ;
@@ -32646,255 +30449,197 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$115  = row_ph1 + col;
   assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
   assign \$117  = ! s_idx;
-  assign \$119  = off1_0[0] ? o : { \o$228 [15:0], o[19:16] };
+  assign \$119  = off1_0[0] ? o : { \o$182 [15:0], o[19:16] };
   assign \$120  = off1_0[1] ? \$118  : \$119 ;
-  assign \$122  = off1_0[0] ? o : { \o$228 [11:0], o[19:12] };
+  assign \$122  = off1_0[0] ? o : { \o$182 [11:0], o[19:12] };
   assign \$123  = off1_0[1] ? \$121  : \$122 ;
-  assign \$125  = off1_0[0] ? o : { \o$228 [7:0], o[19:8] };
+  assign \$125  = off1_0[0] ? o : { \o$182 [7:0], o[19:8] };
   assign \$126  = off1_0[1] ? \$124  : \$125 ;
   assign \$127  = off1_0[2] ? \$123  : \$126 ;
-  assign \$129  = off1_0[0] ? o : { \o$228 [3:0], o[19:4] };
+  assign \$129  = off1_0[0] ? o : { \o$182 [3:0], o[19:4] };
   assign \$130  = off1_0[1] ? \$128  : \$129 ;
   assign \$134  = off1_0[2] ? \$130  : \$133 ;
   assign \$135  = off1_0[3] ? \$127  : \$134 ;
   assign \$136  = off1_0[4] ? \$120  : \$135 ;
-  assign \$137  = ~ \$136 ;
-  assign \$139  = off1_1[0] ? \o$232  : { \o$233 [15:0], \o$232 [19:16] };
-  assign \$140  = off1_1[1] ? \$138  : \$139 ;
-  assign \$142  = off1_1[0] ? \o$232  : { \o$233 [11:0], \o$232 [19:12] };
-  assign \$143  = off1_1[1] ? \$141  : \$142 ;
-  assign \$145  = off1_1[0] ? \o$232  : { \o$233 [7:0], \o$232 [19:8] };
-  assign \$146  = off1_1[1] ? \$144  : \$145 ;
-  assign \$147  = off1_1[2] ? \$143  : \$146 ;
-  assign \$149  = off1_1[0] ? \o$232  : { \o$233 [3:0], \o$232 [19:4] };
-  assign \$150  = off1_1[1] ? \$148  : \$149 ;
-  assign \$154  = off1_1[2] ? \$150  : \$153 ;
-  assign \$155  = off1_1[3] ? \$147  : \$154 ;
-  assign \$156  = off1_1[4] ? \$140  : \$155 ;
-  assign \$157  = ~ \$156 ;
-  assign \$158  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$159  = \$158  + xsum_q_d1;
-  assign \$160  = flags_x[0] & flags_x[2];
-  assign \$161  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$162  = \$161  + xsum_q_d1;
-  assign \$163  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$164  = \$163  + t0_0_l5_0;
-  assign \$165  = flags_0[0] & flags_0[2];
-  assign \$166  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$167  = \$166  + t0_0_l5_0;
-  assign \$169  = \$168  - xfin;
-  assign \$170  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$171  = \$170  + t1_0_l5_0;
-  assign \$172  = flags_1[0] & flags_1[2];
-  assign \$173  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$174  = \$173  + t1_0_l5_0;
-  assign \$176  = \$175  - xfin;
-  assign \$177  = ser_left - 1'h1;
-  assign \$178  = \addr$184  == 9'h1ff;
-  assign \$179  = \addr$184  + 1'h1;
-  assign \$180  = \$178  ? 10'h000 : \$179 ;
-  assign \$184  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$187  = $signed(\$185 ) + $signed(\$186 );
-  assign \$188  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$191  = $signed(\$190 ) < $signed(1'h0);
-  assign \$193  = $signed(\$192 ) > $signed(9'h0ff);
-  assign \$194  = step & s_last;
-  assign \$195  = o__valid & \o__ready$198 ;
-  assign \$196  = \$195  + skipped_d5;
-  assign \$197  = ~ rst_fc1;
-  assign \$199  = rst_fc1 ? 20'h00000 : \$4 [19:0];
-  assign \$200  = rst_fc1 | load;
-  assign \$201  = filled ? 1'h1 : w_full;
-  assign \$202  = \$200  ? 1'h0 : \$201 ;
-  assign \$203  = rst_fc1 | load;
-  assign \$204  = filled ? 1'h1 : w_full_issue;
-  assign \$205  = \$203  ? 1'h0 : \$204 ;
+  assign \$138  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$139  = off1_1[1] ? \$137  : \$138 ;
+  assign \$141  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$142  = off1_1[1] ? \$140  : \$141 ;
+  assign \$144  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$145  = off1_1[1] ? \$143  : \$144 ;
+  assign \$146  = off1_1[2] ? \$142  : \$145 ;
+  assign \$148  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$149  = off1_1[1] ? \$147  : \$148 ;
+  assign \$153  = off1_1[2] ? \$149  : \$152 ;
+  assign \$154  = off1_1[3] ? \$146  : \$153 ;
+  assign \$155  = off1_1[4] ? \$139  : \$154 ;
+  assign \$156  = flags_x[1] ? 20'h00000 : xacc;
+  assign \$157  = \$156  + xsum_l5_0;
+  assign \$158  = flags_x[0] & flags_x[2];
+  assign \$159  = flags_x[1] ? 20'h00000 : xacc;
+  assign \$160  = \$159  + xsum_l5_0;
+  assign \$161  = flags_0[1] ? 20'h00000 : acc0_0;
+  assign \$162  = \$161  + t0_0_l4_0;
+  assign \$163  = flags_0[0] & flags_0[2];
+  assign \$164  = flags_0[1] ? 20'h00000 : acc0_0;
+  assign \$165  = \$164  + t0_0_l4_0;
+  assign \$167  = \$166  - xfin;
+  assign \$168  = flags_1[1] ? 20'h00000 : acc1_0;
+  assign \$169  = \$168  + t1_0_l4_0;
+  assign \$170  = flags_1[0] & flags_1[2];
+  assign \$171  = flags_1[1] ? 20'h00000 : acc1_0;
+  assign \$172  = \$171  + t1_0_l4_0;
+  assign \$174  = \$173  - xfin;
+  assign \$175  = ser_left - 1'h1;
+  assign \$176  = \addr$138  == 9'h1ff;
+  assign \$177  = \addr$138  + 1'h1;
+  assign \$178  = \$176  ? 10'h000 : \$177 ;
+  assign \$182  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$185  = $signed(\$183 ) + $signed(\$184 );
+  assign \$186  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$189  = $signed(\$188 ) < $signed(1'h0);
+  assign \$191  = $signed(\$190 ) > $signed(9'h0ff);
+  assign \$192  = step & s_last;
+  assign \$193  = o__valid & \o__ready$152 ;
+  assign \$194  = \$193  + skipped_d5;
+  assign \$195  = ~ rst_fc1;
+  assign \$197  = rst_fc1 ? 20'h00000 : \$4 [19:0];
+  assign \$198  = rst_fc1 | load;
+  assign \$199  = filled ? 1'h1 : w_full;
+  assign \$200  = \$198  ? 1'h0 : \$199 ;
+  assign \$201  = rst_fc1 | load;
+  assign \$202  = filled ? 1'h1 : w_full_issue;
+  assign \$203  = \$201  ? 1'h0 : \$202 ;
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    c <= \$206 ;
+    c <= \$204 ;
   always @(posedge clk)
-    pix <= \$207 ;
+    pix <= \$205 ;
   always @(posedge clk)
-    \$like  <= \$208 ;
+    \$like  <= \$206 ;
   always @(posedge clk)
-    p_lane <= \$209 ;
+    p_lane <= \$207 ;
   always @(posedge clk)
-    \$signal  <= \$210 ;
+    \$signal  <= \$208 ;
   always @(posedge clk)
-    lane <= \$211 ;
+    lane <= \$209 ;
   always @(posedge clk)
-    can_end <= \$212 ;
+    can_end <= \$210 ;
   always @(posedge clk)
-    gap_zero <= \$213 ;
+    gap_zero <= \$211 ;
   always @(posedge clk)
-    s_last <= \$214 ;
+    s_last <= \$212 ;
   always @(posedge clk)
-    n_last <= \$215 ;
+    n_last <= \$213 ;
   always @(posedge clk)
-    sn_last <= \$216 ;
+    sn_last <= \$214 ;
   always @(posedge clk)
-    addr <= \$217 ;
+    addr <= \$215 ;
   always @(posedge clk)
-    head_next <= \$218 ;
+    head_next <= \$216 ;
   always @(posedge clk)
-    head_boot <= \$219 ;
+    head_boot <= \$217 ;
   always @(posedge clk)
-    head <= \$220 ;
+    head <= \$218 ;
   always @(posedge clk)
-    r_addr <= \$221 ;
+    r_addr <= \$219 ;
   always @(posedge clk)
-    s_idx <= \$222 ;
+    s_idx <= \$220 ;
   always @(posedge clk)
-    n_idx <= \$223 ;
+    n_idx <= \$221 ;
   always @(posedge clk)
-    active <= \$224 ;
+    active <= \$222 ;
   always @(posedge clk)
-    r_base <= \$225 ;
+    r_base <= \$223 ;
   always @(posedge clk)
-    w_half <= \$226 ;
+    w_half <= \$224 ;
   always @(posedge clk)
-    gap <= \$227 ;
+    gap <= \$225 ;
   always @(posedge clk)
-    col <= \$228 ;
+    col <= \$226 ;
   always @(posedge clk)
-    row_ph0 <= \$229 ;
+    row_ph0 <= \$227 ;
   always @(posedge clk)
-    row_ph1 <= \$230 ;
+    row_ph1 <= \$228 ;
   always @(posedge clk)
-    off1_0 <= \$231 ;
+    off1_0 <= \$229 ;
   always @(posedge clk)
-    off1_1 <= \$232 ;
+    off1_1 <= \$230 ;
   always @(posedge clk)
-    \$signal$222  <= \$233 ;
+    \$signal$176  <= \$231 ;
   always @(posedge clk)
-    \$signal$47  <= \$234 ;
+    \$signal$47  <= \$232 ;
   always @(posedge clk)
-    last1 <= \$235 ;
+    last1 <= \$233 ;
   always @(posedge clk)
-    word1 <= \o__payload$224 ;
+    word1 <= \o__payload$178 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$225 ;
+    xdata_d1 <= \port__data$179 ;
   always @(posedge clk)
-    carry0_0 <= \$236 ;
+    carry0_0 <= \$234 ;
   always @(posedge clk)
-    w0_0 <= \$137 ;
+    w0_0 <= \$136 ;
   always @(posedge clk)
-    m0_0_0 <= \$237 ;
+    m0_0_0 <= p0_0_0;
   always @(posedge clk)
-    m0_0_1 <= \$238 ;
+    m0_0_1 <= p0_0_1;
   always @(posedge clk)
-    m0_0_2 <= \$239 ;
+    m0_0_2 <= p0_0_2;
   always @(posedge clk)
-    m0_0_3 <= \$240 ;
+    m0_0_3 <= p0_0_3;
   always @(posedge clk)
-    m0_0_4 <= \$241 ;
+    m0_0_4 <= p0_0_4;
   always @(posedge clk)
-    m0_0_5 <= \$242 ;
+    m0_0_5 <= p0_0_5;
   always @(posedge clk)
-    m0_0_6 <= \$243 ;
+    m0_0_6 <= p0_0_6;
   always @(posedge clk)
-    m0_0_7 <= \$244 ;
+    m0_0_7 <= p0_0_7;
   always @(posedge clk)
-    m0_0_8 <= \$245 ;
+    m0_0_8 <= p0_0_8;
   always @(posedge clk)
-    m0_0_9 <= \$246 ;
-  always @(posedge clk)
-    m0_0_10 <= \$247 ;
-  always @(posedge clk)
-    m0_0_11 <= \$248 ;
-  always @(posedge clk)
-    m0_0_12 <= \$249 ;
-  always @(posedge clk)
-    m0_0_13 <= \$250 ;
-  always @(posedge clk)
-    m0_0_14 <= \$251 ;
-  always @(posedge clk)
-    m0_0_15 <= \$252 ;
-  always @(posedge clk)
-    m0_0_16 <= \$253 ;
-  always @(posedge clk)
-    m0_0_17 <= \$254 ;
-  always @(posedge clk)
-    m0_0_18 <= \$255 ;
-  always @(posedge clk)
-    m0_0_19 <= \$256 ;
+    m0_0_9 <= p0_0_9;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
     t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w1_4;
-  always @(posedge clk)
-    t0_0_l2_3 <= t0_0_w1_6;
-  always @(posedge clk)
-    t0_0_l2_4 <= t0_0_w1_8;
+    t0_0_l2_2 <= t0_0_w0_8;
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    t0_0_l4_1 <= t0_0_l2_4;
+    carry1_0 <= \$235 ;
   always @(posedge clk)
-    t0_0_l5_0 <= t0_0_w4_0;
+    w1_0 <= \$155 ;
   always @(posedge clk)
-    carry1_0 <= \$257 ;
+    m1_0_0 <= p1_0_0;
   always @(posedge clk)
-    w1_0 <= \$157 ;
+    m1_0_1 <= p1_0_1;
   always @(posedge clk)
-    m1_0_0 <= \$258 ;
+    m1_0_2 <= p1_0_2;
   always @(posedge clk)
-    m1_0_1 <= \$259 ;
+    m1_0_3 <= p1_0_3;
   always @(posedge clk)
-    m1_0_2 <= \$260 ;
+    m1_0_4 <= p1_0_4;
   always @(posedge clk)
-    m1_0_3 <= \$261 ;
+    m1_0_5 <= p1_0_5;
   always @(posedge clk)
-    m1_0_4 <= \$262 ;
+    m1_0_6 <= p1_0_6;
   always @(posedge clk)
-    m1_0_5 <= \$263 ;
+    m1_0_7 <= p1_0_7;
   always @(posedge clk)
-    m1_0_6 <= \$264 ;
+    m1_0_8 <= p1_0_8;
   always @(posedge clk)
-    m1_0_7 <= \$265 ;
-  always @(posedge clk)
-    m1_0_8 <= \$266 ;
-  always @(posedge clk)
-    m1_0_9 <= \$267 ;
-  always @(posedge clk)
-    m1_0_10 <= \$268 ;
-  always @(posedge clk)
-    m1_0_11 <= \$269 ;
-  always @(posedge clk)
-    m1_0_12 <= \$270 ;
-  always @(posedge clk)
-    m1_0_13 <= \$271 ;
-  always @(posedge clk)
-    m1_0_14 <= \$272 ;
-  always @(posedge clk)
-    m1_0_15 <= \$273 ;
-  always @(posedge clk)
-    m1_0_16 <= \$274 ;
-  always @(posedge clk)
-    m1_0_17 <= \$275 ;
-  always @(posedge clk)
-    m1_0_18 <= \$276 ;
-  always @(posedge clk)
-    m1_0_19 <= \$277 ;
+    m1_0_9 <= p1_0_9;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
     t1_0_l2_1 <= t1_0_w1_2;
   always @(posedge clk)
-    t1_0_l2_2 <= t1_0_w1_4;
-  always @(posedge clk)
-    t1_0_l2_3 <= t1_0_w1_6;
-  always @(posedge clk)
-    t1_0_l2_4 <= t1_0_w1_8;
+    t1_0_l2_2 <= t1_0_w0_8;
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
-  always @(posedge clk)
-    t1_0_l4_1 <= t1_0_l2_4;
-  always @(posedge clk)
-    t1_0_l5_0 <= t1_0_w4_0;
   always @(posedge clk)
     xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
@@ -32924,125 +30669,113 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    xsum_q_d1 <= xsum_l5_0;
+    v2_d1 <= \$236 ;
   always @(posedge clk)
-    v2_d1 <= \$278 ;
+    v2_d2 <= \$237 ;
   always @(posedge clk)
-    v2_d2 <= \$279 ;
+    v2_d3 <= \$238 ;
   always @(posedge clk)
-    v2_d3 <= \$280 ;
+    v2_d4 <= \$239 ;
   always @(posedge clk)
-    v2_d4 <= \$281 ;
+    last2_d1 <= \$240 ;
   always @(posedge clk)
-    v2_d5 <= \$282 ;
+    last2_d2 <= \$241 ;
   always @(posedge clk)
-    last2_d1 <= \$283 ;
+    last2_d3 <= \$242 ;
   always @(posedge clk)
-    last2_d2 <= \$284 ;
+    last2_d4 <= \$243 ;
   always @(posedge clk)
-    last2_d3 <= \$285 ;
+    v2p_d1 <= \$244 ;
   always @(posedge clk)
-    last2_d4 <= \$286 ;
+    v2p_d2 <= \$245 ;
   always @(posedge clk)
-    last2_d5 <= \$287 ;
+    v2p_d3 <= \$246 ;
   always @(posedge clk)
-    v2p_d1 <= \$288 ;
+    first2p_d1 <= \$247 ;
   always @(posedge clk)
-    v2p_d2 <= \$289 ;
+    first2p_d2 <= \$248 ;
   always @(posedge clk)
-    v2p_d3 <= \$290 ;
+    first2p_d3 <= \$249 ;
   always @(posedge clk)
-    v2p_d4 <= \$291 ;
+    last2p_d1 <= \$250 ;
   always @(posedge clk)
-    first2p_d1 <= \$292 ;
+    last2p_d2 <= \$251 ;
   always @(posedge clk)
-    first2p_d2 <= \$293 ;
+    last2p_d3 <= \$252 ;
   always @(posedge clk)
-    first2p_d3 <= \$294 ;
+    done <= \$253 ;
   always @(posedge clk)
-    first2p_d4 <= \$295 ;
+    xacc <= \$254 ;
   always @(posedge clk)
-    last2p_d1 <= \$296 ;
+    xfin <= \$255 ;
   always @(posedge clk)
-    last2p_d2 <= \$297 ;
+    acc0_0 <= \$256 ;
   always @(posedge clk)
-    last2p_d3 <= \$298 ;
+    fin0_0 <= \$257 ;
   always @(posedge clk)
-    last2p_d4 <= \$299 ;
+    bank0_0 <= \$258 ;
   always @(posedge clk)
-    done <= \$300 ;
+    acc1_0 <= \$259 ;
   always @(posedge clk)
-    xacc <= \$301 ;
+    fin1_0 <= \$260 ;
   always @(posedge clk)
-    xfin <= \$302 ;
+    bank1_0 <= \$261 ;
   always @(posedge clk)
-    acc0_0 <= \$303 ;
+    ser_left <= \$262 ;
   always @(posedge clk)
-    fin0_0 <= \$304 ;
+    \addr$138  <= \$263 ;
   always @(posedge clk)
-    bank0_0 <= \$305 ;
+    \$signal$236  <= \$264 ;
   always @(posedge clk)
-    acc1_0 <= \$306 ;
-  always @(posedge clk)
-    fin1_0 <= \$307 ;
-  always @(posedge clk)
-    bank1_0 <= \$308 ;
-  always @(posedge clk)
-    ser_left <= \$309 ;
-  always @(posedge clk)
-    \addr$184  <= \$310 ;
-  always @(posedge clk)
-    \$signal$270  <= \$311 ;
-  always @(posedge clk)
-    ka <= \$312 ;
+    ka <= \$265 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$313 ;
+    vb <= \$266 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$184 ;
+    rq0_beta <= \$182 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$187 ;
+    rq0_acc_s1_0 <= \$185 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$188 [32:0];
+    rq0_acc_s2_0 <= \$186 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$189 [16:0];
+    rq0_shifted <= \$187 [16:0];
   always @(posedge clk)
-    rq0_under <= \$191 ;
+    rq0_under <= \$189 ;
   always @(posedge clk)
-    rq0_over <= \$193 ;
+    rq0_over <= \$191 ;
   always @(posedge clk)
-    v_out_d1 <= \$314 ;
+    v_out_d1 <= \$267 ;
   always @(posedge clk)
-    v_out_d2 <= \$315 ;
+    v_out_d2 <= \$268 ;
   always @(posedge clk)
-    v_out_d3 <= \$316 ;
+    v_out_d3 <= \$269 ;
   always @(posedge clk)
-    \w_en$203  <= \$317 ;
+    \w_en$157  <= \$270 ;
   always @(posedge clk)
-    skipped_d1 <= \$318 ;
+    skipped_d1 <= \$271 ;
   always @(posedge clk)
-    skipped_d2 <= \$319 ;
+    skipped_d2 <= \$272 ;
   always @(posedge clk)
-    skipped_d3 <= \$320 ;
+    skipped_d3 <= \$273 ;
   always @(posedge clk)
-    skipped_d4 <= \$321 ;
+    skipped_d4 <= \$274 ;
   always @(posedge clk)
-    skipped_d5 <= \$322 ;
+    skipped_d5 <= \$275 ;
   always @(posedge clk)
-    group_ended_d1 <= \$323 ;
+    group_ended_d1 <= \$276 ;
   always @(posedge clk)
-    credits_returned <= \$324 ;
+    credits_returned <= \$277 ;
   always @(posedge clk)
-    credits_space <= \$325 ;
+    credits_space <= \$278 ;
   always @(posedge clk)
-    credits_room <= \$326 ;
+    credits_room <= \$279 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$184 ),
+    .addr(\addr$138 ),
     .clk(clk),
     .data(data)
   );
@@ -33052,31 +30785,31 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$228 )
+    .o(\o$182 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$97 ),
-    .o(\o$232 )
+    .i(\i$74 ),
+    .o(\o$195 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$233 )
+    .o(\o$196 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$198 ),
+    .o__ready(\o__ready$152 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
     .w_data(\$25 [7:0]),
-    .w_en(\w_en$203 )
+    .w_en(\w_en$157 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd3)
   ) flags_0_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_0)
   );
   flexor_copy #(
@@ -33084,7 +30817,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd3)
   ) flags_1_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_1)
   );
   flexor_copy #(
@@ -33092,13 +30825,213 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd3)
   ) flags_x_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_x)
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$216 )
+    .data(\data$170 )
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p0_0_0),
+    .wa(w0_0[0]),
+    .wb(w0_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p0_0_1),
+    .wa(w0_0[2]),
+    .wb(w0_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p0_0_2),
+    .wa(w0_0[4]),
+    .wb(w0_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p0_0_3),
+    .wa(w0_0[6]),
+    .wb(w0_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p0_0_4),
+    .wa(w0_0[8]),
+    .wb(w0_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p0_0_5),
+    .wa(w0_0[10]),
+    .wb(w0_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p0_0_6),
+    .wa(w0_0[12]),
+    .wb(w0_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p0_0_7),
+    .wa(w0_0[14]),
+    .wb(w0_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p0_0_8),
+    .wa(w0_0[16]),
+    .wb(w0_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p0_0_9),
+    .wa(w0_0[18]),
+    .wb(w0_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p1_0_0),
+    .wa(w1_0[0]),
+    .wb(w1_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p1_0_1),
+    .wa(w1_0[2]),
+    .wb(w1_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p1_0_2),
+    .wa(w1_0[4]),
+    .wb(w1_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p1_0_3),
+    .wa(w1_0[6]),
+    .wb(w1_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p1_0_4),
+    .wa(w1_0[8]),
+    .wb(w1_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p1_0_5),
+    .wa(w1_0[10]),
+    .wb(w1_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p1_0_6),
+    .wa(w1_0[12]),
+    .wb(w1_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p1_0_7),
+    .wa(w1_0[14]),
+    .wb(w1_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p1_0_8),
+    .wa(w1_0[16]),
+    .wb(w1_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p1_0_9),
+    .wa(w1_0[18]),
+    .wb(w1_0[19])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -33109,9 +31042,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .q(\port__addr$43 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$290 ),
+    .addr(\addr$256 ),
     .clk(clk),
-    .data(\data$289 )
+    .data(\data$255 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -33123,7 +31056,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$277 )
+    .p(\p$243 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -33138,7 +31071,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd20)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$199 ),
+    .d(\$197 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -33146,7 +31079,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$202 ),
+    .d(\$200 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -33154,15 +31087,15 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$205 ),
+    .d(\$203 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc1.weights  weights (
     .clk(clk),
-    .data(\data$289 ),
-    .o__payload(\o__payload$224 ),
+    .data(\data$255 ),
+    .o__payload(\o__payload$178 ),
     .o__ready(step),
-    .raddr(\addr$290 ),
+    .raddr(\addr$256 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -33188,47 +31121,84 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$206  = c;
+    \$204  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
-        \$206  = 6'h00;
+        \$204  = 6'h00;
       end else begin
-        \$206  = \$52 [5:0];
+        \$204  = \$52 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$206  = 6'h00;
+      \$204  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$207  = pix;
+    \$205  = pix;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$207  = 6'h00;
+          \$205  = 6'h00;
         end else begin
-          \$207  = \$31 [5:0];
+          \$205  = \$31 [5:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$207  = 6'h00;
+      \$205  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$208  = \$like ;
+    \$206  = \$like ;
     if (take) begin
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$30 ) begin
+          \$206  = 8'h00;
+        end else begin
+          \$206  = \$35 [7:0];
+        end
+      end
+    end
+    if (rst_fc1) begin
+      \$206  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$207  = p_lane;
+    if (take) begin
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$30 ) begin
+          \$207  = 5'h00;
+        end else begin
+          \$207  = \$41 [4:0];
+        end
+      end
+    end
+    if (rst_fc1) begin
+      \$207  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$208  = \$signal ;
+    if (take) begin
+      (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
           \$208  = 8'h00;
         end else begin
-          \$208  = \$35 [7:0];
+          \$208  = \$45 [7:0];
         end
+      end else begin
+        \$208  = \$56 [7:0];
       end
     end
     if (rst_fc1) begin
@@ -33237,15 +31207,18 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$209  = p_lane;
+    \$209  = lane;
     if (take) begin
+      (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
           \$209  = 5'h00;
         end else begin
-          \$209  = \$41 [4:0];
+          \$209  = \$51 [4:0];
         end
+      end else begin
+        \$209  = \$62 [4:0];
       end
     end
     if (rst_fc1) begin
@@ -33254,147 +31227,127 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$210  = \$signal ;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$210  = 8'h00;
-        end else begin
-          \$210  = \$45 [7:0];
-        end
-      end else begin
-        \$210  = \$56 [7:0];
-      end
-    end
+    \$210  = \$63 ;
     if (rst_fc1) begin
-      \$210  = 8'h00;
+      \$210  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$211  = lane;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$211  = 5'h00;
-        end else begin
-          \$211  = \$51 [4:0];
-        end
-      end else begin
-        \$211  = \$62 [4:0];
-      end
-    end
+    \$211  = gap_zero_next;
     if (rst_fc1) begin
-      \$211  = 5'h00;
+      \$211  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$212  = \$63 ;
+    \$212  = \$signal$34 ;
     if (rst_fc1) begin
-      \$212  = 1'h1;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$213  = gap_zero_next;
+    \$213  = n_last_next;
     if (rst_fc1) begin
-      \$213  = 1'h1;
+      \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$214  = \$signal$34 ;
+    \$214  = \$64 ;
     if (rst_fc1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$215  = n_last_next;
+    \$215  = \$72 [7:0];
     if (rst_fc1) begin
-      \$215  = 1'h0;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$216  = \$64 ;
+    \$216  = \$78 [7:0];
     if (rst_fc1) begin
-      \$216  = 1'h0;
+      \$216  = 8'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$217  = \$72 [7:0];
-    if (rst_fc1) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$218  = \$78 [7:0];
-    if (rst_fc1) begin
-      \$218  = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$219  = head_boot;
+    \$217  = head_boot;
     if (\$79 ) begin
-      \$219  = \$80 [1:0];
+      \$217  = \$80 [1:0];
     end
     if (rst_fc1) begin
-      \$219  = 2'h3;
+      \$217  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$220  = head;
+    \$218  = head;
     if (\$83 ) begin
-      \$220  = \data$216 ;
+      \$218  = \data$170 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$221  = r_next;
+    \$219  = r_next;
     if (rst_fc1) begin
-      \$221  = 9'h000;
+      \$219  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$222  = s_idx;
+    \$220  = s_idx;
     if (step) begin
-      \$222  = \$85 [7:0];
+      \$220  = \$85 [7:0];
     end
     if (rst_fc1) begin
-      \$222  = 8'h00;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$223  = n_idx;
+    \$221  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$223  = \$87 [7:0];
+        \$221  = \$87 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$223  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$224  = active;
+    \$222  = active;
     if (\$88 ) begin
-      \$224  = 1'h0;
+      \$222  = 1'h0;
     end
     if (load) begin
-      \$224  = 1'h1;
+      \$222  = 1'h1;
+    end
+    if (rst_fc1) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$223  = r_base;
+    if (load) begin
+      \$223  = { 1'h0, \$89  };
+    end
+    if (rst_fc1) begin
+      \$223  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$224  = w_half;
+    if (load) begin
+      \$224  = \$90 ;
     end
     if (rst_fc1) begin
       \$224  = 1'h0;
@@ -33402,830 +31355,415 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$225  = r_base;
-    if (load) begin
-      \$225  = { 1'h0, \$89  };
-    end
-    if (rst_fc1) begin
-      \$225  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$226  = w_half;
-    if (load) begin
-      \$226  = \$90 ;
-    end
-    if (rst_fc1) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$227  = gap;
+    \$225  = gap;
     if (\$91 ) begin
-      \$227  = 2'h1;
+      \$225  = 2'h1;
     end else if (\$92 ) begin
-      \$227  = \$93 [1:0];
+      \$225  = \$93 [1:0];
     end
     if (rst_fc1) begin
-      \$227  = 2'h0;
+      \$225  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$228  = col;
+    \$226  = col;
     if (step) begin
-      \$228  = \$94 ;
+      \$226  = \$94 ;
     end
     if (rst_fc1) begin
-      \$228  = 5'h00;
+      \$226  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$229  = row_ph0;
+    \$227  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$229  = \$99 [4:0];
+        \$227  = \$99 [4:0];
       end
     end
+    if (rst_fc1) begin
+      \$227  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$228  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$228  = \$104 [4:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$228  = 5'h10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$229  = \$110 [4:0];
     if (rst_fc1) begin
       \$229  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$230  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$230  = \$104 [4:0];
-      end
-    end
+    \$230  = \$116 [4:0];
     if (rst_fc1) begin
-      \$230  = 5'h10;
+      \$230  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$231  = \$110 [4:0];
+    \$231  = step;
     if (rst_fc1) begin
-      \$231  = 5'h00;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$232  = \$116 [4:0];
+    \$232  = \$117 ;
     if (rst_fc1) begin
-      \$232  = 5'h00;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$233  = step;
+    \$233  = s_last;
     if (rst_fc1) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$234  = \$117 ;
+    \$234  = carry0_0;
+    if (\$signal$176 ) begin
+      \$234  = word1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$235  = carry1_0;
+    if (\$signal$176 ) begin
+      \$235  = word1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$236  = \$signal$176 ;
     if (rst_fc1) begin
-      \$234  = 1'h0;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$235  = s_last;
+    \$237  = v2_d1;
     if (rst_fc1) begin
-      \$235  = 1'h0;
+      \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$236  = carry0_0;
-    if (\$signal$222 ) begin
-      \$236  = word1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[0]) begin
-      \$237  = 8'h00;
-    end else begin
-      \$237  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[1]) begin
-      \$238  = 8'h00;
-    end else begin
-      \$238  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[2]) begin
-      \$239  = 8'h00;
-    end else begin
-      \$239  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[3]) begin
-      \$240  = 8'h00;
-    end else begin
-      \$240  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[4]) begin
-      \$241  = 8'h00;
-    end else begin
-      \$241  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[5]) begin
-      \$242  = 8'h00;
-    end else begin
-      \$242  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[6]) begin
-      \$243  = 8'h00;
-    end else begin
-      \$243  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[7]) begin
-      \$244  = 8'h00;
-    end else begin
-      \$244  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[8]) begin
-      \$245  = 8'h00;
-    end else begin
-      \$245  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[9]) begin
-      \$246  = 8'h00;
-    end else begin
-      \$246  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[10]) begin
-      \$247  = 8'h00;
-    end else begin
-      \$247  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[11]) begin
-      \$248  = 8'h00;
-    end else begin
-      \$248  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[12]) begin
-      \$249  = 8'h00;
-    end else begin
-      \$249  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[13]) begin
-      \$250  = 8'h00;
-    end else begin
-      \$250  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[14]) begin
-      \$251  = 8'h00;
-    end else begin
-      \$251  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[15]) begin
-      \$252  = 8'h00;
-    end else begin
-      \$252  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[16]) begin
-      \$253  = 8'h00;
-    end else begin
-      \$253  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[17]) begin
-      \$254  = 8'h00;
-    end else begin
-      \$254  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[18]) begin
-      \$255  = 8'h00;
-    end else begin
-      \$255  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[19]) begin
-      \$256  = 8'h00;
-    end else begin
-      \$256  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$257  = carry1_0;
-    if (\$signal$222 ) begin
-      \$257  = word1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[0]) begin
-      \$258  = 8'h00;
-    end else begin
-      \$258  = xdata_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[1]) begin
-      \$259  = 8'h00;
-    end else begin
-      \$259  = xdata_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[2]) begin
-      \$260  = 8'h00;
-    end else begin
-      \$260  = xdata_d1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[3]) begin
-      \$261  = 8'h00;
-    end else begin
-      \$261  = xdata_d1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[4]) begin
-      \$262  = 8'h00;
-    end else begin
-      \$262  = xdata_d1[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[5]) begin
-      \$263  = 8'h00;
-    end else begin
-      \$263  = xdata_d1[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[6]) begin
-      \$264  = 8'h00;
-    end else begin
-      \$264  = xdata_d1[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[7]) begin
-      \$265  = 8'h00;
-    end else begin
-      \$265  = xdata_d1[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[8]) begin
-      \$266  = 8'h00;
-    end else begin
-      \$266  = xdata_d1[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[9]) begin
-      \$267  = 8'h00;
-    end else begin
-      \$267  = xdata_d1[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[10]) begin
-      \$268  = 8'h00;
-    end else begin
-      \$268  = xdata_d1[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[11]) begin
-      \$269  = 8'h00;
-    end else begin
-      \$269  = xdata_d1[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[12]) begin
-      \$270  = 8'h00;
-    end else begin
-      \$270  = xdata_d1[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[13]) begin
-      \$271  = 8'h00;
-    end else begin
-      \$271  = xdata_d1[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[14]) begin
-      \$272  = 8'h00;
-    end else begin
-      \$272  = xdata_d1[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[15]) begin
-      \$273  = 8'h00;
-    end else begin
-      \$273  = xdata_d1[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[16]) begin
-      \$274  = 8'h00;
-    end else begin
-      \$274  = xdata_d1[135:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[17]) begin
-      \$275  = 8'h00;
-    end else begin
-      \$275  = xdata_d1[143:136];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[18]) begin
-      \$276  = 8'h00;
-    end else begin
-      \$276  = xdata_d1[151:144];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (w1_0[19]) begin
-      \$277  = 8'h00;
-    end else begin
-      \$277  = xdata_d1[159:152];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$278  = \$signal$222 ;
+    \$238  = v2_d2;
     if (rst_fc1) begin
-      \$278  = 1'h0;
+      \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$279  = v2_d1;
+    \$239  = v2_d3;
     if (rst_fc1) begin
-      \$279  = 1'h0;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$280  = v2_d2;
+    \$240  = last1;
     if (rst_fc1) begin
-      \$280  = 1'h0;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$281  = v2_d3;
+    \$241  = last2_d1;
     if (rst_fc1) begin
-      \$281  = 1'h0;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$282  = v2_d4;
+    \$242  = last2_d2;
     if (rst_fc1) begin
-      \$282  = 1'h0;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$283  = last1;
+    \$243  = last2_d3;
     if (rst_fc1) begin
-      \$283  = 1'h0;
+      \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$284  = last2_d1;
+    \$244  = \$signal$176 ;
     if (rst_fc1) begin
-      \$284  = 1'h0;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$285  = last2_d2;
+    \$245  = v2p_d1;
     if (rst_fc1) begin
-      \$285  = 1'h0;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$286  = last2_d3;
+    \$246  = v2p_d2;
     if (rst_fc1) begin
-      \$286  = 1'h0;
+      \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$287  = last2_d4;
+    \$247  = \$signal$47 ;
     if (rst_fc1) begin
-      \$287  = 1'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$288  = \$signal$222 ;
+    \$248  = first2p_d1;
     if (rst_fc1) begin
-      \$288  = 1'h0;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$289  = v2p_d1;
+    \$249  = first2p_d2;
     if (rst_fc1) begin
-      \$289  = 1'h0;
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$290  = v2p_d2;
+    \$250  = last1;
     if (rst_fc1) begin
-      \$290  = 1'h0;
+      \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$291  = v2p_d3;
+    \$251  = last2p_d1;
     if (rst_fc1) begin
-      \$291  = 1'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$292  = \$signal$47 ;
+    \$252  = last2p_d2;
     if (rst_fc1) begin
-      \$292  = 1'h0;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$293  = first2p_d1;
+    \$253  = group_end;
     if (rst_fc1) begin
-      \$293  = 1'h0;
+      \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$294  = first2p_d2;
-    if (rst_fc1) begin
-      \$294  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$295  = first2p_d3;
-    if (rst_fc1) begin
-      \$295  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$296  = last1;
-    if (rst_fc1) begin
-      \$296  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$297  = last2p_d1;
-    if (rst_fc1) begin
-      \$297  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$298  = last2p_d2;
-    if (rst_fc1) begin
-      \$298  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$299  = last2p_d3;
-    if (rst_fc1) begin
-      \$299  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$300  = group_end;
-    if (rst_fc1) begin
-      \$300  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$301  = xacc;
+    \$254  = xacc;
     if (flags_x[0]) begin
-      \$301  = \$159 [19:0];
+      \$254  = \$157 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$302  = xfin;
-    if (\$160 ) begin
-      \$302  = \$162 [19:0];
+    \$255  = xfin;
+    if (\$158 ) begin
+      \$255  = \$160 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$303  = acc0_0;
+    \$256  = acc0_0;
     if (flags_0[0]) begin
-      \$303  = \$164 [19:0];
+      \$256  = \$162 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$304  = fin0_0;
-    if (\$165 ) begin
-      \$304  = \$167 [19:0];
+    \$257  = fin0_0;
+    if (\$163 ) begin
+      \$257  = \$165 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$305  = bank0_0;
+    \$258  = bank0_0;
     if (done) begin
-      \$305  = \$169 [20:0];
+      \$258  = \$167 [20:0];
     end else if (ser) begin
-      \$305  = bank1_0;
+      \$258  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$306  = acc1_0;
+    \$259  = acc1_0;
     if (flags_1[0]) begin
-      \$306  = \$171 [19:0];
+      \$259  = \$169 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$307  = fin1_0;
-    if (\$172 ) begin
-      \$307  = \$174 [19:0];
+    \$260  = fin1_0;
+    if (\$170 ) begin
+      \$260  = \$172 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$308  = bank1_0;
+    \$261  = bank1_0;
     if (done) begin
-      \$308  = \$176 [20:0];
+      \$261  = \$174 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$309  = ser_left;
+    \$262  = ser_left;
     if (done) begin
-      \$309  = 2'h2;
+      \$262  = 2'h2;
     end else if (ser) begin
-      \$309  = \$177 [1:0];
+      \$262  = \$175 [1:0];
     end
     if (rst_fc1) begin
-      \$309  = 2'h0;
+      \$262  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$310  = \addr$184 ;
+    \$263  = \addr$138 ;
     if (ser) begin
-      \$310  = \$180 [8:0];
+      \$263  = \$178 [8:0];
     end
     if (rst_fc1) begin
-      \$310  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$311  = \$181 ;
-    if (rst_fc1) begin
-      \$311  = 1'h0;
+      \$263  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$312  = \$183 ;
+    \$264  = \$179 ;
     if (rst_fc1) begin
-      \$312  = 1'h0;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$313  = \$signal$270 ;
+    \$265  = \$181 ;
     if (rst_fc1) begin
-      \$313  = 1'h0;
+      \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$314  = vb;
+    \$266  = \$signal$236 ;
     if (rst_fc1) begin
-      \$314  = 1'h0;
+      \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$315  = v_out_d1;
+    \$267  = vb;
     if (rst_fc1) begin
-      \$315  = 1'h0;
+      \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$316  = v_out_d2;
+    \$268  = v_out_d1;
     if (rst_fc1) begin
-      \$316  = 1'h0;
+      \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$317  = v_out_d3;
+    \$269  = v_out_d2;
     if (rst_fc1) begin
-      \$317  = 1'h0;
+      \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$318  = ka;
+    \$270  = v_out_d3;
     if (rst_fc1) begin
-      \$318  = 1'h0;
+      \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$319  = skipped_d1;
+    \$271  = ka;
     if (rst_fc1) begin
-      \$319  = 1'h0;
+      \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$320  = skipped_d2;
+    \$272  = skipped_d1;
     if (rst_fc1) begin
-      \$320  = 1'h0;
+      \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$321  = skipped_d3;
+    \$273  = skipped_d2;
     if (rst_fc1) begin
-      \$321  = 1'h0;
+      \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$322  = skipped_d4;
+    \$274  = skipped_d3;
     if (rst_fc1) begin
-      \$322  = 1'h0;
+      \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$323  = \$194 ;
+    \$275  = skipped_d4;
     if (rst_fc1) begin
-      \$323  = 1'h0;
+      \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$324  = \$196 ;
+    \$276  = \$192 ;
     if (rst_fc1) begin
-      \$324  = 2'h0;
+      \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$325  = \$28 [2:0];
+    \$277  = \$194 ;
     if (rst_fc1) begin
-      \$325  = 3'h4;
+      \$277  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$326  = credits_room_next;
+    \$278  = \$28 [2:0];
     if (rst_fc1) begin
-      \$326  = 1'h1;
+      \$278  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$279  = credits_room_next;
+    if (rst_fc1) begin
+      \$279  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -34241,19 +31779,19 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign r_addr_b0 = \port__addr$43 ;
   assign \port__en$45  = 1'h1;
   assign \i$50  = word1[7:0];
-  assign \i$99  = word1[15:8];
+  assign \i$76  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$184 ;
+  assign beat = \addr$138 ;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$190  = data[12:0];
-  assign \b$191  = sa0_0[20:17];
+  assign \a$144  = data[12:0];
+  assign \b$145  = sa0_0[20:17];
   assign rq0_y = \$25 [7:0];
-  assign \o__payload$197  = o__payload;
-  assign \o__ready$199  = \o__ready$198 ;
-  assign \o__valid$201  = o__valid;
-  assign \w_data$202  = \$25 [7:0];
-  assign v_out_d4 = \w_en$203 ;
+  assign \o__payload$151  = o__payload;
+  assign \o__ready$153  = \o__ready$152 ;
+  assign \o__valid$155  = o__valid;
+  assign \w_data$156  = \$25 [7:0];
+  assign v_out_d4 = \w_en$157 ;
   assign space_next = \$28 [2:0];
   assign \$7  = active;
   assign \$118  = o;
@@ -34263,24 +31801,24 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$131  = o;
   assign \$132  = o;
   assign \$133  = \$132 ;
-  assign \$138  = \o$232 ;
-  assign \$141  = \o$232 ;
-  assign \$144  = \o$232 ;
-  assign \$148  = \o$232 ;
-  assign \$151  = \o$232 ;
-  assign \$152  = \o$232 ;
-  assign \$153  = \$152 ;
-  assign \$168  = { fin0_0, 1'h0 };
-  assign \$175  = { fin1_0, 1'h0 };
-  assign \$181  = ser;
-  assign \$182  = 1'h0;
-  assign \$183  = 1'h0;
-  assign \$185  = { p[29], p };
-  assign \$186  = { \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 [16], \p$277 , 17'h00000 };
-  assign \$189  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$137  = \o$195 ;
+  assign \$140  = \o$195 ;
+  assign \$143  = \o$195 ;
+  assign \$147  = \o$195 ;
+  assign \$150  = \o$195 ;
+  assign \$151  = \o$195 ;
+  assign \$152  = \$151 ;
+  assign \$166  = { fin0_0, 1'h0 };
+  assign \$173  = { fin1_0, 1'h0 };
+  assign \$179  = ser;
+  assign \$180  = 1'h0;
+  assign \$181  = 1'h0;
+  assign \$183  = { p[29], p };
+  assign \$184  = { \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 , 17'h00000 };
+  assign \$187  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$188  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$190  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$192  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$198  = \$197 ;
+  assign \$196  = \$195 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -35616,14 +33154,14 @@ module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire [1:0] \$103 ;
+  wire [1:0] \$102 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
@@ -35633,31 +33171,31 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire \$112 ;
-  reg [6:0] \$113 ;
+  reg [6:0] \$112 ;
+  reg \$113 ;
   reg \$114 ;
   reg \$115 ;
   reg \$116 ;
   reg \$117 ;
-  reg \$118 ;
-  reg [7:0] \$119 ;
+  reg [7:0] \$118 ;
+  reg [6:0] \$119 ;
   wire \$12 ;
-  reg [6:0] \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg [7:0] \$123 ;
-  reg \$124 ;
+  reg [3:0] \$120 ;
+  reg \$121 ;
+  reg [7:0] \$122 ;
+  reg \$123 ;
+  reg [4:0] \$124 ;
   reg [4:0] \$125 ;
   reg [4:0] \$126 ;
-  reg [4:0] \$127 ;
+  reg \$127 ;
   reg \$128 ;
   reg \$129 ;
   wire \$13 ;
   reg \$130 ;
-  reg [7:0] \$131 ;
-  reg [7:0] \$132 ;
-  reg [7:0] \$133 ;
-  reg [7:0] \$134 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg \$134 ;
   reg \$135 ;
   reg \$136 ;
   reg \$137 ;
@@ -35667,19 +33205,19 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   reg \$140 ;
   reg \$141 ;
   reg \$142 ;
-  reg \$143 ;
-  reg \$144 ;
-  reg \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg [16:0] \$148 ;
-  reg [16:0] \$149 ;
+  reg [16:0] \$143 ;
+  reg [16:0] \$144 ;
+  reg [16:0] \$145 ;
+  reg [16:0] \$146 ;
+  reg [17:0] \$147 ;
+  reg \$148 ;
+  reg [3:0] \$149 ;
   wire [8:0] \$15 ;
-  reg [16:0] \$150 ;
-  reg [16:0] \$151 ;
-  reg [17:0] \$152 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg \$152 ;
   reg \$153 ;
-  reg [3:0] \$154 ;
+  reg \$154 ;
   reg \$155 ;
   reg \$156 ;
   reg \$157 ;
@@ -35689,15 +33227,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   reg \$160 ;
   reg \$161 ;
   reg \$162 ;
-  reg \$163 ;
-  reg \$164 ;
+  reg [1:0] \$163 ;
+  reg [1:0] \$164 ;
   reg \$165 ;
-  reg \$166 ;
-  reg \$167 ;
-  reg [1:0] \$168 ;
-  reg [1:0] \$169 ;
   wire [7:0] \$17 ;
-  reg \$170 ;
   wire [19:0] \$18 ;
   wire [19:0] \$19 ;
   wire [9:0] \$2 ;
@@ -35757,50 +33290,50 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   wire [3:0] \$69 ;
   wire \$7 ;
   wire [3:0] \$70 ;
-  wire [3:0] \$71 ;
-  wire [16:0] \$72 ;
-  wire [17:0] \$73 ;
-  wire \$74 ;
-  wire [16:0] \$75 ;
-  wire [17:0] \$76 ;
-  wire [16:0] \$77 ;
-  wire [17:0] \$78 ;
-  wire \$79 ;
+  wire [16:0] \$71 ;
+  wire [17:0] \$72 ;
+  wire \$73 ;
+  wire [16:0] \$74 ;
+  wire [17:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire \$78 ;
+  wire [16:0] \$79 ;
   wire \$8 ;
-  wire [16:0] \$80 ;
+  wire [17:0] \$80 ;
   wire [17:0] \$81 ;
-  wire [17:0] \$82 ;
-  wire [18:0] \$83 ;
-  wire [1:0] \$84 ;
-  wire \$85 ;
+  wire [18:0] \$82 ;
+  wire [1:0] \$83 ;
+  wire \$84 ;
+  wire [4:0] \$85 ;
   wire [4:0] \$86 ;
-  wire [4:0] \$87 ;
+  wire \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [21:0] \$91 ;
-  wire [35:0] \$92 ;
-  wire [50:0] \$93 ;
-  wire [51:0] \$94 ;
-  wire [52:0] \$95 ;
+  wire [21:0] \$90 ;
+  wire [35:0] \$91 ;
+  wire [50:0] \$92 ;
+  wire [51:0] \$93 ;
+  wire [52:0] \$94 ;
+  wire [35:0] \$95 ;
   wire [35:0] \$96 ;
-  wire [35:0] \$97 ;
-  wire \$98 ;
-  wire [35:0] \$99 ;
+  wire \$97 ;
+  wire [35:0] \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$119  = 1'h0;
-  reg \$signal$92  = 1'h0;
-  reg \$signal$93  = 1'h0;
+  reg \$signal$117  = 1'h0;
+  reg \$signal$88  = 1'h0;
+  reg \$signal$89  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$66 ;
+  wire [1:0] \a$62 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [10:0] \addr$139 ;
+  wire [10:0] \addr$137 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$67 ;
+  wire [17:0] \b$63 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -35813,7 +33346,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$138 ;
+  wire [15:0] \data$136 ;
   reg done = 1'h0;
   wire filled;
   reg [16:0] fin0_0 = 17'h00000;
@@ -35839,32 +33372,32 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   reg last2p_d1 = 1'h0;
   reg last2p_d2 = 1'h0;
   wire load;
-  reg [7:0] m0_0_0 = 8'h00;
-  reg [7:0] m0_0_1 = 8'h00;
-  reg [7:0] m0_0_2 = 8'h00;
-  reg [7:0] m0_0_3 = 8'h00;
+  reg [8:0] m0_0_0 = 9'h000;
+  reg [8:0] m0_0_1 = 9'h000;
   reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$73 ;
-  wire [15:0] \o__payload$95 ;
+  wire [15:0] \o__payload$69 ;
+  wire [15:0] \o__payload$91 ;
   wire o__ready;
-  input \o__ready$74 ;
-  wire \o__ready$74 ;
-  wire \o__ready$75 ;
+  input \o__ready$70 ;
+  wire \o__ready$70 ;
+  wire \o__ready$71 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$77 ;
+  wire \o__valid$73 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$126 ;
+  wire [19:0] \p$124 ;
+  wire [8:0] p0_0_0;
+  wire [8:0] p0_0_1;
   wire [7:0] port__addr;
   wire [7:0] \port__addr$36 ;
   reg [31:0] port__data = 32'd0;
-  wire [31:0] \port__data$96 ;
+  wire [31:0] \port__data$92 ;
   wire port__en;
   wire \port__en$38 ;
   reg [7:0] r_addr = 8'h00;
@@ -35898,13 +33431,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   reg sn_last = 1'h0;
   wire [1:0] space_next;
   wire step;
-  reg [9:0] t0_0_l2_0 = 10'h000;
+  reg [9:0] t0_0_l1_0 = 10'h000;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_0;
+  wire [9:0] t0_0_w0_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
@@ -35923,11 +33452,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   reg [6:0] w_count = 7'h00;
   input [31:0] w_data;
   wire [31:0] w_data;
-  wire [15:0] \w_data$78 ;
+  wire [15:0] \w_data$74 ;
   (* init = 32'd0 *)
   wire [31:0] w_data_q;
   wire w_en;
-  reg \w_en$79  = 1'h0;
+  reg \w_en$75  = 1'h0;
   wire w_en_b0;
   wire w_full;
   wire \w_full$21 ;
@@ -36216,7 +33745,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$36 ];
   end
-  assign \port__data$96  = _0_;
+  assign \port__data$92  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h80;
@@ -36241,8 +33770,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
   assign \$17  = w_half ? 8'h80 : 8'h00;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
-  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
-  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
@@ -36293,92 +33820,87 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   assign \$68  = off1_0[2] ? \$64  : \$67 ;
   assign \$69  = off1_0[3] ? \$61  : \$68 ;
   assign \$70  = off1_0[4] ? \$54  : \$69 ;
-  assign \$71  = ~ \$70 ;
-  assign \$72  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$73  = \$72  + xsum_l2_0;
-  assign \$74  = flags_x[0] & flags_x[2];
-  assign \$75  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$76  = \$75  + xsum_l2_0;
-  assign \$77  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$78  = \$77  + t0_0_l2_0;
-  assign \$79  = flags_0[0] & flags_0[2];
-  assign \$80  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$81  = \$80  + t0_0_l2_0;
-  assign \$83  = \$82  - xfin;
-  assign \$84  = ser_left - 1'h1;
-  assign \$85  = addr == 4'h9;
-  assign \$86  = addr + 1'h1;
-  assign \$87  = \$85  ? 5'h00 : \$86 ;
-  assign \$91  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$94  = $signed(\$92 ) + $signed(\$93 );
-  assign \$95  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$98  = $signed(\$97 ) < $signed(16'h8000);
-  assign \$100  = $signed(\$99 ) > $signed(16'h7fff);
-  assign \$101  = step & s_last;
-  assign \$102  = o__valid & \o__ready$74 ;
-  assign \$103  = \$102  + skipped_d5;
-  assign \$104  = ~ rst_fc2;
-  assign \$106  = rst_fc2 ? 1'h0 : take;
-  assign \$107  = rst_fc2 | load;
-  assign \$108  = filled ? 1'h1 : w_full;
-  assign \$109  = \$107  ? 1'h0 : \$108 ;
-  assign \$110  = rst_fc2 | load;
-  assign \$111  = filled ? 1'h1 : w_full_issue;
-  assign \$112  = \$110  ? 1'h0 : \$111 ;
+  assign \$71  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$72  = \$71  + xsum_l2_0;
+  assign \$73  = flags_x[0] & flags_x[2];
+  assign \$74  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$75  = \$74  + xsum_l2_0;
+  assign \$76  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$77  = \$76  + t0_0_l1_0;
+  assign \$78  = flags_0[0] & flags_0[2];
+  assign \$79  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$80  = \$79  + t0_0_l1_0;
+  assign \$82  = \$81  - xfin;
+  assign \$83  = ser_left - 1'h1;
+  assign \$84  = addr == 4'h9;
+  assign \$85  = addr + 1'h1;
+  assign \$86  = \$84  ? 5'h00 : \$85 ;
+  assign \$90  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$93  = $signed(\$91 ) + $signed(\$92 );
+  assign \$94  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$97  = $signed(\$96 ) < $signed(16'h8000);
+  assign \$99  = $signed(\$98 ) > $signed(16'h7fff);
+  assign \$100  = step & s_last;
+  assign \$101  = o__valid & \o__ready$70 ;
+  assign \$102  = \$101  + skipped_d5;
+  assign \$103  = ~ rst_fc2;
+  assign \$105  = rst_fc2 ? 1'h0 : take;
+  assign \$106  = rst_fc2 | load;
+  assign \$107  = filled ? 1'h1 : w_full;
+  assign \$108  = \$106  ? 1'h0 : \$107 ;
+  assign \$109  = rst_fc2 | load;
+  assign \$110  = filled ? 1'h1 : w_full_issue;
+  assign \$111  = \$109  ? 1'h0 : \$110 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$113 ;
+    w_count <= \$112 ;
   always @(posedge clk)
-    can_end <= \$114 ;
+    can_end <= \$113 ;
   always @(posedge clk)
-    gap_zero <= \$115 ;
+    gap_zero <= \$114 ;
   always @(posedge clk)
-    s_last <= \$116 ;
+    s_last <= \$115 ;
   always @(posedge clk)
-    n_last <= \$117 ;
+    n_last <= \$116 ;
   always @(posedge clk)
-    sn_last <= \$118 ;
+    sn_last <= \$117 ;
   always @(posedge clk)
-    r_addr <= \$119 ;
+    r_addr <= \$118 ;
   always @(posedge clk)
-    s_idx <= \$120 ;
+    s_idx <= \$119 ;
   always @(posedge clk)
-    n_idx <= \$121 ;
+    n_idx <= \$120 ;
   always @(posedge clk)
-    active <= \$122 ;
+    active <= \$121 ;
   always @(posedge clk)
-    r_base <= \$123 ;
+    r_base <= \$122 ;
   always @(posedge clk)
-    w_half <= \$124 ;
+    w_half <= \$123 ;
   always @(posedge clk)
-    col <= \$125 ;
+    col <= \$124 ;
   always @(posedge clk)
-    row_ph0 <= \$126 ;
+    row_ph0 <= \$125 ;
   always @(posedge clk)
-    off1_0 <= \$127 ;
+    off1_0 <= \$126 ;
   always @(posedge clk)
-    \$signal$92  <= \$128 ;
+    \$signal$88  <= \$127 ;
   always @(posedge clk)
-    \$signal$93  <= \$129 ;
+    \$signal$89  <= \$128 ;
   always @(posedge clk)
-    last1 <= \$130 ;
+    last1 <= \$129 ;
   always @(posedge clk)
-    i <= \o__payload$95 ;
+    i <= \o__payload$91 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$96 ;
+    xdata_d1 <= \port__data$92 ;
   always @(posedge clk)
-    w0_0 <= \$71 ;
+    w0_0 <= \$70 ;
   always @(posedge clk)
-    m0_0_0 <= \$131 ;
+    m0_0_0 <= p0_0_0;
   always @(posedge clk)
-    m0_0_1 <= \$132 ;
+    m0_0_1 <= p0_0_1;
   always @(posedge clk)
-    m0_0_2 <= \$133 ;
-  always @(posedge clk)
-    m0_0_3 <= \$134 ;
-  always @(posedge clk)
-    t0_0_l2_0 <= t0_0_w1_0;
+    t0_0_l1_0 <= t0_0_w0_0;
   always @(posedge clk)
     xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
@@ -36386,95 +33908,95 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    v2_d1 <= \$135 ;
+    v2_d1 <= \$130 ;
   always @(posedge clk)
-    v2_d2 <= \$136 ;
+    v2_d2 <= \$131 ;
   always @(posedge clk)
-    v2_d3 <= \$137 ;
+    v2_d3 <= \$132 ;
   always @(posedge clk)
-    last2_d1 <= \$138 ;
+    last2_d1 <= \$133 ;
   always @(posedge clk)
-    last2_d2 <= \$139 ;
+    last2_d2 <= \$134 ;
   always @(posedge clk)
-    last2_d3 <= \$140 ;
+    last2_d3 <= \$135 ;
   always @(posedge clk)
-    v2p_d1 <= \$141 ;
+    v2p_d1 <= \$136 ;
   always @(posedge clk)
-    v2p_d2 <= \$142 ;
+    v2p_d2 <= \$137 ;
   always @(posedge clk)
-    first2p_d1 <= \$143 ;
+    first2p_d1 <= \$138 ;
   always @(posedge clk)
-    first2p_d2 <= \$144 ;
+    first2p_d2 <= \$139 ;
   always @(posedge clk)
-    last2p_d1 <= \$145 ;
+    last2p_d1 <= \$140 ;
   always @(posedge clk)
-    last2p_d2 <= \$146 ;
+    last2p_d2 <= \$141 ;
   always @(posedge clk)
-    done <= \$147 ;
+    done <= \$142 ;
   always @(posedge clk)
-    xacc <= \$148 ;
+    xacc <= \$143 ;
   always @(posedge clk)
-    xfin <= \$149 ;
+    xfin <= \$144 ;
   always @(posedge clk)
-    acc0_0 <= \$150 ;
+    acc0_0 <= \$145 ;
   always @(posedge clk)
-    fin0_0 <= \$151 ;
+    fin0_0 <= \$146 ;
   always @(posedge clk)
-    bank0_0 <= \$152 ;
+    bank0_0 <= \$147 ;
   always @(posedge clk)
-    ser_left <= \$153 ;
+    ser_left <= \$148 ;
   always @(posedge clk)
-    addr <= \$154 ;
+    addr <= \$149 ;
   always @(posedge clk)
-    \$signal$119  <= \$155 ;
+    \$signal$117  <= \$150 ;
   always @(posedge clk)
-    ka <= \$156 ;
+    ka <= \$151 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$157 ;
+    vb <= \$152 ;
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$91 ;
+    rq0_beta <= \$90 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$94 ;
+    rq0_acc_s1_0 <= \$93 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$95 [35:0];
+    rq0_acc_s2_0 <= \$94 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$96 [19:0];
+    rq0_shifted <= \$95 [19:0];
   always @(posedge clk)
-    rq0_under <= \$98 ;
+    rq0_under <= \$97 ;
   always @(posedge clk)
-    rq0_over <= \$100 ;
+    rq0_over <= \$99 ;
   always @(posedge clk)
-    v_out_d1 <= \$158 ;
+    v_out_d1 <= \$153 ;
   always @(posedge clk)
-    v_out_d2 <= \$159 ;
+    v_out_d2 <= \$154 ;
   always @(posedge clk)
-    v_out_d3 <= \$160 ;
+    v_out_d3 <= \$155 ;
   always @(posedge clk)
-    \w_en$79  <= \$161 ;
+    \w_en$75  <= \$156 ;
   always @(posedge clk)
-    skipped_d1 <= \$162 ;
+    skipped_d1 <= \$157 ;
   always @(posedge clk)
-    skipped_d2 <= \$163 ;
+    skipped_d2 <= \$158 ;
   always @(posedge clk)
-    skipped_d3 <= \$164 ;
+    skipped_d3 <= \$159 ;
   always @(posedge clk)
-    skipped_d4 <= \$165 ;
+    skipped_d4 <= \$160 ;
   always @(posedge clk)
-    skipped_d5 <= \$166 ;
+    skipped_d5 <= \$161 ;
   always @(posedge clk)
-    group_ended_d1 <= \$167 ;
+    group_ended_d1 <= \$162 ;
   always @(posedge clk)
-    credits_returned <= \$168 ;
+    credits_returned <= \$163 ;
   always @(posedge clk)
-    credits_space <= \$169 ;
+    credits_space <= \$164 ;
   always @(posedge clk)
-    credits_room <= \$170 ;
+    credits_room <= \$165 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -36487,11 +34009,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$74 ),
+    .o__ready(\o__ready$70 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
     .w_data(\$19 [15:0]),
-    .w_en(\w_en$79 )
+    .w_en(\w_en$75 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -36509,6 +34031,26 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
     .d({ last2p_d2, first2p_d2, v2p_d2 }),
     .q(flags_x)
   );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p0_0_0),
+    .wa(w0_0[0]),
+    .wb(w0_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p0_0_1),
+    .wa(w0_0[2]),
+    .wb(w0_0[3])
+  );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd8)
@@ -36518,9 +34060,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
     .q(\port__addr$36 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$139 ),
+    .addr(\addr$137 ),
     .clk(clk),
-    .data(\data$138 )
+    .data(\data$136 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[16:0]),
@@ -36532,7 +34074,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$126 )
+    .p(\p$124 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -36547,7 +34089,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$106 ),
+    .d(\$105 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -36555,7 +34097,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$109 ),
+    .d(\$108 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -36563,15 +34105,15 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$112 ),
+    .d(\$111 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
     .clk(clk),
-    .data(\data$138 ),
-    .o__payload(\o__payload$95 ),
+    .data(\data$136 ),
+    .o__payload(\o__payload$91 ),
     .o__ready(step),
-    .raddr(\addr$139 ),
+    .raddr(\addr$137 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -36586,116 +34128,128 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = w_count;
+    \$112  = w_count;
     if (take) begin
-      \$113  = \$25 [6:0];
+      \$112  = \$25 [6:0];
     end
     if (rst_fc2) begin
-      \$113  = 7'h00;
+      \$112  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$114  = \$26 ;
+    \$113  = \$26 ;
+    if (rst_fc2) begin
+      \$113  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$114  = 1'h1;
     if (rst_fc2) begin
       \$114  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$115  = 1'h1;
+    \$115  = \$signal ;
     if (rst_fc2) begin
-      \$115  = 1'h1;
+      \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$116  = \$signal ;
+    \$116  = n_last_next;
     if (rst_fc2) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$117  = n_last_next;
+    \$117  = \$27 ;
     if (rst_fc2) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$118  = \$27 ;
+    \$118  = r_next;
     if (rst_fc2) begin
-      \$118  = 1'h0;
+      \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$119  = r_next;
-    if (rst_fc2) begin
-      \$119  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$120  = s_idx;
+    \$119  = s_idx;
     if (step) begin
-      \$120  = \$29 [6:0];
+      \$119  = \$29 [6:0];
     end
     if (rst_fc2) begin
-      \$120  = 7'h00;
+      \$119  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$121  = n_idx;
+    \$120  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$121  = \$31 [3:0];
+        \$120  = \$31 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$121  = 4'h0;
+      \$120  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$122  = active;
+    \$121  = active;
     if (\$32 ) begin
-      \$122  = 1'h0;
+      \$121  = 1'h0;
     end
     if (load) begin
-      \$122  = 1'h1;
+      \$121  = 1'h1;
     end
     if (rst_fc2) begin
-      \$122  = 1'h0;
+      \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$123  = r_base;
+    \$122  = r_base;
     if (load) begin
-      \$123  = \$33 ;
+      \$122  = \$33 ;
     end
     if (rst_fc2) begin
-      \$123  = 8'h00;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$124  = w_half;
+    \$123  = w_half;
     if (load) begin
-      \$124  = \$34 ;
+      \$123  = \$34 ;
     end
     if (rst_fc2) begin
-      \$124  = 1'h0;
+      \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$125  = col;
+    \$124  = col;
     if (step) begin
-      \$125  = \$39 [4:0];
+      \$124  = \$39 [4:0];
+    end
+    if (rst_fc2) begin
+      \$124  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$125  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$125  = \$44 [4:0];
+      end
     end
     if (rst_fc2) begin
       \$125  = 5'h00;
@@ -36703,338 +34257,290 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$126  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$126  = \$44 [4:0];
-      end
-    end
+    \$126  = \$50 [4:0];
     if (rst_fc2) begin
       \$126  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$127  = \$50 [4:0];
+    \$127  = step;
     if (rst_fc2) begin
-      \$127  = 5'h00;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$128  = step;
+    \$128  = \$51 ;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$129  = \$51 ;
+    \$129  = s_last;
     if (rst_fc2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$130  = s_last;
+    \$130  = \$signal$88 ;
     if (rst_fc2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[0]) begin
-      \$131  = 8'h00;
-    end else begin
-      \$131  = xdata_d1[7:0];
+    \$131  = v2_d1;
+    if (rst_fc2) begin
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[1]) begin
-      \$132  = 8'h00;
-    end else begin
-      \$132  = xdata_d1[15:8];
+    \$132  = v2_d2;
+    if (rst_fc2) begin
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[2]) begin
-      \$133  = 8'h00;
-    end else begin
-      \$133  = xdata_d1[23:16];
+    \$133  = last1;
+    if (rst_fc2) begin
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    (* full_case = 32'd1 *)
-    if (w0_0[3]) begin
-      \$134  = 8'h00;
-    end else begin
-      \$134  = xdata_d1[31:24];
+    \$134  = last2_d1;
+    if (rst_fc2) begin
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = \$signal$92 ;
+    \$135  = last2_d2;
     if (rst_fc2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$136  = v2_d1;
+    \$136  = \$signal$88 ;
     if (rst_fc2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$137  = v2_d2;
+    \$137  = v2p_d1;
     if (rst_fc2) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$138  = last1;
+    \$138  = \$signal$89 ;
     if (rst_fc2) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$139  = last2_d1;
+    \$139  = first2p_d1;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$140  = last2_d2;
+    \$140  = last1;
     if (rst_fc2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = \$signal$92 ;
+    \$141  = last2p_d1;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = v2p_d1;
+    \$142  = group_end;
     if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = \$signal$93 ;
-    if (rst_fc2) begin
-      \$143  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = first2p_d1;
-    if (rst_fc2) begin
-      \$144  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = last1;
-    if (rst_fc2) begin
-      \$145  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = last2p_d1;
-    if (rst_fc2) begin
-      \$146  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = group_end;
-    if (rst_fc2) begin
-      \$147  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = xacc;
+    \$143  = xacc;
     if (flags_x[0]) begin
-      \$148  = \$73 [16:0];
+      \$143  = \$72 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = xfin;
-    if (\$74 ) begin
-      \$149  = \$76 [16:0];
+    \$144  = xfin;
+    if (\$73 ) begin
+      \$144  = \$75 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = acc0_0;
+    \$145  = acc0_0;
     if (flags_0[0]) begin
-      \$150  = \$78 [16:0];
+      \$145  = \$77 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = fin0_0;
-    if (\$79 ) begin
-      \$151  = \$81 [16:0];
+    \$146  = fin0_0;
+    if (\$78 ) begin
+      \$146  = \$80 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = bank0_0;
+    \$147  = bank0_0;
     if (done) begin
-      \$152  = \$83 [17:0];
+      \$147  = \$82 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = ser_left;
+    \$148  = ser_left;
     if (done) begin
-      \$153  = 1'h1;
+      \$148  = 1'h1;
     end else if (ser) begin
-      \$153  = \$84 [0];
+      \$148  = \$83 [0];
     end
+    if (rst_fc2) begin
+      \$148  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$149  = addr;
+    if (ser) begin
+      \$149  = \$86 [3:0];
+    end
+    if (rst_fc2) begin
+      \$149  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$150  = \$87 ;
+    if (rst_fc2) begin
+      \$150  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$151  = \$89 ;
+    if (rst_fc2) begin
+      \$151  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$152  = \$signal$117 ;
+    if (rst_fc2) begin
+      \$152  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$153  = vb;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = addr;
-    if (ser) begin
-      \$154  = \$87 [3:0];
-    end
+    \$154  = v_out_d1;
     if (rst_fc2) begin
-      \$154  = 4'h0;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = \$88 ;
+    \$155  = v_out_d2;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = \$90 ;
+    \$156  = v_out_d3;
     if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = \$signal$119 ;
+    \$157  = ka;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = vb;
+    \$158  = skipped_d1;
     if (rst_fc2) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = v_out_d1;
+    \$159  = skipped_d2;
     if (rst_fc2) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = v_out_d2;
+    \$160  = skipped_d3;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = v_out_d3;
+    \$161  = skipped_d4;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = ka;
+    \$162  = \$100 ;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = skipped_d1;
+    \$163  = \$102 ;
     if (rst_fc2) begin
-      \$163  = 1'h0;
+      \$163  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$164  = skipped_d2;
+    \$164  = \$22 [1:0];
     if (rst_fc2) begin
-      \$164  = 1'h0;
+      \$164  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$165  = skipped_d3;
+    \$165  = credits_room_next;
     if (rst_fc2) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$166  = skipped_d4;
-    if (rst_fc2) begin
-      \$166  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$167  = \$101 ;
-    if (rst_fc2) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$168  = \$103 ;
-    if (rst_fc2) begin
-      \$168  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$169  = \$22 [1:0];
-    if (rst_fc2) begin
-      \$169  = 2'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$170  = credits_room_next;
-    if (rst_fc2) begin
-      \$170  = 1'h1;
+      \$165  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -37054,14 +34560,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   assign beat = addr;
   assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$66  = data[18:17];
-  assign \b$67  = b;
+  assign \a$62  = data[18:17];
+  assign \b$63  = b;
   assign rq0_y = \$19 [15:0];
-  assign \o__payload$73  = o__payload;
-  assign \o__ready$75  = \o__ready$74 ;
-  assign \o__valid$77  = o__valid;
-  assign \w_data$78  = \$19 [15:0];
-  assign v_out_d4 = \w_en$79 ;
+  assign \o__payload$69  = o__payload;
+  assign \o__ready$71  = \o__ready$70 ;
+  assign \o__valid$73  = o__valid;
+  assign \w_data$74  = \$19 [15:0];
+  assign v_out_d4 = \w_en$75 ;
   assign space_next = \$22 [1:0];
   assign \$4  = active;
   assign \$26  = credits_room_next;
@@ -37072,16 +34578,16 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$74 , i__valid, w_data, o
   assign \$65  = o[3:0];
   assign \$66  = o[3:0];
   assign \$67  = \$66 ;
-  assign \$82  = { fin0_0, 1'h0 };
-  assign \$88  = ser;
+  assign \$81  = { fin0_0, 1'h0 };
+  assign \$87  = ser;
+  assign \$88  = 1'h0;
   assign \$89  = 1'h0;
-  assign \$90  = 1'h0;
-  assign \$92  = { p[34], p };
-  assign \$93  = { \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 [19], \p$126 , 17'h00000 };
+  assign \$91  = { p[34], p };
+  assign \$92  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
+  assign \$95  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$96  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$97  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$99  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$105  = \$104 ;
+  assign \$98  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$104  = \$103 ;
   assign ser = ser_left;
 endmodule
 
@@ -40401,6 +37907,46 @@ module flexor_mul #(
     assign prod = p_r;
 `endif
     assign p = prod[P_WIDTH-1:0];
+endmodule
+// flexor_madd: s = (wa ? a : 0) + (wb ? b : 0), WIDTH-bit operands (SIGNED: two's
+// complement), WIDTH + 1 bits out. Under `define FLEXOR_ECP5: a chain of ECP5 CCU2C cells
+// whose LUT4s take the masks (propagate (a & wa) ^ (b & wb); generate, from the LUT4's
+// first four entries, a & wa); otherwise the same sum in plain Verilog.
+module flexor_madd #(
+    parameter WIDTH = 8,
+    parameter SIGNED = 0
+) (
+    input wire [WIDTH-1:0] a,
+    input wire [WIDTH-1:0] b,
+    input wire wa,
+    input wire wb,
+    output wire [WIDTH:0] s
+);
+    localparam N = WIDTH + 1;
+    localparam N2 = (N + 1) / 2 * 2;
+    wire [N2-1:0] ax = {{(N2-WIDTH){SIGNED ? a[WIDTH-1] : 1'b0}}, a};
+    wire [N2-1:0] bx = {{(N2-WIDTH){SIGNED ? b[WIDTH-1] : 1'b0}}, b};
+`ifdef FLEXOR_ECP5
+    wire [N2/2:0] carry;
+    wire [N2-1:0] sum;
+    assign carry[0] = 1'b0;
+    genvar i;
+    generate for (i = 0; i < N2; i = i + 2) begin : chain
+        CCU2C #(
+            .INIT0(16'h7888), .INIT1(16'h7888),
+            .INJECT1_0("NO"), .INJECT1_1("NO")
+        ) ccu2c (
+            .CIN(carry[i/2]),
+            .A0(ax[i]), .B0(wa), .C0(bx[i]), .D0(wb),
+            .A1(ax[i+1]), .B1(wa), .C1(bx[i+1]), .D1(wb),
+            .S0(sum[i]), .S1(sum[i+1]), .COUT(carry[i/2+1])
+        );
+    end endgenerate
+    assign s = sum[WIDTH:0];
+`else
+    wire [N2-1:0] sum = (wa ? ax : {N2{1'b0}}) + (wb ? bx : {N2{1'b0}});
+    assign s = sum[WIDTH:0];
+`endif
 endmodule
 // flexor_copy: q <= d, one of several copies of a register that fans out widely. Yosys
 // merges identical flip-flops bit by bit (whatever their initial values), so each copy's

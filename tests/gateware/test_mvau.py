@@ -71,11 +71,15 @@ CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
 ]
 
 
+@pytest.mark.parametrize("masked_adders", [False, True], ids=["reset_masks", "masked_adders"])
 @pytest.mark.parametrize("f, o, pe, simd, r, q, n_in, n_out, signed", CASES,
                          ids=[f"f{c[0]}o{c[1]}pe{c[2]}s{c[3]}r{c[4]}q{c[5]}" for c in CASES])
-def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, signed):
+def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, signed,
+                                          masked_adders):
+    """Exact under stalls, the weight bits masking the activations in registers' resets or
+    in the adder tree's first level."""
     pkg, layer, consts = _layer(f, o, q=q, n_in=n_in, n_out=n_out, signed=signed)
-    params = mvau_params(layer, consts, pe, simd, r)
+    params = mvau_params(layer, consts, pe, simd, r, masked_adders=masked_adders)
     if (f, o) in ((17, 70), (23, 70)):        # the two ways a carrying unit reads its heads
         assert params.carry and params.heads_prefetched == (params.sf >= 3)
     x = _inputs(consts, 3, f, seed=f * o)
@@ -101,11 +105,12 @@ def test_vector_memory_pages(lutram):
                                                (30, 8, 8, 30, 1), (100, 6, 3, 5, 3),
                                                (33, 6, 2, 10, 1), (25, 32, 2, 25, 2),
                                                (25, 8, 2, 25, 2), (25, 8, 2, 25, 1)])
-def test_mvau_runs_at_its_stated_rate_and_latency(f, o, pe, simd, r):
+@pytest.mark.parametrize("masked_adders", [False, True], ids=["reset_masks", "masked_adders"])
+def test_mvau_runs_at_its_stated_rate_and_latency(f, o, pe, simd, r, masked_adders):
     """Unstalled, vectors leave exactly ``cycles_per_vector`` apart (compute- or load-bound)
     and the first vector's last output exactly ``latency_cycles`` after its last beat."""
     pkg, layer, consts = _layer(f, o, q=2)
-    params = mvau_params(layer, consts, pe, simd, r)
+    params = mvau_params(layer, consts, pe, simd, r, masked_adders=masked_adders)
     x = _inputs(consts, 6, f, seed=3)
 
     async def idle(ctx, rst):               # a primed, idle unit (its weight queue full)
