@@ -14,6 +14,14 @@ def _used(unit):
     return unit
 
 
+def _lenet5():
+    from pathlib import Path
+
+    from flexor_hw import package
+    return package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
+                        "lenet5.flexor.npz")
+
+
 def conv2_window(simd=1):
     """LeNet-5's conv2 window: 32 channels of a 14 × 14 map, 5 × 5 kernel, padding 2."""
     return S.SlidingWindow("w", (0, 255), (0, 255), channels=32, height=14, width=14,
@@ -75,12 +83,8 @@ class _Taking:
 def test_lenet5_on_the_45k_reads_conv2_a_kernel_a_beat():
     """With the ECP5-45k's room, the fastest folding that fits needs conv2's window faster
     than a kernel row a beat (31,361 cycles): it emits a channel's kernel."""
-    from pathlib import Path
-
-    from flexor_hw import package
     from flexor_hw.build import plan_hardware
-    pkg = package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
-                       "lenet5.flexor.npz")
+    pkg = _lenet5()
     g = plan_hardware(pkg, target="ecp5-45k", argmax=True)
     window = next(st for st in g.stages if st.name == "conv2_window")
     assert window.style == "kernel"
@@ -92,12 +96,8 @@ def test_lenet5_on_the_45k_reads_conv2_a_kernel_a_beat():
 def test_fold_auto_without_a_device_keeps_windows_at_a_kernel_row():
     """Without a device, ``--fold auto`` folds to the rate the windows allow a kernel row a
     beat (a kernel a beat would size units for a rate no device holds)."""
-    from pathlib import Path
-
-    from flexor_hw import package
     from flexor_hw.build import plan_hardware
-    pkg = package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
-                       "lenet5.flexor.npz")
+    pkg = _lenet5()
     g = plan_hardware(pkg, argmax=True)
     assert g.cycles_per_image() == 31_361
     assert {st.name: st.style for st in g.stages if st.kind == "window"} == \
@@ -124,12 +124,8 @@ def test_an_explicit_folding_buffers_its_pools_as_the_device_folding_does():
     same output row FIFOs as ``--target ecp5-85k``: held to their consumers' pace, their
     rows would stall the convolutions. (Where its memories go is the device pass's, not
     compared.)"""
-    from pathlib import Path
-
-    from flexor_hw import package
     from flexor_hw.build import plan_hardware
-    pkg = package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
-                       "lenet5.flexor.npz")
+    pkg = _lenet5()
     auto = plan_hardware(pkg, target="ecp5-85k", argmax=True)
     fold = {u.name: (u.pe, u.simd) for u in auto.mvaus}
     explicit = plan_hardware(pkg, fold=fold, target="ecp5-85k", argmax=True)
@@ -140,13 +136,6 @@ def test_an_explicit_folding_buffers_its_pools_as_the_device_folding_does():
     assert all("output FIFO" in [m["kind"] for m in st.memories()]
                for st in explicit.stages if st.kind == "maxpool")
 
-
-def _lenet5():
-    from pathlib import Path
-
-    from flexor_hw import package
-    return package.load(Path(__file__).resolve().parent.parent / "examples" / "mnist" /
-                        "lenet5.flexor.npz")
 
 
 def test_a_device_folding_records_what_a_faster_one_runs_out_of():
