@@ -23,6 +23,9 @@ __all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "mvau_c
 #: flip-flops per lane as the lane has LUTs, and flip-flops then become the limit.
 TREE_LEVELS_PER_REGISTER = 2
 
+#: PE rows whose first adders read one copy of the vector word's register.
+X_COPY_ROWS = 4
+
 
 def mvau_cycles(fan_in, out_features, pe, simd, out_simd, scatter=False):
     """Steady-state cycles per vector of a unit: its row groups (each ``SF`` steps, or the
@@ -241,6 +244,14 @@ class MvauParams:
         masked activations (with ``masked_adders``, the first level's masked sums), then one
         every :data:`TREE_LEVELS_PER_REGISTER` levels of the adder tree (and its output)."""
         return 1 + self.bits_register + _tree_registers(self.tree_terms)
+
+    @property
+    def x_copies(self):
+        """Copies of the vector word's register, one for every :data:`X_COPY_ROWS` rows,
+        where the masked adders read it (1: the register alone)."""
+        if not (self.masked_adders and self.bits_register and not self.address_register):
+            return 1
+        return -(-self.pe // X_COPY_ROWS)
 
     @property
     def tree_terms(self):
@@ -522,8 +533,22 @@ class MatrixVectorUnit(wiring.Component):
             rdata = vmem.read(m, r_next)
             # the word a cycle later, beside the registered weight bits
             xdata = delay(m, rdata, 1, "xdata", data=True) if p.bits_register else rdata
-        x2 = [xdata[s * xw:(s + 1) * xw].as_signed() if xs.signed
-              else xdata[s * xw:(s + 1) * xw] for s in range(simd)]
+
+        def lanes_of(word):
+            return [word[s * xw:(s + 1) * xw].as_signed() if xs.signed
+                    else word[s * xw:(s + 1) * xw] for s in range(simd)]
+
+        x2 = lanes_of(xdata)
+        # With the masks in the adders the word's register feeds the rows' first adders
+        # themselves: a copy of it for every X_COPY_ROWS rows (one register into the adders
+        # of 16 rows of 100 lanes was LeNet-5's longest path on the ECP5-85k, 14.2 ns of
+        # routing).
+        x_rows = [x2] * pe
+        if p.x_copies > 1:
+            copies = [lanes_of(copy_register(m, rdata, f"xdata_c{g}",
+                                             emit=self._init_files is not None))
+                      for g in range(p.x_copies)]
+            x_rows = [copies[j // X_COPY_ROWS] for j in range(pe)]
 
         # Decode each PE row's bits: plane-major rows of slots, offset indices at the top.
         part_shape = int_shape(simd * min(0, c.x_lo), simd * max(0, c.x_hi))
@@ -578,7 +603,8 @@ class MatrixVectorUnit(wiring.Component):
                     else:
                         w = bits
                     for s in range(0, simd, 2):
-                        pair = masked_add(m, x2[s], w[s], x2[s + 1] if s + 1 < simd else None,
+                        xr = x_rows[j]
+                        pair = masked_add(m, xr[s], w[s], xr[s + 1] if s + 1 < simd else None,
                                           w[s + 1] if s + 1 < simd else None,
                                           f"p{j}_{i}_{s // 2}", emit=self._init_files is not None)
                         held = Signal.like(pair, name=f"m{j}_{i}_{s // 2}", reset_less=True)

@@ -405,6 +405,8 @@ def mvau_logic(p):
            # bits' and a paged ROM's registers share their LUTs' logic cells: the cells are
            # what counts there, and the placed digits MLP took fewer with them)
            + (p.simd * xw + lanes) * (p.bits_register and not p.address_register)
+           # the word's copies for the rows' masked adders (the Σx tree keeps the register)
+           + (p.x_copies * p.simd * xw if p.x_copies > 1 else 0)
            + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
