@@ -28,21 +28,9 @@ def _vectors(text):
     return value
 
 
-_RESOURCES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs",
-              "cells": "logic cells"}
-
-
-def faster_folding(limit, target=None):
-    """One line: what the closest of the faster foldings tried needs beyond the device."""
-    usable = (f", {limit['usable']:.0%} usable" if limit["usable"] < 1 else "")
-    return (f"faster: the closest folding tried ({limit['cycles']:,} cycles per image) needs "
-            f"{limit['estimate']:,} {_RESOURCES[limit['resource']]}; {target or 'the budget'} "
-            f"has {limit['available']:,}{usable}")
-
-
 def cmd_build(args):
     from .build import build
-    from .hw.fold import parse_budget
+    from .hw.fold import limit_text, parse_budget
     manifest = build(args.package, args.output, fold=args.fold, target=args.target,
                      budget=parse_budget(args.budget) if args.budget else None,
                      lanes=args.lanes, frac_bits=args.frac_bits, argmax=args.argmax,
@@ -59,9 +47,7 @@ def cmd_build(args):
     print(f"  estimate: {est['luts']:,} LUT4, {est['ffs']:,} FF, {est['brams']} block RAM, "
           f"{est['dsps']} DSP")
     if manifest.get("faster_folding"):
-        what = (f"{args.target} with the budget" if args.target and args.budget else
-                args.target)
-        print(f"  {faster_folding(manifest['faster_folding'], what)}")
+        print(f"  {limit_text(manifest['faster_folding'])}")
     print(f"{args.output}: top {manifest['top']}, {manifest['cycles_per_inference']} cycles per "
           f"inference, latency {manifest['latency_cycles']} cycles, ROM {manifest['rom_bits']} "
           f"bits ({manifest['bits_per_weight']:.3f} bits/weight), "

@@ -147,7 +147,7 @@ def test_a_device_folding_records_what_a_faster_one_runs_out_of():
     g = plan_hardware(pkg, target="ecp5-25k", argmax=True)
     limit = g.limit
     assert limit["cycles"] < g.cycles_per_image()
-    assert limit["resource"] == "brams" and limit["available"] == 56
+    assert limit["resource"] == "brams" and limit["available"] == 56 and limit["of"] == "ecp5-25k"
     assert limit["estimate"] > 56 and limit["usable"] == 1.0
     more = plan_hardware(pkg, target="ecp5-25k", budget={"brams": limit["estimate"]},
                          argmax=True)
@@ -172,8 +172,10 @@ def test_build_prints_what_a_faster_folding_needs(tmp_path, capsys):
                  "--argmax"]) == 0
     out = capsys.readouterr().out
     line = next(s for s in out.splitlines() if s.strip().startswith("faster:"))
-    assert "logic cells; ice40-up5k has 5,280, 83% usable" in line
     import json
     manifest = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
-    assert manifest["faster_folding"]["resource"] == "cells"
+    limit = manifest["faster_folding"]
+    assert limit["resource"] == "cells" and limit["of"] == "ice40-up5k"
+    assert line.endswith(f"needs logic cells (LUT4 + flip-flops) estimated {limit['estimate']:,}, "
+                         "ice40-up5k has 5,280 (of which 83% usable)")
     assert manifest["faster_folding"]["cycles"] < manifest["cycles_per_inference"]

@@ -584,26 +584,21 @@ class MatrixVectorUnit(wiring.Component):
                         choices = [decoded[o:o + simd] if o in reach else
                                    decoded[reach[0]:reach[0] + simd] for o in range(p.n_out)]
                         bits = mux_tree(offs1[j], choices)
-                # The weight bit masks its activation into a register's synchronous reset:
-                # no gate in front of the adder tree. The bits are registered first, so a
-                # reset is driven by a flip-flop, not by the decoder and offset multiplexer
-                # (those nets, placed apart, were most of the slow routing of ResNet-20 on
-                # the ECP5-85k: up to 16 ns an arc).
-                # The register holds the bits inverted, the resets themselves: an LSR
-                # driven straight by a flip-flop (Yosys puts an inverter's LUT before a
-                # reset rather than the slice's LSR inversion).
+                # The bits are registered first, so a mask is driven by a flip-flop, not by
+                # the decoder and offset multiplexer (those nets, placed apart, were most of
+                # the slow routing of ResNet-20 on the ECP5-85k: up to 16 ns an arc).
                 terms = []
                 if p.masked_adders:
-                    # Or the bits mask them inside the first level's adders (the ECP5's
-                    # carry-chain LUTs: no register per activation, no LSR per lane), whose
-                    # sums are registered.
+                    # The bits mask the activations inside the first level's adders (the
+                    # ECP5's carry-chain LUTs: no register per activation, no LSR per lane),
+                    # whose sums are registered.
+                    xr = x_rows[j]
                     if p.bits_register:
                         w = Signal(simd, name=f"w{j}_{i}", reset_less=True)
                         m.d.sync += w.eq(bits)
                     else:
                         w = bits
                     for s in range(0, simd, 2):
-                        xr = x_rows[j]
                         pair = masked_add(m, xr[s], w[s], xr[s + 1] if s + 1 < simd else None,
                                           w[s + 1] if s + 1 < simd else None,
                                           f"p{j}_{i}_{s // 2}", emit=self._init_files is not None)
@@ -611,6 +606,11 @@ class MatrixVectorUnit(wiring.Component):
                         m.d.sync += held.eq(pair)
                         terms.append(held)
                 else:
+                    # The weight bit masks its activation into a register's synchronous
+                    # reset: no gate in front of the adder tree. The register holds the bits
+                    # inverted, the resets themselves: an LSR driven straight by a flip-flop
+                    # (Yosys puts an inverter's LUT before a reset rather than the slice's
+                    # LSR inversion).
                     clear = ~bits
                     if p.bits_register:
                         clear = Signal(simd, name=f"w{j}_{i}", reset_less=True)

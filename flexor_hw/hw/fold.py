@@ -19,7 +19,7 @@ from ..gateware.mvau import mvau_cycles
 from . import stages as S
 
 __all__ = ["fold", "fold_unit", "fold_to_device", "parse_fold", "parse_budget",
-           "match_widths", "MARGIN"]
+           "match_widths", "limit_text", "MARGIN"]
 
 #: Share of a device's LUTs and flip-flops a folding may fill (routing and packing need the
 #: rest). On the ECP5-25k, LeNet-5 estimated at 13,426 LUT4 (55 %) placed and routed in 5
@@ -415,30 +415,39 @@ def fold_to_device(graph, budget, *, what="the device"):
     best = _pools_back_to_block_ram(best, budget)
     faster = [g for g in tried.get(lo, []) if g.cycles_per_image() < best.cycles_per_image()]
     if faster:
-        best.limit = _limit(faster, budget)
+        best.limit = _limit(faster, budget, what)
     return best
 
 
-def _limit(foldings, budget):
-    """What the closest of ``foldings`` (tried at one rate, none fits ``budget``) runs out
-    of: the one whose most overfilled resource is the least so; its cycles per image, that
-    resource, its estimate, the budget's count and the share of it a folding may take."""
-    def usable(key):
-        return _lut_margin(budget) if key == "luts" else MARGIN.get(key, 1.0)
+def _usable(key, budget):
+    """The share of ``budget``'s ``key`` a folding may take."""
+    return _lut_margin(budget) if key == "luts" else MARGIN.get(key, 1.0)
 
+
+def _limit(foldings, budget, what):
+    """What the closest of ``foldings`` (tried at one rate, none fits ``budget``) runs out
+    of: the one whose most overfilled resource is the least so (the fastest among equals);
+    its cycles per image, that resource, its estimate, ``what`` the budget is, its count
+    and the share of it a folding may take."""
     def worst(g):
         est = match_widths(g).estimate()
         keys = ["luts", "ffs", "brams"]
         if "cells" in budget:       # the iCE40: a logic cell holds a LUT4 and a flip-flop
             est, keys = dict(est, cells=est["luts"] + est["ffs"]), keys + ["cells"]
-        return max((est[k] / (budget[k] * usable(k)) if budget[k] else
+        return max((est[k] / (budget[k] * _usable(k, budget)) if budget[k] else
                     math.inf if est[k] else 0.0, k, est[k]) for k in keys)
 
-    ratio, key, est = min(worst(g) + (g.cycles_per_image(),) for g in foldings)[:3]
-    cycles = min((g for g in foldings if worst(g)[0] == ratio),
-                 key=lambda g: g.cycles_per_image()).cycles_per_image()
-    return {"cycles": cycles, "resource": key, "estimate": est, "available": budget[key],
-            "usable": usable(key)}
+    (_, key, est), cycles = min(((worst(g), g.cycles_per_image()) for g in foldings),
+                                key=lambda t: (t[0][0], t[1]))
+    return {"cycles": cycles, "resource": key, "estimate": est, "of": what,
+            "available": budget[key], "usable": _usable(key, budget)}
+
+
+def limit_text(limit):
+    """One line: what the closest faster folding tried needs (:func:`_limit`)."""
+    return (f"faster: the closest folding tried ({limit['cycles']:,} cycles per image) needs "
+            + _resource_text(limit["resource"], limit["estimate"], limit["of"],
+                             limit["available"], limit["usable"]))
 
 
 _NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs",
@@ -447,7 +456,10 @@ _NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs",
 
 def _over(over, what, budget):
     key, est, avail = over
-    share = _lut_margin(budget) if key == "luts" else MARGIN.get(key)
+    return _resource_text(key, est, what, avail, _usable(key, budget))
+
+
+def _resource_text(key, est, what, avail, share):
     return (f"{_NAMES[key]} estimated {est:,}, {what} has {avail:,}"
             + (f" (of which {share:.0%} usable)" if key != "brams" else ""))
 
