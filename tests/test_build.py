@@ -252,8 +252,9 @@ def test_a_budget_where_lut_and_block_ram_trade_is_folded_not_refused(monkeypatc
     needs 103 block RAMs, the one reweighing finds by block RAMs 40,000 LUT4, and foldings
     between fit. The pass tries the weight grid and returns one that fits; without the grid
     (WEIGHT_GRID empty) it refused the build. Under 70 % the grid gives a faster folding than
-    reweighing alone. Under 40 % nothing fits, and the refusal says what each end of the
-    trade between LUTs and block RAMs runs out of."""
+    reweighing alone. The units chosen together (:func:`~flexor_hw.hw.fold._knapsack`) find
+    the trade without the grid; without both, 55 % is refused. Under 40 % nothing fits, and
+    the refusal says what each end of the trade between LUTs and block RAMs runs out of."""
     from flexor_hw.hw import fold as F
     from flexor_hw.package import load
     pkg = load(os.path.join(os.path.dirname(__file__), "..", "examples", "mnist",
@@ -277,6 +278,10 @@ def test_a_budget_where_lut_and_block_ram_trade_is_folded_not_refused(monkeypatc
                                          r"which 65% usable\)$"):
         plan_hardware(pkg, target="ecp5-25k", budget=share(0.4), argmax=True)
     monkeypatch.setattr(F, "WEIGHT_GRID", ())
+    # the units chosen together (the knapsack) find the trade without the grid
+    assert plan_hardware(pkg, target="ecp5-25k", budget=share(0.55),
+                         argmax=True).cycles_per_image() <= cycles[0.55]
+    monkeypatch.setattr(F, "_knapsack", lambda graph, target, budget: None)
     with pytest.raises(BuildError, match="does not fit ecp5-25k with the budget at any"):
         plan_hardware(pkg, target="ecp5-25k", budget=share(0.55), argmax=True)
     reweighed = plan_hardware(pkg, target="ecp5-25k", budget=share(0.7), argmax=True)

@@ -26,7 +26,10 @@ __all__ = ["fold", "fold_unit", "fold_to_device", "parse_fold", "parse_budget",
 #: minutes (16,842 of 24,288 slice LUTs with carries and LUT RAM, 69 %); one estimated at
 #: 15,272 (63 %) placed at 77 % and router2 did not converge in 20 minutes; one at 84 % found
 #: no legal placement; with the data path reset-less, one at 17,688 (73 %) found none at four
-#: seeds, where 13,423 (55 %) placed at 58 % and 104.9 MHz. On the iCE40 the logic cells
+#: seeds, where 13,423 (55 %) placed at 58 % and 104.9 MHz; with the masks in the adders'
+#: carry chains, one at 17,148 (71 %) placed, 19,118 LUT4 and 90 % of the slices' LUT
+#: places, but at 79.9 MHz (31,361 cycles: 2,549 images/s, where 43,904 at 65 % place at
+#: 105.6-109.5 MHz, 2,494). On the iCE40 the logic cells
 #: (LUT4 + flip-flops) within 83 %: the digits MLP estimated at 3,818 (72 %) placed in 3,520
 #: at 54.8 MHz, and with the serial link (4,358, 82.5 %) in 3,869; a faster folding
 #: estimated at 4,399 (83.3 %) placed at 47.6 MHz.
@@ -110,25 +113,32 @@ def fold_unit(unit, target, budget, quantum=1):
     SIMD grows, its lanes rise); the fastest folding if none meets the target. ``quantum``:
     the producer's beat (a row window's ``kw``), which SIMD is a multiple of where it can
     be."""
-    w = unit.weights
+    best, key = None, tuple(sorted(budget.items()))
+    for pe, simd, r, styles in _unit_options(unit, target, budget, quantum):
+        score = _cached_score(unit, pe, simd, r, key, quantum, styles)
+        if best is None or score < best[0]:
+            best = (score, pe, simd, r, styles)
+    if best is not None:
+        return unit.folded(*best[1:4], **dict(best[4]))
+    pe, simd = unit.weights.out_features, max(_unit_simds(unit, budget, quantum))
+    return unit.folded(pe, simd, _folding(unit, pe, simd)[1])
+
+
+def _unit_simds(unit, budget, quantum):
     simds = _simd_candidates(unit, budget.get("narrow_simd", False))
-    whole = [c for c in simds if c % quantum == 0]
-    simds = whole or simds
-    best = None
-    for pe in _divisors(w.out_features):
-        for simd in simds:
+    return [c for c in simds if c % quantum == 0] or simds
+
+
+def _unit_options(unit, target, budget, quantum=1):
+    """Every ``(pe, simd, r, styles)`` of ``unit`` that meets ``target`` cycles per image
+    (:func:`fold_unit`'s candidates)."""
+    for pe in _divisors(unit.weights.out_features):
+        for simd in _unit_simds(unit, budget, quantum):
             cycles, r = _folding(unit, pe, simd)
             if cycles <= target:
                 for styles in _memory_styles(unit.folded(pe, simd, r),
                                              budget.get("lut_ram", True)):
-                    score = _cached_score(unit, pe, simd, r, tuple(sorted(budget.items())),
-                                          quantum, styles)
-                    if best is None or score < best[0]:
-                        best = (score, pe, simd, r, styles)
-    if best is not None:
-        return unit.folded(*best[1:4], **dict(best[4]))
-    pe, simd = w.out_features, max(simds)
-    return unit.folded(pe, simd, _folding(unit, pe, simd)[1])
+                    yield pe, simd, r, styles
 
 
 _ESTIMATES = {}
@@ -172,6 +182,11 @@ def _pool_memory(pool, budget):
 
 
 def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
+    """:func:`_score` of :func:`_cached_estimate`."""
+    return _score(_cached_estimate(unit, pe, simd, r, quantum, styles), dict(budget))
+
+
+def _cached_estimate(unit, pe, simd, r, quantum=1, styles=()):
     """Estimates depend on the tiling, which takes a moment on wide layers: computed once
     per unit shape and folding (the bisection of :func:`fold_to_device` asks again and
     again, under changing weights)."""
@@ -187,7 +202,7 @@ def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
                             n_in=quantum, n_out=simd).estimate()
             est = {k: est[k] + conv[k] for k in est}
         _ESTIMATES[key] = est
-    return _score(_ESTIMATES[key], dict(budget))
+    return _ESTIMATES[key]
 
 
 def _fastest(st, target=1):
@@ -374,6 +389,10 @@ def fold_to_device(graph, budget, *, what="the device"):
     if not fits(narrowest):
         narrowest = fold(graph, target=10 ** 15, budget=focused(narrowest, budget))
     if not fits(narrowest):
+        chosen = _knapsack(narrowest, 10 ** 15, budget)
+        if chosen is not None and fits(chosen):
+            narrowest = chosen
+    if not fits(narrowest):
         narrowest = _fold_on_weight_grid(graph, 10 ** 15, budget) or narrowest
     over = _fits(narrowest, budget)
     if over:
@@ -398,6 +417,11 @@ def fold_to_device(graph, budget, *, what="the device"):
         if fits(g):
             return g
         failed.append(g)
+        chosen = _knapsack(g, target, budget)
+        if chosen is not None:
+            if fits(chosen):
+                return chosen
+            failed.append(chosen)
         return _fold_on_weight_grid(graph, target, budget, failed)
 
     best, lo = at_rate(floor), None
@@ -491,6 +515,57 @@ def _fold_on_weight_grid(graph, target, budget, failed=None):
         if failed is not None:
             failed.append(g)
     return None
+
+
+def _knapsack(graph, target, budget):
+    """``graph`` folded at ``target`` (by :func:`fold`) with its units and tiled pools
+    chosen together: the fewest LUT4 (logic cells on the iCE40) over every unit's foldings
+    that meet the rate and every pool's memory, with the block RAMs within ``budget`` (a
+    dynamic program over the block RAMs taken). Each unit's cheapest folding by a weighed
+    sum misses what a trade across units finds: LeNet-5 on the ECP5-25k at 31,361 cycles
+    per image in 17,148 LUT4 and 56 block RAMs, where reweighing found none within 56 below
+    43,904."""
+    limit = target - target // UNIT_SLACK
+    cells = "cells" in budget
+
+    def cost(est):
+        return est["luts"] + est["ffs"] if cells else est["luts"]
+
+    choices = []        # per stage: [(cost, block RAMs, stage)]
+    for k, st in enumerate(graph.stages):
+        if st.kind == "mvau":
+            prev = graph.stages[k - 1] if k else None
+            quantum = prev.simd if prev is not None and prev.kind == "window" else 1
+            opts = []
+            for pe, simd, r, styles in _unit_options(st, limit, budget, quantum):
+                est = _cached_estimate(st, pe, simd, r, quantum, styles)
+                opts.append((cost(est), est["brams"],
+                             st.folded(pe, simd, r, **dict(styles))))
+            if not opts:
+                return None
+        elif st.kind == "maxpool" and st.tiled and budget.get("lut_ram", True):
+            opts = [(cost(e), e["brams"], p) for p in
+                    (replace(st, lutram=b) for b in (False, True)) for e in [p.estimate()]]
+        else:
+            est = st.estimate()
+            opts = [(cost(est), est["brams"], st)]
+        choices.append(opts)
+    best = {0: (0, ())}         # block RAMs → (cost, choice per stage so far)
+    for opts in choices:
+        step = {}
+        for brams, (total, picked) in best.items():
+            for c, b, st in opts:
+                n = brams + b
+                if n <= budget["brams"] and (n not in step or total + c < step[n][0]):
+                    step[n] = (total + c, picked + (st,))
+        best, least = {}, math.inf
+        for n in sorted(step):      # only what more block RAMs make cheaper
+            if step[n][0] < least:
+                best[n], least = step[n], step[n][0]
+        if not best:
+            return None
+    stages = min(best.values(), key=lambda v: v[0])[1]
+    return replace(graph, stages=list(stages))
 
 
 def _pools_back_to_block_ram(graph, budget):
