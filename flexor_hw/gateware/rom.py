@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["Rom", "ROM_VERILOG", "rom_modules", "rom_layout", "rom_group_bits", "bank_rows",
-           "LOGIC_ROM_BITS", "DP16KD_CONFIGS", "rom_address_copies"]
+           "LOGIC_ROM_BITS", "DP16KD_CONFIGS", "rom_address_copies", "flat_group_bits"]
 
 # ROMs of a network up to this many bits are logic, not block RAM: a few hundred constants (or
 # a first conv's 640 weight bits) would each take a whole 18 Kbit block RAM, and block RAM is
@@ -60,6 +60,20 @@ def rom_group_bits(depth, width):
     blocks allow (40192 × 16 bits, 36 blocks of 2048 × 9: four groups of 81 columns)."""
     _, bank_addr, blocks = rom_layout(depth, width)
     block_width = dict(DP16KD_CONFIGS)[1 << bank_addr]
+    groups = -(-blocks // ADDRESS_FANOUT_BLOCKS)
+    return block_width * -(-blocks // groups)
+
+
+def flat_group_bits(depth, width):
+    """Columns of a block RAM ROM that is not banked (:func:`rom_layout`) read from one copy
+    of the address, where it spans more than :data:`ADDRESS_FANOUT_BLOCKS` blocks (the
+    groups as even as whole blocks allow: LeNet-5's conv2 on the ECP5-45k, 64 × 640 bits in
+    18 blocks of 512 × 36, two groups of 324 columns); else None. One address register drove
+    all 18 across the device: 12.9 ns of routing, the longest path placed."""
+    banks, _, blocks = rom_layout(depth, width)
+    if banks > 1 or blocks <= ADDRESS_FANOUT_BLOCKS:
+        return None
+    block_width = max(w for d, w in DP16KD_CONFIGS if d >= depth)
     groups = -(-blocks // ADDRESS_FANOUT_BLOCKS)
     return block_width * -(-blocks // groups)
 
@@ -154,6 +168,25 @@ module {name} #(
             which_q <= which;
             data <= picked[which_q*WIDTH +: WIDTH];
         end
+    end else if (LATENCY == 3 && GROUP_BITS > 1) begin : grouped
+        // A wide ROM in block RAM read in groups of GROUP_BITS columns (a few block RAMs
+        // each), each group's memory (the whole file; Yosys keeps the bits read) read from a
+        // copy of the address of its own, then the word into a register.
+        localparam GROUPS = (WIDTH + GROUP_BITS - 1) / GROUP_BITS;
+        wire [WIDTH-1:0] word;
+        genvar g;
+        for (g = 0; g < GROUPS; g = g + 1) begin : group
+            localparam LO = g * GROUP_BITS;
+            localparam HI = LO + GROUP_BITS < WIDTH ? LO + GROUP_BITS : WIDTH;
+            (* rom_style = "{style}" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+            initial $readmemh(INIT_FILE, mem);
+            reg [ADDR_WIDTH-1:0] a;
+            reg [HI-LO-1:0] part;
+            (* keep *) always @(posedge clk) a <= addr;
+            always @(posedge clk) part <= mem[a][HI-1:LO];
+            assign word[HI-1:LO] = part;
+        end
+        always @(posedge clk) data <= word;
     end else begin : flat
         (* rom_style = "{style}" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
         if (INIT_FILE != "") begin : init
@@ -307,6 +340,9 @@ class Rom(wiring.Component):
         self._copy_bits = None      # a logic ROM of latency 3 not paged: address copies
         if self._logic and latency == 3 and self._page_bits is None:
             self._copy_bits = ADDRESS_COPY_BITS
+        self._group_bits = None     # a wide block RAM ROM of latency 3: a copy per group
+        if not self._logic and latency == 3 and self._banks == 1:
+            self._group_bits = flat_group_bits(depth, width)
         super().__init__({"addr": In(max(1, ceil_log2(depth))), "data": Out(width)})
 
     @property
@@ -353,6 +389,8 @@ class Rom(wiring.Component):
                 banked["p_PAGE_BITS"] = self._page_bits
             if self._copy_bits is not None:
                 banked["p_COPY_BITS"] = self._copy_bits
+            if self._group_bits is not None:
+                banked["p_GROUP_BITS"] = self._group_bits
             m.submodules.rom = Instance(
                 "flexor_rom_logic" if self._logic else "flexor_rom",
                 p_WIDTH=self._width, p_DEPTH=self._depth, p_ADDR_WIDTH=len(self.addr),

@@ -18,7 +18,8 @@ from typing import ClassVar
 
 from ..gateware.mvau import rom_latency, rom_paged, vector_pages, vector_write_ffs
 from ..gateware.pipeline import int_shape, ram_style_attr
-from ..gateware.rom import LOGIC_ROM_BITS, rom_address_copies, rom_layout
+from ..gateware.rom import LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout
+from ..gateware.weight_stream import PIECE_BITS, prefetch_depth
 from ..gateware.window import kernel_window_rows, line_buffer_rows, row_window_rows
 from .cost import COST, memory
 
@@ -410,7 +411,7 @@ def mvau_logic(p):
            + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
-           + rom_read_ffs(p))
+           + rom_read_ffs(p) + stream_enable_ffs(p))
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
             "dsps": p.out_simd * p.q * p.product_terms}
 
@@ -437,19 +438,33 @@ def skid_buffer_cost(width):
 
 
 def rom_read_ffs(p):
-    """The registers a weight ROM in logic of latency 3 (:func:`rom_latency`) adds: read in
+    """The registers a weight ROM of latency 3 (:func:`rom_latency`) adds: in logic, read in
     pages (``rom_page_words``), a word per page and the address's copy per page; else the
-    address's copy per 18 bits of the word; and the weight stream's word more for the cycle
-    the copies take. None at latency 2 (the iCE40, ``address_register``: each page register
+    address's copy per 18 bits of the word; in block RAM, the address's copy per group of
+    blocks; and the weight stream's word more for the cycle the copies take. None at latency 2 (the iCE40, ``address_register``: each page register
     takes the logic cell of the LUT4 that decodes its page bit)."""
     logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
     if rom_latency(p, logic) < 3:
         return 0
+    address_bits = max(1, (p.rom_depth - 1).bit_length())
+    if not logic:       # a wide one in block RAM: the address's copy per group of blocks
+        groups = -(-p.rom_width // flat_group_bits(p.rom_depth, p.rom_width))
+        return groups * address_bits + p.rom_width
     if not rom_paged(p):
-        address_bits = max(1, (p.rom_depth - 1).bit_length())
         return rom_address_copies(p.rom_width) * address_bits + p.rom_width
     pages = -(-p.rom_depth // p.rom_page_words)
     return pages * (p.rom_width + p.rom_page_words.bit_length() - 1) + p.rom_width
+
+
+def stream_enable_ffs(p):
+    """The weight stream's slot enables of a word wider than a piece: a register per piece
+    and slot (:class:`~flexor_hw.gateware.weight_stream.WeightStream`)."""
+    if p.rom_width <= PIECE_BITS:
+        return 0
+    logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
+    latency = 5 if not logic and rom_layout(p.rom_depth, p.rom_width)[0] > 1 else \
+        rom_latency(p, logic)
+    return prefetch_depth(latency) * -(-p.rom_width // PIECE_BITS)
 
 
 @register

@@ -5839,6 +5839,25 @@ module flexor_rom #(
             which_q <= which;
             data <= picked[which_q*WIDTH +: WIDTH];
         end
+    end else if (LATENCY == 3 && GROUP_BITS > 1) begin : grouped
+        // A wide ROM in block RAM read in groups of GROUP_BITS columns (a few block RAMs
+        // each), each group's memory (the whole file; Yosys keeps the bits read) read from a
+        // copy of the address of its own, then the word into a register.
+        localparam GROUPS = (WIDTH + GROUP_BITS - 1) / GROUP_BITS;
+        wire [WIDTH-1:0] word;
+        genvar g;
+        for (g = 0; g < GROUPS; g = g + 1) begin : group
+            localparam LO = g * GROUP_BITS;
+            localparam HI = LO + GROUP_BITS < WIDTH ? LO + GROUP_BITS : WIDTH;
+            (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+            initial $readmemh(INIT_FILE, mem);
+            reg [ADDR_WIDTH-1:0] a;
+            reg [HI-LO-1:0] part;
+            (* keep *) always @(posedge clk) a <= addr;
+            always @(posedge clk) part <= mem[a][HI-1:LO];
+            assign word[HI-1:LO] = part;
+        end
+        always @(posedge clk) data <= word;
     end else begin : flat
         (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
         if (INIT_FILE != "") begin : init
@@ -5981,6 +6000,25 @@ module flexor_rom_logic #(
             which_q <= which;
             data <= picked[which_q*WIDTH +: WIDTH];
         end
+    end else if (LATENCY == 3 && GROUP_BITS > 1) begin : grouped
+        // A wide ROM in block RAM read in groups of GROUP_BITS columns (a few block RAMs
+        // each), each group's memory (the whole file; Yosys keeps the bits read) read from a
+        // copy of the address of its own, then the word into a register.
+        localparam GROUPS = (WIDTH + GROUP_BITS - 1) / GROUP_BITS;
+        wire [WIDTH-1:0] word;
+        genvar g;
+        for (g = 0; g < GROUPS; g = g + 1) begin : group
+            localparam LO = g * GROUP_BITS;
+            localparam HI = LO + GROUP_BITS < WIDTH ? LO + GROUP_BITS : WIDTH;
+            (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+            initial $readmemh(INIT_FILE, mem);
+            reg [ADDR_WIDTH-1:0] a;
+            reg [HI-LO-1:0] part;
+            (* keep *) always @(posedge clk) a <= addr;
+            always @(posedge clk) part <= mem[a][HI-1:LO];
+            assign word[HI-1:LO] = part;
+        end
+        always @(posedge clk) data <= word;
     end else begin : flat
         (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
         if (INIT_FILE != "") begin : init
